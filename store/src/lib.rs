@@ -1,8 +1,10 @@
 //! booster-store: the append-only segment store under Booster.
 //!
-//! API CONTRACT (skeleton). The store helper replaces every `todo!()` with the
-//! real implementation described in ARCHITECTURE.md, keeping these signatures
-//! (adding to them is fine; changing them needs the runtime's agreement).
+//! Slices (batches of records) and meta records are compressed with zstd,
+//! sealed with AES-256-GCM under a per-segment key when a master key is set,
+//! checksummed with CRC32, and appended to segment files by one writer thread
+//! that group-commits (one write + one `fdatasync` per group). The byte
+//! layout and the commit protocol are in ARCHITECTURE.md.
 //!
 //! ```no_run
 //! use booster_store::{Batch, SliceKey, Store, StoreOptions};
@@ -12,34 +14,28 @@
 //! let records = store.read_slice(&key).unwrap().unwrap();
 //! assert_eq!(records.len(), 2);
 //! ```
-#![allow(dead_code, unused_variables)]
 
-use std::path::{Path, PathBuf};
+mod batch;
+mod codec;
+mod commit;
+mod crypto;
+mod engine;
+mod error;
+pub mod format;
+pub mod fs;
+mod index;
+mod lock;
+mod mmap;
+mod segment;
+mod store;
 
-/// A 256-bit master key. Never printed (Debug is redacted).
-#[derive(Clone)]
-pub struct MasterKey(pub [u8; 32]);
+use std::path::PathBuf;
 
-impl MasterKey {
-    /// A fresh random key.
-    pub fn generate() -> MasterKey {
-        todo!()
-    }
-    /// Reads a key file: 32 raw bytes or 64 hex characters (whitespace trimmed).
-    pub fn from_file(path: &Path) -> Result<MasterKey, StoreError> {
-        todo!()
-    }
-    /// 64 lower-case hex characters, for writing a key file.
-    pub fn to_hex(&self) -> String {
-        todo!()
-    }
-}
-
-impl std::fmt::Debug for MasterKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MasterKey(..)")
-    }
-}
+pub use batch::Batch;
+pub use crypto::MasterKey;
+pub use error::{FormatError, StoreError};
+pub use fs::{FileLayer, OsFileLayer};
+pub use store::Store;
 
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
@@ -78,29 +74,6 @@ pub struct SliceInfo {
     pub record_count: u32,
     pub raw_len: u32,
     pub stored_len: u32,
-}
-
-/// Slices and meta records that become durable together or not at all.
-#[derive(Default)]
-pub struct Batch {
-    // private: encoded entries
-}
-
-impl Batch {
-    pub fn new() -> Batch {
-        Batch::default()
-    }
-    /// Adds a slice of records (each any bytes).
-    pub fn slice<R: AsRef<[u8]>>(self, key: SliceKey, records: &[R]) -> Batch {
-        todo!()
-    }
-    /// Adds a meta record: opaque bytes the runtime replays on open.
-    pub fn meta(self, payload: Vec<u8>) -> Batch {
-        todo!()
-    }
-    pub fn is_empty(&self) -> bool {
-        todo!()
-    }
 }
 
 /// Proof that a batch is durable.
@@ -164,92 +137,4 @@ pub trait CompactionPlan {
     fn slice_is_live(&self, key: &SliceKey) -> bool;
     /// Meta records that replace every meta record in the store.
     fn meta_snapshot(&self) -> Vec<Vec<u8>>;
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("data directory {dir} is locked by process {pid}; stop it or pass another --data")]
-    Locked { dir: PathBuf, pid: String },
-    #[error("wrong key for {dir}: the data was written with another key; pass the key file it was created with")]
-    WrongKey { dir: PathBuf },
-    #[error("{dir} holds encrypted data; pass --key-file")]
-    KeyRequired { dir: PathBuf },
-    #[error("corrupt frame in segment {segment_id} ({path}) at offset {offset}: {what}; run `booster verify`")]
-    Corrupt {
-        segment_id: u64,
-        path: PathBuf,
-        offset: u64,
-        what: String,
-    },
-    #[error(
-        "the store refused writes after an earlier write or fsync failure; reopen it ({cause})"
-    )]
-    Poisoned { cause: String },
-    #[error(
-        "disk full while writing {path}: free space, then retry (nothing acknowledged was lost)"
-    )]
-    DiskFull { path: PathBuf },
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        source: std::io::Error,
-    },
-    #[error("{0}")]
-    Invalid(String),
-}
-
-pub struct Store {
-    // private
-}
-
-impl Store {
-    /// Opens (creating if needed) the store in `dir`: takes the lock, recovers.
-    pub fn open(
-        dir: impl AsRef<Path>,
-        opts: StoreOptions,
-    ) -> Result<(Store, RecoveryReport), StoreError> {
-        todo!()
-    }
-    /// Appends a batch and blocks until it is durable (group commit).
-    pub fn append(&self, batch: Batch) -> Result<Receipt, StoreError> {
-        todo!()
-    }
-    /// Appends without blocking: `done` runs on the writer thread once the
-    /// batch is durable (or failed). Compression has already happened on the
-    /// caller's thread when this returns.
-    pub fn append_with(
-        &self,
-        batch: Batch,
-        done: Box<dyn FnOnce(Result<Receipt, StoreError>) + Send>,
-    ) {
-        todo!()
-    }
-    /// The records of a slice (decrypted, decompressed), or None.
-    pub fn read_slice(&self, key: &SliceKey) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
-        todo!()
-    }
-    /// Index entries for one owner and stream, ordered by seq.
-    pub fn slices(&self, owner: u64, stream: u32) -> Vec<SliceInfo> {
-        todo!()
-    }
-    /// Every meta record in commit order (decrypted), for replay on open.
-    pub fn meta_records(&self) -> Result<Vec<Vec<u8>>, StoreError> {
-        todo!()
-    }
-    pub fn compact(&self, plan: &dyn CompactionPlan) -> Result<CompactionReport, StoreError> {
-        todo!()
-    }
-    pub fn verify(&self) -> VerifyReport {
-        todo!()
-    }
-    pub fn stats(&self) -> StoreStats {
-        todo!()
-    }
-    pub fn dir(&self) -> &Path {
-        todo!()
-    }
-    /// Flushes and releases the lock.
-    pub fn close(self) -> Result<(), StoreError> {
-        todo!()
-    }
 }

@@ -1,7 +1,32 @@
-//! booster-tools: the `booster` command as a library.
+//! booster-tools: the `booster` command, as a library so `booster serve`,
+//! the bench harness and tests reuse its formats and built-in kinds.
 //!
-//! - [`serve`]: `booster serve`, the HTTP API, events, metrics and dashboard.
-//! - [`remote`]: the client the CLI uses with `--server URL`.
+//! - [`formats`]: lines / CSV / JSON Lines, `.gz` / `.zst`, `-` for stdio.
+//! - [`kinds`]: `copy`, `exec`, `validate-customers` (and the simple `noop`);
+//!   [`kinds::register_builtin`] registers them on a runtime.
+//! - [`commands`]: every subcommand; [`commands::dispatch`] runs one.
+//! - [`demo`]: `booster demo`, the tour.
+//!
+//! ```no_run
+//! use booster_tools::formats::{open_source, Format, Item};
+//! let mut input = open_source("customers.csv.gz".as_ref(), Format::Csv).unwrap();
+//! println!("columns: {:?}", input.header.as_ref().map(|h| &h.columns));
+//! let mut batch = Vec::new();
+//! input.records.next_batch(100, &mut batch).unwrap();
+//! for item in batch {
+//!     if let Item::Rejected { line, message, .. } = item {
+//!         eprintln!("line {line}: {message}");
+//!     }
+//! }
+//! ```
 
+pub mod cli;
+pub mod commands;
+pub mod demo;
+pub mod exit;
+pub mod formats;
+pub mod kinds;
+pub mod progress;
 pub mod remote;
+pub mod report;
 pub mod serve;

@@ -1,1 +1,37 @@
-fn main() {}
+//! The `booster` command. Everything lives in the `booster_tools` library;
+//! this parses the command line, runs it and turns the outcome into an exit
+//! code (see `booster --help`).
+
+use clap::Parser;
+
+use booster_tools::{cli::Cli, commands, exit};
+
+fn main() {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(exit::ERROR);
+        }
+    };
+    let code = match runtime.block_on(commands::dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            let code = exit::code_for(&e);
+            if code != exit::INTERRUPTED {
+                eprintln!("error: {e:#}");
+            } else {
+                eprintln!("booster: {e:#}");
+            }
+            code
+        }
+    };
+    // Handlers may still hold blocking threads (a hung `exec` command): do
+    // not wait for them; everything acknowledged is already durable.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    std::process::exit(code);
+}

@@ -12,7 +12,7 @@
 //! and downloads stream straight from a `Read` to a `Write` without ever
 //! holding a file in memory.
 
-mod print;
+mod cli;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -26,7 +26,7 @@ use ureq::Body;
 
 use crate::serve::view::{JobView, WorkerView};
 
-pub use print::{print_job, print_jobs, print_workers};
+pub use cli::run;
 
 /// How to reach a `booster serve`.
 #[derive(Clone, Debug, Default)]
@@ -137,16 +137,21 @@ impl Client {
 
     /// Streams one category of the job's records into `out`; returns the bytes written.
     pub fn download(&self, id: u64, category: &str, out: &mut dyn Write) -> anyhow::Result<u64> {
+        let mut body = self.download_reader(id, category)?;
+        let n = std::io::copy(&mut body, out).context(
+            "the download broke off before its end; the output is incomplete, download again",
+        )?;
+        Ok(n)
+    }
+
+    /// One category of the job's records, one per line, as a reader.
+    pub fn download_reader(&self, id: u64, category: &str) -> anyhow::Result<impl Read> {
         let req = self
             .agent
             .get(format!("{}/api/jobs/{id}/output", self.base))
             .query("category", category);
         let resp = self.ok(self.auth(req).call())?;
-        let mut body = resp.into_body().into_with_config().reader();
-        let n = std::io::copy(&mut body, out).context(
-            "the download broke off before its end; the output is incomplete, download again",
-        )?;
-        Ok(n)
+        Ok(resp.into_body().into_with_config().reader())
     }
 
     /// Changes priority and/or worker limit (`Some(None)` lifts the limit).

@@ -14,9 +14,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult};
-use super::upload::InputFormat;
+use super::upload::parse_format;
 use super::view::{parse_state, JobView, WorkerView};
 use super::{AppState, JobControl};
+use crate::formats::props;
 
 /// The `{id}` of a job route; anything but a number is a 400, never a path.
 pub struct JobIdParam(pub JobId);
@@ -107,10 +108,15 @@ pub async fn create<C: JobControl>(
         return Err(ApiError::bad_request("kind is required, e.g. \"copy\""));
     }
     let priority = check_priority(req.priority.unwrap_or(50))?;
-    let format = match req.format.as_deref() {
-        None => InputFormat::Lines,
-        Some(f) => InputFormat::parse(f)?,
-    };
+    let mut properties = req.properties.unwrap_or_else(|| json!({}));
+    if !properties.is_object() {
+        return Err(ApiError::bad_request("properties must be a JSON object"));
+    }
+    if let Some(f) = req.format.as_deref() {
+        // The job remembers its format the way the CLI's jobs do, so the
+        // upload parses it and a download writes it back the same way.
+        properties[props::FORMAT] = json!(parse_format(f)?.name());
+    }
     if req.slice_size == Some(0) {
         return Err(ApiError::bad_request("slice_size must be at least 1"));
     }
@@ -137,12 +143,11 @@ pub async fn create<C: JobControl>(
             .run_at_ms
             .map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
         expires_at: None,
-        properties: req.properties.unwrap_or_else(|| json!({})),
+        properties,
     };
     let id = app.ctl.submit(spec).await?;
     let mut body = json!({ "id": id });
     if sliced {
-        app.formats.lock().insert(id, format);
         body["upload"] = json!(format!("/api/jobs/{id}/input"));
     }
     Ok((StatusCode::CREATED, Json(body)).into_response())
@@ -253,7 +258,6 @@ pub async fn destroy<C: JobControl>(
     JobIdParam(id): JobIdParam,
 ) -> ApiResult<Json<Value>> {
     app.ctl.destroy(id).await?;
-    app.formats.lock().remove(&id);
     Ok(Json(json!({ "destroyed": id })))
 }
 

@@ -51,6 +51,7 @@ pub trait JobControl: Clone + Send + Sync + 'static {
 
 /// The receiving end of an upload (`Uploader` in the runtime).
 pub trait UploadSink: Send + 'static {
+    fn push(&mut self, record: Vec<u8>) -> impl Future<Output = Result<(), RuntimeError>> + Send;
     fn push_line(
         &mut self,
         record: Vec<u8>,
@@ -121,6 +122,9 @@ impl JobControl for Runtime {
 }
 
 impl UploadSink for Uploader {
+    async fn push(&mut self, record: Vec<u8>) -> Result<(), RuntimeError> {
+        Uploader::push(self, record).await
+    }
     async fn push_line(&mut self, record: Vec<u8>, line: u64) -> Result<(), RuntimeError> {
         Uploader::push_line(self, record, line).await
     }

@@ -26,7 +26,6 @@ pub mod view;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,8 +35,7 @@ use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
 use axum::Router;
-use booster_runtime::{JobId, Runtime, RuntimeOptions};
-use parking_lot::Mutex;
+use booster_runtime::{Runtime, RuntimeOptions};
 
 pub use control::{JobControl, UploadSink};
 pub use listen::check_exposure;
@@ -76,16 +74,11 @@ impl Default for ServeOptions {
 #[derive(Clone)]
 pub struct AppState<C> {
     pub ctl: C,
-    /// Input format chosen at `POST /api/jobs`, used by the upload that follows.
-    pub formats: Arc<Mutex<HashMap<JobId, upload::InputFormat>>>,
 }
 
 /// The whole HTTP surface over `ctl`, with `token` required when given.
 pub fn router<C: JobControl>(ctl: C, token: Option<Arc<str>>) -> Router {
-    let state = AppState {
-        ctl,
-        formats: Arc::default(),
-    };
+    let state = AppState { ctl };
     let guard = auth::Guard { token };
     Router::new()
         .route("/", get(dashboard::index))
@@ -189,7 +182,7 @@ pub async fn run(
     // Refuse a bad exposure before the data directory is even opened.
     check_exposure(&serve_options)?;
     let runtime = Runtime::open(runtime_options).await?;
-    register_kinds(&runtime);
+    crate::kinds::register_builtin(&runtime);
     let server = start(runtime.clone(), &serve_options).await?;
     eprintln!("booster serve: dashboard and API on {}/", server.url());
     tokio::signal::ctrl_c()
@@ -203,6 +196,3 @@ pub async fn run(
         .context("the runtime did not shut down cleanly")?;
     Ok(())
 }
-
-/// The built-in kinds come from the CLI's kinds module once it is on main.
-fn register_kinds(_runtime: &Runtime) {}

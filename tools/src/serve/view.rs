@@ -20,6 +20,7 @@ pub struct JobView {
     pub started_at_ms: Option<u64>,
     pub completed_at_ms: Option<u64>,
     pub run_at_ms: Option<u64>,
+    pub expires_at_ms: Option<u64>,
     pub upload_complete: bool,
     pub slices_total: u64,
     pub slices_queued: u64,
@@ -29,6 +30,7 @@ pub struct JobView {
     pub records_in: u64,
     pub records_out: u64,
     pub records_errors: u64,
+    pub records_in_failed_slices: u64,
     pub records_failed: u64,
     pub percent: f64,
     pub records_per_s: f64,
@@ -102,6 +104,7 @@ impl From<JobStatus> for JobView {
             started_at_ms: s.started_at.map(unix_ms),
             completed_at_ms: s.completed_at.map(unix_ms),
             run_at_ms: s.run_at.map(unix_ms),
+            expires_at_ms: s.expires_at.map(unix_ms),
             upload_complete: s.upload_complete,
             slices_total: s.slices_total,
             slices_queued: s.slices_queued,
@@ -111,6 +114,7 @@ impl From<JobStatus> for JobView {
             records_in: s.records_in,
             records_out: s.records_out,
             records_errors: s.records_errors,
+            records_in_failed_slices: s.records_in_failed_slices,
             records_failed: s.records_failed,
             percent: finite_or_zero(s.percent),
             records_per_s: finite_or_zero(s.records_per_s),
@@ -123,6 +127,63 @@ impl From<JobStatus> for JobView {
             properties: s.properties,
         }
     }
+}
+
+impl From<JobView> for JobStatus {
+    /// Back to the runtime's type, so the remote CLI prints a job with the
+    /// same code (`crate::report`) as the local one.
+    fn from(v: JobView) -> JobStatus {
+        JobStatus {
+            id: v.id,
+            kind: v.kind,
+            description: v.description,
+            state: v.state,
+            priority: v.priority,
+            max_workers: v.max_workers,
+            created_at: from_unix_ms(v.created_at_ms),
+            started_at: v.started_at_ms.map(from_unix_ms),
+            completed_at: v.completed_at_ms.map(from_unix_ms),
+            run_at: v.run_at_ms.map(from_unix_ms),
+            expires_at: v.expires_at_ms.map(from_unix_ms),
+            upload_complete: v.upload_complete,
+            slices_total: v.slices_total,
+            slices_queued: v.slices_queued,
+            slices_running: v.slices_running,
+            slices_done: v.slices_done,
+            slices_failed: v.slices_failed,
+            records_in: v.records_in,
+            records_out: v.records_out,
+            records_errors: v.records_errors,
+            records_in_failed_slices: v.records_in_failed_slices,
+            records_failed: v.records_failed,
+            percent: v.percent,
+            records_per_s: v.records_per_s,
+            eta_s: v.eta_s,
+            leases: v.leases.iter().map(LeaseInfo::from).collect(),
+            errors: v.errors,
+            failure_reason: v.failure_reason,
+            result: v.result,
+            attempts: v.attempts,
+            properties: v.properties,
+        }
+    }
+}
+
+impl From<&LeaseView> for LeaseInfo {
+    fn from(l: &LeaseView) -> LeaseInfo {
+        LeaseInfo {
+            worker: l.worker,
+            job: l.job,
+            slice: l.slice,
+            epoch: l.epoch,
+            since: from_unix_ms(l.since_ms),
+            deadline: from_unix_ms(l.deadline_ms),
+        }
+    }
+}
+
+pub fn from_unix_ms(ms: u64) -> SystemTime {
+    UNIX_EPOCH + std::time::Duration::from_millis(ms)
 }
 
 /// serde_json refuses NaN and infinities; a fresh job's rate can be either.

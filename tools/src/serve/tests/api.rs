@@ -416,3 +416,34 @@ fn the_remote_client_reports_the_servers_refusal() {
     t.client().destroy(id).unwrap();
     assert!(t.client().jobs(None, None, None).unwrap().is_empty());
 }
+
+#[test]
+fn a_csv_upload_is_cut_by_the_cli_parser_and_its_header_checked() {
+    let t = TestServer::start();
+    let create = r#"{"kind":"copy","format":"csv","properties":{"csv_header":"id,name"}}"#;
+    let (_, created) = t.call("POST", "/api/jobs", Some(create), &[]);
+    let id = created["id"].as_u64().unwrap();
+    let body = "id,name\n1,alice\n2,\"bob\nsmith\"\n";
+    let (status, job) = t.call("PUT", &format!("/api/jobs/{id}/input"), Some(body), &[]);
+    assert_eq!(status, 200, "{job}");
+    assert_eq!(
+        job["records_in"], 2,
+        "a quoted newline stays inside its record"
+    );
+    assert_eq!(job["properties"]["format"], "csv");
+
+    let (_, created) = t.call("POST", "/api/jobs", Some(create), &[]);
+    let id = created["id"].as_u64().unwrap();
+    let (status, answer) = t.call(
+        "PUT",
+        &format!("/api/jobs/{id}/input"),
+        Some("x,y\n1,2\n"),
+        &[],
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("CSV header"),
+        "{answer}"
+    );
+    assert_eq!(t.get(&format!("/api/jobs/{id}")).1["state"], "failed");
+}

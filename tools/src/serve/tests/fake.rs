@@ -198,6 +198,10 @@ pub struct FakeUpload {
 }
 
 impl UploadSink for FakeUpload {
+    async fn push(&mut self, record: Vec<u8>) -> Result<(), RuntimeError> {
+        self.records.push(record);
+        Ok(())
+    }
     async fn push_line(&mut self, record: Vec<u8>, _line: u64) -> Result<(), RuntimeError> {
         self.records.push(record);
         Ok(())

@@ -4,6 +4,7 @@
 mod api;
 mod browser;
 mod fake;
+mod remote_cli;
 mod security;
 
 use std::io::Write;

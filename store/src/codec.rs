@@ -1,0 +1,252 @@
+//! The one frame codec: records -> payload bytes -> zstd (caller's thread)
+//! -> AES-256-GCM with the segment key (writer thread) -> CRC32; and back.
+
+use std::cell::RefCell;
+
+use crate::crypto::{SegmentCipher, TAG_LEN};
+use crate::segment::frame::{
+    decode_frame, frame_payload, FrameHeader, FLAG_AES_GCM, FLAG_ZSTD, FRAME_HEADER_LEN,
+    MAX_PAYLOAD_BYTES,
+};
+use crate::segment::header::SegmentHeader;
+use crate::segment::FrameKind;
+use crate::{FormatError, MasterKey, SliceKey};
+
+/// A frame body ready for the writer: compressed, not yet encrypted.
+pub(crate) struct PreparedFrame {
+    pub kind: FrameKind,
+    pub key: SliceKey,
+    pub record_count: u32,
+    pub raw_len: u32,
+    pub zstd: bool,
+    pub body: Vec<u8>,
+}
+
+thread_local! {
+    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+/// Encodes records as `u32 length ++ bytes` each.
+pub(crate) fn encode_records<R: AsRef<[u8]>>(records: &[R]) -> Vec<u8> {
+    let total: usize = records.iter().map(|r| 4 + r.as_ref().len()).sum();
+    let mut out = Vec::with_capacity(total);
+    for r in records {
+        let r = r.as_ref();
+        out.extend_from_slice(&(r.len() as u32).to_le_bytes());
+        out.extend_from_slice(r);
+    }
+    out
+}
+
+/// Decodes `count` records; every length is checked against what is left.
+pub fn decode_records(raw: &[u8], count: u32) -> Result<Vec<Vec<u8>>, FormatError> {
+    // Each record takes at least 4 bytes, so a count beyond that is a lie.
+    if count as usize > raw.len() / 4 {
+        return Err(FormatError::new(format!(
+            "record count {count} does not fit in {} bytes",
+            raw.len()
+        )));
+    }
+    let mut records = Vec::with_capacity(count as usize);
+    let mut rest = raw;
+    for i in 0..count {
+        if rest.len() < 4 {
+            return Err(FormatError::new(format!("record {i} length truncated")));
+        }
+        let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+        rest = &rest[4..];
+        if len > rest.len() {
+            return Err(FormatError::new(format!("record {i} runs past the slice")));
+        }
+        records.push(rest[..len].to_vec());
+        rest = &rest[len..];
+    }
+    if !rest.is_empty() {
+        return Err(FormatError::new("bytes left over after the last record"));
+    }
+    Ok(records)
+}
+
+/// Compresses one frame body on the caller's thread. Stores it raw when zstd
+/// does not make it smaller (tiny meta records).
+pub(crate) fn prepare(
+    kind: FrameKind,
+    key: SliceKey,
+    record_count: u32,
+    raw: &[u8],
+    level: i32,
+) -> Result<PreparedFrame, FormatError> {
+    if raw.len() > MAX_PAYLOAD_BYTES as usize - TAG_LEN {
+        return Err(FormatError::new(format!(
+            "a frame of {} bytes exceeds the 256 MiB cap; split the slice",
+            raw.len()
+        )));
+    }
+    let compressed = COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().map(|(l, _)| *l) != Some(level) {
+            let c = zstd::bulk::Compressor::new(level)
+                .map_err(|e| FormatError::new(format!("zstd level {level}: {e}")))?;
+            *slot = Some((level, c));
+        }
+        let (_, c) = slot.as_mut().expect("just set");
+        c.compress(raw)
+            .map_err(|e| FormatError::new(format!("zstd: {e}")))
+    })?;
+    let (zstd, body) = if compressed.len() < raw.len() {
+        (true, compressed)
+    } else {
+        (false, raw.to_vec())
+    };
+    Ok(PreparedFrame {
+        kind,
+        key,
+        record_count,
+        raw_len: raw.len() as u32,
+        zstd,
+        body,
+    })
+}
+
+/// Appends one whole frame (header, sealed payload, trailer) to `out`.
+pub(crate) fn encode_frame_into(
+    out: &mut Vec<u8>,
+    segment_id: u64,
+    cipher: Option<&SegmentCipher>,
+    seq: u64,
+    batch_end_flag: u8,
+    frame: &PreparedFrame,
+) -> FrameHeader {
+    let tag_len = if cipher.is_some() { TAG_LEN } else { 0 };
+    let mut flags = batch_end_flag;
+    if frame.zstd {
+        flags |= FLAG_ZSTD;
+    }
+    if cipher.is_some() {
+        flags |= FLAG_AES_GCM;
+    }
+    let header = FrameHeader {
+        kind: frame.kind,
+        flags,
+        seq,
+        key: frame.key,
+        record_count: frame.record_count,
+        raw_len: frame.raw_len,
+        stored_len: (frame.body.len() + tag_len) as u32,
+    };
+    let start = out.len();
+    let header_bytes = header.encode();
+    out.extend_from_slice(&header_bytes);
+    out.extend_from_slice(&frame.body);
+    if let Some(cipher) = cipher {
+        let aad = associated_data(segment_id, &header_bytes);
+        let payload_start = start + FRAME_HEADER_LEN;
+        let tag = cipher.seal(seq, &aad, &mut out[payload_start..]);
+        out.extend_from_slice(&tag);
+    }
+    let crc = crc32fast::hash(&out[start..]);
+    out.extend_from_slice(&crc.to_le_bytes());
+    debug_assert_eq!((out.len() - start) as u64, header.frame_len());
+    header
+}
+
+/// GCM associated data: segment id ++ frame header bytes 0..48.
+fn associated_data(segment_id: u64, header_bytes: &[u8]) -> [u8; 56] {
+    let mut aad = [0u8; 56];
+    aad[..8].copy_from_slice(&segment_id.to_le_bytes());
+    aad[8..].copy_from_slice(&header_bytes[..48]);
+    aad
+}
+
+/// Checks a whole frame of the segment with `segment` header and returns its
+/// header and raw (decrypted, decompressed) payload. Never panics on hostile
+/// bytes. `key` is needed for encrypted frames.
+pub fn decode_frame_payload(
+    bytes: &[u8],
+    segment: &SegmentHeader,
+    key: Option<&MasterKey>,
+) -> Result<(FrameHeader, Vec<u8>), FormatError> {
+    let cipher = key
+        .filter(|_| segment.encrypted)
+        .map(|k| k.segment_cipher(&segment.salt, segment.segment_id));
+    open_frame(bytes, segment.segment_id, cipher.as_ref())
+}
+
+/// `decode_frame_payload` with the segment key already derived.
+pub(crate) fn open_frame(
+    bytes: &[u8],
+    segment_id: u64,
+    cipher: Option<&SegmentCipher>,
+) -> Result<(FrameHeader, Vec<u8>), FormatError> {
+    let header = decode_frame(bytes)?;
+    let payload = frame_payload(bytes, &header);
+    let mut plain;
+    let body: &[u8] = if header.flags & FLAG_AES_GCM != 0 {
+        let cipher = cipher.ok_or_else(|| FormatError::new("encrypted frame but no key"))?;
+        if payload.len() < TAG_LEN {
+            return Err(FormatError::new("encrypted payload shorter than its tag"));
+        }
+        let (ct, tag) = payload.split_at(payload.len() - TAG_LEN);
+        plain = ct.to_vec();
+        let aad = associated_data(segment_id, &bytes[..48]);
+        if !cipher.open(header.seq, &aad, &mut plain, tag) {
+            return Err(FormatError::new(
+                "authentication failed (wrong key, or the frame was altered or moved)",
+            ));
+        }
+        &plain
+    } else {
+        payload
+    };
+    let raw = if header.flags & FLAG_ZSTD != 0 {
+        decompress(body, header.raw_len)?
+    } else {
+        body.to_vec()
+    };
+    if raw.len() != header.raw_len as usize {
+        return Err(FormatError::new(format!(
+            "payload is {} bytes, header says {}",
+            raw.len(),
+            header.raw_len
+        )));
+    }
+    Ok((header, raw))
+}
+
+fn decompress(body: &[u8], raw_len: u32) -> Result<Vec<u8>, FormatError> {
+    // raw_len was checked against the 256 MiB cap by the header decoder.
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(
+                zstd::bulk::Decompressor::new()
+                    .map_err(|e| FormatError::new(format!("zstd: {e}")))?,
+            );
+        }
+        let d = slot.as_mut().expect("just set");
+        d.decompress(body, raw_len as usize)
+            .map_err(|e| FormatError::new(format!("zstd payload does not decode: {e}")))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip() {
+        let recs: Vec<&[u8]> = vec![b"a,b", b"", b"ccc"];
+        let raw = encode_records(&recs);
+        let back = decode_records(&raw, 3).unwrap();
+        assert_eq!(back, vec![b"a,b".to_vec(), vec![], b"ccc".to_vec()]);
+    }
+
+    #[test]
+    fn a_lying_record_count_is_rejected_before_allocating() {
+        let raw = encode_records(&[b"x"]);
+        assert!(decode_records(&raw, u32::MAX).is_err());
+        assert!(decode_records(&raw, 2).is_err());
+        assert!(decode_records(&raw, 0).is_err());
+    }
+}

@@ -1,0 +1,223 @@
+//! Group commit. Producers compress on their own thread and queue a
+//! `Request`; one writer thread takes every request waiting (a group),
+//! encrypts, writes the group with one write and one fdatasync, updates the
+//! index, and only then acknowledges each producer.
+
+use std::path::PathBuf;
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+
+use crate::codec::{encode_frame_into, PreparedFrame};
+use crate::engine::Engine;
+use crate::fs::FileLayer;
+use crate::index::FrameLoc;
+use crate::segment::footer::FooterEntry;
+use crate::segment::frame::FLAG_BATCH_END;
+use crate::segment::header::CompactionGroup;
+use crate::segment::writer::{create_segment, ActiveSegment};
+use crate::{Receipt, StoreError};
+
+/// Called once with the outcome of an append.
+pub(crate) type Done = Box<dyn FnOnce(Result<Receipt, StoreError>) + Send>;
+
+pub(crate) struct Request {
+    pub frames: Vec<PreparedFrame>,
+    pub done: Done,
+}
+
+pub(crate) enum Command {
+    Append(Request),
+    Stop,
+}
+
+/// A group stops growing at this many payload bytes (one write per group).
+const MAX_GROUP_BYTES: usize = 16 << 20;
+
+pub(crate) struct WriterState<F: FileLayer> {
+    /// Created lazily by the first group after open or after a seal.
+    pub active: Option<ActiveSegment<F>>,
+    pub next_segment_id: u64,
+    buf: Vec<u8>,
+}
+
+impl<F: FileLayer> WriterState<F> {
+    pub fn new(next_segment_id: u64) -> WriterState<F> {
+        WriterState {
+            active: None,
+            next_segment_id,
+            buf: Vec::new(),
+        }
+    }
+}
+
+/// Why a group failed; turned into one error per producer.
+enum GroupFailure {
+    DiskFull(PathBuf),
+    Poisoned(String),
+}
+
+impl GroupFailure {
+    fn to_error(&self) -> StoreError {
+        match self {
+            GroupFailure::DiskFull(path) => StoreError::DiskFull { path: path.clone() },
+            GroupFailure::Poisoned(cause) => StoreError::Poisoned {
+                cause: cause.clone(),
+            },
+        }
+    }
+}
+
+/// The writer thread's loop; returns when asked to stop or when every sender
+/// is gone.
+pub(crate) fn run_writer<F: FileLayer>(engine: Arc<Engine<F>>, rx: Receiver<Command>) {
+    let mut stop = false;
+    while !stop {
+        let first = match rx.recv() {
+            Ok(Command::Append(r)) => r,
+            Ok(Command::Stop) | Err(_) => break,
+        };
+        let mut bytes: usize = first.frames.iter().map(|f| f.body.len()).sum();
+        let mut group = vec![first];
+        while bytes < MAX_GROUP_BYTES {
+            match rx.try_recv() {
+                Ok(Command::Append(r)) => {
+                    bytes += r.frames.iter().map(|f| f.body.len()).sum::<usize>();
+                    group.push(r);
+                }
+                Ok(Command::Stop) => {
+                    stop = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        match engine.commit_group(&group) {
+            Ok(receipts) => {
+                for (req, receipt) in group.into_iter().zip(receipts) {
+                    (req.done)(Ok(receipt));
+                }
+            }
+            Err(failure) => {
+                for req in group {
+                    (req.done)(Err(failure.to_error()));
+                }
+            }
+        }
+    }
+}
+
+impl<F: FileLayer> Engine<F> {
+    fn poison(&self, context: &str, e: &std::io::Error, path: &std::path::Path) -> GroupFailure {
+        let cause = format!("{context} {}: {e}", path.display());
+        self.poisoned.lock().get_or_insert(cause.clone());
+        if e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(libc::ENOSPC) {
+            GroupFailure::DiskFull(path.to_path_buf())
+        } else {
+            GroupFailure::Poisoned(cause)
+        }
+    }
+
+    /// Starts a new active segment and makes it readable.
+    fn open_active(&self, w: &mut WriterState<F>) -> Result<(), GroupFailure> {
+        let id = w.next_segment_id;
+        let key = self.opts.master_key.as_ref();
+        let active = create_segment(&self.fs, &self.dir, id, key, CompactionGroup::default())
+            .map_err(|e| self.poison("creating segment in", &e, &self.dir))?;
+        w.next_segment_id += 1;
+        self.segments
+            .write()
+            .insert(id, Arc::clone(&active.segment));
+        w.active = Some(active);
+        Ok(())
+    }
+
+    /// Writes one group durably and indexes it. Receipts are in request order.
+    fn commit_group(&self, group: &[Request]) -> Result<Vec<Receipt>, GroupFailure> {
+        let mut w = self.writer.lock();
+        if let Some(cause) = self.poisoned.lock().clone() {
+            return Err(GroupFailure::Poisoned(cause));
+        }
+        if w.active.is_none() {
+            self.open_active(&mut w)?;
+        }
+        let WriterState { active, buf, .. } = &mut *w;
+        let active = active.as_mut().expect("opened above");
+        let segment = Arc::clone(&active.segment);
+        buf.clear();
+        let mut locs = Vec::new();
+        let mut receipts = Vec::with_capacity(group.len());
+        for req in group {
+            receipts.push(Receipt {
+                segment_id: segment.id,
+                first_frame_seq: active.next_seq,
+            });
+            for (i, frame) in req.frames.iter().enumerate() {
+                let batch_end = if i + 1 == req.frames.len() {
+                    FLAG_BATCH_END
+                } else {
+                    0
+                };
+                let offset = active.end_offset + buf.len() as u64;
+                let header = encode_frame_into(
+                    buf,
+                    segment.id,
+                    segment.cipher.as_ref(),
+                    active.next_seq,
+                    batch_end,
+                    frame,
+                );
+                active.next_seq += 1;
+                locs.push(FrameLoc {
+                    segment_id: segment.id,
+                    offset,
+                    header,
+                });
+            }
+        }
+        if !buf.is_empty() {
+            active
+                .write_group(buf)
+                .map_err(|e| self.poison("writing", &e, &segment.path))?;
+        }
+        if buf.capacity() > 4 * MAX_GROUP_BYTES {
+            *buf = Vec::new();
+        }
+        active.entries.extend(locs.iter().map(|l| FooterEntry {
+            offset: l.offset,
+            header: l.header,
+        }));
+        {
+            let mut index = self.index.write();
+            for loc in locs {
+                index.add(loc);
+            }
+        }
+        if active.end_offset >= self.opts.segment_size_bytes {
+            // The group is durable whatever happens here; a failed seal only
+            // poisons the store for later writes.
+            match active.seal() {
+                Ok(()) => w.active = None,
+                Err(e) => {
+                    let _ = self.poison("sealing", &e, &segment.path);
+                }
+            }
+        }
+        Ok(receipts)
+    }
+
+    /// Seals the active segment, if any (on close and before compaction).
+    pub(crate) fn seal_active(&self, w: &mut WriterState<F>) -> Result<(), StoreError> {
+        if let Some(cause) = self.poisoned.lock().clone() {
+            return Err(StoreError::Poisoned { cause });
+        }
+        if let Some(active) = w.active.as_mut() {
+            let path = active.segment.path.clone();
+            if let Err(e) = active.seal() {
+                let failure = self.poison("sealing", &e, &path);
+                return Err(failure.to_error());
+            }
+            w.active = None;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,56 @@
+//! The store's error type and the decoder error used by `format`.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("data directory {dir} is locked by process {pid}; stop it or pass another --data")]
+    Locked { dir: PathBuf, pid: String },
+    #[error("wrong key for {dir}: the data was written with another key; pass the key file it was created with")]
+    WrongKey { dir: PathBuf },
+    #[error("{dir} holds encrypted data; pass --key-file")]
+    KeyRequired { dir: PathBuf },
+    #[error("corrupt frame in segment {segment_id} ({path}) at offset {offset}: {what}; run `booster verify`")]
+    Corrupt {
+        segment_id: u64,
+        path: PathBuf,
+        offset: u64,
+        what: String,
+    },
+    #[error(
+        "the store refused writes after an earlier write or fsync failure; reopen it ({cause})"
+    )]
+    Poisoned { cause: String },
+    #[error(
+        "disk full while writing {path}: free space, then retry (nothing acknowledged was lost)"
+    )]
+    DiskFull { path: PathBuf },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl StoreError {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> StoreError {
+        StoreError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// Why a decoder rejected bytes. Decoders never panic and never allocate from
+/// an unchecked length; they return this instead.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct FormatError(pub String);
+
+impl FormatError {
+    pub(crate) fn new(what: impl Into<String>) -> FormatError {
+        FormatError(what.into())
+    }
+}

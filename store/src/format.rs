@@ -1,0 +1,19 @@
+//! The on-disk format's decoders, public so fault tests can feed them
+//! hostile bytes. Every decoder returns an error instead of panicking and
+//! checks every length before allocating.
+
+pub use crate::codec::{decode_frame_payload, decode_records};
+pub use crate::segment::footer::{
+    decode_footer, encode_footer, footer_offset_from_tail, FooterEntry, FOOTER_ENTRY_LEN,
+    FOOTER_TAIL_LEN,
+};
+pub use crate::segment::frame::{
+    decode_frame, decode_frame_header, decode_frame_header_body, frame_len, frame_payload,
+    FrameHeader, FrameKind, FLAG_AES_GCM, FLAG_BATCH_END, FLAG_ZSTD, FRAME_HEADER_LEN, FRAME_MAGIC,
+    FRAME_TRAILER_LEN, MAX_PAYLOAD_BYTES,
+};
+pub use crate::segment::header::{
+    decode_segment_header, CompactionGroup, SegmentHeader, FORMAT_VERSION, SEGMENT_HEADER_LEN,
+    SEGMENT_MAGIC,
+};
+pub use crate::segment::recovery::{read_sealed_entries, scan_segment, SegmentScan};

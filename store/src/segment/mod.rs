@@ -1,0 +1,31 @@
+//! Segments: append-only files of frames. One concern per file: the header,
+//! the frame, the seal footer, writing the active segment, reading any
+//! segment, and recovery on open.
+
+pub mod footer;
+pub mod frame;
+pub mod header;
+pub(crate) mod reader;
+pub(crate) mod recovery;
+pub(crate) mod writer;
+
+pub use frame::FrameKind;
+
+/// `seg-0000000000000042.bseg`
+pub(crate) fn segment_file_name(id: u64) -> String {
+    format!("seg-{id:016}.bseg")
+}
+
+/// Compaction output before it is published.
+pub(crate) fn temp_file_name(id: u64) -> String {
+    format!("seg-{id:016}.bseg.tmp")
+}
+
+/// The id in a segment file name, or None for any other file.
+pub(crate) fn parse_segment_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("seg-")?.strip_suffix(".bseg")?;
+    if digits.len() != 16 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}

@@ -1,0 +1,95 @@
+//! Writing segments: creating one (header, fsync, directory fsync),
+//! appending a group of frames (one write, one fdatasync), sealing (footer).
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::footer::{encode_footer, FooterEntry};
+use super::header::{CompactionGroup, SegmentHeader, SEGMENT_HEADER_LEN};
+use super::reader::Segment;
+use super::{segment_file_name, temp_file_name};
+use crate::fs::{FileHandle, FileLayer};
+use crate::MasterKey;
+
+/// The segment frames are appended to, with what the writer must remember.
+pub(crate) struct ActiveSegment<F: FileLayer> {
+    pub segment: Arc<Segment<F>>,
+    /// Next frame sequence (= next nonce).
+    pub next_seq: u64,
+    /// Where the next frame goes.
+    pub end_offset: u64,
+    /// Every data frame so far: the seal footer's directory.
+    pub entries: Vec<FooterEntry>,
+}
+
+fn random_salt() -> io::Result<[u8; 32]> {
+    let mut salt = [0u8; 32];
+    getrandom::getrandom(&mut salt).map_err(|e| io::Error::other(e.to_string()))?;
+    Ok(salt)
+}
+
+/// Creates a segment file with a fresh salt and a durable header. Ordinary
+/// segments get their final name and a directory fsync; compaction output
+/// (`group` set) is created as `*.tmp` and published later by rename.
+pub(crate) fn create_segment<F: FileLayer>(
+    fs: &F,
+    dir: &Path,
+    id: u64,
+    key: Option<&MasterKey>,
+    group: CompactionGroup,
+) -> io::Result<ActiveSegment<F>> {
+    let salt = random_salt()?;
+    let header = SegmentHeader {
+        segment_id: id,
+        encrypted: key.is_some(),
+        key_id: key.map_or(0, MasterKey::key_id),
+        salt,
+        group,
+    };
+    let is_temp = group.group_id != 0;
+    let name = if is_temp {
+        temp_file_name(id)
+    } else {
+        segment_file_name(id)
+    };
+    let path = dir.join(name);
+    let file = fs.create_new(&path)?;
+    file.write_all_at(&header.encode(), 0)?;
+    file.sync_data()?;
+    if !is_temp {
+        fs.sync_dir(dir)?;
+    }
+    let cipher = key.map(|k| k.segment_cipher(&salt, id));
+    let segment = Segment::new(fs.clone(), path, header, cipher, file);
+    Ok(ActiveSegment {
+        segment: Arc::new(segment),
+        next_seq: 0,
+        end_offset: SEGMENT_HEADER_LEN as u64,
+        entries: Vec::new(),
+    })
+}
+
+impl<F: FileLayer> ActiveSegment<F> {
+    /// One write and one fdatasync for a whole group of encoded frames.
+    /// On error the caller must poison the store: what reached the disk is
+    /// unknown.
+    pub fn write_group(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let file = self.segment.file();
+        file.write_all_at(bytes, self.end_offset)?;
+        file.sync_data()?;
+        self.end_offset += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Appends the seal footer and syncs. The segment is never written again;
+    /// reads switch to a memory map.
+    pub fn seal(&mut self) -> io::Result<()> {
+        let footer = encode_footer(&self.entries, self.next_seq, self.end_offset);
+        let file = self.segment.file();
+        file.write_all_at(&footer, self.end_offset)?;
+        file.sync_data()?;
+        self.end_offset += footer.len() as u64;
+        self.segment.mark_sealed()
+    }
+}

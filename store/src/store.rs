@@ -1,0 +1,205 @@
+//! `Store`: the handle callers hold. Opening locks and recovers; appends go
+//! to the writer thread; reads go straight to the segments.
+
+use std::path::Path;
+use std::sync::mpsc::{self, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::codec::decode_records;
+use crate::commit::{run_writer, Command, Done, Request, WriterState};
+use crate::engine::Engine;
+use crate::fs::{FileLayer, OsFileLayer};
+use crate::lock::lock_dir;
+use crate::segment::recovery::recover;
+use crate::{
+    Batch, CompactionPlan, CompactionReport, Receipt, RecoveryReport, SliceInfo, SliceKey,
+    StoreError, StoreOptions, StoreStats, VerifyReport,
+};
+
+/// The append-only segment store of one data directory.
+pub struct Store<F: FileLayer = OsFileLayer> {
+    engine: Arc<Engine<F>>,
+    tx: Sender<Command>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    _lock: F::Lock,
+}
+
+impl Store<OsFileLayer> {
+    /// Opens (creating if needed) the store in `dir`: takes the lock, recovers.
+    pub fn open(
+        dir: impl AsRef<Path>,
+        opts: StoreOptions,
+    ) -> Result<(Store, RecoveryReport), StoreError> {
+        Store::open_with(OsFileLayer, dir, opts)
+    }
+}
+
+impl<F: FileLayer> Store<F> {
+    /// Opens the store on any file layer (tests use a simulated one).
+    pub fn open_with(
+        fs: F,
+        dir: impl AsRef<Path>,
+        opts: StoreOptions,
+    ) -> Result<(Store<F>, RecoveryReport), StoreError> {
+        let started = Instant::now();
+        let dir = dir.as_ref().to_path_buf();
+        if opts.segment_size_bytes == 0 {
+            return Err(StoreError::Invalid(
+                "segment_size_bytes must be above 0".into(),
+            ));
+        }
+        fs.create_dir_all(&dir)
+            .map_err(|e| StoreError::io(format!("creating data directory {}", dir.display()), e))?;
+        let lock = lock_dir(&fs, &dir)?;
+        let recovered = recover(&fs, &dir, opts.master_key.as_ref())?;
+        let mut report = recovered.report;
+        let engine = Arc::new(Engine {
+            fs,
+            dir,
+            opts,
+            segments: RwLock::new(recovered.segments),
+            index: RwLock::new(recovered.index),
+            poisoned: Mutex::new(None),
+            writer: Mutex::new(WriterState::new(recovered.next_segment_id)),
+        });
+        let (tx, rx) = mpsc::channel();
+        let thread_engine = Arc::clone(&engine);
+        let writer = std::thread::Builder::new()
+            .name("booster-store-writer".into())
+            .spawn(move || run_writer(thread_engine, rx))
+            .map_err(|e| StoreError::io("starting the writer thread", e))?;
+        report.open_ms = started.elapsed().as_secs_f64() * 1e3;
+        let store = Store {
+            engine,
+            tx,
+            writer: Mutex::new(Some(writer)),
+            _lock: lock,
+        };
+        Ok((store, report))
+    }
+
+    /// Appends a batch and blocks until it is durable (group commit).
+    pub fn append(&self, batch: Batch) -> Result<Receipt, StoreError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.append_with(
+            batch,
+            Box::new(move |result| {
+                let _ = tx.send(result);
+            }),
+        );
+        rx.recv().unwrap_or_else(|_| {
+            Err(StoreError::Poisoned {
+                cause: "the writer thread stopped".into(),
+            })
+        })
+    }
+
+    /// Appends without blocking: `done` runs on the writer thread once the
+    /// batch is durable (or failed). Compression has already happened on the
+    /// caller's thread when this returns. When the store is poisoned or the
+    /// batch is invalid, `done` runs at once on the caller's thread.
+    pub fn append_with(
+        &self,
+        batch: Batch,
+        done: Box<dyn FnOnce(Result<Receipt, StoreError>) + Send>,
+    ) {
+        let done: Done = done;
+        if let Some(err) = self.engine.poison_error() {
+            return done(Err(err));
+        }
+        let frames = match batch.prepare(self.engine.opts.zstd_level) {
+            Ok(frames) => frames,
+            Err(e) => return done(Err(e)),
+        };
+        let sent = self.tx.send(Command::Append(Request { frames, done }));
+        if let Err(mpsc::SendError(Command::Append(req))) = sent {
+            (req.done)(Err(StoreError::Poisoned {
+                cause: "the writer thread stopped".into(),
+            }));
+        }
+    }
+
+    /// The records of a slice (decrypted, decompressed), or None.
+    pub fn read_slice(&self, key: &SliceKey) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
+        let Some(loc) = self.engine.index.read().get(key) else {
+            return Ok(None);
+        };
+        let raw = self.engine.read_frame(&loc)?;
+        let records =
+            decode_records(&raw, loc.header.record_count).map_err(|e| StoreError::Corrupt {
+                segment_id: loc.segment_id,
+                path: self
+                    .engine
+                    .dir
+                    .join(crate::segment::segment_file_name(loc.segment_id)),
+                offset: loc.offset,
+                what: e.0,
+            })?;
+        Ok(Some(records))
+    }
+
+    /// Index entries for one owner and stream, ordered by seq.
+    pub fn slices(&self, owner: u64, stream: u32) -> Vec<SliceInfo> {
+        self.engine.index.read().slices_of(owner, stream)
+    }
+
+    /// Every meta record in commit order (decrypted), for replay on open.
+    pub fn meta_records(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        let locs = self.engine.index.read().meta.clone();
+        locs.iter().map(|loc| self.engine.read_frame(loc)).collect()
+    }
+
+    pub fn compact(&self, plan: &dyn CompactionPlan) -> Result<CompactionReport, StoreError> {
+        let _ = plan;
+        Err(StoreError::Invalid(
+            "compaction is not implemented yet".into(),
+        ))
+    }
+
+    pub fn verify(&self) -> VerifyReport {
+        VerifyReport::default()
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        let segments = self.engine.segments.read().len();
+        self.engine.index.read().stats(segments)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.engine.dir
+    }
+
+    /// Finishes queued appends, seals the active segment and releases the lock.
+    pub fn close(self) -> Result<(), StoreError> {
+        self.stop_writer();
+        let mut w = self.engine.writer.lock();
+        self.engine.seal_active(&mut w)
+    }
+
+    fn stop_writer(&self) {
+        let _ = self.tx.send(Command::Stop);
+        if let Some(handle) = self.writer.lock().take() {
+            let _ = handle.join();
+        }
+    }
+
+    /// The ids of the segments, oldest first (for tests and `inspect`).
+    pub fn segment_ids(&self) -> Vec<u64> {
+        self.engine.segments.read().keys().copied().collect()
+    }
+
+    #[allow(dead_code)]
+    pub(crate) fn engine(&self) -> &Arc<Engine<F>> {
+        &self.engine
+    }
+}
+
+impl<F: FileLayer> Drop for Store<F> {
+    fn drop(&mut self) {
+        self.stop_writer();
+    }
+}

@@ -1,0 +1,326 @@
+//! End-to-end behaviour of the store on real files.
+
+use std::path::Path;
+
+use booster_store::{Batch, MasterKey, SliceKey, Store, StoreError, StoreOptions};
+
+fn key(seq: u64) -> SliceKey {
+    SliceKey {
+        owner: 1,
+        stream: 0,
+        seq,
+    }
+}
+
+fn records(seq: u64, n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| format!("{seq},{i},customer-{i},2026-11-28,{}", i * 7).into_bytes())
+        .collect()
+}
+
+fn opts_with(master_key: Option<MasterKey>) -> StoreOptions {
+    StoreOptions {
+        master_key,
+        ..StoreOptions::default()
+    }
+}
+
+fn segment_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "bseg"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn appended_slices_and_meta_read_back_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path(), opts_with(Some(MasterKey::generate()))).unwrap();
+    for seq in 0..5 {
+        let batch = Batch::new()
+            .slice(key(seq), &records(seq, 100))
+            .meta(format!("slice {seq} uploaded").into_bytes());
+        store.append(batch).unwrap();
+    }
+    for seq in 0..5 {
+        assert_eq!(
+            store.read_slice(&key(seq)).unwrap().unwrap(),
+            records(seq, 100)
+        );
+    }
+    assert_eq!(store.read_slice(&key(99)).unwrap(), None);
+    let meta = store.meta_records().unwrap();
+    assert_eq!(meta.len(), 5);
+    assert_eq!(meta[3], b"slice 3 uploaded");
+    let infos = store.slices(1, 0);
+    assert_eq!(
+        infos.iter().map(|i| i.key.seq).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3, 4]
+    );
+    assert_eq!(infos[0].record_count, 100);
+    let stats = store.stats();
+    assert_eq!((stats.slice_frames, stats.meta_frames), (5, 5));
+    assert!(stats.stored_bytes < stats.raw_bytes, "{stats:?}");
+}
+
+#[test]
+fn reopen_keeps_everything_and_appends_continue() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = MasterKey::generate();
+    {
+        let (store, _) = Store::open(dir.path(), opts_with(Some(master.clone()))).unwrap();
+        store
+            .append(
+                Batch::new()
+                    .slice(key(0), &records(0, 10))
+                    .meta(b"m0".to_vec()),
+            )
+            .unwrap();
+        store.close().unwrap();
+    }
+    {
+        // Dropped without close: the next open scans and seals the segment.
+        let (store, report) = Store::open(dir.path(), opts_with(Some(master.clone()))).unwrap();
+        assert_eq!(report.frames, 2);
+        store
+            .append(
+                Batch::new()
+                    .slice(key(1), &records(1, 10))
+                    .meta(b"m1".to_vec()),
+            )
+            .unwrap();
+    }
+    let (store, report) = Store::open(dir.path(), opts_with(Some(master))).unwrap();
+    assert!(report.truncated.is_empty(), "{report:?}");
+    assert_eq!(report.frames, 4);
+    assert_eq!(store.read_slice(&key(0)).unwrap().unwrap(), records(0, 10));
+    assert_eq!(store.read_slice(&key(1)).unwrap().unwrap(), records(1, 10));
+    assert_eq!(
+        store.meta_records().unwrap(),
+        vec![b"m0".to_vec(), b"m1".to_vec()]
+    );
+}
+
+#[test]
+fn a_slice_appended_again_replaces_the_older_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    store
+        .append(Batch::new().slice(key(0), &records(0, 10)))
+        .unwrap();
+    store
+        .append(Batch::new().slice(key(0), &records(7, 3)))
+        .unwrap();
+    assert_eq!(store.read_slice(&key(0)).unwrap().unwrap(), records(7, 3));
+    let stats = store.stats();
+    assert!(stats.dead_bytes > 0 && stats.live_bytes > 0, "{stats:?}");
+    drop(store);
+    let (store, _) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    assert_eq!(store.read_slice(&key(0)).unwrap().unwrap(), records(7, 3));
+}
+
+#[test]
+fn segments_roll_over_at_the_size_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        segment_size_bytes: 4096,
+        master_key: Some(MasterKey::generate()),
+        ..StoreOptions::default()
+    };
+    let (store, _) = Store::open(dir.path(), opts.clone()).unwrap();
+    for seq in 0..50 {
+        store
+            .append(Batch::new().slice(key(seq), &records(seq, 50)))
+            .unwrap();
+    }
+    assert!(store.stats().segments > 3, "{:?}", store.stats());
+    for seq in 0..50 {
+        assert_eq!(
+            store.read_slice(&key(seq)).unwrap().unwrap(),
+            records(seq, 50)
+        );
+    }
+    drop(store);
+    let (store, report) = Store::open(dir.path(), opts).unwrap();
+    assert_eq!(report.frames, 50);
+    for seq in 0..50 {
+        assert_eq!(
+            store.read_slice(&key(seq)).unwrap().unwrap(),
+            records(seq, 50)
+        );
+    }
+}
+
+#[test]
+fn concurrent_producers_are_all_acknowledged_and_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path(), opts_with(Some(MasterKey::generate()))).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            let store = &store;
+            s.spawn(move || {
+                for i in 0..25 {
+                    let seq = t * 100 + i;
+                    store
+                        .append(Batch::new().slice(key(seq), &records(seq, 20)))
+                        .unwrap();
+                }
+            });
+        }
+    });
+    for t in 0..4u64 {
+        for i in 0..25 {
+            let seq = t * 100 + i;
+            assert_eq!(
+                store.read_slice(&key(seq)).unwrap().unwrap(),
+                records(seq, 20)
+            );
+        }
+    }
+}
+
+#[test]
+fn append_with_calls_back_after_the_batch_is_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    for seq in 0..10 {
+        let tx = tx.clone();
+        store.append_with(
+            Batch::new().slice(key(seq), &records(seq, 5)),
+            Box::new(move |r| tx.send((seq, r.is_ok())).unwrap()),
+        );
+    }
+    let mut acked: Vec<_> = (0..10).map(|_| rx.recv().unwrap()).collect();
+    acked.sort();
+    assert!(acked.iter().all(|(_, ok)| *ok));
+    for seq in 0..10 {
+        assert!(store.read_slice(&key(seq)).unwrap().is_some());
+    }
+}
+
+#[test]
+fn a_torn_tail_is_truncated_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (store, _) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        store
+            .append(Batch::new().slice(key(0), &records(0, 10)))
+            .unwrap();
+        store
+            .append(Batch::new().slice(key(1), &records(1, 10)))
+            .unwrap();
+    }
+    let seg = segment_files(dir.path()).pop().unwrap();
+    let len = std::fs::metadata(&seg).unwrap().len();
+    // Cut into the middle of the last frame, as a crash mid-write would.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(len - 10)
+        .unwrap();
+    let (store, report) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    assert_eq!(report.truncated.len(), 1, "{report:?}");
+    assert_eq!(store.read_slice(&key(0)).unwrap().unwrap(), records(0, 10));
+    assert_eq!(store.read_slice(&key(1)).unwrap(), None);
+    store
+        .append(Batch::new().slice(key(2), &records(2, 10)))
+        .unwrap();
+    drop(store);
+    let (store, report) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    assert!(
+        report.truncated.is_empty(),
+        "recovery is idempotent: {report:?}"
+    );
+    assert_eq!(store.read_slice(&key(2)).unwrap().unwrap(), records(2, 10));
+}
+
+#[test]
+fn a_bad_frame_followed_by_a_good_one_is_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (store, _) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        store
+            .append(Batch::new().slice(key(0), &records(0, 10)))
+            .unwrap();
+        store
+            .append(Batch::new().slice(key(1), &records(1, 10)))
+            .unwrap();
+    }
+    let seg = segment_files(dir.path()).pop().unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[128 + 60] ^= 0x40;
+    std::fs::write(&seg, &bytes).unwrap();
+    match Store::open(dir.path(), StoreOptions::default()) {
+        Err(StoreError::Corrupt { offset, .. }) => assert_eq!(offset, 128),
+        other => panic!("expected corruption, got {:?}", other.map(|_| ())),
+    }
+    assert_eq!(std::fs::read(&seg).unwrap(), bytes, "nothing was truncated");
+}
+
+#[test]
+fn a_wrong_key_is_a_clear_error_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (store, _) = Store::open(dir.path(), opts_with(Some(MasterKey::generate()))).unwrap();
+        store
+            .append(Batch::new().slice(key(0), &records(0, 10)))
+            .unwrap();
+        // Not closed: the segment stays unsealed, so open would modify it.
+    }
+    let before: Vec<_> = segment_files(dir.path())
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    let err = Store::open(dir.path(), opts_with(Some(MasterKey::generate())))
+        .err()
+        .unwrap();
+    assert!(matches!(err, StoreError::WrongKey { .. }), "{err}");
+    assert!(err.to_string().contains("key"), "{err}");
+    let err = Store::open(dir.path(), opts_with(None)).err().unwrap();
+    assert!(matches!(err, StoreError::KeyRequired { .. }), "{err}");
+    let after: Vec<_> = segment_files(dir.path())
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    assert_eq!(before, after);
+}
+
+#[test]
+fn a_second_opener_is_told_who_holds_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let err = Store::open(dir.path(), StoreOptions::default())
+        .err()
+        .unwrap();
+    match &err {
+        StoreError::Locked { pid, .. } => assert_eq!(pid, &std::process::id().to_string()),
+        other => panic!("expected Locked, got {other}"),
+    }
+    drop(store);
+    assert!(Store::open(dir.path(), StoreOptions::default()).is_ok());
+}
+
+#[test]
+fn a_marker_in_the_records_never_appears_on_disk_with_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = b"MARKER-5b1f0c7e-never-in-clear";
+    {
+        let (store, _) = Store::open(dir.path(), opts_with(Some(MasterKey::generate()))).unwrap();
+        let recs: Vec<Vec<u8>> = (0..200)
+            .map(|i| [&marker[..], format!(",{i}").as_bytes()].concat())
+            .collect();
+        store
+            .append(Batch::new().slice(key(0), &recs).meta(marker.to_vec()))
+            .unwrap();
+        store.close().unwrap();
+    }
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(!bytes.windows(marker.len()).any(|w| w == marker));
+    }
+}

@@ -1,0 +1,118 @@
+//! G9: after a failed write or fsync the store refuses writes until reopened.
+
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use booster_store::fs::{FileHandle, FileLayer};
+use booster_store::{Batch, OsFileLayer, SliceKey, Store, StoreError, StoreOptions};
+
+/// Real files whose `fdatasync` fails while `fail_sync` is set.
+#[derive(Clone, Default)]
+struct FlakySync {
+    fail_sync: Arc<AtomicBool>,
+}
+
+struct FlakyFile {
+    inner: std::fs::File,
+    fail_sync: Arc<AtomicBool>,
+}
+
+impl FileHandle for FlakyFile {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.inner.read_exact_at(buf, offset)
+    }
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        FileHandle::write_all_at(&self.inner, buf, offset)
+    }
+    fn len(&self) -> io::Result<u64> {
+        FileHandle::len(&self.inner)
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        FileHandle::set_len(&self.inner, len)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        if self.fail_sync.load(Ordering::SeqCst) {
+            return Err(io::Error::other("injected fsync failure"));
+        }
+        FileHandle::sync_data(&self.inner)
+    }
+}
+
+impl FileLayer for FlakySync {
+    type File = FlakyFile;
+    type Map = <OsFileLayer as FileLayer>::Map;
+    type Lock = <OsFileLayer as FileLayer>::Lock;
+
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        OsFileLayer.create_dir_all(dir)
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        OsFileLayer.list(dir)
+    }
+    fn create_new(&self, path: &Path) -> io::Result<FlakyFile> {
+        Ok(FlakyFile {
+            inner: OsFileLayer.create_new(path)?,
+            fail_sync: self.fail_sync.clone(),
+        })
+    }
+    fn open(&self, path: &Path) -> io::Result<FlakyFile> {
+        Ok(FlakyFile {
+            inner: OsFileLayer.open(path)?,
+            fail_sync: self.fail_sync.clone(),
+        })
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        OsFileLayer.rename(from, to)
+    }
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        OsFileLayer.remove(path)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        OsFileLayer.sync_dir(dir)
+    }
+    fn map(&self, file: &FlakyFile) -> io::Result<Self::Map> {
+        OsFileLayer.map(&file.inner)
+    }
+    fn try_lock(&self, path: &Path, holder: &str) -> io::Result<Result<Self::Lock, String>> {
+        OsFileLayer.try_lock(path, holder)
+    }
+}
+
+fn key(seq: u64) -> SliceKey {
+    SliceKey {
+        owner: 3,
+        stream: 1,
+        seq,
+    }
+}
+
+#[test]
+fn a_failed_fsync_poisons_the_store_until_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FlakySync::default();
+    let (store, _) = Store::open_with(fs.clone(), dir.path(), StoreOptions::default()).unwrap();
+    store.append(Batch::new().slice(key(0), &[b"ok"])).unwrap();
+    fs.fail_sync.store(true, Ordering::SeqCst);
+    let err = store
+        .append(Batch::new().slice(key(1), &[b"lost"]))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Poisoned { .. }), "{err}");
+    fs.fail_sync.store(false, Ordering::SeqCst);
+    // The disk works again, but an fsync failure cannot be retried safely.
+    let err = store
+        .append(Batch::new().slice(key(2), &[b"later"]))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Poisoned { .. }), "{err}");
+    assert!(err.to_string().contains("reopen"), "{err}");
+    drop(store);
+    let (store, _) = Store::open_with(fs, dir.path(), StoreOptions::default()).unwrap();
+    assert_eq!(
+        store.read_slice(&key(0)).unwrap().unwrap(),
+        vec![b"ok".to_vec()]
+    );
+    store
+        .append(Batch::new().slice(key(2), &[b"later"]))
+        .unwrap();
+}

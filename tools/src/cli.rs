@@ -1,0 +1,284 @@
+//! The command line: global options and every subcommand (clap derive).
+
+use std::path::PathBuf;
+
+use booster_runtime::{JobId, JobState};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::exit;
+use crate::formats::Format;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "booster",
+    version,
+    about = "Run files through batch jobs: durable, prioritised, compressed and encrypted at rest",
+    after_help = exit::HELP,
+    propagate_version = true
+)]
+pub struct Cli {
+    /// The data directory (the job store).
+    #[arg(
+        long,
+        global = true,
+        env = "BOOSTER_DATA",
+        default_value = "./booster-data"
+    )]
+    pub data: PathBuf,
+    /// Master key file (from `booster keygen`); when given, everything stored is encrypted.
+    #[arg(long, global = true, env = "BOOSTER_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Machine-readable JSON on stdout; no progress bars.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print only what was asked for (ids, errors).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Talk to a `booster serve` at this URL instead of opening the data directory
+    /// (jobs, job, submit, download).
+    #[arg(long, global = true, env = "BOOSTER_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// Bearer token file: sent with --server, required by `serve` off loopback.
+    #[arg(long, global = true, env = "BOOSTER_TOKEN_FILE", value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Write a new 256-bit master key (mode 0600; never overwrites).
+    #[command(
+        after_help = "Example:\n  booster keygen --out booster.key\n  booster --key-file booster.key run --kind copy --input in.csv --output out.csv"
+    )]
+    Keygen(KeygenArgs),
+    /// Upload a file into a sliced job, process it on every core, download the output.
+    #[command(
+        after_help = "Examples:\n  booster run --kind copy --input in.csv.gz --output out.csv.gz\n  booster run --kind validate-customers --collect-errors --input customers.csv --output clean.csv --errors bad.jsonl\n  booster run --kind exec --cmd 'tr a-z A-Z' --input words.txt --output -"
+    )]
+    Run(RunArgs),
+    /// Upload a file into a sliced job durably and return; `booster work` processes it.
+    #[command(
+        after_help = "Example:\n  booster submit --kind copy --input big.csv.zst --priority 10\n  booster work --until-idle"
+    )]
+    Submit(SubmitArgs),
+    /// Process queued and interrupted jobs in the data directory (until Ctrl-C, or --until-idle).
+    #[command(after_help = "Example:\n  booster work --until-idle --workers 4")]
+    Work(WorkArgs),
+    /// Write a job's output (and errors) to files.
+    #[command(
+        after_help = "Example:\n  booster download 3 --output out.csv.gz --errors errors.jsonl"
+    )]
+    Download(DownloadArgs),
+    /// List jobs.
+    #[command(after_help = "Examples:\n  booster jobs\n  booster jobs --state failed --json")]
+    Jobs(JobsArgs),
+    /// Show or change one job.
+    #[command(subcommand)]
+    Job(JobCommand),
+    /// Segments, frames, jobs, live and dead bytes, compression ratio.
+    #[command(after_help = "Example:\n  booster --data ./booster-data inspect")]
+    Inspect,
+    /// Check every frame's checksum (and every tag, with the key).
+    #[command(after_help = "Example:\n  booster --key-file booster.key verify")]
+    Verify,
+    /// Reclaim the space of destroyed jobs and dead frames.
+    #[command(after_help = "Example:\n  booster job destroy 3 && booster compact")]
+    Compact,
+    /// The tour: 1M customer records, encrypted, on every core, with a priority-1 job cutting in.
+    #[command(
+        after_help = "Example:\n  cargo run --release -p booster-tools -- demo\n  booster demo --records 100000 --keep"
+    )]
+    Demo(DemoArgs),
+    /// Serve the HTTP API and the web dashboard over the data directory.
+    #[command(
+        after_help = "Example:\n  booster serve --listen 127.0.0.1:7878\n  booster serve --listen 0.0.0.0:7878 --token-file token --tls-cert cert.pem --tls-key key.pem"
+    )]
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct KeygenArgs {
+    /// Where to write the key (refuses to overwrite).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// What `run` and `submit` share: the job and its input.
+#[derive(Args, Debug, Clone)]
+pub struct JobInputArgs {
+    /// The job kind: copy, exec (with --cmd), validate-customers, or one your service registered.
+    #[arg(long)]
+    pub kind: String,
+    /// The input file (`-` for stdin); `.gz` / `.zst` are decompressed.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Record format; by default from the file extension (.csv, .jsonl), else lines.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Records per slice.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub slice_size: Option<u64>,
+    /// 1 (runs first) to 100 (last).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub priority: u8,
+    /// A failing record goes to the job's errors instead of failing its slice.
+    #[arg(long)]
+    pub collect_errors: bool,
+    /// For --kind exec: the shell command each slice's records are piped through.
+    #[arg(long, value_name = "COMMAND")]
+    pub cmd: Option<String>,
+    /// Free text shown in `jobs` and the dashboard.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// How many of this job's slices may run at once.
+    #[arg(long, value_name = "N")]
+    pub max_workers: Option<u32>,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub job: JobInputArgs,
+    /// Where to write the output (`-` for stdout); `.gz` / `.zst` compress.
+    #[arg(long, default_value = "-")]
+    pub output: PathBuf,
+    /// Where to write the record errors (one JSON object per line).
+    #[arg(long)]
+    pub errors: Option<PathBuf>,
+    /// Worker threads (default: every core).
+    #[arg(long)]
+    pub workers: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    pub job: JobInputArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct WorkArgs {
+    /// Exit once nothing is runnable.
+    #[arg(long)]
+    pub until_idle: bool,
+    /// Worker threads (default: every core).
+    #[arg(long)]
+    pub workers: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct DownloadArgs {
+    pub job: JobId,
+    /// Where to write the output (`-` for stdout); `.gz` / `.zst` compress.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Where to write the record errors.
+    #[arg(long)]
+    pub errors: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct JobsArgs {
+    #[arg(long, value_enum)]
+    pub state: Option<StateArg>,
+    #[arg(long)]
+    pub kind: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JobCommand {
+    /// Counts, progress, leases and grouped errors of a job.
+    #[command(after_help = "Example:\n  booster job show 3")]
+    Show { job: JobId },
+    /// Change a job's priority (1 runs first, 100 last); takes effect at the next lease.
+    #[command(after_help = "Example:\n  booster job priority 3 1")]
+    Priority {
+        job: JobId,
+        #[arg(allow_negative_numbers = true)]
+        priority: i64,
+    },
+    /// Stop handing out this job's slices (running ones finish).
+    #[command(after_help = "Example:\n  booster job pause 3")]
+    Pause { job: JobId },
+    /// Let a paused job run again.
+    #[command(after_help = "Example:\n  booster job resume 3")]
+    Resume { job: JobId },
+    /// Stop a job for good; what it produced stays until destroyed.
+    #[command(after_help = "Example:\n  booster job abort 3")]
+    Abort { job: JobId },
+    /// Run a failed job again (a sliced job re-runs its failed slices only).
+    #[command(after_help = "Example:\n  booster job retry 3")]
+    Retry { job: JobId },
+    /// Delete a finished job and its data (`booster compact` reclaims the space).
+    #[command(after_help = "Example:\n  booster job destroy 3")]
+    Destroy { job: JobId },
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Customer records to generate.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub records: u64,
+    /// Worker threads (default: every core).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Work in this directory instead of a new temporary one.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Keep the temporary directory (key, data, output) after the demo.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on; off loopback it needs --token-file, --tls-cert and --tls-key.
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    pub listen: String,
+    /// Worker threads (default: every core).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// TLS certificate chain (PEM).
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StateArg {
+    Scheduled,
+    Queued,
+    Running,
+    Paused,
+    Completed,
+    Failed,
+    Aborted,
+}
+
+impl From<StateArg> for JobState {
+    fn from(s: StateArg) -> JobState {
+        match s {
+            StateArg::Scheduled => JobState::Scheduled,
+            StateArg::Queued => JobState::Queued,
+            StateArg::Running => JobState::Running,
+            StateArg::Paused => JobState::Paused,
+            StateArg::Completed => JobState::Completed,
+            StateArg::Failed => JobState::Failed,
+            StateArg::Aborted => JobState::Aborted,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

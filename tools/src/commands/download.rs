@@ -1,0 +1,131 @@
+//! `download`: a job's output (and errors) to files, in the job's format
+//! (the CSV header first), compressed by the file's extension.
+
+use std::path::{Path, PathBuf};
+
+use booster_runtime::{Category, JobStatus, Runtime};
+
+use super::{with_runtime, Ctx};
+use crate::cli::DownloadArgs;
+use crate::exit;
+use crate::formats::{props, Format, OutputSink};
+use crate::report;
+
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct DownloadCounts {
+    /// Records written to the output, when one was asked for.
+    pub main: Option<u64>,
+    pub errors: Option<u64>,
+}
+
+pub async fn download(ctx: &Ctx, args: DownloadArgs) -> anyhow::Result<i32> {
+    if args.output.is_none() && args.errors.is_none() {
+        anyhow::bail!("pass --output PATH (and/or --errors PATH)");
+    }
+    let runtime = ctx.open(None, false, true).await?;
+    let body = async {
+        let job = runtime.job(args.job).await?;
+        if !report::is_finished(job.state) {
+            eprintln!(
+                "warning: job {} is {}; this is the output so far",
+                job.id,
+                report::state_name(job.state)
+            );
+        }
+        let counts = download_job(
+            &runtime,
+            &job,
+            args.output.as_deref(),
+            args.errors.as_deref(),
+        )
+        .await?;
+        Ok((job, counts))
+    };
+    let (job, counts) = with_runtime(runtime.clone(), body).await?;
+    if ctx.json {
+        let mut value = report::job_json(&job);
+        value["output_records"] = serde_json::json!(counts.main);
+        value["error_records"] = serde_json::json!(counts.errors);
+        report::print_json(&value);
+    } else {
+        let mut parts = Vec::new();
+        if let (Some(n), Some(path)) = (counts.main, &args.output) {
+            parts.push(format!(
+                "{} records to {}",
+                report::count(n),
+                path.display()
+            ));
+        }
+        if let (Some(n), Some(path)) = (counts.errors, &args.errors) {
+            parts.push(format!("{} errors to {}", report::count(n), path.display()));
+        }
+        let text = format!("job {}: wrote {}", job.id, parts.join(", "));
+        // With the records on stdout, the note goes to stderr.
+        if args
+            .output
+            .as_deref()
+            .is_some_and(crate::formats::is_std_stream)
+        {
+            if !ctx.quiet {
+                eprintln!("{text}");
+            }
+        } else {
+            ctx.say(text);
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// Streams the job's `main` output to `output` and its `errors` to `errors`.
+pub async fn download_job(
+    runtime: &Runtime,
+    job: &JobStatus,
+    output: Option<&Path>,
+    errors: Option<&Path>,
+) -> anyhow::Result<DownloadCounts> {
+    let runtime = runtime.clone();
+    let job = job.clone();
+    let output: Option<PathBuf> = output.map(Path::to_path_buf);
+    let errors: Option<PathBuf> = errors.map(Path::to_path_buf);
+    tokio::task::spawn_blocking(move || {
+        let header = job
+            .properties
+            .get(props::CSV_HEADER)
+            .and_then(|h| h.as_str())
+            .filter(|_| job_format(&job) == Format::Csv);
+        let main = output
+            .map(|path| write_category(&runtime, job.id, Category::Main, &path, header))
+            .transpose()?;
+        let errors = errors
+            .map(|path| write_category(&runtime, job.id, Category::Errors, &path, None))
+            .transpose()?;
+        Ok(DownloadCounts { main, errors })
+    })
+    .await?
+}
+
+fn write_category(
+    runtime: &Runtime,
+    job: u64,
+    category: Category,
+    path: &Path,
+    header: Option<&str>,
+) -> anyhow::Result<u64> {
+    let mut sink = OutputSink::create(path)?;
+    if let Some(header) = header {
+        sink.write_line(header.as_bytes())?;
+    }
+    for record in runtime.download(job, category)? {
+        sink.write_record(&record?)?;
+    }
+    sink.finish()
+}
+
+/// The job's format as recorded when it was submitted.
+pub fn job_format(job: &JobStatus) -> Format {
+    job.properties
+        .get(props::FORMAT)
+        .and_then(|f| f.as_str())
+        .and_then(Format::from_name)
+        .unwrap_or(Format::Lines)
+}

@@ -1,0 +1,235 @@
+//! The subcommands. `dispatch` runs one; each opens the runtime over the
+//! data directory, does its work and shuts the runtime down (flushing the
+//! store and releasing its lock) even when the work failed.
+
+mod download;
+mod jobs;
+mod keygen;
+mod run;
+mod store;
+mod work;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use booster_runtime::{MasterKey, Runtime, RuntimeOptions};
+
+use crate::cli::{Cli, Command};
+use crate::exit;
+use crate::kinds;
+
+pub use download::{download_job, DownloadCounts};
+pub use keygen::write_key;
+pub use run::{
+    create_job, exit_code, job_spec, submit_file, summary, upload_input, wait_with_progress,
+};
+
+/// How long running slices get to finish after Ctrl-C before their leases
+/// are handed back.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// What every command needs from the global options.
+#[derive(Clone)]
+pub struct Ctx {
+    pub data_dir: PathBuf,
+    pub key_file: Option<PathBuf>,
+    pub json: bool,
+    pub quiet: bool,
+    pub interrupt: Interrupt,
+}
+
+impl Ctx {
+    pub fn from_cli(cli: &Cli, interrupt: Interrupt) -> Ctx {
+        Ctx {
+            data_dir: cli.data.clone(),
+            key_file: cli.key_file.clone(),
+            json: cli.json,
+            quiet: cli.quiet,
+            interrupt,
+        }
+    }
+
+    pub fn master_key(&self) -> anyhow::Result<Option<MasterKey>> {
+        let Some(path) = &self.key_file else {
+            return Ok(None);
+        };
+        if !path.exists() {
+            anyhow::bail!(
+                "key file {} does not exist; create one with `booster keygen --out {}`",
+                path.display(),
+                path.display()
+            );
+        }
+        MasterKey::from_file(path)
+            .map(Some)
+            .with_context(|| format!("reading key file {}", path.display()))
+    }
+
+    pub fn runtime_options(
+        &self,
+        workers: Option<usize>,
+        start_workers: bool,
+    ) -> anyhow::Result<RuntimeOptions> {
+        let mut opts = RuntimeOptions::new(&self.data_dir);
+        if let Some(workers) = workers {
+            anyhow::ensure!(workers > 0, "--workers must be at least 1");
+            opts.workers = workers;
+        }
+        opts.master_key = self.master_key()?;
+        opts.start_workers = start_workers;
+        Ok(opts)
+    }
+
+    /// Opens the runtime with the built-in kinds registered. Commands that
+    /// only look (`must_exist`) refuse to create an empty data directory.
+    pub async fn open(
+        &self,
+        workers: Option<usize>,
+        start_workers: bool,
+        must_exist: bool,
+    ) -> anyhow::Result<Runtime> {
+        if must_exist && !self.data_dir.exists() {
+            anyhow::bail!(
+                "no data directory at {}; pass --data DIR (or set BOOSTER_DATA), or submit a job first",
+                self.data_dir.display()
+            );
+        }
+        let opts = self.runtime_options(workers, start_workers)?;
+        let runtime = Runtime::open(opts)
+            .await
+            .with_context(|| format!("opening {}", self.data_dir.display()))?;
+        kinds::register_builtin(&runtime);
+        Ok(runtime)
+    }
+
+    /// Human output: stdout unless `-q` or `--json`.
+    pub fn say(&self, text: impl AsRef<str>) {
+        if !self.quiet && !self.json {
+            println!("{}", text.as_ref());
+        }
+    }
+}
+
+/// Runs `body` on an open runtime, then shuts the runtime down whatever
+/// `body` returned, so the store is flushed and its lock released.
+pub async fn with_runtime<T, F>(runtime: Runtime, body: F) -> anyhow::Result<T>
+where
+    F: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let result = body.await;
+    let closed = runtime.shutdown(SHUTDOWN_GRACE).await;
+    let value = result?;
+    closed.context("shutting the runtime down")?;
+    Ok(value)
+}
+
+/// Ctrl-C and SIGTERM. The first asks the command to stop cleanly; a second
+/// exits at once (nothing acknowledged is lost either way).
+#[derive(Clone)]
+pub struct Interrupt {
+    rx: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Interrupt {
+    /// Installs the signal handlers; call inside the tokio runtime.
+    pub fn install() -> Interrupt {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            loop {
+                let sigterm = async {
+                    match term.as_mut() {
+                        Some(t) => {
+                            t.recv().await;
+                        }
+                        None => std::future::pending::<()>().await,
+                    }
+                };
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = sigterm => {}
+                }
+                if *tx.borrow() {
+                    eprintln!("booster: second interrupt, exiting now");
+                    std::process::exit(exit::INTERRUPTED);
+                }
+                eprintln!("booster: stopping (finishing or handing back running slices); interrupt again to exit now");
+                let _ = tx.send(true);
+            }
+        });
+        Interrupt { rx }
+    }
+
+    /// An interrupt that never fires (for embedding and tests).
+    pub fn never() -> Interrupt {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        std::mem::forget(tx);
+        Interrupt { rx }
+    }
+
+    pub fn is_set(&self) -> bool {
+        *self.rx.borrow()
+    }
+
+    /// Resolves once an interrupt arrived.
+    pub async fn wait(&self) {
+        let mut rx = self.rx.clone();
+        let _ = rx.wait_for(|set| *set).await;
+    }
+}
+
+pub async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    let ctx = Ctx::from_cli(&cli, Interrupt::install());
+    if cli.server.is_some() {
+        return match &cli.command {
+            Command::Jobs(_) | Command::Job(_) | Command::Submit(_) | Command::Download(_) => {
+                crate::remote::run(&cli).await
+            }
+            _ => anyhow::bail!(
+                "--server works with jobs, job, submit and download; run this command where the data directory is"
+            ),
+        };
+    }
+    match cli.command {
+        Command::Keygen(args) => keygen::keygen(&ctx, &args.out),
+        Command::Run(args) => run::run(&ctx, args).await,
+        Command::Submit(args) => run::submit(&ctx, args).await,
+        Command::Work(args) => work::work(&ctx, args).await,
+        Command::Download(args) => download::download(&ctx, args).await,
+        Command::Jobs(args) => jobs::list(&ctx, args).await,
+        Command::Job(command) => jobs::job(&ctx, command).await,
+        Command::Inspect => store::inspect(&ctx).await,
+        Command::Verify => store::verify(&ctx).await,
+        Command::Compact => store::compact(&ctx).await,
+        Command::Demo(args) => crate::demo::demo(&ctx, args).await,
+        Command::Serve(args) => serve(&ctx, &cli.token_file, args).await,
+    }
+}
+
+async fn serve(
+    ctx: &Ctx,
+    token_file: &Option<PathBuf>,
+    args: crate::cli::ServeArgs,
+) -> anyhow::Result<i32> {
+    let opts = ctx.runtime_options(args.workers, true)?;
+    let serve_opts = crate::serve::ServeOptions {
+        listen: args.listen,
+        token_file: token_file.clone(),
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+    };
+    crate::serve::run(opts, serve_opts).await?;
+    Ok(exit::OK)
+}
+
+/// A file's name for messages and job descriptions.
+pub fn display_name(path: &Path) -> String {
+    if crate::formats::is_std_stream(path) {
+        return "stdin".into();
+    }
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}

@@ -1,0 +1,323 @@
+//! `run` and `submit`: a file into a sliced job. `run` also processes it
+//! and downloads the output; `submit` returns once the upload is durable.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use booster_runtime::{JobId, JobShape, JobSpec, JobStatus, Runtime};
+use serde_json::json;
+
+use super::{display_name, download_job, with_runtime, Ctx, Interrupt};
+use crate::cli::{JobInputArgs, RunArgs, SubmitArgs};
+use crate::exit::{self, Interrupted};
+use crate::formats::{is_std_stream, open_source, props, Format, InputSource, Item};
+use crate::kinds;
+use crate::progress::{Mode, Progress, Unit};
+use crate::report;
+
+/// Records handed from the reader thread to the uploader at a time.
+const UPLOAD_BATCH_RECORDS: usize = 1024;
+
+pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
+    if ctx.json && is_std_stream(&args.output) {
+        anyhow::bail!("--json prints the summary on stdout; pass --output FILE for the records");
+    }
+    let runtime = ctx.open(args.workers, true, false).await?;
+    with_runtime(runtime.clone(), run_on(ctx, &runtime, &args)).await
+}
+
+async fn run_on(ctx: &Ctx, runtime: &Runtime, args: &RunArgs) -> anyhow::Result<i32> {
+    let mode = Mode::pick(ctx.json, ctx.quiet, false);
+    let uploaded = submit_file(runtime, &args.job, &ctx.interrupt, mode).await?;
+    let id = uploaded.id;
+    // The records may go to stdout: then people read the summary on stderr.
+    let to_stderr = is_std_stream(&args.output);
+    let say = |text: String| {
+        if ctx.quiet || ctx.json {
+        } else if to_stderr {
+            eprintln!("{text}");
+        } else {
+            println!("{text}");
+        }
+    };
+    say(format!(
+        "job {id}: uploaded {} records into {} slices",
+        report::count(uploaded.records_in),
+        uploaded.slices_total
+    ));
+    let done = match wait_with_progress(runtime, id, &ctx.interrupt, mode).await {
+        Ok(done) => done,
+        Err(e) if e.is::<Interrupted>() => {
+            eprintln!(
+                "job {id} is kept: `booster work` finishes it, then `booster download {id} --output ...`"
+            );
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
+    let counts = download_job(runtime, &done, Some(&args.output), args.errors.as_deref()).await?;
+    if ctx.json {
+        let mut value = report::job_json(&done);
+        value["output_records"] = json!(counts.main);
+        value["error_records"] = json!(counts.errors);
+        report::print_json(&value);
+    } else {
+        say(summary(&done));
+        if done.records_failed > 0 && args.errors.is_none() {
+            say(format!(
+                "  the errors are kept: `booster download {id} --errors errors.jsonl` or `booster job show {id}`"
+            ));
+        }
+    }
+    Ok(exit_code(&done))
+}
+
+/// 0 when every record was processed, [`exit::RECORDS_FAILED`] otherwise.
+pub fn exit_code(job: &JobStatus) -> i32 {
+    if job.state == booster_runtime::JobState::Completed && job.records_failed == 0 {
+        exit::OK
+    } else {
+        exit::RECORDS_FAILED
+    }
+}
+
+pub fn summary(job: &JobStatus) -> String {
+    let elapsed = match (job.started_at, job.completed_at) {
+        (Some(s), Some(c)) => c.duration_since(s).unwrap_or_default(),
+        _ => Duration::ZERO,
+    };
+    let mut text = format!(
+        "job {} {}: {} records in, {} out, {} failed; {} slices in {}",
+        job.id,
+        report::state_name(job.state),
+        report::count(job.records_in),
+        report::count(job.records_out),
+        report::count(job.records_failed),
+        job.slices_total,
+        report::duration(elapsed)
+    );
+    if let Some(reason) = &job.failure_reason {
+        text.push_str(&format!("\n  failure: {reason}"));
+    }
+    for group in job.errors.iter().take(5) {
+        text.push_str(&format!(
+            "\n  {} x {}",
+            report::count(group.count),
+            group.message
+        ));
+        if let Some(sample) = group.samples.first() {
+            let at = sample
+                .line
+                .map_or(format!("record {}", sample.record_number), |l| {
+                    format!("line {l}")
+                });
+            text.push_str(&format!(
+                " (e.g. {at}: {})",
+                report::truncate(&sample.record, 60)
+            ));
+        }
+    }
+    text
+}
+
+pub async fn submit(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<i32> {
+    let runtime = ctx.open(None, false, false).await?;
+    let mode = Mode::pick(ctx.json, ctx.quiet, false);
+    let status = with_runtime(
+        runtime.clone(),
+        submit_file(&runtime, &args.job, &ctx.interrupt, mode),
+    )
+    .await?;
+    if ctx.json {
+        report::print_json(&report::job_json(&status));
+    } else if ctx.quiet {
+        println!("{}", status.id);
+    } else {
+        println!(
+            "job {}: {} records in {} slices, {} at priority {}; `booster work` processes it",
+            status.id,
+            report::count(status.records_in),
+            status.slices_total,
+            report::state_name(status.state),
+            status.priority
+        );
+    }
+    Ok(exit::OK)
+}
+
+/// The job's spec and properties for `args` and what the input's header says.
+pub fn job_spec(args: &JobInputArgs, input: &InputSource) -> anyhow::Result<JobSpec> {
+    let mut properties = json!({
+        props::FORMAT: input.format.name(),
+        props::INPUT: display_name(&args.input),
+    });
+    if let Some(header) = &input.header {
+        properties[props::CSV_HEADER] = json!(header.raw);
+        properties[props::CSV_COLUMNS] = json!(header.columns);
+    }
+    match (args.kind.as_str(), &args.cmd) {
+        (kinds::EXEC, None) => anyhow::bail!("--kind exec needs --cmd 'COMMAND'"),
+        (kinds::EXEC, Some(cmd)) => properties[props::CMD] = json!(cmd),
+        (_, Some(_)) => anyhow::bail!("--cmd is only for --kind exec"),
+        (_, None) => {}
+    }
+    if args.kind == kinds::VALIDATE_CUSTOMERS {
+        check_customer_header(input)?;
+    }
+    let mut spec = JobSpec::sliced(&args.kind);
+    spec.shape = JobShape::Sliced {
+        slice_size: args.slice_size.map(|n| n as usize),
+        collect_errors: args.collect_errors,
+    };
+    spec.priority = args.priority;
+    spec.max_workers = args.max_workers;
+    spec.description = args
+        .description
+        .clone()
+        .unwrap_or_else(|| format!("{} {}", args.kind, display_name(&args.input)));
+    spec.properties = properties;
+    Ok(spec)
+}
+
+fn check_customer_header(input: &InputSource) -> anyhow::Result<()> {
+    if input.format != Format::Csv {
+        anyhow::bail!(
+            "validate-customers reads CSV with a header row; pass --format csv or a .csv file"
+        );
+    }
+    let Some(header) = &input.header else {
+        return Ok(());
+    };
+    for column in kinds::REQUIRED_COLUMNS {
+        if !header
+            .columns
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(column))
+        {
+            anyhow::bail!(
+                "the CSV header has no `{column}` column; validate-customers needs {}",
+                kinds::REQUIRED_COLUMNS.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Creates the job and uploads `args.input` into it; returns once every
+/// slice is durable. A record the format rejects is stored as a record error
+/// with its line; an unreadable input or Ctrl-C fails the job and says so.
+pub async fn submit_file(
+    runtime: &Runtime,
+    args: &JobInputArgs,
+    interrupt: &Interrupt,
+    mode: Mode,
+) -> anyhow::Result<JobStatus> {
+    let (id, input) = create_job(runtime, args).await?;
+    let progress = Progress::new(mode, None, "upload", Unit::Bytes);
+    let status = upload_input(runtime, id, input, interrupt, &progress).await;
+    progress.clear();
+    status
+}
+
+/// Opens the input (reading a CSV header) and creates the job for it.
+pub async fn create_job(
+    runtime: &Runtime,
+    args: &JobInputArgs,
+) -> anyhow::Result<(JobId, InputSource)> {
+    let format = args
+        .format
+        .unwrap_or_else(|| Format::from_path(&args.input));
+    let path = args.input.clone();
+    let input = tokio::task::spawn_blocking(move || open_source(&path, format)).await??;
+    let spec = job_spec(args, &input)?;
+    let id = runtime.submit(spec).await.context("submitting the job")?;
+    Ok((id, input))
+}
+
+/// Streams the input's records into job `id` (read on a blocking thread,
+/// pushed here), then waits until every slice is durable.
+pub async fn upload_input(
+    runtime: &Runtime,
+    id: JobId,
+    input: InputSource,
+    interrupt: &Interrupt,
+    progress: &Progress,
+) -> anyhow::Result<JobStatus> {
+    let mut uploader = runtime.upload(id).await?;
+    let read = input.progress.clone();
+    if let Some(total) = read.total_bytes {
+        progress.set_length(total);
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<Item>>>(8);
+    let mut records = input.records;
+    let lines_have_numbers = input.format != Format::Lines;
+    tokio::task::spawn_blocking(move || loop {
+        let mut batch = Vec::with_capacity(UPLOAD_BATCH_RECORDS);
+        let result = records.next_batch(UPLOAD_BATCH_RECORDS, &mut batch);
+        let end = matches!(&result, Ok(()) if batch.is_empty()) || result.is_err();
+        if tx.blocking_send(result.map(|()| batch)).is_err() || end {
+            return;
+        }
+    });
+    while let Some(batch) = rx.recv().await {
+        if interrupt.is_set() {
+            uploader.fail("upload interrupted by Ctrl-C".into()).await?;
+            return Err(anyhow::Error::new(Interrupted).context(format!(
+                "upload of job {id} interrupted; the job is marked failed"
+            )));
+        }
+        let batch = match batch {
+            Ok(batch) => batch,
+            Err(e) => {
+                let reason = format!("reading the input failed: {e}");
+                uploader.fail(reason.clone()).await?;
+                anyhow::bail!("{reason}; job {id} is marked failed");
+            }
+        };
+        for item in batch {
+            match item {
+                Item::Record { bytes, line } if lines_have_numbers => {
+                    uploader.push_line(bytes, line).await?
+                }
+                Item::Record { bytes, .. } => uploader.push(bytes).await?,
+                Item::Rejected { raw, line, message } => {
+                    uploader.push_rejected(raw, line, message).await?
+                }
+            }
+        }
+        progress.set_position(read.read_bytes());
+    }
+    Ok(uploader.finish().await?)
+}
+
+/// Waits for the job to finish, with a bar of its slices.
+pub async fn wait_with_progress(
+    runtime: &Runtime,
+    id: u64,
+    interrupt: &Interrupt,
+    mode: Mode,
+) -> anyhow::Result<JobStatus> {
+    let progress = Progress::new(mode, None, "process", Unit::Records);
+    let wait = runtime.wait(id);
+    tokio::pin!(wait);
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            done = &mut wait => {
+                progress.clear();
+                return Ok(done?);
+            }
+            _ = tick.tick() => {
+                if mode != Mode::Off {
+                    let job = runtime.job(id).await?;
+                    progress.set_length(job.records_in);
+                    progress.set_position(job.records_out + job.records_failed);
+                }
+            }
+            _ = interrupt.wait() => {
+                progress.clear();
+                return Err(anyhow::Error::new(Interrupted));
+            }
+        }
+    }
+}

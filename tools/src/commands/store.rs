@@ -1,0 +1,232 @@
+//! `inspect`, `verify` and `compact`: the data directory itself.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use booster_runtime::RuntimeError;
+use booster_store::StoreError;
+use serde_json::json;
+
+use super::{with_runtime, Ctx};
+use crate::exit;
+use crate::progress::{Mode, Progress, Unit};
+use crate::report;
+
+pub async fn inspect(ctx: &Ctx) -> anyhow::Result<i32> {
+    let runtime = ctx.open(None, false, true).await?;
+    let (stats, jobs) = with_runtime(runtime.clone(), async {
+        let jobs = runtime.jobs(Default::default()).await;
+        Ok((runtime.store_stats(), jobs))
+    })
+    .await?;
+    let mut by_state: BTreeMap<&str, u64> = BTreeMap::new();
+    for job in &jobs {
+        *by_state.entry(report::state_name(job.state)).or_default() += 1;
+    }
+    let files = segment_files(&ctx.data_dir);
+    let on_disk_bytes: u64 = files.iter().map(|(_, len)| len).sum();
+    let ratio = if stats.stored_bytes > 0 {
+        stats.raw_bytes as f64 / stats.stored_bytes as f64
+    } else {
+        0.0
+    };
+    if ctx.json {
+        report::print_json(&json!({
+            "data_dir": ctx.data_dir,
+            "segments": stats.segments,
+            "frames": stats.frames,
+            "slice_frames": stats.slice_frames,
+            "meta_frames": stats.meta_frames,
+            "live_bytes": stats.live_bytes,
+            "dead_bytes": stats.dead_bytes,
+            "raw_bytes": stats.raw_bytes,
+            "stored_bytes": stats.stored_bytes,
+            "compression_ratio": ratio,
+            "bytes_on_disk": on_disk_bytes,
+            "jobs": jobs.len(),
+            "jobs_by_state": by_state,
+            "segment_files": files.iter().map(|(n, l)| json!({"name": n, "bytes": l})).collect::<Vec<_>>(),
+        }));
+        return Ok(exit::OK);
+    }
+    println!("data directory  {}", ctx.data_dir.display());
+    println!(
+        "segments        {} ({} on disk)",
+        stats.segments,
+        report::bytes(on_disk_bytes)
+    );
+    println!(
+        "frames          {} ({} slices, {} meta)",
+        report::count(stats.frames),
+        report::count(stats.slice_frames),
+        report::count(stats.meta_frames)
+    );
+    println!(
+        "bytes           {} live, {} dead (compact reclaims dead bytes)",
+        report::bytes(stats.live_bytes),
+        report::bytes(stats.dead_bytes)
+    );
+    println!(
+        "compression     {} raw -> {} stored ({ratio:.2}x)",
+        report::bytes(stats.raw_bytes),
+        report::bytes(stats.stored_bytes)
+    );
+    let states: Vec<String> = by_state.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    println!("jobs            {} ({})", jobs.len(), states.join(", "));
+    if !ctx.quiet {
+        for (name, len) in &files {
+            println!("  {name}  {}", report::bytes(*len));
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// Segment files by name with their sizes.
+fn segment_files(dir: &std::path::Path) -> Vec<(String, u64)> {
+    let mut files: Vec<(String, u64)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let len = e.metadata().ok()?.len();
+            name.starts_with("seg-").then_some((name, len))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+pub async fn verify(ctx: &Ctx) -> anyhow::Result<i32> {
+    let runtime = match ctx.open(None, false, true).await {
+        Ok(runtime) => runtime,
+        // Corruption that stops the store from opening is itself the answer.
+        Err(e) => match corrupt_location(&e) {
+            Some((segment_id, path, offset, what)) => {
+                let problem =
+                    json!({"segment": segment_id, "path": path, "offset": offset, "what": what});
+                if ctx.json {
+                    report::print_json(&json!({ "ok": false, "problems": [problem] }));
+                } else {
+                    println!(
+                        "CORRUPT segment {segment_id} ({}) offset {offset}: {what}",
+                        path.display()
+                    );
+                    println!("1 problem; the store cannot open until it is repaired or restored");
+                }
+                return Ok(exit::CORRUPT);
+            }
+            None => return Err(e),
+        },
+    };
+    let report = with_runtime(runtime.clone(), async { Ok(runtime.verify()) }).await?;
+    let problems: Vec<serde_json::Value> = report
+        .problems
+        .iter()
+        .map(|p| json!({"segment": p.segment_id, "path": p.path, "offset": p.offset, "what": p.what}))
+        .collect();
+    if ctx.json {
+        report::print_json(&json!({
+            "ok": report.problems.is_empty(),
+            "segments": report.segments,
+            "frames": report.frames,
+            "tags_checked": report.tags_checked,
+            "problems": problems,
+        }));
+    } else {
+        for p in &report.problems {
+            println!(
+                "CORRUPT segment {} ({}) offset {}: {}",
+                p.segment_id,
+                p.path.display(),
+                p.offset,
+                p.what
+            );
+        }
+        let tags = if ctx.key_file.is_some() {
+            format!("{} tags", report::count(report.tags_checked))
+        } else {
+            "no tags (pass --key-file to check them too)".to_string()
+        };
+        println!(
+            "checked {} segments, {} frames, {tags}: {}",
+            report.segments,
+            report::count(report.frames),
+            if report.problems.is_empty() {
+                "clean".to_string()
+            } else {
+                format!("{} problems", report.problems.len())
+            }
+        );
+    }
+    Ok(if report.problems.is_empty() {
+        exit::OK
+    } else {
+        exit::CORRUPT
+    })
+}
+
+fn corrupt_location(e: &anyhow::Error) -> Option<(u64, std::path::PathBuf, u64, String)> {
+    e.chain().find_map(|cause| {
+        let store = cause.downcast_ref::<StoreError>().or_else(|| {
+            match cause.downcast_ref::<RuntimeError>() {
+                Some(RuntimeError::Store(s)) => Some(s),
+                _ => None,
+            }
+        })?;
+        match store {
+            StoreError::Corrupt {
+                segment_id,
+                path,
+                offset,
+                what,
+            } => Some((*segment_id, path.clone(), *offset, what.clone())),
+            _ => None,
+        }
+    })
+}
+
+pub async fn compact(ctx: &Ctx) -> anyhow::Result<i32> {
+    let runtime = ctx.open(None, false, true).await?;
+    let progress = Progress::new(
+        Mode::pick(ctx.json, ctx.quiet, false),
+        None,
+        "compact",
+        Unit::Bytes,
+    );
+    progress.set_message("copying live frames".into());
+    let compacting = runtime.compact();
+    tokio::pin!(compacting);
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let report = with_runtime(runtime.clone(), async {
+        loop {
+            tokio::select! {
+                done = &mut compacting => break Ok(done?),
+                _ = tick.tick() => progress.set_position(0),
+            }
+        }
+    })
+    .await?;
+    progress.clear();
+    if ctx.json {
+        report::print_json(&json!({
+            "segments_before": report.segments_before,
+            "segments_after": report.segments_after,
+            "bytes_before": report.bytes_before,
+            "bytes_after": report.bytes_after,
+            "slices_kept": report.slices_kept,
+            "slices_dropped": report.slices_dropped,
+        }));
+    } else {
+        ctx.say(format!(
+            "compacted {} segments ({}) into {} ({}): kept {} slices, dropped {}",
+            report.segments_before,
+            report::bytes(report.bytes_before),
+            report.segments_after,
+            report::bytes(report.bytes_after),
+            report::count(report.slices_kept),
+            report::count(report.slices_dropped)
+        ));
+    }
+    Ok(exit::OK)
+}

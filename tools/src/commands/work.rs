@@ -1,0 +1,110 @@
+//! `work`: processes whatever is queued or was interrupted in the data
+//! directory, with a bar per active job, until Ctrl-C or (`--until-idle`)
+//! until nothing is runnable.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use booster_runtime::{JobFilter, Runtime};
+use indicatif::MultiProgress;
+
+use super::{with_runtime, Ctx};
+use crate::cli::WorkArgs;
+use crate::exit;
+use crate::progress::{Mode, Progress, Unit};
+use crate::report;
+
+pub async fn work(ctx: &Ctx, args: WorkArgs) -> anyhow::Result<i32> {
+    let runtime = ctx.open(args.workers, true, false).await?;
+    let before: BTreeSet<u64> = finished_ids(&runtime).await;
+    let interrupted =
+        with_runtime(runtime.clone(), run_until(ctx, &runtime, args.until_idle)).await?;
+    // The runtime is shut down: reopen read-only to say what got done.
+    let runtime = ctx.open(None, false, true).await?;
+    let jobs = with_runtime(runtime.clone(), async {
+        Ok(runtime.jobs(JobFilter::default()).await)
+    })
+    .await?;
+    let finished: Vec<_> = jobs
+        .iter()
+        .filter(|j| report::is_finished(j.state) && !before.contains(&j.id))
+        .collect();
+    if ctx.json {
+        let list: Vec<_> = finished.iter().map(|j| report::job_json(j)).collect();
+        report::print_json(&serde_json::json!({ "interrupted": interrupted, "finished": list }));
+    } else {
+        for job in &finished {
+            ctx.say(super::run::summary(job));
+        }
+        if interrupted {
+            ctx.say("stopped; `booster work` picks up the rest");
+        } else if finished.is_empty() {
+            ctx.say("nothing to do");
+        }
+    }
+    Ok(if interrupted && args.until_idle {
+        exit::INTERRUPTED
+    } else {
+        exit::OK
+    })
+}
+
+async fn finished_ids(runtime: &Runtime) -> BTreeSet<u64> {
+    runtime
+        .jobs(JobFilter::default())
+        .await
+        .into_iter()
+        .filter(|j| report::is_finished(j.state))
+        .map(|j| j.id)
+        .collect()
+}
+
+/// true if stopped by an interrupt.
+async fn run_until(ctx: &Ctx, runtime: &Runtime, until_idle: bool) -> anyhow::Result<bool> {
+    let mode = Mode::pick(ctx.json, ctx.quiet, false);
+    let multi = MultiProgress::new();
+    let mut bars: BTreeMap<u64, Progress> = BTreeMap::new();
+    let idle = async {
+        if until_idle {
+            runtime.wait_idle().await
+        } else {
+            std::future::pending().await
+        }
+    };
+    tokio::pin!(idle);
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            _ = &mut idle => break,
+            _ = ctx.interrupt.wait() => {
+                clear(&bars);
+                return Ok(true);
+            }
+            _ = tick.tick(), if mode != Mode::Off => {
+                for job in runtime.jobs(JobFilter::default()).await {
+                    let active = !report::is_finished(job.state);
+                    if active && !bars.contains_key(&job.id) {
+                        let label = format!("job {}", job.id);
+                        bars.insert(job.id, Progress::new(mode, Some(&multi), &label, Unit::Records));
+                    }
+                    if let Some(bar) = bars.get(&job.id) {
+                        bar.set_length(job.records_in);
+                        bar.set_position(job.records_out + job.records_failed);
+                        bar.set_message(format!("{} p{}", report::state_name(job.state), job.priority));
+                        if !active {
+                            bar.finish(report::state_name(job.state));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    clear(&bars);
+    Ok(false)
+}
+
+fn clear(bars: &BTreeMap<u64, Progress>) {
+    for bar in bars.values() {
+        bar.clear();
+    }
+}

@@ -1,0 +1,193 @@
+//! The demo's summary: every count reconciled, speed, sizes, and the check
+//! that no record text appears in clear under the data directory.
+
+use std::path::Path;
+use std::time::Duration;
+
+use booster_runtime::JobState;
+use serde_json::json;
+
+use super::generate::{contains, Generated, HEADER};
+use super::{Outcome, Paths};
+use crate::commands::Ctx;
+use crate::exit;
+use crate::report::{self, bytes, count};
+
+struct Check {
+    name: &'static str,
+    ok: bool,
+    detail: String,
+}
+
+pub fn report(
+    ctx: &Ctx,
+    paths: &Paths,
+    generated: &Generated,
+    outcome: &Outcome,
+    total_time: Duration,
+) -> anyhow::Result<i32> {
+    let big = &outcome.big;
+    let (files, disk_bytes, found) = scan_for_clear_text(&paths.data_dir, &needles(generated))?;
+    let records_per_s = big.records_in as f64 / outcome.process_time.as_secs_f64().max(1e-9);
+    let checks = [
+        Check {
+            name: "completed",
+            ok: big.state == JobState::Completed && outcome.urgent.state == JobState::Completed,
+            detail: format!(
+                "big job {}, urgent job {}",
+                report::state_name(big.state),
+                report::state_name(outcome.urgent.state)
+            ),
+        },
+        Check {
+            name: "reconciled",
+            ok: big.records_in == generated.records
+                && big.records_out + big.records_failed == big.records_in
+                && big.records_failed == generated.planted(),
+            detail: format!(
+                "{} in = {} out + {} failed; {} were planted bad",
+                count(big.records_in),
+                count(big.records_out),
+                count(big.records_failed),
+                count(generated.planted())
+            ),
+        },
+        Check {
+            name: "downloaded",
+            ok: outcome.output_records == big.records_out
+                && outcome.error_records == big.records_failed,
+            detail: format!(
+                "{} records in {}, {} in {}",
+                count(outcome.output_records),
+                outcome.output_path.display(),
+                count(outcome.error_records),
+                outcome.errors_path.display()
+            ),
+        },
+        Check {
+            name: "priority",
+            ok: outcome.urgent.completed_at <= big.completed_at
+                && outcome.big_percent_when_urgent_done < 100.0,
+            detail: format!(
+                "priority-1 job finished in {} with the priority-50 job at {:.0}%",
+                report::duration(outcome.urgent_time),
+                outcome.big_percent_when_urgent_done
+            ),
+        },
+        Check {
+            name: "encrypted",
+            ok: found.is_empty() && files > 0,
+            detail: if found.is_empty() {
+                format!(
+                    "none of {} record strings found in {files} files ({}) under {}",
+                    needles(generated).len(),
+                    bytes(disk_bytes),
+                    paths.data_dir.display()
+                )
+            } else {
+                format!("found in clear: {}", found.join(", "))
+            },
+        },
+    ];
+    let all_ok = checks.iter().all(|c| c.ok);
+    if ctx.json {
+        let checks_json: serde_json::Value = checks
+            .iter()
+            .map(|c| (c.name.to_string(), json!({"ok": c.ok, "detail": c.detail})))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+        report::print_json(&json!({
+            "ok": all_ok,
+            "dir": paths.dir,
+            "key_file": paths.key_path,
+            "job": report::job_json(big),
+            "urgent_job": report::job_json(&outcome.urgent),
+            "records_in": big.records_in,
+            "records_out": big.records_out,
+            "records_failed": big.records_failed,
+            "records_per_s": records_per_s,
+            "slices": big.slices_total,
+            "workers": outcome.workers,
+            "raw_bytes": generated.raw_bytes,
+            "bytes_on_disk": disk_bytes,
+            "seconds": total_time.as_secs_f64(),
+            "checks": checks_json,
+        }));
+    } else {
+        ctx.say(format!(
+            "5. summary ({} in all)\n   records   {} in, {} out, {} errors ({} bad emails, {} missing names, {} malformed rows)\n   speed     {records_per_s:.0} records/s on {} workers (upload {}, upload+process {}, download {})\n   slices    {} of {SLICE} records\n   bytes     {} of CSV -> {} on disk, compressed and encrypted ({:.1}x smaller)",
+            report::duration(total_time),
+            count(big.records_in),
+            count(big.records_out),
+            count(big.records_failed),
+            generated.bad_emails,
+            generated.missing_names,
+            generated.malformed,
+            outcome.workers,
+            report::duration(outcome.upload_time),
+            report::duration(outcome.process_time),
+            report::duration(outcome.download_time),
+            count(big.slices_total),
+            bytes(generated.raw_bytes),
+            bytes(disk_bytes),
+            generated.raw_bytes as f64 / disk_bytes.max(1) as f64,
+            SLICE = super::SLICE_RECORDS,
+        ));
+        for c in &checks {
+            ctx.say(format!(
+                "   {} {:<10} {}",
+                if c.ok { "ok  " } else { "FAIL" },
+                c.name,
+                c.detail
+            ));
+        }
+        if let Some(group) = big.errors.first() {
+            if let Some(sample) = group.samples.first() {
+                ctx.say(format!(
+                    "   e.g. error \"{}\" at line {}: {}",
+                    group.message,
+                    sample.line.unwrap_or(sample.record_number),
+                    report::truncate(&sample.record, 70)
+                ));
+            }
+        }
+        ctx.say(format!(
+            "   look around: booster --data {} --key-file {} jobs",
+            paths.data_dir.display(),
+            paths.key_path.display()
+        ));
+    }
+    Ok(if all_ok { exit::OK } else { exit::ERROR })
+}
+
+fn needles(generated: &Generated) -> Vec<String> {
+    let mut needles = generated.samples.clone();
+    needles.push(HEADER.to_string());
+    needles
+}
+
+/// (files scanned, their bytes, the needles found in clear).
+fn scan_for_clear_text(dir: &Path, needles: &[String]) -> anyhow::Result<(u64, u64, Vec<String>)> {
+    let mut files = 0;
+    let mut total_bytes = 0;
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        for entry in std::fs::read_dir(&path)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                stack.push(entry.path());
+                continue;
+            }
+            let content = std::fs::read(entry.path())?;
+            files += 1;
+            total_bytes += content.len() as u64;
+            for needle in needles {
+                if contains(&content, needle.as_bytes()) && !found.contains(needle) {
+                    found.push(needle.clone());
+                }
+            }
+        }
+    }
+    Ok((files, total_bytes, found))
+}

@@ -1,0 +1,157 @@
+//! Synthetic customer records for the demo, with deliberately bad rows
+//! planted at known places so the demo can reconcile its counts.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::formats::OutputSink;
+
+pub const HEADER: &str = "id,name,email,country,signup_date,balance";
+
+const FIRST: [&str; 16] = [
+    "Ana", "Bruno", "Chen", "Dara", "Elif", "Femi", "Greta", "Hiro", "Ines", "Jonas", "Kofi",
+    "Lena", "Mateo", "Nadia", "Omar", "Priya",
+];
+const LAST: [&str; 16] = [
+    "Silva", "Okafor", "Nguyen", "Müller", "Kowalski", "Haddad", "Tanaka", "Rossi", "Dubois",
+    "Larsen", "Mensah", "Novak", "Garcia", "Ivanova", "Khan", "Patel",
+];
+const DOMAINS: [&str; 6] = [
+    "Example.com",
+    "mail.example.org",
+    "corp.example.net",
+    "EXAMPLE.io",
+    "inbox.example.co.uk",
+    "example.de",
+];
+const COUNTRIES: [&str; 8] = ["PT", "NG", "VN", "DE", "PL", "LB", "JP", "IT"];
+
+/// What was generated, to reconcile against.
+#[derive(Clone, Debug, Default)]
+pub struct Generated {
+    pub records: u64,
+    /// Uncompressed size of the CSV, header included.
+    pub raw_bytes: u64,
+    pub bad_emails: u64,
+    pub missing_names: u64,
+    /// Rows with a field too many: rejected by the CSV reader at upload.
+    pub malformed: u64,
+    /// Strings from records (emails, both as written and as normalised),
+    /// none of which may appear in clear under an encrypted data directory.
+    pub samples: Vec<String>,
+}
+
+impl Generated {
+    pub fn planted(&self) -> u64 {
+        self.bad_emails + self.missing_names + self.malformed
+    }
+}
+
+/// xorshift64*: deterministic, good enough for made-up customers.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[(self.next() % items.len() as u64) as usize]
+    }
+}
+
+/// Writes `records` customer rows (compressed by `path`'s extension);
+/// with `plant_bad`, one row in 1000 has a bad email, one in 2500 no
+/// name, and one in 100,000 a field too many.
+pub fn generate(
+    path: &Path,
+    records: u64,
+    seed: u64,
+    plant_bad: bool,
+) -> anyhow::Result<Generated> {
+    let mut sink = OutputSink::create(path)?;
+    let mut gen = Generated {
+        records,
+        ..Generated::default()
+    };
+    let sample_every = (records / 24).max(1);
+    let mut rng = Rng(seed | 1);
+    let mut row = Vec::with_capacity(160);
+    sink.write_line(HEADER.as_bytes())?;
+    gen.raw_bytes += HEADER.len() as u64 + 1;
+    for id in 1..=records {
+        row.clear();
+        let first = rng.pick(&FIRST);
+        let last = rng.pick(&LAST);
+        let domain = rng.pick(&DOMAINS);
+        let email = format!("{first}.{last}{id}@{domain}");
+        let (name, email) = match id {
+            _ if plant_bad && id % 1000 == 500 => {
+                gen.bad_emails += 1;
+                (format!("{first} {last}"), email.replace('@', " at "))
+            }
+            _ if plant_bad && id % 2500 == 1250 => {
+                gen.missing_names += 1;
+                (String::new(), email)
+            }
+            // Some names hold a comma, so the CSV quotes them.
+            _ if id % 7 == 0 => (format!("\"{last}, {first}\""), email),
+            // Some emails come padded and mixed-case, for the normaliser.
+            _ if id % 5 == 0 => (format!("{first} {last}"), format!("  {email} ")),
+            _ => (format!("{first} {last}"), email),
+        };
+        if id % sample_every == 0 && !name.is_empty() {
+            gen.samples.push(email.trim().to_string());
+            gen.samples.push(email.trim().to_lowercase());
+        }
+        write!(
+            row,
+            "{id},{name},{email},{},{}-{:02}-{:02},{}.{:02}",
+            rng.pick(&COUNTRIES),
+            2015 + rng.next() % 11,
+            1 + rng.next() % 12,
+            1 + rng.next() % 28,
+            rng.next() % 100_000,
+            rng.next() % 100
+        )?;
+        if plant_bad && id % 100_000 == 777 {
+            gen.malformed += 1;
+            row.extend_from_slice(b",unexpected extra field");
+        }
+        gen.raw_bytes += row.len() as u64 + 1;
+        sink.write_record(&row)?;
+    }
+    sink.finish()?;
+    Ok(gen)
+}
+
+/// True if `needle` occurs in `haystack`.
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    memchr::memmem::find(haystack, needle).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn planted_rows_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.csv");
+        let gen = generate(&path, 5000, 7, true).unwrap();
+        assert_eq!(
+            (gen.bad_emails, gen.missing_names, gen.malformed),
+            (5, 2, 1)
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.len() as u64, gen.raw_bytes);
+        assert!(text.starts_with(HEADER));
+        assert!(!gen.samples.is_empty());
+        assert!(gen
+            .samples
+            .iter()
+            .all(|s| text.contains(s.as_str()) || s.chars().all(|c| !c.is_uppercase())));
+    }
+}

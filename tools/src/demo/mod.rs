@@ -1,0 +1,244 @@
+//! `booster demo`: the tour. Generates 1M customer records (gzip CSV, some
+//! deliberately bad), uploads them into an encrypted, compressed sliced job
+//! at priority 50, processes it on every core with live progress, cuts in
+//! with a priority-1 job midway and shows it finishing first, downloads
+//! output and errors, then reconciles every count and checks that no record
+//! text sits in clear under the data directory.
+
+mod checks;
+mod generate;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use booster_runtime::{JobId, JobStatus, MasterKey, Runtime, RuntimeOptions};
+use indicatif::MultiProgress;
+
+pub use generate::{generate, Generated, HEADER};
+
+use crate::cli::{DemoArgs, JobInputArgs};
+use crate::commands::{create_job, download_job, upload_input, with_runtime, write_key, Ctx};
+use crate::exit;
+use crate::formats::Format;
+use crate::kinds;
+use crate::progress::{Mode, Progress, Unit};
+use crate::report::{self, bytes, count};
+
+const BIG_PRIORITY: u8 = 50;
+const URGENT_PRIORITY: u8 = 1;
+const URGENT_RECORDS: u64 = 2000;
+const SLICE_RECORDS: u64 = 1000;
+/// The urgent job is submitted once the big one has processed this share.
+const URGENT_AT_PERCENT: f64 = 25.0;
+
+pub async fn demo(ctx: &Ctx, args: DemoArgs) -> anyhow::Result<i32> {
+    let (dir, temp) = match &args.dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            (dir.clone(), None)
+        }
+        None => {
+            let temp = tempfile::Builder::new().prefix("booster-demo-").tempdir()?;
+            (temp.path().to_path_buf(), (!args.keep).then_some(temp))
+        }
+    };
+    let kept = if temp.is_some() {
+        "removed at exit; pass --keep to keep it"
+    } else {
+        "kept"
+    };
+    ctx.say(format!("booster demo in {} ({kept})", dir.display()));
+    let started = Instant::now();
+
+    let input = dir.join("customers.csv.gz");
+    let urgent_input = dir.join("urgent.csv");
+    let records = args.records;
+    let (gen, input_for_gen, urgent_for_gen) = (records, input.clone(), urgent_input.clone());
+    let generated = tokio::task::spawn_blocking(move || {
+        generate::generate(&urgent_for_gen, URGENT_RECORDS, 99, false)?;
+        generate::generate(&input_for_gen, gen, 42, true)
+    })
+    .await??;
+    ctx.say(format!(
+        "1. generated {} customer records ({} CSV, {} gzip) in {}, with {} bad emails, {} missing names, {} malformed rows",
+        count(generated.records),
+        bytes(generated.raw_bytes),
+        bytes(std::fs::metadata(&input)?.len()),
+        report::duration(started.elapsed()),
+        generated.bad_emails,
+        generated.missing_names,
+        generated.malformed
+    ));
+
+    let key_path = dir.join("demo.key");
+    let key = MasterKey::generate();
+    write_key(&key_path, &key)?;
+    ctx.say(format!(
+        "2. created a 256-bit key at {} (mode 0600); the store encrypts every slice with it",
+        key_path.display()
+    ));
+
+    let data_dir = dir.join("data");
+    let mut opts = RuntimeOptions::new(&data_dir);
+    if let Some(workers) = args.workers {
+        opts.workers = workers;
+    }
+    let workers = opts.workers;
+    opts.master_key = Some(key);
+    let runtime = Runtime::open(opts).await?;
+    kinds::register_builtin(&runtime);
+    let paths = Paths {
+        dir: dir.clone(),
+        input,
+        urgent_input,
+        data_dir,
+        key_path,
+    };
+    let outcome = with_runtime(
+        runtime.clone(),
+        tour(ctx, &runtime, &paths, &generated, workers),
+    )
+    .await?;
+    let code = checks::report(ctx, &paths, &generated, &outcome, started.elapsed())?;
+    drop(temp);
+    Ok(code)
+}
+
+pub struct Paths {
+    pub dir: PathBuf,
+    pub input: PathBuf,
+    pub urgent_input: PathBuf,
+    pub data_dir: PathBuf,
+    pub key_path: PathBuf,
+}
+
+/// What the tour saw, for the summary.
+pub struct Outcome {
+    pub big: JobStatus,
+    pub urgent: JobStatus,
+    pub workers: usize,
+    pub upload_time: Duration,
+    pub process_time: Duration,
+    pub download_time: Duration,
+    pub urgent_submitted_at_percent: f64,
+    pub big_percent_when_urgent_done: f64,
+    pub urgent_time: Duration,
+    pub output_records: u64,
+    pub error_records: u64,
+    pub output_path: PathBuf,
+    pub errors_path: PathBuf,
+}
+
+fn job_args(input: &Path, priority: u8, description: &str) -> JobInputArgs {
+    JobInputArgs {
+        kind: kinds::VALIDATE_CUSTOMERS.into(),
+        input: input.to_path_buf(),
+        format: Some(Format::Csv),
+        slice_size: Some(SLICE_RECORDS),
+        priority,
+        collect_errors: true,
+        cmd: None,
+        description: Some(description.into()),
+        max_workers: None,
+    }
+}
+
+async fn tour(
+    ctx: &Ctx,
+    runtime: &Runtime,
+    paths: &Paths,
+    generated: &Generated,
+    workers: usize,
+) -> anyhow::Result<Outcome> {
+    let mode = Mode::pick(ctx.json, ctx.quiet, true);
+    let multi = MultiProgress::new();
+    let big_args = job_args(&paths.input, BIG_PRIORITY, "demo: validate 1M customers");
+    let (big_id, big_input) = create_job(runtime, &big_args).await?;
+    ctx.say(format!(
+        "3. job {big_id}: validate-customers at priority {BIG_PRIORITY}, slices of {SLICE_RECORDS}, on {workers} workers"
+    ));
+    let upload_bar = Progress::new(mode, Some(&multi), "upload", Unit::Bytes);
+    let process_bar = Progress::new(mode, Some(&multi), "process", Unit::Records);
+    process_bar.set_length(generated.records);
+    let started = Instant::now();
+    let upload = {
+        let (runtime, interrupt) = (runtime.clone(), ctx.interrupt.clone());
+        tokio::spawn(async move {
+            let status = upload_input(&runtime, big_id, big_input, &interrupt, &upload_bar).await;
+            upload_bar.finish("uploaded");
+            status.map(|s| (s, started.elapsed()))
+        })
+    };
+    let mut urgent: Option<tokio::task::JoinHandle<anyhow::Result<(JobStatus, Duration)>>> = None;
+    let mut urgent_at = 0.0;
+    let mut big_when_urgent_done = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let big = loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = ctx.interrupt.wait() => return Err(anyhow::Error::new(exit::Interrupted)),
+        }
+        let job = runtime.job(big_id).await?;
+        let processed = job.records_out + job.records_failed;
+        process_bar.set_position(processed);
+        let percent = 100.0 * processed as f64 / generated.records.max(1) as f64;
+        if urgent.is_none() && (percent >= URGENT_AT_PERCENT || report::is_finished(job.state)) {
+            urgent_at = percent;
+            urgent = Some(spawn_urgent(runtime, &paths.urgent_input, &ctx.interrupt));
+        }
+        if big_when_urgent_done.is_none() && urgent.as_ref().is_some_and(|u| u.is_finished()) {
+            big_when_urgent_done = Some(percent);
+        }
+        if report::is_finished(job.state) && upload.is_finished() {
+            break job;
+        }
+    };
+    process_bar.finish(report::state_name(big.state));
+    let process_time = started.elapsed();
+    let (_, upload_time) = upload.await??;
+    let (urgent_status, urgent_time) = urgent.expect("submitted before the loop ends").await??;
+    let big_when_urgent_done = big_when_urgent_done.unwrap_or(100.0);
+    ctx.say(format!(
+        "4. urgent job {} (priority {URGENT_PRIORITY}, {} records) submitted with the big job at {urgent_at:.0}%: done in {}, the big job then at {big_when_urgent_done:.0}%",
+        urgent_status.id,
+        count(URGENT_RECORDS),
+        report::duration(urgent_time)
+    ));
+
+    let download_started = Instant::now();
+    let output_path = paths.dir.join("customers-clean.csv.gz");
+    let errors_path = paths.dir.join("customers-errors.jsonl");
+    let counts = download_job(runtime, &big, Some(&output_path), Some(&errors_path)).await?;
+    Ok(Outcome {
+        big,
+        urgent: urgent_status,
+        workers,
+        upload_time,
+        process_time,
+        download_time: download_started.elapsed(),
+        urgent_submitted_at_percent: urgent_at,
+        big_percent_when_urgent_done: big_when_urgent_done,
+        urgent_time,
+        output_records: counts.main.unwrap_or(0),
+        error_records: counts.errors.unwrap_or(0),
+        output_path,
+        errors_path,
+    })
+}
+
+fn spawn_urgent(
+    runtime: &Runtime,
+    input: &Path,
+    interrupt: &crate::commands::Interrupt,
+) -> tokio::task::JoinHandle<anyhow::Result<(JobStatus, Duration)>> {
+    let (runtime, interrupt) = (runtime.clone(), interrupt.clone());
+    let args = job_args(input, URGENT_PRIORITY, "demo: urgent customers");
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let (id, input): (JobId, _) = create_job(&runtime, &args).await?;
+        let quiet = Progress::new(Mode::Off, None, "urgent", Unit::Bytes);
+        upload_input(&runtime, id, input, &interrupt, &quiet).await?;
+        let done = runtime.wait(id).await?;
+        Ok((done, started.elapsed()))
+    })
+}

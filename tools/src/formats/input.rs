@@ -1,0 +1,274 @@
+//! Reading an input file as records: decompression by extension, then the
+//! format's record boundaries. A record the format cannot parse becomes an
+//! [`Item::Rejected`] with its line number, never an error that stops the read.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use super::csv_source::{CsvHeader, CsvSource};
+use super::{is_std_stream, Compression, Format};
+
+/// One record read from the input, or one the format rejected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Item {
+    /// `line` is the 1-based line the record starts on.
+    Record { bytes: Vec<u8>, line: u64 },
+    Rejected {
+        raw: Vec<u8>,
+        line: u64,
+        message: String,
+    },
+}
+
+/// Streams records in batches. An empty batch after a call means end of input.
+pub trait RecordSource: Send {
+    fn next_batch(&mut self, max: usize, out: &mut Vec<Item>) -> io::Result<()>;
+}
+
+/// How far the reader is through the file on disk (compressed bytes for
+/// `.gz` / `.zst`), for progress bars.
+#[derive(Clone, Debug, Default)]
+pub struct ReadProgress {
+    read_bytes: Arc<AtomicU64>,
+    /// None for stdin.
+    pub total_bytes: Option<u64>,
+}
+
+impl ReadProgress {
+    pub fn read_bytes(&self) -> u64 {
+        self.read_bytes.load(Ordering::Relaxed)
+    }
+}
+
+/// An opened input: its format, CSV header (if any) and its records.
+pub struct InputSource {
+    pub format: Format,
+    pub header: Option<CsvHeader>,
+    pub progress: ReadProgress,
+    pub records: Box<dyn RecordSource>,
+}
+
+struct CountingReader<R> {
+    inner: R,
+    read_bytes: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read_bytes.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Opens `path` (`-` is stdin) and decompresses it by extension.
+pub fn open_bytes(path: &Path) -> anyhow::Result<(Box<dyn BufRead + Send>, ReadProgress)> {
+    let mut progress = ReadProgress::default();
+    let raw: Box<dyn Read + Send> = if is_std_stream(path) {
+        Box::new(io::stdin())
+    } else {
+        let file = File::open(path).map_err(|e| input_error(path, e))?;
+        let meta = file.metadata().map_err(|e| input_error(path, e))?;
+        if meta.is_dir() {
+            anyhow::bail!("input {} is a directory; pass a file", path.display());
+        }
+        progress.total_bytes = Some(meta.len());
+        Box::new(file)
+    };
+    wrap(path, raw, progress)
+}
+
+fn wrap(
+    path: &Path,
+    raw: Box<dyn Read + Send>,
+    progress: ReadProgress,
+) -> anyhow::Result<(Box<dyn BufRead + Send>, ReadProgress)> {
+    let counted = CountingReader {
+        inner: raw,
+        read_bytes: progress.read_bytes.clone(),
+    };
+    let capacity = 256 << 10;
+    let reader: Box<dyn BufRead + Send> = match Compression::from_path(path) {
+        Compression::None => Box::new(BufReader::with_capacity(capacity, counted)),
+        Compression::Gzip => Box::new(BufReader::with_capacity(
+            capacity,
+            flate2::read::MultiGzDecoder::new(BufReader::new(counted)),
+        )),
+        Compression::Zstd => Box::new(BufReader::with_capacity(
+            capacity,
+            zstd::Decoder::new(counted)
+                .with_context(|| format!("starting zstd on {}", path.display()))?,
+        )),
+    };
+    Ok((reader, progress))
+}
+
+fn input_error(path: &Path, e: io::Error) -> anyhow::Error {
+    match e.kind() {
+        io::ErrorKind::NotFound => {
+            anyhow::anyhow!("input {} does not exist; check the path", path.display())
+        }
+        io::ErrorKind::PermissionDenied => anyhow::anyhow!(
+            "cannot read input {}: permission denied; check its mode or owner",
+            path.display()
+        ),
+        _ => anyhow::anyhow!("cannot open input {}: {e}", path.display()),
+    }
+}
+
+/// Opens `path` as records of `format`; for CSV, reads the header row.
+pub fn open_source(path: &Path, format: Format) -> anyhow::Result<InputSource> {
+    let (reader, progress) = open_bytes(path)?;
+    source_from_reader(reader, progress, format, &path.display().to_string())
+}
+
+/// Records of `format` from already-decompressed bytes (`booster serve`
+/// parses uploads with this); `name` is what error messages call the input.
+pub fn source_from_reader(
+    reader: Box<dyn BufRead + Send>,
+    progress: ReadProgress,
+    format: Format,
+    name: &str,
+) -> anyhow::Result<InputSource> {
+    let (header, records): (Option<CsvHeader>, Box<dyn RecordSource>) = match format {
+        Format::Csv => {
+            let mut csv = CsvSource::new(reader);
+            let header = csv
+                .read_header()
+                .with_context(|| format!("reading the CSV header of {name}"))?;
+            (header, Box::new(csv))
+        }
+        Format::Lines => (None, Box::new(LineSource::new(reader, false))),
+        Format::Jsonl => (None, Box::new(LineSource::new(reader, true))),
+    };
+    Ok(InputSource {
+        format,
+        header,
+        progress,
+        records,
+    })
+}
+
+/// Lines and JSON Lines: a record per `\n`-terminated line. The line's bytes
+/// are kept exactly (a `\r` before the `\n` stays), so lines round-trip.
+/// In JSON Lines, blank lines carry no record and are skipped.
+pub struct LineSource<R> {
+    reader: R,
+    line: u64,
+    jsonl: bool,
+}
+
+impl<R: BufRead> LineSource<R> {
+    pub fn new(reader: R, jsonl: bool) -> LineSource<R> {
+        LineSource {
+            reader,
+            line: 0,
+            jsonl,
+        }
+    }
+}
+
+impl<R: BufRead + Send> RecordSource for LineSource<R> {
+    fn next_batch(&mut self, max: usize, out: &mut Vec<Item>) -> io::Result<()> {
+        while out.len() < max {
+            let mut buf = Vec::with_capacity(128);
+            if self.reader.read_until(b'\n', &mut buf)? == 0 {
+                break;
+            }
+            self.line += 1;
+            if buf.last() == Some(&b'\n') {
+                buf.pop();
+            }
+            if !self.jsonl {
+                out.push(Item::Record {
+                    bytes: buf,
+                    line: self.line,
+                });
+                continue;
+            }
+            if buf.trim_ascii().is_empty() {
+                continue;
+            }
+            out.push(match check_json(&buf) {
+                Ok(()) => Item::Record {
+                    bytes: buf,
+                    line: self.line,
+                },
+                Err(message) => Item::Rejected {
+                    raw: buf,
+                    line: self.line,
+                    message,
+                },
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The message names the kind of problem but not its column, so the same
+/// mistake on many lines groups under one message.
+fn check_json(record: &[u8]) -> Result<(), String> {
+    match serde_json::from_slice::<serde::de::IgnoredAny>(record) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(match e.classify() {
+            serde_json::error::Category::Eof => "invalid JSON: the record ends early".into(),
+            serde_json::error::Category::Syntax => "invalid JSON: syntax error".into(),
+            serde_json::error::Category::Data => "invalid JSON: bad data".into(),
+            serde_json::error::Category::Io => "invalid JSON: unreadable".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(src: &mut dyn RecordSource) -> Vec<Item> {
+        let mut items = Vec::new();
+        loop {
+            let mut batch = Vec::new();
+            src.next_batch(3, &mut batch).unwrap();
+            if batch.is_empty() {
+                return items;
+            }
+            items.extend(batch);
+        }
+    }
+
+    #[test]
+    fn lines_keep_their_bytes_and_numbers() {
+        let mut src = LineSource::new(&b"a\r\n\nc"[..], false);
+        let items = all(&mut src);
+        assert_eq!(
+            items,
+            vec![
+                Item::Record {
+                    bytes: b"a\r".to_vec(),
+                    line: 1
+                },
+                Item::Record {
+                    bytes: b"".to_vec(),
+                    line: 2
+                },
+                Item::Record {
+                    bytes: b"c".to_vec(),
+                    line: 3
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_json_line_is_rejected_with_its_line_number() {
+        let mut src = LineSource::new(&b"{\"a\":1}\n\n{\"a\":\n[1,2]\n"[..], true);
+        let items = all(&mut src);
+        assert_eq!(items.len(), 3);
+        assert!(matches!(&items[1], Item::Rejected { line: 3, raw, .. } if raw == b"{\"a\":"));
+        assert!(matches!(&items[2], Item::Record { line: 4, .. }));
+    }
+}

@@ -1,0 +1,42 @@
+//! The built-in job kinds. `register_builtin` registers them all on a
+//! runtime; `booster serve`, the bench harness and tests call it too.
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), booster_runtime::RuntimeError> {
+//! let rt = booster_runtime::Runtime::open(booster_runtime::RuntimeOptions::new("./d")).await?;
+//! booster_tools::kinds::register_builtin(&rt);
+//! # Ok(()) }
+//! ```
+
+mod copy;
+mod exec;
+mod noop;
+mod validate;
+
+use std::sync::Arc;
+
+use booster_runtime::Runtime;
+
+pub use copy::Copy;
+pub use exec::Exec;
+pub use noop::Noop;
+pub use validate::{is_valid_email, ValidateCustomers, REQUIRED_COLUMNS};
+
+/// Sliced: each record to the output unchanged.
+pub const COPY: &str = "copy";
+/// Sliced: each slice's records through a shell command (property `cmd`).
+pub const EXEC: &str = "exec";
+/// Sliced, CSV with a header: trim, lower-case emails, reject bad rows.
+pub const VALIDATE_CUSTOMERS: &str = "validate-customers";
+/// Simple: does nothing, returns its arguments.
+pub const NOOP: &str = "noop";
+
+/// Names of the sliced kinds, for `--help` and error messages.
+pub const SLICED_KINDS: [&str; 3] = [COPY, EXEC, VALIDATE_CUSTOMERS];
+
+pub fn register_builtin(runtime: &Runtime) {
+    runtime.register_sliced(COPY, Arc::new(Copy));
+    runtime.register_sliced(EXEC, Arc::new(Exec));
+    runtime.register_sliced(VALIDATE_CUSTOMERS, Arc::new(ValidateCustomers));
+    runtime.register_simple(NOOP, Arc::new(Noop));
+}

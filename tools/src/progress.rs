@@ -1,0 +1,166 @@
+//! Progress on long work: indicatif bars when stderr is a terminal, plain
+//! periodic lines where asked for (the demo, when piped), nothing in
+//! `--json` or `-q` mode.
+
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Off,
+    Bars,
+    /// A line on stderr at most every `LINE_INTERVAL`.
+    Lines,
+}
+
+const LINE_INTERVAL: Duration = Duration::from_secs(1);
+
+impl Mode {
+    /// Bars on a terminal; when piped, `Lines` if `lines_when_piped`, else nothing.
+    pub fn pick(json: bool, quiet: bool, lines_when_piped: bool) -> Mode {
+        if json || quiet {
+            Mode::Off
+        } else if std::io::stderr().is_terminal() {
+            Mode::Bars
+        } else if lines_when_piped {
+            Mode::Lines
+        } else {
+            Mode::Off
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    Records,
+    Slices,
+    Bytes,
+}
+
+struct LineState {
+    last_print: Instant,
+    last_position: u64,
+    position: u64,
+    length: Option<u64>,
+}
+
+/// One bar (or one stream of plain lines).
+pub struct Progress {
+    label: String,
+    unit: Unit,
+    bar: Option<ProgressBar>,
+    lines: Option<Mutex<LineState>>,
+}
+
+impl Progress {
+    pub fn new(mode: Mode, multi: Option<&MultiProgress>, label: &str, unit: Unit) -> Progress {
+        let bar = (mode == Mode::Bars).then(|| {
+            let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+            let bar = match multi {
+                Some(m) => m.add(bar),
+                None => bar,
+            };
+            let template = match unit {
+                Unit::Bytes => {
+                    "{prefix:>10} [{bar:32}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}"
+                }
+                Unit::Records | Unit::Slices => {
+                    "{prefix:>10} [{bar:32}] {human_pos}/{human_len} {per_sec} ETA {eta} {msg}"
+                }
+            };
+            bar.set_style(
+                ProgressStyle::with_template(template)
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            bar.set_prefix(label.to_string());
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        let lines = (mode == Mode::Lines).then(|| {
+            Mutex::new(LineState {
+                last_print: Instant::now(),
+                last_position: 0,
+                position: 0,
+                length: None,
+            })
+        });
+        Progress {
+            label: label.to_string(),
+            unit,
+            bar,
+            lines,
+        }
+    }
+
+    pub fn set_length(&self, length: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_length(length);
+        }
+        if let Some(lines) = &self.lines {
+            lines.lock().unwrap_or_else(|p| p.into_inner()).length = Some(length);
+        }
+    }
+
+    pub fn set_message(&self, message: String) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(message);
+        }
+    }
+
+    pub fn set_position(&self, position: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(position);
+        }
+        if let Some(lines) = &self.lines {
+            let mut state = lines.lock().unwrap_or_else(|p| p.into_inner());
+            state.position = position;
+            if state.last_print.elapsed() >= LINE_INTERVAL {
+                self.print_line(&mut state);
+            }
+        }
+    }
+
+    fn print_line(&self, state: &mut LineState) {
+        let elapsed_s = state.last_print.elapsed().as_secs_f64().max(1e-3);
+        let rate = (state.position.saturating_sub(state.last_position)) as f64 / elapsed_s;
+        let unit = match self.unit {
+            Unit::Records => "records",
+            Unit::Slices => "slices",
+            Unit::Bytes => "bytes",
+        };
+        let of = match state.length {
+            Some(len) if len > 0 => format!(
+                "/{len} ({:.0}%)",
+                100.0 * state.position as f64 / len as f64
+            ),
+            _ => String::new(),
+        };
+        eprintln!(
+            "{}: {}{of} {unit}, {:.0} {unit}/s",
+            self.label, state.position, rate
+        );
+        state.last_print = Instant::now();
+        state.last_position = state.position;
+    }
+
+    pub fn finish(&self, message: &str) {
+        if let Some(bar) = &self.bar {
+            bar.finish_with_message(message.to_string());
+        }
+        if let Some(lines) = &self.lines {
+            let mut state = lines.lock().unwrap_or_else(|p| p.into_inner());
+            self.print_line(&mut state);
+        }
+    }
+
+    /// Removes the bar from the screen.
+    pub fn clear(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

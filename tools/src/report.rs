@@ -1,0 +1,230 @@
+//! How jobs and numbers look: the JSON objects of `--json` and the human text.
+
+use std::time::{Duration, SystemTime};
+
+use booster_runtime::{JobState, JobStatus};
+
+/// A job as `--json` prints it: the runtime's `JobStatus` field names
+/// (`id`, `state`, `records_in`, `records_out`, `records_failed`, ...),
+/// states lower-case.
+pub fn job_json(status: &JobStatus) -> serde_json::Value {
+    serde_json::to_value(status).expect("JobStatus serialises")
+}
+
+pub fn print_json(value: &serde_json::Value) {
+    println!("{value}");
+}
+
+pub fn state_name(state: JobState) -> &'static str {
+    match state {
+        JobState::Scheduled => "scheduled",
+        JobState::Queued => "queued",
+        JobState::Running => "running",
+        JobState::Paused => "paused",
+        JobState::Completed => "completed",
+        JobState::Failed => "failed",
+        JobState::Aborted => "aborted",
+    }
+}
+
+pub fn is_finished(state: JobState) -> bool {
+    matches!(
+        state,
+        JobState::Completed | JobState::Failed | JobState::Aborted
+    )
+}
+
+/// 1234567 -> "1,234,567".
+pub fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+pub fn ago(time: SystemTime) -> String {
+    let elapsed = SystemTime::now()
+        .duration_since(time)
+        .unwrap_or(Duration::ZERO);
+    format!("{} ago", duration(elapsed))
+}
+
+pub fn duration(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 1.0 {
+        format!("{:.0} ms", s * 1000.0)
+    } else if s < 120.0 {
+        format!("{s:.1} s")
+    } else if s < 7200.0 {
+        format!("{:.0} min", s / 60.0)
+    } else {
+        format!("{:.1} h", s / 3600.0)
+    }
+}
+
+pub fn table_header() -> String {
+    format!(
+        "{:>6}  {:<10} {:>3}  {:<20} {:>6}  {:>12} {:>12} {:>10}  {}",
+        "ID", "STATE", "PRI", "KIND", "DONE", "IN", "OUT", "FAILED", "DESCRIPTION"
+    )
+}
+
+pub fn table_row(job: &JobStatus) -> String {
+    format!(
+        "{:>6}  {:<10} {:>3}  {:<20} {:>5.1}%  {:>12} {:>12} {:>10}  {}",
+        job.id,
+        state_name(job.state),
+        job.priority,
+        job.kind,
+        job.percent,
+        count(job.records_in),
+        count(job.records_out),
+        count(job.records_failed),
+        job.description
+    )
+}
+
+/// `booster job show`: everything a person asks about a job.
+pub fn job_details(job: &JobStatus) -> String {
+    let mut out = String::new();
+    let mut line = |s: String| {
+        out.push_str(&s);
+        out.push('\n');
+    };
+    line(format!(
+        "job {}  {}  ({})",
+        job.id,
+        state_name(job.state),
+        job.kind
+    ));
+    if !job.description.is_empty() {
+        line(format!("  description   {}", job.description));
+    }
+    let workers = job
+        .max_workers
+        .map_or("no limit".to_string(), |w| w.to_string());
+    line(format!(
+        "  priority      {}   max workers {workers}",
+        job.priority
+    ));
+    line(format!("  created       {}", ago(job.created_at)));
+    if let Some(t) = job.started_at {
+        line(format!("  started       {}", ago(t)));
+    }
+    if let Some(t) = job.completed_at {
+        line(format!("  finished      {}", ago(t)));
+    }
+    line(format!(
+        "  slices        {} total, {} queued, {} running, {} done, {} failed{}",
+        job.slices_total,
+        job.slices_queued,
+        job.slices_running,
+        job.slices_done,
+        job.slices_failed,
+        if job.upload_complete {
+            ""
+        } else {
+            " (upload not complete)"
+        }
+    ));
+    line(format!(
+        "  records       {} in, {} out, {} failed ({} errors, {} in failed slices)",
+        count(job.records_in),
+        count(job.records_out),
+        count(job.records_failed),
+        count(job.records_errors),
+        count(job.records_in_failed_slices)
+    ));
+    let eta = job.eta_s.map_or(String::new(), |s| {
+        format!(", ETA {}", duration(Duration::from_secs_f64(s.max(0.0))))
+    });
+    line(format!(
+        "  progress      {:.1}%, {:.0} records/s{eta}",
+        job.percent, job.records_per_s
+    ));
+    if let Some(reason) = &job.failure_reason {
+        line(format!("  failure       {reason}"));
+    }
+    for lease in &job.leases {
+        let slice = lease
+            .slice
+            .map_or("jobs".to_string(), |s| format!("slice {s}"));
+        line(format!(
+            "  lease         worker {} holds {slice} (epoch {}) since {}",
+            lease.worker,
+            lease.epoch,
+            ago(lease.since)
+        ));
+    }
+    for group in &job.errors {
+        line(format!(
+            "  errors        {} x {}",
+            count(group.count),
+            group.message
+        ));
+        for sample in group.samples.iter().take(3) {
+            let at = sample
+                .line
+                .map_or(format!("record {}", sample.record_number), |l| {
+                    format!("line {l}")
+                });
+            line(format!(
+                "                  {at}: {}",
+                truncate(&sample.record, 100)
+            ));
+        }
+    }
+    if let Some(result) = &job.result {
+        line(format!("  result        {result}"));
+    }
+    out
+}
+
+pub fn truncate(s: &str, max_chars: usize) -> String {
+    if s.chars().count() <= max_chars {
+        return s.to_string();
+    }
+    let mut t: String = s.chars().take(max_chars).collect();
+    t.push('…');
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_grouped_by_thousands() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(1000), "1,000");
+        assert_eq!(count(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn bytes_use_binary_units() {
+        assert_eq!(bytes(12), "12 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(3 << 20), "3.0 MiB");
+    }
+}
