@@ -83,8 +83,20 @@ impl<F: FileLayer> Engine<F> {
         }
         let members = self.split_into_members(items);
         let bound = w.next_segment_id;
-        let published = self.write_group(members, bound)?;
-        w.next_segment_id = bound + published.len() as u64;
+        // Reserve the output ids even if this attempt fails, so a later
+        // segment never collides with a leftover member.
+        w.next_segment_id = bound + members.len() as u64;
+        let published = match self.write_group(members, bound) {
+            Ok(published) => published,
+            Err(e) => {
+                // A failed write, sync or rename leaves the disk unknown (G9);
+                // a damaged live frame (Corrupt) changed nothing published.
+                if let StoreError::Io { .. } = &e {
+                    self.poisoned.lock().get_or_insert_with(|| e.to_string());
+                }
+                return Err(e);
+            }
+        };
 
         let mut index = Index::default();
         let mut segments = BTreeMap::new();

@@ -9,12 +9,12 @@ use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::codec::decode_records;
 use crate::commit::{run_writer, Command, Done, Request, WriterState};
 use crate::engine::Engine;
 use crate::fs::{FileLayer, OsFileLayer};
 use crate::lock::lock_dir;
 use crate::segment::recovery::recover;
+use crate::SliceRecords;
 use crate::{
     Batch, CompactionPlan, CompactionReport, MasterKey, Receipt, RecoveryReport, SliceInfo,
     SliceKey, StoreError, StoreOptions, StoreStats, VerifyReport,
@@ -134,11 +134,16 @@ impl<F: FileLayer> Store<F> {
 
     /// The records of a slice (decrypted, decompressed), or None.
     pub fn read_slice(&self, key: &SliceKey) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
+        Ok(self.read_slice_records(key)?.map(|r| r.to_vecs()))
+    }
+
+    /// Like `read_slice`, without an allocation per record.
+    pub fn read_slice_records(&self, key: &SliceKey) -> Result<Option<SliceRecords>, StoreError> {
         let Some((loc, raw)) = self.engine.read_slice_raw(key)? else {
             return Ok(None);
         };
         let records =
-            decode_records(&raw, loc.header.record_count).map_err(|e| StoreError::Corrupt {
+            SliceRecords::new(raw, loc.header.record_count).map_err(|e| StoreError::Corrupt {
                 segment_id: loc.segment_id,
                 path: self
                     .engine
