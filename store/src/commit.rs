@@ -142,39 +142,9 @@ impl<F: FileLayer> Engine<F> {
         }
         let WriterState { active, buf, .. } = &mut *w;
         let active = active.as_mut().expect("opened above");
-        let segment = Arc::clone(&active.segment);
-        buf.clear();
-        let mut locs = Vec::new();
-        let mut receipts = Vec::with_capacity(group.len());
-        for req in group {
-            receipts.push(Receipt {
-                segment_id: segment.id,
-                first_frame_seq: active.next_seq,
-            });
-            for (i, frame) in req.frames.iter().enumerate() {
-                let batch_end = if i + 1 == req.frames.len() {
-                    FLAG_BATCH_END
-                } else {
-                    0
-                };
-                let offset = active.end_offset + buf.len() as u64;
-                let header = encode_frame_into(
-                    buf,
-                    segment.id,
-                    segment.cipher.as_ref(),
-                    active.next_seq,
-                    batch_end,
-                    frame,
-                );
-                active.next_seq += 1;
-                locs.push(FrameLoc {
-                    segment_id: segment.id,
-                    offset,
-                    header,
-                });
-            }
-        }
+        let (receipts, locs) = encode_group(active, buf, group);
         if !buf.is_empty() {
+            let segment = Arc::clone(&active.segment);
             active
                 .write_group(buf)
                 .map_err(|e| self.poison("writing", &e, &segment.path))?;
@@ -198,7 +168,8 @@ impl<F: FileLayer> Engine<F> {
             match active.seal() {
                 Ok(()) => w.active = None,
                 Err(e) => {
-                    let _ = self.poison("sealing", &e, &segment.path);
+                    let path = active.segment.path.clone();
+                    let _ = self.poison("sealing", &e, &path);
                 }
             }
         }
@@ -220,4 +191,46 @@ impl<F: FileLayer> Engine<F> {
         }
         Ok(())
     }
+}
+
+/// Encodes every frame of a group into `buf` (sequences, encryption, batch
+/// ends), advancing the segment's sequence. Nothing is written yet.
+fn encode_group<F: FileLayer>(
+    active: &mut ActiveSegment<F>,
+    buf: &mut Vec<u8>,
+    group: &[Request],
+) -> (Vec<Receipt>, Vec<FrameLoc>) {
+    let segment = Arc::clone(&active.segment);
+    buf.clear();
+    let mut locs = Vec::new();
+    let mut receipts = Vec::with_capacity(group.len());
+    for req in group {
+        receipts.push(Receipt {
+            segment_id: segment.id,
+            first_frame_seq: active.next_seq,
+        });
+        for (i, frame) in req.frames.iter().enumerate() {
+            let batch_end = if i + 1 == req.frames.len() {
+                FLAG_BATCH_END
+            } else {
+                0
+            };
+            let offset = active.end_offset + buf.len() as u64;
+            let header = encode_frame_into(
+                buf,
+                segment.id,
+                segment.cipher.as_ref(),
+                active.next_seq,
+                batch_end,
+                frame,
+            );
+            active.next_seq += 1;
+            locs.push(FrameLoc {
+                segment_id: segment.id,
+                offset,
+                header,
+            });
+        }
+    }
+    (receipts, locs)
 }

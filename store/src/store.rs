@@ -111,6 +111,9 @@ impl<F: FileLayer> Store<F> {
     /// batch is durable (or failed). Compression has already happened on the
     /// caller's thread when this returns. When the store is poisoned or the
     /// batch is invalid, `done` runs at once on the caller's thread.
+    /// Callbacks run in commit order; each delays the next group, so keep
+    /// them short, and never call `append`, `compact` or `close` on this
+    /// store from one (the writer thread would wait on itself).
     pub fn append_with(
         &self,
         batch: Batch,
