@@ -8,7 +8,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 
 use crate::codec::{decode_records, open_frame};
-use crate::commit::WriterState;
+use crate::commit::{QueueBudget, WriterState};
 use crate::fs::FileLayer;
 use crate::index::{FrameLoc, Index};
 use crate::segment::frame::{frame_len, FrameHeader, FrameKind};
@@ -25,6 +25,7 @@ pub(crate) struct Engine<F: FileLayer> {
     /// Set after a failed write or sync (G9); the cause, for the error.
     pub poisoned: Mutex<Option<String>>,
     pub writer: Mutex<WriterState<F>>,
+    pub budget: QueueBudget,
 }
 
 impl<F: FileLayer> Engine<F> {

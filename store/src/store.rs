@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::commit::{run_writer, Command, Done, Request, WriterState};
+use crate::commit::{run_writer, Command, Done, QueueBudget, Request, WriterState};
 use crate::engine::Engine;
 use crate::fs::{FileLayer, OsFileLayer};
 use crate::lock::lock_dir;
@@ -74,6 +74,7 @@ impl<F: FileLayer> Store<F> {
             index: RwLock::new(recovered.index),
             poisoned: Mutex::new(None),
             writer: Mutex::new(WriterState::new(recovered.next_segment_id)),
+            budget: QueueBudget::default(),
         });
         let (tx, rx) = mpsc::channel();
         let thread_engine = Arc::clone(&engine);
@@ -127,8 +128,12 @@ impl<F: FileLayer> Store<F> {
             Ok(frames) => frames,
             Err(e) => return done(Err(e)),
         };
-        let sent = self.tx.send(Command::Append(Request { frames, done }));
+        let request = Request { frames, done };
+        let bytes = request.bytes();
+        self.engine.budget.acquire(bytes);
+        let sent = self.tx.send(Command::Append(request));
         if let Err(mpsc::SendError(Command::Append(req))) = sent {
+            self.engine.budget.release(bytes);
             (req.done)(Err(StoreError::Poisoned {
                 cause: "the writer thread stopped".into(),
             }));
