@@ -51,6 +51,9 @@ fn store_append_read(c: &mut Criterion) {
     };
     let slice = records::records(0, 1000);
     let mut group = c.benchmark_group("store_slice_1000");
+    // Each append waits for an fdatasync (milliseconds): few samples.
+    group.sample_size(10);
+    group.measurement_time(std::time::Duration::from_secs(3));
     group.throughput(Throughput::Elements(slice.len() as u64));
     let mut seq = 0u64;
     group.bench_function("append_durable", |b| {
