@@ -267,6 +267,7 @@ fn main() {
     raw_codec(&slices[..slices.len().min(20)], threads);
     let (mut raw_enc_s, mut raw_dec_s) = (f64::MAX, f64::MAX);
     let (mut append_s, mut blocking_s, mut read_s) = (f64::MAX, f64::MAX, f64::MAX);
+    let mut read_borrowed_s = f64::MAX;
     let mut stats = Default::default();
     let mut open_ms = 0.0;
     for _ in 0..3 {
@@ -285,6 +286,14 @@ fn main() {
         read_s = read_s.min(parallel(slices.len(), threads, &|i| {
             let recs = store.read_slice(&key(i)).expect("read").expect("present");
             assert_eq!(recs.len(), RECORDS_PER_SLICE);
+            std::hint::black_box(recs);
+        }));
+        read_borrowed_s = read_borrowed_s.min(parallel(slices.len(), threads, &|i| {
+            let recs = store
+                .read_slice_records(&key(i))
+                .expect("read")
+                .expect("present");
+            assert_eq!(recs.iter().count(), RECORDS_PER_SLICE);
             std::hint::black_box(recs);
         }));
         drop(store);
@@ -343,6 +352,11 @@ fn main() {
     println!(
         "store read (mmap, decrypt, decompress, split):  {rd:8.1} MB/s  = {:5.1}% of raw",
         100.0 * rd / raw_dec
+    );
+    let rb = mb_s(bytes, read_borrowed_s);
+    println!(
+        "store read_slice_records (no Vec per record): {rb:8.1} MB/s  = {:5.1}% of raw",
+        100.0 * rb / raw_dec
     );
     println!(
         "records/s: append {:.0}, read {:.0}",

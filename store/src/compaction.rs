@@ -29,6 +29,24 @@ enum Item {
     Copy(FrameLoc),
 }
 
+/// Meta records per output frame are capped at this many raw bytes.
+const META_FRAME_BYTES: usize = 1 << 20;
+
+/// Splits the meta snapshot into runs of about `META_FRAME_BYTES`.
+fn chunk_meta(records: Vec<Vec<u8>>) -> Vec<Vec<Vec<u8>>> {
+    let mut chunks: Vec<Vec<Vec<u8>>> = Vec::new();
+    let mut size = usize::MAX;
+    for r in records {
+        if size.saturating_add(r.len()) > META_FRAME_BYTES {
+            chunks.push(Vec::new());
+            size = 0;
+        }
+        size += r.len() + 4;
+        chunks.last_mut().expect("pushed above").push(r);
+    }
+    chunks
+}
+
 fn io_err(context: String) -> impl FnOnce(std::io::Error) -> StoreError {
     move |e| StoreError::io(context, e)
 }
@@ -48,12 +66,13 @@ impl<F: FileLayer> Engine<F> {
             ..CompactionReport::default()
         };
         let mut items = Vec::new();
-        let meta = plan
-            .meta_snapshot()
-            .into_iter()
-            .fold(Batch::new(), Batch::meta)
-            .prepare(self.opts.zstd_level)?;
-        items.extend(meta.into_iter().map(Item::Meta));
+        for chunk in chunk_meta(plan.meta_snapshot()) {
+            let frames = chunk
+                .into_iter()
+                .fold(Batch::new(), Batch::meta)
+                .prepare(self.opts.zstd_level)?;
+            items.extend(frames.into_iter().map(Item::Meta));
+        }
         for (key, loc) in self.index.read().slices.iter() {
             if plan.slice_is_live(key) {
                 report.slices_kept += 1;
@@ -64,8 +83,20 @@ impl<F: FileLayer> Engine<F> {
         }
         let members = self.split_into_members(items);
         let bound = w.next_segment_id;
-        let published = self.write_group(members, bound)?;
-        w.next_segment_id = bound + published.len() as u64;
+        // Reserve the output ids even if this attempt fails, so a later
+        // segment never collides with a leftover member.
+        w.next_segment_id = bound + members.len() as u64;
+        let published = match self.write_group(members, bound) {
+            Ok(published) => published,
+            Err(e) => {
+                // A failed write, sync or rename leaves the disk unknown (G9);
+                // a damaged live frame (Corrupt) changed nothing published.
+                if let StoreError::Io { .. } = &e {
+                    self.poisoned.lock().get_or_insert_with(|| e.to_string());
+                }
+                return Err(e);
+            }
+        };
 
         let mut index = Index::default();
         let mut segments = BTreeMap::new();
