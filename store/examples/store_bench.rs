@@ -231,6 +231,18 @@ fn parallel_producers(
     start.elapsed().as_secs_f64()
 }
 
+/// A line of /proc/self/status (VmRSS, VmHWM), Linux only.
+fn proc_status(field: &str) -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+        })
+        .unwrap_or_else(|| "n/a".into())
+}
+
 fn mb_s(bytes: u64, secs: f64) -> f64 {
     bytes as f64 / 1e6 / secs
 }
@@ -362,6 +374,12 @@ fn main() {
         "records/s: append {:.0}, read {:.0}",
         (slices.len() * RECORDS_PER_SLICE) as f64 / append_s,
         (slices.len() * RECORDS_PER_SLICE) as f64 / read_s
+    );
+    println!(
+        "memory: RSS now {}, peak {} (the test data itself is {:.0} MB)",
+        proc_status("VmRSS:"),
+        proc_status("VmHWM:"),
+        bytes as f64 / 1e6 * 1.3
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -162,6 +162,8 @@ impl<F: FileLayer> Engine<F> {
                         active: is_active,
                     };
                     verify_segment(&seg, None, segment.cipher.as_ref(), &mut report);
+                    drop(bytes);
+                    segment.release(0, len);
                 }
                 Err(e) => report.problems.push(Problem {
                     segment_id: segment.id,
