@@ -250,7 +250,6 @@ pub async fn upload_input(
     }
     let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<Item>>>(8);
     let mut records = input.records;
-    let lines_have_numbers = input.format != Format::Lines;
     tokio::task::spawn_blocking(move || loop {
         let mut batch = Vec::with_capacity(UPLOAD_BATCH_RECORDS);
         let result = records.next_batch(UPLOAD_BATCH_RECORDS, &mut batch);
@@ -276,10 +275,7 @@ pub async fn upload_input(
         };
         for item in batch {
             match item {
-                Item::Record { bytes, line } if lines_have_numbers => {
-                    uploader.push_line(bytes, line).await?
-                }
-                Item::Record { bytes, .. } => uploader.push(bytes).await?,
+                Item::Record { bytes, line } => uploader.push_line(bytes, line).await?,
                 Item::Rejected { raw, line, message } => {
                     uploader.push_rejected(raw, line, message).await?
                 }
