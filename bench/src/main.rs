@@ -1,1 +1,189 @@
-fn main() {}
+//! `booster-bench SCENARIO [--quick] [--json] [--workers N] ...`
+//!
+//! The parent process runs each scenario in a child process of itself
+//! (`--child`), collects its JSON lines, adds the figures derived across
+//! scenarios, prints them (table or `--json`), and appends them to the
+//! results file.
+
+use std::path::PathBuf;
+
+use booster_bench::report::{self, Machine, Measurement};
+use booster_bench::scenarios::{self, Ctx};
+use booster_bench::{child, targets};
+use clap::{Parser, ValueEnum};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    Jobs,
+    Sliced,
+    Limit,
+    Priority,
+    Scaling,
+    Recovery,
+    Peers,
+    All,
+    /// Internal: the process `recovery` kills.
+    #[value(hide = true)]
+    RecoveryChild,
+}
+
+impl Scenario {
+    /// The name on the command line.
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Jobs => "jobs",
+            Scenario::Sliced => "sliced",
+            Scenario::Limit => "limit",
+            Scenario::Priority => "priority",
+            Scenario::Scaling => "scaling",
+            Scenario::Recovery => "recovery",
+            Scenario::Peers => "peers",
+            Scenario::All => "all",
+            Scenario::RecoveryChild => "recovery-child",
+        }
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(about = "Booster's benchmark harness, with Sidekiq on Redis side by side")]
+struct Cli {
+    scenario: Scenario,
+    /// Sizes that run `all` in under two minutes.
+    #[arg(long)]
+    quick: bool,
+    /// One JSON object per result on stdout instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Booster worker threads (and codec threads for `limit`). Default: the cores present.
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Records for sliced, limit, priority (big job) and recovery.
+    #[arg(long)]
+    records: Option<u64>,
+    /// Jobs for jobs and peers; priority-1 probes for priority.
+    #[arg(long)]
+    jobs: Option<u64>,
+    #[arg(long, default_value_t = 1000)]
+    slice_size: usize,
+    #[arg(long, default_value_t = 1)]
+    zstd_level: i32,
+    /// Scratch directory for data directories (on the disk being measured).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/booster-bench"))]
+    dir: PathBuf,
+    /// Results file, one JSON line per result appended.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results.jsonl"))]
+    results: PathBuf,
+    /// Do not append to the results file.
+    #[arg(long)]
+    no_results: bool,
+    /// Sidekiq processes for `peers`. Default: one per core.
+    #[arg(long)]
+    sidekiq_processes: Option<usize>,
+    /// Threads per Sidekiq process (Sidekiq 6's default and sidekiqload's: 10).
+    #[arg(long, default_value_t = 10)]
+    sidekiq_concurrency: usize,
+    /// Internal: run the scenario in this process and print JSON lines.
+    #[arg(long, hide = true)]
+    child: bool,
+    /// Internal: only the headline variant.
+    #[arg(long, hide = true)]
+    lean: bool,
+    /// Internal: Booster's burn-down from this run, for peers.
+    #[arg(long, hide = true)]
+    booster_jobs_per_s: Option<f64>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let cores = report::cores();
+    let ctx = Ctx {
+        quick: cli.quick,
+        workers: cli.workers.unwrap_or(cores).max(1),
+        dir: cli.dir.clone(),
+        records: cli.records,
+        jobs: cli.jobs,
+        slice_size: cli.slice_size.max(1),
+        zstd_level: cli.zstd_level,
+        lean: cli.lean,
+        booster_jobs_per_s: cli.booster_jobs_per_s,
+        sidekiq_processes: cli.sidekiq_processes.unwrap_or(cores).max(1),
+        sidekiq_concurrency: cli.sidekiq_concurrency.max(1),
+    };
+    if cli.child {
+        let results = run_here(cli.scenario, &ctx)?;
+        report::print_json(&results);
+        return Ok(());
+    }
+    let (mut results, failures) = run_in_children(cli.scenario, &ctx);
+    results.extend(targets::derived(&results));
+    let machine = Machine::detect();
+    if cli.json {
+        report::print_json(&results);
+    } else {
+        report::print_table(&machine, &results);
+        targets::print(&results);
+    }
+    if !cli.no_results && !results.is_empty() {
+        report::append_results(&cli.results, &machine, &results)?;
+    }
+    for (scenario, error) in &failures {
+        eprintln!("scenario {scenario} FAILED: {error:#}");
+    }
+    anyhow::ensure!(failures.is_empty(), "{} scenario(s) failed", failures.len());
+    Ok(())
+}
+
+/// The order `all` runs in: limit first (the ceiling every other figure is
+/// read against), jobs before peers (peers reuses its figure).
+const ALL: &[Scenario] = &[
+    Scenario::Limit,
+    Scenario::Jobs,
+    Scenario::Sliced,
+    Scenario::Priority,
+    Scenario::Recovery,
+    Scenario::Scaling,
+    Scenario::Peers,
+];
+
+fn run_in_children(
+    scenario: Scenario,
+    ctx: &Ctx,
+) -> (Vec<Measurement>, Vec<(String, anyhow::Error)>) {
+    let list: Vec<Scenario> = match scenario {
+        Scenario::All => ALL.to_vec(),
+        // The share of the limit needs the limit from the same run.
+        Scenario::Sliced => vec![Scenario::Limit, Scenario::Sliced],
+        other => vec![other],
+    };
+    let mut results: Vec<Measurement> = Vec::new();
+    let mut failures = Vec::new();
+    for s in list {
+        let mut c = ctx.clone();
+        if s == Scenario::Peers && c.booster_jobs_per_s.is_none() {
+            c.booster_jobs_per_s = results
+                .iter()
+                .find(|m| m.scenario == "jobs" && m.metric == "burn_down")
+                .map(|m| m.value);
+        }
+        eprintln!("booster-bench: running {}", s.name());
+        match child::run_scenario(&c, s.name()) {
+            Ok(r) => results.extend(r),
+            Err(e) => failures.push((s.name().to_string(), e)),
+        }
+    }
+    (results, failures)
+}
+
+fn run_here(scenario: Scenario, ctx: &Ctx) -> anyhow::Result<Vec<Measurement>> {
+    match scenario {
+        Scenario::Jobs => scenarios::jobs::run(ctx),
+        Scenario::Sliced => scenarios::sliced::run(ctx),
+        Scenario::Limit => scenarios::limit::run(ctx),
+        Scenario::Priority => scenarios::priority::run(ctx),
+        Scenario::Scaling => scenarios::scaling::run(ctx),
+        Scenario::Recovery => scenarios::recovery::run(ctx),
+        Scenario::Peers => scenarios::peers::run(ctx),
+        Scenario::RecoveryChild => scenarios::recovery::child(ctx),
+        Scenario::All => anyhow::bail!("`all` runs each scenario in its own child"),
+    }
+}

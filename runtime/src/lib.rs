@@ -1,14 +1,62 @@
 //! booster-runtime: jobs, sliced jobs, priority leases and output collection
 //! on ractor actors over booster-store.
 //!
-//! API CONTRACT (skeleton). The runtime helper replaces every `todo!()` with
-//! the real implementation, keeping these signatures (adding is fine;
-//! changing needs the tools/bench/serve side to agree).
-#![allow(dead_code, unused_variables)]
+//! A [`Runtime`] opens a data directory, replays the job table from the
+//! store's meta records and runs registered handlers on dedicated worker
+//! threads, in one global priority order.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use booster_runtime::*;
+//! # async fn demo() -> Result<(), RuntimeError> {
+//! struct Upper;
+//! impl RecordHandler for Upper {
+//!     fn process(&self, _job: &JobContext<'_>, record: &[u8], out: &mut Vec<Vec<u8>>)
+//!         -> Result<(), HandlerError> {
+//!         out.push(record.to_ascii_uppercase());
+//!         Ok(())
+//!     }
+//! }
+//! let rt = Runtime::open(RuntimeOptions::new("./data")).await?;
+//! rt.register_sliced("upper", Arc::new(Upper));
+//! let job = rt.submit(JobSpec::sliced("upper")).await?;
+//! let mut up = rt.upload(job).await?;
+//! up.push(b"hello".to_vec()).await?;
+//! up.finish().await?;
+//! rt.wait(job).await?;
+//! for record in rt.download(job, Category::Main)? {
+//!     println!("{}", String::from_utf8_lossy(&record?));
+//! }
+//! rt.shutdown(std::time::Duration::from_secs(5)).await?;
+//! # Ok(()) }
+//! ```
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+mod actors;
+mod clock;
+mod dispatch;
+mod download;
+mod handler;
+mod meta;
+mod metrics;
+mod ready;
+mod runtime;
+mod shared;
+mod snapshot;
+mod state;
+#[cfg(test)]
+mod state_tests;
+mod table;
+mod transition;
+mod upload;
+mod worker;
+
+pub use download::Download;
+pub use handler::heartbeat;
+pub use upload::Uploader;
 
 pub use booster_store::{MasterKey, StoreStats, VerifyReport};
 use serde::{Deserialize, Serialize};
@@ -32,7 +80,17 @@ pub struct RuntimeOptions {
 
 impl RuntimeOptions {
     pub fn new(data_dir: impl Into<PathBuf>) -> RuntimeOptions {
-        todo!()
+        RuntimeOptions {
+            data_dir: data_dir.into(),
+            workers: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            master_key: None,
+            slice_size: 100,
+            lease_timeout: Duration::from_secs(30),
+            zstd_level: 1,
+            start_workers: true,
+        }
     }
 }
 
@@ -87,10 +145,53 @@ pub struct JobSpec {
 
 impl JobSpec {
     pub fn simple(kind: &str, args: serde_json::Value) -> JobSpec {
-        todo!()
+        JobSpec {
+            kind: kind.to_string(),
+            shape: JobShape::Simple { args },
+            priority: 50,
+            description: String::new(),
+            max_workers: None,
+            run_at: None,
+            expires_at: None,
+            properties: serde_json::Value::Null,
+        }
     }
     pub fn sliced(kind: &str) -> JobSpec {
-        todo!()
+        JobSpec {
+            kind: kind.to_string(),
+            shape: JobShape::Sliced {
+                slice_size: None,
+                collect_errors: false,
+            },
+            priority: 50,
+            description: String::new(),
+            max_workers: None,
+            run_at: None,
+            expires_at: None,
+            properties: serde_json::Value::Null,
+        }
+    }
+    /// Sets the priority (1 first .. 100 last).
+    pub fn with_priority(mut self, priority: u8) -> JobSpec {
+        self.priority = priority;
+        self
+    }
+    /// Sliced jobs: collect failing records into `errors` instead of failing the slice.
+    pub fn with_collect_errors(mut self, collect_errors: bool) -> JobSpec {
+        if let JobShape::Sliced {
+            collect_errors: c, ..
+        } = &mut self.shape
+        {
+            *c = collect_errors;
+        }
+        self
+    }
+    /// Sliced jobs: records per slice.
+    pub fn with_slice_size(mut self, records: usize) -> JobSpec {
+        if let JobShape::Sliced { slice_size, .. } = &mut self.shape {
+            *slice_size = Some(records);
+        }
+        self
     }
 }
 
@@ -198,6 +299,10 @@ pub struct Metrics {
     pub slices_processed: u64,
     pub records_processed: u64,
     pub lease_expiries: u64,
+    /// Late commits rejected because their lease had expired or been revoked.
+    pub commits_fenced: u64,
+    /// Worker threads replaced after a panic or a hung handler.
+    pub worker_restarts: u64,
     pub commit_latency_us: Vec<(f64, u64)>,
     pub enqueue_to_start_us: Vec<(f64, u64)>,
     pub slice_processing_us: Vec<(f64, u64)>,
@@ -233,12 +338,12 @@ pub trait RecordHandler: Send + Sync + 'static {
     /// panics caught per record); `exec` overrides it. Ok(outputs per record)
     /// or per-record errors are reported through `SliceOutcome`.
     fn process_slice(&self, job: &JobContext<'_>, records: &[Vec<u8>]) -> SliceOutcome {
-        todo!()
+        handler::process_per_record(self, job, records)
     }
-    fn before_batch(&self, job: &JobContext<'_>) -> Result<(), HandlerError> {
+    fn before_batch(&self, _job: &JobContext<'_>) -> Result<(), HandlerError> {
         Ok(())
     }
-    fn after_batch(&self, job: &JobContext<'_>) -> Result<(), HandlerError> {
+    fn after_batch(&self, _job: &JobContext<'_>) -> Result<(), HandlerError> {
         Ok(())
     }
 }
@@ -260,47 +365,6 @@ pub trait SimpleHandler: Send + Sync + 'static {
         job: &JobContext<'_>,
         args: &serde_json::Value,
     ) -> Result<Option<serde_json::Value>, HandlerError>;
-}
-
-/// Streams records into a sliced job, durably slice by slice.
-pub struct Uploader {}
-
-impl Uploader {
-    pub async fn push(&mut self, record: Vec<u8>) -> Result<(), RuntimeError> {
-        todo!()
-    }
-    /// Like push, remembering the record's source line for error reports.
-    pub async fn push_line(&mut self, record: Vec<u8>, line: u64) -> Result<(), RuntimeError> {
-        todo!()
-    }
-    /// A record the uploader itself could not parse (malformed CSV, bad
-    /// JSON): counted in records_in and stored in `errors` with its line.
-    pub async fn push_rejected(
-        &mut self,
-        raw: Vec<u8>,
-        line: u64,
-        message: String,
-    ) -> Result<(), RuntimeError> {
-        todo!()
-    }
-    /// Waits until every slice is durable and marks the upload complete.
-    pub async fn finish(self) -> Result<JobStatus, RuntimeError> {
-        todo!()
-    }
-    /// Marks the job failed with the reason (upload interrupted).
-    pub async fn fail(self, reason: String) -> Result<(), RuntimeError> {
-        todo!()
-    }
-}
-
-/// Records of one category in input order, streamed slice by slice.
-pub struct Download {}
-
-impl Iterator for Download {
-    type Item = Result<Vec<u8>, RuntimeError>;
-    fn next(&mut self) -> Option<Self::Item> {
-        todo!()
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -325,105 +389,28 @@ pub enum RuntimeError {
     Invalid(String),
 }
 
-#[derive(Clone)]
-pub struct Runtime {
-    inner: Arc<()>,
+/// Retry policy of a simple-job kind: how often a failed job runs again
+/// automatically, and how long it waits (doubling each attempt).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    pub max_retries: u32,
+    pub backoff_base_ms: u64,
 }
 
-impl Runtime {
-    /// Opens the data directory, replays the store, starts the actors (and
-    /// workers when `opts.start_workers`). Interrupted work resumes.
-    pub async fn open(opts: RuntimeOptions) -> Result<Runtime, RuntimeError> {
-        todo!()
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: 0,
+            backoff_base_ms: 1000,
+        }
     }
-    pub fn register_sliced(&self, kind: &str, handler: Arc<dyn RecordHandler>) {
-        todo!()
-    }
-    pub fn register_simple(&self, kind: &str, handler: Arc<dyn SimpleHandler>) {
-        todo!()
-    }
-    /// Durable enqueue. A sliced job is created waiting for its upload.
-    pub async fn submit(&self, spec: JobSpec) -> Result<JobId, RuntimeError> {
-        todo!()
-    }
-    /// Many jobs, one durable group commit.
-    pub async fn submit_many(&self, specs: Vec<JobSpec>) -> Result<Vec<JobId>, RuntimeError> {
-        todo!()
-    }
-    pub async fn upload(&self, job: JobId) -> Result<Uploader, RuntimeError> {
-        todo!()
-    }
-    pub async fn job(&self, job: JobId) -> Result<JobStatus, RuntimeError> {
-        todo!()
-    }
-    pub async fn jobs(&self, filter: JobFilter) -> Vec<JobStatus> {
-        todo!()
-    }
-    pub async fn set_priority(&self, job: JobId, priority: i64) -> Result<(), RuntimeError> {
-        todo!()
-    }
-    pub async fn set_max_workers(
-        &self,
-        job: JobId,
-        max_workers: Option<u32>,
-    ) -> Result<(), RuntimeError> {
-        todo!()
-    }
-    pub async fn set_kind_limit(&self, kind: &str, max_running_jobs: Option<u32>) {
-        todo!()
-    }
-    pub async fn pause(&self, job: JobId) -> Result<(), RuntimeError> {
-        todo!()
-    }
-    pub async fn resume(&self, job: JobId) -> Result<(), RuntimeError> {
-        todo!()
-    }
-    pub async fn abort(&self, job: JobId) -> Result<(), RuntimeError> {
-        todo!()
-    }
-    /// Failed simple job: run again. Failed sliced job: re-run failed slices only.
-    pub async fn retry(&self, job: JobId) -> Result<(), RuntimeError> {
-        todo!()
-    }
-    pub async fn fail(&self, job: JobId, reason: String) -> Result<(), RuntimeError> {
-        todo!()
-    }
-    pub async fn destroy(&self, job: JobId) -> Result<(), RuntimeError> {
-        todo!()
-    }
-    /// Waits until the job is completed, failed or aborted.
-    pub async fn wait(&self, job: JobId) -> Result<JobStatus, RuntimeError> {
-        todo!()
-    }
-    /// Waits until nothing is runnable or running.
-    pub async fn wait_idle(&self) {
-        todo!()
-    }
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<JobEvent> {
-        todo!()
-    }
-    pub fn download(&self, job: JobId, category: Category) -> Result<Download, RuntimeError> {
-        todo!()
-    }
-    pub async fn workers(&self) -> Vec<WorkerStatus> {
-        todo!()
-    }
-    pub fn metrics(&self) -> Metrics {
-        todo!()
-    }
-    pub fn store_stats(&self) -> StoreStats {
-        todo!()
-    }
-    pub fn verify(&self) -> VerifyReport {
-        todo!()
-    }
-    /// Reclaims destroyed jobs' slices and dead frames.
-    pub async fn compact(&self) -> Result<booster_store::CompactionReport, RuntimeError> {
-        todo!()
-    }
-    /// Stops taking leases, lets running slices finish (or hands their leases
-    /// back after `grace`), flushes and closes the store.
-    pub async fn shutdown(self, grace: Duration) -> Result<(), RuntimeError> {
-        todo!()
-    }
+}
+
+/// The embedding handle: cheap to clone; every clone drives the same runtime.
+/// Dropping the last clone without `shutdown` stops the workers without
+/// waiting for anything (like a crash: acknowledged work is safe, leased
+/// slices run again on the next open).
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<runtime::Handle>,
 }

@@ -1,6 +1,7 @@
 //! The one frame codec: records -> payload bytes -> zstd (caller's thread)
 //! -> AES-256-GCM with the segment key (writer thread) -> CRC32; and back.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 
 use crate::crypto::{SegmentCipher, TAG_LEN};
@@ -179,30 +180,11 @@ pub(crate) fn open_frame(
     segment_id: u64,
     cipher: Option<&SegmentCipher>,
 ) -> Result<(FrameHeader, Vec<u8>), FormatError> {
-    let header = decode_frame(bytes)?;
-    let payload = frame_payload(bytes, &header);
-    let mut plain;
-    let body: &[u8] = if header.flags & FLAG_AES_GCM != 0 {
-        let cipher = cipher.ok_or_else(|| FormatError::new("encrypted frame but no key"))?;
-        if payload.len() < TAG_LEN {
-            return Err(FormatError::new("encrypted payload shorter than its tag"));
-        }
-        let (ct, tag) = payload.split_at(payload.len() - TAG_LEN);
-        plain = ct.to_vec();
-        let aad = associated_data(segment_id, &bytes[..48]);
-        if !cipher.open(header.seq, &aad, &mut plain, tag) {
-            return Err(FormatError::new(
-                "authentication failed (wrong key, or the frame was altered or moved)",
-            ));
-        }
-        &plain
-    } else {
-        payload
-    };
+    let (header, body) = open_frame_body(bytes, segment_id, cipher)?;
     let raw = if header.flags & FLAG_ZSTD != 0 {
-        decompress(body, header.raw_len)?
+        decompress(&body, header.raw_len)?
     } else {
-        body.to_vec()
+        body.into_owned()
     };
     if raw.len() != header.raw_len as usize {
         return Err(FormatError::new(format!(
@@ -212,6 +194,45 @@ pub(crate) fn open_frame(
         )));
     }
     Ok((header, raw))
+}
+
+/// Checks a whole frame and authenticates and decrypts its payload, leaving
+/// it compressed (compaction re-encrypts it as is).
+pub(crate) fn open_frame_body<'a>(
+    bytes: &'a [u8],
+    segment_id: u64,
+    cipher: Option<&SegmentCipher>,
+) -> Result<(FrameHeader, Cow<'a, [u8]>), FormatError> {
+    let header = decode_frame(bytes)?;
+    let payload = frame_payload(bytes, &header);
+    if header.flags & FLAG_AES_GCM == 0 {
+        return Ok((header, Cow::Borrowed(payload)));
+    }
+    let cipher = cipher.ok_or_else(|| FormatError::new("encrypted frame but no key"))?;
+    if payload.len() < TAG_LEN {
+        return Err(FormatError::new("encrypted payload shorter than its tag"));
+    }
+    let (ct, tag) = payload.split_at(payload.len() - TAG_LEN);
+    let mut plain = ct.to_vec();
+    let aad = associated_data(segment_id, &bytes[..48]);
+    if !cipher.open(header.seq, &aad, &mut plain, tag) {
+        return Err(FormatError::new(
+            "authentication failed (wrong key, or the frame was altered or moved)",
+        ));
+    }
+    Ok((header, Cow::Owned(plain)))
+}
+
+/// A checked frame's body as a frame to write again (compaction).
+pub(crate) fn reseal(header: &FrameHeader, body: Vec<u8>) -> PreparedFrame {
+    PreparedFrame {
+        kind: header.kind,
+        key: header.key,
+        record_count: header.record_count,
+        raw_len: header.raw_len,
+        zstd: header.flags & FLAG_ZSTD != 0,
+        body,
+    }
 }
 
 fn decompress(body: &[u8], raw_len: u32) -> Result<Vec<u8>, FormatError> {

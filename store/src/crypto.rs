@@ -182,6 +182,16 @@ mod tests {
     }
 
     #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "nonce")]
+    fn sealing_twice_with_one_nonce_under_one_key_panics_in_debug_builds() {
+        let cipher = MasterKey([3; 32]).segment_cipher(&[4; 32], 99);
+        let mut buf = *b"record";
+        cipher.seal(5, b"", &mut buf);
+        cipher.seal(5, b"", &mut buf);
+    }
+
+    #[test]
     fn segment_keys_differ_by_salt_and_id() {
         let key = MasterKey([7; 32]);
         let a = key.segment_cipher(&[1; 32], 1);

@@ -12,7 +12,7 @@ use crate::commit::WriterState;
 use crate::fs::FileLayer;
 use crate::index::{FrameLoc, Index};
 use crate::segment::reader::Segment;
-use crate::{StoreError, StoreOptions};
+use crate::{SliceKey, StoreError, StoreOptions};
 
 pub(crate) struct Engine<F: FileLayer> {
     pub fs: F,
@@ -39,14 +39,43 @@ impl<F: FileLayer> Engine<F> {
         self.segments.read().get(&id).cloned()
     }
 
-    /// Reads, checks, decrypts and decompresses the frame at `loc`.
-    pub fn read_frame(&self, loc: &FrameLoc) -> Result<Vec<u8>, StoreError> {
-        let segment = self.segment(loc.segment_id).ok_or_else(|| {
-            StoreError::Invalid(format!(
-                "segment {} vanished while reading (compacted); retry",
-                loc.segment_id
-            ))
-        })?;
+    /// The slice's frame location and raw payload. Retries when compaction
+    /// swapped the segments between the index lookup and the read.
+    pub fn read_slice_raw(
+        &self,
+        key: &SliceKey,
+    ) -> Result<Option<(FrameLoc, Vec<u8>)>, StoreError> {
+        loop {
+            let Some(loc) = self.index.read().get(key) else {
+                return Ok(None);
+            };
+            if let Some(raw) = self.read_frame(&loc)? {
+                return Ok(Some((loc, raw)));
+            }
+        }
+    }
+
+    /// Every meta record's raw payload in commit order.
+    pub fn read_meta(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        'retry: loop {
+            let locs = self.index.read().meta.clone();
+            let mut out = Vec::with_capacity(locs.len());
+            for loc in &locs {
+                match self.read_frame(loc)? {
+                    Some(raw) => out.push(raw),
+                    None => continue 'retry,
+                }
+            }
+            return Ok(out);
+        }
+    }
+
+    /// Reads, checks, decrypts and decompresses the frame at `loc`; None when
+    /// its segment was compacted away meanwhile.
+    fn read_frame(&self, loc: &FrameLoc) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(segment) = self.segment(loc.segment_id) else {
+            return Ok(None);
+        };
         let corrupt = |what: String| StoreError::Corrupt {
             segment_id: segment.id,
             path: segment.path.clone(),
@@ -61,6 +90,6 @@ impl<F: FileLayer> Engine<F> {
         if header != loc.header {
             return Err(corrupt("frame header differs from the index".into()));
         }
-        Ok(raw)
+        Ok(Some(raw))
     }
 }

@@ -18,6 +18,7 @@
 mod batch;
 mod codec;
 mod commit;
+mod compaction;
 mod crypto;
 mod engine;
 mod error;
@@ -28,6 +29,7 @@ mod lock;
 mod mmap;
 mod segment;
 mod store;
+mod verify;
 
 use std::path::PathBuf;
 

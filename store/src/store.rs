@@ -16,8 +16,8 @@ use crate::fs::{FileLayer, OsFileLayer};
 use crate::lock::lock_dir;
 use crate::segment::recovery::recover;
 use crate::{
-    Batch, CompactionPlan, CompactionReport, Receipt, RecoveryReport, SliceInfo, SliceKey,
-    StoreError, StoreOptions, StoreStats, VerifyReport,
+    Batch, CompactionPlan, CompactionReport, MasterKey, Receipt, RecoveryReport, SliceInfo,
+    SliceKey, StoreError, StoreOptions, StoreStats, VerifyReport,
 };
 
 /// The append-only segment store of one data directory.
@@ -29,6 +29,15 @@ pub struct Store<F: FileLayer = OsFileLayer> {
 }
 
 impl Store<OsFileLayer> {
+    /// Verifies `dir` without opening it (no lock, no recovery, no writes),
+    /// for a store that fails to open.
+    pub fn verify_dir(
+        dir: impl AsRef<Path>,
+        key: Option<&MasterKey>,
+    ) -> Result<VerifyReport, StoreError> {
+        crate::verify::verify_dir(&OsFileLayer, dir.as_ref(), key)
+    }
+
     /// Opens (creating if needed) the store in `dir`: takes the lock, recovers.
     pub fn open(
         dir: impl AsRef<Path>,
@@ -125,10 +134,9 @@ impl<F: FileLayer> Store<F> {
 
     /// The records of a slice (decrypted, decompressed), or None.
     pub fn read_slice(&self, key: &SliceKey) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
-        let Some(loc) = self.engine.index.read().get(key) else {
+        let Some((loc, raw)) = self.engine.read_slice_raw(key)? else {
             return Ok(None);
         };
-        let raw = self.engine.read_frame(&loc)?;
         let records =
             decode_records(&raw, loc.header.record_count).map_err(|e| StoreError::Corrupt {
                 segment_id: loc.segment_id,
@@ -149,19 +157,16 @@ impl<F: FileLayer> Store<F> {
 
     /// Every meta record in commit order (decrypted), for replay on open.
     pub fn meta_records(&self) -> Result<Vec<Vec<u8>>, StoreError> {
-        let locs = self.engine.index.read().meta.clone();
-        locs.iter().map(|loc| self.engine.read_frame(loc)).collect()
+        self.engine.read_meta()
     }
 
     pub fn compact(&self, plan: &dyn CompactionPlan) -> Result<CompactionReport, StoreError> {
-        let _ = plan;
-        Err(StoreError::Invalid(
-            "compaction is not implemented yet".into(),
-        ))
+        self.engine.compact(plan)
     }
 
+    /// Checks every header, frame and footer CRC and, with the key, every tag.
     pub fn verify(&self) -> VerifyReport {
-        VerifyReport::default()
+        self.engine.verify()
     }
 
     pub fn stats(&self) -> StoreStats {

@@ -11,8 +11,6 @@ use super::header::SegmentHeader;
 use crate::crypto::SegmentCipher;
 use crate::fs::{FileHandle, FileLayer};
 
-// `header`, `is_sealed` and `retire` serve compaction and verify (next).
-#[allow(dead_code)]
 pub(crate) struct Segment<F: FileLayer> {
     pub id: u64,
     pub path: PathBuf,
@@ -24,7 +22,6 @@ pub(crate) struct Segment<F: FileLayer> {
     remove_on_drop: AtomicBool,
 }
 
-#[allow(dead_code)]
 impl<F: FileLayer> Segment<F> {
     pub fn new(
         fs: F,
@@ -64,10 +61,6 @@ impl<F: FileLayer> Segment<F> {
         let _ = self.map.set(map);
     }
 
-    pub fn is_sealed(&self) -> bool {
-        self.map.get().is_some()
-    }
-
     /// Bytes of the segment: from the map when sealed, else a positional read.
     pub fn read(&self, offset: u64, len: u64) -> io::Result<Cow<'_, [u8]>> {
         let short = || io::Error::new(io::ErrorKind::UnexpectedEof, "read past the segment end");
@@ -82,6 +75,14 @@ impl<F: FileLayer> Segment<F> {
         let mut buf = vec![0u8; len];
         self.file.read_exact_at(&mut buf, offset)?;
         Ok(Cow::Owned(buf))
+    }
+
+    /// The file's size in bytes (0 when it cannot be read).
+    pub fn len_bytes(&self) -> u64 {
+        match self.map.get() {
+            Some(map) => map.len() as u64,
+            None => self.file.len().unwrap_or(0),
+        }
     }
 
     /// The segment is unlinked when its last reader drops it.

@@ -170,12 +170,15 @@ pub(crate) fn recover<F: FileLayer>(
     let mut remove: BTreeSet<u64> = BTreeSet::new();
     // A last segment whose header never became durable was being created when
     // the process stopped; it cannot hold acknowledged data.
+    let mut report = RecoveryReport::default();
     if let Some(last) = candidates.last() {
         if last.header.is_err() && last.len <= SEGMENT_HEADER_LEN as u64 {
             remove.insert(last.id);
+            if last.len > 0 {
+                report.truncated.push((last.id, 0, last.len));
+            }
         }
     }
-    let mut report = RecoveryReport::default();
     resolve_compaction_groups(&candidates, &mut remove);
     for c in candidates.iter().filter(|c| !remove.contains(&c.id)) {
         let header = c

@@ -82,6 +82,13 @@ impl<F: FileLayer> ActiveSegment<F> {
         Ok(())
     }
 
+    /// Appends without syncing (compaction output, synced by `seal`).
+    pub fn write_unsynced(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.segment.file().write_all_at(bytes, self.end_offset)?;
+        self.end_offset += bytes.len() as u64;
+        Ok(())
+    }
+
     /// Appends the seal footer and syncs. The segment is never written again;
     /// reads switch to a memory map.
     pub fn seal(&mut self) -> io::Result<()> {

@@ -1,0 +1,70 @@
+//! Running a scenario in a child process of the harness, so each
+//! scenario's peak RSS and its threads are its own, and a scenario that
+//! fails or panics does not take the others with it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use anyhow::Context;
+
+use crate::report::Measurement;
+use crate::scenarios::Ctx;
+
+/// The arguments that reproduce `ctx` on a command line.
+pub fn args(ctx: &Ctx) -> Vec<String> {
+    let mut a = vec![
+        "--workers".to_string(),
+        ctx.workers.to_string(),
+        "--dir".to_string(),
+        ctx.dir.display().to_string(),
+        "--slice-size".to_string(),
+        ctx.slice_size.to_string(),
+        "--zstd-level".to_string(),
+        ctx.zstd_level.to_string(),
+        "--sidekiq-processes".to_string(),
+        ctx.sidekiq_processes.to_string(),
+        "--sidekiq-concurrency".to_string(),
+        ctx.sidekiq_concurrency.to_string(),
+    ];
+    if ctx.quick {
+        a.push("--quick".into());
+    }
+    if ctx.lean {
+        a.push("--lean".into());
+    }
+    if let Some(r) = ctx.records {
+        a.extend(["--records".into(), r.to_string()]);
+    }
+    if let Some(j) = ctx.jobs {
+        a.extend(["--jobs".into(), j.to_string()]);
+    }
+    if let Some(b) = ctx.booster_jobs_per_s {
+        a.extend(["--booster-jobs-per-s".into(), b.to_string()]);
+    }
+    a
+}
+
+/// Runs `booster-bench SCENARIO --child --json ...` and collects its results.
+/// Lines that are not measurements are passed through to stderr.
+pub fn run_scenario(ctx: &Ctx, scenario: &str) -> anyhow::Result<Vec<Measurement>> {
+    let exe = std::env::current_exe().context("finding the harness's own executable")?;
+    let mut child = Command::new(exe)
+        .arg(scenario)
+        .args(["--child", "--json"])
+        .args(args(ctx))
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting the {scenario} child process"))?;
+    let stdout = child.stdout.take().context("child stdout")?;
+    let mut results = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        match serde_json::from_str::<Measurement>(&line) {
+            Ok(m) => results.push(m),
+            Err(_) => eprintln!("{line}"),
+        }
+    }
+    let status = child.wait()?;
+    anyhow::ensure!(status.success(), "scenario {scenario} failed ({status})");
+    Ok(results)
+}

@@ -1,0 +1,178 @@
+//! `jobs`: no-op simple jobs, durable enqueue and durable completion.
+//! - burn-down: enqueue N while the kind is held (kind limit 0), then release
+//!   it and time the drain, as Sidekiq's load test pushes then drains.
+//! - continuous: one producer submits batches while the workers drain.
+//!
+//! Latency is enqueue-to-complete from the runtime's own timestamps
+//! (created_at -> completed_at) on an even sample of the jobs.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use booster_runtime::{JobId, JobSpec, JobState, Runtime};
+use serde_json::json;
+
+use crate::booster::{self, CodecMode, DURABILITY};
+use crate::handlers::NOOP;
+use crate::report::Measurement;
+use crate::scenarios::Ctx;
+use crate::stats::Latencies;
+
+const SUBMIT_BATCH: usize = 10_000;
+const CONTINUOUS_BATCH: usize = 1_000;
+const LATENCY_SAMPLE: usize = 10_000;
+
+pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Measurement>> {
+    let n = ctx.jobs(1_000_000, 100_000);
+    let tokio = booster::tokio()?;
+    let mut out = tokio.block_on(burn_down(ctx, n))?;
+    if !ctx.lean {
+        out.extend(tokio.block_on(continuous(ctx, n))?);
+    }
+    if let Some(peak) = crate::rss::peak_rss_bytes() {
+        out.push(
+            Measurement::new("jobs", "peak_rss", peak as f64 / 1e6, "MB")
+                .params(json!({ "jobs": n, "workers": ctx.workers })),
+        );
+    }
+    Ok(out)
+}
+
+fn noop_specs(n: usize) -> Vec<JobSpec> {
+    (0..n).map(|_| JobSpec::simple(NOOP, json!(null))).collect()
+}
+
+async fn burn_down(ctx: &Ctx, n: u64) -> anyhow::Result<Vec<Measurement>> {
+    std::fs::create_dir_all(&ctx.dir)?;
+    let dir = tempfile::tempdir_in(&ctx.dir)?;
+    let rt = booster::open(ctx, dir.path(), CodecMode::On, ctx.workers).await?;
+    rt.set_kind_limit(NOOP, Some(0)).await;
+    let mut ids: Vec<JobId> = Vec::with_capacity(n as usize);
+    let started = Instant::now();
+    let mut left = n as usize;
+    while left > 0 {
+        let batch = left.min(SUBMIT_BATCH);
+        ids.extend(rt.submit_many(noop_specs(batch)).await?);
+        left -= batch;
+    }
+    let enqueue_s = started.elapsed().as_secs_f64();
+    let early = count_completed(&rt).await;
+    let drain_start = Instant::now();
+    rt.set_kind_limit(NOOP, None).await;
+    wait_idle_bounded(&rt, Duration::from_secs(600)).await?;
+    let drain_s = drain_start.elapsed().as_secs_f64();
+    let latency = sample_latency(&rt, &ids).await?;
+    check_all_completed(&rt, n).await?;
+    rt.shutdown(Duration::from_secs(5)).await?;
+    let params = json!({
+        "jobs": n, "workers": ctx.workers, "submit_batch": SUBMIT_BATCH,
+        "codec": CodecMode::On.name(), "completed_during_enqueue": early,
+    });
+    let m = |metric: &str, v: f64, unit: &str| {
+        Measurement::new("jobs", metric, v, unit)
+            .durability(DURABILITY)
+            .params(params.clone())
+    };
+    Ok(vec![
+        m("burn_down_enqueue", n as f64 / enqueue_s, "jobs/s"),
+        m("burn_down", n as f64 / drain_s, "jobs/s"),
+        m(
+            "burn_down_total",
+            n as f64 / (enqueue_s + drain_s),
+            "jobs/s",
+        ),
+        m(
+            "burn_down_latency_p50",
+            latency.percentile_us(50.0) / 1e3,
+            "ms",
+        ),
+        m(
+            "burn_down_latency_p99",
+            latency.percentile_us(99.0) / 1e3,
+            "ms",
+        ),
+    ])
+}
+
+async fn continuous(ctx: &Ctx, n: u64) -> anyhow::Result<Vec<Measurement>> {
+    let dir = tempfile::tempdir_in(&ctx.dir)?;
+    let rt = booster::open(ctx, dir.path(), CodecMode::On, ctx.workers).await?;
+    let mut ids: Vec<JobId> = Vec::with_capacity(n as usize);
+    let started = Instant::now();
+    let mut left = n as usize;
+    while left > 0 {
+        let batch = left.min(CONTINUOUS_BATCH);
+        ids.extend(rt.submit_many(noop_specs(batch)).await?);
+        left -= batch;
+    }
+    wait_idle_bounded(&rt, Duration::from_secs(600)).await?;
+    let total_s = started.elapsed().as_secs_f64();
+    let latency = sample_latency(&rt, &ids).await?;
+    check_all_completed(&rt, n).await?;
+    rt.shutdown(Duration::from_secs(5)).await?;
+    let params = json!({
+        "jobs": n, "workers": ctx.workers, "submit_batch": CONTINUOUS_BATCH,
+        "codec": CodecMode::On.name(),
+    });
+    let m = |metric: &str, v: f64, unit: &str| {
+        Measurement::new("jobs", metric, v, unit)
+            .durability(DURABILITY)
+            .params(params.clone())
+    };
+    Ok(vec![
+        m("continuous", n as f64 / total_s, "jobs/s"),
+        m(
+            "continuous_latency_p50",
+            latency.percentile_us(50.0) / 1e3,
+            "ms",
+        ),
+        m(
+            "continuous_latency_p99",
+            latency.percentile_us(99.0) / 1e3,
+            "ms",
+        ),
+    ])
+}
+
+pub async fn wait_idle_bounded(rt: &Runtime, limit: Duration) -> anyhow::Result<()> {
+    tokio::time::timeout(limit, rt.wait_idle())
+        .await
+        .with_context(|| format!("jobs still running after {limit:?}: the runtime stalled"))
+}
+
+/// From the runtime's counters, not by listing a million statuses.
+async fn count_completed(rt: &Runtime) -> u64 {
+    rt.metrics()
+        .jobs_by_state
+        .iter()
+        .filter(|(state, _)| *state == JobState::Completed)
+        .map(|(_, n)| *n)
+        .sum()
+}
+
+async fn check_all_completed(rt: &Runtime, n: u64) -> anyhow::Result<()> {
+    let done = count_completed(rt).await;
+    anyhow::ensure!(
+        done >= n,
+        "only {done} of {n} jobs completed: jobs were lost"
+    );
+    Ok(())
+}
+
+/// created_at -> completed_at of an even sample of `ids`.
+async fn sample_latency(rt: &Runtime, ids: &[JobId]) -> anyhow::Result<Latencies> {
+    let mut lat = Latencies::new();
+    let step = (ids.len() / LATENCY_SAMPLE).max(1);
+    for id in ids.iter().step_by(step) {
+        let status = rt.job(*id).await?;
+        if let Some(done) = status.completed_at {
+            lat.record(since(status.created_at, done));
+        }
+    }
+    Ok(lat)
+}
+
+/// `later - earlier`, zero where the wall clock went backwards.
+pub fn since(earlier: SystemTime, later: SystemTime) -> Duration {
+    later.duration_since(earlier).unwrap_or_default()
+}

@@ -1,0 +1,43 @@
+//! The scenarios, one module each, and what they share.
+
+pub mod jobs;
+pub mod limit;
+pub mod peers;
+pub mod priority;
+pub mod recovery;
+pub mod scaling;
+pub mod sliced;
+
+use std::path::PathBuf;
+
+/// Settings every scenario reads, from the command line.
+#[derive(Clone, Debug)]
+pub struct Ctx {
+    pub quick: bool,
+    pub workers: usize,
+    /// Scratch space for data directories; on the file system being measured.
+    pub dir: PathBuf,
+    /// Overrides the scenario's record count.
+    pub records: Option<u64>,
+    /// Overrides the scenario's job count.
+    pub jobs: Option<u64>,
+    pub slice_size: usize,
+    pub zstd_level: i32,
+    /// Only the headline variant of a scenario (used by `scaling`).
+    pub lean: bool,
+    /// Booster's burn-down figure from this run, so `peers` need not rerun it.
+    pub booster_jobs_per_s: Option<f64>,
+    /// Sidekiq processes for `peers` (default: one per core).
+    pub sidekiq_processes: usize,
+    pub sidekiq_concurrency: usize,
+}
+
+impl Ctx {
+    pub fn records(&self, full: u64, quick: u64) -> u64 {
+        self.records
+            .unwrap_or(if self.quick { quick } else { full })
+    }
+    pub fn jobs(&self, full: u64, quick: u64) -> u64 {
+        self.jobs.unwrap_or(if self.quick { quick } else { full })
+    }
+}

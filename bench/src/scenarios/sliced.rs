@@ -1,0 +1,151 @@
+//! `sliced`: upload + process (`copy`) + download of N ~100 B CSV records in
+//! slices of `--slice-size` (1000), with encryption on and off (zstd stays
+//! on: the store cannot turn it off).
+//! Each phase is timed as a user sees it: upload is push..finish (workers
+//! may already process durable slices meanwhile), process is finish..job
+//! completed, download is reading every output record back. Peak RSS is
+//! this variant's own (VmHWM reset before it, or a child process per run).
+
+use std::time::{Duration, Instant};
+
+use booster_runtime::{Category, JobShape, JobSpec, JobState};
+use serde_json::json;
+
+use crate::booster::{self, CodecMode, RecordPool, DURABILITY};
+use crate::handlers::COPY;
+use crate::report::Measurement;
+use crate::scenarios::Ctx;
+
+pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Measurement>> {
+    let n = ctx.records(10_000_000, 1_000_000);
+    let tokio = booster::tokio()?;
+    let pool = RecordPool::new();
+    let modes: &[CodecMode] = if ctx.lean {
+        &[CodecMode::On]
+    } else {
+        &[CodecMode::On, CodecMode::Off]
+    };
+    let mut out = Vec::new();
+    for &mode in modes {
+        out.extend(tokio.block_on(once(ctx, &pool, n, mode, COPY))?);
+    }
+    Ok(out)
+}
+
+pub struct Phases {
+    pub upload_s: f64,
+    pub process_s: f64,
+    pub download_s: f64,
+}
+
+async fn once(
+    ctx: &Ctx,
+    pool: &RecordPool,
+    n: u64,
+    mode: CodecMode,
+    kind: &str,
+) -> anyhow::Result<Vec<Measurement>> {
+    let rss_reset = crate::rss::reset_peak_rss();
+    std::fs::create_dir_all(&ctx.dir)?;
+    let dir = tempfile::tempdir_in(&ctx.dir)?;
+    let rt = booster::open(ctx, dir.path(), mode, ctx.workers).await?;
+    let phases = upload_process_download(&rt, pool, n, ctx.slice_size, kind).await?;
+    rt.shutdown(Duration::from_secs(5)).await?;
+    let peak_rss = crate::rss::peak_rss_bytes().unwrap_or(0);
+    let bytes = pool.bytes(n) as f64;
+    let params = json!({
+        "records": n, "slice_size": ctx.slice_size, "workers": ctx.workers,
+        "codec": mode.name(), "zstd_level": ctx.zstd_level,
+        "peak_rss_reset": rss_reset,
+    });
+    let variant = mode.name();
+    let m = |metric: String, v: f64, unit: &str| {
+        Measurement::new("sliced", &metric, v, unit)
+            .durability(DURABILITY)
+            .record_size(pool.mean_bytes)
+            .params(params.clone())
+    };
+    let mut out = Vec::new();
+    let total_s = phases.upload_s + phases.process_s + phases.download_s;
+    for (phase, s) in [
+        ("upload", phases.upload_s),
+        ("process", phases.process_s),
+        ("download", phases.download_s),
+        ("end_to_end", total_s),
+    ] {
+        out.push(m(
+            format!("{variant}_{phase}_records_per_s"),
+            n as f64 / s,
+            "records/s",
+        ));
+        out.push(m(
+            format!("{variant}_{phase}_mb_per_s"),
+            bytes / s / 1e6,
+            "MB/s",
+        ));
+    }
+    out.push(m(
+        format!("{variant}_peak_rss"),
+        peak_rss as f64 / 1e6,
+        "MB",
+    ));
+    Ok(out)
+}
+
+/// Submits a sliced job of `kind`, uploads records 0..n, waits for it, and
+/// downloads the output, checking every record came back.
+pub async fn upload_process_download(
+    rt: &booster_runtime::Runtime,
+    pool: &RecordPool,
+    n: u64,
+    slice_size: usize,
+    kind: &str,
+) -> anyhow::Result<Phases> {
+    let mut spec = JobSpec::sliced(kind);
+    spec.shape = JobShape::Sliced {
+        slice_size: Some(slice_size),
+        collect_errors: true,
+    };
+    let job = rt.submit(spec).await?;
+    let started = Instant::now();
+    let mut uploader = rt.upload(job).await?;
+    for i in 0..n {
+        uploader.push(pool.get(i).to_vec()).await?;
+    }
+    uploader.finish().await?;
+    let upload_s = started.elapsed().as_secs_f64();
+    let processing = Instant::now();
+    let status = tokio::time::timeout(Duration::from_secs(1800), rt.wait(job)).await??;
+    let process_s = processing.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        status.state == JobState::Completed && status.records_out == n,
+        "job {job} ended {:?} with {} of {n} records out ({} failed): records were lost or failed",
+        status.state,
+        status.records_out,
+        status.records_failed
+    );
+    let downloading = Instant::now();
+    let download = rt.download(job, Category::Main)?;
+    let (count, bytes) = tokio::task::spawn_blocking(move || {
+        let mut count = 0u64;
+        let mut bytes = 0u64;
+        for record in download {
+            let record = record?;
+            count += 1;
+            bytes += record.len() as u64;
+        }
+        Ok::<_, booster_runtime::RuntimeError>((count, bytes))
+    })
+    .await??;
+    let download_s = downloading.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        count == n && bytes == pool.bytes(n),
+        "downloaded {count} records ({bytes} bytes), uploaded {n} ({} bytes)",
+        pool.bytes(n)
+    );
+    Ok(Phases {
+        upload_s,
+        process_s,
+        download_s,
+    })
+}

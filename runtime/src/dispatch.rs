@@ -1,0 +1,405 @@
+//! The dispatcher: hands out leases in global priority order, applies the
+//! per-job `max_workers` and per-kind running-job limits, fences commits of
+//! leases that expired or were revoked, and expires leases whose heartbeat
+//! stopped. All of it runs under the state mutex, called directly by worker
+//! threads (a lease costs a lock, not a message round trip).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::ready::KindGate;
+use crate::state::{Lease, LeaseWork, State};
+use crate::table::{Body, SliceState};
+use crate::{JobId, JobState, RetryPolicy};
+
+/// What a worker thread runs: copied out of the table so the handler runs
+/// without the lock.
+pub struct Task {
+    pub epoch: u64,
+    pub progress_ms: Arc<AtomicU64>,
+    pub work: TaskWork,
+}
+
+pub enum TaskWork {
+    Simple(Vec<SimpleItem>),
+    Slice(SliceItem),
+    Before(HookItem),
+    After(HookItem),
+}
+
+pub struct SimpleItem {
+    pub job: JobId,
+    pub kind: Arc<str>,
+    pub args: Arc<serde_json::Value>,
+    pub properties: Arc<serde_json::Value>,
+    pub attempts: u32,
+    pub retry: RetryPolicy,
+}
+
+pub struct SliceItem {
+    pub job: JobId,
+    pub kind: Arc<str>,
+    pub properties: Arc<serde_json::Value>,
+    pub slice: u64,
+    pub first_record: u64,
+    pub line_first: Option<u64>,
+    pub lines: Option<Arc<Vec<u64>>>,
+    pub numbers: Option<Arc<Vec<u64>>>,
+    pub collect_errors: bool,
+}
+
+pub struct HookItem {
+    pub job: JobId,
+    pub kind: Arc<str>,
+    pub properties: Arc<serde_json::Value>,
+}
+
+/// Work due from the timers.
+#[derive(Default)]
+pub struct TickOutcome {
+    /// Worker slots whose thread hung past its deadline: start a new thread.
+    pub replace_workers: Vec<usize>,
+    /// Jobs not started before `expires_at`.
+    pub expire: Vec<JobId>,
+}
+
+/// Longest a batch of simple jobs should take, so a priority-1 job waits at
+/// most about this long for a worker that is busy with small jobs.
+const SIMPLE_BATCH_BUDGET_US: f64 = 1000.0;
+const SIMPLE_BATCH_MAX: usize = 1000;
+
+impl State {
+    fn gate(&self, kind: &str) -> KindGate {
+        match self.book.kinds.get(kind) {
+            Some(k) if k.handler.is_some() => KindGate {
+                runnable: true,
+                may_start: k.max_running.is_none_or(|max| {
+                    self.book.running_by_kind.get(kind).copied().unwrap_or(0) < max
+                }),
+            },
+            _ => KindGate {
+                runnable: false,
+                may_start: false,
+            },
+        }
+    }
+
+    /// Leasing is possible at all (not draining, not poisoned).
+    pub fn accepting_leases(&self) -> bool {
+        !self.book.draining && !self.book.stopping && self.book.poisoned.is_none()
+    }
+
+    /// The next lease for `worker`, or None when nothing is leasable.
+    pub fn lease(&mut self, worker: usize, now_ms: u64) -> Option<Task> {
+        if !self.accepting_leases() {
+            return None;
+        }
+        let (_, id) = self.ready.first(|k| self.gate(k))?;
+        let progress_ms = Arc::new(AtomicU64::new(now_ms));
+        let epoch = self.book.next_epoch;
+        self.book.next_epoch += 1;
+        let (work, task) = if matches!(self.jobs[&id].body, Body::Simple(_)) {
+            let items = self.lease_simple_batch(id, now_ms);
+            let ids = items.iter().map(|i| i.job).collect();
+            (LeaseWork::Simple(ids), TaskWork::Simple(items))
+        } else {
+            self.lease_sliced(id, now_ms)
+        };
+        let deadline_ms = now_ms + self.book.lease_timeout_ms;
+        self.book.leases.insert(
+            epoch,
+            Lease {
+                epoch,
+                worker,
+                since_ms: now_ms,
+                deadline_ms,
+                committing: false,
+                progress_ms: progress_ms.clone(),
+                work,
+            },
+        );
+        if let Some(slot) = self.book.workers.get_mut(worker) {
+            slot.lease = Some(epoch);
+        }
+        Some(Task {
+            epoch,
+            progress_ms,
+            work: task,
+        })
+    }
+
+    fn lease_simple_batch(
+        &mut self,
+        first: JobId,
+        now_ms: u64,
+    ) -> Vec<crate::dispatch::SimpleItem> {
+        let kind = self.jobs[&first].kind.clone();
+        let avg_us = self.book.kinds.get(&kind).map_or(0.0, |k| k.avg_job_us);
+        let max = if avg_us <= 0.0 {
+            1
+        } else {
+            ((SIMPLE_BATCH_BUDGET_US / avg_us) as usize).clamp(1, SIMPLE_BATCH_MAX)
+        };
+        let mut items = Vec::new();
+        let mut next = Some(first);
+        while let Some(id) = next {
+            let job = self.jobs.get_mut(&id).expect("ready jobs are in the table");
+            let Body::Simple(body) = &mut job.body else {
+                break;
+            };
+            body.leased = true;
+            let retry = self
+                .book
+                .kinds
+                .get(&job.kind)
+                .map(|k| k.retry)
+                .unwrap_or_default();
+            items.push(SimpleItem {
+                job: id,
+                kind: job.kind.clone(),
+                args: body.args.clone(),
+                properties: job.properties.clone(),
+                attempts: job.attempts,
+                retry,
+            });
+            if let Some(t) = job.accepted.take() {
+                self.book.metrics.record_enqueue_to_start(t.elapsed());
+            }
+            self.book.set_state(job, JobState::Running, now_ms);
+            self.ready.refile(job);
+            if items.len() >= max {
+                break;
+            }
+            next = self.ready.first(|k| self.gate(k)).map(|(_, id)| id);
+        }
+        items
+    }
+
+    fn lease_sliced(&mut self, id: JobId, now_ms: u64) -> (LeaseWork, TaskWork) {
+        let job = self.jobs.get_mut(&id).expect("ready jobs are in the table");
+        let hook = HookItem {
+            job: id,
+            kind: job.kind.clone(),
+            properties: job.properties.clone(),
+        };
+        let Body::Sliced(s) = &mut job.body else {
+            unreachable!("checked by the caller")
+        };
+        let out = if !s.before_done {
+            s.hook_leased = true;
+            if let Some(t) = job.accepted.take() {
+                self.book.metrics.record_enqueue_to_start(t.elapsed());
+            }
+            (LeaseWork::Before { job: id }, TaskWork::Before(hook))
+        } else if s.after_ready() {
+            s.hook_leased = true;
+            (LeaseWork::After { job: id }, TaskWork::After(hook))
+        } else {
+            let slice = s
+                .queued
+                .pop_first()
+                .expect("ready sliced jobs have queued slices");
+            s.leased_slices += 1;
+            let e = &s.slices[&slice];
+            debug_assert_eq!(e.state, SliceState::Pending);
+            let item = SliceItem {
+                job: id,
+                kind: job.kind.clone(),
+                properties: job.properties.clone(),
+                slice,
+                first_record: e.first_record,
+                line_first: e.line_first,
+                lines: e.lines.clone(),
+                numbers: e.numbers.clone(),
+                collect_errors: s.collect_errors,
+            };
+            (LeaseWork::Slice { job: id, slice }, TaskWork::Slice(item))
+        };
+        if job.state == JobState::Queued {
+            self.book.set_state(job, JobState::Running, now_ms);
+        }
+        self.ready.refile(job);
+        out
+    }
+
+    /// A worker is about to commit lease `epoch`. None: the lease expired or
+    /// was revoked, and the commit must be dropped (fenced). Some: the lease
+    /// can no longer expire; it ends when the commit is durable (`release`).
+    pub fn begin_commit(&mut self, epoch: u64) -> Option<LeaseWork> {
+        match self.book.leases.get_mut(&epoch) {
+            Some(lease) if !lease.committing => {
+                lease.committing = true;
+                if let Some(slot) = self.book.workers.get_mut(lease.worker) {
+                    if slot.lease == Some(epoch) {
+                        slot.lease = None;
+                    }
+                    if matches!(lease.work, LeaseWork::Slice { .. }) {
+                        slot.slices_done += 1;
+                    }
+                }
+                Some(lease.work.clone())
+            }
+            _ => {
+                self.book.metrics.commits_fenced += 1;
+                None
+            }
+        }
+    }
+
+    /// Ends a lease; work it did not finish goes back to the queue at once.
+    pub fn release(&mut self, epoch: u64) {
+        let Some(lease) = self.book.leases.remove(&epoch) else {
+            return;
+        };
+        if let Some(slot) = self.book.workers.get_mut(lease.worker) {
+            if slot.lease == Some(epoch) {
+                slot.lease = None;
+            }
+        }
+        let now = crate::clock::now_ms();
+        match lease.work {
+            LeaseWork::Simple(ids) => {
+                for id in ids {
+                    let Some(job) = self.jobs.get_mut(&id) else {
+                        continue;
+                    };
+                    if let Body::Simple(b) = &mut job.body {
+                        b.leased = false;
+                    }
+                    if job.state == JobState::Running {
+                        self.book.set_state(job, JobState::Queued, now);
+                    }
+                    self.ready.refile(job);
+                }
+            }
+            LeaseWork::Slice { job, slice } => {
+                let Some(job) = self.jobs.get_mut(&job) else {
+                    return;
+                };
+                if let Body::Sliced(s) = &mut job.body {
+                    s.leased_slices = s.leased_slices.saturating_sub(1);
+                    if s.slices
+                        .get(&slice)
+                        .is_some_and(|e| e.state == SliceState::Pending)
+                    {
+                        s.queued.insert(slice);
+                    }
+                }
+                self.ready.refile(job);
+            }
+            LeaseWork::Before { job } | LeaseWork::After { job } => {
+                let Some(job) = self.jobs.get_mut(&job) else {
+                    return;
+                };
+                let mut back_to_queued = false;
+                if let Body::Sliced(s) = &mut job.body {
+                    s.hook_leased = false;
+                    back_to_queued = !s.before_done;
+                }
+                if back_to_queued && job.state == JobState::Running {
+                    self.book.set_state(job, JobState::Queued, now);
+                }
+                self.ready.refile(job);
+            }
+        }
+    }
+
+    /// The handler panicked outside per-record isolation. Returns how often
+    /// this lease's slice has panicked so far; the caller releases the lease
+    /// or, past the limit, fails the slice.
+    pub fn note_panic(&mut self, epoch: u64) -> u32 {
+        let mut panics = 0;
+        if let Some(Lease {
+            work: LeaseWork::Slice { job, slice },
+            ..
+        }) = self.book.leases.get(&epoch)
+        {
+            if let Some(Body::Sliced(s)) = self.jobs.get_mut(job).map(|j| &mut j.body) {
+                if let Some(e) = s.slices.get_mut(slice) {
+                    e.panics += 1;
+                    panics = e.panics;
+                }
+            }
+        }
+        panics
+    }
+
+    /// Learns how long one simple job of `kind` takes (sizes later batches).
+    pub fn observe_simple(&mut self, kind: &str, jobs: usize, elapsed_us: f64) {
+        if let Some(k) = self.book.kinds.get_mut(kind) {
+            let per_job = elapsed_us / jobs.max(1) as f64;
+            k.avg_job_us = if k.avg_job_us <= 0.0 {
+                per_job
+            } else {
+                0.8 * k.avg_job_us + 0.2 * per_job
+            };
+        }
+    }
+
+    /// Timer work: expire leases past their deadline (heartbeats extend it),
+    /// release scheduled jobs, and report jobs past `expires_at`.
+    pub fn tick(&mut self, now_ms: u64) -> TickOutcome {
+        let mut out = TickOutcome::default();
+        let timeout = self.book.lease_timeout_ms;
+        let mut expired = Vec::new();
+        for lease in self.book.leases.values_mut() {
+            if lease.committing {
+                continue;
+            }
+            let progress = lease.progress_ms.load(Ordering::Relaxed);
+            lease.deadline_ms = lease.deadline_ms.max(progress + timeout);
+            if now_ms > lease.deadline_ms {
+                expired.push((lease.epoch, lease.worker));
+            }
+        }
+        for (epoch, worker) in expired {
+            self.book.metrics.lease_expiries += 1;
+            self.release(epoch);
+            if let Some(slot) = self.book.workers.get_mut(worker) {
+                slot.generation += 1;
+                slot.restarts += 1;
+                self.book.metrics.worker_restarts += 1;
+                out.replace_workers.push(worker);
+            }
+        }
+        while let Some(&(at, id)) = self.book.scheduled.first() {
+            if at > now_ms {
+                break;
+            }
+            self.book.scheduled.pop_first();
+            if let Some(job) = self.jobs.get_mut(&id) {
+                if job.state == JobState::Scheduled && job.run_at_ms.unwrap_or(0) <= now_ms {
+                    let next = if job.has_started() {
+                        JobState::Running
+                    } else {
+                        JobState::Queued
+                    };
+                    self.book.set_state(job, next, now_ms);
+                    self.ready.refile(job);
+                }
+            }
+        }
+        while let Some(&(at, id)) = self.book.expiring.first() {
+            if at > now_ms {
+                break;
+            }
+            self.book.expiring.pop_first();
+            if let Some(job) = self.jobs.get(&id) {
+                if matches!(job.state, JobState::Queued | JobState::Scheduled)
+                    && job.started_ms.is_none()
+                {
+                    out.expire.push(id);
+                }
+            }
+        }
+        out
+    }
+
+    /// Nothing is leased or leasable for a registered kind.
+    pub fn is_idle(&self) -> bool {
+        self.book.leases.is_empty()
+            && !self
+                .ready
+                .has_work(|k| self.book.kinds.get(k).is_some_and(|c| c.handler.is_some()))
+    }
+}

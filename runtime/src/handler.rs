@@ -1,0 +1,75 @@
+//! Running handlers: per-record isolation of the default `process_slice`,
+//! panic messages, and the heartbeat that keeps a lease alive.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::clock::now_ms;
+use crate::{JobContext, RecordHandler, SliceOutcome};
+
+thread_local! {
+    static PROGRESS: RefCell<Option<Arc<AtomicU64>>> = const { RefCell::new(None) };
+}
+
+/// Tells the runtime the current handler is making progress, extending its
+/// lease. The default `process_slice` calls it per record; a handler that
+/// overrides `process_slice` (or a long simple job) should call it from time
+/// to time. A no-op outside a worker thread.
+pub fn heartbeat() {
+    PROGRESS.with(|p| {
+        if let Some(p) = &*p.borrow() {
+            p.store(now_ms(), Ordering::Relaxed);
+        }
+    });
+}
+
+pub(crate) fn set_progress(progress: Option<Arc<AtomicU64>>) {
+    PROGRESS.with(|p| *p.borrow_mut() = progress);
+}
+
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a non-string panic payload".to_string()
+    }
+}
+
+/// The default `process_slice`: `process` per record, each record's error
+/// or panic caught on its own. A failing record's partial output is dropped.
+pub(crate) fn process_per_record<H: RecordHandler + ?Sized>(
+    handler: &H,
+    job: &JobContext<'_>,
+    records: &[Vec<u8>],
+) -> SliceOutcome {
+    let mut output = Vec::with_capacity(records.len());
+    let mut record_errors = Vec::new();
+    for (i, record) in records.iter().enumerate() {
+        if i % 16 == 0 {
+            heartbeat();
+        }
+        let mark = output.len();
+        match catch_unwind(AssertUnwindSafe(|| {
+            handler.process(job, record, &mut output)
+        })) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                output.truncate(mark);
+                record_errors.push((i, e.0));
+            }
+            Err(panic) => {
+                output.truncate(mark);
+                record_errors.push((i, format!("handler panicked: {}", panic_message(&*panic))));
+            }
+        }
+    }
+    SliceOutcome::Done {
+        output,
+        record_errors,
+    }
+}

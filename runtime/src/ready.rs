@@ -1,0 +1,196 @@
+//! The priority heap of runnable jobs: one ordered set per kind and bucket,
+//! keyed `(priority, job id)`. Job ids grow in submission order, so the
+//! first entry of a set is the most urgent job, ties by submission order
+//! (G5). A job is in at most one set; every change to a job re-files it
+//! (`refile`), so a priority change takes effect at the very next lease.
+//!
+//! Two buckets per kind: jobs already running stay leasable when the kind is
+//! at its running-job limit, queued ones wait.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use crate::table::Job;
+use crate::JobId;
+
+#[derive(Default)]
+struct KindSets {
+    running: BTreeSet<(u8, JobId)>,
+    queued: BTreeSet<(u8, JobId)>,
+}
+
+impl KindSets {
+    fn set(&mut self, running: bool) -> &mut BTreeSet<(u8, JobId)> {
+        if running {
+            &mut self.running
+        } else {
+            &mut self.queued
+        }
+    }
+}
+
+/// What the lease picker needs to know about a kind.
+pub struct KindGate {
+    /// A handler is registered (jobs of other kinds wait).
+    pub runnable: bool,
+    /// Queued jobs of this kind may start (under the running-job limit).
+    pub may_start: bool,
+}
+
+#[derive(Default)]
+pub struct ReadyQueue {
+    kinds: HashMap<Arc<str>, KindSets>,
+}
+
+impl ReadyQueue {
+    /// Re-files `job` according to its current state; returns true when it is leasable.
+    pub fn refile(&mut self, job: &mut Job) -> bool {
+        let want = job.ready_slot();
+        if want == job.ready {
+            return want.is_some();
+        }
+        if let Some(old) = job.ready.take() {
+            if let Some(sets) = self.kinds.get_mut(&job.kind) {
+                sets.set(old.running).remove(&(old.priority, job.id));
+            }
+        }
+        if let Some(new) = want {
+            self.kinds
+                .entry(job.kind.clone())
+                .or_default()
+                .set(new.running)
+                .insert((new.priority, job.id));
+        }
+        job.ready = want;
+        want.is_some()
+    }
+
+    /// Removes a job that is being dropped from the table.
+    pub fn remove(&mut self, job: &mut Job) {
+        if let Some(old) = job.ready.take() {
+            if let Some(sets) = self.kinds.get_mut(&job.kind) {
+                sets.set(old.running).remove(&(old.priority, job.id));
+            }
+        }
+    }
+
+    /// The most urgent leasable job over all kinds that `gate` lets through.
+    pub fn first(&self, gate: impl Fn(&str) -> KindGate) -> Option<(u8, JobId)> {
+        let mut best: Option<(u8, JobId)> = None;
+        for (kind, sets) in &self.kinds {
+            let g = gate(kind);
+            if !g.runnable {
+                continue;
+            }
+            let mut consider = |c: Option<&(u8, JobId)>| {
+                if let Some(&c) = c {
+                    if best.is_none_or(|b| c < b) {
+                        best = Some(c);
+                    }
+                }
+            };
+            consider(sets.running.first());
+            if g.may_start {
+                consider(sets.queued.first());
+            }
+        }
+        best
+    }
+
+    /// Leasable jobs of runnable kinds exist (ignoring running-job limits).
+    pub fn has_work(&self, runnable: impl Fn(&str) -> bool) -> bool {
+        self.kinds.iter().any(|(kind, sets)| {
+            runnable(kind) && (!sets.running.is_empty() || !sets.queued.is_empty())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::{Body, SimpleBody};
+    use crate::JobState;
+
+    fn job(id: JobId, priority: u8, kind: &str) -> Job {
+        Job {
+            id,
+            kind: kind.into(),
+            description: String::new(),
+            priority,
+            max_workers: None,
+            run_at_ms: None,
+            expires_at_ms: None,
+            created_ms: 0,
+            started_ms: None,
+            completed_ms: None,
+            state: JobState::Queued,
+            properties: Arc::new(serde_json::Value::Null),
+            failure_reason: None,
+            attempts: 0,
+            body: Body::Simple(SimpleBody {
+                args: Arc::new(serde_json::Value::Null),
+                result: None,
+                leased: false,
+            }),
+            ready: None,
+            accepted: None,
+        }
+    }
+
+    fn open(_: &str) -> KindGate {
+        KindGate {
+            runnable: true,
+            may_start: true,
+        }
+    }
+
+    #[test]
+    fn lowest_priority_number_comes_first_then_submission_order() {
+        let mut q = ReadyQueue::default();
+        let mut jobs = vec![job(1, 50, "a"), job(2, 10, "b"), job(3, 10, "a")];
+        for j in &mut jobs {
+            q.refile(j);
+        }
+        assert_eq!(q.first(open), Some((10, 2)));
+    }
+
+    #[test]
+    fn priority_change_refiles_the_job() {
+        let mut q = ReadyQueue::default();
+        let mut a = job(1, 50, "a");
+        let mut b = job(2, 50, "a");
+        q.refile(&mut a);
+        q.refile(&mut b);
+        assert_eq!(q.first(open), Some((50, 1)));
+        b.priority = 1;
+        q.refile(&mut b);
+        assert_eq!(q.first(open), Some((1, 2)));
+    }
+
+    #[test]
+    fn kind_at_its_limit_only_offers_running_jobs() {
+        let mut q = ReadyQueue::default();
+        let mut queued = job(1, 1, "a");
+        q.refile(&mut queued);
+        let at_limit = |_: &str| KindGate {
+            runnable: true,
+            may_start: false,
+        };
+        assert_eq!(q.first(at_limit), None);
+        let unregistered = |_: &str| KindGate {
+            runnable: false,
+            may_start: true,
+        };
+        assert_eq!(q.first(unregistered), None);
+    }
+
+    #[test]
+    fn paused_job_leaves_the_queue() {
+        let mut q = ReadyQueue::default();
+        let mut a = job(1, 50, "a");
+        q.refile(&mut a);
+        a.state = JobState::Paused;
+        assert!(!q.refile(&mut a));
+        assert_eq!(q.first(open), None);
+    }
+}

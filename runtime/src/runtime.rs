@@ -1,0 +1,631 @@
+//! The embedding API: `Runtime::open` and the handle's methods. Every
+//! control call checks the transition first (fast refusal), then writes its
+//! meta record and answers with the result of applying it once durable.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use booster_store::{Store, StoreOptions};
+use crossbeam_channel::Sender;
+use ractor::{Actor, ActorRef};
+
+use crate::actors::{Supervisor, SupervisorArgs, SupervisorMsg};
+use crate::clock::{from_ms, now_ms};
+use crate::meta::{self, Control, Meta};
+use crate::shared::{write, write_one, Handler, Shared};
+use crate::snapshot::Snapshot;
+use crate::state::{Book, HandlerShape, State, ALL_STATES};
+use crate::table::{merge_error_groups, Body, Job, UploadState};
+use crate::upload::{start_pool, UploadSlice, Uploader};
+use crate::{
+    transition, Category, Download, ErrorGroup, JobFilter, JobId, JobShape, JobSpec, JobState,
+    JobStatus, LeaseInfo, Metrics, RecordHandler, RetryPolicy, Runtime, RuntimeError,
+    RuntimeOptions, SimpleHandler, StoreStats, VerifyReport, WorkerStatus,
+};
+
+pub struct Handle {
+    shared: Arc<Shared>,
+    store: Arc<Store>,
+    pool: Sender<UploadSlice>,
+    supervisor: ActorRef<SupervisorMsg>,
+    upload_threads: usize,
+}
+
+impl Handle {
+    /// Stops leasing and workers; waits up to `wait` for worker threads to exit.
+    fn stop(&self, wait: Duration) {
+        self.shared.state.lock().book.stopping = true;
+        self.shared.work_ready.notify_all();
+        self.supervisor.stop(None);
+        let deadline = Instant::now() + wait;
+        let mut alive = self.shared.workers_alive.lock();
+        while *alive > 0 {
+            if self
+                .shared
+                .workers_gone
+                .wait_until(&mut alive, deadline)
+                .timed_out()
+            {
+                break;
+            }
+        }
+    }
+}
+
+impl Drop for Handle {
+    /// The last handle went away without `shutdown`: stop like a crash
+    /// would (acknowledged work is durable; leased work runs again on open).
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(2));
+    }
+}
+
+pub fn percent(job: &Job) -> f64 {
+    match &job.body {
+        Body::Simple(_) => {
+            if job.is_terminal() {
+                100.0
+            } else {
+                0.0
+            }
+        }
+        Body::Sliced(s) => {
+            let total = s.slices.len() as f64;
+            if job.state == JobState::Completed {
+                100.0
+            } else if total == 0.0 {
+                0.0
+            } else {
+                let p = 100.0 * (s.slices_done + s.slices_failed) as f64 / total;
+                if s.upload == UploadState::Complete {
+                    p
+                } else {
+                    p.min(99.0)
+                }
+            }
+        }
+    }
+}
+
+fn build_status(st: &State, job: &Job) -> JobStatus {
+    let leases = st
+        .book
+        .leases
+        .values()
+        .filter(|l| l.touches(job.id))
+        .map(|l| LeaseInfo {
+            worker: l.worker,
+            job: job.id,
+            slice: match l.work {
+                crate::state::LeaseWork::Slice { slice, .. } => Some(slice),
+                _ => None,
+            },
+            epoch: l.epoch,
+            since: from_ms(l.since_ms),
+            deadline: from_ms(l.deadline_ms),
+        })
+        .collect();
+    let mut status = JobStatus {
+        id: job.id,
+        kind: job.kind.to_string(),
+        description: job.description.clone(),
+        state: job.state,
+        priority: job.priority,
+        max_workers: job.max_workers,
+        created_at: from_ms(job.created_ms),
+        started_at: job.started_ms.map(from_ms),
+        completed_at: job.completed_ms.map(from_ms),
+        run_at: job.run_at_ms.map(from_ms),
+        expires_at: job.expires_at_ms.map(from_ms),
+        upload_complete: true,
+        slices_total: 0,
+        slices_queued: 0,
+        slices_running: 0,
+        slices_done: 0,
+        slices_failed: 0,
+        records_in: 0,
+        records_out: 0,
+        records_errors: 0,
+        records_in_failed_slices: 0,
+        records_failed: 0,
+        percent: percent(job),
+        records_per_s: 0.0,
+        eta_s: None,
+        leases,
+        errors: Vec::new(),
+        failure_reason: job.failure_reason.clone(),
+        result: None,
+        attempts: job.attempts,
+        properties: (*job.properties).clone(),
+    };
+    match &job.body {
+        Body::Simple(b) => status.result = b.result.clone(),
+        Body::Sliced(s) => {
+            status.upload_complete = s.upload == UploadState::Complete;
+            status.slices_total = s.slices.len() as u64;
+            status.slices_running = u64::from(s.leased_slices);
+            status.slices_queued = s.slices_pending().saturating_sub(status.slices_running);
+            status.slices_done = s.slices_done;
+            status.slices_failed = s.slices_failed;
+            status.records_in = s.records_in;
+            status.records_out = s.records_out;
+            status.records_errors = s.records_errors;
+            status.records_in_failed_slices = s.records_in_failed_slices;
+            status.records_failed = s.records_errors + s.records_in_failed_slices;
+            let mut errors: Vec<ErrorGroup> = s.collected_errors.clone();
+            for (message, sample) in s.failures.values() {
+                merge_error_groups(
+                    &mut errors,
+                    &[ErrorGroup {
+                        message: message.clone(),
+                        count: 1,
+                        samples: sample.iter().cloned().collect(),
+                    }],
+                );
+            }
+            status.errors = errors;
+            if let Some(started) = job.started_ms {
+                let end = job.completed_ms.unwrap_or_else(now_ms);
+                let secs = (end.saturating_sub(started) as f64 / 1000.0).max(0.001);
+                status.records_per_s = s.records_out as f64 / secs;
+                let left = s
+                    .records_in
+                    .saturating_sub(s.records_out + status.records_failed);
+                if status.records_per_s > 0.0 && !job.is_terminal() {
+                    status.eta_s = Some(left as f64 / status.records_per_s);
+                }
+            }
+        }
+    }
+    status
+}
+
+#[cfg(test)]
+pub fn build_status_for_tests(st: &State, job: &Job) -> JobStatus {
+    build_status(st, job)
+}
+
+pub fn status_of(shared: &Shared, id: JobId) -> Result<JobStatus, RuntimeError> {
+    let st = shared.state.lock();
+    let job = st.jobs.get(&id).ok_or(RuntimeError::NotFound(id))?;
+    Ok(build_status(&st, job))
+}
+
+fn validate(spec: &JobSpec) -> Result<(), RuntimeError> {
+    if !(1..=100).contains(&spec.priority) {
+        return Err(RuntimeError::BadPriority(i64::from(spec.priority)));
+    }
+    if spec.kind.is_empty() {
+        return Err(RuntimeError::Invalid(
+            "a job needs a kind: the name of a registered handler".into(),
+        ));
+    }
+    if let JobShape::Sliced {
+        slice_size: Some(0),
+        ..
+    } = spec.shape
+    {
+        return Err(RuntimeError::Invalid(
+            "slice_size must be at least 1 record".into(),
+        ));
+    }
+    if spec.max_workers == Some(0) {
+        return Err(RuntimeError::Invalid(
+            "max_workers must be at least 1 (or none for no limit)".into(),
+        ));
+    }
+    Ok(())
+}
+
+impl Runtime {
+    /// Opens the data directory, replays the store, starts the actors (and
+    /// workers when `opts.start_workers`). Interrupted work resumes.
+    pub async fn open(opts: RuntimeOptions) -> Result<Runtime, RuntimeError> {
+        let store_opts = StoreOptions {
+            zstd_level: opts.zstd_level,
+            master_key: opts.master_key.clone(),
+            ..StoreOptions::default()
+        };
+        let dir = opts.data_dir.clone();
+        let (store, state) = tokio::task::spawn_blocking(move || -> Result<_, RuntimeError> {
+            let (store, _report) = Store::open(&dir, store_opts)?;
+            let mut book = Book::new(
+                opts.workers.max(1),
+                opts.lease_timeout.as_millis() as u64,
+                opts.slice_size.clamp(1, u32::MAX as usize) as u32,
+            );
+            book.live = false;
+            let mut state = State::new(book);
+            for record in store.meta_records()? {
+                // A refused record was refused live too: skipping it is the replay.
+                let _ = state.apply(&meta::decode(&record)?);
+            }
+            state.book.live = true;
+            Ok((store, state))
+        })
+        .await
+        .map_err(|e| RuntimeError::Invalid(format!("open failed: {e}")))??;
+        let interrupted: Vec<JobId> = state
+            .jobs
+            .values()
+            .filter(|j| {
+                !j.is_terminal() && j.sliced().is_some_and(|s| s.upload == UploadState::Open)
+            })
+            .map(|j| j.id)
+            .collect();
+        let shared = Arc::new(Shared::new(state));
+        let store = Arc::new(store);
+        for job in interrupted {
+            let reason = "upload interrupted: the process stopped before the upload finished; submit the job again".to_string();
+            write_one(&shared, &store, Meta::UploadFailed { job, reason }).await?;
+        }
+        let upload_threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .max(2);
+        let pool = start_pool(upload_threads);
+        let (supervisor, _) = Actor::spawn(
+            None,
+            Supervisor,
+            SupervisorArgs {
+                shared: shared.clone(),
+                store: Arc::downgrade(&store),
+                start_workers: opts.start_workers,
+            },
+        )
+        .await
+        .map_err(|e| RuntimeError::Invalid(format!("cannot start the supervisor: {e}")))?;
+        let _ = shared.supervisor.set(supervisor.clone());
+        Ok(Runtime {
+            inner: Arc::new(Handle {
+                shared,
+                store,
+                pool,
+                supervisor,
+                upload_threads,
+            }),
+        })
+    }
+
+    fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
+    }
+
+    fn register(&self, kind: &str, handler: Handler, shape: HandlerShape) {
+        let kind: Arc<str> = Arc::from(kind);
+        self.shared().handlers.write().insert(kind.clone(), handler);
+        self.shared()
+            .state
+            .lock()
+            .book
+            .kinds
+            .entry(kind)
+            .or_default()
+            .handler = Some(shape);
+        self.shared().changed();
+    }
+
+    pub fn register_sliced(&self, kind: &str, handler: Arc<dyn RecordHandler>) {
+        self.register(kind, Handler::Sliced(handler), HandlerShape::Sliced);
+    }
+
+    pub fn register_simple(&self, kind: &str, handler: Arc<dyn SimpleHandler>) {
+        self.register(kind, Handler::Simple(handler), HandlerShape::Simple);
+    }
+
+    /// How failed simple jobs of `kind` run again automatically.
+    pub fn set_retry_policy(&self, kind: &str, policy: RetryPolicy) {
+        self.shared()
+            .state
+            .lock()
+            .book
+            .kinds
+            .entry(Arc::from(kind))
+            .or_default()
+            .retry = policy;
+    }
+
+    /// Durable enqueue. A sliced job is created waiting for its upload.
+    pub async fn submit(&self, spec: JobSpec) -> Result<JobId, RuntimeError> {
+        Ok(self.submit_many(vec![spec]).await?[0])
+    }
+
+    /// Many jobs, one durable group commit.
+    pub async fn submit_many(&self, specs: Vec<JobSpec>) -> Result<Vec<JobId>, RuntimeError> {
+        if specs.is_empty() {
+            return Ok(Vec::new());
+        }
+        for s in &specs {
+            validate(s)?;
+        }
+        let first_id = {
+            let mut st = self.shared().state.lock();
+            if st.book.stopping {
+                return Err(RuntimeError::ShuttingDown);
+            }
+            let first = st.book.next_id;
+            st.book.next_id += specs.len() as u64;
+            first
+        };
+        let n = specs.len() as u64;
+        let m = Meta::Created {
+            first_id,
+            at_ms: now_ms(),
+            specs,
+        };
+        write(self.shared(), &self.inner.store, vec![m]).await?;
+        Ok((first_id..first_id + n).collect())
+    }
+
+    pub async fn upload(&self, job: JobId) -> Result<Uploader, RuntimeError> {
+        let slice_size = {
+            let mut st = self.shared().state.lock();
+            let j = st.jobs.get_mut(&job).ok_or(RuntimeError::NotFound(job))?;
+            let (state, id) = (j.state, j.id);
+            let Some(s) = j.sliced_mut() else {
+                return Err(RuntimeError::Invalid(format!(
+                    "job {id} is a simple job; only sliced jobs take uploads"
+                )));
+            };
+            if s.upload != UploadState::Open || !s.slices.is_empty() || s.uploader_active {
+                return Err(RuntimeError::Invalid(format!(
+                    "job {id} already has an upload ({state:?}); submit a new job to upload again"
+                )));
+            }
+            s.uploader_active = true;
+            s.slice_size as usize
+        };
+        let max_inflight = (self.inner.upload_threads * 2) as u32;
+        Ok(Uploader {
+            shared: self.shared().clone(),
+            store: self.inner.store.clone(),
+            pool: self.inner.pool.clone(),
+            job,
+            slice_size,
+            next_slice: 0,
+            next_record: 1,
+            permits: Arc::new(tokio::sync::Semaphore::new(max_inflight as usize)),
+            max_inflight,
+            error: Arc::new(parking_lot::Mutex::new(None)),
+            finished: false,
+            buf: Default::default(),
+        })
+    }
+
+    pub async fn job(&self, job: JobId) -> Result<JobStatus, RuntimeError> {
+        status_of(self.shared(), job)
+    }
+
+    pub async fn jobs(&self, filter: JobFilter) -> Vec<JobStatus> {
+        let st = self.shared().state.lock();
+        st.jobs
+            .values()
+            .filter(|j| filter.state.is_none_or(|s| j.state == s))
+            .filter(|j| filter.kind.as_deref().is_none_or(|k| &*j.kind == k))
+            .filter(|j| {
+                filter
+                    .text
+                    .as_deref()
+                    .is_none_or(|t| j.description.contains(t) || j.kind.contains(t))
+            })
+            .map(|j| build_status(&st, j))
+            .collect()
+    }
+
+    fn check(&self, job: JobId, action: &Control) -> Result<(), RuntimeError> {
+        let st = self.shared().state.lock();
+        let j = st.jobs.get(&job).ok_or(RuntimeError::NotFound(job))?;
+        let simple = matches!(j.body, Body::Simple(_));
+        if transition::allowed(action, j.state, simple) {
+            Ok(())
+        } else {
+            Err(RuntimeError::IllegalTransition {
+                job,
+                action: action.verb().to_string(),
+                state: j.state,
+            })
+        }
+    }
+
+    async fn control(&self, job: JobId, action: Control) -> Result<(), RuntimeError> {
+        self.check(job, &action)?;
+        let m = Meta::Control {
+            job,
+            at_ms: now_ms(),
+            action,
+        };
+        write_one(self.shared(), &self.inner.store, m).await
+    }
+
+    pub async fn set_priority(&self, job: JobId, priority: i64) -> Result<(), RuntimeError> {
+        if !(1..=100).contains(&priority) {
+            return Err(RuntimeError::BadPriority(priority));
+        }
+        self.job(job).await?;
+        let m = Meta::Priority {
+            job,
+            priority: priority as u8,
+        };
+        write_one(self.shared(), &self.inner.store, m).await
+    }
+
+    pub async fn set_max_workers(
+        &self,
+        job: JobId,
+        max_workers: Option<u32>,
+    ) -> Result<(), RuntimeError> {
+        if max_workers == Some(0) {
+            return Err(RuntimeError::Invalid(
+                "max_workers must be at least 1 (or none for no limit)".into(),
+            ));
+        }
+        self.job(job).await?;
+        let m = Meta::MaxWorkers { job, max_workers };
+        write_one(self.shared(), &self.inner.store, m).await
+    }
+
+    /// At most `max_running_jobs` jobs of `kind` run at once (None: no
+    /// limit). A setting of this process, not stored.
+    pub async fn set_kind_limit(&self, kind: &str, max_running_jobs: Option<u32>) {
+        self.shared()
+            .state
+            .lock()
+            .book
+            .kinds
+            .entry(Arc::from(kind))
+            .or_default()
+            .max_running = max_running_jobs;
+        self.shared().changed();
+    }
+
+    pub async fn pause(&self, job: JobId) -> Result<(), RuntimeError> {
+        self.control(job, Control::Pause).await
+    }
+    pub async fn resume(&self, job: JobId) -> Result<(), RuntimeError> {
+        self.control(job, Control::Resume).await
+    }
+    pub async fn abort(&self, job: JobId) -> Result<(), RuntimeError> {
+        self.control(job, Control::Abort).await
+    }
+    /// Failed simple job: run again. Failed sliced job: re-run failed slices only.
+    pub async fn retry(&self, job: JobId) -> Result<(), RuntimeError> {
+        self.control(job, Control::Retry).await
+    }
+    pub async fn fail(&self, job: JobId, reason: String) -> Result<(), RuntimeError> {
+        self.control(job, Control::Fail { reason }).await
+    }
+    pub async fn destroy(&self, job: JobId) -> Result<(), RuntimeError> {
+        self.control(job, Control::Destroy).await
+    }
+
+    /// Waits until the job is completed, failed or aborted.
+    pub async fn wait(&self, job: JobId) -> Result<JobStatus, RuntimeError> {
+        loop {
+            let rx = {
+                let mut st = self.shared().state.lock();
+                let j = st.jobs.get(&job).ok_or(RuntimeError::NotFound(job))?;
+                if j.is_terminal() {
+                    return Ok(build_status(&st, j));
+                }
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                st.book.waiters.entry(job).or_default().push(tx);
+                rx
+            };
+            let _ = rx.await;
+        }
+    }
+
+    /// Waits until nothing is runnable or running.
+    pub async fn wait_idle(&self) {
+        loop {
+            let notified = self.shared().idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.shared().is_idle() {
+                return;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(20), notified).await;
+        }
+    }
+
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<crate::JobEvent> {
+        self.shared().state.lock().book.events.subscribe()
+    }
+
+    pub fn download(&self, job: JobId, category: Category) -> Result<Download, RuntimeError> {
+        if !self.shared().state.lock().jobs.contains_key(&job) {
+            return Err(RuntimeError::NotFound(job));
+        }
+        Ok(Download::new(self.inner.store.clone(), job, category))
+    }
+
+    pub async fn workers(&self) -> Vec<WorkerStatus> {
+        let st = self.shared().state.lock();
+        st.book
+            .workers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| WorkerStatus {
+                worker: i,
+                lease: w
+                    .lease
+                    .and_then(|e| st.book.leases.get(&e))
+                    .map(|l| LeaseInfo {
+                        worker: i,
+                        job: match &l.work {
+                            crate::state::LeaseWork::Simple(jobs) => {
+                                jobs.first().copied().unwrap_or(0)
+                            }
+                            crate::state::LeaseWork::Slice { job, .. }
+                            | crate::state::LeaseWork::Before { job }
+                            | crate::state::LeaseWork::After { job } => *job,
+                        },
+                        slice: match l.work {
+                            crate::state::LeaseWork::Slice { slice, .. } => Some(slice),
+                            _ => None,
+                        },
+                        epoch: l.epoch,
+                        since: from_ms(l.since_ms),
+                        deadline: from_ms(l.deadline_ms),
+                    }),
+                slices_done: w.slices_done,
+                restarts: w.restarts,
+            })
+            .collect()
+    }
+
+    pub fn metrics(&self) -> Metrics {
+        let st = self.shared().state.lock();
+        let mut m = st.book.metrics.snapshot();
+        m.jobs_by_state = ALL_STATES
+            .iter()
+            .map(|s| (*s, st.book.by_state[crate::state::state_index(*s)]))
+            .collect();
+        m
+    }
+
+    pub fn store_stats(&self) -> StoreStats {
+        self.inner.store.stats()
+    }
+
+    pub fn verify(&self) -> VerifyReport {
+        self.inner.store.verify()
+    }
+
+    /// Reclaims destroyed jobs' slices and dead frames. Appends wait while
+    /// the snapshot is taken and written.
+    pub async fn compact(&self) -> Result<booster_store::CompactionReport, RuntimeError> {
+        let shared = self.shared().clone();
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let _gate = shared.append_gate.write();
+            while shared.inflight_commits.load(Ordering::Acquire) > 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let plan = Snapshot::take(&shared.state.lock());
+            store.compact(&plan).map_err(RuntimeError::Store)
+        })
+        .await
+        .map_err(|e| RuntimeError::Invalid(format!("compaction failed: {e}")))?
+    }
+
+    /// Stops taking leases, lets running slices finish (or hands their leases
+    /// back after `grace`), flushes and closes the store.
+    pub async fn shutdown(self, grace: Duration) -> Result<(), RuntimeError> {
+        let deadline = Instant::now() + grace;
+        self.shared().state.lock().book.draining = true;
+        while Instant::now() < deadline && !self.shared().state.lock().book.leases.is_empty() {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        while self.shared().inflight_commits.load(Ordering::Acquire) > 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let inner = self.inner.clone();
+        drop(self);
+        tokio::task::spawn_blocking(move || inner.stop(Duration::from_secs(1)))
+            .await
+            .map_err(|e| RuntimeError::Invalid(format!("shutdown failed: {e}")))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,143 @@
+//! What the actors, worker threads and API handles share: the state mutex,
+//! the wake-up signals and the handler registry. The store itself is held
+//! separately (`Arc<Store>`), so commit callbacks that run on the store's
+//! own thread never own it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use booster_store::{Batch, Store, StoreError};
+use parking_lot::{Condvar, Mutex, RwLock};
+use tokio::sync::{oneshot, Notify};
+
+use crate::actors::SupervisorMsg;
+use crate::meta::{self, Meta};
+use crate::state::State;
+use crate::{RecordHandler, RuntimeError, SimpleHandler};
+
+#[derive(Clone)]
+pub enum Handler {
+    Simple(Arc<dyn SimpleHandler>),
+    Sliced(Arc<dyn RecordHandler>),
+}
+
+pub type Applied = Result<Vec<Result<(), RuntimeError>>, StoreError>;
+
+pub struct Shared {
+    pub state: Mutex<State>,
+    /// Signalled when work may have become leasable (workers wait on it).
+    pub work_ready: Condvar,
+    /// Signalled when the runtime may have become idle.
+    pub idle: Notify,
+    pub handlers: RwLock<HashMap<Arc<str>, Handler>>,
+    /// Appends hold it shared; compaction holds it exclusively so its
+    /// snapshot sees every acknowledged record.
+    pub append_gate: RwLock<()>,
+    pub inflight_commits: AtomicUsize,
+    /// Worker threads alive (a hung one counts until its handler returns).
+    pub workers_alive: Mutex<usize>,
+    pub workers_gone: Condvar,
+    pub supervisor: OnceLock<ractor::ActorRef<SupervisorMsg>>,
+}
+
+impl Shared {
+    pub fn new(state: State) -> Shared {
+        Shared {
+            state: Mutex::new(state),
+            work_ready: Condvar::new(),
+            idle: Notify::new(),
+            handlers: RwLock::new(HashMap::new()),
+            append_gate: RwLock::new(()),
+            inflight_commits: AtomicUsize::new(0),
+            workers_alive: Mutex::new(0),
+            workers_gone: Condvar::new(),
+            supervisor: OnceLock::new(),
+        }
+    }
+
+    /// Wakes waiting workers and idle waiters after a state change. Call it
+    /// without holding the state lock.
+    pub fn changed(&self) {
+        self.work_ready.notify_all();
+        if self.inflight_commits.load(Ordering::Acquire) == 0 && self.state.lock().is_idle() {
+            self.idle.notify_waiters();
+        }
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.inflight_commits.load(Ordering::Acquire) == 0 && self.state.lock().is_idle()
+    }
+
+    pub fn handler(&self, kind: &str) -> Option<Handler> {
+        self.handlers.read().get(kind).cloned()
+    }
+}
+
+/// The writer: appends `batch` (which carries the encoded `metas`) through
+/// the store's group commit. Once it is durable, on the store's commit
+/// thread and in commit order, `metas` are applied to the state and `then`
+/// runs under the same lock. Nothing changes in memory before durability.
+pub fn commit(
+    shared: &Arc<Shared>,
+    store: &Store,
+    batch: Batch,
+    metas: Vec<Meta>,
+    then: impl FnOnce(&mut State, Applied) + Send + 'static,
+) {
+    shared.inflight_commits.fetch_add(1, Ordering::AcqRel);
+    let started = Instant::now();
+    let sh = shared.clone();
+    let _gate = shared.append_gate.read();
+    store.append_with(
+        batch,
+        Box::new(move |res| {
+            {
+                let mut st = sh.state.lock();
+                st.book.metrics.record_commit(started.elapsed());
+                let applied = match res {
+                    Ok(_) => Ok(metas.iter().map(|m| st.apply(m)).collect()),
+                    Err(e) => {
+                        st.book.poisoned.get_or_insert_with(|| e.to_string());
+                        Err(e)
+                    }
+                };
+                then(&mut st, applied);
+            }
+            sh.inflight_commits.fetch_sub(1, Ordering::AcqRel);
+            sh.changed();
+        }),
+    );
+}
+
+pub fn batch_of(metas: &[Meta]) -> Batch {
+    metas
+        .iter()
+        .fold(Batch::new(), |b, m| b.meta(meta::encode(m)))
+}
+
+/// Writes meta records and waits until they are durable and applied.
+/// Returns each record's apply result (a refused transition is an Err).
+pub async fn write(
+    shared: &Arc<Shared>,
+    store: &Store,
+    metas: Vec<Meta>,
+) -> Result<Vec<Result<(), RuntimeError>>, RuntimeError> {
+    if let Some(cause) = shared.state.lock().book.poisoned.clone() {
+        return Err(RuntimeError::Store(StoreError::Poisoned { cause }));
+    }
+    let (tx, rx) = oneshot::channel();
+    let batch = batch_of(&metas);
+    commit(shared, store, batch, metas, move |_, applied| {
+        let _ = tx.send(applied);
+    });
+    rx.await
+        .map_err(|_| RuntimeError::ShuttingDown)?
+        .map_err(RuntimeError::Store)
+}
+
+/// Writes one meta record; its apply result is the answer.
+pub async fn write_one(shared: &Arc<Shared>, store: &Store, m: Meta) -> Result<(), RuntimeError> {
+    write(shared, store, vec![m]).await?.pop().unwrap_or(Ok(()))
+}

@@ -1,0 +1,46 @@
+//! Compaction: the runtime's answer to the store's `CompactionPlan`. Slices
+//! of jobs still in the table are live; the meta log is replaced by one
+//! `Restore` record per job (plus the next job id), which replays to the
+//! same table.
+
+use std::collections::HashSet;
+
+use booster_store::{CompactionPlan, SliceKey};
+
+use crate::meta::{self, Meta};
+use crate::state::State;
+use crate::JobId;
+
+pub struct Snapshot {
+    live_jobs: HashSet<JobId>,
+    records: Vec<Vec<u8>>,
+}
+
+impl Snapshot {
+    /// Call with no commit in flight (the append gate held), so the
+    /// snapshot covers every durable record.
+    pub fn take(state: &State) -> Snapshot {
+        let mut records = Vec::with_capacity(state.jobs.len() + 1);
+        records.push(meta::encode(&Meta::NextId {
+            next: state.book.next_id,
+        }));
+        for job in state.jobs.values() {
+            records.push(meta::encode(&Meta::Restore {
+                job: Box::new(job.clone()),
+            }));
+        }
+        Snapshot {
+            live_jobs: state.jobs.keys().copied().collect(),
+            records,
+        }
+    }
+}
+
+impl CompactionPlan for Snapshot {
+    fn slice_is_live(&self, key: &SliceKey) -> bool {
+        self.live_jobs.contains(&key.owner)
+    }
+    fn meta_snapshot(&self) -> Vec<Vec<u8>> {
+        self.records.clone()
+    }
+}

@@ -1,0 +1,746 @@
+//! The runtime's in-memory state: the job table, the ready queue, leases and
+//! the bookkeeping around them, behind one mutex (`Shared::state`).
+//!
+//! `State::apply` is the only way a durable fact enters the table. It runs
+//! after the meta record is durable (live, on the store's commit thread, in
+//! commit order) and during replay on open, so both paths give the same
+//! table. It must stay deterministic: no clock reads that change the outcome
+//! except the Scheduled/Queued choice, which timers settle either way.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use tokio::sync::{broadcast, oneshot};
+
+use crate::clock::now_ms;
+use crate::meta::{Control, Meta, SimpleOutcome};
+use crate::metrics::MetricsState;
+use crate::ready::ReadyQueue;
+use crate::table::{
+    merge_error_groups, Body, Job, SimpleBody, SliceEntry, SliceState, SlicedBody, UploadState,
+};
+use crate::transition;
+use crate::{JobEvent, JobId, JobShape, JobState, RetryPolicy, RuntimeError};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandlerShape {
+    Simple,
+    Sliced,
+}
+
+pub struct KindConf {
+    pub handler: Option<HandlerShape>,
+    pub max_running: Option<u32>,
+    pub retry: RetryPolicy,
+    /// Moving average of one simple job's run time: sizes the next batch lease.
+    pub avg_job_us: f64,
+}
+
+impl Default for KindConf {
+    fn default() -> Self {
+        KindConf {
+            handler: None,
+            max_running: None,
+            retry: RetryPolicy::default(),
+            avg_job_us: 0.0,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum LeaseWork {
+    /// A batch of simple jobs, run one after another.
+    Simple(Vec<JobId>),
+    Slice {
+        job: JobId,
+        slice: u64,
+    },
+    Before {
+        job: JobId,
+    },
+    After {
+        job: JobId,
+    },
+}
+
+pub struct Lease {
+    pub epoch: u64,
+    pub worker: usize,
+    pub since_ms: u64,
+    pub deadline_ms: u64,
+    /// The commit is on its way to the store: the lease can no longer expire.
+    pub committing: bool,
+    /// Last heartbeat (ms), written by the worker thread.
+    pub progress_ms: Arc<AtomicU64>,
+    pub work: LeaseWork,
+}
+
+impl Lease {
+    pub fn touches(&self, job: JobId) -> bool {
+        match &self.work {
+            LeaseWork::Simple(jobs) => jobs.contains(&job),
+            LeaseWork::Slice { job: j, .. }
+            | LeaseWork::Before { job: j }
+            | LeaseWork::After { job: j } => *j == job,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct WorkerSlot {
+    /// Bumped when the thread is replaced; an older thread exits when it sees it.
+    pub generation: u64,
+    pub lease: Option<u64>,
+    pub slices_done: u64,
+    pub restarts: u32,
+}
+
+/// Everything except the job map and the ready queue, so a `&mut Job` and
+/// the bookkeeping can be borrowed at once.
+pub struct Book {
+    pub kinds: HashMap<Arc<str>, KindConf>,
+    pub leases: HashMap<u64, Lease>,
+    pub next_epoch: u64,
+    pub next_id: JobId,
+    /// false while replaying: no events, no waiters, no fencing.
+    pub live: bool,
+    pub scheduled: BTreeSet<(u64, JobId)>,
+    pub expiring: BTreeSet<(u64, JobId)>,
+    pub running_by_kind: HashMap<Arc<str>, u32>,
+    pub by_state: [u64; 7],
+    pub events: broadcast::Sender<JobEvent>,
+    pub waiters: HashMap<JobId, Vec<oneshot::Sender<()>>>,
+    pub workers: Vec<WorkerSlot>,
+    pub metrics: MetricsState,
+    pub poisoned: Option<String>,
+    pub draining: bool,
+    pub stopping: bool,
+    pub lease_timeout_ms: u64,
+    pub default_slice_size: u32,
+}
+
+pub struct State {
+    pub jobs: BTreeMap<JobId, Job>,
+    pub ready: ReadyQueue,
+    pub book: Book,
+}
+
+pub fn state_index(s: JobState) -> usize {
+    match s {
+        JobState::Scheduled => 0,
+        JobState::Queued => 1,
+        JobState::Running => 2,
+        JobState::Paused => 3,
+        JobState::Completed => 4,
+        JobState::Failed => 5,
+        JobState::Aborted => 6,
+    }
+}
+
+pub const ALL_STATES: [JobState; 7] = [
+    JobState::Scheduled,
+    JobState::Queued,
+    JobState::Running,
+    JobState::Paused,
+    JobState::Completed,
+    JobState::Failed,
+    JobState::Aborted,
+];
+
+impl Book {
+    pub fn new(workers: usize, lease_timeout_ms: u64, default_slice_size: u32) -> Book {
+        Book {
+            kinds: HashMap::new(),
+            leases: HashMap::new(),
+            next_epoch: 1,
+            next_id: 1,
+            live: false,
+            scheduled: BTreeSet::new(),
+            expiring: BTreeSet::new(),
+            running_by_kind: HashMap::new(),
+            by_state: [0; 7],
+            events: broadcast::channel(4096).0,
+            waiters: HashMap::new(),
+            workers: vec![WorkerSlot::default(); workers],
+            metrics: MetricsState::default(),
+            poisoned: None,
+            draining: false,
+            stopping: false,
+            lease_timeout_ms,
+            default_slice_size,
+        }
+    }
+
+    /// Moves a job to `new`, keeping every index and counter in step.
+    pub fn set_state(&mut self, job: &mut Job, new: JobState, at_ms: u64) {
+        let old = job.state;
+        if old == new {
+            return;
+        }
+        self.by_state[state_index(old)] -= 1;
+        self.by_state[state_index(new)] += 1;
+        if old == JobState::Running {
+            if let Some(n) = self.running_by_kind.get_mut(&job.kind) {
+                *n -= 1;
+            }
+        }
+        if new == JobState::Running {
+            *self.running_by_kind.entry(job.kind.clone()).or_default() += 1;
+            job.started_ms.get_or_insert(at_ms);
+        }
+        if new == JobState::Scheduled {
+            self.scheduled.insert((job.run_at_ms.unwrap_or(0), job.id));
+        }
+        job.state = new;
+        if job.is_terminal() {
+            job.completed_ms = Some(at_ms);
+            self.fire_waiters(job.id);
+        } else {
+            job.completed_ms = None;
+        }
+        self.emit(job, "state");
+    }
+
+    fn count_new(&mut self, job: &Job) {
+        self.by_state[state_index(job.state)] += 1;
+        if job.state == JobState::Running {
+            *self.running_by_kind.entry(job.kind.clone()).or_default() += 1;
+        }
+        if job.state == JobState::Scheduled {
+            self.scheduled.insert((job.run_at_ms.unwrap_or(0), job.id));
+        }
+        if let Some(at) = job.expires_at_ms {
+            if !job.is_terminal() {
+                self.expiring.insert((at, job.id));
+            }
+        }
+        if job.id >= self.next_id {
+            self.next_id = job.id + 1;
+        }
+    }
+
+    fn count_gone(&mut self, job: &Job) {
+        self.by_state[state_index(job.state)] -= 1;
+        if job.state == JobState::Running {
+            if let Some(n) = self.running_by_kind.get_mut(&job.kind) {
+                *n -= 1;
+            }
+        }
+    }
+
+    pub fn fire_waiters(&mut self, job: JobId) {
+        if let Some(ws) = self.waiters.remove(&job) {
+            for w in ws {
+                let _ = w.send(());
+            }
+        }
+    }
+
+    pub fn emit(&self, job: &Job, what: &str) {
+        if !self.live || self.events.receiver_count() == 0 {
+            return;
+        }
+        let (done, total, out) = match job.sliced() {
+            Some(s) => (s.slices_done, s.slices.len() as u64, s.records_out),
+            None => (u64::from(job.is_terminal()), 1, 0),
+        };
+        let _ = self.events.send(JobEvent {
+            job: job.id,
+            state: job.state,
+            slices_done: done,
+            slices_total: total,
+            records_out: out,
+            percent: crate::runtime::percent(job),
+            what: what.to_string(),
+        });
+    }
+
+    /// Revokes every lease on `job` (it was aborted, failed or destroyed):
+    /// their late commits are fenced.
+    fn revoke_leases(&mut self, job: &mut Job) {
+        if !self.live {
+            return;
+        }
+        let mut gone = Vec::new();
+        for lease in self.leases.values_mut() {
+            if lease.committing || !lease.touches(job.id) {
+                continue;
+            }
+            match &mut lease.work {
+                LeaseWork::Simple(jobs) => {
+                    jobs.retain(|j| *j != job.id);
+                    if jobs.is_empty() {
+                        gone.push(lease.epoch);
+                    }
+                }
+                _ => gone.push(lease.epoch),
+            }
+        }
+        for epoch in gone {
+            if let Some(lease) = self.leases.remove(&epoch) {
+                if let Some(slot) = self.workers.get_mut(lease.worker) {
+                    if slot.lease == Some(epoch) {
+                        slot.lease = None;
+                    }
+                }
+            }
+        }
+        // Leases already committing stay: their slices are not queued again
+        // (their commit decides them).
+        let committing: Vec<u64> = self
+            .leases
+            .values()
+            .filter_map(|l| match l.work {
+                LeaseWork::Slice { job: j, slice } if j == job.id => Some(slice),
+                _ => None,
+            })
+            .collect();
+        match &mut job.body {
+            Body::Simple(s) => s.leased = false,
+            Body::Sliced(s) => {
+                s.hook_leased = false;
+                s.leased_slices = committing.len() as u32;
+                s.queued = s
+                    .slices
+                    .iter()
+                    .filter(|(k, e)| e.state == SliceState::Pending && !committing.contains(k))
+                    .map(|(k, _)| *k)
+                    .collect();
+            }
+        }
+    }
+}
+
+fn illegal(job: &Job, action: &str) -> RuntimeError {
+    RuntimeError::IllegalTransition {
+        job: job.id,
+        action: action.to_string(),
+        state: job.state,
+    }
+}
+
+impl State {
+    pub fn new(book: Book) -> State {
+        State {
+            jobs: BTreeMap::new(),
+            ready: ReadyQueue::default(),
+            book,
+        }
+    }
+
+    /// Applies one durable meta record. Refusals (a transition that became
+    /// illegal while its record was being written) change nothing.
+    pub fn apply(&mut self, meta: &Meta) -> Result<(), RuntimeError> {
+        match meta {
+            Meta::Created {
+                first_id,
+                at_ms,
+                specs,
+            } => {
+                for (i, spec) in specs.iter().enumerate() {
+                    let job = self.new_job(first_id + i as u64, *at_ms, spec);
+                    self.insert(job, "created");
+                }
+                Ok(())
+            }
+            Meta::Restore { job } => {
+                let mut job = (**job).clone();
+                if let Body::Sliced(s) = &mut job.body {
+                    s.queued = s
+                        .slices
+                        .iter()
+                        .filter(|(_, e)| e.state == SliceState::Pending)
+                        .map(|(k, _)| *k)
+                        .collect();
+                }
+                if job.state == JobState::Running && !job.has_started() {
+                    job.state = JobState::Queued;
+                }
+                self.insert(job, "restored");
+                Ok(())
+            }
+            Meta::NextId { next } => {
+                self.book.next_id = self.book.next_id.max(*next);
+                Ok(())
+            }
+            Meta::SimpleDone { at_ms, outcomes } => {
+                for o in outcomes {
+                    self.apply_simple_outcome(*at_ms, o);
+                }
+                Ok(())
+            }
+            Meta::Control { job, at_ms, action } => self.apply_control(*job, *at_ms, action),
+            _ => self.apply_to_job(meta),
+        }
+    }
+
+    fn new_job(&mut self, id: JobId, at_ms: u64, spec: &crate::JobSpec) -> Job {
+        let kind: Arc<str> = match self.book.kinds.get_key_value(spec.kind.as_str()) {
+            Some((k, _)) => k.clone(),
+            None => Arc::from(spec.kind.as_str()),
+        };
+        let run_at_ms = spec.run_at.map(crate::clock::to_ms);
+        let body = match &spec.shape {
+            JobShape::Simple { args } => Body::Simple(SimpleBody {
+                args: Arc::new(args.clone()),
+                result: None,
+                leased: false,
+            }),
+            JobShape::Sliced {
+                slice_size,
+                collect_errors,
+            } => Body::Sliced(Box::new(SlicedBody::new(
+                slice_size
+                    .map(|s| s.clamp(1, u32::MAX as usize) as u32)
+                    .unwrap_or(self.book.default_slice_size),
+                *collect_errors,
+            ))),
+        };
+        let scheduled = run_at_ms.is_some_and(|t| t > now_ms());
+        Job {
+            id,
+            kind,
+            description: spec.description.clone(),
+            priority: spec.priority.clamp(1, 100),
+            max_workers: spec.max_workers,
+            run_at_ms,
+            expires_at_ms: spec.expires_at.map(crate::clock::to_ms),
+            created_ms: at_ms,
+            started_ms: None,
+            completed_ms: None,
+            state: if scheduled {
+                JobState::Scheduled
+            } else {
+                JobState::Queued
+            },
+            properties: Arc::new(spec.properties.clone()),
+            failure_reason: None,
+            attempts: 0,
+            body,
+            ready: None,
+            accepted: self.book.live.then(std::time::Instant::now),
+        }
+    }
+
+    fn insert(&mut self, mut job: Job, what: &str) {
+        if let Some(mut old) = self.jobs.remove(&job.id) {
+            self.ready.remove(&mut old);
+            self.book.count_gone(&old);
+        }
+        self.book.count_new(&job);
+        self.ready.refile(&mut job);
+        self.book.emit(&job, what);
+        self.jobs.insert(job.id, job);
+    }
+
+    fn apply_simple_outcome(&mut self, at_ms: u64, o: &SimpleOutcome) {
+        let Some(job) = self.jobs.get_mut(&o.job) else {
+            return;
+        };
+        if job.is_terminal() {
+            return;
+        }
+        let Body::Simple(body) = &mut job.body else {
+            return;
+        };
+        job.started_ms.get_or_insert(o.started_ms);
+        job.attempts += 1;
+        match &o.result {
+            Ok(v) => {
+                body.result = v.clone();
+                job.failure_reason = None;
+                self.book.set_state(job, JobState::Completed, at_ms);
+            }
+            Err(message) => {
+                job.failure_reason = Some(message.clone());
+                match o.retry_at_ms {
+                    Some(at) if job.state != JobState::Paused => {
+                        job.run_at_ms = Some(at);
+                        self.book.set_state(job, JobState::Scheduled, at_ms);
+                    }
+                    _ => self.book.set_state(job, JobState::Failed, at_ms),
+                }
+            }
+        }
+        self.ready.refile(job);
+    }
+
+    fn apply_control(
+        &mut self,
+        id: JobId,
+        at_ms: u64,
+        action: &Control,
+    ) -> Result<(), RuntimeError> {
+        let job = self.jobs.get_mut(&id).ok_or(RuntimeError::NotFound(id))?;
+        let simple = matches!(job.body, Body::Simple(_));
+        if !transition::allowed(action, job.state, simple) {
+            return Err(illegal(job, action.verb()));
+        }
+        let book = &mut self.book;
+        match action {
+            Control::Pause => book.set_state(job, JobState::Paused, at_ms),
+            Control::Resume => {
+                let next = if job.run_at_ms.is_some_and(|t| t > now_ms()) {
+                    JobState::Scheduled
+                } else if job.has_started() {
+                    JobState::Running
+                } else {
+                    JobState::Queued
+                };
+                book.set_state(job, next, at_ms);
+                settle(book, job, at_ms);
+            }
+            Control::Abort => {
+                book.revoke_leases(job);
+                book.set_state(job, JobState::Aborted, at_ms);
+            }
+            Control::Fail { reason } => {
+                book.revoke_leases(job);
+                job.failure_reason = Some(reason.clone());
+                book.set_state(job, JobState::Failed, at_ms);
+            }
+            Control::Retry => retry(book, job, at_ms)?,
+            Control::Expire => {
+                if job.started_ms.is_some() {
+                    return Err(illegal(job, "expire"));
+                }
+                job.failure_reason = Some(format!(
+                    "expired: not started before its expires_at ({} ms since the epoch)",
+                    job.expires_at_ms.unwrap_or(0)
+                ));
+                book.set_state(job, JobState::Aborted, at_ms);
+                book.emit(job, "expired");
+            }
+            Control::Destroy => {
+                book.revoke_leases(job);
+                let mut job = self.jobs.remove(&id).expect("job looked up above");
+                self.ready.remove(&mut job);
+                self.book.count_gone(&job);
+                self.book.fire_waiters(id);
+                self.book.emit(&job, "destroyed");
+                return Ok(());
+            }
+        }
+        self.ready.refile(job);
+        Ok(())
+    }
+
+    fn apply_to_job(&mut self, meta: &Meta) -> Result<(), RuntimeError> {
+        let id = match meta {
+            Meta::Uploaded { job, .. }
+            | Meta::UploadComplete { job }
+            | Meta::UploadFailed { job, .. }
+            | Meta::BeforeDone { job, .. }
+            | Meta::SliceDone { job, .. }
+            | Meta::SliceFailed { job, .. }
+            | Meta::AfterDone { job, .. }
+            | Meta::HookFailed { job, .. }
+            | Meta::Priority { job, .. }
+            | Meta::MaxWorkers { job, .. } => *job,
+            _ => unreachable!("handled in apply"),
+        };
+        let job = self.jobs.get_mut(&id).ok_or(RuntimeError::NotFound(id))?;
+        let book = &mut self.book;
+        match meta {
+            Meta::Priority { priority, .. } => {
+                if job.is_terminal() {
+                    return Err(illegal(job, "change the priority of"));
+                }
+                job.priority = (*priority).clamp(1, 100);
+                book.emit(job, "priority");
+            }
+            Meta::MaxWorkers { max_workers, .. } => {
+                if job.is_terminal() {
+                    return Err(illegal(job, "change max_workers of"));
+                }
+                job.max_workers = *max_workers;
+            }
+            Meta::HookFailed { at_ms, message, .. } => {
+                if !job.is_terminal() {
+                    job.failure_reason = Some(message.clone());
+                    book.revoke_leases(job);
+                    book.set_state(job, JobState::Failed, *at_ms);
+                }
+            }
+            _ => apply_sliced(book, job, meta)?,
+        }
+        self.ready.refile(job);
+        Ok(())
+    }
+}
+
+fn apply_sliced(book: &mut Book, job: &mut Job, meta: &Meta) -> Result<(), RuntimeError> {
+    let Body::Sliced(s) = &mut job.body else {
+        return Err(RuntimeError::Invalid(format!(
+            "job {} is a simple job; only sliced jobs take uploads",
+            job.id
+        )));
+    };
+    match meta {
+        Meta::Uploaded {
+            slice,
+            first_record,
+            records,
+            rejects,
+            line_first,
+            lines,
+            numbers,
+            reject_errors,
+            ..
+        } => {
+            if s.upload != UploadState::Open || s.slices.contains_key(slice) {
+                return Err(RuntimeError::Invalid(format!(
+                    "job {}: upload is closed or slice {slice} exists",
+                    job.id
+                )));
+            }
+            s.slices.insert(
+                *slice,
+                SliceEntry {
+                    first_record: *first_record,
+                    records: *records,
+                    line_first: *line_first,
+                    lines: lines.clone().map(Arc::new),
+                    numbers: numbers.clone().map(Arc::new),
+                    state: SliceState::Pending,
+                    errors: 0,
+                    panics: 0,
+                },
+            );
+            s.queued.insert(*slice);
+            s.records_in += u64::from(*records) + u64::from(*rejects);
+            s.records_rejected += u64::from(*rejects);
+            s.records_errors += u64::from(*rejects);
+            merge_error_groups(&mut s.collected_errors, reject_errors);
+        }
+        Meta::UploadComplete { .. } => {
+            s.upload = UploadState::Complete;
+            book.emit(job, "upload_complete");
+        }
+        Meta::UploadFailed { reason, .. } => {
+            s.upload = UploadState::Failed;
+            if !job.is_terminal() {
+                job.failure_reason = Some(reason.clone());
+                book.revoke_leases(job);
+                book.set_state(job, JobState::Failed, now_ms());
+            }
+            return Ok(());
+        }
+        Meta::BeforeDone { at_ms, .. } => {
+            s.before_done = true;
+            if job.state == JobState::Queued {
+                book.set_state(job, JobState::Running, *at_ms);
+            }
+        }
+        Meta::SliceDone {
+            slice,
+            errors,
+            error_groups,
+            at_ms,
+            ..
+        } => {
+            let Some(e) = s.slices.get_mut(slice) else {
+                return Ok(());
+            };
+            match e.state {
+                SliceState::Done => return Ok(()),
+                SliceState::Failed => {
+                    s.slices_failed -= 1;
+                    s.records_in_failed_slices -= u64::from(e.records);
+                    s.failures.remove(slice);
+                }
+                SliceState::Pending => {}
+            }
+            e.state = SliceState::Done;
+            e.errors = *errors;
+            s.slices_done += 1;
+            s.records_out += u64::from(e.records.saturating_sub(*errors));
+            s.records_errors += u64::from(*errors);
+            s.queued.remove(slice);
+            merge_error_groups(&mut s.collected_errors, error_groups);
+            book.emit(job, "slice_done");
+            settle(book, job, *at_ms);
+        }
+        Meta::SliceFailed {
+            slice,
+            at_ms,
+            message,
+            sample,
+            ..
+        } => {
+            let Some(e) = s.slices.get_mut(slice) else {
+                return Ok(());
+            };
+            if e.state != SliceState::Pending {
+                return Ok(());
+            }
+            e.state = SliceState::Failed;
+            s.slices_failed += 1;
+            s.records_in_failed_slices += u64::from(e.records);
+            s.queued.remove(slice);
+            s.failures.insert(*slice, (message.clone(), sample.clone()));
+            book.emit(job, "slice_failed");
+            settle(book, job, *at_ms);
+        }
+        Meta::AfterDone { at_ms, .. } => {
+            let finished = s.all_slices_finished() && s.slices_failed == 0;
+            if !job.is_terminal() && finished {
+                book.set_state(job, JobState::Completed, *at_ms);
+            }
+        }
+        _ => unreachable!("not a sliced-job record"),
+    }
+    Ok(())
+}
+
+/// A running sliced job whose slices are all finished and some failed, fails.
+fn settle(book: &mut Book, job: &mut Job, at_ms: u64) {
+    let Body::Sliced(s) = &job.body else {
+        return;
+    };
+    if job.state == JobState::Running && s.all_slices_finished() && s.slices_failed > 0 {
+        let reason = format!(
+            "{} of {} slices failed; `retry` runs only those again",
+            s.slices_failed,
+            s.slices.len()
+        );
+        job.failure_reason = Some(reason);
+        book.set_state(job, JobState::Failed, at_ms);
+    }
+}
+
+fn retry(book: &mut Book, job: &mut Job, at_ms: u64) -> Result<(), RuntimeError> {
+    job.failure_reason = None;
+    let next = match &mut job.body {
+        Body::Simple(_) => {
+            job.run_at_ms = None;
+            JobState::Queued
+        }
+        Body::Sliced(s) => {
+            if s.upload == UploadState::Failed {
+                return Err(RuntimeError::Invalid(format!(
+                    "job {} cannot be retried: its upload never finished; submit the job again and upload the file",
+                    job.id
+                )));
+            }
+            for (n, e) in s.slices.iter_mut() {
+                if e.state == SliceState::Failed {
+                    e.state = SliceState::Pending;
+                    e.panics = 0;
+                    s.queued.insert(*n);
+                }
+            }
+            s.slices_failed = 0;
+            s.records_in_failed_slices = 0;
+            s.failures.clear();
+            if s.before_done {
+                JobState::Running
+            } else {
+                JobState::Queued
+            }
+        }
+    };
+    book.set_state(job, next, at_ms);
+    Ok(())
+}

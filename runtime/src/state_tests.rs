@@ -1,0 +1,393 @@
+//! Unit tests of the job table, the state machine and the dispatcher,
+//! without a store: meta records are applied directly.
+
+use std::sync::Arc;
+
+use crate::meta::{self, Control, Meta, SimpleOutcome};
+use crate::runtime::build_status_for_tests as status;
+use crate::snapshot::Snapshot;
+use crate::state::{Book, HandlerShape, KindConf, LeaseWork, State};
+use crate::{JobSpec, JobState, RuntimeError};
+use booster_store::CompactionPlan;
+
+fn state() -> State {
+    let mut st = State::new(Book::new(4, 1000, 100));
+    st.book.live = true;
+    st
+}
+
+fn register(st: &mut State, kind: &str, shape: HandlerShape) {
+    st.book.kinds.insert(
+        Arc::from(kind),
+        KindConf {
+            handler: Some(shape),
+            ..KindConf::default()
+        },
+    );
+}
+
+fn created(first_id: u64, specs: Vec<JobSpec>) -> Meta {
+    Meta::Created {
+        first_id,
+        at_ms: 1,
+        specs,
+    }
+}
+
+fn uploaded(job: u64, slice: u64, records: u32) -> Meta {
+    Meta::Uploaded {
+        job,
+        slice,
+        first_record: slice * 10 + 1,
+        records,
+        rejects: 0,
+        line_first: None,
+        lines: None,
+        numbers: None,
+        reject_errors: Vec::new(),
+    }
+}
+
+fn slice_done(job: u64, slice: u64) -> Meta {
+    Meta::SliceDone {
+        job,
+        slice,
+        at_ms: 5,
+        errors: 0,
+        error_groups: Vec::new(),
+    }
+}
+
+fn control(job: u64, action: Control) -> Meta {
+    Meta::Control {
+        job,
+        at_ms: 9,
+        action,
+    }
+}
+
+/// A history touching every record type.
+fn history() -> Vec<Meta> {
+    vec![
+        created(
+            1,
+            vec![
+                JobSpec::sliced("copy"),
+                JobSpec::simple("noop", serde_json::json!({"n": 1})),
+                JobSpec::simple("noop", serde_json::Value::Null).with_priority(3),
+            ],
+        ),
+        uploaded(1, 0, 10),
+        uploaded(1, 1, 10),
+        uploaded(1, 2, 7),
+        Meta::UploadComplete { job: 1 },
+        Meta::BeforeDone { job: 1, at_ms: 2 },
+        slice_done(1, 0),
+        Meta::SliceFailed {
+            job: 1,
+            slice: 1,
+            at_ms: 6,
+            message: "bad record".into(),
+            sample: None,
+        },
+        Meta::Priority {
+            job: 1,
+            priority: 7,
+        },
+        Meta::MaxWorkers {
+            job: 1,
+            max_workers: Some(2),
+        },
+        Meta::SimpleDone {
+            at_ms: 8,
+            outcomes: vec![SimpleOutcome {
+                job: 2,
+                started_ms: 7,
+                result: Ok(Some(serde_json::json!("ok"))),
+                retry_at_ms: None,
+            }],
+        },
+        control(3, Control::Pause),
+        control(3, Control::Resume),
+        control(3, Control::Resume), // refused: queued
+    ]
+}
+
+fn comparable(st: &State) -> Vec<serde_json::Value> {
+    st.jobs
+        .values()
+        .map(|j| {
+            let mut v = serde_json::to_value(status(st, j)).unwrap();
+            let o = v.as_object_mut().unwrap();
+            for volatile in ["leases", "records_per_s", "eta_s"] {
+                o.remove(volatile);
+            }
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn replaying_encoded_meta_records_rebuilds_the_same_table() {
+    let mut live = state();
+    let mut results = Vec::new();
+    for m in history() {
+        results.push(live.apply(&m).is_ok());
+    }
+    assert_eq!(
+        results.last(),
+        Some(&false),
+        "resume of a queued job is refused"
+    );
+    let mut replayed = State::new(Book::new(4, 1000, 100));
+    for m in history() {
+        let _ = replayed.apply(&meta::decode(&meta::encode(&m)).unwrap());
+    }
+    assert_eq!(comparable(&live), comparable(&replayed));
+    assert_eq!(live.book.next_id, 4);
+    assert_eq!(replayed.book.next_id, 4);
+}
+
+#[test]
+fn compaction_snapshot_replays_to_the_same_table() {
+    let mut live = state();
+    for m in history() {
+        let _ = live.apply(&m);
+    }
+    live.apply(&control(2, Control::Destroy)).unwrap();
+    let snap = Snapshot::take(&live);
+    assert!(snap.slice_is_live(&booster_store::SliceKey {
+        owner: 1,
+        stream: 0,
+        seq: 0
+    }));
+    assert!(!snap.slice_is_live(&booster_store::SliceKey {
+        owner: 2,
+        stream: 0,
+        seq: 0
+    }));
+    let mut restored = State::new(Book::new(4, 1000, 100));
+    for r in snap.meta_snapshot() {
+        restored.apply(&meta::decode(&r).unwrap()).unwrap();
+    }
+    assert_eq!(comparable(&live), comparable(&restored));
+    assert_eq!(restored.book.next_id, live.book.next_id);
+}
+
+#[test]
+fn counts_reconcile_after_done_and_failed_slices() {
+    let mut st = state();
+    for m in history() {
+        let _ = st.apply(&m);
+    }
+    let s = status(&st, &st.jobs[&1]);
+    assert_eq!(s.state, JobState::Running, "slice 2 still pending");
+    assert_eq!(
+        (s.records_in, s.records_out, s.records_in_failed_slices),
+        (27, 10, 10)
+    );
+    st.apply(&slice_done(1, 2)).unwrap();
+    let s = status(&st, &st.jobs[&1]);
+    assert_eq!(s.state, JobState::Failed);
+    assert_eq!(s.records_in, s.records_out + s.records_failed);
+    assert!(s.failure_reason.unwrap().contains("1 of 3 slices failed"));
+}
+
+#[test]
+fn retry_requeues_only_the_failed_slices() {
+    let mut st = state();
+    for m in history() {
+        let _ = st.apply(&m);
+    }
+    st.apply(&slice_done(1, 2)).unwrap();
+    st.apply(&control(1, Control::Retry)).unwrap();
+    let s = st.jobs[&1].sliced().unwrap();
+    assert_eq!(s.queued.iter().copied().collect::<Vec<_>>(), vec![1]);
+    assert_eq!(st.jobs[&1].state, JobState::Running);
+}
+
+#[test]
+fn illegal_transitions_are_refused_and_change_nothing() {
+    let mut st = state();
+    st.apply(&created(
+        1,
+        vec![JobSpec::simple("k", serde_json::Value::Null)],
+    ))
+    .unwrap();
+    for action in [Control::Resume, Control::Retry] {
+        let err = st.apply(&control(1, action)).unwrap_err();
+        assert!(matches!(
+            err,
+            RuntimeError::IllegalTransition {
+                state: JobState::Queued,
+                ..
+            }
+        ));
+    }
+    st.apply(&control(1, Control::Abort)).unwrap();
+    for action in [
+        Control::Pause,
+        Control::Abort,
+        Control::Fail { reason: "x".into() },
+    ] {
+        assert!(st.apply(&control(1, action)).is_err());
+    }
+    assert_eq!(st.jobs[&1].state, JobState::Aborted);
+    st.apply(&control(1, Control::Destroy)).unwrap();
+    assert!(matches!(
+        st.apply(&control(1, Control::Pause)),
+        Err(RuntimeError::NotFound(1))
+    ));
+}
+
+#[test]
+fn leases_follow_priority_then_submission_order() {
+    let mut st = state();
+    register(&mut st, "k", HandlerShape::Simple);
+    let specs = [50u8, 10, 50, 10, 1]
+        .iter()
+        .map(|p| JobSpec::simple("k", serde_json::Value::Null).with_priority(*p))
+        .collect();
+    st.apply(&created(1, specs)).unwrap();
+    let mut order = Vec::new();
+    while let Some(task) = st.lease(0, 0) {
+        if let crate::dispatch::TaskWork::Simple(items) = task.work {
+            order.extend(items.iter().map(|i| i.job));
+        }
+    }
+    assert_eq!(order, vec![5, 2, 4, 1, 3]);
+}
+
+#[test]
+fn priority_change_takes_effect_at_the_next_lease() {
+    let mut st = state();
+    register(&mut st, "k", HandlerShape::Simple);
+    st.apply(&created(
+        1,
+        vec![JobSpec::simple("k", serde_json::Value::Null); 3],
+    ))
+    .unwrap();
+    st.apply(&Meta::Priority {
+        job: 3,
+        priority: 1,
+    })
+    .unwrap();
+    let task = st.lease(0, 0).unwrap();
+    let crate::dispatch::TaskWork::Simple(items) = task.work else {
+        panic!("simple lease expected")
+    };
+    assert_eq!(items[0].job, 3);
+}
+
+fn sliced_job_with_slices(st: &mut State, slices: u64, max_workers: Option<u32>) {
+    register(st, "copy", HandlerShape::Sliced);
+    let mut spec = JobSpec::sliced("copy");
+    spec.max_workers = max_workers;
+    st.apply(&created(1, vec![spec])).unwrap();
+    for s in 0..slices {
+        st.apply(&uploaded(1, s, 10)).unwrap();
+    }
+    st.apply(&Meta::BeforeDone { job: 1, at_ms: 1 }).unwrap();
+}
+
+#[test]
+fn max_workers_caps_concurrent_slice_leases() {
+    let mut st = state();
+    sliced_job_with_slices(&mut st, 5, Some(2));
+    let a = st.lease(0, 0).unwrap();
+    let _b = st.lease(1, 0).unwrap();
+    assert!(st.lease(2, 0).is_none(), "a third slice must wait");
+    st.release(a.epoch);
+    assert!(
+        st.lease(2, 0).is_some(),
+        "a released slot is usable at once"
+    );
+}
+
+#[test]
+fn kind_limit_holds_back_queued_jobs_but_not_running_ones() {
+    let mut st = state();
+    sliced_job_with_slices(&mut st, 3, None);
+    st.book.kinds.get_mut("copy").unwrap().max_running = Some(1);
+    st.apply(&created(2, vec![JobSpec::sliced("copy").with_priority(1)]))
+        .unwrap();
+    // Job 2 has priority 1 but is queued; the kind's one running slot is job 1's.
+    let t = st.lease(0, 0).unwrap();
+    assert!(matches!(
+        st.book.leases[&t.epoch].work,
+        LeaseWork::Slice { job: 1, .. }
+    ));
+}
+
+#[test]
+fn expired_lease_requeues_its_slice_and_fences_the_late_commit() {
+    let mut st = state();
+    sliced_job_with_slices(&mut st, 1, None);
+    let t = st.lease(0, 0).unwrap();
+    assert!(st.lease(1, 0).is_none());
+    let due = st.tick(2000);
+    assert_eq!(due.replace_workers, vec![0]);
+    assert_eq!(st.book.metrics.lease_expiries, 1);
+    let again = st.lease(1, 2000).expect("the slice is leasable again");
+    assert!(st.begin_commit(t.epoch).is_none(), "late commit fenced");
+    assert_eq!(st.book.metrics.commits_fenced, 1);
+    assert!(st.begin_commit(again.epoch).is_some());
+}
+
+#[test]
+fn heartbeats_extend_the_deadline() {
+    let mut st = state();
+    sliced_job_with_slices(&mut st, 1, None);
+    let t = st.lease(0, 0).unwrap();
+    t.progress_ms
+        .store(1500, std::sync::atomic::Ordering::Relaxed);
+    assert!(st.tick(2000).replace_workers.is_empty());
+    assert_eq!(st.book.leases[&t.epoch].deadline_ms, 2500);
+}
+
+#[test]
+fn aborting_a_job_revokes_its_leases() {
+    let mut st = state();
+    sliced_job_with_slices(&mut st, 2, None);
+    let t = st.lease(0, 0).unwrap();
+    st.apply(&control(1, Control::Abort)).unwrap();
+    assert!(st.begin_commit(t.epoch).is_none());
+    assert!(st.lease(0, 0).is_none());
+}
+
+#[test]
+fn failed_simple_job_with_retry_policy_is_scheduled_again() {
+    let mut st = state();
+    st.apply(&created(
+        1,
+        vec![JobSpec::simple("k", serde_json::Value::Null)],
+    ))
+    .unwrap();
+    let m = Meta::SimpleDone {
+        at_ms: 1,
+        outcomes: vec![SimpleOutcome {
+            job: 1,
+            started_ms: 1,
+            result: Err("boom".into()),
+            retry_at_ms: Some(u64::MAX / 2),
+        }],
+    };
+    st.apply(&m).unwrap();
+    let j = &st.jobs[&1];
+    assert_eq!((j.state, j.attempts), (JobState::Scheduled, 1));
+    assert_eq!(j.failure_reason.as_deref(), Some("boom"));
+}
+
+#[test]
+fn job_not_started_by_expires_at_is_reported_by_the_timer() {
+    let mut st = state();
+    let mut spec = JobSpec::simple("k", serde_json::Value::Null);
+    spec.expires_at = Some(crate::clock::from_ms(500));
+    st.apply(&created(1, vec![spec])).unwrap();
+    assert!(st.tick(400).expire.is_empty());
+    assert_eq!(st.tick(600).expire, vec![1]);
+    st.apply(&control(1, Control::Expire)).unwrap();
+    let j = &st.jobs[&1];
+    assert_eq!(j.state, JobState::Aborted);
+    assert!(j.failure_reason.as_deref().unwrap().starts_with("expired"));
+}

@@ -1,0 +1,270 @@
+//! The job table's rows: what the runtime knows about one job. Everything not
+//! marked `serde(skip)` is durable (it is rebuilt by replaying meta records,
+//! and written whole into compaction snapshots); the skipped fields are live
+//! scheduling marks that a restart resets.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ErrorGroup, JobId, JobState, RecordErrorSample};
+
+/// Where a job sits in the ready queue, if it has leasable work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadySlot {
+    pub priority: u8,
+    /// Running jobs stay leasable when their kind is at its running-job limit.
+    pub running: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Job {
+    pub id: JobId,
+    pub kind: Arc<str>,
+    pub description: String,
+    pub priority: u8,
+    pub max_workers: Option<u32>,
+    pub run_at_ms: Option<u64>,
+    pub expires_at_ms: Option<u64>,
+    pub created_ms: u64,
+    pub started_ms: Option<u64>,
+    pub completed_ms: Option<u64>,
+    pub state: JobState,
+    pub properties: Arc<serde_json::Value>,
+    pub failure_reason: Option<String>,
+    pub attempts: u32,
+    pub body: Body,
+    #[serde(skip)]
+    pub ready: Option<ReadySlot>,
+    /// When this process accepted the job (for enqueue-to-start latency).
+    #[serde(skip)]
+    pub accepted: Option<std::time::Instant>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Body {
+    Simple(SimpleBody),
+    Sliced(Box<SlicedBody>),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SimpleBody {
+    pub args: Arc<serde_json::Value>,
+    pub result: Option<serde_json::Value>,
+    #[serde(skip)]
+    pub leased: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UploadState {
+    Open,
+    Complete,
+    Failed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SliceState {
+    Pending,
+    Done,
+    Failed,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SliceEntry {
+    pub first_record: u64,
+    pub records: u32,
+    pub line_first: Option<u64>,
+    pub lines: Option<Arc<Vec<u64>>>,
+    pub numbers: Option<Arc<Vec<u64>>>,
+    pub state: SliceState,
+    /// Input records of this slice that went to `errors` (collect_errors).
+    pub errors: u32,
+    /// Times a handler panicked outside per-record isolation on this slice (live only).
+    #[serde(skip)]
+    pub panics: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SlicedBody {
+    pub slice_size: u32,
+    pub collect_errors: bool,
+    pub upload: UploadState,
+    pub before_done: bool,
+    #[serde(with = "pairs")]
+    pub slices: BTreeMap<u64, SliceEntry>,
+    pub records_in: u64,
+    pub records_rejected: u64,
+    pub records_out: u64,
+    pub records_errors: u64,
+    pub records_in_failed_slices: u64,
+    pub slices_done: u64,
+    pub slices_failed: u64,
+    /// Record errors kept in `errors` (collect_errors and uploader rejects), grouped.
+    pub collected_errors: Vec<ErrorGroup>,
+    /// Why each failed slice failed.
+    #[serde(with = "pairs")]
+    pub failures: BTreeMap<u64, (String, Option<RecordErrorSample>)>,
+    /// Slices waiting for a lease, in input order.
+    #[serde(skip)]
+    pub queued: BTreeSet<u64>,
+    #[serde(skip)]
+    pub leased_slices: u32,
+    /// A before/after hook lease is out.
+    #[serde(skip)]
+    pub hook_leased: bool,
+    /// An `Uploader` of this process is writing into the job.
+    #[serde(skip)]
+    pub uploader_active: bool,
+}
+
+impl SlicedBody {
+    pub fn new(slice_size: u32, collect_errors: bool) -> SlicedBody {
+        SlicedBody {
+            slice_size,
+            collect_errors,
+            upload: UploadState::Open,
+            before_done: false,
+            slices: BTreeMap::new(),
+            records_in: 0,
+            records_rejected: 0,
+            records_out: 0,
+            records_errors: 0,
+            records_in_failed_slices: 0,
+            slices_done: 0,
+            slices_failed: 0,
+            collected_errors: Vec::new(),
+            failures: BTreeMap::new(),
+            queued: BTreeSet::new(),
+            leased_slices: 0,
+            hook_leased: false,
+            uploader_active: false,
+        }
+    }
+
+    pub fn slices_pending(&self) -> u64 {
+        self.slices.len() as u64 - self.slices_done - self.slices_failed
+    }
+
+    /// Every uploaded slice is finished and no more will come.
+    pub fn all_slices_finished(&self) -> bool {
+        self.upload == UploadState::Complete && self.slices_pending() == 0
+    }
+
+    /// The after-batch hook may run: everything succeeded and nothing is out.
+    pub fn after_ready(&self) -> bool {
+        self.before_done
+            && self.all_slices_finished()
+            && self.slices_failed == 0
+            && self.leased_slices == 0
+    }
+}
+
+/// Keeps at most this many distinct messages and samples per message.
+const MAX_ERROR_GROUPS: usize = 50;
+const MAX_SAMPLES: usize = 3;
+
+/// Adds `groups` into `into`, merging by message.
+pub fn merge_error_groups(into: &mut Vec<ErrorGroup>, groups: &[ErrorGroup]) {
+    for g in groups {
+        if let Some(existing) = into.iter_mut().find(|e| e.message == g.message) {
+            existing.count += g.count;
+            for s in &g.samples {
+                if existing.samples.len() < MAX_SAMPLES {
+                    existing.samples.push(s.clone());
+                }
+            }
+        } else if into.len() < MAX_ERROR_GROUPS {
+            let mut g = g.clone();
+            g.samples.truncate(MAX_SAMPLES);
+            into.push(g);
+        } else if let Some(other) = into.iter_mut().find(|e| e.message == "(other errors)") {
+            other.count += g.count;
+        } else {
+            into.push(ErrorGroup {
+                message: "(other errors)".into(),
+                count: g.count,
+                samples: Vec::new(),
+            });
+        }
+    }
+}
+
+impl Job {
+    pub fn sliced(&self) -> Option<&SlicedBody> {
+        match &self.body {
+            Body::Sliced(s) => Some(s),
+            Body::Simple(_) => None,
+        }
+    }
+
+    pub fn sliced_mut(&mut self) -> Option<&mut SlicedBody> {
+        match &mut self.body {
+            Body::Sliced(s) => Some(s),
+            Body::Simple(_) => None,
+        }
+    }
+
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self.state,
+            JobState::Completed | JobState::Failed | JobState::Aborted
+        )
+    }
+
+    /// Has started processing (decides Running vs Queued on resume/retry).
+    pub fn has_started(&self) -> bool {
+        match &self.body {
+            Body::Simple(s) => s.leased,
+            Body::Sliced(s) => s.before_done || s.hook_leased,
+        }
+    }
+
+    /// Whether the dispatcher may lease work of this job now, ignoring
+    /// per-kind limits (those are applied at lease time).
+    pub fn ready_slot(&self) -> Option<ReadySlot> {
+        if !matches!(self.state, JobState::Queued | JobState::Running) {
+            return None;
+        }
+        let leasable = match &self.body {
+            Body::Simple(s) => !s.leased && self.state == JobState::Queued,
+            Body::Sliced(s) => {
+                if s.hook_leased {
+                    false
+                } else if !s.before_done || s.after_ready() {
+                    true
+                } else {
+                    !s.queued.is_empty()
+                        && self
+                            .max_workers
+                            .is_none_or(|max| s.leased_slices < max.max(1))
+                }
+            }
+        };
+        leasable.then_some(ReadySlot {
+            priority: self.priority,
+            running: self.state == JobState::Running,
+        })
+    }
+}
+
+/// Integer-keyed maps as `[key, value]` pairs: JSON object keys are strings,
+/// which internally tagged enums (`Meta`) cannot read back as integers.
+mod pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<V: Serialize, S: Serializer>(
+        map: &BTreeMap<u64, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(map.iter())
+    }
+
+    pub fn deserialize<'de, V: Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<u64, V>, D::Error> {
+        Ok(Vec::<(u64, V)>::deserialize(d)?.into_iter().collect())
+    }
+}

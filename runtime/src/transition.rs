@@ -1,0 +1,73 @@
+//! Which control action is allowed from which state: the decision table of
+//! the job state machine (Rocket Job's states). Everything not listed is
+//! refused with `RuntimeError::IllegalTransition`.
+//!
+//! | action   | scheduled | queued | running      | paused | completed | failed | aborted |
+//! |----------|-----------|--------|--------------|--------|-----------|--------|---------|
+//! | pause    | yes       | yes    | sliced only  | -      | -         | -      | -       |
+//! | resume   | -         | -      | -            | yes    | -         | -      | -       |
+//! | abort    | yes       | yes    | yes          | yes    | -         | yes    | -       |
+//! | retry    | -         | -      | -            | -      | -         | yes    | -       |
+//! | fail     | yes       | yes    | yes          | yes    | -         | -      | -       |
+//! | destroy  | yes       | yes    | - (abort it) | yes    | yes       | yes    | yes     |
+//! | expire   | yes       | yes (not started) | - | -     | -         | -      | -       |
+//!
+//! A running simple job cannot be paused: it holds no slices to stop between.
+
+use crate::meta::Control;
+use crate::JobState;
+
+pub fn allowed(action: &Control, state: JobState, simple: bool) -> bool {
+    use JobState::*;
+    match action {
+        Control::Pause => matches!(state, Scheduled | Queued) || (state == Running && !simple),
+        Control::Resume => state == Paused,
+        Control::Abort => matches!(state, Scheduled | Queued | Running | Paused | Failed),
+        Control::Retry => state == Failed,
+        Control::Fail { .. } => matches!(state, Scheduled | Queued | Running | Paused),
+        Control::Destroy => state != Running,
+        Control::Expire => matches!(state, Scheduled | Queued),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use JobState::*;
+
+    const ALL: [JobState; 7] = [
+        Scheduled, Queued, Running, Paused, Completed, Failed, Aborted,
+    ];
+
+    fn allowed_from(action: Control, simple: bool) -> Vec<JobState> {
+        ALL.into_iter()
+            .filter(|s| allowed(&action, *s, simple))
+            .collect()
+    }
+
+    #[test]
+    fn terminal_states_only_allow_destroy_abort_and_retry_of_failed() {
+        for s in [Completed, Aborted] {
+            assert!(!allowed(&Control::Pause, s, false));
+            assert!(!allowed(&Control::Resume, s, false));
+            assert!(!allowed(&Control::Abort, s, false));
+            assert!(!allowed(&Control::Retry, s, false));
+            assert!(allowed(&Control::Destroy, s, false));
+        }
+        assert_eq!(allowed_from(Control::Retry, false), vec![Failed]);
+    }
+
+    #[test]
+    fn running_simple_jobs_cannot_pause_but_sliced_can() {
+        assert!(!allowed(&Control::Pause, Running, true));
+        assert!(allowed(&Control::Pause, Running, false));
+    }
+
+    #[test]
+    fn running_jobs_cannot_be_destroyed() {
+        assert_eq!(
+            allowed_from(Control::Destroy, false),
+            vec![Scheduled, Queued, Paused, Completed, Failed, Aborted]
+        );
+    }
+}

@@ -1,0 +1,315 @@
+//! Uploads: records streamed into a sliced job, durable slice by slice.
+//!
+//! The `Uploader` cuts records into slices and hands each full slice to the
+//! upload pool: a few OS threads that build the store batch (input slice,
+//! rejected records, `Uploaded` meta record) and call `append_with`, so
+//! compression runs on several cores at once. At most `max_inflight` slices
+//! are on their way at a time (a semaphore), which bounds memory. A slice is
+//! runnable as soon as its commit is durable: processing starts before the
+//! upload ends.
+
+use std::sync::Arc;
+
+use booster_store::{Batch, SliceKey, Store};
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::meta::{self, Meta, STREAM_INPUT, STREAM_REJECTS};
+use crate::shared::{commit, write_one, Shared};
+use crate::worker::{clip, error_record};
+use crate::{ErrorGroup, JobId, JobStatus, RecordErrorSample, RuntimeError};
+
+/// One slice on its way to the store.
+pub struct UploadSlice {
+    shared: Arc<Shared>,
+    store: Arc<Store>,
+    job: JobId,
+    slice: u64,
+    records: Vec<Vec<u8>>,
+    rejects: Vec<Vec<u8>>,
+    meta: Meta,
+    permit: OwnedSemaphorePermit,
+    error: Arc<Mutex<Option<String>>>,
+}
+
+/// Starts `threads` upload threads; they exit when the sender is dropped.
+pub fn start_pool(threads: usize) -> Sender<UploadSlice> {
+    let (tx, rx) = crossbeam_channel::unbounded::<UploadSlice>();
+    for i in 0..threads {
+        let rx: Receiver<UploadSlice> = rx.clone();
+        let _ = std::thread::Builder::new()
+            .name(format!("booster-upload-{i}"))
+            .spawn(move || {
+                for task in rx {
+                    write_slice(task);
+                }
+            });
+    }
+    tx
+}
+
+fn write_slice(t: UploadSlice) {
+    let key = |stream| SliceKey {
+        owner: t.job,
+        stream,
+        seq: t.slice,
+    };
+    let mut batch = Batch::new().slice(key(STREAM_INPUT), &t.records);
+    if !t.rejects.is_empty() {
+        batch = batch.slice(key(STREAM_REJECTS), &t.rejects);
+    }
+    let batch = batch.meta(meta::encode(&t.meta));
+    let (permit, error, slice) = (t.permit, t.error, t.slice);
+    commit(
+        &t.shared,
+        &t.store,
+        batch,
+        vec![t.meta],
+        move |_, applied| {
+            let failure = match applied {
+                Ok(mut r) => r.pop().and_then(|r| r.err()).map(|e| e.to_string()),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(f) = failure {
+                error
+                    .lock()
+                    .get_or_insert_with(|| format!("slice {slice} was not stored: {f}"));
+            }
+            drop(permit);
+        },
+    );
+}
+
+/// Streams records into a sliced job, durably slice by slice.
+pub struct Uploader {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) store: Arc<Store>,
+    pub(crate) pool: Sender<UploadSlice>,
+    pub(crate) job: JobId,
+    pub(crate) slice_size: usize,
+    pub(crate) next_slice: u64,
+    /// 1-based number the next record gets (accepted or rejected).
+    pub(crate) next_record: u64,
+    pub(crate) permits: Arc<Semaphore>,
+    pub(crate) max_inflight: u32,
+    pub(crate) error: Arc<Mutex<Option<String>>>,
+    pub(crate) finished: bool,
+    pub(crate) buf: SliceBuffer,
+}
+
+#[derive(Default)]
+pub(crate) struct SliceBuffer {
+    records: Vec<Vec<u8>>,
+    numbers: Vec<u64>,
+    lines: Vec<Option<u64>>,
+    rejects: Vec<Vec<u8>>,
+    reject_groups: Vec<ErrorGroup>,
+    reject_count: u32,
+}
+
+impl SliceBuffer {
+    fn is_empty(&self) -> bool {
+        self.records.is_empty() && self.reject_count == 0
+    }
+}
+
+/// `Some(first)` when `xs` is `first, first + 1, ...`.
+fn contiguous(xs: &[u64]) -> Option<u64> {
+    let first = *xs.first()?;
+    xs.iter()
+        .enumerate()
+        .all(|(i, x)| *x == first + i as u64)
+        .then_some(first)
+}
+
+impl Uploader {
+    pub async fn push(&mut self, record: Vec<u8>) -> Result<(), RuntimeError> {
+        self.push_inner(record, None).await
+    }
+
+    /// Like push, remembering the record's source line for error reports.
+    pub async fn push_line(&mut self, record: Vec<u8>, line: u64) -> Result<(), RuntimeError> {
+        self.push_inner(record, Some(line)).await
+    }
+
+    /// A record the uploader itself could not parse (malformed CSV, bad
+    /// JSON): counted in records_in and stored in `errors` with its line.
+    pub async fn push_rejected(
+        &mut self,
+        raw: Vec<u8>,
+        line: u64,
+        message: String,
+    ) -> Result<(), RuntimeError> {
+        let sample = RecordErrorSample {
+            slice: self.next_slice,
+            record_number: self.next_record,
+            line: Some(line),
+            record: clip(&raw),
+            message: message.clone(),
+        };
+        self.next_record += 1;
+        self.buf.rejects.push(error_record(&sample));
+        self.buf.reject_count += 1;
+        crate::table::merge_error_groups(
+            &mut self.buf.reject_groups,
+            &[ErrorGroup {
+                message,
+                count: 1,
+                samples: vec![sample],
+            }],
+        );
+        Ok(())
+    }
+
+    async fn push_inner(&mut self, record: Vec<u8>, line: Option<u64>) -> Result<(), RuntimeError> {
+        self.buf.records.push(record);
+        self.buf.numbers.push(self.next_record);
+        self.buf.lines.push(line);
+        self.next_record += 1;
+        if self.buf.records.len() >= self.slice_size {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), RuntimeError> {
+        if let Some(e) = self.error.lock().clone() {
+            return Err(RuntimeError::Invalid(format!(
+                "upload of job {} failed: {e}",
+                self.job
+            )));
+        }
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| RuntimeError::ShuttingDown)?;
+        let buf = std::mem::take(&mut self.buf);
+        let slice = self.next_slice;
+        self.next_slice += 1;
+        let first_record = buf.numbers.first().copied().unwrap_or(self.next_record);
+        let numbers = match contiguous(&buf.numbers) {
+            Some(_) => None,
+            None if buf.numbers.is_empty() => None,
+            None => Some(buf.numbers),
+        };
+        let known: Option<Vec<u64>> = buf.lines.iter().copied().collect();
+        let (line_first, lines) = match known {
+            Some(l) if l.is_empty() => (None, None),
+            Some(l) => match contiguous(&l) {
+                Some(first) => (Some(first), None),
+                None => (None, Some(l)),
+            },
+            None => (None, None),
+        };
+        let meta = Meta::Uploaded {
+            job: self.job,
+            slice,
+            first_record,
+            records: buf.records.len() as u32,
+            rejects: buf.reject_count,
+            line_first,
+            lines,
+            numbers,
+            reject_errors: buf.reject_groups,
+        };
+        let task = UploadSlice {
+            shared: self.shared.clone(),
+            store: self.store.clone(),
+            job: self.job,
+            slice,
+            records: buf.records,
+            rejects: buf.rejects,
+            meta,
+            permit,
+            error: self.error.clone(),
+        };
+        // The queue is unbounded; the permits bound what is in flight.
+        self.pool.send(task).map_err(|_| RuntimeError::ShuttingDown)
+    }
+
+    /// Waits until every slice already handed over is durable.
+    async fn drain(&mut self) -> Result<(), RuntimeError> {
+        let all = self
+            .permits
+            .acquire_many(self.max_inflight)
+            .await
+            .map_err(|_| RuntimeError::ShuttingDown)?;
+        drop(all);
+        match self.error.lock().clone() {
+            Some(e) => Err(RuntimeError::Invalid(format!(
+                "upload of job {} failed: {e}",
+                self.job
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits until every slice is durable and marks the upload complete.
+    pub async fn finish(mut self) -> Result<JobStatus, RuntimeError> {
+        let result = self.finish_inner().await;
+        if let Err(e) = &result {
+            self.finished = true;
+            let reason = format!("upload interrupted: {e}");
+            let m = Meta::UploadFailed {
+                job: self.job,
+                reason,
+            };
+            let _ = write_one(&self.shared, &self.store, m).await;
+        }
+        result
+    }
+
+    async fn finish_inner(&mut self) -> Result<JobStatus, RuntimeError> {
+        if !self.buf.is_empty() {
+            self.flush().await?;
+        }
+        self.drain().await?;
+        self.finished = true;
+        write_one(
+            &self.shared,
+            &self.store,
+            Meta::UploadComplete { job: self.job },
+        )
+        .await?;
+        crate::runtime::status_of(&self.shared, self.job)
+    }
+
+    /// Marks the job failed with the reason (upload interrupted).
+    pub async fn fail(mut self, reason: String) -> Result<(), RuntimeError> {
+        self.finished = true;
+        let _ = self.drain().await;
+        write_one(
+            &self.shared,
+            &self.store,
+            Meta::UploadFailed {
+                job: self.job,
+                reason: format!("upload interrupted: {reason}"),
+            },
+        )
+        .await
+    }
+}
+
+impl Drop for Uploader {
+    /// An uploader dropped before `finish` leaves its job failed, never
+    /// silently partial.
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (shared, store, job) = (self.shared.clone(), self.store.clone(), self.job);
+        handle.spawn(async move {
+            let m = Meta::UploadFailed {
+                job,
+                reason: "upload interrupted: the uploader was dropped before finish".into(),
+            };
+            let _ = write_one(&shared, &store, m).await;
+        });
+    }
+}

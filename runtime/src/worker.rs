@@ -1,0 +1,414 @@
+//! Worker threads: plain OS threads (never tokio's) that take a lease, run
+//! the handler, encode the output on their own thread and hand one commit to
+//! the store. A worker does not wait for the fsync before taking its next
+//! lease: the slice counts as done only when the commit callback applies it,
+//! and until then its lease is `committing` (it cannot expire or be re-leased).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use booster_store::{Batch, SliceKey, Store};
+
+use crate::clock::now_ms;
+use crate::dispatch::{HookItem, SimpleItem, SliceItem, Task, TaskWork};
+use crate::handler::{panic_message, set_progress};
+use crate::meta::{Meta, SimpleOutcome, STREAM_ERRORS, STREAM_INPUT, STREAM_MAIN};
+use crate::shared::{batch_of, commit, Handler, Shared};
+use crate::state::LeaseWork;
+use crate::table::merge_error_groups;
+use crate::{ErrorGroup, HandlerError, JobContext, RecordErrorSample, SliceOutcome};
+
+/// A slice whose handler panicked (outside per-record isolation) this many
+/// times fails instead of being leased again.
+const MAX_SLICE_PANICS: u32 = 3;
+
+pub fn spawn(shared: Arc<Shared>, store: Arc<Store>, worker: usize, generation: u64) {
+    *shared.workers_alive.lock() += 1;
+    let sh = shared.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("booster-worker-{worker}"))
+        .spawn(move || {
+            run(&sh, &store, worker, generation);
+            drop(store);
+            let mut alive = sh.workers_alive.lock();
+            *alive -= 1;
+            sh.workers_gone.notify_all();
+        });
+    if spawned.is_err() {
+        *shared.workers_alive.lock() -= 1;
+    }
+}
+
+fn run(shared: &Arc<Shared>, store: &Arc<Store>, worker: usize, generation: u64) {
+    loop {
+        let Some(task) = next_task(shared, worker, generation) else {
+            return;
+        };
+        let epoch = task.epoch;
+        let progress = task.progress_ms.clone();
+        set_progress(Some(progress));
+        let ran = catch_unwind(AssertUnwindSafe(|| execute(shared, store, task)));
+        set_progress(None);
+        if let Err(panic) = ran {
+            on_panic(shared, store, epoch, &panic_message(&*panic));
+            replace_self(shared, store, worker);
+            return;
+        }
+    }
+}
+
+fn next_task(shared: &Shared, worker: usize, generation: u64) -> Option<Task> {
+    let mut st = shared.state.lock();
+    loop {
+        let slot_gen = st.book.workers.get(worker).map(|s| s.generation);
+        if st.book.stopping || slot_gen != Some(generation) {
+            return None;
+        }
+        if let Some(task) = st.lease(worker, now_ms()) {
+            return Some(task);
+        }
+        shared
+            .work_ready
+            .wait_for(&mut st, Duration::from_millis(100));
+    }
+}
+
+/// Hands the panicked lease back (or fails its slice after repeated panics).
+fn on_panic(shared: &Arc<Shared>, store: &Store, epoch: u64, message: &str) {
+    let failed = {
+        let mut st = shared.state.lock();
+        let panics = st.note_panic(epoch);
+        if panics >= MAX_SLICE_PANICS {
+            st.begin_commit(epoch)
+        } else {
+            st.release(epoch);
+            None
+        }
+    };
+    if let Some(LeaseWork::Slice { job, slice }) = failed {
+        let m = Meta::SliceFailed {
+            job,
+            slice,
+            at_ms: now_ms(),
+            message: format!("handler panicked {MAX_SLICE_PANICS} times on this slice: {message}"),
+            sample: None,
+        };
+        commit_meta(shared, store, m, epoch);
+    }
+    shared.changed();
+}
+
+/// This thread is done; the supervisor starts a fresh one in its slot.
+fn replace_self(shared: &Arc<Shared>, store: &Arc<Store>, worker: usize) {
+    let generation = {
+        let mut st = shared.state.lock();
+        st.book.metrics.worker_restarts += 1;
+        let Some(slot) = st.book.workers.get_mut(worker) else {
+            return;
+        };
+        slot.generation += 1;
+        slot.restarts += 1;
+        slot.generation
+    };
+    match shared.supervisor.get() {
+        Some(sup)
+            if sup
+                .cast(crate::actors::SupervisorMsg::ReplaceWorker(worker))
+                .is_ok() => {}
+        _ => spawn(shared.clone(), store.clone(), worker, generation),
+    }
+}
+
+fn execute(shared: &Arc<Shared>, store: &Arc<Store>, task: Task) {
+    let epoch = task.epoch;
+    match task.work {
+        TaskWork::Simple(items) => run_simple(shared, store, epoch, items),
+        TaskWork::Slice(item) => run_slice(shared, store, epoch, item),
+        TaskWork::Before(item) => run_hook(shared, store, epoch, item, true),
+        TaskWork::After(item) => run_hook(shared, store, epoch, item, false),
+    }
+}
+
+fn run_simple(shared: &Arc<Shared>, store: &Store, epoch: u64, items: Vec<SimpleItem>) {
+    let started = Instant::now();
+    let mut cached: Option<(Arc<str>, Option<Handler>)> = None;
+    let mut outcomes = Vec::with_capacity(items.len());
+    for item in &items {
+        crate::heartbeat();
+        if cached.as_ref().is_none_or(|(k, _)| *k != item.kind) {
+            cached = Some((item.kind.clone(), shared.handler(&item.kind)));
+        }
+        let handler = cached.as_ref().and_then(|(_, h)| h.clone());
+        let started_ms = now_ms();
+        let ctx = JobContext {
+            id: item.job,
+            kind: &item.kind,
+            properties: &item.properties,
+        };
+        let result = match handler {
+            Some(Handler::Simple(h)) => {
+                catch_unwind(AssertUnwindSafe(|| h.perform(&ctx, &item.args)))
+                    .unwrap_or_else(|p| {
+                        Err(HandlerError(format!(
+                            "handler panicked: {}",
+                            panic_message(&*p)
+                        )))
+                    })
+                    .map_err(|e| e.0)
+            }
+            _ => Err(format!(
+                "kind {:?} has no simple handler; register it with register_simple",
+                item.kind
+            )),
+        };
+        let retry_at_ms = match (&result, item.retry) {
+            (Err(_), r) if item.attempts < r.max_retries => {
+                let factor = 1u64 << item.attempts.min(20);
+                Some(now_ms() + r.backoff_base_ms.saturating_mul(factor))
+            }
+            _ => None,
+        };
+        outcomes.push(SimpleOutcome {
+            job: item.job,
+            started_ms,
+            result,
+            retry_at_ms,
+        });
+    }
+    let elapsed_us = started.elapsed().as_secs_f64() * 1e6;
+    let valid = {
+        let mut st = shared.state.lock();
+        if let Some(first) = items.first() {
+            st.observe_simple(&first.kind, items.len(), elapsed_us);
+        }
+        st.begin_commit(epoch)
+    };
+    let Some(LeaseWork::Simple(valid)) = valid else {
+        return;
+    };
+    if valid.len() != outcomes.len() {
+        outcomes.retain(|o| valid.contains(&o.job));
+    }
+    let m = Meta::SimpleDone {
+        at_ms: now_ms(),
+        outcomes,
+    };
+    commit_meta(shared, store, m, epoch);
+}
+
+fn run_slice(shared: &Arc<Shared>, store: &Store, epoch: u64, item: SliceItem) {
+    let started = Instant::now();
+    let input_key = SliceKey {
+        owner: item.job,
+        stream: STREAM_INPUT,
+        seq: item.slice,
+    };
+    let records = match store.read_slice(&input_key) {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            return fail_slice(
+                shared,
+                store,
+                epoch,
+                &item,
+                "input slice is missing from the store".into(),
+                None,
+            )
+        }
+        Err(e) => {
+            return fail_slice(
+                shared,
+                store,
+                epoch,
+                &item,
+                format!("cannot read the input slice: {e}"),
+                None,
+            )
+        }
+    };
+    let handler = match shared.handler(&item.kind) {
+        Some(Handler::Sliced(h)) => h,
+        _ => {
+            let msg = format!(
+                "kind {:?} has no sliced handler; register it with register_sliced",
+                item.kind
+            );
+            return fail_slice(shared, store, epoch, &item, msg, None);
+        }
+    };
+    let ctx = JobContext {
+        id: item.job,
+        kind: &item.kind,
+        properties: &item.properties,
+    };
+    let outcome = handler.process_slice(&ctx, &records);
+    let (output, record_errors) = match outcome {
+        SliceOutcome::Failed { message } => {
+            return fail_slice(shared, store, epoch, &item, message, None)
+        }
+        SliceOutcome::Done {
+            output,
+            record_errors,
+        } => (output, record_errors),
+    };
+    let sample = |(i, message): &(usize, String)| RecordErrorSample {
+        slice: item.slice,
+        record_number: match &item.numbers {
+            Some(n) => n.get(*i).copied().unwrap_or_default(),
+            None => item.first_record + *i as u64,
+        },
+        line: line_of(&item, *i),
+        record: clip(records.get(*i).map(|r| r.as_slice()).unwrap_or_default()),
+        message: message.clone(),
+    };
+    if !record_errors.is_empty() && !item.collect_errors {
+        let first = sample(&record_errors[0]);
+        let msg = first.message.clone();
+        return fail_slice(shared, store, epoch, &item, msg, Some(first));
+    }
+    let key = |stream| SliceKey {
+        owner: item.job,
+        stream,
+        seq: item.slice,
+    };
+    let mut batch = Batch::new().slice(key(STREAM_MAIN), &output);
+    let mut groups: Vec<ErrorGroup> = Vec::new();
+    if !record_errors.is_empty() {
+        let samples: Vec<RecordErrorSample> = record_errors.iter().map(sample).collect();
+        let lines: Vec<Vec<u8>> = samples.iter().map(error_record).collect();
+        batch = batch.slice(key(STREAM_ERRORS), &lines);
+        for s in samples {
+            merge_error_groups(
+                &mut groups,
+                &[ErrorGroup {
+                    message: s.message.clone(),
+                    count: 1,
+                    samples: vec![s],
+                }],
+            );
+        }
+    }
+    let m = Meta::SliceDone {
+        job: item.job,
+        slice: item.slice,
+        at_ms: now_ms(),
+        errors: record_errors.len() as u32,
+        error_groups: groups,
+    };
+    let batch = batch.meta(crate::meta::encode(&m));
+    if begin(shared, epoch, started, records.len() as u64) {
+        commit(shared, store, batch, vec![m], move |st, _| {
+            st.release(epoch)
+        });
+    }
+}
+
+/// Marks the lease committing; false when it was fenced.
+fn begin(shared: &Shared, epoch: u64, started: Instant, records: u64) -> bool {
+    let mut st = shared.state.lock();
+    st.book.metrics.record_slice(started.elapsed(), records);
+    st.begin_commit(epoch).is_some()
+}
+
+fn fail_slice(
+    shared: &Arc<Shared>,
+    store: &Store,
+    epoch: u64,
+    item: &SliceItem,
+    message: String,
+    sample: Option<RecordErrorSample>,
+) {
+    let m = Meta::SliceFailed {
+        job: item.job,
+        slice: item.slice,
+        at_ms: now_ms(),
+        message,
+        sample,
+    };
+    if begin(shared, epoch, Instant::now(), 0) {
+        commit_meta(shared, store, m, epoch);
+    }
+}
+
+fn run_hook(shared: &Arc<Shared>, store: &Store, epoch: u64, item: HookItem, before: bool) {
+    let ctx = JobContext {
+        id: item.job,
+        kind: &item.kind,
+        properties: &item.properties,
+    };
+    let result = match shared.handler(&item.kind) {
+        Some(Handler::Sliced(h)) => catch_unwind(AssertUnwindSafe(|| {
+            if before {
+                h.before_batch(&ctx)
+            } else {
+                h.after_batch(&ctx)
+            }
+        }))
+        .unwrap_or_else(|p| Err(HandlerError(format!("panicked: {}", panic_message(&*p))))),
+        _ => Err(HandlerError(format!(
+            "kind {:?} has no sliced handler; register it with register_sliced",
+            item.kind
+        ))),
+    };
+    let at_ms = now_ms();
+    let m = match result {
+        Ok(()) if before => Meta::BeforeDone {
+            job: item.job,
+            at_ms,
+        },
+        Ok(()) => Meta::AfterDone {
+            job: item.job,
+            at_ms,
+        },
+        Err(e) => Meta::HookFailed {
+            job: item.job,
+            at_ms,
+            message: format!(
+                "{} failed: {}",
+                if before {
+                    "before_batch"
+                } else {
+                    "after_batch"
+                },
+                e.0
+            ),
+        },
+    };
+    if shared.state.lock().begin_commit(epoch).is_some() {
+        commit_meta(shared, store, m, epoch);
+    }
+}
+
+fn line_of(item: &SliceItem, i: usize) -> Option<u64> {
+    match &item.lines {
+        Some(lines) => lines.get(i).copied(),
+        None => item.line_first.map(|l| l + i as u64),
+    }
+}
+
+/// A record as text for error reports, cut to a readable length.
+pub(crate) fn clip(record: &[u8]) -> String {
+    const MAX: usize = 1000;
+    let s = String::from_utf8_lossy(&record[..record.len().min(MAX)]);
+    s.into_owned()
+}
+
+/// One record of the `errors` category: a JSON object per failed record.
+pub(crate) fn error_record(s: &RecordErrorSample) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "record_number": s.record_number,
+        "line": s.line,
+        "message": s.message,
+        "record": s.record,
+    }))
+    .expect("json values serialize")
+}
+
+/// Commits one meta record for lease `epoch`; the lease ends once it is durable.
+fn commit_meta(shared: &Arc<Shared>, store: &Store, m: Meta, epoch: u64) {
+    let batch = batch_of(std::slice::from_ref(&m));
+    commit(shared, store, batch, vec![m], move |st, _| {
+        st.release(epoch)
+    });
+}

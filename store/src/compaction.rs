@@ -1,0 +1,231 @@
+//! Compaction: copy the live slices and the caller's meta snapshot into new
+//! segments (fresh salts: this is also key rotation) and publish them as one
+//! group: write `*.tmp`, fsync each, rename all, fsync the directory, then
+//! retire the old segments. Recovery treats an incomplete group as never
+//! written and a complete one as replacing every older segment.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::codec::{encode_frame_into, open_frame_body, reseal, PreparedFrame};
+use crate::crypto::TAG_LEN;
+use crate::engine::Engine;
+use crate::fs::FileLayer;
+use crate::index::{FrameLoc, Index};
+use crate::segment::footer::FooterEntry;
+use crate::segment::frame::{frame_len, FLAG_AES_GCM, FLAG_BATCH_END};
+use crate::segment::header::CompactionGroup;
+use crate::segment::reader::Segment;
+use crate::segment::segment_file_name;
+use crate::segment::writer::create_segment;
+use crate::{Batch, CompactionPlan, CompactionReport, StoreError};
+
+/// Output is written in chunks of this size, so memory stays flat.
+const WRITE_CHUNK_BYTES: usize = 4 << 20;
+
+/// One frame of compaction output.
+enum Item {
+    Meta(PreparedFrame),
+    Copy(FrameLoc),
+}
+
+fn io_err(context: String) -> impl FnOnce(std::io::Error) -> StoreError {
+    move |e| StoreError::io(context, e)
+}
+
+impl<F: FileLayer> Engine<F> {
+    pub(crate) fn compact(
+        &self,
+        plan: &dyn CompactionPlan,
+    ) -> Result<CompactionReport, StoreError> {
+        // Holding the writer lock keeps appends out until the swap is done.
+        let mut w = self.writer.lock();
+        self.seal_active(&mut w)?;
+        let old: Vec<Arc<Segment<F>>> = self.segments.read().values().cloned().collect();
+        let mut report = CompactionReport {
+            segments_before: old.len(),
+            bytes_before: old.iter().map(|s| s.len_bytes()).sum(),
+            ..CompactionReport::default()
+        };
+        let mut items = Vec::new();
+        let meta = plan
+            .meta_snapshot()
+            .into_iter()
+            .fold(Batch::new(), Batch::meta)
+            .prepare(self.opts.zstd_level)?;
+        items.extend(meta.into_iter().map(Item::Meta));
+        for (key, loc) in self.index.read().slices.iter() {
+            if plan.slice_is_live(key) {
+                report.slices_kept += 1;
+                items.push(Item::Copy(*loc));
+            } else {
+                report.slices_dropped += 1;
+            }
+        }
+        let members = self.split_into_members(items);
+        let bound = w.next_segment_id;
+        let published = self.write_group(members, bound)?;
+        w.next_segment_id = bound + published.len() as u64;
+
+        let mut index = Index::default();
+        let mut segments = BTreeMap::new();
+        for (segment, entries) in published {
+            for e in entries {
+                index.add(FrameLoc {
+                    segment_id: segment.id,
+                    offset: e.offset,
+                    header: e.header,
+                });
+            }
+            segments.insert(segment.id, segment);
+        }
+        report.segments_after = segments.len();
+        report.bytes_after = segments.values().map(|s| s.len_bytes()).sum();
+        let mut index_guard = self.index.write();
+        let mut segments_guard = self.segments.write();
+        for segment in segments_guard.values() {
+            segment.retire();
+        }
+        *segments_guard = segments;
+        *index_guard = index;
+        Ok(report)
+    }
+
+    /// Greedy split into output segments of about `segment_size_bytes`.
+    fn split_into_members(&self, items: Vec<Item>) -> Vec<Vec<Item>> {
+        let tag = if self.opts.master_key.is_some() {
+            TAG_LEN as u32
+        } else {
+            0
+        };
+        let mut members: Vec<Vec<Item>> = vec![Vec::new()];
+        let mut size = 0u64;
+        for item in items {
+            let len = match &item {
+                Item::Meta(f) => frame_len(f.body.len() as u32 + tag),
+                Item::Copy(loc) => {
+                    let old_tag = if loc.header.flags & FLAG_AES_GCM != 0 {
+                        TAG_LEN as u32
+                    } else {
+                        0
+                    };
+                    frame_len(loc.header.stored_len - old_tag + tag)
+                }
+            };
+            if size > 0 && size + len > self.opts.segment_size_bytes {
+                members.push(Vec::new());
+                size = 0;
+            }
+            size += len;
+            members.last_mut().expect("never empty").push(item);
+        }
+        members
+    }
+
+    /// Writes, syncs and publishes every member; returns them sealed and
+    /// opened under their final names, with their frames.
+    #[allow(clippy::type_complexity)]
+    fn write_group(
+        &self,
+        members: Vec<Vec<Item>>,
+        bound: u64,
+    ) -> Result<Vec<(Arc<Segment<F>>, Vec<FooterEntry>)>, StoreError> {
+        let mut group_id = [0u8; 8];
+        getrandom::getrandom(&mut group_id)
+            .map_err(|e| StoreError::Invalid(format!("random source failed: {e}")))?;
+        let group_id = u64::from_le_bytes(group_id) | 1;
+        let count = members.len() as u32;
+        let mut written = Vec::with_capacity(members.len());
+        for (i, items) in members.into_iter().enumerate() {
+            let group = CompactionGroup {
+                group_id,
+                member_index: i as u32,
+                member_count: count,
+                replaces_below: bound,
+            };
+            let id = bound + i as u64;
+            let mut out = create_segment(
+                &self.fs,
+                &self.dir,
+                id,
+                self.opts.master_key.as_ref(),
+                group,
+            )
+            .map_err(io_err(format!("creating compaction output {id}")))?;
+            let ctx = format!("writing {}", out.segment.path.display());
+            let mut buf = Vec::new();
+            for item in items {
+                let frame = match item {
+                    Item::Meta(f) => f,
+                    Item::Copy(loc) => self.read_frame_body(&loc)?,
+                };
+                let offset = out.end_offset + buf.len() as u64;
+                let header = encode_frame_into(
+                    &mut buf,
+                    id,
+                    out.segment.cipher.as_ref(),
+                    out.next_seq,
+                    FLAG_BATCH_END,
+                    &frame,
+                );
+                out.next_seq += 1;
+                out.entries.push(FooterEntry { offset, header });
+                if buf.len() >= WRITE_CHUNK_BYTES {
+                    out.write_unsynced(&buf).map_err(io_err(ctx.clone()))?;
+                    buf.clear();
+                }
+            }
+            out.write_unsynced(&buf).map_err(io_err(ctx.clone()))?;
+            out.seal().map_err(io_err(ctx))?;
+            written.push((id, out.segment.header, out.entries));
+        }
+        for (id, _, _) in &written {
+            let from = self.dir.join(crate::segment::temp_file_name(*id));
+            let to = self.dir.join(segment_file_name(*id));
+            self.fs
+                .rename(&from, &to)
+                .map_err(io_err(format!("publishing {}", to.display())))?;
+        }
+        self.fs
+            .sync_dir(&self.dir)
+            .map_err(io_err(format!("syncing {}", self.dir.display())))?;
+        let mut published = Vec::with_capacity(written.len());
+        for (id, header, entries) in written {
+            let path = self.dir.join(segment_file_name(id));
+            let file = self
+                .fs
+                .open(&path)
+                .map_err(io_err(format!("opening {}", path.display())))?;
+            let cipher = self
+                .opts
+                .master_key
+                .as_ref()
+                .map(|k| k.segment_cipher(&header.salt, id));
+            let segment = Segment::new(self.fs.clone(), path, header, cipher, file);
+            segment
+                .mark_sealed()
+                .map_err(io_err(format!("mapping segment {id}")))?;
+            published.push((Arc::new(segment), entries));
+        }
+        Ok(published)
+    }
+
+    /// A live frame, authenticated and decrypted but still compressed.
+    fn read_frame_body(&self, loc: &FrameLoc) -> Result<PreparedFrame, StoreError> {
+        let segment = self
+            .segment(loc.segment_id)
+            .ok_or_else(|| StoreError::Invalid(format!("segment {} is missing", loc.segment_id)))?;
+        let corrupt = |what: String| StoreError::Corrupt {
+            segment_id: segment.id,
+            path: segment.path.clone(),
+            offset: loc.offset,
+            what,
+        };
+        let bytes = segment
+            .read(loc.offset, loc.header.frame_len())
+            .map_err(|e| corrupt(format!("frame unreadable: {e}")))?;
+        let (header, body) = open_frame_body(&bytes, segment.id, segment.cipher.as_ref())
+            .map_err(|e| corrupt(e.0))?;
+        Ok(reseal(&header, body.into_owned()))
+    }
+}
