@@ -56,31 +56,48 @@ impl Batch {
         self.entries.len()
     }
 
-    /// Compresses every entry on the calling thread.
+    /// Compresses every entry on the calling thread: one frame per slice,
+    /// and one frame for all the batch's meta records (after the slices).
     pub(crate) fn prepare(self, zstd_level: i32) -> Result<Vec<PreparedFrame>, StoreError> {
         if self.too_many_records {
             return Err(StoreError::Invalid(
                 "a slice holds more than 2^32-1 records; split it".into(),
             ));
         }
-        let none = SliceKey {
-            owner: 0,
-            stream: 0,
-            seq: 0,
-        };
-        self.entries
-            .into_iter()
-            .map(|e| {
-                let frame = match e {
-                    Entry::Slice {
-                        key,
-                        record_count,
-                        raw,
-                    } => prepare(FrameKind::Slice, key, record_count, &raw, zstd_level),
-                    Entry::Meta { raw } => prepare(FrameKind::Meta, none, 1, &raw, zstd_level),
-                };
-                frame.map_err(|e| StoreError::Invalid(e.0))
-            })
-            .collect()
+        let mut frames = Vec::with_capacity(self.entries.len());
+        let mut metas: Vec<Vec<u8>> = Vec::new();
+        for e in self.entries {
+            match e {
+                Entry::Slice {
+                    key,
+                    record_count,
+                    raw,
+                } => frames.push(
+                    prepare(FrameKind::Slice, key, record_count, &raw, zstd_level)
+                        .map_err(|e| StoreError::Invalid(e.0))?,
+                ),
+                Entry::Meta { raw } => metas.push(raw),
+            }
+        }
+        if !metas.is_empty() {
+            let none = SliceKey {
+                owner: 0,
+                stream: 0,
+                seq: 0,
+            };
+            let count = u32::try_from(metas.len())
+                .map_err(|_| StoreError::Invalid("too many meta records in one batch".into()))?;
+            frames.push(
+                prepare(
+                    FrameKind::Meta,
+                    none,
+                    count,
+                    &encode_records(&metas),
+                    zstd_level,
+                )
+                .map_err(|e| StoreError::Invalid(e.0))?,
+            );
+        }
+        Ok(frames)
     }
 }

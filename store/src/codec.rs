@@ -69,8 +69,12 @@ pub fn decode_records(raw: &[u8], count: u32) -> Result<Vec<Vec<u8>>, FormatErro
     Ok(records)
 }
 
-/// Compresses one frame body on the caller's thread. Stores it raw when zstd
-/// does not make it smaller (tiny meta records).
+/// Payloads shorter than this are stored uncompressed: zstd cannot win much
+/// on them and would cost more CPU than the rest of the frame.
+pub(crate) const MIN_COMPRESS_BYTES: usize = 128;
+
+/// Compresses one frame body on the caller's thread. Stores it raw when it
+/// is short or zstd does not make it smaller.
 pub(crate) fn prepare(
     kind: FrameKind,
     key: SliceKey,
@@ -83,6 +87,16 @@ pub(crate) fn prepare(
             "a frame of {} bytes exceeds the 256 MiB cap; split the slice",
             raw.len()
         )));
+    }
+    if raw.len() < MIN_COMPRESS_BYTES {
+        return Ok(PreparedFrame {
+            kind,
+            key,
+            record_count,
+            raw_len: raw.len() as u32,
+            zstd: false,
+            body: raw.to_vec(),
+        });
     }
     let compressed = COMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();

@@ -29,6 +29,24 @@ enum Item {
     Copy(FrameLoc),
 }
 
+/// Meta records per output frame are capped at this many raw bytes.
+const META_FRAME_BYTES: usize = 1 << 20;
+
+/// Splits the meta snapshot into runs of about `META_FRAME_BYTES`.
+fn chunk_meta(records: Vec<Vec<u8>>) -> Vec<Vec<Vec<u8>>> {
+    let mut chunks: Vec<Vec<Vec<u8>>> = Vec::new();
+    let mut size = usize::MAX;
+    for r in records {
+        if size.saturating_add(r.len()) > META_FRAME_BYTES {
+            chunks.push(Vec::new());
+            size = 0;
+        }
+        size += r.len() + 4;
+        chunks.last_mut().expect("pushed above").push(r);
+    }
+    chunks
+}
+
 fn io_err(context: String) -> impl FnOnce(std::io::Error) -> StoreError {
     move |e| StoreError::io(context, e)
 }
@@ -48,12 +66,13 @@ impl<F: FileLayer> Engine<F> {
             ..CompactionReport::default()
         };
         let mut items = Vec::new();
-        let meta = plan
-            .meta_snapshot()
-            .into_iter()
-            .fold(Batch::new(), Batch::meta)
-            .prepare(self.opts.zstd_level)?;
-        items.extend(meta.into_iter().map(Item::Meta));
+        for chunk in chunk_meta(plan.meta_snapshot()) {
+            let frames = chunk
+                .into_iter()
+                .fold(Batch::new(), Batch::meta)
+                .prepare(self.opts.zstd_level)?;
+            items.extend(frames.into_iter().map(Item::Meta));
+        }
         for (key, loc) in self.index.read().slices.iter() {
             if plan.slice_is_live(key) {
                 report.slices_kept += 1;

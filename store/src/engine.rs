@@ -7,11 +7,13 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::codec::open_frame;
+use crate::codec::{decode_records, open_frame};
 use crate::commit::WriterState;
 use crate::fs::FileLayer;
 use crate::index::{FrameLoc, Index};
+use crate::segment::frame::{frame_len, FrameHeader, FrameKind};
 use crate::segment::reader::Segment;
+use crate::segment::segment_file_name;
 use crate::{SliceKey, StoreError, StoreOptions};
 
 pub(crate) struct Engine<F: FileLayer> {
@@ -49,45 +51,67 @@ impl<F: FileLayer> Engine<F> {
             let Some(loc) = self.index.read().get(key) else {
                 return Ok(None);
             };
-            if let Some(raw) = self.read_frame(&loc)? {
+            let read = self.read_frame(loc.segment_id, loc.offset, loc.header.stored_len, |h| {
+                *h == loc.header
+            })?;
+            if let Some(raw) = read {
                 return Ok(Some((loc, raw)));
             }
         }
     }
 
-    /// Every meta record's raw payload in commit order.
+    /// Every meta record in commit order.
     pub fn read_meta(&self) -> Result<Vec<Vec<u8>>, StoreError> {
         'retry: loop {
             let locs = self.index.read().meta.clone();
-            let mut out = Vec::with_capacity(locs.len());
+            let mut out = Vec::new();
             for loc in &locs {
-                match self.read_frame(loc)? {
-                    Some(raw) => out.push(raw),
-                    None => continue 'retry,
-                }
+                let expected = |h: &FrameHeader| {
+                    h.kind == FrameKind::Meta && h.record_count == loc.record_count
+                };
+                let Some(raw) =
+                    self.read_frame(loc.segment_id, loc.offset, loc.stored_len, expected)?
+                else {
+                    continue 'retry;
+                };
+                let records =
+                    decode_records(&raw, loc.record_count).map_err(|e| StoreError::Corrupt {
+                        segment_id: loc.segment_id,
+                        path: self.dir.join(segment_file_name(loc.segment_id)),
+                        offset: loc.offset,
+                        what: e.0,
+                    })?;
+                out.extend(records);
             }
             return Ok(out);
         }
     }
 
-    /// Reads, checks, decrypts and decompresses the frame at `loc`; None when
-    /// its segment was compacted away meanwhile.
-    fn read_frame(&self, loc: &FrameLoc) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some(segment) = self.segment(loc.segment_id) else {
+    /// Reads, checks, decrypts and decompresses one frame; None when its
+    /// segment was compacted away meanwhile. `expected` checks the header
+    /// against the index.
+    fn read_frame(
+        &self,
+        segment_id: u64,
+        offset: u64,
+        stored_len: u32,
+        expected: impl Fn(&FrameHeader) -> bool,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(segment) = self.segment(segment_id) else {
             return Ok(None);
         };
         let corrupt = |what: String| StoreError::Corrupt {
             segment_id: segment.id,
             path: segment.path.clone(),
-            offset: loc.offset,
+            offset,
             what,
         };
         let bytes = segment
-            .read(loc.offset, loc.header.frame_len())
+            .read(offset, frame_len(stored_len))
             .map_err(|e| corrupt(format!("frame unreadable: {e}")))?;
         let (header, raw) =
             open_frame(&bytes, segment.id, segment.cipher.as_ref()).map_err(|e| corrupt(e.0))?;
-        if header != loc.header {
+        if !expected(&header) {
             return Err(corrupt("frame header differs from the index".into()));
         }
         Ok(Some(raw))

@@ -16,10 +16,19 @@ pub(crate) struct FrameLoc {
     pub header: FrameHeader,
 }
 
+/// Where a meta frame lives: kept small, since a store may hold many.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MetaLoc {
+    pub segment_id: u64,
+    pub offset: u64,
+    pub stored_len: u32,
+    pub record_count: u32,
+}
+
 #[derive(Default)]
 pub(crate) struct Index {
     pub slices: BTreeMap<SliceKey, FrameLoc>,
-    pub meta: Vec<FrameLoc>,
+    pub meta: Vec<MetaLoc>,
     frames: u64,
     slice_frames: u64,
     meta_frames: u64,
@@ -48,7 +57,12 @@ impl Index {
             }
             FrameKind::Meta => {
                 self.meta_frames += 1;
-                self.meta.push(loc);
+                self.meta.push(MetaLoc {
+                    segment_id: loc.segment_id,
+                    offset: loc.offset,
+                    stored_len: h.stored_len,
+                    record_count: h.record_count,
+                });
             }
             FrameKind::SealFooter => {
                 debug_assert!(false, "footers are not indexed");

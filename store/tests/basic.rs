@@ -324,3 +324,23 @@ fn a_marker_in_the_records_never_appears_on_disk_with_a_key() {
         assert!(!bytes.windows(marker.len()).any(|w| w == marker));
     }
 }
+
+#[test]
+fn the_meta_records_of_a_batch_share_one_frame_and_keep_their_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let batch = (0..100).fold(Batch::new(), |b, i| {
+        b.meta(format!("job {i} queued").into_bytes())
+    });
+    store.append(batch).unwrap();
+    store
+        .append(Batch::new().meta(b"last".to_vec()).meta(Vec::new()))
+        .unwrap();
+    assert_eq!(store.stats().meta_frames, 2);
+    let meta = store.meta_records().unwrap();
+    assert_eq!(meta.len(), 102);
+    assert_eq!(meta[0], b"job 0 queued");
+    assert_eq!(meta[99], b"job 99 queued");
+    assert_eq!(meta[100], b"last");
+    assert!(meta[101].is_empty());
+}

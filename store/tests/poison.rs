@@ -12,11 +12,13 @@ use booster_store::{Batch, OsFileLayer, SliceKey, Store, StoreError, StoreOption
 #[derive(Clone, Default)]
 struct FlakySync {
     fail_sync: Arc<AtomicBool>,
+    disk_full: Arc<AtomicBool>,
 }
 
 struct FlakyFile {
     inner: std::fs::File,
     fail_sync: Arc<AtomicBool>,
+    disk_full: Arc<AtomicBool>,
 }
 
 impl FileHandle for FlakyFile {
@@ -24,6 +26,9 @@ impl FileHandle for FlakyFile {
         self.inner.read_exact_at(buf, offset)
     }
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        if self.disk_full.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(libc_enospc()));
+        }
         FileHandle::write_all_at(&self.inner, buf, offset)
     }
     fn len(&self) -> io::Result<u64> {
@@ -55,12 +60,14 @@ impl FileLayer for FlakySync {
         Ok(FlakyFile {
             inner: OsFileLayer.create_new(path)?,
             fail_sync: self.fail_sync.clone(),
+            disk_full: self.disk_full.clone(),
         })
     }
     fn open(&self, path: &Path) -> io::Result<FlakyFile> {
         Ok(FlakyFile {
             inner: OsFileLayer.open(path)?,
             fail_sync: self.fail_sync.clone(),
+            disk_full: self.disk_full.clone(),
         })
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
@@ -115,4 +122,32 @@ fn a_failed_fsync_poisons_the_store_until_reopen() {
     store
         .append(Batch::new().slice(key(2), &[b"later"]))
         .unwrap();
+}
+
+/// ENOSPC on Linux and the BSDs.
+fn libc_enospc() -> i32 {
+    28
+}
+
+#[test]
+fn a_full_disk_says_so_and_poisons_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FlakySync::default();
+    let (store, _) = Store::open_with(fs.clone(), dir.path(), StoreOptions::default()).unwrap();
+    store.append(Batch::new().slice(key(0), &[b"ok"])).unwrap();
+    fs.disk_full.store(true, Ordering::SeqCst);
+    let err = store
+        .append(Batch::new().slice(key(1), &[b"lost"]))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::DiskFull { .. }), "{err}");
+    assert!(err.to_string().contains("free space"), "{err}");
+    fs.disk_full.store(false, Ordering::SeqCst);
+    let err = store
+        .append(Batch::new().slice(key(2), &[b"later"]))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Poisoned { .. }), "{err}");
+    assert_eq!(
+        store.read_slice(&key(0)).unwrap().unwrap(),
+        vec![b"ok".to_vec()]
+    );
 }

@@ -39,7 +39,10 @@ fn killed_worker_loses_and_duplicates_nothing() {
     // Each slice sleeps 10 ms, so two workers alive for 1 s in all cannot
     // have done more than 200 of the 400 slices: the kills landed midway.
     let midway = sb.json(&["job", "show", &id]);
-    assert!(midway["records_out"].as_u64().unwrap() < records as u64, "{midway}");
+    assert!(
+        midway["records_out"].as_u64().unwrap() < records as u64,
+        "{midway}"
+    );
     sb.ok(&["work", "--until-idle"]);
     let done = sb.json(&["job", "show", &id]);
     assert_eq!(done["state"], "completed", "{done}");

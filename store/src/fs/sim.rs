@@ -8,7 +8,8 @@
 //! Simplifications: directories themselves are durable once created; a
 //! torn write keeps a prefix of the operations since the last sync, the
 //! last of them cut short and optionally zero-filled to its full length
-//! (the size reached the disk, the data did not).
+//! (the size reached the disk, the data did not); unsynced directory changes
+//! (create, rename, remove) survive as a prefix, in order, each atomic.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
@@ -42,8 +43,20 @@ struct Inode {
     pending: Vec<Op>,
 }
 
+/// A directory change not yet made durable by a directory fsync.
+#[derive(Clone)]
+enum NsOp {
+    Link(PathBuf, u64),
+    Unlink(PathBuf),
+    /// Atomic: the new name appears as the old one goes.
+    Rename(PathBuf, PathBuf, u64),
+}
+
 #[derive(Default)]
 struct SimState {
+    /// Namespace changes since the last directory fsync, in order; a crash
+    /// keeps none, all, or a prefix of them (metadata journals commit in order).
+    ns_pending: Vec<NsOp>,
     inodes: HashMap<u64, Inode>,
     next_inode: u64,
     entries: BTreeMap<PathBuf, u64>,
@@ -185,19 +198,42 @@ impl SimFileLayer {
             next_inode: s.next_inode,
             ..SimState::default()
         };
-        for (path, id) in &s.durable_entries {
-            let inode = &s.inodes[id];
-            let data = after_crash(inode, mode, *id);
+        let mut namespace = s.durable_entries.clone();
+        let kept_ops = match mode {
+            CrashMode::DropUnsynced => 0,
+            CrashMode::KeepUnsynced => s.ns_pending.len(),
+            CrashMode::TornUnsynced { seed } => {
+                let mut rng = seed;
+                (next_random(&mut rng) % (s.ns_pending.len() as u64 + 1)) as usize
+            }
+        };
+        for op in &s.ns_pending[..kept_ops] {
+            match op {
+                NsOp::Link(path, id) => {
+                    namespace.insert(path.clone(), *id);
+                }
+                NsOp::Unlink(path) => {
+                    namespace.remove(path);
+                }
+                NsOp::Rename(from, to, id) => {
+                    namespace.remove(from);
+                    namespace.insert(to.clone(), *id);
+                }
+            }
+        }
+        for (path, id) in namespace {
+            let inode = &s.inodes[&id];
+            let data = after_crash(inode, mode, id);
             image.inodes.insert(
-                *id,
+                id,
                 Inode {
                     durable: data.clone(),
                     data,
                     pending: Vec::new(),
                 },
             );
-            image.entries.insert(path.clone(), *id);
-            image.durable_entries.insert(path.clone(), *id);
+            image.entries.insert(path.clone(), id);
+            image.durable_entries.insert(path, id);
         }
         SimFileLayer {
             state: Arc::new(Mutex::new(image)),
@@ -399,6 +435,7 @@ impl FileLayer for SimFileLayer {
         let id = s.next_inode;
         s.inodes.insert(id, Inode::default());
         s.entries.insert(path.to_path_buf(), id);
+        s.ns_pending.push(NsOp::Link(path.to_path_buf(), id));
         Ok(SimFile {
             state: Arc::clone(&self.state),
             inode: id,
@@ -420,6 +457,8 @@ impl FileLayer for SimFileLayer {
         s.tick()?;
         let id = s.entries.remove(from).ok_or_else(|| not_found(from))?;
         s.entries.insert(to.to_path_buf(), id);
+        s.ns_pending
+            .push(NsOp::Rename(from.to_path_buf(), to.to_path_buf(), id));
         Ok(())
     }
 
@@ -427,6 +466,7 @@ impl FileLayer for SimFileLayer {
         let mut s = self.lock();
         s.tick()?;
         s.entries.remove(path).ok_or_else(|| not_found(path))?;
+        s.ns_pending.push(NsOp::Unlink(path.to_path_buf()));
         Ok(())
     }
 
@@ -441,6 +481,10 @@ impl FileLayer for SimFileLayer {
             .map(|(p, id)| (p.clone(), *id))
             .collect();
         s.durable_entries.extend(current);
+        s.ns_pending.retain(|op| match op {
+            NsOp::Link(p, _) | NsOp::Unlink(p) => p.parent() != Some(dir),
+            NsOp::Rename(from, to, _) => from.parent() != Some(dir) && to.parent() != Some(dir),
+        });
         Ok(())
     }
 

@@ -21,7 +21,9 @@ use crate::kinds;
 
 pub use download::{download_job, DownloadCounts};
 pub use keygen::write_key;
-pub use run::{create_job, exit_code, submit_file, summary, upload_input, wait_with_progress};
+pub use run::{
+    create_job, exit_code, job_spec, submit_file, summary, upload_input, wait_with_progress,
+};
 
 /// How long running slices get to finish after Ctrl-C before their leases
 /// are handed back.

@@ -161,7 +161,7 @@ fn precheck(args: &JobInputArgs) -> anyhow::Result<()> {
 }
 
 /// The job's spec and properties for `args` and what the input's header says.
-fn job_spec(args: &JobInputArgs, input: &InputSource) -> anyhow::Result<JobSpec> {
+pub fn job_spec(args: &JobInputArgs, input: &InputSource) -> anyhow::Result<JobSpec> {
     let mut properties = json!({
         props::FORMAT: input.format.name(),
         props::INPUT: display_name(&args.input),

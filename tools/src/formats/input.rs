@@ -124,12 +124,23 @@ fn input_error(path: &Path, e: io::Error) -> anyhow::Error {
 /// Opens `path` as records of `format`; for CSV, reads the header row.
 pub fn open_source(path: &Path, format: Format) -> anyhow::Result<InputSource> {
     let (reader, progress) = open_bytes(path)?;
+    source_from_reader(reader, progress, format, &path.display().to_string())
+}
+
+/// Records of `format` from already-decompressed bytes (`booster serve`
+/// parses uploads with this); `name` is what error messages call the input.
+pub fn source_from_reader(
+    reader: Box<dyn BufRead + Send>,
+    progress: ReadProgress,
+    format: Format,
+    name: &str,
+) -> anyhow::Result<InputSource> {
     let (header, records): (Option<CsvHeader>, Box<dyn RecordSource>) = match format {
         Format::Csv => {
             let mut csv = CsvSource::new(reader);
             let header = csv
                 .read_header()
-                .with_context(|| format!("reading the CSV header of {}", path.display()))?;
+                .with_context(|| format!("reading the CSV header of {name}"))?;
             (header, Box::new(csv))
         }
         Format::Lines => (None, Box::new(LineSource::new(reader, false))),

@@ -9,7 +9,9 @@ mod input;
 mod output;
 
 pub use csv_source::CsvHeader;
-pub use input::{open_source, InputSource, Item, ReadProgress, RecordSource};
+pub use input::{
+    open_bytes, open_source, source_from_reader, InputSource, Item, ReadProgress, RecordSource,
+};
 pub use output::OutputSink;
 
 use std::path::Path;

@@ -1,11 +1,284 @@
-//! The remote CLI: `booster --server URL jobs|job|submit|download` over the
-//! HTTP API of `booster serve` (issue 5). Placeholder until that lands.
+//! The remote CLI's HTTP client: `booster --server URL jobs|job|submit|download`
+//! do over the API what they do on a local data directory.
+//!
+//! ```text
+//! let client = Client::new(&RemoteOptions { server: "https://host:7878".into(), .. })?;
+//! let id = client.create(&json!({"kind": "copy", "priority": 10}))?;
+//! client.upload(id, &mut File::open("in.csv")?, None)?;
+//! client.download(id, "main", &mut stdout())?;
+//! ```
+//!
+//! Blocking (ureq with rustls): the CLI is a one-shot process, and uploads
+//! and downloads stream straight from a `Read` to a `Write` without ever
+//! holding a file in memory.
 
-use crate::cli::Cli;
+mod cli;
 
-/// Runs `cli.command` against `cli.server` (with `cli.token_file`); returns
-/// the exit code (see `crate::exit`).
-pub async fn run(cli: &Cli) -> anyhow::Result<i32> {
-    let _ = cli;
-    anyhow::bail!("--server is not built yet")
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use serde_json::{json, Value};
+use ureq::http::Response;
+use ureq::tls::{Certificate, RootCerts, TlsConfig};
+use ureq::Body;
+
+use crate::serve::view::{JobView, WorkerView};
+
+pub use cli::run;
+
+/// How to reach a `booster serve`.
+#[derive(Clone, Debug, Default)]
+pub struct RemoteOptions {
+    /// `http://127.0.0.1:7878` or `https://host:7878`.
+    pub server: String,
+    /// File holding the bearer token.
+    pub token_file: Option<PathBuf>,
+    /// PEM certificate to trust (a self-signed server); default: the web's roots.
+    pub ca_cert: Option<PathBuf>,
+}
+
+/// Error answers are small JSON objects; anything larger is not ours.
+const MAX_ERROR_BODY_BYTES: u64 = 64 * 1024;
+/// Job lists can be long, but not unbounded.
+const MAX_JSON_BODY_BYTES: u64 = 256 * 1024 * 1024;
+
+pub struct Client {
+    agent: ureq::Agent,
+    base: String,
+    token: Option<String>,
+}
+
+impl Client {
+    pub fn new(opts: &RemoteOptions) -> anyhow::Result<Client> {
+        let base = opts.server.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            bail!(
+                "--server {:?} must start with http:// or https://, e.g. https://host:7878",
+                opts.server
+            );
+        }
+        let token = match &opts.token_file {
+            None => None,
+            Some(path) => Some(read_token(path)?),
+        };
+        let mut tls = TlsConfig::builder();
+        if let Some(path) = &opts.ca_cert {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("cannot read the CA certificate {}", path.display()))?;
+            let cert = Certificate::from_pem(&pem)
+                .map_err(|e| anyhow!("{} is not a PEM certificate: {e}", path.display()))?;
+            tls = tls.root_certs(RootCerts::new_with_certs(&[cert]));
+        }
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .tls_config(tls.build())
+            .build();
+        Ok(Client {
+            agent: ureq::Agent::new_with_config(config),
+            base,
+            token,
+        })
+    }
+
+    pub fn jobs(
+        &self,
+        state: Option<&str>,
+        kind: Option<&str>,
+        text: Option<&str>,
+    ) -> anyhow::Result<Vec<JobView>> {
+        let mut req = self.agent.get(format!("{}/api/jobs", self.base));
+        for (name, value) in [("state", state), ("kind", kind), ("q", text)] {
+            if let Some(v) = value {
+                req = req.query(name, v);
+            }
+        }
+        let body: Value = self.json(self.auth(req).call())?;
+        Ok(serde_json::from_value(body["jobs"].clone())?)
+    }
+
+    pub fn job(&self, id: u64) -> anyhow::Result<JobView> {
+        let req = self.agent.get(format!("{}/api/jobs/{id}", self.base));
+        self.json(self.auth(req).call())
+    }
+
+    /// `POST /api/jobs` with a body like `{"kind": "copy", "priority": 10}`;
+    /// returns the new job's id.
+    pub fn create(&self, spec: &Value) -> anyhow::Result<u64> {
+        let req = self.agent.post(format!("{}/api/jobs", self.base));
+        let body: Value = self.json(
+            self.auth(req)
+                .header("Content-Type", "application/json")
+                .send(spec.to_string()),
+        )?;
+        body["id"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("the server answered without a job id: {body}"))
+    }
+
+    /// Streams `input` into the job's upload; the job starts when it ends.
+    pub fn upload(
+        &self,
+        id: u64,
+        input: &mut dyn Read,
+        format: Option<&str>,
+    ) -> anyhow::Result<JobView> {
+        let mut req = self.agent.put(format!("{}/api/jobs/{id}/input", self.base));
+        if let Some(f) = format {
+            req = req.query("format", f);
+        }
+        let req = self
+            .auth(req)
+            .header("Content-Type", "application/octet-stream");
+        self.json(req.send(ureq::SendBody::from_reader(input)))
+    }
+
+    /// Streams one category of the job's records into `out`; returns the bytes written.
+    pub fn download(&self, id: u64, category: &str, out: &mut dyn Write) -> anyhow::Result<u64> {
+        let mut body = self.download_reader(id, category)?;
+        let n = std::io::copy(&mut body, out).context(
+            "the download broke off before its end; the output is incomplete, download again",
+        )?;
+        Ok(n)
+    }
+
+    /// One category of the job's records, one per line, as a reader.
+    pub fn download_reader(&self, id: u64, category: &str) -> anyhow::Result<impl Read> {
+        let req = self
+            .agent
+            .get(format!("{}/api/jobs/{id}/output", self.base))
+            .query("category", category);
+        let resp = self.ok(self.auth(req).call())?;
+        Ok(resp.into_body().into_with_config().reader())
+    }
+
+    /// Changes priority and/or worker limit (`Some(None)` lifts the limit).
+    pub fn set(
+        &self,
+        id: u64,
+        priority: Option<i64>,
+        max_workers: Option<Option<u32>>,
+    ) -> anyhow::Result<JobView> {
+        let mut body = json!({});
+        if let Some(p) = priority {
+            body["priority"] = json!(p);
+        }
+        if let Some(w) = max_workers {
+            body["max_workers"] = json!(w);
+        }
+        let req = self.agent.patch(format!("{}/api/jobs/{id}", self.base));
+        self.json(
+            self.auth(req)
+                .header("Content-Type", "application/json")
+                .send(body.to_string()),
+        )
+    }
+
+    /// `pause`, `resume`, `abort`, `retry` or `fail` (with a reason).
+    pub fn control(&self, id: u64, action: &str, reason: Option<&str>) -> anyhow::Result<JobView> {
+        let req = self
+            .agent
+            .post(format!("{}/api/jobs/{id}/{action}", self.base));
+        let req = self.auth(req).header("Content-Type", "application/json");
+        let result = match reason {
+            Some(r) => req.send(json!({ "reason": r }).to_string()),
+            None => req.send_empty(),
+        };
+        self.json(result)
+    }
+
+    pub fn destroy(&self, id: u64) -> anyhow::Result<()> {
+        let req = self.agent.delete(format!("{}/api/jobs/{id}", self.base));
+        self.ok(self.auth(req).call())?;
+        Ok(())
+    }
+
+    pub fn workers(&self) -> anyhow::Result<Vec<WorkerView>> {
+        let req = self.agent.get(format!("{}/api/workers", self.base));
+        let body: Value = self.json(self.auth(req).call())?;
+        Ok(serde_json::from_value(body["workers"].clone())?)
+    }
+
+    /// Follows the job's events until `on_event` returns false or the job
+    /// ends (`booster job watch JOB`). Each event is the JSON of one SSE.
+    pub fn watch(&self, id: u64, mut on_event: impl FnMut(&Value) -> bool) -> anyhow::Result<()> {
+        let req = self
+            .agent
+            .get(format!("{}/api/events", self.base))
+            .query("job", id.to_string());
+        let resp = self.ok(self.auth(req).call())?;
+        let reader = BufReader::new(resp.into_body().into_with_config().reader());
+        for line in reader.lines() {
+            let line = line.context("the event stream broke off")?;
+            let Some(data) = line.strip_prefix("data:") else {
+                continue;
+            };
+            let Ok(event) = serde_json::from_str::<Value>(data.trim()) else {
+                continue;
+            };
+            if !on_event(&event) {
+                break;
+            }
+            if matches!(
+                event["state"].as_str(),
+                Some("completed" | "failed" | "aborted")
+            ) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn auth<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.token {
+            Some(t) => req.header("Authorization", format!("Bearer {t}")),
+            None => req,
+        }
+    }
+
+    /// A 2xx response, or the server's `{"error": ...}` as the error.
+    fn ok(&self, result: Result<Response<Body>, ureq::Error>) -> anyhow::Result<Response<Body>> {
+        let resp = result.map_err(|e| anyhow!("cannot reach {}: {e}", self.base))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let text = resp
+            .into_body()
+            .into_with_config()
+            .limit(MAX_ERROR_BODY_BYTES)
+            .read_to_string()
+            .unwrap_or_default();
+        let message = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_string))
+            .unwrap_or(text);
+        bail!("{} refused ({}): {message}", self.base, status.as_u16())
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        result: Result<Response<Body>, ureq::Error>,
+    ) -> anyhow::Result<T> {
+        let resp = self.ok(result)?;
+        let text = resp
+            .into_body()
+            .into_with_config()
+            .limit(MAX_JSON_BODY_BYTES)
+            .read_to_string()
+            .context("cannot read the server's answer")?;
+        serde_json::from_str(&text).with_context(|| format!("unexpected answer from {}", self.base))
+    }
+}
+
+fn read_token(path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the token file {}", path.display()))?;
+    let token = text.trim();
+    if token.is_empty() {
+        bail!("the token file {} is empty", path.display());
+    }
+    Ok(token.to_string())
 }

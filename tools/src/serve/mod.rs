@@ -1,26 +1,198 @@
-//! `booster serve`: the HTTP API and the web dashboard (issue 5).
-//! Placeholder until the serve work lands; the CLI calls `run`.
+//! `booster serve`: the runtime plus an HTTP server on the same tokio
+//! runtime: the JSON control API, server-sent job events, Prometheus
+//! metrics and the dashboard page.
+//!
+//! ```text
+//! booster serve                                   # http://127.0.0.1:7878/
+//! booster serve --listen 0.0.0.0:7878 --token-file token \
+//!     --tls-cert cert.pem --tls-key key.pem       # reachable from elsewhere
+//! ```
+//!
+//! Routes are generic over [`JobControl`] (implemented by `Runtime`), so
+//! the API tests can move jobs step by step.
 
+mod api;
+mod auth;
+mod control;
+mod dashboard;
+mod download;
+mod error;
+mod events;
+mod listen;
+mod metrics;
+mod upload;
+pub mod view;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
-use booster_runtime::RuntimeOptions;
+use anyhow::Context;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
+use axum::Router;
+use booster_runtime::{Runtime, RuntimeOptions};
+
+pub use control::{JobControl, UploadSink};
+pub use listen::check_exposure;
+
+/// Bodies other than an upload may not exceed this.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// How long in-flight requests get to finish on shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// What `booster serve` was asked for (besides the runtime's options).
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
-    /// e.g. "127.0.0.1:7878".
+    /// e.g. "127.0.0.1:7878". Anything but loopback needs a token and TLS.
     pub listen: String,
+    /// File holding the bearer token every request must carry.
     pub token_file: Option<PathBuf>,
+    /// PEM certificate chain for HTTPS.
     pub tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS.
     pub tls_key: Option<PathBuf>,
 }
 
-/// Opens the runtime (register the kinds with
-/// `crate::kinds::register_builtin`) and serves until Ctrl-C.
+impl Default for ServeOptions {
+    fn default() -> ServeOptions {
+        ServeOptions {
+            listen: "127.0.0.1:7878".to_string(),
+            token_file: None,
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
+/// What every handler sees.
+#[derive(Clone)]
+pub struct AppState<C> {
+    pub ctl: C,
+}
+
+/// The whole HTTP surface over `ctl`, with `token` required when given.
+pub fn router<C: JobControl>(ctl: C, token: Option<Arc<str>>) -> Router {
+    let state = AppState { ctl };
+    let guard = auth::Guard { token };
+    Router::new()
+        .route("/", get(dashboard::index))
+        .route("/assets/app.js", get(dashboard::app_js))
+        .route("/assets/app.css", get(dashboard::app_css))
+        .route("/healthz", get(api::healthz::<C>))
+        .route("/metrics", get(metrics::metrics::<C>))
+        .route("/api/jobs", get(api::list::<C>).post(api::create::<C>))
+        .route(
+            "/api/jobs/{id}",
+            get(api::show::<C>)
+                .patch(api::patch::<C>)
+                .delete(api::destroy::<C>),
+        )
+        .route(
+            "/api/jobs/{id}/input",
+            put(upload::put_input::<C>).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/api/jobs/{id}/output", get(download::get_output::<C>))
+        .route("/api/jobs/{id}/{action}", post(api::action::<C>))
+        .route("/api/workers", get(api::workers::<C>))
+        .route("/api/events", get(events::events::<C>))
+        .fallback(|| async {
+            error::ApiError::new(axum::http::StatusCode::NOT_FOUND, "no such route")
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(guard, auth::check))
+        .with_state(state)
+}
+
+/// A running HTTP server.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub tls: bool,
+    handle: axum_server::Handle<SocketAddr>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Stops accepting, lets requests in flight finish for up to `grace`
+    /// (event streams never finish on their own: they are cut at the end).
+    pub async fn shutdown(self, grace: Duration) -> anyhow::Result<()> {
+        self.handle.graceful_shutdown(Some(grace));
+        self.task.await.context("the HTTP server task panicked")??;
+        Ok(())
+    }
+}
+
+/// Checks the exposure rules, binds, and serves `ctl` in the background.
+pub async fn start<C: JobControl>(ctl: C, opts: &ServeOptions) -> anyhow::Result<Server> {
+    let exposure = check_exposure(opts)?;
+    let listener = std::net::TcpListener::bind(exposure.listen).with_context(|| {
+        format!(
+            "cannot listen on {}; is another server running there? pass another --listen",
+            exposure.listen
+        )
+    })?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let app = router(ctl, exposure.token).into_make_service();
+    let handle = axum_server::Handle::new();
+    let task = match &exposure.tls {
+        None => {
+            let server = axum_server::from_tcp(listener)?.handle(handle.clone());
+            tokio::spawn(server.serve(app))
+        }
+        Some((cert, key)) => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot load the TLS certificate {} and key {}; both must be PEM files",
+                        cert.display(),
+                        key.display()
+                    )
+                })?;
+            let server = axum_server::from_tcp_rustls(listener, config)?.handle(handle.clone());
+            tokio::spawn(server.serve(app))
+        }
+    };
+    Ok(Server {
+        addr,
+        tls: exposure.tls.is_some(),
+        handle,
+        task,
+    })
+}
+
+/// `booster serve`: opens the runtime on the data directory with the
+/// built-in kinds and serves it until Ctrl-C.
 pub async fn run(
     runtime_options: RuntimeOptions,
     serve_options: ServeOptions,
 ) -> anyhow::Result<()> {
-    let _ = (runtime_options, serve_options);
-    anyhow::bail!("`booster serve` is not built yet")
+    // Refuse a bad exposure before the data directory is even opened.
+    check_exposure(&serve_options)?;
+    let runtime = Runtime::open(runtime_options).await?;
+    crate::kinds::register_builtin(&runtime);
+    let server = start(runtime.clone(), &serve_options).await?;
+    eprintln!("booster serve: dashboard and API on {}/", server.url());
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot wait for Ctrl-C")?;
+    eprintln!("booster serve: stopping");
+    server.shutdown(SHUTDOWN_GRACE).await?;
+    runtime
+        .shutdown(SHUTDOWN_GRACE)
+        .await
+        .context("the runtime did not shut down cleanly")?;
+    Ok(())
 }

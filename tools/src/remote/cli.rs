@@ -1,0 +1,253 @@
+//! `booster --server URL jobs|job ...|submit|download`: the same commands,
+//! the same output (printed by `crate::report`), over the HTTP API.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use booster_runtime::{JobShape, JobStatus};
+use serde_json::json;
+
+use super::{Client, RemoteOptions};
+use crate::cli::{Cli, Command, DownloadArgs, JobCommand, JobInputArgs};
+use crate::exit;
+use crate::formats::{self, is_std_stream, props, Format, OutputSink};
+use crate::report;
+use crate::serve::view::state_name;
+
+/// Runs `cli.command` against `cli.server` (with `cli.token_file`); returns
+/// the exit code (see `crate::exit`).
+pub async fn run(cli: &Cli) -> anyhow::Result<i32> {
+    // The client is blocking (one request at a time, streaming files):
+    // keep it off the async threads.
+    tokio::task::block_in_place(|| run_blocking(cli))
+}
+
+fn run_blocking(cli: &Cli) -> anyhow::Result<i32> {
+    let server = cli
+        .server
+        .clone()
+        .context("--server URL is needed to talk to a booster serve")?;
+    let client = Client::new(&RemoteOptions {
+        server,
+        token_file: cli.token_file.clone(),
+        ca_cert: std::env::var_os("BOOSTER_CA_CERT").map(Into::into),
+    })?;
+    let out = Out {
+        json: cli.json,
+        quiet: cli.quiet,
+    };
+    match &cli.command {
+        Command::Jobs(args) => {
+            let state = args.state.map(|s| state_name(s.into()));
+            let jobs = client.jobs(state, args.kind.as_deref(), None)?;
+            let jobs: Vec<JobStatus> = jobs.into_iter().map(Into::into).collect();
+            out.jobs(&jobs);
+        }
+        Command::Job(command) => job(&client, &out, command)?,
+        Command::Submit(args) => submit(&client, &out, &args.job)?,
+        Command::Download(args) => download(&client, &out, args)?,
+        _ => bail!("--server works with jobs, job, submit and download"),
+    }
+    Ok(exit::OK)
+}
+
+struct Out {
+    json: bool,
+    quiet: bool,
+}
+
+impl Out {
+    fn say(&self, text: impl AsRef<str>) {
+        if !self.quiet && !self.json {
+            println!("{}", text.as_ref());
+        }
+    }
+
+    fn jobs(&self, jobs: &[JobStatus]) {
+        if self.json {
+            let list: Vec<serde_json::Value> = jobs.iter().map(report::job_json).collect();
+            report::print_json(&serde_json::Value::Array(list));
+        } else if self.quiet {
+            for job in jobs {
+                println!("{}", job.id);
+            }
+        } else if jobs.is_empty() {
+            println!("no jobs");
+        } else {
+            println!("{}", report::table_header());
+            for job in jobs {
+                println!("{}", report::table_row(job));
+            }
+        }
+    }
+}
+
+fn job(client: &Client, out: &Out, command: &JobCommand) -> anyhow::Result<()> {
+    let view = match command {
+        JobCommand::Show { job } => client.job(*job)?,
+        JobCommand::Priority { job, priority } => client.set(*job, Some(*priority), None)?,
+        JobCommand::Pause { job } => client.control(*job, "pause", None)?,
+        JobCommand::Resume { job } => client.control(*job, "resume", None)?,
+        JobCommand::Abort { job } => client.control(*job, "abort", None)?,
+        JobCommand::Retry { job } => client.control(*job, "retry", None)?,
+        JobCommand::Destroy { job } => {
+            client.destroy(*job)?;
+            if out.json {
+                report::print_json(&json!({ "id": job, "destroyed": true }));
+            }
+            out.say(format!(
+                "job {job} destroyed; `booster compact` on the server reclaims its space"
+            ));
+            return Ok(());
+        }
+    };
+    let status: JobStatus = view.into();
+    match command {
+        _ if out.json => report::print_json(&report::job_json(&status)),
+        JobCommand::Show { .. } => print!("{}", report::job_details(&status)),
+        _ => out.say(format!(
+            "job {}: {} at priority {}",
+            status.id,
+            report::state_name(status.state),
+            status.priority
+        )),
+    }
+    Ok(())
+}
+
+/// Reads the input here (decompressing, and for CSV its header, exactly as
+/// a local submit does), creates the job, then streams the records' bytes.
+fn submit(client: &Client, out: &Out, args: &JobInputArgs) -> anyhow::Result<()> {
+    let format = args
+        .format
+        .unwrap_or_else(|| Format::from_path(&args.input));
+    if format == Format::Csv && is_std_stream(&args.input) {
+        bail!(
+            "with --server, CSV input must be a file: its header is read before the upload \
+             starts; save stdin to a file, or pass --format lines"
+        );
+    }
+    let spec = {
+        let input = formats::open_source(&args.input, format)?;
+        crate::commands::job_spec(args, &input)?
+    };
+    let (slice_size, collect_errors) = match spec.shape {
+        JobShape::Sliced {
+            slice_size,
+            collect_errors,
+        } => (slice_size, collect_errors),
+        JobShape::Simple { .. } => (None, false),
+    };
+    let id = client.create(&json!({
+        "kind": spec.kind,
+        "priority": spec.priority,
+        "description": spec.description,
+        "max_workers": spec.max_workers,
+        "slice_size": slice_size,
+        "collect_errors": collect_errors,
+        "format": format.name(),
+        "properties": spec.properties,
+    }))?;
+    let (mut bytes, _) = formats::open_bytes(&args.input)?;
+    let view = client
+        .upload(id, &mut bytes, Some(format.name()))
+        .with_context(|| format!("uploading into job {id}"))?;
+    let status: JobStatus = view.into();
+    if out.json {
+        report::print_json(&report::job_json(&status));
+    } else if out.quiet {
+        println!("{}", status.id);
+    } else {
+        println!(
+            "job {}: {} records in {} slices, {} at priority {}; the server processes it",
+            status.id,
+            report::count(status.records_in),
+            status.slices_total,
+            report::state_name(status.state),
+            status.priority
+        );
+    }
+    Ok(())
+}
+
+fn download(client: &Client, out: &Out, args: &DownloadArgs) -> anyhow::Result<()> {
+    if args.output.is_none() && args.errors.is_none() {
+        bail!("pass --output PATH (and/or --errors PATH)");
+    }
+    let status: JobStatus = client.job(args.job)?.into();
+    if !report::is_finished(status.state) {
+        eprintln!(
+            "warning: job {} is {}; this is the output so far",
+            status.id,
+            report::state_name(status.state)
+        );
+    }
+    let header = status
+        .properties
+        .get(props::CSV_HEADER)
+        .and_then(|h| h.as_str())
+        .filter(|_| {
+            status
+                .properties
+                .get(props::FORMAT)
+                .and_then(|f| f.as_str())
+                == Some("csv")
+        });
+    let mut parts = Vec::new();
+    if let Some(path) = &args.output {
+        let n = download_to(client, args.job, "main", path, header)?;
+        parts.push(format!(
+            "{} records to {}",
+            report::count(n),
+            path.display()
+        ));
+    }
+    if let Some(path) = &args.errors {
+        let n = download_to(client, args.job, "errors", path, None)?;
+        parts.push(format!("{} errors to {}", report::count(n), path.display()));
+    }
+    let text = format!("job {}: wrote {}", status.id, parts.join(", "));
+    if out.json {
+        report::print_json(&report::job_json(&status));
+    } else if args.output.as_deref().is_some_and(is_std_stream) {
+        if !out.quiet {
+            eprintln!("{text}");
+        }
+    } else {
+        out.say(text);
+    }
+    Ok(())
+}
+
+/// Streams one category into `path` (compressed by its extension). Records
+/// arrive one per line; writing each line back with its newline reproduces
+/// the bytes exactly.
+fn download_to(
+    client: &Client,
+    job: u64,
+    category: &str,
+    path: &Path,
+    header: Option<&str>,
+) -> anyhow::Result<u64> {
+    let mut sink = OutputSink::create(path)?;
+    if let Some(header) = header {
+        sink.write_line(header.as_bytes())?;
+    }
+    let mut body = BufReader::with_capacity(256 << 10, client.download_reader(job, category)?);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = body.read_until(b'\n', &mut line).context(
+            "the download broke off before its end; the output is incomplete, download again",
+        )?;
+        if n == 0 {
+            break;
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        sink.write_record(&line)?;
+    }
+    sink.finish()
+}

@@ -1,0 +1,272 @@
+//! JSON routes for jobs and workers: list, create, show, change, control,
+//! destroy. Uploads and downloads stream and live in their own files.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use booster_runtime::{JobFilter, JobId, JobShape, JobSpec};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::{ApiError, ApiResult};
+use super::upload::parse_format;
+use super::view::{parse_state, JobView, WorkerView};
+use super::{AppState, JobControl};
+use crate::formats::props;
+
+/// The `{id}` of a job route; anything but a number is a 400, never a path.
+pub struct JobIdParam(pub JobId);
+
+impl<S: Send + Sync> FromRequestParts<S> for JobIdParam {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(params) = Path::<Vec<(String, String)>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request(e.body_text()))?;
+        let raw = params
+            .iter()
+            .find(|(k, _)| k == "id")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_default();
+        raw.parse::<JobId>()
+            .map(JobIdParam)
+            .map_err(|_| ApiError::bad_request(format!("job id {raw:?} is not a number")))
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    pub state: Option<String>,
+    pub kind: Option<String>,
+    pub q: Option<String>,
+}
+
+pub async fn list<C: JobControl>(
+    State(app): State<AppState<C>>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(query) = query?;
+    let state = match query.state.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(parse_state(s).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "unknown state {s:?}: use scheduled, queued, running, paused, completed, failed or aborted"
+            ))
+        })?),
+    };
+    let filter = JobFilter {
+        state,
+        kind: query.kind.filter(|k| !k.is_empty()),
+        text: query.q.filter(|q| !q.is_empty()),
+    };
+    let jobs: Vec<JobView> = app
+        .ctl
+        .jobs(filter)
+        .await
+        .into_iter()
+        .map(JobView::from)
+        .collect();
+    Ok(Json(json!({ "jobs": jobs })))
+}
+
+/// Body of `POST /api/jobs`. With `args` the job is simple; otherwise it is
+/// sliced and waits for `PUT /api/jobs/{id}/input`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateJob {
+    pub kind: String,
+    pub priority: Option<i64>,
+    pub format: Option<String>,
+    pub slice_size: Option<usize>,
+    pub description: Option<String>,
+    pub max_workers: Option<u32>,
+    pub collect_errors: Option<bool>,
+    pub properties: Option<Value>,
+    pub args: Option<Value>,
+    pub run_at_ms: Option<u64>,
+}
+
+pub fn check_priority(priority: i64) -> ApiResult<u8> {
+    if (1..=100).contains(&priority) {
+        Ok(priority as u8)
+    } else {
+        Err(booster_runtime::RuntimeError::BadPriority(priority).into())
+    }
+}
+
+pub async fn create<C: JobControl>(
+    State(app): State<AppState<C>>,
+    body: Result<Json<CreateJob>, JsonRejection>,
+) -> ApiResult<Response> {
+    let Json(req) = body?;
+    if req.kind.trim().is_empty() {
+        return Err(ApiError::bad_request("kind is required, e.g. \"copy\""));
+    }
+    let priority = check_priority(req.priority.unwrap_or(50))?;
+    let mut properties = req.properties.unwrap_or_else(|| json!({}));
+    if !properties.is_object() {
+        return Err(ApiError::bad_request("properties must be a JSON object"));
+    }
+    if let Some(f) = req.format.as_deref() {
+        // The job remembers its format the way the CLI's jobs do, so the
+        // upload parses it and a download writes it back the same way.
+        properties[props::FORMAT] = json!(parse_format(f)?.name());
+    }
+    if req.slice_size == Some(0) {
+        return Err(ApiError::bad_request("slice_size must be at least 1"));
+    }
+    if req.max_workers == Some(0) {
+        return Err(ApiError::bad_request(
+            "max_workers must be at least 1 (leave it out for no limit)",
+        ));
+    }
+    let sliced = req.args.is_none();
+    let shape = match req.args {
+        Some(args) => JobShape::Simple { args },
+        None => JobShape::Sliced {
+            slice_size: req.slice_size,
+            collect_errors: req.collect_errors.unwrap_or(true),
+        },
+    };
+    let spec = JobSpec {
+        kind: req.kind,
+        shape,
+        priority,
+        description: req.description.unwrap_or_default(),
+        max_workers: req.max_workers,
+        run_at: req
+            .run_at_ms
+            .map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
+        expires_at: None,
+        properties,
+    };
+    let id = app.ctl.submit(spec).await?;
+    let mut body = json!({ "id": id });
+    if sliced {
+        body["upload"] = json!(format!("/api/jobs/{id}/input"));
+    }
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+pub async fn show<C: JobControl>(
+    State(app): State<AppState<C>>,
+    JobIdParam(id): JobIdParam,
+) -> ApiResult<Json<JobView>> {
+    Ok(Json(app.ctl.job(id).await?.into()))
+}
+
+/// `PATCH /api/jobs/{id}`: `{"priority": P}` and/or `{"max_workers": W}`
+/// (`null` lifts the limit). Everything is checked before anything changes.
+pub async fn patch<C: JobControl>(
+    State(app): State<AppState<C>>,
+    JobIdParam(id): JobIdParam,
+    body: Result<Json<Value>, JsonRejection>,
+) -> ApiResult<Json<JobView>> {
+    let Json(body) = body?;
+    let Some(fields) = body.as_object() else {
+        return Err(ApiError::bad_request(
+            "expected a JSON object like {\"priority\": 10, \"max_workers\": 4}",
+        ));
+    };
+    if let Some(unknown) = fields
+        .keys()
+        .find(|k| *k != "priority" && *k != "max_workers")
+    {
+        return Err(ApiError::bad_request(format!(
+            "unknown field {unknown:?}: only priority and max_workers can change"
+        )));
+    }
+    let priority = match fields.get("priority") {
+        None => None,
+        Some(p) => Some(p.as_i64().ok_or_else(|| {
+            ApiError::bad_request("priority must be a whole number from 1 (first) to 100 (last)")
+        })?),
+    };
+    if let Some(p) = priority {
+        check_priority(p)?;
+    }
+    let max_workers = match fields.get("max_workers") {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(w) => match w.as_u64() {
+            Some(n) if (1..=u32::MAX as u64).contains(&n) => Some(Some(n as u32)),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "max_workers must be a number of at least 1, or null for no limit",
+                ))
+            }
+        },
+    };
+    app.ctl.job(id).await?;
+    if let Some(p) = priority {
+        app.ctl.set_priority(id, p).await?;
+    }
+    if let Some(w) = max_workers {
+        app.ctl.set_max_workers(id, w).await?;
+    }
+    Ok(Json(app.ctl.job(id).await?.into()))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FailBody {
+    pub reason: Option<String>,
+}
+
+/// `POST /api/jobs/{id}/{action}`.
+pub async fn action<C: JobControl>(
+    State(app): State<AppState<C>>,
+    Path((_, action)): Path<(String, String)>,
+    JobIdParam(id): JobIdParam,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<JobView>> {
+    match action.as_str() {
+        "pause" => app.ctl.pause(id).await?,
+        "resume" => app.ctl.resume(id).await?,
+        "abort" => app.ctl.abort(id).await?,
+        "retry" => app.ctl.retry(id).await?,
+        "fail" => {
+            let reason = if body.is_empty() {
+                None
+            } else {
+                serde_json::from_slice::<FailBody>(&body)
+                    .map_err(|e| {
+                        ApiError::bad_request(format!("expected {{\"reason\": \"...\"}}: {e}"))
+                    })?
+                    .reason
+            };
+            let reason = reason.unwrap_or_else(|| "failed by an operator".to_string());
+            app.ctl.fail(id, reason).await?
+        }
+        other => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("unknown action {other:?}: use pause, resume, abort, retry or fail"),
+            ))
+        }
+    }
+    Ok(Json(app.ctl.job(id).await?.into()))
+}
+
+pub async fn destroy<C: JobControl>(
+    State(app): State<AppState<C>>,
+    JobIdParam(id): JobIdParam,
+) -> ApiResult<Json<Value>> {
+    app.ctl.destroy(id).await?;
+    Ok(Json(json!({ "destroyed": id })))
+}
+
+pub async fn workers<C: JobControl>(State(app): State<AppState<C>>) -> Json<Value> {
+    let workers: Vec<WorkerView> = app.ctl.workers().await.iter().map(Into::into).collect();
+    Json(json!({ "workers": workers }))
+}
+
+pub async fn healthz<C: JobControl>(State(app): State<AppState<C>>) -> Json<Value> {
+    let workers = app.ctl.workers().await.len();
+    Json(json!({ "status": "ok", "workers": workers }))
+}

@@ -1,0 +1,56 @@
+//! `GET /api/events[?job=ID]`: job events as server-sent events, straight
+//! from `Runtime::subscribe`. A client that falls behind gets a `lagged`
+//! event telling it to re-read the jobs instead of a silent gap.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use booster_runtime::JobEvent;
+use futures::{Stream, StreamExt};
+use serde::Deserialize;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
+
+use super::view::state_name;
+use super::{AppState, JobControl};
+
+#[derive(Deserialize)]
+pub struct EventsQuery {
+    pub job: Option<u64>,
+}
+
+pub async fn events<C: JobControl>(
+    State(app): State<AppState<C>>,
+    query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, super::error::ApiError> {
+    let Query(query) = query?;
+    let only = query.job;
+    let stream = BroadcastStream::new(app.ctl.subscribe()).filter_map(move |item| {
+        let event = match item {
+            Ok(ev) if only.is_some_and(|j| j != ev.job) => None,
+            Ok(ev) => Some(job_event(&ev)),
+            Err(BroadcastStreamRecvError::Lagged(n)) => Some(
+                Event::default()
+                    .event("lagged")
+                    .data(format!("{{\"missed\":{n}}}")),
+            ),
+        };
+        std::future::ready(event.map(Ok))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+pub fn job_event(ev: &JobEvent) -> Event {
+    let data = serde_json::json!({
+        "job": ev.job,
+        "state": state_name(ev.state),
+        "slices_done": ev.slices_done,
+        "slices_total": ev.slices_total,
+        "records_out": ev.records_out,
+        "percent": if ev.percent.is_finite() { ev.percent } else { 0.0 },
+        "what": ev.what,
+    });
+    Event::default().event("job").data(data.to_string())
+}

@@ -1,0 +1,127 @@
+//! `GET /metrics`: the runtime's counters in the Prometheus text format
+//! (version 0.0.4). Latencies come from the runtime as percentiles, so they
+//! are exported as summaries with quantile labels.
+
+use std::fmt::Write;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use booster_runtime::Metrics;
+
+use super::view::{state_name, ALL_STATES};
+use super::{AppState, JobControl};
+
+pub async fn metrics<C: JobControl>(State(app): State<AppState<C>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        render(&app.ctl.metrics()),
+    )
+}
+
+pub fn render(m: &Metrics) -> String {
+    let mut out = String::new();
+    out.push_str("# HELP booster_jobs Jobs by state.\n# TYPE booster_jobs gauge\n");
+    for state in ALL_STATES {
+        let n = m
+            .jobs_by_state
+            .iter()
+            .filter(|(s, _)| *s == state)
+            .map(|(_, n)| n)
+            .sum::<u64>();
+        let _ = writeln!(out, "booster_jobs{{state=\"{}\"}} {n}", state_name(state));
+    }
+    counter(
+        &mut out,
+        "booster_slices_processed_total",
+        "Slices processed.",
+        m.slices_processed,
+    );
+    counter(
+        &mut out,
+        "booster_records_processed_total",
+        "Records processed.",
+        m.records_processed,
+    );
+    counter(
+        &mut out,
+        "booster_lease_expiries_total",
+        "Leases that expired before their slice was committed.",
+        m.lease_expiries,
+    );
+    summary(
+        &mut out,
+        "booster_commit_latency_seconds",
+        "Durable group commit latency (write + fdatasync).",
+        &m.commit_latency_us,
+    );
+    summary(
+        &mut out,
+        "booster_enqueue_to_start_seconds",
+        "Time from enqueue to the first lease.",
+        &m.enqueue_to_start_us,
+    );
+    summary(
+        &mut out,
+        "booster_slice_processing_seconds",
+        "Time to process one slice.",
+        &m.slice_processing_us,
+    );
+    out
+}
+
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+    );
+}
+
+/// `percentiles` are (percentile, microseconds); the runtime may give the
+/// percentile as 0..=100 or 0..=1, Prometheus wants 0..=1.
+fn summary(out: &mut String, name: &str, help: &str, percentiles: &[(f64, u64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} summary");
+    for (p, us) in percentiles {
+        let q = if *p > 1.0 { p / 100.0 } else { *p };
+        let _ = writeln!(
+            out,
+            "{name}{{quantile=\"{q}\"}} {}",
+            *us as f64 / 1_000_000.0
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use booster_runtime::{JobState, Metrics};
+
+    #[test]
+    fn every_state_is_exported_and_percentiles_become_quantiles() {
+        let m = Metrics {
+            jobs_by_state: vec![(JobState::Running, 2)],
+            slices_processed: 7,
+            commit_latency_us: vec![(99.0, 1500)],
+            ..Metrics::default()
+        };
+        let text = super::render(&m);
+        assert!(
+            text.contains("booster_jobs{state=\"running\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("booster_jobs{state=\"aborted\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("booster_slices_processed_total 7\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("booster_commit_latency_seconds{quantile=\"0.99\"} 0.0015\n"),
+            "{text}"
+        );
+    }
+}

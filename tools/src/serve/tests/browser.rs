@@ -1,0 +1,325 @@
+//! The dashboard in a real headless browser: Debian's `chromium` driven by
+//! `chromedriver` over the W3C WebDriver protocol (plain HTTP + JSON).
+//! Skips, saying so, only when chromium or chromedriver is not installed.
+//! Screenshots land in the system temp directory (booster-dashboard-*.png).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::{json, Value};
+
+use super::TestServer;
+
+/// How long the page may take to show something before the test fails.
+/// Generous: this bounds a wait on a shared machine, it measures nothing.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+fn find_program(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    for dir in std::env::split_paths(&path) {
+        for name in names {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return Some(candidate);
+            }
+        }
+    }
+    None
+}
+
+/// A chromedriver process, killed when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+    agent: ureq::Agent,
+}
+
+impl Driver {
+    fn start(chromedriver: &Path) -> Driver {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start chromedriver");
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(PATIENCE))
+            .build()
+            .into();
+        let driver = Driver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            agent,
+        };
+        wait_until("chromedriver to be ready", || {
+            let resp = driver
+                .agent
+                .get(format!("{}/status", driver.url))
+                .call()
+                .ok()?;
+            let body: Value =
+                serde_json::from_str(&resp.into_body().read_to_string().ok()?).ok()?;
+            body["value"]["ready"].as_bool().filter(|r| *r)
+        });
+        driver
+    }
+
+    fn send(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
+        let uri = format!("{}{path}", self.url);
+        let req = ureq::http::Request::builder().method(method).uri(uri);
+        let resp = match body {
+            Some(b) => self.agent.run(
+                req.header("Content-Type", "application/json")
+                    .body(b.to_string())
+                    .unwrap(),
+            ),
+            None => self.agent.run(req.body(()).unwrap()),
+        }
+        .map_err(|e| e.to_string())?;
+        let ok = resp.status().is_success();
+        let text = resp
+            .into_body()
+            .read_to_string()
+            .map_err(|e| e.to_string())?;
+        let value: Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
+        if ok {
+            Ok(value["value"].clone())
+        } else {
+            Err(value["value"]["message"]
+                .as_str()
+                .unwrap_or(&text)
+                .to_string())
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Session<'d> {
+    driver: &'d Driver,
+    id: String,
+    _profile: tempfile::TempDir,
+}
+
+impl<'d> Session<'d> {
+    fn new(driver: &'d Driver, chromium: &Path) -> Session<'d> {
+        let profile = tempfile::tempdir().unwrap();
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--window-size=1366,900",
+            &format!("--user-data-dir={}", profile.path().display()),
+        ];
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "goog:chromeOptions": {"binary": chromium, "args": args}
+        }}});
+        let value = driver
+            .send("POST", "/session", Some(caps))
+            .expect("chromedriver could not start chromium");
+        Session {
+            driver,
+            id: value["sessionId"].as_str().unwrap().to_string(),
+            _profile: profile,
+        }
+    }
+
+    fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
+        self.driver
+            .send(method, &format!("/session/{}{path}", self.id), body)
+    }
+
+    fn go(&self, url: &str) {
+        self.cmd("POST", "/url", Some(json!({ "url": url })))
+            .unwrap();
+    }
+
+    fn find(&self, css: &str) -> Option<String> {
+        let found = self
+            .cmd(
+                "POST",
+                "/element",
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .ok()?;
+        found[ELEMENT_KEY].as_str().map(str::to_string)
+    }
+
+    fn wait_for(&self, css: &str) -> String {
+        wait_until(&format!("an element {css}"), || self.find(css))
+    }
+
+    fn text(&self, element: &str) -> String {
+        let v = self
+            .cmd("GET", &format!("/element/{element}/text"), None)
+            .unwrap();
+        v.as_str().unwrap_or_default().to_string()
+    }
+
+    fn attribute(&self, element: &str, name: &str) -> Option<String> {
+        let v = self
+            .cmd("GET", &format!("/element/{element}/attribute/{name}"), None)
+            .ok()?;
+        v.as_str().map(str::to_string)
+    }
+
+    fn click(&self, element: &str) {
+        self.cmd(
+            "POST",
+            &format!("/element/{element}/click"),
+            Some(json!({})),
+        )
+        .unwrap();
+    }
+
+    fn type_into(&self, element: &str, text: &str) {
+        self.cmd(
+            "POST",
+            &format!("/element/{element}/clear"),
+            Some(json!({})),
+        )
+        .unwrap();
+        self.cmd(
+            "POST",
+            &format!("/element/{element}/value"),
+            Some(json!({ "text": text })),
+        )
+        .unwrap();
+    }
+
+    fn script(&self, body: &str) -> Value {
+        self.cmd(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": body, "args": []})),
+        )
+        .unwrap()
+    }
+
+    fn screenshot(&self, name: &str) -> PathBuf {
+        let png = self.cmd("GET", "/screenshot", None).unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap())
+            .unwrap();
+        let path = std::env::temp_dir().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+}
+
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .driver
+            .send("DELETE", &format!("/session/{}", self.id), None);
+    }
+}
+
+fn wait_until<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(start.elapsed() < PATIENCE, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+const HOSTILE: &str = "<script>window.__xss=1</script><b>bold</b> & \"quoted\" <img src=x onerror=\"window.__xss=2\">";
+
+#[test]
+fn dashboard_shows_live_progress_edits_priority_and_escapes_text_in_a_real_browser() {
+    let chromium = find_program(&["chromium", "chromium-browser", "google-chrome"]);
+    let chromedriver = find_program(&["chromedriver"]);
+    let (Some(chromium), Some(chromedriver)) = (chromium, chromedriver) else {
+        println!(
+            "SKIPPED dashboard browser test: chromium and chromedriver are not both on PATH \
+             (Debian: apt-get install chromium chromium-driver)"
+        );
+        return;
+    };
+    let t = TestServer::start();
+    let done = t.job_with_records("nightly payroll export", 300);
+    t.fake.advance(done, 3);
+    let paused = t.job_with_records("customer import (waiting for approval)", 500);
+    t.call("POST", &format!("/api/jobs/{paused}/pause"), None, &[]);
+    let id = t.job_with_records(HOSTILE, 1000);
+    t.fake.advance(id, 1);
+
+    let driver = Driver::start(&chromedriver);
+    let s = Session::new(&driver, &chromium);
+
+    // The jobs page: the running job's bar moves when slices complete,
+    // through server-sent events, without reloading the page.
+    s.go(&format!("{}/#/", t.url));
+    let bar = s.wait_for(&format!("#job-row-{id} .bar"));
+    assert_eq!(s.attribute(&bar, "aria-valuenow").as_deref(), Some("10.0"));
+    wait_until("the live indicator", || {
+        let live = s.find("#live.on")?;
+        Some(s.text(&live))
+    });
+    t.fake.advance(id, 3);
+    wait_until("the progress bar to reach 40%", || {
+        let bar = s.find(&format!("#job-row-{id} .bar"))?;
+        (s.attribute(&bar, "aria-valuenow")? == "40.0").then_some(())
+    });
+    let cell = s.wait_for(&format!("#job-row-{id} td.desc"));
+    assert_eq!(s.text(&cell), HOSTILE, "the description renders as text");
+    s.screenshot("booster-dashboard-jobs.png");
+
+    // The job page: description as text, priority edited in place.
+    s.go(&format!("{}/#/job/{id}", t.url));
+    let description = s.wait_for("#job-description");
+    assert_eq!(s.text(&description), HOSTILE);
+    let injected = s.script(
+        "return [typeof window.__xss, \
+         document.querySelectorAll('#job-description *, #main script, #main img').length];",
+    );
+    assert_eq!(
+        injected,
+        json!(["undefined", 0]),
+        "markup in a description must not become elements"
+    );
+
+    let input = s.wait_for("#priority-input");
+    s.type_into(&input, "7");
+    let save = s.wait_for("#priority-save");
+    s.click(&save);
+    wait_until("the page to confirm the new priority", || {
+        let msg = s.find("#job-msg")?;
+        s.text(&msg).contains("Priority is now 7").then_some(())
+    });
+    let (status, job) = t.get(&format!("/api/jobs/{id}"));
+    assert_eq!(status, 200);
+    assert_eq!(
+        job["priority"], 7,
+        "the API shows the priority set in the page"
+    );
+    assert_eq!(t.fake.priority(id), 7);
+    s.screenshot("booster-dashboard-job.png");
+
+    s.go(&format!("{}/#/workers", t.url));
+    s.wait_for("#workers tbody tr");
+    s.screenshot("booster-dashboard-workers.png");
+}

@@ -1,0 +1,88 @@
+//! `booster --server URL ...`: the CLI's own commands over HTTP.
+
+use std::io::Write;
+
+use clap::Parser;
+
+use super::TestServer;
+use crate::cli::Cli;
+
+fn booster(t: &TestServer, args: &[&str]) -> anyhow::Result<i32> {
+    let mut argv = vec!["booster", "--server", &t.url];
+    argv.extend_from_slice(args);
+    let cli = Cli::try_parse_from(argv).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(crate::remote::run(&cli))
+}
+
+#[test]
+fn submit_priority_and_download_work_over_http_with_compressed_files() {
+    let t = TestServer::start();
+    let input = t.dir().join("in.csv.gz");
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(&input).unwrap(),
+        flate2::Compression::fast(),
+    );
+    write!(gz, "id,name\n1,alice\n2,bob\n3,carol\n").unwrap();
+    gz.finish().unwrap();
+
+    let code = booster(
+        &t,
+        &[
+            "submit",
+            "--kind",
+            "copy",
+            "--input",
+            input.to_str().unwrap(),
+            "--priority",
+            "20",
+        ],
+    )
+    .unwrap();
+    assert_eq!(code, 0);
+    let jobs = t.client().jobs(None, None, None).unwrap();
+    assert_eq!(jobs.len(), 1);
+    let job = &jobs[0];
+    assert_eq!((job.records_in, job.priority), (3, 20));
+    assert_eq!(job.properties["csv_header"], "id,name");
+    assert_eq!(job.properties["format"], "csv");
+
+    assert_eq!(
+        booster(&t, &["job", "priority", &job.id.to_string(), "4"]).unwrap(),
+        0
+    );
+    assert_eq!(t.fake.priority(job.id), 4);
+    let err = booster(&t, &["job", "priority", &job.id.to_string(), "0"]).unwrap_err();
+    assert!(err.to_string().contains("out of range"), "{err}");
+    assert_eq!(booster(&t, &["jobs", "--state", "running"]).unwrap(), 0);
+
+    t.fake.advance(job.id, 1);
+    let output = t.dir().join("out.csv.zst");
+    let code = booster(
+        &t,
+        &[
+            "download",
+            &job.id.to_string(),
+            "--output",
+            output.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    assert_eq!(code, 0);
+    let text = zstd::decode_all(std::fs::File::open(&output).unwrap()).unwrap();
+    assert_eq!(
+        String::from_utf8(text).unwrap(),
+        "id,name\n1,alice\n2,bob\n3,carol\n"
+    );
+}
+
+#[test]
+fn an_unknown_job_over_http_says_so() {
+    let t = TestServer::start();
+    let err = booster(&t, &["job", "show", "77"]).unwrap_err().to_string();
+    assert!(err.contains("job 77 not found"), "{err}");
+}

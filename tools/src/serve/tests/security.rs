@@ -1,0 +1,186 @@
+//! Exposure, tokens, TLS, origins and the page's escaping.
+
+use std::path::{Path, PathBuf};
+
+use super::{TestServer, TOKEN};
+use crate::serve::{check_exposure, ServeOptions};
+
+/// A self-signed certificate for 127.0.0.1 / localhost, written as PEM files.
+pub fn write_self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap();
+    let cert_path = dir.join("cert.pem");
+    let key_path = dir.join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    (cert_path, key_path)
+}
+
+fn opts(listen: &str) -> ServeOptions {
+    ServeOptions {
+        listen: listen.to_string(),
+        ..ServeOptions::default()
+    }
+}
+
+#[test]
+fn a_non_loopback_address_without_token_and_tls_is_refused_saying_why() {
+    let err = check_exposure(&opts("0.0.0.0:7878"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("refusing to listen on 0.0.0.0:7878"), "{err}");
+    assert!(
+        err.contains("--token-file") && err.contains("--tls-cert"),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, TOKEN).unwrap();
+    let mut token_only = opts("192.168.1.5:7878");
+    token_only.token_file = Some(token.clone());
+    let err = check_exposure(&token_only).err().unwrap().to_string();
+    assert!(
+        err.contains("--tls-cert") && !err.contains("--token-file"),
+        "{err}"
+    );
+
+    let (cert, key) = write_self_signed(dir.path());
+    let mut both = token_only.clone();
+    both.tls_cert = Some(cert);
+    both.tls_key = Some(key);
+    assert!(check_exposure(&both).is_ok());
+    assert!(check_exposure(&opts("127.0.0.1:7878")).is_ok());
+    assert!(check_exposure(&opts("[::1]:7878")).is_ok());
+}
+
+#[test]
+fn a_short_token_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "abc\n").unwrap();
+    let mut o = opts("127.0.0.1:0");
+    o.token_file = Some(token);
+    let err = check_exposure(&o).err().unwrap().to_string();
+    assert!(err.contains("at least 16 characters"), "{err}");
+}
+
+#[test]
+fn with_a_token_every_data_request_needs_it() {
+    let t = TestServer::start_with(true, false);
+    let bearer = format!("Bearer {TOKEN}");
+    for path in [
+        "/api/jobs",
+        "/healthz",
+        "/metrics",
+        "/api/workers",
+        "/api/jobs/1",
+        "/api/events",
+    ] {
+        let (status, body) = t.call("GET", path, None, &[]);
+        assert_eq!(status, 401, "{path}: {body}");
+        assert!(body["error"].as_str().unwrap().contains("token"), "{body}");
+        let (status, _) = t.call(
+            "GET",
+            path,
+            None,
+            &[("Authorization", "Bearer wrong-token-0000000000")],
+        );
+        assert_eq!(status, 401, "{path}");
+    }
+    let (status, _) = t.call("POST", "/api/jobs", Some(r#"{"kind":"copy"}"#), &[]);
+    assert_eq!(status, 401);
+    let (status, _) = t.call("GET", "/api/jobs", None, &[("Authorization", &bearer)]);
+    assert_eq!(status, 200);
+    // The page shell carries no data and is what asks for the token.
+    assert_eq!(t.call("GET", "/", None, &[]).0, 200);
+    assert_eq!(t.call("GET", "/assets/app.js", None, &[]).0, 200);
+}
+
+#[test]
+fn the_remote_client_speaks_https_with_a_token() {
+    let t = TestServer::start_with(true, true);
+    assert!(t.url.starts_with("https://127.0.0.1:"), "{}", t.url);
+    let token_file = t.dir().join("token");
+    let client = crate::remote::Client::new(&crate::remote::RemoteOptions {
+        server: t.url.clone(),
+        token_file: Some(token_file.clone()),
+        ca_cert: Some(t.dir().join("cert.pem")),
+    })
+    .unwrap();
+    let id = client.create(&serde_json::json!({"kind": "copy"})).unwrap();
+    client.upload(id, &mut &b"a\nb\nc\n"[..], None).unwrap();
+    assert_eq!(client.job(id).unwrap().records_in, 3);
+
+    let no_token = crate::remote::Client::new(&crate::remote::RemoteOptions {
+        server: t.url.clone(),
+        token_file: None,
+        ca_cert: Some(t.dir().join("cert.pem")),
+    })
+    .unwrap();
+    let err = no_token.jobs(None, None, None).unwrap_err().to_string();
+    assert!(err.contains("401"), "{err}");
+
+    let untrusting = crate::remote::Client::new(&crate::remote::RemoteOptions {
+        server: t.url.clone(),
+        token_file: Some(token_file),
+        ca_cert: None,
+    })
+    .unwrap();
+    assert!(
+        untrusting.jobs(None, None, None).is_err(),
+        "an unknown certificate must not be trusted"
+    );
+}
+
+#[test]
+fn a_request_from_another_origin_or_host_is_refused() {
+    let t = TestServer::start();
+    let (status, body) = t.call(
+        "POST",
+        "/api/jobs",
+        Some(r#"{"kind":"copy"}"#),
+        &[("Origin", "http://evil.example")],
+    );
+    assert_eq!(status, 403, "{body}");
+    let (status, _) = t.call("GET", "/api/jobs", None, &[("Host", "evil.example:7878")]);
+    assert_eq!(
+        status, 403,
+        "DNS rebinding: a non-loopback Host on a loopback server"
+    );
+    let same_origin = t.url.clone();
+    let (status, _) = t.call("GET", "/api/jobs", None, &[("Origin", &same_origin)]);
+    assert_eq!(status, 200);
+    assert!(t.get("/api/jobs").1["jobs"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn the_page_is_served_with_a_policy_that_forbids_inline_script() {
+    let t = TestServer::start();
+    let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
+    let mut resp = agent.get(format!("{}/", t.url)).call().unwrap();
+    let csp = resp.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    let html = resp.body_mut().read_to_string().unwrap();
+    assert!(html.contains("<script src=\"/assets/app.js\"></script>"));
+    let js = include_str!("../../../assets/app.js");
+    for sink in [
+        ".innerHTML",
+        ".outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+    ] {
+        assert!(
+            !js.contains(sink),
+            "app.js must build the page from text, found {sink}"
+        );
+    }
+}

@@ -1,0 +1,272 @@
+//! `PUT /api/jobs/{id}/input`: the request body streams into the job's
+//! `Uploader`, never held whole. Records are cut by the CLI's own parsers
+//! (`crate::formats`: lines, CSV with its header, JSON Lines), so an upload
+//! over HTTP stores exactly what `booster submit` would.
+//!
+//! Three stages with small bounded channels between them, so a slow store
+//! slows the client rather than filling memory: this task pumps body chunks;
+//! a blocking thread parses them (the parsers read `std::io::Read`); this
+//! task pushes the parsed records into the uploader.
+
+use std::io::{self, BufReader, Read};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::Json;
+use booster_runtime::JobStatus;
+use futures::StreamExt;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use super::api::JobIdParam;
+use super::control::UploadSink;
+use super::error::{ApiError, ApiResult};
+use super::view::JobView;
+use super::{AppState, JobControl};
+use crate::formats::{props, source_from_reader, Format, Item, ReadProgress};
+
+/// The longest line an upload may carry: one line cannot take the server's memory.
+pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
+const PARSE_BATCH_RECORDS: usize = 1024;
+
+pub fn parse_format(name: &str) -> ApiResult<Format> {
+    Format::from_name(name).ok_or_else(|| {
+        ApiError::bad_request(format!("unknown format {name:?}: use lines, csv or jsonl"))
+    })
+}
+
+/// The format the job was created with (its `format` property), else lines.
+pub fn job_format(job: &JobStatus) -> Format {
+    job.properties
+        .get(props::FORMAT)
+        .and_then(|f| f.as_str())
+        .and_then(Format::from_name)
+        .unwrap_or(Format::Lines)
+}
+
+#[derive(Deserialize)]
+pub struct UploadQuery {
+    pub format: Option<String>,
+}
+
+pub async fn put_input<C: JobControl>(
+    State(app): State<AppState<C>>,
+    JobIdParam(id): JobIdParam,
+    query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
+    body: Body,
+) -> ApiResult<Json<JobView>> {
+    let Query(query) = query?;
+    let job = app.ctl.job(id).await?;
+    let format = match query.format.as_deref() {
+        Some(f) => parse_format(f)?,
+        None => job_format(&job),
+    };
+    let expected_header = job
+        .properties
+        .get(props::CSV_HEADER)
+        .and_then(|h| h.as_str())
+        .map(str::to_string);
+    let mut uploader = app.ctl.upload(id).await?;
+    match stream_records(&mut uploader, format, expected_header, body).await {
+        Ok(()) => Ok(Json(uploader.finish().await?.into())),
+        Err(reason) => {
+            let message = format!("upload of job {id} failed: {reason}");
+            uploader.fail(message.clone()).await?;
+            Err(ApiError::bad_request(format!(
+                "{message}; the job is marked failed"
+            )))
+        }
+    }
+}
+
+async fn stream_records<U: UploadSink>(
+    uploader: &mut U,
+    format: Format,
+    expected_header: Option<String>,
+    body: Body,
+) -> Result<(), String> {
+    let (chunk_tx, chunk_rx) = mpsc::channel::<io::Result<Bytes>>(8);
+    let (item_tx, mut item_rx) = mpsc::channel::<Result<Vec<Item>, String>>(8);
+    tokio::task::spawn_blocking(move || parse(chunk_rx, format, expected_header, item_tx));
+
+    let pump = async move {
+        let mut chunks = body.into_data_stream();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|e| io::Error::other(format!("the body broke off: {e}")));
+            let failed = chunk.is_err();
+            if chunk_tx.send(chunk).await.is_err() || failed {
+                return;
+            }
+        }
+    };
+    let numbered = format != Format::Lines;
+    let push = async move {
+        while let Some(batch) = item_rx.recv().await {
+            for item in batch? {
+                let pushed = match item {
+                    Item::Record { bytes, line } if numbered => {
+                        uploader.push_line(bytes, line).await
+                    }
+                    Item::Record { bytes, .. } => uploader.push(bytes).await,
+                    Item::Rejected { raw, line, message } => {
+                        uploader.push_rejected(raw, line, message).await
+                    }
+                };
+                pushed.map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    };
+    let ((), pushed) = tokio::join!(pump, push);
+    pushed
+}
+
+/// The blocking stage: parses the body with the CLI's format readers.
+fn parse(
+    chunks: mpsc::Receiver<io::Result<Bytes>>,
+    format: Format,
+    expected_header: Option<String>,
+    items: mpsc::Sender<Result<Vec<Item>, String>>,
+) {
+    let reader = BufReader::with_capacity(256 << 10, BodyReader::new(chunks, MAX_LINE_BYTES));
+    let source = match source_from_reader(
+        Box::new(reader),
+        ReadProgress::default(),
+        format,
+        "the upload",
+    ) {
+        Ok(source) => source,
+        Err(e) => {
+            let _ = items.blocking_send(Err(format!("{e:#}")));
+            return;
+        }
+    };
+    if let (Some(expected), Some(header)) = (&expected_header, &source.header) {
+        if header.raw != *expected {
+            let _ = items.blocking_send(Err(format!(
+                "the CSV header {:?} is not the one the job was created with ({expected:?})",
+                header.raw
+            )));
+            return;
+        }
+    }
+    let mut records = source.records;
+    loop {
+        let mut batch = Vec::with_capacity(PARSE_BATCH_RECORDS);
+        let (result, end) = match records.next_batch(PARSE_BATCH_RECORDS, &mut batch) {
+            Ok(()) if batch.is_empty() => return,
+            Ok(()) => (Ok(batch), false),
+            Err(e) => (Err(e.to_string()), true),
+        };
+        if items.blocking_send(result).is_err() || end {
+            return;
+        }
+    }
+}
+
+/// Body chunks as `std::io::Read` for the parsers, refusing a line longer
+/// than the limit before holding it.
+pub struct BodyReader {
+    chunks: mpsc::Receiver<io::Result<Bytes>>,
+    current: Bytes,
+    line: u64,
+    line_bytes: usize,
+    max_line_bytes: usize,
+}
+
+impl BodyReader {
+    pub fn new(chunks: mpsc::Receiver<io::Result<Bytes>>, max_line_bytes: usize) -> BodyReader {
+        BodyReader {
+            chunks,
+            current: Bytes::new(),
+            line: 1,
+            line_bytes: 0,
+            max_line_bytes,
+        }
+    }
+
+    fn count_lines(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let mut start = 0;
+        for pos in memchr::memchr_iter(b'\n', bytes) {
+            self.check(self.line_bytes + (pos - start))?;
+            self.line += 1;
+            self.line_bytes = 0;
+            start = pos + 1;
+        }
+        self.line_bytes += bytes.len() - start;
+        self.check(self.line_bytes)
+    }
+
+    fn check(&self, line_bytes: usize) -> io::Result<()> {
+        if line_bytes <= self.max_line_bytes {
+            return Ok(());
+        }
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "line {} is longer than {} bytes; split the record",
+                self.line, self.max_line_bytes
+            ),
+        ))
+    }
+}
+
+impl Read for BodyReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.chunks.blocking_recv() {
+                None => return Ok(0),
+                Some(chunk) => self.current = chunk?,
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        let taken = self.current.split_to(n);
+        self.count_lines(&taken)?;
+        buf[..n].copy_from_slice(&taken);
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use axum::body::Bytes;
+
+    use super::BodyReader;
+
+    fn reader(chunks: &[&'static [u8]], max: usize) -> BodyReader {
+        let (tx, rx) = tokio::sync::mpsc::channel(chunks.len().max(1));
+        for c in chunks {
+            tx.try_send(Ok(Bytes::from_static(c))).unwrap();
+        }
+        BodyReader::new(rx, max)
+    }
+
+    #[test]
+    fn chunks_read_back_as_one_stream() {
+        let mut out = String::new();
+        reader(&[b"ab", b"c\nd", b"e\n"], 100)
+            .read_to_string(&mut out)
+            .unwrap();
+        assert_eq!(out, "abc\nde\n");
+    }
+
+    #[test]
+    fn a_line_over_the_limit_is_refused_with_its_number() {
+        let mut out = Vec::new();
+        let err = reader(&[b"1234\n", b"12", b"345"], 4)
+            .read_to_end(&mut out)
+            .unwrap_err();
+        assert!(err.to_string().contains("line 2 is longer than 4"), "{err}");
+    }
+
+    #[test]
+    fn a_long_line_made_of_one_chunk_is_refused() {
+        let mut out = Vec::new();
+        let err = reader(&[b"ok\n0123456789\nok\n"], 4)
+            .read_to_end(&mut out)
+            .unwrap_err();
+        assert!(err.to_string().contains("line 2"), "{err}");
+    }
+}

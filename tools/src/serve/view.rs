@@ -1,0 +1,222 @@
+//! The JSON shapes of the HTTP API. The server builds them from the
+//! runtime's types; the remote CLI reads them back. Times are milliseconds
+//! since the Unix epoch, states lower-case as in the CLI.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use booster_runtime::{ErrorGroup, JobState, JobStatus, LeaseInfo, WorkerStatus};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JobView {
+    pub id: u64,
+    pub kind: String,
+    pub description: String,
+    pub state: JobState,
+    pub priority: u8,
+    /// null: no limit.
+    pub max_workers: Option<u32>,
+    pub created_at_ms: u64,
+    pub started_at_ms: Option<u64>,
+    pub completed_at_ms: Option<u64>,
+    pub run_at_ms: Option<u64>,
+    pub expires_at_ms: Option<u64>,
+    pub upload_complete: bool,
+    pub slices_total: u64,
+    pub slices_queued: u64,
+    pub slices_running: u64,
+    pub slices_done: u64,
+    pub slices_failed: u64,
+    pub records_in: u64,
+    pub records_out: u64,
+    pub records_errors: u64,
+    pub records_in_failed_slices: u64,
+    pub records_failed: u64,
+    pub percent: f64,
+    pub records_per_s: f64,
+    pub eta_s: Option<f64>,
+    pub leases: Vec<LeaseView>,
+    pub errors: Vec<ErrorGroup>,
+    pub failure_reason: Option<String>,
+    pub result: Option<serde_json::Value>,
+    pub attempts: u32,
+    pub properties: serde_json::Value,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LeaseView {
+    pub worker: usize,
+    pub job: u64,
+    pub slice: Option<u64>,
+    pub epoch: u64,
+    pub since_ms: u64,
+    pub deadline_ms: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WorkerView {
+    pub worker: usize,
+    pub lease: Option<LeaseView>,
+    pub slices_done: u64,
+    pub restarts: u32,
+}
+
+pub fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl From<&LeaseInfo> for LeaseView {
+    fn from(l: &LeaseInfo) -> LeaseView {
+        LeaseView {
+            worker: l.worker,
+            job: l.job,
+            slice: l.slice,
+            epoch: l.epoch,
+            since_ms: unix_ms(l.since),
+            deadline_ms: unix_ms(l.deadline),
+        }
+    }
+}
+
+impl From<&WorkerStatus> for WorkerView {
+    fn from(w: &WorkerStatus) -> WorkerView {
+        WorkerView {
+            worker: w.worker,
+            lease: w.lease.as_ref().map(LeaseView::from),
+            slices_done: w.slices_done,
+            restarts: w.restarts,
+        }
+    }
+}
+
+impl From<JobStatus> for JobView {
+    fn from(s: JobStatus) -> JobView {
+        JobView {
+            id: s.id,
+            kind: s.kind,
+            description: s.description,
+            state: s.state,
+            priority: s.priority,
+            max_workers: s.max_workers,
+            created_at_ms: unix_ms(s.created_at),
+            started_at_ms: s.started_at.map(unix_ms),
+            completed_at_ms: s.completed_at.map(unix_ms),
+            run_at_ms: s.run_at.map(unix_ms),
+            expires_at_ms: s.expires_at.map(unix_ms),
+            upload_complete: s.upload_complete,
+            slices_total: s.slices_total,
+            slices_queued: s.slices_queued,
+            slices_running: s.slices_running,
+            slices_done: s.slices_done,
+            slices_failed: s.slices_failed,
+            records_in: s.records_in,
+            records_out: s.records_out,
+            records_errors: s.records_errors,
+            records_in_failed_slices: s.records_in_failed_slices,
+            records_failed: s.records_failed,
+            percent: finite_or_zero(s.percent),
+            records_per_s: finite_or_zero(s.records_per_s),
+            eta_s: s.eta_s.filter(|e| e.is_finite()),
+            leases: s.leases.iter().map(LeaseView::from).collect(),
+            errors: s.errors,
+            failure_reason: s.failure_reason,
+            result: s.result,
+            attempts: s.attempts,
+            properties: s.properties,
+        }
+    }
+}
+
+impl From<JobView> for JobStatus {
+    /// Back to the runtime's type, so the remote CLI prints a job with the
+    /// same code (`crate::report`) as the local one.
+    fn from(v: JobView) -> JobStatus {
+        JobStatus {
+            id: v.id,
+            kind: v.kind,
+            description: v.description,
+            state: v.state,
+            priority: v.priority,
+            max_workers: v.max_workers,
+            created_at: from_unix_ms(v.created_at_ms),
+            started_at: v.started_at_ms.map(from_unix_ms),
+            completed_at: v.completed_at_ms.map(from_unix_ms),
+            run_at: v.run_at_ms.map(from_unix_ms),
+            expires_at: v.expires_at_ms.map(from_unix_ms),
+            upload_complete: v.upload_complete,
+            slices_total: v.slices_total,
+            slices_queued: v.slices_queued,
+            slices_running: v.slices_running,
+            slices_done: v.slices_done,
+            slices_failed: v.slices_failed,
+            records_in: v.records_in,
+            records_out: v.records_out,
+            records_errors: v.records_errors,
+            records_in_failed_slices: v.records_in_failed_slices,
+            records_failed: v.records_failed,
+            percent: v.percent,
+            records_per_s: v.records_per_s,
+            eta_s: v.eta_s,
+            leases: v.leases.iter().map(LeaseInfo::from).collect(),
+            errors: v.errors,
+            failure_reason: v.failure_reason,
+            result: v.result,
+            attempts: v.attempts,
+            properties: v.properties,
+        }
+    }
+}
+
+impl From<&LeaseView> for LeaseInfo {
+    fn from(l: &LeaseView) -> LeaseInfo {
+        LeaseInfo {
+            worker: l.worker,
+            job: l.job,
+            slice: l.slice,
+            epoch: l.epoch,
+            since: from_unix_ms(l.since_ms),
+            deadline: from_unix_ms(l.deadline_ms),
+        }
+    }
+}
+
+pub fn from_unix_ms(ms: u64) -> SystemTime {
+    UNIX_EPOCH + std::time::Duration::from_millis(ms)
+}
+
+/// serde_json refuses NaN and infinities; a fresh job's rate can be either.
+fn finite_or_zero(x: f64) -> f64 {
+    if x.is_finite() {
+        x
+    } else {
+        0.0
+    }
+}
+
+pub fn state_name(state: JobState) -> &'static str {
+    match state {
+        JobState::Scheduled => "scheduled",
+        JobState::Queued => "queued",
+        JobState::Running => "running",
+        JobState::Paused => "paused",
+        JobState::Completed => "completed",
+        JobState::Failed => "failed",
+        JobState::Aborted => "aborted",
+    }
+}
+
+pub const ALL_STATES: [JobState; 7] = [
+    JobState::Scheduled,
+    JobState::Queued,
+    JobState::Running,
+    JobState::Paused,
+    JobState::Completed,
+    JobState::Failed,
+    JobState::Aborted,
+];
+
+pub fn parse_state(s: &str) -> Option<JobState> {
+    ALL_STATES.into_iter().find(|st| state_name(*st) == s)
+}
