@@ -231,6 +231,18 @@ fn parallel_producers(
     start.elapsed().as_secs_f64()
 }
 
+/// A line of /proc/self/status (VmRSS, VmHWM), Linux only.
+fn proc_status(field: &str) -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+        })
+        .unwrap_or_else(|| "n/a".into())
+}
+
 fn mb_s(bytes: u64, secs: f64) -> f64 {
     bytes as f64 / 1e6 / secs
 }
@@ -267,6 +279,7 @@ fn main() {
     raw_codec(&slices[..slices.len().min(20)], threads);
     let (mut raw_enc_s, mut raw_dec_s) = (f64::MAX, f64::MAX);
     let (mut append_s, mut blocking_s, mut read_s) = (f64::MAX, f64::MAX, f64::MAX);
+    let mut read_borrowed_s = f64::MAX;
     let mut stats = Default::default();
     let mut open_ms = 0.0;
     for _ in 0..3 {
@@ -285,6 +298,14 @@ fn main() {
         read_s = read_s.min(parallel(slices.len(), threads, &|i| {
             let recs = store.read_slice(&key(i)).expect("read").expect("present");
             assert_eq!(recs.len(), RECORDS_PER_SLICE);
+            std::hint::black_box(recs);
+        }));
+        read_borrowed_s = read_borrowed_s.min(parallel(slices.len(), threads, &|i| {
+            let recs = store
+                .read_slice_records(&key(i))
+                .expect("read")
+                .expect("present");
+            assert_eq!(recs.iter().count(), RECORDS_PER_SLICE);
             std::hint::black_box(recs);
         }));
         drop(store);
@@ -344,10 +365,21 @@ fn main() {
         "store read (mmap, decrypt, decompress, split):  {rd:8.1} MB/s  = {:5.1}% of raw",
         100.0 * rd / raw_dec
     );
+    let rb = mb_s(bytes, read_borrowed_s);
+    println!(
+        "store read_slice_records (no Vec per record): {rb:8.1} MB/s  = {:5.1}% of raw",
+        100.0 * rb / raw_dec
+    );
     println!(
         "records/s: append {:.0}, read {:.0}",
         (slices.len() * RECORDS_PER_SLICE) as f64 / append_s,
         (slices.len() * RECORDS_PER_SLICE) as f64 / read_s
+    );
+    println!(
+        "memory: RSS now {}, peak {} (the test data itself is {:.0} MB)",
+        proc_status("VmRSS:"),
+        proc_status("VmHWM:"),
+        bytes as f64 / 1e6 * 1.3
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -13,6 +13,8 @@ use crate::segment::header::SegmentHeader;
 use crate::segment::FrameKind;
 use crate::{FormatError, MasterKey, SliceKey};
 
+pub(crate) use crate::records::{decode_records, encode_records};
+
 /// A frame body ready for the writer: compressed, not yet encrypted.
 pub(crate) struct PreparedFrame {
     pub kind: FrameKind,
@@ -26,47 +28,6 @@ pub(crate) struct PreparedFrame {
 thread_local! {
     static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
-}
-
-/// Encodes records as `u32 length ++ bytes` each.
-pub(crate) fn encode_records<R: AsRef<[u8]>>(records: &[R]) -> Vec<u8> {
-    let total: usize = records.iter().map(|r| 4 + r.as_ref().len()).sum();
-    let mut out = Vec::with_capacity(total);
-    for r in records {
-        let r = r.as_ref();
-        out.extend_from_slice(&(r.len() as u32).to_le_bytes());
-        out.extend_from_slice(r);
-    }
-    out
-}
-
-/// Decodes `count` records; every length is checked against what is left.
-pub fn decode_records(raw: &[u8], count: u32) -> Result<Vec<Vec<u8>>, FormatError> {
-    // Each record takes at least 4 bytes, so a count beyond that is a lie.
-    if count as usize > raw.len() / 4 {
-        return Err(FormatError::new(format!(
-            "record count {count} does not fit in {} bytes",
-            raw.len()
-        )));
-    }
-    let mut records = Vec::with_capacity(count as usize);
-    let mut rest = raw;
-    for i in 0..count {
-        if rest.len() < 4 {
-            return Err(FormatError::new(format!("record {i} length truncated")));
-        }
-        let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
-        rest = &rest[4..];
-        if len > rest.len() {
-            return Err(FormatError::new(format!("record {i} runs past the slice")));
-        }
-        records.push(rest[..len].to_vec());
-        rest = &rest[len..];
-    }
-    if !rest.is_empty() {
-        return Err(FormatError::new("bytes left over after the last record"));
-    }
-    Ok(records)
 }
 
 /// Payloads shorter than this are stored uncompressed: zstd cannot win much
@@ -263,25 +224,4 @@ fn decompress(body: &[u8], raw_len: u32) -> Result<Vec<u8>, FormatError> {
         d.decompress(body, raw_len as usize)
             .map_err(|e| FormatError::new(format!("zstd payload does not decode: {e}")))
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn records_round_trip() {
-        let recs: Vec<&[u8]> = vec![b"a,b", b"", b"ccc"];
-        let raw = encode_records(&recs);
-        let back = decode_records(&raw, 3).unwrap();
-        assert_eq!(back, vec![b"a,b".to_vec(), vec![], b"ccc".to_vec()]);
-    }
-
-    #[test]
-    fn a_lying_record_count_is_rejected_before_allocating() {
-        let raw = encode_records(&[b"x"]);
-        assert!(decode_records(&raw, u32::MAX).is_err());
-        assert!(decode_records(&raw, 2).is_err());
-        assert!(decode_records(&raw, 0).is_err());
-    }
 }

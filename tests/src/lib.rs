@@ -1,1 +1,19 @@
-//! placeholder
+//! booster-tests: whole-system fault tests for Booster.
+//!
+//! The tests live in `tests/tests/*.rs`; this library holds what they share:
+//! a real on-disk corpus for the hostile-input tests ([`corpus`]), a file
+//! layer that fails a chosen `fdatasync` or write ([`faulty_fs`]), an
+//! allocator that measures the largest allocation ([`alloc`]), replayable
+//! seeds ([`rng`]) and helpers to drive the built `booster` binary.
+//!
+//! ```no_run
+//! let seed = booster_tests::rng::seed("my_test"); // prints the seed; BOOSTER_SEED replays it
+//! let mut rng = booster_tests::rng::Rng::new(seed);
+//! let cycles = booster_tests::rng::scale(20, 2000); // BOOSTER_LONG=1 runs the long version
+//! assert!(rng.range(0, cycles) < cycles);
+//! ```
+
+pub mod alloc;
+pub mod corpus;
+pub mod faulty_fs;
+pub mod rng;

@@ -140,6 +140,17 @@ fn corrupt(id: u64, path: &Path, offset: u64, what: impl Into<String>) -> StoreE
     }
 }
 
+/// Why recovery deletes a segment file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Removal {
+    /// The last segment, whose header never became durable.
+    Unfinished,
+    /// Replaced by a complete compaction group.
+    Replaced,
+    /// A member of a compaction group that was never fully published.
+    IncompleteGroup,
+}
+
 /// Runs recovery on `dir` (already locked). Reads everything and checks the
 /// key before it changes anything on disk.
 pub(crate) fn recover<F: FileLayer>(
@@ -163,63 +174,18 @@ pub(crate) fn recover<F: FileLayer>(
         .unwrap_or(0);
     let next_segment_id = ids.last().copied().unwrap_or(0).max(max_temp_id) + 1;
 
-    let mut candidates = Vec::with_capacity(ids.len());
-    for &id in &ids {
-        candidates.push(read_candidate(fs, dir, id)?);
-    }
-    let mut remove: BTreeSet<u64> = BTreeSet::new();
-    // A last segment whose header never became durable was being created when
-    // the process stopped; it cannot hold acknowledged data.
-    let mut report = RecoveryReport::default();
-    if let Some(last) = candidates.last() {
-        if last.header.is_err() && last.len <= SEGMENT_HEADER_LEN as u64 {
-            remove.insert(last.id);
-            if last.len > 0 {
-                report.truncated.push((last.id, 0, last.len));
-            }
-        }
-    }
-    resolve_compaction_groups(&candidates, &mut remove);
-    for c in candidates.iter().filter(|c| !remove.contains(&c.id)) {
-        let header = c
-            .header
-            .as_ref()
-            .map_err(|e| corrupt(c.id, &c.path, 0, e.0.clone()))?;
-        if header.segment_id != c.id {
-            return Err(corrupt(
-                c.id,
-                &c.path,
-                16,
-                "segment id does not match the file name",
-            ));
-        }
-        check_key(dir, header, key)?;
+    let candidates = ids
+        .iter()
+        .map(|&id| read_candidate(fs, dir, id))
+        .collect::<Result<Vec<_>, _>>()?;
+    let removals = plan_removals(&candidates);
+    for c in candidates.iter().filter(|c| !removals.contains_key(&c.id)) {
+        check_header(dir, c, key)?;
     }
 
     // From here on recovery may change the directory.
-    let mut dir_changed = false;
-    for name in temps {
-        let path = dir.join(name);
-        fs.remove(&path)
-            .map_err(io_err(format!("removing {}", path.display())))?;
-        report.removed_incomplete_compaction.push(path);
-        dir_changed = true;
-    }
-    let mut kept = Vec::with_capacity(candidates.len());
-    for c in candidates {
-        if remove.contains(&c.id) {
-            fs.remove(&c.path)
-                .map_err(io_err(format!("removing {}", c.path.display())))?;
-            dir_changed = true;
-        } else {
-            kept.push(c);
-        }
-    }
-    if dir_changed {
-        fs.sync_dir(dir)
-            .map_err(io_err(format!("syncing {}", dir.display())))?;
-    }
-
+    let mut report = RecoveryReport::default();
+    let kept = apply_removals(fs, dir, candidates, &removals, &temps, &mut report)?;
     let mut segments = BTreeMap::new();
     let mut index = Index::default();
     let last_id = kept.last().map(|c| c.id);
@@ -244,6 +210,84 @@ pub(crate) fn recover<F: FileLayer>(
         next_segment_id,
         report,
     })
+}
+
+/// Which segment files recovery deletes, and why.
+fn plan_removals<F: FileLayer>(candidates: &[Candidate<F>]) -> BTreeMap<u64, Removal> {
+    let mut removals = BTreeMap::new();
+    // A last segment whose header never became durable was being created when
+    // the process stopped; it cannot hold acknowledged data.
+    if let Some(last) = candidates.last() {
+        if last.header.is_err() && last.len <= SEGMENT_HEADER_LEN as u64 {
+            removals.insert(last.id, Removal::Unfinished);
+        }
+    }
+    resolve_compaction_groups(candidates, &mut removals);
+    removals
+}
+
+/// A kept segment's header must decode, match its file name and the key.
+fn check_header<F: FileLayer>(
+    dir: &Path,
+    c: &Candidate<F>,
+    key: Option<&MasterKey>,
+) -> Result<(), StoreError> {
+    let header = c
+        .header
+        .as_ref()
+        .map_err(|e| corrupt(c.id, &c.path, 0, e.0.clone()))?;
+    if header.segment_id != c.id {
+        return Err(corrupt(
+            c.id,
+            &c.path,
+            16,
+            "segment id does not match the file name",
+        ));
+    }
+    check_key(dir, header, key)
+}
+
+/// Deletes `*.tmp` and the planned segments (then fsyncs the directory);
+/// returns the segments that stay.
+fn apply_removals<F: FileLayer>(
+    fs: &F,
+    dir: &Path,
+    candidates: Vec<Candidate<F>>,
+    removals: &BTreeMap<u64, Removal>,
+    temps: &[&String],
+    report: &mut RecoveryReport,
+) -> Result<Vec<Candidate<F>>, StoreError> {
+    let remove = |path: &Path| {
+        fs.remove(path)
+            .map_err(io_err(format!("removing {}", path.display())))
+    };
+    let mut dir_changed = false;
+    for name in temps {
+        let path = dir.join(name);
+        remove(&path)?;
+        report.removed_incomplete_compaction.push(path);
+        dir_changed = true;
+    }
+    let mut kept = Vec::with_capacity(candidates.len());
+    for c in candidates {
+        match removals.get(&c.id) {
+            None => kept.push(c),
+            Some(why) => {
+                remove(&c.path)?;
+                dir_changed = true;
+                match why {
+                    Removal::Unfinished if c.len > 0 => report.truncated.push((c.id, 0, c.len)),
+                    Removal::IncompleteGroup => report.removed_incomplete_compaction.push(c.path),
+                    _ => {}
+                }
+            }
+        }
+    }
+    if dir_changed {
+        fs.sync_dir(dir)
+            .map_err(io_err(format!("syncing {}", dir.display())))?;
+    }
+    Ok(kept)
 }
 
 fn read_candidate<F: FileLayer>(fs: &F, dir: &Path, id: u64) -> Result<Candidate<F>, StoreError> {
@@ -294,7 +338,7 @@ fn check_key(
 /// an incomplete one (a crash before all members were published) is removed.
 fn resolve_compaction_groups<F: FileLayer>(
     candidates: &[Candidate<F>],
-    remove: &mut BTreeSet<u64>,
+    remove: &mut BTreeMap<u64, Removal>,
 ) {
     let mut groups: BTreeMap<u64, Vec<&SegmentHeader>> = BTreeMap::new();
     for c in candidates {
@@ -316,11 +360,13 @@ fn resolve_compaction_groups<F: FileLayer>(
             let own: BTreeSet<u64> = members.iter().map(|h| h.segment_id).collect();
             for c in candidates {
                 if c.id < first.replaces_below && !own.contains(&c.id) {
-                    remove.insert(c.id);
+                    remove.entry(c.id).or_insert(Removal::Replaced);
                 }
             }
         } else {
-            remove.extend(members.iter().map(|h| h.segment_id));
+            for h in members {
+                remove.insert(h.segment_id, Removal::IncompleteGroup);
+            }
         }
     }
 }
