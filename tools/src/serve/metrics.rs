@@ -52,6 +52,18 @@ pub fn render(m: &Metrics) -> String {
         "Leases that expired before their slice was committed.",
         m.lease_expiries,
     );
+    counter(
+        &mut out,
+        "booster_commits_fenced_total",
+        "Late commits from expired leases, rejected.",
+        m.commits_fenced,
+    );
+    counter(
+        &mut out,
+        "booster_worker_restarts_total",
+        "Workers replaced after a panic.",
+        m.worker_restarts,
+    );
     summary(
         &mut out,
         "booster_commit_latency_seconds",
