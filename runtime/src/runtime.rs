@@ -39,16 +39,23 @@ impl Handle {
         self.shared.work_ready.notify_all();
         self.supervisor.stop(None);
         let deadline = Instant::now() + wait;
-        let mut alive = self.shared.workers_alive.lock();
-        while *alive > 0 {
-            if self
-                .shared
-                .workers_gone
-                .wait_until(&mut alive, deadline)
-                .timed_out()
-            {
-                break;
+        {
+            let mut alive = self.shared.workers_alive.lock();
+            while *alive > 0 {
+                if self
+                    .shared
+                    .workers_gone
+                    .wait_until(&mut alive, deadline)
+                    .timed_out()
+                {
+                    break;
+                }
             }
+        }
+        // Upload threads hold the store while they encode a slice; wait for
+        // them so the store (and its directory lock) goes with this handle.
+        while self.shared.upload_tasks.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 }

@@ -36,6 +36,8 @@ pub struct Shared {
     /// snapshot sees every acknowledged record.
     pub append_gate: RwLock<()>,
     pub inflight_commits: AtomicUsize,
+    /// Slices handed to the upload pool and not yet passed to the store.
+    pub upload_tasks: AtomicUsize,
     /// Worker threads alive (a hung one counts until its handler returns).
     pub workers_alive: Mutex<usize>,
     pub workers_gone: Condvar,
@@ -51,6 +53,7 @@ impl Shared {
             handlers: RwLock::new(HashMap::new()),
             append_gate: RwLock::new(()),
             inflight_commits: AtomicUsize::new(0),
+            upload_tasks: AtomicUsize::new(0),
             workers_alive: Mutex::new(0),
             workers_gone: Condvar::new(),
             supervisor: OnceLock::new(),

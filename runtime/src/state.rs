@@ -617,6 +617,7 @@ fn apply_sliced(book: &mut Book, job: &mut Job, meta: &Meta) -> Result<(), Runti
         Meta::UploadComplete { .. } => {
             s.upload = UploadState::Complete;
             book.emit(job, "upload_complete");
+            settle(book, job, now_ms());
         }
         Meta::UploadFailed { reason, .. } => {
             s.upload = UploadState::Failed;

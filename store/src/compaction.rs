@@ -255,8 +255,10 @@ impl<F: FileLayer> Engine<F> {
         let bytes = segment
             .read(loc.offset, loc.header.frame_len())
             .map_err(|e| corrupt(format!("frame unreadable: {e}")))?;
-        let (header, body) = open_frame_body(&bytes, segment.id, segment.cipher.as_ref())
-            .map_err(|e| corrupt(e.0))?;
-        Ok(reseal(&header, body.into_owned()))
+        let opened = open_frame_body(&bytes, segment.id, segment.cipher.as_ref())
+            .map(|(header, body)| reseal(&header, body.into_owned()));
+        drop(bytes);
+        segment.release(loc.offset, loc.header.frame_len());
+        opened.map_err(|e| corrupt(e.0))
     }
 }

@@ -110,8 +110,10 @@ impl<F: FileLayer> Engine<F> {
         let bytes = segment
             .read(offset, frame_len(stored_len))
             .map_err(|e| corrupt(format!("frame unreadable: {e}")))?;
-        let (header, raw) =
-            open_frame(&bytes, segment.id, segment.cipher.as_ref()).map_err(|e| corrupt(e.0))?;
+        let opened = open_frame(&bytes, segment.id, segment.cipher.as_ref());
+        drop(bytes);
+        segment.release(offset, frame_len(stored_len));
+        let (header, raw) = opened.map_err(|e| corrupt(e.0))?;
         if !expected(&header) {
             return Err(corrupt("frame header differs from the index".into()));
         }

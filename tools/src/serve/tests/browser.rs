@@ -319,7 +319,42 @@ fn dashboard_shows_live_progress_edits_priority_and_escapes_text_in_a_real_brows
     assert_eq!(t.fake.priority(id), 7);
     s.screenshot("booster-dashboard-job.png");
 
+    // Errors grouped by message, with the failing records as text.
+    let (_, created) = t.call(
+        "POST",
+        "/api/jobs",
+        Some(r#"{"kind":"copy","format":"jsonl","description":"orders feed"}"#),
+        &[],
+    );
+    let bad = created["id"].as_u64().unwrap();
+    let body = "{\"a\":1}\n{oops\n{\"b\":2}\n<script>x</script>\n";
+    assert_eq!(
+        t.call("PUT", &format!("/api/jobs/{bad}/input"), Some(body), &[])
+            .0,
+        200
+    );
+    s.go(&format!("{}/#/job/{bad}", t.url));
+    let group = s.wait_for(".error-group");
+    let text = s.text(&group);
+    assert!(
+        text.contains("2 ×") && text.contains("<script>x</script>"),
+        "{text}"
+    );
+    s.screenshot("booster-dashboard-errors.png");
+
     s.go(&format!("{}/#/workers", t.url));
     s.wait_for("#workers tbody tr");
     s.screenshot("booster-dashboard-workers.png");
+
+    // chromedriver's own log endpoint: no script error happened on any page.
+    let log = s
+        .cmd("POST", "/se/log", Some(json!({"type": "browser"})))
+        .unwrap();
+    let severe: Vec<&Value> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["level"] == "SEVERE")
+        .collect();
+    assert!(severe.is_empty(), "browser errors: {severe:?}");
 }
