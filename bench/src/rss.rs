@@ -11,6 +11,15 @@ pub fn rss_bytes() -> Option<u64> {
     status_kib("VmRSS:").map(|kib| kib * 1024)
 }
 
+/// Resident bytes now, split: (anonymous memory, file pages mapped in, e.g.
+/// the store's memory-mapped segments). Shows which kind a peak is made of.
+pub fn rss_split_bytes() -> Option<(u64, u64)> {
+    Some((
+        status_kib("RssAnon:")? * 1024,
+        status_kib("RssFile:")? * 1024,
+    ))
+}
+
 /// Resets VmHWM to the current RSS (writing 5 to /proc/self/clear_refs,
 /// Linux >= 4.0). Returns false where that is not allowed; the harness then
 /// still isolates scenarios by running each in its own child process.

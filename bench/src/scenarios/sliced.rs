@@ -38,6 +38,17 @@ pub struct Phases {
     pub upload_s: f64,
     pub process_s: f64,
     pub download_s: f64,
+    /// Largest anonymous / file-backed resident bytes seen at a phase's end.
+    pub max_rss_anon_bytes: u64,
+    pub max_rss_file_bytes: u64,
+}
+
+/// Folds the current RSS split into the running maxima.
+fn note_rss(max: &mut (u64, u64)) {
+    if let Some((anon, file)) = crate::rss::rss_split_bytes() {
+        max.0 = max.0.max(anon);
+        max.1 = max.1.max(file);
+    }
 }
 
 async fn once(
@@ -91,6 +102,11 @@ async fn once(
         peak_rss as f64 / 1e6,
         "MB",
     ));
+    // What the peak is made of: heap, or the store's mapped segment pages.
+    let anon_mb = phases.max_rss_anon_bytes as f64 / 1e6;
+    let file_mb = phases.max_rss_file_bytes as f64 / 1e6;
+    out.push(m(format!("{variant}_rss_anon_max"), anon_mb, "MB"));
+    out.push(m(format!("{variant}_rss_file_max"), file_mb, "MB"));
     Ok(out)
 }
 
@@ -119,10 +135,13 @@ pub async fn upload_process_download(
     }
     uploader.finish().await?;
     let upload_s = started.elapsed().as_secs_f64();
+    let mut max_rss = (0, 0);
+    note_rss(&mut max_rss);
     let processing = Instant::now();
     rt.set_kind_limit(kind, None).await;
     let status = tokio::time::timeout(Duration::from_secs(1800), rt.wait(job)).await??;
     let process_s = processing.elapsed().as_secs_f64();
+    note_rss(&mut max_rss);
     anyhow::ensure!(
         status.state == JobState::Completed && status.records_out == n,
         "job {job} ended {:?} with {} of {n} records out ({} failed): records were lost or failed",
@@ -144,6 +163,7 @@ pub async fn upload_process_download(
     })
     .await??;
     let download_s = downloading.elapsed().as_secs_f64();
+    note_rss(&mut max_rss);
     anyhow::ensure!(
         count == n && bytes == pool.bytes(n),
         "downloaded {count} records ({bytes} bytes), uploaded {n} ({} bytes)",
@@ -153,5 +173,7 @@ pub async fn upload_process_download(
         upload_s,
         process_s,
         download_s,
+        max_rss_anon_bytes: max_rss.0,
+        max_rss_file_bytes: max_rss.1,
     })
 }
