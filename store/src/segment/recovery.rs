@@ -178,9 +178,18 @@ pub(crate) fn recover<F: FileLayer>(
         .iter()
         .map(|&id| read_candidate(fs, dir, id))
         .collect::<Result<Vec<_>, _>>()?;
-    let removals = plan_removals(&candidates);
+    let unfinished = unfinished_last(&candidates);
+    // Every other header must be sound before any file is deleted on the
+    // strength of the others (a rotted compaction member must not make its
+    // complete group look incomplete).
+    for c in candidates.iter().filter(|c| Some(c.id) != unfinished) {
+        check_header(c)?;
+    }
+    let removals = plan_removals(&candidates, unfinished)?;
     for c in candidates.iter().filter(|c| !removals.contains_key(&c.id)) {
-        check_header(dir, c, key)?;
+        if let Ok(header) = &c.header {
+            check_key(dir, header, key)?;
+        }
     }
 
     // From here on recovery may change the directory.
@@ -212,26 +221,30 @@ pub(crate) fn recover<F: FileLayer>(
     })
 }
 
-/// Which segment files recovery deletes, and why.
-fn plan_removals<F: FileLayer>(candidates: &[Candidate<F>]) -> BTreeMap<u64, Removal> {
-    let mut removals = BTreeMap::new();
-    // A last segment whose header never became durable was being created when
-    // the process stopped; it cannot hold acknowledged data.
-    if let Some(last) = candidates.last() {
-        if last.header.is_err() && last.len <= SEGMENT_HEADER_LEN as u64 {
-            removals.insert(last.id, Removal::Unfinished);
-        }
-    }
-    resolve_compaction_groups(candidates, &mut removals);
-    removals
+/// The last segment, when its header never became durable: it was being
+/// created when the process stopped and cannot hold acknowledged data.
+fn unfinished_last<F: FileLayer>(candidates: &[Candidate<F>]) -> Option<u64> {
+    candidates
+        .last()
+        .filter(|last| last.header.is_err() && last.len <= SEGMENT_HEADER_LEN as u64)
+        .map(|last| last.id)
 }
 
-/// A kept segment's header must decode, match its file name and the key.
-fn check_header<F: FileLayer>(
-    dir: &Path,
-    c: &Candidate<F>,
-    key: Option<&MasterKey>,
-) -> Result<(), StoreError> {
+/// Which segment files recovery deletes, and why.
+fn plan_removals<F: FileLayer>(
+    candidates: &[Candidate<F>],
+    unfinished: Option<u64>,
+) -> Result<BTreeMap<u64, Removal>, StoreError> {
+    let mut removals = BTreeMap::new();
+    if let Some(id) = unfinished {
+        removals.insert(id, Removal::Unfinished);
+    }
+    resolve_compaction_groups(candidates, &mut removals)?;
+    Ok(removals)
+}
+
+/// A segment's header must decode and match its file name.
+fn check_header<F: FileLayer>(c: &Candidate<F>) -> Result<(), StoreError> {
     let header = c
         .header
         .as_ref()
@@ -244,7 +257,7 @@ fn check_header<F: FileLayer>(
             "segment id does not match the file name",
         ));
     }
-    check_key(dir, header, key)
+    Ok(())
 }
 
 /// Deletes `*.tmp` and the planned segments (then fsyncs the directory);
@@ -335,11 +348,13 @@ fn check_key(
 }
 
 /// A complete compaction group replaces every older segment below its bound;
-/// an incomplete one (a crash before all members were published) is removed.
+/// an incomplete one (a crash before all members were published) is removed,
+/// but only while the segments it was to replace are still there: a group
+/// missing a member after those are gone lost a file, which is corruption.
 fn resolve_compaction_groups<F: FileLayer>(
     candidates: &[Candidate<F>],
     remove: &mut BTreeMap<u64, Removal>,
-) {
+) -> Result<(), StoreError> {
     let mut groups: BTreeMap<u64, Vec<&SegmentHeader>> = BTreeMap::new();
     for c in candidates {
         if let Ok(h) = &c.header {
@@ -348,6 +363,7 @@ fn resolve_compaction_groups<F: FileLayer>(
             }
         }
     }
+    let mut incomplete = Vec::new();
     for members in groups.values() {
         let first = members[0].group;
         let indices: BTreeSet<u32> = members.iter().map(|h| h.group.member_index).collect();
@@ -355,20 +371,51 @@ fn resolve_compaction_groups<F: FileLayer>(
             h.group.member_count == first.member_count
                 && h.group.replaces_below == first.replaces_below
         });
-        let complete = consistent && indices.len() == first.member_count as usize;
-        if complete {
-            let own: BTreeSet<u64> = members.iter().map(|h| h.segment_id).collect();
-            for c in candidates {
-                if c.id < first.replaces_below && !own.contains(&c.id) {
-                    remove.entry(c.id).or_insert(Removal::Replaced);
-                }
-            }
-        } else {
-            for h in members {
-                remove.insert(h.segment_id, Removal::IncompleteGroup);
+        if !(consistent && indices.len() == first.member_count as usize) {
+            incomplete.push(members);
+            continue;
+        }
+        let own: BTreeSet<u64> = members.iter().map(|h| h.segment_id).collect();
+        for c in candidates {
+            if c.id < first.replaces_below && !own.contains(&c.id) {
+                remove.entry(c.id).or_insert(Removal::Replaced);
             }
         }
     }
+    for members in incomplete {
+        if members
+            .iter()
+            .all(|h| remove.get(&h.segment_id) == Some(&Removal::Replaced))
+        {
+            continue; // a later complete group replaces them anyway
+        }
+        let bound = members[0].group.replaces_below;
+        let own: BTreeSet<u64> = members.iter().map(|h| h.segment_id).collect();
+        let old_still_there = candidates
+            .iter()
+            .any(|c| c.id < bound && !own.contains(&c.id) && !remove.contains_key(&c.id));
+        if !old_still_there {
+            let h = members[0];
+            return Err(StoreError::Corrupt {
+                segment_id: h.segment_id,
+                path: candidates
+                    .iter()
+                    .find(|c| c.id == h.segment_id)
+                    .map_or_else(|| PathBuf::from(segment_file_name(h.segment_id)), |c| c.path.clone()),
+                offset: 64,
+                what: format!(
+                    "compaction group {:#x} has {} of {} members and the segments it replaced are gone; restore the missing segment files",
+                    h.group.group_id,
+                    members.len(),
+                    h.group.member_count
+                ),
+            });
+        }
+        for h in members {
+            remove.insert(h.segment_id, Removal::IncompleteGroup);
+        }
+    }
+    Ok(())
 }
 
 /// Indexes one segment. A sealed segment is read from its footer; an
@@ -434,8 +481,11 @@ fn load_segment<F: FileLayer>(
         return Ok(None);
     }
     if dropped > 0 {
+        // Make the truncation durable before the footer goes where the torn
+        // tail was, so no old tail bytes can reappear behind the footer.
         c.file
             .set_len(scan.valid_end)
+            .and_then(|()| c.file.sync_data())
             .map_err(io_err(write_ctx.clone()))?;
     }
     let footer = encode_footer(&scan.entries, scan.entries.len() as u64, scan.valid_end);

@@ -22,6 +22,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
     if ctx.json && is_std_stream(&args.output) {
         anyhow::bail!("--json prints the summary on stdout; pass --output FILE for the records");
     }
+    precheck(&args.job)?;
     let runtime = ctx.open(args.workers, true, false).await?;
     with_runtime(runtime.clone(), run_on(ctx, &runtime, &args)).await
 }
@@ -121,6 +122,7 @@ pub fn summary(job: &JobStatus) -> String {
 }
 
 pub async fn submit(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<i32> {
+    precheck(&args.job)?;
     let runtime = ctx.open(None, false, false).await?;
     let mode = Mode::pick(ctx.json, ctx.quiet, false);
     let status = with_runtime(
@@ -143,6 +145,19 @@ pub async fn submit(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<i32> {
         );
     }
     Ok(exit::OK)
+}
+
+/// Refuses a missing or unreadable input, or options that do not fit the
+/// kind, before the data directory is opened (or created).
+fn precheck(args: &JobInputArgs) -> anyhow::Result<()> {
+    if is_std_stream(&args.input) {
+        return Ok(());
+    }
+    let format = args
+        .format
+        .unwrap_or_else(|| Format::from_path(&args.input));
+    let input = open_source(&args.input, format)?;
+    job_spec(args, &input).map(|_| ())
 }
 
 /// The job's spec and properties for `args` and what the input's header says.
@@ -250,7 +265,6 @@ pub async fn upload_input(
     }
     let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<Item>>>(8);
     let mut records = input.records;
-    let lines_have_numbers = input.format != Format::Lines;
     tokio::task::spawn_blocking(move || loop {
         let mut batch = Vec::with_capacity(UPLOAD_BATCH_RECORDS);
         let result = records.next_batch(UPLOAD_BATCH_RECORDS, &mut batch);
@@ -276,10 +290,7 @@ pub async fn upload_input(
         };
         for item in batch {
             match item {
-                Item::Record { bytes, line } if lines_have_numbers => {
-                    uploader.push_line(bytes, line).await?
-                }
-                Item::Record { bytes, .. } => uploader.push(bytes).await?,
+                Item::Record { bytes, line } => uploader.push_line(bytes, line).await?,
                 Item::Rejected { raw, line, message } => {
                     uploader.push_rejected(raw, line, message).await?
                 }

@@ -127,6 +127,7 @@ pub struct Outcome {
     pub error_records: u64,
     pub output_path: PathBuf,
     pub errors_path: PathBuf,
+    pub store: booster_runtime::StoreStats,
 }
 
 fn job_args(input: &Path, priority: u8, description: &str) -> JobInputArgs {
@@ -206,7 +207,7 @@ async fn tour(
     ));
 
     let download_started = Instant::now();
-    let output_path = paths.dir.join("customers-clean.csv.gz");
+    let output_path = paths.dir.join("customers-clean.csv.zst");
     let errors_path = paths.dir.join("customers-errors.jsonl");
     let counts = download_job(runtime, &big, Some(&output_path), Some(&errors_path)).await?;
     Ok(Outcome {
@@ -223,6 +224,7 @@ async fn tour(
         error_records: counts.errors.unwrap_or(0),
         output_path,
         errors_path,
+        store: runtime.store_stats(),
     })
 }
 
