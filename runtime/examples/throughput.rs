@@ -79,7 +79,10 @@ async fn jobs(n: usize) -> Result<(), RuntimeError> {
         n as f64 / (enqueue_s + burn_s)
     );
     println!("  states: {:?}", m.jobs_by_state);
-    println!("  commit latency us (pct, value): {:?}", m.commit_latency_us);
+    println!(
+        "  commit latency us (pct, value): {:?}",
+        m.commit_latency_us
+    );
     rt.shutdown(Duration::from_secs(5)).await
 }
 
@@ -121,9 +124,15 @@ async fn sliced(n: usize) -> Result<(), RuntimeError> {
         status.state
     );
     println!("  end to end {:.0} records/s", n as f64 / total_s);
-    println!("  commit latency us (pct, value): {:?}", rt.metrics().commit_latency_us);
+    println!(
+        "  commit latency us (pct, value): {:?}",
+        rt.metrics().commit_latency_us
+    );
     let s = rt.store_stats();
-    println!("  store: {} segments, raw {} B, stored {} B", s.segments, s.raw_bytes, s.stored_bytes);
+    println!(
+        "  store: {} segments, raw {} B, stored {} B",
+        s.segments, s.raw_bytes, s.stored_bytes
+    );
     rt.shutdown(Duration::from_secs(5)).await
 }
 
