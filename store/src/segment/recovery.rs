@@ -434,8 +434,11 @@ fn load_segment<F: FileLayer>(
         return Ok(None);
     }
     if dropped > 0 {
+        // Make the truncation durable before the footer goes where the torn
+        // tail was, so no old tail bytes can reappear behind the footer.
         c.file
             .set_len(scan.valid_end)
+            .and_then(|()| c.file.sync_data())
             .map_err(io_err(write_ctx.clone()))?;
     }
     let footer = encode_footer(&scan.entries, scan.entries.len() as u64, scan.valid_end);

@@ -447,3 +447,19 @@ fn a_csv_upload_is_cut_by_the_cli_parser_and_its_header_checked() {
     );
     assert_eq!(t.get(&format!("/api/jobs/{id}")).1["state"], "failed");
 }
+
+#[test]
+fn stopping_the_server_ends_event_streams_cleanly() {
+    let mut t = TestServer::start();
+    let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
+    let resp = agent.get(format!("{}/api/events", t.url)).call().unwrap();
+    let reader = std::thread::spawn(move || {
+        let lines = BufReader::new(resp.into_body().into_reader()).lines();
+        lines.map(|l| l.map(|_| ())).collect::<Result<Vec<()>, _>>()
+    });
+    // A stream still open when the grace period ends is cut off mid-body,
+    // which the reader sees as an error rather than a clean end.
+    t.stop(std::time::Duration::from_secs(30));
+    let ended = reader.join().unwrap();
+    assert!(ended.is_ok(), "the event stream was cut off: {ended:?}");
+}

@@ -128,6 +128,15 @@ impl TestServer {
     }
 }
 
+impl TestServer {
+    /// Shuts the server down gracefully, waiting up to `grace`.
+    pub fn stop(&mut self, grace: std::time::Duration) {
+        if let Some(server) = self.server.take() {
+            self.rt.block_on(server.shutdown(grace)).unwrap();
+        }
+    }
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(server) = self.server.take() {
