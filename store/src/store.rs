@@ -173,6 +173,10 @@ impl<F: FileLayer> Store<F> {
         self.engine.read_meta()
     }
 
+    /// Rewrites the live slices (per `plan`) and the plan's meta snapshot
+    /// into new segments under fresh keys and publishes them atomically (see
+    /// ARCHITECTURE.md). Appends wait meanwhile, and `plan` is consulted while
+    /// they wait: it must not itself wait on an append.
     pub fn compact(&self, plan: &dyn CompactionPlan) -> Result<CompactionReport, StoreError> {
         self.engine.compact(plan)
     }
@@ -182,11 +186,13 @@ impl<F: FileLayer> Store<F> {
         self.engine.verify()
     }
 
+    /// Segments, frames, live and dead bytes, raw and stored bytes.
     pub fn stats(&self) -> StoreStats {
         let segments = self.engine.segments.read().len();
         self.engine.index.read().stats(segments)
     }
 
+    /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.engine.dir
     }
@@ -208,11 +214,6 @@ impl<F: FileLayer> Store<F> {
     /// The ids of the segments, oldest first (for tests and `inspect`).
     pub fn segment_ids(&self) -> Vec<u64> {
         self.engine.segments.read().keys().copied().collect()
-    }
-
-    #[allow(dead_code)]
-    pub(crate) fn engine(&self) -> &Arc<Engine<F>> {
-        &self.engine
     }
 }
 

@@ -407,3 +407,13 @@ fn verify_dir_reports_corruption_in_a_store_that_will_not_open() {
         "verify_dir changes nothing"
     );
 }
+
+#[test]
+fn the_store_and_its_batches_can_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Store>();
+    send_sync::<Store<booster_store::fs::sim::SimFileLayer>>();
+    send::<Batch>();
+    send_sync::<booster_store::SliceRecords>();
+}

@@ -178,9 +178,18 @@ pub(crate) fn recover<F: FileLayer>(
         .iter()
         .map(|&id| read_candidate(fs, dir, id))
         .collect::<Result<Vec<_>, _>>()?;
-    let removals = plan_removals(&candidates);
+    let unfinished = unfinished_last(&candidates);
+    // Every other header must be sound before any file is deleted on the
+    // strength of the others (a rotted compaction member must not make its
+    // complete group look incomplete).
+    for c in candidates.iter().filter(|c| Some(c.id) != unfinished) {
+        check_header(c)?;
+    }
+    let removals = plan_removals(&candidates, unfinished);
     for c in candidates.iter().filter(|c| !removals.contains_key(&c.id)) {
-        check_header(dir, c, key)?;
+        if let Ok(header) = &c.header {
+            check_key(dir, header, key)?;
+        }
     }
 
     // From here on recovery may change the directory.
@@ -212,26 +221,30 @@ pub(crate) fn recover<F: FileLayer>(
     })
 }
 
+/// The last segment, when its header never became durable: it was being
+/// created when the process stopped and cannot hold acknowledged data.
+fn unfinished_last<F: FileLayer>(candidates: &[Candidate<F>]) -> Option<u64> {
+    candidates
+        .last()
+        .filter(|last| last.header.is_err() && last.len <= SEGMENT_HEADER_LEN as u64)
+        .map(|last| last.id)
+}
+
 /// Which segment files recovery deletes, and why.
-fn plan_removals<F: FileLayer>(candidates: &[Candidate<F>]) -> BTreeMap<u64, Removal> {
+fn plan_removals<F: FileLayer>(
+    candidates: &[Candidate<F>],
+    unfinished: Option<u64>,
+) -> BTreeMap<u64, Removal> {
     let mut removals = BTreeMap::new();
-    // A last segment whose header never became durable was being created when
-    // the process stopped; it cannot hold acknowledged data.
-    if let Some(last) = candidates.last() {
-        if last.header.is_err() && last.len <= SEGMENT_HEADER_LEN as u64 {
-            removals.insert(last.id, Removal::Unfinished);
-        }
+    if let Some(id) = unfinished {
+        removals.insert(id, Removal::Unfinished);
     }
     resolve_compaction_groups(candidates, &mut removals);
     removals
 }
 
-/// A kept segment's header must decode, match its file name and the key.
-fn check_header<F: FileLayer>(
-    dir: &Path,
-    c: &Candidate<F>,
-    key: Option<&MasterKey>,
-) -> Result<(), StoreError> {
+/// A segment's header must decode and match its file name.
+fn check_header<F: FileLayer>(c: &Candidate<F>) -> Result<(), StoreError> {
     let header = c
         .header
         .as_ref()
@@ -244,7 +257,7 @@ fn check_header<F: FileLayer>(
             "segment id does not match the file name",
         ));
     }
-    check_key(dir, header, key)
+    Ok(())
 }
 
 /// Deletes `*.tmp` and the planned segments (then fsyncs the directory);
