@@ -273,13 +273,22 @@ pub async fn upload_input(
             return;
         }
     });
-    while let Some(batch) = rx.recv().await {
+    loop {
+        // An input that stalls (a pipe nobody writes to) must not keep
+        // Ctrl-C waiting.
+        let batch = tokio::select! {
+            batch = rx.recv() => batch,
+            _ = interrupt.wait() => None,
+        };
         if interrupt.is_set() {
             uploader.fail("upload interrupted by Ctrl-C".into()).await?;
             return Err(anyhow::Error::new(Interrupted).context(format!(
                 "upload of job {id} interrupted; the job is marked failed"
             )));
         }
+        let Some(batch) = batch else {
+            break;
+        };
         let batch = match batch {
             Ok(batch) => batch,
             Err(e) => {
