@@ -3,6 +3,7 @@
 //! Skips, saying so, only when chromium or chromedriver is not installed.
 //! Screenshots land in the system temp directory (booster-dashboard-*.png).
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -248,15 +249,24 @@ fn wait_until<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
 
 const HOSTILE: &str = "<script>window.__xss=1</script><b>bold</b> & \"quoted\" <img src=x onerror=\"window.__xss=2\">";
 
-#[test]
-fn dashboard_shows_live_progress_edits_priority_and_escapes_text_in_a_real_browser() {
+/// (chromium, chromedriver), or None after saying why the test is skipped.
+fn browser_programs(test: &str) -> Option<(PathBuf, PathBuf)> {
     let chromium = find_program(&["chromium", "chromium-browser", "google-chrome"]);
     let chromedriver = find_program(&["chromedriver"]);
-    let (Some(chromium), Some(chromedriver)) = (chromium, chromedriver) else {
-        println!(
-            "SKIPPED dashboard browser test: chromium and chromedriver are not both on PATH \
+    if chromium.is_none() || chromedriver.is_none() {
+        // Straight to stderr: the test harness captures println! of passing tests.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED {test}: chromium and chromedriver are not both on PATH \
              (Debian: apt-get install chromium chromium-driver)"
         );
+    }
+    Some((chromium?, chromedriver?))
+}
+
+#[test]
+fn dashboard_shows_live_progress_edits_priority_and_escapes_text_in_a_real_browser() {
+    let Some((chromium, chromedriver)) = browser_programs("dashboard browser test") else {
         return;
     };
     let t = TestServer::start();
@@ -357,4 +367,36 @@ fn dashboard_shows_live_progress_edits_priority_and_escapes_text_in_a_real_brows
         .filter(|e| e["level"] == "SEVERE")
         .collect();
     assert!(severe.is_empty(), "browser errors: {severe:?}");
+}
+
+#[test]
+fn dashboard_behind_a_token_asks_for_it_then_shows_jobs_live() {
+    let Some((chromium, chromedriver)) = browser_programs("dashboard token browser test") else {
+        return;
+    };
+    let t = TestServer::start_with(true, false);
+    let client = crate::remote::Client::new(&crate::remote::RemoteOptions {
+        server: t.url.clone(),
+        token_file: Some(t.dir().join("token")),
+        ca_cert: None,
+    })
+    .unwrap();
+    let id = client
+        .create(&json!({"kind": "copy", "description": "behind a token"}))
+        .unwrap();
+
+    let driver = Driver::start(&chromedriver);
+    let s = Session::new(&driver, &chromium);
+    s.go(&format!("{}/#/", t.url));
+    let input = s.wait_for("#token-input");
+    assert!(
+        s.find(&format!("#job-row-{id}")).is_none(),
+        "no data before the token"
+    );
+    s.type_into(&input, super::TOKEN);
+    let submit = s.wait_for("form.token button");
+    s.click(&submit);
+    let row = s.wait_for(&format!("#job-row-{id}"));
+    assert!(s.text(&row).contains("behind a token"));
+    wait_until("live events with the token", || s.find("#live.on"));
 }
