@@ -9,6 +9,8 @@
 //! durable completion; reports enqueue, burn-down and end-to-end jobs/s.
 //! `sliced N`: N ~100-byte records, slices of 1000, zstd + AES-GCM: upload,
 //! process (copy), download; reports records/s end to end.
+//! `priority N`: N priority-1 jobs submitted into a runtime saturated by a
+//! CPU-bound batch; reports enqueue-to-start latency.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -136,6 +138,59 @@ async fn sliced(n: usize) -> Result<(), RuntimeError> {
     rt.shutdown(Duration::from_secs(5)).await
 }
 
+/// Spins about 2 us per record: a CPU-bound batch job.
+struct Busy;
+
+impl RecordHandler for Busy {
+    fn process(
+        &self,
+        _job: &JobContext<'_>,
+        record: &[u8],
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), HandlerError> {
+        let until = Instant::now() + Duration::from_micros(2);
+        while Instant::now() < until {
+            std::hint::spin_loop();
+        }
+        out.push(record.to_vec());
+        Ok(())
+    }
+}
+
+/// Priority-1 jobs submitted while every worker is busy with a big batch:
+/// enqueue-to-start latency.
+async fn priority(n: usize) -> Result<(), RuntimeError> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rt = Runtime::open(options(dir.path())).await?;
+    rt.register_sliced("busy", Arc::new(Busy));
+    rt.register_simple("urgent", Arc::new(Noop));
+    let big = rt.submit(JobSpec::sliced("busy")).await?;
+    let mut up = rt.upload(big).await?;
+    for i in 0..4_000_000u64 {
+        up.push(i.to_le_bytes().to_vec()).await?;
+    }
+    up.finish().await?;
+    let mut urgent = Vec::new();
+    for _ in 0..n {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let spec = JobSpec::simple("urgent", serde_json::Value::Null).with_priority(1);
+        urgent.push(rt.submit(spec).await?);
+    }
+    for id in urgent {
+        rt.wait(id).await?;
+    }
+    let running = rt.job(big).await?.state;
+    let m = rt.metrics();
+    println!(
+        "priority: {n} priority-1 jobs into a saturated runtime (big job still {running:?}); enqueue-to-start us (pct, value): {:?}",
+        m.enqueue_to_start_us
+    );
+    if running == JobState::Running {
+        rt.abort(big).await?;
+    }
+    rt.shutdown(Duration::from_secs(5)).await
+}
+
 #[tokio::main]
 async fn main() -> Result<(), RuntimeError> {
     let args: Vec<String> = std::env::args().collect();
@@ -147,8 +202,9 @@ async fn main() -> Result<(), RuntimeError> {
     match args.get(1).map(String::as_str) {
         Some("jobs") => jobs(n(200_000)).await,
         Some("sliced") => sliced(n(1_000_000)).await,
+        Some("priority") => priority(n(200)).await,
         _ => {
-            eprintln!("usage: throughput jobs [N] | sliced [N]");
+            eprintln!("usage: throughput jobs [N] | sliced [N] | priority [N]");
             Ok(())
         }
     }
