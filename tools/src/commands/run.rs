@@ -23,6 +23,9 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
         anyhow::bail!("--json prints the summary on stdout; pass --output FILE for the records");
     }
     precheck(&args.job)?;
+    for path in std::iter::once(&args.output).chain(args.errors.as_ref()) {
+        check_output_dir(path)?;
+    }
     let runtime = ctx.open(args.workers, true, false).await?;
     with_runtime(runtime.clone(), run_on(ctx, &runtime, &args)).await
 }
@@ -158,6 +161,21 @@ fn precheck(args: &JobInputArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| Format::from_path(&args.input));
     let input = open_source(&args.input, format)?;
     job_spec(args, &input).map(|_| ())
+}
+
+/// An output whose directory is missing is refused before any work is done.
+fn check_output_dir(path: &std::path::Path) -> anyhow::Result<()> {
+    if is_std_stream(path) {
+        return Ok(());
+    }
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => anyhow::bail!(
+            "cannot write {}: directory {} does not exist",
+            path.display(),
+            dir.display()
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// The job's spec and properties for `args` and what the input's header says.
