@@ -114,9 +114,9 @@ fn main() -> anyhow::Result<()> {
         report::print_json(&results);
         return Ok(());
     }
+    let machine = Machine::detect();
     let (mut results, failures) = run_in_children(cli.scenario, &ctx);
     results.extend(targets::derived(&results));
-    let machine = Machine::detect();
     if cli.json {
         report::print_json(&results);
     } else {

@@ -61,6 +61,9 @@ pub struct Machine {
     pub cpu_model: String,
     pub cores: usize,
     pub git_commit: String,
+    /// 1-minute load average when the run started: other work on the
+    /// machine shows here (and in every figure).
+    pub load_avg_1m: f64,
 }
 
 impl Machine {
@@ -82,8 +85,16 @@ impl Machine {
             cpu_model,
             cores: cores(),
             git_commit: git_commit(),
+            load_avg_1m: load_avg_1m(),
         }
     }
+}
+
+fn load_avg_1m() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
 }
 
 pub fn cores() -> usize {
@@ -147,6 +158,7 @@ pub fn append_results(
             "cpu": machine.cpu_model,
             "cores": machine.cores,
             "commit": machine.git_commit,
+            "load_avg_1m_at_start": machine.load_avg_1m,
             "durability": m.durability,
             "record_size_bytes": m.record_size_bytes,
             "params": m.params,
@@ -171,8 +183,8 @@ pub fn print_json(results: &[Measurement]) {
 /// A plain aligned table, with the machine on top.
 pub fn print_table(machine: &Machine, results: &[Measurement]) {
     println!(
-        "machine: {} ({}, {} cores), commit {}",
-        machine.hostname, machine.cpu_model, machine.cores, machine.git_commit
+        "machine: {} ({}, {} cores), commit {}, load average {:.2} at start",
+        machine.hostname, machine.cpu_model, machine.cores, machine.git_commit, machine.load_avg_1m
     );
     let rows: Vec<[String; 5]> = results
         .iter()

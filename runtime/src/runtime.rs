@@ -39,16 +39,23 @@ impl Handle {
         self.shared.work_ready.notify_all();
         self.supervisor.stop(None);
         let deadline = Instant::now() + wait;
-        let mut alive = self.shared.workers_alive.lock();
-        while *alive > 0 {
-            if self
-                .shared
-                .workers_gone
-                .wait_until(&mut alive, deadline)
-                .timed_out()
-            {
-                break;
+        {
+            let mut alive = self.shared.workers_alive.lock();
+            while *alive > 0 {
+                if self
+                    .shared
+                    .workers_gone
+                    .wait_until(&mut alive, deadline)
+                    .timed_out()
+                {
+                    break;
+                }
             }
+        }
+        // Upload threads hold the store while they encode a slice; wait for
+        // them so the store (and its directory lock) goes with this handle.
+        while self.shared.upload_tasks.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 }
@@ -376,7 +383,8 @@ impl Runtime {
             s.uploader_active = true;
             s.slice_size as usize
         };
-        let max_inflight = (self.inner.upload_threads * 2) as u32;
+        // Enough slices in flight to fill several group commits while one syncs.
+        let max_inflight = (self.inner.upload_threads * 4).max(16) as u32;
         Ok(Uploader {
             shared: self.shared().clone(),
             store: self.inner.store.clone(),

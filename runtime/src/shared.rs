@@ -36,6 +36,8 @@ pub struct Shared {
     /// snapshot sees every acknowledged record.
     pub append_gate: RwLock<()>,
     pub inflight_commits: AtomicUsize,
+    /// Slices handed to the upload pool and not yet passed to the store.
+    pub upload_tasks: AtomicUsize,
     /// Worker threads alive (a hung one counts until its handler returns).
     pub workers_alive: Mutex<usize>,
     pub workers_gone: Condvar,
@@ -51,6 +53,7 @@ impl Shared {
             handlers: RwLock::new(HashMap::new()),
             append_gate: RwLock::new(()),
             inflight_commits: AtomicUsize::new(0),
+            upload_tasks: AtomicUsize::new(0),
             workers_alive: Mutex::new(0),
             workers_gone: Condvar::new(),
             supervisor: OnceLock::new(),
@@ -61,13 +64,19 @@ impl Shared {
     /// without holding the state lock.
     pub fn changed(&self) {
         self.work_ready.notify_all();
-        if self.inflight_commits.load(Ordering::Acquire) == 0 && self.state.lock().is_idle() {
+        if self.is_idle() {
             self.idle.notify_waiters();
         }
     }
 
+    /// Nothing runs or can run. A poisoned store counts as idle once its
+    /// leases are gone: nothing will run until the runtime is reopened.
     pub fn is_idle(&self) -> bool {
-        self.inflight_commits.load(Ordering::Acquire) == 0 && self.state.lock().is_idle()
+        if self.inflight_commits.load(Ordering::Acquire) > 0 {
+            return false;
+        }
+        let st = self.state.lock();
+        st.is_idle() || (st.book.poisoned.is_some() && st.book.leases.is_empty())
     }
 
     pub fn handler(&self, kind: &str) -> Option<Handler> {

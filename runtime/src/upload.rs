@@ -8,6 +8,7 @@
 //! runnable as soon as its commit is durable: processing starts before the
 //! upload ends.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use booster_store::{Batch, SliceKey, Store};
@@ -79,6 +80,8 @@ fn write_slice(t: UploadSlice) {
             drop(permit);
         },
     );
+    drop(t.store);
+    t.shared.upload_tasks.fetch_sub(1, Ordering::AcqRel);
 }
 
 /// Streams records into a sliced job, durably slice by slice.
@@ -227,7 +230,12 @@ impl Uploader {
             error: self.error.clone(),
         };
         // The queue is unbounded; the permits bound what is in flight.
-        self.pool.send(task).map_err(|_| RuntimeError::ShuttingDown)
+        self.shared.upload_tasks.fetch_add(1, Ordering::AcqRel);
+        self.pool.send(task).map_err(|e| {
+            self.shared.upload_tasks.fetch_sub(1, Ordering::AcqRel);
+            drop(e);
+            RuntimeError::ShuttingDown
+        })
     }
 
     /// Waits until every slice already handed over is durable.

@@ -13,6 +13,8 @@ use crate::segment::header::SegmentHeader;
 use crate::segment::FrameKind;
 use crate::{FormatError, MasterKey, SliceKey};
 
+pub(crate) use crate::records::{decode_records, encode_records};
+
 /// A frame body ready for the writer: compressed, not yet encrypted.
 pub(crate) struct PreparedFrame {
     pub kind: FrameKind,
@@ -23,50 +25,12 @@ pub(crate) struct PreparedFrame {
     pub body: Vec<u8>,
 }
 
+/// A thread's zstd context for one level, and its scratch output buffer.
+type CompressorSlot = (i32, zstd::bulk::Compressor<'static>, Vec<u8>);
+
 thread_local! {
-    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+    static COMPRESSOR: RefCell<Option<CompressorSlot>> = const { RefCell::new(None) };
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
-}
-
-/// Encodes records as `u32 length ++ bytes` each.
-pub(crate) fn encode_records<R: AsRef<[u8]>>(records: &[R]) -> Vec<u8> {
-    let total: usize = records.iter().map(|r| 4 + r.as_ref().len()).sum();
-    let mut out = Vec::with_capacity(total);
-    for r in records {
-        let r = r.as_ref();
-        out.extend_from_slice(&(r.len() as u32).to_le_bytes());
-        out.extend_from_slice(r);
-    }
-    out
-}
-
-/// Decodes `count` records; every length is checked against what is left.
-pub fn decode_records(raw: &[u8], count: u32) -> Result<Vec<Vec<u8>>, FormatError> {
-    // Each record takes at least 4 bytes, so a count beyond that is a lie.
-    if count as usize > raw.len() / 4 {
-        return Err(FormatError::new(format!(
-            "record count {count} does not fit in {} bytes",
-            raw.len()
-        )));
-    }
-    let mut records = Vec::with_capacity(count as usize);
-    let mut rest = raw;
-    for i in 0..count {
-        if rest.len() < 4 {
-            return Err(FormatError::new(format!("record {i} length truncated")));
-        }
-        let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
-        rest = &rest[4..];
-        if len > rest.len() {
-            return Err(FormatError::new(format!("record {i} runs past the slice")));
-        }
-        records.push(rest[..len].to_vec());
-        rest = &rest[len..];
-    }
-    if !rest.is_empty() {
-        return Err(FormatError::new("bytes left over after the last record"));
-    }
-    Ok(records)
 }
 
 /// Payloads shorter than this are stored uncompressed: zstd cannot win much
@@ -79,7 +43,7 @@ pub(crate) fn prepare(
     kind: FrameKind,
     key: SliceKey,
     record_count: u32,
-    raw: &[u8],
+    raw: Vec<u8>,
     level: i32,
 ) -> Result<PreparedFrame, FormatError> {
     if raw.len() > MAX_PAYLOAD_BYTES as usize - TAG_LEN {
@@ -88,39 +52,48 @@ pub(crate) fn prepare(
             raw.len()
         )));
     }
-    if raw.len() < MIN_COMPRESS_BYTES {
-        return Ok(PreparedFrame {
-            kind,
-            key,
-            record_count,
-            raw_len: raw.len() as u32,
-            zstd: false,
-            body: raw.to_vec(),
-        });
-    }
-    let compressed = COMPRESSOR.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        if slot.as_ref().map(|(l, _)| *l) != Some(level) {
-            let c = zstd::bulk::Compressor::new(level)
-                .map_err(|e| FormatError::new(format!("zstd level {level}: {e}")))?;
-            *slot = Some((level, c));
-        }
-        let (_, c) = slot.as_mut().expect("just set");
-        c.compress(raw)
-            .map_err(|e| FormatError::new(format!("zstd: {e}")))
-    })?;
-    let (zstd, body) = if compressed.len() < raw.len() {
-        (true, compressed)
+    let raw_len = raw.len() as u32;
+    let compressed = if raw.len() < MIN_COMPRESS_BYTES {
+        None
     } else {
-        (false, raw.to_vec())
+        compress(&raw, level)?
+    };
+    let (zstd, body) = match compressed {
+        Some(body) => (true, body),
+        None => (false, raw),
     };
     Ok(PreparedFrame {
         kind,
         key,
         record_count,
-        raw_len: raw.len() as u32,
+        raw_len,
         zstd,
         body,
+    })
+}
+
+/// zstd into a reused scratch buffer, copied out at its exact size (so a
+/// queued body holds its compressed size, not the worst-case bound); None
+/// when compression does not make the payload smaller.
+fn compress(raw: &[u8], level: i32) -> Result<Option<Vec<u8>>, FormatError> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().map(|(l, _, _)| *l) != Some(level) {
+            let c = zstd::bulk::Compressor::new(level)
+                .map_err(|e| FormatError::new(format!("zstd level {level}: {e}")))?;
+            *slot = Some((level, c, Vec::new()));
+        }
+        let (_, c, scratch) = slot.as_mut().expect("just set");
+        scratch.clear();
+        scratch.reserve(zstd::zstd_safe::compress_bound(raw.len()));
+        c.compress_to_buffer(raw, scratch)
+            .map_err(|e| FormatError::new(format!("zstd: {e}")))?;
+        let smaller = scratch.len() < raw.len();
+        let body = smaller.then(|| scratch.to_vec());
+        if scratch.capacity() > 4 << 20 {
+            *scratch = Vec::new();
+        }
+        Ok(body)
     })
 }
 
@@ -263,25 +236,4 @@ fn decompress(body: &[u8], raw_len: u32) -> Result<Vec<u8>, FormatError> {
         d.decompress(body, raw_len as usize)
             .map_err(|e| FormatError::new(format!("zstd payload does not decode: {e}")))
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn records_round_trip() {
-        let recs: Vec<&[u8]> = vec![b"a,b", b"", b"ccc"];
-        let raw = encode_records(&recs);
-        let back = decode_records(&raw, 3).unwrap();
-        assert_eq!(back, vec![b"a,b".to_vec(), vec![], b"ccc".to_vec()]);
-    }
-
-    #[test]
-    fn a_lying_record_count_is_rejected_before_allocating() {
-        let raw = encode_records(&[b"x"]);
-        assert!(decode_records(&raw, u32::MAX).is_err());
-        assert!(decode_records(&raw, 2).is_err());
-        assert!(decode_records(&raw, 0).is_err());
-    }
 }

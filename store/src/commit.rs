@@ -5,7 +5,10 @@
 
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::thread::ThreadId;
+
+use parking_lot::{Condvar, Mutex};
 
 use crate::codec::{encode_frame_into, PreparedFrame};
 use crate::engine::Engine;
@@ -25,13 +28,51 @@ pub(crate) struct Request {
     pub done: Done,
 }
 
+impl Request {
+    pub fn bytes(&self) -> usize {
+        self.frames.iter().map(|f| f.body.len()).sum()
+    }
+}
+
 pub(crate) enum Command {
     Append(Request),
     Stop,
 }
 
 /// A group stops growing at this many payload bytes (one write per group).
-const MAX_GROUP_BYTES: usize = 16 << 20;
+/// Small enough that a group's write + fsync stays short for the batch
+/// queued behind it, large enough that fsyncs stay rare under load.
+const MAX_GROUP_BYTES: usize = 4 << 20;
+
+/// Producers wait while this many compressed bytes are queued for the
+/// writer, so a fast producer cannot grow memory without bound.
+const MAX_QUEUED_BYTES: usize = 64 << 20;
+
+/// Back-pressure between producers and the writer thread.
+#[derive(Default)]
+pub(crate) struct QueueBudget {
+    queued_bytes: Mutex<usize>,
+    drained: Condvar,
+    writer_thread: OnceLock<ThreadId>,
+}
+
+impl QueueBudget {
+    /// Waits until `bytes` more fit (a batch alone may exceed the limit).
+    /// Never waits on the writer thread itself, where it would deadlock.
+    pub fn acquire(&self, bytes: usize) {
+        let mut queued = self.queued_bytes.lock();
+        let on_writer = self.writer_thread.get() == Some(&std::thread::current().id());
+        while !on_writer && *queued > 0 && *queued + bytes > MAX_QUEUED_BYTES {
+            self.drained.wait(&mut queued);
+        }
+        *queued += bytes;
+    }
+
+    pub fn release(&self, bytes: usize) {
+        *self.queued_bytes.lock() -= bytes;
+        self.drained.notify_all();
+    }
+}
 
 pub(crate) struct WriterState<F: FileLayer> {
     /// Created lazily by the first group after open or after a seal.
@@ -70,18 +111,19 @@ impl GroupFailure {
 /// The writer thread's loop; returns when asked to stop or when every sender
 /// is gone.
 pub(crate) fn run_writer<F: FileLayer>(engine: Arc<Engine<F>>, rx: Receiver<Command>) {
+    let _ = engine.budget.writer_thread.set(std::thread::current().id());
     let mut stop = false;
     while !stop {
         let first = match rx.recv() {
             Ok(Command::Append(r)) => r,
             Ok(Command::Stop) | Err(_) => break,
         };
-        let mut bytes: usize = first.frames.iter().map(|f| f.body.len()).sum();
+        let mut bytes = first.bytes();
         let mut group = vec![first];
         while bytes < MAX_GROUP_BYTES {
             match rx.try_recv() {
                 Ok(Command::Append(r)) => {
-                    bytes += r.frames.iter().map(|f| f.body.len()).sum::<usize>();
+                    bytes += r.bytes();
                     group.push(r);
                 }
                 Ok(Command::Stop) => {
@@ -91,7 +133,9 @@ pub(crate) fn run_writer<F: FileLayer>(engine: Arc<Engine<F>>, rx: Receiver<Comm
                 Err(_) => break,
             }
         }
-        match engine.commit_group(&group) {
+        let outcome = engine.commit_group(&group);
+        engine.budget.release(bytes);
+        match outcome {
             Ok(receipts) => {
                 for (req, receipt) in group.into_iter().zip(receipts) {
                     (req.done)(Ok(receipt));
@@ -142,39 +186,9 @@ impl<F: FileLayer> Engine<F> {
         }
         let WriterState { active, buf, .. } = &mut *w;
         let active = active.as_mut().expect("opened above");
-        let segment = Arc::clone(&active.segment);
-        buf.clear();
-        let mut locs = Vec::new();
-        let mut receipts = Vec::with_capacity(group.len());
-        for req in group {
-            receipts.push(Receipt {
-                segment_id: segment.id,
-                first_frame_seq: active.next_seq,
-            });
-            for (i, frame) in req.frames.iter().enumerate() {
-                let batch_end = if i + 1 == req.frames.len() {
-                    FLAG_BATCH_END
-                } else {
-                    0
-                };
-                let offset = active.end_offset + buf.len() as u64;
-                let header = encode_frame_into(
-                    buf,
-                    segment.id,
-                    segment.cipher.as_ref(),
-                    active.next_seq,
-                    batch_end,
-                    frame,
-                );
-                active.next_seq += 1;
-                locs.push(FrameLoc {
-                    segment_id: segment.id,
-                    offset,
-                    header,
-                });
-            }
-        }
+        let (receipts, locs) = encode_group(active, buf, group);
         if !buf.is_empty() {
+            let segment = Arc::clone(&active.segment);
             active
                 .write_group(buf)
                 .map_err(|e| self.poison("writing", &e, &segment.path))?;
@@ -198,7 +212,8 @@ impl<F: FileLayer> Engine<F> {
             match active.seal() {
                 Ok(()) => w.active = None,
                 Err(e) => {
-                    let _ = self.poison("sealing", &e, &segment.path);
+                    let path = active.segment.path.clone();
+                    let _ = self.poison("sealing", &e, &path);
                 }
             }
         }
@@ -220,4 +235,46 @@ impl<F: FileLayer> Engine<F> {
         }
         Ok(())
     }
+}
+
+/// Encodes every frame of a group into `buf` (sequences, encryption, batch
+/// ends), advancing the segment's sequence. Nothing is written yet.
+fn encode_group<F: FileLayer>(
+    active: &mut ActiveSegment<F>,
+    buf: &mut Vec<u8>,
+    group: &[Request],
+) -> (Vec<Receipt>, Vec<FrameLoc>) {
+    let segment = Arc::clone(&active.segment);
+    buf.clear();
+    let mut locs = Vec::new();
+    let mut receipts = Vec::with_capacity(group.len());
+    for req in group {
+        receipts.push(Receipt {
+            segment_id: segment.id,
+            first_frame_seq: active.next_seq,
+        });
+        for (i, frame) in req.frames.iter().enumerate() {
+            let batch_end = if i + 1 == req.frames.len() {
+                FLAG_BATCH_END
+            } else {
+                0
+            };
+            let offset = active.end_offset + buf.len() as u64;
+            let header = encode_frame_into(
+                buf,
+                segment.id,
+                segment.cipher.as_ref(),
+                active.next_seq,
+                batch_end,
+                frame,
+            );
+            active.next_seq += 1;
+            locs.push(FrameLoc {
+                segment_id: segment.id,
+                offset,
+                header,
+            });
+        }
+    }
+    (receipts, locs)
 }

@@ -83,8 +83,20 @@ impl<F: FileLayer> Engine<F> {
         }
         let members = self.split_into_members(items);
         let bound = w.next_segment_id;
-        let published = self.write_group(members, bound)?;
-        w.next_segment_id = bound + published.len() as u64;
+        // Reserve the output ids even if this attempt fails, so a later
+        // segment never collides with a leftover member.
+        w.next_segment_id = bound + members.len() as u64;
+        let published = match self.write_group(members, bound) {
+            Ok(published) => published,
+            Err(e) => {
+                // A failed write, sync or rename leaves the disk unknown (G9);
+                // a damaged live frame (Corrupt) changed nothing published.
+                if let StoreError::Io { .. } = &e {
+                    self.poisoned.lock().get_or_insert_with(|| e.to_string());
+                }
+                return Err(e);
+            }
+        };
 
         let mut index = Index::default();
         let mut segments = BTreeMap::new();
@@ -243,8 +255,10 @@ impl<F: FileLayer> Engine<F> {
         let bytes = segment
             .read(loc.offset, loc.header.frame_len())
             .map_err(|e| corrupt(format!("frame unreadable: {e}")))?;
-        let (header, body) = open_frame_body(&bytes, segment.id, segment.cipher.as_ref())
-            .map_err(|e| corrupt(e.0))?;
-        Ok(reseal(&header, body.into_owned()))
+        let opened = open_frame_body(&bytes, segment.id, segment.cipher.as_ref())
+            .map(|(header, body)| reseal(&header, body.into_owned()));
+        drop(bytes);
+        segment.release(loc.offset, loc.header.frame_len());
+        opened.map_err(|e| corrupt(e.0))
     }
 }

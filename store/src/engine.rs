@@ -8,7 +8,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 
 use crate::codec::{decode_records, open_frame};
-use crate::commit::WriterState;
+use crate::commit::{QueueBudget, WriterState};
 use crate::fs::FileLayer;
 use crate::index::{FrameLoc, Index};
 use crate::segment::frame::{frame_len, FrameHeader, FrameKind};
@@ -25,6 +25,7 @@ pub(crate) struct Engine<F: FileLayer> {
     /// Set after a failed write or sync (G9); the cause, for the error.
     pub poisoned: Mutex<Option<String>>,
     pub writer: Mutex<WriterState<F>>,
+    pub budget: QueueBudget,
 }
 
 impl<F: FileLayer> Engine<F> {
@@ -109,8 +110,10 @@ impl<F: FileLayer> Engine<F> {
         let bytes = segment
             .read(offset, frame_len(stored_len))
             .map_err(|e| corrupt(format!("frame unreadable: {e}")))?;
-        let (header, raw) =
-            open_frame(&bytes, segment.id, segment.cipher.as_ref()).map_err(|e| corrupt(e.0))?;
+        let opened = open_frame(&bytes, segment.id, segment.cipher.as_ref());
+        drop(bytes);
+        segment.release(offset, frame_len(stored_len));
+        let (header, raw) = opened.map_err(|e| corrupt(e.0))?;
         if !expected(&header) {
             return Err(corrupt("frame header differs from the index".into()));
         }

@@ -2,7 +2,8 @@
 //! hostile bytes. Every decoder returns an error instead of panicking and
 //! checks every length before allocating.
 
-pub use crate::codec::{decode_frame_payload, decode_records};
+pub use crate::codec::decode_frame_payload;
+pub use crate::records::{decode_records, SliceRecords};
 pub use crate::segment::footer::{
     decode_footer, encode_footer, footer_offset_from_tail, FooterEntry, FOOTER_ENTRY_LEN,
     FOOTER_TAIL_LEN,

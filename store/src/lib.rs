@@ -27,6 +27,7 @@ pub mod fs;
 mod index;
 mod lock;
 mod mmap;
+mod records;
 mod segment;
 mod store;
 mod verify;
@@ -37,6 +38,7 @@ pub use batch::Batch;
 pub use crypto::MasterKey;
 pub use error::{FormatError, StoreError};
 pub use fs::{FileLayer, OsFileLayer};
+pub use records::SliceRecords;
 pub use store::Store;
 
 #[derive(Clone, Debug)]

@@ -25,6 +25,25 @@ impl SegmentMap {
     }
 }
 
+impl SegmentMap {
+    /// Drops the pages of `offset..offset + len` from this process's
+    /// resident set (they stay in the page cache), so reading a large store
+    /// through maps does not grow RSS. Best effort.
+    pub(crate) fn release(&self, offset: usize, len: usize) {
+        let Some(map) = &self.map else { return };
+        if len == 0 || offset.checked_add(len).is_none_or(|end| end > map.len()) {
+            return;
+        }
+        // SAFETY: the map is read-only and shared (PROT_READ, MAP_SHARED) over
+        // a sealed file that is never modified while mapped. MADV_DONTNEED on
+        // such pages only unmaps them from the page tables: the next access
+        // faults in the same bytes from the page cache or the file, so any
+        // live borrow of these bytes keeps reading the same values.
+        let _ =
+            unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len) };
+    }
+}
+
 impl std::ops::Deref for SegmentMap {
     type Target = [u8];
     fn deref(&self) -> &[u8] {

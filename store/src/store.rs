@@ -9,12 +9,12 @@ use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::codec::decode_records;
-use crate::commit::{run_writer, Command, Done, Request, WriterState};
+use crate::commit::{run_writer, Command, Done, QueueBudget, Request, WriterState};
 use crate::engine::Engine;
 use crate::fs::{FileLayer, OsFileLayer};
 use crate::lock::lock_dir;
 use crate::segment::recovery::recover;
+use crate::SliceRecords;
 use crate::{
     Batch, CompactionPlan, CompactionReport, MasterKey, Receipt, RecoveryReport, SliceInfo,
     SliceKey, StoreError, StoreOptions, StoreStats, VerifyReport,
@@ -74,6 +74,7 @@ impl<F: FileLayer> Store<F> {
             index: RwLock::new(recovered.index),
             poisoned: Mutex::new(None),
             writer: Mutex::new(WriterState::new(recovered.next_segment_id)),
+            budget: QueueBudget::default(),
         });
         let (tx, rx) = mpsc::channel();
         let thread_engine = Arc::clone(&engine);
@@ -111,6 +112,9 @@ impl<F: FileLayer> Store<F> {
     /// batch is durable (or failed). Compression has already happened on the
     /// caller's thread when this returns. When the store is poisoned or the
     /// batch is invalid, `done` runs at once on the caller's thread.
+    /// Callbacks run in commit order; each delays the next group, so keep
+    /// them short, and never call `append`, `compact` or `close` on this
+    /// store from one (the writer thread would wait on itself).
     pub fn append_with(
         &self,
         batch: Batch,
@@ -124,8 +128,12 @@ impl<F: FileLayer> Store<F> {
             Ok(frames) => frames,
             Err(e) => return done(Err(e)),
         };
-        let sent = self.tx.send(Command::Append(Request { frames, done }));
+        let request = Request { frames, done };
+        let bytes = request.bytes();
+        self.engine.budget.acquire(bytes);
+        let sent = self.tx.send(Command::Append(request));
         if let Err(mpsc::SendError(Command::Append(req))) = sent {
+            self.engine.budget.release(bytes);
             (req.done)(Err(StoreError::Poisoned {
                 cause: "the writer thread stopped".into(),
             }));
@@ -134,11 +142,16 @@ impl<F: FileLayer> Store<F> {
 
     /// The records of a slice (decrypted, decompressed), or None.
     pub fn read_slice(&self, key: &SliceKey) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
+        Ok(self.read_slice_records(key)?.map(|r| r.to_vecs()))
+    }
+
+    /// Like `read_slice`, without an allocation per record.
+    pub fn read_slice_records(&self, key: &SliceKey) -> Result<Option<SliceRecords>, StoreError> {
         let Some((loc, raw)) = self.engine.read_slice_raw(key)? else {
             return Ok(None);
         };
         let records =
-            decode_records(&raw, loc.header.record_count).map_err(|e| StoreError::Corrupt {
+            SliceRecords::new(raw, loc.header.record_count).map_err(|e| StoreError::Corrupt {
                 segment_id: loc.segment_id,
                 path: self
                     .engine
@@ -160,6 +173,10 @@ impl<F: FileLayer> Store<F> {
         self.engine.read_meta()
     }
 
+    /// Rewrites the live slices (per `plan`) and the plan's meta snapshot
+    /// into new segments under fresh keys and publishes them atomically (see
+    /// ARCHITECTURE.md). Appends wait meanwhile, and `plan` is consulted while
+    /// they wait: it must not itself wait on an append.
     pub fn compact(&self, plan: &dyn CompactionPlan) -> Result<CompactionReport, StoreError> {
         self.engine.compact(plan)
     }
@@ -169,11 +186,13 @@ impl<F: FileLayer> Store<F> {
         self.engine.verify()
     }
 
+    /// Segments, frames, live and dead bytes, raw and stored bytes.
     pub fn stats(&self) -> StoreStats {
         let segments = self.engine.segments.read().len();
         self.engine.index.read().stats(segments)
     }
 
+    /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.engine.dir
     }
@@ -195,11 +214,6 @@ impl<F: FileLayer> Store<F> {
     /// The ids of the segments, oldest first (for tests and `inspect`).
     pub fn segment_ids(&self) -> Vec<u64> {
         self.engine.segments.read().keys().copied().collect()
-    }
-
-    #[allow(dead_code)]
-    pub(crate) fn engine(&self) -> &Arc<Engine<F>> {
-        &self.engine
     }
 }
 

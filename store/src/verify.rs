@@ -19,8 +19,19 @@ pub(crate) struct SegmentBytes<'a> {
     pub id: u64,
     pub path: &'a Path,
     pub bytes: &'a [u8],
-    /// The active segment has no footer yet.
-    pub active: bool,
+    pub sealing: Sealing,
+}
+
+/// Whether a segment should end in a seal footer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sealing {
+    /// The active segment: no footer yet.
+    Active,
+    /// Every segment but the last must be sealed.
+    Sealed,
+    /// The last segment of a directory not opened: unsealed after a crash
+    /// is normal (recovery seals it).
+    Either,
 }
 
 fn problem(
@@ -70,14 +81,16 @@ pub(crate) fn verify_segment(
         }
         _ => None,
     };
-    let entries: Vec<FooterEntry> = if seg.active {
+    let entries: Vec<FooterEntry> = if seg.sealing == Sealing::Active {
         scanned_entries(seg, report)
     } else {
         match read_sealed_entries(seg.bytes) {
             Ok(entries) => entries,
             Err(e) => {
-                let at = seg.bytes.len().saturating_sub(12) as u64;
-                problem(report, seg, at, format!("seal footer: {e}"));
+                if seg.sealing == Sealing::Sealed {
+                    let at = seg.bytes.len().saturating_sub(12) as u64;
+                    problem(report, seg, at, format!("seal footer: {e}"));
+                }
                 scanned_entries(seg, report)
             }
         }
@@ -159,9 +172,15 @@ impl<F: FileLayer> Engine<F> {
                         id: segment.id,
                         path: &segment.path,
                         bytes: &bytes,
-                        active: is_active,
+                        sealing: if is_active {
+                            Sealing::Active
+                        } else {
+                            Sealing::Sealed
+                        },
                     };
                     verify_segment(&seg, None, segment.cipher.as_ref(), &mut report);
+                    drop(bytes);
+                    segment.release(0, len);
                 }
                 Err(e) => report.problems.push(Problem {
                     segment_id: segment.id,
@@ -190,6 +209,7 @@ pub fn verify_dir<F: FileLayer>(
         .collect();
     ids.sort_unstable();
     let mut report = VerifyReport::default();
+    let last = ids.last().copied();
     for id in ids {
         let path: PathBuf = dir.join(segment_file_name(id));
         let read = || -> std::io::Result<Vec<u8>> {
@@ -204,7 +224,11 @@ pub fn verify_dir<F: FileLayer>(
                     id,
                     path: &path,
                     bytes: &bytes,
-                    active: false,
+                    sealing: if Some(id) == last {
+                        Sealing::Either
+                    } else {
+                        Sealing::Sealed
+                    },
                 };
                 verify_segment(&seg, key, None, &mut report);
             }

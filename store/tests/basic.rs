@@ -317,7 +317,19 @@ fn a_marker_in_the_records_never_appears_on_disk_with_a_key() {
         store
             .append(Batch::new().slice(key(0), &recs).meta(marker.to_vec()))
             .unwrap();
-        store.close().unwrap();
+        store.append(Batch::new().slice(key(1), &recs)).unwrap();
+        struct KeepFirst(Vec<u8>);
+        impl booster_store::CompactionPlan for KeepFirst {
+            fn slice_is_live(&self, key: &SliceKey) -> bool {
+                key.seq == 0
+            }
+            fn meta_snapshot(&self) -> Vec<Vec<u8>> {
+                vec![self.0.clone()]
+            }
+        }
+        store.compact(&KeepFirst(marker.to_vec())).unwrap();
+        store.append(Batch::new().slice(key(2), &recs)).unwrap();
+        drop(store); // the active segment stays unsealed, as after a crash
     }
     for entry in std::fs::read_dir(dir.path()).unwrap() {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();
@@ -343,4 +355,65 @@ fn the_meta_records_of_a_batch_share_one_frame_and_keep_their_order() {
     assert_eq!(meta[99], b"job 99 queued");
     assert_eq!(meta[100], b"last");
     assert!(meta[101].is_empty());
+}
+
+#[test]
+fn a_key_file_holds_raw_bytes_or_hex() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = MasterKey::generate();
+    let hex = dir.path().join("hex");
+    std::fs::write(&hex, format!("  {}\n", key.to_hex())).unwrap();
+    assert_eq!(MasterKey::from_file(&hex).unwrap().0, key.0);
+    let raw = dir.path().join("raw");
+    std::fs::write(&raw, key.0).unwrap();
+    assert_eq!(MasterKey::from_file(&raw).unwrap().0, key.0);
+    let bad = dir.path().join("bad");
+    std::fs::write(&bad, "not a key").unwrap();
+    let err = MasterKey::from_file(&bad).unwrap_err();
+    assert!(err.to_string().contains("64 hex characters"), "{err}");
+    assert_eq!(format!("{key:?}"), "MasterKey(..)");
+}
+
+#[test]
+fn verify_dir_reports_corruption_in_a_store_that_will_not_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = MasterKey::generate();
+    {
+        let (store, _) = Store::open(dir.path(), opts_with(Some(master.clone()))).unwrap();
+        store
+            .append(Batch::new().slice(key(0), &records(0, 10)))
+            .unwrap();
+        store
+            .append(Batch::new().slice(key(1), &records(1, 10)))
+            .unwrap();
+    }
+    let seg = segment_files(dir.path()).pop().unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[128 + 60] ^= 1;
+    std::fs::write(&seg, &bytes).unwrap();
+    assert!(matches!(
+        Store::open(dir.path(), opts_with(Some(master.clone()))),
+        Err(StoreError::Corrupt { .. })
+    ));
+    let report = Store::verify_dir(dir.path(), Some(&master)).unwrap();
+    assert_eq!(report.problems.len(), 1, "{report:?}");
+    assert_eq!(
+        (report.problems[0].segment_id, report.problems[0].offset),
+        (1, 128)
+    );
+    assert_eq!(
+        std::fs::read(&seg).unwrap(),
+        bytes,
+        "verify_dir changes nothing"
+    );
+}
+
+#[test]
+fn the_store_and_its_batches_can_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Store>();
+    send_sync::<Store<booster_store::fs::sim::SimFileLayer>>();
+    send::<Batch>();
+    send_sync::<booster_store::SliceRecords>();
 }

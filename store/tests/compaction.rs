@@ -150,3 +150,88 @@ fn readers_holding_old_segments_survive_compaction() {
         reader.join().unwrap();
     });
 }
+
+#[test]
+fn a_rotted_compaction_member_header_is_corruption_not_an_incomplete_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        segment_size_bytes: 1024,
+        ..StoreOptions::default()
+    };
+    {
+        let (store, _) = Store::open(dir.path(), opts.clone()).unwrap();
+        for v in 0..10 {
+            store
+                .append(Batch::new().slice(key(v), &records(v)))
+                .unwrap();
+        }
+        store.compact(&KeepEven).unwrap();
+        store.close().unwrap();
+    }
+    let members: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "bseg"))
+        .collect();
+    assert!(
+        members.len() >= 2,
+        "the group needs two members: {members:?}"
+    );
+    let victim = &members[0];
+    let mut bytes = std::fs::read(victim).unwrap();
+    bytes[70] ^= 1; // inside the compaction group fields
+    std::fs::write(victim, &bytes).unwrap();
+    let err = Store::open(dir.path(), opts).err().expect("open must fail");
+    assert!(
+        matches!(err, booster_store::StoreError::Corrupt { offset: 0, .. }),
+        "{err}"
+    );
+    let after = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|e| e == "bseg")
+        })
+        .count();
+    assert_eq!(after, members.len(), "no member was deleted");
+}
+
+#[test]
+fn a_lost_member_of_a_published_group_is_corruption_and_nothing_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        segment_size_bytes: 1024,
+        ..StoreOptions::default()
+    };
+    {
+        let (store, _) = Store::open(dir.path(), opts.clone()).unwrap();
+        for v in 0..10 {
+            store
+                .append(Batch::new().slice(key(v), &records(v)))
+                .unwrap();
+        }
+        store.compact(&KeepEven).unwrap();
+        store.close().unwrap();
+    }
+    let mut members: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "bseg"))
+        .collect();
+    members.sort();
+    assert!(
+        members.len() >= 2,
+        "the group needs two members: {members:?}"
+    );
+    std::fs::remove_file(&members[1]).unwrap();
+    let err = Store::open(dir.path(), opts).err().expect("open must fail");
+    assert!(
+        err.to_string()
+            .contains("restore the missing segment files"),
+        "{err}"
+    );
+    assert!(members[0].exists(), "the remaining member was kept");
+}

@@ -7,6 +7,7 @@
 
 const STATES = ["running", "queued", "paused", "scheduled", "failed", "completed", "aborted"];
 const TERMINAL = ["completed", "failed", "aborted"];
+const JOBS_SHOWN = 500; // newest jobs on the jobs page; filters reach the rest
 const main = document.getElementById("main");
 const live = document.getElementById("live");
 
@@ -159,9 +160,17 @@ function throttle(fn, ms) {
 // ---------- pages ----------
 
 let pageCleanup = () => {};
+// Bumped on every navigation: an answer that arrives for a page no longer
+// shown must not draw over the current one.
+let pageGeneration = 0;
+function pageGuard() {
+  const mine = pageGeneration;
+  return () => mine === pageGeneration;
+}
 function route() {
   pageCleanup();
   pageCleanup = () => {};
+  pageGeneration += 1;
   listeners.clear();
   const hash = location.hash || "#/";
   document.getElementById("nav-jobs").className = hash.startsWith("#/workers") ? "" : "current";
@@ -193,11 +202,13 @@ async function jobsPage() {
     list);
 
   const bars = new Map(); // job id -> {bar, state, row}
+  const current = pageGuard();
   async function refresh() {
-    const qs = new URLSearchParams();
+    const qs = new URLSearchParams({ limit: String(JOBS_SHOWN) });
     for (const [k, v] of Object.entries(filters)) if (v) qs.set(k, v);
     let data;
-    try { data = await api("GET", "/api/jobs?" + qs.toString()); } catch (e) { return showError(e); }
+    try { data = await api("GET", "/api/jobs?" + qs.toString()); } catch (e) { return current() && showError(e); }
+    if (!current()) return;
     bars.clear();
     const sections = [];
     for (const state of STATES) {
@@ -208,6 +219,10 @@ async function jobsPage() {
         jobTable(jobs, bars));
     }
     if (!sections.length) sections.push(el("p", { class: "empty" }, "No jobs match."));
+    if (data.total > data.jobs.length) {
+      sections.unshift(el("p", { class: "muted" }, "Showing the newest " + fmtInt(data.jobs.length) + " of " +
+        fmtInt(data.total) + " jobs; filter by state, kind or text to find others."));
+    }
     list.replaceChildren(...sections);
   }
   const refreshSoon = throttle(refresh, 400);
@@ -296,9 +311,9 @@ async function jobPage(id) {
       stat("Records failed", fmtInt(j.records_failed)),
       stat("Throughput", fmtInt(Math.round(j.records_per_s)) + " records/s"),
       stat("ETA", j.state === "running" ? fmtDuration(j.eta_s) : "-"),
-      stat("Created", fmtTime(j.created_at_ms)),
-      stat("Started", fmtTime(j.started_at_ms)),
-      stat("Finished", fmtTime(j.completed_at_ms)),
+      stat("Created", fmtTime(j.created_at_ms), "time"),
+      stat("Started", fmtTime(j.started_at_ms), "time"),
+      stat("Finished", fmtTime(j.completed_at_ms), "time"),
       stat("Upload", j.upload_complete ? "complete" : "waiting for input"),
       stat("Attempts", fmtInt(j.attempts)));
 
@@ -332,11 +347,15 @@ async function jobPage(id) {
           el("td", { class: "num" }, String(l.epoch)), el("td", {}, fmtTime(l.since_ms)), el("td", {}, fmtTime(l.deadline_ms))))))
         : el("p", { class: "empty" }, "No slice of this job is leased right now."),
       el("h2", {}, "Errors (" + fmtInt(j.records_errors + j.slices_failed) + ")"),
-      j.errors.length ? j.errors.map(errorGroup) : el("p", { class: "empty" }, "No errors."));
+      ...(j.errors.length ? j.errors.map(errorGroup) : [el("p", { class: "empty" }, "No errors.")]));
   }
 
+  const current = pageGuard();
   async function refresh() {
-    try { job = await api("GET", "/api/jobs/" + id); } catch (e) { return showError(e); }
+    let fresh;
+    try { fresh = await api("GET", "/api/jobs/" + id); } catch (e) { return current() && showError(e); }
+    if (!current()) return;
+    job = fresh;
     // Keep what the person is typing: re-render only when no editor has focus.
     const active = document.activeElement;
     if (active && (active.id === "priority-input" || active.id === "max-workers-input") && document.getElementById(active.id)) {
@@ -362,8 +381,8 @@ async function jobPage(id) {
   await refresh();
 }
 
-function stat(label, value) {
-  return el("div", {}, el("span", {}, label), el("b", {}, value));
+function stat(label, value, cls) {
+  return el("div", {}, el("span", {}, label), el("b", { class: cls }, value));
 }
 
 function errorGroup(g) {
@@ -378,9 +397,11 @@ function errorGroup(g) {
 }
 
 async function workersPage() {
+  const current = pageGuard();
   async function refresh() {
     let data;
-    try { data = await api("GET", "/api/workers"); } catch (e) { return showError(e); }
+    try { data = await api("GET", "/api/workers"); } catch (e) { return current() && showError(e); }
+    if (!current()) return;
     const busy = data.workers.filter((w) => w.lease).length;
     main.replaceChildren(el("h1", {}, "Workers"),
       el("p", { class: "muted" }, busy + " of " + data.workers.length + " busy"),

@@ -96,6 +96,27 @@ impl Progress {
         }
     }
 
+    /// A spinner for work of unknown length (bars mode only).
+    pub fn spinner(mode: Mode, label: &str, message: &str) -> Progress {
+        let bar = (mode == Mode::Bars).then(|| {
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {prefix} {msg} ({elapsed})")
+                    .expect("valid template"),
+            );
+            bar.set_prefix(label.to_string());
+            bar.set_message(message.to_string());
+            bar.enable_steady_tick(Duration::from_millis(100));
+            bar
+        });
+        Progress {
+            label: label.to_string(),
+            unit: Unit::Bytes,
+            bar,
+            lines: None,
+        }
+    }
+
     pub fn set_length(&self, length: u64) {
         if let Some(bar) = &self.bar {
             bar.set_length(length);

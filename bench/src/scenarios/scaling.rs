@@ -19,6 +19,12 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Measurement>> {
         let mut c = ctx.clone();
         c.workers = workers;
         c.lean = true;
+        // Ratios between worker counts need less than the headline sizes.
+        c.records = Some(
+            c.records
+                .unwrap_or(if c.quick { 1_000_000 } else { 2_000_000 }),
+        );
+        c.jobs = Some(c.jobs.unwrap_or(if c.quick { 100_000 } else { 200_000 }));
         for (scenario, metric) in [
             ("jobs", "burn_down"),
             ("sliced", "zstd+aes_end_to_end_records_per_s"),

@@ -44,6 +44,9 @@ pub trait FileLayer: Clone + Send + Sync + 'static {
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     /// Maps a file that is never written again.
     fn map(&self, file: &Self::File) -> io::Result<Self::Map>;
+    /// Hints that `offset..offset + len` of a map was read and may leave
+    /// memory (it is read again from the file if needed).
+    fn release(&self, _map: &Self::Map, _offset: usize, _len: usize) {}
     /// Takes the lock at `path` and writes `holder` into it; `Ok(Err(text))`
     /// when another process holds it, with what that process wrote.
     fn try_lock(&self, path: &Path, holder: &str) -> io::Result<Result<Self::Lock, String>>;

@@ -69,6 +69,9 @@ impl FileLayer for OsFileLayer {
     fn map(&self, file: &File) -> io::Result<SegmentMap> {
         SegmentMap::new(file)
     }
+    fn release(&self, map: &SegmentMap, offset: usize, len: usize) {
+        map.release(offset, len);
+    }
     fn try_lock(&self, path: &Path, holder: &str) -> io::Result<Result<File, String>> {
         let mut file = OpenOptions::new()
             .read(true)

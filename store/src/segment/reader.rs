@@ -77,6 +77,17 @@ impl<F: FileLayer> Segment<F> {
         Ok(Cow::Owned(buf))
     }
 
+    /// Lets the pages of a range just read leave memory (sealed segments).
+    pub fn release(&self, offset: u64, len: u64) {
+        if let (Some(map), Ok(offset), Ok(len)) = (
+            self.map.get(),
+            usize::try_from(offset),
+            usize::try_from(len),
+        ) {
+            self.fs.release(map, offset, len);
+        }
+    }
+
     /// The file's size in bytes (0 when it cannot be read).
     pub fn len_bytes(&self) -> u64 {
         match self.map.get() {

@@ -140,6 +140,17 @@ fn corrupt(id: u64, path: &Path, offset: u64, what: impl Into<String>) -> StoreE
     }
 }
 
+/// Why recovery deletes a segment file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Removal {
+    /// The last segment, whose header never became durable.
+    Unfinished,
+    /// Replaced by a complete compaction group.
+    Replaced,
+    /// A member of a compaction group that was never fully published.
+    IncompleteGroup,
+}
+
 /// Runs recovery on `dir` (already locked). Reads everything and checks the
 /// key before it changes anything on disk.
 pub(crate) fn recover<F: FileLayer>(
@@ -163,63 +174,27 @@ pub(crate) fn recover<F: FileLayer>(
         .unwrap_or(0);
     let next_segment_id = ids.last().copied().unwrap_or(0).max(max_temp_id) + 1;
 
-    let mut candidates = Vec::with_capacity(ids.len());
-    for &id in &ids {
-        candidates.push(read_candidate(fs, dir, id)?);
+    let candidates = ids
+        .iter()
+        .map(|&id| read_candidate(fs, dir, id))
+        .collect::<Result<Vec<_>, _>>()?;
+    let unfinished = unfinished_last(&candidates);
+    // Every other header must be sound before any file is deleted on the
+    // strength of the others (a rotted compaction member must not make its
+    // complete group look incomplete).
+    for c in candidates.iter().filter(|c| Some(c.id) != unfinished) {
+        check_header(c)?;
     }
-    let mut remove: BTreeSet<u64> = BTreeSet::new();
-    // A last segment whose header never became durable was being created when
-    // the process stopped; it cannot hold acknowledged data.
-    let mut report = RecoveryReport::default();
-    if let Some(last) = candidates.last() {
-        if last.header.is_err() && last.len <= SEGMENT_HEADER_LEN as u64 {
-            remove.insert(last.id);
-            if last.len > 0 {
-                report.truncated.push((last.id, 0, last.len));
-            }
+    let removals = plan_removals(&candidates, unfinished)?;
+    for c in candidates.iter().filter(|c| !removals.contains_key(&c.id)) {
+        if let Ok(header) = &c.header {
+            check_key(dir, header, key)?;
         }
-    }
-    resolve_compaction_groups(&candidates, &mut remove);
-    for c in candidates.iter().filter(|c| !remove.contains(&c.id)) {
-        let header = c
-            .header
-            .as_ref()
-            .map_err(|e| corrupt(c.id, &c.path, 0, e.0.clone()))?;
-        if header.segment_id != c.id {
-            return Err(corrupt(
-                c.id,
-                &c.path,
-                16,
-                "segment id does not match the file name",
-            ));
-        }
-        check_key(dir, header, key)?;
     }
 
     // From here on recovery may change the directory.
-    let mut dir_changed = false;
-    for name in temps {
-        let path = dir.join(name);
-        fs.remove(&path)
-            .map_err(io_err(format!("removing {}", path.display())))?;
-        report.removed_incomplete_compaction.push(path);
-        dir_changed = true;
-    }
-    let mut kept = Vec::with_capacity(candidates.len());
-    for c in candidates {
-        if remove.contains(&c.id) {
-            fs.remove(&c.path)
-                .map_err(io_err(format!("removing {}", c.path.display())))?;
-            dir_changed = true;
-        } else {
-            kept.push(c);
-        }
-    }
-    if dir_changed {
-        fs.sync_dir(dir)
-            .map_err(io_err(format!("syncing {}", dir.display())))?;
-    }
-
+    let mut report = RecoveryReport::default();
+    let kept = apply_removals(fs, dir, candidates, &removals, &temps, &mut report)?;
     let mut segments = BTreeMap::new();
     let mut index = Index::default();
     let last_id = kept.last().map(|c| c.id);
@@ -244,6 +219,88 @@ pub(crate) fn recover<F: FileLayer>(
         next_segment_id,
         report,
     })
+}
+
+/// The last segment, when its header never became durable: it was being
+/// created when the process stopped and cannot hold acknowledged data.
+fn unfinished_last<F: FileLayer>(candidates: &[Candidate<F>]) -> Option<u64> {
+    candidates
+        .last()
+        .filter(|last| last.header.is_err() && last.len <= SEGMENT_HEADER_LEN as u64)
+        .map(|last| last.id)
+}
+
+/// Which segment files recovery deletes, and why.
+fn plan_removals<F: FileLayer>(
+    candidates: &[Candidate<F>],
+    unfinished: Option<u64>,
+) -> Result<BTreeMap<u64, Removal>, StoreError> {
+    let mut removals = BTreeMap::new();
+    if let Some(id) = unfinished {
+        removals.insert(id, Removal::Unfinished);
+    }
+    resolve_compaction_groups(candidates, &mut removals)?;
+    Ok(removals)
+}
+
+/// A segment's header must decode and match its file name.
+fn check_header<F: FileLayer>(c: &Candidate<F>) -> Result<(), StoreError> {
+    let header = c
+        .header
+        .as_ref()
+        .map_err(|e| corrupt(c.id, &c.path, 0, e.0.clone()))?;
+    if header.segment_id != c.id {
+        return Err(corrupt(
+            c.id,
+            &c.path,
+            16,
+            "segment id does not match the file name",
+        ));
+    }
+    Ok(())
+}
+
+/// Deletes `*.tmp` and the planned segments (then fsyncs the directory);
+/// returns the segments that stay.
+fn apply_removals<F: FileLayer>(
+    fs: &F,
+    dir: &Path,
+    candidates: Vec<Candidate<F>>,
+    removals: &BTreeMap<u64, Removal>,
+    temps: &[&String],
+    report: &mut RecoveryReport,
+) -> Result<Vec<Candidate<F>>, StoreError> {
+    let remove = |path: &Path| {
+        fs.remove(path)
+            .map_err(io_err(format!("removing {}", path.display())))
+    };
+    let mut dir_changed = false;
+    for name in temps {
+        let path = dir.join(name);
+        remove(&path)?;
+        report.removed_incomplete_compaction.push(path);
+        dir_changed = true;
+    }
+    let mut kept = Vec::with_capacity(candidates.len());
+    for c in candidates {
+        match removals.get(&c.id) {
+            None => kept.push(c),
+            Some(why) => {
+                remove(&c.path)?;
+                dir_changed = true;
+                match why {
+                    Removal::Unfinished if c.len > 0 => report.truncated.push((c.id, 0, c.len)),
+                    Removal::IncompleteGroup => report.removed_incomplete_compaction.push(c.path),
+                    _ => {}
+                }
+            }
+        }
+    }
+    if dir_changed {
+        fs.sync_dir(dir)
+            .map_err(io_err(format!("syncing {}", dir.display())))?;
+    }
+    Ok(kept)
 }
 
 fn read_candidate<F: FileLayer>(fs: &F, dir: &Path, id: u64) -> Result<Candidate<F>, StoreError> {
@@ -291,11 +348,13 @@ fn check_key(
 }
 
 /// A complete compaction group replaces every older segment below its bound;
-/// an incomplete one (a crash before all members were published) is removed.
+/// an incomplete one (a crash before all members were published) is removed,
+/// but only while the segments it was to replace are still there: a group
+/// missing a member after those are gone lost a file, which is corruption.
 fn resolve_compaction_groups<F: FileLayer>(
     candidates: &[Candidate<F>],
-    remove: &mut BTreeSet<u64>,
-) {
+    remove: &mut BTreeMap<u64, Removal>,
+) -> Result<(), StoreError> {
     let mut groups: BTreeMap<u64, Vec<&SegmentHeader>> = BTreeMap::new();
     for c in candidates {
         if let Ok(h) = &c.header {
@@ -304,6 +363,7 @@ fn resolve_compaction_groups<F: FileLayer>(
             }
         }
     }
+    let mut incomplete = Vec::new();
     for members in groups.values() {
         let first = members[0].group;
         let indices: BTreeSet<u32> = members.iter().map(|h| h.group.member_index).collect();
@@ -311,18 +371,51 @@ fn resolve_compaction_groups<F: FileLayer>(
             h.group.member_count == first.member_count
                 && h.group.replaces_below == first.replaces_below
         });
-        let complete = consistent && indices.len() == first.member_count as usize;
-        if complete {
-            let own: BTreeSet<u64> = members.iter().map(|h| h.segment_id).collect();
-            for c in candidates {
-                if c.id < first.replaces_below && !own.contains(&c.id) {
-                    remove.insert(c.id);
-                }
+        if !(consistent && indices.len() == first.member_count as usize) {
+            incomplete.push(members);
+            continue;
+        }
+        let own: BTreeSet<u64> = members.iter().map(|h| h.segment_id).collect();
+        for c in candidates {
+            if c.id < first.replaces_below && !own.contains(&c.id) {
+                remove.entry(c.id).or_insert(Removal::Replaced);
             }
-        } else {
-            remove.extend(members.iter().map(|h| h.segment_id));
         }
     }
+    for members in incomplete {
+        if members
+            .iter()
+            .all(|h| remove.get(&h.segment_id) == Some(&Removal::Replaced))
+        {
+            continue; // a later complete group replaces them anyway
+        }
+        let bound = members[0].group.replaces_below;
+        let own: BTreeSet<u64> = members.iter().map(|h| h.segment_id).collect();
+        let old_still_there = candidates
+            .iter()
+            .any(|c| c.id < bound && !own.contains(&c.id) && !remove.contains_key(&c.id));
+        if !old_still_there {
+            let h = members[0];
+            return Err(StoreError::Corrupt {
+                segment_id: h.segment_id,
+                path: candidates
+                    .iter()
+                    .find(|c| c.id == h.segment_id)
+                    .map_or_else(|| PathBuf::from(segment_file_name(h.segment_id)), |c| c.path.clone()),
+                offset: 64,
+                what: format!(
+                    "compaction group {:#x} has {} of {} members and the segments it replaced are gone; restore the missing segment files",
+                    h.group.group_id,
+                    members.len(),
+                    h.group.member_count
+                ),
+            });
+        }
+        for h in members {
+            remove.insert(h.segment_id, Removal::IncompleteGroup);
+        }
+    }
+    Ok(())
 }
 
 /// Indexes one segment. A sealed segment is read from its footer; an
@@ -388,8 +481,11 @@ fn load_segment<F: FileLayer>(
         return Ok(None);
     }
     if dropped > 0 {
+        // Make the truncation durable before the footer goes where the torn
+        // tail was, so no old tail bytes can reappear behind the footer.
         c.file
             .set_len(scan.valid_end)
+            .and_then(|()| c.file.sync_data())
             .map_err(io_err(write_ctx.clone()))?;
     }
     let footer = encode_footer(&scan.entries, scan.entries.len() as u64, scan.valid_end);

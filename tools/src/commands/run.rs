@@ -22,6 +22,10 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
     if ctx.json && is_std_stream(&args.output) {
         anyhow::bail!("--json prints the summary on stdout; pass --output FILE for the records");
     }
+    precheck(&args.job)?;
+    for path in std::iter::once(&args.output).chain(args.errors.as_ref()) {
+        check_output_dir(path)?;
+    }
     let runtime = ctx.open(args.workers, true, false).await?;
     with_runtime(runtime.clone(), run_on(ctx, &runtime, &args)).await
 }
@@ -121,6 +125,7 @@ pub fn summary(job: &JobStatus) -> String {
 }
 
 pub async fn submit(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<i32> {
+    precheck(&args.job)?;
     let runtime = ctx.open(None, false, false).await?;
     let mode = Mode::pick(ctx.json, ctx.quiet, false);
     let status = with_runtime(
@@ -143,6 +148,34 @@ pub async fn submit(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<i32> {
         );
     }
     Ok(exit::OK)
+}
+
+/// Refuses a missing or unreadable input, or options that do not fit the
+/// kind, before the data directory is opened (or created).
+fn precheck(args: &JobInputArgs) -> anyhow::Result<()> {
+    if is_std_stream(&args.input) {
+        return Ok(());
+    }
+    let format = args
+        .format
+        .unwrap_or_else(|| Format::from_path(&args.input));
+    let input = open_source(&args.input, format)?;
+    job_spec(args, &input).map(|_| ())
+}
+
+/// An output whose directory is missing is refused before any work is done.
+fn check_output_dir(path: &std::path::Path) -> anyhow::Result<()> {
+    if is_std_stream(path) {
+        return Ok(());
+    }
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => anyhow::bail!(
+            "cannot write {}: directory {} does not exist",
+            path.display(),
+            dir.display()
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// The job's spec and properties for `args` and what the input's header says.
@@ -250,7 +283,6 @@ pub async fn upload_input(
     }
     let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<Item>>>(8);
     let mut records = input.records;
-    let lines_have_numbers = input.format != Format::Lines;
     tokio::task::spawn_blocking(move || loop {
         let mut batch = Vec::with_capacity(UPLOAD_BATCH_RECORDS);
         let result = records.next_batch(UPLOAD_BATCH_RECORDS, &mut batch);
@@ -259,13 +291,22 @@ pub async fn upload_input(
             return;
         }
     });
-    while let Some(batch) = rx.recv().await {
+    loop {
+        // An input that stalls (a pipe nobody writes to) must not keep
+        // Ctrl-C waiting.
+        let batch = tokio::select! {
+            batch = rx.recv() => batch,
+            _ = interrupt.wait() => None,
+        };
         if interrupt.is_set() {
             uploader.fail("upload interrupted by Ctrl-C".into()).await?;
             return Err(anyhow::Error::new(Interrupted).context(format!(
                 "upload of job {id} interrupted; the job is marked failed"
             )));
         }
+        let Some(batch) = batch else {
+            break;
+        };
         let batch = match batch {
             Ok(batch) => batch,
             Err(e) => {
@@ -276,10 +317,7 @@ pub async fn upload_input(
         };
         for item in batch {
             match item {
-                Item::Record { bytes, line } if lines_have_numbers => {
-                    uploader.push_line(bytes, line).await?
-                }
-                Item::Record { bytes, .. } => uploader.push(bytes).await?,
+                Item::Record { bytes, line } => uploader.push_line(bytes, line).await?,
                 Item::Rejected { raw, line, message } => {
                     uploader.push_rejected(raw, line, message).await?
                 }

@@ -1,7 +1,6 @@
 //! `inspect`, `verify` and `compact`: the data directory itself.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use booster_runtime::RuntimeError;
 use booster_store::StoreError;
@@ -9,7 +8,7 @@ use serde_json::json;
 
 use super::{with_runtime, Ctx};
 use crate::exit;
-use crate::progress::{Mode, Progress, Unit};
+use crate::progress::{Mode, Progress};
 use crate::report;
 
 pub async fn inspect(ctx: &Ctx) -> anyhow::Result<i32> {
@@ -188,26 +187,14 @@ fn corrupt_location(e: &anyhow::Error) -> Option<(u64, std::path::PathBuf, u64, 
 
 pub async fn compact(ctx: &Ctx) -> anyhow::Result<i32> {
     let runtime = ctx.open(None, false, true).await?;
-    let progress = Progress::new(
+    let progress = Progress::spinner(
         Mode::pick(ctx.json, ctx.quiet, false),
-        None,
         "compact",
-        Unit::Bytes,
+        "copying live frames into new segments",
     );
-    progress.set_message("copying live frames".into());
-    let compacting = runtime.compact();
-    tokio::pin!(compacting);
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    let report = with_runtime(runtime.clone(), async {
-        loop {
-            tokio::select! {
-                done = &mut compacting => break Ok(done?),
-                _ = tick.tick() => progress.set_position(0),
-            }
-        }
-    })
-    .await?;
+    let report = with_runtime(runtime.clone(), async { Ok(runtime.compact().await?) }).await;
     progress.clear();
+    let report = report?;
     if ctx.json {
         report::print_json(&json!({
             "segments_before": report.segments_before,

@@ -17,14 +17,11 @@ use crate::report;
 pub async fn work(ctx: &Ctx, args: WorkArgs) -> anyhow::Result<i32> {
     let runtime = ctx.open(args.workers, true, false).await?;
     let before: BTreeSet<u64> = finished_ids(&runtime).await;
-    let interrupted =
-        with_runtime(runtime.clone(), run_until(ctx, &runtime, args.until_idle)).await?;
-    // The runtime is shut down: reopen read-only to say what got done.
-    let runtime = ctx.open(None, false, true).await?;
-    let jobs = with_runtime(runtime.clone(), async {
-        Ok(runtime.jobs(JobFilter::default()).await)
-    })
-    .await?;
+    let body = async {
+        let interrupted = run_until(ctx, &runtime, args.until_idle).await?;
+        Ok((interrupted, runtime.jobs(JobFilter::default()).await))
+    };
+    let (interrupted, jobs) = with_runtime(runtime.clone(), body).await?;
     let finished: Vec<_> = jobs
         .iter()
         .filter(|j| report::is_finished(j.state) && !before.contains(&j.id))

@@ -109,13 +109,15 @@ pub fn report(
             "slices": big.slices_total,
             "workers": outcome.workers,
             "raw_bytes": generated.raw_bytes,
+            "store_raw_bytes": outcome.store.raw_bytes,
+            "store_stored_bytes": outcome.store.stored_bytes,
             "bytes_on_disk": disk_bytes,
             "seconds": total_time.as_secs_f64(),
             "checks": checks_json,
         }));
     } else {
         ctx.say(format!(
-            "5. summary ({} in all)\n   records   {} in, {} out, {} errors ({} bad emails, {} missing names, {} malformed rows)\n   speed     {records_per_s:.0} records/s on {} workers (upload {}, upload+process {}, download {})\n   slices    {} of {SLICE} records\n   bytes     {} of CSV -> {} on disk, compressed and encrypted ({:.1}x smaller)",
+            "5. summary ({} in all)\n   records   {} in, {} out, {} errors ({} bad emails, {} missing names, {} malformed rows)\n   speed     {records_per_s:.0} records/s on {} workers (upload {}, upload+process {}, download {})\n   slices    {} of {SLICE} records\n   bytes     {} of CSV in; the store holds input, output and errors: {} raw -> {} on disk, compressed and encrypted ({:.1}x smaller)",
             report::duration(total_time),
             count(big.records_in),
             count(big.records_out),
@@ -129,8 +131,9 @@ pub fn report(
             report::duration(outcome.download_time),
             count(big.slices_total),
             bytes(generated.raw_bytes),
+            bytes(outcome.store.raw_bytes),
             bytes(disk_bytes),
-            generated.raw_bytes as f64 / disk_bytes.max(1) as f64,
+            outcome.store.raw_bytes as f64 / disk_bytes.max(1) as f64,
             SLICE = super::SLICE_RECORDS,
         ));
         for c in &checks {
@@ -151,11 +154,6 @@ pub fn report(
                 ));
             }
         }
-        ctx.say(format!(
-            "   look around: booster --data {} --key-file {} jobs",
-            paths.data_dir.display(),
-            paths.key_path.display()
-        ));
     }
     Ok(if all_ok { exit::OK } else { exit::ERROR })
 }

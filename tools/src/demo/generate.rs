@@ -12,9 +12,24 @@ const FIRST: [&str; 16] = [
     "Ana", "Bruno", "Chen", "Dara", "Elif", "Femi", "Greta", "Hiro", "Ines", "Jonas", "Kofi",
     "Lena", "Mateo", "Nadia", "Omar", "Priya",
 ];
-const LAST: [&str; 16] = [
-    "Silva", "Okafor", "Nguyen", "Müller", "Kowalski", "Haddad", "Tanaka", "Rossi", "Dubois",
-    "Larsen", "Mensah", "Novak", "Garcia", "Ivanova", "Khan", "Patel",
+/// (as written in the name, as written in the email address)
+const LAST: [(&str, &str); 16] = [
+    ("Silva", "Silva"),
+    ("Okafor", "Okafor"),
+    ("Nguyễn", "Nguyen"),
+    ("Müller", "Mueller"),
+    ("Kowalski", "Kowalski"),
+    ("Haddad", "Haddad"),
+    ("Tanaka", "Tanaka"),
+    ("Rossi", "Rossi"),
+    ("Dubois", "Dubois"),
+    ("Larsen", "Larsen"),
+    ("Mensah", "Mensah"),
+    ("Novák", "Novak"),
+    ("García", "Garcia"),
+    ("Ivanova", "Ivanova"),
+    ("Khan", "Khan"),
+    ("Patel", "Patel"),
 ];
 const DOMAINS: [&str; 6] = [
     "Example.com",
@@ -84,9 +99,9 @@ pub fn generate(
     for id in 1..=records {
         row.clear();
         let first = rng.pick(&FIRST);
-        let last = rng.pick(&LAST);
+        let (last, last_ascii) = LAST[(rng.next() % LAST.len() as u64) as usize];
         let domain = rng.pick(&DOMAINS);
-        let email = format!("{first}.{last}{id}@{domain}");
+        let email = format!("{first}.{last_ascii}{id}@{domain}");
         let (name, email) = match id {
             _ if plant_bad && id % 1000 == 500 => {
                 gen.bad_emails += 1;

@@ -100,6 +100,13 @@ pub async fn demo(ctx: &Ctx, args: DemoArgs) -> anyhow::Result<i32> {
     )
     .await?;
     let code = checks::report(ctx, &paths, &generated, &outcome, started.elapsed())?;
+    if temp.is_none() {
+        ctx.say(format!(
+            "   look around: booster --data {} --key-file {} jobs",
+            paths.data_dir.display(),
+            paths.key_path.display()
+        ));
+    }
     drop(temp);
     Ok(code)
 }
@@ -127,6 +134,7 @@ pub struct Outcome {
     pub error_records: u64,
     pub output_path: PathBuf,
     pub errors_path: PathBuf,
+    pub store: booster_runtime::StoreStats,
 }
 
 fn job_args(input: &Path, priority: u8, description: &str) -> JobInputArgs {
@@ -206,7 +214,7 @@ async fn tour(
     ));
 
     let download_started = Instant::now();
-    let output_path = paths.dir.join("customers-clean.csv.gz");
+    let output_path = paths.dir.join("customers-clean.csv.zst");
     let errors_path = paths.dir.join("customers-errors.jsonl");
     let counts = download_job(runtime, &big, Some(&output_path), Some(&errors_path)).await?;
     Ok(Outcome {
@@ -223,6 +231,7 @@ async fn tour(
         error_records: counts.errors.unwrap_or(0),
         output_path,
         errors_path,
+        store: runtime.store_stats(),
     })
 }
 

@@ -39,6 +39,10 @@ pub async fn events<C: JobControl>(
         };
         std::future::ready(event.map(Ok))
     });
+    let mut stopping = app.stopping.clone();
+    let stream = stream.take_until(async move {
+        let _ = stopping.wait_for(|stop| *stop).await;
+    });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 

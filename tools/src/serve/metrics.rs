@@ -52,6 +52,18 @@ pub fn render(m: &Metrics) -> String {
         "Leases that expired before their slice was committed.",
         m.lease_expiries,
     );
+    counter(
+        &mut out,
+        "booster_commits_fenced_total",
+        "Late commits from expired leases, rejected.",
+        m.commits_fenced,
+    );
+    counter(
+        &mut out,
+        "booster_worker_restarts_total",
+        "Workers replaced after a panic.",
+        m.worker_restarts,
+    );
     summary(
         &mut out,
         "booster_commit_latency_seconds",
@@ -86,6 +98,8 @@ fn summary(out: &mut String, name: &str, help: &str, percentiles: &[(f64, u64)])
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} summary");
     for (p, us) in percentiles {
         let q = if *p > 1.0 { p / 100.0 } else { *p };
+        // 99.9 / 100 is 0.9990000000000001 in binary floating point.
+        let q = (q * 1e6).round() / 1e6;
         let _ = writeln!(
             out,
             "{name}{{quantile=\"{q}\"}} {}",
@@ -103,7 +117,7 @@ mod tests {
         let m = Metrics {
             jobs_by_state: vec![(JobState::Running, 2)],
             slices_processed: 7,
-            commit_latency_us: vec![(99.0, 1500)],
+            commit_latency_us: vec![(99.0, 1500), (99.9, 2000)],
             ..Metrics::default()
         };
         let text = super::render(&m);
@@ -121,6 +135,10 @@ mod tests {
         );
         assert!(
             text.contains("booster_commit_latency_seconds{quantile=\"0.99\"} 0.0015\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("booster_commit_latency_seconds{quantile=\"0.999\"} 0.002\n"),
             "{text}"
         );
     }

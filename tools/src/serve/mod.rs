@@ -74,11 +74,18 @@ impl Default for ServeOptions {
 #[derive(Clone)]
 pub struct AppState<C> {
     pub ctl: C,
+    /// Turns true when the server stops, so event streams end instead of
+    /// holding the graceful shutdown open.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The whole HTTP surface over `ctl`, with `token` required when given.
-pub fn router<C: JobControl>(ctl: C, token: Option<Arc<str>>) -> Router {
-    let state = AppState { ctl };
+pub fn router<C: JobControl>(
+    ctl: C,
+    token: Option<Arc<str>>,
+    stopping: tokio::sync::watch::Receiver<bool>,
+) -> Router {
+    let state = AppState { ctl, stopping };
     let guard = auth::Guard { token };
     Router::new()
         .route("/", get(dashboard::index))
@@ -114,6 +121,7 @@ pub struct Server {
     pub addr: SocketAddr,
     pub tls: bool,
     handle: axum_server::Handle<SocketAddr>,
+    stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
@@ -123,9 +131,10 @@ impl Server {
         format!("{scheme}://{}", self.addr)
     }
 
-    /// Stops accepting, lets requests in flight finish for up to `grace`
-    /// (event streams never finish on their own: they are cut at the end).
+    /// Stops accepting, ends the event streams, and lets requests in flight
+    /// finish for up to `grace`.
     pub async fn shutdown(self, grace: Duration) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
         self.handle.graceful_shutdown(Some(grace));
         self.task.await.context("the HTTP server task panicked")??;
         Ok(())
@@ -143,7 +152,8 @@ pub async fn start<C: JobControl>(ctl: C, opts: &ServeOptions) -> anyhow::Result
     })?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    let app = router(ctl, exposure.token).into_make_service();
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let app = router(ctl, exposure.token, stopping).into_make_service();
     let handle = axum_server::Handle::new();
     let task = match &exposure.tls {
         None => {
@@ -170,6 +180,7 @@ pub async fn start<C: JobControl>(ctl: C, opts: &ServeOptions) -> anyhow::Result
         tls: exposure.tls.is_some(),
         handle,
         task,
+        stop,
     })
 }
 

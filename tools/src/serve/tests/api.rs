@@ -95,6 +95,16 @@ fn jobs_are_listed_and_filtered_by_state_kind_and_text() {
     assert_eq!(ids("/api/jobs?q=payroll"), vec![a]);
     assert_eq!(ids("/api/jobs?state=&kind=&q="), vec![a, b, slow]);
 
+    let (_, body) = t.get("/api/jobs?limit=2");
+    let newest: Vec<u64> = body["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(newest, vec![b, slow]);
+    assert_eq!(body["total"], 3);
+
     let (status, body) = t.get("/api/jobs?state=sleeping");
     assert_eq!(status, 400);
     assert!(
@@ -446,4 +456,20 @@ fn a_csv_upload_is_cut_by_the_cli_parser_and_its_header_checked() {
         "{answer}"
     );
     assert_eq!(t.get(&format!("/api/jobs/{id}")).1["state"], "failed");
+}
+
+#[test]
+fn stopping_the_server_ends_event_streams_cleanly() {
+    let mut t = TestServer::start();
+    let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
+    let resp = agent.get(format!("{}/api/events", t.url)).call().unwrap();
+    let reader = std::thread::spawn(move || {
+        let lines = BufReader::new(resp.into_body().into_reader()).lines();
+        lines.map(|l| l.map(|_| ())).collect::<Result<Vec<()>, _>>()
+    });
+    // A stream still open when the grace period ends is cut off mid-body,
+    // which the reader sees as an error rather than a clean end.
+    t.stop(std::time::Duration::from_secs(30));
+    let ended = reader.join().unwrap();
+    assert!(ended.is_ok(), "the event stream was cut off: {ended:?}");
 }

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use booster_runtime::{
-    Category, JobEvent, JobFilter, JobId, JobShape, JobSpec, JobState, JobStatus, LeaseInfo,
-    Metrics, RuntimeError, WorkerStatus,
+    Category, ErrorGroup, JobEvent, JobFilter, JobId, JobShape, JobSpec, JobState, JobStatus,
+    LeaseInfo, Metrics, RecordErrorSample, RuntimeError, WorkerStatus,
 };
 use parking_lot::Mutex;
 use tokio::sync::broadcast;
@@ -190,11 +190,29 @@ fn new_status(id: JobId, spec: JobSpec) -> (JobStatus, usize) {
     (status, slice_size)
 }
 
+fn group_by_message(samples: &[RecordErrorSample]) -> Vec<ErrorGroup> {
+    let mut groups: Vec<ErrorGroup> = Vec::new();
+    for s in samples {
+        match groups.iter_mut().find(|g| g.message == s.message) {
+            Some(g) => {
+                g.count += 1;
+                g.samples.push(s.clone());
+            }
+            None => groups.push(ErrorGroup {
+                message: s.message.clone(),
+                count: 1,
+                samples: vec![s.clone()],
+            }),
+        }
+    }
+    groups
+}
+
 pub struct FakeUpload {
     rt: FakeRuntime,
     job: JobId,
     records: Vec<Vec<u8>>,
-    rejected: Vec<Vec<u8>>,
+    rejected: Vec<RecordErrorSample>,
 }
 
 impl UploadSink for FakeUpload {
@@ -209,10 +227,16 @@ impl UploadSink for FakeUpload {
     async fn push_rejected(
         &mut self,
         raw: Vec<u8>,
-        _line: u64,
-        _message: String,
+        line: u64,
+        message: String,
     ) -> Result<(), RuntimeError> {
-        self.rejected.push(raw);
+        self.rejected.push(RecordErrorSample {
+            slice: 0,
+            record_number: (self.records.len() + self.rejected.len() + 1) as u64,
+            line: Some(line),
+            record: String::from_utf8_lossy(&raw).into_owned(),
+            message,
+        });
         Ok(())
     }
     async fn finish(self) -> Result<JobStatus, RuntimeError> {
@@ -239,8 +263,12 @@ impl UploadSink for FakeUpload {
                 JobState::Running
             };
         }
+        j.status.errors = group_by_message(&rejected);
         j.input = records;
-        j.errors = rejected;
+        j.errors = rejected
+            .into_iter()
+            .map(|r| r.record.into_bytes())
+            .collect();
         let _ = rt.events.send(event(&j.status, "upload_complete"));
         Ok(j.status.clone())
     }

@@ -2,7 +2,6 @@
 //! the `FakeRuntime`, and the tests talk to it over real HTTP.
 
 mod api;
-mod browser;
 mod fake;
 mod remote_cli;
 mod security;
@@ -125,6 +124,15 @@ impl TestServer {
             ..Default::default()
         })
         .unwrap()
+    }
+}
+
+impl TestServer {
+    /// Shuts the server down gracefully, waiting up to `grace`.
+    pub fn stop(&mut self, grace: std::time::Duration) {
+        if let Some(server) = self.server.take() {
+            self.rt.block_on(server.shutdown(grace)).unwrap();
+        }
     }
 }
 

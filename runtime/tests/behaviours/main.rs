@@ -1,0 +1,14 @@
+//! Behaviour tests of booster-runtime on a real store in a temp directory.
+//! Each test names one behaviour; none asserts on wall-clock time.
+
+mod common;
+mod compaction;
+mod cpu_spin;
+mod lease_expiry;
+mod max_workers;
+mod panics;
+mod priority;
+mod record_errors;
+mod recovery;
+mod retry;
+mod transitions;

@@ -1,0 +1,96 @@
+use std::sync::Arc;
+
+use booster_runtime::*;
+
+use crate::common::*;
+
+/// Fails records that contain "bad".
+pub struct RejectBad;
+
+impl RecordHandler for RejectBad {
+    fn process(
+        &self,
+        _job: &JobContext<'_>,
+        record: &[u8],
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), HandlerError> {
+        if record.windows(3).any(|w| w == b"bad") {
+            return Err(HandlerError("record is bad".into()));
+        }
+        out.push(record.to_vec());
+        Ok(())
+    }
+}
+
+fn input() -> Vec<Vec<u8>> {
+    let mut recs = records(30);
+    recs[13] = b"bad-13".to_vec();
+    recs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_error_fails_its_slice_by_default_and_keeps_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Runtime::open(opts(dir.path(), 2)).await.unwrap();
+    rt.register_sliced("check", Arc::new(RejectBad));
+    let job = rt.submit(sliced("check", 10)).await.unwrap();
+    let mut up = rt.upload(job).await.unwrap();
+    for (i, r) in input().into_iter().enumerate() {
+        up.push_line(r, i as u64 + 2).await.unwrap();
+    }
+    up.finish().await.unwrap();
+    let s = rt.wait(job).await.unwrap();
+    assert_eq!(s.state, JobState::Failed);
+    assert_eq!((s.slices_done, s.slices_failed), (2, 1));
+    assert_eq!(
+        (s.records_in, s.records_out, s.records_in_failed_slices),
+        (30, 20, 10)
+    );
+    assert_eq!(s.records_in, s.records_out + s.records_failed);
+    let sample = &s.errors[0].samples[0];
+    assert_eq!(s.errors[0].message, "record is bad");
+    assert_eq!(
+        (sample.slice, sample.record_number, sample.line),
+        (1, 14, Some(15))
+    );
+    assert_eq!(sample.record, "bad-13");
+    // Output of the failed slice is absent, the others are in input order.
+    let mut expected = input();
+    expected.drain(10..20);
+    assert_eq!(download(&rt, job, Category::Main), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collect_errors_sends_failing_records_to_errors_and_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Runtime::open(opts(dir.path(), 2)).await.unwrap();
+    rt.register_sliced("check", Arc::new(RejectBad));
+    let job = rt
+        .submit(sliced("check", 10).with_collect_errors(true))
+        .await
+        .unwrap();
+    let mut up = rt.upload(job).await.unwrap();
+    for r in input() {
+        up.push(r).await.unwrap();
+    }
+    up.push_rejected(b"\"unterminated".to_vec(), 99, "malformed CSV".into())
+        .await
+        .unwrap();
+    up.finish().await.unwrap();
+    let s = rt.wait(job).await.unwrap();
+    assert_eq!(s.state, JobState::Completed);
+    assert_eq!((s.records_in, s.records_out, s.records_errors), (31, 29, 2));
+    assert_eq!(s.records_in, s.records_out + s.records_failed);
+    let errors: Vec<serde_json::Value> = download(&rt, job, Category::Errors)
+        .iter()
+        .map(|e| serde_json::from_slice(e).unwrap())
+        .collect();
+    assert_eq!(errors.len(), 2);
+    assert_eq!(errors[0]["record_number"], 14);
+    assert_eq!(errors[0]["record"], "bad-13");
+    assert_eq!(errors[0]["message"], "record is bad");
+    assert_eq!(errors[1]["line"], 99);
+    assert_eq!(errors[1]["message"], "malformed CSV");
+    assert_eq!(download(&rt, job, Category::Main).len(), 29);
+    assert_eq!(download(&rt, job, Category::Input).len(), 30);
+}

@@ -1,0 +1,330 @@
+//! Each subcommand on the built binary, its `--json` shape and exit codes.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+
+use common::*;
+
+#[test]
+fn keygen_writes_a_0600_key_and_refuses_to_overwrite() {
+    let sb = Sandbox::new();
+    let key = sb.path("k");
+    sb.ok(&["keygen", "--out", s(&key)]);
+    let text = std::fs::read_to_string(&key).unwrap();
+    assert_eq!(text.trim().len(), 64);
+    assert!(text.trim().chars().all(|c| c.is_ascii_hexdigit()));
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let out = sb.expect(1, &["keygen", "--out", s(&key)]);
+    assert!(
+        stderr(&out).contains("refusing to overwrite"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), text);
+}
+
+#[test]
+fn submit_work_download_cycle_with_job_controls() {
+    let sb = Sandbox::new();
+    let text = numbered_lines(500);
+    let input = sb.write("in.txt", text.as_bytes());
+    let submitted = sb.json(&[
+        "submit",
+        "--kind",
+        "copy",
+        "--slice-size",
+        "50",
+        "--priority",
+        "20",
+        "--input",
+        s(&input),
+    ]);
+    let id = job_id(&submitted).to_string();
+    assert_eq!(submitted["state"], "queued", "{submitted}");
+    assert_eq!(submitted["records_in"], 500);
+    assert_eq!(submitted["records_out"], 0);
+    assert_eq!(submitted["records_failed"], 0);
+
+    let listed = sb.json(&["jobs", "--state", "queued"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["id"], submitted["id"]);
+
+    let changed = sb.json(&["job", "priority", &id, "5"]);
+    assert_eq!(changed["priority"], 5);
+    let out = sb.expect(1, &["job", "priority", &id, "0"]);
+    assert!(stderr(&out).contains("out of range"), "{}", stderr(&out));
+
+    assert_eq!(sb.json(&["job", "pause", &id])["state"], "paused");
+    // A paused job is not runnable: work has nothing to do.
+    sb.ok(&["work", "--until-idle"]);
+    assert_eq!(sb.json(&["job", "show", &id])["state"], "paused");
+    assert_eq!(sb.json(&["job", "resume", &id])["state"], "queued");
+
+    sb.ok(&["work", "--until-idle", "--workers", "2"]);
+    let done = sb.json(&["job", "show", &id]);
+    assert_eq!(done["state"], "completed", "{done}");
+    assert_eq!(done["records_out"], 500);
+
+    let output = sb.path("out.txt.gz");
+    sb.ok(&["download", &id, "--output", s(&output)]);
+    assert_eq!(read_decompressed(&output), text.as_bytes());
+
+    let human = stdout(&sb.ok(&["jobs"]));
+    assert!(
+        human.contains("completed") && human.contains("copy"),
+        "{human}"
+    );
+    let shown = stdout(&sb.ok(&["job", "show", &id]));
+    assert!(shown.contains("500 in"), "{shown}");
+
+    sb.ok(&["job", "destroy", &id]);
+    let out = sb.expect(1, &["job", "show", &id]);
+    assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
+    sb.ok(&["compact"]);
+    assert!(sb.json(&["jobs"]).as_array().unwrap().is_empty());
+}
+
+#[test]
+fn abort_and_illegal_transitions_are_reported() {
+    let sb = Sandbox::new();
+    let input = sb.write("in.txt", numbered_lines(10).as_bytes());
+    let id = job_id(&sb.json(&["submit", "--kind", "copy", "--input", s(&input)])).to_string();
+    assert_eq!(sb.json(&["job", "abort", &id])["state"], "aborted");
+    let out = sb.expect(1, &["job", "resume", &id]);
+    assert!(stderr(&out).contains("cannot"), "{}", stderr(&out));
+    let out = sb.expect(1, &["job", "retry", "999"]);
+    assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
+}
+
+#[test]
+fn inspect_reports_segments_and_compression() {
+    let sb = Sandbox::new();
+    let input = sb.write("in.txt", numbered_lines(3000).as_bytes());
+    sb.ok(&[
+        "run",
+        "--kind",
+        "copy",
+        "--input",
+        s(&input),
+        "--output",
+        s(&sb.path("o.txt")),
+    ]);
+    let report = sb.json(&["inspect"]);
+    assert!(report["segments"].as_u64().unwrap() >= 1, "{report}");
+    assert!(report["frames"].as_u64().unwrap() > 0, "{report}");
+    assert!(
+        report["compression_ratio"].as_f64().unwrap() > 1.0,
+        "{report}"
+    );
+    assert_eq!(report["jobs"], 1);
+    let human = stdout(&sb.ok(&["inspect"]));
+    assert!(
+        human.contains("compression") && human.contains("segments"),
+        "{human}"
+    );
+}
+
+#[test]
+fn verify_is_clean_then_finds_a_flipped_byte() {
+    let sb = Sandbox::new();
+    let key = sb.path("k");
+    sb.ok(&["keygen", "--out", s(&key)]);
+    let input = sb.write("in.txt", numbered_lines(5000).as_bytes());
+    sb.ok(&[
+        "--key-file",
+        s(&key),
+        "run",
+        "--kind",
+        "copy",
+        "--input",
+        s(&input),
+        "--output",
+        s(&sb.path("o.txt")),
+    ]);
+    let clean = sb.json(&["--key-file", s(&key), "verify"]);
+    assert_eq!(clean["ok"], true, "{clean}");
+    assert!(clean["tags_checked"].as_u64().unwrap() > 0, "{clean}");
+
+    let segment = std::fs::read_dir(sb.data())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "bseg"))
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    std::fs::write(&segment, &bytes).unwrap();
+
+    let out = sb.expect(4, &["--key-file", s(&key), "verify"]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("CORRUPT segment") && text.contains("offset"),
+        "{text}{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn wrong_key_is_a_clear_error() {
+    let sb = Sandbox::new();
+    let (k1, k2) = (sb.path("k1"), sb.path("k2"));
+    sb.ok(&["keygen", "--out", s(&k1)]);
+    sb.ok(&["keygen", "--out", s(&k2)]);
+    let input = sb.write("in.txt", b"secret\n");
+    sb.ok(&[
+        "--key-file",
+        s(&k1),
+        "submit",
+        "--kind",
+        "copy",
+        "--input",
+        s(&input),
+    ]);
+    let out = sb.expect(1, &["--key-file", s(&k2), "jobs"]);
+    assert!(stderr(&out).contains("wrong key"), "{}", stderr(&out));
+    let out = sb.expect(1, &["--key-file", s(&sb.path("nope")), "jobs"]);
+    assert!(stderr(&out).contains("booster keygen"), "{}", stderr(&out));
+}
+
+#[test]
+fn missing_input_says_so_and_creates_no_job() {
+    let sb = Sandbox::new();
+    let out = sb.expect(
+        1,
+        &[
+            "run",
+            "--kind",
+            "copy",
+            "--input",
+            s(&sb.path("absent.csv")),
+            "--output",
+            "-",
+        ],
+    );
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+    let out = sb.expect(1, &["jobs"]);
+    assert!(
+        stderr(&out).contains("no data directory")
+            || sb.json(&["jobs"]).as_array().unwrap().is_empty()
+    );
+}
+
+#[test]
+fn locked_data_directory_names_the_holder() {
+    let sb = Sandbox::new();
+    let input = sb.write("in.txt", b"x\n");
+    sb.ok(&["submit", "--kind", "copy", "--input", s(&input)]);
+    let mut worker = sb
+        .cmd(&["work"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait (without taking the lock ourselves) until the worker holds it.
+    let pid = worker.id().to_string();
+    for _ in 0..1000 {
+        let holder = std::fs::read_to_string(sb.data().join("LOCK")).unwrap_or_default();
+        if holder.trim() == pid {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = sb.run(&["jobs"]);
+    let message = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{message}");
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+    assert!(message.contains("locked"), "{message}");
+    assert!(message.contains(&format!("process {pid}")), "{message}");
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_has_examples() {
+    let sb = Sandbox::new();
+    sb.expect(2, &["run", "--kind", "copy"]);
+    sb.expect(
+        2,
+        &[
+            "submit",
+            "--kind",
+            "copy",
+            "--input",
+            "x",
+            "--priority",
+            "101",
+        ],
+    );
+    let help = stdout(&sb.ok(&["--help"]));
+    assert!(
+        help.contains("Exit codes") && help.contains("130"),
+        "{help}"
+    );
+    for sub in [
+        "keygen", "run", "submit", "work", "download", "jobs", "inspect", "verify", "compact",
+        "demo", "serve",
+    ] {
+        let help = stdout(&sb.ok(&[sub, "--help"]));
+        assert!(help.contains("Example"), "{sub}: {help}");
+    }
+    for sub in [
+        "show", "priority", "pause", "resume", "abort", "retry", "destroy",
+    ] {
+        let help = stdout(&sb.ok(&["job", sub, "--help"]));
+        assert!(help.contains("Example"), "job {sub}: {help}");
+    }
+}
+
+#[test]
+fn exec_without_cmd_is_refused_before_anything_is_stored() {
+    let sb = Sandbox::new();
+    let input = sb.write("in.txt", b"x\n");
+    let out = sb.expect(1, &["submit", "--kind", "exec", "--input", s(&input)]);
+    assert!(stderr(&out).contains("--cmd"), "{}", stderr(&out));
+}
+
+#[test]
+fn demo_reconciles_on_a_small_run() {
+    let sb = Sandbox::new();
+    let dir = sb.path("demo");
+    let out = sb.run(&["demo", "--records", "20000", "--dir", s(&dir)]);
+    let text = stdout(&out);
+    for check in ["completed", "reconciled", "downloaded", "encrypted"] {
+        assert!(
+            text.lines()
+                .any(|l| l.trim_start().starts_with("ok") && l.contains(check)),
+            "{check} not ok:\n{text}\n{}",
+            stderr(&out)
+        );
+    }
+    // Whether the priority-1 job overtakes a 20-slice job depends on
+    // timing, which a test must not (G5's ordering is tested in the
+    // runtime); the demo reports it either way, and fails only on it.
+    let failed: Vec<&str> = text.lines().filter(|l| l.contains("FAIL")).collect();
+    assert!(failed.iter().all(|l| l.contains("priority")), "{text}");
+    assert_eq!(
+        out.status.code(),
+        Some(if failed.is_empty() { 0 } else { 1 }),
+        "{text}"
+    );
+
+    let out = sb.run(&[
+        "--json",
+        "demo",
+        "--records",
+        "5000",
+        "--dir",
+        s(&sb.path("demo2")),
+    ]);
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for check in ["completed", "reconciled", "downloaded", "encrypted"] {
+        assert_eq!(summary["checks"][check]["ok"], true, "{check}: {summary}");
+    }
+    assert_eq!(summary["records_in"], 5000);
+    assert_eq!(summary["records_failed"], 5 + 2 + 1);
+    assert!(dir.join("demo.key").exists() && dir.join("customers-errors.jsonl").exists());
+}

@@ -1,0 +1,145 @@
+//! Helpers for tests that run the built `booster` binary.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_booster");
+
+/// A temporary directory with a data directory inside.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        Sandbox {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.path("data")
+    }
+
+    /// `booster --data <sandbox>/data ARGS`, with no BOOSTER_* from the caller.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.env_remove("BOOSTER_DATA")
+            .env_remove("BOOSTER_KEY_FILE")
+            .env_remove("BOOSTER_SERVER")
+            .env_remove("BOOSTER_TOKEN_FILE")
+            .arg("--data")
+            .arg(self.data())
+            .args(args)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Runs and asserts the exit code, showing stderr when it differs.
+    pub fn expect(&self, code: i32, args: &[&str]) -> Output {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "booster {args:?}\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    pub fn ok(&self, args: &[&str]) -> Output {
+        self.expect(0, args)
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.ok(&all);
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    pub fn write(&self, name: &str, content: &[u8]) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, content).unwrap();
+        path
+    }
+}
+
+pub fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Reads a file, decompressing `.gz` / `.zst`.
+pub fn read_decompressed(path: &Path) -> Vec<u8> {
+    let file = std::fs::File::open(path).unwrap();
+    let mut out = Vec::new();
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("gz") => {
+            flate2::read::MultiGzDecoder::new(file)
+                .read_to_end(&mut out)
+                .unwrap();
+        }
+        Some("zst") => {
+            zstd::Decoder::new(file)
+                .unwrap()
+                .read_to_end(&mut out)
+                .unwrap();
+        }
+        _ => {
+            std::io::BufReader::new(file).read_to_end(&mut out).unwrap();
+        }
+    }
+    out
+}
+
+/// Writes `content` compressed by `path`'s extension.
+pub fn write_compressed(path: &Path, content: &[u8]) {
+    use std::io::Write;
+    let file = std::fs::File::create(path).unwrap();
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("gz") => {
+            let mut w = flate2::write::GzEncoder::new(file, flate2::Compression::default());
+            w.write_all(content).unwrap();
+            w.finish().unwrap();
+        }
+        Some("zst") => {
+            let mut w = zstd::Encoder::new(file, 3).unwrap();
+            w.write_all(content).unwrap();
+            w.finish().unwrap();
+        }
+        _ => std::fs::write(path, content).unwrap(),
+    }
+}
+
+/// `n` lines of distinct text.
+pub fn numbered_lines(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("record number {i} of {n}\n"))
+        .collect()
+}
+
+pub fn job_id(value: &serde_json::Value) -> u64 {
+    value["id"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no id in {value}"))
+}

@@ -1,0 +1,288 @@
+//! `booster run` over every format and compression: the output comes back
+//! exactly, malformed records become record errors with their line numbers.
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+
+use common::*;
+
+fn round_trip(name: &str, content: &[u8], extra: &[&str]) {
+    let sb = Sandbox::new();
+    let input = sb.path(name);
+    write_compressed(&input, content);
+    let output = sb.path(&format!("out-{name}"));
+    let mut args = vec![
+        "run",
+        "--kind",
+        "copy",
+        "--slice-size",
+        "7",
+        "--input",
+        s(&input),
+        "--output",
+        s(&output),
+    ];
+    args.extend_from_slice(extra);
+    sb.ok(&args);
+    assert_eq!(
+        String::from_utf8_lossy(&read_decompressed(&output)),
+        String::from_utf8_lossy(content),
+        "{name}"
+    );
+}
+
+#[test]
+fn lines_round_trip_exactly_plain_gz_and_zst() {
+    let text = numbered_lines(100);
+    for name in ["in.txt", "in.txt.gz", "in.txt.zst"] {
+        round_trip(name, text.as_bytes(), &[]);
+    }
+}
+
+#[test]
+fn csv_round_trips_with_header_and_quoted_fields() {
+    let mut text = String::from("id,name,note\n");
+    for i in 1..=50 {
+        text.push_str(&format!(
+            "{i},\"Smith, J{i}\",\"said \"\"hi\"\"\nthen left\"\n"
+        ));
+    }
+    for name in ["in.csv", "in.csv.gz", "in.csv.zst"] {
+        round_trip(name, text.as_bytes(), &[]);
+    }
+}
+
+#[test]
+fn jsonl_round_trips_plain_gz_and_zst() {
+    let text: String = (1..=60)
+        .map(|i| format!("{{\"n\":{i},\"s\":\"x,y\"}}\n"))
+        .collect();
+    for name in ["in.jsonl", "in.jsonl.gz", "in.jsonl.zst"] {
+        round_trip(name, text.as_bytes(), &[]);
+    }
+}
+
+#[test]
+fn format_flag_overrides_the_extension() {
+    round_trip("in.data", b"a,b\n1,2\n3,4\n", &["--format", "csv"]);
+}
+
+#[test]
+fn stdin_to_stdout() {
+    let sb = Sandbox::new();
+    let text = numbered_lines(30);
+    let mut child = sb
+        .cmd(&["run", "--kind", "copy", "--input", "-", "--output", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), text);
+}
+
+#[test]
+fn malformed_csv_lines_become_record_errors_with_line_numbers() {
+    let sb = Sandbox::new();
+    let input = sb.write("in.csv", b"a,b\n1,2\n3,4,5\n6,7\n\"8\",9,10\n11,12\n");
+    let output = sb.path("out.csv");
+    let errors = sb.path("errors.jsonl");
+    let out = sb.expect(
+        3,
+        &[
+            "--json",
+            "run",
+            "--kind",
+            "copy",
+            "--input",
+            s(&input),
+            "--output",
+            s(&output),
+            "--errors",
+            s(&errors),
+        ],
+    );
+    let job: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(job["records_in"], 5);
+    assert_eq!(job["records_out"], 3);
+    assert_eq!(job["records_failed"], 2);
+    assert_eq!(
+        std::fs::read_to_string(&output).unwrap(),
+        "a,b\n1,2\n6,7\n11,12\n"
+    );
+    let errors_text = std::fs::read_to_string(&errors).unwrap();
+    assert_eq!(errors_text.lines().count(), 2, "{errors_text}");
+    assert!(errors_text.contains("3,4,5"), "{errors_text}");
+
+    let shown = sb.json(&["job", "show", &job_id(&job).to_string()]);
+    let lines: Vec<u64> = shown["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["samples"].as_array().unwrap().iter())
+        .filter_map(|s| s["line"].as_u64())
+        .collect();
+    let mut lines = lines;
+    lines.sort();
+    assert_eq!(lines, vec![3, 5], "{shown}");
+}
+
+#[test]
+fn malformed_json_lines_become_record_errors() {
+    let sb = Sandbox::new();
+    let input = sb.write("in.jsonl", b"{\"a\":1}\n{\"a\":\n{\"a\":3}\n");
+    let output = sb.path("out.jsonl");
+    let out = sb.expect(
+        3,
+        &[
+            "--json",
+            "run",
+            "--kind",
+            "copy",
+            "--input",
+            s(&input),
+            "--output",
+            s(&output),
+        ],
+    );
+    let job: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (job["records_in"].as_u64(), job["records_failed"].as_u64()),
+        (Some(3), Some(1))
+    );
+    assert_eq!(
+        std::fs::read_to_string(&output).unwrap(),
+        "{\"a\":1}\n{\"a\":3}\n"
+    );
+}
+
+#[test]
+fn validate_customers_normalises_and_collects_bad_rows() {
+    let sb = Sandbox::new();
+    let input = sb.write(
+        "c.csv",
+        b"id,name,email\n1, Ann ,ANN@Example.com\n2,Bo,not-an-email\n3,,c@d.io\n4,Di,di@x.org\n",
+    );
+    let output = sb.path("clean.csv");
+    let errors = sb.path("bad.jsonl");
+    let out = sb.expect(
+        3,
+        &[
+            "--json",
+            "run",
+            "--kind",
+            "validate-customers",
+            "--collect-errors",
+            "--input",
+            s(&input),
+            "--output",
+            s(&output),
+            "--errors",
+            s(&errors),
+        ],
+    );
+    let job: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(job["state"], "completed");
+    assert_eq!(
+        (job["records_out"].as_u64(), job["records_failed"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(
+        std::fs::read_to_string(&output).unwrap(),
+        "id,name,email\n1,Ann,ann@example.com\n4,Di,di@x.org\n"
+    );
+    let errors_text = std::fs::read_to_string(&errors).unwrap();
+    assert!(errors_text.contains("bad email address"), "{errors_text}");
+    assert!(
+        errors_text.contains("missing required column name"),
+        "{errors_text}"
+    );
+}
+
+#[test]
+fn exec_pipes_records_through_a_command() {
+    let sb = Sandbox::new();
+    let input = sb.write("w.txt", b"alpha\nbeta\ngamma\n");
+    let output = sb.path("up.txt");
+    sb.ok(&[
+        "run",
+        "--kind",
+        "exec",
+        "--cmd",
+        "tr a-z A-Z",
+        "--slice-size",
+        "2",
+        "--input",
+        s(&input),
+        "--output",
+        s(&output),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(&output).unwrap(),
+        "ALPHA\nBETA\nGAMMA\n"
+    );
+}
+
+#[test]
+fn exec_failing_command_fails_its_slices_with_exit_3() {
+    let sb = Sandbox::new();
+    let input = sb.write("w.txt", b"a\nb\n");
+    let output = sb.path("o.txt");
+    let out = sb.expect(
+        3,
+        &[
+            "--json",
+            "run",
+            "--kind",
+            "exec",
+            "--cmd",
+            "echo broken >&2; exit 9",
+            "--input",
+            s(&input),
+            "--output",
+            s(&output),
+        ],
+    );
+    let job: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(job["records_failed"], 2, "{job}");
+    assert!(
+        job.to_string().contains("broken"),
+        "the command's stderr is kept: {job}"
+    );
+}
+
+#[test]
+fn run_then_download_gives_the_same_bytes() {
+    let sb = Sandbox::new();
+    let mut text = String::from("k,v\n");
+    for i in 0..2000 {
+        text.push_str(&format!("{i},\"v {i}, with comma\"\n"));
+    }
+    let input = sb.write("in.csv", text.as_bytes());
+    let first = sb.path("first.csv.zst");
+    let job = sb.json(&[
+        "run",
+        "--kind",
+        "copy",
+        "--slice-size",
+        "100",
+        "--input",
+        s(&input),
+        "--output",
+        s(&first),
+    ]);
+    let again = sb.path("again.csv.gz");
+    sb.ok(&["download", &job_id(&job).to_string(), "--output", s(&again)]);
+    assert_eq!(read_decompressed(&first), text.as_bytes());
+    assert_eq!(read_decompressed(&again), text.as_bytes());
+}

@@ -1,0 +1,69 @@
+//! `booster serve`'s API over the real runtime (a data directory in a temp
+//! dir, the built-in kinds): a job goes in over HTTP, runs, and comes out.
+
+use std::io::Write;
+use std::time::Duration;
+
+use booster_runtime::{Runtime, RuntimeOptions};
+use booster_tools::remote::{Client, RemoteOptions};
+use booster_tools::serve::{start, ServeOptions};
+
+#[test]
+fn a_job_submitted_over_http_runs_on_the_runtime_and_downloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (runtime, server) = rt.block_on(async {
+        let mut opts = RuntimeOptions::new(dir.path().join("data"));
+        opts.workers = 2;
+        let runtime = Runtime::open(opts).await.unwrap();
+        booster_tools::kinds::register_builtin(&runtime);
+        let serve = ServeOptions {
+            listen: "127.0.0.1:0".into(),
+            ..ServeOptions::default()
+        };
+        let server = start(runtime.clone(), &serve).await.unwrap();
+        (runtime, server)
+    });
+    let client = Client::new(&RemoteOptions {
+        server: server.url(),
+        ..RemoteOptions::default()
+    })
+    .unwrap();
+
+    let id = client
+        .create(&serde_json::json!({"kind": "copy", "slice_size": 10, "priority": 3}))
+        .unwrap();
+    let mut input = Vec::new();
+    for i in 0..95 {
+        writeln!(input, "line {i}").unwrap();
+    }
+    let uploaded = client.upload(id, &mut input.as_slice(), None).unwrap();
+    assert_eq!(uploaded.records_in, 95);
+    assert_eq!(uploaded.slices_total, 10);
+
+    let done = rt.block_on(runtime.wait(id)).unwrap();
+    assert_eq!(done.records_out, 95);
+    let job = client.job(id).unwrap();
+    assert_eq!(job.percent, 100.0);
+    assert_eq!(serde_json::to_value(job.state).unwrap(), "completed");
+    assert_eq!(job.priority, 3);
+
+    let mut out = Vec::new();
+    client.download(id, "main", &mut out).unwrap();
+    assert_eq!(out, input, "the output of copy is its input, in order");
+
+    let err = client.control(id, "pause", None).unwrap_err().to_string();
+    assert!(
+        err.contains("409"),
+        "pausing a completed job is refused: {err}"
+    );
+
+    rt.block_on(async {
+        server.shutdown(Duration::ZERO).await.unwrap();
+        runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+    });
+}
