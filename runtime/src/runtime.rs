@@ -384,7 +384,7 @@ impl Runtime {
             s.slice_size as usize
         };
         // Enough slices in flight to fill several group commits while one syncs.
-        let max_inflight = (self.inner.upload_threads * 4).max(16) as u32;
+        let max_inflight = (self.inner.upload_threads * 8).max(64) as u32;
         Ok(Uploader {
             shared: self.shared().clone(),
             store: self.inner.store.clone(),
