@@ -54,6 +54,11 @@ fn work_until_done(
                 .output()
                 .unwrap();
             assert_no_crash("booster work", &out);
+            assert!(
+                out.status.success(),
+                "an uninterrupted `work --until-idle` must exit 0\n{}",
+                booster_tests::cli::describe(&out)
+            );
         }
         let job = sb.job(id);
         let (done, out) = (u(&job, "slices_done"), u(&job, "records_out"));
