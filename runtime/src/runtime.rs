@@ -383,7 +383,8 @@ impl Runtime {
             s.uploader_active = true;
             s.slice_size as usize
         };
-        let max_inflight = (self.inner.upload_threads * 2) as u32;
+        // Enough slices in flight to fill several group commits while one syncs.
+        let max_inflight = (self.inner.upload_threads * 8).max(64) as u32;
         Ok(Uploader {
             shared: self.shared().clone(),
             store: self.inner.store.clone(),

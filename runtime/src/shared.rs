@@ -64,13 +64,19 @@ impl Shared {
     /// without holding the state lock.
     pub fn changed(&self) {
         self.work_ready.notify_all();
-        if self.inflight_commits.load(Ordering::Acquire) == 0 && self.state.lock().is_idle() {
+        if self.is_idle() {
             self.idle.notify_waiters();
         }
     }
 
+    /// Nothing runs or can run. A poisoned store counts as idle once its
+    /// leases are gone: nothing will run until the runtime is reopened.
     pub fn is_idle(&self) -> bool {
-        self.inflight_commits.load(Ordering::Acquire) == 0 && self.state.lock().is_idle()
+        if self.inflight_commits.load(Ordering::Acquire) > 0 {
+            return false;
+        }
+        let st = self.state.lock();
+        st.is_idle() || (st.book.poisoned.is_some() && st.book.leases.is_empty())
     }
 
     pub fn handler(&self, kind: &str) -> Option<Handler> {

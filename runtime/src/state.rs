@@ -312,6 +312,17 @@ impl Book {
     }
 }
 
+/// Most jobs carry null arguments or properties: they share one allocation.
+fn shared_value(v: &serde_json::Value) -> Arc<serde_json::Value> {
+    static NULL: std::sync::OnceLock<Arc<serde_json::Value>> = std::sync::OnceLock::new();
+    if v.is_null() {
+        NULL.get_or_init(|| Arc::new(serde_json::Value::Null))
+            .clone()
+    } else {
+        Arc::new(v.clone())
+    }
+}
+
 fn illegal(job: &Job, action: &str) -> RuntimeError {
     RuntimeError::IllegalTransition {
         job: job.id,
@@ -383,7 +394,7 @@ impl State {
         let run_at_ms = spec.run_at.map(crate::clock::to_ms);
         let body = match &spec.shape {
             JobShape::Simple { args } => Body::Simple(SimpleBody {
-                args: Arc::new(args.clone()),
+                args: shared_value(args),
                 result: None,
                 leased: false,
             }),
@@ -414,7 +425,7 @@ impl State {
             } else {
                 JobState::Queued
             },
-            properties: Arc::new(spec.properties.clone()),
+            properties: shared_value(&spec.properties),
             failure_reason: None,
             attempts: 0,
             body,

@@ -73,7 +73,7 @@ impl Batch {
                     record_count,
                     raw,
                 } => frames.push(
-                    prepare(FrameKind::Slice, key, record_count, &raw, zstd_level)
+                    prepare(FrameKind::Slice, key, record_count, raw, zstd_level)
                         .map_err(|e| StoreError::Invalid(e.0))?,
                 ),
                 Entry::Meta { raw } => metas.push(raw),
@@ -92,7 +92,7 @@ impl Batch {
                     FrameKind::Meta,
                     none,
                     count,
-                    &encode_records(&metas),
+                    encode_records(&metas),
                     zstd_level,
                 )
                 .map_err(|e| StoreError::Invalid(e.0))?,

@@ -25,8 +25,11 @@ pub(crate) struct PreparedFrame {
     pub body: Vec<u8>,
 }
 
+/// A thread's zstd context for one level, and its scratch output buffer.
+type CompressorSlot = (i32, zstd::bulk::Compressor<'static>, Vec<u8>);
+
 thread_local! {
-    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+    static COMPRESSOR: RefCell<Option<CompressorSlot>> = const { RefCell::new(None) };
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
 }
 
@@ -40,7 +43,7 @@ pub(crate) fn prepare(
     kind: FrameKind,
     key: SliceKey,
     record_count: u32,
-    raw: &[u8],
+    raw: Vec<u8>,
     level: i32,
 ) -> Result<PreparedFrame, FormatError> {
     if raw.len() > MAX_PAYLOAD_BYTES as usize - TAG_LEN {
@@ -49,39 +52,48 @@ pub(crate) fn prepare(
             raw.len()
         )));
     }
-    if raw.len() < MIN_COMPRESS_BYTES {
-        return Ok(PreparedFrame {
-            kind,
-            key,
-            record_count,
-            raw_len: raw.len() as u32,
-            zstd: false,
-            body: raw.to_vec(),
-        });
-    }
-    let compressed = COMPRESSOR.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        if slot.as_ref().map(|(l, _)| *l) != Some(level) {
-            let c = zstd::bulk::Compressor::new(level)
-                .map_err(|e| FormatError::new(format!("zstd level {level}: {e}")))?;
-            *slot = Some((level, c));
-        }
-        let (_, c) = slot.as_mut().expect("just set");
-        c.compress(raw)
-            .map_err(|e| FormatError::new(format!("zstd: {e}")))
-    })?;
-    let (zstd, body) = if compressed.len() < raw.len() {
-        (true, compressed)
+    let raw_len = raw.len() as u32;
+    let compressed = if raw.len() < MIN_COMPRESS_BYTES {
+        None
     } else {
-        (false, raw.to_vec())
+        compress(&raw, level)?
+    };
+    let (zstd, body) = match compressed {
+        Some(body) => (true, body),
+        None => (false, raw),
     };
     Ok(PreparedFrame {
         kind,
         key,
         record_count,
-        raw_len: raw.len() as u32,
+        raw_len,
         zstd,
         body,
+    })
+}
+
+/// zstd into a reused scratch buffer, copied out at its exact size (so a
+/// queued body holds its compressed size, not the worst-case bound); None
+/// when compression does not make the payload smaller.
+fn compress(raw: &[u8], level: i32) -> Result<Option<Vec<u8>>, FormatError> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().map(|(l, _, _)| *l) != Some(level) {
+            let c = zstd::bulk::Compressor::new(level)
+                .map_err(|e| FormatError::new(format!("zstd level {level}: {e}")))?;
+            *slot = Some((level, c, Vec::new()));
+        }
+        let (_, c, scratch) = slot.as_mut().expect("just set");
+        scratch.clear();
+        scratch.reserve(zstd::zstd_safe::compress_bound(raw.len()));
+        c.compress_to_buffer(raw, scratch)
+            .map_err(|e| FormatError::new(format!("zstd: {e}")))?;
+        let smaller = scratch.len() < raw.len();
+        let body = smaller.then(|| scratch.to_vec());
+        if scratch.capacity() > 4 << 20 {
+            *scratch = Vec::new();
+        }
+        Ok(body)
     })
 }
 

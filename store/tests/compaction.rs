@@ -198,3 +198,40 @@ fn a_rotted_compaction_member_header_is_corruption_not_an_incomplete_group() {
         .count();
     assert_eq!(after, members.len(), "no member was deleted");
 }
+
+#[test]
+fn a_lost_member_of_a_published_group_is_corruption_and_nothing_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        segment_size_bytes: 1024,
+        ..StoreOptions::default()
+    };
+    {
+        let (store, _) = Store::open(dir.path(), opts.clone()).unwrap();
+        for v in 0..10 {
+            store
+                .append(Batch::new().slice(key(v), &records(v)))
+                .unwrap();
+        }
+        store.compact(&KeepEven).unwrap();
+        store.close().unwrap();
+    }
+    let mut members: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "bseg"))
+        .collect();
+    members.sort();
+    assert!(
+        members.len() >= 2,
+        "the group needs two members: {members:?}"
+    );
+    std::fs::remove_file(&members[1]).unwrap();
+    let err = Store::open(dir.path(), opts).err().expect("open must fail");
+    assert!(
+        err.to_string()
+            .contains("restore the missing segment files"),
+        "{err}"
+    );
+    assert!(members[0].exists(), "the remaining member was kept");
+}

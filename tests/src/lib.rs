@@ -14,6 +14,8 @@
 //! ```
 
 pub mod alloc;
+pub mod cli;
 pub mod corpus;
+pub mod data;
 pub mod faulty_fs;
 pub mod rng;

@@ -7,6 +7,7 @@
 
 const STATES = ["running", "queued", "paused", "scheduled", "failed", "completed", "aborted"];
 const TERMINAL = ["completed", "failed", "aborted"];
+const JOBS_SHOWN = 500; // newest jobs on the jobs page; filters reach the rest
 const main = document.getElementById("main");
 const live = document.getElementById("live");
 
@@ -203,7 +204,7 @@ async function jobsPage() {
   const bars = new Map(); // job id -> {bar, state, row}
   const current = pageGuard();
   async function refresh() {
-    const qs = new URLSearchParams();
+    const qs = new URLSearchParams({ limit: String(JOBS_SHOWN) });
     for (const [k, v] of Object.entries(filters)) if (v) qs.set(k, v);
     let data;
     try { data = await api("GET", "/api/jobs?" + qs.toString()); } catch (e) { return current() && showError(e); }
@@ -218,6 +219,10 @@ async function jobsPage() {
         jobTable(jobs, bars));
     }
     if (!sections.length) sections.push(el("p", { class: "empty" }, "No jobs match."));
+    if (data.total > data.jobs.length) {
+      sections.unshift(el("p", { class: "muted" }, "Showing the newest " + fmtInt(data.jobs.length) + " of " +
+        fmtInt(data.total) + " jobs; filter by state, kind or text to find others."));
+    }
     list.replaceChildren(...sections);
   }
   const refreshSoon = throttle(refresh, 400);

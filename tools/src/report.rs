@@ -4,11 +4,12 @@ use std::time::{Duration, SystemTime};
 
 use booster_runtime::{JobState, JobStatus};
 
-/// A job as `--json` prints it: the runtime's `JobStatus` field names
-/// (`id`, `state`, `records_in`, `records_out`, `records_failed`, ...),
-/// states lower-case.
+/// A job as `--json` prints it: the same object as the HTTP API's
+/// `GET /api/jobs/{id}` (`id`, `state`, `records_in`, `records_out`,
+/// `records_failed`, ...; states lower-case, times in ms since the epoch).
 pub fn job_json(status: &JobStatus) -> serde_json::Value {
-    serde_json::to_value(status).expect("JobStatus serialises")
+    serde_json::to_value(crate::serve::view::JobView::from(status.clone()))
+        .expect("JobView serialises")
 }
 
 pub fn print_json(value: &serde_json::Value) {

@@ -2,6 +2,7 @@
 //! Each test names one behaviour; none asserts on wall-clock time.
 
 mod common;
+mod compaction;
 mod cpu_spin;
 mod lease_expiry;
 mod max_workers;

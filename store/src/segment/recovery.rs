@@ -185,7 +185,7 @@ pub(crate) fn recover<F: FileLayer>(
     for c in candidates.iter().filter(|c| Some(c.id) != unfinished) {
         check_header(c)?;
     }
-    let removals = plan_removals(&candidates, unfinished);
+    let removals = plan_removals(&candidates, unfinished)?;
     for c in candidates.iter().filter(|c| !removals.contains_key(&c.id)) {
         if let Ok(header) = &c.header {
             check_key(dir, header, key)?;
@@ -234,13 +234,13 @@ fn unfinished_last<F: FileLayer>(candidates: &[Candidate<F>]) -> Option<u64> {
 fn plan_removals<F: FileLayer>(
     candidates: &[Candidate<F>],
     unfinished: Option<u64>,
-) -> BTreeMap<u64, Removal> {
+) -> Result<BTreeMap<u64, Removal>, StoreError> {
     let mut removals = BTreeMap::new();
     if let Some(id) = unfinished {
         removals.insert(id, Removal::Unfinished);
     }
-    resolve_compaction_groups(candidates, &mut removals);
-    removals
+    resolve_compaction_groups(candidates, &mut removals)?;
+    Ok(removals)
 }
 
 /// A segment's header must decode and match its file name.
@@ -348,11 +348,13 @@ fn check_key(
 }
 
 /// A complete compaction group replaces every older segment below its bound;
-/// an incomplete one (a crash before all members were published) is removed.
+/// an incomplete one (a crash before all members were published) is removed,
+/// but only while the segments it was to replace are still there: a group
+/// missing a member after those are gone lost a file, which is corruption.
 fn resolve_compaction_groups<F: FileLayer>(
     candidates: &[Candidate<F>],
     remove: &mut BTreeMap<u64, Removal>,
-) {
+) -> Result<(), StoreError> {
     let mut groups: BTreeMap<u64, Vec<&SegmentHeader>> = BTreeMap::new();
     for c in candidates {
         if let Ok(h) = &c.header {
@@ -361,6 +363,7 @@ fn resolve_compaction_groups<F: FileLayer>(
             }
         }
     }
+    let mut incomplete = Vec::new();
     for members in groups.values() {
         let first = members[0].group;
         let indices: BTreeSet<u32> = members.iter().map(|h| h.group.member_index).collect();
@@ -368,20 +371,51 @@ fn resolve_compaction_groups<F: FileLayer>(
             h.group.member_count == first.member_count
                 && h.group.replaces_below == first.replaces_below
         });
-        let complete = consistent && indices.len() == first.member_count as usize;
-        if complete {
-            let own: BTreeSet<u64> = members.iter().map(|h| h.segment_id).collect();
-            for c in candidates {
-                if c.id < first.replaces_below && !own.contains(&c.id) {
-                    remove.entry(c.id).or_insert(Removal::Replaced);
-                }
-            }
-        } else {
-            for h in members {
-                remove.insert(h.segment_id, Removal::IncompleteGroup);
+        if !(consistent && indices.len() == first.member_count as usize) {
+            incomplete.push(members);
+            continue;
+        }
+        let own: BTreeSet<u64> = members.iter().map(|h| h.segment_id).collect();
+        for c in candidates {
+            if c.id < first.replaces_below && !own.contains(&c.id) {
+                remove.entry(c.id).or_insert(Removal::Replaced);
             }
         }
     }
+    for members in incomplete {
+        if members
+            .iter()
+            .all(|h| remove.get(&h.segment_id) == Some(&Removal::Replaced))
+        {
+            continue; // a later complete group replaces them anyway
+        }
+        let bound = members[0].group.replaces_below;
+        let own: BTreeSet<u64> = members.iter().map(|h| h.segment_id).collect();
+        let old_still_there = candidates
+            .iter()
+            .any(|c| c.id < bound && !own.contains(&c.id) && !remove.contains_key(&c.id));
+        if !old_still_there {
+            let h = members[0];
+            return Err(StoreError::Corrupt {
+                segment_id: h.segment_id,
+                path: candidates
+                    .iter()
+                    .find(|c| c.id == h.segment_id)
+                    .map_or_else(|| PathBuf::from(segment_file_name(h.segment_id)), |c| c.path.clone()),
+                offset: 64,
+                what: format!(
+                    "compaction group {:#x} has {} of {} members and the segments it replaced are gone; restore the missing segment files",
+                    h.group.group_id,
+                    members.len(),
+                    h.group.member_count
+                ),
+            });
+        }
+        for h in members {
+            remove.insert(h.segment_id, Removal::IncompleteGroup);
+        }
+    }
+    Ok(())
 }
 
 /// Indexes one segment. A sealed segment is read from its footer; an

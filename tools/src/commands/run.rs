@@ -23,6 +23,9 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
         anyhow::bail!("--json prints the summary on stdout; pass --output FILE for the records");
     }
     precheck(&args.job)?;
+    for path in std::iter::once(&args.output).chain(args.errors.as_ref()) {
+        check_output_dir(path)?;
+    }
     let runtime = ctx.open(args.workers, true, false).await?;
     with_runtime(runtime.clone(), run_on(ctx, &runtime, &args)).await
 }
@@ -160,6 +163,21 @@ fn precheck(args: &JobInputArgs) -> anyhow::Result<()> {
     job_spec(args, &input).map(|_| ())
 }
 
+/// An output whose directory is missing is refused before any work is done.
+fn check_output_dir(path: &std::path::Path) -> anyhow::Result<()> {
+    if is_std_stream(path) {
+        return Ok(());
+    }
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => anyhow::bail!(
+            "cannot write {}: directory {} does not exist",
+            path.display(),
+            dir.display()
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// The job's spec and properties for `args` and what the input's header says.
 pub fn job_spec(args: &JobInputArgs, input: &InputSource) -> anyhow::Result<JobSpec> {
     let mut properties = json!({
@@ -273,13 +291,22 @@ pub async fn upload_input(
             return;
         }
     });
-    while let Some(batch) = rx.recv().await {
+    loop {
+        // An input that stalls (a pipe nobody writes to) must not keep
+        // Ctrl-C waiting.
+        let batch = tokio::select! {
+            batch = rx.recv() => batch,
+            _ = interrupt.wait() => None,
+        };
         if interrupt.is_set() {
             uploader.fail("upload interrupted by Ctrl-C".into()).await?;
             return Err(anyhow::Error::new(Interrupted).context(format!(
                 "upload of job {id} interrupted; the job is marked failed"
             )));
         }
+        let Some(batch) = batch else {
+            break;
+        };
         let batch = match batch {
             Ok(batch) => batch,
             Err(e) => {

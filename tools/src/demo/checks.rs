@@ -154,11 +154,6 @@ pub fn report(
                 ));
             }
         }
-        ctx.say(format!(
-            "   look around: booster --data {} --key-file {} jobs",
-            paths.data_dir.display(),
-            paths.key_path.display()
-        ));
     }
     Ok(if all_ok { exit::OK } else { exit::ERROR })
 }

@@ -100,6 +100,13 @@ pub async fn demo(ctx: &Ctx, args: DemoArgs) -> anyhow::Result<i32> {
     )
     .await?;
     let code = checks::report(ctx, &paths, &generated, &outcome, started.elapsed())?;
+    if temp.is_none() {
+        ctx.say(format!(
+            "   look around: booster --data {} --key-file {} jobs",
+            paths.data_dir.display(),
+            paths.key_path.display()
+        ));
+    }
     drop(temp);
     Ok(code)
 }

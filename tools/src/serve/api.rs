@@ -44,6 +44,8 @@ pub struct ListQuery {
     pub state: Option<String>,
     pub kind: Option<String>,
     pub q: Option<String>,
+    /// Only the newest N jobs (by id); all when absent.
+    pub limit: Option<usize>,
 }
 
 pub async fn list<C: JobControl>(
@@ -64,14 +66,15 @@ pub async fn list<C: JobControl>(
         kind: query.kind.filter(|k| !k.is_empty()),
         text: query.q.filter(|q| !q.is_empty()),
     };
-    let jobs: Vec<JobView> = app
-        .ctl
-        .jobs(filter)
-        .await
-        .into_iter()
-        .map(JobView::from)
-        .collect();
-    Ok(Json(json!({ "jobs": jobs })))
+    let mut jobs = app.ctl.jobs(filter).await;
+    let total = jobs.len();
+    if let Some(limit) = query.limit {
+        jobs.sort_by_key(|j| std::cmp::Reverse(j.id));
+        jobs.truncate(limit);
+        jobs.sort_by_key(|j| j.id);
+    }
+    let jobs: Vec<JobView> = jobs.into_iter().map(JobView::from).collect();
+    Ok(Json(json!({ "jobs": jobs, "total": total })))
 }
 
 /// Body of `POST /api/jobs`. With `args` the job is simple; otherwise it is

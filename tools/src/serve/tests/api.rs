@@ -95,6 +95,16 @@ fn jobs_are_listed_and_filtered_by_state_kind_and_text() {
     assert_eq!(ids("/api/jobs?q=payroll"), vec![a]);
     assert_eq!(ids("/api/jobs?state=&kind=&q="), vec![a, b, slow]);
 
+    let (_, body) = t.get("/api/jobs?limit=2");
+    let newest: Vec<u64> = body["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(newest, vec![b, slow]);
+    assert_eq!(body["total"], 3);
+
     let (status, body) = t.get("/api/jobs?state=sleeping");
     assert_eq!(status, 400);
     assert!(

@@ -2,7 +2,6 @@
 //! the `FakeRuntime`, and the tests talk to it over real HTTP.
 
 mod api;
-mod browser;
 mod fake;
 mod remote_cli;
 mod security;

@@ -1,22 +1,29 @@
-//! The dashboard in a real headless browser: Debian's `chromium` driven by
-//! `chromedriver` over the W3C WebDriver protocol (plain HTTP + JSON).
-//! Skips, saying so, only when chromium or chromedriver is not installed.
-//! Screenshots land in the system temp directory (booster-dashboard-*.png).
+//! The dashboard in a real headless browser over the real runtime: Debian's
+//! `chromium` driven by `chromedriver` over the W3C WebDriver protocol
+//! (plain HTTP + JSON). Skips, saying so, only when chromium or chromedriver
+//! is not installed. Screenshots land in the temp dir (booster-dashboard-*.png).
+//!
+//! Job progress is made deterministic with a `gated` kind whose handler
+//! takes one permit per record: the test releases a slice's worth at a time.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use booster_runtime::{HandlerError, JobContext, RecordHandler, Runtime, RuntimeOptions};
+use booster_tools::remote::{Client, RemoteOptions};
+use booster_tools::serve::{start, ServeOptions, Server};
 use serde_json::{json, Value};
-
-use super::TestServer;
 
 /// How long the page may take to show something before the test fails.
 /// Generous: this bounds a wait on a shared machine, it measures nothing.
 const PATIENCE: Duration = Duration::from_secs(60);
 
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
+const TOKEN: &str = "browser-test-token-0123456789";
 
 fn find_program(names: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -246,26 +253,180 @@ fn wait_until<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// (chromium, chromedriver), or None after saying why the test is skipped.
+fn browser_programs(test: &str) -> Option<(PathBuf, PathBuf)> {
+    let chromium = find_program(&["chromium", "chromium-browser", "google-chrome"]);
+    let chromedriver = find_program(&["chromedriver"]);
+    if chromium.is_none() || chromedriver.is_none() {
+        // Straight to stderr: the test harness captures println! of passing tests.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED {test}: chromium and chromedriver are not both on PATH \
+             (Debian: apt-get install chromium chromium-driver)"
+        );
+    }
+    Some((chromium?, chromedriver?))
+}
+
+/// Permits the `gated` handler takes, one per record.
+#[derive(Default)]
+struct Gate {
+    permits: Mutex<u64>,
+    freed: Condvar,
+}
+
+impl Gate {
+    fn release(&self, n: u64) {
+        *self.permits.lock().unwrap() += n;
+        self.freed.notify_all();
+    }
+    fn take(&self) {
+        let mut permits = self.permits.lock().unwrap();
+        while *permits == 0 {
+            permits = self.freed.wait(permits).unwrap();
+        }
+        *permits -= 1;
+    }
+}
+
+struct Gated(Arc<Gate>);
+
+impl RecordHandler for Gated {
+    fn process(
+        &self,
+        _job: &JobContext<'_>,
+        record: &[u8],
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), HandlerError> {
+        self.0.take();
+        out.push(record.to_vec());
+        Ok(())
+    }
+}
+
+/// The runtime on a temp data directory with the built-in kinds and
+/// `gated`, served on 127.0.0.1:0.
+struct Served {
+    rt: tokio::runtime::Runtime,
+    runtime: Option<Runtime>,
+    server: Option<Server>,
+    gate: Arc<Gate>,
+    client: Client,
+    url: String,
+    dir: tempfile::TempDir,
+}
+
+impl Served {
+    fn start(with_token: bool) -> Served {
+        let dir = tempfile::tempdir().unwrap();
+        let gate = Arc::new(Gate::default());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut serve = ServeOptions {
+            listen: "127.0.0.1:0".into(),
+            ..ServeOptions::default()
+        };
+        if with_token {
+            let path = dir.path().join("token");
+            std::fs::write(&path, TOKEN).unwrap();
+            serve.token_file = Some(path);
+        }
+        let (runtime, server) = rt.block_on(async {
+            let mut opts = RuntimeOptions::new(dir.path().join("data"));
+            opts.workers = 2;
+            // The gated handler waits on the test; its lease must outlast that.
+            opts.lease_timeout = Duration::from_secs(600);
+            let runtime = Runtime::open(opts).await.unwrap();
+            booster_tools::kinds::register_builtin(&runtime);
+            runtime.register_sliced("gated", Arc::new(Gated(gate.clone())));
+            let server = start(runtime.clone(), &serve).await.unwrap();
+            (runtime, server)
+        });
+        let url = server.url();
+        let client = Client::new(&RemoteOptions {
+            server: url.clone(),
+            token_file: serve.token_file.clone(),
+            ca_cert: None,
+        })
+        .unwrap();
+        Served {
+            rt,
+            runtime: Some(runtime),
+            server: Some(server),
+            gate,
+            client,
+            url,
+            dir,
+        }
+    }
+
+    /// A sliced job of `records` numbered lines, slices of 100.
+    /// `paused`: paused before its input arrives, so no worker starts on it.
+    fn job(
+        &self,
+        kind: &str,
+        description: &str,
+        records: usize,
+        extra: Value,
+        paused: bool,
+    ) -> u64 {
+        let mut spec = json!({"kind": kind, "description": description, "slice_size": 100});
+        for (k, v) in extra.as_object().unwrap() {
+            spec[k] = v.clone();
+        }
+        let id = self.client.create(&spec).unwrap();
+        if paused {
+            self.client.control(id, "pause", None).unwrap();
+        }
+        let mut input = Vec::new();
+        for i in 0..records {
+            writeln!(input, "record {i}").unwrap();
+        }
+        self.client.upload(id, &mut input.as_slice(), None).unwrap();
+        id
+    }
+
+    fn wait_done_slices(&self, id: u64, slices: u64) {
+        wait_until(&format!("job {id} to finish {slices} slices"), || {
+            (self.client.job(id).ok()?.slices_done >= slices).then_some(())
+        });
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.gate.release(u64::MAX / 2);
+        let (server, runtime) = (self.server.take(), self.runtime.take());
+        self.rt.block_on(async {
+            if let Some(server) = server {
+                let _ = server.shutdown(Duration::ZERO).await;
+            }
+            if let Some(runtime) = runtime {
+                let _ = runtime.shutdown(Duration::from_secs(10)).await;
+            }
+        });
+        let _ = &self.dir;
+    }
+}
+
 const HOSTILE: &str = "<script>window.__xss=1</script><b>bold</b> & \"quoted\" <img src=x onerror=\"window.__xss=2\">";
 
 #[test]
 fn dashboard_shows_live_progress_edits_priority_and_escapes_text_in_a_real_browser() {
-    let chromium = find_program(&["chromium", "chromium-browser", "google-chrome"]);
-    let chromedriver = find_program(&["chromedriver"]);
-    let (Some(chromium), Some(chromedriver)) = (chromium, chromedriver) else {
-        println!(
-            "SKIPPED dashboard browser test: chromium and chromedriver are not both on PATH \
-             (Debian: apt-get install chromium chromium-driver)"
-        );
+    let Some((chromium, chromedriver)) = browser_programs("dashboard browser test") else {
         return;
     };
-    let t = TestServer::start();
-    let done = t.job_with_records("nightly payroll export", 300);
-    t.fake.advance(done, 3);
-    let paused = t.job_with_records("customer import (waiting for approval)", 500);
-    t.call("POST", &format!("/api/jobs/{paused}/pause"), None, &[]);
-    let id = t.job_with_records(HOSTILE, 1000);
-    t.fake.advance(id, 1);
+    let t = Served::start(false);
+    let done = t.job("copy", "nightly payroll export", 300, json!({}), false);
+    let waiting = "customer import (waiting for approval)";
+    t.job("gated", waiting, 500, json!({}), true);
+    let id = t.job("gated", HOSTILE, 1000, json!({"max_workers": 1}), false);
+    t.gate.release(100);
+    t.wait_done_slices(id, 1);
+    t.wait_done_slices(done, 3);
 
     let driver = Driver::start(&chromedriver);
     let s = Session::new(&driver, &chromium);
@@ -275,11 +436,8 @@ fn dashboard_shows_live_progress_edits_priority_and_escapes_text_in_a_real_brows
     s.go(&format!("{}/#/", t.url));
     let bar = s.wait_for(&format!("#job-row-{id} .bar"));
     assert_eq!(s.attribute(&bar, "aria-valuenow").as_deref(), Some("10.0"));
-    wait_until("the live indicator", || {
-        let live = s.find("#live.on")?;
-        Some(s.text(&live))
-    });
-    t.fake.advance(id, 3);
+    wait_until("the live indicator", || s.find("#live.on"));
+    t.gate.release(300);
     wait_until("the progress bar to reach 40%", || {
         let bar = s.find(&format!("#job-row-{id} .bar"))?;
         (s.attribute(&bar, "aria-valuenow")? == "40.0").then_some(())
@@ -310,29 +468,18 @@ fn dashboard_shows_live_progress_edits_priority_and_escapes_text_in_a_real_brows
         let msg = s.find("#job-msg")?;
         s.text(&msg).contains("Priority is now 7").then_some(())
     });
-    let (status, job) = t.get(&format!("/api/jobs/{id}"));
-    assert_eq!(status, 200);
     assert_eq!(
-        job["priority"], 7,
+        t.client.job(id).unwrap().priority,
+        7,
         "the API shows the priority set in the page"
     );
-    assert_eq!(t.fake.priority(id), 7);
+    wait_until("the lease on the job page", || s.find("#leases tbody tr"));
     s.screenshot("booster-dashboard-job.png");
 
     // Errors grouped by message, with the failing records as text.
-    let (_, created) = t.call(
-        "POST",
-        "/api/jobs",
-        Some(r#"{"kind":"copy","format":"jsonl","description":"orders feed"}"#),
-        &[],
-    );
-    let bad = created["id"].as_u64().unwrap();
+    let bad = t.client.create(&json!({"kind": "copy", "format": "jsonl", "description": "orders feed", "collect_errors": true})).unwrap();
     let body = "{\"a\":1}\n{oops\n{\"b\":2}\n<script>x</script>\n";
-    assert_eq!(
-        t.call("PUT", &format!("/api/jobs/{bad}/input"), Some(body), &[])
-            .0,
-        200
-    );
+    t.client.upload(bad, &mut body.as_bytes(), None).unwrap();
     s.go(&format!("{}/#/job/{bad}", t.url));
     let group = s.wait_for(".error-group");
     let text = s.text(&group);
@@ -343,7 +490,12 @@ fn dashboard_shows_live_progress_edits_priority_and_escapes_text_in_a_real_brows
     s.screenshot("booster-dashboard-errors.png");
 
     s.go(&format!("{}/#/workers", t.url));
-    s.wait_for("#workers tbody tr");
+    let busy = s.wait_for("#workers tbody tr a");
+    assert_eq!(
+        s.text(&busy),
+        format!("job {id}"),
+        "the gated job holds a worker"
+    );
     s.screenshot("booster-dashboard-workers.png");
 
     // chromedriver's own log endpoint: no script error happened on any page.
@@ -357,4 +509,31 @@ fn dashboard_shows_live_progress_edits_priority_and_escapes_text_in_a_real_brows
         .filter(|e| e["level"] == "SEVERE")
         .collect();
     assert!(severe.is_empty(), "browser errors: {severe:?}");
+}
+
+#[test]
+fn dashboard_behind_a_token_asks_for_it_then_shows_jobs_live() {
+    let Some((chromium, chromedriver)) = browser_programs("dashboard token browser test") else {
+        return;
+    };
+    let t = Served::start(true);
+    let id = t
+        .client
+        .create(&json!({"kind": "copy", "description": "behind a token"}))
+        .unwrap();
+
+    let driver = Driver::start(&chromedriver);
+    let s = Session::new(&driver, &chromium);
+    s.go(&format!("{}/#/", t.url));
+    let input = s.wait_for("#token-input");
+    assert!(
+        s.find(&format!("#job-row-{id}")).is_none(),
+        "no data before the token"
+    );
+    s.type_into(&input, TOKEN);
+    let submit = s.wait_for("form.token button");
+    s.click(&submit);
+    let row = s.wait_for(&format!("#job-row-{id}"));
+    assert!(s.text(&row).contains("behind a token"));
+    wait_until("live events with the token", || s.find("#live.on"));
 }
