@@ -2,8 +2,7 @@
 //! records (the bench crate's model of the store's codec, the same work
 //! `limit` measures), and booster-store's own append + read path.
 //!
-//! The dispatcher's heap is not benchmarked here: booster-runtime does not
-//! expose it (it lives inside the dispatcher actor).
+//! The dispatcher's heap is benchmarked in `ready_queue.rs`.
 
 use std::hint::black_box;
 

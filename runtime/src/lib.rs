@@ -36,6 +36,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 mod actors;
+#[doc(hidden)]
+pub mod bench_support;
 mod clock;
 mod dispatch;
 mod download;
