@@ -191,6 +191,16 @@ pub enum JobCommand {
     /// Counts, progress, leases and grouped errors of a job.
     #[command(after_help = "Example:\n  booster job show 3")]
     Show { job: JobId },
+    /// Print a line each time the job changes (state, percent, slices, records out) until it ends.
+    ///
+    /// Exits 0 when it completed with no failed records, 3 when it failed, was aborted
+    /// or has failed records. A job that a running `booster serve` or `booster work` is
+    /// processing must be watched over the API with --server: their data directory is
+    /// locked while they run.
+    #[command(
+        after_help = "Examples:\n  booster --server http://127.0.0.1:7878 job watch 3\n  booster --server http://127.0.0.1:7878 --json job watch 3   # one JSON object per line"
+    )]
+    Watch { job: JobId },
     /// Change a job's priority (1 runs first, 100 last); takes effect at the next lease.
     #[command(after_help = "Example:\n  booster job priority 3 1")]
     Priority {

@@ -12,6 +12,32 @@ pub fn job_json(status: &JobStatus) -> serde_json::Value {
         .expect("JobView serialises")
 }
 
+/// One line of `job watch --json`: the fields of an `/api/events` job event.
+pub fn watch_json(status: &JobStatus, what: &str) -> serde_json::Value {
+    serde_json::json!({
+        "job": status.id,
+        "state": state_name(status.state),
+        "slices_done": status.slices_done,
+        "slices_total": status.slices_total,
+        "records_out": status.records_out,
+        "percent": if status.percent.is_finite() { status.percent } else { 0.0 },
+        "what": what,
+    })
+}
+
+/// One human line of `job watch`, from a `watch_json` object or an `/api/events` event.
+pub fn watch_line(event: &serde_json::Value) -> String {
+    format!(
+        "job {}: {} {:.1}%, slices {}/{}, {} records out",
+        event["job"],
+        event["state"].as_str().unwrap_or("?"),
+        event["percent"].as_f64().unwrap_or(0.0),
+        event["slices_done"],
+        event["slices_total"],
+        count(event["records_out"].as_u64().unwrap_or(0)),
+    )
+}
+
 pub fn print_json(value: &serde_json::Value) {
     println!("{value}");
 }

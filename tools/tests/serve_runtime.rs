@@ -67,3 +67,68 @@ fn a_job_submitted_over_http_runs_on_the_runtime_and_downloads() {
         runtime.shutdown(Duration::from_secs(5)).await.unwrap();
     });
 }
+
+#[test]
+fn job_watch_over_the_server_prints_the_job_until_it_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (runtime, server) = rt.block_on(async {
+        let mut opts = RuntimeOptions::new(dir.path().join("data"));
+        opts.workers = 2;
+        let runtime = Runtime::open(opts).await.unwrap();
+        booster_tools::kinds::register_builtin(&runtime);
+        let serve = ServeOptions {
+            listen: "127.0.0.1:0".into(),
+            ..ServeOptions::default()
+        };
+        let server = start(runtime.clone(), &serve).await.unwrap();
+        (runtime, server)
+    });
+    let client = Client::new(&RemoteOptions {
+        server: server.url(),
+        ..RemoteOptions::default()
+    })
+    .unwrap();
+    let id = client
+        .create(&serde_json::json!({"kind": "copy", "slice_size": 10}))
+        .unwrap();
+    // The watcher starts before the input is uploaded, so it sees the job run.
+    let watcher = std::process::Command::new(env!("CARGO_BIN_EXE_booster"))
+        .args(["--server", &server.url(), "job", "watch", &id.to_string()])
+        .env_remove("BOOSTER_TOKEN_FILE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = Vec::new();
+    for i in 0..50 {
+        writeln!(input, "line {i}").unwrap();
+    }
+    client.upload(id, &mut input.as_slice(), None).unwrap();
+
+    let out = watcher.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(&format!("job {id}: completed")),
+        "the last line is the completed job: {stdout}"
+    );
+    assert!(
+        last.contains("5/5") && last.contains("50 records out"),
+        "{last}"
+    );
+
+    rt.block_on(async {
+        server.shutdown(Duration::ZERO).await.unwrap();
+        runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+    });
+}

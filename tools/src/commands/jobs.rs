@@ -1,4 +1,4 @@
-//! `jobs` and `job show|priority|pause|resume|abort|retry|destroy`.
+//! `jobs` and `job show|watch|priority|pause|resume|abort|retry|destroy`.
 
 use booster_runtime::{JobFilter, JobId, Runtime};
 
@@ -36,6 +36,7 @@ pub async fn list(ctx: &Ctx, args: JobsArgs) -> anyhow::Result<i32> {
 pub async fn job(ctx: &Ctx, command: JobCommand) -> anyhow::Result<i32> {
     let runtime = ctx.open(None, false, true).await?;
     let id = match &command {
+        JobCommand::Watch { job } => return super::watch::watch(ctx, runtime, *job).await,
         JobCommand::Show { job }
         | JobCommand::Priority { job, .. }
         | JobCommand::Pause { job }
@@ -73,7 +74,7 @@ async fn apply(
     command: &JobCommand,
 ) -> anyhow::Result<Option<booster_runtime::JobStatus>> {
     match command {
-        JobCommand::Show { .. } => {}
+        JobCommand::Show { .. } | JobCommand::Watch { .. } => {}
         JobCommand::Priority { priority, .. } => runtime.set_priority(id, *priority).await?,
         JobCommand::Pause { .. } => runtime.pause(id).await?,
         JobCommand::Resume { .. } => runtime.resume(id).await?,

@@ -7,6 +7,7 @@ mod jobs;
 mod keygen;
 mod run;
 mod store;
+mod watch;
 mod work;
 
 use std::path::{Path, PathBuf};

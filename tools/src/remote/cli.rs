@@ -44,6 +44,7 @@ fn run_blocking(cli: &Cli) -> anyhow::Result<i32> {
             let jobs: Vec<JobStatus> = jobs.into_iter().map(Into::into).collect();
             out.jobs(&jobs);
         }
+        Command::Job(JobCommand::Watch { job }) => return watch(&client, &out, *job),
         Command::Job(command) => job(&client, &out, command)?,
         Command::Submit(args) => submit(&client, &out, &args.job)?,
         Command::Download(args) => download(&client, &out, args)?,
@@ -85,7 +86,7 @@ impl Out {
 
 fn job(client: &Client, out: &Out, command: &JobCommand) -> anyhow::Result<()> {
     let view = match command {
-        JobCommand::Show { job } => client.job(*job)?,
+        JobCommand::Show { job } | JobCommand::Watch { job } => client.job(*job)?,
         JobCommand::Priority { job, priority } => client.set(*job, Some(*priority), None)?,
         JobCommand::Pause { job } => client.control(*job, "pause", None)?,
         JobCommand::Resume { job } => client.control(*job, "resume", None)?,
@@ -114,6 +115,27 @@ fn job(client: &Client, out: &Out, command: &JobCommand) -> anyhow::Result<()> {
         )),
     }
     Ok(())
+}
+
+/// `job watch`: one line (or JSON object) per event until the job ends;
+/// the exit code `booster run` would give the finished job.
+fn watch(client: &Client, out: &Out, id: u64) -> anyhow::Result<i32> {
+    client.watch_from_now(id, |event| {
+        if event.get("state").is_none() {
+            return true; // `lagged`: the final state still comes
+        }
+        if out.json {
+            report::print_json(event);
+        } else {
+            out.say(report::watch_line(event));
+        }
+        true
+    })?;
+    let status: JobStatus = client.job(id)?.into();
+    if !report::is_finished(status.state) {
+        bail!("the event stream of job {id} ended before the job did (the server stopped?); watch again");
+    }
+    Ok(crate::commands::exit_code(&status))
 }
 
 /// Reads the input here (decompressing, and for CSV its header, exactly as

@@ -203,12 +203,46 @@ impl Client {
 
     /// Follows the job's events until `on_event` returns false or the job
     /// ends (`booster job watch JOB`). Each event is the JSON of one SSE.
-    pub fn watch(&self, id: u64, mut on_event: impl FnMut(&Value) -> bool) -> anyhow::Result<()> {
+    pub fn watch(&self, id: u64, on_event: impl FnMut(&Value) -> bool) -> anyhow::Result<()> {
+        self.follow(id, false, on_event)
+    }
+
+    /// As `watch`, but once the stream is open it first hands `on_event` the
+    /// job as it is now (`"what": "current"`), so a job that ended before the
+    /// stream opened still ends the watch.
+    pub fn watch_from_now(
+        &self,
+        id: u64,
+        on_event: impl FnMut(&Value) -> bool,
+    ) -> anyhow::Result<()> {
+        self.follow(id, true, on_event)
+    }
+
+    fn follow(
+        &self,
+        id: u64,
+        current_first: bool,
+        mut on_event: impl FnMut(&Value) -> bool,
+    ) -> anyhow::Result<()> {
         let req = self
             .agent
             .get(format!("{}/api/events", self.base))
             .query("job", id.to_string());
         let resp = self.ok(self.auth(req).call())?;
+        let is_end = |event: &Value| {
+            matches!(
+                event["state"].as_str(),
+                Some("completed" | "failed" | "aborted")
+            )
+        };
+        if current_first {
+            // The server subscribed before answering: nothing after this read is missed.
+            let status: booster_runtime::JobStatus = self.job(id)?.into();
+            let event = crate::report::watch_json(&status, "current");
+            if !on_event(&event) || is_end(&event) {
+                return Ok(());
+            }
+        }
         let reader = BufReader::new(resp.into_body().into_with_config().reader());
         for line in reader.lines() {
             let line = line.context("the event stream broke off")?;
@@ -218,13 +252,7 @@ impl Client {
             let Ok(event) = serde_json::from_str::<Value>(data.trim()) else {
                 continue;
             };
-            if !on_event(&event) {
-                break;
-            }
-            if matches!(
-                event["state"].as_str(),
-                Some("completed" | "failed" | "aborted")
-            ) {
+            if !on_event(&event) || is_end(&event) {
                 break;
             }
         }
