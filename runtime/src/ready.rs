@@ -108,33 +108,11 @@ impl ReadyQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::table::{Body, SimpleBody};
     use crate::JobState;
 
+    // One constructor for a queued simple job, shared with the heap benchmark.
     fn job(id: JobId, priority: u8, kind: &str) -> Job {
-        Job {
-            id,
-            kind: kind.into(),
-            description: String::new(),
-            priority,
-            max_workers: None,
-            run_at_ms: None,
-            expires_at_ms: None,
-            created_ms: 0,
-            started_ms: None,
-            completed_ms: None,
-            state: JobState::Queued,
-            properties: Arc::new(serde_json::Value::Null),
-            failure_reason: None,
-            attempts: 0,
-            body: Body::Simple(SimpleBody {
-                args: Arc::new(serde_json::Value::Null),
-                result: None,
-                leased: false,
-            }),
-            ready: None,
-            accepted: None,
-        }
+        crate::bench_support::simple_job(id, kind, priority)
     }
 
     fn open(_: &str) -> KindGate {
