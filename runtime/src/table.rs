@@ -143,7 +143,8 @@ impl SlicedBody {
     }
 
     pub fn slices_pending(&self) -> u64 {
-        self.slices.len() as u64 - self.slices_done - self.slices_failed
+        (self.slices.len() as u64)
+            .saturating_sub(self.slices_done.saturating_add(self.slices_failed))
     }
 
     /// Every uploaded slice is finished and no more will come.
