@@ -57,6 +57,12 @@ impl Handle {
         while self.shared.upload_tasks.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
+        // Upload-pool threads and a hung worker may still hold clones of the
+        // store; closing it here releases the directory lock before this
+        // returns (their late appends fail with `Closed`, and a late commit
+        // was fenced anyway). A failure to seal is not worth reporting: the
+        // next open seals an unsealed last segment.
+        let _ = self.store.shutdown();
     }
 }
 

@@ -25,6 +25,8 @@ pub enum StoreError {
         "disk full while writing {path}: free space, then retry (nothing acknowledged was lost)"
     )]
     DiskFull { path: PathBuf },
+    #[error("the store was closed; open it again to write")]
+    Closed,
     #[error("{context}: {source}")]
     Io {
         context: String,

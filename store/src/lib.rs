@@ -37,7 +37,7 @@ use std::path::PathBuf;
 pub use batch::Batch;
 pub use crypto::MasterKey;
 pub use error::{FormatError, StoreError};
-pub use fs::{FileLayer, OsFileLayer};
+pub use fs::{DirLock, FileLayer, OsFileLayer};
 pub use records::SliceRecords;
 pub use store::Store;
 

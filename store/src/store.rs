@@ -2,6 +2,7 @@
 //! to the writer thread; reads go straight to the segments.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -25,7 +26,9 @@ pub struct Store<F: FileLayer = OsFileLayer> {
     engine: Arc<Engine<F>>,
     tx: Sender<Command>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    _lock: F::Lock,
+    /// Taken (released) by `shutdown`, or dropped with the store.
+    lock: Mutex<Option<F::Lock>>,
+    closed: AtomicBool,
 }
 
 impl Store<OsFileLayer> {
@@ -87,7 +90,8 @@ impl<F: FileLayer> Store<F> {
             engine,
             tx,
             writer: Mutex::new(Some(writer)),
-            _lock: lock,
+            lock: Mutex::new(Some(lock)),
+            closed: AtomicBool::new(false),
         };
         Ok((store, report))
     }
@@ -121,6 +125,9 @@ impl<F: FileLayer> Store<F> {
         done: Box<dyn FnOnce(Result<Receipt, StoreError>) + Send>,
     ) {
         let done: Done = done;
+        if self.closed.load(Ordering::Acquire) {
+            return done(Err(StoreError::Closed));
+        }
         if let Some(err) = self.engine.poison_error() {
             return done(Err(err));
         }
@@ -199,9 +206,26 @@ impl<F: FileLayer> Store<F> {
 
     /// Finishes queued appends, seals the active segment and releases the lock.
     pub fn close(self) -> Result<(), StoreError> {
+        self.shutdown()
+    }
+
+    /// `close` through a shared handle: finishes queued appends, seals the
+    /// active segment (unless the store is poisoned: a poisoned store writes
+    /// nothing more) and releases the directory lock before it returns, so
+    /// the directory can be opened again at once, even while other clones of
+    /// an `Arc<Store>` are still alive. After it, reads still work and every
+    /// append fails with `StoreError::Closed`. Calling it again does nothing.
+    pub fn shutdown(&self) -> Result<(), StoreError> {
+        self.closed.store(true, Ordering::Release);
         self.stop_writer();
-        let mut w = self.engine.writer.lock();
-        self.engine.seal_active(&mut w)
+        let sealed = if self.engine.poison_error().is_some() {
+            Ok(())
+        } else {
+            let mut w = self.engine.writer.lock();
+            self.engine.seal_active(&mut w)
+        };
+        drop(self.lock.lock().take());
+        sealed
     }
 
     fn stop_writer(&self) {

@@ -9,6 +9,8 @@ use booster_store::format::{
 use booster_store::{MasterKey, SliceKey};
 use proptest::prelude::*;
 
+mod common;
+
 fn valid_segment_header() -> SegmentHeader {
     SegmentHeader {
         segment_id: 3,
@@ -59,7 +61,7 @@ fn all_decoders(bytes: &[u8]) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(common::proptest_config("store_decoders", 2000))]
 
     #[test]
     fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600)) {

@@ -62,7 +62,7 @@ fn open(fs: &SimFileLayer, master: &MasterKey) -> Store<SimFileLayer> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(common::proptest_config("store_model", 48))]
 
     #[test]
     fn the_store_behaves_like_a_map(ops in prop::collection::vec(op(), 1..40)) {

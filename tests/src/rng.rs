@@ -31,6 +31,19 @@ pub fn seed(test: &str) -> u64 {
     seed
 }
 
+/// A proptest configuration whose random source is `seed(test)`: the seed
+/// is printed, and `BOOSTER_SEED` replays the same cases. Failure files are
+/// off (the seed is the replay). `short` cases normally, `long` under
+/// `BOOSTER_LONG=1`.
+pub fn proptest_config(test: &str, short: u32, long: u32) -> proptest::test_runner::Config {
+    proptest::test_runner::Config {
+        cases: scale(u64::from(short), u64::from(long)) as u32,
+        failure_persistence: None,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(seed(test)),
+        ..proptest::test_runner::Config::default()
+    }
+}
+
 /// splitmix64: small, fast, good enough to pick kill moments and bytes.
 #[derive(Clone, Debug)]
 pub struct Rng(u64);

@@ -18,7 +18,7 @@ use booster_store::format::{
 use booster_store::MasterKey;
 use booster_tests::alloc::{largest_allocation, PeakAlloc};
 use booster_tests::corpus::{self, FrameSample, SegmentFile};
-use booster_tests::rng::scale;
+use booster_tests::rng::proptest_config;
 use proptest::prelude::*;
 
 #[global_allocator]
@@ -250,11 +250,7 @@ fn exercise_segment(bytes: &[u8]) -> usize {
 }
 
 fn cases(short: u32, long: u32) -> ProptestConfig {
-    ProptestConfig {
-        cases: scale(u64::from(short), u64::from(long)) as u32,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
+    proptest_config("hostile_decoders", short, long)
 }
 
 proptest! {

@@ -19,7 +19,7 @@ use booster_runtime::{
     SimpleHandler,
 };
 use booster_store::{Batch, Store, StoreOptions};
-use booster_tests::rng::scale;
+use booster_tests::rng::proptest_config;
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -319,11 +319,7 @@ fn open_and_read(dir: &Path) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: scale(40, 3_000) as u32,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(proptest_config("hostile_meta", 40, 3_000))]
 
     #[test]
     fn hostile_meta_records_never_panic_or_hang_the_runtime(

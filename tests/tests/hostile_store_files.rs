@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use booster_store::{MasterKey, Store, StoreOptions};
 use booster_tests::corpus::{self, SegmentFile, Written};
-use booster_tests::rng::scale;
+use booster_tests::rng::proptest_config;
 use proptest::prelude::*;
 
 const KEY: [u8; 32] = [9; 32];
@@ -62,11 +62,7 @@ fn open_and_read(dir: &std::path::Path, key: Option<MasterKey>, written: &Writte
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: scale(48, 5_000) as u32,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(proptest_config("hostile_store_files", 48, 5_000))]
 
     #[test]
     fn damaged_segments_never_panic_and_never_read_back_changed(

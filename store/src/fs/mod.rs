@@ -6,7 +6,7 @@ mod os;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 
-pub use os::OsFileLayer;
+pub use os::{DirLock, OsFileLayer};
 
 use std::io;
 use std::path::Path;

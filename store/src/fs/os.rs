@@ -12,6 +12,30 @@ use crate::mmap::SegmentMap;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OsFileLayer;
 
+/// The `flock` on a data directory's `LOCK` file, released explicitly on drop.
+///
+/// Why not just close the file: `flock` belongs to the open file
+/// description, and a child process forked by any other thread of this
+/// process holds a copy of that description until it execs (the descriptor
+/// is close-on-exec, but the copy exists between fork and exec). Closing our
+/// descriptor in that window would leave the lock held by the child, and a
+/// store reopened at once would be refused as "locked by" this very process.
+/// `LOCK_UN` removes the lock from the description itself, whoever else
+/// holds a copy.
+#[derive(Debug)]
+pub struct DirLock {
+    file: File,
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        // Nothing useful can be done if unlocking fails: closing the file
+        // (right after this) releases the lock in every case but the
+        // fork window described above.
+        let _ = self.file.unlock();
+    }
+}
+
 impl FileHandle for File {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         FileExt::read_exact_at(self, buf, offset)
@@ -33,7 +57,7 @@ impl FileHandle for File {
 impl FileLayer for OsFileLayer {
     type File = File;
     type Map = SegmentMap;
-    type Lock = File;
+    type Lock = DirLock;
 
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         std::fs::create_dir_all(dir)
@@ -72,7 +96,7 @@ impl FileLayer for OsFileLayer {
     fn release(&self, map: &SegmentMap, offset: usize, len: usize) {
         map.release(offset, len);
     }
-    fn try_lock(&self, path: &Path, holder: &str) -> io::Result<Result<File, String>> {
+    fn try_lock(&self, path: &Path, holder: &str) -> io::Result<Result<DirLock, String>> {
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -83,7 +107,7 @@ impl FileLayer for OsFileLayer {
             Ok(()) => {
                 file.set_len(0)?;
                 FileExt::write_all_at(&file, holder.as_bytes(), 0)?;
-                Ok(Ok(file))
+                Ok(Ok(DirLock { file }))
             }
             Err(std::fs::TryLockError::WouldBlock) => {
                 let mut text = String::new();

@@ -64,3 +64,26 @@ impl CompactionPlan for Plan {
 pub fn sim() -> SimFileLayer {
     SimFileLayer::new()
 }
+
+/// A proptest configuration seeded from `BOOSTER_SEED` (else the clock),
+/// printing the seed so a failing run can be replayed. The same rule as
+/// `booster_tests::rng::proptest_config`, which this crate cannot depend on
+/// (booster-tests depends on the store).
+pub fn proptest_config(test: &str, cases: u32) -> proptest::test_runner::Config {
+    let seed = match std::env::var("BOOSTER_SEED") {
+        Ok(s) => s
+            .parse()
+            .unwrap_or_else(|_| panic!("BOOSTER_SEED={s:?} is not a u64")),
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1),
+    };
+    eprintln!("{test}: seed {seed} (replay with BOOSTER_SEED={seed})");
+    proptest::test_runner::Config {
+        cases,
+        failure_persistence: None,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(seed),
+        ..proptest::test_runner::Config::default()
+    }
+}
