@@ -310,11 +310,13 @@ fn open_and_read(dir: &Path) {
         "Runtime::open or a read hung on hostile meta records"
     );
     let after = PANICS.load(Ordering::SeqCst);
+    // Read the message before asserting: the panic hook takes LAST_PANIC,
+    // so formatting it under the lock inside the assert would deadlock the
+    // failing test instead of failing it (soak round, BOOSTER_SEED=134553681213845).
+    let last_panic = LAST_PANIC.lock().unwrap().clone();
     assert_eq!(
-        before,
-        after,
-        "a panic on hostile meta records: {}",
-        LAST_PANIC.lock().unwrap()
+        before, after,
+        "a panic on hostile meta records: {last_panic}"
     );
 }
 
