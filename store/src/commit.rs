@@ -14,6 +14,7 @@ use crate::codec::{encode_frame_into, PreparedFrame};
 use crate::engine::Engine;
 use crate::fs::FileLayer;
 use crate::index::FrameLoc;
+use crate::manifest::Watermark;
 use crate::segment::footer::FooterEntry;
 use crate::segment::frame::FLAG_BATCH_END;
 use crate::segment::header::CompactionGroup;
@@ -167,6 +168,10 @@ impl<F: FileLayer> Engine<F> {
         let key = self.opts.master_key.as_ref();
         let active = create_segment(&self.fs, &self.dir, id, key, CompactionGroup::default())
             .map_err(|e| self.poison("creating segment in", &e, &self.dir))?;
+        // Listed before any frame goes in: a listed segment that goes
+        // missing is corruption, an unlisted one holds nothing.
+        self.publish_manifest(|m| m.segments.push(id))
+            .map_err(|e| self.poison("writing the manifest in", &e, &self.dir))?;
         w.next_segment_id += 1;
         self.segments
             .write()
@@ -192,6 +197,10 @@ impl<F: FileLayer> Engine<F> {
             active
                 .write_group(buf)
                 .map_err(|e| self.poison("writing", &e, &segment.path))?;
+            *self.acked.lock() = Watermark {
+                segment_id: segment.id,
+                offset: active.end_offset,
+            };
         }
         if buf.capacity() > 4 * MAX_GROUP_BYTES {
             *buf = Vec::new();

@@ -220,6 +220,19 @@ impl<F: FileLayer> Engine<F> {
         self.fs
             .sync_dir(&self.dir)
             .map_err(io_err(format!("syncing {}", self.dir.display())))?;
+        // The commit point: the manifest names the members instead of the
+        // old segments. Before it, recovery deletes the members as an
+        // unpublished group; after it, the old segments as replaced.
+        let ids: Vec<u64> = written.iter().map(|(id, _, _)| *id).collect();
+        self.publish_manifest(|m| {
+            m.segments = ids;
+            m.plaintext.clear();
+            m.compacted_below = bound;
+        })
+        .map_err(io_err(format!(
+            "publishing the compaction in {}",
+            self.dir.join(crate::manifest::MANIFEST_FILE_NAME).display()
+        )))?;
         let mut published = Vec::with_capacity(written.len());
         for (id, header, entries) in written {
             let path = self.dir.join(segment_file_name(id));

@@ -10,7 +10,7 @@ pub enum StoreError {
     WrongKey { dir: PathBuf },
     #[error("{dir} holds encrypted data; pass --key-file")]
     KeyRequired { dir: PathBuf },
-    #[error("corrupt frame in segment {segment_id} ({path}) at offset {offset}: {what}; run `booster verify`")]
+    #[error("corruption in segment {segment_id} ({path}) at offset {offset}: {what}; run `booster verify`")]
     Corrupt {
         segment_id: u64,
         path: PathBuf,

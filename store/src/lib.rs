@@ -26,6 +26,7 @@ pub mod format;
 pub mod fs;
 mod index;
 mod lock;
+mod manifest;
 mod mmap;
 mod records;
 mod segment;
@@ -49,6 +50,11 @@ pub struct StoreOptions {
     pub zstd_level: i32,
     /// When set, every frame is sealed with AES-256-GCM.
     pub master_key: Option<MasterKey>,
+    /// How often a background thread records the highest acknowledged
+    /// position in the manifest (never on the commit path). 0 turns the
+    /// periodic write off (it is still written at seal and at close).
+    /// Default 1000.
+    pub watermark_interval_ms: u64,
 }
 
 impl Default for StoreOptions {
@@ -57,6 +63,7 @@ impl Default for StoreOptions {
             segment_size_bytes: 64 << 20,
             zstd_level: 1,
             master_key: None,
+            watermark_interval_ms: 1000,
         }
     }
 }

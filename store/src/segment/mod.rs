@@ -2,6 +2,7 @@
 //! the frame, the seal footer, writing the active segment, reading any
 //! segment, and recovery on open.
 
+pub(crate) mod accounting;
 pub mod footer;
 pub mod frame;
 pub mod header;
