@@ -317,8 +317,9 @@ fn manifest_for_verify<F: FileLayer>(
             ok
         }
         Some(_) if manifest.key_id != 0 => {
-            manifest_problem("MANIFEST was written with another key: not authenticated");
-            false
+            return Err(StoreError::WrongKey {
+                dir: dir.to_path_buf(),
+            })
         }
         _ => false,
     };
