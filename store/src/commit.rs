@@ -155,7 +155,9 @@ impl<F: FileLayer> Engine<F> {
     fn poison(&self, context: &str, e: &std::io::Error, path: &std::path::Path) -> GroupFailure {
         let cause = format!("{context} {}: {e}", path.display());
         self.poisoned.lock().get_or_insert(cause.clone());
-        if e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(libc::ENOSPC) {
+        if crate::reserve::is_disk_full(e) {
+            // Room for the next open's recovery, a destroy and a compaction.
+            crate::reserve::release_reserve(&self.fs, &self.dir);
             GroupFailure::DiskFull(path.to_path_buf())
         } else {
             GroupFailure::Poisoned(cause)

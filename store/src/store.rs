@@ -15,6 +15,7 @@ use crate::engine::Engine;
 use crate::fs::{FileLayer, OsFileLayer};
 use crate::lock::lock_dir;
 use crate::manifest::Watermark;
+use crate::reserve::{ensure_reserve, release_reserve};
 use crate::segment::recovery::recover;
 use crate::SliceRecords;
 use crate::{
@@ -73,15 +74,47 @@ impl<F: FileLayer> Store<F> {
         fs.create_dir_all(&dir)
             .map_err(|e| StoreError::io(format!("creating data directory {}", dir.display()), e))?;
         let lock = lock_dir(&fs, &dir)?;
-        let recovered = recover(&fs, &dir, opts.master_key.as_ref())?;
+        let key = opts.master_key.as_ref();
+        // Recovery writes a little (a seal footer, the manifest): on a full
+        // disk the reserve makes that room, and without one the store opens
+        // read-only (everything readable, writes refused until reopened).
+        let mut read_only = false;
+        let recovered = match recover(&fs, &dir, key, false) {
+            Err(e) if e.is_disk_full() && release_reserve(&fs, &dir) => {
+                recover(&fs, &dir, key, false)
+            }
+            other => other,
+        };
+        let recovered = match recovered {
+            Err(e) if e.is_disk_full() => {
+                read_only = true;
+                recover(&fs, &dir, key, true)?
+            }
+            other => other?,
+        };
+        if !read_only {
+            if let Err(e) = ensure_reserve(&fs, &dir, opts.reserve_bytes) {
+                let e = StoreError::io(format!("reserving disk space in {}", dir.display()), e);
+                if !e.is_disk_full() {
+                    return Err(e);
+                }
+            }
+        }
         let mut report = recovered.report;
+        report.read_only = read_only;
+        let read_only_cause = read_only.then(|| {
+            format!(
+                "the disk holding {} was full when the store opened, so it opened read-only; free space and reopen it",
+                dir.display()
+            )
+        });
         let engine = Arc::new(Engine {
             fs,
             dir,
             opts,
             segments: RwLock::new(recovered.segments),
             index: RwLock::new(recovered.index),
-            poisoned: Mutex::new(None),
+            poisoned: Mutex::new(read_only_cause),
             writer: Mutex::new(WriterState::new(recovered.next_segment_id)),
             budget: QueueBudget::default(),
             manifest: Mutex::new(recovered.manifest),

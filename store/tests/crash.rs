@@ -38,6 +38,7 @@ fn opts(master: &MasterKey) -> StoreOptions {
         master_key: Some(master.clone()),
         // The periodic write would make the crash points depend on timing.
         watermark_interval_ms: 0,
+        reserve_bytes: 0,
     }
 }
 

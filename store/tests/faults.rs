@@ -13,6 +13,7 @@ fn opts(master: &MasterKey) -> StoreOptions {
         master_key: Some(master.clone()),
         // Deterministic: the watermark moves only at seal and close here.
         watermark_interval_ms: 0,
+        reserve_bytes: 0,
         ..StoreOptions::default()
     }
 }

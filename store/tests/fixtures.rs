@@ -34,6 +34,7 @@ fn opts(encrypted: bool) -> StoreOptions {
         zstd_level: 1,
         master_key: encrypted.then_some(MasterKey(FIXTURE_KEY)),
         watermark_interval_ms: 0,
+        reserve_bytes: 0,
     }
 }
 

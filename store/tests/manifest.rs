@@ -231,3 +231,19 @@ fn opening_a_store_twice_writes_the_manifest_once() {
     store.close().unwrap();
     assert_eq!(files(dir.path()), before, "a clean reopen writes nothing");
 }
+
+#[test]
+fn open_deletes_only_its_own_tmp_files() {
+    let dir = tempfile::tempdir().unwrap();
+    store_of(dir.path(), 3, None);
+    let theirs = dir.path().join("notes.tmp");
+    let also_theirs = dir.path().join("seg-12.bseg.tmp");
+    std::fs::write(&theirs, b"not the store's").unwrap();
+    std::fs::write(&also_theirs, b"not a segment name").unwrap();
+    let ours = dir.path().join("seg-0000000000000099.bseg.tmp");
+    std::fs::write(&ours, b"unpublished compaction output").unwrap();
+    let (_store, report) = Store::open(dir.path(), opts(None)).unwrap();
+    assert!(theirs.exists() && also_theirs.exists());
+    assert!(!ours.exists());
+    assert_eq!(report.removed_incomplete_compaction, vec![ours]);
+}

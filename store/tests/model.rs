@@ -53,6 +53,7 @@ fn opts(master: &MasterKey) -> StoreOptions {
         zstd_level: 3,
         master_key: Some(master.clone()),
         watermark_interval_ms: 0,
+        reserve_bytes: 0,
     }
 }
 

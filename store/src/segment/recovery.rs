@@ -203,10 +203,15 @@ pub(crate) fn load_manifest<F: FileLayer>(
 
 /// Runs recovery on `dir` (already locked). Reads everything and checks the
 /// key before it changes anything on disk.
+///
+/// `read_only` (for a disk too full to take even a seal footer): nothing is
+/// written or deleted; an unsealed last segment stays unsealed and is read
+/// up to its last whole batch, and the caller must refuse writes.
 pub(crate) fn recover<F: FileLayer>(
     fs: &F,
     dir: &Path,
     key: Option<&MasterKey>,
+    read_only: bool,
 ) -> Result<Recovered<F>, StoreError> {
     let names = fs
         .list(dir)
@@ -259,7 +264,14 @@ pub(crate) fn recover<F: FileLayer>(
 
     // From here on recovery may change the directory.
     let mut report = RecoveryReport::default();
-    let kept = apply_removals(fs, dir, candidates, &removals, &temps, &mut report)?;
+    let kept = if read_only {
+        candidates
+            .into_iter()
+            .filter(|c| !removals.contains_key(&c.facts.id))
+            .collect()
+    } else {
+        apply_removals(fs, dir, candidates, &removals, &temps, &mut report)?
+    };
     let watermark = manifest.as_ref().map(|(m, _)| m.watermark);
     let mut segments = BTreeMap::new();
     let mut index = Index::default();
@@ -267,7 +279,7 @@ pub(crate) fn recover<F: FileLayer>(
     let mut empty_last = None;
     for c in kept {
         let is_last = Some(c.facts.id) == last_id;
-        match load_segment(fs, c, key, is_last, watermark, &mut report)? {
+        match load_segment(fs, c, key, is_last, watermark, read_only, &mut report)? {
             Loaded::Segment(segment, entries) => {
                 for e in &entries {
                     index.add(FrameLoc {
@@ -283,6 +295,15 @@ pub(crate) fn recover<F: FileLayer>(
         }
     }
     report.segments = segments.len();
+    if read_only {
+        return Ok(Recovered {
+            segments,
+            index,
+            next_segment_id,
+            manifest: manifest.map(|(m, _)| m).unwrap_or_default(),
+            report,
+        });
+    }
     let manifest = settle_manifest(fs, dir, manifest.map(|(m, _)| m), &segments, key)?;
     if let Some(path) = empty_last {
         let ctx = format!("removing {}", path.display());
@@ -457,6 +478,7 @@ fn load_segment<F: FileLayer>(
     key: Option<&MasterKey>,
     is_last: bool,
     watermark: Option<Watermark>,
+    read_only: bool,
     report: &mut RecoveryReport,
 ) -> Result<Loaded<F>, StoreError> {
     let Candidate { facts, file } = c;
@@ -516,6 +538,14 @@ fn load_segment<F: FileLayer>(
             ));
         }
         report.truncated.push((id, scan.valid_end, dropped));
+    }
+    if read_only {
+        // Read by pread up to the last whole batch; nothing is changed.
+        if scan.entries.is_empty() {
+            return Ok(Loaded::Empty(path));
+        }
+        let segment = Segment::new(fs.clone(), path, header, cipher, file);
+        return Ok(Loaded::Segment(Arc::new(segment), scan.entries));
     }
     let write_ctx = format!("recovering {}", path.display());
     if scan.entries.is_empty() && is_last {
