@@ -19,6 +19,7 @@ use crate::segment::footer::FooterEntry;
 use crate::segment::frame::FLAG_BATCH_END;
 use crate::segment::header::CompactionGroup;
 use crate::segment::writer::{create_segment, ActiveSegment};
+use crate::segment::MAX_SEGMENT_ID;
 use crate::{Receipt, StoreError};
 
 /// Called once with the outcome of an append.
@@ -167,6 +168,11 @@ impl<F: FileLayer> Engine<F> {
     /// Starts a new active segment and makes it readable.
     fn open_active(&self, w: &mut WriterState<F>) -> Result<(), GroupFailure> {
         let id = w.next_segment_id;
+        if id > MAX_SEGMENT_ID {
+            let cause = format!("no segment id is left after {MAX_SEGMENT_ID}");
+            self.poisoned.lock().get_or_insert(cause.clone());
+            return Err(GroupFailure::Poisoned(cause));
+        }
         let key = self.opts.master_key.as_ref();
         let active = create_segment(&self.fs, &self.dir, id, key, CompactionGroup::default())
             .map_err(|e| self.poison("creating segment in", &e, &self.dir))?;

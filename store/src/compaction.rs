@@ -18,7 +18,7 @@ use crate::segment::frame::{frame_len, FLAG_AES_GCM, FLAG_BATCH_END};
 use crate::segment::header::{CompactionGroup, SegmentHeader, SEGMENT_HEADER_LEN};
 use crate::segment::reader::Segment;
 use crate::segment::writer::create_segment;
-use crate::segment::{segment_file_name, temp_file_name};
+use crate::segment::{segment_file_name, temp_file_name, MAX_SEGMENT_ID};
 use crate::{Batch, CompactionPlan, CompactionReport, StoreError};
 
 /// Output is written in chunks of this size, so memory stays flat.
@@ -88,6 +88,11 @@ impl<F: FileLayer> Engine<F> {
         let (members, needed_bytes) = self.split_into_members(items);
         self.check_free_space(needed_bytes)?;
         let bound = w.next_segment_id;
+        if bound.saturating_add(members.len() as u64) > MAX_SEGMENT_ID + 1 {
+            return Err(StoreError::Invalid(format!(
+                "no segment ids are left after {MAX_SEGMENT_ID} for the compaction output"
+            )));
+        }
         // Reserve the output ids even if this attempt fails, so a later
         // segment never collides with a leftover member.
         w.next_segment_id = bound + members.len() as u64;
@@ -182,7 +187,8 @@ impl<F: FileLayer> Engine<F> {
                     } else {
                         0
                     };
-                    frame_len(loc.header.stored_len - old_tag + tag)
+                    // stored_len >= the tag for an encrypted frame (decoder-checked).
+                    frame_len(loc.header.stored_len.saturating_sub(old_tag) + tag)
                 }
             };
             if size > 0 && size + len > self.opts.segment_size_bytes {

@@ -8,6 +8,7 @@ use std::io;
 use std::path::Path;
 
 use crate::fs::{FileHandle, FileLayer};
+use crate::segment::MAX_SEGMENT_ID;
 use crate::{FormatError, MasterKey};
 
 pub const MANIFEST_FILE_NAME: &str = "MANIFEST";
@@ -138,6 +139,14 @@ pub fn decode_manifest(bytes: &[u8]) -> Result<Manifest, FormatError> {
     };
     let segments = ids(MANIFEST_HEAD_LEN, n);
     let plaintext = ids(MANIFEST_HEAD_LEN + 8 * n, m);
+    if let Some(id) = segments
+        .iter()
+        .find(|id| **id == 0 || **id > MAX_SEGMENT_ID)
+    {
+        return Err(FormatError::new(format!(
+            "manifest lists segment id {id}, outside 1..={MAX_SEGMENT_ID}"
+        )));
+    }
     let ascending = |v: &[u64]| v.windows(2).all(|w| w[0] < w[1]);
     if !ascending(&segments) || !ascending(&plaintext) {
         return Err(FormatError::new("manifest segment ids are not ascending"));
@@ -236,6 +245,18 @@ mod tests {
     #[test]
     fn manifest_round_trips() {
         assert_eq!(decode_manifest(&sample().encode(None)).unwrap(), sample());
+    }
+
+    #[test]
+    fn a_manifest_listing_an_impossible_segment_id_is_rejected() {
+        for id in [0, MAX_SEGMENT_ID + 1, u64::MAX] {
+            let bad = Manifest {
+                segments: vec![id],
+                plaintext: Vec::new(),
+                ..sample()
+            };
+            assert!(decode_manifest(&bad.encode(None)).is_err(), "id {id}");
+        }
     }
 
     #[test]

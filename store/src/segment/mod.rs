@@ -12,6 +12,10 @@ pub(crate) mod writer;
 
 pub use frame::FrameKind;
 
+/// The largest segment id a file name can carry (16 decimal digits). Ids
+/// grow by one per segment, so reaching it means a file lies.
+pub const MAX_SEGMENT_ID: u64 = 9_999_999_999_999_999;
+
 /// `seg-0000000000000042.bseg`
 pub(crate) fn segment_file_name(id: u64) -> String {
     format!("seg-{id:016}.bseg")

@@ -14,7 +14,7 @@ use super::frame::FLAG_AES_GCM;
 use super::frame::{decode_frame, FrameKind, FRAME_MAGIC};
 use super::header::{decode_segment_header, SegmentHeader, SEGMENT_HEADER_LEN};
 use super::reader::Segment;
-use super::{parse_segment_file_name, segment_file_name};
+use super::{parse_segment_file_name, segment_file_name, MAX_SEGMENT_ID};
 use crate::fs::{FileHandle, FileLayer};
 use crate::index::{FrameLoc, Index};
 use crate::manifest::{
@@ -237,14 +237,16 @@ pub(crate) fn recover<F: FileLayer>(
             .as_ref()
             .map_or(0, |(m, _)| m.segments.last().copied().unwrap_or(0)),
     );
-    let next_segment_id = newest.checked_add(1).ok_or_else(|| {
-        corrupt(
+    // Ids grow by one per segment: one at the end of the range is a lie.
+    let next_segment_id = newest + 1;
+    if next_segment_id > MAX_SEGMENT_ID {
+        return Err(corrupt(
             newest,
             &dir.join(segment_file_name(newest)),
             16,
-            "segment id at its maximum",
-        )
-    })?;
+            format!("segment id {newest} leaves no id for the next segment; the file was altered"),
+        ));
+    }
     let facts: Vec<&FileFacts> = candidates.iter().map(|c| &c.facts).collect();
     let view = manifest.as_ref().map(|(m, authenticated)| ManifestView {
         manifest: m,
