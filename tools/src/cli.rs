@@ -92,7 +92,7 @@ pub enum Command {
     Demo(DemoArgs),
     /// Serve the HTTP API and the web dashboard over the data directory.
     #[command(
-        after_help = "Example:\n  booster serve --listen 127.0.0.1:7878\n  booster serve --listen 0.0.0.0:7878 --token-file token --tls-cert cert.pem --tls-key key.pem"
+        after_help = "Example:\n  booster serve --listen 127.0.0.1:7878\n  booster serve --listen 0.0.0.0:7878 --token-file token --tls-cert cert.pem --tls-key key.pem\n  booster serve --exec-allow 'python3 enrich.py'   # exec jobs may run this command, and only this"
     )]
     Serve(ServeArgs),
 }
@@ -255,6 +255,10 @@ pub struct ServeArgs {
     /// TLS private key (PEM).
     #[arg(long)]
     pub tls_key: Option<PathBuf>,
+    /// A command `exec` jobs may run, exactly as given (repeatable). Without
+    /// it this server runs no commands; only admin tokens may submit them.
+    #[arg(long = "exec-allow", value_name = "COMMAND")]
+    pub exec_allow: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -29,4 +29,5 @@ pub mod kinds;
 pub mod progress;
 pub mod remote;
 pub mod report;
+pub mod secret_file;
 pub mod serve;

@@ -331,7 +331,7 @@ impl Served {
         };
         if with_token {
             let path = dir.path().join("token");
-            std::fs::write(&path, TOKEN).unwrap();
+            booster_tools::secret_file::write_private(&path, TOKEN.as_bytes()).unwrap();
             serve.token_file = Some(path);
         }
         let (runtime, server) = rt.block_on(async {

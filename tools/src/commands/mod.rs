@@ -62,6 +62,7 @@ impl Ctx {
                 path.display()
             );
         }
+        crate::secret_file::check_private(path, "key file")?;
         MasterKey::from_file(path)
             .map(Some)
             .with_context(|| format!("reading key file {}", path.display()))
@@ -220,8 +221,9 @@ async fn serve(
         token_file: token_file.clone(),
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
+        exec_allow: args.exec_allow,
     };
-    crate::serve::run(opts, serve_opts).await?;
+    crate::serve::run(opts, serve_opts, ctx.interrupt.wait()).await?;
     Ok(exit::OK)
 }
 

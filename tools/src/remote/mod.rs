@@ -302,8 +302,7 @@ impl Client {
 }
 
 fn read_token(path: &Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the token file {}", path.display()))?;
+    let text = crate::secret_file::read_private(path, "token file")?;
     let token = text.trim();
     if token.is_empty() {
         bail!("the token file {} is empty", path.display());

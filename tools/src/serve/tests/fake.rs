@@ -17,7 +17,7 @@ use tokio::sync::broadcast;
 
 use crate::serve::{JobControl, UploadSink};
 
-const FAKE_KINDS: [&str; 2] = ["copy", "slow"];
+const FAKE_KINDS: [&str; 3] = ["copy", "slow", "exec"];
 const FAKE_WORKERS: usize = 2;
 
 struct FakeJob {
@@ -45,6 +45,11 @@ impl FakeRuntime {
             state: Arc::default(),
             events: broadcast::channel(1024).0,
         }
+    }
+
+    /// How many jobs were ever submitted.
+    pub fn jobs_submitted(&self) -> usize {
+        self.state.lock().jobs.len()
     }
 
     /// Completes up to `slices` queued slices of the job (a worker lease is

@@ -38,7 +38,7 @@ fn a_non_loopback_address_without_token_and_tls_is_refused_saying_why() {
 
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
-    std::fs::write(&token, TOKEN).unwrap();
+    crate::secret_file::write_private(&token, TOKEN.as_bytes()).unwrap();
     let mut token_only = opts("192.168.1.5:7878");
     token_only.token_file = Some(token.clone());
     let err = check_exposure(&token_only).err().unwrap().to_string();
@@ -60,7 +60,7 @@ fn a_non_loopback_address_without_token_and_tls_is_refused_saying_why() {
 fn a_short_token_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
-    std::fs::write(&token, "abc\n").unwrap();
+    crate::secret_file::write_private(&token, b"abc\n").unwrap();
     let mut o = opts("127.0.0.1:0");
     o.token_file = Some(token);
     let err = check_exposure(&o).err().unwrap().to_string();
