@@ -259,6 +259,12 @@ pub struct ServeArgs {
     /// it this server runs no commands; only admin tokens may submit them.
     #[arg(long = "exec-allow", value_name = "COMMAND")]
     pub exec_allow: Vec<String>,
+    /// Connections for API requests at once; more wait to be accepted.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Dashboards' live event streams at once; more get 503.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_event_streams: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

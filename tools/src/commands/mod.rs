@@ -227,6 +227,11 @@ async fn serve(
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
         exec_allow: args.exec_allow,
+        limits: crate::serve::ConnectionLimits {
+            max_connections: args.max_connections as usize,
+            max_event_streams: args.max_event_streams as usize,
+            ..Default::default()
+        },
     };
     crate::serve::run(opts, serve_opts, ctx.interrupt.wait()).await?;
     Ok(exit::OK)

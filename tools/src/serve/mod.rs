@@ -13,6 +13,7 @@
 
 mod api;
 mod auth;
+mod connections;
 mod control;
 mod dashboard;
 mod download;
@@ -38,6 +39,7 @@ use axum::routing::{get, post, put};
 use axum::Router;
 use booster_runtime::{Runtime, RuntimeOptions};
 
+pub use connections::ConnectionLimits;
 pub use control::{JobControl, UploadSink};
 pub use listen::check_exposure;
 
@@ -61,6 +63,8 @@ pub struct ServeOptions {
     /// The only commands `exec` jobs may run (`--exec-allow`, exact
     /// strings). Empty: this server runs no commands.
     pub exec_allow: Vec<String>,
+    /// Connection limits and timeouts.
+    pub limits: ConnectionLimits,
 }
 
 impl Default for ServeOptions {
@@ -71,6 +75,7 @@ impl Default for ServeOptions {
             tls_cert: None,
             tls_key: None,
             exec_allow: Vec::new(),
+            limits: ConnectionLimits::default(),
         }
     }
 }
@@ -167,11 +172,20 @@ pub async fn start<C: JobControl>(ctl: C, opts: &ServeOptions) -> anyhow::Result
     let addr = listener.local_addr()?;
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let exec_allow: Arc<[String]> = opts.exec_allow.clone().into();
-    let app = router(ctl, exposure.tokens, exec_allow, stopping).into_make_service();
+    let limits = opts.limits;
+    let router = router(ctl, exposure.tokens, exec_allow, stopping);
+    let app = connections::Gate::new(router, connections::Pools::new(&limits));
+    let idle = connections::IdleAcceptor {
+        idle: limits.idle_timeout,
+    };
     let handle = axum_server::Handle::new();
     let task = match &exposure.tls {
         None => {
-            let server = axum_server::from_tcp(listener)?.handle(handle.clone());
+            let mut server = axum_server::from_tcp(listener)?
+                .acceptor(idle)
+                .handle(handle.clone())
+                .first_request_timeout(limits.header_read_timeout);
+            apply_timeouts(server.http_builder(), &limits);
             tokio::spawn(server.serve(app))
         }
         Some((cert, key)) => {
@@ -185,7 +199,14 @@ pub async fn start<C: JobControl>(ctl: C, opts: &ServeOptions) -> anyhow::Result
                         key.display()
                     )
                 })?;
-            let server = axum_server::from_tcp_rustls(listener, config)?.handle(handle.clone());
+            let mut server = axum_server::from_tcp_rustls(listener, config)?
+                .map(|tls| {
+                    tls.handshake_timeout(limits.header_read_timeout)
+                        .acceptor(idle)
+                })
+                .handle(handle.clone())
+                .first_request_timeout(limits.header_read_timeout);
+            apply_timeouts(server.http_builder(), &limits);
             tokio::spawn(server.serve(app))
         }
     };
@@ -196,6 +217,25 @@ pub async fn start<C: JobControl>(ctl: C, opts: &ServeOptions) -> anyhow::Result
         task,
         stop,
     })
+}
+
+/// hyper's own timeouts: a request head must arrive within the header
+/// timeout (also after a keep-alive response), and an HTTP/2 peer that stops
+/// answering pings is dropped.
+fn apply_timeouts(
+    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    limits: &ConnectionLimits,
+) {
+    let timer = hyper_util::rt::TokioTimer::new();
+    builder
+        .http1()
+        .timer(timer.clone())
+        .header_read_timeout(limits.header_read_timeout);
+    builder
+        .http2()
+        .timer(timer)
+        .keep_alive_interval(Some(limits.idle_timeout / 4))
+        .keep_alive_timeout(limits.header_read_timeout);
 }
 
 /// `booster serve`: opens the runtime on the data directory with the
@@ -210,6 +250,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     // Refuse a bad exposure before the data directory is even opened.
     check_exposure(&serve_options)?;
+    let mut serve_options = serve_options;
+    serve_options.limits = serve_options.limits.fit_to_descriptor_limit();
     let runtime = Runtime::open(runtime_options).await?;
     let allowed = crate::kinds::ExecPolicy::Only(serve_options.exec_allow.clone().into());
     crate::kinds::register_builtin_with(&runtime, allowed);

@@ -3,6 +3,7 @@
 
 mod api;
 mod commands;
+mod connections;
 mod fake;
 mod remote_cli;
 mod security;
