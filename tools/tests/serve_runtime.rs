@@ -228,3 +228,51 @@ fn a_stored_exec_job_whose_command_the_server_does_not_allow_fails_saying_why() 
         runtime.shutdown(Duration::from_secs(5)).await.unwrap();
     });
 }
+
+#[test]
+fn a_listing_with_a_limit_has_the_newest_jobs_and_counts_every_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, runtime, server) = serve_with(dir.path(), &[]);
+    rt.block_on(async {
+        for i in 0..10 {
+            let kind = if i % 2 == 0 { "copy" } else { "noop" };
+            let spec = if kind == "copy" {
+                booster_runtime::JobSpec::sliced(kind)
+            } else {
+                booster_runtime::JobSpec::simple(kind, serde_json::json!(i))
+            };
+            runtime.submit(spec).await.unwrap();
+        }
+    });
+    let filter = booster_runtime::JobFilter {
+        kind: Some("copy".into()),
+        ..Default::default()
+    };
+    let (newest, total) = rt.block_on(runtime.jobs_newest(filter, 3));
+    assert_eq!(total, 5);
+    let ids: Vec<u64> = newest.iter().map(|j| j.id).collect();
+    assert_eq!(
+        ids,
+        vec![5, 7, 9],
+        "the three newest copy jobs, oldest first"
+    );
+    let text = ureq::get(format!("{}/api/jobs?kind=copy&limit=2", server.url()))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(listed["total"], 5, "{listed}");
+    let ids: Vec<u64> = listed["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![7, 9]);
+    rt.block_on(async {
+        server.shutdown(Duration::ZERO).await.unwrap();
+        runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+    });
+}

@@ -67,13 +67,14 @@ pub async fn list<C: JobControl>(
         kind: query.kind.filter(|k| !k.is_empty()),
         text: query.q.filter(|q| !q.is_empty()),
     };
-    let mut jobs = app.ctl.jobs(filter).await;
-    let total = jobs.len();
-    if let Some(limit) = query.limit {
-        jobs.sort_by_key(|j| std::cmp::Reverse(j.id));
-        jobs.truncate(limit);
-        jobs.sort_by_key(|j| j.id);
-    }
+    let (jobs, total) = match query.limit {
+        Some(limit) => app.ctl.jobs_newest(filter, limit).await,
+        None => {
+            let jobs = app.ctl.jobs(filter).await;
+            let total = jobs.len();
+            (jobs, total)
+        }
+    };
     let jobs: Vec<JobView> = jobs.into_iter().map(JobView::from).collect();
     Ok(Json(json!({ "jobs": jobs, "total": total })))
 }

@@ -349,6 +349,11 @@ impl JobControl for FakeRuntime {
             .cloned()
             .collect()
     }
+    async fn jobs_newest(&self, filter: JobFilter, limit: usize) -> (Vec<JobStatus>, usize) {
+        let all = self.jobs(filter).await;
+        let total = all.len();
+        (all[total.saturating_sub(limit)..].to_vec(), total)
+    }
     async fn set_priority(&self, job: JobId, priority: i64) -> Result<(), RuntimeError> {
         if !(1..=100).contains(&priority) {
             return Err(RuntimeError::BadPriority(priority));
