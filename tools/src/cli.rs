@@ -134,6 +134,12 @@ pub struct JobInputArgs {
     /// How many of this job's slices may run at once.
     #[arg(long, value_name = "N")]
     pub max_workers: Option<u32>,
+    /// Largest CSV record in bytes; a longer one (or a quote never closed)
+    /// is a record error on the line where it began, and parsing goes on
+    /// at the next line.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::formats::DEFAULT_MAX_RECORD_BYTES,
+          value_parser = clap::builder::ValueParser::new(clap::builder::RangedU64ValueParser::<usize>::new().range(1..)))]
+    pub max_record_bytes: usize,
 }
 
 #[derive(Args, Debug)]

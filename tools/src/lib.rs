@@ -8,8 +8,9 @@
 //! - [`demo`]: `booster demo`, the tour.
 //!
 //! ```no_run
-//! use booster_tools::formats::{open_source, Format, Item};
-//! let mut input = open_source("customers.csv.gz".as_ref(), Format::Csv).unwrap();
+//! use booster_tools::formats::{open_source, Format, Item, DEFAULT_MAX_RECORD_BYTES};
+//! let mut input =
+//!     open_source("customers.csv.gz".as_ref(), Format::Csv, DEFAULT_MAX_RECORD_BYTES).unwrap();
 //! println!("columns: {:?}", input.header.as_ref().map(|h| &h.columns));
 //! let mut batch = Vec::new();
 //! input.records.next_batch(100, &mut batch).unwrap();

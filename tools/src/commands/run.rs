@@ -159,7 +159,7 @@ fn precheck(args: &JobInputArgs) -> anyhow::Result<()> {
     let format = args
         .format
         .unwrap_or_else(|| Format::from_path(&args.input));
-    let input = open_source(&args.input, format)?;
+    let input = open_source(&args.input, format, args.max_record_bytes)?;
     job_spec(args, &input).map(|_| ())
 }
 
@@ -261,7 +261,9 @@ pub async fn create_job(
         .format
         .unwrap_or_else(|| Format::from_path(&args.input));
     let path = args.input.clone();
-    let input = tokio::task::spawn_blocking(move || open_source(&path, format)).await??;
+    let max_record_bytes = args.max_record_bytes;
+    let input =
+        tokio::task::spawn_blocking(move || open_source(&path, format, max_record_bytes)).await??;
     let spec = job_spec(args, &input)?;
     let id = runtime.submit(spec).await.context("submitting the job")?;
     Ok((id, input))

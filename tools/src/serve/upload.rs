@@ -140,6 +140,7 @@ fn parse(
         Box::new(reader),
         ReadProgress::default(),
         format,
+        crate::formats::DEFAULT_MAX_RECORD_BYTES,
         "the upload",
     ) {
         Ok(source) => source,
