@@ -358,21 +358,31 @@ mod tests {
 
     #[test]
     fn nothing_the_command_started_outlives_the_slice() {
-        // The background sleep keeps stdout open: the slice ends when the
-        // shell exits, because the handler kills the whole group.
-        let out = run("sleep 60 & echo $!", &[]).unwrap();
+        // One background sleep keeps stdout open (the slice still ends when
+        // the shell exits), the other does not (it would outlive the slice
+        // unnoticed): the handler kills the whole group either way.
+        let out = run("sleep 60 & (exec >/dev/null; sleep 60) & echo $!", &[]).unwrap();
         let pid = String::from_utf8(out[0].clone()).unwrap();
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let state = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .next();
-        assert!(
-            stat.is_empty() || state == Some("Z"),
-            "the background sleep {pid} still runs: {stat}"
-        );
+        // SIGKILL was sent before this returned; the kernel finishes the
+        // exit (closing its files, then the zombie state) a moment later.
+        // The bound is on a hang, far above the milliseconds this takes.
+        let running = || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .next();
+            !stat.is_empty() && state != Some("Z")
+        };
+        for _ in 0..500 {
+            if !running() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("the background sleep {pid} still runs");
     }
 
     #[test]
