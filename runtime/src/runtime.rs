@@ -196,6 +196,15 @@ fn build_status(st: &State, job: &Job) -> JobStatus {
     status
 }
 
+fn filter_matches(filter: &JobFilter, j: &Job) -> bool {
+    filter.state.is_none_or(|s| j.state == s)
+        && filter.kind.as_deref().is_none_or(|k| &*j.kind == k)
+        && filter
+            .text
+            .as_deref()
+            .is_none_or(|t| j.description.contains(t) || j.kind.contains(t))
+}
+
 #[cfg(test)]
 pub fn build_status_for_tests(st: &State, job: &Job) -> JobStatus {
     build_status(st, job)
@@ -426,16 +435,32 @@ impl Runtime {
         let st = self.shared().state.lock();
         st.jobs
             .values()
-            .filter(|j| filter.state.is_none_or(|s| j.state == s))
-            .filter(|j| filter.kind.as_deref().is_none_or(|k| &*j.kind == k))
-            .filter(|j| {
-                filter
-                    .text
-                    .as_deref()
-                    .is_none_or(|t| j.description.contains(t) || j.kind.contains(t))
-            })
+            .filter(|j| filter_matches(&filter, j))
             .map(|j| build_status(&st, j))
             .collect()
+    }
+
+    /// The newest `limit` jobs matching `filter` (in id order) and how many
+    /// match in all. Only those `limit` statuses are built under the state
+    /// lock, so a dashboard asking for 100 jobs does not stall the
+    /// dispatcher for a table of millions.
+    pub async fn jobs_newest(&self, filter: JobFilter, limit: usize) -> (Vec<JobStatus>, usize) {
+        let st = self.shared().state.lock();
+        let mut total = 0;
+        let mut newest = Vec::with_capacity(limit.min(1024));
+        for job in st
+            .jobs
+            .values()
+            .rev()
+            .filter(|j| filter_matches(&filter, j))
+        {
+            total += 1;
+            if newest.len() < limit {
+                newest.push(build_status(&st, job));
+            }
+        }
+        newest.reverse();
+        (newest, total)
     }
 
     fn check(&self, job: JobId, action: &Control) -> Result<(), RuntimeError> {
