@@ -93,8 +93,23 @@ impl<F: FileLayer> Engine<F> {
         key: &SliceKey,
     ) -> Result<Option<(FrameLoc, Vec<u8>)>, StoreError> {
         loop {
-            let Some(loc) = self.index.read().get(key) else {
-                return Ok(None);
+            let found = {
+                let index = self.index.read();
+                index.get(key).ok_or(index.damaged.get(key).copied())
+            };
+            let loc = match found {
+                Ok(loc) => loc,
+                Err(None) => return Ok(None),
+                Err(Some((segment_id, offset))) => {
+                    return Err(StoreError::Corrupt {
+                        segment_id,
+                        path: self.dir.join(segment_file_name(segment_id)),
+                        offset,
+                        what: format!(
+                            "slice {key:?} lay in a damaged range the store opened without; restore the segment from a backup"
+                        ),
+                    })
+                }
             };
             let read = self.read_frame(loc.segment_id, loc.offset, loc.header.stored_len, |h| {
                 *h == loc.header

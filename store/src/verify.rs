@@ -219,6 +219,9 @@ impl<F: FileLayer> Engine<F> {
             }
         }
         // Files missing or unaccounted for since open.
+        // Under the writer lock, so no segment is created or published
+        // between reading the manifest and listing the directory.
+        let _writer = self.writer.lock();
         let key = self.opts.master_key.as_ref();
         let manifest = (self.manifest.lock().clone(), key.is_some());
         if let Err(e) = account_files(&self.fs, &self.dir, key, Some(&manifest), &mut report) {

@@ -8,6 +8,7 @@ pub mod frame;
 pub mod header;
 pub(crate) mod reader;
 pub(crate) mod recovery;
+pub(crate) mod salvage;
 pub(crate) mod writer;
 
 pub use frame::FrameKind;

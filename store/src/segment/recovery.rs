@@ -14,6 +14,7 @@ use super::frame::FLAG_AES_GCM;
 use super::frame::{decode_frame, FrameKind, FRAME_MAGIC};
 use super::header::{decode_segment_header, SegmentHeader, SEGMENT_HEADER_LEN};
 use super::reader::Segment;
+use super::salvage::{salvage_scan, Span};
 use super::{parse_segment_file_name, segment_file_name, MAX_SEGMENT_ID};
 use crate::fs::{FileHandle, FileLayer};
 use crate::index::{FrameLoc, Index};
@@ -21,7 +22,7 @@ use crate::manifest::{
     decode_manifest, manifest_mac_matches, read_manifest_bytes, write_manifest, Manifest,
     Watermark, MANIFEST_FILE_NAME, MANIFEST_TEMP_NAME,
 };
-use crate::{FormatError, MasterKey, RecoveryReport, StoreError};
+use crate::{Damage, FormatError, MasterKey, RecoveryReport, StoreError};
 
 /// What a frame-by-frame scan of one segment found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,16 +41,20 @@ pub struct SegmentScan {
 /// the key. Stops at the first frame that does not decode or is out of
 /// sequence. Never panics on hostile bytes.
 pub fn scan_segment(bytes: &[u8]) -> SegmentScan {
-    let header_len = SEGMENT_HEADER_LEN as u64;
+    scan_from(bytes, SEGMENT_HEADER_LEN as u64, 0)
+}
+
+/// `scan_segment` from the frame at `start`, expected to carry sequence `seq`.
+pub(crate) fn scan_from(bytes: &[u8], start: u64, seq: u64) -> SegmentScan {
     let mut scan = SegmentScan {
         entries: Vec::new(),
-        valid_end: header_len.min(bytes.len() as u64),
+        valid_end: start.min(bytes.len() as u64),
         problem: None,
         good_frame_after_problem: None,
     };
     let mut kept = 0;
-    let mut offset = header_len;
-    let mut seq = 0u64;
+    let mut offset = start;
+    let mut seq = seq;
     while offset < bytes.len() as u64 {
         let here = &bytes[offset as usize..];
         match decode_frame(here) {
@@ -70,7 +75,9 @@ pub fn scan_segment(bytes: &[u8]) -> SegmentScan {
             Ok(h) => {
                 scan.entries.push(FooterEntry { offset, header: h });
                 offset += h.frame_len();
-                seq += 1;
+                // A sequence at u64::MAX cannot be followed: the next frame
+                // is then out of sequence, never a wrap.
+                seq = seq.saturating_add(1);
                 if h.is_batch_end() {
                     kept = scan.entries.len();
                     scan.valid_end = offset;
@@ -90,7 +97,7 @@ pub fn scan_segment(bytes: &[u8]) -> SegmentScan {
 }
 
 /// The offset of the first whole, valid frame starting at or after `from`.
-fn find_frame_after(bytes: &[u8], from: u64) -> Option<u64> {
+pub(crate) fn find_frame_after(bytes: &[u8], from: u64) -> Option<u64> {
     let mut at = usize::try_from(from).ok()?;
     while at + FRAME_MAGIC.len() <= bytes.len() {
         let rel = bytes[at..]
@@ -282,14 +289,8 @@ pub(crate) fn recover<F: FileLayer>(
     for c in kept {
         let is_last = Some(c.facts.id) == last_id;
         match load_segment(fs, c, key, is_last, watermark, read_only, &mut report)? {
-            Loaded::Segment(segment, entries) => {
-                for e in &entries {
-                    index.add(FrameLoc {
-                        segment_id: segment.id,
-                        offset: e.offset,
-                        header: e.header,
-                    });
-                }
+            Loaded::Segment(segment, entries, damage) => {
+                index_in_order(&mut index, segment.id, &entries, &damage);
                 report.frames += entries.len() as u64;
                 segments.insert(segment.id, segment);
             }
@@ -319,6 +320,30 @@ pub(crate) fn recover<F: FileLayer>(
         manifest,
         report,
     })
+}
+
+/// Indexes a segment's frames and marks the slices of its damaged spans, in
+/// file order: a damaged frame hides an older frame of its key, a later
+/// good one replaces it.
+fn index_in_order(index: &mut Index, segment_id: u64, entries: &[FooterEntry], damage: &[Span]) {
+    let mut spans = damage.iter().peekable();
+    for e in entries {
+        while let Some(span) = spans.next_if(|s| s.offset <= e.offset) {
+            for key in &span.slices {
+                index.mark_damaged(*key, segment_id, span.offset);
+            }
+        }
+        index.add(FrameLoc {
+            segment_id,
+            offset: e.offset,
+            header: e.header,
+        });
+    }
+    for span in spans {
+        for key in &span.slices {
+            index.mark_damaged(*key, segment_id, span.offset);
+        }
+    }
 }
 
 /// The manifest after recovery: the segments that stay, the plaintext ones
@@ -464,7 +489,8 @@ fn check_key(
 
 /// What `load_segment` made of a segment.
 enum Loaded<F: FileLayer> {
-    Segment(Arc<Segment<F>>, Vec<FooterEntry>),
+    /// Its frames, and the damaged spans it was opened without.
+    Segment(Arc<Segment<F>>, Vec<FooterEntry>, Vec<Span>),
     /// An unsealed last segment without a whole batch: to be removed.
     Empty(PathBuf),
 }
@@ -495,59 +521,103 @@ fn load_segment<F: FileLayer>(
         check_all_encrypted(&header, &entries, &path)?;
         let segment = Segment::new(fs.clone(), path, header, cipher, file);
         segment.set_map(map);
-        return Ok(Loaded::Segment(Arc::new(segment), entries));
+        return Ok(Loaded::Segment(Arc::new(segment), entries, Vec::new()));
     }
-    let scan = scan_segment(&map);
+    let salvage = salvage_scan(&map);
     drop(map);
-    if let Some((offset, what)) = &scan.problem {
-        if let Some(good) = scan.good_frame_after_problem {
-            return Err(corrupt(
-                id,
-                &path,
-                *offset,
-                format!("{what}, followed by a valid frame at offset {good}"),
-            ));
-        }
-        if !is_last {
-            return Err(corrupt(
-                id,
-                &path,
-                *offset,
-                format!("{what} in a segment that is not the last"),
-            ));
-        }
-    }
-    check_all_encrypted(&header, &scan.entries, &path)?;
-    if let Some(w) = watermark.filter(|w| w.segment_id == id && w.offset > scan.valid_end) {
+    check_all_encrypted(&header, &salvage.entries, &path)?;
+    if let Some(w) = watermark.filter(|w| w.segment_id == id && w.offset > salvage.valid_end) {
         return Err(corrupt(
             id,
             &path,
-            scan.valid_end,
+            salvage.valid_end,
             format!(
                 "acknowledged data lost: batches up to offset {} were acknowledged, whole batches end at {}; restore the segment from a backup",
-                w.offset, scan.valid_end
+                w.offset, salvage.valid_end
             ),
         ));
     }
-    let dropped = len - scan.valid_end;
-    if dropped > 0 {
-        if !is_last {
-            return Err(corrupt(
-                id,
-                &path,
-                scan.valid_end,
-                "incomplete batch in a segment that is not the last",
-            ));
+    let mut damage = salvage.damaged;
+    let mut torn = None;
+    match salvage.tail {
+        Some(mut span) if !is_last => {
+            span.what = format!("{} in a segment that is not the last", span.what);
+            damage.push(span);
         }
-        report.truncated.push((id, scan.valid_end, dropped));
+        Some(span) => torn = Some(span),
+        None => {}
     }
+    // In the last segment, damage past the acknowledged end may be a torn
+    // group write whose later pages reached the disk before earlier ones:
+    // not bit rot in data anyone was promised, and no batch of it may show.
+    let acked_end = watermark
+        .filter(|w| w.segment_id == id)
+        .map_or(0, |w| w.offset);
+    if let Some(span) = damage.iter().find(|s| is_last && s.end > acked_end) {
+        return Err(corrupt(
+            id,
+            &path,
+            span.offset,
+            format!(
+                "{}, followed by a valid frame at offset {}",
+                span.what, span.end
+            ),
+        ));
+    }
+    // Degrade only where every lost frame is known: behind a frame whose
+    // header is unreadable, a newer version of any slice may have been lost,
+    // and serving an older one would return wrong data.
+    if let Some(span) = damage.iter().find(|s| !s.identified) {
+        return Err(corrupt(
+            id,
+            &path,
+            span.offset,
+            format!(
+                "{} (up to offset {}), and the frames there cannot be identified; restore the segment from a backup",
+                span.what, span.end
+            ),
+        ));
+    }
+    if let Some(span) = &torn {
+        report
+            .truncated
+            .push((id, span.offset, span.end - span.offset));
+    }
+    let scan = SegmentScan {
+        entries: salvage.entries,
+        valid_end: salvage.valid_end,
+        problem: None,
+        good_frame_after_problem: None,
+    };
+    if !damage.is_empty() {
+        // Degraded open: the damaged segment is never sealed or rewritten,
+        // so the next open finds (and reports) the damage again. Only a torn
+        // tail after it is cut, so it cannot later pass for damage.
+        if torn.is_some() && !read_only {
+            file.set_len(scan.valid_end)
+                .and_then(|()| file.sync_data())
+                .map_err(io_err(format!("recovering {}", path.display())))?;
+        }
+        report.damaged.extend(damage.iter().map(|d| Damage {
+            segment_id: id,
+            path: path.clone(),
+            offset: d.offset,
+            end: d.end,
+            what: d.what.clone(),
+            slices: d.slices.clone(),
+            meta_lost: d.meta_lost,
+        }));
+        let segment = Segment::new(fs.clone(), path, header, cipher, file);
+        return Ok(Loaded::Segment(Arc::new(segment), scan.entries, damage));
+    }
+    let dropped = len - scan.valid_end;
     if read_only {
         // Read by pread up to the last whole batch; nothing is changed.
         if scan.entries.is_empty() {
             return Ok(Loaded::Empty(path));
         }
         let segment = Segment::new(fs.clone(), path, header, cipher, file);
-        return Ok(Loaded::Segment(Arc::new(segment), scan.entries));
+        return Ok(Loaded::Segment(Arc::new(segment), scan.entries, Vec::new()));
     }
     let write_ctx = format!("recovering {}", path.display());
     if scan.entries.is_empty() && is_last {
@@ -574,7 +644,7 @@ fn load_segment<F: FileLayer>(
         .map_err(io_err(write_ctx.clone()))?;
     let segment = Segment::new(fs.clone(), path, header, cipher, file);
     segment.mark_sealed().map_err(io_err(write_ctx))?;
-    Ok(Loaded::Segment(Arc::new(segment), scan.entries))
+    Ok(Loaded::Segment(Arc::new(segment), scan.entries, Vec::new()))
 }
 
 /// In an encrypted segment every data frame carries the AES-GCM flag: a
