@@ -369,3 +369,61 @@ fn demo_reconciles_on_a_small_run() {
     assert_eq!(summary["records_failed"], 5 + 2 + 1);
     assert!(dir.join("demo.key").exists() && dir.join("customers-errors.jsonl").exists());
 }
+
+#[test]
+fn exec_commands_do_not_see_the_key_or_token_file() {
+    let sb = Sandbox::new();
+    let key = sb.path("k");
+    sb.ok(&["keygen", "--out", s(&key)]);
+    let input = sb.write("in.txt", b"x\n");
+    let output = sb.path("out.txt");
+    let cmd = "read r; echo \"key=${BOOSTER_KEY_FILE:-unset} token=${BOOSTER_TOKEN_FILE:-unset}\"";
+    let out = sb
+        .cmd(&[
+            "run",
+            "--kind",
+            "exec",
+            "--cmd",
+            cmd,
+            "--input",
+            s(&input),
+            "--output",
+            s(&output),
+        ])
+        .env("BOOSTER_KEY_FILE", &key)
+        .env("BOOSTER_TOKEN_FILE", sb.path("token"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(&output).unwrap(),
+        "key=unset token=unset\n"
+    );
+}
+
+#[test]
+fn a_key_file_other_users_can_read_is_refused_with_the_chmod_to_run() {
+    let sb = Sandbox::new();
+    let key = sb.path("k");
+    sb.ok(&["keygen", "--out", s(&key)]);
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let input = sb.write("in.txt", b"x\n");
+    let out = sb.expect(
+        1,
+        &[
+            "--key-file",
+            s(&key),
+            "submit",
+            "--kind",
+            "copy",
+            "--input",
+            s(&input),
+        ],
+    );
+    assert!(
+        stderr(&out).contains(&format!("chmod 600 {}", key.display())),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!sb.data().exists(), "nothing was created");
+}
