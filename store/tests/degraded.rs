@@ -162,3 +162,30 @@ fn damage_below_the_watermark_of_the_last_segment_is_degraded_too() {
         Err(StoreError::Corrupt { .. })
     ));
 }
+
+#[test]
+fn a_rotted_meta_frame_in_a_sealed_segment_can_be_skipped_and_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let segs = store_of(dir.path(), 12);
+    let victim = &segs[0];
+    let mut bytes = std::fs::read(victim).unwrap();
+    let meta = read_sealed_entries(&bytes)
+        .unwrap()
+        .into_iter()
+        .find(|e| e.header.kind == FrameKind::Meta)
+        .unwrap();
+    bytes[meta.offset as usize + 53] ^= 0x10;
+    std::fs::write(victim, &bytes).unwrap();
+    // The footer is intact: the store opens from it without reading frames.
+    let (store, report) = Store::open(dir.path(), opts()).unwrap();
+    assert!(report.damaged.is_empty());
+    assert!(matches!(
+        store.meta_records(),
+        Err(StoreError::Corrupt { offset, .. }) if offset == meta.offset
+    ));
+    let (records, damage) = store.meta_records_skipping_damage().unwrap();
+    assert_eq!(records.len(), 11);
+    assert_eq!(damage.len(), 1, "{damage:?}");
+    assert_eq!((damage[0].segment_id, damage[0].offset), (1, meta.offset));
+    assert!(damage[0].meta_lost);
+}
