@@ -62,16 +62,14 @@ impl<F: FileLayer> Engine<F> {
     ) -> Result<CompactionReport, StoreError> {
         // Holding the writer lock keeps appends out until the swap is done.
         let mut w = self.writer.lock();
-        if let Some((key, (segment_id, offset))) = self.index.read().damaged.iter().next() {
+        if let Some((segment_id, offset)) = self.index.read().degraded {
             // Compaction would drop the damaged frames and with them the
             // record that they were lost.
             return Err(StoreError::Corrupt {
-                segment_id: *segment_id,
-                path: self.dir.join(segment_file_name(*segment_id)),
-                offset: *offset,
-                what: format!(
-                    "the store opened without a damaged range (slice {key:?} among others); restore the segment before compacting"
-                ),
+                segment_id,
+                path: self.dir.join(segment_file_name(segment_id)),
+                offset,
+                what: "the store opened without a damaged range; restore the segment before compacting".into(),
             });
         }
         self.seal_active(&mut w)?;

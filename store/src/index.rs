@@ -31,6 +31,8 @@ pub(crate) struct Index {
     pub meta: Vec<MetaLoc>,
     /// Slices whose newest frame lies in a damaged range: (segment, offset).
     pub damaged: BTreeMap<SliceKey, (u64, u64)>,
+    /// The store opened without a damaged range: (segment, offset) of the first.
+    pub degraded: Option<(u64, u64)>,
     frames: u64,
     slice_frames: u64,
     meta_frames: u64,

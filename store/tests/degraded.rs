@@ -189,3 +189,45 @@ fn a_rotted_meta_frame_in_a_sealed_segment_can_be_skipped_and_is_named() {
     assert_eq!((damage[0].segment_id, damage[0].offset), (1, meta.offset));
     assert!(damage[0].meta_lost);
 }
+
+#[test]
+fn a_rotted_header_of_an_older_segment_costs_only_what_its_footer_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let segs = store_of(dir.path(), 12);
+    assert!(segs.len() >= 3, "{segs:?}");
+    let mut bytes = std::fs::read(&segs[0]).unwrap();
+    let held: Vec<SliceKey> = read_sealed_entries(&bytes)
+        .unwrap()
+        .iter()
+        .filter(|e| e.header.kind == FrameKind::Slice)
+        .map(|e| e.header.key)
+        .collect();
+    assert!(!held.is_empty());
+    bytes[40] ^= 0x01; // the salt: the header CRC fails
+    std::fs::write(&segs[0], &bytes).unwrap();
+    for _ in 0..2 {
+        let (store, report) = Store::open(dir.path(), opts()).unwrap();
+        assert_eq!(report.damaged.len(), 1, "{report:?}");
+        let d = &report.damaged[0];
+        assert_eq!((d.segment_id, d.offset), (1, 0));
+        assert_eq!(d.slices, held);
+        assert!(d.meta_lost);
+        for k in &held {
+            assert!(matches!(
+                store.read_slice(k),
+                Err(StoreError::Corrupt { segment_id: 1, .. })
+            ));
+        }
+        for v in (0..12).filter(|v| !held.contains(&key(*v))) {
+            assert_eq!(store.read_slice(&key(v)).unwrap().unwrap(), records(v));
+        }
+        assert_eq!(store.meta_records().unwrap().len(), 12 - held.len());
+        let verify = store.verify();
+        assert!(
+            verify.problems.iter().any(|p| p.segment_id == 1),
+            "{verify:?}"
+        );
+        store.close().unwrap();
+        assert!(segs[0].exists(), "the damaged segment is kept");
+    }
+}

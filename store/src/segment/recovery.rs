@@ -266,7 +266,23 @@ pub(crate) fn recover<F: FileLayer>(
         }
     }
     let accounting = account(dir, &facts, view, key);
-    if let Some(issue) = accounting.issues.into_iter().next() {
+    // A listed segment with a rotted header, not the newest, is damage (its
+    // footer names what it held); anything else the accounting found fails.
+    let newest_listed = manifest
+        .as_ref()
+        .and_then(|(m, _)| m.segments.last().copied());
+    let (headerless, issues): (Vec<Issue>, Vec<Issue>) =
+        accounting.issues.into_iter().partition(|i| {
+            // offset 0: a header that does not decode (rot); one that
+            // decodes but names another id (offset 16) is a foreign file.
+            i.header
+                && i.offset == 0
+                && manifest
+                    .as_ref()
+                    .is_some_and(|(m, _)| m.lists(i.segment_id))
+                && Some(i.segment_id) != newest_listed
+        });
+    if let Some(issue) = issues.into_iter().next() {
         return Err(issue.into());
     }
     let removals = accounting.removals;
@@ -286,7 +302,23 @@ pub(crate) fn recover<F: FileLayer>(
     let mut index = Index::default();
     let last_id = kept.last().map(|c| c.facts.id);
     let mut empty_last = None;
+    let mut kept_unreadable = Vec::new();
     for c in kept {
+        if let Some(issue) = headerless.iter().find(|i| i.segment_id == c.facts.id) {
+            let span = headerless_damage(fs, &c, issue)?;
+            index_in_order(&mut index, c.facts.id, &[], std::slice::from_ref(&span));
+            report.damaged.push(Damage {
+                segment_id: c.facts.id,
+                path: c.facts.path.clone(),
+                offset: span.offset,
+                end: span.end,
+                what: span.what,
+                slices: span.slices,
+                meta_lost: span.meta_lost,
+            });
+            kept_unreadable.push(c.facts.id);
+            continue;
+        }
         let is_last = Some(c.facts.id) == last_id;
         match load_segment(fs, c, key, is_last, watermark, read_only, &mut report)? {
             Loaded::Segment(segment, entries, damage) => {
@@ -307,7 +339,18 @@ pub(crate) fn recover<F: FileLayer>(
             report,
         });
     }
-    let manifest = settle_manifest(fs, dir, manifest.map(|(m, _)| m), &segments, key)?;
+    if !report.damaged.is_empty() {
+        let d = &report.damaged[0];
+        index.degraded = Some((d.segment_id, d.offset));
+    }
+    let manifest = settle_manifest(
+        fs,
+        dir,
+        manifest.map(|(m, _)| m),
+        &segments,
+        &kept_unreadable,
+        key,
+    )?;
     if let Some(path) = empty_last {
         let ctx = format!("removing {}", path.display());
         fs.remove(&path).map_err(io_err(ctx.clone()))?;
@@ -319,6 +362,42 @@ pub(crate) fn recover<F: FileLayer>(
         next_segment_id,
         manifest,
         report,
+    })
+}
+
+/// The damage of a listed segment whose header is rotted: the whole file,
+/// with the slices and meta frames its seal footer names. Without a footer
+/// nothing in it can be identified, and open fails.
+fn headerless_damage<F: FileLayer>(
+    fs: &F,
+    c: &Candidate<F>,
+    issue: &Issue,
+) -> Result<Span, StoreError> {
+    let map = fs
+        .map(&c.file)
+        .map_err(io_err(format!("reading {}", c.facts.path.display())))?;
+    let entries = read_sealed_entries(&map).map_err(|e| {
+        corrupt(
+            c.facts.id,
+            &c.facts.path,
+            issue.offset,
+            format!(
+                "{}, and its seal footer is damaged too ({e}): nothing in it can be identified; restore it from a backup",
+                issue.what
+            ),
+        )
+    })?;
+    Ok(Span {
+        offset: 0,
+        end: c.facts.len,
+        what: format!("segment header: {}", issue.what),
+        slices: entries
+            .iter()
+            .filter(|e| e.header.kind == FrameKind::Slice)
+            .map(|e| e.header.key)
+            .collect(),
+        meta_lost: entries.iter().any(|e| e.header.kind == FrameKind::Meta),
+        identified: true,
     })
 }
 
@@ -354,16 +433,27 @@ fn settle_manifest<F: FileLayer>(
     dir: &Path,
     old: Option<Manifest>,
     segments: &BTreeMap<u64, Arc<Segment<F>>>,
+    unreadable: &[u64],
     key: Option<&MasterKey>,
 ) -> Result<Manifest, StoreError> {
     let old_or_default = old.clone().unwrap_or_default();
-    let listed: Vec<u64> = segments.keys().copied().collect();
+    // A segment kept without a readable header stays listed, as it was.
+    let mut listed: Vec<u64> = segments.keys().chain(unreadable).copied().collect();
+    listed.sort_unstable();
     let plaintext = if key.is_some() {
-        segments
+        let mut ids: Vec<u64> = segments
             .values()
             .filter(|s| !s.header.encrypted)
             .map(|s| s.id)
-            .collect()
+            .chain(
+                unreadable
+                    .iter()
+                    .copied()
+                    .filter(|id| old_or_default.allows_plaintext(*id)),
+            )
+            .collect();
+        ids.sort_unstable();
+        ids
     } else {
         Vec::new()
     };
