@@ -14,7 +14,7 @@ use crate::segment::accounting::{account, FileFacts, ManifestView};
 use crate::segment::footer::FooterEntry;
 use crate::segment::frame::{decode_frame, FLAG_AES_GCM};
 use crate::segment::header::{decode_segment_header, SEGMENT_HEADER_LEN};
-use crate::segment::recovery::{read_sealed_entries, scan_segment};
+use crate::segment::scan::{read_sealed_entries, scan_segment};
 use crate::segment::{parse_segment_file_name, segment_file_name};
 use crate::{FormatError, MasterKey, Problem, StoreError, VerifyReport};
 

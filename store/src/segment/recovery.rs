@@ -7,123 +7,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::accounting::{account, FileFacts, Issue, ManifestView, Removal};
-use super::footer::{
-    decode_footer, encode_footer, footer_offset_from_tail, FooterEntry, FOOTER_TAIL_LEN,
-};
-use super::frame::FLAG_AES_GCM;
-use super::frame::{decode_frame, FrameKind, FRAME_MAGIC};
+use super::footer::{encode_footer, FooterEntry};
+use super::frame::{FrameKind, FLAG_AES_GCM};
 use super::header::{decode_segment_header, SegmentHeader, SEGMENT_HEADER_LEN};
 use super::reader::Segment;
 use super::salvage::{salvage_scan, Span};
+use super::scan::{read_sealed_entries, SegmentScan};
 use super::{parse_segment_file_name, segment_file_name, MAX_SEGMENT_ID};
 use crate::fs::{FileHandle, FileLayer};
 use crate::index::{FrameLoc, Index};
-use crate::manifest::{
-    decode_manifest, manifest_mac_matches, read_manifest_bytes, write_manifest, Manifest,
-    Watermark, MANIFEST_FILE_NAME, MANIFEST_TEMP_NAME,
-};
+use crate::manifest::{load_manifest, settle_manifest, Manifest, Watermark, MANIFEST_TEMP_NAME};
 use crate::{Damage, FormatError, MasterKey, RecoveryReport, StoreError};
-
-/// What a frame-by-frame scan of one segment found.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SegmentScan {
-    /// Frames up to and including the last *batch end*.
-    pub entries: Vec<FooterEntry>,
-    /// End of the last complete batch; bytes after it are a tail to drop.
-    pub valid_end: u64,
-    /// The first frame that did not decode, and why.
-    pub problem: Option<(u64, String)>,
-    /// A valid frame starts somewhere after `problem`: corruption, not a torn tail.
-    pub good_frame_after_problem: Option<u64>,
-}
-
-/// Scans `bytes` (a whole segment, header included) frame by frame, without
-/// the key. Stops at the first frame that does not decode or is out of
-/// sequence. Never panics on hostile bytes.
-pub fn scan_segment(bytes: &[u8]) -> SegmentScan {
-    scan_from(bytes, SEGMENT_HEADER_LEN as u64, 0)
-}
-
-/// `scan_segment` from the frame at `start`, expected to carry sequence `seq`.
-pub(crate) fn scan_from(bytes: &[u8], start: u64, seq: u64) -> SegmentScan {
-    let mut scan = SegmentScan {
-        entries: Vec::new(),
-        valid_end: start.min(bytes.len() as u64),
-        problem: None,
-        good_frame_after_problem: None,
-    };
-    let mut kept = 0;
-    let mut offset = start;
-    let mut seq = seq;
-    while offset < bytes.len() as u64 {
-        let here = &bytes[offset as usize..];
-        match decode_frame(here) {
-            Ok(h) if h.kind == FrameKind::SealFooter => {
-                scan.problem = Some((
-                    offset,
-                    "seal footer does not decode as the segment end".into(),
-                ));
-                break;
-            }
-            Ok(h) if h.seq != seq => {
-                scan.problem = Some((
-                    offset,
-                    format!("frame sequence {} where {seq} was expected", h.seq),
-                ));
-                break;
-            }
-            Ok(h) => {
-                scan.entries.push(FooterEntry { offset, header: h });
-                offset += h.frame_len();
-                // A sequence at u64::MAX cannot be followed: the next frame
-                // is then out of sequence, never a wrap.
-                seq = seq.saturating_add(1);
-                if h.is_batch_end() {
-                    kept = scan.entries.len();
-                    scan.valid_end = offset;
-                }
-            }
-            Err(e) => {
-                scan.problem = Some((offset, e.0));
-                break;
-            }
-        }
-    }
-    scan.entries.truncate(kept);
-    if let Some((at, _)) = &scan.problem {
-        scan.good_frame_after_problem = find_frame_after(bytes, *at + 1);
-    }
-    scan
-}
-
-/// The offset of the first whole, valid frame starting at or after `from`.
-pub(crate) fn find_frame_after(bytes: &[u8], from: u64) -> Option<u64> {
-    let mut at = usize::try_from(from).ok()?;
-    while at + FRAME_MAGIC.len() <= bytes.len() {
-        let rel = bytes[at..]
-            .windows(FRAME_MAGIC.len())
-            .position(|w| w == FRAME_MAGIC)?;
-        at += rel;
-        if decode_frame(&bytes[at..]).is_ok() {
-            return Some(at as u64);
-        }
-        at += 1;
-    }
-    None
-}
-
-/// The frames of a sealed segment from its footer, or why not.
-pub fn read_sealed_entries(bytes: &[u8]) -> Result<Vec<FooterEntry>, FormatError> {
-    let min = SEGMENT_HEADER_LEN + FOOTER_TAIL_LEN;
-    if bytes.len() < min {
-        return Err(FormatError::new("segment too short to hold a seal footer"));
-    }
-    let offset = footer_offset_from_tail(&bytes[bytes.len() - FOOTER_TAIL_LEN..])?;
-    if offset < SEGMENT_HEADER_LEN as u64 || offset >= bytes.len() as u64 {
-        return Err(FormatError::new("seal footer offset out of range"));
-    }
-    decode_footer(&bytes[offset as usize..], offset)
-}
 
 pub(crate) struct Recovered<F: FileLayer> {
     pub segments: BTreeMap<u64, Arc<Segment<F>>>,
@@ -166,46 +60,6 @@ pub(crate) fn is_own_temp(name: &str) -> bool {
             .strip_suffix(".tmp")
             .and_then(parse_segment_file_name)
             .is_some()
-}
-
-/// The manifest of `dir`, its MAC checked under `key`; None when there is none.
-pub(crate) fn load_manifest<F: FileLayer>(
-    fs: &F,
-    dir: &Path,
-    key: Option<&MasterKey>,
-) -> Result<Option<(Manifest, bool)>, StoreError> {
-    let path = dir.join(MANIFEST_FILE_NAME);
-    let Some(bytes) =
-        read_manifest_bytes(fs, dir).map_err(io_err(format!("reading {}", path.display())))?
-    else {
-        return Ok(None);
-    };
-    let manifest = decode_manifest(&bytes).map_err(|e| corrupt(0, &path, 0, e.0))?;
-    let authenticated = match (manifest.key_id, key) {
-        (0, _) => false,
-        (_, None) => {
-            return Err(StoreError::KeyRequired {
-                dir: dir.to_path_buf(),
-            })
-        }
-        (id, Some(k)) if id != k.key_id() => {
-            return Err(StoreError::WrongKey {
-                dir: dir.to_path_buf(),
-            })
-        }
-        (_, Some(k)) => {
-            if !manifest_mac_matches(&bytes, k) {
-                return Err(corrupt(
-                    0,
-                    &path,
-                    0,
-                    "MANIFEST fails authentication under the key: it was altered",
-                ));
-            }
-            true
-        }
-    };
-    Ok(Some((manifest, authenticated)))
 }
 
 /// Runs recovery on `dir` (already locked). Reads everything and checks the
@@ -423,63 +277,6 @@ fn index_in_order(index: &mut Index, segment_id: u64, entries: &[FooterEntry], d
             index.mark_damaged(*key, segment_id, span.offset);
         }
     }
-}
-
-/// The manifest after recovery: the segments that stay, the plaintext ones
-/// a keyed store accepts. Written only when it changed, so a second open
-/// writes nothing.
-fn settle_manifest<F: FileLayer>(
-    fs: &F,
-    dir: &Path,
-    old: Option<Manifest>,
-    segments: &BTreeMap<u64, Arc<Segment<F>>>,
-    unreadable: &[u64],
-    key: Option<&MasterKey>,
-) -> Result<Manifest, StoreError> {
-    let old_or_default = old.clone().unwrap_or_default();
-    // A segment kept without a readable header stays listed, as it was.
-    let mut listed: Vec<u64> = segments.keys().chain(unreadable).copied().collect();
-    listed.sort_unstable();
-    let plaintext = if key.is_some() {
-        let mut ids: Vec<u64> = segments
-            .values()
-            .filter(|s| !s.header.encrypted)
-            .map(|s| s.id)
-            .chain(
-                unreadable
-                    .iter()
-                    .copied()
-                    .filter(|id| old_or_default.allows_plaintext(*id)),
-            )
-            .collect();
-        ids.sort_unstable();
-        ids
-    } else {
-        Vec::new()
-    };
-    let watermark = if segments.contains_key(&old_or_default.watermark.segment_id) {
-        old_or_default.watermark
-    } else {
-        Watermark::default()
-    };
-    let new = Manifest {
-        generation: old_or_default.generation.wrapping_add(1),
-        key_id: key.map_or(0, MasterKey::key_id),
-        compacted_below: old_or_default.compacted_below,
-        watermark,
-        segments: listed,
-        plaintext,
-    };
-    if let Some(old) = old {
-        if old.same_content(&new) {
-            return Ok(old);
-        }
-    }
-    write_manifest(fs, dir, &new, key).map_err(io_err(format!(
-        "writing {}",
-        dir.join(MANIFEST_FILE_NAME).display()
-    )))?;
-    Ok(new)
 }
 
 /// Deletes `*.tmp` and the planned segments (then fsyncs the directory);

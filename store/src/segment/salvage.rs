@@ -4,7 +4,7 @@
 
 use super::footer::FooterEntry;
 use super::frame::{decode_frame_header, FrameKind};
-use super::recovery::scan_from;
+use super::scan::scan_from;
 use crate::SliceKey;
 
 /// A range of a segment whose frames cannot be used.
@@ -130,7 +130,7 @@ pub(crate) fn salvage_scan(bytes: &[u8]) -> Salvage {
 
 /// Every frame the scan decoded, including those of an unfinished batch
 /// that `scan.entries` leaves out.
-fn full_entries(bytes: &[u8], seq: u64, scan: &super::recovery::SegmentScan) -> Vec<FooterEntry> {
+fn full_entries(bytes: &[u8], seq: u64, scan: &super::scan::SegmentScan) -> Vec<FooterEntry> {
     let mut all = scan.entries.clone();
     let mut offset = scan.valid_end;
     let stop = scan
