@@ -107,6 +107,18 @@ impl Ctx {
                 self.data_dir.display()
             );
         }
+        for d in &runtime.recovery_report().damaged {
+            eprintln!(
+                "booster: {} opened without a damaged range of segment {} (offsets {}..{}): {}; {} slice(s) lost{}; `booster verify` names it",
+                self.data_dir.display(),
+                d.segment_id,
+                d.offset,
+                d.end,
+                d.what,
+                d.slices.len(),
+                if d.meta_lost { ", meta records lost" } else { "" }
+            );
+        }
         kinds::register_builtin(&runtime);
         Ok(runtime)
     }
