@@ -399,6 +399,10 @@ pub enum RuntimeError {
     ShuttingDown,
     #[error("{0}")]
     Invalid(String),
+    /// A meta record holds a value no run of the runtime writes (an id or a
+    /// counter that would wrap): the log was damaged or tampered with.
+    #[error("corrupt meta record: {0}; run `booster verify`, and restore the data directory from a backup")]
+    Corrupt(String),
 }
 
 /// Retry policy of a simple-job kind: how often a failed job runs again

@@ -165,7 +165,7 @@ fn build_status(st: &State, job: &Job) -> JobStatus {
             status.records_out = s.records_out;
             status.records_errors = s.records_errors;
             status.records_in_failed_slices = s.records_in_failed_slices;
-            status.records_failed = s.records_errors + s.records_in_failed_slices;
+            status.records_failed = s.records_errors.saturating_add(s.records_in_failed_slices);
             let mut errors: Vec<ErrorGroup> = s.collected_errors.clone();
             for (message, sample) in s.failures.values() {
                 merge_error_groups(
@@ -184,7 +184,7 @@ fn build_status(st: &State, job: &Job) -> JobStatus {
                 status.records_per_s = s.records_out as f64 / secs;
                 let left = s
                     .records_in
-                    .saturating_sub(s.records_out + status.records_failed);
+                    .saturating_sub(s.records_out.saturating_add(status.records_failed));
                 if status.records_per_s > 0.0 && !job.is_terminal() {
                     status.eta_s = Some(left as f64 / status.records_per_s);
                 }
@@ -272,9 +272,15 @@ impl Runtime {
             );
             book.live = false;
             let mut state = State::new(book);
-            for record in store.meta_records()? {
-                // A refused record was refused live too: skipping it is the replay.
-                let _ = state.apply(&meta::decode(&record)?);
+            for (k, record) in store.meta_records()?.iter().enumerate() {
+                // A refused record was refused live too: skipping it is the
+                // replay. A corrupt one stops the open.
+                if let Err(RuntimeError::Corrupt(what)) = state.apply(&meta::decode(record)?) {
+                    return Err(RuntimeError::Corrupt(format!(
+                        "record {} of the meta log: {what}",
+                        k + 1
+                    )));
+                }
             }
             state.book.live = true;
             Ok((store, state))
@@ -380,7 +386,12 @@ impl Runtime {
                 return Err(RuntimeError::ShuttingDown);
             }
             let first = st.book.next_id;
-            st.book.next_id += specs.len() as u64;
+            st.book.next_id = first.checked_add(specs.len() as u64).ok_or_else(|| {
+                RuntimeError::Invalid(format!(
+                    "no job ids are left (the next would pass {}); the store's id counter is exhausted",
+                    JobId::MAX
+                ))
+            })?;
             first
         };
         let n = specs.len() as u64;

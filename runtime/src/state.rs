@@ -216,7 +216,8 @@ impl Book {
             }
         }
         if job.id >= self.next_id {
-            self.next_id = job.id + 1;
+            // `apply` refused an id with no successor (corruption).
+            self.next_id = job.id.saturating_add(1);
         }
     }
 
@@ -349,6 +350,13 @@ impl State {
                 at_ms,
                 specs,
             } => {
+                // The next id after the last job must exist too.
+                let n = specs.len() as u64;
+                if first_id.checked_add(n).is_none() {
+                    return Err(RuntimeError::Corrupt(format!(
+                        "created: {n} job ids from {first_id} run past the largest id"
+                    )));
+                }
                 for (i, spec) in specs.iter().enumerate() {
                     let job = self.new_job(first_id + i as u64, *at_ms, spec);
                     self.insert(job, "created");
@@ -356,6 +364,12 @@ impl State {
                 Ok(())
             }
             Meta::Restore { job } => {
+                if job.id == JobId::MAX {
+                    return Err(RuntimeError::Corrupt(format!(
+                        "restore: job id {} leaves no next id",
+                        job.id
+                    )));
+                }
                 let mut job = (**job).clone();
                 if let Body::Sliced(s) = &mut job.body {
                     s.queued = s
@@ -456,7 +470,7 @@ impl State {
             return;
         };
         job.started_ms.get_or_insert(o.started_ms);
-        job.attempts += 1;
+        job.attempts = job.attempts.saturating_add(1);
         match &o.result {
             Ok(v) => {
                 body.result = v.clone();
@@ -581,7 +595,25 @@ impl State {
     }
 }
 
+/// `counter + n`, or corruption: counters come from meta records, and a
+/// value that would wrap was never written by a run of the runtime.
+fn add(counter: &mut u64, n: u64, job: JobId, what: &str) -> Result<(), RuntimeError> {
+    *counter = counter
+        .checked_add(n)
+        .ok_or_else(|| RuntimeError::Corrupt(format!("job {job}: {what} would pass 2^64")))?;
+    Ok(())
+}
+
+/// `counter - n`, or corruption (see `add`).
+fn sub(counter: &mut u64, n: u64, job: JobId, what: &str) -> Result<(), RuntimeError> {
+    *counter = counter
+        .checked_sub(n)
+        .ok_or_else(|| RuntimeError::Corrupt(format!("job {job}: {what} would go below 0")))?;
+    Ok(())
+}
+
 fn apply_sliced(book: &mut Book, job: &mut Job, meta: &Meta) -> Result<(), RuntimeError> {
+    let id = job.id;
     let Body::Sliced(s) = &mut job.body else {
         return Err(RuntimeError::Invalid(format!(
             "job {} is a simple job; only sliced jobs take uploads",
@@ -620,9 +652,10 @@ fn apply_sliced(book: &mut Book, job: &mut Job, meta: &Meta) -> Result<(), Runti
                 },
             );
             s.queued.insert(*slice);
-            s.records_in += u64::from(*records) + u64::from(*rejects);
-            s.records_rejected += u64::from(*rejects);
-            s.records_errors += u64::from(*rejects);
+            let (records, rejects) = (u64::from(*records), u64::from(*rejects));
+            add(&mut s.records_in, records + rejects, id, "records_in")?;
+            add(&mut s.records_rejected, rejects, id, "records_rejected")?;
+            add(&mut s.records_errors, rejects, id, "records_errors")?;
             merge_error_groups(&mut s.collected_errors, reject_errors);
         }
         Meta::UploadComplete { .. } => {
@@ -658,17 +691,29 @@ fn apply_sliced(book: &mut Book, job: &mut Job, meta: &Meta) -> Result<(), Runti
             match e.state {
                 SliceState::Done => return Ok(()),
                 SliceState::Failed => {
-                    s.slices_failed -= 1;
-                    s.records_in_failed_slices -= u64::from(e.records);
+                    sub(&mut s.slices_failed, 1, id, "slices_failed")?;
+                    let n = u64::from(e.records);
+                    sub(
+                        &mut s.records_in_failed_slices,
+                        n,
+                        id,
+                        "records_in_failed_slices",
+                    )?;
                     s.failures.remove(slice);
                 }
                 SliceState::Pending => {}
             }
             e.state = SliceState::Done;
             e.errors = *errors;
-            s.slices_done += 1;
-            s.records_out += u64::from(e.records.saturating_sub(*errors));
-            s.records_errors += u64::from(*errors);
+            add(&mut s.slices_done, 1, id, "slices_done")?;
+            let out = u64::from(e.records.saturating_sub(*errors));
+            add(&mut s.records_out, out, id, "records_out")?;
+            add(
+                &mut s.records_errors,
+                u64::from(*errors),
+                id,
+                "records_errors",
+            )?;
             s.queued.remove(slice);
             merge_error_groups(&mut s.collected_errors, error_groups);
             book.emit(job, "slice_done");
@@ -688,8 +733,14 @@ fn apply_sliced(book: &mut Book, job: &mut Job, meta: &Meta) -> Result<(), Runti
                 return Ok(());
             }
             e.state = SliceState::Failed;
-            s.slices_failed += 1;
-            s.records_in_failed_slices += u64::from(e.records);
+            add(&mut s.slices_failed, 1, id, "slices_failed")?;
+            let n = u64::from(e.records);
+            add(
+                &mut s.records_in_failed_slices,
+                n,
+                id,
+                "records_in_failed_slices",
+            )?;
             s.queued.remove(slice);
             s.failures.insert(*slice, (message.clone(), sample.clone()));
             book.emit(job, "slice_failed");

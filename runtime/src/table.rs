@@ -169,7 +169,7 @@ const MAX_SAMPLES: usize = 3;
 pub fn merge_error_groups(into: &mut Vec<ErrorGroup>, groups: &[ErrorGroup]) {
     for g in groups {
         if let Some(existing) = into.iter_mut().find(|e| e.message == g.message) {
-            existing.count += g.count;
+            existing.count = existing.count.saturating_add(g.count);
             for s in &g.samples {
                 if existing.samples.len() < MAX_SAMPLES {
                     existing.samples.push(s.clone());
@@ -180,7 +180,7 @@ pub fn merge_error_groups(into: &mut Vec<ErrorGroup>, groups: &[ErrorGroup]) {
             g.samples.truncate(MAX_SAMPLES);
             into.push(g);
         } else if let Some(other) = into.iter_mut().find(|e| e.message == "(other errors)") {
-            other.count += g.count;
+            other.count = other.count.saturating_add(g.count);
         } else {
             into.push(ErrorGroup {
                 message: "(other errors)".into(),

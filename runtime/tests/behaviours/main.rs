@@ -4,6 +4,7 @@
 mod common;
 mod compaction;
 mod cpu_spin;
+mod hostile_log;
 mod lease_expiry;
 mod limits;
 mod max_workers;
