@@ -83,6 +83,10 @@ pub struct RuntimeOptions {
     pub max_slice_bytes: usize,
     /// A lease not renewed by a heartbeat within this is expired. Default 30 s.
     pub lease_timeout: Duration,
+    /// When work whose lease keeps expiring gives up, for kinds without
+    /// their own (`Runtime::set_lease_policy`). Default: after 3 expiries, no
+    /// time limit.
+    pub lease_policy: LeasePolicy,
     pub zstd_level: i32,
     /// false: open for inspection and control only (no workers run).
     pub start_workers: bool,
@@ -100,6 +104,7 @@ impl RuntimeOptions {
             max_slice_records: 100_000,
             max_slice_bytes: 64 << 20,
             lease_timeout: Duration::from_secs(30),
+            lease_policy: LeasePolicy::default(),
             zstd_level: 1,
             start_workers: true,
         }
@@ -418,6 +423,29 @@ impl Default for RetryPolicy {
         RetryPolicy {
             max_retries: 0,
             backoff_base_ms: 1000,
+        }
+    }
+}
+
+/// When a kind's work gives up on leases that keep expiring (G4: no hung
+/// work). A slice (or a simple job, or a before/after hook) whose lease
+/// expired `max_expiries` times fails with "hung: lease expired N times"
+/// instead of being leased again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeasePolicy {
+    /// At least 1. Default 3.
+    pub max_expiries: u32,
+    /// Bounds one lease even while heartbeats arrive: past it the lease
+    /// expires (and counts as one expiry). Default None: heartbeats keep a
+    /// working handler alive for as long as it needs.
+    pub timeout: Option<Duration>,
+}
+
+impl Default for LeasePolicy {
+    fn default() -> Self {
+        LeasePolicy {
+            max_expiries: 3,
+            timeout: None,
         }
     }
 }

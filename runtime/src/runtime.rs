@@ -20,7 +20,7 @@ use crate::table::{merge_error_groups, Body, Job, UploadState};
 use crate::upload::{start_pool, UploadSlice, Uploader};
 use crate::{
     transition, Category, Download, ErrorGroup, JobFilter, JobId, JobShape, JobSpec, JobState,
-    JobStatus, LeaseInfo, Metrics, RecordHandler, RetryPolicy, Runtime, RuntimeError,
+    JobStatus, LeaseInfo, LeasePolicy, Metrics, RecordHandler, RetryPolicy, Runtime, RuntimeError,
     RuntimeOptions, SimpleHandler, StoreStats, VerifyReport, WorkerStatus,
 };
 
@@ -271,6 +271,7 @@ impl Runtime {
                 opts.slice_size.clamp(1, limits.max_slice_records) as u32,
             );
             book.live = false;
+            book.lease_policy = opts.lease_policy;
             let mut state = State::new(book);
             for (k, record) in store.meta_records()?.iter().enumerate() {
                 // A refused record was refused live too: skipping it is the
@@ -353,6 +354,20 @@ impl Runtime {
 
     pub fn register_simple(&self, kind: &str, handler: Arc<dyn SimpleHandler>) {
         self.register(kind, Handler::Simple(handler), HandlerShape::Simple);
+    }
+
+    /// When work of `kind` whose lease keeps expiring gives up, and an
+    /// optional bound on one lease (`LeasePolicy`). Applies from the next
+    /// lease; a setting of this process, not stored.
+    pub fn set_lease_policy(&self, kind: &str, policy: LeasePolicy) {
+        self.shared()
+            .state
+            .lock()
+            .book
+            .kinds
+            .entry(Arc::from(kind))
+            .or_default()
+            .lease = Some(policy);
     }
 
     /// How failed simple jobs of `kind` run again automatically.

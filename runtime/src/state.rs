@@ -21,7 +21,7 @@ use crate::table::{
     merge_error_groups, Body, Job, SimpleBody, SliceEntry, SliceState, SlicedBody, UploadState,
 };
 use crate::transition;
-use crate::{JobEvent, JobId, JobShape, JobState, RetryPolicy, RuntimeError};
+use crate::{JobEvent, JobId, JobShape, JobState, LeasePolicy, RetryPolicy, RuntimeError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HandlerShape {
@@ -35,6 +35,8 @@ pub struct KindConf {
     pub retry: RetryPolicy,
     /// Moving average of one simple job's run time: sizes the next batch lease.
     pub avg_job_us: f64,
+    /// None: the runtime's default (`RuntimeOptions::lease_policy`).
+    pub lease: Option<LeasePolicy>,
 }
 
 impl Default for KindConf {
@@ -44,6 +46,7 @@ impl Default for KindConf {
             max_running: None,
             retry: RetryPolicy::default(),
             avg_job_us: 0.0,
+            lease: None,
         }
     }
 }
@@ -69,6 +72,8 @@ pub struct Lease {
     pub worker: usize,
     pub since_ms: u64,
     pub deadline_ms: u64,
+    /// The kind's bound on one lease, heartbeats or not (`LeasePolicy::timeout`).
+    pub timeout_ms: Option<u64>,
     /// The commit is on its way to the store: the lease can no longer expire.
     pub committing: bool,
     /// Last heartbeat (ms), written by the worker thread.
@@ -118,6 +123,8 @@ pub struct Book {
     pub stopping: bool,
     pub lease_timeout_ms: u64,
     pub default_slice_size: u32,
+    /// For kinds without their own (`Runtime::set_lease_policy`).
+    pub lease_policy: LeasePolicy,
 }
 
 pub struct State {
@@ -169,6 +176,7 @@ impl Book {
             stopping: false,
             lease_timeout_ms,
             default_slice_size,
+            lease_policy: LeasePolicy::default(),
         }
     }
 
@@ -228,6 +236,14 @@ impl Book {
                 *n -= 1;
             }
         }
+    }
+
+    /// The lease policy of `kind`.
+    pub fn lease_policy(&self, kind: &str) -> LeasePolicy {
+        self.kinds
+            .get(kind)
+            .and_then(|k| k.lease)
+            .unwrap_or(self.lease_policy)
     }
 
     pub fn fire_waiters(&mut self, job: JobId) {
@@ -411,6 +427,7 @@ impl State {
                 args: shared_value(args),
                 result: None,
                 leased: false,
+                expiries: 0,
             }),
             JobShape::Sliced {
                 slice_size,
@@ -649,6 +666,7 @@ fn apply_sliced(book: &mut Book, job: &mut Job, meta: &Meta) -> Result<(), Runti
                     state: SliceState::Pending,
                     errors: 0,
                     panics: 0,
+                    expiries: 0,
                 },
             );
             s.queued.insert(*slice);

@@ -54,6 +54,9 @@ pub struct SimpleBody {
     pub result: Option<serde_json::Value>,
     #[serde(skip)]
     pub leased: bool,
+    /// Leases on this job that expired (live only; see `LeasePolicy`).
+    #[serde(skip)]
+    pub expiries: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +86,9 @@ pub struct SliceEntry {
     /// Times a handler panicked outside per-record isolation on this slice (live only).
     #[serde(skip)]
     pub panics: u32,
+    /// Leases on this slice that expired (live only; see `LeasePolicy`).
+    #[serde(skip)]
+    pub expiries: u32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -113,6 +119,9 @@ pub struct SlicedBody {
     /// A before/after hook lease is out.
     #[serde(skip)]
     pub hook_leased: bool,
+    /// Hook leases that expired (live only; see `LeasePolicy`).
+    #[serde(skip)]
+    pub hook_expiries: u32,
     /// An `Uploader` of this process is writing into the job.
     #[serde(skip)]
     pub uploader_active: bool,
@@ -138,6 +147,7 @@ impl SlicedBody {
             queued: BTreeSet::new(),
             leased_slices: 0,
             hook_leased: false,
+            hook_expiries: 0,
             uploader_active: false,
         }
     }
