@@ -279,6 +279,9 @@ impl State {
         let Some(lease) = self.book.leases.remove(&epoch) else {
             return;
         };
+        lease
+            .progress_ms
+            .store(crate::handler::LEASE_ENDED, Ordering::Relaxed);
         if let Some(slot) = self.book.workers.get_mut(lease.worker) {
             if slot.lease == Some(epoch) {
                 slot.lease = None;

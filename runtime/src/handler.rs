@@ -14,6 +14,10 @@ thread_local! {
     static PROGRESS: RefCell<Option<Arc<AtomicU64>>> = const { RefCell::new(None) };
 }
 
+/// The value of a lease's progress cell once the lease ended (expired,
+/// revoked by abort/fail/destroy, or released): heartbeats no longer move it.
+pub(crate) const LEASE_ENDED: u64 = u64::MAX;
+
 /// Tells the runtime the current handler is making progress, extending its
 /// lease. The default `process_slice` calls it per record; a handler that
 /// overrides `process_slice` (or a long simple job) should call it from time
@@ -21,9 +25,24 @@ thread_local! {
 pub fn heartbeat() {
     PROGRESS.with(|p| {
         if let Some(p) = &*p.borrow() {
-            p.store(now_ms(), Ordering::Relaxed);
+            let now = now_ms();
+            let _ = p.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                (v != LEASE_ENDED).then_some(now)
+            });
         }
     });
+}
+
+/// True once the current handler's lease has ended: it expired, or the job
+/// was aborted, failed or destroyed. Its output would be fenced, so a
+/// handler running something long (a child process) should stop it. False
+/// outside a worker thread.
+pub fn lease_ended() -> bool {
+    PROGRESS.with(|p| {
+        p.borrow()
+            .as_ref()
+            .is_some_and(|p| p.load(Ordering::Relaxed) == LEASE_ENDED)
+    })
 }
 
 pub(crate) fn set_progress(progress: Option<Arc<AtomicU64>>) {

@@ -57,7 +57,7 @@ mod upload;
 mod worker;
 
 pub use download::Download;
-pub use handler::heartbeat;
+pub use handler::{heartbeat, lease_ended};
 pub use upload::Uploader;
 
 pub use booster_store::{MasterKey, StoreStats, VerifyReport};

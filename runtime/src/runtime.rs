@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use booster_store::{Store, StoreOptions};
+use booster_store::{RecoveryReport, Store, StoreOptions};
 use crossbeam_channel::Sender;
 use ractor::{Actor, ActorRef};
 
@@ -30,6 +30,8 @@ pub struct Handle {
     pool: Sender<UploadSlice>,
     supervisor: ActorRef<SupervisorMsg>,
     upload_threads: usize,
+    /// What the store's recovery found and did on open (torn tails cut).
+    recovery: RecoveryReport,
 }
 
 impl Handle {
@@ -194,6 +196,15 @@ fn build_status(st: &State, job: &Job) -> JobStatus {
     status
 }
 
+fn filter_matches(filter: &JobFilter, j: &Job) -> bool {
+    filter.state.is_none_or(|s| j.state == s)
+        && filter.kind.as_deref().is_none_or(|k| &*j.kind == k)
+        && filter
+            .text
+            .as_deref()
+            .is_none_or(|t| j.description.contains(t) || j.kind.contains(t))
+}
+
 #[cfg(test)]
 pub fn build_status_for_tests(st: &State, job: &Job) -> JobStatus {
     build_status(st, job)
@@ -263,31 +274,32 @@ impl Runtime {
             max_slice_records: opts.max_slice_records.clamp(1, u32::MAX as usize),
             max_slice_bytes: opts.max_slice_bytes.max(1),
         };
-        let (store, state) = tokio::task::spawn_blocking(move || -> Result<_, RuntimeError> {
-            let (store, _report) = Store::open(&dir, store_opts)?;
-            let mut book = Book::new(
-                opts.workers.max(1),
-                opts.lease_timeout.as_millis() as u64,
-                opts.slice_size.clamp(1, limits.max_slice_records) as u32,
-            );
-            book.live = false;
-            book.lease_policy = opts.lease_policy;
-            let mut state = State::new(book);
-            for (k, record) in store.meta_records()?.iter().enumerate() {
-                // A refused record was refused live too: skipping it is the
-                // replay. A corrupt one stops the open.
-                if let Err(RuntimeError::Corrupt(what)) = state.apply(&meta::decode(record)?) {
-                    return Err(RuntimeError::Corrupt(format!(
-                        "record {} of the meta log: {what}",
-                        k + 1
-                    )));
+        let (store, state, recovery) =
+            tokio::task::spawn_blocking(move || -> Result<_, RuntimeError> {
+                let (store, report) = Store::open(&dir, store_opts)?;
+                let mut book = Book::new(
+                    opts.workers.max(1),
+                    opts.lease_timeout.as_millis() as u64,
+                    opts.slice_size.clamp(1, limits.max_slice_records) as u32,
+                );
+                book.live = false;
+                book.lease_policy = opts.lease_policy;
+                let mut state = State::new(book);
+                for (k, record) in store.meta_records()?.iter().enumerate() {
+                    // A refused record was refused live too: skipping it is
+                    // the replay. A corrupt one stops the open.
+                    if let Err(RuntimeError::Corrupt(what)) = state.apply(&meta::decode(record)?) {
+                        return Err(RuntimeError::Corrupt(format!(
+                            "record {} of the meta log: {what}",
+                            k + 1
+                        )));
+                    }
                 }
-            }
-            state.book.live = true;
-            Ok((store, state))
-        })
-        .await
-        .map_err(|e| RuntimeError::Invalid(format!("open failed: {e}")))??;
+                state.book.live = true;
+                Ok((store, state, report))
+            })
+            .await
+            .map_err(|e| RuntimeError::Invalid(format!("open failed: {e}")))??;
         let interrupted: Vec<JobId> = state
             .jobs
             .values()
@@ -326,8 +338,16 @@ impl Runtime {
                 pool,
                 supervisor,
                 upload_threads,
+                recovery,
             }),
         })
+    }
+
+    /// What the store's recovery found and did when this runtime opened:
+    /// every torn tail it cut (segment, offset, bytes), for the caller to
+    /// show or log.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.inner.recovery
     }
 
     fn shared(&self) -> &Arc<Shared> {
@@ -469,16 +489,32 @@ impl Runtime {
         let st = self.shared().state.lock();
         st.jobs
             .values()
-            .filter(|j| filter.state.is_none_or(|s| j.state == s))
-            .filter(|j| filter.kind.as_deref().is_none_or(|k| &*j.kind == k))
-            .filter(|j| {
-                filter
-                    .text
-                    .as_deref()
-                    .is_none_or(|t| j.description.contains(t) || j.kind.contains(t))
-            })
+            .filter(|j| filter_matches(&filter, j))
             .map(|j| build_status(&st, j))
             .collect()
+    }
+
+    /// The newest `limit` jobs matching `filter` (in id order) and how many
+    /// match in all. Only those `limit` statuses are built under the state
+    /// lock, so a dashboard asking for 100 jobs does not stall the
+    /// dispatcher for a table of millions.
+    pub async fn jobs_newest(&self, filter: JobFilter, limit: usize) -> (Vec<JobStatus>, usize) {
+        let st = self.shared().state.lock();
+        let mut total = 0;
+        let mut newest = Vec::with_capacity(limit.min(1024));
+        for job in st
+            .jobs
+            .values()
+            .rev()
+            .filter(|j| filter_matches(&filter, j))
+        {
+            total += 1;
+            if newest.len() < limit {
+                newest.push(build_status(&st, job));
+            }
+        }
+        newest.reverse();
+        (newest, total)
     }
 
     fn check(&self, job: JobId, action: &Control) -> Result<(), RuntimeError> {

@@ -296,6 +296,10 @@ impl Book {
         }
         for epoch in gone {
             if let Some(lease) = self.leases.remove(&epoch) {
+                lease.progress_ms.store(
+                    crate::handler::LEASE_ENDED,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
                 if let Some(slot) = self.workers.get_mut(lease.worker) {
                     if slot.lease == Some(epoch) {
                         slot.lease = None;

@@ -356,6 +356,21 @@ fn aborting_a_job_revokes_its_leases() {
 }
 
 #[test]
+fn an_expired_or_revoked_lease_marks_its_progress_cell_ended() {
+    use crate::handler::LEASE_ENDED;
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut st = state();
+    sliced_job_with_slices(&mut st, 2, None);
+    let expiring = st.lease(0, 0).unwrap();
+    st.tick(2000);
+    assert_eq!(expiring.progress_ms.load(Relaxed), LEASE_ENDED);
+    let revoked = st.lease(1, 2000).unwrap();
+    assert_ne!(revoked.progress_ms.load(Relaxed), LEASE_ENDED);
+    st.apply(&control(1, Control::Abort)).unwrap();
+    assert_eq!(revoked.progress_ms.load(Relaxed), LEASE_ENDED);
+}
+
+#[test]
 fn failed_simple_job_with_retry_policy_is_scheduled_again() {
     let mut st = state();
     st.apply(&created(

@@ -7,33 +7,51 @@ use aes_gcm::aead::generic_array::GenericArray;
 use aes_gcm::aead::AeadInPlace;
 use aes_gcm::{Aes256Gcm, KeyInit};
 use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::StoreError;
 
 /// Bytes the GCM tag adds to every encrypted payload.
 pub const TAG_LEN: usize = 16;
 
-/// A 256-bit master key. Never printed (Debug is redacted).
+/// A 256-bit master key. Never printed (Debug is redacted); its bytes are
+/// overwritten with zeros when it is dropped, so a freed key does not linger
+/// in memory (or in a core dump).
 #[derive(Clone)]
 pub struct MasterKey(pub [u8; 32]);
+
+impl Zeroize for MasterKey {
+    fn zeroize(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl Drop for MasterKey {
+    fn drop(&mut self) {
+        self.zeroize();
+    }
+}
 
 impl MasterKey {
     /// A fresh random key.
     pub fn generate() -> MasterKey {
-        let mut key = [0u8; 32];
-        getrandom::getrandom(&mut key).expect("the OS random source failed");
-        MasterKey(key)
+        let mut key = MasterKey([0u8; 32]);
+        getrandom::getrandom(&mut key.0).expect("the OS random source failed");
+        key
     }
 
     /// Reads a key file: 32 raw bytes or 64 hex characters (whitespace trimmed).
     pub fn from_file(path: &Path) -> Result<MasterKey, StoreError> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| StoreError::io(format!("reading key file {}", path.display()), e))?;
+        let bytes = Zeroizing::new(
+            std::fs::read(path)
+                .map_err(|e| StoreError::io(format!("reading key file {}", path.display()), e))?,
+        );
         if bytes.len() == 32 {
-            let mut key = [0u8; 32];
-            key.copy_from_slice(&bytes);
-            return Ok(MasterKey(key));
+            let mut key = MasterKey([0u8; 32]);
+            key.0.copy_from_slice(&bytes);
+            return Ok(key);
         }
         let text = String::from_utf8_lossy(&bytes);
         parse_hex_key(text.trim()).ok_or_else(|| {
@@ -44,9 +62,15 @@ impl MasterKey {
         })
     }
 
-    /// 64 lower-case hex characters, for writing a key file.
+    /// 64 lower-case hex characters, for writing a key file. The caller
+    /// holds a copy of the key: wrap it in `zeroize::Zeroizing`.
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        let mut hex = String::with_capacity(64);
+        for b in self.0 {
+            hex.push(char::from_digit(u32::from(b >> 4), 16).expect("a nibble"));
+            hex.push(char::from_digit(u32::from(b & 15), 16).expect("a nibble"));
+        }
+        hex
     }
 
     /// Public fingerprint stored in segment headers, so a wrong key is found
@@ -71,6 +95,31 @@ impl MasterKey {
             .expect("32 bytes is a valid HKDF length");
         SegmentCipher::new(&key)
     }
+
+    /// The manifest's key: HKDF-SHA256(master, no salt, "booster manifest key").
+    fn manifest_key(&self) -> [u8; 32] {
+        let hk = Hkdf::<Sha256>::new(None, &self.0);
+        let mut key = [0u8; 32];
+        hk.expand(b"booster manifest key", &mut key)
+            .expect("32 bytes is a valid HKDF length");
+        key
+    }
+
+    /// HMAC-SHA256 of a manifest's bytes under the manifest key.
+    pub(crate) fn manifest_mac(&self, bytes: &[u8]) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.manifest_key())
+            .expect("HMAC takes a key of any length");
+        mac.update(bytes);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// Checks a manifest MAC in constant time.
+    pub(crate) fn manifest_mac_verify(&self, bytes: &[u8], tag: &[u8]) -> bool {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.manifest_key())
+            .expect("HMAC takes a key of any length");
+        mac.update(bytes);
+        mac.verify_slice(tag).is_ok()
+    }
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -84,12 +133,12 @@ fn parse_hex_key(text: &str) -> Option<MasterKey> {
     if digits.len() != 64 {
         return None;
     }
-    let mut key = [0u8; 32];
+    let mut key = MasterKey([0u8; 32]);
     for (i, pair) in digits.chunks_exact(2).enumerate() {
         let s = std::str::from_utf8(pair).ok()?;
-        key[i] = u8::from_str_radix(s, 16).ok()?;
+        key.0[i] = u8::from_str_radix(s, 16).ok()?;
     }
-    Some(MasterKey(key))
+    Some(key)
 }
 
 /// AES-256-GCM under one segment's data key.
@@ -173,6 +222,14 @@ mod nonce_registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zeroizing_a_key_overwrites_every_byte() {
+        // Drop runs exactly this.
+        let mut key = MasterKey([0xa5; 32]);
+        key.zeroize();
+        assert_eq!(key.0, [0u8; 32]);
+    }
 
     #[test]
     fn hex_round_trip_gives_the_same_key() {

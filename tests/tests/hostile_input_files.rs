@@ -261,3 +261,41 @@ fn a_100_mb_single_line_is_processed_whole_or_refused_clearly() {
         Err(msg) => eprintln!("huge.csv: refused: {msg}"),
     }
 }
+
+#[test]
+fn an_unclosed_quote_is_one_record_error_and_every_later_row_is_counted() {
+    let sb = Sandbox::new();
+    let rows = 3000;
+    let mut csv = String::from("id,name,email\n");
+    for i in 1..=rows {
+        if i == 12 {
+            csv.push_str(&format!("id-{i:04},\"Name {i},user{i}@example.com\n"));
+        } else {
+            csv.push_str(&format!("id-{i:04},Name {i},user{i}@example.com\n"));
+        }
+    }
+    let input = sb.write("unclosed.csv", csv.as_bytes());
+    // A small limit: the open quote hits it long before the end of the file.
+    for extra in [&["--max-record-bytes", "1000"][..], &[][..]] {
+        let mut args = vec!["--kind", "copy", "--format", "csv"];
+        args.extend_from_slice(extra);
+        let (job, output, errors) = run(&sb, &input, &args).expect("the job runs");
+        assert_eq!(job["records_in"], rows, "{job}");
+        assert_eq!(job["records_failed"], 1, "{job}");
+        assert_eq!(job["records_out"], rows - 1, "{job}");
+        let error: Value = serde_json::from_str(errors.lines().next().unwrap()).unwrap();
+        assert_eq!(
+            error["line"], 13,
+            "the line where the quote opened: {error}"
+        );
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains("parsing resumes at the next line"),
+            "{error}"
+        );
+        let output = String::from_utf8_lossy(&output);
+        assert!(output.contains("id-0013,Name 13") && output.contains(&format!("id-{rows:04}")));
+    }
+}

@@ -92,7 +92,7 @@ pub enum Command {
     Demo(DemoArgs),
     /// Serve the HTTP API and the web dashboard over the data directory.
     #[command(
-        after_help = "Example:\n  booster serve --listen 127.0.0.1:7878\n  booster serve --listen 0.0.0.0:7878 --token-file token --tls-cert cert.pem --tls-key key.pem"
+        after_help = "Example:\n  booster serve --listen 127.0.0.1:7878\n  booster serve --listen 0.0.0.0:7878 --token-file token --tls-cert cert.pem --tls-key key.pem\n  booster serve --exec-allow 'python3 enrich.py'   # exec jobs may run this command, and only this"
     )]
     Serve(ServeArgs),
 }
@@ -134,6 +134,12 @@ pub struct JobInputArgs {
     /// How many of this job's slices may run at once.
     #[arg(long, value_name = "N")]
     pub max_workers: Option<u32>,
+    /// Largest CSV record in bytes; a longer one (or a quote never closed)
+    /// is a record error on the line where it began, and parsing goes on
+    /// at the next line.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::formats::DEFAULT_MAX_RECORD_BYTES,
+          value_parser = clap::builder::ValueParser::new(clap::builder::RangedU64ValueParser::<usize>::new().range(1..)))]
+    pub max_record_bytes: usize,
 }
 
 #[derive(Args, Debug)]
@@ -255,6 +261,16 @@ pub struct ServeArgs {
     /// TLS private key (PEM).
     #[arg(long)]
     pub tls_key: Option<PathBuf>,
+    /// A command `exec` jobs may run, exactly as given (repeatable). Without
+    /// it this server runs no commands; only admin tokens may submit them.
+    #[arg(long = "exec-allow", value_name = "COMMAND")]
+    pub exec_allow: Vec<String>,
+    /// Connections for API requests at once; more wait to be accepted.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Dashboards' live event streams at once; more get 503.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_event_streams: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -8,8 +8,9 @@
 //! - [`demo`]: `booster demo`, the tour.
 //!
 //! ```no_run
-//! use booster_tools::formats::{open_source, Format, Item};
-//! let mut input = open_source("customers.csv.gz".as_ref(), Format::Csv).unwrap();
+//! use booster_tools::formats::{open_source, Format, Item, DEFAULT_MAX_RECORD_BYTES};
+//! let mut input =
+//!     open_source("customers.csv.gz".as_ref(), Format::Csv, DEFAULT_MAX_RECORD_BYTES).unwrap();
 //! println!("columns: {:?}", input.header.as_ref().map(|h| &h.columns));
 //! let mut batch = Vec::new();
 //! input.records.next_batch(100, &mut batch).unwrap();
@@ -29,4 +30,5 @@ pub mod kinds;
 pub mod progress;
 pub mod remote;
 pub mod report;
+pub mod secret_file;
 pub mod serve;

@@ -170,6 +170,47 @@ fn verify_is_clean_then_finds_a_flipped_byte() {
     );
 }
 
+/// `verify` runs on the files: a torn tail is named and left in place (the
+/// old verify opened the store, cut the tail and said "clean"); the next
+/// command that opens the store cuts it and says so on stderr.
+#[test]
+fn verify_writes_nothing_and_the_next_open_reports_the_cut_tail() {
+    let sb = Sandbox::new();
+    let input = sb.write("in.txt", numbered_lines(200).as_bytes());
+    sb.ok(&[
+        "run",
+        "--kind",
+        "copy",
+        "--input",
+        s(&input),
+        "--output",
+        s(&sb.path("o.txt")),
+    ]);
+    let mut segments: Vec<_> = std::fs::read_dir(sb.data())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "bseg"))
+        .collect();
+    segments.sort();
+    let last = segments.pop().unwrap();
+    let mut bytes = std::fs::read(&last).unwrap();
+    bytes.extend_from_slice(&[0xAB; 33]);
+    std::fs::write(&last, &bytes).unwrap();
+
+    let out = sb.expect(4, &["verify"]);
+    assert!(stdout(&out).contains("CORRUPT segment"), "{}", stdout(&out));
+    assert_eq!(std::fs::read(&last).unwrap(), bytes, "verify wrote nothing");
+
+    let out = sb.expect(0, &["jobs"]);
+    assert!(
+        stderr(&out).contains("recovery cut a torn tail") && stderr(&out).contains("offset"),
+        "{}",
+        stderr(&out)
+    );
+    sb.ok(&["verify"]);
+}
+
 #[test]
 fn wrong_key_is_a_clear_error() {
     let sb = Sandbox::new();
@@ -327,4 +368,62 @@ fn demo_reconciles_on_a_small_run() {
     assert_eq!(summary["records_in"], 5000);
     assert_eq!(summary["records_failed"], 5 + 2 + 1);
     assert!(dir.join("demo.key").exists() && dir.join("customers-errors.jsonl").exists());
+}
+
+#[test]
+fn exec_commands_do_not_see_the_key_or_token_file() {
+    let sb = Sandbox::new();
+    let key = sb.path("k");
+    sb.ok(&["keygen", "--out", s(&key)]);
+    let input = sb.write("in.txt", b"x\n");
+    let output = sb.path("out.txt");
+    let cmd = "read r; echo \"key=${BOOSTER_KEY_FILE:-unset} token=${BOOSTER_TOKEN_FILE:-unset}\"";
+    let out = sb
+        .cmd(&[
+            "run",
+            "--kind",
+            "exec",
+            "--cmd",
+            cmd,
+            "--input",
+            s(&input),
+            "--output",
+            s(&output),
+        ])
+        .env("BOOSTER_KEY_FILE", &key)
+        .env("BOOSTER_TOKEN_FILE", sb.path("token"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(&output).unwrap(),
+        "key=unset token=unset\n"
+    );
+}
+
+#[test]
+fn a_key_file_other_users_can_read_is_refused_with_the_chmod_to_run() {
+    let sb = Sandbox::new();
+    let key = sb.path("k");
+    sb.ok(&["keygen", "--out", s(&key)]);
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let input = sb.write("in.txt", b"x\n");
+    let out = sb.expect(
+        1,
+        &[
+            "--key-file",
+            s(&key),
+            "submit",
+            "--kind",
+            "copy",
+            "--input",
+            s(&input),
+        ],
+    );
+    assert!(
+        stderr(&out).contains(&format!("chmod 600 {}", key.display())),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!sb.data().exists(), "nothing was created");
 }

@@ -258,6 +258,9 @@ fn browser_programs(test: &str) -> Option<(PathBuf, PathBuf)> {
     let chromium = find_program(&["chromium", "chromium-browser", "google-chrome"]);
     let chromedriver = find_program(&["chromedriver"]);
     if chromium.is_none() || chromedriver.is_none() {
+        if let Err(message) = missing_browser_verdict(test, std::env::var("CI").ok().as_deref()) {
+            panic!("{message}");
+        }
         // Straight to stderr: the test harness captures println! of passing tests.
         let _ = writeln!(
             std::io::stderr(),
@@ -266,6 +269,26 @@ fn browser_programs(test: &str) -> Option<(PathBuf, PathBuf)> {
         );
     }
     Some((chromium?, chromedriver?))
+}
+
+/// Without chromium and chromedriver a local run skips the browser tests,
+/// saying so; CI (`CI=true`) must have them, so there it is a failure.
+fn missing_browser_verdict(test: &str, ci: Option<&str>) -> Result<(), String> {
+    match ci {
+        Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => Err(format!(
+            "{test}: chromium and chromedriver are not both on PATH, and CI={v} requires the \
+             browser tests to run; install them (Debian: apt-get install chromium chromium-driver)"
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[test]
+fn missing_browsers_fail_in_ci_and_skip_elsewhere() {
+    assert!(missing_browser_verdict("t", Some("true")).is_err());
+    assert!(missing_browser_verdict("t", Some("1")).is_err());
+    assert!(missing_browser_verdict("t", None).is_ok());
+    assert!(missing_browser_verdict("t", Some("false")).is_ok());
 }
 
 /// Permits the `gated` handler takes, one per record.
@@ -331,7 +354,7 @@ impl Served {
         };
         if with_token {
             let path = dir.path().join("token");
-            std::fs::write(&path, TOKEN).unwrap();
+            booster_tools::secret_file::write_private(&path, TOKEN.as_bytes()).unwrap();
             serve.token_file = Some(path);
         }
         let (runtime, server) = rt.block_on(async {

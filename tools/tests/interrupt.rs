@@ -106,3 +106,43 @@ fn ctrl_c_during_an_upload_fails_the_job_and_exits_130() {
     assert_eq!(jobs[0]["state"], "failed", "{jobs}");
     assert!(!sb.path("o.txt").exists());
 }
+
+#[test]
+fn sigterm_stops_serve_gracefully_and_releases_the_store() {
+    use std::io::BufRead;
+    let sb = Sandbox::new();
+    let mut server = sb
+        .cmd(&["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(server.stderr.take().unwrap()).lines();
+    let banner = lines.next().unwrap().unwrap();
+    assert!(
+        banner.contains("dashboard and API on http://127.0.0.1:"),
+        "{banner}"
+    );
+    // SAFETY: kill(2) with a pid we spawned and have not waited for.
+    let rc = unsafe { libc::kill(server.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(rc, 0);
+    let mut status = None;
+    for _ in 0..1500 {
+        status = server.try_wait().unwrap();
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let Some(status) = status else {
+        let _ = server.kill();
+        panic!("serve ignored SIGTERM");
+    };
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert_eq!(status.code(), Some(0), "{rest:?}");
+    assert!(
+        rest.iter().any(|l| l.contains("booster serve: stopped")),
+        "{rest:?}"
+    );
+    sb.ok(&["jobs"]);
+}

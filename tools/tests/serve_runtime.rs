@@ -132,3 +132,147 @@ fn job_watch_over_the_server_prints_the_job_until_it_completes() {
         runtime.shutdown(Duration::from_secs(5)).await.unwrap();
     });
 }
+
+/// A server over a real runtime whose kinds are registered as `serve` does.
+fn serve_with(
+    dir: &std::path::Path,
+    exec_allow: &[&str],
+) -> (
+    tokio::runtime::Runtime,
+    Runtime,
+    booster_tools::serve::Server,
+) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let exec_allow: Vec<String> = exec_allow.iter().map(|c| c.to_string()).collect();
+    let (runtime, server) = rt.block_on(async {
+        let mut opts = RuntimeOptions::new(dir.join("data"));
+        opts.workers = 2;
+        let runtime = Runtime::open(opts).await.unwrap();
+        let policy = booster_tools::kinds::ExecPolicy::Only(exec_allow.clone().into());
+        booster_tools::kinds::register_builtin_with(&runtime, policy);
+        let serve = ServeOptions {
+            listen: "127.0.0.1:0".into(),
+            exec_allow,
+            ..ServeOptions::default()
+        };
+        let server = start(runtime.clone(), &serve).await.unwrap();
+        (runtime, server)
+    });
+    (rt, runtime, server)
+}
+
+fn post_job(url: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut resp = agent
+        .post(format!("{url}/api/jobs"))
+        .header("Content-Type", "application/json")
+        .send(body.to_string())
+        .unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or_default())
+}
+
+#[test]
+fn an_api_request_cannot_run_a_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let (rt, runtime, server) = serve_with(dir.path(), &[]);
+    let cmd = format!("touch {}", marker.display());
+    let (status, body) = post_job(
+        &server.url(),
+        &serde_json::json!({"kind": "exec", "properties": {"cmd": cmd}}),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("--exec-allow"),
+        "{body}"
+    );
+    assert!(rt.block_on(runtime.jobs(Default::default())).is_empty());
+    assert!(!marker.exists(), "the command never ran");
+    rt.block_on(async {
+        server.shutdown(Duration::ZERO).await.unwrap();
+        runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+    });
+}
+
+#[test]
+fn a_stored_exec_job_whose_command_the_server_does_not_allow_fails_saying_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let (rt, runtime, server) = serve_with(dir.path(), &["tr a-z A-Z"]);
+    // As if the CLI (or a forged record) had stored it: not through the API.
+    let id = rt.block_on(async {
+        let mut spec = booster_runtime::JobSpec::sliced("exec");
+        spec.properties = serde_json::json!({ "cmd": format!("touch {}", marker.display()) });
+        let id = runtime.submit(spec).await.unwrap();
+        let mut up = runtime.upload(id).await.unwrap();
+        up.push(b"x".to_vec()).await.unwrap();
+        up.finish().await.unwrap();
+        id
+    });
+    let done = rt.block_on(runtime.wait(id)).unwrap();
+    assert_eq!(done.state, booster_runtime::JobState::Failed);
+    let shown = format!("{:?} {:?}", done.failure_reason, done.errors);
+    assert!(shown.contains("not allowed by this server"), "{shown}");
+    assert!(!marker.exists(), "the command never ran");
+    rt.block_on(async {
+        server.shutdown(Duration::ZERO).await.unwrap();
+        runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+    });
+}
+
+#[test]
+fn a_listing_with_a_limit_has_the_newest_jobs_and_counts_every_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, runtime, server) = serve_with(dir.path(), &[]);
+    rt.block_on(async {
+        for i in 0..10 {
+            let kind = if i % 2 == 0 { "copy" } else { "noop" };
+            let spec = if kind == "copy" {
+                booster_runtime::JobSpec::sliced(kind)
+            } else {
+                booster_runtime::JobSpec::simple(kind, serde_json::json!(i))
+            };
+            runtime.submit(spec).await.unwrap();
+        }
+    });
+    let filter = booster_runtime::JobFilter {
+        kind: Some("copy".into()),
+        ..Default::default()
+    };
+    let (newest, total) = rt.block_on(runtime.jobs_newest(filter, 3));
+    assert_eq!(total, 5);
+    let ids: Vec<u64> = newest.iter().map(|j| j.id).collect();
+    assert_eq!(
+        ids,
+        vec![5, 7, 9],
+        "the three newest copy jobs, oldest first"
+    );
+    let text = ureq::get(format!("{}/api/jobs?kind=copy&limit=2", server.url()))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(listed["total"], 5, "{listed}");
+    let ids: Vec<u64> = listed["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![7, 9]);
+    rt.block_on(async {
+        server.shutdown(Duration::ZERO).await.unwrap();
+        runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+    });
+}

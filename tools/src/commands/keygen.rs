@@ -36,8 +36,23 @@ pub fn write_key(out: &Path, key: &MasterKey) -> anyhow::Result<()> {
             ),
             _ => anyhow::anyhow!("cannot create {}: {e}", out.display()),
         })?;
-    file.write_all(format!("{}\n", key.to_hex()).as_bytes())
+    let mut hex = zeroize::Zeroizing::new(key.to_hex());
+    hex.push('\n');
+    file.write_all(hex.as_bytes())
         .and_then(|()| file.sync_all())
         .with_context(|| format!("writing {}", out.display()))?;
-    Ok(())
+    // The new name must survive a power loss too, or the key is lost while
+    // data encrypted with it is not.
+    sync_parent_dir(out)
+}
+
+/// fsyncs the directory holding `path`, making its entry durable.
+fn sync_parent_dir(path: &Path) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing the directory {}", dir.display()))
 }

@@ -62,6 +62,7 @@ impl Ctx {
                 path.display()
             );
         }
+        crate::secret_file::check_private(path, "key file")?;
         MasterKey::from_file(path)
             .map(Some)
             .with_context(|| format!("reading key file {}", path.display()))
@@ -100,6 +101,12 @@ impl Ctx {
         let runtime = Runtime::open(opts)
             .await
             .with_context(|| format!("opening {}", self.data_dir.display()))?;
+        for (segment, offset, bytes) in &runtime.recovery_report().truncated {
+            eprintln!(
+                "booster: recovery cut a torn tail in {}: segment {segment} at offset {offset}, {bytes} bytes of a write that was never acknowledged",
+                self.data_dir.display()
+            );
+        }
         kinds::register_builtin(&runtime);
         Ok(runtime)
     }
@@ -133,24 +140,19 @@ pub struct Interrupt {
 }
 
 impl Interrupt {
-    /// Installs the signal handlers; call inside the tokio runtime.
+    /// Installs the signal handlers; call inside the tokio runtime. They are
+    /// registered before this returns, so a signal that arrives while the
+    /// command is still opening the store is not lost (nor fatal).
     pub fn install() -> Interrupt {
+        use tokio::signal::unix::{signal, SignalKind};
         let (tx, rx) = tokio::sync::watch::channel(false);
+        let mut int = signal(SignalKind::interrupt()).ok();
+        let mut term = signal(SignalKind::terminate()).ok();
         tokio::spawn(async move {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
             loop {
-                let sigterm = async {
-                    match term.as_mut() {
-                        Some(t) => {
-                            t.recv().await;
-                        }
-                        None => std::future::pending::<()>().await,
-                    }
-                };
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = sigterm => {}
+                    _ = recv(&mut int) => {}
+                    _ = recv(&mut term) => {}
                 }
                 if *tx.borrow() {
                     eprintln!("booster: second interrupt, exiting now");
@@ -178,6 +180,16 @@ impl Interrupt {
     pub async fn wait(&self) {
         let mut rx = self.rx.clone();
         let _ = rx.wait_for(|set| *set).await;
+    }
+}
+
+/// The next signal of `stream`; never, when it could not be registered.
+async fn recv(stream: &mut Option<tokio::signal::unix::Signal>) {
+    match stream.as_mut() {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending::<()>().await,
     }
 }
 
@@ -220,8 +232,14 @@ async fn serve(
         token_file: token_file.clone(),
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
+        exec_allow: args.exec_allow,
+        limits: crate::serve::ConnectionLimits {
+            max_connections: args.max_connections as usize,
+            max_event_streams: args.max_event_streams as usize,
+            ..Default::default()
+        },
     };
-    crate::serve::run(opts, serve_opts).await?;
+    crate::serve::run(opts, serve_opts, ctx.interrupt.wait()).await?;
     Ok(exit::OK)
 }
 

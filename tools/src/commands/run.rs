@@ -159,7 +159,7 @@ fn precheck(args: &JobInputArgs) -> anyhow::Result<()> {
     let format = args
         .format
         .unwrap_or_else(|| Format::from_path(&args.input));
-    let input = open_source(&args.input, format)?;
+    let input = open_source(&args.input, format, args.max_record_bytes)?;
     job_spec(args, &input).map(|_| ())
 }
 
@@ -261,7 +261,9 @@ pub async fn create_job(
         .format
         .unwrap_or_else(|| Format::from_path(&args.input));
     let path = args.input.clone();
-    let input = tokio::task::spawn_blocking(move || open_source(&path, format)).await??;
+    let max_record_bytes = args.max_record_bytes;
+    let input =
+        tokio::task::spawn_blocking(move || open_source(&path, format, max_record_bytes)).await??;
     let spec = job_spec(args, &input)?;
     let id = runtime.submit(spec).await.context("submitting the job")?;
     Ok((id, input))
@@ -283,7 +285,10 @@ pub async fn upload_input(
     }
     let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<Item>>>(8);
     let mut records = input.records;
-    tokio::task::spawn_blocking(move || loop {
+    // The reader ends the input by sending an empty batch. A channel that
+    // closes without one means the reader died (a panic in a parser): that
+    // is an error, never the end of the input.
+    let reader = tokio::task::spawn_blocking(move || loop {
         let mut batch = Vec::with_capacity(UPLOAD_BATCH_RECORDS);
         let result = records.next_batch(UPLOAD_BATCH_RECORDS, &mut batch);
         let end = matches!(&result, Ok(()) if batch.is_empty()) || result.is_err();
@@ -291,6 +296,7 @@ pub async fn upload_input(
             return;
         }
     });
+    let mut reader = Some(reader);
     loop {
         // An input that stalls (a pipe nobody writes to) must not keep
         // Ctrl-C waiting.
@@ -305,9 +311,21 @@ pub async fn upload_input(
             )));
         }
         let Some(batch) = batch else {
-            break;
+            let why = match reader.take() {
+                Some(handle) => match handle.await {
+                    Err(e) if e.is_panic() => format!(
+                        "the input reader panicked: {}",
+                        panic_text(&*e.into_panic())
+                    ),
+                    _ => "the input reader stopped before the end of the input".to_string(),
+                },
+                None => "the input reader stopped".to_string(),
+            };
+            uploader.fail(why.clone()).await?;
+            anyhow::bail!("{why}; job {id} is marked failed (nothing of it will run)");
         };
         let batch = match batch {
+            Ok(batch) if batch.is_empty() => break,
             Ok(batch) => batch,
             Err(e) => {
                 let reason = format!("reading the input failed: {e}");
@@ -326,6 +344,14 @@ pub async fn upload_input(
         progress.set_position(read.read_bytes());
     }
     Ok(uploader.finish().await?)
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a non-string panic")
 }
 
 /// Waits for the job to finish, with a bar of its slices.
@@ -357,5 +383,71 @@ pub async fn wait_with_progress(
                 return Err(anyhow::Error::new(Interrupted));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use booster_runtime::{JobSpec, JobState, Runtime, RuntimeOptions};
+
+    use super::*;
+    use crate::formats::RecordSource;
+
+    /// One batch of records, then a panic (a parser bug).
+    struct PanicsAfterOneBatch(bool);
+
+    impl RecordSource for PanicsAfterOneBatch {
+        fn next_batch(&mut self, _max: usize, out: &mut Vec<Item>) -> std::io::Result<()> {
+            if self.0 {
+                panic!("parser bug");
+            }
+            self.0 = true;
+            out.push(Item::Record {
+                bytes: b"a".to_vec(),
+                line: 1,
+            });
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_panic_in_the_input_reader_fails_the_upload_instead_of_completing_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut opts = RuntimeOptions::new(dir.path().join("data"));
+            opts.start_workers = false;
+            let runtime = Runtime::open(opts).await.unwrap();
+            crate::kinds::register_builtin(&runtime);
+            let id = runtime.submit(JobSpec::sliced("copy")).await.unwrap();
+            let input = InputSource {
+                format: Format::Lines,
+                header: None,
+                progress: Default::default(),
+                records: Box::new(PanicsAfterOneBatch(false)),
+            };
+            let progress = Progress::new(Mode::Off, None, "upload", Unit::Bytes);
+            let err = upload_input(&runtime, id, input, &Interrupt::never(), &progress)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("the input reader panicked: parser bug"),
+                "{err}"
+            );
+            let job = runtime.job(id).await.unwrap();
+            assert_eq!(job.state, JobState::Failed, "the upload is not complete");
+            assert!(
+                job.failure_reason.unwrap_or_default().contains("panicked"),
+                "the job says why"
+            );
+            runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+        });
     }
 }

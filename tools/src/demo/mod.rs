@@ -148,6 +148,7 @@ fn job_args(input: &Path, priority: u8, description: &str) -> JobInputArgs {
         cmd: None,
         description: Some(description.into()),
         max_workers: None,
+        max_record_bytes: crate::formats::DEFAULT_MAX_RECORD_BYTES,
     }
 }
 

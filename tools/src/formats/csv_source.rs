@@ -5,11 +5,21 @@
 //! record is stored as it was written and `download` gives the file back
 //! byte for byte (line endings normalised to `\n`). A record whose field
 //! count differs from the header's is rejected with its line number.
+//!
+//! A record may hold at most `max_record_bytes` (default
+//! [`DEFAULT_MAX_RECORD_BYTES`]). A longer one, and a quote still open at the
+//! end of the input, is an error naming the line where the record (and so
+//! its quote) began; parsing resumes at the next line, from the bytes
+//! already read, so one stray quote costs one line, never the rest of the
+//! file. Memory stays within about one record.
 
 use std::io::{self, Read};
 use std::sync::{Arc, Mutex};
 
 use super::input::{Item, RecordSource};
+
+/// The largest CSV record accepted by default.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1024 * 1024;
 
 /// The header row: its raw line (written back on download) and column names.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,6 +33,8 @@ struct TeeBuffer {
     bytes: Vec<u8>,
     /// Offset in the stream of `bytes[0]`.
     base_offset: u64,
+    /// The last read of the input returned 0 bytes.
+    at_eof: bool,
 }
 
 impl TeeBuffer {
@@ -37,50 +49,100 @@ impl TeeBuffer {
     }
 }
 
-struct Tee<R> {
-    inner: R,
+type Input = Box<dyn Read + Send>;
+
+/// The bytes read by the csv reader, kept until a record takes them. Reading
+/// fails once more than `limit` bytes are held: the record being read is
+/// too long (the csv reader reads ahead at most one buffer, which `limit`
+/// allows for).
+struct Tee {
+    inner: Input,
     buffer: Arc<Mutex<TeeBuffer>>,
+    limit: usize,
 }
 
-impl<R: Read> Read for Tee<R> {
+/// The message of the error a [`Tee`] returns for a too-long record.
+const TOO_LONG: &str = "a CSV record over the size limit";
+
+impl Read for Tee {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
         let mut tee = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
+        if tee.bytes.len() > self.limit {
+            return Err(io::Error::other(TOO_LONG));
+        }
+        let n = self.inner.read(buf)?;
         tee.bytes.extend_from_slice(&buf[..n]);
+        tee.at_eof = n == 0 && !buf.is_empty();
         Ok(n)
     }
 }
 
-pub struct CsvSource<R> {
-    reader: csv::Reader<Tee<R>>,
+/// The csv reader's buffer: it reads ahead at most this much past the
+/// record it is parsing, so the tee may hold the record plus this.
+const READ_AHEAD_BYTES: usize = 8 * 1024;
+
+fn csv_reader(
+    inner: Input,
+    buffer: Arc<Mutex<TeeBuffer>>,
+    max_record_bytes: usize,
+) -> csv::Reader<Tee> {
+    let tee = Tee {
+        inner,
+        buffer,
+        limit: max_record_bytes.saturating_add(READ_AHEAD_BYTES),
+    };
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .buffer_capacity(READ_AHEAD_BYTES)
+        .from_reader(tee)
+}
+
+pub struct CsvSource {
+    reader: csv::Reader<Tee>,
     buffer: Arc<Mutex<TeeBuffer>>,
     record: csv::ByteRecord,
     columns: usize,
+    max_record_bytes: usize,
+    /// Lines before the current csv reader's line 1 (a new reader starts
+    /// after each record that could not be read).
+    line_offset: u64,
+    /// The line (in the current reader's count) where the tee's bytes begin.
+    base_line: u64,
 }
 
-impl<R: Read + Send> CsvSource<R> {
-    pub fn new(inner: R) -> CsvSource<R> {
+/// What reading one record gave.
+enum Raw {
+    Record(Vec<u8>, u64),
+    /// Too long or unterminated: what is kept of it, its first line, why.
+    Bad(Vec<u8>, u64, String),
+}
+
+impl CsvSource {
+    pub fn new(inner: impl Read + Send + 'static, max_record_bytes: usize) -> CsvSource {
         let buffer = Arc::new(Mutex::new(TeeBuffer::default()));
-        let tee = Tee {
-            inner,
-            buffer: buffer.clone(),
-        };
-        let reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .from_reader(tee);
         CsvSource {
-            reader,
+            reader: csv_reader(Box::new(inner), buffer.clone(), max_record_bytes),
             buffer,
             record: csv::ByteRecord::new(),
             columns: 0,
+            max_record_bytes,
+            line_offset: 0,
+            base_line: 1,
         }
     }
 
     /// Reads the first record as the header. None for an empty input.
     pub fn read_header(&mut self) -> io::Result<Option<CsvHeader>> {
-        let Some((raw, _line)) = self.read_raw()? else {
-            return Ok(None);
+        let raw = match self.read_raw()? {
+            None => return Ok(None),
+            Some(Raw::Record(raw, _)) => raw,
+            Some(Raw::Bad(_, line, message)) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("the CSV header (line {line}) cannot be read: {message}"),
+                ))
+            }
         };
         let raw = String::from_utf8(raw).map_err(|_| {
             io::Error::new(io::ErrorKind::InvalidData, "the CSV header is not UTF-8")
@@ -95,37 +157,128 @@ impl<R: Read + Send> CsvSource<R> {
     }
 
     /// The next record's raw bytes (terminator removed) and starting line.
-    fn read_raw(&mut self) -> io::Result<Option<(Vec<u8>, u64)>> {
-        let more = self
-            .reader
-            .read_byte_record(&mut self.record)
-            .map_err(csv_to_io)?;
+    fn read_raw(&mut self) -> io::Result<Option<Raw>> {
+        let more = match self.reader.read_byte_record(&mut self.record) {
+            Ok(more) => more,
+            Err(e) => {
+                let e = csv_to_io(e);
+                if e.to_string() == TOO_LONG {
+                    let message = self.too_long_message();
+                    return self.skip_first_line(message).map(Some);
+                }
+                return Err(e);
+            }
+        };
         if !more {
             return Ok(None);
         }
         let start = self.record.position().map_or(0, |p| p.byte());
         let end = self.reader.position().byte();
-        let mut raw = self
-            .buffer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take(start, end);
-        // The reader's record position can sit before the blank lines and
-        // the `\n` of a `\r\n` that precede the record: no record starts
-        // with a line break (a quoted one starts with `"`), so drop them and
-        // count them as lines.
-        let leading = raw
-            .iter()
-            .take_while(|b| **b == b'\r' || **b == b'\n')
-            .count();
-        let skipped_lines = raw[..leading].iter().filter(|b| **b == b'\n').count() as u64;
-        raw.drain(..leading);
+        let mut tee = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
+        let at_end = tee.at_eof && end == tee.base_offset + tee.bytes.len() as u64;
+        let from = (start.max(tee.base_offset) - tee.base_offset) as usize;
+        let to = (end - tee.base_offset) as usize;
+        if at_end && quote_left_open(&tee.bytes[from..to]) {
+            drop(tee);
+            let message = "malformed CSV: a quote opened in the record starting on this line \
+                           is still open at the end of the input; the line is skipped and \
+                           parsing resumes at the next line"
+                .to_string();
+            return self.skip_first_line(message).map(Some);
+        }
+        let mut raw = tee.take(start, end);
+        drop(tee);
+        let skipped_lines = drop_leading_line_breaks(&mut raw);
         while matches!(raw.last(), Some(b'\n' | b'\r')) {
             raw.pop();
         }
-        let line = self.record.position().map_or(0, |p| p.line()) + skipped_lines;
-        Ok(Some((raw, line)))
+        let line =
+            self.line_offset + self.record.position().map_or(0, |p| p.line()) + skipped_lines;
+        self.base_line = self.reader.position().line();
+        if raw.len() > self.max_record_bytes {
+            // Complete, but over the limit by less than the read-ahead.
+            raw.truncate(self.max_record_bytes);
+            return Ok(Some(Raw::Bad(raw, line, self.too_long_message())));
+        }
+        Ok(Some(Raw::Record(raw, line)))
     }
+
+    fn too_long_message(&self) -> String {
+        format!(
+            "malformed CSV: the record starting on this line is longer than {} bytes \
+             (an unclosed quote?); the line is skipped and parsing resumes at the next line \
+             (--max-record-bytes raises the limit)",
+            self.max_record_bytes
+        )
+    }
+
+    /// The record that begins at the tee's first byte cannot be read:
+    /// rejects its first line and starts a new csv reader on the bytes after
+    /// that line (already read) followed by the rest of the input.
+    fn skip_first_line(&mut self, message: String) -> io::Result<Raw> {
+        let mut held =
+            std::mem::take(&mut self.buffer.lock().unwrap_or_else(|p| p.into_inner()).bytes);
+        let line = self.line_offset + self.base_line + drop_leading_line_breaks(&mut held);
+        let empty = csv_reader(Box::new(io::empty()), self.buffer.clone(), 0);
+        let mut inner = std::mem::replace(&mut self.reader, empty)
+            .into_inner()
+            .inner;
+        let (mut first_line, rest) = match memchr::memchr(b'\n', &held) {
+            Some(i) => (held[..i].to_vec(), held[i + 1..].to_vec()),
+            None => {
+                // The line itself is longer than the limit: read on to its end.
+                let rest = skip_to_next_line(&mut inner)?;
+                (held, rest)
+            }
+        };
+        first_line.truncate(self.max_record_bytes);
+        if first_line.last() == Some(&b'\r') {
+            first_line.pop();
+        }
+        *self.buffer.lock().unwrap_or_else(|p| p.into_inner()) = TeeBuffer::default();
+        let resumed: Input = Box::new(io::Cursor::new(rest).chain(inner));
+        self.reader = csv_reader(resumed, self.buffer.clone(), self.max_record_bytes);
+        self.line_offset = line;
+        self.base_line = 1;
+        Ok(Raw::Bad(first_line, line, message))
+    }
+}
+
+/// Reads and drops bytes up to and including the next `\n`; returns what
+/// was read after it.
+fn skip_to_next_line(inner: &mut Input) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match inner.read(&mut buf) {
+            Ok(0) => return Ok(Vec::new()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if let Some(i) = memchr::memchr(b'\n', &buf[..n]) {
+            return Ok(buf[i + 1..n].to_vec());
+        }
+    }
+}
+
+/// A record that runs to the end of the input over several lines with an
+/// odd number of quote characters: its last quote never closed.
+fn quote_left_open(raw: &[u8]) -> bool {
+    let body = raw.trim_ascii();
+    body.contains(&b'\n') && memchr::memchr_iter(b'"', body).count() % 2 == 1
+}
+
+/// The reader's record position can sit before the blank lines and the
+/// `\n` of a `\r\n` that precede the record: no record starts with a line
+/// break (a quoted one starts with `"`), so they are dropped and counted.
+fn drop_leading_line_breaks(raw: &mut Vec<u8>) -> u64 {
+    let leading = raw
+        .iter()
+        .take_while(|b| **b == b'\r' || **b == b'\n')
+        .count();
+    let lines = raw[..leading].iter().filter(|b| **b == b'\n').count() as u64;
+    raw.drain(..leading);
+    lines
 }
 
 fn csv_to_io(e: csv::Error) -> io::Error {
@@ -135,11 +288,16 @@ fn csv_to_io(e: csv::Error) -> io::Error {
     }
 }
 
-impl<R: Read + Send> RecordSource for CsvSource<R> {
+impl RecordSource for CsvSource {
     fn next_batch(&mut self, max: usize, out: &mut Vec<Item>) -> io::Result<()> {
         while out.len() < max {
-            let Some((raw, line)) = self.read_raw()? else {
-                break;
+            let (raw, line) = match self.read_raw()? {
+                None => break,
+                Some(Raw::Bad(raw, line, message)) => {
+                    out.push(Item::Rejected { raw, line, message });
+                    continue;
+                }
+                Some(Raw::Record(raw, line)) => (raw, line),
             };
             let fields = self.record.len();
             if fields == self.columns {
@@ -164,7 +322,11 @@ mod tests {
     use super::*;
 
     fn read_all(text: &[u8]) -> (Option<CsvHeader>, Vec<Item>) {
-        let mut src = CsvSource::new(text);
+        read_all_limited(text, DEFAULT_MAX_RECORD_BYTES)
+    }
+
+    fn read_all_limited(text: &[u8], max_record_bytes: usize) -> (Option<CsvHeader>, Vec<Item>) {
+        let mut src = CsvSource::new(io::Cursor::new(text.to_vec()), max_record_bytes);
         let header = src.read_header().unwrap();
         let mut items = Vec::new();
         loop {
@@ -231,5 +393,74 @@ mod tests {
         let (header, items) = read_all(b"");
         assert!(header.is_none());
         assert!(items.is_empty());
+    }
+
+    fn rejected_line(item: &Item) -> Option<(u64, &str)> {
+        match item {
+            Item::Rejected { line, message, .. } => Some((*line, message.as_str())),
+            Item::Record { .. } => None,
+        }
+    }
+
+    #[test]
+    fn an_unclosed_quote_costs_its_line_and_every_later_row_is_counted() {
+        let text = b"id,name\n1,\"never closed\n2,b\n3,c\n4,d\n";
+        let (_, items) = read_all(text);
+        let (line, message) = rejected_line(&items[0]).expect("line 2 is an error");
+        assert_eq!(line, 2);
+        assert!(message.contains("still open"), "{message}");
+        assert_eq!(
+            items[1..].to_vec(),
+            vec![record("2,b", 3), record("3,c", 4), record("4,d", 5)]
+        );
+    }
+
+    #[test]
+    fn a_record_over_the_limit_is_an_error_naming_where_its_quote_opened() {
+        // The quote opened on line 3 swallows the next lines until the
+        // limit; parsing resumes on line 4, so every later row is counted.
+        let mut text = b"id,name\n1,a\n2,\"open\n".to_vec();
+        for i in 0..3000 {
+            text.extend_from_slice(format!("{},row\n", i + 3).as_bytes());
+        }
+        let (_, items) = read_all_limited(&text, 64);
+        assert_eq!(items[0], record("1,a", 2));
+        let (line, message) = rejected_line(&items[1]).expect("line 3 is an error");
+        assert_eq!(line, 3);
+        assert!(message.contains("longer than 64 bytes"), "{message}");
+        match &items[1] {
+            Item::Rejected { raw, .. } => assert_eq!(raw, b"2,\"open"),
+            other => panic!("{other:?}"),
+        }
+        let rows: Vec<Item> = (0..3000)
+            .map(|i| record(&format!("{},row", i + 3), i + 4))
+            .collect();
+        assert_eq!(items[2..].to_vec(), rows);
+    }
+
+    #[test]
+    fn a_single_line_over_the_limit_is_skipped_to_its_end() {
+        let mut text = b"id,name\n1,\"".to_vec();
+        text.extend(std::iter::repeat_n(b'x', 300_000));
+        text.extend_from_slice(b"\n2,b\n");
+        let (_, items) = read_all_limited(&text, 1000);
+        let (line, _) = rejected_line(&items[0]).expect("line 2 is an error");
+        assert_eq!(line, 2);
+        match &items[0] {
+            Item::Rejected { raw, .. } => assert_eq!(raw.len(), 1000, "kept up to the limit"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(items[1..].to_vec(), vec![record("2,b", 3)]);
+    }
+
+    #[test]
+    fn a_long_quoted_record_under_the_limit_is_kept_whole() {
+        let field = "y".repeat(5000);
+        let text = format!("id,name\n1,\"{field}\nmore\"\n2,b\n");
+        let (_, items) = read_all_limited(text.as_bytes(), 6000);
+        assert_eq!(
+            items,
+            vec![record(&format!("1,\"{field}\nmore\""), 2), record("2,b", 4)]
+        );
     }
 }

@@ -122,9 +122,21 @@ fn input_error(path: &Path, e: io::Error) -> anyhow::Error {
 }
 
 /// Opens `path` as records of `format`; for CSV, reads the header row.
-pub fn open_source(path: &Path, format: Format) -> anyhow::Result<InputSource> {
+/// A CSV record longer than `max_record_bytes` is a record error
+/// ([`super::DEFAULT_MAX_RECORD_BYTES`] unless the user asked otherwise).
+pub fn open_source(
+    path: &Path,
+    format: Format,
+    max_record_bytes: usize,
+) -> anyhow::Result<InputSource> {
     let (reader, progress) = open_bytes(path)?;
-    source_from_reader(reader, progress, format, &path.display().to_string())
+    source_from_reader(
+        reader,
+        progress,
+        format,
+        max_record_bytes,
+        &path.display().to_string(),
+    )
 }
 
 /// Records of `format` from already-decompressed bytes (`booster serve`
@@ -133,11 +145,12 @@ pub fn source_from_reader(
     reader: Box<dyn BufRead + Send>,
     progress: ReadProgress,
     format: Format,
+    max_record_bytes: usize,
     name: &str,
 ) -> anyhow::Result<InputSource> {
     let (header, records): (Option<CsvHeader>, Box<dyn RecordSource>) = match format {
         Format::Csv => {
-            let mut csv = CsvSource::new(reader);
+            let mut csv = CsvSource::new(reader, max_record_bytes);
             let header = csv
                 .read_header()
                 .with_context(|| format!("reading the CSV header of {name}"))?;

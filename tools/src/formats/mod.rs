@@ -8,7 +8,7 @@ mod csv_source;
 mod input;
 mod output;
 
-pub use csv_source::CsvHeader;
+pub use csv_source::{CsvHeader, DEFAULT_MAX_RECORD_BYTES};
 pub use input::{
     open_bytes, open_source, source_from_reader, InputSource, Item, ReadProgress, RecordSource,
 };

@@ -2,9 +2,28 @@
 //! stdout lines are the slice's output. A non-zero exit fails the slice and
 //! keeps the end of its stderr as the reason. This lets people process
 //! records in any language.
+//!
+//! The command is a well-behaved handler:
+//! - it runs in its own process group, and the whole group is killed when
+//!   the command exits (nothing it started outlives the slice), when the
+//!   lease ends (expired, or the job was aborted, failed or destroyed), or
+//!   when the handler gives up (output over the cap);
+//! - the worker thread heartbeats while it runs, so a slow command keeps its
+//!   lease and a hung one is visible only as long as it really runs;
+//! - its output is read as it comes and capped per slice
+//!   ([`DEFAULT_MAX_OUTPUT_BYTES`]); stderr keeps only its tail;
+//! - it does not inherit `BOOSTER_KEY_FILE` or `BOOSTER_TOKEN_FILE`.
+//!
+//! Which commands may run is the operator's choice ([`ExecPolicy`]): the CLI
+//! runs any (the person typing is the operator), `booster serve` only those
+//! named by `--exec-allow`.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Command, Stdio};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
 
 use booster_runtime::{HandlerError, JobContext, RecordHandler, SliceOutcome};
 
@@ -13,7 +32,46 @@ use crate::formats::props;
 /// How much of a failing command's stderr is kept in the failure reason.
 const STDERR_KEPT_BYTES: usize = 4096;
 
-pub struct Exec;
+/// Output one slice's command may write before the slice fails.
+pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 64 * 1024 * 1024;
+
+/// How often the worker heartbeats and checks its lease while the command runs.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Environment variables a command never sees: they point at secrets.
+const HIDDEN_ENV: [&str; 2] = ["BOOSTER_KEY_FILE", "BOOSTER_TOKEN_FILE"];
+
+/// Which commands `exec` may run in this process.
+#[derive(Clone, Debug)]
+pub enum ExecPolicy {
+    /// Any command: the CLI, where the job's submitter is the operator.
+    Any,
+    /// Only these commands, matched byte for byte (`booster serve --exec-allow`).
+    Only(Arc<[String]>),
+}
+
+impl ExecPolicy {
+    pub fn allows(&self, cmd: &str) -> bool {
+        match self {
+            ExecPolicy::Any => true,
+            ExecPolicy::Only(list) => list.iter().any(|c| c == cmd),
+        }
+    }
+}
+
+pub struct Exec {
+    pub policy: ExecPolicy,
+    pub max_output_bytes: usize,
+}
+
+impl Exec {
+    pub fn new(policy: ExecPolicy) -> Exec {
+        Exec {
+            policy,
+            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+        }
+    }
+}
 
 impl RecordHandler for Exec {
     fn process(
@@ -37,7 +95,15 @@ impl RecordHandler for Exec {
                 message: "exec job has no `cmd` property; submit it with --cmd".into(),
             };
         };
-        match run_command(cmd, job.id, records) {
+        if !self.policy.allows(cmd) {
+            return SliceOutcome::Failed {
+                message: format!(
+                    "command `{cmd}` is not allowed by this server; the operator allows a \
+                     command by starting `booster serve --exec-allow 'COMMAND'`"
+                ),
+            };
+        }
+        match run_command(cmd, job.id, records, self.max_output_bytes) {
             Ok(output) => SliceOutcome::Done {
                 output,
                 record_errors: Vec::new(),
@@ -47,22 +113,43 @@ impl RecordHandler for Exec {
     }
 }
 
-fn run_command(cmd: &str, job: u64, records: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, String> {
-    let mut child = Command::new("sh")
+/// How reading the command's stdout ended.
+enum Stdout {
+    Lines(Vec<Vec<u8>>),
+    OverCap,
+    Failed(std::io::Error),
+}
+
+fn run_command(
+    cmd: &str,
+    job: u64,
+    records: &[Vec<u8>],
+    max_output_bytes: usize,
+) -> Result<Vec<Vec<u8>>, String> {
+    let mut command = Command::new("sh");
+    command
         .arg("-c")
         .arg(cmd)
         .env("BOOSTER_JOB_ID", job.to_string())
+        .process_group(0)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    for name in HIDDEN_ENV {
+        command.env_remove(name);
+    }
+    let mut child = command
         .spawn()
         .map_err(|e| format!("cannot start `sh -c {cmd}`: {e}"))?;
+    let group = ProcessGroup(child.id());
     let mut stdin = child.stdin.take().expect("stdin is piped");
-    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let stderr = child.stderr.take().expect("stderr is piped");
     let stdout = child.stdout.take().expect("stdout is piped");
     std::thread::scope(|scope| {
-        // Feeding stdin and draining stderr on their own threads keeps a
-        // command that writes before it reads from deadlocking on full pipes.
+        // Feeding stdin and draining stdout and stderr on their own threads
+        // keeps a command that writes before it reads from deadlocking on
+        // full pipes, and leaves this (the worker's) thread free to
+        // heartbeat and watch its lease.
         scope.spawn(move || {
             for record in records {
                 // A command that exits without reading everything closes the
@@ -76,54 +163,246 @@ fn run_command(cmd: &str, job: u64, records: &[Vec<u8>]) -> Result<Vec<Vec<u8>>,
                 }
             }
         });
-        let stderr_thread = scope.spawn(move || {
-            let mut buf = Vec::new();
-            let _ = stderr.read_to_end(&mut buf);
-            buf
+        let stderr_thread = scope.spawn(move || stderr_tail(stderr));
+        let (done_tx, done_rx) = mpsc::channel();
+        scope.spawn(move || {
+            let _ = done_tx.send(read_lines(stdout, records.len(), max_output_bytes));
         });
-        let mut output = Vec::with_capacity(records.len());
-        let mut reader = BufReader::new(stdout);
-        loop {
-            let mut line = Vec::new();
-            match reader.read_until(b'\n', &mut line) {
-                Ok(0) => break,
-                Ok(_) => {
-                    if line.last() == Some(&b'\n') {
-                        line.pop();
-                    }
-                    output.push(line);
-                }
-                Err(e) => return Err(format!("reading the command's output: {e}")),
+        let ended = supervise(&mut child, &group, &done_rx);
+        // Whatever happened, nothing the command started outlives the slice;
+        // this also closes the pipes the readers wait on.
+        group.kill();
+        let stdout = match ended {
+            Supervised::Read(stdout) => stdout,
+            Supervised::LeaseEnded => {
+                let _ = child.wait();
+                return Err("the lease ended (expired, or the job was stopped); \
+                            the command's process group was killed"
+                    .to_string());
             }
-        }
-        let stderr = stderr_thread.join().unwrap_or_default();
+        };
         let status = child
             .wait()
             .map_err(|e| format!("waiting for the command: {e}"))?;
-        if status.success() {
-            return Ok(output);
+        let stderr = stderr_thread.join().unwrap_or_default();
+        match stdout {
+            Stdout::OverCap => {
+                return Err(format!(
+                    "command `{cmd}` wrote more than {max_output_bytes} bytes for one slice \
+                     (the per-slice output cap); it was stopped. Submit smaller slices \
+                     (--slice-size) or make the command write less"
+                ))
+            }
+            Stdout::Failed(e) => return Err(format!("reading the command's output: {e}")),
+            Stdout::Lines(output) if status.success() => return Ok(output),
+            Stdout::Lines(_) => {}
         }
-        let tail = &stderr[stderr.len().saturating_sub(STDERR_KEPT_BYTES)..];
         Err(format!(
             "command `{cmd}` {status}: {}",
-            String::from_utf8_lossy(tail).trim()
+            String::from_utf8_lossy(&stderr).trim()
         ))
     })
+}
+
+enum Supervised {
+    Read(Stdout),
+    LeaseEnded,
+}
+
+/// Waits for the command's output on the worker thread, heartbeating, until
+/// stdout is done or the lease ends. A shell that exited while something it
+/// started still holds stdout open counts as done: the caller kills the
+/// group, and the reader drains what was written.
+fn supervise(child: &mut Child, group: &ProcessGroup, done: &mpsc::Receiver<Stdout>) -> Supervised {
+    loop {
+        booster_runtime::heartbeat();
+        if booster_runtime::lease_ended() {
+            group.kill();
+            return Supervised::LeaseEnded;
+        }
+        match done.recv_timeout(POLL) {
+            Ok(stdout) => return Supervised::Read(stdout),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Supervised::Read(Stdout::Failed(std::io::Error::other(
+                    "the output reader stopped",
+                )))
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            group.kill();
+            return match done.recv() {
+                Ok(stdout) => Supervised::Read(stdout),
+                Err(_) => Supervised::Read(Stdout::Failed(std::io::Error::other(
+                    "the output reader stopped",
+                ))),
+            };
+        }
+    }
+}
+
+/// Reads stdout as lines, holding at most `max_bytes` of them.
+fn read_lines(stdout: ChildStdout, expected: usize, max_bytes: usize) -> Stdout {
+    let mut reader = BufReader::new(stdout);
+    let mut output = Vec::with_capacity(expected);
+    let mut line = Vec::new();
+    let mut total = 0usize;
+    loop {
+        let buf = match reader.fill_buf() {
+            Ok([]) => break,
+            Ok(buf) => buf,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Stdout::Failed(e),
+        };
+        let (take, end_of_line) = match memchr::memchr(b'\n', buf) {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        total += take;
+        if total > max_bytes {
+            return Stdout::OverCap;
+        }
+        line.extend_from_slice(&buf[..take - usize::from(end_of_line)]);
+        reader.consume(take);
+        if end_of_line {
+            output.push(std::mem::take(&mut line));
+        }
+    }
+    if !line.is_empty() {
+        output.push(line);
+    }
+    Stdout::Lines(output)
+}
+
+/// The last [`STDERR_KEPT_BYTES`] of stderr, read to its end.
+fn stderr_tail(mut stderr: impl Read) -> Vec<u8> {
+    let mut tail = Vec::with_capacity(2 * STDERR_KEPT_BYTES);
+    let mut buf = [0u8; 8192];
+    loop {
+        match stderr.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                tail.extend_from_slice(&buf[..n]);
+                if tail.len() > 2 * STDERR_KEPT_BYTES {
+                    tail.drain(..tail.len() - STDERR_KEPT_BYTES);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    tail.split_off(tail.len().saturating_sub(STDERR_KEPT_BYTES))
+}
+
+/// The process group the command leads (its pgid is its pid).
+struct ProcessGroup(u32);
+
+impl ProcessGroup {
+    /// SIGKILL to every process of the group; a group that is already gone
+    /// (ESRCH) is the expected case after a clean exit.
+    fn kill(&self) {
+        use rustix::process::{kill_process_group, Pid, Signal};
+        if let Some(pid) = Pid::from_raw(self.0 as i32) {
+            let _ = kill_process_group(pid, Signal::KILL);
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn run(cmd: &str, records: &[&[u8]]) -> Result<Vec<Vec<u8>>, String> {
+        let records: Vec<Vec<u8>> = records.iter().map(|r| r.to_vec()).collect();
+        run_command(cmd, 1, &records, DEFAULT_MAX_OUTPUT_BYTES)
+    }
+
     #[test]
     fn stdout_lines_are_the_output() {
-        let out = run_command("tr a-z A-Z", 1, &[b"ab".to_vec(), b"c".to_vec()]).unwrap();
+        let out = run("tr a-z A-Z", &[b"ab", b"c"]).unwrap();
         assert_eq!(out, vec![b"AB".to_vec(), b"C".to_vec()]);
     }
 
     #[test]
     fn non_zero_exit_fails_with_stderr() {
-        let err = run_command("echo boom >&2; exit 3", 1, &[b"x".to_vec()]).unwrap_err();
+        let err = run("echo boom >&2; exit 3", &[b"x"]).unwrap_err();
         assert!(err.contains("boom") && err.contains('3'), "{err}");
+    }
+
+    #[test]
+    fn only_the_tail_of_a_long_stderr_is_kept() {
+        let err = run(
+            "head -c 100000 /dev/zero | tr '\\0' a >&2; echo END >&2; exit 1",
+            &[],
+        )
+        .unwrap_err();
+        assert!(err.ends_with("END"), "{}", &err[err.len() - 20..]);
+        assert!(err.len() < STDERR_KEPT_BYTES + 200, "{} bytes", err.len());
+    }
+
+    #[test]
+    fn output_past_the_cap_fails_the_slice_and_stops_the_command() {
+        // `yes` never ends by itself: returning at all proves it was killed.
+        let err = run_command("yes", 1, &[b"x".to_vec()], 1 << 20).unwrap_err();
+        assert!(
+            err.contains("more than 1048576 bytes for one slice") && err.contains("--slice-size"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_line_without_newline_counts_toward_the_cap() {
+        let err = run_command("head -c 3000000 /dev/zero", 1, &[], 1 << 20).unwrap_err();
+        assert!(err.contains("more than 1048576 bytes"), "{err}");
+    }
+
+    #[test]
+    fn nothing_the_command_started_outlives_the_slice() {
+        // One background sleep keeps stdout open (the slice still ends when
+        // the shell exits), the other does not (it would outlive the slice
+        // unnoticed): the handler kills the whole group either way.
+        let out = run("sleep 60 & (exec >/dev/null; sleep 60) & echo $!", &[]).unwrap();
+        let pid = String::from_utf8(out[0].clone()).unwrap();
+        // SIGKILL was sent before this returned; the kernel finishes the
+        // exit (closing its files, then the zombie state) a moment later.
+        // The bound is on a hang, far above the milliseconds this takes.
+        let running = || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .next();
+            !stat.is_empty() && state != Some("Z")
+        };
+        for _ in 0..500 {
+            if !running() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("the background sleep {pid} still runs");
+    }
+
+    #[test]
+    fn a_command_the_policy_does_not_list_never_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("ran");
+        let cmd = format!("touch {}", marker.display());
+        let exec = Exec::new(ExecPolicy::Only(vec!["cat".to_string()].into()));
+        let props = serde_json::json!({ props::CMD: cmd });
+        let ctx = JobContext {
+            id: 1,
+            kind: "exec",
+            properties: &props,
+        };
+        match exec.process_slice(&ctx, &[b"x".to_vec()]) {
+            SliceOutcome::Failed { message } => {
+                assert!(message.contains("not allowed by this server"), "{message}")
+            }
+            SliceOutcome::Done { .. } => panic!("the command ran"),
+        }
+        assert!(!marker.exists());
     }
 }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use booster_runtime::Runtime;
 
 pub use copy::Copy;
-pub use exec::Exec;
+pub use exec::{Exec, ExecPolicy, DEFAULT_MAX_OUTPUT_BYTES};
 pub use noop::Noop;
 pub use validate::{is_valid_email, ValidateCustomers, REQUIRED_COLUMNS};
 
@@ -34,9 +34,17 @@ pub const NOOP: &str = "noop";
 /// Names of the sliced kinds, for `--help` and error messages.
 pub const SLICED_KINDS: [&str; 3] = [COPY, EXEC, VALIDATE_CUSTOMERS];
 
+/// Registers the built-in kinds with `exec` running any command: for the
+/// CLI, where whoever submits a job is the operator.
 pub fn register_builtin(runtime: &Runtime) {
+    register_builtin_with(runtime, ExecPolicy::Any);
+}
+
+/// Registers the built-in kinds with `exec` running only what `exec` allows
+/// (`booster serve` passes its `--exec-allow` list).
+pub fn register_builtin_with(runtime: &Runtime, exec: ExecPolicy) {
     runtime.register_sliced(COPY, Arc::new(Copy));
-    runtime.register_sliced(EXEC, Arc::new(Exec));
+    runtime.register_sliced(EXEC, Arc::new(Exec::new(exec)));
     runtime.register_sliced(VALIDATE_CUSTOMERS, Arc::new(ValidateCustomers));
     runtime.register_simple(NOOP, Arc::new(Noop));
 }

@@ -151,7 +151,7 @@ fn submit(client: &Client, out: &Out, args: &JobInputArgs) -> anyhow::Result<()>
         );
     }
     let spec = {
-        let input = formats::open_source(&args.input, format)?;
+        let input = formats::open_source(&args.input, format, args.max_record_bytes)?;
         crate::commands::job_spec(args, &input)?
     };
     let (slice_size, collect_errors) = match spec.shape {

@@ -74,6 +74,9 @@ impl Client {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(10)))
+            // The server closes a connection idle for its header timeout
+            // (10 s by default); never reuse one that old.
+            .max_idle_age(Duration::from_secs(5))
             .tls_config(tls.build())
             .build();
         Ok(Client {
@@ -302,8 +305,7 @@ impl Client {
 }
 
 fn read_token(path: &Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the token file {}", path.display()))?;
+    let text = crate::secret_file::read_private(path, "token file")?;
     let token = text.trim();
     if token.is_empty() {
         bail!("the token file {} is empty", path.display());

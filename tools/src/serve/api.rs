@@ -8,12 +8,13 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use booster_runtime::{JobFilter, JobId, JobShape, JobSpec};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult};
+use super::roles::Role;
 use super::upload::parse_format;
 use super::view::{parse_state, JobView, WorkerView};
 use super::{AppState, JobControl};
@@ -66,13 +67,14 @@ pub async fn list<C: JobControl>(
         kind: query.kind.filter(|k| !k.is_empty()),
         text: query.q.filter(|q| !q.is_empty()),
     };
-    let mut jobs = app.ctl.jobs(filter).await;
-    let total = jobs.len();
-    if let Some(limit) = query.limit {
-        jobs.sort_by_key(|j| std::cmp::Reverse(j.id));
-        jobs.truncate(limit);
-        jobs.sort_by_key(|j| j.id);
-    }
+    let (jobs, total) = match query.limit {
+        Some(limit) => app.ctl.jobs_newest(filter, limit).await,
+        None => {
+            let jobs = app.ctl.jobs(filter).await;
+            let total = jobs.len();
+            (jobs, total)
+        }
+    };
     let jobs: Vec<JobView> = jobs.into_iter().map(JobView::from).collect();
     Ok(Json(json!({ "jobs": jobs, "total": total })))
 }
@@ -102,8 +104,39 @@ pub fn check_priority(priority: i64) -> ApiResult<u8> {
     }
 }
 
+/// A job that runs a command may be submitted only by an admin, and only
+/// with a command the operator allowed at start (G13).
+fn check_command(allowed: &[String], role: Role, properties: &Value) -> ApiResult<()> {
+    let forbidden = |m: String| ApiError::new(StatusCode::FORBIDDEN, m);
+    if allowed.is_empty() {
+        return Err(forbidden(
+            "this server runs no commands: exec jobs need the operator to start it with \
+             --exec-allow 'COMMAND'; the CLI runs them locally (booster run --kind exec)"
+                .into(),
+        ));
+    }
+    if role < Role::Admin {
+        return Err(forbidden(format!(
+            "only an admin token may submit exec jobs; this token's role is {}",
+            role.name()
+        )));
+    }
+    let cmd = properties.get(props::CMD).and_then(Value::as_str);
+    match cmd {
+        Some(cmd) if allowed.iter().any(|c| c == cmd) => Ok(()),
+        Some(cmd) => Err(forbidden(format!(
+            "command {cmd:?} is not one this server allows; the operator lists them with \
+             --exec-allow, and properties.cmd must match one exactly"
+        ))),
+        None => Err(ApiError::bad_request(
+            "an exec job needs properties.cmd, one of the commands this server allows",
+        )),
+    }
+}
+
 pub async fn create<C: JobControl>(
     State(app): State<AppState<C>>,
+    Extension(role): Extension<Role>,
     body: Result<Json<CreateJob>, JsonRejection>,
 ) -> ApiResult<Response> {
     let Json(req) = body?;
@@ -114,6 +147,9 @@ pub async fn create<C: JobControl>(
     let mut properties = req.properties.unwrap_or_else(|| json!({}));
     if !properties.is_object() {
         return Err(ApiError::bad_request("properties must be a JSON object"));
+    }
+    if req.kind == crate::kinds::EXEC {
+        check_command(&app.exec_allow, role, &properties)?;
     }
     if let Some(f) = req.format.as_deref() {
         // The job remembers its format the way the CLI's jobs do, so the

@@ -1,45 +1,67 @@
 //! Who may talk to the server.
 //!
-//! - With a token (`--token-file`), every request must carry
-//!   `Authorization: Bearer TOKEN`, reads included. The only exception is
+//! - With a token file (`--token-file`), every request must carry
+//!   `Authorization: Bearer TOKEN`, reads included, and may do what the
+//!   token's role allows (`roles.rs`). The only exception is
 //!   the dashboard's static shell (`/` and `/assets/...`): it holds no data
 //!   and is what asks the person for the token; every request it makes for
 //!   data carries the token like any other client.
 //! - Always: a browser request from another origin (its `Origin` header does
-//!   not name this server) is refused, so a web page elsewhere cannot drive
+//!   not name the authority the request addressed: `:authority` over
+//!   HTTP/2, `Host` over HTTP/1.1) is refused, so a web page elsewhere cannot drive
 //!   the API through someone's browser. Without a token (loopback only) the
 //!   `Host` header must be a loopback name too, which defeats DNS rebinding.
 
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
+use super::roles::{Role, Tokens};
 
 #[derive(Clone)]
 pub struct Guard {
-    /// The bearer token, when one is configured.
-    pub token: Option<Arc<str>>,
+    /// The accepted tokens with their roles, when a token file is configured.
+    pub tokens: Option<Arc<Tokens>>,
 }
 
-pub async fn check(State(guard): State<Guard>, req: Request, next: Next) -> Response {
-    if let Err(e) = check_origin(req.headers(), guard.token.is_none()) {
+/// Resolves the caller's [`Role`] (put into the request's extensions for
+/// the routes) and refuses what that role may not do.
+pub async fn check(State(guard): State<Guard>, mut req: Request, next: Next) -> Response {
+    let authority = request_authority(&req);
+    if let Err(e) = check_origin(req.headers(), &authority, guard.tokens.is_none()) {
         return e.into_response();
     }
     let path = req.uri().path();
     let static_shell = path == "/" || path.starts_with("/assets/");
-    if let (Some(token), false) = (&guard.token, static_shell) {
-        if let Err(e) = check_token(req.headers(), token) {
-            return e.into_response();
-        }
+    let role = match (&guard.tokens, static_shell) {
+        // Without tokens the server is on loopback only (the exposure rule).
+        (None, _) => Role::Admin,
+        (Some(_), true) => Role::ReadOnly,
+        (Some(tokens), false) => match check_token(req.headers(), tokens) {
+            Ok(role) => role,
+            Err(e) => return e.into_response(),
+        },
+    };
+    let reads = matches!(*req.method(), Method::GET | Method::HEAD);
+    if role < Role::Worker && !reads {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "this token's role is {}: it may only read (GET); use a worker or admin token",
+                role.name()
+            ),
+        )
+        .into_response();
     }
+    req.extensions_mut().insert(role);
     next.run(req).await
 }
 
-fn check_token(headers: &HeaderMap, token: &str) -> Result<(), ApiError> {
+fn check_token(headers: &HeaderMap, tokens: &Tokens) -> Result<Role, ApiError> {
     let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, m);
     let value = headers
         .get(header::AUTHORIZATION)
@@ -49,28 +71,26 @@ fn check_token(headers: &HeaderMap, token: &str) -> Result<(), ApiError> {
         .ok()
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| unauthorized("the Authorization header must be \"Bearer TOKEN\""))?;
-    if constant_time_eq(given.trim().as_bytes(), token.as_bytes()) {
-        Ok(())
-    } else {
-        Err(unauthorized("the token is not this server's token"))
-    }
+    tokens
+        .role_of(given.trim())
+        .ok_or_else(|| unauthorized("the token is not one of this server's tokens"))
 }
 
-/// Compares without an early exit, so response time says nothing about how
-/// much of a guessed token was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
+/// The authority the client addressed: HTTP/2's `:authority` (which hyper
+/// puts in the URI, and browsers send instead of `Host`), else `Host`.
+fn request_authority(req: &Request) -> String {
+    if let Some(authority) = req.uri().authority() {
+        return authority.as_str().to_string();
     }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn check_origin(headers: &HeaderMap, loopback_only: bool) -> Result<(), ApiError> {
-    let forbidden = |m: String| ApiError::new(StatusCode::FORBIDDEN, m);
-    let host = headers
+    req.headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn check_origin(headers: &HeaderMap, host: &str, loopback_only: bool) -> Result<(), ApiError> {
+    let forbidden = |m: String| ApiError::new(StatusCode::FORBIDDEN, m);
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or_default();
         let authority = origin.split_once("://").map(|(_, a)| a).unwrap_or("");

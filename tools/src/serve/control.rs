@@ -23,6 +23,12 @@ pub trait JobControl: Clone + Send + Sync + 'static {
         -> impl Future<Output = Result<Self::Upload, RuntimeError>> + Send;
     fn job(&self, job: JobId) -> impl Future<Output = Result<JobStatus, RuntimeError>> + Send;
     fn jobs(&self, filter: JobFilter) -> impl Future<Output = Vec<JobStatus>> + Send;
+    /// The newest `limit` matching jobs (in id order) and how many match.
+    fn jobs_newest(
+        &self,
+        filter: JobFilter,
+        limit: usize,
+    ) -> impl Future<Output = (Vec<JobStatus>, usize)> + Send;
     fn set_priority(
         &self,
         job: JobId,
@@ -82,6 +88,9 @@ impl JobControl for Runtime {
     }
     async fn jobs(&self, filter: JobFilter) -> Vec<JobStatus> {
         Runtime::jobs(self, filter).await
+    }
+    async fn jobs_newest(&self, filter: JobFilter, limit: usize) -> (Vec<JobStatus>, usize) {
+        Runtime::jobs_newest(self, filter, limit).await
     }
     async fn set_priority(&self, job: JobId, priority: i64) -> Result<(), RuntimeError> {
         Runtime::set_priority(self, job, priority).await

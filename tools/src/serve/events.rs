@@ -1,18 +1,21 @@
 //! `GET /api/events[?job=ID]`: job events as server-sent events, straight
 //! from `Runtime::subscribe`. A client that falls behind gets a `lagged`
-//! event telling it to re-read the jobs instead of a silent gap.
+//! event telling it to re-read the jobs instead of a silent gap. An open
+//! stream counts against `max_event_streams`, not the API's connections.
 
 use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::Extension;
 use booster_runtime::JobEvent;
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 
+use super::connections::ConnectionSlot;
 use super::view::state_name;
 use super::{AppState, JobControl};
 
@@ -23,9 +26,14 @@ pub struct EventsQuery {
 
 pub async fn events<C: JobControl>(
     State(app): State<AppState<C>>,
+    slot: Option<Extension<ConnectionSlot>>,
     query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, super::error::ApiError> {
     let Query(query) = query?;
+    // Counted among event streams from now on, not among API connections.
+    if let Some(Extension(slot)) = slot {
+        slot.become_event_stream()?;
+    }
     let only = query.job;
     let stream = BroadcastStream::new(app.ctl.subscribe()).filter_map(move |item| {
         let event = match item {

@@ -8,15 +8,13 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 
+use super::roles::Tokens;
 use super::ServeOptions;
-
-/// A token shorter than this is refused as guessable.
-pub const MIN_TOKEN_CHARS: usize = 16;
 
 /// What `check_exposure` settled.
 pub struct Exposure {
     pub listen: SocketAddr,
-    pub token: Option<Arc<str>>,
+    pub tokens: Option<Arc<Tokens>>,
     pub tls: Option<(PathBuf, PathBuf)>,
 }
 
@@ -50,24 +48,18 @@ pub fn check_exposure(opts: &ServeOptions) -> anyhow::Result<Exposure> {
             );
         }
     }
-    let token = match &opts.token_file {
+    let tokens = match &opts.token_file {
         None => None,
-        Some(path) => Some(read_token(path)?),
+        Some(path) => Some(read_tokens(path)?),
     };
-    Ok(Exposure { listen, token, tls })
+    Ok(Exposure {
+        listen,
+        tokens,
+        tls,
+    })
 }
 
-fn read_token(path: &std::path::Path) -> anyhow::Result<Arc<str>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the token file {}", path.display()))?;
-    let token = text.trim();
-    if token.chars().count() < MIN_TOKEN_CHARS || token.contains(char::is_whitespace) {
-        bail!(
-            "the token in {} must be one word of at least {MIN_TOKEN_CHARS} characters; \
-             make one with: head -c 32 /dev/urandom | base64 > {}",
-            path.display(),
-            path.display()
-        );
-    }
-    Ok(Arc::from(token))
+fn read_tokens(path: &std::path::Path) -> anyhow::Result<Arc<Tokens>> {
+    let text = crate::secret_file::read_private(path, "token file")?;
+    Ok(Arc::new(Tokens::parse(&text, path)?))
 }

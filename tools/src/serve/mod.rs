@@ -13,6 +13,7 @@
 
 mod api;
 mod auth;
+mod connections;
 mod control;
 mod dashboard;
 mod download;
@@ -20,6 +21,7 @@ mod error;
 mod events;
 mod listen;
 mod metrics;
+pub mod roles;
 mod upload;
 pub mod view;
 
@@ -37,6 +39,7 @@ use axum::routing::{get, post, put};
 use axum::Router;
 use booster_runtime::{Runtime, RuntimeOptions};
 
+pub use connections::ConnectionLimits;
 pub use control::{JobControl, UploadSink};
 pub use listen::check_exposure;
 
@@ -57,6 +60,11 @@ pub struct ServeOptions {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for HTTPS.
     pub tls_key: Option<PathBuf>,
+    /// The only commands `exec` jobs may run (`--exec-allow`, exact
+    /// strings). Empty: this server runs no commands.
+    pub exec_allow: Vec<String>,
+    /// Connection limits and timeouts.
+    pub limits: ConnectionLimits,
 }
 
 impl Default for ServeOptions {
@@ -66,6 +74,8 @@ impl Default for ServeOptions {
             token_file: None,
             tls_cert: None,
             tls_key: None,
+            exec_allow: Vec::new(),
+            limits: ConnectionLimits::default(),
         }
     }
 }
@@ -74,19 +84,27 @@ impl Default for ServeOptions {
 #[derive(Clone)]
 pub struct AppState<C> {
     pub ctl: C,
+    /// The commands `exec` jobs may run (`--exec-allow`).
+    pub exec_allow: Arc<[String]>,
     /// Turns true when the server stops, so event streams end instead of
     /// holding the graceful shutdown open.
     pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
-/// The whole HTTP surface over `ctl`, with `token` required when given.
+/// The whole HTTP surface over `ctl`; with `tokens`, every data request
+/// needs one and may do what its role allows.
 pub fn router<C: JobControl>(
     ctl: C,
-    token: Option<Arc<str>>,
+    tokens: Option<Arc<roles::Tokens>>,
+    exec_allow: Arc<[String]>,
     stopping: tokio::sync::watch::Receiver<bool>,
 ) -> Router {
-    let state = AppState { ctl, stopping };
-    let guard = auth::Guard { token };
+    let state = AppState {
+        ctl,
+        exec_allow,
+        stopping,
+    };
+    let guard = auth::Guard { tokens };
     Router::new()
         .route("/", get(dashboard::index))
         .route("/assets/app.js", get(dashboard::app_js))
@@ -153,11 +171,21 @@ pub async fn start<C: JobControl>(ctl: C, opts: &ServeOptions) -> anyhow::Result
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let (stop, stopping) = tokio::sync::watch::channel(false);
-    let app = router(ctl, exposure.token, stopping).into_make_service();
+    let exec_allow: Arc<[String]> = opts.exec_allow.clone().into();
+    let limits = opts.limits;
+    let router = router(ctl, exposure.tokens, exec_allow, stopping);
+    let app = connections::Gate::new(router, connections::Pools::new(&limits));
+    let idle = connections::IdleAcceptor {
+        idle: limits.idle_timeout,
+    };
     let handle = axum_server::Handle::new();
     let task = match &exposure.tls {
         None => {
-            let server = axum_server::from_tcp(listener)?.handle(handle.clone());
+            let mut server = axum_server::from_tcp(listener)?
+                .acceptor(idle)
+                .handle(handle.clone())
+                .first_request_timeout(limits.header_read_timeout);
+            apply_timeouts(server.http_builder(), &limits);
             tokio::spawn(server.serve(app))
         }
         Some((cert, key)) => {
@@ -171,7 +199,14 @@ pub async fn start<C: JobControl>(ctl: C, opts: &ServeOptions) -> anyhow::Result
                         key.display()
                     )
                 })?;
-            let server = axum_server::from_tcp_rustls(listener, config)?.handle(handle.clone());
+            let mut server = axum_server::from_tcp_rustls(listener, config)?
+                .map(|tls| {
+                    tls.handshake_timeout(limits.header_read_timeout)
+                        .acceptor(idle)
+                })
+                .handle(handle.clone())
+                .first_request_timeout(limits.header_read_timeout);
+            apply_timeouts(server.http_builder(), &limits);
             tokio::spawn(server.serve(app))
         }
     };
@@ -184,26 +219,51 @@ pub async fn start<C: JobControl>(ctl: C, opts: &ServeOptions) -> anyhow::Result
     })
 }
 
+/// hyper's own timeouts: a request head must arrive within the header
+/// timeout (also after a keep-alive response), and an HTTP/2 peer that stops
+/// answering pings is dropped.
+fn apply_timeouts(
+    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    limits: &ConnectionLimits,
+) {
+    let timer = hyper_util::rt::TokioTimer::new();
+    builder
+        .http1()
+        .timer(timer.clone())
+        .header_read_timeout(limits.header_read_timeout);
+    builder
+        .http2()
+        .timer(timer)
+        .keep_alive_interval(Some(limits.idle_timeout / 4))
+        .keep_alive_timeout(limits.header_read_timeout);
+}
+
 /// `booster serve`: opens the runtime on the data directory with the
-/// built-in kinds and serves it until Ctrl-C.
+/// built-in kinds (`exec` limited to `--exec-allow`) and serves it until
+/// `stop` resolves (Ctrl-C or SIGTERM), then stops gracefully: no new
+/// connections, event streams end, requests in flight and running slices
+/// get [`SHUTDOWN_GRACE`], and the store is sealed and unlocked.
 pub async fn run(
     runtime_options: RuntimeOptions,
     serve_options: ServeOptions,
+    stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     // Refuse a bad exposure before the data directory is even opened.
     check_exposure(&serve_options)?;
+    let mut serve_options = serve_options;
+    serve_options.limits = serve_options.limits.fit_to_descriptor_limit();
     let runtime = Runtime::open(runtime_options).await?;
-    crate::kinds::register_builtin(&runtime);
+    let allowed = crate::kinds::ExecPolicy::Only(serve_options.exec_allow.clone().into());
+    crate::kinds::register_builtin_with(&runtime, allowed);
     let server = start(runtime.clone(), &serve_options).await?;
     eprintln!("booster serve: dashboard and API on {}/", server.url());
-    tokio::signal::ctrl_c()
-        .await
-        .context("cannot wait for Ctrl-C")?;
+    stop.await;
     eprintln!("booster serve: stopping");
     server.shutdown(SHUTDOWN_GRACE).await?;
     runtime
         .shutdown(SHUTDOWN_GRACE)
         .await
         .context("the runtime did not shut down cleanly")?;
+    eprintln!("booster serve: stopped");
     Ok(())
 }

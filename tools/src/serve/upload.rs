@@ -101,8 +101,15 @@ async fn stream_records<U: UploadSink>(
     };
     let numbered = format != Format::Lines;
     let push = async move {
+        // The parser ends the input with an empty batch; a channel that
+        // closes without one means the parser died (a panic), which must
+        // fail the upload, never complete it.
         while let Some(batch) = item_rx.recv().await {
-            for item in batch? {
+            let batch = batch?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            for item in batch {
                 let pushed = match item {
                     Item::Record { bytes, line } if numbered => {
                         uploader.push_line(bytes, line).await
@@ -115,7 +122,7 @@ async fn stream_records<U: UploadSink>(
                 pushed.map_err(|e| e.to_string())?;
             }
         }
-        Ok(())
+        Err("the upload parser stopped before the end of the input".to_string())
     };
     let ((), pushed) = tokio::join!(pump, push);
     pushed
@@ -133,6 +140,7 @@ fn parse(
         Box::new(reader),
         ReadProgress::default(),
         format,
+        crate::formats::DEFAULT_MAX_RECORD_BYTES,
         "the upload",
     ) {
         Ok(source) => source,
@@ -154,7 +162,7 @@ fn parse(
     loop {
         let mut batch = Vec::with_capacity(PARSE_BATCH_RECORDS);
         let (result, end) = match records.next_batch(PARSE_BATCH_RECORDS, &mut batch) {
-            Ok(()) if batch.is_empty() => return,
+            Ok(()) if batch.is_empty() => (Ok(batch), true),
             Ok(()) => (Ok(batch), false),
             Err(e) => (Err(e.to_string()), true),
         };

@@ -17,7 +17,7 @@ use tokio::sync::broadcast;
 
 use crate::serve::{JobControl, UploadSink};
 
-const FAKE_KINDS: [&str; 2] = ["copy", "slow"];
+const FAKE_KINDS: [&str; 3] = ["copy", "slow", "exec"];
 const FAKE_WORKERS: usize = 2;
 
 struct FakeJob {
@@ -45,6 +45,11 @@ impl FakeRuntime {
             state: Arc::default(),
             events: broadcast::channel(1024).0,
         }
+    }
+
+    /// How many jobs were ever submitted.
+    pub fn jobs_submitted(&self) -> usize {
+        self.state.lock().jobs.len()
     }
 
     /// Completes up to `slices` queued slices of the job (a worker lease is
@@ -343,6 +348,11 @@ impl JobControl for FakeRuntime {
             })
             .cloned()
             .collect()
+    }
+    async fn jobs_newest(&self, filter: JobFilter, limit: usize) -> (Vec<JobStatus>, usize) {
+        let all = self.jobs(filter).await;
+        let total = all.len();
+        (all[total.saturating_sub(limit)..].to_vec(), total)
     }
     async fn set_priority(&self, job: JobId, priority: i64) -> Result<(), RuntimeError> {
         if !(1..=100).contains(&priority) {

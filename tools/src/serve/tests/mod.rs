@@ -2,6 +2,8 @@
 //! the `FakeRuntime`, and the tests talk to it over real HTTP.
 
 mod api;
+mod commands;
+mod connections;
 mod fake;
 mod remote_cli;
 mod security;
@@ -31,21 +33,30 @@ impl TestServer {
     }
 
     pub fn start_with(token: bool, tls: bool) -> TestServer {
+        TestServer::start_configured(|dir, opts| {
+            if token {
+                let path = dir.join("token");
+                crate::secret_file::write_private(&path, format!("{TOKEN}\n").as_bytes()).unwrap();
+                opts.token_file = Some(path);
+            }
+            if tls {
+                let (cert, key) = security::write_self_signed(dir);
+                opts.tls_cert = Some(cert);
+                opts.tls_key = Some(key);
+            }
+        })
+    }
+
+    /// A server whose options `configure` sets (given the test's temp dir).
+    pub fn start_configured(
+        configure: impl FnOnce(&std::path::Path, &mut ServeOptions),
+    ) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let mut opts = ServeOptions {
             listen: "127.0.0.1:0".to_string(),
             ..ServeOptions::default()
         };
-        if token {
-            let path = dir.path().join("token");
-            std::fs::write(&path, format!("{TOKEN}\n")).unwrap();
-            opts.token_file = Some(path);
-        }
-        if tls {
-            let (cert, key) = security::write_self_signed(dir.path());
-            opts.tls_cert = Some(cert);
-            opts.tls_key = Some(key);
-        }
+        configure(dir.path(), &mut opts);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

@@ -38,7 +38,7 @@ fn a_non_loopback_address_without_token_and_tls_is_refused_saying_why() {
 
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
-    std::fs::write(&token, TOKEN).unwrap();
+    crate::secret_file::write_private(&token, TOKEN.as_bytes()).unwrap();
     let mut token_only = opts("192.168.1.5:7878");
     token_only.token_file = Some(token.clone());
     let err = check_exposure(&token_only).err().unwrap().to_string();
@@ -60,7 +60,7 @@ fn a_non_loopback_address_without_token_and_tls_is_refused_saying_why() {
 fn a_short_token_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
-    std::fs::write(&token, "abc\n").unwrap();
+    crate::secret_file::write_private(&token, b"abc\n").unwrap();
     let mut o = opts("127.0.0.1:0");
     o.token_file = Some(token);
     let err = check_exposure(&o).err().unwrap().to_string();
@@ -183,4 +183,70 @@ fn the_page_is_served_with_a_policy_that_forbids_inline_script() {
             "app.js must build the page from text, found {sink}"
         );
     }
+}
+
+/// One request over TLS with HTTP/2, as a browser sends it: the authority
+/// only in `:authority`, no `Host` header. Returns the status.
+fn h2_request(t: &TestServer, method: &str, path: &str, origin: &str, body: &str) -> u16 {
+    use std::sync::Arc;
+    let addr = t.url.trim_start_matches("https://").to_string();
+    let pem = std::fs::read(t.dir().join("cert.pem")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        assert_eq!(
+            tls.get_ref().1.alpn_protocol(),
+            Some(&b"h2"[..]),
+            "HTTP/2 was negotiated"
+        );
+        let (mut send, conn) = h2::client::handshake(tls).await.unwrap();
+        tokio::spawn(conn);
+        let req = axum::http::Request::builder()
+            .method(method)
+            .uri(format!("https://{addr}{path}"))
+            .header("origin", origin)
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("content-type", "application/json")
+            .body(())
+            .unwrap();
+        let (resp, mut stream) = send.send_request(req, false).unwrap();
+        stream.send_data(bytes_of(body), true).unwrap();
+        resp.await.unwrap().status().as_u16()
+    })
+}
+
+fn bytes_of(s: &str) -> axum::body::Bytes {
+    axum::body::Bytes::copy_from_slice(s.as_bytes())
+}
+
+#[test]
+fn same_origin_over_tls_and_http2_reads_the_authority_pseudo_header() {
+    let t = TestServer::start_with(true, true);
+    let origin = t.url.clone();
+    let job = r#"{"kind": "copy"}"#;
+    assert_eq!(h2_request(&t, "POST", "/api/jobs", &origin, job), 201);
+    assert_eq!(
+        h2_request(&t, "POST", "/api/jobs", "https://evil.example", job),
+        403,
+        "another origin is still refused over HTTP/2"
+    );
 }
