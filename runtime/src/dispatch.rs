@@ -512,8 +512,10 @@ impl State {
                 }
             }
         }
+        // Expiring a job is a write: a read-only process leaves it to the next
+        // process that runs work.
         while let Some(&(at, id)) = self.book.expiring.first() {
-            if at > now_ms {
+            if at > now_ms || !self.book.runs_workers {
                 break;
             }
             self.book.expiring.pop_first();

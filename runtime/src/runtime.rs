@@ -284,6 +284,7 @@ impl Runtime {
                 );
                 book.live = false;
                 book.lease_policy = opts.lease_policy;
+                book.runs_workers = opts.start_workers;
                 let mut state = State::new(book);
                 for (k, record) in store.meta_records()?.iter().enumerate() {
                     // A refused record was refused live too: skipping it is
@@ -300,11 +301,16 @@ impl Runtime {
             })
             .await
             .map_err(|e| RuntimeError::Invalid(format!("open failed: {e}")))??;
+        // Only a process that runs work settles what the last one left (a
+        // read-only open writes nothing); the directory lock means no other
+        // process can still be uploading.
         let interrupted: Vec<JobId> = state
             .jobs
             .values()
             .filter(|j| {
-                !j.is_terminal() && j.sliced().is_some_and(|s| s.upload == UploadState::Open)
+                opts.start_workers
+                    && !j.is_terminal()
+                    && j.sliced().is_some_and(|s| s.upload == UploadState::Open)
             })
             .map(|j| j.id)
             .collect();

@@ -125,6 +125,10 @@ pub struct Book {
     pub default_slice_size: u32,
     /// For kinds without their own (`Runtime::set_lease_policy`).
     pub lease_policy: LeasePolicy,
+    /// This process runs work (`RuntimeOptions::start_workers`). Without
+    /// it, nothing is written but what an API call asks for: a read-only
+    /// open (`jobs`, `verify`, `inspect`) changes nothing.
+    pub runs_workers: bool,
 }
 
 pub struct State {
@@ -177,6 +181,7 @@ impl Book {
             lease_timeout_ms,
             default_slice_size,
             lease_policy: LeasePolicy::default(),
+            runs_workers: true,
         }
     }
 

@@ -10,6 +10,7 @@ mod limits;
 mod max_workers;
 mod panics;
 mod priority;
+mod read_only;
 mod record_errors;
 mod recovery;
 mod retry;
