@@ -54,6 +54,7 @@ mod state_tests;
 mod table;
 mod transition;
 mod upload;
+mod waiting;
 mod worker;
 
 pub use download::Download;
@@ -275,6 +276,11 @@ pub struct JobStatus {
     pub leases: Vec<LeaseInfo>,
     pub errors: Vec<ErrorGroup>,
     pub failure_reason: Option<String>,
+    /// Why a queued or running job is not running here: its handler
+    /// declined it (`refuses`), no handler for its kind is registered in
+    /// this process, or its upload has not finished. None otherwise.
+    #[serde(default)]
+    pub waiting_reason: Option<String>,
     /// Simple jobs: the handler's result.
     pub result: Option<serde_json::Value>,
     pub attempts: u32,
@@ -363,6 +369,15 @@ pub trait RecordHandler: Send + Sync + 'static {
     fn after_batch(&self, _job: &JobContext<'_>) -> Result<(), HandlerError> {
         Ok(())
     }
+    /// Some(reason): this process declines to run `job` (e.g. a command
+    /// its operator did not allow). The job is not leased here, never blocks
+    /// the jobs behind it, and `JobStatus::waiting_reason` shows the reason.
+    /// Asked when the job is created or restored and when the handler is
+    /// registered, under the runtime's state lock: keep it cheap, and never
+    /// call the runtime from it. Default: None (runs every job).
+    fn refuses(&self, _job: &JobContext<'_>) -> Option<String> {
+        None
+    }
 }
 
 /// Result of processing one slice.
@@ -382,6 +397,11 @@ pub trait SimpleHandler: Send + Sync + 'static {
         job: &JobContext<'_>,
         args: &serde_json::Value,
     ) -> Result<Option<serde_json::Value>, HandlerError>;
+    /// Some(reason): this process declines to run `job`; see
+    /// `RecordHandler::refuses`. Default: None (runs every job).
+    fn refuses(&self, _job: &JobContext<'_>) -> Option<String> {
+        None
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

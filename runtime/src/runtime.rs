@@ -18,10 +18,11 @@ use crate::snapshot::Snapshot;
 use crate::state::{Book, HandlerShape, State, ALL_STATES};
 use crate::table::{merge_error_groups, Body, Job, UploadState};
 use crate::upload::{start_pool, UploadSlice, Uploader};
+use crate::waiting::Refusal;
 use crate::{
-    transition, Category, Download, ErrorGroup, JobFilter, JobId, JobShape, JobSpec, JobState,
-    JobStatus, LeaseInfo, LeasePolicy, Metrics, RecordHandler, RetryPolicy, Runtime, RuntimeError,
-    RuntimeOptions, SimpleHandler, StoreStats, VerifyReport, WorkerStatus,
+    transition, Category, Download, ErrorGroup, JobContext, JobFilter, JobId, JobShape, JobSpec,
+    JobState, JobStatus, LeaseInfo, LeasePolicy, Metrics, RecordHandler, RetryPolicy, Runtime,
+    RuntimeError, RuntimeOptions, SimpleHandler, StoreStats, VerifyReport, WorkerStatus,
 };
 
 pub struct Handle {
@@ -150,6 +151,7 @@ fn build_status(st: &State, job: &Job) -> JobStatus {
         leases,
         errors: Vec::new(),
         failure_reason: job.failure_reason.clone(),
+        waiting_reason: st.waiting_reason(job),
         result: None,
         attempts: job.attempts,
         properties: (*job.properties).clone(),
@@ -362,15 +364,18 @@ impl Runtime {
 
     fn register(&self, kind: &str, handler: Handler, shape: HandlerShape) {
         let kind: Arc<str> = Arc::from(kind);
+        let refuses: Refusal = match handler.clone() {
+            Handler::Simple(h) => Arc::new(move |job: &JobContext<'_>| h.refuses(job)),
+            Handler::Sliced(h) => Arc::new(move |job: &JobContext<'_>| h.refuses(job)),
+        };
         self.shared().handlers.write().insert(kind.clone(), handler);
-        self.shared()
-            .state
-            .lock()
-            .book
-            .kinds
-            .entry(kind)
-            .or_default()
-            .handler = Some(shape);
+        {
+            let mut st = self.shared().state.lock();
+            let conf = st.book.kinds.entry(kind.clone()).or_default();
+            conf.handler = Some(shape);
+            conf.refuses = Some(refuses);
+            st.reconsider(&kind);
+        }
         self.shared().changed();
     }
 

@@ -37,6 +37,8 @@ pub struct KindConf {
     pub avg_job_us: f64,
     /// None: the runtime's default (`RuntimeOptions::lease_policy`).
     pub lease: Option<LeasePolicy>,
+    /// The registered handler's `refuses` (see `waiting.rs`).
+    pub refuses: Option<crate::waiting::Refusal>,
 }
 
 impl Default for KindConf {
@@ -47,6 +49,7 @@ impl Default for KindConf {
             retry: RetryPolicy::default(),
             avg_job_us: 0.0,
             lease: None,
+            refuses: None,
         }
     }
 }
@@ -471,6 +474,7 @@ impl State {
             body,
             ready: None,
             accepted: self.book.live.then(std::time::Instant::now),
+            refused: None,
         }
     }
 
@@ -480,6 +484,7 @@ impl State {
             self.book.count_gone(&old);
         }
         self.book.count_new(&job);
+        job.refused = self.refusal_of(&job);
         self.ready.refile(&mut job);
         self.book.emit(&job, what);
         self.jobs.insert(job.id, job);

@@ -40,6 +40,9 @@ pub struct Job {
     /// When this process accepted the job (for enqueue-to-start latency).
     #[serde(skip)]
     pub accepted: Option<std::time::Instant>,
+    /// This process's handler declined the job (`refuses`): it is not leased.
+    #[serde(skip)]
+    pub refused: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -234,7 +237,7 @@ impl Job {
     /// Whether the dispatcher may lease work of this job now, ignoring
     /// per-kind limits (those are applied at lease time).
     pub fn ready_slot(&self) -> Option<ReadySlot> {
-        if !matches!(self.state, JobState::Queued | JobState::Running) {
+        if !matches!(self.state, JobState::Queued | JobState::Running) || self.refused.is_some() {
             return None;
         }
         let leasable = match &self.body {

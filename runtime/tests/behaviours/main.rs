@@ -15,3 +15,4 @@ mod record_errors;
 mod recovery;
 mod retry;
 mod transitions;
+mod waiting;
