@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use booster_store::{Store, StoreOptions};
+use booster_store::{RecoveryReport, Store, StoreOptions};
 use crossbeam_channel::Sender;
 use ractor::{Actor, ActorRef};
 
@@ -30,6 +30,8 @@ pub struct Handle {
     pool: Sender<UploadSlice>,
     supervisor: ActorRef<SupervisorMsg>,
     upload_threads: usize,
+    /// What the store's recovery found and did on open (torn tails cut).
+    recovery: RecoveryReport,
 }
 
 impl Handle {
@@ -250,24 +252,25 @@ impl Runtime {
             ..StoreOptions::default()
         };
         let dir = opts.data_dir.clone();
-        let (store, state) = tokio::task::spawn_blocking(move || -> Result<_, RuntimeError> {
-            let (store, _report) = Store::open(&dir, store_opts)?;
-            let mut book = Book::new(
-                opts.workers.max(1),
-                opts.lease_timeout.as_millis() as u64,
-                opts.slice_size.clamp(1, u32::MAX as usize) as u32,
-            );
-            book.live = false;
-            let mut state = State::new(book);
-            for record in store.meta_records()? {
-                // A refused record was refused live too: skipping it is the replay.
-                let _ = state.apply(&meta::decode(&record)?);
-            }
-            state.book.live = true;
-            Ok((store, state))
-        })
-        .await
-        .map_err(|e| RuntimeError::Invalid(format!("open failed: {e}")))??;
+        let (store, state, recovery) =
+            tokio::task::spawn_blocking(move || -> Result<_, RuntimeError> {
+                let (store, report) = Store::open(&dir, store_opts)?;
+                let mut book = Book::new(
+                    opts.workers.max(1),
+                    opts.lease_timeout.as_millis() as u64,
+                    opts.slice_size.clamp(1, u32::MAX as usize) as u32,
+                );
+                book.live = false;
+                let mut state = State::new(book);
+                for record in store.meta_records()? {
+                    // A refused record was refused live too: skipping it is the replay.
+                    let _ = state.apply(&meta::decode(&record)?);
+                }
+                state.book.live = true;
+                Ok((store, state, report))
+            })
+            .await
+            .map_err(|e| RuntimeError::Invalid(format!("open failed: {e}")))??;
         let interrupted: Vec<JobId> = state
             .jobs
             .values()
@@ -306,8 +309,16 @@ impl Runtime {
                 pool,
                 supervisor,
                 upload_threads,
+                recovery,
             }),
         })
+    }
+
+    /// What the store's recovery found and did when this runtime opened:
+    /// every torn tail it cut (segment, offset, bytes), for the caller to
+    /// show or log.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.inner.recovery
     }
 
     fn shared(&self) -> &Arc<Shared> {

@@ -193,6 +193,13 @@ pub(crate) fn open_frame_body<'a>(
     let header = decode_frame(bytes)?;
     let payload = frame_payload(bytes, &header);
     if header.flags & FLAG_AES_GCM == 0 {
+        // An encrypted segment holds only encrypted frames: a plaintext one
+        // was put there by someone without the key (G11).
+        if cipher.is_some() {
+            return Err(FormatError::new(
+                "plaintext frame in an encrypted segment: tampering",
+            ));
+        }
         return Ok((header, Cow::Borrowed(payload)));
     }
     let cipher = cipher.ok_or_else(|| FormatError::new("encrypted frame but no key"))?;
@@ -236,4 +243,39 @@ fn decompress(body: &[u8], raw_len: u32) -> Result<Vec<u8>, FormatError> {
         d.decompress(body, raw_len as usize)
             .map_err(|e| FormatError::new(format!("zstd payload does not decode: {e}")))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::segment::frame::FLAG_BATCH_END;
+
+    fn frame(cipher: Option<&SegmentCipher>) -> Vec<u8> {
+        let prepared = prepare(
+            FrameKind::Meta,
+            SliceKey {
+                owner: 0,
+                stream: 0,
+                seq: 0,
+            },
+            1,
+            encode_records(&[b"created job 9"]),
+            1,
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        encode_frame_into(&mut out, 4, cipher, 0, FLAG_BATCH_END, &prepared);
+        out
+    }
+
+    #[test]
+    fn a_plaintext_frame_read_with_the_segment_key_is_rejected() {
+        let cipher = MasterKey([8; 32]).segment_cipher(&[1; 32], 4);
+        let plain = frame(None);
+        assert!(open_frame(&plain, 4, None).is_ok());
+        let err = open_frame(&plain, 4, Some(&cipher)).unwrap_err();
+        assert!(err.0.contains("plaintext frame"), "{err}");
+        let sealed = frame(Some(&cipher));
+        assert!(open_frame(&sealed, 4, Some(&cipher)).is_ok());
+    }
 }

@@ -14,10 +14,12 @@ use crate::codec::{encode_frame_into, PreparedFrame};
 use crate::engine::Engine;
 use crate::fs::FileLayer;
 use crate::index::FrameLoc;
+use crate::manifest::Watermark;
 use crate::segment::footer::FooterEntry;
 use crate::segment::frame::FLAG_BATCH_END;
 use crate::segment::header::CompactionGroup;
 use crate::segment::writer::{create_segment, ActiveSegment};
+use crate::segment::MAX_SEGMENT_ID;
 use crate::{Receipt, StoreError};
 
 /// Called once with the outcome of an append.
@@ -154,7 +156,9 @@ impl<F: FileLayer> Engine<F> {
     fn poison(&self, context: &str, e: &std::io::Error, path: &std::path::Path) -> GroupFailure {
         let cause = format!("{context} {}: {e}", path.display());
         self.poisoned.lock().get_or_insert(cause.clone());
-        if e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(libc::ENOSPC) {
+        if crate::reserve::is_disk_full(e) {
+            // Room for the next open's recovery, a destroy and a compaction.
+            crate::reserve::release_reserve(&self.fs, &self.dir);
             GroupFailure::DiskFull(path.to_path_buf())
         } else {
             GroupFailure::Poisoned(cause)
@@ -164,9 +168,18 @@ impl<F: FileLayer> Engine<F> {
     /// Starts a new active segment and makes it readable.
     fn open_active(&self, w: &mut WriterState<F>) -> Result<(), GroupFailure> {
         let id = w.next_segment_id;
+        if id > MAX_SEGMENT_ID {
+            let cause = format!("no segment id is left after {MAX_SEGMENT_ID}");
+            self.poisoned.lock().get_or_insert(cause.clone());
+            return Err(GroupFailure::Poisoned(cause));
+        }
         let key = self.opts.master_key.as_ref();
         let active = create_segment(&self.fs, &self.dir, id, key, CompactionGroup::default())
             .map_err(|e| self.poison("creating segment in", &e, &self.dir))?;
+        // Listed before any frame goes in: a listed segment that goes
+        // missing is corruption, an unlisted one holds nothing.
+        self.publish_manifest(|m| m.segments.push(id))
+            .map_err(|e| self.poison("writing the manifest in", &e, &self.dir))?;
         w.next_segment_id += 1;
         self.segments
             .write()
@@ -192,6 +205,10 @@ impl<F: FileLayer> Engine<F> {
             active
                 .write_group(buf)
                 .map_err(|e| self.poison("writing", &e, &segment.path))?;
+            *self.acked.lock() = Watermark {
+                segment_id: segment.id,
+                offset: active.end_offset,
+            };
         }
         if buf.capacity() > 4 * MAX_GROUP_BYTES {
             *buf = Vec::new();

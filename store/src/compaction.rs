@@ -13,15 +13,19 @@ use crate::engine::Engine;
 use crate::fs::FileLayer;
 use crate::index::{FrameLoc, Index};
 use crate::segment::footer::FooterEntry;
+use crate::segment::footer::FOOTER_ENTRY_LEN;
 use crate::segment::frame::{frame_len, FLAG_AES_GCM, FLAG_BATCH_END};
-use crate::segment::header::CompactionGroup;
+use crate::segment::header::{CompactionGroup, SegmentHeader, SEGMENT_HEADER_LEN};
 use crate::segment::reader::Segment;
-use crate::segment::segment_file_name;
 use crate::segment::writer::create_segment;
+use crate::segment::{segment_file_name, temp_file_name, MAX_SEGMENT_ID};
 use crate::{Batch, CompactionPlan, CompactionReport, StoreError};
 
 /// Output is written in chunks of this size, so memory stays flat.
 const WRITE_CHUNK_BYTES: usize = 4 << 20;
+
+/// A member written as `*.tmp`: its id, header and frames.
+type Written = (u64, SegmentHeader, Vec<FooterEntry>);
 
 /// One frame of compaction output.
 enum Item {
@@ -81,19 +85,41 @@ impl<F: FileLayer> Engine<F> {
                 report.slices_dropped += 1;
             }
         }
-        let members = self.split_into_members(items);
+        let (members, needed_bytes) = self.split_into_members(items);
+        self.check_free_space(needed_bytes)?;
         let bound = w.next_segment_id;
+        if bound.saturating_add(members.len() as u64) > MAX_SEGMENT_ID + 1 {
+            return Err(StoreError::Invalid(format!(
+                "no segment ids are left after {MAX_SEGMENT_ID} for the compaction output"
+            )));
+        }
         // Reserve the output ids even if this attempt fails, so a later
         // segment never collides with a leftover member.
         w.next_segment_id = bound + members.len() as u64;
-        let published = match self.write_group(members, bound) {
+        let count = members.len() as u64;
+        let written = match self.write_members(members, bound) {
+            Ok(written) => written,
+            Err(e) => {
+                // Nothing is published yet: removing the output undoes it
+                // all, and no file the store relies on was written.
+                for id in bound..bound + count {
+                    let _ = self.fs.remove(&self.dir.join(temp_file_name(id)));
+                }
+                return Err(match e {
+                    StoreError::Io { source, .. } if crate::reserve::is_disk_full(&source) => {
+                        StoreError::DiskFull {
+                            path: self.dir.clone(),
+                        }
+                    }
+                    e => e,
+                });
+            }
+        };
+        let published = match self.publish(written, bound) {
             Ok(published) => published,
             Err(e) => {
-                // A failed write, sync or rename leaves the disk unknown (G9);
-                // a damaged live frame (Corrupt) changed nothing published.
-                if let StoreError::Io { .. } = &e {
-                    self.poisoned.lock().get_or_insert_with(|| e.to_string());
-                }
+                // A failed rename or manifest write leaves the disk unknown (G9).
+                self.poisoned.lock().get_or_insert_with(|| e.to_string());
                 return Err(e);
             }
         };
@@ -122,8 +148,28 @@ impl<F: FileLayer> Engine<F> {
         Ok(report)
     }
 
-    /// Greedy split into output segments of about `segment_size_bytes`.
-    fn split_into_members(&self, items: Vec<Item>) -> Vec<Vec<Item>> {
+    /// Refuses to start when the output would not fit on the disk.
+    fn check_free_space(&self, needed_bytes: u64) -> Result<(), StoreError> {
+        let free_bytes = self.fs.free_bytes(&self.dir).map_err(io_err(format!(
+            "reading the free space of {}",
+            self.dir.display()
+        )))?;
+        // Headroom for the manifest and the file system's own blocks.
+        let needed_bytes = needed_bytes.saturating_add(needed_bytes / 16 + (256 << 10));
+        if free_bytes < needed_bytes {
+            return Err(StoreError::NoSpace {
+                what: "compaction".into(),
+                dir: self.dir.clone(),
+                needed_bytes,
+                free_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Greedy split into output segments of about `segment_size_bytes`;
+    /// also returns the bytes the output will take on disk.
+    fn split_into_members(&self, items: Vec<Item>) -> (Vec<Vec<Item>>, u64) {
         let tag = if self.opts.master_key.is_some() {
             TAG_LEN as u32
         } else {
@@ -131,6 +177,7 @@ impl<F: FileLayer> Engine<F> {
         };
         let mut members: Vec<Vec<Item>> = vec![Vec::new()];
         let mut size = 0u64;
+        let mut total_bytes = 0u64;
         for item in items {
             let len = match &item {
                 Item::Meta(f) => frame_len(f.body.len() as u32 + tag),
@@ -140,7 +187,8 @@ impl<F: FileLayer> Engine<F> {
                     } else {
                         0
                     };
-                    frame_len(loc.header.stored_len - old_tag + tag)
+                    // stored_len >= the tag for an encrypted frame (decoder-checked).
+                    frame_len(loc.header.stored_len.saturating_sub(old_tag) + tag)
                 }
             };
             if size > 0 && size + len > self.opts.segment_size_bytes {
@@ -148,19 +196,20 @@ impl<F: FileLayer> Engine<F> {
                 size = 0;
             }
             size += len;
+            total_bytes += len + FOOTER_ENTRY_LEN as u64;
             members.last_mut().expect("never empty").push(item);
         }
-        members
+        // Per member: the header and the rest of the seal footer.
+        total_bytes += members.len() as u64 * (SEGMENT_HEADER_LEN as u64 + 64);
+        (members, total_bytes)
     }
 
-    /// Writes, syncs and publishes every member; returns them sealed and
-    /// opened under their final names, with their frames.
-    #[allow(clippy::type_complexity)]
-    fn write_group(
+    /// Writes and syncs every member as `*.tmp`; nothing is published.
+    fn write_members(
         &self,
         members: Vec<Vec<Item>>,
         bound: u64,
-    ) -> Result<Vec<(Arc<Segment<F>>, Vec<FooterEntry>)>, StoreError> {
+    ) -> Result<Vec<Written>, StoreError> {
         let mut group_id = [0u8; 8];
         getrandom::getrandom(&mut group_id)
             .map_err(|e| StoreError::Invalid(format!("random source failed: {e}")))?;
@@ -210,8 +259,19 @@ impl<F: FileLayer> Engine<F> {
             out.seal().map_err(io_err(ctx))?;
             written.push((id, out.segment.header, out.entries));
         }
+        Ok(written)
+    }
+
+    /// Renames every member into place and lists them in the manifest (the
+    /// commit point); returns them sealed and opened, with their frames.
+    #[allow(clippy::type_complexity)]
+    fn publish(
+        &self,
+        written: Vec<Written>,
+        bound: u64,
+    ) -> Result<Vec<(Arc<Segment<F>>, Vec<FooterEntry>)>, StoreError> {
         for (id, _, _) in &written {
-            let from = self.dir.join(crate::segment::temp_file_name(*id));
+            let from = self.dir.join(temp_file_name(*id));
             let to = self.dir.join(segment_file_name(*id));
             self.fs
                 .rename(&from, &to)
@@ -220,6 +280,19 @@ impl<F: FileLayer> Engine<F> {
         self.fs
             .sync_dir(&self.dir)
             .map_err(io_err(format!("syncing {}", self.dir.display())))?;
+        // The commit point: the manifest names the members instead of the
+        // old segments. Before it, recovery deletes the members as an
+        // unpublished group; after it, the old segments as replaced.
+        let ids: Vec<u64> = written.iter().map(|(id, _, _)| *id).collect();
+        self.publish_manifest(|m| {
+            m.segments = ids;
+            m.plaintext.clear();
+            m.compacted_below = bound;
+        })
+        .map_err(io_err(format!(
+            "publishing the compaction in {}",
+            self.dir.join(crate::manifest::MANIFEST_FILE_NAME).display()
+        )))?;
         let mut published = Vec::with_capacity(written.len());
         for (id, header, entries) in written {
             let path = self.dir.join(segment_file_name(id));

@@ -7,6 +7,7 @@ use aes_gcm::aead::generic_array::GenericArray;
 use aes_gcm::aead::AeadInPlace;
 use aes_gcm::{Aes256Gcm, KeyInit};
 use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use zeroize::{Zeroize, Zeroizing};
 
@@ -93,6 +94,31 @@ impl MasterKey {
         hk.expand(&info, &mut key)
             .expect("32 bytes is a valid HKDF length");
         SegmentCipher::new(&key)
+    }
+
+    /// The manifest's key: HKDF-SHA256(master, no salt, "booster manifest key").
+    fn manifest_key(&self) -> [u8; 32] {
+        let hk = Hkdf::<Sha256>::new(None, &self.0);
+        let mut key = [0u8; 32];
+        hk.expand(b"booster manifest key", &mut key)
+            .expect("32 bytes is a valid HKDF length");
+        key
+    }
+
+    /// HMAC-SHA256 of a manifest's bytes under the manifest key.
+    pub(crate) fn manifest_mac(&self, bytes: &[u8]) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.manifest_key())
+            .expect("HMAC takes a key of any length");
+        mac.update(bytes);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// Checks a manifest MAC in constant time.
+    pub(crate) fn manifest_mac_verify(&self, bytes: &[u8], tag: &[u8]) -> bool {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.manifest_key())
+            .expect("HMAC takes a key of any length");
+        mac.update(bytes);
+        mac.verify_slice(tag).is_ok()
     }
 }
 

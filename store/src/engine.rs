@@ -11,10 +11,11 @@ use crate::codec::{decode_records, open_frame};
 use crate::commit::{QueueBudget, WriterState};
 use crate::fs::FileLayer;
 use crate::index::{FrameLoc, Index};
+use crate::manifest::{write_manifest, Manifest, Watermark, MANIFEST_FILE_NAME};
 use crate::segment::frame::{frame_len, FrameHeader, FrameKind};
 use crate::segment::reader::Segment;
 use crate::segment::segment_file_name;
-use crate::{SliceKey, StoreError, StoreOptions};
+use crate::{MasterKey, SliceKey, StoreError, StoreOptions};
 
 pub(crate) struct Engine<F: FileLayer> {
     pub fs: F,
@@ -26,9 +27,52 @@ pub(crate) struct Engine<F: FileLayer> {
     pub poisoned: Mutex<Option<String>>,
     pub writer: Mutex<WriterState<F>>,
     pub budget: QueueBudget,
+    /// The manifest as on disk; its lock orders manifest writes (taken
+    /// after `writer` when both are held).
+    pub manifest: Mutex<Manifest>,
+    /// End of the last acknowledged batch (advanced after its fsync).
+    pub acked: Mutex<Watermark>,
 }
 
 impl<F: FileLayer> Engine<F> {
+    /// Rewrites the manifest with `change` applied and the current
+    /// watermark. On error the caller poisons the store (G9).
+    pub fn publish_manifest(&self, change: impl FnOnce(&mut Manifest)) -> std::io::Result<()> {
+        let mut current = self.manifest.lock();
+        let mut next = current.clone();
+        change(&mut next);
+        let acked = *self.acked.lock();
+        if next.lists(acked.segment_id) {
+            next.watermark = acked;
+        } else if !next.lists(next.watermark.segment_id) {
+            next.watermark = Watermark::default();
+        }
+        let key = self.opts.master_key.as_ref();
+        next.key_id = key.map_or(0, MasterKey::key_id);
+        if next.same_content(&current) {
+            return Ok(());
+        }
+        next.generation = current.generation.wrapping_add(1);
+        write_manifest(&self.fs, &self.dir, &next, key)?;
+        *current = next;
+        Ok(())
+    }
+
+    /// Records the watermark when it moved (the periodic writer, close).
+    pub fn record_watermark(&self) -> Result<(), StoreError> {
+        if let Some(e) = self.poison_error() {
+            return Err(e);
+        }
+        self.publish_manifest(|_| {}).map_err(|e| {
+            let cause = format!(
+                "writing {}: {e}",
+                self.dir.join(MANIFEST_FILE_NAME).display()
+            );
+            self.poisoned.lock().get_or_insert(cause.clone());
+            StoreError::Poisoned { cause }
+        })
+    }
+
     pub fn poison_error(&self) -> Option<StoreError> {
         self.poisoned
             .lock()

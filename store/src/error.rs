@@ -10,7 +10,7 @@ pub enum StoreError {
     WrongKey { dir: PathBuf },
     #[error("{dir} holds encrypted data; pass --key-file")]
     KeyRequired { dir: PathBuf },
-    #[error("corrupt frame in segment {segment_id} ({path}) at offset {offset}: {what}; run `booster verify`")]
+    #[error("corruption in segment {segment_id} ({path}) at offset {offset}: {what}; run `booster verify`")]
     Corrupt {
         segment_id: u64,
         path: PathBuf,
@@ -25,6 +25,13 @@ pub enum StoreError {
         "disk full while writing {path}: free space, then retry (nothing acknowledged was lost)"
     )]
     DiskFull { path: PathBuf },
+    #[error("{what} needs about {needed_bytes} bytes free in {dir}, only {free_bytes} are; free space (or destroy jobs) and retry (nothing was changed)")]
+    NoSpace {
+        what: String,
+        dir: PathBuf,
+        needed_bytes: u64,
+        free_bytes: u64,
+    },
     #[error("the store was closed; open it again to write")]
     Closed,
     #[error("{context}: {source}")]
@@ -37,6 +44,15 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The disk (or quota) was full.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::DiskFull { .. } | StoreError::NoSpace { .. } => true,
+            StoreError::Io { source, .. } => crate::reserve::is_disk_full(source),
+            _ => false,
+        }
+    }
+
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> StoreError {
         StoreError::Io {
             context: context.into(),

@@ -3,6 +3,9 @@
 //! checks every length before allocating.
 
 pub use crate::codec::decode_frame_payload;
+pub use crate::manifest::{
+    decode_manifest, manifest_mac_matches, Manifest, Watermark, MANIFEST_FILE_NAME,
+};
 pub use crate::records::{decode_records, SliceRecords};
 pub use crate::segment::footer::{
     decode_footer, encode_footer, footer_offset_from_tail, FooterEntry, FOOTER_ENTRY_LEN,

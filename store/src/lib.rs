@@ -26,8 +26,10 @@ pub mod format;
 pub mod fs;
 mod index;
 mod lock;
+mod manifest;
 mod mmap;
 mod records;
+mod reserve;
 mod segment;
 mod store;
 mod verify;
@@ -49,6 +51,16 @@ pub struct StoreOptions {
     pub zstd_level: i32,
     /// When set, every frame is sealed with AES-256-GCM.
     pub master_key: Option<MasterKey>,
+    /// How often a background thread records the highest acknowledged
+    /// position in the manifest (never on the commit path). 0 turns the
+    /// periodic write off (it is still written at seal and at close).
+    /// Default 1000.
+    pub watermark_interval_ms: u64,
+    /// Disk kept in reserve (a preallocated `RESERVE` file, taken at open
+    /// while there is room) and released when a write finds the disk full,
+    /// so that recovery, a destroy and a compaction can still run. 0 turns
+    /// it off. Default 4 MiB.
+    pub reserve_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -57,6 +69,8 @@ impl Default for StoreOptions {
             segment_size_bytes: 64 << 20,
             zstd_level: 1,
             master_key: None,
+            watermark_interval_ms: 1000,
+            reserve_bytes: 4 << 20,
         }
     }
 }
@@ -95,6 +109,9 @@ pub struct RecoveryReport {
     /// (segment id, offset truncated at, bytes dropped) for each torn tail.
     pub truncated: Vec<(u64, u64, u64)>,
     pub removed_incomplete_compaction: Vec<PathBuf>,
+    /// The disk was too full for recovery to write: the store opened
+    /// read-only (reads work; writes fail until it is reopened with room).
+    pub read_only: bool,
     pub open_ms: f64,
 }
 

@@ -14,6 +14,8 @@ use crate::commit::{run_writer, Command, Done, QueueBudget, Request, WriterState
 use crate::engine::Engine;
 use crate::fs::{FileLayer, OsFileLayer};
 use crate::lock::lock_dir;
+use crate::manifest::Watermark;
+use crate::reserve::{ensure_reserve, release_reserve};
 use crate::segment::recovery::recover;
 use crate::SliceRecords;
 use crate::{
@@ -29,7 +31,12 @@ pub struct Store<F: FileLayer = OsFileLayer> {
     /// Taken (released) by `shutdown`, or dropped with the store.
     lock: Mutex<Option<F::Lock>>,
     closed: AtomicBool,
+    /// Dropping the sender stops the watermark thread.
+    watermark: Mutex<Option<WatermarkThread>>,
 }
+
+/// The periodic watermark writer: dropping the sender stops it.
+type WatermarkThread = (Sender<()>, JoinHandle<()>);
 
 impl Store<OsFileLayer> {
     /// Verifies `dir` without opening it (no lock, no recovery, no writes),
@@ -67,17 +74,51 @@ impl<F: FileLayer> Store<F> {
         fs.create_dir_all(&dir)
             .map_err(|e| StoreError::io(format!("creating data directory {}", dir.display()), e))?;
         let lock = lock_dir(&fs, &dir)?;
-        let recovered = recover(&fs, &dir, opts.master_key.as_ref())?;
+        let key = opts.master_key.as_ref();
+        // Recovery writes a little (a seal footer, the manifest): on a full
+        // disk the reserve makes that room, and without one the store opens
+        // read-only (everything readable, writes refused until reopened).
+        let mut read_only = false;
+        let recovered = match recover(&fs, &dir, key, false) {
+            Err(e) if e.is_disk_full() && release_reserve(&fs, &dir) => {
+                recover(&fs, &dir, key, false)
+            }
+            other => other,
+        };
+        let recovered = match recovered {
+            Err(e) if e.is_disk_full() => {
+                read_only = true;
+                recover(&fs, &dir, key, true)?
+            }
+            other => other?,
+        };
+        if !read_only {
+            if let Err(e) = ensure_reserve(&fs, &dir, opts.reserve_bytes) {
+                let e = StoreError::io(format!("reserving disk space in {}", dir.display()), e);
+                if !e.is_disk_full() {
+                    return Err(e);
+                }
+            }
+        }
         let mut report = recovered.report;
+        report.read_only = read_only;
+        let read_only_cause = read_only.then(|| {
+            format!(
+                "the disk holding {} was full when the store opened, so it opened read-only; free space and reopen it",
+                dir.display()
+            )
+        });
         let engine = Arc::new(Engine {
             fs,
             dir,
             opts,
             segments: RwLock::new(recovered.segments),
             index: RwLock::new(recovered.index),
-            poisoned: Mutex::new(None),
+            poisoned: Mutex::new(read_only_cause),
             writer: Mutex::new(WriterState::new(recovered.next_segment_id)),
             budget: QueueBudget::default(),
+            manifest: Mutex::new(recovered.manifest),
+            acked: Mutex::new(Watermark::default()),
         });
         let (tx, rx) = mpsc::channel();
         let thread_engine = Arc::clone(&engine);
@@ -85,6 +126,7 @@ impl<F: FileLayer> Store<F> {
             .name("booster-store-writer".into())
             .spawn(move || run_writer(thread_engine, rx))
             .map_err(|e| StoreError::io("starting the writer thread", e))?;
+        let watermark = start_watermark_thread(&engine)?;
         report.open_ms = started.elapsed().as_secs_f64() * 1e3;
         let store = Store {
             engine,
@@ -92,6 +134,7 @@ impl<F: FileLayer> Store<F> {
             writer: Mutex::new(Some(writer)),
             lock: Mutex::new(Some(lock)),
             closed: AtomicBool::new(false),
+            watermark: Mutex::new(watermark),
         };
         Ok((store, report))
     }
@@ -222,7 +265,9 @@ impl<F: FileLayer> Store<F> {
             Ok(())
         } else {
             let mut w = self.engine.writer.lock();
-            self.engine.seal_active(&mut w)
+            self.engine
+                .seal_active(&mut w)
+                .and_then(|()| self.engine.record_watermark())
         };
         drop(self.lock.lock().take());
         sealed
@@ -233,12 +278,43 @@ impl<F: FileLayer> Store<F> {
         if let Some(handle) = self.writer.lock().take() {
             let _ = handle.join();
         }
+        if let Some((stop, handle)) = self.watermark.lock().take() {
+            drop(stop);
+            let _ = handle.join();
+        }
     }
 
     /// The ids of the segments, oldest first (for tests and `inspect`).
     pub fn segment_ids(&self) -> Vec<u64> {
         self.engine.segments.read().keys().copied().collect()
     }
+}
+
+/// Records the watermark about every `watermark_interval_ms`, off the
+/// commit path: a commit never waits for this write.
+fn start_watermark_thread<F: FileLayer>(
+    engine: &Arc<Engine<F>>,
+) -> Result<Option<WatermarkThread>, StoreError> {
+    let interval_ms = engine.opts.watermark_interval_ms;
+    if interval_ms == 0 {
+        return Ok(None);
+    }
+    let (stop, stopped) = mpsc::channel::<()>();
+    let engine = Arc::clone(engine);
+    let handle = std::thread::Builder::new()
+        .name("booster-store-watermark".into())
+        .spawn(move || {
+            let interval = std::time::Duration::from_millis(interval_ms);
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+                if engine.poison_error().is_some() {
+                    return;
+                }
+                // A failure poisons the store; the error reaches the next append.
+                let _ = engine.record_watermark();
+            }
+        })
+        .map_err(|e| StoreError::io("starting the watermark thread", e))?;
+    Ok(Some((stop, handle)))
 }
 
 impl<F: FileLayer> Drop for Store<F> {

@@ -7,12 +7,16 @@ use crate::codec::open_frame;
 use crate::crypto::SegmentCipher;
 use crate::engine::Engine;
 use crate::fs::{FileHandle, FileLayer};
+use crate::manifest::{
+    decode_manifest, manifest_mac_matches, read_manifest_bytes, Manifest, MANIFEST_FILE_NAME,
+};
+use crate::segment::accounting::{account, FileFacts, ManifestView};
 use crate::segment::footer::FooterEntry;
 use crate::segment::frame::{decode_frame, FLAG_AES_GCM};
-use crate::segment::header::decode_segment_header;
+use crate::segment::header::{decode_segment_header, SEGMENT_HEADER_LEN};
 use crate::segment::recovery::{read_sealed_entries, scan_segment};
 use crate::segment::{parse_segment_file_name, segment_file_name};
-use crate::{MasterKey, Problem, StoreError, VerifyReport};
+use crate::{FormatError, MasterKey, Problem, StoreError, VerifyReport};
 
 /// One segment's bytes and what verify knows about it.
 pub(crate) struct SegmentBytes<'a> {
@@ -49,10 +53,12 @@ fn problem(
 }
 
 /// Checks one segment; `key` derives the segment key when it is encrypted.
+/// `acked_end`: the watermark's offset when it lies in this segment.
 pub(crate) fn verify_segment(
     seg: &SegmentBytes<'_>,
     key: Option<&MasterKey>,
     cipher: Option<&SegmentCipher>,
+    acked_end: Option<u64>,
     report: &mut VerifyReport,
 ) {
     report.segments += 1;
@@ -82,7 +88,7 @@ pub(crate) fn verify_segment(
         _ => None,
     };
     let entries: Vec<FooterEntry> = if seg.sealing == Sealing::Active {
-        scanned_entries(seg, report)
+        scanned_entries(seg, None, report)
     } else {
         match read_sealed_entries(seg.bytes) {
             Ok(entries) => entries,
@@ -91,17 +97,39 @@ pub(crate) fn verify_segment(
                     let at = seg.bytes.len().saturating_sub(12) as u64;
                     problem(report, seg, at, format!("seal footer: {e}"));
                 }
-                scanned_entries(seg, report)
+                scanned_entries(seg, acked_end, report)
             }
         }
     };
     for e in entries {
+        if header.encrypted && e.header.flags & FLAG_AES_GCM == 0 {
+            report.frames += 1;
+            problem(
+                report,
+                seg,
+                e.offset,
+                "plaintext frame in an encrypted segment: tampering",
+            );
+            continue;
+        }
         check_frame(seg, &e, cipher, report);
     }
 }
 
-fn scanned_entries(seg: &SegmentBytes<'_>, report: &mut VerifyReport) -> Vec<FooterEntry> {
+fn scanned_entries(
+    seg: &SegmentBytes<'_>,
+    acked_end: Option<u64>,
+    report: &mut VerifyReport,
+) -> Vec<FooterEntry> {
     let scan = scan_segment(seg.bytes);
+    if let Some(acked) = acked_end.filter(|end| *end > scan.valid_end) {
+        problem(
+            report,
+            seg,
+            scan.valid_end,
+            format!("acknowledged data lost: batches up to offset {acked} were acknowledged, whole batches end at {}", scan.valid_end),
+        );
+    }
     if let Some((offset, what)) = &scan.problem {
         problem(report, seg, *offset, what.clone());
     } else if scan.valid_end < seg.bytes.len() as u64 {
@@ -178,7 +206,7 @@ impl<F: FileLayer> Engine<F> {
                             Sealing::Sealed
                         },
                     };
-                    verify_segment(&seg, None, segment.cipher.as_ref(), &mut report);
+                    verify_segment(&seg, None, segment.cipher.as_ref(), None, &mut report);
                     drop(bytes);
                     segment.release(0, len);
                 }
@@ -190,26 +218,33 @@ impl<F: FileLayer> Engine<F> {
                 }),
             }
         }
+        // Files missing or unaccounted for since open.
+        let key = self.opts.master_key.as_ref();
+        let manifest = (self.manifest.lock().clone(), key.is_some());
+        if let Err(e) = account_files(&self.fs, &self.dir, key, Some(&manifest), &mut report) {
+            report.problems.push(Problem {
+                segment_id: 0,
+                path: self.dir.clone(),
+                offset: 0,
+                what: e.to_string(),
+            });
+        }
         report
     }
 }
 
 /// Verifies a data directory without opening (or locking, or recovering) it,
-/// for a store that does not open because of corruption.
+/// for a store that does not open because of corruption. Writes nothing.
 pub fn verify_dir<F: FileLayer>(
     fs: &F,
     dir: &Path,
     key: Option<&MasterKey>,
 ) -> Result<VerifyReport, StoreError> {
-    let mut ids: Vec<u64> = fs
-        .list(dir)
-        .map_err(|e| StoreError::io(format!("listing {}", dir.display()), e))?
-        .iter()
-        .filter_map(|n| parse_segment_file_name(n))
-        .collect();
-    ids.sort_unstable();
     let mut report = VerifyReport::default();
+    let manifest = manifest_for_verify(fs, dir, key, &mut report)?;
+    let ids = account_files(fs, dir, key, manifest.as_ref(), &mut report)?;
     let last = ids.last().copied();
+    let watermark = manifest.as_ref().map(|(m, _)| m.watermark);
     for id in ids {
         let path: PathBuf = dir.join(segment_file_name(id));
         let read = || -> std::io::Result<Vec<u8>> {
@@ -230,7 +265,8 @@ pub fn verify_dir<F: FileLayer>(
                         Sealing::Sealed
                     },
                 };
-                verify_segment(&seg, key, None, &mut report);
+                let acked_end = watermark.filter(|w| w.segment_id == id).map(|w| w.offset);
+                verify_segment(&seg, key, None, acked_end, &mut report);
             }
             Err(e) => report.problems.push(Problem {
                 segment_id: id,
@@ -241,4 +277,113 @@ pub fn verify_dir<F: FileLayer>(
         }
     }
     Ok(report)
+}
+
+/// The manifest on disk and whether it is authenticated under `key`;
+/// problems with it go into the report.
+fn manifest_for_verify<F: FileLayer>(
+    fs: &F,
+    dir: &Path,
+    key: Option<&MasterKey>,
+    report: &mut VerifyReport,
+) -> Result<Option<(Manifest, bool)>, StoreError> {
+    let path = dir.join(MANIFEST_FILE_NAME);
+    let bytes = read_manifest_bytes(fs, dir)
+        .map_err(|e| StoreError::io(format!("reading {}", path.display()), e))?;
+    let Some(bytes) = bytes else {
+        return Ok(None);
+    };
+    let mut manifest_problem = |what: &str| {
+        report.problems.push(Problem {
+            segment_id: 0,
+            path: path.clone(),
+            offset: 0,
+            what: what.to_string(),
+        })
+    };
+    let manifest = match decode_manifest(&bytes) {
+        Ok(m) => m,
+        Err(e) => {
+            manifest_problem(&e.0);
+            return Ok(None);
+        }
+    };
+    let authenticated = match key {
+        Some(k) if manifest.key_id == k.key_id() => {
+            let ok = manifest_mac_matches(&bytes, k);
+            if !ok {
+                manifest_problem("MANIFEST fails authentication under the key: it was altered");
+            }
+            ok
+        }
+        Some(_) if manifest.key_id != 0 => {
+            return Err(StoreError::WrongKey {
+                dir: dir.to_path_buf(),
+            })
+        }
+        _ => false,
+    };
+    Ok(Some((manifest, authenticated)))
+}
+
+/// Accounts for every segment file against the manifest (missing, unlisted,
+/// plaintext where it may not be) and returns the ids of the files present.
+pub(crate) fn account_files<F: FileLayer>(
+    fs: &F,
+    dir: &Path,
+    key: Option<&MasterKey>,
+    manifest: Option<&(Manifest, bool)>,
+    report: &mut VerifyReport,
+) -> Result<Vec<u64>, StoreError> {
+    let mut ids: Vec<u64> = fs
+        .list(dir)
+        .map_err(|e| StoreError::io(format!("listing {}", dir.display()), e))?
+        .iter()
+        .filter_map(|n| parse_segment_file_name(n))
+        .collect();
+    ids.sort_unstable();
+    let facts: Vec<FileFacts> = ids
+        .iter()
+        .map(|&id| {
+            let path = dir.join(segment_file_name(id));
+            let mut buf = [0u8; SEGMENT_HEADER_LEN];
+            let read = fs.open(&path).and_then(|f| {
+                let len = f.len()?;
+                if len >= SEGMENT_HEADER_LEN as u64 {
+                    f.read_exact_at(&mut buf, 0)?;
+                }
+                Ok(len)
+            });
+            let (len, header) = match read {
+                Ok(len) if len >= SEGMENT_HEADER_LEN as u64 => (len, decode_segment_header(&buf)),
+                Ok(len) => (
+                    len,
+                    Err(FormatError::new("segment shorter than its header")),
+                ),
+                Err(e) => (0, Err(FormatError::new(format!("unreadable: {e}")))),
+            };
+            FileFacts {
+                id,
+                path,
+                len,
+                header,
+            }
+        })
+        .collect();
+    let refs: Vec<&FileFacts> = facts.iter().collect();
+    let view = manifest.map(|(m, authenticated)| ManifestView {
+        manifest: m,
+        authenticated: *authenticated,
+    });
+    let accounting = account(dir, &refs, view, key);
+    // Header problems are reported again, per segment, by the caller.
+    for issue in accounting.issues.into_iter().filter(|i| !i.header) {
+        report.problems.push(Problem {
+            segment_id: issue.segment_id,
+            path: issue.path,
+            offset: issue.offset,
+            what: issue.what,
+        });
+    }
+    Ok(ids)
 }

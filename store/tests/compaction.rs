@@ -228,10 +228,12 @@ fn a_lost_member_of_a_published_group_is_corruption_and_nothing_is_deleted() {
     );
     std::fs::remove_file(&members[1]).unwrap();
     let err = Store::open(dir.path(), opts).err().expect("open must fail");
-    assert!(
-        err.to_string()
-            .contains("restore the missing segment files"),
-        "{err}"
-    );
+    match &err {
+        booster_store::StoreError::Corrupt { path, what, .. } => {
+            assert_eq!(path, &members[1], "the error names the missing file");
+            assert!(what.contains("segment file is missing"), "{err}");
+        }
+        other => panic!("expected Corrupt, got {other}"),
+    }
     assert!(members[0].exists(), "the remaining member was kept");
 }

@@ -18,6 +18,7 @@ fn valid_segment_header() -> SegmentHeader {
         key_id: MasterKey([1; 32]).key_id(),
         salt: [2; 32],
         group: CompactionGroup::default(),
+        manifested: true,
     }
 }
 

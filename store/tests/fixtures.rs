@@ -33,6 +33,8 @@ fn opts(encrypted: bool) -> StoreOptions {
         segment_size_bytes: 1024,
         zstd_level: 1,
         master_key: encrypted.then_some(MasterKey(FIXTURE_KEY)),
+        watermark_interval_ms: 0,
+        reserve_bytes: 0,
     }
 }
 
@@ -97,6 +99,22 @@ fn check_fixture(name: &str, encrypted: bool) {
     let verify = store.verify();
     assert!(verify.problems.is_empty(), "{verify:?}");
     assert_eq!(verify.tags_checked > 0, encrypted);
+    store.close().unwrap();
+    // The first open of a store from before the manifest wrote one: from
+    // now on a missing segment is caught.
+    assert!(tmp.path().join("MANIFEST").exists());
+    let (store, _) = Store::open(tmp.path(), opts(encrypted)).unwrap();
+    drop(store);
+    let any = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "bseg"))
+        .unwrap();
+    std::fs::remove_file(&any).unwrap();
+    let err = Store::open(tmp.path(), opts(encrypted))
+        .err()
+        .expect("open fails");
+    assert!(err.to_string().contains("missing"), "{err}");
 }
 
 #[test]

@@ -52,6 +52,8 @@ fn opts(master: &MasterKey) -> StoreOptions {
         segment_size_bytes: 1500,
         zstd_level: 3,
         master_key: Some(master.clone()),
+        watermark_interval_ms: 0,
+        reserve_bytes: 0,
     }
 }
 

@@ -151,3 +151,42 @@ fn a_full_disk_says_so_and_poisons_the_store() {
         vec![b"ok".to_vec()]
     );
 }
+
+/// A compaction that fails before it publishes leaves no `*.tmp` behind
+/// and does not poison the store: nothing it relies on was written.
+#[test]
+fn a_compaction_that_fails_before_publishing_removes_its_output() {
+    struct KeepAll;
+    impl booster_store::CompactionPlan for KeepAll {
+        fn slice_is_live(&self, _: &SliceKey) -> bool {
+            true
+        }
+        fn meta_snapshot(&self) -> Vec<Vec<u8>> {
+            vec![b"snapshot".to_vec()]
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FlakySync::default();
+    let (store, _) = Store::open_with(fs.clone(), dir.path(), StoreOptions::default()).unwrap();
+    store.append(Batch::new().slice(key(0), &[b"ok"])).unwrap();
+    store.close().unwrap();
+    let (store, _) = Store::open_with(fs.clone(), dir.path(), StoreOptions::default()).unwrap();
+    fs.disk_full.store(true, Ordering::SeqCst);
+    let err = store.compact(&KeepAll).unwrap_err();
+    assert!(err.is_disk_full(), "{err}");
+    fs.disk_full.store(false, Ordering::SeqCst);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    store
+        .append(Batch::new().slice(key(1), &[b"after"]))
+        .unwrap();
+    store.compact(&KeepAll).unwrap();
+    assert_eq!(
+        store.read_slice(&key(0)).unwrap().unwrap(),
+        vec![b"ok".to_vec()]
+    );
+}

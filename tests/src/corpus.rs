@@ -113,6 +113,12 @@ pub fn write_store(dir: &Path, key: Option<MasterKey>, compact: bool) -> Written
     written
 }
 
+/// The manifest of `dir`: copy it with the segments, or the copy does not
+/// open (its segments are unaccounted for).
+pub fn read_manifest(dir: &Path) -> Vec<u8> {
+    std::fs::read(dir.join(booster_store::format::MANIFEST_FILE_NAME)).expect("read manifest")
+}
+
 /// The segment files of `dir`, in name (= id) order.
 pub fn read_segments(dir: &Path) -> Vec<SegmentFile> {
     let mut names: Vec<String> = std::fs::read_dir(dir)

@@ -17,6 +17,8 @@ const KEY: [u8; 32] = [9; 32];
 struct Original {
     plain: (Vec<SegmentFile>, Written),
     encrypted: (Vec<SegmentFile>, Written),
+    /// The MANIFEST of each, copied along so the damaged copies open.
+    manifests: (Vec<u8>, Vec<u8>),
 }
 
 fn original() -> &'static Original {
@@ -29,6 +31,10 @@ fn original() -> &'static Original {
         Original {
             plain: (corpus::read_segments(plain.path()), w),
             encrypted: (corpus::read_segments(enc.path()), we),
+            manifests: (
+                corpus::read_manifest(plain.path()),
+                corpus::read_manifest(enc.path()),
+            ),
         }
     })
 }
@@ -81,6 +87,8 @@ proptest! {
         for (s, bytes) in segments.iter().zip(&files) {
             std::fs::write(dir.path().join(&s.name), bytes).unwrap();
         }
+        let manifest = if encrypted { &o.manifests.1 } else { &o.manifests.0 };
+        std::fs::write(dir.path().join("MANIFEST"), manifest).unwrap();
         open_and_read(dir.path(), encrypted.then_some(MasterKey(KEY)), written);
     }
 
@@ -118,6 +126,33 @@ proptest! {
         for (s, bytes) in segments.iter().zip(&files) {
             std::fs::write(dir.path().join(&s.name), bytes).unwrap();
         }
+        std::fs::write(dir.path().join("MANIFEST"), &o.manifests.1).unwrap();
         open_and_read(dir.path(), Some(MasterKey(KEY)), written);
+    }
+}
+
+/// The copies above start from a directory that opens: segments and
+/// MANIFEST, every slice readable (so a case that fails to open is damage,
+/// not a bad copy).
+#[test]
+fn an_undamaged_copy_opens_and_reads_back_whole() {
+    let o = original();
+    for (encrypted, (segments, written), manifest) in [
+        (false, &o.plain, &o.manifests.0),
+        (true, &o.encrypted, &o.manifests.1),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        for s in segments {
+            std::fs::write(dir.path().join(&s.name), &s.bytes).unwrap();
+        }
+        std::fs::write(dir.path().join("MANIFEST"), manifest).unwrap();
+        let opts = StoreOptions {
+            master_key: encrypted.then_some(MasterKey(KEY)),
+            ..StoreOptions::default()
+        };
+        let (store, _) = Store::open(dir.path(), opts).unwrap();
+        for (k, records) in &written.slices {
+            assert_eq!(&store.read_slice(k).unwrap().unwrap(), records);
+        }
     }
 }

@@ -170,6 +170,47 @@ fn verify_is_clean_then_finds_a_flipped_byte() {
     );
 }
 
+/// `verify` runs on the files: a torn tail is named and left in place (the
+/// old verify opened the store, cut the tail and said "clean"); the next
+/// command that opens the store cuts it and says so on stderr.
+#[test]
+fn verify_writes_nothing_and_the_next_open_reports_the_cut_tail() {
+    let sb = Sandbox::new();
+    let input = sb.write("in.txt", numbered_lines(200).as_bytes());
+    sb.ok(&[
+        "run",
+        "--kind",
+        "copy",
+        "--input",
+        s(&input),
+        "--output",
+        s(&sb.path("o.txt")),
+    ]);
+    let mut segments: Vec<_> = std::fs::read_dir(sb.data())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "bseg"))
+        .collect();
+    segments.sort();
+    let last = segments.pop().unwrap();
+    let mut bytes = std::fs::read(&last).unwrap();
+    bytes.extend_from_slice(&[0xAB; 33]);
+    std::fs::write(&last, &bytes).unwrap();
+
+    let out = sb.expect(4, &["verify"]);
+    assert!(stdout(&out).contains("CORRUPT segment"), "{}", stdout(&out));
+    assert_eq!(std::fs::read(&last).unwrap(), bytes, "verify wrote nothing");
+
+    let out = sb.expect(0, &["jobs"]);
+    assert!(
+        stderr(&out).contains("recovery cut a torn tail") && stderr(&out).contains("offset"),
+        "{}",
+        stderr(&out)
+    );
+    sb.ok(&["verify"]);
+}
+
 #[test]
 fn wrong_key_is_a_clear_error() {
     let sb = Sandbox::new();

@@ -21,6 +21,11 @@ pub trait FileHandle: Send + Sync + 'static {
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// `fdatasync`: the written bytes survive power loss once this returns Ok.
     fn sync_data(&self) -> io::Result<()>;
+    /// Reserves `len` bytes of disk for the file (its size becomes `len`).
+    /// The default only sets the size (a sparse file reserves nothing).
+    fn allocate(&self, len: u64) -> io::Result<()> {
+        self.set_len(len)
+    }
 }
 
 /// What the store needs from a file system.
@@ -50,4 +55,8 @@ pub trait FileLayer: Clone + Send + Sync + 'static {
     /// Takes the lock at `path` and writes `holder` into it; `Ok(Err(text))`
     /// when another process holds it, with what that process wrote.
     fn try_lock(&self, path: &Path, holder: &str) -> io::Result<Result<Self::Lock, String>>;
+    /// Bytes an unprivileged writer may still use on `dir`'s file system.
+    fn free_bytes(&self, _dir: &Path) -> io::Result<u64> {
+        Ok(u64::MAX)
+    }
 }

@@ -52,6 +52,10 @@ impl FileHandle for File {
     fn sync_data(&self) -> io::Result<()> {
         File::sync_data(self)
     }
+    fn allocate(&self, len: u64) -> io::Result<()> {
+        rustix::fs::fallocate(self, rustix::fs::FallocateFlags::empty(), 0, len)?;
+        Ok(())
+    }
 }
 
 impl FileLayer for OsFileLayer {
@@ -96,6 +100,10 @@ impl FileLayer for OsFileLayer {
     fn release(&self, map: &SegmentMap, offset: usize, len: usize) {
         map.release(offset, len);
     }
+    fn free_bytes(&self, dir: &Path) -> io::Result<u64> {
+        let st = rustix::fs::statvfs(dir)?;
+        Ok(st.f_bavail.saturating_mul(st.f_frsize))
+    }
     fn try_lock(&self, path: &Path, holder: &str) -> io::Result<Result<DirLock, String>> {
         let mut file = OpenOptions::new()
             .read(true)
@@ -105,8 +113,12 @@ impl FileLayer for OsFileLayer {
             .open(path)?;
         match file.try_lock() {
             Ok(()) => {
-                file.set_len(0)?;
-                FileExt::write_all_at(&file, holder.as_bytes(), 0)?;
+                // Only for the "locked by" message: on a full disk the lock
+                // is held all the same. Overwrite, then cut, so the file's
+                // block is never freed and needed again.
+                if FileExt::write_all_at(&file, holder.as_bytes(), 0).is_ok() {
+                    let _ = file.set_len(holder.len() as u64);
+                }
                 Ok(Ok(DirLock { file }))
             }
             Err(std::fs::TryLockError::WouldBlock) => {

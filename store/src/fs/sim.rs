@@ -272,6 +272,13 @@ impl SimFileLayer {
         }
     }
 
+    /// Removes a file at once and durably (a file lost by an operator).
+    pub fn remove_file(&self, path: &Path) {
+        let mut s = self.lock();
+        s.entries.remove(path);
+        s.durable_entries.remove(path);
+    }
+
     /// Paths of the files in `dir`, sorted.
     pub fn files(&self, dir: &Path) -> Vec<PathBuf> {
         let s = self.lock();

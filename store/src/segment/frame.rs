@@ -125,6 +125,12 @@ pub fn decode_frame_header_body(b: &[u8]) -> Result<FrameHeader, FormatError> {
             header.raw_len, header.stored_len
         )));
     }
+    if flags & FLAG_AES_GCM != 0 && (header.stored_len as usize) < crate::crypto::TAG_LEN {
+        return Err(FormatError::new(format!(
+            "encrypted frame of {} stored bytes is shorter than its tag",
+            header.stored_len
+        )));
+    }
     Ok(header)
 }
 
@@ -213,6 +219,22 @@ mod tests {
             bad[bit / 8] ^= 1 << (bit % 8);
             assert!(decode_frame(&bad).is_err(), "bit {bit}");
         }
+    }
+
+    #[test]
+    fn an_encrypted_frame_shorter_than_its_tag_is_rejected() {
+        let short = FrameHeader {
+            flags: FLAG_AES_GCM,
+            stored_len: 15,
+            ..sample()
+        };
+        let err = decode_frame_header(&short.encode()).unwrap_err();
+        assert!(err.0.contains("shorter than its tag"), "{err}");
+        let exact = FrameHeader {
+            stored_len: 16,
+            ..short
+        };
+        assert!(decode_frame_header(&exact.encode()).is_ok());
     }
 
     #[test]

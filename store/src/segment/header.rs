@@ -6,6 +6,8 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"BSTRSEG\0";
 pub const SEGMENT_HEADER_LEN: usize = 128;
 pub const FORMAT_VERSION: u16 = 1;
 const FLAG_ENCRYPTED: u16 = 1;
+/// Written by a store that keeps a MANIFEST: without one, the manifest was lost.
+const FLAG_MANIFESTED: u16 = 2;
 
 /// Which compaction output a segment belongs to (all zero for ordinary segments).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -25,6 +27,8 @@ pub struct SegmentHeader {
     pub key_id: u64,
     pub salt: [u8; 32],
     pub group: CompactionGroup,
+    /// Written by a store with a MANIFEST (false in stores from before it).
+    pub manifested: bool,
 }
 
 impl SegmentHeader {
@@ -32,7 +36,10 @@ impl SegmentHeader {
         let mut b = [0u8; SEGMENT_HEADER_LEN];
         b[0..8].copy_from_slice(&SEGMENT_MAGIC);
         b[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-        let flags = if self.encrypted { FLAG_ENCRYPTED } else { 0 };
+        let mut flags = if self.encrypted { FLAG_ENCRYPTED } else { 0 };
+        if self.manifested {
+            flags |= FLAG_MANIFESTED;
+        }
         b[10..12].copy_from_slice(&flags.to_le_bytes());
         b[16..24].copy_from_slice(&self.segment_id.to_le_bytes());
         b[24..32].copy_from_slice(&self.key_id.to_le_bytes());
@@ -79,7 +86,7 @@ pub fn decode_segment_header(bytes: &[u8]) -> Result<SegmentHeader, FormatError>
         )));
     }
     let flags = u16_at(b, 10);
-    if flags & !FLAG_ENCRYPTED != 0 {
+    if flags & !(FLAG_ENCRYPTED | FLAG_MANIFESTED) != 0 {
         return Err(FormatError::new(format!(
             "unknown segment flags {flags:#x}"
         )));
@@ -101,6 +108,7 @@ pub fn decode_segment_header(bytes: &[u8]) -> Result<SegmentHeader, FormatError>
         key_id: u64_at(b, 24),
         salt,
         group,
+        manifested: flags & FLAG_MANIFESTED != 0,
     })
 }
 
@@ -120,6 +128,7 @@ mod tests {
                 member_count: 3,
                 replaces_below: 40,
             },
+            manifested: true,
         }
     }
 

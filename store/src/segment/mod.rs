@@ -2,6 +2,7 @@
 //! the frame, the seal footer, writing the active segment, reading any
 //! segment, and recovery on open.
 
+pub(crate) mod accounting;
 pub mod footer;
 pub mod frame;
 pub mod header;
@@ -10,6 +11,10 @@ pub(crate) mod recovery;
 pub(crate) mod writer;
 
 pub use frame::FrameKind;
+
+/// The largest segment id a file name can carry (16 decimal digits). Ids
+/// grow by one per segment, so reaching it means a file lies.
+pub const MAX_SEGMENT_ID: u64 = 9_999_999_999_999_999;
 
 /// `seg-0000000000000042.bseg`
 pub(crate) fn segment_file_name(id: u64) -> String {

@@ -2,19 +2,25 @@
 //! groups, index sealed segments from their footers, and scan, truncate and
 //! seal an unsealed last segment (a torn tail). Recovery is idempotent.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::accounting::{account, FileFacts, Issue, ManifestView, Removal};
 use super::footer::{
     decode_footer, encode_footer, footer_offset_from_tail, FooterEntry, FOOTER_TAIL_LEN,
 };
+use super::frame::FLAG_AES_GCM;
 use super::frame::{decode_frame, FrameKind, FRAME_MAGIC};
 use super::header::{decode_segment_header, SegmentHeader, SEGMENT_HEADER_LEN};
 use super::reader::Segment;
-use super::{parse_segment_file_name, segment_file_name};
+use super::{parse_segment_file_name, segment_file_name, MAX_SEGMENT_ID};
 use crate::fs::{FileHandle, FileLayer};
 use crate::index::{FrameLoc, Index};
+use crate::manifest::{
+    decode_manifest, manifest_mac_matches, read_manifest_bytes, write_manifest, Manifest,
+    Watermark, MANIFEST_FILE_NAME, MANIFEST_TEMP_NAME,
+};
 use crate::{FormatError, MasterKey, RecoveryReport, StoreError};
 
 /// What a frame-by-frame scan of one segment found.
@@ -116,15 +122,14 @@ pub(crate) struct Recovered<F: FileLayer> {
     pub segments: BTreeMap<u64, Arc<Segment<F>>>,
     pub index: Index,
     pub next_segment_id: u64,
+    /// The manifest now on disk (written by recovery when it changed).
+    pub manifest: Manifest,
     pub report: RecoveryReport,
 }
 
 struct Candidate<F: FileLayer> {
-    id: u64,
-    path: PathBuf,
+    facts: FileFacts,
     file: F::File,
-    len: u64,
-    header: Result<SegmentHeader, FormatError>,
 }
 
 fn io_err(context: String) -> impl FnOnce(std::io::Error) -> StoreError {
@@ -140,23 +145,73 @@ fn corrupt(id: u64, path: &Path, offset: u64, what: impl Into<String>) -> StoreE
     }
 }
 
-/// Why recovery deletes a segment file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Removal {
-    /// The last segment, whose header never became durable.
-    Unfinished,
-    /// Replaced by a complete compaction group.
-    Replaced,
-    /// A member of a compaction group that was never fully published.
-    IncompleteGroup,
+impl From<Issue> for StoreError {
+    fn from(i: Issue) -> StoreError {
+        corrupt(i.segment_id, &i.path, i.offset, i.what)
+    }
+}
+
+/// Recovery's own leftovers: compaction output and a manifest not yet
+/// renamed into place. Any other `*.tmp` is not the store's and stays.
+pub(crate) fn is_own_temp(name: &str) -> bool {
+    name == MANIFEST_TEMP_NAME
+        || name
+            .strip_suffix(".tmp")
+            .and_then(parse_segment_file_name)
+            .is_some()
+}
+
+/// The manifest of `dir`, its MAC checked under `key`; None when there is none.
+pub(crate) fn load_manifest<F: FileLayer>(
+    fs: &F,
+    dir: &Path,
+    key: Option<&MasterKey>,
+) -> Result<Option<(Manifest, bool)>, StoreError> {
+    let path = dir.join(MANIFEST_FILE_NAME);
+    let Some(bytes) =
+        read_manifest_bytes(fs, dir).map_err(io_err(format!("reading {}", path.display())))?
+    else {
+        return Ok(None);
+    };
+    let manifest = decode_manifest(&bytes).map_err(|e| corrupt(0, &path, 0, e.0))?;
+    let authenticated = match (manifest.key_id, key) {
+        (0, _) => false,
+        (_, None) => {
+            return Err(StoreError::KeyRequired {
+                dir: dir.to_path_buf(),
+            })
+        }
+        (id, Some(k)) if id != k.key_id() => {
+            return Err(StoreError::WrongKey {
+                dir: dir.to_path_buf(),
+            })
+        }
+        (_, Some(k)) => {
+            if !manifest_mac_matches(&bytes, k) {
+                return Err(corrupt(
+                    0,
+                    &path,
+                    0,
+                    "MANIFEST fails authentication under the key: it was altered",
+                ));
+            }
+            true
+        }
+    };
+    Ok(Some((manifest, authenticated)))
 }
 
 /// Runs recovery on `dir` (already locked). Reads everything and checks the
 /// key before it changes anything on disk.
+///
+/// `read_only` (for a disk too full to take even a seal footer): nothing is
+/// written or deleted; an unsealed last segment stays unsealed and is read
+/// up to its last whole batch, and the caller must refuse writes.
 pub(crate) fn recover<F: FileLayer>(
     fs: &F,
     dir: &Path,
     key: Option<&MasterKey>,
+    read_only: bool,
 ) -> Result<Recovered<F>, StoreError> {
     let names = fs
         .list(dir)
@@ -166,98 +221,150 @@ pub(crate) fn recover<F: FileLayer>(
         .filter_map(|n| parse_segment_file_name(n))
         .collect();
     ids.sort_unstable();
-    let temps: Vec<&String> = names.iter().filter(|n| n.ends_with(".tmp")).collect();
+    let temps: Vec<&String> = names.iter().filter(|n| is_own_temp(n)).collect();
     let max_temp_id = temps
         .iter()
         .filter_map(|n| parse_segment_file_name(n.trim_end_matches(".tmp")))
         .max()
         .unwrap_or(0);
-    let next_segment_id = ids.last().copied().unwrap_or(0).max(max_temp_id) + 1;
-
+    let manifest = load_manifest(fs, dir, key)?;
     let candidates = ids
         .iter()
         .map(|&id| read_candidate(fs, dir, id))
         .collect::<Result<Vec<_>, _>>()?;
-    let unfinished = unfinished_last(&candidates);
-    // Every other header must be sound before any file is deleted on the
-    // strength of the others (a rotted compaction member must not make its
-    // complete group look incomplete).
-    for c in candidates.iter().filter(|c| Some(c.id) != unfinished) {
-        check_header(c)?;
+    let newest = ids.last().copied().unwrap_or(0).max(max_temp_id).max(
+        manifest
+            .as_ref()
+            .map_or(0, |(m, _)| m.segments.last().copied().unwrap_or(0)),
+    );
+    // Ids grow by one per segment: one at the end of the range is a lie.
+    let next_segment_id = newest + 1;
+    if next_segment_id > MAX_SEGMENT_ID {
+        return Err(corrupt(
+            newest,
+            &dir.join(segment_file_name(newest)),
+            16,
+            format!("segment id {newest} leaves no id for the next segment; the file was altered"),
+        ));
     }
-    let removals = plan_removals(&candidates, unfinished)?;
-    for c in candidates.iter().filter(|c| !removals.contains_key(&c.id)) {
-        if let Ok(header) = &c.header {
+    let facts: Vec<&FileFacts> = candidates.iter().map(|c| &c.facts).collect();
+    let view = manifest.as_ref().map(|(m, authenticated)| ManifestView {
+        manifest: m,
+        authenticated: *authenticated,
+    });
+    // A wrong or missing key is named before any corruption it would cause.
+    for f in &facts {
+        if let Ok(header) = &f.header {
             check_key(dir, header, key)?;
         }
     }
+    let accounting = account(dir, &facts, view, key);
+    if let Some(issue) = accounting.issues.into_iter().next() {
+        return Err(issue.into());
+    }
+    let removals = accounting.removals;
 
     // From here on recovery may change the directory.
     let mut report = RecoveryReport::default();
-    let kept = apply_removals(fs, dir, candidates, &removals, &temps, &mut report)?;
+    let kept = if read_only {
+        candidates
+            .into_iter()
+            .filter(|c| !removals.contains_key(&c.facts.id))
+            .collect()
+    } else {
+        apply_removals(fs, dir, candidates, &removals, &temps, &mut report)?
+    };
+    let watermark = manifest.as_ref().map(|(m, _)| m.watermark);
     let mut segments = BTreeMap::new();
     let mut index = Index::default();
-    let last_id = kept.last().map(|c| c.id);
+    let last_id = kept.last().map(|c| c.facts.id);
+    let mut empty_last = None;
     for c in kept {
-        let is_last = Some(c.id) == last_id;
-        if let Some((segment, entries)) = load_segment(fs, dir, c, key, is_last, &mut report)? {
-            for e in &entries {
-                index.add(FrameLoc {
-                    segment_id: segment.id,
-                    offset: e.offset,
-                    header: e.header,
-                });
+        let is_last = Some(c.facts.id) == last_id;
+        match load_segment(fs, c, key, is_last, watermark, read_only, &mut report)? {
+            Loaded::Segment(segment, entries) => {
+                for e in &entries {
+                    index.add(FrameLoc {
+                        segment_id: segment.id,
+                        offset: e.offset,
+                        header: e.header,
+                    });
+                }
+                report.frames += entries.len() as u64;
+                segments.insert(segment.id, segment);
             }
-            report.frames += entries.len() as u64;
-            segments.insert(segment.id, segment);
+            Loaded::Empty(path) => empty_last = Some(path),
         }
     }
     report.segments = segments.len();
+    if read_only {
+        return Ok(Recovered {
+            segments,
+            index,
+            next_segment_id,
+            manifest: manifest.map(|(m, _)| m).unwrap_or_default(),
+            report,
+        });
+    }
+    let manifest = settle_manifest(fs, dir, manifest.map(|(m, _)| m), &segments, key)?;
+    if let Some(path) = empty_last {
+        let ctx = format!("removing {}", path.display());
+        fs.remove(&path).map_err(io_err(ctx.clone()))?;
+        fs.sync_dir(dir).map_err(io_err(ctx))?;
+    }
     Ok(Recovered {
         segments,
         index,
         next_segment_id,
+        manifest,
         report,
     })
 }
 
-/// The last segment, when its header never became durable: it was being
-/// created when the process stopped and cannot hold acknowledged data.
-fn unfinished_last<F: FileLayer>(candidates: &[Candidate<F>]) -> Option<u64> {
-    candidates
-        .last()
-        .filter(|last| last.header.is_err() && last.len <= SEGMENT_HEADER_LEN as u64)
-        .map(|last| last.id)
-}
-
-/// Which segment files recovery deletes, and why.
-fn plan_removals<F: FileLayer>(
-    candidates: &[Candidate<F>],
-    unfinished: Option<u64>,
-) -> Result<BTreeMap<u64, Removal>, StoreError> {
-    let mut removals = BTreeMap::new();
-    if let Some(id) = unfinished {
-        removals.insert(id, Removal::Unfinished);
+/// The manifest after recovery: the segments that stay, the plaintext ones
+/// a keyed store accepts. Written only when it changed, so a second open
+/// writes nothing.
+fn settle_manifest<F: FileLayer>(
+    fs: &F,
+    dir: &Path,
+    old: Option<Manifest>,
+    segments: &BTreeMap<u64, Arc<Segment<F>>>,
+    key: Option<&MasterKey>,
+) -> Result<Manifest, StoreError> {
+    let old_or_default = old.clone().unwrap_or_default();
+    let listed: Vec<u64> = segments.keys().copied().collect();
+    let plaintext = if key.is_some() {
+        segments
+            .values()
+            .filter(|s| !s.header.encrypted)
+            .map(|s| s.id)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let watermark = if segments.contains_key(&old_or_default.watermark.segment_id) {
+        old_or_default.watermark
+    } else {
+        Watermark::default()
+    };
+    let new = Manifest {
+        generation: old_or_default.generation.wrapping_add(1),
+        key_id: key.map_or(0, MasterKey::key_id),
+        compacted_below: old_or_default.compacted_below,
+        watermark,
+        segments: listed,
+        plaintext,
+    };
+    if let Some(old) = old {
+        if old.same_content(&new) {
+            return Ok(old);
+        }
     }
-    resolve_compaction_groups(candidates, &mut removals)?;
-    Ok(removals)
-}
-
-/// A segment's header must decode and match its file name.
-fn check_header<F: FileLayer>(c: &Candidate<F>) -> Result<(), StoreError> {
-    let header = c
-        .header
-        .as_ref()
-        .map_err(|e| corrupt(c.id, &c.path, 0, e.0.clone()))?;
-    if header.segment_id != c.id {
-        return Err(corrupt(
-            c.id,
-            &c.path,
-            16,
-            "segment id does not match the file name",
-        ));
-    }
-    Ok(())
+    write_manifest(fs, dir, &new, key).map_err(io_err(format!(
+        "writing {}",
+        dir.join(MANIFEST_FILE_NAME).display()
+    )))?;
+    Ok(new)
 }
 
 /// Deletes `*.tmp` and the planned segments (then fsyncs the directory);
@@ -278,19 +385,25 @@ fn apply_removals<F: FileLayer>(
     for name in temps {
         let path = dir.join(name);
         remove(&path)?;
-        report.removed_incomplete_compaction.push(path);
+        if name.as_str() != MANIFEST_TEMP_NAME {
+            report.removed_incomplete_compaction.push(path);
+        }
         dir_changed = true;
     }
     let mut kept = Vec::with_capacity(candidates.len());
     for c in candidates {
-        match removals.get(&c.id) {
+        match removals.get(&c.facts.id) {
             None => kept.push(c),
             Some(why) => {
-                remove(&c.path)?;
+                remove(&c.facts.path)?;
                 dir_changed = true;
                 match why {
-                    Removal::Unfinished if c.len > 0 => report.truncated.push((c.id, 0, c.len)),
-                    Removal::IncompleteGroup => report.removed_incomplete_compaction.push(c.path),
+                    Removal::Unfinished if c.facts.len > 0 => {
+                        report.truncated.push((c.facts.id, 0, c.facts.len));
+                    }
+                    Removal::IncompleteGroup => {
+                        report.removed_incomplete_compaction.push(c.facts.path)
+                    }
                     _ => {}
                 }
             }
@@ -320,11 +433,13 @@ fn read_candidate<F: FileLayer>(fs: &F, dir: &Path, id: u64) -> Result<Candidate
         Err(FormatError::new("segment shorter than its header"))
     };
     Ok(Candidate {
-        id,
-        path,
+        facts: FileFacts {
+            id,
+            path,
+            len,
+            header,
+        },
         file,
-        len,
-        header,
     })
 }
 
@@ -347,156 +462,138 @@ fn check_key(
     }
 }
 
-/// A complete compaction group replaces every older segment below its bound;
-/// an incomplete one (a crash before all members were published) is removed,
-/// but only while the segments it was to replace are still there: a group
-/// missing a member after those are gone lost a file, which is corruption.
-fn resolve_compaction_groups<F: FileLayer>(
-    candidates: &[Candidate<F>],
-    remove: &mut BTreeMap<u64, Removal>,
-) -> Result<(), StoreError> {
-    let mut groups: BTreeMap<u64, Vec<&SegmentHeader>> = BTreeMap::new();
-    for c in candidates {
-        if let Ok(h) = &c.header {
-            if h.group.group_id != 0 {
-                groups.entry(h.group.group_id).or_default().push(h);
-            }
-        }
-    }
-    let mut incomplete = Vec::new();
-    for members in groups.values() {
-        let first = members[0].group;
-        let indices: BTreeSet<u32> = members.iter().map(|h| h.group.member_index).collect();
-        let consistent = members.iter().all(|h| {
-            h.group.member_count == first.member_count
-                && h.group.replaces_below == first.replaces_below
-        });
-        if !(consistent && indices.len() == first.member_count as usize) {
-            incomplete.push(members);
-            continue;
-        }
-        let own: BTreeSet<u64> = members.iter().map(|h| h.segment_id).collect();
-        for c in candidates {
-            if c.id < first.replaces_below && !own.contains(&c.id) {
-                remove.entry(c.id).or_insert(Removal::Replaced);
-            }
-        }
-    }
-    for members in incomplete {
-        if members
-            .iter()
-            .all(|h| remove.get(&h.segment_id) == Some(&Removal::Replaced))
-        {
-            continue; // a later complete group replaces them anyway
-        }
-        let bound = members[0].group.replaces_below;
-        let own: BTreeSet<u64> = members.iter().map(|h| h.segment_id).collect();
-        let old_still_there = candidates
-            .iter()
-            .any(|c| c.id < bound && !own.contains(&c.id) && !remove.contains_key(&c.id));
-        if !old_still_there {
-            let h = members[0];
-            return Err(StoreError::Corrupt {
-                segment_id: h.segment_id,
-                path: candidates
-                    .iter()
-                    .find(|c| c.id == h.segment_id)
-                    .map_or_else(|| PathBuf::from(segment_file_name(h.segment_id)), |c| c.path.clone()),
-                offset: 64,
-                what: format!(
-                    "compaction group {:#x} has {} of {} members and the segments it replaced are gone; restore the missing segment files",
-                    h.group.group_id,
-                    members.len(),
-                    h.group.member_count
-                ),
-            });
-        }
-        for h in members {
-            remove.insert(h.segment_id, Removal::IncompleteGroup);
-        }
-    }
-    Ok(())
+/// What `load_segment` made of a segment.
+enum Loaded<F: FileLayer> {
+    Segment(Arc<Segment<F>>, Vec<FooterEntry>),
+    /// An unsealed last segment without a whole batch: to be removed.
+    Empty(PathBuf),
 }
 
 /// Indexes one segment. A sealed segment is read from its footer; an
 /// unsealed one is scanned, its torn tail truncated, and then it is sealed
 /// (never appended to again: no nonce is reused). An empty unsealed last
-/// segment is removed instead.
-#[allow(clippy::type_complexity)]
+/// segment is removed instead. A tail below the watermark was acknowledged:
+/// losing it is corruption, not a torn tail.
 fn load_segment<F: FileLayer>(
     fs: &F,
-    dir: &Path,
     c: Candidate<F>,
     key: Option<&MasterKey>,
     is_last: bool,
+    watermark: Option<Watermark>,
+    read_only: bool,
     report: &mut RecoveryReport,
-) -> Result<Option<(Arc<Segment<F>>, Vec<FooterEntry>)>, StoreError> {
-    let header = c.header.expect("checked by the caller");
-    let ctx = format!("reading {}", c.path.display());
-    let map = fs.map(&c.file).map_err(io_err(ctx.clone()))?;
+) -> Result<Loaded<F>, StoreError> {
+    let Candidate { facts, file } = c;
+    let header = facts.header.expect("checked by the caller");
+    let (id, path, len) = (facts.id, facts.path, facts.len);
+    let ctx = format!("reading {}", path.display());
+    let map = fs.map(&file).map_err(io_err(ctx.clone()))?;
+    let cipher = key
+        .filter(|_| header.encrypted)
+        .map(|k| k.segment_cipher(&header.salt, id));
     if let Ok(entries) = read_sealed_entries(&map) {
-        let cipher = key
-            .filter(|_| header.encrypted)
-            .map(|k| k.segment_cipher(&header.salt, c.id));
-        let segment = Segment::new(fs.clone(), c.path, header, cipher, c.file);
+        check_all_encrypted(&header, &entries, &path)?;
+        let segment = Segment::new(fs.clone(), path, header, cipher, file);
         segment.set_map(map);
-        return Ok(Some((Arc::new(segment), entries)));
+        return Ok(Loaded::Segment(Arc::new(segment), entries));
     }
     let scan = scan_segment(&map);
     drop(map);
     if let Some((offset, what)) = &scan.problem {
         if let Some(good) = scan.good_frame_after_problem {
             return Err(corrupt(
-                c.id,
-                &c.path,
+                id,
+                &path,
                 *offset,
                 format!("{what}, followed by a valid frame at offset {good}"),
             ));
         }
         if !is_last {
             return Err(corrupt(
-                c.id,
-                &c.path,
+                id,
+                &path,
                 *offset,
                 format!("{what} in a segment that is not the last"),
             ));
         }
     }
-    let dropped = c.len - scan.valid_end;
+    check_all_encrypted(&header, &scan.entries, &path)?;
+    if let Some(w) = watermark.filter(|w| w.segment_id == id && w.offset > scan.valid_end) {
+        return Err(corrupt(
+            id,
+            &path,
+            scan.valid_end,
+            format!(
+                "acknowledged data lost: batches up to offset {} were acknowledged, whole batches end at {}; restore the segment from a backup",
+                w.offset, scan.valid_end
+            ),
+        ));
+    }
+    let dropped = len - scan.valid_end;
     if dropped > 0 {
         if !is_last {
             return Err(corrupt(
-                c.id,
-                &c.path,
+                id,
+                &path,
                 scan.valid_end,
                 "incomplete batch in a segment that is not the last",
             ));
         }
-        report.truncated.push((c.id, scan.valid_end, dropped));
+        report.truncated.push((id, scan.valid_end, dropped));
     }
-    let write_ctx = format!("recovering {}", c.path.display());
+    if read_only {
+        // Read by pread up to the last whole batch; nothing is changed.
+        if scan.entries.is_empty() {
+            return Ok(Loaded::Empty(path));
+        }
+        let segment = Segment::new(fs.clone(), path, header, cipher, file);
+        return Ok(Loaded::Segment(Arc::new(segment), scan.entries));
+    }
+    let write_ctx = format!("recovering {}", path.display());
     if scan.entries.is_empty() && is_last {
-        fs.remove(&c.path).map_err(io_err(write_ctx.clone()))?;
-        fs.sync_dir(dir).map_err(io_err(write_ctx))?;
-        return Ok(None);
+        // Removed by the caller once the manifest no longer lists it; cut
+        // to its header first, so that if the crash comes in between, the
+        // unlisted file holds nothing and is removed again.
+        if len > SEGMENT_HEADER_LEN as u64 {
+            file.set_len(SEGMENT_HEADER_LEN as u64)
+                .and_then(|()| file.sync_data())
+                .map_err(io_err(write_ctx.clone()))?;
+        }
+        return Ok(Loaded::Empty(path));
     }
     if dropped > 0 {
         // Make the truncation durable before the footer goes where the torn
         // tail was, so no old tail bytes can reappear behind the footer.
-        c.file
-            .set_len(scan.valid_end)
-            .and_then(|()| c.file.sync_data())
+        file.set_len(scan.valid_end)
+            .and_then(|()| file.sync_data())
             .map_err(io_err(write_ctx.clone()))?;
     }
     let footer = encode_footer(&scan.entries, scan.entries.len() as u64, scan.valid_end);
-    c.file
-        .write_all_at(&footer, scan.valid_end)
-        .and_then(|()| c.file.sync_data())
+    file.write_all_at(&footer, scan.valid_end)
+        .and_then(|()| file.sync_data())
         .map_err(io_err(write_ctx.clone()))?;
-    let cipher = key
-        .filter(|_| header.encrypted)
-        .map(|k| k.segment_cipher(&header.salt, c.id));
-    let segment = Segment::new(fs.clone(), c.path, header, cipher, c.file);
+    let segment = Segment::new(fs.clone(), path, header, cipher, file);
     segment.mark_sealed().map_err(io_err(write_ctx))?;
-    Ok(Some((Arc::new(segment), scan.entries)))
+    Ok(Loaded::Segment(Arc::new(segment), scan.entries))
+}
+
+/// In an encrypted segment every data frame carries the AES-GCM flag: a
+/// plaintext frame there was put in by someone without the key (G11).
+fn check_all_encrypted(
+    header: &SegmentHeader,
+    entries: &[FooterEntry],
+    path: &Path,
+) -> Result<(), StoreError> {
+    if !header.encrypted {
+        return Ok(());
+    }
+    match entries.iter().find(|e| e.header.flags & FLAG_AES_GCM == 0) {
+        Some(e) => Err(corrupt(
+            header.segment_id,
+            path,
+            e.offset,
+            "plaintext frame in an encrypted segment: tampering",
+        )),
+        None => Ok(()),
+    }
 }

@@ -46,6 +46,7 @@ pub(crate) fn create_segment<F: FileLayer>(
         key_id: key.map_or(0, MasterKey::key_id),
         salt,
         group,
+        manifested: true,
     };
     let is_temp = group.group_id != 0;
     let name = if is_temp {

@@ -101,6 +101,12 @@ impl Ctx {
         let runtime = Runtime::open(opts)
             .await
             .with_context(|| format!("opening {}", self.data_dir.display()))?;
+        for (segment, offset, bytes) in &runtime.recovery_report().truncated {
+            eprintln!(
+                "booster: recovery cut a torn tail in {}: segment {segment} at offset {offset}, {bytes} bytes of a write that was never acknowledged",
+                self.data_dir.display()
+            );
+        }
         kinds::register_builtin(&runtime);
         Ok(runtime)
     }

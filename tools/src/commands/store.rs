@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use booster_runtime::RuntimeError;
-use booster_store::StoreError;
+use anyhow::Context;
+use booster_store::Store;
 use serde_json::json;
 
 use super::{with_runtime, Ctx};
@@ -96,29 +96,20 @@ fn segment_files(dir: &std::path::Path) -> Vec<(String, u64)> {
     files
 }
 
+/// Verifies the files as they are, without opening the store: no lock, no
+/// recovery, nothing written, whether or not the store would open.
 pub async fn verify(ctx: &Ctx) -> anyhow::Result<i32> {
-    let runtime = match ctx.open(None, false, true).await {
-        Ok(runtime) => runtime,
-        // Corruption that stops the store from opening is itself the answer.
-        Err(e) => match corrupt_location(&e) {
-            Some((segment_id, path, offset, what)) => {
-                let problem =
-                    json!({"segment": segment_id, "path": path, "offset": offset, "what": what});
-                if ctx.json {
-                    report::print_json(&json!({ "ok": false, "problems": [problem] }));
-                } else {
-                    println!(
-                        "CORRUPT segment {segment_id} ({}) offset {offset}: {what}",
-                        path.display()
-                    );
-                    println!("1 problem; the store cannot open until it is repaired or restored");
-                }
-                return Ok(exit::CORRUPT);
-            }
-            None => return Err(e),
-        },
-    };
-    let report = with_runtime(runtime.clone(), async { Ok(runtime.verify()) }).await?;
+    if !ctx.data_dir.exists() {
+        anyhow::bail!(
+            "no data directory at {}; pass --data DIR (or set BOOSTER_DATA)",
+            ctx.data_dir.display()
+        );
+    }
+    let key = ctx.master_key()?;
+    let dir = ctx.data_dir.clone();
+    let report = tokio::task::spawn_blocking(move || Store::verify_dir(&dir, key.as_ref()))
+        .await?
+        .with_context(|| format!("verifying {}", ctx.data_dir.display()))?;
     let problems: Vec<serde_json::Value> = report
         .problems
         .iter()
@@ -162,26 +153,6 @@ pub async fn verify(ctx: &Ctx) -> anyhow::Result<i32> {
         exit::OK
     } else {
         exit::CORRUPT
-    })
-}
-
-fn corrupt_location(e: &anyhow::Error) -> Option<(u64, std::path::PathBuf, u64, String)> {
-    e.chain().find_map(|cause| {
-        let store = cause.downcast_ref::<StoreError>().or_else(|| {
-            match cause.downcast_ref::<RuntimeError>() {
-                Some(RuntimeError::Store(s)) => Some(s),
-                _ => None,
-            }
-        })?;
-        match store {
-            StoreError::Corrupt {
-                segment_id,
-                path,
-                offset,
-                what,
-            } => Some((*segment_id, path.clone(), *offset, what.clone())),
-            _ => None,
-        }
     })
 }
 

@@ -1,0 +1,136 @@
+//! Tails (G1, G7): a truncation below the recorded watermark is lost
+//! acknowledged data, named with segment and offsets, never a torn tail;
+//! a torn tail above it is cut and reported; verify writes nothing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use booster_store::format::{decode_manifest, MANIFEST_FILE_NAME};
+use booster_store::{Batch, SliceKey, Store, StoreError, StoreOptions};
+
+fn key(seq: u64) -> SliceKey {
+    SliceKey {
+        owner: 8,
+        stream: 0,
+        seq,
+    }
+}
+
+fn records(v: u64) -> Vec<Vec<u8>> {
+    (0..10)
+        .map(|i| format!("{v},{i},row-{}", v * 10 + i).into_bytes())
+        .collect()
+}
+
+fn opts() -> StoreOptions {
+    StoreOptions {
+        watermark_interval_ms: 0,
+        ..StoreOptions::default()
+    }
+}
+
+/// A closed store of `n` batches in one segment; returns that segment.
+fn closed_store(dir: &Path, n: u64) -> PathBuf {
+    let (store, _) = Store::open(dir, opts()).unwrap();
+    for v in 0..n {
+        store
+            .append(
+                Batch::new()
+                    .slice(key(v), &records(v))
+                    .meta(format!("done {v}").into_bytes()),
+            )
+            .unwrap();
+    }
+    store.close().unwrap();
+    dir.join("seg-0000000000000001.bseg")
+}
+
+fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect()
+}
+
+#[test]
+fn close_records_the_end_of_the_last_acknowledged_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = closed_store(dir.path(), 5);
+    let manifest = std::fs::read(dir.path().join(MANIFEST_FILE_NAME)).unwrap();
+    let watermark = decode_manifest(&manifest).unwrap().watermark;
+    assert_eq!(watermark.segment_id, 1);
+    let sealed_len = std::fs::metadata(&seg).unwrap().len();
+    assert!(
+        watermark.offset > 128 && watermark.offset < sealed_len,
+        "{watermark:?} in a segment of {sealed_len} bytes"
+    );
+}
+
+#[test]
+fn a_truncation_below_the_watermark_is_lost_acknowledged_data_not_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = closed_store(dir.path(), 5);
+    let bytes = std::fs::read(&seg).unwrap();
+    let cut = bytes.len() * 6 / 10;
+    std::fs::write(&seg, &bytes[..cut]).unwrap();
+    let before = files(dir.path());
+
+    let report = Store::verify_dir(dir.path(), None).unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.segment_id == 1 && p.what.contains("acknowledged data lost")),
+        "{report:?}"
+    );
+    match Store::open(dir.path(), opts()).err() {
+        Some(StoreError::Corrupt {
+            segment_id, what, ..
+        }) => {
+            assert_eq!(segment_id, 1);
+            assert!(what.contains("acknowledged data lost"), "{what}");
+        }
+        other => panic!("expected lost acknowledged data, got {other:?}"),
+    }
+    let after: BTreeMap<_, _> = files(dir.path())
+        .into_iter()
+        .filter(|(p, _)| !p.ends_with("LOCK"))
+        .collect();
+    let before: BTreeMap<_, _> = before
+        .into_iter()
+        .filter(|(p, _)| !p.ends_with("LOCK"))
+        .collect();
+    assert_eq!(after, before, "neither verify nor the failed open wrote");
+}
+
+#[test]
+fn garbage_after_the_watermark_is_cut_and_reported_with_segment_offset_and_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = closed_store(dir.path(), 3);
+    let watermark = decode_manifest(&std::fs::read(dir.path().join(MANIFEST_FILE_NAME)).unwrap())
+        .unwrap()
+        .watermark;
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let len = bytes.len() as u64;
+    bytes.extend_from_slice(&[0u8; 40]);
+    std::fs::write(&seg, &bytes).unwrap();
+
+    let before = files(dir.path());
+    let report = Store::verify_dir(dir.path(), None).unwrap();
+    assert!(!report.problems.is_empty(), "verify names the tail");
+    assert_eq!(files(dir.path()), before, "verify wrote nothing");
+
+    let (store, report) = Store::open(dir.path(), opts()).unwrap();
+    assert_eq!(
+        report.truncated,
+        vec![(1, watermark.offset, len + 40 - watermark.offset)],
+        "the seal footer and the garbage, from the end of the last batch"
+    );
+    for v in 0..3 {
+        assert_eq!(store.read_slice(&key(v)).unwrap().unwrap(), records(v));
+    }
+}
