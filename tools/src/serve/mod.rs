@@ -252,6 +252,14 @@ pub async fn run(
     crate::kinds::register_builtin_with(&runtime, allowed);
     let server = start(runtime.clone(), &serve_options).await?;
     eprintln!("booster serve: dashboard and API on {}/", server.url());
+    if serve_options.exec_allow.is_empty() {
+        eprintln!("booster serve: exec jobs are refused (no --exec-allow)");
+    } else {
+        eprintln!(
+            "booster serve: exec jobs may run only: {:?}",
+            serve_options.exec_allow
+        );
+    }
     stop.await;
     eprintln!("booster serve: stopping");
     server.shutdown(SHUTDOWN_GRACE).await?;
