@@ -73,6 +73,14 @@ pub struct RuntimeOptions {
     pub master_key: Option<MasterKey>,
     /// Records per slice when a job does not say. Default 100.
     pub slice_size: usize,
+    /// The most records per slice a job may ask for: `submit` and `upload`
+    /// refuse more, naming the cap. Default 100 000.
+    pub max_slice_records: usize,
+    /// The most bytes one slice may hold: the uploader starts a new slice
+    /// before its input passes it, and a slice whose output (records plus
+    /// `errors`) passes it fails alone with a message naming the cap.
+    /// Default 64 MiB (the store refuses frames over 256 MiB).
+    pub max_slice_bytes: usize,
     /// A lease not renewed by a heartbeat within this is expired. Default 30 s.
     pub lease_timeout: Duration,
     pub zstd_level: i32,
@@ -89,6 +97,8 @@ impl RuntimeOptions {
                 .unwrap_or(2),
             master_key: None,
             slice_size: 100,
+            max_slice_records: 100_000,
+            max_slice_bytes: 64 << 20,
             lease_timeout: Duration::from_secs(30),
             zstd_level: 1,
             start_workers: true,

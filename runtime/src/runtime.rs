@@ -13,7 +13,7 @@ use ractor::{Actor, ActorRef};
 use crate::actors::{Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::clock::{from_ms, now_ms};
 use crate::meta::{self, Control, Meta};
-use crate::shared::{write, write_one, Handler, Shared};
+use crate::shared::{write, write_one, Handler, Limits, Shared};
 use crate::snapshot::Snapshot;
 use crate::state::{Book, HandlerShape, State, ALL_STATES};
 use crate::table::{merge_error_groups, Body, Job, UploadState};
@@ -216,7 +216,7 @@ pub fn status_of(shared: &Shared, id: JobId) -> Result<JobStatus, RuntimeError> 
     Ok(build_status(&st, job))
 }
 
-fn validate(spec: &JobSpec) -> Result<(), RuntimeError> {
+fn validate(spec: &JobSpec, limits: &Limits) -> Result<(), RuntimeError> {
     if !(1..=100).contains(&spec.priority) {
         return Err(RuntimeError::BadPriority(i64::from(spec.priority)));
     }
@@ -234,10 +234,28 @@ fn validate(spec: &JobSpec) -> Result<(), RuntimeError> {
             "slice_size must be at least 1 record".into(),
         ));
     }
+    if let JobShape::Sliced {
+        slice_size: Some(n),
+        ..
+    } = spec.shape
+    {
+        check_slice_size(n, limits)?;
+    }
     if spec.max_workers == Some(0) {
         return Err(RuntimeError::Invalid(
             "max_workers must be at least 1 (or none for no limit)".into(),
         ));
+    }
+    Ok(())
+}
+
+/// A slice of `records` records is within the cap, or a clear refusal.
+fn check_slice_size(records: usize, limits: &Limits) -> Result<(), RuntimeError> {
+    if records > limits.max_slice_records {
+        return Err(RuntimeError::Invalid(format!(
+            "slice_size {records} is over the cap of {} records per slice; use a smaller slice_size",
+            limits.max_slice_records
+        )));
     }
     Ok(())
 }
@@ -252,13 +270,17 @@ impl Runtime {
             ..StoreOptions::default()
         };
         let dir = opts.data_dir.clone();
+        let limits = Limits {
+            max_slice_records: opts.max_slice_records.clamp(1, u32::MAX as usize),
+            max_slice_bytes: opts.max_slice_bytes.max(1),
+        };
         let (store, state, recovery) =
             tokio::task::spawn_blocking(move || -> Result<_, RuntimeError> {
                 let (store, report) = Store::open(&dir, store_opts)?;
                 let mut book = Book::new(
                     opts.workers.max(1),
                     opts.lease_timeout.as_millis() as u64,
-                    opts.slice_size.clamp(1, u32::MAX as usize) as u32,
+                    opts.slice_size.clamp(1, limits.max_slice_records) as u32,
                 );
                 book.live = false;
                 let mut state = State::new(book);
@@ -279,7 +301,7 @@ impl Runtime {
             })
             .map(|j| j.id)
             .collect();
-        let shared = Arc::new(Shared::new(state));
+        let shared = Arc::new(Shared::new(state, limits));
         let store = Arc::new(store);
         for job in interrupted {
             let reason = "upload interrupted: the process stopped before the upload finished; submit the job again".to_string();
@@ -370,7 +392,7 @@ impl Runtime {
             return Ok(Vec::new());
         }
         for s in &specs {
-            validate(s)?;
+            validate(s, &self.shared().limits)?;
         }
         let first_id = {
             let mut st = self.shared().state.lock();
@@ -406,6 +428,11 @@ impl Runtime {
                     "job {id} already has an upload ({state:?}); submit a new job to upload again"
                 )));
             }
+            check_slice_size(s.slice_size as usize, &self.shared().limits).map_err(|e| {
+                RuntimeError::Invalid(format!(
+                    "job {id} cannot take an upload: {e}; submit it again with a smaller one"
+                ))
+            })?;
             s.uploader_active = true;
             s.slice_size as usize
         };
@@ -417,6 +444,7 @@ impl Runtime {
             pool: self.inner.pool.clone(),
             job,
             slice_size,
+            max_slice_bytes: self.shared().limits.max_slice_bytes,
             next_slice: 0,
             next_record: 1,
             permits: Arc::new(tokio::sync::Semaphore::new(max_inflight as usize)),

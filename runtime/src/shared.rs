@@ -25,6 +25,27 @@ pub enum Handler {
 
 pub type Applied = Result<Vec<Result<(), RuntimeError>>, StoreError>;
 
+/// Caps on what one slice may hold (from `RuntimeOptions`).
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_slice_records: usize,
+    pub max_slice_bytes: usize,
+}
+
+/// Whether a failed append poisons the runtime. Only failures of the
+/// storage itself do (G9: after a failed write or fsync nothing more may be
+/// written until reopen). An error about the batch (a frame over the store's
+/// size cap, too many records) fails only the request that made it.
+pub fn poisons(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::Poisoned { .. }
+            | StoreError::DiskFull { .. }
+            | StoreError::Io { .. }
+            | StoreError::Closed
+    )
+}
+
 pub struct Shared {
     pub state: Mutex<State>,
     /// Signalled when work may have become leasable (workers wait on it).
@@ -42,10 +63,11 @@ pub struct Shared {
     pub workers_alive: Mutex<usize>,
     pub workers_gone: Condvar,
     pub supervisor: OnceLock<ractor::ActorRef<SupervisorMsg>>,
+    pub limits: Limits,
 }
 
 impl Shared {
-    pub fn new(state: State) -> Shared {
+    pub fn new(state: State, limits: Limits) -> Shared {
         Shared {
             state: Mutex::new(state),
             work_ready: Condvar::new(),
@@ -57,6 +79,7 @@ impl Shared {
             workers_alive: Mutex::new(0),
             workers_gone: Condvar::new(),
             supervisor: OnceLock::new(),
+            limits,
         }
     }
 
@@ -88,6 +111,8 @@ impl Shared {
 /// the store's group commit. Once it is durable, on the store's commit
 /// thread and in commit order, `metas` are applied to the state and `then`
 /// runs under the same lock. Nothing changes in memory before durability.
+/// A storage failure poisons the runtime; an error about the batch itself
+/// (see `poisons`) reaches `then` and changes nothing else.
 pub fn commit(
     shared: &Arc<Shared>,
     store: &Store,
@@ -95,10 +120,13 @@ pub fn commit(
     metas: Vec<Meta>,
     then: impl FnOnce(&mut State, Applied) + Send + 'static,
 ) {
+    // The gate first, then the in-flight count: `compact` holds the gate
+    // exclusively and waits for the count to drop to zero, so a commit
+    // counted while it waits for the gate would never be let in.
+    let _gate = shared.append_gate.read();
     shared.inflight_commits.fetch_add(1, Ordering::AcqRel);
     let started = Instant::now();
     let sh = shared.clone();
-    let _gate = shared.append_gate.read();
     store.append_with(
         batch,
         Box::new(move |res| {
@@ -108,7 +136,9 @@ pub fn commit(
                 let applied = match res {
                     Ok(_) => Ok(metas.iter().map(|m| st.apply(m)).collect()),
                     Err(e) => {
-                        st.book.poisoned.get_or_insert_with(|| e.to_string());
+                        if poisons(&e) {
+                            st.book.poisoned.get_or_insert_with(|| e.to_string());
+                        }
                         Err(e)
                     }
                 };

@@ -21,6 +21,9 @@ use crate::shared::{commit, write_one, Shared};
 use crate::worker::{clip, error_record};
 use crate::{ErrorGroup, JobId, JobStatus, RecordErrorSample, RuntimeError};
 
+/// Bytes a record takes in a slice besides its own: its length prefix.
+pub(crate) const RECORD_OVERHEAD: usize = 4;
+
 /// One slice on its way to the store.
 pub struct UploadSlice {
     shared: Arc<Shared>,
@@ -91,6 +94,8 @@ pub struct Uploader {
     pub(crate) pool: Sender<UploadSlice>,
     pub(crate) job: JobId,
     pub(crate) slice_size: usize,
+    /// A slice is cut early when its records reach this many bytes.
+    pub(crate) max_slice_bytes: usize,
     pub(crate) next_slice: u64,
     /// 1-based number the next record gets (accepted or rejected).
     pub(crate) next_record: u64,
@@ -109,6 +114,8 @@ pub(crate) struct SliceBuffer {
     rejects: Vec<Vec<u8>>,
     reject_groups: Vec<ErrorGroup>,
     reject_count: u32,
+    /// Bytes of `records` and `rejects`.
+    bytes: usize,
 }
 
 impl SliceBuffer {
@@ -152,7 +159,10 @@ impl Uploader {
             message: message.clone(),
         };
         self.next_record += 1;
-        self.buf.rejects.push(error_record(&sample));
+        let entry = error_record(&sample, &raw);
+        self.make_room(entry.len()).await?;
+        self.buf.bytes += entry.len() + RECORD_OVERHEAD;
+        self.buf.rejects.push(entry);
         self.buf.reject_count += 1;
         crate::table::merge_error_groups(
             &mut self.buf.reject_groups,
@@ -162,15 +172,32 @@ impl Uploader {
                 samples: vec![sample],
             }],
         );
-        Ok(())
+        self.flush_if_full().await
     }
 
     async fn push_inner(&mut self, record: Vec<u8>, line: Option<u64>) -> Result<(), RuntimeError> {
+        self.make_room(record.len()).await?;
+        self.buf.bytes += record.len() + RECORD_OVERHEAD;
         self.buf.records.push(record);
         self.buf.numbers.push(self.next_record);
         self.buf.lines.push(line);
         self.next_record += 1;
-        if self.buf.records.len() >= self.slice_size {
+        self.flush_if_full().await
+    }
+
+    /// Cuts the slice before a record of `len` bytes would take it past
+    /// `max_slice_bytes` (a record alone in its slice may still pass it).
+    async fn make_room(&mut self, len: usize) -> Result<(), RuntimeError> {
+        if !self.buf.is_empty() && self.buf.bytes + len + RECORD_OVERHEAD > self.max_slice_bytes {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Rejected records fill a slice like accepted ones, so a file of bad
+    /// lines is stored slice by slice in bounded memory.
+    async fn flush_if_full(&mut self) -> Result<(), RuntimeError> {
+        if self.buf.records.len() + self.buf.reject_count as usize >= self.slice_size {
             self.flush().await?;
         }
         Ok(())

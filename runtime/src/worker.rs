@@ -14,7 +14,7 @@ use crate::clock::now_ms;
 use crate::dispatch::{HookItem, SimpleItem, SliceItem, Task, TaskWork};
 use crate::handler::{panic_message, set_progress};
 use crate::meta::{Meta, SimpleOutcome, STREAM_ERRORS, STREAM_INPUT, STREAM_MAIN};
-use crate::shared::{batch_of, commit, Handler, Shared};
+use crate::shared::{batch_of, commit, poisons, Handler, Shared};
 use crate::state::LeaseWork;
 use crate::table::merge_error_groups;
 use crate::{ErrorGroup, HandlerError, JobContext, RecordErrorSample, SliceOutcome};
@@ -197,7 +197,7 @@ fn run_simple(shared: &Arc<Shared>, store: &Store, epoch: u64, items: Vec<Simple
     commit_meta(shared, store, m, epoch);
 }
 
-fn run_slice(shared: &Arc<Shared>, store: &Store, epoch: u64, item: SliceItem) {
+fn run_slice(shared: &Arc<Shared>, store: &Arc<Store>, epoch: u64, item: SliceItem) {
     let started = Instant::now();
     let input_key = SliceKey {
         owner: item.job,
@@ -267,27 +267,39 @@ fn run_slice(shared: &Arc<Shared>, store: &Store, epoch: u64, item: SliceItem) {
         let msg = first.message.clone();
         return fail_slice(shared, store, epoch, &item, msg, Some(first));
     }
+    let mut groups: Vec<ErrorGroup> = Vec::new();
+    let mut error_lines = Vec::with_capacity(record_errors.len());
+    for e in &record_errors {
+        let s = sample(e);
+        let raw = records.get(e.0).map(|r| r.as_slice()).unwrap_or_default();
+        error_lines.push(error_record(&s, raw));
+        merge_error_groups(
+            &mut groups,
+            &[ErrorGroup {
+                message: s.message.clone(),
+                count: 1,
+                samples: vec![s],
+            }],
+        );
+    }
+    let bytes = stored_bytes(&output) + stored_bytes(&error_lines);
+    let cap = shared.limits.max_slice_bytes;
+    if bytes > cap {
+        let msg = format!(
+            "output of slice {} is {bytes} bytes, over the {} cap; use a smaller slice_size, or raise max_slice_bytes",
+            item.slice,
+            human_bytes(cap)
+        );
+        return fail_slice(shared, store, epoch, &item, msg, None);
+    }
     let key = |stream| SliceKey {
         owner: item.job,
         stream,
         seq: item.slice,
     };
     let mut batch = Batch::new().slice(key(STREAM_MAIN), &output);
-    let mut groups: Vec<ErrorGroup> = Vec::new();
-    if !record_errors.is_empty() {
-        let samples: Vec<RecordErrorSample> = record_errors.iter().map(sample).collect();
-        let lines: Vec<Vec<u8>> = samples.iter().map(error_record).collect();
-        batch = batch.slice(key(STREAM_ERRORS), &lines);
-        for s in samples {
-            merge_error_groups(
-                &mut groups,
-                &[ErrorGroup {
-                    message: s.message.clone(),
-                    count: 1,
-                    samples: vec![s],
-                }],
-            );
-        }
+    if !error_lines.is_empty() {
+        batch = batch.slice(key(STREAM_ERRORS), &error_lines);
     }
     let m = Meta::SliceDone {
         job: item.job,
@@ -298,9 +310,66 @@ fn run_slice(shared: &Arc<Shared>, store: &Store, epoch: u64, item: SliceItem) {
     };
     let batch = batch.meta(crate::meta::encode(&m));
     if begin(shared, epoch, started, records.len() as u64) {
-        commit(shared, store, batch, vec![m], move |st, _| {
-            st.release(epoch)
-        });
+        commit_slice(shared, store, batch, m, epoch, &item);
+    }
+}
+
+/// Commits a slice's output. If the store refuses the batch as input (a
+/// frame over its size cap: see `shared::poisons`), the slice fails alone.
+/// That failure is a new append, which a commit callback must not make (it
+/// may run on the store's writer thread), so a short-lived thread makes it.
+fn commit_slice(
+    shared: &Arc<Shared>,
+    store: &Arc<Store>,
+    batch: Batch,
+    m: Meta,
+    epoch: u64,
+    item: &SliceItem,
+) {
+    let (sh, st_store, job, slice) = (shared.clone(), store.clone(), item.job, item.slice);
+    commit(
+        shared,
+        store,
+        batch,
+        vec![m],
+        move |st, applied| match applied {
+            Err(e) if !poisons(&e) => {
+                let fail = move || {
+                    let m = Meta::SliceFailed {
+                        job,
+                        slice,
+                        at_ms: now_ms(),
+                        message: format!("output of slice {slice} could not be stored: {e}"),
+                        sample: None,
+                    };
+                    commit_meta(&sh, &st_store, m, epoch);
+                };
+                let spawned = std::thread::Builder::new()
+                    .name("booster-slice-failed".into())
+                    .spawn(fail);
+                if spawned.is_err() {
+                    st.release(epoch);
+                }
+            }
+            _ => st.release(epoch),
+        },
+    );
+}
+
+/// Bytes a slice's records take in a frame before compression.
+fn stored_bytes(records: &[Vec<u8>]) -> usize {
+    records
+        .iter()
+        .map(|r| r.len() + crate::upload::RECORD_OVERHEAD)
+        .sum()
+}
+
+/// `64 MiB`, `64 KiB` or `1000 bytes`: a cap as people set it.
+fn human_bytes(n: usize) -> String {
+    match n {
+        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
+        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{} KiB", n >> 10),
+        n => format!("{n} bytes"),
     }
 }
 
@@ -387,22 +456,31 @@ fn line_of(item: &SliceItem, i: usize) -> Option<u64> {
     }
 }
 
-/// A record as text for error reports, cut to a readable length.
+/// A record as text for displays (status samples), cut to a readable
+/// length. Never what is stored in `errors`: that is `error_record`.
 pub(crate) fn clip(record: &[u8]) -> String {
     const MAX: usize = 1000;
     let s = String::from_utf8_lossy(&record[..record.len().min(MAX)]);
     s.into_owned()
 }
 
-/// One record of the `errors` category: a JSON object per failed record.
-pub(crate) fn error_record(s: &RecordErrorSample) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({
+/// One record of the `errors` category: a JSON object per failed record,
+/// holding the record's exact bytes: `record` as text when they are UTF-8,
+/// else `record_base64`.
+pub(crate) fn error_record(s: &RecordErrorSample, raw: &[u8]) -> Vec<u8> {
+    use base64::Engine as _;
+    let mut entry = serde_json::json!({
         "record_number": s.record_number,
         "line": s.line,
         "message": s.message,
-        "record": s.record,
-    }))
-    .expect("json values serialize")
+    });
+    match std::str::from_utf8(raw) {
+        Ok(text) => entry["record"] = text.into(),
+        Err(_) => {
+            entry["record_base64"] = base64::engine::general_purpose::STANDARD.encode(raw).into()
+        }
+    }
+    serde_json::to_vec(&entry).expect("json values serialize")
 }
 
 /// Commits one meta record for lease `epoch`; the lease ends once it is durable.

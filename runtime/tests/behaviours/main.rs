@@ -5,6 +5,7 @@ mod common;
 mod compaction;
 mod cpu_spin;
 mod lease_expiry;
+mod limits;
 mod max_workers;
 mod panics;
 mod priority;

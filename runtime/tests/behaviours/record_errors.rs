@@ -94,3 +94,76 @@ async fn collect_errors_sends_failing_records_to_errors_and_completes() {
     assert_eq!(download(&rt, job, Category::Main).len(), 29);
     assert_eq!(download(&rt, job, Category::Input).len(), 30);
 }
+
+fn errors_of(rt: &Runtime, job: JobId) -> Vec<serde_json::Value> {
+    download(rt, job, Category::Errors)
+        .iter()
+        .map(|e| serde_json::from_slice(e).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_records_fill_slices_like_accepted_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Runtime::open(opts(dir.path(), 2)).await.unwrap();
+    rt.register_sliced("check", Arc::new(RejectBad));
+    let job = rt
+        .submit(sliced("check", 10).with_collect_errors(true))
+        .await
+        .unwrap();
+    let mut up = rt.upload(job).await.unwrap();
+    for i in 0..35u64 {
+        let raw = format!("junk-{i}").into_bytes();
+        up.push_rejected(raw, i + 1, "malformed".into())
+            .await
+            .unwrap();
+    }
+    up.finish().await.unwrap();
+    let s = rt.wait(job).await.unwrap();
+    assert_eq!(s.slices_total, 4, "35 rejects in slices of 10");
+    assert_eq!((s.records_in, s.records_errors), (35, 35));
+    let errors = errors_of(&rt, job);
+    assert_eq!(errors.len(), 35);
+    assert_eq!(errors[34]["record"], "junk-34");
+    assert_eq!(errors[34]["record_number"], 35);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_hold_the_exact_bytes_of_every_failed_record() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Runtime::open(opts(dir.path(), 2)).await.unwrap();
+    rt.register_sliced("check", Arc::new(RejectBad));
+    let job = rt
+        .submit(sliced("check", 10).with_collect_errors(true))
+        .await
+        .unwrap();
+    let long_text = format!("bad-{}", "é".repeat(3000)).into_bytes();
+    let not_utf8 = b"bad-\xc3\x28-\xff".to_vec();
+    let rejected = b"\xc3\x28 rejected".to_vec();
+    let mut up = rt.upload(job).await.unwrap();
+    up.push(long_text.clone()).await.unwrap();
+    up.push(not_utf8.clone()).await.unwrap();
+    up.push_rejected(rejected.clone(), 3, "malformed".into())
+        .await
+        .unwrap();
+    up.finish().await.unwrap();
+    rt.wait(job).await.unwrap();
+    let errors = errors_of(&rt, job);
+    let bytes_of = |e: &serde_json::Value| match e["record"].as_str() {
+        Some(text) => text.as_bytes().to_vec(),
+        None => base64::engine::general_purpose::STANDARD
+            .decode(
+                e["record_base64"]
+                    .as_str()
+                    .expect("record or record_base64"),
+            )
+            .unwrap(),
+    };
+    let mut got: Vec<Vec<u8>> = errors.iter().map(bytes_of).collect();
+    got.sort();
+    let mut want = vec![long_text, not_utf8, rejected];
+    want.sort();
+    assert_eq!(got, want);
+    assert!(errors.iter().any(|e| e.get("record").is_none()));
+}
