@@ -119,7 +119,7 @@ pub struct JobInputArgs {
     #[arg(long, value_enum)]
     pub format: Option<Format>,
     /// Records per slice.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=MAX_SLICE_RECORDS))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub slice_size: Option<u64>,
     /// 1 (runs first) to 100 (last).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u8).range(1..=100))]
@@ -248,11 +248,6 @@ pub struct DemoArgs {
     #[arg(long)]
     pub keep: bool,
 }
-
-/// The most records one slice may hold (`--slice-size`, the API's
-/// `slice_size`): a slice is one frame, and one frame must stay well under
-/// the store's frame cap whatever the records' size.
-pub const MAX_SLICE_RECORDS: u64 = 100_000;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {

@@ -156,13 +156,8 @@ pub async fn create<C: JobControl>(
         // upload parses it and a download writes it back the same way.
         properties[props::FORMAT] = json!(parse_format(f)?.name());
     }
-    if let Some(n) = req.slice_size {
-        if !(1..=crate::cli::MAX_SLICE_RECORDS as usize).contains(&n) {
-            return Err(ApiError::bad_request(format!(
-                "slice_size must be from 1 to {} records",
-                crate::cli::MAX_SLICE_RECORDS
-            )));
-        }
+    if req.slice_size == Some(0) {
+        return Err(ApiError::bad_request("slice_size must be at least 1"));
     }
     if req.max_workers == Some(0) {
         return Err(ApiError::bad_request(

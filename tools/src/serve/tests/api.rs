@@ -164,12 +164,6 @@ fn other_bad_requests_are_refused_with_400_and_say_why() {
             "max_workers",
         ),
         (
-            "POST",
-            "/api/jobs",
-            Some(r#"{"kind":"copy","slice_size":1000000}"#),
-            "slice_size must be from 1 to 100000",
-        ),
-        (
             "PATCH",
             "/api/jobs/1",
             Some(r#"{"state":"completed"}"#),
