@@ -293,3 +293,29 @@ fn a_slice_size_over_the_runtimes_cap_is_a_400() {
         runtime.shutdown(Duration::from_secs(5)).await.unwrap();
     });
 }
+
+#[test]
+fn an_allowed_command_runs_through_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, runtime, server) = serve_with(dir.path(), &["tr a-z A-Z"]);
+    let client = Client::new(&RemoteOptions {
+        server: server.url(),
+        ..RemoteOptions::default()
+    })
+    .unwrap();
+    let id = client
+        .create(&serde_json::json!({"kind": "exec", "properties": {"cmd": "tr a-z A-Z"}}))
+        .unwrap();
+    client
+        .upload(id, &mut b"ab\ncd\n".as_slice(), None)
+        .unwrap();
+    let done = rt.block_on(runtime.wait(id)).unwrap();
+    assert_eq!(done.records_out, 2, "{:?}", done.errors);
+    let mut out = Vec::new();
+    client.download(id, "main", &mut out).unwrap();
+    assert_eq!(out, b"AB\nCD\n");
+    rt.block_on(async {
+        server.shutdown(Duration::ZERO).await.unwrap();
+        runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+    });
+}
