@@ -61,20 +61,23 @@ fn run(sb: &Sandbox, input: &Path, extra: &[&str]) -> Result<(Value, Vec<u8>, St
     }
 }
 
-/// The errors file as text: each record's `record`, or its `record_base64`
-/// decoded (records that are not UTF-8 are kept exactly that way).
-fn errors_text(errors: &str) -> String {
-    use base64::Engine;
+/// The records of an errors file as text: `record` as it is, and
+/// `record_base64` (a record that is not UTF-8) decoded.
+fn error_records(errors: &str) -> String {
+    use base64::Engine as _;
     let mut text = String::new();
     for line in errors.lines() {
-        let e: Value = serde_json::from_str(line).unwrap_or_else(|err| panic!("{err}: {line}"));
-        if let Some(r) = e["record"].as_str() {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if let Some(r) = v["record"].as_str() {
             text.push_str(r);
-        } else if let Some(b) = e["record_base64"].as_str() {
-            let raw = base64::engine::general_purpose::STANDARD
+        }
+        if let Some(b) = v["record_base64"].as_str() {
+            let bytes = base64::engine::general_purpose::STANDARD
                 .decode(b)
-                .unwrap_or_else(|err| panic!("{err}: {line}"));
-            text.push_str(&String::from_utf8_lossy(&raw));
+                .unwrap_or_else(|e| panic!("record_base64 is not base64 ({e}): {line}"));
+            text.push_str(&String::from_utf8_lossy(&bytes));
         }
         text.push('\n');
     }
@@ -83,9 +86,9 @@ fn errors_text(errors: &str) -> String {
 
 /// Every `id-NNNN` token of the input is in the output or in the errors.
 fn assert_every_id_accounted(input: &[u8], output: &[u8], errors: &str) {
-    let errors = &errors_text(errors);
     let text = String::from_utf8_lossy(input);
     let out = String::from_utf8_lossy(output);
+    let errors = &format!("{errors}\n{}", error_records(errors));
     for (pos, _) in text.match_indices("id-") {
         let token: String = text[pos..]
             .chars()
@@ -255,12 +258,18 @@ fn a_100_mb_single_line_is_processed_whole_or_refused_clearly() {
             assert_eq!(output.len(), line.len(), "the line comes back whole");
             assert!(output == line, "the line comes back unchanged");
         }
-        Ok((job, _, _)) => {
-            // Over the runtime's per-slice output cap: the slice fails alone,
-            // saying so, and the record is counted as failed.
-            assert_eq!(job["records_failed"], 1, "{job}");
-            let message = job["errors"][0]["message"].as_str().unwrap_or_default();
-            assert!(message.contains("cap"), "{job}");
+        Ok((job, output, _)) => {
+            // Over the per-slice output cap: the slice fails on its own,
+            // counted and explained, and nothing partial is written.
+            assert_eq!(job["records_in"], 1, "{job}");
+            assert_eq!(job["records_in_failed_slices"], 1, "{job}");
+            assert!(output.is_empty(), "no partial output: {job}");
+            assert!(
+                job["errors"][0]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("cap")),
+                "the failure names the cap: {job}"
+            );
         }
         Err(msg) => {
             let m = msg.to_lowercase();
