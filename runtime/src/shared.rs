@@ -35,7 +35,8 @@ pub struct Limits {
 /// Whether a failed append poisons the runtime. Only failures of the
 /// storage itself do (G9: after a failed write or fsync nothing more may be
 /// written until reopen). An error about the batch (a frame over the store's
-/// size cap, too many records) fails only the request that made it.
+/// size cap, too many records) fails only the request that made it, and so
+/// does `Unavailable` (nothing was written: no file descriptor was left).
 pub fn poisons(e: &StoreError) -> bool {
     matches!(
         e,

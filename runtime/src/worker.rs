@@ -8,7 +8,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use booster_store::{Batch, SliceKey, Store};
+use booster_store::{Batch, SliceKey, Store, StoreError};
 
 use crate::clock::now_ms;
 use crate::dispatch::{HookItem, SimpleItem, SliceItem, Task, TaskWork};
@@ -333,6 +333,9 @@ fn commit_slice(
         batch,
         vec![m],
         move |st, applied| match applied {
+            // Nothing was written (no file descriptor for a new segment):
+            // the slice goes back to the queue and runs again later.
+            Err(StoreError::Unavailable { .. }) => st.release(epoch),
             Err(e) if !poisons(&e) => {
                 let fail = move || {
                     let m = Meta::SliceFailed {

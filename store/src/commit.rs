@@ -97,6 +97,11 @@ impl<F: FileLayer> WriterState<F> {
 enum GroupFailure {
     DiskFull(PathBuf),
     Poisoned(String),
+    /// Nothing was written (out of file descriptors); the store goes on.
+    Unavailable {
+        context: String,
+        os_error: i32,
+    },
 }
 
 impl GroupFailure {
@@ -106,8 +111,19 @@ impl GroupFailure {
             GroupFailure::Poisoned(cause) => StoreError::Poisoned {
                 cause: cause.clone(),
             },
+            GroupFailure::Unavailable { context, os_error } => StoreError::Unavailable {
+                context: context.clone(),
+                source: std::io::Error::from_raw_os_error(*os_error),
+            },
         }
     }
+}
+
+/// EMFILE / ENFILE: the process or the system has no file descriptor left.
+/// Creating a file fails with it before anything is written.
+fn out_of_descriptors(e: &std::io::Error) -> Option<i32> {
+    e.raw_os_error()
+        .filter(|&code| code == libc::EMFILE || code == libc::ENFILE)
 }
 
 /// The writer thread's loop; returns when asked to stop or when every sender
@@ -165,6 +181,28 @@ impl<F: FileLayer> Engine<F> {
         }
     }
 
+    /// Why creating segment `id` failed. Out of file descriptors, nothing
+    /// was written that matters: at most a header-only file that is not in
+    /// the manifest, which is removed so the next group can create it (and
+    /// which recovery deletes should a crash bring it back). That fails this
+    /// group only. Anything else poisons the store.
+    fn segment_not_created(&self, id: u64, e: &std::io::Error) -> GroupFailure {
+        let path = self.dir.join(crate::segment::segment_file_name(id));
+        if let Some(os_error) = out_of_descriptors(e) {
+            let removed = match self.fs.remove(&path) {
+                Ok(()) => true,
+                Err(r) => r.kind() == std::io::ErrorKind::NotFound,
+            };
+            if removed {
+                return GroupFailure::Unavailable {
+                    context: format!("creating segment {}", path.display()),
+                    os_error,
+                };
+            }
+        }
+        self.poison("creating segment in", e, &self.dir)
+    }
+
     /// Starts a new active segment and makes it readable.
     fn open_active(&self, w: &mut WriterState<F>) -> Result<(), GroupFailure> {
         let id = w.next_segment_id;
@@ -174,8 +212,11 @@ impl<F: FileLayer> Engine<F> {
             return Err(GroupFailure::Poisoned(cause));
         }
         let key = self.opts.master_key.as_ref();
-        let active = create_segment(&self.fs, &self.dir, id, key, CompactionGroup::default())
-            .map_err(|e| self.poison("creating segment in", &e, &self.dir))?;
+        let active = match create_segment(&self.fs, &self.dir, id, key, CompactionGroup::default())
+        {
+            Ok(active) => active,
+            Err(e) => return Err(self.segment_not_created(id, &e)),
+        };
         // Listed before any frame goes in: a listed segment that goes
         // missing is corruption, an unlisted one holds nothing.
         self.publish_manifest(|m| m.segments.push(id))

@@ -34,6 +34,14 @@ pub enum StoreError {
     },
     #[error("the store was closed; open it again to write")]
     Closed,
+    /// A write that failed before anything reached a file (no descriptor
+    /// left to create the next segment): this request failed, the store did
+    /// not (G9 poisons only after a failed write or sync).
+    #[error("{context}: {source}; nothing was written and the store still takes writes: retry, or raise the open-file limit (ulimit -n)")]
+    Unavailable {
+        context: String,
+        source: std::io::Error,
+    },
     #[error("{context}: {source}")]
     Io {
         context: String,
