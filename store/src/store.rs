@@ -245,6 +245,14 @@ impl<F: FileLayer> Store<F> {
         self.engine.verify()
     }
 
+    /// Records the highest acknowledged position in the manifest now (the
+    /// background thread does this about every `watermark_interval_ms`).
+    /// After it, losing any batch acknowledged so far is reported on open as
+    /// lost acknowledged data, never taken for a torn tail.
+    pub fn record_watermark(&self) -> Result<(), StoreError> {
+        self.engine.record_watermark()
+    }
+
     /// Segments, frames, live and dead bytes, raw and stored bytes.
     pub fn stats(&self) -> StoreStats {
         let segments = self.engine.segments.read().len();
