@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::clock::now_ms;
 use crate::meta::{Control, Meta};
-use crate::shared::{write_one, Shared};
+use crate::shared::{batch_of, commit, write_one, Shared};
 
 const TICK: Duration = Duration::from_millis(10);
 
@@ -160,6 +160,14 @@ impl Actor for Timer {
         let due = a.shared.state.lock().tick(now_ms());
         for w in due.replace_workers {
             let _ = a.supervisor.cast(SupervisorMsg::ReplaceWorker(w));
+        }
+        if let Some(store) = a.store.upgrade() {
+            for (epoch, m) in due.give_up {
+                let batch = batch_of(std::slice::from_ref(&m));
+                commit(&a.shared, &store, batch, vec![m], move |st, _| {
+                    st.release(epoch)
+                });
+            }
         }
         if !due.expire.is_empty() {
             if let Some(store) = a.store.upgrade() {

@@ -30,9 +30,11 @@ pub fn simple_job(id: JobId, kind: &str, priority: u8) -> Job {
             args: Arc::new(serde_json::Value::Null),
             result: None,
             leased: false,
+            expiries: 0,
         }),
         ready: None,
         accepted: None,
+        refused: None,
     }
 }
 

@@ -7,10 +7,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::meta::{Meta, SimpleOutcome};
 use crate::ready::KindGate;
 use crate::state::{Lease, LeaseWork, State};
 use crate::table::{Body, SliceState};
-use crate::{JobId, JobState, RetryPolicy};
+use crate::{JobId, JobState, LeasePolicy, RetryPolicy};
 
 /// What a worker thread runs: copied out of the table so the handler runs
 /// without the lock.
@@ -61,6 +62,9 @@ pub struct TickOutcome {
     pub replace_workers: Vec<usize>,
     /// Jobs not started before `expires_at`.
     pub expire: Vec<JobId>,
+    /// Leases whose work expired too often (`LeasePolicy`): write the
+    /// record (it fails that work), then release the lease.
+    pub give_up: Vec<(u64, Meta)>,
 }
 
 /// Longest a batch of simple jobs should take, so a priority-1 job waits at
@@ -95,6 +99,11 @@ impl State {
             return None;
         }
         let (_, id) = self.ready.first(|k| self.gate(k))?;
+        let timeout_ms = self
+            .book
+            .lease_policy(&self.jobs[&id].kind)
+            .timeout
+            .map(|t| t.as_millis() as u64);
         let progress_ms = Arc::new(AtomicU64::new(now_ms));
         let epoch = self.book.next_epoch;
         self.book.next_epoch += 1;
@@ -105,7 +114,10 @@ impl State {
         } else {
             self.lease_sliced(id, now_ms)
         };
-        let deadline_ms = now_ms + self.book.lease_timeout_ms;
+        let mut deadline_ms = now_ms + self.book.lease_timeout_ms;
+        if let Some(t) = timeout_ms {
+            deadline_ms = deadline_ms.min(now_ms.saturating_add(t));
+        }
         self.book.leases.insert(
             epoch,
             Lease {
@@ -113,6 +125,7 @@ impl State {
                 worker,
                 since_ms: now_ms,
                 deadline_ms,
+                timeout_ms,
                 committing: false,
                 progress_ms: progress_ms.clone(),
                 work,
@@ -135,7 +148,8 @@ impl State {
     ) -> Vec<crate::dispatch::SimpleItem> {
         let kind = self.jobs[&first].kind.clone();
         let avg_us = self.book.kinds.get(&kind).map_or(0.0, |k| k.avg_job_us);
-        let max = if avg_us <= 0.0 {
+        let suspect = matches!(&self.jobs[&first].body, Body::Simple(b) if b.expiries > 0);
+        let max = if avg_us <= 0.0 || suspect {
             1
         } else {
             ((SIMPLE_BATCH_BUDGET_US / avg_us) as usize).clamp(1, SIMPLE_BATCH_MAX)
@@ -147,6 +161,11 @@ impl State {
             let Body::Simple(body) = &mut job.body else {
                 break;
             };
+            // A job whose lease expired runs alone, so the one that hangs
+            // is told apart from the jobs batched with it.
+            if !items.is_empty() && body.expiries > 0 {
+                break;
+            }
             body.leased = true;
             let retry = self
                 .book
@@ -226,24 +245,33 @@ impl State {
     /// was revoked, and the commit must be dropped (fenced). Some: the lease
     /// can no longer expire; it ends when the commit is durable (`release`).
     pub fn begin_commit(&mut self, epoch: u64) -> Option<LeaseWork> {
-        match self.book.leases.get_mut(&epoch) {
-            Some(lease) if !lease.committing => {
-                lease.committing = true;
-                if let Some(slot) = self.book.workers.get_mut(lease.worker) {
-                    if slot.lease == Some(epoch) {
-                        slot.lease = None;
-                    }
-                    if matches!(lease.work, LeaseWork::Slice { .. }) {
-                        slot.slices_done += 1;
-                    }
-                }
-                Some(lease.work.clone())
-            }
-            _ => {
-                self.book.metrics.commits_fenced += 1;
-                None
+        let Some(work) = self.hold_for_commit(epoch) else {
+            self.book.metrics.commits_fenced += 1;
+            return None;
+        };
+        if matches!(work, LeaseWork::Slice { .. }) {
+            let worker = self.book.leases[&epoch].worker;
+            if let Some(slot) = self.book.workers.get_mut(worker) {
+                slot.slices_done += 1;
             }
         }
+        Some(work)
+    }
+
+    /// Marks lease `epoch` committing (it can no longer expire or be
+    /// committed by anyone else) and frees its worker slot.
+    fn hold_for_commit(&mut self, epoch: u64) -> Option<LeaseWork> {
+        let lease = self.book.leases.get_mut(&epoch)?;
+        if lease.committing {
+            return None;
+        }
+        lease.committing = true;
+        if let Some(slot) = self.book.workers.get_mut(lease.worker) {
+            if slot.lease == Some(epoch) {
+                slot.lease = None;
+            }
+        }
+        Some(lease.work.clone())
     }
 
     /// Ends a lease; work it did not finish goes back to the queue at once.
@@ -261,20 +289,7 @@ impl State {
         }
         let now = crate::clock::now_ms();
         match lease.work {
-            LeaseWork::Simple(ids) => {
-                for id in ids {
-                    let Some(job) = self.jobs.get_mut(&id) else {
-                        continue;
-                    };
-                    if let Body::Simple(b) = &mut job.body {
-                        b.leased = false;
-                    }
-                    if job.state == JobState::Running {
-                        self.book.set_state(job, JobState::Queued, now);
-                    }
-                    self.ready.refile(job);
-                }
-            }
+            LeaseWork::Simple(ids) => self.requeue_simple(&ids, now),
             LeaseWork::Slice { job, slice } => {
                 let Some(job) = self.jobs.get_mut(&job) else {
                     return;
@@ -305,6 +320,115 @@ impl State {
                 self.ready.refile(job);
             }
         }
+    }
+
+    /// Simple jobs whose lease ended without a result are queued again.
+    fn requeue_simple(&mut self, ids: &[JobId], now_ms: u64) {
+        for id in ids {
+            let Some(job) = self.jobs.get_mut(id) else {
+                continue;
+            };
+            if let Body::Simple(b) = &mut job.body {
+                b.leased = false;
+            }
+            if job.state == JobState::Running {
+                self.book.set_state(job, JobState::Queued, now_ms);
+            }
+            self.ready.refile(job);
+        }
+    }
+
+    /// Counts an expiry of lease `epoch` against its work. None: release
+    /// the lease (the work is leased again). Some(record): the work expired
+    /// `max_expiries` times; the lease is held (a late commit of the hung
+    /// handler is fenced) until the record that fails it is durable.
+    fn expire_lease(&mut self, epoch: u64, now_ms: u64) -> Option<Meta> {
+        let lease = self.book.leases.get(&epoch)?;
+        let (work, since_ms) = (lease.work.clone(), lease.since_ms);
+        let m = match work {
+            LeaseWork::Slice { job, slice } => {
+                let j = self.jobs.get_mut(&job)?;
+                let policy = self.book.lease_policy(&j.kind);
+                let e = j.sliced_mut()?.slices.get_mut(&slice)?;
+                e.expiries += 1;
+                if e.expiries < policy.max_expiries.max(1) {
+                    return None;
+                }
+                Meta::SliceFailed {
+                    job,
+                    slice,
+                    at_ms: now_ms,
+                    message: hung(e.expiries, &policy),
+                    sample: None,
+                }
+            }
+            LeaseWork::Before { job } | LeaseWork::After { job } => {
+                let before = matches!(work, LeaseWork::Before { .. });
+                let j = self.jobs.get_mut(&job)?;
+                let policy = self.book.lease_policy(&j.kind);
+                let s = j.sliced_mut()?;
+                s.hook_expiries += 1;
+                if s.hook_expiries < policy.max_expiries.max(1) {
+                    return None;
+                }
+                let hook = if before {
+                    "before_batch"
+                } else {
+                    "after_batch"
+                };
+                let message = format!("{hook} {}", hung(s.hook_expiries, &policy));
+                Meta::HookFailed {
+                    job,
+                    at_ms: now_ms,
+                    message,
+                }
+            }
+            LeaseWork::Simple(ids) => self.expire_simple(epoch, &ids, since_ms, now_ms)?,
+        };
+        self.hold_for_commit(epoch);
+        Some(m)
+    }
+
+    /// `expire_lease` for a batch of simple jobs: those that expired too
+    /// often fail, the others are queued again at once.
+    fn expire_simple(
+        &mut self,
+        epoch: u64,
+        ids: &[JobId],
+        since_ms: u64,
+        now_ms: u64,
+    ) -> Option<Meta> {
+        let (mut gone, mut again) = (Vec::new(), Vec::new());
+        for &id in ids {
+            let Some(job) = self.jobs.get_mut(&id) else {
+                continue;
+            };
+            let policy = self.book.lease_policy(&job.kind);
+            if let Body::Simple(b) = &mut job.body {
+                b.expiries += 1;
+                if b.expiries >= policy.max_expiries.max(1) {
+                    gone.push(SimpleOutcome {
+                        job: id,
+                        started_ms: since_ms,
+                        result: Err(hung(b.expiries, &policy)),
+                        retry_at_ms: None,
+                    });
+                    continue;
+                }
+            }
+            again.push(id);
+        }
+        if gone.is_empty() {
+            return None;
+        }
+        self.requeue_simple(&again, now_ms);
+        if let Some(lease) = self.book.leases.get_mut(&epoch) {
+            lease.work = LeaseWork::Simple(gone.iter().map(|o| o.job).collect());
+        }
+        Some(Meta::SimpleDone {
+            at_ms: now_ms,
+            outcomes: gone,
+        })
     }
 
     /// The handler panicked outside per-record isolation. Returns how often
@@ -351,13 +475,19 @@ impl State {
             }
             let progress = lease.progress_ms.load(Ordering::Relaxed);
             lease.deadline_ms = lease.deadline_ms.max(progress + timeout);
+            if let Some(t) = lease.timeout_ms {
+                lease.deadline_ms = lease.deadline_ms.min(lease.since_ms.saturating_add(t));
+            }
             if now_ms > lease.deadline_ms {
                 expired.push((lease.epoch, lease.worker));
             }
         }
         for (epoch, worker) in expired {
             self.book.metrics.lease_expiries += 1;
-            self.release(epoch);
+            match self.expire_lease(epoch, now_ms) {
+                Some(m) => out.give_up.push((epoch, m)),
+                None => self.release(epoch),
+            }
             if let Some(slot) = self.book.workers.get_mut(worker) {
                 slot.generation += 1;
                 slot.restarts += 1;
@@ -382,8 +512,10 @@ impl State {
                 }
             }
         }
+        // Expiring a job is a write: a read-only process leaves it to the next
+        // process that runs work.
         while let Some(&(at, id)) = self.book.expiring.first() {
-            if at > now_ms {
+            if at > now_ms || !self.book.runs_workers {
                 break;
             }
             self.book.expiring.pop_first();
@@ -405,4 +537,17 @@ impl State {
                 .ready
                 .has_work(|k| self.book.kinds.get(k).is_some_and(|c| c.handler.is_some()))
     }
+}
+
+/// Why work that kept its lease expiring failed.
+fn hung(expiries: u32, policy: &LeasePolicy) -> String {
+    let limit = match policy.timeout {
+        Some(t) => format!(
+            "each lease ended by missing heartbeats or the kind's {} ms limit",
+            t.as_millis()
+        ),
+        None => "each time the handler stopped sending heartbeats".to_string(),
+    };
+    let times = if expiries == 1 { "time" } else { "times" };
+    format!("hung: lease expired {expiries} {times} ({limit}); `retry` runs it again")
 }

@@ -54,6 +54,7 @@ mod state_tests;
 mod table;
 mod transition;
 mod upload;
+mod waiting;
 mod worker;
 
 pub use download::Download;
@@ -83,6 +84,10 @@ pub struct RuntimeOptions {
     pub max_slice_bytes: usize,
     /// A lease not renewed by a heartbeat within this is expired. Default 30 s.
     pub lease_timeout: Duration,
+    /// When work whose lease keeps expiring gives up, for kinds without
+    /// their own (`Runtime::set_lease_policy`). Default: after 3 expiries, no
+    /// time limit.
+    pub lease_policy: LeasePolicy,
     pub zstd_level: i32,
     /// false: open for inspection and control only (no workers run).
     pub start_workers: bool,
@@ -100,6 +105,7 @@ impl RuntimeOptions {
             max_slice_records: 100_000,
             max_slice_bytes: 64 << 20,
             lease_timeout: Duration::from_secs(30),
+            lease_policy: LeasePolicy::default(),
             zstd_level: 1,
             start_workers: true,
         }
@@ -270,6 +276,11 @@ pub struct JobStatus {
     pub leases: Vec<LeaseInfo>,
     pub errors: Vec<ErrorGroup>,
     pub failure_reason: Option<String>,
+    /// Why a queued or running job is not running here: its handler
+    /// declined it (`refuses`), no handler for its kind is registered in
+    /// this process, or its upload has not finished. None otherwise.
+    #[serde(default)]
+    pub waiting_reason: Option<String>,
     /// Simple jobs: the handler's result.
     pub result: Option<serde_json::Value>,
     pub attempts: u32,
@@ -358,6 +369,15 @@ pub trait RecordHandler: Send + Sync + 'static {
     fn after_batch(&self, _job: &JobContext<'_>) -> Result<(), HandlerError> {
         Ok(())
     }
+    /// Some(reason): this process declines to run `job` (e.g. a command
+    /// its operator did not allow). The job is not leased here, never blocks
+    /// the jobs behind it, and `JobStatus::waiting_reason` shows the reason.
+    /// Asked when the job is created or restored and when the handler is
+    /// registered, under the runtime's state lock: keep it cheap, and never
+    /// call the runtime from it. Default: None (runs every job).
+    fn refuses(&self, _job: &JobContext<'_>) -> Option<String> {
+        None
+    }
 }
 
 /// Result of processing one slice.
@@ -377,6 +397,11 @@ pub trait SimpleHandler: Send + Sync + 'static {
         job: &JobContext<'_>,
         args: &serde_json::Value,
     ) -> Result<Option<serde_json::Value>, HandlerError>;
+    /// Some(reason): this process declines to run `job`; see
+    /// `RecordHandler::refuses`. Default: None (runs every job).
+    fn refuses(&self, _job: &JobContext<'_>) -> Option<String> {
+        None
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -399,6 +424,10 @@ pub enum RuntimeError {
     ShuttingDown,
     #[error("{0}")]
     Invalid(String),
+    /// A meta record holds a value no run of the runtime writes (an id or a
+    /// counter that would wrap): the log was damaged or tampered with.
+    #[error("corrupt meta record: {0}; run `booster verify`, and restore the data directory from a backup")]
+    Corrupt(String),
 }
 
 /// Retry policy of a simple-job kind: how often a failed job runs again
@@ -414,6 +443,29 @@ impl Default for RetryPolicy {
         RetryPolicy {
             max_retries: 0,
             backoff_base_ms: 1000,
+        }
+    }
+}
+
+/// When a kind's work gives up on leases that keep expiring (G4: no hung
+/// work). A slice (or a simple job, or a before/after hook) whose lease
+/// expired `max_expiries` times fails with "hung: lease expired N times"
+/// instead of being leased again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeasePolicy {
+    /// At least 1. Default 3.
+    pub max_expiries: u32,
+    /// Bounds one lease even while heartbeats arrive: past it the lease
+    /// expires (and counts as one expiry). Default None: heartbeats keep a
+    /// working handler alive for as long as it needs.
+    pub timeout: Option<Duration>,
+}
+
+impl Default for LeasePolicy {
+    fn default() -> Self {
+        LeasePolicy {
+            max_expiries: 3,
+            timeout: None,
         }
     }
 }

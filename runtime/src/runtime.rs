@@ -18,10 +18,11 @@ use crate::snapshot::Snapshot;
 use crate::state::{Book, HandlerShape, State, ALL_STATES};
 use crate::table::{merge_error_groups, Body, Job, UploadState};
 use crate::upload::{start_pool, UploadSlice, Uploader};
+use crate::waiting::Refusal;
 use crate::{
-    transition, Category, Download, ErrorGroup, JobFilter, JobId, JobShape, JobSpec, JobState,
-    JobStatus, LeaseInfo, Metrics, RecordHandler, RetryPolicy, Runtime, RuntimeError,
-    RuntimeOptions, SimpleHandler, StoreStats, VerifyReport, WorkerStatus,
+    transition, Category, Download, ErrorGroup, JobContext, JobFilter, JobId, JobShape, JobSpec,
+    JobState, JobStatus, LeaseInfo, LeasePolicy, Metrics, RecordHandler, RetryPolicy, Runtime,
+    RuntimeError, RuntimeOptions, SimpleHandler, StoreStats, VerifyReport, WorkerStatus,
 };
 
 pub struct Handle {
@@ -150,6 +151,7 @@ fn build_status(st: &State, job: &Job) -> JobStatus {
         leases,
         errors: Vec::new(),
         failure_reason: job.failure_reason.clone(),
+        waiting_reason: st.waiting_reason(job),
         result: None,
         attempts: job.attempts,
         properties: (*job.properties).clone(),
@@ -167,7 +169,7 @@ fn build_status(st: &State, job: &Job) -> JobStatus {
             status.records_out = s.records_out;
             status.records_errors = s.records_errors;
             status.records_in_failed_slices = s.records_in_failed_slices;
-            status.records_failed = s.records_errors + s.records_in_failed_slices;
+            status.records_failed = s.records_errors.saturating_add(s.records_in_failed_slices);
             let mut errors: Vec<ErrorGroup> = s.collected_errors.clone();
             for (message, sample) in s.failures.values() {
                 merge_error_groups(
@@ -186,7 +188,7 @@ fn build_status(st: &State, job: &Job) -> JobStatus {
                 status.records_per_s = s.records_out as f64 / secs;
                 let left = s
                     .records_in
-                    .saturating_sub(s.records_out + status.records_failed);
+                    .saturating_sub(s.records_out.saturating_add(status.records_failed));
                 if status.records_per_s > 0.0 && !job.is_terminal() {
                     status.eta_s = Some(left as f64 / status.records_per_s);
                 }
@@ -283,21 +285,34 @@ impl Runtime {
                     opts.slice_size.clamp(1, limits.max_slice_records) as u32,
                 );
                 book.live = false;
+                book.lease_policy = opts.lease_policy;
+                book.runs_workers = opts.start_workers;
                 let mut state = State::new(book);
-                for record in store.meta_records()? {
-                    // A refused record was refused live too: skipping it is the replay.
-                    let _ = state.apply(&meta::decode(&record)?);
+                for (k, record) in store.meta_records()?.iter().enumerate() {
+                    // A refused record was refused live too: skipping it is
+                    // the replay. A corrupt one stops the open.
+                    if let Err(RuntimeError::Corrupt(what)) = state.apply(&meta::decode(record)?) {
+                        return Err(RuntimeError::Corrupt(format!(
+                            "record {} of the meta log: {what}",
+                            k + 1
+                        )));
+                    }
                 }
                 state.book.live = true;
                 Ok((store, state, report))
             })
             .await
             .map_err(|e| RuntimeError::Invalid(format!("open failed: {e}")))??;
+        // Only a process that runs work settles what the last one left (a
+        // read-only open writes nothing); the directory lock means no other
+        // process can still be uploading.
         let interrupted: Vec<JobId> = state
             .jobs
             .values()
             .filter(|j| {
-                !j.is_terminal() && j.sliced().is_some_and(|s| s.upload == UploadState::Open)
+                opts.start_workers
+                    && !j.is_terminal()
+                    && j.sliced().is_some_and(|s| s.upload == UploadState::Open)
             })
             .map(|j| j.id)
             .collect();
@@ -349,15 +364,18 @@ impl Runtime {
 
     fn register(&self, kind: &str, handler: Handler, shape: HandlerShape) {
         let kind: Arc<str> = Arc::from(kind);
+        let refuses: Refusal = match handler.clone() {
+            Handler::Simple(h) => Arc::new(move |job: &JobContext<'_>| h.refuses(job)),
+            Handler::Sliced(h) => Arc::new(move |job: &JobContext<'_>| h.refuses(job)),
+        };
         self.shared().handlers.write().insert(kind.clone(), handler);
-        self.shared()
-            .state
-            .lock()
-            .book
-            .kinds
-            .entry(kind)
-            .or_default()
-            .handler = Some(shape);
+        {
+            let mut st = self.shared().state.lock();
+            let conf = st.book.kinds.entry(kind.clone()).or_default();
+            conf.handler = Some(shape);
+            conf.refuses = Some(refuses);
+            st.reconsider(&kind);
+        }
         self.shared().changed();
     }
 
@@ -367,6 +385,20 @@ impl Runtime {
 
     pub fn register_simple(&self, kind: &str, handler: Arc<dyn SimpleHandler>) {
         self.register(kind, Handler::Simple(handler), HandlerShape::Simple);
+    }
+
+    /// When work of `kind` whose lease keeps expiring gives up, and an
+    /// optional bound on one lease (`LeasePolicy`). Applies from the next
+    /// lease; a setting of this process, not stored.
+    pub fn set_lease_policy(&self, kind: &str, policy: LeasePolicy) {
+        self.shared()
+            .state
+            .lock()
+            .book
+            .kinds
+            .entry(Arc::from(kind))
+            .or_default()
+            .lease = Some(policy);
     }
 
     /// How failed simple jobs of `kind` run again automatically.
@@ -400,7 +432,12 @@ impl Runtime {
                 return Err(RuntimeError::ShuttingDown);
             }
             let first = st.book.next_id;
-            st.book.next_id += specs.len() as u64;
+            st.book.next_id = first.checked_add(specs.len() as u64).ok_or_else(|| {
+                RuntimeError::Invalid(format!(
+                    "no job ids are left (the next would pass {}); the store's id counter is exhausted",
+                    JobId::MAX
+                ))
+            })?;
             first
         };
         let n = specs.len() as u64;
@@ -651,6 +688,14 @@ impl Runtime {
                 restarts: w.restarts,
             })
             .collect()
+    }
+
+    /// Why the store stopped taking writes (a failed write or fsync, a
+    /// full disk), or None while it takes them. Nothing runs until the
+    /// runtime is reopened, so a command waiting for work should stop and
+    /// say this.
+    pub fn poisoned(&self) -> Option<String> {
+        self.shared().state.lock().book.poisoned.clone()
     }
 
     pub fn metrics(&self) -> Metrics {

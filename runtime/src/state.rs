@@ -21,7 +21,7 @@ use crate::table::{
     merge_error_groups, Body, Job, SimpleBody, SliceEntry, SliceState, SlicedBody, UploadState,
 };
 use crate::transition;
-use crate::{JobEvent, JobId, JobShape, JobState, RetryPolicy, RuntimeError};
+use crate::{JobEvent, JobId, JobShape, JobState, LeasePolicy, RetryPolicy, RuntimeError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HandlerShape {
@@ -35,6 +35,10 @@ pub struct KindConf {
     pub retry: RetryPolicy,
     /// Moving average of one simple job's run time: sizes the next batch lease.
     pub avg_job_us: f64,
+    /// None: the runtime's default (`RuntimeOptions::lease_policy`).
+    pub lease: Option<LeasePolicy>,
+    /// The registered handler's `refuses` (see `waiting.rs`).
+    pub refuses: Option<crate::waiting::Refusal>,
 }
 
 impl Default for KindConf {
@@ -44,6 +48,8 @@ impl Default for KindConf {
             max_running: None,
             retry: RetryPolicy::default(),
             avg_job_us: 0.0,
+            lease: None,
+            refuses: None,
         }
     }
 }
@@ -69,6 +75,8 @@ pub struct Lease {
     pub worker: usize,
     pub since_ms: u64,
     pub deadline_ms: u64,
+    /// The kind's bound on one lease, heartbeats or not (`LeasePolicy::timeout`).
+    pub timeout_ms: Option<u64>,
     /// The commit is on its way to the store: the lease can no longer expire.
     pub committing: bool,
     /// Last heartbeat (ms), written by the worker thread.
@@ -118,6 +126,12 @@ pub struct Book {
     pub stopping: bool,
     pub lease_timeout_ms: u64,
     pub default_slice_size: u32,
+    /// For kinds without their own (`Runtime::set_lease_policy`).
+    pub lease_policy: LeasePolicy,
+    /// This process runs work (`RuntimeOptions::start_workers`). Without
+    /// it, nothing is written but what an API call asks for: a read-only
+    /// open (`jobs`, `verify`, `inspect`) changes nothing.
+    pub runs_workers: bool,
 }
 
 pub struct State {
@@ -169,6 +183,8 @@ impl Book {
             stopping: false,
             lease_timeout_ms,
             default_slice_size,
+            lease_policy: LeasePolicy::default(),
+            runs_workers: true,
         }
     }
 
@@ -216,7 +232,8 @@ impl Book {
             }
         }
         if job.id >= self.next_id {
-            self.next_id = job.id + 1;
+            // `apply` refused an id with no successor (corruption).
+            self.next_id = job.id.saturating_add(1);
         }
     }
 
@@ -227,6 +244,14 @@ impl Book {
                 *n -= 1;
             }
         }
+    }
+
+    /// The lease policy of `kind`.
+    pub fn lease_policy(&self, kind: &str) -> LeasePolicy {
+        self.kinds
+            .get(kind)
+            .and_then(|k| k.lease)
+            .unwrap_or(self.lease_policy)
     }
 
     pub fn fire_waiters(&mut self, job: JobId) {
@@ -353,6 +378,13 @@ impl State {
                 at_ms,
                 specs,
             } => {
+                // The next id after the last job must exist too.
+                let n = specs.len() as u64;
+                if first_id.checked_add(n).is_none() {
+                    return Err(RuntimeError::Corrupt(format!(
+                        "created: {n} job ids from {first_id} run past the largest id"
+                    )));
+                }
                 for (i, spec) in specs.iter().enumerate() {
                     let job = self.new_job(first_id + i as u64, *at_ms, spec);
                     self.insert(job, "created");
@@ -360,6 +392,12 @@ impl State {
                 Ok(())
             }
             Meta::Restore { job } => {
+                if job.id == JobId::MAX {
+                    return Err(RuntimeError::Corrupt(format!(
+                        "restore: job id {} leaves no next id",
+                        job.id
+                    )));
+                }
                 let mut job = (**job).clone();
                 if let Body::Sliced(s) = &mut job.body {
                     s.queued = s
@@ -401,6 +439,7 @@ impl State {
                 args: shared_value(args),
                 result: None,
                 leased: false,
+                expiries: 0,
             }),
             JobShape::Sliced {
                 slice_size,
@@ -435,6 +474,7 @@ impl State {
             body,
             ready: None,
             accepted: self.book.live.then(std::time::Instant::now),
+            refused: None,
         }
     }
 
@@ -444,6 +484,7 @@ impl State {
             self.book.count_gone(&old);
         }
         self.book.count_new(&job);
+        job.refused = self.refusal_of(&job);
         self.ready.refile(&mut job);
         self.book.emit(&job, what);
         self.jobs.insert(job.id, job);
@@ -460,7 +501,7 @@ impl State {
             return;
         };
         job.started_ms.get_or_insert(o.started_ms);
-        job.attempts += 1;
+        job.attempts = job.attempts.saturating_add(1);
         match &o.result {
             Ok(v) => {
                 body.result = v.clone();
@@ -585,7 +626,25 @@ impl State {
     }
 }
 
+/// `counter + n`, or corruption: counters come from meta records, and a
+/// value that would wrap was never written by a run of the runtime.
+fn add(counter: &mut u64, n: u64, job: JobId, what: &str) -> Result<(), RuntimeError> {
+    *counter = counter
+        .checked_add(n)
+        .ok_or_else(|| RuntimeError::Corrupt(format!("job {job}: {what} would pass 2^64")))?;
+    Ok(())
+}
+
+/// `counter - n`, or corruption (see `add`).
+fn sub(counter: &mut u64, n: u64, job: JobId, what: &str) -> Result<(), RuntimeError> {
+    *counter = counter
+        .checked_sub(n)
+        .ok_or_else(|| RuntimeError::Corrupt(format!("job {job}: {what} would go below 0")))?;
+    Ok(())
+}
+
 fn apply_sliced(book: &mut Book, job: &mut Job, meta: &Meta) -> Result<(), RuntimeError> {
+    let id = job.id;
     let Body::Sliced(s) = &mut job.body else {
         return Err(RuntimeError::Invalid(format!(
             "job {} is a simple job; only sliced jobs take uploads",
@@ -621,12 +680,14 @@ fn apply_sliced(book: &mut Book, job: &mut Job, meta: &Meta) -> Result<(), Runti
                     state: SliceState::Pending,
                     errors: 0,
                     panics: 0,
+                    expiries: 0,
                 },
             );
             s.queued.insert(*slice);
-            s.records_in += u64::from(*records) + u64::from(*rejects);
-            s.records_rejected += u64::from(*rejects);
-            s.records_errors += u64::from(*rejects);
+            let (records, rejects) = (u64::from(*records), u64::from(*rejects));
+            add(&mut s.records_in, records + rejects, id, "records_in")?;
+            add(&mut s.records_rejected, rejects, id, "records_rejected")?;
+            add(&mut s.records_errors, rejects, id, "records_errors")?;
             merge_error_groups(&mut s.collected_errors, reject_errors);
         }
         Meta::UploadComplete { .. } => {
@@ -662,17 +723,29 @@ fn apply_sliced(book: &mut Book, job: &mut Job, meta: &Meta) -> Result<(), Runti
             match e.state {
                 SliceState::Done => return Ok(()),
                 SliceState::Failed => {
-                    s.slices_failed -= 1;
-                    s.records_in_failed_slices -= u64::from(e.records);
+                    sub(&mut s.slices_failed, 1, id, "slices_failed")?;
+                    let n = u64::from(e.records);
+                    sub(
+                        &mut s.records_in_failed_slices,
+                        n,
+                        id,
+                        "records_in_failed_slices",
+                    )?;
                     s.failures.remove(slice);
                 }
                 SliceState::Pending => {}
             }
             e.state = SliceState::Done;
             e.errors = *errors;
-            s.slices_done += 1;
-            s.records_out += u64::from(e.records.saturating_sub(*errors));
-            s.records_errors += u64::from(*errors);
+            add(&mut s.slices_done, 1, id, "slices_done")?;
+            let out = u64::from(e.records.saturating_sub(*errors));
+            add(&mut s.records_out, out, id, "records_out")?;
+            add(
+                &mut s.records_errors,
+                u64::from(*errors),
+                id,
+                "records_errors",
+            )?;
             s.queued.remove(slice);
             merge_error_groups(&mut s.collected_errors, error_groups);
             book.emit(job, "slice_done");
@@ -692,8 +765,14 @@ fn apply_sliced(book: &mut Book, job: &mut Job, meta: &Meta) -> Result<(), Runti
                 return Ok(());
             }
             e.state = SliceState::Failed;
-            s.slices_failed += 1;
-            s.records_in_failed_slices += u64::from(e.records);
+            add(&mut s.slices_failed, 1, id, "slices_failed")?;
+            let n = u64::from(e.records);
+            add(
+                &mut s.records_in_failed_slices,
+                n,
+                id,
+                "records_in_failed_slices",
+            )?;
             s.queued.remove(slice);
             s.failures.insert(*slice, (message.clone(), sample.clone()));
             book.emit(job, "slice_failed");

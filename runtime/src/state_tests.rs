@@ -406,3 +406,27 @@ fn job_not_started_by_expires_at_is_reported_by_the_timer() {
     assert_eq!(j.state, JobState::Aborted);
     assert!(j.failure_reason.as_deref().unwrap().starts_with("expired"));
 }
+
+#[test]
+fn a_restored_job_whose_counters_disagree_with_its_slices_is_corruption() {
+    let mut st = state();
+    st.apply(&created(1, vec![JobSpec::sliced("s")])).unwrap();
+    st.apply(&uploaded(1, 0, 10)).unwrap();
+    st.apply(&Meta::SliceFailed {
+        job: 1,
+        slice: 0,
+        at_ms: 2,
+        message: "bad".into(),
+        sample: None,
+    })
+    .unwrap();
+    // A snapshot that lost the failed slice's counts.
+    let mut job = st.jobs[&1].clone();
+    let s = job.sliced_mut().unwrap();
+    s.slices_failed = 0;
+    s.records_in_failed_slices = 0;
+    st.apply(&Meta::Restore { job: Box::new(job) }).unwrap();
+    let err = st.apply(&slice_done(1, 0)).unwrap_err();
+    assert!(matches!(err, RuntimeError::Corrupt(_)), "{err:?}");
+    assert!(err.to_string().contains("below 0"), "{err}");
+}

@@ -40,6 +40,9 @@ pub struct Job {
     /// When this process accepted the job (for enqueue-to-start latency).
     #[serde(skip)]
     pub accepted: Option<std::time::Instant>,
+    /// This process's handler declined the job (`refuses`): it is not leased.
+    #[serde(skip)]
+    pub refused: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -54,6 +57,9 @@ pub struct SimpleBody {
     pub result: Option<serde_json::Value>,
     #[serde(skip)]
     pub leased: bool,
+    /// Leases on this job that expired (live only; see `LeasePolicy`).
+    #[serde(skip)]
+    pub expiries: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +89,9 @@ pub struct SliceEntry {
     /// Times a handler panicked outside per-record isolation on this slice (live only).
     #[serde(skip)]
     pub panics: u32,
+    /// Leases on this slice that expired (live only; see `LeasePolicy`).
+    #[serde(skip)]
+    pub expiries: u32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -113,6 +122,9 @@ pub struct SlicedBody {
     /// A before/after hook lease is out.
     #[serde(skip)]
     pub hook_leased: bool,
+    /// Hook leases that expired (live only; see `LeasePolicy`).
+    #[serde(skip)]
+    pub hook_expiries: u32,
     /// An `Uploader` of this process is writing into the job.
     #[serde(skip)]
     pub uploader_active: bool,
@@ -138,6 +150,7 @@ impl SlicedBody {
             queued: BTreeSet::new(),
             leased_slices: 0,
             hook_leased: false,
+            hook_expiries: 0,
             uploader_active: false,
         }
     }
@@ -169,7 +182,7 @@ const MAX_SAMPLES: usize = 3;
 pub fn merge_error_groups(into: &mut Vec<ErrorGroup>, groups: &[ErrorGroup]) {
     for g in groups {
         if let Some(existing) = into.iter_mut().find(|e| e.message == g.message) {
-            existing.count += g.count;
+            existing.count = existing.count.saturating_add(g.count);
             for s in &g.samples {
                 if existing.samples.len() < MAX_SAMPLES {
                     existing.samples.push(s.clone());
@@ -180,7 +193,7 @@ pub fn merge_error_groups(into: &mut Vec<ErrorGroup>, groups: &[ErrorGroup]) {
             g.samples.truncate(MAX_SAMPLES);
             into.push(g);
         } else if let Some(other) = into.iter_mut().find(|e| e.message == "(other errors)") {
-            other.count += g.count;
+            other.count = other.count.saturating_add(g.count);
         } else {
             into.push(ErrorGroup {
                 message: "(other errors)".into(),
@@ -224,7 +237,7 @@ impl Job {
     /// Whether the dispatcher may lease work of this job now, ignoring
     /// per-kind limits (those are applied at lease time).
     pub fn ready_slot(&self) -> Option<ReadySlot> {
-        if !matches!(self.state, JobState::Queued | JobState::Running) {
+        if !matches!(self.state, JobState::Queued | JobState::Running) || self.refused.is_some() {
             return None;
         }
         let leasable = match &self.body {

@@ -165,7 +165,7 @@ fn run_simple(shared: &Arc<Shared>, store: &Store, epoch: u64, items: Vec<Simple
         let retry_at_ms = match (&result, item.retry) {
             (Err(_), r) if item.attempts < r.max_retries => {
                 let factor = 1u64 << item.attempts.min(20);
-                Some(now_ms() + r.backoff_base_ms.saturating_mul(factor))
+                Some(now_ms().saturating_add(r.backoff_base_ms.saturating_mul(factor)))
             }
             _ => None,
         };
@@ -256,7 +256,7 @@ fn run_slice(shared: &Arc<Shared>, store: &Arc<Store>, epoch: u64, item: SliceIt
         slice: item.slice,
         record_number: match &item.numbers {
             Some(n) => n.get(*i).copied().unwrap_or_default(),
-            None => item.first_record + *i as u64,
+            None => item.first_record.saturating_add(*i as u64),
         },
         line: line_of(&item, *i),
         record: clip(records.get(*i).map(|r| r.as_slice()).unwrap_or_default()),
@@ -452,7 +452,7 @@ fn run_hook(shared: &Arc<Shared>, store: &Store, epoch: u64, item: HookItem, bef
 fn line_of(item: &SliceItem, i: usize) -> Option<u64> {
     match &item.lines {
         Some(lines) => lines.get(i).copied(),
-        None => item.line_first.map(|l| l + i as u64),
+        None => item.line_first.map(|l| l.saturating_add(i as u64)),
     }
 }
 

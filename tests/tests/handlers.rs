@@ -1,7 +1,9 @@
 //! Handlers that misbehave, in a real process (`fault-worker`, the runtime
 //! embedded with test handlers and a short lease timeout): one that hangs
 //! loses its lease and another worker finishes the slice, the late commit
-//! is rejected and the output holds the slice once; one that panics has its
+//! is rejected and the output holds the slice once; one that always hangs
+//! fails its slice as hung after three expired leases while the other slices
+//! complete; one that panics has its
 //! records accounted for in `errors` while other jobs run on; one that exits
 //! the process loses nothing once the work is restarted.
 
@@ -126,6 +128,36 @@ fn a_hung_handler_loses_its_lease_another_worker_finishes_and_the_slice_is_outpu
         "the output must hold every record once, in order"
     );
     assert!(errors.is_empty(), "{errors:?}");
+}
+
+#[test]
+fn a_handler_that_always_hangs_fails_its_slice_as_hung_after_three_expired_leases() {
+    let s = Setup::new();
+    let input = lines(30, &[(12, "HANG")]);
+    let id = s.submit("hang-always", &input, 5, false);
+    let log = s.path("log.txt");
+    // Lease timeout 300 ms; the hung record never returns.
+    let out = s.ok(&["work", log.to_str().unwrap(), "300"]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["lease_expiries"], 3, "{report}");
+    let logged = s.log();
+    assert_eq!(
+        logged.matches("run rec-0012-HANG").count(),
+        3,
+        "the slice ran once per lease: {logged}"
+    );
+    let job = s.job(id);
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(
+        (job["slices_done"].as_u64(), job["slices_failed"].as_u64()),
+        (Some(5), Some(1)),
+        "{job}"
+    );
+    let message = job["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("hung: lease expired 3 times"), "{job}");
+    let (main, _) = s.download(id);
+    let want: Vec<String> = input[..10].iter().chain(&input[15..]).cloned().collect();
+    assert_eq!(main, want, "every other slice is output once, in order");
 }
 
 #[test]

@@ -95,3 +95,157 @@ async fn status_shows_who_holds_which_slice_and_until_when() {
     release_tx.send(()).unwrap();
     rt.wait(job).await.unwrap();
 }
+
+/// Hangs on every record containing "HANG" until the test drops `release`;
+/// copies the rest. With `beat`, it sends heartbeats while it hangs.
+struct HangAlways {
+    release: Mutex<mpsc::Receiver<()>>,
+    beat: bool,
+}
+
+impl HangAlways {
+    fn new(beat: bool) -> (Arc<HangAlways>, mpsc::Sender<()>) {
+        let (tx, rx) = mpsc::channel();
+        let h = HangAlways {
+            release: Mutex::new(rx),
+            beat,
+        };
+        (Arc::new(h), tx)
+    }
+    fn hang(&self) {
+        loop {
+            if self.beat {
+                heartbeat();
+            }
+            // Only one thread waits on the channel at a time; others poll.
+            if let Some(rx) = self.release.try_lock() {
+                match rx.recv_timeout(Duration::from_millis(20)) {
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
+            } else {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+impl RecordHandler for HangAlways {
+    fn process(
+        &self,
+        _job: &JobContext<'_>,
+        record: &[u8],
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), HandlerError> {
+        if record.starts_with(b"HANG") {
+            self.hang();
+        }
+        out.push(record.to_vec());
+        Ok(())
+    }
+}
+
+impl SimpleHandler for HangAlways {
+    fn perform(
+        &self,
+        _job: &JobContext<'_>,
+        args: &serde_json::Value,
+    ) -> Result<Option<serde_json::Value>, HandlerError> {
+        if args == "HANG" {
+            self.hang();
+        }
+        Ok(Some(args.clone()))
+    }
+}
+
+fn short_lease(dir: &std::path::Path) -> RuntimeOptions {
+    let mut o = opts(dir, 2);
+    o.lease_timeout = Duration::from_millis(200);
+    o
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slice_whose_lease_expired_three_times_fails_as_hung_and_the_rest_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Runtime::open(short_lease(dir.path())).await.unwrap();
+    let (handler, release) = HangAlways::new(false);
+    rt.register_sliced("hang", handler);
+    let job = rt.submit(sliced("hang", 5)).await.unwrap();
+    let mut input = records(20);
+    input[7] = b"HANG-7".to_vec();
+    upload_all(&rt, job, &input).await;
+    let s = rt.wait(job).await.unwrap();
+    assert_eq!(s.state, JobState::Failed);
+    assert_eq!((s.slices_done, s.slices_failed), (3, 1));
+    let message = &s.errors[0].message;
+    assert!(
+        message.starts_with("hung: lease expired 3 times"),
+        "{message}"
+    );
+    assert_eq!(rt.metrics().lease_expiries, 3);
+    assert_eq!(s.records_in, s.records_out + s.records_failed);
+    drop(release);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simple_job_that_always_hangs_fails_and_jobs_batched_with_it_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Runtime::open(short_lease(dir.path())).await.unwrap();
+    let (handler, release) = HangAlways::new(false);
+    let policy = LeasePolicy {
+        max_expiries: 2,
+        ..LeasePolicy::default()
+    };
+    rt.set_lease_policy("hang", policy);
+    rt.register_simple("hang", handler);
+    let args = ["a", "HANG", "b", "c"];
+    let specs = args
+        .iter()
+        .map(|a| JobSpec::simple("hang", serde_json::json!(a)))
+        .collect();
+    let ids = rt.submit_many(specs).await.unwrap();
+    for (id, a) in ids.iter().zip(args) {
+        let s = rt.wait(*id).await.unwrap();
+        if a == "HANG" {
+            assert_eq!(s.state, JobState::Failed);
+            let reason = s.failure_reason.unwrap_or_default();
+            assert!(
+                reason.starts_with("hung: lease expired 2 times"),
+                "{reason}"
+            );
+        } else {
+            assert_eq!(s.state, JobState::Completed, "{a}");
+            assert_eq!(s.result, Some(serde_json::json!(a)));
+        }
+    }
+    drop(release);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kind_timeout_ends_a_lease_even_while_heartbeats_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(dir.path(), 1);
+    o.lease_timeout = Duration::from_secs(30);
+    let rt = Runtime::open(o).await.unwrap();
+    let (handler, release) = HangAlways::new(true);
+    rt.set_lease_policy(
+        "beat",
+        LeasePolicy {
+            max_expiries: 1,
+            timeout: Some(Duration::from_millis(200)),
+        },
+    );
+    rt.register_sliced("beat", handler);
+    let job = rt.submit(sliced("beat", 5)).await.unwrap();
+    let mut input = records(10);
+    input[2] = b"HANG-2".to_vec();
+    upload_all(&rt, job, &input).await;
+    let s = rt.wait(job).await.unwrap();
+    assert_eq!((s.state, s.slices_failed), (JobState::Failed, 1));
+    let message = &s.errors[0].message;
+    assert!(
+        message.starts_with("hung: lease expired 1 time (") && message.contains("200 ms"),
+        "{message}"
+    );
+    drop(release);
+}

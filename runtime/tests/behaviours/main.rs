@@ -4,12 +4,15 @@
 mod common;
 mod compaction;
 mod cpu_spin;
+mod hostile_log;
 mod lease_expiry;
 mod limits;
 mod max_workers;
 mod panics;
 mod priority;
+mod read_only;
 mod record_errors;
 mod recovery;
 mod retry;
 mod transitions;
+mod waiting;

@@ -14,7 +14,8 @@
 //!
 //! Kinds: `append` (simple: logs "n" and returns it), `echo` (sliced: copies),
 //! `hang-once` (a record containing HANG sleeps 3 s, without heartbeats, the
-//! first time it runs), `panic-on` (a record containing PANIC panics),
+//! first time it runs), `hang-always` (a record containing HANG sleeps for
+//! an hour every time, without heartbeats), `panic-on` (a record containing PANIC panics),
 //! `exit-once` (a record containing EXIT exits the process with code 17 the
 //! first time it runs).
 
@@ -71,6 +72,7 @@ impl SimpleHandler for Append {
 enum Behaviour {
     Echo,
     HangOnce,
+    HangAlways,
     PanicOn,
     ExitOnce,
 }
@@ -97,6 +99,11 @@ impl RecordHandler for Sliced {
                     std::thread::sleep(Duration::from_secs(3));
                     append_line(&self.log, &format!("woke {text}"));
                 }
+            }
+            Behaviour::HangAlways if text.contains("HANG") => {
+                append_line(&self.log, &format!("run {text}"));
+                // The process exits long before this returns.
+                std::thread::sleep(Duration::from_secs(3600));
             }
             Behaviour::PanicOn if text.contains("PANIC") => panic!("handler panic on {text}"),
             Behaviour::ExitOnce
@@ -126,6 +133,7 @@ fn register(rt: &Runtime, log: &Path, marker_dir: &Path) {
     for (kind, behaviour) in [
         ("echo", Behaviour::Echo),
         ("hang-once", Behaviour::HangOnce),
+        ("hang-always", Behaviour::HangAlways),
         ("panic-on", Behaviour::PanicOn),
         ("exit-once", Behaviour::ExitOnce),
     ] {

@@ -131,6 +131,18 @@ impl Ctx {
     }
 }
 
+/// An error once the store stopped taking writes (a full disk, a failed
+/// fsync): the work cannot go on in this process, and waiting would hang.
+pub fn check_writable(runtime: &Runtime) -> anyhow::Result<()> {
+    match runtime.poisoned() {
+        None => Ok(()),
+        Some(cause) => anyhow::bail!(
+            "the store stopped taking writes: {cause}; `booster work` picks up the rest once \
+             that is fixed"
+        ),
+    }
+}
+
 /// Runs `body` on an open runtime, then shuts the runtime down whatever
 /// `body` returned, so the store is flushed and its lock released.
 pub async fn with_runtime<T, F>(runtime: Runtime, body: F) -> anyhow::Result<T>

@@ -41,7 +41,7 @@ impl From<RuntimeError> for ApiError {
             | RuntimeError::UnknownKind(_)
             | RuntimeError::Invalid(_) => StatusCode::BAD_REQUEST,
             RuntimeError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-            RuntimeError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            RuntimeError::Store(_) | RuntimeError::Corrupt(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.to_string())
     }

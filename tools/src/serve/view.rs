@@ -38,6 +38,9 @@ pub struct JobView {
     pub leases: Vec<LeaseView>,
     pub errors: Vec<ErrorGroup>,
     pub failure_reason: Option<String>,
+    /// Why a queued or running job is not running (see `JobStatus`).
+    #[serde(default)]
+    pub waiting_reason: Option<String>,
     pub result: Option<serde_json::Value>,
     pub attempts: u32,
     pub properties: serde_json::Value,
@@ -122,6 +125,7 @@ impl From<JobStatus> for JobView {
             leases: s.leases.iter().map(LeaseView::from).collect(),
             errors: s.errors,
             failure_reason: s.failure_reason,
+            waiting_reason: s.waiting_reason,
             result: s.result,
             attempts: s.attempts,
             properties: s.properties,
@@ -162,6 +166,7 @@ impl From<JobView> for JobStatus {
             leases: v.leases.iter().map(LeaseInfo::from).collect(),
             errors: v.errors,
             failure_reason: v.failure_reason,
+            waiting_reason: v.waiting_reason,
             result: v.result,
             attempts: v.attempts,
             properties: v.properties,

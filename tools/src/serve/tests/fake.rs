@@ -188,6 +188,7 @@ fn new_status(id: JobId, spec: JobSpec) -> (JobStatus, usize) {
         leases: Vec::new(),
         errors: Vec::new(),
         failure_reason: None,
+        waiting_reason: None,
         result: None,
         attempts: 0,
         properties: spec.properties,

@@ -1,0 +1,71 @@
+//! Why a job that could run does not: a registered handler declined it
+//! (`RecordHandler::refuses` / `SimpleHandler::refuses`, e.g. `exec` with a
+//! command this process does not allow), no handler for its kind is
+//! registered in this process, or its upload has not finished. A declined
+//! job stays out of the ready queue, so it never blocks the jobs behind it;
+//! `JobStatus::waiting_reason` says why it waits.
+
+use std::sync::Arc;
+
+use crate::state::State;
+use crate::table::{Job, UploadState};
+use crate::{JobContext, JobState};
+
+/// A handler's `refuses`, kept with its kind's configuration.
+pub type Refusal = Arc<dyn Fn(&JobContext<'_>) -> Option<String> + Send + Sync>;
+
+impl State {
+    /// Why this process's handler declines `job`, if it does.
+    pub fn refusal_of(&self, job: &Job) -> Option<String> {
+        let refuses = self.book.kinds.get(&job.kind)?.refuses.as_ref()?;
+        refuses(&JobContext {
+            id: job.id,
+            kind: &job.kind,
+            properties: &job.properties,
+        })
+    }
+
+    /// Asks the (newly registered) handler of `kind` about every job of
+    /// that kind that has not ended, and re-files each.
+    pub fn reconsider(&mut self, kind: &str) {
+        let ids: Vec<_> = self
+            .jobs
+            .values()
+            .filter(|j| &*j.kind == kind && !j.is_terminal())
+            .map(|j| j.id)
+            .collect();
+        for id in ids {
+            let refused = self.refusal_of(&self.jobs[&id]);
+            let job = self.jobs.get_mut(&id).expect("listed above");
+            job.refused = refused;
+            self.ready.refile(job);
+        }
+    }
+
+    /// What `JobStatus::waiting_reason` shows: None unless the job is
+    /// queued or running and something here keeps it from running.
+    pub fn waiting_reason(&self, job: &Job) -> Option<String> {
+        if !matches!(job.state, JobState::Queued | JobState::Running) {
+            return None;
+        }
+        if let Some(reason) = &job.refused {
+            return Some(reason.clone());
+        }
+        if let Some(s) = job.sliced() {
+            if s.upload == UploadState::Open && !s.uploader_active {
+                return Some("waiting for its upload to finish".into());
+            }
+        }
+        let registered = self
+            .book
+            .kinds
+            .get(&job.kind)
+            .is_some_and(|k| k.handler.is_some());
+        (self.book.runs_workers && !registered).then(|| {
+            format!(
+                "no worker registered for kind {:?} in this process; run it where that kind is registered",
+                &*job.kind
+            )
+        })
+    }
+}

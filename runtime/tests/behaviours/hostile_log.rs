@@ -1,0 +1,70 @@
+//! Meta records with values no run of the runtime writes (ids and counters
+//! at their limits) are corruption or a clear refusal: never a wrap that
+//! replaces a job, never a panic.
+
+use std::path::Path;
+use std::time::Duration;
+
+use booster_runtime::*;
+use booster_store::{Batch, Store, StoreOptions};
+use serde_json::json;
+
+use crate::common::*;
+
+/// Appends raw meta records (format byte `J` + JSON) to the store in `dir`.
+fn append_meta(dir: &Path, records: &[serde_json::Value]) {
+    let (store, _) = Store::open(dir, StoreOptions::default()).unwrap();
+    for r in records {
+        let mut bytes = b"J".to_vec();
+        bytes.extend(serde_json::to_vec(r).unwrap());
+        store.append(Batch::new().meta(bytes)).unwrap();
+    }
+    store.close().unwrap();
+}
+
+async fn one_job(dir: &Path) -> JobId {
+    let rt = Runtime::open(opts(dir, 1)).await.unwrap();
+    let id = rt
+        .submit(JobSpec::simple("x", json!({"keep": true})))
+        .await
+        .unwrap();
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_id_counter_at_its_maximum_refuses_to_submit_instead_of_wrapping() {
+    let dir = tempfile::tempdir().unwrap();
+    let kept = one_job(dir.path()).await;
+    append_meta(dir.path(), &[json!({"t": "next_id", "next": u64::MAX})]);
+    let rt = Runtime::open(opts(dir.path(), 1)).await.unwrap();
+    let err = rt
+        .submit(JobSpec::simple("x", json!(null)))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no job ids are left"), "{err}");
+    let jobs = rt.jobs(JobFilter::default()).await;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!((jobs[0].id, &jobs[0].kind), (kept, &"x".to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn created_ids_that_would_wrap_are_corruption_named_by_open() {
+    let dir = tempfile::tempdir().unwrap();
+    one_job(dir.path()).await;
+    let spec = serde_json::to_value(JobSpec::simple("x", json!(null))).unwrap();
+    append_meta(
+        dir.path(),
+        &[json!({"t": "created", "first_id": u64::MAX, "at_ms": 0, "specs": [spec]})],
+    );
+    let err = match Runtime::open(opts(dir.path(), 1)).await {
+        Err(e) => e,
+        Ok(_) => panic!("a wrapping job id must not open"),
+    };
+    assert!(matches!(err, RuntimeError::Corrupt(_)), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains("record 2 of the meta log") && message.contains("job ids"),
+        "{message}"
+    );
+}
