@@ -133,6 +133,8 @@ pub struct RecoveryReport {
     /// The disk was too full for recovery to write: the store opened
     /// read-only (reads work; writes fail until it is reopened with room).
     pub read_only: bool,
+    /// Bytes held in the `RESERVE` file after open (0: none could be taken).
+    pub reserve_bytes: u64,
     pub open_ms: f64,
 }
 

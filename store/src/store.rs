@@ -92,16 +92,19 @@ impl<F: FileLayer> Store<F> {
             }
             other => other?,
         };
-        if !read_only {
-            if let Err(e) = ensure_reserve(&fs, &dir, opts.reserve_bytes) {
-                let e = StoreError::io(format!("reserving disk space in {}", dir.display()), e);
-                if !e.is_disk_full() {
-                    return Err(e);
-                }
-            }
-        }
+        // The reserve is a safety margin, not a condition of opening: a
+        // file system without fallocate, or one too full, goes without.
+        let reserve_bytes = if read_only {
+            0
+        } else {
+            ensure_reserve(&fs, &dir, opts.reserve_bytes).unwrap_or_else(|_| {
+                release_reserve(&fs, &dir);
+                0
+            })
+        };
         let mut report = recovered.report;
         report.read_only = read_only;
+        report.reserve_bytes = reserve_bytes;
         let read_only_cause = read_only.then(|| {
             format!(
                 "the disk holding {} was full when the store opened, so it opened read-only; free space and reopen it",
@@ -243,6 +246,14 @@ impl<F: FileLayer> Store<F> {
     /// Checks every header, frame and footer CRC and, with the key, every tag.
     pub fn verify(&self) -> VerifyReport {
         self.engine.verify()
+    }
+
+    /// Records the highest acknowledged position in the manifest now (the
+    /// background thread does this about every `watermark_interval_ms`).
+    /// After it, losing any batch acknowledged so far is reported on open as
+    /// lost acknowledged data, never taken for a torn tail.
+    pub fn record_watermark(&self) -> Result<(), StoreError> {
+        self.engine.record_watermark()
     }
 
     /// Segments, frames, live and dead bytes, raw and stored bytes.

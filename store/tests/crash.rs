@@ -20,10 +20,15 @@ enum Step {
     Append(u64),
     /// Drop the keys divisible by 3; meta snapshot = meta of the live slices.
     Compact,
+    /// Record the watermark in the manifest (what the background thread does).
+    Watermark,
 }
 
 fn workload() -> Vec<Step> {
-    let mut steps: Vec<Step> = (0..9).map(Step::Append).collect();
+    let mut steps: Vec<Step> = (0..4).map(Step::Append).collect();
+    steps.push(Step::Watermark);
+    steps.extend((4..9).map(Step::Append));
+    steps.push(Step::Watermark);
     steps.push(Step::Compact);
     steps.extend((9..14).map(Step::Append));
     steps.push(Step::Compact);
@@ -78,6 +83,7 @@ fn model_states(steps: &[Step]) -> Vec<State> {
                 next.slices.retain(|k, _| plan.live.contains(k));
                 next.meta = plan.meta;
             }
+            Step::Watermark => {}
         }
         states.push(next);
     }
@@ -102,6 +108,7 @@ fn run(fs: &SimFileLayer, master: &MasterKey, steps: &[Step]) -> usize {
                 )
                 .map(|_| ()),
             Step::Compact => store.compact(&plan_for(&models[i])).map(|_| ()),
+            Step::Watermark => store.record_watermark(),
         };
         if let Err(e) = result {
             assert!(fs.has_crashed(), "step {i} failed without a crash: {e}");

@@ -190,3 +190,37 @@ fn a_compaction_that_fails_before_publishing_removes_its_output() {
         vec![b"ok".to_vec()]
     );
 }
+
+/// A disk that refuses every write: recovery cannot even seal the last
+/// segment, so the store opens read-only: everything reads, and every
+/// append says why it is refused.
+#[test]
+fn a_disk_that_takes_no_write_opens_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FlakySync::default();
+    {
+        let (store, _) = Store::open_with(fs.clone(), dir.path(), StoreOptions::default()).unwrap();
+        store.append(Batch::new().slice(key(0), &[b"ok"])).unwrap();
+        // Dropped without close: the last segment stays unsealed.
+    }
+    fs.disk_full.store(true, Ordering::SeqCst);
+    let (store, report) =
+        Store::open_with(fs.clone(), dir.path(), StoreOptions::default()).unwrap();
+    assert!(report.read_only, "{report:?}");
+    assert_eq!(
+        store.read_slice(&key(0)).unwrap().unwrap(),
+        vec![b"ok".to_vec()]
+    );
+    let err = store
+        .append(Batch::new().slice(key(1), &[b"x"]))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("read-only") && err.to_string().contains("free space"),
+        "{err}"
+    );
+    drop(store);
+    fs.disk_full.store(false, Ordering::SeqCst);
+    let (store, report) = Store::open_with(fs, dir.path(), StoreOptions::default()).unwrap();
+    assert!(!report.read_only);
+    store.append(Batch::new().slice(key(1), &[b"x"])).unwrap();
+}

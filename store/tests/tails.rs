@@ -134,3 +134,51 @@ fn garbage_after_the_watermark_is_cut_and_reported_with_segment_offset_and_bytes
         assert_eq!(store.read_slice(&key(v)).unwrap().unwrap(), records(v));
     }
 }
+
+#[test]
+fn a_watermark_recorded_while_running_separates_lost_data_from_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = dir.path().join("seg-0000000000000001.bseg");
+    {
+        let (store, _) = Store::open(dir.path(), opts()).unwrap();
+        for v in 0..5 {
+            store
+                .append(Batch::new().slice(key(v), &records(v)))
+                .unwrap();
+        }
+        store.record_watermark().unwrap();
+        store
+            .append(Batch::new().slice(key(5), &records(5)))
+            .unwrap();
+        // Dropped without close, as in a crash: the segment stays unsealed.
+    }
+    let watermark = decode_manifest(&std::fs::read(dir.path().join(MANIFEST_FILE_NAME)).unwrap())
+        .unwrap()
+        .watermark;
+    let bytes = std::fs::read(&seg).unwrap();
+    assert!(watermark.segment_id == 1 && watermark.offset < bytes.len() as u64);
+
+    // Cut inside the batch acknowledged after the watermark: a torn tail.
+    let above = tempfile::tempdir().unwrap();
+    for (path, content) in files(dir.path()) {
+        std::fs::write(above.path().join(path.file_name().unwrap()), content).unwrap();
+    }
+    let cut = (watermark.offset as usize + bytes.len()) / 2;
+    std::fs::write(above.path().join(seg.file_name().unwrap()), &bytes[..cut]).unwrap();
+    let (store, report) = Store::open(above.path(), opts()).unwrap();
+    assert_eq!(
+        report.truncated,
+        vec![(1, watermark.offset, cut as u64 - watermark.offset)]
+    );
+    assert_eq!(store.slices(8, 0).len(), 5);
+    drop(store);
+
+    // Cut below it: acknowledged batches are gone, and open says so.
+    std::fs::write(&seg, &bytes[..watermark.offset as usize - 10]).unwrap();
+    match Store::open(dir.path(), opts()).err() {
+        Some(StoreError::Corrupt { what, .. }) => {
+            assert!(what.contains("acknowledged data lost"), "{what}")
+        }
+        other => panic!("expected lost acknowledged data, got {other:?}"),
+    }
+}
