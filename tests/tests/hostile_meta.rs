@@ -137,7 +137,8 @@ fn original() -> &'static Original {
         for e in std::fs::read_dir(dir.path()).unwrap() {
             let p = e.unwrap().path();
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            if name.ends_with(".bseg") {
+            // The segments and the MANIFEST that lists them; not the lock.
+            if name.ends_with(".bseg") || name == "MANIFEST" {
                 files.push((name, std::fs::read(&p).unwrap()));
             }
         }
