@@ -47,6 +47,7 @@ mod metrics;
 mod ready;
 mod runtime;
 mod shared;
+mod slice_store;
 mod snapshot;
 mod state;
 #[cfg(test)]

@@ -6,7 +6,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use booster_store::{RecoveryReport, Store, StoreOptions};
+use booster_store::fs::FileLayer;
+use booster_store::{RecoveryReport, Store, StoreError, StoreOptions};
 use crossbeam_channel::Sender;
 use ractor::{Actor, ActorRef};
 
@@ -14,6 +15,7 @@ use crate::actors::{Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::clock::{from_ms, now_ms};
 use crate::meta::{self, Control, Meta};
 use crate::shared::{write, write_one, Handler, Limits, Shared};
+use crate::slice_store::SliceStore;
 use crate::snapshot::Snapshot;
 use crate::state::{Book, HandlerShape, State, ALL_STATES};
 use crate::table::{merge_error_groups, Body, Job, UploadState};
@@ -27,7 +29,7 @@ use crate::{
 
 pub struct Handle {
     shared: Arc<Shared>,
-    store: Arc<Store>,
+    store: Arc<dyn SliceStore>,
     pool: Sender<UploadSlice>,
     supervisor: ActorRef<SupervisorMsg>,
     upload_threads: usize,
@@ -272,13 +274,25 @@ impl Runtime {
             ..StoreOptions::default()
         };
         let dir = opts.data_dir.clone();
+        Runtime::open_on(opts, move || Store::open(&dir, store_opts)).await
+    }
+
+    /// `open` on the store that `open_store` opens (on a blocking thread),
+    /// on any file layer: the power-loss tests run the runtime on the
+    /// store's simulated file system (`Store::open_with(SimFileLayer, ..)`).
+    /// `opts.data_dir`, `master_key` and `zstd_level` are then up to it.
+    #[doc(hidden)]
+    pub async fn open_on<F: FileLayer>(
+        opts: RuntimeOptions,
+        open_store: impl FnOnce() -> Result<(Store<F>, RecoveryReport), StoreError> + Send + 'static,
+    ) -> Result<Runtime, RuntimeError> {
         let limits = Limits {
             max_slice_records: opts.max_slice_records.clamp(1, u32::MAX as usize),
             max_slice_bytes: opts.max_slice_bytes.max(1),
         };
         let (store, state, recovery) =
             tokio::task::spawn_blocking(move || -> Result<_, RuntimeError> {
-                let (store, report) = Store::open(&dir, store_opts)?;
+                let (store, report) = open_store()?;
                 let mut book = Book::new(
                     opts.workers.max(1),
                     opts.lease_timeout.as_millis() as u64,
@@ -317,7 +331,7 @@ impl Runtime {
             .map(|j| j.id)
             .collect();
         let shared = Arc::new(Shared::new(state, limits));
-        let store = Arc::new(store);
+        let store: Arc<dyn SliceStore> = Arc::new(store);
         for job in interrupted {
             let reason = "upload interrupted: the process stopped before the upload finished; submit the job again".to_string();
             write_one(&shared, &store, Meta::UploadFailed { job, reason }).await?;

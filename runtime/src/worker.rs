@@ -8,7 +8,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use booster_store::{Batch, SliceKey, Store};
+use booster_store::{Batch, SliceKey};
+
+use crate::slice_store::SliceStore;
 
 use crate::clock::now_ms;
 use crate::dispatch::{HookItem, SimpleItem, SliceItem, Task, TaskWork};
@@ -23,7 +25,7 @@ use crate::{ErrorGroup, HandlerError, JobContext, RecordErrorSample, SliceOutcom
 /// times fails instead of being leased again.
 const MAX_SLICE_PANICS: u32 = 3;
 
-pub fn spawn(shared: Arc<Shared>, store: Arc<Store>, worker: usize, generation: u64) {
+pub fn spawn(shared: Arc<Shared>, store: Arc<dyn SliceStore>, worker: usize, generation: u64) {
     *shared.workers_alive.lock() += 1;
     let sh = shared.clone();
     let spawned = std::thread::Builder::new()
@@ -40,7 +42,7 @@ pub fn spawn(shared: Arc<Shared>, store: Arc<Store>, worker: usize, generation: 
     }
 }
 
-fn run(shared: &Arc<Shared>, store: &Arc<Store>, worker: usize, generation: u64) {
+fn run(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, worker: usize, generation: u64) {
     loop {
         let Some(task) = next_task(shared, worker, generation) else {
             return;
@@ -75,7 +77,7 @@ fn next_task(shared: &Shared, worker: usize, generation: u64) -> Option<Task> {
 }
 
 /// Hands the panicked lease back (or fails its slice after repeated panics).
-fn on_panic(shared: &Arc<Shared>, store: &Store, epoch: u64, message: &str) {
+fn on_panic(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, epoch: u64, message: &str) {
     let failed = {
         let mut st = shared.state.lock();
         let panics = st.note_panic(epoch);
@@ -100,7 +102,7 @@ fn on_panic(shared: &Arc<Shared>, store: &Store, epoch: u64, message: &str) {
 }
 
 /// This thread is done; the supervisor starts a fresh one in its slot.
-fn replace_self(shared: &Arc<Shared>, store: &Arc<Store>, worker: usize) {
+fn replace_self(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, worker: usize) {
     let generation = {
         let mut st = shared.state.lock();
         st.book.metrics.worker_restarts += 1;
@@ -120,7 +122,7 @@ fn replace_self(shared: &Arc<Shared>, store: &Arc<Store>, worker: usize) {
     }
 }
 
-fn execute(shared: &Arc<Shared>, store: &Arc<Store>, task: Task) {
+fn execute(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, task: Task) {
     let epoch = task.epoch;
     match task.work {
         TaskWork::Simple(items) => run_simple(shared, store, epoch, items),
@@ -130,7 +132,12 @@ fn execute(shared: &Arc<Shared>, store: &Arc<Store>, task: Task) {
     }
 }
 
-fn run_simple(shared: &Arc<Shared>, store: &Store, epoch: u64, items: Vec<SimpleItem>) {
+fn run_simple(
+    shared: &Arc<Shared>,
+    store: &Arc<dyn SliceStore>,
+    epoch: u64,
+    items: Vec<SimpleItem>,
+) {
     let started = Instant::now();
     let mut cached: Option<(Arc<str>, Option<Handler>)> = None;
     let mut outcomes = Vec::with_capacity(items.len());
@@ -197,7 +204,7 @@ fn run_simple(shared: &Arc<Shared>, store: &Store, epoch: u64, items: Vec<Simple
     commit_meta(shared, store, m, epoch);
 }
 
-fn run_slice(shared: &Arc<Shared>, store: &Arc<Store>, epoch: u64, item: SliceItem) {
+fn run_slice(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, epoch: u64, item: SliceItem) {
     let started = Instant::now();
     let input_key = SliceKey {
         owner: item.job,
@@ -320,7 +327,7 @@ fn run_slice(shared: &Arc<Shared>, store: &Arc<Store>, epoch: u64, item: SliceIt
 /// may run on the store's writer thread), so a short-lived thread makes it.
 fn commit_slice(
     shared: &Arc<Shared>,
-    store: &Arc<Store>,
+    store: &Arc<dyn SliceStore>,
     batch: Batch,
     m: Meta,
     epoch: u64,
@@ -382,7 +389,7 @@ fn begin(shared: &Shared, epoch: u64, started: Instant, records: u64) -> bool {
 
 fn fail_slice(
     shared: &Arc<Shared>,
-    store: &Store,
+    store: &Arc<dyn SliceStore>,
     epoch: u64,
     item: &SliceItem,
     message: String,
@@ -400,7 +407,13 @@ fn fail_slice(
     }
 }
 
-fn run_hook(shared: &Arc<Shared>, store: &Store, epoch: u64, item: HookItem, before: bool) {
+fn run_hook(
+    shared: &Arc<Shared>,
+    store: &Arc<dyn SliceStore>,
+    epoch: u64,
+    item: HookItem,
+    before: bool,
+) {
     let ctx = JobContext {
         id: item.job,
         kind: &item.kind,
@@ -484,7 +497,7 @@ pub(crate) fn error_record(s: &RecordErrorSample, raw: &[u8]) -> Vec<u8> {
 }
 
 /// Commits one meta record for lease `epoch`; the lease ends once it is durable.
-fn commit_meta(shared: &Arc<Shared>, store: &Store, m: Meta, epoch: u64) {
+fn commit_meta(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, m: Meta, epoch: u64) {
     let batch = batch_of(std::slice::from_ref(&m));
     commit(shared, store, batch, vec![m], move |st, _| {
         st.release(epoch)
