@@ -704,6 +704,14 @@ impl Runtime {
             .collect()
     }
 
+    /// Why the store stopped taking writes (a failed write or fsync, a
+    /// full disk), or None while it takes them. Nothing runs until the
+    /// runtime is reopened, so a command waiting for work should stop and
+    /// say this.
+    pub fn poisoned(&self) -> Option<String> {
+        self.shared().state.lock().book.poisoned.clone()
+    }
+
     pub fn metrics(&self) -> Metrics {
         let st = self.shared().state.lock();
         let mut m = st.book.metrics.snapshot();

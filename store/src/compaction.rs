@@ -62,6 +62,16 @@ impl<F: FileLayer> Engine<F> {
     ) -> Result<CompactionReport, StoreError> {
         // Holding the writer lock keeps appends out until the swap is done.
         let mut w = self.writer.lock();
+        if let Some((segment_id, offset)) = self.index.read().degraded {
+            // Compaction would drop the damaged frames and with them the
+            // record that they were lost.
+            return Err(StoreError::Corrupt {
+                segment_id,
+                path: self.dir.join(segment_file_name(segment_id)),
+                offset,
+                what: "the store opened without a damaged range; restore the segment before compacting".into(),
+            });
+        }
         self.seal_active(&mut w)?;
         let old: Vec<Arc<Segment<F>>> = self.segments.read().values().cloned().collect();
         let mut report = CompactionReport {

@@ -15,7 +15,7 @@ use crate::manifest::{write_manifest, Manifest, Watermark, MANIFEST_FILE_NAME};
 use crate::segment::frame::{frame_len, FrameHeader, FrameKind};
 use crate::segment::reader::Segment;
 use crate::segment::segment_file_name;
-use crate::{MasterKey, SliceKey, StoreError, StoreOptions};
+use crate::{Damage, MasterKey, SliceKey, StoreError, StoreOptions};
 
 pub(crate) struct Engine<F: FileLayer> {
     pub fs: F,
@@ -93,8 +93,23 @@ impl<F: FileLayer> Engine<F> {
         key: &SliceKey,
     ) -> Result<Option<(FrameLoc, Vec<u8>)>, StoreError> {
         loop {
-            let Some(loc) = self.index.read().get(key) else {
-                return Ok(None);
+            let found = {
+                let index = self.index.read();
+                index.get(key).ok_or(index.damaged.get(key).copied())
+            };
+            let loc = match found {
+                Ok(loc) => loc,
+                Err(None) => return Ok(None),
+                Err(Some((segment_id, offset))) => {
+                    return Err(StoreError::Corrupt {
+                        segment_id,
+                        path: self.dir.join(segment_file_name(segment_id)),
+                        offset,
+                        what: format!(
+                            "slice {key:?} lay in a damaged range the store opened without; restore the segment from a backup"
+                        ),
+                    })
+                }
             };
             let read = self.read_frame(loc.segment_id, loc.offset, loc.header.stored_len, |h| {
                 *h == loc.header
@@ -107,28 +122,60 @@ impl<F: FileLayer> Engine<F> {
 
     /// Every meta record in commit order.
     pub fn read_meta(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.read_meta_with(false).map(|(records, _)| records)
+    }
+
+    /// Every meta record in commit order; with `skip_damaged`, a meta frame
+    /// that fails its checks is left out and returned as a `Damage` instead
+    /// of failing the whole read.
+    pub fn read_meta_with(
+        &self,
+        skip_damaged: bool,
+    ) -> Result<(Vec<Vec<u8>>, Vec<Damage>), StoreError> {
         'retry: loop {
             let locs = self.index.read().meta.clone();
             let mut out = Vec::new();
+            let mut damaged = Vec::new();
             for loc in &locs {
                 let expected = |h: &FrameHeader| {
                     h.kind == FrameKind::Meta && h.record_count == loc.record_count
                 };
-                let Some(raw) =
-                    self.read_frame(loc.segment_id, loc.offset, loc.stored_len, expected)?
-                else {
-                    continue 'retry;
-                };
-                let records =
-                    decode_records(&raw, loc.record_count).map_err(|e| StoreError::Corrupt {
-                        segment_id: loc.segment_id,
-                        path: self.dir.join(segment_file_name(loc.segment_id)),
-                        offset: loc.offset,
-                        what: e.0,
-                    })?;
-                out.extend(records);
+                let records = self
+                    .read_frame(loc.segment_id, loc.offset, loc.stored_len, expected)
+                    .and_then(|raw| {
+                        raw.map(|raw| {
+                            decode_records(&raw, loc.record_count).map_err(|e| {
+                                StoreError::Corrupt {
+                                    segment_id: loc.segment_id,
+                                    path: self.dir.join(segment_file_name(loc.segment_id)),
+                                    offset: loc.offset,
+                                    what: e.0,
+                                }
+                            })
+                        })
+                        .transpose()
+                    });
+                match records {
+                    Ok(Some(records)) => out.extend(records),
+                    Ok(None) => continue 'retry,
+                    Err(StoreError::Corrupt {
+                        segment_id,
+                        path,
+                        offset,
+                        what,
+                    }) if skip_damaged => damaged.push(Damage {
+                        segment_id,
+                        path,
+                        offset,
+                        end: offset.saturating_add(frame_len(loc.stored_len)),
+                        what,
+                        slices: Vec::new(),
+                        meta_lost: true,
+                    }),
+                    Err(e) => return Err(e),
+                }
             }
-            return Ok(out);
+            return Ok((out, damaged));
         }
     }
 

@@ -20,4 +20,4 @@ pub use crate::segment::header::{
     decode_segment_header, CompactionGroup, SegmentHeader, FORMAT_VERSION, SEGMENT_HEADER_LEN,
     SEGMENT_MAGIC,
 };
-pub use crate::segment::recovery::{read_sealed_entries, scan_segment, SegmentScan};
+pub use crate::segment::scan::{read_sealed_entries, scan_segment, SegmentScan};

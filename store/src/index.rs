@@ -29,6 +29,10 @@ pub(crate) struct MetaLoc {
 pub(crate) struct Index {
     pub slices: BTreeMap<SliceKey, FrameLoc>,
     pub meta: Vec<MetaLoc>,
+    /// Slices whose newest frame lies in a damaged range: (segment, offset).
+    pub damaged: BTreeMap<SliceKey, (u64, u64)>,
+    /// The store opened without a damaged range: (segment, offset) of the first.
+    pub degraded: Option<(u64, u64)>,
     frames: u64,
     slice_frames: u64,
     meta_frames: u64,
@@ -51,6 +55,7 @@ impl Index {
         match h.kind {
             FrameKind::Slice => {
                 self.slice_frames += 1;
+                self.damaged.remove(&h.key);
                 if let Some(old) = self.slices.insert(h.key, loc) {
                     self.live_bytes -= old.header.frame_len();
                 }
@@ -68,6 +73,14 @@ impl Index {
                 debug_assert!(false, "footers are not indexed");
             }
         }
+    }
+
+    /// The newest frame of `key` is damaged: an older one must not be read.
+    pub fn mark_damaged(&mut self, key: SliceKey, segment_id: u64, offset: u64) {
+        if let Some(old) = self.slices.remove(&key) {
+            self.live_bytes -= old.header.frame_len();
+        }
+        self.damaged.insert(key, (segment_id, offset));
     }
 
     pub fn get(&self, key: &SliceKey) -> Option<FrameLoc> {

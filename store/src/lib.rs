@@ -101,6 +101,24 @@ pub struct Receipt {
     pub first_frame_seq: u64,
 }
 
+/// A range of a segment that recovery could not use (bit rot, a lost
+/// footer): the store opened without it (degraded open). Reads of the
+/// slices it held fail with `StoreError::Corrupt`; everything else reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Damage {
+    pub segment_id: u64,
+    pub path: PathBuf,
+    /// Where the unusable bytes start and end.
+    pub offset: u64,
+    pub end: u64,
+    pub what: String,
+    /// Slices whose frames lay in the range, where a frame header names them
+    /// (a frame whose header is unreadable names nothing).
+    pub slices: Vec<SliceKey>,
+    /// Meta records were (or, behind an unreadable header, may have been) lost.
+    pub meta_lost: bool,
+}
+
 /// What recovery found and did on open.
 #[derive(Clone, Debug, Default)]
 pub struct RecoveryReport {
@@ -109,6 +127,9 @@ pub struct RecoveryReport {
     /// (segment id, offset truncated at, bytes dropped) for each torn tail.
     pub truncated: Vec<(u64, u64, u64)>,
     pub removed_incomplete_compaction: Vec<PathBuf>,
+    /// Damaged ranges the store opened without (never written over, so
+    /// the next open finds them again until the segment is restored).
+    pub damaged: Vec<Damage>,
     /// The disk was too full for recovery to write: the store opened
     /// read-only (reads work; writes fail until it is reopened with room).
     pub read_only: bool,

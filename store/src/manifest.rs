@@ -7,9 +7,13 @@
 use std::io;
 use std::path::Path;
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use crate::fs::{FileHandle, FileLayer};
+use crate::segment::reader::Segment;
 use crate::segment::MAX_SEGMENT_ID;
-use crate::{FormatError, MasterKey};
+use crate::{FormatError, MasterKey, StoreError};
 
 pub const MANIFEST_FILE_NAME: &str = "MANIFEST";
 pub const MANIFEST_TEMP_NAME: &str = "MANIFEST.tmp";
@@ -222,6 +226,116 @@ pub(crate) fn write_manifest<F: FileLayer>(
     drop(file);
     fs.rename(&temp, &dir.join(MANIFEST_FILE_NAME))?;
     fs.sync_dir(dir)
+}
+
+// What recovery does with the manifest.
+
+fn io_err(context: String) -> impl FnOnce(io::Error) -> StoreError {
+    move |e| StoreError::io(context, e)
+}
+
+fn corrupt(path: &Path, what: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        segment_id: 0,
+        path: path.to_path_buf(),
+        offset: 0,
+        what: what.into(),
+    }
+}
+
+/// The manifest of `dir`, its MAC checked under `key`; None when there is none.
+pub(crate) fn load_manifest<F: FileLayer>(
+    fs: &F,
+    dir: &Path,
+    key: Option<&MasterKey>,
+) -> Result<Option<(Manifest, bool)>, StoreError> {
+    let path = dir.join(MANIFEST_FILE_NAME);
+    let Some(bytes) =
+        read_manifest_bytes(fs, dir).map_err(io_err(format!("reading {}", path.display())))?
+    else {
+        return Ok(None);
+    };
+    let manifest = decode_manifest(&bytes).map_err(|e| corrupt(&path, e.0))?;
+    let authenticated = match (manifest.key_id, key) {
+        (0, _) => false,
+        (_, None) => {
+            return Err(StoreError::KeyRequired {
+                dir: dir.to_path_buf(),
+            })
+        }
+        (id, Some(k)) if id != k.key_id() => {
+            return Err(StoreError::WrongKey {
+                dir: dir.to_path_buf(),
+            })
+        }
+        (_, Some(k)) => {
+            if !manifest_mac_matches(&bytes, k) {
+                return Err(corrupt(
+                    &path,
+                    "MANIFEST fails authentication under the key: it was altered",
+                ));
+            }
+            true
+        }
+    };
+    Ok(Some((manifest, authenticated)))
+}
+
+/// The manifest after recovery: the segments that stay, the plaintext ones
+/// a keyed store accepts. Written only when it changed, so a second open
+/// writes nothing.
+pub(crate) fn settle_manifest<F: FileLayer>(
+    fs: &F,
+    dir: &Path,
+    old: Option<Manifest>,
+    segments: &BTreeMap<u64, Arc<Segment<F>>>,
+    unreadable: &[u64],
+    key: Option<&MasterKey>,
+) -> Result<Manifest, StoreError> {
+    let old_or_default = old.clone().unwrap_or_default();
+    // A segment kept without a readable header stays listed, as it was.
+    let mut listed: Vec<u64> = segments.keys().chain(unreadable).copied().collect();
+    listed.sort_unstable();
+    let plaintext = if key.is_some() {
+        let mut ids: Vec<u64> = segments
+            .values()
+            .filter(|s| !s.header.encrypted)
+            .map(|s| s.id)
+            .chain(
+                unreadable
+                    .iter()
+                    .copied()
+                    .filter(|id| old_or_default.allows_plaintext(*id)),
+            )
+            .collect();
+        ids.sort_unstable();
+        ids
+    } else {
+        Vec::new()
+    };
+    let watermark = if segments.contains_key(&old_or_default.watermark.segment_id) {
+        old_or_default.watermark
+    } else {
+        Watermark::default()
+    };
+    let new = Manifest {
+        generation: old_or_default.generation.wrapping_add(1),
+        key_id: key.map_or(0, MasterKey::key_id),
+        compacted_below: old_or_default.compacted_below,
+        watermark,
+        segments: listed,
+        plaintext,
+    };
+    if let Some(old) = old {
+        if old.same_content(&new) {
+            return Ok(old);
+        }
+    }
+    write_manifest(fs, dir, &new, key).map_err(io_err(format!(
+        "writing {}",
+        dir.join(MANIFEST_FILE_NAME).display()
+    )))?;
+    Ok(new)
 }
 
 #[cfg(test)]

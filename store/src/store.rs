@@ -19,7 +19,7 @@ use crate::reserve::{ensure_reserve, release_reserve};
 use crate::segment::recovery::recover;
 use crate::SliceRecords;
 use crate::{
-    Batch, CompactionPlan, CompactionReport, MasterKey, Receipt, RecoveryReport, SliceInfo,
+    Batch, CompactionPlan, CompactionReport, Damage, MasterKey, Receipt, RecoveryReport, SliceInfo,
     SliceKey, StoreError, StoreOptions, StoreStats, VerifyReport,
 };
 
@@ -219,8 +219,17 @@ impl<F: FileLayer> Store<F> {
     }
 
     /// Every meta record in commit order (decrypted), for replay on open.
+    /// Fails on the first meta frame that fails its checks.
     pub fn meta_records(&self) -> Result<Vec<Vec<u8>>, StoreError> {
         self.engine.read_meta()
+    }
+
+    /// `meta_records` for a degraded store: a meta frame that fails its
+    /// checks (bit rot in a sealed segment, found only when read) is left
+    /// out and named in the returned damage list, so the caller can replay
+    /// the rest and mark what the lost records described.
+    pub fn meta_records_skipping_damage(&self) -> Result<(Vec<Vec<u8>>, Vec<Damage>), StoreError> {
+        self.engine.read_meta_with(true)
     }
 
     /// Rewrites the live slices (per `plan`) and the plan's meta snapshot

@@ -14,7 +14,7 @@ use crate::segment::accounting::{account, FileFacts, ManifestView};
 use crate::segment::footer::FooterEntry;
 use crate::segment::frame::{decode_frame, FLAG_AES_GCM};
 use crate::segment::header::{decode_segment_header, SEGMENT_HEADER_LEN};
-use crate::segment::recovery::{read_sealed_entries, scan_segment};
+use crate::segment::scan::{read_sealed_entries, scan_segment};
 use crate::segment::{parse_segment_file_name, segment_file_name};
 use crate::{FormatError, MasterKey, Problem, StoreError, VerifyReport};
 
@@ -219,9 +219,15 @@ impl<F: FileLayer> Engine<F> {
             }
         }
         // Files missing or unaccounted for since open.
+        // Under the writer lock, so no segment is created or published
+        // between reading the manifest and listing the directory.
+        let _writer = self.writer.lock();
         let key = self.opts.master_key.as_ref();
         let manifest = (self.manifest.lock().clone(), key.is_some());
-        if let Err(e) = account_files(&self.fs, &self.dir, key, Some(&manifest), &mut report) {
+        // With headers: a segment the store opened without (its header is
+        // rotted) is not among those checked above.
+        let checked = account_files(&self.fs, &self.dir, key, Some(&manifest), true, &mut report);
+        if let Err(e) = checked {
             report.problems.push(Problem {
                 segment_id: 0,
                 path: self.dir.clone(),
@@ -242,7 +248,7 @@ pub fn verify_dir<F: FileLayer>(
 ) -> Result<VerifyReport, StoreError> {
     let mut report = VerifyReport::default();
     let manifest = manifest_for_verify(fs, dir, key, &mut report)?;
-    let ids = account_files(fs, dir, key, manifest.as_ref(), &mut report)?;
+    let ids = account_files(fs, dir, key, manifest.as_ref(), false, &mut report)?;
     let last = ids.last().copied();
     let watermark = manifest.as_ref().map(|(m, _)| m.watermark);
     for id in ids {
@@ -333,6 +339,7 @@ pub(crate) fn account_files<F: FileLayer>(
     dir: &Path,
     key: Option<&MasterKey>,
     manifest: Option<&(Manifest, bool)>,
+    with_headers: bool,
     report: &mut VerifyReport,
 ) -> Result<Vec<u64>, StoreError> {
     let mut ids: Vec<u64> = fs
@@ -376,8 +383,13 @@ pub(crate) fn account_files<F: FileLayer>(
         authenticated: *authenticated,
     });
     let accounting = account(dir, &refs, view, key);
-    // Header problems are reported again, per segment, by the caller.
-    for issue in accounting.issues.into_iter().filter(|i| !i.header) {
+    // Unless `with_headers`, header problems are left to the caller, which
+    // reports them per segment.
+    for issue in accounting
+        .issues
+        .into_iter()
+        .filter(|i| with_headers || !i.header)
+    {
         report.problems.push(Problem {
             segment_id: issue.segment_id,
             path: issue.path,

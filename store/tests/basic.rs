@@ -239,11 +239,18 @@ fn a_torn_tail_is_truncated_and_reported() {
     assert_eq!(store.read_slice(&key(2)).unwrap().unwrap(), records(2, 10));
 }
 
+/// Past the acknowledged end of the last segment, a bad frame followed by a
+/// good one may be a torn write that reached the disk out of order: open
+/// fails rather than show part of it (degraded open covers older data).
 #[test]
-fn a_bad_frame_followed_by_a_good_one_is_corruption() {
+fn a_bad_frame_followed_by_a_good_one_in_the_unacknowledged_tail_is_corruption() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let (store, _) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let opts = StoreOptions {
+            watermark_interval_ms: 0,
+            ..StoreOptions::default()
+        };
+        let (store, _) = Store::open(dir.path(), opts).unwrap();
         store
             .append(Batch::new().slice(key(0), &records(0, 10)))
             .unwrap();
@@ -375,7 +382,7 @@ fn a_key_file_holds_raw_bytes_or_hex() {
 }
 
 #[test]
-fn verify_dir_reports_corruption_in_a_store_that_will_not_open() {
+fn verify_dir_reports_a_bad_frame_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let master = MasterKey::generate();
     {
@@ -391,10 +398,6 @@ fn verify_dir_reports_corruption_in_a_store_that_will_not_open() {
     let mut bytes = std::fs::read(&seg).unwrap();
     bytes[128 + 60] ^= 1;
     std::fs::write(&seg, &bytes).unwrap();
-    assert!(matches!(
-        Store::open(dir.path(), opts_with(Some(master.clone()))),
-        Err(StoreError::Corrupt { .. })
-    ));
     let report = Store::verify_dir(dir.path(), Some(&master)).unwrap();
     assert_eq!(report.problems.len(), 1, "{report:?}");
     assert_eq!(

@@ -177,7 +177,11 @@ fn a_rotted_compaction_member_header_is_corruption_not_an_incomplete_group() {
         members.len() >= 2,
         "the group needs two members: {members:?}"
     );
-    let victim = &members[0];
+    // The newest member: an older one with a rotted header would be damage
+    // the store opens without (degraded open), named by its footer.
+    let mut members = members;
+    members.sort();
+    let victim = members.last().unwrap();
     let mut bytes = std::fs::read(victim).unwrap();
     bytes[70] ^= 1; // inside the compaction group fields
     std::fs::write(victim, &bytes).unwrap();

@@ -137,7 +137,8 @@ fn original() -> &'static Original {
         for e in std::fs::read_dir(dir.path()).unwrap() {
             let p = e.unwrap().path();
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            // The segments and the MANIFEST that lists them; not the lock.
+            // The segments and the MANIFEST that lists them: a store
+            // refuses segments it cannot account for (G11).
             if name.ends_with(".bseg") || name == "MANIFEST" {
                 files.push((name, std::fs::read(&p).unwrap()));
             }

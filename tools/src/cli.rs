@@ -38,7 +38,9 @@ pub struct Cli {
     /// (jobs, job, submit, download).
     #[arg(long, global = true, env = "BOOSTER_SERVER", value_name = "URL")]
     pub server: Option<String>,
-    /// Bearer token file: sent with --server, required by `serve` off loopback.
+    /// Bearer token file (mode 0600): sent with --server; required by `serve` off
+    /// loopback, where it holds one token (admin) or `ROLE TOKEN` lines
+    /// (ROLE: read-only, worker, admin).
     #[arg(long, global = true, env = "BOOSTER_TOKEN_FILE", value_name = "PATH")]
     pub token_file: Option<PathBuf>,
     #[command(subcommand)]

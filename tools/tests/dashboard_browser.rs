@@ -136,6 +136,8 @@ impl<'d> Session<'d> {
             "--disable-sync",
             "--no-first-run",
             "--window-size=1366,900",
+            // The TLS test's server has a self-signed certificate.
+            "--ignore-certificate-errors",
             &format!("--user-data-dir={}", profile.path().display()),
         ];
         let caps = json!({"capabilities": {"alwaysMatch": {
@@ -341,6 +343,12 @@ struct Served {
 
 impl Served {
     fn start(with_token: bool) -> Served {
+        Served::start_with(with_token, false)
+    }
+
+    /// With `tls`: HTTPS with a self-signed certificate for 127.0.0.1
+    /// (browsers then speak HTTP/2).
+    fn start_with(with_token: bool, tls: bool) -> Served {
         let dir = tempfile::tempdir().unwrap();
         let gate = Arc::new(Gate::default());
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -357,6 +365,14 @@ impl Served {
             booster_tools::secret_file::write_private(&path, TOKEN.as_bytes()).unwrap();
             serve.token_file = Some(path);
         }
+        if tls {
+            let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+            let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+            std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+            std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+            serve.tls_cert = Some(cert_path);
+            serve.tls_key = Some(key_path);
+        }
         let (runtime, server) = rt.block_on(async {
             let mut opts = RuntimeOptions::new(dir.path().join("data"));
             opts.workers = 2;
@@ -372,7 +388,7 @@ impl Served {
         let client = Client::new(&RemoteOptions {
             server: url.clone(),
             token_file: serve.token_file.clone(),
-            ca_cert: None,
+            ca_cert: serve.tls_cert.clone(),
         })
         .unwrap();
         Served {
@@ -559,4 +575,39 @@ fn dashboard_behind_a_token_asks_for_it_then_shows_jobs_live() {
     let row = s.wait_for(&format!("#job-row-{id}"));
     assert!(s.text(&row).contains("behind a token"));
     wait_until("live events with the token", || s.find("#live.on"));
+}
+
+#[test]
+fn dashboard_over_https_with_http2_can_change_a_job() {
+    let Some((chromium, chromedriver)) = browser_programs("dashboard TLS browser test") else {
+        return;
+    };
+    let t = Served::start_with(true, true);
+    assert!(t.url.starts_with("https://"), "{}", t.url);
+    let id = t.job("gated", "over https", 200, json!({}), true);
+
+    let driver = Driver::start(&chromedriver);
+    let s = Session::new(&driver, &chromium);
+    s.go(&format!("{}/#/job/{id}", t.url));
+    let input = s.wait_for("#token-input");
+    s.type_into(&input, TOKEN);
+    s.click(&s.wait_for("form.token button"));
+    let protocol = s
+        .cmd(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": "return performance.getEntriesByType('navigation')[0].nextHopProtocol", "args": []})),
+        )
+        .unwrap();
+    assert_eq!(protocol, json!("h2"), "the browser speaks HTTP/2");
+    // A change is a same-origin POST/PATCH: over HTTP/2 the authority is in
+    // `:authority`, and the server must read it there.
+    let prio = s.wait_for("#priority-input");
+    s.type_into(&prio, "7");
+    s.click(&s.wait_for("#priority-save"));
+    wait_until("the page to confirm the new priority", || {
+        let msg = s.find("#job-msg")?;
+        s.text(&msg).contains("Priority is now 7").then_some(())
+    });
+    assert_eq!(t.client.job(id).unwrap().priority, 7);
 }

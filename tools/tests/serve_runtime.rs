@@ -276,3 +276,46 @@ fn a_listing_with_a_limit_has_the_newest_jobs_and_counts_every_match() {
         runtime.shutdown(Duration::from_secs(5)).await.unwrap();
     });
 }
+
+#[test]
+fn a_slice_size_over_the_runtimes_cap_is_a_400() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, runtime, server) = serve_with(dir.path(), &[]);
+    let (status, body) = post_job(
+        &server.url(),
+        &serde_json::json!({"kind": "copy", "slice_size": 1_000_000}),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("cap"), "{body}");
+    assert!(rt.block_on(runtime.jobs(Default::default())).is_empty());
+    rt.block_on(async {
+        server.shutdown(Duration::ZERO).await.unwrap();
+        runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+    });
+}
+
+#[test]
+fn an_allowed_command_runs_through_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, runtime, server) = serve_with(dir.path(), &["tr a-z A-Z"]);
+    let client = Client::new(&RemoteOptions {
+        server: server.url(),
+        ..RemoteOptions::default()
+    })
+    .unwrap();
+    let id = client
+        .create(&serde_json::json!({"kind": "exec", "properties": {"cmd": "tr a-z A-Z"}}))
+        .unwrap();
+    client
+        .upload(id, &mut b"ab\ncd\n".as_slice(), None)
+        .unwrap();
+    let done = rt.block_on(runtime.wait(id)).unwrap();
+    assert_eq!(done.records_out, 2, "{:?}", done.errors);
+    let mut out = Vec::new();
+    client.download(id, "main", &mut out).unwrap();
+    assert_eq!(out, b"AB\nCD\n");
+    rt.block_on(async {
+        server.shutdown(Duration::ZERO).await.unwrap();
+        runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+    });
+}

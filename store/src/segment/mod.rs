@@ -8,6 +8,8 @@ pub mod frame;
 pub mod header;
 pub(crate) mod reader;
 pub(crate) mod recovery;
+pub(crate) mod salvage;
+pub(crate) mod scan;
 pub(crate) mod writer;
 
 pub use frame::FrameKind;

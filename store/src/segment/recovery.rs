@@ -7,116 +7,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::accounting::{account, FileFacts, Issue, ManifestView, Removal};
-use super::footer::{
-    decode_footer, encode_footer, footer_offset_from_tail, FooterEntry, FOOTER_TAIL_LEN,
-};
-use super::frame::FLAG_AES_GCM;
-use super::frame::{decode_frame, FrameKind, FRAME_MAGIC};
+use super::footer::{encode_footer, FooterEntry};
+use super::frame::{FrameKind, FLAG_AES_GCM};
 use super::header::{decode_segment_header, SegmentHeader, SEGMENT_HEADER_LEN};
 use super::reader::Segment;
+use super::salvage::{salvage_scan, Span};
+use super::scan::{read_sealed_entries, SegmentScan};
 use super::{parse_segment_file_name, segment_file_name, MAX_SEGMENT_ID};
 use crate::fs::{FileHandle, FileLayer};
 use crate::index::{FrameLoc, Index};
-use crate::manifest::{
-    decode_manifest, manifest_mac_matches, read_manifest_bytes, write_manifest, Manifest,
-    Watermark, MANIFEST_FILE_NAME, MANIFEST_TEMP_NAME,
-};
-use crate::{FormatError, MasterKey, RecoveryReport, StoreError};
-
-/// What a frame-by-frame scan of one segment found.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SegmentScan {
-    /// Frames up to and including the last *batch end*.
-    pub entries: Vec<FooterEntry>,
-    /// End of the last complete batch; bytes after it are a tail to drop.
-    pub valid_end: u64,
-    /// The first frame that did not decode, and why.
-    pub problem: Option<(u64, String)>,
-    /// A valid frame starts somewhere after `problem`: corruption, not a torn tail.
-    pub good_frame_after_problem: Option<u64>,
-}
-
-/// Scans `bytes` (a whole segment, header included) frame by frame, without
-/// the key. Stops at the first frame that does not decode or is out of
-/// sequence. Never panics on hostile bytes.
-pub fn scan_segment(bytes: &[u8]) -> SegmentScan {
-    let header_len = SEGMENT_HEADER_LEN as u64;
-    let mut scan = SegmentScan {
-        entries: Vec::new(),
-        valid_end: header_len.min(bytes.len() as u64),
-        problem: None,
-        good_frame_after_problem: None,
-    };
-    let mut kept = 0;
-    let mut offset = header_len;
-    let mut seq = 0u64;
-    while offset < bytes.len() as u64 {
-        let here = &bytes[offset as usize..];
-        match decode_frame(here) {
-            Ok(h) if h.kind == FrameKind::SealFooter => {
-                scan.problem = Some((
-                    offset,
-                    "seal footer does not decode as the segment end".into(),
-                ));
-                break;
-            }
-            Ok(h) if h.seq != seq => {
-                scan.problem = Some((
-                    offset,
-                    format!("frame sequence {} where {seq} was expected", h.seq),
-                ));
-                break;
-            }
-            Ok(h) => {
-                scan.entries.push(FooterEntry { offset, header: h });
-                offset += h.frame_len();
-                seq += 1;
-                if h.is_batch_end() {
-                    kept = scan.entries.len();
-                    scan.valid_end = offset;
-                }
-            }
-            Err(e) => {
-                scan.problem = Some((offset, e.0));
-                break;
-            }
-        }
-    }
-    scan.entries.truncate(kept);
-    if let Some((at, _)) = &scan.problem {
-        scan.good_frame_after_problem = find_frame_after(bytes, *at + 1);
-    }
-    scan
-}
-
-/// The offset of the first whole, valid frame starting at or after `from`.
-fn find_frame_after(bytes: &[u8], from: u64) -> Option<u64> {
-    let mut at = usize::try_from(from).ok()?;
-    while at + FRAME_MAGIC.len() <= bytes.len() {
-        let rel = bytes[at..]
-            .windows(FRAME_MAGIC.len())
-            .position(|w| w == FRAME_MAGIC)?;
-        at += rel;
-        if decode_frame(&bytes[at..]).is_ok() {
-            return Some(at as u64);
-        }
-        at += 1;
-    }
-    None
-}
-
-/// The frames of a sealed segment from its footer, or why not.
-pub fn read_sealed_entries(bytes: &[u8]) -> Result<Vec<FooterEntry>, FormatError> {
-    let min = SEGMENT_HEADER_LEN + FOOTER_TAIL_LEN;
-    if bytes.len() < min {
-        return Err(FormatError::new("segment too short to hold a seal footer"));
-    }
-    let offset = footer_offset_from_tail(&bytes[bytes.len() - FOOTER_TAIL_LEN..])?;
-    if offset < SEGMENT_HEADER_LEN as u64 || offset >= bytes.len() as u64 {
-        return Err(FormatError::new("seal footer offset out of range"));
-    }
-    decode_footer(&bytes[offset as usize..], offset)
-}
+use crate::manifest::{load_manifest, settle_manifest, Manifest, Watermark, MANIFEST_TEMP_NAME};
+use crate::{Damage, FormatError, MasterKey, RecoveryReport, StoreError};
 
 pub(crate) struct Recovered<F: FileLayer> {
     pub segments: BTreeMap<u64, Arc<Segment<F>>>,
@@ -159,46 +60,6 @@ pub(crate) fn is_own_temp(name: &str) -> bool {
             .strip_suffix(".tmp")
             .and_then(parse_segment_file_name)
             .is_some()
-}
-
-/// The manifest of `dir`, its MAC checked under `key`; None when there is none.
-pub(crate) fn load_manifest<F: FileLayer>(
-    fs: &F,
-    dir: &Path,
-    key: Option<&MasterKey>,
-) -> Result<Option<(Manifest, bool)>, StoreError> {
-    let path = dir.join(MANIFEST_FILE_NAME);
-    let Some(bytes) =
-        read_manifest_bytes(fs, dir).map_err(io_err(format!("reading {}", path.display())))?
-    else {
-        return Ok(None);
-    };
-    let manifest = decode_manifest(&bytes).map_err(|e| corrupt(0, &path, 0, e.0))?;
-    let authenticated = match (manifest.key_id, key) {
-        (0, _) => false,
-        (_, None) => {
-            return Err(StoreError::KeyRequired {
-                dir: dir.to_path_buf(),
-            })
-        }
-        (id, Some(k)) if id != k.key_id() => {
-            return Err(StoreError::WrongKey {
-                dir: dir.to_path_buf(),
-            })
-        }
-        (_, Some(k)) => {
-            if !manifest_mac_matches(&bytes, k) {
-                return Err(corrupt(
-                    0,
-                    &path,
-                    0,
-                    "MANIFEST fails authentication under the key: it was altered",
-                ));
-            }
-            true
-        }
-    };
-    Ok(Some((manifest, authenticated)))
 }
 
 /// Runs recovery on `dir` (already locked). Reads everything and checks the
@@ -259,7 +120,23 @@ pub(crate) fn recover<F: FileLayer>(
         }
     }
     let accounting = account(dir, &facts, view, key);
-    if let Some(issue) = accounting.issues.into_iter().next() {
+    // A listed segment with a rotted header, not the newest, is damage (its
+    // footer names what it held); anything else the accounting found fails.
+    let newest_listed = manifest
+        .as_ref()
+        .and_then(|(m, _)| m.segments.last().copied());
+    let (headerless, issues): (Vec<Issue>, Vec<Issue>) =
+        accounting.issues.into_iter().partition(|i| {
+            // offset 0: a header that does not decode (rot); one that
+            // decodes but names another id (offset 16) is a foreign file.
+            i.header
+                && i.offset == 0
+                && manifest
+                    .as_ref()
+                    .is_some_and(|(m, _)| m.lists(i.segment_id))
+                && Some(i.segment_id) != newest_listed
+        });
+    if let Some(issue) = issues.into_iter().next() {
         return Err(issue.into());
     }
     let removals = accounting.removals;
@@ -279,17 +156,27 @@ pub(crate) fn recover<F: FileLayer>(
     let mut index = Index::default();
     let last_id = kept.last().map(|c| c.facts.id);
     let mut empty_last = None;
+    let mut kept_unreadable = Vec::new();
     for c in kept {
+        if let Some(issue) = headerless.iter().find(|i| i.segment_id == c.facts.id) {
+            let span = headerless_damage(fs, &c, issue)?;
+            index_in_order(&mut index, c.facts.id, &[], std::slice::from_ref(&span));
+            report.damaged.push(Damage {
+                segment_id: c.facts.id,
+                path: c.facts.path.clone(),
+                offset: span.offset,
+                end: span.end,
+                what: span.what,
+                slices: span.slices,
+                meta_lost: span.meta_lost,
+            });
+            kept_unreadable.push(c.facts.id);
+            continue;
+        }
         let is_last = Some(c.facts.id) == last_id;
         match load_segment(fs, c, key, is_last, watermark, read_only, &mut report)? {
-            Loaded::Segment(segment, entries) => {
-                for e in &entries {
-                    index.add(FrameLoc {
-                        segment_id: segment.id,
-                        offset: e.offset,
-                        header: e.header,
-                    });
-                }
+            Loaded::Segment(segment, entries, damage) => {
+                index_in_order(&mut index, segment.id, &entries, &damage);
                 report.frames += entries.len() as u64;
                 segments.insert(segment.id, segment);
             }
@@ -306,7 +193,18 @@ pub(crate) fn recover<F: FileLayer>(
             report,
         });
     }
-    let manifest = settle_manifest(fs, dir, manifest.map(|(m, _)| m), &segments, key)?;
+    if !report.damaged.is_empty() {
+        let d = &report.damaged[0];
+        index.degraded = Some((d.segment_id, d.offset));
+    }
+    let manifest = settle_manifest(
+        fs,
+        dir,
+        manifest.map(|(m, _)| m),
+        &segments,
+        &kept_unreadable,
+        key,
+    )?;
     if let Some(path) = empty_last {
         let ctx = format!("removing {}", path.display());
         fs.remove(&path).map_err(io_err(ctx.clone()))?;
@@ -321,50 +219,64 @@ pub(crate) fn recover<F: FileLayer>(
     })
 }
 
-/// The manifest after recovery: the segments that stay, the plaintext ones
-/// a keyed store accepts. Written only when it changed, so a second open
-/// writes nothing.
-fn settle_manifest<F: FileLayer>(
+/// The damage of a listed segment whose header is rotted: the whole file,
+/// with the slices and meta frames its seal footer names. Without a footer
+/// nothing in it can be identified, and open fails.
+fn headerless_damage<F: FileLayer>(
     fs: &F,
-    dir: &Path,
-    old: Option<Manifest>,
-    segments: &BTreeMap<u64, Arc<Segment<F>>>,
-    key: Option<&MasterKey>,
-) -> Result<Manifest, StoreError> {
-    let old_or_default = old.clone().unwrap_or_default();
-    let listed: Vec<u64> = segments.keys().copied().collect();
-    let plaintext = if key.is_some() {
-        segments
-            .values()
-            .filter(|s| !s.header.encrypted)
-            .map(|s| s.id)
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let watermark = if segments.contains_key(&old_or_default.watermark.segment_id) {
-        old_or_default.watermark
-    } else {
-        Watermark::default()
-    };
-    let new = Manifest {
-        generation: old_or_default.generation.wrapping_add(1),
-        key_id: key.map_or(0, MasterKey::key_id),
-        compacted_below: old_or_default.compacted_below,
-        watermark,
-        segments: listed,
-        plaintext,
-    };
-    if let Some(old) = old {
-        if old.same_content(&new) {
-            return Ok(old);
+    c: &Candidate<F>,
+    issue: &Issue,
+) -> Result<Span, StoreError> {
+    let map = fs
+        .map(&c.file)
+        .map_err(io_err(format!("reading {}", c.facts.path.display())))?;
+    let entries = read_sealed_entries(&map).map_err(|e| {
+        corrupt(
+            c.facts.id,
+            &c.facts.path,
+            issue.offset,
+            format!(
+                "{}, and its seal footer is damaged too ({e}): nothing in it can be identified; restore it from a backup",
+                issue.what
+            ),
+        )
+    })?;
+    Ok(Span {
+        offset: 0,
+        end: c.facts.len,
+        what: format!("segment header: {}", issue.what),
+        slices: entries
+            .iter()
+            .filter(|e| e.header.kind == FrameKind::Slice)
+            .map(|e| e.header.key)
+            .collect(),
+        meta_lost: entries.iter().any(|e| e.header.kind == FrameKind::Meta),
+        identified: true,
+    })
+}
+
+/// Indexes a segment's frames and marks the slices of its damaged spans, in
+/// file order: a damaged frame hides an older frame of its key, a later
+/// good one replaces it.
+fn index_in_order(index: &mut Index, segment_id: u64, entries: &[FooterEntry], damage: &[Span]) {
+    let mut spans = damage.iter().peekable();
+    for e in entries {
+        while let Some(span) = spans.next_if(|s| s.offset <= e.offset) {
+            for key in &span.slices {
+                index.mark_damaged(*key, segment_id, span.offset);
+            }
+        }
+        index.add(FrameLoc {
+            segment_id,
+            offset: e.offset,
+            header: e.header,
+        });
+    }
+    for span in spans {
+        for key in &span.slices {
+            index.mark_damaged(*key, segment_id, span.offset);
         }
     }
-    write_manifest(fs, dir, &new, key).map_err(io_err(format!(
-        "writing {}",
-        dir.join(MANIFEST_FILE_NAME).display()
-    )))?;
-    Ok(new)
 }
 
 /// Deletes `*.tmp` and the planned segments (then fsyncs the directory);
@@ -464,7 +376,8 @@ fn check_key(
 
 /// What `load_segment` made of a segment.
 enum Loaded<F: FileLayer> {
-    Segment(Arc<Segment<F>>, Vec<FooterEntry>),
+    /// Its frames, and the damaged spans it was opened without.
+    Segment(Arc<Segment<F>>, Vec<FooterEntry>, Vec<Span>),
     /// An unsealed last segment without a whole batch: to be removed.
     Empty(PathBuf),
 }
@@ -495,59 +408,103 @@ fn load_segment<F: FileLayer>(
         check_all_encrypted(&header, &entries, &path)?;
         let segment = Segment::new(fs.clone(), path, header, cipher, file);
         segment.set_map(map);
-        return Ok(Loaded::Segment(Arc::new(segment), entries));
+        return Ok(Loaded::Segment(Arc::new(segment), entries, Vec::new()));
     }
-    let scan = scan_segment(&map);
+    let salvage = salvage_scan(&map);
     drop(map);
-    if let Some((offset, what)) = &scan.problem {
-        if let Some(good) = scan.good_frame_after_problem {
-            return Err(corrupt(
-                id,
-                &path,
-                *offset,
-                format!("{what}, followed by a valid frame at offset {good}"),
-            ));
-        }
-        if !is_last {
-            return Err(corrupt(
-                id,
-                &path,
-                *offset,
-                format!("{what} in a segment that is not the last"),
-            ));
-        }
-    }
-    check_all_encrypted(&header, &scan.entries, &path)?;
-    if let Some(w) = watermark.filter(|w| w.segment_id == id && w.offset > scan.valid_end) {
+    check_all_encrypted(&header, &salvage.entries, &path)?;
+    if let Some(w) = watermark.filter(|w| w.segment_id == id && w.offset > salvage.valid_end) {
         return Err(corrupt(
             id,
             &path,
-            scan.valid_end,
+            salvage.valid_end,
             format!(
                 "acknowledged data lost: batches up to offset {} were acknowledged, whole batches end at {}; restore the segment from a backup",
-                w.offset, scan.valid_end
+                w.offset, salvage.valid_end
             ),
         ));
     }
-    let dropped = len - scan.valid_end;
-    if dropped > 0 {
-        if !is_last {
-            return Err(corrupt(
-                id,
-                &path,
-                scan.valid_end,
-                "incomplete batch in a segment that is not the last",
-            ));
+    let mut damage = salvage.damaged;
+    let mut torn = None;
+    match salvage.tail {
+        Some(mut span) if !is_last => {
+            span.what = format!("{} in a segment that is not the last", span.what);
+            damage.push(span);
         }
-        report.truncated.push((id, scan.valid_end, dropped));
+        Some(span) => torn = Some(span),
+        None => {}
     }
+    // In the last segment, damage past the acknowledged end may be a torn
+    // group write whose later pages reached the disk before earlier ones:
+    // not bit rot in data anyone was promised, and no batch of it may show.
+    let acked_end = watermark
+        .filter(|w| w.segment_id == id)
+        .map_or(0, |w| w.offset);
+    if let Some(span) = damage.iter().find(|s| is_last && s.end > acked_end) {
+        return Err(corrupt(
+            id,
+            &path,
+            span.offset,
+            format!(
+                "{}, followed by a valid frame at offset {}",
+                span.what, span.end
+            ),
+        ));
+    }
+    // Degrade only where every lost frame is known: behind a frame whose
+    // header is unreadable, a newer version of any slice may have been lost,
+    // and serving an older one would return wrong data.
+    if let Some(span) = damage.iter().find(|s| !s.identified) {
+        return Err(corrupt(
+            id,
+            &path,
+            span.offset,
+            format!(
+                "{} (up to offset {}), and the frames there cannot be identified; restore the segment from a backup",
+                span.what, span.end
+            ),
+        ));
+    }
+    if let Some(span) = &torn {
+        report
+            .truncated
+            .push((id, span.offset, span.end - span.offset));
+    }
+    let scan = SegmentScan {
+        entries: salvage.entries,
+        valid_end: salvage.valid_end,
+        problem: None,
+        good_frame_after_problem: None,
+    };
+    if !damage.is_empty() {
+        // Degraded open: the damaged segment is never sealed or rewritten,
+        // so the next open finds (and reports) the damage again. Only a torn
+        // tail after it is cut, so it cannot later pass for damage.
+        if torn.is_some() && !read_only {
+            file.set_len(scan.valid_end)
+                .and_then(|()| file.sync_data())
+                .map_err(io_err(format!("recovering {}", path.display())))?;
+        }
+        report.damaged.extend(damage.iter().map(|d| Damage {
+            segment_id: id,
+            path: path.clone(),
+            offset: d.offset,
+            end: d.end,
+            what: d.what.clone(),
+            slices: d.slices.clone(),
+            meta_lost: d.meta_lost,
+        }));
+        let segment = Segment::new(fs.clone(), path, header, cipher, file);
+        return Ok(Loaded::Segment(Arc::new(segment), scan.entries, damage));
+    }
+    let dropped = len - scan.valid_end;
     if read_only {
         // Read by pread up to the last whole batch; nothing is changed.
         if scan.entries.is_empty() {
             return Ok(Loaded::Empty(path));
         }
         let segment = Segment::new(fs.clone(), path, header, cipher, file);
-        return Ok(Loaded::Segment(Arc::new(segment), scan.entries));
+        return Ok(Loaded::Segment(Arc::new(segment), scan.entries, Vec::new()));
     }
     let write_ctx = format!("recovering {}", path.display());
     if scan.entries.is_empty() && is_last {
@@ -574,7 +531,7 @@ fn load_segment<F: FileLayer>(
         .map_err(io_err(write_ctx.clone()))?;
     let segment = Segment::new(fs.clone(), path, header, cipher, file);
     segment.mark_sealed().map_err(io_err(write_ctx))?;
-    Ok(Loaded::Segment(Arc::new(segment), scan.entries))
+    Ok(Loaded::Segment(Arc::new(segment), scan.entries, Vec::new()))
 }
 
 /// In an encrypted segment every data frame carries the AES-GCM flag: a

@@ -107,6 +107,18 @@ impl Ctx {
                 self.data_dir.display()
             );
         }
+        for d in &runtime.recovery_report().damaged {
+            eprintln!(
+                "booster: {} opened without a damaged range of segment {} (offsets {}..{}): {}; {} slice(s) lost{}; `booster verify` names it",
+                self.data_dir.display(),
+                d.segment_id,
+                d.offset,
+                d.end,
+                d.what,
+                d.slices.len(),
+                if d.meta_lost { ", meta records lost" } else { "" }
+            );
+        }
         kinds::register_builtin(&runtime);
         Ok(runtime)
     }
@@ -116,6 +128,18 @@ impl Ctx {
         if !self.quiet && !self.json {
             println!("{}", text.as_ref());
         }
+    }
+}
+
+/// An error once the store stopped taking writes (a full disk, a failed
+/// fsync): the work cannot go on in this process, and waiting would hang.
+pub fn check_writable(runtime: &Runtime) -> anyhow::Result<()> {
+    match runtime.poisoned() {
+        None => Ok(()),
+        Some(cause) => anyhow::bail!(
+            "the store stopped taking writes: {cause}; `booster work` picks up the rest once \
+             that is fixed"
+        ),
     }
 }
 

@@ -372,6 +372,10 @@ pub async fn wait_with_progress(
                 return Ok(done?);
             }
             _ = tick.tick() => {
+                if let Err(e) = super::check_writable(runtime) {
+                    progress.clear();
+                    return Err(e);
+                }
                 if mode != Mode::Off {
                     let job = runtime.job(id).await?;
                     progress.set_length(job.records_in);

@@ -77,7 +77,14 @@ async fn run_until(ctx: &Ctx, runtime: &Runtime, until_idle: bool) -> anyhow::Re
                 clear(&bars);
                 return Ok(true);
             }
-            _ = tick.tick(), if mode != Mode::Off => {
+            _ = tick.tick() => {
+                if let Err(e) = super::check_writable(runtime) {
+                    clear(&bars);
+                    return Err(e);
+                }
+                if mode == Mode::Off {
+                    continue;
+                }
                 for job in runtime.jobs(JobFilter::default()).await {
                     let active = !report::is_finished(job.state);
                     if active && !bars.contains_key(&job.id) {
@@ -97,6 +104,8 @@ async fn run_until(ctx: &Ctx, runtime: &Runtime, until_idle: bool) -> anyhow::Re
         }
     }
     clear(&bars);
+    // Idle because the store stopped taking writes is not "done".
+    super::check_writable(runtime)?;
     Ok(false)
 }
 

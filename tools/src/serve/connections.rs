@@ -68,7 +68,7 @@ impl ConnectionLimits {
     /// Raises the soft descriptor limit to the hard one, and lowers the
     /// connection limits so that both pools together leave
     /// [`RESERVED_FDS`] descriptors to the store.
-    pub fn fit_to_descriptor_limit(mut self) -> ConnectionLimits {
+    pub fn fit_to_descriptor_limit(self) -> ConnectionLimits {
         use rustix::process::{getrlimit, setrlimit, Resource};
         let mut limit = getrlimit(Resource::Nofile);
         if limit.current < limit.maximum {
@@ -76,13 +76,18 @@ impl ConnectionLimits {
             let _ = setrlimit(Resource::Nofile, limit);
             limit = getrlimit(Resource::Nofile);
         }
-        let Some(fds) = limit.current else {
-            return self;
-        };
+        match limit.current {
+            Some(fds) => self.fit_to(fds),
+            None => self,
+        }
+    }
+
+    /// The limits shrunk (never raised) to fit `fds` descriptors.
+    fn fit_to(mut self, fds: u64) -> ConnectionLimits {
         let budget = fds.saturating_sub(RESERVED_FDS).max(2) as usize;
         if self.max_connections + self.max_event_streams > budget {
-            self.max_event_streams = (budget / 8).max(1);
-            self.max_connections = budget - self.max_event_streams;
+            self.max_event_streams = self.max_event_streams.min((budget / 8).max(1));
+            self.max_connections = self.max_connections.min(budget - self.max_event_streams);
         }
         self
     }
@@ -340,5 +345,26 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<T> {
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_shrink_to_leave_the_store_its_descriptors_and_never_grow() {
+        let asked = ConnectionLimits::default();
+        let fit = asked.fit_to(1024);
+        assert!(fit.max_connections + fit.max_event_streams <= 1024 - RESERVED_FDS as usize);
+        assert!(fit.max_event_streams >= 1 && fit.max_connections >= 1);
+        let small = ConnectionLimits {
+            max_connections: 8,
+            ..asked
+        };
+        let fit = small.fit_to(300);
+        assert_eq!((fit.max_connections, fit.max_event_streams), (8, 5));
+        let fit = asked.fit_to(1 << 20);
+        assert_eq!(fit.max_connections, asked.max_connections);
     }
 }

@@ -219,23 +219,18 @@ pub async fn start<C: JobControl>(ctl: C, opts: &ServeOptions) -> anyhow::Result
     })
 }
 
-/// hyper's own timeouts: a request head must arrive within the header
-/// timeout (also after a keep-alive response), and an HTTP/2 peer that stops
-/// answering pings is dropped.
+/// hyper's own timeout: a request head must arrive within the header
+/// timeout (also after a keep-alive response). HTTP/2 gets no keep-alive
+/// pings: they would keep an idle connection from ever being idle, and a
+/// dead peer is found by the idle timeout instead.
 fn apply_timeouts(
     builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
     limits: &ConnectionLimits,
 ) {
-    let timer = hyper_util::rt::TokioTimer::new();
     builder
         .http1()
-        .timer(timer.clone())
+        .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
-    builder
-        .http2()
-        .timer(timer)
-        .keep_alive_interval(Some(limits.idle_timeout / 4))
-        .keep_alive_timeout(limits.header_read_timeout);
 }
 
 /// `booster serve`: opens the runtime on the data directory with the
@@ -257,6 +252,14 @@ pub async fn run(
     crate::kinds::register_builtin_with(&runtime, allowed);
     let server = start(runtime.clone(), &serve_options).await?;
     eprintln!("booster serve: dashboard and API on {}/", server.url());
+    if serve_options.exec_allow.is_empty() {
+        eprintln!("booster serve: exec jobs are refused (no --exec-allow)");
+    } else {
+        eprintln!(
+            "booster serve: exec jobs may run only: {:?}",
+            serve_options.exec_allow
+        );
+    }
     stop.await;
     eprintln!("booster serve: stopping");
     server.shutdown(SHUTDOWN_GRACE).await?;

@@ -1,0 +1,153 @@
+//! Salvage scan: reads a segment without a usable footer frame by frame and,
+//! where a frame is bad, skips to the next valid frame instead of stopping,
+//! so one bad frame costs only what it held (degraded open, G11).
+
+use super::footer::FooterEntry;
+use super::frame::{decode_frame_header, FrameKind};
+use super::scan::scan_from;
+use crate::SliceKey;
+
+/// A range of a segment whose frames cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Span {
+    pub offset: u64,
+    pub end: u64,
+    pub what: String,
+    /// Slices a frame header in the range names.
+    pub slices: Vec<SliceKey>,
+    /// A meta frame was in the range.
+    pub meta_lost: bool,
+    /// Every frame in the range is known by its header (so no newer frame of
+    /// an unknown key was lost, and no older one may be served in its place).
+    pub identified: bool,
+}
+
+/// What a salvage scan kept and lost.
+pub(crate) struct Salvage {
+    /// Frames of whole batches, in order (across damaged spans).
+    pub entries: Vec<FooterEntry>,
+    /// Damage followed by valid frames (bit rot, not a torn tail).
+    pub damaged: Vec<Span>,
+    /// End of the last whole batch.
+    pub valid_end: u64,
+    /// From `valid_end` to the file's end: no whole batch (a torn tail in
+    /// the last segment; damage in any other). None when nothing follows.
+    pub tail: Option<Span>,
+}
+
+/// Keys and meta frames of the frames dropped before `bad`, plus the frame
+/// at `bad`; and whether that frame's header decodes and its length reaches
+/// exactly `end` (then every lost frame is known).
+fn lost(
+    dropped: &[FooterEntry],
+    bytes: &[u8],
+    bad: Option<u64>,
+    end: u64,
+) -> (Vec<SliceKey>, bool, bool) {
+    let mut slices = Vec::new();
+    let mut meta_lost = false;
+    let mut note = |kind: FrameKind, key: SliceKey| match kind {
+        FrameKind::Slice => slices.push(key),
+        FrameKind::Meta => meta_lost = true,
+        FrameKind::SealFooter => {}
+    };
+    for e in dropped {
+        note(e.header.kind, e.header.key);
+    }
+    let mut identified = true;
+    if let Some(at) = bad {
+        match usize::try_from(at)
+            .ok()
+            .and_then(|at| bytes.get(at..))
+            .map(decode_frame_header)
+        {
+            Some(Ok(h)) => {
+                note(h.kind, h.key);
+                identified = at.checked_add(h.frame_len()) == Some(end);
+            }
+            // A frame with a bad header could have been anything.
+            _ => identified = false,
+        }
+    }
+    (slices, meta_lost, identified)
+}
+
+/// Scans `bytes` (a whole segment) past damaged frames. Never panics.
+pub(crate) fn salvage_scan(bytes: &[u8]) -> Salvage {
+    let mut out = Salvage {
+        entries: Vec::new(),
+        damaged: Vec::new(),
+        valid_end: 0,
+        tail: None,
+    };
+    let mut start = super::header::SEGMENT_HEADER_LEN as u64;
+    let mut seq = 0;
+    loop {
+        let scan = scan_from(bytes, start, seq);
+        let all = full_entries(bytes, seq, &scan);
+        let kept = scan.entries.len();
+        out.entries.extend_from_slice(&scan.entries);
+        out.valid_end = scan.valid_end;
+        let dropped = &all[kept..];
+        let bad = scan.problem.as_ref().map(|(at, _)| *at);
+        let what = scan.problem.as_ref().map(|(_, w)| w.clone());
+        let next = scan.good_frame_after_problem.and_then(|good| {
+            let h = decode_frame_header(&bytes[good as usize..]).ok()?;
+            (h.kind != FrameKind::SealFooter && h.seq >= seq).then_some((good, h.seq))
+        });
+        match (bad, next) {
+            (Some(bad), Some((good, good_seq))) => {
+                let (slices, meta_lost, identified) = lost(dropped, bytes, Some(bad), good);
+                out.damaged.push(Span {
+                    offset: scan.valid_end,
+                    end: good,
+                    what: what.unwrap_or_default(),
+                    slices,
+                    meta_lost,
+                    identified,
+                });
+                start = good;
+                seq = good_seq;
+            }
+            _ => {
+                if scan.valid_end < bytes.len() as u64 {
+                    let end = bytes.len() as u64;
+                    let (slices, meta_lost, identified) = lost(dropped, bytes, bad, end);
+                    out.tail = Some(Span {
+                        offset: scan.valid_end,
+                        end,
+                        what: what.unwrap_or_else(|| "frames after the last complete batch".into()),
+                        slices,
+                        meta_lost,
+                        identified,
+                    });
+                }
+                return out;
+            }
+        }
+    }
+}
+
+/// Every frame the scan decoded, including those of an unfinished batch
+/// that `scan.entries` leaves out.
+fn full_entries(bytes: &[u8], seq: u64, scan: &super::scan::SegmentScan) -> Vec<FooterEntry> {
+    let mut all = scan.entries.clone();
+    let mut offset = scan.valid_end;
+    let stop = scan
+        .problem
+        .as_ref()
+        .map_or(bytes.len() as u64, |(at, _)| *at);
+    let mut seq = seq.saturating_add(all.len() as u64);
+    while offset < stop {
+        let Ok(h) = super::frame::decode_frame(&bytes[offset as usize..]) else {
+            break;
+        };
+        if h.seq != seq {
+            break;
+        }
+        all.push(FooterEntry { offset, header: h });
+        offset += h.frame_len();
+        seq = seq.saturating_add(1);
+    }
+    all
+}

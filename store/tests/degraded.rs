@@ -1,0 +1,233 @@
+//! Degraded open (G11): a bad frame, or a segment whose footer is gone,
+//! costs only what it held. The store opens, `RecoveryReport::damaged`
+//! names each range with the slices it held and whether meta records were
+//! lost, those slices fail to read, everything else reads.
+
+use std::path::{Path, PathBuf};
+
+use booster_store::format::{read_sealed_entries, FrameKind, FOOTER_TAIL_LEN};
+use booster_store::{Batch, SliceKey, Store, StoreError, StoreOptions};
+
+fn key(seq: u64) -> SliceKey {
+    SliceKey {
+        owner: 2,
+        stream: 1,
+        seq,
+    }
+}
+
+fn records(v: u64) -> Vec<Vec<u8>> {
+    (0..12)
+        .map(|i| format!("{v},{i},item-{}", v * 12 + i).into_bytes())
+        .collect()
+}
+
+fn opts() -> StoreOptions {
+    StoreOptions {
+        segment_size_bytes: 1024,
+        watermark_interval_ms: 0,
+        reserve_bytes: 0,
+        ..StoreOptions::default()
+    }
+}
+
+/// A closed store of `n` batches (slice + meta each) over several segments.
+fn store_of(dir: &Path, n: u64) -> Vec<PathBuf> {
+    let (store, _) = Store::open(dir, opts()).unwrap();
+    for v in 0..n {
+        store
+            .append(
+                Batch::new()
+                    .slice(key(v), &records(v))
+                    .meta(format!("meta {v}").into_bytes()),
+            )
+            .unwrap();
+    }
+    store.close().unwrap();
+    let mut segs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "bseg"))
+        .collect();
+    segs.sort();
+    segs
+}
+
+#[test]
+fn a_rotted_meta_frame_and_footer_in_an_older_segment_cost_only_that_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let segs = store_of(dir.path(), 12);
+    assert!(segs.len() >= 3, "{segs:?}");
+    let victim = &segs[0];
+    let mut bytes = std::fs::read(victim).unwrap();
+    let entries = read_sealed_entries(&bytes).unwrap();
+    let meta = entries
+        .iter()
+        .find(|e| e.header.kind == FrameKind::Meta)
+        .copied()
+        .unwrap();
+    // The batch before this meta frame: its slice frame.
+    let slice = entries
+        .iter()
+        .rev()
+        .find(|e| e.offset < meta.offset && e.header.kind == FrameKind::Slice)
+        .copied()
+        .unwrap();
+    bytes[meta.offset as usize + 53] ^= 0x10; // payload of the meta frame
+    let footer_payload = bytes.len() - FOOTER_TAIL_LEN - 20;
+    bytes[footer_payload] ^= 0x10; // the footer: recovery must scan
+    std::fs::write(victim, &bytes).unwrap();
+
+    let (store, report) = Store::open(dir.path(), opts()).unwrap();
+    assert_eq!(report.damaged.len(), 2, "{report:?}");
+    let lost = &report.damaged[0];
+    assert_eq!(lost.segment_id, 1);
+    assert_eq!(
+        lost.offset, slice.offset,
+        "from the start of the broken batch"
+    );
+    assert_eq!(lost.end, meta.offset + meta.header.frame_len());
+    assert_eq!(lost.slices, vec![slice.header.key]);
+    assert!(lost.meta_lost);
+    let footer = &report.damaged[1];
+    assert!(footer.slices.is_empty() && !footer.meta_lost, "{footer:?}");
+
+    assert!(matches!(
+        store.read_slice(&slice.header.key),
+        Err(StoreError::Corrupt { segment_id: 1, .. })
+    ));
+    let lost_meta = format!("meta {}", slice.header.key.seq).into_bytes();
+    let meta_records = store.meta_records().unwrap();
+    assert_eq!(meta_records.len(), 11);
+    assert!(!meta_records.contains(&lost_meta));
+    for v in (0..12).filter(|v| *v != slice.header.key.seq) {
+        assert_eq!(store.read_slice(&key(v)).unwrap().unwrap(), records(v));
+    }
+    // New work goes on.
+    store
+        .append(Batch::new().slice(key(50), &records(50)))
+        .unwrap();
+    assert_eq!(store.read_slice(&key(50)).unwrap().unwrap(), records(50));
+}
+
+#[test]
+fn a_frame_whose_header_is_unreadable_still_stops_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let segs = store_of(dir.path(), 12);
+    let victim = &segs[0];
+    let mut bytes = std::fs::read(victim).unwrap();
+    let entries = read_sealed_entries(&bytes).unwrap();
+    let second = entries[1];
+    bytes[second.offset as usize + 20] ^= 0x01; // inside the frame header
+    let footer_payload = bytes.len() - FOOTER_TAIL_LEN - 20;
+    bytes[footer_payload] ^= 0x10;
+    std::fs::write(victim, &bytes).unwrap();
+    match Store::open(dir.path(), opts()) {
+        Err(StoreError::Corrupt {
+            segment_id, what, ..
+        }) => {
+            assert_eq!(segment_id, 1);
+            assert!(what.contains("cannot be identified"), "{what}");
+        }
+        other => panic!("expected Corrupt, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+fn damage_below_the_watermark_of_the_last_segment_is_degraded_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let segs = store_of(dir.path(), 12);
+    let last = segs.last().unwrap();
+    let mut bytes = std::fs::read(last).unwrap();
+    let entries = read_sealed_entries(&bytes).unwrap();
+    let slice = entries
+        .iter()
+        .find(|e| e.header.kind == FrameKind::Slice)
+        .copied()
+        .unwrap();
+    bytes[slice.offset as usize + 60] ^= 0x08;
+    let footer_payload = bytes.len() - FOOTER_TAIL_LEN - 20;
+    bytes[footer_payload] ^= 0x10;
+    std::fs::write(last, &bytes).unwrap();
+    let (store, report) = Store::open(dir.path(), opts()).unwrap();
+    assert!(
+        report
+            .damaged
+            .iter()
+            .any(|d| d.slices == vec![slice.header.key]),
+        "{report:?}"
+    );
+    assert!(matches!(
+        store.read_slice(&slice.header.key),
+        Err(StoreError::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn a_rotted_meta_frame_in_a_sealed_segment_can_be_skipped_and_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let segs = store_of(dir.path(), 12);
+    let victim = &segs[0];
+    let mut bytes = std::fs::read(victim).unwrap();
+    let meta = read_sealed_entries(&bytes)
+        .unwrap()
+        .into_iter()
+        .find(|e| e.header.kind == FrameKind::Meta)
+        .unwrap();
+    bytes[meta.offset as usize + 53] ^= 0x10;
+    std::fs::write(victim, &bytes).unwrap();
+    // The footer is intact: the store opens from it without reading frames.
+    let (store, report) = Store::open(dir.path(), opts()).unwrap();
+    assert!(report.damaged.is_empty());
+    assert!(matches!(
+        store.meta_records(),
+        Err(StoreError::Corrupt { offset, .. }) if offset == meta.offset
+    ));
+    let (records, damage) = store.meta_records_skipping_damage().unwrap();
+    assert_eq!(records.len(), 11);
+    assert_eq!(damage.len(), 1, "{damage:?}");
+    assert_eq!((damage[0].segment_id, damage[0].offset), (1, meta.offset));
+    assert!(damage[0].meta_lost);
+}
+
+#[test]
+fn a_rotted_header_of_an_older_segment_costs_only_what_its_footer_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let segs = store_of(dir.path(), 12);
+    assert!(segs.len() >= 3, "{segs:?}");
+    let mut bytes = std::fs::read(&segs[0]).unwrap();
+    let held: Vec<SliceKey> = read_sealed_entries(&bytes)
+        .unwrap()
+        .iter()
+        .filter(|e| e.header.kind == FrameKind::Slice)
+        .map(|e| e.header.key)
+        .collect();
+    assert!(!held.is_empty());
+    bytes[40] ^= 0x01; // the salt: the header CRC fails
+    std::fs::write(&segs[0], &bytes).unwrap();
+    for _ in 0..2 {
+        let (store, report) = Store::open(dir.path(), opts()).unwrap();
+        assert_eq!(report.damaged.len(), 1, "{report:?}");
+        let d = &report.damaged[0];
+        assert_eq!((d.segment_id, d.offset), (1, 0));
+        assert_eq!(d.slices, held);
+        assert!(d.meta_lost);
+        for k in &held {
+            assert!(matches!(
+                store.read_slice(k),
+                Err(StoreError::Corrupt { segment_id: 1, .. })
+            ));
+        }
+        for v in (0..12).filter(|v| !held.contains(&key(*v))) {
+            assert_eq!(store.read_slice(&key(v)).unwrap().unwrap(), records(v));
+        }
+        assert_eq!(store.meta_records().unwrap().len(), 12 - held.len());
+        let verify = store.verify();
+        assert!(
+            verify.problems.iter().any(|p| p.segment_id == 1),
+            "{verify:?}"
+        );
+        store.close().unwrap();
+        assert!(segs[0].exists(), "the damaged segment is kept");
+    }
+}
