@@ -36,6 +36,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 mod actors;
+mod apply_sliced;
 #[doc(hidden)]
 pub mod bench_support;
 mod clock;
@@ -52,6 +53,7 @@ mod snapshot;
 mod state;
 #[cfg(test)]
 mod state_tests;
+mod status;
 mod table;
 mod transition;
 mod upload;

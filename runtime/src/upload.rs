@@ -311,7 +311,7 @@ impl Uploader {
             Meta::UploadComplete { job: self.job },
         )
         .await?;
-        crate::runtime::status_of(&self.shared, self.job)
+        crate::status::status_of(&self.shared, self.job)
     }
 
     /// Marks the job failed with the reason (upload interrupted).
