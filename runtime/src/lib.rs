@@ -82,7 +82,8 @@ pub struct RuntimeOptions {
     pub max_slice_records: usize,
     /// The most bytes one slice may hold: the uploader starts a new slice
     /// before its input passes it, and a slice whose output (records plus
-    /// `errors`) passes it fails alone with a message naming the cap.
+    /// `errors`) passes it fails alone with a message naming the cap; so
+    /// does a simple job whose result (as JSON) passes it.
     /// Default 64 MiB (the store refuses frames over 256 MiB).
     pub max_slice_bytes: usize,
     /// A lease not renewed by a heartbeat within this is expired. Default 30 s.

@@ -8,7 +8,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use booster_store::{Batch, SliceKey};
+use booster_store::{Batch, SliceKey, StoreError};
 
 use crate::slice_store::SliceStore;
 
@@ -19,7 +19,7 @@ use crate::meta::{Meta, SimpleOutcome, STREAM_ERRORS, STREAM_INPUT, STREAM_MAIN}
 use crate::shared::{batch_of, commit, poisons, Handler, Shared};
 use crate::state::LeaseWork;
 use crate::table::merge_error_groups;
-use crate::{ErrorGroup, HandlerError, JobContext, RecordErrorSample, SliceOutcome};
+use crate::{ErrorGroup, HandlerError, JobContext, JobId, RecordErrorSample, SliceOutcome};
 
 /// A slice whose handler panicked (outside per-record isolation) this many
 /// times fails instead of being leased again.
@@ -169,6 +169,7 @@ fn run_simple(
                 item.kind
             )),
         };
+        let result = cap_result(item.job, result, shared.limits.max_slice_bytes);
         let retry_at_ms = match (&result, item.retry) {
             (Err(_), r) if item.attempts < r.max_retries => {
                 let factor = 1u64 << item.attempts.min(20);
@@ -197,11 +198,44 @@ fn run_simple(
     if valid.len() != outcomes.len() {
         outcomes.retain(|o| valid.contains(&o.job));
     }
+    let jobs: Vec<(JobId, u64)> = outcomes.iter().map(|o| (o.job, o.started_ms)).collect();
     let m = Meta::SimpleDone {
         at_ms: now_ms(),
         outcomes,
     };
-    commit_meta(shared, store, m, epoch);
+    let batch = batch_of(std::slice::from_ref(&m));
+    commit_or_fail(shared, store, batch, m, epoch, move |e| Meta::SimpleDone {
+        at_ms: now_ms(),
+        outcomes: jobs
+            .into_iter()
+            .map(|(job, started_ms)| SimpleOutcome {
+                job,
+                started_ms,
+                result: Err(format!("the results of its batch could not be stored: {e}")),
+                retry_at_ms: None,
+            })
+            .collect(),
+    });
+}
+
+/// A simple job's result over `max_slice_bytes` (as JSON) fails the job,
+/// naming the cap, instead of reaching the store.
+fn cap_result(
+    job: JobId,
+    result: Result<Option<serde_json::Value>, String>,
+    cap: usize,
+) -> Result<Option<serde_json::Value>, String> {
+    let bytes = match &result {
+        Ok(Some(v)) => serde_json::to_vec(v).map_or(0, |b| b.len()),
+        _ => 0,
+    };
+    if bytes > cap {
+        return Err(format!(
+            "result of job {job} is {bytes} bytes, over the {} cap; return less, or raise max_slice_bytes",
+            human_bytes(cap)
+        ));
+    }
+    result
 }
 
 fn run_slice(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, epoch: u64, item: SliceItem) {
@@ -333,7 +367,31 @@ fn commit_slice(
     epoch: u64,
     item: &SliceItem,
 ) {
-    let (sh, st_store, job, slice) = (shared.clone(), store.clone(), item.job, item.slice);
+    let (job, slice) = (item.job, item.slice);
+    commit_or_fail(shared, store, batch, m, epoch, move |e| Meta::SliceFailed {
+        job,
+        slice,
+        at_ms: now_ms(),
+        message: format!("output of slice {slice} could not be stored: {e}"),
+        sample: None,
+    });
+}
+
+/// Commits `m` (in `batch`) for lease `epoch`; the lease ends once it is
+/// durable. If the store refuses the batch as input (see `shared::poisons`),
+/// the record `failed` makes is committed instead, so the work fails alone
+/// rather than running again. That is a new append, which a commit callback
+/// must not make (it may run on the store's writer thread), so a
+/// short-lived thread makes it.
+fn commit_or_fail(
+    shared: &Arc<Shared>,
+    store: &Arc<dyn SliceStore>,
+    batch: Batch,
+    m: Meta,
+    epoch: u64,
+    failed: impl FnOnce(StoreError) -> Meta + Send + 'static,
+) {
+    let (sh, st_store) = (shared.clone(), store.clone());
     commit(
         shared,
         store,
@@ -341,18 +399,9 @@ fn commit_slice(
         vec![m],
         move |st, applied| match applied {
             Err(e) if !poisons(&e) => {
-                let fail = move || {
-                    let m = Meta::SliceFailed {
-                        job,
-                        slice,
-                        at_ms: now_ms(),
-                        message: format!("output of slice {slice} could not be stored: {e}"),
-                        sample: None,
-                    };
-                    commit_meta(&sh, &st_store, m, epoch);
-                };
+                let fail = move || commit_meta(&sh, &st_store, failed(e), epoch);
                 let spawned = std::thread::Builder::new()
-                    .name("booster-slice-failed".into())
+                    .name("booster-refused-commit".into())
                     .spawn(fail);
                 if spawned.is_err() {
                     st.release(epoch);
