@@ -323,6 +323,7 @@ async function jobPage(id) {
       el("div", { class: "card" },
         el("div", { class: "description", id: "job-description" }, j.description || "(no description)"),
         j.failure_reason ? el("p", { class: "msg err" }, "Failed: " + j.failure_reason) : null,
+        j.waiting_reason ? el("p", { class: "msg", id: "job-waiting" }, "Waiting: " + j.waiting_reason) : null,
         el("div", { class: "bar-wrap" }, progressBar(j, true))),
       el("div", { class: "card" },
         el("div", { class: "controls" },

@@ -192,6 +192,9 @@ pub fn job_details(job: &JobStatus) -> String {
     if let Some(reason) = &job.failure_reason {
         line(format!("  failure       {reason}"));
     }
+    if let Some(reason) = &job.waiting_reason {
+        line(format!("  waiting       {reason}"));
+    }
     for lease in &job.leases {
         let slice = lease
             .slice

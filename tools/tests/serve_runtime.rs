@@ -204,25 +204,48 @@ fn an_api_request_cannot_run_a_command() {
 }
 
 #[test]
-fn a_stored_exec_job_whose_command_the_server_does_not_allow_fails_saying_why() {
+fn a_stored_exec_job_whose_command_the_server_does_not_allow_waits_saying_why() {
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("ran");
     let (rt, runtime, server) = serve_with(dir.path(), &["tr a-z A-Z"]);
     // As if the CLI (or a forged record) had stored it: not through the API.
-    let id = rt.block_on(async {
-        let mut spec = booster_runtime::JobSpec::sliced("exec");
-        spec.properties = serde_json::json!({ "cmd": format!("touch {}", marker.display()) });
-        let id = runtime.submit(spec).await.unwrap();
-        let mut up = runtime.upload(id).await.unwrap();
-        up.push(b"x".to_vec()).await.unwrap();
-        up.finish().await.unwrap();
-        id
+    let (refused, allowed) = rt.block_on(async {
+        let mut ids = Vec::new();
+        for cmd in [format!("touch {}", marker.display()), "tr a-z A-Z".into()] {
+            let mut spec = booster_runtime::JobSpec::sliced("exec");
+            spec.properties = serde_json::json!({ "cmd": cmd });
+            let id = runtime.submit(spec).await.unwrap();
+            let mut up = runtime.upload(id).await.unwrap();
+            up.push(b"x".to_vec()).await.unwrap();
+            up.finish().await.unwrap();
+            ids.push(id);
+        }
+        (ids[0], ids[1])
     });
-    let done = rt.block_on(runtime.wait(id)).unwrap();
-    assert_eq!(done.state, booster_runtime::JobState::Failed);
-    let shown = format!("{:?} {:?}", done.failure_reason, done.errors);
-    assert!(shown.contains("not allowed by this server"), "{shown}");
+    // The allowed job submitted after it is not held up by it.
+    let done = rt.block_on(runtime.wait(allowed)).unwrap();
+    assert_eq!(done.state, booster_runtime::JobState::Completed);
+    rt.block_on(runtime.wait_idle());
+    let waiting = rt.block_on(runtime.job(refused)).unwrap();
+    assert_eq!(waiting.state, booster_runtime::JobState::Queued);
+    let reason = waiting.waiting_reason.clone().unwrap_or_default();
+    assert!(reason.contains("not allowed by this server"), "{waiting:?}");
     assert!(!marker.exists(), "the command never ran");
+    let shown: serde_json::Value = serde_json::from_str(
+        &ureq::get(format!("{}/api/jobs/{refused}", server.url()))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        shown["waiting_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("--exec-allow")),
+        "the API shows why it waits: {shown}"
+    );
     rt.block_on(async {
         server.shutdown(Duration::ZERO).await.unwrap();
         runtime.shutdown(Duration::from_secs(5)).await.unwrap();

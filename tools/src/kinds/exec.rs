@@ -73,7 +73,26 @@ impl Exec {
     }
 }
 
+impl Exec {
+    /// Why this process will not run `cmd`, or None when it may.
+    fn not_allowed(&self, cmd: &str) -> Option<String> {
+        (!self.policy.allows(cmd)).then(|| {
+            format!(
+                "command `{cmd}` is not allowed by this server; the operator allows a \
+                 command by starting `booster serve --exec-allow 'COMMAND'`"
+            )
+        })
+    }
+}
+
 impl RecordHandler for Exec {
+    /// A job whose command this process does not allow is never leased
+    /// here: it stays queued, and `job show` gives this reason.
+    fn refuses(&self, job: &JobContext<'_>) -> Option<String> {
+        let cmd = job.properties.get(props::CMD).and_then(|c| c.as_str())?;
+        self.not_allowed(cmd)
+    }
+
     fn process(
         &self,
         job: &JobContext<'_>,
@@ -95,13 +114,9 @@ impl RecordHandler for Exec {
                 message: "exec job has no `cmd` property; submit it with --cmd".into(),
             };
         };
-        if !self.policy.allows(cmd) {
-            return SliceOutcome::Failed {
-                message: format!(
-                    "command `{cmd}` is not allowed by this server; the operator allows a \
-                     command by starting `booster serve --exec-allow 'COMMAND'`"
-                ),
-            };
+        // Defence in depth: `refuses` keeps such a job from being leased.
+        if let Some(message) = self.not_allowed(cmd) {
+            return SliceOutcome::Failed { message };
         }
         match run_command(cmd, job.id, records, self.max_output_bytes) {
             Ok(output) => SliceOutcome::Done {
