@@ -6,7 +6,8 @@
 //! output. SIGKILL tests (`crash_loops.rs`) keep the page cache; this drops it.
 //!
 //! Short by default (a sample of crash points); `BOOSTER_LONG=1` crashes at
-//! every operation of the workload. Seeded: `BOOSTER_SEED` replays.
+//! every operation of the workload. Every other crash point runs with a key
+//! (encrypted segments). Seeded: `BOOSTER_SEED` replays.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use booster_runtime::{
     RuntimeError, RuntimeOptions, SimpleHandler,
 };
 use booster_store::fs::sim::{CrashMode, SimFileLayer};
-use booster_store::{Store, StoreOptions};
+use booster_store::{MasterKey, Store, StoreOptions};
 use booster_tests::rng::{long_run, seed, Rng};
 
 const DIR: &str = "/sim/data";
@@ -63,10 +64,18 @@ fn options(workers: bool) -> RuntimeOptions {
     o
 }
 
-async fn open(fs: &SimFileLayer, workers: bool) -> Result<Runtime, RuntimeError> {
+async fn open(
+    fs: &SimFileLayer,
+    key: &Option<MasterKey>,
+    workers: bool,
+) -> Result<Runtime, RuntimeError> {
     let fs = fs.clone();
+    let store_opts = StoreOptions {
+        master_key: key.clone(),
+        ..StoreOptions::default()
+    };
     let rt = Runtime::open_on(options(workers), move || {
-        Store::open_with(fs, DIR, StoreOptions::default())
+        Store::open_with(fs, DIR, store_opts)
     })
     .await?;
     rt.register_sliced("echo", Arc::new(Echo));
@@ -130,12 +139,12 @@ async fn note_completed(rt: &Runtime, acked: &mut Acked) {
 
 /// Runs the workload crashing at operation `k` (None: never); returns
 /// the file system and what was acknowledged.
-fn run(k: Option<u64>) -> (SimFileLayer, Acked) {
+fn run(k: Option<u64>, key: &Option<MasterKey>) -> (SimFileLayer, Acked) {
     let fs = SimFileLayer::new();
     fs.crash_at(k);
     let mut acked = Acked::default();
     tokio_rt().block_on(async {
-        if let Ok(rt) = open(&fs, true).await {
+        if let Ok(rt) = open(&fs, key, true).await {
             let _ = workload(&rt, &mut acked).await;
             let _ = rt.shutdown(Duration::from_secs(2)).await;
         }
@@ -143,9 +152,9 @@ fn run(k: Option<u64>) -> (SimFileLayer, Acked) {
     (fs, acked)
 }
 
-fn check(image: &SimFileLayer, acked: &Acked, what: &str) {
+fn check(image: &SimFileLayer, key: &Option<MasterKey>, acked: &Acked, what: &str) {
     tokio_rt().block_on(async {
-        let rt = open(image, false)
+        let rt = open(image, key, false)
             .await
             .unwrap_or_else(|e| panic!("{what}: reopen failed: {e}"));
         for id in &acked.simple {
@@ -177,7 +186,7 @@ fn check(image: &SimFileLayer, acked: &Acked, what: &str) {
         }
         rt.shutdown(Duration::from_secs(2)).await.unwrap();
         // Work resumes: every acknowledged upload completes with its output.
-        let rt = open(image, true).await.unwrap();
+        let rt = open(image, key, true).await.unwrap();
         for (id, input) in &acked.uploads {
             let s = rt.wait(*id).await.unwrap();
             assert_eq!(s.state, JobState::Completed, "{what}: job {id}: {s:?}");
@@ -211,13 +220,18 @@ fn tokio_rt() -> tokio::runtime::Runtime {
 
 #[test]
 fn acknowledged_jobs_and_records_survive_power_loss_at_every_io_step() {
-    let (fs, acked) = run(None);
+    let (fs, acked) = run(None, &None);
     assert_eq!(
         acked.completed.len(),
         8,
         "the uncrashed workload completes: {acked:?}"
     );
-    check(&fs.crash_image(CrashMode::DropUnsynced), &acked, "no crash");
+    check(
+        &fs.crash_image(CrashMode::DropUnsynced),
+        &None,
+        &acked,
+        "no crash",
+    );
     let ops = fs.mutating_ops();
     let mut rng = Rng::new(seed("power_loss"));
     let points: Vec<u64> = if long_run() {
@@ -226,7 +240,9 @@ fn acknowledged_jobs_and_records_survive_power_loss_at_every_io_step() {
         (0..24).map(|_| rng.range(1, ops + 1)).collect()
     };
     for k in points {
-        let (fs, acked) = run(Some(k));
+        // Every other crash point runs encrypted (AES-GCM per segment).
+        let key = (k % 2 == 0).then(MasterKey::generate);
+        let (fs, acked) = run(Some(k), &key);
         eprintln!(
             "crash at op {k} of {ops}: {} jobs, {} uploads, {} completed acknowledged",
             acked.simple.len(),
@@ -239,11 +255,8 @@ fn acknowledged_jobs_and_records_survive_power_loss_at_every_io_step() {
                 seed: rng.next_u64(),
             },
         ] {
-            check(
-                &fs.crash_image(mode),
-                &acked,
-                &format!("crash at op {k} of {ops}, {mode:?}"),
-            );
+            let what = format!("crash at op {k} of {ops}, {mode:?}, key: {}", key.is_some());
+            check(&fs.crash_image(mode), &key, &acked, &what);
         }
     }
 }
