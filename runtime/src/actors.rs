@@ -10,7 +10,7 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use booster_store::Store;
+use crate::slice_store::SliceStore;
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::task::JoinHandle;
 
@@ -29,7 +29,7 @@ pub struct Supervisor;
 
 pub struct SupervisorArgs {
     pub shared: Arc<Shared>,
-    pub store: Weak<Store>,
+    pub store: Weak<dyn SliceStore>,
     pub start_workers: bool,
 }
 
@@ -118,7 +118,7 @@ pub struct Timer;
 
 pub struct TimerArgs {
     shared: Arc<Shared>,
-    store: Weak<Store>,
+    store: Weak<dyn SliceStore>,
     supervisor: ActorRef<SupervisorMsg>,
 }
 

@@ -4,20 +4,22 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use booster_store::{SliceKey, Store};
+use booster_store::SliceKey;
+
+use crate::slice_store::SliceStore;
 
 use crate::meta::{STREAM_ERRORS, STREAM_INPUT, STREAM_MAIN, STREAM_REJECTS};
 use crate::{Category, JobId, RuntimeError};
 
 /// Records of one category in input order, streamed slice by slice.
 pub struct Download {
-    store: Arc<Store>,
+    store: Arc<dyn SliceStore>,
     keys: VecDeque<SliceKey>,
     current: std::vec::IntoIter<Vec<u8>>,
 }
 
 impl Download {
-    pub(crate) fn new(store: Arc<Store>, job: JobId, category: Category) -> Download {
+    pub(crate) fn new(store: Arc<dyn SliceStore>, job: JobId, category: Category) -> Download {
         let list = |stream| store.slices(job, stream).into_iter().map(|i| i.key);
         let mut keys: Vec<SliceKey> = match category {
             Category::Input => list(STREAM_INPUT).collect(),

@@ -36,6 +36,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 mod actors;
+mod apply_sliced;
 #[doc(hidden)]
 pub mod bench_support;
 mod clock;
@@ -47,10 +48,12 @@ mod metrics;
 mod ready;
 mod runtime;
 mod shared;
+mod slice_store;
 mod snapshot;
 mod state;
 #[cfg(test)]
 mod state_tests;
+mod status;
 mod table;
 mod transition;
 mod upload;
@@ -79,7 +82,8 @@ pub struct RuntimeOptions {
     pub max_slice_records: usize,
     /// The most bytes one slice may hold: the uploader starts a new slice
     /// before its input passes it, and a slice whose output (records plus
-    /// `errors`) passes it fails alone with a message naming the cap.
+    /// `errors`) passes it fails alone with a message naming the cap; so
+    /// does a simple job whose result (as JSON) passes it.
     /// Default 64 MiB (the store refuses frames over 256 MiB).
     pub max_slice_bytes: usize,
     /// A lease not renewed by a heartbeat within this is expired. Default 30 s.

@@ -1,6 +1,6 @@
 //! What the actors, worker threads and API handles share: the state mutex,
 //! the wake-up signals and the handler registry. The store itself is held
-//! separately (`Arc<Store>`), so commit callbacks that run on the store's
+//! separately (`Arc<dyn SliceStore>`), so commit callbacks that run on the store's
 //! own thread never own it.
 
 use std::collections::HashMap;
@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use booster_store::{Batch, Store, StoreError};
+use booster_store::{Batch, StoreError};
+
+use crate::slice_store::SliceStore;
 use parking_lot::{Condvar, Mutex, RwLock};
 use tokio::sync::{oneshot, Notify};
 
@@ -116,7 +118,7 @@ impl Shared {
 /// (see `poisons`) reaches `then` and changes nothing else.
 pub fn commit(
     shared: &Arc<Shared>,
-    store: &Store,
+    store: &Arc<dyn SliceStore>,
     batch: Batch,
     metas: Vec<Meta>,
     then: impl FnOnce(&mut State, Applied) + Send + 'static,
@@ -161,7 +163,7 @@ pub fn batch_of(metas: &[Meta]) -> Batch {
 /// Returns each record's apply result (a refused transition is an Err).
 pub async fn write(
     shared: &Arc<Shared>,
-    store: &Store,
+    store: &Arc<dyn SliceStore>,
     metas: Vec<Meta>,
 ) -> Result<Vec<Result<(), RuntimeError>>, RuntimeError> {
     if let Some(cause) = shared.state.lock().book.poisoned.clone() {
@@ -178,6 +180,10 @@ pub async fn write(
 }
 
 /// Writes one meta record; its apply result is the answer.
-pub async fn write_one(shared: &Arc<Shared>, store: &Store, m: Meta) -> Result<(), RuntimeError> {
+pub async fn write_one(
+    shared: &Arc<Shared>,
+    store: &Arc<dyn SliceStore>,
+    m: Meta,
+) -> Result<(), RuntimeError> {
     write(shared, store, vec![m]).await?.pop().unwrap_or(Ok(()))
 }

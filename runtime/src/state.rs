@@ -13,13 +13,12 @@ use std::sync::Arc;
 
 use tokio::sync::{broadcast, oneshot};
 
+use crate::apply_sliced::{apply_sliced, retry, settle};
 use crate::clock::now_ms;
 use crate::meta::{Control, Meta, SimpleOutcome};
 use crate::metrics::MetricsState;
 use crate::ready::ReadyQueue;
-use crate::table::{
-    merge_error_groups, Body, Job, SimpleBody, SliceEntry, SliceState, SlicedBody, UploadState,
-};
+use crate::table::{Body, Job, SimpleBody, SliceState, SlicedBody};
 use crate::transition;
 use crate::{JobEvent, JobId, JobShape, JobState, LeasePolicy, RetryPolicy, RuntimeError};
 
@@ -276,14 +275,14 @@ impl Book {
             slices_done: done,
             slices_total: total,
             records_out: out,
-            percent: crate::runtime::percent(job),
+            percent: crate::status::percent(job),
             what: what.to_string(),
         });
     }
 
     /// Revokes every lease on `job` (it was aborted, failed or destroyed):
     /// their late commits are fenced.
-    fn revoke_leases(&mut self, job: &mut Job) {
+    pub(crate) fn revoke_leases(&mut self, job: &mut Job) {
         if !self.live {
             return;
         }
@@ -624,218 +623,4 @@ impl State {
         self.ready.refile(job);
         Ok(())
     }
-}
-
-/// `counter + n`, or corruption: counters come from meta records, and a
-/// value that would wrap was never written by a run of the runtime.
-fn add(counter: &mut u64, n: u64, job: JobId, what: &str) -> Result<(), RuntimeError> {
-    *counter = counter
-        .checked_add(n)
-        .ok_or_else(|| RuntimeError::Corrupt(format!("job {job}: {what} would pass 2^64")))?;
-    Ok(())
-}
-
-/// `counter - n`, or corruption (see `add`).
-fn sub(counter: &mut u64, n: u64, job: JobId, what: &str) -> Result<(), RuntimeError> {
-    *counter = counter
-        .checked_sub(n)
-        .ok_or_else(|| RuntimeError::Corrupt(format!("job {job}: {what} would go below 0")))?;
-    Ok(())
-}
-
-fn apply_sliced(book: &mut Book, job: &mut Job, meta: &Meta) -> Result<(), RuntimeError> {
-    let id = job.id;
-    let Body::Sliced(s) = &mut job.body else {
-        return Err(RuntimeError::Invalid(format!(
-            "job {} is a simple job; only sliced jobs take uploads",
-            job.id
-        )));
-    };
-    match meta {
-        Meta::Uploaded {
-            slice,
-            first_record,
-            records,
-            rejects,
-            line_first,
-            lines,
-            numbers,
-            reject_errors,
-            ..
-        } => {
-            if s.upload != UploadState::Open || s.slices.contains_key(slice) {
-                return Err(RuntimeError::Invalid(format!(
-                    "job {}: upload is closed or slice {slice} exists",
-                    job.id
-                )));
-            }
-            s.slices.insert(
-                *slice,
-                SliceEntry {
-                    first_record: *first_record,
-                    records: *records,
-                    line_first: *line_first,
-                    lines: lines.clone().map(Arc::new),
-                    numbers: numbers.clone().map(Arc::new),
-                    state: SliceState::Pending,
-                    errors: 0,
-                    panics: 0,
-                    expiries: 0,
-                },
-            );
-            s.queued.insert(*slice);
-            let (records, rejects) = (u64::from(*records), u64::from(*rejects));
-            add(&mut s.records_in, records + rejects, id, "records_in")?;
-            add(&mut s.records_rejected, rejects, id, "records_rejected")?;
-            add(&mut s.records_errors, rejects, id, "records_errors")?;
-            merge_error_groups(&mut s.collected_errors, reject_errors);
-        }
-        Meta::UploadComplete { .. } => {
-            s.upload = UploadState::Complete;
-            book.emit(job, "upload_complete");
-            settle(book, job, now_ms());
-        }
-        Meta::UploadFailed { reason, .. } => {
-            s.upload = UploadState::Failed;
-            if !job.is_terminal() {
-                job.failure_reason = Some(reason.clone());
-                book.revoke_leases(job);
-                book.set_state(job, JobState::Failed, now_ms());
-            }
-            return Ok(());
-        }
-        Meta::BeforeDone { at_ms, .. } => {
-            s.before_done = true;
-            if job.state == JobState::Queued {
-                book.set_state(job, JobState::Running, *at_ms);
-            }
-        }
-        Meta::SliceDone {
-            slice,
-            errors,
-            error_groups,
-            at_ms,
-            ..
-        } => {
-            let Some(e) = s.slices.get_mut(slice) else {
-                return Ok(());
-            };
-            match e.state {
-                SliceState::Done => return Ok(()),
-                SliceState::Failed => {
-                    sub(&mut s.slices_failed, 1, id, "slices_failed")?;
-                    let n = u64::from(e.records);
-                    sub(
-                        &mut s.records_in_failed_slices,
-                        n,
-                        id,
-                        "records_in_failed_slices",
-                    )?;
-                    s.failures.remove(slice);
-                }
-                SliceState::Pending => {}
-            }
-            e.state = SliceState::Done;
-            e.errors = *errors;
-            add(&mut s.slices_done, 1, id, "slices_done")?;
-            let out = u64::from(e.records.saturating_sub(*errors));
-            add(&mut s.records_out, out, id, "records_out")?;
-            add(
-                &mut s.records_errors,
-                u64::from(*errors),
-                id,
-                "records_errors",
-            )?;
-            s.queued.remove(slice);
-            merge_error_groups(&mut s.collected_errors, error_groups);
-            book.emit(job, "slice_done");
-            settle(book, job, *at_ms);
-        }
-        Meta::SliceFailed {
-            slice,
-            at_ms,
-            message,
-            sample,
-            ..
-        } => {
-            let Some(e) = s.slices.get_mut(slice) else {
-                return Ok(());
-            };
-            if e.state != SliceState::Pending {
-                return Ok(());
-            }
-            e.state = SliceState::Failed;
-            add(&mut s.slices_failed, 1, id, "slices_failed")?;
-            let n = u64::from(e.records);
-            add(
-                &mut s.records_in_failed_slices,
-                n,
-                id,
-                "records_in_failed_slices",
-            )?;
-            s.queued.remove(slice);
-            s.failures.insert(*slice, (message.clone(), sample.clone()));
-            book.emit(job, "slice_failed");
-            settle(book, job, *at_ms);
-        }
-        Meta::AfterDone { at_ms, .. } => {
-            let finished = s.all_slices_finished() && s.slices_failed == 0;
-            if !job.is_terminal() && finished {
-                book.set_state(job, JobState::Completed, *at_ms);
-            }
-        }
-        _ => unreachable!("not a sliced-job record"),
-    }
-    Ok(())
-}
-
-/// A running sliced job whose slices are all finished and some failed, fails.
-fn settle(book: &mut Book, job: &mut Job, at_ms: u64) {
-    let Body::Sliced(s) = &job.body else {
-        return;
-    };
-    if job.state == JobState::Running && s.all_slices_finished() && s.slices_failed > 0 {
-        let reason = format!(
-            "{} of {} slices failed; `retry` runs only those again",
-            s.slices_failed,
-            s.slices.len()
-        );
-        job.failure_reason = Some(reason);
-        book.set_state(job, JobState::Failed, at_ms);
-    }
-}
-
-fn retry(book: &mut Book, job: &mut Job, at_ms: u64) -> Result<(), RuntimeError> {
-    job.failure_reason = None;
-    let next = match &mut job.body {
-        Body::Simple(_) => {
-            job.run_at_ms = None;
-            JobState::Queued
-        }
-        Body::Sliced(s) => {
-            if s.upload == UploadState::Failed {
-                return Err(RuntimeError::Invalid(format!(
-                    "job {} cannot be retried: its upload never finished; submit the job again and upload the file",
-                    job.id
-                )));
-            }
-            for (n, e) in s.slices.iter_mut() {
-                if e.state == SliceState::Failed {
-                    e.state = SliceState::Pending;
-                    e.panics = 0;
-                    s.queued.insert(*n);
-                }
-            }
-            s.slices_failed = 0;
-            s.records_in_failed_slices = 0;
-            s.failures.clear();
-            if s.before_done {
-                JobState::Running
-            } else {
-                JobState::Queued
-            }
-        }
-    };
-    book.set_state(job, next, at_ms);
-    Ok(())
 }

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use crate::meta::{self, Control, Meta, SimpleOutcome};
-use crate::runtime::build_status_for_tests as status;
 use crate::snapshot::Snapshot;
 use crate::state::{Book, HandlerShape, KindConf, LeaseWork, State};
+use crate::status::build_status as status;
 use crate::{JobSpec, JobState, RuntimeError};
 use booster_store::CompactionPlan;
 

@@ -11,7 +11,9 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use booster_store::{Batch, SliceKey, Store};
+use booster_store::{Batch, SliceKey};
+
+use crate::slice_store::SliceStore;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -27,7 +29,7 @@ pub(crate) const RECORD_OVERHEAD: usize = 4;
 /// One slice on its way to the store.
 pub struct UploadSlice {
     shared: Arc<Shared>,
-    store: Arc<Store>,
+    store: Arc<dyn SliceStore>,
     job: JobId,
     slice: u64,
     records: Vec<Vec<u8>>,
@@ -90,7 +92,7 @@ fn write_slice(t: UploadSlice) {
 /// Streams records into a sliced job, durably slice by slice.
 pub struct Uploader {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) store: Arc<Store>,
+    pub(crate) store: Arc<dyn SliceStore>,
     pub(crate) pool: Sender<UploadSlice>,
     pub(crate) job: JobId,
     pub(crate) slice_size: usize,
@@ -309,7 +311,7 @@ impl Uploader {
             Meta::UploadComplete { job: self.job },
         )
         .await?;
-        crate::runtime::status_of(&self.shared, self.job)
+        crate::status::status_of(&self.shared, self.job)
     }
 
     /// Marks the job failed with the reason (upload interrupted).

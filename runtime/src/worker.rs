@@ -8,7 +8,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use booster_store::{Batch, SliceKey, Store, StoreError};
+use booster_store::{Batch, SliceKey, StoreError};
+
+use crate::slice_store::SliceStore;
 
 use crate::clock::now_ms;
 use crate::dispatch::{HookItem, SimpleItem, SliceItem, Task, TaskWork};
@@ -17,13 +19,13 @@ use crate::meta::{Meta, SimpleOutcome, STREAM_ERRORS, STREAM_INPUT, STREAM_MAIN}
 use crate::shared::{batch_of, commit, poisons, Handler, Shared};
 use crate::state::LeaseWork;
 use crate::table::merge_error_groups;
-use crate::{ErrorGroup, HandlerError, JobContext, RecordErrorSample, SliceOutcome};
+use crate::{ErrorGroup, HandlerError, JobContext, JobId, RecordErrorSample, SliceOutcome};
 
 /// A slice whose handler panicked (outside per-record isolation) this many
 /// times fails instead of being leased again.
 const MAX_SLICE_PANICS: u32 = 3;
 
-pub fn spawn(shared: Arc<Shared>, store: Arc<Store>, worker: usize, generation: u64) {
+pub fn spawn(shared: Arc<Shared>, store: Arc<dyn SliceStore>, worker: usize, generation: u64) {
     *shared.workers_alive.lock() += 1;
     let sh = shared.clone();
     let spawned = std::thread::Builder::new()
@@ -40,7 +42,7 @@ pub fn spawn(shared: Arc<Shared>, store: Arc<Store>, worker: usize, generation: 
     }
 }
 
-fn run(shared: &Arc<Shared>, store: &Arc<Store>, worker: usize, generation: u64) {
+fn run(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, worker: usize, generation: u64) {
     loop {
         let Some(task) = next_task(shared, worker, generation) else {
             return;
@@ -75,7 +77,7 @@ fn next_task(shared: &Shared, worker: usize, generation: u64) -> Option<Task> {
 }
 
 /// Hands the panicked lease back (or fails its slice after repeated panics).
-fn on_panic(shared: &Arc<Shared>, store: &Store, epoch: u64, message: &str) {
+fn on_panic(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, epoch: u64, message: &str) {
     let failed = {
         let mut st = shared.state.lock();
         let panics = st.note_panic(epoch);
@@ -100,7 +102,7 @@ fn on_panic(shared: &Arc<Shared>, store: &Store, epoch: u64, message: &str) {
 }
 
 /// This thread is done; the supervisor starts a fresh one in its slot.
-fn replace_self(shared: &Arc<Shared>, store: &Arc<Store>, worker: usize) {
+fn replace_self(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, worker: usize) {
     let generation = {
         let mut st = shared.state.lock();
         st.book.metrics.worker_restarts += 1;
@@ -120,7 +122,7 @@ fn replace_self(shared: &Arc<Shared>, store: &Arc<Store>, worker: usize) {
     }
 }
 
-fn execute(shared: &Arc<Shared>, store: &Arc<Store>, task: Task) {
+fn execute(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, task: Task) {
     let epoch = task.epoch;
     match task.work {
         TaskWork::Simple(items) => run_simple(shared, store, epoch, items),
@@ -130,7 +132,12 @@ fn execute(shared: &Arc<Shared>, store: &Arc<Store>, task: Task) {
     }
 }
 
-fn run_simple(shared: &Arc<Shared>, store: &Store, epoch: u64, items: Vec<SimpleItem>) {
+fn run_simple(
+    shared: &Arc<Shared>,
+    store: &Arc<dyn SliceStore>,
+    epoch: u64,
+    items: Vec<SimpleItem>,
+) {
     let started = Instant::now();
     let mut cached: Option<(Arc<str>, Option<Handler>)> = None;
     let mut outcomes = Vec::with_capacity(items.len());
@@ -162,6 +169,7 @@ fn run_simple(shared: &Arc<Shared>, store: &Store, epoch: u64, items: Vec<Simple
                 item.kind
             )),
         };
+        let result = cap_result(item.job, result, shared.limits.max_slice_bytes);
         let retry_at_ms = match (&result, item.retry) {
             (Err(_), r) if item.attempts < r.max_retries => {
                 let factor = 1u64 << item.attempts.min(20);
@@ -190,14 +198,47 @@ fn run_simple(shared: &Arc<Shared>, store: &Store, epoch: u64, items: Vec<Simple
     if valid.len() != outcomes.len() {
         outcomes.retain(|o| valid.contains(&o.job));
     }
+    let jobs: Vec<(JobId, u64)> = outcomes.iter().map(|o| (o.job, o.started_ms)).collect();
     let m = Meta::SimpleDone {
         at_ms: now_ms(),
         outcomes,
     };
-    commit_meta(shared, store, m, epoch);
+    let batch = batch_of(std::slice::from_ref(&m));
+    commit_or_fail(shared, store, batch, m, epoch, move |e| Meta::SimpleDone {
+        at_ms: now_ms(),
+        outcomes: jobs
+            .into_iter()
+            .map(|(job, started_ms)| SimpleOutcome {
+                job,
+                started_ms,
+                result: Err(format!("the results of its batch could not be stored: {e}")),
+                retry_at_ms: None,
+            })
+            .collect(),
+    });
 }
 
-fn run_slice(shared: &Arc<Shared>, store: &Arc<Store>, epoch: u64, item: SliceItem) {
+/// A simple job's result over `max_slice_bytes` (as JSON) fails the job,
+/// naming the cap, instead of reaching the store.
+fn cap_result(
+    job: JobId,
+    result: Result<Option<serde_json::Value>, String>,
+    cap: usize,
+) -> Result<Option<serde_json::Value>, String> {
+    let bytes = match &result {
+        Ok(Some(v)) => serde_json::to_vec(v).map_or(0, |b| b.len()),
+        _ => 0,
+    };
+    if bytes > cap {
+        return Err(format!(
+            "result of job {job} is {bytes} bytes, over the {} cap; return less, or raise max_slice_bytes",
+            human_bytes(cap)
+        ));
+    }
+    result
+}
+
+fn run_slice(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, epoch: u64, item: SliceItem) {
     let started = Instant::now();
     let input_key = SliceKey {
         owner: item.job,
@@ -320,13 +361,37 @@ fn run_slice(shared: &Arc<Shared>, store: &Arc<Store>, epoch: u64, item: SliceIt
 /// may run on the store's writer thread), so a short-lived thread makes it.
 fn commit_slice(
     shared: &Arc<Shared>,
-    store: &Arc<Store>,
+    store: &Arc<dyn SliceStore>,
     batch: Batch,
     m: Meta,
     epoch: u64,
     item: &SliceItem,
 ) {
-    let (sh, st_store, job, slice) = (shared.clone(), store.clone(), item.job, item.slice);
+    let (job, slice) = (item.job, item.slice);
+    commit_or_fail(shared, store, batch, m, epoch, move |e| Meta::SliceFailed {
+        job,
+        slice,
+        at_ms: now_ms(),
+        message: format!("output of slice {slice} could not be stored: {e}"),
+        sample: None,
+    });
+}
+
+/// Commits `m` (in `batch`) for lease `epoch`; the lease ends once it is
+/// durable. If the store refuses the batch as input (see `shared::poisons`),
+/// the record `failed` makes is committed instead, so the work fails alone
+/// rather than running again. That is a new append, which a commit callback
+/// must not make (it may run on the store's writer thread), so a
+/// short-lived thread makes it.
+fn commit_or_fail(
+    shared: &Arc<Shared>,
+    store: &Arc<dyn SliceStore>,
+    batch: Batch,
+    m: Meta,
+    epoch: u64,
+    failed: impl FnOnce(StoreError) -> Meta + Send + 'static,
+) {
+    let (sh, st_store) = (shared.clone(), store.clone());
     commit(
         shared,
         store,
@@ -334,21 +399,12 @@ fn commit_slice(
         vec![m],
         move |st, applied| match applied {
             // Nothing was written (no file descriptor for a new segment):
-            // the slice goes back to the queue and runs again later.
+            // the work goes back to the queue and runs again later.
             Err(StoreError::Unavailable { .. }) => st.release(epoch),
             Err(e) if !poisons(&e) => {
-                let fail = move || {
-                    let m = Meta::SliceFailed {
-                        job,
-                        slice,
-                        at_ms: now_ms(),
-                        message: format!("output of slice {slice} could not be stored: {e}"),
-                        sample: None,
-                    };
-                    commit_meta(&sh, &st_store, m, epoch);
-                };
+                let fail = move || commit_meta(&sh, &st_store, failed(e), epoch);
                 let spawned = std::thread::Builder::new()
-                    .name("booster-slice-failed".into())
+                    .name("booster-refused-commit".into())
                     .spawn(fail);
                 if spawned.is_err() {
                     st.release(epoch);
@@ -385,7 +441,7 @@ fn begin(shared: &Shared, epoch: u64, started: Instant, records: u64) -> bool {
 
 fn fail_slice(
     shared: &Arc<Shared>,
-    store: &Store,
+    store: &Arc<dyn SliceStore>,
     epoch: u64,
     item: &SliceItem,
     message: String,
@@ -403,7 +459,13 @@ fn fail_slice(
     }
 }
 
-fn run_hook(shared: &Arc<Shared>, store: &Store, epoch: u64, item: HookItem, before: bool) {
+fn run_hook(
+    shared: &Arc<Shared>,
+    store: &Arc<dyn SliceStore>,
+    epoch: u64,
+    item: HookItem,
+    before: bool,
+) {
     let ctx = JobContext {
         id: item.job,
         kind: &item.kind,
@@ -487,7 +549,7 @@ pub(crate) fn error_record(s: &RecordErrorSample, raw: &[u8]) -> Vec<u8> {
 }
 
 /// Commits one meta record for lease `epoch`; the lease ends once it is durable.
-fn commit_meta(shared: &Arc<Shared>, store: &Store, m: Meta, epoch: u64) {
+fn commit_meta(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, m: Meta, epoch: u64) {
     let batch = batch_of(std::slice::from_ref(&m));
     commit(shared, store, batch, vec![m], move |st, _| {
         st.release(epoch)

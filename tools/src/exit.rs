@@ -39,6 +39,11 @@ pub fn code_for(error: &anyhow::Error) -> i32 {
         if let Some(StoreError::Corrupt { .. }) = store {
             return CORRUPT;
         }
+        // A meta record that cannot be right (an id or counter that would
+        // wrap) is corruption of the store's contents, like a bad frame.
+        if let Some(RuntimeError::Corrupt(_)) = cause.downcast_ref::<RuntimeError>() {
+            return CORRUPT;
+        }
         if let Some(Interrupted) = cause.downcast_ref::<Interrupted>() {
             return INTERRUPTED;
         }
@@ -57,3 +62,24 @@ impl std::fmt::Display for Interrupted {
 }
 
 impl std::error::Error for Interrupted {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corruption_from_the_store_or_the_meta_log_exits_4() {
+        let meta = anyhow::Error::new(RuntimeError::Corrupt("record 7: id wraps".into()))
+            .context("opening the data directory");
+        assert_eq!(code_for(&meta), CORRUPT);
+        let frame = anyhow::Error::new(RuntimeError::Store(StoreError::Corrupt {
+            segment_id: 1,
+            path: "seg".into(),
+            offset: 128,
+            what: "bad crc".into(),
+        }));
+        assert_eq!(code_for(&frame), CORRUPT);
+        let other = anyhow::Error::new(RuntimeError::Invalid("no".into()));
+        assert_eq!(code_for(&other), ERROR);
+    }
+}

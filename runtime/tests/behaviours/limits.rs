@@ -103,3 +103,41 @@ async fn an_upload_cuts_a_slice_when_its_bytes_reach_the_cap() {
     assert!(s.slices_total >= 3, "{} slices", s.slices_total);
     assert_eq!(download(&rt, job, Category::Main), input);
 }
+
+/// Returns a string of `args` bytes.
+struct Sized;
+
+impl SimpleHandler for Sized {
+    fn perform(
+        &self,
+        _job: &JobContext<'_>,
+        args: &serde_json::Value,
+    ) -> Result<Option<serde_json::Value>, HandlerError> {
+        let n = args.as_u64().unwrap_or(0) as usize;
+        Ok(Some(serde_json::Value::String("x".repeat(n))))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simple_result_over_the_cap_fails_its_job_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Runtime::open(capped(dir.path())).await.unwrap();
+    rt.register_simple("sized", Arc::new(Sized));
+    let specs = [10u64, 100 << 10, 20]
+        .iter()
+        .map(|n| JobSpec::simple("sized", serde_json::json!(n)))
+        .collect();
+    let ids = rt.submit_many(specs).await.unwrap();
+    let big = rt.wait(ids[1]).await.unwrap();
+    assert_eq!(big.state, JobState::Failed);
+    let reason = big.failure_reason.unwrap_or_default();
+    assert!(reason.contains("over the 64 KiB cap"), "{reason}");
+    for id in [ids[0], ids[2]] {
+        assert_eq!(rt.wait(id).await.unwrap().state, JobState::Completed);
+    }
+    let after = rt
+        .submit(JobSpec::simple("sized", serde_json::json!(5)))
+        .await
+        .unwrap();
+    assert_eq!(rt.wait(after).await.unwrap().state, JobState::Completed);
+}

@@ -1,0 +1,45 @@
+//! What the runtime needs of a store, as an object-safe trait, so the one
+//! runtime runs on real files (`Store<OsFileLayer>`) and, in power-loss
+//! tests, on the store's simulated file system (`Store<SimFileLayer>`):
+//! see `Runtime::open_on`. The cost is one virtual call per append or read.
+
+use booster_store::fs::FileLayer;
+use booster_store::{
+    Batch, CompactionPlan, CompactionReport, Receipt, SliceInfo, SliceKey, Store, StoreError,
+    StoreStats, VerifyReport,
+};
+
+/// The store calls the runtime makes; each is `Store`'s method of that name.
+pub trait SliceStore: Send + Sync + 'static {
+    fn append_with(&self, batch: Batch, done: Box<dyn FnOnce(Result<Receipt, StoreError>) + Send>);
+    fn read_slice(&self, key: &SliceKey) -> Result<Option<Vec<Vec<u8>>>, StoreError>;
+    fn slices(&self, owner: u64, stream: u32) -> Vec<SliceInfo>;
+    fn compact(&self, plan: &dyn CompactionPlan) -> Result<CompactionReport, StoreError>;
+    fn verify(&self) -> VerifyReport;
+    fn stats(&self) -> StoreStats;
+    fn shutdown(&self) -> Result<(), StoreError>;
+}
+
+impl<F: FileLayer> SliceStore for Store<F> {
+    fn append_with(&self, batch: Batch, done: Box<dyn FnOnce(Result<Receipt, StoreError>) + Send>) {
+        Store::append_with(self, batch, done)
+    }
+    fn read_slice(&self, key: &SliceKey) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
+        Store::read_slice(self, key)
+    }
+    fn slices(&self, owner: u64, stream: u32) -> Vec<SliceInfo> {
+        Store::slices(self, owner, stream)
+    }
+    fn compact(&self, plan: &dyn CompactionPlan) -> Result<CompactionReport, StoreError> {
+        Store::compact(self, plan)
+    }
+    fn verify(&self) -> VerifyReport {
+        Store::verify(self)
+    }
+    fn stats(&self) -> StoreStats {
+        Store::stats(self)
+    }
+    fn shutdown(&self) -> Result<(), StoreError> {
+        Store::shutdown(self)
+    }
+}

@@ -1,0 +1,145 @@
+//! A job's status as callers see it (`JobStatus`): counts, progress,
+//! leases, grouped errors and why it waits, built from the table under the
+//! state lock.
+
+use crate::clock::{from_ms, now_ms};
+use crate::shared::Shared;
+use crate::state::State;
+use crate::table::{merge_error_groups, Body, Job, UploadState};
+use crate::{ErrorGroup, JobFilter, JobId, JobState, JobStatus, LeaseInfo, RuntimeError};
+
+pub fn percent(job: &Job) -> f64 {
+    match &job.body {
+        Body::Simple(_) => {
+            if job.is_terminal() {
+                100.0
+            } else {
+                0.0
+            }
+        }
+        Body::Sliced(s) => {
+            let total = s.slices.len() as f64;
+            if job.state == JobState::Completed {
+                100.0
+            } else if total == 0.0 {
+                0.0
+            } else {
+                let p = 100.0 * (s.slices_done + s.slices_failed) as f64 / total;
+                if s.upload == UploadState::Complete {
+                    p
+                } else {
+                    p.min(99.0)
+                }
+            }
+        }
+    }
+}
+
+pub fn build_status(st: &State, job: &Job) -> JobStatus {
+    let leases = st
+        .book
+        .leases
+        .values()
+        .filter(|l| l.touches(job.id))
+        .map(|l| LeaseInfo {
+            worker: l.worker,
+            job: job.id,
+            slice: match l.work {
+                crate::state::LeaseWork::Slice { slice, .. } => Some(slice),
+                _ => None,
+            },
+            epoch: l.epoch,
+            since: from_ms(l.since_ms),
+            deadline: from_ms(l.deadline_ms),
+        })
+        .collect();
+    let mut status = JobStatus {
+        id: job.id,
+        kind: job.kind.to_string(),
+        description: job.description.clone(),
+        state: job.state,
+        priority: job.priority,
+        max_workers: job.max_workers,
+        created_at: from_ms(job.created_ms),
+        started_at: job.started_ms.map(from_ms),
+        completed_at: job.completed_ms.map(from_ms),
+        run_at: job.run_at_ms.map(from_ms),
+        expires_at: job.expires_at_ms.map(from_ms),
+        upload_complete: true,
+        slices_total: 0,
+        slices_queued: 0,
+        slices_running: 0,
+        slices_done: 0,
+        slices_failed: 0,
+        records_in: 0,
+        records_out: 0,
+        records_errors: 0,
+        records_in_failed_slices: 0,
+        records_failed: 0,
+        percent: percent(job),
+        records_per_s: 0.0,
+        eta_s: None,
+        leases,
+        errors: Vec::new(),
+        failure_reason: job.failure_reason.clone(),
+        waiting_reason: st.waiting_reason(job),
+        result: None,
+        attempts: job.attempts,
+        properties: (*job.properties).clone(),
+    };
+    match &job.body {
+        Body::Simple(b) => status.result = b.result.clone(),
+        Body::Sliced(s) => {
+            status.upload_complete = s.upload == UploadState::Complete;
+            status.slices_total = s.slices.len() as u64;
+            status.slices_running = u64::from(s.leased_slices);
+            status.slices_queued = s.slices_pending().saturating_sub(status.slices_running);
+            status.slices_done = s.slices_done;
+            status.slices_failed = s.slices_failed;
+            status.records_in = s.records_in;
+            status.records_out = s.records_out;
+            status.records_errors = s.records_errors;
+            status.records_in_failed_slices = s.records_in_failed_slices;
+            status.records_failed = s.records_errors.saturating_add(s.records_in_failed_slices);
+            let mut errors: Vec<ErrorGroup> = s.collected_errors.clone();
+            for (message, sample) in s.failures.values() {
+                merge_error_groups(
+                    &mut errors,
+                    &[ErrorGroup {
+                        message: message.clone(),
+                        count: 1,
+                        samples: sample.iter().cloned().collect(),
+                    }],
+                );
+            }
+            status.errors = errors;
+            if let Some(started) = job.started_ms {
+                let end = job.completed_ms.unwrap_or_else(now_ms);
+                let secs = (end.saturating_sub(started) as f64 / 1000.0).max(0.001);
+                status.records_per_s = s.records_out as f64 / secs;
+                let left = s
+                    .records_in
+                    .saturating_sub(s.records_out.saturating_add(status.records_failed));
+                if status.records_per_s > 0.0 && !job.is_terminal() {
+                    status.eta_s = Some(left as f64 / status.records_per_s);
+                }
+            }
+        }
+    }
+    status
+}
+
+pub fn filter_matches(filter: &JobFilter, j: &Job) -> bool {
+    filter.state.is_none_or(|s| j.state == s)
+        && filter.kind.as_deref().is_none_or(|k| &*j.kind == k)
+        && filter
+            .text
+            .as_deref()
+            .is_none_or(|t| j.description.contains(t) || j.kind.contains(t))
+}
+
+pub fn status_of(shared: &Shared, id: JobId) -> Result<JobStatus, RuntimeError> {
+    let st = shared.state.lock();
+    let job = st.jobs.get(&id).ok_or(RuntimeError::NotFound(id))?;
+    Ok(build_status(&st, job))
+}

@@ -1,0 +1,262 @@
+//! Power loss for the runtime: the whole runtime (submit, upload, workers,
+//! compaction) runs on the store's simulated file system, which crashes at
+//! a chosen I/O operation; the machine then "loses power" (unsynced writes
+//! dropped, or torn). After reopening, every acknowledged job and upload is
+//! there whole, and every job seen completed is still completed with its
+//! output. SIGKILL tests (`crash_loops.rs`) keep the page cache; this drops it.
+//!
+//! Short by default (a sample of crash points); `BOOSTER_LONG=1` crashes at
+//! every operation of the workload. Every other crash point runs with a key
+//! (encrypted segments). Seeded: `BOOSTER_SEED` replays.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use booster_runtime::{
+    Category, HandlerError, JobContext, JobId, JobSpec, JobState, RecordHandler, Runtime,
+    RuntimeError, RuntimeOptions, SimpleHandler,
+};
+use booster_store::fs::sim::{CrashMode, SimFileLayer};
+use booster_store::{MasterKey, Store, StoreOptions};
+use booster_tests::rng::{long_run, seed, Rng};
+
+const DIR: &str = "/sim/data";
+
+struct Echo;
+impl RecordHandler for Echo {
+    fn process(
+        &self,
+        _: &JobContext<'_>,
+        record: &[u8],
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), HandlerError> {
+        out.push(record.to_vec());
+        Ok(())
+    }
+}
+struct Noop;
+impl SimpleHandler for Noop {
+    fn perform(
+        &self,
+        _: &JobContext<'_>,
+        args: &serde_json::Value,
+    ) -> Result<Option<serde_json::Value>, HandlerError> {
+        Ok(Some(args.clone()))
+    }
+}
+
+/// What the workload was told is durable.
+#[derive(Default, Debug)]
+struct Acked {
+    /// Simple jobs whose submit returned Ok.
+    simple: Vec<JobId>,
+    /// Sliced jobs whose upload `finish` returned Ok, with their records.
+    uploads: Vec<(JobId, Vec<Vec<u8>>)>,
+    /// Jobs seen completed (applied only after their commit was durable).
+    completed: Vec<JobId>,
+}
+
+fn options(workers: bool) -> RuntimeOptions {
+    let mut o = RuntimeOptions::new(DIR);
+    o.workers = 2;
+    o.start_workers = workers;
+    o.slice_size = 4;
+    o
+}
+
+async fn open(
+    fs: &SimFileLayer,
+    key: &Option<MasterKey>,
+    workers: bool,
+) -> Result<Runtime, RuntimeError> {
+    let fs = fs.clone();
+    let store_opts = StoreOptions {
+        master_key: key.clone(),
+        ..StoreOptions::default()
+    };
+    let rt = Runtime::open_on(options(workers), move || {
+        Store::open_with(fs, DIR, store_opts)
+    })
+    .await?;
+    rt.register_sliced("echo", Arc::new(Echo));
+    rt.register_simple("noop", Arc::new(Noop));
+    Ok(rt)
+}
+
+fn records(job: usize, n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| format!("j{job}-r{i:03}").into_bytes())
+        .collect()
+}
+
+/// Submits, uploads, works and compacts until done or the first error.
+async fn workload(rt: &Runtime, acked: &mut Acked) -> Result<(), RuntimeError> {
+    let specs = (0..4)
+        .map(|i| JobSpec::simple("noop", serde_json::json!(i)))
+        .collect();
+    acked.simple.extend(rt.submit_many(specs).await?);
+    for round in 0..3 {
+        let id = rt.submit(JobSpec::sliced("echo")).await?;
+        let input = records(round, 10);
+        let mut up = rt.upload(id).await?;
+        for r in &input {
+            up.push(r.clone()).await?;
+        }
+        up.finish().await?;
+        acked.uploads.push((id, input));
+        rt.wait_idle().await;
+        note_completed(rt, acked).await;
+        if round == 1 {
+            rt.compact().await?;
+        }
+    }
+    acked.simple.push(
+        rt.submit(JobSpec::simple("noop", serde_json::json!(9)))
+            .await?,
+    );
+    rt.wait_idle().await;
+    note_completed(rt, acked).await;
+    Ok(())
+}
+
+async fn note_completed(rt: &Runtime, acked: &mut Acked) {
+    let ids = acked
+        .simple
+        .iter()
+        .copied()
+        .chain(acked.uploads.iter().map(|(id, _)| *id));
+    for id in ids.collect::<Vec<_>>() {
+        if rt
+            .job(id)
+            .await
+            .is_ok_and(|s| s.state == JobState::Completed)
+            && !acked.completed.contains(&id)
+        {
+            acked.completed.push(id);
+        }
+    }
+}
+
+/// Runs the workload crashing at operation `k` (None: never); returns
+/// the file system and what was acknowledged.
+fn run(k: Option<u64>, key: &Option<MasterKey>) -> (SimFileLayer, Acked) {
+    let fs = SimFileLayer::new();
+    fs.crash_at(k);
+    let mut acked = Acked::default();
+    tokio_rt().block_on(async {
+        if let Ok(rt) = open(&fs, key, true).await {
+            let _ = workload(&rt, &mut acked).await;
+            let _ = rt.shutdown(Duration::from_secs(2)).await;
+        }
+    });
+    (fs, acked)
+}
+
+fn check(image: &SimFileLayer, key: &Option<MasterKey>, acked: &Acked, what: &str) {
+    tokio_rt().block_on(async {
+        let rt = open(image, key, false)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: reopen failed: {e}"));
+        for id in &acked.simple {
+            rt.job(*id)
+                .await
+                .unwrap_or_else(|e| panic!("{what}: acknowledged job {id} lost: {e}"));
+        }
+        for (id, input) in &acked.uploads {
+            let s = rt.job(*id).await.unwrap();
+            assert!(s.upload_complete, "{what}: acknowledged upload {id}: {s:?}");
+            let stored: Vec<Vec<u8>> = rt
+                .download(*id, Category::Input)
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert_eq!(&stored, input, "{what}: records of upload {id}");
+        }
+        for id in &acked.completed {
+            let s = rt.job(*id).await.unwrap();
+            assert_eq!(s.state, JobState::Completed, "{what}: job {id}: {s:?}");
+            if let Some((_, input)) = acked.uploads.iter().find(|(j, _)| j == id) {
+                let out: Vec<Vec<u8>> = rt
+                    .download(*id, Category::Main)
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap();
+                assert_eq!(&out, input, "{what}: output of job {id}");
+            }
+        }
+        rt.shutdown(Duration::from_secs(2)).await.unwrap();
+        // Work resumes: every acknowledged upload completes with its output.
+        let rt = open(image, key, true).await.unwrap();
+        for (id, input) in &acked.uploads {
+            let s = rt.wait(*id).await.unwrap();
+            assert_eq!(s.state, JobState::Completed, "{what}: job {id}: {s:?}");
+            assert_eq!(
+                s.records_in,
+                s.records_out + s.records_failed,
+                "{what}: {s:?}"
+            );
+            let out: Vec<Vec<u8>> = rt
+                .download(*id, Category::Main)
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert_eq!(&out, input, "{what}: output of job {id} after reopening");
+        }
+        for id in &acked.simple {
+            let s = rt.wait(*id).await.unwrap();
+            assert_eq!(s.state, JobState::Completed, "{what}: job {id}: {s:?}");
+        }
+        rt.shutdown(Duration::from_secs(2)).await.unwrap();
+    });
+}
+
+fn tokio_rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn acknowledged_jobs_and_records_survive_power_loss_at_every_io_step() {
+    let (fs, acked) = run(None, &None);
+    assert_eq!(
+        acked.completed.len(),
+        8,
+        "the uncrashed workload completes: {acked:?}"
+    );
+    check(
+        &fs.crash_image(CrashMode::DropUnsynced),
+        &None,
+        &acked,
+        "no crash",
+    );
+    let ops = fs.mutating_ops();
+    let mut rng = Rng::new(seed("power_loss"));
+    let points: Vec<u64> = if long_run() {
+        (1..=ops).collect()
+    } else {
+        (0..24).map(|_| rng.range(1, ops + 1)).collect()
+    };
+    for k in points {
+        // Every other crash point runs encrypted (AES-GCM per segment).
+        let key = (k % 2 == 0).then(MasterKey::generate);
+        let (fs, acked) = run(Some(k), &key);
+        eprintln!(
+            "crash at op {k} of {ops}: {} jobs, {} uploads, {} completed acknowledged",
+            acked.simple.len(),
+            acked.uploads.len(),
+            acked.completed.len()
+        );
+        for mode in [
+            CrashMode::DropUnsynced,
+            CrashMode::TornUnsynced {
+                seed: rng.next_u64(),
+            },
+        ] {
+            let what = format!("crash at op {k} of {ops}, {mode:?}, key: {}", key.is_some());
+            check(&fs.crash_image(mode), &key, &acked, &what);
+        }
+    }
+}
