@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use booster_store::SliceKey;
 
+use crate::shared::Shared;
 use crate::slice_store::SliceStore;
 
 use crate::meta::{STREAM_ERRORS, STREAM_INPUT, STREAM_MAIN, STREAM_REJECTS};
@@ -14,12 +15,18 @@ use crate::{Category, JobId, RuntimeError};
 /// Records of one category in input order, streamed slice by slice.
 pub struct Download {
     store: Arc<dyn SliceStore>,
+    shared: Arc<Shared>,
     keys: VecDeque<SliceKey>,
     current: std::vec::IntoIter<Vec<u8>>,
 }
 
 impl Download {
-    pub(crate) fn new(store: Arc<dyn SliceStore>, job: JobId, category: Category) -> Download {
+    pub(crate) fn new(
+        store: Arc<dyn SliceStore>,
+        shared: Arc<Shared>,
+        job: JobId,
+        category: Category,
+    ) -> Download {
         let list = |stream| store.slices(job, stream).into_iter().map(|i| i.key);
         let mut keys: Vec<SliceKey> = match category {
             Category::Input => list(STREAM_INPUT).collect(),
@@ -31,6 +38,7 @@ impl Download {
         keys.sort_by_key(|k| (k.seq, if k.stream == STREAM_REJECTS { 0 } else { 1 }));
         Download {
             store,
+            shared,
             keys: keys.into(),
             current: Vec::new().into_iter(),
         }
@@ -54,6 +62,7 @@ impl Iterator for Download {
                 Ok(Some(records)) => self.current = records.into_iter(),
                 Ok(None) => continue,
                 Err(e) => {
+                    self.shared.note_damage(key, &e);
                     self.keys.clear();
                     return Some(Err(RuntimeError::Store(e)));
                 }

@@ -285,6 +285,11 @@ pub struct JobStatus {
     /// this process, or its upload has not finished. None otherwise.
     #[serde(default)]
     pub waiting_reason: Option<String>,
+    /// Damaged store ranges that held this job's slices (segment, offsets,
+    /// what was lost), found when the store opened degraded. Empty when its
+    /// data is intact. `booster verify` names the same ranges.
+    #[serde(default)]
+    pub damage: Vec<String>,
     /// Simple jobs: the handler's result.
     pub result: Option<serde_json::Value>,
     pub attempts: u32,

@@ -152,7 +152,7 @@ impl Runtime {
         };
         let (store, state, recovery) =
             tokio::task::spawn_blocking(move || -> Result<_, RuntimeError> {
-                let (store, report) = open_store()?;
+                let (store, mut report) = open_store()?;
                 let mut book = Book::new(
                     opts.workers.max(1),
                     opts.lease_timeout.as_millis() as u64,
@@ -162,7 +162,21 @@ impl Runtime {
                 book.lease_policy = opts.lease_policy;
                 book.runs_workers = opts.start_workers;
                 let mut state = State::new(book);
-                for (k, record) in store.meta_records()?.iter().enumerate() {
+                // A meta frame that rotted in a sealed segment is left out
+                // and named (degraded open): the rest replays, and the
+                // damage joins what recovery found, for the CLI and the jobs.
+                let (records, lost) = store.meta_records_skipping_damage()?;
+                for d in lost {
+                    let known = report
+                        .damaged
+                        .iter()
+                        .any(|k| k.segment_id == d.segment_id && k.offset == d.offset);
+                    if !known {
+                        report.damaged.push(d);
+                    }
+                }
+                state.book.damage = report.damaged.clone();
+                for (k, record) in records.iter().enumerate() {
                     // A refused record was refused live too: skipping it is
                     // the replay. A corrupt one stops the open.
                     if let Err(RuntimeError::Corrupt(what)) = state.apply(&meta::decode(record)?) {
@@ -526,7 +540,12 @@ impl Runtime {
         if !self.shared().state.lock().jobs.contains_key(&job) {
             return Err(RuntimeError::NotFound(job));
         }
-        Ok(Download::new(self.inner.store.clone(), job, category))
+        Ok(Download::new(
+            self.inner.store.clone(),
+            self.shared().clone(),
+            job,
+            category,
+        ))
     }
 
     pub async fn workers(&self) -> Vec<WorkerStatus> {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use booster_store::{Batch, StoreError};
+use booster_store::{Batch, SliceKey, StoreError};
 
 use crate::slice_store::SliceStore;
 use parking_lot::{Condvar, Mutex, RwLock};
@@ -103,6 +103,37 @@ impl Shared {
         }
         let st = self.state.lock();
         st.is_idle() || (st.book.poisoned.is_some() && st.book.leases.is_empty())
+    }
+
+    /// A read of `key` found corruption the open did not (a sealed frame is
+    /// checked only when read): it joins the damage list, so the job whose
+    /// slice it was shows it (`JobStatus::damage`) from now on.
+    pub fn note_damage(&self, key: SliceKey, e: &StoreError) {
+        let StoreError::Corrupt {
+            segment_id,
+            path,
+            offset,
+            what,
+        } = e
+        else {
+            return;
+        };
+        let mut st = self.state.lock();
+        let known =
+            st.book.damage.iter().any(|d| {
+                d.segment_id == *segment_id && d.offset == *offset && d.slices.contains(&key)
+            });
+        if !known {
+            st.book.damage.push(booster_store::Damage {
+                segment_id: *segment_id,
+                path: path.clone(),
+                offset: *offset,
+                end: *offset,
+                what: what.clone(),
+                slices: vec![key],
+                meta_lost: false,
+            });
+        }
     }
 
     pub fn handler(&self, kind: &str) -> Option<Handler> {

@@ -131,6 +131,9 @@ pub struct Book {
     /// it, nothing is written but what an API call asks for: a read-only
     /// open (`jobs`, `verify`, `inspect`) changes nothing.
     pub runs_workers: bool,
+    /// Damaged ranges the store opened without (degraded open): shown on
+    /// the jobs whose slices they held (`State::damage_of`).
+    pub damage: Vec<booster_store::Damage>,
 }
 
 pub struct State {
@@ -184,6 +187,7 @@ impl Book {
             default_slice_size,
             lease_policy: LeasePolicy::default(),
             runs_workers: true,
+            damage: Vec::new(),
         }
     }
 

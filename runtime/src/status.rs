@@ -83,6 +83,7 @@ pub fn build_status(st: &State, job: &Job) -> JobStatus {
         errors: Vec::new(),
         failure_reason: job.failure_reason.clone(),
         waiting_reason: st.waiting_reason(job),
+        damage: st.damage_of(job.id),
         result: None,
         attempts: job.attempts,
         properties: (*job.properties).clone(),
@@ -142,4 +143,45 @@ pub fn status_of(shared: &Shared, id: JobId) -> Result<JobStatus, RuntimeError> 
     let st = shared.state.lock();
     let job = st.jobs.get(&id).ok_or(RuntimeError::NotFound(id))?;
     Ok(build_status(&st, job))
+}
+
+impl State {
+    /// One line per damaged range that held slices of `job`: where it is,
+    /// what was wrong, which of the job's slices it took.
+    pub fn damage_of(&self, job: JobId) -> Vec<String> {
+        self.book
+            .damage
+            .iter()
+            .filter_map(|d| {
+                let lost: Vec<String> = d
+                    .slices
+                    .iter()
+                    .filter(|k| k.owner == job)
+                    .map(|k| format!("{} slice {}", stream_name(k.stream), k.seq))
+                    .collect();
+                (!lost.is_empty()).then(|| {
+                    format!(
+                        "segment {} ({}) offsets {}..{}: {}; lost {}",
+                        d.segment_id,
+                        d.path.display(),
+                        d.offset,
+                        d.end,
+                        d.what,
+                        lost.join(", ")
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+/// What a slice stream holds, as `job show` says it.
+fn stream_name(stream: u32) -> &'static str {
+    match stream {
+        crate::meta::STREAM_INPUT => "input",
+        crate::meta::STREAM_MAIN => "output",
+        crate::meta::STREAM_ERRORS => "errors",
+        crate::meta::STREAM_REJECTS => "rejected-records",
+        _ => "unknown-stream",
+    }
 }

@@ -258,6 +258,7 @@ fn run_slice(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, epoch: u64, item
             )
         }
         Err(e) => {
+            shared.note_damage(input_key, &e);
             return fail_slice(
                 shared,
                 store,
@@ -265,7 +266,7 @@ fn run_slice(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, epoch: u64, item
                 &item,
                 format!("cannot read the input slice: {e}"),
                 None,
-            )
+            );
         }
     };
     let handler = match shared.handler(&item.kind) {

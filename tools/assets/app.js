@@ -324,6 +324,7 @@ async function jobPage(id) {
         el("div", { class: "description", id: "job-description" }, j.description || "(no description)"),
         j.failure_reason ? el("p", { class: "msg err" }, "Failed: " + j.failure_reason) : null,
         j.waiting_reason ? el("p", { class: "msg", id: "job-waiting" }, "Waiting: " + j.waiting_reason) : null,
+        ...(j.damage || []).map((d) => el("p", { class: "msg err" }, "Damaged: " + d)),
         el("div", { class: "bar-wrap" }, progressBar(j, true))),
       el("div", { class: "card" },
         el("div", { class: "controls" },

@@ -195,6 +195,9 @@ pub fn job_details(job: &JobStatus) -> String {
     if let Some(reason) = &job.waiting_reason {
         line(format!("  waiting       {reason}"));
     }
+    for damage in &job.damage {
+        line(format!("  damaged       {damage}"));
+    }
     for lease in &job.leases {
         let slice = lease
             .slice

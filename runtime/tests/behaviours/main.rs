@@ -4,6 +4,7 @@
 mod common;
 mod compaction;
 mod cpu_spin;
+mod degraded;
 mod hostile_log;
 mod lease_expiry;
 mod limits;

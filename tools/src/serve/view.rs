@@ -41,6 +41,9 @@ pub struct JobView {
     /// Why a queued or running job is not running (see `JobStatus`).
     #[serde(default)]
     pub waiting_reason: Option<String>,
+    /// Damaged store ranges that held this job's slices (see `JobStatus`).
+    #[serde(default)]
+    pub damage: Vec<String>,
     pub result: Option<serde_json::Value>,
     pub attempts: u32,
     pub properties: serde_json::Value,
@@ -126,6 +129,7 @@ impl From<JobStatus> for JobView {
             errors: s.errors,
             failure_reason: s.failure_reason,
             waiting_reason: s.waiting_reason,
+            damage: s.damage,
             result: s.result,
             attempts: s.attempts,
             properties: s.properties,
@@ -167,6 +171,7 @@ impl From<JobView> for JobStatus {
             errors: v.errors,
             failure_reason: v.failure_reason,
             waiting_reason: v.waiting_reason,
+            damage: v.damage,
             result: v.result,
             attempts: v.attempts,
             properties: v.properties,

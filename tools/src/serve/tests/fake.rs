@@ -189,6 +189,7 @@ fn new_status(id: JobId, spec: JobSpec) -> (JobStatus, usize) {
         errors: Vec::new(),
         failure_reason: None,
         waiting_reason: None,
+        damage: Vec::new(),
         result: None,
         attempts: 0,
         properties: spec.properties,
