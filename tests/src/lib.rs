@@ -19,3 +19,4 @@ pub mod corpus;
 pub mod data;
 pub mod faulty_fs;
 pub mod rng;
+pub mod small_disk;

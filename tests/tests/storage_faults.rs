@@ -12,6 +12,7 @@ use std::sync::Mutex;
 use booster_store::{Batch, FileLayer, SliceKey, Store, StoreError, StoreOptions};
 use booster_tests::faulty_fs::{Fault, FaultyFs};
 use booster_tests::rng::{scale, seed, Rng};
+use booster_tests::small_disk::SmallDisk;
 
 const PRODUCERS: u32 = 3;
 
@@ -173,46 +174,6 @@ fn a_failed_fsync_at_any_point_poisons_and_reopening_keeps_every_acknowledged_ba
 fn a_torn_failed_write_at_any_point_poisons_and_reopening_keeps_every_acknowledged_batch() {
     for k in 1..=scale(8, 60) {
         run_fault(Fault::WriteNumber(k));
-    }
-}
-
-/// A tmpfs of `size_mib` mounted on a fresh directory, unmounted on drop.
-struct SmallDisk {
-    dir: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    /// None (with a printed reason) where mounting is not permitted; under
-    /// CI (`CI=true`, where the tests run as root) a panic instead, so the
-    /// disk-full tests never silently stop running.
-    fn mount(size_mib: u32) -> Option<SmallDisk> {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size_mib}m"), "tmpfs"])
-            .arg(dir.path())
-            .output();
-        let why = match out {
-            Ok(o) if o.status.success() => return Some(SmallDisk { dir }),
-            Ok(o) => format!(
-                "`mount -t tmpfs` is not permitted here ({})",
-                String::from_utf8_lossy(&o.stderr).trim()
-            ),
-            Err(e) => format!("cannot run mount ({e})"),
-        };
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("disk-full test cannot mount its tmpfs under CI: {why}; CI must run it as root");
-        }
-        eprintln!("SKIPPED disk-full test: {why}; run as root to include it");
-        None
-    }
-    fn path(&self) -> PathBuf {
-        self.dir.path().to_path_buf()
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
     }
 }
 

@@ -5,52 +5,14 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use booster_tests::small_disk::SmallDisk;
 use common::*;
 
 /// Each slice's command writes ~800 KB: an 8 MiB disk fills within a dozen.
 const FILLER: &str = "read x; head -c 600000 /dev/urandom | base64 -w 100";
-
-struct SmallDisk {
-    dir: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    fn mount() -> Option<SmallDisk> {
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
-            .arg(dir.path())
-            .output();
-        let why = match out {
-            Ok(o) if o.status.success() => return Some(SmallDisk { dir }),
-            Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
-            Err(e) => e.to_string(),
-        };
-        let ci = std::env::var("CI").unwrap_or_default();
-        assert!(
-            !(ci.eq_ignore_ascii_case("true") || ci == "1"),
-            "CI={ci} needs the disk-full tests, but a tmpfs cannot be mounted ({why}); run them as root"
-        );
-        eprintln!(
-            "SKIPPED disk-full test: cannot mount a tmpfs ({why}); run as root to include it"
-        );
-        None
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
-}
 
 fn booster(disk: &SmallDisk, args: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
@@ -110,7 +72,7 @@ fn submit_filler(disk: &SmallDisk, input: &std::path::Path) {
 
 #[test]
 fn work_until_idle_on_a_disk_that_fills_exits_1_saying_disk_full() {
-    let Some(disk) = SmallDisk::mount() else {
+    let Some(disk) = SmallDisk::mount(8) else {
         return;
     };
     let sb = Sandbox::new();
@@ -123,7 +85,7 @@ fn work_until_idle_on_a_disk_that_fills_exits_1_saying_disk_full() {
 
 #[test]
 fn plain_work_on_a_disk_that_fills_exits_1_instead_of_stalling() {
-    let Some(disk) = SmallDisk::mount() else {
+    let Some(disk) = SmallDisk::mount(8) else {
         return;
     };
     let sb = Sandbox::new();
@@ -135,7 +97,7 @@ fn plain_work_on_a_disk_that_fills_exits_1_instead_of_stalling() {
 
 #[test]
 fn run_on_a_disk_that_fills_exits_1_saying_disk_full() {
-    let Some(disk) = SmallDisk::mount() else {
+    let Some(disk) = SmallDisk::mount(8) else {
         return;
     };
     let sb = Sandbox::new();
