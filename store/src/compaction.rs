@@ -87,8 +87,9 @@ impl<F: FileLayer> Engine<F> {
                 .prepare(self.opts.zstd_level)?;
             items.extend(frames.into_iter().map(Item::Meta));
         }
-        for (key, loc) in self.index.read().slices.iter() {
-            if plan.slice_is_live(key) {
+        // Tombstones are dropped: no older frame of their key survives.
+        for loc in self.index.read().live_slices() {
+            if plan.slice_is_live(&loc.header.key) {
                 report.slices_kept += 1;
                 items.push(Item::Copy(*loc));
             } else {

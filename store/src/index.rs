@@ -3,8 +3,9 @@
 //! seal footers (the checkpoint) and a scan of an unsealed last segment.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
-use crate::segment::frame::FrameHeader;
+use crate::segment::frame::{frame_len, FrameHeader};
 use crate::segment::FrameKind;
 use crate::{SliceInfo, SliceKey, StoreStats};
 
@@ -27,7 +28,9 @@ pub(crate) struct MetaLoc {
 
 #[derive(Default)]
 pub(crate) struct Index {
-    pub slices: BTreeMap<SliceKey, FrameLoc>,
+    /// The newest frame of every key, tombstones included (a tombstone
+    /// stays until compaction drops every older frame of its key).
+    slices: BTreeMap<SliceKey, FrameLoc>,
     pub meta: Vec<MetaLoc>,
     /// Slices whose newest frame lies in a damaged range: (segment, offset).
     pub damaged: BTreeMap<SliceKey, (u64, u64)>,
@@ -62,6 +65,9 @@ impl Index {
             }
             FrameKind::Meta => {
                 self.meta_frames += 1;
+                if h.is_checkpoint() {
+                    self.restart_meta_log();
+                }
                 self.meta.push(MetaLoc {
                     segment_id: loc.segment_id,
                     offset: loc.offset,
@@ -75,6 +81,15 @@ impl Index {
         }
     }
 
+    /// A checkpoint starts the meta log: every meta frame before it is dead.
+    /// Also called for a checkpoint lost in a damaged range, so the records
+    /// it replaced are not replayed in its place.
+    pub fn restart_meta_log(&mut self) {
+        for old in self.meta.drain(..) {
+            self.live_bytes -= frame_len(old.stored_len);
+        }
+    }
+
     /// The newest frame of `key` is damaged: an older one must not be read.
     pub fn mark_damaged(&mut self, key: SliceKey, segment_id: u64, offset: u64) {
         if let Some(old) = self.slices.remove(&key) {
@@ -83,30 +98,42 @@ impl Index {
         self.damaged.insert(key, (segment_id, offset));
     }
 
+    /// The newest frame of `key`, unless the key is deleted.
     pub fn get(&self, key: &SliceKey) -> Option<FrameLoc> {
-        self.slices.get(key).copied()
+        self.slices
+            .get(key)
+            .filter(|l| !l.header.is_tombstone())
+            .copied()
     }
 
-    pub fn slices_of(&self, owner: u64, stream: u32) -> Vec<SliceInfo> {
-        let lo = SliceKey {
-            owner,
-            stream,
-            seq: 0,
+    /// The live keys of (owner, stream) with seq in `seqs`, ascending or
+    /// (`rev`) descending, at most `limit`.
+    pub fn scan(
+        &self,
+        owner: u64,
+        stream: u32,
+        seqs: (Bound<u64>, Bound<u64>),
+        rev: bool,
+        limit: usize,
+    ) -> Vec<SliceInfo> {
+        let Some(range) = key_range(owner, stream, seqs) else {
+            return Vec::new();
         };
-        let hi = SliceKey {
-            owner,
-            stream,
-            seq: u64::MAX,
-        };
-        self.slices
-            .range(lo..=hi)
-            .map(|(key, loc)| SliceInfo {
-                key: *key,
-                record_count: loc.header.record_count,
-                raw_len: loc.header.raw_len,
-                stored_len: loc.header.stored_len,
-            })
-            .collect()
+        let live = self
+            .slices
+            .range(range)
+            .filter(|(_, loc)| !loc.header.is_tombstone())
+            .map(|(key, loc)| slice_info(key, loc));
+        if rev {
+            live.rev().take(limit).collect()
+        } else {
+            live.take(limit).collect()
+        }
+    }
+
+    /// The newest frame of every live key, in key order (compaction).
+    pub fn live_slices(&self) -> impl Iterator<Item = &FrameLoc> + '_ {
+        self.slices.values().filter(|l| !l.header.is_tombstone())
     }
 
     pub fn stats(&self, segments: usize) -> StoreStats {
@@ -121,4 +148,37 @@ impl Index {
             stored_bytes: self.stored_bytes,
         }
     }
+}
+
+fn slice_info(key: &SliceKey, loc: &FrameLoc) -> SliceInfo {
+    SliceInfo {
+        key: *key,
+        record_count: loc.header.record_count,
+        raw_len: loc.header.raw_len,
+        stored_len: loc.header.stored_len,
+    }
+}
+
+/// The keys of (owner, stream) whose seq lies in `seqs`, as a key range;
+/// None when no seq does (an empty or inverted range).
+pub(crate) fn key_range(
+    owner: u64,
+    stream: u32,
+    seqs: (Bound<u64>, Bound<u64>),
+) -> Option<(Bound<SliceKey>, Bound<SliceKey>)> {
+    let lo = match seqs.0 {
+        Bound::Included(s) => s,
+        Bound::Excluded(s) => s.checked_add(1)?,
+        Bound::Unbounded => 0,
+    };
+    let hi = match seqs.1 {
+        Bound::Included(s) => s,
+        Bound::Excluded(s) => s.checked_sub(1)?,
+        Bound::Unbounded => u64::MAX,
+    };
+    if lo > hi {
+        return None;
+    }
+    let key = |seq| SliceKey { owner, stream, seq };
+    Some((Bound::Included(key(lo)), Bound::Included(key(hi))))
 }

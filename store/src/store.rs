@@ -1,6 +1,7 @@
 //! `Store`: the handle callers hold. Opening locks and recovers; appends go
 //! to the writer thread; reads go straight to the segments.
 
+use std::ops::RangeBounds;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
@@ -218,11 +219,32 @@ impl<F: FileLayer> Store<F> {
 
     /// Index entries for one owner and stream, ordered by seq.
     pub fn slices(&self, owner: u64, stream: u32) -> Vec<SliceInfo> {
-        self.engine.index.read().slices_of(owner, stream)
+        self.scan(owner, stream, .., false, usize::MAX)
     }
 
-    /// Every meta record in commit order (decrypted), for replay on open.
-    /// Fails on the first meta frame that fails its checks.
+    /// The live keys of (owner, stream) whose seq lies in `seqs`, ascending
+    /// (or descending with `rev`), at most `limit`: a page of a listing,
+    /// such as "the newest 100 below cursor X" (`..x`, `rev`, 100).
+    /// Deleted keys are skipped.
+    pub fn scan(
+        &self,
+        owner: u64,
+        stream: u32,
+        seqs: impl RangeBounds<u64>,
+        rev: bool,
+        limit: usize,
+    ) -> Vec<SliceInfo> {
+        let seqs = (seqs.start_bound().cloned(), seqs.end_bound().cloned());
+        self.engine
+            .index
+            .read()
+            .scan(owner, stream, seqs, rev, limit)
+    }
+
+    /// The meta log (decrypted), for replay on open: the newest durable
+    /// checkpoint record first (when there is one), then every later meta
+    /// record in commit order. Fails on the first meta frame that fails its
+    /// checks.
     pub fn meta_records(&self) -> Result<Vec<Vec<u8>>, StoreError> {
         self.engine.read_meta()
     }

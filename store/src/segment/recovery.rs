@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use super::accounting::{account, FileFacts, Issue, ManifestView, Removal};
 use super::footer::{encode_footer, FooterEntry};
-use super::frame::{FrameKind, FLAG_AES_GCM};
+use super::frame::FLAG_AES_GCM;
 use super::header::{decode_segment_header, SegmentHeader, SEGMENT_HEADER_LEN};
 use super::reader::Segment;
-use super::salvage::{salvage_scan, Span};
+use super::salvage::{salvage_scan, Lost, Span};
 use super::scan::{read_sealed_entries, SegmentScan};
 use super::{parse_segment_file_name, segment_file_name, MAX_SEGMENT_ID};
 use crate::fs::{FileHandle, FileLayer};
@@ -241,30 +241,37 @@ fn headerless_damage<F: FileLayer>(
             ),
         )
     })?;
+    let mut lost = Lost::default();
+    for e in &entries {
+        lost.note(&e.header);
+    }
     Ok(Span {
         offset: 0,
         end: c.facts.len,
         what: format!("segment header: {}", issue.what),
-        slices: entries
-            .iter()
-            .filter(|e| e.header.kind == FrameKind::Slice)
-            .map(|e| e.header.key)
-            .collect(),
-        meta_lost: entries.iter().any(|e| e.header.kind == FrameKind::Meta),
+        slices: lost.slices,
+        meta_lost: lost.meta_lost,
+        checkpoint_lost: lost.checkpoint_lost,
         identified: true,
     })
 }
 
 /// Indexes a segment's frames and marks the slices of its damaged spans, in
 /// file order: a damaged frame hides an older frame of its key, a later
-/// good one replaces it.
+/// good one replaces it; a lost checkpoint ends the meta log before it.
 fn index_in_order(index: &mut Index, segment_id: u64, entries: &[FooterEntry], damage: &[Span]) {
+    let mark = |index: &mut Index, span: &Span| {
+        for key in &span.slices {
+            index.mark_damaged(*key, segment_id, span.offset);
+        }
+        if span.checkpoint_lost {
+            index.restart_meta_log();
+        }
+    };
     let mut spans = damage.iter().peekable();
     for e in entries {
         while let Some(span) = spans.next_if(|s| s.offset <= e.offset) {
-            for key in &span.slices {
-                index.mark_damaged(*key, segment_id, span.offset);
-            }
+            mark(index, span);
         }
         index.add(FrameLoc {
             segment_id,
@@ -273,9 +280,7 @@ fn index_in_order(index: &mut Index, segment_id: u64, entries: &[FooterEntry], d
         });
     }
     for span in spans {
-        for key in &span.slices {
-            index.mark_damaged(*key, segment_id, span.offset);
-        }
+        mark(index, span);
     }
 }
 
