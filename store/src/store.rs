@@ -234,6 +234,23 @@ impl<F: FileLayer> Store<F> {
         rev: bool,
         limit: usize,
     ) -> Vec<SliceInfo> {
+        self.try_scan(owner, stream, seqs, rev, limit)
+            .unwrap_or_default()
+    }
+
+    /// `scan`, failing when an index block of a sealed segment no longer
+    /// decodes. Those blocks are checked (CRC) when the footer is read at
+    /// open or written at seal, and a sealed file is never written, so
+    /// `scan` (which returns nothing then) sees this only when something
+    /// outside the store changed a segment file while it was open.
+    pub fn try_scan(
+        &self,
+        owner: u64,
+        stream: u32,
+        seqs: impl RangeBounds<u64>,
+        rev: bool,
+        limit: usize,
+    ) -> Result<Vec<SliceInfo>, StoreError> {
         let seqs = (seqs.start_bound().cloned(), seqs.end_bound().cloned());
         self.engine
             .index
@@ -324,6 +341,12 @@ impl<F: FileLayer> Store<F> {
             drop(stop);
             let _ = handle.join();
         }
+    }
+
+    /// Keys the index holds in RAM maps (tests of the on-disk index).
+    #[cfg(test)]
+    pub(crate) fn keys_in_ram(&self) -> usize {
+        self.engine.index.read().keys_in_ram()
     }
 
     /// The ids of the segments, oldest first (for tests and `inspect`).
