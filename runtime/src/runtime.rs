@@ -17,7 +17,7 @@ use crate::meta::{self, Control, Meta};
 use crate::shared::{write, write_one, Handler, Limits, Shared};
 use crate::slice_store::SliceStore;
 use crate::snapshot::Snapshot;
-use crate::state::{Book, HandlerShape, State, ALL_STATES};
+use crate::state::{Book, HandlerShape, State};
 use crate::status::{build_status, filter_matches, status_of};
 use crate::table::{Body, UploadState};
 use crate::upload::{start_pool, UploadSlice, Uploader};
@@ -594,9 +594,9 @@ impl Runtime {
     pub fn metrics(&self) -> Metrics {
         let st = self.shared().state.lock();
         let mut m = st.book.metrics.snapshot();
-        m.jobs_by_state = ALL_STATES
+        m.jobs_by_state = crate::JobState::ALL
             .iter()
-            .map(|s| (*s, st.book.by_state[crate::state::state_index(*s)]))
+            .map(|s| (*s, st.book.by_state[s.index()]))
             .collect();
         m
     }

@@ -142,28 +142,6 @@ pub struct State {
     pub book: Book,
 }
 
-pub fn state_index(s: JobState) -> usize {
-    match s {
-        JobState::Scheduled => 0,
-        JobState::Queued => 1,
-        JobState::Running => 2,
-        JobState::Paused => 3,
-        JobState::Completed => 4,
-        JobState::Failed => 5,
-        JobState::Aborted => 6,
-    }
-}
-
-pub const ALL_STATES: [JobState; 7] = [
-    JobState::Scheduled,
-    JobState::Queued,
-    JobState::Running,
-    JobState::Paused,
-    JobState::Completed,
-    JobState::Failed,
-    JobState::Aborted,
-];
-
 impl Book {
     pub fn new(workers: usize, lease_timeout_ms: u64, default_slice_size: u32) -> Book {
         Book {
@@ -197,8 +175,8 @@ impl Book {
         if old == new {
             return;
         }
-        self.by_state[state_index(old)] -= 1;
-        self.by_state[state_index(new)] += 1;
+        self.by_state[old.index()] -= 1;
+        self.by_state[new.index()] += 1;
         if old == JobState::Running {
             if let Some(n) = self.running_by_kind.get_mut(&job.kind) {
                 *n -= 1;
@@ -222,7 +200,7 @@ impl Book {
     }
 
     fn count_new(&mut self, job: &Job) {
-        self.by_state[state_index(job.state)] += 1;
+        self.by_state[job.state.index()] += 1;
         if job.state == JobState::Running {
             *self.running_by_kind.entry(job.kind.clone()).or_default() += 1;
         }
@@ -241,7 +219,7 @@ impl Book {
     }
 
     fn count_gone(&mut self, job: &Job) {
-        self.by_state[state_index(job.state)] -= 1;
+        self.by_state[job.state.index()] -= 1;
         if job.state == JobState::Running {
             if let Some(n) = self.running_by_kind.get_mut(&job.kind) {
                 *n -= 1;

@@ -220,10 +220,7 @@ impl Job {
     }
 
     pub fn is_terminal(&self) -> bool {
-        matches!(
-            self.state,
-            JobState::Completed | JobState::Failed | JobState::Aborted
-        )
+        self.state.is_finished()
     }
 
     /// Has started processing (decides Running vs Queued on resume/retry).
