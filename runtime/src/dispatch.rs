@@ -495,6 +495,29 @@ impl State {
                 out.replace_workers.push(worker);
             }
         }
+        self.release_scheduled(now_ms);
+        // Expiring a job is a write: a read-only process leaves it to the next
+        // process that runs work.
+        while let Some(&(at, id)) = self.book.expiring.first() {
+            if at > now_ms || !self.book.runs_workers {
+                break;
+            }
+            self.book.expiring.pop_first();
+            if let Some(job) = self.jobs.get(&id) {
+                if matches!(job.state, JobState::Queued | JobState::Scheduled)
+                    && job.started_ms.is_none()
+                {
+                    out.expire.push(id);
+                }
+            }
+        }
+        out
+    }
+
+    /// Scheduled jobs whose `run_at` has come are queued (or running
+    /// again): a timer's work, also done once after replay, so a job whose
+    /// time came while no process ran is never listed as scheduled.
+    pub fn release_scheduled(&mut self, now_ms: u64) {
         while let Some(&(at, id)) = self.book.scheduled.first() {
             if at > now_ms {
                 break;
@@ -512,22 +535,6 @@ impl State {
                 }
             }
         }
-        // Expiring a job is a write: a read-only process leaves it to the next
-        // process that runs work.
-        while let Some(&(at, id)) = self.book.expiring.first() {
-            if at > now_ms || !self.book.runs_workers {
-                break;
-            }
-            self.book.expiring.pop_first();
-            if let Some(job) = self.jobs.get(&id) {
-                if matches!(job.state, JobState::Queued | JobState::Scheduled)
-                    && job.started_ms.is_none()
-                {
-                    out.expire.push(id);
-                }
-            }
-        }
-        out
     }
 
     /// Nothing is leased or leasable for a registered kind.

@@ -53,10 +53,17 @@ pub enum Meta {
     },
     UploadComplete {
         job: JobId,
+        /// None only in records written before the time was logged: replay
+        /// then takes the latest time logged before it (`Book::log_ms`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at_ms: Option<u64>,
     },
     UploadFailed {
         job: JobId,
         reason: String,
+        /// As `UploadComplete::at_ms`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at_ms: Option<u64>,
     },
     BeforeDone {
         job: JobId,
@@ -149,6 +156,29 @@ pub struct SimpleOutcome {
     pub result: Result<Option<serde_json::Value>, String>,
     /// Set when a failed job runs again automatically (retry policy).
     pub retry_at_ms: Option<u64>,
+}
+
+impl Meta {
+    /// The time the record carries, if any. Replay never reads the clock:
+    /// a record without one happens at the latest time logged before it.
+    pub fn at_ms(&self) -> Option<u64> {
+        match self {
+            Meta::Created { at_ms, .. }
+            | Meta::BeforeDone { at_ms, .. }
+            | Meta::SliceDone { at_ms, .. }
+            | Meta::SliceFailed { at_ms, .. }
+            | Meta::AfterDone { at_ms, .. }
+            | Meta::HookFailed { at_ms, .. }
+            | Meta::SimpleDone { at_ms, .. }
+            | Meta::Control { at_ms, .. } => Some(*at_ms),
+            Meta::UploadComplete { at_ms, .. } | Meta::UploadFailed { at_ms, .. } => *at_ms,
+            Meta::Uploaded { .. }
+            | Meta::Priority { .. }
+            | Meta::MaxWorkers { .. }
+            | Meta::Restore { .. }
+            | Meta::NextId { .. } => None,
+        }
+    }
 }
 
 pub fn encode(meta: &Meta) -> Vec<u8> {

@@ -186,6 +186,7 @@ impl Runtime {
                         )));
                     }
                 }
+                state.release_scheduled(now_ms());
                 state.book.live = true;
                 Ok((store, state, report))
             })
@@ -208,7 +209,8 @@ impl Runtime {
         let store: Arc<dyn SliceStore> = Arc::new(store);
         for job in interrupted {
             let reason = "upload interrupted: the process stopped before the upload finished; submit the job again".to_string();
-            write_one(&shared, &store, Meta::UploadFailed { job, reason }).await?;
+            let at_ms = Some(now_ms());
+            write_one(&shared, &store, Meta::UploadFailed { job, reason, at_ms }).await?;
         }
         let upload_threads = std::thread::available_parallelism()
             .map(|n| n.get())

@@ -4,8 +4,11 @@
 //! `State::apply` is the only way a durable fact enters the table. It runs
 //! after the meta record is durable (live, on the store's commit thread, in
 //! commit order) and during replay on open, so both paths give the same
-//! table. It must stay deterministic: no clock reads that change the outcome
-//! except the Scheduled/Queued choice, which timers settle either way.
+//! table. It must stay deterministic: it never reads the clock. Every record
+//! carries its time (a record written before it did takes `Book::log_ms`,
+//! the latest time logged before it); the Scheduled/Queued choice compares
+//! `run_at` with the record's time, and `release_scheduled` (the timer, and
+//! once after replay) queues a job whose time has come.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::AtomicU64;
@@ -14,7 +17,6 @@ use std::sync::Arc;
 use tokio::sync::{broadcast, oneshot};
 
 use crate::apply_sliced::{apply_sliced, retry, settle};
-use crate::clock::now_ms;
 use crate::meta::{Control, Meta, SimpleOutcome};
 use crate::metrics::MetricsState;
 use crate::ready::ReadyQueue;
@@ -134,6 +136,10 @@ pub struct Book {
     /// Damaged ranges the store opened without (degraded open): shown on
     /// the jobs whose slices they held (`State::damage_of`).
     pub damage: Vec<booster_store::Damage>,
+    /// The latest time a meta record carried (applied so far): the time of
+    /// a record that carries none (written before it was logged), so
+    /// replay never reads the clock.
+    pub log_ms: u64,
 }
 
 pub struct State {
@@ -166,6 +172,7 @@ impl Book {
             lease_policy: LeasePolicy::default(),
             runs_workers: true,
             damage: Vec::new(),
+            log_ms: 0,
         }
     }
 
@@ -353,6 +360,9 @@ impl State {
     /// Applies one durable meta record. Refusals (a transition that became
     /// illegal while its record was being written) change nothing.
     pub fn apply(&mut self, meta: &Meta) -> Result<(), RuntimeError> {
+        if let Some(at_ms) = meta.at_ms() {
+            self.book.log_ms = self.book.log_ms.max(at_ms);
+        }
         match meta {
             Meta::Created {
                 first_id,
@@ -432,7 +442,9 @@ impl State {
                 *collect_errors,
             ))),
         };
-        let scheduled = run_at_ms.is_some_and(|t| t > now_ms());
+        // The record's time, not the clock's: replay gives the table the
+        // live process had; the timer releases a job whose time has come.
+        let scheduled = run_at_ms.is_some_and(|t| t > at_ms);
         Job {
             id,
             kind,
@@ -518,7 +530,7 @@ impl State {
         match action {
             Control::Pause => book.set_state(job, JobState::Paused, at_ms),
             Control::Resume => {
-                let next = if job.run_at_ms.is_some_and(|t| t > now_ms()) {
+                let next = if job.run_at_ms.is_some_and(|t| t > at_ms) {
                     JobState::Scheduled
                 } else if job.has_started() {
                     JobState::Running
@@ -566,7 +578,7 @@ impl State {
     fn apply_to_job(&mut self, meta: &Meta) -> Result<(), RuntimeError> {
         let id = match meta {
             Meta::Uploaded { job, .. }
-            | Meta::UploadComplete { job }
+            | Meta::UploadComplete { job, .. }
             | Meta::UploadFailed { job, .. }
             | Meta::BeforeDone { job, .. }
             | Meta::SliceDone { job, .. }

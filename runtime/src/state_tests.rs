@@ -80,7 +80,10 @@ fn history() -> Vec<Meta> {
         uploaded(1, 0, 10),
         uploaded(1, 1, 10),
         uploaded(1, 2, 7),
-        Meta::UploadComplete { job: 1 },
+        Meta::UploadComplete {
+            job: 1,
+            at_ms: Some(4),
+        },
         Meta::BeforeDone { job: 1, at_ms: 2 },
         slice_done(1, 0),
         Meta::SliceFailed {
@@ -429,4 +432,74 @@ fn a_restored_job_whose_counters_disagree_with_its_slices_is_corruption() {
     let err = st.apply(&slice_done(1, 0)).unwrap_err();
     assert!(matches!(err, RuntimeError::Corrupt(_)), "{err:?}");
     assert!(err.to_string().contains("below 0"), "{err}");
+}
+
+/// A sliced job with one uploaded slice that failed at 3 ms, its upload
+/// still open.
+fn sliced_job_with_a_failed_slice() -> State {
+    let mut st = state();
+    for m in [
+        created(1, vec![JobSpec::sliced("copy")]),
+        uploaded(1, 0, 10),
+        Meta::BeforeDone { job: 1, at_ms: 2 },
+        Meta::SliceFailed {
+            job: 1,
+            slice: 0,
+            at_ms: 3,
+            message: "bad".into(),
+            sample: None,
+        },
+    ] {
+        st.apply(&m).unwrap();
+    }
+    st
+}
+
+#[test]
+fn upload_complete_fails_the_job_at_the_records_time() {
+    let mut st = sliced_job_with_a_failed_slice();
+    let done = Meta::UploadComplete {
+        job: 1,
+        at_ms: Some(7),
+    };
+    st.apply(&done).unwrap();
+    let j = &st.jobs[&1];
+    assert_eq!((j.state, j.completed_ms), (JobState::Failed, Some(7)));
+}
+
+#[test]
+fn upload_failed_finishes_the_job_at_the_records_time() {
+    let mut st = sliced_job_with_a_failed_slice();
+    let failed = Meta::UploadFailed {
+        job: 1,
+        reason: "upload interrupted".into(),
+        at_ms: Some(8),
+    };
+    st.apply(&failed).unwrap();
+    let j = &st.jobs[&1];
+    assert_eq!((j.state, j.completed_ms), (JobState::Failed, Some(8)));
+}
+
+#[test]
+fn old_record_without_a_time_happens_at_the_latest_logged_time() {
+    let mut st = sliced_job_with_a_failed_slice();
+    // As written before records carried their time.
+    let old = meta::decode(br#"J{"t":"upload_failed","job":1,"reason":"upload interrupted"}"#);
+    st.apply(&old.unwrap()).unwrap();
+    assert_eq!(st.jobs[&1].completed_ms, Some(3));
+}
+
+#[test]
+fn job_due_after_its_created_record_is_scheduled_whenever_it_replays() {
+    let mut st = state();
+    let mut spec = JobSpec::simple("noop", serde_json::Value::Null);
+    spec.run_at = Some(std::time::UNIX_EPOCH + std::time::Duration::from_millis(50));
+    st.apply(&created(1, vec![spec])).unwrap();
+    assert_eq!(
+        st.jobs[&1].state,
+        JobState::Scheduled,
+        "run_at 50 ms > created at 1 ms"
+    );
+    st.release_scheduled(50);
+    assert_eq!(st.jobs[&1].state, JobState::Queued);
 }

@@ -110,6 +110,40 @@ async fn upload_interrupted_by_a_crash_leaves_the_job_failed_with_the_reason() {
     assert!(matches!(rt.retry(job).await, Err(RuntimeError::Invalid(_))));
 }
 
+/// Issue 16: "finished 1 ms ago" after every open. Replay takes every
+/// time from the log, never from the clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_jobs_keep_their_times_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (interrupted, failed) = {
+        let rt = Runtime::open(opts(dir.path(), 1)).await.unwrap();
+        let interrupted = rt.submit(sliced("copy", 10)).await.unwrap();
+        let up = rt.upload(interrupted).await.unwrap();
+        std::thread::spawn(move || drop(up)).join().unwrap();
+        let failed = rt.submit(sliced("copy", 10)).await.unwrap();
+        upload_all(&rt, failed, &records(3)).await;
+        rt.fail(failed, "stale".into()).await.unwrap();
+        (interrupted, failed)
+    };
+    let times = |s: JobStatus| (s.state, s.created_at, s.completed_at);
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let rt = Runtime::open(opts(dir.path(), 1)).await.unwrap();
+        let a = times(rt.job(interrupted).await.unwrap());
+        let b = times(rt.job(failed).await.unwrap());
+        assert_eq!(
+            a.0,
+            JobState::Failed,
+            "the first open fails the interrupted upload"
+        );
+        seen.push((a, b));
+        rt.shutdown(Duration::from_secs(5)).await.unwrap();
+        // The clock moves on between opens; the times must not.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(seen[0], seen[1]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simple_jobs_survive_a_restart_and_run_once() {
     let dir = tempfile::tempdir().unwrap();
