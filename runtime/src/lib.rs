@@ -42,6 +42,8 @@ pub mod bench_support;
 mod clock;
 mod dispatch;
 mod download;
+#[cfg(test)]
+mod epoch_tests;
 mod handler;
 mod job_state;
 mod meta;

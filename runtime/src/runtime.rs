@@ -205,8 +205,24 @@ impl Runtime {
             })
             .map(|j| j.id)
             .collect();
+        let generation = state.book.generation + 1;
+        if opts.start_workers && generation > crate::state::MAX_GENERATION {
+            return Err(RuntimeError::Invalid(format!(
+                "this data directory was opened by {} processes that run work, the most lease epochs can tell apart; copy its jobs to a new one",
+                crate::state::MAX_GENERATION
+            )));
+        }
         let shared = Arc::new(Shared::new(state, limits));
         let store: Arc<dyn SliceStore> = Arc::new(store);
+        // Durable before the first lease: every epoch this process hands
+        // out carries the generation, so none repeats one of an earlier open.
+        if opts.start_workers {
+            let m = Meta::Opened {
+                generation,
+                at_ms: now_ms(),
+            };
+            write_one(&shared, &store, m).await?;
+        }
         for job in interrupted {
             let reason = "upload interrupted: the process stopped before the upload finished; submit the job again".to_string();
             let at_ms = Some(now_ms());

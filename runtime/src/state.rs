@@ -85,6 +85,31 @@ pub struct Lease {
     pub work: LeaseWork,
 }
 
+impl LeaseWork {
+    /// A commit claiming `claim` may end a lease holding `self`: the same
+    /// slice or hook of the same job, or simple jobs all in the claimed
+    /// batch (a revoked job leaves the lease's batch, not the worker's).
+    pub fn claimed_by(&self, claim: &LeaseWork) -> bool {
+        match (self, claim) {
+            (LeaseWork::Simple(held), LeaseWork::Simple(claimed)) => {
+                held.iter().all(|j| claimed.contains(j))
+            }
+            (a, b) => a.same_target(b),
+        }
+    }
+
+    fn same_target(&self, other: &LeaseWork) -> bool {
+        match (self, other) {
+            (LeaseWork::Slice { job, slice }, LeaseWork::Slice { job: j2, slice: s2 }) => {
+                job == j2 && slice == s2
+            }
+            (LeaseWork::Before { job }, LeaseWork::Before { job: j2 })
+            | (LeaseWork::After { job }, LeaseWork::After { job: j2 }) => job == j2,
+            _ => false,
+        }
+    }
+}
+
 impl Lease {
     pub fn touches(&self, job: JobId) -> bool {
         match &self.work {
@@ -110,7 +135,10 @@ pub struct WorkerSlot {
 pub struct Book {
     pub kinds: HashMap<Arc<str>, KindConf>,
     pub leases: HashMap<u64, Lease>,
+    /// This process's lease epochs: `generation << EPOCH_COUNTER_BITS | n`.
     pub next_epoch: u64,
+    /// The latest open generation in the log (`Meta::Opened`).
+    pub generation: u64,
     pub next_id: JobId,
     /// false while replaying: no events, no waiters, no fencing.
     pub live: bool,
@@ -142,6 +170,12 @@ pub struct Book {
     pub log_ms: u64,
 }
 
+/// Bits of a lease epoch that count leases within one open generation:
+/// 2^44 leases per open (half a year at a million leases a second).
+pub const EPOCH_COUNTER_BITS: u32 = 44;
+/// The most open generations a data directory can have (2^20).
+pub const MAX_GENERATION: u64 = (1 << (64 - EPOCH_COUNTER_BITS)) - 1;
+
 pub struct State {
     pub jobs: BTreeMap<JobId, Job>,
     pub ready: ReadyQueue,
@@ -154,6 +188,7 @@ impl Book {
             kinds: HashMap::new(),
             leases: HashMap::new(),
             next_epoch: 1,
+            generation: 0,
             next_id: 1,
             live: false,
             scheduled: BTreeSet::new(),
@@ -232,6 +267,22 @@ impl Book {
                 *n -= 1;
             }
         }
+    }
+
+    /// Generation `g` was opened: leases from now on carry it in their
+    /// epoch's high bits, so no epoch of an earlier open is ever handed out
+    /// again (a commit from a lease of the previous process is fenced).
+    fn open_generation(&mut self, g: u64) -> Result<(), RuntimeError> {
+        if g > MAX_GENERATION {
+            return Err(RuntimeError::Corrupt(format!(
+                "open generation {g} is past the largest ({MAX_GENERATION})"
+            )));
+        }
+        if g > self.generation {
+            self.generation = g;
+            self.next_epoch = (g << EPOCH_COUNTER_BITS) | 1;
+        }
+        Ok(())
     }
 
     /// The lease policy of `kind`.
@@ -408,6 +459,7 @@ impl State {
                 self.book.next_id = self.book.next_id.max(*next);
                 Ok(())
             }
+            Meta::Opened { generation, .. } => self.book.open_generation(*generation),
             Meta::SimpleDone { at_ms, outcomes } => {
                 for o in outcomes {
                     self.apply_simple_outcome(*at_ms, o);

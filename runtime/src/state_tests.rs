@@ -10,7 +10,7 @@ use crate::status::build_status as status;
 use crate::{JobSpec, JobState, RuntimeError};
 use booster_store::CompactionPlan;
 
-fn state() -> State {
+pub(crate) fn state() -> State {
     let mut st = State::new(Book::new(4, 1000, 100));
     st.book.live = true;
     st
@@ -282,7 +282,7 @@ fn priority_change_takes_effect_at_the_next_lease() {
     assert_eq!(items[0].job, 3);
 }
 
-fn sliced_job_with_slices(st: &mut State, slices: u64, max_workers: Option<u32>) {
+pub(crate) fn sliced_job_with_slices(st: &mut State, slices: u64, max_workers: Option<u32>) {
     register(st, "copy", HandlerShape::Sliced);
     let mut spec = JobSpec::sliced("copy");
     spec.max_workers = max_workers;
@@ -332,9 +332,12 @@ fn expired_lease_requeues_its_slice_and_fences_the_late_commit() {
     assert_eq!(due.replace_workers, vec![0]);
     assert_eq!(st.book.metrics.lease_expiries, 1);
     let again = st.lease(1, 2000).expect("the slice is leasable again");
-    assert!(st.begin_commit(t.epoch).is_none(), "late commit fenced");
+    assert!(
+        st.begin_commit(t.epoch, &t.claim()).is_none(),
+        "late commit fenced"
+    );
     assert_eq!(st.book.metrics.commits_fenced, 1);
-    assert!(st.begin_commit(again.epoch).is_some());
+    assert!(st.begin_commit(again.epoch, &again.claim()).is_some());
 }
 
 #[test]
@@ -354,7 +357,7 @@ fn aborting_a_job_revokes_its_leases() {
     sliced_job_with_slices(&mut st, 2, None);
     let t = st.lease(0, 0).unwrap();
     st.apply(&control(1, Control::Abort)).unwrap();
-    assert!(st.begin_commit(t.epoch).is_none());
+    assert!(st.begin_commit(t.epoch, &t.claim()).is_none());
     assert!(st.lease(0, 0).is_none());
 }
 

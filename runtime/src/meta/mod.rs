@@ -117,6 +117,13 @@ pub enum Meta {
     NextId {
         next: JobId,
     },
+    /// A process that runs work opened the store: its open generation, the
+    /// high bits of every lease epoch it hands out (epochs are unique across
+    /// restarts). Compaction snapshots keep the latest.
+    Opened {
+        generation: u64,
+        at_ms: u64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -168,7 +175,8 @@ impl Meta {
             | Meta::AfterDone { at_ms, .. }
             | Meta::HookFailed { at_ms, .. }
             | Meta::SimpleDone { at_ms, .. }
-            | Meta::Control { at_ms, .. } => Some(*at_ms),
+            | Meta::Control { at_ms, .. }
+            | Meta::Opened { at_ms, .. } => Some(*at_ms),
             Meta::UploadComplete { at_ms, .. } | Meta::UploadFailed { at_ms, .. } => *at_ms,
             Meta::Uploaded { .. }
             | Meta::Priority { .. }
@@ -239,7 +247,7 @@ mod tests {
             assert_eq!(String::from_utf8(encode(&meta)).unwrap(), line);
             types.insert(line.split('"').nth(3).unwrap().to_string());
         }
-        assert_eq!(types.len(), 15, "every record type: {types:?}");
+        assert_eq!(types.len(), 16, "every record type: {types:?}");
     }
 
     #[test]

@@ -102,6 +102,11 @@ pub enum Record {
     NextId {
         next: JobId,
     },
+    /// Added 2026-11-29; older logs have none (generation 0).
+    Opened {
+        generation: u64,
+        at_ms: u64,
+    },
 }
 
 /// `JobSpec` as v1 wrote it (serde's spelling of its fields in 2026-11).

@@ -178,3 +178,71 @@ impl SimpleHandler for Count {
         Ok(Some(args["x"].clone()))
     }
 }
+
+/// Holds every record until `release` opens it, heartbeating meanwhile.
+struct Held {
+    open: std::sync::atomic::AtomicBool,
+}
+
+impl RecordHandler for Held {
+    fn process(
+        &self,
+        _job: &JobContext<'_>,
+        record: &[u8],
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), HandlerError> {
+        while !self.open.load(Ordering::Acquire) && !lease_ended() {
+            heartbeat();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        out.push(record.to_vec());
+        Ok(())
+    }
+}
+
+/// The epoch of the one lease out, once there is one.
+async fn leased_epoch(rt: &Runtime) -> u64 {
+    let mut epoch = None;
+    for _ in 0..3000 {
+        epoch = rt
+            .workers()
+            .await
+            .iter()
+            .find_map(|w| w.lease.as_ref().map(|l| l.epoch));
+        if epoch.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    epoch.expect("a lease within 15 s")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_epochs_never_repeat_across_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut epochs = Vec::new();
+    let job = {
+        let rt = Runtime::open(opts(dir.path(), 1)).await.unwrap();
+        let job = rt.submit(sliced("held", 10)).await.unwrap();
+        upload_all(&rt, job, &records(20)).await;
+        job
+    };
+    for _ in 0..2 {
+        let rt = Runtime::open(opts(dir.path(), 1)).await.unwrap();
+        let held = Arc::new(Held {
+            open: std::sync::atomic::AtomicBool::new(false),
+        });
+        rt.register_sliced("held", held.clone());
+        epochs.push(leased_epoch(&rt).await);
+        // Like a crash: the lease is never committed.
+        rt.shutdown(Duration::ZERO).await.unwrap();
+        held.open.store(true, Ordering::Release);
+    }
+    assert_ne!(
+        epochs[0], epochs[1],
+        "the second open handed out the first one's epoch"
+    );
+    assert!(epochs[1] > epochs[0], "{epochs:?}");
+    let rt = Runtime::open(opts(dir.path(), 1)).await.unwrap();
+    assert_eq!(rt.job(job).await.unwrap().slices_done, 0);
+}

@@ -116,6 +116,7 @@ impl From<&Meta> for Record {
                 job: Box::new(Row::from(&*job)),
             },
             Meta::NextId { next } => Record::NextId { next },
+            Meta::Opened { generation, at_ms } => Record::Opened { generation, at_ms },
         }
     }
 }
@@ -225,6 +226,7 @@ impl From<Record> for Meta {
                 job: Box::new(Job::from(*job)),
             },
             Record::NextId { next } => Meta::NextId { next },
+            Record::Opened { generation, at_ms } => Meta::Opened { generation, at_ms },
         }
     }
 }
