@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use crate::clock::now_ms;
 use crate::meta::Meta;
 use crate::state::Book;
 use crate::table::{merge_error_groups, Body, Job, SliceEntry, SliceState, UploadState};
@@ -81,14 +80,14 @@ pub(crate) fn apply_sliced(
         Meta::UploadComplete { .. } => {
             s.upload = UploadState::Complete;
             book.emit(job, "upload_complete");
-            settle(book, job, now_ms());
+            settle(book, job, book.log_ms);
         }
         Meta::UploadFailed { reason, .. } => {
             s.upload = UploadState::Failed;
             if !job.is_terminal() {
                 job.failure_reason = Some(reason.clone());
                 book.revoke_leases(job);
-                book.set_state(job, JobState::Failed, now_ms());
+                book.set_state(job, JobState::Failed, book.log_ms);
             }
             return Ok(());
         }

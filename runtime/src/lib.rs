@@ -42,7 +42,10 @@ pub mod bench_support;
 mod clock;
 mod dispatch;
 mod download;
+#[cfg(test)]
+mod epoch_tests;
 mod handler;
+mod job_state;
 mod meta;
 mod metrics;
 mod ready;
@@ -62,6 +65,7 @@ mod worker;
 
 pub use download::Download;
 pub use handler::{heartbeat, lease_ended};
+pub use job_state::{JobState, UnknownState};
 pub use upload::Uploader;
 
 pub use booster_store::{MasterKey, StoreStats, VerifyReport};
@@ -114,18 +118,6 @@ impl RuntimeOptions {
             start_workers: true,
         }
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JobState {
-    Scheduled,
-    Queued,
-    Running,
-    Paused,
-    Completed,
-    Failed,
-    Aborted,
 }
 
 /// Input is category `main` of the input; output has `main` and `errors`.

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use booster_runtime::{JobId, JobState};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 use crate::exit;
 use crate::formats::Format;
@@ -193,8 +193,9 @@ pub struct DownloadArgs {
 
 #[derive(Args, Debug)]
 pub struct JobsArgs {
-    #[arg(long, value_enum)]
-    pub state: Option<StateArg>,
+    /// One of scheduled, queued, running, paused, completed, failed, aborted.
+    #[arg(long, value_parser = parse_state)]
+    pub state: Option<JobState>,
     #[arg(long)]
     pub kind: Option<String>,
 }
@@ -280,29 +281,10 @@ pub struct ServeArgs {
     pub max_event_streams: u32,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum StateArg {
-    Scheduled,
-    Queued,
-    Running,
-    Paused,
-    Completed,
-    Failed,
-    Aborted,
-}
-
-impl From<StateArg> for JobState {
-    fn from(s: StateArg) -> JobState {
-        match s {
-            StateArg::Scheduled => JobState::Scheduled,
-            StateArg::Queued => JobState::Queued,
-            StateArg::Running => JobState::Running,
-            StateArg::Paused => JobState::Paused,
-            StateArg::Completed => JobState::Completed,
-            StateArg::Failed => JobState::Failed,
-            StateArg::Aborted => JobState::Aborted,
-        }
-    }
+/// `--state WORD`: the words are `JobState`'s own.
+fn parse_state(s: &str) -> Result<JobState, String> {
+    s.parse()
+        .map_err(|e: booster_runtime::UnknownState| e.to_string())
 }
 
 #[cfg(test)]
@@ -313,6 +295,22 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn state_filter_takes_the_job_state_words() {
+        let cli = Cli::try_parse_from(["booster", "jobs", "--state", "paused"]).unwrap();
+        let Command::Jobs(args) = cli.command else {
+            panic!("parsed as another command");
+        };
+        assert_eq!(args.state, Some(JobState::Paused));
+        let err = Cli::try_parse_from(["booster", "jobs", "--state", "done"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown job state \"done\"") && err.contains("completed"),
+            "{err}"
+        );
     }
 }
 

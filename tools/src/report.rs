@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use booster_runtime::{JobState, JobStatus};
+use booster_runtime::JobStatus;
 
 /// A job as `--json` prints it: the same object as the HTTP API's
 /// `GET /api/jobs/{id}` (`id`, `state`, `records_in`, `records_out`,
@@ -16,7 +16,7 @@ pub fn job_json(status: &JobStatus) -> serde_json::Value {
 pub fn watch_json(status: &JobStatus, what: &str) -> serde_json::Value {
     serde_json::json!({
         "job": status.id,
-        "state": state_name(status.state),
+        "state": status.state.as_str(),
         "slices_done": status.slices_done,
         "slices_total": status.slices_total,
         "records_out": status.records_out,
@@ -40,25 +40,6 @@ pub fn watch_line(event: &serde_json::Value) -> String {
 
 pub fn print_json(value: &serde_json::Value) {
     println!("{value}");
-}
-
-pub fn state_name(state: JobState) -> &'static str {
-    match state {
-        JobState::Scheduled => "scheduled",
-        JobState::Queued => "queued",
-        JobState::Running => "running",
-        JobState::Paused => "paused",
-        JobState::Completed => "completed",
-        JobState::Failed => "failed",
-        JobState::Aborted => "aborted",
-    }
-}
-
-pub fn is_finished(state: JobState) -> bool {
-    matches!(
-        state,
-        JobState::Completed | JobState::Failed | JobState::Aborted
-    )
 }
 
 /// 1234567 -> "1,234,567".
@@ -120,7 +101,7 @@ pub fn table_row(job: &JobStatus) -> String {
     format!(
         "{:>6}  {:<10} {:>3}  {:<20} {:>5.1}%  {:>12} {:>12} {:>10}  {}",
         job.id,
-        state_name(job.state),
+        job.state.as_str(),
         job.priority,
         job.kind,
         job.percent,
@@ -141,7 +122,7 @@ pub fn job_details(job: &JobStatus) -> String {
     line(format!(
         "job {}  {}  ({})",
         job.id,
-        state_name(job.state),
+        job.state.as_str(),
         job.kind
     ));
     if !job.description.is_empty() {

@@ -25,11 +25,11 @@ pub async fn download(ctx: &Ctx, args: DownloadArgs) -> anyhow::Result<i32> {
     let runtime = ctx.open(None, false, true).await?;
     let body = async {
         let job = runtime.job(args.job).await?;
-        if !report::is_finished(job.state) {
+        if !job.state.is_finished() {
             eprintln!(
                 "warning: job {} is {}; this is the output so far",
                 job.id,
-                report::state_name(job.state)
+                job.state.as_str()
             );
         }
         let counts = download_job(

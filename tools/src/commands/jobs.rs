@@ -10,7 +10,7 @@ use crate::report;
 pub async fn list(ctx: &Ctx, args: JobsArgs) -> anyhow::Result<i32> {
     let runtime = ctx.open(None, false, true).await?;
     let filter = JobFilter {
-        state: args.state.map(Into::into),
+        state: args.state,
         kind: args.kind,
         text: None,
     };
@@ -54,7 +54,7 @@ pub async fn job(ctx: &Ctx, command: JobCommand) -> anyhow::Result<i32> {
         (Some(job), _) => ctx.say(format!(
             "job {}: {} at priority {}",
             job.id,
-            report::state_name(job.state),
+            job.state.as_str(),
             job.priority
         )),
         (None, _) if ctx.json => {

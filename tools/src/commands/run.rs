@@ -93,7 +93,7 @@ pub fn summary(job: &JobStatus) -> String {
     let mut text = format!(
         "job {} {}: {} records in, {} out, {} failed; {} slices in {}",
         job.id,
-        report::state_name(job.state),
+        job.state.as_str(),
         report::count(job.records_in),
         report::count(job.records_out),
         report::count(job.records_failed),
@@ -143,7 +143,7 @@ pub async fn submit(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<i32> {
             status.id,
             report::count(status.records_in),
             status.slices_total,
-            report::state_name(status.state),
+            status.state.as_str(),
             status.priority
         );
     }

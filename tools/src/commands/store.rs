@@ -20,7 +20,7 @@ pub async fn inspect(ctx: &Ctx) -> anyhow::Result<i32> {
     .await?;
     let mut by_state: BTreeMap<&str, u64> = BTreeMap::new();
     for job in &jobs {
-        *by_state.entry(report::state_name(job.state)).or_default() += 1;
+        *by_state.entry(job.state.as_str()).or_default() += 1;
     }
     let files = segment_files(&ctx.data_dir);
     let on_disk_bytes: u64 = files.iter().map(|(_, len)| len).sum();

@@ -24,7 +24,7 @@ pub async fn work(ctx: &Ctx, args: WorkArgs) -> anyhow::Result<i32> {
     let (interrupted, jobs) = with_runtime(runtime.clone(), body).await?;
     let finished: Vec<_> = jobs
         .iter()
-        .filter(|j| report::is_finished(j.state) && !before.contains(&j.id))
+        .filter(|j| j.state.is_finished() && !before.contains(&j.id))
         .collect();
     if ctx.json {
         let list: Vec<_> = finished.iter().map(|j| report::job_json(j)).collect();
@@ -51,7 +51,7 @@ async fn finished_ids(runtime: &Runtime) -> BTreeSet<u64> {
         .jobs(JobFilter::default())
         .await
         .into_iter()
-        .filter(|j| report::is_finished(j.state))
+        .filter(|j| j.state.is_finished())
         .map(|j| j.id)
         .collect()
 }
@@ -86,7 +86,7 @@ async fn run_until(ctx: &Ctx, runtime: &Runtime, until_idle: bool) -> anyhow::Re
                     continue;
                 }
                 for job in runtime.jobs(JobFilter::default()).await {
-                    let active = !report::is_finished(job.state);
+                    let active = !job.state.is_finished();
                     if active && !bars.contains_key(&job.id) {
                         let label = format!("job {}", job.id);
                         bars.insert(job.id, Progress::new(mode, Some(&multi), &label, Unit::Records));
@@ -94,9 +94,9 @@ async fn run_until(ctx: &Ctx, runtime: &Runtime, until_idle: bool) -> anyhow::Re
                     if let Some(bar) = bars.get(&job.id) {
                         bar.set_length(job.records_in);
                         bar.set_position(job.records_out + job.records_failed);
-                        bar.set_message(format!("{} p{}", report::state_name(job.state), job.priority));
+                        bar.set_message(format!("{} p{}", job.state.as_str(), job.priority));
                         if !active {
-                            bar.finish(report::state_name(job.state));
+                            bar.finish(job.state.as_str());
                         }
                     }
                 }

@@ -35,8 +35,8 @@ pub fn report(
             ok: big.state == JobState::Completed && outcome.urgent.state == JobState::Completed,
             detail: format!(
                 "big job {}, urgent job {}",
-                report::state_name(big.state),
-                report::state_name(outcome.urgent.state)
+                big.state.as_str(),
+                outcome.urgent.state.as_str()
             ),
         },
         Check {

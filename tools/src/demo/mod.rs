@@ -191,18 +191,18 @@ async fn tour(
         let processed = job.records_out + job.records_failed;
         process_bar.set_position(processed);
         let percent = 100.0 * processed as f64 / generated.records.max(1) as f64;
-        if urgent.is_none() && (percent >= URGENT_AT_PERCENT || report::is_finished(job.state)) {
+        if urgent.is_none() && (percent >= URGENT_AT_PERCENT || job.state.is_finished()) {
             urgent_at = percent;
             urgent = Some(spawn_urgent(runtime, &paths.urgent_input, &ctx.interrupt));
         }
         if big_when_urgent_done.is_none() && urgent.as_ref().is_some_and(|u| u.is_finished()) {
             big_when_urgent_done = Some(percent);
         }
-        if report::is_finished(job.state) && upload.is_finished() {
+        if job.state.is_finished() && upload.is_finished() {
             break job;
         }
     };
-    process_bar.finish(report::state_name(big.state));
+    process_bar.finish(big.state.as_str());
     let process_time = started.elapsed();
     let (_, upload_time) = upload.await??;
     let (urgent_status, urgent_time) = urgent.expect("submitted before the loop ends").await??;

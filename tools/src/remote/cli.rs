@@ -13,7 +13,6 @@ use crate::cli::{Cli, Command, DownloadArgs, JobCommand, JobInputArgs};
 use crate::exit;
 use crate::formats::{self, is_std_stream, props, Format, OutputSink};
 use crate::report;
-use crate::serve::view::state_name;
 
 /// Runs `cli.command` against `cli.server` (with `cli.token_file`); returns
 /// the exit code (see `crate::exit`).
@@ -39,7 +38,7 @@ fn run_blocking(cli: &Cli) -> anyhow::Result<i32> {
     };
     match &cli.command {
         Command::Jobs(args) => {
-            let state = args.state.map(|s| state_name(s.into()));
+            let state = args.state.map(booster_runtime::JobState::as_str);
             let jobs = client.jobs(state, args.kind.as_deref(), None)?;
             let jobs: Vec<JobStatus> = jobs.into_iter().map(Into::into).collect();
             out.jobs(&jobs);
@@ -110,7 +109,7 @@ fn job(client: &Client, out: &Out, command: &JobCommand) -> anyhow::Result<()> {
         _ => out.say(format!(
             "job {}: {} at priority {}",
             status.id,
-            report::state_name(status.state),
+            status.state.as_str(),
             status.priority
         )),
     }
@@ -132,7 +131,7 @@ fn watch(client: &Client, out: &Out, id: u64) -> anyhow::Result<i32> {
         true
     })?;
     let status: JobStatus = client.job(id)?.into();
-    if !report::is_finished(status.state) {
+    if !status.state.is_finished() {
         bail!("the event stream of job {id} ended before the job did (the server stopped?); watch again");
     }
     Ok(crate::commands::exit_code(&status))
@@ -186,7 +185,7 @@ fn submit(client: &Client, out: &Out, args: &JobInputArgs) -> anyhow::Result<()>
             status.id,
             report::count(status.records_in),
             status.slices_total,
-            report::state_name(status.state),
+            status.state.as_str(),
             status.priority
         );
     }
@@ -198,11 +197,11 @@ fn download(client: &Client, out: &Out, args: &DownloadArgs) -> anyhow::Result<(
         bail!("pass --output PATH (and/or --errors PATH)");
     }
     let status: JobStatus = client.job(args.job)?.into();
-    if !report::is_finished(status.state) {
+    if !status.state.is_finished() {
         eprintln!(
             "warning: job {} is {}; this is the output so far",
             status.id,
-            report::state_name(status.state)
+            status.state.as_str()
         );
     }
     let header = status

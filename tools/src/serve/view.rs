@@ -204,29 +204,3 @@ fn finite_or_zero(x: f64) -> f64 {
         0.0
     }
 }
-
-pub fn state_name(state: JobState) -> &'static str {
-    match state {
-        JobState::Scheduled => "scheduled",
-        JobState::Queued => "queued",
-        JobState::Running => "running",
-        JobState::Paused => "paused",
-        JobState::Completed => "completed",
-        JobState::Failed => "failed",
-        JobState::Aborted => "aborted",
-    }
-}
-
-pub const ALL_STATES: [JobState; 7] = [
-    JobState::Scheduled,
-    JobState::Queued,
-    JobState::Running,
-    JobState::Paused,
-    JobState::Completed,
-    JobState::Failed,
-    JobState::Aborted,
-];
-
-pub fn parse_state(s: &str) -> Option<JobState> {
-    ALL_STATES.into_iter().find(|st| state_name(*st) == s)
-}
