@@ -39,7 +39,7 @@ pub fn watch_line(event: &serde_json::Value) -> String {
 }
 
 pub fn print_json(value: &serde_json::Value) {
-    println!("{value}");
+    outln!("{value}");
 }
 
 pub fn state_name(state: JobState) -> &'static str {
@@ -72,6 +72,15 @@ pub fn count(n: u64) -> String {
         out.push(c);
     }
     out
+}
+
+/// 1 -> "1 slice", 3 -> "3 slices", 1000 -> "1,000 slices".
+pub fn plural(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{} {noun}s", count(n))
+    }
 }
 
 pub fn bytes(n: u64) -> String {
@@ -252,6 +261,13 @@ mod tests {
         assert_eq!(count(999), "999");
         assert_eq!(count(1000), "1,000");
         assert_eq!(count(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn plurals_agree_with_their_count() {
+        assert_eq!(plural(1, "slice"), "1 slice");
+        assert_eq!(plural(0, "slice"), "0 slices");
+        assert_eq!(plural(1200, "record"), "1,200 records");
     }
 
     #[test]

@@ -55,8 +55,8 @@ fn submit_work_download_cycle_with_job_controls() {
 
     let changed = sb.json(&["job", "priority", &id, "5"]);
     assert_eq!(changed["priority"], 5);
-    let out = sb.expect(1, &["job", "priority", &id, "0"]);
-    assert!(stderr(&out).contains("out of range"), "{}", stderr(&out));
+    let out = sb.expect(2, &["job", "priority", &id, "0"]);
+    assert!(stderr(&out).contains("1..=100"), "{}", stderr(&out));
 
     assert_eq!(sb.json(&["job", "pause", &id])["state"], "paused");
     // A paused job is not runnable: work has nothing to do.
@@ -324,7 +324,7 @@ fn usage_errors_exit_2_and_help_has_examples() {
 fn exec_without_cmd_is_refused_before_anything_is_stored() {
     let sb = Sandbox::new();
     let input = sb.write("in.txt", b"x\n");
-    let out = sb.expect(1, &["submit", "--kind", "exec", "--input", s(&input)]);
+    let out = sb.expect(2, &["submit", "--kind", "exec", "--input", s(&input)]);
     assert!(stderr(&out).contains("--cmd"), "{}", stderr(&out));
 }
 

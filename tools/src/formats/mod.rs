@@ -12,7 +12,7 @@ pub use csv_source::{CsvHeader, DEFAULT_MAX_RECORD_BYTES};
 pub use input::{
     open_bytes, open_source, source_from_reader, InputSource, Item, ReadProgress, RecordSource,
 };
-pub use output::OutputSink;
+pub use output::{check_destination, OutputSink};
 
 use std::path::Path;
 
