@@ -16,7 +16,7 @@ pub trait SliceStore: Send + Sync + 'static {
     fn slices(&self, owner: u64, stream: u32) -> Vec<SliceInfo>;
     fn compact(&self, plan: &dyn CompactionPlan) -> Result<CompactionReport, StoreError>;
     fn verify(&self) -> VerifyReport;
-    fn stats(&self) -> StoreStats;
+    fn stats_with(&self, plan: &dyn CompactionPlan) -> StoreStats;
     fn shutdown(&self) -> Result<(), StoreError>;
 }
 
@@ -36,8 +36,8 @@ impl<F: FileLayer> SliceStore for Store<F> {
     fn verify(&self) -> VerifyReport {
         Store::verify(self)
     }
-    fn stats(&self) -> StoreStats {
-        Store::stats(self)
+    fn stats_with(&self, plan: &dyn CompactionPlan) -> StoreStats {
+        Store::stats_with(self, plan)
     }
     fn shutdown(&self) -> Result<(), StoreError> {
         Store::shutdown(self)

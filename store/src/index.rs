@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::segment::frame::FrameHeader;
 use crate::segment::FrameKind;
-use crate::{SliceInfo, SliceKey, StoreStats};
+use crate::{CompactionPlan, SliceInfo, SliceKey, StoreStats};
 
 /// Where a frame lives, and its header (enough to answer without reading it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,6 +107,21 @@ impl Index {
                 stored_len: loc.header.stored_len,
             })
             .collect()
+    }
+
+    /// As [`Index::stats`], with the slices `plan` drops counted as dead:
+    /// what a compaction with that plan would reclaim.
+    pub fn stats_with(&self, segments: usize, plan: &dyn CompactionPlan) -> StoreStats {
+        let dropped: u64 = self
+            .slices
+            .iter()
+            .filter(|(key, _)| !plan.slice_is_live(key))
+            .map(|(_, loc)| loc.header.frame_len())
+            .sum();
+        let mut stats = self.stats(segments);
+        stats.live_bytes -= dropped;
+        stats.dead_bytes += dropped;
+        stats
     }
 
     pub fn stats(&self, segments: usize) -> StoreStats {

@@ -337,3 +337,36 @@ fn remote_job_watch_stops_on_the_first_ctrl_c() {
     };
     assert_eq!(status.code(), Some(130));
 }
+
+#[test]
+fn inspect_after_destroy_counts_the_destroyed_jobs_bytes_as_dead() {
+    let sb = Sandbox::new();
+    let input = sb.write("in.txt", numbered_lines(5_000).as_bytes());
+    sb.ok(&[
+        "run",
+        "--kind",
+        "copy",
+        "--input",
+        s(&input),
+        "--output",
+        s(&sb.path("o.txt")),
+    ]);
+    let before = sb.json(&["inspect"]);
+    sb.ok(&["job", "destroy", "1"]);
+    let after = sb.json(&["inspect"]);
+    let dead = |v: &serde_json::Value| v["dead_bytes"].as_u64().unwrap();
+    let live = |v: &serde_json::Value| v["live_bytes"].as_u64().unwrap();
+    // The job's input and output slices (5,000 records each, compressed)
+    // are what compact will reclaim.
+    assert!(
+        dead(&after) > dead(&before) + 10_000,
+        "before {before}\nafter {after}"
+    );
+    assert!(
+        live(&after) < live(&before),
+        "before {before}\nafter {after}"
+    );
+    sb.ok(&["compact"]);
+    let compacted = sb.json(&["inspect"]);
+    assert_eq!(dead(&compacted), 0, "{compacted}");
+}
