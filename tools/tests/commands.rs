@@ -342,16 +342,10 @@ fn demo_reconciles_on_a_small_run() {
             stderr(&out)
         );
     }
-    // Whether the priority-1 job overtakes a 20-slice job depends on
-    // timing, which a test must not (G5's ordering is tested in the
-    // runtime); the demo reports it either way, and fails only on it.
-    let failed: Vec<&str> = text.lines().filter(|l| l.contains("FAIL")).collect();
-    assert!(failed.iter().all(|l| l.contains("priority")), "{text}");
-    assert_eq!(
-        out.status.code(),
-        Some(if failed.is_empty() { 0 } else { 1 }),
-        "{text}"
-    );
+    // The demo holds the big job's upload until the urgent job is queued,
+    // so the urgent job finishes first at any size the demo accepts.
+    assert!(!text.contains("FAIL"), "{text}\n{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{text}");
 
     let out = sb.run(&[
         "--json",
@@ -362,7 +356,13 @@ fn demo_reconciles_on_a_small_run() {
         s(&sb.path("demo2")),
     ]);
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    for check in ["completed", "reconciled", "downloaded", "encrypted"] {
+    for check in [
+        "completed",
+        "reconciled",
+        "downloaded",
+        "priority",
+        "encrypted",
+    ] {
         assert_eq!(summary["checks"][check]["ok"], true, "{check}: {summary}");
     }
     assert_eq!(summary["records_in"], 5000);
