@@ -131,6 +131,11 @@ pub struct JobInputArgs {
     /// For --kind exec: the shell command each slice's records are piped through.
     #[arg(long, value_name = "COMMAND")]
     pub cmd: Option<String>,
+    /// For --kind exec: the command must write exactly one line per record;
+    /// a slice where it writes another count fails (by default a filter or
+    /// a splitter is fine, and `job show` notes the difference).
+    #[arg(long)]
+    pub exec_one_to_one: bool,
     /// Free text shown in `jobs` and the dashboard.
     #[arg(long)]
     pub description: Option<String>,

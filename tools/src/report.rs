@@ -184,13 +184,27 @@ pub fn job_details(job: &JobStatus) -> String {
         }
     ));
     line(format!(
-        "  records       {} in, {} out, {} failed ({} errors, {} in failed slices)",
+        "  records       {} in, {} processed, {} failed ({} errors, {} in failed slices); {} out",
         count(job.records_in),
-        count(job.records_out),
+        count(job.records_processed),
         count(job.records_failed),
         count(job.records_errors),
-        count(job.records_in_failed_slices)
+        count(job.records_in_failed_slices),
+        count(job.records_out)
     ));
+    if job.records_out != job.records_processed {
+        line(format!(
+            "  output        {} written for {} processed: the count differs, as a filter's \
+             or a splitter's does{}",
+            plural(job.records_out, "record"),
+            count(job.records_processed),
+            if job.kind == "exec" {
+                " (`--exec-one-to-one` makes that a slice failure)"
+            } else {
+                ""
+            }
+        ));
+    }
     let eta = job.eta_s.map_or(String::new(), |s| {
         format!(", ETA {}", duration(Duration::from_secs_f64(s.max(0.0))))
     });

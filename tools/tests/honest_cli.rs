@@ -370,3 +370,94 @@ fn inspect_after_destroy_counts_the_destroyed_jobs_bytes_as_dead() {
     let compacted = sb.json(&["inspect"]);
     assert_eq!(dead(&compacted), 0, "{compacted}");
 }
+
+#[test]
+fn exec_counts_the_records_its_command_wrote_as_records_out() {
+    let sb = Sandbox::new();
+    let input = sb.write("in.txt", numbered_lines(560).as_bytes());
+    for (cmd, written) in [("head -n 3", 18), ("sed p", 1120)] {
+        let output = sb.path("out.txt");
+        let out = sb.expect(
+            0,
+            &[
+                "--json",
+                "run",
+                "--kind",
+                "exec",
+                "--cmd",
+                cmd,
+                "--slice-size",
+                "100",
+                "--input",
+                s(&input),
+                "--output",
+                s(&output),
+            ],
+        );
+        let job: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(job["records_out"], written, "{cmd}: {job}");
+        assert_eq!(job["records_processed"], 560, "{cmd}: {job}");
+        assert_eq!(job["records_failed"], 0, "{cmd}: {job}");
+        let lines = std::fs::read_to_string(&output).unwrap().lines().count();
+        assert_eq!(
+            lines as u64, written,
+            "{cmd}: the file holds what was counted"
+        );
+        let shown = stdout(&sb.ok(&["job", "show", &job_id(&job).to_string()]));
+        assert!(
+            shown.contains("560 processed") && shown.contains("differs"),
+            "{cmd}: {shown}"
+        );
+    }
+}
+
+#[test]
+fn exec_one_to_one_fails_a_slice_whose_output_count_differs() {
+    let sb = Sandbox::new();
+    let input = sb.write("in.txt", numbered_lines(200).as_bytes());
+    let out = sb.expect(
+        3,
+        &[
+            "--json",
+            "run",
+            "--kind",
+            "exec",
+            "--cmd",
+            "head -n 3",
+            "--exec-one-to-one",
+            "--slice-size",
+            "100",
+            "--input",
+            s(&input),
+            "--output",
+            s(&sb.path("o.txt")),
+        ],
+    );
+    let job: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(job["slices_failed"], 2, "{job}");
+    let message = job["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("wrote 3 lines for 100 records"), "{job}");
+    sb.ok(&[
+        "run",
+        "--kind",
+        "exec",
+        "--cmd",
+        "cat",
+        "--exec-one-to-one",
+        "--input",
+        s(&input),
+        "--output",
+        s(&sb.path("o2.txt")),
+    ]);
+    sb.expect(
+        2,
+        &[
+            "run",
+            "--kind",
+            "copy",
+            "--exec-one-to-one",
+            "--input",
+            s(&input),
+        ],
+    );
+}

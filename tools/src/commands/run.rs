@@ -222,6 +222,12 @@ pub fn job_spec(args: &JobInputArgs, input: &InputSource) -> anyhow::Result<JobS
         (_, Some(_)) => return Err(exit::usage("--cmd is only for --kind exec")),
         (_, None) => {}
     }
+    if args.exec_one_to_one {
+        if args.kind != kinds::EXEC {
+            return Err(exit::usage("--exec-one-to-one is only for --kind exec"));
+        }
+        properties[props::EXEC_ONE_TO_ONE] = json!(true);
+    }
     if args.kind == kinds::VALIDATE_CUSTOMERS {
         check_customer_header(input)?;
     }
@@ -407,7 +413,7 @@ pub async fn wait_with_progress(
                 if mode != Mode::Off {
                     let job = runtime.job(id).await?;
                     progress.set_length(job.records_in);
-                    progress.set_position(job.records_out + job.records_failed);
+                    progress.set_position(job.records_processed + job.records_failed);
                 }
             }
             _ = interrupt.wait() => {

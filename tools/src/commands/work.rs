@@ -112,7 +112,7 @@ async fn run_until(ctx: &Ctx, runtime: &Runtime, until_idle: bool) -> anyhow::Re
                     }
                     if let Some(bar) = bars.get(&job.id) {
                         bar.set_length(job.records_in);
-                        bar.set_position(job.records_out + job.records_failed);
+                        bar.set_position(job.records_processed + job.records_failed);
                         bar.set_message(format!("{} p{}", report::state_name(job.state), job.priority));
                         if !active {
                             bar.finish(report::state_name(job.state));

@@ -150,6 +150,7 @@ fn job_args(input: &Path, priority: u8, description: &str) -> JobInputArgs {
         priority,
         collect_errors: true,
         cmd: None,
+        exec_one_to_one: false,
         description: Some(description.into()),
         max_workers: None,
         max_record_bytes: crate::formats::DEFAULT_MAX_RECORD_BYTES,
@@ -196,8 +197,8 @@ async fn tour(
         _ = ctx.interrupt.wait() => return Err(anyhow::Error::new(exit::Interrupted)),
     }
     let job = runtime.job(big_id).await?;
-    let urgent_at =
-        100.0 * (job.records_out + job.records_failed) as f64 / generated.records.max(1) as f64;
+    let urgent_at = 100.0 * (job.records_processed + job.records_failed) as f64
+        / generated.records.max(1) as f64;
     let urgent = spawn_urgent(runtime, paths, big_id, &ctx.interrupt, release_tx);
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     let big = loop {
@@ -206,7 +207,7 @@ async fn tour(
             _ = ctx.interrupt.wait() => return Err(anyhow::Error::new(exit::Interrupted)),
         }
         let job = runtime.job(big_id).await?;
-        process_bar.set_position(job.records_out + job.records_failed);
+        process_bar.set_position(job.records_processed + job.records_failed);
         if report::is_finished(job.state) && upload.is_finished() {
             break job;
         }
