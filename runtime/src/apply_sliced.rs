@@ -102,6 +102,7 @@ pub(crate) fn apply_sliced(
             errors,
             error_groups,
             at_ms,
+            written,
             ..
         } => {
             let Some(e) = s.slices.get_mut(slice) else {
@@ -127,6 +128,9 @@ pub(crate) fn apply_sliced(
             add(&mut s.slices_done, 1, id, "slices_done")?;
             let out = u64::from(e.records.saturating_sub(*errors));
             add(&mut s.records_out, out, id, "records_out")?;
+            if let Some(total) = s.records_written.as_mut() {
+                add(total, written.unwrap_or(out), id, "records_written")?;
+            }
             add(
                 &mut s.records_errors,
                 u64::from(*errors),

@@ -619,8 +619,11 @@ impl Runtime {
         m
     }
 
-    pub fn store_stats(&self) -> StoreStats {
-        self.inner.store.stats()
+    /// The store's counts, with the slices of destroyed jobs counted as
+    /// dead bytes (the store cannot know a destroy): what `compact` reclaims.
+    pub fn store_stats(&self) -> Result<StoreStats, RuntimeError> {
+        let plan = Snapshot::take(&self.shared().state.lock());
+        Ok(self.inner.store.stats_with(&plan)?)
     }
 
     pub fn verify(&self) -> VerifyReport {

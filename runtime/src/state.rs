@@ -306,7 +306,7 @@ impl Book {
             return;
         }
         let (done, total, out) = match job.sliced() {
-            Some(s) => (s.slices_done, s.slices.len() as u64, s.records_out),
+            Some(s) => (s.slices_done, s.slices.len() as u64, s.written()),
             None => (u64::from(job.is_terminal()), 1, 0),
         };
         let _ = self.events.send(JobEvent {

@@ -55,6 +55,7 @@ fn slice_done(job: u64, slice: u64) -> Meta {
         at_ms: 5,
         errors: 0,
         error_groups: Vec::new(),
+        written: None,
     }
 }
 

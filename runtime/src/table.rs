@@ -97,7 +97,11 @@ pub struct SlicedBody {
     pub slices: BTreeMap<u64, SliceEntry>,
     pub records_in: u64,
     pub records_rejected: u64,
+    /// Input records processed without error.
     pub records_out: u64,
+    /// Records the handler wrote to `main`; None for a job restored from a
+    /// snapshot taken before it was counted (then `records_out`).
+    pub records_written: Option<u64>,
     pub records_errors: u64,
     pub records_in_failed_slices: u64,
     pub slices_done: u64,
@@ -119,6 +123,11 @@ pub struct SlicedBody {
 }
 
 impl SlicedBody {
+    /// Records the handler wrote to `main` (`JobStatus::records_out`).
+    pub fn written(&self) -> u64 {
+        self.records_written.unwrap_or(self.records_out)
+    }
+
     pub fn new(slice_size: u32, collect_errors: bool) -> SlicedBody {
         SlicedBody {
             slice_size,
@@ -129,6 +138,7 @@ impl SlicedBody {
             records_in: 0,
             records_rejected: 0,
             records_out: 0,
+            records_written: Some(0),
             records_errors: 0,
             records_in_failed_slices: 0,
             slices_done: 0,

@@ -356,6 +356,7 @@ fn run_slice(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, epoch: u64, item
         at_ms: now_ms(),
         errors: record_errors.len() as u32,
         error_groups: groups,
+        written: Some(output.len() as u64),
     };
     let batch = batch.meta(crate::meta::encode(&m));
     if begin(shared, epoch, &item, started, records.len() as u64) {

@@ -39,7 +39,7 @@ pub fn watch_line(event: &serde_json::Value) -> String {
 }
 
 pub fn print_json(value: &serde_json::Value) {
-    println!("{value}");
+    outln!("{value}");
 }
 
 /// 1234567 -> "1,234,567".
@@ -53,6 +53,15 @@ pub fn count(n: u64) -> String {
         out.push(c);
     }
     out
+}
+
+/// 1 -> "1 slice", 3 -> "3 slices", 1000 -> "1,000 slices".
+pub fn plural(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{} {noun}s", count(n))
+    }
 }
 
 pub fn bytes(n: u64) -> String {
@@ -156,13 +165,27 @@ pub fn job_details(job: &JobStatus) -> String {
         }
     ));
     line(format!(
-        "  records       {} in, {} out, {} failed ({} errors, {} in failed slices)",
+        "  records       {} in, {} processed, {} failed ({} errors, {} in failed slices); {} out",
         count(job.records_in),
-        count(job.records_out),
+        count(job.records_processed),
         count(job.records_failed),
         count(job.records_errors),
-        count(job.records_in_failed_slices)
+        count(job.records_in_failed_slices),
+        count(job.records_out)
     ));
+    if job.records_out != job.records_processed {
+        line(format!(
+            "  output        {} written for {} processed: the count differs, as a filter's \
+             or a splitter's does{}",
+            plural(job.records_out, "record"),
+            count(job.records_processed),
+            if job.kind == "exec" {
+                " (`--exec-one-to-one` makes that a slice failure)"
+            } else {
+                ""
+            }
+        ));
+    }
     let eta = job.eta_s.map_or(String::new(), |s| {
         format!(", ETA {}", duration(Duration::from_secs_f64(s.max(0.0))))
     });
@@ -233,6 +256,13 @@ mod tests {
         assert_eq!(count(999), "999");
         assert_eq!(count(1000), "1,000");
         assert_eq!(count(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn plurals_agree_with_their_count() {
+        assert_eq!(plural(1, "slice"), "1 slice");
+        assert_eq!(plural(0, "slice"), "0 slices");
+        assert_eq!(plural(1200, "record"), "1,200 records");
     }
 
     #[test]

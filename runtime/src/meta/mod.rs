@@ -75,6 +75,10 @@ pub enum Meta {
         /// Input records that failed (collect_errors mode) and went to `errors`.
         errors: u32,
         error_groups: Vec<ErrorGroup>,
+        /// Records the handler wrote to `main` (a filter writes fewer than it
+        /// read, a splitter more). Absent in logs from before it was
+        /// counted: then it is taken as the records processed.
+        written: Option<u64>,
     },
     SliceFailed {
         job: JobId,

@@ -62,6 +62,10 @@ pub enum Record {
         at_ms: u64,
         errors: u32,
         error_groups: Vec<Group>,
+        /// Records the handler wrote to `main`; absent in records from
+        /// before it was counted (then: the records processed).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        written: Option<u64>,
     },
     SliceFailed {
         job: JobId,
@@ -224,6 +228,8 @@ struct Sliced {
     records_in: u64,
     records_rejected: u64,
     records_out: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    records_written: Option<u64>,
     records_errors: u64,
     records_in_failed_slices: u64,
     slices_done: u64,

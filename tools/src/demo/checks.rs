@@ -42,7 +42,7 @@ pub fn report(
         Check {
             name: "reconciled",
             ok: big.records_in == generated.records
-                && big.records_out + big.records_failed == big.records_in
+                && big.records_processed + big.records_failed == big.records_in
                 && big.records_failed == generated.planted(),
             detail: format!(
                 "{} in = {} out + {} failed; {} were planted bad",

@@ -55,11 +55,13 @@ impl From<&Meta> for Record {
                 at_ms,
                 errors,
                 error_groups,
+                written,
             } => Record::SliceDone {
                 job,
                 slice,
                 at_ms,
                 errors,
+                written,
                 error_groups: groups_out(&error_groups),
             },
             Meta::SliceFailed {
@@ -165,11 +167,13 @@ impl From<Record> for Meta {
                 at_ms,
                 errors,
                 error_groups,
+                written,
             } => Meta::SliceDone {
                 job,
                 slice,
                 at_ms,
                 errors,
+                written,
                 error_groups: groups_in(error_groups),
             },
             Record::SliceFailed {
@@ -426,6 +430,7 @@ impl From<&Job> for Row {
                 records_in: s.records_in,
                 records_rejected: s.records_rejected,
                 records_out: s.records_out,
+                records_written: s.records_written,
                 records_errors: s.records_errors,
                 records_in_failed_slices: s.records_in_failed_slices,
                 slices_done: s.slices_done,
@@ -492,6 +497,7 @@ impl From<Row> for Job {
                 body.records_in = s.records_in;
                 body.records_rejected = s.records_rejected;
                 body.records_out = s.records_out;
+                body.records_written = s.records_written;
                 body.records_errors = s.records_errors;
                 body.records_in_failed_slices = s.records_in_failed_slices;
                 body.slices_done = s.slices_done;
