@@ -112,7 +112,7 @@ pub struct JobInputArgs {
     /// The job kind: copy, exec (with --cmd), validate-customers, or one your service registered.
     #[arg(long)]
     pub kind: String,
-    /// The input file (`-` for stdin); `.gz` / `.zst` are decompressed.
+    /// The input file (`-` for stdin); gzip, zstd, bzip2 and xz are recognised and decompressed.
     #[arg(long)]
     pub input: PathBuf,
     /// Record format; by default from the file extension (.csv, .jsonl), else lines.
@@ -148,7 +148,7 @@ pub struct JobInputArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub job: JobInputArgs,
-    /// Where to write the output (`-` for stdout); `.gz` / `.zst` compress.
+    /// Where to write the output (`-` for stdout); `.gz` / `.zst` / `.bz2` / `.xz` compress.
     #[arg(long, default_value = "-")]
     pub output: PathBuf,
     /// Where to write the record errors (one JSON object per line).
@@ -178,7 +178,7 @@ pub struct WorkArgs {
 #[derive(Args, Debug)]
 pub struct DownloadArgs {
     pub job: JobId,
-    /// Where to write the output (`-` for stdout); `.gz` / `.zst` compress.
+    /// Where to write the output (`-` for stdout); `.gz` / `.zst` / `.bz2` / `.xz` compress.
     #[arg(long)]
     pub output: Option<PathBuf>,
     /// Where to write the record errors.

@@ -65,6 +65,119 @@ fn jsonl_round_trips_plain_gz_and_zst() {
 }
 
 #[test]
+fn bz2_and_xz_round_trip_in_and_out() {
+    let text = numbered_lines(80);
+    for name in ["in.txt.bz2", "in.txt.xz"] {
+        round_trip(name, text.as_bytes(), &[]);
+    }
+    let mut csv = String::from("id,name\n");
+    for i in 1..=40 {
+        csv.push_str(&format!("{i},\"n, {i}\"\n"));
+    }
+    round_trip("in.csv.bz2", csv.as_bytes(), &[]);
+    round_trip("in.csv.xz", csv.as_bytes(), &[]);
+}
+
+#[test]
+fn compression_is_recognised_by_magic_bytes_whatever_the_name() {
+    let sb = Sandbox::new();
+    let text = numbered_lines(20);
+    for codec in ["gz", "zst", "bz2", "xz"] {
+        let packed = sb.path(&format!("packed.{codec}"));
+        write_compressed(&packed, text.as_bytes());
+        let misnamed = sb.path(&format!("misnamed-{codec}.txt"));
+        std::fs::rename(&packed, &misnamed).unwrap();
+        let output = sb.path(&format!("out-{codec}.txt"));
+        sb.ok(&[
+            "run",
+            "--kind",
+            "copy",
+            "--input",
+            s(&misnamed),
+            "--output",
+            s(&output),
+        ]);
+        assert_eq!(std::fs::read_to_string(&output).unwrap(), text, "{codec}");
+    }
+}
+
+#[test]
+fn gzip_piped_into_stdin_is_decompressed() {
+    let sb = Sandbox::new();
+    let text = numbered_lines(25);
+    let packed = sb.path("p.gz");
+    write_compressed(&packed, text.as_bytes());
+    let mut child = sb
+        .cmd(&["run", "--kind", "copy", "--input", "-", "--output", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let bytes = std::fs::read(&packed).unwrap();
+    child.stdin.take().unwrap().write_all(&bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), text);
+}
+
+#[test]
+fn an_unknown_compression_is_refused_instead_of_read_as_text() {
+    let sb = Sandbox::new();
+    let input = sb.write("data.csv", b"PK\x03\x04\x14\x00\x00\x00junk");
+    let out = sb.expect(
+        1,
+        &[
+            "run",
+            "--kind",
+            "copy",
+            "--input",
+            s(&input),
+            "--output",
+            s(&sb.path("o.csv")),
+        ],
+    );
+    assert!(
+        stderr(&out).contains("is a zip archive"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!sb.path("o.csv").exists(), "nothing written");
+    let lz4 = sb.write("data.txt", &[0x04, 0x22, 0x4d, 0x18, 0x64, 0x40, 0xa7]);
+    let out = sb.expect(
+        1,
+        &[
+            "run",
+            "--kind",
+            "copy",
+            "--input",
+            s(&lz4),
+            "--output",
+            s(&sb.path("o.txt")),
+        ],
+    );
+    assert!(stderr(&out).contains("lz4"), "{}", stderr(&out));
+    let fake_gz = sb.write("plain.txt.gz", b"hello\n");
+    let out = sb.expect(
+        1,
+        &[
+            "run",
+            "--kind",
+            "copy",
+            "--input",
+            s(&fake_gz),
+            "--output",
+            s(&sb.path("o2.txt")),
+        ],
+    );
+    assert!(
+        stderr(&out).contains("is named .gz but is not gzip"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn format_flag_overrides_the_extension() {
     round_trip("in.data", b"a,b\n1,2\n3,4\n", &["--format", "csv"]);
 }

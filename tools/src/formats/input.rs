@@ -1,4 +1,4 @@
-//! Reading an input file as records: decompression by extension, then the
+//! Reading an input file as records: decompression by magic bytes, then the
 //! format's record boundaries. A record the format cannot parse becomes an
 //! [`Item::Rejected`] with its line number, never an error that stops the read.
 
@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use super::csv_source::{CsvHeader, CsvSource};
-use super::{is_std_stream, Compression, Format};
+use super::{is_std_stream, Format};
 
 /// One record read from the input, or one the format rejected.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,7 +31,7 @@ pub trait RecordSource: Send {
 }
 
 /// How far the reader is through the file on disk (compressed bytes for
-/// `.gz` / `.zst`), for progress bars.
+/// compressed input), for progress bars.
 #[derive(Clone, Debug, Default)]
 pub struct ReadProgress {
     read_bytes: Arc<AtomicU64>,
@@ -66,7 +66,7 @@ impl<R: Read> Read for CountingReader<R> {
     }
 }
 
-/// Opens `path` (`-` is stdin) and decompresses it by extension.
+/// Opens `path` (`-` is stdin) and decompresses it by its magic bytes.
 pub fn open_bytes(path: &Path) -> anyhow::Result<(Box<dyn BufRead + Send>, ReadProgress)> {
     let mut progress = ReadProgress::default();
     let raw: Box<dyn Read + Send> = if is_std_stream(path) {
@@ -92,19 +92,9 @@ fn wrap(
         inner: raw,
         read_bytes: progress.read_bytes.clone(),
     };
-    let capacity = 256 << 10;
-    let reader: Box<dyn BufRead + Send> = match Compression::from_path(path) {
-        Compression::None => Box::new(BufReader::with_capacity(capacity, counted)),
-        Compression::Gzip => Box::new(BufReader::with_capacity(
-            capacity,
-            flate2::read::MultiGzDecoder::new(BufReader::new(counted)),
-        )),
-        Compression::Zstd => Box::new(BufReader::with_capacity(
-            capacity,
-            zstd::Decoder::new(counted)
-                .with_context(|| format!("starting zstd on {}", path.display()))?,
-        )),
-    };
+    let decompressed = super::compression::decompress(path, Box::new(counted))?;
+    let reader: Box<dyn BufRead + Send> =
+        Box::new(BufReader::with_capacity(256 << 10, decompressed));
     Ok((reader, progress))
 }
 

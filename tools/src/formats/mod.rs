@@ -1,13 +1,17 @@
 //! Record formats the command reads and writes: lines, CSV (header kept) and
-//! JSON Lines, each optionally `.gz` or `.zst` compressed, `-` for stdin/stdout.
+//! JSON Lines, each optionally gzip, zstd, bzip2 or xz compressed (recognised
+//! by magic bytes on input, chosen by extension on output), `-` for
+//! stdin/stdout.
 //!
 //! A job remembers its format in its properties (see [`props`]) so `download`
 //! writes the output back the way the input came, CSV header first.
 
+mod compression;
 mod csv_source;
 mod input;
 mod output;
 
+pub use compression::{Compression, Encoder};
 pub use csv_source::{CsvHeader, DEFAULT_MAX_RECORD_BYTES};
 pub use input::{
     open_bytes, open_source, source_from_reader, InputSource, Item, ReadProgress, RecordSource,
@@ -58,7 +62,7 @@ impl Format {
         }
     }
 
-    /// From the file name, ignoring a `.gz` / `.zst` suffix; lines otherwise.
+    /// From the file name, ignoring a compression suffix; lines otherwise.
     pub fn from_path(path: &Path) -> Format {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let name = name.to_ascii_lowercase();
@@ -67,32 +71,6 @@ impl Format {
             Some("csv") => Format::Csv,
             Some("jsonl" | "ndjson" | "json") => Format::Jsonl,
             _ => Format::Lines,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    Gzip,
-    Zstd,
-}
-
-impl Compression {
-    /// By extension: `.gz` gzip, `.zst` zstd, anything else none.
-    pub fn from_path(path: &Path) -> Compression {
-        match path.extension().and_then(|e| e.to_str()) {
-            Some(e) if e.eq_ignore_ascii_case("gz") => Compression::Gzip,
-            Some(e) if e.eq_ignore_ascii_case("zst") => Compression::Zstd,
-            _ => Compression::None,
-        }
-    }
-
-    fn strip(self, name: &str) -> &str {
-        match self {
-            Compression::None => name,
-            Compression::Gzip => name.strip_suffix(".gz").unwrap_or(name),
-            Compression::Zstd => name.strip_suffix(".zst").unwrap_or(name),
         }
     }
 }

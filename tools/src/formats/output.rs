@@ -9,22 +9,16 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use super::{is_std_stream, Compression};
+use super::{is_std_stream, Compression, Encoder};
 
 type Inner = BufWriter<Box<dyn Write + Send>>;
-
-enum Encoder {
-    Plain(Inner),
-    Gzip(flate2::write::GzEncoder<Inner>),
-    Zstd(zstd::Encoder<'static, Inner>),
-}
 
 pub struct OutputSink {
     path: PathBuf,
     /// Some for a file: where it is written until `finish`.
     partial: Option<PathBuf>,
     file: Option<File>,
-    encoder: Encoder,
+    encoder: Encoder<Inner>,
     pub records_written: u64,
 }
 
@@ -41,14 +35,7 @@ impl OutputSink {
             (Box::new(clone), Some(partial), Some(file))
         };
         let inner = BufWriter::with_capacity(256 << 10, raw);
-        let encoder = match Compression::from_path(path) {
-            Compression::None => Encoder::Plain(inner),
-            Compression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
-                inner,
-                flate2::Compression::fast(),
-            )),
-            Compression::Zstd => Encoder::Zstd(zstd::Encoder::new(inner, 3)?),
-        };
+        let encoder = Encoder::new(Compression::from_path(path), inner)?;
         Ok(OutputSink {
             path: path.to_path_buf(),
             partial,
@@ -58,18 +45,10 @@ impl OutputSink {
         })
     }
 
-    fn writer(&mut self) -> &mut dyn Write {
-        match &mut self.encoder {
-            Encoder::Plain(w) => w,
-            Encoder::Gzip(w) => w,
-            Encoder::Zstd(w) => w,
-        }
-    }
-
     /// Writes `line` and a `\n` (a header, not counted as a record).
     pub fn write_line(&mut self, line: &[u8]) -> anyhow::Result<()> {
         let path = self.path.clone();
-        let w = self.writer();
+        let w = &mut self.encoder;
         w.write_all(line)
             .and_then(|()| w.write_all(b"\n"))
             .map_err(|e| output_error(&path, e))
@@ -84,12 +63,8 @@ impl OutputSink {
     /// Finishes compression, syncs and renames the file into place.
     pub fn finish(self) -> anyhow::Result<u64> {
         let path = self.path;
-        let inner = match self.encoder {
-            Encoder::Plain(w) => Ok(w),
-            Encoder::Gzip(w) => w.finish(),
-            Encoder::Zstd(w) => w.finish(),
-        };
-        inner
+        self.encoder
+            .finish()
             .and_then(|mut w| w.flush())
             .map_err(|e| output_error(&path, e))?;
         if let (Some(partial), Some(file)) = (self.partial, self.file) {
@@ -130,7 +105,7 @@ mod tests {
     #[test]
     fn compressed_output_reads_back_by_extension() {
         let dir = tempfile::tempdir().unwrap();
-        for name in ["o.txt", "o.txt.gz", "o.txt.zst"] {
+        for name in ["o.txt", "o.txt.gz", "o.txt.zst", "o.txt.bz2", "o.txt.xz"] {
             let path = dir.path().join(name);
             let mut sink = OutputSink::create(&path).unwrap();
             sink.write_record(b"one").unwrap();
