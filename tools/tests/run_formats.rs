@@ -177,6 +177,125 @@ fn an_unknown_compression_is_refused_instead_of_read_as_text() {
     );
 }
 
+/// `run` then `download` of `content`: both give back exactly `content`.
+fn exact_round_trip(name: &str, content: &[u8]) {
+    let sb = Sandbox::new();
+    let input = sb.path(name);
+    write_compressed(&input, content);
+    let output = sb.path(&format!("out-{name}"));
+    let job = sb.json(&[
+        "run",
+        "--kind",
+        "copy",
+        "--slice-size",
+        "2",
+        "--input",
+        s(&input),
+        "--output",
+        s(&output),
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&read_decompressed(&output)),
+        String::from_utf8_lossy(content),
+        "run: {name}"
+    );
+    let again = sb.path(&format!("again-{name}"));
+    sb.ok(&["download", &job_id(&job).to_string(), "--output", s(&again)]);
+    assert_eq!(read_decompressed(&again), content, "download: {name}");
+}
+
+#[test]
+fn csv_comes_back_byte_for_byte_with_its_line_endings() {
+    let cases: [(&str, &[u8]); 5] = [
+        ("crlf.csv", b"id,note\r\n1,\"two\r\nlines\"\r\n2,b\r\n"),
+        ("cr.csv", b"id,note\r1,a\r2,b\r"),
+        ("leading-blank.csv", b"\n\nid,note\n1,a\n"),
+        ("no-final-newline.csv", b"id,note\n1,a\n2,b"),
+        ("crlf.csv.gz", b"id,note\r\n1,a\r\n2,b\r\n"),
+    ];
+    for (name, content) in cases {
+        exact_round_trip(name, content);
+    }
+}
+
+#[test]
+fn lines_and_json_lines_come_back_byte_for_byte_with_their_line_endings() {
+    let cases: [(&str, &[u8]); 5] = [
+        ("cr.txt", b"one\rtwo\rthree\r"),
+        ("mixed.txt", b"one\r\ntwo\nthree\r\n"),
+        ("no-final-newline.txt", b"one\ntwo"),
+        ("crlf.jsonl", b"{\"a\":1}\r\n{\"a\":2}\r\n"),
+        ("no-final-newline.jsonl", b"{\"a\":1}\n{\"a\":2}"),
+    ];
+    for (name, content) in cases {
+        exact_round_trip(name, content);
+    }
+}
+
+#[test]
+fn a_json_array_is_read_element_by_element_and_written_back_as_an_array() {
+    let sb = Sandbox::new();
+    let values: Vec<serde_json::Value> = (1..=25)
+        .map(|i| serde_json::json!({"id": i, "name": format!("n, {i}"), "tags": [i, "x"]}))
+        .collect();
+    let pretty = serde_json::to_string_pretty(&values).unwrap();
+    let input = sb.write("in.json", pretty.as_bytes());
+    let output = sb.path("out.json");
+    let job = sb.json(&[
+        "run",
+        "--kind",
+        "copy",
+        "--slice-size",
+        "4",
+        "--input",
+        s(&input),
+        "--output",
+        s(&output),
+    ]);
+    assert_eq!(job["records_in"], 25, "{job}");
+    let back: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(&output).unwrap()).unwrap();
+    assert_eq!(back, values);
+}
+
+#[test]
+fn a_bad_json_array_element_is_a_record_error_on_its_line() {
+    let sb = Sandbox::new();
+    let input = sb.write("in.json", b"[\n{\"id\": 1},\n{\"id\": },\n{\"id\": 3}\n]\n");
+    let output = sb.path("out.json");
+    let errors = sb.path("errors.jsonl");
+    let out = sb.expect(
+        3,
+        &[
+            "--json",
+            "run",
+            "--kind",
+            "copy",
+            "--input",
+            s(&input),
+            "--output",
+            s(&output),
+            "--errors",
+            s(&errors),
+        ],
+    );
+    let job: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (job["records_in"].as_u64(), job["records_out"].as_u64()),
+        (Some(3), Some(2))
+    );
+    assert_eq!(job["records_failed"], 1);
+    let errors_text = std::fs::read_to_string(&errors).unwrap();
+    assert!(errors_text.contains("\"line\":3"), "{errors_text}");
+    let back: serde_json::Value = serde_json::from_slice(&std::fs::read(&output).unwrap()).unwrap();
+    assert_eq!(back, serde_json::json!([{"id": 1}, {"id": 3}]));
+}
+
+#[test]
+fn a_json_file_of_one_value_per_line_is_read_as_json_lines() {
+    exact_round_trip("lines.json", b"{\"a\":1}\n{\"a\":2}\n");
+}
+
 #[test]
 fn format_flag_overrides_the_extension() {
     round_trip("in.data", b"a,b\n1,2\n3,4\n", &["--format", "csv"]);

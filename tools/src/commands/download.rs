@@ -8,7 +8,7 @@ use booster_runtime::{Category, JobStatus, Runtime};
 use super::{with_runtime, Ctx};
 use crate::cli::DownloadArgs;
 use crate::exit;
-use crate::formats::{props, Format, OutputSink};
+use crate::formats::{props, Format, OutputFraming, OutputSink, TextLayout};
 use crate::report;
 
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
@@ -93,11 +93,15 @@ pub async fn download_job(
             .get(props::CSV_HEADER)
             .and_then(|h| h.as_str())
             .filter(|_| job_format(&job) == Format::Csv);
+        let framing = output_framing(&job);
         let main = output
-            .map(|path| write_category(&runtime, job.id, Category::Main, &path, header))
+            .map(|path| write_category(&runtime, job.id, Category::Main, &path, header, framing))
             .transpose()?;
         let errors = errors
-            .map(|path| write_category(&runtime, job.id, Category::Errors, &path, None))
+            .map(|path| {
+                let framing = OutputFraming::default();
+                write_category(&runtime, job.id, Category::Errors, &path, None, framing)
+            })
             .transpose()?;
         Ok(DownloadCounts { main, errors })
     })
@@ -110,8 +114,9 @@ fn write_category(
     category: Category,
     path: &Path,
     header: Option<&str>,
+    framing: OutputFraming,
 ) -> anyhow::Result<u64> {
-    let mut sink = OutputSink::create(path)?;
+    let mut sink = OutputSink::create_framed(path, framing)?;
     if let Some(header) = header {
         sink.write_line(header.as_bytes())?;
     }
@@ -119,6 +124,15 @@ fn write_category(
         sink.write_record(&record?)?;
     }
     sink.finish()
+}
+
+/// How the job's output is put together: as its input was (line endings
+/// and all), or a JSON array for a JSON array input.
+pub fn output_framing(job: &JobStatus) -> OutputFraming {
+    match job_format(job) {
+        Format::Json => OutputFraming::JsonArray,
+        _ => OutputFraming::Lines(TextLayout::from_properties(&job.properties)),
+    }
 }
 
 /// The job's format as recorded when it was submitted.

@@ -184,6 +184,7 @@ pub fn job_spec(args: &JobInputArgs, input: &InputSource) -> anyhow::Result<JobS
         props::FORMAT: input.format.name(),
         props::INPUT: display_name(&args.input),
     });
+    input.layout.to_properties(&mut properties);
     if let Some(header) = &input.header {
         properties[props::CSV_HEADER] = json!(header.raw);
         properties[props::CSV_COLUMNS] = json!(header.columns);
@@ -433,6 +434,7 @@ mod tests {
             let input = InputSource {
                 format: Format::Lines,
                 header: None,
+                layout: Default::default(),
                 progress: Default::default(),
                 records: Box::new(PanicsAfterOneBatch(false)),
             };

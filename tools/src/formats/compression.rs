@@ -15,8 +15,9 @@
 use std::io::{self, BufReader, Read, Write};
 use std::path::Path;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Compression {
+    #[default]
     None,
     Gzip,
     Zstd,
@@ -111,7 +112,7 @@ impl Compression {
 pub fn decompress(
     path: &Path,
     mut raw: Box<dyn Read + Send>,
-) -> anyhow::Result<Box<dyn Read + Send>> {
+) -> anyhow::Result<(Box<dyn Read + Send>, Compression)> {
     let mut head = Vec::with_capacity(SNIFF_BYTES);
     (&mut raw)
         .take(SNIFF_BYTES as u64)
@@ -119,7 +120,7 @@ pub fn decompress(
         .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
     let compression = detect(path, &head)?;
     let raw: Box<dyn Read + Send> = Box::new(io::Cursor::new(head).chain(raw));
-    Ok(match compression {
+    let reader: Box<dyn Read + Send> = match compression {
         Compression::None => raw,
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(raw))),
         Compression::Zstd => Box::new(zstd::Decoder::new(raw)?),
@@ -127,7 +128,8 @@ pub fn decompress(
         Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(BufReader::new(
             raw,
         ))),
-    })
+    };
+    Ok((reader, compression))
 }
 
 /// The decision table: magic bytes first, then what the name promised.
@@ -239,7 +241,7 @@ mod tests {
     }
 
     fn read_back(name: &str, bytes: Vec<u8>) -> anyhow::Result<Vec<u8>> {
-        let mut reader = decompress(Path::new(name), Box::new(io::Cursor::new(bytes)))?;
+        let (mut reader, _) = decompress(Path::new(name), Box::new(io::Cursor::new(bytes)))?;
         let mut out = Vec::new();
         reader.read_to_end(&mut out)?;
         Ok(out)

@@ -164,6 +164,12 @@ impl CsvSource {
                 let e = csv_to_io(e);
                 if e.to_string() == TOO_LONG {
                     let message = self.too_long_message();
+                    let held = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
+                    let record = held.bytes.trim_ascii_start();
+                    let swallowed = line_count(&record[..record.len().min(self.max_record_bytes)]);
+                    drop(held);
+                    let message =
+                        format!("{message}; it swallowed {swallowed} lines within the limit");
                     return self.skip_first_line(message).map(Some);
                 }
                 return Err(e);
@@ -179,11 +185,13 @@ impl CsvSource {
         let from = (start.max(tee.base_offset) - tee.base_offset) as usize;
         let to = (end - tee.base_offset) as usize;
         if at_end && quote_left_open(&tee.bytes[from..to]) {
+            let swallowed = line_count(tee.bytes[from..to].trim_ascii());
             drop(tee);
-            let message = "malformed CSV: a quote opened in the record starting on this line \
-                           is still open at the end of the input; the line is skipped and \
-                           parsing resumes at the next line"
-                .to_string();
+            let message = format!(
+                "malformed CSV: a quote opened in the record starting on this line is never \
+                 closed and would swallow the {swallowed} lines to the end of the input; the \
+                 line is skipped and parsing resumes at the next line"
+            );
             return self.skip_first_line(message).map(Some);
         }
         let mut raw = tee.take(start, end);
@@ -259,6 +267,12 @@ fn skip_to_next_line(inner: &mut Input) -> io::Result<Vec<u8>> {
             return Ok(buf[i + 1..n].to_vec());
         }
     }
+}
+
+/// How many lines `bytes` spans (a last line without `\n` counts).
+fn line_count(bytes: &[u8]) -> u64 {
+    let breaks = memchr::memchr_iter(b'\n', bytes).count() as u64;
+    breaks + u64::from(!bytes.is_empty() && bytes.last() != Some(&b'\n'))
 }
 
 /// A record that runs to the end of the input over several lines with an
@@ -408,7 +422,8 @@ mod tests {
         let (_, items) = read_all(text);
         let (line, message) = rejected_line(&items[0]).expect("line 2 is an error");
         assert_eq!(line, 2);
-        assert!(message.contains("still open"), "{message}");
+        assert!(message.contains("never closed"), "{message}");
+        assert!(message.contains("swallow the 4 lines"), "{message}");
         assert_eq!(
             items[1..].to_vec(),
             vec![record("2,b", 3), record("3,c", 4), record("4,d", 5)]
@@ -428,6 +443,9 @@ mod tests {
         let (line, message) = rejected_line(&items[1]).expect("line 3 is an error");
         assert_eq!(line, 3);
         assert!(message.contains("longer than 64 bytes"), "{message}");
+        // "2,\"open\n" (8 bytes), 3,row .. 9,row (6 each) and 10,row,
+        // 11,row (7 each) are the first 64 bytes: 10 lines.
+        assert!(message.contains("swallowed 10 lines"), "{message}");
         match &items[1] {
             Item::Rejected { raw, .. } => assert_eq!(raw, b"2,\"open"),
             other => panic!("{other:?}"),

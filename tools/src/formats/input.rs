@@ -11,7 +11,9 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use super::csv_source::{CsvHeader, CsvSource};
-use super::{is_std_stream, Format};
+use super::json_array::{starts_an_array, JsonArraySource};
+use super::layout::{file_ends_with_newline, LineEnding, TextLayout};
+use super::{is_std_stream, Compression, Format};
 
 /// One record read from the input, or one the format rejected.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +39,8 @@ pub struct ReadProgress {
     read_bytes: Arc<AtomicU64>,
     /// None for stdin.
     pub total_bytes: Option<u64>,
+    /// How the input was compressed, as its magic bytes said.
+    pub compression: Compression,
 }
 
 impl ReadProgress {
@@ -49,6 +53,8 @@ impl ReadProgress {
 pub struct InputSource {
     pub format: Format,
     pub header: Option<CsvHeader>,
+    /// Its line terminators, written back on download.
+    pub layout: TextLayout,
     pub progress: ReadProgress,
     pub records: Box<dyn RecordSource>,
 }
@@ -92,7 +98,9 @@ fn wrap(
         inner: raw,
         read_bytes: progress.read_bytes.clone(),
     };
-    let decompressed = super::compression::decompress(path, Box::new(counted))?;
+    let (decompressed, compression) = super::compression::decompress(path, Box::new(counted))?;
+    let mut progress = progress;
+    progress.compression = compression;
     let reader: Box<dyn BufRead + Send> =
         Box::new(BufReader::with_capacity(256 << 10, decompressed));
     Ok((reader, progress))
@@ -120,13 +128,20 @@ pub fn open_source(
     max_record_bytes: usize,
 ) -> anyhow::Result<InputSource> {
     let (reader, progress) = open_bytes(path)?;
-    source_from_reader(
+    let mut input = source_from_reader(
         reader,
         progress,
         format,
         max_record_bytes,
         &path.display().to_string(),
-    )
+    )?;
+    // Only a plain file's last byte is its text's last byte.
+    if input.progress.compression == Compression::None && !is_std_stream(path) {
+        if let Some(ends) = file_ends_with_newline(path) {
+            input.layout.final_newline = ends;
+        }
+    }
+    Ok(input)
 }
 
 /// Records of `format` from already-decompressed bytes (`booster serve`
@@ -138,6 +153,20 @@ pub fn source_from_reader(
     max_record_bytes: usize,
     name: &str,
 ) -> anyhow::Result<InputSource> {
+    let (head, reader) = peek_first_line(reader).with_context(|| format!("reading {name}"))?;
+    let mut layout = TextLayout::sniff(&head, format == Format::Csv);
+    let format = match format {
+        Format::Json if !head.is_empty() && !starts_an_array(&head) => Format::Jsonl,
+        other => other,
+    };
+    let split_on = match layout.line_ending {
+        LineEnding::Cr => b'\r',
+        LineEnding::Lf | LineEnding::CrLf => b'\n',
+    };
+    if format != Format::Csv && layout.line_ending == LineEnding::CrLf {
+        // Lines keep the `\r` of their `\r\n`: only the `\n` is added back.
+        layout.line_ending = LineEnding::Lf;
+    }
     let (header, records): (Option<CsvHeader>, Box<dyn RecordSource>) = match format {
         Format::Csv => {
             let mut csv = CsvSource::new(reader, max_record_bytes);
@@ -146,32 +175,75 @@ pub fn source_from_reader(
                 .with_context(|| format!("reading the CSV header of {name}"))?;
             (header, Box::new(csv))
         }
-        Format::Lines => (None, Box::new(LineSource::new(reader, false))),
-        Format::Jsonl => (None, Box::new(LineSource::new(reader, true))),
+        Format::Lines => (None, Box::new(LineSource::new(reader, false, split_on))),
+        Format::Jsonl => (None, Box::new(LineSource::new(reader, true, split_on))),
+        Format::Json => {
+            // An array is written back as an array, one element per line.
+            layout = TextLayout::default();
+            (
+                None,
+                Box::new(JsonArraySource::new(reader, max_record_bytes)),
+            )
+        }
     };
     Ok(InputSource {
         format,
         header,
+        layout,
         progress,
         records,
     })
 }
 
-/// Lines and JSON Lines: a record per `\n`-terminated line. The line's bytes
-/// are kept exactly (a `\r` before the `\n` stays), so lines round-trip.
-/// In JSON Lines, blank lines carry no record and are skipped.
+/// The most read ahead to find the input's first line terminator.
+const PEEK_BYTES: usize = 64 << 10;
+
+/// Reads until the first line terminator and the byte after it (or 64 KiB,
+/// or the end), and gives back those bytes and a reader that still starts
+/// at the beginning.
+fn peek_first_line(
+    mut reader: Box<dyn BufRead + Send>,
+) -> io::Result<(Vec<u8>, Box<dyn BufRead + Send>)> {
+    let mut head = Vec::new();
+    loop {
+        let found = memchr::memchr2(b'\n', b'\r', &head).is_some_and(|i| i + 1 < head.len());
+        if found || head.len() >= PEEK_BYTES {
+            break;
+        }
+        let buf = match reader.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            break;
+        }
+        let n = buf.len().min(PEEK_BYTES - head.len());
+        head.extend_from_slice(&buf[..n]);
+        reader.consume(n);
+    }
+    let rest: Box<dyn BufRead + Send> = Box::new(io::Cursor::new(head.clone()).chain(reader));
+    Ok((head, rest))
+}
+
+/// Lines and JSON Lines: a record per `\n`-terminated line (`\r` in a file
+/// whose lines end in a lone `\r`). The line's bytes are kept exactly (a
+/// `\r` before the `\n` stays), so lines round-trip. In JSON Lines, blank
+/// lines carry no record and are skipped.
 pub struct LineSource<R> {
     reader: R,
     line: u64,
     jsonl: bool,
+    terminator: u8,
 }
 
 impl<R: BufRead> LineSource<R> {
-    pub fn new(reader: R, jsonl: bool) -> LineSource<R> {
+    pub fn new(reader: R, jsonl: bool, terminator: u8) -> LineSource<R> {
         LineSource {
             reader,
             line: 0,
             jsonl,
+            terminator,
         }
     }
 }
@@ -180,11 +252,11 @@ impl<R: BufRead + Send> RecordSource for LineSource<R> {
     fn next_batch(&mut self, max: usize, out: &mut Vec<Item>) -> io::Result<()> {
         while out.len() < max {
             let mut buf = Vec::with_capacity(128);
-            if self.reader.read_until(b'\n', &mut buf)? == 0 {
+            if self.reader.read_until(self.terminator, &mut buf)? == 0 {
                 break;
             }
             self.line += 1;
-            if buf.last() == Some(&b'\n') {
+            if buf.last() == Some(&self.terminator) {
                 buf.pop();
             }
             if !self.jsonl {
@@ -215,7 +287,7 @@ impl<R: BufRead + Send> RecordSource for LineSource<R> {
 
 /// The message names the kind of problem but not its column, so the same
 /// mistake on many lines groups under one message.
-fn check_json(record: &[u8]) -> Result<(), String> {
+pub(super) fn check_json(record: &[u8]) -> Result<(), String> {
     match serde_json::from_slice::<serde::de::IgnoredAny>(record) {
         Ok(_) => Ok(()),
         Err(e) => Err(match e.classify() {
@@ -245,7 +317,7 @@ mod tests {
 
     #[test]
     fn lines_keep_their_bytes_and_numbers() {
-        let mut src = LineSource::new(&b"a\r\n\nc"[..], false);
+        let mut src = LineSource::new(&b"a\r\n\nc"[..], false, b'\n');
         let items = all(&mut src);
         assert_eq!(
             items,
@@ -268,7 +340,7 @@ mod tests {
 
     #[test]
     fn bad_json_line_is_rejected_with_its_line_number() {
-        let mut src = LineSource::new(&b"{\"a\":1}\n\n{\"a\":\n[1,2]\n"[..], true);
+        let mut src = LineSource::new(&b"{\"a\":1}\n\n{\"a\":\n[1,2]\n"[..], true, b'\n');
         let items = all(&mut src);
         assert_eq!(items.len(), 3);
         assert!(matches!(&items[1], Item::Rejected { line: 3, raw, .. } if raw == b"{\"a\":"));

@@ -9,6 +9,8 @@
 mod compression;
 mod csv_source;
 mod input;
+mod json_array;
+mod layout;
 mod output;
 
 pub use compression::{Compression, Encoder};
@@ -16,13 +18,14 @@ pub use csv_source::{CsvHeader, DEFAULT_MAX_RECORD_BYTES};
 pub use input::{
     open_bytes, open_source, source_from_reader, InputSource, Item, ReadProgress, RecordSource,
 };
-pub use output::OutputSink;
+pub use layout::{LineEnding, TextLayout};
+pub use output::{OutputFraming, OutputSink};
 
 use std::path::Path;
 
 /// Keys of the job properties this crate writes and reads.
 pub mod props {
-    /// "lines", "csv" or "jsonl".
+    /// "lines", "csv", "jsonl" or "json".
     pub const FORMAT: &str = "format";
     /// The raw CSV header line, written back at the top of the output.
     pub const CSV_HEADER: &str = "csv_header";
@@ -42,6 +45,9 @@ pub enum Format {
     Csv,
     /// One JSON value per line.
     Jsonl,
+    /// One JSON array of values, read element by element (a `.json` file
+    /// that does not start with `[` is read as JSON Lines).
+    Json,
 }
 
 impl Format {
@@ -50,6 +56,7 @@ impl Format {
             Format::Lines => "lines",
             Format::Csv => "csv",
             Format::Jsonl => "jsonl",
+            Format::Json => "json",
         }
     }
 
@@ -58,6 +65,7 @@ impl Format {
             "lines" => Some(Format::Lines),
             "csv" => Some(Format::Csv),
             "jsonl" => Some(Format::Jsonl),
+            "json" => Some(Format::Json),
             _ => None,
         }
     }
@@ -69,7 +77,8 @@ impl Format {
         let base = Compression::from_path(path).strip(&name);
         match base.rsplit_once('.').map(|(_, ext)| ext) {
             Some("csv") => Format::Csv,
-            Some("jsonl" | "ndjson" | "json") => Format::Jsonl,
+            Some("jsonl" | "ndjson") => Format::Jsonl,
+            Some("json") => Format::Json,
             _ => Format::Lines,
         }
     }

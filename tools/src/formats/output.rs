@@ -1,5 +1,5 @@
-//! Writing records out: one per line, compressed by extension, `-` for
-//! stdout. A file is written as `PATH.partial` and renamed into place once
+//! Writing records out: one per line with the input's line endings (or as
+//! a JSON array), compressed by extension, `-` for stdout. A file is written as `PATH.partial` and renamed into place once
 //! complete and synced, so a download that stops midway never leaves a
 //! truncated file under the name asked for.
 
@@ -9,11 +9,29 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use super::{is_std_stream, Compression, Encoder};
+use super::{is_std_stream, Compression, Encoder, TextLayout};
 
 type Inner = BufWriter<Box<dyn Write + Send>>;
 
+/// How records are put together in the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFraming {
+    /// A line per record, ended as the layout says.
+    Lines(TextLayout),
+    /// `[`, the records separated by `,` and a line break, `]`.
+    JsonArray,
+}
+
+impl Default for OutputFraming {
+    fn default() -> OutputFraming {
+        OutputFraming::Lines(TextLayout::default())
+    }
+}
+
 pub struct OutputSink {
+    framing: OutputFraming,
+    /// Lines written so far (the header too).
+    lines_written: u64,
     path: PathBuf,
     /// Some for a file: where it is written until `finish`.
     partial: Option<PathBuf>,
@@ -23,7 +41,12 @@ pub struct OutputSink {
 }
 
 impl OutputSink {
+    /// A line per record, each ended with `\n`.
     pub fn create(path: &Path) -> anyhow::Result<OutputSink> {
+        OutputSink::create_framed(path, OutputFraming::default())
+    }
+
+    pub fn create_framed(path: &Path, framing: OutputFraming) -> anyhow::Result<OutputSink> {
         let (raw, partial, file): (Box<dyn Write + Send>, _, _) = if is_std_stream(path) {
             (Box::new(io::stdout()), None, None)
         } else {
@@ -37,6 +60,8 @@ impl OutputSink {
         let inner = BufWriter::with_capacity(256 << 10, raw);
         let encoder = Encoder::new(Compression::from_path(path), inner)?;
         Ok(OutputSink {
+            framing,
+            lines_written: 0,
             path: path.to_path_buf(),
             partial,
             file,
@@ -45,13 +70,31 @@ impl OutputSink {
         })
     }
 
-    /// Writes `line` and a `\n` (a header, not counted as a record).
+    /// Writes `line` (a header, not counted as a record). The terminator
+    /// goes before the next line, or at the end when the input had one.
     pub fn write_line(&mut self, line: &[u8]) -> anyhow::Result<()> {
-        let path = self.path.clone();
-        let w = &mut self.encoder;
-        w.write_all(line)
-            .and_then(|()| w.write_all(b"\n"))
-            .map_err(|e| output_error(&path, e))
+        let before: &[u8] = match (self.framing, self.lines_written) {
+            (OutputFraming::Lines(layout), 0) => {
+                let ending = layout.line_ending.bytes();
+                for _ in 0..layout.leading_blank_lines {
+                    self.put(ending)?;
+                }
+                b""
+            }
+            (OutputFraming::Lines(layout), _) => layout.line_ending.bytes(),
+            (OutputFraming::JsonArray, 0) => b"[\n",
+            (OutputFraming::JsonArray, _) => b",\n",
+        };
+        self.put(before)?;
+        self.put(line)?;
+        self.lines_written += 1;
+        Ok(())
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        self.encoder
+            .write_all(bytes)
+            .map_err(|e| output_error(&self.path, e))
     }
 
     pub fn write_record(&mut self, record: &[u8]) -> anyhow::Result<()> {
@@ -61,7 +104,16 @@ impl OutputSink {
     }
 
     /// Finishes compression, syncs and renames the file into place.
-    pub fn finish(self) -> anyhow::Result<u64> {
+    pub fn finish(mut self) -> anyhow::Result<u64> {
+        let end: &[u8] = match (self.framing, self.lines_written) {
+            (OutputFraming::Lines(layout), 1..) if layout.final_newline => {
+                layout.line_ending.bytes()
+            }
+            (OutputFraming::Lines(_), _) => b"",
+            (OutputFraming::JsonArray, 0) => b"[]\n",
+            (OutputFraming::JsonArray, _) => b"\n]\n",
+        };
+        self.put(end)?;
         let path = self.path;
         self.encoder
             .finish()
@@ -117,5 +169,43 @@ mod tests {
             assert_eq!(text, "one\ntwo\n", "{name}");
             assert!(!dir.path().join(format!("{name}.partial")).exists());
         }
+    }
+
+    fn written(framing: OutputFraming, lines: &[&str]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("o");
+        let mut sink = OutputSink::create_framed(&path, framing).unwrap();
+        for line in lines {
+            sink.write_record(line.as_bytes()).unwrap();
+        }
+        sink.finish().unwrap();
+        std::fs::read_to_string(&path).unwrap()
+    }
+
+    #[test]
+    fn lines_end_as_the_layout_says() {
+        use crate::formats::LineEnding;
+        let layout = TextLayout {
+            line_ending: LineEnding::CrLf,
+            final_newline: false,
+            leading_blank_lines: 1,
+        };
+        let text = written(OutputFraming::Lines(layout), &["a", "b"]);
+        assert_eq!(text, "\r\na\r\nb");
+        let cr = TextLayout {
+            line_ending: LineEnding::Cr,
+            ..TextLayout::default()
+        };
+        assert_eq!(written(OutputFraming::Lines(cr), &["a", "b"]), "a\rb\r");
+        assert_eq!(written(OutputFraming::default(), &[]), "");
+    }
+
+    #[test]
+    fn json_array_framing_writes_an_array() {
+        assert_eq!(
+            written(OutputFraming::JsonArray, &["1", "{}"]),
+            "[\n1,\n{}\n]\n"
+        );
+        assert_eq!(written(OutputFraming::JsonArray, &[]), "[]\n");
     }
 }
