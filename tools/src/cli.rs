@@ -142,6 +142,8 @@ pub struct JobInputArgs {
     #[arg(long, value_name = "BYTES", default_value_t = crate::formats::DEFAULT_MAX_RECORD_BYTES,
           value_parser = clap::builder::ValueParser::new(clap::builder::RangedU64ValueParser::<usize>::new().range(1..)))]
     pub max_record_bytes: usize,
+    #[command(flatten)]
+    pub tabular: crate::formats::TabularArgs,
 }
 
 #[derive(Args, Debug)]

@@ -297,6 +297,161 @@ fn a_json_file_of_one_value_per_line_is_read_as_json_lines() {
 }
 
 #[test]
+fn psv_and_tsv_come_back_byte_for_byte() {
+    exact_round_trip("in.psv", b"id|note\n1|\"a|b\"\n2|\"two\nlines\"\n3|c\n");
+    exact_round_trip("in.tsv", b"id\tnote\r\n1\t\"a\tb\"\r\n2\tc\r\n");
+    exact_round_trip("in.tsv.bz2", b"id\tnote\n1\tx\n");
+}
+
+/// `run --json` with `args`, exit 3 expected; the job, output and errors.
+fn run_with_errors(
+    sb: &Sandbox,
+    name: &str,
+    content: &[u8],
+    args: &[&str],
+) -> (serde_json::Value, String, String) {
+    let input = sb.write(name, content);
+    let output = sb.path(&format!("out-{name}"));
+    let errors = sb.path(&format!("errors-{name}.jsonl"));
+    let mut all = vec![
+        "--json",
+        "run",
+        "--kind",
+        "copy",
+        "--collect-errors",
+        "--input",
+        s(&input),
+        "--output",
+        s(&output),
+        "--errors",
+        s(&errors),
+    ];
+    all.extend_from_slice(args);
+    let out = sb.expect(3, &all);
+    let job: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let records_in = job["records_in"].as_u64().unwrap();
+    let (records_out, failed) = (
+        job["records_out"].as_u64().unwrap(),
+        job["records_failed"].as_u64().unwrap(),
+    );
+    assert_eq!(
+        records_in,
+        records_out + failed,
+        "records in = out + errors: {job}"
+    );
+    (
+        job,
+        std::fs::read_to_string(&output).unwrap(),
+        std::fs::read_to_string(&errors).unwrap(),
+    )
+}
+
+#[test]
+fn a_delimiter_option_reads_fields_and_a_ragged_row_is_a_record_error() {
+    let sb = Sandbox::new();
+    let (job, output, errors) = run_with_errors(
+        &sb,
+        "in.txt",
+        b"id;name\n1;\"a;b\"\n2;b;extra\n3;c\n",
+        &["--format", "csv", "--delimiter", ";"],
+    );
+    assert_eq!(job["records_failed"], 1, "{job}");
+    assert_eq!(output, "id;name\n1;\"a;b\"\n3;c\n");
+    assert!(
+        errors.contains("\"line\":3") && errors.contains("3 fields"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn column_rules_reject_rows_with_their_line_numbers_and_shape_the_output() {
+    let sb = Sandbox::new();
+    let text = b"id,junk,email\n1,x,a@b.io\n2,y,\n3,z,c@d.io\n";
+    let (job, output, errors) = run_with_errors(
+        &sb,
+        "in.csv",
+        text,
+        &[
+            "--required-columns",
+            "email",
+            "--allowed-columns",
+            "id,email",
+            "--skip-unknown",
+            "--output-columns",
+            "email,id",
+        ],
+    );
+    assert_eq!(job["records_failed"], 1, "{job}");
+    assert!(
+        errors.contains("\"line\":3") && errors.contains("required column `email` is empty"),
+        "{errors}"
+    );
+    assert_eq!(output, "email,id\na@b.io,1\nc@d.io,3\n");
+    let renamed = sb.write("r.csv", b"a,b\n1,2\n");
+    let out = sb.path("r-out.csv");
+    sb.ok(&[
+        "run",
+        "--kind",
+        "copy",
+        "--input",
+        s(&renamed),
+        "--output",
+        s(&out),
+        "--columns",
+        "x,y",
+    ]);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "x,y\n1,2\n");
+}
+
+#[test]
+fn a_header_that_breaks_a_column_rule_is_refused_before_anything_is_stored() {
+    let sb = Sandbox::new();
+    let input = sb.write("in.csv", b"id,name\n1,a\n");
+    let out = sb.expect(
+        1,
+        &[
+            "run",
+            "--kind",
+            "copy",
+            "--input",
+            s(&input),
+            "--output",
+            s(&sb.path("o.csv")),
+            "--required-columns",
+            "email",
+        ],
+    );
+    assert!(
+        stderr(&out).contains("no `email` column"),
+        "{}",
+        stderr(&out)
+    );
+    let out = sb.expect(
+        1,
+        &[
+            "run",
+            "--kind",
+            "copy",
+            "--input",
+            s(&input),
+            "--output",
+            s(&sb.path("o.csv")),
+            "--allowed-columns",
+            "id",
+        ],
+    );
+    assert!(
+        stderr(&out).contains("name; pass --skip-unknown"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !sb.data().exists(),
+        "refused before the data directory is made"
+    );
+}
+
+#[test]
 fn format_flag_overrides_the_extension() {
     round_trip("in.data", b"a,b\n1,2\n3,4\n", &["--format", "csv"]);
 }

@@ -8,7 +8,7 @@ use booster_runtime::{Category, JobStatus, Runtime};
 use super::{with_runtime, Ctx};
 use crate::cli::DownloadArgs;
 use crate::exit;
-use crate::formats::{props, Format, OutputFraming, OutputSink, TextLayout};
+use crate::formats::{props, Format, OutputFraming, OutputProjection, OutputSink, TextLayout};
 use crate::report;
 
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
@@ -88,19 +88,18 @@ pub async fn download_job(
     let output: Option<PathBuf> = output.map(Path::to_path_buf);
     let errors: Option<PathBuf> = errors.map(Path::to_path_buf);
     tokio::task::spawn_blocking(move || {
-        let header = job
-            .properties
-            .get(props::CSV_HEADER)
-            .and_then(|h| h.as_str())
-            .filter(|_| job_format(&job) == Format::Csv);
         let framing = output_framing(&job);
         let main = output
-            .map(|path| write_category(&runtime, job.id, Category::Main, &path, header, framing))
+            .map(|path| {
+                let columns = output_columns(&job);
+                write_category(&runtime, job.id, Category::Main, &path, &columns, framing)
+            })
             .transpose()?;
         let errors = errors
             .map(|path| {
                 let framing = OutputFraming::default();
-                write_category(&runtime, job.id, Category::Errors, &path, None, framing)
+                let columns = OutputColumns::default();
+                write_category(&runtime, job.id, Category::Errors, &path, &columns, framing)
             })
             .transpose()?;
         Ok(DownloadCounts { main, errors })
@@ -108,20 +107,67 @@ pub async fn download_job(
     .await?
 }
 
+/// A delimited job's header line, and the projection `--output-columns` asked for.
+#[derive(Default)]
+struct OutputColumns {
+    header: Option<String>,
+    projection: Option<OutputProjection>,
+}
+
+fn output_columns(job: &JobStatus) -> OutputColumns {
+    if !job_format(job).is_delimited() {
+        return OutputColumns::default();
+    }
+    let strings = |key: &str| -> Option<Vec<String>> {
+        let list = job.properties.get(key)?.as_array()?;
+        Some(
+            list.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+        )
+    };
+    let delimiter = job
+        .properties
+        .get(props::DELIMITER)
+        .and_then(|d| d.as_str())
+        .and_then(|d| d.bytes().next())
+        .unwrap_or(b',');
+    let projection = strings(props::OUTPUT_COLUMNS).map(|output| {
+        OutputProjection::new(
+            &strings(props::CSV_COLUMNS).unwrap_or_default(),
+            &output,
+            delimiter,
+        )
+    });
+    let header = match &projection {
+        Some(p) => Some(p.header.clone()),
+        None => job
+            .properties
+            .get(props::CSV_HEADER)
+            .and_then(|h| h.as_str())
+            .map(str::to_string),
+    };
+    OutputColumns { header, projection }
+}
+
 fn write_category(
     runtime: &Runtime,
     job: u64,
     category: Category,
     path: &Path,
-    header: Option<&str>,
+    columns: &OutputColumns,
     framing: OutputFraming,
 ) -> anyhow::Result<u64> {
     let mut sink = OutputSink::create_framed(path, framing)?;
-    if let Some(header) = header {
+    if let Some(header) = &columns.header {
         sink.write_line(header.as_bytes())?;
     }
     for record in runtime.download(job, category)? {
-        sink.write_record(&record?)?;
+        let record = record?;
+        match &columns.projection {
+            Some(p) => sink.write_record(&p.project(&record))?,
+            None => sink.write_record(&record)?,
+        }
     }
     sink.finish()
 }

@@ -10,7 +10,9 @@ use serde_json::json;
 use super::{display_name, download_job, with_runtime, Ctx, Interrupt};
 use crate::cli::{JobInputArgs, RunArgs, SubmitArgs};
 use crate::exit::{self, Interrupted};
-use crate::formats::{is_std_stream, open_source, props, Format, InputSource, Item};
+use crate::formats::{
+    is_std_stream, open_source_with, props, Format, InputSource, Item, ReadOptions,
+};
 use crate::kinds;
 use crate::progress::{Mode, Progress, Unit};
 use crate::report;
@@ -156,11 +158,17 @@ fn precheck(args: &JobInputArgs) -> anyhow::Result<()> {
     if is_std_stream(&args.input) {
         return Ok(());
     }
+    let input = open_source_with(&args.input, &read_options(args))?;
+    job_spec(args, &input).map(|_| ())
+}
+
+/// How to read the input: the format (by extension unless given) and the
+/// tabular options.
+fn read_options(args: &JobInputArgs) -> ReadOptions {
     let format = args
         .format
         .unwrap_or_else(|| Format::from_path(&args.input));
-    let input = open_source(&args.input, format, args.max_record_bytes)?;
-    job_spec(args, &input).map(|_| ())
+    args.tabular.read_options(format, args.max_record_bytes)
 }
 
 /// An output whose directory is missing is refused before any work is done.
@@ -188,6 +196,12 @@ pub fn job_spec(args: &JobInputArgs, input: &InputSource) -> anyhow::Result<JobS
     if let Some(header) = &input.header {
         properties[props::CSV_HEADER] = json!(header.raw);
         properties[props::CSV_COLUMNS] = json!(header.columns);
+    }
+    if let Some(delimiter) = input.delimiter {
+        properties[props::DELIMITER] = json!(char::from(delimiter).to_string());
+    }
+    if let Some(columns) = &args.tabular.output_columns {
+        properties[props::OUTPUT_COLUMNS] = json!(columns);
     }
     match (args.kind.as_str(), &args.cmd) {
         (kinds::EXEC, None) => anyhow::bail!("--kind exec needs --cmd 'COMMAND'"),
@@ -258,13 +272,9 @@ pub async fn create_job(
     runtime: &Runtime,
     args: &JobInputArgs,
 ) -> anyhow::Result<(JobId, InputSource)> {
-    let format = args
-        .format
-        .unwrap_or_else(|| Format::from_path(&args.input));
     let path = args.input.clone();
-    let max_record_bytes = args.max_record_bytes;
-    let input =
-        tokio::task::spawn_blocking(move || open_source(&path, format, max_record_bytes)).await??;
+    let options = read_options(args);
+    let input = tokio::task::spawn_blocking(move || open_source_with(&path, &options)).await??;
     let spec = job_spec(args, &input)?;
     let id = runtime.submit(spec).await.context("submitting the job")?;
     Ok((id, input))
@@ -434,6 +444,7 @@ mod tests {
             let input = InputSource {
                 format: Format::Lines,
                 header: None,
+                delimiter: None,
                 layout: Default::default(),
                 progress: Default::default(),
                 records: Box::new(PanicsAfterOneBatch(false)),

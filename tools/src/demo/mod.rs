@@ -149,6 +149,7 @@ fn job_args(input: &Path, priority: u8, description: &str) -> JobInputArgs {
         description: Some(description.into()),
         max_workers: None,
         max_record_bytes: crate::formats::DEFAULT_MAX_RECORD_BYTES,
+        tabular: Default::default(),
     }
 }
 

@@ -16,6 +16,7 @@
 use std::io::{self, Read};
 use std::sync::{Arc, Mutex};
 
+use super::columns::RowPlan;
 use super::input::{Item, RecordSource};
 
 /// The largest CSV record accepted by default.
@@ -85,6 +86,7 @@ fn csv_reader(
     inner: Input,
     buffer: Arc<Mutex<TeeBuffer>>,
     max_record_bytes: usize,
+    delimiter: u8,
 ) -> csv::Reader<Tee> {
     let tee = Tee {
         inner,
@@ -94,6 +96,7 @@ fn csv_reader(
     csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
+        .delimiter(delimiter)
         .buffer_capacity(READ_AHEAD_BYTES)
         .from_reader(tee)
 }
@@ -109,6 +112,9 @@ pub struct CsvSource {
     line_offset: u64,
     /// The line (in the current reader's count) where the tee's bytes begin.
     base_line: u64,
+    delimiter: u8,
+    /// The column rules' checks and projection for each row.
+    plan: RowPlan,
 }
 
 /// What reading one record gave.
@@ -119,17 +125,34 @@ enum Raw {
 }
 
 impl CsvSource {
+    #[cfg(test)]
     pub fn new(inner: impl Read + Send + 'static, max_record_bytes: usize) -> CsvSource {
+        CsvSource::with_delimiter(inner, max_record_bytes, b',')
+    }
+
+    /// Fields separated by `delimiter` (`|` for PSV, tab for TSV).
+    pub fn with_delimiter(
+        inner: impl Read + Send + 'static,
+        max_record_bytes: usize,
+        delimiter: u8,
+    ) -> CsvSource {
         let buffer = Arc::new(Mutex::new(TeeBuffer::default()));
         CsvSource {
-            reader: csv_reader(Box::new(inner), buffer.clone(), max_record_bytes),
+            reader: csv_reader(Box::new(inner), buffer.clone(), max_record_bytes, delimiter),
             buffer,
             record: csv::ByteRecord::new(),
             columns: 0,
             max_record_bytes,
             line_offset: 0,
             base_line: 1,
+            delimiter,
+            plan: RowPlan::default(),
         }
+    }
+
+    /// Checks and projects every row by `plan` (from the header).
+    pub fn set_plan(&mut self, plan: RowPlan) {
+        self.plan = plan;
     }
 
     /// Reads the first record as the header. None for an empty input.
@@ -227,7 +250,12 @@ impl CsvSource {
         let mut held =
             std::mem::take(&mut self.buffer.lock().unwrap_or_else(|p| p.into_inner()).bytes);
         let line = self.line_offset + self.base_line + drop_leading_line_breaks(&mut held);
-        let empty = csv_reader(Box::new(io::empty()), self.buffer.clone(), 0);
+        let empty = csv_reader(
+            Box::new(io::empty()),
+            self.buffer.clone(),
+            0,
+            self.delimiter,
+        );
         let mut inner = std::mem::replace(&mut self.reader, empty)
             .into_inner()
             .inner;
@@ -245,7 +273,12 @@ impl CsvSource {
         }
         *self.buffer.lock().unwrap_or_else(|p| p.into_inner()) = TeeBuffer::default();
         let resumed: Input = Box::new(io::Cursor::new(rest).chain(inner));
-        self.reader = csv_reader(resumed, self.buffer.clone(), self.max_record_bytes);
+        self.reader = csv_reader(
+            resumed,
+            self.buffer.clone(),
+            self.max_record_bytes,
+            self.delimiter,
+        );
         self.line_offset = line;
         self.base_line = 1;
         Ok(Raw::Bad(first_line, line, message))
@@ -315,7 +348,13 @@ impl RecordSource for CsvSource {
             };
             let fields = self.record.len();
             if fields == self.columns {
-                out.push(Item::Record { bytes: raw, line });
+                out.push(match self.plan.check(&self.record) {
+                    Ok(()) => Item::Record {
+                        bytes: self.plan.project(&self.record, raw),
+                        line,
+                    },
+                    Err(message) => Item::Rejected { raw, line, message },
+                });
             } else {
                 out.push(Item::Rejected {
                     raw,

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use super::columns::ColumnRules;
 use super::csv_source::{CsvHeader, CsvSource};
 use super::json_array::{starts_an_array, JsonArraySource};
 use super::layout::{file_ends_with_newline, LineEnding, TextLayout};
@@ -49,10 +50,34 @@ impl ReadProgress {
     }
 }
 
+/// How to read an input: what `run` and `submit` were asked.
+#[derive(Clone, Debug)]
+pub struct ReadOptions {
+    pub format: Format,
+    pub max_record_bytes: usize,
+    /// CSV only: another delimiter than the format's.
+    pub delimiter: Option<u8>,
+    /// CSV, PSV, TSV: the column rules.
+    pub columns: ColumnRules,
+}
+
+impl ReadOptions {
+    pub fn new(format: Format, max_record_bytes: usize) -> ReadOptions {
+        ReadOptions {
+            format,
+            max_record_bytes,
+            delimiter: None,
+            columns: ColumnRules::default(),
+        }
+    }
+}
+
 /// An opened input: its format, CSV header (if any) and its records.
 pub struct InputSource {
     pub format: Format,
     pub header: Option<CsvHeader>,
+    /// CSV, PSV, TSV: the field delimiter.
+    pub delimiter: Option<u8>,
     /// Its line terminators, written back on download.
     pub layout: TextLayout,
     pub progress: ReadProgress,
@@ -127,14 +152,14 @@ pub fn open_source(
     format: Format,
     max_record_bytes: usize,
 ) -> anyhow::Result<InputSource> {
+    open_source_with(path, &ReadOptions::new(format, max_record_bytes))
+}
+
+/// Opens `path` as `options` say.
+pub fn open_source_with(path: &Path, options: &ReadOptions) -> anyhow::Result<InputSource> {
     let (reader, progress) = open_bytes(path)?;
-    let mut input = source_from_reader(
-        reader,
-        progress,
-        format,
-        max_record_bytes,
-        &path.display().to_string(),
-    )?;
+    let mut input =
+        source_from_reader_with(reader, progress, options, &path.display().to_string())?;
     // Only a plain file's last byte is its text's last byte.
     if input.progress.compression == Compression::None && !is_std_stream(path) {
         if let Some(ends) = file_ends_with_newline(path) {
@@ -153,8 +178,30 @@ pub fn source_from_reader(
     max_record_bytes: usize,
     name: &str,
 ) -> anyhow::Result<InputSource> {
+    let options = ReadOptions::new(format, max_record_bytes);
+    source_from_reader_with(reader, progress, &options, name)
+}
+
+/// Records as `options` say from already-decompressed bytes.
+pub fn source_from_reader_with(
+    reader: Box<dyn BufRead + Send>,
+    progress: ReadProgress,
+    options: &ReadOptions,
+    name: &str,
+) -> anyhow::Result<InputSource> {
+    let (format, max_record_bytes) = (options.format, options.max_record_bytes);
+    if !format.is_delimited() && (options.delimiter.is_some() || !options.columns.is_empty()) {
+        anyhow::bail!(
+            "--delimiter and the column options apply to csv, psv and tsv input; {name} is read \
+             as {} (pass --format csv)",
+            format.name()
+        );
+    }
+    let delimiter = format
+        .is_delimited()
+        .then(|| options.delimiter.unwrap_or(format.default_delimiter()));
     let (head, reader) = peek_first_line(reader).with_context(|| format!("reading {name}"))?;
-    let mut layout = TextLayout::sniff(&head, format == Format::Csv);
+    let mut layout = TextLayout::sniff(&head, format.is_delimited());
     let format = match format {
         Format::Json if !head.is_empty() && !starts_an_array(&head) => Format::Jsonl,
         other => other,
@@ -163,16 +210,20 @@ pub fn source_from_reader(
         LineEnding::Cr => b'\r',
         LineEnding::Lf | LineEnding::CrLf => b'\n',
     };
-    if format != Format::Csv && layout.line_ending == LineEnding::CrLf {
+    if !format.is_delimited() && layout.line_ending == LineEnding::CrLf {
         // Lines keep the `\r` of their `\r\n`: only the `\n` is added back.
         layout.line_ending = LineEnding::Lf;
     }
     let (header, records): (Option<CsvHeader>, Box<dyn RecordSource>) = match format {
-        Format::Csv => {
-            let mut csv = CsvSource::new(reader, max_record_bytes);
-            let header = csv
+        Format::Csv | Format::Psv | Format::Tsv => {
+            let delimiter = delimiter.unwrap_or(b',');
+            let mut csv = CsvSource::with_delimiter(reader, max_record_bytes, delimiter);
+            let mut header = csv
                 .read_header()
-                .with_context(|| format!("reading the CSV header of {name}"))?;
+                .with_context(|| format!("reading the {} header of {name}", format.name()))?;
+            if let Some(header) = &mut header {
+                csv.set_plan(options.columns.plan(header, delimiter)?);
+            }
             (header, Box::new(csv))
         }
         Format::Lines => (None, Box::new(LineSource::new(reader, false, split_on))),
@@ -189,6 +240,7 @@ pub fn source_from_reader(
     Ok(InputSource {
         format,
         header,
+        delimiter,
         layout,
         progress,
         records,

@@ -6,19 +6,24 @@
 //! A job remembers its format in its properties (see [`props`]) so `download`
 //! writes the output back the way the input came, CSV header first.
 
+mod columns;
 mod compression;
 mod csv_source;
 mod input;
 mod json_array;
 mod layout;
+mod options;
 mod output;
 
+pub use columns::{ColumnRules, OutputProjection};
 pub use compression::{Compression, Encoder};
 pub use csv_source::{CsvHeader, DEFAULT_MAX_RECORD_BYTES};
 pub use input::{
-    open_bytes, open_source, source_from_reader, InputSource, Item, ReadProgress, RecordSource,
+    open_bytes, open_source, open_source_with, source_from_reader, source_from_reader_with,
+    InputSource, Item, ReadOptions, ReadProgress, RecordSource,
 };
 pub use layout::{LineEnding, TextLayout};
+pub use options::TabularArgs;
 pub use output::{OutputFraming, OutputSink};
 
 use std::path::Path;
@@ -35,6 +40,10 @@ pub mod props {
     pub const CMD: &str = "cmd";
     /// The input file's name, for people reading `job show`.
     pub const INPUT: &str = "input";
+    /// CSV, PSV, TSV: the field delimiter, one character.
+    pub const DELIMITER: &str = "delimiter";
+    /// `--output-columns`: the columns `download` writes, in order.
+    pub const OUTPUT_COLUMNS: &str = "output_columns";
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -43,6 +52,10 @@ pub enum Format {
     Lines,
     /// CSV with a header row; quoted fields may hold commas, quotes, newlines.
     Csv,
+    /// Pipe-separated values: CSV with `|`.
+    Psv,
+    /// Tab-separated values: CSV with a tab.
+    Tsv,
     /// One JSON value per line.
     Jsonl,
     /// One JSON array of values, read element by element (a `.json` file
@@ -55,6 +68,8 @@ impl Format {
         match self {
             Format::Lines => "lines",
             Format::Csv => "csv",
+            Format::Psv => "psv",
+            Format::Tsv => "tsv",
             Format::Jsonl => "jsonl",
             Format::Json => "json",
         }
@@ -64,9 +79,25 @@ impl Format {
         match name {
             "lines" => Some(Format::Lines),
             "csv" => Some(Format::Csv),
+            "psv" => Some(Format::Psv),
+            "tsv" => Some(Format::Tsv),
             "jsonl" => Some(Format::Jsonl),
             "json" => Some(Format::Json),
             _ => None,
+        }
+    }
+
+    /// CSV, PSV and TSV: a header row and delimited fields.
+    pub fn is_delimited(self) -> bool {
+        matches!(self, Format::Csv | Format::Psv | Format::Tsv)
+    }
+
+    /// The field delimiter a delimited format has unless `--delimiter` says.
+    pub fn default_delimiter(self) -> u8 {
+        match self {
+            Format::Psv => b'|',
+            Format::Tsv => b'\t',
+            _ => b',',
         }
     }
 
@@ -77,6 +108,8 @@ impl Format {
         let base = Compression::from_path(path).strip(&name);
         match base.rsplit_once('.').map(|(_, ext)| ext) {
             Some("csv") => Format::Csv,
+            Some("psv") => Format::Psv,
+            Some("tsv" | "tab") => Format::Tsv,
             Some("jsonl" | "ndjson") => Format::Jsonl,
             Some("json") => Format::Json,
             _ => Format::Lines,

@@ -1,0 +1,56 @@
+//! The command-line options that say how to read an input: `run` and
+//! `submit` flatten [`TabularArgs`] into their arguments.
+
+use super::{ColumnRules, Format, ReadOptions};
+
+/// Delimited input (CSV, PSV, TSV): delimiter and column rules.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct TabularArgs {
+    /// CSV field delimiter, one character (`\t` for a tab); psv and tsv mean `|` and tab.
+    #[arg(long, value_name = "CHAR", value_parser = parse_delimiter)]
+    pub delimiter: Option<u8>,
+    /// Names for the header's columns, by position (renames them).
+    #[arg(long, value_name = "A,B,C", value_delimiter = ',')]
+    pub columns: Option<Vec<String>>,
+    /// Columns the header must have; a row with one of them empty is a record error.
+    #[arg(long, value_name = "A,B", value_delimiter = ',')]
+    pub required_columns: Vec<String>,
+    /// The only columns allowed; others are refused, or dropped with --skip-unknown.
+    #[arg(long, value_name = "A,B", value_delimiter = ',')]
+    pub allowed_columns: Option<Vec<String>>,
+    /// With --allowed-columns: drop other columns from the header and every row.
+    #[arg(long, requires = "allowed_columns")]
+    pub skip_unknown: bool,
+    /// The columns `download` writes, in this order.
+    #[arg(long, value_name = "A,B", value_delimiter = ',')]
+    pub output_columns: Option<Vec<String>>,
+}
+
+impl TabularArgs {
+    pub fn read_options(&self, format: Format, max_record_bytes: usize) -> ReadOptions {
+        ReadOptions {
+            format,
+            max_record_bytes,
+            delimiter: self.delimiter,
+            columns: ColumnRules {
+                rename: self.columns.clone(),
+                required: self.required_columns.clone(),
+                allowed: self.allowed_columns.clone(),
+                skip_unknown: self.skip_unknown,
+                output: self.output_columns.clone(),
+            },
+        }
+    }
+}
+
+fn parse_delimiter(text: &str) -> Result<u8, String> {
+    let byte = match text {
+        "\\t" | "tab" => b'\t',
+        _ if text.len() == 1 && text.is_ascii() => text.as_bytes()[0],
+        _ => return Err("a delimiter is one ASCII character, or `\\t` for a tab".into()),
+    };
+    if matches!(byte, b'"' | b'\n' | b'\r') {
+        return Err("a quote or a line break cannot be the delimiter".into());
+    }
+    Ok(byte)
+}
