@@ -21,3 +21,20 @@ pub use crate::segment::header::{
     SEGMENT_MAGIC,
 };
 pub use crate::segment::scan::{read_sealed_entries, scan_segment, SegmentScan};
+
+/// The segment files (`seg-*.bseg`) of a data directory, in id order.
+pub fn segment_paths(dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let mut ids: Vec<u64> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(crate::segment::parse_segment_file_name)
+        })
+        .collect();
+    ids.sort_unstable();
+    Ok(ids
+        .into_iter()
+        .map(|id| dir.join(crate::segment::segment_file_name(id)))
+        .collect())
+}

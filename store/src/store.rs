@@ -48,6 +48,18 @@ impl Store<OsFileLayer> {
         crate::verify::verify_dir(&OsFileLayer, dir.as_ref(), key)
     }
 
+    /// Copies every verifiable batch of the data directory `src` (read as
+    /// `verify_dir` reads it: no lock, no recovery, no writes) into a new
+    /// store in `dst`, which must be empty or absent, and lists what could
+    /// not be saved. A batch is copied whole or not at all.
+    pub fn salvage(
+        src: impl AsRef<Path>,
+        dst: impl AsRef<Path>,
+        key: Option<&MasterKey>,
+    ) -> Result<crate::SalvageReport, StoreError> {
+        crate::salvage_dir::salvage_dir(&OsFileLayer, src.as_ref(), dst.as_ref(), key)
+    }
+
     /// Opens (creating if needed) the store in `dir`: takes the lock, recovers.
     pub fn open(
         dir: impl AsRef<Path>,
