@@ -148,7 +148,7 @@ pub struct JobInputArgs {
           value_parser = clap::builder::ValueParser::new(clap::builder::RangedU64ValueParser::<usize>::new().range(1..)))]
     pub max_record_bytes: usize,
     #[command(flatten)]
-    pub tabular: crate::formats::TabularArgs,
+    pub tabular: crate::formats::InputFormatArgs,
 }
 
 #[derive(Args, Debug)]
@@ -161,6 +161,9 @@ pub struct RunArgs {
     /// Where to write the record errors (one JSON object per line).
     #[arg(long)]
     pub errors: Option<PathBuf>,
+    /// The output's text encoding: `input` (the input's, BOM and all), or a label such as latin1; UTF-8 by default.
+    #[arg(long, value_name = "LABEL")]
+    pub output_encoding: Option<String>,
     /// Worker threads (default: every core).
     #[arg(long)]
     pub workers: Option<usize>,
@@ -191,6 +194,9 @@ pub struct DownloadArgs {
     /// Where to write the record errors.
     #[arg(long)]
     pub errors: Option<PathBuf>,
+    /// The output's text encoding: `input` (the input's, BOM and all), or a label such as latin1; UTF-8 by default.
+    #[arg(long, value_name = "LABEL")]
+    pub output_encoding: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -452,6 +452,102 @@ fn a_header_that_breaks_a_column_rule_is_refused_before_anything_is_stored() {
 }
 
 #[test]
+fn a_latin1_file_is_stored_as_utf8_and_comes_back_byte_for_byte() {
+    let sb = Sandbox::new();
+    let latin1 = b"id,name\r\n1,Jos\xe9\r\n2,M\xfcller\r\n";
+    let input = sb.write("l1.csv", latin1);
+    let utf8 = sb.path("utf8.csv");
+    let job = sb.json(&[
+        "run",
+        "--kind",
+        "copy",
+        "--encoding",
+        "latin1",
+        "--input",
+        s(&input),
+        "--output",
+        s(&utf8),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(&utf8).unwrap(),
+        "id,name\r\n1,José\r\n2,Müller\r\n"
+    );
+    let back = sb.path("back.csv.gz");
+    sb.ok(&[
+        "download",
+        &job_id(&job).to_string(),
+        "--output",
+        s(&back),
+        "--output-encoding",
+        "input",
+    ]);
+    assert_eq!(read_decompressed(&back), latin1);
+}
+
+#[test]
+fn a_utf16_file_with_a_bom_is_detected_and_comes_back_byte_for_byte() {
+    let sb = Sandbox::new();
+    let text = "id\tname\r\n1\tZoë\r\n2\t日本\r\n";
+    for (name, bom, le) in [
+        ("le.tsv", [0xFFu8, 0xFE], true),
+        ("be.tsv", [0xFE, 0xFF], false),
+    ] {
+        let mut bytes = bom.to_vec();
+        bytes.extend(text.encode_utf16().flat_map(|u| {
+            if le {
+                u.to_le_bytes()
+            } else {
+                u.to_be_bytes()
+            }
+        }));
+        let input = sb.write(name, &bytes);
+        let utf8 = sb.path(&format!("utf8-{name}"));
+        let job = sb.json(&[
+            "run",
+            "--kind",
+            "copy",
+            "--input",
+            s(&input),
+            "--output",
+            s(&utf8),
+        ]);
+        assert_eq!(job["records_in"], 2, "{job}");
+        assert_eq!(std::fs::read_to_string(&utf8).unwrap(), text, "{name}");
+        let back = sb.path(&format!("back-{name}"));
+        sb.ok(&[
+            "download",
+            &job_id(&job).to_string(),
+            "--output",
+            s(&back),
+            "--output-encoding",
+            "input",
+        ]);
+        assert_eq!(std::fs::read(&back).unwrap(), bytes, "{name}");
+    }
+}
+
+#[test]
+fn an_undecodable_line_is_a_record_error_with_its_line_number() {
+    let sb = Sandbox::new();
+    let (job, output, errors) =
+        run_with_errors(&sb, "in.csv", b"id,name\n1,ok\n2,Jos\xe9\n3,fine\n", &[]);
+    assert_eq!(job["records_failed"], 1, "{job}");
+    assert_eq!(output, "id,name\n1,ok\n3,fine\n");
+    assert!(
+        errors.contains("\"line\":3") && errors.contains("--encoding"),
+        "{errors}"
+    );
+    let (job, output, errors) =
+        run_with_errors(&sb, "in.txt", b"\xEF\xBB\xBFfirst\nbad \xff\nlast\n", &[]);
+    assert_eq!(job["records_failed"], 1, "{job}");
+    assert_eq!(output, "first\nlast\n");
+    assert!(
+        errors.contains("\"line\":2") && errors.contains("cannot be decoded as UTF-8"),
+        "{errors}"
+    );
+}
+
+#[test]
 fn format_flag_overrides_the_extension() {
     round_trip("in.data", b"a,b\n1,2\n3,4\n", &["--format", "csv"]);
 }

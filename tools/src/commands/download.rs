@@ -8,6 +8,7 @@ use booster_runtime::{Category, JobStatus, Runtime};
 use super::{with_runtime, Ctx};
 use crate::cli::DownloadArgs;
 use crate::exit;
+use crate::formats::encoding::{self, TextEncoder};
 use crate::formats::{props, Format, OutputFraming, OutputProjection, OutputSink, TextLayout};
 use crate::report;
 
@@ -37,6 +38,7 @@ pub async fn download(ctx: &Ctx, args: DownloadArgs) -> anyhow::Result<i32> {
             &job,
             args.output.as_deref(),
             args.errors.as_deref(),
+            args.output_encoding.as_deref(),
         )
         .await?;
         Ok((job, counts))
@@ -82,7 +84,9 @@ pub async fn download_job(
     job: &JobStatus,
     output: Option<&Path>,
     errors: Option<&Path>,
+    output_encoding: Option<&str>,
 ) -> anyhow::Result<DownloadCounts> {
+    let encoder = output_encoder(job, output_encoding)?;
     let runtime = runtime.clone();
     let job = job.clone();
     let output: Option<PathBuf> = output.map(Path::to_path_buf);
@@ -92,19 +96,39 @@ pub async fn download_job(
         let main = output
             .map(|path| {
                 let columns = output_columns(&job);
-                write_category(&runtime, job.id, Category::Main, &path, &columns, framing)
+                let mut sink = OutputSink::create_framed(&path, framing)?;
+                if let Some(encoder) = encoder {
+                    sink.encode_as(encoder)?;
+                }
+                write_category(&runtime, job.id, Category::Main, sink, &columns)
             })
             .transpose()?;
         let errors = errors
             .map(|path| {
                 let framing = OutputFraming::default();
+                let sink = OutputSink::create_framed(&path, framing)?;
                 let columns = OutputColumns::default();
-                write_category(&runtime, job.id, Category::Errors, &path, &columns, framing)
+                write_category(&runtime, job.id, Category::Errors, sink, &columns)
             })
             .transpose()?;
         Ok(DownloadCounts { main, errors })
     })
     .await?
+}
+
+/// `--output-encoding`: `input` writes the job's input encoding (its BOM
+/// too), a label that encoding; None (and `utf-8`) plain UTF-8.
+fn output_encoder(job: &JobStatus, asked: Option<&str>) -> anyhow::Result<Option<TextEncoder>> {
+    let Some(asked) = asked else {
+        return Ok(None);
+    };
+    if asked.eq_ignore_ascii_case("input") {
+        return Ok(encoding::InputEncoding::from_properties(&job.properties)
+            .map(|e| TextEncoder::new(e.encoding, e.bom)));
+    }
+    let target =
+        encoding::parse_label(asked).map_err(|e| anyhow::anyhow!("--output-encoding: {e}"))?;
+    Ok(Some(TextEncoder::new(target, false)))
 }
 
 /// A delimited job's header line, and the projection `--output-columns` asked for.
@@ -154,11 +178,9 @@ fn write_category(
     runtime: &Runtime,
     job: u64,
     category: Category,
-    path: &Path,
+    mut sink: OutputSink,
     columns: &OutputColumns,
-    framing: OutputFraming,
 ) -> anyhow::Result<u64> {
-    let mut sink = OutputSink::create_framed(path, framing)?;
     if let Some(header) = &columns.header {
         sink.write_line(header.as_bytes())?;
     }

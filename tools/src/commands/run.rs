@@ -61,7 +61,14 @@ async fn run_on(ctx: &Ctx, runtime: &Runtime, args: &RunArgs) -> anyhow::Result<
         }
         Err(e) => return Err(e),
     };
-    let counts = download_job(runtime, &done, Some(&args.output), args.errors.as_deref()).await?;
+    let counts = download_job(
+        runtime,
+        &done,
+        Some(&args.output),
+        args.errors.as_deref(),
+        args.output_encoding.as_deref(),
+    )
+    .await?;
     if ctx.json {
         let mut value = report::job_json(&done);
         value["output_records"] = json!(counts.main);
@@ -196,6 +203,9 @@ pub fn job_spec(args: &JobInputArgs, input: &InputSource) -> anyhow::Result<JobS
     if let Some(header) = &input.header {
         properties[props::CSV_HEADER] = json!(header.raw);
         properties[props::CSV_COLUMNS] = json!(header.columns);
+    }
+    if let Some(encoding) = input.encoding {
+        encoding.to_properties(&mut properties);
     }
     if let Some(delimiter) = input.delimiter {
         properties[props::DELIMITER] = json!(char::from(delimiter).to_string());
@@ -445,6 +455,7 @@ mod tests {
                 format: Format::Lines,
                 header: None,
                 delimiter: None,
+                encoding: None,
                 layout: Default::default(),
                 progress: Default::default(),
                 records: Box::new(PanicsAfterOneBatch(false)),

@@ -218,7 +218,7 @@ async fn tour(
     let download_started = Instant::now();
     let output_path = paths.dir.join("customers-clean.csv.zst");
     let errors_path = paths.dir.join("customers-errors.jsonl");
-    let counts = download_job(runtime, &big, Some(&output_path), Some(&errors_path)).await?;
+    let counts = download_job(runtime, &big, Some(&output_path), Some(&errors_path), None).await?;
     Ok(Outcome {
         big,
         urgent: urgent_status,

@@ -168,7 +168,10 @@ impl CsvSource {
             }
         };
         let raw = String::from_utf8(raw).map_err(|_| {
-            io::Error::new(io::ErrorKind::InvalidData, "the CSV header is not UTF-8")
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the header is not UTF-8; pass the file's --encoding (e.g. --encoding latin1)",
+            )
         })?;
         let columns: Vec<String> = self
             .record

@@ -12,6 +12,7 @@ use anyhow::Context;
 
 use super::columns::ColumnRules;
 use super::csv_source::{CsvHeader, CsvSource};
+use super::encoding::{self, DecodeReader, InputEncoding, Utf8Records};
 use super::json_array::{starts_an_array, JsonArraySource};
 use super::layout::{file_ends_with_newline, LineEnding, TextLayout};
 use super::{is_std_stream, Compression, Format};
@@ -57,6 +58,8 @@ pub struct ReadOptions {
     pub max_record_bytes: usize,
     /// CSV only: another delimiter than the format's.
     pub delimiter: Option<u8>,
+    /// `--encoding`; None: a BOM says, else the bytes are taken as they are.
+    pub encoding: Option<&'static encoding_rs::Encoding>,
     /// CSV, PSV, TSV: the column rules.
     pub columns: ColumnRules,
 }
@@ -67,6 +70,7 @@ impl ReadOptions {
             format,
             max_record_bytes,
             delimiter: None,
+            encoding: None,
             columns: ColumnRules::default(),
         }
     }
@@ -78,6 +82,8 @@ pub struct InputSource {
     pub header: Option<CsvHeader>,
     /// CSV, PSV, TSV: the field delimiter.
     pub delimiter: Option<u8>,
+    /// How the input was decoded to UTF-8; None: taken as it is.
+    pub encoding: Option<InputEncoding>,
     /// Its line terminators, written back on download.
     pub layout: TextLayout,
     pub progress: ReadProgress,
@@ -160,8 +166,12 @@ pub fn open_source_with(path: &Path, options: &ReadOptions) -> anyhow::Result<In
     let (reader, progress) = open_bytes(path)?;
     let mut input =
         source_from_reader_with(reader, progress, options, &path.display().to_string())?;
-    // Only a plain file's last byte is its text's last byte.
-    if input.progress.compression == Compression::None && !is_std_stream(path) {
+    // Only a plain file's last byte is its text's last byte (and in UTF-16
+    // a `\n` is not one byte).
+    let bytewise = input
+        .encoding
+        .is_none_or(|e| e.encoding.is_ascii_compatible());
+    if input.progress.compression == Compression::None && !is_std_stream(path) && bytewise {
         if let Some(ends) = file_ends_with_newline(path) {
             input.layout.final_newline = ends;
         }
@@ -200,7 +210,20 @@ pub fn source_from_reader_with(
     let delimiter = format
         .is_delimited()
         .then(|| options.delimiter.unwrap_or(format.default_delimiter()));
-    let (head, reader) = peek_first_line(reader).with_context(|| format!("reading {name}"))?;
+    let (bom_head, reader) =
+        peek(reader, |head| head.len() >= 3).with_context(|| format!("reading {name}"))?;
+    let encoding = encoding::choose(options.encoding, &bom_head);
+    let reader: Box<dyn BufRead + Send> = match encoding {
+        Some(e) => Box::new(BufReader::with_capacity(
+            256 << 10,
+            DecodeReader::new(reader, e),
+        )),
+        None => reader,
+    };
+    let (head, reader) = peek(reader, |head| {
+        memchr::memchr2(b'\n', b'\r', head).is_some_and(|i| i + 1 < head.len())
+    })
+    .with_context(|| format!("reading {name}"))?;
     let mut layout = TextLayout::sniff(&head, format.is_delimited());
     let format = match format {
         Format::Json if !head.is_empty() && !starts_an_array(&head) => Format::Jsonl,
@@ -237,10 +260,29 @@ pub fn source_from_reader_with(
             )
         }
     };
+    let why = match encoding {
+        Some(e) => Some(format!(
+            "the line cannot be decoded as {}; check --encoding",
+            e.encoding.name()
+        )),
+        None if format.is_delimited() => Some(
+            "the row is not UTF-8 text; pass the file's --encoding (e.g. --encoding latin1)"
+                .to_string(),
+        ),
+        None => None,
+    };
+    let records = match why {
+        Some(why) => Box::new(Utf8Records {
+            inner: records,
+            why,
+        }),
+        None => records,
+    };
     Ok(InputSource {
         format,
         header,
         delimiter,
+        encoding,
         layout,
         progress,
         records,
@@ -250,18 +292,15 @@ pub fn source_from_reader_with(
 /// The most read ahead to find the input's first line terminator.
 const PEEK_BYTES: usize = 64 << 10;
 
-/// Reads until the first line terminator and the byte after it (or 64 KiB,
-/// or the end), and gives back those bytes and a reader that still starts
-/// at the beginning.
-fn peek_first_line(
+/// Reads until `enough` says the bytes read are enough (or 64 KiB, or the
+/// end), and gives back those bytes and a reader that still starts at the
+/// beginning.
+fn peek(
     mut reader: Box<dyn BufRead + Send>,
+    enough: impl Fn(&[u8]) -> bool,
 ) -> io::Result<(Vec<u8>, Box<dyn BufRead + Send>)> {
     let mut head = Vec::new();
-    loop {
-        let found = memchr::memchr2(b'\n', b'\r', &head).is_some_and(|i| i + 1 < head.len());
-        if found || head.len() >= PEEK_BYTES {
-            break;
-        }
+    while !enough(&head) && head.len() < PEEK_BYTES {
         let buf = match reader.fill_buf() {
             Ok(buf) => buf,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -9,6 +9,7 @@
 mod columns;
 mod compression;
 mod csv_source;
+pub mod encoding;
 mod input;
 mod json_array;
 mod layout;
@@ -23,7 +24,7 @@ pub use input::{
     InputSource, Item, ReadOptions, ReadProgress, RecordSource,
 };
 pub use layout::{LineEnding, TextLayout};
-pub use options::TabularArgs;
+pub use options::InputFormatArgs;
 pub use output::{OutputFraming, OutputSink};
 
 use std::path::Path;

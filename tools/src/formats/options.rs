@@ -1,11 +1,16 @@
 //! The command-line options that say how to read an input: `run` and
-//! `submit` flatten [`TabularArgs`] into their arguments.
+//! `submit` flatten [`InputFormatArgs`] into their arguments.
 
-use super::{ColumnRules, Format, ReadOptions};
+use super::{encoding, ColumnRules, Format, ReadOptions};
 
-/// Delimited input (CSV, PSV, TSV): delimiter and column rules.
+/// The input's text encoding; for delimited input (CSV, PSV, TSV) the
+/// delimiter and column rules.
 #[derive(clap::Args, Clone, Debug, Default)]
-pub struct TabularArgs {
+pub struct InputFormatArgs {
+    /// The input's text encoding (latin1, windows-1252, utf-16le, utf-16be, shift_jis, ...);
+    /// by default a byte-order mark says, else UTF-8. Records are stored as UTF-8.
+    #[arg(long, value_name = "LABEL", value_parser = encoding::parse_label)]
+    pub encoding: Option<&'static encoding_rs::Encoding>,
     /// CSV field delimiter, one character (`\t` for a tab); psv and tsv mean `|` and tab.
     #[arg(long, value_name = "CHAR", value_parser = parse_delimiter)]
     pub delimiter: Option<u8>,
@@ -26,12 +31,13 @@ pub struct TabularArgs {
     pub output_columns: Option<Vec<String>>,
 }
 
-impl TabularArgs {
+impl InputFormatArgs {
     pub fn read_options(&self, format: Format, max_record_bytes: usize) -> ReadOptions {
         ReadOptions {
             format,
             max_record_bytes,
             delimiter: self.delimiter,
+            encoding: self.encoding,
             columns: ColumnRules {
                 rename: self.columns.clone(),
                 required: self.required_columns.clone(),

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+use super::encoding::TextEncoder;
 use super::{is_std_stream, Compression, Encoder, TextLayout};
 
 type Inner = BufWriter<Box<dyn Write + Send>>;
@@ -30,6 +31,8 @@ impl Default for OutputFraming {
 
 pub struct OutputSink {
     framing: OutputFraming,
+    /// Some: the text is written in another encoding than UTF-8.
+    text_encoder: Option<TextEncoder>,
     /// Lines written so far (the header too).
     lines_written: u64,
     path: PathBuf,
@@ -61,6 +64,7 @@ impl OutputSink {
         let encoder = Encoder::new(Compression::from_path(path), inner)?;
         Ok(OutputSink {
             framing,
+            text_encoder: None,
             lines_written: 0,
             path: path.to_path_buf(),
             partial,
@@ -91,7 +95,25 @@ impl OutputSink {
         Ok(())
     }
 
+    /// Writes the text from here on in `encoder`'s encoding (its BOM first).
+    pub fn encode_as(&mut self, encoder: TextEncoder) -> anyhow::Result<()> {
+        let preamble = encoder.preamble.clone();
+        self.put(&preamble)?;
+        self.text_encoder = Some(encoder);
+        Ok(())
+    }
+
     fn put(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        let encoded;
+        let bytes = match &mut self.text_encoder {
+            Some(encoder) if !bytes.is_empty() => {
+                encoded = encoder
+                    .encode(bytes)
+                    .map_err(|e| anyhow::anyhow!("writing {}: {e}", self.path.display()))?;
+                &encoded[..]
+            }
+            _ => bytes,
+        };
         self.encoder
             .write_all(bytes)
             .map_err(|e| output_error(&self.path, e))
