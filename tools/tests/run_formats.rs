@@ -548,6 +548,61 @@ fn an_undecodable_line_is_a_record_error_with_its_line_number() {
 }
 
 #[test]
+fn a_fixed_width_short_line_is_a_record_error_and_the_rest_comes_back_exactly() {
+    let sb = Sandbox::new();
+    let layout = sb.write(
+        "layout.json",
+        br#"{"fields": [{"name": "id", "start": 1, "width": 3}, {"name": "amount", "start": 4, "width": 6}]}"#,
+    );
+    let (job, output, errors) = run_with_errors(
+        &sb,
+        "bank.txt",
+        "001  1.50\n002 12\n003 99.00\n004Zoë   \n".as_bytes(),
+        &["--format", "fixed", "--layout", s(&layout)],
+    );
+    assert_eq!(job["records_failed"], 1, "{job}");
+    assert_eq!(output, "001  1.50\n003 99.00\n004Zoë   \n");
+    assert!(
+        errors.contains("\"line\":2") && errors.contains("needs 9"),
+        "{errors}"
+    );
+    let input = sb.write("x.txt", b"abc\n");
+    let out = sb.expect(
+        1,
+        &[
+            "run",
+            "--kind",
+            "copy",
+            "--format",
+            "fixed",
+            "--input",
+            s(&input),
+            "--output",
+            s(&sb.path("o")),
+        ],
+    );
+    assert!(stderr(&out).contains("needs --layout"), "{}", stderr(&out));
+    let bad = sb.write("bad.json", br#"{"fields": [{"name": "a", "start": 1, "width": 3}, {"name": "b", "start": 2, "width": 3}]}"#);
+    let out = sb.expect(
+        1,
+        &[
+            "run",
+            "--kind",
+            "copy",
+            "--format",
+            "fixed",
+            "--layout",
+            s(&bad),
+            "--input",
+            s(&input),
+            "--output",
+            s(&sb.path("o")),
+        ],
+    );
+    assert!(stderr(&out).contains("overlap"), "{}", stderr(&out));
+}
+
+#[test]
 fn format_flag_overrides_the_extension() {
     round_trip("in.data", b"a,b\n1,2\n3,4\n", &["--format", "csv"]);
 }

@@ -165,13 +165,13 @@ fn precheck(args: &JobInputArgs) -> anyhow::Result<()> {
     if is_std_stream(&args.input) {
         return Ok(());
     }
-    let input = open_source_with(&args.input, &read_options(args))?;
+    let input = open_source_with(&args.input, &read_options(args)?)?;
     job_spec(args, &input).map(|_| ())
 }
 
 /// How to read the input: the format (by extension unless given) and the
 /// tabular options.
-fn read_options(args: &JobInputArgs) -> ReadOptions {
+fn read_options(args: &JobInputArgs) -> anyhow::Result<ReadOptions> {
     let format = args
         .format
         .unwrap_or_else(|| Format::from_path(&args.input));
@@ -206,6 +206,9 @@ pub fn job_spec(args: &JobInputArgs, input: &InputSource) -> anyhow::Result<JobS
     }
     if let Some(encoding) = input.encoding {
         encoding.to_properties(&mut properties);
+    }
+    if let Some(layout) = &input.fixed_layout {
+        properties[crate::formats::FIXED_LAYOUT] = json!(layout);
     }
     if let Some(delimiter) = input.delimiter {
         properties[props::DELIMITER] = json!(char::from(delimiter).to_string());
@@ -283,7 +286,7 @@ pub async fn create_job(
     args: &JobInputArgs,
 ) -> anyhow::Result<(JobId, InputSource)> {
     let path = args.input.clone();
-    let options = read_options(args);
+    let options = read_options(args)?;
     let input = tokio::task::spawn_blocking(move || open_source_with(&path, &options)).await??;
     let spec = job_spec(args, &input)?;
     let id = runtime.submit(spec).await.context("submitting the job")?;
@@ -456,6 +459,7 @@ mod tests {
                 header: None,
                 delimiter: None,
                 encoding: None,
+                fixed_layout: None,
                 layout: Default::default(),
                 progress: Default::default(),
                 records: Box::new(PanicsAfterOneBatch(false)),

@@ -13,6 +13,7 @@ use anyhow::Context;
 use super::columns::ColumnRules;
 use super::csv_source::{CsvHeader, CsvSource};
 use super::encoding::{self, DecodeReader, InputEncoding, Utf8Records};
+use super::fixed::{FixedLayout, FixedSource};
 use super::json_array::{starts_an_array, JsonArraySource};
 use super::layout::{file_ends_with_newline, LineEnding, TextLayout};
 use super::{is_std_stream, Compression, Format};
@@ -62,6 +63,8 @@ pub struct ReadOptions {
     pub encoding: Option<&'static encoding_rs::Encoding>,
     /// CSV, PSV, TSV: the column rules.
     pub columns: ColumnRules,
+    /// Fixed-width: the layout.
+    pub layout: Option<FixedLayout>,
 }
 
 impl ReadOptions {
@@ -72,6 +75,7 @@ impl ReadOptions {
             delimiter: None,
             encoding: None,
             columns: ColumnRules::default(),
+            layout: None,
         }
     }
 }
@@ -84,6 +88,8 @@ pub struct InputSource {
     pub delimiter: Option<u8>,
     /// How the input was decoded to UTF-8; None: taken as it is.
     pub encoding: Option<InputEncoding>,
+    /// Fixed-width: the layout its lines were checked against.
+    pub fixed_layout: Option<FixedLayout>,
     /// Its line terminators, written back on download.
     pub layout: TextLayout,
     pub progress: ReadProgress,
@@ -207,6 +213,18 @@ pub fn source_from_reader_with(
             format.name()
         );
     }
+    match (format, &options.layout) {
+        (Format::Fixed, None) => {
+            anyhow::bail!(
+                "--format fixed needs --layout LAYOUT.json (each field's name, start and width)"
+            )
+        }
+        (Format::Fixed, Some(_)) | (_, None) => {}
+        (other, Some(_)) => anyhow::bail!(
+            "--layout is for --format fixed; {name} is read as {}",
+            other.name()
+        ),
+    }
     let delimiter = format
         .is_delimited()
         .then(|| options.delimiter.unwrap_or(format.default_delimiter()));
@@ -250,6 +268,14 @@ pub fn source_from_reader_with(
             (header, Box::new(csv))
         }
         Format::Lines => (None, Box::new(LineSource::new(reader, false, split_on))),
+        Format::Fixed => {
+            let lines = Box::new(LineSource::new(reader, false, split_on));
+            let layout = options
+                .layout
+                .clone()
+                .unwrap_or(FixedLayout { fields: Vec::new() });
+            (None, Box::new(FixedSource { lines, layout }))
+        }
         Format::Jsonl => (None, Box::new(LineSource::new(reader, true, split_on))),
         Format::Json => {
             // An array is written back as an array, one element per line.
@@ -283,6 +309,7 @@ pub fn source_from_reader_with(
         header,
         delimiter,
         encoding,
+        fixed_layout: options.layout.clone(),
         layout,
         progress,
         records,

@@ -10,6 +10,7 @@ mod columns;
 mod compression;
 mod csv_source;
 pub mod encoding;
+mod fixed;
 mod input;
 mod json_array;
 mod layout;
@@ -19,6 +20,7 @@ mod output;
 pub use columns::{ColumnRules, OutputProjection};
 pub use compression::{Compression, Encoder};
 pub use csv_source::{CsvHeader, DEFAULT_MAX_RECORD_BYTES};
+pub use fixed::{FixedField, FixedLayout, FIXED_LAYOUT};
 pub use input::{
     open_bytes, open_source, open_source_with, source_from_reader, source_from_reader_with,
     InputSource, Item, ReadOptions, ReadProgress, RecordSource,
@@ -57,6 +59,8 @@ pub enum Format {
     Psv,
     /// Tab-separated values: CSV with a tab.
     Tsv,
+    /// Fixed-width fields, as `--layout layout.json` places them.
+    Fixed,
     /// One JSON value per line.
     Jsonl,
     /// One JSON array of values, read element by element (a `.json` file
@@ -71,6 +75,7 @@ impl Format {
             Format::Csv => "csv",
             Format::Psv => "psv",
             Format::Tsv => "tsv",
+            Format::Fixed => "fixed",
             Format::Jsonl => "jsonl",
             Format::Json => "json",
         }
@@ -82,6 +87,7 @@ impl Format {
             "csv" => Some(Format::Csv),
             "psv" => Some(Format::Psv),
             "tsv" => Some(Format::Tsv),
+            "fixed" => Some(Format::Fixed),
             "jsonl" => Some(Format::Jsonl),
             "json" => Some(Format::Json),
             _ => None,

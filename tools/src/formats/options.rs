@@ -1,7 +1,7 @@
 //! The command-line options that say how to read an input: `run` and
 //! `submit` flatten [`InputFormatArgs`] into their arguments.
 
-use super::{encoding, ColumnRules, Format, ReadOptions};
+use super::{encoding, ColumnRules, FixedLayout, Format, ReadOptions};
 
 /// The input's text encoding; for delimited input (CSV, PSV, TSV) the
 /// delimiter and column rules.
@@ -26,14 +26,23 @@ pub struct InputFormatArgs {
     /// With --allowed-columns: drop other columns from the header and every row.
     #[arg(long, requires = "allowed_columns")]
     pub skip_unknown: bool,
+    /// For --format fixed: the JSON file giving each field's name, start (from 1) and width.
+    #[arg(long, value_name = "LAYOUT.json")]
+    pub layout: Option<std::path::PathBuf>,
     /// The columns `download` writes, in this order.
     #[arg(long, value_name = "A,B", value_delimiter = ',')]
     pub output_columns: Option<Vec<String>>,
 }
 
 impl InputFormatArgs {
-    pub fn read_options(&self, format: Format, max_record_bytes: usize) -> ReadOptions {
-        ReadOptions {
+    pub fn read_options(
+        &self,
+        format: Format,
+        max_record_bytes: usize,
+    ) -> anyhow::Result<ReadOptions> {
+        let layout = self.layout.as_deref().map(FixedLayout::load).transpose()?;
+        Ok(ReadOptions {
+            layout,
             format,
             max_record_bytes,
             delimiter: self.delimiter,
@@ -45,7 +54,7 @@ impl InputFormatArgs {
                 skip_unknown: self.skip_unknown,
                 output: self.output_columns.clone(),
             },
-        }
+        })
     }
 }
 
