@@ -124,7 +124,7 @@ fn gzip_piped_into_stdin_is_decompressed() {
 #[test]
 fn an_unknown_compression_is_refused_instead_of_read_as_text() {
     let sb = Sandbox::new();
-    let input = sb.write("data.csv", b"PK\x03\x04\x14\x00\x00\x00junk");
+    let input = sb.write("data.csv", b"Rar!\x1a\x07\x00junk");
     let out = sb.expect(
         1,
         &[
@@ -138,11 +138,29 @@ fn an_unknown_compression_is_refused_instead_of_read_as_text() {
         ],
     );
     assert!(
-        stderr(&out).contains("is a zip archive"),
+        stderr(&out).contains("is a rar archive"),
         "{}",
         stderr(&out)
     );
     assert!(!sb.path("o.csv").exists(), "nothing written");
+    let junk_zip = sb.write("junk.zip", b"PK\x03\x04\x14\x00\x00\x00junk");
+    let out = sb.expect(
+        1,
+        &[
+            "run",
+            "--kind",
+            "copy",
+            "--input",
+            s(&junk_zip),
+            "--output",
+            s(&sb.path("o.csv")),
+        ],
+    );
+    assert!(
+        stderr(&out).contains("is not a readable zip archive"),
+        "{}",
+        stderr(&out)
+    );
     let lz4 = sb.write("data.txt", &[0x04, 0x22, 0x4d, 0x18, 0x64, 0x40, 0xa7]);
     let out = sb.expect(
         1,
@@ -600,6 +618,153 @@ fn a_fixed_width_short_line_is_a_record_error_and_the_rest_comes_back_exactly() 
         ],
     );
     assert!(stderr(&out).contains("overlap"), "{}", stderr(&out));
+}
+
+/// A zip of `(name, bytes, deflated)` members.
+fn zip_of(members: &[(&str, &[u8], bool)]) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, bytes, deflated) in members {
+        let method = if *deflated {
+            zip::CompressionMethod::Deflated
+        } else {
+            zip::CompressionMethod::Stored
+        };
+        let options = zip::write::SimpleFileOptions::default().compression_method(method);
+        w.start_file(*name, options).unwrap();
+        w.write_all(bytes).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+#[test]
+fn a_zip_with_several_members_is_read_by_member_or_all_with_concat() {
+    let sb = Sandbox::new();
+    let (a, b) = (numbered_lines(30), "beta\ngamma\n".to_string());
+    let csv = b"id,name\r\n1,\"x, y\"\r\n";
+    let archive = sb.write(
+        "in.zip",
+        &zip_of(&[
+            ("a.txt", a.as_bytes(), true),
+            ("b.txt", b.as_bytes(), false),
+            ("c.csv", csv, true),
+        ]),
+    );
+    let out = sb.expect(
+        1,
+        &[
+            "run",
+            "--kind",
+            "copy",
+            "--input",
+            s(&archive),
+            "--output",
+            s(&sb.path("o")),
+        ],
+    );
+    assert!(
+        stderr(&out).contains("holds 3 files (a.txt, b.txt, c.csv); pass --member NAME"),
+        "{}",
+        stderr(&out)
+    );
+    let one = sb.path("b-out.txt");
+    sb.ok(&[
+        "run",
+        "--kind",
+        "copy",
+        "--input",
+        s(&archive),
+        "--member",
+        "b.txt",
+        "--output",
+        s(&one),
+    ]);
+    assert_eq!(std::fs::read_to_string(&one).unwrap(), b);
+    let c = sb.path("c-out.csv");
+    sb.ok(&[
+        "run",
+        "--kind",
+        "copy",
+        "--input",
+        s(&archive),
+        "--member",
+        "c.csv",
+        "--output",
+        s(&c),
+    ]);
+    assert_eq!(
+        std::fs::read(&c).unwrap(),
+        csv,
+        "the member's name says CSV; bytes come back exactly"
+    );
+    let two = sb.write(
+        "two.zip",
+        &zip_of(&[("a.txt", a.as_bytes(), true), ("b.txt", b.as_bytes(), true)]),
+    );
+    let all = sb.path("all.txt");
+    let job = sb.json(&[
+        "run",
+        "--kind",
+        "copy",
+        "--input",
+        s(&two),
+        "--concat",
+        "--output",
+        s(&all),
+    ]);
+    assert_eq!(job["records_in"], 32, "{job}");
+    assert_eq!(std::fs::read_to_string(&all).unwrap(), format!("{a}{b}"));
+}
+
+/// Sets every uncompressed-size field of a one-member zip to `size`.
+fn lie_about_size(mut zip: Vec<u8>, size: u32) -> Vec<u8> {
+    for (signature, offset) in [(b"PK\x03\x04", 22), (b"PK\x01\x02", 24)] {
+        let at = zip.windows(4).position(|w| w == signature).unwrap();
+        zip[at + offset..at + offset + 4].copy_from_slice(&size.to_le_bytes());
+    }
+    zip
+}
+
+#[test]
+fn hostile_zips_are_refused_clearly_and_nothing_is_written_outside() {
+    let sb = Sandbox::new();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "escape.zip",
+            zip_of(&[("../evil.txt", b"x\n", false)]),
+            "would escape its directory",
+        ),
+        (
+            "bomb.zip",
+            zip_of(&[("zeros.txt", &vec![b'0'; 40 << 20], true)]),
+            "over 200 to 1",
+        ),
+        (
+            "huge.zip",
+            lie_about_size(zip_of(&[("h.txt", b"hello\n", false)]), u32::MAX),
+            "over 200 to 1",
+        ),
+        (
+            "short.zip",
+            lie_about_size(zip_of(&[("s.txt", b"hello\nworld\n", false)]), 3),
+            "inflates past its declared 3 bytes",
+        ),
+    ];
+    for (name, bytes, expected) in cases {
+        let archive = sb.write(name, &bytes);
+        let out = sb.run(&[
+            "run",
+            "--kind",
+            "copy",
+            "--input",
+            s(&archive),
+            "--output",
+            s(&sb.path("o.txt")),
+        ]);
+        assert_ne!(out.status.code(), Some(0), "{name}");
+        assert!(stderr(&out).contains(expected), "{name}: {}", stderr(&out));
+        assert!(!sb.path("o.txt").exists(), "{name}: no output");
+    }
+    assert!(!sb.dir.path().parent().unwrap().join("evil.txt").exists());
 }
 
 #[test]

@@ -172,9 +172,12 @@ fn precheck(args: &JobInputArgs) -> anyhow::Result<()> {
 /// How to read the input: the format (by extension unless given) and the
 /// tabular options.
 fn read_options(args: &JobInputArgs) -> anyhow::Result<ReadOptions> {
-    let format = args
-        .format
-        .unwrap_or_else(|| Format::from_path(&args.input));
+    // A zip member's name says its format better than the archive's.
+    let named = match &args.tabular.member {
+        Some(member) => std::path::Path::new(member),
+        None => &args.input,
+    };
+    let format = args.format.unwrap_or_else(|| Format::from_path(named));
     args.tabular.read_options(format, args.max_record_bytes)
 }
 

@@ -35,8 +35,11 @@ const CODECS: [(Compression, &str, &[u8]); 4] = [
 
 /// Formats booster recognises but cannot read: their magic, their name.
 const REFUSED_MAGIC: [(&[u8], &str); 8] = [
-    (b"PK\x03\x04", "a zip archive"),
-    (b"PK\x05\x06", "a zip archive (empty)"),
+    (
+        b"PK\x03\x04",
+        "a zip archive here (pass a zip as a file, not on stdin or inside another archive)",
+    ),
+    (b"PK\x05\x06", "an empty zip archive"),
     (b"7z\xbc\xaf\x27\x1c", "a 7z archive"),
     (b"Rar!\x1a\x07", "a rar archive"),
     (&[0x04, 0x22, 0x4d, 0x18], "lz4-compressed"),

@@ -16,6 +16,7 @@ use super::encoding::{self, DecodeReader, InputEncoding, Utf8Records};
 use super::fixed::{FixedLayout, FixedSource};
 use super::json_array::{starts_an_array, JsonArraySource};
 use super::layout::{file_ends_with_newline, LineEnding, TextLayout};
+use super::zip_input::{self, ZipChoice};
 use super::{is_std_stream, Compression, Format};
 
 /// One record read from the input, or one the format rejected.
@@ -65,6 +66,8 @@ pub struct ReadOptions {
     pub columns: ColumnRules,
     /// Fixed-width: the layout.
     pub layout: Option<FixedLayout>,
+    /// Zip input: which members.
+    pub zip: ZipChoice,
 }
 
 impl ReadOptions {
@@ -76,6 +79,7 @@ impl ReadOptions {
             encoding: None,
             columns: ColumnRules::default(),
             layout: None,
+            zip: ZipChoice::default(),
         }
     }
 }
@@ -111,7 +115,33 @@ impl<R: Read> Read for CountingReader<R> {
 
 /// Opens `path` (`-` is stdin) and decompresses it by its magic bytes.
 pub fn open_bytes(path: &Path) -> anyhow::Result<(Box<dyn BufRead + Send>, ReadProgress)> {
+    open_bytes_with(path, &ZipChoice::default())
+}
+
+/// Like [`open_bytes`]; a zip archive gives the members `zip` chooses.
+pub fn open_bytes_with(
+    path: &Path,
+    zip: &ZipChoice,
+) -> anyhow::Result<(Box<dyn BufRead + Send>, ReadProgress)> {
     let mut progress = ReadProgress::default();
+    if !is_std_stream(path) && zip_input::is_zip(path) {
+        let (members, total_bytes) = zip_input::open_members(path, zip)?;
+        progress.total_bytes = Some(total_bytes);
+        let counted = CountingReader {
+            inner: members,
+            read_bytes: progress.read_bytes.clone(),
+        };
+        return Ok((
+            Box::new(BufReader::with_capacity(256 << 10, counted)),
+            progress,
+        ));
+    }
+    if *zip != ZipChoice::default() {
+        anyhow::bail!(
+            "--member and --concat are for zip archives; {} is not one",
+            path.display()
+        );
+    }
     let raw: Box<dyn Read + Send> = if is_std_stream(path) {
         Box::new(io::stdin())
     } else {
@@ -169,7 +199,13 @@ pub fn open_source(
 
 /// Opens `path` as `options` say.
 pub fn open_source_with(path: &Path, options: &ReadOptions) -> anyhow::Result<InputSource> {
-    let (reader, progress) = open_bytes(path)?;
+    if options.zip.concat && options.format.is_delimited() {
+        anyhow::bail!(
+            "--concat joins lines, JSON Lines and fixed-width members; each CSV member has its \
+             own header, so run a job per member with --member NAME"
+        );
+    }
+    let (reader, progress) = open_bytes_with(path, &options.zip)?;
     let mut input =
         source_from_reader_with(reader, progress, options, &path.display().to_string())?;
     // Only a plain file's last byte is its text's last byte (and in UTF-16
@@ -177,7 +213,10 @@ pub fn open_source_with(path: &Path, options: &ReadOptions) -> anyhow::Result<In
     let bytewise = input
         .encoding
         .is_none_or(|e| e.encoding.is_ascii_compatible());
-    if input.progress.compression == Compression::None && !is_std_stream(path) && bytewise {
+    let plain_file = input.progress.compression == Compression::None
+        && !is_std_stream(path)
+        && !zip_input::is_zip(path);
+    if plain_file && bytewise {
         if let Some(ends) = file_ends_with_newline(path) {
             input.layout.final_newline = ends;
         }

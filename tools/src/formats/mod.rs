@@ -16,18 +16,20 @@ mod json_array;
 mod layout;
 mod options;
 mod output;
+mod zip_input;
 
 pub use columns::{ColumnRules, OutputProjection};
 pub use compression::{Compression, Encoder};
 pub use csv_source::{CsvHeader, DEFAULT_MAX_RECORD_BYTES};
 pub use fixed::{FixedField, FixedLayout, FIXED_LAYOUT};
 pub use input::{
-    open_bytes, open_source, open_source_with, source_from_reader, source_from_reader_with,
-    InputSource, Item, ReadOptions, ReadProgress, RecordSource,
+    open_bytes, open_bytes_with, open_source, open_source_with, source_from_reader,
+    source_from_reader_with, InputSource, Item, ReadOptions, ReadProgress, RecordSource,
 };
 pub use layout::{LineEnding, TextLayout};
 pub use options::InputFormatArgs;
 pub use output::{OutputFraming, OutputSink};
+pub use zip_input::ZipChoice;
 
 use std::path::Path;
 
@@ -112,7 +114,8 @@ impl Format {
     pub fn from_path(path: &Path) -> Format {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let name = name.to_ascii_lowercase();
-        let base = Compression::from_path(path).strip(&name);
+        let name = name.strip_suffix(".zip").unwrap_or(&name);
+        let base = Compression::from_path(Path::new(name)).strip(name);
         match base.rsplit_once('.').map(|(_, ext)| ext) {
             Some("csv") => Format::Csv,
             Some("psv") => Format::Psv,

@@ -1,7 +1,7 @@
 //! The command-line options that say how to read an input: `run` and
 //! `submit` flatten [`InputFormatArgs`] into their arguments.
 
-use super::{encoding, ColumnRules, FixedLayout, Format, ReadOptions};
+use super::{encoding, ColumnRules, FixedLayout, Format, ReadOptions, ZipChoice};
 
 /// The input's text encoding; for delimited input (CSV, PSV, TSV) the
 /// delimiter and column rules.
@@ -29,6 +29,12 @@ pub struct InputFormatArgs {
     /// For --format fixed: the JSON file giving each field's name, start (from 1) and width.
     #[arg(long, value_name = "LAYOUT.json")]
     pub layout: Option<std::path::PathBuf>,
+    /// Zip input: the member to read (the only one by default).
+    #[arg(long, value_name = "NAME")]
+    pub member: Option<String>,
+    /// Zip input: read every member, in order, into one job.
+    #[arg(long, conflicts_with = "member")]
+    pub concat: bool,
     /// The columns `download` writes, in this order.
     #[arg(long, value_name = "A,B", value_delimiter = ',')]
     pub output_columns: Option<Vec<String>>,
@@ -43,6 +49,10 @@ impl InputFormatArgs {
         let layout = self.layout.as_deref().map(FixedLayout::load).transpose()?;
         Ok(ReadOptions {
             layout,
+            zip: ZipChoice {
+                member: self.member.clone(),
+                concat: self.concat,
+            },
             format,
             max_record_bytes,
             delimiter: self.delimiter,
