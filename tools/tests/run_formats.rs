@@ -767,6 +767,97 @@ fn hostile_zips_are_refused_clearly_and_nothing_is_written_outside() {
     assert!(!sb.dir.path().parent().unwrap().join("evil.txt").exists());
 }
 
+/// A minimal xlsx: sheet "Data" with a header, numbers, an error cell and
+/// dates (style 1 is the date format 14).
+fn tiny_xlsx() -> Vec<u8> {
+    const MAIN: &str = "http://schemas.openxmlformats.org/spreadsheetml/2006/main";
+    const RELS: &str = "http://schemas.openxmlformats.org/package/2006/relationships";
+    const DOC: &str = "http://schemas.openxmlformats.org/officeDocument/2006/relationships";
+    let types = r#"<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/><Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/><Override PartName="/xl/styles.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.styles+xml"/></Types>"#;
+    let root_rels = format!(
+        r#"<Relationships xmlns="{RELS}"><Relationship Id="rId1" Type="{DOC}/officeDocument" Target="xl/workbook.xml"/></Relationships>"#
+    );
+    let workbook = format!(
+        r#"<workbook xmlns="{MAIN}" xmlns:r="{DOC}"><sheets><sheet name="Data" sheetId="1" r:id="rId1"/></sheets></workbook>"#
+    );
+    let book_rels = format!(
+        r#"<Relationships xmlns="{RELS}"><Relationship Id="rId1" Type="{DOC}/worksheet" Target="worksheets/sheet1.xml"/><Relationship Id="rId2" Type="{DOC}/styles" Target="styles.xml"/></Relationships>"#
+    );
+    let styles = format!(
+        r#"<styleSheet xmlns="{MAIN}"><cellXfs count="2"><xf numFmtId="0"/><xf numFmtId="14" applyNumberFormat="1"/></cellXfs></styleSheet>"#
+    );
+    let text = |r: &str, t: &str| format!(r#"<c r="{r}" t="inlineStr"><is><t>{t}</t></is></c>"#);
+    let sheet = format!(
+        r#"<worksheet xmlns="{MAIN}"><dimension ref="A1:C4"/><sheetData><row r="1">{}{}{}</row><row r="2"><c r="A2"><v>1</v></c><c r="B2"><v>12.5</v></c><c r="C2" s="1"><v>45352</v></c></row><row r="3"><c r="A3"><v>2</v></c><c r="B3" t="e"><v>#DIV/0!</v></c><c r="C3" s="1"><v>45353</v></c></row><row r="4"><c r="A4"><v>3</v></c><c r="B4"><v>1000000</v></c><c r="C4" s="1"><v>45354.5</v></c></row></sheetData></worksheet>"#,
+        text("A1", "id"),
+        text("B1", "amount"),
+        text("C1", "day")
+    );
+    zip_of(&[
+        ("[Content_Types].xml", types.as_bytes(), true),
+        ("_rels/.rels", root_rels.as_bytes(), true),
+        ("xl/workbook.xml", workbook.as_bytes(), true),
+        ("xl/_rels/workbook.xml.rels", book_rels.as_bytes(), true),
+        ("xl/styles.xml", styles.as_bytes(), true),
+        ("xl/worksheets/sheet1.xml", sheet.as_bytes(), true),
+    ])
+}
+
+#[test]
+fn an_xlsx_sheet_is_read_as_csv_with_dates_numbers_and_error_cells() {
+    let sb = Sandbox::new();
+    let book = tiny_xlsx();
+    let (job, output, errors) = run_with_errors(&sb, "book.xlsx", &book, &["--sheet", "Data"]);
+    assert_eq!(job["records_failed"], 1, "{job}");
+    assert_eq!(
+        output,
+        "id,amount,day\n1,12.5,2024-03-01\n3,1000000,2024-03-03T12:00:00\n"
+    );
+    assert!(
+        errors.contains("\"line\":3") && errors.contains("#DIV/0!"),
+        "{errors}"
+    );
+    let input = sb.write("big.xlsx", &book);
+    let out = sb.expect(
+        1,
+        &[
+            "run",
+            "--kind",
+            "copy",
+            "--input",
+            s(&input),
+            "--output",
+            s(&sb.path("o.csv")),
+            "--max-sheet-cells",
+            "5",
+        ],
+    );
+    assert!(
+        stderr(&out).contains("has 12 cells, over --max-sheet-cells 5"),
+        "{}",
+        stderr(&out)
+    );
+    let out = sb.expect(
+        1,
+        &[
+            "run",
+            "--kind",
+            "copy",
+            "--input",
+            s(&input),
+            "--output",
+            s(&sb.path("o.csv")),
+            "--sheet",
+            "Nope",
+        ],
+    );
+    assert!(
+        stderr(&out).contains("has no sheet \"Nope\"; it has Data"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn format_flag_overrides_the_extension() {
     round_trip("in.data", b"a,b\n1,2\n3,4\n", &["--format", "csv"]);

@@ -68,6 +68,9 @@ pub struct ReadOptions {
     pub layout: Option<FixedLayout>,
     /// Zip input: which members.
     pub zip: ZipChoice,
+    /// Spreadsheet input: the sheet (the first by default) and the cap.
+    pub sheet: Option<String>,
+    pub max_sheet_cells: u64,
 }
 
 impl ReadOptions {
@@ -80,6 +83,8 @@ impl ReadOptions {
             columns: ColumnRules::default(),
             layout: None,
             zip: ZipChoice::default(),
+            sheet: None,
+            max_sheet_cells: super::DEFAULT_MAX_SHEET_CELLS,
         }
     }
 }
@@ -199,6 +204,9 @@ pub fn open_source(
 
 /// Opens `path` as `options` say.
 pub fn open_source_with(path: &Path, options: &ReadOptions) -> anyhow::Result<InputSource> {
+    if options.format == Format::Xlsx {
+        return open_spreadsheet(path, options);
+    }
     if options.zip.concat && options.format.is_delimited() {
         anyhow::bail!(
             "--concat joins lines, JSON Lines and fixed-width members; each CSV member has its \
@@ -224,6 +232,29 @@ pub fn open_source_with(path: &Path, options: &ReadOptions) -> anyhow::Result<In
     Ok(input)
 }
 
+/// A spreadsheet's sheet, read as CSV.
+fn open_spreadsheet(path: &Path, options: &ReadOptions) -> anyhow::Result<InputSource> {
+    if is_std_stream(path) {
+        anyhow::bail!("a spreadsheet cannot be read from stdin; pass it as a file");
+    }
+    let (header, rows) = super::xlsx::open_sheet(
+        path,
+        options.sheet.as_deref(),
+        options.max_sheet_cells,
+        &options.columns,
+    )?;
+    Ok(InputSource {
+        format: Format::Csv,
+        header,
+        delimiter: Some(b','),
+        encoding: None,
+        fixed_layout: None,
+        layout: TextLayout::default(),
+        progress: ReadProgress::default(),
+        records: Box::new(rows),
+    })
+}
+
 /// Records of `format` from already-decompressed bytes (`booster serve`
 /// parses uploads with this); `name` is what error messages call the input.
 pub fn source_from_reader(
@@ -245,6 +276,11 @@ pub fn source_from_reader_with(
     name: &str,
 ) -> anyhow::Result<InputSource> {
     let (format, max_record_bytes) = (options.format, options.max_record_bytes);
+    if format == Format::Xlsx {
+        anyhow::bail!(
+            "{name}: a spreadsheet is read from a file (booster run/submit --input FILE)"
+        );
+    }
     if !format.is_delimited() && (options.delimiter.is_some() || !options.columns.is_empty()) {
         anyhow::bail!(
             "--delimiter and the column options apply to csv, psv and tsv input; {name} is read \
@@ -316,6 +352,11 @@ pub fn source_from_reader_with(
             (None, Box::new(FixedSource { lines, layout }))
         }
         Format::Jsonl => (None, Box::new(LineSource::new(reader, true, split_on))),
+        Format::Xlsx => {
+            anyhow::bail!(
+                "{name}: a spreadsheet is read from a file (booster run/submit --input FILE)"
+            )
+        }
         Format::Json => {
             // An array is written back as an array, one element per line.
             layout = TextLayout::default();

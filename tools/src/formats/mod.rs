@@ -16,6 +16,7 @@ mod json_array;
 mod layout;
 mod options;
 mod output;
+mod xlsx;
 mod zip_input;
 
 pub use columns::{ColumnRules, OutputProjection};
@@ -29,6 +30,7 @@ pub use input::{
 pub use layout::{LineEnding, TextLayout};
 pub use options::InputFormatArgs;
 pub use output::{OutputFraming, OutputSink};
+pub use xlsx::DEFAULT_MAX_SHEET_CELLS;
 pub use zip_input::ZipChoice;
 
 use std::path::Path;
@@ -63,6 +65,9 @@ pub enum Format {
     Tsv,
     /// Fixed-width fields, as `--layout layout.json` places them.
     Fixed,
+    /// A spreadsheet (xlsx, xlsm, xlsb, xls, ods), input only: one sheet,
+    /// read as CSV.
+    Xlsx,
     /// One JSON value per line.
     Jsonl,
     /// One JSON array of values, read element by element (a `.json` file
@@ -78,6 +83,7 @@ impl Format {
             Format::Psv => "psv",
             Format::Tsv => "tsv",
             Format::Fixed => "fixed",
+            Format::Xlsx => "xlsx",
             Format::Jsonl => "jsonl",
             Format::Json => "json",
         }
@@ -90,6 +96,7 @@ impl Format {
             "psv" => Some(Format::Psv),
             "tsv" => Some(Format::Tsv),
             "fixed" => Some(Format::Fixed),
+            "xlsx" => Some(Format::Xlsx),
             "jsonl" => Some(Format::Jsonl),
             "json" => Some(Format::Json),
             _ => None,
@@ -120,6 +127,7 @@ impl Format {
             Some("csv") => Format::Csv,
             Some("psv") => Format::Psv,
             Some("tsv" | "tab") => Format::Tsv,
+            Some("xlsx" | "xlsm" | "xlsb" | "xls" | "ods") => Format::Xlsx,
             Some("jsonl" | "ndjson") => Format::Jsonl,
             Some("json") => Format::Json,
             _ => Format::Lines,

@@ -35,6 +35,12 @@ pub struct InputFormatArgs {
     /// Zip input: read every member, in order, into one job.
     #[arg(long, conflicts_with = "member")]
     pub concat: bool,
+    /// Spreadsheet input: the sheet, by name or index from 0 (the first by default).
+    #[arg(long, value_name = "NAME|INDEX")]
+    pub sheet: Option<String>,
+    /// Spreadsheet input: the largest sheet read, in cells; a larger one is refused.
+    #[arg(long, value_name = "N", default_value_t = super::DEFAULT_MAX_SHEET_CELLS)]
+    pub max_sheet_cells: u64,
     /// The columns `download` writes, in this order.
     #[arg(long, value_name = "A,B", value_delimiter = ',')]
     pub output_columns: Option<Vec<String>>,
@@ -49,6 +55,8 @@ impl InputFormatArgs {
         let layout = self.layout.as_deref().map(FixedLayout::load).transpose()?;
         Ok(ReadOptions {
             layout,
+            sheet: self.sheet.clone(),
+            max_sheet_cells: self.max_sheet_cells,
             zip: ZipChoice {
                 member: self.member.clone(),
                 concat: self.concat,
