@@ -170,12 +170,45 @@ fn wrap(
         inner: raw,
         read_bytes: progress.read_bytes.clone(),
     };
-    let (decompressed, compression) = super::compression::decompress(path, Box::new(counted))?;
     let mut progress = progress;
-    progress.compression = compression;
+    // A pipe may stall: stdin is recognised at its first read, so nothing
+    // waits for input before the job exists (a remote upload holds it).
+    let decompressed: Box<dyn Read + Send> = if is_std_stream(path) {
+        Box::new(LazyDecompress {
+            path: path.to_path_buf(),
+            raw: Some(Box::new(counted)),
+            inner: None,
+        })
+    } else {
+        let (decompressed, compression) = super::compression::decompress(path, Box::new(counted))?;
+        progress.compression = compression;
+        decompressed
+    };
     let reader: Box<dyn BufRead + Send> =
         Box::new(BufReader::with_capacity(256 << 10, decompressed));
     Ok((reader, progress))
+}
+
+/// Decompression decided at the first read (see `wrap`).
+struct LazyDecompress {
+    path: std::path::PathBuf,
+    raw: Option<Box<dyn Read + Send>>,
+    inner: Option<Box<dyn Read + Send>>,
+}
+
+impl Read for LazyDecompress {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.inner.is_none() {
+            let raw = self.raw.take().unwrap_or_else(|| Box::new(io::empty()));
+            let (reader, _) = super::compression::decompress(&self.path, raw)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{e:#}")))?;
+            self.inner = Some(reader);
+        }
+        match &mut self.inner {
+            Some(reader) => reader.read(buf),
+            None => Ok(0),
+        }
+    }
 }
 
 fn input_error(path: &Path, e: io::Error) -> anyhow::Error {
@@ -303,8 +336,11 @@ pub fn source_from_reader_with(
     let delimiter = format
         .is_delimited()
         .then(|| options.delimiter.unwrap_or(format.default_delimiter()));
-    let (bom_head, reader) =
-        peek(reader, |head| head.len() >= 3).with_context(|| format!("reading {name}"))?;
+    // stdin and uploads (no known size) are not read before the job
+    // exists: their layout is the default and only --encoding decodes them.
+    let can_peek = progress.total_bytes.is_some();
+    let (bom_head, reader) = peek(reader, |head| !can_peek || head.len() >= 3)
+        .with_context(|| format!("reading {name}"))?;
     let encoding = encoding::choose(options.encoding, &bom_head);
     let reader: Box<dyn BufRead + Send> = match encoding {
         Some(e) => Box::new(BufReader::with_capacity(
@@ -314,7 +350,7 @@ pub fn source_from_reader_with(
         None => reader,
     };
     let (head, reader) = peek(reader, |head| {
-        memchr::memchr2(b'\n', b'\r', head).is_some_and(|i| i + 1 < head.len())
+        !can_peek || memchr::memchr2(b'\n', b'\r', head).is_some_and(|i| i + 1 < head.len())
     })
     .with_context(|| format!("reading {name}"))?;
     let mut layout = TextLayout::sniff(&head, format.is_delimited());

@@ -29,7 +29,7 @@ pub use input::{
 };
 pub use layout::{LineEnding, TextLayout};
 pub use options::InputFormatArgs;
-pub use output::{OutputFraming, OutputSink};
+pub use output::{check_destination, OutputFraming, OutputSink};
 pub use xlsx::DEFAULT_MAX_SHEET_CELLS;
 pub use zip_input::ZipChoice;
 
@@ -45,6 +45,9 @@ pub mod props {
     pub const CSV_COLUMNS: &str = "csv_columns";
     /// `exec`'s shell command.
     pub const CMD: &str = "cmd";
+    /// `exec`: true when the command must write one line per record
+    /// (`--exec-one-to-one`); another count fails the slice.
+    pub const EXEC_ONE_TO_ONE: &str = "exec_one_to_one";
     /// The input file's name, for people reading `job show`.
     pub const INPUT: &str = "input";
     /// CSV, PSV, TSV: the field delimiter, one character.
