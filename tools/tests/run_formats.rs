@@ -125,74 +125,39 @@ fn gzip_piped_into_stdin_is_decompressed() {
 fn an_unknown_compression_is_refused_instead_of_read_as_text() {
     let sb = Sandbox::new();
     let input = sb.write("data.csv", b"Rar!\x1a\x07\x00junk");
-    let out = sb.expect(
-        1,
-        &[
-            "run",
-            "--kind",
-            "copy",
-            "--input",
-            s(&input),
-            "--output",
-            s(&sb.path("o.csv")),
-        ],
-    );
-    assert!(
-        stderr(&out).contains("is a rar archive"),
-        "{}",
-        stderr(&out)
-    );
+    refused(&sb, &input, "o.csv", &[], "is a rar archive");
     assert!(!sb.path("o.csv").exists(), "nothing written");
     let junk_zip = sb.write("junk.zip", b"PK\x03\x04\x14\x00\x00\x00junk");
-    let out = sb.expect(
-        1,
-        &[
-            "run",
-            "--kind",
-            "copy",
-            "--input",
-            s(&junk_zip),
-            "--output",
-            s(&sb.path("o.csv")),
-        ],
-    );
-    assert!(
-        stderr(&out).contains("is not a readable zip archive"),
-        "{}",
-        stderr(&out)
+    refused(
+        &sb,
+        &junk_zip,
+        "o.csv",
+        &[],
+        "is not a readable zip archive",
     );
     let lz4 = sb.write("data.txt", &[0x04, 0x22, 0x4d, 0x18, 0x64, 0x40, 0xa7]);
-    let out = sb.expect(
-        1,
-        &[
-            "run",
-            "--kind",
-            "copy",
-            "--input",
-            s(&lz4),
-            "--output",
-            s(&sb.path("o.txt")),
-        ],
-    );
-    assert!(stderr(&out).contains("lz4"), "{}", stderr(&out));
+    refused(&sb, &lz4, "o.txt", &[], "lz4");
     let fake_gz = sb.write("plain.txt.gz", b"hello\n");
-    let out = sb.expect(
-        1,
-        &[
-            "run",
-            "--kind",
-            "copy",
-            "--input",
-            s(&fake_gz),
-            "--output",
-            s(&sb.path("o2.txt")),
-        ],
-    );
-    assert!(
-        stderr(&out).contains("is named .gz but is not gzip"),
-        "{}",
-        stderr(&out)
-    );
+    refused(&sb, &fake_gz, "o2.txt", &[], "is named .gz but is not gzip");
+}
+
+/// `run --kind copy` of `input` with `extra` exits 1 saying `expected`,
+/// and writes no `output`.
+fn refused(sb: &Sandbox, input: &std::path::Path, output: &str, extra: &[&str], expected: &str) {
+    let out_path = sb.path(output);
+    let mut args = vec![
+        "run",
+        "--kind",
+        "copy",
+        "--input",
+        s(input),
+        "--output",
+        s(&out_path),
+    ];
+    args.extend_from_slice(extra);
+    let out = sb.expect(1, &args);
+    assert!(stderr(&out).contains(expected), "{}", stderr(&out));
+    assert!(!out_path.exists(), "nothing written for {expected}");
 }
 
 /// `run` then `download` of `content`: both give back exactly `content`.
@@ -425,43 +390,19 @@ fn column_rules_reject_rows_with_their_line_numbers_and_shape_the_output() {
 fn a_header_that_breaks_a_column_rule_is_refused_before_anything_is_stored() {
     let sb = Sandbox::new();
     let input = sb.write("in.csv", b"id,name\n1,a\n");
-    let out = sb.expect(
-        1,
-        &[
-            "run",
-            "--kind",
-            "copy",
-            "--input",
-            s(&input),
-            "--output",
-            s(&sb.path("o.csv")),
-            "--required-columns",
-            "email",
-        ],
+    refused(
+        &sb,
+        &input,
+        "o.csv",
+        &["--required-columns", "email"],
+        "no `email` column",
     );
-    assert!(
-        stderr(&out).contains("no `email` column"),
-        "{}",
-        stderr(&out)
-    );
-    let out = sb.expect(
-        1,
-        &[
-            "run",
-            "--kind",
-            "copy",
-            "--input",
-            s(&input),
-            "--output",
-            s(&sb.path("o.csv")),
-            "--allowed-columns",
-            "id",
-        ],
-    );
-    assert!(
-        stderr(&out).contains("name; pass --skip-unknown"),
-        "{}",
-        stderr(&out)
+    refused(
+        &sb,
+        &input,
+        "o.csv",
+        &["--allowed-columns", "id"],
+        "name; pass --skip-unknown",
     );
     assert!(
         !sb.data().exists(),
@@ -585,39 +526,10 @@ fn a_fixed_width_short_line_is_a_record_error_and_the_rest_comes_back_exactly() 
         "{errors}"
     );
     let input = sb.write("x.txt", b"abc\n");
-    let out = sb.expect(
-        1,
-        &[
-            "run",
-            "--kind",
-            "copy",
-            "--format",
-            "fixed",
-            "--input",
-            s(&input),
-            "--output",
-            s(&sb.path("o")),
-        ],
-    );
-    assert!(stderr(&out).contains("needs --layout"), "{}", stderr(&out));
+    refused(&sb, &input, "o", &["--format", "fixed"], "needs --layout");
     let bad = sb.write("bad.json", br#"{"fields": [{"name": "a", "start": 1, "width": 3}, {"name": "b", "start": 2, "width": 3}]}"#);
-    let out = sb.expect(
-        1,
-        &[
-            "run",
-            "--kind",
-            "copy",
-            "--format",
-            "fixed",
-            "--layout",
-            s(&bad),
-            "--input",
-            s(&input),
-            "--output",
-            s(&sb.path("o")),
-        ],
-    );
-    assert!(stderr(&out).contains("overlap"), "{}", stderr(&out));
+    let layout_arg = ["--format", "fixed", "--layout", s(&bad)];
+    refused(&sb, &input, "o", &layout_arg, "overlap");
 }
 
 /// A zip of `(name, bytes, deflated)` members.
@@ -649,22 +561,12 @@ fn a_zip_with_several_members_is_read_by_member_or_all_with_concat() {
             ("c.csv", csv, true),
         ]),
     );
-    let out = sb.expect(
-        1,
-        &[
-            "run",
-            "--kind",
-            "copy",
-            "--input",
-            s(&archive),
-            "--output",
-            s(&sb.path("o")),
-        ],
-    );
-    assert!(
-        stderr(&out).contains("holds 3 files (a.txt, b.txt, c.csv); pass --member NAME"),
-        "{}",
-        stderr(&out)
+    refused(
+        &sb,
+        &archive,
+        "o",
+        &[],
+        "holds 3 files (a.txt, b.txt, c.csv); pass --member NAME",
     );
     let one = sb.path("b-out.txt");
     sb.ok(&[
@@ -818,43 +720,19 @@ fn an_xlsx_sheet_is_read_as_csv_with_dates_numbers_and_error_cells() {
         "{errors}"
     );
     let input = sb.write("big.xlsx", &book);
-    let out = sb.expect(
-        1,
-        &[
-            "run",
-            "--kind",
-            "copy",
-            "--input",
-            s(&input),
-            "--output",
-            s(&sb.path("o.csv")),
-            "--max-sheet-cells",
-            "5",
-        ],
+    refused(
+        &sb,
+        &input,
+        "o.csv",
+        &["--max-sheet-cells", "5"],
+        "has 12 cells, over --max-sheet-cells 5",
     );
-    assert!(
-        stderr(&out).contains("has 12 cells, over --max-sheet-cells 5"),
-        "{}",
-        stderr(&out)
-    );
-    let out = sb.expect(
-        1,
-        &[
-            "run",
-            "--kind",
-            "copy",
-            "--input",
-            s(&input),
-            "--output",
-            s(&sb.path("o.csv")),
-            "--sheet",
-            "Nope",
-        ],
-    );
-    assert!(
-        stderr(&out).contains("has no sheet \"Nope\"; it has Data"),
-        "{}",
-        stderr(&out)
+    refused(
+        &sb,
+        &input,
+        "o.csv",
+        &["--sheet", "Nope"],
+        "has no sheet \"Nope\"; it has Data",
     );
 }
 
