@@ -118,7 +118,7 @@ pub struct JobInputArgs {
     /// kinds are submitted by the service that registers them.
     #[arg(long)]
     pub kind: String,
-    /// The input file (`-` for stdin); `.gz` / `.zst` are decompressed.
+    /// The input file (`-` for stdin); gzip, zstd, bzip2 and xz are recognised and decompressed.
     #[arg(long)]
     pub input: PathBuf,
     /// Record format; by default from the file extension (.csv, .jsonl), else lines.
@@ -153,18 +153,23 @@ pub struct JobInputArgs {
     #[arg(long, value_name = "BYTES", default_value_t = crate::formats::DEFAULT_MAX_RECORD_BYTES,
           value_parser = clap::builder::ValueParser::new(clap::builder::RangedU64ValueParser::<usize>::new().range(1..)))]
     pub max_record_bytes: usize,
+    #[command(flatten)]
+    pub tabular: crate::formats::InputFormatArgs,
 }
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
     #[command(flatten)]
     pub job: JobInputArgs,
-    /// Where to write the output (`-` for stdout); `.gz` / `.zst` compress.
+    /// Where to write the output (`-` for stdout); `.gz` / `.zst` / `.bz2` / `.xz` compress.
     #[arg(long, default_value = "-")]
     pub output: PathBuf,
     /// Where to write the record errors (one JSON object per line).
     #[arg(long)]
     pub errors: Option<PathBuf>,
+    /// The output's text encoding: `input` (the input's, BOM and all), or a label such as latin1; UTF-8 by default.
+    #[arg(long, value_name = "LABEL")]
+    pub output_encoding: Option<String>,
     /// Worker threads (default: every core).
     #[arg(long, value_parser = at_least_one)]
     pub workers: Option<usize>,
@@ -204,12 +209,15 @@ pub struct WorkArgs {
 pub struct DownloadArgs {
     /// The job's id (from `booster jobs`).
     pub job: JobId,
-    /// Where to write the output (`-` for stdout); `.gz` / `.zst` compress.
+    /// Where to write the output (`-` for stdout); `.gz` / `.zst` / `.bz2` / `.xz` compress.
     #[arg(long)]
     pub output: Option<PathBuf>,
     /// Where to write the record errors.
     #[arg(long)]
     pub errors: Option<PathBuf>,
+    /// The output's text encoding: `input` (the input's, BOM and all), or a label such as latin1; UTF-8 by default.
+    #[arg(long, value_name = "LABEL")]
+    pub output_encoding: Option<String>,
 }
 
 #[derive(Args, Debug)]

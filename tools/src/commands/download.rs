@@ -8,7 +8,10 @@ use booster_runtime::{Category, JobState, JobStatus, Runtime};
 use super::{with_runtime, Ctx};
 use crate::cli::DownloadArgs;
 use crate::exit;
-use crate::formats::{check_destination, props, Format, OutputSink};
+use crate::formats::encoding::{self, TextEncoder};
+use crate::formats::{
+    check_destination, props, Format, OutputFraming, OutputProjection, OutputSink, TextLayout,
+};
 use crate::report;
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -41,6 +44,7 @@ pub async fn download(ctx: &Ctx, args: DownloadArgs) -> anyhow::Result<i32> {
             args.output.as_deref(),
             args.errors.as_deref(),
             false,
+            args.output_encoding.as_deref(),
         )
         .await?;
         Ok((job, counts))
@@ -123,27 +127,32 @@ pub async fn download_job(
     output: Option<&Path>,
     errors: Option<&Path>,
     partial: bool,
+    output_encoding: Option<&str>,
 ) -> anyhow::Result<DownloadCounts> {
+    let encoder = output_encoder(job, output_encoding)?;
     let runtime = runtime.clone();
     let job = job.clone();
     let output: Option<PathBuf> = output.map(Path::to_path_buf);
     let errors: Option<PathBuf> = errors.map(Path::to_path_buf);
     tokio::task::spawn_blocking(move || {
-        let header = job
-            .properties
-            .get(props::CSV_HEADER)
-            .and_then(|h| h.as_str())
-            .filter(|_| job_format(&job) == Format::Csv);
+        let framing = output_framing(&job);
         let mut counts = DownloadCounts::default();
         if let Some(path) = output {
+            let columns = output_columns(&job);
+            let mut sink = OutputSink::create_framed(&path, framing)?;
+            if let Some(encoder) = encoder {
+                sink.encode_as(encoder)?;
+            }
             let (n, left) =
-                write_category(&runtime, job.id, Category::Main, &path, header, partial)?;
+                write_category(&runtime, job.id, Category::Main, sink, &columns, partial)?;
             counts.main = Some(n);
             counts.partial.extend(left);
         }
         if let Some(path) = errors {
+            let sink = OutputSink::create_framed(&path, OutputFraming::default())?;
+            let columns = OutputColumns::default();
             let (n, left) =
-                write_category(&runtime, job.id, Category::Errors, &path, None, partial)?;
+                write_category(&runtime, job.id, Category::Errors, sink, &columns, partial)?;
             counts.errors = Some(n);
             counts.partial.extend(left);
         }
@@ -152,25 +161,95 @@ pub async fn download_job(
     .await?
 }
 
+/// `--output-encoding`: `input` writes the job's input encoding (its BOM
+/// too), a label that encoding; None (and `utf-8`) plain UTF-8.
+fn output_encoder(job: &JobStatus, asked: Option<&str>) -> anyhow::Result<Option<TextEncoder>> {
+    let Some(asked) = asked else {
+        return Ok(None);
+    };
+    if asked.eq_ignore_ascii_case("input") {
+        return Ok(encoding::InputEncoding::from_properties(&job.properties)
+            .map(|e| TextEncoder::new(e.encoding, e.bom)));
+    }
+    let target =
+        encoding::parse_label(asked).map_err(|e| anyhow::anyhow!("--output-encoding: {e}"))?;
+    Ok(Some(TextEncoder::new(target, false)))
+}
+
+/// A delimited job's header line, and the projection `--output-columns` asked for.
+#[derive(Default)]
+struct OutputColumns {
+    header: Option<String>,
+    projection: Option<OutputProjection>,
+}
+
+fn output_columns(job: &JobStatus) -> OutputColumns {
+    if !job_format(job).is_delimited() {
+        return OutputColumns::default();
+    }
+    let strings = |key: &str| -> Option<Vec<String>> {
+        let list = job.properties.get(key)?.as_array()?;
+        Some(
+            list.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+        )
+    };
+    let delimiter = job
+        .properties
+        .get(props::DELIMITER)
+        .and_then(|d| d.as_str())
+        .and_then(|d| d.bytes().next())
+        .unwrap_or(b',');
+    let projection = strings(props::OUTPUT_COLUMNS).map(|output| {
+        OutputProjection::new(
+            &strings(props::CSV_COLUMNS).unwrap_or_default(),
+            &output,
+            delimiter,
+        )
+    });
+    let header = match &projection {
+        Some(p) => Some(p.header.clone()),
+        None => job
+            .properties
+            .get(props::CSV_HEADER)
+            .and_then(|h| h.as_str())
+            .map(str::to_string),
+    };
+    OutputColumns { header, projection }
+}
+
 fn write_category(
     runtime: &Runtime,
     job: u64,
     category: Category,
-    path: &Path,
-    header: Option<&str>,
+    mut sink: OutputSink,
+    columns: &OutputColumns,
     partial: bool,
 ) -> anyhow::Result<(u64, Option<PathBuf>)> {
-    let mut sink = OutputSink::create(path)?;
-    if let Some(header) = header {
+    if let Some(header) = &columns.header {
         sink.write_line(header.as_bytes())?;
     }
     for record in runtime.download(job, category)? {
-        sink.write_record(&record?)?;
+        let record = record?;
+        match &columns.projection {
+            Some(p) => sink.write_record(&p.project(&record))?,
+            None => sink.write_record(&record)?,
+        }
     }
     if partial {
         sink.finish_partial()
     } else {
         Ok((sink.finish()?, None))
+    }
+}
+
+/// How the job's output is put together: as its input was (line endings
+/// and all), or a JSON array for a JSON array input.
+pub fn output_framing(job: &JobStatus) -> OutputFraming {
+    match job_format(job) {
+        Format::Json => OutputFraming::JsonArray,
+        _ => OutputFraming::Lines(TextLayout::from_properties(&job.properties)),
     }
 }
 

@@ -11,7 +11,8 @@ use super::{display_name, download_job, with_runtime, Ctx, Interrupt};
 use crate::cli::{JobInputArgs, RunArgs, SubmitArgs};
 use crate::exit::{self, Interrupted};
 use crate::formats::{
-    check_destination, is_std_stream, open_source, props, Format, InputSource, Item,
+    check_destination, is_std_stream, open_source_with, props, Format, InputSource, Item,
+    ReadOptions,
 };
 use crate::kinds;
 use crate::progress::{Mode, Progress, Unit};
@@ -72,6 +73,7 @@ async fn run_on(ctx: &Ctx, runtime: &Runtime, args: &RunArgs) -> anyhow::Result<
         Some(&args.output),
         args.errors.as_deref(),
         partial,
+        args.output_encoding.as_deref(),
     )
     .await?;
     let code = exit_code(&done);
@@ -199,11 +201,20 @@ fn precheck(args: &JobInputArgs) -> anyhow::Result<()> {
     if is_std_stream(&args.input) {
         return Ok(());
     }
-    let format = args
-        .format
-        .unwrap_or_else(|| Format::from_path(&args.input));
-    let input = open_source(&args.input, format, args.max_record_bytes)?;
+    let input = open_source_with(&args.input, &read_options(args)?)?;
     job_spec(args, &input).map(|_| ())
+}
+
+/// How to read the input: the format (by extension unless given) and the
+/// tabular options.
+fn read_options(args: &JobInputArgs) -> anyhow::Result<ReadOptions> {
+    // A zip member's name says its format better than the archive's.
+    let named = match &args.tabular.member {
+        Some(member) => std::path::Path::new(member),
+        None => &args.input,
+    };
+    let format = args.format.unwrap_or_else(|| Format::from_path(named));
+    args.tabular.read_options(format, args.max_record_bytes)
 }
 
 /// The job's spec and properties for `args` and what the input's header says.
@@ -212,9 +223,22 @@ pub fn job_spec(args: &JobInputArgs, input: &InputSource) -> anyhow::Result<JobS
         props::FORMAT: input.format.name(),
         props::INPUT: display_name(&args.input),
     });
+    input.layout.to_properties(&mut properties);
     if let Some(header) = &input.header {
         properties[props::CSV_HEADER] = json!(header.raw);
         properties[props::CSV_COLUMNS] = json!(header.columns);
+    }
+    if let Some(encoding) = input.encoding {
+        encoding.to_properties(&mut properties);
+    }
+    if let Some(layout) = &input.fixed_layout {
+        properties[crate::formats::FIXED_LAYOUT] = json!(layout);
+    }
+    if let Some(delimiter) = input.delimiter {
+        properties[props::DELIMITER] = json!(char::from(delimiter).to_string());
+    }
+    if let Some(columns) = &args.tabular.output_columns {
+        properties[props::OUTPUT_COLUMNS] = json!(columns);
     }
     match (args.kind.as_str(), &args.cmd) {
         (kinds::EXEC, None) => return Err(exit::usage("--kind exec needs --cmd 'COMMAND'")),
@@ -291,13 +315,9 @@ pub async fn create_job(
     runtime: &Runtime,
     args: &JobInputArgs,
 ) -> anyhow::Result<(JobId, InputSource)> {
-    let format = args
-        .format
-        .unwrap_or_else(|| Format::from_path(&args.input));
     let path = args.input.clone();
-    let max_record_bytes = args.max_record_bytes;
-    let input =
-        tokio::task::spawn_blocking(move || open_source(&path, format, max_record_bytes)).await??;
+    let options = read_options(args)?;
+    let input = tokio::task::spawn_blocking(move || open_source_with(&path, &options)).await??;
     let spec = job_spec(args, &input)?;
     let id = runtime.submit(spec).await.context("submitting the job")?;
     Ok((id, input))
@@ -467,6 +487,10 @@ mod tests {
             let input = InputSource {
                 format: Format::Lines,
                 header: None,
+                delimiter: None,
+                encoding: None,
+                fixed_layout: None,
+                layout: Default::default(),
                 progress: Default::default(),
                 records: Box::new(PanicsAfterOneBatch(false)),
             };

@@ -154,6 +154,7 @@ fn job_args(input: &Path, priority: u8, description: &str) -> JobInputArgs {
         description: Some(description.into()),
         max_workers: None,
         max_record_bytes: crate::formats::DEFAULT_MAX_RECORD_BYTES,
+        tabular: Default::default(),
     }
 }
 
@@ -226,7 +227,15 @@ async fn tour(
     let download_started = Instant::now();
     let output_path = paths.dir.join("customers-clean.csv.zst");
     let errors_path = paths.dir.join("customers-errors.jsonl");
-    let counts = download_job(runtime, &big, Some(&output_path), Some(&errors_path), false).await?;
+    let counts = download_job(
+        runtime,
+        &big,
+        Some(&output_path),
+        Some(&errors_path),
+        false,
+        None,
+    )
+    .await?;
     Ok(Outcome {
         big,
         urgent: urgent_status,
