@@ -1,11 +1,11 @@
 //! A sealed segment's key-sorted run, read from disk on demand: in RAM only
 //! the first key of each block (the fences) and the last key. A lookup
-//! reads one block (128 entries of 56 bytes) through the segment's map and
-//! releases its pages afterwards, so RSS does not grow with the keys.
+//! reads one block (128 entries of 56 bytes) with pread, so RSS does not
+//! grow with the keys read.
 
 use std::sync::Arc;
 
-use crate::fs::FileLayer;
+use crate::fs::{FileHandle, FileLayer};
 use crate::index::FrameLoc;
 use crate::segment::footer::{decode_entry, FooterEntry, FOOTER_ENTRY_LEN};
 use crate::segment::reader::Segment;
@@ -94,14 +94,14 @@ impl<F: FileLayer> SortedRun<F> {
         let n = (self.count - first).min(BLOCK_ENTRIES as u64);
         let at = self.offset + first * FOOTER_ENTRY_LEN as u64;
         let len = n * FOOTER_ENTRY_LEN as u64;
-        let bytes = self
-            .segment
-            .read(at, len)
+        // pread, not the map: a block read leaves nothing mapped, so RSS
+        // does not grow with the blocks read (the page cache keeps them).
+        let mut bytes = vec![0u8; len as usize];
+        self.segment
+            .file()
+            .read_exact_at(&mut bytes, at)
             .map_err(|e| self.corrupt(at, format!("index block unreadable: {e}")))?;
-        let out = f(&bytes);
-        drop(bytes);
-        self.segment.release(at, len);
-        out
+        f(&bytes)
     }
 
     fn loc(&self, e: FooterEntry) -> FrameLoc {

@@ -436,6 +436,9 @@ fn load_segment<F: FileLayer>(
         segment.set_map(map);
         let segment = Arc::new(segment);
         index.add_sealed(&segment, &footer.entries, footer.sorted.as_ref());
+        // Reading the footer touched its pages: let them leave the
+        // resident set, so opening a large store does not grow RSS.
+        segment.release(0, len);
         return Ok(Loaded::Segment(segment, footer.entries.len() as u64));
     }
     let salvage = salvage_scan(&map);
