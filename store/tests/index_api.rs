@@ -424,8 +424,8 @@ fn reads_and_scans_agree_with_a_map_across_index_blocks_and_segments() {
 }
 
 /// A sorted run that names a frame wrongly (its footer CRC made to match)
-/// is found by `verify`, and a read through it fails instead of serving
-/// another frame.
+/// is found by `verify`, and a read through its block fails instead of
+/// serving another frame.
 #[test]
 fn a_sorted_run_that_disagrees_with_the_frames_is_corruption() {
     use booster_store::format::{read_sealed_footer, FOOTER_TAIL_LEN};
@@ -464,13 +464,15 @@ fn a_sorted_run_that_disagrees_with_the_frames_is_corruption() {
         report
             .problems
             .iter()
-            .any(|p| p.what.contains("sorted run does not match")),
+            .any(|p| p.what.contains("seal footer")),
         "{report:?}"
     );
     let (store, _) = Store::open(tmp.path(), plain).unwrap();
-    assert!(matches!(
-        store.read_slice(&key(1)),
-        Err(StoreError::Corrupt { .. })
-    ));
-    assert_eq!(store.read_slice(&key(2)).unwrap(), Some(records(2)));
+    // The block's checksum (in the footer summary) no longer matches: no
+    // read through it serves anything.
+    for k in [1, 2] {
+        let err = store.read_slice(&key(k)).unwrap_err();
+        assert!(err.to_string().contains("index block checksum"), "{err}");
+    }
+    assert!(store.try_scan(9, 1, .., false, 10).is_err());
 }

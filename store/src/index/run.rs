@@ -9,11 +9,12 @@ use crate::fs::{FileHandle, FileLayer};
 use crate::index::FrameLoc;
 use crate::segment::footer::{decode_entry, FooterEntry, FOOTER_ENTRY_LEN};
 use crate::segment::reader::Segment;
+use crate::segment::summary::{block_crcs_of, fences_of, RUN_BLOCK_ENTRIES};
 use crate::{SliceKey, StoreError};
 
 /// Entries per block: one read of 7 KiB per lookup, and one fence (24
 /// bytes of RAM) per 128 keys.
-pub(crate) const BLOCK_ENTRIES: usize = 128;
+const BLOCK_ENTRIES: usize = RUN_BLOCK_ENTRIES;
 
 pub(crate) struct SortedRun<F: FileLayer> {
     segment: Arc<Segment<F>>,
@@ -22,6 +23,9 @@ pub(crate) struct SortedRun<F: FileLayer> {
     count: u64,
     /// The first key of every block.
     fences: Vec<SliceKey>,
+    /// The CRC32 of every block, checked at each read: rot in a run is
+    /// found when the block is read, never served.
+    block_crcs: Vec<u32>,
     last: SliceKey,
 }
 
@@ -45,15 +49,30 @@ impl<F: FileLayer> SortedRun<F> {
         entries: &[FooterEntry],
     ) -> Option<SortedRun<F>> {
         let last = entries.last()?.header.key;
-        let fences = entries
-            .chunks(BLOCK_ENTRIES)
-            .map(|block| block[0].header.key)
-            .collect();
+        let count = entries.len() as u64;
+        let fences = fences_of(entries);
+        SortedRun::from_fences(segment, offset, count, fences, block_crcs_of(entries), last)
+    }
+
+    /// The run of `count` entries at `offset` from its fences and last key
+    /// (a footer summary). None when it is empty.
+    pub fn from_fences(
+        segment: Arc<Segment<F>>,
+        offset: u64,
+        count: u64,
+        fences: Vec<SliceKey>,
+        block_crcs: Vec<u32>,
+        last: SliceKey,
+    ) -> Option<SortedRun<F>> {
+        if count == 0 || fences.is_empty() || block_crcs.len() != fences.len() {
+            return None;
+        }
         Some(SortedRun {
             segment,
             offset,
-            count: entries.len() as u64,
+            count,
             fences,
+            block_crcs,
             last,
         })
     }
@@ -101,6 +120,9 @@ impl<F: FileLayer> SortedRun<F> {
             .file()
             .read_exact_at(&mut bytes, at)
             .map_err(|e| self.corrupt(at, format!("index block unreadable: {e}")))?;
+        if crc32fast::hash(&bytes) != self.block_crcs[b] {
+            return Err(self.corrupt(at, "index block checksum mismatch".into()));
+        }
         f(&bytes)
     }
 
