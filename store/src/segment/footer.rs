@@ -8,7 +8,7 @@ use super::frame::{
     FRAME_HEADER_LEN, FRAME_TRAILER_LEN, MAX_PAYLOAD_BYTES,
 };
 use super::header::SEGMENT_HEADER_LEN;
-use super::summary::{encode_summary, SUMMARY_LEN_FIELD};
+use super::summary::{encode_summary, summary_bytes, SUMMARY_LEN_FIELD};
 use crate::{FormatError, SliceKey};
 
 /// Bytes per footer entry: frame offset (u64) ++ frame header bytes 0..48.
@@ -125,10 +125,14 @@ fn footer_frame(
     offset: u64,
     sorted: Option<(&[FooterEntry], &Counters)>,
 ) -> Vec<u8> {
-    let summary = sorted.map(|(run, counters)| encode_summary(entries, run, counters));
+    let metas = entries
+        .iter()
+        .filter(|e| e.header.kind == FrameKind::Meta)
+        .count();
+    let summary_len = sorted.map_or(0, |(run, _)| summary_bytes(metas, run.len()));
     let extra = sorted.map_or(0, |(run, _)| {
-        run.len() * FOOTER_ENTRY_LEN + 8 + COUNTERS_LEN
-    }) + summary.as_ref().map_or(0, |s| s.len() + SUMMARY_LEN_FIELD);
+        run.len() * FOOTER_ENTRY_LEN + 8 + COUNTERS_LEN + summary_len + SUMMARY_LEN_FIELD
+    });
     let payload_len = entries.len() * FOOTER_ENTRY_LEN + extra + 8;
     let header = FrameHeader {
         kind: FrameKind::SealFooter,
@@ -156,12 +160,14 @@ fn footer_frame(
     for e in entries {
         put(&mut out, e);
     }
-    if let (Some((run, counters)), Some(summary)) = (sorted, summary) {
+    if let Some((run, counters)) = sorted {
         for e in run {
             put(&mut out, e);
         }
         out.extend_from_slice(&(run.len() as u64).to_le_bytes());
         counters.encode(&mut out);
+        let summary = encode_summary(entries, run, counters, crc32fast::hash(&out));
+        debug_assert_eq!(summary.len(), summary_len);
         out.extend_from_slice(&summary);
         out.extend_from_slice(&(summary.len() as u32).to_le_bytes());
     }
@@ -252,8 +258,15 @@ pub fn decode_sealed_footer(bytes: &[u8], footer_offset: u64) -> Result<SealedFo
     };
     let run_offset = footer_offset + (FRAME_HEADER_LEN + entries_payload.len()) as u64;
     let sorted = decode_sorted(sorted_payload, run_offset, footer_offset)?;
+    let prefix_len = FRAME_HEADER_LEN + entries_payload.len() + sorted_payload.len();
+    let prefix_crc = crc32fast::hash(&bytes[..prefix_len]);
     if version == FOOTER_VERSION_SUMMARY
-        && encode_summary(&footer.entries, &sorted.entries, &sorted.counters) != summary
+        && encode_summary(
+            &footer.entries,
+            &sorted.entries,
+            &sorted.counters,
+            prefix_crc,
+        ) != summary
     {
         return Err(FormatError::new(
             "seal footer summary does not match the footer",

@@ -14,6 +14,7 @@ use super::reader::Segment;
 use super::salvage::{salvage_scan, Lost, Span};
 use super::scan::{read_sealed_entries, read_sealed_footer, SegmentScan};
 use super::summary::read_footer_summary;
+use super::writer::write_footer;
 use super::{parse_segment_file_name, segment_file_name, MAX_SEGMENT_ID};
 use crate::fs::{FileHandle, FileLayer};
 use crate::index::{FrameLoc, Index};
@@ -584,9 +585,7 @@ fn load_segment<F: FileLayer>(
         scan.entries.len() as u64,
         scan.valid_end,
     );
-    file.write_all_at(&footer, scan.valid_end)
-        .and_then(|()| file.sync_data())
-        .map_err(io_err(write_ctx.clone()))?;
+    write_footer(&file, &footer, scan.valid_end).map_err(io_err(write_ctx.clone()))?;
     let segment = Arc::new(Segment::new(fs.clone(), path, header, cipher, file));
     segment.mark_sealed().map_err(io_err(write_ctx))?;
     index.install_run(&segment, run_offset, &run);

@@ -58,6 +58,17 @@ fn key_at(b: &[u8]) -> SliceKey {
     }
 }
 
+/// The length of the summary of `metas` meta frames and a run of `run`
+/// entries, its CRC included.
+pub fn summary_bytes(metas: usize, run: usize) -> usize {
+    8 + COUNTERS_LEN
+        + 12
+        + (KEY_LEN + 4) * run.div_ceil(RUN_BLOCK_ENTRIES)
+        + KEY_LEN
+        + META_ENTRY_LEN * metas
+        + 4
+}
+
 /// The fences of a run: the first key of each block.
 pub fn fences_of(run: &[FooterEntry]) -> Vec<SliceKey> {
     run.chunks(RUN_BLOCK_ENTRIES)
@@ -98,22 +109,17 @@ pub fn encode_summary(
     entries: &[FooterEntry],
     run: &[FooterEntry],
     counters: &Counters,
+    prefix_crc: u32,
 ) -> Vec<u8> {
     let fences = fences_of(run);
     let crcs = block_crcs_of(run);
     let metas = metas_of(entries);
-    let mut out = Vec::with_capacity(
-        8 + COUNTERS_LEN
-            + 8
-            + (KEY_LEN + 4) * fences.len()
-            + KEY_LEN
-            + META_ENTRY_LEN * metas.len()
-            + 4,
-    );
+    let mut out = Vec::with_capacity(summary_bytes(metas.len(), run.len()));
     out.extend_from_slice(&(run.len() as u64).to_le_bytes());
     counters.encode(&mut out);
     out.extend_from_slice(&(fences.len() as u32).to_le_bytes());
     out.extend_from_slice(&(metas.len() as u32).to_le_bytes());
+    out.extend_from_slice(&prefix_crc.to_le_bytes());
     for (f, crc) in fences.iter().zip(&crcs) {
         put_key(&mut out, f);
         out.extend_from_slice(&crc.to_le_bytes());
@@ -138,21 +144,22 @@ pub fn encode_summary(
 
 /// Decodes summary bytes (CRC last): run count, counters, fences, last
 /// key, meta frames. Never panics; checks every count before allocating.
-#[allow(clippy::type_complexity)]
-pub fn decode_summary(
-    b: &[u8],
-) -> Result<
-    (
-        u64,
-        Counters,
-        Vec<(SliceKey, u32)>,
-        SliceKey,
-        Vec<MetaEntry>,
-    ),
-    FormatError,
-> {
+/// A summary's fields as decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodedSummary {
+    pub count: u64,
+    pub counters: Counters,
+    /// (first key, CRC32) of each block.
+    pub fences: Vec<(SliceKey, u32)>,
+    pub last: SliceKey,
+    pub metas: Vec<MetaEntry>,
+    /// CRC32 of the footer frame's bytes before the summary.
+    pub prefix_crc: u32,
+}
+
+pub fn decode_summary(b: &[u8]) -> Result<DecodedSummary, FormatError> {
     let bad = |what: &str| FormatError::new(format!("seal footer summary: {what}"));
-    let fixed = 8 + COUNTERS_LEN + 8;
+    let fixed = 8 + COUNTERS_LEN + 12;
     if b.len() < fixed + KEY_LEN + 4 {
         return Err(bad("too short"));
     }
@@ -165,6 +172,7 @@ pub fn decode_summary(
     let at = 8 + COUNTERS_LEN;
     let fences_n = u32::from_le_bytes(body[at..at + 4].try_into().expect("4 bytes")) as usize;
     let metas_n = u32::from_le_bytes(body[at + 4..at + 8].try_into().expect("4 bytes")) as usize;
+    let prefix_crc = u32::from_le_bytes(body[at + 8..at + 12].try_into().expect("4 bytes"));
     let expected = fences_n
         .checked_mul(KEY_LEN + 4)
         .and_then(|k| k.checked_add(KEY_LEN))
@@ -199,7 +207,14 @@ pub fn decode_summary(
             checkpoint: m[16] != 0,
         })
         .collect();
-    Ok((count, counters, fences, last, metas))
+    Ok(DecodedSummary {
+        count,
+        counters,
+        fences,
+        last,
+        metas,
+        prefix_crc,
+    })
 }
 
 /// The summary of a sealed segment (`bytes`: the whole file) with a
@@ -239,8 +254,31 @@ pub fn read_footer_summary(bytes: &[u8]) -> Result<FooterSummary, FormatError> {
         .checked_sub(summary_len)
         .filter(|s| *s >= payload_start)
         .ok_or_else(|| bad("length out of range"))?;
-    let (run_count, counters, fences, last, metas) =
-        decode_summary(&bytes[summary_start..summary_end])?;
+    let DecodedSummary {
+        count: run_count,
+        counters,
+        fences,
+        last,
+        metas,
+        prefix_crc,
+    } = decode_summary(&bytes[summary_start..summary_end])?;
+    // The trailer CRC covers the whole footer: from the CRC of the part
+    // before the summary (which the summary holds) and the bytes from the
+    // summary on, it is checked without reading that part. So a torn tail
+    // (its last write cut short) is never taken for a seal.
+    let mut whole =
+        crc32fast::Hasher::new_with_initial_len(prefix_crc, (summary_start - off) as u64);
+    let mut rest = crc32fast::Hasher::new();
+    rest.update(&bytes[summary_start..len - FRAME_TRAILER_LEN]);
+    whole.combine(&rest);
+    let trailer = u32::from_le_bytes(
+        bytes[len - FRAME_TRAILER_LEN..]
+            .try_into()
+            .expect("4 bytes"),
+    );
+    if whole.finalize() != trailer {
+        return Err(bad("the footer's checksum does not match"));
+    }
     let frames = u64::from(header.record_count);
     let run_offset = payload_start as u64 + frames * FOOTER_ENTRY_LEN as u64;
     let run_end = run_count
