@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use booster_runtime::{JobId, JobState};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 use crate::exit;
 use crate::formats::Format;
@@ -114,7 +114,8 @@ pub struct KeygenArgs {
 /// What `run` and `submit` share: the job and its input.
 #[derive(Args, Debug, Clone)]
 pub struct JobInputArgs {
-    /// The job kind: copy, exec (with --cmd), validate-customers, or one your service registered.
+    /// The job kind: copy, exec (with --cmd) or validate-customers; other
+    /// kinds are submitted by the service that registers them.
     #[arg(long)]
     pub kind: String,
     /// The input file (`-` for stdin); `.gz` / `.zst` are decompressed.
@@ -135,11 +136,16 @@ pub struct JobInputArgs {
     /// For --kind exec: the shell command each slice's records are piped through.
     #[arg(long, value_name = "COMMAND")]
     pub cmd: Option<String>,
+    /// For --kind exec: the command must write exactly one line per record;
+    /// a slice where it writes another count fails (by default a filter or
+    /// a splitter is fine, and `job show` notes the difference).
+    #[arg(long)]
+    pub exec_one_to_one: bool,
     /// Free text shown in `jobs` and the dashboard.
     #[arg(long)]
     pub description: Option<String>,
-    /// How many of this job's slices may run at once.
-    #[arg(long, value_name = "N")]
+    /// How many of this job's slices may run at once (at least 1).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_workers: Option<u32>,
     /// Largest CSV record in bytes; a longer one (or a quote never closed)
     /// is a record error on the line where it began, and parsing goes on
@@ -160,8 +166,21 @@ pub struct RunArgs {
     #[arg(long)]
     pub errors: Option<PathBuf>,
     /// Worker threads (default: every core).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     pub workers: Option<usize>,
+    /// When the job fails, write its output under the --output name anyway
+    /// (by default it is kept as OUTPUT.partial).
+    #[arg(long)]
+    pub keep_partial: bool,
+}
+
+/// `--workers N` for commands that exist to do work: 0 is a usage error.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 #[derive(Args, Debug)]
@@ -176,12 +195,14 @@ pub struct WorkArgs {
     #[arg(long)]
     pub until_idle: bool,
     /// Worker threads (default: every core).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     pub workers: Option<usize>,
 }
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("destination").required(true).multiple(true).args(["output", "errors"])))]
 pub struct DownloadArgs {
+    /// The job's id (from `booster jobs`).
     pub job: JobId,
     /// Where to write the output (`-` for stdout); `.gz` / `.zst` compress.
     #[arg(long)]
@@ -193,8 +214,9 @@ pub struct DownloadArgs {
 
 #[derive(Args, Debug)]
 pub struct JobsArgs {
-    #[arg(long, value_enum)]
-    pub state: Option<StateArg>,
+    /// One of scheduled, queued, running, paused, completed, failed, aborted.
+    #[arg(long, value_parser = parse_state)]
+    pub state: Option<JobState>,
     #[arg(long)]
     pub kind: Option<String>,
 }
@@ -218,7 +240,8 @@ pub enum JobCommand {
     #[command(after_help = "Example:\n  booster job priority 3 1")]
     Priority {
         job: JobId,
-        #[arg(allow_negative_numbers = true)]
+        /// 1 (runs first) to 100 (last).
+        #[arg(value_parser = clap::value_parser!(i64).range(1..=100))]
         priority: i64,
     },
     /// Stop handing out this job's slices (running ones finish).
@@ -244,7 +267,7 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 1_000_000)]
     pub records: u64,
     /// Worker threads (default: every core).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     pub workers: Option<usize>,
     /// Work in this directory instead of a new temporary one.
     #[arg(long)]
@@ -259,7 +282,8 @@ pub struct ServeArgs {
     /// Address to listen on; off loopback it needs --token-file, --tls-cert and --tls-key.
     #[arg(long, default_value = "127.0.0.1:7878")]
     pub listen: String,
-    /// Worker threads (default: every core).
+    /// Worker threads (default: every core); 0 makes a node that does no
+    /// work itself (remote workers and the API only).
     #[arg(long)]
     pub workers: Option<usize>,
     /// TLS certificate chain (PEM).
@@ -280,29 +304,10 @@ pub struct ServeArgs {
     pub max_event_streams: u32,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum StateArg {
-    Scheduled,
-    Queued,
-    Running,
-    Paused,
-    Completed,
-    Failed,
-    Aborted,
-}
-
-impl From<StateArg> for JobState {
-    fn from(s: StateArg) -> JobState {
-        match s {
-            StateArg::Scheduled => JobState::Scheduled,
-            StateArg::Queued => JobState::Queued,
-            StateArg::Running => JobState::Running,
-            StateArg::Paused => JobState::Paused,
-            StateArg::Completed => JobState::Completed,
-            StateArg::Failed => JobState::Failed,
-            StateArg::Aborted => JobState::Aborted,
-        }
-    }
+/// `--state WORD`: the words are `JobState`'s own.
+fn parse_state(s: &str) -> Result<JobState, String> {
+    s.parse()
+        .map_err(|e: booster_runtime::UnknownState| e.to_string())
 }
 
 #[cfg(test)]
@@ -313,6 +318,22 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn state_filter_takes_the_job_state_words() {
+        let cli = Cli::try_parse_from(["booster", "jobs", "--state", "paused"]).unwrap();
+        let Command::Jobs(args) = cli.command else {
+            panic!("parsed as another command");
+        };
+        assert_eq!(args.state, Some(JobState::Paused));
+        let err = Cli::try_parse_from(["booster", "jobs", "--state", "done"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown job state \"done\"") && err.contains("completed"),
+            "{err}"
+        );
     }
 }
 

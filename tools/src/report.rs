@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use booster_runtime::{JobState, JobStatus};
+use booster_runtime::JobStatus;
 
 /// A job as `--json` prints it: the same object as the HTTP API's
 /// `GET /api/jobs/{id}` (`id`, `state`, `records_in`, `records_out`,
@@ -16,7 +16,7 @@ pub fn job_json(status: &JobStatus) -> serde_json::Value {
 pub fn watch_json(status: &JobStatus, what: &str) -> serde_json::Value {
     serde_json::json!({
         "job": status.id,
-        "state": state_name(status.state),
+        "state": status.state.as_str(),
         "slices_done": status.slices_done,
         "slices_total": status.slices_total,
         "records_out": status.records_out,
@@ -39,26 +39,7 @@ pub fn watch_line(event: &serde_json::Value) -> String {
 }
 
 pub fn print_json(value: &serde_json::Value) {
-    println!("{value}");
-}
-
-pub fn state_name(state: JobState) -> &'static str {
-    match state {
-        JobState::Scheduled => "scheduled",
-        JobState::Queued => "queued",
-        JobState::Running => "running",
-        JobState::Paused => "paused",
-        JobState::Completed => "completed",
-        JobState::Failed => "failed",
-        JobState::Aborted => "aborted",
-    }
-}
-
-pub fn is_finished(state: JobState) -> bool {
-    matches!(
-        state,
-        JobState::Completed | JobState::Failed | JobState::Aborted
-    )
+    outln!("{value}");
 }
 
 /// 1234567 -> "1,234,567".
@@ -72,6 +53,15 @@ pub fn count(n: u64) -> String {
         out.push(c);
     }
     out
+}
+
+/// 1 -> "1 slice", 3 -> "3 slices", 1000 -> "1,000 slices".
+pub fn plural(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{} {noun}s", count(n))
+    }
 }
 
 pub fn bytes(n: u64) -> String {
@@ -120,7 +110,7 @@ pub fn table_row(job: &JobStatus) -> String {
     format!(
         "{:>6}  {:<10} {:>3}  {:<20} {:>5.1}%  {:>12} {:>12} {:>10}  {}",
         job.id,
-        state_name(job.state),
+        job.state.as_str(),
         job.priority,
         job.kind,
         job.percent,
@@ -141,7 +131,7 @@ pub fn job_details(job: &JobStatus) -> String {
     line(format!(
         "job {}  {}  ({})",
         job.id,
-        state_name(job.state),
+        job.state.as_str(),
         job.kind
     ));
     if !job.description.is_empty() {
@@ -175,13 +165,27 @@ pub fn job_details(job: &JobStatus) -> String {
         }
     ));
     line(format!(
-        "  records       {} in, {} out, {} failed ({} errors, {} in failed slices)",
+        "  records       {} in, {} processed, {} failed ({} errors, {} in failed slices); {} out",
         count(job.records_in),
-        count(job.records_out),
+        count(job.records_processed),
         count(job.records_failed),
         count(job.records_errors),
-        count(job.records_in_failed_slices)
+        count(job.records_in_failed_slices),
+        count(job.records_out)
     ));
+    if job.records_out != job.records_processed {
+        line(format!(
+            "  output        {} written for {} processed: the count differs, as a filter's \
+             or a splitter's does{}",
+            plural(job.records_out, "record"),
+            count(job.records_processed),
+            if job.kind == "exec" {
+                " (`--exec-one-to-one` makes that a slice failure)"
+            } else {
+                ""
+            }
+        ));
+    }
     let eta = job.eta_s.map_or(String::new(), |s| {
         format!(", ETA {}", duration(Duration::from_secs_f64(s.max(0.0))))
     });
@@ -252,6 +256,13 @@ mod tests {
         assert_eq!(count(999), "999");
         assert_eq!(count(1000), "1,000");
         assert_eq!(count(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn plurals_agree_with_their_count() {
+        assert_eq!(plural(1, "slice"), "1 slice");
+        assert_eq!(plural(0, "slice"), "0 slices");
+        assert_eq!(plural(1200, "record"), "1,200 records");
     }
 
     #[test]

@@ -27,7 +27,7 @@ use crate::segment::frame::{frame_len, FrameHeader};
 use crate::segment::reader::Segment;
 use crate::segment::summary::FooterSummary;
 use crate::segment::FrameKind;
-use crate::{SliceInfo, SliceKey, StoreError, StoreStats};
+use crate::{CompactionPlan, SliceInfo, SliceKey, StoreError, StoreStats};
 
 /// Where a frame lives, and its header (enough to answer without reading it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -370,6 +370,40 @@ impl<F: FileLayer> Index<F> {
             true
         })?;
         Ok(out)
+    }
+
+    /// As [`Index::stats`], with the slices `plan` drops counted as dead:
+    /// what a compaction with that plan would reclaim. Walks every live key
+    /// (block by block for sealed segments, as compaction does).
+    pub fn stats_with(
+        &self,
+        segments: usize,
+        plan: &dyn CompactionPlan,
+    ) -> Result<StoreStats, StoreError> {
+        let lo = SliceKey {
+            owner: 0,
+            stream: 0,
+            seq: 0,
+        };
+        let hi = SliceKey {
+            owner: u64::MAX,
+            stream: u32::MAX,
+            seq: u64::MAX,
+        };
+        let mut dropped = 0u64;
+        self.merge(lo, hi, false, |loc| {
+            if !loc.header.is_tombstone()
+                && !self.hidden(&loc)
+                && !plan.slice_is_live(&loc.header.key)
+            {
+                dropped += loc.header.frame_len();
+            }
+            true
+        })?;
+        let mut stats = self.stats(segments);
+        stats.live_bytes = stats.live_bytes.saturating_sub(dropped);
+        stats.dead_bytes += dropped;
+        Ok(stats)
     }
 
     pub fn stats(&self, segments: usize) -> StoreStats {

@@ -3,33 +3,36 @@
 
 use std::path::{Path, PathBuf};
 
-use booster_runtime::{Category, JobStatus, Runtime};
+use booster_runtime::{Category, JobState, JobStatus, Runtime};
 
 use super::{with_runtime, Ctx};
 use crate::cli::DownloadArgs;
 use crate::exit;
-use crate::formats::{props, Format, OutputSink};
+use crate::formats::{check_destination, props, Format, OutputSink};
 use crate::report;
 
-#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct DownloadCounts {
     /// Records written to the output, when one was asked for.
     pub main: Option<u64>,
     pub errors: Option<u64>,
+    /// Files left as `PATH.partial` because the job's output is incomplete.
+    #[serde(skip)]
+    pub partial: Vec<PathBuf>,
 }
 
 pub async fn download(ctx: &Ctx, args: DownloadArgs) -> anyhow::Result<i32> {
-    if args.output.is_none() && args.errors.is_none() {
-        anyhow::bail!("pass --output PATH (and/or --errors PATH)");
+    for path in args.output.iter().chain(&args.errors) {
+        check_destination(path)?;
     }
     let runtime = ctx.open(None, false, true).await?;
     let body = async {
         let job = runtime.job(args.job).await?;
-        if !report::is_finished(job.state) {
+        if !job.state.is_finished() {
             eprintln!(
                 "warning: job {} is {}; this is the output so far",
                 job.id,
-                report::state_name(job.state)
+                job.state.as_str()
             );
         }
         let counts = download_job(
@@ -37,6 +40,7 @@ pub async fn download(ctx: &Ctx, args: DownloadArgs) -> anyhow::Result<i32> {
             &job,
             args.output.as_deref(),
             args.errors.as_deref(),
+            false,
         )
         .await?;
         Ok((job, counts))
@@ -73,15 +77,52 @@ pub async fn download(ctx: &Ctx, args: DownloadArgs) -> anyhow::Result<i32> {
             ctx.say(text);
         }
     }
+    if let Some(missing) = missing(&job) {
+        eprintln!("{missing}");
+        return Ok(exit::RECORDS_FAILED);
+    }
     Ok(exit::OK)
 }
 
-/// Streams the job's `main` output to `output` and its `errors` to `errors`.
+/// What a finished job's output lacks, in words, or None when nothing:
+/// failed slices, or an upload that never completed.
+pub fn missing(job: &JobStatus) -> Option<String> {
+    let id = job.id;
+    if !job.upload_complete && job.state.is_finished() {
+        return Some(format!(
+            "job {id} is {}: its upload never completed, so the output holds only the {} \
+             uploaded; submit the input again",
+            job.state.as_str(),
+            report::plural(job.records_in, "record")
+        ));
+    }
+    if job.slices_failed > 0 {
+        return Some(format!(
+            "job {id} is {}: {} ({}) failed and are missing from the output; \
+             `booster job show {id}` says why, `booster job retry {id}` runs them again",
+            job.state.as_str(),
+            report::plural(job.slices_failed, "slice"),
+            report::plural(job.records_in_failed_slices, "record")
+        ));
+    }
+    matches!(job.state, JobState::Failed | JobState::Aborted).then(|| {
+        format!(
+            "job {id} is {}: {} of {} in the output",
+            job.state.as_str(),
+            report::plural(job.slices_done, "slice"),
+            report::count(job.slices_total)
+        )
+    })
+}
+
+/// Streams the job's `main` output to `output` and its `errors` to `errors`;
+/// with `partial`, files stay `PATH.partial` (listed in the counts).
 pub async fn download_job(
     runtime: &Runtime,
     job: &JobStatus,
     output: Option<&Path>,
     errors: Option<&Path>,
+    partial: bool,
 ) -> anyhow::Result<DownloadCounts> {
     let runtime = runtime.clone();
     let job = job.clone();
@@ -93,13 +134,20 @@ pub async fn download_job(
             .get(props::CSV_HEADER)
             .and_then(|h| h.as_str())
             .filter(|_| job_format(&job) == Format::Csv);
-        let main = output
-            .map(|path| write_category(&runtime, job.id, Category::Main, &path, header))
-            .transpose()?;
-        let errors = errors
-            .map(|path| write_category(&runtime, job.id, Category::Errors, &path, None))
-            .transpose()?;
-        Ok(DownloadCounts { main, errors })
+        let mut counts = DownloadCounts::default();
+        if let Some(path) = output {
+            let (n, left) =
+                write_category(&runtime, job.id, Category::Main, &path, header, partial)?;
+            counts.main = Some(n);
+            counts.partial.extend(left);
+        }
+        if let Some(path) = errors {
+            let (n, left) =
+                write_category(&runtime, job.id, Category::Errors, &path, None, partial)?;
+            counts.errors = Some(n);
+            counts.partial.extend(left);
+        }
+        Ok(counts)
     })
     .await?
 }
@@ -110,7 +158,8 @@ fn write_category(
     category: Category,
     path: &Path,
     header: Option<&str>,
-) -> anyhow::Result<u64> {
+    partial: bool,
+) -> anyhow::Result<(u64, Option<PathBuf>)> {
     let mut sink = OutputSink::create(path)?;
     if let Some(header) = header {
         sink.write_line(header.as_bytes())?;
@@ -118,7 +167,11 @@ fn write_category(
     for record in runtime.download(job, category)? {
         sink.write_record(&record?)?;
     }
-    sink.finish()
+    if partial {
+        sink.finish_partial()
+    } else {
+        Ok((sink.finish()?, None))
+    }
 }
 
 /// The job's format as recorded when it was submitted.

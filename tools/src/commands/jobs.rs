@@ -10,7 +10,7 @@ use crate::report;
 pub async fn list(ctx: &Ctx, args: JobsArgs) -> anyhow::Result<i32> {
     let runtime = ctx.open(None, false, true).await?;
     let filter = JobFilter {
-        state: args.state.map(Into::into),
+        state: args.state,
         kind: args.kind,
         text: None,
     };
@@ -20,14 +20,14 @@ pub async fn list(ctx: &Ctx, args: JobsArgs) -> anyhow::Result<i32> {
         report::print_json(&serde_json::Value::Array(list));
     } else if ctx.quiet {
         for job in &jobs {
-            println!("{}", job.id);
+            outln!("{}", job.id);
         }
     } else if jobs.is_empty() {
-        println!("no jobs");
+        outln!("no jobs");
     } else {
-        println!("{}", report::table_header());
+        outln!("{}", report::table_header());
         for job in &jobs {
-            println!("{}", report::table_row(job));
+            outln!("{}", report::table_row(job));
         }
     }
     Ok(exit::OK)
@@ -48,13 +48,13 @@ pub async fn job(ctx: &Ctx, command: JobCommand) -> anyhow::Result<i32> {
     let result = with_runtime(runtime.clone(), apply(&runtime, id, &command)).await?;
     match (result, &command) {
         (Some(job), JobCommand::Show { .. }) if !ctx.json => {
-            print!("{}", report::job_details(&job))
+            outln!("{}", report::job_details(&job).trim_end())
         }
         (Some(job), _) if ctx.json => report::print_json(&report::job_json(&job)),
         (Some(job), _) => ctx.say(format!(
             "job {}: {} at priority {}",
             job.id,
-            report::state_name(job.state),
+            job.state.as_str(),
             job.priority
         )),
         (None, _) if ctx.json => {

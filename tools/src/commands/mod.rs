@@ -20,7 +20,7 @@ use crate::cli::{Cli, Command};
 use crate::exit;
 use crate::kinds;
 
-pub use download::{download_job, DownloadCounts};
+pub use download::{download_job, missing, DownloadCounts};
 pub use keygen::write_key;
 pub use run::{
     create_job, exit_code, job_spec, submit_file, summary, upload_input, wait_with_progress,
@@ -74,12 +74,15 @@ impl Ctx {
         start_workers: bool,
     ) -> anyhow::Result<RuntimeOptions> {
         let mut opts = RuntimeOptions::new(&self.data_dir);
-        if let Some(workers) = workers {
-            anyhow::ensure!(workers > 0, "--workers must be at least 1");
-            opts.workers = workers;
+        opts.start_workers = start_workers;
+        match workers {
+            // Only `serve` accepts 0 (clap refuses it elsewhere): a node
+            // that serves the API and remote workers but runs nothing itself.
+            Some(0) => opts.start_workers = false,
+            Some(workers) => opts.workers = workers,
+            None => {}
         }
         opts.master_key = self.master_key()?;
-        opts.start_workers = start_workers;
         Ok(opts)
     }
 
@@ -109,7 +112,7 @@ impl Ctx {
     /// Human output: stdout unless `-q` or `--json`.
     pub fn say(&self, text: impl AsRef<str>) {
         if !self.quiet && !self.json {
-            println!("{}", text.as_ref());
+            outln!("{}", text.as_ref());
         }
     }
 }
@@ -228,7 +231,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     if cli.server.is_some() {
         return match &cli.command {
             Command::Jobs(_) | Command::Job(_) | Command::Submit(_) | Command::Download(_) => {
-                crate::remote::run(&cli).await
+                crate::remote::run(&cli, &ctx.interrupt).await
             }
             _ => anyhow::bail!(
                 "--server works with jobs, job, submit and download; run this command where the data directory is"

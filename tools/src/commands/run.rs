@@ -10,7 +10,9 @@ use serde_json::json;
 use super::{display_name, download_job, with_runtime, Ctx, Interrupt};
 use crate::cli::{JobInputArgs, RunArgs, SubmitArgs};
 use crate::exit::{self, Interrupted};
-use crate::formats::{is_std_stream, open_source, props, Format, InputSource, Item};
+use crate::formats::{
+    check_destination, is_std_stream, open_source, props, Format, InputSource, Item,
+};
 use crate::kinds;
 use crate::progress::{Mode, Progress, Unit};
 use crate::report;
@@ -20,11 +22,13 @@ const UPLOAD_BATCH_RECORDS: usize = 1024;
 
 pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
     if ctx.json && is_std_stream(&args.output) {
-        anyhow::bail!("--json prints the summary on stdout; pass --output FILE for the records");
+        return Err(exit::usage(
+            "--json prints the summary on stdout; pass --output FILE for the records",
+        ));
     }
     precheck(&args.job)?;
     for path in std::iter::once(&args.output).chain(args.errors.as_ref()) {
-        check_output_dir(path)?;
+        check_destination(path)?;
     }
     let runtime = ctx.open(args.workers, true, false).await?;
     with_runtime(runtime.clone(), run_on(ctx, &runtime, &args)).await
@@ -41,13 +45,13 @@ async fn run_on(ctx: &Ctx, runtime: &Runtime, args: &RunArgs) -> anyhow::Result<
         } else if to_stderr {
             eprintln!("{text}");
         } else {
-            println!("{text}");
+            outln!("{text}");
         }
     };
     say(format!(
-        "job {id}: uploaded {} records into {} slices",
+        "job {id}: uploaded {} records into {}",
         report::count(uploaded.records_in),
-        uploaded.slices_total
+        report::plural(uploaded.slices_total, "slice")
     ));
     let done = match wait_with_progress(runtime, id, &ctx.interrupt, mode).await {
         Ok(done) => done,
@@ -59,12 +63,26 @@ async fn run_on(ctx: &Ctx, runtime: &Runtime, args: &RunArgs) -> anyhow::Result<
         }
         Err(e) => return Err(e),
     };
-    let counts = download_job(runtime, &done, Some(&args.output), args.errors.as_deref()).await?;
+    // A job that failed has incomplete output: it stays `OUTPUT.partial`
+    // unless asked for, so no script mistakes it for the whole.
+    let partial = is_incomplete(&done) && !args.keep_partial;
+    let counts = download_job(
+        runtime,
+        &done,
+        Some(&args.output),
+        args.errors.as_deref(),
+        partial,
+    )
+    .await?;
+    let code = exit_code(&done);
     if ctx.json {
         let mut value = report::job_json(&done);
         value["output_records"] = json!(counts.main);
         value["error_records"] = json!(counts.errors);
         report::print_json(&value);
+    } else if ctx.quiet && code != exit::OK {
+        // -q hides the chatter, never the news that records failed.
+        eprintln!("{}", summary(&done));
     } else {
         say(summary(&done));
         if done.records_failed > 0 && args.errors.is_none() {
@@ -73,7 +91,23 @@ async fn run_on(ctx: &Ctx, runtime: &Runtime, args: &RunArgs) -> anyhow::Result<
             ));
         }
     }
-    Ok(exit_code(&done))
+    for path in &counts.partial {
+        eprintln!(
+            "job {id} failed: its output so far is in {} (`--keep-partial` writes it under the \
+             name asked for); `booster job retry {id}` runs the failed slices again",
+            path.display()
+        );
+    }
+    Ok(code)
+}
+
+/// A failed or aborted job, or one with failed slices: its output misses
+/// records (record errors collected by `--collect-errors` do not count:
+/// the output is complete without them).
+pub fn is_incomplete(job: &JobStatus) -> bool {
+    job.state != booster_runtime::JobState::Completed
+        || job.slices_failed > 0
+        || !job.upload_complete
 }
 
 /// 0 when every record was processed, [`exit::RECORDS_FAILED`] otherwise.
@@ -91,13 +125,13 @@ pub fn summary(job: &JobStatus) -> String {
         _ => Duration::ZERO,
     };
     let mut text = format!(
-        "job {} {}: {} records in, {} out, {} failed; {} slices in {}",
+        "job {} {}: {} records in, {} out, {} failed; {} in {}",
         job.id,
-        report::state_name(job.state),
+        job.state.as_str(),
         report::count(job.records_in),
         report::count(job.records_out),
         report::count(job.records_failed),
-        job.slices_total,
+        report::plural(job.slices_total, "slice"),
         report::duration(elapsed)
     );
     if let Some(reason) = &job.failure_reason {
@@ -136,23 +170,32 @@ pub async fn submit(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<i32> {
     if ctx.json {
         report::print_json(&report::job_json(&status));
     } else if ctx.quiet {
-        println!("{}", status.id);
+        outln!("{}", status.id);
     } else {
-        println!(
-            "job {}: {} records in {} slices, {} at priority {}; `booster work` processes it",
+        outln!(
+            "job {}: {} records in {}, {} at priority {}; `booster work` processes it",
             status.id,
             report::count(status.records_in),
-            status.slices_total,
-            report::state_name(status.state),
+            report::plural(status.slices_total, "slice"),
+            status.state.as_str(),
             status.priority
         );
     }
     Ok(exit::OK)
 }
 
-/// Refuses a missing or unreadable input, or options that do not fit the
-/// kind, before the data directory is opened (or created).
+/// Refuses a missing or unreadable input, a kind this process cannot run,
+/// or options that do not fit the kind, before the data directory is opened
+/// (or created).
 fn precheck(args: &JobInputArgs) -> anyhow::Result<()> {
+    if !kinds::SLICED_KINDS.contains(&args.kind.as_str()) {
+        return Err(exit::usage(format!(
+            "no job kind {:?} here; the kinds are {} (a service that registers its own \
+             kinds submits them through the embedding API)",
+            args.kind,
+            kinds::SLICED_KINDS.join(", ")
+        )));
+    }
     if is_std_stream(&args.input) {
         return Ok(());
     }
@@ -161,21 +204,6 @@ fn precheck(args: &JobInputArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| Format::from_path(&args.input));
     let input = open_source(&args.input, format, args.max_record_bytes)?;
     job_spec(args, &input).map(|_| ())
-}
-
-/// An output whose directory is missing is refused before any work is done.
-fn check_output_dir(path: &std::path::Path) -> anyhow::Result<()> {
-    if is_std_stream(path) {
-        return Ok(());
-    }
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => anyhow::bail!(
-            "cannot write {}: directory {} does not exist",
-            path.display(),
-            dir.display()
-        ),
-        _ => Ok(()),
-    }
 }
 
 /// The job's spec and properties for `args` and what the input's header says.
@@ -189,10 +217,16 @@ pub fn job_spec(args: &JobInputArgs, input: &InputSource) -> anyhow::Result<JobS
         properties[props::CSV_COLUMNS] = json!(header.columns);
     }
     match (args.kind.as_str(), &args.cmd) {
-        (kinds::EXEC, None) => anyhow::bail!("--kind exec needs --cmd 'COMMAND'"),
+        (kinds::EXEC, None) => return Err(exit::usage("--kind exec needs --cmd 'COMMAND'")),
         (kinds::EXEC, Some(cmd)) => properties[props::CMD] = json!(cmd),
-        (_, Some(_)) => anyhow::bail!("--cmd is only for --kind exec"),
+        (_, Some(_)) => return Err(exit::usage("--cmd is only for --kind exec")),
         (_, None) => {}
+    }
+    if args.exec_one_to_one {
+        if args.kind != kinds::EXEC {
+            return Err(exit::usage("--exec-one-to-one is only for --kind exec"));
+        }
+        properties[props::EXEC_ONE_TO_ONE] = json!(true);
     }
     if args.kind == kinds::VALIDATE_CUSTOMERS {
         check_customer_header(input)?;
@@ -379,7 +413,7 @@ pub async fn wait_with_progress(
                 if mode != Mode::Off {
                     let job = runtime.job(id).await?;
                     progress.set_length(job.records_in);
-                    progress.set_position(job.records_out + job.records_failed);
+                    progress.set_position(job.records_processed + job.records_failed);
                 }
             }
             _ = interrupt.wait() => {

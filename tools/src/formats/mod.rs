@@ -12,7 +12,7 @@ pub use csv_source::{CsvHeader, DEFAULT_MAX_RECORD_BYTES};
 pub use input::{
     open_bytes, open_source, source_from_reader, InputSource, Item, ReadProgress, RecordSource,
 };
-pub use output::OutputSink;
+pub use output::{check_destination, OutputSink};
 
 use std::path::Path;
 
@@ -26,6 +26,9 @@ pub mod props {
     pub const CSV_COLUMNS: &str = "csv_columns";
     /// `exec`'s shell command.
     pub const CMD: &str = "cmd";
+    /// `exec`: true when the command must write one line per record
+    /// (`--exec-one-to-one`); another count fails the slice.
+    pub const EXEC_ONE_TO_ONE: &str = "exec_one_to_one";
     /// The input file's name, for people reading `job show`.
     pub const INPUT: &str = "input";
 }

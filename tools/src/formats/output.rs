@@ -1,7 +1,11 @@
 //! Writing records out: one per line, compressed by extension, `-` for
-//! stdout. A file is written as `PATH.partial` and renamed into place once
-//! complete and synced, so a download that stops midway never leaves a
-//! truncated file under the name asked for.
+//! stdout. A regular file is written as `PATH.partial` and renamed into
+//! place once complete and synced, so a download that stops midway never
+//! leaves a truncated file under the name asked for; [`OutputSink::finish_partial`]
+//! leaves it as `PATH.partial` (a failed `run`). Anything else that exists
+//! (a device such as `/dev/null`, a FIFO, a socket) is written in place:
+//! replacing it with a regular file would break it for every other program.
+//! An existing directory is refused ([`check_destination`]) before any work.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -28,10 +32,46 @@ pub struct OutputSink {
     pub records_written: u64,
 }
 
+/// Refuses a destination that cannot be written: a missing directory, or
+/// an existing directory. Call it before any work starts.
+pub fn check_destination(path: &Path) -> anyhow::Result<()> {
+    if is_std_stream(path) {
+        return Ok(());
+    }
+    if path.is_dir() {
+        anyhow::bail!(
+            "cannot write {}: it is a directory; pass a file name (e.g. {})",
+            path.display(),
+            path.join("out.txt").display()
+        );
+    }
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => anyhow::bail!(
+            "cannot write {}: directory {} does not exist",
+            path.display(),
+            dir.display()
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// True when `path` exists and is not a regular file (a device, a FIFO, a
+/// socket): written in place, never through `.partial` and a rename.
+fn is_special(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
+}
+
 impl OutputSink {
     pub fn create(path: &Path) -> anyhow::Result<OutputSink> {
+        check_destination(path)?;
         let (raw, partial, file): (Box<dyn Write + Send>, _, _) = if is_std_stream(path) {
             (Box::new(io::stdout()), None, None)
+        } else if is_special(path) {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|e| output_error(path, e))?;
+            (Box::new(file), None, None)
         } else {
             let mut name = path.as_os_str().to_owned();
             name.push(".partial");
@@ -83,6 +123,29 @@ impl OutputSink {
 
     /// Finishes compression, syncs and renames the file into place.
     pub fn finish(self) -> anyhow::Result<u64> {
+        let path = self.path.clone();
+        let (records, partial, file) = self.flush()?;
+        if let (Some(partial), Some(file)) = (partial, file) {
+            file.sync_all().map_err(|e| output_error(&path, e))?;
+            std::fs::rename(&partial, &path)
+                .with_context(|| format!("renaming {} to {}", partial.display(), path.display()))?;
+        }
+        Ok(records)
+    }
+
+    /// Finishes compression and syncs, but leaves a regular file as
+    /// `PATH.partial` (returned), for output known to be incomplete.
+    pub fn finish_partial(self) -> anyhow::Result<(u64, Option<PathBuf>)> {
+        let path = self.path.clone();
+        let (records, partial, file) = self.flush()?;
+        if let Some(file) = file {
+            file.sync_all().map_err(|e| output_error(&path, e))?;
+        }
+        Ok((records, partial))
+    }
+
+    /// Ends the encoder and flushes everything written.
+    fn flush(self) -> anyhow::Result<(u64, Option<PathBuf>, Option<File>)> {
         let path = self.path;
         let inner = match self.encoder {
             Encoder::Plain(w) => Ok(w),
@@ -92,12 +155,7 @@ impl OutputSink {
         inner
             .and_then(|mut w| w.flush())
             .map_err(|e| output_error(&path, e))?;
-        if let (Some(partial), Some(file)) = (self.partial, self.file) {
-            file.sync_all().map_err(|e| output_error(&path, e))?;
-            std::fs::rename(&partial, &path)
-                .with_context(|| format!("renaming {} to {}", partial.display(), path.display()))?;
-        }
-        Ok(self.records_written)
+        Ok((self.records_written, self.partial, self.file))
     }
 }
 
@@ -116,7 +174,7 @@ fn output_error(path: &Path, e: io::Error) -> anyhow::Error {
         io::ErrorKind::PermissionDenied => {
             anyhow::anyhow!("cannot write {}: permission denied", path.display())
         }
-        io::ErrorKind::BrokenPipe => anyhow::anyhow!("output {}: broken pipe", path.display()),
+        io::ErrorKind::BrokenPipe => anyhow::Error::new(crate::exit::BrokenPipe),
         _ => anyhow::anyhow!("writing {}: {e}", path.display()),
     }
 }
