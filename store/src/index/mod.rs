@@ -25,6 +25,7 @@ use crate::fs::FileLayer;
 use crate::segment::footer::{Counters, FooterEntry, SortedSection};
 use crate::segment::frame::{frame_len, FrameHeader};
 use crate::segment::reader::Segment;
+use crate::segment::summary::FooterSummary;
 use crate::segment::FrameKind;
 use crate::{CompactionPlan, SliceInfo, SliceKey, StoreError, StoreStats};
 
@@ -185,6 +186,41 @@ impl<F: FileLayer> Index<F> {
         }
         self.install_run(segment, sorted.offset, &sorted.entries);
         self.counters = sorted.counters;
+    }
+
+    /// Indexes a sealed segment from its footer summary (version 3): its
+    /// meta frames, its sorted run by fences, and the store's counters at
+    /// that seal. Nothing else of the footer is read.
+    pub fn add_summary(&mut self, segment: &Arc<Segment<F>>, summary: FooterSummary) {
+        for m in &summary.metas {
+            if m.checkpoint {
+                // Not counted here: the summary's counters replace them.
+                self.meta.clear();
+            }
+            self.meta.push(MetaLoc {
+                segment_id: segment.id,
+                offset: m.offset,
+                stored_len: m.stored_len,
+                record_count: m.record_count,
+            });
+        }
+        let run = SortedRun::from_fences(
+            Arc::clone(segment),
+            summary.run_offset,
+            summary.run_count,
+            summary.fences,
+            summary.block_crcs,
+            summary.last,
+        );
+        match run {
+            Some(run) => {
+                self.sources.insert(segment.id, Source::Run(run));
+            }
+            None => {
+                self.sources.remove(&segment.id);
+            }
+        }
+        self.counters = summary.counters;
     }
 
     /// The segment was sealed with the sorted run `run` at `offset`: its
