@@ -603,9 +603,13 @@ impl Runtime {
 
     /// The store's counts, with the slices of destroyed jobs counted as
     /// dead bytes (the store cannot know a destroy): what `compact` reclaims.
-    pub fn store_stats(&self) -> StoreStats {
+    /// Fails only when reading the sealed segments' index runs fails.
+    pub fn store_stats(&self) -> Result<StoreStats, RuntimeError> {
         let plan = Snapshot::take(&self.shared().state.lock());
-        self.inner.store.stats_with(&plan)
+        self.inner
+            .store
+            .stats_with(&plan)
+            .map_err(RuntimeError::Store)
     }
 
     pub fn verify(&self) -> VerifyReport {

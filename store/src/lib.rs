@@ -30,6 +30,7 @@ mod manifest;
 mod mmap;
 mod records;
 mod reserve;
+mod salvage_dir;
 mod segment;
 mod store;
 mod verify;
@@ -41,6 +42,7 @@ pub use crypto::MasterKey;
 pub use error::{FormatError, StoreError};
 pub use fs::{DirLock, FileLayer, OsFileLayer};
 pub use records::SliceRecords;
+pub use salvage_dir::{SalvageReport, Unsaved};
 pub use store::Store;
 
 #[derive(Clone, Debug)]

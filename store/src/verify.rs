@@ -1,6 +1,7 @@
 //! `verify`: every header, frame CRC and footer, and with the key every GCM
 //! tag (and zstd payload). Each problem is named by segment and offset.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::codec::open_frame;
@@ -10,11 +11,12 @@ use crate::fs::{FileHandle, FileLayer};
 use crate::manifest::{
     decode_manifest, manifest_mac_matches, read_manifest_bytes, Manifest, MANIFEST_FILE_NAME,
 };
-use crate::segment::accounting::{account, FileFacts, ManifestView};
+use crate::segment::accounting::{account, FileFacts, ManifestView, Removal};
+use crate::segment::footer::sorted_run;
 use crate::segment::footer::FooterEntry;
 use crate::segment::frame::{decode_frame, FLAG_AES_GCM};
 use crate::segment::header::{decode_segment_header, SEGMENT_HEADER_LEN};
-use crate::segment::scan::{read_sealed_entries, scan_segment};
+use crate::segment::scan::{read_sealed_footer, scan_segment};
 use crate::segment::{parse_segment_file_name, segment_file_name};
 use crate::{FormatError, MasterKey, Problem, StoreError, VerifyReport};
 
@@ -90,8 +92,23 @@ pub(crate) fn verify_segment(
     let entries: Vec<FooterEntry> = if seg.sealing == Sealing::Active {
         scanned_entries(seg, None, report)
     } else {
-        match read_sealed_entries(seg.bytes) {
-            Ok(entries) => entries,
+        match read_sealed_footer(seg.bytes) {
+            Ok(footer) => {
+                let run_matches = footer
+                    .sorted
+                    .as_ref()
+                    .is_none_or(|sorted| sorted.entries == sorted_run(&footer.entries));
+                if !run_matches {
+                    let at = footer.sorted.as_ref().map_or(0, |s| s.offset);
+                    problem(
+                        report,
+                        seg,
+                        at,
+                        "seal footer: the sorted run does not match the frames",
+                    );
+                }
+                footer.entries
+            }
             Err(e) => {
                 if seg.sealing == Sealing::Sealed {
                     let at = seg.bytes.len().saturating_sub(12) as u64;
@@ -248,7 +265,7 @@ pub fn verify_dir<F: FileLayer>(
 ) -> Result<VerifyReport, StoreError> {
     let mut report = VerifyReport::default();
     let manifest = manifest_for_verify(fs, dir, key, &mut report)?;
-    let ids = account_files(fs, dir, key, manifest.as_ref(), false, &mut report)?;
+    let (ids, _) = account_files(fs, dir, key, manifest.as_ref(), false, &mut report)?;
     let last = ids.last().copied();
     let watermark = manifest.as_ref().map(|(m, _)| m.watermark);
     for id in ids {
@@ -287,7 +304,7 @@ pub fn verify_dir<F: FileLayer>(
 
 /// The manifest on disk and whether it is authenticated under `key`;
 /// problems with it go into the report.
-fn manifest_for_verify<F: FileLayer>(
+pub(crate) fn manifest_for_verify<F: FileLayer>(
     fs: &F,
     dir: &Path,
     key: Option<&MasterKey>,
@@ -333,7 +350,9 @@ fn manifest_for_verify<F: FileLayer>(
 }
 
 /// Accounts for every segment file against the manifest (missing, unlisted,
-/// plaintext where it may not be) and returns the ids of the files present.
+/// plaintext where it may not be) and returns the ids of the files present,
+/// and those recovery would remove (replaced by a compaction, or never
+/// published: they hold nothing the store serves).
 pub(crate) fn account_files<F: FileLayer>(
     fs: &F,
     dir: &Path,
@@ -341,7 +360,7 @@ pub(crate) fn account_files<F: FileLayer>(
     manifest: Option<&(Manifest, bool)>,
     with_headers: bool,
     report: &mut VerifyReport,
-) -> Result<Vec<u64>, StoreError> {
+) -> Result<(Vec<u64>, BTreeMap<u64, Removal>), StoreError> {
     let mut ids: Vec<u64> = fs
         .list(dir)
         .map_err(|e| StoreError::io(format!("listing {}", dir.display()), e))?
@@ -397,5 +416,5 @@ pub(crate) fn account_files<F: FileLayer>(
             what: issue.what,
         });
     }
-    Ok(ids)
+    Ok((ids, accounting.removals))
 }

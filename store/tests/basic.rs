@@ -1,7 +1,6 @@
 //! End-to-end behaviour of the store on real files.
 
-use std::path::Path;
-
+use booster_store::format::segment_paths;
 use booster_store::{Batch, MasterKey, SliceKey, Store, StoreError, StoreOptions};
 
 fn key(seq: u64) -> SliceKey {
@@ -23,16 +22,6 @@ fn opts_with(master_key: Option<MasterKey>) -> StoreOptions {
         master_key,
         ..StoreOptions::default()
     }
-}
-
-fn segment_files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "bseg"))
-        .collect();
-    files.sort();
-    files
 }
 
 #[test]
@@ -214,7 +203,7 @@ fn a_torn_tail_is_truncated_and_reported() {
             .append(Batch::new().slice(key(1), &records(1, 10)))
             .unwrap();
     }
-    let seg = segment_files(dir.path()).pop().unwrap();
+    let seg = segment_paths(dir.path()).unwrap().pop().unwrap();
     let len = std::fs::metadata(&seg).unwrap().len();
     // Cut into the middle of the last frame, as a crash mid-write would.
     std::fs::OpenOptions::new()
@@ -258,7 +247,7 @@ fn a_bad_frame_followed_by_a_good_one_in_the_unacknowledged_tail_is_corruption()
             .append(Batch::new().slice(key(1), &records(1, 10)))
             .unwrap();
     }
-    let seg = segment_files(dir.path()).pop().unwrap();
+    let seg = segment_paths(dir.path()).unwrap().pop().unwrap();
     let mut bytes = std::fs::read(&seg).unwrap();
     bytes[128 + 60] ^= 0x40;
     std::fs::write(&seg, &bytes).unwrap();
@@ -279,7 +268,8 @@ fn a_wrong_key_is_a_clear_error_and_changes_nothing() {
             .unwrap();
         // Not closed: the segment stays unsealed, so open would modify it.
     }
-    let before: Vec<_> = segment_files(dir.path())
+    let before: Vec<_> = segment_paths(dir.path())
+        .unwrap()
         .iter()
         .map(|p| std::fs::read(p).unwrap())
         .collect();
@@ -290,7 +280,8 @@ fn a_wrong_key_is_a_clear_error_and_changes_nothing() {
     assert!(err.to_string().contains("key"), "{err}");
     let err = Store::open(dir.path(), opts_with(None)).err().unwrap();
     assert!(matches!(err, StoreError::KeyRequired { .. }), "{err}");
-    let after: Vec<_> = segment_files(dir.path())
+    let after: Vec<_> = segment_paths(dir.path())
+        .unwrap()
         .iter()
         .map(|p| std::fs::read(p).unwrap())
         .collect();
@@ -394,7 +385,7 @@ fn verify_dir_reports_a_bad_frame_and_changes_nothing() {
             .append(Batch::new().slice(key(1), &records(1, 10)))
             .unwrap();
     }
-    let seg = segment_files(dir.path()).pop().unwrap();
+    let seg = segment_paths(dir.path()).unwrap().pop().unwrap();
     let mut bytes = std::fs::read(&seg).unwrap();
     bytes[128 + 60] ^= 1;
     std::fs::write(&seg, &bytes).unwrap();

@@ -2,8 +2,9 @@
 //! plaintext frame or segment put there without the key, or a manifest
 //! rewritten without it, is corruption, never data.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use booster_store::format::segment_paths;
 use booster_store::format::{
     decode_manifest, scan_segment, FrameHeader, FrameKind, Manifest, FLAG_BATCH_END,
     MANIFEST_FILE_NAME,
@@ -53,16 +54,6 @@ fn store_of(dir: &Path, n: u64, master: Option<MasterKey>, close: bool) {
     }
 }
 
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut segs: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "bseg"))
-        .collect();
-    segs.sort();
-    segs
-}
-
 /// A whole plaintext meta frame, as a forger without the key writes it.
 fn plaintext_meta_frame(seq: u64, record: &[u8]) -> Vec<u8> {
     let mut payload = (record.len() as u32).to_le_bytes().to_vec();
@@ -98,7 +89,7 @@ fn assert_tampering(err: Option<StoreError>, what: &str) {
 fn a_plaintext_frame_appended_to_an_encrypted_segment_is_corruption() {
     let dir = tempfile::tempdir().unwrap();
     store_of(dir.path(), 2, Some(MasterKey(KEY)), false);
-    let last = segments(dir.path()).pop().unwrap();
+    let last = segment_paths(dir.path()).unwrap().pop().unwrap();
     let mut bytes = std::fs::read(&last).unwrap();
     let scan = scan_segment(&bytes);
     assert_eq!(scan.valid_end, bytes.len() as u64, "unsealed, no tail");
@@ -125,7 +116,7 @@ fn a_plaintext_segment_in_place_of_an_encrypted_one_is_tampering() {
     store_of(enc.path(), 12, Some(MasterKey(KEY)), true);
     let plain = tempfile::tempdir().unwrap();
     store_of(plain.path(), 12, None, true);
-    let victim = segments(enc.path())[1].clone();
+    let victim = segment_paths(enc.path()).unwrap()[1].clone();
     let forged = plain.path().join(victim.file_name().unwrap());
     std::fs::copy(&forged, &victim).unwrap();
     let report = Store::verify_dir(enc.path(), Some(&MasterKey(KEY))).unwrap();
@@ -144,7 +135,7 @@ fn a_plaintext_segment_in_place_of_an_encrypted_one_is_tampering() {
 fn plaintext_segments_from_before_the_key_stay_readable_and_only_those() {
     let dir = tempfile::tempdir().unwrap();
     store_of(dir.path(), 6, None, true);
-    let old = segments(dir.path());
+    let old = segment_paths(dir.path()).unwrap();
     {
         let (store, _) = Store::open(dir.path(), opts(Some(MasterKey(KEY)))).unwrap();
         store
@@ -166,7 +157,7 @@ fn plaintext_segments_from_before_the_key_stay_readable_and_only_those() {
     assert_eq!(store.read_slice(&key(100)).unwrap().unwrap(), records(100));
     drop(store);
     // The newest segment, written under the key, swapped for a plaintext one.
-    let newest = segments(dir.path()).pop().unwrap();
+    let newest = segment_paths(dir.path()).unwrap().pop().unwrap();
     let plain = tempfile::tempdir().unwrap();
     store_of(plain.path(), 40, None, true);
     std::fs::copy(plain.path().join(newest.file_name().unwrap()), &newest).unwrap();
@@ -180,7 +171,7 @@ fn a_deleted_newest_segment_cannot_be_hidden_by_rewriting_the_manifest() {
     store_of(dir.path(), 12, Some(MasterKey(KEY)), true);
     let path = dir.path().join(MANIFEST_FILE_NAME);
     let mut manifest = decode_manifest(&std::fs::read(&path).unwrap()).unwrap();
-    let newest = segments(dir.path()).pop().unwrap();
+    let newest = segment_paths(dir.path()).unwrap().pop().unwrap();
     std::fs::remove_file(&newest).unwrap();
     manifest.segments.pop();
     manifest.watermark = Default::default();

@@ -84,6 +84,11 @@ pub enum Command {
     /// Check every frame's checksum (and every tag, with the key).
     #[command(after_help = "Example:\n  booster --key-file booster.key verify")]
     Verify,
+    /// Copy every verifiable batch of a damaged store into a new one, and list what could not be saved.
+    #[command(
+        after_help = "The damaged directory is read only (no lock, no recovery, nothing written);\nrun `booster verify` first to see what is wrong.\n\nExample:\n  booster --data ./booster-data --key-file booster.key salvage --into ./booster-data.salvaged\n  booster --data ./booster-data.salvaged jobs"
+    )]
+    Salvage(SalvageArgs),
     /// Reclaim the space of destroyed jobs and dead frames.
     #[command(after_help = "Example:\n  booster job destroy 3 && booster compact")]
     Compact,
@@ -332,4 +337,11 @@ mod tests {
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
     }
+}
+
+#[derive(Args, Debug)]
+pub struct SalvageArgs {
+    /// The new data directory to copy into (must not exist, or be empty).
+    #[arg(long, value_name = "NEW_DIR")]
+    pub into: PathBuf,
 }

@@ -104,24 +104,7 @@ impl Ctx {
         let runtime = Runtime::open(opts)
             .await
             .with_context(|| format!("opening {}", self.data_dir.display()))?;
-        for (segment, offset, bytes) in &runtime.recovery_report().truncated {
-            eprintln!(
-                "booster: recovery cut a torn tail in {}: segment {segment} at offset {offset}, {bytes} bytes of a write that was never acknowledged",
-                self.data_dir.display()
-            );
-        }
-        for d in &runtime.recovery_report().damaged {
-            eprintln!(
-                "booster: {} opened without a damaged range of segment {} (offsets {}..{}): {}; {} slice(s) lost{}; `booster verify` names it",
-                self.data_dir.display(),
-                d.segment_id,
-                d.offset,
-                d.end,
-                d.what,
-                d.slices.len(),
-                if d.meta_lost { ", meta records lost" } else { "" }
-            );
-        }
+        report_recovery(&self.data_dir, &runtime);
         kinds::register_builtin(&runtime);
         Ok(runtime)
     }
@@ -131,6 +114,29 @@ impl Ctx {
         if !self.quiet && !self.json {
             outln!("{}", text.as_ref());
         }
+    }
+}
+
+/// What recovery cut or opened without, on stderr, for every command and
+/// `serve` alike (G7: corruption is found, never hidden).
+pub fn report_recovery(data_dir: &Path, runtime: &Runtime) {
+    for (segment, offset, bytes) in &runtime.recovery_report().truncated {
+        eprintln!(
+            "booster: recovery cut a torn tail in {}: segment {segment} at offset {offset}, {bytes} bytes of a write that was never acknowledged",
+            data_dir.display()
+        );
+    }
+    for d in &runtime.recovery_report().damaged {
+        eprintln!(
+            "booster: {} opened without a damaged range of segment {} (offsets {}..{}): {}; {} slice(s) lost{}; `booster verify` names it",
+            data_dir.display(),
+            d.segment_id,
+            d.offset,
+            d.end,
+            d.what,
+            d.slices.len(),
+            if d.meta_lost { ", meta records lost" } else { "" }
+        );
     }
 }
 
@@ -242,6 +248,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Job(command) => jobs::job(&ctx, command).await,
         Command::Inspect => store::inspect(&ctx).await,
         Command::Verify => store::verify(&ctx).await,
+        Command::Salvage(args) => store::salvage(&ctx, &args.into).await,
         Command::Compact => store::compact(&ctx).await,
         Command::Demo(args) => crate::demo::demo(&ctx, args).await,
         Command::Serve(args) => serve(&ctx, &cli.token_file, args).await,

@@ -15,7 +15,7 @@ pub async fn inspect(ctx: &Ctx) -> anyhow::Result<i32> {
     let runtime = ctx.open(None, false, true).await?;
     let (stats, jobs) = with_runtime(runtime.clone(), async {
         let jobs = runtime.jobs(Default::default()).await;
-        Ok((runtime.store_stats(), jobs))
+        Ok((runtime.store_stats()?, jobs))
     })
     .await?;
     let mut by_state: BTreeMap<&str, u64> = BTreeMap::new();
@@ -96,15 +96,21 @@ fn segment_files(dir: &std::path::Path) -> Vec<(String, u64)> {
     files
 }
 
-/// Verifies the files as they are, without opening the store: no lock, no
-/// recovery, nothing written, whether or not the store would open.
-pub async fn verify(ctx: &Ctx) -> anyhow::Result<i32> {
+/// Commands that read the files without opening the store need them there.
+fn require_data_dir(ctx: &Ctx) -> anyhow::Result<()> {
     if !ctx.data_dir.exists() {
         anyhow::bail!(
             "no data directory at {}; pass --data DIR (or set BOOSTER_DATA)",
             ctx.data_dir.display()
         );
     }
+    Ok(())
+}
+
+/// Verifies the files as they are, without opening the store: no lock, no
+/// recovery, nothing written, whether or not the store would open.
+pub async fn verify(ctx: &Ctx) -> anyhow::Result<i32> {
+    require_data_dir(ctx)?;
     let key = ctx.master_key()?;
     let dir = ctx.data_dir.clone();
     let report = tokio::task::spawn_blocking(move || Store::verify_dir(&dir, key.as_ref()))
@@ -150,6 +156,109 @@ pub async fn verify(ctx: &Ctx) -> anyhow::Result<i32> {
         );
     }
     Ok(if report.problems.is_empty() {
+        exit::OK
+    } else {
+        exit::CORRUPT
+    })
+}
+
+/// Copies every verifiable batch into a new store (`Store::salvage`) and
+/// lists what could not be saved. Exit 0 when everything was copied, 4 when
+/// something was lost (the copy holds the rest and opens clean).
+pub async fn salvage(ctx: &Ctx, into: &std::path::Path) -> anyhow::Result<i32> {
+    require_data_dir(ctx)?;
+    let key = ctx.master_key()?;
+    let (src, dst) = (ctx.data_dir.clone(), into.to_path_buf());
+    let report = tokio::task::spawn_blocking(move || Store::salvage(&src, &dst, key.as_ref()))
+        .await?
+        .with_context(|| {
+            format!(
+                "salvaging {} into {}",
+                ctx.data_dir.display(),
+                into.display()
+            )
+        })?;
+    let unsaved: Vec<serde_json::Value> = report
+        .unsaved
+        .iter()
+        .map(|u| {
+            json!({
+                "segment": u.segment_id,
+                "path": u.path,
+                "offset": u.offset,
+                "what": u.what,
+                "slices": u.slices.iter().map(|k| json!({"job": k.owner, "stream": k.stream, "slice": k.seq})).collect::<Vec<_>>(),
+                "meta_lost": u.meta_lost,
+            })
+        })
+        .collect();
+    let problems: Vec<serde_json::Value> = report
+        .problems
+        .iter()
+        .map(|p| json!({"segment": p.segment_id, "path": p.path, "offset": p.offset, "what": p.what}))
+        .collect();
+    if ctx.json {
+        report::print_json(&json!({
+            "complete": report.complete(),
+            "into": into,
+            "segments_read": report.segments_read,
+            "batches_copied": report.batches_copied,
+            "slices_copied": report.slices_copied,
+            "meta_records_copied": report.meta_records_copied,
+            "unsaved": unsaved,
+            "problems": problems,
+        }));
+    } else {
+        for p in &report.problems {
+            outln!(
+                "PROBLEM {} offset {}: {}",
+                p.path.display(),
+                p.offset,
+                p.what
+            );
+        }
+        for u in &report.unsaved {
+            let jobs: std::collections::BTreeSet<u64> = u.slices.iter().map(|k| k.owner).collect();
+            let held = match (jobs.is_empty(), u.meta_lost) {
+                (true, true) => " (held job state changes)".to_string(),
+                (true, false) => String::new(),
+                (false, meta) => format!(
+                    " (held slices of job{} {}{})",
+                    if jobs.len() == 1 { "" } else { "s" },
+                    jobs.iter()
+                        .map(u64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    if meta { ", and job state changes" } else { "" }
+                ),
+            };
+            outln!(
+                "NOT SAVED segment {} ({}) offset {}: {}{held}",
+                u.segment_id,
+                u.path.display(),
+                u.offset,
+                u.what
+            );
+        }
+        outln!(
+            "read {} segments: copied {} batches ({} slices, {} job records) into {}: {}",
+            report.segments_read,
+            report::count(report.batches_copied),
+            report::count(report.slices_copied),
+            report::count(report.meta_records_copied),
+            into.display(),
+            if report.complete() {
+                "everything was saved".to_string()
+            } else {
+                format!(
+                    "{} ranges could not be saved; jobs that lost state show it in `booster --data {} jobs`, and a slice that lost its commit runs again",
+                    report.unsaved.len() + report.problems.len(),
+                    into.display()
+                )
+            }
+        );
+    }
+    Ok(if report.complete() {
         exit::OK
     } else {
         exit::CORRUPT

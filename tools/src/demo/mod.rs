@@ -241,7 +241,7 @@ async fn tour(
         error_records: counts.errors.unwrap_or(0),
         output_path,
         errors_path,
-        store: runtime.store_stats(),
+        store: runtime.store_stats()?,
     })
 }
 
