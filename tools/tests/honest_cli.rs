@@ -138,7 +138,34 @@ fn download_of_a_failed_job_exits_3_and_names_what_is_missing() {
     let ran: serde_json::Value = serde_json::from_slice(&ran.stdout).unwrap();
     let id = job_id(&ran).to_string();
     let again = sb.path("again.txt");
-    let out = sb.expect(3, &["download", &id, "--output", s(&again)]);
+    let errors = sb.path("errors.jsonl");
+    let out = sb.expect(
+        3,
+        &[
+            "download",
+            &id,
+            "--output",
+            s(&again),
+            "--errors",
+            s(&errors),
+        ],
+    );
+    // Without --collect-errors the failed slice's records are in the errors
+    // file, each with its line: 4 out + 2 errors = 6 in.
+    let entries: Vec<serde_json::Value> = std::fs::read_to_string(&errors)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let lines: Vec<_> = entries
+        .iter()
+        .map(|e| (e["line"].clone(), e["record"].clone()))
+        .collect();
+    assert_eq!(
+        lines,
+        [(3.into(), "boom".into()), (4.into(), "c".into())],
+        "{entries:?}"
+    );
     let err = stderr(&out);
     assert!(
         err.contains("1 slice") && err.contains("2 records") && err.contains("missing"),
