@@ -212,7 +212,7 @@ mod rate_tests {
 
     #[test]
     fn rates_are_whole_numbers_grouped_by_thousands() {
-        assert_eq!(rate_text(111_694.9215), "111,695/s");
+        assert_eq!(rate_text(111_694.921_5), "111,695/s");
         assert_eq!(rate_text(0.4), "0/s");
         assert_eq!(rate_text(f64::NAN), "0/s");
     }
