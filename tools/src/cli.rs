@@ -73,7 +73,9 @@ pub enum Command {
     )]
     Download(DownloadArgs),
     /// List jobs.
-    #[command(after_help = "Examples:\n  booster jobs\n  booster jobs --state failed --json")]
+    #[command(
+        after_help = "Examples:\n  booster jobs\n  booster jobs --state failed --json\n  booster jobs --search customers --limit 20"
+    )]
     Jobs(JobsArgs),
     /// Show or change one job.
     #[command(subcommand)]
@@ -214,10 +216,18 @@ pub struct DownloadArgs {
 
 #[derive(Args, Debug)]
 pub struct JobsArgs {
+    /// Only jobs in this state.
     #[arg(long, value_enum)]
     pub state: Option<StateArg>,
+    /// Only jobs of this kind.
     #[arg(long)]
     pub kind: Option<String>,
+    /// Only jobs whose description or kind contains this text.
+    #[arg(long, value_name = "TEXT")]
+    pub search: Option<String>,
+    /// At most this many jobs, the newest (the list is newest first).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
 }
 
 #[derive(Subcommand, Debug)]

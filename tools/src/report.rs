@@ -118,23 +118,46 @@ pub fn duration(d: Duration) -> String {
     }
 }
 
+/// `jobs`: newest first (ids grow with submission), at most `limit`.
+pub fn newest_first(mut jobs: Vec<JobStatus>, limit: Option<u64>) -> Vec<JobStatus> {
+    jobs.sort_by(|a, b| b.id.cmp(&a.id));
+    if let Some(limit) = limit {
+        jobs.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    }
+    jobs
+}
+
 pub fn table_header() -> String {
     format!(
-        "{:>6}  {:<10} {:>3}  {:<20} {:>6}  {:>12} {:>12} {:>10}  {}",
-        "ID", "STATE", "PRI", "KIND", "DONE", "IN", "OUT", "FAILED", "DESCRIPTION"
+        "{:>6}  {:<10} {:>3}  {:<20} {:>12} {:>9} {:>6}  {:>12} {:>10}  {}",
+        "ID",
+        "STATE",
+        "PRI",
+        "KIND",
+        "CREATED",
+        "DURATION",
+        "DONE",
+        "RECORDS",
+        "FAILED",
+        "DESCRIPTION"
     )
 }
 
 pub fn table_row(job: &JobStatus) -> String {
+    let took = job.started_at.map_or(String::new(), |started| {
+        let end = job.completed_at.unwrap_or_else(SystemTime::now);
+        duration(end.duration_since(started).unwrap_or_default())
+    });
     format!(
-        "{:>6}  {:<10} {:>3}  {:<20} {:>5.1}%  {:>12} {:>12} {:>10}  {}",
+        "{:>6}  {:<10} {:>3}  {:<20} {:>12} {:>9} {:>5.1}%  {:>12} {:>10}  {}",
         job.id,
         state_name(job.state),
         job.priority,
         job.kind,
+        ago(job.created_at),
+        took,
         job.percent,
         count(job.records_in),
-        count(job.records_out),
         count(job.records_failed),
         job.description
     )

@@ -488,3 +488,31 @@ fn exec_one_to_one_fails_a_slice_whose_output_count_differs() {
         ],
     );
 }
+
+#[test]
+fn jobs_lists_newest_first_with_limit_and_search() {
+    let sb = Sandbox::new();
+    let input = sb.write("in.txt", b"x\n");
+    for name in ["alpha", "beta", "gamma"] {
+        sb.ok(&[
+            "submit",
+            "--kind",
+            "copy",
+            "--input",
+            s(&input),
+            "--description",
+            name,
+        ]);
+    }
+    let ids =
+        |v: serde_json::Value| -> Vec<u64> { v.as_array().unwrap().iter().map(job_id).collect() };
+    assert_eq!(ids(sb.json(&["jobs"])), [3, 2, 1]);
+    assert_eq!(ids(sb.json(&["jobs", "--limit", "2"])), [3, 2]);
+    assert_eq!(ids(sb.json(&["jobs", "--search", "bet"])), [2]);
+    let table = stdout(&sb.ok(&["jobs"]));
+    let header = table.lines().next().unwrap();
+    for column in ["CREATED", "DURATION", "RECORDS", "FAILED"] {
+        assert!(header.contains(column), "{header}");
+    }
+    assert!(table.lines().nth(1).unwrap().contains("gamma"), "{table}");
+}

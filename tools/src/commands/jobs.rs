@@ -12,9 +12,10 @@ pub async fn list(ctx: &Ctx, args: JobsArgs) -> anyhow::Result<i32> {
     let filter = JobFilter {
         state: args.state.map(Into::into),
         kind: args.kind,
-        text: None,
+        text: args.search,
     };
     let jobs = with_runtime(runtime.clone(), async { Ok(runtime.jobs(filter).await) }).await?;
+    let jobs = report::newest_first(jobs, args.limit);
     if ctx.json {
         let list: Vec<serde_json::Value> = jobs.iter().map(report::job_json).collect();
         report::print_json(&serde_json::Value::Array(list));

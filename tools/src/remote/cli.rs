@@ -59,8 +59,9 @@ fn run_blocking(cli: &Cli) -> anyhow::Result<i32> {
     match &cli.command {
         Command::Jobs(args) => {
             let state = args.state.map(|s| state_name(s.into()));
-            let jobs = client.jobs(state, args.kind.as_deref(), None)?;
+            let jobs = client.jobs(state, args.kind.as_deref(), args.search.as_deref())?;
             let jobs: Vec<JobStatus> = jobs.into_iter().map(Into::into).collect();
+            let jobs = report::newest_first(jobs, args.limit);
             out.jobs(&jobs);
         }
         Command::Job(JobCommand::Watch { job }) => return watch(&client, &out, *job),
