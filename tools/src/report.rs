@@ -120,7 +120,7 @@ pub fn duration(d: Duration) -> String {
 
 /// `jobs`: newest first (ids grow with submission), at most `limit`.
 pub fn newest_first(mut jobs: Vec<JobStatus>, limit: Option<u64>) -> Vec<JobStatus> {
-    jobs.sort_by(|a, b| b.id.cmp(&a.id));
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.id));
     if let Some(limit) = limit {
         jobs.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
     }
