@@ -516,3 +516,34 @@ fn jobs_lists_newest_first_with_limit_and_search() {
     }
     assert!(table.lines().nth(1).unwrap().contains("gamma"), "{table}");
 }
+
+#[test]
+fn a_store_locked_by_serve_names_the_server_url() {
+    use std::io::BufRead;
+    let sb = Sandbox::new();
+    let mut server = sb
+        .cmd(&["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(server.stderr.take().unwrap()).lines();
+    let banner = lines.next().unwrap().unwrap();
+    let url = banner[banner.find("http://").unwrap()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    let out = sb.run(&["jobs"]);
+    // SAFETY: kill(2) with a pid we spawned and have not waited for.
+    unsafe { libc::kill(server.id() as libc::pid_t, libc::SIGTERM) };
+    let _ = server.wait();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("--server {url}")), "{err}");
+    assert!(
+        !sb.data().join("SERVE").exists(),
+        "the note goes with the server"
+    );
+}
