@@ -234,7 +234,13 @@ pub struct JobsArgs {
 pub enum JobCommand {
     /// Counts, progress, leases and grouped errors of a job.
     #[command(after_help = "Example:\n  booster job show 3")]
-    Show { job: JobId },
+    Show {
+        /// The job's id (from `booster jobs`).
+        job: JobId,
+        /// Also the lease epochs (the fencing tokens of running slices).
+        #[arg(long)]
+        verbose: bool,
+    },
     /// Print a line each time the job changes (state, percent, slices, records out) until it ends.
     ///
     /// Exits 0 when it completed with no failed records, 3 when it failed, was aborted

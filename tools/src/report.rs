@@ -164,7 +164,8 @@ pub fn table_row(job: &JobStatus) -> String {
 }
 
 /// `booster job show`: everything a person asks about a job.
-pub fn job_details(job: &JobStatus) -> String {
+/// `verbose` adds what only a person debugging the runtime needs (epochs).
+pub fn job_details(job: &JobStatus, verbose: bool) -> String {
     let mut out = String::new();
     let mut line = |s: String| {
         out.push_str(&s);
@@ -178,6 +179,16 @@ pub fn job_details(job: &JobStatus) -> String {
     ));
     if !job.description.is_empty() {
         line(format!("  description   {}", job.description));
+    }
+    let property = |name: &str| job.properties.get(name).and_then(|v| v.as_str());
+    for (label, name) in [
+        ("input", crate::formats::props::INPUT),
+        ("format", crate::formats::props::FORMAT),
+        ("command", crate::formats::props::CMD),
+    ] {
+        if let Some(value) = property(name) {
+            line(format!("  {label:<13} {}", escape(value)));
+        }
     }
     let workers = job
         .max_workers
@@ -194,8 +205,8 @@ pub fn job_details(job: &JobStatus) -> String {
         line(format!("  finished      {}", ago(t)));
     }
     line(format!(
-        "  slices        {} total, {} queued, {} running, {} done, {} failed{}",
-        job.slices_total,
+        "  slices        {}: {} queued, {} running, {} done, {} failed{}",
+        plural(job.slices_total, "slice"),
         job.slices_queued,
         job.slices_running,
         job.slices_done,
@@ -248,10 +259,14 @@ pub fn job_details(job: &JobStatus) -> String {
         let slice = lease
             .slice
             .map_or("jobs".to_string(), |s| format!("slice {s}"));
+        let epoch = if verbose {
+            format!(" (epoch {})", lease.epoch)
+        } else {
+            String::new()
+        };
         line(format!(
-            "  lease         worker {} holds {slice} (epoch {}) since {}",
+            "  lease         worker {} holds {slice}{epoch} since {}",
             lease.worker,
-            lease.epoch,
             ago(lease.since)
         ));
     }
@@ -269,12 +284,27 @@ pub fn job_details(job: &JobStatus) -> String {
                 });
             line(format!(
                 "                  {at}: {}",
-                truncate(&sample.record, 100)
+                truncate(&escape(&sample.record), 100)
             ));
         }
     }
     if let Some(result) = &job.result {
         line(format!("  result        {result}"));
+    }
+    out
+}
+
+/// A record on one line: line breaks, tabs and backslashes escaped.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
     }
     out
 }

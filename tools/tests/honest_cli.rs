@@ -547,3 +547,48 @@ fn a_store_locked_by_serve_names_the_server_url() {
         "the note goes with the server"
     );
 }
+
+#[test]
+fn job_show_names_the_input_format_and_command_and_escapes_records() {
+    let sb = Sandbox::new();
+    let input = sb.write(
+        "people.csv",
+        b"id,name,email\n1,\"two\nlines\",not-an-email\n",
+    );
+    sb.expect(
+        3,
+        &[
+            "run",
+            "--kind",
+            "validate-customers",
+            "--input",
+            s(&input),
+            "--output",
+            s(&sb.path("o.csv")),
+        ],
+    );
+    let shown = stdout(&sb.ok(&["job", "show", "1"]));
+    assert!(shown.contains("input         people.csv"), "{shown}");
+    assert!(shown.contains("format        csv"), "{shown}");
+    assert!(shown.contains("1 slice:"), "{shown}");
+    assert!(
+        shown.contains("\"two\\nlines\""),
+        "one line, escaped: {shown}"
+    );
+    let cmd = "tr a-z A-Z";
+    sb.ok(&[
+        "run",
+        "--kind",
+        "exec",
+        "--cmd",
+        cmd,
+        "--input",
+        s(&input),
+        "--format",
+        "lines",
+        "--output",
+        s(&sb.path("o.txt")),
+    ]);
+    let shown = stdout(&sb.ok(&["job", "show", "2"]));
+    assert!(shown.contains("command       tr a-z A-Z"), "{shown}");
+}

@@ -106,7 +106,7 @@ impl Out {
 
 fn job(client: &Client, out: &Out, command: &JobCommand) -> anyhow::Result<()> {
     let view = match command {
-        JobCommand::Show { job } | JobCommand::Watch { job } => client.job(*job)?,
+        JobCommand::Show { job, .. } | JobCommand::Watch { job } => client.job(*job)?,
         JobCommand::Priority { job, priority } => client.set(*job, Some(*priority), None)?,
         JobCommand::Pause { job } => client.control(*job, "pause", None)?,
         JobCommand::Resume { job } => client.control(*job, "resume", None)?,
@@ -126,7 +126,9 @@ fn job(client: &Client, out: &Out, command: &JobCommand) -> anyhow::Result<()> {
     let status: JobStatus = view.into();
     match command {
         _ if out.json => report::print_json(&report::job_json(&status)),
-        JobCommand::Show { .. } => outln!("{}", report::job_details(&status).trim_end()),
+        JobCommand::Show { verbose, .. } => {
+            outln!("{}", report::job_details(&status, *verbose).trim_end())
+        }
         _ => out.say(format!(
             "job {}: {} at priority {}",
             status.id,
