@@ -285,6 +285,20 @@ impl Runtime {
         self.shared().changed();
     }
 
+    /// The kinds a handler is registered for in this process, sorted: what
+    /// a submitter that runs the work here may ask for.
+    pub fn kinds(&self) -> Vec<String> {
+        let mut kinds: Vec<String> = self
+            .shared()
+            .handlers
+            .read()
+            .keys()
+            .map(|k| k.to_string())
+            .collect();
+        kinds.sort();
+        kinds
+    }
+
     pub fn register_sliced(&self, kind: &str, handler: Arc<dyn RecordHandler>) {
         self.register(kind, Handler::Sliced(handler), HandlerShape::Sliced);
     }

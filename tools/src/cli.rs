@@ -73,7 +73,9 @@ pub enum Command {
     )]
     Download(DownloadArgs),
     /// List jobs.
-    #[command(after_help = "Examples:\n  booster jobs\n  booster jobs --state failed --json")]
+    #[command(
+        after_help = "Examples:\n  booster jobs\n  booster jobs --state failed --json\n  booster jobs --search customers --limit 20"
+    )]
     Jobs(JobsArgs),
     /// Show or change one job.
     #[command(subcommand)]
@@ -225,15 +227,28 @@ pub struct JobsArgs {
     /// One of scheduled, queued, running, paused, completed, failed, aborted.
     #[arg(long, value_parser = parse_state)]
     pub state: Option<JobState>,
+    /// Only jobs of this kind.
     #[arg(long)]
     pub kind: Option<String>,
+    /// Only jobs whose description or kind contains this text.
+    #[arg(long, value_name = "TEXT")]
+    pub search: Option<String>,
+    /// At most this many jobs, the newest (the list is newest first).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum JobCommand {
     /// Counts, progress, leases and grouped errors of a job.
     #[command(after_help = "Example:\n  booster job show 3")]
-    Show { job: JobId },
+    Show {
+        /// The job's id (from `booster jobs`).
+        job: JobId,
+        /// Also the lease epochs (the fencing tokens of running slices).
+        #[arg(long)]
+        verbose: bool,
+    },
     /// Print a line each time the job changes (state, percent, slices, records out) until it ends.
     ///
     /// Exits 0 when it completed with no failed records, 3 when it failed, was aborted

@@ -99,30 +99,54 @@ pub fn duration(d: Duration) -> String {
     }
 }
 
+/// `jobs`: newest first (ids grow with submission), at most `limit`.
+pub fn newest_first(mut jobs: Vec<JobStatus>, limit: Option<u64>) -> Vec<JobStatus> {
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.id));
+    if let Some(limit) = limit {
+        jobs.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    }
+    jobs
+}
+
 pub fn table_header() -> String {
     format!(
-        "{:>6}  {:<10} {:>3}  {:<20} {:>6}  {:>12} {:>12} {:>10}  {}",
-        "ID", "STATE", "PRI", "KIND", "DONE", "IN", "OUT", "FAILED", "DESCRIPTION"
+        "{:>6}  {:<10} {:>3}  {:<20} {:>12} {:>9} {:>6}  {:>12} {:>10}  {}",
+        "ID",
+        "STATE",
+        "PRI",
+        "KIND",
+        "CREATED",
+        "DURATION",
+        "DONE",
+        "RECORDS",
+        "FAILED",
+        "DESCRIPTION"
     )
 }
 
 pub fn table_row(job: &JobStatus) -> String {
+    let took = job.started_at.map_or(String::new(), |started| {
+        let end = job.completed_at.unwrap_or_else(SystemTime::now);
+        duration(end.duration_since(started).unwrap_or_default())
+    });
     format!(
-        "{:>6}  {:<10} {:>3}  {:<20} {:>5.1}%  {:>12} {:>12} {:>10}  {}",
+        "{:>6}  {:<10} {:>3}  {:<20} {:>12} {:>9} {:>5.1}%  {:>12} {:>10}  {}",
         job.id,
         job.state.as_str(),
         job.priority,
         job.kind,
+        ago(job.created_at),
+        took,
         job.percent,
         count(job.records_in),
-        count(job.records_out),
         count(job.records_failed),
         job.description
     )
 }
 
 /// `booster job show`: everything a person asks about a job.
-pub fn job_details(job: &JobStatus) -> String {
+/// `verbose` adds what only a person debugging the runtime needs (epochs).
+pub fn job_details(job: &JobStatus, verbose: bool) -> String {
     let mut out = String::new();
     let mut line = |s: String| {
         out.push_str(&s);
@@ -136,6 +160,16 @@ pub fn job_details(job: &JobStatus) -> String {
     ));
     if !job.description.is_empty() {
         line(format!("  description   {}", job.description));
+    }
+    let property = |name: &str| job.properties.get(name).and_then(|v| v.as_str());
+    for (label, name) in [
+        ("input", crate::formats::props::INPUT),
+        ("format", crate::formats::props::FORMAT),
+        ("command", crate::formats::props::CMD),
+    ] {
+        if let Some(value) = property(name) {
+            line(format!("  {label:<13} {}", escape(value)));
+        }
     }
     let workers = job
         .max_workers
@@ -152,8 +186,8 @@ pub fn job_details(job: &JobStatus) -> String {
         line(format!("  finished      {}", ago(t)));
     }
     line(format!(
-        "  slices        {} total, {} queued, {} running, {} done, {} failed{}",
-        job.slices_total,
+        "  slices        {}: {} queued, {} running, {} done, {} failed{}",
+        plural(job.slices_total, "slice"),
         job.slices_queued,
         job.slices_running,
         job.slices_done,
@@ -206,10 +240,14 @@ pub fn job_details(job: &JobStatus) -> String {
         let slice = lease
             .slice
             .map_or("jobs".to_string(), |s| format!("slice {s}"));
+        let epoch = if verbose {
+            format!(" (epoch {})", lease.epoch)
+        } else {
+            String::new()
+        };
         line(format!(
-            "  lease         worker {} holds {slice} (epoch {}) since {}",
+            "  lease         worker {} holds {slice}{epoch} since {}",
             lease.worker,
-            lease.epoch,
             ago(lease.since)
         ));
     }
@@ -227,12 +265,27 @@ pub fn job_details(job: &JobStatus) -> String {
                 });
             line(format!(
                 "                  {at}: {}",
-                truncate(&sample.record, 100)
+                truncate(&escape(&sample.record), 100)
             ));
         }
     }
     if let Some(result) = &job.result {
         line(format!("  result        {result}"));
+    }
+    out
+}
+
+/// A record on one line: line breaks, tabs and backslashes escaped.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
     }
     out
 }

@@ -138,7 +138,34 @@ fn download_of_a_failed_job_exits_3_and_names_what_is_missing() {
     let ran: serde_json::Value = serde_json::from_slice(&ran.stdout).unwrap();
     let id = job_id(&ran).to_string();
     let again = sb.path("again.txt");
-    let out = sb.expect(3, &["download", &id, "--output", s(&again)]);
+    let errors = sb.path("errors.jsonl");
+    let out = sb.expect(
+        3,
+        &[
+            "download",
+            &id,
+            "--output",
+            s(&again),
+            "--errors",
+            s(&errors),
+        ],
+    );
+    // Without --collect-errors the failed slice's records are in the errors
+    // file, each with its line: 4 out + 2 errors = 6 in.
+    let entries: Vec<serde_json::Value> = std::fs::read_to_string(&errors)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let lines: Vec<_> = entries
+        .iter()
+        .map(|e| (e["line"].clone(), e["record"].clone()))
+        .collect();
+    assert_eq!(
+        lines,
+        [(3.into(), "boom".into()), (4.into(), "c".into())],
+        "{entries:?}"
+    );
     let err = stderr(&out);
     assert!(
         err.contains("1 slice") && err.contains("2 records") && err.contains("missing"),
@@ -460,4 +487,108 @@ fn exec_one_to_one_fails_a_slice_whose_output_count_differs() {
             s(&input),
         ],
     );
+}
+
+#[test]
+fn jobs_lists_newest_first_with_limit_and_search() {
+    let sb = Sandbox::new();
+    let input = sb.write("in.txt", b"x\n");
+    for name in ["alpha", "beta", "gamma"] {
+        sb.ok(&[
+            "submit",
+            "--kind",
+            "copy",
+            "--input",
+            s(&input),
+            "--description",
+            name,
+        ]);
+    }
+    let ids =
+        |v: serde_json::Value| -> Vec<u64> { v.as_array().unwrap().iter().map(job_id).collect() };
+    assert_eq!(ids(sb.json(&["jobs"])), [3, 2, 1]);
+    assert_eq!(ids(sb.json(&["jobs", "--limit", "2"])), [3, 2]);
+    assert_eq!(ids(sb.json(&["jobs", "--search", "bet"])), [2]);
+    let table = stdout(&sb.ok(&["jobs"]));
+    let header = table.lines().next().unwrap();
+    for column in ["CREATED", "DURATION", "RECORDS", "FAILED"] {
+        assert!(header.contains(column), "{header}");
+    }
+    assert!(table.lines().nth(1).unwrap().contains("gamma"), "{table}");
+}
+
+#[test]
+fn a_store_locked_by_serve_names_the_server_url() {
+    use std::io::BufRead;
+    let sb = Sandbox::new();
+    let mut server = sb
+        .cmd(&["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(server.stderr.take().unwrap()).lines();
+    let banner = lines.next().unwrap().unwrap();
+    let url = banner[banner.find("http://").unwrap()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    let out = sb.run(&["jobs"]);
+    // SAFETY: kill(2) with a pid we spawned and have not waited for.
+    unsafe { libc::kill(server.id() as libc::pid_t, libc::SIGTERM) };
+    let _ = server.wait();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("--server {url}")), "{err}");
+    assert!(
+        !sb.data().join("SERVE").exists(),
+        "the note goes with the server"
+    );
+}
+
+#[test]
+fn job_show_names_the_input_format_and_command_and_escapes_records() {
+    let sb = Sandbox::new();
+    let input = sb.write(
+        "people.csv",
+        b"id,name,email\n1,\"two\nlines\",not-an-email\n",
+    );
+    sb.expect(
+        3,
+        &[
+            "run",
+            "--kind",
+            "validate-customers",
+            "--input",
+            s(&input),
+            "--output",
+            s(&sb.path("o.csv")),
+        ],
+    );
+    let shown = stdout(&sb.ok(&["job", "show", "1"]));
+    assert!(shown.contains("input         people.csv"), "{shown}");
+    assert!(shown.contains("format        csv"), "{shown}");
+    assert!(shown.contains("1 slice:"), "{shown}");
+    assert!(
+        shown.contains("\"two\\nlines\""),
+        "one line, escaped: {shown}"
+    );
+    let cmd = "tr a-z A-Z";
+    sb.ok(&[
+        "run",
+        "--kind",
+        "exec",
+        "--cmd",
+        cmd,
+        "--input",
+        s(&input),
+        "--format",
+        "lines",
+        "--output",
+        s(&sb.path("o.txt")),
+    ]);
+    let shown = stdout(&sb.ok(&["job", "show", "2"]));
+    assert!(shown.contains("command       tr a-z A-Z"), "{shown}");
 }

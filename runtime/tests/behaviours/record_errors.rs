@@ -231,3 +231,38 @@ async fn records_out_counts_what_the_handler_wrote_and_survives_reopen() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_slices_records_are_in_errors_with_their_message_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Runtime::open(opts(dir.path(), 2)).await.unwrap();
+    rt.register_sliced("check", Arc::new(RejectBad));
+    let job = rt.submit(sliced("check", 10)).await.unwrap();
+    let mut up = rt.upload(job).await.unwrap();
+    for (i, r) in input().into_iter().enumerate() {
+        up.push_line(r, i as u64 + 2).await.unwrap();
+    }
+    up.finish().await.unwrap();
+    let s = rt.wait(job).await.unwrap();
+    assert_eq!((s.slices_failed, s.records_in_failed_slices), (1, 10));
+    let errors: Vec<serde_json::Value> = download(&rt, job, Category::Errors)
+        .iter()
+        .map(|e| serde_json::from_slice(e).unwrap())
+        .collect();
+    // records in = processed + errors file, in the files a user downloads.
+    assert_eq!(errors.len(), 10, "{errors:?}");
+    for (i, e) in errors.iter().enumerate() {
+        let n = 11 + i as u64;
+        assert_eq!(e["record_number"], n, "{e}");
+        assert_eq!(e["line"], n + 1, "{e}");
+        assert_eq!(
+            e["record"],
+            if n == 14 {
+                "bad-13".to_string()
+            } else {
+                format!("r{:05}", n - 1)
+            }
+        );
+        assert_eq!(e["message"], "slice 1 failed: record is bad", "{e}");
+    }
+}

@@ -12,9 +12,10 @@ pub async fn list(ctx: &Ctx, args: JobsArgs) -> anyhow::Result<i32> {
     let filter = JobFilter {
         state: args.state,
         kind: args.kind,
-        text: None,
+        text: args.search,
     };
     let jobs = with_runtime(runtime.clone(), async { Ok(runtime.jobs(filter).await) }).await?;
+    let jobs = report::newest_first(jobs, args.limit);
     if ctx.json {
         let list: Vec<serde_json::Value> = jobs.iter().map(report::job_json).collect();
         report::print_json(&serde_json::Value::Array(list));
@@ -37,7 +38,7 @@ pub async fn job(ctx: &Ctx, command: JobCommand) -> anyhow::Result<i32> {
     let runtime = ctx.open(None, false, true).await?;
     let id = match &command {
         JobCommand::Watch { job } => return super::watch::watch(ctx, runtime, *job).await,
-        JobCommand::Show { job }
+        JobCommand::Show { job, .. }
         | JobCommand::Priority { job, .. }
         | JobCommand::Pause { job }
         | JobCommand::Resume { job }
@@ -47,8 +48,8 @@ pub async fn job(ctx: &Ctx, command: JobCommand) -> anyhow::Result<i32> {
     };
     let result = with_runtime(runtime.clone(), apply(&runtime, id, &command)).await?;
     match (result, &command) {
-        (Some(job), JobCommand::Show { .. }) if !ctx.json => {
-            outln!("{}", report::job_details(&job).trim_end())
+        (Some(job), JobCommand::Show { verbose, .. }) if !ctx.json => {
+            outln!("{}", report::job_details(&job, *verbose).trim_end())
         }
         (Some(job), _) if ctx.json => report::print_json(&report::job_json(&job)),
         (Some(job), _) => ctx.say(format!(

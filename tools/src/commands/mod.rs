@@ -101,12 +101,30 @@ impl Ctx {
             );
         }
         let opts = self.runtime_options(workers, start_workers)?;
-        let runtime = Runtime::open(opts)
-            .await
-            .with_context(|| format!("opening {}", self.data_dir.display()))?;
+        let runtime = match Runtime::open(opts).await {
+            Ok(runtime) => runtime,
+            Err(e) => return Err(self.explain_open_error(e)),
+        };
         report_recovery(&self.data_dir, &runtime);
         kinds::register_builtin(&runtime);
         Ok(runtime)
+    }
+
+    /// A store locked by a `booster serve` names the way in: `--server URL`.
+    fn explain_open_error(&self, e: booster_runtime::RuntimeError) -> anyhow::Error {
+        use booster_runtime::RuntimeError;
+        use booster_store::StoreError;
+        let dir = self.data_dir.display();
+        if let RuntimeError::Store(StoreError::Locked { pid, .. }) = &e {
+            if let Some(url) = crate::serve::ServeNote::url_of(&self.data_dir, pid) {
+                return anyhow::anyhow!(
+                    "opening {dir}: {e}; that process is `booster serve`: use it with \
+                     `booster --server {url} jobs` (jobs, job, submit and download work \
+                     through it)"
+                );
+            }
+        }
+        anyhow::Error::new(e).context(format!("opening {dir}"))
     }
 
     /// Human output: stdout unless `-q` or `--json`.

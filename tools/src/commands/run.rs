@@ -153,7 +153,7 @@ pub fn summary(job: &JobStatus) -> String {
                 });
             text.push_str(&format!(
                 " (e.g. {at}: {})",
-                report::truncate(&sample.record, 60)
+                report::truncate(&report::escape(&sample.record), 60)
             ));
         }
     }

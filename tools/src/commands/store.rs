@@ -210,7 +210,7 @@ pub async fn salvage(ctx: &Ctx, into: &std::path::Path) -> anyhow::Result<i32> {
         }));
     } else {
         for p in &report.problems {
-            println!(
+            outln!(
                 "PROBLEM {} offset {}: {}",
                 p.path.display(),
                 p.offset,
@@ -232,7 +232,7 @@ pub async fn salvage(ctx: &Ctx, into: &std::path::Path) -> anyhow::Result<i32> {
                     if meta { ", and job state changes" } else { "" }
                 ),
             };
-            println!(
+            outln!(
                 "NOT SAVED segment {} ({}) offset {}: {}{held}",
                 u.segment_id,
                 u.path.display(),
@@ -240,7 +240,7 @@ pub async fn salvage(ctx: &Ctx, into: &std::path::Path) -> anyhow::Result<i32> {
                 u.what
             );
         }
-        println!(
+        outln!(
             "read {} segments: copied {} batches ({} slices, {} job records) into {}: {}",
             report.segments_read,
             report::count(report.batches_copied),

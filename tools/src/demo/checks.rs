@@ -150,7 +150,7 @@ pub fn report(
                     "   e.g. error \"{}\" at line {}: {}",
                     group.message,
                     sample.line.unwrap_or(sample.record_number),
-                    report::truncate(&sample.record, 70)
+                    report::truncate(&report::escape(&sample.record), 70)
                 ));
             }
         }

@@ -272,14 +272,32 @@ fn spawn_urgent(
     );
     tokio::spawn(async move {
         let started = Instant::now();
+        // Events come in the order the state changed, so the big job's last
+        // percent before the urgent job's end is where it stood then, however
+        // late this task gets to read them.
+        let mut events = runtime.subscribe();
+        let mut big_percent = runtime.job(big_id).await?.percent;
         let (id, input): (JobId, _) = create_job(&runtime, &args).await?;
         let quiet = Progress::new(Mode::Off, None, "urgent", Unit::Bytes);
         let uploaded = upload_input(&runtime, id, input, &interrupt, &quiet).await;
         let _ = release.send(());
         uploaded?;
+        loop {
+            match events.recv().await {
+                Ok(e) if e.job == big_id => big_percent = e.percent,
+                Ok(e) if e.job == id && e.state.is_finished() => break,
+                Ok(_) => {}
+                // Missed events may have held the urgent job's end.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    if runtime.job(id).await?.state.is_finished() {
+                        break;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
         let done = runtime.wait(id).await?;
-        let big = runtime.job(big_id).await?;
-        Ok((done, started.elapsed(), big.percent))
+        Ok((done, started.elapsed(), big_percent))
     })
 }
 

@@ -58,8 +58,9 @@ fn run_blocking(cli: &Cli) -> anyhow::Result<i32> {
     match &cli.command {
         Command::Jobs(args) => {
             let state = args.state.map(booster_runtime::JobState::as_str);
-            let jobs = client.jobs(state, args.kind.as_deref(), None)?;
+            let jobs = client.jobs(state, args.kind.as_deref(), args.search.as_deref())?;
             let jobs: Vec<JobStatus> = jobs.into_iter().map(Into::into).collect();
+            let jobs = report::newest_first(jobs, args.limit);
             out.jobs(&jobs);
         }
         Command::Job(JobCommand::Watch { job }) => return watch(&client, &out, *job),
@@ -104,7 +105,7 @@ impl Out {
 
 fn job(client: &Client, out: &Out, command: &JobCommand) -> anyhow::Result<()> {
     let view = match command {
-        JobCommand::Show { job } | JobCommand::Watch { job } => client.job(*job)?,
+        JobCommand::Show { job, .. } | JobCommand::Watch { job } => client.job(*job)?,
         JobCommand::Priority { job, priority } => client.set(*job, Some(*priority), None)?,
         JobCommand::Pause { job } => client.control(*job, "pause", None)?,
         JobCommand::Resume { job } => client.control(*job, "resume", None)?,
@@ -124,7 +125,9 @@ fn job(client: &Client, out: &Out, command: &JobCommand) -> anyhow::Result<()> {
     let status: JobStatus = view.into();
     match command {
         _ if out.json => report::print_json(&report::job_json(&status)),
-        JobCommand::Show { .. } => outln!("{}", report::job_details(&status).trim_end()),
+        JobCommand::Show { verbose, .. } => {
+            outln!("{}", report::job_details(&status, *verbose).trim_end())
+        }
         _ => out.say(format!(
             "job {}: {} at priority {}",
             status.id,
