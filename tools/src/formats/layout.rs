@@ -60,14 +60,19 @@ impl LineEnding {
             .find(|e| e.name() == name)
     }
 
-    /// The first terminator in `head`; `\n` when there is none. A `\r` as
-    /// the last byte of `head` counts as `\r\n` (the more common file).
+    /// The line ending of `head`: `\r\n` when its first `\n` follows a
+    /// `\r`, `\n` when it follows anything else, a lone `\r` only when
+    /// `head` has no `\n` at all (an old Mac file), and `\n` when there is
+    /// no terminator. A stray `\r` inside a record of a `\n` file never
+    /// makes the whole file split on `\r`. A `\r` as the last byte of a
+    /// `head` without `\n` counts as `\r\n` (the more common file).
     pub fn sniff(head: &[u8]) -> LineEnding {
-        match memchr::memchr2(b'\n', b'\r', head) {
-            None => LineEnding::Lf,
-            Some(i) if head[i] == b'\n' => LineEnding::Lf,
-            Some(i) => match head.get(i + 1) {
-                Some(b'\n') | None => LineEnding::CrLf,
+        match memchr::memchr(b'\n', head) {
+            Some(i) if i > 0 && head[i - 1] == b'\r' => LineEnding::CrLf,
+            Some(_) => LineEnding::Lf,
+            None => match memchr::memchr(b'\r', head) {
+                None => LineEnding::Lf,
+                Some(i) if i + 1 == head.len() => LineEnding::CrLf,
                 Some(_) => LineEnding::Cr,
             },
         }
@@ -168,6 +173,9 @@ mod tests {
         assert_eq!(LineEnding::sniff(b"a,b\r1,2\r"), LineEnding::Cr);
         assert_eq!(LineEnding::sniff(b"a,b\n1\r\n"), LineEnding::Lf);
         assert_eq!(LineEnding::sniff(b"no terminator"), LineEnding::Lf);
+        // A stray \r in a record of a \n file does not name the ending.
+        assert_eq!(LineEnding::sniff(b"a\rb\nc\n"), LineEnding::Lf);
+        assert_eq!(LineEnding::sniff(b"a\rb\r\nc\r\n"), LineEnding::CrLf);
     }
 
     #[test]
