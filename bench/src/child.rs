@@ -25,6 +25,8 @@ pub fn args(ctx: &Ctx) -> Vec<String> {
         ctx.sidekiq_processes.to_string(),
         "--sidekiq-concurrency".to_string(),
         ctx.sidekiq_concurrency.to_string(),
+        "--repetitions".to_string(),
+        ctx.repetitions.to_string(),
     ];
     if ctx.quick {
         a.push("--quick".into());
@@ -37,9 +39,6 @@ pub fn args(ctx: &Ctx) -> Vec<String> {
     }
     if let Some(j) = ctx.jobs {
         a.extend(["--jobs".into(), j.to_string()]);
-    }
-    if let Some(b) = ctx.booster_jobs_per_s {
-        a.extend(["--booster-jobs-per-s".into(), b.to_string()]);
     }
     a
 }

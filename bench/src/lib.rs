@@ -14,6 +14,7 @@
 pub mod booster;
 pub mod child;
 pub mod codec;
+pub mod compare;
 pub mod handlers;
 pub mod records;
 pub mod report;

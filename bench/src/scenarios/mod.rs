@@ -25,8 +25,8 @@ pub struct Ctx {
     pub zstd_level: i32,
     /// Only the headline variant of a scenario (used by `scaling`).
     pub lean: bool,
-    /// Booster's burn-down figure from this run, so `peers` need not rerun it.
-    pub booster_jobs_per_s: Option<f64>,
+    /// Alternating repetitions per comparison (`compare::repetitions`).
+    pub repetitions: usize,
     /// Sidekiq processes for `peers` (default: one per core).
     pub sidekiq_processes: usize,
     pub sidekiq_concurrency: usize,

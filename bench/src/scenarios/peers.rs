@@ -70,12 +70,9 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Measurement>> {
         .map_or(if ctx.quick { 20_000 } else { 100_000 }, |j| {
             j.min(1_000_000)
         });
-    let booster = match ctx.booster_jobs_per_s {
-        Some(v) => Some(v),
-        None => booster_burn_down(ctx)
-            .map_err(|e| eprintln!("peers: no Booster figure, so no ratio: {e:#}"))
-            .ok(),
-    };
+    let booster = booster_burn_down(ctx)
+        .map_err(|e| eprintln!("peers: no Booster figure, so no ratio: {e:#}"))
+        .ok();
     let mut out = Vec::new();
     if let Some(b) = booster {
         out.push(
