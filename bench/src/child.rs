@@ -21,13 +21,15 @@ pub fn args(ctx: &Ctx) -> Vec<String> {
         ctx.slice_size.to_string(),
         "--zstd-level".to_string(),
         ctx.zstd_level.to_string(),
-        "--sidekiq-processes".to_string(),
-        ctx.sidekiq_processes.to_string(),
-        "--sidekiq-concurrency".to_string(),
-        ctx.sidekiq_concurrency.to_string(),
         "--repetitions".to_string(),
         ctx.repetitions.to_string(),
     ];
+    if let Some(p) = ctx.sidekiq_processes {
+        a.extend(["--sidekiq-processes".into(), p.to_string()]);
+    }
+    if let Some(c) = ctx.sidekiq_concurrency {
+        a.extend(["--sidekiq-concurrency".into(), c.to_string()]);
+    }
     if ctx.quick {
         a.push("--quick".into());
     }

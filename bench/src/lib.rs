@@ -21,5 +21,7 @@ pub mod report;
 pub mod resp;
 pub mod rss;
 pub mod scenarios;
+pub mod services;
+pub mod sidekiq;
 pub mod stats;
 pub mod targets;

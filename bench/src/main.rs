@@ -76,12 +76,13 @@ struct Cli {
     /// Do not append to the results file.
     #[arg(long)]
     no_results: bool,
-    /// Sidekiq processes for `peers`. Default: one per core.
+    /// Sidekiq processes for `peers`; with --sidekiq-concurrency, replaces
+    /// the sweep (1-4 processes x 5-25 threads) with this one setting.
     #[arg(long)]
     sidekiq_processes: Option<usize>,
-    /// Threads per Sidekiq process (Sidekiq 6's default and sidekiqload's: 10).
-    #[arg(long, default_value_t = 10)]
-    sidekiq_concurrency: usize,
+    /// Threads per Sidekiq process; see --sidekiq-processes.
+    #[arg(long)]
+    sidekiq_concurrency: Option<usize>,
     /// Internal: run the scenario in this process and print JSON lines.
     #[arg(long, hide = true)]
     child: bool,
@@ -107,8 +108,8 @@ fn main() -> anyhow::Result<()> {
         zstd_level: cli.zstd_level,
         lean: cli.lean,
         repetitions: compare::repetitions(cli.quick, cli.repetitions),
-        sidekiq_processes: cli.sidekiq_processes.unwrap_or(cores).max(1),
-        sidekiq_concurrency: cli.sidekiq_concurrency.max(1),
+        sidekiq_processes: cli.sidekiq_processes.map(|p| p.max(1)),
+        sidekiq_concurrency: cli.sidekiq_concurrency.map(|c| c.max(1)),
     };
     if cli.child {
         let results = run_here(cli.scenario, &ctx)?;

@@ -101,6 +101,7 @@ pub const TARGETS: &[Target] = &[
         needs: &[
             Need::AtLeast("jobs", 100_000.0),
             Need::Flag("same_jobs_both_sides", true),
+            Need::Flag("sidekiq_best_of_sweep", true),
             Need::AtLeast("repetitions", 5.0),
         ],
         valid_if: None,
@@ -115,6 +116,7 @@ pub const TARGETS: &[Target] = &[
         needs: &[
             Need::AtLeast("jobs", 100_000.0),
             Need::Flag("same_jobs_both_sides", true),
+            Need::Flag("sidekiq_best_of_sweep", true),
             Need::AtLeast("repetitions", 5.0),
         ],
         valid_if: None,

@@ -27,9 +27,9 @@ pub struct Ctx {
     pub lean: bool,
     /// Alternating repetitions per comparison (`compare::repetitions`).
     pub repetitions: usize,
-    /// Sidekiq processes for `peers` (default: one per core).
-    pub sidekiq_processes: usize,
-    pub sidekiq_concurrency: usize,
+    /// Sidekiq processes and threads for `peers`; both given: no sweep.
+    pub sidekiq_processes: Option<usize>,
+    pub sidekiq_concurrency: Option<usize>,
 }
 
 impl Ctx {
