@@ -23,6 +23,8 @@ pub fn args(ctx: &Ctx) -> Vec<String> {
         ctx.zstd_level.to_string(),
         "--repetitions".to_string(),
         ctx.repetitions.to_string(),
+        "--spin-us".to_string(),
+        ctx.spin_us.to_string(),
     ];
     if let Some(p) = ctx.sidekiq_processes {
         a.extend(["--sidekiq-processes".into(), p.to_string()]);

@@ -89,6 +89,9 @@ struct Cli {
     /// Internal: only the headline variant.
     #[arg(long, hide = true)]
     lean: bool,
+    /// `jobs`: each job spins its worker's CPU this many us (0: no-op jobs).
+    #[arg(long, default_value_t = 0)]
+    spin_us: u64,
     /// Alternating repetitions of each comparison (limit/sliced, Booster/peers):
     /// at least 5, or 3 with --quick. Default: that least.
     #[arg(long)]
@@ -107,6 +110,7 @@ fn main() -> anyhow::Result<()> {
         slice_size: cli.slice_size.max(1),
         zstd_level: cli.zstd_level,
         lean: cli.lean,
+        spin_us: cli.spin_us,
         repetitions: compare::repetitions(cli.quick, cli.repetitions),
         sidekiq_processes: cli.sidekiq_processes.map(|p| p.max(1)),
         sidekiq_concurrency: cli.sidekiq_concurrency.map(|c| c.max(1)),

@@ -202,3 +202,110 @@ pub fn redis_version() -> String {
         })
         .unwrap_or_else(|| "unknown".into())
 }
+
+/// A PostgreSQL server of its own (initdb in a temp dir, run as the
+/// `postgres` user when the harness is root), listening on 127.0.0.1 at a
+/// free port; `fsync` and `synchronous_commit` stay on (PostgreSQL's
+/// defaults), so a commit is durable as Booster's acknowledgements are.
+pub struct PostgresServer {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    pub port: u16,
+}
+
+impl PostgresServer {
+    pub fn start(scratch: &Path) -> anyhow::Result<PostgresServer> {
+        ensure_installed(&["initdb", "pg_ctl", "psql"], &["postgresql"])?;
+        std::fs::create_dir_all(scratch)?;
+        let dir = tempfile::tempdir_in(scratch)?;
+        let data = dir.path().join("data");
+        if is_root() {
+            run(Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path()))?;
+        }
+        let port = free_loopback_port()?;
+        as_postgres(&mut Command::new("initdb"), |c| {
+            c.args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+                .arg(&data)
+        })?;
+        let server_opts = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200",
+            dir.path().display()
+        );
+        as_postgres(&mut Command::new("pg_ctl"), |c| {
+            c.args(["-w", "-t", "60", "-D"])
+                .arg(&data)
+                .arg("-l")
+                .arg(dir.path().join("postgres.log"))
+                .args(["-o", &server_opts, "start"])
+        })
+        .with_context(|| format!("see {}", dir.path().join("postgres.log").display()))?;
+        Ok(PostgresServer {
+            _dir: dir,
+            data,
+            port,
+        })
+    }
+
+    /// A fresh database for one run, and its URL.
+    pub fn fresh_database(&self, name: &str) -> anyhow::Result<String> {
+        run(Command::new("psql")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-U", "postgres", "-q", "-c"])
+            .arg(format!("CREATE DATABASE {name}")))?;
+        Ok(format!(
+            "postgres://postgres@127.0.0.1:{}/{name}",
+            self.port
+        ))
+    }
+
+    pub fn stop(self) {
+        let _ = as_postgres(&mut Command::new("pg_ctl"), |c| {
+            c.args(["-w", "-t", "30", "-m", "fast", "-D"])
+                .arg(&self.data)
+                .arg("stop")
+        });
+    }
+}
+
+/// /proc/self belongs to the process's own user.
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// Runs `program` built by `args`, as the `postgres` user when root
+/// (initdb refuses root), bounded to 120 s.
+fn as_postgres(
+    program: &mut Command,
+    args: impl FnOnce(&mut Command) -> &mut Command,
+) -> anyhow::Result<()> {
+    args(program);
+    let name = program.get_program().to_string_lossy().to_string();
+    let argv: Vec<String> = program
+        .get_args()
+        .map(|a| a.to_string_lossy().to_string())
+        .collect();
+    let mut cmd = Command::new("timeout");
+    cmd.arg("120");
+    if is_root() {
+        cmd.args(["runuser", "-u", "postgres", "--"]);
+    }
+    run(cmd.arg(&name).args(&argv))
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}

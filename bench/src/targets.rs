@@ -88,7 +88,24 @@ pub const TARGETS: &[Target] = &[
         bound: 250_000.0,
         at_least: true,
         unit: "jobs/s",
-        needs: &[Need::Text("codec", "zstd+aes")],
+        needs: &[
+            Need::Text("codec", "zstd+aes"),
+            Need::Equals("spin_us", 0.0),
+        ],
+        valid_if: None,
+    },
+    Target {
+        name: "jobs vs the best durable Rust peer (apalis / graphile_worker on PostgreSQL)",
+        scenario: "peers",
+        metric: "booster_vs_best_rust_peer",
+        bound: 10.0,
+        at_least: true,
+        unit: "x",
+        needs: &[
+            Need::AtLeast("jobs", 100_000.0),
+            Need::Flag("same_jobs_both_sides", true),
+            Need::AtLeast("repetitions", 5.0),
+        ],
         valid_if: None,
     },
     Target {
@@ -129,6 +146,19 @@ pub const TARGETS: &[Target] = &[
         at_least: false,
         unit: "ms",
         needs: &[Need::Flag("saturated_throughout", true)],
+        valid_if: None,
+    },
+    Target {
+        name: "priority-1 Booster overhead p99 (after the first worker is free)",
+        scenario: "priority",
+        metric: "priority_overhead_p99",
+        bound: 0.5,
+        at_least: false,
+        unit: "ms",
+        needs: &[
+            Need::Flag("saturated_throughout", true),
+            Need::AtLeast("probes", 500.0),
+        ],
         valid_if: None,
     },
     Target {
@@ -252,7 +282,7 @@ mod tests {
     #[test]
     fn a_miss_is_reported_with_a_negative_margin() {
         let results = vec![Measurement::new("jobs", "burn_down", 200_000.0, "jobs/s")
-            .params(json!({ "codec": "zstd+aes" }))];
+            .params(json!({ "codec": "zstd+aes", "spin_us": 0 }))];
         match judge(target("burn_down"), &results) {
             Verdict::Missed { value, margin } => {
                 assert_eq!(value, 200_000.0);

@@ -25,6 +25,8 @@ pub struct Ctx {
     pub zstd_level: i32,
     /// Only the headline variant of a scenario (used by `scaling`).
     pub lean: bool,
+    /// `jobs`: CPU each job spins, in us (0: no-op jobs).
+    pub spin_us: u64,
     /// Alternating repetitions per comparison (`compare::repetitions`).
     pub repetitions: usize,
     /// Sidekiq processes and threads for `peers`; both given: no sweep.

@@ -11,6 +11,11 @@
 //!    that order (A B C D A B C D). Each ratio is taken round by round;
 //!    every figure is the median with its min-max spread.
 //!
+//! 3. In the same rounds, the Rust peers (`rust_peers.rs`): apalis on SQLite
+//!    and on PostgreSQL, graphile_worker on PostgreSQL, the same N jobs,
+//!    each timed to its N-th finished job; `booster_vs_best_rust_peer` is
+//!    Booster over the fastest of them, round by round.
+//!
 //! The harness installs the Debian packages it needs (`apt-get`) and starts
 //! and stops every Redis itself, on loopback.
 
@@ -21,8 +26,9 @@ use serde_json::json;
 
 use crate::compare;
 use crate::report::Measurement;
+use crate::rust_peers::{self, Backend, PEERS};
 use crate::scenarios::Ctx;
-use crate::services::{self, Persistence};
+use crate::services::{self, Persistence, PostgresServer};
 use crate::sidekiq::{self, Setting};
 
 /// The sweep: processes x threads per process.
@@ -42,7 +48,97 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Measurement>> {
         (Some(processes), Some(threads)) => (Setting { processes, threads }, false),
         _ => (sweep(ctx, n, &mut out)?, true),
     };
-    out.extend(compare_rounds(ctx, n, best, swept)?);
+    let rust = RustPeers::start(ctx);
+    let compared = compare_rounds(ctx, n, best, swept, rust.as_ref())
+        .and_then(|r| Ok((r, spin_rounds(ctx, n, best, rust.as_ref())?)));
+    if let Some(rust) = rust {
+        rust.stop();
+    }
+    let (no_op, spinning) = compared?;
+    out.extend(no_op);
+    out.extend(spinning);
+    Ok(out)
+}
+
+/// CPU each job of the spin comparison does.
+const SPIN_US: u64 = 1_000;
+
+/// Jobs of 1 ms of CPU each: Booster (`jobs --spin-us 1000`), Sidekiq at
+/// its best setting with at least a process per core (Redis persistence
+/// off) and the Rust peers, alternating,
+/// a tenth as many jobs as the no-op comparison (at least 5,000) on every side.
+fn spin_rounds(
+    ctx: &Ctx,
+    n: u64,
+    best: Setting,
+    rust: Option<&RustPeers>,
+) -> anyhow::Result<Vec<Measurement>> {
+    let n = (n / 10).max(5_000);
+    // Ruby threads share one interpreter lock: CPU work needs a process per core.
+    let best = Setting {
+        processes: best.processes.max(crate::report::cores()),
+        threads: best.threads,
+    };
+    let mut spin_ctx = ctx.clone();
+    spin_ctx.spin_us = SPIN_US;
+    let (mut booster, mut sidekiq_rates) = (Vec::new(), Vec::new());
+    let mut by_peer: Vec<Vec<f64>> = vec![Vec::new(); PEERS.len()];
+    for round in 0..ctx.repetitions {
+        eprintln!(
+            "peers: spin round {} of {}: {n} jobs of {SPIN_US} us CPU each",
+            round + 1,
+            ctx.repetitions
+        );
+        booster.push(booster_burn_down(&spin_ctx, n)?);
+        let job = sidekiq::Job {
+            jobs: n,
+            spin_us: SPIN_US,
+            redis_benchmark_requests: None,
+            limit: drain_limit(ctx),
+        };
+        let run = sidekiq::run(&ctx.dir, Persistence::Off, best, &job)?;
+        sidekiq_rates.push(n as f64 / run.drain_s);
+        if let Some(rust) = rust {
+            for (i, _) in PEERS.iter().enumerate() {
+                by_peer[i].push(rust.burn_down(i, 1000 + round, n, SPIN_US)?);
+            }
+        }
+    }
+    let params = json!({
+        "jobs": n, "spin_us": SPIN_US, "same_jobs_both_sides": true, "workers": ctx.workers,
+        "sidekiq_processes": best.processes, "sidekiq_threads": best.threads,
+        "lease_batch": "Booster sizes simple-job lease batches to about 1 ms of work, so 1 ms jobs go one per lease",
+    });
+    let off = Persistence::Off;
+    let mut out = vec![
+        Measurement::new(
+            "peers",
+            "booster_spin_burn_down",
+            compare::median(&booster),
+            "jobs/s",
+        )
+        .durability(crate::booster::DURABILITY)
+        .params(compare::with_spread(&params, &booster)),
+        Measurement::new(
+            "peers",
+            &format!("sidekiq_{}_spin_burn_down", off.name()),
+            compare::median(&sidekiq_rates),
+            "jobs/s",
+        )
+        .durability(off.durability())
+        .params(compare::with_spread(&params, &sidekiq_rates)),
+        compare::ratio(
+            "peers",
+            &format!("booster_vs_sidekiq_{}_spin", off.name()),
+            &booster,
+            &sidekiq_rates,
+            params,
+        )
+        .durability(off.durability()),
+    ];
+    if let Some(rust) = rust {
+        out.extend(rust.report(n, SPIN_US, &booster, &by_peer));
+    }
     Ok(out)
 }
 
@@ -109,10 +205,12 @@ fn compare_rounds(
     n: u64,
     best: Setting,
     swept: bool,
+    rust: Option<&RustPeers>,
 ) -> anyhow::Result<Vec<Measurement>> {
     let mut booster = Vec::new();
     let mut by_mode: Vec<Vec<f64>> = vec![Vec::new(); Persistence::ALL.len()];
     let mut out = Vec::new();
+    let mut by_peer: Vec<Vec<f64>> = vec![Vec::new(); PEERS.len()];
     for round in 0..ctx.repetitions {
         eprintln!(
             "peers: round {} of {}: booster, then sidekiq {}x{} x3 persistence modes, {n} jobs each",
@@ -150,6 +248,15 @@ fn compare_rounds(
                 }
             }
         }
+        if let Some(rust) = rust {
+            for (i, (name, _, _)) in PEERS.iter().enumerate() {
+                eprintln!("peers: round {}: {name}, {n} jobs", round + 1);
+                by_peer[i].push(rust.burn_down(i, round, n, 0)?);
+            }
+        }
+    }
+    if let Some(rust) = rust {
+        out.extend(rust.report(n, 0, &booster, &by_peer));
     }
     let params = json!({
         "jobs": n, "same_jobs_both_sides": true, "workers": ctx.workers,
@@ -192,6 +299,96 @@ fn compare_rounds(
         );
     }
     Ok(out)
+}
+
+/// The Rust peers' binary, a PostgreSQL server, a scratch dir for SQLite.
+struct RustPeers {
+    bin: std::path::PathBuf,
+    postgres: PostgresServer,
+    scratch: tempfile::TempDir,
+}
+
+impl RustPeers {
+    /// None (and says why) where the peers cannot run here.
+    fn start(ctx: &Ctx) -> Option<RustPeers> {
+        let started = (|| {
+            let bin = rust_peers::binary()?;
+            std::fs::create_dir_all(&ctx.dir)?;
+            let scratch = tempfile::tempdir_in(&ctx.dir)?;
+            let postgres = PostgresServer::start(&ctx.dir)?;
+            Ok::<_, anyhow::Error>(RustPeers {
+                bin,
+                postgres,
+                scratch,
+            })
+        })();
+        started
+            .map_err(|e| eprintln!("peers: no Rust peers in this run: {e:#}"))
+            .ok()
+    }
+
+    /// One burn-down of peer number `peer` on a fresh database (`run`
+    /// names it), jobs/s.
+    fn burn_down(&self, peer: usize, run: usize, n: u64, spin_us: u64) -> anyhow::Result<f64> {
+        let (name, arg, backend) = PEERS[peer];
+        let target = rust_peers::fresh_target(
+            backend,
+            self.scratch.path(),
+            Some(&self.postgres),
+            run * PEERS.len() + peer,
+        )?;
+        rust_peers::burn_down(&self.bin, arg, &target, n, spin_us).context(name)
+    }
+
+    fn stop(self) {
+        self.postgres.stop();
+    }
+
+    /// `<peer>_burn_down` per peer and `booster_vs_best_rust_peer` (with
+    /// `_spin` after `<peer>` and the ratio when the jobs spin).
+    fn report(
+        &self,
+        n: u64,
+        spin_us: u64,
+        booster: &[f64],
+        by_peer: &[Vec<f64>],
+    ) -> Vec<Measurement> {
+        let suffix = if spin_us > 0 { "_spin" } else { "" };
+        let params = json!({
+            "jobs": n, "spin_us": spin_us, "same_jobs_both_sides": true, "concurrency": rust_peers::CONCURRENCY,
+            "timed_to": "the N-th finished job (a counter each job increments)",
+            "peers": "apalis 1.0 (apalis-sqlite, apalis-postgres), graphile_worker 0.13",
+        });
+        let mut out = Vec::new();
+        for (i, (name, _, backend)) in PEERS.iter().enumerate() {
+            out.push(
+                Measurement::new(
+                    "peers",
+                    &format!("{name}{suffix}_burn_down"),
+                    compare::median(&by_peer[i]),
+                    "jobs/s",
+                )
+                .durability(backend.durability())
+                .params(compare::with_spread(&params, &by_peer[i])),
+            );
+        }
+        // Only durable peers count as Booster's rivals on durable work.
+        let best: Vec<f64> = (0..booster.len())
+            .map(|round| {
+                PEERS
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (_, _, b))| *b == Backend::Postgres)
+                    .filter_map(|(i, _)| by_peer[i].get(round).copied())
+                    .fold(0.0, f64::max)
+            })
+            .collect();
+        out.push(
+            compare::ratio("peers", "booster_vs_best_rust_peer", booster, &best, params)
+                .durability("durable on both sides (fdatasync / postgresql commit)"),
+        );
+        out
+    }
 }
 
 fn bench_requests(ctx: &Ctx) -> u64 {
