@@ -3,6 +3,8 @@
 //! tests, on the store's simulated file system (`Store<SimFileLayer>`):
 //! see `Runtime::open_on`. The cost is one virtual call per append or read.
 
+use std::ops::Bound;
+
 use booster_store::fs::FileLayer;
 use booster_store::{
     Batch, CompactionPlan, CompactionReport, Receipt, SliceInfo, SliceKey, Store, StoreError,
@@ -14,6 +16,18 @@ pub trait SliceStore: Send + Sync + 'static {
     fn append_with(&self, batch: Batch, done: Box<dyn FnOnce(Result<Receipt, StoreError>) + Send>);
     fn read_slice(&self, key: &SliceKey) -> Result<Option<Vec<Vec<u8>>>, StoreError>;
     fn slices(&self, owner: u64, stream: u32) -> Vec<SliceInfo>;
+    /// `Store::scan`, with the seq range as a pair of bounds (a trait object
+    /// cannot take `impl RangeBounds`).
+    // The job table (issue 12) pages through its rows with it.
+    #[allow(dead_code)]
+    fn scan(
+        &self,
+        owner: u64,
+        stream: u32,
+        seqs: (Bound<u64>, Bound<u64>),
+        rev: bool,
+        limit: usize,
+    ) -> Vec<SliceInfo>;
     fn compact(&self, plan: &dyn CompactionPlan) -> Result<CompactionReport, StoreError>;
     fn verify(&self) -> VerifyReport;
     fn stats(&self) -> StoreStats;
@@ -29,6 +43,16 @@ impl<F: FileLayer> SliceStore for Store<F> {
     }
     fn slices(&self, owner: u64, stream: u32) -> Vec<SliceInfo> {
         Store::slices(self, owner, stream)
+    }
+    fn scan(
+        &self,
+        owner: u64,
+        stream: u32,
+        seqs: (Bound<u64>, Bound<u64>),
+        rev: bool,
+        limit: usize,
+    ) -> Vec<SliceInfo> {
+        Store::scan(self, owner, stream, seqs, rev, limit)
     }
     fn compact(&self, plan: &dyn CompactionPlan) -> Result<CompactionReport, StoreError> {
         Store::compact(self, plan)

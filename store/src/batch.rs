@@ -1,6 +1,7 @@
-//! `Batch`: slices and meta records that become durable together.
+//! `Batch`: slices, deletions and meta records that become durable together.
 
 use crate::codec::{encode_records, prepare, PreparedFrame};
+use crate::segment::frame::{FLAG_CHECKPOINT, FLAG_TOMBSTONE};
 use crate::segment::FrameKind;
 use crate::{SliceKey, StoreError};
 
@@ -10,16 +11,22 @@ pub(crate) enum Entry {
         record_count: u32,
         raw: Vec<u8>,
     },
+    Delete {
+        key: SliceKey,
+    },
     Meta {
         raw: Vec<u8>,
     },
 }
 
-/// Slices and meta records that become durable together or not at all.
+/// Slices, deletions and meta records that become durable together or not
+/// at all.
 #[derive(Default)]
 pub struct Batch {
     pub(crate) entries: Vec<Entry>,
     pub(crate) too_many_records: bool,
+    checkpoint: Option<Vec<u8>>,
+    checkpoints: usize,
 }
 
 impl Batch {
@@ -41,31 +48,65 @@ impl Batch {
         self
     }
 
+    /// Deletes the slice under `key` (a tombstone): once the batch is
+    /// durable, reads return None, `slices` and `scan` skip the key, and
+    /// its older frame is dead bytes. A later slice of the key revives it.
+    /// Deleting a key that holds nothing is allowed and changes nothing
+    /// a reader can see. Entries apply in the order they were added.
+    pub fn delete(mut self, key: SliceKey) -> Batch {
+        self.entries.push(Entry::Delete { key });
+        self
+    }
+
     /// Adds a meta record: opaque bytes the runtime replays on open.
     pub fn meta(mut self, payload: Vec<u8>) -> Batch {
         self.entries.push(Entry::Meta { raw: payload });
         self
     }
 
+    /// Adds a checkpoint: a meta record that starts the meta log. Once it
+    /// is durable, `Store::meta_records` returns it first, then every later
+    /// meta record; the meta records before it are dead. It orders before
+    /// the batch's other meta records. A batch holds at most one.
+    pub fn checkpoint(mut self, payload: Vec<u8>) -> Batch {
+        self.checkpoints += 1;
+        self.checkpoint = Some(payload);
+        self
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.is_empty() && self.checkpoint.is_none()
     }
 
-    /// Number of frames this batch becomes (slices + meta records).
+    /// Number of entries (slices, deletions, meta records, checkpoint).
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.len() + usize::from(self.checkpoint.is_some())
     }
 
-    /// Compresses every entry on the calling thread: one frame per slice,
-    /// and one frame for all the batch's meta records (after the slices).
+    /// Compresses every entry on the calling thread: one frame per slice or
+    /// deletion, and one frame for all the batch's meta records (after the
+    /// slices; flagged as a checkpoint, with it first, when there is one).
     pub(crate) fn prepare(self, zstd_level: i32) -> Result<Vec<PreparedFrame>, StoreError> {
         if self.too_many_records {
             return Err(StoreError::Invalid(
                 "a slice holds more than 2^32-1 records; split it".into(),
             ));
         }
+        if self.checkpoints > 1 {
+            return Err(StoreError::Invalid(format!(
+                "a batch holds at most one checkpoint, this one has {}; append them in separate batches",
+                self.checkpoints
+            )));
+        }
+        let invalid = |e: crate::FormatError| StoreError::Invalid(e.0);
         let mut frames = Vec::with_capacity(self.entries.len());
         let mut metas: Vec<Vec<u8>> = Vec::new();
+        let marks = if let Some(checkpoint) = self.checkpoint {
+            metas.push(checkpoint);
+            FLAG_CHECKPOINT
+        } else {
+            0
+        };
         for e in self.entries {
             match e {
                 Entry::Slice {
@@ -74,8 +115,14 @@ impl Batch {
                     raw,
                 } => frames.push(
                     prepare(FrameKind::Slice, key, record_count, raw, zstd_level)
-                        .map_err(|e| StoreError::Invalid(e.0))?,
+                        .map_err(invalid)?,
                 ),
+                Entry::Delete { key } => {
+                    let mut frame = prepare(FrameKind::Slice, key, 0, Vec::new(), zstd_level)
+                        .map_err(invalid)?;
+                    frame.marks = FLAG_TOMBSTONE;
+                    frames.push(frame);
+                }
                 Entry::Meta { raw } => metas.push(raw),
             }
         }
@@ -87,16 +134,16 @@ impl Batch {
             };
             let count = u32::try_from(metas.len())
                 .map_err(|_| StoreError::Invalid("too many meta records in one batch".into()))?;
-            frames.push(
-                prepare(
-                    FrameKind::Meta,
-                    none,
-                    count,
-                    encode_records(&metas),
-                    zstd_level,
-                )
-                .map_err(|e| StoreError::Invalid(e.0))?,
-            );
+            let mut frame = prepare(
+                FrameKind::Meta,
+                none,
+                count,
+                encode_records(&metas),
+                zstd_level,
+            )
+            .map_err(invalid)?;
+            frame.marks = marks;
+            frames.push(frame);
         }
         Ok(frames)
     }

@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use crate::crypto::{SegmentCipher, TAG_LEN};
 use crate::segment::frame::{
     decode_frame, frame_payload, FrameHeader, FLAG_AES_GCM, FLAG_ZSTD, FRAME_HEADER_LEN,
-    MAX_PAYLOAD_BYTES,
+    MAX_PAYLOAD_BYTES, MEANING_FLAGS,
 };
 use crate::segment::header::SegmentHeader;
 use crate::segment::FrameKind;
@@ -22,6 +22,8 @@ pub(crate) struct PreparedFrame {
     pub record_count: u32,
     pub raw_len: u32,
     pub zstd: bool,
+    /// `FLAG_TOMBSTONE` / `FLAG_CHECKPOINT`: what the frame means.
+    pub marks: u8,
     pub body: Vec<u8>,
 }
 
@@ -68,6 +70,7 @@ pub(crate) fn prepare(
         record_count,
         raw_len,
         zstd,
+        marks: 0,
         body,
     })
 }
@@ -107,7 +110,8 @@ pub(crate) fn encode_frame_into(
     frame: &PreparedFrame,
 ) -> FrameHeader {
     let tag_len = if cipher.is_some() { TAG_LEN } else { 0 };
-    let mut flags = batch_end_flag;
+    debug_assert_eq!(frame.marks & !MEANING_FLAGS, 0);
+    let mut flags = batch_end_flag | frame.marks;
     if frame.zstd {
         flags |= FLAG_ZSTD;
     }
@@ -225,6 +229,7 @@ pub(crate) fn reseal(header: &FrameHeader, body: Vec<u8>) -> PreparedFrame {
         record_count: header.record_count,
         raw_len: header.raw_len,
         zstd: header.flags & FLAG_ZSTD != 0,
+        marks: header.flags & MEANING_FLAGS,
         body,
     }
 }

@@ -267,15 +267,29 @@ impl<F: FileLayer> Engine<F> {
         if active.end_offset >= self.opts.segment_size_bytes {
             // The group is durable whatever happens here; a failed seal only
             // poisons the store for later writes.
-            match active.seal() {
-                Ok(()) => w.active = None,
-                Err(e) => {
-                    let path = active.segment.path.clone();
-                    let _ = self.poison("sealing", &e, &path);
-                }
+            if self.seal_into_index(active).is_ok() {
+                w.active = None;
             }
         }
         Ok(receipts)
+    }
+
+    /// Seals `active` (a version-2 footer with the counters as of now) and
+    /// moves its keys from RAM to its sorted run. Poisons on failure.
+    fn seal_into_index(&self, active: &mut ActiveSegment<F>) -> Result<(), GroupFailure> {
+        let counters = self.index.read().counters();
+        match active.seal(&counters) {
+            Ok(sealed) => {
+                self.index
+                    .write()
+                    .install_run(&active.segment, sealed.offset, &sealed.run);
+                Ok(())
+            }
+            Err(e) => {
+                let path = active.segment.path.clone();
+                Err(self.poison("sealing", &e, &path))
+            }
+        }
     }
 
     /// Seals the active segment, if any (on close and before compaction).
@@ -284,11 +298,7 @@ impl<F: FileLayer> Engine<F> {
             return Err(StoreError::Poisoned { cause });
         }
         if let Some(active) = w.active.as_mut() {
-            let path = active.segment.path.clone();
-            if let Err(e) = active.seal() {
-                let failure = self.poison("sealing", &e, &path);
-                return Err(failure.to_error());
-            }
+            self.seal_into_index(active).map_err(|f| f.to_error())?;
             w.active = None;
         }
         Ok(())

@@ -12,20 +12,22 @@ use crate::crypto::TAG_LEN;
 use crate::engine::Engine;
 use crate::fs::FileLayer;
 use crate::index::{FrameLoc, Index};
-use crate::segment::footer::FooterEntry;
-use crate::segment::footer::FOOTER_ENTRY_LEN;
+use crate::segment::footer::{Counters, FooterEntry, SortedSection, FOOTER_ENTRY_LEN};
+use crate::segment::frame::FrameHeader;
 use crate::segment::frame::{frame_len, FLAG_AES_GCM, FLAG_BATCH_END};
 use crate::segment::header::{CompactionGroup, SegmentHeader, SEGMENT_HEADER_LEN};
 use crate::segment::reader::Segment;
 use crate::segment::writer::create_segment;
+use crate::segment::FrameKind;
 use crate::segment::{segment_file_name, temp_file_name, MAX_SEGMENT_ID};
 use crate::{Batch, CompactionPlan, CompactionReport, StoreError};
 
 /// Output is written in chunks of this size, so memory stays flat.
 const WRITE_CHUNK_BYTES: usize = 4 << 20;
 
-/// A member written as `*.tmp`: its id, header and frames.
-type Written = (u64, SegmentHeader, Vec<FooterEntry>);
+/// A member written as `*.tmp`: its id, header, frames, and its sorted
+/// run with the counters as of its seal.
+type Written = (u64, SegmentHeader, Vec<FooterEntry>, SortedSection);
 
 /// One frame of compaction output.
 enum Item {
@@ -49,6 +51,20 @@ fn chunk_meta(records: Vec<Vec<u8>>) -> Vec<Vec<Vec<u8>>> {
         chunks.last_mut().expect("pushed above").push(r);
     }
     chunks
+}
+
+/// Counts a frame compaction wrote (every one of them is live).
+fn count_live(c: &mut Counters, h: &FrameHeader) {
+    let len = h.frame_len();
+    c.frames += 1;
+    c.frame_bytes += len;
+    c.live_bytes += len;
+    c.raw_bytes += u64::from(h.raw_len);
+    c.stored_bytes += u64::from(h.stored_len);
+    match h.kind {
+        FrameKind::Meta => c.meta_frames += 1,
+        _ => c.slice_frames += 1,
+    }
 }
 
 fn io_err(context: String) -> impl FnOnce(std::io::Error) -> StoreError {
@@ -87,10 +103,12 @@ impl<F: FileLayer> Engine<F> {
                 .prepare(self.opts.zstd_level)?;
             items.extend(frames.into_iter().map(Item::Meta));
         }
-        for (key, loc) in self.index.read().slices.iter() {
-            if plan.slice_is_live(key) {
+        // Tombstones are dropped: no older frame of their key survives.
+        let live = self.index.read().live_slices()?;
+        for loc in live {
+            if plan.slice_is_live(&loc.header.key) {
                 report.slices_kept += 1;
-                items.push(Item::Copy(*loc));
+                items.push(Item::Copy(loc));
             } else {
                 report.slices_dropped += 1;
             }
@@ -134,16 +152,10 @@ impl<F: FileLayer> Engine<F> {
             }
         };
 
-        let mut index = Index::default();
+        let mut index = Index::new();
         let mut segments = BTreeMap::new();
-        for (segment, entries) in published {
-            for e in entries {
-                index.add(FrameLoc {
-                    segment_id: segment.id,
-                    offset: e.offset,
-                    header: e.header,
-                });
-            }
+        for (segment, entries, sorted) in published {
+            index.add_sealed(&segment, &entries, Some(&sorted));
             segments.insert(segment.id, segment);
         }
         report.segments_after = segments.len();
@@ -226,6 +238,8 @@ impl<F: FileLayer> Engine<F> {
         let group_id = u64::from_le_bytes(group_id) | 1;
         let count = members.len() as u32;
         let mut written = Vec::with_capacity(members.len());
+        // Every frame written is live: the counters start again from zero.
+        let mut counters = Counters::default();
         for (i, items) in members.into_iter().enumerate() {
             let group = CompactionGroup {
                 group_id,
@@ -260,14 +274,20 @@ impl<F: FileLayer> Engine<F> {
                 );
                 out.next_seq += 1;
                 out.entries.push(FooterEntry { offset, header });
+                count_live(&mut counters, &header);
                 if buf.len() >= WRITE_CHUNK_BYTES {
                     out.write_unsynced(&buf).map_err(io_err(ctx.clone()))?;
                     buf.clear();
                 }
             }
             out.write_unsynced(&buf).map_err(io_err(ctx.clone()))?;
-            out.seal().map_err(io_err(ctx))?;
-            written.push((id, out.segment.header, out.entries));
+            let sealed = out.seal(&counters).map_err(io_err(ctx))?;
+            let sorted = SortedSection {
+                offset: sealed.offset,
+                entries: sealed.run,
+                counters,
+            };
+            written.push((id, out.segment.header, out.entries, sorted));
         }
         Ok(written)
     }
@@ -279,8 +299,8 @@ impl<F: FileLayer> Engine<F> {
         &self,
         written: Vec<Written>,
         bound: u64,
-    ) -> Result<Vec<(Arc<Segment<F>>, Vec<FooterEntry>)>, StoreError> {
-        for (id, _, _) in &written {
+    ) -> Result<Vec<(Arc<Segment<F>>, Vec<FooterEntry>, SortedSection)>, StoreError> {
+        for (id, _, _, _) in &written {
             let from = self.dir.join(temp_file_name(*id));
             let to = self.dir.join(segment_file_name(*id));
             self.fs
@@ -293,7 +313,7 @@ impl<F: FileLayer> Engine<F> {
         // The commit point: the manifest names the members instead of the
         // old segments. Before it, recovery deletes the members as an
         // unpublished group; after it, the old segments as replaced.
-        let ids: Vec<u64> = written.iter().map(|(id, _, _)| *id).collect();
+        let ids: Vec<u64> = written.iter().map(|(id, _, _, _)| *id).collect();
         self.publish_manifest(|m| {
             m.segments = ids;
             m.plaintext.clear();
@@ -304,7 +324,7 @@ impl<F: FileLayer> Engine<F> {
             self.dir.join(crate::manifest::MANIFEST_FILE_NAME).display()
         )))?;
         let mut published = Vec::with_capacity(written.len());
-        for (id, header, entries) in written {
+        for (id, header, entries, sorted) in written {
             let path = self.dir.join(segment_file_name(id));
             let file = self
                 .fs
@@ -319,7 +339,7 @@ impl<F: FileLayer> Engine<F> {
             segment
                 .mark_sealed()
                 .map_err(io_err(format!("mapping segment {id}")))?;
-            published.push((Arc::new(segment), entries));
+            published.push((Arc::new(segment), entries, sorted));
         }
         Ok(published)
     }

@@ -10,7 +10,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::codec::{decode_records, open_frame};
 use crate::commit::{QueueBudget, WriterState};
 use crate::fs::FileLayer;
-use crate::index::{FrameLoc, Index};
+use crate::index::{FrameLoc, Index, Lookup};
 use crate::manifest::{write_manifest, Manifest, Watermark, MANIFEST_FILE_NAME};
 use crate::segment::frame::{frame_len, FrameHeader, FrameKind};
 use crate::segment::reader::Segment;
@@ -22,7 +22,7 @@ pub(crate) struct Engine<F: FileLayer> {
     pub dir: PathBuf,
     pub opts: StoreOptions,
     pub segments: RwLock<BTreeMap<u64, Arc<Segment<F>>>>,
-    pub index: RwLock<Index>,
+    pub index: RwLock<Index<F>>,
     /// Set after a failed write or sync (G9); the cause, for the error.
     pub poisoned: Mutex<Option<String>>,
     pub writer: Mutex<WriterState<F>>,
@@ -93,14 +93,11 @@ impl<F: FileLayer> Engine<F> {
         key: &SliceKey,
     ) -> Result<Option<(FrameLoc, Vec<u8>)>, StoreError> {
         loop {
-            let found = {
-                let index = self.index.read();
-                index.get(key).ok_or(index.damaged.get(key).copied())
-            };
+            let found = self.index.read().lookup(key)?;
             let loc = match found {
-                Ok(loc) => loc,
-                Err(None) => return Ok(None),
-                Err(Some((segment_id, offset))) => {
+                Lookup::Found(loc) if !loc.header.is_tombstone() => loc,
+                Lookup::Found(_) | Lookup::Absent => return Ok(None),
+                Lookup::Damaged(segment_id, offset) => {
                     return Err(StoreError::Corrupt {
                         segment_id,
                         path: self.dir.join(segment_file_name(segment_id)),

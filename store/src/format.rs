@@ -8,19 +8,22 @@ pub use crate::manifest::{
 };
 pub use crate::records::{decode_records, SliceRecords};
 pub use crate::segment::footer::{
-    decode_footer, encode_footer, footer_offset_from_tail, FooterEntry, FOOTER_ENTRY_LEN,
-    FOOTER_TAIL_LEN,
+    decode_entry, decode_footer, decode_sealed_footer, encode_footer, encode_sorted_footer,
+    footer_offset_from_tail, sorted_run, Counters, FooterEntry, SealedFooter, SortedSection,
+    FOOTER_ENTRY_LEN, FOOTER_TAIL_LEN, FOOTER_VERSION_SORTED,
 };
 pub use crate::segment::frame::{
     decode_frame, decode_frame_header, decode_frame_header_body, frame_len, frame_payload,
-    FrameHeader, FrameKind, FLAG_AES_GCM, FLAG_BATCH_END, FLAG_ZSTD, FRAME_HEADER_LEN, FRAME_MAGIC,
-    FRAME_TRAILER_LEN, MAX_PAYLOAD_BYTES,
+    FrameHeader, FrameKind, FLAG_AES_GCM, FLAG_BATCH_END, FLAG_CHECKPOINT, FLAG_TOMBSTONE,
+    FLAG_ZSTD, FRAME_HEADER_LEN, FRAME_MAGIC, FRAME_TRAILER_LEN, MAX_PAYLOAD_BYTES,
 };
 pub use crate::segment::header::{
     decode_segment_header, CompactionGroup, SegmentHeader, FORMAT_VERSION, SEGMENT_HEADER_LEN,
     SEGMENT_MAGIC,
 };
-pub use crate::segment::scan::{read_sealed_entries, scan_segment, SegmentScan};
+pub use crate::segment::scan::{
+    read_sealed_entries, read_sealed_footer, scan_segment, SegmentScan,
+};
 
 /// The segment files (`seg-*.bseg`) of a data directory, in id order.
 pub fn segment_paths(dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {

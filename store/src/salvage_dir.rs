@@ -63,7 +63,10 @@ impl SalvageReport {
 /// One frame, checked and opened, waiting for the rest of its batch.
 enum Opened {
     Slice(SliceKey, Vec<Vec<u8>>),
+    Tombstone(SliceKey),
     Meta(Vec<Vec<u8>>),
+    /// A checkpoint (the first record) and the batch's other meta records.
+    Checkpoint(Vec<Vec<u8>>),
 }
 
 pub(crate) fn salvage_dir<F: FileLayer>(
@@ -202,7 +205,9 @@ fn salvage_segment(
             .and_then(|(h, raw)| {
                 let records = decode_records(&raw, h.record_count).map_err(|err| err.0)?;
                 Ok(match h.kind {
+                    FrameKind::Slice if h.is_tombstone() => Opened::Tombstone(h.key),
                     FrameKind::Slice => Opened::Slice(h.key, records),
+                    _ if h.is_checkpoint() => Opened::Checkpoint(records),
                     _ => Opened::Meta(records),
                 })
             });
@@ -264,10 +269,24 @@ fn copy_batch(
                 slices += 1;
                 out = out.slice(key, &records);
             }
+            Opened::Tombstone(key) => {
+                slices += 1;
+                out = out.delete(key);
+            }
             Opened::Meta(records) => {
                 for r in records {
                     metas += 1;
                     out = out.meta(r);
+                }
+            }
+            Opened::Checkpoint(records) => {
+                for (i, r) in records.into_iter().enumerate() {
+                    metas += 1;
+                    out = if i == 0 {
+                        out.checkpoint(r)
+                    } else {
+                        out.meta(r)
+                    };
                 }
             }
         }

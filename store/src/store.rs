@@ -1,6 +1,7 @@
 //! `Store`: the handle callers hold. Opening locks and recovers; appends go
 //! to the writer thread; reads go straight to the segments.
 
+use std::ops::RangeBounds;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
@@ -230,11 +231,49 @@ impl<F: FileLayer> Store<F> {
 
     /// Index entries for one owner and stream, ordered by seq.
     pub fn slices(&self, owner: u64, stream: u32) -> Vec<SliceInfo> {
-        self.engine.index.read().slices_of(owner, stream)
+        self.scan(owner, stream, .., false, usize::MAX)
     }
 
-    /// Every meta record in commit order (decrypted), for replay on open.
-    /// Fails on the first meta frame that fails its checks.
+    /// The live keys of (owner, stream) whose seq lies in `seqs`, ascending
+    /// (or descending with `rev`), at most `limit`: a page of a listing,
+    /// such as "the newest 100 below cursor X" (`..x`, `rev`, 100).
+    /// Deleted keys are skipped.
+    pub fn scan(
+        &self,
+        owner: u64,
+        stream: u32,
+        seqs: impl RangeBounds<u64>,
+        rev: bool,
+        limit: usize,
+    ) -> Vec<SliceInfo> {
+        self.try_scan(owner, stream, seqs, rev, limit)
+            .unwrap_or_default()
+    }
+
+    /// `scan`, failing when an index block of a sealed segment no longer
+    /// decodes. Those blocks are checked (CRC) when the footer is read at
+    /// open or written at seal, and a sealed file is never written, so
+    /// `scan` (which returns nothing then) sees this only when something
+    /// outside the store changed a segment file while it was open.
+    pub fn try_scan(
+        &self,
+        owner: u64,
+        stream: u32,
+        seqs: impl RangeBounds<u64>,
+        rev: bool,
+        limit: usize,
+    ) -> Result<Vec<SliceInfo>, StoreError> {
+        let seqs = (seqs.start_bound().cloned(), seqs.end_bound().cloned());
+        self.engine
+            .index
+            .read()
+            .scan(owner, stream, seqs, rev, limit)
+    }
+
+    /// The meta log (decrypted), for replay on open: the newest durable
+    /// checkpoint record first (when there is one), then every later meta
+    /// record in commit order. Fails on the first meta frame that fails its
+    /// checks.
     pub fn meta_records(&self) -> Result<Vec<Vec<u8>>, StoreError> {
         self.engine.read_meta()
     }
@@ -314,6 +353,12 @@ impl<F: FileLayer> Store<F> {
             drop(stop);
             let _ = handle.join();
         }
+    }
+
+    /// Keys the index holds in RAM maps (tests of the on-disk index).
+    #[cfg(test)]
+    pub(crate) fn keys_in_ram(&self) -> usize {
+        self.engine.index.read().keys_in_ram()
     }
 
     /// The ids of the segments, oldest first (for tests and `inspect`).

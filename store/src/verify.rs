@@ -12,10 +12,11 @@ use crate::manifest::{
     decode_manifest, manifest_mac_matches, read_manifest_bytes, Manifest, MANIFEST_FILE_NAME,
 };
 use crate::segment::accounting::{account, FileFacts, ManifestView, Removal};
+use crate::segment::footer::sorted_run;
 use crate::segment::footer::FooterEntry;
 use crate::segment::frame::{decode_frame, FLAG_AES_GCM};
 use crate::segment::header::{decode_segment_header, SEGMENT_HEADER_LEN};
-use crate::segment::scan::{read_sealed_entries, scan_segment};
+use crate::segment::scan::{read_sealed_footer, scan_segment};
 use crate::segment::{parse_segment_file_name, segment_file_name};
 use crate::{FormatError, MasterKey, Problem, StoreError, VerifyReport};
 
@@ -91,8 +92,23 @@ pub(crate) fn verify_segment(
     let entries: Vec<FooterEntry> = if seg.sealing == Sealing::Active {
         scanned_entries(seg, None, report)
     } else {
-        match read_sealed_entries(seg.bytes) {
-            Ok(entries) => entries,
+        match read_sealed_footer(seg.bytes) {
+            Ok(footer) => {
+                let run_matches = footer
+                    .sorted
+                    .as_ref()
+                    .is_none_or(|sorted| sorted.entries == sorted_run(&footer.entries));
+                if !run_matches {
+                    let at = footer.sorted.as_ref().map_or(0, |s| s.offset);
+                    problem(
+                        report,
+                        seg,
+                        at,
+                        "seal footer: the sorted run does not match the frames",
+                    );
+                }
+                footer.entries
+            }
             Err(e) => {
                 if seg.sealing == Sealing::Sealed {
                     let at = seg.bytes.len().saturating_sub(12) as u64;

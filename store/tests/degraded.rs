@@ -231,3 +231,44 @@ fn a_rotted_header_of_an_older_segment_costs_only_what_its_footer_names() {
         assert!(segs[0].exists(), "the damaged segment is kept");
     }
 }
+
+#[test]
+fn a_checkpoint_lost_in_a_damaged_range_still_ends_the_meta_log_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path(), opts()).unwrap();
+    store.append(Batch::new().meta(b"before".to_vec())).unwrap();
+    store
+        .append(
+            Batch::new()
+                .checkpoint(b"cp".to_vec())
+                .meta(b"with".to_vec()),
+        )
+        .unwrap();
+    for v in 0..12 {
+        store
+            .append(
+                Batch::new()
+                    .slice(key(v), &records(v))
+                    .meta(format!("after {v}").into_bytes()),
+            )
+            .unwrap();
+    }
+    store.close().unwrap();
+    let first = dir.path().join("seg-0000000000000001.bseg");
+    let mut bytes = std::fs::read(&first).unwrap();
+    let checkpoint = read_sealed_entries(&bytes)
+        .unwrap()
+        .into_iter()
+        .find(|e| e.header.is_checkpoint())
+        .unwrap();
+    bytes[checkpoint.offset as usize + 53] ^= 0x10; // its payload
+    let footer_payload = bytes.len() - FOOTER_TAIL_LEN - 20;
+    bytes[footer_payload] ^= 0x10; // the footer: recovery must scan
+    std::fs::write(&first, &bytes).unwrap();
+
+    let (store, report) = Store::open(dir.path(), opts()).unwrap();
+    assert!(report.damaged.iter().any(|d| d.meta_lost), "{report:?}");
+    let records = store.meta_records().unwrap();
+    let expected: Vec<Vec<u8>> = (0..12).map(|v| format!("after {v}").into_bytes()).collect();
+    assert_eq!(records, expected, "nothing from before the lost checkpoint");
+}

@@ -291,3 +291,29 @@ impl booster_store::CompactionPlan for Plan {
         self.meta.clone()
     }
 }
+
+#[test]
+fn tombstones_and_checkpoints_are_copied_as_what_they_are() {
+    let src = tempfile::tempdir().unwrap();
+    store_of(src.path(), 6, None);
+    {
+        let (store, _) = Store::open(src.path(), opts(None)).unwrap();
+        store
+            .append(
+                Batch::new()
+                    .delete(key(2))
+                    .checkpoint(b"checkpoint".to_vec())
+                    .meta(b"after".to_vec()),
+            )
+            .unwrap();
+        store.close().unwrap();
+    }
+    let dst = tempfile::tempdir().unwrap();
+    let out = dst.path().join("new");
+    let report = Store::salvage(src.path(), &out, None).unwrap();
+    assert!(report.complete(), "{:?}", report.unsaved);
+    let (slices, meta) = contents(&out, None);
+    assert!(!slices.contains_key(&2), "the deleted slice came back");
+    assert_eq!(slices.len(), 5);
+    assert_eq!(meta, vec!["checkpoint".to_string(), "after".to_string()]);
+}

@@ -23,17 +23,119 @@ pub struct FooterEntry {
     pub header: FrameHeader,
 }
 
-/// Encodes the whole footer frame (header, payload, trailer) for a segment
-/// whose next frame sequence is `seq` and whose footer starts at `offset`.
-pub fn encode_footer(entries: &[FooterEntry], seq: u64, offset: u64) -> Vec<u8> {
-    let payload_len = entries.len() * FOOTER_ENTRY_LEN + 8;
+/// The footer version a sealing store writes: 2 adds the key-sorted run
+/// and the store's counters (ARCHITECTURE.md). Carried in the footer
+/// frame header's `key.stream` (0 in version 1).
+pub const FOOTER_VERSION_SORTED: u32 = 2;
+/// Bytes of the counters in a version-2 footer: 7 x u64.
+pub const COUNTERS_LEN: usize = 56;
+
+/// The store-wide frame counters behind `StoreStats`, as of a seal.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub frames: u64,
+    pub slice_frames: u64,
+    pub meta_frames: u64,
+    pub frame_bytes: u64,
+    pub live_bytes: u64,
+    pub raw_bytes: u64,
+    pub stored_bytes: u64,
+}
+
+impl Counters {
+    fn encode(&self, out: &mut Vec<u8>) {
+        for v in [
+            self.frames,
+            self.slice_frames,
+            self.meta_frames,
+            self.frame_bytes,
+            self.live_bytes,
+            self.raw_bytes,
+            self.stored_bytes,
+        ] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    fn decode(b: &[u8]) -> Result<Counters, FormatError> {
+        let v = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        let c = Counters {
+            frames: v(0),
+            slice_frames: v(1),
+            meta_frames: v(2),
+            frame_bytes: v(3),
+            live_bytes: v(4),
+            raw_bytes: v(5),
+            stored_bytes: v(6),
+        };
+        if c.live_bytes > c.frame_bytes
+            || c.slice_frames.checked_add(c.meta_frames) != Some(c.frames)
+        {
+            return Err(FormatError::new("seal footer counters are inconsistent"));
+        }
+        Ok(c)
+    }
+}
+
+/// A sealed segment's footer: its frames in file order and, from version
+/// 2, where its key-sorted run lies and the store's counters at the seal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealedFooter {
+    pub entries: Vec<FooterEntry>,
+    pub sorted: Option<SortedSection>,
+}
+
+/// The key-sorted run of a version-2 footer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SortedSection {
+    /// Segment offset of the first sorted entry.
+    pub offset: u64,
+    /// The entries (newest frame per key), ascending by key.
+    pub entries: Vec<FooterEntry>,
+    pub counters: Counters,
+}
+
+/// The newest slice frame (tombstones included) of every key in `entries`
+/// (file order), ascending by key: a version-2 footer's sorted run.
+pub fn sorted_run(entries: &[FooterEntry]) -> Vec<FooterEntry> {
+    let mut run: Vec<FooterEntry> = entries
+        .iter()
+        .filter(|e| e.header.kind == FrameKind::Slice)
+        .copied()
+        .collect();
+    // Stable: frames of one key stay in file order, so the last is newest.
+    run.sort_by_key(|e| e.header.key);
+    let mut newest: Vec<FooterEntry> = Vec::with_capacity(run.len());
+    for e in run {
+        match newest.last_mut() {
+            Some(last) if last.header.key == e.header.key => *last = e,
+            _ => newest.push(e),
+        }
+    }
+    newest
+}
+
+fn footer_frame(
+    entries: &[FooterEntry],
+    seq: u64,
+    offset: u64,
+    sorted: Option<(&[FooterEntry], &Counters)>,
+) -> Vec<u8> {
+    let extra = sorted.map_or(0, |(run, _)| {
+        run.len() * FOOTER_ENTRY_LEN + 8 + COUNTERS_LEN
+    });
+    let payload_len = entries.len() * FOOTER_ENTRY_LEN + extra + 8;
     let header = FrameHeader {
         kind: FrameKind::SealFooter,
         flags: 0,
         seq,
         key: SliceKey {
             owner: 0,
-            stream: 0,
+            stream: if sorted.is_some() {
+                FOOTER_VERSION_SORTED
+            } else {
+                0
+            },
             seq: 0,
         },
         record_count: entries.len() as u32,
@@ -42,14 +144,46 @@ pub fn encode_footer(entries: &[FooterEntry], seq: u64, offset: u64) -> Vec<u8> 
     };
     let mut out = Vec::with_capacity(FRAME_HEADER_LEN + payload_len + FRAME_TRAILER_LEN);
     out.extend_from_slice(&header.encode());
-    for e in entries {
+    let put = |out: &mut Vec<u8>, e: &FooterEntry| {
         out.extend_from_slice(&e.offset.to_le_bytes());
         out.extend_from_slice(&e.header.encode_body());
+    };
+    for e in entries {
+        put(&mut out, e);
+    }
+    if let Some((run, counters)) = sorted {
+        for e in run {
+            put(&mut out, e);
+        }
+        out.extend_from_slice(&(run.len() as u64).to_le_bytes());
+        counters.encode(&mut out);
     }
     out.extend_from_slice(&offset.to_le_bytes());
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     out
+}
+
+/// Encodes a version-1 footer frame (header, payload, trailer) for a
+/// segment whose next frame sequence is `seq` and whose footer starts at
+/// `offset`. Kept for tests and fixtures; the store writes version 2.
+pub fn encode_footer(entries: &[FooterEntry], seq: u64, offset: u64) -> Vec<u8> {
+    footer_frame(entries, seq, offset, None)
+}
+
+/// Encodes a version-2 footer frame: the frames, the key-sorted run of
+/// their slices and the store's `counters` as of this seal. Returns the
+/// frame and the segment offset where the sorted run starts.
+pub fn encode_sorted_footer(
+    entries: &[FooterEntry],
+    run: &[FooterEntry],
+    counters: &Counters,
+    seq: u64,
+    offset: u64,
+) -> (Vec<u8>, u64) {
+    let frame = footer_frame(entries, seq, offset, Some((run, counters)));
+    let run_offset = offset + (FRAME_HEADER_LEN + entries.len() * FOOTER_ENTRY_LEN) as u64;
+    (frame, run_offset)
 }
 
 /// Reads the footer offset out of a sealed segment's last 12 bytes.
@@ -63,6 +197,11 @@ pub fn footer_offset_from_tail(tail: &[u8]) -> Result<u64, FormatError> {
 /// Decodes a footer frame: `bytes` runs from `footer_offset` to the end of
 /// the segment. Checks that every entry lies inside the segment, in order.
 pub fn decode_footer(bytes: &[u8], footer_offset: u64) -> Result<Vec<FooterEntry>, FormatError> {
+    decode_sealed_footer(bytes, footer_offset).map(|f| f.entries)
+}
+
+/// `decode_footer` with a version-2 footer's sorted run and counters.
+pub fn decode_sealed_footer(bytes: &[u8], footer_offset: u64) -> Result<SealedFooter, FormatError> {
     let header = decode_frame(bytes)?;
     if header.kind != FrameKind::SealFooter {
         return Err(FormatError::new("last frame is not a seal footer"));
@@ -70,12 +209,100 @@ pub fn decode_footer(bytes: &[u8], footer_offset: u64) -> Result<Vec<FooterEntry
     if header.frame_len() != bytes.len() as u64 {
         return Err(FormatError::new("seal footer does not end the segment"));
     }
+    let version = header.key.stream;
+    if header.key.owner != 0 || header.key.seq != 0 || !matches!(version, 0 | FOOTER_VERSION_SORTED)
+    {
+        return Err(FormatError::new(format!(
+            "seal footer version {version} is not known"
+        )));
+    }
     let payload = frame_payload(bytes, &header);
     let count = header.record_count as usize;
-    let expected_len = count
-        .checked_mul(FOOTER_ENTRY_LEN)
-        .and_then(|n| n.checked_add(8));
-    if header.stored_len > MAX_PAYLOAD_BYTES || expected_len != Some(payload.len()) {
+    let entries_len = count.checked_mul(FOOTER_ENTRY_LEN);
+    let (entries_payload, sorted_payload) = match entries_len {
+        Some(n) if version == FOOTER_VERSION_SORTED && n + 8 <= payload.len() => {
+            payload.split_at(n)
+        }
+        Some(n) if n + 8 == payload.len() => payload.split_at(n),
+        _ => {
+            return Err(FormatError::new(
+                "seal footer length does not match its entry count",
+            ))
+        }
+    };
+    let mut footer = SealedFooter {
+        entries: decode_entries(entries_payload, &header, payload, footer_offset)?,
+        sorted: None,
+    };
+    if version == FOOTER_VERSION_SORTED {
+        let run_offset = footer_offset + (FRAME_HEADER_LEN + entries_payload.len()) as u64;
+        footer.sorted = Some(decode_sorted(sorted_payload, run_offset, footer_offset)?);
+    }
+    Ok(footer)
+}
+
+/// The sorted section of a version-2 footer: `b` runs from the first sorted
+/// entry to the end of the payload (count, counters, footer offset).
+fn decode_sorted(
+    b: &[u8],
+    run_offset: u64,
+    footer_offset: u64,
+) -> Result<SortedSection, FormatError> {
+    let tail = 8 + COUNTERS_LEN + 8;
+    let bad = || FormatError::new("seal footer sorted run does not match its count");
+    let run_len = b.len().checked_sub(tail).ok_or_else(bad)?;
+    let count = u64::from_le_bytes(b[run_len..run_len + 8].try_into().expect("8 bytes"));
+    if usize::try_from(count)
+        .ok()
+        .and_then(|c| c.checked_mul(FOOTER_ENTRY_LEN))
+        != Some(run_len)
+    {
+        return Err(bad());
+    }
+    let counters = Counters::decode(&b[run_len + 8..run_len + 8 + COUNTERS_LEN])?;
+    let mut entries = Vec::with_capacity(count as usize);
+    for (i, raw) in b[..run_len].chunks_exact(FOOTER_ENTRY_LEN).enumerate() {
+        let e = decode_entry(raw)?;
+        let fits = e
+            .offset
+            .checked_add(e.header.frame_len())
+            .is_some_and(|end| end <= footer_offset && e.offset >= SEGMENT_HEADER_LEN as u64);
+        let ordered = entries
+            .last()
+            .is_none_or(|prev: &FooterEntry| prev.header.key < e.header.key);
+        if !fits || !ordered || e.header.kind != FrameKind::Slice {
+            return Err(FormatError::new(format!(
+                "seal footer sorted entry {i} is inconsistent"
+            )));
+        }
+        entries.push(e);
+    }
+    Ok(SortedSection {
+        offset: run_offset,
+        entries,
+        counters,
+    })
+}
+
+/// One 56-byte entry: frame offset ++ header bytes 0..48.
+pub fn decode_entry(raw: &[u8]) -> Result<FooterEntry, FormatError> {
+    if raw.len() < FOOTER_ENTRY_LEN {
+        return Err(FormatError::new("footer entry truncated"));
+    }
+    let offset = u64::from_le_bytes(raw[..8].try_into().expect("8 bytes"));
+    let header = decode_frame_header_body(&raw[8..FOOTER_ENTRY_LEN])?;
+    Ok(FooterEntry { offset, header })
+}
+
+/// The file-order entries of a footer, checked against the segment.
+fn decode_entries(
+    entries_payload: &[u8],
+    header: &FrameHeader,
+    payload: &[u8],
+    footer_offset: u64,
+) -> Result<Vec<FooterEntry>, FormatError> {
+    let count = header.record_count as usize;
+    if header.stored_len > MAX_PAYLOAD_BYTES {
         return Err(FormatError::new(
             "seal footer length does not match its entry count",
         ));
@@ -93,12 +320,8 @@ pub fn decode_footer(bytes: &[u8], footer_offset: u64) -> Result<Vec<FooterEntry
     }
     let mut entries = Vec::with_capacity(count);
     let mut next_offset = SEGMENT_HEADER_LEN as u64;
-    for (i, raw) in payload[..count * FOOTER_ENTRY_LEN]
-        .chunks_exact(FOOTER_ENTRY_LEN)
-        .enumerate()
-    {
-        let offset = u64::from_le_bytes(raw[..8].try_into().expect("8 bytes"));
-        let h = decode_frame_header_body(&raw[8..])?;
+    for (i, raw) in entries_payload.chunks_exact(FOOTER_ENTRY_LEN).enumerate() {
+        let FooterEntry { offset, header: h } = decode_entry(raw)?;
         let fits = offset
             .checked_add(h.frame_len())
             .is_some_and(|end| end <= footer_offset);

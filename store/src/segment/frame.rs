@@ -12,7 +12,16 @@ pub const MAX_PAYLOAD_BYTES: u32 = 256 << 20;
 pub const FLAG_BATCH_END: u8 = 1;
 pub const FLAG_ZSTD: u8 = 2;
 pub const FLAG_AES_GCM: u8 = 4;
-const KNOWN_FLAGS: u8 = FLAG_BATCH_END | FLAG_ZSTD | FLAG_AES_GCM;
+/// On a slice frame: the key is deleted (no records, raw length 0).
+pub const FLAG_TOMBSTONE: u8 = 8;
+/// On a meta frame: its first record is a checkpoint, and the meta log
+/// starts here (every earlier meta frame is dead).
+pub const FLAG_CHECKPOINT: u8 = 16;
+const KNOWN_FLAGS: u8 =
+    FLAG_BATCH_END | FLAG_ZSTD | FLAG_AES_GCM | FLAG_TOMBSTONE | FLAG_CHECKPOINT;
+/// The flags that say what a frame means (kept when compaction copies it),
+/// as opposed to how it is stored.
+pub const MEANING_FLAGS: u8 = FLAG_TOMBSTONE | FLAG_CHECKPOINT;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FrameKind {
@@ -48,6 +57,16 @@ pub struct FrameHeader {
 impl FrameHeader {
     pub fn is_batch_end(&self) -> bool {
         self.flags & FLAG_BATCH_END != 0
+    }
+
+    /// A slice frame that deletes its key.
+    pub fn is_tombstone(&self) -> bool {
+        self.flags & FLAG_TOMBSTONE != 0
+    }
+
+    /// A meta frame that starts the meta log.
+    pub fn is_checkpoint(&self) -> bool {
+        self.flags & FLAG_CHECKPOINT != 0
     }
 
     /// Bytes of the whole frame on disk: header, payload, trailer.
@@ -124,6 +143,18 @@ pub fn decode_frame_header_body(b: &[u8]) -> Result<FrameHeader, FormatError> {
             "frame length {} / {} exceeds the 256 MiB cap",
             header.raw_len, header.stored_len
         )));
+    }
+    if header.is_tombstone()
+        && (header.kind != FrameKind::Slice || header.record_count != 0 || header.raw_len != 0)
+    {
+        return Err(FormatError::new(
+            "a tombstone must be a slice frame without records",
+        ));
+    }
+    if header.is_checkpoint() && (header.kind != FrameKind::Meta || header.record_count == 0) {
+        return Err(FormatError::new(
+            "a checkpoint must be a meta frame with at least one record",
+        ));
     }
     if flags & FLAG_AES_GCM != 0 && (header.stored_len as usize) < crate::crypto::TAG_LEN {
         return Err(FormatError::new(format!(
@@ -235,6 +266,57 @@ mod tests {
             ..short
         };
         assert!(decode_frame_header(&exact.encode()).is_ok());
+    }
+
+    #[test]
+    fn a_tombstone_flag_fits_only_a_slice_without_records() {
+        let tombstone = FrameHeader {
+            flags: FLAG_TOMBSTONE,
+            record_count: 0,
+            raw_len: 0,
+            ..sample()
+        };
+        assert!(decode_frame_header(&tombstone.encode()).is_ok());
+        for bad in [
+            FrameHeader {
+                record_count: 1,
+                ..tombstone
+            },
+            FrameHeader {
+                raw_len: 4,
+                ..tombstone
+            },
+            FrameHeader {
+                kind: FrameKind::Meta,
+                ..tombstone
+            },
+        ] {
+            let err = decode_frame_header(&bad.encode()).unwrap_err();
+            assert!(err.0.contains("tombstone"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_flag_fits_only_a_meta_frame_with_records() {
+        let checkpoint = FrameHeader {
+            kind: FrameKind::Meta,
+            flags: FLAG_CHECKPOINT,
+            ..sample()
+        };
+        assert!(decode_frame_header(&checkpoint.encode()).is_ok());
+        for bad in [
+            FrameHeader {
+                record_count: 0,
+                ..checkpoint
+            },
+            FrameHeader {
+                kind: FrameKind::Slice,
+                ..checkpoint
+            },
+        ] {
+            let err = decode_frame_header(&bad.encode()).unwrap_err();
+            assert!(err.0.contains("checkpoint"), "{err}");
+        }
     }
 
     #[test]

@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::accounting::{account, FileFacts, Issue, ManifestView, Removal};
-use super::footer::{encode_footer, FooterEntry};
-use super::frame::{FrameKind, FLAG_AES_GCM};
+use super::footer::{encode_sorted_footer, sorted_run, FooterEntry};
+use super::frame::FLAG_AES_GCM;
 use super::header::{decode_segment_header, SegmentHeader, SEGMENT_HEADER_LEN};
 use super::reader::Segment;
-use super::salvage::{salvage_scan, Span};
-use super::scan::{read_sealed_entries, SegmentScan};
+use super::salvage::{salvage_scan, Lost, Span};
+use super::scan::{read_sealed_entries, read_sealed_footer, SegmentScan};
 use super::{parse_segment_file_name, segment_file_name, MAX_SEGMENT_ID};
 use crate::fs::{FileHandle, FileLayer};
 use crate::index::{FrameLoc, Index};
@@ -21,7 +21,7 @@ use crate::{Damage, FormatError, MasterKey, RecoveryReport, StoreError};
 
 pub(crate) struct Recovered<F: FileLayer> {
     pub segments: BTreeMap<u64, Arc<Segment<F>>>,
-    pub index: Index,
+    pub index: Index<F>,
     pub next_segment_id: u64,
     /// The manifest now on disk (written by recovery when it changed).
     pub manifest: Manifest,
@@ -153,7 +153,7 @@ pub(crate) fn recover<F: FileLayer>(
     };
     let watermark = manifest.as_ref().map(|(m, _)| m.watermark);
     let mut segments = BTreeMap::new();
-    let mut index = Index::default();
+    let mut index = Index::new();
     let last_id = kept.last().map(|c| c.facts.id);
     let mut empty_last = None;
     let mut kept_unreadable = Vec::new();
@@ -174,10 +174,14 @@ pub(crate) fn recover<F: FileLayer>(
             continue;
         }
         let is_last = Some(c.facts.id) == last_id;
-        match load_segment(fs, c, key, is_last, watermark, read_only, &mut report)? {
-            Loaded::Segment(segment, entries, damage) => {
-                index_in_order(&mut index, segment.id, &entries, &damage);
-                report.frames += entries.len() as u64;
+        let place = Place {
+            is_last,
+            watermark,
+            read_only,
+        };
+        match load_segment(fs, c, key, place, &mut index, &mut report)? {
+            Loaded::Segment(segment, frames) => {
+                report.frames += frames;
                 segments.insert(segment.id, segment);
             }
             Loaded::Empty(path) => empty_last = Some(path),
@@ -241,30 +245,42 @@ fn headerless_damage<F: FileLayer>(
             ),
         )
     })?;
+    let mut lost = Lost::default();
+    for e in &entries {
+        lost.note(&e.header);
+    }
     Ok(Span {
         offset: 0,
         end: c.facts.len,
         what: format!("segment header: {}", issue.what),
-        slices: entries
-            .iter()
-            .filter(|e| e.header.kind == FrameKind::Slice)
-            .map(|e| e.header.key)
-            .collect(),
-        meta_lost: entries.iter().any(|e| e.header.kind == FrameKind::Meta),
+        slices: lost.slices,
+        meta_lost: lost.meta_lost,
+        checkpoint_lost: lost.checkpoint_lost,
         identified: true,
     })
 }
 
 /// Indexes a segment's frames and marks the slices of its damaged spans, in
 /// file order: a damaged frame hides an older frame of its key, a later
-/// good one replaces it.
-fn index_in_order(index: &mut Index, segment_id: u64, entries: &[FooterEntry], damage: &[Span]) {
+/// good one replaces it; a lost checkpoint ends the meta log before it.
+fn index_in_order<F: FileLayer>(
+    index: &mut Index<F>,
+    segment_id: u64,
+    entries: &[FooterEntry],
+    damage: &[Span],
+) {
+    let mark = |index: &mut Index<F>, span: &Span| {
+        for key in &span.slices {
+            index.mark_damaged(*key, segment_id, span.offset);
+        }
+        if span.checkpoint_lost {
+            index.restart_meta_log();
+        }
+    };
     let mut spans = damage.iter().peekable();
     for e in entries {
         while let Some(span) = spans.next_if(|s| s.offset <= e.offset) {
-            for key in &span.slices {
-                index.mark_damaged(*key, segment_id, span.offset);
-            }
+            mark(index, span);
         }
         index.add(FrameLoc {
             segment_id,
@@ -273,9 +289,7 @@ fn index_in_order(index: &mut Index, segment_id: u64, entries: &[FooterEntry], d
         });
     }
     for span in spans {
-        for key in &span.slices {
-            index.mark_damaged(*key, segment_id, span.offset);
-        }
+        mark(index, span);
     }
 }
 
@@ -376,10 +390,18 @@ fn check_key(
 
 /// What `load_segment` made of a segment.
 enum Loaded<F: FileLayer> {
-    /// Its frames, and the damaged spans it was opened without.
-    Segment(Arc<Segment<F>>, Vec<FooterEntry>, Vec<Span>),
+    /// Indexed: the segment and its number of frames.
+    Segment(Arc<Segment<F>>, u64),
     /// An unsealed last segment without a whole batch: to be removed.
     Empty(PathBuf),
+}
+
+/// Where a segment stands among the others, and how recovery runs.
+#[derive(Clone, Copy)]
+struct Place {
+    is_last: bool,
+    watermark: Option<Watermark>,
+    read_only: bool,
 }
 
 /// Indexes one segment. A sealed segment is read from its footer; an
@@ -391,11 +413,15 @@ fn load_segment<F: FileLayer>(
     fs: &F,
     c: Candidate<F>,
     key: Option<&MasterKey>,
-    is_last: bool,
-    watermark: Option<Watermark>,
-    read_only: bool,
+    place: Place,
+    index: &mut Index<F>,
     report: &mut RecoveryReport,
 ) -> Result<Loaded<F>, StoreError> {
+    let Place {
+        is_last,
+        watermark,
+        read_only,
+    } = place;
     let Candidate { facts, file } = c;
     let header = facts.header.expect("checked by the caller");
     let (id, path, len) = (facts.id, facts.path, facts.len);
@@ -404,11 +430,13 @@ fn load_segment<F: FileLayer>(
     let cipher = key
         .filter(|_| header.encrypted)
         .map(|k| k.segment_cipher(&header.salt, id));
-    if let Ok(entries) = read_sealed_entries(&map) {
-        check_all_encrypted(&header, &entries, &path)?;
+    if let Ok(footer) = read_sealed_footer(&map) {
+        check_all_encrypted(&header, &footer.entries, &path)?;
         let segment = Segment::new(fs.clone(), path, header, cipher, file);
         segment.set_map(map);
-        return Ok(Loaded::Segment(Arc::new(segment), entries, Vec::new()));
+        let segment = Arc::new(segment);
+        index.add_sealed(&segment, &footer.entries, footer.sorted.as_ref());
+        return Ok(Loaded::Segment(segment, footer.entries.len() as u64));
     }
     let salvage = salvage_scan(&map);
     drop(map);
@@ -495,7 +523,9 @@ fn load_segment<F: FileLayer>(
             meta_lost: d.meta_lost,
         }));
         let segment = Segment::new(fs.clone(), path, header, cipher, file);
-        return Ok(Loaded::Segment(Arc::new(segment), scan.entries, damage));
+        index_in_order(index, id, &scan.entries, &damage);
+        let frames = scan.entries.len() as u64;
+        return Ok(Loaded::Segment(Arc::new(segment), frames));
     }
     let dropped = len - scan.valid_end;
     if read_only {
@@ -504,7 +534,9 @@ fn load_segment<F: FileLayer>(
             return Ok(Loaded::Empty(path));
         }
         let segment = Segment::new(fs.clone(), path, header, cipher, file);
-        return Ok(Loaded::Segment(Arc::new(segment), scan.entries, Vec::new()));
+        index_in_order(index, id, &scan.entries, &[]);
+        let frames = scan.entries.len() as u64;
+        return Ok(Loaded::Segment(Arc::new(segment), frames));
     }
     let write_ctx = format!("recovering {}", path.display());
     if scan.entries.is_empty() && is_last {
@@ -525,13 +557,23 @@ fn load_segment<F: FileLayer>(
             .and_then(|()| file.sync_data())
             .map_err(io_err(write_ctx.clone()))?;
     }
-    let footer = encode_footer(&scan.entries, scan.entries.len() as u64, scan.valid_end);
+    // Indexed first: the footer carries the counters that include it.
+    index_in_order(index, id, &scan.entries, &[]);
+    let run = sorted_run(&scan.entries);
+    let (footer, run_offset) = encode_sorted_footer(
+        &scan.entries,
+        &run,
+        &index.counters(),
+        scan.entries.len() as u64,
+        scan.valid_end,
+    );
     file.write_all_at(&footer, scan.valid_end)
         .and_then(|()| file.sync_data())
         .map_err(io_err(write_ctx.clone()))?;
-    let segment = Segment::new(fs.clone(), path, header, cipher, file);
+    let segment = Arc::new(Segment::new(fs.clone(), path, header, cipher, file));
     segment.mark_sealed().map_err(io_err(write_ctx))?;
-    Ok(Loaded::Segment(Arc::new(segment), scan.entries, Vec::new()))
+    index.install_run(&segment, run_offset, &run);
+    Ok(Loaded::Segment(segment, scan.entries.len() as u64))
 }
 
 /// In an encrypted segment every data frame carries the AES-GCM flag: a

@@ -3,7 +3,7 @@
 //! so one bad frame costs only what it held (degraded open, G11).
 
 use super::footer::FooterEntry;
-use super::frame::{decode_frame_header, FrameKind};
+use super::frame::{decode_frame_header, FrameHeader, FrameKind};
 use super::scan::scan_from;
 use crate::SliceKey;
 
@@ -17,6 +17,9 @@ pub(crate) struct Span {
     pub slices: Vec<SliceKey>,
     /// A meta frame was in the range.
     pub meta_lost: bool,
+    /// A checkpoint was among the lost meta frames: the meta log restarts
+    /// there, so the meta frames before the range are dead.
+    pub checkpoint_lost: bool,
     /// Every frame in the range is known by its header (so no newer frame of
     /// an unknown key was lost, and no older one may be served in its place).
     pub identified: bool,
@@ -35,24 +38,34 @@ pub(crate) struct Salvage {
     pub tail: Option<Span>,
 }
 
-/// Keys and meta frames of the frames dropped before `bad`, plus the frame
-/// at `bad`; and whether that frame's header decodes and its length reaches
-/// exactly `end` (then every lost frame is known).
-fn lost(
-    dropped: &[FooterEntry],
-    bytes: &[u8],
-    bad: Option<u64>,
-    end: u64,
-) -> (Vec<SliceKey>, bool, bool) {
-    let mut slices = Vec::new();
-    let mut meta_lost = false;
-    let mut note = |kind: FrameKind, key: SliceKey| match kind {
-        FrameKind::Slice => slices.push(key),
-        FrameKind::Meta => meta_lost = true,
-        FrameKind::SealFooter => {}
-    };
+/// What the frames of a damaged range were, from their headers.
+#[derive(Default)]
+pub(crate) struct Lost {
+    pub slices: Vec<SliceKey>,
+    pub meta_lost: bool,
+    pub checkpoint_lost: bool,
+}
+
+impl Lost {
+    pub fn note(&mut self, h: &FrameHeader) {
+        match h.kind {
+            FrameKind::Slice => self.slices.push(h.key),
+            FrameKind::Meta => {
+                self.meta_lost = true;
+                self.checkpoint_lost |= h.is_checkpoint();
+            }
+            FrameKind::SealFooter => {}
+        }
+    }
+}
+
+/// What the frames dropped before `bad` held, plus the frame at `bad`; and
+/// whether that frame's header decodes and its length reaches exactly
+/// `end` (then every lost frame is known).
+fn lost(dropped: &[FooterEntry], bytes: &[u8], bad: Option<u64>, end: u64) -> (Lost, bool) {
+    let mut lost = Lost::default();
     for e in dropped {
-        note(e.header.kind, e.header.key);
+        lost.note(&e.header);
     }
     let mut identified = true;
     if let Some(at) = bad {
@@ -62,14 +75,14 @@ fn lost(
             .map(decode_frame_header)
         {
             Some(Ok(h)) => {
-                note(h.kind, h.key);
+                lost.note(&h);
                 identified = at.checked_add(h.frame_len()) == Some(end);
             }
             // A frame with a bad header could have been anything.
             _ => identified = false,
         }
     }
-    (slices, meta_lost, identified)
+    (lost, identified)
 }
 
 /// Scans `bytes` (a whole segment) past damaged frames. Never panics.
@@ -97,13 +110,14 @@ pub(crate) fn salvage_scan(bytes: &[u8]) -> Salvage {
         });
         match (bad, next) {
             (Some(bad), Some((good, good_seq))) => {
-                let (slices, meta_lost, identified) = lost(dropped, bytes, Some(bad), good);
+                let (lost, identified) = lost(dropped, bytes, Some(bad), good);
                 out.damaged.push(Span {
                     offset: scan.valid_end,
                     end: good,
                     what: what.unwrap_or_default(),
-                    slices,
-                    meta_lost,
+                    slices: lost.slices,
+                    meta_lost: lost.meta_lost,
+                    checkpoint_lost: lost.checkpoint_lost,
                     identified,
                 });
                 start = good;
@@ -112,13 +126,14 @@ pub(crate) fn salvage_scan(bytes: &[u8]) -> Salvage {
             _ => {
                 if scan.valid_end < bytes.len() as u64 {
                     let end = bytes.len() as u64;
-                    let (slices, meta_lost, identified) = lost(dropped, bytes, bad, end);
+                    let (lost, identified) = lost(dropped, bytes, bad, end);
                     out.tail = Some(Span {
                         offset: scan.valid_end,
                         end,
                         what: what.unwrap_or_else(|| "frames after the last complete batch".into()),
-                        slices,
-                        meta_lost,
+                        slices: lost.slices,
+                        meta_lost: lost.meta_lost,
+                        checkpoint_lost: lost.checkpoint_lost,
                         identified,
                     });
                 }

@@ -1,7 +1,9 @@
 //! Scanning a segment frame by frame without the key (recovery, verify),
 //! and reading a sealed segment's frame list from its footer.
 
-use super::footer::{decode_footer, footer_offset_from_tail, FooterEntry, FOOTER_TAIL_LEN};
+use super::footer::{
+    decode_sealed_footer, footer_offset_from_tail, FooterEntry, SealedFooter, FOOTER_TAIL_LEN,
+};
 use super::frame::{decode_frame, FrameKind, FRAME_MAGIC};
 use super::header::SEGMENT_HEADER_LEN;
 use crate::FormatError;
@@ -96,6 +98,11 @@ pub(crate) fn find_frame_after(bytes: &[u8], from: u64) -> Option<u64> {
 
 /// The frames of a sealed segment from its footer, or why not.
 pub fn read_sealed_entries(bytes: &[u8]) -> Result<Vec<FooterEntry>, FormatError> {
+    read_sealed_footer(bytes).map(|f| f.entries)
+}
+
+/// A sealed segment's whole footer (with a version-2 sorted run), or why not.
+pub fn read_sealed_footer(bytes: &[u8]) -> Result<SealedFooter, FormatError> {
     let min = SEGMENT_HEADER_LEN + FOOTER_TAIL_LEN;
     if bytes.len() < min {
         return Err(FormatError::new("segment too short to hold a seal footer"));
@@ -104,5 +111,5 @@ pub fn read_sealed_entries(bytes: &[u8]) -> Result<Vec<FooterEntry>, FormatError
     if offset < SEGMENT_HEADER_LEN as u64 || offset >= bytes.len() as u64 {
         return Err(FormatError::new("seal footer offset out of range"));
     }
-    decode_footer(&bytes[offset as usize..], offset)
+    decode_sealed_footer(&bytes[offset as usize..], offset)
 }

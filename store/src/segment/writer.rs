@@ -5,7 +5,7 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::footer::{encode_footer, FooterEntry};
+use super::footer::{encode_sorted_footer, sorted_run, Counters, FooterEntry};
 use super::header::{CompactionGroup, SegmentHeader, SEGMENT_HEADER_LEN};
 use super::reader::Segment;
 use super::{segment_file_name, temp_file_name};
@@ -21,6 +21,12 @@ pub(crate) struct ActiveSegment<F: FileLayer> {
     pub end_offset: u64,
     /// Every data frame so far: the seal footer's directory.
     pub entries: Vec<FooterEntry>,
+}
+
+/// A sealed segment's key-sorted run: where it starts, and its entries.
+pub(crate) struct SealedRun {
+    pub offset: u64,
+    pub run: Vec<FooterEntry>,
 }
 
 fn random_salt() -> io::Result<[u8; 32]> {
@@ -90,14 +96,24 @@ impl<F: FileLayer> ActiveSegment<F> {
         Ok(())
     }
 
-    /// Appends the seal footer and syncs. The segment is never written again;
-    /// reads switch to a memory map.
-    pub fn seal(&mut self) -> io::Result<()> {
-        let footer = encode_footer(&self.entries, self.next_seq, self.end_offset);
+    /// Appends the seal footer (version 2: with the key-sorted run and the
+    /// store's `counters` as of this seal) and syncs. The segment is never
+    /// written again; reads switch to a memory map. Returns the sealed run
+    /// for the index.
+    pub fn seal(&mut self, counters: &Counters) -> io::Result<SealedRun> {
+        let run = sorted_run(&self.entries);
+        let (footer, offset) = encode_sorted_footer(
+            &self.entries,
+            &run,
+            counters,
+            self.next_seq,
+            self.end_offset,
+        );
         let file = self.segment.file();
         file.write_all_at(&footer, self.end_offset)?;
         file.sync_data()?;
         self.end_offset += footer.len() as u64;
-        self.segment.mark_sealed()
+        self.segment.mark_sealed()?;
+        Ok(SealedRun { offset, run })
     }
 }

@@ -101,24 +101,7 @@ impl Ctx {
         let runtime = Runtime::open(opts)
             .await
             .with_context(|| format!("opening {}", self.data_dir.display()))?;
-        for (segment, offset, bytes) in &runtime.recovery_report().truncated {
-            eprintln!(
-                "booster: recovery cut a torn tail in {}: segment {segment} at offset {offset}, {bytes} bytes of a write that was never acknowledged",
-                self.data_dir.display()
-            );
-        }
-        for d in &runtime.recovery_report().damaged {
-            eprintln!(
-                "booster: {} opened without a damaged range of segment {} (offsets {}..{}): {}; {} slice(s) lost{}; `booster verify` names it",
-                self.data_dir.display(),
-                d.segment_id,
-                d.offset,
-                d.end,
-                d.what,
-                d.slices.len(),
-                if d.meta_lost { ", meta records lost" } else { "" }
-            );
-        }
+        report_recovery(&self.data_dir, &runtime);
         kinds::register_builtin(&runtime);
         Ok(runtime)
     }
@@ -128,6 +111,29 @@ impl Ctx {
         if !self.quiet && !self.json {
             println!("{}", text.as_ref());
         }
+    }
+}
+
+/// What recovery cut or opened without, on stderr, for every command and
+/// `serve` alike (G7: corruption is found, never hidden).
+pub fn report_recovery(data_dir: &Path, runtime: &Runtime) {
+    for (segment, offset, bytes) in &runtime.recovery_report().truncated {
+        eprintln!(
+            "booster: recovery cut a torn tail in {}: segment {segment} at offset {offset}, {bytes} bytes of a write that was never acknowledged",
+            data_dir.display()
+        );
+    }
+    for d in &runtime.recovery_report().damaged {
+        eprintln!(
+            "booster: {} opened without a damaged range of segment {} (offsets {}..{}): {}; {} slice(s) lost{}; `booster verify` names it",
+            data_dir.display(),
+            d.segment_id,
+            d.offset,
+            d.end,
+            d.what,
+            d.slices.len(),
+            if d.meta_lost { ", meta records lost" } else { "" }
+        );
     }
 }
 

@@ -247,7 +247,9 @@ pub async fn run(
     check_exposure(&serve_options)?;
     let mut serve_options = serve_options;
     serve_options.limits = serve_options.limits.fit_to_descriptor_limit();
+    let data_dir = runtime_options.data_dir.clone();
     let runtime = Runtime::open(runtime_options).await?;
+    crate::commands::report_recovery(&data_dir, &runtime);
     let allowed = crate::kinds::ExecPolicy::Only(serve_options.exec_allow.clone().into());
     crate::kinds::register_builtin_with(&runtime, allowed);
     let server = start(runtime.clone(), &serve_options).await?;

@@ -1,0 +1,225 @@
+//! A sealed segment's key-sorted run, read from disk on demand: in RAM only
+//! the first key of each block (the fences) and the last key. A lookup
+//! reads one block (128 entries of 56 bytes) through the segment's map and
+//! releases its pages afterwards, so RSS does not grow with the keys.
+
+use std::sync::Arc;
+
+use crate::fs::FileLayer;
+use crate::index::FrameLoc;
+use crate::segment::footer::{decode_entry, FooterEntry, FOOTER_ENTRY_LEN};
+use crate::segment::reader::Segment;
+use crate::{SliceKey, StoreError};
+
+/// Entries per block: one read of 7 KiB per lookup, and one fence (24
+/// bytes of RAM) per 128 keys.
+pub(crate) const BLOCK_ENTRIES: usize = 128;
+
+pub(crate) struct SortedRun<F: FileLayer> {
+    segment: Arc<Segment<F>>,
+    /// Segment offset of the first sorted entry.
+    offset: u64,
+    count: u64,
+    /// The first key of every block.
+    fences: Vec<SliceKey>,
+    last: SliceKey,
+}
+
+/// The key of a raw entry (offset ++ header bytes 0..48) without decoding it.
+fn key_at(raw: &[u8]) -> SliceKey {
+    let u64_at = |i: usize| u64::from_le_bytes(raw[i..i + 8].try_into().expect("8 bytes"));
+    SliceKey {
+        owner: u64_at(24),
+        stream: u32::from_le_bytes(raw[32..36].try_into().expect("4 bytes")),
+        seq: u64_at(36),
+    }
+}
+
+impl<F: FileLayer> SortedRun<F> {
+    /// The run of `entries` (ascending by key, checked by the footer
+    /// decoder or built by the seal), stored at `offset` in `segment`.
+    /// None when the segment holds no slice.
+    pub fn new(
+        segment: Arc<Segment<F>>,
+        offset: u64,
+        entries: &[FooterEntry],
+    ) -> Option<SortedRun<F>> {
+        let last = entries.last()?.header.key;
+        let fences = entries
+            .chunks(BLOCK_ENTRIES)
+            .map(|block| block[0].header.key)
+            .collect();
+        Some(SortedRun {
+            segment,
+            offset,
+            count: entries.len() as u64,
+            fences,
+            last,
+        })
+    }
+
+    pub fn first(&self) -> SliceKey {
+        self.fences[0]
+    }
+
+    pub fn last(&self) -> SliceKey {
+        self.last
+    }
+
+    pub fn blocks(&self) -> usize {
+        self.fences.len()
+    }
+
+    /// The block that would hold `key` (the last whose fence is <= key).
+    pub fn block_of(&self, key: &SliceKey) -> usize {
+        self.fences.partition_point(|f| f <= key).saturating_sub(1)
+    }
+
+    fn corrupt(&self, at: u64, what: String) -> StoreError {
+        StoreError::Corrupt {
+            segment_id: self.segment.id,
+            path: self.segment.path.clone(),
+            offset: at,
+            what,
+        }
+    }
+
+    /// Runs `f` over the raw bytes of block `b`, then releases its pages.
+    fn with_block<T>(
+        &self,
+        b: usize,
+        f: impl FnOnce(&[u8]) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let first = (b * BLOCK_ENTRIES) as u64;
+        let n = (self.count - first).min(BLOCK_ENTRIES as u64);
+        let at = self.offset + first * FOOTER_ENTRY_LEN as u64;
+        let len = n * FOOTER_ENTRY_LEN as u64;
+        let bytes = self
+            .segment
+            .read(at, len)
+            .map_err(|e| self.corrupt(at, format!("index block unreadable: {e}")))?;
+        let out = f(&bytes);
+        drop(bytes);
+        self.segment.release(at, len);
+        out
+    }
+
+    fn loc(&self, e: FooterEntry) -> FrameLoc {
+        FrameLoc {
+            segment_id: self.segment.id,
+            offset: e.offset,
+            header: e.header,
+        }
+    }
+
+    /// The newest frame of `key` in this segment (a tombstone included).
+    pub fn lookup(&self, key: &SliceKey) -> Result<Option<FrameLoc>, StoreError> {
+        if *key < self.first() || *key > self.last {
+            return Ok(None);
+        }
+        let b = self.block_of(key);
+        self.with_block(b, |bytes| {
+            let entries: Vec<&[u8]> = bytes.chunks_exact(FOOTER_ENTRY_LEN).collect();
+            let Ok(i) = entries.binary_search_by(|raw| key_at(raw).cmp(key)) else {
+                return Ok(None);
+            };
+            let e = decode_entry(entries[i]).map_err(|e| self.corrupt(self.offset, e.0))?;
+            Ok(Some(self.loc(e)))
+        })
+    }
+
+    /// Every entry of block `b`, in key order.
+    pub fn block(&self, b: usize) -> Result<Vec<FrameLoc>, StoreError> {
+        self.with_block(b, |bytes| {
+            bytes
+                .chunks_exact(FOOTER_ENTRY_LEN)
+                .map(|raw| {
+                    decode_entry(raw)
+                        .map(|e| self.loc(e))
+                        .map_err(|e| self.corrupt(self.offset, e.0))
+                })
+                .collect()
+        })
+    }
+}
+
+/// The entries of one run with keys in `lo..=hi`, ascending or (`rev`)
+/// descending, read a block at a time.
+pub(crate) struct RunIter<'a, F: FileLayer> {
+    run: &'a SortedRun<F>,
+    lo: SliceKey,
+    hi: SliceKey,
+    rev: bool,
+    /// The next block to read; None when done.
+    next_block: Option<usize>,
+    buffer: std::vec::IntoIter<FrameLoc>,
+    done: bool,
+}
+
+impl<'a, F: FileLayer> RunIter<'a, F> {
+    pub fn new(run: &'a SortedRun<F>, lo: SliceKey, hi: SliceKey, rev: bool) -> RunIter<'a, F> {
+        let overlaps = lo <= run.last() && hi >= run.first() && lo <= hi;
+        let start = if rev {
+            run.block_of(&hi)
+        } else {
+            run.block_of(&lo)
+        };
+        RunIter {
+            run,
+            lo,
+            hi,
+            rev,
+            next_block: overlaps.then_some(start),
+            buffer: Vec::new().into_iter(),
+            done: !overlaps,
+        }
+    }
+
+    fn refill(&mut self) -> Result<bool, StoreError> {
+        let Some(b) = self.next_block else {
+            return Ok(false);
+        };
+        let mut block = self.run.block(b)?;
+        if self.rev {
+            block.reverse();
+            self.next_block = b.checked_sub(1);
+        } else {
+            self.next_block = (b + 1 < self.run.blocks()).then_some(b + 1);
+        }
+        self.buffer = block.into_iter();
+        Ok(true)
+    }
+}
+
+impl<F: FileLayer> Iterator for RunIter<'_, F> {
+    type Item = Result<FrameLoc, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            let Some(loc) = self.buffer.next() else {
+                match self.refill() {
+                    Ok(true) => continue,
+                    Ok(false) => break,
+                    Err(e) => {
+                        self.done = true;
+                        return Some(Err(e));
+                    }
+                }
+            };
+            let key = loc.header.key;
+            let (before, after) = if self.rev {
+                (key > self.hi, key < self.lo)
+            } else {
+                (key < self.lo, key > self.hi)
+            };
+            if after {
+                break;
+            }
+            if !before {
+                return Some(Ok(loc));
+            }
+        }
+        self.done = true;
+        None
+    }
+}
