@@ -2,17 +2,16 @@
 //! `booster-peers` binary of `bench/peers` (its own crate and workspace, so
 //! the main build never compiles apalis, graphile_worker or sqlx): apalis
 //! on SQLite (a file in the scratch directory) and on PostgreSQL, and
-//! graphile_worker on PostgreSQL. The harness builds that binary on first
-//! use (`cargo build --release` into `target/peers`) and starts PostgreSQL
+//! graphile_worker on PostgreSQL. That binary is built apart, once
+//! (`build_command`, into `target/peers`); the harness starts PostgreSQL
 //! itself (`services::PostgresServer`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use crate::services::{wait_bounded, PostgresServer};
+use crate::services::PostgresServer;
 
 /// The peers, as (metric name, `booster-peers` argument, backend).
 pub const PEERS: &[(&str, &str, Backend)] = &[
@@ -50,32 +49,35 @@ fn target_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/peers")
 }
 
-/// The `booster-peers` binary, built first if it is not there.
+/// The command that builds the `booster-peers` binary (minutes, once).
+pub fn build_command() -> String {
+    format!(
+        "cargo build --release --manifest-path {} --target-dir {}",
+        manifest().display(),
+        target_dir().display()
+    )
+}
+
+/// The `booster-peers` binary. The harness does not build it in the middle
+/// of a timed run (it takes many minutes on a small machine and would load
+/// the CPUs the other figures share): a missing binary is an error naming
+/// the command that builds it.
 pub fn binary() -> anyhow::Result<PathBuf> {
     let bin = target_dir().join("release/booster-peers");
     if bin.is_file() {
         return Ok(bin);
     }
-    eprintln!("peers: building bench/peers (apalis, graphile_worker); this takes minutes once");
-    let mut child = Command::new("cargo")
-        .args(["build", "--release", "--quiet", "--manifest-path"])
-        .arg(manifest())
-        .arg("--target-dir")
-        .arg(target_dir())
-        .stdout(Stdio::null())
-        .spawn()
-        .context("running cargo to build bench/peers")?;
-    if !wait_bounded(&mut child, Duration::from_secs(3600)) {
-        let _ = child.kill();
-        let _ = child.wait();
-        bail!("building bench/peers took over an hour");
+    if !manifest().is_file() {
+        bail!(
+            "{} is missing: the Rust peers' crate is not in this checkout",
+            manifest().display()
+        );
     }
-    anyhow::ensure!(
-        bin.is_file(),
-        "cargo build of bench/peers did not produce {}",
-        bin.display()
-    );
-    Ok(bin)
+    bail!(
+        "{} is not built; build it first with `{}`",
+        bin.display(),
+        build_command()
+    )
 }
 
 /// One burn-down of `peer` (its `booster-peers` argument); jobs/s.

@@ -100,7 +100,7 @@ fn spin_rounds(
         sidekiq_rates.push(n as f64 / run.drain_s);
         if let Some(rust) = rust {
             for (i, _) in PEERS.iter().enumerate() {
-                by_peer[i].push(rust.burn_down(i, 1000 + round, n, SPIN_US)?);
+                rust.note(&mut by_peer[i], rust.burn_down(i, 1000 + round, n, SPIN_US));
             }
         }
     }
@@ -251,7 +251,7 @@ fn compare_rounds(
         if let Some(rust) = rust {
             for (i, (name, _, _)) in PEERS.iter().enumerate() {
                 eprintln!("peers: round {}: {name}, {n} jobs", round + 1);
-                by_peer[i].push(rust.burn_down(i, round, n, 0)?);
+                rust.note(&mut by_peer[i], rust.burn_down(i, round, n, 0));
             }
         }
     }
@@ -340,6 +340,15 @@ impl RustPeers {
         rust_peers::burn_down(&self.bin, arg, &target, n, spin_us).context(name)
     }
 
+    /// Keeps a peer's figure; a peer that failed is named and left out (the
+    /// rounds of the others, and of Sidekiq, go on).
+    fn note(&self, series: &mut Vec<f64>, run: anyhow::Result<f64>) {
+        match run {
+            Ok(rate) => series.push(rate),
+            Err(e) => eprintln!("peers: {e:#}; left out of this round"),
+        }
+    }
+
     fn stop(self) {
         self.postgres.stop();
     }
@@ -360,7 +369,13 @@ impl RustPeers {
             "peers": "apalis 1.0 (apalis-sqlite, apalis-postgres), graphile_worker 0.13",
         });
         let mut out = Vec::new();
+        // A peer that failed in any round is left out of the comparison.
+        let complete = |i: usize| by_peer[i].len() == booster.len();
         for (i, (name, _, backend)) in PEERS.iter().enumerate() {
+            if !complete(i) {
+                eprintln!("peers: {name} did not finish every round; no figure");
+                continue;
+            }
             out.push(
                 Measurement::new(
                     "peers",
@@ -378,15 +393,23 @@ impl RustPeers {
                 PEERS
                     .iter()
                     .enumerate()
-                    .filter(|(_, (_, _, b))| *b == Backend::Postgres)
+                    .filter(|(i, (_, _, b))| *b == Backend::Postgres && complete(*i))
                     .filter_map(|(i, _)| by_peer[i].get(round).copied())
                     .fold(0.0, f64::max)
             })
             .collect();
-        out.push(
-            compare::ratio("peers", "booster_vs_best_rust_peer", booster, &best, params)
+        if best.iter().all(|b| *b > 0.0) {
+            out.push(
+                compare::ratio(
+                    "peers",
+                    &format!("booster_vs_best_rust_peer{suffix}"),
+                    booster,
+                    &best,
+                    params,
+                )
                 .durability("durable on both sides (fdatasync / postgresql commit)"),
-        );
+            );
+        }
         out
     }
 }
