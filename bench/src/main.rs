@@ -21,10 +21,16 @@ enum Scenario {
     Scaling,
     Recovery,
     Peers,
+    /// Jobs at scale: `--jobs N` no-op jobs through enqueue and completion,
+    /// finished jobs retained; RSS, reopen after SIGKILL, a page of 100.
+    Soak,
     All,
     /// Internal: the process `recovery` kills.
     #[value(hide = true)]
     RecoveryChild,
+    /// Internal: the process `soak` kills.
+    #[value(hide = true)]
+    SoakChild,
 }
 
 impl Scenario {
@@ -40,6 +46,8 @@ impl Scenario {
             Scenario::Peers => "peers",
             Scenario::All => "all",
             Scenario::RecoveryChild => "recovery-child",
+            Scenario::Soak => "soak",
+            Scenario::SoakChild => "soak-child",
         }
     }
 }
@@ -205,6 +213,8 @@ fn run_here(scenario: Scenario, ctx: &Ctx) -> anyhow::Result<Vec<Measurement>> {
         Scenario::Recovery => scenarios::recovery::run(ctx),
         Scenario::Peers => scenarios::peers::run(ctx),
         Scenario::RecoveryChild => scenarios::recovery::child(ctx),
+        Scenario::Soak => scenarios::soak::run(ctx),
+        Scenario::SoakChild => scenarios::soak::child(ctx),
         Scenario::All => anyhow::bail!("`all` runs each scenario in its own child"),
     }
 }

@@ -135,7 +135,7 @@ async fn sliced(n: usize) -> Result<(), RuntimeError> {
         "  commit latency us (pct, value): {:?}",
         rt.metrics().commit_latency_us
     );
-    let s = rt.store_stats();
+    let s = rt.store_stats().expect("store stats");
     println!(
         "  store: {} segments, raw {} B, stored {} B",
         s.segments, s.raw_bytes, s.stored_bytes

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use crate::clock::now_ms;
 use crate::meta::Meta;
 use crate::state::Book;
 use crate::table::{merge_error_groups, Body, Job, SliceEntry, SliceState, UploadState};
@@ -81,14 +80,14 @@ pub(crate) fn apply_sliced(
         Meta::UploadComplete { .. } => {
             s.upload = UploadState::Complete;
             book.emit(job, "upload_complete");
-            settle(book, job, now_ms());
+            settle(book, job, book.log_ms);
         }
         Meta::UploadFailed { reason, .. } => {
             s.upload = UploadState::Failed;
             if !job.is_terminal() {
                 job.failure_reason = Some(reason.clone());
                 book.revoke_leases(job);
-                book.set_state(job, JobState::Failed, now_ms());
+                book.set_state(job, JobState::Failed, book.log_ms);
             }
             return Ok(());
         }
@@ -103,6 +102,7 @@ pub(crate) fn apply_sliced(
             errors,
             error_groups,
             at_ms,
+            written,
             ..
         } => {
             let Some(e) = s.slices.get_mut(slice) else {
@@ -128,6 +128,9 @@ pub(crate) fn apply_sliced(
             add(&mut s.slices_done, 1, id, "slices_done")?;
             let out = u64::from(e.records.saturating_sub(*errors));
             add(&mut s.records_out, out, id, "records_out")?;
+            if let Some(total) = s.records_written.as_mut() {
+                add(total, written.unwrap_or(out), id, "records_written")?;
+            }
             add(
                 &mut s.records_errors,
                 u64::from(*errors),

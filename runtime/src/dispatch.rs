@@ -21,6 +21,27 @@ pub struct Task {
     pub work: TaskWork,
 }
 
+impl Task {
+    /// The work this task names, as its commit claims it (`begin_commit`).
+    pub fn claim(&self) -> LeaseWork {
+        match &self.work {
+            TaskWork::Simple(items) => LeaseWork::Simple(items.iter().map(|i| i.job).collect()),
+            TaskWork::Slice(item) => item.claim(),
+            TaskWork::Before(item) => LeaseWork::Before { job: item.job },
+            TaskWork::After(item) => LeaseWork::After { job: item.job },
+        }
+    }
+}
+
+impl SliceItem {
+    pub fn claim(&self) -> LeaseWork {
+        LeaseWork::Slice {
+            job: self.job,
+            slice: self.slice,
+        }
+    }
+}
+
 pub enum TaskWork {
     Simple(Vec<SimpleItem>),
     Slice(SliceItem),
@@ -107,6 +128,11 @@ impl State {
         let progress_ms = Arc::new(AtomicU64::new(now_ms));
         let epoch = self.book.next_epoch;
         self.book.next_epoch += 1;
+        debug_assert_ne!(
+            self.book.next_epoch & ((1 << crate::state::EPOCH_COUNTER_BITS) - 1),
+            0,
+            "2^44 leases in one open: the next would carry the next generation"
+        );
         let (work, task) = if matches!(self.jobs[&id].body, Body::Simple(_)) {
             let items = self.lease_simple_batch(id, now_ms);
             let ids = items.iter().map(|i| i.job).collect();
@@ -241,11 +267,22 @@ impl State {
         out
     }
 
-    /// A worker is about to commit lease `epoch`. None: the lease expired or
-    /// was revoked, and the commit must be dropped (fenced). Some: the lease
-    /// can no longer expire; it ends when the commit is durable (`release`).
-    pub fn begin_commit(&mut self, epoch: u64) -> Option<LeaseWork> {
-        let Some(work) = self.hold_for_commit(epoch) else {
+    /// A worker is about to commit lease `epoch` for `claim`, the work it
+    /// was given. None: the lease expired or was revoked, or it holds other
+    /// work (a lease is matched by epoch and work together, never by epoch
+    /// alone), and the commit must be dropped (fenced). Some: the lease can
+    /// no longer expire; it ends when the commit is durable (`release`).
+    pub fn begin_commit(&mut self, epoch: u64, claim: &LeaseWork) -> Option<LeaseWork> {
+        let held = self
+            .book
+            .leases
+            .get(&epoch)
+            .map(|l| l.work.claimed_by(claim));
+        let Some(work) = held
+            .unwrap_or(false)
+            .then(|| self.hold_for_commit(epoch))
+            .flatten()
+        else {
             self.book.metrics.commits_fenced += 1;
             return None;
         };
@@ -495,6 +532,29 @@ impl State {
                 out.replace_workers.push(worker);
             }
         }
+        self.release_scheduled(now_ms);
+        // Expiring a job is a write: a read-only process leaves it to the next
+        // process that runs work.
+        while let Some(&(at, id)) = self.book.expiring.first() {
+            if at > now_ms || !self.book.runs_workers {
+                break;
+            }
+            self.book.expiring.pop_first();
+            if let Some(job) = self.jobs.get(&id) {
+                if matches!(job.state, JobState::Queued | JobState::Scheduled)
+                    && job.started_ms.is_none()
+                {
+                    out.expire.push(id);
+                }
+            }
+        }
+        out
+    }
+
+    /// Scheduled jobs whose `run_at` has come are queued (or running
+    /// again): a timer's work, also done once after replay, so a job whose
+    /// time came while no process ran is never listed as scheduled.
+    pub fn release_scheduled(&mut self, now_ms: u64) {
         while let Some(&(at, id)) = self.book.scheduled.first() {
             if at > now_ms {
                 break;
@@ -512,22 +572,6 @@ impl State {
                 }
             }
         }
-        // Expiring a job is a write: a read-only process leaves it to the next
-        // process that runs work.
-        while let Some(&(at, id)) = self.book.expiring.first() {
-            if at > now_ms || !self.book.runs_workers {
-                break;
-            }
-            self.book.expiring.pop_first();
-            if let Some(job) = self.jobs.get(&id) {
-                if matches!(job.state, JobState::Queued | JobState::Scheduled)
-                    && job.started_ms.is_none()
-                {
-                    out.expire.push(id);
-                }
-            }
-        }
-        out
     }
 
     /// Nothing is leased or leasable for a registered kind.

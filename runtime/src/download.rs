@@ -1,5 +1,8 @@
 //! Downloads: one category of a job's records in input order, read slice by
-//! slice (never the whole job in memory).
+//! slice (never the whole job in memory). `errors` also holds the records
+//! of each failed slice (its input, each with its number, line and the
+//! slice's failure), so records in = processed + errors in what a user
+//! downloads, with or without `collect_errors`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -10,14 +13,79 @@ use crate::shared::Shared;
 use crate::slice_store::SliceStore;
 
 use crate::meta::{STREAM_ERRORS, STREAM_INPUT, STREAM_MAIN, STREAM_REJECTS};
-use crate::{Category, JobId, RuntimeError};
+use crate::table::{SliceEntry, SliceState};
+use crate::worker::error_record;
+use crate::{Category, JobId, RecordErrorSample, RuntimeError};
 
 /// Records of one category in input order, streamed slice by slice.
 pub struct Download {
     store: Arc<dyn SliceStore>,
     shared: Arc<Shared>,
-    keys: VecDeque<SliceKey>,
+    keys: VecDeque<Part>,
     current: std::vec::IntoIter<Vec<u8>>,
+}
+
+/// One slice's worth of a download.
+enum Part {
+    /// A stored slice, read as it is.
+    Stored(SliceKey),
+    /// A failed slice: its input records, each turned into an error entry.
+    Failed(FailedSlice),
+}
+
+struct FailedSlice {
+    key: SliceKey,
+    message: String,
+    entry: SliceEntry,
+}
+
+impl FailedSlice {
+    fn entries(&self, records: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+        let e = &self.entry;
+        records
+            .iter()
+            .enumerate()
+            .map(|(i, raw)| {
+                let sample = RecordErrorSample {
+                    slice: self.key.seq,
+                    record_number: match &e.numbers {
+                        Some(n) => n.get(i).copied().unwrap_or_default(),
+                        None => e.first_record.saturating_add(i as u64),
+                    },
+                    line: match &e.lines {
+                        Some(lines) => lines.get(i).copied(),
+                        None => e.line_first.map(|l| l.saturating_add(i as u64)),
+                    },
+                    record: String::new(),
+                    message: format!("slice {} failed: {}", self.key.seq, self.message),
+                };
+                error_record(&sample, raw)
+            })
+            .collect()
+    }
+}
+
+/// The failed slices of `job`, with what their error entries need.
+fn failed_slices(shared: &Shared, job: JobId) -> Vec<FailedSlice> {
+    let st = shared.state.lock();
+    let Some(s) = st.jobs.get(&job).and_then(|j| j.sliced()) else {
+        return Vec::new();
+    };
+    s.failures
+        .iter()
+        .filter_map(|(seq, (message, _))| {
+            let entry = s.slices.get(seq)?;
+            (entry.state == SliceState::Failed).then(|| FailedSlice {
+                key: SliceKey {
+                    owner: job,
+                    stream: STREAM_INPUT,
+                    seq: *seq,
+                },
+                message: message.clone(),
+                entry: entry.clone(),
+            })
+        })
+        .collect()
 }
 
 impl Download {
@@ -27,15 +95,27 @@ impl Download {
         job: JobId,
         category: Category,
     ) -> Download {
-        let list = |stream| store.slices(job, stream).into_iter().map(|i| i.key);
-        let mut keys: Vec<SliceKey> = match category {
+        let list = |stream| {
+            store
+                .slices(job, stream)
+                .into_iter()
+                .map(|i| Part::Stored(i.key))
+        };
+        let mut keys: Vec<Part> = match category {
             Category::Input => list(STREAM_INPUT).collect(),
             Category::Main => list(STREAM_MAIN).collect(),
             // Per input slice: records the uploader rejected, then records
-            // the handler failed; both in input order.
-            Category::Errors => list(STREAM_REJECTS).chain(list(STREAM_ERRORS)).collect(),
+            // the handler failed (or, for a failed slice, all its records);
+            // all in input order.
+            Category::Errors => list(STREAM_REJECTS)
+                .chain(list(STREAM_ERRORS))
+                .chain(failed_slices(&shared, job).into_iter().map(Part::Failed))
+                .collect(),
         };
-        keys.sort_by_key(|k| (k.seq, if k.stream == STREAM_REJECTS { 0 } else { 1 }));
+        keys.sort_by_key(|part| match part {
+            Part::Stored(k) => (k.seq, u8::from(k.stream != STREAM_REJECTS)),
+            Part::Failed(f) => (f.key.seq, 2),
+        });
         Download {
             store,
             shared,
@@ -57,9 +137,19 @@ impl Iterator for Download {
             if let Some(r) = self.current.next() {
                 return Some(Ok(r));
             }
-            let key = self.keys.pop_front()?;
+            let part = self.keys.pop_front()?;
+            let key = match &part {
+                Part::Stored(key) => *key,
+                Part::Failed(f) => f.key,
+            };
             match self.store.read_slice(&key) {
-                Ok(Some(records)) => self.current = records.into_iter(),
+                Ok(Some(records)) => {
+                    self.current = match &part {
+                        Part::Stored(_) => records,
+                        Part::Failed(f) => f.entries(records),
+                    }
+                    .into_iter()
+                }
                 Ok(None) => continue,
                 Err(e) => {
                     self.shared.note_damage(key, &e);

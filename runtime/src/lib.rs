@@ -42,7 +42,10 @@ pub mod bench_support;
 mod clock;
 mod dispatch;
 mod download;
+#[cfg(test)]
+mod epoch_tests;
 mod handler;
+mod job_state;
 mod meta;
 mod metrics;
 mod ready;
@@ -62,6 +65,7 @@ mod worker;
 
 pub use download::Download;
 pub use handler::{heartbeat, lease_ended};
+pub use job_state::{JobState, UnknownState};
 pub use upload::Uploader;
 
 pub use booster_store::{MasterKey, StoreStats, VerifyReport};
@@ -114,18 +118,6 @@ impl RuntimeOptions {
             start_workers: true,
         }
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JobState {
-    Scheduled,
-    Queued,
-    Running,
-    Paused,
-    Completed,
-    Failed,
-    Aborted,
 }
 
 /// Input is category `main` of the input; output has `main` and `errors`.
@@ -247,8 +239,10 @@ pub struct ErrorGroup {
 }
 
 /// Counts reconcile once a job is done:
-/// records_in = records_out + records_failed, where
+/// records_in = records_processed + records_failed, where
 /// records_failed = records_errors + records_in_failed_slices.
+/// `records_out` is what the handlers wrote, which a filter or a splitter
+/// makes differ from `records_processed`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct JobStatus {
     pub id: JobId,
@@ -269,8 +263,11 @@ pub struct JobStatus {
     pub slices_done: u64,
     pub slices_failed: u64,
     pub records_in: u64,
-    /// Input records processed successfully.
+    /// Records the handlers wrote to the output (`main`).
     pub records_out: u64,
+    /// Input records processed successfully.
+    #[serde(default)]
+    pub records_processed: u64,
     pub records_errors: u64,
     pub records_in_failed_slices: u64,
     pub records_failed: u64,

@@ -17,7 +17,7 @@ use crate::meta::{self, Control, Meta};
 use crate::shared::{write, write_one, Handler, Limits, Shared};
 use crate::slice_store::SliceStore;
 use crate::snapshot::Snapshot;
-use crate::state::{Book, HandlerShape, State, ALL_STATES};
+use crate::state::{Book, HandlerShape, State};
 use crate::status::{build_status, filter_matches, status_of};
 use crate::table::{Body, UploadState};
 use crate::upload::{start_pool, UploadSlice, Uploader};
@@ -186,6 +186,7 @@ impl Runtime {
                         )));
                     }
                 }
+                state.release_scheduled(now_ms());
                 state.book.live = true;
                 Ok((store, state, report))
             })
@@ -204,11 +205,28 @@ impl Runtime {
             })
             .map(|j| j.id)
             .collect();
+        let generation = state.book.generation + 1;
+        if opts.start_workers && generation > crate::state::MAX_GENERATION {
+            return Err(RuntimeError::Invalid(format!(
+                "this data directory was opened by {} processes that run work, the most lease epochs can tell apart; copy its jobs to a new one",
+                crate::state::MAX_GENERATION
+            )));
+        }
         let shared = Arc::new(Shared::new(state, limits));
         let store: Arc<dyn SliceStore> = Arc::new(store);
+        // Durable before the first lease: every epoch this process hands
+        // out carries the generation, so none repeats one of an earlier open.
+        if opts.start_workers {
+            let m = Meta::Opened {
+                generation,
+                at_ms: now_ms(),
+            };
+            write_one(&shared, &store, m).await?;
+        }
         for job in interrupted {
             let reason = "upload interrupted: the process stopped before the upload finished; submit the job again".to_string();
-            write_one(&shared, &store, Meta::UploadFailed { job, reason }).await?;
+            let at_ms = Some(now_ms());
+            write_one(&shared, &store, Meta::UploadFailed { job, reason, at_ms }).await?;
         }
         let upload_threads = std::thread::available_parallelism()
             .map(|n| n.get())
@@ -265,6 +283,20 @@ impl Runtime {
             st.reconsider(&kind);
         }
         self.shared().changed();
+    }
+
+    /// The kinds a handler is registered for in this process, sorted: what
+    /// a submitter that runs the work here may ask for.
+    pub fn kinds(&self) -> Vec<String> {
+        let mut kinds: Vec<String> = self
+            .shared()
+            .handlers
+            .read()
+            .keys()
+            .map(|k| k.to_string())
+            .collect();
+        kinds.sort();
+        kinds
     }
 
     pub fn register_sliced(&self, kind: &str, handler: Arc<dyn RecordHandler>) {
@@ -594,15 +626,18 @@ impl Runtime {
     pub fn metrics(&self) -> Metrics {
         let st = self.shared().state.lock();
         let mut m = st.book.metrics.snapshot();
-        m.jobs_by_state = ALL_STATES
+        m.jobs_by_state = crate::JobState::ALL
             .iter()
-            .map(|s| (*s, st.book.by_state[crate::state::state_index(*s)]))
+            .map(|s| (*s, st.book.by_state[s.index()]))
             .collect();
         m
     }
 
-    pub fn store_stats(&self) -> StoreStats {
-        self.inner.store.stats()
+    /// The store's counts, with the slices of destroyed jobs counted as
+    /// dead bytes (the store cannot know a destroy): what `compact` reclaims.
+    pub fn store_stats(&self) -> Result<StoreStats, RuntimeError> {
+        let plan = Snapshot::take(&self.shared().state.lock());
+        Ok(self.inner.store.stats_with(&plan)?)
     }
 
     pub fn verify(&self) -> VerifyReport {

@@ -30,7 +30,7 @@ pub trait SliceStore: Send + Sync + 'static {
     ) -> Vec<SliceInfo>;
     fn compact(&self, plan: &dyn CompactionPlan) -> Result<CompactionReport, StoreError>;
     fn verify(&self) -> VerifyReport;
-    fn stats(&self) -> StoreStats;
+    fn stats_with(&self, plan: &dyn CompactionPlan) -> Result<StoreStats, StoreError>;
     fn shutdown(&self) -> Result<(), StoreError>;
 }
 
@@ -60,8 +60,8 @@ impl<F: FileLayer> SliceStore for Store<F> {
     fn verify(&self) -> VerifyReport {
         Store::verify(self)
     }
-    fn stats(&self) -> StoreStats {
-        Store::stats(self)
+    fn stats_with(&self, plan: &dyn CompactionPlan) -> Result<StoreStats, StoreError> {
+        Store::stats_with(self, plan)
     }
     fn shutdown(&self) -> Result<(), StoreError> {
         Store::shutdown(self)

@@ -24,6 +24,12 @@ impl Snapshot {
         records.push(meta::encode(&Meta::NextId {
             next: state.book.next_id,
         }));
+        if state.book.generation > 0 {
+            records.push(meta::encode(&Meta::Opened {
+                generation: state.book.generation,
+                at_ms: state.book.log_ms,
+            }));
+        }
         for job in state.jobs.values() {
             records.push(meta::encode(&Meta::Restore {
                 job: Box::new(job.clone()),

@@ -4,8 +4,11 @@
 //! `State::apply` is the only way a durable fact enters the table. It runs
 //! after the meta record is durable (live, on the store's commit thread, in
 //! commit order) and during replay on open, so both paths give the same
-//! table. It must stay deterministic: no clock reads that change the outcome
-//! except the Scheduled/Queued choice, which timers settle either way.
+//! table. It must stay deterministic: it never reads the clock. Every record
+//! carries its time (a record written before it did takes `Book::log_ms`,
+//! the latest time logged before it); the Scheduled/Queued choice compares
+//! `run_at` with the record's time, and `release_scheduled` (the timer, and
+//! once after replay) queues a job whose time has come.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::AtomicU64;
@@ -14,7 +17,6 @@ use std::sync::Arc;
 use tokio::sync::{broadcast, oneshot};
 
 use crate::apply_sliced::{apply_sliced, retry, settle};
-use crate::clock::now_ms;
 use crate::meta::{Control, Meta, SimpleOutcome};
 use crate::metrics::MetricsState;
 use crate::ready::ReadyQueue;
@@ -83,6 +85,31 @@ pub struct Lease {
     pub work: LeaseWork,
 }
 
+impl LeaseWork {
+    /// A commit claiming `claim` may end a lease holding `self`: the same
+    /// slice or hook of the same job, or simple jobs all in the claimed
+    /// batch (a revoked job leaves the lease's batch, not the worker's).
+    pub fn claimed_by(&self, claim: &LeaseWork) -> bool {
+        match (self, claim) {
+            (LeaseWork::Simple(held), LeaseWork::Simple(claimed)) => {
+                held.iter().all(|j| claimed.contains(j))
+            }
+            (a, b) => a.same_target(b),
+        }
+    }
+
+    fn same_target(&self, other: &LeaseWork) -> bool {
+        match (self, other) {
+            (LeaseWork::Slice { job, slice }, LeaseWork::Slice { job: j2, slice: s2 }) => {
+                job == j2 && slice == s2
+            }
+            (LeaseWork::Before { job }, LeaseWork::Before { job: j2 })
+            | (LeaseWork::After { job }, LeaseWork::After { job: j2 }) => job == j2,
+            _ => false,
+        }
+    }
+}
+
 impl Lease {
     pub fn touches(&self, job: JobId) -> bool {
         match &self.work {
@@ -108,7 +135,10 @@ pub struct WorkerSlot {
 pub struct Book {
     pub kinds: HashMap<Arc<str>, KindConf>,
     pub leases: HashMap<u64, Lease>,
+    /// This process's lease epochs: `generation << EPOCH_COUNTER_BITS | n`.
     pub next_epoch: u64,
+    /// The latest open generation in the log (`Meta::Opened`).
+    pub generation: u64,
     pub next_id: JobId,
     /// false while replaying: no events, no waiters, no fencing.
     pub live: bool,
@@ -134,7 +164,17 @@ pub struct Book {
     /// Damaged ranges the store opened without (degraded open): shown on
     /// the jobs whose slices they held (`State::damage_of`).
     pub damage: Vec<booster_store::Damage>,
+    /// The latest time a meta record carried (applied so far): the time of
+    /// a record that carries none (written before it was logged), so
+    /// replay never reads the clock.
+    pub log_ms: u64,
 }
+
+/// Bits of a lease epoch that count leases within one open generation:
+/// 2^44 leases per open (half a year at a million leases a second).
+pub const EPOCH_COUNTER_BITS: u32 = 44;
+/// The most open generations a data directory can have (2^20).
+pub const MAX_GENERATION: u64 = (1 << (64 - EPOCH_COUNTER_BITS)) - 1;
 
 pub struct State {
     pub jobs: BTreeMap<JobId, Job>,
@@ -142,34 +182,13 @@ pub struct State {
     pub book: Book,
 }
 
-pub fn state_index(s: JobState) -> usize {
-    match s {
-        JobState::Scheduled => 0,
-        JobState::Queued => 1,
-        JobState::Running => 2,
-        JobState::Paused => 3,
-        JobState::Completed => 4,
-        JobState::Failed => 5,
-        JobState::Aborted => 6,
-    }
-}
-
-pub const ALL_STATES: [JobState; 7] = [
-    JobState::Scheduled,
-    JobState::Queued,
-    JobState::Running,
-    JobState::Paused,
-    JobState::Completed,
-    JobState::Failed,
-    JobState::Aborted,
-];
-
 impl Book {
     pub fn new(workers: usize, lease_timeout_ms: u64, default_slice_size: u32) -> Book {
         Book {
             kinds: HashMap::new(),
             leases: HashMap::new(),
             next_epoch: 1,
+            generation: 0,
             next_id: 1,
             live: false,
             scheduled: BTreeSet::new(),
@@ -188,6 +207,7 @@ impl Book {
             lease_policy: LeasePolicy::default(),
             runs_workers: true,
             damage: Vec::new(),
+            log_ms: 0,
         }
     }
 
@@ -197,8 +217,8 @@ impl Book {
         if old == new {
             return;
         }
-        self.by_state[state_index(old)] -= 1;
-        self.by_state[state_index(new)] += 1;
+        self.by_state[old.index()] -= 1;
+        self.by_state[new.index()] += 1;
         if old == JobState::Running {
             if let Some(n) = self.running_by_kind.get_mut(&job.kind) {
                 *n -= 1;
@@ -222,7 +242,7 @@ impl Book {
     }
 
     fn count_new(&mut self, job: &Job) {
-        self.by_state[state_index(job.state)] += 1;
+        self.by_state[job.state.index()] += 1;
         if job.state == JobState::Running {
             *self.running_by_kind.entry(job.kind.clone()).or_default() += 1;
         }
@@ -241,12 +261,28 @@ impl Book {
     }
 
     fn count_gone(&mut self, job: &Job) {
-        self.by_state[state_index(job.state)] -= 1;
+        self.by_state[job.state.index()] -= 1;
         if job.state == JobState::Running {
             if let Some(n) = self.running_by_kind.get_mut(&job.kind) {
                 *n -= 1;
             }
         }
+    }
+
+    /// Generation `g` was opened: leases from now on carry it in their
+    /// epoch's high bits, so no epoch of an earlier open is ever handed out
+    /// again (a commit from a lease of the previous process is fenced).
+    fn open_generation(&mut self, g: u64) -> Result<(), RuntimeError> {
+        if g > MAX_GENERATION {
+            return Err(RuntimeError::Corrupt(format!(
+                "open generation {g} is past the largest ({MAX_GENERATION})"
+            )));
+        }
+        if g > self.generation {
+            self.generation = g;
+            self.next_epoch = (g << EPOCH_COUNTER_BITS) | 1;
+        }
+        Ok(())
     }
 
     /// The lease policy of `kind`.
@@ -270,7 +306,7 @@ impl Book {
             return;
         }
         let (done, total, out) = match job.sliced() {
-            Some(s) => (s.slices_done, s.slices.len() as u64, s.records_out),
+            Some(s) => (s.slices_done, s.slices.len() as u64, s.written()),
             None => (u64::from(job.is_terminal()), 1, 0),
         };
         let _ = self.events.send(JobEvent {
@@ -375,6 +411,9 @@ impl State {
     /// Applies one durable meta record. Refusals (a transition that became
     /// illegal while its record was being written) change nothing.
     pub fn apply(&mut self, meta: &Meta) -> Result<(), RuntimeError> {
+        if let Some(at_ms) = meta.at_ms() {
+            self.book.log_ms = self.book.log_ms.max(at_ms);
+        }
         match meta {
             Meta::Created {
                 first_id,
@@ -420,6 +459,7 @@ impl State {
                 self.book.next_id = self.book.next_id.max(*next);
                 Ok(())
             }
+            Meta::Opened { generation, .. } => self.book.open_generation(*generation),
             Meta::SimpleDone { at_ms, outcomes } => {
                 for o in outcomes {
                     self.apply_simple_outcome(*at_ms, o);
@@ -454,7 +494,9 @@ impl State {
                 *collect_errors,
             ))),
         };
-        let scheduled = run_at_ms.is_some_and(|t| t > now_ms());
+        // The record's time, not the clock's: replay gives the table the
+        // live process had; the timer releases a job whose time has come.
+        let scheduled = run_at_ms.is_some_and(|t| t > at_ms);
         Job {
             id,
             kind,
@@ -540,7 +582,7 @@ impl State {
         match action {
             Control::Pause => book.set_state(job, JobState::Paused, at_ms),
             Control::Resume => {
-                let next = if job.run_at_ms.is_some_and(|t| t > now_ms()) {
+                let next = if job.run_at_ms.is_some_and(|t| t > at_ms) {
                     JobState::Scheduled
                 } else if job.has_started() {
                     JobState::Running
@@ -588,7 +630,7 @@ impl State {
     fn apply_to_job(&mut self, meta: &Meta) -> Result<(), RuntimeError> {
         let id = match meta {
             Meta::Uploaded { job, .. }
-            | Meta::UploadComplete { job }
+            | Meta::UploadComplete { job, .. }
             | Meta::UploadFailed { job, .. }
             | Meta::BeforeDone { job, .. }
             | Meta::SliceDone { job, .. }

@@ -10,7 +10,7 @@ use crate::status::build_status as status;
 use crate::{JobSpec, JobState, RuntimeError};
 use booster_store::CompactionPlan;
 
-fn state() -> State {
+pub(crate) fn state() -> State {
     let mut st = State::new(Book::new(4, 1000, 100));
     st.book.live = true;
     st
@@ -55,6 +55,7 @@ fn slice_done(job: u64, slice: u64) -> Meta {
         at_ms: 5,
         errors: 0,
         error_groups: Vec::new(),
+        written: None,
     }
 }
 
@@ -80,7 +81,10 @@ fn history() -> Vec<Meta> {
         uploaded(1, 0, 10),
         uploaded(1, 1, 10),
         uploaded(1, 2, 7),
-        Meta::UploadComplete { job: 1 },
+        Meta::UploadComplete {
+            job: 1,
+            at_ms: Some(4),
+        },
         Meta::BeforeDone { job: 1, at_ms: 2 },
         slice_done(1, 0),
         Meta::SliceFailed {
@@ -279,7 +283,7 @@ fn priority_change_takes_effect_at_the_next_lease() {
     assert_eq!(items[0].job, 3);
 }
 
-fn sliced_job_with_slices(st: &mut State, slices: u64, max_workers: Option<u32>) {
+pub(crate) fn sliced_job_with_slices(st: &mut State, slices: u64, max_workers: Option<u32>) {
     register(st, "copy", HandlerShape::Sliced);
     let mut spec = JobSpec::sliced("copy");
     spec.max_workers = max_workers;
@@ -329,9 +333,12 @@ fn expired_lease_requeues_its_slice_and_fences_the_late_commit() {
     assert_eq!(due.replace_workers, vec![0]);
     assert_eq!(st.book.metrics.lease_expiries, 1);
     let again = st.lease(1, 2000).expect("the slice is leasable again");
-    assert!(st.begin_commit(t.epoch).is_none(), "late commit fenced");
+    assert!(
+        st.begin_commit(t.epoch, &t.claim()).is_none(),
+        "late commit fenced"
+    );
     assert_eq!(st.book.metrics.commits_fenced, 1);
-    assert!(st.begin_commit(again.epoch).is_some());
+    assert!(st.begin_commit(again.epoch, &again.claim()).is_some());
 }
 
 #[test]
@@ -351,7 +358,7 @@ fn aborting_a_job_revokes_its_leases() {
     sliced_job_with_slices(&mut st, 2, None);
     let t = st.lease(0, 0).unwrap();
     st.apply(&control(1, Control::Abort)).unwrap();
-    assert!(st.begin_commit(t.epoch).is_none());
+    assert!(st.begin_commit(t.epoch, &t.claim()).is_none());
     assert!(st.lease(0, 0).is_none());
 }
 
@@ -429,4 +436,74 @@ fn a_restored_job_whose_counters_disagree_with_its_slices_is_corruption() {
     let err = st.apply(&slice_done(1, 0)).unwrap_err();
     assert!(matches!(err, RuntimeError::Corrupt(_)), "{err:?}");
     assert!(err.to_string().contains("below 0"), "{err}");
+}
+
+/// A sliced job with one uploaded slice that failed at 3 ms, its upload
+/// still open.
+fn sliced_job_with_a_failed_slice() -> State {
+    let mut st = state();
+    for m in [
+        created(1, vec![JobSpec::sliced("copy")]),
+        uploaded(1, 0, 10),
+        Meta::BeforeDone { job: 1, at_ms: 2 },
+        Meta::SliceFailed {
+            job: 1,
+            slice: 0,
+            at_ms: 3,
+            message: "bad".into(),
+            sample: None,
+        },
+    ] {
+        st.apply(&m).unwrap();
+    }
+    st
+}
+
+#[test]
+fn upload_complete_fails_the_job_at_the_records_time() {
+    let mut st = sliced_job_with_a_failed_slice();
+    let done = Meta::UploadComplete {
+        job: 1,
+        at_ms: Some(7),
+    };
+    st.apply(&done).unwrap();
+    let j = &st.jobs[&1];
+    assert_eq!((j.state, j.completed_ms), (JobState::Failed, Some(7)));
+}
+
+#[test]
+fn upload_failed_finishes_the_job_at_the_records_time() {
+    let mut st = sliced_job_with_a_failed_slice();
+    let failed = Meta::UploadFailed {
+        job: 1,
+        reason: "upload interrupted".into(),
+        at_ms: Some(8),
+    };
+    st.apply(&failed).unwrap();
+    let j = &st.jobs[&1];
+    assert_eq!((j.state, j.completed_ms), (JobState::Failed, Some(8)));
+}
+
+#[test]
+fn old_record_without_a_time_happens_at_the_latest_logged_time() {
+    let mut st = sliced_job_with_a_failed_slice();
+    // As written before records carried their time.
+    let old = meta::decode(br#"J{"t":"upload_failed","job":1,"reason":"upload interrupted"}"#);
+    st.apply(&old.unwrap()).unwrap();
+    assert_eq!(st.jobs[&1].completed_ms, Some(3));
+}
+
+#[test]
+fn job_due_after_its_created_record_is_scheduled_whenever_it_replays() {
+    let mut st = state();
+    let mut spec = JobSpec::simple("noop", serde_json::Value::Null);
+    spec.run_at = Some(std::time::UNIX_EPOCH + std::time::Duration::from_millis(50));
+    st.apply(&created(1, vec![spec])).unwrap();
+    assert_eq!(
+        st.jobs[&1].state,
+        JobState::Scheduled,
+        "run_at 50 ms > created at 1 ms"
+    );
+    st.release_scheduled(50);
+    assert_eq!(st.jobs[&1].state, JobState::Queued);
 }

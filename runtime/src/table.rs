@@ -1,12 +1,11 @@
-//! The job table's rows: what the runtime knows about one job. Everything not
-//! marked `serde(skip)` is durable (it is rebuilt by replaying meta records,
-//! and written whole into compaction snapshots); the skipped fields are live
-//! scheduling marks that a restart resets.
+//! The job table's rows: what the runtime knows about one job. Fields marked
+//! "live" are scheduling marks a restart resets; the rest is durable: rebuilt
+//! by replaying meta records, and written whole into compaction snapshots
+//! through the meta log's own wire types (`meta::wire::Row`), never by
+//! serializing these structs.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-
-use serde::{Deserialize, Serialize};
 
 use crate::{ErrorGroup, JobId, JobState, RecordErrorSample};
 
@@ -18,7 +17,7 @@ pub struct ReadySlot {
     pub running: bool,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 pub struct Job {
     pub id: JobId,
     pub kind: Arc<str>,
@@ -35,48 +34,45 @@ pub struct Job {
     pub failure_reason: Option<String>,
     pub attempts: u32,
     pub body: Body,
-    #[serde(skip)]
+    /// Live: where the job sits in the ready queue.
     pub ready: Option<ReadySlot>,
-    /// When this process accepted the job (for enqueue-to-start latency).
-    #[serde(skip)]
+    /// Live: when this process accepted the job (for enqueue-to-start latency).
     pub accepted: Option<std::time::Instant>,
-    /// This process's handler declined the job (`refuses`): it is not leased.
-    #[serde(skip)]
+    /// Live: this process's handler declined the job (`refuses`): it is not leased.
     pub refused: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 pub enum Body {
     Simple(SimpleBody),
     Sliced(Box<SlicedBody>),
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 pub struct SimpleBody {
     pub args: Arc<serde_json::Value>,
     pub result: Option<serde_json::Value>,
-    #[serde(skip)]
+    /// Live: a lease holds the job.
     pub leased: bool,
     /// Leases on this job that expired (live only; see `LeasePolicy`).
-    #[serde(skip)]
     pub expiries: u32,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UploadState {
     Open,
     Complete,
     Failed,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SliceState {
     Pending,
     Done,
     Failed,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 pub struct SliceEntry {
     pub first_record: u64,
     pub records: u32,
@@ -87,24 +83,25 @@ pub struct SliceEntry {
     /// Input records of this slice that went to `errors` (collect_errors).
     pub errors: u32,
     /// Times a handler panicked outside per-record isolation on this slice (live only).
-    #[serde(skip)]
     pub panics: u32,
     /// Leases on this slice that expired (live only; see `LeasePolicy`).
-    #[serde(skip)]
     pub expiries: u32,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 pub struct SlicedBody {
     pub slice_size: u32,
     pub collect_errors: bool,
     pub upload: UploadState,
     pub before_done: bool,
-    #[serde(with = "pairs")]
     pub slices: BTreeMap<u64, SliceEntry>,
     pub records_in: u64,
     pub records_rejected: u64,
+    /// Input records processed without error.
     pub records_out: u64,
+    /// Records the handler wrote to `main`; None for a job restored from a
+    /// snapshot taken before it was counted (then `records_out`).
+    pub records_written: Option<u64>,
     pub records_errors: u64,
     pub records_in_failed_slices: u64,
     pub slices_done: u64,
@@ -112,25 +109,25 @@ pub struct SlicedBody {
     /// Record errors kept in `errors` (collect_errors and uploader rejects), grouped.
     pub collected_errors: Vec<ErrorGroup>,
     /// Why each failed slice failed.
-    #[serde(with = "pairs")]
     pub failures: BTreeMap<u64, (String, Option<RecordErrorSample>)>,
-    /// Slices waiting for a lease, in input order.
-    #[serde(skip)]
+    /// Live: slices waiting for a lease, in input order.
     pub queued: BTreeSet<u64>,
-    #[serde(skip)]
+    /// Live: slice leases out.
     pub leased_slices: u32,
-    /// A before/after hook lease is out.
-    #[serde(skip)]
+    /// Live: a before/after hook lease is out.
     pub hook_leased: bool,
     /// Hook leases that expired (live only; see `LeasePolicy`).
-    #[serde(skip)]
     pub hook_expiries: u32,
-    /// An `Uploader` of this process is writing into the job.
-    #[serde(skip)]
+    /// Live: an `Uploader` of this process is writing into the job.
     pub uploader_active: bool,
 }
 
 impl SlicedBody {
+    /// Records the handler wrote to `main` (`JobStatus::records_out`).
+    pub fn written(&self) -> u64 {
+        self.records_written.unwrap_or(self.records_out)
+    }
+
     pub fn new(slice_size: u32, collect_errors: bool) -> SlicedBody {
         SlicedBody {
             slice_size,
@@ -141,6 +138,7 @@ impl SlicedBody {
             records_in: 0,
             records_rejected: 0,
             records_out: 0,
+            records_written: Some(0),
             records_errors: 0,
             records_in_failed_slices: 0,
             slices_done: 0,
@@ -220,10 +218,7 @@ impl Job {
     }
 
     pub fn is_terminal(&self) -> bool {
-        matches!(
-            self.state,
-            JobState::Completed | JobState::Failed | JobState::Aborted
-        )
+        self.state.is_finished()
     }
 
     /// Has started processing (decides Running vs Queued on resume/retry).
@@ -259,26 +254,5 @@ impl Job {
             priority: self.priority,
             running: self.state == JobState::Running,
         })
-    }
-}
-
-/// Integer-keyed maps as `[key, value]` pairs: JSON object keys are strings,
-/// which internally tagged enums (`Meta`) cannot read back as integers.
-mod pairs {
-    use std::collections::BTreeMap;
-
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    pub fn serialize<V: Serialize, S: Serializer>(
-        map: &BTreeMap<u64, V>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        s.collect_seq(map.iter())
-    }
-
-    pub fn deserialize<'de, V: Deserialize<'de>, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<BTreeMap<u64, V>, D::Error> {
-        Ok(Vec::<(u64, V)>::deserialize(d)?.into_iter().collect())
     }
 }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use booster_store::{Batch, SliceKey};
 
+use crate::clock::now_ms;
 use crate::slice_store::SliceStore;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
@@ -293,6 +294,7 @@ impl Uploader {
             let m = Meta::UploadFailed {
                 job: self.job,
                 reason,
+                at_ms: Some(now_ms()),
             };
             let _ = write_one(&self.shared, &self.store, m).await;
         }
@@ -308,7 +310,10 @@ impl Uploader {
         write_one(
             &self.shared,
             &self.store,
-            Meta::UploadComplete { job: self.job },
+            Meta::UploadComplete {
+                job: self.job,
+                at_ms: Some(now_ms()),
+            },
         )
         .await?;
         crate::status::status_of(&self.shared, self.job)
@@ -324,6 +329,7 @@ impl Uploader {
             Meta::UploadFailed {
                 job: self.job,
                 reason: format!("upload interrupted: {reason}"),
+                at_ms: Some(now_ms()),
             },
         )
         .await
@@ -345,6 +351,7 @@ impl Drop for Uploader {
             let m = Meta::UploadFailed {
                 job,
                 reason: "upload interrupted: the uploader was dropped before finish".into(),
+                at_ms: Some(now_ms()),
             };
             let _ = write_one(&shared, &store, m).await;
         });

@@ -47,13 +47,13 @@ fn run(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, worker: usize, generat
         let Some(task) = next_task(shared, worker, generation) else {
             return;
         };
-        let epoch = task.epoch;
+        let (epoch, claim) = (task.epoch, task.claim());
         let progress = task.progress_ms.clone();
         set_progress(Some(progress));
         let ran = catch_unwind(AssertUnwindSafe(|| execute(shared, store, task)));
         set_progress(None);
         if let Err(panic) = ran {
-            on_panic(shared, store, epoch, &panic_message(&*panic));
+            on_panic(shared, store, epoch, &claim, &panic_message(&*panic));
             replace_self(shared, store, worker);
             return;
         }
@@ -77,12 +77,18 @@ fn next_task(shared: &Shared, worker: usize, generation: u64) -> Option<Task> {
 }
 
 /// Hands the panicked lease back (or fails its slice after repeated panics).
-fn on_panic(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, epoch: u64, message: &str) {
+fn on_panic(
+    shared: &Arc<Shared>,
+    store: &Arc<dyn SliceStore>,
+    epoch: u64,
+    claim: &LeaseWork,
+    message: &str,
+) {
     let failed = {
         let mut st = shared.state.lock();
         let panics = st.note_panic(epoch);
         if panics >= MAX_SLICE_PANICS {
-            st.begin_commit(epoch)
+            st.begin_commit(epoch, claim)
         } else {
             st.release(epoch);
             None
@@ -190,7 +196,8 @@ fn run_simple(
         if let Some(first) = items.first() {
             st.observe_simple(&first.kind, items.len(), elapsed_us);
         }
-        st.begin_commit(epoch)
+        let claim = LeaseWork::Simple(items.iter().map(|i| i.job).collect());
+        st.begin_commit(epoch, &claim)
     };
     let Some(LeaseWork::Simple(valid)) = valid else {
         return;
@@ -349,9 +356,10 @@ fn run_slice(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, epoch: u64, item
         at_ms: now_ms(),
         errors: record_errors.len() as u32,
         error_groups: groups,
+        written: Some(output.len() as u64),
     };
     let batch = batch.meta(crate::meta::encode(&m));
-    if begin(shared, epoch, started, records.len() as u64) {
+    if begin(shared, epoch, &item, started, records.len() as u64) {
         commit_slice(shared, store, batch, m, epoch, &item);
     }
 }
@@ -434,10 +442,10 @@ fn human_bytes(n: usize) -> String {
 }
 
 /// Marks the lease committing; false when it was fenced.
-fn begin(shared: &Shared, epoch: u64, started: Instant, records: u64) -> bool {
+fn begin(shared: &Shared, epoch: u64, item: &SliceItem, started: Instant, records: u64) -> bool {
     let mut st = shared.state.lock();
     st.book.metrics.record_slice(started.elapsed(), records);
-    st.begin_commit(epoch).is_some()
+    st.begin_commit(epoch, &item.claim()).is_some()
 }
 
 fn fail_slice(
@@ -455,7 +463,7 @@ fn fail_slice(
         message,
         sample,
     };
-    if begin(shared, epoch, Instant::now(), 0) {
+    if begin(shared, epoch, item, Instant::now(), 0) {
         commit_meta(shared, store, m, epoch);
     }
 }
@@ -510,7 +518,12 @@ fn run_hook(
             ),
         },
     };
-    if shared.state.lock().begin_commit(epoch).is_some() {
+    let claim = if before {
+        LeaseWork::Before { job: item.job }
+    } else {
+        LeaseWork::After { job: item.job }
+    };
+    if shared.state.lock().begin_commit(epoch, &claim).is_some() {
         commit_meta(shared, store, m, epoch);
     }
 }

@@ -10,7 +10,7 @@ pub use crate::records::{decode_records, SliceRecords};
 pub use crate::segment::footer::{
     decode_entry, decode_footer, decode_sealed_footer, encode_footer, encode_sorted_footer,
     footer_offset_from_tail, sorted_run, Counters, FooterEntry, SealedFooter, SortedSection,
-    FOOTER_ENTRY_LEN, FOOTER_TAIL_LEN, FOOTER_VERSION_SORTED,
+    FOOTER_ENTRY_LEN, FOOTER_TAIL_LEN, FOOTER_VERSION_SORTED, FOOTER_VERSION_SUMMARY,
 };
 pub use crate::segment::frame::{
     decode_frame, decode_frame_header, decode_frame_header_body, frame_len, frame_payload,
@@ -41,3 +41,6 @@ pub fn segment_paths(dir: &std::path::Path) -> std::io::Result<Vec<std::path::Pa
         .map(|id| dir.join(crate::segment::segment_file_name(id)))
         .collect())
 }
+pub use crate::segment::summary::{
+    decode_summary, read_footer_summary, FooterSummary, MetaEntry, RUN_BLOCK_ENTRIES,
+};

@@ -313,6 +313,13 @@ impl<F: FileLayer> Store<F> {
         self.engine.index.read().stats(segments)
     }
 
+    /// As [`Store::stats`], but the slices `plan` would drop count as dead
+    /// bytes, not live: what [`Store::compact`] with `plan` reclaims.
+    pub fn stats_with(&self, plan: &dyn CompactionPlan) -> Result<StoreStats, StoreError> {
+        let segments = self.engine.segments.read().len();
+        self.engine.index.read().stats_with(segments, plan)
+    }
+
     /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.engine.dir

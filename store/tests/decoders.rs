@@ -2,9 +2,11 @@
 //! encodings go through every public decoder.
 
 use booster_store::format::{
-    decode_footer, decode_frame, decode_frame_header, decode_frame_payload, decode_records,
-    decode_segment_header, encode_footer, read_sealed_entries, scan_segment, CompactionGroup,
-    FooterEntry, FrameHeader, FrameKind, SegmentHeader,
+    decode_entry, decode_footer, decode_frame, decode_frame_header, decode_frame_payload,
+    decode_records, decode_sealed_footer, decode_segment_header, decode_summary, encode_footer,
+    encode_sorted_footer, read_footer_summary, read_sealed_entries, read_sealed_footer,
+    scan_segment, sorted_run, CompactionGroup, Counters, FooterEntry, FrameHeader, FrameKind,
+    SegmentHeader,
 };
 use booster_store::{MasterKey, SliceKey};
 use proptest::prelude::*;
@@ -22,7 +24,7 @@ fn valid_segment_header() -> SegmentHeader {
     }
 }
 
-fn valid_footer() -> Vec<u8> {
+fn valid_entry() -> FooterEntry {
     let header = FrameHeader {
         kind: FrameKind::Slice,
         flags: 1,
@@ -36,14 +38,40 @@ fn valid_footer() -> Vec<u8> {
         raw_len: 10,
         stored_len: 20,
     };
-    encode_footer(
-        &[FooterEntry {
-            offset: 128,
-            header,
-        }],
+    FooterEntry {
+        offset: 128,
+        header,
+    }
+}
+
+fn valid_footer() -> Vec<u8> {
+    let e = valid_entry();
+    encode_footer(&[e], 1, 128 + e.header.frame_len())
+}
+
+/// A segment header, one data frame's worth of bytes and a version-3
+/// footer (sorted run, counters, summary) after it.
+fn valid_v3_segment() -> Vec<u8> {
+    let e = valid_entry();
+    let counters = Counters {
+        frames: 1,
+        slice_frames: 1,
+        frame_bytes: e.header.frame_len(),
+        live_bytes: e.header.frame_len(),
+        ..Counters::default()
+    };
+    let entries = [e];
+    let (footer, _) = encode_sorted_footer(
+        &entries,
+        &sorted_run(&entries),
+        &counters,
         1,
-        128 + header.frame_len(),
-    )
+        128 + e.header.frame_len(),
+    );
+    let mut seg = valid_segment_header().encode().to_vec();
+    seg.resize(128 + e.header.frame_len() as usize, 0);
+    seg.extend_from_slice(&footer);
+    seg
 }
 
 fn all_decoders(bytes: &[u8]) {
@@ -51,7 +79,12 @@ fn all_decoders(bytes: &[u8]) {
     let _ = decode_frame_header(bytes);
     let _ = decode_frame(bytes);
     let _ = decode_footer(bytes, 204);
+    let _ = decode_sealed_footer(bytes, 204);
     let _ = read_sealed_entries(bytes);
+    let _ = read_sealed_footer(bytes);
+    let _ = read_footer_summary(bytes);
+    let _ = decode_summary(bytes);
+    let _ = decode_entry(bytes);
     let _ = scan_segment(bytes);
     for count in [0, 1, 2, 1000, u32::MAX] {
         let _ = decode_records(bytes, count);
@@ -80,6 +113,29 @@ proptest! {
         all_decoders(&seg);
         all_decoders(&seg[seg.len().min(128)..]);
     }
+
+    #[test]
+    fn damaged_version_3_footers_never_panic(pos in 0usize..700, val in any::<u8>(), cut in 0usize..700) {
+        let mut seg = valid_v3_segment();
+        if pos < seg.len() {
+            seg[pos] = val;
+        }
+        seg.truncate(cut.max(1).min(seg.len()));
+        all_decoders(&seg);
+        all_decoders(&seg[seg.len().min(204)..]);
+    }
+}
+
+#[test]
+fn a_valid_version_3_footer_decodes_whole_and_by_its_summary() {
+    let seg = valid_v3_segment();
+    let footer = read_sealed_footer(&seg).unwrap();
+    assert_eq!(footer.entries, vec![valid_entry()]);
+    assert_eq!(footer.sorted.unwrap().entries, vec![valid_entry()]);
+    let summary = read_footer_summary(&seg).unwrap();
+    assert_eq!((summary.frames, summary.run_count), (1, 1));
+    assert_eq!(summary.fences, vec![valid_entry().header.key]);
+    assert_eq!(summary.last, valid_entry().header.key);
 }
 
 #[test]

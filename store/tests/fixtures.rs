@@ -1,13 +1,14 @@
 //! Checked-in segments (store/tests/fixtures/) must keep opening with the
-//! same contents: `v1-*` (footer version 1, before deletes and checkpoints)
-//! and `v2-*` (footer version 2 with the sorted run; a delete and a
-//! checkpoint). Write the fixtures of the current format only on purpose,
-//! for a new format version: `cargo test -p booster-store --test fixtures --
-//! --ignored` writes `v2-*` (the v1 ones cannot be written any more).
+//! same contents: `v1-*` (footer version 1, before deletes and checkpoints),
+//! `v2-*` (footer version 2 with the sorted run; a delete and a checkpoint)
+//! and `v3-*` (version 3: with the summary open reads). Write the fixtures
+//! of the current format only on purpose, for a new format version: `cargo
+//! test -p booster-store --test fixtures -- --ignored` writes `v3-*` (the
+//! older ones cannot be written any more).
 
 use std::path::{Path, PathBuf};
 
-use booster_store::format::read_sealed_footer;
+use booster_store::format::{read_footer_summary, read_sealed_footer};
 use booster_store::{Batch, CompactionPlan, MasterKey, SliceKey, Store, StoreOptions};
 
 const FIXTURE_KEY: [u8; 32] = [0x42; 32];
@@ -76,7 +77,7 @@ fn write_fixture(dir: &Path, encrypted: bool, version: u32) {
             .unwrap();
     }
     store.append(Batch::new().meta(b"tail".to_vec())).unwrap();
-    if version == 2 {
+    if version >= 2 {
         store
             .append(
                 Batch::new()
@@ -91,7 +92,7 @@ fn write_fixture(dir: &Path, encrypted: bool, version: u32) {
 
 /// What a fixture of `version` holds: live seqs and the meta log.
 fn expected(version: u32) -> (Vec<u64>, Vec<Vec<u8>>) {
-    if version == 2 {
+    if version >= 2 {
         (
             vec![0, 2, 10, 11, 12],
             vec![b"cp".to_vec(), b"after".to_vec()],
@@ -174,6 +175,16 @@ fn the_plain_v2_fixture_opens_with_its_contents() {
     check_fixture("v2-plain", false, 2);
 }
 
+#[test]
+fn the_encrypted_v3_fixture_opens_with_its_contents() {
+    check_fixture("v3-encrypted", true, 3);
+}
+
+#[test]
+fn the_plain_v3_fixture_opens_with_its_contents() {
+    check_fixture("v3-plain", false, 3);
+}
+
 /// The footer version of every segment file in `dir`.
 fn footer_versions(dir: &Path) -> Vec<u32> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -185,8 +196,11 @@ fn footer_versions(dir: &Path) -> Vec<u32> {
     paths
         .iter()
         .map(|p| {
-            let footer = read_sealed_footer(&std::fs::read(p).unwrap()).unwrap();
-            if footer.sorted.is_some() {
+            let bytes = std::fs::read(p).unwrap();
+            let footer = read_sealed_footer(&bytes).unwrap();
+            if read_footer_summary(&bytes).is_ok() {
+                3
+            } else if footer.sorted.is_some() {
                 2
             } else {
                 1
@@ -196,7 +210,7 @@ fn footer_versions(dir: &Path) -> Vec<u32> {
 }
 
 #[test]
-fn a_v1_store_takes_new_writes_and_compaction_rewrites_it_as_v2() {
+fn a_v1_store_takes_new_writes_and_compaction_rewrites_it_as_v3() {
     let tmp = copy_fixture("v1-encrypted");
     let (store, _) = Store::open(tmp.path(), opts(true)).unwrap();
     assert!(footer_versions(tmp.path()).iter().all(|v| *v == 1));
@@ -210,7 +224,7 @@ fn a_v1_store_takes_new_writes_and_compaction_rewrites_it_as_v2() {
         .unwrap();
     store.close().unwrap();
     let versions = footer_versions(tmp.path());
-    assert_eq!(versions.last(), Some(&2), "{versions:?}");
+    assert_eq!(versions.last(), Some(&3), "{versions:?}");
     assert!(versions.contains(&1));
     let (store, _) = Store::open(tmp.path(), opts(true)).unwrap();
     let seqs: Vec<u64> = store.slices(77, 2).iter().map(|i| i.key.seq).collect();
@@ -223,7 +237,7 @@ fn a_v1_store_takes_new_writes_and_compaction_rewrites_it_as_v2() {
     store.compact(&KeepAll).unwrap();
     assert_eq!(store.stats().dead_bytes, 0);
     store.close().unwrap();
-    assert!(footer_versions(tmp.path()).iter().all(|v| *v == 2));
+    assert!(footer_versions(tmp.path()).iter().all(|v| *v == 3));
     let (store, _) = Store::open(tmp.path(), opts(true)).unwrap();
     let seqs: Vec<u64> = store.slices(77, 2).iter().map(|i| i.key.seq).collect();
     assert_eq!(seqs, vec![0, 2, 10, 11, 12, 20]);
@@ -246,9 +260,9 @@ impl CompactionPlan for KeepAll {
 #[test]
 #[ignore = "writes the checked-in fixtures of the current format; run on purpose only"]
 fn generate_fixtures() {
-    for (name, encrypted) in [("v2-encrypted", true), ("v2-plain", false)] {
+    for (name, encrypted) in [("v3-encrypted", true), ("v3-plain", false)] {
         let tmp = tempfile::tempdir().unwrap();
-        write_fixture(tmp.path(), encrypted, 2);
+        write_fixture(tmp.path(), encrypted, 3);
         let out = fixture_dir(name);
         let _ = std::fs::remove_dir_all(&out);
         std::fs::create_dir_all(&out).unwrap();

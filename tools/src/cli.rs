@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use booster_runtime::{JobId, JobState};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 use crate::exit;
 use crate::formats::Format;
@@ -73,7 +73,9 @@ pub enum Command {
     )]
     Download(DownloadArgs),
     /// List jobs.
-    #[command(after_help = "Examples:\n  booster jobs\n  booster jobs --state failed --json")]
+    #[command(
+        after_help = "Examples:\n  booster jobs\n  booster jobs --state failed --json\n  booster jobs --search customers --limit 20"
+    )]
     Jobs(JobsArgs),
     /// Show or change one job.
     #[command(subcommand)]
@@ -114,10 +116,11 @@ pub struct KeygenArgs {
 /// What `run` and `submit` share: the job and its input.
 #[derive(Args, Debug, Clone)]
 pub struct JobInputArgs {
-    /// The job kind: copy, exec (with --cmd), validate-customers, or one your service registered.
+    /// The job kind: copy, exec (with --cmd) or validate-customers; other
+    /// kinds are submitted by the service that registers them.
     #[arg(long)]
     pub kind: String,
-    /// The input file (`-` for stdin); `.gz` / `.zst` are decompressed.
+    /// The input file (`-` for stdin); gzip, zstd, bzip2 and xz are recognised and decompressed.
     #[arg(long)]
     pub input: PathBuf,
     /// Record format; by default from the file extension (.csv, .jsonl), else lines.
@@ -135,11 +138,16 @@ pub struct JobInputArgs {
     /// For --kind exec: the shell command each slice's records are piped through.
     #[arg(long, value_name = "COMMAND")]
     pub cmd: Option<String>,
+    /// For --kind exec: the command must write exactly one line per record;
+    /// a slice where it writes another count fails (by default a filter or
+    /// a splitter is fine, and `job show` notes the difference).
+    #[arg(long)]
+    pub exec_one_to_one: bool,
     /// Free text shown in `jobs` and the dashboard.
     #[arg(long)]
     pub description: Option<String>,
-    /// How many of this job's slices may run at once.
-    #[arg(long, value_name = "N")]
+    /// How many of this job's slices may run at once (at least 1).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_workers: Option<u32>,
     /// Largest CSV record in bytes; a longer one (or a quote never closed)
     /// is a record error on the line where it began, and parsing goes on
@@ -147,21 +155,39 @@ pub struct JobInputArgs {
     #[arg(long, value_name = "BYTES", default_value_t = crate::formats::DEFAULT_MAX_RECORD_BYTES,
           value_parser = clap::builder::ValueParser::new(clap::builder::RangedU64ValueParser::<usize>::new().range(1..)))]
     pub max_record_bytes: usize,
+    #[command(flatten)]
+    pub tabular: crate::formats::InputFormatArgs,
 }
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
     #[command(flatten)]
     pub job: JobInputArgs,
-    /// Where to write the output (`-` for stdout); `.gz` / `.zst` compress.
+    /// Where to write the output (`-` for stdout); `.gz` / `.zst` / `.bz2` / `.xz` compress.
     #[arg(long, default_value = "-")]
     pub output: PathBuf,
     /// Where to write the record errors (one JSON object per line).
     #[arg(long)]
     pub errors: Option<PathBuf>,
+    /// The output's text encoding: `input` (the input's, BOM and all), or a label such as latin1; UTF-8 by default.
+    #[arg(long, value_name = "LABEL")]
+    pub output_encoding: Option<String>,
     /// Worker threads (default: every core).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     pub workers: Option<usize>,
+    /// When the job fails, write its output under the --output name anyway
+    /// (by default it is kept as OUTPUT.partial).
+    #[arg(long)]
+    pub keep_partial: bool,
+}
+
+/// `--workers N` for commands that exist to do work: 0 is a usage error.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 #[derive(Args, Debug)]
@@ -176,34 +202,53 @@ pub struct WorkArgs {
     #[arg(long)]
     pub until_idle: bool,
     /// Worker threads (default: every core).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     pub workers: Option<usize>,
 }
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("destination").required(true).multiple(true).args(["output", "errors"])))]
 pub struct DownloadArgs {
+    /// The job's id (from `booster jobs`).
     pub job: JobId,
-    /// Where to write the output (`-` for stdout); `.gz` / `.zst` compress.
+    /// Where to write the output (`-` for stdout); `.gz` / `.zst` / `.bz2` / `.xz` compress.
     #[arg(long)]
     pub output: Option<PathBuf>,
     /// Where to write the record errors.
     #[arg(long)]
     pub errors: Option<PathBuf>,
+    /// The output's text encoding: `input` (the input's, BOM and all), or a label such as latin1; UTF-8 by default.
+    #[arg(long, value_name = "LABEL")]
+    pub output_encoding: Option<String>,
 }
 
 #[derive(Args, Debug)]
 pub struct JobsArgs {
-    #[arg(long, value_enum)]
-    pub state: Option<StateArg>,
+    /// One of scheduled, queued, running, paused, completed, failed, aborted.
+    #[arg(long, value_parser = parse_state)]
+    pub state: Option<JobState>,
+    /// Only jobs of this kind.
     #[arg(long)]
     pub kind: Option<String>,
+    /// Only jobs whose description or kind contains this text.
+    #[arg(long, value_name = "TEXT")]
+    pub search: Option<String>,
+    /// At most this many jobs, the newest (the list is newest first).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum JobCommand {
     /// Counts, progress, leases and grouped errors of a job.
     #[command(after_help = "Example:\n  booster job show 3")]
-    Show { job: JobId },
+    Show {
+        /// The job's id (from `booster jobs`).
+        job: JobId,
+        /// Also the lease epochs (the fencing tokens of running slices).
+        #[arg(long)]
+        verbose: bool,
+    },
     /// Print a line each time the job changes (state, percent, slices, records out) until it ends.
     ///
     /// Exits 0 when it completed with no failed records, 3 when it failed, was aborted
@@ -218,7 +263,8 @@ pub enum JobCommand {
     #[command(after_help = "Example:\n  booster job priority 3 1")]
     Priority {
         job: JobId,
-        #[arg(allow_negative_numbers = true)]
+        /// 1 (runs first) to 100 (last).
+        #[arg(value_parser = clap::value_parser!(i64).range(1..=100))]
         priority: i64,
     },
     /// Stop handing out this job's slices (running ones finish).
@@ -244,7 +290,7 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 1_000_000)]
     pub records: u64,
     /// Worker threads (default: every core).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     pub workers: Option<usize>,
     /// Work in this directory instead of a new temporary one.
     #[arg(long)]
@@ -259,7 +305,8 @@ pub struct ServeArgs {
     /// Address to listen on; off loopback it needs --token-file, --tls-cert and --tls-key.
     #[arg(long, default_value = "127.0.0.1:7878")]
     pub listen: String,
-    /// Worker threads (default: every core).
+    /// Worker threads (default: every core); 0 makes a node that does no
+    /// work itself (remote workers and the API only).
     #[arg(long)]
     pub workers: Option<usize>,
     /// TLS certificate chain (PEM).
@@ -280,29 +327,10 @@ pub struct ServeArgs {
     pub max_event_streams: u32,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum StateArg {
-    Scheduled,
-    Queued,
-    Running,
-    Paused,
-    Completed,
-    Failed,
-    Aborted,
-}
-
-impl From<StateArg> for JobState {
-    fn from(s: StateArg) -> JobState {
-        match s {
-            StateArg::Scheduled => JobState::Scheduled,
-            StateArg::Queued => JobState::Queued,
-            StateArg::Running => JobState::Running,
-            StateArg::Paused => JobState::Paused,
-            StateArg::Completed => JobState::Completed,
-            StateArg::Failed => JobState::Failed,
-            StateArg::Aborted => JobState::Aborted,
-        }
-    }
+/// `--state WORD`: the words are `JobState`'s own.
+fn parse_state(s: &str) -> Result<JobState, String> {
+    s.parse()
+        .map_err(|e: booster_runtime::UnknownState| e.to_string())
 }
 
 #[cfg(test)]
@@ -313,6 +341,22 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn state_filter_takes_the_job_state_words() {
+        let cli = Cli::try_parse_from(["booster", "jobs", "--state", "paused"]).unwrap();
+        let Command::Jobs(args) = cli.command else {
+            panic!("parsed as another command");
+        };
+        assert_eq!(args.state, Some(JobState::Paused));
+        let err = Cli::try_parse_from(["booster", "jobs", "--state", "done"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown job state \"done\"") && err.contains("completed"),
+            "{err}"
+        );
     }
 }
 

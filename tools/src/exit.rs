@@ -15,6 +15,9 @@ pub const RECORDS_FAILED: i32 = 3;
 pub const CORRUPT: i32 = 4;
 /// Interrupted (Ctrl-C / SIGTERM) before the job finished; `booster work` resumes it.
 pub const INTERRUPTED: i32 = 130;
+/// Whoever read stdout closed it (`booster jobs | head -1`): 128 + SIGPIPE,
+/// what a shell reports for a Unix tool the pipe ended. Nothing is printed.
+pub const BROKEN_PIPE: i32 = 141;
 
 pub const HELP: &str = "\
 Exit codes:
@@ -24,6 +27,7 @@ Exit codes:
   3    the job finished with failed records (or failed); see --errors / `booster job show`
   4    corruption found (`booster verify` lists segment and offset)
   130  interrupted by Ctrl-C; `booster work` picks the job up again
+  141  stdout was closed by its reader (`| head`); nothing else went wrong
 
 Environment: BOOSTER_DATA, BOOSTER_KEY_FILE, BOOSTER_SERVER, BOOSTER_TOKEN_FILE";
 
@@ -47,6 +51,12 @@ pub fn code_for(error: &anyhow::Error) -> i32 {
         if let Some(Interrupted) = cause.downcast_ref::<Interrupted>() {
             return INTERRUPTED;
         }
+        if cause.downcast_ref::<Usage>().is_some() {
+            return USAGE;
+        }
+        if cause.downcast_ref::<BrokenPipe>().is_some() {
+            return BROKEN_PIPE;
+        }
     }
     ERROR
 }
@@ -62,6 +72,51 @@ impl std::fmt::Display for Interrupted {
 }
 
 impl std::error::Error for Interrupted {}
+
+/// A command line clap accepts but that cannot work (`--kind exec` without
+/// `--cmd`, an unknown kind): exit 2, like clap's own refusals.
+#[derive(Debug, Clone)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// An exit-2 error saying `text`.
+pub fn usage(text: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Usage(text.into()))
+}
+
+/// Stdout was closed by its reader: the command ends quietly.
+#[derive(Debug, Clone, Copy)]
+pub struct BrokenPipe;
+
+impl std::fmt::Display for BrokenPipe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stdout closed by its reader")
+    }
+}
+
+impl std::error::Error for BrokenPipe {}
+
+/// Prints `text` and a newline on stdout. A reader that went away (`| head`)
+/// ends the process quietly with [`BROKEN_PIPE`], as Unix tools do, instead
+/// of the panic `println!` gives; what was acknowledged is durable already.
+pub fn out(text: impl std::fmt::Display) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(BROKEN_PIPE);
+        }
+        eprintln!("error: writing to stdout: {e}");
+        std::process::exit(ERROR);
+    }
+}
 
 #[cfg(test)]
 mod tests {

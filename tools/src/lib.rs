@@ -21,6 +21,14 @@
 //! }
 //! ```
 
+/// `println!` that ends the process quietly when stdout's reader went
+/// away (see [`exit::out`]). Every line the command prints goes through it.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::exit::out(format_args!($($arg)*))
+    };
+}
+
 pub mod cli;
 pub mod commands;
 pub mod demo;

@@ -22,10 +22,10 @@ fn main() {
         Ok(code) => code,
         Err(e) => {
             let code = exit::code_for(&e);
-            if code != exit::INTERRUPTED {
-                eprintln!("error: {e:#}");
-            } else {
-                eprintln!("booster: {e:#}");
+            match code {
+                exit::BROKEN_PIPE => {}
+                exit::INTERRUPTED => eprintln!("booster: {e:#}"),
+                _ => eprintln!("error: {e:#}"),
             }
             code
         }

@@ -68,12 +68,18 @@ impl Progress {
                     "{prefix:>10} [{bar:32}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}"
                 }
                 Unit::Records | Unit::Slices => {
-                    "{prefix:>10} [{bar:32}] {human_pos}/{human_len} {per_sec} ETA {eta} {msg}"
+                    "{prefix:>10} [{bar:32}] {human_pos}/{human_len} {rate} ETA {eta} {msg}"
                 }
             };
             bar.set_style(
                 ProgressStyle::with_template(template)
                     .expect("valid template")
+                    .with_key(
+                        "rate",
+                        |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                            let _ = w.write_str(&rate_text(state.per_sec()));
+                        },
+                    )
                     .progress_chars("=> "),
             );
             bar.set_prefix(label.to_string());
@@ -155,14 +161,17 @@ impl Progress {
         };
         let of = match state.length {
             Some(len) if len > 0 => format!(
-                "/{len} ({:.0}%)",
+                "/{} ({:.0}%)",
+                crate::report::count(len),
                 100.0 * state.position as f64 / len as f64
             ),
             _ => String::new(),
         };
         eprintln!(
-            "{}: {}{of} {unit}, {:.0} {unit}/s",
-            self.label, state.position, rate
+            "{}: {}{of} {unit}, {}",
+            self.label,
+            crate::report::count(state.position),
+            rate_text(rate).replace("/s", &format!(" {unit}/s"))
         );
         state.last_print = Instant::now();
         state.last_position = state.position;
@@ -183,5 +192,28 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// A rate as people read it: whole units, thousands grouped
+/// ("111,695/s", never "111694.9215/s").
+pub fn rate_text(per_s: f64) -> String {
+    let whole = if per_s.is_finite() && per_s > 0.0 {
+        per_s.round() as u64
+    } else {
+        0
+    };
+    format!("{}/s", crate::report::count(whole))
+}
+
+#[cfg(test)]
+mod rate_tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_whole_numbers_grouped_by_thousands() {
+        assert_eq!(rate_text(111_694.921_5), "111,695/s");
+        assert_eq!(rate_text(0.4), "0/s");
+        assert_eq!(rate_text(f64::NAN), "0/s");
     }
 }

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use booster_runtime::{JobState, JobStatus};
+use booster_runtime::JobStatus;
 
 /// A job as `--json` prints it: the same object as the HTTP API's
 /// `GET /api/jobs/{id}` (`id`, `state`, `records_in`, `records_out`,
@@ -16,7 +16,7 @@ pub fn job_json(status: &JobStatus) -> serde_json::Value {
 pub fn watch_json(status: &JobStatus, what: &str) -> serde_json::Value {
     serde_json::json!({
         "job": status.id,
-        "state": state_name(status.state),
+        "state": status.state.as_str(),
         "slices_done": status.slices_done,
         "slices_total": status.slices_total,
         "records_out": status.records_out,
@@ -39,26 +39,7 @@ pub fn watch_line(event: &serde_json::Value) -> String {
 }
 
 pub fn print_json(value: &serde_json::Value) {
-    println!("{value}");
-}
-
-pub fn state_name(state: JobState) -> &'static str {
-    match state {
-        JobState::Scheduled => "scheduled",
-        JobState::Queued => "queued",
-        JobState::Running => "running",
-        JobState::Paused => "paused",
-        JobState::Completed => "completed",
-        JobState::Failed => "failed",
-        JobState::Aborted => "aborted",
-    }
-}
-
-pub fn is_finished(state: JobState) -> bool {
-    matches!(
-        state,
-        JobState::Completed | JobState::Failed | JobState::Aborted
-    )
+    outln!("{value}");
 }
 
 /// 1234567 -> "1,234,567".
@@ -72,6 +53,15 @@ pub fn count(n: u64) -> String {
         out.push(c);
     }
     out
+}
+
+/// 1 -> "1 slice", 3 -> "3 slices", 1000 -> "1,000 slices".
+pub fn plural(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{} {noun}s", count(n))
+    }
 }
 
 pub fn bytes(n: u64) -> String {
@@ -109,30 +99,54 @@ pub fn duration(d: Duration) -> String {
     }
 }
 
+/// `jobs`: newest first (ids grow with submission), at most `limit`.
+pub fn newest_first(mut jobs: Vec<JobStatus>, limit: Option<u64>) -> Vec<JobStatus> {
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.id));
+    if let Some(limit) = limit {
+        jobs.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    }
+    jobs
+}
+
 pub fn table_header() -> String {
     format!(
-        "{:>6}  {:<10} {:>3}  {:<20} {:>6}  {:>12} {:>12} {:>10}  {}",
-        "ID", "STATE", "PRI", "KIND", "DONE", "IN", "OUT", "FAILED", "DESCRIPTION"
+        "{:>6}  {:<10} {:>3}  {:<20} {:>12} {:>9} {:>6}  {:>12} {:>10}  {}",
+        "ID",
+        "STATE",
+        "PRI",
+        "KIND",
+        "CREATED",
+        "DURATION",
+        "DONE",
+        "RECORDS",
+        "FAILED",
+        "DESCRIPTION"
     )
 }
 
 pub fn table_row(job: &JobStatus) -> String {
+    let took = job.started_at.map_or(String::new(), |started| {
+        let end = job.completed_at.unwrap_or_else(SystemTime::now);
+        duration(end.duration_since(started).unwrap_or_default())
+    });
     format!(
-        "{:>6}  {:<10} {:>3}  {:<20} {:>5.1}%  {:>12} {:>12} {:>10}  {}",
+        "{:>6}  {:<10} {:>3}  {:<20} {:>12} {:>9} {:>5.1}%  {:>12} {:>10}  {}",
         job.id,
-        state_name(job.state),
+        job.state.as_str(),
         job.priority,
         job.kind,
+        ago(job.created_at),
+        took,
         job.percent,
         count(job.records_in),
-        count(job.records_out),
         count(job.records_failed),
         job.description
     )
 }
 
 /// `booster job show`: everything a person asks about a job.
-pub fn job_details(job: &JobStatus) -> String {
+/// `verbose` adds what only a person debugging the runtime needs (epochs).
+pub fn job_details(job: &JobStatus, verbose: bool) -> String {
     let mut out = String::new();
     let mut line = |s: String| {
         out.push_str(&s);
@@ -141,11 +155,21 @@ pub fn job_details(job: &JobStatus) -> String {
     line(format!(
         "job {}  {}  ({})",
         job.id,
-        state_name(job.state),
+        job.state.as_str(),
         job.kind
     ));
     if !job.description.is_empty() {
         line(format!("  description   {}", job.description));
+    }
+    let property = |name: &str| job.properties.get(name).and_then(|v| v.as_str());
+    for (label, name) in [
+        ("input", crate::formats::props::INPUT),
+        ("format", crate::formats::props::FORMAT),
+        ("command", crate::formats::props::CMD),
+    ] {
+        if let Some(value) = property(name) {
+            line(format!("  {label:<13} {}", escape(value)));
+        }
     }
     let workers = job
         .max_workers
@@ -162,8 +186,8 @@ pub fn job_details(job: &JobStatus) -> String {
         line(format!("  finished      {}", ago(t)));
     }
     line(format!(
-        "  slices        {} total, {} queued, {} running, {} done, {} failed{}",
-        job.slices_total,
+        "  slices        {}: {} queued, {} running, {} done, {} failed{}",
+        plural(job.slices_total, "slice"),
         job.slices_queued,
         job.slices_running,
         job.slices_done,
@@ -175,13 +199,27 @@ pub fn job_details(job: &JobStatus) -> String {
         }
     ));
     line(format!(
-        "  records       {} in, {} out, {} failed ({} errors, {} in failed slices)",
+        "  records       {} in, {} processed, {} failed ({} errors, {} in failed slices); {} out",
         count(job.records_in),
-        count(job.records_out),
+        count(job.records_processed),
         count(job.records_failed),
         count(job.records_errors),
-        count(job.records_in_failed_slices)
+        count(job.records_in_failed_slices),
+        count(job.records_out)
     ));
+    if job.records_out != job.records_processed {
+        line(format!(
+            "  output        {} written for {} processed: the count differs, as a filter's \
+             or a splitter's does{}",
+            plural(job.records_out, "record"),
+            count(job.records_processed),
+            if job.kind == "exec" {
+                " (`--exec-one-to-one` makes that a slice failure)"
+            } else {
+                ""
+            }
+        ));
+    }
     let eta = job.eta_s.map_or(String::new(), |s| {
         format!(", ETA {}", duration(Duration::from_secs_f64(s.max(0.0))))
     });
@@ -202,10 +240,14 @@ pub fn job_details(job: &JobStatus) -> String {
         let slice = lease
             .slice
             .map_or("jobs".to_string(), |s| format!("slice {s}"));
+        let epoch = if verbose {
+            format!(" (epoch {})", lease.epoch)
+        } else {
+            String::new()
+        };
         line(format!(
-            "  lease         worker {} holds {slice} (epoch {}) since {}",
+            "  lease         worker {} holds {slice}{epoch} since {}",
             lease.worker,
-            lease.epoch,
             ago(lease.since)
         ));
     }
@@ -223,12 +265,27 @@ pub fn job_details(job: &JobStatus) -> String {
                 });
             line(format!(
                 "                  {at}: {}",
-                truncate(&sample.record, 100)
+                truncate(&escape(&sample.record), 100)
             ));
         }
     }
     if let Some(result) = &job.result {
         line(format!("  result        {result}"));
+    }
+    out
+}
+
+/// A record on one line: line breaks, tabs and backslashes escaped.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
     }
     out
 }
@@ -252,6 +309,13 @@ mod tests {
         assert_eq!(count(999), "999");
         assert_eq!(count(1000), "1,000");
         assert_eq!(count(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn plurals_agree_with_their_count() {
+        assert_eq!(plural(1, "slice"), "1 slice");
+        assert_eq!(plural(0, "slice"), "0 slices");
+        assert_eq!(plural(1200, "record"), "1,200 records");
     }
 
     #[test]

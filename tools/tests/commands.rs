@@ -55,8 +55,8 @@ fn submit_work_download_cycle_with_job_controls() {
 
     let changed = sb.json(&["job", "priority", &id, "5"]);
     assert_eq!(changed["priority"], 5);
-    let out = sb.expect(1, &["job", "priority", &id, "0"]);
-    assert!(stderr(&out).contains("out of range"), "{}", stderr(&out));
+    let out = sb.expect(2, &["job", "priority", &id, "0"]);
+    assert!(stderr(&out).contains("1..=100"), "{}", stderr(&out));
 
     assert_eq!(sb.json(&["job", "pause", &id])["state"], "paused");
     // A paused job is not runnable: work has nothing to do.
@@ -324,7 +324,7 @@ fn usage_errors_exit_2_and_help_has_examples() {
 fn exec_without_cmd_is_refused_before_anything_is_stored() {
     let sb = Sandbox::new();
     let input = sb.write("in.txt", b"x\n");
-    let out = sb.expect(1, &["submit", "--kind", "exec", "--input", s(&input)]);
+    let out = sb.expect(2, &["submit", "--kind", "exec", "--input", s(&input)]);
     assert!(stderr(&out).contains("--cmd"), "{}", stderr(&out));
 }
 
@@ -342,16 +342,10 @@ fn demo_reconciles_on_a_small_run() {
             stderr(&out)
         );
     }
-    // Whether the priority-1 job overtakes a 20-slice job depends on
-    // timing, which a test must not (G5's ordering is tested in the
-    // runtime); the demo reports it either way, and fails only on it.
-    let failed: Vec<&str> = text.lines().filter(|l| l.contains("FAIL")).collect();
-    assert!(failed.iter().all(|l| l.contains("priority")), "{text}");
-    assert_eq!(
-        out.status.code(),
-        Some(if failed.is_empty() { 0 } else { 1 }),
-        "{text}"
-    );
+    // The demo holds the big job's upload until the urgent job is queued,
+    // so the urgent job finishes first at any size the demo accepts.
+    assert!(!text.contains("FAIL"), "{text}\n{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{text}");
 
     let out = sb.run(&[
         "--json",
@@ -362,7 +356,13 @@ fn demo_reconciles_on_a_small_run() {
         s(&sb.path("demo2")),
     ]);
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    for check in ["completed", "reconciled", "downloaded", "encrypted"] {
+    for check in [
+        "completed",
+        "reconciled",
+        "downloaded",
+        "priority",
+        "encrypted",
+    ] {
         assert_eq!(summary["checks"][check]["ok"], true, "{check}: {summary}");
     }
     assert_eq!(summary["records_in"], 5000);

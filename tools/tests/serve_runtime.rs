@@ -342,3 +342,43 @@ fn an_allowed_command_runs_through_the_api() {
         runtime.shutdown(Duration::from_secs(5)).await.unwrap();
     });
 }
+
+#[test]
+fn an_unknown_kind_is_refused_at_submit_with_the_known_kinds() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (runtime, server) = rt.block_on(async {
+        let runtime = Runtime::open(RuntimeOptions::new(dir.path().join("data")))
+            .await
+            .unwrap();
+        booster_tools::kinds::register_builtin(&runtime);
+        let serve = ServeOptions {
+            listen: "127.0.0.1:0".into(),
+            ..ServeOptions::default()
+        };
+        let server = start(runtime.clone(), &serve).await.unwrap();
+        (runtime, server)
+    });
+    let client = Client::new(&RemoteOptions {
+        server: server.url(),
+        ..RemoteOptions::default()
+    })
+    .unwrap();
+    let err = client
+        .create(&serde_json::json!({"kind": "frobnicate"}))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("400") && err.contains("frobnicate") && err.contains("copy, exec"),
+        "{err}"
+    );
+    assert!(rt.block_on(runtime.jobs(Default::default())).is_empty());
+    rt.block_on(async {
+        server.shutdown(Duration::ZERO).await.unwrap();
+        runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+    });
+}

@@ -7,6 +7,7 @@ pub mod priority;
 pub mod recovery;
 pub mod scaling;
 pub mod sliced;
+pub mod soak;
 
 use std::path::PathBuf;
 

@@ -64,7 +64,8 @@ async fn created_ids_that_would_wrap_are_corruption_named_by_open() {
     assert!(matches!(err, RuntimeError::Corrupt(_)), "{err:?}");
     let message = err.to_string();
     assert!(
-        message.contains("record 2 of the meta log") && message.contains("job ids"),
+        // Record 1 is the first process's `opened`, 2 its `created`.
+        message.contains("record 3 of the meta log") && message.contains("job ids"),
         "{message}"
     );
 }

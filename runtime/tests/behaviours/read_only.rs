@@ -56,7 +56,7 @@ async fn a_read_only_open_leaves_every_file_byte_identical() {
             rt.job(job.id).await.unwrap();
         }
         let _ = rt.verify();
-        let _ = rt.store_stats();
+        let _ = rt.store_stats().unwrap();
         let s = rt.job(waiting).await.unwrap();
         assert!(!s.upload_complete && s.state != JobState::Failed, "{s:?}");
         // Give the timer ticks in which it could (wrongly) expire a job.

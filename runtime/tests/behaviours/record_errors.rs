@@ -167,3 +167,102 @@ async fn errors_hold_the_exact_bytes_of_every_failed_record() {
     assert_eq!(got, want);
     assert!(errors.iter().any(|e| e.get("record").is_none()));
 }
+
+/// Writes every record twice, except records holding "drop", which it
+/// reads and writes nothing for.
+pub struct TwiceOrNone;
+
+impl RecordHandler for TwiceOrNone {
+    fn process(
+        &self,
+        _job: &JobContext<'_>,
+        record: &[u8],
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), HandlerError> {
+        if !record.windows(4).any(|w| w == b"drop") {
+            out.push(record.to_vec());
+            out.push(record.to_vec());
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_out_counts_what_the_handler_wrote_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Runtime::open(opts(dir.path(), 2)).await.unwrap();
+    rt.register_sliced("twice", Arc::new(TwiceOrNone));
+    let job = rt.submit(sliced("twice", 10)).await.unwrap();
+    let mut recs = records(30);
+    recs[4] = b"drop-4".to_vec();
+    upload_all(&rt, job, &recs).await;
+    let s = rt.wait(job).await.unwrap();
+    let counts = |s: &JobStatus| {
+        (
+            s.records_in,
+            s.records_processed,
+            s.records_out,
+            s.records_failed,
+        )
+    };
+    assert_eq!(counts(&s), (30, 30, 58, 0));
+    assert_eq!(download(&rt, job, Category::Main).len(), 58);
+    rt.shutdown(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+
+    let rt = Runtime::open(opts(dir.path(), 2)).await.unwrap();
+    assert_eq!(
+        counts(&rt.job(job).await.unwrap()),
+        (30, 30, 58, 0),
+        "replayed"
+    );
+    rt.compact().await.unwrap();
+    rt.shutdown(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    let rt = Runtime::open(opts(dir.path(), 2)).await.unwrap();
+    assert_eq!(
+        counts(&rt.job(job).await.unwrap()),
+        (30, 30, 58, 0),
+        "restored from the compaction snapshot"
+    );
+    rt.shutdown(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_slices_records_are_in_errors_with_their_message_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Runtime::open(opts(dir.path(), 2)).await.unwrap();
+    rt.register_sliced("check", Arc::new(RejectBad));
+    let job = rt.submit(sliced("check", 10)).await.unwrap();
+    let mut up = rt.upload(job).await.unwrap();
+    for (i, r) in input().into_iter().enumerate() {
+        up.push_line(r, i as u64 + 2).await.unwrap();
+    }
+    up.finish().await.unwrap();
+    let s = rt.wait(job).await.unwrap();
+    assert_eq!((s.slices_failed, s.records_in_failed_slices), (1, 10));
+    let errors: Vec<serde_json::Value> = download(&rt, job, Category::Errors)
+        .iter()
+        .map(|e| serde_json::from_slice(e).unwrap())
+        .collect();
+    // records in = processed + errors file, in the files a user downloads.
+    assert_eq!(errors.len(), 10, "{errors:?}");
+    for (i, e) in errors.iter().enumerate() {
+        let n = 11 + i as u64;
+        assert_eq!(e["record_number"], n, "{e}");
+        assert_eq!(e["line"], n + 1, "{e}");
+        assert_eq!(
+            e["record"],
+            if n == 14 {
+                "bad-13".to_string()
+            } else {
+                format!("r{:05}", n - 1)
+            }
+        );
+        assert_eq!(e["message"], "slice 1 failed: record is bad", "{e}");
+    }
+}

@@ -110,6 +110,40 @@ async fn upload_interrupted_by_a_crash_leaves_the_job_failed_with_the_reason() {
     assert!(matches!(rt.retry(job).await, Err(RuntimeError::Invalid(_))));
 }
 
+/// Issue 16: "finished 1 ms ago" after every open. Replay takes every
+/// time from the log, never from the clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_jobs_keep_their_times_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (interrupted, failed) = {
+        let rt = Runtime::open(opts(dir.path(), 1)).await.unwrap();
+        let interrupted = rt.submit(sliced("copy", 10)).await.unwrap();
+        let up = rt.upload(interrupted).await.unwrap();
+        std::thread::spawn(move || drop(up)).join().unwrap();
+        let failed = rt.submit(sliced("copy", 10)).await.unwrap();
+        upload_all(&rt, failed, &records(3)).await;
+        rt.fail(failed, "stale".into()).await.unwrap();
+        (interrupted, failed)
+    };
+    let times = |s: JobStatus| (s.state, s.created_at, s.completed_at);
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let rt = Runtime::open(opts(dir.path(), 1)).await.unwrap();
+        let a = times(rt.job(interrupted).await.unwrap());
+        let b = times(rt.job(failed).await.unwrap());
+        assert_eq!(
+            a.0,
+            JobState::Failed,
+            "the first open fails the interrupted upload"
+        );
+        seen.push((a, b));
+        rt.shutdown(Duration::from_secs(5)).await.unwrap();
+        // The clock moves on between opens; the times must not.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(seen[0], seen[1]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simple_jobs_survive_a_restart_and_run_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -143,4 +177,72 @@ impl SimpleHandler for Count {
         self.0.fetch_add(1, Ordering::SeqCst);
         Ok(Some(args["x"].clone()))
     }
+}
+
+/// Holds every record until `release` opens it, heartbeating meanwhile.
+struct Held {
+    open: std::sync::atomic::AtomicBool,
+}
+
+impl RecordHandler for Held {
+    fn process(
+        &self,
+        _job: &JobContext<'_>,
+        record: &[u8],
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), HandlerError> {
+        while !self.open.load(Ordering::Acquire) && !lease_ended() {
+            heartbeat();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        out.push(record.to_vec());
+        Ok(())
+    }
+}
+
+/// The epoch of the one lease out, once there is one.
+async fn leased_epoch(rt: &Runtime) -> u64 {
+    let mut epoch = None;
+    for _ in 0..3000 {
+        epoch = rt
+            .workers()
+            .await
+            .iter()
+            .find_map(|w| w.lease.as_ref().map(|l| l.epoch));
+        if epoch.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    epoch.expect("a lease within 15 s")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_epochs_never_repeat_across_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut epochs = Vec::new();
+    let job = {
+        let rt = Runtime::open(opts(dir.path(), 1)).await.unwrap();
+        let job = rt.submit(sliced("held", 10)).await.unwrap();
+        upload_all(&rt, job, &records(20)).await;
+        job
+    };
+    for _ in 0..2 {
+        let rt = Runtime::open(opts(dir.path(), 1)).await.unwrap();
+        let held = Arc::new(Held {
+            open: std::sync::atomic::AtomicBool::new(false),
+        });
+        rt.register_sliced("held", held.clone());
+        epochs.push(leased_epoch(&rt).await);
+        // Like a crash: the lease is never committed.
+        rt.shutdown(Duration::ZERO).await.unwrap();
+        held.open.store(true, Ordering::Release);
+    }
+    assert_ne!(
+        epochs[0], epochs[1],
+        "the second open handed out the first one's epoch"
+    );
+    assert!(epochs[1] > epochs[0], "{epochs:?}");
+    let rt = Runtime::open(opts(dir.path(), 1)).await.unwrap();
+    assert_eq!(rt.job(job).await.unwrap().slices_done, 0);
 }

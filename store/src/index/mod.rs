@@ -25,8 +25,9 @@ use crate::fs::FileLayer;
 use crate::segment::footer::{Counters, FooterEntry, SortedSection};
 use crate::segment::frame::{frame_len, FrameHeader};
 use crate::segment::reader::Segment;
+use crate::segment::summary::FooterSummary;
 use crate::segment::FrameKind;
-use crate::{SliceInfo, SliceKey, StoreError, StoreStats};
+use crate::{CompactionPlan, SliceInfo, SliceKey, StoreError, StoreStats};
 
 /// Where a frame lives, and its header (enough to answer without reading it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -187,6 +188,41 @@ impl<F: FileLayer> Index<F> {
         self.counters = sorted.counters;
     }
 
+    /// Indexes a sealed segment from its footer summary (version 3): its
+    /// meta frames, its sorted run by fences, and the store's counters at
+    /// that seal. Nothing else of the footer is read.
+    pub fn add_summary(&mut self, segment: &Arc<Segment<F>>, summary: FooterSummary) {
+        for m in &summary.metas {
+            if m.checkpoint {
+                // Not counted here: the summary's counters replace them.
+                self.meta.clear();
+            }
+            self.meta.push(MetaLoc {
+                segment_id: segment.id,
+                offset: m.offset,
+                stored_len: m.stored_len,
+                record_count: m.record_count,
+            });
+        }
+        let run = SortedRun::from_fences(
+            Arc::clone(segment),
+            summary.run_offset,
+            summary.run_count,
+            summary.fences,
+            summary.block_crcs,
+            summary.last,
+        );
+        match run {
+            Some(run) => {
+                self.sources.insert(segment.id, Source::Run(run));
+            }
+            None => {
+                self.sources.remove(&segment.id);
+            }
+        }
+        self.counters = summary.counters;
+    }
+
     /// The segment was sealed with the sorted run `run` at `offset`: its
     /// keys leave RAM.
     pub fn install_run(&mut self, segment: &Arc<Segment<F>>, offset: u64, run: &[FooterEntry]) {
@@ -334,6 +370,40 @@ impl<F: FileLayer> Index<F> {
             true
         })?;
         Ok(out)
+    }
+
+    /// As [`Index::stats`], with the slices `plan` drops counted as dead:
+    /// what a compaction with that plan would reclaim. Walks every live key
+    /// (block by block for sealed segments, as compaction does).
+    pub fn stats_with(
+        &self,
+        segments: usize,
+        plan: &dyn CompactionPlan,
+    ) -> Result<StoreStats, StoreError> {
+        let lo = SliceKey {
+            owner: 0,
+            stream: 0,
+            seq: 0,
+        };
+        let hi = SliceKey {
+            owner: u64::MAX,
+            stream: u32::MAX,
+            seq: u64::MAX,
+        };
+        let mut dropped = 0u64;
+        self.merge(lo, hi, false, |loc| {
+            if !loc.header.is_tombstone()
+                && !self.hidden(&loc)
+                && !plan.slice_is_live(&loc.header.key)
+            {
+                dropped += loc.header.frame_len();
+            }
+            true
+        })?;
+        let mut stats = self.stats(segments);
+        stats.live_bytes = stats.live_bytes.saturating_sub(dropped);
+        stats.dead_bytes += dropped;
+        Ok(stats)
     }
 
     pub fn stats(&self, segments: usize) -> StoreStats {

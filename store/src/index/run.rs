@@ -1,19 +1,20 @@
 //! A sealed segment's key-sorted run, read from disk on demand: in RAM only
 //! the first key of each block (the fences) and the last key. A lookup
-//! reads one block (128 entries of 56 bytes) through the segment's map and
-//! releases its pages afterwards, so RSS does not grow with the keys.
+//! reads one block (128 entries of 56 bytes) with pread, so RSS does not
+//! grow with the keys read.
 
 use std::sync::Arc;
 
-use crate::fs::FileLayer;
+use crate::fs::{FileHandle, FileLayer};
 use crate::index::FrameLoc;
 use crate::segment::footer::{decode_entry, FooterEntry, FOOTER_ENTRY_LEN};
 use crate::segment::reader::Segment;
+use crate::segment::summary::{block_crcs_of, fences_of, RUN_BLOCK_ENTRIES};
 use crate::{SliceKey, StoreError};
 
 /// Entries per block: one read of 7 KiB per lookup, and one fence (24
 /// bytes of RAM) per 128 keys.
-pub(crate) const BLOCK_ENTRIES: usize = 128;
+const BLOCK_ENTRIES: usize = RUN_BLOCK_ENTRIES;
 
 pub(crate) struct SortedRun<F: FileLayer> {
     segment: Arc<Segment<F>>,
@@ -22,6 +23,9 @@ pub(crate) struct SortedRun<F: FileLayer> {
     count: u64,
     /// The first key of every block.
     fences: Vec<SliceKey>,
+    /// The CRC32 of every block, checked at each read: rot in a run is
+    /// found when the block is read, never served.
+    block_crcs: Vec<u32>,
     last: SliceKey,
 }
 
@@ -45,15 +49,30 @@ impl<F: FileLayer> SortedRun<F> {
         entries: &[FooterEntry],
     ) -> Option<SortedRun<F>> {
         let last = entries.last()?.header.key;
-        let fences = entries
-            .chunks(BLOCK_ENTRIES)
-            .map(|block| block[0].header.key)
-            .collect();
+        let count = entries.len() as u64;
+        let fences = fences_of(entries);
+        SortedRun::from_fences(segment, offset, count, fences, block_crcs_of(entries), last)
+    }
+
+    /// The run of `count` entries at `offset` from its fences and last key
+    /// (a footer summary). None when it is empty.
+    pub fn from_fences(
+        segment: Arc<Segment<F>>,
+        offset: u64,
+        count: u64,
+        fences: Vec<SliceKey>,
+        block_crcs: Vec<u32>,
+        last: SliceKey,
+    ) -> Option<SortedRun<F>> {
+        if count == 0 || fences.is_empty() || block_crcs.len() != fences.len() {
+            return None;
+        }
         Some(SortedRun {
             segment,
             offset,
-            count: entries.len() as u64,
+            count,
             fences,
+            block_crcs,
             last,
         })
     }
@@ -94,14 +113,17 @@ impl<F: FileLayer> SortedRun<F> {
         let n = (self.count - first).min(BLOCK_ENTRIES as u64);
         let at = self.offset + first * FOOTER_ENTRY_LEN as u64;
         let len = n * FOOTER_ENTRY_LEN as u64;
-        let bytes = self
-            .segment
-            .read(at, len)
+        // pread, not the map: a block read leaves nothing mapped, so RSS
+        // does not grow with the blocks read (the page cache keeps them).
+        let mut bytes = vec![0u8; len as usize];
+        self.segment
+            .file()
+            .read_exact_at(&mut bytes, at)
             .map_err(|e| self.corrupt(at, format!("index block unreadable: {e}")))?;
-        let out = f(&bytes);
-        drop(bytes);
-        self.segment.release(at, len);
-        out
+        if crc32fast::hash(&bytes) != self.block_crcs[b] {
+            return Err(self.corrupt(at, "index block checksum mismatch".into()));
+        }
+        f(&bytes)
     }
 
     fn loc(&self, e: FooterEntry) -> FrameLoc {

@@ -8,6 +8,7 @@ use super::frame::{
     FRAME_HEADER_LEN, FRAME_TRAILER_LEN, MAX_PAYLOAD_BYTES,
 };
 use super::header::SEGMENT_HEADER_LEN;
+use super::summary::{encode_summary, summary_bytes, SUMMARY_LEN_FIELD};
 use crate::{FormatError, SliceKey};
 
 /// Bytes per footer entry: frame offset (u64) ++ frame header bytes 0..48.
@@ -27,6 +28,9 @@ pub struct FooterEntry {
 /// and the store's counters (ARCHITECTURE.md). Carried in the footer
 /// frame header's `key.stream` (0 in version 1).
 pub const FOOTER_VERSION_SORTED: u32 = 2;
+/// Version 3 (what a sealing store writes) adds the summary open reads
+/// instead of the whole footer (`segment::summary`).
+pub const FOOTER_VERSION_SUMMARY: u32 = 3;
 /// Bytes of the counters in a version-2 footer: 7 x u64.
 pub const COUNTERS_LEN: usize = 56;
 
@@ -43,7 +47,7 @@ pub struct Counters {
 }
 
 impl Counters {
-    fn encode(&self, out: &mut Vec<u8>) {
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         for v in [
             self.frames,
             self.slice_frames,
@@ -57,7 +61,7 @@ impl Counters {
         }
     }
 
-    fn decode(b: &[u8]) -> Result<Counters, FormatError> {
+    pub(crate) fn decode(b: &[u8]) -> Result<Counters, FormatError> {
         let v = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
         let c = Counters {
             frames: v(0),
@@ -121,8 +125,13 @@ fn footer_frame(
     offset: u64,
     sorted: Option<(&[FooterEntry], &Counters)>,
 ) -> Vec<u8> {
+    let metas = entries
+        .iter()
+        .filter(|e| e.header.kind == FrameKind::Meta)
+        .count();
+    let summary_len = sorted.map_or(0, |(run, _)| summary_bytes(metas, run.len()));
     let extra = sorted.map_or(0, |(run, _)| {
-        run.len() * FOOTER_ENTRY_LEN + 8 + COUNTERS_LEN
+        run.len() * FOOTER_ENTRY_LEN + 8 + COUNTERS_LEN + summary_len + SUMMARY_LEN_FIELD
     });
     let payload_len = entries.len() * FOOTER_ENTRY_LEN + extra + 8;
     let header = FrameHeader {
@@ -132,7 +141,7 @@ fn footer_frame(
         key: SliceKey {
             owner: 0,
             stream: if sorted.is_some() {
-                FOOTER_VERSION_SORTED
+                FOOTER_VERSION_SUMMARY
             } else {
                 0
             },
@@ -157,6 +166,10 @@ fn footer_frame(
         }
         out.extend_from_slice(&(run.len() as u64).to_le_bytes());
         counters.encode(&mut out);
+        let summary = encode_summary(entries, run, counters, crc32fast::hash(&out));
+        debug_assert_eq!(summary.len(), summary_len);
+        out.extend_from_slice(&summary);
+        out.extend_from_slice(&(summary.len() as u32).to_le_bytes());
     }
     out.extend_from_slice(&offset.to_le_bytes());
     let crc = crc32fast::hash(&out);
@@ -171,9 +184,9 @@ pub fn encode_footer(entries: &[FooterEntry], seq: u64, offset: u64) -> Vec<u8> 
     footer_frame(entries, seq, offset, None)
 }
 
-/// Encodes a version-2 footer frame: the frames, the key-sorted run of
-/// their slices and the store's `counters` as of this seal. Returns the
-/// frame and the segment offset where the sorted run starts.
+/// Encodes a version-3 footer frame: the frames, the key-sorted run of
+/// their slices, the store's `counters` as of this seal and the summary.
+/// Returns the frame and the segment offset where the sorted run starts.
 pub fn encode_sorted_footer(
     entries: &[FooterEntry],
     run: &[FooterEntry],
@@ -210,8 +223,8 @@ pub fn decode_sealed_footer(bytes: &[u8], footer_offset: u64) -> Result<SealedFo
         return Err(FormatError::new("seal footer does not end the segment"));
     }
     let version = header.key.stream;
-    if header.key.owner != 0 || header.key.seq != 0 || !matches!(version, 0 | FOOTER_VERSION_SORTED)
-    {
+    let known = matches!(version, 0 | FOOTER_VERSION_SORTED | FOOTER_VERSION_SUMMARY);
+    if header.key.owner != 0 || header.key.seq != 0 || !known {
         return Err(FormatError::new(format!(
             "seal footer version {version} is not known"
         )));
@@ -219,10 +232,8 @@ pub fn decode_sealed_footer(bytes: &[u8], footer_offset: u64) -> Result<SealedFo
     let payload = frame_payload(bytes, &header);
     let count = header.record_count as usize;
     let entries_len = count.checked_mul(FOOTER_ENTRY_LEN);
-    let (entries_payload, sorted_payload) = match entries_len {
-        Some(n) if version == FOOTER_VERSION_SORTED && n + 8 <= payload.len() => {
-            payload.split_at(n)
-        }
+    let (entries_payload, rest) = match entries_len {
+        Some(n) if version != 0 && n + 8 <= payload.len() => payload.split_at(n),
         Some(n) if n + 8 == payload.len() => payload.split_at(n),
         _ => {
             return Err(FormatError::new(
@@ -234,21 +245,55 @@ pub fn decode_sealed_footer(bytes: &[u8], footer_offset: u64) -> Result<SealedFo
         entries: decode_entries(entries_payload, &header, payload, footer_offset)?,
         sorted: None,
     };
-    if version == FOOTER_VERSION_SORTED {
-        let run_offset = footer_offset + (FRAME_HEADER_LEN + entries_payload.len()) as u64;
-        footer.sorted = Some(decode_sorted(sorted_payload, run_offset, footer_offset)?);
+    if version == 0 {
+        return Ok(footer);
     }
+    // Without the footer offset at the end; from version 3, without the
+    // summary and its length either.
+    let rest = &rest[..rest.len() - 8];
+    let (sorted_payload, summary) = if version == FOOTER_VERSION_SUMMARY {
+        split_summary(rest)?
+    } else {
+        (rest, &[][..])
+    };
+    let run_offset = footer_offset + (FRAME_HEADER_LEN + entries_payload.len()) as u64;
+    let sorted = decode_sorted(sorted_payload, run_offset, footer_offset)?;
+    let prefix_len = FRAME_HEADER_LEN + entries_payload.len() + sorted_payload.len();
+    let prefix_crc = crc32fast::hash(&bytes[..prefix_len]);
+    if version == FOOTER_VERSION_SUMMARY
+        && encode_summary(
+            &footer.entries,
+            &sorted.entries,
+            &sorted.counters,
+            prefix_crc,
+        ) != summary
+    {
+        return Err(FormatError::new(
+            "seal footer summary does not match the footer",
+        ));
+    }
+    footer.sorted = Some(sorted);
     Ok(footer)
 }
 
-/// The sorted section of a version-2 footer: `b` runs from the first sorted
-/// entry to the end of the payload (count, counters, footer offset).
+/// Splits the sorted section of a version-3 footer from its summary (which
+/// ends with its length).
+fn split_summary(rest: &[u8]) -> Result<(&[u8], &[u8]), FormatError> {
+    let bad = || FormatError::new("seal footer summary length out of range");
+    let len_at = rest.len().checked_sub(SUMMARY_LEN_FIELD).ok_or_else(bad)?;
+    let len = u32::from_le_bytes(rest[len_at..].try_into().expect("4 bytes")) as usize;
+    let start = len_at.checked_sub(len).ok_or_else(bad)?;
+    Ok((&rest[..start], &rest[start..len_at]))
+}
+
+/// The sorted section of a version-2 or -3 footer: `b` runs from the first
+/// sorted entry to the end of the counters.
 fn decode_sorted(
     b: &[u8],
     run_offset: u64,
     footer_offset: u64,
 ) -> Result<SortedSection, FormatError> {
-    let tail = 8 + COUNTERS_LEN + 8;
+    let tail = 8 + COUNTERS_LEN;
     let bad = || FormatError::new("seal footer sorted run does not match its count");
     let run_len = b.len().checked_sub(tail).ok_or_else(bad)?;
     let count = u64::from_le_bytes(b[run_len..run_len + 8].try_into().expect("8 bytes"));

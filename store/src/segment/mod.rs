@@ -10,6 +10,7 @@ pub(crate) mod reader;
 pub(crate) mod recovery;
 pub(crate) mod salvage;
 pub(crate) mod scan;
+pub mod summary;
 pub(crate) mod writer;
 
 pub use frame::FrameKind;

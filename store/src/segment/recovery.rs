@@ -13,6 +13,8 @@ use super::header::{decode_segment_header, SegmentHeader, SEGMENT_HEADER_LEN};
 use super::reader::Segment;
 use super::salvage::{salvage_scan, Lost, Span};
 use super::scan::{read_sealed_entries, read_sealed_footer, SegmentScan};
+use super::summary::read_footer_summary;
+use super::writer::write_footer;
 use super::{parse_segment_file_name, segment_file_name, MAX_SEGMENT_ID};
 use crate::fs::{FileHandle, FileLayer};
 use crate::index::{FrameLoc, Index};
@@ -430,12 +432,28 @@ fn load_segment<F: FileLayer>(
     let cipher = key
         .filter(|_| header.encrypted)
         .map(|k| k.segment_cipher(&header.salt, id));
+    if let Ok(summary) = read_footer_summary(&map) {
+        // A version-3 footer: only its header and summary are read. Its
+        // entries are checked by `verify`, and each frame when it is read
+        // (header against the index, CRC, tag; a plaintext frame in an
+        // encrypted segment is refused there too).
+        let frames = summary.frames;
+        let segment = Segment::new(fs.clone(), path, header, cipher, file);
+        segment.set_map(map);
+        let segment = Arc::new(segment);
+        index.add_summary(&segment, summary);
+        segment.release(0, len);
+        return Ok(Loaded::Segment(segment, frames));
+    }
     if let Ok(footer) = read_sealed_footer(&map) {
         check_all_encrypted(&header, &footer.entries, &path)?;
         let segment = Segment::new(fs.clone(), path, header, cipher, file);
         segment.set_map(map);
         let segment = Arc::new(segment);
         index.add_sealed(&segment, &footer.entries, footer.sorted.as_ref());
+        // Reading the footer touched its pages: let them leave the
+        // resident set, so opening a large store does not grow RSS.
+        segment.release(0, len);
         return Ok(Loaded::Segment(segment, footer.entries.len() as u64));
     }
     let salvage = salvage_scan(&map);
@@ -567,9 +585,7 @@ fn load_segment<F: FileLayer>(
         scan.entries.len() as u64,
         scan.valid_end,
     );
-    file.write_all_at(&footer, scan.valid_end)
-        .and_then(|()| file.sync_data())
-        .map_err(io_err(write_ctx.clone()))?;
+    write_footer(&file, &footer, scan.valid_end).map_err(io_err(write_ctx.clone()))?;
     let segment = Arc::new(Segment::new(fs.clone(), path, header, cipher, file));
     segment.mark_sealed().map_err(io_err(write_ctx))?;
     index.install_run(&segment, run_offset, &run);

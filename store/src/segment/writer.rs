@@ -5,7 +5,7 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::footer::{encode_sorted_footer, sorted_run, Counters, FooterEntry};
+use super::footer::{encode_sorted_footer, sorted_run, Counters, FooterEntry, FOOTER_TAIL_LEN};
 use super::header::{CompactionGroup, SegmentHeader, SEGMENT_HEADER_LEN};
 use super::reader::Segment;
 use super::{segment_file_name, temp_file_name};
@@ -27,6 +27,19 @@ pub(crate) struct ActiveSegment<F: FileLayer> {
 pub(crate) struct SealedRun {
     pub offset: u64,
     pub run: Vec<FooterEntry>,
+}
+
+/// Writes a seal footer at `at` in two steps, each synced: everything but
+/// its last 12 bytes, then those (footer offset, trailer CRC). Open trusts
+/// a version-3 footer from its tail and summary alone, so the tail must
+/// never reach the disk before the rest (write-back may reorder the pages
+/// of one write).
+pub(crate) fn write_footer<H: FileHandle>(file: &H, footer: &[u8], at: u64) -> io::Result<()> {
+    let body = footer.len() - FOOTER_TAIL_LEN;
+    file.write_all_at(&footer[..body], at)?;
+    file.sync_data()?;
+    file.write_all_at(&footer[body..], at + body as u64)?;
+    file.sync_data()
 }
 
 fn random_salt() -> io::Result<[u8; 32]> {
@@ -109,9 +122,7 @@ impl<F: FileLayer> ActiveSegment<F> {
             self.next_seq,
             self.end_offset,
         );
-        let file = self.segment.file();
-        file.write_all_at(&footer, self.end_offset)?;
-        file.sync_data()?;
+        write_footer(self.segment.file(), &footer, self.end_offset)?;
         self.end_offset += footer.len() as u64;
         self.segment.mark_sealed()?;
         Ok(SealedRun { offset, run })

@@ -10,24 +10,25 @@ use crate::report;
 pub async fn list(ctx: &Ctx, args: JobsArgs) -> anyhow::Result<i32> {
     let runtime = ctx.open(None, false, true).await?;
     let filter = JobFilter {
-        state: args.state.map(Into::into),
+        state: args.state,
         kind: args.kind,
-        text: None,
+        text: args.search,
     };
     let jobs = with_runtime(runtime.clone(), async { Ok(runtime.jobs(filter).await) }).await?;
+    let jobs = report::newest_first(jobs, args.limit);
     if ctx.json {
         let list: Vec<serde_json::Value> = jobs.iter().map(report::job_json).collect();
         report::print_json(&serde_json::Value::Array(list));
     } else if ctx.quiet {
         for job in &jobs {
-            println!("{}", job.id);
+            outln!("{}", job.id);
         }
     } else if jobs.is_empty() {
-        println!("no jobs");
+        outln!("no jobs");
     } else {
-        println!("{}", report::table_header());
+        outln!("{}", report::table_header());
         for job in &jobs {
-            println!("{}", report::table_row(job));
+            outln!("{}", report::table_row(job));
         }
     }
     Ok(exit::OK)
@@ -37,7 +38,7 @@ pub async fn job(ctx: &Ctx, command: JobCommand) -> anyhow::Result<i32> {
     let runtime = ctx.open(None, false, true).await?;
     let id = match &command {
         JobCommand::Watch { job } => return super::watch::watch(ctx, runtime, *job).await,
-        JobCommand::Show { job }
+        JobCommand::Show { job, .. }
         | JobCommand::Priority { job, .. }
         | JobCommand::Pause { job }
         | JobCommand::Resume { job }
@@ -47,14 +48,14 @@ pub async fn job(ctx: &Ctx, command: JobCommand) -> anyhow::Result<i32> {
     };
     let result = with_runtime(runtime.clone(), apply(&runtime, id, &command)).await?;
     match (result, &command) {
-        (Some(job), JobCommand::Show { .. }) if !ctx.json => {
-            print!("{}", report::job_details(&job))
+        (Some(job), JobCommand::Show { verbose, .. }) if !ctx.json => {
+            outln!("{}", report::job_details(&job, *verbose).trim_end())
         }
         (Some(job), _) if ctx.json => report::print_json(&report::job_json(&job)),
         (Some(job), _) => ctx.say(format!(
             "job {}: {} at priority {}",
             job.id,
-            report::state_name(job.state),
+            job.state.as_str(),
             job.priority
         )),
         (None, _) if ctx.json => {

@@ -20,7 +20,7 @@ use crate::cli::{Cli, Command};
 use crate::exit;
 use crate::kinds;
 
-pub use download::{download_job, DownloadCounts};
+pub use download::{download_job, missing, DownloadCounts};
 pub use keygen::write_key;
 pub use run::{
     create_job, exit_code, job_spec, submit_file, summary, upload_input, wait_with_progress,
@@ -74,12 +74,15 @@ impl Ctx {
         start_workers: bool,
     ) -> anyhow::Result<RuntimeOptions> {
         let mut opts = RuntimeOptions::new(&self.data_dir);
-        if let Some(workers) = workers {
-            anyhow::ensure!(workers > 0, "--workers must be at least 1");
-            opts.workers = workers;
+        opts.start_workers = start_workers;
+        match workers {
+            // Only `serve` accepts 0 (clap refuses it elsewhere): a node
+            // that serves the API and remote workers but runs nothing itself.
+            Some(0) => opts.start_workers = false,
+            Some(workers) => opts.workers = workers,
+            None => {}
         }
         opts.master_key = self.master_key()?;
-        opts.start_workers = start_workers;
         Ok(opts)
     }
 
@@ -98,18 +101,36 @@ impl Ctx {
             );
         }
         let opts = self.runtime_options(workers, start_workers)?;
-        let runtime = Runtime::open(opts)
-            .await
-            .with_context(|| format!("opening {}", self.data_dir.display()))?;
+        let runtime = match Runtime::open(opts).await {
+            Ok(runtime) => runtime,
+            Err(e) => return Err(self.explain_open_error(e)),
+        };
         report_recovery(&self.data_dir, &runtime);
         kinds::register_builtin(&runtime);
         Ok(runtime)
     }
 
+    /// A store locked by a `booster serve` names the way in: `--server URL`.
+    fn explain_open_error(&self, e: booster_runtime::RuntimeError) -> anyhow::Error {
+        use booster_runtime::RuntimeError;
+        use booster_store::StoreError;
+        let dir = self.data_dir.display();
+        if let RuntimeError::Store(StoreError::Locked { pid, .. }) = &e {
+            if let Some(url) = crate::serve::ServeNote::url_of(&self.data_dir, pid) {
+                return anyhow::anyhow!(
+                    "opening {dir}: {e}; that process is `booster serve`: use it with \
+                     `booster --server {url} jobs` (jobs, job, submit and download work \
+                     through it)"
+                );
+            }
+        }
+        anyhow::Error::new(e).context(format!("opening {dir}"))
+    }
+
     /// Human output: stdout unless `-q` or `--json`.
     pub fn say(&self, text: impl AsRef<str>) {
         if !self.quiet && !self.json {
-            println!("{}", text.as_ref());
+            outln!("{}", text.as_ref());
         }
     }
 }
@@ -228,7 +249,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     if cli.server.is_some() {
         return match &cli.command {
             Command::Jobs(_) | Command::Job(_) | Command::Submit(_) | Command::Download(_) => {
-                crate::remote::run(&cli).await
+                crate::remote::run(&cli, &ctx.interrupt).await
             }
             _ => anyhow::bail!(
                 "--server works with jobs, job, submit and download; run this command where the data directory is"

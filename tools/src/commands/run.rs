@@ -10,7 +10,10 @@ use serde_json::json;
 use super::{display_name, download_job, with_runtime, Ctx, Interrupt};
 use crate::cli::{JobInputArgs, RunArgs, SubmitArgs};
 use crate::exit::{self, Interrupted};
-use crate::formats::{is_std_stream, open_source, props, Format, InputSource, Item};
+use crate::formats::{
+    check_destination, is_std_stream, open_source_with, props, Format, InputSource, Item,
+    ReadOptions,
+};
 use crate::kinds;
 use crate::progress::{Mode, Progress, Unit};
 use crate::report;
@@ -20,11 +23,13 @@ const UPLOAD_BATCH_RECORDS: usize = 1024;
 
 pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
     if ctx.json && is_std_stream(&args.output) {
-        anyhow::bail!("--json prints the summary on stdout; pass --output FILE for the records");
+        return Err(exit::usage(
+            "--json prints the summary on stdout; pass --output FILE for the records",
+        ));
     }
     precheck(&args.job)?;
     for path in std::iter::once(&args.output).chain(args.errors.as_ref()) {
-        check_output_dir(path)?;
+        check_destination(path)?;
     }
     let runtime = ctx.open(args.workers, true, false).await?;
     with_runtime(runtime.clone(), run_on(ctx, &runtime, &args)).await
@@ -41,13 +46,13 @@ async fn run_on(ctx: &Ctx, runtime: &Runtime, args: &RunArgs) -> anyhow::Result<
         } else if to_stderr {
             eprintln!("{text}");
         } else {
-            println!("{text}");
+            outln!("{text}");
         }
     };
     say(format!(
-        "job {id}: uploaded {} records into {} slices",
+        "job {id}: uploaded {} records into {}",
         report::count(uploaded.records_in),
-        uploaded.slices_total
+        report::plural(uploaded.slices_total, "slice")
     ));
     let done = match wait_with_progress(runtime, id, &ctx.interrupt, mode).await {
         Ok(done) => done,
@@ -59,12 +64,27 @@ async fn run_on(ctx: &Ctx, runtime: &Runtime, args: &RunArgs) -> anyhow::Result<
         }
         Err(e) => return Err(e),
     };
-    let counts = download_job(runtime, &done, Some(&args.output), args.errors.as_deref()).await?;
+    // A job that failed has incomplete output: it stays `OUTPUT.partial`
+    // unless asked for, so no script mistakes it for the whole.
+    let partial = is_incomplete(&done) && !args.keep_partial;
+    let counts = download_job(
+        runtime,
+        &done,
+        Some(&args.output),
+        args.errors.as_deref(),
+        partial,
+        args.output_encoding.as_deref(),
+    )
+    .await?;
+    let code = exit_code(&done);
     if ctx.json {
         let mut value = report::job_json(&done);
         value["output_records"] = json!(counts.main);
         value["error_records"] = json!(counts.errors);
         report::print_json(&value);
+    } else if ctx.quiet && code != exit::OK {
+        // -q hides the chatter, never the news that records failed.
+        eprintln!("{}", summary(&done));
     } else {
         say(summary(&done));
         if done.records_failed > 0 && args.errors.is_none() {
@@ -73,7 +93,23 @@ async fn run_on(ctx: &Ctx, runtime: &Runtime, args: &RunArgs) -> anyhow::Result<
             ));
         }
     }
-    Ok(exit_code(&done))
+    for path in &counts.partial {
+        eprintln!(
+            "job {id} failed: its output so far is in {} (`--keep-partial` writes it under the \
+             name asked for); `booster job retry {id}` runs the failed slices again",
+            path.display()
+        );
+    }
+    Ok(code)
+}
+
+/// A failed or aborted job, or one with failed slices: its output misses
+/// records (record errors collected by `--collect-errors` do not count:
+/// the output is complete without them).
+pub fn is_incomplete(job: &JobStatus) -> bool {
+    job.state != booster_runtime::JobState::Completed
+        || job.slices_failed > 0
+        || !job.upload_complete
 }
 
 /// 0 when every record was processed, [`exit::RECORDS_FAILED`] otherwise.
@@ -91,13 +127,13 @@ pub fn summary(job: &JobStatus) -> String {
         _ => Duration::ZERO,
     };
     let mut text = format!(
-        "job {} {}: {} records in, {} out, {} failed; {} slices in {}",
+        "job {} {}: {} records in, {} out, {} failed; {} in {}",
         job.id,
-        report::state_name(job.state),
+        job.state.as_str(),
         report::count(job.records_in),
         report::count(job.records_out),
         report::count(job.records_failed),
-        job.slices_total,
+        report::plural(job.slices_total, "slice"),
         report::duration(elapsed)
     );
     if let Some(reason) = &job.failure_reason {
@@ -117,7 +153,7 @@ pub fn summary(job: &JobStatus) -> String {
                 });
             text.push_str(&format!(
                 " (e.g. {at}: {})",
-                report::truncate(&sample.record, 60)
+                report::truncate(&report::escape(&sample.record), 60)
             ));
         }
     }
@@ -136,46 +172,49 @@ pub async fn submit(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<i32> {
     if ctx.json {
         report::print_json(&report::job_json(&status));
     } else if ctx.quiet {
-        println!("{}", status.id);
+        outln!("{}", status.id);
     } else {
-        println!(
-            "job {}: {} records in {} slices, {} at priority {}; `booster work` processes it",
+        outln!(
+            "job {}: {} records in {}, {} at priority {}; `booster work` processes it",
             status.id,
             report::count(status.records_in),
-            status.slices_total,
-            report::state_name(status.state),
+            report::plural(status.slices_total, "slice"),
+            status.state.as_str(),
             status.priority
         );
     }
     Ok(exit::OK)
 }
 
-/// Refuses a missing or unreadable input, or options that do not fit the
-/// kind, before the data directory is opened (or created).
+/// Refuses a missing or unreadable input, a kind this process cannot run,
+/// or options that do not fit the kind, before the data directory is opened
+/// (or created).
 fn precheck(args: &JobInputArgs) -> anyhow::Result<()> {
+    if !kinds::SLICED_KINDS.contains(&args.kind.as_str()) {
+        return Err(exit::usage(format!(
+            "no job kind {:?} here; the kinds are {} (a service that registers its own \
+             kinds submits them through the embedding API)",
+            args.kind,
+            kinds::SLICED_KINDS.join(", ")
+        )));
+    }
     if is_std_stream(&args.input) {
         return Ok(());
     }
-    let format = args
-        .format
-        .unwrap_or_else(|| Format::from_path(&args.input));
-    let input = open_source(&args.input, format, args.max_record_bytes)?;
+    let input = open_source_with(&args.input, &read_options(args)?)?;
     job_spec(args, &input).map(|_| ())
 }
 
-/// An output whose directory is missing is refused before any work is done.
-fn check_output_dir(path: &std::path::Path) -> anyhow::Result<()> {
-    if is_std_stream(path) {
-        return Ok(());
-    }
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => anyhow::bail!(
-            "cannot write {}: directory {} does not exist",
-            path.display(),
-            dir.display()
-        ),
-        _ => Ok(()),
-    }
+/// How to read the input: the format (by extension unless given) and the
+/// tabular options.
+fn read_options(args: &JobInputArgs) -> anyhow::Result<ReadOptions> {
+    // A zip member's name says its format better than the archive's.
+    let named = match &args.tabular.member {
+        Some(member) => std::path::Path::new(member),
+        None => &args.input,
+    };
+    let format = args.format.unwrap_or_else(|| Format::from_path(named));
+    args.tabular.read_options(format, args.max_record_bytes)
 }
 
 /// The job's spec and properties for `args` and what the input's header says.
@@ -184,15 +223,34 @@ pub fn job_spec(args: &JobInputArgs, input: &InputSource) -> anyhow::Result<JobS
         props::FORMAT: input.format.name(),
         props::INPUT: display_name(&args.input),
     });
+    input.layout.to_properties(&mut properties);
     if let Some(header) = &input.header {
         properties[props::CSV_HEADER] = json!(header.raw);
         properties[props::CSV_COLUMNS] = json!(header.columns);
     }
+    if let Some(encoding) = input.encoding {
+        encoding.to_properties(&mut properties);
+    }
+    if let Some(layout) = &input.fixed_layout {
+        properties[crate::formats::FIXED_LAYOUT] = json!(layout);
+    }
+    if let Some(delimiter) = input.delimiter {
+        properties[props::DELIMITER] = json!(char::from(delimiter).to_string());
+    }
+    if let Some(columns) = &args.tabular.output_columns {
+        properties[props::OUTPUT_COLUMNS] = json!(columns);
+    }
     match (args.kind.as_str(), &args.cmd) {
-        (kinds::EXEC, None) => anyhow::bail!("--kind exec needs --cmd 'COMMAND'"),
+        (kinds::EXEC, None) => return Err(exit::usage("--kind exec needs --cmd 'COMMAND'")),
         (kinds::EXEC, Some(cmd)) => properties[props::CMD] = json!(cmd),
-        (_, Some(_)) => anyhow::bail!("--cmd is only for --kind exec"),
+        (_, Some(_)) => return Err(exit::usage("--cmd is only for --kind exec")),
         (_, None) => {}
+    }
+    if args.exec_one_to_one {
+        if args.kind != kinds::EXEC {
+            return Err(exit::usage("--exec-one-to-one is only for --kind exec"));
+        }
+        properties[props::EXEC_ONE_TO_ONE] = json!(true);
     }
     if args.kind == kinds::VALIDATE_CUSTOMERS {
         check_customer_header(input)?;
@@ -257,13 +315,9 @@ pub async fn create_job(
     runtime: &Runtime,
     args: &JobInputArgs,
 ) -> anyhow::Result<(JobId, InputSource)> {
-    let format = args
-        .format
-        .unwrap_or_else(|| Format::from_path(&args.input));
     let path = args.input.clone();
-    let max_record_bytes = args.max_record_bytes;
-    let input =
-        tokio::task::spawn_blocking(move || open_source(&path, format, max_record_bytes)).await??;
+    let options = read_options(args)?;
+    let input = tokio::task::spawn_blocking(move || open_source_with(&path, &options)).await??;
     let spec = job_spec(args, &input)?;
     let id = runtime.submit(spec).await.context("submitting the job")?;
     Ok((id, input))
@@ -379,7 +433,7 @@ pub async fn wait_with_progress(
                 if mode != Mode::Off {
                     let job = runtime.job(id).await?;
                     progress.set_length(job.records_in);
-                    progress.set_position(job.records_out + job.records_failed);
+                    progress.set_position(job.records_processed + job.records_failed);
                 }
             }
             _ = interrupt.wait() => {
@@ -433,6 +487,10 @@ mod tests {
             let input = InputSource {
                 format: Format::Lines,
                 header: None,
+                delimiter: None,
+                encoding: None,
+                fixed_layout: None,
+                layout: Default::default(),
                 progress: Default::default(),
                 records: Box::new(PanicsAfterOneBatch(false)),
             };

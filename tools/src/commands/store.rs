@@ -15,12 +15,12 @@ pub async fn inspect(ctx: &Ctx) -> anyhow::Result<i32> {
     let runtime = ctx.open(None, false, true).await?;
     let (stats, jobs) = with_runtime(runtime.clone(), async {
         let jobs = runtime.jobs(Default::default()).await;
-        Ok((runtime.store_stats(), jobs))
+        Ok((runtime.store_stats()?, jobs))
     })
     .await?;
     let mut by_state: BTreeMap<&str, u64> = BTreeMap::new();
     for job in &jobs {
-        *by_state.entry(report::state_name(job.state)).or_default() += 1;
+        *by_state.entry(job.state.as_str()).or_default() += 1;
     }
     let files = segment_files(&ctx.data_dir);
     let on_disk_bytes: u64 = files.iter().map(|(_, len)| len).sum();
@@ -48,33 +48,33 @@ pub async fn inspect(ctx: &Ctx) -> anyhow::Result<i32> {
         }));
         return Ok(exit::OK);
     }
-    println!("data directory  {}", ctx.data_dir.display());
-    println!(
+    outln!("data directory  {}", ctx.data_dir.display());
+    outln!(
         "segments        {} ({} on disk)",
         stats.segments,
         report::bytes(on_disk_bytes)
     );
-    println!(
+    outln!(
         "frames          {} ({} slices, {} meta)",
         report::count(stats.frames),
         report::count(stats.slice_frames),
         report::count(stats.meta_frames)
     );
-    println!(
+    outln!(
         "bytes           {} live, {} dead (compact reclaims dead bytes)",
         report::bytes(stats.live_bytes),
         report::bytes(stats.dead_bytes)
     );
-    println!(
+    outln!(
         "compression     {} raw -> {} stored ({ratio:.2}x)",
         report::bytes(stats.raw_bytes),
         report::bytes(stats.stored_bytes)
     );
     let states: Vec<String> = by_state.iter().map(|(s, n)| format!("{n} {s}")).collect();
-    println!("jobs            {} ({})", jobs.len(), states.join(", "));
+    outln!("jobs            {} ({})", jobs.len(), states.join(", "));
     if !ctx.quiet {
         for (name, len) in &files {
-            println!("  {name}  {}", report::bytes(*len));
+            outln!("  {name}  {}", report::bytes(*len));
         }
     }
     Ok(exit::OK)
@@ -131,7 +131,7 @@ pub async fn verify(ctx: &Ctx) -> anyhow::Result<i32> {
         }));
     } else {
         for p in &report.problems {
-            println!(
+            outln!(
                 "CORRUPT segment {} ({}) offset {}: {}",
                 p.segment_id,
                 p.path.display(),
@@ -144,7 +144,7 @@ pub async fn verify(ctx: &Ctx) -> anyhow::Result<i32> {
         } else {
             "no tags (pass --key-file to check them too)".to_string()
         };
-        println!(
+        outln!(
             "checked {} segments, {} frames, {tags}: {}",
             report.segments,
             report::count(report.frames),
@@ -210,7 +210,7 @@ pub async fn salvage(ctx: &Ctx, into: &std::path::Path) -> anyhow::Result<i32> {
         }));
     } else {
         for p in &report.problems {
-            println!(
+            outln!(
                 "PROBLEM {} offset {}: {}",
                 p.path.display(),
                 p.offset,
@@ -232,7 +232,7 @@ pub async fn salvage(ctx: &Ctx, into: &std::path::Path) -> anyhow::Result<i32> {
                     if meta { ", and job state changes" } else { "" }
                 ),
             };
-            println!(
+            outln!(
                 "NOT SAVED segment {} ({}) offset {}: {}{held}",
                 u.segment_id,
                 u.path.display(),
@@ -240,7 +240,7 @@ pub async fn salvage(ctx: &Ctx, into: &std::path::Path) -> anyhow::Result<i32> {
                 u.what
             );
         }
-        println!(
+        outln!(
             "read {} segments: copied {} batches ({} slices, {} job records) into {}: {}",
             report.segments_read,
             report::count(report.batches_copied),

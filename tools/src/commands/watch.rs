@@ -23,7 +23,7 @@ pub async fn watch(ctx: &Ctx, runtime: Runtime, id: JobId) -> anyhow::Result<i32
                 print_event(&ctx, &event);
                 last = Some(event);
             }
-            if report::is_finished(status.state) {
+            if status.state.is_finished() {
                 return Ok(super::exit_code(&status));
             }
             tokio::select! {

@@ -24,25 +24,44 @@ pub async fn work(ctx: &Ctx, args: WorkArgs) -> anyhow::Result<i32> {
     let (interrupted, jobs) = with_runtime(runtime.clone(), body).await?;
     let finished: Vec<_> = jobs
         .iter()
-        .filter(|j| report::is_finished(j.state) && !before.contains(&j.id))
+        .filter(|j| j.state.is_finished() && !before.contains(&j.id))
         .collect();
+    // A job that waits for something this process cannot give (a kind no
+    // worker here runs) is named, so "nothing to do" never hides it.
+    let waiting: Vec<_> = jobs
+        .iter()
+        .filter_map(|j| j.waiting_reason.as_ref().map(|why| (j.id, why)))
+        .collect();
+    let worst = finished
+        .iter()
+        .map(|j| super::exit_code(j))
+        .max()
+        .unwrap_or(exit::OK);
     if ctx.json {
         let list: Vec<_> = finished.iter().map(|j| report::job_json(j)).collect();
         report::print_json(&serde_json::json!({ "interrupted": interrupted, "finished": list }));
     } else {
         for job in &finished {
-            ctx.say(super::run::summary(job));
+            if ctx.quiet && super::exit_code(job) != exit::OK {
+                // -q hides the chatter, never the news that records failed.
+                eprintln!("{}", super::run::summary(job));
+            } else {
+                ctx.say(super::run::summary(job));
+            }
+        }
+        for (id, why) in &waiting {
+            ctx.say(format!("job {id} waits: {why}"));
         }
         if interrupted {
             ctx.say("stopped; `booster work` picks up the rest");
-        } else if finished.is_empty() {
+        } else if finished.is_empty() && waiting.is_empty() {
             ctx.say("nothing to do");
         }
     }
     Ok(if interrupted && args.until_idle {
         exit::INTERRUPTED
     } else {
-        exit::OK
+        worst
     })
 }
 
@@ -51,7 +70,7 @@ async fn finished_ids(runtime: &Runtime) -> BTreeSet<u64> {
         .jobs(JobFilter::default())
         .await
         .into_iter()
-        .filter(|j| report::is_finished(j.state))
+        .filter(|j| j.state.is_finished())
         .map(|j| j.id)
         .collect()
 }
@@ -86,17 +105,17 @@ async fn run_until(ctx: &Ctx, runtime: &Runtime, until_idle: bool) -> anyhow::Re
                     continue;
                 }
                 for job in runtime.jobs(JobFilter::default()).await {
-                    let active = !report::is_finished(job.state);
+                    let active = !job.state.is_finished();
                     if active && !bars.contains_key(&job.id) {
                         let label = format!("job {}", job.id);
                         bars.insert(job.id, Progress::new(mode, Some(&multi), &label, Unit::Records));
                     }
                     if let Some(bar) = bars.get(&job.id) {
                         bar.set_length(job.records_in);
-                        bar.set_position(job.records_out + job.records_failed);
-                        bar.set_message(format!("{} p{}", report::state_name(job.state), job.priority));
+                        bar.set_position(job.records_processed + job.records_failed);
+                        bar.set_message(format!("{} p{}", job.state.as_str(), job.priority));
                         if !active {
-                            bar.finish(report::state_name(job.state));
+                            bar.finish(job.state.as_str());
                         }
                     }
                 }

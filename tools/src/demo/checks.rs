@@ -35,14 +35,14 @@ pub fn report(
             ok: big.state == JobState::Completed && outcome.urgent.state == JobState::Completed,
             detail: format!(
                 "big job {}, urgent job {}",
-                report::state_name(big.state),
-                report::state_name(outcome.urgent.state)
+                big.state.as_str(),
+                outcome.urgent.state.as_str()
             ),
         },
         Check {
             name: "reconciled",
             ok: big.records_in == generated.records
-                && big.records_out + big.records_failed == big.records_in
+                && big.records_processed + big.records_failed == big.records_in
                 && big.records_failed == generated.planted(),
             detail: format!(
                 "{} in = {} out + {} failed; {} were planted bad",
@@ -150,7 +150,7 @@ pub fn report(
                     "   e.g. error \"{}\" at line {}: {}",
                     group.message,
                     sample.line.unwrap_or(sample.record_number),
-                    report::truncate(&sample.record, 70)
+                    report::truncate(&report::escape(&sample.record), 70)
                 ));
             }
         }

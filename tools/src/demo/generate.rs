@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::formats::Compression;
+use crate::formats::{Compression, Encoder};
 
 pub const HEADER: &str = "id,name,email,country,signup_date,balance";
 
@@ -104,7 +104,7 @@ pub fn generate(
             .map(|&(first, last)| {
                 let rng = Rng((seed ^ first.wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1);
                 scope.spawn(move || {
-                    let mut out = Encoder::new(compression)?;
+                    let mut out = Encoder::new(compression, Vec::new())?;
                     let gen = write_rows(&mut out, first..=last, rng, plant_bad, sample_every)?;
                     Ok((out.finish()?, gen))
                 })
@@ -118,7 +118,7 @@ pub fn generate(
     let mut file = std::io::BufWriter::new(
         std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
     );
-    let mut header = Encoder::new(compression)?;
+    let mut header = Encoder::new(compression, Vec::new())?;
     header.write_all(format!("{HEADER}\n").as_bytes())?;
     file.write_all(&header.finish()?)?;
     let mut gen = Generated {
@@ -139,49 +139,8 @@ pub fn generate(
     Ok(gen)
 }
 
-/// One range of rows, compressed in memory.
-enum Encoder {
-    Plain(Vec<u8>),
-    Gzip(flate2::write::GzEncoder<Vec<u8>>),
-    Zstd(zstd::Encoder<'static, Vec<u8>>),
-}
-
-impl Encoder {
-    fn new(compression: Compression) -> std::io::Result<Encoder> {
-        Ok(match compression {
-            Compression::None => Encoder::Plain(Vec::new()),
-            Compression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
-                Vec::new(),
-                flate2::Compression::fast(),
-            )),
-            Compression::Zstd => Encoder::Zstd(zstd::Encoder::new(Vec::new(), 3)?),
-        })
-    }
-
-    fn finish(self) -> std::io::Result<Vec<u8>> {
-        match self {
-            Encoder::Plain(v) => Ok(v),
-            Encoder::Gzip(e) => e.finish(),
-            Encoder::Zstd(e) => e.finish(),
-        }
-    }
-}
-
-impl Write for Encoder {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self {
-            Encoder::Plain(v) => v.write(buf),
-            Encoder::Gzip(e) => e.write(buf),
-            Encoder::Zstd(e) => e.write(buf),
-        }
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn write_rows(
-    out: &mut Encoder,
+    out: &mut Encoder<Vec<u8>>,
     ids: std::ops::RangeInclusive<u64>,
     mut rng: Rng,
     plant_bad: bool,

@@ -1,7 +1,8 @@
 //! `booster demo`: the tour. Generates 1M customer records (gzip CSV, some
 //! deliberately bad), uploads them into an encrypted, compressed sliced job
 //! at priority 50, processes it on every core with live progress, cuts in
-//! with a priority-1 job midway and shows it finishing first, downloads
+//! with a priority-1 job once a quarter is uploaded (the rest of the upload
+//! waits until it is queued) and shows it finishing first, downloads
 //! output and errors, then reconciles every count and checks that no record
 //! text sits in clear under the data directory.
 
@@ -19,7 +20,7 @@ pub use generate::{generate, Generated, HEADER};
 use crate::cli::{DemoArgs, JobInputArgs};
 use crate::commands::{create_job, download_job, upload_input, with_runtime, write_key, Ctx};
 use crate::exit;
-use crate::formats::Format;
+use crate::formats::{Format, Item, RecordSource};
 use crate::kinds;
 use crate::progress::{Mode, Progress, Unit};
 use crate::report::{self, bytes, count};
@@ -28,8 +29,11 @@ const BIG_PRIORITY: u8 = 50;
 const URGENT_PRIORITY: u8 = 1;
 const URGENT_RECORDS: u64 = 2000;
 const SLICE_RECORDS: u64 = 1000;
-/// The urgent job is submitted once the big one has processed this share.
-const URGENT_AT_PERCENT: f64 = 25.0;
+/// The urgent job is submitted once this share of the big one is uploaded;
+/// the rest of the big upload waits until the urgent job is queued, so the
+/// big job cannot finish first at any size (its last slices are not even
+/// stored yet), and the urgent job's priority is what the tour shows.
+const URGENT_AT_PERCENT: u64 = 25;
 
 pub async fn demo(ctx: &Ctx, args: DemoArgs) -> anyhow::Result<i32> {
     let (dir, temp) = match &args.dir {
@@ -146,9 +150,11 @@ fn job_args(input: &Path, priority: u8, description: &str) -> JobInputArgs {
         priority,
         collect_errors: true,
         cmd: None,
+        exec_one_to_one: false,
         description: Some(description.into()),
         max_workers: None,
         max_record_bytes: crate::formats::DEFAULT_MAX_RECORD_BYTES,
+        tabular: Default::default(),
     }
 }
 
@@ -162,7 +168,15 @@ async fn tour(
     let mode = Mode::pick(ctx.json, ctx.quiet, true);
     let multi = MultiProgress::new();
     let big_args = job_args(&paths.input, BIG_PRIORITY, "demo: validate 1M customers");
-    let (big_id, big_input) = create_job(runtime, &big_args).await?;
+    let (big_id, mut big_input) = create_job(runtime, &big_args).await?;
+    let (reached_tx, reached_rx) = tokio::sync::oneshot::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel();
+    big_input.records = Box::new(HoldAt {
+        inner: big_input.records,
+        left: generated.records * URGENT_AT_PERCENT / 100,
+        reached: Some(reached_tx),
+        release: release_rx,
+    });
     ctx.say(format!(
         "3. job {big_id}: validate-customers at priority {BIG_PRIORITY}, slices of {SLICE_RECORDS}, on {workers} workers"
     ));
@@ -178,9 +192,15 @@ async fn tour(
             status.map(|s| (s, started.elapsed()))
         })
     };
-    let mut urgent: Option<tokio::task::JoinHandle<anyhow::Result<(JobStatus, Duration)>>> = None;
-    let mut urgent_at = 0.0;
-    let mut big_when_urgent_done = None;
+    // A failed upload drops the gate's sender: the tour goes on and reports it.
+    tokio::select! {
+        _ = reached_rx => {}
+        _ = ctx.interrupt.wait() => return Err(anyhow::Error::new(exit::Interrupted)),
+    }
+    let job = runtime.job(big_id).await?;
+    let urgent_at = 100.0 * (job.records_processed + job.records_failed) as f64
+        / generated.records.max(1) as f64;
+    let urgent = spawn_urgent(runtime, paths, big_id, &ctx.interrupt, release_tx);
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     let big = loop {
         tokio::select! {
@@ -188,27 +208,17 @@ async fn tour(
             _ = ctx.interrupt.wait() => return Err(anyhow::Error::new(exit::Interrupted)),
         }
         let job = runtime.job(big_id).await?;
-        let processed = job.records_out + job.records_failed;
-        process_bar.set_position(processed);
-        let percent = 100.0 * processed as f64 / generated.records.max(1) as f64;
-        if urgent.is_none() && (percent >= URGENT_AT_PERCENT || report::is_finished(job.state)) {
-            urgent_at = percent;
-            urgent = Some(spawn_urgent(runtime, &paths.urgent_input, &ctx.interrupt));
-        }
-        if big_when_urgent_done.is_none() && urgent.as_ref().is_some_and(|u| u.is_finished()) {
-            big_when_urgent_done = Some(percent);
-        }
-        if report::is_finished(job.state) && upload.is_finished() {
+        process_bar.set_position(job.records_processed + job.records_failed);
+        if job.state.is_finished() && upload.is_finished() {
             break job;
         }
     };
-    process_bar.finish(report::state_name(big.state));
+    process_bar.finish(big.state.as_str());
     let process_time = started.elapsed();
     let (_, upload_time) = upload.await??;
-    let (urgent_status, urgent_time) = urgent.expect("submitted before the loop ends").await??;
-    let big_when_urgent_done = big_when_urgent_done.unwrap_or(100.0);
+    let (urgent_status, urgent_time, big_when_urgent_done) = urgent.await??;
     ctx.say(format!(
-        "4. urgent job {} (priority {URGENT_PRIORITY}, {} records) submitted with the big job at {urgent_at:.0}%: done in {}, the big job then at {big_when_urgent_done:.0}%",
+        "4. urgent job {} (priority {URGENT_PRIORITY}, {} records) submitted once {URGENT_AT_PERCENT}% of the big job was uploaded ({urgent_at:.0}% processed): done in {}, the big job then at {big_when_urgent_done:.0}%",
         urgent_status.id,
         count(URGENT_RECORDS),
         report::duration(urgent_time)
@@ -217,7 +227,15 @@ async fn tour(
     let download_started = Instant::now();
     let output_path = paths.dir.join("customers-clean.csv.zst");
     let errors_path = paths.dir.join("customers-errors.jsonl");
-    let counts = download_job(runtime, &big, Some(&output_path), Some(&errors_path)).await?;
+    let counts = download_job(
+        runtime,
+        &big,
+        Some(&output_path),
+        Some(&errors_path),
+        false,
+        None,
+    )
+    .await?;
     Ok(Outcome {
         big,
         urgent: urgent_status,
@@ -232,23 +250,88 @@ async fn tour(
         error_records: counts.errors.unwrap_or(0),
         output_path,
         errors_path,
-        store: runtime.store_stats(),
+        store: runtime.store_stats()?,
     })
 }
 
+/// Submits and uploads the urgent job, then lets the big upload go on
+/// (`release`); returns the urgent job, its time and how far the big job
+/// was when it finished.
 fn spawn_urgent(
     runtime: &Runtime,
-    input: &Path,
+    paths: &Paths,
+    big_id: JobId,
     interrupt: &crate::commands::Interrupt,
-) -> tokio::task::JoinHandle<anyhow::Result<(JobStatus, Duration)>> {
+    release: std::sync::mpsc::Sender<()>,
+) -> tokio::task::JoinHandle<anyhow::Result<(JobStatus, Duration, f64)>> {
     let (runtime, interrupt) = (runtime.clone(), interrupt.clone());
-    let args = job_args(input, URGENT_PRIORITY, "demo: urgent customers");
+    let args = job_args(
+        &paths.urgent_input,
+        URGENT_PRIORITY,
+        "demo: urgent customers",
+    );
     tokio::spawn(async move {
         let started = Instant::now();
+        // Events come in the order the state changed, so the big job's last
+        // percent before the urgent job's end is where it stood then, however
+        // late this task gets to read them.
+        let mut events = runtime.subscribe();
+        let mut big_percent = runtime.job(big_id).await?.percent;
         let (id, input): (JobId, _) = create_job(&runtime, &args).await?;
         let quiet = Progress::new(Mode::Off, None, "urgent", Unit::Bytes);
-        upload_input(&runtime, id, input, &interrupt, &quiet).await?;
+        let uploaded = upload_input(&runtime, id, input, &interrupt, &quiet).await;
+        let _ = release.send(());
+        uploaded?;
+        loop {
+            match events.recv().await {
+                Ok(e) if e.job == big_id => big_percent = e.percent,
+                Ok(e) if e.job == id && e.state.is_finished() => break,
+                Ok(_) => {}
+                // Missed events may have held the urgent job's end.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    if runtime.job(id).await?.state.is_finished() {
+                        break;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
         let done = runtime.wait(id).await?;
-        Ok((done, started.elapsed()))
+        Ok((done, started.elapsed(), big_percent))
     })
+}
+
+/// The big job's records, held after `left` of them until `release`.
+struct HoldAt {
+    inner: Box<dyn RecordSource>,
+    left: u64,
+    reached: Option<tokio::sync::oneshot::Sender<()>>,
+    release: std::sync::mpsc::Receiver<()>,
+}
+
+impl RecordSource for HoldAt {
+    fn next_batch(&mut self, max: usize, out: &mut Vec<Item>) -> std::io::Result<()> {
+        if self.left == 0 {
+            if let Some(reached) = self.reached.take() {
+                let _ = reached.send(());
+                // The urgent job is queued (or could not be): go on.
+                let _ = self.release.recv();
+            }
+            return self.inner.next_batch(max, out);
+        }
+        let before = out.len();
+        let max = max.min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        self.inner.next_batch(max, out)?;
+        let read = (out.len() - before) as u64;
+        // The input ended before the mark: hold at its end instead.
+        self.left = if read == 0 {
+            0
+        } else {
+            self.left - read.min(self.left)
+        };
+        if read == 0 {
+            return self.next_batch(max, out);
+        }
+        Ok(())
+    }
 }

@@ -16,6 +16,7 @@
 use std::io::{self, Read};
 use std::sync::{Arc, Mutex};
 
+use super::columns::RowPlan;
 use super::input::{Item, RecordSource};
 
 /// The largest CSV record accepted by default.
@@ -85,6 +86,7 @@ fn csv_reader(
     inner: Input,
     buffer: Arc<Mutex<TeeBuffer>>,
     max_record_bytes: usize,
+    delimiter: u8,
 ) -> csv::Reader<Tee> {
     let tee = Tee {
         inner,
@@ -94,6 +96,7 @@ fn csv_reader(
     csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
+        .delimiter(delimiter)
         .buffer_capacity(READ_AHEAD_BYTES)
         .from_reader(tee)
 }
@@ -109,6 +112,9 @@ pub struct CsvSource {
     line_offset: u64,
     /// The line (in the current reader's count) where the tee's bytes begin.
     base_line: u64,
+    delimiter: u8,
+    /// The column rules' checks and projection for each row.
+    plan: RowPlan,
 }
 
 /// What reading one record gave.
@@ -119,17 +125,34 @@ enum Raw {
 }
 
 impl CsvSource {
+    #[cfg(test)]
     pub fn new(inner: impl Read + Send + 'static, max_record_bytes: usize) -> CsvSource {
+        CsvSource::with_delimiter(inner, max_record_bytes, b',')
+    }
+
+    /// Fields separated by `delimiter` (`|` for PSV, tab for TSV).
+    pub fn with_delimiter(
+        inner: impl Read + Send + 'static,
+        max_record_bytes: usize,
+        delimiter: u8,
+    ) -> CsvSource {
         let buffer = Arc::new(Mutex::new(TeeBuffer::default()));
         CsvSource {
-            reader: csv_reader(Box::new(inner), buffer.clone(), max_record_bytes),
+            reader: csv_reader(Box::new(inner), buffer.clone(), max_record_bytes, delimiter),
             buffer,
             record: csv::ByteRecord::new(),
             columns: 0,
             max_record_bytes,
             line_offset: 0,
             base_line: 1,
+            delimiter,
+            plan: RowPlan::default(),
         }
+    }
+
+    /// Checks and projects every row by `plan` (from the header).
+    pub fn set_plan(&mut self, plan: RowPlan) {
+        self.plan = plan;
     }
 
     /// Reads the first record as the header. None for an empty input.
@@ -145,7 +168,10 @@ impl CsvSource {
             }
         };
         let raw = String::from_utf8(raw).map_err(|_| {
-            io::Error::new(io::ErrorKind::InvalidData, "the CSV header is not UTF-8")
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the header is not UTF-8; pass the file's --encoding (e.g. --encoding latin1)",
+            )
         })?;
         let columns: Vec<String> = self
             .record
@@ -164,6 +190,12 @@ impl CsvSource {
                 let e = csv_to_io(e);
                 if e.to_string() == TOO_LONG {
                     let message = self.too_long_message();
+                    let held = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
+                    let record = held.bytes.trim_ascii_start();
+                    let swallowed = line_count(&record[..record.len().min(self.max_record_bytes)]);
+                    drop(held);
+                    let message =
+                        format!("{message}; it swallowed {swallowed} lines within the limit");
                     return self.skip_first_line(message).map(Some);
                 }
                 return Err(e);
@@ -179,11 +211,13 @@ impl CsvSource {
         let from = (start.max(tee.base_offset) - tee.base_offset) as usize;
         let to = (end - tee.base_offset) as usize;
         if at_end && quote_left_open(&tee.bytes[from..to]) {
+            let swallowed = line_count(tee.bytes[from..to].trim_ascii());
             drop(tee);
-            let message = "malformed CSV: a quote opened in the record starting on this line \
-                           is still open at the end of the input; the line is skipped and \
-                           parsing resumes at the next line"
-                .to_string();
+            let message = format!(
+                "malformed CSV: a quote opened in the record starting on this line is never \
+                 closed and would swallow the {swallowed} lines to the end of the input; the \
+                 line is skipped and parsing resumes at the next line"
+            );
             return self.skip_first_line(message).map(Some);
         }
         let mut raw = tee.take(start, end);
@@ -219,7 +253,12 @@ impl CsvSource {
         let mut held =
             std::mem::take(&mut self.buffer.lock().unwrap_or_else(|p| p.into_inner()).bytes);
         let line = self.line_offset + self.base_line + drop_leading_line_breaks(&mut held);
-        let empty = csv_reader(Box::new(io::empty()), self.buffer.clone(), 0);
+        let empty = csv_reader(
+            Box::new(io::empty()),
+            self.buffer.clone(),
+            0,
+            self.delimiter,
+        );
         let mut inner = std::mem::replace(&mut self.reader, empty)
             .into_inner()
             .inner;
@@ -237,7 +276,12 @@ impl CsvSource {
         }
         *self.buffer.lock().unwrap_or_else(|p| p.into_inner()) = TeeBuffer::default();
         let resumed: Input = Box::new(io::Cursor::new(rest).chain(inner));
-        self.reader = csv_reader(resumed, self.buffer.clone(), self.max_record_bytes);
+        self.reader = csv_reader(
+            resumed,
+            self.buffer.clone(),
+            self.max_record_bytes,
+            self.delimiter,
+        );
         self.line_offset = line;
         self.base_line = 1;
         Ok(Raw::Bad(first_line, line, message))
@@ -259,6 +303,12 @@ fn skip_to_next_line(inner: &mut Input) -> io::Result<Vec<u8>> {
             return Ok(buf[i + 1..n].to_vec());
         }
     }
+}
+
+/// How many lines `bytes` spans (a last line without `\n` counts).
+fn line_count(bytes: &[u8]) -> u64 {
+    let breaks = memchr::memchr_iter(b'\n', bytes).count() as u64;
+    breaks + u64::from(!bytes.is_empty() && bytes.last() != Some(&b'\n'))
 }
 
 /// A record that runs to the end of the input over several lines with an
@@ -301,7 +351,13 @@ impl RecordSource for CsvSource {
             };
             let fields = self.record.len();
             if fields == self.columns {
-                out.push(Item::Record { bytes: raw, line });
+                out.push(match self.plan.check(&self.record) {
+                    Ok(()) => Item::Record {
+                        bytes: self.plan.project(&self.record, raw),
+                        line,
+                    },
+                    Err(message) => Item::Rejected { raw, line, message },
+                });
             } else {
                 out.push(Item::Rejected {
                     raw,
@@ -408,7 +464,8 @@ mod tests {
         let (_, items) = read_all(text);
         let (line, message) = rejected_line(&items[0]).expect("line 2 is an error");
         assert_eq!(line, 2);
-        assert!(message.contains("still open"), "{message}");
+        assert!(message.contains("never closed"), "{message}");
+        assert!(message.contains("swallow the 4 lines"), "{message}");
         assert_eq!(
             items[1..].to_vec(),
             vec![record("2,b", 3), record("3,c", 4), record("4,d", 5)]
@@ -428,6 +485,9 @@ mod tests {
         let (line, message) = rejected_line(&items[1]).expect("line 3 is an error");
         assert_eq!(line, 3);
         assert!(message.contains("longer than 64 bytes"), "{message}");
+        // "2,\"open\n" (8 bytes), 3,row .. 9,row (6 each) and 10,row,
+        // 11,row (7 each) are the first 64 bytes: 10 lines.
+        assert!(message.contains("swallowed 10 lines"), "{message}");
         match &items[1] {
             Item::Rejected { raw, .. } => assert_eq!(raw, b"2,\"open"),
             other => panic!("{other:?}"),

@@ -1,4 +1,4 @@
-//! Reading an input file as records: decompression by extension, then the
+//! Reading an input file as records: decompression by magic bytes, then the
 //! format's record boundaries. A record the format cannot parse becomes an
 //! [`Item::Rejected`] with its line number, never an error that stops the read.
 
@@ -10,7 +10,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use super::columns::ColumnRules;
 use super::csv_source::{CsvHeader, CsvSource};
+use super::encoding::{self, DecodeReader, InputEncoding, Utf8Records};
+use super::fixed::{FixedLayout, FixedSource};
+use super::json_array::{starts_an_array, JsonArraySource};
+use super::layout::{file_ends_with_newline, LineEnding, TextLayout};
+use super::zip_input::{self, ZipChoice};
 use super::{is_std_stream, Compression, Format};
 
 /// One record read from the input, or one the format rejected.
@@ -31,12 +37,14 @@ pub trait RecordSource: Send {
 }
 
 /// How far the reader is through the file on disk (compressed bytes for
-/// `.gz` / `.zst`), for progress bars.
+/// compressed input), for progress bars.
 #[derive(Clone, Debug, Default)]
 pub struct ReadProgress {
     read_bytes: Arc<AtomicU64>,
     /// None for stdin.
     pub total_bytes: Option<u64>,
+    /// How the input was compressed, as its magic bytes said.
+    pub compression: Compression,
 }
 
 impl ReadProgress {
@@ -45,10 +53,54 @@ impl ReadProgress {
     }
 }
 
+/// How to read an input: what `run` and `submit` were asked.
+#[derive(Clone, Debug)]
+pub struct ReadOptions {
+    pub format: Format,
+    pub max_record_bytes: usize,
+    /// CSV only: another delimiter than the format's.
+    pub delimiter: Option<u8>,
+    /// `--encoding`; None: a BOM says, else the bytes are taken as they are.
+    pub encoding: Option<&'static encoding_rs::Encoding>,
+    /// CSV, PSV, TSV: the column rules.
+    pub columns: ColumnRules,
+    /// Fixed-width: the layout.
+    pub layout: Option<FixedLayout>,
+    /// Zip input: which members.
+    pub zip: ZipChoice,
+    /// Spreadsheet input: the sheet (the first by default) and the cap.
+    pub sheet: Option<String>,
+    pub max_sheet_cells: u64,
+}
+
+impl ReadOptions {
+    pub fn new(format: Format, max_record_bytes: usize) -> ReadOptions {
+        ReadOptions {
+            format,
+            max_record_bytes,
+            delimiter: None,
+            encoding: None,
+            columns: ColumnRules::default(),
+            layout: None,
+            zip: ZipChoice::default(),
+            sheet: None,
+            max_sheet_cells: super::DEFAULT_MAX_SHEET_CELLS,
+        }
+    }
+}
+
 /// An opened input: its format, CSV header (if any) and its records.
 pub struct InputSource {
     pub format: Format,
     pub header: Option<CsvHeader>,
+    /// CSV, PSV, TSV: the field delimiter.
+    pub delimiter: Option<u8>,
+    /// How the input was decoded to UTF-8; None: taken as it is.
+    pub encoding: Option<InputEncoding>,
+    /// Fixed-width: the layout its lines were checked against.
+    pub fixed_layout: Option<FixedLayout>,
+    /// Its line terminators, written back on download.
+    pub layout: TextLayout,
     pub progress: ReadProgress,
     pub records: Box<dyn RecordSource>,
 }
@@ -66,9 +118,35 @@ impl<R: Read> Read for CountingReader<R> {
     }
 }
 
-/// Opens `path` (`-` is stdin) and decompresses it by extension.
+/// Opens `path` (`-` is stdin) and decompresses it by its magic bytes.
 pub fn open_bytes(path: &Path) -> anyhow::Result<(Box<dyn BufRead + Send>, ReadProgress)> {
+    open_bytes_with(path, &ZipChoice::default())
+}
+
+/// Like [`open_bytes`]; a zip archive gives the members `zip` chooses.
+pub fn open_bytes_with(
+    path: &Path,
+    zip: &ZipChoice,
+) -> anyhow::Result<(Box<dyn BufRead + Send>, ReadProgress)> {
     let mut progress = ReadProgress::default();
+    if !is_std_stream(path) && zip_input::is_zip(path) {
+        let (members, total_bytes) = zip_input::open_members(path, zip)?;
+        progress.total_bytes = Some(total_bytes);
+        let counted = CountingReader {
+            inner: members,
+            read_bytes: progress.read_bytes.clone(),
+        };
+        return Ok((
+            Box::new(BufReader::with_capacity(256 << 10, counted)),
+            progress,
+        ));
+    }
+    if *zip != ZipChoice::default() {
+        anyhow::bail!(
+            "--member and --concat are for zip archives; {} is not one",
+            path.display()
+        );
+    }
     let raw: Box<dyn Read + Send> = if is_std_stream(path) {
         Box::new(io::stdin())
     } else {
@@ -92,20 +170,45 @@ fn wrap(
         inner: raw,
         read_bytes: progress.read_bytes.clone(),
     };
-    let capacity = 256 << 10;
-    let reader: Box<dyn BufRead + Send> = match Compression::from_path(path) {
-        Compression::None => Box::new(BufReader::with_capacity(capacity, counted)),
-        Compression::Gzip => Box::new(BufReader::with_capacity(
-            capacity,
-            flate2::read::MultiGzDecoder::new(BufReader::new(counted)),
-        )),
-        Compression::Zstd => Box::new(BufReader::with_capacity(
-            capacity,
-            zstd::Decoder::new(counted)
-                .with_context(|| format!("starting zstd on {}", path.display()))?,
-        )),
+    let mut progress = progress;
+    // A pipe may stall: stdin is recognised at its first read, so nothing
+    // waits for input before the job exists (a remote upload holds it).
+    let decompressed: Box<dyn Read + Send> = if is_std_stream(path) {
+        Box::new(LazyDecompress {
+            path: path.to_path_buf(),
+            raw: Some(Box::new(counted)),
+            inner: None,
+        })
+    } else {
+        let (decompressed, compression) = super::compression::decompress(path, Box::new(counted))?;
+        progress.compression = compression;
+        decompressed
     };
+    let reader: Box<dyn BufRead + Send> =
+        Box::new(BufReader::with_capacity(256 << 10, decompressed));
     Ok((reader, progress))
+}
+
+/// Decompression decided at the first read (see `wrap`).
+struct LazyDecompress {
+    path: std::path::PathBuf,
+    raw: Option<Box<dyn Read + Send>>,
+    inner: Option<Box<dyn Read + Send>>,
+}
+
+impl Read for LazyDecompress {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.inner.is_none() {
+            let raw = self.raw.take().unwrap_or_else(|| Box::new(io::empty()));
+            let (reader, _) = super::compression::decompress(&self.path, raw)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{e:#}")))?;
+            self.inner = Some(reader);
+        }
+        match &mut self.inner {
+            Some(reader) => reader.read(buf),
+            None => Ok(0),
+        }
+    }
 }
 
 fn input_error(path: &Path, e: io::Error) -> anyhow::Error {
@@ -129,14 +232,60 @@ pub fn open_source(
     format: Format,
     max_record_bytes: usize,
 ) -> anyhow::Result<InputSource> {
-    let (reader, progress) = open_bytes(path)?;
-    source_from_reader(
-        reader,
-        progress,
-        format,
-        max_record_bytes,
-        &path.display().to_string(),
-    )
+    open_source_with(path, &ReadOptions::new(format, max_record_bytes))
+}
+
+/// Opens `path` as `options` say.
+pub fn open_source_with(path: &Path, options: &ReadOptions) -> anyhow::Result<InputSource> {
+    if options.format == Format::Xlsx {
+        return open_spreadsheet(path, options);
+    }
+    if options.zip.concat && options.format.is_delimited() {
+        anyhow::bail!(
+            "--concat joins lines, JSON Lines and fixed-width members; each CSV member has its \
+             own header, so run a job per member with --member NAME"
+        );
+    }
+    let (reader, progress) = open_bytes_with(path, &options.zip)?;
+    let mut input =
+        source_from_reader_with(reader, progress, options, &path.display().to_string())?;
+    // Only a plain file's last byte is its text's last byte (and in UTF-16
+    // a `\n` is not one byte).
+    let bytewise = input
+        .encoding
+        .is_none_or(|e| e.encoding.is_ascii_compatible());
+    let plain_file = input.progress.compression == Compression::None
+        && !is_std_stream(path)
+        && !zip_input::is_zip(path);
+    if plain_file && bytewise {
+        if let Some(ends) = file_ends_with_newline(path) {
+            input.layout.final_newline = ends;
+        }
+    }
+    Ok(input)
+}
+
+/// A spreadsheet's sheet, read as CSV.
+fn open_spreadsheet(path: &Path, options: &ReadOptions) -> anyhow::Result<InputSource> {
+    if is_std_stream(path) {
+        anyhow::bail!("a spreadsheet cannot be read from stdin; pass it as a file");
+    }
+    let (header, rows) = super::xlsx::open_sheet(
+        path,
+        options.sheet.as_deref(),
+        options.max_sheet_cells,
+        &options.columns,
+    )?;
+    Ok(InputSource {
+        format: Format::Csv,
+        header,
+        delimiter: Some(b','),
+        encoding: None,
+        fixed_layout: None,
+        layout: TextLayout::default(),
+        progress: ReadProgress::default(),
+        records: Box::new(rows),
+    })
 }
 
 /// Records of `format` from already-decompressed bytes (`booster serve`
@@ -148,40 +297,187 @@ pub fn source_from_reader(
     max_record_bytes: usize,
     name: &str,
 ) -> anyhow::Result<InputSource> {
+    let options = ReadOptions::new(format, max_record_bytes);
+    source_from_reader_with(reader, progress, &options, name)
+}
+
+/// Records as `options` say from already-decompressed bytes.
+pub fn source_from_reader_with(
+    reader: Box<dyn BufRead + Send>,
+    progress: ReadProgress,
+    options: &ReadOptions,
+    name: &str,
+) -> anyhow::Result<InputSource> {
+    let (format, max_record_bytes) = (options.format, options.max_record_bytes);
+    if format == Format::Xlsx {
+        anyhow::bail!(
+            "{name}: a spreadsheet is read from a file (booster run/submit --input FILE)"
+        );
+    }
+    if !format.is_delimited() && (options.delimiter.is_some() || !options.columns.is_empty()) {
+        anyhow::bail!(
+            "--delimiter and the column options apply to csv, psv and tsv input; {name} is read \
+             as {} (pass --format csv)",
+            format.name()
+        );
+    }
+    match (format, &options.layout) {
+        (Format::Fixed, None) => {
+            anyhow::bail!(
+                "--format fixed needs --layout LAYOUT.json (each field's name, start and width)"
+            )
+        }
+        (Format::Fixed, Some(_)) | (_, None) => {}
+        (other, Some(_)) => anyhow::bail!(
+            "--layout is for --format fixed; {name} is read as {}",
+            other.name()
+        ),
+    }
+    let delimiter = format
+        .is_delimited()
+        .then(|| options.delimiter.unwrap_or(format.default_delimiter()));
+    // stdin and uploads (no known size) are not read before the job
+    // exists: their layout is the default and only --encoding decodes them.
+    let can_peek = progress.total_bytes.is_some();
+    let (bom_head, reader) = peek(reader, |head| !can_peek || head.len() >= 3)
+        .with_context(|| format!("reading {name}"))?;
+    let encoding = encoding::choose(options.encoding, &bom_head);
+    let reader: Box<dyn BufRead + Send> = match encoding {
+        Some(e) => Box::new(BufReader::with_capacity(
+            256 << 10,
+            DecodeReader::new(reader, e),
+        )),
+        None => reader,
+    };
+    let (head, reader) = peek(reader, |head| {
+        !can_peek || memchr::memchr2(b'\n', b'\r', head).is_some_and(|i| i + 1 < head.len())
+    })
+    .with_context(|| format!("reading {name}"))?;
+    let mut layout = TextLayout::sniff(&head, format.is_delimited());
+    let format = match format {
+        Format::Json if !head.is_empty() && !starts_an_array(&head) => Format::Jsonl,
+        other => other,
+    };
+    let split_on = match layout.line_ending {
+        LineEnding::Cr => b'\r',
+        LineEnding::Lf | LineEnding::CrLf => b'\n',
+    };
+    if !format.is_delimited() && layout.line_ending == LineEnding::CrLf {
+        // Lines keep the `\r` of their `\r\n`: only the `\n` is added back.
+        layout.line_ending = LineEnding::Lf;
+    }
     let (header, records): (Option<CsvHeader>, Box<dyn RecordSource>) = match format {
-        Format::Csv => {
-            let mut csv = CsvSource::new(reader, max_record_bytes);
-            let header = csv
+        Format::Csv | Format::Psv | Format::Tsv => {
+            let delimiter = delimiter.unwrap_or(b',');
+            let mut csv = CsvSource::with_delimiter(reader, max_record_bytes, delimiter);
+            let mut header = csv
                 .read_header()
-                .with_context(|| format!("reading the CSV header of {name}"))?;
+                .with_context(|| format!("reading the {} header of {name}", format.name()))?;
+            if let Some(header) = &mut header {
+                csv.set_plan(options.columns.plan(header, delimiter)?);
+            }
             (header, Box::new(csv))
         }
-        Format::Lines => (None, Box::new(LineSource::new(reader, false))),
-        Format::Jsonl => (None, Box::new(LineSource::new(reader, true))),
+        Format::Lines => (None, Box::new(LineSource::new(reader, false, split_on))),
+        Format::Fixed => {
+            let lines = Box::new(LineSource::new(reader, false, split_on));
+            let layout = options
+                .layout
+                .clone()
+                .unwrap_or(FixedLayout { fields: Vec::new() });
+            (None, Box::new(FixedSource { lines, layout }))
+        }
+        Format::Jsonl => (None, Box::new(LineSource::new(reader, true, split_on))),
+        Format::Xlsx => {
+            anyhow::bail!(
+                "{name}: a spreadsheet is read from a file (booster run/submit --input FILE)"
+            )
+        }
+        Format::Json => {
+            // An array is written back as an array, one element per line.
+            layout = TextLayout::default();
+            (
+                None,
+                Box::new(JsonArraySource::new(reader, max_record_bytes)),
+            )
+        }
+    };
+    let why = match encoding {
+        Some(e) => Some(format!(
+            "the line cannot be decoded as {}; check --encoding",
+            e.encoding.name()
+        )),
+        None if format.is_delimited() => Some(
+            "the row is not UTF-8 text; pass the file's --encoding (e.g. --encoding latin1)"
+                .to_string(),
+        ),
+        None => None,
+    };
+    let records = match why {
+        Some(why) => Box::new(Utf8Records {
+            inner: records,
+            why,
+        }),
+        None => records,
     };
     Ok(InputSource {
         format,
         header,
+        delimiter,
+        encoding,
+        fixed_layout: options.layout.clone(),
+        layout,
         progress,
         records,
     })
 }
 
-/// Lines and JSON Lines: a record per `\n`-terminated line. The line's bytes
-/// are kept exactly (a `\r` before the `\n` stays), so lines round-trip.
-/// In JSON Lines, blank lines carry no record and are skipped.
+/// The most read ahead to find the input's first line terminator.
+const PEEK_BYTES: usize = 64 << 10;
+
+/// Reads until `enough` says the bytes read are enough (or 64 KiB, or the
+/// end), and gives back those bytes and a reader that still starts at the
+/// beginning.
+fn peek(
+    mut reader: Box<dyn BufRead + Send>,
+    enough: impl Fn(&[u8]) -> bool,
+) -> io::Result<(Vec<u8>, Box<dyn BufRead + Send>)> {
+    let mut head = Vec::new();
+    while !enough(&head) && head.len() < PEEK_BYTES {
+        let buf = match reader.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            break;
+        }
+        let n = buf.len().min(PEEK_BYTES - head.len());
+        head.extend_from_slice(&buf[..n]);
+        reader.consume(n);
+    }
+    let rest: Box<dyn BufRead + Send> = Box::new(io::Cursor::new(head.clone()).chain(reader));
+    Ok((head, rest))
+}
+
+/// Lines and JSON Lines: a record per `\n`-terminated line (`\r` in a file
+/// whose lines end in a lone `\r`). The line's bytes are kept exactly (a
+/// `\r` before the `\n` stays), so lines round-trip. In JSON Lines, blank
+/// lines carry no record and are skipped.
 pub struct LineSource<R> {
     reader: R,
     line: u64,
     jsonl: bool,
+    terminator: u8,
 }
 
 impl<R: BufRead> LineSource<R> {
-    pub fn new(reader: R, jsonl: bool) -> LineSource<R> {
+    pub fn new(reader: R, jsonl: bool, terminator: u8) -> LineSource<R> {
         LineSource {
             reader,
             line: 0,
             jsonl,
+            terminator,
         }
     }
 }
@@ -190,11 +486,11 @@ impl<R: BufRead + Send> RecordSource for LineSource<R> {
     fn next_batch(&mut self, max: usize, out: &mut Vec<Item>) -> io::Result<()> {
         while out.len() < max {
             let mut buf = Vec::with_capacity(128);
-            if self.reader.read_until(b'\n', &mut buf)? == 0 {
+            if self.reader.read_until(self.terminator, &mut buf)? == 0 {
                 break;
             }
             self.line += 1;
-            if buf.last() == Some(&b'\n') {
+            if buf.last() == Some(&self.terminator) {
                 buf.pop();
             }
             if !self.jsonl {
@@ -225,7 +521,7 @@ impl<R: BufRead + Send> RecordSource for LineSource<R> {
 
 /// The message names the kind of problem but not its column, so the same
 /// mistake on many lines groups under one message.
-fn check_json(record: &[u8]) -> Result<(), String> {
+pub(super) fn check_json(record: &[u8]) -> Result<(), String> {
     match serde_json::from_slice::<serde::de::IgnoredAny>(record) {
         Ok(_) => Ok(()),
         Err(e) => Err(match e.classify() {
@@ -255,7 +551,7 @@ mod tests {
 
     #[test]
     fn lines_keep_their_bytes_and_numbers() {
-        let mut src = LineSource::new(&b"a\r\n\nc"[..], false);
+        let mut src = LineSource::new(&b"a\r\n\nc"[..], false, b'\n');
         let items = all(&mut src);
         assert_eq!(
             items,
@@ -278,7 +574,7 @@ mod tests {
 
     #[test]
     fn bad_json_line_is_rejected_with_its_line_number() {
-        let mut src = LineSource::new(&b"{\"a\":1}\n\n{\"a\":\n[1,2]\n"[..], true);
+        let mut src = LineSource::new(&b"{\"a\":1}\n\n{\"a\":\n[1,2]\n"[..], true, b'\n');
         let items = all(&mut src);
         assert_eq!(items.len(), 3);
         assert!(matches!(&items[1], Item::Rejected { line: 3, raw, .. } if raw == b"{\"a\":"));

@@ -1,24 +1,43 @@
 //! Record formats the command reads and writes: lines, CSV (header kept) and
-//! JSON Lines, each optionally `.gz` or `.zst` compressed, `-` for stdin/stdout.
+//! JSON Lines, each optionally gzip, zstd, bzip2 or xz compressed (recognised
+//! by magic bytes on input, chosen by extension on output), `-` for
+//! stdin/stdout.
 //!
 //! A job remembers its format in its properties (see [`props`]) so `download`
 //! writes the output back the way the input came, CSV header first.
 
+mod columns;
+mod compression;
 mod csv_source;
+pub mod encoding;
+mod fixed;
 mod input;
+mod json_array;
+mod layout;
+mod options;
 mod output;
+mod xlsx;
+mod zip_input;
 
+pub use columns::{ColumnRules, OutputProjection};
+pub use compression::{Compression, Encoder};
 pub use csv_source::{CsvHeader, DEFAULT_MAX_RECORD_BYTES};
+pub use fixed::{FixedField, FixedLayout, FIXED_LAYOUT};
 pub use input::{
-    open_bytes, open_source, source_from_reader, InputSource, Item, ReadProgress, RecordSource,
+    open_bytes, open_bytes_with, open_source, open_source_with, source_from_reader,
+    source_from_reader_with, InputSource, Item, ReadOptions, ReadProgress, RecordSource,
 };
-pub use output::OutputSink;
+pub use layout::{LineEnding, TextLayout};
+pub use options::InputFormatArgs;
+pub use output::{check_destination, OutputFraming, OutputSink};
+pub use xlsx::DEFAULT_MAX_SHEET_CELLS;
+pub use zip_input::ZipChoice;
 
 use std::path::Path;
 
 /// Keys of the job properties this crate writes and reads.
 pub mod props {
-    /// "lines", "csv" or "jsonl".
+    /// "lines", "csv", "jsonl" or "json".
     pub const FORMAT: &str = "format";
     /// The raw CSV header line, written back at the top of the output.
     pub const CSV_HEADER: &str = "csv_header";
@@ -26,8 +45,15 @@ pub mod props {
     pub const CSV_COLUMNS: &str = "csv_columns";
     /// `exec`'s shell command.
     pub const CMD: &str = "cmd";
+    /// `exec`: true when the command must write one line per record
+    /// (`--exec-one-to-one`); another count fails the slice.
+    pub const EXEC_ONE_TO_ONE: &str = "exec_one_to_one";
     /// The input file's name, for people reading `job show`.
     pub const INPUT: &str = "input";
+    /// CSV, PSV, TSV: the field delimiter, one character.
+    pub const DELIMITER: &str = "delimiter";
+    /// `--output-columns`: the columns `download` writes, in order.
+    pub const OUTPUT_COLUMNS: &str = "output_columns";
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -36,8 +62,20 @@ pub enum Format {
     Lines,
     /// CSV with a header row; quoted fields may hold commas, quotes, newlines.
     Csv,
+    /// Pipe-separated values: CSV with `|`.
+    Psv,
+    /// Tab-separated values: CSV with a tab.
+    Tsv,
+    /// Fixed-width fields, as `--layout layout.json` places them.
+    Fixed,
+    /// A spreadsheet (xlsx, xlsm, xlsb, xls, ods), input only: one sheet,
+    /// read as CSV.
+    Xlsx,
     /// One JSON value per line.
     Jsonl,
+    /// One JSON array of values, read element by element (a `.json` file
+    /// that does not start with `[` is read as JSON Lines).
+    Json,
 }
 
 impl Format {
@@ -45,7 +83,12 @@ impl Format {
         match self {
             Format::Lines => "lines",
             Format::Csv => "csv",
+            Format::Psv => "psv",
+            Format::Tsv => "tsv",
+            Format::Fixed => "fixed",
+            Format::Xlsx => "xlsx",
             Format::Jsonl => "jsonl",
+            Format::Json => "json",
         }
     }
 
@@ -53,46 +96,44 @@ impl Format {
         match name {
             "lines" => Some(Format::Lines),
             "csv" => Some(Format::Csv),
+            "psv" => Some(Format::Psv),
+            "tsv" => Some(Format::Tsv),
+            "fixed" => Some(Format::Fixed),
+            "xlsx" => Some(Format::Xlsx),
             "jsonl" => Some(Format::Jsonl),
+            "json" => Some(Format::Json),
             _ => None,
         }
     }
 
-    /// From the file name, ignoring a `.gz` / `.zst` suffix; lines otherwise.
+    /// CSV, PSV and TSV: a header row and delimited fields.
+    pub fn is_delimited(self) -> bool {
+        matches!(self, Format::Csv | Format::Psv | Format::Tsv)
+    }
+
+    /// The field delimiter a delimited format has unless `--delimiter` says.
+    pub fn default_delimiter(self) -> u8 {
+        match self {
+            Format::Psv => b'|',
+            Format::Tsv => b'\t',
+            _ => b',',
+        }
+    }
+
+    /// From the file name, ignoring a compression suffix; lines otherwise.
     pub fn from_path(path: &Path) -> Format {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let name = name.to_ascii_lowercase();
-        let base = Compression::from_path(path).strip(&name);
+        let name = name.strip_suffix(".zip").unwrap_or(&name);
+        let base = Compression::from_path(Path::new(name)).strip(name);
         match base.rsplit_once('.').map(|(_, ext)| ext) {
             Some("csv") => Format::Csv,
-            Some("jsonl" | "ndjson" | "json") => Format::Jsonl,
+            Some("psv") => Format::Psv,
+            Some("tsv" | "tab") => Format::Tsv,
+            Some("xlsx" | "xlsm" | "xlsb" | "xls" | "ods") => Format::Xlsx,
+            Some("jsonl" | "ndjson") => Format::Jsonl,
+            Some("json") => Format::Json,
             _ => Format::Lines,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    Gzip,
-    Zstd,
-}
-
-impl Compression {
-    /// By extension: `.gz` gzip, `.zst` zstd, anything else none.
-    pub fn from_path(path: &Path) -> Compression {
-        match path.extension().and_then(|e| e.to_str()) {
-            Some(e) if e.eq_ignore_ascii_case("gz") => Compression::Gzip,
-            Some(e) if e.eq_ignore_ascii_case("zst") => Compression::Zstd,
-            _ => Compression::None,
-        }
-    }
-
-    fn strip(self, name: &str) -> &str {
-        match self {
-            Compression::None => name,
-            Compression::Gzip => name.strip_suffix(".gz").unwrap_or(name),
-            Compression::Zstd => name.strip_suffix(".zst").unwrap_or(name),
         }
     }
 }

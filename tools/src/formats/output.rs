@@ -1,7 +1,12 @@
-//! Writing records out: one per line, compressed by extension, `-` for
-//! stdout. A file is written as `PATH.partial` and renamed into place once
-//! complete and synced, so a download that stops midway never leaves a
-//! truncated file under the name asked for.
+//! Writing records out: one per line with the input's line endings (or as
+//! a JSON array), compressed by extension, `-` for stdout. A regular file
+//! is written as `PATH.partial` and renamed into place once complete and
+//! synced, so a download that stops midway never leaves a truncated file
+//! under the name asked for; [`OutputSink::finish_partial`] leaves it as
+//! `PATH.partial` (a failed `run`). Anything else that exists (a device
+//! such as `/dev/null`, a FIFO, a socket) is written in place: replacing it
+//! with a regular file would break it for every other program. An existing
+//! directory is refused ([`check_destination`]) before any work.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -9,29 +14,85 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use super::{is_std_stream, Compression};
+use super::encoding::TextEncoder;
+use super::{is_std_stream, Compression, Encoder, TextLayout};
 
 type Inner = BufWriter<Box<dyn Write + Send>>;
 
-enum Encoder {
-    Plain(Inner),
-    Gzip(flate2::write::GzEncoder<Inner>),
-    Zstd(zstd::Encoder<'static, Inner>),
+/// How records are put together in the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFraming {
+    /// A line per record, ended as the layout says.
+    Lines(TextLayout),
+    /// `[`, the records separated by `,` and a line break, `]`.
+    JsonArray,
+}
+
+impl Default for OutputFraming {
+    fn default() -> OutputFraming {
+        OutputFraming::Lines(TextLayout::default())
+    }
 }
 
 pub struct OutputSink {
+    framing: OutputFraming,
+    /// Some: the text is written in another encoding than UTF-8.
+    text_encoder: Option<TextEncoder>,
+    /// Lines written so far (the header too).
+    lines_written: u64,
     path: PathBuf,
     /// Some for a file: where it is written until `finish`.
     partial: Option<PathBuf>,
     file: Option<File>,
-    encoder: Encoder,
+    encoder: Encoder<Inner>,
     pub records_written: u64,
 }
 
+/// Refuses a destination that cannot be written: a missing directory, or
+/// an existing directory. Call it before any work starts.
+pub fn check_destination(path: &Path) -> anyhow::Result<()> {
+    if is_std_stream(path) {
+        return Ok(());
+    }
+    if path.is_dir() {
+        anyhow::bail!(
+            "cannot write {}: it is a directory; pass a file name (e.g. {})",
+            path.display(),
+            path.join("out.txt").display()
+        );
+    }
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => anyhow::bail!(
+            "cannot write {}: directory {} does not exist",
+            path.display(),
+            dir.display()
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// True when `path` exists and is not a regular file (a device, a FIFO, a
+/// socket): written in place, never through `.partial` and a rename.
+fn is_special(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
+}
+
 impl OutputSink {
+    /// A line per record, each ended with `\n`.
     pub fn create(path: &Path) -> anyhow::Result<OutputSink> {
+        OutputSink::create_framed(path, OutputFraming::default())
+    }
+
+    pub fn create_framed(path: &Path, framing: OutputFraming) -> anyhow::Result<OutputSink> {
+        check_destination(path)?;
         let (raw, partial, file): (Box<dyn Write + Send>, _, _) = if is_std_stream(path) {
             (Box::new(io::stdout()), None, None)
+        } else if is_special(path) {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|e| output_error(path, e))?;
+            (Box::new(file), None, None)
         } else {
             let mut name = path.as_os_str().to_owned();
             name.push(".partial");
@@ -41,15 +102,11 @@ impl OutputSink {
             (Box::new(clone), Some(partial), Some(file))
         };
         let inner = BufWriter::with_capacity(256 << 10, raw);
-        let encoder = match Compression::from_path(path) {
-            Compression::None => Encoder::Plain(inner),
-            Compression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
-                inner,
-                flate2::Compression::fast(),
-            )),
-            Compression::Zstd => Encoder::Zstd(zstd::Encoder::new(inner, 3)?),
-        };
+        let encoder = Encoder::new(Compression::from_path(path), inner)?;
         Ok(OutputSink {
+            framing,
+            text_encoder: None,
+            lines_written: 0,
             path: path.to_path_buf(),
             partial,
             file,
@@ -58,21 +115,49 @@ impl OutputSink {
         })
     }
 
-    fn writer(&mut self) -> &mut dyn Write {
-        match &mut self.encoder {
-            Encoder::Plain(w) => w,
-            Encoder::Gzip(w) => w,
-            Encoder::Zstd(w) => w,
-        }
+    /// Writes `line` (a header, not counted as a record). The terminator
+    /// goes before the next line, or at the end when the input had one.
+    pub fn write_line(&mut self, line: &[u8]) -> anyhow::Result<()> {
+        let before: &[u8] = match (self.framing, self.lines_written) {
+            (OutputFraming::Lines(layout), 0) => {
+                let ending = layout.line_ending.bytes();
+                for _ in 0..layout.leading_blank_lines {
+                    self.put(ending)?;
+                }
+                b""
+            }
+            (OutputFraming::Lines(layout), _) => layout.line_ending.bytes(),
+            (OutputFraming::JsonArray, 0) => b"[\n",
+            (OutputFraming::JsonArray, _) => b",\n",
+        };
+        self.put(before)?;
+        self.put(line)?;
+        self.lines_written += 1;
+        Ok(())
     }
 
-    /// Writes `line` and a `\n` (a header, not counted as a record).
-    pub fn write_line(&mut self, line: &[u8]) -> anyhow::Result<()> {
-        let path = self.path.clone();
-        let w = self.writer();
-        w.write_all(line)
-            .and_then(|()| w.write_all(b"\n"))
-            .map_err(|e| output_error(&path, e))
+    /// Writes the text from here on in `encoder`'s encoding (its BOM first).
+    pub fn encode_as(&mut self, encoder: TextEncoder) -> anyhow::Result<()> {
+        let preamble = encoder.preamble.clone();
+        self.put(&preamble)?;
+        self.text_encoder = Some(encoder);
+        Ok(())
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        let encoded;
+        let bytes = match &mut self.text_encoder {
+            Some(encoder) if !bytes.is_empty() => {
+                encoded = encoder
+                    .encode(bytes)
+                    .map_err(|e| anyhow::anyhow!("writing {}: {e}", self.path.display()))?;
+                &encoded[..]
+            }
+            _ => bytes,
+        };
+        self.encoder
+            .write_all(bytes)
+            .map_err(|e| output_error(&self.path, e))
     }
 
     pub fn write_record(&mut self, record: &[u8]) -> anyhow::Result<()> {
@@ -83,21 +168,44 @@ impl OutputSink {
 
     /// Finishes compression, syncs and renames the file into place.
     pub fn finish(self) -> anyhow::Result<u64> {
-        let path = self.path;
-        let inner = match self.encoder {
-            Encoder::Plain(w) => Ok(w),
-            Encoder::Gzip(w) => w.finish(),
-            Encoder::Zstd(w) => w.finish(),
-        };
-        inner
-            .and_then(|mut w| w.flush())
-            .map_err(|e| output_error(&path, e))?;
-        if let (Some(partial), Some(file)) = (self.partial, self.file) {
+        let path = self.path.clone();
+        let (records, partial, file) = self.flush()?;
+        if let (Some(partial), Some(file)) = (partial, file) {
             file.sync_all().map_err(|e| output_error(&path, e))?;
             std::fs::rename(&partial, &path)
                 .with_context(|| format!("renaming {} to {}", partial.display(), path.display()))?;
         }
-        Ok(self.records_written)
+        Ok(records)
+    }
+
+    /// Finishes compression and syncs, but leaves a regular file as
+    /// `PATH.partial` (returned), for output known to be incomplete.
+    pub fn finish_partial(self) -> anyhow::Result<(u64, Option<PathBuf>)> {
+        let path = self.path.clone();
+        let (records, partial, file) = self.flush()?;
+        if let Some(file) = file {
+            file.sync_all().map_err(|e| output_error(&path, e))?;
+        }
+        Ok((records, partial))
+    }
+
+    /// Writes the framing's end, ends the encoder and flushes everything.
+    fn flush(mut self) -> anyhow::Result<(u64, Option<PathBuf>, Option<File>)> {
+        let end: &[u8] = match (self.framing, self.lines_written) {
+            (OutputFraming::Lines(layout), 1..) if layout.final_newline => {
+                layout.line_ending.bytes()
+            }
+            (OutputFraming::Lines(_), _) => b"",
+            (OutputFraming::JsonArray, 0) => b"[]\n",
+            (OutputFraming::JsonArray, _) => b"\n]\n",
+        };
+        self.put(end)?;
+        let path = self.path;
+        self.encoder
+            .finish()
+            .and_then(|mut w| w.flush())
+            .map_err(|e| output_error(&path, e))?;
+        Ok((self.records_written, self.partial, self.file))
     }
 }
 
@@ -116,7 +224,7 @@ fn output_error(path: &Path, e: io::Error) -> anyhow::Error {
         io::ErrorKind::PermissionDenied => {
             anyhow::anyhow!("cannot write {}: permission denied", path.display())
         }
-        io::ErrorKind::BrokenPipe => anyhow::anyhow!("output {}: broken pipe", path.display()),
+        io::ErrorKind::BrokenPipe => anyhow::Error::new(crate::exit::BrokenPipe),
         _ => anyhow::anyhow!("writing {}: {e}", path.display()),
     }
 }
@@ -130,7 +238,7 @@ mod tests {
     #[test]
     fn compressed_output_reads_back_by_extension() {
         let dir = tempfile::tempdir().unwrap();
-        for name in ["o.txt", "o.txt.gz", "o.txt.zst"] {
+        for name in ["o.txt", "o.txt.gz", "o.txt.zst", "o.txt.bz2", "o.txt.xz"] {
             let path = dir.path().join(name);
             let mut sink = OutputSink::create(&path).unwrap();
             sink.write_record(b"one").unwrap();
@@ -142,5 +250,43 @@ mod tests {
             assert_eq!(text, "one\ntwo\n", "{name}");
             assert!(!dir.path().join(format!("{name}.partial")).exists());
         }
+    }
+
+    fn written(framing: OutputFraming, lines: &[&str]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("o");
+        let mut sink = OutputSink::create_framed(&path, framing).unwrap();
+        for line in lines {
+            sink.write_record(line.as_bytes()).unwrap();
+        }
+        sink.finish().unwrap();
+        std::fs::read_to_string(&path).unwrap()
+    }
+
+    #[test]
+    fn lines_end_as_the_layout_says() {
+        use crate::formats::LineEnding;
+        let layout = TextLayout {
+            line_ending: LineEnding::CrLf,
+            final_newline: false,
+            leading_blank_lines: 1,
+        };
+        let text = written(OutputFraming::Lines(layout), &["a", "b"]);
+        assert_eq!(text, "\r\na\r\nb");
+        let cr = TextLayout {
+            line_ending: LineEnding::Cr,
+            ..TextLayout::default()
+        };
+        assert_eq!(written(OutputFraming::Lines(cr), &["a", "b"]), "a\rb\r");
+        assert_eq!(written(OutputFraming::default(), &[]), "");
+    }
+
+    #[test]
+    fn json_array_framing_writes_an_array() {
+        assert_eq!(
+            written(OutputFraming::JsonArray, &["1", "{}"]),
+            "[\n1,\n{}\n]\n"
+        );
+        assert_eq!(written(OutputFraming::JsonArray, &[]), "[]\n");
     }
 }

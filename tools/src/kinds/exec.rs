@@ -118,7 +118,20 @@ impl RecordHandler for Exec {
         if let Some(message) = self.not_allowed(cmd) {
             return SliceOutcome::Failed { message };
         }
+        let one_to_one = job
+            .properties
+            .get(props::EXEC_ONE_TO_ONE)
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
         match run_command(cmd, job.id, records, self.max_output_bytes) {
+            Ok(output) if one_to_one && output.len() != records.len() => SliceOutcome::Failed {
+                message: format!(
+                    "command `{cmd}` wrote {} lines for {} records; the job asks for one \
+                     line per record (--exec-one-to-one)",
+                    output.len(),
+                    records.len()
+                ),
+            },
             Ok(output) => SliceOutcome::Done {
                 output,
                 record_errors: Vec::new(),

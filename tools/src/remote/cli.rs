@@ -10,44 +10,63 @@ use serde_json::json;
 
 use super::{Client, RemoteOptions};
 use crate::cli::{Cli, Command, DownloadArgs, JobCommand, JobInputArgs};
+use crate::commands::Interrupt;
 use crate::exit;
 use crate::formats::{self, is_std_stream, props, Format, OutputSink};
 use crate::report;
-use crate::serve::view::state_name;
 
 /// Runs `cli.command` against `cli.server` (with `cli.token_file`); returns
 /// the exit code (see `crate::exit`).
-pub async fn run(cli: &Cli) -> anyhow::Result<i32> {
+pub async fn run(cli: &Cli, interrupt: &Interrupt) -> anyhow::Result<i32> {
+    if let Command::Job(JobCommand::Watch { job }) = &cli.command {
+        // Following events blocks on the stream for as long as the job
+        // runs: the first Ctrl-C must end it, not wait for the next event.
+        let (client, out, id) = (connect(cli)?, out_of(cli), *job);
+        let follow = tokio::task::spawn_blocking(move || watch(&client, &out, id));
+        return tokio::select! {
+            done = follow => done?,
+            _ = interrupt.wait() => Err(anyhow::Error::new(exit::Interrupted)),
+        };
+    }
     // The client is blocking (one request at a time, streaming files):
     // keep it off the async threads.
     tokio::task::block_in_place(|| run_blocking(cli))
 }
 
-fn run_blocking(cli: &Cli) -> anyhow::Result<i32> {
+fn out_of(cli: &Cli) -> Out {
+    Out {
+        json: cli.json,
+        quiet: cli.quiet,
+    }
+}
+
+fn connect(cli: &Cli) -> anyhow::Result<Client> {
     let server = cli
         .server
         .clone()
         .context("--server URL is needed to talk to a booster serve")?;
-    let client = Client::new(&RemoteOptions {
+    Client::new(&RemoteOptions {
         server,
         token_file: cli.token_file.clone(),
         ca_cert: std::env::var_os("BOOSTER_CA_CERT").map(Into::into),
-    })?;
-    let out = Out {
-        json: cli.json,
-        quiet: cli.quiet,
-    };
+    })
+}
+
+fn run_blocking(cli: &Cli) -> anyhow::Result<i32> {
+    let client = connect(cli)?;
+    let out = out_of(cli);
     match &cli.command {
         Command::Jobs(args) => {
-            let state = args.state.map(|s| state_name(s.into()));
-            let jobs = client.jobs(state, args.kind.as_deref(), None)?;
+            let state = args.state.map(booster_runtime::JobState::as_str);
+            let jobs = client.jobs(state, args.kind.as_deref(), args.search.as_deref())?;
             let jobs: Vec<JobStatus> = jobs.into_iter().map(Into::into).collect();
+            let jobs = report::newest_first(jobs, args.limit);
             out.jobs(&jobs);
         }
         Command::Job(JobCommand::Watch { job }) => return watch(&client, &out, *job),
         Command::Job(command) => job(&client, &out, command)?,
         Command::Submit(args) => submit(&client, &out, &args.job)?,
-        Command::Download(args) => download(&client, &out, args)?,
+        Command::Download(args) => return download(&client, &out, args),
         _ => bail!("--server works with jobs, job, submit and download"),
     }
     Ok(exit::OK)
@@ -61,7 +80,7 @@ struct Out {
 impl Out {
     fn say(&self, text: impl AsRef<str>) {
         if !self.quiet && !self.json {
-            println!("{}", text.as_ref());
+            outln!("{}", text.as_ref());
         }
     }
 
@@ -71,14 +90,14 @@ impl Out {
             report::print_json(&serde_json::Value::Array(list));
         } else if self.quiet {
             for job in jobs {
-                println!("{}", job.id);
+                outln!("{}", job.id);
             }
         } else if jobs.is_empty() {
-            println!("no jobs");
+            outln!("no jobs");
         } else {
-            println!("{}", report::table_header());
+            outln!("{}", report::table_header());
             for job in jobs {
-                println!("{}", report::table_row(job));
+                outln!("{}", report::table_row(job));
             }
         }
     }
@@ -86,7 +105,7 @@ impl Out {
 
 fn job(client: &Client, out: &Out, command: &JobCommand) -> anyhow::Result<()> {
     let view = match command {
-        JobCommand::Show { job } | JobCommand::Watch { job } => client.job(*job)?,
+        JobCommand::Show { job, .. } | JobCommand::Watch { job } => client.job(*job)?,
         JobCommand::Priority { job, priority } => client.set(*job, Some(*priority), None)?,
         JobCommand::Pause { job } => client.control(*job, "pause", None)?,
         JobCommand::Resume { job } => client.control(*job, "resume", None)?,
@@ -106,11 +125,13 @@ fn job(client: &Client, out: &Out, command: &JobCommand) -> anyhow::Result<()> {
     let status: JobStatus = view.into();
     match command {
         _ if out.json => report::print_json(&report::job_json(&status)),
-        JobCommand::Show { .. } => print!("{}", report::job_details(&status)),
+        JobCommand::Show { verbose, .. } => {
+            outln!("{}", report::job_details(&status, *verbose).trim_end())
+        }
         _ => out.say(format!(
             "job {}: {} at priority {}",
             status.id,
-            report::state_name(status.state),
+            status.state.as_str(),
             status.priority
         )),
     }
@@ -132,7 +153,7 @@ fn watch(client: &Client, out: &Out, id: u64) -> anyhow::Result<i32> {
         true
     })?;
     let status: JobStatus = client.job(id)?.into();
-    if !report::is_finished(status.state) {
+    if !status.state.is_finished() {
         bail!("the event stream of job {id} ended before the job did (the server stopped?); watch again");
     }
     Ok(crate::commands::exit_code(&status))
@@ -179,30 +200,30 @@ fn submit(client: &Client, out: &Out, args: &JobInputArgs) -> anyhow::Result<()>
     if out.json {
         report::print_json(&report::job_json(&status));
     } else if out.quiet {
-        println!("{}", status.id);
+        outln!("{}", status.id);
     } else {
-        println!(
+        outln!(
             "job {}: {} records in {} slices, {} at priority {}; the server processes it",
             status.id,
             report::count(status.records_in),
             status.slices_total,
-            report::state_name(status.state),
+            status.state.as_str(),
             status.priority
         );
     }
     Ok(())
 }
 
-fn download(client: &Client, out: &Out, args: &DownloadArgs) -> anyhow::Result<()> {
-    if args.output.is_none() && args.errors.is_none() {
-        bail!("pass --output PATH (and/or --errors PATH)");
+fn download(client: &Client, out: &Out, args: &DownloadArgs) -> anyhow::Result<i32> {
+    for path in args.output.iter().chain(&args.errors) {
+        formats::check_destination(path)?;
     }
     let status: JobStatus = client.job(args.job)?.into();
-    if !report::is_finished(status.state) {
+    if !status.state.is_finished() {
         eprintln!(
             "warning: job {} is {}; this is the output so far",
             status.id,
-            report::state_name(status.state)
+            status.state.as_str()
         );
     }
     let header = status
@@ -239,7 +260,11 @@ fn download(client: &Client, out: &Out, args: &DownloadArgs) -> anyhow::Result<(
     } else {
         out.say(text);
     }
-    Ok(())
+    if let Some(missing) = crate::commands::missing(&status) {
+        eprintln!("{missing}");
+        return Ok(exit::RECORDS_FAILED);
+    }
+    Ok(exit::OK)
 }
 
 /// Streams one category into `path` (compressed by its extension). Records

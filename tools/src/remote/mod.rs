@@ -233,10 +233,10 @@ impl Client {
             .query("job", id.to_string());
         let resp = self.ok(self.auth(req).call())?;
         let is_end = |event: &Value| {
-            matches!(
-                event["state"].as_str(),
-                Some("completed" | "failed" | "aborted")
-            )
+            event["state"]
+                .as_str()
+                .and_then(|s| s.parse::<booster_runtime::JobState>().ok())
+                .is_some_and(booster_runtime::JobState::is_finished)
         };
         if current_first {
             // The server subscribed before answering: nothing after this read is missed.

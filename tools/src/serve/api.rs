@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use super::error::{ApiError, ApiResult};
 use super::roles::Role;
 use super::upload::parse_format;
-use super::view::{parse_state, JobView, WorkerView};
+use super::view::{JobView, WorkerView};
 use super::{AppState, JobControl};
 use crate::formats::props;
 
@@ -56,11 +56,10 @@ pub async fn list<C: JobControl>(
     let Query(query) = query?;
     let state = match query.state.as_deref().filter(|s| !s.is_empty()) {
         None => None,
-        Some(s) => Some(parse_state(s).ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "unknown state {s:?}: use scheduled, queued, running, paused, completed, failed or aborted"
-            ))
-        })?),
+        Some(s) => Some(
+            s.parse::<booster_runtime::JobState>()
+                .map_err(|e| ApiError::bad_request(e.to_string()))?,
+        ),
     };
     let filter = JobFilter {
         state,

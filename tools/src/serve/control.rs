@@ -77,7 +77,17 @@ impl JobControl for Runtime {
     type Upload = Uploader;
     type Download = booster_runtime::Download;
 
+    /// A kind no handler here runs would wait forever: refused, with the
+    /// kinds there are.
     async fn submit(&self, spec: JobSpec) -> Result<JobId, RuntimeError> {
+        let kinds = Runtime::kinds(self);
+        if !kinds.contains(&spec.kind) {
+            return Err(RuntimeError::Invalid(format!(
+                "no worker here runs kind {:?}; the kinds are {}",
+                spec.kind,
+                kinds.join(", ")
+            )));
+        }
         Runtime::submit(self, spec).await
     }
     async fn upload(&self, job: JobId) -> Result<Uploader, RuntimeError> {

@@ -41,6 +41,17 @@ impl From<RuntimeError> for ApiError {
             | RuntimeError::UnknownKind(_)
             | RuntimeError::Invalid(_) => StatusCode::BAD_REQUEST,
             RuntimeError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            // The store's own words reach the client with a status that
+            // says what kind of trouble it is, never a generic 500.
+            RuntimeError::Store(
+                booster_store::StoreError::DiskFull { .. }
+                | booster_store::StoreError::NoSpace { .. },
+            ) => StatusCode::INSUFFICIENT_STORAGE,
+            RuntimeError::Store(
+                booster_store::StoreError::Poisoned { .. }
+                | booster_store::StoreError::Closed
+                | booster_store::StoreError::Unavailable { .. },
+            ) => StatusCode::SERVICE_UNAVAILABLE,
             RuntimeError::Store(_) | RuntimeError::Corrupt(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.to_string())
@@ -66,3 +77,27 @@ impl From<QueryRejection> for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use booster_store::StoreError;
+
+    #[test]
+    fn disk_full_is_507_and_a_poisoned_store_503_with_their_message() {
+        let full = ApiError::from(RuntimeError::Store(StoreError::DiskFull {
+            path: "seg".into(),
+        }));
+        assert_eq!(full.status, StatusCode::INSUFFICIENT_STORAGE);
+        assert!(full.message.contains("disk full"), "{}", full.message);
+        let poisoned = ApiError::from(RuntimeError::Store(StoreError::Poisoned {
+            cause: "fsync failed".into(),
+        }));
+        assert_eq!(poisoned.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            poisoned.message.contains("fsync failed"),
+            "{}",
+            poisoned.message
+        );
+    }
+}

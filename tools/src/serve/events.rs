@@ -16,7 +16,6 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 
 use super::connections::ConnectionSlot;
-use super::view::state_name;
 use super::{AppState, JobControl};
 
 #[derive(Deserialize)]
@@ -57,7 +56,7 @@ pub async fn events<C: JobControl>(
 pub fn job_event(ev: &JobEvent) -> Event {
     let data = serde_json::json!({
         "job": ev.job,
-        "state": state_name(ev.state),
+        "state": ev.state.as_str(),
         "slices_done": ev.slices_done,
         "slices_total": ev.slices_total,
         "records_out": ev.records_out,

@@ -9,7 +9,6 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use booster_runtime::Metrics;
 
-use super::view::{state_name, ALL_STATES};
 use super::{AppState, JobControl};
 
 pub async fn metrics<C: JobControl>(State(app): State<AppState<C>>) -> impl IntoResponse {
@@ -25,14 +24,14 @@ pub async fn metrics<C: JobControl>(State(app): State<AppState<C>>) -> impl Into
 pub fn render(m: &Metrics) -> String {
     let mut out = String::new();
     out.push_str("# HELP booster_jobs Jobs by state.\n# TYPE booster_jobs gauge\n");
-    for state in ALL_STATES {
+    for state in booster_runtime::JobState::ALL {
         let n = m
             .jobs_by_state
             .iter()
             .filter(|(s, _)| *s == state)
             .map(|(_, n)| n)
             .sum::<u64>();
-        let _ = writeln!(out, "booster_jobs{{state=\"{}\"}} {n}", state_name(state));
+        let _ = writeln!(out, "booster_jobs{{state=\"{}\"}} {n}", state.as_str());
     }
     counter(
         &mut out,

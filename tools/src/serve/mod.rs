@@ -233,6 +233,36 @@ fn apply_timeouts(
         .header_read_timeout(limits.header_read_timeout);
 }
 
+/// `SERVE` in the data directory: "PID URL" of the `booster serve` holding
+/// it, so a command refused by the lock can name `--server URL`. Best
+/// effort (a hint, not a guarantee); removed when the server stops.
+pub struct ServeNote(Option<std::path::PathBuf>);
+
+pub const SERVE_NOTE: &str = "SERVE";
+
+impl ServeNote {
+    fn write(data_dir: &std::path::Path, url: &str) -> ServeNote {
+        let path = data_dir.join(SERVE_NOTE);
+        let text = format!("{} {url}\n", std::process::id());
+        ServeNote(std::fs::write(&path, text).ok().map(|()| path))
+    }
+
+    /// The URL of the server whose process is `pid`, if its note says so.
+    pub fn url_of(data_dir: &std::path::Path, pid: &str) -> Option<String> {
+        let text = std::fs::read_to_string(data_dir.join(SERVE_NOTE)).ok()?;
+        let (holder, url) = text.trim().split_once(' ')?;
+        (holder == pid.trim()).then(|| url.to_string())
+    }
+}
+
+impl Drop for ServeNote {
+    fn drop(&mut self) {
+        if let Some(path) = &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 /// `booster serve`: opens the runtime on the data directory with the
 /// built-in kinds (`exec` limited to `--exec-allow`) and serves it until
 /// `stop` resolves (Ctrl-C or SIGTERM), then stops gracefully: no new
@@ -253,6 +283,7 @@ pub async fn run(
     let allowed = crate::kinds::ExecPolicy::Only(serve_options.exec_allow.clone().into());
     crate::kinds::register_builtin_with(&runtime, allowed);
     let server = start(runtime.clone(), &serve_options).await?;
+    let note = ServeNote::write(&data_dir, &server.url());
     eprintln!("booster serve: dashboard and API on {}/", server.url());
     if serve_options.exec_allow.is_empty() {
         eprintln!("booster serve: exec jobs are refused (no --exec-allow)");
@@ -263,6 +294,7 @@ pub async fn run(
         );
     }
     stop.await;
+    drop(note);
     eprintln!("booster serve: stopping");
     server.shutdown(SHUTDOWN_GRACE).await?;
     runtime

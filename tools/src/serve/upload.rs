@@ -31,7 +31,9 @@ const PARSE_BATCH_RECORDS: usize = 1024;
 
 pub fn parse_format(name: &str) -> ApiResult<Format> {
     Format::from_name(name).ok_or_else(|| {
-        ApiError::bad_request(format!("unknown format {name:?}: use lines, csv or jsonl"))
+        ApiError::bad_request(format!(
+            "unknown format {name:?}: use lines, csv, jsonl or json"
+        ))
     })
 }
 

@@ -28,7 +28,12 @@ pub struct JobView {
     pub slices_done: u64,
     pub slices_failed: u64,
     pub records_in: u64,
+    /// Records the handlers wrote to the output.
     pub records_out: u64,
+    /// Input records processed without error: records_in = records_processed
+    /// + records_failed once the job is done.
+    #[serde(default)]
+    pub records_processed: u64,
     pub records_errors: u64,
     pub records_in_failed_slices: u64,
     pub records_failed: u64,
@@ -119,6 +124,7 @@ impl From<JobStatus> for JobView {
             slices_failed: s.slices_failed,
             records_in: s.records_in,
             records_out: s.records_out,
+            records_processed: s.records_processed,
             records_errors: s.records_errors,
             records_in_failed_slices: s.records_in_failed_slices,
             records_failed: s.records_failed,
@@ -161,6 +167,7 @@ impl From<JobView> for JobStatus {
             slices_failed: v.slices_failed,
             records_in: v.records_in,
             records_out: v.records_out,
+            records_processed: v.records_processed,
             records_errors: v.records_errors,
             records_in_failed_slices: v.records_in_failed_slices,
             records_failed: v.records_failed,
@@ -203,30 +210,4 @@ fn finite_or_zero(x: f64) -> f64 {
     } else {
         0.0
     }
-}
-
-pub fn state_name(state: JobState) -> &'static str {
-    match state {
-        JobState::Scheduled => "scheduled",
-        JobState::Queued => "queued",
-        JobState::Running => "running",
-        JobState::Paused => "paused",
-        JobState::Completed => "completed",
-        JobState::Failed => "failed",
-        JobState::Aborted => "aborted",
-    }
-}
-
-pub const ALL_STATES: [JobState; 7] = [
-    JobState::Scheduled,
-    JobState::Queued,
-    JobState::Running,
-    JobState::Paused,
-    JobState::Completed,
-    JobState::Failed,
-    JobState::Aborted,
-];
-
-pub fn parse_state(s: &str) -> Option<JobState> {
-    ALL_STATES.into_iter().find(|st| state_name(*st) == s)
 }

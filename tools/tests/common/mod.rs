@@ -89,7 +89,7 @@ pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Reads a file, decompressing `.gz` / `.zst`.
+/// Reads a file, decompressing `.gz` / `.zst` / `.bz2` / `.xz`.
 pub fn read_decompressed(path: &Path) -> Vec<u8> {
     let file = std::fs::File::open(path).unwrap();
     let mut out = Vec::new();
@@ -102,6 +102,16 @@ pub fn read_decompressed(path: &Path) -> Vec<u8> {
         Some("zst") => {
             zstd::Decoder::new(file)
                 .unwrap()
+                .read_to_end(&mut out)
+                .unwrap();
+        }
+        Some("bz2") => {
+            bzip2::read::MultiBzDecoder::new(file)
+                .read_to_end(&mut out)
+                .unwrap();
+        }
+        Some("xz") => {
+            liblzma::read::XzDecoder::new_multi_decoder(file)
                 .read_to_end(&mut out)
                 .unwrap();
         }
@@ -124,6 +134,16 @@ pub fn write_compressed(path: &Path, content: &[u8]) {
         }
         Some("zst") => {
             let mut w = zstd::Encoder::new(file, 3).unwrap();
+            w.write_all(content).unwrap();
+            w.finish().unwrap();
+        }
+        Some("bz2") => {
+            let mut w = bzip2::write::BzEncoder::new(file, bzip2::Compression::default());
+            w.write_all(content).unwrap();
+            w.finish().unwrap();
+        }
+        Some("xz") => {
+            let mut w = liblzma::write::XzEncoder::new(file, 6);
             w.write_all(content).unwrap();
             w.finish().unwrap();
         }

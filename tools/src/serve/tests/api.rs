@@ -22,7 +22,7 @@ fn a_job_is_created_uploaded_processed_and_downloaded() {
     t.fake.advance(id, 3);
     let job = t.client().job(id).unwrap();
     assert_eq!(job.percent, 100.0);
-    assert_eq!(crate::serve::view::state_name(job.state), "completed");
+    assert_eq!(job.state.as_str(), "completed");
 
     let mut out = Vec::new();
     t.client().download(id, "main", &mut out).unwrap();
@@ -422,7 +422,7 @@ fn the_remote_client_reports_the_servers_refusal() {
     let job = t.client().set(id, Some(3), Some(Some(4))).unwrap();
     assert_eq!((job.priority, job.max_workers), (3, Some(4)));
     let job = t.client().control(id, "pause", None).unwrap();
-    assert_eq!(crate::serve::view::state_name(job.state), "paused");
+    assert_eq!(job.state.as_str(), "paused");
     t.client().destroy(id).unwrap();
     assert!(t.client().jobs(None, None, None).unwrap().is_empty());
 }

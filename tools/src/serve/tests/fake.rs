@@ -65,6 +65,7 @@ impl FakeRuntime {
             j.status.slices_done += 1;
             let done_records = (j.status.slices_done as usize * j.slice_size).min(j.input.len());
             j.status.records_out = done_records as u64;
+            j.status.records_processed = done_records as u64;
             j.status.percent = 100.0 * j.status.slices_done as f64 / j.status.slices_total as f64;
             j.status.records_per_s = 1000.0;
             j.status.eta_s = Some(j.status.slices_queued as f64);
@@ -179,6 +180,7 @@ fn new_status(id: JobId, spec: JobSpec) -> (JobStatus, usize) {
         slices_failed: 0,
         records_in: 0,
         records_out: 0,
+        records_processed: 0,
         records_errors: 0,
         records_in_failed_slices: 0,
         records_failed: 0,

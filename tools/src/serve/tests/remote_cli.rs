@@ -16,7 +16,10 @@ fn booster(t: &TestServer, args: &[&str]) -> anyhow::Result<i32> {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(crate::remote::run(&cli))
+    rt.block_on(crate::remote::run(
+        &cli,
+        &crate::commands::Interrupt::never(),
+    ))
 }
 
 #[test]
@@ -56,8 +59,10 @@ fn submit_priority_and_download_work_over_http_with_compressed_files() {
         0
     );
     assert_eq!(t.fake.priority(job.id), 4);
-    let err = booster(&t, &["job", "priority", &job.id.to_string(), "0"]).unwrap_err();
-    assert!(err.to_string().contains("out of range"), "{err}");
+    let id = job.id.to_string();
+    let err = Cli::try_parse_from(["booster", "--server", &t.url, "job", "priority", &id, "0"])
+        .unwrap_err();
+    assert_eq!(err.exit_code(), crate::exit::USAGE, "{err}");
     assert_eq!(booster(&t, &["jobs", "--state", "running"]).unwrap(), 0);
 
     t.fake.advance(job.id, 1);

@@ -5,8 +5,10 @@
 //! restart every unfinished slice is simply queued again.
 //!
 //! Encoding: one format byte (`J`, JSON v1) followed by the serde_json form
-//! of [`Meta`]. JSON keeps the log inspectable; the hot records are batched
-//! (one `SimpleDone` per lease of up to 1000 jobs, one `Created` per
+//! of the record's wire type ([`wire::Record`], its own types, never the
+//! public `JobSpec` or the internal rows; the layout is in ARCHITECTURE.md).
+//! JSON keeps the log inspectable; the hot records are batched (one
+//! `SimpleDone` per lease of up to 1000 jobs, one `Created` per
 //! `submit_many`), so its cost is per batch, not per job.
 //!
 //! Slice streams of a job (store `SliceKey { owner: job id, stream, seq: input slice }`):
@@ -14,7 +16,7 @@
 //! rejected `3`. Every output slice shares its input slice's seq, so
 //! downloads come out in input order.
 
-use serde::{Deserialize, Serialize};
+mod wire;
 
 use crate::table::Job;
 use crate::{ErrorGroup, JobId, JobSpec, RecordErrorSample, RuntimeError};
@@ -26,8 +28,7 @@ pub const STREAM_REJECTS: u32 = 3;
 
 const FORMAT_JSON_V1: u8 = b'J';
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(tag = "t", rename_all = "snake_case")]
+#[derive(Clone, Debug)]
 pub enum Meta {
     /// Jobs `first_id, first_id + 1, ...` submitted together.
     Created {
@@ -53,10 +54,15 @@ pub enum Meta {
     },
     UploadComplete {
         job: JobId,
+        /// None only in records written before the time was logged: replay
+        /// then takes the latest time logged before it (`Book::log_ms`).
+        at_ms: Option<u64>,
     },
     UploadFailed {
         job: JobId,
         reason: String,
+        /// As `UploadComplete::at_ms`.
+        at_ms: Option<u64>,
     },
     BeforeDone {
         job: JobId,
@@ -69,6 +75,10 @@ pub enum Meta {
         /// Input records that failed (collect_errors mode) and went to `errors`.
         errors: u32,
         error_groups: Vec<ErrorGroup>,
+        /// Records the handler wrote to `main` (a filter writes fewer than it
+        /// read, a splitter more). Absent in logs from before it was
+        /// counted: then it is taken as the records processed.
+        written: Option<u64>,
     },
     SliceFailed {
         job: JobId,
@@ -111,10 +121,16 @@ pub enum Meta {
     NextId {
         next: JobId,
     },
+    /// A process that runs work opened the store: its open generation, the
+    /// high bits of every lease epoch it hands out (epochs are unique across
+    /// restarts). Compaction snapshots keep the latest.
+    Opened {
+        generation: u64,
+        at_ms: u64,
+    },
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Control {
     Pause,
     Resume,
@@ -142,7 +158,7 @@ impl Control {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 pub struct SimpleOutcome {
     pub job: JobId,
     pub started_ms: u64,
@@ -151,16 +167,41 @@ pub struct SimpleOutcome {
     pub retry_at_ms: Option<u64>,
 }
 
+impl Meta {
+    /// The time the record carries, if any. Replay never reads the clock:
+    /// a record without one happens at the latest time logged before it.
+    pub fn at_ms(&self) -> Option<u64> {
+        match self {
+            Meta::Created { at_ms, .. }
+            | Meta::BeforeDone { at_ms, .. }
+            | Meta::SliceDone { at_ms, .. }
+            | Meta::SliceFailed { at_ms, .. }
+            | Meta::AfterDone { at_ms, .. }
+            | Meta::HookFailed { at_ms, .. }
+            | Meta::SimpleDone { at_ms, .. }
+            | Meta::Control { at_ms, .. }
+            | Meta::Opened { at_ms, .. } => Some(*at_ms),
+            Meta::UploadComplete { at_ms, .. } | Meta::UploadFailed { at_ms, .. } => *at_ms,
+            Meta::Uploaded { .. }
+            | Meta::Priority { .. }
+            | Meta::MaxWorkers { .. }
+            | Meta::Restore { .. }
+            | Meta::NextId { .. } => None,
+        }
+    }
+}
+
 pub fn encode(meta: &Meta) -> Vec<u8> {
     let mut out = Vec::with_capacity(128);
     out.push(FORMAT_JSON_V1);
-    serde_json::to_writer(&mut out, meta).expect("meta records always serialize");
+    serde_json::to_writer(&mut out, &wire::Record::from(meta))
+        .expect("meta records always serialize");
     out
 }
 
 pub fn decode(bytes: &[u8]) -> Result<Meta, RuntimeError> {
     match bytes.split_first() {
-        Some((&FORMAT_JSON_V1, body)) => serde_json::from_slice(body).map_err(|e| {
+        Some((&FORMAT_JSON_V1, body)) => serde_json::from_slice(body).map(|r: wire::Record| Meta::from(r)).map_err(|e| {
             RuntimeError::Invalid(format!(
                 "undecodable meta record ({e}); the data directory was written by an incompatible version"
             ))
@@ -195,6 +236,22 @@ mod tests {
         assert_eq!(bytes[0], b'J');
         let back = decode(&bytes).unwrap();
         assert_eq!(encode(&back), bytes);
+    }
+
+    /// Records as the runtime of 2026-11 wrote them (the meta log of
+    /// tests/fixtures/jobs-v1, then one of each record type it lacks): the
+    /// wire types read each and write it back byte for byte, so the v1
+    /// spelling cannot drift with the runtime's own types.
+    #[test]
+    fn every_record_type_keeps_its_v1_spelling() {
+        let records = include_str!("v1_records.txt");
+        let mut types = std::collections::BTreeSet::new();
+        for line in records.lines() {
+            let meta = decode(line.as_bytes()).unwrap_or_else(|e| panic!("{line}: {e}"));
+            assert_eq!(String::from_utf8(encode(&meta)).unwrap(), line);
+            types.insert(line.split('"').nth(3).unwrap().to_string());
+        }
+        assert_eq!(types.len(), 16, "every record type: {types:?}");
     }
 
     #[test]

@@ -1,0 +1,229 @@
+//! `soak`: no-op simple jobs enqueued and drained continuously, finished
+//! jobs retained (never destroyed), with the resident set sampled every
+//! second; then a SIGKILL, a timed reopen and a timed first page of the
+//! newest 100 finished jobs. Issue 12's measure of whether memory follows
+//! the work in progress (G10) or the history.
+//!
+//! A child process (`soak-child`) does the enqueue and drain and reports
+//! its own RSS figures, then waits to be killed; this process reopens.
+//!
+//! Metrics: `peak_rss` (MB, the child's VmHWM), `rss_slope` (MB per minute,
+//! least squares over the second half of the samples), `jobs_per_s`,
+//! `retained_finished_jobs` (completed jobs the reopened table holds),
+//! `reopen` (ms, `Runtime::open` after the SIGKILL), `page_100` (ms).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use booster_runtime::{JobFilter, JobSpec, JobState, Runtime};
+use serde_json::json;
+
+use crate::booster::{self, CodecMode, DURABILITY};
+use crate::handlers::NOOP;
+use crate::report::Measurement;
+use crate::scenarios::jobs::wait_idle_bounded;
+use crate::scenarios::Ctx;
+
+const DONE: &str = "SOAK-DONE";
+const SUBMIT_BATCH: usize = 1_000;
+/// Queued jobs the producer lets pile up before it waits for the workers.
+const MAX_BACKLOG: u64 = 100_000;
+
+pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Measurement>> {
+    let n = ctx.jobs(1_000_000, 100_000);
+    std::fs::create_dir_all(&ctx.dir)?;
+    let dir = tempfile::tempdir_in(&ctx.dir)?;
+    let mut out = run_child_and_kill(ctx, dir.path(), n)?;
+    let tokio = booster::tokio()?;
+    out.extend(tokio.block_on(reopen(ctx, dir.path(), n))?);
+    Ok(out)
+}
+
+async fn reopen(ctx: &Ctx, dir: &std::path::Path, n: u64) -> anyhow::Result<Vec<Measurement>> {
+    let reopening = Instant::now();
+    let rt = booster::open(ctx, dir, CodecMode::On, ctx.workers).await?;
+    let reopen_ms = reopening.elapsed().as_secs_f64() * 1e3;
+    let paging = Instant::now();
+    let filter = JobFilter {
+        state: Some(JobState::Completed),
+        ..JobFilter::default()
+    };
+    let (page, _) = rt.jobs_newest(filter, 100).await;
+    let page_ms = paging.elapsed().as_secs_f64() * 1e3;
+    anyhow::ensure!(
+        page.len() == 100.min(n as usize),
+        "the first page holds {} jobs",
+        page.len()
+    );
+    let retained = completed(&rt);
+    rt.shutdown(Duration::from_secs(5)).await?;
+    anyhow::ensure!(
+        retained >= n,
+        "only {retained} of {n} finished jobs after the reopen: jobs were lost"
+    );
+    Ok(vec![
+        measurement(ctx, n, "retained_finished_jobs", retained as f64, "jobs"),
+        measurement(ctx, n, "reopen", reopen_ms, "ms"),
+        measurement(ctx, n, "page_100", page_ms, "ms"),
+    ])
+}
+
+fn measurement(ctx: &Ctx, n: u64, metric: &str, v: f64, unit: &str) -> Measurement {
+    Measurement::new("soak", metric, v, unit)
+        .durability(DURABILITY)
+        .params(json!({ "jobs": n, "workers": ctx.workers, "submit_batch": SUBMIT_BATCH }))
+}
+
+fn completed(rt: &Runtime) -> u64 {
+    let by_state = rt.metrics().jobs_by_state;
+    by_state
+        .iter()
+        .filter(|(s, _)| *s == JobState::Completed)
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// Starts `soak-child`, reads its figures, kills it (SIGKILL).
+fn run_child_and_kill(
+    ctx: &Ctx,
+    dir: &std::path::Path,
+    n: u64,
+) -> anyhow::Result<Vec<Measurement>> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["soak-child", "--child", "--dir"])
+        .arg(dir)
+        .args([
+            "--jobs",
+            &n.to_string(),
+            "--workers",
+            &ctx.workers.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting the soak child process")?;
+    let stdout = child.stdout.take().context("child stdout")?;
+    let line = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with(DONE));
+    // std's Child::kill is SIGKILL on Unix: no chance to flush or close.
+    let killed = child.kill();
+    let _ = child.wait();
+    let line = line.context("the soak child exited before it was done")?;
+    killed.context("could not SIGKILL the soak child")?;
+    let figures: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    let [peak_mb, slope, jobs_per_s] = figures[..] else {
+        anyhow::bail!("the soak child reported {line:?}");
+    };
+    Ok(vec![
+        measurement(ctx, n, "peak_rss", peak_mb, "MB"),
+        measurement(ctx, n, "rss_slope", slope, "MB/min"),
+        measurement(ctx, n, "jobs_per_s", jobs_per_s, "jobs/s"),
+    ])
+}
+
+/// The child: enqueue and drain `n` no-op jobs, sampling RSS every second;
+/// print `SOAK-DONE peak_mb slope_mb_per_min jobs_per_s`; wait to be killed.
+pub fn child(ctx: &Ctx) -> anyhow::Result<Vec<Measurement>> {
+    let n = ctx.jobs(1_000_000, 100_000);
+    let samples = Arc::new(std::sync::Mutex::new(Vec::<(f64, f64)>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (samples, stop) = (samples.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(rss) = crate::rss::rss_bytes() {
+                    samples
+                        .lock()
+                        .unwrap()
+                        .push((started.elapsed().as_secs_f64(), rss as f64 / 1e6));
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        })
+    };
+    let jobs_per_s = booster::tokio()?.block_on(async {
+        let rt = booster::open(ctx, &ctx.dir, CodecMode::On, ctx.workers).await?;
+        let started = Instant::now();
+        let mut left = n as usize;
+        while left > 0 {
+            while backlog(&rt) > MAX_BACKLOG {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let batch = left.min(SUBMIT_BATCH);
+            let specs = (0..batch)
+                .map(|_| JobSpec::simple(NOOP, json!(null)))
+                .collect();
+            rt.submit_many(specs).await?;
+            left -= batch;
+        }
+        wait_idle_bounded(&rt, Duration::from_secs(3600)).await?;
+        let jobs_per_s = n as f64 / started.elapsed().as_secs_f64();
+        // The runtime stays open (holding what it holds) until the kill.
+        std::mem::forget(rt);
+        anyhow::Ok(jobs_per_s)
+    })?;
+    stop.store(true, Ordering::Relaxed);
+    let _ = sampler.join();
+    let peak_mb = crate::rss::peak_rss_bytes().unwrap_or(0) as f64 / 1e6;
+    let slope = second_half_slope_mb_per_min(&samples.lock().unwrap());
+    println!("{DONE} {peak_mb} {slope} {jobs_per_s}");
+    // Bounded: the parent kills us long before this.
+    std::thread::sleep(Duration::from_secs(600));
+    Ok(Vec::new())
+}
+
+fn backlog(rt: &Runtime) -> u64 {
+    let by_state = rt.metrics().jobs_by_state;
+    by_state
+        .iter()
+        .filter(|(s, _)| matches!(s, JobState::Queued | JobState::Running))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// Least-squares slope of (seconds, MB) over the second half, in MB/min;
+/// 0 with fewer than two samples there.
+pub fn second_half_slope_mb_per_min(samples: &[(f64, f64)]) -> f64 {
+    let half = &samples[samples.len() / 2..];
+    if half.len() < 2 {
+        return 0.0;
+    }
+    let k = half.len() as f64;
+    let (mx, my) = (
+        half.iter().map(|s| s.0).sum::<f64>() / k,
+        half.iter().map(|s| s.1).sum::<f64>() / k,
+    );
+    let cov: f64 = half.iter().map(|(x, y)| (x - mx) * (y - my)).sum();
+    let var: f64 = half.iter().map(|(x, _)| (x - mx) * (x - mx)).sum();
+    if var == 0.0 {
+        0.0
+    } else {
+        cov / var * 60.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slope_is_taken_over_the_second_half_only() {
+        // Grows 10 MB/s in the first half, flat in the second.
+        let samples: Vec<(f64, f64)> = (0..10)
+            .map(|i| (i as f64, if i < 5 { 10.0 * i as f64 } else { 50.0 }))
+            .collect();
+        assert_eq!(second_half_slope_mb_per_min(&samples), 0.0);
+        let growing: Vec<(f64, f64)> = (0..10).map(|i| (i as f64, i as f64)).collect();
+        assert!((second_half_slope_mb_per_min(&growing) - 60.0).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,265 @@
+//! The meta log's wire types, version 1: the exact shape of every record on
+//! disk (format byte `J`, then the JSON of [`Record`]). They are their own
+//! types, converted to and from the runtime's records (`Meta`), so renaming
+//! a field of the public `JobSpec` or of an internal row (`Job`) can never
+//! change the format. Rules for changing them:
+//!
+//! - A new optional field (`#[serde(default)]`, skipped when None) may be
+//!   added: old records decode without it, and the reader says what its
+//!   absence means (as `at_ms` of `upload_complete`).
+//! - Anything else (a rename, a removed field, a new meaning) is a new
+//!   format byte with its own module beside this one; `J` records keep
+//!   decoding through this one forever (tests/fixtures/jobs-v1).
+//!
+//! `meta::tests::every_record_type_keeps_its_v1_spelling` pins the spelling.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::JobId;
+
+/// `From<&Meta> for Record` and `From<Record> for Meta`, and the same for
+/// every part.
+mod convert;
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum Record {
+    Created {
+        first_id: JobId,
+        at_ms: u64,
+        specs: Vec<Spec>,
+    },
+    Uploaded {
+        job: JobId,
+        slice: u64,
+        first_record: u64,
+        records: u32,
+        rejects: u32,
+        line_first: Option<u64>,
+        lines: Option<Vec<u64>>,
+        numbers: Option<Vec<u64>>,
+        reject_errors: Vec<Group>,
+    },
+    UploadComplete {
+        job: JobId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at_ms: Option<u64>,
+    },
+    UploadFailed {
+        job: JobId,
+        reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at_ms: Option<u64>,
+    },
+    BeforeDone {
+        job: JobId,
+        at_ms: u64,
+    },
+    SliceDone {
+        job: JobId,
+        slice: u64,
+        at_ms: u64,
+        errors: u32,
+        error_groups: Vec<Group>,
+        /// Records the handler wrote to `main`; absent in records from
+        /// before it was counted (then: the records processed).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        written: Option<u64>,
+    },
+    SliceFailed {
+        job: JobId,
+        slice: u64,
+        at_ms: u64,
+        message: String,
+        sample: Option<Sample>,
+    },
+    AfterDone {
+        job: JobId,
+        at_ms: u64,
+    },
+    HookFailed {
+        job: JobId,
+        at_ms: u64,
+        message: String,
+    },
+    SimpleDone {
+        at_ms: u64,
+        outcomes: Vec<Outcome>,
+    },
+    Control {
+        job: JobId,
+        at_ms: u64,
+        action: Action,
+    },
+    Priority {
+        job: JobId,
+        priority: u8,
+    },
+    MaxWorkers {
+        job: JobId,
+        max_workers: Option<u32>,
+    },
+    Restore {
+        job: Box<Row>,
+    },
+    NextId {
+        next: JobId,
+    },
+    /// Added 2026-11-29; older logs have none (generation 0).
+    Opened {
+        generation: u64,
+        at_ms: u64,
+    },
+}
+
+/// `JobSpec` as v1 wrote it (serde's spelling of its fields in 2026-11).
+#[derive(Serialize, Deserialize)]
+pub struct Spec {
+    kind: String,
+    shape: Shape,
+    priority: u8,
+    description: String,
+    max_workers: Option<u32>,
+    run_at: Option<Time>,
+    expires_at: Option<Time>,
+    properties: Value,
+}
+
+#[derive(Serialize, Deserialize)]
+enum Shape {
+    Simple {
+        args: Value,
+    },
+    Sliced {
+        slice_size: Option<usize>,
+        collect_errors: bool,
+    },
+}
+
+/// serde's spelling of a `SystemTime`.
+#[derive(Serialize, Deserialize)]
+struct Time {
+    secs_since_epoch: u64,
+    nanos_since_epoch: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct Group {
+    message: String,
+    count: u64,
+    samples: Vec<Sample>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct Sample {
+    slice: u64,
+    record_number: u64,
+    line: Option<u64>,
+    record: String,
+    message: String,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct Outcome {
+    job: JobId,
+    started_ms: u64,
+    result: Result<Option<Value>, String>,
+    retry_at_ms: Option<u64>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Pause,
+    Resume,
+    Abort,
+    Retry,
+    Fail { reason: String },
+    Destroy,
+    Expire,
+}
+
+/// A whole job row, as compaction snapshots hold it.
+#[derive(Serialize, Deserialize)]
+pub struct Row {
+    id: JobId,
+    kind: String,
+    description: String,
+    priority: u8,
+    max_workers: Option<u32>,
+    run_at_ms: Option<u64>,
+    expires_at_ms: Option<u64>,
+    created_ms: u64,
+    started_ms: Option<u64>,
+    completed_ms: Option<u64>,
+    state: RowState,
+    properties: Value,
+    failure_reason: Option<String>,
+    attempts: u32,
+    body: RowBody,
+}
+
+#[derive(Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RowState {
+    Scheduled,
+    Queued,
+    Running,
+    Paused,
+    Completed,
+    Failed,
+    Aborted,
+}
+
+#[derive(Serialize, Deserialize)]
+enum RowBody {
+    Simple { args: Value, result: Option<Value> },
+    Sliced(Box<Sliced>),
+}
+
+#[derive(Serialize, Deserialize)]
+struct Sliced {
+    slice_size: u32,
+    collect_errors: bool,
+    upload: Upload,
+    before_done: bool,
+    slices: Vec<(u64, Slice)>,
+    records_in: u64,
+    records_rejected: u64,
+    records_out: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    records_written: Option<u64>,
+    records_errors: u64,
+    records_in_failed_slices: u64,
+    slices_done: u64,
+    slices_failed: u64,
+    collected_errors: Vec<Group>,
+    failures: Vec<(u64, (String, Option<Sample>))>,
+}
+
+#[derive(Clone, Copy, Serialize, Deserialize)]
+enum Upload {
+    Open,
+    Complete,
+    Failed,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Slice {
+    first_record: u64,
+    records: u32,
+    line_first: Option<u64>,
+    lines: Option<Vec<u64>>,
+    numbers: Option<Vec<u64>>,
+    state: SliceStateV1,
+    errors: u32,
+}
+
+#[derive(Clone, Copy, Serialize, Deserialize)]
+#[serde(rename = "SliceState")]
+enum SliceStateV1 {
+    Pending,
+    Done,
+    Failed,
+}

@@ -1,0 +1,535 @@
+//! Between the wire types (v1) and the runtime's own: every enum is matched
+//! whole, so a new variant on either side does not compile until its wire
+//! form is decided.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::*;
+use crate::meta::{Control, Meta, SimpleOutcome};
+use crate::table::{Body, Job, SimpleBody, SliceEntry, SliceState, SlicedBody, UploadState};
+use crate::{ErrorGroup, JobShape, JobSpec, JobState, RecordErrorSample};
+
+impl From<&Meta> for Record {
+    fn from(m: &Meta) -> Record {
+        match m.clone() {
+            Meta::Created {
+                first_id,
+                at_ms,
+                specs,
+            } => Record::Created {
+                first_id,
+                at_ms,
+                specs: specs.iter().map(Spec::from).collect(),
+            },
+            Meta::Uploaded {
+                job,
+                slice,
+                first_record,
+                records,
+                rejects,
+                line_first,
+                lines,
+                numbers,
+                reject_errors,
+            } => Record::Uploaded {
+                job,
+                slice,
+                first_record,
+                records,
+                rejects,
+                line_first,
+                lines,
+                numbers,
+                reject_errors: groups_out(&reject_errors),
+            },
+            Meta::UploadComplete { job, at_ms } => Record::UploadComplete { job, at_ms },
+            Meta::UploadFailed { job, reason, at_ms } => {
+                Record::UploadFailed { job, reason, at_ms }
+            }
+            Meta::BeforeDone { job, at_ms } => Record::BeforeDone { job, at_ms },
+            Meta::SliceDone {
+                job,
+                slice,
+                at_ms,
+                errors,
+                error_groups,
+                written,
+            } => Record::SliceDone {
+                job,
+                slice,
+                at_ms,
+                errors,
+                written,
+                error_groups: groups_out(&error_groups),
+            },
+            Meta::SliceFailed {
+                job,
+                slice,
+                at_ms,
+                message,
+                sample,
+            } => Record::SliceFailed {
+                job,
+                slice,
+                at_ms,
+                message,
+                sample: sample.map(Sample::from),
+            },
+            Meta::AfterDone { job, at_ms } => Record::AfterDone { job, at_ms },
+            Meta::HookFailed {
+                job,
+                at_ms,
+                message,
+            } => Record::HookFailed {
+                job,
+                at_ms,
+                message,
+            },
+            Meta::SimpleDone { at_ms, outcomes } => Record::SimpleDone {
+                at_ms,
+                outcomes: outcomes
+                    .into_iter()
+                    .map(|o| Outcome {
+                        job: o.job,
+                        started_ms: o.started_ms,
+                        result: o.result,
+                        retry_at_ms: o.retry_at_ms,
+                    })
+                    .collect(),
+            },
+            Meta::Control { job, at_ms, action } => Record::Control {
+                job,
+                at_ms,
+                action: match action {
+                    Control::Pause => Action::Pause,
+                    Control::Resume => Action::Resume,
+                    Control::Abort => Action::Abort,
+                    Control::Retry => Action::Retry,
+                    Control::Fail { reason } => Action::Fail { reason },
+                    Control::Destroy => Action::Destroy,
+                    Control::Expire => Action::Expire,
+                },
+            },
+            Meta::Priority { job, priority } => Record::Priority { job, priority },
+            Meta::MaxWorkers { job, max_workers } => Record::MaxWorkers { job, max_workers },
+            Meta::Restore { job } => Record::Restore {
+                job: Box::new(Row::from(&*job)),
+            },
+            Meta::NextId { next } => Record::NextId { next },
+            Meta::Opened { generation, at_ms } => Record::Opened { generation, at_ms },
+        }
+    }
+}
+
+impl From<Record> for Meta {
+    fn from(r: Record) -> Meta {
+        match r {
+            Record::Created {
+                first_id,
+                at_ms,
+                specs,
+            } => Meta::Created {
+                first_id,
+                at_ms,
+                specs: specs.into_iter().map(JobSpec::from).collect(),
+            },
+            Record::Uploaded {
+                job,
+                slice,
+                first_record,
+                records,
+                rejects,
+                line_first,
+                lines,
+                numbers,
+                reject_errors,
+            } => Meta::Uploaded {
+                job,
+                slice,
+                first_record,
+                records,
+                rejects,
+                line_first,
+                lines,
+                numbers,
+                reject_errors: groups_in(reject_errors),
+            },
+            Record::UploadComplete { job, at_ms } => Meta::UploadComplete { job, at_ms },
+            Record::UploadFailed { job, reason, at_ms } => {
+                Meta::UploadFailed { job, reason, at_ms }
+            }
+            Record::BeforeDone { job, at_ms } => Meta::BeforeDone { job, at_ms },
+            Record::SliceDone {
+                job,
+                slice,
+                at_ms,
+                errors,
+                error_groups,
+                written,
+            } => Meta::SliceDone {
+                job,
+                slice,
+                at_ms,
+                errors,
+                written,
+                error_groups: groups_in(error_groups),
+            },
+            Record::SliceFailed {
+                job,
+                slice,
+                at_ms,
+                message,
+                sample,
+            } => Meta::SliceFailed {
+                job,
+                slice,
+                at_ms,
+                message,
+                sample: sample.map(RecordErrorSample::from),
+            },
+            Record::AfterDone { job, at_ms } => Meta::AfterDone { job, at_ms },
+            Record::HookFailed {
+                job,
+                at_ms,
+                message,
+            } => Meta::HookFailed {
+                job,
+                at_ms,
+                message,
+            },
+            Record::SimpleDone { at_ms, outcomes } => Meta::SimpleDone {
+                at_ms,
+                outcomes: outcomes
+                    .into_iter()
+                    .map(|o| SimpleOutcome {
+                        job: o.job,
+                        started_ms: o.started_ms,
+                        result: o.result,
+                        retry_at_ms: o.retry_at_ms,
+                    })
+                    .collect(),
+            },
+            Record::Control { job, at_ms, action } => Meta::Control {
+                job,
+                at_ms,
+                action: match action {
+                    Action::Pause => Control::Pause,
+                    Action::Resume => Control::Resume,
+                    Action::Abort => Control::Abort,
+                    Action::Retry => Control::Retry,
+                    Action::Fail { reason } => Control::Fail { reason },
+                    Action::Destroy => Control::Destroy,
+                    Action::Expire => Control::Expire,
+                },
+            },
+            Record::Priority { job, priority } => Meta::Priority { job, priority },
+            Record::MaxWorkers { job, max_workers } => Meta::MaxWorkers { job, max_workers },
+            Record::Restore { job } => Meta::Restore {
+                job: Box::new(Job::from(*job)),
+            },
+            Record::NextId { next } => Meta::NextId { next },
+            Record::Opened { generation, at_ms } => Meta::Opened { generation, at_ms },
+        }
+    }
+}
+
+fn time_out(t: SystemTime) -> Time {
+    // A time before 1970 was never submitted; it is written as the epoch.
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    Time {
+        secs_since_epoch: d.as_secs(),
+        nanos_since_epoch: d.subsec_nanos(),
+    }
+}
+
+fn time_in(t: Time) -> SystemTime {
+    let d = Duration::new(t.secs_since_epoch, t.nanos_since_epoch.min(999_999_999));
+    UNIX_EPOCH.checked_add(d).unwrap_or(UNIX_EPOCH)
+}
+
+impl From<&JobSpec> for Spec {
+    fn from(s: &JobSpec) -> Spec {
+        Spec {
+            kind: s.kind.clone(),
+            shape: match &s.shape {
+                JobShape::Simple { args } => Shape::Simple { args: args.clone() },
+                JobShape::Sliced {
+                    slice_size,
+                    collect_errors,
+                } => Shape::Sliced {
+                    slice_size: *slice_size,
+                    collect_errors: *collect_errors,
+                },
+            },
+            priority: s.priority,
+            description: s.description.clone(),
+            max_workers: s.max_workers,
+            run_at: s.run_at.map(time_out),
+            expires_at: s.expires_at.map(time_out),
+            properties: s.properties.clone(),
+        }
+    }
+}
+
+impl From<Spec> for JobSpec {
+    fn from(s: Spec) -> JobSpec {
+        JobSpec {
+            kind: s.kind,
+            shape: match s.shape {
+                Shape::Simple { args } => JobShape::Simple { args },
+                Shape::Sliced {
+                    slice_size,
+                    collect_errors,
+                } => JobShape::Sliced {
+                    slice_size,
+                    collect_errors,
+                },
+            },
+            priority: s.priority,
+            description: s.description,
+            max_workers: s.max_workers,
+            run_at: s.run_at.map(time_in),
+            expires_at: s.expires_at.map(time_in),
+            properties: s.properties,
+        }
+    }
+}
+
+impl From<RecordErrorSample> for Sample {
+    fn from(s: RecordErrorSample) -> Sample {
+        Sample {
+            slice: s.slice,
+            record_number: s.record_number,
+            line: s.line,
+            record: s.record,
+            message: s.message,
+        }
+    }
+}
+
+impl From<Sample> for RecordErrorSample {
+    fn from(s: Sample) -> RecordErrorSample {
+        RecordErrorSample {
+            slice: s.slice,
+            record_number: s.record_number,
+            line: s.line,
+            record: s.record,
+            message: s.message,
+        }
+    }
+}
+
+fn groups_out(groups: &[ErrorGroup]) -> Vec<Group> {
+    groups
+        .iter()
+        .map(|g| Group {
+            message: g.message.clone(),
+            count: g.count,
+            samples: g.samples.iter().cloned().map(Sample::from).collect(),
+        })
+        .collect()
+}
+
+fn groups_in(groups: Vec<Group>) -> Vec<ErrorGroup> {
+    groups
+        .into_iter()
+        .map(|g| ErrorGroup {
+            message: g.message,
+            count: g.count,
+            samples: g.samples.into_iter().map(RecordErrorSample::from).collect(),
+        })
+        .collect()
+}
+
+fn state_out(s: JobState) -> RowState {
+    match s {
+        JobState::Scheduled => RowState::Scheduled,
+        JobState::Queued => RowState::Queued,
+        JobState::Running => RowState::Running,
+        JobState::Paused => RowState::Paused,
+        JobState::Completed => RowState::Completed,
+        JobState::Failed => RowState::Failed,
+        JobState::Aborted => RowState::Aborted,
+    }
+}
+
+fn state_in(s: RowState) -> JobState {
+    match s {
+        RowState::Scheduled => JobState::Scheduled,
+        RowState::Queued => JobState::Queued,
+        RowState::Running => JobState::Running,
+        RowState::Paused => JobState::Paused,
+        RowState::Completed => JobState::Completed,
+        RowState::Failed => JobState::Failed,
+        RowState::Aborted => JobState::Aborted,
+    }
+}
+
+fn upload_out(u: UploadState) -> Upload {
+    match u {
+        UploadState::Open => Upload::Open,
+        UploadState::Complete => Upload::Complete,
+        UploadState::Failed => Upload::Failed,
+    }
+}
+
+fn upload_in(u: Upload) -> UploadState {
+    match u {
+        Upload::Open => UploadState::Open,
+        Upload::Complete => UploadState::Complete,
+        Upload::Failed => UploadState::Failed,
+    }
+}
+
+fn slice_state_out(s: SliceState) -> SliceStateV1 {
+    match s {
+        SliceState::Pending => SliceStateV1::Pending,
+        SliceState::Done => SliceStateV1::Done,
+        SliceState::Failed => SliceStateV1::Failed,
+    }
+}
+
+fn slice_state_in(s: SliceStateV1) -> SliceState {
+    match s {
+        SliceStateV1::Pending => SliceState::Pending,
+        SliceStateV1::Done => SliceState::Done,
+        SliceStateV1::Failed => SliceState::Failed,
+    }
+}
+
+impl From<&Job> for Row {
+    fn from(j: &Job) -> Row {
+        let body = match &j.body {
+            Body::Simple(b) => RowBody::Simple {
+                args: (*b.args).clone(),
+                result: b.result.clone(),
+            },
+            Body::Sliced(s) => RowBody::Sliced(Box::new(Sliced {
+                slice_size: s.slice_size,
+                collect_errors: s.collect_errors,
+                upload: upload_out(s.upload),
+                before_done: s.before_done,
+                slices: s
+                    .slices
+                    .iter()
+                    .map(|(n, e)| {
+                        let slice = Slice {
+                            first_record: e.first_record,
+                            records: e.records,
+                            line_first: e.line_first,
+                            lines: e.lines.as_deref().cloned(),
+                            numbers: e.numbers.as_deref().cloned(),
+                            state: slice_state_out(e.state),
+                            errors: e.errors,
+                        };
+                        (*n, slice)
+                    })
+                    .collect(),
+                records_in: s.records_in,
+                records_rejected: s.records_rejected,
+                records_out: s.records_out,
+                records_written: s.records_written,
+                records_errors: s.records_errors,
+                records_in_failed_slices: s.records_in_failed_slices,
+                slices_done: s.slices_done,
+                slices_failed: s.slices_failed,
+                collected_errors: groups_out(&s.collected_errors),
+                failures: s
+                    .failures
+                    .iter()
+                    .map(|(n, (m, sample))| (*n, (m.clone(), sample.clone().map(Sample::from))))
+                    .collect(),
+            })),
+        };
+        Row {
+            id: j.id,
+            kind: j.kind.to_string(),
+            description: j.description.clone(),
+            priority: j.priority,
+            max_workers: j.max_workers,
+            run_at_ms: j.run_at_ms,
+            expires_at_ms: j.expires_at_ms,
+            created_ms: j.created_ms,
+            started_ms: j.started_ms,
+            completed_ms: j.completed_ms,
+            state: state_out(j.state),
+            properties: (*j.properties).clone(),
+            failure_reason: j.failure_reason.clone(),
+            attempts: j.attempts,
+            body,
+        }
+    }
+}
+
+impl From<Row> for Job {
+    fn from(r: Row) -> Job {
+        let body = match r.body {
+            RowBody::Simple { args, result } => Body::Simple(SimpleBody {
+                args: Arc::new(args),
+                result,
+                leased: false,
+                expiries: 0,
+            }),
+            RowBody::Sliced(s) => {
+                let mut body = SlicedBody::new(s.slice_size, s.collect_errors);
+                body.upload = upload_in(s.upload);
+                body.before_done = s.before_done;
+                body.slices = s
+                    .slices
+                    .into_iter()
+                    .map(|(n, e)| {
+                        let entry = SliceEntry {
+                            first_record: e.first_record,
+                            records: e.records,
+                            line_first: e.line_first,
+                            lines: e.lines.map(Arc::new),
+                            numbers: e.numbers.map(Arc::new),
+                            state: slice_state_in(e.state),
+                            errors: e.errors,
+                            panics: 0,
+                            expiries: 0,
+                        };
+                        (n, entry)
+                    })
+                    .collect::<BTreeMap<_, _>>();
+                body.records_in = s.records_in;
+                body.records_rejected = s.records_rejected;
+                body.records_out = s.records_out;
+                body.records_written = s.records_written;
+                body.records_errors = s.records_errors;
+                body.records_in_failed_slices = s.records_in_failed_slices;
+                body.slices_done = s.slices_done;
+                body.slices_failed = s.slices_failed;
+                body.collected_errors = groups_in(s.collected_errors);
+                body.failures = s
+                    .failures
+                    .into_iter()
+                    .map(|(n, (m, sample))| (n, (m, sample.map(RecordErrorSample::from))))
+                    .collect();
+                Body::Sliced(Box::new(body))
+            }
+        };
+        Job {
+            id: r.id,
+            kind: Arc::from(r.kind),
+            description: r.description,
+            priority: r.priority,
+            max_workers: r.max_workers,
+            run_at_ms: r.run_at_ms,
+            expires_at_ms: r.expires_at_ms,
+            created_ms: r.created_ms,
+            started_ms: r.started_ms,
+            completed_ms: r.completed_ms,
+            state: state_in(r.state),
+            properties: Arc::new(r.properties),
+            failure_reason: r.failure_reason,
+            attempts: r.attempts,
+            body,
+            ready: None,
+            accepted: None,
+            refused: None,
+        }
+    }
+}
