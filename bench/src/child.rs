@@ -21,11 +21,17 @@ pub fn args(ctx: &Ctx) -> Vec<String> {
         ctx.slice_size.to_string(),
         "--zstd-level".to_string(),
         ctx.zstd_level.to_string(),
-        "--sidekiq-processes".to_string(),
-        ctx.sidekiq_processes.to_string(),
-        "--sidekiq-concurrency".to_string(),
-        ctx.sidekiq_concurrency.to_string(),
+        "--repetitions".to_string(),
+        ctx.repetitions.to_string(),
+        "--spin-us".to_string(),
+        ctx.spin_us.to_string(),
     ];
+    if let Some(p) = ctx.sidekiq_processes {
+        a.extend(["--sidekiq-processes".into(), p.to_string()]);
+    }
+    if let Some(c) = ctx.sidekiq_concurrency {
+        a.extend(["--sidekiq-concurrency".into(), c.to_string()]);
+    }
     if ctx.quick {
         a.push("--quick".into());
     }
@@ -37,9 +43,6 @@ pub fn args(ctx: &Ctx) -> Vec<String> {
     }
     if let Some(j) = ctx.jobs {
         a.extend(["--jobs".into(), j.to_string()]);
-    }
-    if let Some(b) = ctx.booster_jobs_per_s {
-        a.extend(["--booster-jobs-per-s".into(), b.to_string()]);
     }
     a
 }

@@ -43,48 +43,87 @@ impl Codec {
 
     /// Seals a slice payload into a frame with sequence `seq`.
     pub fn seal(&mut self, seq: u64, count: u32, raw: &[u8]) -> Vec<u8> {
+        let mut frame = Vec::new();
+        let len = self.seal_into(seq, count, raw, &mut frame);
+        frame.truncate(len);
+        frame
+    }
+
+    /// Seals a slice payload into `buf[..returned length]`, compressing and
+    /// encrypting in place: no copy of the payload beyond zstd's own output.
+    /// `buf` only ever grows, so a buffer reused across slices costs no
+    /// allocation or zero-filling once it is big enough.
+    pub fn seal_into(&mut self, seq: u64, count: u32, raw: &[u8], buf: &mut Vec<u8>) -> usize {
+        let bound = match self.compressor {
+            Some(_) => zstd::zstd_safe::compress_bound(raw.len()),
+            None => raw.len(),
+        };
+        let need = FRAME_HEADER_BYTES + bound + TAG_BYTES + 4;
+        if buf.len() < need {
+            buf.resize(need, 0);
+        }
+        let body = &mut buf[FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + bound];
         let mut flags = 1u8; // batch end
-        let mut body = match &mut self.compressor {
+        let body_len = match &mut self.compressor {
             Some(c) => {
                 flags |= FLAG_ZSTD;
-                c.compress(raw).expect("zstd compress into a fresh buffer")
+                c.compress_to_buffer(raw, body)
+                    .expect("zstd output fits its bound")
             }
-            None => raw.to_vec(),
+            None => {
+                body[..raw.len()].copy_from_slice(raw);
+                raw.len()
+            }
         };
-        if self.cipher.is_some() {
+        let tag_bytes = if self.cipher.is_some() {
             flags |= FLAG_AES;
-        }
-        let stored_len = body.len() + if self.cipher.is_some() { TAG_BYTES } else { 0 };
-        let mut frame = Vec::with_capacity(FRAME_HEADER_BYTES + stored_len + 4);
-        frame.extend_from_slice(b"BFRM");
-        frame.push(1);
-        frame.push(flags);
-        frame.extend_from_slice(&[0, 0]);
-        frame.extend_from_slice(&seq.to_le_bytes());
-        frame.extend_from_slice(&[0u8; 20]); // slice key
-        frame.extend_from_slice(&count.to_le_bytes());
-        frame.extend_from_slice(&(raw.len() as u32).to_le_bytes());
-        frame.extend_from_slice(&(stored_len as u32).to_le_bytes());
-        let header_crc = crc32fast::hash(&frame);
-        frame.extend_from_slice(&header_crc.to_le_bytes());
-        debug_assert_eq!(frame.len(), FRAME_HEADER_BYTES);
-        if let Some(cipher) = &self.cipher {
-            let aad = self.aad(&frame[..48]);
-            let tag = cipher
-                .encrypt_in_place_detached(&nonce(seq), &aad, &mut body)
-                .expect("AES-GCM seal of a bounded buffer");
-            frame.extend_from_slice(&body);
-            frame.extend_from_slice(&tag);
+            TAG_BYTES
         } else {
-            frame.extend_from_slice(&body);
+            0
+        };
+        let stored_len = body_len + tag_bytes;
+        write_header(
+            &mut buf[..FRAME_HEADER_BYTES],
+            flags,
+            seq,
+            count,
+            raw.len(),
+            stored_len,
+        );
+        let body_end = FRAME_HEADER_BYTES + body_len;
+        if let Some(cipher) = &self.cipher {
+            let aad = self.aad(&buf[..48]);
+            let tag = cipher
+                .encrypt_in_place_detached(
+                    &nonce(seq),
+                    &aad,
+                    &mut buf[FRAME_HEADER_BYTES..body_end],
+                )
+                .expect("AES-GCM seal of a bounded buffer");
+            buf[body_end..body_end + TAG_BYTES].copy_from_slice(&tag);
         }
-        let crc = crc32fast::hash(&frame);
-        frame.extend_from_slice(&crc.to_le_bytes());
-        frame
+        let crc_at = FRAME_HEADER_BYTES + stored_len;
+        let crc = crc32fast::hash(&buf[..crc_at]);
+        buf[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
+        crc_at + 4
     }
 
     /// Checks the CRC, opens and decompresses a frame; returns the payload.
     pub fn open(&mut self, frame: &[u8]) -> Result<Vec<u8>, OpenError> {
+        let (mut scratch, mut payload) = (Vec::new(), Vec::new());
+        self.open_into(frame, &mut scratch, &mut payload)?;
+        Ok(payload)
+    }
+
+    /// Checks the CRC, then decrypts into `scratch` (the one copy: a stored
+    /// frame is read-only) and decompresses into `payload`. Both buffers are
+    /// reused across calls.
+    pub fn open_into(
+        &mut self,
+        frame: &[u8],
+        scratch: &mut Vec<u8>,
+        payload: &mut Vec<u8>,
+    ) -> Result<(), OpenError> {
         if frame.len() < FRAME_HEADER_BYTES + 4 {
             return Err(OpenError::Layout);
         }
@@ -96,27 +135,38 @@ impl Codec {
         let flags = header[5];
         let seq = u64::from_le_bytes(header[8..16].try_into().unwrap());
         let raw_len = u32::from_le_bytes(header[40..44].try_into().unwrap()) as usize;
-        let mut payload = body[FRAME_HEADER_BYTES..].to_vec();
-        if flags & FLAG_AES != 0 {
+        let stored = &body[FRAME_HEADER_BYTES..];
+        let plain: &[u8] = if flags & FLAG_AES != 0 {
             let cipher = self.cipher.as_ref().ok_or(OpenError::Tag)?;
-            if payload.len() < TAG_BYTES {
+            if stored.len() < TAG_BYTES {
                 return Err(OpenError::Layout);
             }
-            let tag_at = payload.len() - TAG_BYTES;
-            let tag = *Tag::from_slice(&payload[tag_at..]);
-            payload.truncate(tag_at);
+            let tag_at = stored.len() - TAG_BYTES;
+            let tag = *Tag::from_slice(&stored[tag_at..]);
+            scratch.clear();
+            scratch.extend_from_slice(&stored[..tag_at]);
             let aad = self.aad(&header[..48]);
             cipher
-                .decrypt_in_place_detached(&nonce(seq), &aad, &mut payload, &tag)
+                .decrypt_in_place_detached(&nonce(seq), &aad, scratch, &tag)
                 .map_err(|_| OpenError::Tag)?;
-        }
+            scratch
+        } else {
+            stored
+        };
+        payload.clear();
         if flags & FLAG_ZSTD != 0 {
-            payload = self
+            payload.reserve(raw_len);
+            let n = self
                 .decompressor
-                .decompress(&payload, raw_len)
+                .decompress_to_buffer(plain, payload)
                 .map_err(|_| OpenError::Zstd)?;
+            if n != raw_len {
+                return Err(OpenError::Zstd);
+            }
+        } else {
+            payload.extend_from_slice(plain);
         }
-        Ok(payload)
+        Ok(())
     }
 
     fn aad(&self, header: &[u8]) -> [u8; 56] {
@@ -125,6 +175,29 @@ impl Codec {
         aad[8..].copy_from_slice(header);
         aad
     }
+}
+
+/// The frame header (ARCHITECTURE.md, "Frame"), little-endian, with its own CRC.
+fn write_header(
+    out: &mut [u8],
+    flags: u8,
+    seq: u64,
+    count: u32,
+    raw_len: usize,
+    stored_len: usize,
+) {
+    debug_assert_eq!(out.len(), FRAME_HEADER_BYTES);
+    out[..4].copy_from_slice(b"BFRM");
+    out[4] = 1;
+    out[5] = flags;
+    out[6..8].fill(0);
+    out[8..16].copy_from_slice(&seq.to_le_bytes());
+    out[16..36].fill(0); // slice key
+    out[36..40].copy_from_slice(&count.to_le_bytes());
+    out[40..44].copy_from_slice(&(raw_len as u32).to_le_bytes());
+    out[44..48].copy_from_slice(&(stored_len as u32).to_le_bytes());
+    let header_crc = crc32fast::hash(&out[..48]);
+    out[48..52].copy_from_slice(&header_crc.to_le_bytes());
 }
 
 fn nonce(seq: u64) -> Nonce<aes_gcm::aes::cipher::consts::U12> {
@@ -210,6 +283,21 @@ mod tests {
         );
         let needle = &records[3][..20];
         assert!(!frame.windows(needle.len()).any(|w| w == needle));
+    }
+
+    #[test]
+    fn reused_buffers_seal_and_open_each_slice_alike() {
+        let mut codec = Codec::new(Some([7u8; 32]), Some(1));
+        let (mut frame, mut scratch, mut payload) = (Vec::new(), Vec::new(), Vec::new());
+        for start in [0u64, 5000, 0] {
+            let raw = encode_records(&crate::records::records(start, 1000));
+            let n = codec.seal_into(start, 1000, &raw, &mut frame);
+            assert_eq!(&frame[..n], &codec.seal(start, 1000, &raw)[..]);
+            codec
+                .open_into(&frame[..n], &mut scratch, &mut payload)
+                .unwrap();
+            assert_eq!(payload, raw);
+        }
     }
 
     #[test]

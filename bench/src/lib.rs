@@ -1,7 +1,8 @@
 //! booster-bench: the benchmark harness for Booster, with Sidekiq on Redis
-//! side by side. The binary (`cargo run --release -p booster-bench --
-//! SCENARIO`) runs each scenario in a child process of itself, prints a
-//! table or JSON lines, and appends every figure to `bench/results.jsonl`.
+//! (and Rust job queues, from a `bench/peers` binary) side by side. The binary
+//! (`cargo run --release -p booster-bench -- SCENARIO`) runs each scenario
+//! in a child process of itself, prints a table or JSON lines, and appends
+//! every figure to `bench/results.jsonl`.
 //! The library half is what the binary and the criterion benches share.
 //!
 //! ```no_run
@@ -14,11 +15,16 @@
 pub mod booster;
 pub mod child;
 pub mod codec;
+pub mod compare;
 pub mod handlers;
 pub mod records;
 pub mod report;
 pub mod resp;
 pub mod rss;
+pub mod rust_peers;
 pub mod scenarios;
+pub mod services;
+pub mod sidekiq;
 pub mod stats;
 pub mod targets;
+pub mod threads;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use booster_bench::report::{self, Machine, Measurement};
 use booster_bench::scenarios::{self, Ctx};
-use booster_bench::{child, targets};
+use booster_bench::{child, compare, targets};
 use clap::{Parser, ValueEnum};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -84,21 +84,26 @@ struct Cli {
     /// Do not append to the results file.
     #[arg(long)]
     no_results: bool,
-    /// Sidekiq processes for `peers`. Default: one per core.
+    /// Sidekiq processes for `peers`; with --sidekiq-concurrency, replaces
+    /// the sweep (1-4 processes x 5-25 threads) with this one setting.
     #[arg(long)]
     sidekiq_processes: Option<usize>,
-    /// Threads per Sidekiq process (Sidekiq 6's default and sidekiqload's: 10).
-    #[arg(long, default_value_t = 10)]
-    sidekiq_concurrency: usize,
+    /// Threads per Sidekiq process; see --sidekiq-processes.
+    #[arg(long)]
+    sidekiq_concurrency: Option<usize>,
     /// Internal: run the scenario in this process and print JSON lines.
     #[arg(long, hide = true)]
     child: bool,
     /// Internal: only the headline variant.
     #[arg(long, hide = true)]
     lean: bool,
-    /// Internal: Booster's burn-down from this run, for peers.
-    #[arg(long, hide = true)]
-    booster_jobs_per_s: Option<f64>,
+    /// `jobs`: each job spins its worker's CPU this many us (0: no-op jobs).
+    #[arg(long, default_value_t = 0)]
+    spin_us: u64,
+    /// Alternating repetitions of each comparison (limit/sliced, Booster/peers):
+    /// at least 5, or 3 with --quick. Default: that least.
+    #[arg(long)]
+    repetitions: Option<usize>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -113,9 +118,10 @@ fn main() -> anyhow::Result<()> {
         slice_size: cli.slice_size.max(1),
         zstd_level: cli.zstd_level,
         lean: cli.lean,
-        booster_jobs_per_s: cli.booster_jobs_per_s,
-        sidekiq_processes: cli.sidekiq_processes.unwrap_or(cores).max(1),
-        sidekiq_concurrency: cli.sidekiq_concurrency.max(1),
+        spin_us: cli.spin_us,
+        repetitions: compare::repetitions(cli.quick, cli.repetitions),
+        sidekiq_processes: cli.sidekiq_processes.map(|p| p.max(1)),
+        sidekiq_concurrency: cli.sidekiq_concurrency.map(|c| c.max(1)),
     };
     if cli.child {
         let results = run_here(cli.scenario, &ctx)?;
@@ -123,8 +129,7 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let machine = Machine::detect();
-    let (mut results, failures) = run_in_children(cli.scenario, &ctx);
-    results.extend(targets::derived(&results));
+    let (results, failures) = run_in_children(cli.scenario, &ctx);
     if cli.json {
         report::print_json(&results);
     } else {
@@ -141,12 +146,11 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The order `all` runs in: limit first (the ceiling every other figure is
-/// read against), jobs before peers (peers reuses its figure).
+/// The order `all` runs in: limit and sliced first, alternating (the
+/// ceiling every other figure is read against).
 const ALL: &[Scenario] = &[
-    Scenario::Limit,
-    Scenario::Jobs,
     Scenario::Sliced,
+    Scenario::Jobs,
     Scenario::Priority,
     Scenario::Recovery,
     Scenario::Scaling,
@@ -159,27 +163,44 @@ fn run_in_children(
 ) -> (Vec<Measurement>, Vec<(String, anyhow::Error)>) {
     let list: Vec<Scenario> = match scenario {
         Scenario::All => ALL.to_vec(),
-        // The share of the limit needs the limit from the same run.
-        Scenario::Sliced => vec![Scenario::Limit, Scenario::Sliced],
         other => vec![other],
     };
     let mut results: Vec<Measurement> = Vec::new();
     let mut failures = Vec::new();
     for s in list {
-        let mut c = ctx.clone();
-        if s == Scenario::Peers && c.booster_jobs_per_s.is_none() {
-            c.booster_jobs_per_s = results
-                .iter()
-                .find(|m| m.scenario == "jobs" && m.metric == "burn_down")
-                .map(|m| m.value);
-        }
-        eprintln!("booster-bench: running {}", s.name());
-        match child::run_scenario(&c, s.name()) {
+        let outcome = if s == Scenario::Sliced {
+            limit_and_sliced(ctx)
+        } else {
+            eprintln!("booster-bench: running {}", s.name());
+            child::run_scenario(ctx, s.name())
+        };
+        match outcome {
             Ok(r) => results.extend(r),
             Err(e) => failures.push((s.name().to_string(), e)),
         }
     }
     (results, failures)
+}
+
+/// `limit` and `sliced` (zstd+aes only) alternately, `ctx.repetitions`
+/// times each, every run in its own child process: medians with their
+/// spread, the share of the limit pair by pair, and whether the limit held.
+fn limit_and_sliced(ctx: &Ctx) -> anyhow::Result<Vec<Measurement>> {
+    let mut lean = ctx.clone();
+    lean.lean = true;
+    let (mut limit_runs, mut sliced_runs) = (Vec::new(), Vec::new());
+    for rep in 1..=ctx.repetitions {
+        eprintln!(
+            "booster-bench: limit and sliced, repetition {rep} of {}",
+            ctx.repetitions
+        );
+        limit_runs.push(child::run_scenario(&lean, Scenario::Limit.name())?);
+        sliced_runs.push(child::run_scenario(&lean, Scenario::Sliced.name())?);
+    }
+    let mut out = compare::aggregate(&limit_runs);
+    out.extend(compare::aggregate(&sliced_runs));
+    out.extend(compare::limit_share(&limit_runs, &sliced_runs));
+    Ok(out)
 }
 
 fn run_here(scenario: Scenario, ctx: &Ctx) -> anyhow::Result<Vec<Measurement>> {

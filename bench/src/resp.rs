@@ -49,6 +49,17 @@ impl Redis {
             other => bail!("redis {args:?}: expected an integer, got {other:?}"),
         }
     }
+
+    /// The integer a counter key holds (`INCR`), 0 while it does not exist.
+    pub fn counter(&mut self, key: &str) -> anyhow::Result<i64> {
+        match self.command(&["GET", key])? {
+            Reply::Bulk(None) => Ok(0),
+            Reply::Bulk(Some(v)) => String::from_utf8_lossy(&v)
+                .parse()
+                .with_context(|| format!("redis key {key} is not a counter")),
+            other => bail!("redis GET {key}: {other:?}"),
+        }
+    }
 }
 
 fn read_reply(r: &mut impl BufRead) -> anyhow::Result<Reply> {

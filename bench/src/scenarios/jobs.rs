@@ -3,6 +3,11 @@
 //!   it and time the drain, as Sidekiq's load test pushes then drains.
 //! - continuous: one producer submits batches while the workers drain.
 //!
+//! With `--spin-us N` the jobs are `spin` jobs that keep their worker's CPU
+//! busy for N us each instead of no-ops. The dispatcher sizes a lease batch
+//! of simple jobs to about 1 ms of work, so 1 ms jobs are leased one at a
+//! time: that run shows Booster without the batching that no-ops enjoy.
+//!
 //! Latency is enqueue-to-complete from the runtime's own timestamps
 //! (created_at -> completed_at) on an even sample of the jobs.
 
@@ -13,7 +18,7 @@ use booster_runtime::{JobId, JobSpec, JobState, Runtime};
 use serde_json::json;
 
 use crate::booster::{self, CodecMode, DURABILITY};
-use crate::handlers::NOOP;
+use crate::handlers::{NOOP, SPIN};
 use crate::report::Measurement;
 use crate::scenarios::Ctx;
 use crate::stats::Latencies;
@@ -38,27 +43,41 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Measurement>> {
     Ok(out)
 }
 
-fn noop_specs(n: usize) -> Vec<JobSpec> {
-    (0..n).map(|_| JobSpec::simple(NOOP, json!(null))).collect()
+/// No-op jobs, or with `--spin-us` jobs that spin their worker that long.
+fn job_specs(ctx: &Ctx, n: usize) -> Vec<JobSpec> {
+    (0..n)
+        .map(|_| match ctx.spin_us {
+            0 => JobSpec::simple(NOOP, json!(null)),
+            us => JobSpec::simple(SPIN, json!({ "spin_us": us })),
+        })
+        .collect()
+}
+
+fn kind(ctx: &Ctx) -> &'static str {
+    if ctx.spin_us == 0 {
+        NOOP
+    } else {
+        SPIN
+    }
 }
 
 async fn burn_down(ctx: &Ctx, n: u64) -> anyhow::Result<Vec<Measurement>> {
     std::fs::create_dir_all(&ctx.dir)?;
     let dir = tempfile::tempdir_in(&ctx.dir)?;
     let rt = booster::open(ctx, dir.path(), CodecMode::On, ctx.workers).await?;
-    rt.set_kind_limit(NOOP, Some(0)).await;
+    rt.set_kind_limit(kind(ctx), Some(0)).await;
     let mut ids: Vec<JobId> = Vec::with_capacity(n as usize);
     let started = Instant::now();
     let mut left = n as usize;
     while left > 0 {
         let batch = left.min(SUBMIT_BATCH);
-        ids.extend(rt.submit_many(noop_specs(batch)).await?);
+        ids.extend(rt.submit_many(job_specs(ctx, batch)).await?);
         left -= batch;
     }
     let enqueue_s = started.elapsed().as_secs_f64();
     let early = count_completed(&rt).await;
     let drain_start = Instant::now();
-    rt.set_kind_limit(NOOP, None).await;
+    rt.set_kind_limit(kind(ctx), None).await;
     wait_idle_bounded(&rt, Duration::from_secs(600)).await?;
     let drain_s = drain_start.elapsed().as_secs_f64();
     let latency = sample_latency(&rt, &ids).await?;
@@ -67,6 +86,7 @@ async fn burn_down(ctx: &Ctx, n: u64) -> anyhow::Result<Vec<Measurement>> {
     let params = json!({
         "jobs": n, "workers": ctx.workers, "submit_batch": SUBMIT_BATCH,
         "codec": CodecMode::On.name(), "completed_during_enqueue": early,
+        "spin_us": ctx.spin_us,
     });
     let m = |metric: &str, v: f64, unit: &str| {
         Measurement::new("jobs", metric, v, unit)
@@ -102,7 +122,7 @@ async fn continuous(ctx: &Ctx, n: u64) -> anyhow::Result<Vec<Measurement>> {
     let mut left = n as usize;
     while left > 0 {
         let batch = left.min(CONTINUOUS_BATCH);
-        ids.extend(rt.submit_many(noop_specs(batch)).await?);
+        ids.extend(rt.submit_many(job_specs(ctx, batch)).await?);
         left -= batch;
     }
     wait_idle_bounded(&rt, Duration::from_secs(600)).await?;
@@ -112,7 +132,7 @@ async fn continuous(ctx: &Ctx, n: u64) -> anyhow::Result<Vec<Measurement>> {
     rt.shutdown(Duration::from_secs(5)).await?;
     let params = json!({
         "jobs": n, "workers": ctx.workers, "submit_batch": CONTINUOUS_BATCH,
-        "codec": CodecMode::On.name(),
+        "codec": CodecMode::On.name(), "spin_us": ctx.spin_us,
     });
     let m = |metric: &str, v: f64, unit: &str| {
         Measurement::new("jobs", metric, v, unit)

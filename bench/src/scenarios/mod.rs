@@ -26,11 +26,13 @@ pub struct Ctx {
     pub zstd_level: i32,
     /// Only the headline variant of a scenario (used by `scaling`).
     pub lean: bool,
-    /// Booster's burn-down figure from this run, so `peers` need not rerun it.
-    pub booster_jobs_per_s: Option<f64>,
-    /// Sidekiq processes for `peers` (default: one per core).
-    pub sidekiq_processes: usize,
-    pub sidekiq_concurrency: usize,
+    /// `jobs`: CPU each job spins, in us (0: no-op jobs).
+    pub spin_us: u64,
+    /// Alternating repetitions per comparison (`compare::repetitions`).
+    pub repetitions: usize,
+    /// Sidekiq processes and threads for `peers`; both given: no sweep.
+    pub sidekiq_processes: Option<usize>,
+    pub sidekiq_concurrency: Option<usize>,
 }
 
 impl Ctx {

@@ -1,105 +1,197 @@
-//! `peers`: Sidekiq (Debian `ruby-sidekiq`) on Redis 7 (Debian
-//! `redis-server`) running the same no-op burn-down as `jobs`: push N jobs
-//! with `Sidekiq::Client.push_bulk` (bench/peers/push.rb), then drain them
-//! with one Sidekiq process per core (bench/peers/worker.rb), timing the
-//! drain from the moment the jobs are released to the ready processes to an
-//! empty queue. Redis runs twice, with
-//! persistence off and with `appendonly yes` + `appendfsync always`, each
-//! time started here on a free 127.0.0.1 port in a temp dir and shut down
-//! after. `redis-benchmark -t lpush,rpop` on the same server gives the
-//! single-thread ceiling. Booster's burn-down from the same run is printed
-//! beside each as a ratio.
+//! `peers`: Booster's durable no-op burn-down beside Sidekiq's (see
+//! `sidekiq.rs`), the same job count on both sides (at least 100K, 50K with
+//! `--quick`), each side timed to its N-th finished job.
+//!
+//! 1. The sweep: Sidekiq at 1-4 processes x 5-25 threads on Redis without
+//!    persistence, once each; the fastest setting is Sidekiq's best.
+//!    `--sidekiq-processes` and `--sidekiq-concurrency` together skip it.
+//! 2. The comparison: `--repetitions` rounds of Booster (`jobs`, in its own
+//!    child process) then Sidekiq at its best setting on Redis with
+//!    persistence off, `appendfsync everysec` and `appendfsync always`, in
+//!    that order (A B C D A B C D). Each ratio is taken round by round;
+//!    every figure is the median with its min-max spread.
+//!
+//! 3. In the same rounds, the Rust peers (`rust_peers.rs`): apalis on SQLite
+//!    and on PostgreSQL, graphile_worker on PostgreSQL, the same N jobs,
+//!    each timed to its N-th finished job; `booster_vs_best_rust_peer` is
+//!    Booster over the fastest of them, round by round.
+//!
+//! The harness installs the Debian packages it needs (`apt-get`) and starts
+//! and stops every Redis itself, on loopback.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use serde_json::json;
 
+use crate::compare;
 use crate::report::Measurement;
-use crate::resp::Redis;
+use crate::rust_peers::{self, Backend, PEERS};
 use crate::scenarios::Ctx;
+use crate::services::{self, Persistence, PostgresServer};
+use crate::sidekiq::{self, Setting};
 
-const QUEUE: &str = "queue:default";
-/// push.rb fills this queue, which no Sidekiq process reads (see drain).
-const STAGING: &str = "queue:staging";
-
-#[derive(Clone, Copy)]
-enum Persistence {
-    Off,
-    AofAlways,
-}
-
-impl Persistence {
-    fn name(self) -> &'static str {
-        match self {
-            Persistence::Off => "redis_no_persistence",
-            Persistence::AofAlways => "redis_aof_always",
-        }
-    }
-    fn durability(self) -> &'static str {
-        match self {
-            Persistence::Off => "none (redis persistence off)",
-            Persistence::AofAlways => "redis appendfsync always",
-        }
-    }
-    fn args(self) -> &'static [&'static str] {
-        match self {
-            Persistence::Off => &["--save", "", "--appendonly", "no"],
-            Persistence::AofAlways => &[
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ],
-        }
-    }
-}
+/// The sweep: processes x threads per process.
+const SWEEP_PROCESSES: &[usize] = &[1, 2, 3, 4];
+const SWEEP_THREADS: &[usize] = &[5, 10, 25];
+const SWEEP_PROCESSES_QUICK: &[usize] = &[1, 2, 4];
+const SWEEP_THREADS_QUICK: &[usize] = &[5, 25];
 
 pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Measurement>> {
-    for tool in ["redis-server", "redis-benchmark", "sidekiq", "ruby"] {
-        if which(tool).is_none() {
-            bail!("{tool} not found: install the Debian packages with `apt-get install redis-server redis-tools ruby-sidekiq`");
+    services::ensure_installed(
+        &["redis-server", "redis-benchmark", "sidekiq", "ruby"],
+        &["redis-server", "redis-tools", "ruby-sidekiq"],
+    )?;
+    let n = ctx.jobs(100_000, 50_000);
+    let mut out = Vec::new();
+    let (best, swept) = match (ctx.sidekiq_processes, ctx.sidekiq_concurrency) {
+        (Some(processes), Some(threads)) => (Setting { processes, threads }, false),
+        _ => (sweep(ctx, n, &mut out)?, true),
+    };
+    let rust = RustPeers::start(ctx);
+    let compared = compare_rounds(ctx, n, best, swept, rust.as_ref())
+        .and_then(|r| Ok((r, spin_rounds(ctx, n, best, rust.as_ref())?)));
+    if let Some(rust) = rust {
+        rust.stop();
+    }
+    let (no_op, spinning) = compared?;
+    out.extend(no_op);
+    out.extend(spinning);
+    Ok(out)
+}
+
+/// CPU each job of the spin comparison does.
+const SPIN_US: u64 = 1_000;
+
+/// Jobs of 1 ms of CPU each: Booster (`jobs --spin-us 1000`), Sidekiq at
+/// its best setting with at least a process per core (Redis persistence
+/// off) and the Rust peers, alternating,
+/// a tenth as many jobs as the no-op comparison (at least 5,000) on every side.
+fn spin_rounds(
+    ctx: &Ctx,
+    n: u64,
+    best: Setting,
+    rust: Option<&RustPeers>,
+) -> anyhow::Result<Vec<Measurement>> {
+    let n = (n / 10).max(5_000);
+    // Ruby threads share one interpreter lock: CPU work needs a process per core.
+    let best = Setting {
+        processes: best.processes.max(crate::report::cores()),
+        threads: best.threads,
+    };
+    let mut spin_ctx = ctx.clone();
+    spin_ctx.spin_us = SPIN_US;
+    let (mut booster, mut sidekiq_rates) = (Vec::new(), Vec::new());
+    let mut by_peer: Vec<Vec<f64>> = vec![Vec::new(); PEERS.len()];
+    for round in 0..ctx.repetitions {
+        eprintln!(
+            "peers: spin round {} of {}: {n} jobs of {SPIN_US} us CPU each",
+            round + 1,
+            ctx.repetitions
+        );
+        booster.push(booster_burn_down(&spin_ctx, n)?);
+        let job = sidekiq::Job {
+            jobs: n,
+            spin_us: SPIN_US,
+            redis_benchmark_requests: None,
+            limit: drain_limit(ctx),
+        };
+        let run = sidekiq::run(&ctx.dir, Persistence::Off, best, &job)?;
+        sidekiq_rates.push(n as f64 / run.drain_s);
+        if let Some(rust) = rust {
+            for (i, _) in PEERS.iter().enumerate() {
+                rust.note(&mut by_peer[i], rust.burn_down(i, 1000 + round, n, SPIN_US));
+            }
         }
     }
-    let n = ctx
-        .jobs
-        .map_or(if ctx.quick { 20_000 } else { 100_000 }, |j| {
-            j.min(1_000_000)
-        });
-    let booster = match ctx.booster_jobs_per_s {
-        Some(v) => Some(v),
-        None => booster_burn_down(ctx)
-            .map_err(|e| eprintln!("peers: no Booster figure, so no ratio: {e:#}"))
-            .ok(),
-    };
-    let mut out = Vec::new();
-    if let Some(b) = booster {
-        out.push(
-            Measurement::new("peers", "booster_burn_down", b, "jobs/s")
-                .durability(crate::booster::DURABILITY)
-                .params(json!({ "workers": ctx.workers })),
-        );
-    }
-    for mode in [Persistence::Off, Persistence::AofAlways] {
-        // Every Redis write waits for an fsync under appendfsync always (about
-        // 1K jobs/s here): a quarter of the jobs keeps that run short.
-        let jobs = match mode {
-            Persistence::Off => n,
-            Persistence::AofAlways => (n / 4).max(1_000),
-        };
-        out.extend(one_mode(ctx, mode, jobs, booster)?);
+    let params = json!({
+        "jobs": n, "spin_us": SPIN_US, "same_jobs_both_sides": true, "workers": ctx.workers,
+        "sidekiq_processes": best.processes, "sidekiq_threads": best.threads,
+        "lease_batch": "Booster sizes simple-job lease batches to about 1 ms of work, so 1 ms jobs go one per lease",
+    });
+    let off = Persistence::Off;
+    let mut out = vec![
+        Measurement::new(
+            "peers",
+            "booster_spin_burn_down",
+            compare::median(&booster),
+            "jobs/s",
+        )
+        .durability(crate::booster::DURABILITY)
+        .params(compare::with_spread(&params, &booster)),
+        Measurement::new(
+            "peers",
+            &format!("sidekiq_{}_spin_burn_down", off.name()),
+            compare::median(&sidekiq_rates),
+            "jobs/s",
+        )
+        .durability(off.durability())
+        .params(compare::with_spread(&params, &sidekiq_rates)),
+        compare::ratio(
+            "peers",
+            &format!("booster_vs_sidekiq_{}_spin", off.name()),
+            &booster,
+            &sidekiq_rates,
+            params,
+        )
+        .durability(off.durability()),
+    ];
+    if let Some(rust) = rust {
+        out.extend(rust.report(n, SPIN_US, &booster, &by_peer));
     }
     Ok(out)
 }
 
-/// Booster's `jobs` burn-down, in a child process like every scenario.
-fn booster_burn_down(ctx: &Ctx) -> anyhow::Result<f64> {
+fn drain_limit(ctx: &Ctx) -> Duration {
+    Duration::from_secs(if ctx.quick { 300 } else { 900 })
+}
+
+/// Sidekiq at every setting of the grid, persistence off; the fastest.
+fn sweep(ctx: &Ctx, n: u64, out: &mut Vec<Measurement>) -> anyhow::Result<Setting> {
+    let (processes, threads) = if ctx.quick {
+        (SWEEP_PROCESSES_QUICK, SWEEP_THREADS_QUICK)
+    } else {
+        (SWEEP_PROCESSES, SWEEP_THREADS)
+    };
+    let mut best: Option<(Setting, f64)> = None;
+    for &p in processes {
+        for &t in threads {
+            let setting = Setting {
+                processes: p,
+                threads: t,
+            };
+            eprintln!("peers: sidekiq sweep, {p} processes x {t} threads, {n} jobs");
+            let job = sidekiq::Job {
+                jobs: n,
+                spin_us: 0,
+                redis_benchmark_requests: None,
+                limit: drain_limit(ctx),
+            };
+            let run = sidekiq::run(&ctx.dir, Persistence::Off, setting, &job)?;
+            let rate = n as f64 / run.drain_s;
+            out.push(
+                Measurement::new(
+                    "peers",
+                    &format!("sidekiq_sweep_{p}x{t}_burn_down"),
+                    rate,
+                    "jobs/s",
+                )
+                .durability(Persistence::Off.durability())
+                .params(json!({ "jobs": n, "sidekiq_processes": p, "sidekiq_threads": t })),
+            );
+            if best.is_none_or(|(_, b)| rate > b) {
+                best = Some((setting, rate));
+            }
+        }
+    }
+    best.map(|(s, _)| s).context("the sweep grid is empty")
+}
+
+/// Booster's burn-down of `n` no-op jobs, in a child process like every scenario.
+fn booster_burn_down(ctx: &Ctx, n: u64) -> anyhow::Result<f64> {
     let mut jobs_ctx = ctx.clone();
     jobs_ctx.lean = true;
+    jobs_ctx.jobs = Some(n);
     let results = crate::child::run_scenario(&jobs_ctx, "jobs")?;
     results
         .iter()
@@ -108,324 +200,218 @@ fn booster_burn_down(ctx: &Ctx) -> anyhow::Result<f64> {
         .context("the jobs scenario gave no burn_down figure")
 }
 
-fn one_mode(
+fn compare_rounds(
     ctx: &Ctx,
-    mode: Persistence,
     n: u64,
-    booster: Option<f64>,
+    best: Setting,
+    swept: bool,
+    rust: Option<&RustPeers>,
 ) -> anyhow::Result<Vec<Measurement>> {
-    let tmp = tempfile::tempdir_in(prepare(&ctx.dir)?)?;
-    let server = RedisServer::start(tmp.path(), mode)?;
-    let result = (|| {
-        let push_s = push(&server, tmp.path(), n)?;
-        let drain = drain(ctx, &server, tmp.path(), n)?;
-        let (lpush, rpop) = redis_benchmark(&server, bench_requests(ctx))?;
-        Ok::<_, anyhow::Error>((push_s, drain, lpush, rpop))
-    })();
-    server.stop();
-    let (push_s, drain, lpush, rpop) = result?;
+    let mut booster = Vec::new();
+    let mut by_mode: Vec<Vec<f64>> = vec![Vec::new(); Persistence::ALL.len()];
+    let mut out = Vec::new();
+    let mut by_peer: Vec<Vec<f64>> = vec![Vec::new(); PEERS.len()];
+    for round in 0..ctx.repetitions {
+        eprintln!(
+            "peers: round {} of {}: booster, then sidekiq {}x{} x3 persistence modes, {n} jobs each",
+            round + 1,
+            ctx.repetitions,
+            best.processes,
+            best.threads
+        );
+        booster.push(booster_burn_down(ctx, n)?);
+        for (i, mode) in Persistence::ALL.into_iter().enumerate() {
+            let job = sidekiq::Job {
+                jobs: n,
+                spin_us: 0,
+                redis_benchmark_requests: (round == 0).then_some(bench_requests(ctx)),
+                limit: drain_limit(ctx),
+            };
+            let run = sidekiq::run(&ctx.dir, mode, best, &job)?;
+            by_mode[i].push(n as f64 / run.drain_s);
+            if let Some((lpush, rpop)) = run.redis_benchmark {
+                let params = json!({
+                    "redis_benchmark": format!("-t lpush,rpop -n {} (50 clients, no pipelining)", bench_requests(ctx)),
+                    "redis": services::redis_version(),
+                });
+                for (what, v) in [("lpush", lpush), ("rpop", rpop)] {
+                    out.push(
+                        Measurement::new(
+                            "peers",
+                            &format!("redis_benchmark_{}_{what}", mode.name()),
+                            v,
+                            "requests/s",
+                        )
+                        .durability(mode.durability())
+                        .params(params.clone()),
+                    );
+                }
+            }
+        }
+        if let Some(rust) = rust {
+            for (i, (name, _, _)) in PEERS.iter().enumerate() {
+                eprintln!("peers: round {}: {name}, {n} jobs", round + 1);
+                rust.note(&mut by_peer[i], rust.burn_down(i, round, n, 0));
+            }
+        }
+    }
+    if let Some(rust) = rust {
+        out.extend(rust.report(n, 0, &booster, &by_peer));
+    }
     let params = json!({
-        "jobs": n, "sidekiq_processes": ctx.sidekiq_processes,
-        "sidekiq_concurrency": ctx.sidekiq_concurrency, "push_batch": 10_000,
-        "sidekiq": sidekiq_version(), "redis": redis_version(),
-        "redis_benchmark": format!("-t lpush,rpop -n {} (50 clients, no pipelining)", bench_requests(ctx)),
+        "jobs": n, "same_jobs_both_sides": true, "workers": ctx.workers,
+        "sidekiq_processes": best.processes, "sidekiq_threads": best.threads,
+        "sidekiq_best_of_sweep": swept, "sidekiq": sidekiq::version(),
+        "redis": services::redis_version(), "push_batch": 10_000,
+        "timed_to": "the N-th finished job (Booster: wait_idle; Sidekiq: INCR bench:done)",
     });
-    let name = mode.name();
-    let m = |metric: String, v: f64, unit: &str| {
-        Measurement::new("peers", &metric, v, unit)
-            .durability(mode.durability())
-            .params(params.clone())
-    };
-    let sidekiq = n as f64 / drain.drain_s;
-    let mut out = vec![
-        m(format!("sidekiq_{name}_push"), n as f64 / push_s, "jobs/s"),
-        m(format!("sidekiq_{name}_burn_down"), sidekiq, "jobs/s"),
-        m(
-            format!("sidekiq_{name}_burn_down_with_boot"),
-            n as f64 / drain.with_boot_s,
+    out.push(
+        Measurement::new(
+            "peers",
+            "booster_burn_down",
+            compare::median(&booster),
             "jobs/s",
-        ),
-        m(format!("redis_benchmark_{name}_lpush"), lpush, "requests/s"),
-        m(format!("redis_benchmark_{name}_rpop"), rpop, "requests/s"),
-    ];
-    if let Some(b) = booster {
-        out.push(m(format!("booster_vs_sidekiq_{name}"), b / sidekiq, "x"));
+        )
+        .durability(crate::booster::DURABILITY)
+        .params(compare::with_spread(&params, &booster)),
+    );
+    for (i, mode) in Persistence::ALL.into_iter().enumerate() {
+        let name = mode.name();
+        out.push(
+            Measurement::new(
+                "peers",
+                &format!("sidekiq_{name}_burn_down"),
+                compare::median(&by_mode[i]),
+                "jobs/s",
+            )
+            .durability(mode.durability())
+            .params(compare::with_spread(&params, &by_mode[i])),
+        );
+        out.push(
+            compare::ratio(
+                "peers",
+                &format!("booster_vs_sidekiq_{name}"),
+                &booster,
+                &by_mode[i],
+                params.clone(),
+            )
+            .durability(mode.durability()),
+        );
     }
     Ok(out)
 }
 
-fn prepare(dir: &Path) -> anyhow::Result<&Path> {
-    std::fs::create_dir_all(dir)?;
-    Ok(dir)
+/// The Rust peers' binary, a PostgreSQL server, a scratch dir for SQLite.
+struct RustPeers {
+    bin: std::path::PathBuf,
+    postgres: PostgresServer,
+    scratch: tempfile::TempDir,
 }
 
-struct RedisServer {
-    child: Child,
-    port: u16,
-}
-
-impl RedisServer {
-    fn start(dir: &Path, mode: Persistence) -> anyhow::Result<RedisServer> {
-        let port = free_loopback_port()?;
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--protected-mode",
-                "yes",
-            ])
-            .args(["--daemonize", "no", "--dir"])
-            .arg(dir)
-            .args(["--logfile"])
-            .arg(dir.join("redis.log"))
-            .args(mode.args())
-            .stdout(Stdio::null())
-            .spawn()
-            .context("starting redis-server")?;
-        let mut server = RedisServer { child, port };
-        let started = Instant::now();
-        loop {
-            if let Ok(mut r) = Redis::connect(port) {
-                if r.command(&["PING"]).is_ok() {
-                    return Ok(server);
-                }
-            }
-            if started.elapsed() > Duration::from_secs(10) {
-                let _ = server.child.kill();
-                bail!(
-                    "redis-server did not answer on 127.0.0.1:{port} within 10 s; see {}",
-                    dir.join("redis.log").display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    fn stop(mut self) {
-        if let Ok(mut r) = Redis::connect(self.port) {
-            let _ = r.command(&["SHUTDOWN", "NOSAVE"]);
-        }
-        if !wait_bounded(&mut self.child, Duration::from_secs(10)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// true if it exited within `limit`.
-fn wait_bounded(child: &mut Child, limit: Duration) -> bool {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if let Ok(Some(_)) = child.try_wait() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    false
-}
-
-fn free_loopback_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
-    Ok(listener.local_addr()?.port())
-}
-
-fn peers_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("peers")
-}
-
-fn push(server: &RedisServer, tmp: &Path, n: u64) -> anyhow::Result<f64> {
-    let log = std::fs::File::create(tmp.join("push.log"))?;
-    let mut child = Command::new("ruby")
-        .arg(peers_dir().join("push.rb"))
-        .arg(n.to_string())
-        .env("REDIS_URL", server.url())
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .context("starting ruby push.rb")?;
-    if !wait_bounded(&mut child, Duration::from_secs(600)) {
-        let _ = child.kill();
-        bail!("push.rb did not finish within 600 s");
-    }
-    let output = child.wait_with_output()?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    let seconds = text
-        .split_whitespace()
-        .last()
-        .and_then(|s| s.parse::<f64>().ok())
-        .with_context(|| {
-            format!(
-                "push.rb said {text:?}; see {}",
-                tmp.join("push.log").display()
-            )
-        })?;
-    let queued = Redis::connect(server.port)?.int(&["LLEN", STAGING])?;
-    anyhow::ensure!(
-        queued as u64 == n,
-        "push.rb queued {queued} jobs, expected {n}"
-    );
-    Ok(seconds)
-}
-
-struct Drain {
-    /// Jobs released to the ready processes (RENAME) to empty queue.
-    drain_s: f64,
-    /// Sidekiq processes started to empty queue.
-    with_boot_s: f64,
-}
-
-fn drain(ctx: &Ctx, server: &RedisServer, tmp: &Path, n: u64) -> anyhow::Result<Drain> {
-    let mut redis = Redis::connect(server.port)?;
-    let spawned = Instant::now();
-    let mut workers = Vec::new();
-    for i in 0..ctx.sidekiq_processes.max(1) {
-        let log = std::fs::File::create(tmp.join(format!("sidekiq-{i}.log")))?;
-        let child = Command::new("sidekiq")
-            .arg("-r")
-            .arg(peers_dir().join("worker.rb"))
-            .args(["-c", &ctx.sidekiq_concurrency.to_string(), "-q", "default"])
-            .env("REDIS_URL", server.url())
-            .current_dir(tmp)
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn();
-        match child {
-            Ok(c) => workers.push(c),
-            Err(e) => {
-                stop_all(&mut workers);
-                return Err(e).context("starting sidekiq");
-            }
-        }
-    }
-    let limit = Duration::from_secs(if ctx.quick { 120 } else { 600 });
-    let released = match release_when_ready(&mut redis, &mut workers, tmp) {
-        Ok(at) => at,
-        Err(e) => {
-            stop_all(&mut workers);
-            return Err(e);
-        }
-    };
-    let result = loop {
-        let left = redis.int(&["LLEN", QUEUE])? as u64;
-        if left == 0 {
-            let end = Instant::now();
-            break Ok(Drain {
-                drain_s: (end - released).as_secs_f64(),
-                with_boot_s: (end - spawned).as_secs_f64(),
-            });
-        }
-        if spawned.elapsed() > limit {
-            break Err(anyhow::anyhow!(
-                "sidekiq left {left} of {n} jobs after {limit:?}; see {}/sidekiq-*.log",
-                tmp.display()
-            ));
-        }
-        if workers
-            .iter_mut()
-            .all(|w| matches!(w.try_wait(), Ok(Some(_))))
-        {
-            break Err(anyhow::anyhow!(
-                "every sidekiq process exited; see {}/sidekiq-*.log",
-                tmp.display()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    };
-    // Let the last in-flight jobs finish before counting failures.
-    std::thread::sleep(Duration::from_millis(200));
-    let failed = redis.int(&["ZCARD", "retry"])? + redis.int(&["ZCARD", "dead"])?;
-    stop_all(&mut workers);
-    let drain = result?;
-    anyhow::ensure!(
-        failed == 0,
-        "{failed} sidekiq jobs failed; see {}/sidekiq-*.log",
-        tmp.display()
-    );
-    Ok(drain)
-}
-
-/// Waits (30 s at most) until every Sidekiq process has registered itself
-/// (its first heartbeat adds it to the `processes` set), then moves the
-/// staged jobs to queue:default in one RENAME, and returns when it did.
-fn release_when_ready(
-    redis: &mut Redis,
-    workers: &mut [Child],
-    tmp: &Path,
-) -> anyhow::Result<Instant> {
-    let started = Instant::now();
-    while (redis.int(&["SCARD", "processes"])? as usize) < workers.len() {
-        if started.elapsed() > Duration::from_secs(30) {
-            bail!(
-                "sidekiq processes did not all start within 30 s; see {}/sidekiq-*.log",
-                tmp.display()
-            );
-        }
-        if workers
-            .iter_mut()
-            .any(|w| matches!(w.try_wait(), Ok(Some(_))))
-        {
-            bail!(
-                "a sidekiq process exited while starting; see {}/sidekiq-*.log",
-                tmp.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    match redis.command(&["RENAME", STAGING, QUEUE])? {
-        crate::resp::Reply::Status(_) => Ok(Instant::now()),
-        other => bail!("RENAME {STAGING} {QUEUE}: {other:?}"),
-    }
-}
-
-fn stop_all(workers: &mut [Child]) {
-    for w in workers.iter_mut() {
-        let _ = w.kill();
-    }
-    for w in workers.iter_mut() {
-        let _ = w.wait();
-    }
-}
-
-/// (LPUSH/s, RPOP/s) from `redis-benchmark --csv`.
-fn redis_benchmark(server: &RedisServer, requests: u64) -> anyhow::Result<(f64, f64)> {
-    let output = Command::new("timeout")
-        .args([
-            "120",
-            "redis-benchmark",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &server.port.to_string(),
-        ])
-        .args([
-            "-t",
-            "lpush,rpop",
-            "-n",
-            &requests.to_string(),
-            "-q",
-            "--csv",
-        ])
-        .output()
-        .context("running redis-benchmark")?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    let rate = |test: &str| {
-        text.lines()
-            .map(|l| {
-                l.split(',')
-                    .map(|c| c.trim_matches('"'))
-                    .collect::<Vec<_>>()
+impl RustPeers {
+    /// None (and says why) where the peers cannot run here.
+    fn start(ctx: &Ctx) -> Option<RustPeers> {
+        let started = (|| {
+            let bin = rust_peers::binary()?;
+            std::fs::create_dir_all(&ctx.dir)?;
+            let scratch = tempfile::tempdir_in(&ctx.dir)?;
+            let postgres = PostgresServer::start(&ctx.dir)?;
+            Ok::<_, anyhow::Error>(RustPeers {
+                bin,
+                postgres,
+                scratch,
             })
-            .find(|cols| cols.first() == Some(&test))
-            .and_then(|cols| cols.get(1)?.parse::<f64>().ok())
-            .with_context(|| format!("no {test} line in redis-benchmark output {text:?}"))
-    };
-    Ok((rate("LPUSH")?, rate("RPOP")?))
+        })();
+        started
+            .map_err(|e| eprintln!("peers: no Rust peers in this run: {e:#}"))
+            .ok()
+    }
+
+    /// One burn-down of peer number `peer` on a fresh database (`run`
+    /// names it), jobs/s.
+    fn burn_down(&self, peer: usize, run: usize, n: u64, spin_us: u64) -> anyhow::Result<f64> {
+        let (name, arg, backend) = PEERS[peer];
+        let target = rust_peers::fresh_target(
+            backend,
+            self.scratch.path(),
+            Some(&self.postgres),
+            run * PEERS.len() + peer,
+        )?;
+        rust_peers::burn_down(&self.bin, arg, &target, n, spin_us).context(name)
+    }
+
+    /// Keeps a peer's figure; a peer that failed is named and left out (the
+    /// rounds of the others, and of Sidekiq, go on).
+    fn note(&self, series: &mut Vec<f64>, run: anyhow::Result<f64>) {
+        match run {
+            Ok(rate) => series.push(rate),
+            Err(e) => eprintln!("peers: {e:#}; left out of this round"),
+        }
+    }
+
+    fn stop(self) {
+        self.postgres.stop();
+    }
+
+    /// `<peer>_burn_down` per peer and `booster_vs_best_rust_peer` (with
+    /// `_spin` after `<peer>` and the ratio when the jobs spin).
+    fn report(
+        &self,
+        n: u64,
+        spin_us: u64,
+        booster: &[f64],
+        by_peer: &[Vec<f64>],
+    ) -> Vec<Measurement> {
+        let suffix = if spin_us > 0 { "_spin" } else { "" };
+        let params = json!({
+            "jobs": n, "spin_us": spin_us, "same_jobs_both_sides": true, "concurrency": rust_peers::CONCURRENCY,
+            "timed_to": "the N-th finished job (a counter each job increments)",
+            "peers": "apalis 1.0 (apalis-sqlite, apalis-postgres), graphile_worker 0.13",
+        });
+        let mut out = Vec::new();
+        // A peer that failed in any round is left out of the comparison.
+        let complete = |i: usize| by_peer[i].len() == booster.len();
+        for (i, (name, _, backend)) in PEERS.iter().enumerate() {
+            if !complete(i) {
+                eprintln!("peers: {name} did not finish every round; no figure");
+                continue;
+            }
+            out.push(
+                Measurement::new(
+                    "peers",
+                    &format!("{name}{suffix}_burn_down"),
+                    compare::median(&by_peer[i]),
+                    "jobs/s",
+                )
+                .durability(backend.durability())
+                .params(compare::with_spread(&params, &by_peer[i])),
+            );
+        }
+        // Only durable peers count as Booster's rivals on durable work.
+        let best: Vec<f64> = (0..booster.len())
+            .map(|round| {
+                PEERS
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, (_, _, b))| *b == Backend::Postgres && complete(*i))
+                    .filter_map(|(i, _)| by_peer[i].get(round).copied())
+                    .fold(0.0, f64::max)
+            })
+            .collect();
+        if best.iter().all(|b| *b > 0.0) {
+            out.push(
+                compare::ratio(
+                    "peers",
+                    &format!("booster_vs_best_rust_peer{suffix}"),
+                    booster,
+                    &best,
+                    params,
+                )
+                .durability("durable on both sides (fdatasync / postgresql commit)"),
+            );
+        }
+        out
+    }
 }
 
 fn bench_requests(ctx: &Ctx) -> u64 {
@@ -434,35 +420,4 @@ fn bench_requests(ctx: &Ctx) -> u64 {
     } else {
         200_000
     }
-}
-
-fn sidekiq_version() -> String {
-    Command::new("ruby")
-        .args(["-e", "require 'sidekiq'; print Sidekiq::VERSION"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".into())
-}
-
-fn redis_version() -> String {
-    Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix("v=").map(str::to_string))
-        })
-        .unwrap_or_else(|| "unknown".into())
-}
-
-fn which(tool: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|d| Path::new(d).join(tool))
-        .find(|p| p.is_file())
 }

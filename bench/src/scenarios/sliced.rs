@@ -8,6 +8,7 @@
 //! like; a real run overlaps processing with the upload. Peak RSS is
 //! this variant's own (VmHWM reset before it, or a child process per run).
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use booster_runtime::{Category, JobShape, JobSpec, JobState};
@@ -17,6 +18,7 @@ use crate::booster::{self, CodecMode, RecordPool, DURABILITY};
 use crate::handlers::COPY;
 use crate::report::Measurement;
 use crate::scenarios::Ctx;
+use crate::threads;
 
 pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Measurement>> {
     let n = ctx.records(10_000_000, 1_000_000);
@@ -41,6 +43,8 @@ pub struct Phases {
     /// Largest anonymous / file-backed resident bytes seen at a phase's end.
     pub max_rss_anon_bytes: u64,
     pub max_rss_file_bytes: u64,
+    /// Per phase: each thread name's busy share of the phase's wall time, in %.
+    pub busy: Vec<(&'static str, BTreeMap<String, f64>)>,
 }
 
 /// Folds the current RSS split into the running maxima.
@@ -103,6 +107,22 @@ async fn once(
         "MB",
     ));
     // What the peak is made of: heap, or the store's mapped segment pages.
+    // How busy the store's writer thread was per phase, every thread beside it.
+    for (phase, by_thread) in &phases.busy {
+        let writer = by_thread.get(threads::STORE_WRITER).copied().unwrap_or(0.0);
+        let mut p = params.clone();
+        p["threads_busy_percent"] = json!(by_thread);
+        out.push(
+            Measurement::new(
+                "sliced",
+                &format!("{variant}_{phase}_writer_busy"),
+                writer,
+                "%",
+            )
+            .durability(DURABILITY)
+            .params(p),
+        );
+    }
     let anon_mb = phases.max_rss_anon_bytes as f64 / 1e6;
     let file_mb = phases.max_rss_file_bytes as f64 / 1e6;
     out.push(m(format!("{variant}_rss_anon_max"), anon_mb, "MB"));
@@ -128,6 +148,8 @@ pub async fn upload_process_download(
     // times its phases; end to end is their sum (no overlap credited).
     rt.set_kind_limit(kind, Some(0)).await;
     let job = rt.submit(spec).await?;
+    let mut busy = Vec::new();
+    let mut cpu = threads::snapshot();
     let started = Instant::now();
     let mut uploader = rt.upload(job).await?;
     for i in 0..n {
@@ -135,12 +157,14 @@ pub async fn upload_process_download(
     }
     uploader.finish().await?;
     let upload_s = started.elapsed().as_secs_f64();
+    note_busy(&mut busy, &mut cpu, "upload", upload_s);
     let mut max_rss = (0, 0);
     note_rss(&mut max_rss);
     let processing = Instant::now();
     rt.set_kind_limit(kind, None).await;
     let status = tokio::time::timeout(Duration::from_secs(1800), rt.wait(job)).await??;
     let process_s = processing.elapsed().as_secs_f64();
+    note_busy(&mut busy, &mut cpu, "process", process_s);
     note_rss(&mut max_rss);
     anyhow::ensure!(
         status.state == JobState::Completed && status.records_out == n,
@@ -163,6 +187,7 @@ pub async fn upload_process_download(
     })
     .await??;
     let download_s = downloading.elapsed().as_secs_f64();
+    note_busy(&mut busy, &mut cpu, "download", download_s);
     note_rss(&mut max_rss);
     anyhow::ensure!(
         count == n && bytes == pool.bytes(n),
@@ -175,5 +200,18 @@ pub async fn upload_process_download(
         download_s,
         max_rss_anon_bytes: max_rss.0,
         max_rss_file_bytes: max_rss.1,
+        busy,
     })
+}
+
+/// Each thread's busy share since `cpu` over `wall_s`; `cpu` moves on.
+fn note_busy(
+    busy: &mut Vec<(&'static str, BTreeMap<String, f64>)>,
+    cpu: &mut threads::ThreadTimes,
+    phase: &'static str,
+    wall_s: f64,
+) {
+    let now = threads::snapshot();
+    busy.push((phase, threads::busy_percent(cpu, &now, wall_s)));
+    *cpu = now;
 }
