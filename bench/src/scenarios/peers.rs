@@ -366,7 +366,7 @@ impl RustPeers {
         let params = json!({
             "jobs": n, "spin_us": spin_us, "same_jobs_both_sides": true, "concurrency": rust_peers::CONCURRENCY,
             "timed_to": "the N-th finished job (a counter each job increments)",
-            "peers": "apalis 1.0 (apalis-sqlite, apalis-postgres), graphile_worker 0.13",
+            "peers": "apalis 1.0 (apalis-sqlite, apalis-postgres), graphile_worker 0.14",
         });
         let mut out = Vec::new();
         // A peer that failed in any round is left out of the comparison.
