@@ -32,6 +32,9 @@ pub fn args(ctx: &Ctx) -> Vec<String> {
     if let Some(c) = ctx.sidekiq_concurrency {
         a.extend(["--sidekiq-concurrency".into(), c.to_string()]);
     }
+    if let Some(b) = ctx.max_lease_batch {
+        a.extend(["--max-lease-batch".into(), b.to_string()]);
+    }
     if ctx.quick {
         a.push("--quick".into());
     }

@@ -100,6 +100,9 @@ struct Cli {
     /// `jobs`: each job spins its worker's CPU this many us (0: no-op jobs).
     #[arg(long, default_value_t = 0)]
     spin_us: u64,
+    /// `jobs`: the most simple jobs one lease carries (1: batching off).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    max_lease_batch: Option<u64>,
     /// Alternating repetitions of each comparison (limit/sliced, Booster/peers):
     /// at least 5, or 3 with --quick. Default: that least.
     #[arg(long)]
@@ -119,6 +122,7 @@ fn main() -> anyhow::Result<()> {
         zstd_level: cli.zstd_level,
         lean: cli.lean,
         spin_us: cli.spin_us,
+        max_lease_batch: cli.max_lease_batch.map(|b| b as usize),
         repetitions: compare::repetitions(cli.quick, cli.repetitions),
         sidekiq_processes: cli.sidekiq_processes.map(|p| p.max(1)),
         sidekiq_concurrency: cli.sidekiq_concurrency.map(|c| c.max(1)),

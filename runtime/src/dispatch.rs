@@ -91,7 +91,9 @@ pub struct TickOutcome {
 /// Longest a batch of simple jobs should take, so a priority-1 job waits at
 /// most about this long for a worker that is busy with small jobs.
 const SIMPLE_BATCH_BUDGET_US: f64 = 1000.0;
-const SIMPLE_BATCH_MAX: usize = 1000;
+/// The most simple jobs one lease carries unless
+/// `RuntimeOptions::max_lease_batch` says fewer.
+pub const SIMPLE_BATCH_MAX: usize = 1000;
 
 impl State {
     fn gate(&self, kind: &str) -> KindGate {
@@ -178,7 +180,7 @@ impl State {
         let max = if avg_us <= 0.0 || suspect {
             1
         } else {
-            ((SIMPLE_BATCH_BUDGET_US / avg_us) as usize).clamp(1, SIMPLE_BATCH_MAX)
+            ((SIMPLE_BATCH_BUDGET_US / avg_us) as usize).clamp(1, self.book.max_lease_batch.max(1))
         };
         let mut items = Vec::new();
         let mut next = Some(first);
@@ -210,6 +212,8 @@ impl State {
             if let Some(t) = job.accepted.take() {
                 self.book.metrics.record_enqueue_to_start(t.elapsed());
             }
+            // started_at to the microsecond (the lease is live, never replayed).
+            job.started_us.get_or_insert_with(crate::clock::now_us);
             self.book.set_state(job, JobState::Running, now_ms);
             self.ready.refile(job);
             if items.len() >= max {
@@ -446,7 +450,7 @@ impl State {
                 if b.expiries >= policy.max_expiries.max(1) {
                     gone.push(SimpleOutcome {
                         job: id,
-                        started_ms: since_ms,
+                        started_us: crate::clock::ms_to_us(since_ms),
                         result: Err(hung(b.expiries, &policy)),
                         retry_at_ms: None,
                     });
@@ -464,6 +468,7 @@ impl State {
         }
         Some(Meta::SimpleDone {
             at_ms: now_ms,
+            at_us: None,
             outcomes: gone,
         })
     }
@@ -542,7 +547,7 @@ impl State {
             self.book.expiring.pop_first();
             if let Some(job) = self.jobs.get(&id) {
                 if matches!(job.state, JobState::Queued | JobState::Scheduled)
-                    && job.started_ms.is_none()
+                    && job.started_us.is_none()
                 {
                     out.expire.push(id);
                 }

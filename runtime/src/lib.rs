@@ -96,6 +96,11 @@ pub struct RuntimeOptions {
     /// their own (`Runtime::set_lease_policy`). Default: after 3 expiries, no
     /// time limit.
     pub lease_policy: LeasePolicy,
+    /// The most simple jobs one lease carries. The dispatcher sizes a batch
+    /// to about 1 ms of the kind's measured run time, up to this; 1 gives
+    /// every simple job a lease of its own (no batching; 0 counts as 1).
+    /// Default 1000.
+    pub max_lease_batch: usize,
     pub zstd_level: i32,
     /// false: open for inspection and control only (no workers run).
     pub start_workers: bool,
@@ -114,6 +119,7 @@ impl RuntimeOptions {
             max_slice_bytes: 64 << 20,
             lease_timeout: Duration::from_secs(30),
             lease_policy: LeasePolicy::default(),
+            max_lease_batch: crate::dispatch::SIMPLE_BATCH_MAX,
             zstd_level: 1,
             start_workers: true,
         }

@@ -160,6 +160,7 @@ impl Runtime {
                 );
                 book.live = false;
                 book.lease_policy = opts.lease_policy;
+                book.max_lease_batch = opts.max_lease_batch.max(1);
                 book.runs_workers = opts.start_workers;
                 let mut state = State::new(book);
                 // A meta frame that rotted in a sealed segment is left out

@@ -157,6 +157,8 @@ pub struct Book {
     pub default_slice_size: u32,
     /// For kinds without their own (`Runtime::set_lease_policy`).
     pub lease_policy: LeasePolicy,
+    /// The most simple jobs one lease carries (`RuntimeOptions::max_lease_batch`).
+    pub max_lease_batch: usize,
     /// This process runs work (`RuntimeOptions::start_workers`). Without
     /// it, nothing is written but what an API call asks for: a read-only
     /// open (`jobs`, `verify`, `inspect`) changes nothing.
@@ -205,6 +207,7 @@ impl Book {
             lease_timeout_ms,
             default_slice_size,
             lease_policy: LeasePolicy::default(),
+            max_lease_batch: crate::dispatch::SIMPLE_BATCH_MAX,
             runs_workers: true,
             damage: Vec::new(),
             log_ms: 0,
@@ -226,17 +229,17 @@ impl Book {
         }
         if new == JobState::Running {
             *self.running_by_kind.entry(job.kind.clone()).or_default() += 1;
-            job.started_ms.get_or_insert(at_ms);
+            job.started_us.get_or_insert(crate::clock::ms_to_us(at_ms));
         }
         if new == JobState::Scheduled {
             self.scheduled.insert((job.run_at_ms.unwrap_or(0), job.id));
         }
         job.state = new;
         if job.is_terminal() {
-            job.completed_ms = Some(at_ms);
+            job.completed_us = Some(crate::clock::ms_to_us(at_ms));
             self.fire_waiters(job.id);
         } else {
-            job.completed_ms = None;
+            job.completed_us = None;
         }
         self.emit(job, "state");
     }
@@ -460,9 +463,19 @@ impl State {
                 Ok(())
             }
             Meta::Opened { generation, .. } => self.book.open_generation(*generation),
-            Meta::SimpleDone { at_ms, outcomes } => {
+            Meta::SimpleDone {
+                at_ms,
+                at_us,
+                outcomes,
+            } => {
                 for o in outcomes {
                     self.apply_simple_outcome(*at_ms, o);
+                    // The record's own microseconds, where it has them.
+                    if let (Some(us), Some(job)) = (at_us, self.jobs.get_mut(&o.job)) {
+                        if job.is_terminal() {
+                            job.completed_us = Some(*us);
+                        }
+                    }
                 }
                 Ok(())
             }
@@ -506,8 +519,8 @@ impl State {
             run_at_ms,
             expires_at_ms: spec.expires_at.map(crate::clock::to_ms),
             created_ms: at_ms,
-            started_ms: None,
-            completed_ms: None,
+            started_us: None,
+            completed_us: None,
             state: if scheduled {
                 JobState::Scheduled
             } else {
@@ -545,7 +558,7 @@ impl State {
         let Body::Simple(body) = &mut job.body else {
             return;
         };
-        job.started_ms.get_or_insert(o.started_ms);
+        job.started_us.get_or_insert(o.started_us);
         job.attempts = job.attempts.saturating_add(1);
         match &o.result {
             Ok(v) => {
@@ -603,7 +616,7 @@ impl State {
             }
             Control::Retry => retry(book, job, at_ms)?,
             Control::Expire => {
-                if job.started_ms.is_some() {
+                if job.started_us.is_some() {
                     return Err(illegal(job, "expire"));
                 }
                 job.failure_reason = Some(format!(

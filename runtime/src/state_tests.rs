@@ -104,9 +104,10 @@ fn history() -> Vec<Meta> {
         },
         Meta::SimpleDone {
             at_ms: 8,
+            at_us: None,
             outcomes: vec![SimpleOutcome {
                 job: 2,
-                started_ms: 7,
+                started_us: 7000,
                 result: Ok(Some(serde_json::json!("ok"))),
                 retry_at_ms: None,
             }],
@@ -283,6 +284,89 @@ fn priority_change_takes_effect_at_the_next_lease() {
     assert_eq!(items[0].job, 3);
 }
 
+#[test]
+fn simple_job_times_are_microseconds_from_its_record() {
+    let mut st = state();
+    register(&mut st, "k", HandlerShape::Simple);
+    st.apply(&created(
+        1,
+        vec![JobSpec::simple("k", serde_json::Value::Null)],
+    ))
+    .unwrap();
+    st.apply(&Meta::SimpleDone {
+        at_ms: 8,
+        at_us: Some(8_123),
+        outcomes: vec![SimpleOutcome {
+            job: 1,
+            started_us: 7_456,
+            result: Ok(None),
+            retry_at_ms: None,
+        }],
+    })
+    .unwrap();
+    let s = status(&st, &st.jobs[&1]);
+    let us = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as u64
+    };
+    assert_eq!(s.started_at.map(us), Some(7_456));
+    assert_eq!(s.completed_at.map(us), Some(8_123));
+}
+
+#[test]
+fn a_simple_lease_notes_its_start_to_the_microsecond() {
+    let mut st = state();
+    fast_simple_jobs(&mut st, 1);
+    let before_us = crate::clock::now_us();
+    st.lease(0, 0).unwrap();
+    let started_us = st.jobs[&1].started_us.unwrap();
+    assert!(
+        started_us >= before_us,
+        "started_us {started_us} is the lease's clock (>= {before_us}), not the caller's ms"
+    );
+}
+
+/// Leases `st` hands worker 0 until none is left; the jobs of each.
+fn simple_lease_sizes(st: &mut State) -> Vec<usize> {
+    let mut sizes = Vec::new();
+    while let Some(task) = st.lease(0, 0) {
+        let crate::dispatch::TaskWork::Simple(items) = task.work else {
+            panic!("simple lease expected")
+        };
+        sizes.push(items.len());
+    }
+    sizes
+}
+
+fn fast_simple_jobs(st: &mut State, jobs: usize) {
+    register(st, "k", HandlerShape::Simple);
+    // 1 us a job: a batch budget of 1 ms fits every one of them.
+    st.observe_simple("k", 1, 1.0);
+    st.apply(&created(
+        1,
+        vec![JobSpec::simple("k", serde_json::Value::Null); jobs],
+    ))
+    .unwrap();
+}
+
+#[test]
+fn fast_simple_jobs_share_one_lease_by_default() {
+    let mut st = state();
+    fast_simple_jobs(&mut st, 5);
+    assert_eq!(simple_lease_sizes(&mut st), vec![5]);
+}
+
+#[test]
+fn max_lease_batch_caps_the_jobs_of_one_simple_lease() {
+    let mut st = state();
+    st.book.max_lease_batch = 1;
+    fast_simple_jobs(&mut st, 3);
+    assert_eq!(simple_lease_sizes(&mut st), vec![1, 1, 1]);
+    let mut st = state();
+    st.book.max_lease_batch = 2;
+    fast_simple_jobs(&mut st, 5);
+    assert_eq!(simple_lease_sizes(&mut st), vec![2, 2, 1]);
+}
+
 pub(crate) fn sliced_job_with_slices(st: &mut State, slices: u64, max_workers: Option<u32>) {
     register(st, "copy", HandlerShape::Sliced);
     let mut spec = JobSpec::sliced("copy");
@@ -387,9 +471,10 @@ fn failed_simple_job_with_retry_policy_is_scheduled_again() {
     .unwrap();
     let m = Meta::SimpleDone {
         at_ms: 1,
+        at_us: None,
         outcomes: vec![SimpleOutcome {
             job: 1,
-            started_ms: 1,
+            started_us: 1000,
             result: Err("boom".into()),
             retry_at_ms: Some(u64::MAX / 2),
         }],
@@ -468,7 +553,7 @@ fn upload_complete_fails_the_job_at_the_records_time() {
     };
     st.apply(&done).unwrap();
     let j = &st.jobs[&1];
-    assert_eq!((j.state, j.completed_ms), (JobState::Failed, Some(7)));
+    assert_eq!((j.state, j.completed_us), (JobState::Failed, Some(7000)));
 }
 
 #[test]
@@ -481,7 +566,7 @@ fn upload_failed_finishes_the_job_at_the_records_time() {
     };
     st.apply(&failed).unwrap();
     let j = &st.jobs[&1];
-    assert_eq!((j.state, j.completed_ms), (JobState::Failed, Some(8)));
+    assert_eq!((j.state, j.completed_us), (JobState::Failed, Some(8000)));
 }
 
 #[test]
@@ -490,7 +575,7 @@ fn old_record_without_a_time_happens_at_the_latest_logged_time() {
     // As written before records carried their time.
     let old = meta::decode(br#"J{"t":"upload_failed","job":1,"reason":"upload interrupted"}"#);
     st.apply(&old.unwrap()).unwrap();
-    assert_eq!(st.jobs[&1].completed_ms, Some(3));
+    assert_eq!(st.jobs[&1].completed_us, Some(3000));
 }
 
 #[test]

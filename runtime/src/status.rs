@@ -2,7 +2,7 @@
 //! leases, grouped errors and why it waits, built from the table under the
 //! state lock.
 
-use crate::clock::{from_ms, now_ms};
+use crate::clock::from_ms;
 use crate::shared::Shared;
 use crate::state::State;
 use crate::table::{merge_error_groups, Body, Job, UploadState};
@@ -61,8 +61,8 @@ pub fn build_status(st: &State, job: &Job) -> JobStatus {
         priority: job.priority,
         max_workers: job.max_workers,
         created_at: from_ms(job.created_ms),
-        started_at: job.started_ms.map(from_ms),
-        completed_at: job.completed_ms.map(from_ms),
+        started_at: job.started_us.map(crate::clock::from_us),
+        completed_at: job.completed_us.map(crate::clock::from_us),
         run_at: job.run_at_ms.map(from_ms),
         expires_at: job.expires_at_ms.map(from_ms),
         upload_complete: true,
@@ -116,9 +116,9 @@ pub fn build_status(st: &State, job: &Job) -> JobStatus {
                 );
             }
             status.errors = errors;
-            if let Some(started) = job.started_ms {
-                let end = job.completed_ms.unwrap_or_else(now_ms);
-                let secs = (end.saturating_sub(started) as f64 / 1000.0).max(0.001);
+            if let Some(started_us) = job.started_us {
+                let end_us = job.completed_us.unwrap_or_else(crate::clock::now_us);
+                let secs = (end_us.saturating_sub(started_us) as f64 / 1e6).max(0.001);
                 status.records_per_s = s.records_out as f64 / secs;
                 let left = s
                     .records_in

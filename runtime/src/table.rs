@@ -27,8 +27,10 @@ pub struct Job {
     pub run_at_ms: Option<u64>,
     pub expires_at_ms: Option<u64>,
     pub created_ms: u64,
-    pub started_ms: Option<u64>,
-    pub completed_ms: Option<u64>,
+    /// Microseconds since the epoch (`clock::now_us`); from records that
+    /// carry only milliseconds, those times 1000.
+    pub started_us: Option<u64>,
+    pub completed_us: Option<u64>,
     pub state: JobState,
     pub properties: Arc<serde_json::Value>,
     pub failure_reason: Option<String>,

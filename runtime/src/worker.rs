@@ -153,7 +153,7 @@ fn run_simple(
             cached = Some((item.kind.clone(), shared.handler(&item.kind)));
         }
         let handler = cached.as_ref().and_then(|(_, h)| h.clone());
-        let started_ms = now_ms();
+        let started_us = crate::clock::now_us();
         let ctx = JobContext {
             id: item.job,
             kind: &item.kind,
@@ -185,7 +185,7 @@ fn run_simple(
         };
         outcomes.push(SimpleOutcome {
             job: item.job,
-            started_ms,
+            started_us,
             result,
             retry_at_ms,
         });
@@ -205,19 +205,22 @@ fn run_simple(
     if valid.len() != outcomes.len() {
         outcomes.retain(|o| valid.contains(&o.job));
     }
-    let jobs: Vec<(JobId, u64)> = outcomes.iter().map(|o| (o.job, o.started_ms)).collect();
+    let jobs: Vec<(JobId, u64)> = outcomes.iter().map(|o| (o.job, o.started_us)).collect();
+    let at_us = crate::clock::now_us();
     let m = Meta::SimpleDone {
-        at_ms: now_ms(),
+        at_ms: at_us / 1000,
+        at_us: Some(at_us),
         outcomes,
     };
     let batch = batch_of(std::slice::from_ref(&m));
     commit_or_fail(shared, store, batch, m, epoch, move |e| Meta::SimpleDone {
         at_ms: now_ms(),
+        at_us: None,
         outcomes: jobs
             .into_iter()
-            .map(|(job, started_ms)| SimpleOutcome {
+            .map(|(job, started_us)| SimpleOutcome {
                 job,
-                started_ms,
+                started_us,
                 result: Err(format!("the results of its batch could not be stored: {e}")),
                 retry_at_ms: None,
             })

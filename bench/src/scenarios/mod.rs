@@ -28,6 +28,9 @@ pub struct Ctx {
     pub lean: bool,
     /// `jobs`: CPU each job spins, in us (0: no-op jobs).
     pub spin_us: u64,
+    /// `jobs`: the most simple jobs one lease carries
+    /// (`RuntimeOptions::max_lease_batch`); None: the runtime's default.
+    pub max_lease_batch: Option<usize>,
     /// Alternating repetitions per comparison (`compare::repetitions`).
     pub repetitions: usize,
     /// Sidekiq processes and threads for `peers`; both given: no sweep.

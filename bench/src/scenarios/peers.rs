@@ -63,7 +63,9 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Measurement>> {
 /// CPU each job of the spin comparison does.
 const SPIN_US: u64 = 1_000;
 
-/// Jobs of 1 ms of CPU each: Booster (`jobs --spin-us 1000`), Sidekiq at
+/// Jobs of 1 ms of CPU each: Booster (`jobs --spin-us 1000`), Booster with
+/// one job per lease (`--max-lease-batch 1`: batching off, so what is left
+/// is the architecture), Sidekiq at
 /// its best setting with at least a process per core (Redis persistence
 /// off) and the Rust peers, alternating,
 /// a tenth as many jobs as the no-op comparison (at least 5,000) on every side.
@@ -81,7 +83,10 @@ fn spin_rounds(
     };
     let mut spin_ctx = ctx.clone();
     spin_ctx.spin_us = SPIN_US;
+    let mut unbatched_ctx = spin_ctx.clone();
+    unbatched_ctx.max_lease_batch = Some(1);
     let (mut booster, mut sidekiq_rates) = (Vec::new(), Vec::new());
+    let mut unbatched = Vec::new();
     let mut by_peer: Vec<Vec<f64>> = vec![Vec::new(); PEERS.len()];
     for round in 0..ctx.repetitions {
         eprintln!(
@@ -90,6 +95,7 @@ fn spin_rounds(
             ctx.repetitions
         );
         booster.push(booster_burn_down(&spin_ctx, n)?);
+        unbatched.push(booster_burn_down(&unbatched_ctx, n)?);
         let job = sidekiq::Job {
             jobs: n,
             spin_us: SPIN_US,
@@ -119,6 +125,25 @@ fn spin_rounds(
         )
         .durability(crate::booster::DURABILITY)
         .params(compare::with_spread(&params, &booster)),
+        Measurement::new(
+            "peers",
+            "booster_lease_batch_1_spin_burn_down",
+            compare::median(&unbatched),
+            "jobs/s",
+        )
+        .durability(crate::booster::DURABILITY)
+        .params(compare::with_spread(
+            &json!({ "jobs": n, "spin_us": SPIN_US, "workers": ctx.workers, "max_lease_batch": 1 }),
+            &unbatched,
+        )),
+        compare::ratio(
+            "peers",
+            "booster_lease_batch_1_vs_sidekiq_off_spin",
+            &unbatched,
+            &sidekiq_rates,
+            json!({ "jobs": n, "spin_us": SPIN_US, "max_lease_batch": 1 }),
+        )
+        .durability(off.durability()),
         Measurement::new(
             "peers",
             &format!("sidekiq_{}_spin_burn_down", off.name()),

@@ -14,10 +14,11 @@
 //!   probe's handler started.
 //!
 //! The handler's start is a little after the runtime's `started_at` (the
-//! lease is taken first), so these are upper bounds. `ack_to_start` is the
-//! runtime's own view, acknowledged submit to `started_at`, which the
-//! runtime keeps in whole milliseconds today: values under 1 ms there are
-//! truncation, not speed.
+//! lease is taken first), so these are upper bounds. `submit_to_started_at`
+//! is the runtime's own view: the wall clock when the submit call began to
+//! the job's `started_at`, both in microseconds. Nothing is clamped: a
+//! `started_at` before its submit call (the wall clock stepped back) fails
+//! the run.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -28,7 +29,6 @@ use serde_json::json;
 use crate::booster::{self, CodecMode, RecordPool, DURABILITY};
 use crate::handlers::{PROBE, PROBE_STARTS, SLICE_ENDS, SPIN_COPY, SPIN_PER_RECORD};
 use crate::report::Measurement;
-use crate::scenarios::jobs::since;
 use crate::scenarios::Ctx;
 use crate::stats::Latencies;
 
@@ -50,20 +50,26 @@ async fn run_async(ctx: &Ctx) -> anyhow::Result<Vec<Measurement>> {
     for probe in 0..probes {
         let mut spec = JobSpec::simple(PROBE, json!({ "probe": probe }));
         spec.priority = 1;
-        let at = Instant::now();
+        let (at, wall) = (Instant::now(), SystemTime::now());
         let id = rt.submit(spec).await?;
-        submitted.push((id, at, SystemTime::now()));
+        submitted.push((id, at, wall));
         tokio::time::sleep(PROBE_INTERVAL).await;
     }
-    let mut from_ack = Latencies::new();
-    for (id, _, acked) in &submitted {
+    let mut from_submit = Latencies::new();
+    for (id, _, wall) in &submitted {
         let status = tokio::time::timeout(Duration::from_secs(60), rt.wait(*id))
             .await
             .context("a priority-1 job did not finish within 60 s")??;
         let started = status
             .started_at
             .context("completed job without started_at")?;
-        from_ack.record(since(*acked, started));
+        let latency = started.duration_since(*wall).map_err(|e| {
+            anyhow::anyhow!(
+                "job {id} started {:?} before its submit call: the wall clock stepped back; rerun",
+                e.duration()
+            )
+        })?;
+        from_submit.record(latency);
     }
     let submits: Vec<Instant> = submitted.iter().map(|(_, at, _)| *at).collect();
     let split = split_waits(&submits)?;
@@ -93,9 +99,9 @@ async fn run_async(ctx: &Ctx) -> anyhow::Result<Vec<Measurement>> {
         m("priority_overhead_p50", split.overhead.percentile_us(50.0)),
         m("priority_overhead_p99", split.overhead.percentile_us(99.0)),
         m("priority_overhead_max", split.overhead.max_us()),
-        m("ack_to_start_p50", from_ack.percentile_us(50.0)),
-        m("ack_to_start_p99", from_ack.percentile_us(99.0)),
-        m("ack_to_start_max", from_ack.max_us()),
+        m("submit_to_started_at_p50", from_submit.percentile_us(50.0)),
+        m("submit_to_started_at_p99", from_submit.percentile_us(99.0)),
+        m("submit_to_started_at_max", from_submit.max_us()),
     ])
 }
 

@@ -98,6 +98,9 @@ pub enum Meta {
     },
     SimpleDone {
         at_ms: u64,
+        /// The same instant in microseconds; None in records from before
+        /// it was logged (then `at_ms` times 1000).
+        at_us: Option<u64>,
         outcomes: Vec<SimpleOutcome>,
     },
     Control {
@@ -161,7 +164,8 @@ impl Control {
 #[derive(Clone, Debug)]
 pub struct SimpleOutcome {
     pub job: JobId,
-    pub started_ms: u64,
+    /// Microseconds since the epoch.
+    pub started_us: u64,
     pub result: Result<Option<serde_json::Value>, String>,
     /// Set when a failed job runs again automatically (retry policy).
     pub retry_at_ms: Option<u64>,
@@ -252,6 +256,44 @@ mod tests {
             types.insert(line.split('"').nth(3).unwrap().to_string());
         }
         assert_eq!(types.len(), 16, "every record type: {types:?}");
+    }
+
+    #[test]
+    fn simple_done_keeps_its_microseconds_through_the_log() {
+        let meta = Meta::SimpleDone {
+            at_ms: 8_000,
+            at_us: Some(8_000_123),
+            outcomes: vec![SimpleOutcome {
+                job: 2,
+                started_us: 7_999_456,
+                result: Ok(None),
+                retry_at_ms: None,
+            }],
+        };
+        let back = decode(&encode(&meta)).unwrap();
+        let Meta::SimpleDone {
+            at_ms,
+            at_us,
+            outcomes,
+        } = back
+        else {
+            panic!("simple_done expected")
+        };
+        assert_eq!((at_ms, at_us), (8_000, Some(8_000_123)));
+        assert_eq!(outcomes[0].started_us, 7_999_456);
+    }
+
+    #[test]
+    fn simple_done_of_before_microseconds_reads_its_milliseconds() {
+        let old = br#"J{"t":"simple_done","at_ms":8,"outcomes":[{"job":2,"started_ms":7,"result":{"Ok":null},"retry_at_ms":null}]}"#;
+        let Meta::SimpleDone {
+            at_us, outcomes, ..
+        } = decode(old).unwrap()
+        else {
+            panic!("simple_done expected")
+        };
+        assert_eq!(at_us, None);
+        assert_eq!(outcomes[0].started_us, 7_000);
     }
 
     #[test]

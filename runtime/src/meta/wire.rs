@@ -85,6 +85,9 @@ pub enum Record {
     },
     SimpleDone {
         at_ms: u64,
+        /// `at_ms` in microseconds; absent before 2026-11-29.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at_us: Option<u64>,
         outcomes: Vec<Outcome>,
     },
     Control {
@@ -166,6 +169,9 @@ pub struct Outcome {
     started_ms: u64,
     result: Result<Option<Value>, String>,
     retry_at_ms: Option<u64>,
+    /// `started_ms` in microseconds; absent before 2026-11-29.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    started_us: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -198,6 +204,12 @@ pub struct Row {
     failure_reason: Option<String>,
     attempts: u32,
     body: RowBody,
+    /// `started_ms` and `completed_ms` in microseconds; absent before
+    /// 2026-11-29.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    started_us: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    completed_us: Option<u64>,
 }
 
 #[derive(Clone, Copy, Serialize, Deserialize)]

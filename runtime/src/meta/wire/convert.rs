@@ -87,15 +87,21 @@ impl From<&Meta> for Record {
                 at_ms,
                 message,
             },
-            Meta::SimpleDone { at_ms, outcomes } => Record::SimpleDone {
+            Meta::SimpleDone {
                 at_ms,
+                at_us,
+                outcomes,
+            } => Record::SimpleDone {
+                at_ms,
+                at_us: at_us.and_then(finer_than_ms),
                 outcomes: outcomes
                     .into_iter()
                     .map(|o| Outcome {
                         job: o.job,
-                        started_ms: o.started_ms,
+                        started_ms: o.started_us / 1000,
                         result: o.result,
                         retry_at_ms: o.retry_at_ms,
+                        started_us: finer_than_ms(o.started_us),
                     })
                     .collect(),
             },
@@ -199,13 +205,18 @@ impl From<Record> for Meta {
                 at_ms,
                 message,
             },
-            Record::SimpleDone { at_ms, outcomes } => Meta::SimpleDone {
+            Record::SimpleDone {
                 at_ms,
+                at_us,
+                outcomes,
+            } => Meta::SimpleDone {
+                at_ms,
+                at_us,
                 outcomes: outcomes
                     .into_iter()
                     .map(|o| SimpleOutcome {
                         job: o.job,
-                        started_ms: o.started_ms,
+                        started_us: o.started_us.unwrap_or(crate::clock::ms_to_us(o.started_ms)),
                         result: o.result,
                         retry_at_ms: o.retry_at_ms,
                     })
@@ -452,8 +463,10 @@ impl From<&Job> for Row {
             run_at_ms: j.run_at_ms,
             expires_at_ms: j.expires_at_ms,
             created_ms: j.created_ms,
-            started_ms: j.started_ms,
-            completed_ms: j.completed_ms,
+            started_ms: j.started_us.map(|us| us / 1000),
+            completed_ms: j.completed_us.map(|us| us / 1000),
+            started_us: j.started_us.and_then(finer_than_ms),
+            completed_us: j.completed_us.and_then(finer_than_ms),
             state: state_out(j.state),
             properties: (*j.properties).clone(),
             failure_reason: j.failure_reason.clone(),
@@ -520,8 +533,10 @@ impl From<Row> for Job {
             run_at_ms: r.run_at_ms,
             expires_at_ms: r.expires_at_ms,
             created_ms: r.created_ms,
-            started_ms: r.started_ms,
-            completed_ms: r.completed_ms,
+            started_us: r.started_us.or(r.started_ms.map(crate::clock::ms_to_us)),
+            completed_us: r
+                .completed_us
+                .or(r.completed_ms.map(crate::clock::ms_to_us)),
             state: state_in(r.state),
             properties: Arc::new(r.properties),
             failure_reason: r.failure_reason,
@@ -532,4 +547,12 @@ impl From<Row> for Job {
             refused: None,
         }
     }
+}
+
+/// A time in microseconds, when it says more than its milliseconds (which
+/// the record carries anyway): a record written from whole milliseconds,
+/// or decoded from a record of before microseconds, writes back byte for
+/// byte, and a reader loses nothing by its absence (`clock::ms_to_us`).
+fn finer_than_ms(us: u64) -> Option<u64> {
+    (!us.is_multiple_of(1000)).then_some(us)
 }
