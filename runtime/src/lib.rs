@@ -46,6 +46,7 @@ mod download;
 mod epoch_tests;
 mod handler;
 mod job_state;
+mod lost;
 mod meta;
 mod metrics;
 mod ready;

@@ -13,6 +13,7 @@ use ractor::{Actor, ActorRef};
 
 use crate::actors::{Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::clock::{from_ms, now_ms};
+use crate::lost::LostCreated;
 use crate::meta::{self, Control, Meta};
 use crate::shared::{write, write_one, Handler, Limits, Shared};
 use crate::slice_store::SliceStore;
@@ -176,14 +177,29 @@ impl Runtime {
                     }
                 }
                 state.book.damage = report.damaged.clone();
+                let mut lost = report
+                    .damaged
+                    .iter()
+                    .any(|d| d.meta_lost)
+                    .then(LostCreated::default);
                 for (k, record) in records.iter().enumerate() {
+                    let m = meta::decode(record)?;
+                    if let Some(lost) = &mut lost {
+                        lost.note(&m, &state);
+                    }
                     // A refused record was refused live too: skipping it is
                     // the replay. A corrupt one stops the open.
-                    if let Err(RuntimeError::Corrupt(what)) = state.apply(&meta::decode(record)?) {
+                    if let Err(RuntimeError::Corrupt(what)) = state.apply(&m) {
                         return Err(RuntimeError::Corrupt(format!(
                             "record {} of the meta log: {what}",
                             k + 1
                         )));
+                    }
+                }
+                if let Some(lost) = lost {
+                    let reason = crate::lost::reason(&report.damaged);
+                    for id in lost.lost(state.book.next_id) {
+                        state.insert_lost(id, &reason);
                     }
                 }
                 state.release_scheduled(now_ms());
@@ -451,6 +467,15 @@ impl Runtime {
     fn check(&self, job: JobId, action: &Control) -> Result<(), RuntimeError> {
         let st = self.shared().state.lock();
         let j = st.jobs.get(&job).ok_or(RuntimeError::NotFound(job))?;
+        if st.book.lost.contains(&job) {
+            return Err(RuntimeError::Invalid(format!(
+                "job {job} cannot {}: {}",
+                action.verb(),
+                j.failure_reason
+                    .as_deref()
+                    .unwrap_or("its created record was lost")
+            )));
+        }
         let simple = matches!(j.body, Body::Simple(_));
         if transition::allowed(action, j.state, simple) {
             Ok(())

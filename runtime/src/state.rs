@@ -164,6 +164,9 @@ pub struct Book {
     /// Damaged ranges the store opened without (degraded open): shown on
     /// the jobs whose slices they held (`State::damage_of`).
     pub damage: Vec<booster_store::Damage>,
+    /// Jobs whose `Created` record was lost with a damaged meta frame
+    /// (`lost.rs`): failed rows that no control may run or destroy.
+    pub lost: BTreeSet<JobId>,
     /// The latest time a meta record carried (applied so far): the time of
     /// a record that carries none (written before it was logged), so
     /// replay never reads the clock.
@@ -207,6 +210,7 @@ impl Book {
             lease_policy: LeasePolicy::default(),
             runs_workers: true,
             damage: Vec::new(),
+            lost: BTreeSet::new(),
             log_ms: 0,
         }
     }
@@ -469,6 +473,39 @@ impl State {
             Meta::Control { job, at_ms, action } => self.apply_control(*job, *at_ms, action),
             _ => self.apply_to_job(meta),
         }
+    }
+
+    /// A failed row for job `id`, whose `Created` record was lost: its
+    /// kind, spec and times are unknown, `reason` says where it went.
+    pub fn insert_lost(&mut self, id: JobId, reason: &str) {
+        let at_ms = self.book.log_ms;
+        let job = Job {
+            id,
+            kind: Arc::from(crate::lost::KIND),
+            description: String::new(),
+            priority: 50,
+            max_workers: None,
+            run_at_ms: None,
+            expires_at_ms: None,
+            created_ms: at_ms,
+            started_ms: None,
+            completed_ms: Some(at_ms),
+            state: JobState::Failed,
+            properties: shared_value(&serde_json::Value::Null),
+            failure_reason: Some(reason.to_string()),
+            attempts: 0,
+            body: Body::Simple(SimpleBody {
+                args: shared_value(&serde_json::Value::Null),
+                result: None,
+                leased: false,
+                expiries: 0,
+            }),
+            ready: None,
+            accepted: None,
+            refused: None,
+        };
+        self.book.lost.insert(id);
+        self.insert(job, "lost");
     }
 
     fn new_job(&mut self, id: JobId, at_ms: u64, spec: &crate::JobSpec) -> Job {

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use booster_runtime::*;
-use booster_store::format::{read_sealed_entries, FrameKind};
+use booster_store::format::{read_sealed_entries, segment_paths, FooterEntry, FrameKind};
 
 use crate::common::{opts, records, upload_all, Echo};
 
@@ -29,26 +29,29 @@ const STREAM_OUTPUT: u32 = 1;
 /// Flips one byte in the payload of the first frame of `kind` (for a slice,
 /// of `owner`'s `stream`) in the newest segment; returns its path and offset.
 fn rot(dir: &Path, kind: FrameKind, owner: Option<JobId>, stream: u32) -> (PathBuf, u64) {
-    let mut segs: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "bseg"))
-        .collect();
-    segs.sort();
+    let segs = segment_paths(dir).unwrap();
     let path = segs.last().unwrap().clone();
-    let mut bytes = std::fs::read(&path).unwrap();
-    let entries = read_sealed_entries(&bytes).expect("the newest segment is sealed");
+    let offset = rot_nth(&path, 0, |e| {
+        e.header.kind == kind
+            && owner.is_none_or(|o| e.header.key.owner == o && e.header.key.stream == stream)
+    });
+    (path, offset)
+}
+
+/// Flips one byte in the payload of the `nth` frame of sealed segment
+/// `path` that `pick` accepts; returns the frame's offset.
+fn rot_nth(path: &Path, nth: usize, pick: impl Fn(&FooterEntry) -> bool) -> u64 {
+    let mut bytes = std::fs::read(path).unwrap();
+    let entries = read_sealed_entries(&bytes).expect("the segment is sealed");
     let e = entries
         .iter()
-        .find(|e| {
-            e.header.kind == kind
-                && owner.is_none_or(|o| e.header.key.owner == o && e.header.key.stream == stream)
-        })
+        .filter(|e| pick(e))
+        .nth(nth)
         .expect("a frame of that kind");
     let at = (e.offset + 60) as usize;
     bytes[at] ^= 0x40;
-    std::fs::write(&path, &bytes).unwrap();
-    (path, e.offset)
+    std::fs::write(path, &bytes).unwrap();
+    e.offset
 }
 
 async fn download_all(rt: &Runtime, id: JobId) -> Vec<Vec<u8>> {
@@ -110,6 +113,112 @@ async fn a_rotted_slice_is_named_when_read_and_shows_on_its_job_while_others_dow
     );
     assert!(rt.job(first).await.unwrap().damage.is_empty());
     assert_eq!(download_all(&rt, first).await, records(40));
+    rt.shutdown(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+}
+
+/// Submits one job in a process of its own that runs no work, so the
+/// job's `Created` record is the first meta frame of a segment of its own.
+async fn submit_alone(dir: &Path, spec: JobSpec, upload: Option<usize>) -> (JobId, PathBuf) {
+    let mut o = opts(dir, 1);
+    o.start_workers = false;
+    let rt = Runtime::open(o).await.unwrap();
+    let id = rt.submit(spec).await.unwrap();
+    if let Some(n) = upload {
+        upload_all(&rt, id, &records(n)).await;
+    }
+    rt.shutdown(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    (id, segment_paths(dir).unwrap().last().unwrap().clone())
+}
+
+/// What every job whose `Created` record rotted must show: listed, failed,
+/// and named with the damaged range, never "not found".
+async fn assert_lost(rt: &Runtime, id: JobId, path: &Path, offset: u64) {
+    let st = rt
+        .job(id)
+        .await
+        .unwrap_or_else(|e| panic!("job {id} whose created record rotted: {e}"));
+    assert_eq!(st.state, JobState::Failed, "{st:?}");
+    let reason = st.failure_reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("created record was lost")
+            && reason.contains(&path.display().to_string())
+            && reason.contains(&offset.to_string()),
+        "{reason}"
+    );
+    assert!(!st.damage.is_empty(), "the job names the damage: {st:?}");
+    let listed = rt.jobs(JobFilter::default()).await;
+    assert!(listed.iter().any(|j| j.id == id), "listed: {listed:?}");
+    let err = rt
+        .retry(id)
+        .await
+        .expect_err("a job whose spec is lost cannot run again");
+    assert!(err.to_string().contains("salvage"), "{err}");
+    let err = rt
+        .destroy(id)
+        .await
+        .expect_err("destroying it would hide the loss");
+    assert!(err.to_string().contains("salvage"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simple_job_whose_created_record_rotted_is_listed_as_lost_not_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, _) = submit_alone(
+        dir.path(),
+        JobSpec::simple("noop", serde_json::json!(1)),
+        None,
+    )
+    .await;
+    let (lost, path) = submit_alone(
+        dir.path(),
+        JobSpec::simple("noop", serde_json::json!(2)),
+        None,
+    )
+    .await;
+    let (third, _) = submit_alone(
+        dir.path(),
+        JobSpec::simple("noop", serde_json::json!(3)),
+        None,
+    )
+    .await;
+    let offset = rot_nth(&path, 0, |e| e.header.kind == FrameKind::Meta);
+    let rt = Runtime::open(opts(dir.path(), 1)).await.unwrap();
+    assert_lost(&rt, lost, &path, offset).await;
+    for id in [first, third] {
+        assert_eq!(rt.job(id).await.unwrap().state, JobState::Queued);
+    }
+    // The next id is past the lost one: ids are never reused.
+    let next = rt
+        .submit(JobSpec::simple("noop", serde_json::json!(4)))
+        .await
+        .unwrap();
+    assert_eq!(next, third + 1);
+    rt.shutdown(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_newest_sliced_job_whose_created_record_rotted_is_found_by_its_later_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = run_one_job(dir.path(), 20).await;
+    // The newest job: no later id shows a gap, only its own upload records
+    // (in the same segment, after the rotted one) name it.
+    let (lost, path) = submit_alone(dir.path(), JobSpec::sliced("echo"), Some(20)).await;
+    let offset = rot_nth(&path, 0, |e| e.header.kind == FrameKind::Meta);
+    let rt = Runtime::open(opts(dir.path(), 1)).await.unwrap();
+    rt.register_sliced("echo", std::sync::Arc::new(Echo));
+    assert_lost(&rt, lost, &path, offset).await;
+    assert_eq!(download_all(&rt, first).await, records(20));
+    let next = rt
+        .submit(JobSpec::simple("noop", serde_json::json!(4)))
+        .await
+        .unwrap();
+    assert!(next > lost, "id {next} reuses the lost job's id {lost}");
     rt.shutdown(std::time::Duration::from_secs(5))
         .await
         .unwrap();
