@@ -50,6 +50,7 @@ mod lost;
 mod meta;
 mod metrics;
 mod ready;
+mod recovered;
 mod runtime;
 mod shared;
 mod slice_store;
@@ -240,6 +241,37 @@ pub struct ErrorGroup {
 }
 
 /// Counts reconcile once a job is done:
+/// Something recovery did to the data directory's files, or found damaged
+/// in them, on one open (G7), kept in the meta log so it outlives the
+/// stderr line: `Runtime::incidents`, `booster incidents`, `GET
+/// /api/incidents`. A damaged range is logged once, by the first process
+/// that runs work after it was found (it stays until the segment is
+/// restored); a torn tail by the open that cut it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Incident {
+    pub at: SystemTime,
+    pub segment: u64,
+    /// The segment's file name in the data directory.
+    pub file: String,
+    pub offset: u64,
+    pub kind: IncidentKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentKind {
+    /// A write that was never acknowledged, cut at `offset`.
+    TornTail { bytes: u64 },
+    /// Bytes `offset..end` could not be read (`what`); `jobs` are those
+    /// whose slices (or, with `meta_lost`, whose records) they held.
+    Damaged {
+        end: u64,
+        what: String,
+        jobs: Vec<JobId>,
+        meta_lost: bool,
+    },
+}
+
 /// records_in = records_processed + records_failed, where
 /// records_failed = records_errors + records_in_failed_slices.
 /// `records_out` is what the handlers wrote, which a filter or a splitter

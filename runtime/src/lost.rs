@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 
 use booster_store::Damage;
 
-use crate::meta::Meta;
+use crate::meta::{Expired, Meta};
 use crate::state::State;
 use crate::JobId;
 
@@ -58,7 +58,11 @@ impl LostCreated {
             | Meta::Control { job, .. }
             | Meta::Priority { job, .. }
             | Meta::MaxWorkers { job, .. } => name(*job),
-            Meta::Opened { .. } => {}
+            Meta::LeaseExpired { work, .. } => match work {
+                Expired::Slice { job, .. } | Expired::Hook { job } => name(*job),
+                Expired::Simple { jobs } => jobs.iter().for_each(|&j| name(j)),
+            },
+            Meta::Opened { .. } | Meta::Recovered { .. } => {}
         }
     }
 

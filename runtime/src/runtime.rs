@@ -24,8 +24,8 @@ use crate::table::{Body, UploadState};
 use crate::upload::{start_pool, UploadSlice, Uploader};
 use crate::waiting::Refusal;
 use crate::{
-    transition, Category, Download, JobContext, JobFilter, JobId, JobShape, JobSpec, JobStatus,
-    LeaseInfo, LeasePolicy, Metrics, RecordHandler, RetryPolicy, Runtime, RuntimeError,
+    transition, Category, Download, Incident, JobContext, JobFilter, JobId, JobShape, JobSpec,
+    JobStatus, LeaseInfo, LeasePolicy, Metrics, RecordHandler, RetryPolicy, Runtime, RuntimeError,
     RuntimeOptions, SimpleHandler, StoreStats, VerifyReport, WorkerStatus,
 };
 
@@ -228,8 +228,27 @@ impl Runtime {
                 crate::state::MAX_GENERATION
             )));
         }
+        let incidents = crate::recovered::new_incidents(
+            &recovery,
+            &state,
+            opts.start_workers,
+            std::time::SystemTime::now(),
+        );
         let shared = Arc::new(Shared::new(state, limits));
         let store: Arc<dyn SliceStore> = Arc::new(store);
+        // What this open cut or found, into the log before anything else.
+        // A read-only open only writes the torn tails it cut itself, and a
+        // failure to (a full disk) does not stop it: stderr still says it.
+        if !incidents.is_empty() && !recovery.read_only {
+            let m = Meta::Recovered {
+                at_ms: now_ms(),
+                incidents,
+            };
+            let written = write_one(&shared, &store, m).await;
+            if opts.start_workers {
+                written?;
+            }
+        }
         // Durable before the first lease: every epoch this process hands
         // out carries the generation, so none repeats one of an earlier open.
         if opts.start_workers {
@@ -276,6 +295,12 @@ impl Runtime {
     /// What the store's recovery found and did when this runtime opened:
     /// every torn tail it cut (segment, offset, bytes), for the caller to
     /// show or log.
+    /// Every incident recovery logged in this data directory (torn tails
+    /// it cut, damaged ranges it opened without), oldest first.
+    pub fn incidents(&self) -> Vec<Incident> {
+        self.shared().state.lock().book.incidents.clone()
+    }
+
     pub fn recovery_report(&self) -> &RecoveryReport {
         &self.inner.recovery
     }

@@ -167,6 +167,9 @@ pub struct Book {
     /// Jobs whose `Created` record was lost with a damaged meta frame
     /// (`lost.rs`): failed rows that no control may run or destroy.
     pub lost: BTreeSet<JobId>,
+    /// Every `Meta::Recovered` incident in the log, oldest first (a few per
+    /// damaged open; kept whole by compaction).
+    pub incidents: Vec<crate::Incident>,
     /// The latest time a meta record carried (applied so far): the time of
     /// a record that carries none (written before it was logged), so
     /// replay never reads the clock.
@@ -211,6 +214,7 @@ impl Book {
             runs_workers: true,
             damage: Vec::new(),
             lost: BTreeSet::new(),
+            incidents: Vec::new(),
             log_ms: 0,
         }
     }
@@ -464,6 +468,14 @@ impl State {
                 Ok(())
             }
             Meta::Opened { generation, .. } => self.book.open_generation(*generation),
+            Meta::LeaseExpired { work, .. } => {
+                self.count_expiry(work);
+                Ok(())
+            }
+            Meta::Recovered { incidents, .. } => {
+                self.book.incidents.extend(incidents.iter().cloned());
+                Ok(())
+            }
             Meta::SimpleDone { at_ms, outcomes } => {
                 for o in outcomes {
                     self.apply_simple_outcome(*at_ms, o);
@@ -472,6 +484,39 @@ impl State {
             }
             Meta::Control { job, at_ms, action } => self.apply_control(*job, *at_ms, action),
             _ => self.apply_to_job(meta),
+        }
+    }
+
+    /// One more expiry of `work`'s lease, for work still unfinished.
+    fn count_expiry(&mut self, work: &crate::meta::Expired) {
+        use crate::meta::Expired;
+        let mut bump = |id: JobId, f: &mut dyn FnMut(&mut Body)| {
+            if let Some(job) = self.jobs.get_mut(&id).filter(|j| !j.is_terminal()) {
+                f(&mut job.body);
+            }
+        };
+        match work {
+            Expired::Slice { job, slice } => bump(*job, &mut |b| {
+                if let Body::Sliced(s) = b {
+                    if let Some(e) = s.slices.get_mut(slice) {
+                        e.expiries = e.expiries.saturating_add(1);
+                    }
+                }
+            }),
+            Expired::Hook { job } => bump(*job, &mut |b| {
+                if let Body::Sliced(s) = b {
+                    s.hook_expiries = s.hook_expiries.saturating_add(1);
+                }
+            }),
+            Expired::Simple { jobs } => {
+                for &id in jobs {
+                    bump(id, &mut |b| {
+                        if let Body::Simple(s) = b {
+                            s.expiries = s.expiries.saturating_add(1);
+                        }
+                    });
+                }
+            }
         }
     }
 

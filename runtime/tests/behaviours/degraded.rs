@@ -134,6 +134,22 @@ async fn submit_alone(dir: &Path, spec: JobSpec, upload: Option<usize>) -> (JobI
     (id, segment_paths(dir).unwrap().last().unwrap().clone())
 }
 
+/// Three queued simple jobs, each submitted by a process of its own; the
+/// middle one's `Created` record is rotted. Returns the ids, the rotted
+/// segment and the rotted frame's offset.
+async fn three_with_the_middle_created_rotted(dir: &Path) -> ([JobId; 3], PathBuf, u64) {
+    let mut ids = [0; 3];
+    let mut paths = Vec::new();
+    for (i, id) in ids.iter_mut().enumerate() {
+        let spec = JobSpec::simple("noop", serde_json::json!(i));
+        let (got, path) = submit_alone(dir, spec, None).await;
+        *id = got;
+        paths.push(path);
+    }
+    let offset = rot_nth(&paths[1], 0, |e| e.header.kind == FrameKind::Meta);
+    (ids, paths.swap_remove(1), offset)
+}
+
 /// What every job whose `Created` record rotted must show: listed, failed,
 /// and named with the damaged range, never "not found".
 async fn assert_lost(rt: &Runtime, id: JobId, path: &Path, offset: u64) {
@@ -167,25 +183,8 @@ async fn assert_lost(rt: &Runtime, id: JobId, path: &Path, offset: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_simple_job_whose_created_record_rotted_is_listed_as_lost_not_forgotten() {
     let dir = tempfile::tempdir().unwrap();
-    let (first, _) = submit_alone(
-        dir.path(),
-        JobSpec::simple("noop", serde_json::json!(1)),
-        None,
-    )
-    .await;
-    let (lost, path) = submit_alone(
-        dir.path(),
-        JobSpec::simple("noop", serde_json::json!(2)),
-        None,
-    )
-    .await;
-    let (third, _) = submit_alone(
-        dir.path(),
-        JobSpec::simple("noop", serde_json::json!(3)),
-        None,
-    )
-    .await;
-    let offset = rot_nth(&path, 0, |e| e.header.kind == FrameKind::Meta);
+    let ([first, lost, third], path, offset) =
+        three_with_the_middle_created_rotted(dir.path()).await;
     let rt = Runtime::open(opts(dir.path(), 1)).await.unwrap();
     assert_lost(&rt, lost, &path, offset).await;
     for id in [first, third] {
@@ -222,4 +221,44 @@ async fn the_newest_sliced_job_whose_created_record_rotted_is_found_by_its_later
     rt.shutdown(std::time::Duration::from_secs(5))
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_range_is_logged_once_by_the_first_process_that_runs_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let ([_, lost, _], path, offset) = three_with_the_middle_created_rotted(dir.path()).await;
+    let reopen = |workers: bool| {
+        let mut o = opts(dir.path(), 1);
+        o.start_workers = workers;
+        Runtime::open(o)
+    };
+    let shut = |rt: Runtime| async move {
+        rt.shutdown(std::time::Duration::from_secs(5))
+            .await
+            .unwrap()
+    };
+    // A read-only open writes nothing it did not do itself.
+    let rt = reopen(false).await.unwrap();
+    assert!(rt.incidents().is_empty());
+    shut(rt).await;
+    for _ in 0..2 {
+        let rt = reopen(true).await.unwrap();
+        let incidents = rt.incidents();
+        assert_eq!(incidents.len(), 1, "logged once: {incidents:?}");
+        let i = &incidents[0];
+        assert_eq!(i.file, path.file_name().unwrap().to_str().unwrap());
+        match &i.kind {
+            IncidentKind::Damaged {
+                end,
+                jobs,
+                meta_lost,
+                ..
+            } => {
+                assert!(i.offset <= offset && offset < *end, "{i:?}");
+                assert!(*meta_lost && jobs.contains(&lost), "{i:?}");
+            }
+            other => panic!("not damage: {other:?}"),
+        }
+        shut(rt).await;
+    }
 }
