@@ -521,9 +521,18 @@ impl State {
     }
 
     /// A failed row for job `id`, whose `Created` record was lost: its
-    /// kind, spec and times are unknown, `reason` says where it went.
+    /// kind, spec and times are unknown, `reason` says where it went. Its
+    /// times are when the loss was first logged (a `Recovered` incident
+    /// that lost meta records), else the latest time in the log, so they
+    /// do not move with every open.
     pub fn insert_lost(&mut self, id: JobId, reason: &str) {
-        let at_ms = self.book.log_ms;
+        let found = self.book.incidents.iter().filter_map(|i| match i.kind {
+            crate::IncidentKind::Damaged {
+                meta_lost: true, ..
+            } => Some(crate::clock::to_ms(i.at)),
+            _ => None,
+        });
+        let at_ms = found.min().unwrap_or(self.book.log_ms);
         let job = Job {
             id,
             kind: Arc::from(crate::lost::KIND),
