@@ -60,6 +60,13 @@ mod state;
 mod state_tests;
 mod status;
 mod table;
+/// The job table's on-disk codecs (rows, pages, slice maps, keys): public
+/// for the decoder tests and tools that read a data directory, not a
+/// stable API.
+#[doc(hidden)]
+pub mod table_format {
+    pub use crate::table::{keys, page, row, slice_map};
+}
 mod transition;
 mod upload;
 mod waiting;
