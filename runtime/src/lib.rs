@@ -454,7 +454,7 @@ pub trait SimpleHandler: Send + Sync + 'static {
 pub enum RuntimeError {
     #[error(transparent)]
     Store(#[from] booster_store::StoreError),
-    #[error("job {0} not found; `booster jobs` lists the jobs")]
+    #[error("job {0} not found")]
     NotFound(JobId),
     #[error("cannot {action} job {job}: it is {state:?}")]
     IllegalTransition {
@@ -472,7 +472,7 @@ pub enum RuntimeError {
     Invalid(String),
     /// A meta record holds a value no run of the runtime writes (an id or a
     /// counter that would wrap): the log was damaged or tampered with.
-    #[error("corrupt meta record: {0}; run `booster verify`, and restore the data directory from a backup")]
+    #[error("corrupt meta record: {0}; restore the data directory from a backup")]
     Corrupt(String),
 }
 
