@@ -108,7 +108,7 @@ impl State {
         match self.book.kinds.get(kind) {
             Some(k) if k.handler.is_some() => KindGate {
                 runnable: true,
-                may_start: k.max_running.is_none_or(|max| {
+                may_start: k.max_running().is_none_or(|max| {
                     self.book.running_by_kind.get(kind).copied().unwrap_or(0) < max
                 }),
             },
@@ -207,7 +207,7 @@ impl State {
                 .book
                 .kinds
                 .get(&job.kind)
-                .map(|k| k.retry)
+                .map(|k| k.retry())
                 .unwrap_or_default();
             items.push(SimpleItem {
                 job: id,
@@ -587,12 +587,10 @@ impl State {
         }
     }
 
-    /// Nothing is leased or leasable for a registered kind.
+    /// Nothing is leased or leasable for a registered kind (a queued job
+    /// that its kind's limit holds back is not leasable).
     pub fn is_idle(&self) -> bool {
-        self.book.leases.is_empty()
-            && !self
-                .ready
-                .has_work(|k| self.book.kinds.get(k).is_some_and(|c| c.handler.is_some()))
+        self.book.leases.is_empty() && !self.ready.has_work(|k| self.gate(k))
     }
 }
 

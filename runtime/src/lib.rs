@@ -476,6 +476,31 @@ pub enum RuntimeError {
     Corrupt(String),
 }
 
+/// A kind's settings as stored (`Runtime::store_kind_settings`, `booster
+/// kind`, `PUT /api/kinds/{kind}`): they outlive the process, and while
+/// stored they win over what a process set in code (`set_kind_limit`,
+/// `set_retry_policy`, `set_lease_policy`) for that kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KindSettings {
+    /// At most this many jobs of the kind run at once; 0 pauses the kind
+    /// (none starts); None: no limit.
+    pub max_running: Option<u32>,
+    pub retry: RetryPolicy,
+    /// None: the runtime's default (`RuntimeOptions::lease_policy`).
+    pub lease: Option<LeasePolicy>,
+}
+
+/// A kind's settings: what is stored, if anything, and what applies.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KindView {
+    pub kind: String,
+    /// A handler for the kind is registered in this process.
+    pub registered: bool,
+    pub stored: Option<KindSettings>,
+    /// What applies now: the stored settings, else this process's.
+    pub effective: KindSettings,
+}
+
 /// Retry policy of a simple-job kind: how often a failed job runs again
 /// automatically, and how long it waits (doubling each attempt).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -25,8 +25,8 @@ use crate::upload::{start_pool, UploadSlice, Uploader};
 use crate::waiting::Refusal;
 use crate::{
     transition, Category, Download, Incident, JobContext, JobFilter, JobId, JobShape, JobSpec,
-    JobStatus, LeaseInfo, LeasePolicy, Metrics, RecordHandler, RetryPolicy, Runtime, RuntimeError,
-    RuntimeOptions, SimpleHandler, StoreStats, VerifyReport, WorkerStatus,
+    JobStatus, KindSettings, KindView, LeaseInfo, LeasePolicy, Metrics, RecordHandler, RetryPolicy,
+    Runtime, RuntimeError, RuntimeOptions, SimpleHandler, StoreStats, VerifyReport, WorkerStatus,
 };
 
 pub struct Handle {
@@ -552,8 +552,63 @@ impl Runtime {
         write_one(self.shared(), &self.inner.store, m).await
     }
 
+    /// Stores `kind`'s settings (None clears them): durable like a job's
+    /// state, kept by compaction, and while stored they win over what any
+    /// process sets in code. Applies from the next lease.
+    pub async fn store_kind_settings(
+        &self,
+        kind: &str,
+        settings: Option<KindSettings>,
+    ) -> Result<(), RuntimeError> {
+        if kind.is_empty() || kind.len() > 256 {
+            return Err(RuntimeError::Invalid(
+                "a kind name is 1 to 256 bytes".into(),
+            ));
+        }
+        if let Some(s) = &settings {
+            if s.lease.is_some_and(|l| l.max_expiries == 0) {
+                return Err(RuntimeError::Invalid(
+                    "max_expiries must be at least 1".into(),
+                ));
+            }
+        }
+        let m = Meta::KindSettings {
+            kind: kind.to_string(),
+            at_ms: now_ms(),
+            settings,
+        };
+        write_one(self.shared(), &self.inner.store, m).await?;
+        self.shared().changed();
+        Ok(())
+    }
+
+    /// Every kind registered here or with stored settings, with what is
+    /// stored and what applies, by name.
+    pub fn kinds_settings(&self) -> Vec<KindView> {
+        let st = self.shared().state.lock();
+        let default_lease = st.book.lease_policy;
+        let mut out: Vec<KindView> = st
+            .book
+            .kinds
+            .iter()
+            .map(|(name, k)| KindView {
+                kind: name.to_string(),
+                registered: k.handler.is_some(),
+                stored: k.stored,
+                effective: KindSettings {
+                    max_running: k.max_running(),
+                    retry: k.retry(),
+                    lease: Some(k.lease().unwrap_or(default_lease)),
+                },
+            })
+            .collect();
+        out.sort_by(|a, b| a.kind.cmp(&b.kind));
+        out
+    }
+
     /// At most `max_running_jobs` jobs of `kind` run at once (None: no
-    /// limit). A setting of this process, not stored.
+    /// limit). A setting of this process, not stored; a stored setting
+    /// (`store_kind_settings`) wins over it.
     pub async fn set_kind_limit(&self, kind: &str, max_running_jobs: Option<u32>) {
         self.shared()
             .state

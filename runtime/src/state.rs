@@ -40,6 +40,23 @@ pub struct KindConf {
     pub lease: Option<LeasePolicy>,
     /// The registered handler's `refuses` (see `waiting.rs`).
     pub refuses: Option<crate::waiting::Refusal>,
+    /// The kind's stored settings (`Meta::KindSettings`): while set, they
+    /// win over `max_running`, `retry` and `lease`, which this process set.
+    pub stored: Option<crate::KindSettings>,
+}
+
+impl KindConf {
+    /// The running-job limit that applies.
+    pub fn max_running(&self) -> Option<u32> {
+        self.stored.map_or(self.max_running, |s| s.max_running)
+    }
+    pub fn retry(&self) -> RetryPolicy {
+        self.stored.map_or(self.retry, |s| s.retry)
+    }
+    /// None: the runtime's default.
+    pub fn lease(&self) -> Option<LeasePolicy> {
+        self.stored.map_or(self.lease, |s| s.lease)
+    }
 }
 
 impl Default for KindConf {
@@ -51,6 +68,7 @@ impl Default for KindConf {
             avg_job_us: 0.0,
             lease: None,
             refuses: None,
+            stored: None,
         }
     }
 }
@@ -297,7 +315,7 @@ impl Book {
     pub fn lease_policy(&self, kind: &str) -> LeasePolicy {
         self.kinds
             .get(kind)
-            .and_then(|k| k.lease)
+            .and_then(|k| k.lease())
             .unwrap_or(self.lease_policy)
     }
 
@@ -479,6 +497,14 @@ impl State {
             }
             Meta::Recovered { incidents, .. } => {
                 self.book.incidents.extend(incidents.iter().cloned());
+                Ok(())
+            }
+            Meta::KindSettings { kind, settings, .. } => {
+                let key: Arc<str> = match self.book.kinds.get_key_value(kind.as_str()) {
+                    Some((k, _)) => k.clone(),
+                    None => Arc::from(kind.as_str()),
+                };
+                self.book.kinds.entry(key).or_default().stored = *settings;
                 Ok(())
             }
             Meta::SimpleDone { at_ms, outcomes } => {

@@ -83,6 +83,12 @@ pub enum Command {
         after_help = "Examples:\n  booster job show 3\n  booster job priority 3 1      # run it before everything else\n  booster job pause 3 && booster job resume 3\n  booster job retry 3           # a failed job: its failed slices run again\n  booster --server http://127.0.0.1:7878 job watch 3"
     )]
     Job(JobCommand),
+    /// Show or store a kind's settings: running-job limit, retries, leases.
+    #[command(
+        subcommand,
+        after_help = "Stored settings outlive restarts and win over what a worker process sets in\ncode, until `booster kind reset`.\n\nExamples:\n  booster kind show\n  booster kind limit copy 2        # at most 2 copy jobs run at once\n  booster kind limit copy 0        # pause the kind: no copy job starts\n  booster kind limit copy none\n  booster kind retry report --max-retries 3 --backoff-ms 500\n  booster kind reset copy"
+    )]
+    Kind(KindCommand),
     /// Segments, frames, jobs, live and dead bytes, compression ratio.
     #[command(after_help = "Example:\n  booster --data ./booster-data inspect")]
     Inspect,
@@ -358,6 +364,63 @@ pub struct ServeArgs {
 fn parse_state(s: &str) -> Result<JobState, String> {
     s.parse()
         .map_err(|e: booster_runtime::UnknownState| e.to_string())
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KindCommand {
+    /// Every kind's stored and effective settings (or one kind's).
+    Show {
+        /// Only this kind.
+        kind: Option<String>,
+    },
+    /// At most N jobs of KIND run at once; 0 pauses the kind; `none`: no limit.
+    Limit {
+        /// The kind (as in `--kind`).
+        kind: String,
+        /// A number of jobs, or `none`.
+        #[arg(value_parser = parse_limit)]
+        limit: Limit,
+    },
+    /// Failed simple jobs of KIND run again up to N times, waiting MS, then twice as long each time.
+    Retry {
+        /// The kind (as in `--kind`).
+        kind: String,
+        /// How many times a failed job runs again (0: never).
+        #[arg(long)]
+        max_retries: u32,
+        /// The first wait, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        backoff_ms: u64,
+    },
+    /// A lease of KIND's work that expires N times fails the work as hung.
+    Lease {
+        /// The kind (as in `--kind`).
+        kind: String,
+        /// Expiries before the work fails (at least 1).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        max_expiries: u32,
+        /// Bound one lease to this many milliseconds even while heartbeats arrive.
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+    },
+    /// Forget KIND's stored settings: the worker process's own apply again.
+    Reset {
+        /// The kind (as in `--kind`).
+        kind: String,
+    },
+}
+
+/// A running-job limit: a number, or none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limit(pub Option<u32>);
+
+fn parse_limit(s: &str) -> Result<Limit, String> {
+    if s == "none" {
+        return Ok(Limit(None));
+    }
+    s.parse::<u32>().map(|n| Limit(Some(n))).map_err(|_| {
+        format!("{s:?} is not a number of jobs; give one (0 pauses the kind) or `none`")
+    })
 }
 
 #[derive(Args, Debug)]

@@ -142,6 +142,12 @@ pub enum Meta {
         at_ms: u64,
         incidents: Vec<Incident>,
     },
+    /// A kind's stored settings (None: cleared; the process's own apply).
+    KindSettings {
+        kind: String,
+        at_ms: u64,
+        settings: Option<crate::KindSettings>,
+    },
 }
 
 /// The work of an expired lease.
@@ -213,7 +219,8 @@ impl Meta {
             | Meta::Control { at_ms, .. }
             | Meta::Opened { at_ms, .. }
             | Meta::LeaseExpired { at_ms, .. }
-            | Meta::Recovered { at_ms, .. } => Some(*at_ms),
+            | Meta::Recovered { at_ms, .. }
+            | Meta::KindSettings { at_ms, .. } => Some(*at_ms),
             Meta::UploadComplete { at_ms, .. } | Meta::UploadFailed { at_ms, .. } => *at_ms,
             Meta::Uploaded { .. }
             | Meta::Priority { .. }
@@ -284,7 +291,7 @@ mod tests {
             assert_eq!(String::from_utf8(encode(&meta)).unwrap(), line);
             types.insert(line.split('"').nth(3).unwrap().to_string());
         }
-        assert_eq!(types.len(), 18, "every record type: {types:?}");
+        assert_eq!(types.len(), 19, "every record type: {types:?}");
     }
 
     #[test]

@@ -122,6 +122,31 @@ pub enum Record {
         at_ms: u64,
         incidents: Vec<IncidentV1>,
     },
+    /// Added 2026-11-29; older logs have none (settings lived in code).
+    KindSettings {
+        kind: String,
+        at_ms: u64,
+        settings: Option<KindSettingsV1>,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct KindSettingsV1 {
+    max_running: Option<u32>,
+    retry: RetryV1,
+    lease: Option<LeaseV1>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RetryV1 {
+    max_retries: u32,
+    backoff_base_ms: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LeaseV1 {
+    max_expiries: u32,
+    timeout_ms: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize)]

@@ -9,7 +9,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::*;
 use crate::meta::{Control, Expired, Meta, SimpleOutcome};
 use crate::table::{Body, Job, SimpleBody, SliceEntry, SliceState, SlicedBody, UploadState};
-use crate::{ErrorGroup, Incident, IncidentKind, JobShape, JobSpec, JobState, RecordErrorSample};
+use crate::{
+    ErrorGroup, Incident, IncidentKind, JobShape, JobSpec, JobState, KindSettings, LeasePolicy,
+    RecordErrorSample, RetryPolicy,
+};
 
 impl From<&Meta> for Record {
     fn from(m: &Meta) -> Record {
@@ -131,6 +134,15 @@ impl From<&Meta> for Record {
                 at_ms,
                 incidents: incidents.into_iter().map(IncidentV1::from).collect(),
             },
+            Meta::KindSettings {
+                kind,
+                at_ms,
+                settings,
+            } => Record::KindSettings {
+                kind,
+                at_ms,
+                settings: settings.map(KindSettingsV1::from),
+            },
         }
     }
 }
@@ -250,6 +262,15 @@ impl From<Record> for Meta {
                     ExpiredWork::Hook { job } => Expired::Hook { job },
                     ExpiredWork::Simple { jobs } => Expired::Simple { jobs },
                 },
+            },
+            Record::KindSettings {
+                kind,
+                at_ms,
+                settings,
+            } => Meta::KindSettings {
+                kind,
+                at_ms,
+                settings: settings.map(KindSettings::from),
             },
             Record::Recovered { at_ms, incidents } => Meta::Recovered {
                 at_ms,
@@ -620,6 +641,38 @@ impl IncidentV1 {
             file: self.file,
             offset: self.offset,
             kind,
+        }
+    }
+}
+
+impl From<KindSettings> for KindSettingsV1 {
+    fn from(k: KindSettings) -> KindSettingsV1 {
+        KindSettingsV1 {
+            max_running: k.max_running,
+            retry: RetryV1 {
+                max_retries: k.retry.max_retries,
+                backoff_base_ms: k.retry.backoff_base_ms,
+            },
+            lease: k.lease.map(|l| LeaseV1 {
+                max_expiries: l.max_expiries,
+                timeout_ms: l.timeout.map(|t| t.as_millis() as u64),
+            }),
+        }
+    }
+}
+
+impl From<KindSettingsV1> for KindSettings {
+    fn from(k: KindSettingsV1) -> KindSettings {
+        KindSettings {
+            max_running: k.max_running,
+            retry: RetryPolicy {
+                max_retries: k.retry.max_retries,
+                backoff_base_ms: k.retry.backoff_base_ms,
+            },
+            lease: k.lease.map(|l| LeasePolicy {
+                max_expiries: l.max_expiries,
+                timeout: l.timeout_ms.map(Duration::from_millis),
+            }),
         }
     }
 }
