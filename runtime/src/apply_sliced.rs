@@ -103,8 +103,22 @@ pub(crate) fn apply_sliced(
             error_groups,
             at_ms,
             written,
+            written_by_category,
             ..
         } => {
+            // Checked before anything changes: a record naming a category
+            // the job never declared was not written by the runtime.
+            let counted: Vec<(usize, u64)> = written_by_category
+                .iter()
+                .map(
+                    |(name, n)| match s.categories.iter().position(|c| c == name) {
+                        Some(i) => Ok((i, *n)),
+                        None => Err(RuntimeError::Corrupt(format!(
+                        "job {id}: slice_done names category {name:?}, which the job does not have"
+                    ))),
+                    },
+                )
+                .collect::<Result<_, _>>()?;
             let Some(e) = s.slices.get_mut(slice) else {
                 return Ok(());
             };
@@ -137,6 +151,9 @@ pub(crate) fn apply_sliced(
                 id,
                 "records_errors",
             )?;
+            for (i, n) in counted {
+                add(&mut s.records_by_category[i], n, id, "records_by_category")?;
+            }
             s.queued.remove(slice);
             merge_error_groups(&mut s.collected_errors, error_groups);
             book.emit(job, "slice_done");

@@ -56,6 +56,7 @@ fn slice_done(job: u64, slice: u64) -> Meta {
         errors: 0,
         error_groups: Vec::new(),
         written: None,
+        written_by_category: Default::default(),
     }
 }
 

@@ -155,6 +155,10 @@ pub struct JobInputArgs {
     #[arg(long, value_name = "BYTES", default_value_t = crate::formats::DEFAULT_MAX_RECORD_BYTES,
           value_parser = clap::builder::ValueParser::new(clap::builder::RangedU64ValueParser::<usize>::new().range(1..)))]
     pub max_record_bytes: usize,
+    /// Output categories beyond main and errors that the handler writes
+    /// to (exec: lines `NAME<TAB>RECORD`), each downloaded to its own file.
+    #[arg(long, value_name = "NAME,...", value_delimiter = ',', value_parser = parse_category_name)]
+    pub categories: Vec<String>,
     #[command(flatten)]
     pub tabular: crate::formats::InputFormatArgs,
 }
@@ -169,6 +173,11 @@ pub struct RunArgs {
     /// Where to write the record errors (one JSON object per line).
     #[arg(long)]
     pub errors: Option<PathBuf>,
+    /// Write every category into this directory instead (created if
+    /// missing): STEM.EXT, STEM.errors.jsonl and STEM.NAME.EXT per category,
+    /// STEM the input's name without extensions; one set per zip member.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["output", "errors"])]
+    pub output_dir: Option<PathBuf>,
     /// The output's text encoding: `input` (the input's, BOM and all), or a label such as latin1; UTF-8 by default.
     #[arg(long, value_name = "LABEL")]
     pub output_encoding: Option<String>,
@@ -207,16 +216,24 @@ pub struct WorkArgs {
 }
 
 #[derive(Args, Debug)]
-#[command(group(clap::ArgGroup::new("destination").required(true).multiple(true).args(["output", "errors"])))]
+#[command(group(clap::ArgGroup::new("destination").required(true).multiple(true).args(["output", "errors", "output_dir"])))]
 pub struct DownloadArgs {
     /// The job's id (from `booster jobs`).
     pub job: JobId,
     /// Where to write the output (`-` for stdout); `.gz` / `.zst` / `.bz2` / `.xz` compress.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Which category --output writes: main (the default), errors, or one
+    /// of the job's own (`booster job show` lists them).
+    #[arg(long, value_name = "NAME", requires = "output")]
+    pub category: Option<String>,
     /// Where to write the record errors.
     #[arg(long)]
     pub errors: Option<PathBuf>,
+    /// Write every category into this directory (created if missing):
+    /// STEM.EXT, STEM.errors.jsonl and STEM.NAME.EXT per category.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["output", "errors", "category"])]
+    pub output_dir: Option<PathBuf>,
     /// The output's text encoding: `input` (the input's, BOM and all), or a label such as latin1; UTF-8 by default.
     #[arg(long, value_name = "LABEL")]
     pub output_encoding: Option<String>,
@@ -325,6 +342,13 @@ pub struct ServeArgs {
     /// Dashboards' live event streams at once; more get 503.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_event_streams: u32,
+}
+
+/// `--categories a,b`: each a valid category name.
+fn parse_category_name(s: &str) -> Result<String, String> {
+    booster_runtime::CategoryName::new(s)
+        .map(|n| n.to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// `--state WORD`: the words are `JobState`'s own.

@@ -382,3 +382,54 @@ fn an_unknown_kind_is_refused_at_submit_with_the_known_kinds() {
         runtime.shutdown(Duration::from_secs(5)).await.unwrap();
     });
 }
+
+#[test]
+fn categories_over_the_api_are_counted_in_the_job_and_download_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let cmd = r#"awk '{ print "valid\t" $0; print $0 }'"#;
+    let (rt, runtime, server) = serve_with(dir.path(), &[cmd]);
+    let (status, body) = post_job(
+        &server.url(),
+        &serde_json::json!({"kind": "copy", "categories": ["Valid"]}),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("a-z, 0-9"),
+        "a bad name says the rules: {body}"
+    );
+    let client = Client::new(&RemoteOptions {
+        server: server.url(),
+        ..RemoteOptions::default()
+    })
+    .unwrap();
+    let id = client
+        .create(&serde_json::json!({
+            "kind": "exec", "properties": {"cmd": cmd}, "categories": ["valid", "review"]
+        }))
+        .unwrap();
+    client
+        .upload(id, &mut b"ab\ncd\n".as_slice(), None)
+        .unwrap();
+    rt.block_on(runtime.wait(id)).unwrap();
+    let job = client.job(id).unwrap();
+    assert_eq!(job.records_out, 2);
+    assert_eq!(
+        serde_json::to_value(&job.records_out_by_category).unwrap(),
+        serde_json::json!({"review": 0, "valid": 2})
+    );
+    let mut out = Vec::new();
+    client.download(id, "valid", &mut out).unwrap();
+    assert_eq!(out, b"ab\ncd\n");
+    let err = client
+        .download(id, "rejected", &mut Vec::new())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no category \"rejected\"") && err.contains("main, errors, valid, review"),
+        "{err}"
+    );
+    rt.block_on(async {
+        server.shutdown(Duration::ZERO).await.unwrap();
+        runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+    });
+}

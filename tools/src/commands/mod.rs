@@ -20,7 +20,10 @@ use crate::cli::{Cli, Command};
 use crate::exit;
 use crate::kinds;
 
-pub use download::{download_job, missing, DownloadCounts};
+pub use download::{
+    check_category_arg, download_destinations, download_job, missing, prepare_output_dir,
+    Destinations, DownloadCounts,
+};
 pub use keygen::write_key;
 pub use run::{
     create_job, exit_code, job_spec, submit_file, summary, upload_input, wait_with_progress,

@@ -7,6 +7,7 @@ use anyhow::Context;
 use booster_runtime::{JobId, JobShape, JobSpec, JobStatus, Runtime};
 use serde_json::json;
 
+use super::download::{output_stem, prepare_output_dir, Destinations};
 use super::{display_name, download_job, with_runtime, Ctx, Interrupt};
 use crate::cli::{JobInputArgs, RunArgs, SubmitArgs};
 use crate::exit::{self, Interrupted};
@@ -22,14 +23,19 @@ use crate::report;
 const UPLOAD_BATCH_RECORDS: usize = 1024;
 
 pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
-    if ctx.json && is_std_stream(&args.output) {
+    if ctx.json && args.output_dir.is_none() && is_std_stream(&args.output) {
         return Err(exit::usage(
             "--json prints the summary on stdout; pass --output FILE for the records",
         ));
     }
     precheck(&args.job)?;
-    for path in std::iter::once(&args.output).chain(args.errors.as_ref()) {
-        check_destination(path)?;
+    match &args.output_dir {
+        Some(dir) => prepare_output_dir(dir)?,
+        None => {
+            for path in std::iter::once(&args.output).chain(args.errors.as_ref()) {
+                check_destination(path)?;
+            }
+        }
     }
     let runtime = ctx.open(args.workers, true, false).await?;
     with_runtime(runtime.clone(), run_on(ctx, &runtime, &args)).await
@@ -40,7 +46,7 @@ async fn run_on(ctx: &Ctx, runtime: &Runtime, args: &RunArgs) -> anyhow::Result<
     let uploaded = submit_file(runtime, &args.job, &ctx.interrupt, mode).await?;
     let id = uploaded.id;
     // The records may go to stdout: then people read the summary on stderr.
-    let to_stderr = is_std_stream(&args.output);
+    let to_stderr = args.output_dir.is_none() && is_std_stream(&args.output);
     let say = |text: String| {
         if ctx.quiet || ctx.json {
         } else if to_stderr {
@@ -67,11 +73,14 @@ async fn run_on(ctx: &Ctx, runtime: &Runtime, args: &RunArgs) -> anyhow::Result<
     // A job that failed has incomplete output: it stays `OUTPUT.partial`
     // unless asked for, so no script mistakes it for the whole.
     let partial = is_incomplete(&done) && !args.keep_partial;
+    let to = match &args.output_dir {
+        Some(dir) => Destinations::in_dir(dir, &output_stem(&done), &done),
+        None => Destinations::files(Some(&args.output), args.errors.as_deref()),
+    };
     let counts = download_job(
         runtime,
         &done,
-        Some(&args.output),
-        args.errors.as_deref(),
+        &to,
         partial,
         args.output_encoding.as_deref(),
     )
@@ -81,13 +90,17 @@ async fn run_on(ctx: &Ctx, runtime: &Runtime, args: &RunArgs) -> anyhow::Result<
         let mut value = report::job_json(&done);
         value["output_records"] = json!(counts.main);
         value["error_records"] = json!(counts.errors);
+        value["category_records"] = json!(counts.categories);
         report::print_json(&value);
     } else if ctx.quiet && code != exit::OK {
         // -q hides the chatter, never the news that records failed.
         eprintln!("{}", summary(&done));
     } else {
         say(summary(&done));
-        if done.records_failed > 0 && args.errors.is_none() {
+        if args.output_dir.is_some() {
+            say(format!("  wrote {}", to.describe(&counts).join(", ")));
+        }
+        if done.records_failed > 0 && args.errors.is_none() && args.output_dir.is_none() {
             say(format!(
                 "  the errors are kept: `booster download {id} --errors errors.jsonl` or `booster job show {id}`"
             ));
@@ -267,6 +280,7 @@ pub fn job_spec(args: &JobInputArgs, input: &InputSource) -> anyhow::Result<JobS
         .clone()
         .unwrap_or_else(|| format!("{} {}", args.kind, display_name(&args.input)));
     spec.properties = properties;
+    spec.categories = args.categories.clone();
     Ok(spec)
 }
 

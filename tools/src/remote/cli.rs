@@ -237,20 +237,29 @@ fn download(client: &Client, out: &Out, args: &DownloadArgs) -> anyhow::Result<i
                 .and_then(|f| f.as_str())
                 == Some("csv")
         });
-    let mut parts = Vec::new();
-    if let Some(path) = &args.output {
-        let n = download_to(client, args.job, "main", path, header)?;
-        parts.push(format!(
-            "{} records to {}",
-            report::count(n),
-            path.display()
-        ));
+    if let Some(name) = &args.category {
+        crate::commands::check_category_arg(name)?;
     }
-    if let Some(path) = &args.errors {
-        let n = download_to(client, args.job, "errors", path, None)?;
-        parts.push(format!("{} errors to {}", report::count(n), path.display()));
+    let to = crate::commands::download_destinations(args, &status);
+    if let Some(dir) = &args.output_dir {
+        crate::commands::prepare_output_dir(dir)?;
     }
-    let text = format!("job {}: wrote {}", status.id, parts.join(", "));
+    let mut counts = crate::commands::DownloadCounts::default();
+    if let Some(path) = &to.main {
+        counts.main = Some(download_to(client, args.job, "main", path, header)?);
+    }
+    for (name, path) in &to.categories {
+        let n = download_to(client, args.job, name, path, header)?;
+        counts.categories.insert(name.clone(), n);
+    }
+    if let Some(path) = &to.errors {
+        counts.errors = Some(download_to(client, args.job, "errors", path, None)?);
+    }
+    let text = format!(
+        "job {}: wrote {}",
+        status.id,
+        to.describe(&counts).join(", ")
+    );
     if out.json {
         report::print_json(&report::job_json(&status));
     } else if args.output.as_deref().is_some_and(is_std_stream) {

@@ -1,4 +1,4 @@
-//! `GET /api/jobs/{id}/output?category=main|errors|input`: records stream
+//! `GET /api/jobs/{id}/output?category=main|errors|input|NAME`: records stream
 //! out one per line, slice by slice. The runtime's `Download` reads the store
 //! synchronously, so it runs on a blocking thread and hands records over a
 //! small bounded channel: a slow client slows the reader, never fills memory.
@@ -22,15 +22,14 @@ pub struct OutputQuery {
     pub category: Option<String>,
 }
 
+/// `main`, `errors`, `input` or one of the job's own categories (the
+/// runtime says which it has when the name is not one of them).
 pub fn parse_category(s: &str) -> ApiResult<Category> {
-    match s {
-        "main" => Ok(Category::Main),
-        "errors" => Ok(Category::Errors),
-        "input" => Ok(Category::Input),
-        other => Err(ApiError::bad_request(format!(
-            "unknown category {other:?}: use main, errors or input"
-        ))),
-    }
+    Category::parse(s).map_err(|e| {
+        ApiError::bad_request(format!(
+            "unknown category {s:?}: use main, errors, input or one of the job's categories ({e})"
+        ))
+    })
 }
 
 pub async fn get_output<C: JobControl>(
