@@ -96,14 +96,13 @@ fn output_extension(format: Format) -> &'static str {
     }
 }
 
-/// The name a job's files in an output directory start with: its input's
-/// name without compression and format extensions (`customers.csv.gz` ->
-/// `customers`), or `job-ID` for stdin.
+/// The name a job's files in an output directory start with: its zip
+/// member's or input's name without compression and format extensions
+/// (`customers.csv.gz` -> `customers`), or `job-ID` for stdin.
 pub fn output_stem(job: &JobStatus) -> String {
-    let input = job
-        .properties
-        .get(props::INPUT)
-        .and_then(|i| i.as_str())
+    let name = |key| job.properties.get(key).and_then(|i| i.as_str());
+    let input = name(props::MEMBER)
+        .or_else(|| name(props::INPUT))
         .filter(|i| *i != "stdin" && !i.is_empty());
     match input {
         Some(name) => file_stem(name),

@@ -7,13 +7,13 @@ use anyhow::Context;
 use booster_runtime::{JobId, JobShape, JobSpec, JobStatus, Runtime};
 use serde_json::json;
 
-use super::download::{output_stem, prepare_output_dir, Destinations};
+use super::download::{file_stem, output_stem, prepare_output_dir, Destinations};
 use super::{display_name, download_job, with_runtime, Ctx, Interrupt};
 use crate::cli::{JobInputArgs, RunArgs, SubmitArgs};
 use crate::exit::{self, Interrupted};
 use crate::formats::{
-    check_destination, is_std_stream, open_source_with, props, Format, InputSource, Item,
-    ReadOptions,
+    check_destination, file_members, is_std_stream, is_zip, open_source_with, props, Format,
+    InputSource, Item, ReadOptions,
 };
 use crate::kinds;
 use crate::progress::{Mode, Progress, Unit};
@@ -28,7 +28,13 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
             "--json prints the summary on stdout; pass --output FILE for the records",
         ));
     }
-    precheck(&args.job)?;
+    let jobs = per_member(&args.job)?;
+    if jobs.len() > 1 {
+        check_member_outputs(&args, &jobs)?;
+    }
+    for job in &jobs {
+        precheck(job)?;
+    }
     match &args.output_dir {
         Some(dir) => prepare_output_dir(dir)?,
         None => {
@@ -38,13 +44,77 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
         }
     }
     let runtime = ctx.open(args.workers, true, false).await?;
-    with_runtime(runtime.clone(), run_on(ctx, &runtime, &args)).await
+    with_runtime(runtime.clone(), run_on(ctx, &runtime, &args, &jobs)).await
 }
 
-async fn run_on(ctx: &Ctx, runtime: &Runtime, args: &RunArgs) -> anyhow::Result<i32> {
+/// The jobs `args` make: one, or one per file of a zip archive that holds
+/// several (neither `--member` nor `--concat`), each reading its member.
+/// A spreadsheet is a zip too, read as one workbook.
+pub fn per_member(args: &JobInputArgs) -> anyhow::Result<Vec<JobInputArgs>> {
+    let one = || Ok(vec![args.clone()]);
+    if is_std_stream(&args.input)
+        || args.tabular.member.is_some()
+        || args.tabular.concat
+        || read_options(args)?.format == Format::Xlsx
+        || !is_zip(&args.input)
+    {
+        return one();
+    }
+    let members = file_members(&args.input)?;
+    if members.len() < 2 {
+        return one();
+    }
+    let archive = display_name(&args.input);
+    Ok(members
+        .into_iter()
+        .map(|member| {
+            let mut job = args.clone();
+            job.description = Some(match &args.description {
+                Some(d) => format!("{d} ({member})"),
+                None => format!("{} {archive}:{member}", args.kind),
+            });
+            job.tabular.member = Some(member);
+            job
+        })
+        .collect())
+}
+
+/// A job per zip member writes into `--output-dir`, one set of files per
+/// member: refused otherwise, and when two members would take the same names.
+fn check_member_outputs(args: &RunArgs, jobs: &[JobInputArgs]) -> anyhow::Result<()> {
+    let members: Vec<&str> = jobs
+        .iter()
+        .filter_map(|j| j.tabular.member.as_deref())
+        .collect();
+    if args.output_dir.is_none() {
+        return Err(exit::usage(format!(
+            "{} holds {} files ({}): `run` makes a job per member, and their outputs go to \
+             --output-dir DIR (one set of files per member); or pass --member NAME for one, \
+             or --concat to read them all into one job",
+            args.job.input.display(),
+            members.len(),
+            members.join(", ")
+        )));
+    }
+    let mut stems = std::collections::BTreeMap::new();
+    for member in members {
+        if let Some(other) = stems.insert(file_stem(member), member) {
+            return Err(exit::usage(format!(
+                "zip members {other:?} and {member:?} would write the same files in \
+                 --output-dir; run them one at a time with --member NAME"
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn run_on(
+    ctx: &Ctx,
+    runtime: &Runtime,
+    args: &RunArgs,
+    jobs: &[JobInputArgs],
+) -> anyhow::Result<i32> {
     let mode = Mode::pick(ctx.json, ctx.quiet, false);
-    let uploaded = submit_file(runtime, &args.job, &ctx.interrupt, mode).await?;
-    let id = uploaded.id;
     // The records may go to stdout: then people read the summary on stderr.
     let to_stderr = args.output_dir.is_none() && is_std_stream(&args.output);
     let say = |text: String| {
@@ -55,11 +125,52 @@ async fn run_on(ctx: &Ctx, runtime: &Runtime, args: &RunArgs) -> anyhow::Result<
             outln!("{text}");
         }
     };
-    say(format!(
-        "job {id}: uploaded {} records into {}",
-        report::count(uploaded.records_in),
-        report::plural(uploaded.slices_total, "slice")
-    ));
+    // Every job is uploaded before any is waited for, so the members of a
+    // zip run side by side.
+    let mut ids = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let uploaded = submit_file(runtime, job, &ctx.interrupt, mode).await?;
+        say(format!(
+            "job {}: uploaded {} records into {}{}",
+            uploaded.id,
+            report::count(uploaded.records_in),
+            report::plural(uploaded.slices_total, "slice"),
+            job.tabular
+                .member
+                .as_deref()
+                .filter(|_| jobs.len() > 1)
+                .map_or(String::new(), |m| format!(" from {m}"))
+        ));
+        ids.push(uploaded.id);
+    }
+    let mut code = exit::OK;
+    let mut values = Vec::new();
+    for id in ids {
+        let (done, value) = finish_one(ctx, runtime, args, id, &say).await?;
+        if exit_code(&done) != exit::OK {
+            code = exit::RECORDS_FAILED;
+        }
+        values.push(value);
+    }
+    if ctx.json {
+        match <[_; 1]>::try_from(values) {
+            Ok([one]) => report::print_json(&one),
+            Err(many) => report::print_json(&json!(many)),
+        }
+    }
+    Ok(code)
+}
+
+/// Waits for job `id`, downloads it where `args` say and reports it; the
+/// job's JSON (with its download counts) for `--json`.
+async fn finish_one(
+    ctx: &Ctx,
+    runtime: &Runtime,
+    args: &RunArgs,
+    id: JobId,
+    say: &impl Fn(String),
+) -> anyhow::Result<(JobStatus, serde_json::Value)> {
+    let mode = Mode::pick(ctx.json, ctx.quiet, false);
     let done = match wait_with_progress(runtime, id, &ctx.interrupt, mode).await {
         Ok(done) => done,
         Err(e) if e.is::<Interrupted>() => {
@@ -86,12 +197,11 @@ async fn run_on(ctx: &Ctx, runtime: &Runtime, args: &RunArgs) -> anyhow::Result<
     )
     .await?;
     let code = exit_code(&done);
+    let mut value = report::job_json(&done);
+    value["output_records"] = json!(counts.main);
+    value["error_records"] = json!(counts.errors);
+    value["category_records"] = json!(counts.categories);
     if ctx.json {
-        let mut value = report::job_json(&done);
-        value["output_records"] = json!(counts.main);
-        value["error_records"] = json!(counts.errors);
-        value["category_records"] = json!(counts.categories);
-        report::print_json(&value);
     } else if ctx.quiet && code != exit::OK {
         // -q hides the chatter, never the news that records failed.
         eprintln!("{}", summary(&done));
@@ -113,7 +223,7 @@ async fn run_on(ctx: &Ctx, runtime: &Runtime, args: &RunArgs) -> anyhow::Result<
             path.display()
         );
     }
-    Ok(code)
+    Ok((done, value))
 }
 
 /// A failed or aborted job, or one with failed slices: its output misses
@@ -174,27 +284,41 @@ pub fn summary(job: &JobStatus) -> String {
 }
 
 pub async fn submit(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<i32> {
-    precheck(&args.job)?;
+    let jobs = per_member(&args.job)?;
+    for job in &jobs {
+        precheck(job)?;
+    }
     let runtime = ctx.open(None, false, false).await?;
     let mode = Mode::pick(ctx.json, ctx.quiet, false);
-    let status = with_runtime(
-        runtime.clone(),
-        submit_file(&runtime, &args.job, &ctx.interrupt, mode),
-    )
+    let submitted = with_runtime(runtime.clone(), async {
+        let mut submitted = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            submitted.push(submit_file(&runtime, job, &ctx.interrupt, mode).await?);
+        }
+        Ok(submitted)
+    })
     .await?;
     if ctx.json {
-        report::print_json(&report::job_json(&status));
-    } else if ctx.quiet {
-        outln!("{}", status.id);
-    } else {
-        outln!(
-            "job {}: {} records in {}, {} at priority {}; `booster work` processes it",
-            status.id,
-            report::count(status.records_in),
-            report::plural(status.slices_total, "slice"),
-            status.state.as_str(),
-            status.priority
-        );
+        let values: Vec<_> = submitted.iter().map(report::job_json).collect();
+        match <[_; 1]>::try_from(values) {
+            Ok([one]) => report::print_json(&one),
+            Err(many) => report::print_json(&json!(many)),
+        }
+        return Ok(exit::OK);
+    }
+    for status in &submitted {
+        if ctx.quiet {
+            outln!("{}", status.id);
+        } else {
+            outln!(
+                "job {}: {} records in {}, {} at priority {}; `booster work` processes it",
+                status.id,
+                report::count(status.records_in),
+                report::plural(status.slices_total, "slice"),
+                status.state.as_str(),
+                status.priority
+            );
+        }
     }
     Ok(exit::OK)
 }
@@ -249,6 +373,9 @@ pub fn job_spec(args: &JobInputArgs, input: &InputSource) -> anyhow::Result<JobS
     }
     if let Some(delimiter) = input.delimiter {
         properties[props::DELIMITER] = json!(char::from(delimiter).to_string());
+    }
+    if let Some(member) = &args.tabular.member {
+        properties[props::MEMBER] = json!(member);
     }
     if let Some(columns) = &args.tabular.output_columns {
         properties[props::OUTPUT_COLUMNS] = json!(columns);
