@@ -532,22 +532,6 @@ fn a_fixed_width_short_line_is_a_record_error_and_the_rest_comes_back_exactly() 
     refused(&sb, &input, "o", &layout_arg, "overlap");
 }
 
-/// A zip of `(name, bytes, deflated)` members.
-fn zip_of(members: &[(&str, &[u8], bool)]) -> Vec<u8> {
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    for (name, bytes, deflated) in members {
-        let method = if *deflated {
-            zip::CompressionMethod::Deflated
-        } else {
-            zip::CompressionMethod::Stored
-        };
-        let options = zip::write::SimpleFileOptions::default().compression_method(method);
-        w.start_file(*name, options).unwrap();
-        w.write_all(bytes).unwrap();
-    }
-    w.finish().unwrap().into_inner()
-}
-
 #[test]
 fn a_zip_with_several_members_is_read_by_member_or_all_with_concat() {
     let sb = Sandbox::new();

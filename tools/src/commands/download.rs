@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use booster_runtime::{Category, CategoryName, JobState, JobStatus, Runtime};
+use booster_runtime::{Category, CategoryName, JobId, JobState, JobStatus, Runtime};
 
 use super::{with_runtime, Ctx};
 use crate::cli::DownloadArgs;
@@ -258,6 +258,30 @@ pub fn missing(job: &JobStatus) -> Option<String> {
     })
 }
 
+/// Where a download's records come from: this process's runtime, or a
+/// `booster serve` (`--server`), so both write the same files.
+pub trait RecordFeed {
+    /// `job`'s records of `category`, in input order.
+    fn records(
+        &self,
+        job: JobId,
+        category: Category,
+    ) -> anyhow::Result<Box<dyn Iterator<Item = anyhow::Result<Vec<u8>>> + '_>>;
+}
+
+impl RecordFeed for Runtime {
+    fn records(
+        &self,
+        job: JobId,
+        category: Category,
+    ) -> anyhow::Result<Box<dyn Iterator<Item = anyhow::Result<Vec<u8>>> + '_>> {
+        Ok(Box::new(
+            self.download(job, category)?
+                .map(|r| r.map_err(anyhow::Error::from)),
+        ))
+    }
+}
+
 /// Streams each category of the job to its destination: `main` and the
 /// job's own categories in the job's format (the CSV header, the output
 /// columns and the encoding alike), `errors` as JSON Lines; with `partial`,
@@ -269,51 +293,61 @@ pub async fn download_job(
     partial: bool,
     output_encoding: Option<&str>,
 ) -> anyhow::Result<DownloadCounts> {
-    let encoder = output_encoder(job, output_encoding)?;
-    let mut records: Vec<(Category, PathBuf)> = Vec::new();
-    if let Some(path) = &to.main {
-        records.push((Category::Main, path.clone()));
-    }
-    for (name, path) in &to.categories {
-        let category = CategoryName::new(name).map_err(|e| anyhow::anyhow!("--category: {e}"))?;
-        records.push((Category::Named(category), path.clone()));
-    }
-    let runtime = runtime.clone();
-    let job = job.clone();
-    let errors = to.errors.clone();
+    let (runtime, job, to) = (runtime.clone(), job.clone(), to.clone());
+    let output_encoding = output_encoding.map(str::to_string);
     tokio::task::spawn_blocking(move || {
-        let framing = output_framing(&job);
-        let mut counts = DownloadCounts::default();
-        for (category, path) in records {
-            let columns = output_columns(&job);
-            let mut sink = OutputSink::create_framed(&path, framing)?;
-            if let Some((encoding, bom)) = encoder {
-                sink.encode_as(TextEncoder::new(encoding, bom))?;
-            }
-            let (n, left) = write_category(&runtime, job.id, category, sink, &columns, partial)?;
-            match category {
-                Category::Named(name) => {
-                    counts.categories.insert(name.as_str().to_string(), n);
-                }
-                _ => counts.main = Some(n),
-            }
-            counts.partial.extend(left);
-        }
-        if let Some(path) = errors {
-            let sink = OutputSink::create_framed(&path, OutputFraming::default())?;
-            let columns = OutputColumns::default();
-            let (n, left) =
-                write_category(&runtime, job.id, Category::Errors, sink, &columns, partial)?;
-            counts.errors = Some(n);
-            counts.partial.extend(left);
-        }
-        Ok(counts)
+        write_job(&runtime, &job, &to, partial, output_encoding.as_deref())
     })
     .await?
 }
 
-/// `--output-encoding`: `input` writes the job's input encoding (its BOM
-/// too), a label that encoding; None (and `utf-8`) plain UTF-8.
+/// `download_job` on this thread, from any feed.
+pub fn write_job(
+    feed: &dyn RecordFeed,
+    job: &JobStatus,
+    to: &Destinations,
+    partial: bool,
+    output_encoding: Option<&str>,
+) -> anyhow::Result<DownloadCounts> {
+    let encoder = output_encoder(job, output_encoding)?;
+    let mut records: Vec<(Category, &Path)> = Vec::new();
+    if let Some(path) = &to.main {
+        records.push((Category::Main, path));
+    }
+    for (name, path) in &to.categories {
+        let category = CategoryName::new(name).map_err(|e| anyhow::anyhow!("--category: {e}"))?;
+        records.push((Category::Named(category), path));
+    }
+    let framing = output_framing(job);
+    let mut counts = DownloadCounts::default();
+    for (category, path) in records {
+        // Asked before the file is made: a category the job lacks leaves none.
+        let records = feed.records(job.id, category)?;
+        let columns = output_columns(job);
+        let mut sink = OutputSink::create_framed(path, framing)?;
+        if let Some((encoding, bom)) = encoder {
+            sink.encode_as(TextEncoder::new(encoding, bom))?;
+        }
+        let (n, left) = write_category(records, sink, &columns, partial)?;
+        match category {
+            Category::Named(name) => {
+                counts.categories.insert(name.as_str().to_string(), n);
+            }
+            _ => counts.main = Some(n),
+        }
+        counts.partial.extend(left);
+    }
+    if let Some(path) = &to.errors {
+        let records = feed.records(job.id, Category::Errors)?;
+        let sink = OutputSink::create_framed(path, OutputFraming::default())?;
+        let columns = OutputColumns::default();
+        let (n, left) = write_category(records, sink, &columns, partial)?;
+        counts.errors = Some(n);
+        counts.partial.extend(left);
+    }
+    Ok(counts)
+}
+
 /// The encoding and whether to write a BOM; each file gets its own encoder.
 fn output_encoder(
     job: &JobStatus,
@@ -376,9 +410,7 @@ fn output_columns(job: &JobStatus) -> OutputColumns {
 }
 
 fn write_category(
-    runtime: &Runtime,
-    job: u64,
-    category: Category,
+    records: impl Iterator<Item = anyhow::Result<Vec<u8>>>,
     mut sink: OutputSink,
     columns: &OutputColumns,
     partial: bool,
@@ -386,7 +418,7 @@ fn write_category(
     if let Some(header) = &columns.header {
         sink.write_line(header.as_bytes())?;
     }
-    for record in runtime.download(job, category)? {
+    for record in records {
         let record = record?;
         match &columns.projection {
             Some(p) => sink.write_record(&p.project(&record))?,

@@ -22,11 +22,13 @@ use crate::kinds;
 
 pub use download::{
     check_category_arg, download_destinations, download_job, missing, prepare_output_dir,
-    Destinations, DownloadCounts,
+    write_job, Destinations, DownloadCounts, RecordFeed,
 };
 pub use keygen::write_key;
 pub use run::{
-    create_job, exit_code, job_spec, submit_file, summary, upload_input, wait_with_progress,
+    create_job, exit_code, is_incomplete, job_spec, per_member, plan_run, print_jobs_json,
+    read_options, report_done, run_destinations, submit_file, summary, upload_input,
+    wait_with_progress,
 };
 
 /// How long running slices get to finish after Ctrl-C before their leases
@@ -122,7 +124,7 @@ impl Ctx {
             if let Some(url) = crate::serve::ServeNote::url_of(&self.data_dir, pid) {
                 return anyhow::anyhow!(
                     "opening {dir}: {e}; that process is `booster serve`: use it with \
-                     `booster --server {url} jobs` (jobs, job, submit and download work \
+                     `booster --server {url} jobs` (jobs, job, run, submit and download work \
                      through it)"
                 );
             }
@@ -251,11 +253,13 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     let ctx = Ctx::from_cli(&cli, Interrupt::install());
     if cli.server.is_some() {
         return match &cli.command {
-            Command::Jobs(_) | Command::Job(_) | Command::Submit(_) | Command::Download(_) => {
-                crate::remote::run(&cli, &ctx.interrupt).await
-            }
+            Command::Jobs(_)
+            | Command::Job(_)
+            | Command::Run(_)
+            | Command::Submit(_)
+            | Command::Download(_) => crate::remote::run(&cli, &ctx.interrupt).await,
             _ => anyhow::bail!(
-                "--server works with jobs, job, submit and download; run this command where the data directory is"
+                "--server works with jobs, job, run, submit and download; run this command where the data directory is"
             ),
         };
     }

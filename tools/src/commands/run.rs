@@ -7,7 +7,7 @@ use anyhow::Context;
 use booster_runtime::{JobId, JobShape, JobSpec, JobStatus, Runtime};
 use serde_json::json;
 
-use super::download::{file_stem, output_stem, prepare_output_dir, Destinations};
+use super::download::{file_stem, output_stem, prepare_output_dir, Destinations, DownloadCounts};
 use super::{display_name, download_job, with_runtime, Ctx, Interrupt};
 use crate::cli::{JobInputArgs, RunArgs, SubmitArgs};
 use crate::exit::{self, Interrupted};
@@ -23,17 +23,25 @@ use crate::report;
 const UPLOAD_BATCH_RECORDS: usize = 1024;
 
 pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
-    if ctx.json && args.output_dir.is_none() && is_std_stream(&args.output) {
+    let jobs = plan_run(ctx.json, &args)?;
+    for job in &jobs {
+        precheck(job)?;
+    }
+    let runtime = ctx.open(args.workers, true, false).await?;
+    with_runtime(runtime.clone(), run_on(ctx, &runtime, &args, &jobs)).await
+}
+
+/// The jobs `run` makes (one per zip member, or one) once its outputs are
+/// checked: local and `--server` alike.
+pub fn plan_run(json: bool, args: &RunArgs) -> anyhow::Result<Vec<JobInputArgs>> {
+    if json && args.output_dir.is_none() && is_std_stream(&args.output) {
         return Err(exit::usage(
             "--json prints the summary on stdout; pass --output FILE for the records",
         ));
     }
     let jobs = per_member(&args.job)?;
     if jobs.len() > 1 {
-        check_member_outputs(&args, &jobs)?;
-    }
-    for job in &jobs {
-        precheck(job)?;
+        check_member_outputs(args, &jobs)?;
     }
     match &args.output_dir {
         Some(dir) => prepare_output_dir(dir)?,
@@ -43,8 +51,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
             }
         }
     }
-    let runtime = ctx.open(args.workers, true, false).await?;
-    with_runtime(runtime.clone(), run_on(ctx, &runtime, &args, &jobs)).await
+    Ok(jobs)
 }
 
 /// The jobs `args` make: one, or one per file of a zip archive that holds
@@ -153,12 +160,25 @@ async fn run_on(
         values.push(value);
     }
     if ctx.json {
-        match <[_; 1]>::try_from(values) {
-            Ok([one]) => report::print_json(&one),
-            Err(many) => report::print_json(&json!(many)),
-        }
+        print_jobs_json(values);
     }
     Ok(code)
+}
+
+/// One job's object, or an array of them when a zip made several.
+pub fn print_jobs_json(values: Vec<serde_json::Value>) {
+    match <[_; 1]>::try_from(values) {
+        Ok([one]) => report::print_json(&one),
+        Err(many) => report::print_json(&json!(many)),
+    }
+}
+
+/// Where `run` writes job `done`'s files.
+pub fn run_destinations(args: &RunArgs, done: &JobStatus) -> Destinations {
+    match &args.output_dir {
+        Some(dir) => Destinations::in_dir(dir, &output_stem(done), done),
+        None => Destinations::files(Some(&args.output), args.errors.as_deref()),
+    }
 }
 
 /// Waits for job `id`, downloads it where `args` say and reports it; the
@@ -184,10 +204,7 @@ async fn finish_one(
     // A job that failed has incomplete output: it stays `OUTPUT.partial`
     // unless asked for, so no script mistakes it for the whole.
     let partial = is_incomplete(&done) && !args.keep_partial;
-    let to = match &args.output_dir {
-        Some(dir) => Destinations::in_dir(dir, &output_stem(&done), &done),
-        None => Destinations::files(Some(&args.output), args.errors.as_deref()),
-    };
+    let to = run_destinations(args, &done);
     let counts = download_job(
         runtime,
         &done,
@@ -196,19 +213,35 @@ async fn finish_one(
         args.output_encoding.as_deref(),
     )
     .await?;
-    let code = exit_code(&done);
-    let mut value = report::job_json(&done);
+    let value = report_done(ctx.json, ctx.quiet, args, &done, &to, &counts, say);
+    Ok((done, value))
+}
+
+/// What `run` says about a finished, downloaded job (local and `--server`
+/// alike); its JSON object with the download counts.
+pub fn report_done(
+    json: bool,
+    quiet: bool,
+    args: &RunArgs,
+    done: &JobStatus,
+    to: &Destinations,
+    counts: &DownloadCounts,
+    say: &impl Fn(String),
+) -> serde_json::Value {
+    let id = done.id;
+    let code = exit_code(done);
+    let mut value = report::job_json(done);
     value["output_records"] = json!(counts.main);
     value["error_records"] = json!(counts.errors);
     value["category_records"] = json!(counts.categories);
-    if ctx.json {
-    } else if ctx.quiet && code != exit::OK {
+    if json {
+    } else if quiet && code != exit::OK {
         // -q hides the chatter, never the news that records failed.
-        eprintln!("{}", summary(&done));
+        eprintln!("{}", summary(done));
     } else {
-        say(summary(&done));
+        say(summary(done));
         if args.output_dir.is_some() {
-            say(format!("  wrote {}", to.describe(&counts).join(", ")));
+            say(format!("  wrote {}", to.describe(counts).join(", ")));
         }
         if done.records_failed > 0 && args.errors.is_none() && args.output_dir.is_none() {
             say(format!(
@@ -223,7 +256,7 @@ async fn finish_one(
             path.display()
         );
     }
-    Ok((done, value))
+    value
 }
 
 /// A failed or aborted job, or one with failed slices: its output misses
@@ -299,11 +332,7 @@ pub async fn submit(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<i32> {
     })
     .await?;
     if ctx.json {
-        let values: Vec<_> = submitted.iter().map(report::job_json).collect();
-        match <[_; 1]>::try_from(values) {
-            Ok([one]) => report::print_json(&one),
-            Err(many) => report::print_json(&json!(many)),
-        }
+        print_jobs_json(submitted.iter().map(report::job_json).collect());
         return Ok(exit::OK);
     }
     for status in &submitted {
@@ -344,7 +373,7 @@ fn precheck(args: &JobInputArgs) -> anyhow::Result<()> {
 
 /// How to read the input: the format (by extension unless given) and the
 /// tabular options.
-fn read_options(args: &JobInputArgs) -> anyhow::Result<ReadOptions> {
+pub fn read_options(args: &JobInputArgs) -> anyhow::Result<ReadOptions> {
     // A zip member's name says its format better than the archive's.
     let named = match &args.tabular.member {
         Some(member) => std::path::Path::new(member),

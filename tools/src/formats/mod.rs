@@ -16,6 +16,7 @@ mod json_array;
 mod layout;
 mod options;
 mod output;
+mod wire;
 mod xlsx;
 mod zip_input;
 
@@ -30,6 +31,9 @@ pub use input::{
 pub use layout::{LineEnding, TextLayout};
 pub use options::InputFormatArgs;
 pub use output::{check_destination, OutputFraming, OutputSink};
+pub use wire::{
+    write_framed, FramedRecords, ItemsReader, ItemsSource, ITEMS_FORMAT, LENGTH_FRAMING,
+};
 pub use xlsx::DEFAULT_MAX_SHEET_CELLS;
 pub use zip_input::{file_members, is_zip, ZipChoice};
 

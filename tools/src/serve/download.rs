@@ -13,6 +13,7 @@ use serde::Deserialize;
 use super::api::JobIdParam;
 use super::error::{ApiError, ApiResult};
 use super::{AppState, JobControl};
+use crate::formats::{write_framed, LENGTH_FRAMING};
 
 /// Bytes gathered before a chunk is handed to the connection.
 const CHUNK_BYTES: usize = 64 * 1024;
@@ -20,6 +21,9 @@ const CHUNK_BYTES: usize = 64 * 1024;
 #[derive(Deserialize)]
 pub struct OutputQuery {
     pub category: Option<String>,
+    /// `length`: each record as a 4-byte little-endian length and its
+    /// bytes (`crate::formats::FramedRecords`); by default one per line.
+    pub framing: Option<String>,
 }
 
 /// `main`, `errors`, `input` or one of the job's own categories (the
@@ -39,6 +43,15 @@ pub async fn get_output<C: JobControl>(
 ) -> ApiResult<Response> {
     let Query(query) = query?;
     let category = parse_category(query.category.as_deref().unwrap_or("main"))?;
+    let framed = match query.framing.as_deref() {
+        None | Some("lines") => false,
+        Some(LENGTH_FRAMING) => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "unknown framing {other:?}: use lines (the default) or {LENGTH_FRAMING}"
+            )))
+        }
+    };
     app.ctl.job(id).await?;
     let records = app.ctl.download(id, category)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
@@ -46,6 +59,7 @@ pub async fn get_output<C: JobControl>(
         let mut chunk = Vec::with_capacity(CHUNK_BYTES);
         for record in records {
             match record {
+                Ok(bytes) if framed => write_framed(&bytes, &mut chunk),
                 Ok(bytes) => {
                     chunk.extend_from_slice(&bytes);
                     chunk.push(b'\n');

@@ -1,7 +1,10 @@
 //! `PUT /api/jobs/{id}/input`: the request body streams into the job's
 //! `Uploader`, never held whole. Records are cut by the CLI's own parsers
 //! (`crate::formats`: lines, CSV with its header, JSON Lines), so an upload
-//! over HTTP stores exactly what `booster submit` would.
+//! over HTTP stores exactly what `booster submit` would; or, with
+//! `?format=items`, the client already cut them with every input option
+//! (`crate::formats::ItemsReader`: what `booster --server submit` sends)
+//! and each item is stored as it is.
 //!
 //! Three stages with small bounded channels between them, so a slow store
 //! slows the client rather than filling memory: this task pumps body chunks;
@@ -23,7 +26,9 @@ use super::control::UploadSink;
 use super::error::{ApiError, ApiResult};
 use super::view::JobView;
 use super::{AppState, JobControl};
-use crate::formats::{props, source_from_reader, Format, Item, ReadProgress};
+use crate::formats::{
+    props, source_from_reader, Format, Item, ItemsSource, ReadProgress, RecordSource, ITEMS_FORMAT,
+};
 
 /// The longest line an upload may carry: one line cannot take the server's memory.
 pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
@@ -51,6 +56,15 @@ pub struct UploadQuery {
     pub format: Option<String>,
 }
 
+/// What the body of an upload holds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BodyFormat {
+    /// The input itself, cut by the format's reader.
+    Text(Format),
+    /// Items the client's readers cut (`crate::formats::ItemsReader`).
+    Items,
+}
+
 pub async fn put_input<C: JobControl>(
     State(app): State<AppState<C>>,
     JobIdParam(id): JobIdParam,
@@ -60,8 +74,9 @@ pub async fn put_input<C: JobControl>(
     let Query(query) = query?;
     let job = app.ctl.job(id).await?;
     let format = match query.format.as_deref() {
-        Some(f) => parse_format(f)?,
-        None => job_format(&job),
+        Some(ITEMS_FORMAT) => BodyFormat::Items,
+        Some(f) => BodyFormat::Text(parse_format(f)?),
+        None => BodyFormat::Text(job_format(&job)),
     };
     let expected_header = job
         .properties
@@ -83,7 +98,7 @@ pub async fn put_input<C: JobControl>(
 
 async fn stream_records<U: UploadSink>(
     uploader: &mut U,
-    format: Format,
+    format: BodyFormat,
     expected_header: Option<String>,
     body: Body,
 ) -> Result<(), String> {
@@ -101,7 +116,7 @@ async fn stream_records<U: UploadSink>(
             }
         }
     };
-    let numbered = format != Format::Lines;
+    let numbered = format != BodyFormat::Text(Format::Lines);
     let push = async move {
         // The parser ends the input with an empty batch; a channel that
         // closes without one means the parser died (a panic), which must
@@ -133,11 +148,15 @@ async fn stream_records<U: UploadSink>(
 /// The blocking stage: parses the body with the CLI's format readers.
 fn parse(
     chunks: mpsc::Receiver<io::Result<Bytes>>,
-    format: Format,
+    format: BodyFormat,
     expected_header: Option<String>,
     items: mpsc::Sender<Result<Vec<Item>, String>>,
 ) {
     let reader = BufReader::with_capacity(256 << 10, BodyReader::new(chunks, MAX_LINE_BYTES));
+    let format = match format {
+        BodyFormat::Text(format) => format,
+        BodyFormat::Items => return send_all(Box::new(ItemsSource::new(reader)), items),
+    };
     let source = match source_from_reader(
         Box::new(reader),
         ReadProgress::default(),
@@ -160,7 +179,11 @@ fn parse(
             return;
         }
     }
-    let mut records = source.records;
+    send_all(source.records, items);
+}
+
+/// Parses `records` to their end (an empty batch) or first error, in batches.
+fn send_all(mut records: Box<dyn RecordSource>, items: mpsc::Sender<Result<Vec<Item>, String>>) {
     loop {
         let mut batch = Vec::with_capacity(PARSE_BATCH_RECORDS);
         let (result, end) = match records.next_batch(PARSE_BATCH_RECORDS, &mut batch) {
