@@ -29,7 +29,7 @@ pub use input::{
     source_from_reader_with, InputSource, Item, ReadOptions, ReadProgress, RecordSource,
 };
 pub use layout::{LineEnding, TextLayout};
-pub use options::InputFormatArgs;
+pub use options::{parse_delimiter, InputFormatArgs};
 pub use output::{check_destination, OutputFraming, OutputSink};
 pub use wire::{
     write_framed, FramedRecords, ItemsReader, ItemsSource, ITEMS_FORMAT, LENGTH_FRAMING,
