@@ -5,6 +5,7 @@
 mod download;
 mod jobs;
 mod keygen;
+mod plan;
 mod run;
 mod store;
 mod watch;
@@ -25,11 +26,11 @@ pub use download::{
     write_job, Destinations, DownloadCounts, RecordFeed,
 };
 pub use keygen::write_key;
-pub use run::{
-    create_job, exit_code, is_incomplete, job_spec, per_member, plan_run, print_jobs_json,
-    read_options, report_done, run_destinations, submit_file, summary, upload_input,
-    wait_with_progress,
+pub use plan::{
+    exit_code, is_incomplete, per_member, plan_run, print_jobs_json, report_done, run_destinations,
+    summary,
 };
+pub use run::{create_job, job_spec, read_options, submit_file, upload_input, wait_with_progress};
 
 /// How long running slices get to finish after Ctrl-C before their leases
 /// are handed back.
