@@ -216,7 +216,8 @@ pub(crate) fn settle(book: &mut Book, job: &mut Job, at_ms: u64) {
 pub(crate) fn retry(book: &mut Book, job: &mut Job, at_ms: u64) -> Result<(), RuntimeError> {
     job.failure_reason = None;
     let next = match &mut job.body {
-        Body::Simple(_) => {
+        Body::Simple(b) => {
+            b.expiries = 0;
             job.run_at_ms = None;
             JobState::Queued
         }
@@ -231,10 +232,12 @@ pub(crate) fn retry(book: &mut Book, job: &mut Job, at_ms: u64) -> Result<(), Ru
                 if e.state == SliceState::Failed {
                     e.state = SliceState::Pending;
                     e.panics = 0;
+                    e.expiries = 0;
                     s.queued.insert(*n);
                 }
             }
             s.slices_failed = 0;
+            s.hook_expiries = 0;
             s.records_in_failed_slices = 0;
             s.failures.clear();
             if s.before_done {

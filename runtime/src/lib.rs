@@ -48,9 +48,11 @@ mod download;
 mod epoch_tests;
 mod handler;
 mod job_state;
+mod lost;
 mod meta;
 mod metrics;
 mod ready;
+mod recovered;
 mod runtime;
 mod shared;
 mod slice_store;
@@ -60,6 +62,13 @@ mod state;
 mod state_tests;
 mod status;
 mod table;
+/// The job table's on-disk codecs (rows, pages, slice maps, keys): public
+/// for the decoder tests and tools that read a data directory, not a
+/// stable API.
+#[doc(hidden)]
+pub mod table_format {
+    pub use crate::table::{keys, page, row, slice_map};
+}
 mod transition;
 mod upload;
 mod waiting;
@@ -282,6 +291,37 @@ pub struct ErrorGroup {
 }
 
 /// Counts reconcile once a job is done:
+/// Something recovery did to the data directory's files, or found damaged
+/// in them, on one open (G7), kept in the meta log so it outlives the
+/// stderr line: `Runtime::incidents`, `booster incidents`, `GET
+/// /api/incidents`. A damaged range is logged once, by the first process
+/// that runs work after it was found (it stays until the segment is
+/// restored); a torn tail by the open that cut it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Incident {
+    pub at: SystemTime,
+    pub segment: u64,
+    /// The segment's file name in the data directory.
+    pub file: String,
+    pub offset: u64,
+    pub kind: IncidentKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentKind {
+    /// A write that was never acknowledged, cut at `offset`.
+    TornTail { bytes: u64 },
+    /// Bytes `offset..end` could not be read (`what`); `jobs` are those
+    /// whose slices (or, with `meta_lost`, whose records) they held.
+    Damaged {
+        end: u64,
+        what: String,
+        jobs: Vec<JobId>,
+        meta_lost: bool,
+    },
+}
+
 /// records_in = records_processed + records_failed, where
 /// records_failed = records_errors + records_in_failed_slices.
 /// `records_out` is what the handlers wrote, which a filter or a splitter
@@ -485,7 +525,7 @@ pub trait SimpleHandler: Send + Sync + 'static {
 pub enum RuntimeError {
     #[error(transparent)]
     Store(#[from] booster_store::StoreError),
-    #[error("job {0} not found; `booster jobs` lists the jobs")]
+    #[error("job {0} not found")]
     NotFound(JobId),
     #[error("cannot {action} job {job}: it is {state:?}")]
     IllegalTransition {
@@ -503,7 +543,7 @@ pub enum RuntimeError {
     Invalid(String),
     /// A meta record holds a value no run of the runtime writes (an id or a
     /// counter that would wrap): the log was damaged or tampered with.
-    #[error("corrupt meta record: {0}; run `booster verify`, and restore the data directory from a backup")]
+    #[error("corrupt meta record: {0}; restore the data directory from a backup")]
     Corrupt(String),
 }
 

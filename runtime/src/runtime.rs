@@ -13,6 +13,7 @@ use ractor::{Actor, ActorRef};
 
 use crate::actors::{Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::clock::{from_ms, now_ms};
+use crate::lost::LostCreated;
 use crate::meta::{self, Control, Meta};
 use crate::shared::{write, write_one, Handler, Limits, Shared};
 use crate::slice_store::SliceStore;
@@ -23,8 +24,8 @@ use crate::table::{Body, UploadState};
 use crate::upload::{start_pool, UploadSlice, Uploader};
 use crate::waiting::Refusal;
 use crate::{
-    transition, Category, Download, JobContext, JobFilter, JobId, JobShape, JobSpec, JobStatus,
-    LeaseInfo, LeasePolicy, Metrics, RecordHandler, RetryPolicy, Runtime, RuntimeError,
+    transition, Category, Download, Incident, JobContext, JobFilter, JobId, JobShape, JobSpec,
+    JobStatus, LeaseInfo, LeasePolicy, Metrics, RecordHandler, RetryPolicy, Runtime, RuntimeError,
     RuntimeOptions, SimpleHandler, StoreStats, VerifyReport, WorkerStatus,
 };
 
@@ -185,14 +186,29 @@ impl Runtime {
                     }
                 }
                 state.book.damage = report.damaged.clone();
+                let mut lost = report
+                    .damaged
+                    .iter()
+                    .any(|d| d.meta_lost)
+                    .then(LostCreated::default);
                 for (k, record) in records.iter().enumerate() {
+                    let m = meta::decode(record)?;
+                    if let Some(lost) = &mut lost {
+                        lost.note(&m, &state);
+                    }
                     // A refused record was refused live too: skipping it is
                     // the replay. A corrupt one stops the open.
-                    if let Err(RuntimeError::Corrupt(what)) = state.apply(&meta::decode(record)?) {
+                    if let Err(RuntimeError::Corrupt(what)) = state.apply(&m) {
                         return Err(RuntimeError::Corrupt(format!(
                             "record {} of the meta log: {what}",
                             k + 1
                         )));
+                    }
+                }
+                if let Some(lost) = lost {
+                    let reason = crate::lost::reason(&report.damaged);
+                    for id in lost.lost(state.book.next_id) {
+                        state.insert_lost(id, &reason);
                     }
                 }
                 state.release_scheduled(now_ms());
@@ -221,8 +237,27 @@ impl Runtime {
                 crate::state::MAX_GENERATION
             )));
         }
+        let incidents = crate::recovered::new_incidents(
+            &recovery,
+            &state,
+            opts.start_workers,
+            std::time::SystemTime::now(),
+        );
         let shared = Arc::new(Shared::new(state, limits));
         let store: Arc<dyn SliceStore> = Arc::new(store);
+        // What this open cut or found, into the log before anything else.
+        // A read-only open only writes the torn tails it cut itself, and a
+        // failure to (a full disk) does not stop it: stderr still says it.
+        if !incidents.is_empty() && !recovery.read_only {
+            let m = Meta::Recovered {
+                at_ms: now_ms(),
+                incidents,
+            };
+            let written = write_one(&shared, &store, m).await;
+            if opts.start_workers {
+                written?;
+            }
+        }
         // Durable before the first lease: every epoch this process hands
         // out carries the generation, so none repeats one of an earlier open.
         if opts.start_workers {
@@ -269,6 +304,12 @@ impl Runtime {
     /// What the store's recovery found and did when this runtime opened:
     /// every torn tail it cut (segment, offset, bytes), for the caller to
     /// show or log.
+    /// Every incident recovery logged in this data directory (torn tails
+    /// it cut, damaged ranges it opened without), oldest first.
+    pub fn incidents(&self) -> Vec<Incident> {
+        self.shared().state.lock().book.incidents.clone()
+    }
+
     pub fn recovery_report(&self) -> &RecoveryReport {
         &self.inner.recovery
     }
@@ -361,12 +402,14 @@ impl Runtime {
                 return Err(RuntimeError::ShuttingDown);
             }
             let first = st.book.next_id;
-            st.book.next_id = first.checked_add(specs.len() as u64).ok_or_else(|| {
-                RuntimeError::Invalid(format!(
-                    "no job ids are left (the next would pass {}); the store's id counter is exhausted",
-                    JobId::MAX
-                ))
-            })?;
+            let n = specs.len() as u64;
+            if !crate::table::keys::ids_fit(first, n) {
+                return Err(RuntimeError::Invalid(format!(
+                    "job id space exhausted: {n} more job(s) from id {first} would reach {:#x}, where the runtime's own keys start; copy the jobs you keep to a new data directory",
+                    crate::table::keys::RESERVED_OWNER_BASE
+                )));
+            }
+            st.book.next_id = first + n;
             first
         };
         let n = specs.len() as u64;
@@ -460,6 +503,15 @@ impl Runtime {
     fn check(&self, job: JobId, action: &Control) -> Result<(), RuntimeError> {
         let st = self.shared().state.lock();
         let j = st.jobs.get(&job).ok_or(RuntimeError::NotFound(job))?;
+        if st.book.lost.contains(&job) {
+            return Err(RuntimeError::Invalid(format!(
+                "job {job} cannot {}: {}",
+                action.verb(),
+                j.failure_reason
+                    .as_deref()
+                    .unwrap_or("its created record was lost")
+            )));
+        }
         let simple = matches!(j.body, Body::Simple(_));
         if transition::allowed(action, j.state, simple) {
             Ok(())

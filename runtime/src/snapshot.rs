@@ -30,6 +30,14 @@ impl Snapshot {
                 at_ms: state.book.log_ms,
             }));
         }
+        // Incidents are history the table does not hold: each keeps its
+        // own time (one record per run of equal times).
+        for group in state.book.incidents.chunk_by(|a, b| a.at == b.at) {
+            records.push(meta::encode(&Meta::Recovered {
+                at_ms: crate::clock::to_ms(group[0].at),
+                incidents: group.to_vec(),
+            }));
+        }
         for job in state.jobs.values() {
             records.push(meta::encode(&Meta::Restore {
                 job: Box::new(job.clone()),

@@ -324,6 +324,37 @@ fn kind_limit_holds_back_queued_jobs_but_not_running_ones() {
     ));
 }
 
+/// What the timer does with expired leases: their records are durable
+/// (applied), then the leases are released.
+fn settle_expired(st: &mut State, due: crate::dispatch::TickOutcome) {
+    for e in due.expired {
+        for m in &e.records {
+            let _ = st.apply(m);
+        }
+        st.release(e.epoch);
+    }
+}
+
+#[test]
+fn a_slice_expiry_is_counted_by_its_record_so_replay_counts_it_too() {
+    let mut st = state();
+    sliced_job_with_slices(&mut st, 1, None);
+    st.lease(0, 0).unwrap();
+    let due = st.tick(2000);
+    let records: Vec<Meta> = due.expired.iter().flat_map(|e| e.records.clone()).collect();
+    assert!(matches!(
+        records.as_slice(),
+        [Meta::LeaseExpired {
+            work: crate::meta::Expired::Slice { job: 1, slice: 0 },
+            ..
+        }]
+    ));
+    let expiries = |st: &State| st.jobs[&1].sliced().unwrap().slices[&0].expiries;
+    assert_eq!(expiries(&st), 0, "counted when durable, not before");
+    settle_expired(&mut st, due);
+    assert_eq!(expiries(&st), 1);
+}
+
 #[test]
 fn expired_lease_requeues_its_slice_and_fences_the_late_commit() {
     let mut st = state();
@@ -333,6 +364,11 @@ fn expired_lease_requeues_its_slice_and_fences_the_late_commit() {
     let due = st.tick(2000);
     assert_eq!(due.replace_workers, vec![0]);
     assert_eq!(st.book.metrics.lease_expiries, 1);
+    assert!(
+        st.lease(1, 2000).is_none(),
+        "held until its expiry is durable"
+    );
+    settle_expired(&mut st, due);
     let again = st.lease(1, 2000).expect("the slice is leasable again");
     assert!(
         st.begin_commit(t.epoch, &t.claim()).is_none(),
@@ -370,8 +406,9 @@ fn an_expired_or_revoked_lease_marks_its_progress_cell_ended() {
     let mut st = state();
     sliced_job_with_slices(&mut st, 2, None);
     let expiring = st.lease(0, 0).unwrap();
-    st.tick(2000);
+    let due = st.tick(2000);
     assert_eq!(expiring.progress_ms.load(Relaxed), LEASE_ENDED);
+    settle_expired(&mut st, due);
     let revoked = st.lease(1, 2000).unwrap();
     assert_ne!(revoked.progress_ms.load(Relaxed), LEASE_ENDED);
     st.apply(&control(1, Control::Abort)).unwrap();

@@ -158,10 +158,22 @@ impl State {
     /// One line per damaged range that held slices of `job`: where it is,
     /// what was wrong, which of the job's slices it took.
     pub fn damage_of(&self, job: JobId) -> Vec<String> {
+        let lost = self.book.lost.contains(&job);
         self.book
             .damage
             .iter()
             .filter_map(|d| {
+                if lost && d.meta_lost {
+                    return Some(format!(
+                        "segment {} ({}) offsets {}..{}: {}; lost meta records (the job's \
+                         created record among them, or in another such range)",
+                        d.segment_id,
+                        d.path.display(),
+                        d.offset,
+                        d.end,
+                        d.what
+                    ));
+                }
                 let lost: Vec<String> = d
                     .slices
                     .iter()

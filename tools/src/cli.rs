@@ -83,6 +83,11 @@ pub enum Command {
     /// Segments, frames, jobs, live and dead bytes, compression ratio.
     #[command(after_help = "Example:\n  booster --data ./booster-data inspect")]
     Inspect,
+    /// What recovery cut (torn tails) or found damaged in this data directory, oldest first.
+    #[command(
+        after_help = "Every open that cuts a torn tail, and the first process that runs work after a\nrange is found damaged, keeps an incident in the store's own log: it outlives\nthe stderr line and every compaction.\n\nExample:\n  booster incidents\n  booster incidents --json"
+    )]
+    Incidents,
     /// Check every frame's checksum (and every tag, with the key).
     #[command(after_help = "Example:\n  booster --key-file booster.key verify")]
     Verify,

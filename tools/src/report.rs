@@ -79,6 +79,39 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
+/// One incident recovery logged, on one line: when, what, where.
+pub fn incident_line(i: &booster_runtime::Incident) -> String {
+    let at = ago(i.at);
+    let place = format!("segment {} ({}) at offset {}", i.segment, i.file, i.offset);
+    match &i.kind {
+        booster_runtime::IncidentKind::TornTail { bytes } => format!(
+            "{at}  torn tail cut: {place}, {} of a write that was never acknowledged",
+            plural(*bytes, "byte")
+        ),
+        booster_runtime::IncidentKind::Damaged {
+            end,
+            what,
+            jobs,
+            meta_lost,
+        } => {
+            let ids: Vec<String> = jobs.iter().map(|j| j.to_string()).collect();
+            format!(
+                "{at}  damaged: {place}..{end}: {what}{}; jobs affected: {}",
+                if *meta_lost {
+                    "; meta records lost"
+                } else {
+                    ""
+                },
+                if ids.is_empty() {
+                    "none known".to_string()
+                } else {
+                    ids.join(", ")
+                }
+            )
+        }
+    }
+}
+
 pub fn ago(time: SystemTime) -> String {
     let elapsed = SystemTime::now()
         .duration_since(time)

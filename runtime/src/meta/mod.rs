@@ -22,7 +22,7 @@ mod wire;
 use std::collections::BTreeMap;
 
 use crate::table::Job;
-use crate::{ErrorGroup, JobId, JobSpec, RecordErrorSample, RuntimeError};
+use crate::{ErrorGroup, Incident, JobId, JobSpec, RecordErrorSample, RuntimeError};
 
 pub const STREAM_INPUT: u32 = 0;
 pub const STREAM_MAIN: u32 = 1;
@@ -137,6 +137,37 @@ pub enum Meta {
         generation: u64,
         at_ms: u64,
     },
+    /// A lease on `work` expired (G4): counted against the work's
+    /// `LeasePolicy::max_expiries` by `apply`, so a restart does not give a
+    /// job that hangs every process a fresh count.
+    LeaseExpired {
+        at_ms: u64,
+        work: Expired,
+    },
+    /// What recovery did to the files, or found damaged in them, on one
+    /// open: the durable record of G7's "truncated and logged"
+    /// (`Runtime::incidents`). Compaction snapshots keep every one.
+    Recovered {
+        at_ms: u64,
+        incidents: Vec<Incident>,
+    },
+}
+
+/// The work of an expired lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Expired {
+    Slice {
+        job: JobId,
+        slice: u64,
+    },
+    /// A sliced job's `before_batch` or `after_batch` hook.
+    Hook {
+        job: JobId,
+    },
+    /// A batch of simple jobs.
+    Simple {
+        jobs: Vec<JobId>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -189,7 +220,9 @@ impl Meta {
             | Meta::HookFailed { at_ms, .. }
             | Meta::SimpleDone { at_ms, .. }
             | Meta::Control { at_ms, .. }
-            | Meta::Opened { at_ms, .. } => Some(*at_ms),
+            | Meta::Opened { at_ms, .. }
+            | Meta::LeaseExpired { at_ms, .. }
+            | Meta::Recovered { at_ms, .. } => Some(*at_ms),
             Meta::UploadComplete { at_ms, .. } | Meta::UploadFailed { at_ms, .. } => *at_ms,
             Meta::Uploaded { .. }
             | Meta::Priority { .. }
@@ -260,7 +293,7 @@ mod tests {
             assert_eq!(String::from_utf8(encode(&meta)).unwrap(), line);
             types.insert(line.split('"').nth(3).unwrap().to_string());
         }
-        assert_eq!(types.len(), 16, "every record type: {types:?}");
+        assert_eq!(types.len(), 18, "every record type: {types:?}");
     }
 
     /// Categories are optional v1 fields: written only when a job has them,

@@ -117,6 +117,46 @@ pub enum Record {
         generation: u64,
         at_ms: u64,
     },
+    /// Added 2026-11-29; older logs have none (expiry counts started at 0
+    /// in every process).
+    LeaseExpired {
+        at_ms: u64,
+        work: ExpiredWork,
+    },
+    /// Added 2026-11-29; older logs have none.
+    Recovered {
+        at_ms: u64,
+        incidents: Vec<IncidentV1>,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpiredWork {
+    Slice { job: JobId, slice: u64 },
+    Hook { job: JobId },
+    Simple { jobs: Vec<JobId> },
+}
+
+/// One thing recovery did or found: a torn tail it cut (`bytes`), or a
+/// damaged range it opened without (`end`, `what`, `jobs`, `meta_lost`).
+#[derive(Serialize, Deserialize)]
+pub struct IncidentV1 {
+    segment: u64,
+    file: String,
+    offset: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    torn_tail_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    damaged: Option<DamagedV1>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct DamagedV1 {
+    end: u64,
+    what: String,
+    jobs: Vec<JobId>,
+    meta_lost: bool,
 }
 
 /// `JobSpec` as v1 wrote it (serde's spelling of its fields in 2026-11).
@@ -224,7 +264,13 @@ enum RowState {
 
 #[derive(Serialize, Deserialize)]
 enum RowBody {
-    Simple { args: Value, result: Option<Value> },
+    Simple {
+        args: Value,
+        result: Option<Value>,
+        /// Lease expiries (added 2026-11-29; absent: none).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expiries: Option<u32>,
+    },
     Sliced(Box<Sliced>),
 }
 
@@ -250,6 +296,9 @@ struct Sliced {
     slices_failed: u64,
     collected_errors: Vec<Group>,
     failures: Vec<(u64, (String, Option<Sample>))>,
+    /// Lease expiries of its hooks (added 2026-11-29; absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hook_expiries: Option<u32>,
 }
 
 #[derive(Clone, Copy, Serialize, Deserialize)]
@@ -268,6 +317,9 @@ struct Slice {
     numbers: Option<Vec<u64>>,
     state: SliceStateV1,
     errors: u32,
+    /// Lease expiries (added 2026-11-29; absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expiries: Option<u32>,
 }
 
 #[derive(Clone, Copy, Serialize, Deserialize)]

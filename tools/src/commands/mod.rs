@@ -274,6 +274,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Job(command) => jobs::job(&ctx, command).await,
         Command::Inspect => store::inspect(&ctx).await,
         Command::Verify => store::verify(&ctx).await,
+        Command::Incidents => store::incidents(&ctx).await,
         Command::Salvage(args) => store::salvage(&ctx, &args.into).await,
         Command::Compact => store::compact(&ctx).await,
         Command::Demo(args) => crate::demo::demo(&ctx, args).await,

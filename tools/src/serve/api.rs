@@ -307,6 +307,11 @@ pub async fn workers<C: JobControl>(State(app): State<AppState<C>>) -> Json<Valu
     Json(json!({ "workers": workers }))
 }
 
+/// `GET /api/incidents`: what recovery cut or found damaged, oldest first.
+pub async fn incidents<C: JobControl>(State(app): State<AppState<C>>) -> Json<Value> {
+    Json(json!({ "incidents": app.ctl.incidents() }))
+}
+
 pub async fn healthz<C: JobControl>(State(app): State<AppState<C>>) -> Json<Value> {
     let workers = app.ctl.workers().await.len();
     Json(json!({ "status": "ok", "workers": workers }))

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::*;
-use crate::meta::{Control, Meta, SimpleOutcome};
+use crate::meta::{Control, Expired, Meta, SimpleOutcome};
 use crate::table::{Body, Job, SimpleBody, SliceEntry, SliceState, SlicedBody, UploadState};
-use crate::{ErrorGroup, JobShape, JobSpec, JobState, RecordErrorSample};
+use crate::{ErrorGroup, Incident, IncidentKind, JobShape, JobSpec, JobState, RecordErrorSample};
 
 impl From<&Meta> for Record {
     fn from(m: &Meta) -> Record {
@@ -121,6 +121,18 @@ impl From<&Meta> for Record {
             },
             Meta::NextId { next } => Record::NextId { next },
             Meta::Opened { generation, at_ms } => Record::Opened { generation, at_ms },
+            Meta::LeaseExpired { at_ms, work } => Record::LeaseExpired {
+                at_ms,
+                work: match work {
+                    Expired::Slice { job, slice } => ExpiredWork::Slice { job, slice },
+                    Expired::Hook { job } => ExpiredWork::Hook { job },
+                    Expired::Simple { jobs } => ExpiredWork::Simple { jobs },
+                },
+            },
+            Meta::Recovered { at_ms, incidents } => Record::Recovered {
+                at_ms,
+                incidents: incidents.into_iter().map(IncidentV1::from).collect(),
+            },
         }
     }
 }
@@ -235,6 +247,21 @@ impl From<Record> for Meta {
             },
             Record::NextId { next } => Meta::NextId { next },
             Record::Opened { generation, at_ms } => Meta::Opened { generation, at_ms },
+            Record::LeaseExpired { at_ms, work } => Meta::LeaseExpired {
+                at_ms,
+                work: match work {
+                    ExpiredWork::Slice { job, slice } => Expired::Slice { job, slice },
+                    ExpiredWork::Hook { job } => Expired::Hook { job },
+                    ExpiredWork::Simple { jobs } => Expired::Simple { jobs },
+                },
+            },
+            Record::Recovered { at_ms, incidents } => Meta::Recovered {
+                at_ms,
+                incidents: incidents
+                    .into_iter()
+                    .map(|i| i.into_incident(at_ms))
+                    .collect(),
+            },
         }
     }
 }
@@ -411,6 +438,7 @@ impl From<&Job> for Row {
             Body::Simple(b) => RowBody::Simple {
                 args: (*b.args).clone(),
                 result: b.result.clone(),
+                expiries: (b.expiries > 0).then_some(b.expiries),
             },
             Body::Sliced(s) => RowBody::Sliced(Box::new(Sliced {
                 slice_size: s.slice_size,
@@ -429,6 +457,7 @@ impl From<&Job> for Row {
                             numbers: e.numbers.as_deref().cloned(),
                             state: slice_state_out(e.state),
                             errors: e.errors,
+                            expiries: (e.expiries > 0).then_some(e.expiries),
                         };
                         (*n, slice)
                     })
@@ -453,6 +482,7 @@ impl From<&Job> for Row {
                     .iter()
                     .map(|(n, (m, sample))| (*n, (m.clone(), sample.clone().map(Sample::from))))
                     .collect(),
+                hook_expiries: (s.hook_expiries > 0).then_some(s.hook_expiries),
             })),
         };
         Row {
@@ -478,11 +508,15 @@ impl From<&Job> for Row {
 impl From<Row> for Job {
     fn from(r: Row) -> Job {
         let body = match r.body {
-            RowBody::Simple { args, result } => Body::Simple(SimpleBody {
+            RowBody::Simple {
+                args,
+                result,
+                expiries,
+            } => Body::Simple(SimpleBody {
                 args: Arc::new(args),
                 result,
                 leased: false,
-                expiries: 0,
+                expiries: expiries.unwrap_or(0),
             }),
             RowBody::Sliced(s) => {
                 let (names, counts): (Vec<String>, Vec<u64>) = s.categories.into_iter().unzip();
@@ -504,7 +538,7 @@ impl From<Row> for Job {
                             state: slice_state_in(e.state),
                             errors: e.errors,
                             panics: 0,
-                            expiries: 0,
+                            expiries: e.expiries.unwrap_or(0),
                         };
                         (n, entry)
                     })
@@ -518,6 +552,7 @@ impl From<Row> for Job {
                 body.slices_done = s.slices_done;
                 body.slices_failed = s.slices_failed;
                 body.collected_errors = groups_in(s.collected_errors);
+                body.hook_expiries = s.hook_expiries.unwrap_or(0);
                 body.failures = s
                     .failures
                     .into_iter()
@@ -545,6 +580,61 @@ impl From<Row> for Job {
             ready: None,
             accepted: None,
             refused: None,
+        }
+    }
+}
+
+impl From<Incident> for IncidentV1 {
+    fn from(i: Incident) -> IncidentV1 {
+        let (torn_tail_bytes, damaged) = match i.kind {
+            IncidentKind::TornTail { bytes } => (Some(bytes), None),
+            IncidentKind::Damaged {
+                end,
+                what,
+                jobs,
+                meta_lost,
+            } => (
+                None,
+                Some(DamagedV1 {
+                    end,
+                    what,
+                    jobs,
+                    meta_lost,
+                }),
+            ),
+        };
+        IncidentV1 {
+            segment: i.segment,
+            file: i.file,
+            offset: i.offset,
+            torn_tail_bytes,
+            damaged,
+        }
+    }
+}
+
+impl IncidentV1 {
+    /// The incident, at the time of the record that holds it. A record
+    /// with neither part (written by a later version) reads as a torn tail
+    /// of 0 bytes rather than failing the open.
+    fn into_incident(self, at_ms: u64) -> Incident {
+        let kind = match (self.damaged, self.torn_tail_bytes) {
+            (Some(d), _) => IncidentKind::Damaged {
+                end: d.end,
+                what: d.what,
+                jobs: d.jobs,
+                meta_lost: d.meta_lost,
+            },
+            (None, bytes) => IncidentKind::TornTail {
+                bytes: bytes.unwrap_or(0),
+            },
+        };
+        Incident {
+            at: UNIX_EPOCH + Duration::from_millis(at_ms),
+            segment: self.segment,
+            file: self.file,
+            offset: self.offset,
+            kind,
         }
     }
 }

@@ -433,6 +433,9 @@ impl JobControl for FakeRuntime {
             })
             .collect()
     }
+    fn incidents(&self) -> Vec<booster_runtime::Incident> {
+        Vec::new()
+    }
     fn metrics(&self) -> Metrics {
         let st = self.state.lock();
         let mut by_state: BTreeMap<String, (JobState, u64)> = BTreeMap::new();
