@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::Duration;
@@ -23,9 +23,15 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Server {
         let sandbox = Sandbox::new();
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--exec-allow", SORT_CMD];
+        args.extend_from_slice(extra);
         let mut child = sandbox
-            .cmd(&["serve", "--listen", "127.0.0.1:0", "--exec-allow", SORT_CMD])
+            .cmd(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -223,5 +229,47 @@ fn run_through_serve_writes_the_same_files_as_a_local_run_for_every_input_option
     assert_eq!(
         std::fs::read_to_string(local.path("local").join("scores.big.csv")).unwrap(),
         "id,score\n2,9\n3,7\n"
+    );
+}
+
+#[test]
+fn ctrl_c_stops_a_remote_run_waiting_and_the_job_goes_on_on_the_server() {
+    // A node that runs no work itself: the job waits for ever.
+    let server = Server::start_with(&["--workers", "0"]);
+    let sb = Sandbox::new();
+    let input = sb.write("in.txt", b"a\nb\n");
+    let mut run = sb
+        .cmd(&[
+            "--server",
+            &server.url,
+            "run",
+            "--kind",
+            "copy",
+            "--input",
+            s(&input),
+            "--output",
+            s(&sb.path("out.txt")),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(run.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert!(first.contains("job 1: uploaded 2 records"), "{first}");
+    // SAFETY: kill(2) with a pid we spawned and have not waited for.
+    assert_eq!(
+        unsafe { libc::kill(run.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let status = run.wait().unwrap();
+    let mut err = String::new();
+    run.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("job 1 goes on on the server"), "{err}");
+    assert!(
+        !sb.path("out.txt").exists(),
+        "no output for a job that did not finish"
     );
 }

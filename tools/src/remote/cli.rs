@@ -28,7 +28,7 @@ pub async fn run(cli: &Cli, interrupt: &Interrupt) -> anyhow::Result<i32> {
     }
     // The client is blocking (one request at a time, streaming files):
     // keep it off the async threads.
-    tokio::task::block_in_place(|| run_blocking(cli))
+    tokio::task::block_in_place(|| run_blocking(cli, interrupt))
 }
 
 fn out_of(cli: &Cli) -> Out {
@@ -50,7 +50,7 @@ fn connect(cli: &Cli) -> anyhow::Result<Client> {
     })
 }
 
-fn run_blocking(cli: &Cli) -> anyhow::Result<i32> {
+fn run_blocking(cli: &Cli, interrupt: &Interrupt) -> anyhow::Result<i32> {
     let client = connect(cli)?;
     let out = out_of(cli);
     match &cli.command {
@@ -64,7 +64,7 @@ fn run_blocking(cli: &Cli) -> anyhow::Result<i32> {
         Command::Job(JobCommand::Watch { job }) => return watch(&client, &out, *job),
         Command::Job(command) => job(&client, &out, command)?,
         Command::Submit(args) => submit(&client, &out, &args.job)?,
-        Command::Run(args) => return run_remote(&client, &out, args),
+        Command::Run(args) => return run_remote(&client, &out, args, interrupt),
         Command::Download(args) => return download(&client, &out, args),
         _ => bail!("--server works with jobs, job, run, submit and download"),
     }
@@ -221,7 +221,12 @@ fn submit_one(client: &Client, args: &JobInputArgs) -> anyhow::Result<JobStatus>
 /// `run` through a server: submit as above, wait for each job, then write
 /// its files exactly as a local `run` does (`commands::write_job`), with
 /// the same messages and exit code.
-fn run_remote(client: &Client, out: &Out, args: &RunArgs) -> anyhow::Result<i32> {
+fn run_remote(
+    client: &Client,
+    out: &Out,
+    args: &RunArgs,
+    interrupt: &Interrupt,
+) -> anyhow::Result<i32> {
     let jobs = crate::commands::plan_run(out.json, args)?;
     let to_stderr = args.output_dir.is_none() && is_std_stream(&args.output);
     let say = |text: String| {
@@ -246,7 +251,7 @@ fn run_remote(client: &Client, out: &Out, args: &RunArgs) -> anyhow::Result<i32>
     let mut code = exit::OK;
     let mut values = Vec::new();
     for id in ids {
-        let done = wait_finished(client, id)?;
+        let done = wait_finished(client, id, interrupt)?;
         let partial = crate::commands::is_incomplete(&done) && !args.keep_partial;
         let to = crate::commands::run_destinations(args, &done);
         let counts = crate::commands::write_job(
@@ -272,11 +277,20 @@ fn run_remote(client: &Client, out: &Out, args: &RunArgs) -> anyhow::Result<i32>
 /// How often a remote `run` asks whether its job has finished.
 const POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
-fn wait_finished(client: &Client, id: u64) -> anyhow::Result<JobStatus> {
+/// Polls job `id` until it finishes; Ctrl-C stops waiting (the job goes on
+/// on the server).
+fn wait_finished(client: &Client, id: u64, interrupt: &Interrupt) -> anyhow::Result<JobStatus> {
     loop {
         let status: JobStatus = client.job(id)?.into();
         if status.state.is_finished() {
             return Ok(status);
+        }
+        if interrupt.is_set() {
+            eprintln!(
+                "job {id} goes on on the server: `booster --server URL download {id} --output ...` \
+                 once it has finished"
+            );
+            return Err(anyhow::Error::new(exit::Interrupted));
         }
         std::thread::sleep(POLL);
     }
