@@ -159,7 +159,7 @@ async fn assert_sorted(rt: &Runtime, job: JobId, input: &[Vec<u8>]) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_handler_sorts_records_into_three_categories_and_every_record_is_accounted_for() {
+async fn three_categories_download_apart_and_their_counts_reconcile_across_reopen_and_compaction() {
     let dir = tempfile::tempdir().unwrap();
     let input = records(60);
     let job;
