@@ -209,3 +209,30 @@ fn download_of_a_category_the_job_lacks_names_the_ones_it_has() {
         "{err}"
     );
 }
+
+#[test]
+fn each_category_file_gets_the_header_and_columns_of_the_output_columns() {
+    let sb = Sandbox::new();
+    let input = sb.write("in.csv", b"id,name,score\n1,a,70\n2,b,10\n");
+    let dir = sb.path("out");
+    sb.ok(&[
+        "run",
+        "--kind",
+        "exec",
+        "--cmd",
+        SORT_CMD,
+        "--categories",
+        "valid,review,rejected",
+        "--output-columns",
+        "score,id",
+        "--input",
+        s(&input),
+        "--output-dir",
+        s(&dir),
+    ]);
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    assert_eq!(read("in.csv"), "score,id\n10,2\n");
+    assert_eq!(read("in.valid.csv"), "score,id\n70,1\n");
+    assert_eq!(read("in.review.csv"), "score,id\n");
+    assert_eq!(read("in.rejected.csv"), "score,id\n10,2\n");
+}
