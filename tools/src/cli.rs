@@ -35,7 +35,7 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub quiet: bool,
     /// Talk to a `booster serve` at this URL instead of opening the data directory
-    /// (jobs, job, submit, download).
+    /// (jobs, job, run, submit, download).
     #[arg(long, global = true, env = "BOOSTER_SERVER", value_name = "URL")]
     pub server: Option<String>,
     /// Bearer token file (mode 0600): sent with --server; required by `serve` off
@@ -399,7 +399,7 @@ fn globals_of(subcommand: &str) -> &'static [&'static str] {
     const REMOTE: &[&str] = &["data", "key_file", "json", "quiet", "server", "token_file"];
     match subcommand {
         "keygen" => &["quiet"],
-        "jobs" | "job" | "submit" | "download" => REMOTE,
+        "jobs" | "job" | "run" | "submit" | "download" => REMOTE,
         "serve" => &["data", "key_file", "quiet", "token_file"],
         _ => LOCAL,
     }
@@ -512,7 +512,11 @@ mod tests {
         }
         assert!(has(&["keygen"], "--out") && has(&["keygen"], "--quiet"));
         assert!(has(&["run"], "--data") && has(&["run"], "--key-file"));
-        assert!(!has(&["run"], "--server") && !has(&["run"], "--token-file"));
+        assert!(
+            has(&["run"], "--server") && has(&["run"], "--token-file"),
+            "run works through a server too"
+        );
+        assert!(!has(&["work"], "--server") && !has(&["work"], "--token-file"));
         assert!(has(&["job", "watch"], "--server") && has(&["job", "watch"], "--token-file"));
         assert!(has(&["serve"], "--token-file") && !has(&["serve"], "--server"));
     }
