@@ -110,15 +110,8 @@ pub(crate) fn apply_sliced(
             // the job never declared was not written by the runtime.
             let counted: Vec<(usize, u64)> = written_by_category
                 .iter()
-                .map(
-                    |(name, n)| match s.categories.iter().position(|c| c == name) {
-                        Some(i) => Ok((i, *n)),
-                        None => Err(RuntimeError::Corrupt(format!(
-                        "job {id}: slice_done names category {name:?}, which the job does not have"
-                    ))),
-                    },
-                )
-                .collect::<Result<_, _>>()?;
+                .map(|(name, n)| Ok((category_index(&s.categories, name, id)?, *n)))
+                .collect::<Result<_, RuntimeError>>()?;
             let Some(e) = s.slices.get_mut(slice) else {
                 return Ok(());
             };
@@ -195,6 +188,16 @@ pub(crate) fn apply_sliced(
         _ => unreachable!("not a sliced-job record"),
     }
     Ok(())
+}
+
+/// Where `name` is in the job's category list; a name it lacks was not
+/// written by the runtime.
+fn category_index(categories: &[String], name: &str, job: JobId) -> Result<usize, RuntimeError> {
+    categories.iter().position(|c| c == name).ok_or_else(|| {
+        RuntimeError::Corrupt(format!(
+            "job {job}: slice_done names category {name:?}, which the job does not have"
+        ))
+    })
 }
 
 /// A running sliced job whose slices are all finished and some failed, fails.
