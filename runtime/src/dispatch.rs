@@ -62,6 +62,7 @@ pub struct SliceItem {
     pub job: JobId,
     pub kind: Arc<str>,
     pub properties: Arc<serde_json::Value>,
+    pub categories: Arc<[String]>,
     pub slice: u64,
     pub first_record: u64,
     pub line_first: Option<u64>,
@@ -74,6 +75,7 @@ pub struct HookItem {
     pub job: JobId,
     pub kind: Arc<str>,
     pub properties: Arc<serde_json::Value>,
+    pub categories: Arc<[String]>,
 }
 
 /// Work due from the timers.
@@ -232,13 +234,14 @@ impl State {
 
     fn lease_sliced(&mut self, id: JobId, now_ms: u64) -> (LeaseWork, TaskWork) {
         let job = self.jobs.get_mut(&id).expect("ready jobs are in the table");
+        let Body::Sliced(s) = &mut job.body else {
+            unreachable!("checked by the caller")
+        };
         let hook = HookItem {
             job: id,
             kind: job.kind.clone(),
             properties: job.properties.clone(),
-        };
-        let Body::Sliced(s) = &mut job.body else {
-            unreachable!("checked by the caller")
+            categories: s.categories.clone(),
         };
         let out = if !s.before_done {
             s.hook_leased = true;
@@ -261,6 +264,7 @@ impl State {
                 job: id,
                 kind: job.kind.clone(),
                 properties: job.properties.clone(),
+                categories: s.categories.clone(),
                 slice,
                 first_record: e.first_record,
                 line_first: e.line_first,

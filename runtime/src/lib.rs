@@ -31,6 +31,7 @@
 //! # Ok(()) }
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -39,6 +40,7 @@ mod actors;
 mod apply_sliced;
 #[doc(hidden)]
 pub mod bench_support;
+mod category;
 mod clock;
 mod dispatch;
 mod download;
@@ -72,6 +74,9 @@ mod upload;
 mod waiting;
 mod worker;
 
+pub use category::{
+    CategoryName, Output, CATEGORY_STREAM_BASE, MAX_CATEGORIES, MAX_CATEGORY_NAME_BYTES,
+};
 pub use download::Download;
 pub use handler::{heartbeat, lease_ended};
 pub use job_state::{JobState, UnknownState};
@@ -129,13 +134,37 @@ impl RuntimeOptions {
     }
 }
 
-/// Input is category `main` of the input; output has `main` and `errors`.
+/// Input is category `main` of the input; output has `main`, `errors` and
+/// the categories the job declared (`JobSpec::with_categories`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Category {
     Input,
     Main,
     Errors,
+    /// One of the job's own categories.
+    Named(CategoryName),
+}
+
+impl Category {
+    /// `input`, `main`, `errors` or a category's name.
+    pub fn parse(name: &str) -> Result<Category, RuntimeError> {
+        match name {
+            "input" => Ok(Category::Input),
+            "main" => Ok(Category::Main),
+            "errors" => Ok(Category::Errors),
+            other => CategoryName::new(other).map(Category::Named),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Category::Input => "input",
+            Category::Main => "main",
+            Category::Errors => "errors",
+            Category::Named(n) => n.as_str(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -164,6 +193,10 @@ pub struct JobSpec {
     pub expires_at: Option<SystemTime>,
     /// Free-form settings the handler reads (exec's command, CSV header, ...).
     pub properties: serde_json::Value,
+    /// Sliced jobs: output categories beyond `main` and `errors`, fixed
+    /// when the job is created (see `with_categories`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<String>,
 }
 
 impl JobSpec {
@@ -177,6 +210,7 @@ impl JobSpec {
             run_at: None,
             expires_at: None,
             properties: serde_json::Value::Null,
+            categories: Vec::new(),
         }
     }
     pub fn sliced(kind: &str) -> JobSpec {
@@ -192,6 +226,7 @@ impl JobSpec {
             run_at: None,
             expires_at: None,
             properties: serde_json::Value::Null,
+            categories: Vec::new(),
         }
     }
     /// Sets the priority (1 first .. 100 last).
@@ -207,6 +242,14 @@ impl JobSpec {
         {
             *c = collect_errors;
         }
+        self
+    }
+    /// Sliced jobs: output categories beyond `main` and `errors` that the
+    /// handler may emit to (`Output::emit`), each downloaded on its own
+    /// (`Category::Named`). Names are 1 to 32 characters of a-z, 0-9, `_`
+    /// and `-`, not `main` or `errors`; `submit` refuses others.
+    pub fn with_categories<S: AsRef<str>>(mut self, names: &[S]) -> JobSpec {
+        self.categories = names.iter().map(|n| n.as_ref().to_string()).collect();
         self
     }
     /// Sliced jobs: records per slice.
@@ -305,6 +348,10 @@ pub struct JobStatus {
     pub records_in: u64,
     /// Records the handlers wrote to the output (`main`).
     pub records_out: u64,
+    /// Records the handlers wrote to each of the job's own categories
+    /// (every declared category, 0 until written to).
+    #[serde(default)]
+    pub records_out_by_category: BTreeMap<String, u64>,
     /// Input records processed successfully.
     #[serde(default)]
     pub records_processed: u64,
@@ -392,17 +439,35 @@ pub struct JobContext<'a> {
     pub id: JobId,
     pub kind: &'a str,
     pub properties: &'a serde_json::Value,
+    /// The job's own output categories (`JobSpec::with_categories`).
+    pub categories: &'a [String],
 }
 
 /// Per-record handler of a sliced job. Runs on a worker thread, never on tokio.
 pub trait RecordHandler: Send + Sync + 'static {
-    /// Appends this record's output records (zero or more) to `out`.
+    /// Appends this record's output records (zero or more) to `out`
+    /// (`main`). Implement this, or `process_to` to write categories.
     fn process(
+        &self,
+        _job: &JobContext<'_>,
+        _record: &[u8],
+        _out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), HandlerError> {
+        Err(HandlerError(
+            "this handler implements neither RecordHandler::process nor process_to".into(),
+        ))
+    }
+    /// Writes this record's output to `main` (`out.push`) and to the job's
+    /// categories (`out.emit("review", record)`). The default calls
+    /// `process` with `main`.
+    fn process_to(
         &self,
         job: &JobContext<'_>,
         record: &[u8],
-        out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), HandlerError>;
+        out: &mut Output,
+    ) -> Result<(), HandlerError> {
+        self.process(job, record, &mut out.main)
+    }
     /// Handles a whole slice. The default calls `process` per record (with
     /// panics caught per record); `exec` overrides it. Ok(outputs per record)
     /// or per-record errors are reported through `SliceOutcome`.
@@ -431,6 +496,12 @@ pub enum SliceOutcome {
     /// Output records for `main`, and (index in slice, message) per failed record.
     Done {
         output: Vec<Vec<u8>>,
+        record_errors: Vec<(usize, String)>,
+    },
+    /// Output records for `main` and the job's categories (see `Output`),
+    /// and (index in slice, message) per failed record.
+    Categorized {
+        output: Output,
         record_errors: Vec<(usize, String)>,
     },
     /// The whole slice failed (e.g. exec's command exited non-zero).

@@ -106,6 +106,15 @@ fn validate(spec: &JobSpec, limits: &Limits) -> Result<(), RuntimeError> {
     {
         check_slice_size(n, limits)?;
     }
+    match spec.shape {
+        JobShape::Sliced { .. } => crate::category::check_categories(&spec.categories)?,
+        JobShape::Simple { .. } if !spec.categories.is_empty() => {
+            return Err(RuntimeError::Invalid(
+                "categories are for sliced jobs; a simple job returns one result".into(),
+            ))
+        }
+        JobShape::Simple { .. } => {}
+    }
     if spec.max_workers == Some(0) {
         return Err(RuntimeError::Invalid(
             "max_workers must be at least 1 (or none for no limit)".into(),
@@ -675,9 +684,22 @@ impl Runtime {
         self.shared().state.lock().book.events.subscribe()
     }
 
+    /// One category of `job`'s records, in input order. A category the job
+    /// did not declare is an error naming the ones it has.
     pub fn download(&self, job: JobId, category: Category) -> Result<Download, RuntimeError> {
-        if !self.shared().state.lock().jobs.contains_key(&job) {
-            return Err(RuntimeError::NotFound(job));
+        {
+            let st = self.shared().state.lock();
+            let j = st.jobs.get(&job).ok_or(RuntimeError::NotFound(job))?;
+            if let Category::Named(name) = category {
+                let names = j.sliced().map_or(&[][..], |s| &s.categories);
+                if !names.iter().any(|n| n == name.as_str()) {
+                    return Err(RuntimeError::Invalid(format!(
+                        "job {job} has no category {:?}; its categories are main, errors{}",
+                        name.as_str(),
+                        names.iter().map(|n| format!(", {n}")).collect::<String>()
+                    )));
+                }
+            }
         }
         Ok(Download::new(
             self.inner.store.clone(),

@@ -453,6 +453,11 @@ impl State {
                         "created: {n} job ids from {first_id} reach the ids the runtime reserves"
                     )));
                 }
+                for spec in specs {
+                    crate::category::check_categories(&spec.categories).map_err(|e| {
+                        RuntimeError::Corrupt(format!("created: job of kind {:?}: {e}", spec.kind))
+                    })?;
+                }
                 for (i, spec) in specs.iter().enumerate() {
                     let job = self.new_job(first_id + i as u64, *at_ms, spec);
                     self.insert(job, "created");
@@ -465,6 +470,11 @@ impl State {
                         "restore: job id {} is one the runtime reserves",
                         job.id
                     )));
+                }
+                if let Some(s) = job.sliced() {
+                    crate::category::check_categories(&s.categories).map_err(|e| {
+                        RuntimeError::Corrupt(format!("restore: job {}: {e}", job.id))
+                    })?;
                 }
                 let mut job = (**job).clone();
                 if let Body::Sliced(s) = &mut job.body {
@@ -609,12 +619,15 @@ impl State {
             JobShape::Sliced {
                 slice_size,
                 collect_errors,
-            } => Body::Sliced(Box::new(SlicedBody::new(
-                slice_size
-                    .map(|s| s.clamp(1, u32::MAX as usize) as u32)
-                    .unwrap_or(self.book.default_slice_size),
-                *collect_errors,
-            ))),
+            } => Body::Sliced(Box::new(
+                SlicedBody::new(
+                    slice_size
+                        .map(|s| s.clamp(1, u32::MAX as usize) as u32)
+                        .unwrap_or(self.book.default_slice_size),
+                    *collect_errors,
+                )
+                .with_categories(spec.categories.clone()),
+            )),
         };
         // The record's time, not the clock's: replay gives the table the
         // live process had; the timer releases a job whose time has come.

@@ -22,6 +22,7 @@ impl State {
             id: job.id,
             kind: &job.kind,
             properties: &job.properties,
+            categories: job.sliced().map_or(&[], |s| &s.categories),
         })
     }
 

@@ -35,7 +35,7 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub quiet: bool,
     /// Talk to a `booster serve` at this URL instead of opening the data directory
-    /// (jobs, job, submit, download).
+    /// (jobs, job, run, submit, download).
     #[arg(long, global = true, env = "BOOSTER_SERVER", value_name = "URL")]
     pub server: Option<String>,
     /// Bearer token file (mode 0600): sent with --server; required by `serve` off
@@ -169,6 +169,10 @@ pub struct JobInputArgs {
     #[arg(long, value_name = "BYTES", default_value_t = crate::formats::DEFAULT_MAX_RECORD_BYTES,
           value_parser = clap::builder::ValueParser::new(clap::builder::RangedU64ValueParser::<usize>::new().range(1..)))]
     pub max_record_bytes: usize,
+    /// Output categories beyond main and errors that the handler writes
+    /// to (exec: lines `NAME<TAB>RECORD`), each downloaded to its own file.
+    #[arg(long, value_name = "NAME,...", value_delimiter = ',', value_parser = parse_category_name)]
+    pub categories: Vec<String>,
     #[command(flatten)]
     pub tabular: crate::formats::InputFormatArgs,
 }
@@ -183,6 +187,11 @@ pub struct RunArgs {
     /// Where to write the record errors (one JSON object per line).
     #[arg(long)]
     pub errors: Option<PathBuf>,
+    /// Write every category into this directory instead (created if
+    /// missing): STEM.EXT, STEM.errors.jsonl and STEM.NAME.EXT per category,
+    /// STEM the input's name without extensions; one set per zip member.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["output", "errors"])]
+    pub output_dir: Option<PathBuf>,
     /// The output's text encoding: `input` (the input's, BOM and all), or a label such as latin1; UTF-8 by default.
     #[arg(long, value_name = "LABEL")]
     pub output_encoding: Option<String>,
@@ -221,16 +230,24 @@ pub struct WorkArgs {
 }
 
 #[derive(Args, Debug)]
-#[command(group(clap::ArgGroup::new("destination").required(true).multiple(true).args(["output", "errors"])))]
+#[command(group(clap::ArgGroup::new("destination").required(true).multiple(true).args(["output", "errors", "output_dir"])))]
 pub struct DownloadArgs {
     /// The job's id (from `booster jobs`).
     pub job: JobId,
     /// Where to write the output (`-` for stdout); `.gz` / `.zst` / `.bz2` / `.xz` compress.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Which category --output writes: main (the default), errors, or one
+    /// of the job's own (`booster job show` lists them).
+    #[arg(long, value_name = "NAME", requires = "output")]
+    pub category: Option<String>,
     /// Where to write the record errors.
     #[arg(long)]
     pub errors: Option<PathBuf>,
+    /// Write every category into this directory (created if missing):
+    /// STEM.EXT, STEM.errors.jsonl and STEM.NAME.EXT per category.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["output", "errors", "category"])]
+    pub output_dir: Option<PathBuf>,
     /// The output's text encoding: `input` (the input's, BOM and all), or a label such as latin1; UTF-8 by default.
     #[arg(long, value_name = "LABEL")]
     pub output_encoding: Option<String>,
@@ -360,6 +377,13 @@ pub struct ServeArgs {
     pub max_event_streams: u32,
 }
 
+/// `--categories a,b`: each a valid category name.
+fn parse_category_name(s: &str) -> Result<String, String> {
+    booster_runtime::CategoryName::new(s)
+        .map(|n| n.to_string())
+        .map_err(|e| e.to_string())
+}
+
 /// `--state WORD`: the words are `JobState`'s own.
 fn parse_state(s: &str) -> Result<JobState, String> {
     s.parse()
@@ -438,7 +462,7 @@ fn globals_of(subcommand: &str) -> &'static [&'static str] {
     const REMOTE: &[&str] = &["data", "key_file", "json", "quiet", "server", "token_file"];
     match subcommand {
         "keygen" => &["quiet"],
-        "jobs" | "job" | "submit" | "download" => REMOTE,
+        "jobs" | "job" | "run" | "submit" | "download" => REMOTE,
         "serve" => &["data", "key_file", "quiet", "token_file"],
         _ => LOCAL,
     }
@@ -551,7 +575,11 @@ mod tests {
         }
         assert!(has(&["keygen"], "--out") && has(&["keygen"], "--quiet"));
         assert!(has(&["run"], "--data") && has(&["run"], "--key-file"));
-        assert!(!has(&["run"], "--server") && !has(&["run"], "--token-file"));
+        assert!(
+            has(&["run"], "--server") && has(&["run"], "--token-file"),
+            "run works through a server too"
+        );
+        assert!(!has(&["work"], "--server") && !has(&["work"], "--token-file"));
         assert!(has(&["job", "watch"], "--server") && has(&["job", "watch"], "--token-file"));
         assert!(has(&["serve"], "--token-file") && !has(&["serve"], "--server"));
     }

@@ -271,6 +271,18 @@ pub fn job_details(job: &JobStatus, verbose: bool) -> String {
         count(job.records_in_failed_slices),
         count(job.records_out)
     ));
+    if !job.records_out_by_category.is_empty() {
+        let each: Vec<String> = job
+            .records_out_by_category
+            .iter()
+            .map(|(name, n)| format!("{name} {}", count(*n)))
+            .collect();
+        line(format!(
+            "  categories    {} (`booster download {} --category NAME --output FILE`)",
+            each.join(", "),
+            job.id
+        ));
+    }
     if job.records_out != job.records_processed {
         line(format!(
             "  output        {} written for {} processed: the count differs, as a filter's \

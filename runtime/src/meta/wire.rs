@@ -13,6 +13,8 @@
 //!
 //! `meta::tests::every_record_type_keeps_its_v1_spelling` pins the spelling.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -66,6 +68,10 @@ pub enum Record {
         /// before it was counted (then: the records processed).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         written: Option<u64>,
+        /// Records written to each of the job's own categories, by name;
+        /// absent when none (and in records from before categories).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        written_by_category: BTreeMap<String, u64>,
     },
     SliceFailed {
         job: JobId,
@@ -189,6 +195,10 @@ pub struct Spec {
     run_at: Option<Time>,
     expires_at: Option<Time>,
     properties: Value,
+    /// Sliced jobs' own output categories; absent when none (and in
+    /// records from before categories).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    categories: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -303,6 +313,10 @@ struct Sliced {
     records_written: Option<u64>,
     records_errors: u64,
     records_in_failed_slices: u64,
+    /// The job's own categories in their order, each with the records
+    /// written to it; absent when none (and in snapshots from before).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    categories: Vec<(String, u64)>,
     slices_done: u64,
     slices_failed: u64,
     collected_errors: Vec<Group>,

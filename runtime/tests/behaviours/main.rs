@@ -1,6 +1,7 @@
 //! Behaviour tests of booster-runtime on a real store in a temp directory.
 //! Each test names one behaviour; none asserts on wall-clock time.
 
+mod categories;
 mod common;
 mod compaction;
 mod cpu_spin;

@@ -93,6 +93,8 @@ pub struct CreateJob {
     pub properties: Option<Value>,
     pub args: Option<Value>,
     pub run_at_ms: Option<u64>,
+    /// Sliced jobs' own output categories, e.g. ["valid", "review"].
+    pub categories: Option<Vec<String>>,
 }
 
 pub fn check_priority(priority: i64) -> ApiResult<u8> {
@@ -182,6 +184,7 @@ pub async fn create<C: JobControl>(
             .map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
         expires_at: None,
         properties,
+        categories: req.categories.unwrap_or_default(),
     };
     let id = app.ctl.submit(spec).await?;
     let mut body = json!({ "id": id });

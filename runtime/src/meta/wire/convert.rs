@@ -59,12 +59,14 @@ impl From<&Meta> for Record {
                 errors,
                 error_groups,
                 written,
+                written_by_category,
             } => Record::SliceDone {
                 job,
                 slice,
                 at_ms,
                 errors,
                 written,
+                written_by_category,
                 error_groups: groups_out(&error_groups),
             },
             Meta::SliceFailed {
@@ -192,12 +194,14 @@ impl From<Record> for Meta {
                 errors,
                 error_groups,
                 written,
+                written_by_category,
             } => Meta::SliceDone {
                 job,
                 slice,
                 at_ms,
                 errors,
                 written,
+                written_by_category,
                 error_groups: groups_in(error_groups),
             },
             Record::SliceFailed {
@@ -317,6 +321,7 @@ impl From<&JobSpec> for Spec {
             run_at: s.run_at.map(time_out),
             expires_at: s.expires_at.map(time_out),
             properties: s.properties.clone(),
+            categories: s.categories.clone(),
         }
     }
 }
@@ -341,6 +346,7 @@ impl From<Spec> for JobSpec {
             run_at: s.run_at.map(time_in),
             expires_at: s.expires_at.map(time_in),
             properties: s.properties,
+            categories: s.categories,
         }
     }
 }
@@ -483,6 +489,12 @@ impl From<&Job> for Row {
                 records_written: s.records_written,
                 records_errors: s.records_errors,
                 records_in_failed_slices: s.records_in_failed_slices,
+                categories: s
+                    .categories
+                    .iter()
+                    .cloned()
+                    .zip(s.records_by_category.iter().copied())
+                    .collect(),
                 slices_done: s.slices_done,
                 slices_failed: s.slices_failed,
                 collected_errors: groups_out(&s.collected_errors),
@@ -528,7 +540,10 @@ impl From<Row> for Job {
                 expiries: expiries.unwrap_or(0),
             }),
             RowBody::Sliced(s) => {
-                let mut body = SlicedBody::new(s.slice_size, s.collect_errors);
+                let (names, counts): (Vec<String>, Vec<u64>) = s.categories.into_iter().unzip();
+                let mut body =
+                    SlicedBody::new(s.slice_size, s.collect_errors).with_categories(names);
+                body.records_by_category = counts;
                 body.upload = upload_in(s.upload);
                 body.before_done = s.before_done;
                 body.slices = s
