@@ -162,9 +162,10 @@ impl Actor for Timer {
             let _ = a.supervisor.cast(SupervisorMsg::ReplaceWorker(w));
         }
         if let Some(store) = a.store.upgrade() {
-            for (epoch, m) in due.give_up {
-                let batch = batch_of(std::slice::from_ref(&m));
-                commit(&a.shared, &store, batch, vec![m], move |st, _| {
+            for e in due.expired {
+                let batch = batch_of(&e.records);
+                let epoch = e.epoch;
+                commit(&a.shared, &store, batch, e.records, move |st, _| {
                     st.release(epoch)
                 });
             }

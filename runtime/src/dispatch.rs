@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::meta::{Meta, SimpleOutcome};
+use crate::meta::{Expired, Meta, SimpleOutcome};
 use crate::ready::KindGate;
 use crate::state::{Lease, LeaseWork, State};
 use crate::table::{Body, SliceState};
@@ -62,6 +62,7 @@ pub struct SliceItem {
     pub job: JobId,
     pub kind: Arc<str>,
     pub properties: Arc<serde_json::Value>,
+    pub categories: Arc<[String]>,
     pub slice: u64,
     pub first_record: u64,
     pub line_first: Option<u64>,
@@ -74,6 +75,7 @@ pub struct HookItem {
     pub job: JobId,
     pub kind: Arc<str>,
     pub properties: Arc<serde_json::Value>,
+    pub categories: Arc<[String]>,
 }
 
 /// Work due from the timers.
@@ -83,9 +85,19 @@ pub struct TickOutcome {
     pub replace_workers: Vec<usize>,
     /// Jobs not started before `expires_at`.
     pub expire: Vec<JobId>,
-    /// Leases whose work expired too often (`LeasePolicy`): write the
-    /// record (it fails that work), then release the lease.
-    pub give_up: Vec<(u64, Meta)>,
+    /// Leases that expired: write their records, one batch each.
+    pub expired: Vec<ExpiredLease>,
+}
+
+/// An expired lease's records: `Meta::LeaseExpired` (the count is durable),
+/// then, when the work expired `max_expiries` times, the record that fails
+/// it. The lease is held (a late commit of the hung handler is fenced)
+/// until they are durable, then released: its work is leased again only
+/// once the new count is applied, so work that shared a lease with a hung
+/// job is known as suspect (`expiries > 0`) and leased alone.
+pub struct ExpiredLease {
+    pub epoch: u64,
+    pub records: Vec<Meta>,
 }
 
 /// Longest a batch of simple jobs should take, so a priority-1 job waits at
@@ -100,7 +112,7 @@ impl State {
         match self.book.kinds.get(kind) {
             Some(k) if k.handler.is_some() => KindGate {
                 runnable: true,
-                may_start: k.max_running.is_none_or(|max| {
+                may_start: k.max_running().is_none_or(|max| {
                     self.book.running_by_kind.get(kind).copied().unwrap_or(0) < max
                 }),
             },
@@ -199,7 +211,7 @@ impl State {
                 .book
                 .kinds
                 .get(&job.kind)
-                .map(|k| k.retry)
+                .map(|k| k.retry())
                 .unwrap_or_default();
             items.push(SimpleItem {
                 job: id,
@@ -226,13 +238,14 @@ impl State {
 
     fn lease_sliced(&mut self, id: JobId, now_ms: u64) -> (LeaseWork, TaskWork) {
         let job = self.jobs.get_mut(&id).expect("ready jobs are in the table");
+        let Body::Sliced(s) = &mut job.body else {
+            unreachable!("checked by the caller")
+        };
         let hook = HookItem {
             job: id,
             kind: job.kind.clone(),
             properties: job.properties.clone(),
-        };
-        let Body::Sliced(s) = &mut job.body else {
-            unreachable!("checked by the caller")
+            categories: s.categories.clone(),
         };
         let out = if !s.before_done {
             s.hook_leased = true;
@@ -255,6 +268,7 @@ impl State {
                 job: id,
                 kind: job.kind.clone(),
                 properties: job.properties.clone(),
+                categories: s.categories.clone(),
                 slice,
                 first_record: e.first_record,
                 line_first: e.line_first,
@@ -379,92 +393,98 @@ impl State {
         }
     }
 
-    /// Counts an expiry of lease `epoch` against its work. None: release
-    /// the lease (the work is leased again). Some(record): the work expired
-    /// `max_expiries` times; the lease is held (a late commit of the hung
-    /// handler is fenced) until the record that fails it is durable.
-    fn expire_lease(&mut self, epoch: u64, now_ms: u64) -> Option<Meta> {
-        let lease = self.book.leases.get(&epoch)?;
-        let (work, since_ms) = (lease.work.clone(), lease.since_ms);
-        let m = match work {
-            LeaseWork::Slice { job, slice } => {
-                let j = self.jobs.get_mut(&job)?;
-                let policy = self.book.lease_policy(&j.kind);
-                let e = j.sliced_mut()?.slices.get_mut(&slice)?;
-                e.expiries += 1;
-                if e.expiries < policy.max_expiries.max(1) {
-                    return None;
-                }
-                Meta::SliceFailed {
-                    job,
-                    slice,
-                    at_ms: now_ms,
-                    message: hung(e.expiries, &policy),
-                    sample: None,
-                }
-            }
-            LeaseWork::Before { job } | LeaseWork::After { job } => {
-                let before = matches!(work, LeaseWork::Before { .. });
-                let j = self.jobs.get_mut(&job)?;
-                let policy = self.book.lease_policy(&j.kind);
-                let s = j.sliced_mut()?;
-                s.hook_expiries += 1;
-                if s.hook_expiries < policy.max_expiries.max(1) {
-                    return None;
-                }
-                let hook = if before {
-                    "before_batch"
-                } else {
-                    "after_batch"
-                };
-                let message = format!("{hook} {}", hung(s.hook_expiries, &policy));
-                Meta::HookFailed {
-                    job,
-                    at_ms: now_ms,
-                    message,
-                }
-            }
-            LeaseWork::Simple(ids) => self.expire_simple(epoch, &ids, since_ms, now_ms)?,
-        };
+    /// An expiry of lease `epoch`: its `LeaseExpired` record (`apply`
+    /// counts it), then the record that fails the work if this expiry is
+    /// its `max_expiries`th. The lease is held until they are durable.
+    fn expire_lease(&mut self, epoch: u64, now_ms: u64) -> ExpiredLease {
+        let records = self.expiry_records(epoch, now_ms);
+        if let Some(lease) = self.book.leases.get(&epoch) {
+            // Over for its holder at once: `lease_ended()` tells the handler.
+            lease
+                .progress_ms
+                .store(crate::handler::LEASE_ENDED, Ordering::Relaxed);
+        }
         self.hold_for_commit(epoch);
-        Some(m)
+        ExpiredLease { epoch, records }
     }
 
-    /// `expire_lease` for a batch of simple jobs: those that expired too
-    /// often fail, the others are queued again at once.
-    fn expire_simple(
-        &mut self,
-        epoch: u64,
-        ids: &[JobId],
-        since_ms: u64,
-        now_ms: u64,
-    ) -> Option<Meta> {
-        let (mut gone, mut again) = (Vec::new(), Vec::new());
+    fn expiry_records(&self, epoch: u64, now_ms: u64) -> Vec<Meta> {
+        let Some(lease) = self.book.leases.get(&epoch) else {
+            return Vec::new();
+        };
+        let (work, since_ms) = (lease.work.clone(), lease.since_ms);
+        let expired = match &work {
+            LeaseWork::Slice { job, slice } => Expired::Slice {
+                job: *job,
+                slice: *slice,
+            },
+            LeaseWork::Before { job } | LeaseWork::After { job } => Expired::Hook { job: *job },
+            LeaseWork::Simple(ids) => Expired::Simple { jobs: ids.clone() },
+        };
+        let mut records = vec![Meta::LeaseExpired {
+            at_ms: now_ms,
+            work: expired,
+        }];
+        let fails = match work {
+            LeaseWork::Slice { job, slice } => self.slice_expiry(job, slice, now_ms),
+            LeaseWork::Before { job } => self.hook_expiry(job, "before_batch", now_ms),
+            LeaseWork::After { job } => self.hook_expiry(job, "after_batch", now_ms),
+            LeaseWork::Simple(ids) => self.expire_simple(&ids, since_ms, now_ms),
+        };
+        records.extend(fails);
+        records
+    }
+
+    /// The record that fails a slice whose lease expired once too often.
+    fn slice_expiry(&self, job: JobId, slice: u64, now_ms: u64) -> Option<Meta> {
+        let j = self.jobs.get(&job)?;
+        let policy = self.book.lease_policy(&j.kind);
+        let n = j.sliced()?.slices.get(&slice)?.expiries + 1;
+        (n >= policy.max_expiries.max(1)).then(|| Meta::SliceFailed {
+            job,
+            slice,
+            at_ms: now_ms,
+            message: hung(n, &policy),
+            sample: None,
+        })
+    }
+
+    /// The record that fails a hook whose lease expired once too often.
+    fn hook_expiry(&self, job: JobId, hook: &str, now_ms: u64) -> Option<Meta> {
+        let j = self.jobs.get(&job)?;
+        let policy = self.book.lease_policy(&j.kind);
+        let n = j.sliced()?.hook_expiries + 1;
+        (n >= policy.max_expiries.max(1)).then(|| Meta::HookFailed {
+            job,
+            at_ms: now_ms,
+            message: format!("{hook} {}", hung(n, &policy)),
+        })
+    }
+
+    /// `expire_lease` for a batch of simple jobs: the outcome that fails
+    /// those that expired too often (the others are queued again when the
+    /// lease is released).
+    fn expire_simple(&self, ids: &[JobId], since_ms: u64, now_ms: u64) -> Option<Meta> {
+        let mut gone = Vec::new();
         for &id in ids {
-            let Some(job) = self.jobs.get_mut(&id) else {
+            let Some(job) = self.jobs.get(&id) else {
                 continue;
             };
             let policy = self.book.lease_policy(&job.kind);
-            if let Body::Simple(b) = &mut job.body {
-                b.expiries += 1;
-                if b.expiries >= policy.max_expiries.max(1) {
+            if let Body::Simple(b) = &job.body {
+                let n = b.expiries + 1;
+                if n >= policy.max_expiries.max(1) {
                     gone.push(SimpleOutcome {
                         job: id,
                         started_us: crate::clock::ms_to_us(since_ms),
-                        result: Err(hung(b.expiries, &policy)),
+                        result: Err(hung(n, &policy)),
                         retry_at_ms: None,
                     });
-                    continue;
                 }
             }
-            again.push(id);
         }
         if gone.is_empty() {
             return None;
-        }
-        self.requeue_simple(&again, now_ms);
-        if let Some(lease) = self.book.leases.get_mut(&epoch) {
-            lease.work = LeaseWork::Simple(gone.iter().map(|o| o.job).collect());
         }
         Some(Meta::SimpleDone {
             at_ms: now_ms,
@@ -526,10 +546,7 @@ impl State {
         }
         for (epoch, worker) in expired {
             self.book.metrics.lease_expiries += 1;
-            match self.expire_lease(epoch, now_ms) {
-                Some(m) => out.give_up.push((epoch, m)),
-                None => self.release(epoch),
-            }
+            out.expired.push(self.expire_lease(epoch, now_ms));
             if let Some(slot) = self.book.workers.get_mut(worker) {
                 slot.generation += 1;
                 slot.restarts += 1;
@@ -579,12 +596,10 @@ impl State {
         }
     }
 
-    /// Nothing is leased or leasable for a registered kind.
+    /// Nothing is leased or leasable for a registered kind (a queued job
+    /// that its kind's limit holds back is not leasable).
     pub fn is_idle(&self) -> bool {
-        self.book.leases.is_empty()
-            && !self
-                .ready
-                .has_work(|k| self.book.kinds.get(k).is_some_and(|c| c.handler.is_some()))
+        self.book.leases.is_empty() && !self.ready.has_work(|k| self.gate(k))
     }
 }
 

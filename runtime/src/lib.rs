@@ -31,6 +31,7 @@
 //! # Ok(()) }
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -39,6 +40,7 @@ mod actors;
 mod apply_sliced;
 #[doc(hidden)]
 pub mod bench_support;
+mod category;
 mod clock;
 mod dispatch;
 mod download;
@@ -46,9 +48,11 @@ mod download;
 mod epoch_tests;
 mod handler;
 mod job_state;
+mod lost;
 mod meta;
 mod metrics;
 mod ready;
+mod recovered;
 mod runtime;
 mod shared;
 mod slice_store;
@@ -58,11 +62,21 @@ mod state;
 mod state_tests;
 mod status;
 mod table;
+/// The job table's on-disk codecs (rows, pages, slice maps, keys): public
+/// for the decoder tests and tools that read a data directory, not a
+/// stable API.
+#[doc(hidden)]
+pub mod table_format {
+    pub use crate::table::{keys, page, row, slice_map};
+}
 mod transition;
 mod upload;
 mod waiting;
 mod worker;
 
+pub use category::{
+    CategoryName, Output, CATEGORY_STREAM_BASE, MAX_CATEGORIES, MAX_CATEGORY_NAME_BYTES,
+};
 pub use download::Download;
 pub use handler::{heartbeat, lease_ended};
 pub use job_state::{JobState, UnknownState};
@@ -126,13 +140,37 @@ impl RuntimeOptions {
     }
 }
 
-/// Input is category `main` of the input; output has `main` and `errors`.
+/// Input is category `main` of the input; output has `main`, `errors` and
+/// the categories the job declared (`JobSpec::with_categories`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Category {
     Input,
     Main,
     Errors,
+    /// One of the job's own categories.
+    Named(CategoryName),
+}
+
+impl Category {
+    /// `input`, `main`, `errors` or a category's name.
+    pub fn parse(name: &str) -> Result<Category, RuntimeError> {
+        match name {
+            "input" => Ok(Category::Input),
+            "main" => Ok(Category::Main),
+            "errors" => Ok(Category::Errors),
+            other => CategoryName::new(other).map(Category::Named),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Category::Input => "input",
+            Category::Main => "main",
+            Category::Errors => "errors",
+            Category::Named(n) => n.as_str(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -161,6 +199,10 @@ pub struct JobSpec {
     pub expires_at: Option<SystemTime>,
     /// Free-form settings the handler reads (exec's command, CSV header, ...).
     pub properties: serde_json::Value,
+    /// Sliced jobs: output categories beyond `main` and `errors`, fixed
+    /// when the job is created (see `with_categories`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<String>,
 }
 
 impl JobSpec {
@@ -174,6 +216,7 @@ impl JobSpec {
             run_at: None,
             expires_at: None,
             properties: serde_json::Value::Null,
+            categories: Vec::new(),
         }
     }
     pub fn sliced(kind: &str) -> JobSpec {
@@ -189,6 +232,7 @@ impl JobSpec {
             run_at: None,
             expires_at: None,
             properties: serde_json::Value::Null,
+            categories: Vec::new(),
         }
     }
     /// Sets the priority (1 first .. 100 last).
@@ -204,6 +248,14 @@ impl JobSpec {
         {
             *c = collect_errors;
         }
+        self
+    }
+    /// Sliced jobs: output categories beyond `main` and `errors` that the
+    /// handler may emit to (`Output::emit`), each downloaded on its own
+    /// (`Category::Named`). Names are 1 to 32 characters of a-z, 0-9, `_`
+    /// and `-`, not `main` or `errors`; `submit` refuses others.
+    pub fn with_categories<S: AsRef<str>>(mut self, names: &[S]) -> JobSpec {
+        self.categories = names.iter().map(|n| n.as_ref().to_string()).collect();
         self
     }
     /// Sliced jobs: records per slice.
@@ -245,6 +297,37 @@ pub struct ErrorGroup {
 }
 
 /// Counts reconcile once a job is done:
+/// Something recovery did to the data directory's files, or found damaged
+/// in them, on one open (G7), kept in the meta log so it outlives the
+/// stderr line: `Runtime::incidents`, `booster incidents`, `GET
+/// /api/incidents`. A damaged range is logged once, by the first process
+/// that runs work after it was found (it stays until the segment is
+/// restored); a torn tail by the open that cut it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Incident {
+    pub at: SystemTime,
+    pub segment: u64,
+    /// The segment's file name in the data directory.
+    pub file: String,
+    pub offset: u64,
+    pub kind: IncidentKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentKind {
+    /// A write that was never acknowledged, cut at `offset`.
+    TornTail { bytes: u64 },
+    /// Bytes `offset..end` could not be read (`what`); `jobs` are those
+    /// whose slices (or, with `meta_lost`, whose records) they held.
+    Damaged {
+        end: u64,
+        what: String,
+        jobs: Vec<JobId>,
+        meta_lost: bool,
+    },
+}
+
 /// records_in = records_processed + records_failed, where
 /// records_failed = records_errors + records_in_failed_slices.
 /// `records_out` is what the handlers wrote, which a filter or a splitter
@@ -271,6 +354,10 @@ pub struct JobStatus {
     pub records_in: u64,
     /// Records the handlers wrote to the output (`main`).
     pub records_out: u64,
+    /// Records the handlers wrote to each of the job's own categories
+    /// (every declared category, 0 until written to).
+    #[serde(default)]
+    pub records_out_by_category: BTreeMap<String, u64>,
     /// Input records processed successfully.
     #[serde(default)]
     pub records_processed: u64,
@@ -358,17 +445,35 @@ pub struct JobContext<'a> {
     pub id: JobId,
     pub kind: &'a str,
     pub properties: &'a serde_json::Value,
+    /// The job's own output categories (`JobSpec::with_categories`).
+    pub categories: &'a [String],
 }
 
 /// Per-record handler of a sliced job. Runs on a worker thread, never on tokio.
 pub trait RecordHandler: Send + Sync + 'static {
-    /// Appends this record's output records (zero or more) to `out`.
+    /// Appends this record's output records (zero or more) to `out`
+    /// (`main`). Implement this, or `process_to` to write categories.
     fn process(
+        &self,
+        _job: &JobContext<'_>,
+        _record: &[u8],
+        _out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), HandlerError> {
+        Err(HandlerError(
+            "this handler implements neither RecordHandler::process nor process_to".into(),
+        ))
+    }
+    /// Writes this record's output to `main` (`out.push`) and to the job's
+    /// categories (`out.emit("review", record)`). The default calls
+    /// `process` with `main`.
+    fn process_to(
         &self,
         job: &JobContext<'_>,
         record: &[u8],
-        out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), HandlerError>;
+        out: &mut Output,
+    ) -> Result<(), HandlerError> {
+        self.process(job, record, &mut out.main)
+    }
     /// Handles a whole slice. The default calls `process` per record (with
     /// panics caught per record); `exec` overrides it. Ok(outputs per record)
     /// or per-record errors are reported through `SliceOutcome`.
@@ -399,6 +504,12 @@ pub enum SliceOutcome {
         output: Vec<Vec<u8>>,
         record_errors: Vec<(usize, String)>,
     },
+    /// Output records for `main` and the job's categories (see `Output`),
+    /// and (index in slice, message) per failed record.
+    Categorized {
+        output: Output,
+        record_errors: Vec<(usize, String)>,
+    },
     /// The whole slice failed (e.g. exec's command exited non-zero).
     Failed { message: String },
 }
@@ -420,7 +531,7 @@ pub trait SimpleHandler: Send + Sync + 'static {
 pub enum RuntimeError {
     #[error(transparent)]
     Store(#[from] booster_store::StoreError),
-    #[error("job {0} not found; `booster jobs` lists the jobs")]
+    #[error("job {0} not found")]
     NotFound(JobId),
     #[error("cannot {action} job {job}: it is {state:?}")]
     IllegalTransition {
@@ -438,8 +549,33 @@ pub enum RuntimeError {
     Invalid(String),
     /// A meta record holds a value no run of the runtime writes (an id or a
     /// counter that would wrap): the log was damaged or tampered with.
-    #[error("corrupt meta record: {0}; run `booster verify`, and restore the data directory from a backup")]
+    #[error("corrupt meta record: {0}; restore the data directory from a backup")]
     Corrupt(String),
+}
+
+/// A kind's settings as stored (`Runtime::store_kind_settings`, `booster
+/// kind`, `PUT /api/kinds/{kind}`): they outlive the process, and while
+/// stored they win over what a process set in code (`set_kind_limit`,
+/// `set_retry_policy`, `set_lease_policy`) for that kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KindSettings {
+    /// At most this many jobs of the kind run at once; 0 pauses the kind
+    /// (none starts); None: no limit.
+    pub max_running: Option<u32>,
+    pub retry: RetryPolicy,
+    /// None: the runtime's default (`RuntimeOptions::lease_policy`).
+    pub lease: Option<LeasePolicy>,
+}
+
+/// A kind's settings: what is stored, if anything, and what applies.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KindView {
+    pub kind: String,
+    /// A handler for the kind is registered in this process.
+    pub registered: bool,
+    pub stored: Option<KindSettings>,
+    /// What applies now: the stored settings, else this process's.
+    pub effective: KindSettings,
 }
 
 /// Retry policy of a simple-job kind: how often a failed job runs again

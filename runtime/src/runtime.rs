@@ -13,6 +13,7 @@ use ractor::{Actor, ActorRef};
 
 use crate::actors::{Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::clock::{from_ms, now_ms};
+use crate::lost::LostCreated;
 use crate::meta::{self, Control, Meta};
 use crate::shared::{write, write_one, Handler, Limits, Shared};
 use crate::slice_store::SliceStore;
@@ -23,9 +24,9 @@ use crate::table::{Body, UploadState};
 use crate::upload::{start_pool, UploadSlice, Uploader};
 use crate::waiting::Refusal;
 use crate::{
-    transition, Category, Download, JobContext, JobFilter, JobId, JobShape, JobSpec, JobStatus,
-    LeaseInfo, LeasePolicy, Metrics, RecordHandler, RetryPolicy, Runtime, RuntimeError,
-    RuntimeOptions, SimpleHandler, StoreStats, VerifyReport, WorkerStatus,
+    transition, Category, Download, Incident, JobContext, JobFilter, JobId, JobShape, JobSpec,
+    JobStatus, KindSettings, KindView, LeaseInfo, LeasePolicy, Metrics, RecordHandler, RetryPolicy,
+    Runtime, RuntimeError, RuntimeOptions, SimpleHandler, StoreStats, VerifyReport, WorkerStatus,
 };
 
 pub struct Handle {
@@ -105,6 +106,15 @@ fn validate(spec: &JobSpec, limits: &Limits) -> Result<(), RuntimeError> {
     {
         check_slice_size(n, limits)?;
     }
+    match spec.shape {
+        JobShape::Sliced { .. } => crate::category::check_categories(&spec.categories)?,
+        JobShape::Simple { .. } if !spec.categories.is_empty() => {
+            return Err(RuntimeError::Invalid(
+                "categories are for sliced jobs; a simple job returns one result".into(),
+            ))
+        }
+        JobShape::Simple { .. } => {}
+    }
     if spec.max_workers == Some(0) {
         return Err(RuntimeError::Invalid(
             "max_workers must be at least 1 (or none for no limit)".into(),
@@ -177,14 +187,29 @@ impl Runtime {
                     }
                 }
                 state.book.damage = report.damaged.clone();
+                let mut lost = report
+                    .damaged
+                    .iter()
+                    .any(|d| d.meta_lost)
+                    .then(LostCreated::default);
                 for (k, record) in records.iter().enumerate() {
+                    let m = meta::decode(record)?;
+                    if let Some(lost) = &mut lost {
+                        lost.note(&m, &state);
+                    }
                     // A refused record was refused live too: skipping it is
                     // the replay. A corrupt one stops the open.
-                    if let Err(RuntimeError::Corrupt(what)) = state.apply(&meta::decode(record)?) {
+                    if let Err(RuntimeError::Corrupt(what)) = state.apply(&m) {
                         return Err(RuntimeError::Corrupt(format!(
                             "record {} of the meta log: {what}",
                             k + 1
                         )));
+                    }
+                }
+                if let Some(lost) = lost {
+                    let reason = crate::lost::reason(&report.damaged);
+                    for id in lost.lost(state.book.next_id) {
+                        state.insert_lost(id, &reason);
                     }
                 }
                 state.release_scheduled(now_ms());
@@ -213,8 +238,27 @@ impl Runtime {
                 crate::state::MAX_GENERATION
             )));
         }
+        let incidents = crate::recovered::new_incidents(
+            &recovery,
+            &state,
+            opts.start_workers,
+            std::time::SystemTime::now(),
+        );
         let shared = Arc::new(Shared::new(state, limits));
         let store: Arc<dyn SliceStore> = Arc::new(store);
+        // What this open cut or found, into the log before anything else.
+        // A read-only open only writes the torn tails it cut itself, and a
+        // failure to (a full disk) does not stop it: stderr still says it.
+        if !incidents.is_empty() && !recovery.read_only {
+            let m = Meta::Recovered {
+                at_ms: now_ms(),
+                incidents,
+            };
+            let written = write_one(&shared, &store, m).await;
+            if opts.start_workers {
+                written?;
+            }
+        }
         // Durable before the first lease: every epoch this process hands
         // out carries the generation, so none repeats one of an earlier open.
         if opts.start_workers {
@@ -261,6 +305,12 @@ impl Runtime {
     /// What the store's recovery found and did when this runtime opened:
     /// every torn tail it cut (segment, offset, bytes), for the caller to
     /// show or log.
+    /// Every incident recovery logged in this data directory (torn tails
+    /// it cut, damaged ranges it opened without), oldest first.
+    pub fn incidents(&self) -> Vec<Incident> {
+        self.shared().state.lock().book.incidents.clone()
+    }
+
     pub fn recovery_report(&self) -> &RecoveryReport {
         &self.inner.recovery
     }
@@ -353,12 +403,14 @@ impl Runtime {
                 return Err(RuntimeError::ShuttingDown);
             }
             let first = st.book.next_id;
-            st.book.next_id = first.checked_add(specs.len() as u64).ok_or_else(|| {
-                RuntimeError::Invalid(format!(
-                    "no job ids are left (the next would pass {}); the store's id counter is exhausted",
-                    JobId::MAX
-                ))
-            })?;
+            let n = specs.len() as u64;
+            if !crate::table::keys::ids_fit(first, n) {
+                return Err(RuntimeError::Invalid(format!(
+                    "job id space exhausted: {n} more job(s) from id {first} would reach {:#x}, where the runtime's own keys start; copy the jobs you keep to a new data directory",
+                    crate::table::keys::RESERVED_OWNER_BASE
+                )));
+            }
+            st.book.next_id = first + n;
             first
         };
         let n = specs.len() as u64;
@@ -452,6 +504,15 @@ impl Runtime {
     fn check(&self, job: JobId, action: &Control) -> Result<(), RuntimeError> {
         let st = self.shared().state.lock();
         let j = st.jobs.get(&job).ok_or(RuntimeError::NotFound(job))?;
+        if st.book.lost.contains(&job) {
+            return Err(RuntimeError::Invalid(format!(
+                "job {job} cannot {}: {}",
+                action.verb(),
+                j.failure_reason
+                    .as_deref()
+                    .unwrap_or("its created record was lost")
+            )));
+        }
         let simple = matches!(j.body, Body::Simple(_));
         if transition::allowed(action, j.state, simple) {
             Ok(())
@@ -501,8 +562,63 @@ impl Runtime {
         write_one(self.shared(), &self.inner.store, m).await
     }
 
+    /// Stores `kind`'s settings (None clears them): durable like a job's
+    /// state, kept by compaction, and while stored they win over what any
+    /// process sets in code. Applies from the next lease.
+    pub async fn store_kind_settings(
+        &self,
+        kind: &str,
+        settings: Option<KindSettings>,
+    ) -> Result<(), RuntimeError> {
+        if kind.is_empty() || kind.len() > 256 {
+            return Err(RuntimeError::Invalid(
+                "a kind name is 1 to 256 bytes".into(),
+            ));
+        }
+        if let Some(s) = &settings {
+            if s.lease.is_some_and(|l| l.max_expiries == 0) {
+                return Err(RuntimeError::Invalid(
+                    "max_expiries must be at least 1".into(),
+                ));
+            }
+        }
+        let m = Meta::KindSettings {
+            kind: kind.to_string(),
+            at_ms: now_ms(),
+            settings,
+        };
+        write_one(self.shared(), &self.inner.store, m).await?;
+        self.shared().changed();
+        Ok(())
+    }
+
+    /// Every kind registered here or with stored settings, with what is
+    /// stored and what applies, by name.
+    pub fn kinds_settings(&self) -> Vec<KindView> {
+        let st = self.shared().state.lock();
+        let default_lease = st.book.lease_policy;
+        let mut out: Vec<KindView> = st
+            .book
+            .kinds
+            .iter()
+            .map(|(name, k)| KindView {
+                kind: name.to_string(),
+                registered: k.handler.is_some(),
+                stored: k.stored,
+                effective: KindSettings {
+                    max_running: k.max_running(),
+                    retry: k.retry(),
+                    lease: Some(k.lease().unwrap_or(default_lease)),
+                },
+            })
+            .collect();
+        out.sort_by(|a, b| a.kind.cmp(&b.kind));
+        out
+    }
+
     /// At most `max_running_jobs` jobs of `kind` run at once (None: no
-    /// limit). A setting of this process, not stored.
+    /// limit). A setting of this process, not stored; a stored setting
+    /// (`store_kind_settings`) wins over it.
     pub async fn set_kind_limit(&self, kind: &str, max_running_jobs: Option<u32>) {
         self.shared()
             .state
@@ -569,9 +685,22 @@ impl Runtime {
         self.shared().state.lock().book.events.subscribe()
     }
 
+    /// One category of `job`'s records, in input order. A category the job
+    /// did not declare is an error naming the ones it has.
     pub fn download(&self, job: JobId, category: Category) -> Result<Download, RuntimeError> {
-        if !self.shared().state.lock().jobs.contains_key(&job) {
-            return Err(RuntimeError::NotFound(job));
+        {
+            let st = self.shared().state.lock();
+            let j = st.jobs.get(&job).ok_or(RuntimeError::NotFound(job))?;
+            if let Category::Named(name) = category {
+                let names = j.sliced().map_or(&[][..], |s| &s.categories);
+                if !names.iter().any(|n| n == name.as_str()) {
+                    return Err(RuntimeError::Invalid(format!(
+                        "job {job} has no category {:?}; its categories are main, errors{}",
+                        name.as_str(),
+                        names.iter().map(|n| format!(", {n}")).collect::<String>()
+                    )));
+                }
+            }
         }
         Ok(Download::new(
             self.inner.store.clone(),
@@ -637,7 +766,7 @@ impl Runtime {
     /// The store's counts, with the slices of destroyed jobs counted as
     /// dead bytes (the store cannot know a destroy): what `compact` reclaims.
     pub fn store_stats(&self) -> Result<StoreStats, RuntimeError> {
-        let plan = Snapshot::take(&self.shared().state.lock());
+        let plan = crate::snapshot::Liveness::take(&self.shared().state.lock());
         Ok(self.inner.store.stats_with(&plan)?)
     }
 

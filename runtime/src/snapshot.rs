@@ -30,6 +30,23 @@ impl Snapshot {
                 at_ms: state.book.log_ms,
             }));
         }
+        // Incidents are history the table does not hold: each keeps its
+        // own time (one record per run of equal times).
+        for group in state.book.incidents.chunk_by(|a, b| a.at == b.at) {
+            records.push(meta::encode(&Meta::Recovered {
+                at_ms: crate::clock::to_ms(group[0].at),
+                incidents: group.to_vec(),
+            }));
+        }
+        for (kind, conf) in &state.book.kinds {
+            if let Some(settings) = conf.stored {
+                records.push(meta::encode(&Meta::KindSettings {
+                    kind: kind.to_string(),
+                    at_ms: state.book.log_ms,
+                    settings: Some(settings),
+                }));
+            }
+        }
         for job in state.jobs.values() {
             records.push(meta::encode(&Meta::Restore {
                 job: Box::new(job.clone()),
@@ -39,6 +56,31 @@ impl Snapshot {
             live_jobs: state.jobs.keys().copied().collect(),
             records,
         }
+    }
+}
+
+/// Which slices are live, and nothing else: what `inspect`'s stats need,
+/// without encoding a snapshot record per job under the state lock.
+pub struct Liveness {
+    live_jobs: HashSet<JobId>,
+}
+
+impl Liveness {
+    pub fn take(state: &State) -> Liveness {
+        Liveness {
+            live_jobs: state.jobs.keys().copied().collect(),
+        }
+    }
+}
+
+impl CompactionPlan for Liveness {
+    fn slice_is_live(&self, key: &SliceKey) -> bool {
+        self.live_jobs.contains(&key.owner)
+    }
+    /// Never asked: a `Liveness` only counts live bytes
+    /// (`Store::stats_with`); `Runtime::compact` takes a `Snapshot`.
+    fn meta_snapshot(&self) -> Vec<Vec<u8>> {
+        unreachable!("Liveness is a stats plan; compaction takes a Snapshot")
     }
 }
 

@@ -40,6 +40,23 @@ pub struct KindConf {
     pub lease: Option<LeasePolicy>,
     /// The registered handler's `refuses` (see `waiting.rs`).
     pub refuses: Option<crate::waiting::Refusal>,
+    /// The kind's stored settings (`Meta::KindSettings`): while set, they
+    /// win over `max_running`, `retry` and `lease`, which this process set.
+    pub stored: Option<crate::KindSettings>,
+}
+
+impl KindConf {
+    /// The running-job limit that applies.
+    pub fn max_running(&self) -> Option<u32> {
+        self.stored.map_or(self.max_running, |s| s.max_running)
+    }
+    pub fn retry(&self) -> RetryPolicy {
+        self.stored.map_or(self.retry, |s| s.retry)
+    }
+    /// None: the runtime's default.
+    pub fn lease(&self) -> Option<LeasePolicy> {
+        self.stored.map_or(self.lease, |s| s.lease)
+    }
 }
 
 impl Default for KindConf {
@@ -51,6 +68,7 @@ impl Default for KindConf {
             avg_job_us: 0.0,
             lease: None,
             refuses: None,
+            stored: None,
         }
     }
 }
@@ -166,6 +184,12 @@ pub struct Book {
     /// Damaged ranges the store opened without (degraded open): shown on
     /// the jobs whose slices they held (`State::damage_of`).
     pub damage: Vec<booster_store::Damage>,
+    /// Jobs whose `Created` record was lost with a damaged meta frame
+    /// (`lost.rs`): failed rows that no control may run or destroy.
+    pub lost: BTreeSet<JobId>,
+    /// Every `Meta::Recovered` incident in the log, oldest first (a few per
+    /// damaged open; kept whole by compaction).
+    pub incidents: Vec<crate::Incident>,
     /// The latest time a meta record carried (applied so far): the time of
     /// a record that carries none (written before it was logged), so
     /// replay never reads the clock.
@@ -210,6 +234,8 @@ impl Book {
             max_lease_batch: crate::dispatch::SIMPLE_BATCH_MAX,
             runs_workers: true,
             damage: Vec::new(),
+            lost: BTreeSet::new(),
+            incidents: Vec::new(),
             log_ms: 0,
         }
     }
@@ -292,7 +318,7 @@ impl Book {
     pub fn lease_policy(&self, kind: &str) -> LeasePolicy {
         self.kinds
             .get(kind)
-            .and_then(|k| k.lease)
+            .and_then(|k| k.lease())
             .unwrap_or(self.lease_policy)
     }
 
@@ -425,10 +451,15 @@ impl State {
             } => {
                 // The next id after the last job must exist too.
                 let n = specs.len() as u64;
-                if first_id.checked_add(n).is_none() {
+                if !crate::table::keys::ids_fit(*first_id, n) {
                     return Err(RuntimeError::Corrupt(format!(
-                        "created: {n} job ids from {first_id} run past the largest id"
+                        "created: {n} job ids from {first_id} reach the ids the runtime reserves"
                     )));
+                }
+                for spec in specs {
+                    crate::category::check_categories(&spec.categories).map_err(|e| {
+                        RuntimeError::Corrupt(format!("created: job of kind {:?}: {e}", spec.kind))
+                    })?;
                 }
                 for (i, spec) in specs.iter().enumerate() {
                     let job = self.new_job(first_id + i as u64, *at_ms, spec);
@@ -437,11 +468,16 @@ impl State {
                 Ok(())
             }
             Meta::Restore { job } => {
-                if job.id == JobId::MAX {
+                if !crate::table::keys::ids_fit(job.id, 1) {
                     return Err(RuntimeError::Corrupt(format!(
-                        "restore: job id {} leaves no next id",
+                        "restore: job id {} is one the runtime reserves",
                         job.id
                     )));
+                }
+                if let Some(s) = job.sliced() {
+                    crate::category::check_categories(&s.categories).map_err(|e| {
+                        RuntimeError::Corrupt(format!("restore: job {}: {e}", job.id))
+                    })?;
                 }
                 let mut job = (**job).clone();
                 if let Body::Sliced(s) = &mut job.body {
@@ -459,10 +495,31 @@ impl State {
                 Ok(())
             }
             Meta::NextId { next } => {
+                if *next > crate::table::keys::RESERVED_OWNER_BASE {
+                    return Err(RuntimeError::Corrupt(format!(
+                        "next_id {next} is past the ids the runtime reserves"
+                    )));
+                }
                 self.book.next_id = self.book.next_id.max(*next);
                 Ok(())
             }
             Meta::Opened { generation, .. } => self.book.open_generation(*generation),
+            Meta::LeaseExpired { work, .. } => {
+                self.count_expiry(work);
+                Ok(())
+            }
+            Meta::Recovered { incidents, .. } => {
+                self.book.incidents.extend(incidents.iter().cloned());
+                Ok(())
+            }
+            Meta::KindSettings { kind, settings, .. } => {
+                let key: Arc<str> = match self.book.kinds.get_key_value(kind.as_str()) {
+                    Some((k, _)) => k.clone(),
+                    None => Arc::from(kind.as_str()),
+                };
+                self.book.kinds.entry(key).or_default().stored = *settings;
+                Ok(())
+            }
             Meta::SimpleDone {
                 at_ms,
                 at_us,
@@ -484,6 +541,81 @@ impl State {
         }
     }
 
+    /// One more expiry of `work`'s lease, for work still unfinished.
+    fn count_expiry(&mut self, work: &crate::meta::Expired) {
+        use crate::meta::Expired;
+        let mut bump = |id: JobId, f: &mut dyn FnMut(&mut Body)| {
+            if let Some(job) = self.jobs.get_mut(&id).filter(|j| !j.is_terminal()) {
+                f(&mut job.body);
+            }
+        };
+        match work {
+            Expired::Slice { job, slice } => bump(*job, &mut |b| {
+                if let Body::Sliced(s) = b {
+                    if let Some(e) = s.slices.get_mut(slice) {
+                        e.expiries = e.expiries.saturating_add(1);
+                    }
+                }
+            }),
+            Expired::Hook { job } => bump(*job, &mut |b| {
+                if let Body::Sliced(s) = b {
+                    s.hook_expiries = s.hook_expiries.saturating_add(1);
+                }
+            }),
+            Expired::Simple { jobs } => {
+                for &id in jobs {
+                    bump(id, &mut |b| {
+                        if let Body::Simple(s) = b {
+                            s.expiries = s.expiries.saturating_add(1);
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    /// A failed row for job `id`, whose `Created` record was lost: its
+    /// kind, spec and times are unknown, `reason` says where it went. Its
+    /// times are when the loss was first logged (a `Recovered` incident
+    /// that lost meta records), else the latest time in the log, so they
+    /// do not move with every open.
+    pub fn insert_lost(&mut self, id: JobId, reason: &str) {
+        let found = self.book.incidents.iter().filter_map(|i| match i.kind {
+            crate::IncidentKind::Damaged {
+                meta_lost: true, ..
+            } => Some(crate::clock::to_ms(i.at)),
+            _ => None,
+        });
+        let at_ms = found.min().unwrap_or(self.book.log_ms);
+        let job = Job {
+            id,
+            kind: Arc::from(crate::lost::KIND),
+            description: String::new(),
+            priority: 50,
+            max_workers: None,
+            run_at_ms: None,
+            expires_at_ms: None,
+            created_ms: at_ms,
+            started_us: None,
+            completed_us: Some(crate::clock::ms_to_us(at_ms)),
+            state: JobState::Failed,
+            properties: shared_value(&serde_json::Value::Null),
+            failure_reason: Some(reason.to_string()),
+            attempts: 0,
+            body: Body::Simple(SimpleBody {
+                args: shared_value(&serde_json::Value::Null),
+                result: None,
+                leased: false,
+                expiries: 0,
+            }),
+            ready: None,
+            accepted: None,
+            refused: None,
+        };
+        self.book.lost.insert(id);
+        self.insert(job, "lost");
+    }
+
     fn new_job(&mut self, id: JobId, at_ms: u64, spec: &crate::JobSpec) -> Job {
         let kind: Arc<str> = match self.book.kinds.get_key_value(spec.kind.as_str()) {
             Some((k, _)) => k.clone(),
@@ -500,12 +632,15 @@ impl State {
             JobShape::Sliced {
                 slice_size,
                 collect_errors,
-            } => Body::Sliced(Box::new(SlicedBody::new(
-                slice_size
-                    .map(|s| s.clamp(1, u32::MAX as usize) as u32)
-                    .unwrap_or(self.book.default_slice_size),
-                *collect_errors,
-            ))),
+            } => Body::Sliced(Box::new(
+                SlicedBody::new(
+                    slice_size
+                        .map(|s| s.clamp(1, u32::MAX as usize) as u32)
+                        .unwrap_or(self.book.default_slice_size),
+                    *collect_errors,
+                )
+                .with_categories(spec.categories.clone()),
+            )),
         };
         // The record's time, not the clock's: replay gives the table the
         // live process had; the timer releases a job whose time has come.

@@ -56,6 +56,7 @@ fn slice_done(job: u64, slice: u64) -> Meta {
         errors: 0,
         error_groups: Vec::new(),
         written: None,
+        written_by_category: Default::default(),
     }
 }
 
@@ -196,6 +197,47 @@ fn counts_reconcile_after_done_and_failed_slices() {
     assert_eq!(s.state, JobState::Failed);
     assert_eq!(s.records_in, s.records_out + s.records_failed);
     assert!(s.failure_reason.unwrap().contains("1 of 3 slices failed"));
+}
+
+#[test]
+fn category_counts_add_up_and_a_slice_done_naming_an_undeclared_category_is_corruption() {
+    let mut st = state();
+    let spec = JobSpec::sliced("sort").with_categories(&["valid", "review"]);
+    st.apply(&created(1, vec![spec])).unwrap();
+    st.apply(&uploaded(1, 0, 10)).unwrap();
+    st.apply(&uploaded(1, 1, 10)).unwrap();
+    for (slice, valid) in [(0, 3), (1, 4)] {
+        let mut done = slice_done(1, slice);
+        if let Meta::SliceDone {
+            written_by_category,
+            ..
+        } = &mut done
+        {
+            written_by_category.insert("valid".into(), valid);
+        }
+        st.apply(&done).unwrap();
+    }
+    let s = status(&st, &st.jobs[&1]);
+    assert_eq!(
+        s.records_out_by_category,
+        [("review".to_string(), 0), ("valid".to_string(), 7)].into()
+    );
+    st.apply(&uploaded(1, 2, 10)).unwrap();
+    let mut bad = slice_done(1, 2);
+    if let Meta::SliceDone {
+        written_by_category,
+        ..
+    } = &mut bad
+    {
+        written_by_category.insert("other".into(), 1);
+    }
+    let err = st.apply(&bad).unwrap_err();
+    assert!(
+        matches!(&err, RuntimeError::Corrupt(m) if m.contains("category \"other\"")),
+        "{err}"
+    );
+    let s = status(&st, &st.jobs[&1]);
+    assert_eq!(s.slices_done, 2, "the corrupt record changed nothing");
 }
 
 #[test]
@@ -407,6 +449,37 @@ fn kind_limit_holds_back_queued_jobs_but_not_running_ones() {
     ));
 }
 
+/// What the timer does with expired leases: their records are durable
+/// (applied), then the leases are released.
+fn settle_expired(st: &mut State, due: crate::dispatch::TickOutcome) {
+    for e in due.expired {
+        for m in &e.records {
+            let _ = st.apply(m);
+        }
+        st.release(e.epoch);
+    }
+}
+
+#[test]
+fn a_slice_expiry_is_counted_by_its_record_so_replay_counts_it_too() {
+    let mut st = state();
+    sliced_job_with_slices(&mut st, 1, None);
+    st.lease(0, 0).unwrap();
+    let due = st.tick(2000);
+    let records: Vec<Meta> = due.expired.iter().flat_map(|e| e.records.clone()).collect();
+    assert!(matches!(
+        records.as_slice(),
+        [Meta::LeaseExpired {
+            work: crate::meta::Expired::Slice { job: 1, slice: 0 },
+            ..
+        }]
+    ));
+    let expiries = |st: &State| st.jobs[&1].sliced().unwrap().slices[&0].expiries;
+    assert_eq!(expiries(&st), 0, "counted when durable, not before");
+    settle_expired(&mut st, due);
+    assert_eq!(expiries(&st), 1);
+}
+
 #[test]
 fn expired_lease_requeues_its_slice_and_fences_the_late_commit() {
     let mut st = state();
@@ -416,6 +489,11 @@ fn expired_lease_requeues_its_slice_and_fences_the_late_commit() {
     let due = st.tick(2000);
     assert_eq!(due.replace_workers, vec![0]);
     assert_eq!(st.book.metrics.lease_expiries, 1);
+    assert!(
+        st.lease(1, 2000).is_none(),
+        "held until its expiry is durable"
+    );
+    settle_expired(&mut st, due);
     let again = st.lease(1, 2000).expect("the slice is leasable again");
     assert!(
         st.begin_commit(t.epoch, &t.claim()).is_none(),
@@ -453,8 +531,9 @@ fn an_expired_or_revoked_lease_marks_its_progress_cell_ended() {
     let mut st = state();
     sliced_job_with_slices(&mut st, 2, None);
     let expiring = st.lease(0, 0).unwrap();
-    st.tick(2000);
+    let due = st.tick(2000);
     assert_eq!(expiring.progress_ms.load(Relaxed), LEASE_ENDED);
+    settle_expired(&mut st, due);
     let revoked = st.lease(1, 2000).unwrap();
     assert_ne!(revoked.progress_ms.load(Relaxed), LEASE_ENDED);
     st.apply(&control(1, Control::Abort)).unwrap();

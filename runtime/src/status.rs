@@ -73,6 +73,7 @@ pub fn build_status(st: &State, job: &Job) -> JobStatus {
         slices_failed: 0,
         records_in: 0,
         records_out: 0,
+        records_out_by_category: Default::default(),
         records_processed: 0,
         records_errors: 0,
         records_in_failed_slices: 0,
@@ -100,6 +101,12 @@ pub fn build_status(st: &State, job: &Job) -> JobStatus {
             status.slices_failed = s.slices_failed;
             status.records_in = s.records_in;
             status.records_out = s.written();
+            status.records_out_by_category = s
+                .categories
+                .iter()
+                .cloned()
+                .zip(s.records_by_category.iter().copied())
+                .collect();
             status.records_processed = s.records_out;
             status.records_errors = s.records_errors;
             status.records_in_failed_slices = s.records_in_failed_slices;
@@ -151,10 +158,22 @@ impl State {
     /// One line per damaged range that held slices of `job`: where it is,
     /// what was wrong, which of the job's slices it took.
     pub fn damage_of(&self, job: JobId) -> Vec<String> {
+        let lost = self.book.lost.contains(&job);
         self.book
             .damage
             .iter()
             .filter_map(|d| {
+                if lost && d.meta_lost {
+                    return Some(format!(
+                        "segment {} ({}) offsets {}..{}: {}; lost meta records (the job's \
+                         created record among them, or in another such range)",
+                        d.segment_id,
+                        d.path.display(),
+                        d.offset,
+                        d.end,
+                        d.what
+                    ));
+                }
                 let lost: Vec<String> = d
                     .slices
                     .iter()

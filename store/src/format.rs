@@ -24,6 +24,7 @@ pub use crate::segment::header::{
 pub use crate::segment::scan::{
     read_sealed_entries, read_sealed_footer, scan_segment, SegmentScan,
 };
+pub use crate::segment::segment_file_name;
 
 /// The segment files (`seg-*.bseg`) of a data directory, in id order.
 pub fn segment_paths(dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {

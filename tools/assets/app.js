@@ -307,6 +307,8 @@ async function jobPage(id) {
       stat("Slices failed", fmtInt(j.slices_failed)),
       stat("Records in", fmtInt(j.records_in)),
       stat("Records out", fmtInt(j.records_out)),
+      ...Object.entries(j.records_out_by_category || {}).map(([name, n]) =>
+        stat("Records out: " + name, fmtInt(n))),
       stat("Record errors", fmtInt(j.records_errors)),
       stat("Records failed", fmtInt(j.records_failed)),
       stat("Throughput", fmtInt(Math.round(j.records_per_s)) + " records/s"),

@@ -35,7 +35,7 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub quiet: bool,
     /// Talk to a `booster serve` at this URL instead of opening the data directory
-    /// (jobs, job, submit, download).
+    /// (jobs, job, run, submit, download).
     #[arg(long, global = true, env = "BOOSTER_SERVER", value_name = "URL")]
     pub server: Option<String>,
     /// Bearer token file (mode 0600): sent with --server; required by `serve` off
@@ -78,11 +78,25 @@ pub enum Command {
     )]
     Jobs(JobsArgs),
     /// Show or change one job.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  booster job show 3\n  booster job priority 3 1      # run it before everything else\n  booster job pause 3 && booster job resume 3\n  booster job retry 3           # a failed job: its failed slices run again\n  booster --server http://127.0.0.1:7878 job watch 3"
+    )]
     Job(JobCommand),
+    /// Show or store a kind's settings: running-job limit, retries, leases.
+    #[command(
+        subcommand,
+        after_help = "Stored settings outlive restarts and win over what a worker process sets in\ncode, until `booster kind reset`.\n\nExamples:\n  booster kind show\n  booster kind limit copy 2        # at most 2 copy jobs run at once\n  booster kind limit copy 0        # pause the kind: no copy job starts\n  booster kind limit copy none\n  booster kind retry report --max-retries 3 --backoff-ms 500\n  booster kind reset copy"
+    )]
+    Kind(KindCommand),
     /// Segments, frames, jobs, live and dead bytes, compression ratio.
     #[command(after_help = "Example:\n  booster --data ./booster-data inspect")]
     Inspect,
+    /// What recovery cut (torn tails) or found damaged in this data directory, oldest first.
+    #[command(
+        after_help = "Every open that cuts a torn tail, and the first process that runs work after a\nrange is found damaged, keeps an incident in the store's own log: it outlives\nthe stderr line and every compaction.\n\nExample:\n  booster incidents\n  booster incidents --json"
+    )]
+    Incidents,
     /// Check every frame's checksum (and every tag, with the key).
     #[command(after_help = "Example:\n  booster --key-file booster.key verify")]
     Verify,
@@ -155,6 +169,10 @@ pub struct JobInputArgs {
     #[arg(long, value_name = "BYTES", default_value_t = crate::formats::DEFAULT_MAX_RECORD_BYTES,
           value_parser = clap::builder::ValueParser::new(clap::builder::RangedU64ValueParser::<usize>::new().range(1..)))]
     pub max_record_bytes: usize,
+    /// Output categories beyond main and errors that the handler writes
+    /// to (exec: lines `NAME<TAB>RECORD`), each downloaded to its own file.
+    #[arg(long, value_name = "NAME,...", value_delimiter = ',', value_parser = parse_category_name)]
+    pub categories: Vec<String>,
     #[command(flatten)]
     pub tabular: crate::formats::InputFormatArgs,
 }
@@ -169,6 +187,11 @@ pub struct RunArgs {
     /// Where to write the record errors (one JSON object per line).
     #[arg(long)]
     pub errors: Option<PathBuf>,
+    /// Write every category into this directory instead (created if
+    /// missing): STEM.EXT, STEM.errors.jsonl and STEM.NAME.EXT per category,
+    /// STEM the input's name without extensions; one set per zip member.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["output", "errors"])]
+    pub output_dir: Option<PathBuf>,
     /// The output's text encoding: `input` (the input's, BOM and all), or a label such as latin1; UTF-8 by default.
     #[arg(long, value_name = "LABEL")]
     pub output_encoding: Option<String>,
@@ -207,16 +230,24 @@ pub struct WorkArgs {
 }
 
 #[derive(Args, Debug)]
-#[command(group(clap::ArgGroup::new("destination").required(true).multiple(true).args(["output", "errors"])))]
+#[command(group(clap::ArgGroup::new("destination").required(true).multiple(true).args(["output", "errors", "output_dir"])))]
 pub struct DownloadArgs {
     /// The job's id (from `booster jobs`).
     pub job: JobId,
     /// Where to write the output (`-` for stdout); `.gz` / `.zst` / `.bz2` / `.xz` compress.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Which category --output writes: main (the default), errors, or one
+    /// of the job's own (`booster job show` lists them).
+    #[arg(long, value_name = "NAME", requires = "output")]
+    pub category: Option<String>,
     /// Where to write the record errors.
     #[arg(long)]
     pub errors: Option<PathBuf>,
+    /// Write every category into this directory (created if missing):
+    /// STEM.EXT, STEM.errors.jsonl and STEM.NAME.EXT per category.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["output", "errors", "category"])]
+    pub output_dir: Option<PathBuf>,
     /// The output's text encoding: `input` (the input's, BOM and all), or a label such as latin1; UTF-8 by default.
     #[arg(long, value_name = "LABEL")]
     pub output_encoding: Option<String>,
@@ -258,10 +289,14 @@ pub enum JobCommand {
     #[command(
         after_help = "Examples:\n  booster --server http://127.0.0.1:7878 job watch 3\n  booster --server http://127.0.0.1:7878 --json job watch 3   # one JSON object per line"
     )]
-    Watch { job: JobId },
+    Watch {
+        /// The job's id (from `booster jobs`).
+        job: JobId,
+    },
     /// Change a job's priority (1 runs first, 100 last); takes effect at the next lease.
     #[command(after_help = "Example:\n  booster job priority 3 1")]
     Priority {
+        /// The job's id (from `booster jobs`).
         job: JobId,
         /// 1 (runs first) to 100 (last).
         #[arg(value_parser = clap::value_parser!(i64).range(1..=100))]
@@ -269,19 +304,34 @@ pub enum JobCommand {
     },
     /// Stop handing out this job's slices (running ones finish).
     #[command(after_help = "Example:\n  booster job pause 3")]
-    Pause { job: JobId },
+    Pause {
+        /// The job's id (from `booster jobs`).
+        job: JobId,
+    },
     /// Let a paused job run again.
     #[command(after_help = "Example:\n  booster job resume 3")]
-    Resume { job: JobId },
+    Resume {
+        /// The job's id (from `booster jobs`).
+        job: JobId,
+    },
     /// Stop a job for good; what it produced stays until destroyed.
     #[command(after_help = "Example:\n  booster job abort 3")]
-    Abort { job: JobId },
+    Abort {
+        /// The job's id (from `booster jobs`).
+        job: JobId,
+    },
     /// Run a failed job again (a sliced job re-runs its failed slices only).
     #[command(after_help = "Example:\n  booster job retry 3")]
-    Retry { job: JobId },
+    Retry {
+        /// The job's id (from `booster jobs`).
+        job: JobId,
+    },
     /// Delete a finished job and its data (`booster compact` reclaims the space).
     #[command(after_help = "Example:\n  booster job destroy 3")]
-    Destroy { job: JobId },
+    Destroy {
+        /// The job's id (from `booster jobs`).
+        job: JobId,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -327,20 +377,155 @@ pub struct ServeArgs {
     pub max_event_streams: u32,
 }
 
+/// `--categories a,b`: each a valid category name.
+fn parse_category_name(s: &str) -> Result<String, String> {
+    booster_runtime::CategoryName::new(s)
+        .map(|n| n.to_string())
+        .map_err(|e| e.to_string())
+}
+
 /// `--state WORD`: the words are `JobState`'s own.
 fn parse_state(s: &str) -> Result<JobState, String> {
     s.parse()
         .map_err(|e: booster_runtime::UnknownState| e.to_string())
 }
 
+#[derive(Subcommand, Debug)]
+pub enum KindCommand {
+    /// Every kind's stored and effective settings (or one kind's).
+    Show {
+        /// Only this kind.
+        kind: Option<String>,
+    },
+    /// At most N jobs of KIND run at once; 0 pauses the kind; `none`: no limit.
+    Limit {
+        /// The kind (as in `--kind`).
+        kind: String,
+        /// A number of jobs, or `none`.
+        #[arg(value_parser = parse_limit)]
+        limit: Limit,
+    },
+    /// Failed simple jobs of KIND run again up to N times, waiting MS, then twice as long each time.
+    Retry {
+        /// The kind (as in `--kind`).
+        kind: String,
+        /// How many times a failed job runs again (0: never).
+        #[arg(long)]
+        max_retries: u32,
+        /// The first wait, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        backoff_ms: u64,
+    },
+    /// A lease of KIND's work that expires N times fails the work as hung.
+    Lease {
+        /// The kind (as in `--kind`).
+        kind: String,
+        /// Expiries before the work fails (at least 1).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        max_expiries: u32,
+        /// Bound one lease to this many milliseconds even while heartbeats arrive.
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+    },
+    /// Forget KIND's stored settings: the worker process's own apply again.
+    Reset {
+        /// The kind (as in `--kind`).
+        kind: String,
+    },
+}
+
+/// A running-job limit: a number, or none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limit(pub Option<u32>);
+
+fn parse_limit(s: &str) -> Result<Limit, String> {
+    if s == "none" {
+        return Ok(Limit(None));
+    }
+    s.parse::<u32>().map(|n| Limit(Some(n))).map_err(|_| {
+        format!("{s:?} is not a number of jobs; give one (0 pauses the kind) or `none`")
+    })
+}
+
+#[derive(Args, Debug)]
+pub struct SalvageArgs {
+    /// The new data directory to copy into (must not exist, or be empty).
+    #[arg(long, value_name = "NEW_DIR")]
+    pub into: PathBuf,
+}
+
+/// The global options each subcommand reads (the others are hidden from its
+/// help; given anyway, they are ignored, or refused where they would
+/// mislead, as `--server` with a command that needs the data directory).
+fn globals_of(subcommand: &str) -> &'static [&'static str] {
+    const LOCAL: &[&str] = &["data", "key_file", "json", "quiet"];
+    const REMOTE: &[&str] = &["data", "key_file", "json", "quiet", "server", "token_file"];
+    match subcommand {
+        "keygen" => &["quiet"],
+        "jobs" | "job" | "run" | "submit" | "download" => REMOTE,
+        "serve" => &["data", "key_file", "quiet", "token_file"],
+        _ => LOCAL,
+    }
+}
+
+/// The command line as `booster` parses it: the derive, with each
+/// subcommand's help listing only the global options that apply to it.
+/// A global a subcommand does not read is given to it as a hidden copy
+/// before clap propagates the globals (which skips an argument the
+/// subcommand already has), so it still parses and stays global.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    let globals: Vec<clap::Arg> = cmd
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .cloned()
+        .collect();
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    for name in names {
+        let keep = globals_of(&name);
+        let hidden: Vec<clap::Arg> = globals
+            .iter()
+            .filter(|g| !keep.contains(&g.get_id().as_str()))
+            .map(|g| g.clone().hide(true))
+            .collect();
+        cmd = cmd.mut_subcommand(&name, |sc| with_hidden(sc, &hidden));
+    }
+    cmd
+}
+
+/// `cmd` and every subcommand under it, with `hidden` added.
+fn with_hidden(mut cmd: clap::Command, hidden: &[clap::Arg]) -> clap::Command {
+    cmd = cmd.args(hidden.iter().cloned());
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    for name in names {
+        cmd = cmd.mut_subcommand(&name, |sc| with_hidden(sc, hidden));
+    }
+    cmd
+}
+
+/// Parses the process's arguments with [`command`].
+pub fn parse() -> Cli {
+    use clap::FromArgMatches;
+    let matches = command().get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
+    use clap::{CommandFactory, Parser};
 
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+        command().debug_assert();
     }
 
     #[test]
@@ -358,11 +543,83 @@ mod tests {
             "{err}"
         );
     }
-}
 
-#[derive(Args, Debug)]
-pub struct SalvageArgs {
-    /// The new data directory to copy into (must not exist, or be empty).
-    #[arg(long, value_name = "NEW_DIR")]
-    pub into: PathBuf,
+    fn help_of(path: &[&str]) -> String {
+        let mut cmd = command();
+        cmd.build();
+        let mut sc = &mut cmd;
+        for name in path {
+            sc = sc.find_subcommand_mut(name).expect("a subcommand");
+        }
+        sc.render_long_help().to_string()
+    }
+
+    /// The options a subcommand's help lists (its "Options:" lines).
+    fn options_of(path: &[&str]) -> Vec<String> {
+        help_of(path)
+            .lines()
+            .map(str::trim_start)
+            .filter(|l| l.starts_with("--") || l.starts_with("-q"))
+            .map(|l| {
+                let flag = l.split([' ', ',']).find(|w| w.starts_with("--"));
+                flag.unwrap_or(l).to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_subcommand_lists_only_the_global_options_it_reads() {
+        let has = |path: &[&str], flag: &str| options_of(path).iter().any(|o| o == flag);
+        for hidden in ["--server", "--token-file", "--data", "--key-file", "--json"] {
+            assert!(!has(&["keygen"], hidden), "keygen lists {hidden}");
+        }
+        assert!(has(&["keygen"], "--out") && has(&["keygen"], "--quiet"));
+        assert!(has(&["run"], "--data") && has(&["run"], "--key-file"));
+        assert!(
+            has(&["run"], "--server") && has(&["run"], "--token-file"),
+            "run works through a server too"
+        );
+        assert!(!has(&["work"], "--server") && !has(&["work"], "--token-file"));
+        assert!(has(&["job", "watch"], "--server") && has(&["job", "watch"], "--token-file"));
+        assert!(has(&["serve"], "--token-file") && !has(&["serve"], "--server"));
+    }
+
+    #[test]
+    fn every_argument_of_every_subcommand_has_a_description() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                if a.is_hide_set() || ["help", "version"].contains(&a.get_id().as_str()) {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} {}", a.get_id()));
+                }
+            }
+            for sc in cmd.get_subcommands() {
+                walk(sc, &format!("{path} {}", sc.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        let mut cmd = command();
+        cmd.build();
+        walk(&cmd, "booster", &mut missing);
+        assert!(missing.is_empty(), "no description: {missing:?}");
+    }
+
+    #[test]
+    fn the_parsed_command_line_is_the_derive_s() {
+        use clap::FromArgMatches;
+        let m = command()
+            .try_get_matches_from(["booster", "--data", "d", "job", "priority", "3", "1"])
+            .unwrap();
+        let cli = Cli::from_arg_matches(&m).unwrap();
+        assert_eq!(cli.data, std::path::PathBuf::from("d"));
+        assert!(matches!(
+            cli.command,
+            Command::Job(JobCommand::Priority {
+                job: 3,
+                priority: 1
+            })
+        ));
+    }
 }

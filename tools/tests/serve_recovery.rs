@@ -12,29 +12,8 @@ use common::*;
 #[test]
 fn serve_logs_the_torn_tail_that_recovery_cut() {
     let sb = Sandbox::new();
-    let input = sb.write("in.txt", numbered_lines(50).as_bytes());
-    let out = sb.path("out.txt");
-    sb.ok(&[
-        "-q",
-        "run",
-        "--kind",
-        "copy",
-        "--input",
-        s(&input),
-        "--output",
-        s(&out),
-    ]);
-    let last = booster_store::format::segment_paths(&sb.data())
-        .unwrap()
-        .pop()
-        .unwrap();
-    let len = std::fs::metadata(&last).unwrap().len();
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&last)
-        .unwrap();
-    std::io::Write::write_all(&mut file, &[0x5a; 300]).unwrap();
-    drop(file);
+    sb.copy_lines(50);
+    let (_, len) = tear_last_segment(&sb, 300);
 
     let mut server = sb
         .cmd(&["serve", "--listen", "127.0.0.1:0"])

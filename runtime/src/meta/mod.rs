@@ -13,18 +13,24 @@
 //!
 //! Slice streams of a job (store `SliceKey { owner: job id, stream, seq: input slice }`):
 //! input `0`, output `main` `1`, output `errors` `2`, records the uploader
-//! rejected `3`. Every output slice shares its input slice's seq, so
+//! rejected `3`, the job's own category `n` `16 + n` (4..=15 reserved).
+//! Every output slice shares its input slice's seq, so
 //! downloads come out in input order.
 
 mod wire;
 
+use std::collections::BTreeMap;
+
 use crate::table::Job;
-use crate::{ErrorGroup, JobId, JobSpec, RecordErrorSample, RuntimeError};
+use crate::{ErrorGroup, Incident, JobId, JobSpec, RecordErrorSample, RuntimeError};
 
 pub const STREAM_INPUT: u32 = 0;
 pub const STREAM_MAIN: u32 = 1;
 pub const STREAM_ERRORS: u32 = 2;
 pub const STREAM_REJECTS: u32 = 3;
+// 4 is `table::keys::STREAM_SLICE_INFO` (issue 12), 5..=15 are kept for the
+// runtime's future use; a job's own categories start at 16
+// (`category::CATEGORY_STREAM_BASE`).
 
 const FORMAT_JSON_V1: u8 = b'J';
 
@@ -79,6 +85,9 @@ pub enum Meta {
         /// read, a splitter more). Absent in logs from before it was
         /// counted: then it is taken as the records processed.
         written: Option<u64>,
+        /// Records the handler wrote to each of the job's own categories,
+        /// by name; categories it wrote nothing to are left out.
+        written_by_category: BTreeMap<String, u64>,
     },
     SliceFailed {
         job: JobId,
@@ -130,6 +139,43 @@ pub enum Meta {
     Opened {
         generation: u64,
         at_ms: u64,
+    },
+    /// A lease on `work` expired (G4): counted against the work's
+    /// `LeasePolicy::max_expiries` by `apply`, so a restart does not give a
+    /// job that hangs every process a fresh count.
+    LeaseExpired {
+        at_ms: u64,
+        work: Expired,
+    },
+    /// What recovery did to the files, or found damaged in them, on one
+    /// open: the durable record of G7's "truncated and logged"
+    /// (`Runtime::incidents`). Compaction snapshots keep every one.
+    Recovered {
+        at_ms: u64,
+        incidents: Vec<Incident>,
+    },
+    /// A kind's stored settings (None: cleared; the process's own apply).
+    KindSettings {
+        kind: String,
+        at_ms: u64,
+        settings: Option<crate::KindSettings>,
+    },
+}
+
+/// The work of an expired lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Expired {
+    Slice {
+        job: JobId,
+        slice: u64,
+    },
+    /// A sliced job's `before_batch` or `after_batch` hook.
+    Hook {
+        job: JobId,
+    },
+    /// A batch of simple jobs.
+    Simple {
+        jobs: Vec<JobId>,
     },
 }
 
@@ -184,7 +230,10 @@ impl Meta {
             | Meta::HookFailed { at_ms, .. }
             | Meta::SimpleDone { at_ms, .. }
             | Meta::Control { at_ms, .. }
-            | Meta::Opened { at_ms, .. } => Some(*at_ms),
+            | Meta::Opened { at_ms, .. }
+            | Meta::LeaseExpired { at_ms, .. }
+            | Meta::Recovered { at_ms, .. }
+            | Meta::KindSettings { at_ms, .. } => Some(*at_ms),
             Meta::UploadComplete { at_ms, .. } | Meta::UploadFailed { at_ms, .. } => *at_ms,
             Meta::Uploaded { .. }
             | Meta::Priority { .. }
@@ -255,7 +304,45 @@ mod tests {
             assert_eq!(String::from_utf8(encode(&meta)).unwrap(), line);
             types.insert(line.split('"').nth(3).unwrap().to_string());
         }
-        assert_eq!(types.len(), 16, "every record type: {types:?}");
+        assert_eq!(types.len(), 19, "every record type: {types:?}");
+    }
+
+    /// Categories are optional v1 fields: written only when a job has them,
+    /// and read back whole.
+    #[test]
+    fn category_fields_round_trip_and_are_left_out_when_empty() {
+        let done = Meta::SliceDone {
+            job: 1,
+            slice: 0,
+            at_ms: 5,
+            errors: 0,
+            error_groups: Vec::new(),
+            written: Some(2),
+            written_by_category: [("review".to_string(), 3)].into(),
+        };
+        let bytes = encode(&done);
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(
+            text.contains(r#""written_by_category":{"review":3}"#),
+            "{text}"
+        );
+        assert_eq!(encode(&decode(&bytes).unwrap()), bytes);
+        let created = Meta::Created {
+            first_id: 1,
+            at_ms: 5,
+            specs: vec![
+                JobSpec::sliced("k").with_categories(&["valid", "review"]),
+                JobSpec::sliced("k"),
+            ],
+        };
+        let bytes = encode(&created);
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert_eq!(text.matches("categories").count(), 1, "{text}");
+        let Meta::Created { specs, .. } = decode(&bytes).unwrap() else {
+            panic!("a created record");
+        };
+        assert_eq!(specs[0].categories, ["valid", "review"]);
+        assert!(specs[1].categories.is_empty());
     }
 
     #[test]

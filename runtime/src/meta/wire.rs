@@ -13,6 +13,8 @@
 //!
 //! `meta::tests::every_record_type_keeps_its_v1_spelling` pins the spelling.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -66,6 +68,10 @@ pub enum Record {
         /// before it was counted (then: the records processed).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         written: Option<u64>,
+        /// Records written to each of the job's own categories, by name;
+        /// absent when none (and in records from before categories).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        written_by_category: BTreeMap<String, u64>,
     },
     SliceFailed {
         job: JobId,
@@ -114,6 +120,71 @@ pub enum Record {
         generation: u64,
         at_ms: u64,
     },
+    /// Added 2026-11-29; older logs have none (expiry counts started at 0
+    /// in every process).
+    LeaseExpired {
+        at_ms: u64,
+        work: ExpiredWork,
+    },
+    /// Added 2026-11-29; older logs have none.
+    Recovered {
+        at_ms: u64,
+        incidents: Vec<IncidentV1>,
+    },
+    /// Added 2026-11-29; older logs have none (settings lived in code).
+    KindSettings {
+        kind: String,
+        at_ms: u64,
+        settings: Option<KindSettingsV1>,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct KindSettingsV1 {
+    max_running: Option<u32>,
+    retry: RetryV1,
+    lease: Option<LeaseV1>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RetryV1 {
+    max_retries: u32,
+    backoff_base_ms: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LeaseV1 {
+    max_expiries: u32,
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpiredWork {
+    Slice { job: JobId, slice: u64 },
+    Hook { job: JobId },
+    Simple { jobs: Vec<JobId> },
+}
+
+/// One thing recovery did or found: a torn tail it cut (`bytes`), or a
+/// damaged range it opened without (`end`, `what`, `jobs`, `meta_lost`).
+#[derive(Serialize, Deserialize)]
+pub struct IncidentV1 {
+    segment: u64,
+    file: String,
+    offset: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    torn_tail_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    damaged: Option<DamagedV1>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct DamagedV1 {
+    end: u64,
+    what: String,
+    jobs: Vec<JobId>,
+    meta_lost: bool,
 }
 
 /// `JobSpec` as v1 wrote it (serde's spelling of its fields in 2026-11).
@@ -127,6 +198,10 @@ pub struct Spec {
     run_at: Option<Time>,
     expires_at: Option<Time>,
     properties: Value,
+    /// Sliced jobs' own output categories; absent when none (and in
+    /// records from before categories).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    categories: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -226,7 +301,13 @@ enum RowState {
 
 #[derive(Serialize, Deserialize)]
 enum RowBody {
-    Simple { args: Value, result: Option<Value> },
+    Simple {
+        args: Value,
+        result: Option<Value>,
+        /// Lease expiries (added 2026-11-29; absent: none).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expiries: Option<u32>,
+    },
     Sliced(Box<Sliced>),
 }
 
@@ -244,10 +325,17 @@ struct Sliced {
     records_written: Option<u64>,
     records_errors: u64,
     records_in_failed_slices: u64,
+    /// The job's own categories in their order, each with the records
+    /// written to it; absent when none (and in snapshots from before).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    categories: Vec<(String, u64)>,
     slices_done: u64,
     slices_failed: u64,
     collected_errors: Vec<Group>,
     failures: Vec<(u64, (String, Option<Sample>))>,
+    /// Lease expiries of its hooks (added 2026-11-29; absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hook_expiries: Option<u32>,
 }
 
 #[derive(Clone, Copy, Serialize, Deserialize)]
@@ -266,6 +354,9 @@ struct Slice {
     numbers: Option<Vec<u64>>,
     state: SliceStateV1,
     errors: u32,
+    /// Lease expiries (added 2026-11-29; absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expiries: Option<u32>,
 }
 
 #[derive(Clone, Copy, Serialize, Deserialize)]

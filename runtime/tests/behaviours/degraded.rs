@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use booster_runtime::*;
-use booster_store::format::{read_sealed_entries, FrameKind};
+use booster_store::format::{read_sealed_entries, segment_paths, FooterEntry, FrameKind};
 
 use crate::common::{opts, records, upload_all, Echo};
 
@@ -29,26 +29,29 @@ const STREAM_OUTPUT: u32 = 1;
 /// Flips one byte in the payload of the first frame of `kind` (for a slice,
 /// of `owner`'s `stream`) in the newest segment; returns its path and offset.
 fn rot(dir: &Path, kind: FrameKind, owner: Option<JobId>, stream: u32) -> (PathBuf, u64) {
-    let mut segs: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "bseg"))
-        .collect();
-    segs.sort();
+    let segs = segment_paths(dir).unwrap();
     let path = segs.last().unwrap().clone();
-    let mut bytes = std::fs::read(&path).unwrap();
-    let entries = read_sealed_entries(&bytes).expect("the newest segment is sealed");
+    let offset = rot_nth(&path, 0, |e| {
+        e.header.kind == kind
+            && owner.is_none_or(|o| e.header.key.owner == o && e.header.key.stream == stream)
+    });
+    (path, offset)
+}
+
+/// Flips one byte in the payload of the `nth` frame of sealed segment
+/// `path` that `pick` accepts; returns the frame's offset.
+fn rot_nth(path: &Path, nth: usize, pick: impl Fn(&FooterEntry) -> bool) -> u64 {
+    let mut bytes = std::fs::read(path).unwrap();
+    let entries = read_sealed_entries(&bytes).expect("the segment is sealed");
     let e = entries
         .iter()
-        .find(|e| {
-            e.header.kind == kind
-                && owner.is_none_or(|o| e.header.key.owner == o && e.header.key.stream == stream)
-        })
+        .filter(|e| pick(e))
+        .nth(nth)
         .expect("a frame of that kind");
     let at = (e.offset + 60) as usize;
     bytes[at] ^= 0x40;
-    std::fs::write(&path, &bytes).unwrap();
-    (path, e.offset)
+    std::fs::write(path, &bytes).unwrap();
+    e.offset
 }
 
 async fn download_all(rt: &Runtime, id: JobId) -> Vec<Vec<u8>> {
@@ -113,4 +116,149 @@ async fn a_rotted_slice_is_named_when_read_and_shows_on_its_job_while_others_dow
     rt.shutdown(std::time::Duration::from_secs(5))
         .await
         .unwrap();
+}
+
+/// Submits one job in a process of its own that runs no work, so the
+/// job's `Created` record is the first meta frame of a segment of its own.
+async fn submit_alone(dir: &Path, spec: JobSpec, upload: Option<usize>) -> (JobId, PathBuf) {
+    let mut o = opts(dir, 1);
+    o.start_workers = false;
+    let rt = Runtime::open(o).await.unwrap();
+    let id = rt.submit(spec).await.unwrap();
+    if let Some(n) = upload {
+        upload_all(&rt, id, &records(n)).await;
+    }
+    rt.shutdown(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    (id, segment_paths(dir).unwrap().last().unwrap().clone())
+}
+
+/// Three queued simple jobs, each submitted by a process of its own; the
+/// middle one's `Created` record is rotted. Returns the ids, the rotted
+/// segment and the rotted frame's offset.
+async fn three_with_the_middle_created_rotted(dir: &Path) -> ([JobId; 3], PathBuf, u64) {
+    let mut ids = [0; 3];
+    let mut paths = Vec::new();
+    for (i, id) in ids.iter_mut().enumerate() {
+        let spec = JobSpec::simple("noop", serde_json::json!(i));
+        let (got, path) = submit_alone(dir, spec, None).await;
+        *id = got;
+        paths.push(path);
+    }
+    let offset = rot_nth(&paths[1], 0, |e| e.header.kind == FrameKind::Meta);
+    (ids, paths.swap_remove(1), offset)
+}
+
+/// What every job whose `Created` record rotted must show: listed, failed,
+/// and named with the damaged range, never "not found".
+async fn assert_lost(rt: &Runtime, id: JobId, path: &Path, offset: u64) {
+    let st = rt
+        .job(id)
+        .await
+        .unwrap_or_else(|e| panic!("job {id} whose created record rotted: {e}"));
+    assert_eq!(st.state, JobState::Failed, "{st:?}");
+    let reason = st.failure_reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("created record was lost")
+            && reason.contains(&path.display().to_string())
+            && reason.contains(&offset.to_string()),
+        "{reason}"
+    );
+    assert!(!st.damage.is_empty(), "the job names the damage: {st:?}");
+    let listed = rt.jobs(JobFilter::default()).await;
+    assert!(listed.iter().any(|j| j.id == id), "listed: {listed:?}");
+    let err = rt
+        .retry(id)
+        .await
+        .expect_err("a job whose spec is lost cannot run again");
+    assert!(err.to_string().contains("salvage"), "{err}");
+    let err = rt
+        .destroy(id)
+        .await
+        .expect_err("destroying it would hide the loss");
+    assert!(err.to_string().contains("salvage"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simple_job_whose_created_record_rotted_is_listed_as_lost_not_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let ([first, lost, third], path, offset) =
+        three_with_the_middle_created_rotted(dir.path()).await;
+    let rt = Runtime::open(opts(dir.path(), 1)).await.unwrap();
+    assert_lost(&rt, lost, &path, offset).await;
+    for id in [first, third] {
+        assert_eq!(rt.job(id).await.unwrap().state, JobState::Queued);
+    }
+    // The next id is past the lost one: ids are never reused.
+    let next = rt
+        .submit(JobSpec::simple("noop", serde_json::json!(4)))
+        .await
+        .unwrap();
+    assert_eq!(next, third + 1);
+    rt.shutdown(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_newest_sliced_job_whose_created_record_rotted_is_found_by_its_later_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = run_one_job(dir.path(), 20).await;
+    // The newest job: no later id shows a gap, only its own upload records
+    // (in the same segment, after the rotted one) name it.
+    let (lost, path) = submit_alone(dir.path(), JobSpec::sliced("echo"), Some(20)).await;
+    let offset = rot_nth(&path, 0, |e| e.header.kind == FrameKind::Meta);
+    let rt = Runtime::open(opts(dir.path(), 1)).await.unwrap();
+    rt.register_sliced("echo", std::sync::Arc::new(Echo));
+    assert_lost(&rt, lost, &path, offset).await;
+    assert_eq!(download_all(&rt, first).await, records(20));
+    let next = rt
+        .submit(JobSpec::simple("noop", serde_json::json!(4)))
+        .await
+        .unwrap();
+    assert!(next > lost, "id {next} reuses the lost job's id {lost}");
+    rt.shutdown(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_range_is_logged_once_by_the_first_process_that_runs_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let ([_, lost, _], path, offset) = three_with_the_middle_created_rotted(dir.path()).await;
+    let reopen = |workers: bool| {
+        let mut o = opts(dir.path(), 1);
+        o.start_workers = workers;
+        Runtime::open(o)
+    };
+    let shut = |rt: Runtime| async move {
+        rt.shutdown(std::time::Duration::from_secs(5))
+            .await
+            .unwrap()
+    };
+    // A read-only open writes nothing it did not do itself.
+    let rt = reopen(false).await.unwrap();
+    assert!(rt.incidents().is_empty());
+    shut(rt).await;
+    for _ in 0..2 {
+        let rt = reopen(true).await.unwrap();
+        let incidents = rt.incidents();
+        assert_eq!(incidents.len(), 1, "logged once: {incidents:?}");
+        let i = &incidents[0];
+        assert_eq!(i.file, path.file_name().unwrap().to_str().unwrap());
+        match &i.kind {
+            IncidentKind::Damaged {
+                end,
+                jobs,
+                meta_lost,
+                ..
+            } => {
+                assert!(i.offset <= offset && offset < *end, "{i:?}");
+                assert!(*meta_lost && jobs.contains(&lost), "{i:?}");
+            }
+            other => panic!("not damage: {other:?}"),
+        }
+        shut(rt).await;
+    }
 }

@@ -249,3 +249,41 @@ async fn a_kind_timeout_ends_a_lease_even_while_heartbeats_arrive() {
     );
     drop(release);
 }
+
+/// A restart must not reset how often a job's lease expired: a job that
+/// hangs every process that runs it would otherwise run forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_expiries_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = LeasePolicy {
+        max_expiries: 2,
+        ..LeasePolicy::default()
+    };
+    let (handler, release) = HangAlways::new(false);
+    let job = {
+        let rt = Runtime::open(short_lease(dir.path())).await.unwrap();
+        rt.set_lease_policy("hang", policy);
+        rt.register_simple("hang", handler.clone());
+        let job = rt
+            .submit(JobSpec::simple("hang", serde_json::json!("HANG")))
+            .await
+            .unwrap();
+        until("one expiry", || rt.metrics().lease_expiries >= 1).await;
+        let _ = rt.shutdown(Duration::from_millis(10)).await;
+        job
+    };
+    // The count is in the log: the next process fails the job at its
+    // first expiry, the second in all.
+    let rt = Runtime::open(short_lease(dir.path())).await.unwrap();
+    rt.set_lease_policy("hang", policy);
+    rt.register_simple("hang", handler);
+    let s = rt.wait(job).await.unwrap();
+    assert_eq!(s.state, JobState::Failed);
+    let reason = s.failure_reason.unwrap_or_default();
+    assert!(
+        reason.starts_with("hung: lease expired 2 times"),
+        "{reason}"
+    );
+    assert_eq!(rt.metrics().lease_expiries, 1, "one expiry in this process");
+    drop(release);
+}

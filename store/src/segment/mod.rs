@@ -20,7 +20,7 @@ pub use frame::FrameKind;
 pub const MAX_SEGMENT_ID: u64 = 9_999_999_999_999_999;
 
 /// `seg-0000000000000042.bseg`
-pub(crate) fn segment_file_name(id: u64) -> String {
+pub fn segment_file_name(id: u64) -> String {
     format!("seg-{id:016}.bseg")
 }
 

@@ -11,6 +11,27 @@ use crate::exit;
 use crate::progress::{Mode, Progress};
 use crate::report;
 
+/// `booster incidents`: the torn tails recovery cut and the damaged ranges
+/// it opened without, as the store's log keeps them (G7).
+pub async fn incidents(ctx: &Ctx) -> anyhow::Result<i32> {
+    let runtime = ctx.open(None, false, true).await?;
+    let list = with_runtime(runtime.clone(), async { Ok(runtime.incidents()) }).await?;
+    if ctx.json {
+        report::print_json(&json!(list));
+        return Ok(exit::OK);
+    }
+    if list.is_empty() {
+        outln!(
+            "no incidents: recovery never cut a torn tail or found damage in {}",
+            ctx.data_dir.display()
+        );
+    }
+    for i in &list {
+        outln!("{}", report::incident_line(i));
+    }
+    Ok(exit::OK)
+}
+
 pub async fn inspect(ctx: &Ctx) -> anyhow::Result<i32> {
     let runtime = ctx.open(None, false, true).await?;
     let (stats, jobs) = with_runtime(runtime.clone(), async {

@@ -93,6 +93,8 @@ pub struct CreateJob {
     pub properties: Option<Value>,
     pub args: Option<Value>,
     pub run_at_ms: Option<u64>,
+    /// Sliced jobs' own output categories, e.g. ["valid", "review"].
+    pub categories: Option<Vec<String>>,
 }
 
 pub fn check_priority(priority: i64) -> ApiResult<u8> {
@@ -182,6 +184,7 @@ pub async fn create<C: JobControl>(
             .map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
         expires_at: None,
         properties,
+        categories: req.categories.unwrap_or_default(),
     };
     let id = app.ctl.submit(spec).await?;
     let mut body = json!({ "id": id });
@@ -302,6 +305,11 @@ pub async fn destroy<C: JobControl>(
 pub async fn workers<C: JobControl>(State(app): State<AppState<C>>) -> Json<Value> {
     let workers: Vec<WorkerView> = app.ctl.workers().await.iter().map(Into::into).collect();
     Json(json!({ "workers": workers }))
+}
+
+/// `GET /api/incidents`: what recovery cut or found damaged, oldest first.
+pub async fn incidents<C: JobControl>(State(app): State<AppState<C>>) -> Json<Value> {
+    Json(json!({ "incidents": app.ctl.incidents() }))
 }
 
 pub async fn healthz<C: JobControl>(State(app): State<AppState<C>>) -> Json<Value> {

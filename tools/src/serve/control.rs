@@ -8,8 +8,8 @@
 use std::future::Future;
 
 use booster_runtime::{
-    Category, JobEvent, JobFilter, JobId, JobSpec, JobStatus, Metrics, Runtime, RuntimeError,
-    Uploader, WorkerStatus,
+    Category, Incident, JobEvent, JobFilter, JobId, JobSpec, JobStatus, Metrics, Runtime,
+    RuntimeError, Uploader, WorkerStatus,
 };
 use tokio::sync::broadcast;
 
@@ -53,6 +53,8 @@ pub trait JobControl: Clone + Send + Sync + 'static {
     fn download(&self, job: JobId, category: Category) -> Result<Self::Download, RuntimeError>;
     fn workers(&self) -> impl Future<Output = Vec<WorkerStatus>> + Send;
     fn metrics(&self) -> Metrics;
+    /// What recovery cut or found damaged, oldest first (`Runtime::incidents`).
+    fn incidents(&self) -> Vec<Incident>;
 }
 
 /// The receiving end of an upload (`Uploader` in the runtime).
@@ -137,6 +139,9 @@ impl JobControl for Runtime {
     }
     fn metrics(&self) -> Metrics {
         Runtime::metrics(self)
+    }
+    fn incidents(&self) -> Vec<Incident> {
+        Runtime::incidents(self)
     }
 }
 

@@ -125,6 +125,7 @@ pub fn router<C: JobControl>(
         .route("/api/jobs/{id}/output", get(download::get_output::<C>))
         .route("/api/jobs/{id}/{action}", post(api::action::<C>))
         .route("/api/workers", get(api::workers::<C>))
+        .route("/api/incidents", get(api::incidents::<C>))
         .route("/api/events", get(events::events::<C>))
         .fallback(|| async {
             error::ApiError::new(axum::http::StatusCode::NOT_FOUND, "no such route")

@@ -30,6 +30,10 @@ pub struct JobView {
     pub records_in: u64,
     /// Records the handlers wrote to the output.
     pub records_out: u64,
+    /// Records the handlers wrote to each of the job's own categories
+    /// (`GET /api/jobs/{id}/output?category=NAME`).
+    #[serde(default)]
+    pub records_out_by_category: std::collections::BTreeMap<String, u64>,
     /// Input records processed without error: records_in = records_processed
     /// + records_failed once the job is done.
     #[serde(default)]
@@ -124,6 +128,7 @@ impl From<JobStatus> for JobView {
             slices_failed: s.slices_failed,
             records_in: s.records_in,
             records_out: s.records_out,
+            records_out_by_category: s.records_out_by_category,
             records_processed: s.records_processed,
             records_errors: s.records_errors,
             records_in_failed_slices: s.records_in_failed_slices,
@@ -167,6 +172,7 @@ impl From<JobView> for JobStatus {
             slices_failed: v.slices_failed,
             records_in: v.records_in,
             records_out: v.records_out,
+            records_out_by_category: v.records_out_by_category,
             records_processed: v.records_processed,
             records_errors: v.records_errors,
             records_in_failed_slices: v.records_in_failed_slices,

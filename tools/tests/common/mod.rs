@@ -70,6 +70,21 @@ impl Sandbox {
             .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
     }
 
+    /// `run --kind copy` of `n` numbered lines (`in.txt` to `out.txt`):
+    /// a finished job in the data directory. Returns its `run` arguments.
+    #[allow(dead_code)]
+    pub fn copy_lines(&self, n: usize) -> Vec<String> {
+        let input = self.write("in.txt", numbered_lines(n).as_bytes());
+        let args: Vec<String> = ["-q", "run", "--kind", "copy", "--input"]
+            .iter()
+            .map(|a| a.to_string())
+            .chain([s(&input).to_string(), "--output".into()])
+            .chain([s(&self.path("out.txt")).to_string()])
+            .collect();
+        self.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        args
+    }
+
     pub fn write(&self, name: &str, content: &[u8]) -> PathBuf {
         let path = self.path(name);
         std::fs::write(&path, content).unwrap();
@@ -162,4 +177,38 @@ pub fn job_id(value: &serde_json::Value) -> u64 {
     value["id"]
         .as_u64()
         .unwrap_or_else(|| panic!("no id in {value}"))
+}
+
+/// A zip of `(name, bytes, deflated)` members.
+pub fn zip_of(members: &[(&str, &[u8], bool)]) -> Vec<u8> {
+    use std::io::Write;
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, bytes, deflated) in members {
+        let method = if *deflated {
+            zip::CompressionMethod::Deflated
+        } else {
+            zip::CompressionMethod::Stored
+        };
+        let options = zip::write::SimpleFileOptions::default().compression_method(method);
+        w.start_file(*name, options).unwrap();
+        w.write_all(bytes).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+/// Appends `n` bytes of garbage to the newest segment file (a torn write
+/// that was never acknowledged); returns the file and its length before.
+#[allow(dead_code)]
+pub fn tear_last_segment(sb: &Sandbox, n: usize) -> (PathBuf, u64) {
+    let last = booster_store::format::segment_paths(&sb.data())
+        .unwrap()
+        .pop()
+        .unwrap();
+    let len = std::fs::metadata(&last).unwrap().len();
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&last)
+        .unwrap();
+    std::io::Write::write_all(&mut file, &vec![0x5a; n]).unwrap();
+    (last, len)
 }

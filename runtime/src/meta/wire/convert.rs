@@ -7,9 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::*;
-use crate::meta::{Control, Meta, SimpleOutcome};
+use crate::meta::{Control, Expired, Meta, SimpleOutcome};
 use crate::table::{Body, Job, SimpleBody, SliceEntry, SliceState, SlicedBody, UploadState};
-use crate::{ErrorGroup, JobShape, JobSpec, JobState, RecordErrorSample};
+use crate::{
+    ErrorGroup, Incident, IncidentKind, JobShape, JobSpec, JobState, KindSettings, LeasePolicy,
+    RecordErrorSample, RetryPolicy,
+};
 
 impl From<&Meta> for Record {
     fn from(m: &Meta) -> Record {
@@ -56,12 +59,14 @@ impl From<&Meta> for Record {
                 errors,
                 error_groups,
                 written,
+                written_by_category,
             } => Record::SliceDone {
                 job,
                 slice,
                 at_ms,
                 errors,
                 written,
+                written_by_category,
                 error_groups: groups_out(&error_groups),
             },
             Meta::SliceFailed {
@@ -125,6 +130,27 @@ impl From<&Meta> for Record {
             },
             Meta::NextId { next } => Record::NextId { next },
             Meta::Opened { generation, at_ms } => Record::Opened { generation, at_ms },
+            Meta::LeaseExpired { at_ms, work } => Record::LeaseExpired {
+                at_ms,
+                work: match work {
+                    Expired::Slice { job, slice } => ExpiredWork::Slice { job, slice },
+                    Expired::Hook { job } => ExpiredWork::Hook { job },
+                    Expired::Simple { jobs } => ExpiredWork::Simple { jobs },
+                },
+            },
+            Meta::Recovered { at_ms, incidents } => Record::Recovered {
+                at_ms,
+                incidents: incidents.into_iter().map(IncidentV1::from).collect(),
+            },
+            Meta::KindSettings {
+                kind,
+                at_ms,
+                settings,
+            } => Record::KindSettings {
+                kind,
+                at_ms,
+                settings: settings.map(KindSettingsV1::from),
+            },
         }
     }
 }
@@ -174,12 +200,14 @@ impl From<Record> for Meta {
                 errors,
                 error_groups,
                 written,
+                written_by_category,
             } => Meta::SliceDone {
                 job,
                 slice,
                 at_ms,
                 errors,
                 written,
+                written_by_category,
                 error_groups: groups_in(error_groups),
             },
             Record::SliceFailed {
@@ -242,6 +270,30 @@ impl From<Record> for Meta {
             },
             Record::NextId { next } => Meta::NextId { next },
             Record::Opened { generation, at_ms } => Meta::Opened { generation, at_ms },
+            Record::LeaseExpired { at_ms, work } => Meta::LeaseExpired {
+                at_ms,
+                work: match work {
+                    ExpiredWork::Slice { job, slice } => Expired::Slice { job, slice },
+                    ExpiredWork::Hook { job } => Expired::Hook { job },
+                    ExpiredWork::Simple { jobs } => Expired::Simple { jobs },
+                },
+            },
+            Record::KindSettings {
+                kind,
+                at_ms,
+                settings,
+            } => Meta::KindSettings {
+                kind,
+                at_ms,
+                settings: settings.map(KindSettings::from),
+            },
+            Record::Recovered { at_ms, incidents } => Meta::Recovered {
+                at_ms,
+                incidents: incidents
+                    .into_iter()
+                    .map(|i| i.into_incident(at_ms))
+                    .collect(),
+            },
         }
     }
 }
@@ -280,6 +332,7 @@ impl From<&JobSpec> for Spec {
             run_at: s.run_at.map(time_out),
             expires_at: s.expires_at.map(time_out),
             properties: s.properties.clone(),
+            categories: s.categories.clone(),
         }
     }
 }
@@ -304,6 +357,7 @@ impl From<Spec> for JobSpec {
             run_at: s.run_at.map(time_in),
             expires_at: s.expires_at.map(time_in),
             properties: s.properties,
+            categories: s.categories,
         }
     }
 }
@@ -416,6 +470,7 @@ impl From<&Job> for Row {
             Body::Simple(b) => RowBody::Simple {
                 args: (*b.args).clone(),
                 result: b.result.clone(),
+                expiries: (b.expiries > 0).then_some(b.expiries),
             },
             Body::Sliced(s) => RowBody::Sliced(Box::new(Sliced {
                 slice_size: s.slice_size,
@@ -434,6 +489,7 @@ impl From<&Job> for Row {
                             numbers: e.numbers.as_deref().cloned(),
                             state: slice_state_out(e.state),
                             errors: e.errors,
+                            expiries: (e.expiries > 0).then_some(e.expiries),
                         };
                         (*n, slice)
                     })
@@ -444,6 +500,12 @@ impl From<&Job> for Row {
                 records_written: s.records_written,
                 records_errors: s.records_errors,
                 records_in_failed_slices: s.records_in_failed_slices,
+                categories: s
+                    .categories
+                    .iter()
+                    .cloned()
+                    .zip(s.records_by_category.iter().copied())
+                    .collect(),
                 slices_done: s.slices_done,
                 slices_failed: s.slices_failed,
                 collected_errors: groups_out(&s.collected_errors),
@@ -452,6 +514,7 @@ impl From<&Job> for Row {
                     .iter()
                     .map(|(n, (m, sample))| (*n, (m.clone(), sample.clone().map(Sample::from))))
                     .collect(),
+                hook_expiries: (s.hook_expiries > 0).then_some(s.hook_expiries),
             })),
         };
         Row {
@@ -479,14 +542,21 @@ impl From<&Job> for Row {
 impl From<Row> for Job {
     fn from(r: Row) -> Job {
         let body = match r.body {
-            RowBody::Simple { args, result } => Body::Simple(SimpleBody {
+            RowBody::Simple {
+                args,
+                result,
+                expiries,
+            } => Body::Simple(SimpleBody {
                 args: Arc::new(args),
                 result,
                 leased: false,
-                expiries: 0,
+                expiries: expiries.unwrap_or(0),
             }),
             RowBody::Sliced(s) => {
-                let mut body = SlicedBody::new(s.slice_size, s.collect_errors);
+                let (names, counts): (Vec<String>, Vec<u64>) = s.categories.into_iter().unzip();
+                let mut body =
+                    SlicedBody::new(s.slice_size, s.collect_errors).with_categories(names);
+                body.records_by_category = counts;
                 body.upload = upload_in(s.upload);
                 body.before_done = s.before_done;
                 body.slices = s
@@ -502,7 +572,7 @@ impl From<Row> for Job {
                             state: slice_state_in(e.state),
                             errors: e.errors,
                             panics: 0,
-                            expiries: 0,
+                            expiries: e.expiries.unwrap_or(0),
                         };
                         (n, entry)
                     })
@@ -516,6 +586,7 @@ impl From<Row> for Job {
                 body.slices_done = s.slices_done;
                 body.slices_failed = s.slices_failed;
                 body.collected_errors = groups_in(s.collected_errors);
+                body.hook_expiries = s.hook_expiries.unwrap_or(0);
                 body.failures = s
                     .failures
                     .into_iter()
@@ -545,6 +616,93 @@ impl From<Row> for Job {
             ready: None,
             accepted: None,
             refused: None,
+        }
+    }
+}
+
+impl From<Incident> for IncidentV1 {
+    fn from(i: Incident) -> IncidentV1 {
+        let (torn_tail_bytes, damaged) = match i.kind {
+            IncidentKind::TornTail { bytes } => (Some(bytes), None),
+            IncidentKind::Damaged {
+                end,
+                what,
+                jobs,
+                meta_lost,
+            } => (
+                None,
+                Some(DamagedV1 {
+                    end,
+                    what,
+                    jobs,
+                    meta_lost,
+                }),
+            ),
+        };
+        IncidentV1 {
+            segment: i.segment,
+            file: i.file,
+            offset: i.offset,
+            torn_tail_bytes,
+            damaged,
+        }
+    }
+}
+
+impl IncidentV1 {
+    /// The incident, at the time of the record that holds it. A record
+    /// with neither part (written by a later version) reads as a torn tail
+    /// of 0 bytes rather than failing the open.
+    fn into_incident(self, at_ms: u64) -> Incident {
+        let kind = match (self.damaged, self.torn_tail_bytes) {
+            (Some(d), _) => IncidentKind::Damaged {
+                end: d.end,
+                what: d.what,
+                jobs: d.jobs,
+                meta_lost: d.meta_lost,
+            },
+            (None, bytes) => IncidentKind::TornTail {
+                bytes: bytes.unwrap_or(0),
+            },
+        };
+        Incident {
+            at: UNIX_EPOCH + Duration::from_millis(at_ms),
+            segment: self.segment,
+            file: self.file,
+            offset: self.offset,
+            kind,
+        }
+    }
+}
+
+impl From<KindSettings> for KindSettingsV1 {
+    fn from(k: KindSettings) -> KindSettingsV1 {
+        KindSettingsV1 {
+            max_running: k.max_running,
+            retry: RetryV1 {
+                max_retries: k.retry.max_retries,
+                backoff_base_ms: k.retry.backoff_base_ms,
+            },
+            lease: k.lease.map(|l| LeaseV1 {
+                max_expiries: l.max_expiries,
+                timeout_ms: l.timeout.map(|t| t.as_millis() as u64),
+            }),
+        }
+    }
+}
+
+impl From<KindSettingsV1> for KindSettings {
+    fn from(k: KindSettingsV1) -> KindSettings {
+        KindSettings {
+            max_running: k.max_running,
+            retry: RetryPolicy {
+                max_retries: k.retry.max_retries,
+                backoff_base_ms: k.retry.backoff_base_ms,
+            },
+            lease: k.lease.map(|l| LeasePolicy {
+                max_expiries: l.max_expiries,
+                timeout: l.timeout_ms.map(Duration::from_millis),
+            }),
         }
     }
 }

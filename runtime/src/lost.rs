@@ -1,0 +1,170 @@
+//! Jobs whose `Created` record was in a meta frame the store opened without
+//! (degraded open, issue 10). Their spec is gone, but their id is not: it
+//! shows as a gap in the ids that `Created` records hand out after the
+//! newest compaction snapshot, or as the job a later record names (a slice
+//! commit, a simple job's outcome, a control). Each such id becomes a
+//! failed row that names the damage, so `jobs`, `job show` and `download`
+//! say "lost with segment S" instead of "not found", and its id is never
+//! handed out again.
+//!
+//! Only open runs this, and only when a damaged range lost meta records:
+//! a log without damage has no gaps that mean anything (a submit whose
+//! write was refused consumes its ids without a record).
+
+use std::collections::BTreeSet;
+
+use booster_store::Damage;
+
+use crate::meta::{Expired, Meta};
+use crate::state::State;
+use crate::JobId;
+
+/// The kind a lost job is listed under (no handler can take it).
+pub const KIND: &str = "(lost)";
+
+#[derive(Default)]
+pub struct LostCreated {
+    /// `(first id, count)` of every `Created` (and restored) job seen.
+    created: Vec<(JobId, u64)>,
+    /// Ids below it were settled by a compaction snapshot (`NextId`).
+    floor: JobId,
+    /// Ids named by a record before any row of theirs existed.
+    named: BTreeSet<JobId>,
+}
+
+impl LostCreated {
+    /// Notes what `m` tells about job ids; call before applying it.
+    pub fn note(&mut self, m: &Meta, state: &State) {
+        let mut name = |id: JobId| {
+            if !state.jobs.contains_key(&id) {
+                self.named.insert(id);
+            }
+        };
+        match m {
+            Meta::Created {
+                first_id, specs, ..
+            } => self.created.push((*first_id, specs.len() as u64)),
+            Meta::Restore { job } => self.created.push((job.id, 1)),
+            Meta::NextId { next } => self.floor = self.floor.max(*next),
+            Meta::SimpleDone { outcomes, .. } => outcomes.iter().for_each(|o| name(o.job)),
+            Meta::Uploaded { job, .. }
+            | Meta::UploadComplete { job, .. }
+            | Meta::UploadFailed { job, .. }
+            | Meta::BeforeDone { job, .. }
+            | Meta::SliceDone { job, .. }
+            | Meta::SliceFailed { job, .. }
+            | Meta::AfterDone { job, .. }
+            | Meta::HookFailed { job, .. }
+            | Meta::Control { job, .. }
+            | Meta::Priority { job, .. }
+            | Meta::MaxWorkers { job, .. } => name(*job),
+            Meta::LeaseExpired { work, .. } => match work {
+                Expired::Slice { job, .. } | Expired::Hook { job } => name(*job),
+                Expired::Simple { jobs } => jobs.iter().for_each(|&j| name(j)),
+            },
+            Meta::Opened { .. } | Meta::Recovered { .. } | Meta::KindSettings { .. } => {}
+        }
+    }
+
+    /// The ids that had a `Created` record nobody can read any more:
+    /// those at or above the snapshot's floor, up to the highest id any
+    /// record knows, that no `Created` record covers.
+    pub fn lost(mut self, next_id: JobId) -> Vec<JobId> {
+        let hi = self
+            .named
+            .last()
+            .map_or(next_id, |&n| next_id.max(n.saturating_add(1)));
+        self.created.sort_unstable();
+        let mut lost = Vec::new();
+        let mut at = self.floor.max(1);
+        for &(first, n) in &self.created {
+            if first > at {
+                lost.extend(at..first.min(hi));
+            }
+            at = at.max(first.saturating_add(n));
+        }
+        if at < hi {
+            lost.extend(at..hi);
+        }
+        lost
+    }
+}
+
+/// Why a lost job is failed: every damaged range that lost meta records
+/// (which one held its `Created` record cannot be told), and what to do.
+pub fn reason(damage: &[Damage]) -> String {
+    let ranges: Vec<String> = damage
+        .iter()
+        .filter(|d| d.meta_lost)
+        .map(|d| {
+            format!(
+                "segment {} ({}) offsets {}..{}: {}",
+                d.segment_id,
+                d.path.display(),
+                d.offset,
+                d.end,
+                d.what
+            )
+        })
+        .collect();
+    format!(
+        "lost: its created record was lost with a damaged meta frame ({}); what the job was \
+         cannot be told. Restore the segment from a backup, or salvage what survived into a \
+         new data directory",
+        ranges.join("; ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn created(first_id: JobId, n: usize) -> Meta {
+        Meta::Created {
+            first_id,
+            at_ms: 1,
+            specs: vec![crate::JobSpec::simple("k", serde_json::Value::Null); n],
+        }
+    }
+
+    fn lost_of(records: &[Meta], next_id: JobId) -> Vec<JobId> {
+        let state = State::new(crate::state::Book::new(1, 1000, 10));
+        let mut l = LostCreated::default();
+        for m in records {
+            l.note(m, &state);
+        }
+        l.lost(next_id)
+    }
+
+    #[test]
+    fn a_gap_between_created_records_is_lost_whatever_their_order() {
+        // Concurrent submits can log their Created records out of id order.
+        let records = [created(6, 2), created(1, 2)];
+        assert_eq!(lost_of(&records, 8), vec![3, 4, 5]);
+    }
+
+    #[test]
+    fn ids_below_the_snapshot_floor_are_settled() {
+        let records = [Meta::NextId { next: 10 }, created(12, 1)];
+        assert_eq!(lost_of(&records, 13), vec![10, 11]);
+    }
+
+    #[test]
+    fn a_job_named_past_the_last_created_record_is_lost() {
+        let records = [created(1, 1), Meta::AfterDone { job: 3, at_ms: 5 }];
+        assert_eq!(lost_of(&records, 2), vec![2, 3]);
+    }
+
+    #[test]
+    fn an_unbroken_log_loses_nothing() {
+        let records = [
+            created(1, 3),
+            created(4, 1),
+            Meta::Priority {
+                job: 2,
+                priority: 1,
+            },
+        ];
+        assert!(lost_of(&records, 5).is_empty());
+    }
+}
