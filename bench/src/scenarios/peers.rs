@@ -12,7 +12,8 @@
 //!    every figure is the median with its min-max spread.
 //!
 //! 3. In the same rounds, the Rust peers (`rust_peers.rs`): apalis on SQLite
-//!    and on PostgreSQL, graphile_worker on PostgreSQL, the same N jobs,
+//!    and on PostgreSQL (graphile_worker is built but left out of the
+//!    rounds: it all but stalls here, see `rust_peers::PEERS`), the same N jobs,
 //!    each timed to its N-th finished job; `booster_vs_best_rust_peer` is
 //!    Booster over the fastest of them, round by round.
 //!
@@ -391,7 +392,7 @@ impl RustPeers {
         let params = json!({
             "jobs": n, "spin_us": spin_us, "same_jobs_both_sides": true, "concurrency": rust_peers::CONCURRENCY,
             "timed_to": "the N-th finished job (a counter each job increments)",
-            "peers": "apalis 1.0 (apalis-sqlite, apalis-postgres), graphile_worker 0.14",
+            "peers": "apalis 1.0 (apalis-sqlite, apalis-postgres); graphile_worker 0.14 left out (it all but stalls here: rust_peers::PEERS)",
         });
         let mut out = Vec::new();
         // A peer that failed in any round is left out of the comparison.
