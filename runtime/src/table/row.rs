@@ -32,6 +32,9 @@ const F_EXPIRES_AT: u8 = 1 << 5;
 const F_FAILURE: u8 = 1 << 6;
 const F_RESULT: u8 = 1 << 7;
 
+/// The sliced body's flags byte (reserved, 0, before categories existed).
+const S_CATEGORIES: u8 = 1;
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Row {
     pub id: JobId,
@@ -93,6 +96,9 @@ pub struct SlicedRow {
     pub collected_errors: Value,
     /// `[[seq, [message, sample]]]` (at most 50).
     pub failures: Value,
+    /// The job's output categories and the records written to each, in
+    /// the job's order (category n is stream 16 + n).
+    pub categories: Vec<(String, u64)>,
 }
 
 impl Row {
@@ -213,7 +219,11 @@ pub fn encode(row: &Row) -> Vec<u8> {
             w.u8(u8::from(s.collect_errors));
             w.u8(s.upload);
             w.u8(u8::from(s.before_done));
-            w.u8(0);
+            w.u8(if s.categories.is_empty() {
+                0
+            } else {
+                S_CATEGORIES
+            });
             for v in [
                 s.records_in,
                 s.records_rejected,
@@ -229,6 +239,9 @@ pub fn encode(row: &Row) -> Vec<u8> {
             }
             w.json(&s.collected_errors);
             w.json(&s.failures);
+            if !s.categories.is_empty() {
+                w.bytes(&serde_json::to_vec(&s.categories).expect("categories serialize"));
+            }
         }
         RowBody::Gone | RowBody::Stub { .. } => {}
     }
@@ -339,8 +352,9 @@ pub fn decode(bytes: &[u8], page: u64) -> Result<Row, String> {
             return Err(r.err(format!("upload state {upload}")));
         }
         let before_done = bool_byte(&mut r)?;
-        if r.u8()? != 0 {
-            return Err(r.err("reserved byte is not zero"));
+        let sliced_flags = r.u8()?;
+        if sliced_flags & !S_CATEGORIES != 0 {
+            return Err(r.err(format!("sliced flags {sliced_flags:#04x}")));
         }
         let mut n = [0u64; 9];
         for v in &mut n {
@@ -362,6 +376,17 @@ pub fn decode(bytes: &[u8], page: u64) -> Result<Row, String> {
             slices_failed: n[8],
             collected_errors: r.json()?,
             failures: r.json()?,
+            categories: if sliced_flags & S_CATEGORIES != 0 {
+                let b = r.bytes()?;
+                let c: Vec<(String, u64)> = serde_json::from_slice(b)
+                    .map_err(|e| r.err(format!("bad categories ({e})")))?;
+                if c.is_empty() {
+                    return Err(r.err("a categories flag with no categories"));
+                }
+                c
+            } else {
+                Vec::new()
+            },
         }))
     } else {
         let args = r.json()?;
@@ -446,6 +471,7 @@ pub mod tests {
                 slices_failed: 1,
                 collected_errors: json!([{"message": "bad", "count": 2, "samples": []}]),
                 failures: json!([[2, ["boom", null]]]),
+                categories: vec![("review".into(), 12), ("valid".into(), 1987)],
             })),
             ..noop(id)
         }

@@ -68,6 +68,7 @@ fn rows() -> Vec<Row> {
             slices_failed: 1,
             collected_errors: json!([{"message": "bad", "count": 2, "samples": []}]),
             failures: json!([[2, ["boom", null]]]),
+            categories: Vec::new(),
         })),
         ..noop.clone()
     };
