@@ -63,22 +63,27 @@ impl Destinations {
         let mut parts = Vec::new();
         if let (Some(n), Some(path)) = (counts.main, &self.main) {
             parts.push(format!(
-                "{} records to {}",
-                report::count(n),
+                "{} to {}",
+                report::plural(n, "record"),
                 path.display()
             ));
         }
         for (name, path) in &self.categories {
             if let Some(n) = counts.categories.get(name) {
+                let noun = if *n == 1 { "record" } else { "records" };
                 parts.push(format!(
-                    "{} {name} records to {}",
+                    "{} {name} {noun} to {}",
                     report::count(*n),
                     path.display()
                 ));
             }
         }
         if let (Some(n), Some(path)) = (counts.errors, &self.errors) {
-            parts.push(format!("{} errors to {}", report::count(n), path.display()));
+            parts.push(format!(
+                "{} to {}",
+                report::plural(n, "error"),
+                path.display()
+            ));
         }
         parts
     }
