@@ -197,6 +197,11 @@ pub struct JobSpec {
     /// when the job is created (see `with_categories`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub categories: Vec<String>,
+    /// At most one unfinished job (scheduled, queued, running or paused)
+    /// holds this key: a submit while another does is refused, naming it
+    /// (see `with_singleton`). None: not a singleton.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub singleton: Option<String>,
 }
 
 impl JobSpec {
@@ -211,6 +216,7 @@ impl JobSpec {
             expires_at: None,
             properties: serde_json::Value::Null,
             categories: Vec::new(),
+            singleton: None,
         }
     }
     pub fn sliced(kind: &str) -> JobSpec {
@@ -227,7 +233,15 @@ impl JobSpec {
             expires_at: None,
             properties: serde_json::Value::Null,
             categories: Vec::new(),
+            singleton: None,
         }
+    }
+    /// A singleton: while a job with this key has not finished, submitting
+    /// another with it is refused (checked atomically with the submit).
+    /// Rocket Job's singleton is the kind: pass the kind's name.
+    pub fn with_singleton(mut self, key: &str) -> JobSpec {
+        self.singleton = Some(key.to_string());
+        self
     }
     /// Sets the priority (1 first .. 100 last).
     pub fn with_priority(mut self, priority: u8) -> JobSpec {
@@ -533,6 +547,9 @@ pub enum RuntimeError {
         action: String,
         state: JobState,
     },
+    /// A singleton's key is held by an unfinished job (`JobSpec::singleton`).
+    #[error("singleton {key:?} is held by job {job}, which has not finished; it must finish (or be aborted) first")]
+    SingletonHeld { key: String, job: JobId },
     #[error("priority {0} is out of range: use 1 (first) to 100 (last)")]
     BadPriority(i64),
     #[error("no handler registered for kind {0:?}")]

@@ -32,6 +32,9 @@ const F_EXPIRES_AT: u8 = 1 << 5;
 const F_FAILURE: u8 = 1 << 6;
 const F_RESULT: u8 = 1 << 7;
 
+/// Byte 6, the second flags byte (reserved, 0, before singletons).
+const F2_SINGLETON: u8 = 1;
+
 /// The sliced body's flags byte (reserved, 0, before categories existed).
 const S_CATEGORIES: u8 = 1;
 
@@ -57,6 +60,8 @@ pub struct Row {
     pub description: String,
     pub properties: Value,
     pub failure_reason: Option<String>,
+    /// The singleton key the job holds while unfinished.
+    pub singleton: Option<String>,
     pub body: RowBody,
 }
 
@@ -126,6 +131,7 @@ impl Row {
             description: self.description[..cut].to_string(),
             properties: Value::Null,
             failure_reason: None,
+            singleton: None,
             body: RowBody::Stub {
                 sliced: matches!(
                     self.body,
@@ -180,7 +186,9 @@ pub fn encode(row: &Row) -> Vec<u8> {
     w.u8(flags);
     w.u8(row.priority);
     w.u8(row.final_state);
-    w.0.extend_from_slice(&[0, 0]);
+    let has_singleton = row.singleton.is_some() && !stub;
+    w.u8(if has_singleton { F2_SINGLETON } else { 0 });
+    w.u8(0);
     w.u32(row.kind);
     w.u32(row.max_workers.unwrap_or(0));
     w.u32(row.attempts);
@@ -206,6 +214,9 @@ pub fn encode(row: &Row) -> Vec<u8> {
     w.json(&row.properties);
     if let Some(f) = &row.failure_reason {
         w.bytes(f.as_bytes());
+    }
+    if let Some(k) = row.singleton.as_ref().filter(|_| has_singleton) {
+        w.bytes(k.as_bytes());
     }
     match &row.body {
         RowBody::Simple { args, result } => {
@@ -280,7 +291,8 @@ pub fn decode(bytes: &[u8], page: u64) -> Result<Row, String> {
     if (destroyed && final_state > 6) || (!destroyed && final_state != 0) {
         return Err(r.err(format!("final state {final_state} in state {state}")));
     }
-    if r.take(2)? != [0, 0] {
+    let flags2 = r.u8()?;
+    if flags2 & !F2_SINGLETON != 0 || r.u8()? != 0 {
         return Err(r.err("reserved bytes are not zero"));
     }
     let kind = r.u32()?;
@@ -323,10 +335,11 @@ pub fn decode(bytes: &[u8], page: u64) -> Result<Row, String> {
         description,
         properties: Value::Null,
         failure_reason: None,
+        singleton: None,
         body: RowBody::Stub { sliced },
     };
     if has(F_LARGE) {
-        if has(F_FAILURE) || has(F_RESULT) {
+        if has(F_FAILURE) || has(F_RESULT) || flags2 != 0 {
             return Err(r.err("a stub with a failure or result flag"));
         }
         r.end()?;
@@ -335,6 +348,9 @@ pub fn decode(bytes: &[u8], page: u64) -> Result<Row, String> {
     row.properties = r.json()?;
     if has(F_FAILURE) {
         row.failure_reason = Some(r.string()?);
+    }
+    if flags2 & F2_SINGLETON != 0 {
+        row.singleton = Some(r.string()?);
     }
     row.body = if destroyed {
         if has(F_RESULT) {
@@ -435,6 +451,7 @@ pub mod tests {
             description: String::new(),
             properties: Value::Null,
             failure_reason: None,
+            singleton: None,
             body: RowBody::Simple {
                 args: Value::Null,
                 result: None,
@@ -455,6 +472,7 @@ pub mod tests {
             description: "customers ✓".into(),
             properties: json!({"team": "billing"}),
             failure_reason: Some("1 slice failed".into()),
+            singleton: Some("nightly".into()),
             body: RowBody::Sliced(Box::new(SlicedRow {
                 slice_size: 1000,
                 collect_errors: true,

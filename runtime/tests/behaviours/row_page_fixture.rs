@@ -35,6 +35,7 @@ fn rows() -> Vec<Row> {
         description: String::new(),
         properties: Value::Null,
         failure_reason: None,
+        singleton: None,
         body: RowBody::Simple {
             args: Value::Null,
             result: Some(json!({"ok": true})),

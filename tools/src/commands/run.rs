@@ -239,6 +239,13 @@ pub fn job_spec(args: &JobInputArgs, input: &InputSource) -> anyhow::Result<JobS
         .unwrap_or_else(|| format!("{} {}", args.kind, display_name(&args.input)));
     spec.properties = properties;
     spec.categories = args.categories.clone();
+    spec.singleton = args.singleton.as_ref().map(|key| {
+        if key.is_empty() {
+            args.kind.clone()
+        } else {
+            key.clone()
+        }
+    });
     Ok(spec)
 }
 

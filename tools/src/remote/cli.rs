@@ -210,6 +210,7 @@ fn submit_one(client: &Client, args: &JobInputArgs) -> anyhow::Result<JobStatus>
         "collect_errors": collect_errors,
         "properties": spec.properties,
         "categories": spec.categories,
+        "singleton": spec.singleton,
     }))?;
     let mut items = formats::ItemsReader::new(input.records);
     let view = client

@@ -322,6 +322,7 @@ impl From<&JobSpec> for Spec {
             expires_at: s.expires_at.map(time_out),
             properties: s.properties.clone(),
             categories: s.categories.clone(),
+            singleton: s.singleton.clone(),
         }
     }
 }
@@ -347,6 +348,7 @@ impl From<Spec> for JobSpec {
             expires_at: s.expires_at.map(time_in),
             properties: s.properties,
             categories: s.categories,
+            singleton: s.singleton,
         }
     }
 }
@@ -522,6 +524,7 @@ impl From<&Job> for Row {
             failure_reason: j.failure_reason.clone(),
             attempts: j.attempts,
             body,
+            singleton: j.singleton.as_deref().map(str::to_string),
         }
     }
 }
@@ -598,6 +601,7 @@ impl From<Row> for Job {
             failure_reason: r.failure_reason,
             attempts: r.attempts,
             body,
+            singleton: r.singleton.map(Arc::from),
             ready: None,
             accepted: None,
             refused: None,
