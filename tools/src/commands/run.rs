@@ -369,12 +369,7 @@ pub async fn upload_input(
             }
         };
         for item in batch {
-            match item {
-                Item::Record { bytes, line } => uploader.push_line(bytes, line).await?,
-                Item::Rejected { raw, line, message } => {
-                    uploader.push_rejected(raw, line, message).await?
-                }
-            }
+            crate::serve::push_item(&mut uploader, item).await?;
         }
         progress.set_position(read.read_bytes());
     }

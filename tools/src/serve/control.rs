@@ -57,6 +57,22 @@ pub trait JobControl: Clone + Send + Sync + 'static {
     fn incidents(&self) -> Vec<Incident>;
 }
 
+/// Pushes one parsed item into an upload: a record with the source line
+/// it came from, or a record the parser rejected, with its line and why.
+/// Every upload goes through here, `run`/`submit` and `PUT .../input`
+/// alike, so they store the same thing for the same input.
+pub async fn push_item<U: UploadSink>(
+    uploader: &mut U,
+    item: crate::formats::Item,
+) -> Result<(), RuntimeError> {
+    match item {
+        crate::formats::Item::Record { bytes, line } => uploader.push_line(bytes, line).await,
+        crate::formats::Item::Rejected { raw, line, message } => {
+            uploader.push_rejected(raw, line, message).await
+        }
+    }
+}
+
 /// The receiving end of an upload (`Uploader` in the runtime).
 pub trait UploadSink: Send + 'static {
     fn push(&mut self, record: Vec<u8>) -> impl Future<Output = Result<(), RuntimeError>> + Send;

@@ -40,7 +40,7 @@ use axum::Router;
 use booster_runtime::{Runtime, RuntimeOptions};
 
 pub use connections::ConnectionLimits;
-pub use control::{JobControl, UploadSink};
+pub use control::{push_item, JobControl, UploadSink};
 pub use listen::check_exposure;
 
 /// Bodies other than an upload may not exceed this.
