@@ -13,12 +13,14 @@
 
 mod api;
 mod auth;
+mod bulk;
 mod connections;
 mod control;
-mod dashboard;
+pub(crate) mod dashboard;
 mod download;
 mod error;
 mod events;
+mod history;
 mod listen;
 mod metrics;
 pub mod roles;
@@ -89,6 +91,8 @@ pub struct AppState<C> {
     /// Turns true when the server stops, so event streams end instead of
     /// holding the graceful shutdown open.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// Per-minute counts for the dashboard's charts (restarts empty).
+    pub history: Arc<history::History>,
 }
 
 /// The whole HTTP surface over `ctl`; with `tokens`, every data request
@@ -99,16 +103,18 @@ pub fn router<C: JobControl>(
     exec_allow: Arc<[String]>,
     stopping: tokio::sync::watch::Receiver<bool>,
 ) -> Router {
+    let history = Arc::new(history::History::new(history::now_ms()));
+    history::spawn_sampler(ctl.clone(), history.clone(), stopping.clone());
     let state = AppState {
         ctl,
         exec_allow,
         stopping,
+        history,
     };
     let guard = auth::Guard { tokens };
     Router::new()
         .route("/", get(dashboard::index))
-        .route("/assets/app.js", get(dashboard::app_js))
-        .route("/assets/app.css", get(dashboard::app_css))
+        .route("/assets/{file}", get(dashboard::asset))
         .route("/healthz", get(api::healthz::<C>))
         .route("/metrics", get(metrics::metrics::<C>))
         .route("/api/jobs", get(api::list::<C>).post(api::create::<C>))
@@ -123,8 +129,12 @@ pub fn router<C: JobControl>(
             put(upload::put_input::<C>).layer(DefaultBodyLimit::disable()),
         )
         .route("/api/jobs/{id}/output", get(download::get_output::<C>))
+        .route("/api/jobs/{id}/errors", get(download::get_errors::<C>))
         .route("/api/jobs/{id}/{action}", post(api::action::<C>))
         .route("/api/workers", get(api::workers::<C>))
+        .route("/api/history", get(history::get_history::<C>))
+        .route("/api/bulk/retry-failed", post(bulk::retry_failed::<C>))
+        .route("/api/kinds/{kind}/{action}", post(bulk::kind_action::<C>))
         .route("/api/incidents", get(api::incidents::<C>))
         .route("/api/events", get(events::events::<C>))
         .fallback(|| async {

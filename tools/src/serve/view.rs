@@ -52,6 +52,60 @@ pub struct JobView {
     pub result: Option<serde_json::Value>,
     pub attempts: u32,
     pub properties: serde_json::Value,
+    /// The control actions allowed now (see `JobStatus::allowed_actions`).
+    #[serde(default)]
+    pub allowed_actions: Vec<String>,
+    /// What `job show` prints about where the job came from: input file,
+    /// format, command (`crate::report::job_origin`), as label/value pairs.
+    #[serde(default)]
+    pub details: Vec<Detail>,
+    /// What can be downloaded, one entry per category (`DOWNLOADS`).
+    #[serde(default)]
+    pub downloads: Vec<DownloadLink>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Detail {
+    pub label: String,
+    pub value: String,
+}
+
+/// One downloadable category of a job's records.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DownloadLink {
+    pub category: String,
+    pub label: String,
+    pub href: String,
+    /// How many records it holds (what the counts say).
+    pub records: u64,
+}
+
+/// How many records of a job a category holds.
+pub type RecordCount = fn(&JobStatus) -> u64;
+
+/// The categories a sliced job offers for download, in the order the
+/// dashboard lists them, with the count each holds. Output categories
+/// beyond `main` slot in here.
+pub const DOWNLOADS: &[(&str, &str, RecordCount)] = &[
+    ("main", "Output", |s| s.records_out),
+    ("errors", "Errors", |s| s.records_failed),
+];
+
+/// A job with slices has records to download; a simple job (no slices)
+/// has a result instead.
+fn downloads_of(s: &JobStatus) -> Vec<DownloadLink> {
+    if s.slices_total == 0 {
+        return Vec::new();
+    }
+    DOWNLOADS
+        .iter()
+        .map(|(category, label, records)| DownloadLink {
+            category: category.to_string(),
+            label: label.to_string(),
+            href: format!("/api/jobs/{}/output?category={category}", s.id),
+            records: records(s),
+        })
+        .collect()
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -70,6 +124,23 @@ pub struct WorkerView {
     pub lease: Option<LeaseView>,
     pub slices_done: u64,
     pub restarts: u32,
+    /// Where the worker runs: its host, process and `booster` version.
+    #[serde(default)]
+    pub host: String,
+    #[serde(default)]
+    pub pid: u32,
+    #[serde(default)]
+    pub version: String,
+}
+
+/// This machine's host name (Linux: the kernel's), or "unknown".
+pub fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".to_string())
 }
 
 pub fn unix_ms(t: SystemTime) -> u64 {
@@ -98,12 +169,24 @@ impl From<&WorkerStatus> for WorkerView {
             lease: w.lease.as_ref().map(LeaseView::from),
             slices_done: w.slices_done,
             restarts: w.restarts,
+            // The runtime's workers are threads of this process.
+            host: this_host(),
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
         }
     }
 }
 
 impl From<JobStatus> for JobView {
     fn from(s: JobStatus) -> JobView {
+        let details = crate::report::job_origin(&s)
+            .into_iter()
+            .map(|(label, value)| Detail {
+                label: label.to_string(),
+                value: value.to_string(),
+            })
+            .collect();
+        let downloads = downloads_of(&s);
         JobView {
             id: s.id,
             kind: s.kind,
@@ -139,6 +222,9 @@ impl From<JobStatus> for JobView {
             result: s.result,
             attempts: s.attempts,
             properties: s.properties,
+            allowed_actions: s.allowed_actions,
+            details,
+            downloads,
         }
     }
 }
@@ -182,6 +268,7 @@ impl From<JobView> for JobStatus {
             result: v.result,
             attempts: v.attempts,
             properties: v.properties,
+            allowed_actions: v.allowed_actions,
         }
     }
 }
