@@ -60,6 +60,13 @@ mod state;
 mod state_tests;
 mod status;
 mod table;
+/// The job table's on-disk codecs (rows, pages, slice maps, keys): public
+/// for the decoder tests and tools that read a data directory, not a
+/// stable API.
+#[doc(hidden)]
+pub mod table_format {
+    pub use crate::table::{keys, page, row, slice_map};
+}
 mod transition;
 mod upload;
 mod waiting;
@@ -471,7 +478,7 @@ pub trait SimpleHandler: Send + Sync + 'static {
 pub enum RuntimeError {
     #[error(transparent)]
     Store(#[from] booster_store::StoreError),
-    #[error("job {0} not found; `booster jobs` lists the jobs")]
+    #[error("job {0} not found")]
     NotFound(JobId),
     #[error("cannot {action} job {job}: it is {state:?}")]
     IllegalTransition {
@@ -489,7 +496,7 @@ pub enum RuntimeError {
     Invalid(String),
     /// A meta record holds a value no run of the runtime writes (an id or a
     /// counter that would wrap): the log was damaged or tampered with.
-    #[error("corrupt meta record: {0}; run `booster verify`, and restore the data directory from a backup")]
+    #[error("corrupt meta record: {0}; restore the data directory from a backup")]
     Corrupt(String),
 }
 

@@ -109,8 +109,8 @@ pub fn reason(damage: &[Damage]) -> String {
         .collect();
     format!(
         "lost: its created record was lost with a damaged meta frame ({}); what the job was \
-         cannot be told. Restore the segment from a backup, or `booster salvage --into NEW_DIR` \
-         copies everything that survived",
+         cannot be told. Restore the segment from a backup, or salvage what survived into a \
+         new data directory",
         ranges.join("; ")
     )
 }

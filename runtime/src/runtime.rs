@@ -393,12 +393,14 @@ impl Runtime {
                 return Err(RuntimeError::ShuttingDown);
             }
             let first = st.book.next_id;
-            st.book.next_id = first.checked_add(specs.len() as u64).ok_or_else(|| {
-                RuntimeError::Invalid(format!(
-                    "no job ids are left (the next would pass {}); the store's id counter is exhausted",
-                    JobId::MAX
-                ))
-            })?;
+            let n = specs.len() as u64;
+            if !crate::table::keys::ids_fit(first, n) {
+                return Err(RuntimeError::Invalid(format!(
+                    "job id space exhausted: {n} more job(s) from id {first} would reach {:#x}, where the runtime's own keys start; copy the jobs you keep to a new data directory",
+                    crate::table::keys::RESERVED_OWNER_BASE
+                )));
+            }
+            st.book.next_id = first + n;
             first
         };
         let n = specs.len() as u64;

@@ -437,9 +437,9 @@ impl State {
             } => {
                 // The next id after the last job must exist too.
                 let n = specs.len() as u64;
-                if first_id.checked_add(n).is_none() {
+                if !crate::table::keys::ids_fit(*first_id, n) {
                     return Err(RuntimeError::Corrupt(format!(
-                        "created: {n} job ids from {first_id} run past the largest id"
+                        "created: {n} job ids from {first_id} reach the ids the runtime reserves"
                     )));
                 }
                 for (i, spec) in specs.iter().enumerate() {
@@ -449,9 +449,9 @@ impl State {
                 Ok(())
             }
             Meta::Restore { job } => {
-                if job.id == JobId::MAX {
+                if !crate::table::keys::ids_fit(job.id, 1) {
                     return Err(RuntimeError::Corrupt(format!(
-                        "restore: job id {} leaves no next id",
+                        "restore: job id {} is one the runtime reserves",
                         job.id
                     )));
                 }
@@ -471,6 +471,11 @@ impl State {
                 Ok(())
             }
             Meta::NextId { next } => {
+                if *next > crate::table::keys::RESERVED_OWNER_BASE {
+                    return Err(RuntimeError::Corrupt(format!(
+                        "next_id {next} is past the ids the runtime reserves"
+                    )));
+                }
                 self.book.next_id = self.book.next_id.max(*next);
                 Ok(())
             }

@@ -4,6 +4,12 @@
 //! through the meta log's own wire types (`meta::wire::Row`), never by
 //! serializing these structs.
 
+pub mod codec;
+pub mod keys;
+pub mod page;
+pub mod row;
+pub mod slice_map;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 

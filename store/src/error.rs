@@ -4,13 +4,13 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("data directory {dir} is locked by process {pid}; stop it or pass another --data")]
+    #[error("data directory {dir} is locked by process {pid}; stop that process first, or use another data directory")]
     Locked { dir: PathBuf, pid: String },
     #[error("wrong key for {dir}: the data was written with another key; pass the key file it was created with")]
     WrongKey { dir: PathBuf },
-    #[error("{dir} holds encrypted data; pass --key-file")]
+    #[error("{dir} holds encrypted data; open it with the master key it was written with")]
     KeyRequired { dir: PathBuf },
-    #[error("corruption in segment {segment_id} ({path}) at offset {offset}: {what}; run `booster verify`")]
+    #[error("corruption in segment {segment_id} ({path}) at offset {offset}: {what}; verify the data directory to list every damaged range")]
     Corrupt {
         segment_id: u64,
         path: PathBuf,
@@ -65,6 +65,54 @@ impl StoreError {
         StoreError::Io {
             context: context.into(),
             source,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The store is a library: its messages say what happened and what to
+    /// do in its own terms; the command's flags and subcommands are the
+    /// CLI's to add (`booster_tools::exit::hint`).
+    #[test]
+    fn messages_name_no_command_line_flags_or_subcommands() {
+        let io = || std::io::Error::other("x");
+        let all = [
+            StoreError::Locked {
+                dir: "d".into(),
+                pid: "7".into(),
+            },
+            StoreError::WrongKey { dir: "d".into() },
+            StoreError::KeyRequired { dir: "d".into() },
+            StoreError::Corrupt {
+                segment_id: 1,
+                path: "p".into(),
+                offset: 2,
+                what: "w".into(),
+            },
+            StoreError::Poisoned { cause: "c".into() },
+            StoreError::DiskFull { path: "p".into() },
+            StoreError::NoSpace {
+                what: "w".into(),
+                dir: "d".into(),
+                needed_bytes: 1,
+                free_bytes: 0,
+            },
+            StoreError::Closed,
+            StoreError::Unavailable {
+                context: "c".into(),
+                source: io(),
+            },
+            StoreError::Io {
+                context: "c".into(),
+                source: io(),
+            },
+        ];
+        for e in all {
+            let text = e.to_string();
+            assert!(!text.contains("--") && !text.contains("booster "), "{text}");
         }
     }
 }

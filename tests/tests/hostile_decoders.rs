@@ -249,6 +249,46 @@ fn exercise_segment(bytes: &[u8]) -> usize {
     peak
 }
 
+/// Real table records: the rows of the checked-in v1 page
+/// (runtime/tests/fixtures/row-page-v1.bin) and a slice map.
+fn table_corpus() -> &'static [Vec<u8>] {
+    static RECORDS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    RECORDS.get_or_init(|| {
+        use booster_runtime::table_format::slice_map::{encode, SliceDetail, SliceMap};
+        let bytes = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../runtime/tests/fixtures/row-page-v1.bin"
+        ))
+        .unwrap();
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let n = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+            out.push(bytes[at + 4..at + 4 + n].to_vec());
+            at += 4 + n;
+        }
+        let mut map = SliceMap {
+            slices_total: 100,
+            ..SliceMap::default()
+        };
+        for s in 0..40 {
+            map.done.insert(s);
+        }
+        map.failed.insert(40);
+        for s in 41..100 {
+            map.queued.insert(s);
+        }
+        map.detail.push(SliceDetail {
+            seq: 40,
+            expiries: 3,
+            failure: serde_json::json!(["hung", null]),
+            ..SliceDetail::default()
+        });
+        out.push(encode(&map));
+        out
+    })
+}
+
 fn cases(short: u32, long: u32) -> ProptestConfig {
     proptest_config("hostile_decoders", short, long)
 }
@@ -334,6 +374,29 @@ proptest! {
             let _ = decode_records(&body, record_count);
         });
         prop_assert!(peak <= 8 * body.len() + 4096, "decode_records allocated {peak} for {} bytes", body.len());
+    }
+
+    /// The job table's records (issue 12): a row page, each row, a slice
+    /// map, mutated, decode to an error or to some valid value, never a
+    /// panic or an allocation out of proportion to the input.
+    #[test]
+    fn mutated_table_records_never_panic_or_over_allocate(
+        pick in any::<usize>(),
+        edits in prop::collection::vec(mutation(), 1..6),
+    ) {
+        use booster_runtime::table_format::{page, row, slice_map};
+        let records = table_corpus();
+        let mut bytes = records[pick % records.len()].clone();
+        for m in &edits {
+            apply(&mut bytes, m);
+        }
+        let bound = 8 * bytes.len() + (1 << 16);
+        let ((), peak) = largest_allocation(|| {
+            let _ = row::decode(&bytes, 2);
+            let _ = slice_map::decode(&bytes);
+            let _ = page::decode(2, std::slice::from_ref(&bytes));
+        });
+        prop_assert!(peak <= bound, "allocated {peak} for {} bytes", bytes.len());
     }
 
     #[test]

@@ -61,6 +61,40 @@ pub fn code_for(error: &anyhow::Error) -> i32 {
     ERROR
 }
 
+/// What to type next for an error from the libraries, whose messages say
+/// what happened in their own terms: the flags and subcommands are the
+/// command's to name. None: the message says it all.
+pub fn hint(error: &anyhow::Error) -> Option<&'static str> {
+    for cause in error.chain() {
+        let runtime = cause.downcast_ref::<RuntimeError>();
+        let store = cause.downcast_ref::<StoreError>().or(match runtime {
+            Some(RuntimeError::Store(e)) => Some(e),
+            _ => None,
+        });
+        let hint = match (store, runtime) {
+            (Some(StoreError::Locked { .. }), _) => "stop it, or pass another --data",
+            (Some(StoreError::KeyRequired { .. }), _) => {
+                "pass --key-file (or set BOOSTER_KEY_FILE)"
+            }
+            (Some(StoreError::Corrupt { .. }), _) | (_, Some(RuntimeError::Corrupt(_))) => {
+                "run `booster verify`; `booster salvage --into NEW_DIR` copies what survived"
+            }
+            (_, Some(RuntimeError::NotFound(_))) => "`booster jobs` lists the jobs",
+            _ => continue,
+        };
+        return Some(hint);
+    }
+    None
+}
+
+/// The error line `booster` prints: the message, then the hint if any.
+pub fn error_line(error: &anyhow::Error) -> String {
+    match hint(error) {
+        Some(h) => format!("error: {error:#}; {h}"),
+        None => format!("error: {error:#}"),
+    }
+}
+
 /// The command stopped because of Ctrl-C or SIGTERM.
 #[derive(Debug, Clone, Copy)]
 pub struct Interrupted;
@@ -136,5 +170,25 @@ mod tests {
         assert_eq!(code_for(&frame), CORRUPT);
         let other = anyhow::Error::new(RuntimeError::Invalid("no".into()));
         assert_eq!(code_for(&other), ERROR);
+    }
+
+    #[test]
+    fn the_cli_adds_its_own_hints_to_library_errors() {
+        let locked = anyhow::Error::new(RuntimeError::Store(StoreError::Locked {
+            dir: "d".into(),
+            pid: "9".into(),
+        }))
+        .context("opening d");
+        let line = error_line(&locked);
+        assert!(
+            line.contains("locked by process 9") && line.ends_with("pass another --data"),
+            "{line}"
+        );
+        let missing = anyhow::Error::new(RuntimeError::NotFound(4));
+        assert!(error_line(&missing).ends_with("`booster jobs` lists the jobs"));
+        let corrupt = anyhow::Error::new(RuntimeError::Corrupt("record 3".into()));
+        assert!(error_line(&corrupt).contains("booster verify"));
+        let plain = anyhow::Error::new(RuntimeError::Invalid("no".into()));
+        assert_eq!(error_line(&plain), "error: no");
     }
 }

@@ -25,7 +25,7 @@ fn main() {
             match code {
                 exit::BROKEN_PIPE => {}
                 exit::INTERRUPTED => eprintln!("booster: {e:#}"),
-                _ => eprintln!("error: {e:#}"),
+                _ => eprintln!("{}", exit::error_line(&e)),
             }
             code
         }

@@ -83,7 +83,8 @@ fn submit_work_download_cycle_with_job_controls() {
 
     sb.ok(&["job", "destroy", &id]);
     let out = sb.expect(1, &["job", "show", &id]);
-    assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(text.contains("not found; `booster jobs` lists the jobs"), "{text}");
     sb.ok(&["compact"]);
     assert!(sb.json(&["jobs"]).as_array().unwrap().is_empty());
 }
@@ -282,6 +283,7 @@ fn locked_data_directory_names_the_holder() {
     worker.wait().unwrap();
     assert!(message.contains("locked"), "{message}");
     assert!(message.contains(&format!("process {pid}")), "{message}");
+    assert!(message.contains("pass another --data"), "{message}");
 }
 
 #[test]

@@ -32,20 +32,44 @@ async fn one_job(dir: &Path) -> JobId {
     id
 }
 
+/// The first id the runtime keeps for its own keys (the job table).
+const RESERVED_OWNER_BASE: u64 = 0xFFFF_FFFF_0000_0000;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn job_id_counter_at_its_maximum_refuses_to_submit_instead_of_wrapping() {
+async fn job_id_counter_at_the_reserved_ids_refuses_to_submit_instead_of_wrapping() {
     let dir = tempfile::tempdir().unwrap();
     let kept = one_job(dir.path()).await;
-    append_meta(dir.path(), &[json!({"t": "next_id", "next": u64::MAX})]);
+    append_meta(
+        dir.path(),
+        &[json!({"t": "next_id", "next": RESERVED_OWNER_BASE})],
+    );
     let rt = Runtime::open(opts(dir.path(), 1)).await.unwrap();
     let err = rt
         .submit(JobSpec::simple("x", json!(null)))
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("no job ids are left"), "{err}");
+    assert!(err.to_string().contains("job id space exhausted"), "{err}");
     let jobs = rt.jobs(JobFilter::default()).await;
     assert_eq!(jobs.len(), 1);
     assert_eq!((jobs[0].id, &jobs[0].kind), (kept, &"x".to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_that_reach_the_reserved_ones_are_corruption_named_by_open() {
+    let spec = serde_json::to_value(JobSpec::simple("x", json!(null))).unwrap();
+    for record in [
+        json!({"t": "next_id", "next": RESERVED_OWNER_BASE + 1}),
+        json!({"t": "created", "first_id": RESERVED_OWNER_BASE - 1, "at_ms": 0, "specs": [spec.clone(), spec.clone()]}),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        one_job(dir.path()).await;
+        append_meta(dir.path(), std::slice::from_ref(&record));
+        match Runtime::open(opts(dir.path(), 1)).await {
+            Err(RuntimeError::Corrupt(what)) => assert!(what.contains("record 3"), "{what}"),
+            Err(e) => panic!("{record}: {e:?}"),
+            Ok(_) => panic!("{record} must not open"),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,5 +15,6 @@ mod read_only;
 mod record_errors;
 mod recovery;
 mod retry;
+mod row_page_fixture;
 mod transitions;
 mod waiting;

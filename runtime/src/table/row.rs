@@ -1,0 +1,504 @@
+//! A job's row on disk, format `R` v1 (ARCHITECTURE.md, "Planned: the job
+//! table on disk", section 1): a fixed part of 40 bytes, the optional
+//! times its flags name, then description, properties and failure reason,
+//! then the body. A no-op simple job's row is 52 bytes before compression.
+//! Within v1 only reserved bytes and flag bits may gain a meaning, zero
+//! meaning what it meant before; anything else is a new format byte.
+
+use serde_json::Value;
+
+use super::codec::{Reader, Writer};
+use super::keys::ROWS_PER_PAGE;
+use crate::JobId;
+
+pub const FORMAT_ROW_V1: u8 = b'R';
+/// The state byte of a destroyed row (in retention); 0..=6 are
+/// `JobState::index()`.
+pub const STATE_DESTROYED: u8 = 7;
+/// A row encoded longer than this goes whole to `ROW_LARGE`; its page
+/// holds a stub.
+pub const MAX_INLINE_ROW: usize = 4096;
+/// How much of the description a stub keeps (at a char boundary).
+pub const STUB_DESCRIPTION_BYTES: usize = 256;
+
+const FIXED: usize = 40;
+
+const F_SLICED: u8 = 1;
+const F_LARGE: u8 = 1 << 1;
+const F_DESTROY_ON_COMPLETE: u8 = 1 << 2;
+const F_STARTED: u8 = 1 << 3;
+const F_RUN_AT: u8 = 1 << 4;
+const F_EXPIRES_AT: u8 = 1 << 5;
+const F_FAILURE: u8 = 1 << 6;
+const F_RESULT: u8 = 1 << 7;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    pub id: JobId,
+    /// `JobState::index()` (0..=6), or `STATE_DESTROYED`.
+    pub state: u8,
+    /// A destroyed row's state before it was destroyed (else 0).
+    pub final_state: u8,
+    pub priority: u8,
+    pub destroy_on_complete: bool,
+    pub kind: u32,
+    pub max_workers: Option<u32>,
+    pub attempts: u32,
+    pub created_ms: u64,
+    pub completed_ms: Option<u64>,
+    pub started_ms: Option<u64>,
+    pub run_at_ms: Option<u64>,
+    pub expires_at_ms: Option<u64>,
+    /// Set exactly when the state is `STATE_DESTROYED`.
+    pub destroyed_ms: Option<u64>,
+    pub description: String,
+    pub properties: Value,
+    pub failure_reason: Option<String>,
+    pub body: RowBody,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum RowBody {
+    Simple {
+        args: Value,
+        result: Option<Value>,
+    },
+    Sliced(Box<SlicedRow>),
+    /// A destroyed row keeps no body.
+    Gone,
+    /// A page's stand-in for a row kept whole in `ROW_LARGE`: fixed part
+    /// and clipped description only (listing never reads `ROW_LARGE`).
+    Stub {
+        sliced: bool,
+    },
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SlicedRow {
+    pub slice_size: u32,
+    pub collect_errors: bool,
+    /// 0 open, 1 complete, 2 failed.
+    pub upload: u8,
+    pub before_done: bool,
+    pub records_in: u64,
+    pub records_rejected: u64,
+    pub records_out: u64,
+    pub records_written: Option<u64>,
+    pub records_errors: u64,
+    pub records_in_failed_slices: u64,
+    pub slices_total: u64,
+    pub slices_done: u64,
+    pub slices_failed: u64,
+    /// The meta wire's error groups (at most 50).
+    pub collected_errors: Value,
+    /// `[[seq, [message, sample]]]` (at most 50).
+    pub failures: Value,
+}
+
+impl Row {
+    /// The row as a destroyed one: fixed part, description and failure
+    /// reason stay ("completed, then destroyed at T"); body and
+    /// properties go.
+    pub fn into_destroyed(mut self, at_ms: u64) -> Row {
+        if self.state != STATE_DESTROYED {
+            self.final_state = self.state;
+            self.state = STATE_DESTROYED;
+        }
+        self.destroyed_ms = Some(at_ms);
+        self.properties = Value::Null;
+        self.body = RowBody::Gone;
+        self
+    }
+
+    /// The page's stand-in for this row (see `RowBody::Stub`).
+    pub fn stub(&self) -> Row {
+        let mut cut = self.description.len().min(STUB_DESCRIPTION_BYTES);
+        while !self.description.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        Row {
+            description: self.description[..cut].to_string(),
+            properties: Value::Null,
+            failure_reason: None,
+            body: RowBody::Stub {
+                sliced: matches!(
+                    self.body,
+                    RowBody::Sliced(_) | RowBody::Stub { sliced: true }
+                ),
+            },
+            ..self.clone()
+        }
+    }
+}
+
+/// The row as its page holds it, and, when it is too long for a page, the
+/// whole row for `ROW_LARGE`.
+pub fn encode_for_page(row: &Row) -> (Vec<u8>, Option<Vec<u8>>) {
+    let whole = encode(row);
+    if whole.len() <= MAX_INLINE_ROW {
+        (whole, None)
+    } else {
+        (encode(&row.stub()), Some(whole))
+    }
+}
+
+pub fn encode(row: &Row) -> Vec<u8> {
+    let mut flags = 0;
+    let (sliced, stub) = match &row.body {
+        RowBody::Sliced(_) => (true, false),
+        RowBody::Stub { sliced } => (*sliced, true),
+        _ => (false, false),
+    };
+    let set = |flag: u8, on: bool| if on { flag } else { 0 };
+    flags |= set(F_SLICED, sliced);
+    flags |= set(F_LARGE, stub);
+    flags |= set(F_DESTROY_ON_COMPLETE, row.destroy_on_complete);
+    flags |= set(F_STARTED, row.started_ms.is_some());
+    flags |= set(F_RUN_AT, row.run_at_ms.is_some());
+    flags |= set(F_EXPIRES_AT, row.expires_at_ms.is_some());
+    flags |= set(F_FAILURE, row.failure_reason.is_some() && !stub);
+    flags |= set(
+        F_RESULT,
+        matches!(
+            &row.body,
+            RowBody::Simple {
+                result: Some(_),
+                ..
+            }
+        ),
+    );
+    let mut w = Writer(Vec::with_capacity(64));
+    w.u8(FORMAT_ROW_V1);
+    w.u8((row.id % ROWS_PER_PAGE) as u8);
+    w.u8(row.state);
+    w.u8(flags);
+    w.u8(row.priority);
+    w.u8(row.final_state);
+    w.0.extend_from_slice(&[0, 0]);
+    w.u32(row.kind);
+    w.u32(row.max_workers.unwrap_or(0));
+    w.u32(row.attempts);
+    w.u32(0);
+    w.u64(row.created_ms);
+    w.u64(row.completed_ms.unwrap_or(0));
+    debug_assert_eq!(w.0.len(), FIXED);
+    for t in [
+        row.started_ms,
+        row.run_at_ms,
+        row.expires_at_ms,
+        row.destroyed_ms,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        w.u64(t);
+    }
+    w.bytes(row.description.as_bytes());
+    if stub {
+        return w.0;
+    }
+    w.json(&row.properties);
+    if let Some(f) = &row.failure_reason {
+        w.bytes(f.as_bytes());
+    }
+    match &row.body {
+        RowBody::Simple { args, result } => {
+            w.json(args);
+            if let Some(r) = result {
+                w.bytes(&serde_json::to_vec(r).expect("a JSON value serializes"));
+            }
+        }
+        RowBody::Sliced(s) => {
+            w.u32(s.slice_size);
+            w.u8(u8::from(s.collect_errors));
+            w.u8(s.upload);
+            w.u8(u8::from(s.before_done));
+            w.u8(0);
+            for v in [
+                s.records_in,
+                s.records_rejected,
+                s.records_out,
+                s.records_written.unwrap_or(u64::MAX),
+                s.records_errors,
+                s.records_in_failed_slices,
+                s.slices_total,
+                s.slices_done,
+                s.slices_failed,
+            ] {
+                w.u64(v);
+            }
+            w.json(&s.collected_errors);
+            w.json(&s.failures);
+        }
+        RowBody::Gone | RowBody::Stub { .. } => {}
+    }
+    w.0
+}
+
+/// Decodes the row in slot `id % 64` of its page; `id` is the job the
+/// caller expects there (the page gives the high bits, the row its slot).
+pub fn decode(bytes: &[u8], page: u64) -> Result<Row, String> {
+    let mut r = Reader::new(bytes, "row");
+    let format = r.u8()?;
+    if format != FORMAT_ROW_V1 {
+        return Err(r.err(format!(
+            "format byte {format:#04x}: written by an incompatible version"
+        )));
+    }
+    let slot = r.u8()?;
+    if u64::from(slot) >= ROWS_PER_PAGE {
+        return Err(r.err(format!("slot {slot} past the page")));
+    }
+    let id = page
+        .checked_mul(ROWS_PER_PAGE)
+        .and_then(|b| b.checked_add(u64::from(slot)))
+        .ok_or_else(|| r.err(format!("page {page} past the largest id")))?;
+    let state = r.u8()?;
+    let flags = r.u8()?;
+    let priority = r.u8()?;
+    let final_state = r.u8()?;
+    if state > STATE_DESTROYED {
+        return Err(r.err(format!("state {state}")));
+    }
+    if !(1..=100).contains(&priority) {
+        return Err(r.err(format!("priority {priority}")));
+    }
+    let destroyed = state == STATE_DESTROYED;
+    if (destroyed && final_state > 6) || (!destroyed && final_state != 0) {
+        return Err(r.err(format!("final state {final_state} in state {state}")));
+    }
+    if r.take(2)? != [0, 0] {
+        return Err(r.err("reserved bytes are not zero"));
+    }
+    let kind = r.u32()?;
+    let max_workers = Some(r.u32()?).filter(|&m| m > 0);
+    let attempts = r.u32()?;
+    if r.u32()? != 0 {
+        return Err(r.err("reserved bytes are not zero"));
+    }
+    let created_ms = r.u64()?;
+    let completed_ms = Some(r.u64()?).filter(|&t| t > 0);
+    let has = |f: u8| flags & f != 0;
+    let mut opt = |on: bool| -> Result<Option<u64>, String> {
+        if on {
+            r.u64().map(Some)
+        } else {
+            Ok(None)
+        }
+    };
+    let started_ms = opt(has(F_STARTED))?;
+    let run_at_ms = opt(has(F_RUN_AT))?;
+    let expires_at_ms = opt(has(F_EXPIRES_AT))?;
+    let destroyed_ms = opt(destroyed)?;
+    let description = r.string()?;
+    let sliced = has(F_SLICED);
+    let mut row = Row {
+        id,
+        state,
+        final_state,
+        priority,
+        destroy_on_complete: has(F_DESTROY_ON_COMPLETE),
+        kind,
+        max_workers,
+        attempts,
+        created_ms,
+        completed_ms,
+        started_ms,
+        run_at_ms,
+        expires_at_ms,
+        destroyed_ms,
+        description,
+        properties: Value::Null,
+        failure_reason: None,
+        body: RowBody::Stub { sliced },
+    };
+    if has(F_LARGE) {
+        if has(F_FAILURE) || has(F_RESULT) {
+            return Err(r.err("a stub with a failure or result flag"));
+        }
+        r.end()?;
+        return Ok(row);
+    }
+    row.properties = r.json()?;
+    if has(F_FAILURE) {
+        row.failure_reason = Some(r.string()?);
+    }
+    row.body = if destroyed {
+        if has(F_RESULT) {
+            return Err(r.err("a destroyed row with a result flag"));
+        }
+        RowBody::Gone
+    } else if sliced {
+        if has(F_RESULT) {
+            return Err(r.err("a sliced row with a result flag"));
+        }
+        let slice_size = r.u32()?;
+        let collect_errors = bool_byte(&mut r)?;
+        let upload = r.u8()?;
+        if upload > 2 {
+            return Err(r.err(format!("upload state {upload}")));
+        }
+        let before_done = bool_byte(&mut r)?;
+        if r.u8()? != 0 {
+            return Err(r.err("reserved byte is not zero"));
+        }
+        let mut n = [0u64; 9];
+        for v in &mut n {
+            *v = r.u64()?;
+        }
+        RowBody::Sliced(Box::new(SlicedRow {
+            slice_size,
+            collect_errors,
+            upload,
+            before_done,
+            records_in: n[0],
+            records_rejected: n[1],
+            records_out: n[2],
+            records_written: Some(n[3]).filter(|&w| w != u64::MAX),
+            records_errors: n[4],
+            records_in_failed_slices: n[5],
+            slices_total: n[6],
+            slices_done: n[7],
+            slices_failed: n[8],
+            collected_errors: r.json()?,
+            failures: r.json()?,
+        }))
+    } else {
+        let args = r.json()?;
+        let result = if has(F_RESULT) {
+            let b = r.bytes()?;
+            Some(serde_json::from_slice(b).map_err(|e| r.err(format!("bad result JSON ({e})")))?)
+        } else {
+            None
+        };
+        RowBody::Simple { args, result }
+    };
+    r.end()?;
+    Ok(row)
+}
+
+fn bool_byte(r: &mut Reader<'_>) -> Result<bool, String> {
+    match r.u8()? {
+        0 => Ok(false),
+        1 => Ok(true),
+        b => Err(r.err(format!("flag byte {b}"))),
+    }
+}
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A no-op simple job: the smallest row there is.
+    pub fn noop(id: JobId) -> Row {
+        Row {
+            id,
+            state: 4,
+            final_state: 0,
+            priority: 50,
+            destroy_on_complete: false,
+            kind: 3,
+            max_workers: None,
+            attempts: 1,
+            created_ms: 1_795_000_000_000,
+            completed_ms: Some(1_795_000_000_007),
+            started_ms: None,
+            run_at_ms: None,
+            expires_at_ms: None,
+            destroyed_ms: None,
+            description: String::new(),
+            properties: Value::Null,
+            failure_reason: None,
+            body: RowBody::Simple {
+                args: Value::Null,
+                result: None,
+            },
+        }
+    }
+
+    /// A row with every optional part set.
+    pub fn full_sliced(id: JobId) -> Row {
+        Row {
+            state: 5,
+            priority: 7,
+            destroy_on_complete: true,
+            max_workers: Some(4),
+            started_ms: Some(1_795_000_000_001),
+            run_at_ms: Some(1_795_000_000_000),
+            expires_at_ms: Some(1_795_900_000_000),
+            description: "customers ✓".into(),
+            properties: json!({"team": "billing"}),
+            failure_reason: Some("1 slice failed".into()),
+            body: RowBody::Sliced(Box::new(SlicedRow {
+                slice_size: 1000,
+                collect_errors: true,
+                upload: 1,
+                before_done: true,
+                records_in: 2500,
+                records_rejected: 3,
+                records_out: 2000,
+                records_written: Some(1999),
+                records_errors: 2,
+                records_in_failed_slices: 498,
+                slices_total: 3,
+                slices_done: 2,
+                slices_failed: 1,
+                collected_errors: json!([{"message": "bad", "count": 2, "samples": []}]),
+                failures: json!([[2, ["boom", null]]]),
+            })),
+            ..noop(id)
+        }
+    }
+
+    #[test]
+    fn a_no_op_simple_row_is_52_bytes() {
+        assert_eq!(encode(&noop(5)).len(), 52);
+    }
+
+    #[test]
+    fn rows_round_trip() {
+        let mut with_result = noop(64 * 9 + 63);
+        with_result.body = RowBody::Simple {
+            args: json!({"n": 1}),
+            result: Some(json!(null)),
+        };
+        for row in [
+            noop(1),
+            full_sliced(130),
+            with_result,
+            full_sliced(7).into_destroyed(1_795_000_000_100),
+            full_sliced(8).stub(),
+        ] {
+            let (page, _) = super::super::keys::page_of(row.id);
+            assert_eq!(decode(&encode(&row), page).as_ref(), Ok(&row));
+        }
+    }
+
+    #[test]
+    fn a_long_row_leaves_a_stub_in_its_page() {
+        let mut row = full_sliced(3);
+        row.description = "é".repeat(3000);
+        let (inline, large) = encode_for_page(&row);
+        let stub = decode(&inline, 0).unwrap();
+        assert_eq!(stub.body, RowBody::Stub { sliced: true });
+        assert!(stub.description.len() <= STUB_DESCRIPTION_BYTES);
+        assert!(row.description.starts_with(&stub.description));
+        assert_eq!(decode(&large.unwrap(), 0).unwrap(), row);
+    }
+
+    #[test]
+    fn every_cut_or_flipped_byte_is_an_error_or_another_valid_row_never_a_panic() {
+        let bytes = encode(&full_sliced(70));
+        for cut in 0..bytes.len() {
+            assert!(decode(&bytes[..cut], 1).is_err(), "cut at {cut}");
+        }
+        for i in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut b = bytes.clone();
+                b[i] ^= 1 << bit;
+                let _ = decode(&b, 1);
+            }
+        }
+    }
+}
