@@ -84,7 +84,10 @@ fn submit_work_download_cycle_with_job_controls() {
     sb.ok(&["job", "destroy", &id]);
     let out = sb.expect(1, &["job", "show", &id]);
     let text = stderr(&out);
-    assert!(text.contains("not found; `booster jobs` lists the jobs"), "{text}");
+    assert!(
+        text.contains("not found; `booster jobs` lists the jobs"),
+        "{text}"
+    );
     sb.ok(&["compact"]);
     assert!(sb.json(&["jobs"]).as_array().unwrap().is_empty());
 }
