@@ -81,53 +81,33 @@ async function historyPage() {
   await refresh();
 }
 
-// Samples of each job's processed records, kept while the dashboard is
-// open (so leaving the job page and coming back keeps the curve).
-const throughputSamples = new Map(); // job id -> [{t: seconds, records}]
-const MAX_SAMPLES = 600;
-
-// The job page's throughput chart: records per second between samples,
-// drawn while the job runs and kept after it ends.
+// The job page's throughput chart: records per second, as the server
+// sampled the job each second while it ran (the last 15 minutes).
 function throughputChart(id) {
   const node = el("div", { class: "chart", id: "throughput-chart" });
   const note = el("p", { class: "muted", id: "throughput-note" });
   const section = el("div", { class: "card", id: "throughput" }, note, node);
   let drawn = null;
-  const rates = () => {
-    const samples = throughputSamples.get(id) || [];
-    const xs = [];
-    const ys = [];
-    for (let i = 1; i < samples.length; i++) {
-      const dt = samples[i].t - samples[i - 1].t;
-      if (dt <= 0) continue;
-      xs.push(samples[i].t);
-      ys.push((samples[i].records - samples[i - 1].records) / dt);
-    }
-    return [xs, ys];
-  };
+  let data = [[], []];
   return {
-    sample(job) {
-      if (job.state !== "running") return;
-      const list = throughputSamples.get(id) || [];
-      const records = job.records_processed + job.records_failed;
-      const t = Date.now() / 1000;
-      const last = list[list.length - 1];
-      if (last && (last.records === records || t - last.t < 0.5)) return;
-      list.push({ t, records });
-      if (list.length > MAX_SAMPLES) list.shift();
-      throughputSamples.set(id, list);
+    // Asks the server for the job's series (on every refresh of the page).
+    async load() {
+      try {
+        const r = await api("GET", "/api/jobs/" + id + "/throughput");
+        data = [r.t_ms.map((ms) => ms / 1000), r.records_per_s];
+      } catch (_) { /* the page shows the job's own error */ }
     },
     section(job) {
-      const points = rates()[0].length;
+      const points = data[0].length;
       section.hidden = job.state !== "running" && points === 0;
       note.textContent = points
-        ? "Throughput of this job (records per second), sampled while this page is open."
-        : "Throughput shows once the job has made progress while this page is open.";
+        ? "Throughput of this job (records per second), sampled by the server each second while it runs."
+        : "Throughput shows once the job has run for a few seconds.";
       section.dataset.points = String(points);
+      section.dataset.maxRate = String(Math.max(0, ...data[1]));
       return section;
     },
     draw() {
-      const data = rates();
       if (data[0].length < 2) return; // a curve needs two points
       if (drawn) drawn.setData(data);
       else drawn = chart(node, "Records per second", [{ label: "records/s", color: COLORS.ok }], data, false, 60);

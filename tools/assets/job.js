@@ -116,7 +116,8 @@ async function jobPage(id) {
     try { fresh = await api("GET", "/api/jobs/" + id); } catch (e) { return current() && showError(e); }
     if (!current()) return;
     job = fresh;
-    throughput.sample(job);
+    await throughput.load();
+    if (!current()) return;
     // Keep what the person is typing: re-render only when no editor has focus.
     const active = document.activeElement;
     if (active && (active.id === "priority-input" || active.id === "max-workers-input") && document.getElementById(active.id)) {

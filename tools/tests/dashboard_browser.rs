@@ -246,6 +246,22 @@ impl<'d> Session<'d> {
         serde_json::from_value(v).unwrap()
     }
 
+    /// The attribute `name` of the first element `css` matches, read in
+    /// one step (a page that re-renders cannot make it stale).
+    fn attr(&self, css: &str, name: &str) -> Option<String> {
+        let v = self.script(&format!(
+            "const e = document.querySelector({}); return e ? e.getAttribute({}) : null;",
+            json!(css),
+            json!(name)
+        ));
+        v.as_str().map(str::to_string)
+    }
+
+    /// The text of the first element `css` matches, read in one step.
+    fn text_of(&self, css: &str) -> Option<String> {
+        self.texts(css).into_iter().next()
+    }
+
     /// `window.confirm` answers yes, as a person clicking OK.
     fn accept_confirms(&self) {
         self.script("window.confirm = () => true; return true;");
@@ -755,16 +771,17 @@ fn the_jobs_list_pages_newest_first_shows_failures_in_red_and_acts_in_bulk() {
     );
 
     s.click(&s.wait_for("#jobs-older"));
-    let row = s.wait_for(&format!("#job-row-{rejected}"));
+    s.wait_for(&format!("#job-row-{rejected}"));
     assert!(s.find(&format!("#job-row-{newest}")).is_none());
     assert_eq!(
         s.texts(&format!("#job-row-{rejected} td.failed-count")),
         vec!["42"],
         "the rejected records are counted"
     );
-    let bar = s.wait_for(&format!("#job-row-{rejected} .bar"));
-    assert_eq!(s.attribute(&bar, "data-failed").as_deref(), Some("42"));
-    assert!(s.text(&row).contains("42 failed"), "{}", s.text(&row));
+    let bar = format!("#job-row-{rejected} .bar");
+    assert_eq!(s.attr(&bar, "data-failed").as_deref(), Some("42"));
+    let label = s.text_of(&format!("{bar} .label")).unwrap();
+    assert!(label.contains("42 failed"), "{label}");
     let red = share_of(&s, &format!("#job-row-{rejected} .fill.bad"));
     let blue = share_of(&s, &format!("#job-row-{rejected} .fill:not(.bad)"));
     assert!(
@@ -788,16 +805,16 @@ fn the_jobs_list_pages_newest_first_shows_failures_in_red_and_acts_in_bulk() {
     s.accept_confirms();
     s.click(&s.wait_for("#bulk-retry"));
     wait_until("the retry to be reported", || {
-        let msg = s.find("#bulk-msg")?;
-        s.text(&msg).contains("Retried 1 failed job").then_some(())
+        s.text_of("#bulk-msg")?
+            .contains("Retried 1 failed job")
+            .then_some(())
     });
     assert_ne!(t.state(failed), "failed", "the failed job was retried");
     let kind = s.wait_for("#bulk-kind");
     s.type_into(&kind, "gated");
     s.click(&s.wait_for("#bulk-pause-kind"));
     wait_until("the pause to be reported", || {
-        let msg = s.find("#bulk-msg")?;
-        s.text(&msg).contains("Paused").then_some(())
+        s.text_of("#bulk-msg")?.contains("Paused").then_some(())
     });
     for id in &paused_kind {
         assert_eq!(t.state(*id), "paused", "job {id} of kind gated");
@@ -820,8 +837,8 @@ fn the_job_page_pages_every_error_links_downloads_and_allows_only_what_the_state
     let driver = Driver::start(&chromedriver);
     let s = Session::new(&driver, &chromium);
     s.go(&format!("{}/#/job/{bad}", t.url));
-    let details = s.wait_for("#job-details");
-    let text = s.text(&details);
+    s.wait_for("#job-details");
+    let text = s.text_of("#job-details").unwrap();
     assert!(
         text.contains("orders.jsonl") && text.contains("jsonl"),
         "{text}"
@@ -841,7 +858,8 @@ fn the_job_page_pages_every_error_links_downloads_and_allows_only_what_the_state
     wait_until("the first page of errors", || {
         (s.texts("#errors-table tbody tr").len() == 50).then_some(())
     });
-    assert!(s.text(&s.wait_for("#errors-range")).contains("1–50 of 70"));
+    let range = s.text_of("#errors-range").unwrap();
+    assert!(range.contains("1–50 of 70"), "{range}");
     s.screenshot("booster-dashboard-job-errors.png");
     s.click(&s.wait_for("#errors-next"));
     wait_until("the second page of errors", || {
@@ -849,37 +867,30 @@ fn the_job_page_pages_every_error_links_downloads_and_allows_only_what_the_state
     });
     let last = s.texts("#errors-table tbody tr:last-child td:nth-child(2)");
     assert_eq!(last, vec!["70"], "the last error is on line 70");
-    assert_eq!(
-        s.attribute(&s.wait_for("#errors-next"), "disabled")
-            .as_deref(),
-        Some("true")
-    );
+    assert_eq!(s.attr("#errors-next", "disabled").as_deref(), Some(""));
     assert!(
-        s.attribute(&s.wait_for("#action-destroy"), "disabled")
-            .is_none(),
+        s.attr("#action-destroy", "disabled").is_none(),
         "a completed job can be destroyed"
     );
 
     // A running job: no Destroy, and its throughput drawn as it moves.
     s.go(&format!("{}/#/job/{running}", t.url));
-    let destroy = s.wait_for("#action-destroy");
-    assert_eq!(s.attribute(&destroy, "disabled").as_deref(), Some("true"));
-    // Each step of progress the page sees is one more throughput sample;
-    // the chart draws from the second rate on.
-    let samples = |s: &Session<'_>| -> Option<u64> {
-        s.attribute(&s.find("#throughput")?, "data-points")?
-            .parse()
-            .ok()
-    };
-    for step in 2..=5u64 {
-        let before = samples(&s).unwrap_or(0);
+    // The page changed once its heading names the job.
+    wait_until("the running job's page", || {
+        s.text_of("h1")?
+            .starts_with(&format!("Job {running} "))
+            .then_some(())
+    });
+    assert_eq!(s.attr("#action-destroy", "disabled").as_deref(), Some(""));
+    // The server samples the job each second while it runs; the page
+    // draws its rate once it has two points, and the rate moved.
+    for step in 2..=4u64 {
         t.gate.release(100);
         t.wait_done_slices(running, step);
-        wait_until("the page to sample the progress", || {
-            (samples(&s)? > before).then_some(())
-        });
     }
-    wait_until("the throughput chart", || {
+    wait_until("the throughput chart with the job's progress", || {
+        let max_rate: f64 = s.attr("#throughput", "data-max-rate")?.parse().ok()?;
+        (max_rate > 0.0).then_some(())?;
         s.find("#throughput-chart canvas")
     });
     s.screenshot("booster-dashboard-throughput.png");
@@ -890,8 +901,7 @@ fn the_job_page_pages_every_error_links_downloads_and_allows_only_what_the_state
         s.find("#chart-hour-records canvas")
     });
     wait_until("the history to count the rejected records", || {
-        let totals = s.find("#totals-hour")?;
-        let failed = s.attribute(&totals, "data-records-failed")?;
+        let failed = s.attr("#totals-hour", "data-records-failed")?;
         (failed.parse::<u64>().ok()? >= 70).then_some(())
     });
     assert!(s.find("#chart-day-jobs canvas").is_some());

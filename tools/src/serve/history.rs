@@ -6,7 +6,8 @@
 //! never on replay) every [`SAMPLE_EVERY`] and adds what moved since the
 //! last sample to the current minute. Nothing is stored: a restarted
 //! server starts with an empty history, and minutes before it started
-//! are absent (`null` in the answer), not zero.
+//! are absent (`null` in the answer), not zero. The same sampler feeds
+//! each running job's throughput (`throughput.rs`).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -18,7 +19,9 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiResult};
+use super::throughput::{self, Throughput};
 use super::{AppState, JobControl};
+use booster_runtime::{JobFilter, JobState};
 
 /// One day of minutes.
 pub const MINUTES_KEPT: usize = 1440;
@@ -144,10 +147,12 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Samples `ctl`'s counters into `history` until the server stops.
+/// Samples `ctl`'s counters into `history`, and its running jobs'
+/// progress into `throughput`, until the server stops.
 pub fn spawn_sampler<C: JobControl>(
     ctl: C,
     history: Arc<History>,
+    throughput: Arc<Throughput>,
     mut stopping: tokio::sync::watch::Receiver<bool>,
 ) {
     // The baseline now, not at the task's first poll: work that starts as
@@ -161,7 +166,15 @@ pub fn spawn_sampler<C: JobControl>(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tokio::select! {
-                _ = tick.tick() => history.sample(now_ms(), Counts::of(&ctl.metrics())),
+                _ = tick.tick() => {
+                    history.sample(now_ms(), Counts::of(&ctl.metrics()));
+                    let running = JobFilter {
+                        state: Some(JobState::Running),
+                        ..JobFilter::default()
+                    };
+                    let page = ctl.jobs_page(running, None, throughput::JOBS_SAMPLED).await;
+                    throughput.sample(now_ms(), &page.jobs);
+                }
                 _ = stopping.changed() => return,
             }
             if *stopping.borrow() {

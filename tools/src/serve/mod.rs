@@ -24,6 +24,7 @@ mod history;
 mod listen;
 mod metrics;
 pub mod roles;
+mod throughput;
 mod upload;
 pub mod view;
 
@@ -93,6 +94,8 @@ pub struct AppState<C> {
     pub stopping: tokio::sync::watch::Receiver<bool>,
     /// Per-minute counts for the dashboard's charts (restarts empty).
     pub history: Arc<history::History>,
+    /// Running jobs' recent throughput (restarts empty).
+    pub throughput: Arc<throughput::Throughput>,
 }
 
 /// The whole HTTP surface over `ctl`; with `tokens`, every data request
@@ -104,12 +107,19 @@ pub fn router<C: JobControl>(
     stopping: tokio::sync::watch::Receiver<bool>,
 ) -> Router {
     let history = Arc::new(history::History::new(history::now_ms()));
-    history::spawn_sampler(ctl.clone(), history.clone(), stopping.clone());
+    let throughput = Arc::new(throughput::Throughput::default());
+    history::spawn_sampler(
+        ctl.clone(),
+        history.clone(),
+        throughput.clone(),
+        stopping.clone(),
+    );
     let state = AppState {
         ctl,
         exec_allow,
         stopping,
         history,
+        throughput,
     };
     let guard = auth::Guard { tokens };
     Router::new()
@@ -130,6 +140,10 @@ pub fn router<C: JobControl>(
         )
         .route("/api/jobs/{id}/output", get(download::get_output::<C>))
         .route("/api/jobs/{id}/errors", get(download::get_errors::<C>))
+        .route(
+            "/api/jobs/{id}/throughput",
+            get(throughput::get_throughput::<C>),
+        )
         .route("/api/jobs/{id}/{action}", post(api::action::<C>))
         .route("/api/workers", get(api::workers::<C>))
         .route("/api/history", get(history::get_history::<C>))

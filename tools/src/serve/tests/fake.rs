@@ -155,7 +155,7 @@ const UNFINISHED: [JobState; 4] = [
     JobState::Paused,
 ];
 
-fn new_status(id: JobId, spec: JobSpec) -> (JobStatus, usize) {
+pub(crate) fn new_status(id: JobId, spec: JobSpec) -> (JobStatus, usize) {
     let (upload_complete, slice_size) = match &spec.shape {
         JobShape::Simple { .. } => (true, 1),
         JobShape::Sliced { slice_size, .. } => (false, slice_size.unwrap_or(100)),
