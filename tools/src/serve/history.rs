@@ -9,7 +9,7 @@
 //! are absent (`null` in the answer), not zero. The same sampler feeds
 //! each running job's throughput (`throughput.rs`).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -21,7 +21,8 @@ use serde::{Deserialize, Serialize};
 use super::error::{ApiError, ApiResult};
 use super::throughput::{self, Throughput};
 use super::{AppState, JobControl};
-use booster_runtime::{JobFilter, JobState};
+use booster_runtime::{JobId, JobState};
+use tokio::sync::broadcast::error::RecvError;
 
 /// One day of minutes.
 pub const MINUTES_KEPT: usize = 1440;
@@ -147,8 +148,14 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Samples `ctl`'s counters into `history`, and its running jobs'
-/// progress into `throughput`, until the server stops.
+/// Samples `ctl`'s counters into `history`, and the progress of jobs
+/// that are finishing slices into `throughput`, until the server stops.
+///
+/// Which jobs to sample comes from the event stream (`slice_done`,
+/// `slice_failed`), not from a scan of the job table, so a table of
+/// millions costs the sampler nothing: each second it looks up the jobs
+/// that finished a slice since it last looked (`JobControl::job`), plus
+/// those it followed before, until they stop running.
 pub fn spawn_sampler<C: JobControl>(
     ctl: C,
     history: Arc<History>,
@@ -161,20 +168,27 @@ pub fn spawn_sampler<C: JobControl>(
     let Ok(handle) = tokio::runtime::Handle::try_current() else {
         return;
     };
+    let mut events = ctl.subscribe();
     handle.spawn(async move {
         let mut tick = tokio::time::interval(SAMPLE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut followed: BTreeSet<JobId> = BTreeSet::new();
+        let mut events_open = true;
         loop {
             tokio::select! {
                 _ = tick.tick() => {
                     history.sample(now_ms(), Counts::of(&ctl.metrics()));
-                    let running = JobFilter {
-                        state: Some(JobState::Running),
-                        ..JobFilter::default()
-                    };
-                    let page = ctl.jobs_page(running, None, throughput::JOBS_SAMPLED).await;
-                    throughput.sample(now_ms(), &page.jobs);
+                    sample_jobs(&ctl, &throughput, &mut followed).await;
                 }
+                event = events.recv(), if events_open => match event {
+                    Ok(e) if e.what == "slice_done" || e.what == "slice_failed" => {
+                        if followed.len() < throughput::JOBS_SAMPLED {
+                            followed.insert(e.job);
+                        }
+                    }
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => events_open = false,
+                },
                 _ = stopping.changed() => return,
             }
             if *stopping.borrow() {
@@ -182,6 +196,32 @@ pub fn spawn_sampler<C: JobControl>(
             }
         }
     });
+}
+
+/// One throughput sample of every followed job; a job no longer running
+/// is sampled one last time and followed no more.
+async fn sample_jobs<C: JobControl>(
+    ctl: &C,
+    throughput: &Throughput,
+    followed: &mut BTreeSet<JobId>,
+) {
+    let mut running = Vec::with_capacity(followed.len());
+    let mut done = Vec::new();
+    for id in followed.iter() {
+        match ctl.job(*id).await {
+            Ok(job) => {
+                if job.state != JobState::Running {
+                    done.push(*id);
+                }
+                running.push(job);
+            }
+            Err(_) => done.push(*id),
+        }
+    }
+    for id in done {
+        followed.remove(&id);
+    }
+    throughput.sample(now_ms(), &running);
 }
 
 #[derive(Deserialize)]

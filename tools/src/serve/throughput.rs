@@ -1,11 +1,12 @@
 //! Each running job's throughput, for the job page's chart: the records it
 //! has finished (processed + failed), sampled by the history sampler every
-//! second while it runs, as records per second between samples.
+//! second while it runs (from its first finished slice on), as records per
+//! second between samples.
 //!
 //! In memory only, bounded: the last [`SAMPLES_KEPT`] samples of at most
-//! [`JOBS_SAMPLED`] running jobs (the highest-priority pages of the
-//! running list), and a job's series is dropped [`KEPT_AFTER_MS`] after
-//! it stopped running. A restarted server starts with none.
+//! [`JOBS_SAMPLED`] jobs followed at once, and a job's series is dropped
+//! [`KEPT_AFTER_MS`] after its last sample. A restarted server starts with
+//! none.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -20,10 +21,13 @@ use super::{AppState, JobControl};
 
 /// Samples kept per job: 15 minutes at one a second.
 pub const SAMPLES_KEPT: usize = 900;
-/// Running jobs sampled at once.
+/// Jobs followed at once.
 pub const JOBS_SAMPLED: usize = 100;
 /// How long a job's series outlives its run.
 pub const KEPT_AFTER_MS: u64 = 15 * 60_000;
+/// Series kept in all (many short jobs in 15 minutes): past it, those
+/// sampled longest ago go first.
+pub const SERIES_KEPT: usize = 1000;
 
 #[derive(Default)]
 pub struct Throughput {
@@ -47,6 +51,16 @@ impl Throughput {
                 .back()
                 .is_some_and(|(t, _)| now_ms.saturating_sub(*t) <= KEPT_AFTER_MS)
         });
+        if jobs.len() > SERIES_KEPT {
+            let mut last: Vec<(u64, JobId)> = jobs
+                .iter()
+                .map(|(id, series)| (series.back().map_or(0, |(t, _)| *t), *id))
+                .collect();
+            last.sort_unstable();
+            for (_, id) in &last[..jobs.len() - SERIES_KEPT] {
+                jobs.remove(id);
+            }
+        }
     }
 
     /// (time in ms, records per second since the sample before), oldest first.
@@ -100,6 +114,18 @@ mod tests {
         t.sample(4_000, &[running(1, 500)]);
         assert_eq!(t.rates(1), vec![(2_000, 300.0), (4_000, 100.0)]);
         assert!(t.rates(2).is_empty());
+    }
+
+    #[test]
+    fn past_the_series_limit_the_longest_quiet_go_first() {
+        let t = Throughput::default();
+        for id in 0..(SERIES_KEPT as u64 + 3) {
+            t.sample(id, &[running(id, 0)]);
+            t.sample(id + 1, &[running(id, 10)]);
+        }
+        assert_eq!(t.jobs.lock().len(), SERIES_KEPT);
+        assert!(t.rates(0).is_empty() && t.rates(2).is_empty());
+        assert_eq!(t.rates(3).len(), 1);
     }
 
     #[test]
