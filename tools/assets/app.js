@@ -269,7 +269,9 @@ function bulkActions(after) {
   const msg = el("span", { class: "msg", id: "bulk-msg" });
   const kind = el("input", { id: "bulk-kind", placeholder: "kind", size: 14 });
   const say = (text, ok) => { msg.textContent = text; msg.className = "msg " + (ok ? "ok" : "err"); };
-  const refusedText = (r) => r.length ? "; refused: " + r.map((x) => "job " + x.id + " (" + x.error + ")").join(", ") : "";
+  // The first few refusals in words; the count says how many in all.
+  const refusedText = (r) => !r.length ? "" : "; refused " + r.length + ": " +
+    r.slice(0, 5).map((x) => "job " + x.id + " (" + x.error + ")").join(", ") + (r.length > 5 ? ", …" : "");
   async function run(path, confirmText, describe) {
     if (!window.confirm(confirmText)) return;
     try {
