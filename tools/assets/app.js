@@ -6,7 +6,6 @@
 "use strict";
 
 const STATES = ["running", "queued", "paused", "scheduled", "failed", "completed", "aborted"];
-const TERMINAL = ["completed", "failed", "aborted"];
 const main = document.getElementById("main");
 const live = document.getElementById("live");
 
