@@ -717,7 +717,7 @@ impl Runtime {
     /// The store's counts, with the slices of destroyed jobs counted as
     /// dead bytes (the store cannot know a destroy): what `compact` reclaims.
     pub fn store_stats(&self) -> Result<StoreStats, RuntimeError> {
-        let plan = Snapshot::take(&self.shared().state.lock());
+        let plan = crate::snapshot::Liveness::take(&self.shared().state.lock());
         Ok(self.inner.store.stats_with(&plan)?)
     }
 

@@ -50,6 +50,31 @@ impl Snapshot {
     }
 }
 
+/// Which slices are live, and nothing else: what `inspect`'s stats need,
+/// without encoding a snapshot record per job under the state lock.
+pub struct Liveness {
+    live_jobs: HashSet<JobId>,
+}
+
+impl Liveness {
+    pub fn take(state: &State) -> Liveness {
+        Liveness {
+            live_jobs: state.jobs.keys().copied().collect(),
+        }
+    }
+}
+
+impl CompactionPlan for Liveness {
+    fn slice_is_live(&self, key: &SliceKey) -> bool {
+        self.live_jobs.contains(&key.owner)
+    }
+    /// Never asked: a `Liveness` only counts live bytes
+    /// (`Store::stats_with`); `Runtime::compact` takes a `Snapshot`.
+    fn meta_snapshot(&self) -> Vec<Vec<u8>> {
+        unreachable!("Liveness is a stats plan; compaction takes a Snapshot")
+    }
+}
+
 impl CompactionPlan for Snapshot {
     fn slice_is_live(&self, key: &SliceKey) -> bool {
         self.live_jobs.contains(&key.owner)

@@ -44,13 +44,7 @@ fn store_of(dir: &Path, n: u64) -> Vec<PathBuf> {
             .unwrap();
     }
     store.close().unwrap();
-    let mut segs: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "bseg"))
-        .collect();
-    segs.sort();
-    segs
+    booster_store::format::segment_paths(dir).unwrap()
 }
 
 #[test]

@@ -47,12 +47,7 @@ fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 }
 
 fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut segs: Vec<PathBuf> = files(dir)
-        .into_keys()
-        .filter(|p| p.extension().is_some_and(|e| e == "bseg"))
-        .collect();
-    segs.sort();
-    segs
+    booster_store::format::segment_paths(dir).unwrap()
 }
 
 /// A closed store of `n` batches (slice + meta each) over several segments.

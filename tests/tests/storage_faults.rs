@@ -348,12 +348,7 @@ fn a_disk_full_to_the_last_byte_still_opens_read_only_and_compaction_checks_spac
 /// Flips one byte inside a data frame of a sealed segment; returns (segment
 /// id, frame offset, frame end, key of the slice or None for a meta frame).
 fn flip_in_a_frame(dir: &Path, rng: &mut Rng) -> (u64, u64, u64, Option<SliceKey>) {
-    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "bseg"))
-        .collect();
-    names.sort();
+    let names = booster_store::format::segment_paths(dir).unwrap();
     let path = &names[rng.range(0, names.len() as u64) as usize];
     let mut bytes = std::fs::read(path).unwrap();
     let header = booster_store::format::decode_segment_header(&bytes).unwrap();

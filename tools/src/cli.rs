@@ -78,7 +78,10 @@ pub enum Command {
     )]
     Jobs(JobsArgs),
     /// Show or change one job.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  booster job show 3\n  booster job priority 3 1      # run it before everything else\n  booster job pause 3 && booster job resume 3\n  booster job retry 3           # a failed job: its failed slices run again\n  booster --server http://127.0.0.1:7878 job watch 3"
+    )]
     Job(JobCommand),
     /// Segments, frames, jobs, live and dead bytes, compression ratio.
     #[command(after_help = "Example:\n  booster --data ./booster-data inspect")]
@@ -263,10 +266,14 @@ pub enum JobCommand {
     #[command(
         after_help = "Examples:\n  booster --server http://127.0.0.1:7878 job watch 3\n  booster --server http://127.0.0.1:7878 --json job watch 3   # one JSON object per line"
     )]
-    Watch { job: JobId },
+    Watch {
+        /// The job's id (from `booster jobs`).
+        job: JobId,
+    },
     /// Change a job's priority (1 runs first, 100 last); takes effect at the next lease.
     #[command(after_help = "Example:\n  booster job priority 3 1")]
     Priority {
+        /// The job's id (from `booster jobs`).
         job: JobId,
         /// 1 (runs first) to 100 (last).
         #[arg(value_parser = clap::value_parser!(i64).range(1..=100))]
@@ -274,19 +281,34 @@ pub enum JobCommand {
     },
     /// Stop handing out this job's slices (running ones finish).
     #[command(after_help = "Example:\n  booster job pause 3")]
-    Pause { job: JobId },
+    Pause {
+        /// The job's id (from `booster jobs`).
+        job: JobId,
+    },
     /// Let a paused job run again.
     #[command(after_help = "Example:\n  booster job resume 3")]
-    Resume { job: JobId },
+    Resume {
+        /// The job's id (from `booster jobs`).
+        job: JobId,
+    },
     /// Stop a job for good; what it produced stays until destroyed.
     #[command(after_help = "Example:\n  booster job abort 3")]
-    Abort { job: JobId },
+    Abort {
+        /// The job's id (from `booster jobs`).
+        job: JobId,
+    },
     /// Run a failed job again (a sliced job re-runs its failed slices only).
     #[command(after_help = "Example:\n  booster job retry 3")]
-    Retry { job: JobId },
+    Retry {
+        /// The job's id (from `booster jobs`).
+        job: JobId,
+    },
     /// Delete a finished job and its data (`booster compact` reclaims the space).
     #[command(after_help = "Example:\n  booster job destroy 3")]
-    Destroy { job: JobId },
+    Destroy {
+        /// The job's id (from `booster jobs`).
+        job: JobId,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -338,14 +360,85 @@ fn parse_state(s: &str) -> Result<JobState, String> {
         .map_err(|e: booster_runtime::UnknownState| e.to_string())
 }
 
+#[derive(Args, Debug)]
+pub struct SalvageArgs {
+    /// The new data directory to copy into (must not exist, or be empty).
+    #[arg(long, value_name = "NEW_DIR")]
+    pub into: PathBuf,
+}
+
+/// The global options each subcommand reads (the others are hidden from its
+/// help; given anyway, they are ignored, or refused where they would
+/// mislead, as `--server` with a command that needs the data directory).
+fn globals_of(subcommand: &str) -> &'static [&'static str] {
+    const LOCAL: &[&str] = &["data", "key_file", "json", "quiet"];
+    const REMOTE: &[&str] = &["data", "key_file", "json", "quiet", "server", "token_file"];
+    match subcommand {
+        "keygen" => &["quiet"],
+        "jobs" | "job" | "submit" | "download" => REMOTE,
+        "serve" => &["data", "key_file", "quiet", "token_file"],
+        _ => LOCAL,
+    }
+}
+
+/// The command line as `booster` parses it: the derive, with each
+/// subcommand's help listing only the global options that apply to it.
+/// A global a subcommand does not read is given to it as a hidden copy
+/// before clap propagates the globals (which skips an argument the
+/// subcommand already has), so it still parses and stays global.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    let globals: Vec<clap::Arg> = cmd
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .cloned()
+        .collect();
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    for name in names {
+        let keep = globals_of(&name);
+        let hidden: Vec<clap::Arg> = globals
+            .iter()
+            .filter(|g| !keep.contains(&g.get_id().as_str()))
+            .map(|g| g.clone().hide(true))
+            .collect();
+        cmd = cmd.mut_subcommand(&name, |sc| with_hidden(sc, &hidden));
+    }
+    cmd
+}
+
+/// `cmd` and every subcommand under it, with `hidden` added.
+fn with_hidden(mut cmd: clap::Command, hidden: &[clap::Arg]) -> clap::Command {
+    cmd = cmd.args(hidden.iter().cloned());
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    for name in names {
+        cmd = cmd.mut_subcommand(&name, |sc| with_hidden(sc, hidden));
+    }
+    cmd
+}
+
+/// Parses the process's arguments with [`command`].
+pub fn parse() -> Cli {
+    use clap::FromArgMatches;
+    let matches = command().get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
+    use clap::{CommandFactory, Parser};
 
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+        command().debug_assert();
     }
 
     #[test]
@@ -363,11 +456,79 @@ mod tests {
             "{err}"
         );
     }
-}
 
-#[derive(Args, Debug)]
-pub struct SalvageArgs {
-    /// The new data directory to copy into (must not exist, or be empty).
-    #[arg(long, value_name = "NEW_DIR")]
-    pub into: PathBuf,
+    fn help_of(path: &[&str]) -> String {
+        let mut cmd = command();
+        cmd.build();
+        let mut sc = &mut cmd;
+        for name in path {
+            sc = sc.find_subcommand_mut(name).expect("a subcommand");
+        }
+        sc.render_long_help().to_string()
+    }
+
+    /// The options a subcommand's help lists (its "Options:" lines).
+    fn options_of(path: &[&str]) -> Vec<String> {
+        help_of(path)
+            .lines()
+            .map(str::trim_start)
+            .filter(|l| l.starts_with("--") || l.starts_with("-q"))
+            .map(|l| {
+                let flag = l.split([' ', ',']).find(|w| w.starts_with("--"));
+                flag.unwrap_or(l).to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_subcommand_lists_only_the_global_options_it_reads() {
+        let has = |path: &[&str], flag: &str| options_of(path).iter().any(|o| o == flag);
+        for hidden in ["--server", "--token-file", "--data", "--key-file", "--json"] {
+            assert!(!has(&["keygen"], hidden), "keygen lists {hidden}");
+        }
+        assert!(has(&["keygen"], "--out") && has(&["keygen"], "--quiet"));
+        assert!(has(&["run"], "--data") && has(&["run"], "--key-file"));
+        assert!(!has(&["run"], "--server") && !has(&["run"], "--token-file"));
+        assert!(has(&["job", "watch"], "--server") && has(&["job", "watch"], "--token-file"));
+        assert!(has(&["serve"], "--token-file") && !has(&["serve"], "--server"));
+    }
+
+    #[test]
+    fn every_argument_of_every_subcommand_has_a_description() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                if a.is_hide_set() || ["help", "version"].contains(&a.get_id().as_str()) {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} {}", a.get_id()));
+                }
+            }
+            for sc in cmd.get_subcommands() {
+                walk(sc, &format!("{path} {}", sc.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        let mut cmd = command();
+        cmd.build();
+        walk(&cmd, "booster", &mut missing);
+        assert!(missing.is_empty(), "no description: {missing:?}");
+    }
+
+    #[test]
+    fn the_parsed_command_line_is_the_derive_s() {
+        use clap::FromArgMatches;
+        let m = command()
+            .try_get_matches_from(["booster", "--data", "d", "job", "priority", "3", "1"])
+            .unwrap();
+        let cli = Cli::from_arg_matches(&m).unwrap();
+        assert_eq!(cli.data, std::path::PathBuf::from("d"));
+        assert!(matches!(
+            cli.command,
+            Command::Job(JobCommand::Priority {
+                job: 3,
+                priority: 1
+            })
+        ));
+    }
 }

@@ -2,12 +2,10 @@
 //! this parses the command line, runs it and turns the outcome into an exit
 //! code (see `booster --help`).
 
-use clap::Parser;
-
-use booster_tools::{cli::Cli, commands, exit};
+use booster_tools::{cli, commands, exit};
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

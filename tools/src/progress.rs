@@ -58,34 +58,30 @@ pub struct Progress {
 impl Progress {
     pub fn new(mode: Mode, multi: Option<&MultiProgress>, label: &str, unit: Unit) -> Progress {
         let bar = (mode == Mode::Bars).then(|| {
-            let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-            let bar = match multi {
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            match multi {
                 Some(m) => m.add(bar),
                 None => bar,
-            };
-            let template = match unit {
-                Unit::Bytes => {
-                    "{prefix:>10} [{bar:32}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}"
-                }
-                Unit::Records | Unit::Slices => {
-                    "{prefix:>10} [{bar:32}] {human_pos}/{human_len} {rate} ETA {eta} {msg}"
-                }
-            };
-            bar.set_style(
-                ProgressStyle::with_template(template)
-                    .expect("valid template")
-                    .with_key(
-                        "rate",
-                        |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-                            let _ = w.write_str(&rate_text(state.per_sec()));
-                        },
-                    )
-                    .progress_chars("=> "),
-            );
+            }
+        });
+        Progress::with_bar(bar, mode, label, unit)
+    }
+
+    /// A bar drawn on `target` (tests draw on an in-memory terminal).
+    #[cfg(test)]
+    fn on_target(target: ProgressDrawTarget, label: &str, unit: Unit) -> Progress {
+        let bar = ProgressBar::with_draw_target(None, target);
+        Progress::with_bar(Some(bar), Mode::Bars, label, unit)
+    }
+
+    fn with_bar(bar: Option<ProgressBar>, mode: Mode, label: &str, unit: Unit) -> Progress {
+        if let Some(bar) = &bar {
+            // No length yet (stdin, a pipe): what was read and how fast,
+            // never a bar, a total or an ETA it cannot know.
+            bar.set_style(style(unit, false));
             bar.set_prefix(label.to_string());
             bar.enable_steady_tick(Duration::from_millis(200));
-            bar
-        });
+        }
         let lines = (mode == Mode::Lines).then(|| {
             Mutex::new(LineState {
                 last_print: Instant::now(),
@@ -125,6 +121,9 @@ impl Progress {
 
     pub fn set_length(&self, length: u64) {
         if let Some(bar) = &self.bar {
+            if bar.length().is_none() {
+                bar.set_style(style(self.unit, true));
+            }
             bar.set_length(length);
         }
         if let Some(lines) = &self.lines {
@@ -195,6 +194,64 @@ impl Progress {
     }
 }
 
+/// The bar's look: with a known length a bar, the total and an ETA;
+/// without, only the count and the rate.
+fn style(unit: Unit, known_length: bool) -> ProgressStyle {
+    let template = match (unit, known_length) {
+        (Unit::Bytes, true) => {
+            "{prefix:>10} [{bar:32}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}"
+        }
+        (Unit::Bytes, false) => "{prefix:>10} {bytes} read, {bytes_per_sec} {msg}",
+        (_, true) => "{prefix:>10} [{bar:32}] {human_pos}/{human_len} {rate} ETA {eta} {msg}",
+        (_, false) => "{prefix:>10} {human_pos} {rate} {msg}",
+    };
+    ProgressStyle::with_template(template)
+        .expect("valid template")
+        .with_key(
+            "rate",
+            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = w.write_str(&rate_text(state.per_sec()));
+            },
+        )
+        .progress_chars("=> ")
+}
+
+/// What a running job's bar says beside its counts: its failed slices as
+/// they happen, not only at the end.
+pub fn job_message(job: &booster_runtime::JobStatus) -> String {
+    job_message_of(
+        job.state.as_str(),
+        job.priority,
+        job.slices_failed,
+        job.records_in_failed_slices,
+        job.records_errors,
+    )
+}
+
+fn job_message_of(
+    state: &str,
+    priority: u8,
+    slices_failed: u64,
+    records_in_failed_slices: u64,
+    records_errors: u64,
+) -> String {
+    let mut parts = vec![format!("{state} p{priority}")];
+    if slices_failed > 0 {
+        parts.push(format!(
+            "{} failed ({} records)",
+            crate::report::plural(slices_failed, "slice"),
+            crate::report::count(records_in_failed_slices)
+        ));
+    }
+    if records_errors > 0 {
+        parts.push(format!(
+            "{} in errors",
+            crate::report::plural(records_errors, "record")
+        ));
+    }
+    parts.join(", ")
+}
+
 /// A rate as people read it: whole units, thousands grouped
 /// ("111,695/s", never "111694.9215/s").
 pub fn rate_text(per_s: f64) -> String {
@@ -209,6 +266,55 @@ pub fn rate_text(per_s: f64) -> String {
 #[cfg(test)]
 mod rate_tests {
     use super::*;
+    use indicatif::InMemoryTerm;
+
+    /// The screen once it shows `what` (the bar redraws on its steady
+    /// tick, at most 20 times a second): polled, never a fixed sleep.
+    fn screen_showing(term: &InMemoryTerm, what: &str) -> String {
+        for _ in 0..500 {
+            let shown = term.contents();
+            if shown.contains(what) {
+                return shown;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("the screen never showed {what:?}: {:?}", term.contents());
+    }
+
+    #[test]
+    fn an_input_of_unknown_length_shows_what_was_read_never_a_total_or_eta() {
+        let term = InMemoryTerm::new(4, 120);
+        let p = Progress::on_target(
+            ProgressDrawTarget::term_like(Box::new(term.clone())),
+            "upload",
+            Unit::Bytes,
+        );
+        p.set_position(5 * 1024 * 1024);
+        let shown = screen_showing(&term, "5.00 MiB read");
+        assert!(
+            !shown.contains("ETA") && !shown.contains('%') && !shown.contains('['),
+            "{shown:?}"
+        );
+        // Once the length is known (a file), the bar and its ETA appear.
+        p.set_length(10 * 1024 * 1024);
+        let shown = screen_showing(&term, "5.00 MiB/10.00 MiB");
+        assert!(shown.contains("ETA"), "{shown:?}");
+    }
+
+    #[test]
+    fn a_running_job_s_bar_names_its_failed_slices_as_they_happen() {
+        let term = InMemoryTerm::new(4, 160);
+        let p = Progress::on_target(
+            ProgressDrawTarget::term_like(Box::new(term.clone())),
+            "process",
+            Unit::Records,
+        );
+        p.set_length(10_000);
+        p.set_position(4000);
+        p.set_message(job_message_of("running", 50, 2, 2000, 0));
+        let shown = screen_showing(&term, "2 slices failed (2,000 records)");
+        assert!(shown.contains("4,000/10,000"), "{shown:?}");
+    }
 
     #[test]
     fn rates_are_whole_numbers_grouped_by_thousands() {

@@ -153,11 +153,9 @@ fn verify_is_clean_then_finds_a_flipped_byte() {
     assert_eq!(clean["ok"], true, "{clean}");
     assert!(clean["tags_checked"].as_u64().unwrap() > 0, "{clean}");
 
-    let segment = std::fs::read_dir(sb.data())
+    let segment = booster_store::format::segment_paths(&sb.data())
         .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "bseg"))
+        .into_iter()
         .max_by_key(|p| std::fs::metadata(p).unwrap().len())
         .unwrap();
     let mut bytes = std::fs::read(&segment).unwrap();
@@ -190,13 +188,7 @@ fn verify_writes_nothing_and_the_next_open_reports_the_cut_tail() {
         "--output",
         s(&sb.path("o.txt")),
     ]);
-    let mut segments: Vec<_> = std::fs::read_dir(sb.data())
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "bseg"))
-        .collect();
-    segments.sort();
+    let mut segments = booster_store::format::segment_paths(&sb.data()).unwrap();
     let last = segments.pop().unwrap();
     let mut bytes = std::fs::read(&last).unwrap();
     bytes.extend_from_slice(&[0xAB; 33]);

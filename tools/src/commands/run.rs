@@ -434,6 +434,7 @@ pub async fn wait_with_progress(
                     let job = runtime.job(id).await?;
                     progress.set_length(job.records_in);
                     progress.set_position(job.records_processed + job.records_failed);
+                    progress.set_message(crate::progress::job_message(&job));
                 }
             }
             _ = interrupt.wait() => {

@@ -113,7 +113,7 @@ async fn run_until(ctx: &Ctx, runtime: &Runtime, until_idle: bool) -> anyhow::Re
                     if let Some(bar) = bars.get(&job.id) {
                         bar.set_length(job.records_in);
                         bar.set_position(job.records_processed + job.records_failed);
-                        bar.set_message(format!("{} p{}", job.state.as_str(), job.priority));
+                        bar.set_message(crate::progress::job_message(&job));
                         if !active {
                             bar.finish(job.state.as_str());
                         }
