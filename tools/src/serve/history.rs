@@ -27,6 +27,11 @@ use tokio::sync::broadcast::error::RecvError;
 /// One day of minutes.
 pub const MINUTES_KEPT: usize = 1440;
 
+/// Event receivers the sampler holds for as long as the server runs (it
+/// learns from events which jobs to follow): a test waiting for a client's
+/// event stream waits for more than these.
+pub const SAMPLER_RECEIVERS: usize = 1;
+
 /// How often the sampler reads the counters.
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 

@@ -80,9 +80,10 @@ impl FakeRuntime {
         }
     }
 
-    /// Blocks until an event stream is open (the test's watcher is listening).
+    /// Blocks until an event stream is open (the test's watcher is
+    /// listening), besides the server's own history sampler.
     pub fn wait_for_subscriber(&self) {
-        while self.events.receiver_count() == 0 {
+        while self.events.receiver_count() <= crate::serve::history::SAMPLER_RECEIVERS {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
