@@ -30,6 +30,7 @@ pub const MINUTES_KEPT: usize = 1440;
 /// Event receivers the sampler holds for as long as the server runs (it
 /// learns from events which jobs to follow): a test waiting for a client's
 /// event stream waits for more than these.
+#[cfg(test)]
 pub const SAMPLER_RECEIVERS: usize = 1;
 
 /// How often the sampler reads the counters.
