@@ -103,8 +103,15 @@ pub(crate) fn apply_sliced(
             error_groups,
             at_ms,
             written,
+            written_by_category,
             ..
         } => {
+            // Checked before anything changes: a record naming a category
+            // the job never declared was not written by the runtime.
+            let counted: Vec<(usize, u64)> = written_by_category
+                .iter()
+                .map(|(name, n)| Ok((category_index(&s.categories, name, id)?, *n)))
+                .collect::<Result<_, RuntimeError>>()?;
             let Some(e) = s.slices.get_mut(slice) else {
                 return Ok(());
             };
@@ -137,6 +144,9 @@ pub(crate) fn apply_sliced(
                 id,
                 "records_errors",
             )?;
+            for (i, n) in counted {
+                add(&mut s.records_by_category[i], n, id, "records_by_category")?;
+            }
             s.queued.remove(slice);
             merge_error_groups(&mut s.collected_errors, error_groups);
             book.emit(job, "slice_done");
@@ -178,6 +188,16 @@ pub(crate) fn apply_sliced(
         _ => unreachable!("not a sliced-job record"),
     }
     Ok(())
+}
+
+/// Where `name` is in the job's category list; a name it lacks was not
+/// written by the runtime.
+fn category_index(categories: &[String], name: &str, job: JobId) -> Result<usize, RuntimeError> {
+    categories.iter().position(|c| c == name).ok_or_else(|| {
+        RuntimeError::Corrupt(format!(
+            "job {job}: slice_done names category {name:?}, which the job does not have"
+        ))
+    })
 }
 
 /// A running sliced job whose slices are all finished and some failed, fails.

@@ -62,6 +62,7 @@ pub struct SliceItem {
     pub job: JobId,
     pub kind: Arc<str>,
     pub properties: Arc<serde_json::Value>,
+    pub categories: Arc<[String]>,
     pub slice: u64,
     pub first_record: u64,
     pub line_first: Option<u64>,
@@ -74,6 +75,7 @@ pub struct HookItem {
     pub job: JobId,
     pub kind: Arc<str>,
     pub properties: Arc<serde_json::Value>,
+    pub categories: Arc<[String]>,
 }
 
 /// Work due from the timers.
@@ -108,7 +110,7 @@ impl State {
         match self.book.kinds.get(kind) {
             Some(k) if k.handler.is_some() => KindGate {
                 runnable: true,
-                may_start: k.max_running.is_none_or(|max| {
+                may_start: k.max_running().is_none_or(|max| {
                     self.book.running_by_kind.get(kind).copied().unwrap_or(0) < max
                 }),
             },
@@ -207,7 +209,7 @@ impl State {
                 .book
                 .kinds
                 .get(&job.kind)
-                .map(|k| k.retry)
+                .map(|k| k.retry())
                 .unwrap_or_default();
             items.push(SimpleItem {
                 job: id,
@@ -232,13 +234,14 @@ impl State {
 
     fn lease_sliced(&mut self, id: JobId, now_ms: u64) -> (LeaseWork, TaskWork) {
         let job = self.jobs.get_mut(&id).expect("ready jobs are in the table");
+        let Body::Sliced(s) = &mut job.body else {
+            unreachable!("checked by the caller")
+        };
         let hook = HookItem {
             job: id,
             kind: job.kind.clone(),
             properties: job.properties.clone(),
-        };
-        let Body::Sliced(s) = &mut job.body else {
-            unreachable!("checked by the caller")
+            categories: s.categories.clone(),
         };
         let out = if !s.before_done {
             s.hook_leased = true;
@@ -261,6 +264,7 @@ impl State {
                 job: id,
                 kind: job.kind.clone(),
                 properties: job.properties.clone(),
+                categories: s.categories.clone(),
                 slice,
                 first_record: e.first_record,
                 line_first: e.line_first,
@@ -587,12 +591,10 @@ impl State {
         }
     }
 
-    /// Nothing is leased or leasable for a registered kind.
+    /// Nothing is leased or leasable for a registered kind (a queued job
+    /// that its kind's limit holds back is not leasable).
     pub fn is_idle(&self) -> bool {
-        self.book.leases.is_empty()
-            && !self
-                .ready
-                .has_work(|k| self.book.kinds.get(k).is_some_and(|c| c.handler.is_some()))
+        self.book.leases.is_empty() && !self.ready.has_work(|k| self.gate(k))
     }
 }
 

@@ -12,6 +12,7 @@ use booster_store::SliceKey;
 use crate::shared::Shared;
 use crate::slice_store::SliceStore;
 
+use crate::category::category_stream;
 use crate::meta::{STREAM_ERRORS, STREAM_INPUT, STREAM_MAIN, STREAM_REJECTS};
 use crate::table::{SliceEntry, SliceState};
 use crate::worker::error_record;
@@ -65,6 +66,13 @@ impl FailedSlice {
     }
 }
 
+/// Where `name` is in `job`'s category list.
+fn category_index(shared: &Shared, job: JobId, name: &str) -> Option<usize> {
+    let st = shared.state.lock();
+    let s = st.jobs.get(&job)?.sliced()?;
+    s.categories.iter().position(|c| c == name)
+}
+
 /// The failed slices of `job`, with what their error entries need.
 fn failed_slices(shared: &Shared, job: JobId) -> Vec<FailedSlice> {
     let st = shared.state.lock();
@@ -104,6 +112,10 @@ impl Download {
         let mut keys: Vec<Part> = match category {
             Category::Input => list(STREAM_INPUT).collect(),
             Category::Main => list(STREAM_MAIN).collect(),
+            Category::Named(name) => match category_index(&shared, job, name.as_str()) {
+                Some(i) => list(category_stream(i)).collect(),
+                None => Vec::new(),
+            },
             // Per input slice: records the uploader rejected, then records
             // the handler failed (or, for a failed slice, all its records);
             // all in input order.

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::clock::now_ms;
-use crate::{JobContext, RecordHandler, SliceOutcome};
+use crate::{JobContext, Output, RecordHandler, SliceOutcome};
 
 thread_local! {
     static PROGRESS: RefCell<Option<Arc<AtomicU64>>> = const { RefCell::new(None) };
@@ -59,35 +59,37 @@ pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
     }
 }
 
-/// The default `process_slice`: `process` per record, each record's error
-/// or panic caught on its own. A failing record's partial output is dropped.
+/// The default `process_slice`: `process_to` per record, each record's
+/// error or panic caught on its own. A failing record's partial output is
+/// dropped, in every category.
 pub(crate) fn process_per_record<H: RecordHandler + ?Sized>(
     handler: &H,
     job: &JobContext<'_>,
     records: &[Vec<u8>],
 ) -> SliceOutcome {
-    let mut output = Vec::with_capacity(records.len());
+    let mut output = Output::for_job(job);
+    output.main.reserve(records.len());
     let mut record_errors = Vec::new();
     for (i, record) in records.iter().enumerate() {
         if i % 16 == 0 {
             heartbeat();
         }
-        let mark = output.len();
+        let mark = output.mark();
         match catch_unwind(AssertUnwindSafe(|| {
-            handler.process(job, record, &mut output)
+            handler.process_to(job, record, &mut output)
         })) {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                output.truncate(mark);
+                output.truncate(&mark);
                 record_errors.push((i, e.0));
             }
             Err(panic) => {
-                output.truncate(mark);
+                output.truncate(&mark);
                 record_errors.push((i, format!("handler panicked: {}", panic_message(&*panic))));
             }
         }
     }
-    SliceOutcome::Done {
+    SliceOutcome::Categorized {
         output,
         record_errors,
     }

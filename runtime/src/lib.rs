@@ -31,6 +31,7 @@
 //! # Ok(()) }
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -39,6 +40,7 @@ mod actors;
 mod apply_sliced;
 #[doc(hidden)]
 pub mod bench_support;
+mod category;
 mod clock;
 mod dispatch;
 mod download;
@@ -72,6 +74,9 @@ mod upload;
 mod waiting;
 mod worker;
 
+pub use category::{
+    CategoryName, Output, CATEGORY_STREAM_BASE, MAX_CATEGORIES, MAX_CATEGORY_NAME_BYTES,
+};
 pub use download::Download;
 pub use handler::{heartbeat, lease_ended};
 pub use job_state::{JobState, UnknownState};
@@ -129,13 +134,37 @@ impl RuntimeOptions {
     }
 }
 
-/// Input is category `main` of the input; output has `main` and `errors`.
+/// Input is category `main` of the input; output has `main`, `errors` and
+/// the categories the job declared (`JobSpec::with_categories`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Category {
     Input,
     Main,
     Errors,
+    /// One of the job's own categories.
+    Named(CategoryName),
+}
+
+impl Category {
+    /// `input`, `main`, `errors` or a category's name.
+    pub fn parse(name: &str) -> Result<Category, RuntimeError> {
+        match name {
+            "input" => Ok(Category::Input),
+            "main" => Ok(Category::Main),
+            "errors" => Ok(Category::Errors),
+            other => CategoryName::new(other).map(Category::Named),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Category::Input => "input",
+            Category::Main => "main",
+            Category::Errors => "errors",
+            Category::Named(n) => n.as_str(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -164,6 +193,15 @@ pub struct JobSpec {
     pub expires_at: Option<SystemTime>,
     /// Free-form settings the handler reads (exec's command, CSV header, ...).
     pub properties: serde_json::Value,
+    /// Sliced jobs: output categories beyond `main` and `errors`, fixed
+    /// when the job is created (see `with_categories`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<String>,
+    /// At most one unfinished job (scheduled, queued, running or paused)
+    /// holds this key: a submit while another does is refused, naming it
+    /// (see `with_singleton`). None: not a singleton.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub singleton: Option<String>,
 }
 
 impl JobSpec {
@@ -177,6 +215,8 @@ impl JobSpec {
             run_at: None,
             expires_at: None,
             properties: serde_json::Value::Null,
+            categories: Vec::new(),
+            singleton: None,
         }
     }
     pub fn sliced(kind: &str) -> JobSpec {
@@ -192,7 +232,16 @@ impl JobSpec {
             run_at: None,
             expires_at: None,
             properties: serde_json::Value::Null,
+            categories: Vec::new(),
+            singleton: None,
         }
+    }
+    /// A singleton: while a job with this key has not finished, submitting
+    /// another with it is refused (checked atomically with the submit).
+    /// Rocket Job's singleton is the kind: pass the kind's name.
+    pub fn with_singleton(mut self, key: &str) -> JobSpec {
+        self.singleton = Some(key.to_string());
+        self
     }
     /// Sets the priority (1 first .. 100 last).
     pub fn with_priority(mut self, priority: u8) -> JobSpec {
@@ -207,6 +256,14 @@ impl JobSpec {
         {
             *c = collect_errors;
         }
+        self
+    }
+    /// Sliced jobs: output categories beyond `main` and `errors` that the
+    /// handler may emit to (`Output::emit`), each downloaded on its own
+    /// (`Category::Named`). Names are 1 to 32 characters of a-z, 0-9, `_`
+    /// and `-`, not `main` or `errors`; `submit` refuses others.
+    pub fn with_categories<S: AsRef<str>>(mut self, names: &[S]) -> JobSpec {
+        self.categories = names.iter().map(|n| n.as_ref().to_string()).collect();
         self
     }
     /// Sliced jobs: records per slice.
@@ -305,6 +362,10 @@ pub struct JobStatus {
     pub records_in: u64,
     /// Records the handlers wrote to the output (`main`).
     pub records_out: u64,
+    /// Records the handlers wrote to each of the job's own categories
+    /// (every declared category, 0 until written to).
+    #[serde(default)]
+    pub records_out_by_category: BTreeMap<String, u64>,
     /// Input records processed successfully.
     #[serde(default)]
     pub records_processed: u64,
@@ -416,17 +477,35 @@ pub struct JobContext<'a> {
     pub id: JobId,
     pub kind: &'a str,
     pub properties: &'a serde_json::Value,
+    /// The job's own output categories (`JobSpec::with_categories`).
+    pub categories: &'a [String],
 }
 
 /// Per-record handler of a sliced job. Runs on a worker thread, never on tokio.
 pub trait RecordHandler: Send + Sync + 'static {
-    /// Appends this record's output records (zero or more) to `out`.
+    /// Appends this record's output records (zero or more) to `out`
+    /// (`main`). Implement this, or `process_to` to write categories.
     fn process(
+        &self,
+        _job: &JobContext<'_>,
+        _record: &[u8],
+        _out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), HandlerError> {
+        Err(HandlerError(
+            "this handler implements neither RecordHandler::process nor process_to".into(),
+        ))
+    }
+    /// Writes this record's output to `main` (`out.push`) and to the job's
+    /// categories (`out.emit("review", record)`). The default calls
+    /// `process` with `main`.
+    fn process_to(
         &self,
         job: &JobContext<'_>,
         record: &[u8],
-        out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), HandlerError>;
+        out: &mut Output,
+    ) -> Result<(), HandlerError> {
+        self.process(job, record, &mut out.main)
+    }
     /// Handles a whole slice. The default calls `process` per record (with
     /// panics caught per record); `exec` overrides it. Ok(outputs per record)
     /// or per-record errors are reported through `SliceOutcome`.
@@ -455,6 +534,12 @@ pub enum SliceOutcome {
     /// Output records for `main`, and (index in slice, message) per failed record.
     Done {
         output: Vec<Vec<u8>>,
+        record_errors: Vec<(usize, String)>,
+    },
+    /// Output records for `main` and the job's categories (see `Output`),
+    /// and (index in slice, message) per failed record.
+    Categorized {
+        output: Output,
         record_errors: Vec<(usize, String)>,
     },
     /// The whole slice failed (e.g. exec's command exited non-zero).
@@ -486,6 +571,9 @@ pub enum RuntimeError {
         action: String,
         state: JobState,
     },
+    /// A singleton's key is held by an unfinished job (`JobSpec::singleton`).
+    #[error("singleton {key:?} is held by job {job}, which has not finished; it must finish (or be aborted) first")]
+    SingletonHeld { key: String, job: JobId },
     #[error("priority {0} is out of range: use 1 (first) to 100 (last)")]
     BadPriority(i64),
     #[error("no handler registered for kind {0:?}")]
@@ -498,6 +586,31 @@ pub enum RuntimeError {
     /// counter that would wrap): the log was damaged or tampered with.
     #[error("corrupt meta record: {0}; restore the data directory from a backup")]
     Corrupt(String),
+}
+
+/// A kind's settings as stored (`Runtime::store_kind_settings`, `booster
+/// kind`, `PUT /api/kinds/{kind}`): they outlive the process, and while
+/// stored they win over what a process set in code (`set_kind_limit`,
+/// `set_retry_policy`, `set_lease_policy`) for that kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KindSettings {
+    /// At most this many jobs of the kind run at once; 0 pauses the kind
+    /// (none starts); None: no limit.
+    pub max_running: Option<u32>,
+    pub retry: RetryPolicy,
+    /// None: the runtime's default (`RuntimeOptions::lease_policy`).
+    pub lease: Option<LeasePolicy>,
+}
+
+/// A kind's settings: what is stored, if anything, and what applies.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KindView {
+    pub kind: String,
+    /// A handler for the kind is registered in this process.
+    pub registered: bool,
+    pub stored: Option<KindSettings>,
+    /// What applies now: the stored settings, else this process's.
+    pub effective: KindSettings,
 }
 
 /// Retry policy of a simple-job kind: how often a failed job runs again

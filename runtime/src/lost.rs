@@ -62,7 +62,7 @@ impl LostCreated {
                 Expired::Slice { job, .. } | Expired::Hook { job } => name(*job),
                 Expired::Simple { jobs } => jobs.iter().for_each(|&j| name(j)),
             },
-            Meta::Opened { .. } | Meta::Recovered { .. } => {}
+            Meta::Opened { .. } | Meta::Recovered { .. } | Meta::KindSettings { .. } => {}
         }
     }
 

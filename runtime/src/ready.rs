@@ -98,9 +98,13 @@ impl ReadyQueue {
     }
 
     /// Leasable jobs of runnable kinds exist (ignoring running-job limits).
-    pub fn has_work(&self, runnable: impl Fn(&str) -> bool) -> bool {
+    /// Work a worker could lease now: running jobs of a runnable kind,
+    /// and queued ones of a kind that may start another (a kind at its
+    /// running-job limit, or paused at 0, holds its queued jobs back).
+    pub fn has_work(&self, gate: impl Fn(&str) -> KindGate) -> bool {
         self.kinds.iter().any(|(kind, sets)| {
-            runnable(kind) && (!sets.running.is_empty() || !sets.queued.is_empty())
+            let g = gate(kind);
+            g.runnable && (!sets.running.is_empty() || (g.may_start && !sets.queued.is_empty()))
         })
     }
 }

@@ -25,8 +25,9 @@ use crate::upload::{start_pool, UploadSlice, Uploader};
 use crate::waiting::Refusal;
 use crate::{
     transition, Category, Download, Incident, JobContext, JobFilter, JobId, JobShape, JobSpec,
-    JobStatus, JobsPage, LeaseInfo, LeasePolicy, Metrics, RecordHandler, RetryPolicy, Runtime,
-    RuntimeError, RuntimeOptions, SimpleHandler, StoreStats, VerifyReport, WorkerStatus,
+    JobStatus, JobsPage, KindSettings, KindView, LeaseInfo, LeasePolicy, Metrics, RecordHandler,
+    RetryPolicy, Runtime, RuntimeError, RuntimeOptions, SimpleHandler, StoreStats, VerifyReport,
+    WorkerStatus,
 };
 
 pub struct Handle {
@@ -106,9 +107,27 @@ fn validate(spec: &JobSpec, limits: &Limits) -> Result<(), RuntimeError> {
     {
         check_slice_size(n, limits)?;
     }
+    match spec.shape {
+        JobShape::Sliced { .. } => crate::category::check_categories(&spec.categories)?,
+        JobShape::Simple { .. } if !spec.categories.is_empty() => {
+            return Err(RuntimeError::Invalid(
+                "categories are for sliced jobs; a simple job returns one result".into(),
+            ))
+        }
+        JobShape::Simple { .. } => {}
+    }
     if spec.max_workers == Some(0) {
         return Err(RuntimeError::Invalid(
             "max_workers must be at least 1 (or none for no limit)".into(),
+        ));
+    }
+    if spec
+        .singleton
+        .as_ref()
+        .is_some_and(|k| k.is_empty() || k.len() > 256)
+    {
+        return Err(RuntimeError::Invalid(
+            "a singleton key is 1 to 256 bytes".into(),
         ));
     }
     Ok(())
@@ -392,6 +411,24 @@ impl Runtime {
             if st.book.stopping {
                 return Err(RuntimeError::ShuttingDown);
             }
+            // Checked and reserved under the lock, so two submits of one
+            // key can never both pass; the reservation ends when the
+            // `Created` record is applied (the job then holds the key) or
+            // its write failed.
+            let keys: Vec<&String> = specs.iter().filter_map(|s| s.singleton.as_ref()).collect();
+            for (i, key) in keys.iter().enumerate() {
+                if let Some(job) = st.book.singleton_holder(key) {
+                    return Err(RuntimeError::SingletonHeld {
+                        key: key.to_string(),
+                        job,
+                    });
+                }
+                if keys[..i].contains(key) {
+                    return Err(RuntimeError::Invalid(format!(
+                        "singleton {key:?} is asked for twice in one submit"
+                    )));
+                }
+            }
             let first = st.book.next_id;
             let n = specs.len() as u64;
             if !crate::table::keys::ids_fit(first, n) {
@@ -401,15 +438,38 @@ impl Runtime {
                 )));
             }
             st.book.next_id = first + n;
+            for (i, s) in specs.iter().enumerate() {
+                if let Some(key) = &s.singleton {
+                    st.book
+                        .singleton_pending
+                        .insert(key.clone(), first + i as u64);
+                }
+            }
             first
         };
         let n = specs.len() as u64;
+        let keys_reserved = specs.iter().any(|s| s.singleton.is_some());
         let m = Meta::Created {
             first_id,
             at_ms: now_ms(),
             specs,
         };
-        write(self.shared(), &self.inner.store, vec![m]).await?;
+        let written = write(self.shared(), &self.inner.store, vec![m]).await;
+        if keys_reserved {
+            let mut st = self.shared().state.lock();
+            st.book
+                .singleton_pending
+                .retain(|_, id| !(first_id..first_id + n).contains(id));
+            // A job the log created failed because its key was taken first
+            // (a racing retry): the submit says so.
+            let lost: Vec<(String, JobId)> = (first_id..first_id + n)
+                .filter_map(|id| st.book.singleton_lost_race.remove(&id))
+                .collect();
+            if let (Some((key, job)), Ok(_)) = (lost.into_iter().next(), &written) {
+                return Err(RuntimeError::SingletonHeld { key, job });
+            }
+        }
+        written?;
         Ok((first_id..first_id + n).collect())
     }
 
@@ -523,6 +583,14 @@ impl Runtime {
     fn check(&self, job: JobId, action: &Control) -> Result<(), RuntimeError> {
         let st = self.shared().state.lock();
         let j = st.jobs.get(&job).ok_or(RuntimeError::NotFound(job))?;
+        if let (Control::Retry, Some(key)) = (action, &j.singleton) {
+            if let Some(holder) = st.book.singleton_holder(key).filter(|&h| h != job) {
+                return Err(RuntimeError::SingletonHeld {
+                    key: key.to_string(),
+                    job: holder,
+                });
+            }
+        }
         if st.book.lost.contains(&job) {
             return Err(RuntimeError::Invalid(format!(
                 "job {job} cannot {}: {}",
@@ -581,8 +649,63 @@ impl Runtime {
         write_one(self.shared(), &self.inner.store, m).await
     }
 
+    /// Stores `kind`'s settings (None clears them): durable like a job's
+    /// state, kept by compaction, and while stored they win over what any
+    /// process sets in code. Applies from the next lease.
+    pub async fn store_kind_settings(
+        &self,
+        kind: &str,
+        settings: Option<KindSettings>,
+    ) -> Result<(), RuntimeError> {
+        if kind.is_empty() || kind.len() > 256 {
+            return Err(RuntimeError::Invalid(
+                "a kind name is 1 to 256 bytes".into(),
+            ));
+        }
+        if let Some(s) = &settings {
+            if s.lease.is_some_and(|l| l.max_expiries == 0) {
+                return Err(RuntimeError::Invalid(
+                    "max_expiries must be at least 1".into(),
+                ));
+            }
+        }
+        let m = Meta::KindSettings {
+            kind: kind.to_string(),
+            at_ms: now_ms(),
+            settings,
+        };
+        write_one(self.shared(), &self.inner.store, m).await?;
+        self.shared().changed();
+        Ok(())
+    }
+
+    /// Every kind registered here or with stored settings, with what is
+    /// stored and what applies, by name.
+    pub fn kinds_settings(&self) -> Vec<KindView> {
+        let st = self.shared().state.lock();
+        let default_lease = st.book.lease_policy;
+        let mut out: Vec<KindView> = st
+            .book
+            .kinds
+            .iter()
+            .map(|(name, k)| KindView {
+                kind: name.to_string(),
+                registered: k.handler.is_some(),
+                stored: k.stored,
+                effective: KindSettings {
+                    max_running: k.max_running(),
+                    retry: k.retry(),
+                    lease: Some(k.lease().unwrap_or(default_lease)),
+                },
+            })
+            .collect();
+        out.sort_by(|a, b| a.kind.cmp(&b.kind));
+        out
+    }
+
     /// At most `max_running_jobs` jobs of `kind` run at once (None: no
-    /// limit). A setting of this process, not stored.
+    /// limit). A setting of this process, not stored; a stored setting
+    /// (`store_kind_settings`) wins over it.
     pub async fn set_kind_limit(&self, kind: &str, max_running_jobs: Option<u32>) {
         self.shared()
             .state
@@ -649,9 +772,22 @@ impl Runtime {
         self.shared().state.lock().book.events.subscribe()
     }
 
+    /// One category of `job`'s records, in input order. A category the job
+    /// did not declare is an error naming the ones it has.
     pub fn download(&self, job: JobId, category: Category) -> Result<Download, RuntimeError> {
-        if !self.shared().state.lock().jobs.contains_key(&job) {
-            return Err(RuntimeError::NotFound(job));
+        {
+            let st = self.shared().state.lock();
+            let j = st.jobs.get(&job).ok_or(RuntimeError::NotFound(job))?;
+            if let Category::Named(name) = category {
+                let names = j.sliced().map_or(&[][..], |s| &s.categories);
+                if !names.iter().any(|n| n == name.as_str()) {
+                    return Err(RuntimeError::Invalid(format!(
+                        "job {job} has no category {:?}; its categories are main, errors{}",
+                        name.as_str(),
+                        names.iter().map(|n| format!(", {n}")).collect::<String>()
+                    )));
+                }
+            }
         }
         Ok(Download::new(
             self.inner.store.clone(),

@@ -38,6 +38,15 @@ impl Snapshot {
                 incidents: group.to_vec(),
             }));
         }
+        for (kind, conf) in &state.book.kinds {
+            if let Some(settings) = conf.stored {
+                records.push(meta::encode(&Meta::KindSettings {
+                    kind: kind.to_string(),
+                    at_ms: state.book.log_ms,
+                    settings: Some(settings),
+                }));
+            }
+        }
         for job in state.jobs.values() {
             records.push(meta::encode(&Meta::Restore {
                 job: Box::new(job.clone()),

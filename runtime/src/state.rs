@@ -40,6 +40,23 @@ pub struct KindConf {
     pub lease: Option<LeasePolicy>,
     /// The registered handler's `refuses` (see `waiting.rs`).
     pub refuses: Option<crate::waiting::Refusal>,
+    /// The kind's stored settings (`Meta::KindSettings`): while set, they
+    /// win over `max_running`, `retry` and `lease`, which this process set.
+    pub stored: Option<crate::KindSettings>,
+}
+
+impl KindConf {
+    /// The running-job limit that applies.
+    pub fn max_running(&self) -> Option<u32> {
+        self.stored.map_or(self.max_running, |s| s.max_running)
+    }
+    pub fn retry(&self) -> RetryPolicy {
+        self.stored.map_or(self.retry, |s| s.retry)
+    }
+    /// None: the runtime's default.
+    pub fn lease(&self) -> Option<LeasePolicy> {
+        self.stored.map_or(self.lease, |s| s.lease)
+    }
 }
 
 impl Default for KindConf {
@@ -51,6 +68,7 @@ impl Default for KindConf {
             avg_job_us: 0.0,
             lease: None,
             refuses: None,
+            stored: None,
         }
     }
 }
@@ -167,6 +185,13 @@ pub struct Book {
     /// Jobs whose `Created` record was lost with a damaged meta frame
     /// (`lost.rs`): failed rows that no control may run or destroy.
     pub lost: BTreeSet<JobId>,
+    /// Singleton keys held by unfinished jobs (`JobSpec::singleton`).
+    pub singletons: HashMap<Arc<str>, JobId>,
+    /// Keys a submit has checked and is writing (`Runtime::submit_many`).
+    pub singleton_pending: HashMap<String, JobId>,
+    /// Live only: jobs created failed because their key was taken first
+    /// (key, holder), for the submit that made them to report.
+    pub singleton_lost_race: HashMap<JobId, (String, JobId)>,
     /// Every `Meta::Recovered` incident in the log, oldest first (a few per
     /// damaged open; kept whole by compaction).
     pub incidents: Vec<crate::Incident>,
@@ -214,6 +239,9 @@ impl Book {
             runs_workers: true,
             damage: Vec::new(),
             lost: BTreeSet::new(),
+            singletons: HashMap::new(),
+            singleton_pending: HashMap::new(),
+            singleton_lost_race: HashMap::new(),
             incidents: Vec::new(),
             log_ms: 0,
         }
@@ -250,14 +278,38 @@ impl Book {
         if job.is_terminal() {
             job.completed_ms = Some(at_ms);
             self.fire_waiters(job.id);
+            self.release_singleton(job);
         } else {
             job.completed_ms = None;
+            if let Some(key) = &job.singleton {
+                self.singletons.insert(key.clone(), job.id);
+            }
         }
         self.emit(job, "state");
     }
 
+    /// The unfinished job that holds singleton `key`, or the submit that is
+    /// writing one.
+    pub fn singleton_holder(&self, key: &str) -> Option<JobId> {
+        self.singletons
+            .get(key)
+            .or_else(|| self.singleton_pending.get(key))
+            .copied()
+    }
+
+    fn release_singleton(&mut self, job: &Job) {
+        if let Some(key) = &job.singleton {
+            if self.singletons.get(key) == Some(&job.id) {
+                self.singletons.remove(key);
+            }
+        }
+    }
+
     fn count_new(&mut self, job: &Job) {
         self.by_state[job.state.index()] += 1;
+        if let Some(key) = job.singleton.as_ref().filter(|_| !job.is_terminal()) {
+            self.singletons.insert(key.clone(), job.id);
+        }
         if job.state == JobState::Running {
             *self.running_by_kind.entry(job.kind.clone()).or_default() += 1;
         }
@@ -277,6 +329,7 @@ impl Book {
 
     fn count_gone(&mut self, job: &Job) {
         self.by_state[job.state.index()] -= 1;
+        self.release_singleton(job);
         if job.state == JobState::Running {
             if let Some(n) = self.running_by_kind.get_mut(&job.kind) {
                 *n -= 1;
@@ -304,7 +357,7 @@ impl Book {
     pub fn lease_policy(&self, kind: &str) -> LeasePolicy {
         self.kinds
             .get(kind)
-            .and_then(|k| k.lease)
+            .and_then(|k| k.lease())
             .unwrap_or(self.lease_policy)
     }
 
@@ -442,8 +495,31 @@ impl State {
                         "created: {n} job ids from {first_id} reach the ids the runtime reserves"
                     )));
                 }
+                for spec in specs {
+                    crate::category::check_categories(&spec.categories).map_err(|e| {
+                        RuntimeError::Corrupt(format!("created: job of kind {:?}: {e}", spec.kind))
+                    })?;
+                }
                 for (i, spec) in specs.iter().enumerate() {
-                    let job = self.new_job(first_id + i as u64, *at_ms, spec);
+                    let mut job = self.new_job(first_id + i as u64, *at_ms, spec);
+                    // The log decides a race the submit's check could not
+                    // see (a retry that took the key first): the later job
+                    // is created failed, live and on replay alike.
+                    let held = job
+                        .singleton
+                        .as_ref()
+                        .and_then(|k| self.book.singletons.get(k));
+                    if let (Some(key), Some(&holder)) = (&job.singleton, held) {
+                        job.failure_reason = Some(format!(
+                            "singleton {key:?} was held by job {holder} when this job was created"
+                        ));
+                        job.state = JobState::Failed;
+                        job.completed_ms = Some(*at_ms);
+                        if self.book.live {
+                            let lost = (key.to_string(), holder);
+                            self.book.singleton_lost_race.insert(job.id, lost);
+                        }
+                    }
                     self.insert(job, "created");
                 }
                 Ok(())
@@ -454,6 +530,11 @@ impl State {
                         "restore: job id {} is one the runtime reserves",
                         job.id
                     )));
+                }
+                if let Some(s) = job.sliced() {
+                    crate::category::check_categories(&s.categories).map_err(|e| {
+                        RuntimeError::Corrupt(format!("restore: job {}: {e}", job.id))
+                    })?;
                 }
                 let mut job = (**job).clone();
                 if let Body::Sliced(s) = &mut job.body {
@@ -486,6 +567,14 @@ impl State {
             }
             Meta::Recovered { incidents, .. } => {
                 self.book.incidents.extend(incidents.iter().cloned());
+                Ok(())
+            }
+            Meta::KindSettings { kind, settings, .. } => {
+                let key: Arc<str> = match self.book.kinds.get_key_value(kind.as_str()) {
+                    Some((k, _)) => k.clone(),
+                    None => Arc::from(kind.as_str()),
+                };
+                self.book.kinds.entry(key).or_default().stored = *settings;
                 Ok(())
             }
             Meta::SimpleDone { at_ms, outcomes } => {
@@ -566,6 +655,7 @@ impl State {
                 leased: false,
                 expiries: 0,
             }),
+            singleton: None,
             ready: None,
             accepted: None,
             refused: None,
@@ -590,12 +680,15 @@ impl State {
             JobShape::Sliced {
                 slice_size,
                 collect_errors,
-            } => Body::Sliced(Box::new(SlicedBody::new(
-                slice_size
-                    .map(|s| s.clamp(1, u32::MAX as usize) as u32)
-                    .unwrap_or(self.book.default_slice_size),
-                *collect_errors,
-            ))),
+            } => Body::Sliced(Box::new(
+                SlicedBody::new(
+                    slice_size
+                        .map(|s| s.clamp(1, u32::MAX as usize) as u32)
+                        .unwrap_or(self.book.default_slice_size),
+                    *collect_errors,
+                )
+                .with_categories(spec.categories.clone()),
+            )),
         };
         // The record's time, not the clock's: replay gives the table the
         // live process had; the timer releases a job whose time has come.
@@ -620,6 +713,7 @@ impl State {
             failure_reason: None,
             attempts: 0,
             body,
+            singleton: spec.singleton.as_deref().map(Arc::from),
             ready: None,
             accepted: self.book.live.then(std::time::Instant::now),
             refused: None,
@@ -704,7 +798,18 @@ impl State {
                 job.failure_reason = Some(reason.clone());
                 book.set_state(job, JobState::Failed, at_ms);
             }
-            Control::Retry => retry(book, job, at_ms)?,
+            Control::Retry => {
+                let held = job.singleton.as_ref().and_then(|k| book.singletons.get(k));
+                if let (Some(key), Some(&holder)) = (&job.singleton, held) {
+                    if holder != job.id {
+                        return Err(RuntimeError::SingletonHeld {
+                            key: key.to_string(),
+                            job: holder,
+                        });
+                    }
+                }
+                retry(book, job, at_ms)?
+            }
             Control::Expire => {
                 if job.started_ms.is_some() {
                     return Err(illegal(job, "expire"));

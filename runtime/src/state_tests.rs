@@ -56,6 +56,7 @@ fn slice_done(job: u64, slice: u64) -> Meta {
         errors: 0,
         error_groups: Vec::new(),
         written: None,
+        written_by_category: Default::default(),
     }
 }
 
@@ -195,6 +196,47 @@ fn counts_reconcile_after_done_and_failed_slices() {
     assert_eq!(s.state, JobState::Failed);
     assert_eq!(s.records_in, s.records_out + s.records_failed);
     assert!(s.failure_reason.unwrap().contains("1 of 3 slices failed"));
+}
+
+#[test]
+fn category_counts_add_up_and_a_slice_done_naming_an_undeclared_category_is_corruption() {
+    let mut st = state();
+    let spec = JobSpec::sliced("sort").with_categories(&["valid", "review"]);
+    st.apply(&created(1, vec![spec])).unwrap();
+    st.apply(&uploaded(1, 0, 10)).unwrap();
+    st.apply(&uploaded(1, 1, 10)).unwrap();
+    for (slice, valid) in [(0, 3), (1, 4)] {
+        let mut done = slice_done(1, slice);
+        if let Meta::SliceDone {
+            written_by_category,
+            ..
+        } = &mut done
+        {
+            written_by_category.insert("valid".into(), valid);
+        }
+        st.apply(&done).unwrap();
+    }
+    let s = status(&st, &st.jobs[&1]);
+    assert_eq!(
+        s.records_out_by_category,
+        [("review".to_string(), 0), ("valid".to_string(), 7)].into()
+    );
+    st.apply(&uploaded(1, 2, 10)).unwrap();
+    let mut bad = slice_done(1, 2);
+    if let Meta::SliceDone {
+        written_by_category,
+        ..
+    } = &mut bad
+    {
+        written_by_category.insert("other".into(), 1);
+    }
+    let err = st.apply(&bad).unwrap_err();
+    assert!(
+        matches!(&err, RuntimeError::Corrupt(m) if m.contains("category \"other\"")),
+        "{err}"
+    );
+    let s = status(&st, &st.jobs[&1]);
+    assert_eq!(s.slices_done, 2, "the corrupt record changed nothing");
 }
 
 #[test]
@@ -543,4 +585,25 @@ fn job_due_after_its_created_record_is_scheduled_whenever_it_replays() {
     );
     st.release_scheduled(50);
     assert_eq!(st.jobs[&1].state, JobState::Queued);
+}
+
+/// A second job created with a key already held (a retry took it between
+/// the submit's check and its record) is created failed, on replay too.
+#[test]
+fn a_job_created_while_its_singleton_key_is_held_is_created_failed_on_replay_too() {
+    let spec = || JobSpec::simple("k", serde_json::Value::Null).with_singleton("once");
+    let log = [created(1, vec![spec()]), created(2, vec![spec()])];
+    for live in [true, false] {
+        let mut st = state();
+        st.book.live = live;
+        for m in &log {
+            st.apply(m).unwrap();
+        }
+        assert_eq!(st.jobs[&1].state, JobState::Queued);
+        assert_eq!(st.jobs[&2].state, JobState::Failed);
+        let why = st.jobs[&2].failure_reason.clone().unwrap();
+        assert!(why.contains("held by job 1"), "{why}");
+        assert_eq!(st.book.singleton_holder("once"), Some(1));
+        assert_eq!(st.book.singleton_lost_race.len(), usize::from(live));
+    }
 }

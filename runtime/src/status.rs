@@ -73,6 +73,7 @@ pub fn build_status(st: &State, job: &Job) -> JobStatus {
         slices_failed: 0,
         records_in: 0,
         records_out: 0,
+        records_out_by_category: Default::default(),
         records_processed: 0,
         records_errors: 0,
         records_in_failed_slices: 0,
@@ -108,6 +109,12 @@ pub fn build_status(st: &State, job: &Job) -> JobStatus {
             status.slices_failed = s.slices_failed;
             status.records_in = s.records_in;
             status.records_out = s.written();
+            status.records_out_by_category = s
+                .categories
+                .iter()
+                .cloned()
+                .zip(s.records_by_category.iter().copied())
+                .collect();
             status.records_processed = s.records_out;
             status.records_errors = s.records_errors;
             status.records_in_failed_slices = s.records_in_failed_slices;

@@ -40,6 +40,8 @@ pub struct Job {
     pub failure_reason: Option<String>,
     pub attempts: u32,
     pub body: Body,
+    /// The singleton key this job holds while unfinished (`JobSpec::singleton`).
+    pub singleton: Option<Arc<str>>,
     /// Live: where the job sits in the ready queue.
     pub ready: Option<ReadySlot>,
     /// Live: when this process accepted the job (for enqueue-to-start latency).
@@ -110,6 +112,11 @@ pub struct SlicedBody {
     pub records_written: Option<u64>,
     pub records_errors: u64,
     pub records_in_failed_slices: u64,
+    /// The job's own output categories (category `n` is stream 16 + n),
+    /// fixed when it was created.
+    pub categories: Arc<[String]>,
+    /// Records the handler wrote to each category, index for index.
+    pub records_by_category: Vec<u64>,
     pub slices_done: u64,
     pub slices_failed: u64,
     /// Record errors kept in `errors` (collect_errors and uploader rejects), grouped.
@@ -147,6 +154,8 @@ impl SlicedBody {
             records_written: Some(0),
             records_errors: 0,
             records_in_failed_slices: 0,
+            categories: Arc::from(Vec::new()),
+            records_by_category: Vec::new(),
             slices_done: 0,
             slices_failed: 0,
             collected_errors: Vec::new(),
@@ -157,6 +166,13 @@ impl SlicedBody {
             hook_expiries: 0,
             uploader_active: false,
         }
+    }
+
+    /// Sets the job's categories (at creation or restore), each at 0 records.
+    pub fn with_categories(mut self, names: Vec<String>) -> SlicedBody {
+        self.records_by_category = vec![0; names.len()];
+        self.categories = Arc::from(names);
+        self
     }
 
     pub fn slices_pending(&self) -> u64 {

@@ -22,6 +22,7 @@ impl State {
             id: job.id,
             kind: &job.kind,
             properties: &job.properties,
+            categories: job.sliced().map_or(&[], |s| &s.categories),
         })
     }
 
@@ -56,11 +57,29 @@ impl State {
                 return Some("waiting for its upload to finish".into());
             }
         }
-        let registered = self
-            .book
-            .kinds
-            .get(&job.kind)
-            .is_some_and(|k| k.handler.is_some());
+        let conf = self.book.kinds.get(&job.kind);
+        let registered = conf.is_some_and(|k| k.handler.is_some());
+        if let Some(max) = conf.and_then(|k| k.max_running()) {
+            let running = self
+                .book
+                .running_by_kind
+                .get(&job.kind)
+                .copied()
+                .unwrap_or(0);
+            if registered && job.state == JobState::Queued && running >= max {
+                return Some(if max == 0 {
+                    format!(
+                        "kind {:?} is paused (its running-job limit is 0)",
+                        &*job.kind
+                    )
+                } else {
+                    format!(
+                        "kind {:?} is at its limit of {max} running job(s)",
+                        &*job.kind
+                    )
+                });
+            }
+        }
         (self.book.runs_workers && !registered).then(|| {
             format!(
                 "no worker registered for kind {:?} in this process; run it where that kind is registered",

@@ -4,6 +4,7 @@
 //! lease: the slice counts as done only when the commit callback applies it,
 //! and until then its lease is `committing` (it cannot expire or be re-leased).
 
+use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,6 +13,7 @@ use booster_store::{Batch, SliceKey, StoreError};
 
 use crate::slice_store::SliceStore;
 
+use crate::category::category_stream;
 use crate::clock::now_ms;
 use crate::dispatch::{HookItem, SimpleItem, SliceItem, Task, TaskWork};
 use crate::handler::{panic_message, set_progress};
@@ -158,6 +160,7 @@ fn run_simple(
             id: item.job,
             kind: &item.kind,
             properties: &item.properties,
+            categories: &[],
         };
         let result = match handler {
             Some(Handler::Simple(h)) => {
@@ -290,16 +293,33 @@ fn run_slice(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, epoch: u64, item
         id: item.job,
         kind: &item.kind,
         properties: &item.properties,
+        categories: &item.categories,
     };
     let outcome = handler.process_slice(&ctx, &records);
-    let (output, record_errors) = match outcome {
+    let (output, by_category, record_errors) = match outcome {
         SliceOutcome::Failed { message } => {
             return fail_slice(shared, store, epoch, &item, message, None)
         }
         SliceOutcome::Done {
             output,
             record_errors,
-        } => (output, record_errors),
+        } => (output, Vec::new(), record_errors),
+        SliceOutcome::Categorized {
+            output,
+            record_errors,
+        } => {
+            let (main, by_category) = output.into_parts();
+            if by_category.len() != item.categories.len() {
+                let msg = format!(
+                    "the handler returned {} categories for a job with {}; build its output \
+                     with Output::for_job",
+                    by_category.len(),
+                    item.categories.len()
+                );
+                return fail_slice(shared, store, epoch, &item, msg, None);
+            }
+            (main, by_category, record_errors)
+        }
     };
     let sample = |(i, message): &(usize, String)| RecordErrorSample {
         slice: item.slice,
@@ -331,7 +351,9 @@ fn run_slice(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, epoch: u64, item
             }],
         );
     }
-    let bytes = stored_bytes(&output) + stored_bytes(&error_lines);
+    let bytes = stored_bytes(&output)
+        + stored_bytes(&error_lines)
+        + by_category.iter().map(|r| stored_bytes(r)).sum::<usize>();
     let cap = shared.limits.max_slice_bytes;
     if bytes > cap {
         let msg = format!(
@@ -350,6 +372,13 @@ fn run_slice(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, epoch: u64, item
     if !error_lines.is_empty() {
         batch = batch.slice(key(STREAM_ERRORS), &error_lines);
     }
+    let mut written_by_category = BTreeMap::new();
+    for (i, records) in by_category.iter().enumerate() {
+        if !records.is_empty() {
+            batch = batch.slice(key(category_stream(i)), records);
+            written_by_category.insert(item.categories[i].clone(), records.len() as u64);
+        }
+    }
     let m = Meta::SliceDone {
         job: item.job,
         slice: item.slice,
@@ -357,6 +386,7 @@ fn run_slice(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, epoch: u64, item
         errors: record_errors.len() as u32,
         error_groups: groups,
         written: Some(output.len() as u64),
+        written_by_category,
     };
     let batch = batch.meta(crate::meta::encode(&m));
     if begin(shared, epoch, &item, started, records.len() as u64) {
@@ -479,6 +509,7 @@ fn run_hook(
         id: item.job,
         kind: &item.kind,
         properties: &item.properties,
+        categories: &item.categories,
     };
     let result = match shared.handler(&item.kind) {
         Some(Handler::Sliced(h)) => catch_unwind(AssertUnwindSafe(|| {

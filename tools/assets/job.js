@@ -58,6 +58,8 @@ async function jobPage(id) {
       stat("Slices failed", fmtInt(j.slices_failed), j.slices_failed > 0 ? "bad" : null),
       stat("Records in", fmtInt(j.records_in)),
       stat("Records out", fmtInt(j.records_out)),
+      ...Object.entries(j.records_out_by_category || {}).map(([name, n]) =>
+        stat("Records out: " + name, fmtInt(n))),
       stat("Record errors", fmtInt(j.records_errors), j.records_errors > 0 ? "bad" : null),
       stat("Records failed", fmtInt(j.records_failed), j.records_failed > 0 ? "bad" : null),
       stat("Throughput", fmtInt(Math.round(j.records_per_s)) + " records/s"),

@@ -35,7 +35,7 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub quiet: bool,
     /// Talk to a `booster serve` at this URL instead of opening the data directory
-    /// (jobs, job, submit, download).
+    /// (jobs, job, run, submit, download).
     #[arg(long, global = true, env = "BOOSTER_SERVER", value_name = "URL")]
     pub server: Option<String>,
     /// Bearer token file (mode 0600): sent with --server; required by `serve` off
@@ -83,6 +83,12 @@ pub enum Command {
         after_help = "Examples:\n  booster job show 3\n  booster job priority 3 1      # run it before everything else\n  booster job pause 3 && booster job resume 3\n  booster job retry 3           # a failed job: its failed slices run again\n  booster --server http://127.0.0.1:7878 job watch 3"
     )]
     Job(JobCommand),
+    /// Show or store a kind's settings: running-job limit, retries, leases.
+    #[command(
+        subcommand,
+        after_help = "Stored settings outlive restarts and win over what a worker process sets in\ncode, until `booster kind reset`.\n\nExamples:\n  booster kind show\n  booster kind limit copy 2        # at most 2 copy jobs run at once\n  booster kind limit copy 0        # pause the kind: no copy job starts\n  booster kind limit copy none\n  booster kind retry report --max-retries 3 --backoff-ms 500\n  booster kind reset copy"
+    )]
+    Kind(KindCommand),
     /// Segments, frames, jobs, live and dead bytes, compression ratio.
     #[command(after_help = "Example:\n  booster --data ./booster-data inspect")]
     Inspect,
@@ -143,6 +149,9 @@ pub struct JobInputArgs {
     /// A failing record goes to the job's errors instead of failing its slice.
     #[arg(long)]
     pub collect_errors: bool,
+    /// At most one unfinished job holds KEY (default: the kind); a second submit is refused, naming the first.
+    #[arg(long, value_name = "KEY", num_args = 0..=1, default_missing_value = "")]
+    pub singleton: Option<String>,
     /// For --kind exec: the shell command each slice's records are piped through.
     #[arg(long, value_name = "COMMAND")]
     pub cmd: Option<String>,
@@ -163,6 +172,10 @@ pub struct JobInputArgs {
     #[arg(long, value_name = "BYTES", default_value_t = crate::formats::DEFAULT_MAX_RECORD_BYTES,
           value_parser = clap::builder::ValueParser::new(clap::builder::RangedU64ValueParser::<usize>::new().range(1..)))]
     pub max_record_bytes: usize,
+    /// Output categories beyond main and errors that the handler writes
+    /// to (exec: lines `NAME<TAB>RECORD`), each downloaded to its own file.
+    #[arg(long, value_name = "NAME,...", value_delimiter = ',', value_parser = parse_category_name)]
+    pub categories: Vec<String>,
     #[command(flatten)]
     pub tabular: crate::formats::InputFormatArgs,
 }
@@ -177,6 +190,11 @@ pub struct RunArgs {
     /// Where to write the record errors (one JSON object per line).
     #[arg(long)]
     pub errors: Option<PathBuf>,
+    /// Write every category into this directory instead (created if
+    /// missing): STEM.EXT, STEM.errors.jsonl and STEM.NAME.EXT per category,
+    /// STEM the input's name without extensions; one set per zip member.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["output", "errors"])]
+    pub output_dir: Option<PathBuf>,
     /// The output's text encoding: `input` (the input's, BOM and all), or a label such as latin1; UTF-8 by default.
     #[arg(long, value_name = "LABEL")]
     pub output_encoding: Option<String>,
@@ -215,16 +233,24 @@ pub struct WorkArgs {
 }
 
 #[derive(Args, Debug)]
-#[command(group(clap::ArgGroup::new("destination").required(true).multiple(true).args(["output", "errors"])))]
+#[command(group(clap::ArgGroup::new("destination").required(true).multiple(true).args(["output", "errors", "output_dir"])))]
 pub struct DownloadArgs {
     /// The job's id (from `booster jobs`).
     pub job: JobId,
     /// Where to write the output (`-` for stdout); `.gz` / `.zst` / `.bz2` / `.xz` compress.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Which category --output writes: main (the default), errors, or one
+    /// of the job's own (`booster job show` lists them).
+    #[arg(long, value_name = "NAME", requires = "output")]
+    pub category: Option<String>,
     /// Where to write the record errors.
     #[arg(long)]
     pub errors: Option<PathBuf>,
+    /// Write every category into this directory (created if missing):
+    /// STEM.EXT, STEM.errors.jsonl and STEM.NAME.EXT per category.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["output", "errors", "category"])]
+    pub output_dir: Option<PathBuf>,
     /// The output's text encoding: `input` (the input's, BOM and all), or a label such as latin1; UTF-8 by default.
     #[arg(long, value_name = "LABEL")]
     pub output_encoding: Option<String>,
@@ -354,10 +380,74 @@ pub struct ServeArgs {
     pub max_event_streams: u32,
 }
 
+/// `--categories a,b`: each a valid category name.
+fn parse_category_name(s: &str) -> Result<String, String> {
+    booster_runtime::CategoryName::new(s)
+        .map(|n| n.to_string())
+        .map_err(|e| e.to_string())
+}
+
 /// `--state WORD`: the words are `JobState`'s own.
 fn parse_state(s: &str) -> Result<JobState, String> {
     s.parse()
         .map_err(|e: booster_runtime::UnknownState| e.to_string())
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KindCommand {
+    /// Every kind's stored and effective settings (or one kind's).
+    Show {
+        /// Only this kind.
+        kind: Option<String>,
+    },
+    /// At most N jobs of KIND run at once; 0 pauses the kind; `none`: no limit.
+    Limit {
+        /// The kind (as in `--kind`).
+        kind: String,
+        /// A number of jobs, or `none`.
+        #[arg(value_parser = parse_limit)]
+        limit: Limit,
+    },
+    /// Failed simple jobs of KIND run again up to N times, waiting MS, then twice as long each time.
+    Retry {
+        /// The kind (as in `--kind`).
+        kind: String,
+        /// How many times a failed job runs again (0: never).
+        #[arg(long)]
+        max_retries: u32,
+        /// The first wait, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        backoff_ms: u64,
+    },
+    /// A lease of KIND's work that expires N times fails the work as hung.
+    Lease {
+        /// The kind (as in `--kind`).
+        kind: String,
+        /// Expiries before the work fails (at least 1).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        max_expiries: u32,
+        /// Bound one lease to this many milliseconds even while heartbeats arrive.
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+    },
+    /// Forget KIND's stored settings: the worker process's own apply again.
+    Reset {
+        /// The kind (as in `--kind`).
+        kind: String,
+    },
+}
+
+/// A running-job limit: a number, or none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limit(pub Option<u32>);
+
+fn parse_limit(s: &str) -> Result<Limit, String> {
+    if s == "none" {
+        return Ok(Limit(None));
+    }
+    s.parse::<u32>().map(|n| Limit(Some(n))).map_err(|_| {
+        format!("{s:?} is not a number of jobs; give one (0 pauses the kind) or `none`")
+    })
 }
 
 #[derive(Args, Debug)]
@@ -375,7 +465,7 @@ fn globals_of(subcommand: &str) -> &'static [&'static str] {
     const REMOTE: &[&str] = &["data", "key_file", "json", "quiet", "server", "token_file"];
     match subcommand {
         "keygen" => &["quiet"],
-        "jobs" | "job" | "submit" | "download" => REMOTE,
+        "jobs" | "job" | "run" | "submit" | "download" => REMOTE,
         "serve" => &["data", "key_file", "quiet", "token_file"],
         _ => LOCAL,
     }
@@ -488,7 +578,11 @@ mod tests {
         }
         assert!(has(&["keygen"], "--out") && has(&["keygen"], "--quiet"));
         assert!(has(&["run"], "--data") && has(&["run"], "--key-file"));
-        assert!(!has(&["run"], "--server") && !has(&["run"], "--token-file"));
+        assert!(
+            has(&["run"], "--server") && has(&["run"], "--token-file"),
+            "run works through a server too"
+        );
+        assert!(!has(&["work"], "--server") && !has(&["work"], "--token-file"));
         assert!(has(&["job", "watch"], "--server") && has(&["job", "watch"], "--token-file"));
         assert!(has(&["serve"], "--token-file") && !has(&["serve"], "--server"));
     }

@@ -79,6 +79,37 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
+/// One kind's settings on one line: what applies, and whether it is
+/// stored or the process's own.
+pub fn kind_line(v: &booster_runtime::KindView) -> String {
+    let e = &v.effective;
+    let limit = match e.max_running {
+        Some(0) => "paused (limit 0)".to_string(),
+        Some(n) => format!("at most {n} running"),
+        None => "no running limit".to_string(),
+    };
+    let retry = match e.retry.max_retries {
+        0 => "no retries".to_string(),
+        1 => format!("1 retry after {} ms", e.retry.backoff_base_ms),
+        n => format!(
+            "{n} retries, the first after {} ms, doubling",
+            e.retry.backoff_base_ms
+        ),
+    };
+    let lease = e.lease.map_or(String::new(), |l| {
+        let bound = l.timeout.map_or(String::new(), |t| {
+            format!(", {} ms a lease at most", t.as_millis())
+        });
+        format!("; hung after {} lease expiries{bound}", l.max_expiries)
+    });
+    let source = if v.stored.is_some() {
+        "stored"
+    } else {
+        "this process's"
+    };
+    format!("{:<24} {limit}; {retry}{lease} ({source})", v.kind)
+}
+
 /// One incident recovery logged, on one line: when, what, where.
 pub fn incident_line(i: &booster_runtime::Incident) -> String {
     let at = ago(i.at);
@@ -247,6 +278,18 @@ pub fn job_details(job: &JobStatus, verbose: bool) -> String {
         count(job.records_in_failed_slices),
         count(job.records_out)
     ));
+    if !job.records_out_by_category.is_empty() {
+        let each: Vec<String> = job
+            .records_out_by_category
+            .iter()
+            .map(|(name, n)| format!("{name} {}", count(*n)))
+            .collect();
+        line(format!(
+            "  categories    {} (`booster download {} --category NAME --output FILE`)",
+            each.join(", "),
+            job.id
+        ));
+    }
     if job.records_out != job.records_processed {
         line(format!(
             "  output        {} written for {} processed: the count differs, as a filter's \

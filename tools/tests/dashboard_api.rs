@@ -102,6 +102,11 @@ impl Served {
                 slice_size: Some(slice),
                 collect_errors: true,
             };
+            // `properties.categories`: the job's own output categories.
+            if let Some(names) = properties["categories"].as_array() {
+                let names: Vec<&str> = names.iter().filter_map(Value::as_str).collect();
+                spec = spec.with_categories(&names);
+            }
             spec.properties = properties;
             let rt = self.runtime();
             let id = rt.submit(spec).await.unwrap();
@@ -230,6 +235,21 @@ fn a_job_lists_its_origin_and_a_download_link_per_category() {
             (format!("/api/jobs/{id}/output?category=errors"), 1),
         ]
     );
+}
+
+#[test]
+fn a_jobs_own_categories_are_downloads_between_the_output_and_the_errors() {
+    let t = Served::start();
+    let props = json!({"categories": ["review", "audit"]});
+    let id = t.run_job("copy", props, &["a".into()], 10);
+    let job = t.get(&format!("/api/jobs/{id}"));
+    let categories: Vec<&str> = job["downloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["category"].as_str().unwrap())
+        .collect();
+    assert_eq!(categories, vec!["main", "audit", "review", "errors"]);
 }
 
 #[test]

@@ -601,7 +601,7 @@ fn dashboard_shows_live_progress_edits_priority_and_escapes_text_in_a_real_brows
     s.screenshot("booster-dashboard-job.png");
 
     // Errors grouped by message, with the failing records as text.
-    let bad = t.client.create(&json!({"kind": "copy", "format": "jsonl", "description": "orders feed", "collect_errors": true})).unwrap();
+    let bad = t.client.create(&json!({"kind": "copy", "format": "jsonl", "description": "orders feed", "collect_errors": true, "categories": ["review"]})).unwrap();
     let body = "{\"a\":1}\n{oops\n{\"b\":2}\n<script>x</script>\n";
     t.client.upload(bad, &mut body.as_bytes(), None).unwrap();
     s.go(&format!("{}/#/job/{bad}", t.url));
@@ -612,6 +612,15 @@ fn dashboard_shows_live_progress_edits_priority_and_escapes_text_in_a_real_brows
         "{text}"
     );
     s.screenshot("booster-dashboard-errors.png");
+    // The job's own categories are counted where the counts are.
+    let counts = s.script("return document.body.innerText;");
+    assert!(
+        counts
+            .as_str()
+            .unwrap_or_default()
+            .contains("Records out: review"),
+        "{counts}"
+    );
 
     s.go(&format!("{}/#/workers", t.url));
     let busy = s.wait_for("#workers tbody tr a");

@@ -532,22 +532,6 @@ fn a_fixed_width_short_line_is_a_record_error_and_the_rest_comes_back_exactly() 
     refused(&sb, &input, "o", &layout_arg, "overlap");
 }
 
-/// A zip of `(name, bytes, deflated)` members.
-fn zip_of(members: &[(&str, &[u8], bool)]) -> Vec<u8> {
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    for (name, bytes, deflated) in members {
-        let method = if *deflated {
-            zip::CompressionMethod::Deflated
-        } else {
-            zip::CompressionMethod::Stored
-        };
-        let options = zip::write::SimpleFileOptions::default().compression_method(method);
-        w.start_file(*name, options).unwrap();
-        w.write_all(bytes).unwrap();
-    }
-    w.finish().unwrap().into_inner()
-}
-
 #[test]
 fn a_zip_with_several_members_is_read_by_member_or_all_with_concat() {
     let sb = Sandbox::new();
@@ -560,13 +544,6 @@ fn a_zip_with_several_members_is_read_by_member_or_all_with_concat() {
             ("b.txt", b.as_bytes(), false),
             ("c.csv", csv, true),
         ]),
-    );
-    refused(
-        &sb,
-        &archive,
-        "o",
-        &[],
-        "holds 3 files (a.txt, b.txt, c.csv); pass --member NAME",
     );
     let one = sb.path("b-out.txt");
     sb.ok(&[
@@ -615,6 +592,89 @@ fn a_zip_with_several_members_is_read_by_member_or_all_with_concat() {
     ]);
     assert_eq!(job["records_in"], 32, "{job}");
     assert_eq!(std::fs::read_to_string(&all).unwrap(), format!("{a}{b}"));
+}
+
+#[test]
+fn a_zip_with_three_members_runs_a_job_per_member_into_the_output_dir() {
+    let sb = Sandbox::new();
+    let (a, b) = (numbered_lines(30), "beta\ngamma\n".to_string());
+    let csv = b"id,name\r\n1,\"x, y\"\r\n2,z\r\n";
+    let archive = sb.write(
+        "in.zip",
+        &zip_of(&[
+            ("a.txt", a.as_bytes(), true),
+            ("b.txt", b.as_bytes(), false),
+            ("c.csv", csv, true),
+        ]),
+    );
+    // Several outputs cannot go to one file: a usage error, nothing stored.
+    let out = sb.expect(
+        2,
+        &[
+            "run",
+            "--kind",
+            "copy",
+            "--input",
+            s(&archive),
+            "--output",
+            s(&sb.path("o")),
+        ],
+    );
+    assert!(
+        stderr(&out).contains("holds 3 files (a.txt, b.txt, c.csv): `run` makes a job per member")
+            && stderr(&out).contains("--output-dir DIR"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!sb.data().exists() && !sb.path("o").exists());
+
+    let dir = sb.path("out");
+    let jobs = sb.json(&[
+        "run",
+        "--kind",
+        "copy",
+        "--slice-size",
+        "7",
+        "--input",
+        s(&archive),
+        "--output-dir",
+        s(&dir),
+    ]);
+    let jobs = jobs.as_array().expect("--json prints one object per job");
+    let summary: Vec<(u64, &str, u64)> = jobs
+        .iter()
+        .map(|j| {
+            (
+                j["id"].as_u64().unwrap(),
+                j["properties"]["member"].as_str().unwrap(),
+                j["output_records"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![(1, "a.txt", 30), (2, "b.txt", 2), (3, "c.csv", 2)]
+    );
+    assert_eq!(jobs[2]["description"], "copy in.zip:c.csv");
+    assert_eq!(std::fs::read_to_string(dir.join("a.txt")).unwrap(), a);
+    assert_eq!(std::fs::read_to_string(dir.join("b.txt")).unwrap(), b);
+    assert_eq!(
+        std::fs::read(dir.join("c.csv")).unwrap(),
+        csv,
+        "each member is its own job in its own format, back byte for byte"
+    );
+    for stem in ["a", "b", "c"] {
+        let errors = dir.join(format!("{stem}.errors.jsonl"));
+        assert_eq!(std::fs::read_to_string(errors).unwrap(), "", "{stem}");
+    }
+
+    // `submit` makes the same three jobs; a download names its files after the member.
+    let ids = sb.ok(&["-q", "submit", "--kind", "copy", "--input", s(&archive)]);
+    assert_eq!(String::from_utf8_lossy(&ids.stdout), "4\n5\n6\n");
+    sb.ok(&["work", "--until-idle"]);
+    let again = sb.path("again");
+    sb.ok(&["download", "6", "--output-dir", s(&again)]);
+    assert_eq!(std::fs::read(again.join("c.csv")).unwrap(), csv);
 }
 
 /// Sets every uncompressed-size field of a one-member zip to `size`.

@@ -382,3 +382,138 @@ fn an_unknown_kind_is_refused_at_submit_with_the_known_kinds() {
         runtime.shutdown(Duration::from_secs(5)).await.unwrap();
     });
 }
+
+#[test]
+fn categories_over_the_api_are_counted_in_the_job_and_download_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let cmd = r#"awk '{ print "valid\t" $0; print $0 }'"#;
+    let (rt, runtime, server) = serve_with(dir.path(), &[cmd]);
+    let (status, body) = post_job(
+        &server.url(),
+        &serde_json::json!({"kind": "copy", "categories": ["Valid"]}),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("a-z, 0-9"),
+        "a bad name says the rules: {body}"
+    );
+    let client = Client::new(&RemoteOptions {
+        server: server.url(),
+        ..RemoteOptions::default()
+    })
+    .unwrap();
+    let id = client
+        .create(&serde_json::json!({
+            "kind": "exec", "properties": {"cmd": cmd}, "categories": ["valid", "review"]
+        }))
+        .unwrap();
+    client
+        .upload(id, &mut b"ab\ncd\n".as_slice(), None)
+        .unwrap();
+    rt.block_on(runtime.wait(id)).unwrap();
+    let job = client.job(id).unwrap();
+    assert_eq!(job.records_out, 2);
+    assert_eq!(
+        serde_json::to_value(&job.records_out_by_category).unwrap(),
+        serde_json::json!({"review": 0, "valid": 2})
+    );
+    let mut out = Vec::new();
+    client.download(id, "valid", &mut out).unwrap();
+    assert_eq!(out, b"ab\ncd\n");
+    let err = client
+        .download(id, "rejected", &mut Vec::new())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no category \"rejected\"") && err.contains("main, errors, valid, review"),
+        "{err}"
+    );
+    rt.block_on(async {
+        server.shutdown(Duration::ZERO).await.unwrap();
+        runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+    });
+}
+
+/// `PUT .../input` of raw bytes with the input options as query parameters.
+fn put_raw(url: &str, id: u64, query: &str, body: &[u8]) -> (u16, serde_json::Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut resp = agent
+        .put(format!("{url}/api/jobs/{id}/input?{query}"))
+        .send(body)
+        .unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or_default())
+}
+
+#[test]
+fn a_raw_upload_takes_the_input_options_as_query_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, runtime, server) = serve_with(dir.path(), &[]);
+    let url = server.url();
+    let client = Client::new(&RemoteOptions {
+        server: url.clone(),
+        ..RemoteOptions::default()
+    })
+    .unwrap();
+
+    // latin-1, `|`-delimited, renamed columns: stored as UTF-8 records.
+    let id = client.create(&serde_json::json!({"kind": "copy"})).unwrap();
+    let (status, body) = put_raw(
+        &url,
+        id,
+        "format=csv&delimiter=%7C&encoding=latin1&columns=k,v&required_columns=v",
+        b"a|b\r\n1|x\xe9\r\n2|\r\n",
+    );
+    assert_eq!(status, 200, "{body}");
+    let done = rt.block_on(runtime.wait(id)).unwrap();
+    assert_eq!(
+        (done.records_in, done.records_errors),
+        (2, 1),
+        "{:?}",
+        done.errors
+    );
+    assert!(
+        done.errors[0].message.contains("v"),
+        "the empty required column is the error: {:?}",
+        done.errors
+    );
+    let mut out = Vec::new();
+    client.download(id, "main", &mut out).unwrap();
+    assert_eq!(String::from_utf8(out).unwrap(), "1|x\u{e9}\n");
+
+    // A fixed-width layout from the job's properties; a short line an error.
+    let layout = serde_json::json!({"fields": [
+        {"name": "id", "start": 1, "width": 3}, {"name": "n", "start": 4, "width": 4}
+    ]});
+    let id = client
+        .create(&serde_json::json!({
+            "kind": "copy", "properties": {"format": "fixed", "fixed_layout": layout}
+        }))
+        .unwrap();
+    let (status, body) = put_raw(&url, id, "format=fixed", b"001abcd\n002ef\n");
+    assert_eq!(status, 200, "{body}");
+    let done = rt.block_on(runtime.wait(id)).unwrap();
+    assert_eq!(
+        (done.records_in, done.records_errors),
+        (2, 1),
+        "{:?}",
+        done.errors
+    );
+
+    // A bad option is a 400 that names it, before anything is stored.
+    let id = client.create(&serde_json::json!({"kind": "copy"})).unwrap();
+    let (status, body) = put_raw(&url, id, "format=csv&encoding=klingon", b"a\n");
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("encoding"),
+        "{body}"
+    );
+    rt.block_on(async {
+        server.shutdown(Duration::ZERO).await.unwrap();
+        runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+    });
+}

@@ -13,10 +13,13 @@
 //!
 //! Slice streams of a job (store `SliceKey { owner: job id, stream, seq: input slice }`):
 //! input `0`, output `main` `1`, output `errors` `2`, records the uploader
-//! rejected `3`. Every output slice shares its input slice's seq, so
+//! rejected `3`, the job's own category `n` `16 + n` (4..=15 reserved).
+//! Every output slice shares its input slice's seq, so
 //! downloads come out in input order.
 
 mod wire;
+
+use std::collections::BTreeMap;
 
 use crate::table::Job;
 use crate::{ErrorGroup, Incident, JobId, JobSpec, RecordErrorSample, RuntimeError};
@@ -25,6 +28,9 @@ pub const STREAM_INPUT: u32 = 0;
 pub const STREAM_MAIN: u32 = 1;
 pub const STREAM_ERRORS: u32 = 2;
 pub const STREAM_REJECTS: u32 = 3;
+// 4 is `table::keys::STREAM_SLICE_INFO` (issue 12), 5..=15 are kept for the
+// runtime's future use; a job's own categories start at 16
+// (`category::CATEGORY_STREAM_BASE`).
 
 const FORMAT_JSON_V1: u8 = b'J';
 
@@ -79,6 +85,9 @@ pub enum Meta {
         /// read, a splitter more). Absent in logs from before it was
         /// counted: then it is taken as the records processed.
         written: Option<u64>,
+        /// Records the handler wrote to each of the job's own categories,
+        /// by name; categories it wrote nothing to are left out.
+        written_by_category: BTreeMap<String, u64>,
     },
     SliceFailed {
         job: JobId,
@@ -141,6 +150,12 @@ pub enum Meta {
     Recovered {
         at_ms: u64,
         incidents: Vec<Incident>,
+    },
+    /// A kind's stored settings (None: cleared; the process's own apply).
+    KindSettings {
+        kind: String,
+        at_ms: u64,
+        settings: Option<crate::KindSettings>,
     },
 }
 
@@ -213,7 +228,8 @@ impl Meta {
             | Meta::Control { at_ms, .. }
             | Meta::Opened { at_ms, .. }
             | Meta::LeaseExpired { at_ms, .. }
-            | Meta::Recovered { at_ms, .. } => Some(*at_ms),
+            | Meta::Recovered { at_ms, .. }
+            | Meta::KindSettings { at_ms, .. } => Some(*at_ms),
             Meta::UploadComplete { at_ms, .. } | Meta::UploadFailed { at_ms, .. } => *at_ms,
             Meta::Uploaded { .. }
             | Meta::Priority { .. }
@@ -284,7 +300,45 @@ mod tests {
             assert_eq!(String::from_utf8(encode(&meta)).unwrap(), line);
             types.insert(line.split('"').nth(3).unwrap().to_string());
         }
-        assert_eq!(types.len(), 18, "every record type: {types:?}");
+        assert_eq!(types.len(), 19, "every record type: {types:?}");
+    }
+
+    /// Categories are optional v1 fields: written only when a job has them,
+    /// and read back whole.
+    #[test]
+    fn category_fields_round_trip_and_are_left_out_when_empty() {
+        let done = Meta::SliceDone {
+            job: 1,
+            slice: 0,
+            at_ms: 5,
+            errors: 0,
+            error_groups: Vec::new(),
+            written: Some(2),
+            written_by_category: [("review".to_string(), 3)].into(),
+        };
+        let bytes = encode(&done);
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(
+            text.contains(r#""written_by_category":{"review":3}"#),
+            "{text}"
+        );
+        assert_eq!(encode(&decode(&bytes).unwrap()), bytes);
+        let created = Meta::Created {
+            first_id: 1,
+            at_ms: 5,
+            specs: vec![
+                JobSpec::sliced("k").with_categories(&["valid", "review"]),
+                JobSpec::sliced("k"),
+            ],
+        };
+        let bytes = encode(&created);
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert_eq!(text.matches("categories").count(), 1, "{text}");
+        let Meta::Created { specs, .. } = decode(&bytes).unwrap() else {
+            panic!("a created record");
+        };
+        assert_eq!(specs[0].categories, ["valid", "review"]);
+        assert!(specs[1].categories.is_empty());
     }
 
     #[test]

@@ -13,6 +13,8 @@
 //!
 //! `meta::tests::every_record_type_keeps_its_v1_spelling` pins the spelling.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -66,6 +68,10 @@ pub enum Record {
         /// before it was counted (then: the records processed).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         written: Option<u64>,
+        /// Records written to each of the job's own categories, by name;
+        /// absent when none (and in records from before categories).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        written_by_category: BTreeMap<String, u64>,
     },
     SliceFailed {
         job: JobId,
@@ -122,6 +128,31 @@ pub enum Record {
         at_ms: u64,
         incidents: Vec<IncidentV1>,
     },
+    /// Added 2026-11-29; older logs have none (settings lived in code).
+    KindSettings {
+        kind: String,
+        at_ms: u64,
+        settings: Option<KindSettingsV1>,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct KindSettingsV1 {
+    max_running: Option<u32>,
+    retry: RetryV1,
+    lease: Option<LeaseV1>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RetryV1 {
+    max_retries: u32,
+    backoff_base_ms: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LeaseV1 {
+    max_expiries: u32,
+    timeout_ms: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -164,6 +195,13 @@ pub struct Spec {
     run_at: Option<Time>,
     expires_at: Option<Time>,
     properties: Value,
+    /// Sliced jobs' own output categories; absent when none (and in
+    /// records from before categories).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    categories: Vec<String>,
+    /// Added 2026-11-29; absent: not a singleton.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    singleton: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -238,6 +276,9 @@ pub struct Row {
     failure_reason: Option<String>,
     attempts: u32,
     body: RowBody,
+    /// Added 2026-11-29; absent: not a singleton.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    singleton: Option<String>,
 }
 
 #[derive(Clone, Copy, Serialize, Deserialize)]
@@ -278,6 +319,10 @@ struct Sliced {
     records_written: Option<u64>,
     records_errors: u64,
     records_in_failed_slices: u64,
+    /// The job's own categories in their order, each with the records
+    /// written to it; absent when none (and in snapshots from before).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    categories: Vec<(String, u64)>,
     slices_done: u64,
     slices_failed: u64,
     collected_errors: Vec<Group>,

@@ -1,6 +1,7 @@
 //! Behaviour tests of booster-runtime on a real store in a temp directory.
 //! Each test names one behaviour; none asserts on wall-clock time.
 
+mod categories;
 mod common;
 mod compaction;
 mod cpu_spin;
@@ -16,5 +17,6 @@ mod record_errors;
 mod recovery;
 mod retry;
 mod row_page_fixture;
+mod singleton;
 mod transitions;
 mod waiting;

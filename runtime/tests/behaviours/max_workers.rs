@@ -72,3 +72,51 @@ async fn max_workers_changed_at_runtime_applies_to_the_next_lease() {
     assert_eq!(overlap.max.lock()[&job], 1);
     assert_eq!(rt.job(job).await.unwrap().max_workers, Some(1));
 }
+
+/// Kind settings stored through the runtime outlive the process and win
+/// over what a process sets in code (issue 14: throttles that persist).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_kind_limit_outlives_the_process_and_wins_over_the_code_s() {
+    let dir = tempfile::tempdir().unwrap();
+    let paused = KindSettings {
+        max_running: Some(0),
+        ..KindSettings::default()
+    };
+    {
+        let rt = Runtime::open(opts(dir.path(), 1)).await.unwrap();
+        rt.store_kind_settings("echo", Some(paused)).await.unwrap();
+        rt.shutdown(Duration::from_secs(5)).await.unwrap();
+    }
+    let rt = Runtime::open(opts(dir.path(), 1)).await.unwrap();
+    rt.register_sliced("echo", Arc::new(Echo));
+    // The code says "no limit"; the stored setting says paused.
+    rt.set_kind_limit("echo", None).await;
+    let job = rt.submit(sliced("echo", 5)).await.unwrap();
+    upload_all(&rt, job, &records(10)).await;
+    let st = rt.job(job).await.unwrap();
+    assert_eq!(st.state, JobState::Queued);
+    let reason = st.waiting_reason.unwrap_or_default();
+    assert!(reason.contains("paused"), "{reason}");
+    // Nothing can run: idle, so `work --until-idle` ends and says why.
+    tokio::time::timeout(Duration::from_secs(30), rt.wait_idle())
+        .await
+        .expect("a paused kind's queued job leaves the runtime idle");
+    let view = rt.kinds_settings();
+    let echo = view.iter().find(|k| k.kind == "echo").unwrap();
+    assert_eq!(echo.stored, Some(paused));
+    assert_eq!(echo.effective.max_running, Some(0));
+    // Compaction keeps it.
+    rt.compact().await.unwrap();
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+    let rt = Runtime::open(opts(dir.path(), 1)).await.unwrap();
+    rt.register_sliced("echo", Arc::new(Echo));
+    let kept = rt.kinds_settings();
+    assert_eq!(
+        kept.iter().find(|k| k.kind == "echo").unwrap().stored,
+        Some(paused)
+    );
+    // Cleared, the process's own setting (none) applies and the job runs.
+    rt.store_kind_settings("echo", None).await.unwrap();
+    assert_eq!(rt.wait(job).await.unwrap().state, JobState::Completed);
+    assert_eq!(download(&rt, job, Category::Main), records(10));
+}

@@ -88,3 +88,117 @@ async fn apply(
     }
     Ok(Some(runtime.job(id).await?))
 }
+
+/// `booster kind ...`: a kind's stored settings (issue 14: throttles that
+/// persist). Each change stores the kind's whole settings: what was
+/// stored, else what applies now, with the one field changed.
+pub async fn kind(ctx: &Ctx, command: crate::cli::KindCommand) -> anyhow::Result<i32> {
+    use crate::cli::{KindCommand, Limit};
+    use booster_runtime::{KindSettings, LeasePolicy, RetryPolicy};
+    let runtime = ctx
+        .open(
+            None,
+            false,
+            !matches!(
+                command,
+                KindCommand::Limit { .. } | KindCommand::Retry { .. } | KindCommand::Lease { .. }
+            ),
+        )
+        .await?;
+    let current = |kind: &str| -> KindSettings {
+        let views = runtime.kinds_settings();
+        let view = views.into_iter().find(|v| v.kind == kind);
+        view.map(|v| v.stored.unwrap_or(v.effective))
+            .unwrap_or_default()
+    };
+    let work = async {
+        let changed = match command {
+            KindCommand::Show { kind } => {
+                let views: Vec<_> = runtime
+                    .kinds_settings()
+                    .into_iter()
+                    .filter(|v| kind.as_ref().is_none_or(|k| &v.kind == k))
+                    .collect();
+                if ctx.json {
+                    report::print_json(&serde_json::json!(views));
+                } else if views.is_empty() {
+                    outln!(
+                        "no kind has stored settings{}",
+                        kind.map(|k| format!(" ({k})")).unwrap_or_default()
+                    );
+                }
+                if !ctx.json {
+                    for v in &views {
+                        outln!("{}", report::kind_line(v));
+                    }
+                }
+                return Ok(None);
+            }
+            KindCommand::Limit {
+                kind,
+                limit: Limit(max),
+            } => {
+                let s = KindSettings {
+                    max_running: max,
+                    ..current(&kind)
+                };
+                (kind, Some(s))
+            }
+            KindCommand::Retry {
+                kind,
+                max_retries,
+                backoff_ms,
+            } => {
+                let retry = RetryPolicy {
+                    max_retries,
+                    backoff_base_ms: backoff_ms,
+                };
+                (
+                    kind.clone(),
+                    Some(KindSettings {
+                        retry,
+                        ..current(&kind)
+                    }),
+                )
+            }
+            KindCommand::Lease {
+                kind,
+                max_expiries,
+                timeout_ms,
+            } => {
+                let lease = LeasePolicy {
+                    max_expiries,
+                    timeout: timeout_ms.map(std::time::Duration::from_millis),
+                };
+                (
+                    kind.clone(),
+                    Some(KindSettings {
+                        lease: Some(lease),
+                        ..current(&kind)
+                    }),
+                )
+            }
+            KindCommand::Reset { kind } => (kind, None),
+        };
+        let (kind, settings) = changed;
+        runtime.store_kind_settings(&kind, settings).await?;
+        Ok(Some(kind))
+    };
+    let kind = with_runtime(runtime.clone(), work).await?;
+    if let Some(kind) = kind {
+        let view = runtime
+            .kinds_settings()
+            .into_iter()
+            .find(|v| v.kind == kind);
+        if ctx.json {
+            report::print_json(&serde_json::json!(view));
+        } else if let Some(v) = view {
+            ctx.say(report::kind_line(&v));
+        } else {
+            ctx.say(format!(
+                "{kind}: no stored settings; the worker process's own apply"
+            ));
+        }
+    }
+    Ok(exit::OK)
+}

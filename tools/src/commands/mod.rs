@@ -5,6 +5,7 @@
 mod download;
 mod jobs;
 mod keygen;
+mod plan;
 mod run;
 mod store;
 mod watch;
@@ -20,11 +21,16 @@ use crate::cli::{Cli, Command};
 use crate::exit;
 use crate::kinds;
 
-pub use download::{download_job, missing, DownloadCounts};
-pub use keygen::write_key;
-pub use run::{
-    create_job, exit_code, job_spec, submit_file, summary, upload_input, wait_with_progress,
+pub use download::{
+    check_category_arg, download_destinations, download_job, missing, prepare_output_dir,
+    write_job, Destinations, DownloadCounts, RecordFeed,
 };
+pub use keygen::write_key;
+pub use plan::{
+    exit_code, is_incomplete, per_member, plan_run, print_jobs_json, report_done, run_destinations,
+    summary,
+};
+pub use run::{create_job, job_spec, read_options, submit_file, upload_input, wait_with_progress};
 
 /// How long running slices get to finish after Ctrl-C before their leases
 /// are handed back.
@@ -119,7 +125,7 @@ impl Ctx {
             if let Some(url) = crate::serve::ServeNote::url_of(&self.data_dir, pid) {
                 return anyhow::anyhow!(
                     "opening {dir}: {e}; that process is `booster serve`: use it with \
-                     `booster --server {url} jobs` (jobs, job, submit and download work \
+                     `booster --server {url} jobs` (jobs, job, run, submit and download work \
                      through it)"
                 );
             }
@@ -248,11 +254,13 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     let ctx = Ctx::from_cli(&cli, Interrupt::install());
     if cli.server.is_some() {
         return match &cli.command {
-            Command::Jobs(_) | Command::Job(_) | Command::Submit(_) | Command::Download(_) => {
-                crate::remote::run(&cli, &ctx.interrupt).await
-            }
+            Command::Jobs(_)
+            | Command::Job(_)
+            | Command::Run(_)
+            | Command::Submit(_)
+            | Command::Download(_) => crate::remote::run(&cli, &ctx.interrupt).await,
             _ => anyhow::bail!(
-                "--server works with jobs, job, submit and download; run this command where the data directory is"
+                "--server works with jobs, job, run, submit and download; run this command where the data directory is"
             ),
         };
     }
@@ -267,6 +275,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Inspect => store::inspect(&ctx).await,
         Command::Verify => store::verify(&ctx).await,
         Command::Incidents => store::incidents(&ctx).await,
+        Command::Kind(command) => jobs::kind(&ctx, command).await,
         Command::Salvage(args) => store::salvage(&ctx, &args.into).await,
         Command::Compact => store::compact(&ctx).await,
         Command::Demo(args) => crate::demo::demo(&ctx, args).await,

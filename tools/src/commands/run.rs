@@ -7,12 +7,14 @@ use anyhow::Context;
 use booster_runtime::{JobId, JobShape, JobSpec, JobStatus, Runtime};
 use serde_json::json;
 
+use super::plan::{
+    exit_code, is_incomplete, per_member, plan_run, print_jobs_json, report_done, run_destinations,
+};
 use super::{display_name, download_job, with_runtime, Ctx, Interrupt};
 use crate::cli::{JobInputArgs, RunArgs, SubmitArgs};
 use crate::exit::{self, Interrupted};
 use crate::formats::{
-    check_destination, is_std_stream, open_source_with, props, Format, InputSource, Item,
-    ReadOptions,
+    is_std_stream, open_source_with, props, Format, InputSource, Item, ReadOptions,
 };
 use crate::kinds;
 use crate::progress::{Mode, Progress, Unit};
@@ -22,25 +24,23 @@ use crate::report;
 const UPLOAD_BATCH_RECORDS: usize = 1024;
 
 pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
-    if ctx.json && is_std_stream(&args.output) {
-        return Err(exit::usage(
-            "--json prints the summary on stdout; pass --output FILE for the records",
-        ));
-    }
-    precheck(&args.job)?;
-    for path in std::iter::once(&args.output).chain(args.errors.as_ref()) {
-        check_destination(path)?;
+    let jobs = plan_run(ctx.json, &args)?;
+    for job in &jobs {
+        precheck(job)?;
     }
     let runtime = ctx.open(args.workers, true, false).await?;
-    with_runtime(runtime.clone(), run_on(ctx, &runtime, &args)).await
+    with_runtime(runtime.clone(), run_on(ctx, &runtime, &args, &jobs)).await
 }
 
-async fn run_on(ctx: &Ctx, runtime: &Runtime, args: &RunArgs) -> anyhow::Result<i32> {
+async fn run_on(
+    ctx: &Ctx,
+    runtime: &Runtime,
+    args: &RunArgs,
+    jobs: &[JobInputArgs],
+) -> anyhow::Result<i32> {
     let mode = Mode::pick(ctx.json, ctx.quiet, false);
-    let uploaded = submit_file(runtime, &args.job, &ctx.interrupt, mode).await?;
-    let id = uploaded.id;
     // The records may go to stdout: then people read the summary on stderr.
-    let to_stderr = is_std_stream(&args.output);
+    let to_stderr = args.output_dir.is_none() && is_std_stream(&args.output);
     let say = |text: String| {
         if ctx.quiet || ctx.json {
         } else if to_stderr {
@@ -49,11 +49,49 @@ async fn run_on(ctx: &Ctx, runtime: &Runtime, args: &RunArgs) -> anyhow::Result<
             outln!("{text}");
         }
     };
-    say(format!(
-        "job {id}: uploaded {} records into {}",
-        report::count(uploaded.records_in),
-        report::plural(uploaded.slices_total, "slice")
-    ));
+    // Every job is uploaded before any is waited for, so the members of a
+    // zip run side by side.
+    let mut ids = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let uploaded = submit_file(runtime, job, &ctx.interrupt, mode).await?;
+        say(format!(
+            "job {}: uploaded {} records into {}{}",
+            uploaded.id,
+            report::count(uploaded.records_in),
+            report::plural(uploaded.slices_total, "slice"),
+            job.tabular
+                .member
+                .as_deref()
+                .filter(|_| jobs.len() > 1)
+                .map_or(String::new(), |m| format!(" from {m}"))
+        ));
+        ids.push(uploaded.id);
+    }
+    let mut code = exit::OK;
+    let mut values = Vec::new();
+    for id in ids {
+        let (done, value) = finish_one(ctx, runtime, args, id, &say).await?;
+        if exit_code(&done) != exit::OK {
+            code = exit::RECORDS_FAILED;
+        }
+        values.push(value);
+    }
+    if ctx.json {
+        print_jobs_json(values);
+    }
+    Ok(code)
+}
+
+/// Waits for job `id`, downloads it where `args` say and reports it; the
+/// job's JSON (with its download counts) for `--json`.
+async fn finish_one(
+    ctx: &Ctx,
+    runtime: &Runtime,
+    args: &RunArgs,
+    id: JobId,
+    say: &impl Fn(String),
+) -> anyhow::Result<(JobStatus, serde_json::Value)> {
+    let mode = Mode::pick(ctx.json, ctx.quiet, false);
     let done = match wait_with_progress(runtime, id, &ctx.interrupt, mode).await {
         Ok(done) => done,
         Err(e) if e.is::<Interrupted>() => {
@@ -67,121 +105,51 @@ async fn run_on(ctx: &Ctx, runtime: &Runtime, args: &RunArgs) -> anyhow::Result<
     // A job that failed has incomplete output: it stays `OUTPUT.partial`
     // unless asked for, so no script mistakes it for the whole.
     let partial = is_incomplete(&done) && !args.keep_partial;
+    let to = run_destinations(args, &done);
     let counts = download_job(
         runtime,
         &done,
-        Some(&args.output),
-        args.errors.as_deref(),
+        &to,
         partial,
         args.output_encoding.as_deref(),
     )
     .await?;
-    let code = exit_code(&done);
-    if ctx.json {
-        let mut value = report::job_json(&done);
-        value["output_records"] = json!(counts.main);
-        value["error_records"] = json!(counts.errors);
-        report::print_json(&value);
-    } else if ctx.quiet && code != exit::OK {
-        // -q hides the chatter, never the news that records failed.
-        eprintln!("{}", summary(&done));
-    } else {
-        say(summary(&done));
-        if done.records_failed > 0 && args.errors.is_none() {
-            say(format!(
-                "  the errors are kept: `booster download {id} --errors errors.jsonl` or `booster job show {id}`"
-            ));
-        }
-    }
-    for path in &counts.partial {
-        eprintln!(
-            "job {id} failed: its output so far is in {} (`--keep-partial` writes it under the \
-             name asked for); `booster job retry {id}` runs the failed slices again",
-            path.display()
-        );
-    }
-    Ok(code)
-}
-
-/// A failed or aborted job, or one with failed slices: its output misses
-/// records (record errors collected by `--collect-errors` do not count:
-/// the output is complete without them).
-pub fn is_incomplete(job: &JobStatus) -> bool {
-    job.state != booster_runtime::JobState::Completed
-        || job.slices_failed > 0
-        || !job.upload_complete
-}
-
-/// 0 when every record was processed, [`exit::RECORDS_FAILED`] otherwise.
-pub fn exit_code(job: &JobStatus) -> i32 {
-    if job.state == booster_runtime::JobState::Completed && job.records_failed == 0 {
-        exit::OK
-    } else {
-        exit::RECORDS_FAILED
-    }
-}
-
-pub fn summary(job: &JobStatus) -> String {
-    let elapsed = match (job.started_at, job.completed_at) {
-        (Some(s), Some(c)) => c.duration_since(s).unwrap_or_default(),
-        _ => Duration::ZERO,
-    };
-    let mut text = format!(
-        "job {} {}: {} records in, {} out, {} failed; {} in {}",
-        job.id,
-        job.state.as_str(),
-        report::count(job.records_in),
-        report::count(job.records_out),
-        report::count(job.records_failed),
-        report::plural(job.slices_total, "slice"),
-        report::duration(elapsed)
-    );
-    if let Some(reason) = &job.failure_reason {
-        text.push_str(&format!("\n  failure: {reason}"));
-    }
-    for group in job.errors.iter().take(5) {
-        text.push_str(&format!(
-            "\n  {} x {}",
-            report::count(group.count),
-            group.message
-        ));
-        if let Some(sample) = group.samples.first() {
-            let at = sample
-                .line
-                .map_or(format!("record {}", sample.record_number), |l| {
-                    format!("line {l}")
-                });
-            text.push_str(&format!(
-                " (e.g. {at}: {})",
-                report::truncate(&report::escape(&sample.record), 60)
-            ));
-        }
-    }
-    text
+    let value = report_done(ctx.json, ctx.quiet, args, &done, &to, &counts, say);
+    Ok((done, value))
 }
 
 pub async fn submit(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<i32> {
-    precheck(&args.job)?;
+    let jobs = per_member(&args.job)?;
+    for job in &jobs {
+        precheck(job)?;
+    }
     let runtime = ctx.open(None, false, false).await?;
     let mode = Mode::pick(ctx.json, ctx.quiet, false);
-    let status = with_runtime(
-        runtime.clone(),
-        submit_file(&runtime, &args.job, &ctx.interrupt, mode),
-    )
+    let submitted = with_runtime(runtime.clone(), async {
+        let mut submitted = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            submitted.push(submit_file(&runtime, job, &ctx.interrupt, mode).await?);
+        }
+        Ok(submitted)
+    })
     .await?;
     if ctx.json {
-        report::print_json(&report::job_json(&status));
-    } else if ctx.quiet {
-        outln!("{}", status.id);
-    } else {
-        outln!(
-            "job {}: {} records in {}, {} at priority {}; `booster work` processes it",
-            status.id,
-            report::count(status.records_in),
-            report::plural(status.slices_total, "slice"),
-            status.state.as_str(),
-            status.priority
-        );
+        print_jobs_json(submitted.iter().map(report::job_json).collect());
+        return Ok(exit::OK);
+    }
+    for status in &submitted {
+        if ctx.quiet {
+            outln!("{}", status.id);
+        } else {
+            outln!(
+                "job {}: {} records in {}, {} at priority {}; `booster work` processes it",
+                status.id,
+                report::count(status.records_in),
+                report::plural(status.slices_total, "slice"),
+                status.state.as_str(),
+                status.priority
+            );
+        }
     }
     Ok(exit::OK)
 }
@@ -207,7 +175,7 @@ fn precheck(args: &JobInputArgs) -> anyhow::Result<()> {
 
 /// How to read the input: the format (by extension unless given) and the
 /// tabular options.
-fn read_options(args: &JobInputArgs) -> anyhow::Result<ReadOptions> {
+pub fn read_options(args: &JobInputArgs) -> anyhow::Result<ReadOptions> {
     // A zip member's name says its format better than the archive's.
     let named = match &args.tabular.member {
         Some(member) => std::path::Path::new(member),
@@ -236,6 +204,9 @@ pub fn job_spec(args: &JobInputArgs, input: &InputSource) -> anyhow::Result<JobS
     }
     if let Some(delimiter) = input.delimiter {
         properties[props::DELIMITER] = json!(char::from(delimiter).to_string());
+    }
+    if let Some(member) = &args.tabular.member {
+        properties[props::MEMBER] = json!(member);
     }
     if let Some(columns) = &args.tabular.output_columns {
         properties[props::OUTPUT_COLUMNS] = json!(columns);
@@ -267,6 +238,14 @@ pub fn job_spec(args: &JobInputArgs, input: &InputSource) -> anyhow::Result<JobS
         .clone()
         .unwrap_or_else(|| format!("{} {}", args.kind, display_name(&args.input)));
     spec.properties = properties;
+    spec.categories = args.categories.clone();
+    spec.singleton = args.singleton.as_ref().map(|key| {
+        if key.is_empty() {
+            args.kind.clone()
+        } else {
+            key.clone()
+        }
+    });
     Ok(spec)
 }
 

@@ -44,9 +44,9 @@ pub async fn work(ctx: &Ctx, args: WorkArgs) -> anyhow::Result<i32> {
         for job in &finished {
             if ctx.quiet && super::exit_code(job) != exit::OK {
                 // -q hides the chatter, never the news that records failed.
-                eprintln!("{}", super::run::summary(job));
+                eprintln!("{}", super::plan::summary(job));
             } else {
-                ctx.say(super::run::summary(job));
+                ctx.say(super::plan::summary(job));
             }
         }
         for (id, why) in &waiting {

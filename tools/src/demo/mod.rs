@@ -18,7 +18,9 @@ use indicatif::MultiProgress;
 pub use generate::{generate, Generated, HEADER};
 
 use crate::cli::{DemoArgs, JobInputArgs};
-use crate::commands::{create_job, download_job, upload_input, with_runtime, write_key, Ctx};
+use crate::commands::{
+    create_job, download_job, upload_input, with_runtime, write_key, Ctx, Destinations,
+};
 use crate::exit;
 use crate::formats::{Format, Item, RecordSource};
 use crate::kinds;
@@ -154,6 +156,8 @@ fn job_args(input: &Path, priority: u8, description: &str) -> JobInputArgs {
         description: Some(description.into()),
         max_workers: None,
         max_record_bytes: crate::formats::DEFAULT_MAX_RECORD_BYTES,
+        categories: Vec::new(),
+        singleton: None,
         tabular: Default::default(),
     }
 }
@@ -227,15 +231,8 @@ async fn tour(
     let download_started = Instant::now();
     let output_path = paths.dir.join("customers-clean.csv.zst");
     let errors_path = paths.dir.join("customers-errors.jsonl");
-    let counts = download_job(
-        runtime,
-        &big,
-        Some(&output_path),
-        Some(&errors_path),
-        false,
-        None,
-    )
-    .await?;
+    let to = Destinations::files(Some(&output_path), Some(&errors_path));
+    let counts = download_job(runtime, &big, &to, false, None).await?;
     Ok(Outcome {
         big,
         urgent: urgent_status,

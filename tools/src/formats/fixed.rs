@@ -57,6 +57,22 @@ impl FixedLayout {
         Ok(layout)
     }
 
+    /// The layout a job was created with (its `fixed_layout` property),
+    /// checked as a layout file is; None when it has none.
+    pub fn from_properties(properties: &serde_json::Value) -> Option<Result<FixedLayout, String>> {
+        let value = properties.get(FIXED_LAYOUT)?;
+        Some(
+            serde_json::from_value::<FixedLayout>(value.clone())
+                .map_err(|e| format!("the job's fixed_layout is not a layout: {e}"))
+                .and_then(|layout| {
+                    layout
+                        .check()
+                        .map(|()| layout)
+                        .map_err(|e| format!("the job's fixed_layout: {e}"))
+                }),
+        )
+    }
+
     fn check(&self) -> Result<(), String> {
         if self.fields.is_empty() {
             return Err("it has no fields".into());

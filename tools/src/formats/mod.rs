@@ -16,6 +16,7 @@ mod json_array;
 mod layout;
 mod options;
 mod output;
+mod wire;
 mod xlsx;
 mod zip_input;
 
@@ -28,10 +29,13 @@ pub use input::{
     source_from_reader_with, InputSource, Item, ReadOptions, ReadProgress, RecordSource,
 };
 pub use layout::{LineEnding, TextLayout};
-pub use options::InputFormatArgs;
+pub use options::{parse_delimiter, InputFormatArgs};
 pub use output::{check_destination, OutputFraming, OutputSink};
+pub use wire::{
+    write_framed, FramedRecords, ItemsReader, ItemsSource, ITEMS_FORMAT, LENGTH_FRAMING,
+};
 pub use xlsx::DEFAULT_MAX_SHEET_CELLS;
-pub use zip_input::ZipChoice;
+pub use zip_input::{file_members, is_zip, ZipChoice};
 
 use std::path::Path;
 
@@ -50,6 +54,8 @@ pub mod props {
     pub const EXEC_ONE_TO_ONE: &str = "exec_one_to_one";
     /// The input file's name, for people reading `job show`.
     pub const INPUT: &str = "input";
+    /// The zip member the job read (`--member`, or one job per member).
+    pub const MEMBER: &str = "member";
     /// CSV, PSV, TSV: the field delimiter, one character.
     pub const DELIMITER: &str = "delimiter";
     /// `--output-columns`: the columns `download` writes, in order.

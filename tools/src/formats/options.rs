@@ -76,7 +76,7 @@ impl InputFormatArgs {
     }
 }
 
-fn parse_delimiter(text: &str) -> Result<u8, String> {
+pub fn parse_delimiter(text: &str) -> Result<u8, String> {
     let byte = match text {
         "\\t" | "tab" => b'\t',
         _ if text.len() == 1 && text.is_ascii() => text.as_bytes()[0],

@@ -75,8 +75,9 @@ pub fn open_members(
             anyhow::bail!("the zip archive {shown} holds no file")
         }
         (None, false) => anyhow::bail!(
-            "the zip archive {shown} holds {} files ({}); pass --member NAME for one \
-             (a job each), or --concat to read them all into one job",
+            "the zip archive {shown} holds {} files ({}); pass --member NAME for one, \
+             or --concat to read them all into one job (`run` and `submit` make a job \
+             per member)",
             members.len(),
             names()
         ),
@@ -90,6 +91,13 @@ pub fn open_members(
         reader = Box::new(reader.chain(one));
     }
     Ok((reader, total_bytes))
+}
+
+/// The names of the archive's file members, in order, each checked as
+/// `open_members` checks it (an escaping name, a bomb, a method booster
+/// cannot read are refused).
+pub fn file_members(path: &Path) -> anyhow::Result<Vec<String>> {
+    Ok(list(path)?.into_iter().map(|m| m.name).collect())
 }
 
 /// Every file member, checked.

@@ -25,7 +25,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use booster_runtime::{HandlerError, JobContext, RecordHandler, SliceOutcome};
+use booster_runtime::{HandlerError, JobContext, Output, RecordHandler, SliceOutcome};
 
 use crate::formats::props;
 
@@ -93,15 +93,19 @@ impl RecordHandler for Exec {
         self.not_allowed(cmd)
     }
 
-    fn process(
+    fn process_to(
         &self,
         job: &JobContext<'_>,
         record: &[u8],
-        out: &mut Vec<Vec<u8>>,
+        out: &mut Output,
     ) -> Result<(), HandlerError> {
         match self.process_slice(job, &[record.to_vec()]) {
             SliceOutcome::Done { output, .. } => {
-                out.extend(output);
+                out.main.extend(output);
+                Ok(())
+            }
+            SliceOutcome::Categorized { output, .. } => {
+                out.append(output);
                 Ok(())
             }
             SliceOutcome::Failed { message } => Err(HandlerError(message)),
@@ -132,13 +136,40 @@ impl RecordHandler for Exec {
                     records.len()
                 ),
             },
-            Ok(output) => SliceOutcome::Done {
-                output,
+            Ok(output) => SliceOutcome::Categorized {
+                output: sort_lines(job, output),
                 record_errors: Vec::new(),
             },
             Err(message) => SliceOutcome::Failed { message },
         }
     }
+}
+
+/// The command's stdout lines into the job's categories: a line
+/// `NAME<TAB>RECORD`, where NAME is one of the job's own categories or
+/// `main`, goes to that category as RECORD; every other line is a record
+/// of `main`, as it is. A job without categories takes every line as it is.
+fn sort_lines(job: &JobContext<'_>, lines: Vec<Vec<u8>>) -> Output {
+    let mut output = Output::for_job(job);
+    if job.categories.is_empty() {
+        output.main = lines;
+        return output;
+    }
+    for line in lines {
+        let prefix = memchr::memchr(b'\t', &line).and_then(|tab| {
+            let name = std::str::from_utf8(&line[..tab]).ok()?;
+            (name == "main" || job.categories.iter().any(|c| c == name))
+                .then(|| (name.to_string(), tab))
+        });
+        match prefix {
+            Some((name, tab)) => {
+                let record = line[tab + 1..].to_vec();
+                output.emit(&name, record).expect("the name is the job's");
+            }
+            None => output.push(line),
+        }
+    }
+    output
 }
 
 /// How reading the command's stdout ended.
@@ -424,12 +455,15 @@ mod tests {
             id: 1,
             kind: "exec",
             properties: &props,
+            categories: &[],
         };
         match exec.process_slice(&ctx, &[b"x".to_vec()]) {
             SliceOutcome::Failed { message } => {
                 assert!(message.contains("not allowed by this server"), "{message}")
             }
-            SliceOutcome::Done { .. } => panic!("the command ran"),
+            SliceOutcome::Done { .. } | SliceOutcome::Categorized { .. } => {
+                panic!("the command ran")
+            }
         }
         assert!(!marker.exists());
     }

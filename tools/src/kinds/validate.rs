@@ -191,6 +191,7 @@ mod tests {
             id: 1,
             kind: "validate-customers",
             properties: &properties,
+            categories: &[],
         };
         let records: Vec<Vec<u8>> = records.iter().map(|r| r.as_bytes().to_vec()).collect();
         match ValidateCustomers.process_slice(&job, &records) {
@@ -205,6 +206,7 @@ mod tests {
                 record_errors,
             ),
             SliceOutcome::Failed { message } => panic!("{message}"),
+            SliceOutcome::Categorized { .. } => panic!("validate writes main only"),
         }
     }
 

@@ -1,18 +1,16 @@
-//! `booster --server URL jobs|job ...|submit|download`: the same commands,
-//! the same output (printed by `crate::report`), over the HTTP API.
-
-use std::io::{BufRead, BufReader};
-use std::path::Path;
+//! `booster --server URL jobs|job ...|run|submit|download`: the same
+//! commands, the same output (printed by `crate::report`) and the same
+//! files, over the HTTP API.
 
 use anyhow::{bail, Context};
-use booster_runtime::{JobShape, JobStatus};
+use booster_runtime::{Category, JobShape, JobStatus};
 use serde_json::json;
 
 use super::{Client, RemoteOptions};
-use crate::cli::{Cli, Command, DownloadArgs, JobCommand, JobInputArgs};
+use crate::cli::{Cli, Command, DownloadArgs, JobCommand, JobInputArgs, RunArgs};
 use crate::commands::Interrupt;
 use crate::exit;
-use crate::formats::{self, is_std_stream, props, Format, OutputSink};
+use crate::formats::{self, is_std_stream};
 use crate::report;
 
 /// Runs `cli.command` against `cli.server` (with `cli.token_file`); returns
@@ -30,7 +28,7 @@ pub async fn run(cli: &Cli, interrupt: &Interrupt) -> anyhow::Result<i32> {
     }
     // The client is blocking (one request at a time, streaming files):
     // keep it off the async threads.
-    tokio::task::block_in_place(|| run_blocking(cli))
+    tokio::task::block_in_place(|| run_blocking(cli, interrupt))
 }
 
 fn out_of(cli: &Cli) -> Out {
@@ -52,7 +50,7 @@ fn connect(cli: &Cli) -> anyhow::Result<Client> {
     })
 }
 
-fn run_blocking(cli: &Cli) -> anyhow::Result<i32> {
+fn run_blocking(cli: &Cli, interrupt: &Interrupt) -> anyhow::Result<i32> {
     let client = connect(cli)?;
     let out = out_of(cli);
     match &cli.command {
@@ -66,8 +64,9 @@ fn run_blocking(cli: &Cli) -> anyhow::Result<i32> {
         Command::Job(JobCommand::Watch { job }) => return watch(&client, &out, *job),
         Command::Job(command) => job(&client, &out, command)?,
         Command::Submit(args) => submit(&client, &out, &args.job)?,
+        Command::Run(args) => return run_remote(&client, &out, args, interrupt),
         Command::Download(args) => return download(&client, &out, args),
-        _ => bail!("--server works with jobs, job, submit and download"),
+        _ => bail!("--server works with jobs, job, run, submit and download"),
     }
     Ok(exit::OK)
 }
@@ -159,22 +158,41 @@ fn watch(client: &Client, out: &Out, id: u64) -> anyhow::Result<i32> {
     Ok(crate::commands::exit_code(&status))
 }
 
-/// Reads the input here (decompressing, and for CSV its header, exactly as
-/// a local submit does), creates the job, then streams the records' bytes.
+/// Reads the input here with the readers a local `submit` uses (every input
+/// option: format, delimiter, encoding, layout, zip member, column rules,
+/// sheet; a zip of several files makes a job per member), creates each job
+/// with the same spec, and uploads the records as they were cut
+/// (`?format=items`), so the server stores what a local submit would.
 fn submit(client: &Client, out: &Out, args: &JobInputArgs) -> anyhow::Result<()> {
-    let format = args
-        .format
-        .unwrap_or_else(|| Format::from_path(&args.input));
-    if format == Format::Csv && is_std_stream(&args.input) {
-        bail!(
-            "with --server, CSV input must be a file: its header is read before the upload \
-             starts; save stdin to a file, or pass --format lines"
-        );
+    let jobs = crate::commands::per_member(args)?;
+    let mut submitted = Vec::with_capacity(jobs.len());
+    for job in &jobs {
+        submitted.push(submit_one(client, job)?);
     }
-    let spec = {
-        let input = formats::open_source(&args.input, format, args.max_record_bytes)?;
-        crate::commands::job_spec(args, &input)?
-    };
+    if out.json {
+        crate::commands::print_jobs_json(submitted.iter().map(report::job_json).collect());
+        return Ok(());
+    }
+    for status in &submitted {
+        if out.quiet {
+            outln!("{}", status.id);
+        } else {
+            outln!(
+                "job {}: {} records in {} slices, {} at priority {}; the server processes it",
+                status.id,
+                report::count(status.records_in),
+                status.slices_total,
+                status.state.as_str(),
+                status.priority
+            );
+        }
+    }
+    Ok(())
+}
+
+fn submit_one(client: &Client, args: &JobInputArgs) -> anyhow::Result<JobStatus> {
+    let input = formats::open_source_with(&args.input, &crate::commands::read_options(args)?)?;
+    let spec = crate::commands::job_spec(args, &input)?;
     let (slice_size, collect_errors) = match spec.shape {
         JobShape::Sliced {
             slice_size,
@@ -182,6 +200,7 @@ fn submit(client: &Client, out: &Out, args: &JobInputArgs) -> anyhow::Result<()>
         } => (slice_size, collect_errors),
         JobShape::Simple { .. } => (None, false),
     };
+    // The format is in the properties, as a local submit records it.
     let id = client.create(&json!({
         "kind": spec.kind,
         "priority": spec.priority,
@@ -189,34 +208,117 @@ fn submit(client: &Client, out: &Out, args: &JobInputArgs) -> anyhow::Result<()>
         "max_workers": spec.max_workers,
         "slice_size": slice_size,
         "collect_errors": collect_errors,
-        "format": format.name(),
         "properties": spec.properties,
+        "categories": spec.categories,
+        "singleton": spec.singleton,
     }))?;
-    let (mut bytes, _) = formats::open_bytes(&args.input)?;
+    let mut items = formats::ItemsReader::new(input.records);
     let view = client
-        .upload(id, &mut bytes, Some(format.name()))
+        .upload(id, &mut items, Some(formats::ITEMS_FORMAT))
         .with_context(|| format!("uploading into job {id}"))?;
-    let status: JobStatus = view.into();
-    if out.json {
-        report::print_json(&report::job_json(&status));
-    } else if out.quiet {
-        outln!("{}", status.id);
-    } else {
-        outln!(
-            "job {}: {} records in {} slices, {} at priority {}; the server processes it",
-            status.id,
-            report::count(status.records_in),
-            status.slices_total,
-            status.state.as_str(),
-            status.priority
-        );
-    }
-    Ok(())
+    Ok(view.into())
 }
 
+/// `run` through a server: submit as above, wait for each job, then write
+/// its files exactly as a local `run` does (`commands::write_job`), with
+/// the same messages and exit code.
+fn run_remote(
+    client: &Client,
+    out: &Out,
+    args: &RunArgs,
+    interrupt: &Interrupt,
+) -> anyhow::Result<i32> {
+    let jobs = crate::commands::plan_run(out.json, args)?;
+    let to_stderr = args.output_dir.is_none() && is_std_stream(&args.output);
+    let say = |text: String| {
+        if out.quiet || out.json {
+        } else if to_stderr {
+            eprintln!("{text}");
+        } else {
+            outln!("{text}");
+        }
+    };
+    let mut ids = Vec::with_capacity(jobs.len());
+    for job in &jobs {
+        let uploaded = submit_one(client, job)?;
+        say(format!(
+            "job {}: uploaded {} records into {}",
+            uploaded.id,
+            report::count(uploaded.records_in),
+            report::plural(uploaded.slices_total, "slice")
+        ));
+        ids.push(uploaded.id);
+    }
+    let mut code = exit::OK;
+    let mut values = Vec::new();
+    for id in ids {
+        let done = wait_finished(client, id, interrupt)?;
+        let partial = crate::commands::is_incomplete(&done) && !args.keep_partial;
+        let to = crate::commands::run_destinations(args, &done);
+        let counts = crate::commands::write_job(
+            client,
+            &done,
+            &to,
+            partial,
+            args.output_encoding.as_deref(),
+        )?;
+        let value =
+            crate::commands::report_done(out.json, out.quiet, args, &done, &to, &counts, &say);
+        if crate::commands::exit_code(&done) != exit::OK {
+            code = exit::RECORDS_FAILED;
+        }
+        values.push(value);
+    }
+    if out.json {
+        crate::commands::print_jobs_json(values);
+    }
+    Ok(code)
+}
+
+/// How often a remote `run` asks whether its job has finished.
+const POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Polls job `id` until it finishes; Ctrl-C stops waiting (the job goes on
+/// on the server).
+fn wait_finished(client: &Client, id: u64, interrupt: &Interrupt) -> anyhow::Result<JobStatus> {
+    loop {
+        let status: JobStatus = client.job(id)?.into();
+        if status.state.is_finished() {
+            return Ok(status);
+        }
+        if interrupt.is_set() {
+            eprintln!(
+                "job {id} goes on on the server: `booster --server URL download {id} --output ...` \
+                 once it has finished"
+            );
+            return Err(anyhow::Error::new(exit::Interrupted));
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+impl crate::commands::RecordFeed for Client {
+    fn records(
+        &self,
+        job: u64,
+        category: Category,
+    ) -> anyhow::Result<Box<dyn Iterator<Item = anyhow::Result<Vec<u8>>> + '_>> {
+        Ok(Box::new(
+            self.download_records(job, category.name())?
+                .map(|r| r.map_err(anyhow::Error::from)),
+        ))
+    }
+}
+
+/// `download` through a server: the same files as a local `download`
+/// (`commands::write_job`: the job's framing, header, output columns and
+/// encoding, every category), the records fetched whole (`framing=length`).
 fn download(client: &Client, out: &Out, args: &DownloadArgs) -> anyhow::Result<i32> {
     for path in args.output.iter().chain(&args.errors) {
         formats::check_destination(path)?;
+    }
+    if let Some(name) = &args.category {
+        crate::commands::check_category_arg(name)?;
     }
     let status: JobStatus = client.job(args.job)?.into();
     if !status.state.is_finished() {
@@ -226,33 +328,23 @@ fn download(client: &Client, out: &Out, args: &DownloadArgs) -> anyhow::Result<i
             status.state.as_str()
         );
     }
-    let header = status
-        .properties
-        .get(props::CSV_HEADER)
-        .and_then(|h| h.as_str())
-        .filter(|_| {
-            status
-                .properties
-                .get(props::FORMAT)
-                .and_then(|f| f.as_str())
-                == Some("csv")
-        });
-    let mut parts = Vec::new();
-    if let Some(path) = &args.output {
-        let n = download_to(client, args.job, "main", path, header)?;
-        parts.push(format!(
-            "{} records to {}",
-            report::count(n),
-            path.display()
-        ));
+    let to = crate::commands::download_destinations(args, &status);
+    if let Some(dir) = &args.output_dir {
+        crate::commands::prepare_output_dir(dir)?;
     }
-    if let Some(path) = &args.errors {
-        let n = download_to(client, args.job, "errors", path, None)?;
-        parts.push(format!("{} errors to {}", report::count(n), path.display()));
-    }
-    let text = format!("job {}: wrote {}", status.id, parts.join(", "));
+    let counts =
+        crate::commands::write_job(client, &status, &to, false, args.output_encoding.as_deref())?;
+    let text = format!(
+        "job {}: wrote {}",
+        status.id,
+        to.describe(&counts).join(", ")
+    );
     if out.json {
-        report::print_json(&report::job_json(&status));
+        let mut value = report::job_json(&status);
+        value["output_records"] = json!(counts.main);
+        value["error_records"] = json!(counts.errors);
+        value["category_records"] = json!(counts.categories);
+        report::print_json(&value);
     } else if args.output.as_deref().is_some_and(is_std_stream) {
         if !out.quiet {
             eprintln!("{text}");
@@ -265,36 +357,4 @@ fn download(client: &Client, out: &Out, args: &DownloadArgs) -> anyhow::Result<i
         return Ok(exit::RECORDS_FAILED);
     }
     Ok(exit::OK)
-}
-
-/// Streams one category into `path` (compressed by its extension). Records
-/// arrive one per line; writing each line back with its newline reproduces
-/// the bytes exactly.
-fn download_to(
-    client: &Client,
-    job: u64,
-    category: &str,
-    path: &Path,
-    header: Option<&str>,
-) -> anyhow::Result<u64> {
-    let mut sink = OutputSink::create(path)?;
-    if let Some(header) = header {
-        sink.write_line(header.as_bytes())?;
-    }
-    let mut body = BufReader::with_capacity(256 << 10, client.download_reader(job, category)?);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        let n = body.read_until(b'\n', &mut line).context(
-            "the download broke off before its end; the output is incomplete, download again",
-        )?;
-        if n == 0 {
-            break;
-        }
-        if line.last() == Some(&b'\n') {
-            line.pop();
-        }
-        sink.write_record(&line)?;
-    }
-    sink.finish()
 }

@@ -157,6 +157,24 @@ impl Client {
         Ok(resp.into_body().into_with_config().reader())
     }
 
+    /// One category of the job's records, each whole (`framing=length`:
+    /// a record holding a newline stays one record).
+    pub fn download_records(
+        &self,
+        id: u64,
+        category: &str,
+    ) -> anyhow::Result<crate::formats::FramedRecords<impl Read>> {
+        let req = self
+            .agent
+            .get(format!("{}/api/jobs/{id}/output", self.base))
+            .query("category", category)
+            .query("framing", crate::formats::LENGTH_FRAMING);
+        let resp = self.ok(self.auth(req).call())?;
+        Ok(crate::formats::FramedRecords::new(
+            resp.into_body().into_with_config().reader(),
+        ))
+    }
+
     /// Changes priority and/or worker limit (`Some(None)` lifts the limit).
     pub fn set(
         &self,

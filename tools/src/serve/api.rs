@@ -115,6 +115,10 @@ pub struct CreateJob {
     pub properties: Option<Value>,
     pub args: Option<Value>,
     pub run_at_ms: Option<u64>,
+    /// Sliced jobs' own output categories, e.g. ["valid", "review"].
+    pub categories: Option<Vec<String>>,
+    /// At most one unfinished job holds this key; a second is refused (409).
+    pub singleton: Option<String>,
 }
 
 pub fn check_priority(priority: i64) -> ApiResult<u8> {
@@ -204,6 +208,8 @@ pub async fn create<C: JobControl>(
             .map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
         expires_at: None,
         properties,
+        categories: req.categories.unwrap_or_default(),
+        singleton: req.singleton,
     };
     let id = app.ctl.submit(spec).await?;
     let mut body = json!({ "id": id });

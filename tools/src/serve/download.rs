@@ -1,4 +1,4 @@
-//! `GET /api/jobs/{id}/output?category=main|errors|input`: records stream
+//! `GET /api/jobs/{id}/output?category=main|errors|input|NAME`: records stream
 //! out one per line, slice by slice. The runtime's `Download` reads the store
 //! synchronously, so it runs on a blocking thread and hands records over a
 //! small bounded channel: a slow client slows the reader, never fills memory.
@@ -13,6 +13,7 @@ use serde::Deserialize;
 use super::api::JobIdParam;
 use super::error::{ApiError, ApiResult};
 use super::{AppState, JobControl};
+use crate::formats::{write_framed, LENGTH_FRAMING};
 
 /// Bytes gathered before a chunk is handed to the connection.
 const CHUNK_BYTES: usize = 64 * 1024;
@@ -20,17 +21,19 @@ const CHUNK_BYTES: usize = 64 * 1024;
 #[derive(Deserialize)]
 pub struct OutputQuery {
     pub category: Option<String>,
+    /// `length`: each record as a 4-byte little-endian length and its
+    /// bytes (`crate::formats::FramedRecords`); by default one per line.
+    pub framing: Option<String>,
 }
 
+/// `main`, `errors`, `input` or one of the job's own categories (the
+/// runtime says which it has when the name is not one of them).
 pub fn parse_category(s: &str) -> ApiResult<Category> {
-    match s {
-        "main" => Ok(Category::Main),
-        "errors" => Ok(Category::Errors),
-        "input" => Ok(Category::Input),
-        other => Err(ApiError::bad_request(format!(
-            "unknown category {other:?}: use main, errors or input"
-        ))),
-    }
+    Category::parse(s).map_err(|e| {
+        ApiError::bad_request(format!(
+            "unknown category {s:?}: use main, errors, input or one of the job's categories ({e})"
+        ))
+    })
 }
 
 pub async fn get_output<C: JobControl>(
@@ -40,6 +43,15 @@ pub async fn get_output<C: JobControl>(
 ) -> ApiResult<Response> {
     let Query(query) = query?;
     let category = parse_category(query.category.as_deref().unwrap_or("main"))?;
+    let framed = match query.framing.as_deref() {
+        None | Some("lines") => false,
+        Some(LENGTH_FRAMING) => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "unknown framing {other:?}: use lines (the default) or {LENGTH_FRAMING}"
+            )))
+        }
+    };
     app.ctl.job(id).await?;
     let records = app.ctl.download(id, category)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
@@ -47,6 +59,7 @@ pub async fn get_output<C: JobControl>(
         let mut chunk = Vec::with_capacity(CHUNK_BYTES);
         for record in records {
             match record {
+                Ok(bytes) if framed => write_framed(&bytes, &mut chunk),
                 Ok(bytes) => {
                     chunk.extend_from_slice(&bytes);
                     chunk.push(b'\n');

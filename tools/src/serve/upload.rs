@@ -1,7 +1,10 @@
 //! `PUT /api/jobs/{id}/input`: the request body streams into the job's
 //! `Uploader`, never held whole. Records are cut by the CLI's own parsers
 //! (`crate::formats`: lines, CSV with its header, JSON Lines), so an upload
-//! over HTTP stores exactly what `booster submit` would.
+//! over HTTP stores exactly what `booster submit` would; or, with
+//! `?format=items`, the client already cut them with every input option
+//! (`crate::formats::ItemsReader`: what `booster --server submit` sends)
+//! and each item is stored as it is.
 //!
 //! Three stages with small bounded channels between them, so a slow store
 //! slows the client rather than filling memory: this task pumps body chunks;
@@ -23,7 +26,11 @@ use super::control::UploadSink;
 use super::error::{ApiError, ApiResult};
 use super::view::JobView;
 use super::{AppState, JobControl};
-use crate::formats::{props, source_from_reader, Format, Item, ReadProgress};
+use crate::formats::encoding::parse_label;
+use crate::formats::{
+    parse_delimiter, props, source_from_reader_with, ColumnRules, FixedLayout, Format, Item,
+    ItemsSource, ReadOptions, ReadProgress, RecordSource, ITEMS_FORMAT,
+};
 
 /// The longest line an upload may carry: one line cannot take the server's memory.
 pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
@@ -46,9 +53,62 @@ pub fn job_format(job: &JobStatus) -> Format {
         .unwrap_or(Format::Lines)
 }
 
-#[derive(Deserialize)]
+/// `PUT .../input?format=...`: the reader that cuts the body, and the input
+/// options a local `submit` takes (a fixed-width layout comes from the
+/// job's `fixed_layout` property). A zip or a spreadsheet is read where
+/// the file is: `booster --server submit` does that and sends items.
+#[derive(Deserialize, Default)]
 pub struct UploadQuery {
     pub format: Option<String>,
+    /// One character, or `\t`.
+    pub delimiter: Option<String>,
+    /// An encoding label (`latin1`, `utf-16le`, ...).
+    pub encoding: Option<String>,
+    /// Comma-separated, as `--columns`, `--required-columns`, `--allowed-columns`.
+    pub columns: Option<String>,
+    pub required_columns: Option<String>,
+    pub allowed_columns: Option<String>,
+    pub skip_unknown: Option<bool>,
+}
+
+impl UploadQuery {
+    /// The read options of a body in `format` for `job`.
+    fn read_options(&self, format: Format, job: &JobStatus) -> ApiResult<ReadOptions> {
+        let list = |v: &Option<String>| -> Option<Vec<String>> {
+            v.as_deref()
+                .map(|t| t.split(',').map(|c| c.trim().to_string()).collect())
+        };
+        let mut options = ReadOptions::new(format, crate::formats::DEFAULT_MAX_RECORD_BYTES);
+        if let Some(d) = &self.delimiter {
+            options.delimiter = Some(
+                parse_delimiter(d).map_err(|e| ApiError::bad_request(format!("delimiter: {e}")))?,
+            );
+        }
+        if let Some(label) = &self.encoding {
+            options.encoding = Some(
+                parse_label(label).map_err(|e| ApiError::bad_request(format!("encoding: {e}")))?,
+            );
+        }
+        options.columns = ColumnRules {
+            rename: list(&self.columns),
+            required: list(&self.required_columns).unwrap_or_default(),
+            allowed: list(&self.allowed_columns),
+            skip_unknown: self.skip_unknown.unwrap_or(false),
+            output: None,
+        };
+        if let Some(layout) = FixedLayout::from_properties(&job.properties) {
+            options.layout = Some(layout.map_err(ApiError::bad_request)?);
+        }
+        Ok(options)
+    }
+}
+
+/// What the body of an upload holds.
+enum BodyFormat {
+    /// The input itself, cut by the format's reader with these options.
+    Text(Box<ReadOptions>),
+    /// Items the client's readers cut (`crate::formats::ItemsReader`).
+    Items,
 }
 
 pub async fn put_input<C: JobControl>(
@@ -60,8 +120,9 @@ pub async fn put_input<C: JobControl>(
     let Query(query) = query?;
     let job = app.ctl.job(id).await?;
     let format = match query.format.as_deref() {
-        Some(f) => parse_format(f)?,
-        None => job_format(&job),
+        Some(ITEMS_FORMAT) => BodyFormat::Items,
+        Some(f) => BodyFormat::Text(Box::new(query.read_options(parse_format(f)?, &job)?)),
+        None => BodyFormat::Text(Box::new(query.read_options(job_format(&job), &job)?)),
     };
     let expected_header = job
         .properties
@@ -83,12 +144,13 @@ pub async fn put_input<C: JobControl>(
 
 async fn stream_records<U: UploadSink>(
     uploader: &mut U,
-    format: Format,
+    format: BodyFormat,
     expected_header: Option<String>,
     body: Body,
 ) -> Result<(), String> {
     let (chunk_tx, chunk_rx) = mpsc::channel::<io::Result<Bytes>>(8);
     let (item_tx, mut item_rx) = mpsc::channel::<Result<Vec<Item>, String>>(8);
+    let numbered = !matches!(&format, BodyFormat::Text(o) if o.format == Format::Lines);
     tokio::task::spawn_blocking(move || parse(chunk_rx, format, expected_header, item_tx));
 
     let pump = async move {
@@ -101,7 +163,6 @@ async fn stream_records<U: UploadSink>(
             }
         }
     };
-    let numbered = format != Format::Lines;
     let push = async move {
         // The parser ends the input with an empty batch; a channel that
         // closes without one means the parser died (a panic), which must
@@ -133,16 +194,19 @@ async fn stream_records<U: UploadSink>(
 /// The blocking stage: parses the body with the CLI's format readers.
 fn parse(
     chunks: mpsc::Receiver<io::Result<Bytes>>,
-    format: Format,
+    format: BodyFormat,
     expected_header: Option<String>,
     items: mpsc::Sender<Result<Vec<Item>, String>>,
 ) {
     let reader = BufReader::with_capacity(256 << 10, BodyReader::new(chunks, MAX_LINE_BYTES));
-    let source = match source_from_reader(
+    let options = match format {
+        BodyFormat::Text(options) => options,
+        BodyFormat::Items => return send_all(Box::new(ItemsSource::new(reader)), items),
+    };
+    let source = match source_from_reader_with(
         Box::new(reader),
         ReadProgress::default(),
-        format,
-        crate::formats::DEFAULT_MAX_RECORD_BYTES,
+        &options,
         "the upload",
     ) {
         Ok(source) => source,
@@ -160,7 +224,11 @@ fn parse(
             return;
         }
     }
-    let mut records = source.records;
+    send_all(source.records, items);
+}
+
+/// Parses `records` to their end (an empty batch) or first error, in batches.
+fn send_all(mut records: Box<dyn RecordSource>, items: mpsc::Sender<Result<Vec<Item>, String>>) {
     loop {
         let mut batch = Vec::with_capacity(PARSE_BATCH_RECORDS);
         let (result, end) = match records.next_batch(PARSE_BATCH_RECORDS, &mut batch) {

@@ -30,6 +30,10 @@ pub struct JobView {
     pub records_in: u64,
     /// Records the handlers wrote to the output.
     pub records_out: u64,
+    /// Records the handlers wrote to each of the job's own categories
+    /// (`GET /api/jobs/{id}/output?category=NAME`).
+    #[serde(default)]
+    pub records_out_by_category: std::collections::BTreeMap<String, u64>,
     /// Input records processed without error: records_in = records_processed
     /// + records_failed once the job is done.
     #[serde(default)]
@@ -59,7 +63,7 @@ pub struct JobView {
     /// format, command (`crate::report::job_origin`), as label/value pairs.
     #[serde(default)]
     pub details: Vec<Detail>,
-    /// What can be downloaded, one entry per category (`DOWNLOADS`).
+    /// What can be downloaded, one entry per category (`downloads_of`).
     #[serde(default)]
     pub downloads: Vec<DownloadLink>,
 }
@@ -80,31 +84,31 @@ pub struct DownloadLink {
     pub records: u64,
 }
 
-/// How many records of a job a category holds.
-pub type RecordCount = fn(&JobStatus) -> u64;
-
-/// The categories a sliced job offers for download, in the order the
-/// dashboard lists them, with the count each holds. Output categories
-/// beyond `main` slot in here.
-pub const DOWNLOADS: &[(&str, &str, RecordCount)] = &[
-    ("main", "Output", |s| s.records_out),
-    ("errors", "Errors", |s| s.records_failed),
-];
-
-/// A job with slices has records to download; a simple job (no slices)
-/// has a result instead.
+/// A job with slices has records to download, one link per category:
+/// the output (`main`), each of the job's own categories (named at
+/// creation; their names are `[a-z0-9_-]`, safe in a query), then the
+/// errors. A simple job (no slices) has a result instead.
 fn downloads_of(s: &JobStatus) -> Vec<DownloadLink> {
     if s.slices_total == 0 {
         return Vec::new();
     }
-    DOWNLOADS
-        .iter()
-        .map(|(category, label, records)| DownloadLink {
-            category: category.to_string(),
-            label: label.to_string(),
-            href: format!("/api/jobs/{}/output?category={category}", s.id),
-            records: records(s),
-        })
+    let link = |category: &str, label: String, records: u64| DownloadLink {
+        category: category.to_string(),
+        label,
+        href: format!("/api/jobs/{}/output?category={category}", s.id),
+        records,
+    };
+    std::iter::once(link("main", "Output".to_string(), s.records_out))
+        .chain(
+            s.records_out_by_category
+                .iter()
+                .map(|(name, n)| link(name, name.clone(), *n)),
+        )
+        .chain(std::iter::once(link(
+            "errors",
+            "Errors".to_string(),
+            s.records_failed,
+        )))
         .collect()
 }
 
@@ -207,6 +211,7 @@ impl From<JobStatus> for JobView {
             slices_failed: s.slices_failed,
             records_in: s.records_in,
             records_out: s.records_out,
+            records_out_by_category: s.records_out_by_category,
             records_processed: s.records_processed,
             records_errors: s.records_errors,
             records_in_failed_slices: s.records_in_failed_slices,
@@ -253,6 +258,7 @@ impl From<JobView> for JobStatus {
             slices_failed: v.slices_failed,
             records_in: v.records_in,
             records_out: v.records_out,
+            records_out_by_category: v.records_out_by_category,
             records_processed: v.records_processed,
             records_errors: v.records_errors,
             records_in_failed_slices: v.records_in_failed_slices,

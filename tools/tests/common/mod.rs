@@ -179,6 +179,23 @@ pub fn job_id(value: &serde_json::Value) -> u64 {
         .unwrap_or_else(|| panic!("no id in {value}"))
 }
 
+/// A zip of `(name, bytes, deflated)` members.
+pub fn zip_of(members: &[(&str, &[u8], bool)]) -> Vec<u8> {
+    use std::io::Write;
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, bytes, deflated) in members {
+        let method = if *deflated {
+            zip::CompressionMethod::Deflated
+        } else {
+            zip::CompressionMethod::Stored
+        };
+        let options = zip::write::SimpleFileOptions::default().compression_method(method);
+        w.start_file(*name, options).unwrap();
+        w.write_all(bytes).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
 /// Appends `n` bytes of garbage to the newest segment file (a torn write
 /// that was never acknowledged); returns the file and its length before.
 #[allow(dead_code)]

@@ -9,7 +9,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::*;
 use crate::meta::{Control, Expired, Meta, SimpleOutcome};
 use crate::table::{Body, Job, SimpleBody, SliceEntry, SliceState, SlicedBody, UploadState};
-use crate::{ErrorGroup, Incident, IncidentKind, JobShape, JobSpec, JobState, RecordErrorSample};
+use crate::{
+    ErrorGroup, Incident, IncidentKind, JobShape, JobSpec, JobState, KindSettings, LeasePolicy,
+    RecordErrorSample, RetryPolicy,
+};
 
 impl From<&Meta> for Record {
     fn from(m: &Meta) -> Record {
@@ -56,12 +59,14 @@ impl From<&Meta> for Record {
                 errors,
                 error_groups,
                 written,
+                written_by_category,
             } => Record::SliceDone {
                 job,
                 slice,
                 at_ms,
                 errors,
                 written,
+                written_by_category,
                 error_groups: groups_out(&error_groups),
             },
             Meta::SliceFailed {
@@ -131,6 +136,15 @@ impl From<&Meta> for Record {
                 at_ms,
                 incidents: incidents.into_iter().map(IncidentV1::from).collect(),
             },
+            Meta::KindSettings {
+                kind,
+                at_ms,
+                settings,
+            } => Record::KindSettings {
+                kind,
+                at_ms,
+                settings: settings.map(KindSettingsV1::from),
+            },
         }
     }
 }
@@ -180,12 +194,14 @@ impl From<Record> for Meta {
                 errors,
                 error_groups,
                 written,
+                written_by_category,
             } => Meta::SliceDone {
                 job,
                 slice,
                 at_ms,
                 errors,
                 written,
+                written_by_category,
                 error_groups: groups_in(error_groups),
             },
             Record::SliceFailed {
@@ -251,6 +267,15 @@ impl From<Record> for Meta {
                     ExpiredWork::Simple { jobs } => Expired::Simple { jobs },
                 },
             },
+            Record::KindSettings {
+                kind,
+                at_ms,
+                settings,
+            } => Meta::KindSettings {
+                kind,
+                at_ms,
+                settings: settings.map(KindSettings::from),
+            },
             Record::Recovered { at_ms, incidents } => Meta::Recovered {
                 at_ms,
                 incidents: incidents
@@ -296,6 +321,8 @@ impl From<&JobSpec> for Spec {
             run_at: s.run_at.map(time_out),
             expires_at: s.expires_at.map(time_out),
             properties: s.properties.clone(),
+            categories: s.categories.clone(),
+            singleton: s.singleton.clone(),
         }
     }
 }
@@ -320,6 +347,8 @@ impl From<Spec> for JobSpec {
             run_at: s.run_at.map(time_in),
             expires_at: s.expires_at.map(time_in),
             properties: s.properties,
+            categories: s.categories,
+            singleton: s.singleton,
         }
     }
 }
@@ -462,6 +491,12 @@ impl From<&Job> for Row {
                 records_written: s.records_written,
                 records_errors: s.records_errors,
                 records_in_failed_slices: s.records_in_failed_slices,
+                categories: s
+                    .categories
+                    .iter()
+                    .cloned()
+                    .zip(s.records_by_category.iter().copied())
+                    .collect(),
                 slices_done: s.slices_done,
                 slices_failed: s.slices_failed,
                 collected_errors: groups_out(&s.collected_errors),
@@ -489,6 +524,7 @@ impl From<&Job> for Row {
             failure_reason: j.failure_reason.clone(),
             attempts: j.attempts,
             body,
+            singleton: j.singleton.as_deref().map(str::to_string),
         }
     }
 }
@@ -507,7 +543,10 @@ impl From<Row> for Job {
                 expiries: expiries.unwrap_or(0),
             }),
             RowBody::Sliced(s) => {
-                let mut body = SlicedBody::new(s.slice_size, s.collect_errors);
+                let (names, counts): (Vec<String>, Vec<u64>) = s.categories.into_iter().unzip();
+                let mut body =
+                    SlicedBody::new(s.slice_size, s.collect_errors).with_categories(names);
+                body.records_by_category = counts;
                 body.upload = upload_in(s.upload);
                 body.before_done = s.before_done;
                 body.slices = s
@@ -562,6 +601,7 @@ impl From<Row> for Job {
             failure_reason: r.failure_reason,
             attempts: r.attempts,
             body,
+            singleton: r.singleton.map(Arc::from),
             ready: None,
             accepted: None,
             refused: None,
@@ -620,6 +660,38 @@ impl IncidentV1 {
             file: self.file,
             offset: self.offset,
             kind,
+        }
+    }
+}
+
+impl From<KindSettings> for KindSettingsV1 {
+    fn from(k: KindSettings) -> KindSettingsV1 {
+        KindSettingsV1 {
+            max_running: k.max_running,
+            retry: RetryV1 {
+                max_retries: k.retry.max_retries,
+                backoff_base_ms: k.retry.backoff_base_ms,
+            },
+            lease: k.lease.map(|l| LeaseV1 {
+                max_expiries: l.max_expiries,
+                timeout_ms: l.timeout.map(|t| t.as_millis() as u64),
+            }),
+        }
+    }
+}
+
+impl From<KindSettingsV1> for KindSettings {
+    fn from(k: KindSettingsV1) -> KindSettings {
+        KindSettings {
+            max_running: k.max_running,
+            retry: RetryPolicy {
+                max_retries: k.retry.max_retries,
+                backoff_base_ms: k.retry.backoff_base_ms,
+            },
+            lease: k.lease.map(|l| LeasePolicy {
+                max_expiries: l.max_expiries,
+                timeout: l.timeout_ms.map(Duration::from_millis),
+            }),
         }
     }
 }

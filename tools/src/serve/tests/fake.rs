@@ -181,6 +181,7 @@ pub(crate) fn new_status(id: JobId, spec: JobSpec) -> (JobStatus, usize) {
         slices_failed: 0,
         records_in: 0,
         records_out: 0,
+        records_out_by_category: Default::default(),
         records_processed: 0,
         records_errors: 0,
         records_in_failed_slices: 0,
@@ -420,6 +421,12 @@ impl JobControl for FakeRuntime {
             Category::Input => j.input.clone(),
             Category::Main => j.input[..j.status.records_out as usize].to_vec(),
             Category::Errors => j.errors.clone(),
+            Category::Named(name) => {
+                return Err(RuntimeError::Invalid(format!(
+                    "job {job} has no category {:?}",
+                    name.as_str()
+                )))
+            }
         };
         Ok(records.into_iter().map(Ok).collect::<Vec<_>>().into_iter())
     }

@@ -1,0 +1,275 @@
+//! `--server` gives what a local command gives: the same input options
+//! (delimiter, encoding, output encoding, layout, zip members, column rules,
+//! categories) through `booster serve`, and byte-identical files.
+
+mod common;
+
+use std::io::{BufRead, Read};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// exec's command for the categories case; the server must allow it.
+const SORT_CMD: &str = r#"awk -F, '{ if ($2 > 5) print "big\t" $0; else print $0 }'"#;
+
+/// A `booster serve` on its own data directory, stopped on drop.
+struct Server {
+    child: Child,
+    url: String,
+    _sandbox: Sandbox,
+}
+
+impl Server {
+    fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Server {
+        let sandbox = Sandbox::new();
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--exec-allow", SORT_CMD];
+        args.extend_from_slice(extra);
+        let mut child = sandbox
+            .cmd(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut seen = Vec::new();
+        let url = lines.by_ref().map_while(Result::ok).find_map(|line| {
+            let url = line
+                .find("http://")
+                .map(|at| line[at..].split_whitespace().next().unwrap().to_string());
+            seen.push(line);
+            url
+        });
+        let Some(url) = url else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("serve printed no URL: {seen:?}");
+        };
+        // Keep reading what it logs, so its stderr never fills or breaks.
+        std::thread::spawn(move || lines.for_each(drop));
+        Server {
+            child,
+            url: url.trim_end_matches('/').to_string(),
+            _sandbox: sandbox,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) with a pid we spawned and have not waited for.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        for _ in 0..500 {
+            if self.child.try_wait().unwrap().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every file under `dir`, by name, with its bytes.
+fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut all: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+/// `run ARGS --output-dir` locally (into `local/`) and through `server`
+/// (into `remote/`): the same files, byte for byte, and the same counts.
+fn same_locally_and_remotely(server: &Server, input: (&str, &[u8]), args: &[&str]) -> Sandbox {
+    let sb = Sandbox::new();
+    let path = sb.write(input.0, input.1);
+    let mut outputs = Vec::new();
+    let mut jobs = Vec::new();
+    for remote in [false, true] {
+        let dir = sb.path(if remote { "remote" } else { "local" });
+        let mut all: Vec<&str> = Vec::new();
+        if remote {
+            all.extend(["--server", &server.url]);
+        }
+        all.extend([
+            "--json",
+            "run",
+            "--input",
+            s(&path),
+            "--output-dir",
+            s(&dir),
+        ]);
+        all.extend_from_slice(args);
+        let out = sb.cmd(&all).output().unwrap();
+        assert!(
+            matches!(out.status.code(), Some(0 | 3)),
+            "{all:?}: {}",
+            stderr(&out)
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let counts = |j: &serde_json::Value| {
+            [
+                "records_in",
+                "records_processed",
+                "records_failed",
+                "records_out",
+                "records_out_by_category",
+                "output_records",
+                "error_records",
+            ]
+            .map(|k| j[k].clone())
+        };
+        jobs.push(match json.as_array() {
+            Some(many) => many.iter().map(counts).collect::<Vec<_>>(),
+            None => vec![counts(&json)],
+        });
+        outputs.push(files(&dir));
+    }
+    assert!(!outputs[0].is_empty());
+    assert_eq!(
+        outputs[0], outputs[1],
+        "{args:?}: the same files, byte for byte"
+    );
+    assert_eq!(jobs[0], jobs[1], "{args:?}: the same counts");
+    sb
+}
+
+#[test]
+fn run_through_serve_writes_the_same_files_as_a_local_run_for_every_input_option() {
+    let server = Server::start();
+
+    // latin-1 PSV with CRLF and a quoted newline, renamed and projected
+    // columns, written back in latin-1.
+    let mut text = String::from("id|name|city\r\n");
+    for i in 1..=20 {
+        text.push_str(&format!("{i}|\"Jos\u{e9} {i}\nJr\"|M\u{fc}nchen\r\n"));
+    }
+    // Every character is below U+0100: latin-1 is one byte each.
+    let psv: Vec<u8> = text.chars().map(|c| c as u32 as u8).collect();
+    same_locally_and_remotely(
+        &server,
+        ("people.psv", &psv),
+        &[
+            "--kind",
+            "copy",
+            "--slice-size",
+            "6",
+            "--encoding",
+            "latin1",
+            "--output-encoding",
+            "input",
+            "--columns",
+            "key,who,town",
+            "--output-columns",
+            "town,key",
+        ],
+    );
+
+    // A tab-delimited .csv by --delimiter, a bad row collected as an error.
+    let tsv = b"a\tb\n1\t2\n3\n4\t5\n";
+    same_locally_and_remotely(
+        &server,
+        ("tabs.csv", tsv),
+        &["--kind", "copy", "--delimiter", "\\t", "--collect-errors"],
+    );
+
+    // Fixed width by a layout file, a short line an error.
+    let sb = Sandbox::new();
+    let layout = sb.write(
+        "layout.json",
+        br#"{"fields": [{"name": "id", "start": 1, "width": 3}, {"name": "n", "start": 4, "width": 4}]}"#,
+    );
+    same_locally_and_remotely(
+        &server,
+        ("bank.txt", b"001abcd\n002ef\n003ghij\n"),
+        &[
+            "--kind",
+            "copy",
+            "--format",
+            "fixed",
+            "--layout",
+            s(&layout),
+            "--collect-errors",
+        ],
+    );
+
+    // A zip of three members: a job per member, or one member.
+    let zip = zip_of(&[
+        ("a.txt", b"x\ny\n", true),
+        ("b.jsonl", b"{\"n\":1}\n{\"n\":2}\n", false),
+        ("c.csv", b"id,v\r\n1,\"p\r\nq\"\r\n", true),
+    ]);
+    same_locally_and_remotely(&server, ("in.zip", &zip), &["--kind", "copy"]);
+    same_locally_and_remotely(
+        &server,
+        ("in.zip", &zip),
+        &["--kind", "copy", "--member", "c.csv"],
+    );
+
+    // Categories from exec, each file with the CSV header.
+    let csv = b"id,score\n1,3\n2,9\n3,7\n4,1\n";
+    let local = same_locally_and_remotely(
+        &server,
+        ("scores.csv", csv),
+        &["--kind", "exec", "--cmd", SORT_CMD, "--categories", "big"],
+    );
+    assert_eq!(
+        std::fs::read_to_string(local.path("local").join("scores.big.csv")).unwrap(),
+        "id,score\n2,9\n3,7\n"
+    );
+}
+
+#[test]
+fn ctrl_c_stops_a_remote_run_waiting_and_the_job_goes_on_on_the_server() {
+    // A node that runs no work itself: the job waits for ever.
+    let server = Server::start_with(&["--workers", "0"]);
+    let sb = Sandbox::new();
+    let input = sb.write("in.txt", b"a\nb\n");
+    let mut run = sb
+        .cmd(&[
+            "--server",
+            &server.url,
+            "run",
+            "--kind",
+            "copy",
+            "--input",
+            s(&input),
+            "--output",
+            s(&sb.path("out.txt")),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(run.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert!(first.contains("job 1: uploaded 2 records"), "{first}");
+    // SAFETY: kill(2) with a pid we spawned and have not waited for.
+    assert_eq!(
+        unsafe { libc::kill(run.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let status = run.wait().unwrap();
+    let mut err = String::new();
+    run.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("job 1 goes on on the server"), "{err}");
+    assert!(
+        !sb.path("out.txt").exists(),
+        "no output for a job that did not finish"
+    );
+}

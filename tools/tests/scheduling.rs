@@ -1,0 +1,113 @@
+//! Rocket Job's scheduling features from the command line (issue 14):
+//! `booster kind` (throttles that persist: a kind's running-job limit,
+//! retries and lease policy are stored in the data directory, so they hold
+//! for every later process until reset) and `submit --singleton`.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn a_paused_kind_holds_its_jobs_across_processes_until_reset() {
+    let sb = Sandbox::new();
+    let input = sb.write("in.txt", numbered_lines(20).as_bytes());
+    sb.ok(&["-q", "kind", "limit", "copy", "0"]);
+    let id = job_id(&sb.json(&["submit", "--kind", "copy", "--input", s(&input)])).to_string();
+    // A later process: nothing may start, so --until-idle ends and says why.
+    let out = sb.ok(&["work", "--until-idle"]);
+    let said = stdout(&out);
+    assert!(
+        said.contains(&format!("job {id} waits: kind \"copy\" is paused")),
+        "{said}"
+    );
+    assert_eq!(sb.json(&["job", "show", &id])["state"], "queued");
+    let shown = sb.json(&["kind", "show", "copy"]);
+    assert_eq!(shown[0]["stored"]["max_running"], 0, "{shown}");
+
+    sb.ok(&["-q", "kind", "limit", "copy", "none"]);
+    let shown = sb.json(&["kind", "show", "copy"]);
+    assert!(shown[0]["effective"]["max_running"].is_null(), "{shown}");
+    sb.ok(&["-q", "kind", "reset", "copy"]);
+    assert!(sb.json(&["kind", "show", "copy"])[0]["stored"].is_null());
+    sb.ok(&["-q", "work", "--until-idle"]);
+    assert_eq!(sb.json(&["job", "show", &id])["state"], "completed");
+}
+
+#[test]
+fn retry_and_lease_settings_are_stored_and_bad_values_are_usage_errors() {
+    let sb = Sandbox::new();
+    sb.ok(&[
+        "-q",
+        "kind",
+        "retry",
+        "report",
+        "--max-retries",
+        "3",
+        "--backoff-ms",
+        "500",
+    ]);
+    sb.ok(&[
+        "-q",
+        "kind",
+        "lease",
+        "report",
+        "--max-expiries",
+        "5",
+        "--timeout-ms",
+        "60000",
+    ]);
+    let shown = sb.json(&["kind", "show", "report"]);
+    let stored = &shown[0]["stored"];
+    assert_eq!(stored["retry"]["max_retries"], 3, "{shown}");
+    assert_eq!(stored["retry"]["backoff_base_ms"], 500, "{shown}");
+    assert_eq!(stored["lease"]["max_expiries"], 5, "{shown}");
+    let text = stdout(&sb.ok(&["kind", "show"]));
+    assert!(
+        text.contains("3 retries, the first after 500 ms") && text.contains("(stored)"),
+        "{text}"
+    );
+    sb.expect(2, &["kind", "limit", "copy", "lots"]);
+    sb.expect(2, &["kind", "lease", "copy", "--max-expiries", "0"]);
+}
+
+#[test]
+fn a_second_singleton_submit_is_refused_naming_the_job_that_holds_the_key() {
+    let sb = Sandbox::new();
+    let input = sb.write("in.txt", numbered_lines(5).as_bytes());
+    let submit = [
+        "submit",
+        "--kind",
+        "copy",
+        "--singleton",
+        "--input",
+        s(&input),
+    ];
+    let first = job_id(&sb.json(&submit)).to_string();
+    let out = sb.expect(1, &submit);
+    let text = stderr(&out);
+    assert!(
+        text.contains(&format!("singleton \"copy\" is held by job {first}")),
+        "{text}"
+    );
+    // Another key, or none, is not held back; once the job ends the key is free.
+    sb.ok(&[
+        "-q",
+        "submit",
+        "--kind",
+        "copy",
+        "--singleton",
+        "other",
+        "--input",
+        s(&input),
+    ]);
+    sb.ok(&["-q", "work", "--until-idle"]);
+    sb.ok(&[
+        "-q",
+        "submit",
+        "--kind",
+        "copy",
+        "--singleton",
+        "--input",
+        s(&input),
+    ]);
+}
