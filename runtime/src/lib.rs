@@ -261,7 +261,7 @@ impl JobSpec {
     /// Sliced jobs: output categories beyond `main` and `errors` that the
     /// handler may emit to (`Output::emit`), each downloaded on its own
     /// (`Category::Named`). Names are 1 to 32 characters of a-z, 0-9, `_`
-    /// and `-`, not `main` or `errors`; `submit` refuses others.
+    /// and `-`, not `main`, `errors` or `input`; `submit` refuses others.
     pub fn with_categories<S: AsRef<str>>(mut self, names: &[S]) -> JobSpec {
         self.categories = names.iter().map(|n| n.as_ref().to_string()).collect();
         self

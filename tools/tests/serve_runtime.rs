@@ -386,7 +386,7 @@ fn an_unknown_kind_is_refused_at_submit_with_the_known_kinds() {
 #[test]
 fn categories_over_the_api_are_counted_in_the_job_and_download_by_name() {
     let dir = tempfile::tempdir().unwrap();
-    let cmd = r#"awk '{ print "valid\t" $0; print $0 }'"#;
+    let cmd = r#"awk '{ print "valid\t" $0; print "main\t" $0 }'"#;
     let (rt, runtime, server) = serve_with(dir.path(), &[cmd]);
     let (status, body) = post_job(
         &server.url(),

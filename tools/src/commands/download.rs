@@ -153,6 +153,18 @@ pub struct DownloadCounts {
     pub partial: Vec<PathBuf>,
 }
 
+/// `--category errors --output F` and `--errors G` both name the errors
+/// file: refused, never one of them dropped in silence.
+pub fn check_errors_named_once(args: &DownloadArgs) -> anyhow::Result<()> {
+    if args.category.as_deref() == Some("errors") && args.output.is_some() && args.errors.is_some()
+    {
+        return Err(exit::usage(
+            "--category errors --output names the errors file, and so does --errors: give one",
+        ));
+    }
+    Ok(())
+}
+
 /// `--category NAME` checked before the data directory is opened.
 pub fn check_category_arg(name: &str) -> anyhow::Result<()> {
     match name {
@@ -185,6 +197,7 @@ pub async fn download(ctx: &Ctx, args: DownloadArgs) -> anyhow::Result<i32> {
     if let Some(name) = &args.category {
         check_category_arg(name)?;
     }
+    check_errors_named_once(&args)?;
     let runtime = ctx.open(None, false, true).await?;
     let body = async {
         let job = runtime.job(args.job).await?;

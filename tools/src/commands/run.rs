@@ -69,8 +69,9 @@ async fn run_on(
     }
     let mut code = exit::OK;
     let mut values = Vec::new();
+    let mut taken = std::collections::HashSet::new();
     for id in ids {
-        let (done, value) = finish_one(ctx, runtime, args, id, &say).await?;
+        let (done, value) = finish_one(ctx, runtime, args, id, &say, &mut taken).await?;
         if exit_code(&done) != exit::OK {
             code = exit::RECORDS_FAILED;
         }
@@ -90,6 +91,7 @@ async fn finish_one(
     args: &RunArgs,
     id: JobId,
     say: &impl Fn(String),
+    taken: &mut std::collections::HashSet<std::path::PathBuf>,
 ) -> anyhow::Result<(JobStatus, serde_json::Value)> {
     let mode = Mode::pick(ctx.json, ctx.quiet, false);
     let done = match wait_with_progress(runtime, id, &ctx.interrupt, mode).await {
@@ -105,7 +107,7 @@ async fn finish_one(
     // A job that failed has incomplete output: it stays `OUTPUT.partial`
     // unless asked for, so no script mistakes it for the whole.
     let partial = is_incomplete(&done) && !args.keep_partial;
-    let to = run_destinations(args, &done);
+    let to = run_destinations(args, &done, taken)?;
     let counts = download_job(
         runtime,
         &done,
