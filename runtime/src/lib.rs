@@ -392,6 +392,20 @@ pub struct JobStatus {
     pub result: Option<serde_json::Value>,
     pub attempts: u32,
     pub properties: serde_json::Value,
+    /// The control actions allowed now ("pause", "resume", "abort",
+    /// "retry", "fail", "destroy"), from the state machine's table
+    /// (`transition.rs`), so a client never guesses what will be refused.
+    #[serde(default)]
+    pub allowed_actions: Vec<String>,
+}
+
+/// One page of `Runtime::jobs_page`: jobs in id order, how many match
+/// the filter in all, and the `before` of the next (older) page.
+#[derive(Clone, Debug, Default)]
+pub struct JobsPage {
+    pub jobs: Vec<JobStatus>,
+    pub total: usize,
+    pub next_before: Option<JobId>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -433,6 +447,16 @@ pub struct Metrics {
     pub commits_fenced: u64,
     /// Worker threads replaced after a panic or a hung handler.
     pub worker_restarts: u64,
+    /// Jobs that completed, and that failed, since this process opened
+    /// the store (not on replay).
+    #[serde(default)]
+    pub jobs_completed: u64,
+    #[serde(default)]
+    pub jobs_failed: u64,
+    /// Records that ended in errors (rejected at upload, failed by the
+    /// handler, or in a failed slice) since this process opened the store.
+    #[serde(default)]
+    pub records_failed: u64,
     pub commit_latency_us: Vec<(f64, u64)>,
     pub enqueue_to_start_us: Vec<(f64, u64)>,
     pub slice_processing_us: Vec<(f64, u64)>,

@@ -25,8 +25,9 @@ use crate::upload::{start_pool, UploadSlice, Uploader};
 use crate::waiting::Refusal;
 use crate::{
     transition, Category, Download, Incident, JobContext, JobFilter, JobId, JobShape, JobSpec,
-    JobStatus, KindSettings, KindView, LeaseInfo, LeasePolicy, Metrics, RecordHandler, RetryPolicy,
-    Runtime, RuntimeError, RuntimeOptions, SimpleHandler, StoreStats, VerifyReport, WorkerStatus,
+    JobStatus, JobsPage, KindSettings, KindView, LeaseInfo, LeasePolicy, Metrics, RecordHandler,
+    RetryPolicy, Runtime, RuntimeError, RuntimeOptions, SimpleHandler, StoreStats, VerifyReport,
+    WorkerStatus,
 };
 
 pub struct Handle {
@@ -532,8 +533,23 @@ impl Runtime {
     /// lock, so a dashboard asking for 100 jobs does not stall the
     /// dispatcher for a table of millions.
     pub async fn jobs_newest(&self, filter: JobFilter, limit: usize) -> (Vec<JobStatus>, usize) {
+        let page = self.jobs_page(filter, None, limit).await;
+        (page.jobs, page.total)
+    }
+
+    /// One page of a newest-first listing: the newest `limit` jobs matching
+    /// `filter` with an id below `before` (all ids when None), in id order;
+    /// `next_before` is where the next (older) page starts, None on the
+    /// last page. As `jobs_newest`, only the page's statuses are built.
+    pub async fn jobs_page(
+        &self,
+        filter: JobFilter,
+        before: Option<JobId>,
+        limit: usize,
+    ) -> JobsPage {
         let st = self.shared().state.lock();
         let mut total = 0;
+        let mut older = false;
         let mut newest = Vec::with_capacity(limit.min(1024));
         for job in st
             .jobs
@@ -542,12 +558,26 @@ impl Runtime {
             .filter(|j| filter_matches(&filter, j))
         {
             total += 1;
+            if before.is_some_and(|b| job.id >= b) {
+                continue;
+            }
             if newest.len() < limit {
                 newest.push(build_status(&st, job));
+            } else {
+                older = true;
             }
         }
         newest.reverse();
-        (newest, total)
+        let next_before = if older {
+            newest.first().map(|j| j.id)
+        } else {
+            None
+        };
+        JobsPage {
+            jobs: newest,
+            total,
+            next_before,
+        }
     }
 
     fn check(&self, job: JobId, action: &Control) -> Result<(), RuntimeError> {

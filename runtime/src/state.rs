@@ -268,6 +268,13 @@ impl Book {
             self.scheduled.insert((job.run_at_ms.unwrap_or(0), job.id));
         }
         job.state = new;
+        if self.live {
+            match new {
+                JobState::Completed => self.metrics.jobs_completed += 1,
+                JobState::Failed => self.metrics.jobs_failed += 1,
+                _ => {}
+            }
+        }
         if job.is_terminal() {
             job.completed_ms = Some(at_ms);
             self.fire_waiters(job.id);
@@ -865,7 +872,18 @@ impl State {
                     book.set_state(job, JobState::Failed, *at_ms);
                 }
             }
-            _ => apply_sliced(book, job, meta)?,
+            _ => {
+                let failed = |job: &Job| {
+                    job.sliced().map_or(0, |s| {
+                        s.records_errors.saturating_add(s.records_in_failed_slices)
+                    })
+                };
+                let before = failed(job);
+                apply_sliced(book, job, meta)?;
+                if book.live {
+                    book.metrics.records_failed += failed(job).saturating_sub(before);
+                }
+            }
         }
         self.ready.refile(job);
         Ok(())

@@ -89,6 +89,14 @@ pub fn build_status(st: &State, job: &Job) -> JobStatus {
         result: None,
         attempts: job.attempts,
         properties: (*job.properties).clone(),
+        allowed_actions: crate::transition::allowed_actions(
+            job.state,
+            matches!(job.body, Body::Simple(_)),
+            st.book.lost.contains(&job.id),
+        )
+        .into_iter()
+        .map(str::to_string)
+        .collect(),
     };
     match &job.body {
         Body::Simple(b) => status.result = b.result.clone(),
