@@ -34,6 +34,7 @@ pub fn simple_job(id: JobId, kind: &str, priority: u8) -> Job {
         }),
         ready: None,
         accepted: None,
+        singleton: None,
         refused: None,
     }
 }

@@ -24,6 +24,15 @@ pub const MAX_CATEGORIES: usize = 64;
 /// The longest category name, in bytes.
 pub const MAX_CATEGORY_NAME_BYTES: usize = 32;
 
+/// A run of records.
+type Records = Vec<Vec<u8>>;
+
+/// The category number whose records stream `stream` holds, if any.
+pub(crate) fn index_of_stream(stream: u32) -> Option<usize> {
+    let n = stream.checked_sub(CATEGORY_STREAM_BASE)? as usize;
+    (n < MAX_CATEGORIES).then_some(n)
+}
+
 /// The store stream of a job's category number `index`.
 pub(crate) fn category_stream(index: usize) -> u32 {
     debug_assert!(index < MAX_CATEGORIES);
@@ -194,11 +203,19 @@ impl Output {
 
     /// Adds `other`'s records (an output for the same job) after this one's.
     pub fn append(&mut self, other: Output) {
-        debug_assert_eq!(self.names, other.names, "outputs of one job");
+        assert_eq!(
+            self.names, other.names,
+            "appending the output of another job's categories"
+        );
         self.main.extend(other.main);
         for (mine, theirs) in self.by_category.iter_mut().zip(other.by_category) {
             mine.extend(theirs);
         }
+    }
+
+    /// The categories this output was built for.
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     /// The records emitted to `category` so far (empty for an undeclared one).
@@ -223,9 +240,11 @@ impl Output {
         }
     }
 
-    /// `main`, then the records of category `n` at index `n`.
-    pub(crate) fn into_parts(self) -> (Vec<Vec<u8>>, Vec<Vec<Vec<u8>>>) {
-        (self.main, self.by_category)
+    /// `main`, then the records of category `n` at index `n`; None when
+    /// this output was built for categories other than `names` (another
+    /// job's), so no record can land in the wrong stream.
+    pub(crate) fn into_parts(self, names: &[String]) -> Option<(Records, Vec<Records>)> {
+        (self.names == names).then_some((self.main, self.by_category))
     }
 }
 

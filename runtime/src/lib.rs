@@ -203,6 +203,11 @@ pub struct JobSpec {
     /// when the job is created (see `with_categories`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub categories: Vec<String>,
+    /// At most one unfinished job (scheduled, queued, running or paused)
+    /// holds this key: a submit while another does is refused, naming it
+    /// (see `with_singleton`). None: not a singleton.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub singleton: Option<String>,
 }
 
 impl JobSpec {
@@ -217,6 +222,7 @@ impl JobSpec {
             expires_at: None,
             properties: serde_json::Value::Null,
             categories: Vec::new(),
+            singleton: None,
         }
     }
     pub fn sliced(kind: &str) -> JobSpec {
@@ -233,7 +239,15 @@ impl JobSpec {
             expires_at: None,
             properties: serde_json::Value::Null,
             categories: Vec::new(),
+            singleton: None,
         }
+    }
+    /// A singleton: while a job with this key has not finished, submitting
+    /// another with it is refused (checked atomically with the submit).
+    /// Rocket Job's singleton is the kind: pass the kind's name.
+    pub fn with_singleton(mut self, key: &str) -> JobSpec {
+        self.singleton = Some(key.to_string());
+        self
     }
     /// Sets the priority (1 first .. 100 last).
     pub fn with_priority(mut self, priority: u8) -> JobSpec {
@@ -253,7 +267,7 @@ impl JobSpec {
     /// Sliced jobs: output categories beyond `main` and `errors` that the
     /// handler may emit to (`Output::emit`), each downloaded on its own
     /// (`Category::Named`). Names are 1 to 32 characters of a-z, 0-9, `_`
-    /// and `-`, not `main` or `errors`; `submit` refuses others.
+    /// and `-`, not `main`, `errors` or `input`; `submit` refuses others.
     pub fn with_categories<S: AsRef<str>>(mut self, names: &[S]) -> JobSpec {
         self.categories = names.iter().map(|n| n.as_ref().to_string()).collect();
         self
@@ -384,6 +398,20 @@ pub struct JobStatus {
     pub result: Option<serde_json::Value>,
     pub attempts: u32,
     pub properties: serde_json::Value,
+    /// The control actions allowed now ("pause", "resume", "abort",
+    /// "retry", "fail", "destroy"), from the state machine's table
+    /// (`transition.rs`), so a client never guesses what will be refused.
+    #[serde(default)]
+    pub allowed_actions: Vec<String>,
+}
+
+/// One page of `Runtime::jobs_page`: jobs in id order, how many match
+/// the filter in all, and the `before` of the next (older) page.
+#[derive(Clone, Debug, Default)]
+pub struct JobsPage {
+    pub jobs: Vec<JobStatus>,
+    pub total: usize,
+    pub next_before: Option<JobId>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -425,6 +453,16 @@ pub struct Metrics {
     pub commits_fenced: u64,
     /// Worker threads replaced after a panic or a hung handler.
     pub worker_restarts: u64,
+    /// Jobs that completed, and that failed, since this process opened
+    /// the store (not on replay).
+    #[serde(default)]
+    pub jobs_completed: u64,
+    #[serde(default)]
+    pub jobs_failed: u64,
+    /// Records that ended in errors (rejected at upload, failed by the
+    /// handler, or in a failed slice) since this process opened the store.
+    #[serde(default)]
+    pub records_failed: u64,
     pub commit_latency_us: Vec<(f64, u64)>,
     pub enqueue_to_start_us: Vec<(f64, u64)>,
     pub slice_processing_us: Vec<(f64, u64)>,
@@ -539,6 +577,9 @@ pub enum RuntimeError {
         action: String,
         state: JobState,
     },
+    /// A singleton's key is held by an unfinished job (`JobSpec::singleton`).
+    #[error("singleton {key:?} is held by job {job}, which has not finished; it must finish (or be aborted) first")]
+    SingletonHeld { key: String, job: JobId },
     #[error("priority {0} is out of range: use 1 (first) to 100 (last)")]
     BadPriority(i64),
     #[error("no handler registered for kind {0:?}")]

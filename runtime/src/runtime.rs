@@ -25,8 +25,9 @@ use crate::upload::{start_pool, UploadSlice, Uploader};
 use crate::waiting::Refusal;
 use crate::{
     transition, Category, Download, Incident, JobContext, JobFilter, JobId, JobShape, JobSpec,
-    JobStatus, KindSettings, KindView, LeaseInfo, LeasePolicy, Metrics, RecordHandler, RetryPolicy,
-    Runtime, RuntimeError, RuntimeOptions, SimpleHandler, StoreStats, VerifyReport, WorkerStatus,
+    JobStatus, JobsPage, KindSettings, KindView, LeaseInfo, LeasePolicy, Metrics, RecordHandler,
+    RetryPolicy, Runtime, RuntimeError, RuntimeOptions, SimpleHandler, StoreStats, VerifyReport,
+    WorkerStatus,
 };
 
 pub struct Handle {
@@ -118,6 +119,15 @@ fn validate(spec: &JobSpec, limits: &Limits) -> Result<(), RuntimeError> {
     if spec.max_workers == Some(0) {
         return Err(RuntimeError::Invalid(
             "max_workers must be at least 1 (or none for no limit)".into(),
+        ));
+    }
+    if spec
+        .singleton
+        .as_ref()
+        .is_some_and(|k| k.is_empty() || k.len() > 256)
+    {
+        return Err(RuntimeError::Invalid(
+            "a singleton key is 1 to 256 bytes".into(),
         ));
     }
     Ok(())
@@ -402,6 +412,24 @@ impl Runtime {
             if st.book.stopping {
                 return Err(RuntimeError::ShuttingDown);
             }
+            // Checked and reserved under the lock, so two submits of one
+            // key can never both pass; the reservation ends when the
+            // `Created` record is applied (the job then holds the key) or
+            // its write failed.
+            let keys: Vec<&String> = specs.iter().filter_map(|s| s.singleton.as_ref()).collect();
+            for (i, key) in keys.iter().enumerate() {
+                if let Some(job) = st.book.singleton_holder(key) {
+                    return Err(RuntimeError::SingletonHeld {
+                        key: key.to_string(),
+                        job,
+                    });
+                }
+                if keys[..i].contains(key) {
+                    return Err(RuntimeError::Invalid(format!(
+                        "singleton {key:?} is asked for twice in one submit"
+                    )));
+                }
+            }
             let first = st.book.next_id;
             let n = specs.len() as u64;
             if !crate::table::keys::ids_fit(first, n) {
@@ -411,15 +439,38 @@ impl Runtime {
                 )));
             }
             st.book.next_id = first + n;
+            for (i, s) in specs.iter().enumerate() {
+                if let Some(key) = &s.singleton {
+                    st.book
+                        .singleton_pending
+                        .insert(key.clone(), first + i as u64);
+                }
+            }
             first
         };
         let n = specs.len() as u64;
+        let keys_reserved = specs.iter().any(|s| s.singleton.is_some());
         let m = Meta::Created {
             first_id,
             at_ms: now_ms(),
             specs,
         };
-        write(self.shared(), &self.inner.store, vec![m]).await?;
+        let written = write(self.shared(), &self.inner.store, vec![m]).await;
+        if keys_reserved {
+            let mut st = self.shared().state.lock();
+            st.book
+                .singleton_pending
+                .retain(|_, id| !(first_id..first_id + n).contains(id));
+            // A job the log created failed because its key was taken first
+            // (a racing retry): the submit says so.
+            let lost: Vec<(String, JobId)> = (first_id..first_id + n)
+                .filter_map(|id| st.book.singleton_lost_race.remove(&id))
+                .collect();
+            if let (Some((key, job)), Ok(_)) = (lost.into_iter().next(), &written) {
+                return Err(RuntimeError::SingletonHeld { key, job });
+            }
+        }
+        written?;
         Ok((first_id..first_id + n).collect())
     }
 
@@ -483,8 +534,23 @@ impl Runtime {
     /// lock, so a dashboard asking for 100 jobs does not stall the
     /// dispatcher for a table of millions.
     pub async fn jobs_newest(&self, filter: JobFilter, limit: usize) -> (Vec<JobStatus>, usize) {
+        let page = self.jobs_page(filter, None, limit).await;
+        (page.jobs, page.total)
+    }
+
+    /// One page of a newest-first listing: the newest `limit` jobs matching
+    /// `filter` with an id below `before` (all ids when None), in id order;
+    /// `next_before` is where the next (older) page starts, None on the
+    /// last page. As `jobs_newest`, only the page's statuses are built.
+    pub async fn jobs_page(
+        &self,
+        filter: JobFilter,
+        before: Option<JobId>,
+        limit: usize,
+    ) -> JobsPage {
         let st = self.shared().state.lock();
         let mut total = 0;
+        let mut older = false;
         let mut newest = Vec::with_capacity(limit.min(1024));
         for job in st
             .jobs
@@ -493,17 +559,39 @@ impl Runtime {
             .filter(|j| filter_matches(&filter, j))
         {
             total += 1;
+            if before.is_some_and(|b| job.id >= b) {
+                continue;
+            }
             if newest.len() < limit {
                 newest.push(build_status(&st, job));
+            } else {
+                older = true;
             }
         }
         newest.reverse();
-        (newest, total)
+        let next_before = if older {
+            newest.first().map(|j| j.id)
+        } else {
+            None
+        };
+        JobsPage {
+            jobs: newest,
+            total,
+            next_before,
+        }
     }
 
     fn check(&self, job: JobId, action: &Control) -> Result<(), RuntimeError> {
         let st = self.shared().state.lock();
         let j = st.jobs.get(&job).ok_or(RuntimeError::NotFound(job))?;
+        if let (Control::Retry, Some(key)) = (action, &j.singleton) {
+            if let Some(holder) = st.book.singleton_holder(key).filter(|&h| h != job) {
+                return Err(RuntimeError::SingletonHeld {
+                    key: key.to_string(),
+                    job: holder,
+                });
+            }
+        }
         if st.book.lost.contains(&job) {
             return Err(RuntimeError::Invalid(format!(
                 "job {job} cannot {}: {}",

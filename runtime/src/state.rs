@@ -187,6 +187,13 @@ pub struct Book {
     /// Jobs whose `Created` record was lost with a damaged meta frame
     /// (`lost.rs`): failed rows that no control may run or destroy.
     pub lost: BTreeSet<JobId>,
+    /// Singleton keys held by unfinished jobs (`JobSpec::singleton`).
+    pub singletons: HashMap<Arc<str>, JobId>,
+    /// Keys a submit has checked and is writing (`Runtime::submit_many`).
+    pub singleton_pending: HashMap<String, JobId>,
+    /// Live only: jobs created failed because their key was taken first
+    /// (key, holder), for the submit that made them to report.
+    pub singleton_lost_race: HashMap<JobId, (String, JobId)>,
     /// Every `Meta::Recovered` incident in the log, oldest first (a few per
     /// damaged open; kept whole by compaction).
     pub incidents: Vec<crate::Incident>,
@@ -235,6 +242,9 @@ impl Book {
             runs_workers: true,
             damage: Vec::new(),
             lost: BTreeSet::new(),
+            singletons: HashMap::new(),
+            singleton_pending: HashMap::new(),
+            singleton_lost_race: HashMap::new(),
             incidents: Vec::new(),
             log_ms: 0,
         }
@@ -261,17 +271,48 @@ impl Book {
             self.scheduled.insert((job.run_at_ms.unwrap_or(0), job.id));
         }
         job.state = new;
+        if self.live {
+            match new {
+                JobState::Completed => self.metrics.jobs_completed += 1,
+                JobState::Failed => self.metrics.jobs_failed += 1,
+                _ => {}
+            }
+        }
         if job.is_terminal() {
             job.completed_us = Some(crate::clock::ms_to_us(at_ms));
             self.fire_waiters(job.id);
+            self.release_singleton(job);
         } else {
             job.completed_us = None;
+            if let Some(key) = &job.singleton {
+                self.singletons.insert(key.clone(), job.id);
+            }
         }
         self.emit(job, "state");
     }
 
+    /// The unfinished job that holds singleton `key`, or the submit that is
+    /// writing one.
+    pub fn singleton_holder(&self, key: &str) -> Option<JobId> {
+        self.singletons
+            .get(key)
+            .or_else(|| self.singleton_pending.get(key))
+            .copied()
+    }
+
+    fn release_singleton(&mut self, job: &Job) {
+        if let Some(key) = &job.singleton {
+            if self.singletons.get(key) == Some(&job.id) {
+                self.singletons.remove(key);
+            }
+        }
+    }
+
     fn count_new(&mut self, job: &Job) {
         self.by_state[job.state.index()] += 1;
+        if let Some(key) = job.singleton.as_ref().filter(|_| !job.is_terminal()) {
+            self.singletons.insert(key.clone(), job.id);
+        }
         if job.state == JobState::Running {
             *self.running_by_kind.entry(job.kind.clone()).or_default() += 1;
         }
@@ -291,6 +332,7 @@ impl Book {
 
     fn count_gone(&mut self, job: &Job) {
         self.by_state[job.state.index()] -= 1;
+        self.release_singleton(job);
         if job.state == JobState::Running {
             if let Some(n) = self.running_by_kind.get_mut(&job.kind) {
                 *n -= 1;
@@ -462,7 +504,25 @@ impl State {
                     })?;
                 }
                 for (i, spec) in specs.iter().enumerate() {
-                    let job = self.new_job(first_id + i as u64, *at_ms, spec);
+                    let mut job = self.new_job(first_id + i as u64, *at_ms, spec);
+                    // The log decides a race the submit's check could not
+                    // see (a retry that took the key first): the later job
+                    // is created failed, live and on replay alike.
+                    let held = job
+                        .singleton
+                        .as_ref()
+                        .and_then(|k| self.book.singletons.get(k));
+                    if let (Some(key), Some(&holder)) = (&job.singleton, held) {
+                        job.failure_reason = Some(format!(
+                            "singleton {key:?} was held by job {holder} when this job was created"
+                        ));
+                        job.state = JobState::Failed;
+                        job.completed_us = Some(crate::clock::ms_to_us(*at_ms));
+                        if self.book.live {
+                            let lost = (key.to_string(), holder);
+                            self.book.singleton_lost_race.insert(job.id, lost);
+                        }
+                    }
                     self.insert(job, "created");
                 }
                 Ok(())
@@ -608,6 +668,7 @@ impl State {
                 leased: false,
                 expiries: 0,
             }),
+            singleton: None,
             ready: None,
             accepted: None,
             refused: None,
@@ -665,6 +726,7 @@ impl State {
             failure_reason: None,
             attempts: 0,
             body,
+            singleton: spec.singleton.as_deref().map(Arc::from),
             ready: None,
             accepted: self.book.live.then(std::time::Instant::now),
             refused: None,
@@ -749,7 +811,18 @@ impl State {
                 job.failure_reason = Some(reason.clone());
                 book.set_state(job, JobState::Failed, at_ms);
             }
-            Control::Retry => retry(book, job, at_ms)?,
+            Control::Retry => {
+                let held = job.singleton.as_ref().and_then(|k| book.singletons.get(k));
+                if let (Some(key), Some(&holder)) = (&job.singleton, held) {
+                    if holder != job.id {
+                        return Err(RuntimeError::SingletonHeld {
+                            key: key.to_string(),
+                            job: holder,
+                        });
+                    }
+                }
+                retry(book, job, at_ms)?
+            }
             Control::Expire => {
                 if job.started_us.is_some() {
                     return Err(illegal(job, "expire"));
@@ -812,7 +885,18 @@ impl State {
                     book.set_state(job, JobState::Failed, *at_ms);
                 }
             }
-            _ => apply_sliced(book, job, meta)?,
+            _ => {
+                let failed = |job: &Job| {
+                    job.sliced().map_or(0, |s| {
+                        s.records_errors.saturating_add(s.records_in_failed_slices)
+                    })
+                };
+                let before = failed(job);
+                apply_sliced(book, job, meta)?;
+                if book.live {
+                    book.metrics.records_failed += failed(job).saturating_sub(before);
+                }
+            }
         }
         self.ready.refile(job);
         Ok(())

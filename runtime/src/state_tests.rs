@@ -671,3 +671,24 @@ fn job_due_after_its_created_record_is_scheduled_whenever_it_replays() {
     st.release_scheduled(50);
     assert_eq!(st.jobs[&1].state, JobState::Queued);
 }
+
+/// A second job created with a key already held (a retry took it between
+/// the submit's check and its record) is created failed, on replay too.
+#[test]
+fn a_job_created_while_its_singleton_key_is_held_is_created_failed_on_replay_too() {
+    let spec = || JobSpec::simple("k", serde_json::Value::Null).with_singleton("once");
+    let log = [created(1, vec![spec()]), created(2, vec![spec()])];
+    for live in [true, false] {
+        let mut st = state();
+        st.book.live = live;
+        for m in &log {
+            st.apply(m).unwrap();
+        }
+        assert_eq!(st.jobs[&1].state, JobState::Queued);
+        assert_eq!(st.jobs[&2].state, JobState::Failed);
+        let why = st.jobs[&2].failure_reason.clone().unwrap();
+        assert!(why.contains("held by job 1"), "{why}");
+        assert_eq!(st.book.singleton_holder("once"), Some(1));
+        assert_eq!(st.book.singleton_lost_race.len(), usize::from(live));
+    }
+}

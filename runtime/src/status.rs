@@ -89,6 +89,14 @@ pub fn build_status(st: &State, job: &Job) -> JobStatus {
         result: None,
         attempts: job.attempts,
         properties: (*job.properties).clone(),
+        allowed_actions: crate::transition::allowed_actions(
+            job.state,
+            matches!(job.body, Body::Simple(_)),
+            st.book.lost.contains(&job.id),
+        )
+        .into_iter()
+        .map(str::to_string)
+        .collect(),
     };
     match &job.body {
         Body::Simple(b) => status.result = b.result.clone(),
@@ -174,11 +182,17 @@ impl State {
                         d.what
                     ));
                 }
+                let categories = self
+                    .jobs
+                    .get(&job)
+                    .and_then(|j| j.sliced())
+                    .map(|s| s.categories.clone())
+                    .unwrap_or_else(|| std::sync::Arc::from(Vec::new()));
                 let lost: Vec<String> = d
                     .slices
                     .iter()
                     .filter(|k| k.owner == job)
-                    .map(|k| format!("{} slice {}", stream_name(k.stream), k.seq))
+                    .map(|k| format!("{} slice {}", stream_name(k.stream, &categories), k.seq))
                     .collect();
                 (!lost.is_empty()).then(|| {
                     format!(
@@ -196,13 +210,16 @@ impl State {
     }
 }
 
-/// What a slice stream holds, as `job show` says it.
-fn stream_name(stream: u32) -> &'static str {
+/// What a slice stream holds, as `job show` says it: a category's
+/// stream by the category's name.
+fn stream_name(stream: u32, categories: &[String]) -> String {
     match stream {
-        crate::meta::STREAM_INPUT => "input",
-        crate::meta::STREAM_MAIN => "output",
-        crate::meta::STREAM_ERRORS => "errors",
-        crate::meta::STREAM_REJECTS => "rejected-records",
-        _ => "unknown-stream",
+        crate::meta::STREAM_INPUT => "input".into(),
+        crate::meta::STREAM_MAIN => "output".into(),
+        crate::meta::STREAM_ERRORS => "errors".into(),
+        crate::meta::STREAM_REJECTS => "rejected-records".into(),
+        s => crate::category::index_of_stream(s)
+            .and_then(|n| categories.get(n))
+            .map_or_else(|| format!("stream-{s}"), |name| format!("{name} output")),
     }
 }

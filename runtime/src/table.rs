@@ -42,6 +42,8 @@ pub struct Job {
     pub failure_reason: Option<String>,
     pub attempts: u32,
     pub body: Body,
+    /// The singleton key this job holds while unfinished (`JobSpec::singleton`).
+    pub singleton: Option<Arc<str>>,
     /// Live: where the job sits in the ready queue.
     pub ready: Option<ReadySlot>,
     /// Live: when this process accepted the job (for enqueue-to-start latency).

@@ -30,6 +30,29 @@ pub fn allowed(action: &Control, state: JobState, simple: bool) -> bool {
     }
 }
 
+/// The actions an operator may take on a job now (`JobStatus::allowed_actions`),
+/// in a fixed order: what the table above allows, so a client never guesses.
+/// A lost job (its created record was lost) allows none.
+pub fn allowed_actions(state: JobState, simple: bool, lost: bool) -> Vec<&'static str> {
+    if lost {
+        return Vec::new();
+    }
+    [
+        Control::Pause,
+        Control::Resume,
+        Control::Abort,
+        Control::Retry,
+        Control::Fail {
+            reason: String::new(),
+        },
+        Control::Destroy,
+    ]
+    .iter()
+    .filter(|a| allowed(a, state, simple))
+    .map(Control::verb)
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,6 +84,21 @@ mod tests {
     fn running_simple_jobs_cannot_pause_but_sliced_can() {
         assert!(!allowed(&Control::Pause, Running, true));
         assert!(allowed(&Control::Pause, Running, false));
+    }
+
+    #[test]
+    fn allowed_actions_follow_the_table_and_a_lost_job_allows_none() {
+        assert_eq!(
+            allowed_actions(Running, false, false),
+            vec!["pause", "abort", "fail"]
+        );
+        assert_eq!(allowed_actions(Running, true, false), vec!["abort", "fail"]);
+        assert_eq!(
+            allowed_actions(Failed, false, false),
+            vec!["abort", "retry", "destroy"]
+        );
+        assert_eq!(allowed_actions(Completed, false, false), vec!["destroy"]);
+        assert!(allowed_actions(Failed, false, true).is_empty());
     }
 
     #[test]

@@ -132,7 +132,7 @@ fn contiguous(xs: &[u64]) -> Option<u64> {
     let first = *xs.first()?;
     xs.iter()
         .enumerate()
-        .all(|(i, x)| *x == first + i as u64)
+        .all(|(i, x)| first.checked_add(i as u64) == Some(*x))
         .then_some(first)
 }
 
@@ -154,6 +154,10 @@ impl Uploader {
         line: u64,
         message: String,
     ) -> Result<(), RuntimeError> {
+        // The message may come from a client (`PUT .../input?format=items`):
+        // it is kept in error groups, meta records and every status, so it
+        // is clipped like a record sample, never stored whole.
+        let message = clip(message.as_bytes());
         let sample = RecordErrorSample {
             slice: self.next_slice,
             record_number: self.next_record,
@@ -355,5 +359,15 @@ impl Drop for Uploader {
             };
             let _ = write_one(&shared, &store, m).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod contiguous_tests {
+    #[test]
+    fn numbers_that_would_wrap_are_not_contiguous() {
+        assert_eq!(super::contiguous(&[7, 8, 9]), Some(7));
+        assert_eq!(super::contiguous(&[u64::MAX, 0]), None);
+        assert_eq!(super::contiguous(&[u64::MAX]), Some(u64::MAX));
     }
 }

@@ -311,16 +311,15 @@ fn run_slice(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, epoch: u64, item
             output,
             record_errors,
         } => {
-            let (main, by_category) = output.into_parts();
-            if by_category.len() != item.categories.len() {
+            let got = output.names().join(", ");
+            let Some((main, by_category)) = output.into_parts(&item.categories) else {
                 let msg = format!(
-                    "the handler returned {} categories for a job with {}; build its output \
-                     with Output::for_job",
-                    by_category.len(),
-                    item.categories.len()
+                    "the handler returned output for categories [{got}], the job has [{}]; build \
+                     its output with Output::for_job",
+                    item.categories.join(", ")
                 );
                 return fail_slice(shared, store, epoch, &item, msg, None);
-            }
+            };
             (main, by_category, record_errors)
         }
     };

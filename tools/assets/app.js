@@ -6,8 +6,6 @@
 "use strict";
 
 const STATES = ["running", "queued", "paused", "scheduled", "failed", "completed", "aborted"];
-const TERMINAL = ["completed", "failed", "aborted"];
-const JOBS_SHOWN = 500; // newest jobs on the jobs page; filters reach the rest
 const main = document.getElementById("main");
 const live = document.getElementById("live");
 
@@ -23,7 +21,7 @@ function el(tag, attrs, ...children) {
     else if (k === "value") node.value = v;
     else node.setAttribute(k, v === true ? "" : String(v));
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === undefined || c === null) continue;
     node.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -45,20 +43,39 @@ function fmtDuration(s) {
 }
 const stateBadge = (s) => el("span", { class: "state " + s }, s);
 
+// The bar: the share of the job done, split into what succeeded (blue) and
+// what failed (red: rejected, failed and failed-slice records). A failed
+// job's bar is red for all that will not be done. data-failed carries the
+// failed-record count.
 function progressBar(job, big) {
-  const pct = Math.max(0, Math.min(100, job.percent || 0));
-  const fill = el("span", { class: "fill" });
-  fill.style.width = pct + "%";
-  return el("div", {
+  const bar = el("div", {
     class: big ? "bar big" : "bar", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100,
-    "aria-valuenow": pct.toFixed(1), "data-job": job.id,
-  }, fill, el("span", { class: "label" }, fmtPct(pct)));
+    "data-job": job.id,
+  }, el("span", { class: "fill" }), el("span", { class: "fill bad" }), el("span", { class: "label" }));
+  setBar(bar, job.percent, job);
+  return bar;
 }
-function setBar(bar, pct) {
+// `job` (optional): the job's latest counts and state; events only carry
+// the percentage, so the failed share is kept from the last full answer.
+function setBar(bar, pct, job) {
   pct = Math.max(0, Math.min(100, pct || 0));
+  if (job) {
+    bar.dataset.failed = String(job.records_failed || 0);
+    bar.dataset.records = String(job.records_in || 0);
+    bar.classList.toggle("failed", job.state === "failed");
+  }
+  const failed = Number(bar.dataset.failed || 0);
+  const records = Number(bar.dataset.records || 0);
+  const jobFailed = bar.classList.contains("failed");
+  const failedShare = records > 0 ? Math.min(1, failed / records) : 0;
+  const ok = pct * (1 - failedShare);
   bar.setAttribute("aria-valuenow", pct.toFixed(1));
-  bar.querySelector(".fill").style.width = pct + "%";
-  bar.querySelector(".label").textContent = fmtPct(pct);
+  bar.querySelector(".fill").style.width = ok + "%";
+  const bad = bar.querySelector(".fill.bad");
+  bad.style.left = ok + "%";
+  bad.style.width = (jobFailed ? 100 - ok : pct - ok) + "%";
+  bar.querySelector(".label").textContent = fmtPct(pct) +
+    (failed > 0 ? " · " + fmtInt(failed) + " failed" : jobFailed ? " · job failed" : "");
 }
 
 // ---------- talking to the server ----------
@@ -173,11 +190,14 @@ function route() {
   pageGeneration += 1;
   listeners.clear();
   const hash = location.hash || "#/";
-  document.getElementById("nav-jobs").className = hash.startsWith("#/workers") ? "" : "current";
-  document.getElementById("nav-workers").className = hash.startsWith("#/workers") ? "current" : "";
+  const section = hash.startsWith("#/workers") ? "workers" : hash.startsWith("#/history") ? "history" : "jobs";
+  for (const name of ["jobs", "workers", "history"]) {
+    document.getElementById("nav-" + name).className = section === name ? "current" : "";
+  }
   const m = hash.match(/^#\/job\/(\d+)$/);
   if (m) return jobPage(Number(m[1]));
-  if (hash.startsWith("#/workers")) return workersPage();
+  if (section === "workers") return workersPage();
+  if (section === "history") return historyPage();
   return jobsPage();
 }
 
@@ -187,49 +207,53 @@ function showError(e) {
 }
 
 const filters = { state: "", kind: "", q: "" };
+const JOBS_PAGE = 50; // jobs per page of the jobs list
+// The `before` of each page shown so far: [null] is the newest page.
+let pageStarts = [null];
 
 async function jobsPage() {
-  const stateSel = el("select", { id: "filter-state", onchange: () => { filters.state = stateSel.value; refresh(); } },
+  const resetPages = () => { pageStarts = [null]; };
+  const stateSel = el("select", { id: "filter-state", onchange: () => { filters.state = stateSel.value; resetPages(); refresh(); } },
     el("option", { value: "" }, "all states"), STATES.map((s) => el("option", { value: s }, s)));
   stateSel.value = filters.state;
   const kindIn = el("input", { id: "filter-kind", placeholder: "any kind", value: filters.kind,
-    oninput: () => { filters.kind = kindIn.value; refreshSoon(); } });
+    oninput: () => { filters.kind = kindIn.value; resetPages(); refreshSoon(); } });
   const textIn = el("input", { id: "filter-q", placeholder: "text in description or kind", size: 30, value: filters.q,
-    oninput: () => { filters.q = textIn.value; refreshSoon(); } });
+    oninput: () => { filters.q = textIn.value; resetPages(); refreshSoon(); } });
   const list = el("div", { id: "job-list" });
+  const pager = el("div", { class: "pager", id: "jobs-pager" });
   main.replaceChildren(el("h1", {}, "Jobs"),
     el("div", { class: "filters" }, el("label", {}, "State", stateSel), el("label", {}, "Kind", kindIn), el("label", {}, "Search", textIn)),
-    list);
+    bulkActions(() => refresh()),
+    list, pager);
 
-  const bars = new Map(); // job id -> {bar, state, row}
+  const bars = new Map(); // job id -> {bar, state, done, job}
   const current = pageGuard();
   async function refresh() {
-    const qs = new URLSearchParams({ limit: String(JOBS_SHOWN) });
+    const before = pageStarts[pageStarts.length - 1];
+    const qs = new URLSearchParams({ limit: String(JOBS_PAGE) });
+    if (before !== null) qs.set("before", String(before));
     for (const [k, v] of Object.entries(filters)) if (v) qs.set(k, v);
     let data;
     try { data = await api("GET", "/api/jobs?" + qs.toString()); } catch (e) { return current() && showError(e); }
     if (!current()) return;
     bars.clear();
-    const sections = [];
-    for (const state of STATES) {
-      const jobs = data.jobs.filter((j) => j.state === state);
-      if (!jobs.length) continue;
-      jobs.sort((a, b) => a.priority - b.priority || a.id - b.id);
-      sections.push(el("h2", {}, state[0].toUpperCase() + state.slice(1) + " (" + jobs.length + ")"),
-        jobTable(jobs, bars));
-    }
-    if (!sections.length) sections.push(el("p", { class: "empty" }, "No jobs match."));
-    if (data.total > data.jobs.length) {
-      sections.unshift(el("p", { class: "muted" }, "Showing the newest " + fmtInt(data.jobs.length) + " of " +
-        fmtInt(data.total) + " jobs; filter by state, kind or text to find others."));
-    }
-    list.replaceChildren(...sections);
+    const jobs = data.jobs.slice().sort((a, b) => b.id - a.id); // newest first
+    list.replaceChildren(jobs.length ? jobTable(jobs, bars) : el("p", { class: "empty" }, "No jobs match."));
+    const page = pageStarts.length;
+    pager.replaceChildren(
+      el("button", { id: "jobs-newer", disabled: page === 1, onclick: () => { pageStarts.pop(); refresh(); } }, "← Newer"),
+      el("span", { class: "muted", id: "jobs-page" }, "Page " + page + " · " + fmtInt(data.total) + " jobs match"),
+      el("button", { id: "jobs-older", disabled: data.next_before === null || data.next_before === undefined,
+        onclick: () => { pageStarts.push(data.next_before); refresh(); } }, "Older →"));
   }
   const refreshSoon = throttle(refresh, 400);
   listeners.add((type, ev) => {
     if (type !== "job") return refreshSoon();
     const known = bars.get(ev.job);
-    if (!known || known.state !== ev.state) return refreshSoon();
+    // A new job shows on the newest page only; a change of state redraws.
+    if (!known) return pageStarts.length === 1 ? refreshSoon() : undefined;
+    if (known.state !== ev.state) return refreshSoon();
     setBar(known.bar, ev.percent);
     known.done.textContent = fmtInt(ev.slices_done) + " / " + fmtInt(ev.slices_total);
   });
@@ -238,166 +262,64 @@ async function jobsPage() {
   await refresh();
 }
 
+// "Retry all failed" and "Pause kind" / "Resume kind": admin actions on
+// many jobs; the server says which jobs it acted on and which it refused.
+function bulkActions(after) {
+  const msg = el("span", { class: "msg", id: "bulk-msg" });
+  const kind = el("input", { id: "bulk-kind", placeholder: "kind", size: 14 });
+  const say = (text, ok) => { msg.textContent = text; msg.className = "msg " + (ok ? "ok" : "err"); };
+  // The first few refusals in words; the count says how many in all.
+  const refusedText = (r) => !r.length ? "" : "; refused " + r.length + ": " +
+    r.slice(0, 5).map((x) => "job " + x.id + " (" + x.error + ")").join(", ") + (r.length > 5 ? ", …" : "");
+  async function run(path, confirmText, describe) {
+    if (!window.confirm(confirmText)) return;
+    try {
+      const data = await api("POST", path);
+      say(describe(data) + refusedText(data.refused) + (data.more ? "; more remain: run it again" : "."), data.refused.length === 0);
+      after();
+    } catch (e) {
+      if (!(e instanceof ApiError && e.status === 401)) say(e.message, false);
+    }
+  }
+  const needKind = () => { if (kind.value.trim()) return kind.value.trim(); say("Name the kind first.", false); return null; };
+  return el("div", { class: "bulk" },
+    el("button", { id: "bulk-retry", onclick: () => run("/api/bulk/retry-failed", "Retry every failed job?",
+      (d) => d.retried.length ? "Retried " + d.retried.length + " failed job" + (d.retried.length === 1 ? "" : "s") : "No failed job to retry") },
+    "Retry all failed"),
+    el("span", { class: "sep" }),
+    kind,
+    el("button", { id: "bulk-pause-kind", onclick: () => { const k = needKind(); if (k) run("/api/kinds/" + encodeURIComponent(k) + "/pause",
+      "Pause every job of kind " + k + "?", (d) => "Paused " + d.paused.length + " job" + (d.paused.length === 1 ? "" : "s") + " of kind " + k); } },
+    "Pause kind"),
+    el("button", { id: "bulk-resume-kind", onclick: () => { const k = needKind(); if (k) run("/api/kinds/" + encodeURIComponent(k) + "/resume",
+      "Resume every paused job of kind " + k + "?", (d) => "Resumed " + d.resumed.length + " job" + (d.resumed.length === 1 ? "" : "s") + " of kind " + k); } },
+    "Resume kind"),
+    msg);
+}
+
 function jobTable(jobs, bars) {
   const rows = jobs.map((j) => {
     const bar = progressBar(j, false);
     const done = el("td", { class: "num" }, fmtInt(j.slices_done) + " / " + fmtInt(j.slices_total));
     bars.set(j.id, { bar, state: j.state, done });
-    return el("tr", { id: "job-row-" + j.id },
+    return el("tr", { id: "job-row-" + j.id, class: j.state === "failed" ? "row-failed" : null },
       el("td", { class: "num" }, el("a", { href: "#/job/" + j.id }, String(j.id))),
+      el("td", {}, stateBadge(j.state)),
       el("td", {}, j.kind),
       el("td", { class: "desc", title: j.description }, j.description),
       el("td", { class: "num" }, String(j.priority)),
       el("td", {}, bar),
       done,
       el("td", { class: "num" }, fmtInt(j.records_in)),
+      el("td", { class: j.records_failed > 0 ? "num failed-count bad" : "num failed-count" }, fmtInt(j.records_failed)),
       el("td", { class: "num" }, j.state === "running" ? fmtInt(Math.round(j.records_per_s)) : "-"),
       el("td", {}, fmtTime(j.created_at_ms)));
   });
-  return el("table", {},
-    el("thead", {}, el("tr", {}, el("th", { class: "num" }, "ID"), el("th", {}, "Kind"), el("th", {}, "Description"),
+  return el("table", { id: "jobs" },
+    el("thead", {}, el("tr", {}, el("th", { class: "num" }, "ID"), el("th", {}, "State"), el("th", {}, "Kind"), el("th", {}, "Description"),
       el("th", { class: "num" }, "Priority"), el("th", {}, "Progress"), el("th", { class: "num" }, "Slices done"),
-      el("th", { class: "num" }, "Records"), el("th", { class: "num" }, "Records/s"), el("th", {}, "Created"))),
+      el("th", { class: "num" }, "Records"), el("th", { class: "num" }, "Failed"), el("th", { class: "num" }, "Records/s"), el("th", {}, "Created"))),
     el("tbody", {}, rows));
-}
-
-async function jobPage(id) {
-  let job;
-  const msg = el("div", { class: "msg", id: "job-msg" });
-  function say(text, ok) { msg.textContent = text; msg.className = "msg " + (ok ? "ok" : "err"); }
-
-  async function act(path, method, body, confirmText, done) {
-    if (confirmText && !window.confirm(confirmText)) return;
-    try {
-      const data = await api(method, path, body);
-      if (done) done(data);
-      await refresh();
-    } catch (e) {
-      if (!(e instanceof ApiError && e.status === 401)) say(e.message, false);
-    }
-  }
-
-  function render() {
-    const j = job;
-    const prio = el("input", { type: "number", id: "priority-input", min: 1, max: 100, value: j.priority,
-      onkeydown: (e) => { if (e.key === "Enter") savePrio(); } });
-    const savePrio = () => act("/api/jobs/" + id, "PATCH", { priority: Number(prio.value) }, null,
-      (d) => say("Priority is now " + d.priority + ".", true));
-    const workers = el("input", { type: "number", id: "max-workers-input", min: 1, placeholder: "no limit",
-      value: j.max_workers === null ? "" : j.max_workers,
-      onkeydown: (e) => { if (e.key === "Enter") saveWorkers(); } });
-    const saveWorkers = () => act("/api/jobs/" + id, "PATCH",
-      { max_workers: workers.value === "" ? null : Number(workers.value) }, null,
-      (d) => say("Worker limit is now " + (d.max_workers === null ? "no limit" : d.max_workers) + ".", true));
-
-    const terminal = TERMINAL.includes(j.state);
-    const button = (label, action, enabled, confirmText, cls) => el("button", {
-      id: "action-" + action, class: cls, disabled: !enabled,
-      onclick: () => act("/api/jobs/" + id + "/" + action, "POST", undefined, confirmText),
-    }, label);
-    const destroy = el("button", { id: "action-destroy", class: "danger", onclick: () => {
-      if (!window.confirm("Destroy job " + id + " and all its records? This cannot be undone.")) return;
-      api("DELETE", "/api/jobs/" + id).then(() => { location.hash = "#/"; }, (e) => say(e.message, false));
-    } }, "Destroy");
-
-    const counts = el("div", { class: "grid" },
-      stat("Slices done", fmtInt(j.slices_done) + " / " + fmtInt(j.slices_total)),
-      stat("Slices running", fmtInt(j.slices_running)),
-      stat("Slices queued", fmtInt(j.slices_queued)),
-      stat("Slices failed", fmtInt(j.slices_failed)),
-      stat("Records in", fmtInt(j.records_in)),
-      stat("Records out", fmtInt(j.records_out)),
-      ...Object.entries(j.records_out_by_category || {}).map(([name, n]) =>
-        stat("Records out: " + name, fmtInt(n))),
-      stat("Record errors", fmtInt(j.records_errors)),
-      stat("Records failed", fmtInt(j.records_failed)),
-      stat("Throughput", fmtInt(Math.round(j.records_per_s)) + " records/s"),
-      stat("ETA", j.state === "running" ? fmtDuration(j.eta_s) : "-"),
-      stat("Created", fmtTime(j.created_at_ms), "time"),
-      stat("Started", fmtTime(j.started_at_ms), "time"),
-      stat("Finished", fmtTime(j.completed_at_ms), "time"),
-      stat("Upload", j.upload_complete ? "complete" : "waiting for input"),
-      stat("Attempts", fmtInt(j.attempts)));
-
-    main.replaceChildren(
-      el("p", {}, el("a", { href: "#/" }, "← all jobs")),
-      el("h1", {}, "Job " + j.id + " ", stateBadge(j.state), " ", el("span", { class: "muted" }, j.kind)),
-      el("div", { class: "card" },
-        el("div", { class: "description", id: "job-description" }, j.description || "(no description)"),
-        j.failure_reason ? el("p", { class: "msg err" }, "Failed: " + j.failure_reason) : null,
-        j.waiting_reason ? el("p", { class: "msg", id: "job-waiting" }, "Waiting: " + j.waiting_reason) : null,
-        ...(j.damage || []).map((d) => el("p", { class: "msg err" }, "Damaged: " + d)),
-        el("div", { class: "bar-wrap" }, progressBar(j, true))),
-      el("div", { class: "card" },
-        el("div", { class: "controls" },
-          el("div", { class: "edit" }, el("label", { for: "priority-input" }, "Priority (1 first, 100 last)"), prio,
-            el("button", { id: "priority-save", onclick: savePrio }, "Save")),
-          el("div", { class: "edit" }, el("label", { for: "max-workers-input" }, "Max workers"), workers,
-            el("button", { id: "max-workers-save", onclick: saveWorkers }, "Save")),
-          el("div", { class: "edit" },
-            button("Pause", "pause", ["queued", "running", "scheduled"].includes(j.state), "Pause job " + id + "?"),
-            button("Resume", "resume", j.state === "paused", null),
-            button("Retry", "retry", j.state === "failed", "Retry the failed work of job " + id + "?"),
-            button("Abort", "abort", !terminal, "Abort job " + id + "? Its unfinished slices will not run.", "danger"),
-            destroy)),
-        msg),
-      el("div", { class: "card" }, counts),
-      el("h2", {}, "Leases (" + j.leases.length + ")"),
-      j.leases.length ? el("table", { id: "leases" },
-        el("thead", {}, el("tr", {}, el("th", { class: "num" }, "Worker"), el("th", { class: "num" }, "Slice"),
-          el("th", { class: "num" }, "Epoch"), el("th", {}, "Since"), el("th", {}, "Deadline"))),
-        el("tbody", {}, j.leases.map((l) => el("tr", {},
-          el("td", { class: "num" }, String(l.worker)), el("td", { class: "num" }, l.slice === null ? "-" : String(l.slice)),
-          el("td", { class: "num" }, String(l.epoch)), el("td", {}, fmtTime(l.since_ms)), el("td", {}, fmtTime(l.deadline_ms))))))
-        : el("p", { class: "empty" }, "No slice of this job is leased right now."),
-      el("h2", {}, "Errors (" + fmtInt(j.records_errors + j.slices_failed) + ")"),
-      ...(j.errors.length ? j.errors.map(errorGroup) : [el("p", { class: "empty" }, "No errors.")]));
-  }
-
-  const current = pageGuard();
-  async function refresh() {
-    let fresh;
-    try { fresh = await api("GET", "/api/jobs/" + id); } catch (e) { return current() && showError(e); }
-    if (!current()) return;
-    job = fresh;
-    // Keep what the person is typing: re-render only when no editor has focus.
-    const active = document.activeElement;
-    if (active && (active.id === "priority-input" || active.id === "max-workers-input") && document.getElementById(active.id)) {
-      const bar = main.querySelector(".bar");
-      if (bar) setBar(bar, job.percent);
-      return;
-    }
-    const keep = msg.textContent;
-    render();
-    msg.textContent = keep;
-  }
-  const refreshSoon = throttle(refresh, 700);
-  listeners.add((type, ev) => {
-    if (type === "job" && ev.job !== id) return;
-    if (type === "job") {
-      const bar = main.querySelector(".bar");
-      if (bar) setBar(bar, ev.percent);
-    }
-    refreshSoon();
-  });
-  const timer = setInterval(refresh, 5000); // leases and rates change between events
-  pageCleanup = () => clearInterval(timer);
-  await refresh();
-}
-
-function stat(label, value, cls) {
-  return el("div", {}, el("span", {}, label), el("b", { class: cls }, value));
-}
-
-function errorGroup(g) {
-  return el("div", { class: "card error-group" },
-    el("div", {}, el("b", {}, fmtInt(g.count) + " × "), el("span", { class: "record" }, g.message)),
-    g.samples.length ? el("table", {},
-      el("thead", {}, el("tr", {}, el("th", { class: "num" }, "Record #"), el("th", { class: "num" }, "Line"),
-        el("th", { class: "num" }, "Slice"), el("th", {}, "Record"))),
-      el("tbody", {}, g.samples.map((s) => el("tr", {},
-        el("td", { class: "num" }, fmtInt(s.record_number)), el("td", { class: "num" }, s.line === null ? "-" : fmtInt(s.line)),
-        el("td", { class: "num" }, String(s.slice)), el("td", { class: "record" }, s.record))))) : null);
 }
 
 async function workersPage() {
@@ -410,10 +332,14 @@ async function workersPage() {
     main.replaceChildren(el("h1", {}, "Workers"),
       el("p", { class: "muted" }, busy + " of " + data.workers.length + " busy"),
       el("table", { id: "workers" },
-        el("thead", {}, el("tr", {}, el("th", { class: "num" }, "Worker"), el("th", {}, "Job"), el("th", { class: "num" }, "Slice"),
+        el("thead", {}, el("tr", {}, el("th", { class: "num" }, "Worker"), el("th", {}, "Host"), el("th", { class: "num" }, "PID"),
+          el("th", {}, "Version"), el("th", {}, "Job"), el("th", { class: "num" }, "Slice"),
           el("th", {}, "Leased since"), el("th", {}, "Deadline"), el("th", { class: "num" }, "Slices done"), el("th", { class: "num" }, "Restarts"))),
         el("tbody", {}, data.workers.map((w) => el("tr", {},
           el("td", { class: "num" }, String(w.worker)),
+          el("td", { class: "host" }, w.host || "-"),
+          el("td", { class: "num pid" }, w.pid ? String(w.pid) : "-"),
+          el("td", { class: "version" }, w.version || "-"),
           el("td", {}, w.lease ? el("a", { href: "#/job/" + w.lease.job }, "job " + w.lease.job) : el("span", { class: "muted" }, "idle")),
           el("td", { class: "num" }, w.lease && w.lease.slice !== null ? String(w.lease.slice) : "-"),
           el("td", {}, w.lease ? fmtTime(w.lease.since_ms) : "-"),

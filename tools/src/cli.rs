@@ -149,6 +149,9 @@ pub struct JobInputArgs {
     /// A failing record goes to the job's errors instead of failing its slice.
     #[arg(long)]
     pub collect_errors: bool,
+    /// At most one unfinished job holds KEY (default: the kind); a second submit is refused, naming the first.
+    #[arg(long, value_name = "KEY", num_args = 0..=1, default_missing_value = "")]
+    pub singleton: Option<String>,
     /// For --kind exec: the shell command each slice's records are piped through.
     #[arg(long, value_name = "COMMAND")]
     pub cmd: Option<String>,

@@ -208,6 +208,20 @@ pub fn table_row(job: &JobStatus) -> String {
     )
 }
 
+/// Where a job's records came from and what runs on them: the input file,
+/// its format and the `exec` command, where its properties name them
+/// (`job show` and the dashboard's job page).
+pub fn job_origin(job: &JobStatus) -> Vec<(&'static str, &str)> {
+    [
+        ("input", crate::formats::props::INPUT),
+        ("format", crate::formats::props::FORMAT),
+        ("command", crate::formats::props::CMD),
+    ]
+    .into_iter()
+    .filter_map(|(label, name)| Some((label, job.properties.get(name)?.as_str()?)))
+    .collect()
+}
+
 /// `booster job show`: everything a person asks about a job.
 /// `verbose` adds what only a person debugging the runtime needs (epochs).
 pub fn job_details(job: &JobStatus, verbose: bool) -> String {
@@ -225,15 +239,8 @@ pub fn job_details(job: &JobStatus, verbose: bool) -> String {
     if !job.description.is_empty() {
         line(format!("  description   {}", job.description));
     }
-    let property = |name: &str| job.properties.get(name).and_then(|v| v.as_str());
-    for (label, name) in [
-        ("input", crate::formats::props::INPUT),
-        ("format", crate::formats::props::FORMAT),
-        ("command", crate::formats::props::CMD),
-    ] {
-        if let Some(value) = property(name) {
-            line(format!("  {label:<13} {}", escape(value)));
-        }
+    for (label, value) in job_origin(job) {
+        line(format!("  {label:<13} {}", escape(value)));
     }
     let workers = job
         .max_workers

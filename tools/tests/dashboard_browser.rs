@@ -225,6 +225,62 @@ impl<'d> Session<'d> {
         .unwrap()
     }
 
+    /// Runs `body` as an async script: it calls `done(value)` (the last
+    /// argument WebDriver passes) with what the test gets back.
+    fn script_async(&self, body: &str) -> Value {
+        let wrapped = format!("const done = arguments[arguments.length - 1]; {body}");
+        self.cmd(
+            "POST",
+            "/execute/async",
+            Some(json!({"script": wrapped, "args": []})),
+        )
+        .unwrap()
+    }
+
+    /// The text of every element `css` matches, in page order.
+    fn texts(&self, css: &str) -> Vec<String> {
+        let v = self.script(&format!(
+            "return Array.from(document.querySelectorAll({})).map(e => e.textContent);",
+            json!(css)
+        ));
+        serde_json::from_value(v).unwrap()
+    }
+
+    /// The attribute `name` of the first element `css` matches, read in
+    /// one step (a page that re-renders cannot make it stale).
+    fn attr(&self, css: &str, name: &str) -> Option<String> {
+        let v = self.script(&format!(
+            "const e = document.querySelector({}); return e ? e.getAttribute({}) : null;",
+            json!(css),
+            json!(name)
+        ));
+        v.as_str().map(str::to_string)
+    }
+
+    /// The text of the first element `css` matches, read in one step.
+    fn text_of(&self, css: &str) -> Option<String> {
+        self.texts(css).into_iter().next()
+    }
+
+    /// `window.confirm` answers yes, as a person clicking OK.
+    fn accept_confirms(&self) {
+        self.script("window.confirm = () => true; return true;");
+    }
+
+    /// No script error happened on any page (chromedriver's log endpoint).
+    fn assert_no_browser_errors(&self) {
+        let log = self
+            .cmd("POST", "/se/log", Some(json!({"type": "browser"})))
+            .unwrap();
+        let severe: Vec<&Value> = log
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["level"] == "SEVERE")
+            .collect();
+        assert!(severe.is_empty(), "browser errors: {severe:?}");
+    }
+
     fn screenshot(&self, name: &str) -> PathBuf {
         let png = self.cmd("GET", "/screenshot", None).unwrap();
         let bytes = base64::engine::general_purpose::STANDARD
@@ -428,6 +484,35 @@ impl Served {
         id
     }
 
+    /// A JSON Lines `copy` job of `records` lines, the first `bad` of them
+    /// malformed (rejected at upload), run to its end.
+    fn job_with_rejects(&self, records: usize, bad: usize) -> u64 {
+        let spec = json!({"kind": "copy", "format": "jsonl", "description": "orders feed",
+            "properties": {"input": "orders.jsonl"}});
+        let id = self.client.create(&spec).unwrap();
+        let mut input = String::new();
+        for i in 0..records {
+            if i < bad {
+                input.push_str(&format!("{{broken {i}\n"));
+            } else {
+                input.push_str(&format!("{{\"n\":{i}}}\n"));
+            }
+        }
+        self.client.upload(id, &mut input.as_bytes(), None).unwrap();
+        self.rt
+            .block_on(self.runtime.as_ref().unwrap().wait(id))
+            .unwrap();
+        id
+    }
+
+    fn state(&self, id: u64) -> String {
+        serde_json::to_value(self.client.job(id).unwrap().state)
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     fn wait_done_slices(&self, id: u64, slices: u64) {
         wait_until(&format!("job {id} to finish {slices} slices"), || {
             (self.client.job(id).ok()?.slices_done >= slices).then_some(())
@@ -546,17 +631,7 @@ fn dashboard_shows_live_progress_edits_priority_and_escapes_text_in_a_real_brows
     );
     s.screenshot("booster-dashboard-workers.png");
 
-    // chromedriver's own log endpoint: no script error happened on any page.
-    let log = s
-        .cmd("POST", "/se/log", Some(json!({"type": "browser"})))
-        .unwrap();
-    let severe: Vec<&Value> = log
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["level"] == "SEVERE")
-        .collect();
-    assert!(severe.is_empty(), "browser errors: {severe:?}");
+    s.assert_no_browser_errors();
 }
 
 #[test]
@@ -584,6 +659,28 @@ fn dashboard_behind_a_token_asks_for_it_then_shows_jobs_live() {
     let row = s.wait_for(&format!("#job-row-{id}"));
     assert!(s.text(&row).contains("behind a token"));
     wait_until("live events with the token", || s.find("#live.on"));
+
+    // Behind a token a plain link cannot send it: the page fetches the
+    // errors with the token and saves what came back.
+    let bad = t.job_with_rejects(10, 3);
+    s.go(&format!("{}/#/job/{bad}", t.url));
+    wait_until("the errors, fetched with the token", || {
+        (s.texts("#errors-table tbody tr").len() == 3).then_some(())
+    });
+    s.script(
+        "window.__saved = null; const make = URL.createObjectURL; \
+         URL.createObjectURL = (blob) => { window.__saved = blob; return make(blob); }; return true;",
+    );
+    s.click(&s.wait_for("#download-errors"));
+    let saved = s.script_async(
+        "const wait = () => window.__saved ? window.__saved.text().then(done) : setTimeout(wait, 50); wait();",
+    );
+    let lines: Vec<&str> = saved.as_str().unwrap().lines().collect();
+    assert_eq!(lines.len(), 3, "{saved}");
+    assert!(
+        lines.iter().all(|l| l.contains("\"record_number\"")),
+        "{saved}"
+    );
 }
 
 #[test]
@@ -619,4 +716,223 @@ fn dashboard_over_https_with_http2_can_change_a_job() {
         s.text(&msg).contains("Priority is now 7").then_some(())
     });
     assert_eq!(t.client.job(id).unwrap().priority, 7);
+}
+
+/// The share of its bar (percent) the page gives the fill `css`: the width
+/// it set, not the one drawn, which a CSS transition may still be moving.
+fn share_of(s: &Session<'_>, css: &str) -> f64 {
+    s.script(&format!(
+        "const e = document.querySelector({}); return e ? parseFloat(e.style.width) : -1;",
+        json!(css)
+    ))
+    .as_f64()
+    .unwrap()
+}
+
+#[test]
+fn the_jobs_list_pages_newest_first_shows_failures_in_red_and_acts_in_bulk() {
+    let Some((chromium, chromedriver)) = browser_programs("dashboard jobs list browser test")
+    else {
+        return;
+    };
+    let t = Served::start(false);
+    let rejected = t.job_with_rejects(63, 42);
+    let failed = t.job("gated", "to be failed", 200, json!({}), true);
+    t.client.control(failed, "fail", Some("bad input")).unwrap();
+    let paused_kind: Vec<u64> = (0..2)
+        .map(|i| {
+            t.job(
+                "gated",
+                &format!("gated {i}"),
+                100,
+                json!({"run_at_ms": 4_000_000_000_000u64}),
+                false,
+            )
+        })
+        .collect();
+    for i in 0..50 {
+        t.client
+            .create(
+                &json!({"kind": "noop", "args": {"n": i}, "description": format!("filler {i}")}),
+            )
+            .unwrap();
+    }
+    let newest = t
+        .client
+        .create(&json!({"kind": "noop", "args": {}, "description": "newest"}))
+        .unwrap();
+
+    let driver = Driver::start(&chromedriver);
+    let s = Session::new(&driver, &chromium);
+    s.go(&format!("{}/#/", t.url));
+    s.wait_for(&format!("#job-row-{newest}"));
+    let ids: Vec<u64> = s
+        .texts("#jobs tbody tr td:first-child")
+        .iter()
+        .map(|t| t.parse().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 50, "one page holds 50 jobs");
+    assert_eq!(ids[0], newest, "newest first");
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "{ids:?}");
+    assert!(
+        !ids.contains(&rejected),
+        "the oldest jobs are on the next page"
+    );
+
+    s.click(&s.wait_for("#jobs-older"));
+    s.wait_for(&format!("#job-row-{rejected}"));
+    assert!(s.find(&format!("#job-row-{newest}")).is_none());
+    assert_eq!(
+        s.texts(&format!("#job-row-{rejected} td.failed-count")),
+        vec!["42"],
+        "the rejected records are counted"
+    );
+    let bar = format!("#job-row-{rejected} .bar");
+    assert_eq!(s.attr(&bar, "data-failed").as_deref(), Some("42"));
+    let label = s.text_of(&format!("{bar} .label")).unwrap();
+    assert!(label.contains("42 failed"), "{label}");
+    let red = share_of(&s, &format!("#job-row-{rejected} .fill.bad"));
+    let blue = share_of(&s, &format!("#job-row-{rejected} .fill:not(.bad)"));
+    assert!(
+        (red - 100.0 * 42.0 / 63.0).abs() < 0.1 && (red + blue - 100.0).abs() < 0.1,
+        "two thirds of the bar is red, the rest blue: {red}% and {blue}%"
+    );
+    assert!(
+        s.find(&format!("#job-row-{failed} .bar.failed")).is_some(),
+        "a failed job's bar is marked failed"
+    );
+    assert_eq!(
+        share_of(&s, &format!("#job-row-{failed} .fill.bad")),
+        100.0,
+        "nothing of a failed job will be done: all red"
+    );
+    s.screenshot("booster-dashboard-jobs-page2.png");
+    s.click(&s.wait_for("#jobs-newer"));
+    s.wait_for(&format!("#job-row-{newest}"));
+
+    // Bulk actions, confirmed as a person would.
+    s.accept_confirms();
+    s.click(&s.wait_for("#bulk-retry"));
+    wait_until("the retry to be reported", || {
+        s.text_of("#bulk-msg")?
+            .contains("Retried 1 failed job")
+            .then_some(())
+    });
+    assert_ne!(t.state(failed), "failed", "the failed job was retried");
+    let kind = s.wait_for("#bulk-kind");
+    s.type_into(&kind, "gated");
+    s.click(&s.wait_for("#bulk-pause-kind"));
+    wait_until("the pause to be reported", || {
+        s.text_of("#bulk-msg")?.contains("Paused").then_some(())
+    });
+    for id in &paused_kind {
+        assert_eq!(t.state(*id), "paused", "job {id} of kind gated");
+    }
+    s.screenshot("booster-dashboard-bulk.png");
+    s.assert_no_browser_errors();
+}
+
+#[test]
+fn the_job_page_pages_every_error_links_downloads_and_allows_only_what_the_state_allows() {
+    let Some((chromium, chromedriver)) = browser_programs("dashboard job page browser test") else {
+        return;
+    };
+    let t = Served::start(false);
+    let bad = t.job_with_rejects(100, 70);
+    let running = t.job("gated", "running", 1000, json!({"max_workers": 1}), false);
+    t.gate.release(100);
+    t.wait_done_slices(running, 1);
+
+    let driver = Driver::start(&chromedriver);
+    let s = Session::new(&driver, &chromium);
+    s.go(&format!("{}/#/job/{bad}", t.url));
+    s.wait_for("#job-details");
+    let text = s.text_of("#job-details").unwrap();
+    assert!(
+        text.contains("orders.jsonl") && text.contains("jsonl"),
+        "{text}"
+    );
+    let categories = s.script(
+        "return Array.from(document.querySelectorAll('#downloads a')).map(a => a.dataset.category);",
+    );
+    assert_eq!(categories, json!(["main", "errors"]));
+    // The errors link downloads every error, one per line.
+    let lines = s.script_async(
+        "fetch(document.querySelector('#download-errors').href).then(r => r.text())\
+           .then(t => done(t.trim().split('\\n').length));",
+    );
+    assert_eq!(lines, json!(70));
+
+    // Every error, 50 to a page.
+    wait_until("the first page of errors", || {
+        (s.texts("#errors-table tbody tr").len() == 50).then_some(())
+    });
+    let range = s.text_of("#errors-range").unwrap();
+    assert!(range.contains("1–50 of 70"), "{range}");
+    s.screenshot("booster-dashboard-job-errors.png");
+    s.click(&s.wait_for("#errors-next"));
+    wait_until("the second page of errors", || {
+        (s.texts("#errors-table tbody tr").len() == 20).then_some(())
+    });
+    let last = s.texts("#errors-table tbody tr:last-child td:nth-child(2)");
+    assert_eq!(last, vec!["70"], "the last error is on line 70");
+    assert_eq!(s.attr("#errors-next", "disabled").as_deref(), Some(""));
+    assert!(
+        s.attr("#action-destroy", "disabled").is_none(),
+        "a completed job can be destroyed"
+    );
+
+    // A running job: no Destroy, and its throughput drawn as it moves.
+    s.go(&format!("{}/#/job/{running}", t.url));
+    // The page changed once its heading names the job.
+    wait_until("the running job's page", || {
+        s.text_of("h1")?
+            .starts_with(&format!("Job {running} "))
+            .then_some(())
+    });
+    assert_eq!(s.attr("#action-destroy", "disabled").as_deref(), Some(""));
+    // The server samples the job each second while it runs; the page
+    // draws its rate once it has two points, and the rate moved.
+    for step in 2..=4u64 {
+        t.gate.release(100);
+        t.wait_done_slices(running, step);
+    }
+    wait_until("the throughput chart with the job's progress", || {
+        let max_rate: f64 = s.attr("#throughput", "data-max-rate")?.parse().ok()?;
+        (max_rate > 0.0).then_some(())?;
+        s.find("#throughput-chart canvas")
+    });
+    s.screenshot("booster-dashboard-throughput.png");
+
+    // History: per-minute counts drawn by the chart library the binary serves.
+    s.go(&format!("{}/#/history", t.url));
+    wait_until("the history charts", || {
+        s.find("#chart-hour-records canvas")
+    });
+    wait_until("the history to count the rejected records", || {
+        let failed = s.attr("#totals-hour", "data-records-failed")?;
+        (failed.parse::<u64>().ok()? >= 70).then_some(())
+    });
+    assert!(s.find("#chart-day-jobs canvas").is_some());
+    let foreign = s.script(&format!(
+        "return performance.getEntriesByType('resource').map(e => e.name).filter(n => !n.startsWith({}));",
+        json!(t.url)
+    ));
+    assert_eq!(foreign, json!([]), "nothing is loaded from elsewhere");
+    assert_eq!(s.script("return typeof uPlot;"), json!("function"));
+    s.screenshot("booster-dashboard-history.png");
+
+    // Workers: where they run.
+    s.go(&format!("{}/#/workers", t.url));
+    s.wait_for("#workers tbody tr");
+    let pids = s.texts("#workers tbody td.pid");
+    assert_eq!(pids, vec![std::process::id().to_string(); 2]);
+    let versions = s.texts("#workers tbody td.version");
+    assert_eq!(versions, vec![env!("CARGO_PKG_VERSION").to_string(); 2]);
+    assert!(s
+        .texts("#workers tbody td.host")
+        .iter()
+        .all(|h| !h.is_empty() && h != "-"));
+    s.screenshot("booster-dashboard-workers-hosts.png");
+    s.assert_no_browser_errors();
 }

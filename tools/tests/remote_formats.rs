@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::*;
 
 /// exec's command for the categories case; the server must allow it.
-const SORT_CMD: &str = r#"awk -F, '{ if ($2 > 5) print "big\t" $0; else print $0 }'"#;
+const SORT_CMD: &str = r#"awk -F, '{ if ($2 > 5) print "big\t" $0; else print "main\t" $0 }'"#;
 
 /// A `booster serve` on its own data directory, stopped on drop.
 struct Server {

@@ -17,7 +17,7 @@ fn scores_csv(rows: u64) -> String {
 
 /// Score 50 and up to `valid`, 20 and up to `review`, the rest to
 /// `rejected`; even ids also to `main`.
-const SORT_CMD: &str = r#"awk -F, '{ if ($NF >= 50) print "valid\t" $0; else if ($NF >= 20) print "review\t" $0; else print "rejected\t" $0; if ($1 % 2 == 0) print $0 }'"#;
+const SORT_CMD: &str = r#"awk -F, '{ if ($NF >= 50) print "valid\t" $0; else if ($NF >= 20) print "review\t" $0; else print "rejected\t" $0; if ($1 % 2 == 0) print "main\t" $0 }'"#;
 
 fn expected(text: &str) -> [(String, String); 4] {
     let header = "id,name,score\n";
@@ -119,11 +119,11 @@ fn exec_sorts_lines_into_categories_and_each_downloads_to_its_own_file_with_the_
 }
 
 #[test]
-fn exec_lines_without_a_declared_category_prefix_stay_in_main_as_they_are() {
+fn exec_main_records_keep_any_tab_and_a_line_without_a_category_prefix_fails_its_slice() {
     let sb = Sandbox::new();
     let input = sb.write("in.txt", b"a\nb\n");
     let out = sb.path("out.txt");
-    let cmd = r#"awk '{ print "valid\t" $0; print "other\t" $0; print "main\tm" $0 }'"#;
+    let cmd = r#"awk '{ print "valid\t" $0; print "main\tvalid\t" $0; print "main\tm" $0 }'"#;
     sb.ok(&[
         "run",
         "--kind",
@@ -139,8 +139,8 @@ fn exec_lines_without_a_declared_category_prefix_stay_in_main_as_they_are() {
     ]);
     assert_eq!(
         std::fs::read_to_string(&out).unwrap(),
-        "other\ta\nma\nother\tb\nmb\n",
-        "an undeclared prefix is part of a main record; `main<TAB>` is taken off"
+        "valid\ta\nma\nvalid\tb\nmb\n",
+        "`main<TAB>` is taken off; what follows, a category's name included, is the record"
     );
     let valid = sb.path("valid.txt");
     sb.ok(&[
@@ -152,6 +152,32 @@ fn exec_lines_without_a_declared_category_prefix_stay_in_main_as_they_are() {
         s(&valid),
     ]);
     assert_eq!(std::fs::read_to_string(&valid).unwrap(), "a\nb\n");
+
+    // A line with no prefix fails its slice, saying which line.
+    let cmd = r#"awk '{ print "valid\t" $0; print $0 }'"#;
+    let out = sb.expect(
+        3,
+        &[
+            "run",
+            "--kind",
+            "exec",
+            "--cmd",
+            cmd,
+            "--categories",
+            "valid",
+            "--input",
+            s(&input),
+            "--output",
+            s(&sb.path("o2.txt")),
+        ],
+    );
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    let job = sb.json(&["job", "show", "2"]);
+    let why = job["errors"].to_string();
+    assert!(
+        why.contains("line 2 of the command's output has no category prefix"),
+        "{why} {said}"
+    );
 }
 
 #[test]
@@ -235,4 +261,52 @@ fn each_category_file_gets_the_header_and_columns_of_the_output_columns() {
     assert_eq!(read("in.valid.csv"), "score,id\n70,1\n");
     assert_eq!(read("in.review.csv"), "score,id\n");
     assert_eq!(read("in.rejected.csv"), "score,id\n10,2\n");
+}
+
+#[test]
+fn the_errors_file_named_twice_is_a_usage_error() {
+    let sb = Sandbox::new();
+    let out = sb.expect(
+        2,
+        &[
+            "download",
+            "1",
+            "--category",
+            "errors",
+            "--output",
+            s(&sb.path("a.jsonl")),
+            "--errors",
+            s(&sb.path("b.jsonl")),
+        ],
+    );
+    assert!(stderr(&out).contains("give one"), "{}", stderr(&out));
+}
+
+/// Member `a.review.txt`'s main file is member `a.txt`'s `review` file:
+/// the later job is refused, the earlier file is not written over.
+#[test]
+fn zip_members_whose_files_meet_never_write_over_each_other() {
+    let sb = Sandbox::new();
+    let zip = zip_of(&[("a.txt", b"x\n", true), ("a.review.txt", b"y\n", true)]);
+    let input = sb.write("in.zip", &zip);
+    let dir = sb.path("out");
+    let cmd = r#"awk '{ print "review\t" $0; print "main\t" $0 }'"#;
+    let out = sb.run(&[
+        "run",
+        "--kind",
+        "exec",
+        "--cmd",
+        cmd,
+        "--categories",
+        "review",
+        "--input",
+        s(&input),
+        "--output-dir",
+        s(&dir),
+    ]);
+    assert_ne!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("already wrote"), "{}", stderr(&out));
+    // a.txt's review file holds a.txt's record, not a.review.txt's main one.
+    let review = std::fs::read_to_string(dir.join("a.review.txt")).unwrap();
+    assert_eq!(review, "x\n");
 }

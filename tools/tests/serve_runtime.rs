@@ -386,7 +386,7 @@ fn an_unknown_kind_is_refused_at_submit_with_the_known_kinds() {
 #[test]
 fn categories_over_the_api_are_counted_in_the_job_and_download_by_name() {
     let dir = tempfile::tempdir().unwrap();
-    let cmd = r#"awk '{ print "valid\t" $0; print $0 }'"#;
+    let cmd = r#"awk '{ print "valid\t" $0; print "main\t" $0 }'"#;
     let (rt, runtime, server) = serve_with(dir.path(), &[cmd]);
     let (status, body) = post_job(
         &server.url(),
@@ -512,6 +512,40 @@ fn a_raw_upload_takes_the_input_options_as_query_parameters() {
         body["error"].as_str().unwrap().contains("encoding"),
         "{body}"
     );
+    rt.block_on(async {
+        server.shutdown(Duration::ZERO).await.unwrap();
+        runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+    });
+}
+
+/// One pump for every upload (issue 16): a `lines` body over HTTP keeps
+/// each record's line, as `booster run` does, so a failed slice's records
+/// come back in `errors` with the lines they had.
+#[test]
+fn a_lines_upload_over_http_keeps_each_record_s_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, runtime, server) = serve_with(dir.path(), &["false"]);
+    let url = server.url();
+    let client = Client::new(&RemoteOptions {
+        server: url.clone(),
+        ..RemoteOptions::default()
+    })
+    .unwrap();
+    let id = client
+        .create(&serde_json::json!({"kind": "exec", "properties": {"cmd": "false"}, "collect_errors": false}))
+        .unwrap();
+    let (status, body) = put_raw(&url, id, "format=lines", b"a\nb\nc\n");
+    assert_eq!(status, 200, "{body}");
+    let done = rt.block_on(runtime.wait(id)).unwrap();
+    assert_eq!(done.state, booster_runtime::JobState::Failed, "{done:?}");
+    let mut errors = Vec::new();
+    client.download(id, "errors", &mut errors).unwrap();
+    let lines: Vec<Option<u64>> = String::from_utf8(errors)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["line"].as_u64())
+        .collect();
+    assert_eq!(lines, vec![Some(1), Some(2), Some(3)]);
     rt.block_on(async {
         server.shutdown(Duration::ZERO).await.unwrap();
         runtime.shutdown(Duration::from_secs(5)).await.unwrap();

@@ -202,6 +202,9 @@ pub struct Spec {
     /// records from before categories).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     categories: Vec<String>,
+    /// Added 2026-11-29; absent: not a singleton.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    singleton: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -279,6 +282,9 @@ pub struct Row {
     failure_reason: Option<String>,
     attempts: u32,
     body: RowBody,
+    /// Added 2026-11-29; absent: not a singleton.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    singleton: Option<String>,
     /// `started_ms` and `completed_ms` in microseconds; absent before
     /// 2026-11-29.
     #[serde(default, skip_serializing_if = "Option::is_none")]

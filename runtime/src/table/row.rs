@@ -32,6 +32,12 @@ const F_EXPIRES_AT: u8 = 1 << 5;
 const F_FAILURE: u8 = 1 << 6;
 const F_RESULT: u8 = 1 << 7;
 
+/// Byte 6, the second flags byte (reserved, 0, before singletons).
+const F2_SINGLETON: u8 = 1;
+
+/// The sliced body's flags byte (reserved, 0, before categories existed).
+const S_CATEGORIES: u8 = 1;
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Row {
     pub id: JobId,
@@ -54,6 +60,8 @@ pub struct Row {
     pub description: String,
     pub properties: Value,
     pub failure_reason: Option<String>,
+    /// The singleton key the job holds while unfinished.
+    pub singleton: Option<String>,
     pub body: RowBody,
 }
 
@@ -93,6 +101,9 @@ pub struct SlicedRow {
     pub collected_errors: Value,
     /// `[[seq, [message, sample]]]` (at most 50).
     pub failures: Value,
+    /// The job's output categories and the records written to each, in
+    /// the job's order (category n is stream 16 + n).
+    pub categories: Vec<(String, u64)>,
 }
 
 impl Row {
@@ -120,6 +131,7 @@ impl Row {
             description: self.description[..cut].to_string(),
             properties: Value::Null,
             failure_reason: None,
+            singleton: None,
             body: RowBody::Stub {
                 sliced: matches!(
                     self.body,
@@ -174,7 +186,9 @@ pub fn encode(row: &Row) -> Vec<u8> {
     w.u8(flags);
     w.u8(row.priority);
     w.u8(row.final_state);
-    w.0.extend_from_slice(&[0, 0]);
+    let has_singleton = row.singleton.is_some() && !stub;
+    w.u8(if has_singleton { F2_SINGLETON } else { 0 });
+    w.u8(0);
     w.u32(row.kind);
     w.u32(row.max_workers.unwrap_or(0));
     w.u32(row.attempts);
@@ -201,6 +215,9 @@ pub fn encode(row: &Row) -> Vec<u8> {
     if let Some(f) = &row.failure_reason {
         w.bytes(f.as_bytes());
     }
+    if let Some(k) = row.singleton.as_ref().filter(|_| has_singleton) {
+        w.bytes(k.as_bytes());
+    }
     match &row.body {
         RowBody::Simple { args, result } => {
             w.json(args);
@@ -213,7 +230,11 @@ pub fn encode(row: &Row) -> Vec<u8> {
             w.u8(u8::from(s.collect_errors));
             w.u8(s.upload);
             w.u8(u8::from(s.before_done));
-            w.u8(0);
+            w.u8(if s.categories.is_empty() {
+                0
+            } else {
+                S_CATEGORIES
+            });
             for v in [
                 s.records_in,
                 s.records_rejected,
@@ -229,6 +250,9 @@ pub fn encode(row: &Row) -> Vec<u8> {
             }
             w.json(&s.collected_errors);
             w.json(&s.failures);
+            if !s.categories.is_empty() {
+                w.bytes(&serde_json::to_vec(&s.categories).expect("categories serialize"));
+            }
         }
         RowBody::Gone | RowBody::Stub { .. } => {}
     }
@@ -267,7 +291,8 @@ pub fn decode(bytes: &[u8], page: u64) -> Result<Row, String> {
     if (destroyed && final_state > 6) || (!destroyed && final_state != 0) {
         return Err(r.err(format!("final state {final_state} in state {state}")));
     }
-    if r.take(2)? != [0, 0] {
+    let flags2 = r.u8()?;
+    if flags2 & !F2_SINGLETON != 0 || r.u8()? != 0 {
         return Err(r.err("reserved bytes are not zero"));
     }
     let kind = r.u32()?;
@@ -310,10 +335,11 @@ pub fn decode(bytes: &[u8], page: u64) -> Result<Row, String> {
         description,
         properties: Value::Null,
         failure_reason: None,
+        singleton: None,
         body: RowBody::Stub { sliced },
     };
     if has(F_LARGE) {
-        if has(F_FAILURE) || has(F_RESULT) {
+        if has(F_FAILURE) || has(F_RESULT) || flags2 != 0 {
             return Err(r.err("a stub with a failure or result flag"));
         }
         r.end()?;
@@ -322,6 +348,9 @@ pub fn decode(bytes: &[u8], page: u64) -> Result<Row, String> {
     row.properties = r.json()?;
     if has(F_FAILURE) {
         row.failure_reason = Some(r.string()?);
+    }
+    if flags2 & F2_SINGLETON != 0 {
+        row.singleton = Some(r.string()?);
     }
     row.body = if destroyed {
         if has(F_RESULT) {
@@ -339,8 +368,9 @@ pub fn decode(bytes: &[u8], page: u64) -> Result<Row, String> {
             return Err(r.err(format!("upload state {upload}")));
         }
         let before_done = bool_byte(&mut r)?;
-        if r.u8()? != 0 {
-            return Err(r.err("reserved byte is not zero"));
+        let sliced_flags = r.u8()?;
+        if sliced_flags & !S_CATEGORIES != 0 {
+            return Err(r.err(format!("sliced flags {sliced_flags:#04x}")));
         }
         let mut n = [0u64; 9];
         for v in &mut n {
@@ -362,6 +392,17 @@ pub fn decode(bytes: &[u8], page: u64) -> Result<Row, String> {
             slices_failed: n[8],
             collected_errors: r.json()?,
             failures: r.json()?,
+            categories: if sliced_flags & S_CATEGORIES != 0 {
+                let b = r.bytes()?;
+                let c: Vec<(String, u64)> = serde_json::from_slice(b)
+                    .map_err(|e| r.err(format!("bad categories ({e})")))?;
+                if c.is_empty() {
+                    return Err(r.err("a categories flag with no categories"));
+                }
+                c
+            } else {
+                Vec::new()
+            },
         }))
     } else {
         let args = r.json()?;
@@ -410,6 +451,7 @@ pub mod tests {
             description: String::new(),
             properties: Value::Null,
             failure_reason: None,
+            singleton: None,
             body: RowBody::Simple {
                 args: Value::Null,
                 result: None,
@@ -430,6 +472,7 @@ pub mod tests {
             description: "customers ✓".into(),
             properties: json!({"team": "billing"}),
             failure_reason: Some("1 slice failed".into()),
+            singleton: Some("nightly".into()),
             body: RowBody::Sliced(Box::new(SlicedRow {
                 slice_size: 1000,
                 collect_errors: true,
@@ -446,6 +489,7 @@ pub mod tests {
                 slices_failed: 1,
                 collected_errors: json!([{"message": "bad", "count": 2, "samples": []}]),
                 failures: json!([[2, ["boom", null]]]),
+                categories: vec![("review".into(), 12), ("valid".into(), 1987)],
             })),
             ..noop(id)
         }

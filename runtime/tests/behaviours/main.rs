@@ -17,5 +17,6 @@ mod record_errors;
 mod recovery;
 mod retry;
 mod row_page_fixture;
+mod singleton;
 mod transitions;
 mod waiting;

@@ -266,3 +266,27 @@ async fn a_failed_slices_records_are_in_errors_with_their_message_and_line() {
         assert_eq!(e["message"], "slice 1 failed: record is bad", "{e}");
     }
 }
+
+/// A rejected record's message may come from a client (an `items`
+/// upload): it is clipped like a record sample, never kept whole in error
+/// groups, meta records and every status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_reject_message_is_clipped_not_stored_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Runtime::open(opts(dir.path(), 1)).await.unwrap();
+    rt.register_sliced("echo", std::sync::Arc::new(Echo));
+    let job = rt.submit(sliced("echo", 5)).await.unwrap();
+    let mut up = rt.upload(job).await.unwrap();
+    up.push_rejected(b"raw".to_vec(), 1, "m".repeat(1 << 20))
+        .await
+        .unwrap();
+    up.push(b"ok".to_vec()).await.unwrap();
+    up.finish().await.unwrap();
+    let st = rt.wait(job).await.unwrap();
+    assert_eq!(st.records_in, 2);
+    let message = &st.errors[0].message;
+    assert!(message.len() <= 1000, "{} bytes kept", message.len());
+    rt.shutdown(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+}

@@ -246,3 +246,41 @@ async fn lease_epochs_never_repeat_across_opens() {
     let rt = Runtime::open(opts(dir.path(), 1)).await.unwrap();
     assert_eq!(rt.job(job).await.unwrap().slices_done, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_and_failed_record_counters_count_live_work_not_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let rt = Runtime::open(opts(dir.path(), 2)).await.unwrap();
+        rt.register_sliced("copy", echo());
+        let job = rt.submit(sliced("copy", 10)).await.unwrap();
+        let mut up = rt.upload(job).await.unwrap();
+        for (i, r) in records(30).into_iter().enumerate() {
+            if i < 4 {
+                up.push_rejected(r, i as u64 + 1, "bad".into())
+                    .await
+                    .unwrap();
+            } else {
+                up.push(r).await.unwrap();
+            }
+        }
+        up.finish().await.unwrap();
+        rt.wait(job).await.unwrap();
+        let gone = rt.submit(sliced("copy", 10)).await.unwrap();
+        rt.fail(gone, "operator".into()).await.unwrap();
+        let m = rt.metrics();
+        assert_eq!(
+            (m.jobs_completed, m.jobs_failed, m.records_failed),
+            (1, 1, 4)
+        );
+        rt.shutdown(Duration::from_secs(5)).await.unwrap();
+    }
+    let rt = Runtime::open(opts(dir.path(), 2)).await.unwrap();
+    let m = rt.metrics();
+    assert_eq!(
+        (m.jobs_completed, m.jobs_failed, m.records_failed),
+        (0, 0, 0),
+        "replaying the log is not new work"
+    );
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+}

@@ -35,6 +35,7 @@ fn rows() -> Vec<Row> {
         description: String::new(),
         properties: Value::Null,
         failure_reason: None,
+        singleton: None,
         body: RowBody::Simple {
             args: Value::Null,
             result: Some(json!({"ok": true})),
@@ -68,6 +69,7 @@ fn rows() -> Vec<Row> {
             slices_failed: 1,
             collected_errors: json!([{"message": "bad", "count": 2, "samples": []}]),
             failures: json!([[2, ["boom", null]]]),
+            categories: Vec::new(),
         })),
         ..noop.clone()
     };

@@ -63,22 +63,27 @@ impl Destinations {
         let mut parts = Vec::new();
         if let (Some(n), Some(path)) = (counts.main, &self.main) {
             parts.push(format!(
-                "{} records to {}",
-                report::count(n),
+                "{} to {}",
+                report::plural(n, "record"),
                 path.display()
             ));
         }
         for (name, path) in &self.categories {
             if let Some(n) = counts.categories.get(name) {
+                let noun = if *n == 1 { "record" } else { "records" };
                 parts.push(format!(
-                    "{} {name} records to {}",
+                    "{} {name} {noun} to {}",
                     report::count(*n),
                     path.display()
                 ));
             }
         }
         if let (Some(n), Some(path)) = (counts.errors, &self.errors) {
-            parts.push(format!("{} errors to {}", report::count(n), path.display()));
+            parts.push(format!(
+                "{} to {}",
+                report::plural(n, "error"),
+                path.display()
+            ));
         }
         parts
     }
@@ -148,6 +153,18 @@ pub struct DownloadCounts {
     pub partial: Vec<PathBuf>,
 }
 
+/// `--category errors --output F` and `--errors G` both name the errors
+/// file: refused, never one of them dropped in silence.
+pub fn check_errors_named_once(args: &DownloadArgs) -> anyhow::Result<()> {
+    if args.category.as_deref() == Some("errors") && args.output.is_some() && args.errors.is_some()
+    {
+        return Err(exit::usage(
+            "--category errors --output names the errors file, and so does --errors: give one",
+        ));
+    }
+    Ok(())
+}
+
 /// `--category NAME` checked before the data directory is opened.
 pub fn check_category_arg(name: &str) -> anyhow::Result<()> {
     match name {
@@ -180,6 +197,7 @@ pub async fn download(ctx: &Ctx, args: DownloadArgs) -> anyhow::Result<i32> {
     if let Some(name) = &args.category {
         check_category_arg(name)?;
     }
+    check_errors_named_once(&args)?;
     let runtime = ctx.open(None, false, true).await?;
     let body = async {
         let job = runtime.job(args.job).await?;

@@ -22,8 +22,8 @@ use crate::exit;
 use crate::kinds;
 
 pub use download::{
-    check_category_arg, download_destinations, download_job, missing, prepare_output_dir,
-    write_job, Destinations, DownloadCounts, RecordFeed,
+    check_category_arg, check_errors_named_once, download_destinations, download_job, missing,
+    prepare_output_dir, write_job, Destinations, DownloadCounts, RecordFeed,
 };
 pub use keygen::write_key;
 pub use plan::{

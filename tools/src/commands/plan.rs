@@ -107,12 +107,30 @@ pub fn print_jobs_json(values: Vec<serde_json::Value>) {
     }
 }
 
-/// Where `run` writes job `done`'s files.
-pub fn run_destinations(args: &RunArgs, done: &JobStatus) -> Destinations {
-    match &args.output_dir {
+/// Where `run` writes job `done`'s files. `taken` holds every path an
+/// earlier job of this run wrote: a member whose file names meet another
+/// member's (`a.review.csv`'s main file is `a.csv`'s `review` file) is
+/// refused before anything of it is written, never written over.
+pub fn run_destinations(
+    args: &RunArgs,
+    done: &JobStatus,
+    taken: &mut std::collections::HashSet<std::path::PathBuf>,
+) -> anyhow::Result<Destinations> {
+    let to = match &args.output_dir {
         Some(dir) => Destinations::in_dir(dir, &output_stem(done), done),
         None => Destinations::files(Some(&args.output), args.errors.as_deref()),
+    };
+    if let Some(clash) = to.paths().find(|p| taken.contains(*p)) {
+        anyhow::bail!(
+            "job {}'s output {} is a file another job of this run already wrote; it is kept \
+             in the store: `booster download {} --output-dir OTHER_DIR` writes it",
+            done.id,
+            clash.display(),
+            done.id
+        );
     }
+    taken.extend(to.paths().map(std::path::Path::to_path_buf));
+    Ok(to)
 }
 
 /// What `run` says about a finished, downloaded job (local and `--server`

@@ -69,8 +69,9 @@ async fn run_on(
     }
     let mut code = exit::OK;
     let mut values = Vec::new();
+    let mut taken = std::collections::HashSet::new();
     for id in ids {
-        let (done, value) = finish_one(ctx, runtime, args, id, &say).await?;
+        let (done, value) = finish_one(ctx, runtime, args, id, &say, &mut taken).await?;
         if exit_code(&done) != exit::OK {
             code = exit::RECORDS_FAILED;
         }
@@ -90,6 +91,7 @@ async fn finish_one(
     args: &RunArgs,
     id: JobId,
     say: &impl Fn(String),
+    taken: &mut std::collections::HashSet<std::path::PathBuf>,
 ) -> anyhow::Result<(JobStatus, serde_json::Value)> {
     let mode = Mode::pick(ctx.json, ctx.quiet, false);
     let done = match wait_with_progress(runtime, id, &ctx.interrupt, mode).await {
@@ -105,7 +107,7 @@ async fn finish_one(
     // A job that failed has incomplete output: it stays `OUTPUT.partial`
     // unless asked for, so no script mistakes it for the whole.
     let partial = is_incomplete(&done) && !args.keep_partial;
-    let to = run_destinations(args, &done);
+    let to = run_destinations(args, &done, taken)?;
     let counts = download_job(
         runtime,
         &done,
@@ -239,6 +241,13 @@ pub fn job_spec(args: &JobInputArgs, input: &InputSource) -> anyhow::Result<JobS
         .unwrap_or_else(|| format!("{} {}", args.kind, display_name(&args.input)));
     spec.properties = properties;
     spec.categories = args.categories.clone();
+    spec.singleton = args.singleton.as_ref().map(|key| {
+        if key.is_empty() {
+            args.kind.clone()
+        } else {
+            key.clone()
+        }
+    });
     Ok(spec)
 }
 
@@ -360,12 +369,7 @@ pub async fn upload_input(
             }
         };
         for item in batch {
-            match item {
-                Item::Record { bytes, line } => uploader.push_line(bytes, line).await?,
-                Item::Rejected { raw, line, message } => {
-                    uploader.push_rejected(raw, line, message).await?
-                }
-            }
+            crate::serve::push_item(&mut uploader, item).await?;
         }
         progress.set_position(read.read_bytes());
     }

@@ -157,6 +157,7 @@ fn job_args(input: &Path, priority: u8, description: &str) -> JobInputArgs {
         max_workers: None,
         max_record_bytes: crate::formats::DEFAULT_MAX_RECORD_BYTES,
         categories: Vec::new(),
+        singleton: None,
         tabular: Default::default(),
     }
 }

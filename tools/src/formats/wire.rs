@@ -222,14 +222,21 @@ impl<R: Read> Iterator for FramedRecords<R> {
                 Err(e) => return Some(Err(e)),
             }
         }
-        let mut record = vec![0u8; u32::from_le_bytes(len) as usize];
+        // Read up to the length the frame claims, never allocate it up
+        // front: a reply that is not framed (an older server) reads as a
+        // huge length, then ends early, and says so.
+        let want = u64::from(u32::from_le_bytes(len));
+        let mut record = Vec::with_capacity(want.min(1 << 16) as usize);
         Some(
-            self.reader
-                .read_exact(&mut record)
-                .map(|()| record)
-                .map_err(|e| match e.kind() {
-                    io::ErrorKind::UnexpectedEof => broke_off(),
-                    _ => e,
+            (&mut self.reader)
+                .take(want)
+                .read_to_end(&mut record)
+                .and_then(|n| {
+                    if n as u64 == want {
+                        Ok(record)
+                    } else {
+                        Err(broke_off())
+                    }
                 }),
         )
     }
@@ -245,6 +252,17 @@ fn broke_off() -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reply that is not framed (an older server's newline text) reads
+    /// as a huge first length: an error once the reply ends, with the
+    /// buffer grown only as bytes arrive.
+    #[test]
+    fn unframed_text_is_a_broken_off_download() {
+        let text = b"abcd,1\nefgh,2\n".to_vec();
+        let mut records = FramedRecords::new(std::io::Cursor::new(text));
+        let err = records.next().expect("an item").unwrap_err();
+        assert!(err.to_string().contains("broke off"), "{err}");
+    }
 
     struct Fixed(Vec<Item>);
 

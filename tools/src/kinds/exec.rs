@@ -136,40 +136,49 @@ impl RecordHandler for Exec {
                     records.len()
                 ),
             },
-            Ok(output) => SliceOutcome::Categorized {
-                output: sort_lines(job, output),
-                record_errors: Vec::new(),
+            Ok(output) => match sort_lines(job, output) {
+                Ok(output) => SliceOutcome::Categorized {
+                    output,
+                    record_errors: Vec::new(),
+                },
+                Err(message) => SliceOutcome::Failed { message },
             },
             Err(message) => SliceOutcome::Failed { message },
         }
     }
 }
 
-/// The command's stdout lines into the job's categories: a line
-/// `NAME<TAB>RECORD`, where NAME is one of the job's own categories or
-/// `main`, goes to that category as RECORD; every other line is a record
-/// of `main`, as it is. A job without categories takes every line as it is.
-fn sort_lines(job: &JobContext<'_>, lines: Vec<Vec<u8>>) -> Output {
+/// The command's stdout lines into the job's categories. A job without
+/// categories takes every line as it is, as a record of `main`. In a job
+/// with categories every line is `NAME<TAB>RECORD`, NAME one of the job's
+/// own categories or `main`: a record can never be mistaken for a prefix
+/// (a main record that itself starts with `review<TAB>` is written
+/// `main<TAB>review<TAB>...`), and a line with no such prefix fails the
+/// slice, naming the line, rather than landing anywhere silently.
+fn sort_lines(job: &JobContext<'_>, lines: Vec<Vec<u8>>) -> Result<Output, String> {
     let mut output = Output::for_job(job);
     if job.categories.is_empty() {
         output.main = lines;
-        return output;
+        return Ok(output);
     }
-    for line in lines {
+    for (n, line) in lines.into_iter().enumerate() {
         let prefix = memchr::memchr(b'\t', &line).and_then(|tab| {
             let name = std::str::from_utf8(&line[..tab]).ok()?;
             (name == "main" || job.categories.iter().any(|c| c == name))
                 .then(|| (name.to_string(), tab))
         });
-        match prefix {
-            Some((name, tab)) => {
-                let record = line[tab + 1..].to_vec();
-                output.emit(&name, record).expect("the name is the job's");
-            }
-            None => output.push(line),
-        }
+        let Some((name, tab)) = prefix else {
+            return Err(format!(
+                "line {} of the command's output has no category prefix: in a job with \
+                 categories ({}) every line starts with `main<TAB>` or `NAME<TAB>`",
+                n + 1,
+                job.categories.join(", ")
+            ));
+        };
+        let record = line[tab + 1..].to_vec();
+        output.emit(&name, record).expect("the name is the job's");
     }
-    output
+    Ok(output)
 }
 
 /// How reading the command's stdout ended.

@@ -63,7 +63,7 @@ fn run_blocking(cli: &Cli, interrupt: &Interrupt) -> anyhow::Result<i32> {
         }
         Command::Job(JobCommand::Watch { job }) => return watch(&client, &out, *job),
         Command::Job(command) => job(&client, &out, command)?,
-        Command::Submit(args) => submit(&client, &out, &args.job)?,
+        Command::Submit(args) => submit(&client, &out, &args.job, interrupt)?,
         Command::Run(args) => return run_remote(&client, &out, args, interrupt),
         Command::Download(args) => return download(&client, &out, args),
         _ => bail!("--server works with jobs, job, run, submit and download"),
@@ -163,11 +163,16 @@ fn watch(client: &Client, out: &Out, id: u64) -> anyhow::Result<i32> {
 /// sheet; a zip of several files makes a job per member), creates each job
 /// with the same spec, and uploads the records as they were cut
 /// (`?format=items`), so the server stores what a local submit would.
-fn submit(client: &Client, out: &Out, args: &JobInputArgs) -> anyhow::Result<()> {
+fn submit(
+    client: &Client,
+    out: &Out,
+    args: &JobInputArgs,
+    interrupt: &Interrupt,
+) -> anyhow::Result<()> {
     let jobs = crate::commands::per_member(args)?;
     let mut submitted = Vec::with_capacity(jobs.len());
     for job in &jobs {
-        submitted.push(submit_one(client, job)?);
+        submitted.push(submit_one(client, job, interrupt)?);
     }
     if out.json {
         crate::commands::print_jobs_json(submitted.iter().map(report::job_json).collect());
@@ -190,7 +195,11 @@ fn submit(client: &Client, out: &Out, args: &JobInputArgs) -> anyhow::Result<()>
     Ok(())
 }
 
-fn submit_one(client: &Client, args: &JobInputArgs) -> anyhow::Result<JobStatus> {
+fn submit_one(
+    client: &Client,
+    args: &JobInputArgs,
+    interrupt: &Interrupt,
+) -> anyhow::Result<JobStatus> {
     let input = formats::open_source_with(&args.input, &crate::commands::read_options(args)?)?;
     let spec = crate::commands::job_spec(args, &input)?;
     let (slice_size, collect_errors) = match spec.shape {
@@ -210,8 +219,16 @@ fn submit_one(client: &Client, args: &JobInputArgs) -> anyhow::Result<JobStatus>
         "collect_errors": collect_errors,
         "properties": spec.properties,
         "categories": spec.categories,
+        "singleton": spec.singleton,
     }))?;
-    let mut items = formats::ItemsReader::new(input.records);
+    // Ctrl-C ends the request body early: the server then fails the job
+    // ("upload interrupted"), as a local submit does, instead of the
+    // whole file going up after the user asked to stop.
+    let records = Interruptible {
+        records: input.records,
+        interrupt: interrupt.clone(),
+    };
+    let mut items = formats::ItemsReader::new(Box::new(records));
     let view = client
         .upload(id, &mut items, Some(formats::ITEMS_FORMAT))
         .with_context(|| format!("uploading into job {id}"))?;
@@ -239,7 +256,7 @@ fn run_remote(
     };
     let mut ids = Vec::with_capacity(jobs.len());
     for job in &jobs {
-        let uploaded = submit_one(client, job)?;
+        let uploaded = submit_one(client, job, interrupt)?;
         say(format!(
             "job {}: uploaded {} records into {}",
             uploaded.id,
@@ -250,10 +267,11 @@ fn run_remote(
     }
     let mut code = exit::OK;
     let mut values = Vec::new();
+    let mut taken = std::collections::HashSet::new();
     for id in ids {
         let done = wait_finished(client, id, interrupt)?;
         let partial = crate::commands::is_incomplete(&done) && !args.keep_partial;
-        let to = crate::commands::run_destinations(args, &done);
+        let to = crate::commands::run_destinations(args, &done, &mut taken)?;
         let counts = crate::commands::write_job(
             client,
             &done,
@@ -319,6 +337,7 @@ fn download(client: &Client, out: &Out, args: &DownloadArgs) -> anyhow::Result<i
     if let Some(name) = &args.category {
         crate::commands::check_category_arg(name)?;
     }
+    crate::commands::check_errors_named_once(args)?;
     let status: JobStatus = client.job(args.job)?.into();
     if !status.state.is_finished() {
         eprintln!(
@@ -356,4 +375,22 @@ fn download(client: &Client, out: &Out, args: &DownloadArgs) -> anyhow::Result<i
         return Ok(exit::RECORDS_FAILED);
     }
     Ok(exit::OK)
+}
+
+/// A record source that stops with an error once Ctrl-C was pressed.
+struct Interruptible {
+    records: Box<dyn formats::RecordSource>,
+    interrupt: Interrupt,
+}
+
+impl formats::RecordSource for Interruptible {
+    fn next_batch(&mut self, max: usize, out: &mut Vec<formats::Item>) -> std::io::Result<()> {
+        if self.interrupt.is_set() {
+            // Not `ErrorKind::Interrupted`: readers retry that one.
+            return Err(std::io::Error::other(
+                "interrupted by Ctrl-C: the upload stopped, and the server fails the job",
+            ));
+        }
+        self.records.next_batch(max, out)
+    }
 }

@@ -47,7 +47,13 @@ pub struct ListQuery {
     pub q: Option<String>,
     /// Only the newest N jobs (by id); all when absent.
     pub limit: Option<usize>,
+    /// Only jobs with an id below this: the `next_before` of the previous
+    /// page, so pages stay put while new jobs arrive.
+    pub before: Option<JobId>,
 }
+
+/// A page holds at most this many jobs.
+pub const MAX_PAGE: usize = 1000;
 
 pub async fn list<C: JobControl>(
     State(app): State<AppState<C>>,
@@ -66,16 +72,32 @@ pub async fn list<C: JobControl>(
         kind: query.kind.filter(|k| !k.is_empty()),
         text: query.q.filter(|q| !q.is_empty()),
     };
-    let (jobs, total) = match query.limit {
-        Some(limit) => app.ctl.jobs_newest(filter, limit).await,
-        None => {
+    let page = match (query.limit, query.before) {
+        (None, None) => {
             let jobs = app.ctl.jobs(filter).await;
             let total = jobs.len();
-            (jobs, total)
+            booster_runtime::JobsPage {
+                jobs,
+                total,
+                next_before: None,
+            }
+        }
+        (limit, before) => {
+            let limit = limit.unwrap_or(100);
+            if !(1..=MAX_PAGE).contains(&limit) {
+                return Err(ApiError::bad_request(format!(
+                    "limit must be from 1 to {MAX_PAGE}; page on with before=<next_before>"
+                )));
+            }
+            app.ctl.jobs_page(filter, before, limit).await
         }
     };
-    let jobs: Vec<JobView> = jobs.into_iter().map(JobView::from).collect();
-    Ok(Json(json!({ "jobs": jobs, "total": total })))
+    let jobs: Vec<JobView> = page.jobs.into_iter().map(JobView::from).collect();
+    Ok(Json(json!({
+        "jobs": jobs,
+        "total": page.total,
+        "next_before": page.next_before,
+    })))
 }
 
 /// Body of `POST /api/jobs`. With `args` the job is simple; otherwise it is
@@ -95,6 +117,8 @@ pub struct CreateJob {
     pub run_at_ms: Option<u64>,
     /// Sliced jobs' own output categories, e.g. ["valid", "review"].
     pub categories: Option<Vec<String>>,
+    /// At most one unfinished job holds this key; a second is refused (409).
+    pub singleton: Option<String>,
 }
 
 pub fn check_priority(priority: i64) -> ApiResult<u8> {
@@ -185,6 +209,7 @@ pub async fn create<C: JobControl>(
         expires_at: None,
         properties,
         categories: req.categories.unwrap_or_default(),
+        singleton: req.singleton,
     };
     let id = app.ctl.submit(spec).await?;
     let mut body = json!({ "id": id });

@@ -8,7 +8,7 @@
 use std::future::Future;
 
 use booster_runtime::{
-    Category, Incident, JobEvent, JobFilter, JobId, JobSpec, JobStatus, Metrics, Runtime,
+    Category, Incident, JobEvent, JobFilter, JobId, JobSpec, JobStatus, JobsPage, Metrics, Runtime,
     RuntimeError, Uploader, WorkerStatus,
 };
 use tokio::sync::broadcast;
@@ -23,12 +23,14 @@ pub trait JobControl: Clone + Send + Sync + 'static {
         -> impl Future<Output = Result<Self::Upload, RuntimeError>> + Send;
     fn job(&self, job: JobId) -> impl Future<Output = Result<JobStatus, RuntimeError>> + Send;
     fn jobs(&self, filter: JobFilter) -> impl Future<Output = Vec<JobStatus>> + Send;
-    /// The newest `limit` matching jobs (in id order) and how many match.
-    fn jobs_newest(
+    /// The newest `limit` matching jobs below id `before` (in id order),
+    /// how many match in all, and where the next older page starts.
+    fn jobs_page(
         &self,
         filter: JobFilter,
+        before: Option<JobId>,
         limit: usize,
-    ) -> impl Future<Output = (Vec<JobStatus>, usize)> + Send;
+    ) -> impl Future<Output = JobsPage> + Send;
     fn set_priority(
         &self,
         job: JobId,
@@ -55,6 +57,22 @@ pub trait JobControl: Clone + Send + Sync + 'static {
     fn metrics(&self) -> Metrics;
     /// What recovery cut or found damaged, oldest first (`Runtime::incidents`).
     fn incidents(&self) -> Vec<Incident>;
+}
+
+/// Pushes one parsed item into an upload: a record with the source line
+/// it came from, or a record the parser rejected, with its line and why.
+/// Every upload goes through here, `run`/`submit` and `PUT .../input`
+/// alike, so they store the same thing for the same input.
+pub async fn push_item<U: UploadSink>(
+    uploader: &mut U,
+    item: crate::formats::Item,
+) -> Result<(), RuntimeError> {
+    match item {
+        crate::formats::Item::Record { bytes, line } => uploader.push_line(bytes, line).await,
+        crate::formats::Item::Rejected { raw, line, message } => {
+            uploader.push_rejected(raw, line, message).await
+        }
+    }
 }
 
 /// The receiving end of an upload (`Uploader` in the runtime).
@@ -101,8 +119,8 @@ impl JobControl for Runtime {
     async fn jobs(&self, filter: JobFilter) -> Vec<JobStatus> {
         Runtime::jobs(self, filter).await
     }
-    async fn jobs_newest(&self, filter: JobFilter, limit: usize) -> (Vec<JobStatus>, usize) {
-        Runtime::jobs_newest(self, filter, limit).await
+    async fn jobs_page(&self, filter: JobFilter, before: Option<JobId>, limit: usize) -> JobsPage {
+        Runtime::jobs_page(self, filter, before, limit).await
     }
     async fn set_priority(&self, job: JobId, priority: i64) -> Result<(), RuntimeError> {
         Runtime::set_priority(self, job, priority).await

@@ -5,7 +5,7 @@
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use booster_runtime::Category;
 use serde::Deserialize;
@@ -84,4 +84,70 @@ pub async fn get_output<C: JobControl>(
     });
     let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct ErrorsQuery {
+    pub offset: Option<u64>,
+    pub limit: Option<usize>,
+}
+
+/// A page of errors holds at most this many entries.
+pub const MAX_ERRORS_PAGE: usize = 1000;
+
+/// `GET /api/jobs/{id}/errors?offset=N&limit=M`: one page of the job's
+/// `errors` category (every rejected, failed and failed-slice record, in
+/// input order, as the download has them), each entry as its JSON
+/// (`record_number`, `line`, `message`, `record`). `total` is the job's
+/// failed-record count; `next_offset` is null on the last page. The whole
+/// category is `GET .../output?category=errors`.
+pub async fn get_errors<C: JobControl>(
+    State(app): State<AppState<C>>,
+    JobIdParam(id): JobIdParam,
+    query: Result<Query<ErrorsQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    let Query(query) = query?;
+    let offset = query.offset.unwrap_or(0);
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=MAX_ERRORS_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be from 1 to {MAX_ERRORS_PAGE}; page on with offset"
+        )));
+    }
+    let job = app.ctl.job(id).await?;
+    let records = app.ctl.download(id, Category::Errors)?;
+    let (entries, more) = tokio::task::spawn_blocking(move || {
+        let mut page = Vec::with_capacity(limit);
+        let mut records = records;
+        // Skipped entries are read too, so a damaged slice before the
+        // page is an error, not a shorter list.
+        for record in records
+            .by_ref()
+            .take(usize::try_from(offset).unwrap_or(usize::MAX))
+        {
+            record?;
+        }
+        let mut rest = records;
+        for record in rest.by_ref().take(limit) {
+            let bytes = record?;
+            // Entries are JSON the runtime wrote; anything else is shown
+            // as text rather than dropped.
+            page.push(serde_json::from_slice(&bytes).unwrap_or_else(
+                |_| serde_json::json!({ "record": String::from_utf8_lossy(&bytes) }),
+            ));
+        }
+        let more = rest.next().transpose()?.is_some();
+        Ok::<_, booster_runtime::RuntimeError>((page, more))
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    let next_offset = more.then(|| offset + entries.len() as u64);
+    Ok(axum::Json(serde_json::json!({
+        "errors": entries,
+        "offset": offset,
+        "limit": limit,
+        "total": job.records_failed,
+        "next_offset": next_offset,
+        "export": format!("/api/jobs/{id}/output?category=errors"),
+    })))
 }

@@ -36,7 +36,9 @@ impl From<RuntimeError> for ApiError {
     fn from(e: RuntimeError) -> ApiError {
         let status = match &e {
             RuntimeError::NotFound(_) => StatusCode::NOT_FOUND,
-            RuntimeError::IllegalTransition { .. } => StatusCode::CONFLICT,
+            RuntimeError::IllegalTransition { .. } | RuntimeError::SingletonHeld { .. } => {
+                StatusCode::CONFLICT
+            }
             RuntimeError::BadPriority(_)
             | RuntimeError::UnknownKind(_)
             | RuntimeError::Invalid(_) => StatusCode::BAD_REQUEST,

@@ -57,6 +57,25 @@ pub fn render(m: &Metrics) -> String {
         "Late commits from expired leases, rejected.",
         m.commits_fenced,
     );
+    for (name, help, value) in [
+        (
+            "booster_records_failed_total",
+            "Records that ended in errors (rejected, failed, in failed slices) since start.",
+            m.records_failed,
+        ),
+        (
+            "booster_jobs_completed_total",
+            "Jobs that completed since start.",
+            m.jobs_completed,
+        ),
+        (
+            "booster_jobs_failed_total",
+            "Jobs that failed since start.",
+            m.jobs_failed,
+        ),
+    ] {
+        counter(&mut out, name, help, value);
+    }
     counter(
         &mut out,
         "booster_worker_restarts_total",
@@ -110,6 +129,24 @@ fn summary(out: &mut String, name: &str, help: &str, percentiles: &[(f64, u64)])
 #[cfg(test)]
 mod tests {
     use booster_runtime::{JobState, Metrics};
+
+    #[test]
+    fn jobs_and_failed_records_are_counted() {
+        let m = Metrics {
+            records_failed: 42,
+            jobs_completed: 3,
+            jobs_failed: 1,
+            ..Metrics::default()
+        };
+        let text = super::render(&m);
+        for line in [
+            "booster_records_failed_total 42\n",
+            "booster_jobs_completed_total 3\n",
+            "booster_jobs_failed_total 1\n",
+        ] {
+            assert!(text.contains(line), "{line}: {text}");
+        }
+    }
 
     #[test]
     fn every_state_is_exported_and_percentiles_become_quantiles() {

@@ -13,15 +13,18 @@
 
 mod api;
 mod auth;
+mod bulk;
 mod connections;
 mod control;
-mod dashboard;
+pub(crate) mod dashboard;
 mod download;
 mod error;
 mod events;
+mod history;
 mod listen;
 mod metrics;
 pub mod roles;
+mod throughput;
 mod upload;
 pub mod view;
 
@@ -40,7 +43,7 @@ use axum::Router;
 use booster_runtime::{Runtime, RuntimeOptions};
 
 pub use connections::ConnectionLimits;
-pub use control::{JobControl, UploadSink};
+pub use control::{push_item, JobControl, UploadSink};
 pub use listen::check_exposure;
 
 /// Bodies other than an upload may not exceed this.
@@ -89,6 +92,10 @@ pub struct AppState<C> {
     /// Turns true when the server stops, so event streams end instead of
     /// holding the graceful shutdown open.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// Per-minute counts for the dashboard's charts (restarts empty).
+    pub history: Arc<history::History>,
+    /// Running jobs' recent throughput (restarts empty).
+    pub throughput: Arc<throughput::Throughput>,
 }
 
 /// The whole HTTP surface over `ctl`; with `tokens`, every data request
@@ -99,16 +106,25 @@ pub fn router<C: JobControl>(
     exec_allow: Arc<[String]>,
     stopping: tokio::sync::watch::Receiver<bool>,
 ) -> Router {
+    let history = Arc::new(history::History::new(history::now_ms()));
+    let throughput = Arc::new(throughput::Throughput::default());
+    history::spawn_sampler(
+        ctl.clone(),
+        history.clone(),
+        throughput.clone(),
+        stopping.clone(),
+    );
     let state = AppState {
         ctl,
         exec_allow,
         stopping,
+        history,
+        throughput,
     };
     let guard = auth::Guard { tokens };
     Router::new()
         .route("/", get(dashboard::index))
-        .route("/assets/app.js", get(dashboard::app_js))
-        .route("/assets/app.css", get(dashboard::app_css))
+        .route("/assets/{file}", get(dashboard::asset))
         .route("/healthz", get(api::healthz::<C>))
         .route("/metrics", get(metrics::metrics::<C>))
         .route("/api/jobs", get(api::list::<C>).post(api::create::<C>))
@@ -123,8 +139,16 @@ pub fn router<C: JobControl>(
             put(upload::put_input::<C>).layer(DefaultBodyLimit::disable()),
         )
         .route("/api/jobs/{id}/output", get(download::get_output::<C>))
+        .route("/api/jobs/{id}/errors", get(download::get_errors::<C>))
+        .route(
+            "/api/jobs/{id}/throughput",
+            get(throughput::get_throughput::<C>),
+        )
         .route("/api/jobs/{id}/{action}", post(api::action::<C>))
         .route("/api/workers", get(api::workers::<C>))
+        .route("/api/history", get(history::get_history::<C>))
+        .route("/api/bulk/retry-failed", post(bulk::retry_failed::<C>))
+        .route("/api/kinds/{kind}/{action}", post(bulk::kind_action::<C>))
         .route("/api/incidents", get(api::incidents::<C>))
         .route("/api/events", get(events::events::<C>))
         .fallback(|| async {

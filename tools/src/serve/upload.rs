@@ -150,7 +150,6 @@ async fn stream_records<U: UploadSink>(
 ) -> Result<(), String> {
     let (chunk_tx, chunk_rx) = mpsc::channel::<io::Result<Bytes>>(8);
     let (item_tx, mut item_rx) = mpsc::channel::<Result<Vec<Item>, String>>(8);
-    let numbered = !matches!(&format, BodyFormat::Text(o) if o.format == Format::Lines);
     tokio::task::spawn_blocking(move || parse(chunk_rx, format, expected_header, item_tx));
 
     let pump = async move {
@@ -173,16 +172,9 @@ async fn stream_records<U: UploadSink>(
                 return Ok(());
             }
             for item in batch {
-                let pushed = match item {
-                    Item::Record { bytes, line } if numbered => {
-                        uploader.push_line(bytes, line).await
-                    }
-                    Item::Record { bytes, .. } => uploader.push(bytes).await,
-                    Item::Rejected { raw, line, message } => {
-                        uploader.push_rejected(raw, line, message).await
-                    }
-                };
-                pushed.map_err(|e| e.to_string())?;
+                super::push_item(uploader, item)
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
         }
         Err("the upload parser stopped before the end of the input".to_string())

@@ -56,6 +56,60 @@ pub struct JobView {
     pub result: Option<serde_json::Value>,
     pub attempts: u32,
     pub properties: serde_json::Value,
+    /// The control actions allowed now (see `JobStatus::allowed_actions`).
+    #[serde(default)]
+    pub allowed_actions: Vec<String>,
+    /// What `job show` prints about where the job came from: input file,
+    /// format, command (`crate::report::job_origin`), as label/value pairs.
+    #[serde(default)]
+    pub details: Vec<Detail>,
+    /// What can be downloaded, one entry per category (`downloads_of`).
+    #[serde(default)]
+    pub downloads: Vec<DownloadLink>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Detail {
+    pub label: String,
+    pub value: String,
+}
+
+/// One downloadable category of a job's records.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DownloadLink {
+    pub category: String,
+    pub label: String,
+    pub href: String,
+    /// How many records it holds (what the counts say).
+    pub records: u64,
+}
+
+/// A job with slices has records to download, one link per category:
+/// the output (`main`), each of the job's own categories (named at
+/// creation; their names are `[a-z0-9_-]`, safe in a query), then the
+/// errors. A simple job (no slices) has a result instead.
+fn downloads_of(s: &JobStatus) -> Vec<DownloadLink> {
+    if s.slices_total == 0 {
+        return Vec::new();
+    }
+    let link = |category: &str, label: String, records: u64| DownloadLink {
+        category: category.to_string(),
+        label,
+        href: format!("/api/jobs/{}/output?category={category}", s.id),
+        records,
+    };
+    std::iter::once(link("main", "Output".to_string(), s.records_out))
+        .chain(
+            s.records_out_by_category
+                .iter()
+                .map(|(name, n)| link(name, name.clone(), *n)),
+        )
+        .chain(std::iter::once(link(
+            "errors",
+            "Errors".to_string(),
+            s.records_failed,
+        )))
+        .collect()
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -74,6 +128,23 @@ pub struct WorkerView {
     pub lease: Option<LeaseView>,
     pub slices_done: u64,
     pub restarts: u32,
+    /// Where the worker runs: its host, process and `booster` version.
+    #[serde(default)]
+    pub host: String,
+    #[serde(default)]
+    pub pid: u32,
+    #[serde(default)]
+    pub version: String,
+}
+
+/// This machine's host name (Linux: the kernel's), or "unknown".
+pub fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".to_string())
 }
 
 pub fn unix_ms(t: SystemTime) -> u64 {
@@ -102,12 +173,24 @@ impl From<&WorkerStatus> for WorkerView {
             lease: w.lease.as_ref().map(LeaseView::from),
             slices_done: w.slices_done,
             restarts: w.restarts,
+            // The runtime's workers are threads of this process.
+            host: this_host(),
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
         }
     }
 }
 
 impl From<JobStatus> for JobView {
     fn from(s: JobStatus) -> JobView {
+        let details = crate::report::job_origin(&s)
+            .into_iter()
+            .map(|(label, value)| Detail {
+                label: label.to_string(),
+                value: value.to_string(),
+            })
+            .collect();
+        let downloads = downloads_of(&s);
         JobView {
             id: s.id,
             kind: s.kind,
@@ -144,6 +227,9 @@ impl From<JobStatus> for JobView {
             result: s.result,
             attempts: s.attempts,
             properties: s.properties,
+            allowed_actions: s.allowed_actions,
+            details,
+            downloads,
         }
     }
 }
@@ -188,6 +274,7 @@ impl From<JobView> for JobStatus {
             result: v.result,
             attempts: v.attempts,
             properties: v.properties,
+            allowed_actions: v.allowed_actions,
         }
     }
 }

@@ -333,6 +333,7 @@ impl From<&JobSpec> for Spec {
             expires_at: s.expires_at.map(time_out),
             properties: s.properties.clone(),
             categories: s.categories.clone(),
+            singleton: s.singleton.clone(),
         }
     }
 }
@@ -358,6 +359,7 @@ impl From<Spec> for JobSpec {
             expires_at: s.expires_at.map(time_in),
             properties: s.properties,
             categories: s.categories,
+            singleton: s.singleton,
         }
     }
 }
@@ -535,6 +537,7 @@ impl From<&Job> for Row {
             failure_reason: j.failure_reason.clone(),
             attempts: j.attempts,
             body,
+            singleton: j.singleton.as_deref().map(str::to_string),
         }
     }
 }
@@ -613,6 +616,7 @@ impl From<Row> for Job {
             failure_reason: r.failure_reason,
             attempts: r.attempts,
             body,
+            singleton: r.singleton.map(Arc::from),
             ready: None,
             accepted: None,
             refused: None,

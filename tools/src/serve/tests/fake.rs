@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use booster_runtime::{
     Category, ErrorGroup, JobEvent, JobFilter, JobId, JobShape, JobSpec, JobState, JobStatus,
-    LeaseInfo, Metrics, RecordErrorSample, RuntimeError, WorkerStatus,
+    JobsPage, LeaseInfo, Metrics, RecordErrorSample, RuntimeError, WorkerStatus,
 };
 use parking_lot::Mutex;
 use tokio::sync::broadcast;
@@ -80,9 +80,10 @@ impl FakeRuntime {
         }
     }
 
-    /// Blocks until an event stream is open (the test's watcher is listening).
+    /// Blocks until an event stream is open (the test's watcher is
+    /// listening), besides the server's own history sampler.
     pub fn wait_for_subscriber(&self) {
-        while self.events.receiver_count() == 0 {
+        while self.events.receiver_count() <= crate::serve::history::SAMPLER_RECEIVERS {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -155,7 +156,7 @@ const UNFINISHED: [JobState; 4] = [
     JobState::Paused,
 ];
 
-fn new_status(id: JobId, spec: JobSpec) -> (JobStatus, usize) {
+pub(crate) fn new_status(id: JobId, spec: JobSpec) -> (JobStatus, usize) {
     let (upload_complete, slice_size) = match &spec.shape {
         JobShape::Simple { .. } => (true, 1),
         JobShape::Sliced { slice_size, .. } => (false, slice_size.unwrap_or(100)),
@@ -196,6 +197,7 @@ fn new_status(id: JobId, spec: JobSpec) -> (JobStatus, usize) {
         result: None,
         attempts: 0,
         properties: spec.properties,
+        allowed_actions: Vec::new(),
     };
     (status, slice_size)
 }
@@ -354,10 +356,20 @@ impl JobControl for FakeRuntime {
             .cloned()
             .collect()
     }
-    async fn jobs_newest(&self, filter: JobFilter, limit: usize) -> (Vec<JobStatus>, usize) {
+    async fn jobs_page(&self, filter: JobFilter, before: Option<JobId>, limit: usize) -> JobsPage {
         let all = self.jobs(filter).await;
         let total = all.len();
-        (all[total.saturating_sub(limit)..].to_vec(), total)
+        let below: Vec<JobStatus> = all
+            .into_iter()
+            .filter(|j| before.is_none_or(|b| j.id < b))
+            .collect();
+        let jobs = below[below.len().saturating_sub(limit)..].to_vec();
+        let next_before = (below.len() > jobs.len()).then(|| jobs[0].id);
+        JobsPage {
+            jobs,
+            total,
+            next_before,
+        }
     }
     async fn set_priority(&self, job: JobId, priority: i64) -> Result<(), RuntimeError> {
         if !(1..=100).contains(&priority) {

@@ -4,7 +4,7 @@
 mod api;
 mod commands;
 mod connections;
-mod fake;
+pub(crate) mod fake;
 mod remote_cli;
 mod security;
 

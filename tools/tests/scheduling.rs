@@ -1,6 +1,7 @@
-//! `booster kind` (issue 14: throttles that persist): a kind's running-job
-//! limit, retries and lease policy are stored in the data directory, so
-//! they hold for every later process until reset.
+//! Rocket Job's scheduling features from the command line (issue 14):
+//! `booster kind` (throttles that persist: a kind's running-job limit,
+//! retries and lease policy are stored in the data directory, so they hold
+//! for every later process until reset) and `submit --singleton`.
 
 mod common;
 
@@ -67,4 +68,46 @@ fn retry_and_lease_settings_are_stored_and_bad_values_are_usage_errors() {
     );
     sb.expect(2, &["kind", "limit", "copy", "lots"]);
     sb.expect(2, &["kind", "lease", "copy", "--max-expiries", "0"]);
+}
+
+#[test]
+fn a_second_singleton_submit_is_refused_naming_the_job_that_holds_the_key() {
+    let sb = Sandbox::new();
+    let input = sb.write("in.txt", numbered_lines(5).as_bytes());
+    let submit = [
+        "submit",
+        "--kind",
+        "copy",
+        "--singleton",
+        "--input",
+        s(&input),
+    ];
+    let first = job_id(&sb.json(&submit)).to_string();
+    let out = sb.expect(1, &submit);
+    let text = stderr(&out);
+    assert!(
+        text.contains(&format!("singleton \"copy\" is held by job {first}")),
+        "{text}"
+    );
+    // Another key, or none, is not held back; once the job ends the key is free.
+    sb.ok(&[
+        "-q",
+        "submit",
+        "--kind",
+        "copy",
+        "--singleton",
+        "other",
+        "--input",
+        s(&input),
+    ]);
+    sb.ok(&["-q", "work", "--until-idle"]);
+    sb.ok(&[
+        "-q",
+        "submit",
+        "--kind",
+        "copy",
+        "--singleton",
+        "--input",
+        s(&input),
+    ]);
 }

@@ -1,0 +1,173 @@
+//! Actions on many jobs at once, for an operator (admin role):
+//!
+//! - `POST /api/bulk/retry-failed` (body optional: `{"kind": "copy"}`):
+//!   retry every failed job (of that kind).
+//! - `POST /api/kinds/{kind}/pause` and `.../resume`: pause every job of
+//!   the kind that can be paused now (resume every paused one). Jobs
+//!   submitted later are not paused: this acts on the jobs there are.
+//!
+//! Each job goes through the same control call as its own button, so
+//! the state machine decides; a job it refuses is listed with why, never
+//! skipped in silence. At most [`BULK_MAX`] jobs per request; `more`
+//! says to send it again.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use booster_runtime::{JobFilter, JobId, JobState};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::{ApiError, ApiResult};
+use super::roles::Role;
+use super::{AppState, JobControl};
+
+/// Jobs one bulk request acts on.
+pub const BULK_MAX: usize = 10_000;
+
+fn require_admin(role: Role, what: &str) -> ApiResult<()> {
+    if role < Role::Admin {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "only an admin token may {what}; this token's role is {}",
+                role.name()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RetryFailed {
+    pub kind: Option<String>,
+}
+
+/// The jobs done and the ones refused, as the answer lists them.
+#[derive(Default)]
+struct Outcome {
+    done: Vec<JobId>,
+    refused: Vec<Value>,
+}
+
+impl Outcome {
+    fn note(&mut self, id: JobId, result: Result<(), booster_runtime::RuntimeError>) {
+        match result {
+            Ok(()) => self.done.push(id),
+            Err(e) => self
+                .refused
+                .push(json!({ "id": id, "error": e.to_string() })),
+        }
+    }
+}
+
+pub async fn retry_failed<C: JobControl>(
+    State(app): State<AppState<C>>,
+    Extension(role): Extension<Role>,
+    body: Result<Json<RetryFailed>, JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    require_admin(role, "retry all failed jobs")?;
+    let req = match body {
+        Ok(Json(req)) => req,
+        // No body at all: every kind.
+        Err(JsonRejection::MissingJsonContentType(_)) => RetryFailed::default(),
+        Err(e) => return Err(e.into()),
+    };
+    let filter = JobFilter {
+        state: Some(JobState::Failed),
+        kind: req.kind.filter(|k| !k.is_empty()),
+        text: None,
+    };
+    let page = app.ctl.jobs_page(filter, None, BULK_MAX).await;
+    let mut outcome = Outcome::default();
+    for job in &page.jobs {
+        outcome.note(job.id, app.ctl.retry(job.id).await);
+    }
+    Ok(Json(json!({
+        "retried": outcome.done,
+        "refused": outcome.refused,
+        "more": page.next_before.is_some(),
+    })))
+}
+
+pub async fn kind_action<C: JobControl>(
+    State(app): State<AppState<C>>,
+    Extension(role): Extension<Role>,
+    Path((kind, action)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let (wanted, from): (&str, &[JobState]) = match action.as_str() {
+        "pause" => (
+            "pause",
+            &[JobState::Scheduled, JobState::Queued, JobState::Running],
+        ),
+        "resume" => ("resume", &[JobState::Paused]),
+        other => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("unknown kind action {other:?}: use pause or resume"),
+            ))
+        }
+    };
+    require_admin(role, &format!("{wanted} every job of a kind"))?;
+    let mut outcome = Outcome::default();
+    let mut more = false;
+    let mut any = false;
+    for state in from {
+        let filter = JobFilter {
+            state: Some(*state),
+            kind: Some(kind.clone()),
+            text: None,
+        };
+        let page = app.ctl.jobs_page(filter, None, BULK_MAX).await;
+        more |= page.next_before.is_some();
+        for job in &page.jobs {
+            any = true;
+            // The job's own allowed actions decide (a running simple job
+            // cannot pause): what it refuses is listed, not tried.
+            if !job.allowed_actions.iter().any(|a| a == wanted) {
+                outcome.refused.push(json!({
+                    "id": job.id,
+                    "error": format!("a {} {} job cannot {wanted}", job.state.as_str(), job.kind),
+                }));
+                continue;
+            }
+            let result = match wanted {
+                "pause" => app.ctl.pause(job.id).await,
+                _ => app.ctl.resume(job.id).await,
+            };
+            outcome.note(job.id, result);
+        }
+    }
+    let key = if wanted == "pause" {
+        "paused"
+    } else {
+        "resumed"
+    };
+    if !any {
+        let known = app
+            .ctl
+            .jobs_page(
+                JobFilter {
+                    kind: Some(kind.clone()),
+                    ..JobFilter::default()
+                },
+                None,
+                1,
+            )
+            .await
+            .total;
+        if known == 0 {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no job of kind {kind:?}; check the kind's name"),
+            ));
+        }
+    }
+    Ok(Json(json!({
+        key: outcome.done,
+        "refused": outcome.refused,
+        "more": more,
+    })))
+}
