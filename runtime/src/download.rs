@@ -164,7 +164,7 @@ impl Iterator for Download {
                 }
                 Ok(None) => continue,
                 Err(e) => {
-                    self.shared.note_damage(key, &e);
+                    self.shared.note_damage(&self.store, key, &e);
                     self.keys.clear();
                     return Some(Err(RuntimeError::Store(e)));
                 }

@@ -197,6 +197,7 @@ impl Runtime {
                     }
                 }
                 state.book.damage = report.damaged.clone();
+                state.book.store_read_only = report.read_only;
                 let mut lost = report
                     .damaged
                     .iter()

@@ -107,8 +107,38 @@ impl Shared {
 
     /// A read of `key` found corruption the open did not (a sealed frame is
     /// checked only when read): it joins the damage list, so the job whose
-    /// slice it was shows it (`JobStatus::damage`) from now on.
-    pub fn note_damage(&self, key: SliceKey, e: &StoreError) {
+    /// slice it was shows it (`JobStatus::damage`) from now on, and, the
+    /// first time, it is kept as an incident (`Meta::Recovered`), so later
+    /// processes show it too without reading the slice again. A store that
+    /// opened read-only (a full disk) keeps it in memory only.
+    pub fn note_damage(
+        self: &Arc<Self>,
+        store: &Arc<dyn SliceStore>,
+        key: SliceKey,
+        e: &StoreError,
+    ) {
+        let Some(incident) = self.damage_found(key, e) else {
+            return;
+        };
+        if self.state.lock().book.store_read_only {
+            return;
+        }
+        let m = Meta::Recovered {
+            at_ms: crate::clock::now_ms(),
+            incidents: vec![incident],
+        };
+        commit(
+            self,
+            store,
+            batch_of(std::slice::from_ref(&m)),
+            vec![m],
+            |_, _| {},
+        );
+    }
+
+    /// Adds the damage to the list; the incident to log when it is new to
+    /// this process and to the log.
+    fn damage_found(&self, key: SliceKey, e: &StoreError) -> Option<crate::Incident> {
         let StoreError::Corrupt {
             segment_id,
             path,
@@ -116,24 +146,45 @@ impl Shared {
             what,
         } = e
         else {
-            return;
+            return None;
         };
         let mut st = self.state.lock();
         let known =
             st.book.damage.iter().any(|d| {
                 d.segment_id == *segment_id && d.offset == *offset && d.slices.contains(&key)
             });
-        if !known {
-            st.book.damage.push(booster_store::Damage {
-                segment_id: *segment_id,
-                path: path.clone(),
-                offset: *offset,
-                end: *offset,
-                what: what.clone(),
-                slices: vec![key],
-                meta_lost: false,
-            });
+        if known {
+            return None;
         }
+        st.book.damage.push(booster_store::Damage {
+            segment_id: *segment_id,
+            path: path.clone(),
+            offset: *offset,
+            end: *offset,
+            what: what.clone(),
+            slices: vec![key],
+            meta_lost: false,
+        });
+        let logged = st.book.incidents.iter().any(|i| {
+            i.segment == *segment_id
+                && i.offset == *offset
+                && matches!(&i.kind, crate::IncidentKind::Damaged { jobs, .. } if jobs.contains(&key.owner))
+        });
+        (!logged).then(|| crate::Incident {
+            at: std::time::SystemTime::now(),
+            segment: *segment_id,
+            file: path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            offset: *offset,
+            kind: crate::IncidentKind::Damaged {
+                end: *offset,
+                what: format!("{what} (found when {} was read)", describe_key(key)),
+                jobs: vec![key.owner],
+                meta_lost: false,
+            },
+        })
     }
 
     pub fn handler(&self, kind: &str) -> Option<Handler> {
@@ -217,4 +268,9 @@ pub async fn write_one(
     m: Meta,
 ) -> Result<(), RuntimeError> {
     write(shared, store, vec![m]).await?.pop().unwrap_or(Ok(()))
+}
+
+/// A slice key as an incident names it.
+fn describe_key(key: SliceKey) -> String {
+    format!("job {} stream {} slice {}", key.owner, key.stream, key.seq)
 }

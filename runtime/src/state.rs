@@ -197,6 +197,8 @@ pub struct Book {
     /// Every `Meta::Recovered` incident in the log, oldest first (a few per
     /// damaged open; kept whole by compaction).
     pub incidents: Vec<crate::Incident>,
+    /// The store opened read-only (a full disk): nothing may be written.
+    pub store_read_only: bool,
     /// The latest time a meta record carried (applied so far): the time of
     /// a record that carries none (written before it was logged), so
     /// replay never reads the clock.
@@ -246,6 +248,7 @@ impl Book {
             singleton_pending: HashMap::new(),
             singleton_lost_race: HashMap::new(),
             incidents: Vec::new(),
+            store_read_only: false,
             log_ms: 0,
         }
     }

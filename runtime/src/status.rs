@@ -166,6 +166,34 @@ impl State {
     /// One line per damaged range that held slices of `job`: where it is,
     /// what was wrong, which of the job's slices it took.
     pub fn damage_of(&self, job: JobId) -> Vec<String> {
+        let mut lines = self.damage_now(job);
+        // Rot an earlier process found when it read a slice: sealed frames
+        // are checked only when read, so this open did not see it.
+        for i in &self.book.incidents {
+            if let crate::IncidentKind::Damaged {
+                end,
+                what,
+                jobs,
+                meta_lost: false,
+            } = &i.kind
+            {
+                let listed = self
+                    .book
+                    .damage
+                    .iter()
+                    .any(|d| d.segment_id == i.segment && d.offset == i.offset);
+                if jobs.contains(&job) && !listed {
+                    lines.push(format!(
+                        "segment {} ({}) offsets {}..{}: {what}",
+                        i.segment, i.file, i.offset, end
+                    ));
+                }
+            }
+        }
+        lines
+    }
+
+    fn damage_now(&self, job: JobId) -> Vec<String> {
         let lost = self.book.lost.contains(&job);
         self.book
             .damage

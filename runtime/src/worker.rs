@@ -271,7 +271,7 @@ fn run_slice(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, epoch: u64, item
             )
         }
         Err(e) => {
-            shared.note_damage(input_key, &e);
+            shared.note_damage(store, input_key, &e);
             return fail_slice(
                 shared,
                 store,

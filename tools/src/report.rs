@@ -204,7 +204,16 @@ pub fn table_row(job: &JobStatus) -> String {
         job.percent,
         count(job.records_in),
         count(job.records_failed),
-        job.description
+        if job.damage.is_empty() {
+            job.description.clone()
+        } else {
+            format!(
+                "DAMAGED ({}: `booster job show {}`) {}",
+                plural(job.damage.len() as u64, "range"),
+                job.id,
+                job.description
+            )
+        }
     )
 }
 

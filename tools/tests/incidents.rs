@@ -39,3 +39,48 @@ fn a_torn_tail_cut_by_a_listing_is_kept_as_an_incident_through_compaction() {
     sb.ok(&run);
     check(&sb.json(&["incidents"]));
 }
+
+/// Rot in a sealed output slice is found when it is read: the download
+/// fails naming it, and from then on every listing marks the job damaged
+/// (the read keeps an incident), in later processes too.
+#[test]
+fn a_job_whose_output_rotted_is_listed_as_damaged_once_a_read_found_it() {
+    use booster_store::format::{read_sealed_entries, segment_paths, FrameKind};
+    let sb = Sandbox::new();
+    sb.copy_lines(30);
+    sb.copy_lines(30);
+    let newest = segment_paths(&sb.data()).unwrap().pop().unwrap();
+    let mut bytes = std::fs::read(&newest).unwrap();
+    let entry = read_sealed_entries(&bytes)
+        .unwrap()
+        .into_iter()
+        .find(|e| {
+            e.header.kind == FrameKind::Slice && e.header.key.owner == 2 && e.header.key.stream == 1
+        })
+        .expect("job 2's output slice");
+    bytes[(entry.offset + 60) as usize] ^= 0x40;
+    std::fs::write(&newest, &bytes).unwrap();
+
+    assert!(
+        !stdout(&sb.ok(&["jobs"])).contains("DAMAGED"),
+        "not read yet"
+    );
+    sb.expect(4, &["download", "2", "--output", s(&sb.path("o2.txt"))]);
+    let listed = stdout(&sb.ok(&["jobs"]));
+    let line = listed
+        .lines()
+        .find(|l| l.trim_start().starts_with("2 "))
+        .unwrap();
+    assert!(
+        line.contains("DAMAGED (1 range: `booster job show 2`)"),
+        "{listed}"
+    );
+    let shown = stdout(&sb.ok(&["job", "show", "2"]));
+    assert!(
+        shown.contains(&format!("offsets {}", entry.offset)),
+        "{shown}"
+    );
+    assert!(!listed
+        .lines()
+        .any(|l| l.trim_start().starts_with("1 ") && l.contains("DAMAGED")));
+}

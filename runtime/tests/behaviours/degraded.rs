@@ -262,3 +262,44 @@ async fn a_damaged_range_is_logged_once_by_the_first_process_that_runs_work() {
         shut(rt).await;
     }
 }
+
+/// Rot found by a read is kept as an incident, so the next process shows it
+/// on the job without reading the slice again (sealed frames are checked
+/// only when read).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rot_found_by_a_read_shows_on_its_job_in_the_next_process_too() {
+    let dir = tempfile::tempdir().unwrap();
+    run_one_job(dir.path(), 40).await;
+    let second = run_one_job(dir.path(), 40).await;
+    let (_, offset) = rot(dir.path(), FrameKind::Slice, Some(second), STREAM_OUTPUT);
+    {
+        let mut o = opts(dir.path(), 1);
+        o.start_workers = false;
+        let rt = Runtime::open(o).await.unwrap();
+        assert!(
+            rt.job(second).await.unwrap().damage.is_empty(),
+            "not read yet"
+        );
+        let read = rt
+            .download(second, Category::Main)
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>();
+        assert!(read.is_err());
+        rt.shutdown(std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
+    }
+    let rt = Runtime::open(opts(dir.path(), 1)).await.unwrap();
+    let shown = rt.job(second).await.unwrap().damage;
+    assert!(
+        shown
+            .iter()
+            .any(|d| d.contains(&format!("offsets {offset}"))),
+        "{shown:?}"
+    );
+    let incidents = rt.incidents();
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+    rt.shutdown(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+}
