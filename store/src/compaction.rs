@@ -172,12 +172,22 @@ impl<F: FileLayer> Engine<F> {
 
     /// Refuses to start when the output would not fit on the disk.
     fn check_free_space(&self, needed_bytes: u64) -> Result<(), StoreError> {
-        let free_bytes = self.fs.free_bytes(&self.dir).map_err(io_err(format!(
-            "reading the free space of {}",
-            self.dir.display()
-        )))?;
-        // Headroom for the manifest and the file system's own blocks.
-        let needed_bytes = needed_bytes.saturating_add(needed_bytes / 16 + (256 << 10));
+        let free = || {
+            self.fs.free_bytes(&self.dir).map_err(io_err(format!(
+                "reading the free space of {}",
+                self.dir.display()
+            )))
+        };
+        // Headroom for the manifest (about 100 bytes a segment) and the
+        // file system's blocks of the new files.
+        let needed_bytes = needed_bytes.saturating_add(needed_bytes / 16 + (64 << 10));
+        let mut free_bytes = free()?;
+        // The reserve exists so that a compaction can make room on a full
+        // disk: given back here, it is taken again at the next open with
+        // room to spare.
+        if free_bytes < needed_bytes && crate::reserve::release_reserve(&self.fs, &self.dir) {
+            free_bytes = free()?;
+        }
         if free_bytes < needed_bytes {
             return Err(StoreError::NoSpace {
                 what: "compaction".into(),

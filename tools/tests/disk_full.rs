@@ -123,3 +123,72 @@ fn run_on_a_disk_that_fills_exits_1_saying_disk_full() {
     ));
     assert_disk_full_exit(&out);
 }
+
+/// After the disk filled, the operator can still see and save everything
+/// and make room: list, show, download, abort, destroy and compact work on
+/// the full disk (the store's reserve is released for them), and then work
+/// goes on.
+#[test]
+fn on_a_full_disk_jobs_can_be_listed_downloaded_destroyed_and_compacted() {
+    let Some(disk) = SmallDisk::mount(8) else {
+        return;
+    };
+    let sb = Sandbox::new();
+    let input = sb.write("in.txt", numbered_lines(40).as_bytes());
+    submit_filler(&disk, &input);
+    assert_disk_full_exit(&finish(booster(
+        &disk,
+        &["work", "--until-idle", "--workers", "1"],
+    )));
+
+    let listed = finish(booster(&disk, &["--json", "jobs"]));
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let jobs: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(jobs[0]["id"], 1, "{jobs}");
+    let done = jobs[0]["slices_done"].as_u64().unwrap();
+    assert!(
+        done > 0,
+        "some slices finished before the disk filled: {jobs}"
+    );
+    assert!(finish(booster(&disk, &["job", "show", "1"]))
+        .status
+        .success());
+    // What was done downloads (to another disk), said to be the output so far.
+    let saved = sb.path("saved.txt");
+    let out = finish(booster(&disk, &["download", "1", "--output", s(&saved)]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("output so far"), "{}", stderr(&out));
+    let partial = sb.path("saved.txt.partial");
+    let written: u64 = [&saved, &partial]
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    assert!(written > 0, "{}", stderr(&out));
+
+    for step in [
+        &["job", "abort", "1"][..],
+        &["job", "destroy", "1"],
+        &["compact"],
+    ] {
+        let out = finish(booster(&disk, step));
+        assert!(out.status.success(), "{step:?}: {}", stderr(&out));
+    }
+    let listed = finish(booster(&disk, &["--json", "jobs"]));
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "[]");
+    // Room again: a new job runs to the end.
+    let small = sb.write("small.txt", numbered_lines(5).as_bytes());
+    let out = finish(booster(
+        &disk,
+        &[
+            "run",
+            "--kind",
+            "copy",
+            "--input",
+            s(&small),
+            "--output",
+            s(&sb.path("o.txt")),
+        ],
+    ));
+    assert!(out.status.success(), "{}", stderr(&out));
+}
