@@ -5,9 +5,10 @@
 //! there whole, and every job seen completed is still completed with its
 //! output. SIGKILL tests (`crash_loops.rs`) keep the page cache; this drops it.
 //!
-//! Short by default (a sample of crash points); `BOOSTER_LONG=1` crashes at
-//! every operation of the workload. Every other crash point runs with a key
-//! (encrypted segments). Seeded: `BOOSTER_SEED` replays.
+//! It crashes at every mutating operation of the workload, each with the
+//! unsynced writes dropped and torn (seconds in all). Every other crash
+//! point runs with a key (encrypted segments). Seeded: `BOOSTER_SEED`
+//! replays the torn bytes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +19,7 @@ use booster_runtime::{
 };
 use booster_store::fs::sim::{CrashMode, SimFileLayer};
 use booster_store::{MasterKey, Store, StoreOptions};
-use booster_tests::rng::{long_run, seed, Rng};
+use booster_tests::rng::{seed, Rng};
 
 const DIR: &str = "/sim/data";
 
@@ -234,12 +235,7 @@ fn acknowledged_jobs_and_records_survive_power_loss_at_every_io_step() {
     );
     let ops = fs.mutating_ops();
     let mut rng = Rng::new(seed("power_loss"));
-    let points: Vec<u64> = if long_run() {
-        (1..=ops).collect()
-    } else {
-        (0..24).map(|_| rng.range(1, ops + 1)).collect()
-    };
-    for k in points {
+    for k in 1..=ops {
         // Every other crash point runs encrypted (AES-GCM per segment).
         let key = (k % 2 == 0).then(MasterKey::generate);
         let (fs, acked) = run(Some(k), &key);
