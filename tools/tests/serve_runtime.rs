@@ -551,3 +551,60 @@ fn a_lines_upload_over_http_keeps_each_record_s_line() {
         runtime.shutdown(Duration::from_secs(5)).await.unwrap();
     });
 }
+
+/// `PUT /api/kinds/{kind}` stores a kind's settings (issue 14), as
+/// `booster kind` does: a paused kind holds a new job, cleared it runs.
+#[test]
+fn kind_settings_are_stored_and_listed_over_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, runtime, server) = serve_with(dir.path(), &[]);
+    let url = server.url();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let put = |body: &str| {
+        let mut resp = agent
+            .put(format!("{url}/api/kinds/copy"))
+            .header("Content-Type", "application/json")
+            .send(body.to_string())
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.body_mut().read_to_string().unwrap_or_default())
+    };
+    let paused = r#"{"max_running": 0, "retry": {"max_retries": 0, "backoff_base_ms": 1000}, "lease": null}"#;
+    let (status, body) = put(paused);
+    assert_eq!(status, 200, "{body}");
+    let mut resp = agent.get(format!("{url}/api/kinds")).call().unwrap();
+    let kinds: serde_json::Value =
+        serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
+    let copy = kinds["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kind"] == "copy")
+        .unwrap()
+        .clone();
+    assert_eq!(copy["stored"]["max_running"], 0, "{kinds}");
+
+    let client = Client::new(&RemoteOptions {
+        server: url.clone(),
+        ..RemoteOptions::default()
+    })
+    .unwrap();
+    let id = client.create(&serde_json::json!({"kind": "copy"})).unwrap();
+    client.upload(id, &mut b"a\nb\n".as_slice(), None).unwrap();
+    let job = rt.block_on(runtime.job(id)).unwrap();
+    let why = job.waiting_reason.unwrap_or_default();
+    assert!(why.contains("paused"), "{why}");
+    let (status, body) = put("null");
+    assert_eq!(status, 200, "{body}");
+    let done = rt.block_on(runtime.wait(id)).unwrap();
+    assert_eq!(done.records_out, 2);
+    let (status, body) = put(r#"{"max_running": 1, "retry": 7}"#);
+    assert_eq!(status, 400, "a malformed body is refused: {body}");
+    rt.block_on(async {
+        server.shutdown(Duration::ZERO).await.unwrap();
+        runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+    });
+}

@@ -6,6 +6,11 @@
 //!   the kind that can be paused now (resume every paused one). Jobs
 //!   submitted later are not paused: this acts on the jobs there are.
 //!
+//! - `GET /api/kinds`: every kind's stored and effective settings;
+//!   `PUT /api/kinds/{kind}` (body: the settings, or null to clear):
+//!   store a kind's running-job limit (0 pauses it for good, for jobs
+//!   submitted later too), retry and lease policy (issue 14).
+//!
 //! Each job goes through the same control call as its own button, so
 //! the state machine decides; a job it refuses is listed with why, never
 //! skipped in silence. At most [`BULK_MAX`] jobs per request; `more`
@@ -170,4 +175,27 @@ pub async fn kind_action<C: JobControl>(
         "refused": outcome.refused,
         "more": more,
     })))
+}
+
+/// `GET /api/kinds`.
+pub async fn kinds<C: JobControl>(State(app): State<AppState<C>>) -> Json<Value> {
+    Json(json!({ "kinds": app.ctl.kinds_settings() }))
+}
+
+/// `PUT /api/kinds/{kind}`: stores the kind's settings (null clears them).
+pub async fn store_kind<C: JobControl>(
+    State(app): State<AppState<C>>,
+    Extension(role): Extension<Role>,
+    Path(kind): Path<String>,
+    body: Result<Json<Option<booster_runtime::KindSettings>>, JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    require_admin(role, "store a kind's settings")?;
+    let Json(settings) = body?;
+    app.ctl.store_kind_settings(&kind, settings).await?;
+    let view = app
+        .ctl
+        .kinds_settings()
+        .into_iter()
+        .find(|v| v.kind == kind);
+    Ok(Json(json!({ "kind": kind, "settings": view })))
 }

@@ -8,8 +8,8 @@
 use std::future::Future;
 
 use booster_runtime::{
-    Category, Incident, JobEvent, JobFilter, JobId, JobSpec, JobStatus, JobsPage, Metrics, Runtime,
-    RuntimeError, Uploader, WorkerStatus,
+    Category, Incident, JobEvent, JobFilter, JobId, JobSpec, JobStatus, JobsPage, KindSettings,
+    KindView, Metrics, Runtime, RuntimeError, Uploader, WorkerStatus,
 };
 use tokio::sync::broadcast;
 
@@ -57,6 +57,13 @@ pub trait JobControl: Clone + Send + Sync + 'static {
     fn metrics(&self) -> Metrics;
     /// What recovery cut or found damaged, oldest first (`Runtime::incidents`).
     fn incidents(&self) -> Vec<Incident>;
+    /// Every kind's stored and effective settings (`Runtime::kinds_settings`).
+    fn kinds_settings(&self) -> Vec<KindView>;
+    fn store_kind_settings(
+        &self,
+        kind: &str,
+        settings: Option<KindSettings>,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 }
 
 /// Pushes one parsed item into an upload: a record with the source line
@@ -160,6 +167,16 @@ impl JobControl for Runtime {
     }
     fn incidents(&self) -> Vec<Incident> {
         Runtime::incidents(self)
+    }
+    fn kinds_settings(&self) -> Vec<KindView> {
+        Runtime::kinds_settings(self)
+    }
+    async fn store_kind_settings(
+        &self,
+        kind: &str,
+        settings: Option<KindSettings>,
+    ) -> Result<(), RuntimeError> {
+        Runtime::store_kind_settings(self, kind, settings).await
     }
 }
 

@@ -148,6 +148,11 @@ pub fn router<C: JobControl>(
         .route("/api/workers", get(api::workers::<C>))
         .route("/api/history", get(history::get_history::<C>))
         .route("/api/bulk/retry-failed", post(bulk::retry_failed::<C>))
+        .route("/api/kinds", get(bulk::kinds::<C>))
+        .route(
+            "/api/kinds/{kind}",
+            axum::routing::put(bulk::store_kind::<C>),
+        )
         .route("/api/kinds/{kind}/{action}", post(bulk::kind_action::<C>))
         .route("/api/incidents", get(api::incidents::<C>))
         .route("/api/events", get(events::events::<C>))

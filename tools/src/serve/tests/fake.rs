@@ -448,6 +448,18 @@ impl JobControl for FakeRuntime {
     fn incidents(&self) -> Vec<booster_runtime::Incident> {
         Vec::new()
     }
+    fn kinds_settings(&self) -> Vec<booster_runtime::KindView> {
+        Vec::new()
+    }
+    async fn store_kind_settings(
+        &self,
+        _kind: &str,
+        _settings: Option<booster_runtime::KindSettings>,
+    ) -> Result<(), RuntimeError> {
+        Err(RuntimeError::Invalid(
+            "the test double stores no kind settings".into(),
+        ))
+    }
     fn metrics(&self) -> Metrics {
         let st = self.state.lock();
         let mut by_state: BTreeMap<String, (JobState, u64)> = BTreeMap::new();
