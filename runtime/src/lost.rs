@@ -47,22 +47,15 @@ impl LostCreated {
             Meta::Restore { job } => self.created.push((job.id, 1)),
             Meta::NextId { next } => self.floor = self.floor.max(*next),
             Meta::SimpleDone { outcomes, .. } => outcomes.iter().for_each(|o| name(o.job)),
-            Meta::Uploaded { job, .. }
-            | Meta::UploadComplete { job, .. }
-            | Meta::UploadFailed { job, .. }
-            | Meta::BeforeDone { job, .. }
-            | Meta::SliceDone { job, .. }
-            | Meta::SliceFailed { job, .. }
-            | Meta::AfterDone { job, .. }
-            | Meta::HookFailed { job, .. }
-            | Meta::Control { job, .. }
-            | Meta::Priority { job, .. }
-            | Meta::MaxWorkers { job, .. } => name(*job),
             Meta::LeaseExpired { work, .. } => match work {
                 Expired::Slice { job, .. } | Expired::Hook { job } => name(*job),
                 Expired::Simple { jobs } => jobs.iter().for_each(|&j| name(j)),
             },
-            Meta::Opened { .. } | Meta::Recovered { .. } | Meta::KindSettings { .. } => {}
+            other => {
+                if let Some(job) = other.single_job() {
+                    name(job);
+                }
+            }
         }
     }
 

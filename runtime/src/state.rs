@@ -852,19 +852,9 @@ impl State {
     }
 
     fn apply_to_job(&mut self, meta: &Meta) -> Result<(), RuntimeError> {
-        let id = match meta {
-            Meta::Uploaded { job, .. }
-            | Meta::UploadComplete { job, .. }
-            | Meta::UploadFailed { job, .. }
-            | Meta::BeforeDone { job, .. }
-            | Meta::SliceDone { job, .. }
-            | Meta::SliceFailed { job, .. }
-            | Meta::AfterDone { job, .. }
-            | Meta::HookFailed { job, .. }
-            | Meta::Priority { job, .. }
-            | Meta::MaxWorkers { job, .. } => *job,
-            _ => unreachable!("handled in apply"),
-        };
+        let id = meta
+            .single_job()
+            .expect("apply hands on only records of one job");
         let job = self.jobs.get_mut(&id).ok_or(RuntimeError::NotFound(id))?;
         let book = &mut self.book;
         match meta {

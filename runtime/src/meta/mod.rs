@@ -244,6 +244,28 @@ impl Meta {
     }
 }
 
+impl Meta {
+    /// The one job a record of a single job is about (an upload, a slice
+    /// commit, a hook, a control, a priority or worker change); None for
+    /// the others (batches of jobs, snapshots, settings, incidents).
+    pub fn single_job(&self) -> Option<JobId> {
+        match self {
+            Meta::Uploaded { job, .. }
+            | Meta::UploadComplete { job, .. }
+            | Meta::UploadFailed { job, .. }
+            | Meta::BeforeDone { job, .. }
+            | Meta::SliceDone { job, .. }
+            | Meta::SliceFailed { job, .. }
+            | Meta::AfterDone { job, .. }
+            | Meta::HookFailed { job, .. }
+            | Meta::Control { job, .. }
+            | Meta::Priority { job, .. }
+            | Meta::MaxWorkers { job, .. } => Some(*job),
+            _ => None,
+        }
+    }
+}
+
 pub fn encode(meta: &Meta) -> Vec<u8> {
     let mut out = Vec::with_capacity(128);
     out.push(FORMAT_JSON_V1);
