@@ -51,22 +51,38 @@ pub fn new_incidents(
         if d.meta_lost {
             jobs.extend(state.book.lost.iter().copied());
         }
-        out.push(Incident {
+        out.push(damage_incident(
+            d,
+            d.what.clone(),
+            jobs.into_iter().collect(),
             at,
-            segment: d.segment_id,
-            file: d
-                .path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| booster_store::format::segment_file_name(d.segment_id)),
-            offset: d.offset,
-            kind: IncidentKind::Damaged {
-                end: d.end,
-                what: d.what.clone(),
-                jobs: jobs.into_iter().collect(),
-                meta_lost: d.meta_lost,
-            },
-        });
+        ));
     }
     out
+}
+
+/// The incident that keeps damaged range `d` (found at open, or by a read:
+/// `Shared::note_damage`), saying `what` and naming `jobs`.
+pub fn damage_incident(
+    d: &booster_store::Damage,
+    what: String,
+    jobs: Vec<JobId>,
+    at: SystemTime,
+) -> Incident {
+    Incident {
+        at,
+        segment: d.segment_id,
+        file: d
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| booster_store::format::segment_file_name(d.segment_id)),
+        offset: d.offset,
+        kind: IncidentKind::Damaged {
+            end: d.end,
+            what,
+            jobs,
+            meta_lost: d.meta_lost,
+        },
+    }
 }

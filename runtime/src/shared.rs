@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use booster_store::{Batch, SliceKey, StoreError};
 
@@ -156,7 +156,7 @@ impl Shared {
         if known {
             return None;
         }
-        st.book.damage.push(booster_store::Damage {
+        let damage = booster_store::Damage {
             segment_id: *segment_id,
             path: path.clone(),
             offset: *offset,
@@ -164,27 +164,18 @@ impl Shared {
             what: what.clone(),
             slices: vec![key],
             meta_lost: false,
-        });
+        };
         let logged = st.book.incidents.iter().any(|i| {
             i.segment == *segment_id
                 && i.offset == *offset
                 && matches!(&i.kind, crate::IncidentKind::Damaged { jobs, .. } if jobs.contains(&key.owner))
         });
-        (!logged).then(|| crate::Incident {
-            at: std::time::SystemTime::now(),
-            segment: *segment_id,
-            file: path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            offset: *offset,
-            kind: crate::IncidentKind::Damaged {
-                end: *offset,
-                what: format!("{what} (found when {} was read)", describe_key(key)),
-                jobs: vec![key.owner],
-                meta_lost: false,
-            },
-        })
+        let incident = (!logged).then(|| {
+            let what = format!("{what} (found when {} was read)", describe_key(key));
+            crate::recovered::damage_incident(&damage, what, vec![key.owner], SystemTime::now())
+        });
+        st.book.damage.push(damage);
+        incident
     }
 
     pub fn handler(&self, kind: &str) -> Option<Handler> {
