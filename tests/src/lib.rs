@@ -4,7 +4,8 @@
 //! a real on-disk corpus for the hostile-input tests ([`corpus`]), a file
 //! layer that fails a chosen `fdatasync` or write ([`faulty_fs`]), an
 //! allocator that measures the largest allocation ([`alloc`]), replayable
-//! seeds ([`rng`]) and helpers to drive the built `booster` binary.
+//! seeds ([`rng`]), a kind whose progress the test releases record by
+//! record ([`gate`]) and helpers to drive the built `booster` binary.
 //!
 //! ```no_run
 //! let seed = booster_tests::rng::seed("my_test"); // prints the seed; BOOSTER_SEED replays it
@@ -18,5 +19,6 @@ pub mod cli;
 pub mod corpus;
 pub mod data;
 pub mod faulty_fs;
+pub mod gate;
 pub mod rng;
 pub mod small_disk;

@@ -9,11 +9,12 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use booster_runtime::{HandlerError, JobContext, RecordHandler, Runtime, RuntimeOptions};
+use booster_runtime::{Runtime, RuntimeOptions};
+use booster_tests::gate::{self, Gate};
 use booster_tools::remote::{Client, RemoteOptions};
 use booster_tools::serve::{start, ServeOptions, Server};
 use serde_json::{json, Value};
@@ -349,42 +350,6 @@ fn missing_browsers_fail_in_ci_and_skip_elsewhere() {
     assert!(missing_browser_verdict("t", Some("false")).is_ok());
 }
 
-/// Permits the `gated` handler takes, one per record.
-#[derive(Default)]
-struct Gate {
-    permits: Mutex<u64>,
-    freed: Condvar,
-}
-
-impl Gate {
-    fn release(&self, n: u64) {
-        *self.permits.lock().unwrap() += n;
-        self.freed.notify_all();
-    }
-    fn take(&self) {
-        let mut permits = self.permits.lock().unwrap();
-        while *permits == 0 {
-            permits = self.freed.wait(permits).unwrap();
-        }
-        *permits -= 1;
-    }
-}
-
-struct Gated(Arc<Gate>);
-
-impl RecordHandler for Gated {
-    fn process(
-        &self,
-        _job: &JobContext<'_>,
-        record: &[u8],
-        out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), HandlerError> {
-        self.0.take();
-        out.push(record.to_vec());
-        Ok(())
-    }
-}
-
 /// The runtime on a temp data directory with the built-in kinds and
 /// `gated`, served on 127.0.0.1:0.
 struct Served {
@@ -406,7 +371,6 @@ impl Served {
     /// (browsers then speak HTTP/2).
     fn start_with(with_token: bool, tls: bool) -> Served {
         let dir = tempfile::tempdir().unwrap();
-        let gate = Arc::new(Gate::default());
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -429,16 +393,16 @@ impl Served {
             serve.tls_cert = Some(cert_path);
             serve.tls_key = Some(key_path);
         }
-        let (runtime, server) = rt.block_on(async {
+        let (runtime, gate, server) = rt.block_on(async {
             let mut opts = RuntimeOptions::new(dir.path().join("data"));
             opts.workers = 2;
             // The gated handler waits on the test; its lease must outlast that.
-            opts.lease_timeout = Duration::from_secs(600);
+            opts.lease_timeout = gate::LEASE_TIMEOUT;
             let runtime = Runtime::open(opts).await.unwrap();
             booster_tools::kinds::register_builtin(&runtime);
-            runtime.register_sliced("gated", Arc::new(Gated(gate.clone())));
+            let gate = gate::register(&runtime);
             let server = start(runtime.clone(), &serve).await.unwrap();
-            (runtime, server)
+            (runtime, gate, server)
         });
         let url = server.url();
         let client = Client::new(&RemoteOptions {
@@ -522,7 +486,7 @@ impl Served {
 
 impl Drop for Served {
     fn drop(&mut self) {
-        self.gate.release(u64::MAX / 2);
+        self.gate.open();
         let (server, runtime) = (self.server.take(), self.runtime.take());
         self.rt.block_on(async {
             if let Some(server) = server {

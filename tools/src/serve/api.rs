@@ -9,7 +9,7 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use booster_runtime::{JobFilter, JobId, JobShape, JobSpec};
+use booster_runtime::{JobFilter, JobId, JobShape, JobSpec, Runtime};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -17,7 +17,7 @@ use super::error::{ApiError, ApiResult};
 use super::roles::Role;
 use super::upload::parse_format;
 use super::view::{JobView, WorkerView};
-use super::{AppState, JobControl};
+use super::AppState;
 use crate::formats::props;
 
 /// The `{id}` of a job route; anything but a number is a 400, never a path.
@@ -55,8 +55,8 @@ pub struct ListQuery {
 /// A page holds at most this many jobs.
 pub const MAX_PAGE: usize = 1000;
 
-pub async fn list<C: JobControl>(
-    State(app): State<AppState<C>>,
+pub async fn list(
+    State(app): State<AppState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     let Query(query) = query?;
@@ -74,7 +74,7 @@ pub async fn list<C: JobControl>(
     };
     let page = match (query.limit, query.before) {
         (None, None) => {
-            let jobs = app.ctl.jobs(filter).await;
+            let jobs = app.runtime.jobs(filter).await;
             let total = jobs.len();
             booster_runtime::JobsPage {
                 jobs,
@@ -89,7 +89,7 @@ pub async fn list<C: JobControl>(
                     "limit must be from 1 to {MAX_PAGE}; page on with before=<next_before>"
                 )));
             }
-            app.ctl.jobs_page(filter, before, limit).await
+            app.runtime.jobs_page(filter, before, limit).await
         }
     };
     let jobs: Vec<JobView> = page.jobs.into_iter().map(JobView::from).collect();
@@ -159,8 +159,21 @@ fn check_command(allowed: &[String], role: Role, properties: &Value) -> ApiResul
     }
 }
 
-pub async fn create<C: JobControl>(
-    State(app): State<AppState<C>>,
+/// A kind no handler here runs would wait forever: refused, with the kinds
+/// there are.
+fn check_kind(runtime: &Runtime, kind: &str) -> ApiResult<()> {
+    let kinds = runtime.kinds();
+    if kinds.iter().any(|k| k == kind) {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(format!(
+        "no worker here runs kind {kind:?}; the kinds are {}",
+        kinds.join(", ")
+    )))
+}
+
+pub async fn create(
+    State(app): State<AppState>,
     Extension(role): Extension<Role>,
     body: Result<Json<CreateJob>, JsonRejection>,
 ) -> ApiResult<Response> {
@@ -211,7 +224,8 @@ pub async fn create<C: JobControl>(
         categories: req.categories.unwrap_or_default(),
         singleton: req.singleton,
     };
-    let id = app.ctl.submit(spec).await?;
+    check_kind(&app.runtime, &spec.kind)?;
+    let id = app.runtime.submit(spec).await?;
     let mut body = json!({ "id": id });
     if sliced {
         body["upload"] = json!(format!("/api/jobs/{id}/input"));
@@ -219,17 +233,17 @@ pub async fn create<C: JobControl>(
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-pub async fn show<C: JobControl>(
-    State(app): State<AppState<C>>,
+pub async fn show(
+    State(app): State<AppState>,
     JobIdParam(id): JobIdParam,
 ) -> ApiResult<Json<JobView>> {
-    Ok(Json(app.ctl.job(id).await?.into()))
+    Ok(Json(app.runtime.job(id).await?.into()))
 }
 
 /// `PATCH /api/jobs/{id}`: `{"priority": P}` and/or `{"max_workers": W}`
 /// (`null` lifts the limit). Everything is checked before anything changes.
-pub async fn patch<C: JobControl>(
-    State(app): State<AppState<C>>,
+pub async fn patch(
+    State(app): State<AppState>,
     JobIdParam(id): JobIdParam,
     body: Result<Json<Value>, JsonRejection>,
 ) -> ApiResult<Json<JobView>> {
@@ -268,14 +282,14 @@ pub async fn patch<C: JobControl>(
             }
         },
     };
-    app.ctl.job(id).await?;
+    app.runtime.job(id).await?;
     if let Some(p) = priority {
-        app.ctl.set_priority(id, p).await?;
+        app.runtime.set_priority(id, p).await?;
     }
     if let Some(w) = max_workers {
-        app.ctl.set_max_workers(id, w).await?;
+        app.runtime.set_max_workers(id, w).await?;
     }
-    Ok(Json(app.ctl.job(id).await?.into()))
+    Ok(Json(app.runtime.job(id).await?.into()))
 }
 
 #[derive(Deserialize, Default)]
@@ -285,17 +299,17 @@ pub struct FailBody {
 }
 
 /// `POST /api/jobs/{id}/{action}`.
-pub async fn action<C: JobControl>(
-    State(app): State<AppState<C>>,
+pub async fn action(
+    State(app): State<AppState>,
     Path((_, action)): Path<(String, String)>,
     JobIdParam(id): JobIdParam,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<JobView>> {
     match action.as_str() {
-        "pause" => app.ctl.pause(id).await?,
-        "resume" => app.ctl.resume(id).await?,
-        "abort" => app.ctl.abort(id).await?,
-        "retry" => app.ctl.retry(id).await?,
+        "pause" => app.runtime.pause(id).await?,
+        "resume" => app.runtime.resume(id).await?,
+        "abort" => app.runtime.abort(id).await?,
+        "retry" => app.runtime.retry(id).await?,
         "fail" => {
             let reason = if body.is_empty() {
                 None
@@ -307,7 +321,7 @@ pub async fn action<C: JobControl>(
                     .reason
             };
             let reason = reason.unwrap_or_else(|| "failed by an operator".to_string());
-            app.ctl.fail(id, reason).await?
+            app.runtime.fail(id, reason).await?
         }
         other => {
             return Err(ApiError::new(
@@ -316,28 +330,28 @@ pub async fn action<C: JobControl>(
             ))
         }
     }
-    Ok(Json(app.ctl.job(id).await?.into()))
+    Ok(Json(app.runtime.job(id).await?.into()))
 }
 
-pub async fn destroy<C: JobControl>(
-    State(app): State<AppState<C>>,
+pub async fn destroy(
+    State(app): State<AppState>,
     JobIdParam(id): JobIdParam,
 ) -> ApiResult<Json<Value>> {
-    app.ctl.destroy(id).await?;
+    app.runtime.destroy(id).await?;
     Ok(Json(json!({ "destroyed": id })))
 }
 
-pub async fn workers<C: JobControl>(State(app): State<AppState<C>>) -> Json<Value> {
-    let workers: Vec<WorkerView> = app.ctl.workers().await.iter().map(Into::into).collect();
+pub async fn workers(State(app): State<AppState>) -> Json<Value> {
+    let workers: Vec<WorkerView> = app.runtime.workers().await.iter().map(Into::into).collect();
     Json(json!({ "workers": workers }))
 }
 
 /// `GET /api/incidents`: what recovery cut or found damaged, oldest first.
-pub async fn incidents<C: JobControl>(State(app): State<AppState<C>>) -> Json<Value> {
-    Json(json!({ "incidents": app.ctl.incidents() }))
+pub async fn incidents(State(app): State<AppState>) -> Json<Value> {
+    Json(json!({ "incidents": app.runtime.incidents() }))
 }
 
-pub async fn healthz<C: JobControl>(State(app): State<AppState<C>>) -> Json<Value> {
-    let workers = app.ctl.workers().await.len();
+pub async fn healthz(State(app): State<AppState>) -> Json<Value> {
+    let workers = app.runtime.workers().await.len();
     Json(json!({ "status": "ok", "workers": workers }))
 }

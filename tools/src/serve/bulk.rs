@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult};
 use super::roles::Role;
-use super::{AppState, JobControl};
+use super::AppState;
 
 /// Jobs one bulk request acts on.
 pub const BULK_MAX: usize = 10_000;
@@ -68,8 +68,8 @@ impl Outcome {
     }
 }
 
-pub async fn retry_failed<C: JobControl>(
-    State(app): State<AppState<C>>,
+pub async fn retry_failed(
+    State(app): State<AppState>,
     Extension(role): Extension<Role>,
     body: Result<Json<RetryFailed>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
@@ -85,10 +85,10 @@ pub async fn retry_failed<C: JobControl>(
         kind: req.kind.filter(|k| !k.is_empty()),
         text: None,
     };
-    let page = app.ctl.jobs_page(filter, None, BULK_MAX).await;
+    let page = app.runtime.jobs_page(filter, None, BULK_MAX).await;
     let mut outcome = Outcome::default();
     for job in &page.jobs {
-        outcome.note(job.id, app.ctl.retry(job.id).await);
+        outcome.note(job.id, app.runtime.retry(job.id).await);
     }
     Ok(Json(json!({
         "retried": outcome.done,
@@ -97,8 +97,8 @@ pub async fn retry_failed<C: JobControl>(
     })))
 }
 
-pub async fn kind_action<C: JobControl>(
-    State(app): State<AppState<C>>,
+pub async fn kind_action(
+    State(app): State<AppState>,
     Extension(role): Extension<Role>,
     Path((kind, action)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
@@ -125,7 +125,7 @@ pub async fn kind_action<C: JobControl>(
             kind: Some(kind.clone()),
             text: None,
         };
-        let page = app.ctl.jobs_page(filter, None, BULK_MAX).await;
+        let page = app.runtime.jobs_page(filter, None, BULK_MAX).await;
         more |= page.next_before.is_some();
         for job in &page.jobs {
             any = true;
@@ -139,8 +139,8 @@ pub async fn kind_action<C: JobControl>(
                 continue;
             }
             let result = match wanted {
-                "pause" => app.ctl.pause(job.id).await,
-                _ => app.ctl.resume(job.id).await,
+                "pause" => app.runtime.pause(job.id).await,
+                _ => app.runtime.resume(job.id).await,
             };
             outcome.note(job.id, result);
         }
@@ -152,7 +152,7 @@ pub async fn kind_action<C: JobControl>(
     };
     if !any {
         let known = app
-            .ctl
+            .runtime
             .jobs_page(
                 JobFilter {
                     kind: Some(kind.clone()),
@@ -178,22 +178,22 @@ pub async fn kind_action<C: JobControl>(
 }
 
 /// `GET /api/kinds`.
-pub async fn kinds<C: JobControl>(State(app): State<AppState<C>>) -> Json<Value> {
-    Json(json!({ "kinds": app.ctl.kinds_settings() }))
+pub async fn kinds(State(app): State<AppState>) -> Json<Value> {
+    Json(json!({ "kinds": app.runtime.kinds_settings() }))
 }
 
 /// `PUT /api/kinds/{kind}`: stores the kind's settings (null clears them).
-pub async fn store_kind<C: JobControl>(
-    State(app): State<AppState<C>>,
+pub async fn store_kind(
+    State(app): State<AppState>,
     Extension(role): Extension<Role>,
     Path(kind): Path<String>,
     body: Result<Json<Option<booster_runtime::KindSettings>>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
     require_admin(role, "store a kind's settings")?;
     let Json(settings) = body?;
-    app.ctl.store_kind_settings(&kind, settings).await?;
+    app.runtime.store_kind_settings(&kind, settings).await?;
     let view = app
-        .ctl
+        .runtime
         .kinds_settings()
         .into_iter()
         .find(|v| v.kind == kind);

@@ -109,6 +109,11 @@ impl Pools {
             max_event_streams: limits.max_event_streams,
         }
     }
+
+    /// How many event streams are open now.
+    pub fn event_streams(&self) -> usize {
+        self.max_event_streams - self.events.available_permits()
+    }
 }
 
 /// The permits one connection holds, shared by its requests (in their

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::api::JobIdParam;
 use super::error::{ApiError, ApiResult};
-use super::{AppState, JobControl};
+use super::AppState;
 use crate::formats::{write_framed, LENGTH_FRAMING};
 
 /// Bytes gathered before a chunk is handed to the connection.
@@ -36,8 +36,8 @@ pub fn parse_category(s: &str) -> ApiResult<Category> {
     })
 }
 
-pub async fn get_output<C: JobControl>(
-    State(app): State<AppState<C>>,
+pub async fn get_output(
+    State(app): State<AppState>,
     JobIdParam(id): JobIdParam,
     query: Result<Query<OutputQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
@@ -52,8 +52,8 @@ pub async fn get_output<C: JobControl>(
             )))
         }
     };
-    app.ctl.job(id).await?;
-    let records = app.ctl.download(id, category)?;
+    app.runtime.job(id).await?;
+    let records = app.runtime.download(id, category)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::task::spawn_blocking(move || {
         let mut chunk = Vec::with_capacity(CHUNK_BYTES);
@@ -101,8 +101,8 @@ pub const MAX_ERRORS_PAGE: usize = 1000;
 /// (`record_number`, `line`, `message`, `record`). `total` is the job's
 /// failed-record count; `next_offset` is null on the last page. The whole
 /// category is `GET .../output?category=errors`.
-pub async fn get_errors<C: JobControl>(
-    State(app): State<AppState<C>>,
+pub async fn get_errors(
+    State(app): State<AppState>,
     JobIdParam(id): JobIdParam,
     query: Result<Query<ErrorsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
@@ -114,8 +114,8 @@ pub async fn get_errors<C: JobControl>(
             "limit must be from 1 to {MAX_ERRORS_PAGE}; page on with offset"
         )));
     }
-    let job = app.ctl.job(id).await?;
-    let records = app.ctl.download(id, Category::Errors)?;
+    let job = app.runtime.job(id).await?;
+    let records = app.runtime.download(id, Category::Errors)?;
     let (entries, more) = tokio::task::spawn_blocking(move || {
         let mut page = Vec::with_capacity(limit);
         let mut records = records;

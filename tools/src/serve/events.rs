@@ -16,25 +16,28 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 
 use super::connections::ConnectionSlot;
-use super::{AppState, JobControl};
+use super::AppState;
 
 #[derive(Deserialize)]
 pub struct EventsQuery {
     pub job: Option<u64>,
 }
 
-pub async fn events<C: JobControl>(
-    State(app): State<AppState<C>>,
+pub async fn events(
+    State(app): State<AppState>,
     slot: Option<Extension<ConnectionSlot>>,
     query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, super::error::ApiError> {
     let Query(query) = query?;
+    // Subscribed before the stream counts as open, so whoever sees it
+    // counted (`Server::event_streams`) knows it misses no later event.
+    let events = app.runtime.subscribe();
     // Counted among event streams from now on, not among API connections.
     if let Some(Extension(slot)) = slot {
         slot.become_event_stream()?;
     }
     let only = query.job;
-    let stream = BroadcastStream::new(app.ctl.subscribe()).filter_map(move |item| {
+    let stream = BroadcastStream::new(events).filter_map(move |item| {
         let event = match item {
             Ok(ev) if only.is_some_and(|j| j != ev.job) => None,
             Ok(ev) => Some(job_event(&ev)),

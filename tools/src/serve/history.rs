@@ -20,18 +20,12 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiResult};
 use super::throughput::{self, Throughput};
-use super::{AppState, JobControl};
-use booster_runtime::{JobId, JobState};
+use super::AppState;
+use booster_runtime::{JobId, JobState, Runtime};
 use tokio::sync::broadcast::error::RecvError;
 
 /// One day of minutes.
 pub const MINUTES_KEPT: usize = 1440;
-
-/// Event receivers the sampler holds for as long as the server runs (it
-/// learns from events which jobs to follow): a test waiting for a client's
-/// event stream waits for more than these.
-#[cfg(test)]
-pub const SAMPLER_RECEIVERS: usize = 1;
 
 /// How often the sampler reads the counters.
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);
@@ -154,27 +148,27 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Samples `ctl`'s counters into `history`, and the progress of jobs
+/// Samples the runtime's counters into `history`, and the progress of jobs
 /// that are finishing slices into `throughput`, until the server stops.
 ///
 /// Which jobs to sample comes from the event stream (`slice_done`,
 /// `slice_failed`), not from a scan of the job table, so a table of
 /// millions costs the sampler nothing: each second it looks up the jobs
-/// that finished a slice since it last looked (`JobControl::job`), plus
+/// that finished a slice since it last looked (`Runtime::job`), plus
 /// those it followed before, until they stop running.
-pub fn spawn_sampler<C: JobControl>(
-    ctl: C,
+pub fn spawn_sampler(
+    runtime: Runtime,
     history: Arc<History>,
     throughput: Arc<Throughput>,
     mut stopping: tokio::sync::watch::Receiver<bool>,
 ) {
     // The baseline now, not at the task's first poll: work that starts as
     // soon as the server is up is history this server saw.
-    history.sample(now_ms(), Counts::of(&ctl.metrics()));
+    history.sample(now_ms(), Counts::of(&runtime.metrics()));
     let Ok(handle) = tokio::runtime::Handle::try_current() else {
         return;
     };
-    let mut events = ctl.subscribe();
+    let mut events = runtime.subscribe();
     handle.spawn(async move {
         let mut tick = tokio::time::interval(SAMPLE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -183,8 +177,8 @@ pub fn spawn_sampler<C: JobControl>(
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    history.sample(now_ms(), Counts::of(&ctl.metrics()));
-                    sample_jobs(&ctl, &throughput, &mut followed).await;
+                    history.sample(now_ms(), Counts::of(&runtime.metrics()));
+                    sample_jobs(&runtime, &throughput, &mut followed).await;
                 }
                 event = events.recv(), if events_open => match event {
                     Ok(e) if e.what == "slice_done" || e.what == "slice_failed" => {
@@ -206,20 +200,16 @@ pub fn spawn_sampler<C: JobControl>(
 
 /// One throughput sample of every followed job; a job no longer running
 /// is sampled one last time and followed no more.
-async fn sample_jobs<C: JobControl>(
-    ctl: &C,
-    throughput: &Throughput,
-    followed: &mut BTreeSet<JobId>,
-) {
+async fn sample_jobs(runtime: &Runtime, throughput: &Throughput, followed: &mut BTreeSet<JobId>) {
     let mut running = Vec::with_capacity(followed.len());
     let mut done = Vec::new();
     for id in followed.iter() {
-        match ctl.job(*id).await {
+        match runtime.job(*id).await {
             Ok(job) => {
                 if job.state != JobState::Running {
                     done.push(*id);
                 }
-                running.push(job);
+                running.push((job.id, job.records_processed + job.records_failed));
             }
             Err(_) => done.push(*id),
         }
@@ -239,8 +229,8 @@ pub struct HistoryQuery {
 /// `GET /api/history?range=hour|day`: one entry per minute, oldest first,
 /// as parallel arrays (what a chart takes): `minute_ms`, and per counter
 /// the count of that minute, `null` before the server started.
-pub async fn get_history<C: JobControl>(
-    State(app): State<AppState<C>>,
+pub async fn get_history(
+    State(app): State<AppState>,
     query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let Query(query) = query?;

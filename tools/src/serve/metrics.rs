@@ -9,15 +9,15 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use booster_runtime::Metrics;
 
-use super::{AppState, JobControl};
+use super::AppState;
 
-pub async fn metrics<C: JobControl>(State(app): State<AppState<C>>) -> impl IntoResponse {
+pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        render(&app.ctl.metrics()),
+        render(&app.runtime.metrics()),
     )
 }
 

@@ -8,14 +8,13 @@
 //!     --tls-cert cert.pem --tls-key key.pem       # reachable from elsewhere
 //! ```
 //!
-//! Routes are generic over [`JobControl`] (implemented by `Runtime`), so
-//! the API tests can move jobs step by step.
+//! Routes call the `Runtime` directly; the tests run them over a real one
+//! (`serve/tests/`), moving jobs step by step with a gated kind.
 
 mod api;
 mod auth;
 mod bulk;
 mod connections;
-mod control;
 pub(crate) mod dashboard;
 mod download;
 mod error;
@@ -43,8 +42,8 @@ use axum::Router;
 use booster_runtime::{Runtime, RuntimeOptions};
 
 pub use connections::ConnectionLimits;
-pub use control::{push_item, JobControl, UploadSink};
 pub use listen::check_exposure;
+pub use upload::push_item;
 
 /// Bodies other than an upload may not exceed this.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -85,8 +84,8 @@ impl Default for ServeOptions {
 
 /// What every handler sees.
 #[derive(Clone)]
-pub struct AppState<C> {
-    pub ctl: C,
+pub struct AppState {
+    pub runtime: Runtime,
     /// The commands `exec` jobs may run (`--exec-allow`).
     pub exec_allow: Arc<[String]>,
     /// Turns true when the server stops, so event streams end instead of
@@ -98,10 +97,10 @@ pub struct AppState<C> {
     pub throughput: Arc<throughput::Throughput>,
 }
 
-/// The whole HTTP surface over `ctl`; with `tokens`, every data request
-/// needs one and may do what its role allows.
-pub fn router<C: JobControl>(
-    ctl: C,
+/// The whole HTTP surface over `runtime`; with `tokens`, every data
+/// request needs one and may do what its role allows.
+pub fn router(
+    runtime: Runtime,
     tokens: Option<Arc<roles::Tokens>>,
     exec_allow: Arc<[String]>,
     stopping: tokio::sync::watch::Receiver<bool>,
@@ -109,13 +108,13 @@ pub fn router<C: JobControl>(
     let history = Arc::new(history::History::new(history::now_ms()));
     let throughput = Arc::new(throughput::Throughput::default());
     history::spawn_sampler(
-        ctl.clone(),
+        runtime.clone(),
         history.clone(),
         throughput.clone(),
         stopping.clone(),
     );
     let state = AppState {
-        ctl,
+        runtime,
         exec_allow,
         stopping,
         history,
@@ -125,37 +124,29 @@ pub fn router<C: JobControl>(
     Router::new()
         .route("/", get(dashboard::index))
         .route("/assets/{file}", get(dashboard::asset))
-        .route("/healthz", get(api::healthz::<C>))
-        .route("/metrics", get(metrics::metrics::<C>))
-        .route("/api/jobs", get(api::list::<C>).post(api::create::<C>))
+        .route("/healthz", get(api::healthz))
+        .route("/metrics", get(metrics::metrics))
+        .route("/api/jobs", get(api::list).post(api::create))
         .route(
             "/api/jobs/{id}",
-            get(api::show::<C>)
-                .patch(api::patch::<C>)
-                .delete(api::destroy::<C>),
+            get(api::show).patch(api::patch).delete(api::destroy),
         )
         .route(
             "/api/jobs/{id}/input",
-            put(upload::put_input::<C>).layer(DefaultBodyLimit::disable()),
+            put(upload::put_input).layer(DefaultBodyLimit::disable()),
         )
-        .route("/api/jobs/{id}/output", get(download::get_output::<C>))
-        .route("/api/jobs/{id}/errors", get(download::get_errors::<C>))
-        .route(
-            "/api/jobs/{id}/throughput",
-            get(throughput::get_throughput::<C>),
-        )
-        .route("/api/jobs/{id}/{action}", post(api::action::<C>))
-        .route("/api/workers", get(api::workers::<C>))
-        .route("/api/history", get(history::get_history::<C>))
-        .route("/api/bulk/retry-failed", post(bulk::retry_failed::<C>))
-        .route("/api/kinds", get(bulk::kinds::<C>))
-        .route(
-            "/api/kinds/{kind}",
-            axum::routing::put(bulk::store_kind::<C>),
-        )
-        .route("/api/kinds/{kind}/{action}", post(bulk::kind_action::<C>))
-        .route("/api/incidents", get(api::incidents::<C>))
-        .route("/api/events", get(events::events::<C>))
+        .route("/api/jobs/{id}/output", get(download::get_output))
+        .route("/api/jobs/{id}/errors", get(download::get_errors))
+        .route("/api/jobs/{id}/throughput", get(throughput::get_throughput))
+        .route("/api/jobs/{id}/{action}", post(api::action))
+        .route("/api/workers", get(api::workers))
+        .route("/api/history", get(history::get_history))
+        .route("/api/bulk/retry-failed", post(bulk::retry_failed))
+        .route("/api/kinds", get(bulk::kinds))
+        .route("/api/kinds/{kind}", axum::routing::put(bulk::store_kind))
+        .route("/api/kinds/{kind}/{action}", post(bulk::kind_action))
+        .route("/api/incidents", get(api::incidents))
+        .route("/api/events", get(events::events))
         .fallback(|| async {
             error::ApiError::new(axum::http::StatusCode::NOT_FOUND, "no such route")
         })
@@ -171,12 +162,19 @@ pub struct Server {
     handle: axum_server::Handle<SocketAddr>,
     stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    pools: connections::Pools,
 }
 
 impl Server {
     pub fn url(&self) -> String {
         let scheme = if self.tls { "https" } else { "http" };
         format!("{scheme}://{}", self.addr)
+    }
+
+    /// How many event streams (`GET /api/events`) are open now; a stream
+    /// counted here is subscribed to the runtime's events.
+    pub fn event_streams(&self) -> usize {
+        self.pools.event_streams()
     }
 
     /// Stops accepting, ends the event streams, and lets requests in flight
@@ -189,8 +187,8 @@ impl Server {
     }
 }
 
-/// Checks the exposure rules, binds, and serves `ctl` in the background.
-pub async fn start<C: JobControl>(ctl: C, opts: &ServeOptions) -> anyhow::Result<Server> {
+/// Checks the exposure rules, binds, and serves `runtime` in the background.
+pub async fn start(runtime: Runtime, opts: &ServeOptions) -> anyhow::Result<Server> {
     let exposure = check_exposure(opts)?;
     let listener = std::net::TcpListener::bind(exposure.listen).with_context(|| {
         format!(
@@ -203,8 +201,9 @@ pub async fn start<C: JobControl>(ctl: C, opts: &ServeOptions) -> anyhow::Result
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let exec_allow: Arc<[String]> = opts.exec_allow.clone().into();
     let limits = opts.limits;
-    let router = router(ctl, exposure.tokens, exec_allow, stopping);
-    let app = connections::Gate::new(router, connections::Pools::new(&limits));
+    let router = router(runtime, exposure.tokens, exec_allow, stopping);
+    let pools = connections::Pools::new(&limits);
+    let app = connections::Gate::new(router, pools.clone());
     let idle = connections::IdleAcceptor {
         idle: limits.idle_timeout,
     };
@@ -246,6 +245,7 @@ pub async fn start<C: JobControl>(ctl: C, opts: &ServeOptions) -> anyhow::Result
         handle,
         task,
         stop,
+        pools,
     })
 }
 

@@ -12,12 +12,12 @@ use std::collections::{HashMap, VecDeque};
 
 use axum::extract::State;
 use axum::Json;
-use booster_runtime::{JobId, JobStatus};
+use booster_runtime::JobId;
 use parking_lot::Mutex;
 
 use super::api::JobIdParam;
 use super::error::ApiResult;
-use super::{AppState, JobControl};
+use super::AppState;
 
 /// Samples kept per job: 15 minutes at one a second.
 pub const SAMPLES_KEPT: usize = 900;
@@ -35,13 +35,14 @@ pub struct Throughput {
 }
 
 impl Throughput {
-    /// Adds a sample of every job in `running` at `now_ms`, and drops the
+    /// Adds a sample of every job in `running` (its id and the records it
+    /// has finished so far) at `now_ms`, and drops the
     /// series of jobs that last ran longer than [`KEPT_AFTER_MS`] ago.
-    pub fn sample(&self, now_ms: u64, running: &[JobStatus]) {
+    pub fn sample(&self, now_ms: u64, running: &[(JobId, u64)]) {
         let mut jobs = self.jobs.lock();
-        for job in running {
-            let series = jobs.entry(job.id).or_default();
-            series.push_back((now_ms, job.records_processed + job.records_failed));
+        for &(id, records_finished) in running {
+            let series = jobs.entry(id).or_default();
+            series.push_back((now_ms, records_finished));
             while series.len() > SAMPLES_KEPT {
                 series.pop_front();
             }
@@ -83,11 +84,11 @@ impl Throughput {
 
 /// `GET /api/jobs/{id}/throughput`: `{"t_ms": [...], "records_per_s":
 /// [...]}`, one entry per second the job ran while this server watched.
-pub async fn get_throughput<C: JobControl>(
-    State(app): State<AppState<C>>,
+pub async fn get_throughput(
+    State(app): State<AppState>,
     JobIdParam(id): JobIdParam,
 ) -> ApiResult<Json<serde_json::Value>> {
-    app.ctl.job(id).await?;
+    app.runtime.job(id).await?;
     let rates = app.throughput.rates(id);
     Ok(Json(serde_json::json!({
         "t_ms": rates.iter().map(|(t, _)| *t).collect::<Vec<_>>(),
@@ -99,19 +100,12 @@ pub async fn get_throughput<C: JobControl>(
 mod tests {
     use super::*;
 
-    fn running(id: JobId, records: u64) -> JobStatus {
-        let spec = booster_runtime::JobSpec::sliced("copy");
-        let (mut s, _) = crate::serve::tests::fake::new_status(id, spec);
-        s.records_processed = records;
-        s
-    }
-
     #[test]
     fn rates_are_records_per_second_between_samples() {
         let t = Throughput::default();
-        t.sample(1_000, &[running(1, 0)]);
-        t.sample(2_000, &[running(1, 300)]);
-        t.sample(4_000, &[running(1, 500)]);
+        t.sample(1_000, &[(1, 0)]);
+        t.sample(2_000, &[(1, 300)]);
+        t.sample(4_000, &[(1, 500)]);
         assert_eq!(t.rates(1), vec![(2_000, 300.0), (4_000, 100.0)]);
         assert!(t.rates(2).is_empty());
     }
@@ -120,8 +114,8 @@ mod tests {
     fn past_the_series_limit_the_longest_quiet_go_first() {
         let t = Throughput::default();
         for id in 0..(SERIES_KEPT as u64 + 3) {
-            t.sample(id, &[running(id, 0)]);
-            t.sample(id + 1, &[running(id, 10)]);
+            t.sample(id, &[(id, 0)]);
+            t.sample(id + 1, &[(id, 10)]);
         }
         assert_eq!(t.jobs.lock().len(), SERIES_KEPT);
         assert!(t.rates(0).is_empty() && t.rates(2).is_empty());
@@ -132,7 +126,7 @@ mod tests {
     fn a_finished_jobs_series_is_dropped_after_a_while_and_each_is_bounded() {
         let t = Throughput::default();
         for i in 0..(SAMPLES_KEPT as u64 + 5) {
-            t.sample(i * 1_000, &[running(1, i)]);
+            t.sample(i * 1_000, &[(1, i)]);
         }
         assert_eq!(t.rates(1).len(), SAMPLES_KEPT - 1);
         t.sample(SAMPLES_KEPT as u64 * 1_000 + KEPT_AFTER_MS + 10_000, &[]);

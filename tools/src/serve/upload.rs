@@ -16,16 +16,15 @@ use std::io::{self, BufReader, Read};
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::Json;
-use booster_runtime::JobStatus;
+use booster_runtime::{JobStatus, RuntimeError, Uploader};
 use futures::StreamExt;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use super::api::JobIdParam;
-use super::control::UploadSink;
 use super::error::{ApiError, ApiResult};
 use super::view::JobView;
-use super::{AppState, JobControl};
+use super::AppState;
 use crate::formats::encoding::parse_label;
 use crate::formats::{
     parse_delimiter, props, source_from_reader_with, ColumnRules, FixedLayout, Format, Item,
@@ -111,14 +110,14 @@ enum BodyFormat {
     Items,
 }
 
-pub async fn put_input<C: JobControl>(
-    State(app): State<AppState<C>>,
+pub async fn put_input(
+    State(app): State<AppState>,
     JobIdParam(id): JobIdParam,
     query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
     body: Body,
 ) -> ApiResult<Json<JobView>> {
     let Query(query) = query?;
-    let job = app.ctl.job(id).await?;
+    let job = app.runtime.job(id).await?;
     let format = match query.format.as_deref() {
         Some(ITEMS_FORMAT) => BodyFormat::Items,
         Some(f) => BodyFormat::Text(Box::new(query.read_options(parse_format(f)?, &job)?)),
@@ -129,7 +128,7 @@ pub async fn put_input<C: JobControl>(
         .get(props::CSV_HEADER)
         .and_then(|h| h.as_str())
         .map(str::to_string);
-    let mut uploader = app.ctl.upload(id).await?;
+    let mut uploader = app.runtime.upload(id).await?;
     match stream_records(&mut uploader, format, expected_header, body).await {
         Ok(()) => Ok(Json(uploader.finish().await?.into())),
         Err(reason) => {
@@ -142,8 +141,8 @@ pub async fn put_input<C: JobControl>(
     }
 }
 
-async fn stream_records<U: UploadSink>(
-    uploader: &mut U,
+async fn stream_records(
+    uploader: &mut Uploader,
     format: BodyFormat,
     expected_header: Option<String>,
     body: Body,
@@ -172,15 +171,24 @@ async fn stream_records<U: UploadSink>(
                 return Ok(());
             }
             for item in batch {
-                super::push_item(uploader, item)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                push_item(uploader, item).await.map_err(|e| e.to_string())?;
             }
         }
         Err("the upload parser stopped before the end of the input".to_string())
     };
     let ((), pushed) = tokio::join!(pump, push);
     pushed
+}
+
+/// Pushes one parsed item into an upload: a record with the source line
+/// it came from, or a record the parser rejected, with its line and why.
+/// Every upload goes through here, `run`/`submit` and `PUT .../input`
+/// alike, so they store the same thing for the same input.
+pub async fn push_item(uploader: &mut Uploader, item: Item) -> Result<(), RuntimeError> {
+    match item {
+        Item::Record { bytes, line } => uploader.push_line(bytes, line).await,
+        Item::Rejected { raw, line, message } => uploader.push_rejected(raw, line, message).await,
+    }
 }
 
 /// The blocking stage: parses the body with the CLI's format readers.

@@ -2,24 +2,29 @@
 
 use std::io::{BufRead, BufReader};
 
+use booster_runtime::JobState;
+use booster_tests::gate::GATED;
 use serde_json::json;
 
-use super::TestServer;
+use super::{eventually, TestServer};
 
 #[test]
 fn a_job_is_created_uploaded_processed_and_downloaded() {
     let t = TestServer::start();
-    let id = t.job_with_records("nightly customers", 250);
+    let spec = json!({"kind": GATED, "description": "nightly customers", "slice_size": 100});
+    let id = t.client().create(&spec).unwrap();
+    t.upload_numbered(id, 250);
     let (status, job) = t.get(&format!("/api/jobs/{id}"));
     assert_eq!(status, 200);
     assert_eq!(job["state"], "running");
     assert_eq!(job["records_in"], 250);
     assert_eq!(job["slices_total"], 3);
-    assert_eq!(job["kind"], "copy");
+    assert_eq!(job["kind"], GATED);
+    assert_eq!(job["description"], "nightly customers");
     assert_eq!(job["priority"], 50);
     assert!(job["max_workers"].is_null());
 
-    t.fake.advance(id, 3);
+    assert_eq!(t.finish(id, 250), JobState::Completed);
     let job = t.client().job(id).unwrap();
     assert_eq!(job.percent, 100.0);
     assert_eq!(job.state.as_str(), "completed");
@@ -35,7 +40,7 @@ fn a_job_is_created_uploaded_processed_and_downloaded() {
 #[test]
 fn a_created_job_takes_changes_before_its_input_and_starts_when_the_upload_ends() {
     let t = TestServer::start();
-    let (status, created) = t.call("POST", "/api/jobs", Some(r#"{"kind": "copy"}"#), &[]);
+    let (status, created) = t.call("POST", "/api/jobs", Some(r#"{"kind": "gated"}"#), &[]);
     assert_eq!(status, 201);
     let id = created["id"].as_u64().unwrap();
     assert_eq!(created["upload"], format!("/api/jobs/{id}/input"));
@@ -49,14 +54,20 @@ fn a_created_job_takes_changes_before_its_input_and_starts_when_the_upload_ends(
     assert_eq!(status, 200, "{job}");
     assert_eq!(job["priority"], 5);
     assert_eq!(job["max_workers"], 2);
-    assert_eq!(job["state"], "queued");
     assert_eq!(job["upload_complete"], false);
+    assert_eq!(job["records_in"], 0);
+    assert_eq!(job["slices_total"], 0);
+    // Queued, or running once a worker ran its `before_batch` hook: either
+    // way it waits for its input.
+    let state = job["state"].as_str().unwrap();
+    assert!(state == "queued" || state == "running", "{job}");
 
     let (status, job) = t.call("PUT", &format!("/api/jobs/{id}/input"), Some("a\nb\n"), &[]);
     assert_eq!(status, 200, "{job}");
     assert_eq!(job["upload_complete"], true);
     assert_eq!(job["state"], "running");
     assert_eq!(job["records_in"], 2);
+    assert_eq!(job["slices_total"], 1);
 
     let (status, job) = t.call(
         "PATCH",
@@ -74,9 +85,10 @@ fn jobs_are_listed_and_filtered_by_state_kind_and_text() {
     let a = t.job_with_records("alpha payroll", 10);
     let b = t.job_with_records("beta invoices", 10);
     t.call("POST", &format!("/api/jobs/{b}/pause"), None, &[]);
-    let slow = t
+    // Waits for its input: queued, and the only `copy` job.
+    let gamma = t
         .client()
-        .create(&json!({"kind": "slow", "description": "gamma"}))
+        .create(&json!({"kind": "copy", "description": "gamma"}))
         .unwrap();
 
     let ids = |path: &str| -> Vec<u64> {
@@ -89,11 +101,11 @@ fn jobs_are_listed_and_filtered_by_state_kind_and_text() {
             .map(|j| j["id"].as_u64().unwrap())
             .collect()
     };
-    assert_eq!(ids("/api/jobs"), vec![a, b, slow]);
+    assert_eq!(ids("/api/jobs"), vec![a, b, gamma]);
     assert_eq!(ids("/api/jobs?state=paused"), vec![b]);
-    assert_eq!(ids("/api/jobs?kind=slow"), vec![slow]);
+    assert_eq!(ids("/api/jobs?kind=copy"), vec![gamma]);
     assert_eq!(ids("/api/jobs?q=payroll"), vec![a]);
-    assert_eq!(ids("/api/jobs?state=&kind=&q="), vec![a, b, slow]);
+    assert_eq!(ids("/api/jobs?state=&kind=&q="), vec![a, b, gamma]);
 
     let (_, body) = t.get("/api/jobs?limit=2");
     let newest: Vec<u64> = body["jobs"]
@@ -102,7 +114,7 @@ fn jobs_are_listed_and_filtered_by_state_kind_and_text() {
         .iter()
         .map(|j| j["id"].as_u64().unwrap())
         .collect();
-    assert_eq!(newest, vec![b, slow]);
+    assert_eq!(newest, vec![b, gamma]);
     assert_eq!(body["total"], 3);
 
     let (status, body) = t.get("/api/jobs?state=sleeping");
@@ -136,7 +148,7 @@ fn a_priority_out_of_range_is_refused_with_400() {
         let (status, body) = t.call("PATCH", &format!("/api/jobs/{id}"), Some(bad), &[]);
         assert_eq!(status, 400, "{bad}: {body}");
     }
-    assert_eq!(t.fake.priority(id), 50, "a refused change changed nothing");
+    assert_eq!(t.job(id).priority, 50, "a refused change changed nothing");
 }
 
 #[test]
@@ -228,7 +240,7 @@ fn an_illegal_transition_is_409_and_changes_nothing() {
     assert!(body["error"].as_str().unwrap().contains("resume"), "{body}");
     let (status, _) = t.call("POST", &format!("/api/jobs/{id}/retry"), None, &[]);
     assert_eq!(status, 409);
-    t.fake.advance(id, 3);
+    assert_eq!(t.finish(id, 300), JobState::Completed);
     let (status, _) = t.call("POST", &format!("/api/jobs/{id}/pause"), None, &[]);
     assert_eq!(status, 409);
     assert_eq!(t.get(&format!("/api/jobs/{id}")).1["state"], "completed");
@@ -271,9 +283,26 @@ fn a_jsonl_line_that_is_not_json_becomes_a_record_error() {
     assert_eq!(status, 200, "{job}");
     assert_eq!(job["records_in"], 3);
     assert_eq!(job["records_errors"], 1);
+    assert_eq!(t.finish(id, 0), JobState::Completed);
     let mut errors = Vec::new();
     t.client().download(id, "errors", &mut errors).unwrap();
-    assert_eq!(errors, b"{broken\n");
+    // A JSON Lines job's errors file: one JSON object a rejected record.
+    let errors: Vec<serde_json::Value> = errors
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0]["record"], "{broken");
+    assert_eq!(errors[0]["line"], 2);
+    assert_eq!(errors[0]["record_number"], 2);
+    assert!(
+        errors[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid JSON"),
+        "{errors:?}"
+    );
 }
 
 #[test]
@@ -313,13 +342,25 @@ fn an_upload_is_not_held_to_the_body_limit() {
 fn workers_health_and_metrics_answer() {
     let t = TestServer::start();
     let id = t.job_with_records("x", 300);
-    t.fake.advance(id, 1);
+    t.release_until(id, 100, |j| j.slices_done == 1);
 
-    let (status, body) = t.get("/api/workers");
-    assert_eq!(status, 200);
-    let workers = body["workers"].as_array().unwrap();
+    // The next slice's lease shows on the worker that took it (and waits
+    // on the gate); one worker at a time runs this job.
+    let workers = eventually("a worker to show the second slice's lease", || {
+        let (status, body) = t.get("/api/workers");
+        assert_eq!(status, 200);
+        let workers = body["workers"].as_array().unwrap().clone();
+        workers
+            .iter()
+            .any(|w| !w["lease"].is_null())
+            .then_some(workers)
+    });
     assert_eq!(workers.len(), 2);
-    assert_eq!(workers[0]["lease"]["job"], id);
+    let leased: Vec<&serde_json::Value> =
+        workers.iter().filter(|w| !w["lease"].is_null()).collect();
+    assert_eq!(leased.len(), 1, "{workers:?}");
+    assert_eq!(leased[0]["lease"]["job"], id);
+    assert_eq!(leased[0]["lease"]["slice"], 1, "{workers:?}");
 
     let (status, body) = t.get("/healthz");
     assert_eq!(status, 200);
@@ -361,18 +402,21 @@ fn events_stream_job_progress_as_server_sent_events() {
         .unwrap()
         .starts_with("text/event-stream"));
     let mut lines = BufReader::new(resp.into_body().into_reader()).lines();
-    t.fake.advance(id, 1);
+    t.wait_for_event_streams(1);
+    t.gate.release(100);
     let mut seen = Vec::new();
     for line in lines.by_ref() {
         let line = line.unwrap();
         seen.push(line.clone());
         if let Some(data) = line.strip_prefix("data: ") {
             let ev: serde_json::Value = serde_json::from_str(data).unwrap();
-            assert_eq!(ev["job"], id);
-            assert_eq!(ev["state"], "running");
-            assert_eq!(ev["slices_done"], 1);
-            assert_eq!(ev["what"], "slice_done");
-            break;
+            assert_eq!(ev["job"], id, "only the job asked for");
+            if ev["what"] == "slice_done" {
+                assert_eq!(ev["state"], "running");
+                assert_eq!(ev["slices_done"], 1);
+                assert_eq!(ev["slices_total"], 3);
+                break;
+            }
         }
     }
     assert!(seen.contains(&"event: job".to_string()), "{seen:?}");
@@ -388,6 +432,7 @@ fn the_remote_client_watches_a_job_to_its_end() {
         client
             .watch(id, |ev| {
                 seen.push((
+                    ev["what"].as_str().unwrap().to_string(),
                     ev["state"].as_str().unwrap().to_string(),
                     ev["slices_done"].clone(),
                 ));
@@ -396,14 +441,17 @@ fn the_remote_client_watches_a_job_to_its_end() {
             .unwrap();
         seen
     });
-    t.fake.wait_for_subscriber();
-    t.fake.advance(id, 2);
+    t.wait_for_event_streams(1);
+    t.gate.release(200);
     let seen = watcher.join().unwrap();
+    let event = |what: &str, state: &str, done| (what.to_string(), state.to_string(), json!(done));
+    // Each slice, then the job's end, where the watch stops.
     assert_eq!(
         seen,
         vec![
-            ("running".to_string(), json!(1)),
-            ("completed".to_string(), json!(2))
+            event("slice_done", "running", 1),
+            event("slice_done", "running", 2),
+            event("state", "completed", 2),
         ]
     );
 }

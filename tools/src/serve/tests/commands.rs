@@ -36,7 +36,7 @@ fn exec_jobs_are_refused_when_the_server_allows_no_commands() {
         msg.contains("runs no commands") && msg.contains("--exec-allow"),
         "{msg}"
     );
-    assert!(t.fake.jobs_submitted() == 0, "nothing was submitted");
+    assert!(t.jobs_submitted() == 0, "nothing was submitted");
 }
 
 #[test]
@@ -54,7 +54,7 @@ fn only_a_listed_command_matched_exactly_may_be_submitted() {
     }
     let (status, body) = t.call("POST", "/api/jobs", Some(r#"{"kind":"exec"}"#), &[]);
     assert_eq!(status, 400, "{body}");
-    assert_eq!(t.fake.jobs_submitted(), 0);
+    assert_eq!(t.jobs_submitted(), 0);
     let (status, body) = t.call("POST", "/api/jobs", Some(&exec_job("tr a-z A-Z")), &[]);
     assert_eq!(status, 201, "{body}");
 }
@@ -115,5 +115,5 @@ fn a_read_only_token_reads_but_changes_nothing() {
             "{resp}"
         );
     }
-    assert_eq!(t.fake.jobs_submitted(), 1);
+    assert_eq!(t.jobs_submitted(), 1);
 }

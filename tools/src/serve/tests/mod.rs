@@ -1,27 +1,53 @@
 //! In-process tests of `booster serve`: the server runs on 127.0.0.1:0 over
-//! the `FakeRuntime`, and the tests talk to it over real HTTP.
+//! a real `Runtime` on a temp dir, with the built-in kinds registered as
+//! `serve` registers them and the `gated` kind (`booster_tests::gate`),
+//! whose records wait for permits the test releases; the tests talk to it
+//! over real HTTP.
 
 mod api;
 mod commands;
 mod connections;
-pub(crate) mod fake;
 mod remote_cli;
 mod security;
 
 use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use booster_runtime::{JobId, JobState, JobStatus, Runtime, RuntimeOptions};
+use booster_tests::gate::{self, Gate, GATED};
 use serde_json::Value;
 
-use self::fake::FakeRuntime;
 use crate::serve::{start, ServeOptions, Server};
+
+/// How long a test waits for the runtime to reach a state it has released
+/// it to reach. Generous: it bounds a hang on a shared machine and
+/// measures nothing.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Polls `probe` until it answers (the runtime moves on its own threads);
+/// fails the test after [`PATIENCE`], naming `what` it waited for.
+pub fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(found) = probe() {
+            return found;
+        }
+        assert!(started.elapsed() < PATIENCE, "waited in vain for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
 
 pub const TOKEN: &str = "test-token-0123456789abcdef";
 
 /// A server on its own tokio runtime; the test thread stays synchronous and
 /// speaks HTTP with blocking clients, as the remote CLI does.
 pub struct TestServer {
-    pub fake: FakeRuntime,
+    /// Lets `gated` records through: a gated job moves only when the test
+    /// releases permits (one per record).
+    pub gate: Arc<Gate>,
     pub url: String,
+    runtime: Option<Runtime>,
     server: Option<Server>,
     rt: tokio::runtime::Runtime,
     _dir: tempfile::TempDir,
@@ -62,16 +88,73 @@ impl TestServer {
             .enable_all()
             .build()
             .unwrap();
-        let fake = FakeRuntime::new();
-        let server = rt.block_on(start(fake.clone(), &opts)).unwrap();
+        let (runtime, gate, server) = rt.block_on(async {
+            let mut runtime_options = RuntimeOptions::new(dir.path().join("data"));
+            runtime_options.workers = 2;
+            // A gated handler waits on the test with its lease held.
+            runtime_options.lease_timeout = gate::LEASE_TIMEOUT;
+            let runtime = Runtime::open(runtime_options).await.unwrap();
+            // As `booster serve` registers them: exec runs only what it allows.
+            let allowed = crate::kinds::ExecPolicy::Only(opts.exec_allow.clone().into());
+            crate::kinds::register_builtin_with(&runtime, allowed);
+            let gate = gate::register(&runtime);
+            let server = start(runtime.clone(), &opts).await.unwrap();
+            (runtime, gate, server)
+        });
         let url = server.url();
         TestServer {
-            fake,
+            gate,
             url,
+            runtime: Some(runtime),
             server: Some(server),
             rt,
             _dir: dir,
         }
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        self.runtime.as_ref().unwrap()
+    }
+
+    /// The job as the runtime has it (not through the API).
+    pub fn job(&self, id: JobId) -> JobStatus {
+        self.rt.block_on(self.runtime().job(id)).unwrap()
+    }
+
+    /// How many jobs the runtime holds.
+    pub fn jobs_submitted(&self) -> usize {
+        self.rt
+            .block_on(self.runtime().jobs(Default::default()))
+            .len()
+    }
+
+    /// Lets `records` more `gated` records through and waits until `done`
+    /// holds of the job.
+    pub fn release_until(&self, id: JobId, records: u64, done: impl Fn(&JobStatus) -> bool) {
+        self.gate.release(records);
+        self.wait_until(id, done);
+    }
+
+    /// Waits until `done` holds of the job (polling: the runtime moves it).
+    pub fn wait_until(&self, id: JobId, done: impl Fn(&JobStatus) -> bool) {
+        eventually(&format!("job {id} to get there"), || {
+            done(&self.job(id)).then_some(())
+        });
+    }
+
+    /// Lets the job's `records` through and waits for it to end.
+    pub fn finish(&self, id: JobId, records: u64) -> JobState {
+        self.gate.release(records);
+        self.rt.block_on(self.runtime().wait(id)).unwrap().state
+    }
+
+    /// Waits until `n` event streams are open on the server (a client's
+    /// stream is subscribed to the runtime's events once it counts here).
+    pub fn wait_for_event_streams(&self, n: usize) {
+        let server = self.server.as_ref().unwrap();
+        eventually(&format!("{n} event streams to open"), || {
+            (server.event_streams() >= n).then_some(())
+        });
     }
 
     pub fn dir(&self) -> &std::path::Path {
@@ -113,20 +196,31 @@ impl TestServer {
         self.call("GET", path, None, &[])
     }
 
-    /// Creates a sliced `copy` job with `records` numbered lines uploaded.
+    /// Creates a sliced `gated` job with `records` numbered lines uploaded,
+    /// in slices of 100 and on one worker at a time, so each 100 records
+    /// released finish exactly one slice. It runs no record until the test
+    /// releases some.
     pub fn job_with_records(&self, description: &str, records: usize) -> u64 {
-        let client = self.client();
-        let id = client
+        let id = self
+            .client()
             .create(&serde_json::json!({
-                "kind": "copy", "description": description, "slice_size": 100
+                "kind": GATED, "description": description, "slice_size": 100,
+                "max_workers": 1
             }))
             .unwrap();
+        self.upload_numbered(id, records);
+        id
+    }
+
+    /// Uploads `records` numbered lines (`record 0`, ...) into the job.
+    pub fn upload_numbered(&self, id: u64, records: usize) {
         let mut input = Vec::new();
         for i in 0..records {
             writeln!(input, "record {i}").unwrap();
         }
-        client.upload(id, &mut input.as_slice(), None).unwrap();
-        id
+        self.client()
+            .upload(id, &mut input.as_slice(), None)
+            .unwrap();
     }
 
     pub fn client(&self) -> crate::remote::Client {
@@ -140,7 +234,7 @@ impl TestServer {
 
 impl TestServer {
     /// Shuts the server down gracefully, waiting up to `grace`.
-    pub fn stop(&mut self, grace: std::time::Duration) {
+    pub fn stop(&mut self, grace: Duration) {
         if let Some(server) = self.server.take() {
             self.rt.block_on(server.shutdown(grace)).unwrap();
         }
@@ -149,8 +243,15 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        if let Some(server) = self.server.take() {
-            let _ = self.rt.block_on(server.shutdown(std::time::Duration::ZERO));
-        }
+        self.gate.open();
+        let (server, runtime) = (self.server.take(), self.runtime.take());
+        self.rt.block_on(async {
+            if let Some(server) = server {
+                let _ = server.shutdown(Duration::ZERO).await;
+            }
+            if let Some(runtime) = runtime {
+                let _ = runtime.shutdown(Duration::from_secs(10)).await;
+            }
+        });
     }
 }

@@ -2,6 +2,8 @@
 
 use std::io::Write;
 
+use booster_runtime::JobState;
+use booster_tests::gate::GATED;
 use clap::Parser;
 
 use super::TestServer;
@@ -38,7 +40,7 @@ fn submit_priority_and_download_work_over_http_with_compressed_files() {
         &[
             "submit",
             "--kind",
-            "copy",
+            GATED,
             "--input",
             input.to_str().unwrap(),
             "--priority",
@@ -58,14 +60,14 @@ fn submit_priority_and_download_work_over_http_with_compressed_files() {
         booster(&t, &["job", "priority", &job.id.to_string(), "4"]).unwrap(),
         0
     );
-    assert_eq!(t.fake.priority(job.id), 4);
+    assert_eq!(t.job(job.id).priority, 4);
     let id = job.id.to_string();
     let err = Cli::try_parse_from(["booster", "--server", &t.url, "job", "priority", &id, "0"])
         .unwrap_err();
     assert_eq!(err.exit_code(), crate::exit::USAGE, "{err}");
     assert_eq!(booster(&t, &["jobs", "--state", "running"]).unwrap(), 0);
 
-    t.fake.advance(job.id, 1);
+    assert_eq!(t.finish(job.id, 3), JobState::Completed);
     let output = t.dir().join("out.csv.zst");
     let code = booster(
         &t,
