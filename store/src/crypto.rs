@@ -54,11 +54,8 @@ impl MasterKey {
             return Ok(key);
         }
         let text = String::from_utf8_lossy(&bytes);
-        parse_hex_key(text.trim()).ok_or_else(|| {
-            StoreError::Invalid(format!(
-                "key file {} must hold 32 raw bytes or 64 hex characters; create one with `booster keygen`",
-                path.display()
-            ))
+        parse_hex_key(text.trim()).ok_or_else(|| StoreError::BadKeyFile {
+            path: path.to_path_buf(),
         })
     }
 
@@ -229,6 +226,25 @@ mod tests {
         let mut key = MasterKey([0xa5; 32]);
         key.zeroize();
         assert_eq!(key.0, [0u8; 32]);
+    }
+
+    #[test]
+    fn a_key_file_that_holds_no_key_is_refused_naming_the_file_not_a_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.key");
+        std::fs::write(&path, "not a key\n").unwrap();
+        let err = MasterKey::from_file(&path).err().unwrap();
+        assert!(
+            matches!(&err, StoreError::BadKeyFile { path: p } if *p == path),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("bad.key") && text.contains("64 hex"),
+            "{text}"
+        );
+        // How to make one is the CLI's to say (`booster keygen`).
+        assert!(!text.contains("booster"), "{text}");
     }
 
     #[test]

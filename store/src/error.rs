@@ -10,6 +10,8 @@ pub enum StoreError {
     WrongKey { dir: PathBuf },
     #[error("{dir} holds encrypted data; open it with the master key it was written with")]
     KeyRequired { dir: PathBuf },
+    #[error("key file {path} must hold 32 raw bytes or 64 hex characters")]
+    BadKeyFile { path: PathBuf },
     #[error("corruption in segment {segment_id} ({path}) at offset {offset}: {what}; verify the data directory to list every damaged range")]
     Corrupt {
         segment_id: u64,
@@ -86,6 +88,7 @@ mod tests {
             },
             StoreError::WrongKey { dir: "d".into() },
             StoreError::KeyRequired { dir: "d".into() },
+            StoreError::BadKeyFile { path: "k".into() },
             StoreError::Corrupt {
                 segment_id: 1,
                 path: "p".into(),

@@ -76,6 +76,9 @@ pub fn hint(error: &anyhow::Error) -> Option<&'static str> {
             (Some(StoreError::KeyRequired { .. }), _) => {
                 "pass --key-file (or set BOOSTER_KEY_FILE)"
             }
+            (Some(StoreError::BadKeyFile { .. }), _) => {
+                "create a key file with `booster keygen --out FILE`"
+            }
             (Some(StoreError::Corrupt { .. }), _) | (_, Some(RuntimeError::Corrupt(_))) => {
                 "run `booster verify`; `booster salvage --into NEW_DIR` copies what survived"
             }
@@ -188,6 +191,15 @@ mod tests {
         assert!(error_line(&missing).ends_with("`booster jobs` lists the jobs"));
         let corrupt = anyhow::Error::new(RuntimeError::Corrupt("record 3".into()));
         assert!(error_line(&corrupt).contains("booster verify"));
+        let bad_key = anyhow::Error::new(StoreError::BadKeyFile {
+            path: "k.key".into(),
+        })
+        .context("reading key file k.key");
+        let line = error_line(&bad_key);
+        assert!(
+            line.contains("64 hex characters") && line.ends_with("`booster keygen --out FILE`"),
+            "{line}"
+        );
         let plain = anyhow::Error::new(RuntimeError::Invalid("no".into()));
         assert_eq!(error_line(&plain), "error: no");
     }
