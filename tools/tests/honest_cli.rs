@@ -340,29 +340,52 @@ fn remote_job_watch_stops_on_the_first_ctrl_c() {
         .read_line(&mut first)
         .unwrap();
     assert!(first.contains("job 1"), "{first}");
+    let status = interrupt_once(&mut watch);
+    drop(submit.stdin.take());
+    let _ = submit.wait();
+    // SAFETY: kill(2) with a pid we spawned and have not waited for.
+    unsafe { libc::kill(server.id() as libc::pid_t, libc::SIGTERM) };
+    let _ = server.wait();
+    assert_eq!(status.code(), Some(130));
+}
+
+#[test]
+fn local_job_watch_stops_on_the_first_ctrl_c() {
+    use std::io::BufRead;
+    let sb = Sandbox::new();
+    let input = sb.write("in.txt", numbered_lines(10).as_bytes());
+    // Submitted, and no worker runs here: job 1 stays queued.
+    sb.ok(&["-q", "submit", "--kind", "copy", "--input", s(&input)]);
+    let mut watch = sb
+        .cmd(&["job", "watch", "1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(watch.stdout.as_mut().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("job 1: queued"), "{first}");
+    assert_eq!(interrupt_once(&mut watch).code(), Some(130));
+}
+
+/// Sends one SIGINT and waits for the process to end on its own (a second
+/// Ctrl-C would end it anyway, so one that needs it has ignored the first).
+/// The bound is generous: it catches a hang, it measures nothing.
+fn interrupt_once(child: &mut std::process::Child) -> std::process::ExitStatus {
     // SAFETY: kill(2) with a pid we spawned and have not waited for.
     assert_eq!(
-        unsafe { libc::kill(watch.id() as libc::pid_t, libc::SIGINT) },
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
         0
     );
-    let mut status = None;
     for _ in 0..1500 {
-        status = watch.try_wait().unwrap();
-        if status.is_some() {
-            break;
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    drop(submit.stdin.take());
-    let _ = submit.wait();
-    // SAFETY: as above, for the server.
-    unsafe { libc::kill(server.id() as libc::pid_t, libc::SIGTERM) };
-    let _ = server.wait();
-    let Some(status) = status else {
-        let _ = watch.kill();
-        panic!("job watch ignored the first Ctrl-C");
-    };
-    assert_eq!(status.code(), Some(130));
+    let _ = child.kill();
+    panic!("the process ignored the first Ctrl-C");
 }
 
 #[test]
