@@ -37,8 +37,20 @@ pub struct UploadSlice {
     rejects: Vec<Vec<u8>>,
     meta: Meta,
     permit: OwnedSemaphorePermit,
-    error: Arc<Mutex<Option<String>>>,
+    error: FailureCell,
 }
+
+/// The first slice of an upload that was not stored, and why: the store's
+/// (or the apply's) own error, handed to the uploader's caller once as it
+/// is, so a full disk reaches the user as `StoreError::DiskFull` (507 over
+/// HTTP), never as an "invalid" string; as text after that.
+pub(crate) struct UploadFailure {
+    slice: u64,
+    text: String,
+    error: Option<RuntimeError>,
+}
+
+pub(crate) type FailureCell = Arc<Mutex<Option<UploadFailure>>>;
 
 /// Starts `threads` upload threads; they exit when the sender is dropped.
 pub fn start_pool(threads: usize) -> Sender<UploadSlice> {
@@ -75,13 +87,15 @@ fn write_slice(t: UploadSlice) {
         vec![t.meta],
         move |_, applied| {
             let failure = match applied {
-                Ok(mut r) => r.pop().and_then(|r| r.err()).map(|e| e.to_string()),
-                Err(e) => Some(e.to_string()),
+                Ok(mut r) => r.pop().and_then(|r| r.err()),
+                Err(e) => Some(RuntimeError::Store(e)),
             };
-            if let Some(f) = failure {
-                error
-                    .lock()
-                    .get_or_insert_with(|| format!("slice {slice} was not stored: {f}"));
+            if let Some(e) = failure {
+                error.lock().get_or_insert_with(|| UploadFailure {
+                    slice,
+                    text: e.to_string(),
+                    error: Some(e),
+                });
             }
             drop(permit);
         },
@@ -104,7 +118,7 @@ pub struct Uploader {
     pub(crate) next_record: u64,
     pub(crate) permits: Arc<Semaphore>,
     pub(crate) max_inflight: u32,
-    pub(crate) error: Arc<Mutex<Option<String>>>,
+    pub(crate) error: FailureCell,
     pub(crate) finished: bool,
     pub(crate) buf: SliceBuffer,
 }
@@ -210,12 +224,22 @@ impl Uploader {
         Ok(())
     }
 
+    /// Why a slice of this upload was not stored, if one was not: the
+    /// first time the error itself, after that its text.
+    fn failure(&self) -> Option<RuntimeError> {
+        let mut cell = self.error.lock();
+        let failure = cell.as_mut()?;
+        Some(failure.error.take().unwrap_or_else(|| {
+            RuntimeError::Invalid(format!(
+                "upload of job {} failed: slice {} was not stored: {}",
+                self.job, failure.slice, failure.text
+            ))
+        }))
+    }
+
     async fn flush(&mut self) -> Result<(), RuntimeError> {
-        if let Some(e) = self.error.lock().clone() {
-            return Err(RuntimeError::Invalid(format!(
-                "upload of job {} failed: {e}",
-                self.job
-            )));
+        if let Some(e) = self.failure() {
+            return Err(e);
         }
         let permit = self
             .permits
@@ -280,11 +304,8 @@ impl Uploader {
             .await
             .map_err(|_| RuntimeError::ShuttingDown)?;
         drop(all);
-        match self.error.lock().clone() {
-            Some(e) => Err(RuntimeError::Invalid(format!(
-                "upload of job {} failed: {e}",
-                self.job
-            ))),
+        match self.failure() {
+            Some(e) => Err(e),
             None => Ok(()),
         }
     }

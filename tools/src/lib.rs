@@ -36,6 +36,7 @@ pub mod exit;
 pub mod formats;
 pub mod kinds;
 pub mod progress;
+pub mod pump;
 pub mod remote;
 pub mod report;
 pub mod secret_file;

@@ -13,15 +13,11 @@ use super::plan::{
 use super::{display_name, download_job, with_runtime, Ctx, Interrupt};
 use crate::cli::{JobInputArgs, RunArgs, SubmitArgs};
 use crate::exit::{self, Interrupted};
-use crate::formats::{
-    is_std_stream, open_source_with, props, Format, InputSource, Item, ReadOptions,
-};
+use crate::formats::{is_std_stream, open_source_with, props, Format, InputSource, ReadOptions};
 use crate::kinds;
 use crate::progress::{Mode, Progress, Unit};
+use crate::pump::{pump, PumpError};
 use crate::report;
-
-/// Records handed from the reader thread to the uploader at a time.
-const UPLOAD_BATCH_RECORDS: usize = 1024;
 
 pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
     let jobs = plan_run(ctx.json, &args)?;
@@ -304,8 +300,8 @@ pub async fn create_job(
     Ok((id, input))
 }
 
-/// Streams the input's records into job `id` (read on a blocking thread,
-/// pushed here), then waits until every slice is durable.
+/// Streams the input's records into job `id` through the upload pump,
+/// then waits until every slice is durable.
 pub async fn upload_input(
     runtime: &Runtime,
     id: JobId,
@@ -318,70 +314,27 @@ pub async fn upload_input(
     if let Some(total) = read.total_bytes {
         progress.set_length(total);
     }
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<Item>>>(8);
-    let mut records = input.records;
-    // The reader ends the input by sending an empty batch. A channel that
-    // closes without one means the reader died (a panic in a parser): that
-    // is an error, never the end of the input.
-    let reader = tokio::task::spawn_blocking(move || loop {
-        let mut batch = Vec::with_capacity(UPLOAD_BATCH_RECORDS);
-        let result = records.next_batch(UPLOAD_BATCH_RECORDS, &mut batch);
-        let end = matches!(&result, Ok(()) if batch.is_empty()) || result.is_err();
-        if tx.blocking_send(result.map(|()| batch)).is_err() || end {
-            return;
-        }
-    });
-    let mut reader = Some(reader);
-    loop {
-        // An input that stalls (a pipe nobody writes to) must not keep
-        // Ctrl-C waiting.
-        let batch = tokio::select! {
-            batch = rx.recv() => batch,
-            _ = interrupt.wait() => None,
-        };
-        if interrupt.is_set() {
+    let after_batch = || progress.set_position(read.read_bytes());
+    match pump(&mut uploader, input.records, interrupt.wait(), after_batch).await {
+        Ok(()) => Ok(uploader.finish().await?),
+        Err(PumpError::Stopped) => {
             uploader.fail("upload interrupted by Ctrl-C".into()).await?;
-            return Err(anyhow::Error::new(Interrupted).context(format!(
+            Err(anyhow::Error::new(Interrupted).context(format!(
                 "upload of job {id} interrupted; the job is marked failed"
-            )));
+            )))
         }
-        let Some(batch) = batch else {
-            let why = match reader.take() {
-                Some(handle) => match handle.await {
-                    Err(e) if e.is_panic() => format!(
-                        "the input reader panicked: {}",
-                        panic_text(&*e.into_panic())
-                    ),
-                    _ => "the input reader stopped before the end of the input".to_string(),
-                },
-                None => "the input reader stopped".to_string(),
-            };
+        // The store's own error (disk full, poisoned), as it is.
+        Err(PumpError::Store(e)) => Err(e.into()),
+        Err(PumpError::Read(e)) => {
+            let reason = format!("reading the input failed: {e}");
+            uploader.fail(reason.clone()).await?;
+            anyhow::bail!("{reason}; job {id} is marked failed");
+        }
+        Err(PumpError::ReaderDied(why)) => {
             uploader.fail(why.clone()).await?;
             anyhow::bail!("{why}; job {id} is marked failed (nothing of it will run)");
-        };
-        let batch = match batch {
-            Ok(batch) if batch.is_empty() => break,
-            Ok(batch) => batch,
-            Err(e) => {
-                let reason = format!("reading the input failed: {e}");
-                uploader.fail(reason.clone()).await?;
-                anyhow::bail!("{reason}; job {id} is marked failed");
-            }
-        };
-        for item in batch {
-            crate::serve::push_item(&mut uploader, item).await?;
         }
-        progress.set_position(read.read_bytes());
     }
-    Ok(uploader.finish().await?)
-}
-
-fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
-    panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("a non-string panic")
 }
 
 /// Waits for the job to finish, with a bar of its slices.
@@ -428,7 +381,7 @@ mod tests {
     use booster_runtime::{JobSpec, JobState, Runtime, RuntimeOptions};
 
     use super::*;
-    use crate::formats::RecordSource;
+    use crate::formats::{Item, RecordSource};
 
     /// One batch of records, then a panic (a parser bug).
     struct PanicsAfterOneBatch(bool);

@@ -43,7 +43,6 @@ use booster_runtime::{Runtime, RuntimeOptions};
 
 pub use connections::ConnectionLimits;
 pub use listen::check_exposure;
-pub use upload::push_item;
 
 /// Bodies other than an upload may not exceed this.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;

@@ -8,15 +8,16 @@
 //!
 //! Three stages with small bounded channels between them, so a slow store
 //! slows the client rather than filling memory: this task pumps body chunks;
-//! a blocking thread parses them (the parsers read `std::io::Read`); this
-//! task pushes the parsed records into the uploader.
+//! a blocking thread opens the body as the input (the parsers read
+//! `std::io::Read`); the upload pump (`crate::pump`, the one `run` and
+//! `submit` use) cuts the records and pushes them into the uploader.
 
 use std::io::{self, BufReader, Read};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::Json;
-use booster_runtime::{JobStatus, RuntimeError, Uploader};
+use booster_runtime::{JobStatus, Uploader};
 use futures::StreamExt;
 use serde::Deserialize;
 use tokio::sync::mpsc;
@@ -27,13 +28,13 @@ use super::view::JobView;
 use super::AppState;
 use crate::formats::encoding::parse_label;
 use crate::formats::{
-    parse_delimiter, props, source_from_reader_with, ColumnRules, FixedLayout, Format, Item,
-    ItemsSource, ReadOptions, ReadProgress, RecordSource, ITEMS_FORMAT,
+    parse_delimiter, props, source_from_reader_with, ColumnRules, FixedLayout, Format, ItemsSource,
+    ReadOptions, ReadProgress, RecordSource, ITEMS_FORMAT,
 };
+use crate::pump::{pump, PumpError};
 
 /// The longest line an upload may carry: one line cannot take the server's memory.
 pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
-const PARSE_BATCH_RECORDS: usize = 1024;
 
 pub fn parse_format(name: &str) -> ApiResult<Format> {
     Format::from_name(name).ok_or_else(|| {
@@ -131,6 +132,16 @@ pub async fn put_input(
     let mut uploader = app.runtime.upload(id).await?;
     match stream_records(&mut uploader, format, expected_header, body).await {
         Ok(()) => Ok(Json(uploader.finish().await?.into())),
+        Err(PumpError::Store(e)) => {
+            // The store's own error is the answer (507 disk full, 503
+            // poisoned). Marking the job failed may be refused as well;
+            // then the next open of the store does it (an upload that never
+            // finished).
+            let _ = uploader
+                .fail(format!("upload of job {id} failed: {e}"))
+                .await;
+            Err(e.into())
+        }
         Err(reason) => {
             let message = format!("upload of job {id} failed: {reason}");
             uploader.fail(message.clone()).await?;
@@ -146,100 +157,75 @@ async fn stream_records(
     format: BodyFormat,
     expected_header: Option<String>,
     body: Body,
-) -> Result<(), String> {
+) -> Result<(), PumpError> {
     let (chunk_tx, chunk_rx) = mpsc::channel::<io::Result<Bytes>>(8);
-    let (item_tx, mut item_rx) = mpsc::channel::<Result<Vec<Item>, String>>(8);
-    tokio::task::spawn_blocking(move || parse(chunk_rx, format, expected_header, item_tx));
-
-    let pump = async move {
+    let open = tokio::task::spawn_blocking(move || open_body(chunk_rx, format, expected_header));
+    let chunks = async move {
         let mut chunks = body.into_data_stream();
         while let Some(chunk) = chunks.next().await {
             let chunk = chunk.map_err(|e| io::Error::other(format!("the body broke off: {e}")));
-            let failed = chunk.is_err();
-            if chunk_tx.send(chunk).await.is_err() || failed {
+            if chunk.is_err() {
+                let _ = chunk_tx.send(chunk).await;
+                return;
+            }
+            if chunk_tx.send(chunk).await.is_err() {
+                // The upload stopped (a full disk, a bad header): the rest
+                // of the body is read and dropped, so the client, still
+                // sending, gets the answer saying why instead of a
+                // connection reset.
+                while let Some(Ok(_)) = chunks.next().await {}
                 return;
             }
         }
     };
     let push = async move {
-        // The parser ends the input with an empty batch; a channel that
-        // closes without one means the parser died (a panic), which must
-        // fail the upload, never complete it.
-        while let Some(batch) = item_rx.recv().await {
-            let batch = batch?;
-            if batch.is_empty() {
-                return Ok(());
+        let records = match open.await {
+            Ok(Ok(records)) => records,
+            Ok(Err(e)) => return Err(PumpError::Read(e)),
+            Err(_) => {
+                return Err(PumpError::ReaderDied(
+                    "the upload parser stopped before the end of the input".into(),
+                ))
             }
-            for item in batch {
-                push_item(uploader, item).await.map_err(|e| e.to_string())?;
-            }
-        }
-        Err("the upload parser stopped before the end of the input".to_string())
+        };
+        pump(uploader, records, std::future::pending(), || {}).await
     };
-    let ((), pushed) = tokio::join!(pump, push);
+    let ((), pushed) = tokio::join!(chunks, push);
     pushed
 }
 
-/// Pushes one parsed item into an upload: a record with the source line
-/// it came from, or a record the parser rejected, with its line and why.
-/// Every upload goes through here, `run`/`submit` and `PUT .../input`
-/// alike, so they store the same thing for the same input.
-pub async fn push_item(uploader: &mut Uploader, item: Item) -> Result<(), RuntimeError> {
-    match item {
-        Item::Record { bytes, line } => uploader.push_line(bytes, line).await,
-        Item::Rejected { raw, line, message } => uploader.push_rejected(raw, line, message).await,
-    }
-}
-
-/// The blocking stage: parses the body with the CLI's format readers.
-fn parse(
+/// The blocking stage that opens the body as the job's input: the format's
+/// reader (a CSV header read, and checked against the job's), or the
+/// client's items.
+fn open_body(
     chunks: mpsc::Receiver<io::Result<Bytes>>,
     format: BodyFormat,
     expected_header: Option<String>,
-    items: mpsc::Sender<Result<Vec<Item>, String>>,
-) {
+) -> io::Result<Box<dyn RecordSource>> {
     let reader = BufReader::with_capacity(256 << 10, BodyReader::new(chunks, MAX_LINE_BYTES));
     let options = match format {
         BodyFormat::Text(options) => options,
-        BodyFormat::Items => return send_all(Box::new(ItemsSource::new(reader)), items),
+        BodyFormat::Items => return Ok(Box::new(ItemsSource::new(reader))),
     };
-    let source = match source_from_reader_with(
+    let source = source_from_reader_with(
         Box::new(reader),
         ReadProgress::default(),
         &options,
         "the upload",
-    ) {
-        Ok(source) => source,
-        Err(e) => {
-            let _ = items.blocking_send(Err(format!("{e:#}")));
-            return;
-        }
-    };
+    )
+    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{e:#}")))?;
     if let (Some(expected), Some(header)) = (&expected_header, &source.header) {
         if header.raw != *expected {
-            let _ = items.blocking_send(Err(format!(
-                "the CSV header {:?} is not the one the job was created with ({expected:?})",
-                header.raw
-            )));
-            return;
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the CSV header {:?} is not the one the job was created with ({expected:?})",
+                    header.raw
+                ),
+            ));
         }
     }
-    send_all(source.records, items);
-}
-
-/// Parses `records` to their end (an empty batch) or first error, in batches.
-fn send_all(mut records: Box<dyn RecordSource>, items: mpsc::Sender<Result<Vec<Item>, String>>) {
-    loop {
-        let mut batch = Vec::with_capacity(PARSE_BATCH_RECORDS);
-        let (result, end) = match records.next_batch(PARSE_BATCH_RECORDS, &mut batch) {
-            Ok(()) if batch.is_empty() => (Ok(batch), true),
-            Ok(()) => (Ok(batch), false),
-            Err(e) => (Err(e.to_string()), true),
-        };
-        if items.blocking_send(result).is_err() || end {
-            return;
-        }
-    }
+    Ok(source.records)
 }
 
 /// Body chunks as `std::io::Read` for the parsers, refusing a line longer

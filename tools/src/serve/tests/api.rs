@@ -521,3 +521,28 @@ fn stopping_the_server_ends_event_streams_cleanly() {
     let ended = reader.join().unwrap();
     assert!(ended.is_ok(), "the event stream was cut off: {ended:?}");
 }
+
+#[test]
+fn an_upload_that_fills_the_disk_is_507_with_the_disk_full_message() {
+    let Some(disk) = booster_tests::small_disk::SmallDisk::mount(8) else {
+        return;
+    };
+    let t = TestServer::start_on(disk.data());
+    let id = t.client().create(&json!({"kind": "copy"})).unwrap();
+    // Lines of random hex: zstd cannot squeeze 24 MiB of them into 8 MiB.
+    let seed = booster_tests::rng::seed("an_upload_that_fills_the_disk");
+    let mut rng = booster_tests::rng::Rng::new(seed);
+    let mut body = String::new();
+    while body.len() < 24 << 20 {
+        for _ in 0..8 {
+            body.push_str(&format!("{:016x}", rng.next_u64()));
+        }
+        body.push('\n');
+    }
+    let (status, answer) = t.call("PUT", &format!("/api/jobs/{id}/input"), Some(&body), &[]);
+    assert_eq!(status, 507, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("disk full"),
+        "{answer}"
+    );
+}

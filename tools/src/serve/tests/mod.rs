@@ -78,6 +78,20 @@ impl TestServer {
         configure: impl FnOnce(&std::path::Path, &mut ServeOptions),
     ) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        TestServer::start_in(dir, data, configure)
+    }
+
+    /// A server whose runtime keeps its data in `data` (e.g. on a small disk).
+    pub fn start_on(data: std::path::PathBuf) -> TestServer {
+        TestServer::start_in(tempfile::tempdir().unwrap(), data, |_, _| {})
+    }
+
+    fn start_in(
+        dir: tempfile::TempDir,
+        data: std::path::PathBuf,
+        configure: impl FnOnce(&std::path::Path, &mut ServeOptions),
+    ) -> TestServer {
         let mut opts = ServeOptions {
             listen: "127.0.0.1:0".to_string(),
             ..ServeOptions::default()
@@ -89,7 +103,7 @@ impl TestServer {
             .build()
             .unwrap();
         let (runtime, gate, server) = rt.block_on(async {
-            let mut runtime_options = RuntimeOptions::new(dir.path().join("data"));
+            let mut runtime_options = RuntimeOptions::new(data);
             runtime_options.workers = 2;
             // A gated handler waits on the test with its lease held.
             runtime_options.lease_timeout = gate::LEASE_TIMEOUT;
