@@ -191,7 +191,7 @@ impl Output {
             }
             None => Err(HandlerError(format!(
                 "category {category:?} is not one of this job's categories ({}); declare it \
-                 when the job is created (JobSpec::with_categories, `--categories`)",
+                 when the job is created (JobSpec::with_categories)",
                 if self.names.is_empty() {
                     "it has none".to_string()
                 } else {
