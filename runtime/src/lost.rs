@@ -108,6 +108,54 @@ pub fn reason(damage: &[Damage]) -> String {
     )
 }
 
+/// After an unknown loss (a damaged range no frame header names: a missing
+/// segment file, say), the slices the table says the store holds but it
+/// does not: the input of every slice still to run or failed (its records
+/// go to the errors file), and the `main` output of every slice done (a
+/// commit always writes it). Each is a frame the loss took; open names
+/// them on their jobs, which then show as damaged. Index lookups only:
+/// nothing is read. Empty when every damaged range is identified.
+pub fn missing_frames<F: booster_store::FileLayer>(
+    store: &booster_store::Store<F>,
+    state: &State,
+    damage: &[Damage],
+) -> Vec<booster_store::SliceKey> {
+    use crate::meta::{STREAM_INPUT, STREAM_MAIN};
+    use crate::table::SliceState;
+    if damage.iter().all(|d| d.identified) {
+        return Vec::new();
+    }
+    let held = |job: JobId, stream: u32| -> BTreeSet<u64> {
+        store
+            .slices(job, stream)
+            .into_iter()
+            .map(|i| i.key.seq)
+            .collect()
+    };
+    let mut missing = Vec::new();
+    for job in state.jobs.values() {
+        let Some(sliced) = job.sliced() else { continue };
+        if sliced.slices.is_empty() {
+            continue;
+        }
+        let (input, main) = (held(job.id, STREAM_INPUT), held(job.id, STREAM_MAIN));
+        for (&seq, slice) in &sliced.slices {
+            let (stream, present) = match slice.state {
+                SliceState::Done => (STREAM_MAIN, main.contains(&seq)),
+                SliceState::Pending | SliceState::Failed => (STREAM_INPUT, input.contains(&seq)),
+            };
+            if !present {
+                missing.push(booster_store::SliceKey {
+                    owner: job.id,
+                    stream,
+                    seq,
+                });
+            }
+        }
+    }
+    missing
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -223,6 +223,13 @@ impl Runtime {
                         state.insert_lost(id, &reason);
                     }
                 }
+                // Frames an unknown loss took are named on their jobs, by
+                // the first range that names nothing (it may have held them).
+                let missing = crate::lost::missing_frames(&store, &state, &report.damaged);
+                if let Some(d) = report.damaged.iter_mut().find(|d| !d.identified) {
+                    d.slices.extend(missing);
+                    state.book.damage = report.damaged.clone();
+                }
                 state.release_scheduled(now_ms());
                 state.book.live = true;
                 Ok((store, state, report))
