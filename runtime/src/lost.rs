@@ -83,9 +83,8 @@ impl LostCreated {
     }
 }
 
-/// Why a lost job is failed: every damaged range that lost meta records
-/// (which one held its `Created` record cannot be told), and what to do.
-pub fn reason(damage: &[Damage]) -> String {
+/// The damaged ranges that lost (or may have lost) meta records.
+fn meta_ranges(damage: &[Damage]) -> String {
     let ranges: Vec<String> = damage
         .iter()
         .filter(|d| d.meta_lost)
@@ -100,12 +99,33 @@ pub fn reason(damage: &[Damage]) -> String {
             )
         })
         .collect();
+    ranges.join("; ")
+}
+
+/// Why a lost job is failed: every damaged range that lost meta records
+/// (which one held its `Created` record cannot be told), and what to do.
+pub fn reason(damage: &[Damage]) -> String {
     format!(
         "lost: its created record was lost with a damaged meta frame ({}); what the job was \
          cannot be told. Restore the segment from a backup, or salvage what survived into a \
          new data directory",
-        ranges.join("; ")
+        meta_ranges(damage)
     )
+}
+
+/// Why an upload found open at open is failed. Without damage the process
+/// that ran it stopped; with meta records lost, its `UploadComplete` may
+/// be among them: an acknowledged upload is never called interrupted.
+pub fn upload_reason(damage: &[Damage]) -> String {
+    if damage.iter().any(|d| d.meta_lost) {
+        return format!(
+            "upload records lost: the store lost meta records ({}), so whether the upload \
+             finished cannot be told. Restore the segment from a backup, or submit the job again",
+            meta_ranges(damage)
+        );
+    }
+    "upload interrupted: the process stopped before the upload finished; submit the job again"
+        .to_string()
 }
 
 /// After an unknown loss (a damaged range no frame header names: a missing

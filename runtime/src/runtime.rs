@@ -287,7 +287,7 @@ impl Runtime {
             write_one(&shared, &store, m).await?;
         }
         for job in interrupted {
-            let reason = "upload interrupted: the process stopped before the upload finished; submit the job again".to_string();
+            let reason = crate::lost::upload_reason(&recovery.damaged);
             let at_ms = Some(now_ms());
             write_one(&shared, &store, Meta::UploadFailed { job, reason, at_ms }).await?;
         }

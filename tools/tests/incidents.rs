@@ -163,3 +163,52 @@ fn a_missing_segment_is_named_by_every_command_and_the_rest_stays_usable() {
     assert_eq!(std::fs::read_to_string(&out).unwrap(), numbered_lines(40));
     sb.ok(&["verify"]);
 }
+
+/// The third finding: the last segment cut to 60% turned an
+/// acknowledged, completed upload into "upload interrupted". The cut is
+/// below the recorded watermark, so it is acknowledged data lost: every
+/// open names it, nothing is cut further, and the job whose records went
+/// is failed for what happened, never as an interrupted upload.
+#[test]
+fn acknowledged_batches_cut_off_are_named_and_never_called_an_interrupted_upload() {
+    use booster_store::format::segment_paths;
+    let sb = Sandbox::new();
+    let input = sb.write("big.txt", numbered_lines(60_000).as_bytes());
+    let run = |out: &str| {
+        sb.ok(&[
+            "-q",
+            "run",
+            "--kind",
+            "copy",
+            "--input",
+            s(&input),
+            "--output",
+            s(&sb.path(out)),
+        ]);
+    };
+    run("o1.txt");
+    run("o2.txt");
+    let last = segment_paths(&sb.data()).unwrap().pop().unwrap();
+    let len = std::fs::metadata(&last).unwrap().len();
+    let file = std::fs::OpenOptions::new().write(true).open(&last).unwrap();
+    file.set_len(len * 6 / 10).unwrap();
+    drop(file);
+
+    let worked = sb.run(&["work", "--until-idle"]);
+    let said = stderr(&worked);
+    assert!(said.contains("acknowledged data lost"), "{said}");
+    assert_eq!(
+        std::fs::metadata(&last).unwrap().len(),
+        len * 6 / 10,
+        "nothing cut"
+    );
+    let shown = stdout(&sb.ok(&["job", "show", "2"]));
+    assert!(!shown.contains("upload interrupted"), "{shown}");
+    assert!(
+        shown.contains("DAMAGED") || shown.contains("damaged"),
+        "{shown}"
+    );
+    let out = sb.path("again1.txt");
+    sb.ok(&["download", "1", "--output", s(&out)]);
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&input).unwrap());
+}
