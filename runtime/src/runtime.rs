@@ -15,7 +15,7 @@ use crate::actors::{Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::clock::{from_ms, now_ms};
 use crate::lost::LostCreated;
 use crate::meta::{self, Control, Meta};
-use crate::shared::{write, write_one, Handler, Limits, Shared};
+use crate::shared::{write_one, write_with, Handler, Limits, Shared};
 use crate::slice_store::SliceStore;
 use crate::snapshot::Snapshot;
 use crate::state::{Book, HandlerShape, State};
@@ -181,6 +181,7 @@ impl Runtime {
                 book.live = false;
                 book.lease_policy = opts.lease_policy;
                 book.max_lease_batch = opts.max_lease_batch.max(1);
+                book.urgent_priority = opts.urgent_priority;
                 book.runs_workers = opts.start_workers;
                 let mut state = State::new(book);
                 // A meta frame that rotted in a sealed segment is left out
@@ -415,6 +416,7 @@ impl Runtime {
         for s in &specs {
             validate(s, &self.shared().limits)?;
         }
+        let urgent;
         let first_id = {
             let mut st = self.shared().state.lock();
             if st.book.stopping {
@@ -447,6 +449,7 @@ impl Runtime {
                 )));
             }
             st.book.next_id = first + n;
+            urgent = specs.iter().all(|s| s.priority <= st.book.urgent_priority);
             for (i, s) in specs.iter().enumerate() {
                 if let Some(key) = &s.singleton {
                     st.book
@@ -463,7 +466,7 @@ impl Runtime {
             at_ms: now_ms(),
             specs,
         };
-        let written = write(self.shared(), &self.inner.store, vec![m]).await;
+        let written = write_with(self.shared(), &self.inner.store, vec![m], urgent).await;
         if keys_reserved {
             let mut st = self.shared().state.lock();
             st.book
