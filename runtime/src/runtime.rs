@@ -15,7 +15,7 @@ use crate::actors::{Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::clock::{from_ms, now_ms};
 use crate::lost::LostCreated;
 use crate::meta::{self, Control, Meta};
-use crate::shared::{write, write_one, Handler, Limits, Shared};
+use crate::shared::{write_one, write_with, Handler, Limits, Shared};
 use crate::slice_store::SliceStore;
 use crate::snapshot::Snapshot;
 use crate::state::{Book, HandlerShape, State};
@@ -181,6 +181,7 @@ impl Runtime {
                 book.live = false;
                 book.lease_policy = opts.lease_policy;
                 book.max_lease_batch = opts.max_lease_batch.max(1);
+                book.urgent_priority = opts.urgent_priority;
                 book.runs_workers = opts.start_workers;
                 let mut state = State::new(book);
                 // A meta frame that rotted in a sealed segment is left out
@@ -222,6 +223,13 @@ impl Runtime {
                     for id in lost.lost(state.book.next_id) {
                         state.insert_lost(id, &reason);
                     }
+                }
+                // Frames an unknown loss took are named on their jobs, by
+                // the first range that names nothing (it may have held them).
+                let missing = crate::lost::missing_frames(&store, &state, &report.damaged);
+                if let Some(d) = report.damaged.iter_mut().find(|d| !d.identified) {
+                    d.slices.extend(missing);
+                    state.book.damage = report.damaged.clone();
                 }
                 state.release_scheduled(now_ms());
                 state.book.live = true;
@@ -280,7 +288,7 @@ impl Runtime {
             write_one(&shared, &store, m).await?;
         }
         for job in interrupted {
-            let reason = "upload interrupted: the process stopped before the upload finished; submit the job again".to_string();
+            let reason = crate::lost::upload_reason(&recovery.damaged);
             let at_ms = Some(now_ms());
             write_one(&shared, &store, Meta::UploadFailed { job, reason, at_ms }).await?;
         }
@@ -408,6 +416,7 @@ impl Runtime {
         for s in &specs {
             validate(s, &self.shared().limits)?;
         }
+        let urgent;
         let first_id = {
             let mut st = self.shared().state.lock();
             if st.book.stopping {
@@ -440,6 +449,7 @@ impl Runtime {
                 )));
             }
             st.book.next_id = first + n;
+            urgent = specs.iter().all(|s| s.priority <= st.book.urgent_priority);
             for (i, s) in specs.iter().enumerate() {
                 if let Some(key) = &s.singleton {
                     st.book
@@ -456,7 +466,7 @@ impl Runtime {
             at_ms: now_ms(),
             specs,
         };
-        let written = write(self.shared(), &self.inner.store, vec![m]).await;
+        let written = write_with(self.shared(), &self.inner.store, vec![m], urgent).await;
         if keys_reserved {
             let mut st = self.shared().state.lock();
             st.book

@@ -177,6 +177,8 @@ pub struct Book {
     pub lease_policy: LeasePolicy,
     /// The most simple jobs one lease carries (`RuntimeOptions::max_lease_batch`).
     pub max_lease_batch: usize,
+    /// Submits at this priority or above commit urgently (`RuntimeOptions::urgent_priority`).
+    pub urgent_priority: u8,
     /// This process runs work (`RuntimeOptions::start_workers`). Without
     /// it, nothing is written but what an API call asks for: a read-only
     /// open (`jobs`, `verify`, `inspect`) changes nothing.
@@ -241,6 +243,7 @@ impl Book {
             default_slice_size,
             lease_policy: LeasePolicy::default(),
             max_lease_batch: crate::dispatch::SIMPLE_BATCH_MAX,
+            urgent_priority: 10,
             runs_workers: true,
             damage: Vec::new(),
             lost: BTreeSet::new(),
