@@ -174,6 +174,62 @@ fn download_of_a_failed_job_exits_3_and_names_what_is_missing() {
     assert_eq!(std::fs::read(&again).unwrap(), b"a\nb\nd\ne\n");
 }
 
+/// A job whose upload stopped after 3 stored records of 1-record slices,
+/// none of them processed (no worker ran): what `submit` leaves when it is
+/// stopped mid-upload.
+fn job_with_an_upload_that_stopped(sb: &Sandbox) -> u64 {
+    use booster_runtime::{JobShape, JobSpec, Runtime, RuntimeOptions};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut opts = RuntimeOptions::new(sb.data());
+        opts.start_workers = false;
+        let runtime = Runtime::open(opts).await.unwrap();
+        booster_tools::kinds::register_builtin(&runtime);
+        let mut spec = JobSpec::sliced("copy");
+        spec.shape = JobShape::Sliced {
+            slice_size: Some(1),
+            collect_errors: false,
+        };
+        let id = runtime.submit(spec).await.unwrap();
+        let mut upload = runtime.upload(id).await.unwrap();
+        for (i, record) in ["a", "b", "c", "d"].iter().enumerate() {
+            upload
+                .push_line(record.as_bytes().to_vec(), i as u64 + 1)
+                .await
+                .unwrap();
+        }
+        upload
+            .fail("upload interrupted by Ctrl-C".into())
+            .await
+            .unwrap();
+        runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+        id
+    })
+}
+
+#[test]
+fn download_of_an_upload_that_stopped_says_how_much_of_it_is_in_the_output() {
+    let sb = Sandbox::new();
+    let id = job_with_an_upload_that_stopped(&sb).to_string();
+    let job = sb.json(&["job", "show", &id]);
+    assert_eq!(
+        (&job["upload_complete"], &job["records_out"]),
+        (&false.into(), &0.into()),
+        "{job}"
+    );
+    let uploaded = job["records_in"].as_u64().unwrap();
+    assert!(uploaded >= 3, "{job}");
+    let out = sb.expect(3, &["download", &id, "--output", s(&sb.path("o.txt"))]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("its upload never completed")
+            && err.contains(&format!("{uploaded} records were uploaded"))
+            && err.contains("0 records are in the output"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(sb.path("o.txt")).unwrap(), b"");
+}
+
 #[test]
 fn a_failed_run_keeps_its_output_as_partial() {
     let sb = Sandbox::new();

@@ -250,11 +250,23 @@ pub async fn download(ctx: &Ctx, args: DownloadArgs) -> anyhow::Result<i32> {
 pub fn missing(job: &JobStatus) -> Option<String> {
     let id = job.id;
     if !job.upload_complete && job.state.is_finished() {
+        // Records processed before the upload stopped are in the output;
+        // the rest of what was uploaded never ran.
+        let verb = |n: u64| {
+            if n == 1 {
+                ("was", "is")
+            } else {
+                ("were", "are")
+            }
+        };
         return Some(format!(
-            "job {id} is {}: its upload never completed, so the output holds only the {} \
-             uploaded; submit the input again",
+            "job {id} is {}: its upload never completed: {} {} uploaded, {} {} in the \
+             output; submit the input again",
             job.state.as_str(),
-            report::plural(job.records_in, "record")
+            report::plural(job.records_in, "record"),
+            verb(job.records_in).0,
+            report::plural(job.records_out, "record"),
+            verb(job.records_out).1,
         ));
     }
     if job.slices_failed > 0 {
