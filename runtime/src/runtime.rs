@@ -166,6 +166,15 @@ impl Runtime {
         opts: RuntimeOptions,
         open_store: impl FnOnce() -> Result<(Store<F>, RecoveryReport), StoreError> + Send + 'static,
     ) -> Result<Runtime, RuntimeError> {
+        if opts.reserved_workers > 0 && opts.reserved_workers >= opts.workers.max(1) {
+            return Err(RuntimeError::Invalid(format!(
+                "reserved_workers {} of {} worker(s) leaves none for jobs below priority {}; \
+                 reserve fewer, or run more workers",
+                opts.reserved_workers,
+                opts.workers.max(1),
+                opts.reserved_priority
+            )));
+        }
         let limits = Limits {
             max_slice_records: opts.max_slice_records.clamp(1, u32::MAX as usize),
             max_slice_bytes: opts.max_slice_bytes.max(1),
@@ -182,6 +191,8 @@ impl Runtime {
                 book.lease_policy = opts.lease_policy;
                 book.max_lease_batch = opts.max_lease_batch.max(1);
                 book.urgent_priority = opts.urgent_priority;
+                book.reserved_workers = opts.reserved_workers;
+                book.reserved_priority = opts.reserved_priority;
                 book.runs_workers = opts.start_workers;
                 let mut state = State::new(book);
                 // A meta frame that rotted in a sealed segment is left out
