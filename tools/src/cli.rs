@@ -478,6 +478,8 @@ fn globals_of(subcommand: &str) -> &'static [&'static str] {
     const REMOTE: &[&str] = &["data", "key_file", "json", "quiet", "server", "token_file"];
     match subcommand {
         "keygen" => &["quiet"],
+        // Its data directory and key are its own, under --dir.
+        "demo" => &["json", "quiet"],
         "jobs" | "job" | "run" | "submit" | "download" => REMOTE,
         "serve" => &["data", "key_file", "quiet", "token_file"],
         _ => LOCAL,
@@ -598,6 +600,11 @@ mod tests {
         assert!(!has(&["work"], "--server") && !has(&["work"], "--token-file"));
         assert!(has(&["job", "watch"], "--server") && has(&["job", "watch"], "--token-file"));
         assert!(has(&["serve"], "--token-file") && !has(&["serve"], "--server"));
+        assert!(
+            !has(&["demo"], "--data") && !has(&["demo"], "--key-file"),
+            "the demo keeps its data and key under --dir"
+        );
+        assert!(has(&["demo"], "--json") && has(&["demo"], "--dir"));
     }
 
     #[test]
