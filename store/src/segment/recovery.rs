@@ -216,8 +216,14 @@ pub(crate) fn recover<F: FileLayer>(
             report,
         });
     }
-    if !report.damaged.is_empty() {
-        let d = &report.damaged[0];
+    // Compaction waits while a range lost something (it would drop the
+    // record of the loss); a damaged seal footer over whole frames lost
+    // nothing, and compacting rewrites it away.
+    if let Some(d) = report
+        .damaged
+        .iter()
+        .find(|d| !d.slices.is_empty() || d.meta_lost || !d.identified)
+    {
         index.degraded = Some((d.segment_id, d.offset));
     }
     let manifest = settle_manifest(
