@@ -235,11 +235,21 @@ impl Runtime {
                         state.insert_lost(id, &reason);
                     }
                 }
-                // Frames an unknown loss took are named on their jobs, by
-                // the first range that names nothing (it may have held them).
-                let missing = crate::lost::missing_frames(&store, &state, &report.damaged);
-                if let Some(d) = report.damaged.iter_mut().find(|d| !d.identified) {
-                    d.slices.extend(missing);
+                // Frames an unknown loss took, and slices whose records went
+                // with any damaged range, are named on their jobs: by the
+                // first range that names nothing (it may have held them),
+                // else by the first that lost meta records.
+                let missing: Vec<_> = crate::lost::missing_frames(&store, &state, &report.damaged)
+                    .into_iter()
+                    .filter(|k| !report.damaged.iter().any(|d| d.slices.contains(k)))
+                    .collect();
+                let named = report
+                    .damaged
+                    .iter()
+                    .position(|d| !d.identified)
+                    .or_else(|| report.damaged.iter().position(|d| d.meta_lost));
+                if let (Some(i), false) = (named, missing.is_empty()) {
+                    report.damaged[i].slices.extend(missing);
                     state.book.damage = report.damaged.clone();
                 }
                 state.release_scheduled(now_ms());
@@ -432,6 +442,20 @@ impl Runtime {
             let mut st = self.shared().state.lock();
             if st.book.stopping {
                 return Err(RuntimeError::ShuttingDown);
+            }
+            if let Some(d) = st.book.damage.iter().find(|d| !d.identified) {
+                return Err(RuntimeError::Corrupt(format!(
+                    "this data directory lost frames nothing names (segment {} ({}) offsets \
+                     {}..{}: {}): a new job could be given the id of a job the lost range held, \
+                     so submits are refused until that file is restored from a backup. Work, \
+                     listings and downloads of the other jobs go on; salvage copies what \
+                     survived into a new data directory that takes new jobs",
+                    d.segment_id,
+                    d.path.display(),
+                    d.offset,
+                    d.end,
+                    d.what
+                )));
             }
             // Checked and reserved under the lock, so two submits of one
             // key can never both pass; the reservation ends when the

@@ -682,6 +682,35 @@ fn upload_failed_finishes_the_job_at_the_records_time() {
     assert_eq!((j.state, j.completed_us), (JobState::Failed, Some(8000)));
 }
 
+/// An `UploadFailed` written while the job's `UploadComplete` was lost with
+/// a segment, replayed after the segment was restored: the restored log
+/// says the upload finished, and the job goes on as it did.
+#[test]
+fn upload_failed_after_upload_complete_is_stale_and_changes_nothing() {
+    let mut st = state();
+    register(&mut st, "copy", HandlerShape::Sliced);
+    for m in [
+        created(1, vec![JobSpec::sliced("copy")]),
+        uploaded(1, 0, 10),
+        Meta::UploadComplete {
+            job: 1,
+            at_ms: Some(3),
+        },
+    ] {
+        st.apply(&m).unwrap();
+    }
+    let before = st.jobs[&1].state;
+    st.apply(&Meta::UploadFailed {
+        job: 1,
+        reason: "upload records lost".into(),
+        at_ms: Some(9),
+    })
+    .unwrap();
+    let j = &st.jobs[&1];
+    assert_eq!(j.state, before);
+    assert!(j.failure_reason.is_none(), "{:?}", j.failure_reason);
+}
+
 #[test]
 fn old_record_without_a_time_happens_at_the_latest_logged_time() {
     let mut st = sliced_job_with_a_failed_slice();

@@ -183,7 +183,7 @@ pub fn report_recovery(data_dir: &Path, runtime: &Runtime) {
             )
         };
         eprintln!(
-            "booster: {} opened without a damaged range of segment {} ({file}, offsets {}..{}): {}; {lost}; `booster verify` names it, `booster salvage` copies the rest",
+            "booster: DAMAGED: {} opened degraded, leaving out segment {} ({file}) offsets {}..{}: {}; {lost}; `booster verify` names it, `booster salvage` copies the rest",
             data_dir.display(),
             d.segment_id,
             d.offset,
