@@ -344,23 +344,29 @@ fn workers_health_and_metrics_answer() {
     let id = t.job_with_records("x", 300);
     t.release_until(id, 100, |j| j.slices_done == 1);
 
-    // The next slice's lease shows on the worker that took it (and waits
-    // on the gate); one worker at a time runs this job.
-    let workers = eventually("a worker to show the second slice's lease", || {
-        let (status, body) = t.get("/api/workers");
-        assert_eq!(status, 200);
-        let workers = body["workers"].as_array().unwrap().clone();
+    // Both workers are listed, and the next slice's lease shows on the one
+    // that took it (it waits on the gate): one worker at a time runs this
+    // job, so once the first slice's lease is off the list, it is the only
+    // lease there is.
+    let leases = |body: &serde_json::Value| -> Vec<(u64, serde_json::Value)> {
+        let workers = body["workers"].as_array().unwrap();
+        assert_eq!(workers.len(), 2, "{body}");
         workers
             .iter()
-            .any(|w| !w["lease"].is_null())
-            .then_some(workers)
+            .filter(|w| !w["lease"].is_null())
+            .map(|w| {
+                (
+                    w["lease"]["job"].as_u64().unwrap(),
+                    w["lease"]["slice"].clone(),
+                )
+            })
+            .collect()
+    };
+    eventually("the second slice's lease, alone, on a worker", || {
+        let (status, body) = t.get("/api/workers");
+        assert_eq!(status, 200);
+        (leases(&body) == vec![(id, json!(1))]).then_some(())
     });
-    assert_eq!(workers.len(), 2);
-    let leased: Vec<&serde_json::Value> =
-        workers.iter().filter(|w| !w["lease"].is_null()).collect();
-    assert_eq!(leased.len(), 1, "{workers:?}");
-    assert_eq!(leased[0]["lease"]["job"], id);
-    assert_eq!(leased[0]["lease"]["slice"], 1, "{workers:?}");
 
     let (status, body) = t.get("/healthz");
     assert_eq!(status, 200);
