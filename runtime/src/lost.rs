@@ -128,13 +128,14 @@ pub fn upload_reason(damage: &[Damage]) -> String {
         .to_string()
 }
 
-/// After an unknown loss (a damaged range no frame header names: a missing
-/// segment file, say), the slices the table says the store holds but it
-/// does not: the input of every slice still to run or failed (its records
-/// go to the errors file), and the `main` output of every slice done (a
-/// commit always writes it). Each is a frame the loss took; open names
-/// them on their jobs, which then show as damaged. Index lookups only:
-/// nothing is read. Empty when every damaged range is identified.
+/// The slices the table says the store holds but it does not. Always: a
+/// slice missing between a job's first and last ones (its `Uploaded`
+/// record was lost; one check per job unless there is a hole). After an
+/// unknown loss (a damaged range no frame header names: a missing segment
+/// file, say) also the input of every slice still to run or failed (its
+/// records go to the errors file), and the `main` output of every slice
+/// done (a commit always writes it). Open names them on their jobs, which
+/// then show as damaged. Index lookups only: nothing is read.
 pub fn missing_frames<F: booster_store::FileLayer>(
     store: &booster_store::Store<F>,
     state: &State,
@@ -142,9 +143,6 @@ pub fn missing_frames<F: booster_store::FileLayer>(
 ) -> Vec<booster_store::SliceKey> {
     use crate::meta::{STREAM_INPUT, STREAM_MAIN};
     use crate::table::SliceState;
-    if damage.is_empty() {
-        return Vec::new();
-    }
     let unknown = damage.iter().any(|d| !d.identified);
     let held = |job: JobId, stream: u32| -> BTreeSet<u64> {
         store

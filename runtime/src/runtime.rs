@@ -248,9 +248,30 @@ impl Runtime {
                     .iter()
                     .position(|d| !d.identified)
                     .or_else(|| report.damaged.iter().position(|d| d.meta_lost));
-                if let (Some(i), false) = (named, missing.is_empty()) {
-                    report.damaged[i].slices.extend(missing);
-                    state.book.damage = report.damaged.clone();
+                state.book.damage = report.damaged.clone();
+                match (named, missing.is_empty()) {
+                    (_, true) => {}
+                    (Some(i), false) => {
+                        report.damaged[i].slices.extend(missing);
+                        state.book.damage = report.damaged.clone();
+                    }
+                    // No range of this open explains it: the log lost the
+                    // records before (a store salvaged, or restored after
+                    // damage). Named on the job, never a silent hole; the
+                    // store itself is whole, so the recovery report is not
+                    // told.
+                    (None, false) => state.book.damage.push(booster_store::Damage {
+                        segment_id: 0,
+                        path: std::path::PathBuf::from("(the job log)"),
+                        offset: 0,
+                        end: 0,
+                        what: "slices are missing between a job's first and last ones: \
+                               their upload records were lost before this open"
+                            .into(),
+                        slices: missing,
+                        meta_lost: false,
+                        identified: true,
+                    }),
                 }
                 state.release_scheduled(now_ms());
                 state.book.live = true;

@@ -460,4 +460,25 @@ async fn a_slice_whose_uploaded_record_was_lost_is_named_and_stops_the_download(
     rt.shutdown(std::time::Duration::from_secs(5))
         .await
         .unwrap();
+
+    // Salvaged, the copy has no damage of its own, yet the hole is named.
+    let copy = tempfile::tempdir().unwrap();
+    let into = copy.path().join("salvaged");
+    let report = booster_store::Store::salvage(dir.path(), &into, None).unwrap();
+    assert!(!report.complete());
+    let rt = Runtime::open(opts(&into, 1)).await.unwrap();
+    assert!(rt.recovery_report().damaged.is_empty());
+    let shown = rt.job(job).await.unwrap();
+    assert!(
+        shown.damage.iter().any(|d| d.contains("input slice 1")),
+        "{shown:?}"
+    );
+    assert!(rt
+        .download(job, Category::Main)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .is_err());
+    rt.shutdown(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
 }

@@ -272,7 +272,7 @@ pub async fn salvage(ctx: &Ctx, into: &std::path::Path) -> anyhow::Result<i32> {
                 "everything was saved".to_string()
             } else {
                 format!(
-                    "{} ranges could not be saved; jobs that lost state show it in `booster --data {} jobs`, and a slice that lost its commit runs again",
+                    "{} ranges could not be saved (listed above); in `booster --data {} jobs` a job whose slices were lost shows as damaged, a slice that lost its commit runs again, and a job whose every record was lost is not there at all",
                     report.unsaved.len() + report.problems.len(),
                     into.display()
                 )
