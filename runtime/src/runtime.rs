@@ -12,7 +12,7 @@ use crossbeam_channel::Sender;
 use ractor::{Actor, ActorRef};
 
 use crate::actors::{Supervisor, SupervisorArgs, SupervisorMsg};
-use crate::clock::{from_ms, now_ms};
+use crate::clock::from_ms;
 use crate::lost::LostCreated;
 use crate::meta::{self, Control, Meta};
 use crate::shared::{write, write_one, Handler, Limits, Shared};
@@ -82,7 +82,7 @@ impl Drop for Handle {
     }
 }
 
-fn validate(spec: &JobSpec, limits: &Limits) -> Result<(), RuntimeError> {
+pub(crate) fn validate(spec: &JobSpec, limits: &Limits) -> Result<(), RuntimeError> {
     if !(1..=100).contains(&spec.priority) {
         return Err(RuntimeError::BadPriority(i64::from(spec.priority)));
     }
@@ -170,6 +170,7 @@ impl Runtime {
             max_slice_records: opts.max_slice_records.clamp(1, u32::MAX as usize),
             max_slice_bytes: opts.max_slice_bytes.max(1),
         };
+        let clock = opts.clock.clone();
         let (store, state, recovery) =
             tokio::task::spawn_blocking(move || -> Result<_, RuntimeError> {
                 let (store, mut report) = open_store()?;
@@ -182,6 +183,7 @@ impl Runtime {
                 book.lease_policy = opts.lease_policy;
                 book.max_lease_batch = opts.max_lease_batch.max(1);
                 book.runs_workers = opts.start_workers;
+                book.clock = opts.clock.clone();
                 let mut state = State::new(book);
                 // A meta frame that rotted in a sealed segment is left out
                 // and named (degraded open): the rest replays, and the
@@ -223,7 +225,7 @@ impl Runtime {
                         state.insert_lost(id, &reason);
                     }
                 }
-                state.release_scheduled(now_ms());
+                state.release_scheduled(opts.clock.now_ms());
                 state.book.live = true;
                 Ok((store, state, report))
             })
@@ -249,12 +251,8 @@ impl Runtime {
                 crate::state::MAX_GENERATION
             )));
         }
-        let incidents = crate::recovered::new_incidents(
-            &recovery,
-            &state,
-            opts.start_workers,
-            std::time::SystemTime::now(),
-        );
+        let incidents =
+            crate::recovered::new_incidents(&recovery, &state, opts.start_workers, clock.now());
         let shared = Arc::new(Shared::new(state, limits));
         let store: Arc<dyn SliceStore> = Arc::new(store);
         // What this open cut or found, into the log before anything else.
@@ -262,7 +260,7 @@ impl Runtime {
         // failure to (a full disk) does not stop it: stderr still says it.
         if !incidents.is_empty() && !recovery.read_only {
             let m = Meta::Recovered {
-                at_ms: now_ms(),
+                at_ms: clock.now_ms(),
                 incidents,
             };
             let written = write_one(&shared, &store, m).await;
@@ -275,13 +273,13 @@ impl Runtime {
         if opts.start_workers {
             let m = Meta::Opened {
                 generation,
-                at_ms: now_ms(),
+                at_ms: clock.now_ms(),
             };
             write_one(&shared, &store, m).await?;
         }
         for job in interrupted {
             let reason = "upload interrupted: the process stopped before the upload finished; submit the job again".to_string();
-            let at_ms = Some(now_ms());
+            let at_ms = Some(clock.now_ms());
             write_one(&shared, &store, Meta::UploadFailed { job, reason, at_ms }).await?;
         }
         let upload_threads = std::thread::available_parallelism()
@@ -326,8 +324,12 @@ impl Runtime {
         &self.inner.recovery
     }
 
-    fn shared(&self) -> &Arc<Shared> {
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.inner.shared
+    }
+
+    pub(crate) fn store(&self) -> &Arc<dyn SliceStore> {
+        &self.inner.store
     }
 
     fn register(&self, kind: &str, handler: Handler, shape: HandlerShape) {
@@ -402,77 +404,16 @@ impl Runtime {
 
     /// Many jobs, one durable group commit.
     pub async fn submit_many(&self, specs: Vec<JobSpec>) -> Result<Vec<JobId>, RuntimeError> {
-        if specs.is_empty() {
-            return Ok(Vec::new());
-        }
         for s in &specs {
             validate(s, &self.shared().limits)?;
-        }
-        let first_id = {
-            let mut st = self.shared().state.lock();
-            if st.book.stopping {
-                return Err(RuntimeError::ShuttingDown);
-            }
-            // Checked and reserved under the lock, so two submits of one
-            // key can never both pass; the reservation ends when the
-            // `Created` record is applied (the job then holds the key) or
-            // its write failed.
-            let keys: Vec<&String> = specs.iter().filter_map(|s| s.singleton.as_ref()).collect();
-            for (i, key) in keys.iter().enumerate() {
-                if let Some(job) = st.book.singleton_holder(key) {
-                    return Err(RuntimeError::SingletonHeld {
-                        key: key.to_string(),
-                        job,
-                    });
-                }
-                if keys[..i].contains(key) {
-                    return Err(RuntimeError::Invalid(format!(
-                        "singleton {key:?} is asked for twice in one submit"
-                    )));
-                }
-            }
-            let first = st.book.next_id;
-            let n = specs.len() as u64;
-            if !crate::table::keys::ids_fit(first, n) {
-                return Err(RuntimeError::Invalid(format!(
-                    "job id space exhausted: {n} more job(s) from id {first} would reach {:#x}, where the runtime's own keys start; copy the jobs you keep to a new data directory",
-                    crate::table::keys::RESERVED_OWNER_BASE
-                )));
-            }
-            st.book.next_id = first + n;
-            for (i, s) in specs.iter().enumerate() {
-                if let Some(key) = &s.singleton {
-                    st.book
-                        .singleton_pending
-                        .insert(key.clone(), first + i as u64);
-                }
-            }
-            first
-        };
-        let n = specs.len() as u64;
-        let keys_reserved = specs.iter().any(|s| s.singleton.is_some());
-        let m = Meta::Created {
-            first_id,
-            at_ms: now_ms(),
-            specs,
-        };
-        let written = write(self.shared(), &self.inner.store, vec![m]).await;
-        if keys_reserved {
-            let mut st = self.shared().state.lock();
-            st.book
-                .singleton_pending
-                .retain(|_, id| !(first_id..first_id + n).contains(id));
-            // A job the log created failed because its key was taken first
-            // (a racing retry): the submit says so.
-            let lost: Vec<(String, JobId)> = (first_id..first_id + n)
-                .filter_map(|id| st.book.singleton_lost_race.remove(&id))
-                .collect();
-            if let (Some((key, job)), Ok(_)) = (lost.into_iter().next(), &written) {
-                return Err(RuntimeError::SingletonHeld { key, job });
+            if s.cron.is_some() {
+                return Err(RuntimeError::Invalid(
+                    "a job's cron run is set by the runtime; add a cron entry (add_cron) instead"
+                        .into(),
+                ));
             }
         }
-        written?;
-        Ok((first_id..first_id + n).collect())
+        submit_specs(self.shared(), self.store(), specs).await
     }
 
     pub async fn upload(&self, job: JobId) -> Result<Uploader, RuntimeError> {
@@ -618,7 +559,7 @@ impl Runtime {
         self.check(job, &action)?;
         let m = Meta::Control {
             job,
-            at_ms: now_ms(),
+            at_ms: self.shared().clock.now_ms(),
             action,
         };
         write_one(self.shared(), &self.inner.store, m).await
@@ -673,7 +614,7 @@ impl Runtime {
         }
         let m = Meta::KindSettings {
             kind: kind.to_string(),
-            at_ms: now_ms(),
+            at_ms: self.shared().clock.now_ms(),
             settings,
         };
         write_one(self.shared(), &self.inner.store, m).await?;
@@ -898,4 +839,82 @@ impl Runtime {
             .map_err(|e| RuntimeError::Invalid(format!("shutdown failed: {e}")))?;
         Ok(())
     }
+}
+
+/// Writes valid specs as one `created` record: ids and singleton keys are
+/// taken under the state lock (`Runtime::submit_many`, and the timer's
+/// cron runs).
+pub(crate) async fn submit_specs(
+    shared: &Arc<Shared>,
+    store: &Arc<dyn SliceStore>,
+    specs: Vec<JobSpec>,
+) -> Result<Vec<JobId>, RuntimeError> {
+    if specs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let first_id = {
+        let mut st = shared.state.lock();
+        if st.book.stopping {
+            return Err(RuntimeError::ShuttingDown);
+        }
+        // Checked and reserved under the lock, so two submits of one
+        // key can never both pass; the reservation ends when the
+        // `Created` record is applied (the job then holds the key) or
+        // its write failed.
+        let keys: Vec<&String> = specs.iter().filter_map(|s| s.singleton.as_ref()).collect();
+        for (i, key) in keys.iter().enumerate() {
+            if let Some(job) = st.book.singleton_holder(key) {
+                return Err(RuntimeError::SingletonHeld {
+                    key: key.to_string(),
+                    job,
+                });
+            }
+            if keys[..i].contains(key) {
+                return Err(RuntimeError::Invalid(format!(
+                    "singleton {key:?} is asked for twice in one submit"
+                )));
+            }
+        }
+        let first = st.book.next_id;
+        let n = specs.len() as u64;
+        if !crate::table::keys::ids_fit(first, n) {
+            return Err(RuntimeError::Invalid(format!(
+                "job id space exhausted: {n} more job(s) from id {first} would reach {:#x}, where the runtime's own keys start; copy the jobs you keep to a new data directory",
+                crate::table::keys::RESERVED_OWNER_BASE
+            )));
+        }
+        st.book.next_id = first + n;
+        for (i, s) in specs.iter().enumerate() {
+            if let Some(key) = &s.singleton {
+                st.book
+                    .singleton_pending
+                    .insert(key.clone(), first + i as u64);
+            }
+        }
+        first
+    };
+    let n = specs.len() as u64;
+    let keys_reserved = specs.iter().any(|s| s.singleton.is_some());
+    let m = Meta::Created {
+        first_id,
+        at_ms: shared.clock.now_ms(),
+        specs,
+    };
+    let written = write(shared, store, vec![m]).await;
+    if keys_reserved {
+        let mut st = shared.state.lock();
+        st.book
+            .singleton_pending
+            .retain(|_, id| !(first_id..first_id + n).contains(id));
+        // A job the log created failed because its key was taken first
+        // (a racing retry): the submit says so.
+        let lost: Vec<(String, JobId)> = (first_id..first_id + n)
+            .filter_map(|id| st.book.singleton_lost_race.remove(&id))
+            .collect();
+        if let (Some((key, job)), Ok(_)) = (lost.into_iter().next(), &written) {
+            return Err(RuntimeError::SingletonHeld { key, job });
+        }
+    }
+    written?;
+    Ok((first_id..first_id + n).collect())
 }

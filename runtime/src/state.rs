@@ -203,6 +203,12 @@ pub struct Book {
     /// a record that carries none (written before it was logged), so
     /// replay never reads the clock.
     pub log_ms: u64,
+    /// The runtime's clock (`RuntimeOptions::clock`), for the live paths
+    /// that hold the state lock; `apply` never reads it.
+    pub clock: Arc<dyn crate::Clock>,
+    /// Cron entries by id (`cron.rs`), and the next id to hand out.
+    pub crons: BTreeMap<crate::CronId, crate::cron::CronEntry>,
+    pub next_cron: crate::CronId,
 }
 
 /// Bits of a lease epoch that count leases within one open generation:
@@ -250,6 +256,9 @@ impl Book {
             incidents: Vec::new(),
             store_read_only: false,
             log_ms: 0,
+            clock: Arc::new(crate::SystemClock),
+            crons: BTreeMap::new(),
+            next_cron: 1,
         }
     }
 
@@ -285,6 +294,7 @@ impl Book {
             job.completed_us = Some(crate::clock::ms_to_us(at_ms));
             self.fire_waiters(job.id);
             self.release_singleton(job);
+            self.end_cron_run(job);
         } else {
             job.completed_us = None;
             if let Some(key) = &job.singleton {
@@ -303,6 +313,17 @@ impl Book {
             .copied()
     }
 
+    /// A cron run finished or went: its entry may make the next one.
+    fn end_cron_run(&mut self, job: &Job) {
+        if let Some(run) = job.cron {
+            if let Some(entry) = self.crons.get_mut(&run.cron) {
+                if entry.run == Some(job.id) {
+                    entry.run = None;
+                }
+            }
+        }
+    }
+
     fn release_singleton(&mut self, job: &Job) {
         if let Some(key) = &job.singleton {
             if self.singletons.get(key) == Some(&job.id) {
@@ -315,6 +336,12 @@ impl Book {
         self.by_state[job.state.index()] += 1;
         if let Some(key) = job.singleton.as_ref().filter(|_| !job.is_terminal()) {
             self.singletons.insert(key.clone(), job.id);
+        }
+        // An unfinished run holds its entry (a restored row re-links it).
+        if let Some(run) = job.cron.filter(|_| !job.is_terminal()) {
+            if let Some(entry) = self.crons.get_mut(&run.cron) {
+                entry.run.get_or_insert(job.id);
+            }
         }
         if job.state == JobState::Running {
             *self.running_by_kind.entry(job.kind.clone()).or_default() += 1;
@@ -336,6 +363,7 @@ impl Book {
     fn count_gone(&mut self, job: &Job) {
         self.by_state[job.state.index()] -= 1;
         self.release_singleton(job);
+        self.end_cron_run(job);
         if job.state == JobState::Running {
             if let Some(n) = self.running_by_kind.get_mut(&job.kind) {
                 *n -= 1;
@@ -507,7 +535,18 @@ impl State {
                     })?;
                 }
                 for (i, spec) in specs.iter().enumerate() {
-                    let mut job = self.new_job(first_id + i as u64, *at_ms, spec);
+                    let id = first_id + i as u64;
+                    if let Some(run) = spec.cron {
+                        // Exactly one run per tick: a run the entry does
+                        // not take is not created; its id stays spent.
+                        if !self.cron_takes(run) {
+                            self.book.next_id = self.book.next_id.max(id + 1);
+                            continue;
+                        }
+                        let entry = self.book.crons.get_mut(&run.cron);
+                        entry.expect("cron_takes found it").last_tick_ms = Some(run.tick_ms);
+                    }
+                    let mut job = self.new_job(id, *at_ms, spec);
                     // The log decides a race the submit's check could not
                     // see (a retry that took the key first): the later job
                     // is created failed, live and on replay alike.
@@ -600,6 +639,11 @@ impl State {
                 Ok(())
             }
             Meta::Control { job, at_ms, action } => self.apply_control(*job, *at_ms, action),
+            Meta::Cron {
+                cron,
+                at_ms,
+                change,
+            } => self.apply_cron(*cron, *at_ms, change),
             _ => self.apply_to_job(meta),
         }
     }
@@ -672,6 +716,7 @@ impl State {
                 expiries: 0,
             }),
             singleton: None,
+            cron: None,
             ready: None,
             accepted: None,
             refused: None,
@@ -730,6 +775,7 @@ impl State {
             attempts: 0,
             body,
             singleton: spec.singleton.as_deref().map(Arc::from),
+            cron: spec.cron,
             ready: None,
             accepted: self.book.live.then(std::time::Instant::now),
             refused: None,

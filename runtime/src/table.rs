@@ -44,6 +44,8 @@ pub struct Job {
     pub body: Body,
     /// The singleton key this job holds while unfinished (`JobSpec::singleton`).
     pub singleton: Option<Arc<str>>,
+    /// The cron entry and tick this job is the run of.
+    pub cron: Option<crate::CronRun>,
     /// Live: where the job sits in the ready queue.
     pub ready: Option<ReadySlot>,
     /// Live: when this process accepted the job (for enqueue-to-start latency).

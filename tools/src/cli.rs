@@ -89,6 +89,12 @@ pub enum Command {
         after_help = "Stored settings outlive restarts and win over what a worker process sets in\ncode, until `booster kind reset`.\n\nExamples:\n  booster kind show\n  booster kind limit copy 2        # at most 2 copy jobs run at once\n  booster kind limit copy 0        # pause the kind: no copy job starts\n  booster kind limit copy none\n  booster kind retry report --max-retries 3 --backoff-ms 500\n  booster kind reset copy"
     )]
     Kind(KindCommand),
+    /// List, pause, resume or remove cron entries (`submit --cron` adds one).
+    #[command(
+        subcommand,
+        after_help = "Each tick of an entry's expression makes one run: a simple job with a new id.\nThe next run is made once the last one has finished; ticks missed meanwhile, or\nwhile no process ran, give one catch-up run.\n\nExamples:\n  booster submit --kind report --args '{\"day\": \"today\"}' --cron '0 3 * * *' --tz Europe/Berlin\n  booster cron list\n  booster cron pause 1 && booster cron resume 1\n  booster cron remove 1"
+    )]
+    Cron(CronCommand),
     /// Segments, frames, jobs, live and dead bytes, compression ratio.
     #[command(after_help = "Example:\n  booster --data ./booster-data inspect")]
     Inspect,
@@ -135,8 +141,11 @@ pub struct JobInputArgs {
     #[arg(long)]
     pub kind: String,
     /// The input file (`-` for stdin); gzip, zstd, bzip2 and xz are recognised and decompressed.
-    #[arg(long)]
-    pub input: PathBuf,
+    #[arg(long, required_unless_present = "args")]
+    pub input: Option<PathBuf>,
+    /// A simple job instead: its arguments as JSON, no input file (`submit` only).
+    #[arg(long, value_name = "JSON", conflicts_with = "input")]
+    pub args: Option<String>,
     /// Record format; by default from the file extension (.csv, .jsonl), else lines.
     #[arg(long, value_enum)]
     pub format: Option<Format>,
@@ -220,6 +229,34 @@ fn at_least_one(text: &str) -> Result<usize, String> {
 pub struct SubmitArgs {
     #[command(flatten)]
     pub job: JobInputArgs,
+    /// Make a run of the job at every tick of this cron expression
+    /// (5 fields, or 6 with seconds first): each run is its own job.
+    #[arg(long, value_name = "EXPR")]
+    pub cron: Option<String>,
+    /// The time zone --cron is read in (an IANA name such as Europe/Berlin; default UTC).
+    #[arg(long, value_name = "ZONE", requires = "cron")]
+    pub tz: Option<String>,
+}
+
+impl JobInputArgs {
+    /// The input file: present unless `--args` (clap requires one of them),
+    /// and `--args` never reaches the code that reads an input.
+    pub fn input_path(&self) -> &std::path::Path {
+        self.input
+            .as_deref()
+            .expect("clap requires --input unless --args is given")
+    }
+
+    /// `--singleton [KEY]`: the key, the kind when none is given.
+    pub fn singleton_key(&self) -> Option<String> {
+        self.singleton.as_ref().map(|key| {
+            if key.is_empty() {
+                self.kind.clone()
+            } else {
+                key.clone()
+            }
+        })
+    }
 }
 
 #[derive(Args, Debug)]
@@ -437,6 +474,27 @@ pub enum KindCommand {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum CronCommand {
+    /// Every cron entry: expression, zone, kind, last and next tick, the unfinished run.
+    List,
+    /// Make no more runs of entry ID (a run already made goes on).
+    Pause {
+        /// The entry's id (from `booster cron list`).
+        id: u64,
+    },
+    /// Make runs of entry ID again (the next for the latest passed tick).
+    Resume {
+        /// The entry's id (from `booster cron list`).
+        id: u64,
+    },
+    /// Remove entry ID (a run already made goes on as any job).
+    Remove {
+        /// The entry's id (from `booster cron list`).
+        id: u64,
+    },
+}
+
 /// A running-job limit: a number, or none.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limit(pub Option<u32>);
@@ -465,7 +523,7 @@ fn globals_of(subcommand: &str) -> &'static [&'static str] {
     const REMOTE: &[&str] = &["data", "key_file", "json", "quiet", "server", "token_file"];
     match subcommand {
         "keygen" => &["quiet"],
-        "jobs" | "job" | "run" | "submit" | "download" => REMOTE,
+        "jobs" | "job" | "run" | "submit" | "download" | "cron" => REMOTE,
         "serve" => &["data", "key_file", "quiet", "token_file"],
         _ => LOCAL,
     }

@@ -5,6 +5,7 @@ mod categories;
 mod common;
 mod compaction;
 mod cpu_spin;
+mod cron;
 mod degraded;
 mod hostile_log;
 mod lease_expiry;

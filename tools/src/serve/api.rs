@@ -165,6 +165,19 @@ pub async fn create<C: JobControl>(
     body: Result<Json<CreateJob>, JsonRejection>,
 ) -> ApiResult<Response> {
     let Json(req) = body?;
+    let spec = job_spec_of(&app.exec_allow, role, req)?;
+    let sliced = matches!(spec.shape, JobShape::Sliced { .. });
+    let id = app.ctl.submit(spec).await?;
+    let mut body = json!({ "id": id });
+    if sliced {
+        body["upload"] = json!(format!("/api/jobs/{id}/input"));
+    }
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// The job a `POST /api/jobs` body asks for (also the template of a cron
+/// entry's runs, `POST /api/crons`), checked.
+pub fn job_spec_of(exec_allow: &[String], role: Role, req: CreateJob) -> ApiResult<JobSpec> {
     if req.kind.trim().is_empty() {
         return Err(ApiError::bad_request("kind is required, e.g. \"copy\""));
     }
@@ -174,7 +187,7 @@ pub async fn create<C: JobControl>(
         return Err(ApiError::bad_request("properties must be a JSON object"));
     }
     if req.kind == crate::kinds::EXEC {
-        check_command(&app.exec_allow, role, &properties)?;
+        check_command(exec_allow, role, &properties)?;
     }
     if let Some(f) = req.format.as_deref() {
         // The job remembers its format the way the CLI's jobs do, so the
@@ -189,7 +202,6 @@ pub async fn create<C: JobControl>(
             "max_workers must be at least 1 (leave it out for no limit)",
         ));
     }
-    let sliced = req.args.is_none();
     let shape = match req.args {
         Some(args) => JobShape::Simple { args },
         None => JobShape::Sliced {
@@ -198,6 +210,7 @@ pub async fn create<C: JobControl>(
         },
     };
     let spec = JobSpec {
+        cron: None,
         kind: req.kind,
         shape,
         priority,
@@ -211,12 +224,7 @@ pub async fn create<C: JobControl>(
         categories: req.categories.unwrap_or_default(),
         singleton: req.singleton,
     };
-    let id = app.ctl.submit(spec).await?;
-    let mut body = json!({ "id": id });
-    if sliced {
-        body["upload"] = json!(format!("/api/jobs/{id}/input"));
-    }
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    Ok(spec)
 }
 
 pub async fn show<C: JobControl>(

@@ -8,8 +8,8 @@
 use std::future::Future;
 
 use booster_runtime::{
-    Category, Incident, JobEvent, JobFilter, JobId, JobSpec, JobStatus, JobsPage, KindSettings,
-    KindView, Metrics, Runtime, RuntimeError, Uploader, WorkerStatus,
+    Category, CronId, CronSpec, CronView, Incident, JobEvent, JobFilter, JobId, JobSpec, JobStatus,
+    JobsPage, KindSettings, KindView, Metrics, Runtime, RuntimeError, Uploader, WorkerStatus,
 };
 use tokio::sync::broadcast;
 
@@ -64,6 +64,36 @@ pub trait JobControl: Clone + Send + Sync + 'static {
         kind: &str,
         settings: Option<KindSettings>,
     ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// Every cron entry (`Runtime::crons`). The in-memory double of the
+    /// API tests has none.
+    fn crons(&self) -> Vec<CronView> {
+        Vec::new()
+    }
+    fn add_cron(
+        &self,
+        _spec: CronSpec,
+    ) -> impl Future<Output = Result<CronId, RuntimeError>> + Send {
+        async { Err(no_crons()) }
+    }
+    fn change_cron(
+        &self,
+        _id: CronId,
+        _change: CronAction,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send {
+        async { Err(no_crons()) }
+    }
+}
+
+/// What `POST /api/crons/{id}/{action}` does to an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CronAction {
+    Pause,
+    Resume,
+    Remove,
+}
+
+fn no_crons() -> RuntimeError {
+    RuntimeError::Invalid("this control keeps no cron entries".into())
 }
 
 /// Pushes one parsed item into an upload: a record with the source line
@@ -104,17 +134,8 @@ impl JobControl for Runtime {
     type Upload = Uploader;
     type Download = booster_runtime::Download;
 
-    /// A kind no handler here runs would wait forever: refused, with the
-    /// kinds there are.
     async fn submit(&self, spec: JobSpec) -> Result<JobId, RuntimeError> {
-        let kinds = Runtime::kinds(self);
-        if !kinds.contains(&spec.kind) {
-            return Err(RuntimeError::Invalid(format!(
-                "no worker here runs kind {:?}; the kinds are {}",
-                spec.kind,
-                kinds.join(", ")
-            )));
-        }
+        runs_here(self, &spec.kind)?;
         Runtime::submit(self, spec).await
     }
     async fn upload(&self, job: JobId) -> Result<Uploader, RuntimeError> {
@@ -178,6 +199,33 @@ impl JobControl for Runtime {
     ) -> Result<(), RuntimeError> {
         Runtime::store_kind_settings(self, kind, settings).await
     }
+    fn crons(&self) -> Vec<CronView> {
+        Runtime::crons(self)
+    }
+    async fn add_cron(&self, spec: CronSpec) -> Result<CronId, RuntimeError> {
+        runs_here(self, &spec.job.kind)?;
+        Runtime::add_cron(self, spec).await
+    }
+    async fn change_cron(&self, id: CronId, change: CronAction) -> Result<(), RuntimeError> {
+        match change {
+            CronAction::Pause => Runtime::pause_cron(self, id).await,
+            CronAction::Resume => Runtime::resume_cron(self, id).await,
+            CronAction::Remove => Runtime::remove_cron(self, id).await,
+        }
+    }
+}
+
+/// A kind no handler here runs would wait forever: refused, with the
+/// kinds there are.
+fn runs_here(rt: &Runtime, kind: &str) -> Result<(), RuntimeError> {
+    let kinds = Runtime::kinds(rt);
+    if !kinds.iter().any(|k| k == kind) {
+        return Err(RuntimeError::Invalid(format!(
+            "no worker here runs kind {kind:?}; the kinds are {}",
+            kinds.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 impl UploadSink for Uploader {

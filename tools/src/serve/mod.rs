@@ -16,6 +16,7 @@ mod auth;
 mod bulk;
 mod connections;
 mod control;
+mod cron;
 pub(crate) mod dashboard;
 mod download;
 mod error;
@@ -155,6 +156,8 @@ pub fn router<C: JobControl>(
         )
         .route("/api/kinds/{kind}/{action}", post(bulk::kind_action::<C>))
         .route("/api/incidents", get(api::incidents::<C>))
+        .route("/api/crons", get(cron::list::<C>).post(cron::create::<C>))
+        .route("/api/crons/{id}/{action}", post(cron::action::<C>))
         .route("/api/events", get(events::events::<C>))
         .fallback(|| async {
             error::ApiError::new(axum::http::StatusCode::NOT_FOUND, "no such route")

@@ -194,6 +194,7 @@ pub(crate) fn new_status(id: JobId, spec: JobSpec) -> (JobStatus, usize) {
         failure_reason: None,
         waiting_reason: None,
         damage: Vec::new(),
+        cron: None,
         result: None,
         attempts: 0,
         properties: spec.properties,
