@@ -349,12 +349,14 @@ impl Runtime {
 
 /// The entries a compaction snapshot writes: each whole, with its paused
 /// flag and latest tick, before the job rows (which re-link their runs).
-pub(crate) fn snapshot_records(crons: &BTreeMap<CronId, CronEntry>, at_ms: u64) -> Vec<Meta> {
+/// Each keeps its own definition time: an entry that never ran still
+/// catches up on the ticks since it was defined.
+pub(crate) fn snapshot_records(crons: &BTreeMap<CronId, CronEntry>) -> Vec<Meta> {
     crons
         .values()
         .map(|e| Meta::Cron {
             cron: e.id,
-            at_ms: at_ms.max(e.defined_ms),
+            at_ms: e.defined_ms,
             change: CronChange::Define {
                 expr: e.expr.clone(),
                 tz: e.tz.clone(),
@@ -475,6 +477,31 @@ mod tests {
             assert_eq!(entry.run, Some(5));
             assert_eq!(st.book.next_id, 7);
         }
+    }
+
+    /// A compaction snapshot of an entry that never ran, replayed, still
+    /// owes the ticks since the entry was defined (not since compaction).
+    #[test]
+    fn a_snapshot_keeps_an_entrys_definition_time_and_last_tick() {
+        let mut live = crate::state_tests::state();
+        live.apply(&define(1)).unwrap();
+        live.apply(&Meta::Opened {
+            generation: 1,
+            at_ms: 10 * MINUTE_MS,
+        })
+        .unwrap();
+        let mut replayed = State::new(crate::state::Book::new(4, 1000, 100));
+        for m in snapshot_records(&live.book.crons) {
+            replayed.apply(&m).unwrap();
+        }
+        let entry = &replayed.book.crons[&1];
+        assert_eq!(entry.due(10 * MINUTE_MS + 1), Some(10 * MINUTE_MS));
+        live.apply(&run(1, 10 * MINUTE_MS)).unwrap();
+        let mut replayed = State::new(crate::state::Book::new(4, 1000, 100));
+        for m in snapshot_records(&live.book.crons) {
+            replayed.apply(&m).unwrap();
+        }
+        assert_eq!(replayed.book.crons[&1].last_tick_ms, Some(10 * MINUTE_MS));
     }
 
     #[test]

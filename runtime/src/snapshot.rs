@@ -48,7 +48,7 @@ impl Snapshot {
             }
         }
         // Entries before the rows, which re-link their unfinished runs.
-        for m in crate::cron::snapshot_records(&state.book.crons, state.book.log_ms) {
+        for m in crate::cron::snapshot_records(&state.book.crons) {
             records.push(meta::encode(&m));
         }
         for job in state.jobs.values() {
