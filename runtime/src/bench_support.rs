@@ -37,6 +37,8 @@ pub fn simple_job(id: JobId, kind: &str, priority: u8) -> Job {
         singleton: None,
         refused: None,
         cron: None,
+        after: Vec::new(),
+        on_dependency_failure: Default::default(),
     }
 }
 

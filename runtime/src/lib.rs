@@ -43,6 +43,7 @@ pub mod bench_support;
 mod category;
 mod clock;
 mod cron;
+mod dependencies;
 mod dispatch;
 mod download;
 #[cfg(test)]
@@ -219,6 +220,41 @@ pub struct JobSpec {
     /// that sets it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cron: Option<CronRun>,
+    /// Jobs that must complete before this one runs: until then it is
+    /// `waiting` (see `with_after`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<JobId>,
+    /// What happens when a job in `after` fails, is aborted or destroyed.
+    #[serde(default)]
+    pub on_dependency_failure: DependencyFailure,
+}
+
+/// What a dependent job does when a job it waits for fails, is aborted or
+/// is destroyed before completing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DependencyFailure {
+    /// It fails too, naming the dependency (the default).
+    #[default]
+    Fail,
+    /// It is aborted.
+    Abort,
+    /// It runs anyway, once every dependency has finished.
+    Run,
+}
+
+impl std::str::FromStr for DependencyFailure {
+    type Err = String;
+    fn from_str(s: &str) -> Result<DependencyFailure, String> {
+        match s {
+            "fail" => Ok(DependencyFailure::Fail),
+            "abort" => Ok(DependencyFailure::Abort),
+            "run" => Ok(DependencyFailure::Run),
+            _ => Err(format!(
+                "{s:?} is no dependency-failure policy; use fail, abort or run"
+            )),
+        }
+    }
 }
 
 /// The cron entry and tick a job is the run of.
@@ -279,6 +315,8 @@ impl JobSpec {
             categories: Vec::new(),
             singleton: None,
             cron: None,
+            after: Vec::new(),
+            on_dependency_failure: DependencyFailure::Fail,
         }
     }
     pub fn sliced(kind: &str) -> JobSpec {
@@ -297,6 +335,8 @@ impl JobSpec {
             categories: Vec::new(),
             singleton: None,
             cron: None,
+            after: Vec::new(),
+            on_dependency_failure: DependencyFailure::Fail,
         }
     }
     /// A singleton: while a job with this key has not finished, submitting
@@ -304,6 +344,13 @@ impl JobSpec {
     /// Rocket Job's singleton is the kind: pass the kind's name.
     pub fn with_singleton(mut self, key: &str) -> JobSpec {
         self.singleton = Some(key.to_string());
+        self
+    }
+    /// Runs only once every job in `jobs` has completed; until then the
+    /// job is `waiting`. `policy` says what happens if one fails instead.
+    pub fn with_after(mut self, jobs: &[JobId], policy: DependencyFailure) -> JobSpec {
+        self.after = jobs.to_vec();
+        self.on_dependency_failure = policy;
         self
     }
     /// Sets the priority (1 first .. 100 last).

@@ -875,6 +875,13 @@ pub(crate) async fn submit_specs(
                 )));
             }
         }
+        for dep in specs.iter().flat_map(|s| &s.after) {
+            if !st.jobs.contains_key(dep) {
+                return Err(RuntimeError::Invalid(format!(
+                    "job {dep}, named in after, does not exist; a job can run after jobs that were submitted before it"
+                )));
+            }
+        }
         let first = st.book.next_id;
         let n = specs.len() as u64;
         if !crate::table::keys::ids_fit(first, n) {

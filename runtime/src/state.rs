@@ -163,7 +163,7 @@ pub struct Book {
     pub scheduled: BTreeSet<(u64, JobId)>,
     pub expiring: BTreeSet<(u64, JobId)>,
     pub running_by_kind: HashMap<Arc<str>, u32>,
-    pub by_state: [u64; 7],
+    pub by_state: [u64; 8],
     pub events: broadcast::Sender<JobEvent>,
     pub waiters: HashMap<JobId, Vec<oneshot::Sender<()>>>,
     pub workers: Vec<WorkerSlot>,
@@ -209,6 +209,11 @@ pub struct Book {
     /// Cron entries by id (`cron.rs`), and the next id to hand out.
     pub crons: BTreeMap<crate::CronId, crate::cron::CronEntry>,
     pub next_cron: crate::CronId,
+    /// Waiting jobs by the job they wait for (`dependencies.rs`).
+    pub dependents: HashMap<JobId, Vec<JobId>>,
+    /// Jobs that finished or went while a record was applied, whose
+    /// dependents `apply` settles before it returns.
+    pub finished: Vec<JobId>,
 }
 
 /// Bits of a lease epoch that count leases within one open generation:
@@ -235,7 +240,7 @@ impl Book {
             scheduled: BTreeSet::new(),
             expiring: BTreeSet::new(),
             running_by_kind: HashMap::new(),
-            by_state: [0; 7],
+            by_state: [0; 8],
             events: broadcast::channel(4096).0,
             waiters: HashMap::new(),
             workers: vec![WorkerSlot::default(); workers],
@@ -259,6 +264,8 @@ impl Book {
             clock: Arc::new(crate::SystemClock),
             crons: BTreeMap::new(),
             next_cron: 1,
+            dependents: HashMap::new(),
+            finished: Vec::new(),
         }
     }
 
@@ -295,6 +302,7 @@ impl Book {
             self.fire_waiters(job.id);
             self.release_singleton(job);
             self.end_cron_run(job);
+            self.note_finished(job.id);
         } else {
             job.completed_us = None;
             if let Some(key) = &job.singleton {
@@ -311,6 +319,13 @@ impl Book {
             .get(key)
             .or_else(|| self.singleton_pending.get(key))
             .copied()
+    }
+
+    /// Job `id` finished or went: the jobs waiting on it are settled.
+    fn note_finished(&mut self, id: JobId) {
+        if self.dependents.contains_key(&id) {
+            self.finished.push(id);
+        }
     }
 
     /// A cron run finished or went: its entry may make the next one.
@@ -336,6 +351,11 @@ impl Book {
         self.by_state[job.state.index()] += 1;
         if let Some(key) = job.singleton.as_ref().filter(|_| !job.is_terminal()) {
             self.singletons.insert(key.clone(), job.id);
+        }
+        if job.state == JobState::Waiting {
+            for dep in &job.after {
+                self.dependents.entry(*dep).or_default().push(job.id);
+            }
         }
         // An unfinished run holds its entry (a restored row re-links it).
         if let Some(run) = job.cron.filter(|_| !job.is_terminal()) {
@@ -364,6 +384,7 @@ impl Book {
         self.by_state[job.state.index()] -= 1;
         self.release_singleton(job);
         self.end_cron_run(job);
+        self.note_finished(job.id);
         if job.state == JobState::Running {
             if let Some(n) = self.running_by_kind.get_mut(&job.kind) {
                 *n -= 1;
@@ -516,6 +537,12 @@ impl State {
         if let Some(at_ms) = meta.at_ms() {
             self.book.log_ms = self.book.log_ms.max(at_ms);
         }
+        let applied = self.apply_record(meta);
+        self.settle_dependents();
+        applied
+    }
+
+    fn apply_record(&mut self, meta: &Meta) -> Result<(), RuntimeError> {
         match meta {
             Meta::Created {
                 first_id,
@@ -565,7 +592,11 @@ impl State {
                             self.book.singleton_lost_race.insert(job.id, lost);
                         }
                     }
+                    let waits = job.state == JobState::Waiting;
                     self.insert(job, "created");
+                    if waits {
+                        self.settle_waiting(id);
+                    }
                 }
                 Ok(())
             }
@@ -717,6 +748,8 @@ impl State {
             }),
             singleton: None,
             cron: None,
+            after: Vec::new(),
+            on_dependency_failure: Default::default(),
             ready: None,
             accepted: None,
             refused: None,
@@ -765,7 +798,9 @@ impl State {
             created_ms: at_ms,
             started_us: None,
             completed_us: None,
-            state: if scheduled {
+            state: if !spec.after.is_empty() {
+                JobState::Waiting
+            } else if scheduled {
                 JobState::Scheduled
             } else {
                 JobState::Queued
@@ -776,6 +811,8 @@ impl State {
             body,
             singleton: spec.singleton.as_deref().map(Arc::from),
             cron: spec.cron,
+            after: spec.after.clone(),
+            on_dependency_failure: spec.on_dependency_failure,
             ready: None,
             accepted: self.book.live.then(std::time::Instant::now),
             refused: None,

@@ -5,7 +5,7 @@
 // nor any other HTML-string sink here; keep it so.
 "use strict";
 
-const STATES = ["running", "queued", "paused", "scheduled", "failed", "completed", "aborted"];
+const STATES = ["running", "queued", "waiting", "paused", "scheduled", "failed", "completed", "aborted"];
 const main = document.getElementById("main");
 const live = document.getElementById("live");
 

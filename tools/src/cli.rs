@@ -161,6 +161,14 @@ pub struct JobInputArgs {
     /// At most one unfinished job holds KEY (default: the kind); a second submit is refused, naming the first.
     #[arg(long, value_name = "KEY", num_args = 0..=1, default_missing_value = "")]
     pub singleton: Option<String>,
+    /// Run only after these jobs have completed; until then the job is `waiting`.
+    #[arg(long, value_name = "ID,...", value_delimiter = ',')]
+    pub after: Vec<JobId>,
+    /// When a job in --after fails, is aborted or destroyed: fail this job too,
+    /// abort it, or run it anyway once all have finished.
+    #[arg(long, value_name = "POLICY", default_value = "fail", requires = "after",
+          value_parser = parse_dependency_failure)]
+    pub on_dependency_failure: booster_runtime::DependencyFailure,
     /// For --kind exec: the shell command each slice's records are piped through.
     #[arg(long, value_name = "COMMAND")]
     pub cmd: Option<String>,
@@ -295,7 +303,7 @@ pub struct DownloadArgs {
 
 #[derive(Args, Debug)]
 pub struct JobsArgs {
-    /// One of scheduled, queued, running, paused, completed, failed, aborted.
+    /// One of scheduled, queued, running, paused, completed, failed, aborted, waiting.
     #[arg(long, value_parser = parse_state)]
     pub state: Option<JobState>,
     /// Only jobs of this kind.
@@ -422,6 +430,11 @@ fn parse_category_name(s: &str) -> Result<String, String> {
     booster_runtime::CategoryName::new(s)
         .map(|n| n.to_string())
         .map_err(|e| e.to_string())
+}
+
+/// `--on-dependency-failure fail|abort|run`.
+fn parse_dependency_failure(s: &str) -> Result<booster_runtime::DependencyFailure, String> {
+    s.parse()
 }
 
 /// `--state WORD`: the words are `JobState`'s own.

@@ -467,3 +467,35 @@ fn cron_entries_are_listed_and_changed_by_an_admin_only() {
     assert_eq!(status, 200, "{answer}");
     assert_eq!(t.get("/api/crons")["crons"], json!([]));
 }
+
+/// `"after"` in `POST /api/jobs` (issue 14): the job waits for the jobs it
+/// names; an unknown policy or job is a 400 that says what to send.
+#[test]
+fn a_job_posted_with_after_waits_and_bad_dependencies_are_refused() {
+    let t = Served::start();
+    let first = t.scheduled_job("noop");
+    let body =
+        json!({"kind": "noop", "args": {}, "after": [first], "on_dependency_failure": "run"});
+    let (status, answer) = t.call("POST", "/api/jobs", WORKER, Some(body));
+    assert_eq!(status, 201, "{answer}");
+    let id = answer["id"].as_u64().unwrap();
+    assert_eq!(t.get(&format!("/api/jobs/{id}"))["state"], "waiting");
+    let bad =
+        json!({"kind": "noop", "args": {}, "after": [first], "on_dependency_failure": "maybe"});
+    let (status, answer) = t.call("POST", "/api/jobs", WORKER, Some(bad));
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("fail, abort or run"),
+        "{answer}"
+    );
+    let unknown = json!({"kind": "noop", "args": {}, "after": [999]});
+    let (status, answer) = t.call("POST", "/api/jobs", WORKER, Some(unknown));
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("does not exist"),
+        "{answer}"
+    );
+}

@@ -113,3 +113,62 @@ fn cron_entries_are_added_listed_paused_resumed_and_removed() {
     assert!(stderr(&out).contains("give 5"), "{}", stderr(&out));
     assert_eq!(sb.json(&["cron", "remove", "1"]), serde_json::json!([]));
 }
+
+#[test]
+fn submit_after_waits_for_the_jobs_it_names_and_refuses_unknown_ones() {
+    let sb = Sandbox::new();
+    let first = job_id(&sb.json(&["submit", "--kind", "noop", "--args", "1"])).to_string();
+    let input = sb.write("in.txt", b"a\nb\n");
+    let second = sb.json(&[
+        "submit",
+        "--kind",
+        "copy",
+        "--input",
+        s(&input),
+        "--after",
+        &first,
+        "--on-dependency-failure",
+        "abort",
+    ]);
+    assert_eq!(second["state"], "waiting", "{second}");
+    assert!(
+        second["waiting_reason"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("job {first}")),
+        "{second}"
+    );
+    let waiting = sb.json(&["jobs", "--state", "waiting"]);
+    assert_eq!(waiting.as_array().unwrap().len(), 1, "{waiting}");
+    sb.ok(&["work", "--until-idle"]);
+    let second = sb.json(&["job", "show", &job_id(&second).to_string()]);
+    assert_eq!(second["state"], "completed", "{second}");
+    let out = sb.expect(
+        1,
+        &["submit", "--kind", "noop", "--args", "1", "--after", "99"],
+    );
+    assert!(
+        stderr(&out).contains("job 99, named in after, does not exist"),
+        "{}",
+        stderr(&out)
+    );
+    let out = sb.expect(
+        2,
+        &[
+            "submit",
+            "--kind",
+            "noop",
+            "--args",
+            "1",
+            "--after",
+            &first,
+            "--on-dependency-failure",
+            "maybe",
+        ],
+    );
+    assert!(
+        stderr(&out).contains("use fail, abort or run"),
+        "{}",
+        stderr(&out)
+    );
+}

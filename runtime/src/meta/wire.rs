@@ -244,6 +244,16 @@ pub struct Spec {
     /// Added 2026-11-29; absent: not a cron run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     cron: Option<CronRunV1>,
+    /// Added 2026-11-29; absent: no dependencies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    after: Vec<JobId>,
+    /// Added 2026-11-29; absent: fail.
+    #[serde(default, skip_serializing_if = "is_fail")]
+    on_dependency_failure: crate::DependencyFailure,
+}
+
+fn is_fail(p: &crate::DependencyFailure) -> bool {
+    *p == crate::DependencyFailure::Fail
 }
 
 #[derive(Serialize, Deserialize)]
@@ -333,6 +343,12 @@ pub struct Row {
     /// Added 2026-11-29; absent: not a cron run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     cron: Option<CronRunV1>,
+    /// Added 2026-11-29; absent: no dependencies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    after: Vec<JobId>,
+    /// Added 2026-11-29; absent: fail.
+    #[serde(default, skip_serializing_if = "is_fail")]
+    on_dependency_failure: crate::DependencyFailure,
 }
 
 #[derive(Clone, Copy, Serialize, Deserialize)]
@@ -345,6 +361,8 @@ enum RowState {
     Completed,
     Failed,
     Aborted,
+    /// Added 2026-11-29.
+    Waiting,
 }
 
 #[derive(Serialize, Deserialize)]

@@ -7,6 +7,7 @@ mod compaction;
 mod cpu_spin;
 mod cron;
 mod degraded;
+mod dependencies;
 mod hostile_log;
 mod lease_expiry;
 mod limits;

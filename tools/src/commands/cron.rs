@@ -53,6 +53,8 @@ pub fn simple_spec(args: &JobInputArgs, json: &str) -> anyhow::Result<JobSpec> {
         .clone()
         .unwrap_or_else(|| format!("{} {}", args.kind, report::truncate(json, 60)));
     spec.singleton = args.singleton_key();
+    spec.after = args.after.clone();
+    spec.on_dependency_failure = args.on_dependency_failure;
     Ok(spec)
 }
 

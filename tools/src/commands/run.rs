@@ -246,6 +246,8 @@ pub fn job_spec(args: &JobInputArgs, input: &InputSource) -> anyhow::Result<JobS
     spec.properties = properties;
     spec.categories = args.categories.clone();
     spec.singleton = args.singleton_key();
+    spec.after = args.after.clone();
+    spec.on_dependency_failure = args.on_dependency_failure;
     Ok(spec)
 }
 

@@ -185,6 +185,8 @@ fn create_body(spec: &booster_runtime::JobSpec) -> serde_json::Value {
         "properties": spec.properties,
         "categories": spec.categories,
         "singleton": spec.singleton,
+        "after": spec.after,
+        "on_dependency_failure": spec.on_dependency_failure,
     })
 }
 

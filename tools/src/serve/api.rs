@@ -119,6 +119,10 @@ pub struct CreateJob {
     pub categories: Option<Vec<String>>,
     /// At most one unfinished job holds this key; a second is refused (409).
     pub singleton: Option<String>,
+    /// Jobs that must complete first; until then the job is `waiting`.
+    pub after: Option<Vec<JobId>>,
+    /// `fail` (default), `abort` or `run`: when a job in `after` does not complete.
+    pub on_dependency_failure: Option<String>,
 }
 
 pub fn check_priority(priority: i64) -> ApiResult<u8> {
@@ -209,8 +213,14 @@ pub fn job_spec_of(exec_allow: &[String], role: Role, req: CreateJob) -> ApiResu
             collect_errors: req.collect_errors.unwrap_or(true),
         },
     };
+    let on_dependency_failure = match req.on_dependency_failure.as_deref() {
+        Some(p) => p.parse().map_err(ApiError::bad_request)?,
+        None => Default::default(),
+    };
     let spec = JobSpec {
         cron: None,
+        after: req.after.unwrap_or_default(),
+        on_dependency_failure,
         kind: req.kind,
         shape,
         priority,

@@ -387,6 +387,8 @@ impl From<&JobSpec> for Spec {
             categories: s.categories.clone(),
             singleton: s.singleton.clone(),
             cron: s.cron.map(CronRunV1::from),
+            after: s.after.clone(),
+            on_dependency_failure: s.on_dependency_failure,
         }
     }
 }
@@ -414,6 +416,8 @@ impl From<Spec> for JobSpec {
             categories: s.categories,
             singleton: s.singleton,
             cron: s.cron.map(CronRun::from),
+            after: s.after,
+            on_dependency_failure: s.on_dependency_failure,
         }
     }
 }
@@ -473,6 +477,7 @@ fn state_out(s: JobState) -> RowState {
         JobState::Completed => RowState::Completed,
         JobState::Failed => RowState::Failed,
         JobState::Aborted => RowState::Aborted,
+        JobState::Waiting => RowState::Waiting,
     }
 }
 
@@ -485,6 +490,7 @@ fn state_in(s: RowState) -> JobState {
         RowState::Completed => JobState::Completed,
         RowState::Failed => JobState::Failed,
         RowState::Aborted => JobState::Aborted,
+        RowState::Waiting => JobState::Waiting,
     }
 }
 
@@ -593,6 +599,8 @@ impl From<&Job> for Row {
             body,
             singleton: j.singleton.as_deref().map(str::to_string),
             cron: j.cron.map(CronRunV1::from),
+            after: j.after.clone(),
+            on_dependency_failure: j.on_dependency_failure,
         }
     }
 }
@@ -673,6 +681,8 @@ impl From<Row> for Job {
             body,
             singleton: r.singleton.map(Arc::from),
             cron: r.cron.map(CronRun::from),
+            after: r.after,
+            on_dependency_failure: r.on_dependency_failure,
             ready: None,
             accepted: None,
             refused: None,
