@@ -73,6 +73,25 @@ fn category_index(shared: &Shared, job: JobId, name: &str) -> Option<usize> {
     s.categories.iter().position(|c| c == name)
 }
 
+/// The `main` keys of `job`'s done slices: a commit always writes one, so
+/// a done slice whose key the store does not list is asked for anyway, and
+/// its read says what happened to it (never a silent gap in the file).
+fn done_main_keys(shared: &Shared, job: JobId) -> Vec<SliceKey> {
+    let st = shared.state.lock();
+    let Some(s) = st.jobs.get(&job).and_then(|j| j.sliced()) else {
+        return Vec::new();
+    };
+    s.slices
+        .iter()
+        .filter(|(_, e)| e.state == SliceState::Done)
+        .map(|(seq, _)| SliceKey {
+            owner: job,
+            stream: STREAM_MAIN,
+            seq: *seq,
+        })
+        .collect()
+}
+
 /// The failed slices of `job`, with what their error entries need.
 fn failed_slices(shared: &Shared, job: JobId) -> Vec<FailedSlice> {
     let st = shared.state.lock();
@@ -111,7 +130,22 @@ impl Download {
         };
         let mut keys: Vec<Part> = match category {
             Category::Input => list(STREAM_INPUT).collect(),
-            Category::Main => list(STREAM_MAIN).collect(),
+            Category::Main => {
+                let listed: std::collections::BTreeSet<SliceKey> = store
+                    .slices(job, STREAM_MAIN)
+                    .into_iter()
+                    .map(|i| i.key)
+                    .collect();
+                let unlisted: Vec<SliceKey> = done_main_keys(&shared, job)
+                    .into_iter()
+                    .filter(|k| !listed.contains(k))
+                    .collect();
+                listed
+                    .into_iter()
+                    .chain(unlisted)
+                    .map(Part::Stored)
+                    .collect()
+            }
             Category::Named(name) => match category_index(&shared, job, name.as_str()) {
                 Some(i) => list(category_stream(i)).collect(),
                 None => Vec::new(),

@@ -83,9 +83,8 @@ impl LostCreated {
     }
 }
 
-/// Why a lost job is failed: every damaged range that lost meta records
-/// (which one held its `Created` record cannot be told), and what to do.
-pub fn reason(damage: &[Damage]) -> String {
+/// The damaged ranges that lost (or may have lost) meta records.
+fn meta_ranges(damage: &[Damage]) -> String {
     let ranges: Vec<String> = damage
         .iter()
         .filter(|d| d.meta_lost)
@@ -100,12 +99,81 @@ pub fn reason(damage: &[Damage]) -> String {
             )
         })
         .collect();
+    ranges.join("; ")
+}
+
+/// Why a lost job is failed: every damaged range that lost meta records
+/// (which one held its `Created` record cannot be told), and what to do.
+pub fn reason(damage: &[Damage]) -> String {
     format!(
         "lost: its created record was lost with a damaged meta frame ({}); what the job was \
          cannot be told. Restore the segment from a backup, or salvage what survived into a \
          new data directory",
-        ranges.join("; ")
+        meta_ranges(damage)
     )
+}
+
+/// Why an upload found open at open is failed. Without damage the process
+/// that ran it stopped; with meta records lost, its `UploadComplete` may
+/// be among them: an acknowledged upload is never called interrupted.
+pub fn upload_reason(damage: &[Damage]) -> String {
+    if damage.iter().any(|d| d.meta_lost) {
+        return format!(
+            "upload records lost: the store lost meta records ({}), so whether the upload \
+             finished cannot be told. Restore the segment from a backup, or submit the job again",
+            meta_ranges(damage)
+        );
+    }
+    "upload interrupted: the process stopped before the upload finished; submit the job again"
+        .to_string()
+}
+
+/// After an unknown loss (a damaged range no frame header names: a missing
+/// segment file, say), the slices the table says the store holds but it
+/// does not: the input of every slice still to run or failed (its records
+/// go to the errors file), and the `main` output of every slice done (a
+/// commit always writes it). Each is a frame the loss took; open names
+/// them on their jobs, which then show as damaged. Index lookups only:
+/// nothing is read. Empty when every damaged range is identified.
+pub fn missing_frames<F: booster_store::FileLayer>(
+    store: &booster_store::Store<F>,
+    state: &State,
+    damage: &[Damage],
+) -> Vec<booster_store::SliceKey> {
+    use crate::meta::{STREAM_INPUT, STREAM_MAIN};
+    use crate::table::SliceState;
+    if damage.iter().all(|d| d.identified) {
+        return Vec::new();
+    }
+    let held = |job: JobId, stream: u32| -> BTreeSet<u64> {
+        store
+            .slices(job, stream)
+            .into_iter()
+            .map(|i| i.key.seq)
+            .collect()
+    };
+    let mut missing = Vec::new();
+    for job in state.jobs.values() {
+        let Some(sliced) = job.sliced() else { continue };
+        if sliced.slices.is_empty() {
+            continue;
+        }
+        let (input, main) = (held(job.id, STREAM_INPUT), held(job.id, STREAM_MAIN));
+        for (&seq, slice) in &sliced.slices {
+            let (stream, present) = match slice.state {
+                SliceState::Done => (STREAM_MAIN, main.contains(&seq)),
+                SliceState::Pending | SliceState::Failed => (STREAM_INPUT, input.contains(&seq)),
+            };
+            if !present {
+                missing.push(booster_store::SliceKey {
+                    owner: job.id,
+                    stream,
+                    seq,
+                });
+            }
+        }
+    }
+    missing
 }
 
 #[cfg(test)]

@@ -225,6 +225,13 @@ impl Runtime {
                         state.insert_lost(id, &reason);
                     }
                 }
+                // Frames an unknown loss took are named on their jobs, by
+                // the first range that names nothing (it may have held them).
+                let missing = crate::lost::missing_frames(&store, &state, &report.damaged);
+                if let Some(d) = report.damaged.iter_mut().find(|d| !d.identified) {
+                    d.slices.extend(missing);
+                    state.book.damage = report.damaged.clone();
+                }
                 state.release_scheduled(opts.clock.now_ms());
                 state.book.live = true;
                 Ok((store, state, report))
@@ -278,7 +285,7 @@ impl Runtime {
             write_one(&shared, &store, m).await?;
         }
         for job in interrupted {
-            let reason = "upload interrupted: the process stopped before the upload finished; submit the job again".to_string();
+            let reason = crate::lost::upload_reason(&recovery.damaged);
             let at_ms = Some(clock.now_ms());
             write_one(&shared, &store, Meta::UploadFailed { job, reason, at_ms }).await?;
         }

@@ -168,6 +168,7 @@ impl Shared {
             what: what.clone(),
             slices: vec![key],
             meta_lost: false,
+            identified: true,
         };
         let logged = st.book.incidents.iter().any(|i| {
             i.segment == *segment_id

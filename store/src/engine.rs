@@ -107,6 +107,16 @@ impl<F: FileLayer> Engine<F> {
                         ),
                     })
                 }
+                Lookup::MaybeLost(segment_id, offset) => {
+                    return Err(StoreError::Corrupt {
+                        segment_id,
+                        path: self.dir.join(segment_file_name(segment_id)),
+                        offset,
+                        what: format!(
+                            "slice {key:?} is not in the store, which lost frames it cannot name there: it may have been among them; restore the segment from a backup"
+                        ),
+                    })
+                }
             };
             let read = self.read_frame(loc.segment_id, loc.offset, loc.header.stored_len, |h| {
                 *h == loc.header
@@ -168,6 +178,7 @@ impl<F: FileLayer> Engine<F> {
                         what,
                         slices: Vec::new(),
                         meta_lost: true,
+                        identified: true,
                     }),
                     Err(e) => return Err(e),
                 }

@@ -119,6 +119,14 @@ pub struct Damage {
     pub slices: Vec<SliceKey>,
     /// Meta records were (or, behind an unreadable header, may have been) lost.
     pub meta_lost: bool,
+    /// Every lost frame is named by its header (`slices`, `meta_lost`).
+    /// False for an *unknown loss*: a missing segment file, a segment whose
+    /// header and footer are both unreadable, a frame header that does not
+    /// decode, or acknowledged batches cut off below the watermark. Then
+    /// any key may have lost frames: a read of a key the store does not
+    /// hold fails with `Corrupt` naming the first such range, instead of
+    /// answering "absent" (see ARCHITECTURE.md, "Unknown loss").
+    pub identified: bool,
 }
 
 /// What recovery found and did on open.

@@ -313,11 +313,13 @@ pub(crate) fn settle_manifest<F: FileLayer>(
     } else {
         Vec::new()
     };
-    let watermark = if segments.contains_key(&old_or_default.watermark.segment_id) {
-        old_or_default.watermark
-    } else {
-        Watermark::default()
-    };
+    let watermark_segment = old_or_default.watermark.segment_id;
+    let watermark =
+        if segments.contains_key(&watermark_segment) || unreadable.contains(&watermark_segment) {
+            old_or_default.watermark
+        } else {
+            Watermark::default()
+        };
     let new = Manifest {
         generation: old_or_default.generation.wrapping_add(1),
         key_id: key.map_or(0, MasterKey::key_id),

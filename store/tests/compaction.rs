@@ -152,7 +152,7 @@ fn readers_holding_old_segments_survive_compaction() {
 }
 
 #[test]
-fn a_rotted_compaction_member_header_is_corruption_not_an_incomplete_group() {
+fn a_rotted_compaction_member_header_is_damage_not_an_incomplete_group() {
     let dir = tempfile::tempdir().unwrap();
     let opts = StoreOptions {
         segment_size_bytes: 1024,
@@ -185,11 +185,20 @@ fn a_rotted_compaction_member_header_is_corruption_not_an_incomplete_group() {
     let mut bytes = std::fs::read(victim).unwrap();
     bytes[70] ^= 1; // inside the compaction group fields
     std::fs::write(victim, &bytes).unwrap();
-    let err = Store::open(dir.path(), opts).err().expect("open must fail");
-    assert!(
-        matches!(err, booster_store::StoreError::Corrupt { offset: 0, .. }),
-        "{err}"
-    );
+    // Its seal footer names what it held: damage, not an incomplete group
+    // whose members open would delete.
+    let (store, report) = Store::open(dir.path(), opts).unwrap();
+    assert_eq!(report.damaged.len(), 1, "{report:?}");
+    let d = &report.damaged[0];
+    assert!(&d.path == victim && d.offset == 0 && d.identified, "{d:?}");
+    for v in (0..10).filter(|v| v % 2 == 0) {
+        match store.read_slice(&key(v)) {
+            Ok(Some(r)) => assert_eq!(r, records(v)),
+            Err(_) => assert!(d.slices.contains(&key(v)), "slice {v}"),
+            Ok(None) => panic!("slice {v} vanished"),
+        }
+    }
+    drop(store);
     let after = std::fs::read_dir(dir.path())
         .unwrap()
         .filter(|e| {
@@ -204,7 +213,7 @@ fn a_rotted_compaction_member_header_is_corruption_not_an_incomplete_group() {
 }
 
 #[test]
-fn a_lost_member_of_a_published_group_is_corruption_and_nothing_is_deleted() {
+fn a_lost_member_of_a_published_group_is_damage_and_nothing_is_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let opts = StoreOptions {
         segment_size_bytes: 1024,
@@ -231,13 +240,13 @@ fn a_lost_member_of_a_published_group_is_corruption_and_nothing_is_deleted() {
         "the group needs two members: {members:?}"
     );
     std::fs::remove_file(&members[1]).unwrap();
-    let err = Store::open(dir.path(), opts).err().expect("open must fail");
-    match &err {
-        booster_store::StoreError::Corrupt { path, what, .. } => {
-            assert_eq!(path, &members[1], "the error names the missing file");
-            assert!(what.contains("segment file is missing"), "{err}");
-        }
-        other => panic!("expected Corrupt, got {other}"),
-    }
+    let (_store, report) = Store::open(dir.path(), opts).unwrap();
+    assert_eq!(report.damaged.len(), 1, "{report:?}");
+    let d = &report.damaged[0];
+    assert_eq!(d.path, members[1], "the report names the missing file");
+    assert!(
+        d.what.contains("segment file is missing") && !d.identified,
+        "{d:?}"
+    );
     assert!(members[0].exists(), "the remaining member was kept");
 }

@@ -7,8 +7,10 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use booster_store::format::{decode_manifest, MANIFEST_FILE_NAME};
-use booster_store::{Batch, MasterKey, SliceKey, Store, StoreError, StoreOptions};
+use booster_store::format::{decode_manifest, read_sealed_entries, FrameKind, MANIFEST_FILE_NAME};
+use booster_store::{
+    Batch, Damage, MasterKey, RecoveryReport, SliceKey, Store, StoreError, StoreOptions,
+};
 
 fn key(seq: u64) -> SliceKey {
     SliceKey {
@@ -65,34 +67,105 @@ fn store_of(dir: &Path, n: u64, master: Option<MasterKey>) {
     store.close().unwrap();
 }
 
-fn expect_missing(err: StoreError, missing: &Path) {
-    match err {
-        StoreError::Corrupt { path, what, .. } => {
-            assert_eq!(path, missing, "the error names the missing file");
-            assert!(what.contains("missing"), "{what}");
-        }
-        other => panic!("expected Corrupt naming {}, got {other}", missing.display()),
+struct KeepAll;
+impl booster_store::CompactionPlan for KeepAll {
+    fn slice_is_live(&self, _: &SliceKey) -> bool {
+        true
+    }
+    fn meta_snapshot(&self) -> Vec<Vec<u8>> {
+        vec![b"snapshot".to_vec()]
     }
 }
 
+/// The damage an open reports for a missing segment file.
+fn missing_damage(report: &RecoveryReport, missing: &Path) -> Damage {
+    let found: Vec<&Damage> = report
+        .damaged
+        .iter()
+        .filter(|d| d.path == missing)
+        .collect();
+    assert_eq!(found.len(), 1, "{report:?}");
+    let d = found[0].clone();
+    assert!(d.what.contains("missing"), "{}", d.what);
+    assert!(!d.identified, "nothing names what a missing file held");
+    assert!(d.meta_lost, "meta records may have been in it");
+    d
+}
+
+/// The keys whose slices the sealed `segment` holds, from its footer.
+fn keys_in(segment: &Path) -> Vec<u64> {
+    let bytes = std::fs::read(segment).unwrap();
+    read_sealed_entries(&bytes)
+        .unwrap()
+        .iter()
+        .filter(|e| e.header.kind == FrameKind::Slice)
+        .map(|e| e.header.key.seq)
+        .collect()
+}
+
 #[test]
-fn a_missing_segment_is_corruption_naming_the_file_and_nothing_is_deleted() {
+fn a_missing_segment_opens_degraded_naming_the_file_and_nothing_is_deleted() {
     let dir = tempfile::tempdir().unwrap();
     store_of(dir.path(), 12, None);
     let segs = segments(dir.path());
     assert!(segs.len() >= 3, "{segs:?}");
     let victim = segs[1].clone();
+    let held = keys_in(&victim);
+    assert!(!held.is_empty());
     let saved = std::fs::read(&victim).unwrap();
     std::fs::remove_file(&victim).unwrap();
     let before = files(dir.path());
-    let err = Store::open(dir.path(), opts(None))
-        .err()
-        .expect("open fails");
-    expect_missing(err, &victim);
-    assert_eq!(files(dir.path()), before, "open changed nothing");
+
+    let (store, report) = Store::open(dir.path(), opts(None)).unwrap();
+    let d = missing_damage(&report, &victim);
+    assert_eq!(d.segment_id, 2);
+    let segments_only = |files: BTreeMap<PathBuf, Vec<u8>>| {
+        files
+            .into_iter()
+            .filter(|(p, _)| p.to_string_lossy().ends_with(".bseg"))
+            .collect::<BTreeMap<_, _>>()
+    };
+    assert_eq!(
+        segments_only(files(dir.path())),
+        segments_only(before),
+        "open deleted and rewrote no segment"
+    );
+    for v in 0..12 {
+        match store.read_slice(&key(v)) {
+            Ok(Some(r)) if !held.contains(&v) => assert_eq!(r, records(v)),
+            Err(StoreError::Corrupt {
+                segment_id, what, ..
+            }) if held.contains(&v) => {
+                assert_eq!(segment_id, 2);
+                assert!(what.contains("may have been"), "{what}");
+            }
+            other => panic!(
+                "slice {v} (held by the missing file: {}): {other:?}",
+                held.contains(&v)
+            ),
+        }
+    }
+    let (meta, _) = store.meta_records_skipping_damage().unwrap();
+    assert_eq!(meta.len(), 12 - held.len(), "the other batches' records");
+    // New work goes on, in a new segment, and the loss stays on record.
+    store
+        .append(Batch::new().slice(key(40), &records(40)))
+        .unwrap();
+    assert!(
+        store.compact(&KeepAll).is_err(),
+        "compaction would erase the record of the loss"
+    );
+    store.close().unwrap();
+    assert!(!victim.exists());
+    let (store, report) = Store::open(dir.path(), opts(None)).unwrap();
+    missing_damage(&report, &victim);
+    assert_eq!(store.read_slice(&key(40)).unwrap().unwrap(), records(40));
+    drop(store);
+
     // Putting it back makes the store whole again.
     std::fs::write(&victim, saved).unwrap();
-    let (store, _) = Store::open(dir.path(), opts(None)).unwrap();
+    let (store, report) = Store::open(dir.path(), opts(None)).unwrap();
+    assert!(report.damaged.is_empty(), "{report:?}");
     assert_eq!(store.meta_records().unwrap().len(), 12);
     for v in 0..12 {
         assert_eq!(store.read_slice(&key(v)).unwrap().unwrap(), records(v));
@@ -100,15 +173,23 @@ fn a_missing_segment_is_corruption_naming_the_file_and_nothing_is_deleted() {
 }
 
 #[test]
-fn a_missing_newest_segment_is_caught() {
+fn a_missing_newest_segment_opens_degraded_and_writes_go_to_a_new_one() {
+    let master = || Some(MasterKey([5; 32]));
     let dir = tempfile::tempdir().unwrap();
-    store_of(dir.path(), 12, Some(MasterKey([5; 32])));
+    store_of(dir.path(), 12, master());
     let victim = segments(dir.path()).pop().unwrap();
     std::fs::remove_file(&victim).unwrap();
-    let err = Store::open(dir.path(), opts(Some(MasterKey([5; 32]))))
-        .err()
-        .expect("open fails");
-    expect_missing(err, &victim);
+    let (store, report) = Store::open(dir.path(), opts(master())).unwrap();
+    missing_damage(&report, &victim);
+    assert_eq!(store.read_slice(&key(0)).unwrap().unwrap(), records(0));
+    store
+        .append(Batch::new().slice(key(77), &records(77)))
+        .unwrap();
+    store.close().unwrap();
+    assert!(!victim.exists(), "no new file takes the missing one's name");
+    let (store, report) = Store::open(dir.path(), opts(master())).unwrap();
+    missing_damage(&report, &victim);
+    assert_eq!(store.read_slice(&key(77)).unwrap().unwrap(), records(77));
 }
 
 #[test]
@@ -202,15 +283,6 @@ fn the_manifest_lists_exactly_the_segments_after_close_and_compaction() {
             .collect()
     };
     assert_eq!(listed(dir.path()), on_disk(dir.path()));
-    struct KeepAll;
-    impl booster_store::CompactionPlan for KeepAll {
-        fn slice_is_live(&self, _: &SliceKey) -> bool {
-            true
-        }
-        fn meta_snapshot(&self) -> Vec<Vec<u8>> {
-            vec![b"snapshot".to_vec()]
-        }
-    }
     let (store, _) = Store::open(dir.path(), opts(None)).unwrap();
     store.compact(&KeepAll).unwrap();
     store.close().unwrap();

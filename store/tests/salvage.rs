@@ -182,6 +182,50 @@ fn a_rotted_segment_header_loses_that_segment_and_keeps_the_rest() {
 }
 
 #[test]
+fn a_missing_segment_is_named_and_every_other_segment_is_copied() {
+    let src = tempfile::tempdir().unwrap();
+    let segs = store_of(src.path(), 12, Some(MasterKey([9; 32])));
+    assert!(segs.len() >= 3, "{segs:?}");
+    let victim = &segs[1];
+    let held: Vec<u64> = read_sealed_entries(&std::fs::read(victim).unwrap())
+        .map(|entries| {
+            entries
+                .iter()
+                .filter(|e| e.header.kind == FrameKind::Slice)
+                .map(|e| e.header.key.seq)
+                .collect()
+        })
+        .unwrap();
+    assert!(!held.is_empty());
+    std::fs::remove_file(victim).unwrap();
+    let before = files(src.path());
+
+    let dst = tempfile::tempdir().unwrap();
+    let out = dst.path().join("new");
+    let report = Store::salvage(src.path(), &out, Some(&MasterKey([9; 32]))).unwrap();
+    assert_eq!(files(src.path()), before, "salvage wrote to the source");
+    assert!(!report.complete());
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| &p.path == victim && p.what.contains("missing")),
+        "{:?}",
+        report.problems
+    );
+    let (slices, meta) = contents(&out, Some(MasterKey([9; 32])));
+    for v in 0..12 {
+        if held.contains(&v) {
+            assert!(!slices.contains_key(&v), "slice {v} came from nowhere");
+        } else {
+            assert_eq!(slices[&v], records(v), "slice {v}");
+            assert!(meta.contains(&format!("meta {v}")), "meta {v}");
+        }
+    }
+    assert_eq!(meta.len(), 12 - held.len());
+}
+
+#[test]
 fn a_torn_tail_is_named_and_everything_before_it_is_copied() {
     let src = tempfile::tempdir().unwrap();
     let segs = store_of(src.path(), 6, None);

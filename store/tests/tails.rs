@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use booster_store::format::{decode_manifest, MANIFEST_FILE_NAME};
-use booster_store::{Batch, SliceKey, Store, StoreError, StoreOptions};
+use booster_store::{Batch, Damage, RecoveryReport, SliceKey, Store, StoreError, StoreOptions};
 
 fn key(seq: u64) -> SliceKey {
     SliceKey {
@@ -91,24 +91,55 @@ fn a_truncation_below_the_watermark_is_lost_acknowledged_data_not_a_torn_tail() 
             .any(|p| p.segment_id == 1 && p.what.contains("acknowledged data lost")),
         "{report:?}"
     );
-    match Store::open(dir.path(), opts()).err() {
-        Some(StoreError::Corrupt {
-            segment_id, what, ..
-        }) => {
-            assert_eq!(segment_id, 1);
-            assert!(what.contains("acknowledged data lost"), "{what}");
-        }
-        other => panic!("expected lost acknowledged data, got {other:?}"),
+    let (store, report) = Store::open(dir.path(), opts()).unwrap();
+    let lost = expect_lost(&report, cut as u64, acked_end as u64);
+    assert!(lost.meta_lost && !lost.identified);
+    assert!(report.truncated.is_empty(), "nothing is cut: {report:?}");
+    // Batches before the cut read; the others may have been lost.
+    let whole = (0..5)
+        .filter(|v| store.read_slice(&key(*v)).is_ok())
+        .count();
+    assert!(whole < 5, "the cut took acknowledged batches");
+    for v in whole as u64..5 {
+        assert!(matches!(
+            store.read_slice(&key(v)),
+            Err(StoreError::Corrupt { segment_id: 1, .. })
+        ));
     }
-    let after: BTreeMap<_, _> = files(dir.path())
-        .into_iter()
-        .filter(|(p, _)| !p.ends_with("LOCK"))
+    store
+        .append(Batch::new().slice(key(60), &records(60)))
+        .unwrap();
+    store.close().unwrap();
+    let segment_bytes = |files: BTreeMap<PathBuf, Vec<u8>>| files.get(&seg).cloned();
+    assert_eq!(
+        segment_bytes(files(dir.path())),
+        segment_bytes(before),
+        "neither verify nor open cut or sealed the damaged segment"
+    );
+    // The next open, with the watermark now in a newer segment, still names it.
+    let (store, report) = Store::open(dir.path(), opts()).unwrap();
+    assert!(
+        report
+            .damaged
+            .iter()
+            .any(|d| d.segment_id == 1 && !d.identified),
+        "{report:?}"
+    );
+    assert_eq!(store.read_slice(&key(60)).unwrap().unwrap(), records(60));
+}
+
+/// The one range an open reports as acknowledged data lost.
+fn expect_lost(report: &RecoveryReport, from: u64, acked_end: u64) -> Damage {
+    let lost: Vec<&Damage> = report
+        .damaged
+        .iter()
+        .filter(|d| d.what.contains("acknowledged data lost"))
         .collect();
-    let before: BTreeMap<_, _> = before
-        .into_iter()
-        .filter(|(p, _)| !p.ends_with("LOCK"))
-        .collect();
-    assert_eq!(after, before, "neither verify nor the failed open wrote");
+    assert_eq!(lost.len(), 1, "{report:?}");
+    let d = lost[0].clone();
+    assert_eq!(d.segment_id, 1);
+    assert!(d.offset <= from && d.end >= acked_end, "{d:?}");
+    d
 }
 
 #[test]
@@ -179,10 +210,7 @@ fn a_watermark_recorded_while_running_separates_lost_data_from_a_torn_tail() {
 
     // Cut below it: acknowledged batches are gone, and open says so.
     std::fs::write(&seg, &bytes[..watermark.offset as usize - 10]).unwrap();
-    match Store::open(dir.path(), opts()).err() {
-        Some(StoreError::Corrupt { what, .. }) => {
-            assert!(what.contains("acknowledged data lost"), "{what}")
-        }
-        other => panic!("expected lost acknowledged data, got {other:?}"),
-    }
+    let (store, report) = Store::open(dir.path(), opts()).unwrap();
+    expect_lost(&report, watermark.offset - 10, watermark.offset);
+    assert_eq!(store.read_slice(&key(0)).unwrap().unwrap(), records(0));
 }

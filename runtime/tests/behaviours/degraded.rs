@@ -303,3 +303,111 @@ async fn rot_found_by_a_read_shows_on_its_job_in_the_next_process_too() {
         .await
         .unwrap();
 }
+
+/// A segment file that went missing held one job's slice commits: the store
+/// opens without it, names it, the job's slices run again from the input
+/// that is still there, and every other job downloads whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_segment_that_held_a_job_s_commits_runs_its_slices_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, _) = submit_alone(dir.path(), JobSpec::sliced("echo"), Some(40)).await;
+    {
+        let rt = Runtime::open(opts(dir.path(), 1)).await.unwrap();
+        rt.register_sliced("echo", std::sync::Arc::new(Echo));
+        assert_eq!(rt.wait(first).await.unwrap().state, JobState::Completed);
+        rt.shutdown(std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
+    }
+    let worked = segment_paths(dir.path()).unwrap().last().unwrap().clone();
+    let second = run_one_job(dir.path(), 30).await;
+    std::fs::remove_file(&worked).unwrap();
+
+    let rt = Runtime::open(opts(dir.path(), 1))
+        .await
+        .expect("a missing segment must not stop the open");
+    rt.register_sliced("echo", std::sync::Arc::new(Echo));
+    let named = rt
+        .recovery_report()
+        .damaged
+        .iter()
+        .any(|d| d.path == worked && !d.identified && d.what.contains("missing"));
+    assert!(named, "{:?}", rt.recovery_report().damaged);
+    assert_eq!(rt.wait(first).await.unwrap().state, JobState::Completed);
+    assert_eq!(download_all(&rt, first).await, records(40));
+    assert_eq!(download_all(&rt, second).await, records(30));
+    let file = worked.file_name().unwrap().to_str().unwrap();
+    assert!(
+        rt.incidents().iter().any(|i| i.file == file),
+        "kept as an incident: {:?}",
+        rt.incidents()
+    );
+    rt.shutdown(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(!worked.exists(), "nothing takes the missing file's place");
+}
+
+/// After a compaction a job's output frames and the checkpoint that says
+/// its slices are done lie in different frames. An unreadable frame header
+/// there loses frames nothing names: open finds which done slices' output
+/// the store no longer holds, the job shows the damage, its download fails
+/// instead of leaving a silent gap, and the other job downloads whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_an_unknown_loss_took_is_named_on_its_job_and_its_download_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = run_one_job(dir.path(), 40).await;
+    let second = run_one_job(dir.path(), 40).await;
+    {
+        let rt = Runtime::open(opts(dir.path(), 1)).await.unwrap();
+        rt.compact().await.unwrap();
+        rt.shutdown(std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
+    }
+    let (path, frame) = segment_paths(dir.path())
+        .unwrap()
+        .into_iter()
+        .find_map(|p| {
+            let bytes = std::fs::read(&p).ok()?;
+            let e = read_sealed_entries(&bytes).ok()?.into_iter().find(|e| {
+                e.header.kind == FrameKind::Slice
+                    && e.header.key.owner == first
+                    && e.header.key.stream == STREAM_OUTPUT
+                    && e.header.key.seq == 2
+            })?;
+            Some((p, e))
+        })
+        .expect("the compacted output of slice 2");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[frame.offset as usize + 20] ^= 0x01; // inside the frame header
+    let footer = bytes.len() - booster_store::format::FOOTER_TAIL_LEN - 20;
+    bytes[footer] ^= 0x10; // recovery must scan the segment
+    std::fs::write(&path, &bytes).unwrap();
+
+    let rt = Runtime::open(opts(dir.path(), 1)).await.unwrap();
+    rt.register_sliced("echo", std::sync::Arc::new(Echo));
+    assert!(
+        rt.recovery_report().damaged.iter().any(|d| !d.identified),
+        "{:?}",
+        rt.recovery_report().damaged
+    );
+    let shown = rt.job(first).await.unwrap();
+    assert_eq!(shown.state, JobState::Completed);
+    assert!(
+        shown.damage.iter().any(|d| d.contains("slice 2")),
+        "the job names its lost output: {:?}",
+        shown.damage
+    );
+    let err = rt
+        .download(first, Category::Main)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .expect_err("a download with a lost slice fails");
+    assert!(err.to_string().contains("may have been"), "{err}");
+    assert!(rt.job(second).await.unwrap().damage.is_empty());
+    assert_eq!(download_all(&rt, second).await, records(40));
+    rt.shutdown(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+}

@@ -66,6 +66,9 @@ pub(crate) enum Lookup {
     Absent,
     /// Its newest frame lay in a damaged range: (segment, offset).
     Damaged(u64, u64),
+    /// No frame of it is held, and the store lost frames it cannot name
+    /// (an unknown loss, first at (segment, offset)): it may have been there.
+    MaybeLost(u64, u64),
 }
 
 pub(crate) struct Index<F: FileLayer> {
@@ -77,6 +80,9 @@ pub(crate) struct Index<F: FileLayer> {
     damaged: BTreeMap<SliceKey, (u64, u64)>,
     /// The store opened without a damaged range: (segment, offset) of the first.
     pub degraded: Option<(u64, u64)>,
+    /// The first range whose frames cannot be named (an unknown loss):
+    /// a key with no frame may have lost it there.
+    unknown_loss: Option<(u64, u64)>,
     counters: Counters,
 }
 
@@ -87,6 +93,7 @@ impl<F: FileLayer> Index<F> {
             meta: Vec::new(),
             damaged: BTreeMap::new(),
             degraded: None,
+            unknown_loss: None,
             counters: Counters::default(),
         }
     }
@@ -156,6 +163,15 @@ impl<F: FileLayer> Index<F> {
     pub fn mark_damaged(&mut self, key: SliceKey, segment_id: u64, offset: u64) {
         self.kill_visible(&key);
         self.damaged.insert(key, (segment_id, offset));
+    }
+
+    /// Frames that cannot be named were lost at (segment, offset): from now
+    /// on a key without a frame reads as `MaybeLost`, never as absent.
+    pub fn mark_unknown_loss(&mut self, segment_id: u64, offset: u64) {
+        let at = (segment_id, offset);
+        if self.unknown_loss.is_none_or(|first| at < first) {
+            self.unknown_loss = Some(at);
+        }
     }
 
     /// Indexes a sealed segment from its footer: a version-2 footer as its
@@ -262,7 +278,11 @@ impl<F: FileLayer> Index<F> {
                 return Ok(Lookup::Damaged(damage.0, damage.1));
             }
         }
-        Ok(newest.map_or(Lookup::Absent, Lookup::Found))
+        Ok(match (newest, self.unknown_loss) {
+            (Some(loc), _) => Lookup::Found(loc),
+            (None, Some((segment_id, offset))) => Lookup::MaybeLost(segment_id, offset),
+            (None, None) => Lookup::Absent,
+        })
     }
 
     /// True when a damaged range hides `loc` (a newer frame was lost).

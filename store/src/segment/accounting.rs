@@ -41,6 +41,9 @@ pub(crate) struct Issue {
     pub what: String,
     /// A bad segment header (verify reports those per segment anyway).
     pub header: bool,
+    /// A listed segment file is absent: recovery opens without it
+    /// (degraded: whatever it held is an unknown loss), never deletes.
+    pub missing: bool,
 }
 
 /// The manifest as recovery or verify found it.
@@ -64,6 +67,7 @@ impl Accounting {
             offset,
             what: what.into(),
             header: false,
+            missing: false,
         });
     }
 
@@ -116,6 +120,9 @@ fn account_listed(dir: &Path, files: &[&FileFacts], m: &Manifest, acc: &mut Acco
             0,
             "segment file is missing (MANIFEST lists it); restore it from a backup, or the data it held is lost",
         );
+        if let Some(last) = acc.issues.last_mut() {
+            last.missing = true;
+        }
     }
     let newest_listed = m.segments.last().copied().unwrap_or(0);
     for f in files {

@@ -122,25 +122,25 @@ pub(crate) fn recover<F: FileLayer>(
         }
     }
     let accounting = account(dir, &facts, view, key);
-    // A listed segment with a rotted header, not the newest, is damage (its
-    // footer names what it held); anything else the accounting found fails.
-    let newest_listed = manifest
-        .as_ref()
-        .and_then(|(m, _)| m.segments.last().copied());
-    let (headerless, issues): (Vec<Issue>, Vec<Issue>) =
+    // A listed segment with a rotted header is damage (its footer names
+    // what it held, or it is an unknown loss), and so is a listed segment
+    // that is missing; anything else the accounting found fails.
+    let (degradable, issues): (Vec<Issue>, Vec<Issue>) =
         accounting.issues.into_iter().partition(|i| {
             // offset 0: a header that does not decode (rot); one that
             // decodes but names another id (offset 16) is a foreign file.
-            i.header
-                && i.offset == 0
-                && manifest
-                    .as_ref()
-                    .is_some_and(|(m, _)| m.lists(i.segment_id))
-                && Some(i.segment_id) != newest_listed
+            i.missing
+                || (i.header
+                    && i.offset == 0
+                    && manifest
+                        .as_ref()
+                        .is_some_and(|(m, _)| m.lists(i.segment_id)))
         });
     if let Some(issue) = issues.into_iter().next() {
         return Err(issue.into());
     }
+    let (missing, headerless): (Vec<Issue>, Vec<Issue>) =
+        degradable.into_iter().partition(|i| i.missing);
     let removals = accounting.removals;
 
     // From here on recovery may change the directory.
@@ -151,27 +151,56 @@ pub(crate) fn recover<F: FileLayer>(
             .filter(|c| !removals.contains_key(&c.facts.id))
             .collect()
     } else {
-        apply_removals(fs, dir, candidates, &removals, &temps, &mut report)?
+        // With a listed segment missing, the segments a compaction replaced
+        // may hold the only other copy of what it held: they are left on
+        // disk (unread, unlisted) for a restore or `salvage`, never deleted.
+        let keep_replaced = !missing.is_empty();
+        apply_removals(
+            fs,
+            dir,
+            candidates,
+            &removals,
+            &temps,
+            keep_replaced,
+            &mut report,
+        )?
     };
     let watermark = manifest.as_ref().map(|(m, _)| m.watermark);
     let mut segments = BTreeMap::new();
     let mut index = Index::new();
     let last_id = kept.last().map(|c| c.facts.id);
     let mut empty_last = None;
+    // Listed segments kept without a readable header, or missing: they
+    // stay listed, so every open reports them again until restored.
     let mut kept_unreadable = Vec::new();
+    for issue in &missing {
+        let span = Span {
+            offset: 0,
+            end: 0,
+            what: issue.what.clone(),
+            slices: Vec::new(),
+            meta_lost: true,
+            checkpoint_lost: false,
+            identified: false,
+        };
+        index_in_order(
+            &mut index,
+            issue.segment_id,
+            &[],
+            std::slice::from_ref(&span),
+        );
+        report
+            .damaged
+            .push(damage_of(issue.segment_id, &issue.path, &span));
+        kept_unreadable.push(issue.segment_id);
+    }
     for c in kept {
         if let Some(issue) = headerless.iter().find(|i| i.segment_id == c.facts.id) {
             let span = headerless_damage(fs, &c, issue)?;
             index_in_order(&mut index, c.facts.id, &[], std::slice::from_ref(&span));
-            report.damaged.push(Damage {
-                segment_id: c.facts.id,
-                path: c.facts.path.clone(),
-                offset: span.offset,
-                end: span.end,
-                what: span.what,
-                slices: span.slices,
-                meta_lost: span.meta_lost,
-            });
+            report
+                .damaged
+                .push(damage_of(c.facts.id, &c.facts.path, &span));
             kept_unreadable.push(c.facts.id);
             continue;
         }
@@ -225,9 +254,24 @@ pub(crate) fn recover<F: FileLayer>(
     })
 }
 
+/// The public record of a damaged span of segment `id`.
+fn damage_of(id: u64, path: &Path, span: &Span) -> Damage {
+    Damage {
+        segment_id: id,
+        path: path.to_path_buf(),
+        offset: span.offset,
+        end: span.end,
+        what: span.what.clone(),
+        slices: span.slices.clone(),
+        meta_lost: span.meta_lost,
+        identified: span.identified,
+    }
+}
+
 /// The damage of a listed segment whose header is rotted: the whole file,
 /// with the slices and meta frames its seal footer names. Without a footer
-/// nothing in it can be identified, and open fails.
+/// (an unsealed newest segment, or a rotted footer) nothing in it can be
+/// identified: an unknown loss of the whole file.
 fn headerless_damage<F: FileLayer>(
     fs: &F,
     c: &Candidate<F>,
@@ -236,17 +280,23 @@ fn headerless_damage<F: FileLayer>(
     let map = fs
         .map(&c.file)
         .map_err(io_err(format!("reading {}", c.facts.path.display())))?;
-    let entries = read_sealed_entries(&map).map_err(|e| {
-        corrupt(
-            c.facts.id,
-            &c.facts.path,
-            issue.offset,
-            format!(
-                "{}, and its seal footer is damaged too ({e}): nothing in it can be identified; restore it from a backup",
-                issue.what
-            ),
-        )
-    })?;
+    let entries = match read_sealed_entries(&map) {
+        Ok(entries) => entries,
+        Err(e) => {
+            return Ok(Span {
+                offset: 0,
+                end: c.facts.len,
+                what: format!(
+                    "segment header: {}, and no seal footer names what it held ({e}): restore the segment from a backup",
+                    issue.what
+                ),
+                slices: Vec::new(),
+                meta_lost: true,
+                checkpoint_lost: false,
+                identified: false,
+            })
+        }
+    };
     let mut lost = Lost::default();
     for e in &entries {
         lost.note(&e.header);
@@ -278,6 +328,9 @@ fn index_in_order<F: FileLayer>(
         if span.checkpoint_lost {
             index.restart_meta_log();
         }
+        if !span.identified {
+            index.mark_unknown_loss(segment_id, span.offset);
+        }
     };
     let mut spans = damage.iter().peekable();
     for e in entries {
@@ -303,6 +356,7 @@ fn apply_removals<F: FileLayer>(
     candidates: Vec<Candidate<F>>,
     removals: &BTreeMap<u64, Removal>,
     temps: &[&String],
+    keep_replaced: bool,
     report: &mut RecoveryReport,
 ) -> Result<Vec<Candidate<F>>, StoreError> {
     let remove = |path: &Path| {
@@ -322,6 +376,7 @@ fn apply_removals<F: FileLayer>(
     for c in candidates {
         match removals.get(&c.facts.id) {
             None => kept.push(c),
+            Some(Removal::Replaced) if keep_replaced => {}
             Some(why) => {
                 remove(&c.facts.path)?;
                 dir_changed = true;
@@ -459,58 +514,61 @@ fn load_segment<F: FileLayer>(
     let salvage = salvage_scan(&map);
     drop(map);
     check_all_encrypted(&header, &salvage.entries, &path)?;
-    if let Some(w) = watermark.filter(|w| w.segment_id == id && w.offset > salvage.valid_end) {
-        return Err(corrupt(
-            id,
-            &path,
-            salvage.valid_end,
-            format!(
-                "acknowledged data lost: batches up to offset {} were acknowledged, whole batches end at {}; restore the segment from a backup",
-                w.offset, salvage.valid_end
-            ),
-        ));
-    }
     let mut damage = salvage.damaged;
     let mut torn = None;
-    match salvage.tail {
-        Some(mut span) if !is_last => {
+    let acked_end = watermark.filter(|w| w.segment_id == id && w.offset > salvage.valid_end);
+    match (salvage.tail, acked_end) {
+        // The segment ends (or its whole batches end) below the watermark:
+        // acknowledged batches were cut off. Nothing is cut or sealed, so
+        // every open finds it again.
+        (tail, Some(w)) => {
+            let mut lost = Span {
+                offset: salvage.valid_end,
+                end: w.offset.max(len),
+                what: format!(
+                    "acknowledged data lost: batches up to offset {} were acknowledged, whole batches end at {}; restore the segment from a backup",
+                    w.offset, salvage.valid_end
+                ),
+                slices: Vec::new(),
+                meta_lost: true,
+                checkpoint_lost: false,
+                identified: false,
+            };
+            if let Some(tail) = tail {
+                lost.slices = tail.slices;
+            }
+            damage.push(lost);
+        }
+        (Some(mut span), None) if !is_last => {
             span.what = format!("{} in a segment that is not the last", span.what);
             damage.push(span);
         }
-        Some(span) => torn = Some(span),
-        None => {}
+        (Some(span), None) => torn = Some(span),
+        (None, None) if !is_last && damage.is_empty() => {
+            // Every segment but the last is sealed when the writer moves
+            // on, and an open leaves one unsealed only for damage it finds
+            // again (above). One without either was cut short at a batch
+            // boundary: what followed is unknown.
+            damage.push(Span {
+                offset: salvage.valid_end,
+                end: len,
+                what: "the segment is not the last, yet has no seal footer: it was cut short, and frames after its last whole batch may be lost; restore the segment from a backup".into(),
+                slices: Vec::new(),
+                meta_lost: true,
+                checkpoint_lost: false,
+                identified: false,
+            });
+        }
+        (None, None) => {}
     }
-    // In the last segment, damage past the acknowledged end may be a torn
-    // group write whose later pages reached the disk before earlier ones:
-    // not bit rot in data anyone was promised, and no batch of it may show.
-    let acked_end = watermark
-        .filter(|w| w.segment_id == id)
-        .map_or(0, |w| w.offset);
-    if let Some(span) = damage.iter().find(|s| is_last && s.end > acked_end) {
-        return Err(corrupt(
-            id,
-            &path,
-            span.offset,
-            format!(
-                "{}, followed by a valid frame at offset {}",
-                span.what, span.end
-            ),
-        ));
-    }
-    // Degrade only where every lost frame is known: behind a frame whose
-    // header is unreadable, a newer version of any slice may have been lost,
-    // and serving an older one would return wrong data.
-    if let Some(span) = damage.iter().find(|s| !s.identified) {
-        return Err(corrupt(
-            id,
-            &path,
-            span.offset,
-            format!(
-                "{} (up to offset {}), and the frames there cannot be identified; restore the segment from a backup",
-                span.what, span.end
-            ),
-        ));
-    }
+    // Damage past the watermark in the last segment may be a torn group
+    // write whose later pages reached the disk before earlier ones, or rot
+    // in acknowledged batches written since the watermark was recorded:
+    // the two cannot be told apart, so it is damage like any other (no
+    // batch touching it shows; later whole batches do, and the frames the
+    // range held are named), never a silent cut. Behind a frame header
+    // that does not decode the lost frames cannot be named: an unknown
+    // loss (`Damage::identified`).
     if let Some(span) = &torn {
         report
             .truncated
@@ -531,15 +589,9 @@ fn load_segment<F: FileLayer>(
                 .and_then(|()| file.sync_data())
                 .map_err(io_err(format!("recovering {}", path.display())))?;
         }
-        report.damaged.extend(damage.iter().map(|d| Damage {
-            segment_id: id,
-            path: path.clone(),
-            offset: d.offset,
-            end: d.end,
-            what: d.what.clone(),
-            slices: d.slices.clone(),
-            meta_lost: d.meta_lost,
-        }));
+        report
+            .damaged
+            .extend(damage.iter().map(|d| damage_of(id, &path, d)));
         let segment = Segment::new(fs.clone(), path, header, cipher, file);
         index_in_order(index, id, &scan.entries, &damage);
         let frames = scan.entries.len() as u64;

@@ -3,7 +3,7 @@
 //! so one bad frame costs only what it held (degraded open, G11).
 
 use super::footer::FooterEntry;
-use super::frame::{decode_frame_header, FrameHeader, FrameKind};
+use super::frame::{decode_frame_header, FrameHeader, FrameKind, FLAG_BATCH_END};
 use super::scan::scan_from;
 use crate::SliceKey;
 
@@ -59,15 +59,17 @@ impl Lost {
     }
 }
 
-/// What the frames dropped before `bad` held, plus the frame at `bad`; and
+/// What the frames dropped before `bad` held, plus the frame at `bad`;
 /// whether that frame's header decodes and its length reaches exactly
-/// `end` (then every lost frame is known).
-fn lost(dropped: &[FooterEntry], bytes: &[u8], bad: Option<u64>, end: u64) -> (Lost, bool) {
+/// `end` (then every lost frame is known); and whether it ended its batch
+/// (known only then: otherwise the batch may go on past `end`).
+fn lost(dropped: &[FooterEntry], bytes: &[u8], bad: Option<u64>, end: u64) -> (Lost, bool, bool) {
     let mut lost = Lost::default();
     for e in dropped {
         lost.note(&e.header);
     }
     let mut identified = true;
+    let mut ends_batch = false;
     if let Some(at) = bad {
         match usize::try_from(at)
             .ok()
@@ -77,12 +79,13 @@ fn lost(dropped: &[FooterEntry], bytes: &[u8], bad: Option<u64>, end: u64) -> (L
             Some(Ok(h)) => {
                 lost.note(&h);
                 identified = at.checked_add(h.frame_len()) == Some(end);
+                ends_batch = identified && h.flags & FLAG_BATCH_END != 0;
             }
             // A frame with a bad header could have been anything.
             _ => identified = false,
         }
     }
-    (lost, identified)
+    (lost, identified, ends_batch)
 }
 
 /// Scans `bytes` (a whole segment) past damaged frames. Never panics.
@@ -95,11 +98,32 @@ pub(crate) fn salvage_scan(bytes: &[u8]) -> Salvage {
     };
     let mut start = super::header::SEGMENT_HEADER_LEN as u64;
     let mut seq = 0;
+    // A damaged span whose batch may go on past it: the frames after it up
+    // to the next batch end are the rest of that batch, lost with it (a
+    // batch is whole or not at all), even though each of them is sound.
+    let mut broken: Option<usize> = None;
     loop {
         let scan = scan_from(bytes, start, seq);
         let all = full_entries(bytes, seq, &scan);
         let kept = scan.entries.len();
-        out.entries.extend_from_slice(&scan.entries);
+        let mut entries = scan.entries.as_slice();
+        if let Some(i) = broken.take() {
+            let rest = entries
+                .iter()
+                .position(|e| e.header.flags & FLAG_BATCH_END != 0)
+                .map_or(0, |p| p + 1);
+            let span = &mut out.damaged[i];
+            let mut more = Lost::default();
+            for e in &entries[..rest] {
+                more.note(&e.header);
+                span.end = e.offset + e.header.frame_len();
+            }
+            span.slices.extend(more.slices);
+            span.meta_lost |= more.meta_lost;
+            span.checkpoint_lost |= more.checkpoint_lost;
+            entries = &entries[rest..];
+        }
+        out.entries.extend_from_slice(entries);
         out.valid_end = scan.valid_end;
         let dropped = &all[kept..];
         let bad = scan.problem.as_ref().map(|(at, _)| *at);
@@ -110,13 +134,16 @@ pub(crate) fn salvage_scan(bytes: &[u8]) -> Salvage {
         });
         match (bad, next) {
             (Some(bad), Some((good, good_seq))) => {
-                let (lost, identified) = lost(dropped, bytes, Some(bad), good);
+                let (lost, identified, ends_batch) = lost(dropped, bytes, Some(bad), good);
+                if !ends_batch {
+                    broken = Some(out.damaged.len());
+                }
                 out.damaged.push(Span {
                     offset: scan.valid_end,
                     end: good,
                     what: what.unwrap_or_default(),
                     slices: lost.slices,
-                    meta_lost: lost.meta_lost,
+                    meta_lost: lost.meta_lost || !identified,
                     checkpoint_lost: lost.checkpoint_lost,
                     identified,
                 });
@@ -126,13 +153,13 @@ pub(crate) fn salvage_scan(bytes: &[u8]) -> Salvage {
             _ => {
                 if scan.valid_end < bytes.len() as u64 {
                     let end = bytes.len() as u64;
-                    let (lost, identified) = lost(dropped, bytes, bad, end);
+                    let (lost, identified, _) = lost(dropped, bytes, bad, end);
                     out.tail = Some(Span {
                         offset: scan.valid_end,
                         end,
                         what: what.unwrap_or_else(|| "frames after the last complete batch".into()),
                         slices: lost.slices,
-                        meta_lost: lost.meta_lost,
+                        meta_lost: lost.meta_lost || !identified,
                         checkpoint_lost: lost.checkpoint_lost,
                         identified,
                     });

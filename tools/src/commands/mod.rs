@@ -153,15 +153,35 @@ pub fn report_recovery(data_dir: &Path, runtime: &Runtime) {
         );
     }
     for d in &runtime.recovery_report().damaged {
+        let file = d.path.file_name().map_or_else(
+            || d.path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let lost = if d.identified {
+            format!(
+                "{} slice(s) lost{}",
+                d.slices.len(),
+                if d.meta_lost {
+                    ", meta records lost"
+                } else {
+                    ""
+                }
+            )
+        } else {
+            // An unknown loss: the slices named are those the job table
+            // says the store held and it no longer does.
+            format!(
+                "what it held cannot be named (any slice or meta record may be among it; {} slice(s) of listed jobs are missing)",
+                d.slices.len()
+            )
+        };
         eprintln!(
-            "booster: {} opened without a damaged range of segment {} (offsets {}..{}): {}; {} slice(s) lost{}; `booster verify` names it",
+            "booster: {} opened without a damaged range of segment {} ({file}, offsets {}..{}): {}; {lost}; `booster verify` names it, `booster salvage` copies the rest",
             data_dir.display(),
             d.segment_id,
             d.offset,
             d.end,
             d.what,
-            d.slices.len(),
-            if d.meta_lost { ", meta records lost" } else { "" }
         );
     }
 }
