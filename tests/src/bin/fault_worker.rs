@@ -289,11 +289,18 @@ async fn cron(data: &Path, clock: &Path, settle: bool) -> anyhow::Result<()> {
         };
         rt.add_cron(spec).await?;
     }
+    // Settling is bounded: an entry that keeps finding a tick due (a run
+    // made again and again for one tick) fails the test, never hangs it.
+    let mut turns: u64 = 0;
     loop {
         let entry = rt.crons().pop().context("the cron entry")?;
         let due = entry.next_tick_ms.is_some_and(|t| t <= clock.now_ms());
         if settle && entry.running.is_none() && !due {
             break;
+        }
+        turns += 1;
+        if settle && turns > 6_000 {
+            bail!("the cron entry did not settle: {entry:?}");
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
