@@ -53,6 +53,16 @@ pub const PROBE: &str = "probe";
 /// (probe number, when its handler started), in start order.
 pub static PROBE_STARTS: Mutex<Vec<(u64, Instant)>> = Mutex::new(Vec::new());
 
+/// Forgets the instants noted so far (a scenario run more than once in
+/// one process starts each run clean).
+pub fn clear_probe_notes() {
+    SLICE_ENDS.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    PROBE_STARTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clear();
+}
+
 pub struct Probe;
 
 impl SimpleHandler for Probe {

@@ -83,6 +83,12 @@ pub(crate) fn apply_sliced(
             settle(book, job, book.log_ms);
         }
         Meta::UploadFailed { reason, .. } => {
+            // Written while the job's `UploadComplete` record was lost (a
+            // segment missing or cut), then the segment was restored: the
+            // upload did finish, and the restored log says so.
+            if s.upload == UploadState::Complete {
+                return Ok(());
+            }
             s.upload = UploadState::Failed;
             if !job.is_terminal() {
                 job.failure_reason = Some(reason.clone());

@@ -128,12 +128,24 @@ impl State {
         !self.book.draining && !self.book.stopping && self.book.poisoned.is_none()
     }
 
+    /// The most urgent job `worker` may lease: a slot of the reserved lane
+    /// takes only jobs at the lane's priority or above.
+    fn first_for(&self, worker: usize) -> Option<(u8, JobId)> {
+        let first = self.ready.first(|k| self.gate(k))?;
+        let lane =
+            self.book.workers.len() - self.book.reserved_workers.min(self.book.workers.len());
+        if worker >= lane && first.0 > self.book.reserved_priority {
+            return None;
+        }
+        Some(first)
+    }
+
     /// The next lease for `worker`, or None when nothing is leasable.
     pub fn lease(&mut self, worker: usize, now_ms: u64) -> Option<Task> {
         if !self.accepting_leases() {
             return None;
         }
-        let (_, id) = self.ready.first(|k| self.gate(k))?;
+        let (_, id) = self.first_for(worker)?;
         let timeout_ms = self
             .book
             .lease_policy(&self.jobs[&id].kind)
@@ -148,7 +160,7 @@ impl State {
             "2^44 leases in one open: the next would carry the next generation"
         );
         let (work, task) = if matches!(self.jobs[&id].body, Body::Simple(_)) {
-            let items = self.lease_simple_batch(id, now_ms);
+            let items = self.lease_simple_batch(worker, id, now_ms);
             let ids = items.iter().map(|i| i.job).collect();
             (LeaseWork::Simple(ids), TaskWork::Simple(items))
         } else {
@@ -183,6 +195,7 @@ impl State {
 
     fn lease_simple_batch(
         &mut self,
+        worker: usize,
         first: JobId,
         now_ms: u64,
     ) -> Vec<crate::dispatch::SimpleItem> {
@@ -232,7 +245,7 @@ impl State {
             if items.len() >= max {
                 break;
             }
-            next = self.ready.first(|k| self.gate(k)).map(|(_, id)| id);
+            next = self.first_for(worker).map(|(_, id)| id);
         }
         items
     }

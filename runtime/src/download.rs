@@ -32,6 +32,39 @@ enum Part {
     Stored(SliceKey),
     /// A failed slice: its input records, each turned into an error entry.
     Failed(FailedSlice),
+    /// A slice the job's table no longer holds although later ones exist:
+    /// its `Uploaded` record went with a damaged range. The download fails
+    /// there rather than leave a silent gap.
+    Lost(SliceKey),
+}
+
+/// The slices missing between a job's first and last ones (`Part::Lost`).
+pub(crate) fn slice_gaps(slices: &std::collections::BTreeMap<u64, SliceEntry>) -> Vec<u64> {
+    let Some(&last) = slices.keys().next_back() else {
+        return Vec::new();
+    };
+    if slices.len() as u64 == last + 1 {
+        return Vec::new();
+    }
+    (0..last).filter(|s| !slices.contains_key(s)).collect()
+}
+
+/// `job`'s lost slices, as parts of a download.
+fn lost_slices(shared: &Shared, job: JobId) -> Vec<Part> {
+    let st = shared.state.lock();
+    let Some(s) = st.jobs.get(&job).and_then(|j| j.sliced()) else {
+        return Vec::new();
+    };
+    slice_gaps(&s.slices)
+        .into_iter()
+        .map(|seq| {
+            Part::Lost(SliceKey {
+                owner: job,
+                stream: STREAM_INPUT,
+                seq,
+            })
+        })
+        .collect()
 }
 
 struct FailedSlice {
@@ -158,9 +191,11 @@ impl Download {
                 .chain(failed_slices(&shared, job).into_iter().map(Part::Failed))
                 .collect(),
         };
+        keys.extend(lost_slices(&shared, job));
         keys.sort_by_key(|part| match part {
             Part::Stored(k) => (k.seq, u8::from(k.stream != STREAM_REJECTS)),
             Part::Failed(f) => (f.key.seq, 2),
+            Part::Lost(k) => (k.seq, 3),
         });
         Download {
             store,
@@ -187,11 +222,20 @@ impl Iterator for Download {
             let key = match &part {
                 Part::Stored(key) => *key,
                 Part::Failed(f) => f.key,
+                Part::Lost(key) => {
+                    self.keys.clear();
+                    return Some(Err(RuntimeError::Corrupt(format!(
+                        "slice {} of job {} was lost with a damaged range of the store \
+                         (`booster job show {}` names it): the download stops there rather \
+                         than leave its records out",
+                        key.seq, key.owner, key.owner
+                    ))));
+                }
             };
             match self.store.read_slice(&key) {
                 Ok(Some(records)) => {
                     self.current = match &part {
-                        Part::Stored(_) => records,
+                        Part::Stored(_) | Part::Lost(_) => records,
                         Part::Failed(f) => f.entries(records),
                     }
                     .into_iter()

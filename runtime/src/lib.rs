@@ -118,6 +118,20 @@ pub struct RuntimeOptions {
     /// every simple job a lease of its own (no batching; 0 counts as 1).
     /// Default 1000.
     pub max_lease_batch: usize,
+    /// A submit whose jobs all have this priority or a higher one (a lower
+    /// number) commits its `Created` record in the store's next group,
+    /// ahead of the slice commits queued behind the group being written
+    /// (`Batch::urgent`), so an urgent job does not wait behind a big
+    /// job's backlog to exist. 0 turns the lane off. Default 10.
+    pub urgent_priority: u8,
+    /// A reserved lane, opt in: this many worker slots (of `workers`) take
+    /// only jobs of priority `reserved_priority` or higher (a lower number),
+    /// so such a job starts as soon as it exists whatever else runs, at the
+    /// cost of those slots idling when there is none. Must leave at least
+    /// one worker for everything else. Default 0 (no lane).
+    pub reserved_workers: usize,
+    /// The lowest priority the reserved lane takes. Default 10.
+    pub reserved_priority: u8,
     pub zstd_level: i32,
     /// false: open for inspection and control only (no workers run).
     pub start_workers: bool,
@@ -140,6 +154,9 @@ impl RuntimeOptions {
             lease_timeout: Duration::from_secs(30),
             lease_policy: LeasePolicy::default(),
             max_lease_batch: crate::dispatch::SIMPLE_BATCH_MAX,
+            urgent_priority: 10,
+            reserved_workers: 0,
+            reserved_priority: 10,
             zstd_level: 1,
             start_workers: true,
             clock: Arc::new(SystemClock),

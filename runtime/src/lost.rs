@@ -142,9 +142,10 @@ pub fn missing_frames<F: booster_store::FileLayer>(
 ) -> Vec<booster_store::SliceKey> {
     use crate::meta::{STREAM_INPUT, STREAM_MAIN};
     use crate::table::SliceState;
-    if damage.iter().all(|d| d.identified) {
+    if damage.is_empty() {
         return Vec::new();
     }
+    let unknown = damage.iter().any(|d| !d.identified);
     let held = |job: JobId, stream: u32| -> BTreeSet<u64> {
         store
             .slices(job, stream)
@@ -155,7 +156,16 @@ pub fn missing_frames<F: booster_store::FileLayer>(
     let mut missing = Vec::new();
     for job in state.jobs.values() {
         let Some(sliced) = job.sliced() else { continue };
-        if sliced.slices.is_empty() {
+        // A slice whose `Uploaded` record was lost, while later ones were
+        // not: the table has a hole there.
+        for seq in crate::download::slice_gaps(&sliced.slices) {
+            missing.push(booster_store::SliceKey {
+                owner: job.id,
+                stream: STREAM_INPUT,
+                seq,
+            });
+        }
+        if sliced.slices.is_empty() || !unknown {
             continue;
         }
         let (input, main) = (held(job.id, STREAM_INPUT), held(job.id, STREAM_MAIN));

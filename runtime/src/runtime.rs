@@ -15,7 +15,7 @@ use crate::actors::{Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::clock::from_ms;
 use crate::lost::LostCreated;
 use crate::meta::{self, Control, Meta};
-use crate::shared::{write, write_one, Handler, Limits, Shared};
+use crate::shared::{write_one, write_with, Handler, Limits, Shared};
 use crate::slice_store::SliceStore;
 use crate::snapshot::Snapshot;
 use crate::state::{Book, HandlerShape, State};
@@ -166,6 +166,15 @@ impl Runtime {
         opts: RuntimeOptions,
         open_store: impl FnOnce() -> Result<(Store<F>, RecoveryReport), StoreError> + Send + 'static,
     ) -> Result<Runtime, RuntimeError> {
+        if opts.reserved_workers > 0 && opts.reserved_workers >= opts.workers.max(1) {
+            return Err(RuntimeError::Invalid(format!(
+                "reserved_workers {} of {} worker(s) leaves none for jobs below priority {}; \
+                 reserve fewer, or run more workers",
+                opts.reserved_workers,
+                opts.workers.max(1),
+                opts.reserved_priority
+            )));
+        }
         let limits = Limits {
             max_slice_records: opts.max_slice_records.clamp(1, u32::MAX as usize),
             max_slice_bytes: opts.max_slice_bytes.max(1),
@@ -182,6 +191,9 @@ impl Runtime {
                 book.live = false;
                 book.lease_policy = opts.lease_policy;
                 book.max_lease_batch = opts.max_lease_batch.max(1);
+                book.urgent_priority = opts.urgent_priority;
+                book.reserved_workers = opts.reserved_workers;
+                book.reserved_priority = opts.reserved_priority;
                 book.runs_workers = opts.start_workers;
                 book.clock = opts.clock.clone();
                 let mut state = State::new(book);
@@ -225,11 +237,21 @@ impl Runtime {
                         state.insert_lost(id, &reason);
                     }
                 }
-                // Frames an unknown loss took are named on their jobs, by
-                // the first range that names nothing (it may have held them).
-                let missing = crate::lost::missing_frames(&store, &state, &report.damaged);
-                if let Some(d) = report.damaged.iter_mut().find(|d| !d.identified) {
-                    d.slices.extend(missing);
+                // Frames an unknown loss took, and slices whose records went
+                // with any damaged range, are named on their jobs: by the
+                // first range that names nothing (it may have held them),
+                // else by the first that lost meta records.
+                let missing: Vec<_> = crate::lost::missing_frames(&store, &state, &report.damaged)
+                    .into_iter()
+                    .filter(|k| !report.damaged.iter().any(|d| d.slices.contains(k)))
+                    .collect();
+                let named = report
+                    .damaged
+                    .iter()
+                    .position(|d| !d.identified)
+                    .or_else(|| report.damaged.iter().position(|d| d.meta_lost));
+                if let (Some(i), false) = (named, missing.is_empty()) {
+                    report.damaged[i].slices.extend(missing);
                     state.book.damage = report.damaged.clone();
                 }
                 state.release_scheduled(opts.clock.now_ms());
@@ -859,10 +881,25 @@ pub(crate) async fn submit_specs(
     if specs.is_empty() {
         return Ok(Vec::new());
     }
+    let urgent;
     let first_id = {
         let mut st = shared.state.lock();
         if st.book.stopping {
             return Err(RuntimeError::ShuttingDown);
+        }
+        if let Some(d) = st.book.damage.iter().find(|d| !d.identified) {
+            return Err(RuntimeError::Corrupt(format!(
+                "this data directory lost frames nothing names (segment {} ({}) offsets \
+                 {}..{}: {}): a new job could be given the id of a job the lost range held, \
+                 so submits are refused until that file is restored from a backup. Work, \
+                 listings and downloads of the other jobs go on; salvage copies what \
+                 survived into a new data directory that takes new jobs",
+                d.segment_id,
+                d.path.display(),
+                d.offset,
+                d.end,
+                d.what
+            )));
         }
         // Checked and reserved under the lock, so two submits of one
         // key can never both pass; the reservation ends when the
@@ -898,6 +935,7 @@ pub(crate) async fn submit_specs(
             )));
         }
         st.book.next_id = first + n;
+        urgent = specs.iter().all(|s| s.priority <= st.book.urgent_priority);
         for (i, s) in specs.iter().enumerate() {
             if let Some(key) = &s.singleton {
                 st.book
@@ -914,7 +952,7 @@ pub(crate) async fn submit_specs(
         at_ms: shared.clock.now_ms(),
         specs,
     };
-    let written = write(shared, store, vec![m]).await;
+    let written = write_with(shared, store, vec![m], urgent).await;
     if keys_reserved {
         let mut st = shared.state.lock();
         st.book

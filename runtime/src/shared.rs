@@ -244,11 +244,22 @@ pub async fn write(
     store: &Arc<dyn SliceStore>,
     metas: Vec<Meta>,
 ) -> Result<Vec<Result<(), RuntimeError>>, RuntimeError> {
+    write_with(shared, store, metas, false).await
+}
+
+/// `write`, in the store's urgent lane when `urgent` (`Batch::urgent`).
+pub async fn write_with(
+    shared: &Arc<Shared>,
+    store: &Arc<dyn SliceStore>,
+    metas: Vec<Meta>,
+    urgent: bool,
+) -> Result<Vec<Result<(), RuntimeError>>, RuntimeError> {
     if let Some(cause) = shared.state.lock().book.poisoned.clone() {
         return Err(RuntimeError::Store(StoreError::Poisoned { cause }));
     }
     let (tx, rx) = oneshot::channel();
     let batch = batch_of(&metas);
+    let batch = if urgent { batch.urgent() } else { batch };
     commit(shared, store, batch, metas, move |_, applied| {
         let _ = tx.send(applied);
     });

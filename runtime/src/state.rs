@@ -177,6 +177,12 @@ pub struct Book {
     pub lease_policy: LeasePolicy,
     /// The most simple jobs one lease carries (`RuntimeOptions::max_lease_batch`).
     pub max_lease_batch: usize,
+    /// Submits at this priority or above commit urgently (`RuntimeOptions::urgent_priority`).
+    pub urgent_priority: u8,
+    /// The last `reserved_workers` worker slots lease only jobs at
+    /// `reserved_priority` or above (`RuntimeOptions::reserved_workers`).
+    pub reserved_workers: usize,
+    pub reserved_priority: u8,
     /// This process runs work (`RuntimeOptions::start_workers`). Without
     /// it, nothing is written but what an API call asks for: a read-only
     /// open (`jobs`, `verify`, `inspect`) changes nothing.
@@ -252,6 +258,9 @@ impl Book {
             default_slice_size,
             lease_policy: LeasePolicy::default(),
             max_lease_batch: crate::dispatch::SIMPLE_BATCH_MAX,
+            urgent_priority: 10,
+            reserved_workers: 0,
+            reserved_priority: 10,
             runs_workers: true,
             damage: Vec::new(),
             lost: BTreeSet::new(),

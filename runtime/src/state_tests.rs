@@ -406,6 +406,40 @@ fn max_lease_batch_caps_the_jobs_of_one_simple_lease() {
     assert_eq!(simple_lease_sizes(&mut st), vec![2, 2, 1]);
 }
 
+/// The jobs of a lease of simple jobs (empty for none).
+fn leased_jobs(st: &mut State, worker: usize) -> Vec<crate::JobId> {
+    match st.lease(worker, 0).map(|t| t.work) {
+        Some(crate::dispatch::TaskWork::Simple(items)) => items.iter().map(|i| i.job).collect(),
+        Some(_) => panic!("not a simple lease"),
+        None => Vec::new(),
+    }
+}
+
+#[test]
+fn a_reserved_worker_takes_only_jobs_at_the_lane_s_priority_or_above() {
+    let mut st = state(); // 4 worker slots: the last one is the lane
+    st.book.reserved_workers = 1;
+    st.book.reserved_priority = 10;
+    fast_simple_jobs(&mut st, 3); // priority 50, ids 1..=3
+    assert_eq!(
+        leased_jobs(&mut st, 3),
+        Vec::<crate::JobId>::new(),
+        "the lane idles"
+    );
+    let mut urgent = JobSpec::simple("k", serde_json::Value::Null);
+    urgent.priority = 10;
+    let mut also = urgent.clone();
+    also.priority = 1;
+    st.apply(&created(4, vec![urgent, also])).unwrap();
+    // Urgent first, and a batch never takes the lane's slot past them.
+    assert_eq!(leased_jobs(&mut st, 3), vec![5, 4]);
+    assert_eq!(
+        leased_jobs(&mut st, 0),
+        vec![1, 2, 3],
+        "the others take the rest"
+    );
+}
+
 pub(crate) fn sliced_job_with_slices(st: &mut State, slices: u64, max_workers: Option<u32>) {
     register(st, "copy", HandlerShape::Sliced);
     let mut spec = JobSpec::sliced("copy");
@@ -643,6 +677,35 @@ fn upload_failed_finishes_the_job_at_the_records_time() {
     st.apply(&failed).unwrap();
     let j = &st.jobs[&1];
     assert_eq!((j.state, j.completed_us), (JobState::Failed, Some(8000)));
+}
+
+/// An `UploadFailed` written while the job's `UploadComplete` was lost with
+/// a segment, replayed after the segment was restored: the restored log
+/// says the upload finished, and the job goes on as it did.
+#[test]
+fn upload_failed_after_upload_complete_is_stale_and_changes_nothing() {
+    let mut st = state();
+    register(&mut st, "copy", HandlerShape::Sliced);
+    for m in [
+        created(1, vec![JobSpec::sliced("copy")]),
+        uploaded(1, 0, 10),
+        Meta::UploadComplete {
+            job: 1,
+            at_ms: Some(3),
+        },
+    ] {
+        st.apply(&m).unwrap();
+    }
+    let before = st.jobs[&1].state;
+    st.apply(&Meta::UploadFailed {
+        job: 1,
+        reason: "upload records lost".into(),
+        at_ms: Some(9),
+    })
+    .unwrap();
+    let j = &st.jobs[&1];
+    assert_eq!(j.state, before);
+    assert!(j.failure_reason.is_none(), "{:?}", j.failure_reason);
 }
 
 #[test]

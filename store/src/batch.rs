@@ -27,6 +27,7 @@ pub struct Batch {
     pub(crate) too_many_records: bool,
     checkpoint: Option<Vec<u8>>,
     checkpoints: usize,
+    pub(crate) urgent: bool,
 }
 
 impl Batch {
@@ -71,6 +72,18 @@ impl Batch {
     pub fn checkpoint(mut self, payload: Vec<u8>) -> Batch {
         self.checkpoints += 1;
         self.checkpoint = Some(payload);
+        self
+    }
+
+    /// Commits the batch in the writer's next group, ahead of batches
+    /// already queued (which may be many groups' worth under load), and
+    /// without waiting for queue space. For small batches whose latency
+    /// matters more than their order: a priority-1 job's `Created` record.
+    /// A batch's durability and atomicity are the same either way; only its
+    /// place in the commit order moves, so a producer must not rely on it
+    /// following its own earlier, unacknowledged batches.
+    pub fn urgent(mut self) -> Batch {
+        self.urgent = true;
         self
     }
 

@@ -38,7 +38,46 @@ impl Request {
 
 pub(crate) enum Command {
     Append(Request),
+    /// An urgent request is waiting in `UrgentLane` (wakes an idle writer).
+    Wake,
     Stop,
+}
+
+/// Urgent requests (`Batch::urgent`): the writer takes them before anything
+/// queued on its channel, into the group it is forming or the next one.
+#[derive(Default)]
+pub(crate) struct UrgentLane {
+    inner: Mutex<UrgentQueue>,
+}
+
+#[derive(Default)]
+struct UrgentQueue {
+    waiting: Vec<Request>,
+    /// The writer has stopped: a request now gets an error, not a place.
+    closed: bool,
+}
+
+impl UrgentLane {
+    /// Queues `request`, or hands it back when the writer has stopped.
+    pub fn push(&self, request: Request) -> Result<(), Request> {
+        let mut q = self.inner.lock();
+        if q.closed {
+            return Err(request);
+        }
+        q.waiting.push(request);
+        Ok(())
+    }
+
+    fn take(&self) -> Vec<Request> {
+        std::mem::take(&mut self.inner.lock().waiting)
+    }
+
+    /// The last take: later pushes are refused.
+    fn close(&self) -> Vec<Request> {
+        let mut q = self.inner.lock();
+        q.closed = true;
+        std::mem::take(&mut q.waiting)
+    }
 }
 
 /// A group stops growing at this many payload bytes (one write per group).
@@ -68,6 +107,11 @@ impl QueueBudget {
             self.drained.wait(&mut queued);
         }
         *queued += bytes;
+    }
+
+    /// Counts `bytes` without waiting (urgent requests jump the queue).
+    pub fn acquire_now(&self, bytes: usize) {
+        *self.queued_bytes.lock() += bytes;
     }
 
     pub fn release(&self, bytes: usize) {
@@ -127,23 +171,34 @@ fn out_of_descriptors(e: &std::io::Error) -> Option<i32> {
 }
 
 /// The writer thread's loop; returns when asked to stop or when every sender
-/// is gone.
+/// is gone (committing the urgent requests still waiting first).
 pub(crate) fn run_writer<F: FileLayer>(engine: Arc<Engine<F>>, rx: Receiver<Command>) {
     let _ = engine.budget.writer_thread.set(std::thread::current().id());
     let mut stop = false;
     while !stop {
-        let first = match rx.recv() {
-            Ok(Command::Append(r)) => r,
-            Ok(Command::Stop) | Err(_) => break,
-        };
-        let mut bytes = first.bytes();
-        let mut group = vec![first];
+        let mut group = engine.urgent.take();
+        if group.is_empty() {
+            match rx.recv() {
+                Ok(Command::Append(r)) => group.push(r),
+                Ok(Command::Wake) => continue,
+                Ok(Command::Stop) | Err(_) => break,
+            }
+        }
+        let mut bytes: usize = group.iter().map(Request::bytes).sum();
         while bytes < MAX_GROUP_BYTES {
+            let urgent = engine.urgent.take();
+            if !urgent.is_empty() {
+                // Into this group, which then closes: it is written now.
+                bytes += urgent.iter().map(Request::bytes).sum::<usize>();
+                group.extend(urgent);
+                break;
+            }
             match rx.try_recv() {
                 Ok(Command::Append(r)) => {
                     bytes += r.bytes();
                     group.push(r);
                 }
+                Ok(Command::Wake) => {}
                 Ok(Command::Stop) => {
                     stop = true;
                     break;
@@ -151,18 +206,28 @@ pub(crate) fn run_writer<F: FileLayer>(engine: Arc<Engine<F>>, rx: Receiver<Comm
                 Err(_) => break,
             }
         }
-        let outcome = engine.commit_group(&group);
-        engine.budget.release(bytes);
-        match outcome {
-            Ok(receipts) => {
-                for (req, receipt) in group.into_iter().zip(receipts) {
-                    (req.done)(Ok(receipt));
-                }
+        commit_and_answer(&engine, group, bytes);
+    }
+    let last = engine.urgent.close();
+    if !last.is_empty() {
+        let bytes = last.iter().map(Request::bytes).sum();
+        commit_and_answer(&engine, last, bytes);
+    }
+}
+
+/// Commits one group and acknowledges each producer (or fails them all).
+fn commit_and_answer<F: FileLayer>(engine: &Engine<F>, group: Vec<Request>, bytes: usize) {
+    let outcome = engine.commit_group(&group);
+    engine.budget.release(bytes);
+    match outcome {
+        Ok(receipts) => {
+            for (req, receipt) in group.into_iter().zip(receipts) {
+                (req.done)(Ok(receipt));
             }
-            Err(failure) => {
-                for req in group {
-                    (req.done)(Err(failure.to_error()));
-                }
+        }
+        Err(failure) => {
+            for req in group {
+                (req.done)(Err(failure.to_error()));
             }
         }
     }

@@ -133,6 +133,7 @@ impl<F: FileLayer> Store<F> {
             poisoned: Mutex::new(read_only_cause),
             writer: Mutex::new(WriterState::new(recovered.next_segment_id)),
             budget: QueueBudget::default(),
+            urgent: Default::default(),
             manifest: Mutex::new(recovered.manifest),
             acked: Mutex::new(Watermark::default()),
         });
@@ -190,12 +191,27 @@ impl<F: FileLayer> Store<F> {
         if let Some(err) = self.engine.poison_error() {
             return done(Err(err));
         }
+        let urgent = batch.urgent;
         let frames = match batch.prepare(self.engine.opts.zstd_level) {
             Ok(frames) => frames,
             Err(e) => return done(Err(e)),
         };
         let request = Request { frames, done };
         let bytes = request.bytes();
+        if urgent {
+            self.engine.budget.acquire_now(bytes);
+            let queued = self.engine.urgent.push(request);
+            // Wakes a writer waiting on an empty channel; a stale wake is
+            // ignored. A writer that already stopped refused the push.
+            let _ = self.tx.send(Command::Wake);
+            if let Err(req) = queued {
+                self.engine.budget.release(bytes);
+                (req.done)(Err(StoreError::Poisoned {
+                    cause: "the writer thread stopped".into(),
+                }));
+            }
+            return;
+        }
         self.engine.budget.acquire(bytes);
         let sent = self.tx.send(Command::Append(request));
         if let Err(mpsc::SendError(Command::Append(req))) = sent {

@@ -250,3 +250,78 @@ fn a_lost_member_of_a_published_group_is_damage_and_nothing_is_deleted() {
     );
     assert!(members[0].exists(), "the remaining member was kept");
 }
+
+/// A kill in compaction's unlink phase leaves the replaced segments behind;
+/// open deletes them, but only once the segments that replaced them loaded
+/// whole. A damaged replacement keeps them: they may be the only intact
+/// copy of what it held.
+#[test]
+fn replaced_segments_are_kept_while_a_replacement_is_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        segment_size_bytes: 1024,
+        reserve_bytes: 0,
+        ..StoreOptions::default()
+    };
+    let bseg = |d: &Path| -> BTreeSet<std::path::PathBuf> {
+        booster_store::format::segment_paths(d)
+            .unwrap()
+            .into_iter()
+            .collect()
+    };
+    {
+        let (store, _) = Store::open(dir.path(), opts.clone()).unwrap();
+        for v in 0..10 {
+            store
+                .append(Batch::new().slice(key(v), &records(v)))
+                .unwrap();
+        }
+        store.close().unwrap();
+    }
+    let old: Vec<(std::path::PathBuf, Vec<u8>)> = bseg(dir.path())
+        .into_iter()
+        .map(|p| {
+            let b = std::fs::read(&p).unwrap();
+            (p, b)
+        })
+        .collect();
+    {
+        let (store, _) = Store::open(dir.path(), opts.clone()).unwrap();
+        store.compact(&KeepEven).unwrap();
+        store.close().unwrap();
+    }
+    let outputs = bseg(dir.path());
+    // The unlink phase "did not finish": the old segments are back.
+    for (p, b) in &old {
+        std::fs::write(p, b).unwrap();
+    }
+    let victim = outputs.iter().next().unwrap().clone();
+    let mut bytes = std::fs::read(&victim).unwrap();
+    bytes[0] ^= 0xff; // header magic
+    let n = bytes.len();
+    bytes[n - 5] ^= 0xff; // and the footer: nothing names what it held
+    std::fs::write(&victim, &bytes).unwrap();
+
+    for _ in 0..2 {
+        let (_store, report) = Store::open(dir.path(), opts.clone()).unwrap();
+        assert!(
+            report.damaged.iter().any(|d| d.path == victim),
+            "{report:?}"
+        );
+        drop(_store);
+        for (p, _) in &old {
+            assert!(p.exists(), "{} was deleted", p.display());
+        }
+    }
+    // Restored, the replacement loads whole and the old copies go.
+    let mut fixed = bytes;
+    fixed[0] ^= 0xff;
+    fixed[n - 5] ^= 0xff;
+    std::fs::write(&victim, &fixed).unwrap();
+    let (store, report) = Store::open(dir.path(), opts).unwrap();
+    assert!(report.damaged.is_empty(), "{report:?}");
+    drop(store);
+    for (p, _) in &old {
+        assert!(!p.exists() || outputs.contains(p), "{} kept", p.display());
+    }
+}

@@ -275,6 +275,19 @@ pub struct WorkArgs {
     /// Worker threads (default: every core).
     #[arg(long, value_parser = at_least_one)]
     pub workers: Option<usize>,
+    /// The most simple jobs one lease carries (1: a lease per job). Default 1000,
+    /// sized down to about 1 ms of the kind's run time.
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pub max_lease_batch: Option<usize>,
+    /// Keep N of the worker threads for jobs of --reserve-priority or higher, so
+    /// an urgent job starts at once whatever else runs (those threads idle
+    /// otherwise). Must leave at least one worker for the rest.
+    #[arg(long, value_name = "N")]
+    pub reserve: Option<usize>,
+    /// The lowest priority (1 = most urgent) the --reserve threads take.
+    #[arg(long, value_name = "PRIORITY", default_value_t = 10, requires = "reserve",
+          value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub reserve_priority: u8,
 }
 
 #[derive(Args, Debug)]

@@ -149,6 +149,18 @@ fn a_missing_segment_is_named_by_every_command_and_the_rest_stays_usable() {
     assert!(stderr(&refused).contains("damage"), "{}", stderr(&refused));
     assert!(!victim.exists());
 
+    // A new job could take the id of one the missing file held (restoring
+    // it would then mix the two): submits wait for the restore.
+    let refused = sb.expect(
+        4,
+        &["submit", "--kind", "copy", "--input", s(&sb.path("in.txt"))],
+    );
+    assert!(
+        stderr(&refused).contains("submits are refused"),
+        "{}",
+        stderr(&refused)
+    );
+
     std::fs::write(&victim, saved).unwrap();
     let jobs = sb.json(&["jobs"]);
     assert!(
@@ -162,6 +174,8 @@ fn a_missing_segment_is_named_by_every_command_and_the_rest_stays_usable() {
     sb.ok(&["download", "2", "--output", s(&out)]);
     assert_eq!(std::fs::read_to_string(&out).unwrap(), numbered_lines(40));
     sb.ok(&["verify"]);
+    let next = job_id(&sb.json(&["submit", "--kind", "copy", "--input", s(&sb.path("in.txt"))]));
+    assert_eq!(next, 4, "ids go on after the restored ones");
 }
 
 /// The third finding: the last segment cut to 60% turned an

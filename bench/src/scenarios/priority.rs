@@ -13,6 +13,15 @@
 //! - `priority_overhead`: from that moment (or the submit call) until the
 //!   probe's handler started.
 //!
+//! The run is made three times in one process: with the store's urgent
+//! lane off (`urgent_priority` 0: the probe's `Created` record waits
+//! behind the big job's queued slice commits; figures suffixed
+//! `_lane_off`), on (it joins the next group commit; no suffix), and on
+//! with one worker slot reserved for priority 10 and above
+//! (`reserved_workers` 1, suffix `_reserved`; needs 2 workers or more: the
+//! big job then runs on one fewer, and a probe should not wait for a
+//! slice to end at all).
+//!
 //! The handler's start is a little after the runtime's `started_at` (the
 //! lease is taken first), so these are upper bounds. `submit_to_started_at`
 //! is the runtime's own view: the wall clock when the submit call began to
@@ -35,17 +44,39 @@ use crate::stats::Latencies;
 const PROBE_INTERVAL: Duration = Duration::from_millis(5);
 
 pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Measurement>> {
-    booster::tokio()?.block_on(run_async(ctx))
+    let tokio = booster::tokio()?;
+    let mut out = tokio.block_on(run_async(ctx, Variant::LaneOff))?;
+    out.extend(tokio.block_on(run_async(ctx, Variant::Lane))?);
+    if ctx.workers >= 2 {
+        out.extend(tokio.block_on(run_async(ctx, Variant::Reserved))?);
+    }
+    Ok(out)
 }
 
-async fn run_async(ctx: &Ctx) -> anyhow::Result<Vec<Measurement>> {
+/// How a run is configured.
+#[derive(Clone, Copy, PartialEq)]
+enum Variant {
+    LaneOff,
+    Lane,
+    Reserved,
+}
+
+async fn run_async(ctx: &Ctx, variant: Variant) -> anyhow::Result<Vec<Measurement>> {
+    let urgent_lane = variant != Variant::LaneOff;
+    let reserved = usize::from(variant == Variant::Reserved);
     let big_records = ctx.records(5_000_000, 1_500_000);
     let probes = ctx.jobs(500, 100);
     std::fs::create_dir_all(&ctx.dir)?;
     let dir = tempfile::tempdir_in(&ctx.dir)?;
-    let rt = booster::open(ctx, dir.path(), CodecMode::On, ctx.workers).await?;
+    let mut opts = booster::options(ctx, dir.path(), CodecMode::On, ctx.workers);
+    opts.urgent_priority = if urgent_lane { 10 } else { 0 };
+    opts.reserved_workers = reserved;
+    opts.reserved_priority = 10;
+    let rt = booster_runtime::Runtime::open(opts).await?;
+    crate::handlers::register_all(&rt);
+    crate::handlers::clear_probe_notes();
     let big = start_big_job(&rt, big_records, ctx.slice_size).await?;
-    wait_saturated(&rt, big, ctx.workers).await?;
+    wait_saturated(&rt, big, ctx.workers - reserved).await?;
     let mut submitted = Vec::with_capacity(probes as usize);
     for probe in 0..probes {
         let mut spec = JobSpec::simple(PROBE, json!({ "probe": probe }));
@@ -84,9 +115,15 @@ async fn run_async(ctx: &Ctx) -> anyhow::Result<Vec<Measurement>> {
         "probes": probes, "probe_interval_ms": PROBE_INTERVAL.as_millis() as u64,
         "big_job_records": big_records, "slice_size": ctx.slice_size, "workers": ctx.workers,
         "spin_per_record_us": SPIN_PER_RECORD.as_micros() as u64, "saturated_throughout": saturated,
+        "urgent_lane": urgent_lane, "reserved_workers": reserved,
     });
+    let suffix = match variant {
+        Variant::LaneOff => "_lane_off",
+        Variant::Lane => "",
+        Variant::Reserved => "_reserved",
+    };
     let m = |metric: &str, v: f64| {
-        Measurement::new("priority", metric, v / 1e3, "ms")
+        Measurement::new("priority", &format!("{metric}{suffix}"), v / 1e3, "ms")
             .durability(DURABILITY)
             .params(params.clone())
     };

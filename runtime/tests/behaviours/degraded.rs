@@ -411,3 +411,53 @@ async fn output_an_unknown_loss_took_is_named_on_its_job_and_its_download_fails(
         .await
         .unwrap();
 }
+
+/// The sealed meta frame holding one slice's `Uploaded` record rotted: the
+/// job's table has a hole where that slice was. The slice is named on the
+/// job, and the job's download stops there with an error, never a file
+/// that silently lacks its records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slice_whose_uploaded_record_was_lost_is_named_and_stops_the_download() {
+    use booster_store::format::{decode_frame_payload, decode_records, decode_segment_header};
+    let dir = tempfile::tempdir().unwrap();
+    let (job, path) = submit_alone(dir.path(), JobSpec::sliced("echo"), Some(60)).await;
+    let bytes = std::fs::read(&path).unwrap();
+    let header = decode_segment_header(&bytes).unwrap();
+    let uploaded_slice_1 = read_sealed_entries(&bytes)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.header.kind == FrameKind::Meta)
+        .find(|e| {
+            let (h, raw) =
+                decode_frame_payload(&bytes[e.offset as usize..], &header, None).unwrap();
+            decode_records(&raw, h.record_count)
+                .unwrap()
+                .iter()
+                .any(|r| {
+                    let text = String::from_utf8_lossy(r);
+                    text.contains(r#""t":"uploaded""#) && text.contains(r#""slice":1,"#)
+                })
+        })
+        .expect("slice 1's uploaded record");
+    let mut bytes = bytes;
+    bytes[uploaded_slice_1.offset as usize + 60] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let rt = Runtime::open(opts(dir.path(), 1)).await.unwrap();
+    rt.register_sliced("echo", std::sync::Arc::new(Echo));
+    rt.wait_idle().await;
+    let shown = rt.job(job).await.unwrap();
+    assert!(
+        shown.damage.iter().any(|d| d.contains("input slice 1")),
+        "the hole is named on the job: {shown:?}"
+    );
+    let err = rt
+        .download(job, Category::Main)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .expect_err("a download with a hole fails");
+    assert!(err.to_string().contains("slice 1 of job"), "{err}");
+    rt.shutdown(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+}

@@ -103,3 +103,71 @@ async fn priority_change_at_runtime_jumps_the_line() {
     rt.wait(b).await.unwrap();
     assert_eq!(*log.lock(), vec![a, b, b, b, b, b, a, a, a, a]);
 }
+
+/// A simple job that blocks its worker until released.
+struct Hold(Mutex<Option<mpsc::Receiver<()>>>, mpsc::Sender<()>);
+
+impl SimpleHandler for Hold {
+    fn perform(
+        &self,
+        _job: &JobContext<'_>,
+        _args: &serde_json::Value,
+    ) -> Result<Option<serde_json::Value>, HandlerError> {
+        let _ = self.1.send(());
+        if let Some(rx) = self.0.lock().take() {
+            let _ = rx.recv();
+        }
+        Ok(None)
+    }
+}
+
+/// With one of two workers reserved for priority 10 and above, an urgent
+/// job starts while the other worker is held by an ordinary job, and an
+/// ordinary job never takes the reserved slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reserved_worker_starts_an_urgent_job_while_the_others_are_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(dir.path(), 2);
+    o.reserved_workers = 1;
+    o.reserved_priority = 10;
+    let rt = Runtime::open(o).await.unwrap();
+    let (release, held) = mpsc::channel();
+    let (started_tx, started) = mpsc::channel();
+    rt.register_simple("hold", Arc::new(Hold(Mutex::new(Some(held)), started_tx)));
+    let log = Arc::new(Mutex::new(Vec::new()));
+    rt.register_simple("log", Arc::new(Log(log.clone())));
+    let busy = rt
+        .submit(JobSpec::simple("hold", serde_json::Value::Null))
+        .await
+        .unwrap();
+    started.recv().unwrap();
+    let ordinary = rt
+        .submit(JobSpec::simple("log", serde_json::Value::Null))
+        .await
+        .unwrap();
+    let urgent = rt
+        .submit(JobSpec::simple("log", serde_json::Value::Null).with_priority(5))
+        .await
+        .unwrap();
+    assert_eq!(rt.wait(urgent).await.unwrap().state, JobState::Completed);
+    assert_eq!(
+        *log.lock(),
+        vec![urgent],
+        "the ordinary job waits for the busy worker"
+    );
+    assert_eq!(rt.job(ordinary).await.unwrap().state, JobState::Queued);
+    release.send(()).unwrap();
+    assert_eq!(rt.wait(busy).await.unwrap().state, JobState::Completed);
+    assert_eq!(rt.wait(ordinary).await.unwrap().state, JobState::Completed);
+    rt.shutdown(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+
+    let mut o = opts(dir.path(), 2);
+    o.reserved_workers = 2;
+    let err = Runtime::open(o)
+        .await
+        .err()
+        .expect("a lane of every worker");
+    assert!(err.to_string().contains("reserve fewer"), "{err}");
+}

@@ -151,19 +151,7 @@ pub(crate) fn recover<F: FileLayer>(
             .filter(|c| !removals.contains_key(&c.facts.id))
             .collect()
     } else {
-        // With a listed segment missing, the segments a compaction replaced
-        // may hold the only other copy of what it held: they are left on
-        // disk (unread, unlisted) for a restore or `salvage`, never deleted.
-        let keep_replaced = !missing.is_empty();
-        apply_removals(
-            fs,
-            dir,
-            candidates,
-            &removals,
-            &temps,
-            keep_replaced,
-            &mut report,
-        )?
+        apply_removals(fs, dir, candidates, &removals, &temps, &mut report)?
     };
     let watermark = manifest.as_ref().map(|(m, _)| m.watermark);
     let mut segments = BTreeMap::new();
@@ -228,8 +216,14 @@ pub(crate) fn recover<F: FileLayer>(
             report,
         });
     }
-    if !report.damaged.is_empty() {
-        let d = &report.damaged[0];
+    // Compaction waits while a range lost something (it would drop the
+    // record of the loss); a damaged seal footer over whole frames lost
+    // nothing, and compacting rewrites it away.
+    if let Some(d) = report
+        .damaged
+        .iter()
+        .find(|d| !d.slices.is_empty() || d.meta_lost || !d.identified)
+    {
         index.degraded = Some((d.segment_id, d.offset));
     }
     let manifest = settle_manifest(
@@ -244,6 +238,9 @@ pub(crate) fn recover<F: FileLayer>(
         let ctx = format!("removing {}", path.display());
         fs.remove(&path).map_err(io_err(ctx.clone()))?;
         fs.sync_dir(dir).map_err(io_err(ctx))?;
+    }
+    if report.damaged.is_empty() {
+        remove_replaced(fs, dir, &removals)?;
     }
     Ok(Recovered {
         segments,
@@ -356,7 +353,6 @@ fn apply_removals<F: FileLayer>(
     candidates: Vec<Candidate<F>>,
     removals: &BTreeMap<u64, Removal>,
     temps: &[&String],
-    keep_replaced: bool,
     report: &mut RecoveryReport,
 ) -> Result<Vec<Candidate<F>>, StoreError> {
     let remove = |path: &Path| {
@@ -376,7 +372,10 @@ fn apply_removals<F: FileLayer>(
     for c in candidates {
         match removals.get(&c.facts.id) {
             None => kept.push(c),
-            Some(Removal::Replaced) if keep_replaced => {}
+            // Deleted only once the segments that replaced them loaded
+            // without damage (`remove_replaced`): until then they may hold
+            // the only intact copy of what a damaged or missing one held.
+            Some(Removal::Replaced) => {}
             Some(why) => {
                 remove(&c.facts.path)?;
                 dir_changed = true;
@@ -397,6 +396,29 @@ fn apply_removals<F: FileLayer>(
             .map_err(io_err(format!("syncing {}", dir.display())))?;
     }
     Ok(kept)
+}
+
+/// Deletes the segments a published compaction replaced (its unlink phase
+/// did not finish), once everything that replaced them loaded whole.
+fn remove_replaced<F: FileLayer>(
+    fs: &F,
+    dir: &Path,
+    removals: &BTreeMap<u64, Removal>,
+) -> Result<(), StoreError> {
+    let mut removed = false;
+    for (&id, why) in removals {
+        if *why == Removal::Replaced {
+            let path = dir.join(segment_file_name(id));
+            fs.remove(&path)
+                .map_err(io_err(format!("removing {}", path.display())))?;
+            removed = true;
+        }
+    }
+    if removed {
+        fs.sync_dir(dir)
+            .map_err(io_err(format!("syncing {}", dir.display())))?;
+    }
+    Ok(())
 }
 
 fn read_candidate<F: FileLayer>(fs: &F, dir: &Path, id: u64) -> Result<Candidate<F>, StoreError> {

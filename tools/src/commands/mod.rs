@@ -102,13 +102,22 @@ impl Ctx {
         start_workers: bool,
         must_exist: bool,
     ) -> anyhow::Result<Runtime> {
+        let opts = self.runtime_options(workers, start_workers)?;
+        self.open_with(opts, must_exist).await
+    }
+
+    /// `open` with options the caller tuned (`booster work`'s scheduling flags).
+    pub async fn open_with(
+        &self,
+        opts: booster_runtime::RuntimeOptions,
+        must_exist: bool,
+    ) -> anyhow::Result<Runtime> {
         if must_exist && !self.data_dir.exists() {
             anyhow::bail!(
                 "no data directory at {}; pass --data DIR (or set BOOSTER_DATA), or submit a job first",
                 self.data_dir.display()
             );
         }
-        let opts = self.runtime_options(workers, start_workers)?;
         let runtime = match Runtime::open(opts).await {
             Ok(runtime) => runtime,
             Err(e) => return Err(self.explain_open_error(e)),
@@ -176,7 +185,7 @@ pub fn report_recovery(data_dir: &Path, runtime: &Runtime) {
             )
         };
         eprintln!(
-            "booster: {} opened without a damaged range of segment {} ({file}, offsets {}..{}): {}; {lost}; `booster verify` names it, `booster salvage` copies the rest",
+            "booster: DAMAGED: {} opened degraded, leaving out segment {} ({file}) offsets {}..{}: {}; {lost}; `booster verify` names it, `booster salvage` copies the rest",
             data_dir.display(),
             d.segment_id,
             d.offset,

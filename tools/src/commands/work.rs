@@ -15,7 +15,22 @@ use crate::progress::{Mode, Progress, Unit};
 use crate::report;
 
 pub async fn work(ctx: &Ctx, args: WorkArgs) -> anyhow::Result<i32> {
-    let runtime = ctx.open(args.workers, true, false).await?;
+    let mut opts = ctx.runtime_options(args.workers, true)?;
+    if let Some(n) = args.max_lease_batch {
+        opts.max_lease_batch = n;
+    }
+    if let Some(n) = args.reserve {
+        if n >= opts.workers {
+            return Err(exit::usage(format!(
+                "--reserve {n} leaves none of the {} worker(s) for jobs below priority {}; \
+                 reserve fewer, or pass more --workers",
+                opts.workers, args.reserve_priority
+            )));
+        }
+        opts.reserved_workers = n;
+        opts.reserved_priority = args.reserve_priority;
+    }
+    let runtime = ctx.open_with(opts, false).await?;
     let before: BTreeSet<u64> = finished_ids(&runtime).await;
     let body = async {
         let interrupted = run_until(ctx, &runtime, args.until_idle).await?;
