@@ -14,7 +14,6 @@ use crate::slice_store::SliceStore;
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::task::JoinHandle;
 
-use crate::clock::now_ms;
 use crate::meta::{Control, Meta};
 use crate::shared::{batch_of, commit, write_one, Shared};
 
@@ -157,7 +156,19 @@ impl Actor for Timer {
         state: &mut TimerState,
     ) -> Result<(), ActorProcessingErr> {
         let a = &state.args;
-        let due = a.shared.state.lock().tick(now_ms());
+        let now_ms = a.shared.clock.now_ms();
+        let (due, cron_runs) = {
+            let mut st = a.shared.state.lock();
+            (st.tick(now_ms), st.cron_due(now_ms))
+        };
+        if !cron_runs.is_empty() {
+            if let Some(store) = a.store.upgrade() {
+                let runs = crate::cron::submit_cron_runs(a.shared.clone(), store, cron_runs);
+                tokio::spawn(runs);
+            } else {
+                a.shared.state.lock().clear_cron_pending();
+            }
+        }
         for w in due.replace_workers {
             let _ = a.supervisor.cast(SupervisorMsg::ReplaceWorker(w));
         }
@@ -177,7 +188,7 @@ impl Actor for Timer {
                     for job in due.expire {
                         let m = Meta::Control {
                             job,
-                            at_ms: now_ms(),
+                            at_ms: shared.clock.now_ms(),
                             action: Control::Expire,
                         };
                         let _ = write_one(&shared, &store, m).await;

@@ -36,6 +36,9 @@ pub fn simple_job(id: JobId, kind: &str, priority: u8) -> Job {
         accepted: None,
         singleton: None,
         refused: None,
+        cron: None,
+        after: Vec::new(),
+        on_dependency_failure: Default::default(),
     }
 }
 

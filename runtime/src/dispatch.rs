@@ -238,7 +238,8 @@ impl State {
                 self.book.metrics.record_enqueue_to_start(t.elapsed());
             }
             // started_at to the microsecond (the lease is live, never replayed).
-            job.started_us.get_or_insert_with(crate::clock::now_us);
+            let now_us = self.book.clock.now_us();
+            job.started_us.get_or_insert(now_us);
             self.book.set_state(job, JobState::Running, now_ms);
             self.ready.refile(job);
             if items.len() >= max {
@@ -355,7 +356,7 @@ impl State {
                 slot.lease = None;
             }
         }
-        let now = crate::clock::now_ms();
+        let now = self.book.clock.now_ms();
         match lease.work {
             LeaseWork::Simple(ids) => self.requeue_simple(&ids, now),
             LeaseWork::Slice { job, slice } => {

@@ -7,11 +7,18 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::clock::now_ms;
+use crate::clock::Clock;
 use crate::{JobContext, Output, RecordHandler, SliceOutcome};
 
 thread_local! {
-    static PROGRESS: RefCell<Option<Arc<AtomicU64>>> = const { RefCell::new(None) };
+    static PROGRESS: RefCell<Option<Progress>> = const { RefCell::new(None) };
+}
+
+/// A worker thread's lease progress cell, and the runtime's clock that
+/// heartbeats read (the clock the lease deadlines are on).
+pub(crate) struct Progress {
+    pub cell: Arc<AtomicU64>,
+    pub clock: Arc<dyn Clock>,
 }
 
 /// The value of a lease's progress cell once the lease ended (expired,
@@ -24,9 +31,9 @@ pub(crate) const LEASE_ENDED: u64 = u64::MAX;
 /// to time. A no-op outside a worker thread.
 pub fn heartbeat() {
     PROGRESS.with(|p| {
-        if let Some(p) = &*p.borrow() {
-            let now = now_ms();
-            let _ = p.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+        if let Some(Progress { cell, clock }) = &*p.borrow() {
+            let now = clock.now_ms();
+            let _ = cell.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
                 (v != LEASE_ENDED).then_some(now)
             });
         }
@@ -41,11 +48,11 @@ pub fn lease_ended() -> bool {
     PROGRESS.with(|p| {
         p.borrow()
             .as_ref()
-            .is_some_and(|p| p.load(Ordering::Relaxed) == LEASE_ENDED)
+            .is_some_and(|p| p.cell.load(Ordering::Relaxed) == LEASE_ENDED)
     })
 }
 
-pub(crate) fn set_progress(progress: Option<Arc<AtomicU64>>) {
+pub(crate) fn set_progress(progress: Option<Progress>) {
     PROGRESS.with(|p| *p.borrow_mut() = progress);
 }
 

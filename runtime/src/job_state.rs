@@ -16,11 +16,13 @@ pub enum JobState {
     Completed,
     Failed,
     Aborted,
+    /// Created with dependencies that have not completed (`JobSpec::after`).
+    Waiting,
 }
 
 impl JobState {
     /// Every state, in display order; `ALL[s.index()] == s`.
-    pub const ALL: [JobState; 7] = [
+    pub const ALL: [JobState; 8] = [
         JobState::Scheduled,
         JobState::Queued,
         JobState::Running,
@@ -28,6 +30,7 @@ impl JobState {
         JobState::Completed,
         JobState::Failed,
         JobState::Aborted,
+        JobState::Waiting,
     ];
 
     /// The word for the state, as the CLI, the API and the dashboard show it.
@@ -40,6 +43,7 @@ impl JobState {
             JobState::Completed => "completed",
             JobState::Failed => "failed",
             JobState::Aborted => "aborted",
+            JobState::Waiting => "waiting",
         }
     }
 
@@ -65,7 +69,7 @@ impl std::fmt::Display for JobState {
 
 /// A word that names no state.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown job state {given:?}; use one of: scheduled, queued, running, paused, completed, failed, aborted")]
+#[error("unknown job state {given:?}; use one of: scheduled, queued, running, paused, completed, failed, aborted, waiting")]
 pub struct UnknownState {
     pub given: String,
 }

@@ -42,6 +42,8 @@ mod apply_sliced;
 pub mod bench_support;
 mod category;
 mod clock;
+mod cron;
+mod dependencies;
 mod dispatch;
 mod download;
 #[cfg(test)]
@@ -77,6 +79,7 @@ mod worker;
 pub use category::{
     CategoryName, Output, CATEGORY_STREAM_BASE, MAX_CATEGORIES, MAX_CATEGORY_NAME_BYTES,
 };
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use download::Download;
 pub use handler::{heartbeat, lease_ended};
 pub use job_state::{JobState, UnknownState};
@@ -132,6 +135,9 @@ pub struct RuntimeOptions {
     pub zstd_level: i32,
     /// false: open for inspection and control only (no workers run).
     pub start_workers: bool,
+    /// Where the runtime reads the time of day. Default: `SystemClock`;
+    /// tests use a `ManualClock` and move it.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl RuntimeOptions {
@@ -153,6 +159,7 @@ impl RuntimeOptions {
             reserved_priority: 10,
             zstd_level: 1,
             start_workers: true,
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -225,6 +232,90 @@ pub struct JobSpec {
     /// (see `with_singleton`). None: not a singleton.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub singleton: Option<String>,
+    /// Set by the runtime on the runs of a cron entry (`Runtime::add_cron`):
+    /// the entry and the tick this run is for. `submit` refuses a spec
+    /// that sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<CronRun>,
+    /// Jobs that must complete before this one runs: until then it is
+    /// `waiting` (see `with_after`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<JobId>,
+    /// What happens when a job in `after` fails, is aborted or destroyed.
+    #[serde(default)]
+    pub on_dependency_failure: DependencyFailure,
+}
+
+/// What a dependent job does when a job it waits for fails, is aborted or
+/// is destroyed before completing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DependencyFailure {
+    /// It fails too, naming the dependency (the default).
+    #[default]
+    Fail,
+    /// It is aborted.
+    Abort,
+    /// It runs anyway, once every dependency has finished.
+    Run,
+}
+
+impl std::str::FromStr for DependencyFailure {
+    type Err = String;
+    fn from_str(s: &str) -> Result<DependencyFailure, String> {
+        match s {
+            "fail" => Ok(DependencyFailure::Fail),
+            "abort" => Ok(DependencyFailure::Abort),
+            "run" => Ok(DependencyFailure::Run),
+            _ => Err(format!(
+                "{s:?} is no dependency-failure policy; use fail, abort or run"
+            )),
+        }
+    }
+}
+
+/// The cron entry and tick a job is the run of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CronRun {
+    pub cron: CronId,
+    /// The tick, in milliseconds since the Unix epoch.
+    pub tick_ms: u64,
+}
+
+/// A cron entry's id (`Runtime::add_cron`); never reused.
+pub type CronId = u64;
+
+/// A cron entry: every tick of `expr` in `tz`, one run of `job` (a
+/// simple job) with a new id; the next run is made once the last one has
+/// finished. See `Runtime::add_cron`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CronSpec {
+    /// A standard 5-field cron expression (`*/5 * * * *`), or 6 fields
+    /// with seconds first (`*/10 * * * * *`).
+    pub expr: String,
+    /// An IANA time zone (`Europe/Berlin`) the expression is read in.
+    /// None: UTC.
+    pub tz: Option<String>,
+    /// The template of every run (`JobSpec::simple`).
+    pub job: JobSpec,
+}
+
+/// A cron entry as it stands (`Runtime::crons`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CronView {
+    pub id: CronId,
+    pub expr: String,
+    pub tz: Option<String>,
+    pub kind: String,
+    pub description: String,
+    pub paused: bool,
+    /// The tick of the latest run (ms since the epoch), if any ran.
+    pub last_tick_ms: Option<u64>,
+    /// The tick the next run is for (ms since the epoch): the first one
+    /// after the last run's (a catch-up run takes the latest passed one).
+    pub next_tick_ms: Option<u64>,
+    /// The run that has not finished yet, if any: the next waits for it.
+    pub running: Option<JobId>,
 }
 
 impl JobSpec {
@@ -240,6 +331,9 @@ impl JobSpec {
             properties: serde_json::Value::Null,
             categories: Vec::new(),
             singleton: None,
+            cron: None,
+            after: Vec::new(),
+            on_dependency_failure: DependencyFailure::Fail,
         }
     }
     pub fn sliced(kind: &str) -> JobSpec {
@@ -257,6 +351,9 @@ impl JobSpec {
             properties: serde_json::Value::Null,
             categories: Vec::new(),
             singleton: None,
+            cron: None,
+            after: Vec::new(),
+            on_dependency_failure: DependencyFailure::Fail,
         }
     }
     /// A singleton: while a job with this key has not finished, submitting
@@ -264,6 +361,13 @@ impl JobSpec {
     /// Rocket Job's singleton is the kind: pass the kind's name.
     pub fn with_singleton(mut self, key: &str) -> JobSpec {
         self.singleton = Some(key.to_string());
+        self
+    }
+    /// Runs only once every job in `jobs` has completed; until then the
+    /// job is `waiting`. `policy` says what happens if one fails instead.
+    pub fn with_after(mut self, jobs: &[JobId], policy: DependencyFailure) -> JobSpec {
+        self.after = jobs.to_vec();
+        self.on_dependency_failure = policy;
         self
     }
     /// Sets the priority (1 first .. 100 last).
@@ -411,6 +515,8 @@ pub struct JobStatus {
     /// data is intact. `booster verify` names the same ranges.
     #[serde(default)]
     pub damage: Vec<String>,
+    /// The cron entry and tick this job is the run of.
+    pub cron: Option<CronRun>,
     /// Simple jobs: the handler's result.
     pub result: Option<serde_json::Value>,
     pub attempts: u32,

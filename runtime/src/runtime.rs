@@ -12,7 +12,7 @@ use crossbeam_channel::Sender;
 use ractor::{Actor, ActorRef};
 
 use crate::actors::{Supervisor, SupervisorArgs, SupervisorMsg};
-use crate::clock::{from_ms, now_ms};
+use crate::clock::from_ms;
 use crate::lost::LostCreated;
 use crate::meta::{self, Control, Meta};
 use crate::shared::{write_one, write_with, Handler, Limits, Shared};
@@ -82,7 +82,7 @@ impl Drop for Handle {
     }
 }
 
-fn validate(spec: &JobSpec, limits: &Limits) -> Result<(), RuntimeError> {
+pub(crate) fn validate(spec: &JobSpec, limits: &Limits) -> Result<(), RuntimeError> {
     if !(1..=100).contains(&spec.priority) {
         return Err(RuntimeError::BadPriority(i64::from(spec.priority)));
     }
@@ -179,6 +179,7 @@ impl Runtime {
             max_slice_records: opts.max_slice_records.clamp(1, u32::MAX as usize),
             max_slice_bytes: opts.max_slice_bytes.max(1),
         };
+        let clock = opts.clock.clone();
         let (store, state, recovery) =
             tokio::task::spawn_blocking(move || -> Result<_, RuntimeError> {
                 let (store, mut report) = open_store()?;
@@ -194,6 +195,7 @@ impl Runtime {
                 book.reserved_workers = opts.reserved_workers;
                 book.reserved_priority = opts.reserved_priority;
                 book.runs_workers = opts.start_workers;
+                book.clock = opts.clock.clone();
                 let mut state = State::new(book);
                 // A meta frame that rotted in a sealed segment is left out
                 // and named (degraded open): the rest replays, and the
@@ -273,7 +275,7 @@ impl Runtime {
                         identified: true,
                     }),
                 }
-                state.release_scheduled(now_ms());
+                state.release_scheduled(opts.clock.now_ms());
                 state.book.live = true;
                 Ok((store, state, report))
             })
@@ -299,12 +301,8 @@ impl Runtime {
                 crate::state::MAX_GENERATION
             )));
         }
-        let incidents = crate::recovered::new_incidents(
-            &recovery,
-            &state,
-            opts.start_workers,
-            std::time::SystemTime::now(),
-        );
+        let incidents =
+            crate::recovered::new_incidents(&recovery, &state, opts.start_workers, clock.now());
         let shared = Arc::new(Shared::new(state, limits));
         let store: Arc<dyn SliceStore> = Arc::new(store);
         // What this open cut or found, into the log before anything else.
@@ -312,7 +310,7 @@ impl Runtime {
         // failure to (a full disk) does not stop it: stderr still says it.
         if !incidents.is_empty() && !recovery.read_only {
             let m = Meta::Recovered {
-                at_ms: now_ms(),
+                at_ms: clock.now_ms(),
                 incidents,
             };
             let written = write_one(&shared, &store, m).await;
@@ -325,13 +323,13 @@ impl Runtime {
         if opts.start_workers {
             let m = Meta::Opened {
                 generation,
-                at_ms: now_ms(),
+                at_ms: clock.now_ms(),
             };
             write_one(&shared, &store, m).await?;
         }
         for job in interrupted {
             let reason = crate::lost::upload_reason(&recovery.damaged);
-            let at_ms = Some(now_ms());
+            let at_ms = Some(clock.now_ms());
             write_one(&shared, &store, Meta::UploadFailed { job, reason, at_ms }).await?;
         }
         let upload_threads = std::thread::available_parallelism()
@@ -376,8 +374,12 @@ impl Runtime {
         &self.inner.recovery
     }
 
-    fn shared(&self) -> &Arc<Shared> {
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.inner.shared
+    }
+
+    pub(crate) fn store(&self) -> &Arc<dyn SliceStore> {
+        &self.inner.store
     }
 
     fn register(&self, kind: &str, handler: Handler, shape: HandlerShape) {
@@ -452,93 +454,16 @@ impl Runtime {
 
     /// Many jobs, one durable group commit.
     pub async fn submit_many(&self, specs: Vec<JobSpec>) -> Result<Vec<JobId>, RuntimeError> {
-        if specs.is_empty() {
-            return Ok(Vec::new());
-        }
         for s in &specs {
             validate(s, &self.shared().limits)?;
-        }
-        let urgent;
-        let first_id = {
-            let mut st = self.shared().state.lock();
-            if st.book.stopping {
-                return Err(RuntimeError::ShuttingDown);
-            }
-            if let Some(d) = st.book.damage.iter().find(|d| !d.identified) {
-                return Err(RuntimeError::Corrupt(format!(
-                    "this data directory lost frames nothing names (segment {} ({}) offsets \
-                     {}..{}: {}): a new job could be given the id of a job the lost range held, \
-                     so submits are refused until that file is restored from a backup. Work, \
-                     listings and downloads of the other jobs go on; salvage copies what \
-                     survived into a new data directory that takes new jobs",
-                    d.segment_id,
-                    d.path.display(),
-                    d.offset,
-                    d.end,
-                    d.what
-                )));
-            }
-            // Checked and reserved under the lock, so two submits of one
-            // key can never both pass; the reservation ends when the
-            // `Created` record is applied (the job then holds the key) or
-            // its write failed.
-            let keys: Vec<&String> = specs.iter().filter_map(|s| s.singleton.as_ref()).collect();
-            for (i, key) in keys.iter().enumerate() {
-                if let Some(job) = st.book.singleton_holder(key) {
-                    return Err(RuntimeError::SingletonHeld {
-                        key: key.to_string(),
-                        job,
-                    });
-                }
-                if keys[..i].contains(key) {
-                    return Err(RuntimeError::Invalid(format!(
-                        "singleton {key:?} is asked for twice in one submit"
-                    )));
-                }
-            }
-            let first = st.book.next_id;
-            let n = specs.len() as u64;
-            if !crate::table::keys::ids_fit(first, n) {
-                return Err(RuntimeError::Invalid(format!(
-                    "job id space exhausted: {n} more job(s) from id {first} would reach {:#x}, where the runtime's own keys start; copy the jobs you keep to a new data directory",
-                    crate::table::keys::RESERVED_OWNER_BASE
-                )));
-            }
-            st.book.next_id = first + n;
-            urgent = specs.iter().all(|s| s.priority <= st.book.urgent_priority);
-            for (i, s) in specs.iter().enumerate() {
-                if let Some(key) = &s.singleton {
-                    st.book
-                        .singleton_pending
-                        .insert(key.clone(), first + i as u64);
-                }
-            }
-            first
-        };
-        let n = specs.len() as u64;
-        let keys_reserved = specs.iter().any(|s| s.singleton.is_some());
-        let m = Meta::Created {
-            first_id,
-            at_ms: now_ms(),
-            specs,
-        };
-        let written = write_with(self.shared(), &self.inner.store, vec![m], urgent).await;
-        if keys_reserved {
-            let mut st = self.shared().state.lock();
-            st.book
-                .singleton_pending
-                .retain(|_, id| !(first_id..first_id + n).contains(id));
-            // A job the log created failed because its key was taken first
-            // (a racing retry): the submit says so.
-            let lost: Vec<(String, JobId)> = (first_id..first_id + n)
-                .filter_map(|id| st.book.singleton_lost_race.remove(&id))
-                .collect();
-            if let (Some((key, job)), Ok(_)) = (lost.into_iter().next(), &written) {
-                return Err(RuntimeError::SingletonHeld { key, job });
+            if s.cron.is_some() {
+                return Err(RuntimeError::Invalid(
+                    "a job's cron run is set by the runtime; add a cron entry (add_cron) instead"
+                        .into(),
+                ));
             }
         }
-        written?;
-        Ok((first_id..first_id + n).collect())
+        submit_specs(self.shared(), self.store(), specs).await
     }
 
     pub async fn upload(&self, job: JobId) -> Result<Uploader, RuntimeError> {
@@ -684,7 +609,7 @@ impl Runtime {
         self.check(job, &action)?;
         let m = Meta::Control {
             job,
-            at_ms: now_ms(),
+            at_ms: self.shared().clock.now_ms(),
             action,
         };
         write_one(self.shared(), &self.inner.store, m).await
@@ -739,7 +664,7 @@ impl Runtime {
         }
         let m = Meta::KindSettings {
             kind: kind.to_string(),
-            at_ms: now_ms(),
+            at_ms: self.shared().clock.now_ms(),
             settings,
         };
         write_one(self.shared(), &self.inner.store, m).await?;
@@ -964,4 +889,105 @@ impl Runtime {
             .map_err(|e| RuntimeError::Invalid(format!("shutdown failed: {e}")))?;
         Ok(())
     }
+}
+
+/// Writes valid specs as one `created` record: ids and singleton keys are
+/// taken under the state lock (`Runtime::submit_many`, and the timer's
+/// cron runs).
+pub(crate) async fn submit_specs(
+    shared: &Arc<Shared>,
+    store: &Arc<dyn SliceStore>,
+    specs: Vec<JobSpec>,
+) -> Result<Vec<JobId>, RuntimeError> {
+    if specs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let urgent;
+    let first_id = {
+        let mut st = shared.state.lock();
+        if st.book.stopping {
+            return Err(RuntimeError::ShuttingDown);
+        }
+        if let Some(d) = st.book.damage.iter().find(|d| !d.identified) {
+            return Err(RuntimeError::Corrupt(format!(
+                "this data directory lost frames nothing names (segment {} ({}) offsets \
+                 {}..{}: {}): a new job could be given the id of a job the lost range held, \
+                 so submits are refused until that file is restored from a backup. Work, \
+                 listings and downloads of the other jobs go on; salvage copies what \
+                 survived into a new data directory that takes new jobs",
+                d.segment_id,
+                d.path.display(),
+                d.offset,
+                d.end,
+                d.what
+            )));
+        }
+        // Checked and reserved under the lock, so two submits of one
+        // key can never both pass; the reservation ends when the
+        // `Created` record is applied (the job then holds the key) or
+        // its write failed.
+        let keys: Vec<&String> = specs.iter().filter_map(|s| s.singleton.as_ref()).collect();
+        for (i, key) in keys.iter().enumerate() {
+            if let Some(job) = st.book.singleton_holder(key) {
+                return Err(RuntimeError::SingletonHeld {
+                    key: key.to_string(),
+                    job,
+                });
+            }
+            if keys[..i].contains(key) {
+                return Err(RuntimeError::Invalid(format!(
+                    "singleton {key:?} is asked for twice in one submit"
+                )));
+            }
+        }
+        for dep in specs.iter().flat_map(|s| &s.after) {
+            if !st.jobs.contains_key(dep) {
+                return Err(RuntimeError::Invalid(format!(
+                    "job {dep}, named in after, does not exist; a job can run after jobs that were submitted before it"
+                )));
+            }
+        }
+        let first = st.book.next_id;
+        let n = specs.len() as u64;
+        if !crate::table::keys::ids_fit(first, n) {
+            return Err(RuntimeError::Invalid(format!(
+                "job id space exhausted: {n} more job(s) from id {first} would reach {:#x}, where the runtime's own keys start; copy the jobs you keep to a new data directory",
+                crate::table::keys::RESERVED_OWNER_BASE
+            )));
+        }
+        st.book.next_id = first + n;
+        urgent = specs.iter().all(|s| s.priority <= st.book.urgent_priority);
+        for (i, s) in specs.iter().enumerate() {
+            if let Some(key) = &s.singleton {
+                st.book
+                    .singleton_pending
+                    .insert(key.clone(), first + i as u64);
+            }
+        }
+        first
+    };
+    let n = specs.len() as u64;
+    let keys_reserved = specs.iter().any(|s| s.singleton.is_some());
+    let m = Meta::Created {
+        first_id,
+        at_ms: shared.clock.now_ms(),
+        specs,
+    };
+    let written = write_with(shared, store, vec![m], urgent).await;
+    if keys_reserved {
+        let mut st = shared.state.lock();
+        st.book
+            .singleton_pending
+            .retain(|_, id| !(first_id..first_id + n).contains(id));
+        // A job the log created failed because its key was taken first
+        // (a racing retry): the submit says so.
+        let lost: Vec<(String, JobId)> = (first_id..first_id + n)
+            .filter_map(|id| st.book.singleton_lost_race.remove(&id))
+            .collect();
+        if let (Some((key, job)), Ok(_)) = (lost.into_iter().next(), &written) {
+            return Err(RuntimeError::SingletonHeld { key, job });
+        }
+    }
+    written?;
+    Ok((first_id..first_id + n).collect())
 }

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use booster_store::{Batch, SliceKey, StoreError};
 
@@ -67,11 +67,15 @@ pub struct Shared {
     pub workers_gone: Condvar,
     pub supervisor: OnceLock<ractor::ActorRef<SupervisorMsg>>,
     pub limits: Limits,
+    /// The runtime's clock (`RuntimeOptions::clock`; also `Book::clock`).
+    pub clock: Arc<dyn crate::Clock>,
 }
 
 impl Shared {
     pub fn new(state: State, limits: Limits) -> Shared {
+        let clock = state.book.clock.clone();
         Shared {
+            clock,
             state: Mutex::new(state),
             work_ready: Condvar::new(),
             idle: Notify::new(),
@@ -124,7 +128,7 @@ impl Shared {
             return;
         }
         let m = Meta::Recovered {
-            at_ms: crate::clock::now_ms(),
+            at_ms: self.clock.now_ms(),
             incidents: vec![incident],
         };
         commit(
@@ -173,7 +177,7 @@ impl Shared {
         });
         let incident = (!logged).then(|| {
             let what = format!("{what} (found when {} was read)", describe_key(key));
-            crate::recovered::damage_incident(&damage, what, vec![key.owner], SystemTime::now())
+            crate::recovered::damage_incident(&damage, what, vec![key.owner], self.clock.now())
         });
         st.book.damage.push(damage);
         incident

@@ -47,6 +47,10 @@ impl Snapshot {
                 }));
             }
         }
+        // Entries before the rows, which re-link their unfinished runs.
+        for m in crate::cron::snapshot_records(&state.book.crons) {
+            records.push(meta::encode(&m));
+        }
         for job in state.jobs.values() {
             records.push(meta::encode(&Meta::Restore {
                 job: Box::new(job.clone()),

@@ -163,7 +163,7 @@ pub struct Book {
     pub scheduled: BTreeSet<(u64, JobId)>,
     pub expiring: BTreeSet<(u64, JobId)>,
     pub running_by_kind: HashMap<Arc<str>, u32>,
-    pub by_state: [u64; 7],
+    pub by_state: [u64; 8],
     pub events: broadcast::Sender<JobEvent>,
     pub waiters: HashMap<JobId, Vec<oneshot::Sender<()>>>,
     pub workers: Vec<WorkerSlot>,
@@ -209,6 +209,17 @@ pub struct Book {
     /// a record that carries none (written before it was logged), so
     /// replay never reads the clock.
     pub log_ms: u64,
+    /// The runtime's clock (`RuntimeOptions::clock`), for the live paths
+    /// that hold the state lock; `apply` never reads it.
+    pub clock: Arc<dyn crate::Clock>,
+    /// Cron entries by id (`cron.rs`), and the next id to hand out.
+    pub crons: BTreeMap<crate::CronId, crate::cron::CronEntry>,
+    pub next_cron: crate::CronId,
+    /// Waiting jobs by the job they wait for (`dependencies.rs`).
+    pub dependents: HashMap<JobId, Vec<JobId>>,
+    /// Jobs that finished or went while a record was applied, whose
+    /// dependents `apply` settles before it returns.
+    pub finished: Vec<JobId>,
 }
 
 /// Bits of a lease epoch that count leases within one open generation:
@@ -235,7 +246,7 @@ impl Book {
             scheduled: BTreeSet::new(),
             expiring: BTreeSet::new(),
             running_by_kind: HashMap::new(),
-            by_state: [0; 7],
+            by_state: [0; 8],
             events: broadcast::channel(4096).0,
             waiters: HashMap::new(),
             workers: vec![WorkerSlot::default(); workers],
@@ -259,6 +270,11 @@ impl Book {
             incidents: Vec::new(),
             store_read_only: false,
             log_ms: 0,
+            clock: Arc::new(crate::SystemClock),
+            crons: BTreeMap::new(),
+            next_cron: 1,
+            dependents: HashMap::new(),
+            finished: Vec::new(),
         }
     }
 
@@ -294,6 +310,8 @@ impl Book {
             job.completed_us = Some(crate::clock::ms_to_us(at_ms));
             self.fire_waiters(job.id);
             self.release_singleton(job);
+            self.end_cron_run(job);
+            self.note_finished(job.id);
         } else {
             job.completed_us = None;
             if let Some(key) = &job.singleton {
@@ -312,6 +330,24 @@ impl Book {
             .copied()
     }
 
+    /// Job `id` finished or went: the jobs waiting on it are settled.
+    fn note_finished(&mut self, id: JobId) {
+        if self.dependents.contains_key(&id) {
+            self.finished.push(id);
+        }
+    }
+
+    /// A cron run finished or went: its entry may make the next one.
+    fn end_cron_run(&mut self, job: &Job) {
+        if let Some(run) = job.cron {
+            if let Some(entry) = self.crons.get_mut(&run.cron) {
+                if entry.run == Some(job.id) {
+                    entry.run = None;
+                }
+            }
+        }
+    }
+
     fn release_singleton(&mut self, job: &Job) {
         if let Some(key) = &job.singleton {
             if self.singletons.get(key) == Some(&job.id) {
@@ -324,6 +360,17 @@ impl Book {
         self.by_state[job.state.index()] += 1;
         if let Some(key) = job.singleton.as_ref().filter(|_| !job.is_terminal()) {
             self.singletons.insert(key.clone(), job.id);
+        }
+        if job.state == JobState::Waiting {
+            for dep in &job.after {
+                self.dependents.entry(*dep).or_default().push(job.id);
+            }
+        }
+        // An unfinished run holds its entry (a restored row re-links it).
+        if let Some(run) = job.cron.filter(|_| !job.is_terminal()) {
+            if let Some(entry) = self.crons.get_mut(&run.cron) {
+                entry.run.get_or_insert(job.id);
+            }
         }
         if job.state == JobState::Running {
             *self.running_by_kind.entry(job.kind.clone()).or_default() += 1;
@@ -345,6 +392,8 @@ impl Book {
     fn count_gone(&mut self, job: &Job) {
         self.by_state[job.state.index()] -= 1;
         self.release_singleton(job);
+        self.end_cron_run(job);
+        self.note_finished(job.id);
         if job.state == JobState::Running {
             if let Some(n) = self.running_by_kind.get_mut(&job.kind) {
                 *n -= 1;
@@ -497,6 +546,12 @@ impl State {
         if let Some(at_ms) = meta.at_ms() {
             self.book.log_ms = self.book.log_ms.max(at_ms);
         }
+        let applied = self.apply_record(meta);
+        self.settle_dependents();
+        applied
+    }
+
+    fn apply_record(&mut self, meta: &Meta) -> Result<(), RuntimeError> {
         match meta {
             Meta::Created {
                 first_id,
@@ -516,7 +571,18 @@ impl State {
                     })?;
                 }
                 for (i, spec) in specs.iter().enumerate() {
-                    let mut job = self.new_job(first_id + i as u64, *at_ms, spec);
+                    let id = first_id + i as u64;
+                    if let Some(run) = spec.cron {
+                        // Exactly one run per tick: a run the entry does
+                        // not take is not created; its id stays spent.
+                        if !self.cron_takes(run) {
+                            self.book.next_id = self.book.next_id.max(id + 1);
+                            continue;
+                        }
+                        let entry = self.book.crons.get_mut(&run.cron);
+                        entry.expect("cron_takes found it").last_tick_ms = Some(run.tick_ms);
+                    }
+                    let mut job = self.new_job(id, *at_ms, spec);
                     // The log decides a race the submit's check could not
                     // see (a retry that took the key first): the later job
                     // is created failed, live and on replay alike.
@@ -535,7 +601,11 @@ impl State {
                             self.book.singleton_lost_race.insert(job.id, lost);
                         }
                     }
+                    let waits = job.state == JobState::Waiting;
                     self.insert(job, "created");
+                    if waits {
+                        self.settle_waiting(id);
+                    }
                 }
                 Ok(())
             }
@@ -609,6 +679,11 @@ impl State {
                 Ok(())
             }
             Meta::Control { job, at_ms, action } => self.apply_control(*job, *at_ms, action),
+            Meta::Cron {
+                cron,
+                at_ms,
+                change,
+            } => self.apply_cron(*cron, *at_ms, change),
             _ => self.apply_to_job(meta),
         }
     }
@@ -681,6 +756,9 @@ impl State {
                 expiries: 0,
             }),
             singleton: None,
+            cron: None,
+            after: Vec::new(),
+            on_dependency_failure: Default::default(),
             ready: None,
             accepted: None,
             refused: None,
@@ -729,7 +807,9 @@ impl State {
             created_ms: at_ms,
             started_us: None,
             completed_us: None,
-            state: if scheduled {
+            state: if !spec.after.is_empty() {
+                JobState::Waiting
+            } else if scheduled {
                 JobState::Scheduled
             } else {
                 JobState::Queued
@@ -739,6 +819,9 @@ impl State {
             attempts: 0,
             body,
             singleton: spec.singleton.as_deref().map(Arc::from),
+            cron: spec.cron,
+            after: spec.after.clone(),
+            on_dependency_failure: spec.on_dependency_failure,
             ready: None,
             accepted: self.book.live.then(std::time::Instant::now),
             refused: None,

@@ -358,13 +358,10 @@ fn simple_job_times_are_microseconds_from_its_record() {
 fn a_simple_lease_notes_its_start_to_the_microsecond() {
     let mut st = state();
     fast_simple_jobs(&mut st, 1);
-    let before_us = crate::clock::now_us();
+    st.book.clock = Arc::new(crate::ManualClock::at_us(7_000_123));
     st.lease(0, 0).unwrap();
-    let started_us = st.jobs[&1].started_us.unwrap();
-    assert!(
-        started_us >= before_us,
-        "started_us {started_us} is the lease's clock (>= {before_us}), not the caller's ms"
-    );
+    // The runtime's clock to the microsecond, not the caller's 0 ms.
+    assert_eq!(st.jobs[&1].started_us, Some(7_000_123));
 }
 
 /// Leases `st` hands worker 0 until none is left; the jobs of each.

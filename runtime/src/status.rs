@@ -86,6 +86,7 @@ pub fn build_status(st: &State, job: &Job) -> JobStatus {
         failure_reason: job.failure_reason.clone(),
         waiting_reason: st.waiting_reason(job),
         damage: st.damage_of(job.id),
+        cron: job.cron,
         result: None,
         attempts: job.attempts,
         properties: (*job.properties).clone(),
@@ -132,7 +133,7 @@ pub fn build_status(st: &State, job: &Job) -> JobStatus {
             }
             status.errors = errors;
             if let Some(started_us) = job.started_us {
-                let end_us = job.completed_us.unwrap_or_else(crate::clock::now_us);
+                let end_us = job.completed_us.unwrap_or_else(|| st.book.clock.now_us());
                 let secs = (end_us.saturating_sub(started_us) as f64 / 1e6).max(0.001);
                 status.records_per_s = s.records_out as f64 / secs;
                 let left = s

@@ -44,6 +44,12 @@ pub struct Job {
     pub body: Body,
     /// The singleton key this job holds while unfinished (`JobSpec::singleton`).
     pub singleton: Option<Arc<str>>,
+    /// The cron entry and tick this job is the run of.
+    pub cron: Option<crate::CronRun>,
+    /// Jobs that must complete first (`JobSpec::after`), and what happens
+    /// if one does not.
+    pub after: Vec<JobId>,
+    pub on_dependency_failure: crate::DependencyFailure,
     /// Live: where the job sits in the ready queue.
     pub ready: Option<ReadySlot>,
     /// Live: when this process accepted the job (for enqueue-to-start latency).

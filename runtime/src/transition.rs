@@ -12,6 +12,9 @@
 //! | destroy  | yes       | yes    | - (abort it) | yes    | yes       | yes    | yes     |
 //! | expire   | yes       | yes (not started) | - | -     | -         | -      | -       |
 //!
+//! A waiting job (dependencies not completed) may be aborted, failed or
+//! destroyed; nothing else.
+//!
 //! A running simple job cannot be paused: it holds no slices to stop between.
 
 use crate::meta::Control;
@@ -22,9 +25,12 @@ pub fn allowed(action: &Control, state: JobState, simple: bool) -> bool {
     match action {
         Control::Pause => matches!(state, Scheduled | Queued) || (state == Running && !simple),
         Control::Resume => state == Paused,
-        Control::Abort => matches!(state, Scheduled | Queued | Running | Paused | Failed),
+        Control::Abort => matches!(
+            state,
+            Scheduled | Queued | Running | Paused | Failed | Waiting
+        ),
         Control::Retry => state == Failed,
-        Control::Fail { .. } => matches!(state, Scheduled | Queued | Running | Paused),
+        Control::Fail { .. } => matches!(state, Scheduled | Queued | Running | Paused | Waiting),
         Control::Destroy => state != Running,
         Control::Expire => matches!(state, Scheduled | Queued),
     }
@@ -58,8 +64,8 @@ mod tests {
     use super::*;
     use JobState::*;
 
-    const ALL: [JobState; 7] = [
-        Scheduled, Queued, Running, Paused, Completed, Failed, Aborted,
+    const ALL: [JobState; 8] = [
+        Scheduled, Queued, Running, Paused, Completed, Failed, Aborted, Waiting,
     ];
 
     fn allowed_from(action: Control, simple: bool) -> Vec<JobState> {
@@ -105,7 +111,15 @@ mod tests {
     fn running_jobs_cannot_be_destroyed() {
         assert_eq!(
             allowed_from(Control::Destroy, false),
-            vec![Scheduled, Queued, Paused, Completed, Failed, Aborted]
+            vec![Scheduled, Queued, Paused, Completed, Failed, Aborted, Waiting]
+        );
+    }
+
+    #[test]
+    fn a_waiting_job_can_be_aborted_failed_or_destroyed_only() {
+        assert_eq!(
+            allowed_actions(Waiting, true, false),
+            vec!["abort", "fail", "destroy"]
         );
     }
 }

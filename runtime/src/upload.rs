@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use booster_store::{Batch, SliceKey};
 
-use crate::clock::now_ms;
 use crate::slice_store::SliceStore;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
@@ -319,7 +318,7 @@ impl Uploader {
             let m = Meta::UploadFailed {
                 job: self.job,
                 reason,
-                at_ms: Some(now_ms()),
+                at_ms: Some(self.shared.clock.now_ms()),
             };
             let _ = write_one(&self.shared, &self.store, m).await;
         }
@@ -337,7 +336,7 @@ impl Uploader {
             &self.store,
             Meta::UploadComplete {
                 job: self.job,
-                at_ms: Some(now_ms()),
+                at_ms: Some(self.shared.clock.now_ms()),
             },
         )
         .await?;
@@ -354,7 +353,7 @@ impl Uploader {
             Meta::UploadFailed {
                 job: self.job,
                 reason: format!("upload interrupted: {reason}"),
-                at_ms: Some(now_ms()),
+                at_ms: Some(self.shared.clock.now_ms()),
             },
         )
         .await
@@ -376,7 +375,7 @@ impl Drop for Uploader {
             let m = Meta::UploadFailed {
                 job,
                 reason: "upload interrupted: the uploader was dropped before finish".into(),
-                at_ms: Some(now_ms()),
+                at_ms: Some(shared.clock.now_ms()),
             };
             let _ = write_one(&shared, &store, m).await;
         });

@@ -46,6 +46,9 @@ impl State {
     /// What `JobStatus::waiting_reason` shows: None unless the job is
     /// queued or running and something here keeps it from running.
     pub fn waiting_reason(&self, job: &Job) -> Option<String> {
+        if let Some(reason) = self.waiting_for(job) {
+            return Some(reason);
+        }
         if !matches!(job.state, JobState::Queued | JobState::Running) {
             return None;
         }

@@ -14,9 +14,8 @@ use booster_store::{Batch, SliceKey, StoreError};
 use crate::slice_store::SliceStore;
 
 use crate::category::category_stream;
-use crate::clock::now_ms;
 use crate::dispatch::{HookItem, SimpleItem, SliceItem, Task, TaskWork};
-use crate::handler::{panic_message, set_progress};
+use crate::handler::{panic_message, set_progress, Progress};
 use crate::meta::{Meta, SimpleOutcome, STREAM_ERRORS, STREAM_INPUT, STREAM_MAIN};
 use crate::shared::{batch_of, commit, poisons, Handler, Shared};
 use crate::state::LeaseWork;
@@ -50,8 +49,10 @@ fn run(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, worker: usize, generat
             return;
         };
         let (epoch, claim) = (task.epoch, task.claim());
-        let progress = task.progress_ms.clone();
-        set_progress(Some(progress));
+        set_progress(Some(Progress {
+            cell: task.progress_ms.clone(),
+            clock: shared.clock.clone(),
+        }));
         let ran = catch_unwind(AssertUnwindSafe(|| execute(shared, store, task)));
         set_progress(None);
         if let Err(panic) = ran {
@@ -69,7 +70,7 @@ fn next_task(shared: &Shared, worker: usize, generation: u64) -> Option<Task> {
         if st.book.stopping || slot_gen != Some(generation) {
             return None;
         }
-        if let Some(task) = st.lease(worker, now_ms()) {
+        if let Some(task) = st.lease(worker, shared.clock.now_ms()) {
             return Some(task);
         }
         shared
@@ -100,7 +101,7 @@ fn on_panic(
         let m = Meta::SliceFailed {
             job,
             slice,
-            at_ms: now_ms(),
+            at_ms: shared.clock.now_ms(),
             message: format!("handler panicked {MAX_SLICE_PANICS} times on this slice: {message}"),
             sample: None,
         };
@@ -155,7 +156,7 @@ fn run_simple(
             cached = Some((item.kind.clone(), shared.handler(&item.kind)));
         }
         let handler = cached.as_ref().and_then(|(_, h)| h.clone());
-        let started_us = crate::clock::now_us();
+        let started_us = shared.clock.now_us();
         let ctx = JobContext {
             id: item.job,
             kind: &item.kind,
@@ -182,7 +183,12 @@ fn run_simple(
         let retry_at_ms = match (&result, item.retry) {
             (Err(_), r) if item.attempts < r.max_retries => {
                 let factor = 1u64 << item.attempts.min(20);
-                Some(now_ms().saturating_add(r.backoff_base_ms.saturating_mul(factor)))
+                Some(
+                    shared
+                        .clock
+                        .now_ms()
+                        .saturating_add(r.backoff_base_ms.saturating_mul(factor)),
+                )
             }
             _ => None,
         };
@@ -209,15 +215,16 @@ fn run_simple(
         outcomes.retain(|o| valid.contains(&o.job));
     }
     let jobs: Vec<(JobId, u64)> = outcomes.iter().map(|o| (o.job, o.started_us)).collect();
-    let at_us = crate::clock::now_us();
+    let at_us = shared.clock.now_us();
     let m = Meta::SimpleDone {
         at_ms: at_us / 1000,
         at_us: Some(at_us),
         outcomes,
     };
     let batch = batch_of(std::slice::from_ref(&m));
+    let clock = shared.clock.clone();
     commit_or_fail(shared, store, batch, m, epoch, move |e| Meta::SimpleDone {
-        at_ms: now_ms(),
+        at_ms: clock.now_ms(),
         at_us: None,
         outcomes: jobs
             .into_iter()
@@ -384,7 +391,7 @@ fn run_slice(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, epoch: u64, item
     let m = Meta::SliceDone {
         job: item.job,
         slice: item.slice,
-        at_ms: now_ms(),
+        at_ms: shared.clock.now_ms(),
         errors: record_errors.len() as u32,
         error_groups: groups,
         written: Some(output.len() as u64),
@@ -409,10 +416,11 @@ fn commit_slice(
     item: &SliceItem,
 ) {
     let (job, slice) = (item.job, item.slice);
+    let clock = shared.clock.clone();
     commit_or_fail(shared, store, batch, m, epoch, move |e| Meta::SliceFailed {
         job,
         slice,
-        at_ms: now_ms(),
+        at_ms: clock.now_ms(),
         message: format!("output of slice {slice} could not be stored: {e}"),
         sample: None,
     });
@@ -491,7 +499,7 @@ fn fail_slice(
     let m = Meta::SliceFailed {
         job: item.job,
         slice: item.slice,
-        at_ms: now_ms(),
+        at_ms: shared.clock.now_ms(),
         message,
         sample,
     };
@@ -527,7 +535,7 @@ fn run_hook(
             item.kind
         ))),
     };
-    let at_ms = now_ms();
+    let at_ms = shared.clock.now_ms();
     let m = match result {
         Ok(()) if before => Meta::BeforeDone {
             job: item.job,

@@ -5,7 +5,7 @@
 // nor any other HTML-string sink here; keep it so.
 "use strict";
 
-const STATES = ["running", "queued", "paused", "scheduled", "failed", "completed", "aborted"];
+const STATES = ["running", "queued", "waiting", "paused", "scheduled", "failed", "completed", "aborted"];
 const main = document.getElementById("main");
 const live = document.getElementById("live");
 
@@ -190,13 +190,15 @@ function route() {
   pageGeneration += 1;
   listeners.clear();
   const hash = location.hash || "#/";
-  const section = hash.startsWith("#/workers") ? "workers" : hash.startsWith("#/history") ? "history" : "jobs";
-  for (const name of ["jobs", "workers", "history"]) {
+  const section = hash.startsWith("#/workers") ? "workers" : hash.startsWith("#/history") ? "history"
+    : hash.startsWith("#/cron") ? "cron" : "jobs";
+  for (const name of ["jobs", "workers", "cron", "history"]) {
     document.getElementById("nav-" + name).className = section === name ? "current" : "";
   }
   const m = hash.match(/^#\/job\/(\d+)$/);
   if (m) return jobPage(Number(m[1]));
   if (section === "workers") return workersPage();
+  if (section === "cron") return cronPage();
   if (section === "history") return historyPage();
   return jobsPage();
 }
@@ -348,6 +350,35 @@ async function workersPage() {
           el("td", { class: "num" }, fmtInt(w.restarts)))))));
   }
   const timer = setInterval(refresh, 2000); // leases change without job events
+  pageCleanup = () => clearInterval(timer);
+  await refresh();
+}
+
+// Cron entries: one row each (`GET /api/crons`); `booster cron` changes them.
+async function cronPage() {
+  const current = pageGuard();
+  async function refresh() {
+    let data;
+    try { data = await api("GET", "/api/crons"); } catch (e) { return current() && showError(e); }
+    if (!current()) return;
+    const tick = (ms) => (ms === null || ms === undefined ? "-" : fmtTime(ms));
+    main.replaceChildren(el("h1", {}, "Cron"),
+      data.crons.length === 0
+        ? el("p", { class: "muted" }, "No cron entries. booster submit --kind KIND --args JSON --cron 'EXPR' adds one.")
+        : el("table", { id: "crons" },
+          el("thead", {}, el("tr", {}, el("th", { class: "num" }, "Id"), el("th", {}, "Expression"), el("th", {}, "Zone"),
+            el("th", {}, "Kind"), el("th", {}, "State"), el("th", {}, "Last tick"), el("th", {}, "Next tick"), el("th", {}, "Running"))),
+          el("tbody", {}, data.crons.map((c) => el("tr", {},
+            el("td", { class: "num" }, String(c.id)),
+            el("td", { class: "expr" }, c.expr),
+            el("td", {}, c.tz || "UTC"),
+            el("td", {}, c.kind),
+            el("td", {}, c.paused ? "paused" : "active"),
+            el("td", {}, tick(c.last_tick_ms)),
+            el("td", {}, tick(c.next_tick_ms)),
+            el("td", {}, c.running ? el("a", { href: "#/job/" + c.running }, "job " + c.running) : el("span", { class: "muted" }, "-")))))));
+  }
+  const timer = setInterval(refresh, 5000); // ticks pass without job events
   pageCleanup = () => clearInterval(timer);
   await refresh();
 }

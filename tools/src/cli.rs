@@ -89,6 +89,12 @@ pub enum Command {
         after_help = "Stored settings outlive restarts and win over what a worker process sets in\ncode, until `booster kind reset`.\n\nExamples:\n  booster kind show\n  booster kind limit copy 2        # at most 2 copy jobs run at once\n  booster kind limit copy 0        # pause the kind: no copy job starts\n  booster kind limit copy none\n  booster kind retry report --max-retries 3 --backoff-ms 500\n  booster kind reset copy"
     )]
     Kind(KindCommand),
+    /// List, pause, resume or remove cron entries (`submit --cron` adds one).
+    #[command(
+        subcommand,
+        after_help = "Each tick of an entry's expression makes one run: a simple job with a new id.\nThe next run is made once the last one has finished; ticks missed meanwhile, or\nwhile no process ran, give one catch-up run.\n\nExamples:\n  booster submit --kind report --args '{\"day\": \"today\"}' --cron '0 3 * * *' --tz Europe/Berlin\n  booster cron list\n  booster cron pause 1 && booster cron resume 1\n  booster cron remove 1"
+    )]
+    Cron(CronCommand),
     /// Segments, frames, jobs, live and dead bytes, compression ratio.
     #[command(after_help = "Example:\n  booster --data ./booster-data inspect")]
     Inspect,
@@ -135,8 +141,11 @@ pub struct JobInputArgs {
     #[arg(long)]
     pub kind: String,
     /// The input file (`-` for stdin); gzip, zstd, bzip2 and xz are recognised and decompressed.
-    #[arg(long)]
-    pub input: PathBuf,
+    #[arg(long, required_unless_present = "args")]
+    pub input: Option<PathBuf>,
+    /// A simple job instead: its arguments as JSON, no input file (`submit` only).
+    #[arg(long, value_name = "JSON", conflicts_with = "input")]
+    pub args: Option<String>,
     /// Record format; by default from the file extension (.csv, .jsonl), else lines.
     #[arg(long, value_enum)]
     pub format: Option<Format>,
@@ -152,6 +161,14 @@ pub struct JobInputArgs {
     /// At most one unfinished job holds KEY (default: the kind); a second submit is refused, naming the first.
     #[arg(long, value_name = "KEY", num_args = 0..=1, default_missing_value = "")]
     pub singleton: Option<String>,
+    /// Run only after these jobs have completed; until then the job is `waiting`.
+    #[arg(long, value_name = "ID,...", value_delimiter = ',')]
+    pub after: Vec<JobId>,
+    /// When a job in --after fails, is aborted or destroyed: fail this job too,
+    /// abort it, or run it anyway once all have finished.
+    #[arg(long, value_name = "POLICY", default_value = "fail", requires = "after",
+          value_parser = parse_dependency_failure)]
+    pub on_dependency_failure: booster_runtime::DependencyFailure,
     /// For --kind exec: the shell command each slice's records are piped through.
     #[arg(long, value_name = "COMMAND")]
     pub cmd: Option<String>,
@@ -220,6 +237,34 @@ fn at_least_one(text: &str) -> Result<usize, String> {
 pub struct SubmitArgs {
     #[command(flatten)]
     pub job: JobInputArgs,
+    /// Make a run of the job at every tick of this cron expression
+    /// (5 fields, or 6 with seconds first): each run is its own job.
+    #[arg(long, value_name = "EXPR")]
+    pub cron: Option<String>,
+    /// The time zone --cron is read in (an IANA name such as Europe/Berlin; default UTC).
+    #[arg(long, value_name = "ZONE", requires = "cron")]
+    pub tz: Option<String>,
+}
+
+impl JobInputArgs {
+    /// The input file: present unless `--args` (clap requires one of them),
+    /// and `--args` never reaches the code that reads an input.
+    pub fn input_path(&self) -> &std::path::Path {
+        self.input
+            .as_deref()
+            .expect("clap requires --input unless --args is given")
+    }
+
+    /// `--singleton [KEY]`: the key, the kind when none is given.
+    pub fn singleton_key(&self) -> Option<String> {
+        self.singleton.as_ref().map(|key| {
+            if key.is_empty() {
+                self.kind.clone()
+            } else {
+                key.clone()
+            }
+        })
+    }
 }
 
 #[derive(Args, Debug)]
@@ -271,7 +316,7 @@ pub struct DownloadArgs {
 
 #[derive(Args, Debug)]
 pub struct JobsArgs {
-    /// One of scheduled, queued, running, paused, completed, failed, aborted.
+    /// One of scheduled, queued, running, paused, completed, failed, aborted, waiting.
     #[arg(long, value_parser = parse_state)]
     pub state: Option<JobState>,
     /// Only jobs of this kind.
@@ -400,6 +445,11 @@ fn parse_category_name(s: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// `--on-dependency-failure fail|abort|run`.
+fn parse_dependency_failure(s: &str) -> Result<booster_runtime::DependencyFailure, String> {
+    s.parse()
+}
+
 /// `--state WORD`: the words are `JobState`'s own.
 fn parse_state(s: &str) -> Result<JobState, String> {
     s.parse()
@@ -450,6 +500,27 @@ pub enum KindCommand {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum CronCommand {
+    /// Every cron entry: expression, zone, kind, last and next tick, the unfinished run.
+    List,
+    /// Make no more runs of entry ID (a run already made goes on).
+    Pause {
+        /// The entry's id (from `booster cron list`).
+        id: u64,
+    },
+    /// Make runs of entry ID again (the next for the latest passed tick).
+    Resume {
+        /// The entry's id (from `booster cron list`).
+        id: u64,
+    },
+    /// Remove entry ID (a run already made goes on as any job).
+    Remove {
+        /// The entry's id (from `booster cron list`).
+        id: u64,
+    },
+}
+
 /// A running-job limit: a number, or none.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limit(pub Option<u32>);
@@ -480,7 +551,7 @@ fn globals_of(subcommand: &str) -> &'static [&'static str] {
         "keygen" => &["quiet"],
         // Its data directory and key are its own, under --dir.
         "demo" => &["json", "quiet"],
-        "jobs" | "job" | "run" | "submit" | "download" => REMOTE,
+        "jobs" | "job" | "run" | "submit" | "download" | "cron" => REMOTE,
         "serve" => &["data", "key_file", "quiet", "token_file"],
         _ => LOCAL,
     }

@@ -110,6 +110,33 @@ pub fn kind_line(v: &booster_runtime::KindView) -> String {
     format!("{:<24} {limit}; {retry}{lease} ({source})", v.kind)
 }
 
+/// A time logged in milliseconds since the epoch, in UTC to the second.
+pub fn utc_ms(ms: u64) -> String {
+    i64::try_from(ms)
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map_or(format!("{ms} ms"), |t| {
+            t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+        })
+}
+
+/// One cron entry on one line: id, schedule, kind, state, ticks, run.
+pub fn cron_line(c: &booster_runtime::CronView) -> String {
+    let tick = |t: Option<u64>| t.map_or("-".to_string(), utc_ms);
+    format!(
+        "cron {}  '{}' ({})  {}  {}  last {}  next {}{}",
+        c.id,
+        c.expr,
+        c.tz.as_deref().unwrap_or("UTC"),
+        c.kind,
+        if c.paused { "paused" } else { "active" },
+        tick(c.last_tick_ms),
+        tick(c.next_tick_ms),
+        c.running
+            .map_or(String::new(), |j| format!("  running job {j}"))
+    )
+}
+
 /// One incident recovery logged, on one line: when, what, where.
 pub fn incident_line(i: &booster_runtime::Incident) -> String {
     let at = ago(i.at);
@@ -360,6 +387,13 @@ pub fn job_details(job: &JobStatus, verbose: bool) -> String {
                 truncate(&escape(&sample.record), 100)
             ));
         }
+    }
+    if let Some(c) = &job.cron {
+        line(format!(
+            "  cron          run of entry {} for the tick at {}",
+            c.cron,
+            utc_ms(c.tick_ms)
+        ));
     }
     if let Some(result) = &job.result {
         line(format!("  result        {result}"));

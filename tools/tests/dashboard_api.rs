@@ -421,3 +421,81 @@ fn workers_say_their_host_pid_and_version() {
         assert!(!w["host"].as_str().unwrap().is_empty(), "{w}");
     }
 }
+
+/// Cron entries over HTTP (issue 14): listed for any token; added, paused,
+/// resumed and removed by an admin only; a bad expression is a 400 that
+/// says what to write.
+#[test]
+fn cron_entries_are_listed_and_changed_by_an_admin_only() {
+    let t = Served::start();
+    let body = json!({
+        "expr": "*/5 * * * *",
+        "tz": "Europe/Berlin",
+        "job": {"kind": "noop", "args": {"n": 1}},
+    });
+    let (status, answer) = t.call("POST", "/api/crons", WORKER, Some(body.clone()));
+    assert_eq!(status, 403, "{answer}");
+    let (status, answer) = t.call("POST", "/api/crons", ADMIN, Some(body));
+    assert_eq!(status, 201, "{answer}");
+    let id = answer["id"].as_u64().unwrap();
+    assert_eq!(answer["cron"]["tz"], "Europe/Berlin", "{answer}");
+    assert_eq!(answer["cron"]["kind"], "noop", "{answer}");
+    let (status, listed) = t.call("GET", "/api/crons", WORKER, None);
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["crons"].as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed["crons"][0]["paused"], false);
+
+    let pause = format!("/api/crons/{id}/pause");
+    let (status, answer) = t.call("POST", &pause, WORKER, None);
+    assert_eq!(status, 403, "{answer}");
+    let (status, answer) = t.call("POST", &pause, ADMIN, None);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["cron"]["paused"], true, "{answer}");
+    let (status, answer) = t.call("POST", &format!("/api/crons/{id}/resume"), ADMIN, None);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["cron"]["paused"], false, "{answer}");
+
+    let bad = json!({"expr": "every day", "job": {"kind": "noop", "args": {}}});
+    let (status, answer) = t.call("POST", "/api/crons", ADMIN, Some(bad));
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("fields"),
+        "{answer}"
+    );
+
+    let (status, answer) = t.call("POST", &format!("/api/crons/{id}/remove"), ADMIN, None);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(t.get("/api/crons")["crons"], json!([]));
+}
+
+/// `"after"` in `POST /api/jobs` (issue 14): the job waits for the jobs it
+/// names; an unknown policy or job is a 400 that says what to send.
+#[test]
+fn a_job_posted_with_after_waits_and_bad_dependencies_are_refused() {
+    let t = Served::start();
+    let first = t.scheduled_job("noop");
+    let body =
+        json!({"kind": "noop", "args": {}, "after": [first], "on_dependency_failure": "run"});
+    let (status, answer) = t.call("POST", "/api/jobs", WORKER, Some(body));
+    assert_eq!(status, 201, "{answer}");
+    let id = answer["id"].as_u64().unwrap();
+    assert_eq!(t.get(&format!("/api/jobs/{id}"))["state"], "waiting");
+    let bad =
+        json!({"kind": "noop", "args": {}, "after": [first], "on_dependency_failure": "maybe"});
+    let (status, answer) = t.call("POST", "/api/jobs", WORKER, Some(bad));
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("fail, abort or run"),
+        "{answer}"
+    );
+    let unknown = json!({"kind": "noop", "args": {}, "after": [999]});
+    let (status, answer) = t.call("POST", "/api/jobs", WORKER, Some(unknown));
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("does not exist"),
+        "{answer}"
+    );
+}

@@ -595,6 +595,23 @@ fn dashboard_shows_live_progress_edits_priority_and_escapes_text_in_a_real_brows
     );
     s.screenshot("booster-dashboard-workers.png");
 
+    // The cron page lists the entries, one row each.
+    let runtime = t.runtime.as_ref().unwrap();
+    let spec = booster_runtime::CronSpec {
+        expr: "0 3 * * *".into(),
+        tz: Some("Europe/Berlin".into()),
+        job: booster_runtime::JobSpec::simple("noop", json!(null)),
+    };
+    t.rt.block_on(runtime.add_cron(spec)).unwrap();
+    s.go(&format!("{}/#/cron", t.url));
+    let row = s.wait_for("#crons tbody tr");
+    let text = s.text(&row);
+    assert!(
+        text.contains("0 3 * * *") && text.contains("Europe/Berlin") && text.contains("active"),
+        "{text}"
+    );
+    s.screenshot("booster-dashboard-cron.png");
+
     s.assert_no_browser_errors();
 }
 

@@ -273,3 +273,54 @@ fn ctrl_c_stops_a_remote_run_waiting_and_the_job_goes_on_on_the_server() {
         "no output for a job that did not finish"
     );
 }
+
+/// `submit --args`, `job show` and `cron ...` through `booster serve` print
+/// what they print locally (issue 14).
+#[test]
+fn simple_jobs_and_cron_entries_work_through_serve() {
+    let server = Server::start();
+    let client = Sandbox::new();
+    let url = server.url.as_str();
+    let submitted = client.json(&[
+        "--server",
+        url,
+        "submit",
+        "--kind",
+        "noop",
+        "--args",
+        r#"{"n": 7}"#,
+    ]);
+    let id = job_id(&submitted).to_string();
+    let mut shown = serde_json::Value::Null;
+    for _ in 0..500 {
+        shown = client.json(&["--server", url, "job", "show", &id]);
+        if shown["state"] == "completed" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(shown["result"], serde_json::json!({"n": 7}), "{shown}");
+
+    let cron = [
+        "--server",
+        url,
+        "submit",
+        "--kind",
+        "noop",
+        "--args",
+        "{}",
+        "--cron",
+        "*/10 * * * *",
+    ];
+    let text = stdout(&client.ok(&cron));
+    assert!(
+        text.starts_with("cron 1  '*/10 * * * *' (UTC)  noop  active"),
+        "{text}"
+    );
+    let text = stdout(&client.ok(&["--server", url, "cron", "pause", "1"]));
+    assert!(text.contains("noop  paused"), "{text}");
+    assert_eq!(
+        client.json(&["--server", url, "cron", "list"])[0]["paused"],
+        true
+    );
+}

@@ -160,6 +160,29 @@ pub enum Meta {
         at_ms: u64,
         settings: Option<crate::KindSettings>,
     },
+    /// A change to cron entry `cron` (`cron.rs`).
+    Cron {
+        cron: crate::CronId,
+        at_ms: u64,
+        change: CronChange,
+    },
+}
+
+/// What a `Meta::Cron` record does to its entry.
+#[derive(Clone, Debug)]
+pub enum CronChange {
+    /// A new entry; a compaction snapshot also gives its `paused` flag and
+    /// the tick of its latest run.
+    Define {
+        expr: String,
+        tz: Option<String>,
+        spec: Box<JobSpec>,
+        paused: bool,
+        last_tick_ms: Option<u64>,
+    },
+    Pause,
+    Resume,
+    Remove,
 }
 
 /// The work of an expired lease.
@@ -233,7 +256,8 @@ impl Meta {
             | Meta::Opened { at_ms, .. }
             | Meta::LeaseExpired { at_ms, .. }
             | Meta::Recovered { at_ms, .. }
-            | Meta::KindSettings { at_ms, .. } => Some(*at_ms),
+            | Meta::KindSettings { at_ms, .. }
+            | Meta::Cron { at_ms, .. } => Some(*at_ms),
             Meta::UploadComplete { at_ms, .. } | Meta::UploadFailed { at_ms, .. } => *at_ms,
             Meta::Uploaded { .. }
             | Meta::Priority { .. }
@@ -326,7 +350,7 @@ mod tests {
             assert_eq!(String::from_utf8(encode(&meta)).unwrap(), line);
             types.insert(line.split('"').nth(3).unwrap().to_string());
         }
-        assert_eq!(types.len(), 19, "every record type: {types:?}");
+        assert_eq!(types.len(), 20, "every record type: {types:?}");
     }
 
     /// Categories are optional v1 fields: written only when a job has them,

@@ -137,6 +137,42 @@ pub enum Record {
         at_ms: u64,
         settings: Option<KindSettingsV1>,
     },
+    /// Added 2026-11-29; older logs have none (no cron entries).
+    Cron {
+        cron: u64,
+        at_ms: u64,
+        change: Box<CronChangeV1>,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CronChangeV1 {
+    Define {
+        expr: String,
+        tz: Option<String>,
+        spec: Box<Spec>,
+        /// Written by compaction snapshots; absent: false.
+        #[serde(default, skip_serializing_if = "is_false")]
+        paused: bool,
+        /// Written by compaction snapshots; absent: no run yet.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_tick_ms: Option<u64>,
+    },
+    Pause,
+    Resume,
+    Remove,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// The cron entry and tick a job is the run of.
+#[derive(Clone, Copy, Serialize, Deserialize)]
+pub struct CronRunV1 {
+    id: u64,
+    tick_ms: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -205,6 +241,19 @@ pub struct Spec {
     /// Added 2026-11-29; absent: not a singleton.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     singleton: Option<String>,
+    /// Added 2026-11-29; absent: not a cron run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cron: Option<CronRunV1>,
+    /// Added 2026-11-29; absent: no dependencies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    after: Vec<JobId>,
+    /// Added 2026-11-29; absent: fail.
+    #[serde(default, skip_serializing_if = "is_fail")]
+    on_dependency_failure: crate::DependencyFailure,
+}
+
+fn is_fail(p: &crate::DependencyFailure) -> bool {
+    *p == crate::DependencyFailure::Fail
 }
 
 #[derive(Serialize, Deserialize)]
@@ -291,6 +340,15 @@ pub struct Row {
     started_us: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     completed_us: Option<u64>,
+    /// Added 2026-11-29; absent: not a cron run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cron: Option<CronRunV1>,
+    /// Added 2026-11-29; absent: no dependencies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    after: Vec<JobId>,
+    /// Added 2026-11-29; absent: fail.
+    #[serde(default, skip_serializing_if = "is_fail")]
+    on_dependency_failure: crate::DependencyFailure,
 }
 
 #[derive(Clone, Copy, Serialize, Deserialize)]
@@ -303,6 +361,8 @@ enum RowState {
     Completed,
     Failed,
     Aborted,
+    /// Added 2026-11-29.
+    Waiting,
 }
 
 #[derive(Serialize, Deserialize)]

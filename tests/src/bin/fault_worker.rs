@@ -10,6 +10,10 @@
 //!                                             prints {"lease_expiries": n} at the end
 //! fault-worker DATA jobs                      every job's status, as a JSON array
 //! fault-worker DATA download JOB MAIN ERRORS  the job's output and errors, one record a line
+//! fault-worker DATA cron CLOCK [settle]       runs a per-second cron entry (added if there is
+//!                                             none) of `tick` jobs on a clock read from the file
+//!                                             CLOCK (ms since the epoch); runs until killed, or
+//!                                             with `settle` until every due run has completed
 //! ```
 //!
 //! Kinds: `append` (simple: logs "n" and returns it), `echo` (sliced: copies),
@@ -27,8 +31,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use booster_runtime::{
-    Category, HandlerError, JobContext, JobFilter, JobSpec, RecordHandler, Runtime, RuntimeOptions,
-    SimpleHandler,
+    Category, Clock, CronSpec, HandlerError, JobContext, JobFilter, JobSpec, RecordHandler,
+    Runtime, RuntimeOptions, SimpleHandler,
 };
 
 /// Appends one line to a file with a single write (O_APPEND), so a line
@@ -240,6 +244,70 @@ async fn download(data: &Path, job: u64, main: &Path, errors: &Path) -> anyhow::
     Ok(())
 }
 
+/// A clock the test sets: the milliseconds written in a file (replaced
+/// whole by a rename, so a read never sees half a number).
+#[derive(Debug)]
+struct FileClock {
+    path: PathBuf,
+}
+
+impl Clock for FileClock {
+    fn now_us(&self) -> u64 {
+        let text = std::fs::read_to_string(&self.path).expect("read the clock file");
+        let ms: u64 = text
+            .trim()
+            .parse()
+            .expect("the clock file holds milliseconds");
+        ms * 1000
+    }
+}
+
+/// Returns its arguments: a cron run that does nothing but complete.
+struct Tick;
+
+impl SimpleHandler for Tick {
+    fn perform(
+        &self,
+        _job: &JobContext<'_>,
+        args: &serde_json::Value,
+    ) -> Result<Option<serde_json::Value>, HandlerError> {
+        Ok(Some(args.clone()))
+    }
+}
+
+async fn cron(data: &Path, clock: &Path, settle: bool) -> anyhow::Result<()> {
+    let clock = Arc::new(FileClock { path: clock.into() });
+    let mut opts = options(data, None, true);
+    opts.clock = clock.clone();
+    let rt = Runtime::open(opts).await?;
+    rt.register_simple("tick", Arc::new(Tick));
+    if rt.crons().is_empty() {
+        let spec = CronSpec {
+            expr: "* * * * * *".into(),
+            tz: None,
+            job: JobSpec::simple("tick", serde_json::json!(null)),
+        };
+        rt.add_cron(spec).await?;
+    }
+    // Settling is bounded: an entry that keeps finding a tick due (a run
+    // made again and again for one tick) fails the test, never hangs it.
+    let mut turns: u64 = 0;
+    loop {
+        let entry = rt.crons().pop().context("the cron entry")?;
+        let due = entry.next_tick_ms.is_some_and(|t| t <= clock.now_ms());
+        if settle && entry.running.is_none() && !due {
+            break;
+        }
+        turns += 1;
+        if settle && turns > 6_000 {
+            bail!("the cron entry did not settle: {entry:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    rt.shutdown(Duration::from_secs(5)).await?;
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -267,6 +335,8 @@ async fn main() -> anyhow::Result<()> {
             work(Path::new(data), Path::new(log), Some(num(lease_ms)?)).await
         }
         [data, "jobs"] => jobs(Path::new(data)).await,
+        [data, "cron", clock] => cron(Path::new(data), Path::new(clock), false).await,
+        [data, "cron", clock, "settle"] => cron(Path::new(data), Path::new(clock), true).await,
         [data, "download", job, main, errors] => {
             download(
                 Path::new(data),

@@ -2,6 +2,7 @@
 //! data directory, does its work and shuts the runtime down (flushing the
 //! store and releasing its lock) even when the work failed.
 
+mod cron;
 mod download;
 mod jobs;
 mod keygen;
@@ -21,6 +22,7 @@ use crate::cli::{Cli, Command};
 use crate::exit;
 use crate::kinds;
 
+pub use cron::{cron_spec, print_added_cron, print_crons, print_submitted_job, simple_spec};
 pub use download::{
     check_category_arg, check_errors_named_once, download_destinations, download_job, missing,
     prepare_output_dir, write_job, Destinations, DownloadCounts, RecordFeed,
@@ -287,9 +289,10 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             | Command::Job(_)
             | Command::Run(_)
             | Command::Submit(_)
+            | Command::Cron(_)
             | Command::Download(_) => crate::remote::run(&cli, &ctx.interrupt).await,
             _ => anyhow::bail!(
-                "--server works with jobs, job, run, submit and download; run this command where the data directory is"
+                "--server works with jobs, job, run, submit, cron and download; run this command where the data directory is"
             ),
         };
     }
@@ -305,6 +308,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Verify => store::verify(&ctx).await,
         Command::Incidents => store::incidents(&ctx).await,
         Command::Kind(command) => jobs::kind(&ctx, command).await,
+        Command::Cron(command) => cron::cron(&ctx, command).await,
         Command::Salvage(args) => store::salvage(&ctx, &args.into).await,
         Command::Compact => store::compact(&ctx).await,
         Command::Demo(args) => crate::demo::demo(&ctx, args).await,

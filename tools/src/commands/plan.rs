@@ -18,6 +18,11 @@ use crate::report;
 /// The jobs `run` makes (one per zip member, or one) once its outputs are
 /// checked: local and `--server` alike.
 pub fn plan_run(json: bool, args: &RunArgs) -> anyhow::Result<Vec<JobInputArgs>> {
+    if args.job.args.is_some() {
+        return Err(exit::usage(
+            "run uploads --input FILE into a sliced job; a simple job is submitted with `booster submit --kind KIND --args JSON`, and `booster job show ID` prints its result",
+        ));
+    }
     if json && args.output_dir.is_none() && is_std_stream(&args.output) {
         return Err(exit::usage(
             "--json prints the summary on stdout; pass --output FILE for the records",
@@ -43,19 +48,19 @@ pub fn plan_run(json: bool, args: &RunArgs) -> anyhow::Result<Vec<JobInputArgs>>
 /// A spreadsheet is a zip too, read as one workbook.
 pub fn per_member(args: &JobInputArgs) -> anyhow::Result<Vec<JobInputArgs>> {
     let one = || Ok(vec![args.clone()]);
-    if is_std_stream(&args.input)
+    if is_std_stream(args.input_path())
         || args.tabular.member.is_some()
         || args.tabular.concat
         || read_options(args)?.format == Format::Xlsx
-        || !is_zip(&args.input)
+        || !is_zip(args.input_path())
     {
         return one();
     }
-    let members = file_members(&args.input)?;
+    let members = file_members(args.input_path())?;
     if members.len() < 2 {
         return one();
     }
-    let archive = display_name(&args.input);
+    let archive = display_name(args.input_path());
     Ok(members
         .into_iter()
         .map(|member| {
@@ -82,7 +87,7 @@ fn check_member_outputs(args: &RunArgs, jobs: &[JobInputArgs]) -> anyhow::Result
             "{} holds {} files ({}): `run` makes a job per member, and their outputs go to \
              --output-dir DIR (one set of files per member); or pass --member NAME for one, \
              or --concat to read them all into one job",
-            args.job.input.display(),
+            args.job.input_path().display(),
             members.len(),
             members.join(", ")
         )));

@@ -117,6 +117,10 @@ async fn finish_one(
 }
 
 pub async fn submit(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<i32> {
+    if let Some(json) = &args.job.args {
+        return super::cron::submit_simple(ctx, &args, json).await;
+    }
+    super::cron_spec(&args)?; // --cron without --args: refused
     let jobs = per_member(&args.job)?;
     for job in &jobs {
         precheck(job)?;
@@ -164,10 +168,10 @@ fn precheck(args: &JobInputArgs) -> anyhow::Result<()> {
             kinds::SLICED_KINDS.join(", ")
         )));
     }
-    if is_std_stream(&args.input) {
+    if is_std_stream(args.input_path()) {
         return Ok(());
     }
-    let input = open_source_with(&args.input, &read_options(args)?)?;
+    let input = open_source_with(args.input_path(), &read_options(args)?)?;
     job_spec(args, &input).map(|_| ())
 }
 
@@ -177,7 +181,7 @@ pub fn read_options(args: &JobInputArgs) -> anyhow::Result<ReadOptions> {
     // A zip member's name says its format better than the archive's.
     let named = match &args.tabular.member {
         Some(member) => std::path::Path::new(member),
-        None => &args.input,
+        None => args.input_path(),
     };
     let format = args.format.unwrap_or_else(|| Format::from_path(named));
     args.tabular.read_options(format, args.max_record_bytes)
@@ -187,7 +191,7 @@ pub fn read_options(args: &JobInputArgs) -> anyhow::Result<ReadOptions> {
 pub fn job_spec(args: &JobInputArgs, input: &InputSource) -> anyhow::Result<JobSpec> {
     let mut properties = json!({
         props::FORMAT: input.format.name(),
-        props::INPUT: display_name(&args.input),
+        props::INPUT: display_name(args.input_path()),
     });
     input.layout.to_properties(&mut properties);
     if let Some(header) = &input.header {
@@ -234,16 +238,12 @@ pub fn job_spec(args: &JobInputArgs, input: &InputSource) -> anyhow::Result<JobS
     spec.description = args
         .description
         .clone()
-        .unwrap_or_else(|| format!("{} {}", args.kind, display_name(&args.input)));
+        .unwrap_or_else(|| format!("{} {}", args.kind, display_name(args.input_path())));
     spec.properties = properties;
     spec.categories = args.categories.clone();
-    spec.singleton = args.singleton.as_ref().map(|key| {
-        if key.is_empty() {
-            args.kind.clone()
-        } else {
-            key.clone()
-        }
-    });
+    spec.singleton = args.singleton_key();
+    spec.after = args.after.clone();
+    spec.on_dependency_failure = args.on_dependency_failure;
     Ok(spec)
 }
 
@@ -292,7 +292,7 @@ pub async fn create_job(
     runtime: &Runtime,
     args: &JobInputArgs,
 ) -> anyhow::Result<(JobId, InputSource)> {
-    let path = args.input.clone();
+    let path = args.input_path().to_path_buf();
     let options = read_options(args)?;
     let input = tokio::task::spawn_blocking(move || open_source_with(&path, &options)).await??;
     let spec = job_spec(args, &input)?;

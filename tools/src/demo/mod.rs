@@ -146,7 +146,10 @@ pub struct Outcome {
 fn job_args(input: &Path, priority: u8, description: &str) -> JobInputArgs {
     JobInputArgs {
         kind: kinds::VALIDATE_CUSTOMERS.into(),
-        input: input.to_path_buf(),
+        input: Some(input.to_path_buf()),
+        args: None,
+        after: Vec::new(),
+        on_dependency_failure: Default::default(),
         format: Some(Format::Csv),
         slice_size: Some(SLICE_RECORDS),
         priority,

@@ -7,7 +7,9 @@ use booster_runtime::{Category, JobShape, JobStatus};
 use serde_json::json;
 
 use super::{Client, RemoteOptions};
-use crate::cli::{Cli, Command, DownloadArgs, JobCommand, JobInputArgs, RunArgs};
+use crate::cli::{
+    Cli, Command, CronCommand, DownloadArgs, JobCommand, JobInputArgs, RunArgs, SubmitArgs,
+};
 use crate::commands::Interrupt;
 use crate::exit;
 use crate::formats::{self, is_std_stream};
@@ -63,10 +65,15 @@ fn run_blocking(cli: &Cli, interrupt: &Interrupt) -> anyhow::Result<i32> {
         }
         Command::Job(JobCommand::Watch { job }) => return watch(&client, &out, *job),
         Command::Job(command) => job(&client, &out, command)?,
-        Command::Submit(args) => submit(&client, &out, &args.job, interrupt)?,
+        Command::Submit(args) if args.job.args.is_some() => submit_simple(&client, &out, args)?,
+        Command::Submit(args) => {
+            crate::commands::cron_spec(args)?; // --cron without --args: refused
+            submit(&client, &out, &args.job, interrupt)?
+        }
+        Command::Cron(command) => cron(&client, &out, command)?,
         Command::Run(args) => return run_remote(&client, &out, args, interrupt),
         Command::Download(args) => return download(&client, &out, args),
-        _ => bail!("--server works with jobs, job, run, submit and download"),
+        _ => bail!("--server works with jobs, job, run, submit, cron and download"),
     }
     Ok(exit::OK)
 }
@@ -158,6 +165,72 @@ fn watch(client: &Client, out: &Out, id: u64) -> anyhow::Result<i32> {
     Ok(crate::commands::exit_code(&status))
 }
 
+/// The body of `POST /api/jobs` for a spec the CLI built.
+fn create_body(spec: &booster_runtime::JobSpec) -> serde_json::Value {
+    let (args, slice_size, collect_errors) = match &spec.shape {
+        JobShape::Sliced {
+            slice_size,
+            collect_errors,
+        } => (None, *slice_size, Some(*collect_errors)),
+        JobShape::Simple { args } => (Some(args.clone()), None, None),
+    };
+    json!({
+        "kind": spec.kind,
+        "priority": spec.priority,
+        "description": spec.description,
+        "max_workers": spec.max_workers,
+        "slice_size": slice_size,
+        "collect_errors": collect_errors,
+        "args": args,
+        "properties": spec.properties,
+        "categories": spec.categories,
+        "singleton": spec.singleton,
+        "after": spec.after,
+        "on_dependency_failure": spec.on_dependency_failure,
+    })
+}
+
+/// `submit --args JSON [--cron EXPR]` through a server: the spec a local
+/// submit makes, the same lines printed.
+fn submit_simple(client: &Client, out: &Out, args: &SubmitArgs) -> anyhow::Result<()> {
+    let json_args = args.job.args.as_deref().unwrap_or("null");
+    let spec = crate::commands::simple_spec(&args.job, json_args)?;
+    let mut body = create_body(&spec);
+    if body["properties"].is_null() {
+        body["properties"] = json!({});
+    }
+    match crate::commands::cron_spec(args)? {
+        Some(cron) => {
+            let view = client.add_cron(&json!({"expr": cron.expr, "tz": cron.tz, "job": body}))?;
+            crate::commands::print_added_cron(out.json, out.quiet, Some(&view));
+        }
+        None => {
+            let id = client.create(&body)?;
+            let status: JobStatus = client.job(id)?.into();
+            crate::commands::print_submitted_job(out.json, out.quiet, &status, "the server");
+        }
+    }
+    Ok(())
+}
+
+/// `cron list|pause|resume|remove` through a server.
+fn cron(client: &Client, out: &Out, command: &CronCommand) -> anyhow::Result<()> {
+    let (id, action) = match command {
+        CronCommand::List => (None, ""),
+        CronCommand::Pause { id } => (Some(*id), "pause"),
+        CronCommand::Resume { id } => (Some(*id), "resume"),
+        CronCommand::Remove { id } => (Some(*id), "remove"),
+    };
+    if let Some(id) = id {
+        client.cron_action(id, action)?;
+        if action == "remove" {
+            out.say(format!("cron {id} removed"));
+        }
+    }
+    crate::commands::print_crons(out.json, &client.crons()?);
+    Ok(())
+}
+
 /// Reads the input here with the readers a local `submit` uses (every input
 /// option: format, delimiter, encoding, layout, zip member, column rules,
 /// sheet; a zip of several files makes a job per member), creates each job
@@ -200,27 +273,11 @@ fn submit_one(
     args: &JobInputArgs,
     interrupt: &Interrupt,
 ) -> anyhow::Result<JobStatus> {
-    let input = formats::open_source_with(&args.input, &crate::commands::read_options(args)?)?;
+    let input =
+        formats::open_source_with(args.input_path(), &crate::commands::read_options(args)?)?;
     let spec = crate::commands::job_spec(args, &input)?;
-    let (slice_size, collect_errors) = match spec.shape {
-        JobShape::Sliced {
-            slice_size,
-            collect_errors,
-        } => (slice_size, collect_errors),
-        JobShape::Simple { .. } => (None, false),
-    };
     // The format is in the properties, as a local submit records it.
-    let id = client.create(&json!({
-        "kind": spec.kind,
-        "priority": spec.priority,
-        "description": spec.description,
-        "max_workers": spec.max_workers,
-        "slice_size": slice_size,
-        "collect_errors": collect_errors,
-        "properties": spec.properties,
-        "categories": spec.categories,
-        "singleton": spec.singleton,
-    }))?;
+    let id = client.create(&create_body(&spec))?;
     // Ctrl-C ends the request body early: the server then fails the job
     // ("upload interrupted"), as a local submit does, instead of the
     // whole file going up after the user asked to stop.

@@ -210,6 +210,33 @@ impl Client {
         self.json(result)
     }
 
+    /// `GET /api/crons`.
+    pub fn crons(&self) -> anyhow::Result<Vec<booster_runtime::CronView>> {
+        let req = self.agent.get(format!("{}/api/crons", self.base));
+        let body: Value = self.json(self.auth(req).call())?;
+        Ok(serde_json::from_value(body["crons"].clone())?)
+    }
+
+    /// `POST /api/crons` with `{"expr", "tz", "job": {...}}`: the new entry.
+    pub fn add_cron(&self, body: &Value) -> anyhow::Result<booster_runtime::CronView> {
+        let req = self.agent.post(format!("{}/api/crons", self.base));
+        let answer: Value = self.json(
+            self.auth(req)
+                .header("Content-Type", "application/json")
+                .send(body.to_string()),
+        )?;
+        Ok(serde_json::from_value(answer["cron"].clone())?)
+    }
+
+    /// `POST /api/crons/{id}/{action}`: pause, resume or remove.
+    pub fn cron_action(&self, id: u64, action: &str) -> anyhow::Result<()> {
+        let req = self
+            .agent
+            .post(format!("{}/api/crons/{id}/{action}", self.base));
+        self.ok(self.auth(req).send_empty())?;
+        Ok(())
+    }
+
     pub fn destroy(&self, id: u64) -> anyhow::Result<()> {
         let req = self.agent.delete(format!("{}/api/jobs/{id}", self.base));
         self.ok(self.auth(req).call())?;

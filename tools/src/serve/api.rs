@@ -119,6 +119,10 @@ pub struct CreateJob {
     pub categories: Option<Vec<String>>,
     /// At most one unfinished job holds this key; a second is refused (409).
     pub singleton: Option<String>,
+    /// Jobs that must complete first; until then the job is `waiting`.
+    pub after: Option<Vec<JobId>>,
+    /// `fail` (default), `abort` or `run`: when a job in `after` does not complete.
+    pub on_dependency_failure: Option<String>,
 }
 
 pub fn check_priority(priority: i64) -> ApiResult<u8> {
@@ -161,7 +165,7 @@ fn check_command(allowed: &[String], role: Role, properties: &Value) -> ApiResul
 
 /// A kind no handler here runs would wait forever: refused, with the kinds
 /// there are.
-fn check_kind(runtime: &Runtime, kind: &str) -> ApiResult<()> {
+pub fn check_kind(runtime: &Runtime, kind: &str) -> ApiResult<()> {
     let kinds = runtime.kinds();
     if kinds.iter().any(|k| k == kind) {
         return Ok(());
@@ -178,6 +182,20 @@ pub async fn create(
     body: Result<Json<CreateJob>, JsonRejection>,
 ) -> ApiResult<Response> {
     let Json(req) = body?;
+    let spec = job_spec_of(&app.exec_allow, role, req)?;
+    let sliced = matches!(spec.shape, JobShape::Sliced { .. });
+    check_kind(&app.runtime, &spec.kind)?;
+    let id = app.runtime.submit(spec).await?;
+    let mut body = json!({ "id": id });
+    if sliced {
+        body["upload"] = json!(format!("/api/jobs/{id}/input"));
+    }
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// The job a `POST /api/jobs` body asks for (also the template of a cron
+/// entry's runs, `POST /api/crons`), checked.
+pub fn job_spec_of(exec_allow: &[String], role: Role, req: CreateJob) -> ApiResult<JobSpec> {
     if req.kind.trim().is_empty() {
         return Err(ApiError::bad_request("kind is required, e.g. \"copy\""));
     }
@@ -187,7 +205,7 @@ pub async fn create(
         return Err(ApiError::bad_request("properties must be a JSON object"));
     }
     if req.kind == crate::kinds::EXEC {
-        check_command(&app.exec_allow, role, &properties)?;
+        check_command(exec_allow, role, &properties)?;
     }
     if let Some(f) = req.format.as_deref() {
         // The job remembers its format the way the CLI's jobs do, so the
@@ -202,7 +220,6 @@ pub async fn create(
             "max_workers must be at least 1 (leave it out for no limit)",
         ));
     }
-    let sliced = req.args.is_none();
     let shape = match req.args {
         Some(args) => JobShape::Simple { args },
         None => JobShape::Sliced {
@@ -210,7 +227,14 @@ pub async fn create(
             collect_errors: req.collect_errors.unwrap_or(true),
         },
     };
+    let on_dependency_failure = match req.on_dependency_failure.as_deref() {
+        Some(p) => p.parse().map_err(ApiError::bad_request)?,
+        None => Default::default(),
+    };
     let spec = JobSpec {
+        cron: None,
+        after: req.after.unwrap_or_default(),
+        on_dependency_failure,
         kind: req.kind,
         shape,
         priority,
@@ -224,13 +248,7 @@ pub async fn create(
         categories: req.categories.unwrap_or_default(),
         singleton: req.singleton,
     };
-    check_kind(&app.runtime, &spec.kind)?;
-    let id = app.runtime.submit(spec).await?;
-    let mut body = json!({ "id": id });
-    if sliced {
-        body["upload"] = json!(format!("/api/jobs/{id}/input"));
-    }
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    Ok(spec)
 }
 
 pub async fn show(

@@ -31,7 +31,7 @@ use super::AppState;
 /// Jobs one bulk request acts on.
 pub const BULK_MAX: usize = 10_000;
 
-fn require_admin(role: Role, what: &str) -> ApiResult<()> {
+pub fn require_admin(role: Role, what: &str) -> ApiResult<()> {
     if role < Role::Admin {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

@@ -15,6 +15,7 @@ mod api;
 mod auth;
 mod bulk;
 mod connections;
+mod cron;
 pub(crate) mod dashboard;
 mod download;
 mod error;
@@ -145,6 +146,8 @@ pub fn router(
         .route("/api/kinds/{kind}", axum::routing::put(bulk::store_kind))
         .route("/api/kinds/{kind}/{action}", post(bulk::kind_action))
         .route("/api/incidents", get(api::incidents))
+        .route("/api/crons", get(cron::list).post(cron::create))
+        .route("/api/crons/{id}/{action}", post(cron::action))
         .route("/api/events", get(events::events))
         .fallback(|| async {
             error::ApiError::new(axum::http::StatusCode::NOT_FOUND, "no such route")

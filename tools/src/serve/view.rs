@@ -4,7 +4,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use booster_runtime::{ErrorGroup, JobState, JobStatus, LeaseInfo, WorkerStatus};
+use booster_runtime::{CronRun, ErrorGroup, JobState, JobStatus, LeaseInfo, WorkerStatus};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -53,6 +53,9 @@ pub struct JobView {
     /// Damaged store ranges that held this job's slices (see `JobStatus`).
     #[serde(default)]
     pub damage: Vec<String>,
+    /// The cron entry and tick (ms) this job is the run of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<CronRun>,
     pub result: Option<serde_json::Value>,
     pub attempts: u32,
     pub properties: serde_json::Value,
@@ -224,6 +227,7 @@ impl From<JobStatus> for JobView {
             failure_reason: s.failure_reason,
             waiting_reason: s.waiting_reason,
             damage: s.damage,
+            cron: s.cron,
             result: s.result,
             attempts: s.attempts,
             properties: s.properties,
@@ -271,6 +275,7 @@ impl From<JobView> for JobStatus {
             failure_reason: v.failure_reason,
             waiting_reason: v.waiting_reason,
             damage: v.damage,
+            cron: v.cron,
             result: v.result,
             attempts: v.attempts,
             properties: v.properties,

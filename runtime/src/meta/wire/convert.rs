@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::*;
-use crate::meta::{Control, Expired, Meta, SimpleOutcome};
+use crate::meta::{Control, CronChange, Expired, Meta, SimpleOutcome};
 use crate::table::{Body, Job, SimpleBody, SliceEntry, SliceState, SlicedBody, UploadState};
 use crate::{
-    ErrorGroup, Incident, IncidentKind, JobShape, JobSpec, JobState, KindSettings, LeasePolicy,
-    RecordErrorSample, RetryPolicy,
+    CronRun, ErrorGroup, Incident, IncidentKind, JobShape, JobSpec, JobState, KindSettings,
+    LeasePolicy, RecordErrorSample, RetryPolicy,
 };
 
 impl From<&Meta> for Record {
@@ -151,6 +151,32 @@ impl From<&Meta> for Record {
                 at_ms,
                 settings: settings.map(KindSettingsV1::from),
             },
+            Meta::Cron {
+                cron,
+                at_ms,
+                change,
+            } => Record::Cron {
+                cron,
+                at_ms,
+                change: Box::new(match change {
+                    CronChange::Define {
+                        expr,
+                        tz,
+                        spec,
+                        paused,
+                        last_tick_ms,
+                    } => CronChangeV1::Define {
+                        expr,
+                        tz,
+                        spec: Box::new(Spec::from(&*spec)),
+                        paused,
+                        last_tick_ms,
+                    },
+                    CronChange::Pause => CronChangeV1::Pause,
+                    CronChange::Resume => CronChangeV1::Resume,
+                    CronChange::Remove => CronChangeV1::Remove,
+                }),
+            },
         }
     }
 }
@@ -287,6 +313,32 @@ impl From<Record> for Meta {
                 at_ms,
                 settings: settings.map(KindSettings::from),
             },
+            Record::Cron {
+                cron,
+                at_ms,
+                change,
+            } => Meta::Cron {
+                cron,
+                at_ms,
+                change: match *change {
+                    CronChangeV1::Define {
+                        expr,
+                        tz,
+                        spec,
+                        paused,
+                        last_tick_ms,
+                    } => CronChange::Define {
+                        expr,
+                        tz,
+                        spec: Box::new(JobSpec::from(*spec)),
+                        paused,
+                        last_tick_ms,
+                    },
+                    CronChangeV1::Pause => CronChange::Pause,
+                    CronChangeV1::Resume => CronChange::Resume,
+                    CronChangeV1::Remove => CronChange::Remove,
+                },
+            },
             Record::Recovered { at_ms, incidents } => Meta::Recovered {
                 at_ms,
                 incidents: incidents
@@ -334,6 +386,9 @@ impl From<&JobSpec> for Spec {
             properties: s.properties.clone(),
             categories: s.categories.clone(),
             singleton: s.singleton.clone(),
+            cron: s.cron.map(CronRunV1::from),
+            after: s.after.clone(),
+            on_dependency_failure: s.on_dependency_failure,
         }
     }
 }
@@ -360,6 +415,9 @@ impl From<Spec> for JobSpec {
             properties: s.properties,
             categories: s.categories,
             singleton: s.singleton,
+            cron: s.cron.map(CronRun::from),
+            after: s.after,
+            on_dependency_failure: s.on_dependency_failure,
         }
     }
 }
@@ -419,6 +477,7 @@ fn state_out(s: JobState) -> RowState {
         JobState::Completed => RowState::Completed,
         JobState::Failed => RowState::Failed,
         JobState::Aborted => RowState::Aborted,
+        JobState::Waiting => RowState::Waiting,
     }
 }
 
@@ -431,6 +490,7 @@ fn state_in(s: RowState) -> JobState {
         RowState::Completed => JobState::Completed,
         RowState::Failed => JobState::Failed,
         RowState::Aborted => JobState::Aborted,
+        RowState::Waiting => JobState::Waiting,
     }
 }
 
@@ -538,6 +598,9 @@ impl From<&Job> for Row {
             attempts: j.attempts,
             body,
             singleton: j.singleton.as_deref().map(str::to_string),
+            cron: j.cron.map(CronRunV1::from),
+            after: j.after.clone(),
+            on_dependency_failure: j.on_dependency_failure,
         }
     }
 }
@@ -617,9 +680,30 @@ impl From<Row> for Job {
             attempts: r.attempts,
             body,
             singleton: r.singleton.map(Arc::from),
+            cron: r.cron.map(CronRun::from),
+            after: r.after,
+            on_dependency_failure: r.on_dependency_failure,
             ready: None,
             accepted: None,
             refused: None,
+        }
+    }
+}
+
+impl From<CronRun> for CronRunV1 {
+    fn from(r: CronRun) -> CronRunV1 {
+        CronRunV1 {
+            id: r.cron,
+            tick_ms: r.tick_ms,
+        }
+    }
+}
+
+impl From<CronRunV1> for CronRun {
+    fn from(r: CronRunV1) -> CronRun {
+        CronRun {
+            cron: r.id,
+            tick_ms: r.tick_ms,
         }
     }
 }

@@ -1,0 +1,152 @@
+//! Dependent jobs (issue 14): a job with `after` waits until every job it
+//! names has completed; when one fails instead, its policy decides (fail,
+//! abort, or run anyway); the wait survives a restart.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use booster_runtime::*;
+use serde_json::json;
+
+use crate::common::*;
+
+/// A simple handler held until released; `{"fail": true}` fails.
+#[derive(Default)]
+struct Held {
+    hold: AtomicBool,
+}
+
+impl SimpleHandler for Held {
+    fn perform(
+        &self,
+        _job: &JobContext<'_>,
+        args: &serde_json::Value,
+    ) -> Result<Option<serde_json::Value>, HandlerError> {
+        while self.hold.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(2));
+            heartbeat();
+        }
+        if args["fail"] == json!(true) {
+            return Err("asked to fail".into());
+        }
+        Ok(Some(args.clone()))
+    }
+}
+
+async fn open(dir: &std::path::Path) -> (Runtime, Arc<Held>) {
+    let rt = Runtime::open(opts(dir, 2)).await.unwrap();
+    let held = Arc::new(Held::default());
+    rt.register_simple("step", held.clone());
+    (rt, held)
+}
+
+fn step(args: serde_json::Value) -> JobSpec {
+    JobSpec::simple("step", args)
+}
+
+async fn state(rt: &Runtime, id: JobId) -> JobState {
+    rt.job(id).await.unwrap().state
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_waits_until_every_dependency_has_completed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, held) = open(dir.path()).await;
+    held.hold.store(true, Ordering::SeqCst);
+    let a = rt.submit(step(json!(1))).await.unwrap();
+    let b = rt.submit(step(json!(2))).await.unwrap();
+    let c = rt
+        .submit(step(json!(3)).with_after(&[a, b], DependencyFailure::Fail))
+        .await
+        .unwrap();
+    let status = rt.job(c).await.unwrap();
+    assert_eq!(status.state, JobState::Waiting);
+    let reason = status.waiting_reason.unwrap();
+    assert!(reason.contains(&format!("job {a}, {b}")), "{reason}");
+    held.hold.store(false, Ordering::SeqCst);
+    let done = rt.wait(c).await.unwrap();
+    assert_eq!(done.state, JobState::Completed);
+    let (a_done, b_done) = (rt.job(a).await.unwrap(), rt.job(b).await.unwrap());
+    assert!(done.started_at >= a_done.completed_at.max(b_done.completed_at));
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_dependency_fails_aborts_or_lets_run_by_policy_and_chains() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, held) = open(dir.path()).await;
+    held.hold.store(true, Ordering::SeqCst);
+    let bad = rt.submit(step(json!({"fail": true}))).await.unwrap();
+    let fail = rt
+        .submit(step(json!(1)).with_after(&[bad], DependencyFailure::Fail))
+        .await
+        .unwrap();
+    let chained = rt
+        .submit(step(json!(2)).with_after(&[fail], DependencyFailure::Fail))
+        .await
+        .unwrap();
+    let abort = rt
+        .submit(step(json!(3)).with_after(&[bad], DependencyFailure::Abort))
+        .await
+        .unwrap();
+    let run = rt
+        .submit(step(json!(4)).with_after(&[bad], DependencyFailure::Run))
+        .await
+        .unwrap();
+    held.hold.store(false, Ordering::SeqCst);
+    assert_eq!(rt.wait(bad).await.unwrap().state, JobState::Failed);
+    let failed = rt.wait(fail).await.unwrap();
+    assert_eq!(failed.state, JobState::Failed);
+    let reason = failed.failure_reason.unwrap();
+    assert!(reason.contains(&format!("job {bad}")), "{reason}");
+    assert_eq!(rt.wait(chained).await.unwrap().state, JobState::Failed);
+    assert_eq!(rt.wait(abort).await.unwrap().state, JobState::Aborted);
+    assert_eq!(rt.wait(run).await.unwrap().state, JobState::Completed);
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_job_survives_a_restart_and_runs_after_its_dependency() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = {
+        let mut o = opts(dir.path(), 1);
+        o.start_workers = false;
+        let rt = Runtime::open(o).await.unwrap();
+        let first = rt.submit(step(json!(1))).await.unwrap();
+        let second = rt
+            .submit(step(json!(2)).with_after(&[first], DependencyFailure::Fail))
+            .await
+            .unwrap();
+        rt.shutdown(Duration::from_secs(5)).await.unwrap();
+        (first, second)
+    };
+    let (rt, _) = open(dir.path()).await;
+    assert_eq!(rt.wait(second).await.unwrap().state, JobState::Completed);
+    assert_eq!(state(&rt, first).await, JobState::Completed);
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dependency_that_does_not_exist_is_refused_and_a_waiting_job_can_be_aborted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, held) = open(dir.path()).await;
+    let e = rt
+        .submit(step(json!(1)).with_after(&[99], DependencyFailure::Fail))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("job 99") && e.contains("does not exist"), "{e}");
+    held.hold.store(true, Ordering::SeqCst);
+    let a = rt.submit(step(json!(1))).await.unwrap();
+    let b = rt
+        .submit(step(json!(2)).with_after(&[a], DependencyFailure::Fail))
+        .await
+        .unwrap();
+    assert!(rt.pause(b).await.is_err(), "a waiting job cannot be paused");
+    rt.abort(b).await.unwrap();
+    held.hold.store(false, Ordering::SeqCst);
+    rt.wait(a).await.unwrap();
+    assert_eq!(state(&rt, b).await, JobState::Aborted);
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+}
