@@ -108,14 +108,24 @@ const SIMPLE_BATCH_BUDGET_US: f64 = 1000.0;
 pub const SIMPLE_BATCH_MAX: usize = 1000;
 
 impl State {
+    /// What the lease picker may take of `kind` now. A kind outside its
+    /// processing window starts nothing, not even the next slice of a
+    /// running job: the window is read against the clock here, at lease
+    /// time, and the timer's tick wakes the workers when it opens.
     fn gate(&self, kind: &str) -> KindGate {
         match self.book.kinds.get(kind) {
-            Some(k) if k.handler.is_some() => KindGate {
-                runnable: true,
-                may_start: k.max_running().is_none_or(|max| {
-                    self.book.running_by_kind.get(kind).copied().unwrap_or(0) < max
-                }),
-            },
+            Some(k)
+                if k.handler.is_some()
+                    && k.window()
+                        .is_none_or(|w| w.is_open(self.book.clock.now_ms())) =>
+            {
+                KindGate {
+                    runnable: true,
+                    may_start: k.max_running().is_none_or(|max| {
+                        self.book.running_by_kind.get(kind).copied().unwrap_or(0) < max
+                    }),
+                }
+            }
             _ => KindGate {
                 runnable: false,
                 may_start: false,

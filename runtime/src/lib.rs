@@ -74,6 +74,7 @@ pub mod table_format {
 mod transition;
 mod upload;
 mod waiting;
+mod window;
 mod worker;
 
 pub use category::{
@@ -84,6 +85,7 @@ pub use download::Download;
 pub use handler::{heartbeat, lease_ended};
 pub use job_state::{JobState, UnknownState};
 pub use upload::Uploader;
+pub use window::ProcessingWindow;
 
 pub use booster_store::{MasterKey, StoreStats, VerifyReport};
 use serde::{Deserialize, Serialize};
@@ -507,7 +509,8 @@ pub struct JobStatus {
     pub failure_reason: Option<String>,
     /// Why a queued or running job is not running here: its handler
     /// declined it (`refuses`), no handler for its kind is registered in
-    /// this process, or its upload has not finished. None otherwise.
+    /// this process, its upload has not finished, or its kind's processing
+    /// window is closed (naming the next opening). None otherwise.
     #[serde(default)]
     pub waiting_reason: Option<String>,
     /// Damaged store ranges that held this job's slices (segment, offsets,
@@ -729,6 +732,10 @@ pub struct KindSettings {
     pub retry: RetryPolicy,
     /// None: the runtime's default (`RuntimeOptions::lease_policy`).
     pub lease: Option<LeasePolicy>,
+    /// The kind starts work only inside this window of the day (`window.rs`);
+    /// None: at any time. Absent from older logs and API bodies: None.
+    #[serde(default)]
+    pub window: Option<ProcessingWindow>,
 }
 
 /// A kind's settings: what is stored, if anything, and what applies.

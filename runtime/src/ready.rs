@@ -31,7 +31,8 @@ impl KindSets {
 
 /// What the lease picker needs to know about a kind.
 pub struct KindGate {
-    /// A handler is registered (jobs of other kinds wait).
+    /// A handler is registered and the kind's processing window is open
+    /// (jobs of other kinds wait).
     pub runnable: bool,
     /// Queued jobs of this kind may start (under the running-job limit).
     pub may_start: bool,

@@ -689,6 +689,7 @@ impl Runtime {
                     max_running: k.max_running(),
                     retry: k.retry(),
                     lease: Some(k.lease().unwrap_or(default_lease)),
+                    window: k.window(),
                 },
             })
             .collect();

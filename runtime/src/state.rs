@@ -57,6 +57,10 @@ impl KindConf {
     pub fn lease(&self) -> Option<LeasePolicy> {
         self.stored.map_or(self.lease, |s| s.lease)
     }
+    /// Only stored settings carry a window: a process sets none in code.
+    pub fn window(&self) -> Option<crate::ProcessingWindow> {
+        self.stored.and_then(|s| s.window)
+    }
 }
 
 impl Default for KindConf {

@@ -1,7 +1,8 @@
 //! Why a job that could run does not: a registered handler declined it
 //! (`RecordHandler::refuses` / `SimpleHandler::refuses`, e.g. `exec` with a
 //! command this process does not allow), no handler for its kind is
-//! registered in this process, or its upload has not finished. A declined
+//! registered in this process, its upload has not finished, or its kind is
+//! outside its processing window (`window.rs`). A declined
 //! job stays out of the ready queue, so it never blocks the jobs behind it;
 //! `JobStatus::waiting_reason` says why it waits.
 
@@ -62,6 +63,12 @@ impl State {
         }
         let conf = self.book.kinds.get(&job.kind);
         let registered = conf.is_some_and(|k| k.handler.is_some());
+        if let Some(w) = conf.and_then(|k| k.window()) {
+            let now_ms = self.book.clock.now_ms();
+            if registered && !w.is_open(now_ms) {
+                return Some(w.closed_reason(&job.kind, now_ms));
+            }
+        }
         if let Some(max) = conf.and_then(|k| k.max_running()) {
             let running = self
                 .book

@@ -493,6 +493,17 @@ pub enum KindCommand {
         #[arg(long)]
         timeout_ms: Option<u64>,
     },
+    /// KIND starts work only between two times of day (a window that ends
+    /// before it starts wraps midnight); `none`: at any time.
+    Window {
+        /// The kind (as in `--kind`).
+        kind: String,
+        /// HH:MM-HH:MM (e.g. 22:00-06:00), or `none`.
+        window: String,
+        /// The window's time zone, an IANA name (default UTC).
+        #[arg(long)]
+        tz: Option<String>,
+    },
     /// Forget KIND's stored settings: the worker process's own apply again.
     Reset {
         /// The kind (as in `--kind`).

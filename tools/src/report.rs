@@ -102,12 +102,15 @@ pub fn kind_line(v: &booster_runtime::KindView) -> String {
         });
         format!("; hung after {} lease expiries{bound}", l.max_expiries)
     });
+    let window = e
+        .window
+        .map_or(String::new(), |w| format!("; runs only {w}"));
     let source = if v.stored.is_some() {
         "stored"
     } else {
         "this process's"
     };
-    format!("{:<24} {limit}; {retry}{lease} ({source})", v.kind)
+    format!("{:<24} {limit}; {retry}{lease}{window} ({source})", v.kind)
 }
 
 /// A time logged in milliseconds since the epoch, in UTC to the second.

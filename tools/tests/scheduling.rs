@@ -33,6 +33,61 @@ fn a_paused_kind_holds_its_jobs_across_processes_until_reset() {
     assert_eq!(sb.json(&["job", "show", &id])["state"], "completed");
 }
 
+/// Minutes after UTC midnight, `ahead_min` from now, as HH:MM.
+fn utc_in(ahead_min: u64) -> String {
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let minute = (now_s / 60 + ahead_min) % (24 * 60);
+    format!("{:02}:{:02}", minute / 60, minute % 60)
+}
+
+#[test]
+fn a_kind_outside_its_window_waits_across_processes_until_the_window_is_cleared() {
+    let sb = Sandbox::new();
+    let input = sb.write("in.txt", numbered_lines(20).as_bytes());
+    // A window that opens in two hours and closes in three: closed now.
+    let span = format!("{}-{}", utc_in(120), utc_in(180));
+    sb.ok(&["-q", "kind", "window", "copy", &span]);
+    let id = job_id(&sb.json(&["submit", "--kind", "copy", "--input", s(&input)])).to_string();
+    let said = stdout(&sb.ok(&["work", "--until-idle"]));
+    assert!(
+        said.contains(&format!(
+            "job {id} waits: kind \"copy\" runs only {span} UTC; next opens at"
+        )),
+        "{said}"
+    );
+    assert_eq!(sb.json(&["job", "show", &id])["state"], "queued");
+    let shown = sb.json(&["kind", "show", "copy"]);
+    assert_eq!(shown[0]["stored"]["window"]["tz"], "UTC", "{shown}");
+
+    sb.ok(&[
+        "-q",
+        "kind",
+        "window",
+        "copy",
+        "22:00-06:00",
+        "--tz",
+        "Europe/Berlin",
+    ]);
+    let text = stdout(&sb.ok(&["kind", "show", "copy"]));
+    assert!(
+        text.contains("runs only 22:00-06:00 Europe/Berlin"),
+        "{text}"
+    );
+    sb.expect(2, &["kind", "window", "copy", "22-6"]);
+    sb.expect(
+        2,
+        &["kind", "window", "copy", "22:00-06:00", "--tz", "Mars/Base"],
+    );
+
+    sb.ok(&["-q", "kind", "window", "copy", "none"]);
+    assert!(sb.json(&["kind", "show", "copy"])[0]["stored"]["window"].is_null());
+    sb.ok(&["-q", "work", "--until-idle"]);
+    assert_eq!(sb.json(&["job", "show", &id])["state"], "completed");
+}
+
 #[test]
 fn retry_and_lease_settings_are_stored_and_bad_values_are_usage_errors() {
     let sb = Sandbox::new();

@@ -603,6 +603,20 @@ fn kind_settings_are_stored_and_listed_over_the_api() {
     assert_eq!(done.records_out, 2);
     let (status, body) = put(r#"{"max_running": 1, "retry": 7}"#);
     assert_eq!(status, 400, "a malformed body is refused: {body}");
+    // A processing window is the same settings' `window` field.
+    let nightly = r#"{"max_running": null, "retry": {"max_retries": 0, "backoff_base_ms": 1000}, "lease": null, "window": {"start": "22:00", "end": "06:00", "tz": "Europe/Berlin"}}"#;
+    let (status, body) = put(nightly);
+    assert_eq!(status, 200, "{body}");
+    let view = runtime.kinds_settings();
+    let copy = view.iter().find(|k| k.kind == "copy").unwrap();
+    let window = copy.stored.and_then(|s| s.window).map(|w| w.to_string());
+    assert_eq!(window.as_deref(), Some("22:00-06:00 Europe/Berlin"));
+    let (status, body) = put(&nightly.replace("Europe/Berlin", "Mars/Base"));
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("IANA name"),
+        "an unknown zone says what to give: {body}"
+    );
     rt.block_on(async {
         server.shutdown(Duration::ZERO).await.unwrap();
         runtime.shutdown(Duration::from_secs(5)).await.unwrap();

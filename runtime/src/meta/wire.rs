@@ -180,6 +180,42 @@ pub struct KindSettingsV1 {
     max_running: Option<u32>,
     retry: RetryV1,
     lease: Option<LeaseV1>,
+    /// Added 2026-11-29 (processing windows); absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    window: Option<WindowV1>,
+}
+
+/// A processing window as logged: minutes after local midnight and an IANA
+/// zone. A zone this build does not know fails the decode (the record is
+/// never read as "no window").
+#[derive(Clone, Copy, Serialize, Deserialize)]
+#[serde(try_from = "WindowFieldsV1", into = "WindowFieldsV1")]
+pub struct WindowV1(pub crate::ProcessingWindow);
+
+#[derive(Serialize, Deserialize)]
+struct WindowFieldsV1 {
+    start_min: u16,
+    end_min: u16,
+    tz: String,
+}
+
+impl From<WindowV1> for WindowFieldsV1 {
+    fn from(WindowV1(w): WindowV1) -> WindowFieldsV1 {
+        WindowFieldsV1 {
+            start_min: w.start_min(),
+            end_min: w.end_min(),
+            tz: w.tz_name().to_string(),
+        }
+    }
+}
+
+impl TryFrom<WindowFieldsV1> for WindowV1 {
+    type Error = String;
+    fn try_from(f: WindowFieldsV1) -> Result<WindowV1, String> {
+        crate::ProcessingWindow::new(f.start_min, f.end_min, Some(&f.tz))
+            .map(WindowV1)
+            .map_err(|e| e.to_string())
+    }
 }
 
 #[derive(Serialize, Deserialize)]

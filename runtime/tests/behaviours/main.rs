@@ -22,3 +22,4 @@ mod row_page_fixture;
 mod singleton;
 mod transitions;
 mod waiting;
+mod windows;

@@ -101,7 +101,10 @@ pub async fn kind(ctx: &Ctx, command: crate::cli::KindCommand) -> anyhow::Result
             false,
             !matches!(
                 command,
-                KindCommand::Limit { .. } | KindCommand::Retry { .. } | KindCommand::Lease { .. }
+                KindCommand::Limit { .. }
+                    | KindCommand::Retry { .. }
+                    | KindCommand::Lease { .. }
+                    | KindCommand::Window { .. }
             ),
         )
         .await?;
@@ -174,6 +177,27 @@ pub async fn kind(ctx: &Ctx, command: crate::cli::KindCommand) -> anyhow::Result
                     kind.clone(),
                     Some(KindSettings {
                         lease: Some(lease),
+                        ..current(&kind)
+                    }),
+                )
+            }
+            KindCommand::Window { kind, window, tz } => {
+                let window = match window.as_str() {
+                    "none" if tz.is_none() => None,
+                    "none" => {
+                        return Err(crate::exit::usage(
+                            "--tz goes with a window; `none` clears the window",
+                        ))
+                    }
+                    span => Some(
+                        booster_runtime::ProcessingWindow::parse(span, tz.as_deref())
+                            .map_err(|e| crate::exit::usage(e.to_string()))?,
+                    ),
+                };
+                (
+                    kind.clone(),
+                    Some(KindSettings {
+                        window,
                         ..current(&kind)
                     }),
                 )

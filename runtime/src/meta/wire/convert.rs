@@ -775,6 +775,7 @@ impl From<KindSettings> for KindSettingsV1 {
                 max_expiries: l.max_expiries,
                 timeout_ms: l.timeout.map(|t| t.as_millis() as u64),
             }),
+            window: k.window.map(WindowV1),
         }
     }
 }
@@ -791,6 +792,7 @@ impl From<KindSettingsV1> for KindSettings {
                 max_expiries: l.max_expiries,
                 timeout: l.timeout_ms.map(Duration::from_millis),
             }),
+            window: k.window.map(|w| w.0),
         }
     }
 }
