@@ -68,6 +68,8 @@ pub(crate) fn apply_sliced(
                     errors: 0,
                     panics: 0,
                     expiries: 0,
+                    retries: 0,
+                    retry_at_ms: None,
                 },
             );
             s.queued.insert(*slice);
@@ -137,6 +139,7 @@ pub(crate) fn apply_sliced(
                 SliceState::Pending => {}
             }
             e.state = SliceState::Done;
+            e.retry_at_ms = None;
             e.errors = *errors;
             add(&mut s.slices_done, 1, id, "slices_done")?;
             let out = u64::from(e.records.saturating_sub(*errors));
@@ -163,12 +166,23 @@ pub(crate) fn apply_sliced(
             at_ms,
             message,
             sample,
+            retry_at_ms,
             ..
         } => {
             let Some(e) = s.slices.get_mut(slice) else {
                 return Ok(());
             };
             if e.state != SliceState::Pending {
+                return Ok(());
+            }
+            if let Some(at) = *retry_at_ms {
+                // The kind's retry policy: the slice stays pending, out of
+                // the queue until `release_scheduled` finds it due.
+                e.retries = e.retries.saturating_add(1);
+                e.retry_at_ms = Some(at);
+                s.queued.remove(slice);
+                book.slice_retries.insert((at, id, *slice));
+                book.emit(job, "slice_retry_scheduled");
                 return Ok(());
             }
             e.state = SliceState::Failed;
@@ -242,6 +256,7 @@ pub(crate) fn retry(book: &mut Book, job: &mut Job, at_ms: u64) -> Result<(), Ru
                     e.state = SliceState::Pending;
                     e.panics = 0;
                     e.expiries = 0;
+                    e.retries = 0;
                     s.queued.insert(*n);
                 }
             }

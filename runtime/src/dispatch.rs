@@ -69,6 +69,9 @@ pub struct SliceItem {
     pub lines: Option<Arc<Vec<u64>>>,
     pub numbers: Option<Arc<Vec<u64>>>,
     pub collect_errors: bool,
+    /// The slice's automatic retries so far, and the kind's policy.
+    pub retries: u32,
+    pub retry: RetryPolicy,
 }
 
 pub struct HookItem {
@@ -287,7 +290,7 @@ impl State {
                 .expect("ready sliced jobs have queued slices");
             s.leased_slices += 1;
             let e = &s.slices[&slice];
-            debug_assert_eq!(e.state, SliceState::Pending);
+            debug_assert!(e.queueable());
             let item = SliceItem {
                 job: id,
                 kind: job.kind.clone(),
@@ -299,6 +302,13 @@ impl State {
                 lines: e.lines.clone(),
                 numbers: e.numbers.clone(),
                 collect_errors: s.collect_errors,
+                retries: e.retries,
+                retry: self
+                    .book
+                    .kinds
+                    .get(&job.kind)
+                    .map(|k| k.retry())
+                    .unwrap_or_default(),
             };
             (LeaseWork::Slice { job: id, slice }, TaskWork::Slice(item))
         };
@@ -375,10 +385,8 @@ impl State {
                 };
                 if let Body::Sliced(s) = &mut job.body {
                     s.leased_slices = s.leased_slices.saturating_sub(1);
-                    if s.slices
-                        .get(&slice)
-                        .is_some_and(|e| e.state == SliceState::Pending)
-                    {
+                    // A slice whose commit scheduled its retry waits for it.
+                    if s.slices.get(&slice).is_some_and(|e| e.queueable()) {
                         s.queued.insert(slice);
                     }
                 }
@@ -470,6 +478,7 @@ impl State {
             at_ms: now_ms,
             message: hung(n, &policy),
             sample: None,
+            retry_at_ms: None,
         })
     }
 
@@ -601,6 +610,7 @@ impl State {
     /// again): a timer's work, also done once after replay, so a job whose
     /// time came while no process ran is never listed as scheduled.
     pub fn release_scheduled(&mut self, now_ms: u64) {
+        self.release_slice_retries(now_ms);
         while let Some(&(at, id)) = self.book.scheduled.first() {
             if at > now_ms {
                 break;
@@ -617,6 +627,29 @@ impl State {
                     self.ready.refile(job);
                 }
             }
+        }
+    }
+
+    /// Slices whose automatic retry is due go back to their job's queue.
+    fn release_slice_retries(&mut self, now_ms: u64) {
+        while let Some(&(at, id, slice)) = self.book.slice_retries.first() {
+            if at > now_ms {
+                break;
+            }
+            self.book.slice_retries.pop_first();
+            let Some(job) = self.jobs.get_mut(&id) else {
+                continue;
+            };
+            if let Body::Sliced(s) = &mut job.body {
+                match s.slices.get_mut(&slice) {
+                    Some(e) if e.state == SliceState::Pending && e.retry_at_ms == Some(at) => {
+                        e.retry_at_ms = None;
+                        s.queued.insert(slice);
+                    }
+                    _ => continue,
+                }
+            }
+            self.ready.refile(job);
         }
     }
 

@@ -749,12 +749,25 @@ pub struct KindView {
     pub effective: KindSettings,
 }
 
-/// Retry policy of a simple-job kind: how often a failed job runs again
-/// automatically, and how long it waits (doubling each attempt).
+/// Retry policy of a kind: how often a failed simple job, or a failed slice
+/// of a sliced job, runs again automatically, and how long it waits
+/// (doubling each attempt).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetryPolicy {
     pub max_retries: u32,
     pub backoff_base_ms: u64,
+}
+
+impl RetryPolicy {
+    /// When work that failed after `retries` automatic retries runs again
+    /// (the first wait `backoff_base_ms`, doubling), or None when the
+    /// policy allows no more.
+    pub fn retry_at_ms(&self, retries: u32, now_ms: u64) -> Option<u64> {
+        (retries < self.max_retries).then(|| {
+            let factor = 1u64 << retries.min(20);
+            now_ms.saturating_add(self.backoff_base_ms.saturating_mul(factor))
+        })
+    }
 }
 
 impl Default for RetryPolicy {

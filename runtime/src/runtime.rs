@@ -435,7 +435,8 @@ impl Runtime {
             .lease = Some(policy);
     }
 
-    /// How failed simple jobs of `kind` run again automatically.
+    /// How failed simple jobs and failed slices of `kind` run again
+    /// automatically.
     pub fn set_retry_policy(&self, kind: &str, policy: RetryPolicy) {
         self.shared()
             .state

@@ -165,6 +165,9 @@ pub struct Book {
     /// false while replaying: no events, no waiters, no fencing.
     pub live: bool,
     pub scheduled: BTreeSet<(u64, JobId)>,
+    /// Slices waiting for an automatic retry (`SliceEntry::retry_at_ms`):
+    /// (due, job, slice), released by `release_scheduled`.
+    pub slice_retries: BTreeSet<(u64, JobId, u64)>,
     pub expiring: BTreeSet<(u64, JobId)>,
     pub running_by_kind: HashMap<Arc<str>, u32>,
     pub by_state: [u64; 8],
@@ -248,6 +251,7 @@ impl Book {
             next_id: 1,
             live: false,
             scheduled: BTreeSet::new(),
+            slice_retries: BTreeSet::new(),
             expiring: BTreeSet::new(),
             running_by_kind: HashMap::new(),
             by_state: [0; 8],
@@ -508,7 +512,7 @@ impl Book {
                 s.queued = s
                     .slices
                     .iter()
-                    .filter(|(k, e)| e.state == SliceState::Pending && !committing.contains(k))
+                    .filter(|(k, e)| e.queueable() && !committing.contains(k))
                     .map(|(k, _)| *k)
                     .collect();
             }
@@ -630,9 +634,14 @@ impl State {
                     s.queued = s
                         .slices
                         .iter()
-                        .filter(|(_, e)| e.state == SliceState::Pending)
+                        .filter(|(_, e)| e.queueable())
                         .map(|(k, _)| *k)
                         .collect();
+                    for (k, e) in &s.slices {
+                        if let (SliceState::Pending, Some(at)) = (e.state, e.retry_at_ms) {
+                            self.book.slice_retries.insert((at, job.id, *k));
+                        }
+                    }
                 }
                 if job.state == JobState::Running && !job.has_started() {
                     job.state = JobState::Queued;

@@ -94,6 +94,7 @@ fn history() -> Vec<Meta> {
             at_ms: 6,
             message: "bad record".into(),
             sample: None,
+            retry_at_ms: None,
         },
         Meta::Priority {
             job: 1,
@@ -620,6 +621,7 @@ fn a_restored_job_whose_counters_disagree_with_its_slices_is_corruption() {
         at_ms: 2,
         message: "bad".into(),
         sample: None,
+        retry_at_ms: None,
     })
     .unwrap();
     // A snapshot that lost the failed slice's counts.
@@ -647,6 +649,7 @@ fn sliced_job_with_a_failed_slice() -> State {
             at_ms: 3,
             message: "bad".into(),
             sample: None,
+            retry_at_ms: None,
         },
     ] {
         st.apply(&m).unwrap();

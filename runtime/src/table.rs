@@ -102,6 +102,18 @@ pub struct SliceEntry {
     pub panics: u32,
     /// Leases on this slice that expired (live only; see `LeasePolicy`).
     pub expiries: u32,
+    /// Times the kind's retry policy ran this slice again after it failed.
+    pub retries: u32,
+    /// Pending, waiting for its automatic retry until this time
+    /// (`Book::slice_retries` releases it).
+    pub retry_at_ms: Option<u64>,
+}
+
+impl SliceEntry {
+    /// Pending and not waiting for an automatic retry: a lease may take it.
+    pub fn queueable(&self) -> bool {
+        self.state == SliceState::Pending && self.retry_at_ms.is_none()
+    }
 }
 
 #[derive(Clone, Debug)]

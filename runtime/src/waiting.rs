@@ -2,7 +2,8 @@
 //! (`RecordHandler::refuses` / `SimpleHandler::refuses`, e.g. `exec` with a
 //! command this process does not allow), no handler for its kind is
 //! registered in this process, its upload has not finished, or its kind is
-//! outside its processing window (`window.rs`). A declined
+//! outside its processing window (`window.rs`), or a failed slice waits
+//! for its automatic retry. A declined
 //! job stays out of the ready queue, so it never blocks the jobs behind it;
 //! `JobStatus::waiting_reason` says why it waits.
 
@@ -59,6 +60,15 @@ impl State {
         if let Some(s) = job.sliced() {
             if s.upload == UploadState::Open && !s.uploader_active {
                 return Some("waiting for its upload to finish".into());
+            }
+            let retrying = s.slices.iter().find_map(|(n, e)| Some((n, e.retry_at_ms?)));
+            if let (true, 0, Some((n, at_ms))) = (s.queued.is_empty(), s.leased_slices, retrying) {
+                let at = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(at_ms as i64)
+                    .unwrap_or_default();
+                return Some(format!(
+                    "slice {n} failed; the kind's retry policy runs it again at {}",
+                    at.format("%Y-%m-%d %H:%M:%S UTC")
+                ));
             }
         }
         let conf = self.book.kinds.get(&job.kind);

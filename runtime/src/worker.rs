@@ -104,6 +104,7 @@ fn on_panic(
             at_ms: shared.clock.now_ms(),
             message: format!("handler panicked {MAX_SLICE_PANICS} times on this slice: {message}"),
             sample: None,
+            retry_at_ms: None,
         };
         commit_meta(shared, store, m, epoch);
     }
@@ -180,17 +181,9 @@ fn run_simple(
             )),
         };
         let result = cap_result(item.job, result, shared.limits.max_slice_bytes);
-        let retry_at_ms = match (&result, item.retry) {
-            (Err(_), r) if item.attempts < r.max_retries => {
-                let factor = 1u64 << item.attempts.min(20);
-                Some(
-                    shared
-                        .clock
-                        .now_ms()
-                        .saturating_add(r.backoff_base_ms.saturating_mul(factor)),
-                )
-            }
-            _ => None,
+        let retry_at_ms = match &result {
+            Err(_) => item.retry.retry_at_ms(item.attempts, shared.clock.now_ms()),
+            Ok(_) => None,
         };
         outcomes.push(SimpleOutcome {
             job: item.job,
@@ -423,6 +416,7 @@ fn commit_slice(
         at_ms: clock.now_ms(),
         message: format!("output of slice {slice} could not be stored: {e}"),
         sample: None,
+        retry_at_ms: None,
     });
 }
 
@@ -496,12 +490,14 @@ fn fail_slice(
     message: String,
     sample: Option<RecordErrorSample>,
 ) {
+    let now_ms = shared.clock.now_ms();
     let m = Meta::SliceFailed {
         job: item.job,
         slice: item.slice,
-        at_ms: shared.clock.now_ms(),
+        at_ms: now_ms,
         message,
         sample,
+        retry_at_ms: item.retry.retry_at_ms(item.retries, now_ms),
     };
     if begin(shared, epoch, item, Instant::now(), 0) {
         commit_meta(shared, store, m, epoch);

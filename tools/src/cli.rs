@@ -471,7 +471,7 @@ pub enum KindCommand {
         #[arg(value_parser = parse_limit)]
         limit: Limit,
     },
-    /// Failed simple jobs of KIND run again up to N times, waiting MS, then twice as long each time.
+    /// Failed simple jobs and failed slices of KIND run again up to N times, waiting MS, then twice as long each time.
     Retry {
         /// The kind (as in `--kind`).
         kind: String,

@@ -95,6 +95,9 @@ pub enum Meta {
         at_ms: u64,
         message: String,
         sample: Option<RecordErrorSample>,
+        /// Some: the kind's retry policy runs the slice again at this time
+        /// (the slice stays pending); None: the slice failed.
+        retry_at_ms: Option<u64>,
     },
     AfterDone {
         job: JobId,
@@ -330,6 +333,7 @@ mod tests {
                 record: "a,b".into(),
                 message: "bad".into(),
             }),
+            retry_at_ms: Some(1_099),
         };
         let bytes = encode(&meta);
         assert_eq!(bytes[0], b'J');

@@ -79,6 +79,9 @@ pub enum Record {
         at_ms: u64,
         message: String,
         sample: Option<Sample>,
+        /// Added 2026-11-29 (sliced auto-retry); absent: the slice failed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_at_ms: Option<u64>,
     },
     AfterDone {
         job: JobId,
@@ -459,6 +462,13 @@ struct Slice {
     /// Lease expiries (added 2026-11-29; absent: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     expiries: Option<u32>,
+    /// Automatic retries so far (added 2026-11-29; absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retries: Option<u32>,
+    /// When a pending slice's automatic retry is due (added 2026-11-29;
+    /// absent: it is queued).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retry_at_ms: Option<u64>,
 }
 
 #[derive(Clone, Copy, Serialize, Deserialize)]

@@ -75,12 +75,14 @@ impl From<&Meta> for Record {
                 at_ms,
                 message,
                 sample,
+                retry_at_ms,
             } => Record::SliceFailed {
                 job,
                 slice,
                 at_ms,
                 message,
                 sample: sample.map(Sample::from),
+                retry_at_ms,
             },
             Meta::AfterDone { job, at_ms } => Record::AfterDone { job, at_ms },
             Meta::HookFailed {
@@ -242,12 +244,14 @@ impl From<Record> for Meta {
                 at_ms,
                 message,
                 sample,
+                retry_at_ms,
             } => Meta::SliceFailed {
                 job,
                 slice,
                 at_ms,
                 message,
                 sample: sample.map(RecordErrorSample::from),
+                retry_at_ms,
             },
             Record::AfterDone { job, at_ms } => Meta::AfterDone { job, at_ms },
             Record::HookFailed {
@@ -552,6 +556,8 @@ impl From<&Job> for Row {
                             state: slice_state_out(e.state),
                             errors: e.errors,
                             expiries: (e.expiries > 0).then_some(e.expiries),
+                            retries: (e.retries > 0).then_some(e.retries),
+                            retry_at_ms: e.retry_at_ms,
                         };
                         (*n, slice)
                     })
@@ -639,6 +645,8 @@ impl From<Row> for Job {
                             errors: e.errors,
                             panics: 0,
                             expiries: e.expiries.unwrap_or(0),
+                            retries: e.retries.unwrap_or(0),
+                            retry_at_ms: e.retry_at_ms,
                         };
                         (n, entry)
                     })
