@@ -38,12 +38,12 @@ async fn until_idle(rt: &Runtime) {
 /// Copies records; holds in its first record while `hold` is set, and says
 /// it has `started`.
 #[derive(Default)]
-struct Held {
+struct HeldSlices {
     hold: AtomicBool,
     started: AtomicBool,
 }
 
-impl RecordHandler for Held {
+impl RecordHandler for HeldSlices {
     fn process(
         &self,
         _job: &JobContext<'_>,
@@ -105,7 +105,7 @@ async fn at_the_windows_end_a_running_slice_finishes_and_no_new_one_starts() {
     rt.store_kind_settings("held", Some(nightly()))
         .await
         .unwrap();
-    let handler = Arc::new(Held::default());
+    let handler = Arc::new(HeldSlices::default());
     handler.hold.store(true, Ordering::SeqCst);
     rt.register_sliced("held", handler.clone());
     let job = rt.submit(sliced("held", 5)).await.unwrap();
