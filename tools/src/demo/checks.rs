@@ -15,7 +15,8 @@ use crate::report::{self, bytes, count};
 
 struct Check {
     name: &'static str,
-    ok: bool,
+    /// None: the check could not be made here (it neither passes nor fails).
+    ok: Option<bool>,
     detail: String,
 }
 
@@ -32,7 +33,9 @@ pub fn report(
     let checks = [
         Check {
             name: "completed",
-            ok: big.state == JobState::Completed && outcome.urgent.state == JobState::Completed,
+            ok: Some(
+                big.state == JobState::Completed && outcome.urgent.state == JobState::Completed,
+            ),
             detail: format!(
                 "big job {}, urgent job {}",
                 big.state.as_str(),
@@ -41,9 +44,11 @@ pub fn report(
         },
         Check {
             name: "reconciled",
-            ok: big.records_in == generated.records
-                && big.records_processed + big.records_failed == big.records_in
-                && big.records_failed == generated.planted(),
+            ok: Some(
+                big.records_in == generated.records
+                    && big.records_processed + big.records_failed == big.records_in
+                    && big.records_failed == generated.planted(),
+            ),
             detail: format!(
                 "{} in = {} out + {} failed; {} were planted bad",
                 count(big.records_in),
@@ -54,8 +59,10 @@ pub fn report(
         },
         Check {
             name: "downloaded",
-            ok: outcome.output_records == big.records_out
-                && outcome.error_records == big.records_failed,
+            ok: Some(
+                outcome.output_records == big.records_out
+                    && outcome.error_records == big.records_failed,
+            ),
             detail: format!(
                 "{} records in {}, {} in {}",
                 count(outcome.output_records),
@@ -66,17 +73,12 @@ pub fn report(
         },
         Check {
             name: "priority",
-            ok: outcome.urgent.completed_at <= big.completed_at
-                && outcome.big_percent_when_urgent_done < 100.0,
-            detail: format!(
-                "priority-1 job finished in {} with the priority-50 job at {:.0}%",
-                report::duration(outcome.urgent_time),
-                outcome.big_percent_when_urgent_done
-            ),
+            ok: outcome.priority.ok(),
+            detail: outcome.priority.detail().to_string(),
         },
         Check {
             name: "encrypted",
-            ok: found.is_empty() && files > 0,
+            ok: Some(found.is_empty() && files > 0),
             detail: if found.is_empty() {
                 format!(
                     "none of {} record strings found in {files} files ({}) under {}",
@@ -89,7 +91,7 @@ pub fn report(
             },
         },
     ];
-    let all_ok = checks.iter().all(|c| c.ok);
+    let all_ok = checks.iter().all(|c| c.ok != Some(false));
     if ctx.json {
         let checks_json: serde_json::Value = checks
             .iter()
@@ -134,12 +136,16 @@ pub fn report(
             bytes(outcome.store.raw_bytes),
             bytes(disk_bytes),
             outcome.store.raw_bytes as f64 / disk_bytes.max(1) as f64,
-            SLICE = super::SLICE_RECORDS,
+            SLICE = count(outcome.slice_records),
         ));
         for c in &checks {
             ctx.say(format!(
                 "   {} {:<10} {}",
-                if c.ok { "ok  " } else { "FAIL" },
+                match c.ok {
+                    Some(true) => "ok  ",
+                    Some(false) => "FAIL",
+                    None => "n/a ",
+                },
                 c.name,
                 c.detail
             ));
