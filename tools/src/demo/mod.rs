@@ -222,7 +222,16 @@ async fn tour(
         _ = reached_rx => {}
         _ = ctx.interrupt.wait() => return Err(anyhow::Error::new(exit::Interrupted)),
     }
-    let mut witness = busy_at_hold(ctx, runtime, big_id, &gate, &plan, workers, &upload).await?;
+    let mut witness = priority::wait_busy(
+        runtime,
+        big_id,
+        &gate,
+        plan.slices_before_hold(),
+        workers,
+        &ctx.interrupt,
+        || upload.is_finished(),
+    )
+    .await?;
 
     let urgent_started = Instant::now();
     let urgent_args = job_args(
@@ -232,23 +241,7 @@ async fn tour(
         "demo: urgent customers",
     );
     let urgent = submit_urgent(ctx, runtime, &urgent_args, release_tx).await?;
-    if witness.busy == workers && witness.big_queued > 0 {
-        // Exactly one worker goes on, until it takes its next big slice and
-        // waits again: whether it leased the urgent job first shows the order.
-        gate.release_one();
-        let mut tick = tokio::time::interval(Duration::from_millis(5));
-        while gate.passed_and_waiting() != (1, workers) {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = ctx.interrupt.wait() => return Err(anyhow::Error::new(exit::Interrupted)),
-            }
-        }
-        let urgent = runtime.job(urgent).await?;
-        witness.urgent_started_us = urgent
-            .started_at
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_micros() as u64);
-    }
+    priority::watch_next_lease(runtime, urgent, &gate, &mut witness, &ctx.interrupt).await?;
     gate.open();
     let verdict = priority::judge(&witness);
 
@@ -301,40 +294,6 @@ async fn tour(
         errors_path,
         store: runtime.store_stats()?,
     })
-}
-
-/// Waits, with the big upload held, until its slices before the hold are
-/// stored and every worker that could take one waits at the gate (or the
-/// upload ended early); returns how busy the workers and the queue are.
-async fn busy_at_hold(
-    ctx: &Ctx,
-    runtime: &Runtime,
-    big_id: JobId,
-    gate: &priority::Gate,
-    plan: &priority::Plan,
-    workers: usize,
-    upload: &tokio::task::JoinHandle<anyhow::Result<(JobStatus, Duration)>>,
-) -> anyhow::Result<priority::Witness> {
-    let mut tick = tokio::time::interval(Duration::from_millis(5));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = ctx.interrupt.wait() => return Err(anyhow::Error::new(exit::Interrupted)),
-        }
-        let big = runtime.job(big_id).await?;
-        let waiting = gate.waiting();
-        let stored = big.slices_total >= plan.slices_before_hold();
-        let all_busy = waiting == workers;
-        let none_left = big.slices_queued == 0 && waiting as u64 == big.slices_running;
-        if (stored && (all_busy || none_left)) || upload.is_finished() {
-            return Ok(priority::Witness {
-                workers,
-                busy: waiting,
-                big_queued: big.slices_queued,
-                ..Default::default()
-            });
-        }
-    }
 }
 
 /// Submits and uploads the urgent job, then lets the big upload go on

@@ -19,12 +19,18 @@
 //! slices left over, the verdict says so instead of passing or failing.
 
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
+use booster_runtime::{
+    HandlerError, JobContext, JobId, Output, RecordHandler, Runtime, SliceOutcome,
+};
+
+use crate::commands::Interrupt;
+use crate::exit;
 use crate::report::plural;
-use booster_runtime::{HandlerError, JobContext, JobId, Output, RecordHandler, SliceOutcome};
 
 /// How often a slice waiting at the gate renews its lease (30 s by default).
-const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(1);
+const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// The largest slice of the big job (the default demo's).
 pub const MAX_SLICE_RECORDS: u64 = 1000;
@@ -185,6 +191,75 @@ pub struct Witness {
     pub urgent_started_us: Option<u64>,
 }
 
+/// How often the waits below look at the runtime and the gate.
+const POLL: Duration = Duration::from_millis(5);
+
+/// One poll interval, or Err on interrupt.
+async fn poll(tick: &mut tokio::time::Interval, interrupt: &Interrupt) -> anyhow::Result<()> {
+    tokio::select! {
+        _ = tick.tick() => Ok(()),
+        _ = interrupt.wait() => Err(anyhow::Error::new(exit::Interrupted)),
+    }
+}
+
+/// Waits, with the big upload held, until `stored` of its slices are
+/// stored and every worker that could take one waits at the gate (or the
+/// upload ended early, `upload_ended`); returns how busy the workers and
+/// the queue are.
+pub async fn wait_busy(
+    runtime: &Runtime,
+    big: JobId,
+    gate: &Gate,
+    stored: u64,
+    workers: usize,
+    interrupt: &Interrupt,
+    upload_ended: impl Fn() -> bool,
+) -> anyhow::Result<Witness> {
+    let mut tick = tokio::time::interval(POLL);
+    loop {
+        poll(&mut tick, interrupt).await?;
+        let job = runtime.job(big).await?;
+        let waiting = gate.waiting();
+        let all_busy = waiting == workers;
+        let none_left = job.slices_queued == 0 && waiting as u64 == job.slices_running;
+        if (job.slices_total >= stored && (all_busy || none_left)) || upload_ended() {
+            return Ok(Witness {
+                workers,
+                busy: waiting,
+                big_queued: job.slices_queued,
+                ..Default::default()
+            });
+        }
+    }
+}
+
+/// With the urgent job queued: where the witness can show priority, lets
+/// exactly one worker go on until it takes its next big slice and waits
+/// again, then notes whether the urgent job had its first lease by then.
+pub async fn watch_next_lease(
+    runtime: &Runtime,
+    urgent: JobId,
+    gate: &Gate,
+    witness: &mut Witness,
+    interrupt: &Interrupt,
+) -> anyhow::Result<()> {
+    if witness.busy < witness.workers || witness.big_queued == 0 {
+        return Ok(());
+    }
+    gate.release_one();
+    let mut tick = tokio::time::interval(POLL);
+    while gate.passed_and_waiting() != (1, witness.workers) {
+        poll(&mut tick, interrupt).await?;
+    }
+    witness.urgent_started_us = runtime
+        .job(urgent)
+        .await?
+        .started_at
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_micros() as u64);
+    Ok(())
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// The next lease went to the urgent job.
@@ -301,6 +376,64 @@ mod tests {
         let p = plan(3, 16);
         assert_eq!(p.slice_records, 1);
         assert!(p.slices_before_hold() <= 3);
+    }
+
+    /// The whole check against a real runtime: two workers on a gated big
+    /// job at priority 50, then an urgent job above or below it.
+    async fn judged_with_urgent_at(urgent_priority: u8) -> Verdict {
+        use booster_runtime::{JobSpec, RuntimeOptions};
+        const KIND: &str = "gated-copy";
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = RuntimeOptions::new(dir.path());
+        opts.workers = 2;
+        let runtime = Runtime::open(opts).await.unwrap();
+        let gate = Arc::new(Gate::default());
+        let _open = OpenOnDrop(gate.clone());
+        runtime.register_sliced(
+            KIND,
+            Arc::new(Gated {
+                inner: Arc::new(crate::kinds::Copy),
+                gate: gate.clone(),
+            }),
+        );
+        let interrupt = Interrupt::never();
+        let spec = |priority| {
+            JobSpec::sliced(KIND)
+                .with_priority(priority)
+                .with_slice_size(1)
+        };
+        let big = runtime.submit(spec(50)).await.unwrap();
+        gate.hold(big);
+        let mut big_upload = runtime.upload(big).await.unwrap();
+        for _ in 0..4 {
+            big_upload.push(b"big".to_vec()).await.unwrap();
+        }
+        let mut witness = wait_busy(&runtime, big, &gate, 4, 2, &interrupt, || false)
+            .await
+            .unwrap();
+        let urgent = runtime.submit(spec(urgent_priority)).await.unwrap();
+        let mut urgent_upload = runtime.upload(urgent).await.unwrap();
+        urgent_upload.push(b"urgent".to_vec()).await.unwrap();
+        urgent_upload.finish().await.unwrap();
+        watch_next_lease(&runtime, urgent, &gate, &mut witness, &interrupt)
+            .await
+            .unwrap();
+        gate.open();
+        big_upload.finish().await.unwrap();
+        runtime.shutdown(Duration::from_secs(10)).await.unwrap();
+        judge(&witness)
+    }
+
+    #[tokio::test]
+    async fn urgent_job_above_the_big_job_is_held_on_a_real_runtime() {
+        let verdict = judged_with_urgent_at(1).await;
+        assert!(matches!(verdict, Verdict::Held(_)), "{verdict:?}");
+    }
+
+    #[tokio::test]
+    async fn urgent_job_below_the_big_job_is_broken_on_a_real_runtime() {
+        let verdict = judged_with_urgent_at(100).await;
+        assert!(matches!(verdict, Verdict::Broken(_)), "{verdict:?}");
     }
 
     #[test]
