@@ -64,14 +64,12 @@ pub async fn demo(ctx: &Ctx, args: DemoArgs) -> anyhow::Result<i32> {
     })
     .await??;
     ctx.say(format!(
-        "1. generated {} customer records ({} CSV, {} gzip) in {}, with {} bad emails, {} missing names, {} malformed rows",
-        count(generated.records),
+        "1. generated {} ({} CSV, {} gzip) in {}, with {}",
+        report::plural(generated.records, "customer record"),
         bytes(generated.raw_bytes),
         bytes(std::fs::metadata(&input)?.len()),
         report::duration(started.elapsed()),
-        generated.bad_emails,
-        generated.missing_names,
-        generated.malformed
+        generated.planted_text()
     ));
 
     let key_path = dir.join("demo.key");
