@@ -156,6 +156,25 @@ fn salvage_segment(
 ) -> Result<(), StoreError> {
     let header = match decode_segment_header(bytes) {
         Ok(h) => h,
+        // Without a key every frame must be plaintext, and each carries its
+        // own CRC: read them without the header (an encrypted frame fails
+        // to open and is named). With a key, frames without the header's
+        // salt cannot be opened, and accepting plaintext ones would take
+        // data nobody with the key wrote (G11).
+        Err(e) if key.is_none() => {
+            report.unsaved.push(Unsaved {
+                segment_id: id,
+                path: path.to_path_buf(),
+                offset: 0,
+                what: format!(
+                    "segment header: {} (its frames were read without it; any that failed are named below)",
+                    e.0
+                ),
+                slices: Vec::new(),
+                meta_lost: false,
+            });
+            return salvage_frames(id, path, bytes, None, target, report);
+        }
         Err(e) => {
             report
                 .unsaved
@@ -178,6 +197,18 @@ fn salvage_segment(
     } else {
         None
     };
+    salvage_frames(id, path, bytes, cipher.as_ref(), target, report)
+}
+
+/// Copies the whole batches of one segment's frames, opened with `cipher`.
+fn salvage_frames(
+    id: u64,
+    path: &Path,
+    bytes: &[u8],
+    cipher: Option<&crate::crypto::SegmentCipher>,
+    target: &Store,
+    report: &mut SalvageReport,
+) -> Result<(), StoreError> {
     let entries: Vec<FooterEntry> = match read_sealed_entries(bytes) {
         Ok(entries) => entries,
         Err(_) => {
@@ -201,7 +232,7 @@ fn salvage_segment(
             .ok()
             .and_then(|o| bytes.get(o..))
             .ok_or_else(|| "frame offset past the end".to_string())
-            .and_then(|b| open_frame(b, id, cipher.as_ref()).map_err(|err| err.0))
+            .and_then(|b| open_frame(b, id, cipher).map_err(|err| err.0))
             .and_then(|(h, raw)| {
                 let records = decode_records(&raw, h.record_count).map_err(|err| err.0)?;
                 Ok(match h.kind {

@@ -147,29 +147,35 @@ fn a_rotted_slice_frame_loses_only_its_batch_and_is_named() {
     assert_eq!(meta.len(), 11);
 }
 
-#[test]
-fn a_rotted_segment_header_loses_that_segment_and_keeps_the_rest() {
-    let src = tempfile::tempdir().unwrap();
-    let segs = store_of(src.path(), 12, None);
-    let victim = &segs[0];
-    let held: Vec<SliceKey> = read_sealed_entries(&std::fs::read(victim).unwrap())
+/// Slices a sealed segment holds, from its footer.
+fn held_by(segment: &Path) -> Vec<SliceKey> {
+    read_sealed_entries(&std::fs::read(segment).unwrap())
         .unwrap()
         .iter()
         .filter(|e| e.header.kind == FrameKind::Slice)
         .map(|e| e.header.key)
-        .collect();
+        .collect()
+}
+
+#[test]
+fn a_rotted_header_of_an_encrypted_segment_loses_that_segment_and_keeps_the_rest() {
+    let master = || Some(MasterKey([7; 32]));
+    let src = tempfile::tempdir().unwrap();
+    let segs = store_of(src.path(), 12, master());
+    let victim = &segs[0];
+    let held = held_by(victim);
     let mut bytes = std::fs::read(victim).unwrap();
-    bytes[2] ^= 0xff; // the header's magic
+    bytes[2] ^= 0xff; // the header's magic: its salt cannot be trusted
     std::fs::write(victim, &bytes).unwrap();
 
     let dst = tempfile::tempdir().unwrap();
     let out = dst.path().join("new");
-    let report = Store::salvage(src.path(), &out, None).unwrap();
+    let report = Store::salvage(src.path(), &out, master().as_ref()).unwrap();
     assert!(report
         .unsaved
         .iter()
         .any(|u| u.offset == 0 && u.what.contains("segment header")));
-    let (slices, _) = contents(&out, None);
+    let (slices, _) = contents(&out, master());
     // The slices held there are gone (no older frame of them lies in a
     // later segment); every other slice is there, intact.
     for v in 0..12 {
@@ -179,6 +185,37 @@ fn a_rotted_segment_header_loses_that_segment_and_keeps_the_rest() {
             assert_eq!(slices[&v], records(v), "slice {v}");
         }
     }
+}
+
+/// Without a key every frame is plaintext and carries its own CRC: a
+/// rotted segment header costs nothing its frames held.
+#[test]
+fn a_rotted_header_of_a_plaintext_segment_costs_none_of_its_frames() {
+    let src = tempfile::tempdir().unwrap();
+    let segs = store_of(src.path(), 12, None);
+    let victim = &segs[0];
+    assert!(!held_by(victim).is_empty());
+    let mut bytes = std::fs::read(victim).unwrap();
+    bytes[2] ^= 0xff;
+    std::fs::write(victim, &bytes).unwrap();
+
+    let dst = tempfile::tempdir().unwrap();
+    let out = dst.path().join("new");
+    let report = Store::salvage(src.path(), &out, None).unwrap();
+    assert!(!report.complete(), "the damage is named");
+    assert!(
+        report
+            .unsaved
+            .iter()
+            .all(|u| u.slices.is_empty() && !u.meta_lost),
+        "{:?}",
+        report.unsaved
+    );
+    let (slices, meta) = contents(&out, None);
+    for v in 0..12 {
+        assert_eq!(slices[&v], records(v), "slice {v}");
+    }
+    assert_eq!(meta.len(), 12);
 }
 
 #[test]

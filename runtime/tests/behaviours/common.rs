@@ -64,3 +64,27 @@ pub fn sliced(kind: &str, slice_size: usize) -> JobSpec {
 pub fn echo() -> Arc<Echo> {
     Arc::new(Echo)
 }
+
+/// A simple handler held while `hold` is set (heartbeating), then it
+/// returns its args as the result; `{"fail": true}` fails.
+#[derive(Default)]
+pub struct Held {
+    pub hold: std::sync::atomic::AtomicBool,
+}
+
+impl SimpleHandler for Held {
+    fn perform(
+        &self,
+        _job: &JobContext<'_>,
+        args: &serde_json::Value,
+    ) -> Result<Option<serde_json::Value>, HandlerError> {
+        while self.hold.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            booster_runtime::heartbeat();
+        }
+        if args["fail"] == serde_json::json!(true) {
+            return Err("asked to fail".into());
+        }
+        Ok(Some(args.clone()))
+    }
+}

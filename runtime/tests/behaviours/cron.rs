@@ -3,7 +3,7 @@
 //! pause and resume, time zones, and restarts. No test waits for a tick:
 //! each moves the clock.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,31 +16,11 @@ const MINUTE_MS: u64 = 60_000;
 /// 2026-11-29 00:00:00 UTC.
 const MIDNIGHT_MS: u64 = 1_796_169_600_000;
 
-/// A simple handler that counts its runs, and can be held back.
-#[derive(Default)]
-struct Counted {
-    hold: AtomicBool,
-}
-
-impl SimpleHandler for Counted {
-    fn perform(
-        &self,
-        _job: &JobContext<'_>,
-        args: &serde_json::Value,
-    ) -> Result<Option<serde_json::Value>, HandlerError> {
-        while self.hold.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(2));
-            heartbeat();
-        }
-        Ok(Some(args.clone()))
-    }
-}
-
-async fn open(dir: &std::path::Path, clock: &Arc<ManualClock>) -> (Runtime, Arc<Counted>) {
+async fn open(dir: &std::path::Path, clock: &Arc<ManualClock>) -> (Runtime, Arc<Held>) {
     let mut o = opts(dir, 1);
     o.clock = clock.clone();
     let rt = Runtime::open(o).await.unwrap();
-    let handler = Arc::new(Counted::default());
+    let handler = Arc::new(Held::default());
     rt.register_simple("report", handler.clone());
     (rt, handler)
 }

@@ -2,7 +2,7 @@
 //! names has completed; when one fails instead, its policy decides (fail,
 //! abort, or run anyway); the wait survives a restart.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,29 +10,6 @@ use booster_runtime::*;
 use serde_json::json;
 
 use crate::common::*;
-
-/// A simple handler held until released; `{"fail": true}` fails.
-#[derive(Default)]
-struct Held {
-    hold: AtomicBool,
-}
-
-impl SimpleHandler for Held {
-    fn perform(
-        &self,
-        _job: &JobContext<'_>,
-        args: &serde_json::Value,
-    ) -> Result<Option<serde_json::Value>, HandlerError> {
-        while self.hold.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(2));
-            heartbeat();
-        }
-        if args["fail"] == json!(true) {
-            return Err("asked to fail".into());
-        }
-        Ok(Some(args.clone()))
-    }
-}
 
 async fn open(dir: &std::path::Path) -> (Runtime, Arc<Held>) {
     let rt = Runtime::open(opts(dir, 2)).await.unwrap();
