@@ -339,20 +339,10 @@ fn demo_reconciles_on_a_small_run() {
             stderr(&out)
         );
     }
-    // The demo holds the big job's upload until the urgent job is queued,
-    // so the urgent job finishes first at any size the demo accepts.
     assert!(!text.contains("FAIL"), "{text}\n{}", stderr(&out));
     assert_eq!(out.status.code(), Some(0), "{text}");
 
-    let out = sb.run(&[
-        "--json",
-        "demo",
-        "--records",
-        "5000",
-        "--dir",
-        s(&sb.path("demo2")),
-    ]);
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summary = demo_json(&sb, "demo2", &["--records", "5000"]);
     for check in [
         "completed",
         "reconciled",
@@ -365,6 +355,56 @@ fn demo_reconciles_on_a_small_run() {
     assert_eq!(summary["records_in"], 5000);
     assert_eq!(summary["records_failed"], 5 + 2 + 1);
     assert!(dir.join("demo.key").exists() && dir.join("customers-errors.jsonl").exists());
+}
+
+/// `--json demo` with `args`, in a new directory `name`; exit 0 asserted.
+fn demo_json(sb: &Sandbox, name: &str, args: &[&str]) -> serde_json::Value {
+    let dir = sb.path(name);
+    let mut all = vec!["--json", "demo", "--dir", s(&dir)];
+    all.extend_from_slice(args);
+    let out = sb.run(&all);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn demo_priority_check_passes_at_small_sizes() {
+    let sb = Sandbox::new();
+    for (records, workers) in [("50", "2"), ("500", "2"), ("50", "1"), ("500", "8")] {
+        let summary = demo_json(
+            &sb,
+            &format!("demo-{records}-{workers}"),
+            &["--records", records, "--workers", workers],
+        );
+        assert_eq!(
+            summary["checks"]["priority"]["ok"], true,
+            "{records} records on {workers} workers: {summary}"
+        );
+        assert_eq!(summary["ok"], true, "{summary}");
+    }
+}
+
+#[test]
+fn demo_too_small_for_priority_says_so_and_passes() {
+    let sb = Sandbox::new();
+    let summary = demo_json(&sb, "tiny", &["--records", "3", "--workers", "4"]);
+    let priority = &summary["checks"]["priority"];
+    assert_eq!(priority["ok"], serde_json::Value::Null, "{summary}");
+    assert!(
+        priority["detail"].as_str().unwrap().contains("--records"),
+        "{summary}"
+    );
+    assert_eq!(summary["ok"], true, "{summary}");
+}
+
+#[test]
+fn demo_passes_every_check_at_the_default_size() {
+    let sb = Sandbox::new();
+    let summary = demo_json(&sb, "default", &[]);
+    assert_eq!(summary["records_in"], 1_000_000);
+    for (check, result) in summary["checks"].as_object().unwrap() {
+        assert_eq!(result["ok"], true, "{check}: {summary}");
+    }
 }
 
 #[test]

@@ -15,7 +15,8 @@ use crate::report::{self, bytes, count};
 
 struct Check {
     name: &'static str,
-    ok: bool,
+    /// None: the check could not be made here (it neither passes nor fails).
+    ok: Option<bool>,
     detail: String,
 }
 
@@ -32,7 +33,9 @@ pub fn report(
     let checks = [
         Check {
             name: "completed",
-            ok: big.state == JobState::Completed && outcome.urgent.state == JobState::Completed,
+            ok: Some(
+                big.state == JobState::Completed && outcome.urgent.state == JobState::Completed,
+            ),
             detail: format!(
                 "big job {}, urgent job {}",
                 big.state.as_str(),
@@ -41,11 +44,13 @@ pub fn report(
         },
         Check {
             name: "reconciled",
-            ok: big.records_in == generated.records
-                && big.records_processed + big.records_failed == big.records_in
-                && big.records_failed == generated.planted(),
+            ok: Some(
+                big.records_in == generated.records
+                    && big.records_processed + big.records_failed == big.records_in
+                    && big.records_failed == generated.planted(),
+            ),
             detail: format!(
-                "{} in = {} out + {} failed; {} were planted bad",
+                "{} in = {} out + {} failed; {} planted bad",
                 count(big.records_in),
                 count(big.records_out),
                 count(big.records_failed),
@@ -54,8 +59,10 @@ pub fn report(
         },
         Check {
             name: "downloaded",
-            ok: outcome.output_records == big.records_out
-                && outcome.error_records == big.records_failed,
+            ok: Some(
+                outcome.output_records == big.records_out
+                    && outcome.error_records == big.records_failed,
+            ),
             detail: format!(
                 "{} records in {}, {} in {}",
                 count(outcome.output_records),
@@ -66,17 +73,12 @@ pub fn report(
         },
         Check {
             name: "priority",
-            ok: outcome.urgent.completed_at <= big.completed_at
-                && outcome.big_percent_when_urgent_done < 100.0,
-            detail: format!(
-                "priority-1 job finished in {} with the priority-50 job at {:.0}%",
-                report::duration(outcome.urgent_time),
-                outcome.big_percent_when_urgent_done
-            ),
+            ok: outcome.priority.ok(),
+            detail: outcome.priority.detail().to_string(),
         },
         Check {
             name: "encrypted",
-            ok: found.is_empty() && files > 0,
+            ok: Some(found.is_empty() && files > 0),
             detail: if found.is_empty() {
                 format!(
                     "none of {} record strings found in {files} files ({}) under {}",
@@ -89,7 +91,7 @@ pub fn report(
             },
         },
     ];
-    let all_ok = checks.iter().all(|c| c.ok);
+    let all_ok = checks.iter().all(|c| c.ok != Some(false));
     if ctx.json {
         let checks_json: serde_json::Value = checks
             .iter()
@@ -117,29 +119,32 @@ pub fn report(
         }));
     } else {
         ctx.say(format!(
-            "5. summary ({} in all)\n   records   {} in, {} out, {} errors ({} bad emails, {} missing names, {} malformed rows)\n   speed     {records_per_s:.0} records/s on {} workers (upload {}, upload+process {}, download {})\n   slices    {} of {SLICE} records\n   bytes     {} of CSV in; the store holds input, output and errors: {} raw -> {} on disk, compressed and encrypted ({:.1}x smaller)",
+            "5. summary ({} in all)\n   records   {} in, {} out, {} ({})\n   speed     {} records/s on {} (upload {}, upload+process {}, download {})\n   slices    {} of {} records\n   bytes     {} of CSV in; the store holds input, output and errors: {} raw -> {} on disk, compressed and encrypted ({})",
             report::duration(total_time),
             count(big.records_in),
             count(big.records_out),
-            count(big.records_failed),
-            generated.bad_emails,
-            generated.missing_names,
-            generated.malformed,
-            outcome.workers,
+            report::plural(big.records_failed, "error"),
+            generated.planted_text(),
+            count(records_per_s.round() as u64),
+            report::plural(outcome.workers as u64, "worker"),
             report::duration(outcome.upload_time),
             report::duration(outcome.process_time),
             report::duration(outcome.download_time),
-            count(big.slices_total),
+            report::plural(big.slices_total, "slice"),
+            count(outcome.slice_records),
             bytes(generated.raw_bytes),
             bytes(outcome.store.raw_bytes),
             bytes(disk_bytes),
-            outcome.store.raw_bytes as f64 / disk_bytes.max(1) as f64,
-            SLICE = super::SLICE_RECORDS,
+            size_ratio(outcome.store.raw_bytes, disk_bytes),
         ));
         for c in &checks {
             ctx.say(format!(
                 "   {} {:<10} {}",
-                if c.ok { "ok  " } else { "FAIL" },
+                match c.ok {
+                    Some(true) => "ok  ",
+                    Some(false) => "FAIL",
+                    None => "n/a ",
+                },
                 c.name,
                 c.detail
             ));
@@ -156,6 +161,20 @@ pub fn report(
         }
     }
     Ok(if all_ok { exit::OK } else { exit::ERROR })
+}
+
+/// "8.2x smaller", or, where a small job is outweighed by the store's
+/// fixed size on disk, "11.3x larger: the store's fixed overhead".
+fn size_ratio(raw: u64, disk: u64) -> String {
+    let ratio = raw as f64 / disk.max(1) as f64;
+    if ratio >= 1.0 {
+        format!("{ratio:.1}x smaller")
+    } else {
+        format!(
+            "{:.1}x larger: the store's fixed overhead outweighs so small a job",
+            1.0 / ratio.max(1e-9)
+        )
+    }
 }
 
 fn needles(generated: &Generated) -> Vec<String> {
@@ -188,4 +207,19 @@ fn scan_for_clear_text(dir: &Path, needles: &[String]) -> anyhow::Result<(u64, u
         }
     }
     Ok((files, total_bytes, found))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_ratio_says_larger_when_the_store_outweighs_the_job() {
+        assert_eq!(size_ratio(82, 10), "8.2x smaller");
+        assert!(
+            size_ratio(10, 40).starts_with("4.0x larger"),
+            "{}",
+            size_ratio(10, 40)
+        );
+    }
 }

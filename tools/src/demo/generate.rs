@@ -62,6 +62,17 @@ impl Generated {
     pub fn planted(&self) -> u64 {
         self.bad_emails + self.missing_names + self.malformed
     }
+
+    /// "1 bad email, 0 missing names, 2 malformed rows".
+    pub fn planted_text(&self) -> String {
+        use crate::report::plural;
+        format!(
+            "{}, {}, {}",
+            plural(self.bad_emails, "bad email"),
+            plural(self.missing_names, "missing name"),
+            plural(self.malformed, "malformed row")
+        )
+    }
 }
 
 /// xorshift64*: deterministic, good enough for made-up customers.
@@ -202,6 +213,22 @@ pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn planted_text_agrees_with_each_count() {
+        let gen = Generated {
+            records: 500,
+            raw_bytes: 0,
+            bad_emails: 1,
+            missing_names: 0,
+            malformed: 2,
+            samples: Vec::new(),
+        };
+        assert_eq!(
+            gen.planted_text(),
+            "1 bad email, 0 missing names, 2 malformed rows"
+        );
+    }
 
     #[test]
     fn planted_rows_are_counted() {

@@ -2,14 +2,17 @@
 //! deliberately bad), uploads them into an encrypted, compressed sliced job
 //! at priority 50, processes it on every core with live progress, cuts in
 //! with a priority-1 job once a quarter is uploaded (the rest of the upload
-//! waits until it is queued) and shows it finishing first, downloads
-//! output and errors, then reconciles every count and checks that no record
-//! text sits in clear under the data directory.
+//! waits until it is queued) and checks that it takes the next lease
+//! (`priority.rs`), downloads output and errors, then reconciles every
+//! count and checks that no record text sits in clear under the data
+//! directory.
 
 mod checks;
 mod generate;
+pub mod priority;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use booster_runtime::{JobId, JobStatus, MasterKey, Runtime, RuntimeOptions};
@@ -30,12 +33,7 @@ use crate::report::{self, bytes, count};
 const BIG_PRIORITY: u8 = 50;
 const URGENT_PRIORITY: u8 = 1;
 const URGENT_RECORDS: u64 = 2000;
-const SLICE_RECORDS: u64 = 1000;
-/// The urgent job is submitted once this share of the big one is uploaded;
-/// the rest of the big upload waits until the urgent job is queued, so the
-/// big job cannot finish first at any size (its last slices are not even
-/// stored yet), and the urgent job's priority is what the tour shows.
-const URGENT_AT_PERCENT: u64 = 25;
+const URGENT_SLICE_RECORDS: u64 = 1000;
 
 pub async fn demo(ctx: &Ctx, args: DemoArgs) -> anyhow::Result<i32> {
     let (dir, temp) = match &args.dir {
@@ -66,14 +64,12 @@ pub async fn demo(ctx: &Ctx, args: DemoArgs) -> anyhow::Result<i32> {
     })
     .await??;
     ctx.say(format!(
-        "1. generated {} customer records ({} CSV, {} gzip) in {}, with {} bad emails, {} missing names, {} malformed rows",
-        count(generated.records),
+        "1. generated {} ({} CSV, {} gzip) in {}, with {}",
+        report::plural(generated.records, "customer record"),
         bytes(generated.raw_bytes),
         bytes(std::fs::metadata(&input)?.len()),
         report::duration(started.elapsed()),
-        generated.bad_emails,
-        generated.missing_names,
-        generated.malformed
+        generated.planted_text()
     ));
 
     let key_path = dir.join("demo.key");
@@ -93,6 +89,14 @@ pub async fn demo(ctx: &Ctx, args: DemoArgs) -> anyhow::Result<i32> {
     opts.master_key = Some(key);
     let runtime = Runtime::open(opts).await?;
     kinds::register_builtin(&runtime);
+    let gate = Arc::new(priority::Gate::default());
+    runtime.register_sliced(
+        kinds::VALIDATE_CUSTOMERS,
+        Arc::new(priority::Gated {
+            inner: Arc::new(kinds::ValidateCustomers),
+            gate: gate.clone(),
+        }),
+    );
     let paths = Paths {
         dir: dir.clone(),
         input,
@@ -102,7 +106,7 @@ pub async fn demo(ctx: &Ctx, args: DemoArgs) -> anyhow::Result<i32> {
     };
     let outcome = with_runtime(
         runtime.clone(),
-        tour(ctx, &runtime, &paths, &generated, workers),
+        tour(ctx, &runtime, &paths, &generated, workers, gate),
     )
     .await?;
     let code = checks::report(ctx, &paths, &generated, &outcome, started.elapsed())?;
@@ -133,8 +137,8 @@ pub struct Outcome {
     pub upload_time: Duration,
     pub process_time: Duration,
     pub download_time: Duration,
-    pub urgent_submitted_at_percent: f64,
-    pub big_percent_when_urgent_done: f64,
+    pub slice_records: u64,
+    pub priority: priority::Verdict,
     pub urgent_time: Duration,
     pub output_records: u64,
     pub error_records: u64,
@@ -143,7 +147,7 @@ pub struct Outcome {
     pub store: booster_runtime::StoreStats,
 }
 
-fn job_args(input: &Path, priority: u8, description: &str) -> JobInputArgs {
+fn job_args(input: &Path, priority: u8, slice_records: u64, description: &str) -> JobInputArgs {
     JobInputArgs {
         kind: kinds::VALIDATE_CUSTOMERS.into(),
         input: Some(input.to_path_buf()),
@@ -151,7 +155,7 @@ fn job_args(input: &Path, priority: u8, description: &str) -> JobInputArgs {
         after: Vec::new(),
         on_dependency_failure: Default::default(),
         format: Some(Format::Csv),
-        slice_size: Some(SLICE_RECORDS),
+        slice_size: Some(slice_records),
         priority,
         collect_errors: true,
         cmd: None,
@@ -171,21 +175,33 @@ async fn tour(
     paths: &Paths,
     generated: &Generated,
     workers: usize,
+    gate: Arc<priority::Gate>,
 ) -> anyhow::Result<Outcome> {
+    // However the tour ends, no worker is left waiting at the gate.
+    let _open = priority::OpenOnDrop(gate.clone());
+    let plan = priority::plan(generated.records, workers);
     let mode = Mode::pick(ctx.json, ctx.quiet, true);
     let multi = MultiProgress::new();
-    let big_args = job_args(&paths.input, BIG_PRIORITY, "demo: validate 1M customers");
+    let big_args = job_args(
+        &paths.input,
+        BIG_PRIORITY,
+        plan.slice_records,
+        "demo: validate customers",
+    );
     let (big_id, mut big_input) = create_job(runtime, &big_args).await?;
+    gate.hold(big_id);
     let (reached_tx, reached_rx) = tokio::sync::oneshot::channel();
     let (release_tx, release_rx) = std::sync::mpsc::channel();
     big_input.records = Box::new(HoldAt {
         inner: big_input.records,
-        left: generated.records * URGENT_AT_PERCENT / 100,
+        left: plan.hold_records,
         reached: Some(reached_tx),
         release: release_rx,
     });
     ctx.say(format!(
-        "3. job {big_id}: validate-customers at priority {BIG_PRIORITY}, slices of {SLICE_RECORDS}, on {workers} workers"
+        "3. job {big_id}: validate-customers at priority {BIG_PRIORITY}, slices of {}, on {}",
+        count(plan.slice_records),
+        report::plural(workers as u64, "worker")
     ));
     let upload_bar = Progress::new(mode, Some(&multi), "upload", Unit::Bytes);
     let process_bar = Progress::new(mode, Some(&multi), "process", Unit::Records);
@@ -204,10 +220,29 @@ async fn tour(
         _ = reached_rx => {}
         _ = ctx.interrupt.wait() => return Err(anyhow::Error::new(exit::Interrupted)),
     }
-    let job = runtime.job(big_id).await?;
-    let urgent_at = 100.0 * (job.records_processed + job.records_failed) as f64
-        / generated.records.max(1) as f64;
-    let urgent = spawn_urgent(runtime, paths, big_id, &ctx.interrupt, release_tx);
+    let mut witness = priority::wait_busy(
+        runtime,
+        big_id,
+        &gate,
+        plan.slices_before_hold(),
+        workers,
+        &ctx.interrupt,
+        || upload.is_finished(),
+    )
+    .await?;
+
+    let urgent_started = Instant::now();
+    let urgent_args = job_args(
+        &paths.urgent_input,
+        URGENT_PRIORITY,
+        URGENT_SLICE_RECORDS,
+        "demo: urgent customers",
+    );
+    let urgent = submit_urgent(ctx, runtime, &urgent_args, release_tx).await?;
+    priority::watch_next_lease(runtime, urgent, &gate, &mut witness, &ctx.interrupt).await?;
+    gate.open();
+    let verdict = priority::judge(&witness);
+
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     let big = loop {
         tokio::select! {
@@ -223,11 +258,16 @@ async fn tour(
     process_bar.finish(big.state.as_str());
     let process_time = started.elapsed();
     let (_, upload_time) = upload.await??;
-    let (urgent_status, urgent_time, big_when_urgent_done) = urgent.await??;
+    let urgent_status = runtime.wait(urgent).await?;
+    let urgent_time = match (urgent_status.completed_at, urgent_status.created_at) {
+        (Some(done), created) => done.duration_since(created).unwrap_or_default(),
+        (None, _) => urgent_started.elapsed(),
+    };
     ctx.say(format!(
-        "4. urgent job {} (priority {URGENT_PRIORITY}, {} records) submitted once {URGENT_AT_PERCENT}% of the big job was uploaded ({urgent_at:.0}% processed): done in {}, the big job then at {big_when_urgent_done:.0}%",
-        urgent_status.id,
+        "4. urgent job {urgent} (priority {URGENT_PRIORITY}, {} records) submitted with {:.0}% of the big job uploaded: {}; done in {}",
         count(URGENT_RECORDS),
+        100.0 * plan.hold_records as f64 / generated.records.max(1) as f64,
+        verdict.detail(),
         report::duration(urgent_time)
     ));
 
@@ -243,8 +283,8 @@ async fn tour(
         upload_time,
         process_time,
         download_time: download_started.elapsed(),
-        urgent_submitted_at_percent: urgent_at,
-        big_percent_when_urgent_done: big_when_urgent_done,
+        slice_records: plan.slice_records,
+        priority: verdict,
         urgent_time,
         output_records: counts.main.unwrap_or(0),
         error_records: counts.errors.unwrap_or(0),
@@ -255,50 +295,25 @@ async fn tour(
 }
 
 /// Submits and uploads the urgent job, then lets the big upload go on
-/// (`release`); returns the urgent job, its time and how far the big job
-/// was when it finished.
-fn spawn_urgent(
+/// (`release`, also when the urgent upload failed).
+async fn submit_urgent(
+    ctx: &Ctx,
     runtime: &Runtime,
-    paths: &Paths,
-    big_id: JobId,
-    interrupt: &crate::commands::Interrupt,
+    args: &JobInputArgs,
     release: std::sync::mpsc::Sender<()>,
-) -> tokio::task::JoinHandle<anyhow::Result<(JobStatus, Duration, f64)>> {
-    let (runtime, interrupt) = (runtime.clone(), interrupt.clone());
-    let args = job_args(
-        &paths.urgent_input,
-        URGENT_PRIORITY,
-        "demo: urgent customers",
-    );
-    tokio::spawn(async move {
-        let started = Instant::now();
-        // Events come in the order the state changed, so the big job's last
-        // percent before the urgent job's end is where it stood then, however
-        // late this task gets to read them.
-        let mut events = runtime.subscribe();
-        let mut big_percent = runtime.job(big_id).await?.percent;
-        let (id, input): (JobId, _) = create_job(&runtime, &args).await?;
-        let quiet = Progress::new(Mode::Off, None, "urgent", Unit::Bytes);
-        let uploaded = upload_input(&runtime, id, input, &interrupt, &quiet).await;
-        let _ = release.send(());
-        uploaded?;
-        loop {
-            match events.recv().await {
-                Ok(e) if e.job == big_id => big_percent = e.percent,
-                Ok(e) if e.job == id && e.state.is_finished() => break,
-                Ok(_) => {}
-                // Missed events may have held the urgent job's end.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    if runtime.job(id).await?.state.is_finished() {
-                        break;
-                    }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-            }
+) -> anyhow::Result<JobId> {
+    let created = create_job(runtime, args).await;
+    let uploaded = match created {
+        Ok((id, input)) => {
+            let quiet = Progress::new(Mode::Off, None, "urgent", Unit::Bytes);
+            upload_input(runtime, id, input, &ctx.interrupt, &quiet)
+                .await
+                .map(|_| id)
         }
-        let done = runtime.wait(id).await?;
-        Ok((done, started.elapsed(), big_percent))
-    })
+        Err(e) => Err(e),
+    };
+    let _ = release.send(());
+    uploaded
 }
 
 /// The big job's records, held after `left` of them until `release`.
