@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::common::*;
 
 const MINUTE_MS: u64 = 60_000;
-/// 2026-11-29 00:00:00 UTC.
+/// 2026-12-02 00:00:00 UTC.
 const MIDNIGHT_MS: u64 = 1_796_169_600_000;
 
 async fn open(dir: &std::path::Path, clock: &Arc<ManualClock>) -> (Runtime, Arc<Held>) {
