@@ -90,11 +90,21 @@ fn write_slice(t: UploadSlice) {
                 Err(e) => Some(RuntimeError::Store(e)),
             };
             if let Some(e) = failure {
-                error.lock().get_or_insert_with(|| UploadFailure {
-                    slice,
-                    text: e.to_string(),
-                    error: Some(e),
-                });
+                // The first slice not stored wins: a later slice can fail
+                // earlier in time (appended after the store was poisoned,
+                // it is refused at once on its own thread) with a vaguer
+                // error than the one that stopped the store (a full disk).
+                let mut cell = error.lock();
+                let earlier = cell
+                    .as_ref()
+                    .is_some_and(|f| f.slice < slice || f.error.is_none());
+                if !earlier {
+                    *cell = Some(UploadFailure {
+                        slice,
+                        text: e.to_string(),
+                        error: Some(e),
+                    });
+                }
             }
             drop(permit);
         },
@@ -237,8 +247,11 @@ impl Uploader {
     }
 
     async fn flush(&mut self) -> Result<(), RuntimeError> {
-        if let Some(e) = self.failure() {
-            return Err(e);
+        if self.error.lock().is_some() {
+            // Every slice in flight reports first, so the failure handed
+            // back is the first slice's (a full disk), not a later slice's
+            // vaguer one that happened to arrive sooner (a poisoned store).
+            return self.drain().await;
         }
         let permit = self
             .permits

@@ -250,6 +250,9 @@ fn an_illegal_transition_is_409_and_changes_nothing() {
 fn pause_resume_fail_retry_abort_and_destroy_move_the_job() {
     let t = TestServer::start();
     let id = t.job_with_records("x", 300);
+    // Running once its before-batch hook ran: resume returns it there
+    // (before that, a resumed job is queued again).
+    t.wait_until(id, |j| j.state == JobState::Running);
     let step = |action: &str, body: Option<&str>, want: &str| {
         let (status, job) = t.call("POST", &format!("/api/jobs/{id}/{action}"), body, &[]);
         assert_eq!(status, 200, "{action}: {job}");
