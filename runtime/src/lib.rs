@@ -44,6 +44,7 @@ mod category;
 mod clock;
 mod cron;
 mod dependencies;
+mod dirmon;
 mod dispatch;
 mod download;
 #[cfg(test)]
@@ -81,6 +82,7 @@ pub use category::{
     CategoryName, Output, CATEGORY_STREAM_BASE, MAX_CATEGORIES, MAX_CATEGORY_NAME_BYTES,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use dirmon::{DirmonId, DirmonSpec, DirmonView, DEFAULT_SETTLE_MS as DIRMON_DEFAULT_SETTLE_MS};
 pub use download::Download;
 pub use handler::{heartbeat, lease_ended};
 pub use job_state::{JobState, UnknownState};
