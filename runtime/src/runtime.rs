@@ -770,26 +770,11 @@ impl Runtime {
     /// One category of `job`'s records, in input order. A category the job
     /// did not declare is an error naming the ones it has.
     pub fn download(&self, job: JobId, category: Category) -> Result<Download, RuntimeError> {
-        {
-            let st = self.shared().state.lock();
-            let j = st.jobs.get(&job).ok_or(RuntimeError::NotFound(job))?;
-            if let Category::Named(name) = category {
-                let names = j.sliced().map_or(&[][..], |s| &s.categories);
-                if !names.iter().any(|n| n == name.as_str()) {
-                    return Err(RuntimeError::Invalid(format!(
-                        "job {job} has no category {:?}; its categories are main, errors{}",
-                        name.as_str(),
-                        names.iter().map(|n| format!(", {n}")).collect::<String>()
-                    )));
-                }
-            }
+        crate::download::OutputSource {
+            shared: self.shared(),
+            store: &self.inner.store,
         }
-        Ok(Download::new(
-            self.inner.store.clone(),
-            self.shared().clone(),
-            job,
-            category,
-        ))
+        .open(job, category)
     }
 
     pub async fn workers(&self) -> Vec<WorkerStatus> {

@@ -127,3 +127,70 @@ async fn a_dependency_that_does_not_exist_is_refused_and_a_waiting_job_can_be_ab
     assert_eq!(state(&rt, b).await, JobState::Aborted);
     rt.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+/// A simple handler that returns what it reads of each dependency's
+/// output through `JobContext::after_output`, and what reading a job it
+/// did not run after says.
+struct ReadsAfter;
+
+impl SimpleHandler for ReadsAfter {
+    fn perform(
+        &self,
+        job: &JobContext<'_>,
+        args: &serde_json::Value,
+    ) -> Result<Option<serde_json::Value>, HandlerError> {
+        let mut read = Vec::new();
+        for dep in job.after() {
+            let records: Vec<String> = job
+                .after_output(dep, Category::Main)
+                .map_err(|e| HandlerError(e.to_string()))?
+                .map(|r| String::from_utf8(r.unwrap()).unwrap())
+                .collect();
+            read.push(json!([dep, records]));
+        }
+        let stranger = args["stranger"].as_u64().unwrap();
+        let refused = job
+            .after_output(stranger, Category::Main)
+            .err()
+            .map(|e| e.to_string());
+        Ok(Some(json!({ "read": read, "stranger": refused })))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dependent_handler_reads_its_dependencies_output_and_no_other_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Runtime::open(opts(dir.path(), 2)).await.unwrap();
+    rt.register_sliced("echo", echo());
+    rt.register_simple("reads-after", Arc::new(ReadsAfter));
+    let mut deps = Vec::new();
+    for n in [3, 5] {
+        let id = rt.submit(sliced("echo", 2)).await.unwrap();
+        upload_all(&rt, id, &records(n)).await;
+        deps.push(id);
+    }
+    let other = rt.submit(sliced("echo", 2)).await.unwrap();
+    upload_all(&rt, other, &records(1)).await;
+    let reader = rt
+        .submit(
+            JobSpec::simple("reads-after", json!({ "stranger": other }))
+                .with_after(&deps, DependencyFailure::Fail),
+        )
+        .await
+        .unwrap();
+    let done = rt.wait(reader).await.unwrap();
+    assert_eq!(done.state, JobState::Completed, "{:?}", done.failure_reason);
+    let result = done.result.unwrap();
+    for (i, dep) in deps.iter().enumerate() {
+        assert_eq!(result["read"][i][0], *dep);
+        let expected: Vec<String> = download(&rt, *dep, Category::Main)
+            .into_iter()
+            .map(|r| String::from_utf8(r).unwrap())
+            .collect();
+        assert!(!expected.is_empty());
+        assert_eq!(result["read"][i][1], json!(expected));
+    }
+    let refused = result["stranger"].as_str().unwrap();
+    assert!(refused.contains("did not run after"), "{refused}");
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+}
