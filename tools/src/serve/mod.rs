@@ -157,6 +157,7 @@ pub fn router(
         .route("/api/incidents", get(api::incidents))
         .route("/api/crons", get(cron::list).post(cron::create))
         .route("/api/crons/{id}/{action}", post(cron::action))
+        .route("/api/batches", post(api::create_batch))
         .route("/api/dirmons", get(dirmon::list).post(dirmon::create))
         .route("/api/dirmons/{id}/{action}", post(dirmon::action))
         .route("/api/events", get(events::events))
