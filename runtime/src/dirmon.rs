@@ -38,15 +38,16 @@ pub fn upload_was_cut(reason: &str) -> bool {
 /// file's job known after the job itself is destroyed (`Dirmons::taken`).
 pub const PROPERTY: &str = "dirmon";
 
-/// Whether `job` is a dirmon job whose file is still being uploaded: the
-/// watcher created it paused and resumes it once the whole file is in, so
-/// no one else may resume it before (a record that ran would run again in
-/// the job that replaces one whose upload a crash cut).
+/// Whether `job` is a dirmon job whose file is not wholly in: the watcher
+/// created it paused and resumes it once the whole file is in, so no one
+/// else may resume it before (a record that ran would run again in the job
+/// that replaces one whose upload a crash cut), nor after its upload
+/// failed (it would run part of the file).
 pub(crate) fn holds(job: &crate::table::Job) -> bool {
     job.properties.get(PROPERTY).is_some()
         && job
             .sliced()
-            .is_some_and(|s| s.upload == crate::table::UploadState::Open)
+            .is_some_and(|s| s.upload != crate::table::UploadState::Complete)
 }
 
 /// What a directory monitor takes and what it makes of each file.

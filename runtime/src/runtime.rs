@@ -635,9 +635,9 @@ impl Runtime {
         }
         if matches!(action, Control::Resume) && crate::dirmon::holds(j) {
             return Err(RuntimeError::Invalid(format!(
-                "job {job} is a dirmon job whose file is still being uploaded; the watcher \
+                "job {job} is a dirmon job whose file is not wholly uploaded; the watcher \
                  resumes it once the whole file is in (a record that ran before would run \
-                 again if the upload were cut)"
+                 again if the upload were cut), and makes a new job if the upload was cut"
             )));
         }
         let simple = matches!(j.body, Body::Simple(_));

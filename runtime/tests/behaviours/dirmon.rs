@@ -36,7 +36,7 @@ async fn a_dirmon_job_cannot_be_resumed_until_its_file_is_in() {
         status.allowed_actions
     );
     let e = rt.resume(id).await.unwrap_err().to_string();
-    assert!(e.contains("still being uploaded"), "{e}");
+    assert!(e.contains("not wholly uploaded"), "{e}");
     up.finish().await.unwrap();
     assert!(rt
         .job(id)
