@@ -410,6 +410,19 @@ async fn settle_one(
 ) {
     let done = async {
         let job = match runtime.dirmon_file_job(name) {
+            Some(id) => {
+                // A job this one replaced, left by a stop between the two.
+                if let Ok(job) = runtime.job(id).await {
+                    let old = job.properties[booster_runtime::DIRMON_PROPERTY]["replaces"].as_u64();
+                    if let Some(old) = old {
+                        drop_replaced(runtime, old).await;
+                    }
+                }
+                Some(id)
+            }
+            None => None,
+        };
+        let job = match job {
             // Never submitted (a crash between the claim and the submit).
             None => return submit(runtime, entry, name, stopped, None).await,
             Some(id) => match runtime.job(id).await {
@@ -428,8 +441,9 @@ async fn settle_one(
                 let ran = j.slices_done + j.slices_failed > 0 || j.records_processed > 0;
                 if cut && !ran {
                     // Held paused from its creation (no one may resume it
-                    // while it uploads): none of its records ran.
-                    runtime.destroy(j.id).await?;
+                    // while it uploads): none of its records ran. The new
+                    // job is made first, then this one destroyed, so the
+                    // file is never without a job that will run.
                     return submit(runtime, entry, name, stopped, Some(j.id)).await;
                 }
                 // The file itself could not be read (the failed job says
@@ -476,6 +490,24 @@ async fn settle_one(
     }
 }
 
+/// Destroys job `old`, which a new job of the same file replaced, if it is
+/// still there and still what it was: an upload that was cut, none of its
+/// records run.
+async fn drop_replaced(runtime: &Runtime, old: JobId) {
+    let Ok(job) = runtime.job(old).await else {
+        return;
+    };
+    let cut = job
+        .failure_reason
+        .as_deref()
+        .is_some_and(booster_runtime::upload_was_cut);
+    if !job.upload_complete && job.state.is_finished() && cut {
+        if let Err(e) = runtime.destroy(old).await {
+            eprintln!("booster dirmon: job {old}, replaced, could not be destroyed yet: {e}");
+        }
+    }
+}
+
 /// What is left for a file once its job is settled.
 enum Settled {
     /// Move it into the archive.
@@ -517,6 +549,9 @@ async fn submit(
         "file": name,
         "source": source.display().to_string(),
     });
+    if let Some(old) = replaces {
+        spec.properties[booster_runtime::DIRMON_PROPERTY]["replaces"] = json!(old);
+    }
     if args.description.is_none() {
         spec.description = format!("dirmon {}: {}", entry.view.id, source.display());
         if let Some(old) = replaces {
@@ -524,8 +559,15 @@ async fn submit(
         }
     }
     let id = runtime.submit(spec).await?;
-    runtime.pause(id).await?;
+    // The new job is the file's now (`taken`); the one it replaces goes.
+    // Were this cut short, settling the new job destroys the old one.
+    if let Some(old) = replaces {
+        drop_replaced(runtime, old).await;
+    }
+    // The uploader first: from here any error drops it, which marks the
+    // upload cut, so the next pass makes the job again.
     let mut uploader = runtime.upload(id).await?;
+    runtime.pause(id).await?;
     let mut stop = stopped.clone();
     let stop = async move {
         let _ = stop.wait_for(|s| *s).await;
