@@ -57,7 +57,7 @@ fn a_batch_runs_its_on_complete_job_once_all_of_its_jobs_finished() {
         let job = sb.job(*id);
         assert_eq!(job["state"], "completed", "{job:#}");
         assert!(
-            done["started_at"].as_str() >= job["completed_at"].as_str(),
+            done["started_at_ms"].as_u64().unwrap() >= job["completed_at_ms"].as_u64().unwrap(),
             "job {id} finished after the on-complete job started"
         );
     }
