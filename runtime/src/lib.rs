@@ -56,6 +56,7 @@ mod metrics;
 mod ready;
 mod recovered;
 mod runtime;
+mod separators;
 mod shared;
 mod slice_store;
 mod snapshot;
@@ -81,9 +82,10 @@ pub use category::{
     CategoryName, Output, CATEGORY_STREAM_BASE, MAX_CATEGORIES, MAX_CATEGORY_NAME_BYTES,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use download::Download;
+pub use download::{Download, SeparatedDownload};
 pub use handler::{heartbeat, lease_ended};
 pub use job_state::{JobState, UnknownState};
+pub use separators::Separators;
 pub use upload::Uploader;
 pub use window::ProcessingWindow;
 
