@@ -25,6 +25,7 @@ impl State {
             kind: &job.kind,
             properties: &job.properties,
             categories: job.sliced().map_or(&[], |s| &s.categories),
+            source: None,
         })
     }
 

@@ -3,11 +3,12 @@
 //! store and releasing its lock) even when the work failed.
 
 mod cron;
+mod dirmon;
 mod download;
 mod jobs;
 mod keygen;
 mod plan;
-mod run;
+pub(crate) mod run;
 mod store;
 mod watch;
 mod work;
@@ -309,6 +310,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Incidents => store::incidents(&ctx).await,
         Command::Kind(command) => jobs::kind(&ctx, command).await,
         Command::Cron(command) => cron::cron(&ctx, command).await,
+        Command::Dirmon(command) => dirmon::dirmon(&ctx, command).await,
         Command::Salvage(args) => store::salvage(&ctx, &args.into).await,
         Command::Compact => store::compact(&ctx).await,
         Command::Demo(args) => crate::demo::demo(&ctx, args).await,
@@ -328,6 +330,7 @@ async fn serve(
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
         exec_allow: args.exec_allow,
+        dirmon: args.dirmon.config(),
         limits: crate::serve::ConnectionLimits {
             max_connections: args.max_connections as usize,
             max_event_streams: args.max_event_streams as usize,

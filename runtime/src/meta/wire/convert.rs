@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::*;
-use crate::meta::{Control, CronChange, Expired, Meta, SimpleOutcome};
+use crate::meta::{Control, CronChange, DirmonChange, Expired, Meta, SimpleOutcome};
 use crate::table::{Body, Job, SimpleBody, SliceEntry, SliceState, SlicedBody, UploadState};
 use crate::{
     CronRun, ErrorGroup, Incident, IncidentKind, JobShape, JobSpec, JobState, KindSettings,
@@ -152,6 +152,34 @@ impl From<&Meta> for Record {
                 kind,
                 at_ms,
                 settings: settings.map(KindSettingsV1::from),
+            },
+            Meta::Dirmon {
+                dirmon,
+                at_ms,
+                change,
+            } => Record::Dirmon {
+                dirmon,
+                at_ms,
+                change: Box::new(match change {
+                    DirmonChange::Define { spec, paused } => {
+                        let crate::DirmonSpec {
+                            pattern,
+                            archive,
+                            settle_ms,
+                            options,
+                        } = *spec;
+                        DirmonChangeV1::Define {
+                            pattern,
+                            archive,
+                            settle_ms,
+                            options,
+                            paused,
+                        }
+                    }
+                    DirmonChange::Pause => DirmonChangeV1::Pause,
+                    DirmonChange::Resume => DirmonChangeV1::Resume,
+                    DirmonChange::Remove => DirmonChangeV1::Remove,
+                }),
             },
             Meta::Cron {
                 cron,
@@ -316,6 +344,34 @@ impl From<Record> for Meta {
                 kind,
                 at_ms,
                 settings: settings.map(KindSettings::from),
+            },
+            Record::Dirmon {
+                dirmon,
+                at_ms,
+                change,
+            } => Meta::Dirmon {
+                dirmon,
+                at_ms,
+                change: match *change {
+                    DirmonChangeV1::Define {
+                        pattern,
+                        archive,
+                        settle_ms,
+                        options,
+                        paused,
+                    } => DirmonChange::Define {
+                        spec: Box::new(crate::DirmonSpec {
+                            pattern,
+                            archive,
+                            settle_ms,
+                            options,
+                        }),
+                        paused,
+                    },
+                    DirmonChangeV1::Pause => DirmonChange::Pause,
+                    DirmonChangeV1::Resume => DirmonChange::Resume,
+                    DirmonChangeV1::Remove => DirmonChange::Remove,
+                },
             },
             Record::Cron {
                 cron,
