@@ -18,6 +18,7 @@
 //! downloads come out in input order.
 
 mod wire;
+pub(crate) use wire::{failures_from_json, failures_to_json, groups_from_json, groups_to_json};
 
 use std::collections::BTreeMap;
 

@@ -23,6 +23,7 @@ use crate::JobId;
 /// `From<&Meta> for Record` and `From<Record> for Meta`, and the same for
 /// every part.
 mod convert;
+pub(crate) use convert::{failures_from_json, failures_to_json, groups_from_json, groups_to_json};
 
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]

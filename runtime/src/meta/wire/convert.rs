@@ -812,3 +812,50 @@ impl From<KindSettingsV1> for KindSettings {
 fn finer_than_ms(us: u64) -> Option<u64> {
     (!us.is_multiple_of(1000)).then_some(us)
 }
+
+/// A job's error groups as the meta wire spells them (`Group`), for the
+/// job table's rows; none is null.
+pub(crate) fn groups_to_json(groups: &[ErrorGroup]) -> Value {
+    if groups.is_empty() {
+        return Value::Null;
+    }
+    serde_json::to_value(groups_out(groups)).expect("error groups serialize")
+}
+
+pub(crate) fn groups_from_json(v: Value) -> Result<Vec<ErrorGroup>, String> {
+    if v.is_null() {
+        return Ok(Vec::new());
+    }
+    let groups: Vec<Group> =
+        serde_json::from_value(v).map_err(|e| format!("bad error groups ({e})"))?;
+    Ok(groups_in(groups))
+}
+
+/// Why each failed slice failed, `[[seq, [message, sample]]]` as the meta
+/// wire spells a sample; none is null.
+pub(crate) fn failures_to_json(
+    failures: &BTreeMap<u64, (String, Option<RecordErrorSample>)>,
+) -> Value {
+    if failures.is_empty() {
+        return Value::Null;
+    }
+    let wire: Vec<(u64, (&str, Option<Sample>))> = failures
+        .iter()
+        .map(|(n, (m, s))| (*n, (m.as_str(), s.clone().map(Sample::from))))
+        .collect();
+    serde_json::to_value(wire).expect("failures serialize")
+}
+
+pub(crate) fn failures_from_json(
+    v: Value,
+) -> Result<BTreeMap<u64, (String, Option<RecordErrorSample>)>, String> {
+    if v.is_null() {
+        return Ok(BTreeMap::new());
+    }
+    let wire: Vec<(u64, (String, Option<Sample>))> =
+        serde_json::from_value(v).map_err(|e| format!("bad slice failures ({e})"))?;
+    Ok(wire
+        .into_iter()
+        .map(|(n, (m, s))| (n, (m, s.map(RecordErrorSample::from))))
+        .collect())
+}
