@@ -477,7 +477,7 @@ impl Runtime {
                     "job {id} is a simple job; only sliced jobs take uploads"
                 )));
             };
-            if s.upload != UploadState::Open || !s.slices.is_empty() || s.uploader_active {
+            if s.upload != UploadState::Open || s.slices.count() > 0 || s.uploader_active {
                 return Err(RuntimeError::Invalid(format!(
                     "job {id} already has an upload ({state:?}); submit a new job to upload again"
                 )));

@@ -165,7 +165,7 @@ pub struct Book {
     /// false while replaying: no events, no waiters, no fencing.
     pub live: bool,
     pub scheduled: BTreeSet<(u64, JobId)>,
-    /// Slices waiting for an automatic retry (`SliceEntry::retry_at_ms`):
+    /// Slices waiting for an automatic retry (`SliceDetail::retry_at_ms`):
     /// (due, job, slice), released by `release_scheduled`.
     pub slice_retries: BTreeSet<(u64, JobId, u64)>,
     pub expiring: BTreeSet<(u64, JobId)>,
@@ -446,7 +446,7 @@ impl Book {
             return;
         }
         let (done, total, out) = match job.sliced() {
-            Some(s) => (s.slices_done, s.slices.len() as u64, s.written()),
+            Some(s) => (s.slices_done, s.slices.count(), s.written()),
             None => (u64::from(job.is_terminal()), 1, 0),
         };
         let _ = self.events.send(JobEvent {
@@ -509,11 +509,10 @@ impl Book {
             Body::Sliced(s) => {
                 s.hook_leased = false;
                 s.leased_slices = committing.len() as u32;
-                s.queued = s
-                    .slices
-                    .iter()
-                    .filter(|(k, e)| e.queueable() && !committing.contains(k))
-                    .map(|(k, _)| *k)
+                let map = &s.slices;
+                s.queued = map
+                    .pending()
+                    .filter(|k| map.queueable(*k) && !committing.contains(k))
                     .collect();
             }
         }
@@ -631,14 +630,12 @@ impl State {
                 }
                 let mut job = (**job).clone();
                 if let Body::Sliced(s) = &mut job.body {
-                    s.queued = s
-                        .slices
-                        .iter()
-                        .filter(|(_, e)| e.queueable())
-                        .map(|(k, _)| *k)
-                        .collect();
-                    for (k, e) in &s.slices {
-                        if let (SliceState::Pending, Some(at)) = (e.state, e.retry_at_ms) {
+                    let map = &s.slices;
+                    s.queued = map.pending().filter(|k| map.queueable(*k)).collect();
+                    for (k, d) in &map.detail {
+                        if let (Some(SliceState::Pending), Some(at)) =
+                            (map.state(*k), d.retry_at_ms)
+                        {
                             self.book.slice_retries.insert((at, job.id, *k));
                         }
                     }
@@ -712,8 +709,9 @@ impl State {
         match work {
             Expired::Slice { job, slice } => bump(*job, &mut |b| {
                 if let Body::Sliced(s) = b {
-                    if let Some(e) = s.slices.get_mut(slice) {
-                        e.expiries = e.expiries.saturating_add(1);
+                    if s.slices.state(*slice).is_some() {
+                        s.slices
+                            .with_detail(*slice, |d| d.expiries = d.expiries.saturating_add(1));
                     }
                 }
             }),

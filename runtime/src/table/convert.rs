@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use super::row::{Row, RowBody, SlicedRow};
-use super::slice_map::{SliceMap, SlicePlace};
-use super::{Body, Job, SimpleBody, SliceEntry, SliceState, SlicedBody, UploadState};
+use super::slice_map::SliceMap;
+use super::{Body, Job, SimpleBody, SlicedBody, UploadState};
 use crate::meta::{failures_from_json, failures_to_json, groups_from_json, groups_to_json};
 
 fn upload_byte(u: UploadState) -> u8 {
@@ -53,7 +53,7 @@ pub fn row_of(job: &Job, kind: u32) -> (Row, Option<SliceMap>) {
                 records_written: s.records_written,
                 records_errors: s.records_errors,
                 records_in_failed_slices: s.records_in_failed_slices,
-                slices_total: s.slices.len() as u64,
+                slices_total: s.slices.count(),
                 slices_done: s.slices_done,
                 slices_failed: s.slices_failed,
                 collected_errors: groups_to_json(&s.collected_errors),
@@ -65,7 +65,7 @@ pub fn row_of(job: &Job, kind: u32) -> (Row, Option<SliceMap>) {
                     .zip(s.records_by_category.iter().copied())
                     .collect(),
             };
-            let map = slice_map_of(s);
+            let map = s.slices.clone();
             (RowBody::Sliced(Box::new(row)), s.hook_expiries, Some(map))
         }
     };
@@ -95,44 +95,6 @@ pub fn row_of(job: &Job, kind: u32) -> (Row, Option<SliceMap>) {
         body,
     };
     (row, map)
-}
-
-fn slice_map_of(s: &SlicedBody) -> SliceMap {
-    let mut map = SliceMap::default();
-    for (&seq, e) in &s.slices {
-        let place = SlicePlace {
-            first_record: e.first_record,
-            records: e.records,
-            line_first: e.line_first,
-        };
-        map.upload(seq, place, e.lines.clone(), e.numbers.clone());
-        map.set_state(seq, to_map_state(e.state));
-        map.with_detail(seq, |d| {
-            d.expiries = e.expiries;
-            d.retries = e.retries;
-            d.retry_at_ms = e.retry_at_ms;
-            d.errors = e.errors;
-        });
-    }
-    map
-}
-
-fn to_map_state(s: SliceState) -> super::slice_map::SliceState {
-    use super::slice_map::SliceState as M;
-    match s {
-        SliceState::Pending => M::Pending,
-        SliceState::Done => M::Done,
-        SliceState::Failed => M::Failed,
-    }
-}
-
-fn from_map_state(s: super::slice_map::SliceState) -> SliceState {
-    use super::slice_map::SliceState as M;
-    match s {
-        M::Pending => SliceState::Pending,
-        M::Done => SliceState::Done,
-        M::Failed => SliceState::Failed,
-    }
 }
 
 /// The job a row (and a sliced job's slice map) holds, of kind `kind`,
@@ -203,30 +165,12 @@ fn sliced_of(s: SlicedRow, map: &SliceMap) -> Result<SlicedBody, String> {
     body.slices_failed = s.slices_failed;
     body.collected_errors = groups_from_json(s.collected_errors)?;
     body.failures = failures_from_json(s.failures)?;
-    for seq in map.uploaded.iter() {
-        let place = map.place(seq).ok_or("a slice without its place")?;
-        let d = map.detail(seq);
-        let state = map.state(seq).ok_or("an uploaded slice without a state")?;
-        let entry = SliceEntry {
-            first_record: place.first_record,
-            records: place.records,
-            line_first: place.line_first,
-            lines: d.lines,
-            numbers: d.numbers,
-            state: from_map_state(state),
-            errors: d.errors,
-            panics: 0,
-            expiries: d.expiries,
-            retries: d.retries,
-            retry_at_ms: d.retry_at_ms,
-        };
-        body.slices.insert(seq, entry);
-    }
-    if body.slices.len() as u64 != s.slices_total {
+    body.slices = map.clone();
+    if body.slices.count() != s.slices_total {
         return Err(format!(
             "the row counts {} slices, its map {}",
             s.slices_total,
-            body.slices.len()
+            body.slices.count()
         ));
     }
     Ok(body)
@@ -234,11 +178,14 @@ fn sliced_of(s: SlicedRow, map: &SliceMap) -> Result<SlicedBody, String> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use proptest::prelude::*;
     use serde_json::{json, Value};
 
     use super::*;
-    use crate::table::{page, row};
+    use crate::table::slice_map::{SliceDetail, SlicePlace};
+    use crate::table::{page, row, SliceState};
     use crate::{CronRun, DependencyFailure, ErrorGroup, JobState, RecordErrorSample};
 
     /// The durable fields of a job: exactly what a compaction snapshot's
@@ -280,44 +227,62 @@ mod tests {
             )
     }
 
-    fn slice_entry() -> impl Strategy<Value = SliceEntry> {
+    /// One uploaded slice: its place, state and detail.
+    type Slice = (SlicePlace, SliceState, SliceDetail);
+
+    fn slice() -> impl Strategy<Value = Slice> {
         let small = 0..(1u64 << 40);
         let vec =
             || proptest::option::of(prop::collection::vec(any::<u64>(), 0..4).prop_map(Arc::new));
         (
-            (
-                small.clone(),
-                0..3u32,
-                proptest::option::of(small),
-                vec(),
-                vec(),
-            ),
+            (small.clone(), 0..3u32, proptest::option::of(small)),
             prop_oneof![
                 Just(SliceState::Pending),
                 Just(SliceState::Done),
                 Just(SliceState::Failed)
             ],
-            (0..3u32, 0..3u32, 0..3u32, any::<Option<u64>>()),
+            (
+                0..3u32,
+                0..3u32,
+                0..3u32,
+                any::<Option<u64>>(),
+                vec(),
+                vec(),
+            ),
         )
             .prop_map(
                 |(
-                    (first_record, records, line_first, lines, numbers),
+                    (first_record, records, line_first),
                     state,
-                    (errors, expiries, retries, retry_at_ms),
-                )| SliceEntry {
-                    first_record,
-                    records,
-                    line_first,
-                    lines,
-                    numbers,
-                    state,
-                    errors,
-                    panics: 0,
-                    expiries,
-                    retries,
-                    retry_at_ms,
+                    (errors, expiries, retries, retry_at_ms, lines, numbers),
+                )| {
+                    let place = SlicePlace {
+                        first_record,
+                        records,
+                        line_first,
+                    };
+                    let detail = SliceDetail {
+                        expiries,
+                        panics: 0,
+                        retries,
+                        retry_at_ms,
+                        errors,
+                        lines,
+                        numbers,
+                    };
+                    (place, state, detail)
                 },
             )
+    }
+
+    fn slice_map(slices: BTreeMap<u64, Slice>) -> SliceMap {
+        let mut map = SliceMap::default();
+        for (seq, (place, state, detail)) in slices {
+            map.upload(seq, place, detail.lines.clone(), detail.numbers.clone());
+            map.set_state(seq, state);
+            map.with_detail(seq, |d| *d = detail);
+        }
+        map
     }
 
     fn sliced_body() -> impl Strategy<Value = SlicedBody> {
@@ -335,7 +300,7 @@ mod tests {
                 (text(), proptest::option::of(sample())),
                 0..3,
             ),
-            prop::collection::btree_map(0..40u64, slice_entry(), 0..12),
+            prop::collection::btree_map(0..40u64, slice(), 0..12),
         )
             .prop_map(
                 |(head, n, (written, hook_expiries), categories, groups, failures, slices)| {
@@ -363,7 +328,7 @@ mod tests {
                         })
                         .collect();
                     s.failures = failures;
-                    s.slices = slices;
+                    s.slices = slice_map(slices);
                     s
                 },
             )

@@ -42,6 +42,13 @@ impl RangeSet {
         self.0.first().map(|&(s, _)| s)
     }
 
+    /// Takes the smallest seq out of the set.
+    pub fn pop_first(&mut self) -> Option<u64> {
+        let seq = self.first()?;
+        self.remove(seq);
+        Some(seq)
+    }
+
     /// Every seq, ascending.
     pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
         self.0.iter().flat_map(|&(s, e)| s..e)
@@ -85,6 +92,22 @@ impl RangeSet {
                 self.0.insert(i + 1, (seq + 1, end));
             }
         }
+    }
+}
+
+/// Seqs in ascending order append to the last range (any order works).
+impl FromIterator<u64> for RangeSet {
+    fn from_iter<I: IntoIterator<Item = u64>>(iter: I) -> RangeSet {
+        let mut set = RangeSet::default();
+        for seq in iter {
+            match set.0.last_mut() {
+                Some(last) if last.1 == seq => last.1 = seq + 1,
+                Some(last) if last.1 < seq => set.0.push((seq, seq + 1)),
+                None => set.0.push((seq, seq + 1)),
+                Some(_) => set.insert(seq),
+            }
+        }
+        set
     }
 }
 
@@ -329,12 +352,25 @@ impl SliceMap {
 
     /// Changes slice `seq`'s detail; an entry left empty goes.
     pub fn with_detail<T>(&mut self, seq: u64, f: impl FnOnce(&mut SliceDetail) -> T) -> T {
-        let d = self.detail.entry(seq).or_default();
-        let out = f(d);
-        if d.is_empty() {
-            self.detail.remove(&seq);
+        use std::collections::btree_map::Entry;
+        match self.detail.entry(seq) {
+            Entry::Occupied(mut o) => {
+                let out = f(o.get_mut());
+                if o.get().is_empty() {
+                    o.remove();
+                }
+                out
+            }
+            // The common case (a slice done without errors) allocates nothing.
+            Entry::Vacant(v) => {
+                let mut d = SliceDetail::default();
+                let out = f(&mut d);
+                if !d.is_empty() {
+                    v.insert(d);
+                }
+                out
+            }
         }
-        out
     }
 
     /// Moves an uploaded slice to `state`.
@@ -354,6 +390,18 @@ impl SliceMap {
         self.uploaded
             .iter()
             .filter(|&s| !self.done.contains(s) && !self.failed.contains(s))
+    }
+
+    /// The slices missing below the highest uploaded one (their upload
+    /// records were lost with a damaged range).
+    pub fn gaps(&self) -> Vec<u64> {
+        let mut gaps = Vec::new();
+        let mut at = 0;
+        for &(start, end) in &self.uploaded.0 {
+            gaps.extend(at..start);
+            at = end;
+        }
+        gaps
     }
 
     /// Pending and not waiting for an automatic retry: a lease may take it.
@@ -718,6 +766,7 @@ mod tests {
             assert!((0..40).all(|q| set.contains(q) == model.contains(&q)));
             assert!(set.ranges().windows(2).all(|w| w[0].1 < w[1].0));
             assert!(set.iter().eq(model.iter().copied()));
+            assert_eq!(set.iter().collect::<RangeSet>(), set);
         }
     }
 

@@ -8,7 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::*;
 use crate::meta::{Control, CronChange, Expired, Meta, SimpleOutcome};
-use crate::table::{Body, Job, SimpleBody, SliceEntry, SliceState, SlicedBody, UploadState};
+use crate::table::slice_map::SlicePlace;
+use crate::table::{Body, Job, SimpleBody, SliceMap, SliceState, SlicedBody, UploadState};
 use crate::{
     CronRun, ErrorGroup, Incident, IncidentKind, JobShape, JobSpec, JobState, KindSettings,
     LeasePolicy, RecordErrorSample, RetryPolicy,
@@ -530,6 +531,54 @@ fn slice_state_in(s: SliceStateV1) -> SliceState {
     }
 }
 
+/// A snapshot row's slices, one entry each, as v1 spells them.
+fn slices_out(map: &SliceMap) -> Vec<(u64, Slice)> {
+    map.uploaded
+        .iter()
+        .filter_map(|n| {
+            let place = map.place(n)?;
+            let d = map.detail(n);
+            let slice = Slice {
+                first_record: place.first_record,
+                records: place.records,
+                line_first: place.line_first,
+                lines: d.lines.as_deref().cloned(),
+                numbers: d.numbers.as_deref().cloned(),
+                state: slice_state_out(map.state(n)?),
+                errors: d.errors,
+                expiries: (d.expiries > 0).then_some(d.expiries),
+                retries: (d.retries > 0).then_some(d.retries),
+                retry_at_ms: d.retry_at_ms,
+            };
+            Some((n, slice))
+        })
+        .collect()
+}
+
+/// The slice map of a snapshot row's slices (a seq listed twice: the
+/// first entry holds).
+fn slices_in(slices: Vec<(u64, Slice)>) -> SliceMap {
+    let mut map = SliceMap::default();
+    for (n, e) in slices {
+        let place = SlicePlace {
+            first_record: e.first_record,
+            records: e.records,
+            line_first: e.line_first,
+        };
+        if !map.upload(n, place, e.lines.map(Arc::new), e.numbers.map(Arc::new)) {
+            continue;
+        }
+        map.set_state(n, slice_state_in(e.state));
+        map.with_detail(n, |d| {
+            d.errors = e.errors;
+            d.expiries = e.expiries.unwrap_or(0);
+            d.retries = e.retries.unwrap_or(0);
+            d.retry_at_ms = e.retry_at_ms;
+        });
+    }
+    map
+}
+
 impl From<&Job> for Row {
     fn from(j: &Job) -> Row {
         let body = match &j.body {
@@ -543,25 +592,7 @@ impl From<&Job> for Row {
                 collect_errors: s.collect_errors,
                 upload: upload_out(s.upload),
                 before_done: s.before_done,
-                slices: s
-                    .slices
-                    .iter()
-                    .map(|(n, e)| {
-                        let slice = Slice {
-                            first_record: e.first_record,
-                            records: e.records,
-                            line_first: e.line_first,
-                            lines: e.lines.as_deref().cloned(),
-                            numbers: e.numbers.as_deref().cloned(),
-                            state: slice_state_out(e.state),
-                            errors: e.errors,
-                            expiries: (e.expiries > 0).then_some(e.expiries),
-                            retries: (e.retries > 0).then_some(e.retries),
-                            retry_at_ms: e.retry_at_ms,
-                        };
-                        (*n, slice)
-                    })
-                    .collect(),
+                slices: slices_out(&s.slices),
                 records_in: s.records_in,
                 records_rejected: s.records_rejected,
                 records_out: s.records_out,
@@ -631,26 +662,7 @@ impl From<Row> for Job {
                 body.records_by_category = counts;
                 body.upload = upload_in(s.upload);
                 body.before_done = s.before_done;
-                body.slices = s
-                    .slices
-                    .into_iter()
-                    .map(|(n, e)| {
-                        let entry = SliceEntry {
-                            first_record: e.first_record,
-                            records: e.records,
-                            line_first: e.line_first,
-                            lines: e.lines.map(Arc::new),
-                            numbers: e.numbers.map(Arc::new),
-                            state: slice_state_in(e.state),
-                            errors: e.errors,
-                            panics: 0,
-                            expiries: e.expiries.unwrap_or(0),
-                            retries: e.retries.unwrap_or(0),
-                            retry_at_ms: e.retry_at_ms,
-                        };
-                        (n, entry)
-                    })
-                    .collect::<BTreeMap<_, _>>();
+                body.slices = slices_in(s.slices);
                 body.records_in = s.records_in;
                 body.records_rejected = s.records_rejected;
                 body.records_out = s.records_out;
