@@ -905,6 +905,7 @@ pub(crate) async fn submit_specs(
         return Ok(Vec::new());
     }
     let urgent;
+    let mut records = Vec::new();
     let first_id = {
         let mut st = shared.state.lock();
         if st.book.stopping {
@@ -958,6 +959,19 @@ pub(crate) async fn submit_specs(
             )));
         }
         st.book.next_id = first + n;
+        // A kind without an id gets one in this batch, before its first
+        // `created` record (`table/kinds.rs`).
+        for s in &specs {
+            if let Some(id) = st.book.kind_ids.reserve(&s.kind) {
+                let name = s.kind.clone();
+                if !records
+                    .iter()
+                    .any(|r| matches!(r, Meta::KindId { name: n, .. } if *n == name))
+                {
+                    records.push(Meta::KindId { id, name });
+                }
+            }
+        }
         urgent = specs.iter().all(|s| s.priority <= st.book.urgent_priority);
         for (i, s) in specs.iter().enumerate() {
             if let Some(key) = &s.singleton {
@@ -970,12 +984,12 @@ pub(crate) async fn submit_specs(
     };
     let n = specs.len() as u64;
     let keys_reserved = specs.iter().any(|s| s.singleton.is_some());
-    let m = Meta::Created {
+    records.push(Meta::Created {
         first_id,
         at_ms: shared.clock.now_ms(),
         specs,
-    };
-    let written = write_with(shared, store, vec![m], urgent).await;
+    });
+    let written = write_with(shared, store, records, urgent).await;
     if keys_reserved {
         let mut st = shared.state.lock();
         st.book

@@ -156,6 +156,8 @@ pub struct WorkerSlot {
 /// the bookkeeping can be borrowed at once.
 pub struct Book {
     pub kinds: HashMap<Arc<str>, KindConf>,
+    /// Kind names and their ids (`table/kinds.rs`), as the log gave them.
+    pub kind_ids: crate::table::kinds::KindIds,
     pub leases: HashMap<u64, Lease>,
     /// This process's lease epochs: `generation << EPOCH_COUNTER_BITS | n`.
     pub next_epoch: u64,
@@ -245,6 +247,7 @@ impl Book {
     pub fn new(workers: usize, lease_timeout_ms: u64, default_slice_size: u32) -> Book {
         Book {
             kinds: HashMap::new(),
+            kind_ids: Default::default(),
             leases: HashMap::new(),
             next_epoch: 1,
             generation: 0,
@@ -656,6 +659,7 @@ impl State {
                 Ok(())
             }
             Meta::Opened { generation, .. } => self.book.open_generation(*generation),
+            Meta::KindId { id, name } => self.book.kind_ids.apply(*id, name),
             Meta::LeaseExpired { work, .. } => {
                 self.count_expiry(work);
                 Ok(())
@@ -748,6 +752,7 @@ impl State {
         let job = Job {
             id,
             kind: Arc::from(crate::lost::KIND),
+            kind_id: 0,
             description: String::new(),
             priority: 50,
             max_workers: None,
@@ -810,6 +815,7 @@ impl State {
         Job {
             id,
             kind,
+            kind_id: 0,
             description: spec.description.clone(),
             priority: spec.priority.clamp(1, 100),
             max_workers: spec.max_workers,
@@ -844,6 +850,7 @@ impl State {
             self.ready.remove(&mut old);
             self.book.count_gone(&old);
         }
+        job.kind_id = self.book.kind_ids.intern(&job.kind);
         self.book.count_new(&job);
         job.refused = self.refusal_of(&job);
         self.ready.refile(&mut job);

@@ -10,6 +10,7 @@ pub mod codec;
 #[allow(dead_code)]
 pub mod convert;
 pub mod keys;
+pub mod kinds;
 pub mod page;
 pub mod row;
 pub mod slice_map;
@@ -33,6 +34,9 @@ pub struct ReadySlot {
 pub struct Job {
     pub id: JobId,
     pub kind: Arc<str>,
+    /// `kind`'s id (`kinds.rs`); set when the job enters the table
+    /// (`State::insert`).
+    pub kind_id: kinds::KindId,
     pub description: String,
     pub priority: u8,
     pub max_workers: Option<u32>,

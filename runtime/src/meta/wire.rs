@@ -141,6 +141,12 @@ pub enum Record {
         at_ms: u64,
         settings: Option<KindSettingsV1>,
     },
+    /// Added 2026-11-29 (kind ids, issue 12); older logs have none: each
+    /// kind gets its id at its first `created` or `restore`, in log order.
+    KindId {
+        id: u32,
+        name: String,
+    },
     /// Added 2026-11-29; older logs have none (no cron entries).
     Cron {
         cron: u64,

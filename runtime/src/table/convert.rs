@@ -29,9 +29,8 @@ fn upload_of(b: u8) -> Result<UploadState, String> {
     }
 }
 
-/// `job`'s row (its kind interned as `kind`) and, for a sliced job, its
-/// slice map.
-pub fn row_of(job: &Job, kind: u32) -> (Row, Option<SliceMap>) {
+/// `job`'s row and, for a sliced job, its slice map.
+pub fn row_of(job: &Job) -> (Row, Option<SliceMap>) {
     let (body, expiries, map) = match &job.body {
         Body::Simple(s) => (
             RowBody::Simple {
@@ -75,7 +74,7 @@ pub fn row_of(job: &Job, kind: u32) -> (Row, Option<SliceMap>) {
         final_state: 0,
         priority: job.priority,
         destroy_on_complete: false,
-        kind,
+        kind: job.kind_id,
         max_workers: job.max_workers,
         attempts: job.attempts,
         expiries,
@@ -97,8 +96,8 @@ pub fn row_of(job: &Job, kind: u32) -> (Row, Option<SliceMap>) {
     (row, map)
 }
 
-/// The job a row (and a sliced job's slice map) holds, of kind `kind`,
-/// with no live marks. A destroyed row or a stub is not a job.
+/// The job a row (and a sliced job's slice map) holds, of kind `kind`
+/// (the name of the row's kind id), with no live marks. A destroyed row or a stub is not a job.
 pub fn job_of(row: Row, map: Option<SliceMap>, kind: Arc<str>) -> Result<Job, String> {
     let state = row
         .job_state()
@@ -126,6 +125,7 @@ pub fn job_of(row: Row, map: Option<SliceMap>, kind: Arc<str>) -> Result<Job, St
     Ok(Job {
         id: row.id,
         kind,
+        kind_id: row.kind,
         description: row.description,
         priority: row.priority,
         max_workers: row.max_workers,
@@ -395,6 +395,7 @@ mod tests {
                 Job {
                     id,
                     kind: Arc::from(kind),
+                    kind_id: 7,
                     description,
                     priority,
                     max_workers,
@@ -434,7 +435,7 @@ mod tests {
         /// durable field.
         #[test]
         fn a_job_survives_its_row_and_slice_map(job in job()) {
-            let (row, map) = row_of(&job, 7);
+            let (row, map) = row_of(&job);
             let (page_no, _) = crate::table::keys::page_of(job.id);
             let encoded = page::encode(std::slice::from_ref(&row)).unwrap();
             let decoded = if let Some((_, whole)) = encoded.large.first() {

@@ -9,6 +9,7 @@ mod cron;
 mod degraded;
 mod dependencies;
 mod hostile_log;
+mod kind_ids;
 mod lease_expiry;
 mod limits;
 mod max_workers;

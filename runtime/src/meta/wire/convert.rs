@@ -154,6 +154,7 @@ impl From<&Meta> for Record {
                 at_ms,
                 settings: settings.map(KindSettingsV1::from),
             },
+            Meta::KindId { id, name } => Record::KindId { id, name },
             Meta::Cron {
                 cron,
                 at_ms,
@@ -318,6 +319,7 @@ impl From<Record> for Meta {
                 at_ms,
                 settings: settings.map(KindSettings::from),
             },
+            Record::KindId { id, name } => Meta::KindId { id, name },
             Record::Cron {
                 cron,
                 at_ms,
@@ -684,6 +686,8 @@ impl From<Row> for Job {
         Job {
             id: r.id,
             kind: Arc::from(r.kind),
+            // Interned when the restored job enters the table.
+            kind_id: 0,
             description: r.description,
             priority: r.priority,
             max_workers: r.max_workers,
