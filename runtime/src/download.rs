@@ -19,6 +19,47 @@ use crate::table::SliceState;
 use crate::worker::error_record;
 use crate::{Category, JobId, RecordErrorSample, RuntimeError};
 
+/// The store and the table a download reads: what `Runtime::download`
+/// and a handler's `JobContext::after_output` open downloads from.
+#[derive(Clone, Copy)]
+pub(crate) struct OutputSource<'a> {
+    pub shared: &'a Arc<Shared>,
+    pub store: &'a Arc<dyn SliceStore>,
+}
+
+impl OutputSource<'_> {
+    /// Category `category` of `job`; a category the job did not declare is
+    /// an error naming the ones it has.
+    pub fn open(self, job: JobId, category: Category) -> Result<Download, RuntimeError> {
+        {
+            let st = self.shared.state.lock();
+            let j = st.jobs.get(&job).ok_or(RuntimeError::NotFound(job))?;
+            if let Category::Named(name) = category {
+                let names = j.sliced().map_or(&[][..], |s| &s.categories);
+                if !names.iter().any(|n| n == name.as_str()) {
+                    return Err(RuntimeError::Invalid(format!(
+                        "job {job} has no category {:?}; its categories are main, errors{}",
+                        name.as_str(),
+                        names.iter().map(|n| format!(", {n}")).collect::<String>()
+                    )));
+                }
+            }
+        }
+        Ok(Download::new(
+            self.store.clone(),
+            self.shared.clone(),
+            job,
+            category,
+        ))
+    }
+
+    /// The jobs `job` ran after (`JobSpec::after`).
+    pub fn after(self, job: JobId) -> Vec<JobId> {
+        let st = self.shared.state.lock();
+        st.jobs.get(&job).map_or_else(Vec::new, |j| j.after.clone())
+    }
+}
+
 /// Records of one category in input order, streamed slice by slice.
 pub struct Download {
     store: Arc<dyn SliceStore>,

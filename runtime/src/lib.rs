@@ -44,6 +44,7 @@ mod category;
 mod clock;
 mod cron;
 mod dependencies;
+mod dirmon;
 mod dispatch;
 mod download;
 #[cfg(test)]
@@ -83,6 +84,10 @@ pub use category::{
     CategoryName, Output, CATEGORY_STREAM_BASE, MAX_CATEGORIES, MAX_CATEGORY_NAME_BYTES,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use dirmon::{
+    upload_was_cut, DirmonId, DirmonSpec, DirmonView,
+    DEFAULT_SETTLE_MS as DIRMON_DEFAULT_SETTLE_MS, PROPERTY as DIRMON_PROPERTY,
+};
 pub use download::Download;
 pub use handler::{heartbeat, lease_ended};
 pub use job_state::{JobState, UnknownState};
@@ -613,6 +618,54 @@ pub struct JobContext<'a> {
     pub properties: &'a serde_json::Value,
     /// The job's own output categories (`JobSpec::with_categories`).
     pub categories: &'a [String],
+    /// Where the outputs of the jobs this one ran after are read
+    /// (`after_output`); None outside a worker (`JobContext::new`).
+    pub(crate) source: Option<download::OutputSource<'a>>,
+}
+
+impl<'a> JobContext<'a> {
+    /// A context outside any worker (a handler's own tests): it has no
+    /// dependencies to read.
+    pub fn new(
+        id: JobId,
+        kind: &'a str,
+        properties: &'a serde_json::Value,
+        categories: &'a [String],
+    ) -> JobContext<'a> {
+        JobContext {
+            id,
+            kind,
+            properties,
+            categories,
+            source: None,
+        }
+    }
+
+    /// The jobs this one ran after (`JobSpec::after`), in the order given.
+    pub fn after(&self) -> Vec<JobId> {
+        self.source.map_or_else(Vec::new, |s| s.after(self.id))
+    }
+
+    /// One category of dependency `dep`'s records, in input order, as
+    /// `Runtime::download` gives them: how a job submitted with `after`
+    /// reads what the jobs it waited for wrote. Only this job's own
+    /// dependencies can be read. A dependency that failed (under
+    /// `DependencyFailure::Run`) gives what it wrote; one destroyed since
+    /// is `NotFound`.
+    pub fn after_output(&self, dep: JobId, category: Category) -> Result<Download, RuntimeError> {
+        let Some(source) = self.source else {
+            return Err(RuntimeError::Invalid(
+                "this context is not a running job's: it has no dependencies to read".into(),
+            ));
+        };
+        if !source.after(self.id).contains(&dep) {
+            return Err(RuntimeError::Invalid(format!(
+                "job {} did not run after job {dep}; a handler reads only the jobs in its own `after`",
+                self.id
+            )));
+        }
+        source.open(dep, category)
+    }
 }
 
 /// Per-record handler of a sliced job. Runs on a worker thread, never on tokio.

@@ -467,6 +467,45 @@ impl Runtime {
         submit_specs(self.shared(), self.store(), specs).await
     }
 
+    /// A batch: `jobs` and an on-complete job, in one durable commit. The
+    /// on-complete job waits for every job of the batch to finish
+    /// (completed, failed or aborted; it is created with `after` = the
+    /// batch's ids and `DependencyFailure::Run`), then runs, once: it is
+    /// one job, made with the batch, so no restart can make or fire it
+    /// twice, and no crash can leave a batch without it. Its handler reads
+    /// the batch's jobs with `JobContext::after` and `after_output`.
+    /// Returns the jobs' ids, in order, and the on-complete job's.
+    pub async fn submit_batch(
+        &self,
+        jobs: Vec<JobSpec>,
+        on_complete: JobSpec,
+    ) -> Result<(Vec<JobId>, JobId), RuntimeError> {
+        if jobs.is_empty() {
+            return Err(RuntimeError::Invalid(
+                "a batch needs at least one job before its on-complete job".into(),
+            ));
+        }
+        if !on_complete.after.is_empty() {
+            return Err(RuntimeError::Invalid(
+                "a batch's on-complete job runs after the batch's jobs; give it no after of its own"
+                    .into(),
+            ));
+        }
+        for s in jobs.iter().chain([&on_complete]) {
+            validate(s, &self.shared().limits)?;
+            if s.cron.is_some() {
+                return Err(RuntimeError::Invalid(
+                    "a job's cron run is set by the runtime; add a cron entry (add_cron) instead"
+                        .into(),
+                ));
+            }
+        }
+        let mut ids =
+            submit_specs_then(self.shared(), self.store(), jobs, Some(on_complete)).await?;
+        let last = ids.pop().expect("the on-complete job has an id");
+        Ok((ids, last))
+    }
+
     pub async fn upload(&self, job: JobId) -> Result<Uploader, RuntimeError> {
         let slice_size = {
             let mut st = self.shared().state.lock();
@@ -770,26 +809,11 @@ impl Runtime {
     /// One category of `job`'s records, in input order. A category the job
     /// did not declare is an error naming the ones it has.
     pub fn download(&self, job: JobId, category: Category) -> Result<Download, RuntimeError> {
-        {
-            let st = self.shared().state.lock();
-            let j = st.jobs.get(&job).ok_or(RuntimeError::NotFound(job))?;
-            if let Category::Named(name) = category {
-                let names = j.sliced().map_or(&[][..], |s| &s.categories);
-                if !names.iter().any(|n| n == name.as_str()) {
-                    return Err(RuntimeError::Invalid(format!(
-                        "job {job} has no category {:?}; its categories are main, errors{}",
-                        name.as_str(),
-                        names.iter().map(|n| format!(", {n}")).collect::<String>()
-                    )));
-                }
-            }
+        crate::download::OutputSource {
+            shared: self.shared(),
+            store: &self.inner.store,
         }
-        Ok(Download::new(
-            self.inner.store.clone(),
-            self.shared().clone(),
-            job,
-            category,
-        ))
+        .open(job, category)
     }
 
     pub async fn workers(&self) -> Vec<WorkerStatus> {
@@ -901,9 +925,23 @@ pub(crate) async fn submit_specs(
     store: &Arc<dyn SliceStore>,
     specs: Vec<JobSpec>,
 ) -> Result<Vec<JobId>, RuntimeError> {
+    submit_specs_then(shared, store, specs, None).await
+}
+
+/// `submit_specs`, and with `then` a batch's on-complete job last, made to
+/// run after every job of `specs` (its `after` is set under the state
+/// lock, once their ids are known).
+async fn submit_specs_then(
+    shared: &Arc<Shared>,
+    store: &Arc<dyn SliceStore>,
+    mut specs: Vec<JobSpec>,
+    then: Option<JobSpec>,
+) -> Result<Vec<JobId>, RuntimeError> {
     if specs.is_empty() {
         return Ok(Vec::new());
     }
+    let batch = then.is_some().then_some(specs.len() as u64);
+    specs.extend(then);
     let urgent;
     let mut records = Vec::new();
     let first_id = {
@@ -959,6 +997,10 @@ pub(crate) async fn submit_specs(
             )));
         }
         st.book.next_id = first + n;
+        if let (Some(jobs), Some(then)) = (batch, specs.last_mut()) {
+            then.after = (first..first + jobs).collect();
+            then.on_dependency_failure = crate::DependencyFailure::Run;
+        }
         // A kind without an id gets one in this batch, before its first
         // `created` record (`table/kinds.rs`).
         for s in &specs {

@@ -58,6 +58,9 @@ impl Snapshot {
         for m in crate::cron::snapshot_records(&state.book.crons) {
             records.push(meta::encode(&m));
         }
+        for m in state.book.dirmons.snapshot_records() {
+            records.push(meta::encode(&m));
+        }
         for job in state.jobs.values() {
             records.push(meta::encode(&Meta::Restore {
                 job: Box::new(job.clone()),

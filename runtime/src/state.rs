@@ -224,6 +224,8 @@ pub struct Book {
     /// Cron entries by id (`cron.rs`), and the next id to hand out.
     pub crons: BTreeMap<crate::CronId, crate::cron::CronEntry>,
     pub next_cron: crate::CronId,
+    /// Dirmon entries by id (`dirmon.rs`), and the next id to hand out.
+    pub dirmons: crate::dirmon::Dirmons,
     /// Waiting jobs by the job they wait for (`dependencies.rs`).
     pub dependents: HashMap<JobId, Vec<JobId>>,
     /// Jobs that finished or went while a record was applied, whose
@@ -284,6 +286,7 @@ impl Book {
             clock: Arc::new(crate::SystemClock),
             crons: BTreeMap::new(),
             next_cron: 1,
+            dirmons: Default::default(),
             dependents: HashMap::new(),
             finished: Vec::new(),
         }
@@ -612,6 +615,7 @@ impl State {
                         }
                     }
                     let waits = job.state == JobState::Waiting;
+                    self.book.dirmons.note_created(spec, id);
                     self.insert(job, "created");
                     if waits {
                         self.settle_waiting(id);
@@ -698,6 +702,11 @@ impl State {
                 at_ms,
                 change,
             } => self.apply_cron(*cron, *at_ms, change),
+            Meta::Dirmon {
+                dirmon,
+                at_ms,
+                change,
+            } => self.apply_dirmon(*dirmon, *at_ms, change),
             _ => self.apply_to_job(meta),
         }
     }

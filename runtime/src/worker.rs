@@ -15,6 +15,7 @@ use crate::slice_store::SliceStore;
 
 use crate::category::category_stream;
 use crate::dispatch::{HookItem, SimpleItem, SliceItem, Task, TaskWork};
+use crate::download::OutputSource;
 use crate::handler::{panic_message, set_progress, Progress};
 use crate::meta::{Meta, SimpleOutcome, STREAM_ERRORS, STREAM_INPUT, STREAM_MAIN};
 use crate::shared::{batch_of, commit, poisons, Handler, Shared};
@@ -163,6 +164,7 @@ fn run_simple(
             kind: &item.kind,
             properties: &item.properties,
             categories: &[],
+            source: Some(OutputSource { shared, store }),
         };
         let result = match handler {
             Some(Handler::Simple(h)) => {
@@ -297,6 +299,7 @@ fn run_slice(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, epoch: u64, item
         kind: &item.kind,
         properties: &item.properties,
         categories: &item.categories,
+        source: Some(OutputSource { shared, store }),
     };
     let outcome = handler.process_slice(&ctx, &records);
     let (output, by_category, record_errors) = match outcome {
@@ -516,6 +519,7 @@ fn run_hook(
         kind: &item.kind,
         properties: &item.properties,
         categories: &item.categories,
+        source: Some(OutputSource { shared, store }),
     };
     let result = match shared.handler(&item.kind) {
         Some(Handler::Sliced(h)) => catch_unwind(AssertUnwindSafe(|| {

@@ -247,3 +247,65 @@ pub fn code_of(status: ExitStatus) -> i32 {
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
+
+/// A `booster serve --listen 127.0.0.1:0` on a sandbox's data directory,
+/// stopped with SIGTERM (then SIGKILL) when dropped. Its stderr is read to
+/// the end, so it never fills.
+pub struct Serving {
+    child: Child,
+    /// Where it listens, without a trailing slash.
+    pub url: String,
+}
+
+impl Serving {
+    /// Starts it with `extra` serve options and waits for its URL.
+    pub fn start(sb: &Sandbox, extra: &[&str]) -> Serving {
+        use std::io::BufRead;
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let mut child = sb
+            .cmd(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn booster serve");
+        let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let mut seen = Vec::new();
+        let url = lines.by_ref().map_while(Result::ok).find_map(|line| {
+            let url = line.find("http://").map(|at| {
+                line[at..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_string()
+            });
+            seen.push(line);
+            url
+        });
+        let Some(url) = url else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("serve printed no URL: {seen:?}");
+        };
+        std::thread::spawn(move || lines.for_each(drop));
+        Serving {
+            child,
+            url: url.trim_end_matches('/').to_string(),
+        }
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) with a pid we spawned and have not waited for.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        for _ in 0..500 {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -95,6 +95,22 @@ pub enum Command {
         after_help = "Each tick of an entry's expression makes one run: a simple job with a new id.\nThe next run is made once the last one has finished; ticks missed meanwhile, or\nwhile no process ran, give one catch-up run.\n\nExamples:\n  booster submit --kind report --args '{\"day\": \"today\"}' --cron '0 3 * * *' --tz Europe/Berlin\n  booster cron list\n  booster cron pause 1 && booster cron resume 1\n  booster cron remove 1"
     )]
     Cron(CronCommand),
+    /// Turn each file that arrives in a directory into a job: add, list, pause, resume, remove.
+    #[command(
+        subcommand,
+        after_help = "A file matching --pattern that has stopped growing (its size and time unchanged\nfor --settle) is moved into the archive and becomes one job with its contents\nuploaded. A crash at any point neither loses the file nor runs it twice.\nFiles are taken by `booster serve` or `booster work` run with --dirmon-allow\nnaming directories that hold both the watched directory and the archive.\n\nExamples:\n  booster dirmon add --pattern '/data/in/*.csv' --kind copy --archive /data/done\n  booster work --dirmon-allow /data\n  booster dirmon list\n  booster dirmon pause 1 && booster dirmon resume 1\n  booster dirmon remove 1"
+    )]
+    Dirmon(DirmonCommand),
+    /// Submit several files, one job each, and an on-complete job that runs once all have finished.
+    #[command(
+        after_help = "The jobs and the on-complete job are made in one commit: the on-complete job\nwaits for every job of the batch to finish (completed, failed or aborted), then\nruns once, across restarts. Its handler reads the batch's jobs and their output\n(JobContext::after and after_output).\n\nExample:\n  booster batch --input jan.csv --input feb.csv --kind copy --on-complete-kind report --on-complete-args '{\"month\": \"Q1\"}'"
+    )]
+    Batch {
+        /// --input FILE (repeatable), --on-complete-kind KIND,
+        /// --on-complete-args JSON, and the job options of `submit`.
+        #[arg(required = true, num_args = 1.., allow_hyphen_values = true, trailing_var_arg = true, value_name = "OPTION")]
+        words: Vec<String>,
+    },
     /// Segments, frames, jobs, live and dead bytes, compression ratio.
     #[command(after_help = "Example:\n  booster --data ./booster-data inspect")]
     Inspect,
@@ -288,6 +304,8 @@ pub struct WorkArgs {
     #[arg(long, value_name = "PRIORITY", default_value_t = 10, requires = "reserve",
           value_parser = clap::value_parser!(u8).range(1..=100))]
     pub reserve_priority: u8,
+    #[command(flatten)]
+    pub dirmon: DirmonWatchArgs,
 }
 
 #[derive(Args, Debug)]
@@ -436,6 +454,8 @@ pub struct ServeArgs {
     /// Dashboards' live event streams at once; more get 503.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_event_streams: u32,
+    #[command(flatten)]
+    pub dirmon: DirmonWatchArgs,
 }
 
 /// `--categories a,b`: each a valid category name.
@@ -509,6 +529,65 @@ pub enum KindCommand {
         /// The kind (as in `--kind`).
         kind: String,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DirmonCommand {
+    /// Add an entry: --pattern 'DIR/GLOB' --archive DIR [--settle 5s], then the
+    /// job options of `submit` (--kind, --format, --priority, ...; no --input).
+    Add {
+        /// --pattern 'DIR/GLOB', --archive DIR, --settle TIME (default 5s),
+        /// and the job options, in any order.
+        #[arg(required = true, num_args = 1.., allow_hyphen_values = true, trailing_var_arg = true, value_name = "OPTION")]
+        words: Vec<String>,
+    },
+    /// Every entry: pattern, archive, settle time, job options, paused.
+    List,
+    /// Take no more files for entry ID (a file being taken is finished).
+    Pause {
+        /// The entry's id (from `booster dirmon list`).
+        id: u64,
+    },
+    /// Take files for entry ID again.
+    Resume {
+        /// The entry's id (from `booster dirmon list`).
+        id: u64,
+    },
+    /// Remove entry ID (files already taken go on as their jobs).
+    Remove {
+        /// The entry's id (from `booster dirmon list`).
+        id: u64,
+    },
+}
+
+/// `--dirmon-allow` and `--dirmon-rescan`: what `work` and `serve` share.
+#[derive(Args, Debug, Clone)]
+pub struct DirmonWatchArgs {
+    /// Run the dirmon watcher for entries whose directory and archive lie under
+    /// these directories (comma-separated); without it no files are taken.
+    #[arg(long, value_name = "DIR,...", value_delimiter = ',')]
+    pub dirmon_allow: Vec<PathBuf>,
+    /// Seconds between the watcher's safety-net rescans (file events wake it sooner).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0, requires = "dirmon_allow",
+          value_parser = parse_rescan)]
+    pub dirmon_rescan: f64,
+}
+
+impl DirmonWatchArgs {
+    /// The watcher's configuration, or None when no directory is allowed.
+    pub fn config(&self) -> Option<crate::dirmon::Config> {
+        (!self.dirmon_allow.is_empty()).then(|| crate::dirmon::Config {
+            allow: self.dirmon_allow.clone(),
+            rescan: std::time::Duration::from_secs_f64(self.dirmon_rescan),
+        })
+    }
+}
+
+fn parse_rescan(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(n) if n.is_finite() && (0.05..=86_400.0).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?}: give seconds between 0.05 and 86400")),
+    }
 }
 
 #[derive(Subcommand, Debug)]

@@ -32,6 +32,7 @@ macro_rules! outln {
 pub mod cli;
 pub mod commands;
 pub mod demo;
+pub mod dirmon;
 pub mod exit;
 pub mod formats;
 pub mod kinds;

@@ -140,6 +140,19 @@ pub fn cron_line(c: &booster_runtime::CronView) -> String {
     )
 }
 
+/// One dirmon entry on one line: id, pattern, archive, settle, state, job options.
+pub fn dirmon_line(d: &booster_runtime::DirmonView) -> String {
+    format!(
+        "dirmon {}  '{}' -> {}  settle {} ms  {}  {}",
+        d.id,
+        d.spec.pattern,
+        d.spec.archive,
+        d.spec.settle_ms,
+        if d.paused { "paused" } else { "active" },
+        d.spec.options.join(" ")
+    )
+}
+
 /// One incident recovery logged, on one line: when, what, where.
 pub fn incident_line(i: &booster_runtime::Incident) -> String {
     let at = ago(i.at);

@@ -102,3 +102,73 @@ fn aborting_the_job_kills_the_commands_process_group() {
     rt.block_on(runtime.shutdown(Duration::from_secs(5)))
         .unwrap();
 }
+
+/// A job submitted with `after` gets each dependency's output as a pipe
+/// named in `BOOSTER_AFTER_OUTPUT_FDS`, never a file: the command reads
+/// them in order; a dependency bigger than a pipe's buffer does not hang
+/// a command that never reads it.
+#[test]
+fn exec_reads_its_dependencies_output_from_the_fds_it_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, runtime) = runtime(dir.path(), Duration::from_secs(30));
+    let (small, big) = rt.block_on(async {
+        let mut ids = Vec::new();
+        for lines in [2usize, 40_000] {
+            let id = runtime.submit(JobSpec::sliced("copy")).await.unwrap();
+            let mut up = runtime.upload(id).await.unwrap();
+            for i in 0..lines {
+                up.push(format!("dep{id} line {i}").into_bytes())
+                    .await
+                    .unwrap();
+            }
+            up.finish().await.unwrap();
+            assert_eq!(runtime.wait(id).await.unwrap().state, JobState::Completed);
+            ids.push(id);
+        }
+        (ids[0], ids[1])
+    });
+    let reader = |cmd: &str, after: &[u64]| {
+        rt.block_on(async {
+            let mut spec =
+                JobSpec::sliced("exec").with_after(after, booster_runtime::DependencyFailure::Fail);
+            spec.properties = serde_json::json!({ "cmd": cmd });
+            let id = runtime.submit(spec).await.unwrap();
+            let mut up = runtime.upload(id).await.unwrap();
+            up.push(b"x".to_vec()).await.unwrap();
+            up.finish().await.unwrap();
+            let done = runtime.wait(id).await.unwrap();
+            assert_eq!(done.state, JobState::Completed, "{:?}", done.failure_reason);
+            let out: Vec<String> = runtime
+                .download(id, booster_runtime::Category::Main)
+                .unwrap()
+                .map(|r| String::from_utf8(r.unwrap()).unwrap())
+                .collect();
+            out
+        })
+    };
+    let out = reader(
+        r#"cat >/dev/null; echo "$BOOSTER_AFTER_JOB_IDS|$BOOSTER_AFTER_OUTPUT_FDS"; for fd in $BOOSTER_AFTER_OUTPUT_FDS; do readlink /proc/self/fd/$fd | cut -c1-5; eval "cat <&$fd"; done"#,
+        &[small],
+    );
+    assert_eq!(
+        out,
+        [
+            format!("{small}|3"),
+            "pipe:".to_string(),
+            format!("dep{small} line 0"),
+            format!("dep{small} line 1"),
+        ]
+    );
+    // Both streams, in the order of `after`; the big one only counted.
+    let out = reader(
+        r#"cat >/dev/null; eval "cat <&3"; eval "wc -l <&4""#,
+        &[small, big],
+    );
+    assert_eq!(out.len(), 3, "{out:?}");
+    assert_eq!(out[2].trim(), "40000");
+    // A command that never reads a 40,000-line dependency finishes.
+    let out = reader("cat", &[big]);
+    assert_eq!(out, ["x"]);
+    rt.block_on(runtime.shutdown(Duration::from_secs(5)))
+        .unwrap();
+}

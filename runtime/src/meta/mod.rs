@@ -176,6 +176,35 @@ pub enum Meta {
         at_ms: u64,
         change: CronChange,
     },
+    /// A change to dirmon entry `dirmon` (`dirmon.rs`).
+    Dirmon {
+        dirmon: crate::DirmonId,
+        at_ms: u64,
+        change: DirmonChange,
+    },
+}
+
+/// What a `Meta::Dirmon` record does to its entry.
+#[derive(Clone, Debug)]
+pub enum DirmonChange {
+    /// A new entry; a compaction snapshot also gives its `paused` flag.
+    Define {
+        spec: Box<crate::DirmonSpec>,
+        paused: bool,
+    },
+    Pause,
+    Resume,
+    Remove,
+    /// Compaction snapshots: inbox file `file` was taken as job `job` and
+    /// is not archived yet (live, the job's `created` record says so).
+    Taken {
+        file: String,
+        job: crate::JobId,
+    },
+    /// Inbox file `file` is in the archive: the watcher is done with it.
+    Archived {
+        file: String,
+    },
 }
 
 /// What a `Meta::Cron` record does to its entry.
@@ -267,7 +296,8 @@ impl Meta {
             | Meta::LeaseExpired { at_ms, .. }
             | Meta::Recovered { at_ms, .. }
             | Meta::KindSettings { at_ms, .. }
-            | Meta::Cron { at_ms, .. } => Some(*at_ms),
+            | Meta::Cron { at_ms, .. }
+            | Meta::Dirmon { at_ms, .. } => Some(*at_ms),
             Meta::UploadComplete { at_ms, .. } | Meta::UploadFailed { at_ms, .. } => *at_ms,
             Meta::Uploaded { .. }
             | Meta::Priority { .. }
@@ -362,7 +392,7 @@ mod tests {
             assert_eq!(String::from_utf8(encode(&meta)).unwrap(), line);
             types.insert(line.split('"').nth(3).unwrap().to_string());
         }
-        assert_eq!(types.len(), 21, "every record type: {types:?}");
+        assert_eq!(types.len(), 22, "every record type: {types:?}");
     }
 
     /// Categories are optional v1 fields: written only when a job has them,

@@ -153,6 +153,36 @@ pub enum Record {
         at_ms: u64,
         change: Box<CronChangeV1>,
     },
+    /// Added 2026-11-29; older logs have none (no dirmon entries).
+    Dirmon {
+        dirmon: u64,
+        at_ms: u64,
+        change: Box<DirmonChangeV1>,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DirmonChangeV1 {
+    Define {
+        pattern: String,
+        archive: String,
+        settle_ms: u64,
+        options: Vec<String>,
+        /// Written by compaction snapshots; absent: false.
+        #[serde(default, skip_serializing_if = "is_false")]
+        paused: bool,
+    },
+    Pause,
+    Resume,
+    Remove,
+    Taken {
+        file: String,
+        job: u64,
+    },
+    Archived {
+        file: String,
+    },
 }
 
 #[derive(Serialize, Deserialize)]

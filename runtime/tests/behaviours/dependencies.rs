@@ -127,3 +127,140 @@ async fn a_dependency_that_does_not_exist_is_refused_and_a_waiting_job_can_be_ab
     assert_eq!(state(&rt, b).await, JobState::Aborted);
     rt.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+/// A simple handler that returns what it reads of each dependency's
+/// output through `JobContext::after_output`, and what reading a job it
+/// did not run after says.
+struct ReadsAfter;
+
+impl SimpleHandler for ReadsAfter {
+    fn perform(
+        &self,
+        job: &JobContext<'_>,
+        args: &serde_json::Value,
+    ) -> Result<Option<serde_json::Value>, HandlerError> {
+        let mut read = Vec::new();
+        for dep in job.after() {
+            let records: Vec<String> = job
+                .after_output(dep, Category::Main)
+                .map_err(|e| HandlerError(e.to_string()))?
+                .map(|r| String::from_utf8(r.unwrap()).unwrap())
+                .collect();
+            read.push(json!([dep, records]));
+        }
+        let stranger = args["stranger"].as_u64().unwrap();
+        let refused = job
+            .after_output(stranger, Category::Main)
+            .err()
+            .map(|e| e.to_string());
+        Ok(Some(json!({ "read": read, "stranger": refused })))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dependent_handler_reads_its_dependencies_output_and_no_other_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Runtime::open(opts(dir.path(), 2)).await.unwrap();
+    rt.register_sliced("echo", echo());
+    rt.register_simple("reads-after", Arc::new(ReadsAfter));
+    let mut deps = Vec::new();
+    for n in [3, 5] {
+        let id = rt.submit(sliced("echo", 2)).await.unwrap();
+        upload_all(&rt, id, &records(n)).await;
+        deps.push(id);
+    }
+    let other = rt.submit(sliced("echo", 2)).await.unwrap();
+    upload_all(&rt, other, &records(1)).await;
+    let reader = rt
+        .submit(
+            JobSpec::simple("reads-after", json!({ "stranger": other }))
+                .with_after(&deps, DependencyFailure::Fail),
+        )
+        .await
+        .unwrap();
+    let done = rt.wait(reader).await.unwrap();
+    assert_eq!(done.state, JobState::Completed, "{:?}", done.failure_reason);
+    let result = done.result.unwrap();
+    for (i, dep) in deps.iter().enumerate() {
+        assert_eq!(result["read"][i][0], *dep);
+        let expected: Vec<String> = download(&rt, *dep, Category::Main)
+            .into_iter()
+            .map(|r| String::from_utf8(r).unwrap())
+            .collect();
+        assert!(!expected.is_empty());
+        assert_eq!(result["read"][i][1], json!(expected));
+    }
+    let refused = result["stranger"].as_str().unwrap();
+    assert!(refused.contains("did not run after"), "{refused}");
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+/// A simple handler that counts its runs and returns the jobs it ran after.
+#[derive(Default)]
+struct OnComplete {
+    runs: std::sync::atomic::AtomicU32,
+}
+
+impl SimpleHandler for OnComplete {
+    fn perform(
+        &self,
+        job: &JobContext<'_>,
+        _args: &serde_json::Value,
+    ) -> Result<Option<serde_json::Value>, HandlerError> {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        Ok(Some(json!(job.after())))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_runs_its_on_complete_job_once_after_every_job_finished_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (jobs, then) = {
+        let mut o = opts(dir.path(), 1);
+        o.start_workers = false;
+        let rt = Runtime::open(o).await.unwrap();
+        let e = rt
+            .submit_batch(Vec::new(), JobSpec::simple("then", json!(null)))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at least one job"), "{e}");
+        let batch = vec![step(json!(1)), step(json!({"fail": true})), step(json!(3))];
+        let (jobs, then) = rt
+            .submit_batch(batch, JobSpec::simple("then", json!(null)))
+            .await
+            .unwrap();
+        assert_eq!(jobs.len(), 3);
+        assert_eq!(then, jobs[2] + 1);
+        let waiting = rt.job(then).await.unwrap();
+        assert_eq!(waiting.state, JobState::Waiting);
+        rt.shutdown(Duration::from_secs(5)).await.unwrap();
+        (jobs, then)
+    };
+    // A restart between the batch and its end: the on-complete job is in
+    // the log with the batch, and runs once all have finished, one failed.
+    let (rt, held) = open(dir.path()).await;
+    let on_complete = Arc::new(OnComplete::default());
+    held.hold.store(true, Ordering::SeqCst);
+    rt.register_simple("then", on_complete.clone());
+    assert_eq!(state(&rt, then).await, JobState::Waiting);
+    held.hold.store(false, Ordering::SeqCst);
+    let done = rt.wait(then).await.unwrap();
+    assert_eq!(done.state, JobState::Completed, "{:?}", done.failure_reason);
+    assert_eq!(done.result, Some(json!(jobs)));
+    assert_eq!(state(&rt, jobs[1]).await, JobState::Failed);
+    for id in &jobs {
+        let job = rt.job(*id).await.unwrap();
+        assert!(
+            done.started_at >= job.completed_at,
+            "job {id} had not finished"
+        );
+    }
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+    let (rt, _) = open(dir.path()).await;
+    rt.register_simple("then", on_complete.clone());
+    rt.wait_idle().await;
+    assert_eq!(on_complete.runs.load(Ordering::SeqCst), 1);
+    assert_eq!(state(&rt, then).await, JobState::Completed);
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+}

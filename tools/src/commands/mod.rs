@@ -2,12 +2,14 @@
 //! data directory, does its work and shuts the runtime down (flushing the
 //! store and releasing its lock) even when the work failed.
 
+mod batch;
 mod cron;
+mod dirmon;
 mod download;
 mod jobs;
 mod keygen;
 mod plan;
-mod run;
+pub(crate) mod run;
 mod store;
 mod watch;
 mod work;
@@ -309,6 +311,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Incidents => store::incidents(&ctx).await,
         Command::Kind(command) => jobs::kind(&ctx, command).await,
         Command::Cron(command) => cron::cron(&ctx, command).await,
+        Command::Dirmon(command) => dirmon::dirmon(&ctx, command).await,
+        Command::Batch { words } => batch::batch(&ctx, &words).await,
         Command::Salvage(args) => store::salvage(&ctx, &args.into).await,
         Command::Compact => store::compact(&ctx).await,
         Command::Demo(args) => crate::demo::demo(&ctx, args).await,
@@ -328,6 +332,7 @@ async fn serve(
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
         exec_allow: args.exec_allow,
+        dirmon: args.dirmon.config(),
         limits: crate::serve::ConnectionLimits {
             max_connections: args.max_connections as usize,
             max_event_streams: args.max_event_streams as usize,

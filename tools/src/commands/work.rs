@@ -30,11 +30,24 @@ pub async fn work(ctx: &Ctx, args: WorkArgs) -> anyhow::Result<i32> {
         opts.reserved_workers = n;
         opts.reserved_priority = args.reserve_priority;
     }
+    let dirmon = args.dirmon.config();
+    if dirmon.is_some() && args.until_idle {
+        return Err(exit::usage(
+            "--dirmon-allow watches for files until stopped; drop --until-idle",
+        ));
+    }
     let runtime = ctx.open_with(opts, false).await?;
     let before: BTreeSet<u64> = finished_ids(&runtime).await;
     let body = async {
-        let interrupted = run_until(ctx, &runtime, args.until_idle).await?;
-        Ok((interrupted, runtime.jobs(JobFilter::default()).await))
+        let watcher = match dirmon {
+            Some(config) => Some(crate::dirmon::Watcher::spawn(runtime.clone(), config)?),
+            None => None,
+        };
+        let interrupted = run_until(ctx, &runtime, args.until_idle).await;
+        if let Some(watcher) = watcher {
+            watcher.stop().await;
+        }
+        Ok((interrupted?, runtime.jobs(JobFilter::default()).await))
     };
     let (interrupted, jobs) = with_runtime(runtime.clone(), body).await?;
     let finished: Vec<_> = jobs

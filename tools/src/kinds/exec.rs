@@ -12,7 +12,14 @@
 //!   lease and a hung one is visible only as long as it really runs;
 //! - its output is read as it comes and capped per slice
 //!   ([`DEFAULT_MAX_OUTPUT_BYTES`]); stderr keeps only its tail;
-//! - it does not inherit `BOOSTER_KEY_FILE` or `BOOSTER_TOKEN_FILE`.
+//! - it does not inherit `BOOSTER_KEY_FILE` or `BOOSTER_TOKEN_FILE`;
+//! - a job submitted with `--after` reads each dependency's output as a
+//!   stream, never as a file on this host's disk: file descriptors listed
+//!   in `BOOSTER_AFTER_OUTPUT_FDS` (`"3 4"`, in the order of
+//!   `BOOSTER_AFTER_JOB_IDS`), each a pipe the worker writes that job's
+//!   `main` records into, one per line (`after_outputs`). Every slice's
+//!   command gets the whole streams; a command that does not read them is
+//!   fine (the writer stops when the command is done).
 //!
 //! Which commands may run is the operator's choice ([`ExecPolicy`]): the CLI
 //! runs any (the person typing is the operator), `booster serve` only those
@@ -25,7 +32,9 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use booster_runtime::{HandlerError, JobContext, Output, RecordHandler, SliceOutcome};
+use booster_runtime::{
+    Category, Download, HandlerError, JobContext, Output, RecordHandler, SliceOutcome,
+};
 
 use crate::formats::props;
 
@@ -127,7 +136,11 @@ impl RecordHandler for Exec {
             .get(props::EXEC_ONE_TO_ONE)
             .and_then(|v| v.as_bool())
             .unwrap_or(false);
-        match run_command(cmd, job.id, records, self.max_output_bytes) {
+        let after = match after_outputs(job) {
+            Ok(after) => after,
+            Err(message) => return SliceOutcome::Failed { message },
+        };
+        match run_command(cmd, job.id, records, after, self.max_output_bytes) {
             Ok(output) if one_to_one && output.len() != records.len() => SliceOutcome::Failed {
                 message: format!(
                     "command `{cmd}` wrote {} lines for {} records; the job asks for one \
@@ -188,10 +201,64 @@ enum Stdout {
     Failed(std::io::Error),
 }
 
+/// The `main` output of each job this one ran after, opened for reading.
+fn after_outputs(job: &JobContext<'_>) -> Result<Vec<(u64, Download)>, String> {
+    job.after()
+        .into_iter()
+        .map(|dep| {
+            job.after_output(dep, Category::Main)
+                .map(|d| (dep, d))
+                .map_err(|e| {
+                    format!("cannot read the output of job {dep}, which this job ran after: {e}")
+                })
+        })
+        .collect()
+}
+
+/// A pipe whose read end the command gets at fd `3 + i`, and whose write
+/// end a thread of the worker fills with one dependency's records.
+struct AfterPipe {
+    /// The read end, moved above every target fd (so setting up one target
+    /// never closes another's source); close-on-exec, so only the dup
+    /// the command gets survives `exec`.
+    read: std::os::fd::OwnedFd,
+    write: std::fs::File,
+}
+
+fn after_pipe(targets: usize) -> std::io::Result<AfterPipe> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two new descriptors into `fds`, which we own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both are fresh descriptors from pipe2, owned from here on.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let min = libc::c_int::try_from(3 + targets).unwrap_or(libc::c_int::MAX);
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) on a descriptor we own returns a new one.
+    let high = unsafe {
+        libc::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&read),
+            libc::F_DUPFD_CLOEXEC,
+            min,
+        )
+    };
+    if high < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `high` is a fresh descriptor from fcntl; `read` is closed by its drop.
+    let read = unsafe { OwnedFd::from_raw_fd(high) };
+    Ok(AfterPipe {
+        read,
+        write: std::fs::File::from(write),
+    })
+}
+
 fn run_command(
     cmd: &str,
     job: u64,
     records: &[Vec<u8>],
+    after: Vec<(u64, Download)>,
     max_output_bytes: usize,
 ) -> Result<Vec<Vec<u8>>, String> {
     let mut command = Command::new("sh");
@@ -206,9 +273,43 @@ fn run_command(
     for name in HIDDEN_ENV {
         command.env_remove(name);
     }
-    let mut child = command
-        .spawn()
-        .map_err(|e| format!("cannot start `sh -c {cmd}`: {e}"))?;
+    let pipes = after
+        .iter()
+        .map(|_| after_pipe(after.len()))
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(|e| format!("cannot make the pipes for the outputs this job ran after: {e}"))?;
+    if !after.is_empty() {
+        let ids: Vec<String> = after.iter().map(|(id, _)| id.to_string()).collect();
+        let fds: Vec<String> = (0..after.len()).map(|i| (3 + i).to_string()).collect();
+        command
+            .env("BOOSTER_AFTER_JOB_IDS", ids.join(" "))
+            .env("BOOSTER_AFTER_OUTPUT_FDS", fds.join(" "));
+        let sources: Vec<libc::c_int> = pipes
+            .iter()
+            .map(|p| std::os::fd::AsRawFd::as_raw_fd(&p.read))
+            .collect();
+        // SAFETY: the closure runs in the child between fork and exec and
+        // calls only dup2, which is async-signal-safe; it allocates nothing.
+        unsafe {
+            command.pre_exec(move || {
+                for (i, &source) in sources.iter().enumerate() {
+                    if libc::dup2(source, 3 + i as libc::c_int) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+    }
+    let spawned = command.spawn();
+    // The command holds its own copies now: the worker keeps only the
+    // write ends, so the command's exit ends every writer.
+    let writers: Vec<(u64, Download, std::fs::File)> = after
+        .into_iter()
+        .zip(pipes)
+        .map(|((id, download), pipe)| (id, download, pipe.write))
+        .collect();
+    let mut child = spawned.map_err(|e| format!("cannot start `sh -c {cmd}`: {e}"))?;
     let group = ProcessGroup(child.id());
     let mut stdin = child.stdin.take().expect("stdin is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
@@ -231,6 +332,10 @@ fn run_command(
                 }
             }
         });
+        let feeders: Vec<_> = writers
+            .into_iter()
+            .map(|(id, download, file)| scope.spawn(move || feed_after(id, download, file)))
+            .collect();
         let stderr_thread = scope.spawn(move || stderr_tail(stderr));
         let (done_tx, done_rx) = mpsc::channel();
         scope.spawn(move || {
@@ -253,6 +358,11 @@ fn run_command(
             .wait()
             .map_err(|e| format!("waiting for the command: {e}"))?;
         let stderr = stderr_thread.join().unwrap_or_default();
+        for feeder in feeders {
+            if let Ok(Err(message)) = feeder.join() {
+                return Err(message);
+            }
+        }
         match stdout {
             Stdout::OverCap => {
                 return Err(format!(
@@ -270,6 +380,28 @@ fn run_command(
             String::from_utf8_lossy(&stderr).trim()
         ))
     })
+}
+
+/// Writes one dependency's records into the command's pipe, a line each.
+/// A command that stops reading (it exited, or never read) ends it
+/// quietly; a record the store cannot give is the slice's failure, never
+/// a stream cut short without a word.
+fn feed_after(id: u64, download: Download, file: std::fs::File) -> Result<(), String> {
+    let mut out = std::io::BufWriter::new(file);
+    for record in download {
+        let record = record.map_err(|e| {
+            format!("reading the output of job {id}, which this job ran after: {e}")
+        })?;
+        if out
+            .write_all(&record)
+            .and_then(|()| out.write_all(b"\n"))
+            .is_err()
+        {
+            return Ok(());
+        }
+    }
+    let _ = out.flush();
+    Ok(())
 }
 
 enum Supervised {
@@ -382,7 +514,7 @@ mod tests {
 
     fn run(cmd: &str, records: &[&[u8]]) -> Result<Vec<Vec<u8>>, String> {
         let records: Vec<Vec<u8>> = records.iter().map(|r| r.to_vec()).collect();
-        run_command(cmd, 1, &records, DEFAULT_MAX_OUTPUT_BYTES)
+        run_command(cmd, 1, &records, Vec::new(), DEFAULT_MAX_OUTPUT_BYTES)
     }
 
     #[test]
@@ -411,7 +543,7 @@ mod tests {
     #[test]
     fn output_past_the_cap_fails_the_slice_and_stops_the_command() {
         // `yes` never ends by itself: returning at all proves it was killed.
-        let err = run_command("yes", 1, &[b"x".to_vec()], 1 << 20).unwrap_err();
+        let err = run_command("yes", 1, &[b"x".to_vec()], Vec::new(), 1 << 20).unwrap_err();
         assert!(
             err.contains("more than 1048576 bytes for one slice") && err.contains("--slice-size"),
             "{err}"
@@ -420,7 +552,8 @@ mod tests {
 
     #[test]
     fn a_line_without_newline_counts_toward_the_cap() {
-        let err = run_command("head -c 3000000 /dev/zero", 1, &[], 1 << 20).unwrap_err();
+        let err =
+            run_command("head -c 3000000 /dev/zero", 1, &[], Vec::new(), 1 << 20).unwrap_err();
         assert!(err.contains("more than 1048576 bytes"), "{err}");
     }
 
@@ -460,12 +593,7 @@ mod tests {
         let cmd = format!("touch {}", marker.display());
         let exec = Exec::new(ExecPolicy::Only(vec!["cat".to_string()].into()));
         let props = serde_json::json!({ props::CMD: cmd });
-        let ctx = JobContext {
-            id: 1,
-            kind: "exec",
-            properties: &props,
-            categories: &[],
-        };
+        let ctx = JobContext::new(1, "exec", &props, &[]);
         match exec.process_slice(&ctx, &[b"x".to_vec()]) {
             SliceOutcome::Failed { message } => {
                 assert!(message.contains("not allowed by this server"), "{message}")

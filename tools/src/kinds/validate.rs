@@ -187,12 +187,7 @@ mod tests {
 
     fn run(records: &[&str]) -> (Vec<String>, Vec<(usize, String)>) {
         let properties = json!({ "csv_columns": ["id", "name", "email", "city"] });
-        let job = JobContext {
-            id: 1,
-            kind: "validate-customers",
-            properties: &properties,
-            categories: &[],
-        };
+        let job = JobContext::new(1, "validate-customers", &properties, &[]);
         let records: Vec<Vec<u8>> = records.iter().map(|r| r.as_bytes().to_vec()).collect();
         match ValidateCustomers.process_slice(&job, &records) {
             SliceOutcome::Done {

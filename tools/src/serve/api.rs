@@ -193,6 +193,55 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
+/// Body of `POST /api/batches`: the batch's jobs and its on-complete job,
+/// each as `POST /api/jobs` takes it.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBatch {
+    pub jobs: Vec<CreateJob>,
+    pub on_complete: CreateJob,
+}
+
+/// `POST /api/batches`: the jobs and the on-complete job in one commit;
+/// the answer gives each job's id (and upload path, for a sliced one) and
+/// the on-complete job's id, which runs once all have finished.
+pub async fn create_batch(
+    State(app): State<AppState>,
+    Extension(role): Extension<Role>,
+    body: Result<Json<CreateBatch>, JsonRejection>,
+) -> ApiResult<Response> {
+    let Json(req) = body?;
+    let mut jobs = Vec::with_capacity(req.jobs.len());
+    for job in req.jobs {
+        let spec = job_spec_of(&app.exec_allow, role, job)?;
+        check_kind(&app.runtime, &spec.kind)?;
+        jobs.push(spec);
+    }
+    let on_complete = job_spec_of(&app.exec_allow, role, req.on_complete)?;
+    check_kind(&app.runtime, &on_complete.kind)?;
+    let sliced: Vec<bool> = jobs
+        .iter()
+        .map(|s| matches!(s.shape, JobShape::Sliced { .. }))
+        .collect();
+    let (ids, then) = app.runtime.submit_batch(jobs, on_complete).await?;
+    let jobs: Vec<Value> = ids
+        .iter()
+        .zip(sliced)
+        .map(|(id, sliced)| {
+            let mut job = json!({ "id": id });
+            if sliced {
+                job["upload"] = json!(format!("/api/jobs/{id}/input"));
+            }
+            job
+        })
+        .collect();
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "jobs": jobs, "on_complete": then })),
+    )
+        .into_response())
+}
+
 /// The job a `POST /api/jobs` body asks for (also the template of a cron
 /// entry's runs, `POST /api/crons`), checked.
 pub fn job_spec_of(exec_allow: &[String], role: Role, req: CreateJob) -> ApiResult<JobSpec> {

@@ -52,24 +52,32 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(json!({ "id": id, "cron": view }))).into_response())
 }
 
+/// The checks of `POST /api/{what}s/{id}/{action}` for an entry (a cron
+/// or dirmon entry): the id parsed, the action one of pause, resume or
+/// remove, the token an admin's.
+pub(super) fn entry_action(what: &str, id: &str, action: &str, role: Role) -> ApiResult<u64> {
+    let Ok(id) = id.parse::<u64>() else {
+        return Err(ApiError::bad_request(format!(
+            "{id:?} is not a {what} entry id; GET /api/{what}s lists them"
+        )));
+    };
+    if !matches!(action, "pause" | "resume" | "remove") {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("unknown {what} action {action:?}: use pause, resume or remove"),
+        ));
+    }
+    require_admin(role, &format!("{action} a {what} entry"))?;
+    Ok(id)
+}
+
 /// `POST /api/crons/{id}/{action}` (admin): pause, resume or remove.
 pub async fn action(
     State(app): State<AppState>,
     Extension(role): Extension<Role>,
     Path((id, action)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let Ok(id) = id.parse::<CronId>() else {
-        return Err(ApiError::bad_request(format!(
-            "{id:?} is not a cron entry id; GET /api/crons lists them"
-        )));
-    };
-    if !matches!(action.as_str(), "pause" | "resume" | "remove") {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("unknown cron action {action:?}: use pause, resume or remove"),
-        ));
-    }
-    require_admin(role, &format!("{action} a cron entry"))?;
+    let id: CronId = entry_action("cron", &id, &action, role)?;
     match action.as_str() {
         "pause" => app.runtime.pause_cron(id).await?,
         "resume" => app.runtime.resume_cron(id).await?,

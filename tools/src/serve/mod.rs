@@ -17,6 +17,7 @@ mod bulk;
 mod connections;
 mod cron;
 pub(crate) mod dashboard;
+mod dirmon;
 mod download;
 mod error;
 mod events;
@@ -67,6 +68,8 @@ pub struct ServeOptions {
     pub exec_allow: Vec<String>,
     /// Connection limits and timeouts.
     pub limits: ConnectionLimits,
+    /// The dirmon watcher (`--dirmon-allow`); None: no files are taken.
+    pub dirmon: Option<crate::dirmon::Config>,
 }
 
 impl Default for ServeOptions {
@@ -78,6 +81,7 @@ impl Default for ServeOptions {
             tls_key: None,
             exec_allow: Vec::new(),
             limits: ConnectionLimits::default(),
+            dirmon: None,
         }
     }
 }
@@ -88,6 +92,9 @@ pub struct AppState {
     pub runtime: Runtime,
     /// The commands `exec` jobs may run (`--exec-allow`).
     pub exec_allow: Arc<[String]>,
+    /// Where dirmon entries added over HTTP may watch and archive
+    /// (`--dirmon-allow`, resolved); empty: none may be added.
+    pub dirmon_allow: Arc<[std::path::PathBuf]>,
     /// Turns true when the server stops, so event streams end instead of
     /// holding the graceful shutdown open.
     pub stopping: tokio::sync::watch::Receiver<bool>,
@@ -103,6 +110,7 @@ pub fn router(
     runtime: Runtime,
     tokens: Option<Arc<roles::Tokens>>,
     exec_allow: Arc<[String]>,
+    dirmon_allow: Arc<[std::path::PathBuf]>,
     stopping: tokio::sync::watch::Receiver<bool>,
 ) -> Router {
     let history = Arc::new(history::History::new(history::now_ms()));
@@ -116,6 +124,7 @@ pub fn router(
     let state = AppState {
         runtime,
         exec_allow,
+        dirmon_allow,
         stopping,
         history,
         throughput,
@@ -148,6 +157,9 @@ pub fn router(
         .route("/api/incidents", get(api::incidents))
         .route("/api/crons", get(cron::list).post(cron::create))
         .route("/api/crons/{id}/{action}", post(cron::action))
+        .route("/api/batches", post(api::create_batch))
+        .route("/api/dirmons", get(dirmon::list).post(dirmon::create))
+        .route("/api/dirmons/{id}/{action}", post(dirmon::action))
         .route("/api/events", get(events::events))
         .fallback(|| async {
             error::ApiError::new(axum::http::StatusCode::NOT_FOUND, "no such route")
@@ -203,7 +215,11 @@ pub async fn start(runtime: Runtime, opts: &ServeOptions) -> anyhow::Result<Serv
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let exec_allow: Arc<[String]> = opts.exec_allow.clone().into();
     let limits = opts.limits;
-    let router = router(runtime, exposure.tokens, exec_allow, stopping);
+    let dirmon_allow = match &opts.dirmon {
+        Some(config) => crate::dirmon::resolve_allow(&config.allow)?.into(),
+        None => Vec::new().into(),
+    };
+    let router = router(runtime, exposure.tokens, exec_allow, dirmon_allow, stopping);
     let pools = connections::Pools::new(&limits);
     let app = connections::Gate::new(router, pools.clone());
     let idle = connections::IdleAcceptor {
@@ -314,6 +330,10 @@ pub async fn run(
     crate::commands::report_recovery(&data_dir, &runtime);
     let allowed = crate::kinds::ExecPolicy::Only(serve_options.exec_allow.clone().into());
     crate::kinds::register_builtin_with(&runtime, allowed);
+    let watcher = match serve_options.dirmon.clone() {
+        Some(config) => Some(crate::dirmon::Watcher::spawn(runtime.clone(), config)?),
+        None => None,
+    };
     let server = start(runtime.clone(), &serve_options).await?;
     let note = ServeNote::write(&data_dir, &server.url());
     eprintln!("booster serve: dashboard and API on {}/", server.url());
@@ -328,6 +348,9 @@ pub async fn run(
     stop.await;
     drop(note);
     eprintln!("booster serve: stopping");
+    if let Some(watcher) = watcher {
+        watcher.stop().await;
+    }
     server.shutdown(SHUTDOWN_GRACE).await?;
     runtime
         .shutdown(SHUTDOWN_GRACE)

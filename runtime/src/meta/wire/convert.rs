@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::*;
-use crate::meta::{Control, CronChange, Expired, Meta, SimpleOutcome};
+use crate::meta::{Control, CronChange, DirmonChange, Expired, Meta, SimpleOutcome};
 use crate::table::slice_map::SlicePlace;
 use crate::table::{Body, Job, SimpleBody, SliceMap, SliceState, SlicedBody, UploadState};
 use crate::{
@@ -155,6 +155,36 @@ impl From<&Meta> for Record {
                 settings: settings.map(KindSettingsV1::from),
             },
             Meta::KindId { id, name } => Record::KindId { id, name },
+            Meta::Dirmon {
+                dirmon,
+                at_ms,
+                change,
+            } => Record::Dirmon {
+                dirmon,
+                at_ms,
+                change: Box::new(match change {
+                    DirmonChange::Define { spec, paused } => {
+                        let crate::DirmonSpec {
+                            pattern,
+                            archive,
+                            settle_ms,
+                            options,
+                        } = *spec;
+                        DirmonChangeV1::Define {
+                            pattern,
+                            archive,
+                            settle_ms,
+                            options,
+                            paused,
+                        }
+                    }
+                    DirmonChange::Pause => DirmonChangeV1::Pause,
+                    DirmonChange::Resume => DirmonChangeV1::Resume,
+                    DirmonChange::Remove => DirmonChangeV1::Remove,
+                    DirmonChange::Taken { file, job } => DirmonChangeV1::Taken { file, job },
+                    DirmonChange::Archived { file } => DirmonChangeV1::Archived { file },
+                }),
+            },
             Meta::Cron {
                 cron,
                 at_ms,
@@ -320,6 +350,36 @@ impl From<Record> for Meta {
                 settings: settings.map(KindSettings::from),
             },
             Record::KindId { id, name } => Meta::KindId { id, name },
+            Record::Dirmon {
+                dirmon,
+                at_ms,
+                change,
+            } => Meta::Dirmon {
+                dirmon,
+                at_ms,
+                change: match *change {
+                    DirmonChangeV1::Define {
+                        pattern,
+                        archive,
+                        settle_ms,
+                        options,
+                        paused,
+                    } => DirmonChange::Define {
+                        spec: Box::new(crate::DirmonSpec {
+                            pattern,
+                            archive,
+                            settle_ms,
+                            options,
+                        }),
+                        paused,
+                    },
+                    DirmonChangeV1::Pause => DirmonChange::Pause,
+                    DirmonChangeV1::Resume => DirmonChange::Resume,
+                    DirmonChangeV1::Remove => DirmonChange::Remove,
+                    DirmonChangeV1::Taken { file, job } => DirmonChange::Taken { file, job },
+                    DirmonChangeV1::Archived { file } => DirmonChange::Archived { file },
+                },
+            },
             Record::Cron {
                 cron,
                 at_ms,

@@ -1,0 +1,672 @@
+//! Taking files: scan, claim, submit, upload, archive, and settling what a
+//! crash or an error left in the inbox. See the module above for the steps.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use booster_runtime::{JobId, Runtime};
+use clap::Parser;
+use serde_json::json;
+use tokio::sync::watch;
+
+use super::Entry;
+use crate::cli::JobInputArgs;
+use crate::commands::run::{job_spec, read_options};
+use crate::formats::open_source_with;
+use crate::formats::props;
+use crate::kinds;
+use crate::pump::{pump, PumpError};
+
+/// The inbox under an archive: files claimed, not yet archived.
+pub const INBOX: &str = ".booster-inbox";
+
+/// Where a file goes that cannot become a job (its options or its contents
+/// make no job: a CSV header without a required column, say), beside a
+/// `NAME.why` that says why.
+pub const REJECTED: &str = ".booster-rejected";
+
+/// Makes claimed names unique within a millisecond.
+static CLAIMS: AtomicU64 = AtomicU64::new(0);
+
+/// The job options of an entry, read as `booster submit` reads them.
+#[derive(Parser, Debug)]
+#[command(name = "dirmon", no_binary_name = true)]
+struct Words {
+    #[command(flatten)]
+    job: JobInputArgs,
+}
+
+/// Parses an entry's job options for a file at `input`.
+pub fn parse_options(options: &[String], input: &Path) -> anyhow::Result<JobInputArgs> {
+    for word in options {
+        let flag = word.split('=').next().unwrap_or_default();
+        if ["--input", "--args"].contains(&flag) {
+            anyhow::bail!(
+                "dirmon job options cannot hold {flag}: each file the entry takes is the job's input"
+            );
+        }
+        if flag == "--after" {
+            anyhow::bail!(
+                "dirmon job options cannot hold --after: each file's job starts once its file is in; \
+                 submit the dependent job yourself"
+            );
+        }
+    }
+    let mut words = options.to_vec();
+    words.push("--input".into());
+    words.push(input.display().to_string());
+    let parsed = Words::try_parse_from(&words).map_err(|e| {
+        anyhow::anyhow!(
+            "dirmon job options {}: {}",
+            options.join(" "),
+            e.render().to_string().trim_end()
+        )
+    })?;
+    let job = parsed.job;
+    if !kinds::SLICED_KINDS.contains(&job.kind.as_str()) {
+        anyhow::bail!(
+            "no job kind {:?} here; dirmon makes sliced jobs of {}",
+            job.kind,
+            kinds::SLICED_KINDS.join(", ")
+        );
+    }
+    Ok(job)
+}
+
+/// `booster dirmon add`'s words: the entry's own options, and the job
+/// options, which it stores as given.
+#[derive(Debug, PartialEq, Eq)]
+pub struct AddWords {
+    pub pattern: String,
+    pub archive: String,
+    pub settle_ms: u64,
+    pub options: Vec<String>,
+}
+
+impl AddWords {
+    /// The entry these words describe.
+    pub fn spec(&self) -> booster_runtime::DirmonSpec {
+        booster_runtime::DirmonSpec {
+            pattern: self.pattern.clone(),
+            archive: self.archive.clone(),
+            settle_ms: self.settle_ms,
+            options: self.options.clone(),
+        }
+    }
+}
+
+/// Splits `dirmon add`'s words into the entry's (`--pattern`, `--archive`,
+/// `--settle`) and the job options, checks the job options, and makes the
+/// paths absolute (the watcher may run elsewhere).
+pub fn split_add_words(words: &[String]) -> anyhow::Result<AddWords> {
+    let mut pattern = None;
+    let mut archive = None;
+    let mut settle_ms = booster_runtime::DIRMON_DEFAULT_SETTLE_MS;
+    let mut options = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        let word = &words[i];
+        let (flag, inline) = match word.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+            _ => (word.as_str(), None),
+        };
+        if !["--pattern", "--archive", "--settle"].contains(&flag) {
+            options.push(word.clone());
+            i += 1;
+            continue;
+        }
+        let value = match inline {
+            Some(v) => v,
+            None => {
+                i += 1;
+                words
+                    .get(i)
+                    .cloned()
+                    .ok_or_else(|| crate::exit::usage(format!("{flag} needs a value")))?
+            }
+        };
+        match flag {
+            "--pattern" => pattern = Some(value),
+            "--archive" => archive = Some(value),
+            _ => settle_ms = parse_settle(&value).map_err(crate::exit::usage)?,
+        }
+        i += 1;
+    }
+    let pattern = pattern.ok_or_else(|| {
+        crate::exit::usage(
+            "dirmon add needs --pattern 'DIR/GLOB', such as --pattern '/data/in/*.csv'",
+        )
+    })?;
+    let archive = archive.ok_or_else(|| {
+        crate::exit::usage("dirmon add needs --archive DIR: where taken files are moved")
+    })?;
+    parse_options(&options, Path::new("input")).map_err(|e| crate::exit::usage(e.to_string()))?;
+    let words = AddWords {
+        pattern: absolute(&pattern)?,
+        archive: absolute(&archive)?,
+        settle_ms,
+        options,
+    };
+    words.spec().split_pattern().map_err(crate::exit::usage)?;
+    Ok(words)
+}
+
+fn absolute(path: &str) -> anyhow::Result<String> {
+    Ok(std::path::absolute(path)
+        .with_context(|| format!("making {path} absolute"))?
+        .display()
+        .to_string())
+}
+
+/// `--settle 5s`, `500ms`, `2m`, or seconds.
+fn parse_settle(text: &str) -> Result<u64, String> {
+    let bad = || format!("--settle {text:?}: give a time such as 5s, 500ms or 2m");
+    let (number, unit_ms) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1_000.0)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60_000.0)
+    } else {
+        (text, 1_000.0)
+    };
+    let n: f64 = number.trim().parse().map_err(|_| bad())?;
+    if !n.is_finite() || n < 0.0 {
+        return Err(bad());
+    }
+    Ok((n * unit_ms).round() as u64)
+}
+
+/// Scans the entry's directory: remembers files not yet settled, and takes
+/// the settled ones, oldest name first. Returns how soon the next of the
+/// remembered files may settle (None: none remembered).
+pub async fn scan(
+    runtime: &Runtime,
+    entry: &mut Entry,
+    stopped: &mut watch::Receiver<bool>,
+) -> Option<Duration> {
+    let settle = Duration::from_millis(entry.view.spec.settle_ms);
+    let listing = match std::fs::read_dir(&entry.dir) {
+        Ok(listing) => listing,
+        Err(e) => {
+            entry.tell(format!("cannot read {}: {e}", entry.dir.display()));
+            return None;
+        }
+    };
+    let now = Instant::now();
+    let mut present = std::collections::HashSet::new();
+    let mut due = Vec::new();
+    let mut next: Option<Duration> = None;
+    for item in listing.flatten() {
+        let name = item.file_name();
+        let Some(name) = name.to_str() else {
+            entry.tell(format!(
+                "{:?}: not a UTF-8 name; left alone",
+                item.file_name()
+            ));
+            continue;
+        };
+        if name.starts_with('.')
+            || name.ends_with(".partial")
+            || name.ends_with(".tmp")
+            || !entry.glob.is_match(name)
+        {
+            continue;
+        }
+        // Not followed: a symlink is not a file that arrived.
+        let Ok(meta) = std::fs::symlink_metadata(item.path()) else {
+            continue;
+        };
+        if !meta.is_file() {
+            continue;
+        }
+        let stamp = (meta.len(), meta.modified().unwrap_or(UNIX_EPOCH));
+        let path = item.path();
+        present.insert(path.clone());
+        match entry.seen.get(&path) {
+            Some(&(len, mtime, since)) if (len, mtime) == stamp => {
+                let still = now.saturating_duration_since(since);
+                if still >= settle {
+                    due.push(path);
+                } else {
+                    next = Some(next.map_or(settle - still, |n| n.min(settle - still)));
+                }
+            }
+            _ => {
+                entry.seen.insert(path, (stamp.0, stamp.1, now));
+                next = Some(next.map_or(settle, |n| n.min(settle)));
+            }
+        }
+    }
+    entry.seen.retain(|p, _| present.contains(p));
+    due.sort();
+    for path in due {
+        if *stopped.borrow() {
+            break;
+        }
+        let Some((len, mtime, _)) = entry.seen.remove(&path) else {
+            continue;
+        };
+        // The list is as old as the uploads before this file took: look
+        // again, right before the claim. A file that changed, or is no
+        // longer a plain file (a symlink or a FIFO swapped in), waits for
+        // the next scan.
+        if !still_settled(&path, (len, mtime), settle) {
+            continue;
+        }
+        match claim(entry, &path) {
+            Ok(name) => settle_one(runtime, entry, &name, stopped).await,
+            Err(e) => entry.tell(format!("{}: not taken: {e}", path.display())),
+        }
+    }
+    next
+}
+
+/// Whether `path` is still the plain file scanned, unchanged, and last
+/// written at least `settle` ago.
+fn still_settled(path: &Path, stamp: (u64, SystemTime), settle: Duration) -> bool {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return false;
+    };
+    let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
+    meta.is_file()
+        && (meta.len(), mtime) == stamp
+        && SystemTime::now()
+            .duration_since(mtime)
+            .is_ok_and(|age| age >= settle)
+}
+
+/// `rename` that never replaces what is at `to`.
+fn rename_new(from: &Path, to: &Path) -> std::io::Result<()> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE).map_err(std::io::Error::from)
+}
+
+/// Step 1: moves the file into the inbox under a unique name, durably.
+fn claim(entry: &Entry, path: &Path) -> anyhow::Result<String> {
+    let original = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("a file name")?;
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    let n = CLAIMS.fetch_add(1, Ordering::Relaxed);
+    let name = format!("{ms}-{}-{n}-{original}", entry.view.id);
+    let inbox = entry.archive.join(INBOX);
+    if !inbox.is_dir() {
+        std::fs::create_dir(&inbox).with_context(|| format!("creating {}", inbox.display()))?;
+        fsync_dir(&entry.archive)?;
+    }
+    rename_new(path, &inbox.join(&name)).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::CrossesDevices {
+            anyhow::anyhow!(
+                "{} and the archive {} are on different file systems; put the archive on the same one, so a move is one rename",
+                entry.dir.display(),
+                entry.archive.display()
+            )
+        } else {
+            anyhow::anyhow!("moving it into {}: {e}", inbox.display())
+        }
+    })?;
+    fsync_dir(&entry.dir)?;
+    fsync_dir(&inbox)?;
+    // What was renamed is what a reader will open: it must be a plain file
+    // (a symlink swapped in after the check would read outside the
+    // allowlist; a FIFO would block the watcher).
+    let claimed = std::fs::symlink_metadata(inbox.join(&name))?;
+    if !claimed.is_file() {
+        reject(
+            entry,
+            &name,
+            "not a plain file (a symlink, a FIFO or a device); never read",
+        )?;
+        anyhow::bail!("not a plain file; moved to {REJECTED}");
+    }
+    Ok(name)
+}
+
+/// Moves inbox file `name` to the rejected folder with a note of why.
+fn reject(entry: &Entry, name: &str, why: &str) -> anyhow::Result<()> {
+    let rejected = entry.archive.join(REJECTED);
+    if !rejected.is_dir() {
+        std::fs::create_dir(&rejected)
+            .with_context(|| format!("creating {}", rejected.display()))?;
+        fsync_dir(&entry.archive)?;
+    }
+    std::fs::write(rejected.join(format!("{name}.why")), format!("{why}\n"))?;
+    let inbox = entry.archive.join(INBOX);
+    rename_new(&inbox.join(name), &rejected.join(name))
+        .with_context(|| format!("moving {name} to {}", rejected.display()))?;
+    fsync_dir(&inbox)?;
+    fsync_dir(&rejected)
+}
+
+fn fsync_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing directory {}", dir.display()))
+}
+
+/// Settles every file of this entry in the inbox (a crash or an error
+/// left them there), oldest first.
+pub async fn settle_inbox(
+    runtime: &Runtime,
+    entry: &mut Entry,
+    stopped: &mut watch::Receiver<bool>,
+) {
+    let inbox = entry.archive.join(INBOX);
+    // A crash between the archive move and its record: the file is in the
+    // archive, the store still counts it as taken.
+    for (name, _) in runtime.dirmon_taken(entry.view.id) {
+        if !inbox.join(&name).exists() && entry.archive.join(&name).exists() {
+            let _ = runtime.dirmon_archived(entry.view.id, &name).await;
+        }
+    }
+    let Ok(listing) = std::fs::read_dir(&inbox) else {
+        return;
+    };
+    let mut names: Vec<String> = listing
+        .flatten()
+        .filter_map(|i| i.file_name().to_str().map(str::to_string))
+        .filter(|n| claimed_by(n) == Some(entry.view.id))
+        .collect();
+    names.sort_by_key(|n| claim_ms(n));
+    for name in names {
+        if *stopped.borrow() {
+            return;
+        }
+        settle_one(runtime, entry, &name, stopped).await;
+    }
+}
+
+/// The entry that claimed inbox file `name` (`<ms>-<entry>-<n>-<name>`).
+pub(super) fn claimed_by(name: &str) -> Option<u64> {
+    name.split('-').nth(1)?.parse().ok()
+}
+
+fn claim_ms(name: &str) -> u64 {
+    name.split('-')
+        .next()
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The name the file arrived with.
+fn original_name(name: &str) -> &str {
+    name.splitn(4, '-').nth(3).unwrap_or(name)
+}
+
+/// Steps 2-4 for inbox file `name`, from wherever a crash or an error left
+/// them: the job the store says the file was taken as decides what is left.
+async fn settle_one(
+    runtime: &Runtime,
+    entry: &mut Entry,
+    name: &str,
+    stopped: &mut watch::Receiver<bool>,
+) {
+    let done = async {
+        let job = match runtime.dirmon_file_job(name) {
+            Some(id) => {
+                // A job this one replaced, left by a stop between the two.
+                if let Ok(job) = runtime.job(id).await {
+                    let old = job.properties[booster_runtime::DIRMON_PROPERTY]["replaces"].as_u64();
+                    if let Some(old) = old {
+                        drop_replaced(runtime, old).await;
+                    }
+                }
+                Some(id)
+            }
+            None => None,
+        };
+        let job = match job {
+            // Never submitted (a crash between the claim and the submit).
+            None => return submit(runtime, entry, name, stopped, None).await,
+            Some(id) => match runtime.job(id).await {
+                Ok(job) => job,
+                // Taken, and destroyed since: it is never taken again.
+                Err(booster_runtime::RuntimeError::NotFound(_)) => return Ok(Settled::Archive),
+                Err(e) => return Err(e.into()),
+            },
+        };
+        Ok(match &job {
+            j if !j.upload_complete && j.state.is_finished() => {
+                let cut = j
+                    .failure_reason
+                    .as_deref()
+                    .is_some_and(booster_runtime::upload_was_cut);
+                let ran = j.slices_done + j.slices_failed > 0 || j.records_processed > 0;
+                if cut && !ran {
+                    // Held from its creation until its upload completes:
+                    // none of its records ran. The new job is made first,
+                    // then this one destroyed, so the file is never
+                    // without a job that will run.
+                    return submit(runtime, entry, name, stopped, Some(j.id)).await;
+                }
+                // The file itself could not be read (the failed job says
+                // why), or records ran: the file is archived with its job.
+                Settled::Archive
+            }
+            j if !j.upload_complete => anyhow::bail!("job {} is still uploading it", j.id),
+            _ => Settled::Archive,
+        })
+    };
+    let result = match done.await {
+        Ok(Settled::Archive) => archive(entry, name).and(Ok(())),
+        Ok(Settled::Rejected(why)) => reject(entry, name, &why).map(|()| {
+            entry.tell(format!(
+                "{name}: made no job: {why}; moved to {}",
+                entry.archive.join(REJECTED).display()
+            ))
+        }),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => {
+            if !entry.archive.join(INBOX).join(name).exists() {
+                if let Err(e) = runtime.dirmon_archived(entry.view.id, name).await {
+                    entry.tell(format!(
+                        "{name}: archived, but the store did not take the note: {e}"
+                    ));
+                }
+            }
+        }
+        Err(e) => {
+            let inbox = entry.archive.join(INBOX);
+            entry.tell(format!(
+                "{name}: {e:#}; it stays in {} and is tried again at the next scan",
+                inbox.display()
+            ));
+        }
+    }
+}
+
+/// Destroys job `old`, which a new job of the same file replaced, if it is
+/// still there and still what it was: an upload that was cut, none of its
+/// records run.
+async fn drop_replaced(runtime: &Runtime, old: JobId) {
+    let Ok(job) = runtime.job(old).await else {
+        return;
+    };
+    let cut = job
+        .failure_reason
+        .as_deref()
+        .is_some_and(booster_runtime::upload_was_cut);
+    if !job.upload_complete && job.state.is_finished() && cut {
+        if let Err(e) = runtime.destroy(old).await {
+            eprintln!("booster dirmon: job {old}, replaced, could not be destroyed yet: {e}");
+        }
+    }
+}
+
+/// What is left for a file once its job is settled.
+enum Settled {
+    /// Move it into the archive.
+    Archive,
+    /// It makes no job (why): move it to the rejected folder.
+    Rejected(String),
+}
+
+/// Step 2 and 3: the job, held by the runtime while its input goes in. What the file
+/// and the entry's options cannot make a job of is `Rejected`; an error is
+/// the store's, and the file is tried again.
+async fn submit(
+    runtime: &Runtime,
+    entry: &Entry,
+    name: &str,
+    stopped: &watch::Receiver<bool>,
+    replaces: Option<JobId>,
+) -> anyhow::Result<Settled> {
+    let file = entry.archive.join(INBOX).join(name);
+    let source = entry.dir.join(original_name(name));
+    let options = entry.view.spec.options.clone();
+    // Reading options and the input's head can read files (a fixed-width
+    // layout, the CSV header): off the async threads.
+    let prepared = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let args = parse_options(&options, &file)?;
+        let read = read_options(&args)?;
+        let input = open_source_with(&file, &read)?;
+        let spec = job_spec(&args, &input)?;
+        Ok((args, input, spec))
+    })
+    .await?;
+    let (args, input, mut spec) = match prepared {
+        Ok(prepared) => prepared,
+        Err(why) => return Ok(Settled::Rejected(format!("{why:#}"))),
+    };
+    spec.properties[props::INPUT] = json!(source.display().to_string());
+    spec.properties[booster_runtime::DIRMON_PROPERTY] = json!({
+        "entry": entry.view.id,
+        "file": name,
+        "source": source.display().to_string(),
+    });
+    if let Some(old) = replaces {
+        spec.properties[booster_runtime::DIRMON_PROPERTY]["replaces"] = json!(old);
+    }
+    if args.description.is_none() {
+        spec.description = format!("dirmon {}: {}", entry.view.id, source.display());
+        if let Some(old) = replaces {
+            spec.description += &format!(" (again: job {old}'s upload was cut)");
+        }
+    }
+    let id = runtime.submit(spec).await?;
+    // The new job is the file's now (`taken`); the one it replaces goes.
+    // Were this cut short, settling the new job destroys the old one.
+    if let Some(old) = replaces {
+        drop_replaced(runtime, old).await;
+    }
+    // From here any error drops the uploader, which marks the upload cut,
+    // so the next pass makes the job again. Until the upload completes,
+    // the runtime leases nothing of a dirmon job (`dirmon::holds`).
+    let mut uploader = runtime.upload(id).await?;
+    let mut stop = stopped.clone();
+    let stop = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    match pump(&mut uploader, input.records, stop, || {}).await {
+        Ok(()) => {
+            uploader.finish().await?;
+        }
+        Err(PumpError::Stopped) => {
+            // Dropped unfinished: the runtime marks the upload cut, and the
+            // next start makes the job again (none of its records ran).
+            drop(uploader);
+            anyhow::bail!("the watcher stopped during the upload of job {id}");
+        }
+        Err(PumpError::Store(e)) => return Err(e.into()),
+        Err(e) => {
+            // The file cannot be read on: the job fails with why, and the
+            // file is archived (submitting it again would fail again).
+            uploader
+                .fail(format!("reading the input failed: {e}"))
+                .await?;
+            eprintln!(
+                "booster dirmon {}: {} is job {id}, failed: reading it failed: {e}",
+                entry.view.id,
+                source.display()
+            );
+            return Ok(Settled::Archive);
+        }
+    }
+    eprintln!(
+        "booster dirmon {}: {} is job {id}",
+        entry.view.id,
+        source.display()
+    );
+    Ok(Settled::Archive)
+}
+
+/// Step 4: out of the inbox into the archive, durably. Done already when
+/// the file is there and not in the inbox.
+fn archive(entry: &Entry, name: &str) -> anyhow::Result<()> {
+    let inbox = entry.archive.join(INBOX);
+    let from = inbox.join(name);
+    let to = entry.archive.join(name);
+    if !from.exists() && to.exists() {
+        return Ok(());
+    }
+    rename_new(&from, &to)
+        .with_context(|| format!("moving {} to {}", from.display(), to.display()))?;
+    fsync_dir(&inbox)?;
+    fsync_dir(&entry.archive)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn add_words_split_the_entry_options_from_the_job_options() {
+        let w = split_add_words(&words(
+            "--pattern /in/*.csv --kind copy --format csv --archive=/done --priority 5 --settle 250ms",
+        ))
+        .unwrap();
+        assert_eq!(w.pattern, "/in/*.csv");
+        assert_eq!(w.archive, "/done");
+        assert_eq!(w.settle_ms, 250);
+        assert_eq!(w.options, words("--kind copy --format csv --priority 5"));
+    }
+
+    #[test]
+    fn bad_job_options_are_refused_when_the_entry_is_added() {
+        for (line, says) in [
+            ("--pattern /in/*.csv --archive /done", "--kind"),
+            (
+                "--pattern /in/*.csv --archive /done --kind frobnicate",
+                "no job kind",
+            ),
+            (
+                "--pattern /in/*.csv --archive /done --kind copy --input x",
+                "cannot hold --input",
+            ),
+            (
+                "--pattern /in/*.csv --archive /done --kind copy --priority 500",
+                "500",
+            ),
+            ("--archive /done --kind copy", "--pattern"),
+            ("--pattern /in/*.csv --kind copy", "--archive"),
+            (
+                "--pattern /in/*.csv --archive /d --kind copy --settle soon",
+                "5s",
+            ),
+        ] {
+            let e = format!("{:#}", split_add_words(&words(line)).unwrap_err());
+            assert!(e.contains(says), "{line}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_claimed_name_keeps_its_time_entry_and_original_name() {
+        let name = "1795932425572-3-17-orders-2026-11-29.csv";
+        assert_eq!(claim_ms(name), 1_795_932_425_572);
+        assert_eq!(claimed_by(name), Some(3));
+        assert_eq!(original_name(name), "orders-2026-11-29.csv");
+    }
+}
