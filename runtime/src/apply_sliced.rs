@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use crate::meta::Meta;
 use crate::state::Book;
-use crate::table::{merge_error_groups, Body, Job, SliceEntry, SliceState, UploadState};
+use crate::table::slice_map::SlicePlace;
+use crate::table::{merge_error_groups, Body, Job, SliceState, UploadState};
 use crate::{JobId, JobState, RuntimeError};
 
 /// `counter + n`, or corruption: counters come from meta records, and a
@@ -50,28 +51,24 @@ pub(crate) fn apply_sliced(
             reject_errors,
             ..
         } => {
-            if s.upload != UploadState::Open || s.slices.contains_key(slice) {
+            let place = SlicePlace {
+                first_record: *first_record,
+                records: *records,
+                line_first: *line_first,
+            };
+            let fresh = s.upload == UploadState::Open
+                && s.slices.upload(
+                    *slice,
+                    place,
+                    lines.clone().map(Arc::new),
+                    numbers.clone().map(Arc::new),
+                );
+            if !fresh {
                 return Err(RuntimeError::Invalid(format!(
                     "job {}: upload is closed or slice {slice} exists",
                     job.id
                 )));
             }
-            s.slices.insert(
-                *slice,
-                SliceEntry {
-                    first_record: *first_record,
-                    records: *records,
-                    line_first: *line_first,
-                    lines: lines.clone().map(Arc::new),
-                    numbers: numbers.clone().map(Arc::new),
-                    state: SliceState::Pending,
-                    errors: 0,
-                    panics: 0,
-                    expiries: 0,
-                    retries: 0,
-                    retry_at_ms: None,
-                },
-            );
             s.queued.insert(*slice);
             let (records, rejects) = (u64::from(*records), u64::from(*rejects));
             add(&mut s.records_in, records + rejects, id, "records_in")?;
@@ -120,14 +117,15 @@ pub(crate) fn apply_sliced(
                 .iter()
                 .map(|(name, n)| Ok((category_index(&s.categories, name, id)?, *n)))
                 .collect::<Result<_, RuntimeError>>()?;
-            let Some(e) = s.slices.get_mut(slice) else {
+            let Some(state) = s.slices.state(*slice) else {
                 return Ok(());
             };
-            match e.state {
+            let records = s.slices.place(*slice).map_or(0, |p| p.records);
+            match state {
                 SliceState::Done => return Ok(()),
                 SliceState::Failed => {
                     sub(&mut s.slices_failed, 1, id, "slices_failed")?;
-                    let n = u64::from(e.records);
+                    let n = u64::from(records);
                     sub(
                         &mut s.records_in_failed_slices,
                         n,
@@ -138,11 +136,13 @@ pub(crate) fn apply_sliced(
                 }
                 SliceState::Pending => {}
             }
-            e.state = SliceState::Done;
-            e.retry_at_ms = None;
-            e.errors = *errors;
+            s.slices.set_state(*slice, SliceState::Done);
+            s.slices.with_detail(*slice, |d| {
+                d.retry_at_ms = None;
+                d.errors = *errors;
+            });
             add(&mut s.slices_done, 1, id, "slices_done")?;
-            let out = u64::from(e.records.saturating_sub(*errors));
+            let out = u64::from(records.saturating_sub(*errors));
             add(&mut s.records_out, out, id, "records_out")?;
             if let Some(total) = s.records_written.as_mut() {
                 add(total, written.unwrap_or(out), id, "records_written")?;
@@ -156,7 +156,7 @@ pub(crate) fn apply_sliced(
             for (i, n) in counted {
                 add(&mut s.records_by_category[i], n, id, "records_by_category")?;
             }
-            s.queued.remove(slice);
+            s.queued.remove(*slice);
             merge_error_groups(&mut s.collected_errors, error_groups);
             book.emit(job, "slice_done");
             settle(book, job, *at_ms);
@@ -169,32 +169,31 @@ pub(crate) fn apply_sliced(
             retry_at_ms,
             ..
         } => {
-            let Some(e) = s.slices.get_mut(slice) else {
-                return Ok(());
-            };
-            if e.state != SliceState::Pending {
+            if s.slices.state(*slice) != Some(SliceState::Pending) {
                 return Ok(());
             }
             if let Some(at) = *retry_at_ms {
                 // The kind's retry policy: the slice stays pending, out of
                 // the queue until `release_scheduled` finds it due.
-                e.retries = e.retries.saturating_add(1);
-                e.retry_at_ms = Some(at);
-                s.queued.remove(slice);
+                s.slices.with_detail(*slice, |d| {
+                    d.retries = d.retries.saturating_add(1);
+                    d.retry_at_ms = Some(at);
+                });
+                s.queued.remove(*slice);
                 book.slice_retries.insert((at, id, *slice));
                 book.emit(job, "slice_retry_scheduled");
                 return Ok(());
             }
-            e.state = SliceState::Failed;
+            s.slices.set_state(*slice, SliceState::Failed);
             add(&mut s.slices_failed, 1, id, "slices_failed")?;
-            let n = u64::from(e.records);
+            let n = u64::from(s.slices.place(*slice).map_or(0, |p| p.records));
             add(
                 &mut s.records_in_failed_slices,
                 n,
                 id,
                 "records_in_failed_slices",
             )?;
-            s.queued.remove(slice);
+            s.queued.remove(*slice);
             s.failures.insert(*slice, (message.clone(), sample.clone()));
             book.emit(job, "slice_failed");
             settle(book, job, *at_ms);
@@ -229,7 +228,7 @@ pub(crate) fn settle(book: &mut Book, job: &mut Job, at_ms: u64) {
         let reason = format!(
             "{} of {} slices failed; `retry` runs only those again",
             s.slices_failed,
-            s.slices.len()
+            s.slices.count()
         );
         job.failure_reason = Some(reason);
         book.set_state(job, JobState::Failed, at_ms);
@@ -251,14 +250,15 @@ pub(crate) fn retry(book: &mut Book, job: &mut Job, at_ms: u64) -> Result<(), Ru
                     job.id
                 )));
             }
-            for (n, e) in s.slices.iter_mut() {
-                if e.state == SliceState::Failed {
-                    e.state = SliceState::Pending;
-                    e.panics = 0;
-                    e.expiries = 0;
-                    e.retries = 0;
-                    s.queued.insert(*n);
-                }
+            let failed: Vec<u64> = s.slices.failed.iter().collect();
+            for n in failed {
+                s.slices.set_state(n, SliceState::Pending);
+                s.slices.with_detail(n, |d| {
+                    d.panics = 0;
+                    d.expiries = 0;
+                    d.retries = 0;
+                });
+                s.queued.insert(n);
             }
             s.slices_failed = 0;
             s.hook_expiries = 0;

@@ -5,15 +5,26 @@
 use std::sync::Arc;
 
 pub use crate::ready::{KindGate, ReadyQueue};
+use crate::table::kinds::KindIds;
 pub use crate::table::Job;
 use crate::table::{Body, SimpleBody};
 use crate::{JobId, JobState};
 
 /// A queued simple job of `kind` at `priority`, not yet filed in any queue.
+/// Kinds get their ids as the table gives them (one interner for the
+/// process, as `Book::kind_ids` is for a runtime).
 pub fn simple_job(id: JobId, kind: &str, priority: u8) -> Job {
+    static KINDS: std::sync::Mutex<Option<KindIds>> = std::sync::Mutex::new(None);
+    let kind: Arc<str> = Arc::from(kind);
+    let kind_id = KINDS
+        .lock()
+        .expect("the interner's lock is never poisoned")
+        .get_or_insert_with(KindIds::default)
+        .intern(&kind);
     Job {
         id,
-        kind: kind.into(),
+        kind,
+        kind_id,
         description: String::new(),
         priority,
         max_workers: None,

@@ -289,18 +289,22 @@ impl State {
                 .pop_first()
                 .expect("ready sliced jobs have queued slices");
             s.leased_slices += 1;
-            let e = &s.slices[&slice];
-            debug_assert!(e.queueable());
+            debug_assert!(s.slices.queueable(slice));
+            let place = s
+                .slices
+                .place(slice)
+                .expect("an uploaded slice has a place");
+            let e = s.slices.detail(slice);
             let item = SliceItem {
                 job: id,
                 kind: job.kind.clone(),
                 properties: job.properties.clone(),
                 categories: s.categories.clone(),
                 slice,
-                first_record: e.first_record,
-                line_first: e.line_first,
-                lines: e.lines.clone(),
-                numbers: e.numbers.clone(),
+                first_record: place.first_record,
+                line_first: place.line_first,
+                lines: e.lines,
+                numbers: e.numbers,
                 collect_errors: s.collect_errors,
                 retries: e.retries,
                 retry: self
@@ -386,7 +390,7 @@ impl State {
                 if let Body::Sliced(s) = &mut job.body {
                     s.leased_slices = s.leased_slices.saturating_sub(1);
                     // A slice whose commit scheduled its retry waits for it.
-                    if s.slices.get(&slice).is_some_and(|e| e.queueable()) {
+                    if s.slices.queueable(slice) {
                         s.queued.insert(slice);
                     }
                 }
@@ -471,7 +475,9 @@ impl State {
     fn slice_expiry(&self, job: JobId, slice: u64, now_ms: u64) -> Option<Meta> {
         let j = self.jobs.get(&job)?;
         let policy = self.book.lease_policy(&j.kind);
-        let n = j.sliced()?.slices.get(&slice)?.expiries + 1;
+        let map = &j.sliced()?.slices;
+        map.state(slice)?;
+        let n = map.detail.get(&slice).map_or(0, |d| d.expiries) + 1;
         (n >= policy.max_expiries.max(1)).then(|| Meta::SliceFailed {
             job,
             slice,
@@ -537,9 +543,11 @@ impl State {
         }) = self.book.leases.get(&epoch)
         {
             if let Some(Body::Sliced(s)) = self.jobs.get_mut(job).map(|j| &mut j.body) {
-                if let Some(e) = s.slices.get_mut(slice) {
-                    e.panics += 1;
-                    panics = e.panics;
+                if s.slices.state(*slice).is_some() {
+                    panics = s.slices.with_detail(*slice, |d| {
+                        d.panics += 1;
+                        d.panics
+                    });
                 }
             }
         }
@@ -641,13 +649,13 @@ impl State {
                 continue;
             };
             if let Body::Sliced(s) = &mut job.body {
-                match s.slices.get_mut(&slice) {
-                    Some(e) if e.state == SliceState::Pending && e.retry_at_ms == Some(at) => {
-                        e.retry_at_ms = None;
-                        s.queued.insert(slice);
-                    }
-                    _ => continue,
+                let due = s.slices.state(slice) == Some(SliceState::Pending)
+                    && s.slices.detail.get(&slice).and_then(|d| d.retry_at_ms) == Some(at);
+                if !due {
+                    continue;
                 }
+                s.slices.with_detail(slice, |d| d.retry_at_ms = None);
+                s.queued.insert(slice);
             }
             self.ready.refile(job);
         }

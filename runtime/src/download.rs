@@ -17,7 +17,8 @@ use crate::slice_store::SliceStore;
 use crate::category::category_stream;
 use crate::meta::{STREAM_ERRORS, STREAM_INPUT, STREAM_MAIN, STREAM_REJECTS};
 use crate::separators::{self, Separators, STREAM_SEPARATORS};
-use crate::table::{SliceEntry, SliceState};
+use crate::table::slice_map::{SliceDetail, SlicePlace};
+use crate::table::SliceState;
 use crate::worker::error_record;
 use crate::{Category, JobId, RecordErrorSample, RuntimeError};
 
@@ -106,24 +107,14 @@ enum Part {
     Lost(SliceKey),
 }
 
-/// The slices missing between a job's first and last ones (`Part::Lost`).
-pub(crate) fn slice_gaps(slices: &std::collections::BTreeMap<u64, SliceEntry>) -> Vec<u64> {
-    let Some(&last) = slices.keys().next_back() else {
-        return Vec::new();
-    };
-    if slices.len() as u64 == last + 1 {
-        return Vec::new();
-    }
-    (0..last).filter(|s| !slices.contains_key(s)).collect()
-}
-
 /// `job`'s lost slices, as parts of a download.
 fn lost_slices(shared: &Shared, job: JobId) -> Vec<Part> {
     let st = shared.state.lock();
     let Some(s) = st.jobs.get(&job).and_then(|j| j.sliced()) else {
         return Vec::new();
     };
-    slice_gaps(&s.slices)
+    s.slices
+        .gaps()
         .into_iter()
         .map(|seq| {
             Part::Lost(SliceKey {
@@ -138,12 +129,13 @@ fn lost_slices(shared: &Shared, job: JobId) -> Vec<Part> {
 struct FailedSlice {
     key: SliceKey,
     message: String,
-    entry: SliceEntry,
+    place: SlicePlace,
+    detail: SliceDetail,
 }
 
 impl FailedSlice {
     fn entries(&self, records: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
-        let e = &self.entry;
+        let (p, e) = (&self.place, &self.detail);
         records
             .iter()
             .enumerate()
@@ -152,11 +144,11 @@ impl FailedSlice {
                     slice: self.key.seq,
                     record_number: match &e.numbers {
                         Some(n) => n.get(i).copied().unwrap_or_default(),
-                        None => e.first_record.saturating_add(i as u64),
+                        None => p.first_record.saturating_add(i as u64),
                     },
                     line: match &e.lines {
                         Some(lines) => lines.get(i).copied(),
-                        None => e.line_first.map(|l| l.saturating_add(i as u64)),
+                        None => p.line_first.map(|l| l.saturating_add(i as u64)),
                     },
                     record: String::new(),
                     message: format!("slice {} failed: {}", self.key.seq, self.message),
@@ -183,12 +175,12 @@ fn done_main_keys(shared: &Shared, job: JobId) -> Vec<SliceKey> {
         return Vec::new();
     };
     s.slices
+        .done
         .iter()
-        .filter(|(_, e)| e.state == SliceState::Done)
-        .map(|(seq, _)| SliceKey {
+        .map(|seq| SliceKey {
             owner: job,
             stream: STREAM_MAIN,
-            seq: *seq,
+            seq,
         })
         .collect()
 }
@@ -202,15 +194,16 @@ fn failed_slices(shared: &Shared, job: JobId) -> Vec<FailedSlice> {
     s.failures
         .iter()
         .filter_map(|(seq, (message, _))| {
-            let entry = s.slices.get(seq)?;
-            (entry.state == SliceState::Failed).then(|| FailedSlice {
+            let place = s.slices.place(*seq)?;
+            (s.slices.state(*seq) == Some(SliceState::Failed)).then(|| FailedSlice {
                 key: SliceKey {
                     owner: job,
                     stream: STREAM_INPUT,
                     seq: *seq,
                 },
                 message: message.clone(),
-                entry: entry.clone(),
+                place,
+                detail: s.slices.detail(*seq),
             })
         })
         .collect()

@@ -66,6 +66,8 @@ mod state;
 mod state_tests;
 mod status;
 mod table;
+#[cfg(test)]
+mod table_model_tests;
 /// The job table's on-disk codecs (rows, pages, slice maps, keys): public
 /// for the decoder tests and tools that read a data directory, not a
 /// stable API.

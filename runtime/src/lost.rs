@@ -159,21 +159,21 @@ pub fn missing_frames<F: booster_store::FileLayer>(
         let Some(sliced) = job.sliced() else { continue };
         // A slice whose `Uploaded` record was lost, while later ones were
         // not: the table has a hole there.
-        for seq in crate::download::slice_gaps(&sliced.slices) {
+        for seq in sliced.slices.gaps() {
             missing.push(booster_store::SliceKey {
                 owner: job.id,
                 stream: STREAM_INPUT,
                 seq,
             });
         }
-        if sliced.slices.is_empty() || !unknown {
+        if sliced.slices.count() == 0 || !unknown {
             continue;
         }
         let (input, main) = (held(job.id, STREAM_INPUT), held(job.id, STREAM_MAIN));
-        for (&seq, slice) in &sliced.slices {
-            let (stream, present) = match slice.state {
-                SliceState::Done => (STREAM_MAIN, main.contains(&seq)),
-                SliceState::Pending | SliceState::Failed => (STREAM_INPUT, input.contains(&seq)),
+        for seq in sliced.slices.uploaded.iter() {
+            let (stream, present) = match sliced.slices.state(seq) {
+                Some(SliceState::Done) => (STREAM_MAIN, main.contains(&seq)),
+                _ => (STREAM_INPUT, input.contains(&seq)),
             };
             if !present {
                 missing.push(booster_store::SliceKey {

@@ -1,26 +1,61 @@
-//! The priority heap of runnable jobs: one ordered set per kind and bucket,
-//! keyed `(priority, job id)`. Job ids grow in submission order, so the
-//! first entry of a set is the most urgent job, ties by submission order
-//! (G5). A job is in at most one set; every change to a job re-files it
-//! (`refile`), so a priority change takes effect at the very next lease.
+//! The priority heap of runnable jobs, per kind (by kind id) and bucket:
+//! a `BTreeMap` from priority to an `IdQueue` of job ids. Job ids grow in
+//! submission order and an `IdQueue` gives its smallest id first, so the
+//! first entry of a bucket is the most urgent job, ties by submission
+//! order (G5). A job is in at most one queue; every change to a job
+//! re-files it (`refile`), so a priority change takes effect at the very
+//! next lease. A queued job costs 8 bytes here (its id in a `VecDeque`).
 //!
 //! Two buckets per kind: jobs already running stay leasable when the kind is
 //! at its running-job limit, queued ones wait.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use crate::table::kinds::KindId;
 use crate::table::Job;
 use crate::JobId;
 
+mod id_queue;
+pub use id_queue::IdQueue;
+
+/// One bucket: priority -> ids; a priority with no ids has no entry.
 #[derive(Default)]
+struct Bucket(BTreeMap<u8, IdQueue>);
+
+impl Bucket {
+    fn insert(&mut self, priority: u8, id: JobId) {
+        self.0.entry(priority).or_default().push(id);
+    }
+
+    fn remove(&mut self, priority: u8, id: JobId) {
+        if let Some(q) = self.0.get_mut(&priority) {
+            q.remove(id);
+            if q.is_empty() {
+                self.0.remove(&priority);
+            }
+        }
+    }
+
+    fn first(&self) -> Option<(u8, JobId)> {
+        let (&p, q) = self.0.first_key_value()?;
+        Some((p, q.first()?))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 struct KindSets {
-    running: BTreeSet<(u8, JobId)>,
-    queued: BTreeSet<(u8, JobId)>,
+    /// The kind's name, for the gate (`State::gate` reads the kind's conf).
+    name: Arc<str>,
+    running: Bucket,
+    queued: Bucket,
 }
 
 impl KindSets {
-    fn set(&mut self, running: bool) -> &mut BTreeSet<(u8, JobId)> {
+    fn set(&mut self, running: bool) -> &mut Bucket {
         if running {
             &mut self.running
         } else {
@@ -40,7 +75,7 @@ pub struct KindGate {
 
 #[derive(Default)]
 pub struct ReadyQueue {
-    kinds: HashMap<Arc<str>, KindSets>,
+    kinds: HashMap<KindId, KindSets>,
 }
 
 impl ReadyQueue {
@@ -50,17 +85,17 @@ impl ReadyQueue {
         if want == job.ready {
             return want.is_some();
         }
-        if let Some(old) = job.ready.take() {
-            if let Some(sets) = self.kinds.get_mut(&job.kind) {
-                sets.set(old.running).remove(&(old.priority, job.id));
-            }
-        }
+        self.remove(job);
         if let Some(new) = want {
             self.kinds
-                .entry(job.kind.clone())
-                .or_default()
+                .entry(job.kind_id)
+                .or_insert_with(|| KindSets {
+                    name: job.kind.clone(),
+                    running: Bucket::default(),
+                    queued: Bucket::default(),
+                })
                 .set(new.running)
-                .insert((new.priority, job.id));
+                .insert(new.priority, job.id);
         }
         job.ready = want;
         want.is_some()
@@ -69,8 +104,8 @@ impl ReadyQueue {
     /// Removes a job that is being dropped from the table.
     pub fn remove(&mut self, job: &mut Job) {
         if let Some(old) = job.ready.take() {
-            if let Some(sets) = self.kinds.get_mut(&job.kind) {
-                sets.set(old.running).remove(&(old.priority, job.id));
+            if let Some(sets) = self.kinds.get_mut(&job.kind_id) {
+                sets.set(old.running).remove(old.priority, job.id);
             }
         }
     }
@@ -78,13 +113,13 @@ impl ReadyQueue {
     /// The most urgent leasable job over all kinds that `gate` lets through.
     pub fn first(&self, gate: impl Fn(&str) -> KindGate) -> Option<(u8, JobId)> {
         let mut best: Option<(u8, JobId)> = None;
-        for (kind, sets) in &self.kinds {
-            let g = gate(kind);
+        for sets in self.kinds.values() {
+            let g = gate(&sets.name);
             if !g.runnable {
                 continue;
             }
-            let mut consider = |c: Option<&(u8, JobId)>| {
-                if let Some(&c) = c {
+            let mut consider = |c: Option<(u8, JobId)>| {
+                if let Some(c) = c {
                     if best.is_none_or(|b| c < b) {
                         best = Some(c);
                     }
@@ -103,8 +138,8 @@ impl ReadyQueue {
     /// and queued ones of a kind that may start another (a kind at its
     /// running-job limit, or paused at 0, holds its queued jobs back).
     pub fn has_work(&self, gate: impl Fn(&str) -> KindGate) -> bool {
-        self.kinds.iter().any(|(kind, sets)| {
-            let g = gate(kind);
+        self.kinds.values().any(|sets| {
+            let g = gate(&sets.name);
             g.runnable && (!sets.running.is_empty() || (g.may_start && !sets.queued.is_empty()))
         })
     }

@@ -516,7 +516,7 @@ impl Runtime {
                     "job {id} is a simple job; only sliced jobs take uploads"
                 )));
             };
-            if s.upload != UploadState::Open || !s.slices.is_empty() || s.uploader_active {
+            if s.upload != UploadState::Open || s.slices.count() > 0 || s.uploader_active {
                 return Err(RuntimeError::Invalid(format!(
                     "job {id} already has an upload ({state:?}); submit a new job to upload again"
                 )));
@@ -951,6 +951,7 @@ async fn submit_specs_then(
     let batch = then.is_some().then_some(specs.len() as u64);
     specs.extend(then);
     let urgent;
+    let mut records = Vec::new();
     let first_id = {
         let mut st = shared.state.lock();
         if st.book.stopping {
@@ -1008,6 +1009,19 @@ async fn submit_specs_then(
             then.after = (first..first + jobs).collect();
             then.on_dependency_failure = crate::DependencyFailure::Run;
         }
+        // A kind without an id gets one in this batch, before its first
+        // `created` record (`table/kinds.rs`).
+        for s in &specs {
+            if let Some(id) = st.book.kind_ids.reserve(&s.kind) {
+                let name = s.kind.clone();
+                if !records
+                    .iter()
+                    .any(|r| matches!(r, Meta::KindId { name: n, .. } if *n == name))
+                {
+                    records.push(Meta::KindId { id, name });
+                }
+            }
+        }
         urgent = specs.iter().all(|s| s.priority <= st.book.urgent_priority);
         for (i, s) in specs.iter().enumerate() {
             if let Some(key) = &s.singleton {
@@ -1020,12 +1034,12 @@ async fn submit_specs_then(
     };
     let n = specs.len() as u64;
     let keys_reserved = specs.iter().any(|s| s.singleton.is_some());
-    let m = Meta::Created {
+    records.push(Meta::Created {
         first_id,
         at_ms: shared.clock.now_ms(),
         specs,
-    };
-    let written = write_with(shared, store, vec![m], urgent).await;
+    });
+    let written = write_with(shared, store, records, urgent).await;
     if keys_reserved {
         let mut st = shared.state.lock();
         st.book

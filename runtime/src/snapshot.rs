@@ -47,6 +47,13 @@ impl Snapshot {
                 }));
             }
         }
+        // Kind ids before the rows, so every kind keeps its id.
+        for (id, name) in state.book.kind_ids.iter() {
+            records.push(meta::encode(&Meta::KindId {
+                id,
+                name: name.to_string(),
+            }));
+        }
         // Entries before the rows, which re-link their unfinished runs.
         for m in crate::cron::snapshot_records(&state.book.crons) {
             records.push(meta::encode(&m));

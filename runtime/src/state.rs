@@ -156,6 +156,8 @@ pub struct WorkerSlot {
 /// the bookkeeping can be borrowed at once.
 pub struct Book {
     pub kinds: HashMap<Arc<str>, KindConf>,
+    /// Kind names and their ids (`table/kinds.rs`), as the log gave them.
+    pub kind_ids: crate::table::kinds::KindIds,
     pub leases: HashMap<u64, Lease>,
     /// This process's lease epochs: `generation << EPOCH_COUNTER_BITS | n`.
     pub next_epoch: u64,
@@ -165,7 +167,7 @@ pub struct Book {
     /// false while replaying: no events, no waiters, no fencing.
     pub live: bool,
     pub scheduled: BTreeSet<(u64, JobId)>,
-    /// Slices waiting for an automatic retry (`SliceEntry::retry_at_ms`):
+    /// Slices waiting for an automatic retry (`SliceDetail::retry_at_ms`):
     /// (due, job, slice), released by `release_scheduled`.
     pub slice_retries: BTreeSet<(u64, JobId, u64)>,
     pub expiring: BTreeSet<(u64, JobId)>,
@@ -247,6 +249,7 @@ impl Book {
     pub fn new(workers: usize, lease_timeout_ms: u64, default_slice_size: u32) -> Book {
         Book {
             kinds: HashMap::new(),
+            kind_ids: Default::default(),
             leases: HashMap::new(),
             next_epoch: 1,
             generation: 0,
@@ -449,7 +452,7 @@ impl Book {
             return;
         }
         let (done, total, out) = match job.sliced() {
-            Some(s) => (s.slices_done, s.slices.len() as u64, s.written()),
+            Some(s) => (s.slices_done, s.slices.count(), s.written()),
             None => (u64::from(job.is_terminal()), 1, 0),
         };
         let _ = self.events.send(JobEvent {
@@ -512,11 +515,10 @@ impl Book {
             Body::Sliced(s) => {
                 s.hook_leased = false;
                 s.leased_slices = committing.len() as u32;
-                s.queued = s
-                    .slices
-                    .iter()
-                    .filter(|(k, e)| e.queueable() && !committing.contains(k))
-                    .map(|(k, _)| *k)
+                let map = &s.slices;
+                s.queued = map
+                    .pending()
+                    .filter(|k| map.queueable(*k) && !committing.contains(k))
                     .collect();
             }
         }
@@ -635,14 +637,12 @@ impl State {
                 }
                 let mut job = (**job).clone();
                 if let Body::Sliced(s) = &mut job.body {
-                    s.queued = s
-                        .slices
-                        .iter()
-                        .filter(|(_, e)| e.queueable())
-                        .map(|(k, _)| *k)
-                        .collect();
-                    for (k, e) in &s.slices {
-                        if let (SliceState::Pending, Some(at)) = (e.state, e.retry_at_ms) {
+                    let map = &s.slices;
+                    s.queued = map.pending().filter(|k| map.queueable(*k)).collect();
+                    for (k, d) in &map.detail {
+                        if let (Some(SliceState::Pending), Some(at)) =
+                            (map.state(*k), d.retry_at_ms)
+                        {
                             self.book.slice_retries.insert((at, job.id, *k));
                         }
                     }
@@ -663,6 +663,7 @@ impl State {
                 Ok(())
             }
             Meta::Opened { generation, .. } => self.book.open_generation(*generation),
+            Meta::KindId { id, name } => self.book.kind_ids.apply(*id, name),
             Meta::LeaseExpired { work, .. } => {
                 self.count_expiry(work);
                 Ok(())
@@ -721,8 +722,9 @@ impl State {
         match work {
             Expired::Slice { job, slice } => bump(*job, &mut |b| {
                 if let Body::Sliced(s) = b {
-                    if let Some(e) = s.slices.get_mut(slice) {
-                        e.expiries = e.expiries.saturating_add(1);
+                    if s.slices.state(*slice).is_some() {
+                        s.slices
+                            .with_detail(*slice, |d| d.expiries = d.expiries.saturating_add(1));
                     }
                 }
             }),
@@ -759,6 +761,7 @@ impl State {
         let job = Job {
             id,
             kind: Arc::from(crate::lost::KIND),
+            kind_id: 0,
             description: String::new(),
             priority: 50,
             max_workers: None,
@@ -821,6 +824,7 @@ impl State {
         Job {
             id,
             kind,
+            kind_id: 0,
             description: spec.description.clone(),
             priority: spec.priority.clamp(1, 100),
             max_workers: spec.max_workers,
@@ -855,6 +859,7 @@ impl State {
             self.ready.remove(&mut old);
             self.book.count_gone(&old);
         }
+        job.kind_id = self.book.kind_ids.intern(&job.kind);
         self.book.count_new(&job);
         job.refused = self.refusal_of(&job);
         self.ready.refile(&mut job);

@@ -250,7 +250,7 @@ fn retry_requeues_only_the_failed_slices() {
     st.apply(&slice_done(1, 2)).unwrap();
     st.apply(&control(1, Control::Retry)).unwrap();
     let s = st.jobs[&1].sliced().unwrap();
-    assert_eq!(s.queued.iter().copied().collect::<Vec<_>>(), vec![1]);
+    assert_eq!(s.queued.iter().collect::<Vec<_>>(), vec![1]);
     assert_eq!(st.jobs[&1].state, JobState::Running);
 }
 
@@ -506,7 +506,7 @@ fn a_slice_expiry_is_counted_by_its_record_so_replay_counts_it_too() {
             ..
         }]
     ));
-    let expiries = |st: &State| st.jobs[&1].sliced().unwrap().slices[&0].expiries;
+    let expiries = |st: &State| st.jobs[&1].sliced().unwrap().slices.detail(0).expiries;
     assert_eq!(expiries(&st), 0, "counted when durable, not before");
     settle_expired(&mut st, due);
     assert_eq!(expiries(&st), 1);
@@ -754,4 +754,27 @@ fn a_job_created_while_its_singleton_key_is_held_is_created_failed_on_replay_too
         assert_eq!(st.book.singleton_holder("once"), Some(1));
         assert_eq!(st.book.singleton_lost_race.len(), usize::from(live));
     }
+}
+
+#[test]
+fn a_regular_upload_is_one_range_and_one_run_with_no_slice_detail() {
+    let mut st = state();
+    st.apply(&created(1, vec![JobSpec::sliced("copy")]))
+        .unwrap();
+    // Uploaded out of order, as the upload pool's commits can land.
+    for slice in (0..10_000u64).rev() {
+        st.apply(&uploaded(1, slice, 10)).unwrap();
+    }
+    for slice in (0..5_000u64).step_by(2).chain((1..5_000).step_by(2)) {
+        st.apply(&slice_done(1, slice)).unwrap();
+    }
+    let s = st.jobs[&1].sliced().unwrap();
+    assert_eq!(s.slices.uploaded.ranges(), &[(0, 10_000)]);
+    assert_eq!(s.slices.done.ranges(), &[(0, 5_000)]);
+    assert_eq!(s.queued.ranges(), &[(5_000, 10_000)]);
+    assert_eq!(s.slices.layout.runs().len(), 1);
+    assert!(s.slices.detail.is_empty());
+    let place = s.slices.place(9_999).unwrap();
+    assert_eq!((place.first_record, place.records), (99_991, 10));
+    assert_eq!(s.records_out, 50_000);
 }

@@ -18,7 +18,7 @@ pub fn percent(job: &Job) -> f64 {
             }
         }
         Body::Sliced(s) => {
-            let total = s.slices.len() as f64;
+            let total = s.slices.count() as f64;
             if job.state == JobState::Completed {
                 100.0
             } else if total == 0.0 {
@@ -103,7 +103,7 @@ pub fn build_status(st: &State, job: &Job) -> JobStatus {
         Body::Simple(b) => status.result = b.result.clone(),
         Body::Sliced(s) => {
             status.upload_complete = s.upload == UploadState::Complete;
-            status.slices_total = s.slices.len() as u64;
+            status.slices_total = s.slices.count();
             status.slices_running = u64::from(s.leased_slices);
             status.slices_queued = s.slices_pending().saturating_sub(status.slices_running);
             status.slices_done = s.slices_done;

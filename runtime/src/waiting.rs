@@ -65,7 +65,11 @@ impl State {
             if s.upload == UploadState::Open && !s.uploader_active {
                 return Some("waiting for its upload to finish".into());
             }
-            let retrying = s.slices.iter().find_map(|(n, e)| Some((n, e.retry_at_ms?)));
+            let retrying = s
+                .slices
+                .detail
+                .iter()
+                .find_map(|(n, d)| Some((n, d.retry_at_ms?)));
             if let (true, 0, Some((n, at_ms))) = (s.queued.is_empty(), s.leased_slices, retrying) {
                 let at = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(at_ms as i64)
                     .unwrap_or_default();

@@ -249,41 +249,45 @@ fn exercise_segment(bytes: &[u8]) -> usize {
     peak
 }
 
-/// Real table records: the rows of the checked-in v1 page
-/// (runtime/tests/fixtures/row-page-v1.bin) and a slice map.
+/// Real table records: the rows of the checked-in v1 and v2 pages
+/// (runtime/tests/fixtures/row-page-v*.bin) and a slice map.
 fn table_corpus() -> &'static [Vec<u8>] {
     static RECORDS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
     RECORDS.get_or_init(|| {
-        use booster_runtime::table_format::slice_map::{encode, SliceDetail, SliceMap};
-        let bytes = std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../runtime/tests/fixtures/row-page-v1.bin"
-        ))
-        .unwrap();
+        use booster_runtime::table_format::slice_map::{encode, SliceMap, SlicePlace, SliceState};
         let mut out = Vec::new();
-        let mut at = 0;
-        while at < bytes.len() {
-            let n = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-            out.push(bytes[at + 4..at + 4 + n].to_vec());
-            at += 4 + n;
+        for version in ["v1", "v2"] {
+            let path = format!(
+                "{}/../runtime/tests/fixtures/row-page-{version}.bin",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            let bytes = std::fs::read(path).unwrap();
+            let mut at = 0;
+            while at < bytes.len() {
+                let n = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+                out.push(bytes[at + 4..at + 4 + n].to_vec());
+                at += 4 + n;
+            }
         }
-        let mut map = SliceMap {
-            slices_total: 100,
-            ..SliceMap::default()
-        };
+        let mut map = SliceMap::default();
+        for s in 0..100 {
+            let place = SlicePlace {
+                first_record: 1 + s * 10,
+                records: if s == 50 { 7 } else { 10 },
+                line_first: Some(2 + s * 10),
+            };
+            let lines = (s == 60).then(|| std::sync::Arc::new(vec![3, 5, 9]));
+            map.upload(s, place, lines, None);
+        }
         for s in 0..40 {
-            map.done.insert(s);
+            map.set_state(s, SliceState::Done);
         }
-        map.failed.insert(40);
-        for s in 41..100 {
-            map.queued.insert(s);
-        }
-        map.detail.push(SliceDetail {
-            seq: 40,
-            expiries: 3,
-            failure: serde_json::json!(["hung", null]),
-            ..SliceDetail::default()
+        map.set_state(40, SliceState::Failed);
+        map.with_detail(40, |d| {
+            d.expiries = 3;
+            d.retries = 1;
         });
+        map.with_detail(41, |d| d.retry_at_ms = Some(1_795_000_000_000));
         out.push(encode(&map));
         out
     })

@@ -18,6 +18,7 @@
 //! downloads come out in input order.
 
 mod wire;
+pub(crate) use wire::{failures_from_json, failures_to_json, groups_from_json, groups_to_json};
 
 use std::collections::BTreeMap;
 
@@ -163,6 +164,12 @@ pub enum Meta {
         at_ms: u64,
         settings: Option<crate::KindSettings>,
     },
+    /// Kind `name` has id `id` (`table/kinds.rs`): written in the batch
+    /// of the first `created` record of a new kind, before it.
+    KindId {
+        id: crate::table::kinds::KindId,
+        name: String,
+    },
     /// A change to cron entry `cron` (`cron.rs`).
     Cron {
         cron: crate::CronId,
@@ -296,6 +303,7 @@ impl Meta {
             | Meta::Priority { .. }
             | Meta::MaxWorkers { .. }
             | Meta::Restore { .. }
+            | Meta::KindId { .. }
             | Meta::NextId { .. } => None,
         }
     }
@@ -384,7 +392,7 @@ mod tests {
             assert_eq!(String::from_utf8(encode(&meta)).unwrap(), line);
             types.insert(line.split('"').nth(3).unwrap().to_string());
         }
-        assert_eq!(types.len(), 21, "every record type: {types:?}");
+        assert_eq!(types.len(), 22, "every record type: {types:?}");
     }
 
     /// Categories are optional v1 fields: written only when a job has them,

@@ -23,6 +23,7 @@ use crate::JobId;
 /// `From<&Meta> for Record` and `From<Record> for Meta`, and the same for
 /// every part.
 mod convert;
+pub(crate) use convert::{failures_from_json, failures_to_json, groups_from_json, groups_to_json};
 
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
@@ -139,6 +140,12 @@ pub enum Record {
         kind: String,
         at_ms: u64,
         settings: Option<KindSettingsV1>,
+    },
+    /// Added 2026-11-29 (kind ids, issue 12); older logs have none: each
+    /// kind gets its id at its first `created` or `restore`, in log order.
+    KindId {
+        id: u32,
+        name: String,
     },
     /// Added 2026-11-29; older logs have none (no cron entries).
     Cron {

@@ -21,6 +21,13 @@ impl Writer {
         self.u32(b.len() as u32);
         self.0.extend_from_slice(b);
     }
+    /// u32 count ++ the values.
+    pub fn u64s(&mut self, v: &[u64]) {
+        self.u32(v.len() as u32);
+        for x in v {
+            self.u64(*x);
+        }
+    }
     /// JSON as `bytes`; null is written as length 0.
     pub fn json(&mut self, v: &Value) {
         if v.is_null() {
@@ -78,6 +85,19 @@ impl<'a> Reader<'a> {
     pub fn bytes(&mut self) -> Result<&'a [u8], String> {
         let n = self.u32()? as usize;
         self.take(n)
+    }
+    /// u32 count ++ that many u64s; the count is checked against the
+    /// bytes left before anything is allocated.
+    pub fn u64s(&mut self) -> Result<Vec<u64>, String> {
+        let n = self.u32()? as usize;
+        let raw = self.take(
+            n.checked_mul(8)
+                .ok_or_else(|| self.err("count overflows"))?,
+        )?;
+        Ok(raw
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect())
     }
     pub fn string(&mut self) -> Result<String, String> {
         let b = self.bytes()?;

@@ -24,7 +24,7 @@ pub const ROW_LARGE: u32 = 1;
 pub const SLICE_MAP: u32 = 2;
 /// Stream 3: the ids of sliced jobs whose slices are dead.
 pub const DEAD_SLICED: u32 = 3;
-/// Streams 16 + s: the mask of a page's slots in state s (7: destroyed).
+/// Streams 16 + s: the mask of a page's slots in state s (8: destroyed).
 pub const STATE_INDEX_BASE: u32 = 16;
 /// Streams 32 + f: ids of jobs that finished (f: 0 completed, 1 failed,
 /// 2 aborted, 3 destroyed) in one minute, for the retention sweep.
@@ -59,9 +59,11 @@ pub fn dead_sliced() -> SliceKey {
     table_key(DEAD_SLICED, 0)
 }
 
-/// The mask key of `page` for state index `state` (0..=7).
+/// The mask key of `page` for a row's state byte `state` (0..=7 the
+/// `JobState` index, 8 destroyed: `row::STATE_DESTROYED`).
 pub fn state_index(state: u8, page: u64) -> Option<SliceKey> {
-    (state <= 7).then(|| table_key(STATE_INDEX_BASE + u32::from(state), page))
+    (state <= super::row::STATE_DESTROYED)
+        .then(|| table_key(STATE_INDEX_BASE + u32::from(state), page))
 }
 
 /// The `n`th expiry frame of `minute` for final state `f` (0..=3).
@@ -124,11 +126,13 @@ mod tests {
 
     #[test]
     fn index_streams_never_collide() {
-        let last_state = state_index(7, 0).unwrap().stream;
+        let last_state = state_index(super::super::row::STATE_DESTROYED, 0)
+            .unwrap()
+            .stream;
         let first_expiry = expiry(0, 0, 0).unwrap().stream;
         let last_expiry = expiry(3, 0, 0).unwrap().stream;
         assert!(last_state < first_expiry && last_expiry < KIND_INDEX_BASE);
-        assert!(state_index(8, 0).is_none() && expiry(4, 0, 0).is_none());
+        assert!(state_index(9, 0).is_none() && expiry(4, 0, 0).is_none());
         assert_eq!(kind_index(MAX_KIND_ID, 0).unwrap().stream, u32::MAX);
         assert!(kind_index(MAX_KIND_ID + 1, 0).is_none());
     }

@@ -1,20 +1,29 @@
-//! A job's row on disk, format `R` v1 (ARCHITECTURE.md, "Planned: the job
-//! table on disk", section 1): a fixed part of 40 bytes, the optional
-//! times its flags name, then description, properties and failure reason,
-//! then the body. A no-op simple job's row is 52 bytes before compression.
-//! Within v1 only reserved bytes and flag bits may gain a meaning, zero
-//! meaning what it meant before; anything else is a new format byte.
+//! A job's row on disk (ARCHITECTURE.md, "Planned: the job table on
+//! disk", section 1). Rows are written in format `R` v2 (first byte `S`):
+//! a fixed part of 40 bytes, the optional times its flags name, then
+//! description, properties, failure reason, singleton key, cron run and
+//! dependencies, then the body. A no-op simple job's row is 52 bytes before
+//! compression. Format `R` v1 (first byte `R`, step 1's, before `waiting`,
+//! cron runs, dependencies and microsecond times) keeps decoding
+//! (`tests/fixtures/row-page-v1.bin`). Within a version only reserved bytes
+//! and flag bits may gain a meaning, zero meaning what it meant before;
+//! anything else is a new format byte.
 
 use serde_json::Value;
 
 use super::codec::{Reader, Writer};
 use super::keys::ROWS_PER_PAGE;
-use crate::JobId;
+use crate::{CronRun, DependencyFailure, JobId, JobState};
 
 pub const FORMAT_ROW_V1: u8 = b'R';
-/// The state byte of a destroyed row (in retention); 0..=6 are
-/// `JobState::index()`.
-pub const STATE_DESTROYED: u8 = 7;
+/// The format rows are written in: v2, the letter after v1's.
+pub const FORMAT_ROW_V2: u8 = b'S';
+/// The state byte of a destroyed row (in retention); 0..=7 are
+/// `JobState::index()` (7 is `waiting`).
+pub const STATE_DESTROYED: u8 = 8;
+/// Format v1's destroyed byte (it had no `waiting`): decoded as
+/// `STATE_DESTROYED`.
+const V1_STATE_DESTROYED: u8 = 7;
 /// A row encoded longer than this goes whole to `ROW_LARGE`; its page
 /// holds a stub.
 pub const MAX_INLINE_ROW: usize = 4096;
@@ -34,6 +43,14 @@ const F_RESULT: u8 = 1 << 7;
 
 /// Byte 6, the second flags byte (reserved, 0, before singletons).
 const F2_SINGLETON: u8 = 1;
+/// v2: a cron run (entry id u64, tick u64) follows the singleton key.
+const F2_CRON: u8 = 1 << 1;
+/// v2: dependencies (u32 count ++ u64 ids) follow the cron run.
+const F2_AFTER: u8 = 1 << 2;
+/// v2: bits 3-4, the dependency-failure policy: 0 fail, 1 abort, 2 run.
+const F2_ON_DEP_SHIFT: u8 = 3;
+const F2_ON_DEP_MASK: u8 = 0b11 << F2_ON_DEP_SHIFT;
+const F2_V2: u8 = F2_SINGLETON | F2_CRON | F2_AFTER | F2_ON_DEP_MASK;
 
 /// The sliced body's flags byte (reserved, 0, before categories existed).
 const S_CATEGORIES: u8 = 1;
@@ -41,7 +58,7 @@ const S_CATEGORIES: u8 = 1;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Row {
     pub id: JobId,
-    /// `JobState::index()` (0..=6), or `STATE_DESTROYED`.
+    /// `JobState::index()` (0..=7), or `STATE_DESTROYED`.
     pub state: u8,
     /// A destroyed row's state before it was destroyed (else 0).
     pub final_state: u8,
@@ -50,9 +67,13 @@ pub struct Row {
     pub kind: u32,
     pub max_workers: Option<u32>,
     pub attempts: u32,
+    /// Lease expiries of a simple job, or of a sliced job's hooks (v1: 0).
+    pub expiries: u32,
     pub created_ms: u64,
-    pub completed_ms: Option<u64>,
-    pub started_ms: Option<u64>,
+    /// Microseconds since the epoch (v1 kept milliseconds: decoded times
+    /// 1000).
+    pub completed_us: Option<u64>,
+    pub started_us: Option<u64>,
     pub run_at_ms: Option<u64>,
     pub expires_at_ms: Option<u64>,
     /// Set exactly when the state is `STATE_DESTROYED`.
@@ -62,6 +83,12 @@ pub struct Row {
     pub failure_reason: Option<String>,
     /// The singleton key the job holds while unfinished.
     pub singleton: Option<String>,
+    /// The cron entry and tick this job is the run of (v2).
+    pub cron: Option<CronRun>,
+    /// Jobs that must complete first (v2).
+    pub after: Vec<JobId>,
+    /// What happens when one of `after` does not complete (v2).
+    pub on_dependency_failure: DependencyFailure,
     pub body: RowBody,
 }
 
@@ -121,6 +148,11 @@ impl Row {
         self
     }
 
+    /// The job's state, or None for a destroyed row.
+    pub fn job_state(&self) -> Option<JobState> {
+        JobState::ALL.get(usize::from(self.state)).copied()
+    }
+
     /// The page's stand-in for this row (see `RowBody::Stub`).
     pub fn stub(&self) -> Row {
         let mut cut = self.description.len().min(STUB_DESCRIPTION_BYTES);
@@ -132,6 +164,9 @@ impl Row {
             properties: Value::Null,
             failure_reason: None,
             singleton: None,
+            cron: None,
+            after: Vec::new(),
+            on_dependency_failure: DependencyFailure::Fail,
             body: RowBody::Stub {
                 sliced: matches!(
                     self.body,
@@ -154,7 +189,18 @@ pub fn encode_for_page(row: &Row) -> (Vec<u8>, Option<Vec<u8>>) {
     }
 }
 
+fn on_dependency_bits(p: DependencyFailure) -> u8 {
+    let v = match p {
+        DependencyFailure::Fail => 0,
+        DependencyFailure::Abort => 1,
+        DependencyFailure::Run => 2,
+    };
+    v << F2_ON_DEP_SHIFT
+}
+
+/// The row in format v2.
 pub fn encode(row: &Row) -> Vec<u8> {
+    debug_assert!(row.state <= STATE_DESTROYED && row.final_state < STATE_DESTROYED);
     let mut flags = 0;
     let (sliced, stub) = match &row.body {
         RowBody::Sliced(_) => (true, false),
@@ -165,7 +211,7 @@ pub fn encode(row: &Row) -> Vec<u8> {
     flags |= set(F_SLICED, sliced);
     flags |= set(F_LARGE, stub);
     flags |= set(F_DESTROY_ON_COMPLETE, row.destroy_on_complete);
-    flags |= set(F_STARTED, row.started_ms.is_some());
+    flags |= set(F_STARTED, row.started_us.is_some());
     flags |= set(F_RUN_AT, row.run_at_ms.is_some());
     flags |= set(F_EXPIRES_AT, row.expires_at_ms.is_some());
     flags |= set(F_FAILURE, row.failure_reason.is_some() && !stub);
@@ -179,25 +225,32 @@ pub fn encode(row: &Row) -> Vec<u8> {
             }
         ),
     );
+    // A stub carries the fixed part and description only.
+    let mut flags2 = 0;
+    if !stub {
+        flags2 |= set(F2_SINGLETON, row.singleton.is_some());
+        flags2 |= set(F2_CRON, row.cron.is_some());
+        flags2 |= set(F2_AFTER, !row.after.is_empty());
+        flags2 |= on_dependency_bits(row.on_dependency_failure);
+    }
     let mut w = Writer(Vec::with_capacity(64));
-    w.u8(FORMAT_ROW_V1);
+    w.u8(FORMAT_ROW_V2);
     w.u8((row.id % ROWS_PER_PAGE) as u8);
     w.u8(row.state);
     w.u8(flags);
     w.u8(row.priority);
     w.u8(row.final_state);
-    let has_singleton = row.singleton.is_some() && !stub;
-    w.u8(if has_singleton { F2_SINGLETON } else { 0 });
+    w.u8(flags2);
     w.u8(0);
     w.u32(row.kind);
     w.u32(row.max_workers.unwrap_or(0));
     w.u32(row.attempts);
-    w.u32(0);
+    w.u32(row.expiries);
     w.u64(row.created_ms);
-    w.u64(row.completed_ms.unwrap_or(0));
+    w.u64(row.completed_us.unwrap_or(0));
     debug_assert_eq!(w.0.len(), FIXED);
     for t in [
-        row.started_ms,
+        row.started_us,
         row.run_at_ms,
         row.expires_at_ms,
         row.destroyed_ms,
@@ -215,10 +268,22 @@ pub fn encode(row: &Row) -> Vec<u8> {
     if let Some(f) = &row.failure_reason {
         w.bytes(f.as_bytes());
     }
-    if let Some(k) = row.singleton.as_ref().filter(|_| has_singleton) {
+    if let Some(k) = &row.singleton {
         w.bytes(k.as_bytes());
     }
-    match &row.body {
+    if let Some(run) = row.cron {
+        w.u64(run.cron);
+        w.u64(run.tick_ms);
+    }
+    if !row.after.is_empty() {
+        w.u64s(&row.after);
+    }
+    encode_body(&mut w, &row.body);
+    w.0
+}
+
+fn encode_body(w: &mut Writer, body: &RowBody) {
+    match body {
         RowBody::Simple { args, result } => {
             w.json(args);
             if let Some(r) = result {
@@ -256,19 +321,45 @@ pub fn encode(row: &Row) -> Vec<u8> {
         }
         RowBody::Gone | RowBody::Stub { .. } => {}
     }
-    w.0
 }
 
-/// Decodes the row in slot `id % 64` of its page; `id` is the job the
-/// caller expects there (the page gives the high bits, the row its slot).
+/// What differs between the versions the decoder reads.
+struct Version {
+    v2: bool,
+    /// Multiplier of the stored completed and started times to microseconds.
+    time_to_us: u64,
+    destroyed_byte: u8,
+    flags2_allowed: u8,
+}
+
+const V1: Version = Version {
+    v2: false,
+    time_to_us: 1000,
+    destroyed_byte: V1_STATE_DESTROYED,
+    flags2_allowed: F2_SINGLETON,
+};
+const V2: Version = Version {
+    v2: true,
+    time_to_us: 1,
+    destroyed_byte: STATE_DESTROYED,
+    flags2_allowed: F2_V2,
+};
+
+/// Decodes the row in slot `id % 64` of its page (format v1 or v2); `id`
+/// is the job the caller expects there (the page gives the high bits, the
+/// row its slot).
 pub fn decode(bytes: &[u8], page: u64) -> Result<Row, String> {
     let mut r = Reader::new(bytes, "row");
     let format = r.u8()?;
-    if format != FORMAT_ROW_V1 {
-        return Err(r.err(format!(
-            "format byte {format:#04x}: written by an incompatible version"
-        )));
-    }
+    let version = match format {
+        FORMAT_ROW_V1 => &V1,
+        FORMAT_ROW_V2 => &V2,
+        _ => {
+            return Err(r.err(format!(
+                "format byte {format:#04x}: written by an incompatible version"
+            )))
+        }
+    };
     let slot = r.u8()?;
     if u64::from(slot) >= ROWS_PER_PAGE {
         return Err(r.err(format!("slot {slot} past the page")));
@@ -277,32 +368,51 @@ pub fn decode(bytes: &[u8], page: u64) -> Result<Row, String> {
         .checked_mul(ROWS_PER_PAGE)
         .and_then(|b| b.checked_add(u64::from(slot)))
         .ok_or_else(|| r.err(format!("page {page} past the largest id")))?;
-    let state = r.u8()?;
+    let stored_state = r.u8()?;
     let flags = r.u8()?;
     let priority = r.u8()?;
     let final_state = r.u8()?;
-    if state > STATE_DESTROYED {
-        return Err(r.err(format!("state {state}")));
+    if stored_state > version.destroyed_byte {
+        return Err(r.err(format!("state {stored_state}")));
     }
     if !(1..=100).contains(&priority) {
         return Err(r.err(format!("priority {priority}")));
     }
-    let destroyed = state == STATE_DESTROYED;
-    if (destroyed && final_state > 6) || (!destroyed && final_state != 0) {
-        return Err(r.err(format!("final state {final_state} in state {state}")));
+    let destroyed = stored_state == version.destroyed_byte;
+    let state = if destroyed {
+        STATE_DESTROYED
+    } else {
+        stored_state
+    };
+    if (destroyed && final_state >= version.destroyed_byte) || (!destroyed && final_state != 0) {
+        return Err(r.err(format!("final state {final_state} in state {stored_state}")));
     }
     let flags2 = r.u8()?;
-    if flags2 & !F2_SINGLETON != 0 || r.u8()? != 0 {
+    if flags2 & !version.flags2_allowed != 0 || r.u8()? != 0 {
         return Err(r.err("reserved bytes are not zero"));
     }
+    let on_dependency_failure = match (flags2 & F2_ON_DEP_MASK) >> F2_ON_DEP_SHIFT {
+        0 => DependencyFailure::Fail,
+        1 => DependencyFailure::Abort,
+        2 => DependencyFailure::Run,
+        b => return Err(r.err(format!("dependency-failure policy {b}"))),
+    };
     let kind = r.u32()?;
     let max_workers = Some(r.u32()?).filter(|&m| m > 0);
     let attempts = r.u32()?;
-    if r.u32()? != 0 {
+    let expiries = r.u32()?;
+    if !version.v2 && expiries != 0 {
         return Err(r.err("reserved bytes are not zero"));
     }
     let created_ms = r.u64()?;
-    let completed_ms = Some(r.u64()?).filter(|&t| t > 0);
+    let to_us = |t: u64| {
+        t.checked_mul(version.time_to_us)
+            .ok_or_else(|| format!("row: time {t} ms is past the microsecond range"))
+    };
+    let completed_us = match r.u64()? {
+        0 => None,
+        t => Some(to_us(t)?),
+    };
     let has = |f: u8| flags & f != 0;
     let mut opt = |on: bool| -> Result<Option<u64>, String> {
         if on {
@@ -311,7 +421,7 @@ pub fn decode(bytes: &[u8], page: u64) -> Result<Row, String> {
             Ok(None)
         }
     };
-    let started_ms = opt(has(F_STARTED))?;
+    let started_us = opt(has(F_STARTED))?.map(to_us).transpose()?;
     let run_at_ms = opt(has(F_RUN_AT))?;
     let expires_at_ms = opt(has(F_EXPIRES_AT))?;
     let destroyed_ms = opt(destroyed)?;
@@ -326,9 +436,10 @@ pub fn decode(bytes: &[u8], page: u64) -> Result<Row, String> {
         kind,
         max_workers,
         attempts,
+        expiries,
         created_ms,
-        completed_ms,
-        started_ms,
+        completed_us,
+        started_us,
         run_at_ms,
         expires_at_ms,
         destroyed_ms,
@@ -336,6 +447,9 @@ pub fn decode(bytes: &[u8], page: u64) -> Result<Row, String> {
         properties: Value::Null,
         failure_reason: None,
         singleton: None,
+        cron: None,
+        after: Vec::new(),
+        on_dependency_failure,
         body: RowBody::Stub { sliced },
     };
     if has(F_LARGE) {
@@ -352,70 +466,92 @@ pub fn decode(bytes: &[u8], page: u64) -> Result<Row, String> {
     if flags2 & F2_SINGLETON != 0 {
         row.singleton = Some(r.string()?);
     }
-    row.body = if destroyed {
-        if has(F_RESULT) {
+    if flags2 & F2_CRON != 0 {
+        row.cron = Some(CronRun {
+            cron: r.u64()?,
+            tick_ms: r.u64()?,
+        });
+    }
+    if flags2 & F2_AFTER != 0 {
+        row.after = r.u64s()?;
+        if row.after.is_empty() {
+            return Err(r.err("a dependencies flag with no dependencies"));
+        }
+    }
+    row.body = decode_body(&mut r, flags, destroyed, sliced)?;
+    r.end()?;
+    Ok(row)
+}
+
+fn decode_body(
+    r: &mut Reader<'_>,
+    flags: u8,
+    destroyed: bool,
+    sliced: bool,
+) -> Result<RowBody, String> {
+    let has_result = flags & F_RESULT != 0;
+    if destroyed {
+        if has_result {
             return Err(r.err("a destroyed row with a result flag"));
         }
-        RowBody::Gone
-    } else if sliced {
-        if has(F_RESULT) {
-            return Err(r.err("a sliced row with a result flag"));
-        }
-        let slice_size = r.u32()?;
-        let collect_errors = bool_byte(&mut r)?;
-        let upload = r.u8()?;
-        if upload > 2 {
-            return Err(r.err(format!("upload state {upload}")));
-        }
-        let before_done = bool_byte(&mut r)?;
-        let sliced_flags = r.u8()?;
-        if sliced_flags & !S_CATEGORIES != 0 {
-            return Err(r.err(format!("sliced flags {sliced_flags:#04x}")));
-        }
-        let mut n = [0u64; 9];
-        for v in &mut n {
-            *v = r.u64()?;
-        }
-        RowBody::Sliced(Box::new(SlicedRow {
-            slice_size,
-            collect_errors,
-            upload,
-            before_done,
-            records_in: n[0],
-            records_rejected: n[1],
-            records_out: n[2],
-            records_written: Some(n[3]).filter(|&w| w != u64::MAX),
-            records_errors: n[4],
-            records_in_failed_slices: n[5],
-            slices_total: n[6],
-            slices_done: n[7],
-            slices_failed: n[8],
-            collected_errors: r.json()?,
-            failures: r.json()?,
-            categories: if sliced_flags & S_CATEGORIES != 0 {
-                let b = r.bytes()?;
-                let c: Vec<(String, u64)> = serde_json::from_slice(b)
-                    .map_err(|e| r.err(format!("bad categories ({e})")))?;
-                if c.is_empty() {
-                    return Err(r.err("a categories flag with no categories"));
-                }
-                c
-            } else {
-                Vec::new()
-            },
-        }))
-    } else {
+        return Ok(RowBody::Gone);
+    }
+    if !sliced {
         let args = r.json()?;
-        let result = if has(F_RESULT) {
+        let result = if has_result {
             let b = r.bytes()?;
             Some(serde_json::from_slice(b).map_err(|e| r.err(format!("bad result JSON ({e})")))?)
         } else {
             None
         };
-        RowBody::Simple { args, result }
-    };
-    r.end()?;
-    Ok(row)
+        return Ok(RowBody::Simple { args, result });
+    }
+    if has_result {
+        return Err(r.err("a sliced row with a result flag"));
+    }
+    let slice_size = r.u32()?;
+    let collect_errors = bool_byte(r)?;
+    let upload = r.u8()?;
+    if upload > 2 {
+        return Err(r.err(format!("upload state {upload}")));
+    }
+    let before_done = bool_byte(r)?;
+    let sliced_flags = r.u8()?;
+    if sliced_flags & !S_CATEGORIES != 0 {
+        return Err(r.err(format!("sliced flags {sliced_flags:#04x}")));
+    }
+    let mut n = [0u64; 9];
+    for v in &mut n {
+        *v = r.u64()?;
+    }
+    Ok(RowBody::Sliced(Box::new(SlicedRow {
+        slice_size,
+        collect_errors,
+        upload,
+        before_done,
+        records_in: n[0],
+        records_rejected: n[1],
+        records_out: n[2],
+        records_written: Some(n[3]).filter(|&w| w != u64::MAX),
+        records_errors: n[4],
+        records_in_failed_slices: n[5],
+        slices_total: n[6],
+        slices_done: n[7],
+        slices_failed: n[8],
+        collected_errors: r.json()?,
+        failures: r.json()?,
+        categories: if sliced_flags & S_CATEGORIES != 0 {
+            let b = r.bytes()?;
+            let c: Vec<(String, u64)> =
+                serde_json::from_slice(b).map_err(|e| r.err(format!("bad categories ({e})")))?;
+            if c.is_empty() {
+                return Err(r.err("a categories flag with no categories"));
+            }
+            c
+        } else {
+            Vec::new()
+        },
+    })))
 }
 
 fn bool_byte(r: &mut Reader<'_>) -> Result<bool, String> {
@@ -442,9 +578,10 @@ pub mod tests {
             kind: 3,
             max_workers: None,
             attempts: 1,
+            expiries: 0,
             created_ms: 1_795_000_000_000,
-            completed_ms: Some(1_795_000_000_007),
-            started_ms: None,
+            completed_us: Some(1_795_000_000_007_000),
+            started_us: None,
             run_at_ms: None,
             expires_at_ms: None,
             destroyed_ms: None,
@@ -452,6 +589,9 @@ pub mod tests {
             properties: Value::Null,
             failure_reason: None,
             singleton: None,
+            cron: None,
+            after: Vec::new(),
+            on_dependency_failure: DependencyFailure::Fail,
             body: RowBody::Simple {
                 args: Value::Null,
                 result: None,
@@ -466,13 +606,20 @@ pub mod tests {
             priority: 7,
             destroy_on_complete: true,
             max_workers: Some(4),
-            started_ms: Some(1_795_000_000_001),
+            expiries: 2,
+            started_us: Some(1_795_000_000_001_234),
             run_at_ms: Some(1_795_000_000_000),
             expires_at_ms: Some(1_795_900_000_000),
             description: "customers ✓".into(),
             properties: json!({"team": "billing"}),
             failure_reason: Some("1 slice failed".into()),
             singleton: Some("nightly".into()),
+            cron: Some(CronRun {
+                cron: 3,
+                tick_ms: 1_795_000_000_000,
+            }),
+            after: vec![5, 6],
+            on_dependency_failure: DependencyFailure::Run,
             body: RowBody::Sliced(Box::new(SlicedRow {
                 slice_size: 1000,
                 collect_errors: true,
@@ -507,8 +654,19 @@ pub mod tests {
             args: json!({"n": 1}),
             result: Some(json!(null)),
         };
+        let waiting = Row {
+            state: JobState::Waiting.index() as u8,
+            completed_us: None,
+            after: vec![1],
+            on_dependency_failure: DependencyFailure::Abort,
+            ..noop(2)
+        };
+        let destroyed_waiting = waiting.clone().into_destroyed(1_795_000_000_100);
+        assert_eq!(destroyed_waiting.final_state, 7);
         for row in [
             noop(1),
+            waiting,
+            destroyed_waiting,
             full_sliced(130),
             with_result,
             full_sliced(7).into_destroyed(1_795_000_000_100),
@@ -517,6 +675,36 @@ pub mod tests {
             let (page, _) = super::super::keys::page_of(row.id);
             assert_eq!(decode(&encode(&row), page).as_ref(), Ok(&row));
         }
+    }
+
+    #[test]
+    fn v1_bytes_decode_with_microsecond_times_and_7_as_destroyed() {
+        let mut v1 = encode(&Row {
+            completed_us: Some(1_795_000_000_007),
+            ..noop(1)
+        });
+        v1[0] = FORMAT_ROW_V1;
+        let row = decode(&v1, 0).unwrap();
+        assert_eq!(row.completed_us, noop(1).completed_us);
+        // In v2, 7 is `waiting`; in v1 it was the destroyed byte.
+        let mut waiting = encode(&Row {
+            state: 7,
+            completed_us: None,
+            ..noop(1)
+        });
+        assert_eq!(
+            decode(&waiting, 0).unwrap().job_state(),
+            Some(JobState::Waiting)
+        );
+        waiting[0] = FORMAT_ROW_V1;
+        assert!(
+            decode(&waiting, 0).is_err(),
+            "v1 state 7 needs destroyed_ms"
+        );
+        // v1 had no cron, dependencies or expiries: those bits are refused.
+        let mut v2 = encode(&full_sliced(1));
+        v2[0] = FORMAT_ROW_V1;
+        assert!(decode(&v2, 0).is_err());
     }
 
     #[test]

@@ -65,7 +65,9 @@ async fn ids_that_reach_the_reserved_ones_are_corruption_named_by_open() {
         one_job(dir.path()).await;
         append_meta(dir.path(), std::slice::from_ref(&record));
         match Runtime::open(opts(dir.path(), 1)).await {
-            Err(RuntimeError::Corrupt(what)) => assert!(what.contains("record 3"), "{what}"),
+            // Records 1-3 are the first process's `opened`, `kind_id`
+            // and `created`.
+            Err(RuntimeError::Corrupt(what)) => assert!(what.contains("record 4"), "{what}"),
             Err(e) => panic!("{record}: {e:?}"),
             Ok(_) => panic!("{record} must not open"),
         }
@@ -88,8 +90,9 @@ async fn created_ids_that_would_wrap_are_corruption_named_by_open() {
     assert!(matches!(err, RuntimeError::Corrupt(_)), "{err:?}");
     let message = err.to_string();
     assert!(
-        // Record 1 is the first process's `opened`, 2 its `created`.
-        message.contains("record 3 of the meta log") && message.contains("job ids"),
+        // Record 1 is the first process's `opened`, 2 its `kind_id`, 3
+        // its `created`.
+        message.contains("record 4 of the meta log") && message.contains("job ids"),
         "{message}"
     );
 }

@@ -10,6 +10,7 @@ mod degraded;
 mod dependencies;
 mod dirmon;
 mod hostile_log;
+mod kind_ids;
 mod lease_expiry;
 mod limits;
 mod max_workers;

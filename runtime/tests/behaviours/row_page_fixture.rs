@@ -1,22 +1,31 @@
-//! A job-table page as format `R` v1 wrote it (issue 12, step 1): the
-//! checked-in bytes must keep decoding to the same rows, so the row format
-//! cannot drift. `BOOSTER_WRITE_FIXTURES=1 cargo test -p booster-runtime
-//! --test behaviours row_page -- --ignored` rewrites the file, only when
-//! the format deliberately changes (then it is v2, and v1 keeps decoding).
+//! Job-table pages as each row format wrote them (issue 12): format `R`
+//! v1 (step 1) and v2 (step 2: `waiting`, cron runs, dependencies, lease
+//! expiries, microsecond times). The checked-in bytes must keep decoding
+//! to the same rows, so the row format cannot drift.
+//! `BOOSTER_WRITE_FIXTURES=1 cargo test -p booster-runtime --test
+//! behaviours row_page -- --ignored` rewrites the v2 file, only when the
+//! format deliberately changes (then it is v3, and v1 and v2 keep
+//! decoding).
 
 use booster_runtime::table_format::{page, row};
+use booster_runtime::{CronRun, DependencyFailure};
 use row::{Row, RowBody, SlicedRow};
 use serde_json::{json, Value};
 
-const FIXTURE: &str = concat!(
+const FIXTURE_V1: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/row-page-v1.bin"
 );
+const FIXTURE_V2: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/row-page-v2.bin"
+);
 
-/// Page 2 (ids 128..=191): a no-op completed simple job, a failed sliced
-/// job with every optional part, a destroyed one, and one too long for
-/// its page (a stub here).
-fn rows() -> Vec<Row> {
+/// Page 2 (ids 128..=191) as v1 wrote it: a no-op completed simple job,
+/// a failed sliced job with every optional part v1 had, a destroyed one,
+/// and one too long for its page (a stub here). Times v1 kept in
+/// milliseconds decode as microseconds.
+fn rows_v1() -> Vec<Row> {
     let noop = Row {
         id: 128,
         state: 4,
@@ -26,9 +35,10 @@ fn rows() -> Vec<Row> {
         kind: 1,
         max_workers: None,
         attempts: 1,
+        expiries: 0,
         created_ms: 1_795_000_000_000,
-        completed_ms: Some(1_795_000_000_007),
-        started_ms: Some(1_795_000_000_003),
+        completed_us: Some(1_795_000_000_007_000),
+        started_us: Some(1_795_000_000_003_000),
         run_at_ms: None,
         expires_at_ms: None,
         destroyed_ms: None,
@@ -36,6 +46,9 @@ fn rows() -> Vec<Row> {
         properties: Value::Null,
         failure_reason: None,
         singleton: None,
+        cron: None,
+        after: Vec::new(),
+        on_dependency_failure: DependencyFailure::Fail,
         body: RowBody::Simple {
             args: Value::Null,
             result: Some(json!({"ok": true})),
@@ -86,8 +99,46 @@ fn rows() -> Vec<Row> {
     vec![noop, sliced, destroyed, long]
 }
 
-fn read_fixture() -> Vec<Vec<u8>> {
-    let bytes = std::fs::read(FIXTURE).expect("the checked-in row page fixture");
+/// Page 2 as v2 writes it: v1's rows, the sliced one with a cron run,
+/// dependencies and hook expiries, plus a waiting job and a destroyed
+/// waiting job (state 7 is `waiting` in v2, the destroyed byte is 8).
+fn rows_v2() -> Vec<Row> {
+    let mut rows = rows_v1();
+    rows[0].completed_us = Some(1_795_000_000_007_123);
+    rows[0].started_us = Some(1_795_000_000_003_456);
+    rows[1].expiries = 2;
+    rows[1].cron = Some(CronRun {
+        cron: 4,
+        tick_ms: 1_795_000_000_000,
+    });
+    rows[1].after = vec![100, 101];
+    rows[1].on_dependency_failure = DependencyFailure::Run;
+    let waiting = Row {
+        id: 140,
+        state: 7,
+        completed_us: None,
+        started_us: None,
+        after: vec![128, 130],
+        on_dependency_failure: DependencyFailure::Abort,
+        expiries: 1,
+        body: RowBody::Simple {
+            args: json!({"n": 1}),
+            result: None,
+        },
+        ..rows_v1()[0].clone()
+    };
+    let destroyed_waiting = Row {
+        id: 141,
+        ..waiting.clone()
+    }
+    .into_destroyed(1_795_000_000_200);
+    rows.insert(3, waiting);
+    rows.insert(4, destroyed_waiting);
+    rows
+}
+
+fn read_fixture(path: &str) -> Vec<Vec<u8>> {
+    let bytes = std::fs::read(path).expect("the checked-in row page fixture");
     let mut records = Vec::new();
     let mut at = 0;
     while at < bytes.len() {
@@ -98,17 +149,40 @@ fn read_fixture() -> Vec<Vec<u8>> {
     records
 }
 
+fn stubbed(mut rows: Vec<Row>) -> Vec<Row> {
+    let last = rows.last_mut().expect("the long row");
+    *last = last.stub();
+    rows
+}
+
 #[test]
 fn the_checked_in_v1_page_decodes_to_its_rows() {
-    let decoded = page::decode(2, &read_fixture()).unwrap();
-    let mut expected = rows();
-    expected[3] = expected[3].stub();
-    assert_eq!(decoded, expected);
+    let records = read_fixture(FIXTURE_V1);
+    assert!(records.iter().all(|r| r[0] == row::FORMAT_ROW_V1));
+    let decoded = page::decode(2, &records).unwrap();
+    assert_eq!(decoded, stubbed(rows_v1()));
+    assert_eq!(decoded[2].state, row::STATE_DESTROYED);
+    assert_eq!(decoded[2].job_state(), None);
+}
+
+#[test]
+fn the_checked_in_v2_page_decodes_to_its_rows_and_is_what_the_encoder_writes() {
+    let records = read_fixture(FIXTURE_V2);
+    assert!(records.iter().all(|r| r[0] == row::FORMAT_ROW_V2));
+    let decoded = page::decode(2, &records).unwrap();
+    assert_eq!(decoded, stubbed(rows_v2()));
+    assert_eq!(
+        decoded[3].job_state(),
+        Some(booster_runtime::JobState::Waiting)
+    );
     // And today's encoder still writes exactly those bytes.
-    let written = page::encode(&rows()).unwrap();
-    assert_eq!(written.records, read_fixture());
+    let written = page::encode(&rows_v2()).unwrap();
+    assert_eq!(written.records, records);
     assert_eq!(written.large.len(), 1);
-    assert_eq!(row::decode(&written.large[0].1, 2).unwrap(), rows()[3]);
+    assert_eq!(
+        row::decode(&written.large[0].1, 2).unwrap(),
+        *rows_v2().last().unwrap()
+    );
 }
 
 #[test]
@@ -118,9 +192,9 @@ fn write_row_page_fixture() {
         return;
     }
     let mut out = Vec::new();
-    for r in page::encode(&rows()).unwrap().records {
+    for r in page::encode(&rows_v2()).unwrap().records {
         out.extend((r.len() as u32).to_le_bytes());
         out.extend(r);
     }
-    std::fs::write(FIXTURE, out).unwrap();
+    std::fs::write(FIXTURE_V2, out).unwrap();
 }

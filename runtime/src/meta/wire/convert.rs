@@ -8,7 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::*;
 use crate::meta::{Control, CronChange, DirmonChange, Expired, Meta, SimpleOutcome};
-use crate::table::{Body, Job, SimpleBody, SliceEntry, SliceState, SlicedBody, UploadState};
+use crate::table::slice_map::SlicePlace;
+use crate::table::{Body, Job, SimpleBody, SliceMap, SliceState, SlicedBody, UploadState};
 use crate::{
     CronRun, ErrorGroup, Incident, IncidentKind, JobShape, JobSpec, JobState, KindSettings,
     LeasePolicy, RecordErrorSample, RetryPolicy,
@@ -153,6 +154,7 @@ impl From<&Meta> for Record {
                 at_ms,
                 settings: settings.map(KindSettingsV1::from),
             },
+            Meta::KindId { id, name } => Record::KindId { id, name },
             Meta::Dirmon {
                 dirmon,
                 at_ms,
@@ -347,6 +349,7 @@ impl From<Record> for Meta {
                 at_ms,
                 settings: settings.map(KindSettings::from),
             },
+            Record::KindId { id, name } => Meta::KindId { id, name },
             Record::Dirmon {
                 dirmon,
                 at_ms,
@@ -590,6 +593,54 @@ fn slice_state_in(s: SliceStateV1) -> SliceState {
     }
 }
 
+/// A snapshot row's slices, one entry each, as v1 spells them.
+fn slices_out(map: &SliceMap) -> Vec<(u64, Slice)> {
+    map.uploaded
+        .iter()
+        .filter_map(|n| {
+            let place = map.place(n)?;
+            let d = map.detail(n);
+            let slice = Slice {
+                first_record: place.first_record,
+                records: place.records,
+                line_first: place.line_first,
+                lines: d.lines.as_deref().cloned(),
+                numbers: d.numbers.as_deref().cloned(),
+                state: slice_state_out(map.state(n)?),
+                errors: d.errors,
+                expiries: (d.expiries > 0).then_some(d.expiries),
+                retries: (d.retries > 0).then_some(d.retries),
+                retry_at_ms: d.retry_at_ms,
+            };
+            Some((n, slice))
+        })
+        .collect()
+}
+
+/// The slice map of a snapshot row's slices (a seq listed twice: the
+/// first entry holds).
+fn slices_in(slices: Vec<(u64, Slice)>) -> SliceMap {
+    let mut map = SliceMap::default();
+    for (n, e) in slices {
+        let place = SlicePlace {
+            first_record: e.first_record,
+            records: e.records,
+            line_first: e.line_first,
+        };
+        if !map.upload(n, place, e.lines.map(Arc::new), e.numbers.map(Arc::new)) {
+            continue;
+        }
+        map.set_state(n, slice_state_in(e.state));
+        map.with_detail(n, |d| {
+            d.errors = e.errors;
+            d.expiries = e.expiries.unwrap_or(0);
+            d.retries = e.retries.unwrap_or(0);
+            d.retry_at_ms = e.retry_at_ms;
+        });
+    }
+    map
+}
+
 impl From<&Job> for Row {
     fn from(j: &Job) -> Row {
         let body = match &j.body {
@@ -603,25 +654,7 @@ impl From<&Job> for Row {
                 collect_errors: s.collect_errors,
                 upload: upload_out(s.upload),
                 before_done: s.before_done,
-                slices: s
-                    .slices
-                    .iter()
-                    .map(|(n, e)| {
-                        let slice = Slice {
-                            first_record: e.first_record,
-                            records: e.records,
-                            line_first: e.line_first,
-                            lines: e.lines.as_deref().cloned(),
-                            numbers: e.numbers.as_deref().cloned(),
-                            state: slice_state_out(e.state),
-                            errors: e.errors,
-                            expiries: (e.expiries > 0).then_some(e.expiries),
-                            retries: (e.retries > 0).then_some(e.retries),
-                            retry_at_ms: e.retry_at_ms,
-                        };
-                        (*n, slice)
-                    })
-                    .collect(),
+                slices: slices_out(&s.slices),
                 records_in: s.records_in,
                 records_rejected: s.records_rejected,
                 records_out: s.records_out,
@@ -691,26 +724,7 @@ impl From<Row> for Job {
                 body.records_by_category = counts;
                 body.upload = upload_in(s.upload);
                 body.before_done = s.before_done;
-                body.slices = s
-                    .slices
-                    .into_iter()
-                    .map(|(n, e)| {
-                        let entry = SliceEntry {
-                            first_record: e.first_record,
-                            records: e.records,
-                            line_first: e.line_first,
-                            lines: e.lines.map(Arc::new),
-                            numbers: e.numbers.map(Arc::new),
-                            state: slice_state_in(e.state),
-                            errors: e.errors,
-                            panics: 0,
-                            expiries: e.expiries.unwrap_or(0),
-                            retries: e.retries.unwrap_or(0),
-                            retry_at_ms: e.retry_at_ms,
-                        };
-                        (n, entry)
-                    })
-                    .collect::<BTreeMap<_, _>>();
+                body.slices = slices_in(s.slices);
                 body.records_in = s.records_in;
                 body.records_rejected = s.records_rejected;
                 body.records_out = s.records_out;
@@ -732,6 +746,8 @@ impl From<Row> for Job {
         Job {
             id: r.id,
             kind: Arc::from(r.kind),
+            // Interned when the restored job enters the table.
+            kind_id: 0,
             description: r.description,
             priority: r.priority,
             max_workers: r.max_workers,
@@ -871,4 +887,51 @@ impl From<KindSettingsV1> for KindSettings {
 /// byte, and a reader loses nothing by its absence (`clock::ms_to_us`).
 fn finer_than_ms(us: u64) -> Option<u64> {
     (!us.is_multiple_of(1000)).then_some(us)
+}
+
+/// A job's error groups as the meta wire spells them (`Group`), for the
+/// job table's rows; none is null.
+pub(crate) fn groups_to_json(groups: &[ErrorGroup]) -> Value {
+    if groups.is_empty() {
+        return Value::Null;
+    }
+    serde_json::to_value(groups_out(groups)).expect("error groups serialize")
+}
+
+pub(crate) fn groups_from_json(v: Value) -> Result<Vec<ErrorGroup>, String> {
+    if v.is_null() {
+        return Ok(Vec::new());
+    }
+    let groups: Vec<Group> =
+        serde_json::from_value(v).map_err(|e| format!("bad error groups ({e})"))?;
+    Ok(groups_in(groups))
+}
+
+/// Why each failed slice failed, `[[seq, [message, sample]]]` as the meta
+/// wire spells a sample; none is null.
+pub(crate) fn failures_to_json(
+    failures: &BTreeMap<u64, (String, Option<RecordErrorSample>)>,
+) -> Value {
+    if failures.is_empty() {
+        return Value::Null;
+    }
+    let wire: Vec<(u64, (&str, Option<Sample>))> = failures
+        .iter()
+        .map(|(n, (m, s))| (*n, (m.as_str(), s.clone().map(Sample::from))))
+        .collect();
+    serde_json::to_value(wire).expect("failures serialize")
+}
+
+pub(crate) fn failures_from_json(
+    v: Value,
+) -> Result<BTreeMap<u64, (String, Option<RecordErrorSample>)>, String> {
+    if v.is_null() {
+        return Ok(BTreeMap::new());
+    }
+    let wire: Vec<(u64, (String, Option<Sample>))> =
+        serde_json::from_value(v).map_err(|e| format!("bad slice failures ({e})"))?;
+    Ok(wire
+        .into_iter()
+        .map(|(n, (m, s))| (n, (m, s.map(RecordErrorSample::from))))
+        .collect())
 }
