@@ -17,13 +17,38 @@ use serde::{Deserialize, Serialize};
 use crate::meta::{DirmonChange, Meta};
 use crate::shared::write_one;
 use crate::state::State;
-use crate::{Runtime, RuntimeError};
+use crate::{JobId, Runtime, RuntimeError};
 
 /// A dirmon entry's id (`Runtime::add_dirmon`); never reused.
 pub type DirmonId = u64;
 
 /// The default time a file must stay unchanged before it is taken.
 pub const DEFAULT_SETTLE_MS: u64 = 5_000;
+
+/// Whether a failed upload's reason says it was cut (its process stopped,
+/// or its uploader was dropped), not that its input was bad: only such an
+/// upload may be made again from the same file.
+pub fn upload_was_cut(reason: &str) -> bool {
+    reason == crate::lost::UPLOAD_CUT || reason == crate::upload::UPLOADER_DROPPED
+}
+
+/// The job property a dirmon job carries: `{"entry": id, "file": NAME,
+/// "source": path}`, NAME its file's unique name in the entry's inbox and
+/// archive. The runtime reads `file` when the job is created, to keep the
+/// file's job known after the job itself is destroyed (`Dirmons::taken`).
+pub const PROPERTY: &str = "dirmon";
+
+/// Whether `job` is a dirmon job whose file is not wholly in: the watcher
+/// created it paused and resumes it once the whole file is in, so no one
+/// else may resume it before (a record that ran would run again in the job
+/// that replaces one whose upload a crash cut), nor after its upload
+/// failed (it would run part of the file).
+pub(crate) fn holds(job: &crate::table::Job) -> bool {
+    job.properties.get(PROPERTY).is_some()
+        && job
+            .sliced()
+            .is_some_and(|s| s.upload != crate::table::UploadState::Complete)
+}
 
 /// What a directory monitor takes and what it makes of each file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,11 +112,17 @@ pub struct DirmonView {
     pub defined_ms: u64,
 }
 
-/// The entries and the next id to hand out (`Book::dirmons`).
+/// The entries and the next id to hand out (`Book::dirmons`), and the
+/// files taken but not archived yet.
 #[derive(Clone, Debug)]
 pub struct Dirmons {
     pub entries: BTreeMap<DirmonId, DirmonView>,
     pub next: DirmonId,
+    /// Inbox file name -> (entry, job): set by the `created` record of the
+    /// file's job, cleared by `Archived`. It outlives the job (destroyed
+    /// while its file sat in the inbox), so the watcher never takes a
+    /// file twice because its job is gone; bounded by the files in flight.
+    pub taken: BTreeMap<String, (DirmonId, JobId)>,
 }
 
 impl Default for Dirmons {
@@ -99,11 +130,23 @@ impl Default for Dirmons {
         Dirmons {
             entries: BTreeMap::new(),
             next: 1,
+            taken: BTreeMap::new(),
         }
     }
 }
 
 impl Dirmons {
+    /// Notes the file a dirmon job was made of (`created`, live and on replay).
+    pub(crate) fn note_created(&mut self, spec: &crate::JobSpec, id: JobId) {
+        let Some(d) = spec.properties.get(PROPERTY) else {
+            return;
+        };
+        if let Some(file) = d.get("file").and_then(|f| f.as_str()) {
+            let entry = d.get("entry").and_then(|e| e.as_u64()).unwrap_or(0);
+            self.taken.insert(file.to_string(), (entry, id));
+        }
+    }
+
     /// The records a compaction snapshot writes: each entry whole, with its
     /// paused flag and its own definition time.
     pub(crate) fn snapshot_records(&self) -> Vec<Meta> {
@@ -117,6 +160,14 @@ impl Dirmons {
                     paused: e.paused,
                 },
             })
+            .chain(self.taken.iter().map(|(file, &(entry, job))| Meta::Dirmon {
+                dirmon: entry,
+                at_ms: 0,
+                change: DirmonChange::Taken {
+                    file: file.clone(),
+                    job,
+                },
+            }))
             .collect()
     }
 }
@@ -154,6 +205,13 @@ impl State {
             }
             DirmonChange::Remove => {
                 dirmons.entries.remove(&id).ok_or_else(|| no_entry(id))?;
+            }
+            // Files outlive their entry: neither needs it.
+            DirmonChange::Taken { file, job } => {
+                dirmons.taken.insert(file.clone(), (id, *job));
+            }
+            DirmonChange::Archived { file } => {
+                dirmons.taken.remove(file);
             }
         }
         Ok(())
@@ -211,6 +269,37 @@ impl Runtime {
     /// Removes entry `id` (a file already taken goes on as its job).
     pub async fn remove_dirmon(&self, id: DirmonId) -> Result<(), RuntimeError> {
         self.change_dirmon(id, DirmonChange::Remove).await
+    }
+
+    /// The job inbox file `file` was taken as, if it was (even when that
+    /// job was destroyed since), until the file is archived.
+    pub fn dirmon_file_job(&self, file: &str) -> Option<JobId> {
+        let st = self.shared().state.lock();
+        st.book.dirmons.taken.get(file).map(|&(_, job)| job)
+    }
+
+    /// The files of entry `id` taken and not archived yet, with their jobs.
+    pub fn dirmon_taken(&self, id: DirmonId) -> Vec<(String, JobId)> {
+        let st = self.shared().state.lock();
+        st.book
+            .dirmons
+            .taken
+            .iter()
+            .filter(|(_, &(entry, _))| entry == id)
+            .map(|(file, &(_, job))| (file.clone(), job))
+            .collect()
+    }
+
+    /// Records that inbox file `file` of entry `id` is in the archive.
+    pub async fn dirmon_archived(&self, id: DirmonId, file: &str) -> Result<(), RuntimeError> {
+        let m = Meta::Dirmon {
+            dirmon: id,
+            at_ms: self.shared().clock.now_ms(),
+            change: DirmonChange::Archived {
+                file: file.to_string(),
+            },
+        };
+        write_one(self.shared(), self.store(), m).await
     }
 
     async fn change_dirmon(&self, id: DirmonId, change: DirmonChange) -> Result<(), RuntimeError> {
@@ -302,5 +391,40 @@ mod tests {
         st.apply_dirmon(3, 10, &DirmonChange::Remove).unwrap();
         assert!(st.book.dirmons.entries.is_empty());
         assert!(st.apply_dirmon(3, 11, &DirmonChange::Resume).is_err());
+    }
+
+    /// The file a job was made of stays known after the job is destroyed,
+    /// through compaction snapshots, until it is archived.
+    #[test]
+    fn a_taken_file_is_known_until_archived_even_through_a_snapshot() {
+        let mut st = State::new(crate::state::Book::new(1, 1_000, 100));
+        let mut spec = crate::JobSpec::sliced("copy");
+        spec.properties = serde_json::json!({ PROPERTY: { "entry": 2, "file": "5-2-0-a.csv" } });
+        st.apply(&Meta::Created {
+            first_id: 1,
+            at_ms: 5,
+            specs: vec![spec],
+        })
+        .unwrap();
+        assert_eq!(st.book.dirmons.taken["5-2-0-a.csv"], (2, 1));
+        let mut copy = State::new(crate::state::Book::new(1, 1_000, 100));
+        for m in st.book.dirmons.snapshot_records() {
+            copy.apply(&m).unwrap();
+        }
+        assert_eq!(copy.book.dirmons.taken, st.book.dirmons.taken);
+        let archived = DirmonChange::Archived {
+            file: "5-2-0-a.csv".into(),
+        };
+        copy.apply_dirmon(2, 9, &archived).unwrap();
+        assert!(copy.book.dirmons.taken.is_empty());
+    }
+
+    #[test]
+    fn only_a_cut_upload_may_be_made_again() {
+        assert!(upload_was_cut(&crate::lost::upload_reason(&[])));
+        assert!(upload_was_cut(crate::upload::UPLOADER_DROPPED));
+        assert!(!upload_was_cut(
+            "upload interrupted: reading the input failed: bad gzip"
+        ));
     }
 }

@@ -83,7 +83,10 @@ pub use category::{
     CategoryName, Output, CATEGORY_STREAM_BASE, MAX_CATEGORIES, MAX_CATEGORY_NAME_BYTES,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use dirmon::{DirmonId, DirmonSpec, DirmonView, DEFAULT_SETTLE_MS as DIRMON_DEFAULT_SETTLE_MS};
+pub use dirmon::{
+    upload_was_cut, DirmonId, DirmonSpec, DirmonView,
+    DEFAULT_SETTLE_MS as DIRMON_DEFAULT_SETTLE_MS, PROPERTY as DIRMON_PROPERTY,
+};
 pub use download::{Download, SeparatedDownload};
 pub use handler::{heartbeat, lease_ended};
 pub use job_state::{JobState, UnknownState};

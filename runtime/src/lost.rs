@@ -124,9 +124,12 @@ pub fn upload_reason(damage: &[Damage]) -> String {
             meta_ranges(damage)
         );
     }
-    "upload interrupted: the process stopped before the upload finished; submit the job again"
-        .to_string()
+    UPLOAD_CUT.to_string()
 }
+
+/// The reason of an upload a stopped process left open.
+pub(crate) const UPLOAD_CUT: &str =
+    "upload interrupted: the process stopped before the upload finished; submit the job again";
 
 /// The slices the table says the store holds but it does not. Always: a
 /// slice missing between a job's first and last ones (its `Uploaded`

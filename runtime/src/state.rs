@@ -613,6 +613,7 @@ impl State {
                         }
                     }
                     let waits = job.state == JobState::Waiting;
+                    self.book.dirmons.note_created(spec, id);
                     self.insert(job, "created");
                     if waits {
                         self.settle_waiting(id);

@@ -413,6 +413,10 @@ impl Uploader {
     }
 }
 
+/// The reason of an upload whose `Uploader` was dropped unfinished.
+pub(crate) const UPLOADER_DROPPED: &str =
+    "upload interrupted: the uploader was dropped before finish";
+
 impl Drop for Uploader {
     /// An uploader dropped before `finish` leaves its job failed, never
     /// silently partial.
@@ -427,7 +431,7 @@ impl Drop for Uploader {
         handle.spawn(async move {
             let m = Meta::UploadFailed {
                 job,
-                reason: "upload interrupted: the uploader was dropped before finish".into(),
+                reason: UPLOADER_DROPPED.into(),
                 at_ms: Some(shared.clock.now_ms()),
             };
             let _ = write_one(&shared, &store, m).await;

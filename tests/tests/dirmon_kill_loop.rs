@@ -23,6 +23,7 @@ fn listing(dir: &Path) -> Vec<String> {
             l.flatten()
                 .filter(|e| e.path().is_file())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.'))
                 .collect()
         })
         .unwrap_or_default();

@@ -191,14 +191,17 @@ function route() {
   listeners.clear();
   const hash = location.hash || "#/";
   const section = hash.startsWith("#/workers") ? "workers" : hash.startsWith("#/history") ? "history"
-    : hash.startsWith("#/cron") ? "cron" : "jobs";
-  for (const name of ["jobs", "workers", "cron", "history"]) {
+    : hash.startsWith("#/cron") ? "cron" : hash.startsWith("#/kinds") ? "kinds"
+    : hash.startsWith("#/dirmon") ? "dirmon" : "jobs";
+  for (const name of ["jobs", "workers", "cron", "kinds", "dirmon", "history"]) {
     document.getElementById("nav-" + name).className = section === name ? "current" : "";
   }
   const m = hash.match(/^#\/job\/(\d+)$/);
   if (m) return jobPage(Number(m[1]));
   if (section === "workers") return workersPage();
   if (section === "cron") return cronPage();
+  if (section === "kinds") return kindsPage();
+  if (section === "dirmon") return dirmonPage();
   if (section === "history") return historyPage();
   return jobsPage();
 }
@@ -381,6 +384,68 @@ async function cronPage() {
   const timer = setInterval(refresh, 5000); // ticks pass without job events
   pageCleanup = () => clearInterval(timer);
   await refresh();
+}
+
+// Kinds: what is stored and what applies (`GET /api/kinds`); an admin
+// sets a kind's running-job limit here, as `booster kind limit` does
+// (`PUT /api/kinds/{kind}` with the kind's settings, the limit changed).
+async function kindsPage() {
+  const current = pageGuard();
+  let data;
+  try { data = await api("GET", "/api/kinds"); } catch (e) { return current() && showError(e); }
+  if (!current()) return;
+  const limitText = (n) => (n === null || n === undefined ? "no limit" : n === 0 ? "0 (paused)" : String(n));
+  const windowText = (w) => (w ? w.start + "-" + w.end + " " + (w.tz || "UTC") : "any time");
+  const rows = data.kinds.map((k) => {
+    const input = el("input", { type: "text", size: 6, class: "limit", placeholder: "none", value: k.effective.max_running ?? "" });
+    const msg = el("span", { class: "msg" });
+    const form = el("form", { class: "inline", onsubmit: async (e) => {
+      e.preventDefault();
+      const text = input.value.trim();
+      if (text !== "" && !/^[0-9]+$/.test(text)) { msg.className = "msg err"; msg.textContent = "a number of jobs, or empty for no limit"; return; }
+      const settings = Object.assign({}, k.stored || k.effective, { max_running: text === "" ? null : Number(text) });
+      try {
+        await api("PUT", "/api/kinds/" + encodeURIComponent(k.kind), settings);
+        msg.className = "msg ok"; msg.textContent = "stored";
+        kindsPage();
+      } catch (err) { msg.className = "msg err"; msg.textContent = err.message; }
+    } }, input, " ", el("button", { type: "submit" }, "Set limit"), " ", msg);
+    return el("tr", { "data-kind": k.kind },
+      el("td", {}, k.kind),
+      el("td", {}, k.registered ? "yes" : el("span", { class: "muted" }, "no")),
+      el("td", { class: "limit-now" }, limitText(k.effective.max_running)),
+      el("td", {}, k.effective.retry.max_retries + " × " + k.effective.retry.backoff_base_ms + " ms"),
+      el("td", {}, windowText(k.effective.window)),
+      el("td", {}, k.stored ? "stored" : el("span", { class: "muted" }, "this process's")),
+      el("td", {}, form));
+  });
+  main.replaceChildren(el("h1", {}, "Kinds"),
+    el("p", { class: "muted" }, "Stored settings outlive restarts and hold for every process on the data directory; booster kind shows and changes them too."),
+    el("table", { id: "kinds" },
+      el("thead", {}, el("tr", {}, el("th", {}, "Kind"), el("th", {}, "Handler here"), el("th", {}, "Running limit"),
+        el("th", {}, "Retries"), el("th", {}, "Window"), el("th", {}, "Settings"), el("th", {}, "Change"))),
+      el("tbody", {}, rows)));
+}
+
+// Dirmon entries (`GET /api/dirmons`); `booster dirmon` changes them.
+async function dirmonPage() {
+  const current = pageGuard();
+  let data;
+  try { data = await api("GET", "/api/dirmons"); } catch (e) { return current() && showError(e); }
+  if (!current()) return;
+  main.replaceChildren(el("h1", {}, "Dirmon"),
+    data.dirmons.length === 0
+      ? el("p", { class: "muted" }, "No dirmon entries. booster dirmon add --pattern 'DIR/*.csv' --archive DONE --kind copy adds one.")
+      : el("table", { id: "dirmons" },
+        el("thead", {}, el("tr", {}, el("th", { class: "num" }, "Id"), el("th", {}, "Pattern"), el("th", {}, "Archive"),
+          el("th", { class: "num" }, "Settle"), el("th", {}, "Job options"), el("th", {}, "State"))),
+        el("tbody", {}, data.dirmons.map((d) => el("tr", {},
+          el("td", { class: "num" }, String(d.id)),
+          el("td", { class: "expr" }, d.spec.pattern),
+          el("td", {}, d.spec.archive),
+          el("td", { class: "num" }, d.spec.settle_ms + " ms"),
+          el("td", { class: "expr" }, d.spec.options.join(" ")),
+          el("td", {}, d.paused ? "paused" : "active"))))));
 }
 
 window.addEventListener("hashchange", route);

@@ -101,6 +101,16 @@ pub enum Command {
         after_help = "A file matching --pattern that has stopped growing (its size and time unchanged\nfor --settle) is moved into the archive and becomes one job with its contents\nuploaded. A crash at any point neither loses the file nor runs it twice.\nFiles are taken by `booster serve` or `booster work` run with --dirmon-allow\nnaming directories that hold both the watched directory and the archive.\n\nExamples:\n  booster dirmon add --pattern '/data/in/*.csv' --kind copy --archive /data/done\n  booster work --dirmon-allow /data\n  booster dirmon list\n  booster dirmon pause 1 && booster dirmon resume 1\n  booster dirmon remove 1"
     )]
     Dirmon(DirmonCommand),
+    /// Submit several files, one job each, and an on-complete job that runs once all have finished.
+    #[command(
+        after_help = "The jobs and the on-complete job are made in one commit: the on-complete job\nwaits for every job of the batch to finish (completed, failed or aborted), then\nruns once, across restarts. Its handler reads the batch's jobs and their output\n(JobContext::after and after_output).\n\nExample:\n  booster batch --input jan.csv --input feb.csv --kind copy --on-complete-kind report --on-complete-args '{\"month\": \"Q1\"}'"
+    )]
+    Batch {
+        /// --input FILE (repeatable), --on-complete-kind KIND,
+        /// --on-complete-args JSON, and the job options of `submit`.
+        #[arg(required = true, num_args = 1.., allow_hyphen_values = true, trailing_var_arg = true, value_name = "OPTION")]
+        words: Vec<String>,
+    },
     /// Segments, frames, jobs, live and dead bytes, compression ratio.
     #[command(after_help = "Example:\n  booster --data ./booster-data inspect")]
     Inspect,

@@ -612,6 +612,43 @@ fn dashboard_shows_live_progress_edits_priority_and_escapes_text_in_a_real_brows
     );
     s.screenshot("booster-dashboard-cron.png");
 
+    // The kinds page shows what applies, and sets a running limit that is
+    // stored (what `booster kind limit copy 2` does).
+    s.go(&format!("{}/#/kinds", t.url));
+    let row = s.wait_for("#kinds tr[data-kind='copy']");
+    assert!(s.text(&row).contains("no limit"), "{}", s.text(&row));
+    let input = s.wait_for("#kinds tr[data-kind='copy'] input.limit");
+    s.type_into(&input, "2");
+    s.click(&s.wait_for("#kinds tr[data-kind='copy'] button"));
+    wait_until("the limit stored", || {
+        let view = runtime
+            .kinds_settings()
+            .into_iter()
+            .find(|k| k.kind == "copy")?;
+        (view.stored.and_then(|st| st.max_running) == Some(2)).then_some(())
+    });
+    wait_until("the page shows it", || {
+        s.text_of("#kinds tr[data-kind='copy'] td.limit-now")
+            .filter(|t| t == "2")
+    });
+    s.screenshot("booster-dashboard-kinds.png");
+
+    // The dirmon page lists the entries.
+    let spec = booster_runtime::DirmonSpec {
+        pattern: "/data/in/*.csv".into(),
+        archive: "/data/done".into(),
+        settle_ms: 5000,
+        options: vec!["--kind".into(), "copy".into()],
+    };
+    t.rt.block_on(runtime.add_dirmon(spec)).unwrap();
+    s.go(&format!("{}/#/dirmon", t.url));
+    let row = s.wait_for("#dirmons tbody tr");
+    let text = s.text(&row);
+    assert!(
+        text.contains("/data/in/*.csv") && text.contains("--kind copy") && text.contains("active"),
+        "{text}"
+    );
+
     s.assert_no_browser_errors();
 }
 

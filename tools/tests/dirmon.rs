@@ -380,3 +380,122 @@ fn serve_adds_entries_only_inside_its_allowlist_and_takes_their_files() {
     let (_, list) = call(url, "GET", "/api/dirmons", None);
     assert_eq!(list["dirmons"][0]["id"], id, "{list}");
 }
+
+#[test]
+fn a_file_that_makes_no_job_is_moved_aside_with_why_and_a_symlink_is_never_read() {
+    let sb = Sandbox::new();
+    let (root, inbox, done) = setup(&sb);
+    let pattern = format!("{}/*.csv", inbox.display());
+    let archive = done.display().to_string();
+    sb.ok(&[
+        "dirmon",
+        "add",
+        "--pattern",
+        &pattern,
+        "--archive",
+        &archive,
+        "--settle",
+        "100ms",
+        "--kind",
+        "validate-customers",
+    ]);
+    // A header without the columns validate-customers needs: no job.
+    std::fs::write(inbox.join("bad.csv"), "who,what\nann,1\n").unwrap();
+    // Not a plain file: never opened.
+    std::os::unix::fs::symlink(sb.path("feeds"), inbox.join("link.csv")).unwrap();
+    let work = Working::start(&sb, &root);
+    let rejected = done.join(".booster-rejected");
+    wait_until("the file moved aside", Duration::from_secs(60), || {
+        names(&rejected).len() == 2
+    });
+    // A few more scans: nothing is taken again.
+    std::thread::sleep(Duration::from_millis(600));
+    let said = work.stop();
+    let moved = names(&rejected);
+    assert!(
+        moved[0].ends_with("-bad.csv") && moved[1].ends_with("-bad.csv.why"),
+        "{moved:?}"
+    );
+    let why = std::fs::read_to_string(rejected.join(&moved[1])).unwrap();
+    assert!(why.contains("header"), "{why}");
+    assert!(said.contains("made no job"), "{said}");
+    assert_eq!(names(&inbox), ["link.csv"], "a symlink is left where it is");
+    assert!(sb.jobs().is_empty());
+}
+
+#[test]
+fn a_file_whose_job_was_destroyed_before_it_was_archived_is_never_taken_again() {
+    use booster_runtime::{Runtime, RuntimeOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let (inbox, done) = (dir.path().join("in"), dir.path().join("done"));
+    std::fs::create_dir_all(done.join(booster_tools::dirmon::INBOX)).unwrap();
+    std::fs::create_dir_all(&inbox).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut opts = RuntimeOptions::new(dir.path().join("data"));
+        opts.workers = 1;
+        let runtime = Runtime::open(opts).await.unwrap();
+        booster_tools::kinds::register_builtin(&runtime);
+        let entry = runtime
+            .add_dirmon(booster_runtime::DirmonSpec {
+                pattern: format!("{}/*.csv", inbox.display()),
+                archive: done.display().to_string(),
+                settle_ms: 50,
+                options: vec!["--kind".into(), "copy".into()],
+            })
+            .await
+            .unwrap();
+        // What a crash after the upload and before the archive move leaves,
+        // once someone destroyed the finished job meanwhile.
+        let name = format!("1795932425572-{entry}-0-a.csv");
+        std::fs::write(
+            done.join(booster_tools::dirmon::INBOX).join(&name),
+            "x\ny\n",
+        )
+        .unwrap();
+        let mut spec = booster_runtime::JobSpec::sliced("copy");
+        spec.properties = serde_json::json!({ "dirmon": { "entry": entry, "file": name } });
+        let job = runtime.submit(spec).await.unwrap();
+        let mut up = runtime.upload(job).await.unwrap();
+        up.push(b"x".to_vec()).await.unwrap();
+        up.finish().await.unwrap();
+        runtime.wait(job).await.unwrap();
+        runtime.destroy(job).await.unwrap();
+        let watcher = booster_tools::dirmon::Watcher::spawn(
+            runtime.clone(),
+            booster_tools::dirmon::Config {
+                allow: vec![dir.path().to_path_buf()],
+                rescan: Duration::from_millis(50),
+            },
+        )
+        .unwrap();
+        let start = Instant::now();
+        while !done.join(&name).exists() {
+            assert!(start.elapsed() < Duration::from_secs(30), "not archived");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        watcher.stop().await;
+        let jobs = runtime.jobs(booster_runtime::JobFilter::default()).await;
+        assert!(jobs.is_empty(), "made again: {jobs:#?}");
+        assert_eq!(runtime.dirmon_file_job(&name), None);
+        runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+    });
+}
+
+#[test]
+fn an_entry_with_files_in_its_inbox_cannot_be_removed() {
+    let sb = Sandbox::new();
+    let (_root, inbox, done) = setup(&sb);
+    let id = add(&sb, &inbox, &done, &[]);
+    let inbox_dir = done.join(".booster-inbox");
+    std::fs::create_dir_all(&inbox_dir).unwrap();
+    std::fs::write(inbox_dir.join(format!("1795932425572-{id}-0-a.csv")), "x\n").unwrap();
+    let out = sb.expect(1, &["dirmon", "remove", &id.to_string()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("still has 1 file"), "{err}");
+    assert_eq!(sb.json(&["dirmon", "list"])[0]["id"], id);
+}

@@ -188,6 +188,16 @@ pub enum DirmonChange {
     Pause,
     Resume,
     Remove,
+    /// Compaction snapshots: inbox file `file` was taken as job `job` and
+    /// is not archived yet (live, the job's `created` record says so).
+    Taken {
+        file: String,
+        job: crate::JobId,
+    },
+    /// Inbox file `file` is in the archive: the watcher is done with it.
+    Archived {
+        file: String,
+    },
 }
 
 /// What a `Meta::Cron` record does to its entry.

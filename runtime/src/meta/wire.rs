@@ -169,6 +169,13 @@ pub enum DirmonChangeV1 {
     Pause,
     Resume,
     Remove,
+    Taken {
+        file: String,
+        job: u64,
+    },
+    Archived {
+        file: String,
+    },
 }
 
 #[derive(Serialize, Deserialize)]

@@ -8,6 +8,7 @@ mod cpu_spin;
 mod cron;
 mod degraded;
 mod dependencies;
+mod dirmon;
 mod hostile_log;
 mod lease_expiry;
 mod limits;

@@ -16,6 +16,7 @@ pub async fn dirmon(ctx: &Ctx, command: DirmonCommand) -> anyhow::Result<i32> {
     };
     let runtime = ctx.open(None, false, spec.is_none()).await?;
     let rt = runtime.clone();
+    let removing = matches!(command, DirmonCommand::Remove { .. });
     let (added, entries) = with_runtime(runtime, async move {
         let mut added = None;
         match command {
@@ -27,6 +28,9 @@ pub async fn dirmon(ctx: &Ctx, command: DirmonCommand) -> anyhow::Result<i32> {
             DirmonCommand::Pause { id } => rt.pause_dirmon(id).await?,
             DirmonCommand::Resume { id } => rt.resume_dirmon(id).await?,
             DirmonCommand::Remove { id } => {
+                if let Some(view) = rt.dirmons().into_iter().find(|d| d.id == id) {
+                    crate::dirmon::check_removable(&view).map_err(anyhow::Error::msg)?;
+                }
                 rt.remove_dirmon(id).await?;
                 ctx.say(format!("dirmon {id} removed"));
             }
@@ -48,7 +52,9 @@ pub async fn dirmon(ctx: &Ctx, command: DirmonCommand) -> anyhow::Result<i32> {
         }
         return Ok(exit::OK);
     }
-    print_dirmons(ctx.json, &entries);
+    if !removing || ctx.json {
+        print_dirmons(ctx.json, &entries);
+    }
     Ok(exit::OK)
 }
 

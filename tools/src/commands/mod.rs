@@ -2,6 +2,7 @@
 //! data directory, does its work and shuts the runtime down (flushing the
 //! store and releasing its lock) even when the work failed.
 
+mod batch;
 mod cron;
 mod dirmon;
 mod download;
@@ -311,6 +312,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Kind(command) => jobs::kind(&ctx, command).await,
         Command::Cron(command) => cron::cron(&ctx, command).await,
         Command::Dirmon(command) => dirmon::dirmon(&ctx, command).await,
+        Command::Batch { words } => batch::batch(&ctx, &words).await,
         Command::Salvage(args) => store::salvage(&ctx, &args.into).await,
         Command::Compact => store::compact(&ctx).await,
         Command::Demo(args) => crate::demo::demo(&ctx, args).await,

@@ -75,8 +75,20 @@ pub fn resolve_allow(dirs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// Why an entry would not be watched under `allow` (resolved), if it
-/// would not: what `POST /api/dirmons` refuses.
+/// would not: what `POST /api/dirmons` refuses. Options that name a file
+/// on this host (`--layout`) are refused too: a client never decides what
+/// the server reads.
 pub fn refusal(view: &DirmonView, allow: &[PathBuf]) -> Option<String> {
+    if view
+        .spec
+        .options
+        .iter()
+        .any(|w| w.split('=').next() == Some("--layout"))
+    {
+        return Some(
+            "--layout names a file on the server; over HTTP a dirmon entry cannot read one (add it with the local CLI)".into(),
+        );
+    }
     open_entry(view, allow).err()
 }
 
@@ -91,13 +103,40 @@ struct Entry {
     seen: HashMap<PathBuf, (u64, SystemTime, Instant)>,
     /// Problems already reported, so a rescan does not repeat them.
     told: BTreeSet<String>,
+    /// The inbox's lock, held while the entry is watched.
+    lock: Option<std::fs::File>,
 }
 
 impl Entry {
     fn tell(&mut self, what: String) {
+        if self.told.len() >= 1024 {
+            // Bounded: an old problem may be said once more.
+            self.told.clear();
+        }
         if self.told.insert(what.clone()) {
             eprintln!("booster dirmon {}: {what}", self.view.id);
         }
+    }
+
+    /// Whether the directory and the archive are still the ones checked
+    /// against the allowlist: a directory replaced by a symlink (or moved)
+    /// since would lead the watcher outside it. Checked at every pass.
+    fn still_in_place(&mut self) -> bool {
+        for (what, path) in [
+            ("directory", self.dir.clone()),
+            ("archive", self.archive.clone()),
+        ] {
+            let same = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir())
+                && path.canonicalize().is_ok_and(|real| real == path);
+            if !same {
+                self.tell(format!(
+                    "its {what} {} is no longer the directory that was allowed (moved, or replaced by a symlink); nothing is taken until it is",
+                    path.display()
+                ));
+                return false;
+            }
+        }
+        true
     }
 }
 
@@ -121,10 +160,14 @@ async fn run(runtime: Runtime, config: Config, mut stopped: watch::Receiver<bool
             if *stopped.borrow() {
                 return;
             }
+            if !entry.still_in_place() {
+                continue;
+            }
+            // A paused entry takes no new file, but finishes the ones it took.
+            take::settle_inbox(&runtime, entry, &mut stopped).await;
             if entry.view.paused {
                 continue;
             }
-            take::settle_inbox(&runtime, entry, &mut stopped).await;
             if let Some(next) = take::scan(&runtime, entry, &mut stopped).await {
                 wake = wake.min(next);
             }
@@ -159,7 +202,19 @@ fn sync_entries(
             entry.view = view;
             continue;
         }
-        match open_entry(&view, &config.allow) {
+        let opened = open_entry(&view, &config.allow).and_then(|entry| {
+            let feeds = entries
+                .values()
+                .find(|other| other.dir == entry.archive || other.archive == entry.dir);
+            match feeds {
+                Some(other) => Err(format!(
+                    "its archive or directory is dirmon {}'s directory or archive: one would take the other's files again",
+                    other.view.id
+                )),
+                None => Ok(entry),
+            }
+        });
+        match opened.and_then(|mut entry| lock_inbox(&mut entry).map(|()| entry)) {
             Ok(entry) => {
                 refused.remove(&view.id);
                 eprintln!(
@@ -178,6 +233,69 @@ fn sync_entries(
             }
         }
     }
+}
+
+/// Holds the lock of the entry's inbox (`INBOX/.lock`, flock) for as
+/// long as the entry is watched: a second watcher (another data directory
+/// with an entry on the same archive) is refused rather than settle files
+/// it did not take.
+fn lock_inbox(entry: &mut Entry) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    let inbox = entry.archive.join(INBOX);
+    if !inbox.is_dir() {
+        std::fs::create_dir(&inbox).map_err(|e| format!("creating {}: {e}", inbox.display()))?;
+        // Durable before any file is claimed into it.
+        std::fs::File::open(&entry.archive)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| format!("syncing {}: {e}", entry.archive.display()))?;
+    }
+    let path = inbox.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("opening {}: {e}", path.display()))?;
+    // SAFETY: flock on a descriptor we own; no memory involved.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    if !locked {
+        return Err(format!(
+            "another dirmon watcher (another data directory, or another entry of this one) holds {}; give each entry its own archive",
+            path.display()
+        ));
+    }
+    entry.lock = Some(file);
+    Ok(())
+}
+
+/// Refuses to remove an entry whose inbox still holds files it took: they
+/// would be left there, neither a finished job nor back in the directory.
+pub fn check_removable(view: &DirmonView) -> Result<(), String> {
+    let left = inbox_files(view);
+    if left.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "dirmon {} still has {} file(s) in {} ({}); a watcher finishes them (`booster work --dirmon-allow DIR`): pause the entry, let them finish, then remove it",
+        view.id,
+        left.len(),
+        Path::new(&view.spec.archive).join(INBOX).display(),
+        left.join(", ")
+    ))
+}
+
+/// An entry's files in its inbox: taken, not archived yet.
+pub fn inbox_files(view: &DirmonView) -> Vec<String> {
+    let inbox = Path::new(&view.spec.archive).join(INBOX);
+    let prefix = |name: &str| take::claimed_by(name) == Some(view.id);
+    std::fs::read_dir(inbox)
+        .map(|l| {
+            l.flatten()
+                .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                .filter(|n| prefix(n))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// An entry ready to watch, or why not: its directory and archive must
@@ -212,6 +330,7 @@ fn open_entry(view: &DirmonView, allow: &[PathBuf]) -> Result<Entry, String> {
         archive,
         seen: HashMap::new(),
         told: BTreeSet::new(),
+        lock: None,
     })
 }
 

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use booster_runtime::{JobFilter, JobId, JobState, JobStatus, Runtime};
+use booster_runtime::{JobId, JobState, Runtime};
 use clap::Parser;
 use serde_json::json;
 use tokio::sync::watch;
@@ -22,10 +22,10 @@ use crate::pump::{pump, PumpError};
 /// The inbox under an archive: files claimed, not yet archived.
 pub const INBOX: &str = ".booster-inbox";
 
-/// The reason a watcher that stops gives the upload it leaves: the same
-/// words the runtime gives an upload a crash cut, so the next pass knows
-/// it may submit the file again.
-const INTERRUPTED: &str = "upload interrupted";
+/// Where a file goes that cannot become a job (its options or its contents
+/// make no job: a CSV header without a required column, say), beside a
+/// `NAME.why` that says why.
+pub const REJECTED: &str = ".booster-rejected";
 
 /// Makes claimed names unique within a millisecond.
 static CLAIMS: AtomicU64 = AtomicU64::new(0);
@@ -45,6 +45,12 @@ pub fn parse_options(options: &[String], input: &Path) -> anyhow::Result<JobInpu
         if ["--input", "--args"].contains(&flag) {
             anyhow::bail!(
                 "dirmon job options cannot hold {flag}: each file the entry takes is the job's input"
+            );
+        }
+        if flag == "--after" {
+            anyhow::bail!(
+                "dirmon job options cannot hold --after: a dirmon job is held paused while its file \
+                 is uploaded, which a waiting job cannot be; submit the dependent job yourself"
             );
         }
     }
@@ -240,13 +246,42 @@ pub async fn scan(
         if *stopped.borrow() {
             break;
         }
-        entry.seen.remove(&path);
+        let Some((len, mtime, _)) = entry.seen.remove(&path) else {
+            continue;
+        };
+        // The list is as old as the uploads before this file took: look
+        // again, right before the claim. A file that changed, or is no
+        // longer a plain file (a symlink or a FIFO swapped in), waits for
+        // the next scan.
+        if !still_settled(&path, (len, mtime), settle) {
+            continue;
+        }
         match claim(entry, &path) {
             Ok(name) => settle_one(runtime, entry, &name, stopped).await,
             Err(e) => entry.tell(format!("{}: not taken: {e}", path.display())),
         }
     }
     next
+}
+
+/// Whether `path` is still the plain file scanned, unchanged, and last
+/// written at least `settle` ago.
+fn still_settled(path: &Path, stamp: (u64, SystemTime), settle: Duration) -> bool {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return false;
+    };
+    let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
+    meta.is_file()
+        && (meta.len(), mtime) == stamp
+        && SystemTime::now()
+            .duration_since(mtime)
+            .is_ok_and(|age| age >= settle)
+}
+
+/// `rename` that never replaces what is at `to`.
+fn rename_new(from: &Path, to: &Path) -> std::io::Result<()> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE).map_err(std::io::Error::from)
 }
 
 /// Step 1: moves the file into the inbox under a unique name, durably.
@@ -266,7 +301,7 @@ fn claim(entry: &Entry, path: &Path) -> anyhow::Result<String> {
         std::fs::create_dir(&inbox).with_context(|| format!("creating {}", inbox.display()))?;
         fsync_dir(&entry.archive)?;
     }
-    std::fs::rename(path, inbox.join(&name)).map_err(|e| {
+    rename_new(path, &inbox.join(&name)).map_err(|e| {
         if e.kind() == std::io::ErrorKind::CrossesDevices {
             anyhow::anyhow!(
                 "{} and the archive {} are on different file systems; put the archive on the same one, so a move is one rename",
@@ -279,7 +314,35 @@ fn claim(entry: &Entry, path: &Path) -> anyhow::Result<String> {
     })?;
     fsync_dir(&entry.dir)?;
     fsync_dir(&inbox)?;
+    // What was renamed is what a reader will open: it must be a plain file
+    // (a symlink swapped in after the check would read outside the
+    // allowlist; a FIFO would block the watcher).
+    let claimed = std::fs::symlink_metadata(inbox.join(&name))?;
+    if !claimed.is_file() {
+        reject(
+            entry,
+            &name,
+            "not a plain file (a symlink, a FIFO or a device); never read",
+        )?;
+        anyhow::bail!("not a plain file; moved to {REJECTED}");
+    }
     Ok(name)
+}
+
+/// Moves inbox file `name` to the rejected folder with a note of why.
+fn reject(entry: &Entry, name: &str, why: &str) -> anyhow::Result<()> {
+    let rejected = entry.archive.join(REJECTED);
+    if !rejected.is_dir() {
+        std::fs::create_dir(&rejected)
+            .with_context(|| format!("creating {}", rejected.display()))?;
+        fsync_dir(&entry.archive)?;
+    }
+    std::fs::write(rejected.join(format!("{name}.why")), format!("{why}\n"))?;
+    let inbox = entry.archive.join(INBOX);
+    rename_new(&inbox.join(name), &rejected.join(name))
+        .with_context(|| format!("moving {name} to {}", rejected.display()))?;
+    fsync_dir(&inbox)?;
+    fsync_dir(&rejected)
 }
 
 fn fsync_dir(dir: &Path) -> anyhow::Result<()> {
@@ -296,6 +359,13 @@ pub async fn settle_inbox(
     stopped: &mut watch::Receiver<bool>,
 ) {
     let inbox = entry.archive.join(INBOX);
+    // A crash between the archive move and its record: the file is in the
+    // archive, the store still counts it as taken.
+    for (name, _) in runtime.dirmon_taken(entry.view.id) {
+        if !inbox.join(&name).exists() && entry.archive.join(&name).exists() {
+            let _ = runtime.dirmon_archived(entry.view.id, &name).await;
+        }
+    }
     let Ok(listing) = std::fs::read_dir(&inbox) else {
         return;
     };
@@ -314,7 +384,7 @@ pub async fn settle_inbox(
 }
 
 /// The entry that claimed inbox file `name` (`<ms>-<entry>-<n>-<name>`).
-fn claimed_by(name: &str) -> Option<u64> {
+pub(super) fn claimed_by(name: &str) -> Option<u64> {
     name.split('-').nth(1)?.parse().ok()
 }
 
@@ -331,7 +401,7 @@ fn original_name(name: &str) -> &str {
 }
 
 /// Steps 2-4 for inbox file `name`, from wherever a crash or an error left
-/// them: what the store holds of its job decides what is left to do.
+/// them: the job the store says the file was taken as decides what is left.
 async fn settle_one(
     runtime: &Runtime,
     entry: &mut Entry,
@@ -339,88 +409,149 @@ async fn settle_one(
     stopped: &mut watch::Receiver<bool>,
 ) {
     let done = async {
-        match find_job(runtime, name).await {
-            None => {
-                submit(runtime, entry, name, stopped, None).await?;
+        let job = match runtime.dirmon_file_job(name) {
+            Some(id) => {
+                // A job this one replaced, left by a stop between the two.
+                if let Ok(job) = runtime.job(id).await {
+                    let old = job.properties[booster_runtime::DIRMON_PROPERTY]["replaces"].as_u64();
+                    if let Some(old) = old {
+                        drop_replaced(runtime, old).await;
+                    }
+                }
+                Some(id)
             }
-            Some(job) if !job.upload_complete && job.state.is_finished() => {
-                let cut = job
+            None => None,
+        };
+        let job = match job {
+            // Never submitted (a crash between the claim and the submit).
+            None => return submit(runtime, entry, name, stopped, None).await,
+            Some(id) => match runtime.job(id).await {
+                Ok(job) => job,
+                // Taken, and destroyed since: it is never taken again.
+                Err(booster_runtime::RuntimeError::NotFound(_)) => return Ok(Settled::Archive),
+                Err(e) => return Err(e.into()),
+            },
+        };
+        Ok(match &job {
+            j if !j.upload_complete && j.state.is_finished() => {
+                let cut = j
                     .failure_reason
                     .as_deref()
-                    .is_some_and(|r| r.starts_with(INTERRUPTED));
-                if cut {
-                    // Paused from its creation: none of its records ran.
-                    runtime.destroy(job.id).await?;
-                    submit(runtime, entry, name, stopped, Some(job.id)).await?;
+                    .is_some_and(booster_runtime::upload_was_cut);
+                let ran = j.slices_done + j.slices_failed > 0 || j.records_processed > 0;
+                if cut && !ran {
+                    // Held paused from its creation (no one may resume it
+                    // while it uploads): none of its records ran. The new
+                    // job is made first, then this one destroyed, so the
+                    // file is never without a job that will run.
+                    return submit(runtime, entry, name, stopped, Some(j.id)).await;
                 }
-                // Otherwise the file itself could not be read: the failed
-                // job says why, and the file is archived with it.
+                // The file itself could not be read (the failed job says
+                // why), or records ran: the file is archived with its job.
+                Settled::Archive
             }
-            Some(job) if !job.upload_complete => {
-                anyhow::bail!("job {} is still uploading it", job.id);
+            j if !j.upload_complete => anyhow::bail!("job {} is still uploading it", j.id),
+            // A crash between the finish and the resume: the job never
+            // started. (One that did was paused by its user: left alone.)
+            j if j.state == JobState::Paused && j.started_at.is_none() => {
+                runtime.resume(j.id).await?;
+                Settled::Archive
             }
-            Some(job) if job.state == JobState::Paused => runtime.resume(job.id).await?,
-            Some(_) => {}
-        }
-        archive(entry, name)
+            _ => Settled::Archive,
+        })
     };
-    if let Err(e) = done.await {
-        let inbox = entry.archive.join(INBOX);
-        entry.tell(format!(
-            "{name}: {e:#}; it stays in {} and is tried again at the next scan",
-            inbox.display()
-        ));
-    }
-}
-
-/// The newest job made of inbox file `name`: jobs newest first, down to
-/// those created well before the file was claimed.
-async fn find_job(runtime: &Runtime, name: &str) -> Option<JobStatus> {
-    let claimed = UNIX_EPOCH + Duration::from_millis(claim_ms(name));
-    let horizon = claimed
-        .checked_sub(Duration::from_secs(60))
-        .unwrap_or(UNIX_EPOCH);
-    let mut before: Option<JobId> = None;
-    loop {
-        let page = runtime.jobs_page(JobFilter::default(), before, 256).await;
-        for job in page.jobs.iter().rev() {
-            let file = job
-                .properties
-                .get("dirmon")
-                .and_then(|d| d.get("file"))
-                .and_then(|f| f.as_str());
-            if file == Some(name) {
-                return Some(job.clone());
-            }
-            if job.created_at < horizon {
-                return None;
+    let result = match done.await {
+        Ok(Settled::Archive) => archive(entry, name).and(Ok(())),
+        Ok(Settled::Rejected(why)) => reject(entry, name, &why).map(|()| {
+            entry.tell(format!(
+                "{name}: made no job: {why}; moved to {}",
+                entry.archive.join(REJECTED).display()
+            ))
+        }),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => {
+            if !entry.archive.join(INBOX).join(name).exists() {
+                if let Err(e) = runtime.dirmon_archived(entry.view.id, name).await {
+                    entry.tell(format!(
+                        "{name}: archived, but the store did not take the note: {e}"
+                    ));
+                }
             }
         }
-        before = Some(page.next_before?);
+        Err(e) => {
+            let inbox = entry.archive.join(INBOX);
+            entry.tell(format!(
+                "{name}: {e:#}; it stays in {} and is tried again at the next scan",
+                inbox.display()
+            ));
+        }
     }
 }
 
-/// Step 2 and 3: the job, paused while its input goes in.
+/// Destroys job `old`, which a new job of the same file replaced, if it is
+/// still there and still what it was: an upload that was cut, none of its
+/// records run.
+async fn drop_replaced(runtime: &Runtime, old: JobId) {
+    let Ok(job) = runtime.job(old).await else {
+        return;
+    };
+    let cut = job
+        .failure_reason
+        .as_deref()
+        .is_some_and(booster_runtime::upload_was_cut);
+    if !job.upload_complete && job.state.is_finished() && cut {
+        if let Err(e) = runtime.destroy(old).await {
+            eprintln!("booster dirmon: job {old}, replaced, could not be destroyed yet: {e}");
+        }
+    }
+}
+
+/// What is left for a file once its job is settled.
+enum Settled {
+    /// Move it into the archive.
+    Archive,
+    /// It makes no job (why): move it to the rejected folder.
+    Rejected(String),
+}
+
+/// Step 2 and 3: the job, paused while its input goes in. What the file
+/// and the entry's options cannot make a job of is `Rejected`; an error is
+/// the store's, and the file is tried again.
 async fn submit(
     runtime: &Runtime,
     entry: &Entry,
     name: &str,
     stopped: &watch::Receiver<bool>,
     replaces: Option<JobId>,
-) -> anyhow::Result<JobId> {
+) -> anyhow::Result<Settled> {
     let file = entry.archive.join(INBOX).join(name);
     let source = entry.dir.join(original_name(name));
-    let args = parse_options(&entry.view.spec.options, &file)?;
-    let options = read_options(&args)?;
-    let path = file.clone();
-    let input = tokio::task::spawn_blocking(move || open_source_with(&path, &options)).await??;
-    let mut spec = job_spec(&args, &input)?;
+    let options = entry.view.spec.options.clone();
+    // Reading options and the input's head can read files (a fixed-width
+    // layout, the CSV header): off the async threads.
+    let prepared = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let args = parse_options(&options, &file)?;
+        let read = read_options(&args)?;
+        let input = open_source_with(&file, &read)?;
+        let spec = job_spec(&args, &input)?;
+        Ok((args, input, spec))
+    })
+    .await?;
+    let (args, input, mut spec) = match prepared {
+        Ok(prepared) => prepared,
+        Err(why) => return Ok(Settled::Rejected(format!("{why:#}"))),
+    };
     spec.properties[props::INPUT] = json!(source.display().to_string());
-    spec.properties["dirmon"] = json!({
+    spec.properties[booster_runtime::DIRMON_PROPERTY] = json!({
         "entry": entry.view.id,
         "file": name,
         "source": source.display().to_string(),
     });
+    if let Some(old) = replaces {
+        spec.properties[booster_runtime::DIRMON_PROPERTY]["replaces"] = json!(old);
+    }
     if args.description.is_none() {
         spec.description = format!("dirmon {}: {}", entry.view.id, source.display());
         if let Some(old) = replaces {
@@ -428,8 +559,15 @@ async fn submit(
         }
     }
     let id = runtime.submit(spec).await?;
-    runtime.pause(id).await?;
+    // The new job is the file's now (`taken`); the one it replaces goes.
+    // Were this cut short, settling the new job destroys the old one.
+    if let Some(old) = replaces {
+        drop_replaced(runtime, old).await;
+    }
+    // The uploader first: from here any error drops it, which marks the
+    // upload cut, so the next pass makes the job again.
     let mut uploader = runtime.upload(id).await?;
+    runtime.pause(id).await?;
     let mut stop = stopped.clone();
     let stop = async move {
         let _ = stop.wait_for(|s| *s).await;
@@ -439,9 +577,9 @@ async fn submit(
             uploader.finish().await?;
         }
         Err(PumpError::Stopped) => {
-            uploader
-                .fail(format!("{INTERRUPTED}: the dirmon watcher stopped"))
-                .await?;
+            // Dropped unfinished: the runtime marks the upload cut, and the
+            // next start makes the job again (none of its records ran).
+            drop(uploader);
             anyhow::bail!("the watcher stopped during the upload of job {id}");
         }
         Err(PumpError::Store(e)) => return Err(e.into()),
@@ -456,7 +594,7 @@ async fn submit(
                 entry.view.id,
                 source.display()
             );
-            return Ok(id);
+            return Ok(Settled::Archive);
         }
     }
     runtime.resume(id).await?;
@@ -465,7 +603,7 @@ async fn submit(
         entry.view.id,
         source.display()
     );
-    Ok(id)
+    Ok(Settled::Archive)
 }
 
 /// Step 4: out of the inbox into the archive, durably. Done already when
@@ -477,7 +615,7 @@ fn archive(entry: &Entry, name: &str) -> anyhow::Result<()> {
     if !from.exists() && to.exists() {
         return Ok(());
     }
-    std::fs::rename(&from, &to)
+    rename_new(&from, &to)
         .with_context(|| format!("moving {} to {}", from.display(), to.display()))?;
     fsync_dir(&inbox)?;
     fsync_dir(&entry.archive)

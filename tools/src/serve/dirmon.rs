@@ -101,6 +101,12 @@ pub async fn action(
     Path((id, action)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let id: DirmonId = super::cron::entry_action("dirmon", &id, &action, role)?;
+    if action == "remove" {
+        if let Some(view) = app.runtime.dirmons().into_iter().find(|d| d.id == id) {
+            crate::dirmon::check_removable(&view)
+                .map_err(|why| ApiError::new(StatusCode::CONFLICT, why))?;
+        }
+    }
     match action.as_str() {
         "pause" => app.runtime.pause_dirmon(id).await?,
         "resume" => app.runtime.resume_dirmon(id).await?,

@@ -179,6 +179,8 @@ impl From<&Meta> for Record {
                     DirmonChange::Pause => DirmonChangeV1::Pause,
                     DirmonChange::Resume => DirmonChangeV1::Resume,
                     DirmonChange::Remove => DirmonChangeV1::Remove,
+                    DirmonChange::Taken { file, job } => DirmonChangeV1::Taken { file, job },
+                    DirmonChange::Archived { file } => DirmonChangeV1::Archived { file },
                 }),
             },
             Meta::Cron {
@@ -371,6 +373,8 @@ impl From<Record> for Meta {
                     DirmonChangeV1::Pause => DirmonChange::Pause,
                     DirmonChangeV1::Resume => DirmonChange::Resume,
                     DirmonChangeV1::Remove => DirmonChange::Remove,
+                    DirmonChangeV1::Taken { file, job } => DirmonChange::Taken { file, job },
+                    DirmonChangeV1::Archived { file } => DirmonChange::Archived { file },
                 },
             },
             Record::Cron {
