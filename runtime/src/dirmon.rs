@@ -38,11 +38,12 @@ pub fn upload_was_cut(reason: &str) -> bool {
 /// file's job known after the job itself is destroyed (`Dirmons::taken`).
 pub const PROPERTY: &str = "dirmon";
 
-/// Whether `job` is a dirmon job whose file is not wholly in: the watcher
-/// created it paused and resumes it once the whole file is in, so no one
-/// else may resume it before (a record that ran would run again in the job
-/// that replaces one whose upload a crash cut), nor after its upload
-/// failed (it would run part of the file).
+/// Whether `job` is a dirmon job whose file is not wholly in: nothing of it
+/// is leased (`Job::ready_slot`) until its upload completes, so a job whose
+/// upload a crash cut has run none of its records and may be made again,
+/// and one whose upload failed never runs part of its file. The hold is
+/// the scheduler's, from the job's own record: no pause to undo, no window
+/// where the job could start.
 pub(crate) fn holds(job: &crate::table::Job) -> bool {
     job.properties.get(PROPERTY).is_some()
         && job

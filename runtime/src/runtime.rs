@@ -633,13 +633,6 @@ impl Runtime {
                     .unwrap_or("its created record was lost")
             )));
         }
-        if matches!(action, Control::Resume) && crate::dirmon::holds(j) {
-            return Err(RuntimeError::Invalid(format!(
-                "job {job} is a dirmon job whose file is not wholly uploaded; the watcher \
-                 resumes it once the whole file is in (a record that ran before would run \
-                 again if the upload were cut), and makes a new job if the upload was cut"
-            )));
-        }
         let simple = matches!(j.body, Body::Simple(_));
         if transition::allowed(action, j.state, simple) {
             Ok(())

@@ -96,7 +96,6 @@ pub fn build_status(st: &State, job: &Job) -> JobStatus {
             st.book.lost.contains(&job.id),
         )
         .into_iter()
-        .filter(|a| *a != "resume" || !crate::dirmon::holds(job))
         .map(str::to_string)
         .collect(),
     };

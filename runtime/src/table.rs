@@ -277,6 +277,10 @@ impl Job {
         if !matches!(self.state, JobState::Queued | JobState::Running) || self.refused.is_some() {
             return None;
         }
+        if crate::dirmon::holds(self) {
+            // Its file is not wholly in: nothing of it runs yet.
+            return None;
+        }
         let leasable = match &self.body {
             Body::Simple(s) => !s.leased && self.state == JobState::Queued,
             Body::Sliced(s) => {

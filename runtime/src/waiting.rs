@@ -59,6 +59,9 @@ impl State {
             return Some(reason.clone());
         }
         if let Some(s) = job.sliced() {
+            if crate::dirmon::holds(job) {
+                return Some("a dirmon job: it runs once its whole file is uploaded".into());
+            }
             if s.upload == UploadState::Open && !s.uploader_active {
                 return Some("waiting for its upload to finish".into());
             }

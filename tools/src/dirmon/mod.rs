@@ -6,8 +6,9 @@
 //! point neither loses a file nor runs it twice; in short:
 //!
 //! 1. claim: `rename(DIR/name, ARCHIVE/.booster-inbox/NAME)`, fsync both;
-//! 2. submit the job (its properties name NAME) and pause it;
-//! 3. upload the file, finish, resume;
+//! 2. submit the job (its properties name NAME; the runtime leases
+//!    nothing of it until its upload completes);
+//! 3. upload the file and finish;
 //! 4. archive: `rename(inbox/NAME, ARCHIVE/NAME)`, fsync both.
 //!
 //! Every pass settles what is in the inbox first (`settle_inbox`), from

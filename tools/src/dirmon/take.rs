@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use booster_runtime::{JobId, JobState, Runtime};
+use booster_runtime::{JobId, Runtime};
 use clap::Parser;
 use serde_json::json;
 use tokio::sync::watch;
@@ -49,8 +49,8 @@ pub fn parse_options(options: &[String], input: &Path) -> anyhow::Result<JobInpu
         }
         if flag == "--after" {
             anyhow::bail!(
-                "dirmon job options cannot hold --after: a dirmon job is held paused while its file \
-                 is uploaded, which a waiting job cannot be; submit the dependent job yourself"
+                "dirmon job options cannot hold --after: each file's job starts once its file is in; \
+                 submit the dependent job yourself"
             );
         }
     }
@@ -440,10 +440,10 @@ async fn settle_one(
                     .is_some_and(booster_runtime::upload_was_cut);
                 let ran = j.slices_done + j.slices_failed > 0 || j.records_processed > 0;
                 if cut && !ran {
-                    // Held paused from its creation (no one may resume it
-                    // while it uploads): none of its records ran. The new
-                    // job is made first, then this one destroyed, so the
-                    // file is never without a job that will run.
+                    // Held from its creation until its upload completes:
+                    // none of its records ran. The new job is made first,
+                    // then this one destroyed, so the file is never
+                    // without a job that will run.
                     return submit(runtime, entry, name, stopped, Some(j.id)).await;
                 }
                 // The file itself could not be read (the failed job says
@@ -451,12 +451,6 @@ async fn settle_one(
                 Settled::Archive
             }
             j if !j.upload_complete => anyhow::bail!("job {} is still uploading it", j.id),
-            // A crash between the finish and the resume: the job never
-            // started. (One that did was paused by its user: left alone.)
-            j if j.state == JobState::Paused && j.started_at.is_none() => {
-                runtime.resume(j.id).await?;
-                Settled::Archive
-            }
             _ => Settled::Archive,
         })
     };
@@ -516,7 +510,7 @@ enum Settled {
     Rejected(String),
 }
 
-/// Step 2 and 3: the job, paused while its input goes in. What the file
+/// Step 2 and 3: the job, held by the runtime while its input goes in. What the file
 /// and the entry's options cannot make a job of is `Rejected`; an error is
 /// the store's, and the file is tried again.
 async fn submit(
@@ -564,10 +558,10 @@ async fn submit(
     if let Some(old) = replaces {
         drop_replaced(runtime, old).await;
     }
-    // The uploader first: from here any error drops it, which marks the
-    // upload cut, so the next pass makes the job again.
+    // From here any error drops the uploader, which marks the upload cut,
+    // so the next pass makes the job again. Until the upload completes,
+    // the runtime leases nothing of a dirmon job (`dirmon::holds`).
     let mut uploader = runtime.upload(id).await?;
-    runtime.pause(id).await?;
     let mut stop = stopped.clone();
     let stop = async move {
         let _ = stop.wait_for(|s| *s).await;
@@ -597,7 +591,6 @@ async fn submit(
             return Ok(Settled::Archive);
         }
     }
-    runtime.resume(id).await?;
     eprintln!(
         "booster dirmon {}: {} is job {id}",
         entry.view.id,
