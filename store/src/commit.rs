@@ -235,9 +235,14 @@ fn commit_and_answer<F: FileLayer>(engine: &Engine<F>, group: Vec<Request>, byte
 
 impl<F: FileLayer> Engine<F> {
     fn poison(&self, context: &str, e: &std::io::Error, path: &std::path::Path) -> GroupFailure {
-        let cause = format!("{context} {}: {e}", path.display());
+        let full = crate::reserve::is_disk_full(e);
+        let cause = format!(
+            "{}{context} {}: {e}",
+            if full { crate::error::DISK_FULL_CAUSE } else { "" },
+            path.display()
+        );
         self.poisoned.lock().get_or_insert(cause.clone());
-        if crate::reserve::is_disk_full(e) {
+        if full {
             // Room for the next open's recovery, a destroy and a compaction.
             crate::reserve::release_reserve(&self.fs, &self.dir);
             GroupFailure::DiskFull(path.to_path_buf())

@@ -66,7 +66,12 @@ impl<F: FileLayer> Engine<F> {
         }
         self.publish_manifest(|_| {}).map_err(|e| {
             let cause = format!(
-                "writing {}: {e}",
+                "{}writing {}: {e}",
+                if crate::reserve::is_disk_full(&e) {
+                    crate::error::DISK_FULL_CAUSE
+                } else {
+                    ""
+                },
                 self.dir.join(MANIFEST_FILE_NAME).display()
             );
             self.poisoned.lock().get_or_insert(cause.clone());

@@ -53,12 +53,19 @@ pub enum StoreError {
     Invalid(String),
 }
 
+/// How the cause of a store poisoned by a full disk begins, whichever
+/// write met the full disk first (a group, the watermark's manifest).
+pub(crate) const DISK_FULL_CAUSE: &str = "disk full: ";
+
 impl StoreError {
-    /// The disk (or quota) was full.
+    /// The disk (or quota) was full: also a store poisoned because it was,
+    /// so every write refused after it is classed alike (507 over HTTP),
+    /// whichever write met the full disk first.
     pub fn is_disk_full(&self) -> bool {
         match self {
             StoreError::DiskFull { .. } | StoreError::NoSpace { .. } => true,
             StoreError::Io { source, .. } => crate::reserve::is_disk_full(source),
+            StoreError::Poisoned { cause } => cause.starts_with(DISK_FULL_CAUSE),
             _ => false,
         }
     }

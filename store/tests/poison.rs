@@ -146,6 +146,9 @@ fn a_full_disk_says_so_and_poisons_the_store() {
         .append(Batch::new().slice(key(2), &[b"later"]))
         .unwrap_err();
     assert!(matches!(err, StoreError::Poisoned { .. }), "{err}");
+    // Classed as disk full (507 over HTTP), whichever write met it first.
+    assert!(err.is_disk_full(), "{err}");
+    assert!(err.to_string().contains("disk full"), "{err}");
     assert_eq!(
         store.read_slice(&key(0)).unwrap().unwrap(),
         vec![b"ok".to_vec()]

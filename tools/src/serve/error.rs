@@ -45,10 +45,7 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             // The store's own words reach the client with a status that
             // says what kind of trouble it is, never a generic 500.
-            RuntimeError::Store(
-                booster_store::StoreError::DiskFull { .. }
-                | booster_store::StoreError::NoSpace { .. },
-            ) => StatusCode::INSUFFICIENT_STORAGE,
+            RuntimeError::Store(e) if e.is_disk_full() => StatusCode::INSUFFICIENT_STORAGE,
             RuntimeError::Store(
                 booster_store::StoreError::Poisoned { .. }
                 | booster_store::StoreError::Closed
