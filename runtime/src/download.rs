@@ -2,7 +2,9 @@
 //! slice (never the whole job in memory). `errors` also holds the records
 //! of each failed slice (its input, each with its number, line and the
 //! slice's failure), so records in = processed + errors in what a user
-//! downloads, with or without `collect_errors`.
+//! downloads, with or without `collect_errors`. `main` can come with each
+//! record's separators ([`SeparatedDownload`]) where its slice is 1:1 with
+//! its input slice.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use crate::slice_store::SliceStore;
 
 use crate::category::category_stream;
 use crate::meta::{STREAM_ERRORS, STREAM_INPUT, STREAM_MAIN, STREAM_REJECTS};
+use crate::separators::{self, Separators, STREAM_SEPARATORS};
 use crate::table::slice_map::{SliceDetail, SlicePlace};
 use crate::table::SliceState;
 use crate::worker::error_record;
@@ -66,6 +69,30 @@ pub struct Download {
     shared: Arc<Shared>,
     keys: VecDeque<Part>,
     current: std::vec::IntoIter<Vec<u8>>,
+    /// Read each `main` slice's separators too (`SeparatedDownload`).
+    separated: bool,
+    /// The current slice's irregular separators, by index in it.
+    separators: VecDeque<(u32, Separators)>,
+    /// Index in the current slice of the next record.
+    index: u32,
+}
+
+/// `main` records with the separators their input had (`None`s where the
+/// slice is not 1:1 or had only regular ones), in input order.
+pub struct SeparatedDownload(Download);
+
+impl Iterator for SeparatedDownload {
+    type Item = Result<(Vec<u8>, Separators), RuntimeError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next_separated()
+    }
+}
+
+impl SeparatedDownload {
+    pub(crate) fn new(mut download: Download) -> SeparatedDownload {
+        download.separated = true;
+        SeparatedDownload(download)
+    }
 }
 
 /// One slice's worth of a download.
@@ -236,6 +263,9 @@ impl Download {
             shared,
             keys: keys.into(),
             current: Vec::new().into_iter(),
+            separated: false,
+            separators: VecDeque::new(),
+            index: 0,
         }
     }
 
@@ -248,9 +278,50 @@ impl Download {
 impl Iterator for Download {
     type Item = Result<Vec<u8>, RuntimeError>;
     fn next(&mut self) -> Option<Self::Item> {
+        self.next_separated().map(|r| r.map(|(record, _)| record))
+    }
+}
+
+impl Download {
+    /// The separators stored for the input slice `seq` of `key`'s job,
+    /// when they pair with an output slice of `records` records.
+    fn separators_of(
+        &self,
+        key: &SliceKey,
+        records: usize,
+    ) -> Result<VecDeque<(u32, Separators)>, RuntimeError> {
+        let key = SliceKey {
+            stream: STREAM_SEPARATORS,
+            ..*key
+        };
+        let Some(frame) = self.store.read_slice(&key)? else {
+            return Ok(VecDeque::new());
+        };
+        let stored = separators::decode(&frame).map_err(|why| {
+            RuntimeError::Invalid(format!(
+                "the separators of slice {} of job {} cannot be read ({why}): the store is \
+                 damaged there",
+                key.seq, key.owner
+            ))
+        })?;
+        // Not 1:1 (a filter, a splitter): pairing by index would give a
+        // record another record's bytes.
+        if stored.records as usize != records {
+            return Ok(VecDeque::new());
+        }
+        Ok(stored.entries.into())
+    }
+
+    fn next_separated(&mut self) -> Option<Result<(Vec<u8>, Separators), RuntimeError>> {
         loop {
             if let Some(r) = self.current.next() {
-                return Some(Ok(r));
+                let index = self.index;
+                self.index += 1;
+                let separators = match self.separators.front() {
+                    Some((i, _)) if *i == index => self.separators.pop_front().map(|(_, s)| s),
+                    _ => None,
+                };
+                return Some(Ok((r, separators.unwrap_or_default())));
             }
             let part = self.keys.pop_front()?;
             let key = match &part {
@@ -268,6 +339,17 @@ impl Iterator for Download {
             };
             match self.store.read_slice(&key) {
                 Ok(Some(records)) => {
+                    self.index = 0;
+                    self.separators = VecDeque::new();
+                    if self.separated && key.stream == STREAM_MAIN {
+                        match self.separators_of(&key, records.len()) {
+                            Ok(found) => self.separators = found,
+                            Err(e) => {
+                                self.keys.clear();
+                                return Some(Err(e));
+                            }
+                        }
+                    }
                     self.current = match &part {
                         Part::Stored(_) | Part::Lost(_) => records,
                         Part::Failed(f) => f.entries(records),

@@ -57,6 +57,7 @@ mod metrics;
 mod ready;
 mod recovered;
 mod runtime;
+mod separators;
 mod shared;
 mod slice_store;
 mod snapshot;
@@ -88,9 +89,10 @@ pub use dirmon::{
     upload_was_cut, DirmonId, DirmonSpec, DirmonView,
     DEFAULT_SETTLE_MS as DIRMON_DEFAULT_SETTLE_MS, PROPERTY as DIRMON_PROPERTY,
 };
-pub use download::Download;
+pub use download::{Download, SeparatedDownload};
 pub use handler::{heartbeat, lease_ended};
 pub use job_state::{JobState, UnknownState};
+pub use separators::Separators;
 pub use upload::Uploader;
 pub use window::ProcessingWindow;
 

@@ -26,8 +26,8 @@ use crate::waiting::Refusal;
 use crate::{
     transition, Category, Download, Incident, JobContext, JobFilter, JobId, JobShape, JobSpec,
     JobStatus, JobsPage, KindSettings, KindView, LeaseInfo, LeasePolicy, Metrics, RecordHandler,
-    RetryPolicy, Runtime, RuntimeError, RuntimeOptions, SimpleHandler, StoreStats, VerifyReport,
-    WorkerStatus,
+    RetryPolicy, Runtime, RuntimeError, RuntimeOptions, SeparatedDownload, SimpleHandler,
+    StoreStats, VerifyReport, WorkerStatus,
 };
 
 pub struct Handle {
@@ -814,6 +814,14 @@ impl Runtime {
             store: &self.inner.store,
         }
         .open(job, category)
+    }
+
+    /// `job`'s `main` records with the separators its input had around
+    /// each (`Uploader::push_separated`), where a slice's output is 1:1
+    /// with its input; `Separators::default()` elsewhere.
+    pub fn download_separated(&self, job: JobId) -> Result<SeparatedDownload, RuntimeError> {
+        let download = self.download(job, Category::Main)?;
+        Ok(SeparatedDownload::new(download))
     }
 
     pub async fn workers(&self) -> Vec<WorkerStatus> {

@@ -247,6 +247,7 @@ fn stream_name(stream: u32, categories: &[String]) -> String {
         crate::meta::STREAM_MAIN => "output".into(),
         crate::meta::STREAM_ERRORS => "errors".into(),
         crate::meta::STREAM_REJECTS => "rejected-records".into(),
+        crate::separators::STREAM_SEPARATORS => "separators".into(),
         s => crate::category::index_of_stream(s)
             .and_then(|n| categories.get(n))
             .map_or_else(|| format!("stream-{s}"), |name| format!("{name} output")),

@@ -6,7 +6,9 @@
 //! compression runs on several cores at once. At most `max_inflight` slices
 //! are on their way at a time (a semaphore), which bounds memory. A slice is
 //! runnable as soon as its commit is durable: processing starts before the
-//! upload ends.
+//! upload ends. A slice whose records came with irregular separators
+//! (`push_separated`) also stores them, in the same batch
+//! (`crate::separators`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -19,6 +21,7 @@ use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::meta::{self, Meta, STREAM_INPUT, STREAM_REJECTS};
+use crate::separators::{self, Separators, STREAM_SEPARATORS};
 use crate::shared::{commit, write_one, Shared};
 use crate::worker::{clip, error_record};
 use crate::{ErrorGroup, JobId, JobStatus, RecordErrorSample, RuntimeError};
@@ -34,6 +37,8 @@ pub struct UploadSlice {
     slice: u64,
     records: Vec<Vec<u8>>,
     rejects: Vec<Vec<u8>>,
+    /// The separators frame's records; empty when the slice has none.
+    separators: Vec<Vec<u8>>,
     meta: Meta,
     permit: OwnedSemaphorePermit,
     error: FailureCell,
@@ -76,6 +81,9 @@ fn write_slice(t: UploadSlice) {
     let mut batch = Batch::new().slice(key(STREAM_INPUT), &t.records);
     if !t.rejects.is_empty() {
         batch = batch.slice(key(STREAM_REJECTS), &t.rejects);
+    }
+    if !t.separators.is_empty() {
+        batch = batch.slice(key(STREAM_SEPARATORS), &t.separators);
     }
     let batch = batch.meta(meta::encode(&t.meta));
     let (permit, error, slice) = (t.permit, t.error, t.slice);
@@ -137,6 +145,8 @@ pub(crate) struct SliceBuffer {
     records: Vec<Vec<u8>>,
     numbers: Vec<u64>,
     lines: Vec<Option<u64>>,
+    /// Irregular separators, by index in `records`.
+    separators: Vec<(u32, Separators)>,
     rejects: Vec<Vec<u8>>,
     reject_groups: Vec<ErrorGroup>,
     reject_count: u32,
@@ -161,12 +171,25 @@ fn contiguous(xs: &[u64]) -> Option<u64> {
 
 impl Uploader {
     pub async fn push(&mut self, record: Vec<u8>) -> Result<(), RuntimeError> {
-        self.push_inner(record, None).await
+        self.push_inner(record, None, Separators::default()).await
     }
 
     /// Like push, remembering the record's source line for error reports.
     pub async fn push_line(&mut self, record: Vec<u8>, line: u64) -> Result<(), RuntimeError> {
-        self.push_inner(record, Some(line)).await
+        self.push_inner(record, Some(line), Separators::default())
+            .await
+    }
+
+    /// Like push_line, with the bytes the input had around the record
+    /// (`Separators`), stored with its slice when they are not regular and
+    /// given back by `Runtime::download_separated`.
+    pub async fn push_separated(
+        &mut self,
+        record: Vec<u8>,
+        line: Option<u64>,
+        separators: Separators,
+    ) -> Result<(), RuntimeError> {
+        self.push_inner(record, line, separators).await
     }
 
     /// A record the uploader itself could not parse (malformed CSV, bad
@@ -205,9 +228,20 @@ impl Uploader {
         self.flush_if_full().await
     }
 
-    async fn push_inner(&mut self, record: Vec<u8>, line: Option<u64>) -> Result<(), RuntimeError> {
-        self.make_room(record.len()).await?;
-        self.buf.bytes += record.len() + RECORD_OVERHEAD;
+    async fn push_inner(
+        &mut self,
+        record: Vec<u8>,
+        line: Option<u64>,
+        separators: Separators,
+    ) -> Result<(), RuntimeError> {
+        let len = record.len() + separators.len();
+        self.make_room(len).await?;
+        if !separators.is_regular() {
+            let index =
+                u32::try_from(self.buf.records.len()).expect("a slice holds far fewer records");
+            self.buf.separators.push((index, separators));
+        }
+        self.buf.bytes += len + RECORD_OVERHEAD;
         self.buf.records.push(record);
         self.buf.numbers.push(self.next_record);
         self.buf.lines.push(line);
@@ -277,6 +311,11 @@ impl Uploader {
             },
             None => (None, None),
         };
+        let separators = if buf.separators.is_empty() {
+            Vec::new()
+        } else {
+            separators::encode(buf.records.len() as u32, &buf.separators)
+        };
         let meta = Meta::Uploaded {
             job: self.job,
             slice,
@@ -295,6 +334,7 @@ impl Uploader {
             slice,
             records: buf.records,
             rejects: buf.rejects,
+            separators,
             meta,
             permit,
             error: self.error.clone(),

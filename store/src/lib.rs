@@ -176,6 +176,30 @@ pub struct VerifyReport {
     pub problems: Vec<Problem>,
 }
 
+/// What one segment holds that a compaction with a plan would keep
+/// ([`Store::segment_usage`]): what segment-by-segment compaction
+/// (ARCHITECTURE.md, planned) chooses its victims by.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentUsage {
+    pub segment_id: u64,
+    /// The segment file's bytes, its header and seal footer included.
+    pub file_bytes: u64,
+    /// Bytes of its frames that stay live: the newest frame of each key
+    /// the plan keeps (a tombstone too, while it hides an older frame) and
+    /// the meta frames from the newest checkpoint on.
+    pub live_bytes: u64,
+}
+
+impl SegmentUsage {
+    /// The share of the file a compaction would reclaim, 0.0 to 1.0.
+    pub fn dead_share(&self) -> f64 {
+        if self.file_bytes == 0 {
+            return 0.0;
+        }
+        1.0 - self.live_bytes.min(self.file_bytes) as f64 / self.file_bytes as f64
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct CompactionReport {
     pub segments_before: usize,

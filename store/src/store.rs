@@ -336,6 +336,26 @@ impl<F: FileLayer> Store<F> {
         self.engine.index.read().stats_with(segments, plan)
     }
 
+    /// Each segment's file bytes and the bytes of it a compaction with
+    /// `plan` keeps, in segment id order: where the dead bytes are.
+    pub fn segment_usage(
+        &self,
+        plan: &dyn CompactionPlan,
+    ) -> Result<Vec<crate::SegmentUsage>, StoreError> {
+        // Index, then segments: compaction's swap takes them in this order.
+        let index = self.engine.index.read();
+        let live = index.live_bytes_by_segment(plan)?;
+        let segments = self.engine.segments.read();
+        Ok(segments
+            .values()
+            .map(|s| crate::SegmentUsage {
+                segment_id: s.id,
+                file_bytes: s.len_bytes(),
+                live_bytes: live.get(&s.id).copied().unwrap_or(0),
+            })
+            .collect())
+    }
+
     /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.engine.dir

@@ -325,3 +325,54 @@ fn replaced_segments_are_kept_while_a_replacement_is_damaged() {
         assert!(!p.exists() || outputs.contains(p), "{} kept", p.display());
     }
 }
+
+/// Keeps every slice.
+struct KeepAll;
+
+impl CompactionPlan for KeepAll {
+    fn slice_is_live(&self, _: &SliceKey) -> bool {
+        true
+    }
+    fn meta_snapshot(&self) -> Vec<Vec<u8>> {
+        Vec::new()
+    }
+}
+
+#[test]
+fn segment_usage_names_where_the_dead_bytes_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        segment_size_bytes: 2048,
+        ..StoreOptions::default()
+    };
+    let (store, _) = Store::open(dir.path(), opts).unwrap();
+    // Ten keys, then every key again: the first round is all dead.
+    for v in 0..20 {
+        store
+            .append(Batch::new().slice(key(v % 10), &records(v)))
+            .unwrap();
+    }
+    store.append(Batch::new().meta(b"m".to_vec())).unwrap();
+    let all = store.segment_usage(&KeepAll).unwrap();
+    assert!(all.len() > 2, "{all:?}");
+    for usage in &all {
+        let file = dir
+            .path()
+            .join(format!("seg-{:016}.bseg", usage.segment_id));
+        let on_disk = std::fs::metadata(&file).map(|m| m.len());
+        assert_eq!(on_disk.ok(), Some(usage.file_bytes), "{usage:?}");
+    }
+    assert_eq!(
+        (all[0].live_bytes, all[0].dead_share()),
+        (0, 1.0),
+        "the first segment holds only rewritten keys: {all:?}"
+    );
+    assert!(all.last().unwrap().live_bytes > 0, "{all:?}");
+    let live =
+        |usage: &[booster_store::SegmentUsage]| -> u64 { usage.iter().map(|u| u.live_bytes).sum() };
+    assert_eq!(live(&all), store.stats().live_bytes);
+    // What a plan drops is dead where it lies, as `stats_with` counts it.
+    let even = store.segment_usage(&KeepEven).unwrap();
+    assert_eq!(live(&even), store.stats_with(&KeepEven).unwrap().live_bytes);
+    assert!(live(&even) < live(&all));
+}

@@ -48,7 +48,11 @@ impl std::fmt::Display for PumpError {
 /// it came from, or a record the parser rejected, with its line and why.
 pub async fn push_item(uploader: &mut Uploader, item: Item) -> Result<(), RuntimeError> {
     match item {
-        Item::Record { bytes, line } => uploader.push_line(bytes, line).await,
+        Item::Record {
+            bytes,
+            line,
+            separators,
+        } => uploader.push_separated(bytes, Some(line), separators).await,
         Item::Rejected { raw, line, message } => uploader.push_rejected(raw, line, message).await,
     }
 }

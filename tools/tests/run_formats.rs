@@ -160,33 +160,6 @@ fn refused(sb: &Sandbox, input: &std::path::Path, output: &str, extra: &[&str], 
     assert!(!out_path.exists(), "nothing written for {expected}");
 }
 
-/// `run` then `download` of `content`: both give back exactly `content`.
-fn exact_round_trip(name: &str, content: &[u8]) {
-    let sb = Sandbox::new();
-    let input = sb.path(name);
-    write_compressed(&input, content);
-    let output = sb.path(&format!("out-{name}"));
-    let job = sb.json(&[
-        "run",
-        "--kind",
-        "copy",
-        "--slice-size",
-        "2",
-        "--input",
-        s(&input),
-        "--output",
-        s(&output),
-    ]);
-    assert_eq!(
-        String::from_utf8_lossy(&read_decompressed(&output)),
-        String::from_utf8_lossy(content),
-        "run: {name}"
-    );
-    let again = sb.path(&format!("again-{name}"));
-    sb.ok(&["download", &job_id(&job).to_string(), "--output", s(&again)]);
-    assert_eq!(read_decompressed(&again), content, "download: {name}");
-}
-
 #[test]
 fn csv_comes_back_byte_for_byte_with_its_line_endings() {
     let cases: [(&str, &[u8]); 5] = [
@@ -327,6 +300,19 @@ fn run_with_errors(
         std::fs::read_to_string(&output).unwrap(),
         std::fs::read_to_string(&errors).unwrap(),
     )
+}
+
+/// A record error leaves its own line (and the line break after it) out of
+/// the output and nothing else; blank lines count in every line number.
+#[test]
+fn among_blank_lines_a_bad_row_keeps_its_line_number_and_only_it_is_left_out() {
+    let sb = Sandbox::new();
+    let content = b"id,v\n\n1,a\n\n1,2,3\n\n2,b\n\n";
+    let (job, output, errors) = run_with_errors(&sb, "c.csv", content, &["--slice-size", "2"]);
+    assert_eq!(job["records_failed"], 1, "{job}");
+    assert_eq!(output, "id,v\n\n1,a\n\n2,b\n\n");
+    let error: serde_json::Value = serde_json::from_str(errors.trim()).unwrap();
+    assert_eq!(error["line"], 5, "{errors}");
 }
 
 #[test]
@@ -499,7 +485,7 @@ fn an_undecodable_line_is_a_record_error_with_its_line_number() {
     let (job, output, errors) =
         run_with_errors(&sb, "in.txt", b"\xEF\xBB\xBFfirst\nbad \xff\nlast\n", &[]);
     assert_eq!(job["records_failed"], 1, "{job}");
-    assert_eq!(output, "first\nlast\n");
+    assert_eq!(output, "\u{feff}first\nlast\n", "UTF-8 keeps its BOM");
     assert!(
         errors.contains("\"line\":2") && errors.contains("cannot be decoded as UTF-8"),
         "{errors}"

@@ -29,9 +29,9 @@ pub const STREAM_INPUT: u32 = 0;
 pub const STREAM_MAIN: u32 = 1;
 pub const STREAM_ERRORS: u32 = 2;
 pub const STREAM_REJECTS: u32 = 3;
-// 4 is `table::keys::STREAM_SLICE_INFO` (issue 12), 5..=15 are kept for the
-// runtime's future use; a job's own categories start at 16
-// (`category::CATEGORY_STREAM_BASE`).
+// 4 is `table::keys::STREAM_SLICE_INFO` (issue 12), 5 is
+// `separators::STREAM_SEPARATORS`, 6..=15 are kept for the runtime's future
+// use; a job's own categories start at 16 (`category::CATEGORY_STREAM_BASE`).
 
 const FORMAT_JSON_V1: u8 = b'J';
 

@@ -21,6 +21,7 @@ mod record_errors;
 mod recovery;
 mod retry;
 mod row_page_fixture;
+mod separators;
 mod singleton;
 mod transitions;
 mod waiting;

@@ -426,6 +426,38 @@ impl<F: FileLayer> Index<F> {
         Ok(stats)
     }
 
+    /// Per segment id, the bytes of its frames that stay live under `plan`
+    /// (see [`crate::SegmentUsage`]); one walk over the live keys, as
+    /// [`Index::stats_with`] does.
+    pub fn live_bytes_by_segment(
+        &self,
+        plan: &dyn CompactionPlan,
+    ) -> Result<BTreeMap<u64, u64>, StoreError> {
+        let lo = SliceKey {
+            owner: 0,
+            stream: 0,
+            seq: 0,
+        };
+        let hi = SliceKey {
+            owner: u64::MAX,
+            stream: u32::MAX,
+            seq: u64::MAX,
+        };
+        let mut live: BTreeMap<u64, u64> = BTreeMap::new();
+        self.merge(lo, hi, false, |loc| {
+            if !self.hidden(&loc)
+                && (loc.header.is_tombstone() || plan.slice_is_live(&loc.header.key))
+            {
+                *live.entry(loc.segment_id).or_default() += loc.header.frame_len();
+            }
+            true
+        })?;
+        for m in &self.meta {
+            *live.entry(m.segment_id).or_default() += frame_len(m.stored_len);
+        }
+        Ok(live)
+    }
+
     pub fn stats(&self, segments: usize) -> StoreStats {
         let c = &self.counters;
         StoreStats {

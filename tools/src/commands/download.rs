@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use booster_runtime::{Category, CategoryName, JobId, JobState, JobStatus, Runtime};
+use booster_runtime::{Category, CategoryName, JobId, JobState, JobStatus, Runtime, Separators};
 
 use super::{with_runtime, Ctx};
 use crate::cli::DownloadArgs;
@@ -288,6 +288,9 @@ pub fn missing(job: &JobStatus) -> Option<String> {
     })
 }
 
+/// Records, each with its separators (usual ones where none were kept).
+pub type SeparatedFeed<'a> = Box<dyn Iterator<Item = anyhow::Result<(Vec<u8>, Separators)>> + 'a>;
+
 /// Where a download's records come from: this process's runtime, or a
 /// `booster serve` (`--server`), so both write the same files.
 pub trait RecordFeed {
@@ -297,6 +300,10 @@ pub trait RecordFeed {
         job: JobId,
         category: Category,
     ) -> anyhow::Result<Box<dyn Iterator<Item = anyhow::Result<Vec<u8>>> + '_>>;
+
+    /// `job`'s `main` records with the separators their input had, where
+    /// a slice's output is 1:1 with its input.
+    fn separated(&self, job: JobId) -> anyhow::Result<SeparatedFeed<'_>>;
 }
 
 impl RecordFeed for Runtime {
@@ -310,6 +317,20 @@ impl RecordFeed for Runtime {
                 .map(|r| r.map_err(anyhow::Error::from)),
         ))
     }
+
+    fn separated(&self, job: JobId) -> anyhow::Result<SeparatedFeed<'_>> {
+        Ok(Box::new(
+            self.download_separated(job)?
+                .map(|r| r.map_err(anyhow::Error::from)),
+        ))
+    }
+}
+
+/// Records with the usual separators.
+fn unseparated<'a>(
+    records: impl Iterator<Item = anyhow::Result<Vec<u8>>> + 'a,
+) -> SeparatedFeed<'a> {
+    Box::new(records.map(|r| r.map(|record| (record, Separators::default()))))
 }
 
 /// Streams each category of the job to its destination: `main` and the
@@ -352,7 +373,10 @@ pub fn write_job(
     let mut counts = DownloadCounts::default();
     for (category, path) in records {
         // Asked before the file is made: a category the job lacks leaves none.
-        let records = feed.records(job.id, category)?;
+        let records = match category {
+            Category::Main => feed.separated(job.id)?,
+            other => unseparated(feed.records(job.id, other)?),
+        };
         let columns = output_columns(job);
         let mut sink = OutputSink::create_framed(path, framing)?;
         if let Some((encoding, bom)) = encoder {
@@ -368,7 +392,7 @@ pub fn write_job(
         counts.partial.extend(left);
     }
     if let Some(path) = &to.errors {
-        let records = feed.records(job.id, Category::Errors)?;
+        let records = unseparated(feed.records(job.id, Category::Errors)?);
         let sink = OutputSink::create_framed(path, OutputFraming::default())?;
         let columns = OutputColumns::default();
         let (n, left) = write_category(records, sink, &columns, partial)?;
@@ -378,13 +402,18 @@ pub fn write_job(
     Ok(counts)
 }
 
-/// The encoding and whether to write a BOM; each file gets its own encoder.
+/// The encoding and whether to write a BOM (by default: UTF-8's BOM when
+/// the input had one); each file gets its own encoder.
 fn output_encoder(
     job: &JobStatus,
     asked: Option<&str>,
 ) -> anyhow::Result<Option<(&'static encoding_rs::Encoding, bool)>> {
     let Some(asked) = asked else {
-        return Ok(None);
+        // UTF-8 is stored as it came: its BOM is the one byte sequence
+        // the text lacks, so it goes back on.
+        return Ok(encoding::InputEncoding::from_properties(&job.properties)
+            .filter(|e| e.bom && e.encoding == encoding_rs::UTF_8)
+            .map(|e| (e.encoding, e.bom)));
     };
     if asked.eq_ignore_ascii_case("input") {
         return Ok(
@@ -440,7 +469,7 @@ fn output_columns(job: &JobStatus) -> OutputColumns {
 }
 
 fn write_category(
-    records: impl Iterator<Item = anyhow::Result<Vec<u8>>>,
+    records: SeparatedFeed<'_>,
     mut sink: OutputSink,
     columns: &OutputColumns,
     partial: bool,
@@ -449,10 +478,10 @@ fn write_category(
         sink.write_line(header.as_bytes())?;
     }
     for record in records {
-        let record = record?;
+        let (record, separators) = record?;
         match &columns.projection {
-            Some(p) => sink.write_record(&p.project(&record))?,
-            None => sink.write_record(&record)?,
+            Some(p) => sink.write_separated(&p.project(&record), &separators)?,
+            None => sink.write_separated(&record, &separators)?,
         }
     }
     if partial {

@@ -27,7 +27,7 @@ use crate::kinds;
 pub use cron::{cron_spec, print_added_cron, print_crons, print_submitted_job, simple_spec};
 pub use download::{
     check_category_arg, check_errors_named_once, download_destinations, download_job, missing,
-    prepare_output_dir, write_job, Destinations, DownloadCounts, RecordFeed,
+    prepare_output_dir, write_job, Destinations, DownloadCounts, RecordFeed, SeparatedFeed,
 };
 pub use keygen::write_key;
 pub use plan::{

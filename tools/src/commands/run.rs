@@ -392,10 +392,7 @@ mod tests {
                 panic!("parser bug");
             }
             self.0 = true;
-            out.push(Item::Record {
-                bytes: b"a".to_vec(),
-                line: 1,
-            });
+            out.push(Item::record(b"a".to_vec(), 1));
             Ok(())
         }
     }

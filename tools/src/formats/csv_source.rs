@@ -2,9 +2,10 @@
 //!
 //! The `csv` crate finds record boundaries (quoted commas, quotes and
 //! newlines); a tee under its reader keeps the bytes it consumed, so each
-//! record is stored as it was written and `download` gives the file back
-//! byte for byte (line endings normalised to `\n`). A record whose field
-//! count differs from the header's is rejected with its line number.
+//! record is stored as it was written, and the line breaks between records
+//! (terminators, blank lines) are kept as their separators, so `download`
+//! gives the file back byte for byte. A record whose field count differs
+//! from the header's is rejected with its line number.
 //!
 //! A record may hold at most `max_record_bytes` (default
 //! [`DEFAULT_MAX_RECORD_BYTES`]). A longer one, and a quote still open at the
@@ -18,6 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use super::columns::RowPlan;
 use super::input::{Item, RecordSource};
+use super::separated::Separated;
 
 /// The largest CSV record accepted by default.
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 1024 * 1024;
@@ -115,11 +117,25 @@ pub struct CsvSource {
     delimiter: u8,
     /// The column rules' checks and projection for each row.
     plan: RowPlan,
+    /// The line breaks around each record, as its separators.
+    separated: Separated,
+    ended: bool,
+    /// The blank lines before the header.
+    header_lead: Vec<u8>,
+    /// The line breaks after the record just read (reused: no allocation
+    /// per record).
+    trail: Vec<u8>,
 }
 
 /// What reading one record gave.
 enum Raw {
-    Record(Vec<u8>, u64),
+    /// A record's bytes, its first line, and the line breaks before it
+    /// that the reader took with it (those after it: `CsvSource::trail`).
+    Record {
+        raw: Vec<u8>,
+        line: u64,
+        lead: Vec<u8>,
+    },
     /// Too long or unterminated: what is kept of it, its first line, why.
     Bad(Vec<u8>, u64, String),
 }
@@ -127,14 +143,16 @@ enum Raw {
 impl CsvSource {
     #[cfg(test)]
     pub fn new(inner: impl Read + Send + 'static, max_record_bytes: usize) -> CsvSource {
-        CsvSource::with_delimiter(inner, max_record_bytes, b',')
+        CsvSource::with_delimiter(inner, max_record_bytes, b',', b"\n")
     }
 
-    /// Fields separated by `delimiter` (`|` for PSV, tab for TSV).
+    /// Fields separated by `delimiter` (`|` for PSV, tab for TSV); lines
+    /// usually end with `ending` (the layout's).
     pub fn with_delimiter(
         inner: impl Read + Send + 'static,
         max_record_bytes: usize,
         delimiter: u8,
+        ending: &'static [u8],
     ) -> CsvSource {
         let buffer = Arc::new(Mutex::new(TeeBuffer::default()));
         CsvSource {
@@ -147,6 +165,10 @@ impl CsvSource {
             base_line: 1,
             delimiter,
             plan: RowPlan::default(),
+            separated: Separated::new(ending, ending),
+            ended: false,
+            header_lead: Vec::new(),
+            trail: Vec::new(),
         }
     }
 
@@ -159,7 +181,12 @@ impl CsvSource {
     pub fn read_header(&mut self) -> io::Result<Option<CsvHeader>> {
         let raw = match self.read_raw()? {
             None => return Ok(None),
-            Some(Raw::Record(raw, _)) => raw,
+            Some(Raw::Record { raw, lead, .. }) => {
+                // Blank lines before the header are the layout's.
+                self.header_lead = lead;
+                self.separated.gap(&self.trail);
+                raw
+            }
             Some(Raw::Bad(_, line, message)) => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -180,6 +207,11 @@ impl CsvSource {
             .collect();
         self.columns = columns.len();
         Ok(Some(CsvHeader { raw, columns }))
+    }
+
+    /// The line breaks before the header (read by `read_header`).
+    pub fn header_lead(&self) -> &[u8] {
+        &self.header_lead
     }
 
     /// The next record's raw bytes (terminator removed) and starting line.
@@ -222,10 +254,17 @@ impl CsvSource {
         }
         let mut raw = tee.take(start, end);
         drop(tee);
-        let skipped_lines = drop_leading_line_breaks(&mut raw);
-        while matches!(raw.last(), Some(b'\n' | b'\r')) {
-            raw.pop();
-        }
+        let lead = drop_leading_line_breaks(&mut raw);
+        let skipped_lines = lead.iter().filter(|b| **b == b'\n').count() as u64;
+        let body = raw.len()
+            - raw
+                .iter()
+                .rev()
+                .take_while(|b| matches!(b, b'\n' | b'\r'))
+                .count();
+        self.trail.clear();
+        self.trail.extend_from_slice(&raw[body..]);
+        raw.truncate(body);
         let line =
             self.line_offset + self.record.position().map_or(0, |p| p.line()) + skipped_lines;
         self.base_line = self.reader.position().line();
@@ -234,7 +273,13 @@ impl CsvSource {
             raw.truncate(self.max_record_bytes);
             return Ok(Some(Raw::Bad(raw, line, self.too_long_message())));
         }
-        Ok(Some(Raw::Record(raw, line)))
+        Ok(Some(Raw::Record { raw, line, lead }))
+    }
+
+    /// The bytes the reader read past the last record: blank lines at the
+    /// end of the input.
+    fn rest(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buffer.lock().unwrap_or_else(|p| p.into_inner()).bytes)
     }
 
     fn too_long_message(&self) -> String {
@@ -252,7 +297,9 @@ impl CsvSource {
     fn skip_first_line(&mut self, message: String) -> io::Result<Raw> {
         let mut held =
             std::mem::take(&mut self.buffer.lock().unwrap_or_else(|p| p.into_inner()).bytes);
-        let line = self.line_offset + self.base_line + drop_leading_line_breaks(&mut held);
+        let lead = drop_leading_line_breaks(&mut held);
+        let line =
+            self.line_offset + self.base_line + lead.iter().filter(|b| **b == b'\n').count() as u64;
         let empty = csv_reader(
             Box::new(io::empty()),
             self.buffer.clone(),
@@ -320,15 +367,14 @@ fn quote_left_open(raw: &[u8]) -> bool {
 
 /// The reader's record position can sit before the blank lines and the
 /// `\n` of a `\r\n` that precede the record: no record starts with a line
-/// break (a quoted one starts with `"`), so they are dropped and counted.
-fn drop_leading_line_breaks(raw: &mut Vec<u8>) -> u64 {
+/// break (a quoted one starts with `"`), so they are taken off and given
+/// back.
+fn drop_leading_line_breaks(raw: &mut Vec<u8>) -> Vec<u8> {
     let leading = raw
         .iter()
         .take_while(|b| **b == b'\r' || **b == b'\n')
         .count();
-    let lines = raw[..leading].iter().filter(|b| **b == b'\n').count() as u64;
-    raw.drain(..leading);
-    lines
+    raw.drain(..leading).collect()
 }
 
 fn csv_to_io(e: csv::Error) -> io::Error {
@@ -340,34 +386,47 @@ fn csv_to_io(e: csv::Error) -> io::Error {
 
 impl RecordSource for CsvSource {
     fn next_batch(&mut self, max: usize, out: &mut Vec<Item>) -> io::Result<()> {
-        while out.len() < max {
-            let (raw, line) = match self.read_raw()? {
-                None => break,
+        while out.len() < max && !self.ended {
+            let (raw, line, lead) = match self.read_raw()? {
+                None => {
+                    let rest = self.rest();
+                    self.separated.gap(&rest);
+                    self.separated.end(out);
+                    self.ended = true;
+                    break;
+                }
                 Some(Raw::Bad(raw, line, message)) => {
-                    out.push(Item::Rejected { raw, line, message });
+                    self.separated
+                        .rejected(Item::Rejected { raw, line, message }, out);
                     continue;
                 }
-                Some(Raw::Record(raw, line)) => (raw, line),
+                Some(Raw::Record { raw, line, lead }) => (raw, line, lead),
             };
+            self.separated.gap(&lead);
             let fields = self.record.len();
-            if fields == self.columns {
-                out.push(match self.plan.check(&self.record) {
-                    Ok(()) => Item::Record {
-                        bytes: self.plan.project(&self.record, raw),
-                        line,
-                    },
-                    Err(message) => Item::Rejected { raw, line, message },
-                });
+            let rejected = if fields == self.columns {
+                match self.plan.check(&self.record) {
+                    Ok(()) => {
+                        let bytes = self.plan.project(&self.record, raw);
+                        self.separated.record(bytes, line, out);
+                        None
+                    }
+                    Err(message) => Some(Item::Rejected { raw, line, message }),
+                }
             } else {
-                out.push(Item::Rejected {
+                Some(Item::Rejected {
                     raw,
                     line,
                     message: format!(
                         "malformed CSV: {fields} fields where the header has {}",
                         self.columns
                     ),
-                });
+                })
+            };
+            if let Some(item) = rejected {
+                self.separated.rejected(item, out);
             }
+            self.separated.gap(&self.trail);
         }
         Ok(())
     }
@@ -381,7 +440,8 @@ mod tests {
         read_all_limited(text, DEFAULT_MAX_RECORD_BYTES)
     }
 
-    fn read_all_limited(text: &[u8], max_record_bytes: usize) -> (Option<CsvHeader>, Vec<Item>) {
+    /// The items with their separators, read two at a time.
+    fn read_separated(text: &[u8], max_record_bytes: usize) -> (Option<CsvHeader>, Vec<Item>) {
         let mut src = CsvSource::new(io::Cursor::new(text.to_vec()), max_record_bytes);
         let header = src.read_header().unwrap();
         let mut items = Vec::new();
@@ -395,11 +455,75 @@ mod tests {
         }
     }
 
-    fn record(bytes: &str, line: u64) -> Item {
-        Item::Record {
-            bytes: bytes.as_bytes().to_vec(),
-            line,
+    /// The items, separators left out.
+    fn read_all_limited(text: &[u8], max_record_bytes: usize) -> (Option<CsvHeader>, Vec<Item>) {
+        let (header, mut items) = read_separated(text, max_record_bytes);
+        for item in &mut items {
+            if let Item::Record { separators, .. } = item {
+                *separators = Default::default();
+            }
         }
+        (header, items)
+    }
+
+    fn record(bytes: &str, line: u64) -> Item {
+        Item::record(bytes.as_bytes().to_vec(), line)
+    }
+
+    /// A record's bytes, its `before` and its `after` (`None`: usual).
+    type Seen<'a> = (&'a [u8], Option<&'a [u8]>, Option<&'a [u8]>);
+
+    /// Each record's bytes and its separators.
+    fn with_separators(items: &[Item]) -> Vec<Seen<'_>> {
+        items
+            .iter()
+            .map(|item| match item {
+                Item::Record {
+                    bytes, separators, ..
+                } => (
+                    &bytes[..],
+                    separators.before.as_deref(),
+                    separators.after.as_deref(),
+                ),
+                Item::Rejected { raw, .. } => (&raw[..], None, None),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn blank_lines_and_the_end_are_kept_as_separators() {
+        let text = b"id,note\n\n1,\"a\nb\"\n\n\n2,c\n3,d\n\n";
+        let (_, items) = read_separated(text, DEFAULT_MAX_RECORD_BYTES);
+        assert_eq!(
+            with_separators(&items),
+            vec![
+                (&b"1,\"a\nb\""[..], Some(&b"\n\n"[..]), Some(&b"\n\n\n"[..])),
+                (b"2,c", None, None),
+                (b"3,d", None, Some(b"\n\n")),
+            ]
+        );
+        let (_, items) = read_separated(b"id\r\n1\r\n2", DEFAULT_MAX_RECORD_BYTES);
+        assert_eq!(
+            with_separators(&items),
+            vec![
+                (&b"1"[..], Some(&b"\r\n"[..]), Some(&b"\r\n"[..])),
+                (b"2", None, Some(b""))
+            ],
+            "the CSV source here is told \\n is usual; \\r\\n is kept exactly"
+        );
+    }
+
+    #[test]
+    fn a_rejected_row_takes_its_own_line_break_along() {
+        let (_, items) = read_separated(b"a,b\n1,2\n\n1,2,3\n\n4,5\n", DEFAULT_MAX_RECORD_BYTES);
+        assert_eq!(
+            with_separators(&items),
+            vec![
+                (&b"1,2"[..], None, Some(&b"\n\n"[..])),
+                (b"1,2,3", None, None),
+                (b"4,5", None, None)
+            ]
+        );
     }
 
     #[test]

@@ -12,9 +12,10 @@
 //! holding it is found invalid and becomes a record error on its line, and
 //! the rest of the file goes on ([`Utf8Records`]).
 //!
-//! Output: `--output-encoding input` writes the job's input encoding (and
-//! its BOM), so a latin-1 or UTF-16 file comes back byte for byte; another
-//! label writes that encoding. A character the target cannot hold stops
+//! Output: UTF-8 (a UTF-8 input's BOM is written back by default, so the
+//! file comes back exact); `--output-encoding input` writes the job's
+//! input encoding (and its BOM), so a latin-1 or UTF-16 file comes back
+//! byte for byte; another label writes that encoding. A character the target cannot hold stops
 //! the download with a message naming it, never a silent substitution.
 
 use std::io::{self, BufRead, Read};
@@ -158,7 +159,7 @@ impl RecordSource for Utf8Records {
         let from = out.len();
         self.inner.next_batch(max, out)?;
         for item in &mut out[from..] {
-            if let Item::Record { bytes, line } = item {
+            if let Item::Record { bytes, line, .. } = item {
                 if std::str::from_utf8(bytes).is_err() {
                     *item = Item::Rejected {
                         raw: std::mem::take(bytes),

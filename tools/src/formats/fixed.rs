@@ -141,7 +141,7 @@ impl RecordSource for FixedSource {
         self.lines.next_batch(max, out)?;
         let need = self.layout.line_chars();
         for item in &mut out[from..] {
-            let Item::Record { bytes, line } = item else {
+            let Item::Record { bytes, line, .. } = item else {
                 continue;
             };
             let text = String::from_utf8_lossy(bytes);

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
+use booster_runtime::Separators;
 
 use super::columns::ColumnRules;
 use super::csv_source::{CsvHeader, CsvSource};
@@ -16,19 +17,37 @@ use super::encoding::{self, DecodeReader, InputEncoding, Utf8Records};
 use super::fixed::{FixedLayout, FixedSource};
 use super::json_array::{starts_an_array, JsonArraySource};
 use super::layout::{file_ends_with_newline, LineEnding, TextLayout};
+use super::separated::Separated;
 use super::zip_input::{self, ZipChoice};
 use super::{is_std_stream, Compression, Format};
 
 /// One record read from the input, or one the format rejected.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Item {
-    /// `line` is the 1-based line the record starts on.
-    Record { bytes: Vec<u8>, line: u64 },
+    /// `line` is the 1-based line the record starts on; `separators` the
+    /// bytes around it that no record holds, where they differ from the
+    /// layout's (ARCHITECTURE.md, "Exact round trips").
+    Record {
+        bytes: Vec<u8>,
+        line: u64,
+        separators: Separators,
+    },
     Rejected {
         raw: Vec<u8>,
         line: u64,
         message: String,
     },
+}
+
+impl Item {
+    /// A record with the layout's usual separators.
+    pub fn record(bytes: Vec<u8>, line: u64) -> Item {
+        Item::Record {
+            bytes,
+            line,
+            separators: Separators::default(),
+        }
+    }
 }
 
 /// Streams records in batches. An empty batch after a call means end of input.
@@ -369,13 +388,20 @@ pub fn source_from_reader_with(
     let (header, records): (Option<CsvHeader>, Box<dyn RecordSource>) = match format {
         Format::Csv | Format::Psv | Format::Tsv => {
             let delimiter = delimiter.unwrap_or(b',');
-            let mut csv = CsvSource::with_delimiter(reader, max_record_bytes, delimiter);
+            let mut csv = CsvSource::with_delimiter(
+                reader,
+                max_record_bytes,
+                delimiter,
+                layout.line_ending.bytes(),
+            );
             let mut header = csv
                 .read_header()
                 .with_context(|| format!("reading the {} header of {name}", format.name()))?;
             if let Some(header) = &mut header {
                 csv.set_plan(options.columns.plan(header, delimiter)?);
             }
+            // Seen, where the head could not be (stdin, an upload).
+            layout.count_leading_blank_lines(csv.header_lead());
             (header, Box::new(csv))
         }
         Format::Lines => (None, Box::new(LineSource::new(reader, false, split_on))),
@@ -463,57 +489,63 @@ fn peek(
 /// Lines and JSON Lines: a record per `\n`-terminated line (`\r` in a file
 /// whose lines end in a lone `\r`). The line's bytes are kept exactly (a
 /// `\r` before the `\n` stays), so lines round-trip. In JSON Lines, blank
-/// lines carry no record and are skipped.
+/// and whitespace-only lines carry no record: they are kept as the
+/// separators of the record before them (or before the first record).
 pub struct LineSource<R> {
     reader: R,
     line: u64,
     jsonl: bool,
     terminator: u8,
+    separated: Separated,
+    ended: bool,
 }
 
 impl<R: BufRead> LineSource<R> {
     pub fn new(reader: R, jsonl: bool, terminator: u8) -> LineSource<R> {
+        let ending: &'static [u8] = if terminator == b'\r' { b"\r" } else { b"\n" };
         LineSource {
             reader,
             line: 0,
             jsonl,
             terminator,
+            separated: Separated::new(ending, b""),
+            ended: false,
         }
     }
 }
 
 impl<R: BufRead + Send> RecordSource for LineSource<R> {
     fn next_batch(&mut self, max: usize, out: &mut Vec<Item>) -> io::Result<()> {
-        while out.len() < max {
+        while out.len() < max && !self.ended {
             let mut buf = Vec::with_capacity(128);
             if self.reader.read_until(self.terminator, &mut buf)? == 0 {
+                self.ended = true;
+                self.separated.end(out);
                 break;
             }
             self.line += 1;
-            if buf.last() == Some(&self.terminator) {
+            if self.jsonl && buf.trim_ascii().is_empty() {
+                self.separated.gap(&buf);
+                continue;
+            }
+            let terminated = buf.last() == Some(&self.terminator);
+            if terminated {
                 buf.pop();
             }
-            if !self.jsonl {
-                out.push(Item::Record {
-                    bytes: buf,
-                    line: self.line,
-                });
-                continue;
+            match self.jsonl.then(|| check_json(&buf)) {
+                Some(Err(message)) => self.separated.rejected(
+                    Item::Rejected {
+                        raw: buf,
+                        line: self.line,
+                        message,
+                    },
+                    out,
+                ),
+                None | Some(Ok(())) => self.separated.record(buf, self.line, out),
             }
-            if buf.trim_ascii().is_empty() {
-                continue;
+            if terminated {
+                self.separated.gap(&[self.terminator]);
             }
-            out.push(match check_json(&buf) {
-                Ok(()) => Item::Record {
-                    bytes: buf,
-                    line: self.line,
-                },
-                Err(message) => Item::Rejected {
-                    raw: buf,
-                    line: self.line,
-                    message,
-                },
-            });
         }
         Ok(())
     }
@@ -553,23 +585,50 @@ mod tests {
     fn lines_keep_their_bytes_and_numbers() {
         let mut src = LineSource::new(&b"a\r\n\nc"[..], false, b'\n');
         let items = all(&mut src);
+        let mut last = Item::record(b"c".to_vec(), 3);
+        if let Item::Record { separators, .. } = &mut last {
+            separators.after = Some(Vec::new());
+        }
         assert_eq!(
             items,
             vec![
-                Item::Record {
-                    bytes: b"a\r".to_vec(),
-                    line: 1
-                },
-                Item::Record {
-                    bytes: b"".to_vec(),
-                    line: 2
-                },
-                Item::Record {
-                    bytes: b"c".to_vec(),
-                    line: 3
-                },
+                Item::record(b"a\r".to_vec(), 1),
+                Item::record(b"".to_vec(), 2),
+                last
             ]
         );
+    }
+
+    fn afters(items: &[Item]) -> Vec<Option<&[u8]>> {
+        items
+            .iter()
+            .filter_map(|item| match item {
+                Item::Record { separators, .. } => Some(separators.after.as_deref()),
+                Item::Rejected { .. } => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn json_lines_keep_blank_and_whitespace_lines_as_separators() {
+        let text = b"\n \n{\"a\":1}\r\n\r\n{\"a\":2}\n\t\n\n{\"a\":3}\n\n";
+        let mut src = LineSource::new(&text[..], true, b'\n');
+        let items = all(&mut src);
+        assert_eq!(
+            afters(&items),
+            vec![Some(&b"\n\r\n"[..]), Some(b"\n\t\n\n"), Some(b"\n\n")]
+        );
+        match &items[0] {
+            Item::Record {
+                line, separators, ..
+            } => {
+                assert_eq!(*line, 3);
+                assert_eq!(separators.before.as_deref(), Some(&b"\n \n"[..]));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(&items[1], Item::Record { line: 5, .. }));
+        assert!(matches!(&items[2], Item::Record { line: 8, .. }));
     }
 
     #[test]

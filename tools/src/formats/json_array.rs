@@ -137,10 +137,7 @@ impl<R: BufRead> JsonArraySource<R> {
             check_json(&el.bytes).err()
         };
         match message {
-            None => Item::Record {
-                bytes: el.bytes,
-                line: el.line,
-            },
+            None => Item::record(el.bytes, el.line),
             Some(message) => Item::Rejected {
                 raw: el.bytes,
                 line: el.line,
@@ -217,10 +214,7 @@ mod tests {
     }
 
     fn record(bytes: &str, line: u64) -> Item {
-        Item::Record {
-            bytes: bytes.as_bytes().to_vec(),
-            line,
-        }
+        Item::record(bytes.as_bytes().to_vec(), line)
     }
 
     #[test]

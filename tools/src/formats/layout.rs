@@ -14,11 +14,12 @@
 //!   before the upload.
 //! - `leading_blank_lines`: blank lines before a CSV header.
 //!
-//! Lines and JSON Lines keep a `\r` before `\n` inside the record, so a
-//! file with mixed endings still comes back exactly; CSV rows take the
-//! job's one ending. Blank lines between CSV rows are not records and are
-//! not written back. A job submitted before these properties existed reads
-//! as `\n` with a final newline, as it was written then.
+//! Lines and JSON Lines keep a `\r` before `\n` inside the record. What
+//! differs from the layout at a record (blank lines between CSV rows,
+//! another ending, the end of the file) is that record's separators
+//! (`separated.rs`), written back where the output is 1:1. A job
+//! submitted before these properties existed reads as `\n` with a final
+//! newline, as it was written then.
 
 use std::path::Path;
 
@@ -116,6 +117,17 @@ impl TextLayout {
             line_ending,
             final_newline: true,
             leading_blank_lines,
+        }
+    }
+
+    /// Blank lines before a CSV header, as the reader found them: counted
+    /// when they are the layout's line ending repeated (a mix of endings
+    /// there is not kept).
+    pub fn count_leading_blank_lines(&mut self, lead: &[u8]) {
+        let ending = self.line_ending.bytes();
+        if lead.len().is_multiple_of(ending.len()) && lead.chunks(ending.len()).all(|c| c == ending)
+        {
+            self.leading_blank_lines = (lead.len() / ending.len()) as u64;
         }
     }
 

@@ -16,6 +16,7 @@ mod json_array;
 mod layout;
 mod options;
 mod output;
+mod separated;
 mod wire;
 mod xlsx;
 mod zip_input;
@@ -32,7 +33,8 @@ pub use layout::{LineEnding, TextLayout};
 pub use options::{parse_delimiter, InputFormatArgs};
 pub use output::{check_destination, OutputFraming, OutputSink};
 pub use wire::{
-    write_framed, FramedRecords, ItemsReader, ItemsSource, ITEMS_FORMAT, LENGTH_FRAMING,
+    write_framed, write_separated, FramedRecords, ItemsReader, ItemsSource, SeparatedRecords,
+    ITEMS_FORMAT, LENGTH_FRAMING, SEPARATORS_HEADER,
 };
 pub use xlsx::DEFAULT_MAX_SHEET_CELLS;
 pub use zip_input::{file_members, is_zip, ZipChoice};

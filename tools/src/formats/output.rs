@@ -1,5 +1,6 @@
-//! Writing records out: one per line with the input's line endings (or as
-//! a JSON array), compressed by extension, `-` for stdout. A regular file
+//! Writing records out: one per line with the input's line endings and
+//! each record's own separators where it has them (or as a JSON array),
+//! compressed by extension, `-` for stdout. A regular file
 //! is written as `PATH.partial` and renamed into place once complete and
 //! synced, so a download that stops midway never leaves a truncated file
 //! under the name asked for; [`OutputSink::finish_partial`] leaves it as
@@ -13,6 +14,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use booster_runtime::Separators;
 
 use super::encoding::TextEncoder;
 use super::{is_std_stream, Compression, Encoder, TextLayout};
@@ -34,8 +36,17 @@ impl Default for OutputFraming {
     }
 }
 
+/// What goes after the last line written: before the next, or at the end.
+enum After {
+    /// The layout's line ending (at the end: if the input had one).
+    Ending,
+    /// These bytes exactly (a record's own separator).
+    Exact(Vec<u8>),
+}
+
 pub struct OutputSink {
     framing: OutputFraming,
+    after: After,
     /// Some: the text is written in another encoding than UTF-8.
     text_encoder: Option<TextEncoder>,
     /// Lines written so far (the header too).
@@ -105,6 +116,7 @@ impl OutputSink {
         let encoder = Encoder::new(Compression::from_path(path), inner)?;
         Ok(OutputSink {
             framing,
+            after: After::Ending,
             text_encoder: None,
             lines_written: 0,
             path: path.to_path_buf(),
@@ -118,22 +130,32 @@ impl OutputSink {
     /// Writes `line` (a header, not counted as a record). The terminator
     /// goes before the next line, or at the end when the input had one.
     pub fn write_line(&mut self, line: &[u8]) -> anyhow::Result<()> {
-        let before: &[u8] = match (self.framing, self.lines_written) {
-            (OutputFraming::Lines(layout), 0) => {
-                let ending = layout.line_ending.bytes();
-                for _ in 0..layout.leading_blank_lines {
-                    self.put(ending)?;
-                }
-                b""
-            }
-            (OutputFraming::Lines(layout), _) => layout.line_ending.bytes(),
-            (OutputFraming::JsonArray, 0) => b"[\n",
-            (OutputFraming::JsonArray, _) => b",\n",
-        };
-        self.put(before)?;
+        self.write_between(None)?;
         self.put(line)?;
         self.lines_written += 1;
+        self.after = After::Ending;
         Ok(())
+    }
+
+    /// What goes before the next line: `instead` (a record's own `before`)
+    /// in place of the line ending, after the blank lines before a header.
+    fn write_between(&mut self, instead: Option<&[u8]>) -> anyhow::Result<()> {
+        let layout = match self.framing {
+            OutputFraming::JsonArray if self.lines_written == 0 => return self.put(b"[\n"),
+            OutputFraming::JsonArray => return self.put(b",\n"),
+            OutputFraming::Lines(layout) => layout,
+        };
+        if self.lines_written == 0 {
+            for _ in 0..layout.leading_blank_lines {
+                self.put(layout.line_ending.bytes())?;
+            }
+        }
+        match (instead, std::mem::replace(&mut self.after, After::Ending)) {
+            (Some(bytes), _) => self.put(bytes),
+            (None, _) if self.lines_written == 0 => Ok(()),
+            (None, After::Ending) => self.put(layout.line_ending.bytes()),
+            (None, After::Exact(bytes)) => self.put(&bytes),
+        }
     }
 
     /// Writes the text from here on in `encoder`'s encoding (its BOM first).
@@ -166,6 +188,26 @@ impl OutputSink {
         Ok(())
     }
 
+    /// Writes `record` with the separators its input had around it (a
+    /// JSON array has its own and ignores them).
+    pub fn write_separated(
+        &mut self,
+        record: &[u8],
+        separators: &Separators,
+    ) -> anyhow::Result<()> {
+        self.write_between(separators.before.as_deref())?;
+        self.put(record)?;
+        self.lines_written += 1;
+        self.records_written += 1;
+        self.after = match &separators.after {
+            Some(bytes) if matches!(self.framing, OutputFraming::Lines(_)) => {
+                After::Exact(bytes.clone())
+            }
+            _ => After::Ending,
+        };
+        Ok(())
+    }
+
     /// Finishes compression, syncs and renames the file into place.
     pub fn finish(self) -> anyhow::Result<u64> {
         let path = self.path.clone();
@@ -191,13 +233,15 @@ impl OutputSink {
 
     /// Writes the framing's end, ends the encoder and flushes everything.
     fn flush(mut self) -> anyhow::Result<(u64, Option<PathBuf>, Option<File>)> {
-        let end: &[u8] = match (self.framing, self.lines_written) {
-            (OutputFraming::Lines(layout), 1..) if layout.final_newline => {
+        let after = std::mem::replace(&mut self.after, After::Ending);
+        let end: &[u8] = match (self.framing, self.lines_written, &after) {
+            (OutputFraming::Lines(_), 1.., After::Exact(bytes)) => bytes,
+            (OutputFraming::Lines(layout), 1.., After::Ending) if layout.final_newline => {
                 layout.line_ending.bytes()
             }
-            (OutputFraming::Lines(_), _) => b"",
-            (OutputFraming::JsonArray, 0) => b"[]\n",
-            (OutputFraming::JsonArray, _) => b"\n]\n",
+            (OutputFraming::Lines(_), _, _) => b"",
+            (OutputFraming::JsonArray, 0, _) => b"[]\n",
+            (OutputFraming::JsonArray, _, _) => b"\n]\n",
         };
         self.put(end)?;
         let path = self.path;
@@ -279,6 +323,33 @@ mod tests {
         };
         assert_eq!(written(OutputFraming::Lines(cr), &["a", "b"]), "a\rb\r");
         assert_eq!(written(OutputFraming::default(), &[]), "");
+    }
+
+    #[test]
+    fn records_are_written_with_their_own_separators() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("o.csv");
+        let crlf = TextLayout {
+            line_ending: crate::formats::LineEnding::CrLf,
+            ..TextLayout::default()
+        };
+        let mut sink = OutputSink::create_framed(&path, OutputFraming::Lines(crlf)).unwrap();
+        let exact = |before: Option<&[u8]>, after: Option<&[u8]>| Separators {
+            before: before.map(<[u8]>::to_vec),
+            after: after.map(<[u8]>::to_vec),
+        };
+        sink.write_line(b"id").unwrap();
+        sink.write_separated(b"1", &exact(Some(b"\r\n\r\n"), None))
+            .unwrap();
+        sink.write_separated(b"2", &exact(None, Some(b"\n\n")))
+            .unwrap();
+        sink.write_separated(b"3", &Separators::default()).unwrap();
+        sink.write_separated(b"4", &exact(None, Some(b""))).unwrap();
+        assert_eq!(sink.finish().unwrap(), 4);
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            b"id\r\n\r\n1\r\n2\n\n3\r\n4".to_vec()
+        );
     }
 
     #[test]

@@ -6,17 +6,23 @@
 //!   option applied there: delimiter, encoding, layout, zip member, column
 //!   rules, sheet), and sends each [`Item`] as one JSON line:
 //!   `{"line": N, "record": TEXT}` (or `"record_base64"` for bytes that are
-//!   not UTF-8), or `{"line": N, "rejected": TEXT | "rejected_base64": B64,
-//!   "message": WHY}` for a record the format rejected. [`ItemsReader`]
-//!   writes them, [`ItemsSource`] reads them.
+//!   not UTF-8), with `"before"`/`"after"` (or `..._base64`) where its
+//!   separators are not the usual ones, or `{"line": N, "rejected": TEXT |
+//!   "rejected_base64": B64, "message": WHY}` for a record the format
+//!   rejected. [`ItemsReader`] writes them, [`ItemsSource`] reads them.
 //! - download `GET /api/jobs/{id}/output?framing=length`: each record as a
 //!   4-byte little-endian length and its bytes, so a record holding a
 //!   newline (a quoted CSV field) comes back whole. [`write_framed`] and
-//!   [`FramedRecords`].
+//!   [`FramedRecords`]. With `&separators=true` (`main` only; a server
+//!   that knows it answers with the header [`SEPARATORS_HEADER`]), each
+//!   record is followed by its `after` and then its `before`, each framed
+//!   the same way, [`NO_SEPARATOR`] as the length of a usual one
+//!   ([`write_separated`], [`SeparatedRecords`]).
 
 use std::io::{self, BufRead, Read};
 
 use base64::Engine as _;
+use booster_runtime::Separators;
 use serde::{Deserialize, Serialize};
 
 use super::{Item, RecordSource};
@@ -25,6 +31,10 @@ use super::{Item, RecordSource};
 pub const ITEMS_FORMAT: &str = "items";
 /// The download framing of length-prefixed records.
 pub const LENGTH_FRAMING: &str = "length";
+/// The response header a server sets when it sends separators.
+pub const SEPARATORS_HEADER: &str = "x-booster-separators";
+/// The length that stands for a usual separator (`None`).
+pub const NO_SEPARATOR: u32 = u32::MAX;
 
 const ITEMS_PER_REFILL: usize = 256;
 
@@ -41,6 +51,14 @@ struct WireItem {
     rejected_base64: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    before: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    before_base64: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    after: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    after_base64: Option<String>,
 }
 
 /// Text when `bytes` are UTF-8, else base64 in the second slot.
@@ -72,12 +90,22 @@ fn invalid(message: String) -> io::Error {
 
 fn encode_item(item: Item) -> Vec<u8> {
     let wire = match item {
-        Item::Record { bytes, line } => {
+        Item::Record {
+            bytes,
+            line,
+            separators,
+        } => {
             let (record, record_base64) = text_or_base64(bytes);
+            let (before, before_base64) = separators.before.map_or((None, None), text_or_base64);
+            let (after, after_base64) = separators.after.map_or((None, None), text_or_base64);
             WireItem {
                 line,
                 record,
                 record_base64,
+                before,
+                before_base64,
+                after,
+                after_base64,
                 ..WireItem::default()
             }
         }
@@ -102,10 +130,15 @@ fn decode_item(line: &[u8], number: u64) -> io::Result<Item> {
         .map_err(|e| invalid(format!("item {number} of the upload is not an item: {e}")))?;
     let record = bytes_of(wire.record, wire.record_base64, "record")?;
     let rejected = bytes_of(wire.rejected, wire.rejected_base64, "rejected")?;
+    let separators = Separators {
+        before: bytes_of(wire.before, wire.before_base64, "before")?,
+        after: bytes_of(wire.after, wire.after_base64, "after")?,
+    };
     match (record, rejected) {
         (Some(bytes), None) => Ok(Item::Record {
             bytes,
             line: wire.line,
+            separators,
         }),
         (None, Some(raw)) => Ok(Item::Rejected {
             raw,
@@ -197,6 +230,51 @@ pub fn write_framed(record: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(record);
 }
 
+/// One record and its separators as `framing=length&separators=true`
+/// sends them.
+pub fn write_separated(record: &[u8], separators: &Separators, out: &mut Vec<u8>) {
+    write_framed(record, out);
+    for side in [&separators.after, &separators.before] {
+        match side {
+            Some(bytes) => write_framed(bytes, out),
+            None => out.extend_from_slice(&NO_SEPARATOR.to_le_bytes()),
+        }
+    }
+}
+
+/// The records and separators of a `framing=length&separators=true`
+/// download.
+pub struct SeparatedRecords<R> {
+    framed: FramedRecords<R>,
+}
+
+impl<R: Read> SeparatedRecords<R> {
+    pub fn new(reader: R) -> SeparatedRecords<R> {
+        SeparatedRecords {
+            framed: FramedRecords::new(reader),
+        }
+    }
+}
+
+impl<R: Read> Iterator for SeparatedRecords<R> {
+    type Item = io::Result<(Vec<u8>, Separators)>;
+    fn next(&mut self) -> Option<Self::Item> {
+        let record = match self.framed.next()? {
+            Ok(record) => record,
+            Err(e) => return Some(Err(e)),
+        };
+        let mut side = || match self.framed.next_optional() {
+            Some(result) => result,
+            None => Err(broke_off()),
+        };
+        let after = match side() {
+            Ok(after) => after,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(side().map(|before| (record, Separators { before, after })))
+    }
+}
+
 /// The records of a `length`-framed download.
 pub struct FramedRecords<R> {
     reader: R,
@@ -211,6 +289,14 @@ impl<R: Read> FramedRecords<R> {
 impl<R: Read> Iterator for FramedRecords<R> {
     type Item = io::Result<Vec<u8>>;
     fn next(&mut self) -> Option<Self::Item> {
+        self.next_optional()
+            .map(|r| r.and_then(|bytes| bytes.ok_or_else(broke_off)))
+    }
+}
+
+impl<R: Read> FramedRecords<R> {
+    /// The next frame; `Ok(None)` for the length [`NO_SEPARATOR`].
+    fn next_optional(&mut self) -> Option<io::Result<Option<Vec<u8>>>> {
         let mut len = [0u8; 4];
         let mut got = 0;
         while got < 4 {
@@ -225,7 +311,11 @@ impl<R: Read> Iterator for FramedRecords<R> {
         // Read up to the length the frame claims, never allocate it up
         // front: a reply that is not framed (an older server) reads as a
         // huge length, then ends early, and says so.
-        let want = u64::from(u32::from_le_bytes(len));
+        let len = u32::from_le_bytes(len);
+        if len == NO_SEPARATOR {
+            return Some(Ok(None));
+        }
+        let want = u64::from(len);
         let mut record = Vec::with_capacity(want.min(1 << 16) as usize);
         Some(
             (&mut self.reader)
@@ -233,7 +323,7 @@ impl<R: Read> Iterator for FramedRecords<R> {
                 .read_to_end(&mut record)
                 .and_then(|n| {
                     if n as u64 == want {
-                        Ok(record)
+                        Ok(Some(record))
                     } else {
                         Err(broke_off())
                     }
@@ -280,10 +370,18 @@ mod tests {
             Item::Record {
                 bytes: b"1,\"a\nb\"".to_vec(),
                 line: 2,
+                separators: Separators {
+                    before: Some(b"\r\n\r\n".to_vec()),
+                    after: Some(Vec::new()),
+                },
             },
             Item::Record {
                 bytes: vec![0xff, 0x00, b'x'],
                 line: 4,
+                separators: Separators {
+                    before: None,
+                    after: Some(vec![b'\n', 0xfe]),
+                },
             },
             Item::Rejected {
                 raw: vec![0xfe, b'\n'],
@@ -306,6 +404,35 @@ mod tests {
         let mut source = ItemsSource::new(&b"{\"line\":1,\"record\":\"a\"}\n{\"line\":2}\n"[..]);
         let err = source.next_batch(10, &mut Vec::new()).unwrap_err();
         assert!(err.to_string().contains("item 2"), "{err}");
+    }
+
+    #[test]
+    fn separated_records_come_back_with_their_separators_and_a_cut_is_an_error() {
+        let sent = vec![
+            (b"a\nb".to_vec(), Separators::default()),
+            (
+                Vec::new(),
+                Separators {
+                    before: Some(b"\n\n".to_vec()),
+                    after: Some(Vec::new()),
+                },
+            ),
+        ];
+        let mut wire = Vec::new();
+        let mut ends = Vec::new();
+        for (record, separators) in &sent {
+            write_separated(record, separators, &mut wire);
+            ends.push(wire.len());
+        }
+        let back: Vec<(Vec<u8>, Separators)> = SeparatedRecords::new(wire.as_slice())
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(back, sent);
+        for cut in 1..wire.len() {
+            let got: Vec<_> = SeparatedRecords::new(&wire[..cut]).collect();
+            let broken = got.iter().any(Result::is_err);
+            assert_eq!(broken, !ends.contains(&cut), "cut at {cut}: {got:?}");
+        }
     }
 
     #[test]

@@ -144,7 +144,7 @@ impl RecordSource for SheetSource {
                 Ok(self.plan.project(&fields, raw))
             });
             out.push(match item {
-                Ok(bytes) => Item::Record { bytes, line },
+                Ok(bytes) => Item::record(bytes, line),
                 Err(message) => Item::Rejected {
                     raw: cells
                         .iter()

@@ -382,6 +382,10 @@ impl crate::commands::RecordFeed for Client {
                 .map(|r| r.map_err(anyhow::Error::from)),
         ))
     }
+
+    fn separated(&self, job: u64) -> anyhow::Result<crate::commands::SeparatedFeed<'_>> {
+        self.download_separated(job)
+    }
 }
 
 /// `download` through a server: the same files as a local `download`

@@ -175,6 +175,37 @@ impl Client {
         ))
     }
 
+    /// The job's `main` records with their separators
+    /// (`framing=length&separators=true`); a server that does not send
+    /// them gives the usual ones.
+    pub fn download_separated(
+        &self,
+        id: u64,
+    ) -> anyhow::Result<crate::commands::SeparatedFeed<'static>> {
+        let req = self
+            .agent
+            .get(format!("{}/api/jobs/{id}/output", self.base))
+            .query("category", "main")
+            .query("framing", crate::formats::LENGTH_FRAMING)
+            .query("separators", "true");
+        let resp = self.ok(self.auth(req).call())?;
+        let separated = resp
+            .headers()
+            .contains_key(crate::formats::SEPARATORS_HEADER);
+        let reader = resp.into_body().into_with_config().reader();
+        Ok(if separated {
+            Box::new(
+                crate::formats::SeparatedRecords::new(reader)
+                    .map(|r| r.map_err(anyhow::Error::from)),
+            )
+        } else {
+            Box::new(crate::formats::FramedRecords::new(reader).map(|r| {
+                r.map(|record| (record, booster_runtime::Separators::default()))
+                    .map_err(anyhow::Error::from)
+            }))
+        })
+    }
+
     /// Changes priority and/or worker limit (`Some(None)` lifts the limit).
     pub fn set(
         &self,

@@ -2,6 +2,9 @@
 //! out one per line, slice by slice. The runtime's `Download` reads the store
 //! synchronously, so it runs on a blocking thread and hands records over a
 //! small bounded channel: a slow client slows the reader, never fills memory.
+//! `framing=length&separators=true` sends `main` with each record's
+//! separators (`crate::formats::wire`), so a `--server` download is as
+//! exact as a local one.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
@@ -13,7 +16,7 @@ use serde::Deserialize;
 use super::api::JobIdParam;
 use super::error::{ApiError, ApiResult};
 use super::AppState;
-use crate::formats::{write_framed, LENGTH_FRAMING};
+use crate::formats::{write_framed, write_separated, LENGTH_FRAMING, SEPARATORS_HEADER};
 
 /// Bytes gathered before a chunk is handed to the connection.
 const CHUNK_BYTES: usize = 64 * 1024;
@@ -24,6 +27,9 @@ pub struct OutputQuery {
     /// `length`: each record as a 4-byte little-endian length and its
     /// bytes (`crate::formats::FramedRecords`); by default one per line.
     pub framing: Option<String>,
+    /// With `framing=length` and `main`: each record's separators too.
+    #[serde(default)]
+    pub separators: bool,
 }
 
 /// `main`, `errors`, `input` or one of the job's own categories (the
@@ -52,15 +58,32 @@ pub async fn get_output(
             )))
         }
     };
+    let separated = query.separators && framed && category == Category::Main;
+    if query.separators && !separated {
+        return Err(ApiError::bad_request(
+            "separators=true is for category=main with framing=length",
+        ));
+    }
     app.runtime.job(id).await?;
-    let records = app.runtime.download(id, category)?;
+    let records: Box<dyn Iterator<Item = _> + Send> = if separated {
+        Box::new(app.runtime.download_separated(id)?)
+    } else {
+        Box::new(
+            app.runtime
+                .download(id, category)?
+                .map(|r| r.map(|bytes| (bytes, Default::default()))),
+        )
+    };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::task::spawn_blocking(move || {
         let mut chunk = Vec::with_capacity(CHUNK_BYTES);
         for record in records {
             match record {
-                Ok(bytes) if framed => write_framed(&bytes, &mut chunk),
-                Ok(bytes) => {
+                Ok((bytes, separators)) if separated => {
+                    write_separated(&bytes, &separators, &mut chunk)
+                }
+                Ok((bytes, _)) if framed => write_framed(&bytes, &mut chunk),
+                Ok((bytes, _)) => {
                     chunk.extend_from_slice(&bytes);
                     chunk.push(b'\n');
                 }
@@ -83,7 +106,13 @@ pub async fn get_output(
         }
     });
     let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
-    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
+    let mut response = ([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response();
+    if separated {
+        response
+            .headers_mut()
+            .insert(SEPARATORS_HEADER, header::HeaderValue::from_static("true"));
+    }
+    Ok(response)
 }
 
 #[derive(Deserialize)]

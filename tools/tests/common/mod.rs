@@ -212,3 +212,76 @@ pub fn tear_last_segment(sb: &Sandbox, n: usize) -> (PathBuf, u64) {
     std::io::Write::write_all(&mut file, &vec![0x5a; n]).unwrap();
     (last, len)
 }
+
+/// Real-world-shaped files whose records are separated by more than one
+/// line ending: blank lines, CRLF or mixed endings, no final newline, a
+/// BOM, whitespace-only JSON Lines lines, quoted fields with newlines.
+pub fn separator_files() -> Vec<(&'static str, Vec<u8>)> {
+    let mut bom = vec![0xEF, 0xBB, 0xBF];
+    bom.extend_from_slice("id,name\n1,Zoë\n\n2,Ana".as_bytes());
+    vec![
+        (
+            "blank-lines.csv",
+            b"id,name,note\r\n\r\n1,Ann,\"two\r\nlines\"\r\n\r\n\r\n2,Bob,x\r\n3,Cy,y\r\n\r\n"
+                .to_vec(),
+        ),
+        ("bom-no-final-newline.csv", bom),
+        (
+            "mixed-endings.csv",
+            b"id,v\r\n1,a\n2,b\r\n\n3,c\r\n".to_vec(),
+        ),
+        (
+            "blank-lines-lf.csv",
+            b"\nid,v\n1,a\n\n2,\"b\n\nc\"\n\n\n3,d\n".to_vec(),
+        ),
+        ("cr-only.csv", b"id,v\r\r1,a\r\r2,b\r".to_vec()),
+        ("blank-line.tsv", b"id\tv\n1\ta\n\n2\tb\n".to_vec()),
+        (
+            "events.jsonl",
+            b"{\"a\":1}\n\n{\"a\":2}\n   \n{\"a\":3}\n\n\n".to_vec(),
+        ),
+        (
+            "crlf-no-final-newline.jsonl",
+            b"\r\n{\"a\":1}\r\n\r\n{\"a\":2}\r\n\t\r\n{\"a\":3}".to_vec(),
+        ),
+        ("notes.txt", b"a\n\n  \nb\r\n\n".to_vec()),
+    ]
+}
+
+/// `run --kind copy` (in slices of 2) then `download` of `content`, with
+/// `global` options first (`--server URL`): both give back exactly
+/// `content` (compressed as `name` says), and separators are no records.
+pub fn exact_round_trip_with(global: &[&str], name: &str, content: &[u8]) {
+    let sb = Sandbox::new();
+    let input = sb.path(name);
+    write_compressed(&input, content);
+    let output = sb.path(&format!("out-{name}"));
+    let mut run = global.to_vec();
+    run.extend(["run", "--kind", "copy", "--slice-size", "2"]);
+    run.extend(["--input", s(&input), "--output", s(&output)]);
+    let job = sb.json(&run);
+    assert_eq!(
+        String::from_utf8_lossy(&read_decompressed(&output)),
+        String::from_utf8_lossy(content),
+        "run {global:?}: {name}"
+    );
+    assert_eq!(
+        job["records_in"], job["records_out"],
+        "{name}: every record is written once: {job}"
+    );
+    let again = sb.path(&format!("again-{name}"));
+    let id = job_id(&job).to_string();
+    let mut download = global.to_vec();
+    download.extend(["download", &id, "--output", s(&again)]);
+    sb.ok(&download);
+    assert_eq!(
+        read_decompressed(&again),
+        content,
+        "download {global:?}: {name}"
+    );
+}
+
+/// [`exact_round_trip_with`] in this process's own data directory.
+pub fn exact_round_trip(name: &str, content: &[u8]) {
+    exact_round_trip_with(&[], name, content);
+}
