@@ -421,11 +421,7 @@ mod tests {
     }
 
     fn config() -> proptest::test_runner::Config {
-        booster_tests::rng::proptest_config(
-            "job_to_row_and_back",
-            booster_tests::rng::scale(256, 20_000) as u32,
-            booster_tests::rng::scale(256, 20_000) as u32,
-        )
+        booster_tests::rng::proptest_config("job_to_row_and_back", 256, 20_000)
     }
 
     proptest! {

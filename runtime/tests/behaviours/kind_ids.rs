@@ -22,6 +22,17 @@ fn log(dir: &std::path::Path) -> Vec<(String, serde_json::Value)> {
         .collect()
 }
 
+/// (id, name) of each `kind_id` record, in log order.
+fn kind_id_records(log: &[(String, serde_json::Value)]) -> Vec<(u64, String)> {
+    log.iter()
+        .filter(|(t, _)| t == "kind_id")
+        .map(|(_, v)| {
+            let name = v["name"].as_str().unwrap().to_string();
+            (v["id"].as_u64().unwrap(), name)
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_kind_logs_its_id_once_just_before_its_first_created_record() {
     let dir = tempfile::tempdir().unwrap();
@@ -43,16 +54,7 @@ async fn a_new_kind_logs_its_id_once_just_before_its_first_created_record() {
     rt.shutdown(Duration::from_secs(5)).await.unwrap();
 
     let log = log(dir.path());
-    let kind_ids: Vec<(u64, String)> = log
-        .iter()
-        .filter(|(t, _)| t == "kind_id")
-        .map(|(_, v)| {
-            (
-                v["id"].as_u64().unwrap(),
-                v["name"].as_str().unwrap().into(),
-            )
-        })
-        .collect();
+    let kind_ids = kind_id_records(&log);
     assert_eq!(
         kind_ids,
         vec![(1, "a".into()), (2, "b".into()), (3, "c".into())]
@@ -83,16 +85,7 @@ async fn a_new_kind_logs_its_id_once_just_before_its_first_created_record() {
         .await
         .unwrap();
     rt.shutdown(Duration::from_secs(5)).await.unwrap();
-    let names: Vec<(u64, String)> = self::log(dir.path())
-        .iter()
-        .filter(|(t, _)| t == "kind_id")
-        .map(|(_, v)| {
-            (
-                v["id"].as_u64().unwrap(),
-                v["name"].as_str().unwrap().into(),
-            )
-        })
-        .collect();
+    let names = kind_id_records(&self::log(dir.path()));
     assert_eq!(names.last(), Some(&(4, "d".into())));
     assert_eq!(names.len(), 4);
 }
