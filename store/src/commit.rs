@@ -238,7 +238,11 @@ impl<F: FileLayer> Engine<F> {
         let full = crate::reserve::is_disk_full(e);
         let cause = format!(
             "{}{context} {}: {e}",
-            if full { crate::error::DISK_FULL_CAUSE } else { "" },
+            if full {
+                crate::error::DISK_FULL_CAUSE
+            } else {
+                ""
+            },
             path.display()
         );
         self.poisoned.lock().get_or_insert(cause.clone());
