@@ -294,6 +294,22 @@ impl Download {
             stream: STREAM_SEPARATORS,
             ..*key
         };
+        // Most slices have none. Asked of the index first: after a loss no
+        // frame names, a read of an absent key is an error ("may have been
+        // among them"), and a slice whose records are all here must still
+        // download; without its separators (if they were lost) it gets the
+        // plain line ending, its records intact.
+        let bounds = (
+            std::ops::Bound::Included(key.seq),
+            std::ops::Bound::Included(key.seq),
+        );
+        if self
+            .store
+            .scan(key.owner, key.stream, bounds, false, 1)
+            .is_empty()
+        {
+            return Ok(VecDeque::new());
+        }
         let Some(frame) = self.store.read_slice(&key)? else {
             return Ok(VecDeque::new());
         };

@@ -18,8 +18,6 @@ pub trait SliceStore: Send + Sync + 'static {
     fn slices(&self, owner: u64, stream: u32) -> Vec<SliceInfo>;
     /// `Store::scan`, with the seq range as a pair of bounds (a trait object
     /// cannot take `impl RangeBounds`).
-    // The job table (issue 12) pages through its rows with it.
-    #[allow(dead_code)]
     fn scan(
         &self,
         owner: u64,

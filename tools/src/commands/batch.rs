@@ -8,7 +8,7 @@ use booster_runtime::JobSpec;
 
 use super::run::{job_spec, read_options, upload_input};
 use super::{with_runtime, Ctx};
-use crate::dirmon::parse_options;
+use crate::dirmon::{parse_options, take_flags};
 use crate::formats::open_source_with;
 use crate::progress::{Mode, Progress, Unit};
 use crate::{exit, report};
@@ -25,30 +25,10 @@ struct BatchWords {
 fn split(words: &[String]) -> anyhow::Result<BatchWords> {
     let mut inputs = Vec::new();
     let (mut then_kind, mut then_args) = (None, serde_json::Value::Null);
-    let mut options = Vec::new();
-    let mut i = 0;
-    while i < words.len() {
-        let word = &words[i];
-        let (flag, inline) = match word.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
-            _ => (word.as_str(), None),
-        };
-        if !["--input", "--on-complete-kind", "--on-complete-args"].contains(&flag) {
-            options.push(word.clone());
-            i += 1;
-            continue;
-        }
-        let value = match inline {
-            Some(v) => v,
-            None => {
-                i += 1;
-                words
-                    .get(i)
-                    .cloned()
-                    .ok_or_else(|| exit::usage(format!("{flag} needs a value")))?
-            }
-        };
-        match flag {
+    let own = ["--input", "--on-complete-kind", "--on-complete-args"];
+    let (taken, options) = take_flags(words, &own)?;
+    for (flag, value) in taken {
+        match flag.as_str() {
             "--input" => inputs.push(PathBuf::from(value)),
             "--on-complete-kind" => then_kind = Some(value),
             _ => {
@@ -59,7 +39,6 @@ fn split(words: &[String]) -> anyhow::Result<BatchWords> {
                 })?
             }
         }
-        i += 1;
     }
     let then_kind = then_kind.ok_or_else(|| {
         exit::usage(

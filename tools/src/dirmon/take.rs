@@ -97,14 +97,15 @@ impl AddWords {
     }
 }
 
-/// Splits `dirmon add`'s words into the entry's (`--pattern`, `--archive`,
-/// `--settle`) and the job options, checks the job options, and makes the
-/// paths absolute (the watcher may run elsewhere).
-pub fn split_add_words(words: &[String]) -> anyhow::Result<AddWords> {
-    let mut pattern = None;
-    let mut archive = None;
-    let mut settle_ms = booster_runtime::DIRMON_DEFAULT_SETTLE_MS;
-    let mut options = Vec::new();
+/// Takes the flags `own` (each with a value, `--flag V` or `--flag=V`) out
+/// of a command's words, in order; the other words are left, as given, for
+/// the job options. `dirmon add` and `batch` read their words this way.
+pub fn take_flags(
+    words: &[String],
+    own: &[&str],
+) -> anyhow::Result<(Vec<(String, String)>, Vec<String>)> {
+    let mut taken = Vec::new();
+    let mut rest = Vec::new();
     let mut i = 0;
     while i < words.len() {
         let word = &words[i];
@@ -112,8 +113,8 @@ pub fn split_add_words(words: &[String]) -> anyhow::Result<AddWords> {
             Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
             _ => (word.as_str(), None),
         };
-        if !["--pattern", "--archive", "--settle"].contains(&flag) {
-            options.push(word.clone());
+        if !own.contains(&flag) {
+            rest.push(word.clone());
             i += 1;
             continue;
         }
@@ -127,12 +128,26 @@ pub fn split_add_words(words: &[String]) -> anyhow::Result<AddWords> {
                     .ok_or_else(|| crate::exit::usage(format!("{flag} needs a value")))?
             }
         };
-        match flag {
+        taken.push((flag.to_string(), value));
+        i += 1;
+    }
+    Ok((taken, rest))
+}
+
+/// Splits `dirmon add`'s words into the entry's (`--pattern`, `--archive`,
+/// `--settle`) and the job options, checks the job options, and makes the
+/// paths absolute (the watcher may run elsewhere).
+pub fn split_add_words(words: &[String]) -> anyhow::Result<AddWords> {
+    let mut pattern = None;
+    let mut archive = None;
+    let mut settle_ms = booster_runtime::DIRMON_DEFAULT_SETTLE_MS;
+    let (taken, options) = take_flags(words, &["--pattern", "--archive", "--settle"])?;
+    for (flag, value) in taken {
+        match flag.as_str() {
             "--pattern" => pattern = Some(value),
             "--archive" => archive = Some(value),
             _ => settle_ms = parse_settle(&value).map_err(crate::exit::usage)?,
         }
-        i += 1;
     }
     let pattern = pattern.ok_or_else(|| {
         crate::exit::usage(
