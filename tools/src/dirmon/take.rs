@@ -97,13 +97,13 @@ impl AddWords {
     }
 }
 
+/// The flags `take_flags` took, as (flag, value) in order, and the rest.
+pub type TakenFlags = (Vec<(String, String)>, Vec<String>);
+
 /// Takes the flags `own` (each with a value, `--flag V` or `--flag=V`) out
 /// of a command's words, in order; the other words are left, as given, for
 /// the job options. `dirmon add` and `batch` read their words this way.
-pub fn take_flags(
-    words: &[String],
-    own: &[&str],
-) -> anyhow::Result<(Vec<(String, String)>, Vec<String>)> {
+pub fn take_flags(words: &[String], own: &[&str]) -> anyhow::Result<TakenFlags> {
     let mut taken = Vec::new();
     let mut rest = Vec::new();
     let mut i = 0;
