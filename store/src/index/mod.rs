@@ -294,6 +294,21 @@ impl<F: FileLayer> Index<F> {
 
     /// The newest frames of the keys in `lo..=hi` across every segment, in
     /// key order (descending with `rev`), while `emit` returns true.
+    /// `merge` over every key, ascending.
+    fn merge_all(&self, emit: impl FnMut(FrameLoc) -> bool) -> Result<(), StoreError> {
+        let lo = SliceKey {
+            owner: 0,
+            stream: 0,
+            seq: 0,
+        };
+        let hi = SliceKey {
+            owner: u64::MAX,
+            stream: u32::MAX,
+            seq: u64::MAX,
+        };
+        self.merge(lo, hi, false, emit)
+    }
+
     fn merge(
         &self,
         lo: SliceKey,
@@ -372,18 +387,8 @@ impl<F: FileLayer> Index<F> {
 
     /// The newest frame of every live key, in key order (compaction).
     pub fn live_slices(&self) -> Result<Vec<FrameLoc>, StoreError> {
-        let lo = SliceKey {
-            owner: 0,
-            stream: 0,
-            seq: 0,
-        };
-        let hi = SliceKey {
-            owner: u64::MAX,
-            stream: u32::MAX,
-            seq: u64::MAX,
-        };
         let mut out = Vec::new();
-        self.merge(lo, hi, false, |loc| {
+        self.merge_all(|loc| {
             if !loc.header.is_tombstone() && !self.hidden(&loc) {
                 out.push(loc);
             }
@@ -400,18 +405,8 @@ impl<F: FileLayer> Index<F> {
         segments: usize,
         plan: &dyn CompactionPlan,
     ) -> Result<StoreStats, StoreError> {
-        let lo = SliceKey {
-            owner: 0,
-            stream: 0,
-            seq: 0,
-        };
-        let hi = SliceKey {
-            owner: u64::MAX,
-            stream: u32::MAX,
-            seq: u64::MAX,
-        };
         let mut dropped = 0u64;
-        self.merge(lo, hi, false, |loc| {
+        self.merge_all(|loc| {
             if !loc.header.is_tombstone()
                 && !self.hidden(&loc)
                 && !plan.slice_is_live(&loc.header.key)
@@ -433,18 +428,8 @@ impl<F: FileLayer> Index<F> {
         &self,
         plan: &dyn CompactionPlan,
     ) -> Result<BTreeMap<u64, u64>, StoreError> {
-        let lo = SliceKey {
-            owner: 0,
-            stream: 0,
-            seq: 0,
-        };
-        let hi = SliceKey {
-            owner: u64::MAX,
-            stream: u32::MAX,
-            seq: u64::MAX,
-        };
         let mut live: BTreeMap<u64, u64> = BTreeMap::new();
-        self.merge(lo, hi, false, |loc| {
+        self.merge_all(|loc| {
             if !self.hidden(&loc)
                 && (loc.header.is_tombstone() || plan.slice_is_live(&loc.header.key))
             {

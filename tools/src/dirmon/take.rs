@@ -425,19 +425,6 @@ async fn settle_one(
 ) {
     let done = async {
         let job = match runtime.dirmon_file_job(name) {
-            Some(id) => {
-                // A job this one replaced, left by a stop between the two.
-                if let Ok(job) = runtime.job(id).await {
-                    let old = job.properties[booster_runtime::DIRMON_PROPERTY]["replaces"].as_u64();
-                    if let Some(old) = old {
-                        drop_replaced(runtime, old).await;
-                    }
-                }
-                Some(id)
-            }
-            None => None,
-        };
-        let job = match job {
             // Never submitted (a crash between the claim and the submit).
             None => return submit(runtime, entry, name, stopped, None).await,
             Some(id) => match runtime.job(id).await {
@@ -447,6 +434,10 @@ async fn settle_one(
                 Err(e) => return Err(e.into()),
             },
         };
+        // A job this one replaced, left by a stop between the two.
+        if let Some(old) = job.properties[booster_runtime::DIRMON_PROPERTY]["replaces"].as_u64() {
+            drop_replaced(runtime, old).await;
+        }
         Ok(match &job {
             j if !j.upload_complete && j.state.is_finished() => {
                 let cut = j
