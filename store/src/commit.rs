@@ -1,89 +1,23 @@
-//! Group commit. Producers compress on their own thread and queue a
-//! `Request`; one writer thread takes every request waiting (a group),
-//! encrypts, writes the group with one write and one fdatasync, updates the
+//! Group commit. Producers compress and seal on their own threads
+//! (`sequencer.rs`); one writer thread takes the sealed head of the window
+//! (a group), writes it with one write and one fdatasync, updates the
 //! index, and only then acknowledges each producer.
 
 use std::path::PathBuf;
-use std::sync::mpsc::Receiver;
 use std::sync::{Arc, OnceLock};
 use std::thread::ThreadId;
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::codec::{encode_frame_into, PreparedFrame};
 use crate::engine::Engine;
 use crate::fs::FileLayer;
-use crate::index::FrameLoc;
 use crate::manifest::Watermark;
 use crate::segment::footer::FooterEntry;
-use crate::segment::frame::FLAG_BATCH_END;
 use crate::segment::header::CompactionGroup;
-use crate::segment::writer::{create_segment, ActiveSegment};
+use crate::segment::writer::{create_segment_with_salt, ActiveSegment};
 use crate::segment::MAX_SEGMENT_ID;
+use crate::sequencer::{Next, Plan, Slot};
 use crate::{Receipt, StoreError};
-
-/// Called once with the outcome of an append.
-pub(crate) type Done = Box<dyn FnOnce(Result<Receipt, StoreError>) + Send>;
-
-pub(crate) struct Request {
-    pub frames: Vec<PreparedFrame>,
-    pub done: Done,
-}
-
-impl Request {
-    pub fn bytes(&self) -> usize {
-        self.frames.iter().map(|f| f.body.len()).sum()
-    }
-}
-
-pub(crate) enum Command {
-    Append(Request),
-    /// An urgent request is waiting in `UrgentLane` (wakes an idle writer).
-    Wake,
-    Stop,
-}
-
-/// Urgent requests (`Batch::urgent`): the writer takes them before anything
-/// queued on its channel, into the group it is forming or the next one.
-#[derive(Default)]
-pub(crate) struct UrgentLane {
-    inner: Mutex<UrgentQueue>,
-}
-
-#[derive(Default)]
-struct UrgentQueue {
-    waiting: Vec<Request>,
-    /// The writer has stopped: a request now gets an error, not a place.
-    closed: bool,
-}
-
-impl UrgentLane {
-    /// Queues `request`, or hands it back when the writer has stopped.
-    pub fn push(&self, request: Request) -> Result<(), Request> {
-        let mut q = self.inner.lock();
-        if q.closed {
-            return Err(request);
-        }
-        q.waiting.push(request);
-        Ok(())
-    }
-
-    fn take(&self) -> Vec<Request> {
-        std::mem::take(&mut self.inner.lock().waiting)
-    }
-
-    /// The last take: later pushes are refused.
-    fn close(&self) -> Vec<Request> {
-        let mut q = self.inner.lock();
-        q.closed = true;
-        std::mem::take(&mut q.waiting)
-    }
-}
-
-/// A group stops growing at this many payload bytes (one write per group).
-/// Small enough that a group's write + fsync stays short for the batch
-/// queued behind it, large enough that fsyncs stay rare under load.
-const MAX_GROUP_BYTES: usize = 4 << 20;
 
 /// Producers wait while this many compressed bytes are queued for the
 /// writer, so a fast producer cannot grow memory without bound.
@@ -123,6 +57,8 @@ impl QueueBudget {
 pub(crate) struct WriterState<F: FileLayer> {
     /// Created lazily by the first group after open or after a seal.
     pub active: Option<ActiveSegment<F>>,
+    /// The first segment id not created yet (plans and compaction output
+    /// take ids from here when the sequencer's plans are dropped).
     pub next_segment_id: u64,
     buf: Vec<u8>,
 }
@@ -170,64 +106,68 @@ fn out_of_descriptors(e: &std::io::Error) -> Option<i32> {
         .filter(|&code| code == libc::EMFILE || code == libc::ENFILE)
 }
 
-/// The writer thread's loop; returns when asked to stop or when every sender
-/// is gone (committing the urgent requests still waiting first).
-pub(crate) fn run_writer<F: FileLayer>(engine: Arc<Engine<F>>, rx: Receiver<Command>) {
+/// The writer thread's loop; returns when asked to stop, once everything
+/// queued is written.
+pub(crate) fn run_writer<F: FileLayer>(engine: Arc<Engine<F>>) {
     let _ = engine.budget.writer_thread.set(std::thread::current().id());
-    let mut stop = false;
-    while !stop {
-        let mut group = engine.urgent.take();
-        if group.is_empty() {
-            match rx.recv() {
-                Ok(Command::Append(r)) => group.push(r),
-                Ok(Command::Wake) => continue,
-                Ok(Command::Stop) | Err(_) => break,
+    let _failing = FailQueuedIfUnwinding(&engine);
+    loop {
+        if engine.poison_error().is_some() {
+            // Nothing more is written: fail what waits without sealing it.
+            for request in engine.sequencer.take_all() {
+                engine.budget.release(request.bytes());
+                let err = engine.poison_error().expect("poisons stay");
+                (request.done)(Err(err));
             }
         }
-        let mut bytes: usize = group.iter().map(Request::bytes).sum();
-        while bytes < MAX_GROUP_BYTES {
-            let urgent = engine.urgent.take();
-            if !urgent.is_empty() {
-                // Into this group, which then closes: it is written now.
-                bytes += urgent.iter().map(Request::bytes).sum::<usize>();
-                group.extend(urgent);
-                break;
-            }
-            match rx.try_recv() {
-                Ok(Command::Append(r)) => {
-                    bytes += r.bytes();
-                    group.push(r);
-                }
-                Ok(Command::Wake) => {}
-                Ok(Command::Stop) => {
-                    stop = true;
-                    break;
-                }
-                Err(_) => break,
+        match engine.sequencer.wait_for_work() {
+            Next::Exit => return,
+            Next::Group => {
+                let (group, outcome) = engine.commit_next_group();
+                answer(&engine, group, outcome);
             }
         }
-        commit_and_answer(&engine, group, bytes);
-    }
-    let last = engine.urgent.close();
-    if !last.is_empty() {
-        let bytes = last.iter().map(Request::bytes).sum();
-        commit_and_answer(&engine, last, bytes);
     }
 }
 
-/// Commits one group and acknowledges each producer (or fails them all).
-fn commit_and_answer<F: FileLayer>(engine: &Engine<F>, group: Vec<Request>, bytes: usize) {
-    let outcome = engine.commit_group(&group);
-    engine.budget.release(bytes);
+/// Should the writer thread panic (a bug), every queued and later append
+/// fails instead of waiting forever for a writer that is gone.
+struct FailQueuedIfUnwinding<'a, F: FileLayer>(&'a Engine<F>);
+
+impl<F: FileLayer> Drop for FailQueuedIfUnwinding<'_, F> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let cause = "the writer thread panicked; reopen the store".to_string();
+        self.0.poisoned.lock().get_or_insert(cause.clone());
+        for request in self.0.sequencer.stop_now() {
+            self.0.budget.release(request.bytes());
+            (request.done)(Err(StoreError::Poisoned {
+                cause: cause.clone(),
+            }));
+        }
+    }
+}
+
+/// Acknowledges each producer of a group (or fails them all), in commit order.
+fn answer<F: FileLayer>(
+    engine: &Engine<F>,
+    group: Vec<Slot>,
+    outcome: Result<Vec<Receipt>, GroupFailure>,
+) {
+    engine
+        .budget
+        .release(group.iter().map(Slot::bytes).sum::<usize>());
     match outcome {
         Ok(receipts) => {
-            for (req, receipt) in group.into_iter().zip(receipts) {
-                (req.done)(Ok(receipt));
+            for (slot, receipt) in group.into_iter().zip(receipts) {
+                (slot.request.done)(Ok(receipt));
             }
         }
         Err(failure) => {
-            for req in group {
-                (req.done)(Err(failure.to_error()));
+            for slot in group {
+                (slot.request.done)(Err(failure.to_error()));
             }
         }
     }
@@ -277,16 +217,17 @@ impl<F: FileLayer> Engine<F> {
         self.poison("creating segment in", e, &self.dir)
     }
 
-    /// Starts a new active segment and makes it readable.
-    fn open_active(&self, w: &mut WriterState<F>) -> Result<(), GroupFailure> {
-        let id = w.next_segment_id;
+    /// Creates the segment `plan` describes and makes it readable.
+    fn open_active(&self, w: &mut WriterState<F>, plan: &Plan) -> Result<(), GroupFailure> {
+        let id = plan.id;
         if id > MAX_SEGMENT_ID {
             let cause = format!("no segment id is left after {MAX_SEGMENT_ID}");
             self.poisoned.lock().get_or_insert(cause.clone());
             return Err(GroupFailure::Poisoned(cause));
         }
         let key = self.opts.master_key.as_ref();
-        let active = match create_segment(&self.fs, &self.dir, id, key, CompactionGroup::default())
+        let group = CompactionGroup::default();
+        let active = match create_segment_with_salt(&self.fs, &self.dir, id, key, group, plan.salt)
         {
             Ok(active) => active,
             Err(e) => return Err(self.segment_not_created(id, &e)),
@@ -295,7 +236,7 @@ impl<F: FileLayer> Engine<F> {
         // missing is corruption, an unlisted one holds nothing.
         self.publish_manifest(|m| m.segments.push(id))
             .map_err(|e| self.poison("writing the manifest in", &e, &self.dir))?;
-        w.next_segment_id += 1;
+        w.next_segment_id = id + 1;
         self.segments
             .write()
             .insert(id, Arc::clone(&active.segment));
@@ -303,29 +244,79 @@ impl<F: FileLayer> Engine<F> {
         Ok(())
     }
 
-    /// Writes one group durably and indexes it. Receipts are in request order.
-    fn commit_group(&self, group: &[Request]) -> Result<Vec<Receipt>, GroupFailure> {
+    /// Takes the next group from the sequencer under the writer lock (so no
+    /// unplacing runs between taking and writing it) and commits it.
+    /// Receipts are in group order.
+    fn commit_next_group(&self) -> (Vec<Slot>, Result<Vec<Receipt>, GroupFailure>) {
         let mut w = self.writer.lock();
+        let mut group = self.sequencer.take_group();
+        if group.is_empty() {
+            return (group, Ok(Vec::new()));
+        }
+        let outcome = self.commit_group(&mut w, &mut group);
+        if let Err(GroupFailure::Unavailable { .. }) = outcome {
+            // The planned segment was not created: every later place in it
+            // is void. Placed again, under a fresh salt, at the same id.
+            self.sequencer.unplace_all(w.next_segment_id);
+        }
+        (group, outcome)
+    }
+
+    /// Writes one group (all of one plan, in place order) durably and
+    /// indexes it.
+    fn commit_group(
+        &self,
+        w: &mut WriterState<F>,
+        group: &mut [Slot],
+    ) -> Result<Vec<Receipt>, GroupFailure> {
         if let Some(cause) = self.poisoned.lock().clone() {
             return Err(GroupFailure::Poisoned(cause));
         }
-        if w.active.is_none() {
-            self.open_active(&mut w)?;
+        let plan = Arc::clone(&group[0].place.plan);
+        match &w.active {
+            None => self.open_active(w, &plan)?,
+            Some(active) if active.segment.id != plan.id => {
+                let cause = format!(
+                    "internal error: a batch placed in segment {} while segment {} is open",
+                    plan.id, active.segment.id
+                );
+                self.poisoned.lock().get_or_insert(cause.clone());
+                return Err(GroupFailure::Poisoned(cause));
+            }
+            Some(_) => {}
         }
-        let WriterState { active, buf, .. } = &mut *w;
+        let WriterState { active, buf, .. } = w;
         let active = active.as_mut().expect("opened above");
-        let (receipts, locs) = encode_group(active, buf, group);
-        if !buf.is_empty() {
-            let segment = Arc::clone(&active.segment);
-            active
-                .write_group(buf)
-                .map_err(|e| self.poison("writing", &e, &segment.path))?;
-            *self.acked.lock() = Watermark {
+        let segment = Arc::clone(&active.segment);
+        buf.clear();
+        let mut receipts = Vec::with_capacity(group.len());
+        let mut locs = Vec::new();
+        for slot in group.iter_mut() {
+            // The invariant behind G6 and recovery: each batch starts where
+            // the last one ended, at the next sequence (no gap, no reuse).
+            assert_eq!(
+                (slot.place.first_seq, slot.place.offset),
+                (active.next_seq, active.end_offset + buf.len() as u64),
+                "a batch placed out of order in segment {}",
+                segment.id
+            );
+            let sealed = slot.take_sealed();
+            receipts.push(Receipt {
                 segment_id: segment.id,
-                offset: active.end_offset,
-            };
+                first_frame_seq: slot.place.first_seq,
+            });
+            active.next_seq += sealed.locs.len() as u64;
+            buf.extend_from_slice(&sealed.bytes);
+            locs.extend(sealed.locs);
         }
-        if buf.capacity() > 4 * MAX_GROUP_BYTES {
+        active
+            .write_group(buf)
+            .map_err(|e| self.poison("writing", &e, &segment.path))?;
+        *self.acked.lock() = Watermark {
+            segment_id: segment.id,
+            offset: active.end_offset,
+        };
+        if buf.capacity() > 2 * crate::sequencer::WINDOW_BYTES {
             *buf = Vec::new();
         }
         active.entries.extend(locs.iter().map(|l| FooterEntry {
@@ -377,46 +368,4 @@ impl<F: FileLayer> Engine<F> {
         }
         Ok(())
     }
-}
-
-/// Encodes every frame of a group into `buf` (sequences, encryption, batch
-/// ends), advancing the segment's sequence. Nothing is written yet.
-fn encode_group<F: FileLayer>(
-    active: &mut ActiveSegment<F>,
-    buf: &mut Vec<u8>,
-    group: &[Request],
-) -> (Vec<Receipt>, Vec<FrameLoc>) {
-    let segment = Arc::clone(&active.segment);
-    buf.clear();
-    let mut locs = Vec::new();
-    let mut receipts = Vec::with_capacity(group.len());
-    for req in group {
-        receipts.push(Receipt {
-            segment_id: segment.id,
-            first_frame_seq: active.next_seq,
-        });
-        for (i, frame) in req.frames.iter().enumerate() {
-            let batch_end = if i + 1 == req.frames.len() {
-                FLAG_BATCH_END
-            } else {
-                0
-            };
-            let offset = active.end_offset + buf.len() as u64;
-            let header = encode_frame_into(
-                buf,
-                segment.id,
-                segment.cipher.as_ref(),
-                active.next_seq,
-                batch_end,
-                frame,
-            );
-            active.next_seq += 1;
-            locs.push(FrameLoc {
-                segment_id: segment.id,
-                offset,
-                header,
-            });
-        }
-    }
-    (receipts, locs)
 }

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::codec::{encode_frame_into, open_frame_body, reseal, PreparedFrame};
+use crate::commit::WriterState;
 use crate::crypto::TAG_LEN;
 use crate::engine::Engine;
 use crate::fs::FileLayer;
@@ -76,8 +77,21 @@ impl<F: FileLayer> Engine<F> {
         &self,
         plan: &dyn CompactionPlan,
     ) -> Result<CompactionReport, StoreError> {
-        // Holding the writer lock keeps appends out until the swap is done.
+        // Holding the writer lock keeps appends out until the swap is done,
+        // and nothing is placed meanwhile: no place may survive in the
+        // segment sealed here, and the output ids come before the next plan.
         let mut w = self.writer.lock();
+        self.sequencer.pause(w.next_segment_id);
+        let result = self.compact_locked(&mut w, plan);
+        self.sequencer.resume(w.next_segment_id);
+        result
+    }
+
+    fn compact_locked(
+        &self,
+        w: &mut WriterState<F>,
+        plan: &dyn CompactionPlan,
+    ) -> Result<CompactionReport, StoreError> {
         if let Some((segment_id, offset)) = self.index.read().degraded {
             // Compaction would drop the damaged frames and with them the
             // record that they were lost.
@@ -88,7 +102,7 @@ impl<F: FileLayer> Engine<F> {
                 what: "the store opened without a damaged range; restore the segment before compacting".into(),
             });
         }
-        self.seal_active(&mut w)?;
+        self.seal_active(w)?;
         let old: Vec<Arc<Segment<F>>> = self.segments.read().values().cloned().collect();
         let mut report = CompactionReport {
             segments_before: old.len(),

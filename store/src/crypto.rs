@@ -166,6 +166,8 @@ impl SegmentCipher {
     pub(crate) fn seal(&self, seq: u64, aad: &[u8], buf: &mut [u8]) -> [u8; TAG_LEN] {
         #[cfg(debug_assertions)]
         nonce_registry::note_use(self.fingerprint, seq);
+        #[cfg(test)]
+        SEALS_ON_THIS_THREAD.with(|n| n.set(n.get() + 1));
         let tag = self
             .aead
             .encrypt_in_place_detached(GenericArray::from_slice(&nonce_bytes(seq)), aad, buf)
@@ -187,6 +189,17 @@ impl SegmentCipher {
             )
             .is_ok()
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    static SEALS_ON_THIS_THREAD: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Payloads this thread has sealed (tests of where the crypto runs).
+#[cfg(test)]
+pub(crate) fn seals_on_this_thread() -> u64 {
+    SEALS_ON_THIS_THREAD.with(std::cell::Cell::get)
 }
 
 /// Debug-build check of G6: no (key, nonce) pair is ever sealed twice in this

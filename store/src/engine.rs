@@ -27,7 +27,7 @@ pub(crate) struct Engine<F: FileLayer> {
     pub poisoned: Mutex<Option<String>>,
     pub writer: Mutex<WriterState<F>>,
     pub budget: QueueBudget,
-    pub urgent: crate::commit::UrgentLane,
+    pub sequencer: crate::sequencer::Sequencer,
     /// The manifest as on disk; its lock orders manifest writes (taken
     /// after `writer` when both are held).
     pub manifest: Mutex<Manifest>,

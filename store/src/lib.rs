@@ -32,6 +32,7 @@ mod records;
 mod reserve;
 mod salvage_dir;
 mod segment;
+mod sequencer;
 mod store;
 mod verify;
 

@@ -11,13 +11,14 @@ use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::commit::{run_writer, Command, Done, QueueBudget, Request, WriterState};
+use crate::commit::{run_writer, QueueBudget, WriterState};
 use crate::engine::Engine;
 use crate::fs::{FileLayer, OsFileLayer};
 use crate::lock::lock_dir;
 use crate::manifest::Watermark;
 use crate::reserve::{ensure_reserve, release_reserve};
 use crate::segment::recovery::recover;
+use crate::sequencer::{Done, Request, Sequencer};
 use crate::SliceRecords;
 use crate::{
     Batch, CompactionPlan, CompactionReport, Damage, MasterKey, Receipt, RecoveryReport, SliceInfo,
@@ -27,7 +28,6 @@ use crate::{
 /// The append-only segment store of one data directory.
 pub struct Store<F: FileLayer = OsFileLayer> {
     engine: Arc<Engine<F>>,
-    tx: Sender<Command>,
     writer: Mutex<Option<JoinHandle<()>>>,
     /// Taken (released) by `shutdown`, or dropped with the store.
     lock: Mutex<Option<F::Lock>>,
@@ -124,6 +124,11 @@ impl<F: FileLayer> Store<F> {
                 dir.display()
             )
         });
+        let sequencer = Sequencer::new(
+            opts.master_key.clone(),
+            opts.segment_size_bytes,
+            recovered.next_segment_id,
+        );
         let engine = Arc::new(Engine {
             fs,
             dir,
@@ -133,21 +138,19 @@ impl<F: FileLayer> Store<F> {
             poisoned: Mutex::new(read_only_cause),
             writer: Mutex::new(WriterState::new(recovered.next_segment_id)),
             budget: QueueBudget::default(),
-            urgent: Default::default(),
+            sequencer,
             manifest: Mutex::new(recovered.manifest),
             acked: Mutex::new(Watermark::default()),
         });
-        let (tx, rx) = mpsc::channel();
         let thread_engine = Arc::clone(&engine);
         let writer = std::thread::Builder::new()
             .name("booster-store-writer".into())
-            .spawn(move || run_writer(thread_engine, rx))
+            .spawn(move || run_writer(thread_engine))
             .map_err(|e| StoreError::io("starting the writer thread", e))?;
         let watermark = start_watermark_thread(&engine)?;
         report.open_ms = started.elapsed().as_secs_f64() * 1e3;
         let store = Store {
             engine,
-            tx,
             writer: Mutex::new(Some(writer)),
             lock: Mutex::new(Some(lock)),
             closed: AtomicBool::new(false),
@@ -196,27 +199,21 @@ impl<F: FileLayer> Store<F> {
             Ok(frames) => frames,
             Err(e) => return done(Err(e)),
         };
-        let request = Request { frames, done };
+        let request = Request {
+            frames: frames.into(),
+            done,
+            urgent,
+        };
         let bytes = request.bytes();
         if urgent {
             self.engine.budget.acquire_now(bytes);
-            let queued = self.engine.urgent.push(request);
-            // Wakes a writer waiting on an empty channel; a stale wake is
-            // ignored. A writer that already stopped refused the push.
-            let _ = self.tx.send(Command::Wake);
-            if let Err(req) = queued {
-                self.engine.budget.release(bytes);
-                (req.done)(Err(StoreError::Poisoned {
-                    cause: "the writer thread stopped".into(),
-                }));
-            }
-            return;
+        } else {
+            self.engine.budget.acquire(bytes);
         }
-        self.engine.budget.acquire(bytes);
-        let sent = self.tx.send(Command::Append(request));
-        if let Err(mpsc::SendError(Command::Append(req))) = sent {
+        // Placed and sealed on this thread when the window has room.
+        if let Err(request) = self.engine.sequencer.push(request) {
             self.engine.budget.release(bytes);
-            (req.done)(Err(StoreError::Poisoned {
+            (request.done)(Err(StoreError::Poisoned {
                 cause: "the writer thread stopped".into(),
             }));
         }
@@ -388,7 +385,7 @@ impl<F: FileLayer> Store<F> {
     }
 
     fn stop_writer(&self) {
-        let _ = self.tx.send(Command::Stop);
+        self.engine.sequencer.stop();
         if let Some(handle) = self.writer.lock().take() {
             let _ = handle.join();
         }

@@ -42,7 +42,7 @@ pub(crate) fn write_footer<H: FileHandle>(file: &H, footer: &[u8], at: u64) -> i
     file.sync_data()
 }
 
-fn random_salt() -> io::Result<[u8; 32]> {
+pub(crate) fn random_salt() -> io::Result<[u8; 32]> {
     let mut salt = [0u8; 32];
     getrandom::getrandom(&mut salt).map_err(|e| io::Error::other(e.to_string()))?;
     Ok(salt)
@@ -58,7 +58,19 @@ pub(crate) fn create_segment<F: FileLayer>(
     key: Option<&MasterKey>,
     group: CompactionGroup,
 ) -> io::Result<ActiveSegment<F>> {
-    let salt = random_salt()?;
+    create_segment_with_salt(fs, dir, id, key, group, random_salt()?)
+}
+
+/// `create_segment` with the salt chosen when the segment was planned
+/// (`sequencer.rs`: its batches are sealed under the key it gives).
+pub(crate) fn create_segment_with_salt<F: FileLayer>(
+    fs: &F,
+    dir: &Path,
+    id: u64,
+    key: Option<&MasterKey>,
+    group: CompactionGroup,
+    salt: [u8; 32],
+) -> io::Result<ActiveSegment<F>> {
     let header = SegmentHeader {
         segment_id: id,
         encrypted: key.is_some(),
