@@ -283,7 +283,16 @@ async fn recv(stream: &mut Option<tokio::signal::unix::Signal>) {
     }
 }
 
-pub async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+pub async fn dispatch(mut cli: Cli) -> anyhow::Result<i32> {
+    match &mut cli.command {
+        Command::Submit(args) => args.settle_zone()?,
+        Command::Run(args) if args.job.window.is_some() => {
+            return Err(crate::exit::usage(
+                "--window is for submit: run processes the job now; submit it with --window and let `booster work` run it inside the window",
+            ))
+        }
+        _ => {}
+    }
     let ctx = Ctx::from_cli(&cli, Interrupt::install());
     if cli.server.is_some() {
         return match &cli.command {

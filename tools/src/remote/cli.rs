@@ -187,6 +187,7 @@ fn create_body(spec: &booster_runtime::JobSpec) -> serde_json::Value {
         "singleton": spec.singleton,
         "after": spec.after,
         "on_dependency_failure": spec.on_dependency_failure,
+        "window": spec.window,
     })
 }
 
