@@ -694,7 +694,7 @@ fn globals_of(subcommand: &str) -> &'static [&'static str] {
         "keygen" => &["quiet"],
         // Its data directory and key are its own, under --dir.
         "demo" => &["json", "quiet"],
-        "jobs" | "job" | "run" | "submit" | "download" | "cron" => REMOTE,
+        "jobs" | "job" | "run" | "submit" | "download" | "cron" | "dirmon" => REMOTE,
         "serve" => &["data", "key_file", "quiet", "token_file"],
         _ => LOCAL,
     }
