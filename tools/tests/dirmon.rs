@@ -578,3 +578,42 @@ fn an_entry_with_files_in_its_inbox_cannot_be_removed() {
     assert!(err.contains("still has 1 file"), "{err}");
     assert_eq!(sb.json(&["dirmon", "list"])[0]["id"], id);
 }
+
+/// A feeder who can write the archive puts a symlink where the inbox was,
+/// pointing outside the allowlist. The watcher works through the
+/// directories it opened and checked, never through a path: it takes
+/// nothing while the inbox is a symlink, and says so; once the symlink is
+/// gone it makes the inbox again and takes the file.
+#[test]
+fn an_inbox_replaced_by_a_symlink_out_of_the_allowlist_is_never_followed() {
+    let sb = Sandbox::new();
+    let (root, inbox, done) = setup(&sb);
+    let outside = sb.path("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    add(&sb, &inbox, &done, &["--settle", "100ms"]);
+    let working = Working::start(&sb, &root);
+    let taken = done.join(".booster-inbox");
+    wait_until(
+        "the watcher opens its inbox",
+        Duration::from_secs(60),
+        || taken.join(".lock").exists(),
+    );
+    std::fs::rename(&taken, done.join(".moved-inbox")).unwrap();
+    std::os::unix::fs::symlink(&outside, &taken).unwrap();
+    std::fs::write(inbox.join("a.csv"), "name,n\nann,1\n").unwrap();
+    // Many scans and settle times pass: the file stays where it arrived.
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        assert!(names(&outside).is_empty(), "{:?}", names(&outside));
+        assert_eq!(names(&inbox), ["a.csv"]);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::remove_file(&taken).unwrap();
+    wait_until("the file archived", Duration::from_secs(60), || {
+        names(&done).len() == 1
+    });
+    let said = working.stop();
+    assert!(said.contains("is it a symlink?"), "{said}");
+    assert!(names(&outside).is_empty());
+    assert_eq!(sb.jobs().len(), 1);
+}
