@@ -50,6 +50,8 @@ pub fn simple_job(id: JobId, kind: &str, priority: u8) -> Job {
         cron: None,
         after: Vec::new(),
         on_dependency_failure: Default::default(),
+        window: None,
+        window_closed: false,
     }
 }
 

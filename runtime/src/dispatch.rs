@@ -158,6 +158,10 @@ impl State {
         if !self.accepting_leases() {
             return None;
         }
+        // A job's own window is judged here too, not only by the timer: a
+        // worker that finishes a slice just after the window's end must
+        // not take the next one before the timer's tick.
+        self.judge_job_windows(now_ms);
         let (_, id) = self.first_for(worker)?;
         let timeout_ms = self
             .book
@@ -619,6 +623,7 @@ impl State {
     /// time came while no process ran is never listed as scheduled.
     pub fn release_scheduled(&mut self, now_ms: u64) {
         self.release_slice_retries(now_ms);
+        self.judge_job_windows(now_ms);
         while let Some(&(at, id)) = self.book.scheduled.first() {
             if at > now_ms {
                 break;
@@ -634,6 +639,28 @@ impl State {
                     self.book.set_state(job, next, now_ms);
                     self.ready.refile(job);
                 }
+            }
+        }
+    }
+
+    /// Jobs with their own processing window are judged against the clock
+    /// once a minute (windows open and close on whole minutes, and once
+    /// after replay): a job whose window closed leases nothing more (its
+    /// running slices finish), one whose window opened is queued again.
+    pub fn judge_job_windows(&mut self, now_ms: u64) {
+        let minute = now_ms / 60_000;
+        if self.book.windows_minute == Some(minute) {
+            return;
+        }
+        self.book.windows_minute = Some(minute);
+        for &id in &self.book.windowed {
+            let Some(job) = self.jobs.get_mut(&id) else {
+                continue;
+            };
+            let closed = job.window.is_some_and(|w| !w.is_open(now_ms));
+            if closed != job.window_closed {
+                job.window_closed = closed;
+                self.ready.refile(job);
             }
         }
     }

@@ -228,6 +228,11 @@ pub struct Book {
     pub dirmons: crate::dirmon::Dirmons,
     /// Waiting jobs by the job they wait for (`dependencies.rs`).
     pub dependents: HashMap<JobId, Vec<JobId>>,
+    /// Unfinished jobs with their own processing window (`Job::window`),
+    /// and the minute (ms since the epoch / 60 000) the timer last judged
+    /// them at: windows open and close on whole minutes.
+    pub windowed: BTreeSet<JobId>,
+    pub windows_minute: Option<u64>,
     /// Jobs that finished or went while a record was applied, whose
     /// dependents `apply` settles before it returns.
     pub finished: Vec<JobId>,
@@ -288,6 +293,8 @@ impl Book {
             next_cron: 1,
             dirmons: Default::default(),
             dependents: HashMap::new(),
+            windowed: BTreeSet::new(),
+            windows_minute: None,
             finished: Vec::new(),
         }
     }
@@ -326,6 +333,7 @@ impl Book {
             self.release_singleton(job);
             self.end_cron_run(job);
             self.note_finished(job.id);
+            self.windowed.remove(&job.id);
         } else {
             job.completed_us = None;
             if let Some(key) = &job.singleton {
@@ -397,6 +405,9 @@ impl Book {
                 self.expiring.insert((at, job.id));
             }
         }
+        if job.window.is_some() && !job.is_terminal() {
+            self.windowed.insert(job.id);
+        }
         if job.id >= self.next_id {
             // `apply` refused an id with no successor (corruption).
             self.next_id = job.id.saturating_add(1);
@@ -405,6 +416,7 @@ impl Book {
 
     fn count_gone(&mut self, job: &Job) {
         self.by_state[job.state.index()] -= 1;
+        self.windowed.remove(&job.id);
         self.release_singleton(job);
         self.end_cron_run(job);
         self.note_finished(job.id);
@@ -784,6 +796,8 @@ impl State {
             cron: None,
             after: Vec::new(),
             on_dependency_failure: Default::default(),
+            window: None,
+            window_closed: false,
             ready: None,
             accepted: None,
             refused: None,
@@ -848,6 +862,9 @@ impl State {
             cron: spec.cron,
             after: spec.after.clone(),
             on_dependency_failure: spec.on_dependency_failure,
+            window: spec.window,
+            // Judged in `insert`, at the log's time.
+            window_closed: false,
             ready: None,
             accepted: self.book.live.then(std::time::Instant::now),
             refused: None,
@@ -862,6 +879,13 @@ impl State {
         job.kind_id = self.book.kind_ids.intern(&job.kind);
         self.book.count_new(&job);
         job.refused = self.refusal_of(&job);
+        // The log's time, not the clock's (apply reads none); the timer
+        // judges it again against the clock at the next minute.
+        job.window_closed = job.window.is_some_and(|w| !w.is_open(self.book.log_ms));
+        if job.window.is_some() {
+            // The record's time may be a minute behind the timer's last look.
+            self.book.windows_minute = None;
+        }
         self.ready.refile(&mut job);
         self.book.emit(&job, what);
         self.jobs.insert(job.id, job);

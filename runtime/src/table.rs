@@ -60,6 +60,12 @@ pub struct Job {
     /// if one does not.
     pub after: Vec<JobId>,
     pub on_dependency_failure: crate::DependencyFailure,
+    /// The job's own processing window (`JobSpec::window`).
+    pub window: Option<crate::ProcessingWindow>,
+    /// Live: `window` is closed at the latest time the scheduler looked
+    /// (`State::insert` at the log's time, then the timer each minute):
+    /// nothing of the job is leased.
+    pub window_closed: bool,
     /// Live: where the job sits in the ready queue.
     pub ready: Option<ReadySlot>,
     /// Live: when this process accepted the job (for enqueue-to-start latency).
@@ -254,7 +260,10 @@ impl Job {
     /// Whether the dispatcher may lease work of this job now, ignoring
     /// per-kind limits (those are applied at lease time).
     pub fn ready_slot(&self) -> Option<ReadySlot> {
-        if !matches!(self.state, JobState::Queued | JobState::Running) || self.refused.is_some() {
+        if !matches!(self.state, JobState::Queued | JobState::Running)
+            || self.refused.is_some()
+            || self.window_closed
+        {
             return None;
         }
         if crate::dirmon::holds(self) {

@@ -79,6 +79,9 @@ impl State {
                 ));
             }
         }
+        if let Some(w) = job.window.filter(|_| job.window_closed) {
+            return Some(w.job_closed_reason(self.book.clock.now_ms()));
+        }
         let conf = self.book.kinds.get(&job.kind);
         let registered = conf.is_some_and(|k| k.handler.is_some());
         if let Some(w) = conf.and_then(|k| k.window()) {

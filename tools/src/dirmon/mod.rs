@@ -15,6 +15,7 @@
 //! what the store says about NAME's job, so a pass after a crash and a
 //! pass after a transient error are the same code.
 
+mod dirs;
 mod take;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -25,7 +26,9 @@ use booster_runtime::{DirmonId, DirmonView, Runtime};
 use globset::GlobMatcher;
 use tokio::sync::watch;
 
-pub use take::{parse_options, split_add_words, take_flags, AddWords, INBOX};
+pub use take::{
+    parse_options, split_add_words, split_remote_add_words, take_flags, AddWords, INBOX,
+};
 
 /// How the watcher runs.
 #[derive(Clone, Debug)]
@@ -106,6 +109,10 @@ struct Entry {
     told: BTreeSet<String>,
     /// The inbox's lock, held while the entry is watched.
     lock: Option<std::fs::File>,
+    /// The directory, archive and inbox as this pass opened them
+    /// (`still_in_place`); every file operation of the pass goes through
+    /// them.
+    dirs: Option<std::sync::Arc<dirs::Dirs>>,
 }
 
 impl Entry {
@@ -121,23 +128,21 @@ impl Entry {
 
     /// Whether the directory and the archive are still the ones checked
     /// against the allowlist: a directory replaced by a symlink (or moved)
-    /// since would lead the watcher outside it. Checked at every pass.
+    /// since would lead the watcher outside it. Checked at every pass, by
+    /// opening them (`dirs.rs`): the pass then works through what it
+    /// opened, so a swap during the pass is never followed either.
     fn still_in_place(&mut self) -> bool {
-        for (what, path) in [
-            ("directory", self.dir.clone()),
-            ("archive", self.archive.clone()),
-        ] {
-            let same = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir())
-                && path.canonicalize().is_ok_and(|real| real == path);
-            if !same {
-                self.tell(format!(
-                    "its {what} {} is no longer the directory that was allowed (moved, or replaced by a symlink); nothing is taken until it is",
-                    path.display()
-                ));
-                return false;
+        match dirs::Dirs::open(&self.dir, &self.archive) {
+            Ok(dirs) => {
+                self.dirs = Some(std::sync::Arc::new(dirs));
+                true
+            }
+            Err(why) => {
+                self.dirs = None;
+                self.tell(why);
+                false
             }
         }
-        true
     }
 }
 
@@ -332,6 +337,7 @@ fn open_entry(view: &DirmonView, allow: &[PathBuf]) -> Result<Entry, String> {
         seen: HashMap::new(),
         told: BTreeSet::new(),
         lock: None,
+        dirs: None,
     })
 }
 
