@@ -12,6 +12,11 @@ use booster_bench::scenarios::{self, Ctx};
 use booster_bench::{child, compare, targets};
 use clap::{Parser, ValueEnum};
 
+// The same allocator as the `booster` binary, so the harness measures what
+// users run (bench/RESULTS.md, "The allocator").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Scenario {
     Jobs,

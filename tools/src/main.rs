@@ -4,6 +4,12 @@
 
 use booster_tools::{cli, commands, exit};
 
+// Slices are built from many small allocations on every worker thread;
+// glibc malloc spent about a fifth of `booster run --kind copy` on them
+// (perf), mimalloc a fraction of that (bench/RESULTS.md, "The allocator").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
