@@ -346,6 +346,10 @@ impl Sequencer {
     /// come, are dropped unwritten. Call with the writer lock held.
     pub fn unplace_all(&self, next_plan_id: u64) {
         let mut q = self.queue.lock();
+        self.unplace_locked(&mut q, next_plan_id);
+    }
+
+    fn unplace_locked(&self, q: &mut Queue, next_plan_id: u64) {
         let placed = std::mem::take(&mut q.placed);
         q.placed_bytes = 0;
         q.waiting_front += placed.len();
@@ -357,10 +361,13 @@ impl Sequencer {
         self.changed.notify_all();
     }
 
-    /// Stops placing (compaction holds the writer) after unplacing all.
+    /// Stops placing (compaction holds the writer) after unplacing all, in
+    /// one step: a batch placed between the two would plan a segment whose
+    /// id the compaction output is about to take.
     pub fn pause(&self, next_plan_id: u64) {
-        self.unplace_all(next_plan_id);
-        self.queue.lock().paused = true;
+        let mut q = self.queue.lock();
+        self.unplace_locked(&mut q, next_plan_id);
+        q.paused = true;
     }
 
     /// Places again; the next plan takes id `next_plan_id`.
