@@ -701,6 +701,11 @@ impl Runtime {
                     "max_expiries must be at least 1".into(),
                 ));
             }
+            if s.retry.jitter_percent > 100 {
+                return Err(RuntimeError::Invalid(
+                    "jitter_percent is 0 to 100 (a share of each wait)".into(),
+                ));
+            }
         }
         let m = Meta::KindSettings {
             kind: kind.to_string(),

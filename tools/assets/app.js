@@ -415,6 +415,7 @@ async function kindsPage() {
     const limit = el("input", { type: "text", size: 6, class: "limit", placeholder: "none", value: k.effective.max_running ?? "" });
     const retries = el("input", { type: "text", size: 4, class: "retries", title: "retries", value: k.effective.retry.max_retries });
     const backoff = el("input", { type: "text", size: 7, class: "backoff", title: "first backoff (ms), doubled each retry", value: k.effective.retry.backoff_base_ms });
+    const jitter = el("input", { type: "text", size: 3, class: "jitter", title: "each wait longer by a random 0 to this % of it", value: k.effective.retry.jitter_percent || 0 });
     const w = k.effective.window;
     const span = el("input", { type: "text", size: 10, class: "window", placeholder: "22:00-06:00", value: w ? w.start + "-" + w.end : "" });
     const tz = el("input", { type: "text", size: 12, class: "tz", placeholder: "UTC", value: w && w.tz !== "UTC" ? w.tz : "" });
@@ -424,10 +425,11 @@ async function kindsPage() {
         if (t !== "" && !whole(t)) return "a number of jobs, or empty for no limit";
         return { max_running: t === "" ? null : Number(t) };
       }),
-      form("set-retry", "Set retries", [retries, " × ", backoff, " ms"], () => {
-        const r = retries.value.trim(), b = backoff.value.trim();
+      form("set-retry", "Set retries", [retries, " × ", backoff, " ms +0-", jitter, "%"], () => {
+        const r = retries.value.trim(), b = backoff.value.trim(), j = jitter.value.trim();
         if (!whole(r) || !whole(b)) return "retries and backoff are whole numbers (0 retries: a failure is final)";
-        return { retry: { max_retries: Number(r), backoff_base_ms: Number(b) } };
+        if (!whole(j) || Number(j) > 100) return "jitter is 0 to 100 (% of each wait)";
+        return { retry: { max_retries: Number(r), backoff_base_ms: Number(b), jitter_percent: Number(j) } };
       }),
       form("set-window", "Set window", [span, " ", tz], () => {
         const t = span.value.trim();
@@ -442,7 +444,8 @@ async function kindsPage() {
       el("td", {}, k.kind),
       el("td", {}, k.registered ? "yes" : el("span", { class: "muted" }, "no")),
       el("td", { class: "limit-now" }, limitText(k.effective.max_running)),
-      el("td", { class: "retry-now" }, k.effective.retry.max_retries + " × " + k.effective.retry.backoff_base_ms + " ms"),
+      el("td", { class: "retry-now" }, k.effective.retry.max_retries + " × " + k.effective.retry.backoff_base_ms + " ms"
+        + (k.effective.retry.jitter_percent ? " (+0-" + k.effective.retry.jitter_percent + "%)" : "")),
       el("td", { class: "window-now" }, windowText(k.effective.window)),
       el("td", {}, k.stored ? "stored" : el("span", { class: "muted" }, "this process's")),
       el("td", {}, forms));

@@ -88,11 +88,15 @@ pub fn kind_line(v: &booster_runtime::KindView) -> String {
         Some(n) => format!("at most {n} running"),
         None => "no running limit".to_string(),
     };
+    let jitter = match e.retry.jitter_percent {
+        0 => String::new(),
+        p => format!(" (+0-{p}%)"),
+    };
     let retry = match e.retry.max_retries {
         0 => "no retries".to_string(),
-        1 => format!("1 retry after {} ms", e.retry.backoff_base_ms),
+        1 => format!("1 retry after {} ms{jitter}", e.retry.backoff_base_ms),
         n => format!(
-            "{n} retries, the first after {} ms, doubling",
+            "{n} retries, the first after {} ms{jitter}, doubling",
             e.retry.backoff_base_ms
         ),
     };

@@ -640,6 +640,10 @@ fn dashboard_shows_live_progress_edits_priority_and_escapes_text_in_a_real_brows
         &s.wait_for("#kinds tr[data-kind='copy'] input.backoff"),
         "250",
     );
+    s.type_into(
+        &s.wait_for("#kinds tr[data-kind='copy'] input.jitter"),
+        "20",
+    );
     s.click(&s.wait_for("#kinds tr[data-kind='copy'] form.set-retry button"));
     wait_until("the retry policy stored", || {
         let view = runtime
@@ -647,13 +651,17 @@ fn dashboard_shows_live_progress_edits_priority_and_escapes_text_in_a_real_brows
             .into_iter()
             .find(|k| k.kind == "copy")?;
         let stored = view.stored?;
-        ((stored.retry.max_retries, stored.retry.backoff_base_ms) == (3, 250)
+        ((
+            stored.retry.max_retries,
+            stored.retry.backoff_base_ms,
+            stored.retry.jitter_percent,
+        ) == (3, 250, 20)
             && stored.max_running == Some(2))
         .then_some(())
     });
     wait_until("the page shows the retries", || {
         s.text_of("#kinds tr[data-kind='copy'] td.retry-now")
-            .filter(|t| t == "3 × 250 ms")
+            .filter(|t| t == "3 × 250 ms (+0-20%)")
     });
     s.type_into(
         &s.wait_for("#kinds tr[data-kind='copy'] input.window"),

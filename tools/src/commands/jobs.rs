@@ -40,6 +40,7 @@ pub async fn job(ctx: &Ctx, command: JobCommand) -> anyhow::Result<i32> {
         JobCommand::Watch { job } => return super::watch::watch(ctx, runtime, *job).await,
         JobCommand::Show { job, .. }
         | JobCommand::Priority { job, .. }
+        | JobCommand::MaxWorkers { job, .. }
         | JobCommand::Pause { job }
         | JobCommand::Resume { job }
         | JobCommand::Abort { job }
@@ -52,6 +53,12 @@ pub async fn job(ctx: &Ctx, command: JobCommand) -> anyhow::Result<i32> {
             outln!("{}", report::job_details(&job, *verbose).trim_end())
         }
         (Some(job), _) if ctx.json => report::print_json(&report::job_json(&job)),
+        (Some(job), JobCommand::MaxWorkers { .. }) => ctx.say(format!(
+            "job {}: at most {} of its slices run at once",
+            job.id,
+            job.max_workers
+                .map_or("any number".to_string(), |n| n.to_string())
+        )),
         (Some(job), _) => ctx.say(format!(
             "job {}: {} at priority {}",
             job.id,
@@ -77,6 +84,7 @@ async fn apply(
     match command {
         JobCommand::Show { .. } | JobCommand::Watch { .. } => {}
         JobCommand::Priority { priority, .. } => runtime.set_priority(id, *priority).await?,
+        JobCommand::MaxWorkers { workers, .. } => runtime.set_max_workers(id, workers.0).await?,
         JobCommand::Pause { .. } => runtime.pause(id).await?,
         JobCommand::Resume { .. } => runtime.resume(id).await?,
         JobCommand::Abort { .. } => runtime.abort(id).await?,
@@ -151,10 +159,12 @@ pub async fn kind(ctx: &Ctx, command: crate::cli::KindCommand) -> anyhow::Result
                 kind,
                 max_retries,
                 backoff_ms,
+                jitter_percent,
             } => {
                 let retry = RetryPolicy {
                     max_retries,
                     backoff_base_ms: backoff_ms,
+                    jitter_percent,
                 };
                 (
                     kind.clone(),

@@ -115,6 +115,7 @@ fn job(client: &Client, out: &Out, command: &JobCommand) -> anyhow::Result<()> {
     let view = match command {
         JobCommand::Show { job, .. } | JobCommand::Watch { job } => client.job(*job)?,
         JobCommand::Priority { job, priority } => client.set(*job, Some(*priority), None)?,
+        JobCommand::MaxWorkers { job, workers } => client.set(*job, None, Some(workers.0))?,
         JobCommand::Pause { job } => client.control(*job, "pause", None)?,
         JobCommand::Resume { job } => client.control(*job, "resume", None)?,
         JobCommand::Abort { job } => client.control(*job, "abort", None)?,
