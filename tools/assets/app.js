@@ -358,6 +358,22 @@ async function workersPage() {
 }
 
 // Cron entries: one row each (`GET /api/crons`); `booster cron` changes them.
+// Pause, resume and remove buttons of a cron or dirmon entry (`POST
+// /api/{crons|dirmons}/{id}/{action}`, admin); `msg` says what failed,
+// `refresh` redraws the page after a change.
+function entryActions(route, e, what, msg, refresh) {
+  const act = (action, ask) => el("button", { class: "entry-" + action, onclick: async () => {
+    if (ask && !confirm(ask)) return;
+    try {
+      await api("POST", "/api/" + route + "/" + e.id + "/" + action);
+      msg.className = "msg"; msg.textContent = "";
+      refresh();
+    } catch (err) { msg.className = "msg err"; msg.textContent = what + " " + e.id + ": " + err.message; }
+  } }, action[0].toUpperCase() + action.slice(1));
+  return [e.paused ? act("resume") : act("pause"), " ",
+    act("remove", "Remove " + what + " " + e.id + "? It makes no more jobs; jobs it made stay.")];
+}
+
 async function cronPage() {
   const current = pageGuard();
   async function refresh() {
@@ -365,13 +381,15 @@ async function cronPage() {
     try { data = await api("GET", "/api/crons"); } catch (e) { return current() && showError(e); }
     if (!current()) return;
     const tick = (ms) => (ms === null || ms === undefined ? "-" : fmtTime(ms));
-    main.replaceChildren(el("h1", {}, "Cron"),
+    const msg = el("p", { class: "msg", id: "entry-msg" });
+    main.replaceChildren(el("h1", {}, "Cron"), msg,
       data.crons.length === 0
         ? el("p", { class: "muted" }, "No cron entries. booster submit --kind KIND --args JSON --cron 'EXPR' adds one.")
         : el("table", { id: "crons" },
           el("thead", {}, el("tr", {}, el("th", { class: "num" }, "Id"), el("th", {}, "Expression"), el("th", {}, "Zone"),
-            el("th", {}, "Kind"), el("th", {}, "State"), el("th", {}, "Last tick"), el("th", {}, "Next tick"), el("th", {}, "Running"))),
-          el("tbody", {}, data.crons.map((c) => el("tr", {},
+            el("th", {}, "Kind"), el("th", {}, "State"), el("th", {}, "Last tick"), el("th", {}, "Next tick"), el("th", {}, "Running"),
+            el("th", {}, "Change"))),
+          el("tbody", {}, data.crons.map((c) => el("tr", { "data-id": c.id },
             el("td", { class: "num" }, String(c.id)),
             el("td", { class: "expr" }, c.expr),
             el("td", {}, c.tz || "UTC"),
@@ -379,7 +397,8 @@ async function cronPage() {
             el("td", {}, c.paused ? "paused" : "active"),
             el("td", {}, tick(c.last_tick_ms)),
             el("td", {}, tick(c.next_tick_ms)),
-            el("td", {}, c.running ? el("a", { href: "#/job/" + c.running }, "job " + c.running) : el("span", { class: "muted" }, "-")))))));
+            el("td", {}, c.running ? el("a", { href: "#/job/" + c.running }, "job " + c.running) : el("span", { class: "muted" }, "-")),
+            el("td", {}, entryActions("crons", c, "cron", msg, refresh)))))));
   }
   const timer = setInterval(refresh, 5000); // ticks pass without job events
   pageCleanup = () => clearInterval(timer);
@@ -458,25 +477,29 @@ async function kindsPage() {
       el("tbody", {}, rows)));
 }
 
-// Dirmon entries (`GET /api/dirmons`); `booster dirmon` changes them.
+// Dirmon entries (`GET /api/dirmons`), paused, resumed or removed here
+// as `booster dirmon` does; entries are added where their paths are
+// known (the CLI, or `POST /api/dirmons`).
 async function dirmonPage() {
   const current = pageGuard();
   let data;
   try { data = await api("GET", "/api/dirmons"); } catch (e) { return current() && showError(e); }
   if (!current()) return;
-  main.replaceChildren(el("h1", {}, "Dirmon"),
+  const msg = el("p", { class: "msg", id: "entry-msg" });
+  main.replaceChildren(el("h1", {}, "Dirmon"), msg,
     data.dirmons.length === 0
       ? el("p", { class: "muted" }, "No dirmon entries. booster dirmon add --pattern 'DIR/*.csv' --archive DONE --kind copy adds one.")
       : el("table", { id: "dirmons" },
         el("thead", {}, el("tr", {}, el("th", { class: "num" }, "Id"), el("th", {}, "Pattern"), el("th", {}, "Archive"),
-          el("th", { class: "num" }, "Settle"), el("th", {}, "Job options"), el("th", {}, "State"))),
-        el("tbody", {}, data.dirmons.map((d) => el("tr", {},
+          el("th", { class: "num" }, "Settle"), el("th", {}, "Job options"), el("th", {}, "State"), el("th", {}, "Change"))),
+        el("tbody", {}, data.dirmons.map((d) => el("tr", { "data-id": d.id },
           el("td", { class: "num" }, String(d.id)),
           el("td", { class: "expr" }, d.spec.pattern),
           el("td", {}, d.spec.archive),
           el("td", { class: "num" }, d.spec.settle_ms + " ms"),
           el("td", { class: "expr" }, d.spec.options.join(" ")),
-          el("td", {}, d.paused ? "paused" : "active"))))));
+          el("td", {}, d.paused ? "paused" : "active"),
+          el("td", {}, entryActions("dirmons", d, "dirmon", msg, () => current() && dirmonPage())))))));
 }
 
 window.addEventListener("hashchange", route);

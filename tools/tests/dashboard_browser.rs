@@ -611,6 +611,15 @@ fn dashboard_shows_live_progress_edits_priority_and_escapes_text_in_a_real_brows
         "{text}"
     );
     s.screenshot("booster-dashboard-cron.png");
+    // Paused and resumed from the page, as `booster cron pause|resume` do.
+    s.click(&s.wait_for("#crons tbody tr button.entry-pause"));
+    wait_until("the entry paused", || {
+        runtime.crons().first().filter(|c| c.paused).map(|_| ())
+    });
+    s.click(&s.wait_for("#crons tbody tr button.entry-resume"));
+    wait_until("the entry resumed", || {
+        runtime.crons().first().filter(|c| !c.paused).map(|_| ())
+    });
 
     // The kinds page shows what applies, and sets a running limit that is
     // stored (what `booster kind limit copy 2` does).
@@ -715,6 +724,19 @@ fn dashboard_shows_live_progress_edits_priority_and_escapes_text_in_a_real_brows
         text.contains("/data/in/*.csv") && text.contains("--kind copy") && text.contains("active"),
         "{text}"
     );
+    // Paused, then removed (confirmed), as `booster dirmon pause|remove` do.
+    s.click(&s.wait_for("#dirmons tbody tr button.entry-pause"));
+    wait_until("the dirmon entry paused", || {
+        runtime.dirmons().first().filter(|d| d.paused).map(|_| ())
+    });
+    s.accept_confirms();
+    s.click(&s.wait_for("#dirmons tbody tr button.entry-remove"));
+    wait_until("the dirmon entry removed", || {
+        runtime.dirmons().is_empty().then_some(())
+    });
+    wait_until("the page says there are none", || {
+        s.find("#dirmons").is_none().then_some(())
+    });
 
     s.assert_no_browser_errors();
 }
