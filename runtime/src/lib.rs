@@ -546,6 +546,15 @@ pub struct JobStatus {
     /// The job's own processing window (`JobSpec::window`), if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<ProcessingWindow>,
+    /// The singleton key the job holds while unfinished (`JobSpec::singleton`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub singleton: Option<String>,
+    /// Jobs that must complete before this one runs (`JobSpec::after`),
+    /// and what it does if one does not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<JobId>,
+    #[serde(default)]
+    pub on_dependency_failure: DependencyFailure,
     /// Simple jobs: the handler's result.
     pub result: Option<serde_json::Value>,
     pub attempts: u32,

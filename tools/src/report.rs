@@ -418,6 +418,21 @@ pub fn job_details(job: &JobStatus, verbose: bool) -> String {
     if let Some(w) = &job.window {
         line(format!("  window        runs only {w}"));
     }
+    if let Some(key) = &job.singleton {
+        line(format!("  singleton     {key}"));
+    }
+    if !job.after.is_empty() {
+        let ids: Vec<String> = job.after.iter().map(u64::to_string).collect();
+        let policy = match job.on_dependency_failure {
+            booster_runtime::DependencyFailure::Fail => "fails",
+            booster_runtime::DependencyFailure::Abort => "is aborted",
+            booster_runtime::DependencyFailure::Run => "runs anyway",
+        };
+        line(format!(
+            "  after         jobs {} (if one does not complete, this job {policy})",
+            ids.join(", ")
+        ));
+    }
     if let Some(result) = &job.result {
         line(format!("  result        {result}"));
     }

@@ -738,6 +738,34 @@ fn dashboard_shows_live_progress_edits_priority_and_escapes_text_in_a_real_brows
         s.find("#dirmons").is_none().then_some(())
     });
 
+    // A simple job's result, and a dependent singleton job's links.
+    let spec = booster_runtime::JobSpec::simple("noop", serde_json::json!({"day": "2026-11-29"}));
+    let first = t.rt.block_on(runtime.submit(spec)).unwrap();
+    t.rt.block_on(runtime.wait(first)).unwrap();
+    let spec = booster_runtime::JobSpec::simple("noop", serde_json::json!({}))
+        .with_after(&[first], booster_runtime::DependencyFailure::Run)
+        .with_singleton("nightly");
+    let then = t.rt.block_on(runtime.submit(spec)).unwrap();
+    s.go(&format!("{}/#/job/{first}", t.url));
+    wait_until("the result shown", || {
+        s.text_of("#job-result pre")
+            .filter(|r| r.contains("\"day\": \"2026-11-29\""))
+    });
+    s.go(&format!("{}/#/job/{then}", t.url));
+    let after = s.wait_for("#job-after");
+    assert!(s.text(&after).contains("runs anyway"), "{}", s.text(&after));
+    assert_eq!(
+        s.attr("#job-after a", "href"),
+        Some(format!("#/job/{first}"))
+    );
+    assert!(
+        s.texts(".grid div")
+            .iter()
+            .any(|t| t.contains("Singleton") && t.contains("nightly")),
+        "{:?}",
+        s.texts(".grid div")
+    );
+
     s.assert_no_browser_errors();
 }
 
