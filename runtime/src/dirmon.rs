@@ -220,7 +220,7 @@ impl State {
 }
 
 fn no_entry(id: DirmonId) -> RuntimeError {
-    RuntimeError::Invalid(format!(
+    RuntimeError::EntryNotFound(format!(
         "no dirmon entry {id}; `booster dirmon list` shows them"
     ))
 }

@@ -780,6 +780,10 @@ pub enum RuntimeError {
     Store(#[from] booster_store::StoreError),
     #[error("job {0} not found")]
     NotFound(JobId),
+    /// A cron or dirmon entry that does not exist (the message names it
+    /// and the command that lists them).
+    #[error("{0}")]
+    EntryNotFound(String),
     #[error("cannot {action} job {job}: it is {state:?}")]
     IllegalTransition {
         job: JobId,
