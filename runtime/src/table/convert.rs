@@ -106,7 +106,6 @@ pub fn job_of(row: Row, map: Option<SliceMap>, kind: Arc<str>) -> Result<Job, St
         (RowBody::Simple { args, result }, None) => Body::Simple(SimpleBody {
             args: Arc::new(args),
             result,
-            leased: false,
             expiries: row.expiries,
         }),
         (RowBody::Sliced(s), Some(map)) => {
@@ -143,9 +142,6 @@ pub fn job_of(row: Row, map: Option<SliceMap>, kind: Arc<str>) -> Result<Job, St
         cron: row.cron,
         after: row.after,
         on_dependency_failure: row.on_dependency_failure,
-        ready: None,
-        accepted: None,
-        refused: None,
     })
 }
 
@@ -344,7 +340,6 @@ mod tests {
                 .prop_map(|(args, result, expiries)| Body::Simple(SimpleBody {
                     args: Arc::new(args),
                     result,
-                    leased: false,
                     expiries,
                 })),
             sliced_body().prop_map(|s| Body::Sliced(Box::new(s))),
@@ -413,9 +408,6 @@ mod tests {
                     cron: cron.map(|(cron, tick_ms)| CronRun { cron, tick_ms }),
                     after,
                     on_dependency_failure,
-                    ready: None,
-                    accepted: None,
-                    refused: None,
                 }
             })
     }

@@ -714,7 +714,6 @@ impl From<Row> for Job {
             } => Body::Simple(SimpleBody {
                 args: Arc::new(args),
                 result,
-                leased: false,
                 expiries: expiries.unwrap_or(0),
             }),
             RowBody::Sliced(s) => {
@@ -767,9 +766,6 @@ impl From<Row> for Job {
             cron: r.cron.map(CronRun::from),
             after: r.after,
             on_dependency_failure: r.on_dependency_failure,
-            ready: None,
-            accepted: None,
-            refused: None,
         }
     }
 }
