@@ -55,6 +55,7 @@ pub fn simple_job(id: JobId, kind: &str, priority: u8) -> QueuedJob {
         cron: None,
         after: Vec::new(),
         on_dependency_failure: Default::default(),
+        window: None,
     };
     let (entry, _) = Slot::of(&job, kind_id, &[]);
     QueuedJob { job, entry }

@@ -165,6 +165,10 @@ impl State {
         if !self.accepting_leases() {
             return None;
         }
+        // A job's own window is judged here too, not only by the timer: a
+        // worker that finishes a slice just after the window's end must
+        // not take the next one before the timer's tick.
+        self.judge_job_windows(now_ms);
         let (_, id) = self.first_for(worker)?;
         // The row gives the kind's name, and (until step 5 reads them from
         // row pages at lease time) the args and properties.
@@ -657,6 +661,7 @@ impl State {
     /// time came while no process ran is never listed as scheduled.
     pub fn release_scheduled(&mut self, now_ms: u64) {
         self.release_slice_retries(now_ms);
+        self.judge_job_windows(now_ms);
         while let Some(&(at, id)) = self.book.scheduled.first() {
             if at > now_ms {
                 break;
@@ -672,6 +677,30 @@ impl State {
                     self.book.set_state(job, next, now_ms);
                     self.book.refile(job);
                 }
+            }
+        }
+    }
+
+    /// Jobs with their own processing window are judged against the clock
+    /// once a minute (windows open and close on whole minutes, and once
+    /// after replay): a job whose window closed leases nothing more (its
+    /// running slices finish), one whose window opened is queued again.
+    pub fn judge_job_windows(&mut self, now_ms: u64) {
+        let minute = now_ms / 60_000;
+        if self.book.windows_minute == Some(minute) {
+            return;
+        }
+        self.book.windows_minute = Some(minute);
+        let book = &mut self.book;
+        for &id in &book.windowed {
+            let (Some(job), Some(slot)) = (self.table.get(&id), book.active.get_mut(&id)) else {
+                continue;
+            };
+            let closed = job.window.is_some_and(|w| !w.is_open(now_ms));
+            if closed != slot.has(flag::WINDOW_CLOSED) {
+                slot.set_flag(flag::WINDOW_CLOSED, closed);
+                let want = slot.ready_slot(job, book.sliced_live.get(&id));
+                book.ready.refile(id, &job.kind, slot, want);
             }
         }
     }

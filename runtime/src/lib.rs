@@ -256,6 +256,11 @@ pub struct JobSpec {
     /// What happens when a job in `after` fails, is aborted or destroyed.
     #[serde(default)]
     pub on_dependency_failure: DependencyFailure,
+    /// The job starts work only inside this window of the day (beside its
+    /// kind's, if the kind has one): outside it no new lease of it starts
+    /// and its running slices finish (see `with_window`). None: any time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<ProcessingWindow>,
 }
 
 /// What a dependent job does when a job it waits for fails, is aborted or
@@ -346,6 +351,7 @@ impl JobSpec {
             cron: None,
             after: Vec::new(),
             on_dependency_failure: DependencyFailure::Fail,
+            window: None,
         }
     }
     pub fn sliced(kind: &str) -> JobSpec {
@@ -366,6 +372,7 @@ impl JobSpec {
             cron: None,
             after: Vec::new(),
             on_dependency_failure: DependencyFailure::Fail,
+            window: None,
         }
     }
     /// A singleton: while a job with this key has not finished, submitting
@@ -380,6 +387,13 @@ impl JobSpec {
     pub fn with_after(mut self, jobs: &[JobId], policy: DependencyFailure) -> JobSpec {
         self.after = jobs.to_vec();
         self.on_dependency_failure = policy;
+        self
+    }
+    /// Runs only inside `window` (`ProcessingWindow::parse("22:00-06:00",
+    /// Some("Europe/Berlin"))`): outside it no new lease of the job
+    /// starts, and slices already running finish.
+    pub fn with_window(mut self, window: ProcessingWindow) -> JobSpec {
+        self.window = Some(window);
         self
     }
     /// Sets the priority (1 first .. 100 last).
@@ -519,8 +533,8 @@ pub struct JobStatus {
     pub failure_reason: Option<String>,
     /// Why a queued or running job is not running here: its handler
     /// declined it (`refuses`), no handler for its kind is registered in
-    /// this process, its upload has not finished, or its kind's processing
-    /// window is closed (naming the next opening). None otherwise.
+    /// this process, its upload has not finished, or its own or its kind's
+    /// processing window is closed (naming the next opening). None otherwise.
     #[serde(default)]
     pub waiting_reason: Option<String>,
     /// Damaged store ranges that held this job's slices (segment, offsets,
@@ -530,6 +544,9 @@ pub struct JobStatus {
     pub damage: Vec<String>,
     /// The cron entry and tick this job is the run of.
     pub cron: Option<CronRun>,
+    /// The job's own processing window (`JobSpec::window`), if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<ProcessingWindow>,
     /// Simple jobs: the handler's result.
     pub result: Option<serde_json::Value>,
     pub attempts: u32,

@@ -51,6 +51,10 @@ pub mod flag {
     /// A lease of this simple job expired: it is leased alone, so the job
     /// that hangs is told apart from those batched with it.
     pub const SUSPECT: u8 = 64;
+    /// The job's own processing window (`Job::window`, in
+    /// `Book::windowed`) was closed when the scheduler last looked: nothing
+    /// of it is leased.
+    pub const WINDOW_CLOSED: u8 = 128;
 }
 
 /// An unfinished job's scheduler entry: 8 bytes.
@@ -129,8 +133,9 @@ impl Slot {
         (slot, live)
     }
 
-    pub fn has(&self, bit: u8) -> bool {
-        self.flags & bit != 0
+    /// Any of `bits` is set.
+    pub fn has(&self, bits: u8) -> bool {
+        self.flags & bits != 0
     }
 
     pub fn set_flag(&mut self, bit: u8, on: bool) {
@@ -164,7 +169,9 @@ impl Slot {
     /// (a sliced job's slice state is there until step 3), `live` its
     /// slice marks.
     pub fn ready_slot(&self, job: &Job, live: Option<&SlicedLive>) -> Option<ReadySlot> {
-        if !matches!(self.state, JobState::Queued | JobState::Running) || self.has(flag::REFUSED) {
+        if !matches!(self.state, JobState::Queued | JobState::Running)
+            || self.has(flag::REFUSED | flag::WINDOW_CLOSED)
+        {
             return None;
         }
         let leasable = match (&job.body, live) {
@@ -205,9 +212,17 @@ impl Book {
                 _ => None,
             })
             .collect();
-        let (slot, live) = Slot::of(job, kind_id, &held);
+        let (mut slot, live) = Slot::of(job, kind_id, &held);
         if let Some(live) = live {
             self.sliced_live.insert(job.id, live);
+        }
+        if let Some(w) = job.window {
+            // The log's time, not the clock's (apply reads none); the timer
+            // judges it again against the clock at the next minute.
+            slot.set_flag(flag::WINDOW_CLOSED, !w.is_open(self.log_ms));
+            self.windowed.insert(job.id);
+            // The record's time may be a minute behind the timer's last look.
+            self.windows_minute = None;
         }
         if job.state == JobState::Running {
             *self.running_by_kind.entry(kind_id).or_default() += 1;
@@ -249,6 +264,7 @@ impl Book {
         }
         self.refused.remove(&id);
         self.accepted.remove(&id);
+        self.windowed.remove(&id);
     }
 
     /// Moves `job`'s entry from `old` to its new state `job.state`.

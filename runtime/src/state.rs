@@ -248,6 +248,11 @@ pub struct Book {
     pub dirmons: crate::dirmon::Dirmons,
     /// Waiting jobs by the job they wait for (`dependencies.rs`).
     pub dependents: HashMap<JobId, Vec<JobId>>,
+    /// Unfinished jobs with their own processing window (`Job::window`),
+    /// and the minute (ms since the epoch / 60 000) the timer last judged
+    /// them at: windows open and close on whole minutes.
+    pub windowed: BTreeSet<JobId>,
+    pub windows_minute: Option<u64>,
     /// Jobs that finished or went while a record was applied, whose
     /// dependents `apply` settles before it returns.
     pub finished: Vec<JobId>,
@@ -317,6 +322,8 @@ impl Book {
             next_cron: 1,
             dirmons: Default::default(),
             dependents: HashMap::new(),
+            windowed: BTreeSet::new(),
+            windows_minute: None,
             finished: Vec::new(),
         }
     }
@@ -791,6 +798,7 @@ impl State {
             cron: None,
             after: Vec::new(),
             on_dependency_failure: Default::default(),
+            window: None,
         };
         self.book.lost.insert(id);
         self.insert(job, "lost");
@@ -851,6 +859,7 @@ impl State {
             cron: spec.cron,
             after: spec.after.clone(),
             on_dependency_failure: spec.on_dependency_failure,
+            window: spec.window,
         }
     }
 

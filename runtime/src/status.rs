@@ -87,6 +87,7 @@ pub fn build_status(st: &State, job: &Job) -> JobStatus {
         waiting_reason: st.waiting_reason(job),
         damage: st.damage_of(job.id),
         cron: job.cron,
+        window: job.window,
         result: None,
         attempts: job.attempts,
         properties: (*job.properties).clone(),

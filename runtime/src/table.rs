@@ -56,6 +56,8 @@ pub struct Job {
     /// if one does not.
     pub after: Vec<JobId>,
     pub on_dependency_failure: crate::DependencyFailure,
+    /// The job's own processing window (`JobSpec::window`).
+    pub window: Option<crate::ProcessingWindow>,
 }
 
 #[derive(Clone, Debug)]

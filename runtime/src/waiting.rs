@@ -85,6 +85,14 @@ impl State {
                 ));
             }
         }
+        let closed = self
+            .book
+            .active
+            .get(&job.id)
+            .is_some_and(|e| e.has(crate::scheduler::flag::WINDOW_CLOSED));
+        if let Some(w) = job.window.filter(|_| closed) {
+            return Some(w.job_closed_reason(self.book.clock.now_ms()));
+        }
         let conf = self.book.kinds.get(&job.kind);
         let registered = conf.is_some_and(|k| k.handler.is_some());
         if let Some(w) = conf.and_then(|k| k.window()) {

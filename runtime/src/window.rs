@@ -153,9 +153,18 @@ impl ProcessingWindow {
     /// Why a queued job of `kind` waits at `now_ms`, naming the next opening
     /// in the window's zone.
     pub fn closed_reason(&self, kind: &str, now_ms: u64) -> String {
+        self.closed_reason_of(&format!("kind {kind:?}"), now_ms)
+    }
+
+    /// Why a job with its own window (`JobSpec::window`) waits at `now_ms`.
+    pub fn job_closed_reason(&self, now_ms: u64) -> String {
+        self.closed_reason_of("this job", now_ms)
+    }
+
+    fn closed_reason_of(&self, who: &str, now_ms: u64) -> String {
         let next = self.local(self.next_open_ms(now_ms));
         format!(
-            "kind {kind:?} runs only {self}; next opens at {:04}-{:02}-{:02} {:02}:{:02} {}",
+            "{who} runs only {self}; next opens at {:04}-{:02}-{:02} {:02}:{:02} {}",
             next.year(),
             next.month(),
             next.day(),

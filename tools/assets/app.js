@@ -387,8 +387,9 @@ async function cronPage() {
 }
 
 // Kinds: what is stored and what applies (`GET /api/kinds`); an admin
-// sets a kind's running-job limit here, as `booster kind limit` does
-// (`PUT /api/kinds/{kind}` with the kind's settings, the limit changed).
+// sets a kind's running-job limit, its retry policy and its processing
+// window here, as `booster kind limit|retry|window` do (`PUT
+// /api/kinds/{kind}` with the kind's settings, one part changed).
 async function kindsPage() {
   const current = pageGuard();
   let data;
@@ -396,28 +397,55 @@ async function kindsPage() {
   if (!current()) return;
   const limitText = (n) => (n === null || n === undefined ? "no limit" : n === 0 ? "0 (paused)" : String(n));
   const windowText = (w) => (w ? w.start + "-" + w.end + " " + (w.tz || "UTC") : "any time");
+  const whole = (t) => /^[0-9]+$/.test(t);
   const rows = data.kinds.map((k) => {
-    const input = el("input", { type: "text", size: 6, class: "limit", placeholder: "none", value: k.effective.max_running ?? "" });
     const msg = el("span", { class: "msg" });
-    const form = el("form", { class: "inline", onsubmit: async (e) => {
+    // One form per setting: `check` gives the change, or a message why not.
+    const form = (cls, label, inputs, check) => el("form", { class: "inline " + cls, onsubmit: async (e) => {
       e.preventDefault();
-      const text = input.value.trim();
-      if (text !== "" && !/^[0-9]+$/.test(text)) { msg.className = "msg err"; msg.textContent = "a number of jobs, or empty for no limit"; return; }
-      const settings = Object.assign({}, k.stored || k.effective, { max_running: text === "" ? null : Number(text) });
+      const change = check();
+      if (typeof change === "string") { msg.className = "msg err"; msg.textContent = change; return; }
+      const settings = Object.assign({}, k.stored || k.effective, change);
       try {
         await api("PUT", "/api/kinds/" + encodeURIComponent(k.kind), settings);
         msg.className = "msg ok"; msg.textContent = "stored";
         kindsPage();
       } catch (err) { msg.className = "msg err"; msg.textContent = err.message; }
-    } }, input, " ", el("button", { type: "submit" }, "Set limit"), " ", msg);
+    } }, ...inputs, " ", el("button", { type: "submit" }, label));
+    const limit = el("input", { type: "text", size: 6, class: "limit", placeholder: "none", value: k.effective.max_running ?? "" });
+    const retries = el("input", { type: "text", size: 4, class: "retries", title: "retries", value: k.effective.retry.max_retries });
+    const backoff = el("input", { type: "text", size: 7, class: "backoff", title: "first backoff (ms), doubled each retry", value: k.effective.retry.backoff_base_ms });
+    const w = k.effective.window;
+    const span = el("input", { type: "text", size: 10, class: "window", placeholder: "22:00-06:00", value: w ? w.start + "-" + w.end : "" });
+    const tz = el("input", { type: "text", size: 12, class: "tz", placeholder: "UTC", value: w && w.tz !== "UTC" ? w.tz : "" });
+    const forms = el("div", { class: "kind-forms" },
+      form("set-limit", "Set limit", [limit], () => {
+        const t = limit.value.trim();
+        if (t !== "" && !whole(t)) return "a number of jobs, or empty for no limit";
+        return { max_running: t === "" ? null : Number(t) };
+      }),
+      form("set-retry", "Set retries", [retries, " × ", backoff, " ms"], () => {
+        const r = retries.value.trim(), b = backoff.value.trim();
+        if (!whole(r) || !whole(b)) return "retries and backoff are whole numbers (0 retries: a failure is final)";
+        return { retry: { max_retries: Number(r), backoff_base_ms: Number(b) } };
+      }),
+      form("set-window", "Set window", [span, " ", tz], () => {
+        const t = span.value.trim();
+        if (t === "") return { window: null };
+        const m = /^([0-9]{1,2}:[0-9]{2})-([0-9]{1,2}:[0-9]{2})$/.exec(t);
+        if (!m) return "a window is HH:MM-HH:MM, e.g. 22:00-06:00, or empty for any time";
+        const zone = tz.value.trim();
+        return { window: zone ? { start: m[1], end: m[2], tz: zone } : { start: m[1], end: m[2] } };
+      }),
+      msg);
     return el("tr", { "data-kind": k.kind },
       el("td", {}, k.kind),
       el("td", {}, k.registered ? "yes" : el("span", { class: "muted" }, "no")),
       el("td", { class: "limit-now" }, limitText(k.effective.max_running)),
-      el("td", {}, k.effective.retry.max_retries + " × " + k.effective.retry.backoff_base_ms + " ms"),
-      el("td", {}, windowText(k.effective.window)),
+      el("td", { class: "retry-now" }, k.effective.retry.max_retries + " × " + k.effective.retry.backoff_base_ms + " ms"),
+      el("td", { class: "window-now" }, windowText(k.effective.window)),
       el("td", {}, k.stored ? "stored" : el("span", { class: "muted" }, "this process's")),
-      el("td", {}, form));
+      el("td", {}, forms));
   });
   main.replaceChildren(el("h1", {}, "Kinds"),
     el("p", { class: "muted" }, "Stored settings outlive restarts and hold for every process on the data directory; booster kind shows and changes them too."),

@@ -68,7 +68,8 @@ async function jobPage(id) {
       stat("Started", fmtTime(j.started_at_ms), "time"),
       stat("Finished", fmtTime(j.completed_at_ms), "time"),
       stat("Upload", j.upload_complete ? "complete" : "waiting for input"),
-      stat("Attempts", fmtInt(j.attempts)));
+      stat("Attempts", fmtInt(j.attempts)),
+      j.window ? stat("Window", j.window.start + "-" + j.window.end + " " + (j.window.tz || "UTC")) : null);
 
     main.replaceChildren(
       el("p", {}, el("a", { href: "#/" }, "← all jobs")),

@@ -185,6 +185,12 @@ pub struct JobInputArgs {
     #[arg(long, value_name = "POLICY", default_value = "fail", requires = "after",
           value_parser = parse_dependency_failure)]
     pub on_dependency_failure: booster_runtime::DependencyFailure,
+    /// Start work only between two times of day, in UTC or the zone that
+    /// follows (`22:00-06:00`, `'22:00-06:00 Europe/Berlin'`; with submit,
+    /// --tz gives the zone too). Outside it the job waits; at its end
+    /// running slices finish and no new ones start.
+    #[arg(long, value_name = "HH:MM-HH:MM [ZONE]")]
+    pub window: Option<String>,
     /// For --kind exec: the shell command each slice's records are piped through.
     #[arg(long, value_name = "COMMAND")]
     pub cmd: Option<String>,
@@ -257,12 +263,59 @@ pub struct SubmitArgs {
     /// (5 fields, or 6 with seconds first): each run is its own job.
     #[arg(long, value_name = "EXPR")]
     pub cron: Option<String>,
-    /// The time zone --cron is read in (an IANA name such as Europe/Berlin; default UTC).
-    #[arg(long, value_name = "ZONE", requires = "cron")]
+    /// The time zone --cron and --window are read in (an IANA name such as
+    /// Europe/Berlin; default UTC).
+    #[arg(long, value_name = "ZONE")]
     pub tz: Option<String>,
 }
 
+impl SubmitArgs {
+    /// `--tz` is the zone of `--cron` and of a `--window` that names none;
+    /// refused alone, or beside a window that names another zone.
+    pub fn settle_zone(&mut self) -> anyhow::Result<()> {
+        let Some(tz) = &self.tz else {
+            return Ok(());
+        };
+        if self.cron.is_none() && self.job.window.is_none() {
+            return Err(crate::exit::usage(
+                "--tz is the time zone of --cron or --window; give one of them, e.g. --window 22:00-06:00 --tz Europe/Berlin",
+            ));
+        }
+        if let Some(window) = &mut self.job.window {
+            match window.split_whitespace().nth(1) {
+                None => *window = format!("{} {tz}", window.trim()),
+                Some(zone) if zone != tz => {
+                    return Err(crate::exit::usage(format!(
+                        "--window names zone {zone} and --tz {tz}; give the zone once"
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
 impl JobInputArgs {
+    /// `--window SPAN [ZONE]`, parsed; a bad span or zone is a usage error
+    /// that says how to write it.
+    pub fn processing_window(&self) -> anyhow::Result<Option<booster_runtime::ProcessingWindow>> {
+        let Some(text) = &self.window else {
+            return Ok(None);
+        };
+        let mut words = text.split_whitespace();
+        let span = words.next().unwrap_or_default();
+        let zone = words.next();
+        if words.next().is_some() {
+            return Err(crate::exit::usage(format!(
+                "--window {text:?}: give HH:MM-HH:MM and at most one zone, e.g. '22:00-06:00 Europe/Berlin'"
+            )));
+        }
+        booster_runtime::ProcessingWindow::parse(span, zone)
+            .map(Some)
+            .map_err(|e| crate::exit::usage(format!("--window: {e}")))
+    }
+
     /// The input file: present unless `--args` (clap requires one of them),
     /// and `--args` never reaches the code that reads an input.
     pub fn input_path(&self) -> &std::path::Path {
@@ -641,7 +694,7 @@ fn globals_of(subcommand: &str) -> &'static [&'static str] {
         "keygen" => &["quiet"],
         // Its data directory and key are its own, under --dir.
         "demo" => &["json", "quiet"],
-        "jobs" | "job" | "run" | "submit" | "download" | "cron" => REMOTE,
+        "jobs" | "job" | "run" | "submit" | "download" | "cron" | "dirmon" => REMOTE,
         "serve" => &["data", "key_file", "quiet", "token_file"],
         _ => LOCAL,
     }

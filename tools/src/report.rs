@@ -411,6 +411,9 @@ pub fn job_details(job: &JobStatus, verbose: bool) -> String {
             utc_ms(c.tick_ms)
         ));
     }
+    if let Some(w) = &job.window {
+        line(format!("  window        runs only {w}"));
+    }
     if let Some(result) = &job.result {
         line(format!("  result        {result}"));
     }

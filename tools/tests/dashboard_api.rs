@@ -499,3 +499,31 @@ fn a_job_posted_with_after_waits_and_bad_dependencies_are_refused() {
         "{answer}"
     );
 }
+
+/// `"window"` in `POST /api/jobs` (issue 14): the job's own processing
+/// window is stored and shown; a bad one is a 400 that says what to send.
+#[test]
+fn a_job_posted_with_a_window_keeps_it_and_a_bad_window_is_refused() {
+    let t = Served::start();
+    let body = json!({"kind": "noop", "args": {},
+                      "window": {"start": "22:00", "end": "06:00", "tz": "Europe/Berlin"}});
+    let (status, answer) = t.call("POST", "/api/jobs", WORKER, Some(body));
+    assert_eq!(status, 201, "{answer}");
+    let id = answer["id"].as_u64().unwrap();
+    let shown = t.get(&format!("/api/jobs/{id}"));
+    assert_eq!(
+        shown["window"],
+        json!({"start": "22:00", "end": "06:00", "tz": "Europe/Berlin"}),
+        "{shown}"
+    );
+    let bad = json!({"kind": "noop", "args": {}, "window": {"start": "22", "end": "06:00"}});
+    let (status, answer) = t.call("POST", "/api/jobs", WORKER, Some(bad));
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("\"start\": \"22:00\""),
+        "{answer}"
+    );
+}

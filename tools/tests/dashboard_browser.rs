@@ -619,7 +619,7 @@ fn dashboard_shows_live_progress_edits_priority_and_escapes_text_in_a_real_brows
     assert!(s.text(&row).contains("no limit"), "{}", s.text(&row));
     let input = s.wait_for("#kinds tr[data-kind='copy'] input.limit");
     s.type_into(&input, "2");
-    s.click(&s.wait_for("#kinds tr[data-kind='copy'] button"));
+    s.click(&s.wait_for("#kinds tr[data-kind='copy'] form.set-limit button"));
     wait_until("the limit stored", || {
         let view = runtime
             .kinds_settings()
@@ -630,6 +630,65 @@ fn dashboard_shows_live_progress_edits_priority_and_escapes_text_in_a_real_brows
     wait_until("the page shows it", || {
         s.text_of("#kinds tr[data-kind='copy'] td.limit-now")
             .filter(|t| t == "2")
+    });
+    // Then a retry policy and a processing window (what `booster kind
+    // retry copy --max-retries 3 --backoff-ms 250` and `booster kind window
+    // copy 22:00-06:00 --tz Europe/Berlin` do), each stored beside the limit.
+    let retries = s.wait_for("#kinds tr[data-kind='copy'] input.retries");
+    s.type_into(&retries, "3");
+    s.type_into(
+        &s.wait_for("#kinds tr[data-kind='copy'] input.backoff"),
+        "250",
+    );
+    s.click(&s.wait_for("#kinds tr[data-kind='copy'] form.set-retry button"));
+    wait_until("the retry policy stored", || {
+        let view = runtime
+            .kinds_settings()
+            .into_iter()
+            .find(|k| k.kind == "copy")?;
+        let stored = view.stored?;
+        ((stored.retry.max_retries, stored.retry.backoff_base_ms) == (3, 250)
+            && stored.max_running == Some(2))
+        .then_some(())
+    });
+    wait_until("the page shows the retries", || {
+        s.text_of("#kinds tr[data-kind='copy'] td.retry-now")
+            .filter(|t| t == "3 × 250 ms")
+    });
+    s.type_into(
+        &s.wait_for("#kinds tr[data-kind='copy'] input.window"),
+        "22:00-06:00",
+    );
+    s.type_into(
+        &s.wait_for("#kinds tr[data-kind='copy'] input.tz"),
+        "Europe/Berlin",
+    );
+    s.click(&s.wait_for("#kinds tr[data-kind='copy'] form.set-window button"));
+    wait_until("the page shows the window", || {
+        s.text_of("#kinds tr[data-kind='copy'] td.window-now")
+            .filter(|t| t == "22:00-06:00 Europe/Berlin")
+    });
+    let stored = runtime
+        .kinds_settings()
+        .into_iter()
+        .find(|k| k.kind == "copy")
+        .and_then(|k| k.stored)
+        .expect("copy's settings stored");
+    assert_eq!(
+        stored.window,
+        Some(
+            booster_runtime::ProcessingWindow::parse("22:00-06:00", Some("Europe/Berlin")).unwrap()
+        )
+    );
+    // A bad window is refused on the page, with what to write.
+    s.type_into(
+        &s.wait_for("#kinds tr[data-kind='copy'] input.window"),
+        "22-6",
+    );
+    s.click(&s.wait_for("#kinds tr[data-kind='copy'] form.set-window button"));
+    wait_until("the page says why", || {
+        s.text_of("#kinds tr[data-kind='copy'] span.msg")
+            .filter(|t| t.contains("HH:MM-HH:MM"))
     });
     s.screenshot("booster-dashboard-kinds.png");
 

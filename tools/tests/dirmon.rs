@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use booster_tests::cli::Sandbox;
+use booster_tests::cli::{describe, Sandbox};
 
 /// A `booster work --dirmon-allow` in the background, stopped with SIGINT
 /// (its watcher stops between files) when dropped.
@@ -281,6 +281,22 @@ fn bad_entries_are_refused_with_what_to_do() {
     }
 }
 
+/// `booster serve` allowed to take files under `root`, rescanning often.
+fn serve(sb: &Sandbox, root: &Path) -> booster_tests::cli::Serving {
+    let allow = root.display().to_string();
+    booster_tests::cli::Serving::start(
+        sb,
+        &[
+            "--dirmon-allow",
+            &allow,
+            "--dirmon-rescan",
+            "0.2",
+            "--workers",
+            "1",
+        ],
+    )
+}
+
 /// `POST` with a JSON body (or none), answering (status, JSON).
 fn call(
     url: &str,
@@ -317,18 +333,7 @@ fn serve_adds_entries_only_inside_its_allowlist_and_takes_their_files() {
     let (root, inbox, done) = setup(&sb);
     let outside = sb.path("outside");
     std::fs::create_dir_all(&outside).unwrap();
-    let allow = root.display().to_string();
-    let served = booster_tests::cli::Serving::start(
-        &sb,
-        &[
-            "--dirmon-allow",
-            &allow,
-            "--dirmon-rescan",
-            "0.2",
-            "--workers",
-            "1",
-        ],
-    );
+    let served = serve(&sb, &root);
     let url = served.url.as_str();
     let entry = |archive: &Path, options: &[&str]| {
         serde_json::json!({
@@ -379,6 +384,80 @@ fn serve_adds_entries_only_inside_its_allowlist_and_takes_their_files() {
     );
     let (_, list) = call(url, "GET", "/api/dirmons", None);
     assert_eq!(list["dirmons"][0]["id"], id, "{list}");
+}
+
+/// `booster --server URL dirmon ...`: the same commands as on the data
+/// directory, through the server's API; paths are the server's, so a
+/// relative one is refused here, and the server's allowlist decides.
+fn words(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn the_cli_adds_lists_pauses_and_removes_entries_through_a_server() {
+    let sb = Sandbox::new();
+    let (root, inbox, done) = setup(&sb);
+    let outside = sb.path("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let served = serve(&sb, &root);
+    let url = served.url.as_str();
+    let pattern = format!("{}/*.csv", inbox.display());
+    let add = |archive: &str| {
+        vec![
+            "--server",
+            url,
+            "dirmon",
+            "add",
+            "--pattern",
+            &pattern,
+            "--archive",
+            archive,
+            "--settle",
+            "200ms",
+            "--kind",
+            "copy",
+        ]
+        .into_iter()
+        .map(str::to_string)
+        .collect::<Vec<_>>()
+    };
+    let out = sb.run(&words(&add("done")));
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("paths on the server"),
+        "{}",
+        describe(&out)
+    );
+    let out = sb.run(&words(&add(&outside.display().to_string())));
+    assert_ne!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--dirmon-allow"),
+        "{}",
+        describe(&out)
+    );
+    let added = sb.json(&words(&add(&done.display().to_string())));
+    let id = added["id"].as_u64().expect("the entry's id").to_string();
+    assert_eq!(added["spec"]["pattern"], pattern.as_str(), "{added}");
+
+    std::fs::write(inbox.join("a.csv"), "name,n\nann,1\nbob,2\n").unwrap();
+    wait_until("the file archived", Duration::from_secs(60), || {
+        names(&done).len() == 1
+    });
+    let listed = sb.json(&["--server", url, "dirmon", "list"]);
+    assert_eq!(listed[0]["id"].to_string(), id, "{listed}");
+    assert_eq!(listed[0]["paused"], false, "{listed}");
+    let paused = sb.json(&["--server", url, "dirmon", "pause", &id]);
+    assert_eq!(paused[0]["paused"], true, "{paused}");
+    let resumed = sb.ok(&["--server", url, "dirmon", "resume", &id]);
+    let text = String::from_utf8_lossy(&resumed.stdout);
+    assert!(text.contains(&format!("dirmon {id}")), "{text}");
+    sb.ok(&["-q", "--server", url, "dirmon", "remove", &id]);
+    assert_eq!(
+        sb.json(&["--server", url, "dirmon", "list"]),
+        serde_json::json!([])
+    );
+    let jobs = sb.json(&["--server", url, "jobs"]);
+    assert_eq!(jobs.as_array().map(Vec::len), Some(1), "{jobs}");
 }
 
 #[test]

@@ -88,6 +88,75 @@ fn a_kind_outside_its_window_waits_across_processes_until_the_window_is_cleared(
     assert_eq!(sb.json(&["job", "show", &id])["state"], "completed");
 }
 
+/// `submit --window` (issue 14): a job's own window holds it back while
+/// other jobs of its kind run, across processes; `--tz` gives its zone; a
+/// job whose window is open runs; bad windows are usage errors.
+#[test]
+fn a_job_outside_its_own_window_waits_while_its_kind_runs_and_one_inside_runs() {
+    let sb = Sandbox::new();
+    let input = sb.write("in.txt", numbered_lines(20).as_bytes());
+    // Opens in two hours, closes in three: closed now.
+    let closed = format!("{}-{}", utc_in(120), utc_in(180));
+    let submit = |extra: &[&str]| {
+        let mut words = vec!["submit", "--kind", "copy", "--input", s(&input)];
+        words.extend_from_slice(extra);
+        job_id(&sb.json(&words)).to_string()
+    };
+    let held = submit(&["--window", &closed, "--tz", "UTC"]);
+    // Opened a minute ago, closes in an hour.
+    let open = submit(&[
+        "--window",
+        &format!("{}-{} UTC", utc_in(24 * 60 - 1), utc_in(60)),
+    ]);
+    let plain = submit(&[]);
+    let said = stdout(&sb.ok(&["work", "--until-idle"]));
+    assert!(
+        said.contains(&format!(
+            "job {held} waits: this job runs only {closed} UTC; next opens at"
+        )),
+        "{said}"
+    );
+    assert_eq!(sb.json(&["job", "show", &open])["state"], "completed");
+    assert_eq!(sb.json(&["job", "show", &plain])["state"], "completed");
+    let shown = sb.json(&["job", "show", &held]);
+    assert_eq!(shown["state"], "queued", "{shown}");
+    assert_eq!(shown["window"]["tz"], "UTC", "{shown}");
+    let text = stdout(&sb.ok(&["job", "show", &held]));
+    assert!(text.contains(&format!("runs only {closed} UTC")), "{text}");
+
+    // A later process still holds it back.
+    sb.ok(&["-q", "work", "--until-idle"]);
+    assert_eq!(sb.json(&["job", "show", &held])["state"], "queued");
+
+    for bad in [
+        vec!["--window", "22-6"],
+        vec!["--window", "22:00-06:00 Mars/Base"],
+        vec!["--window", "22:00-06:00 UTC extra"],
+        vec!["--window", "22:00-06:00 UTC", "--tz", "Europe/Berlin"],
+        vec!["--tz", "Europe/Berlin"],
+    ] {
+        let mut words = vec!["submit", "--kind", "copy", "--input", s(&input)];
+        words.extend_from_slice(&bad);
+        sb.expect(2, &words);
+    }
+    let out = sb.expect(
+        2,
+        &[
+            "run",
+            "--kind",
+            "copy",
+            "--input",
+            s(&input),
+            "--window",
+            "22:00-06:00",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--window is for submit"),
+        "{out:?}"
+    );
+}
+
 #[test]
 fn retry_and_lease_settings_are_stored_and_bad_values_are_usage_errors() {
     let sb = Sandbox::new();

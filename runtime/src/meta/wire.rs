@@ -326,6 +326,9 @@ pub struct Spec {
     /// Added 2026-11-29; absent: fail.
     #[serde(default, skip_serializing_if = "is_fail")]
     on_dependency_failure: crate::DependencyFailure,
+    /// Added 2026-11-29 (a job's own processing window); absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    window: Option<WindowV1>,
 }
 
 fn is_fail(p: &crate::DependencyFailure) -> bool {
@@ -425,6 +428,9 @@ pub struct Row {
     /// Added 2026-11-29; absent: fail.
     #[serde(default, skip_serializing_if = "is_fail")]
     on_dependency_failure: crate::DependencyFailure,
+    /// Added 2026-11-29 (a job's own processing window); absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    window: Option<WindowV1>,
 }
 
 #[derive(Clone, Copy, Serialize, Deserialize)]

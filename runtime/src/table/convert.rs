@@ -91,6 +91,7 @@ pub fn row_of(job: &Job) -> (Row, Option<SliceMap>) {
         cron: job.cron,
         after: job.after.clone(),
         on_dependency_failure: job.on_dependency_failure,
+        window: job.window,
         body,
     };
     (row, map)
@@ -142,6 +143,7 @@ pub fn job_of(row: Row, map: Option<SliceMap>, kind: Arc<str>) -> Result<Job, St
         cron: row.cron,
         after: row.after,
         on_dependency_failure: row.on_dependency_failure,
+        window: row.window,
     })
 }
 
@@ -379,6 +381,14 @@ mod tests {
                     DependencyFailure::Abort,
                     DependencyFailure::Run,
                 ]),
+                proptest::option::of((
+                    0u16..1440,
+                    0u16..1440,
+                    prop::sample::select(vec!["UTC", "Europe/Berlin", "Asia/Kolkata"]),
+                ))
+                .prop_map(|w| {
+                    w.and_then(|(s, e, tz)| crate::ProcessingWindow::new(s, e, Some(tz)).ok())
+                }),
             ),
         )
             .prop_map(|(a, b, c, body, d)| {
@@ -386,7 +396,7 @@ mod tests {
                 let (max_workers, run_at_ms, expires_at_ms, created_ms, started_us, completed_us) =
                     b;
                 let (state, properties, failure_reason, attempts) = c;
-                let (singleton, cron, after, on_dependency_failure) = d;
+                let (singleton, cron, after, on_dependency_failure, window) = d;
                 Job {
                     id,
                     kind: Arc::from(kind),
@@ -408,6 +418,7 @@ mod tests {
                     cron: cron.map(|(cron, tick_ms)| CronRun { cron, tick_ms }),
                     after,
                     on_dependency_failure,
+                    window,
                 }
             })
     }

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::codec::{Reader, Writer};
 use super::keys::ROWS_PER_PAGE;
-use crate::{CronRun, DependencyFailure, JobId, JobState};
+use crate::{CronRun, DependencyFailure, JobId, JobState, ProcessingWindow};
 
 pub const FORMAT_ROW_V1: u8 = b'R';
 /// The format rows are written in: v2, the letter after v1's.
@@ -50,7 +50,10 @@ const F2_AFTER: u8 = 1 << 2;
 /// v2: bits 3-4, the dependency-failure policy: 0 fail, 1 abort, 2 run.
 const F2_ON_DEP_SHIFT: u8 = 3;
 const F2_ON_DEP_MASK: u8 = 0b11 << F2_ON_DEP_SHIFT;
-const F2_V2: u8 = F2_SINGLETON | F2_CRON | F2_AFTER | F2_ON_DEP_MASK;
+/// v2: the job's own processing window follows the dependencies: u32
+/// (start minute | end minute << 16) ++ the zone's IANA name (bytes).
+const F2_WINDOW: u8 = 1 << 5;
+const F2_V2: u8 = F2_SINGLETON | F2_CRON | F2_AFTER | F2_ON_DEP_MASK | F2_WINDOW;
 
 /// The sliced body's flags byte (reserved, 0, before categories existed).
 const S_CATEGORIES: u8 = 1;
@@ -89,6 +92,8 @@ pub struct Row {
     pub after: Vec<JobId>,
     /// What happens when one of `after` does not complete (v2).
     pub on_dependency_failure: DependencyFailure,
+    /// The job's own processing window (v2, `F2_WINDOW`).
+    pub window: Option<ProcessingWindow>,
     pub body: RowBody,
 }
 
@@ -167,6 +172,7 @@ impl Row {
             cron: None,
             after: Vec::new(),
             on_dependency_failure: DependencyFailure::Fail,
+            window: None,
             body: RowBody::Stub {
                 sliced: matches!(
                     self.body,
@@ -232,6 +238,7 @@ pub fn encode(row: &Row) -> Vec<u8> {
         flags2 |= set(F2_CRON, row.cron.is_some());
         flags2 |= set(F2_AFTER, !row.after.is_empty());
         flags2 |= on_dependency_bits(row.on_dependency_failure);
+        flags2 |= set(F2_WINDOW, row.window.is_some());
     }
     let mut w = Writer(Vec::with_capacity(64));
     w.u8(FORMAT_ROW_V2);
@@ -277,6 +284,10 @@ pub fn encode(row: &Row) -> Vec<u8> {
     }
     if !row.after.is_empty() {
         w.u64s(&row.after);
+    }
+    if let Some(win) = row.window {
+        w.u32(u32::from(win.start_min()) | u32::from(win.end_min()) << 16);
+        w.bytes(win.tz_name().as_bytes());
     }
     encode_body(&mut w, &row.body);
     w.0
@@ -450,6 +461,7 @@ pub fn decode(bytes: &[u8], page: u64) -> Result<Row, String> {
         cron: None,
         after: Vec::new(),
         on_dependency_failure,
+        window: None,
         body: RowBody::Stub { sliced },
     };
     if has(F_LARGE) {
@@ -477,6 +489,13 @@ pub fn decode(bytes: &[u8], page: u64) -> Result<Row, String> {
         if row.after.is_empty() {
             return Err(r.err("a dependencies flag with no dependencies"));
         }
+    }
+    if flags2 & F2_WINDOW != 0 {
+        let span = r.u32()?;
+        let tz = r.string()?;
+        let window = ProcessingWindow::new(span as u16, (span >> 16) as u16, Some(&tz))
+            .map_err(|e| r.err(format!("window: {e}")))?;
+        row.window = Some(window);
     }
     row.body = decode_body(&mut r, flags, destroyed, sliced)?;
     r.end()?;
@@ -592,6 +611,7 @@ pub mod tests {
             cron: None,
             after: Vec::new(),
             on_dependency_failure: DependencyFailure::Fail,
+            window: None,
             body: RowBody::Simple {
                 args: Value::Null,
                 result: None,
@@ -620,6 +640,7 @@ pub mod tests {
             }),
             after: vec![5, 6],
             on_dependency_failure: DependencyFailure::Run,
+            window: Some(ProcessingWindow::parse("22:00-06:00", Some("Europe/Berlin")).unwrap()),
             body: RowBody::Sliced(Box::new(SlicedRow {
                 slice_size: 1000,
                 collect_errors: true,
@@ -659,6 +680,7 @@ pub mod tests {
             completed_us: None,
             after: vec![1],
             on_dependency_failure: DependencyFailure::Abort,
+            window: None,
             ..noop(2)
         };
         let destroyed_waiting = waiting.clone().into_destroyed(1_795_000_000_100);

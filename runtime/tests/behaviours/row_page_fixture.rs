@@ -49,6 +49,7 @@ fn rows_v1() -> Vec<Row> {
         cron: None,
         after: Vec::new(),
         on_dependency_failure: DependencyFailure::Fail,
+        window: None,
         body: RowBody::Simple {
             args: Value::Null,
             result: Some(json!({"ok": true})),

@@ -132,3 +132,89 @@ async fn at_the_windows_end_a_running_slice_finishes_and_no_new_one_starts() {
     assert_eq!(rt.wait(job).await.unwrap().state, JobState::Completed);
     assert_eq!(download(&rt, job, Category::Main), records(15));
 }
+
+fn nightly_job(rows: usize) -> JobSpec {
+    sliced("echo", rows).with_window(nightly().window.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_outside_its_own_window_waits_while_its_kind_runs_and_runs_when_it_opens_after_a_restart(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    // 12:00 UTC is 13:00 in Berlin: the job's window is closed.
+    let clock = Arc::new(ManualClock::at_ms(MIDNIGHT_MS + 12 * HOUR_MS));
+    let (windowed, plain) = {
+        let rt = open(dir.path(), &clock).await;
+        rt.register_sliced("echo", echo());
+        let windowed = rt.submit(nightly_job(5)).await.unwrap();
+        upload_all(&rt, windowed, &records(10)).await;
+        let plain = rt.submit(sliced("echo", 5)).await.unwrap();
+        upload_all(&rt, plain, &records(10)).await;
+        // The other job of the same kind is not held back.
+        assert_eq!(rt.wait(plain).await.unwrap().state, JobState::Completed);
+        until_idle(&rt).await;
+        let st = rt.job(windowed).await.unwrap();
+        assert_eq!((st.state, st.slices_done), (JobState::Queued, 0));
+        assert_eq!(st.window, nightly().window);
+        assert_eq!(
+            st.waiting_reason.as_deref(),
+            Some(
+                "this job runs only 22:00-06:00 Europe/Berlin; \
+                 next opens at 2026-11-29 22:00 Europe/Berlin"
+            )
+        );
+        rt.compact().await.unwrap();
+        rt.shutdown(Duration::from_secs(5)).await.unwrap();
+        (windowed, plain)
+    };
+    // The window is the job's own, kept through compaction and replay.
+    let rt = open(dir.path(), &clock).await;
+    rt.register_sliced("echo", echo());
+    until_idle(&rt).await;
+    let st = rt.job(windowed).await.unwrap();
+    assert_eq!((st.state, st.slices_done), (JobState::Queued, 0));
+    assert_eq!(st.window, nightly().window);
+    assert!(rt.job(plain).await.unwrap().window.is_none());
+    // 22:30 in Berlin: open. The timer wakes a worker.
+    clock.set_ms(MIDNIGHT_MS + 21 * HOUR_MS + HOUR_MS / 2);
+    assert_eq!(rt.wait(windowed).await.unwrap().state, JobState::Completed);
+    assert_eq!(download(&rt, windowed, Category::Main), records(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_a_jobs_own_windows_end_its_running_slice_finishes_and_no_new_one_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    // 04:59:58 UTC is 05:59:58 in Berlin: two seconds before the end.
+    let clock = Arc::new(ManualClock::at_ms(MIDNIGHT_MS + 5 * HOUR_MS - 2_000));
+    let rt = open(dir.path(), &clock).await;
+    let handler = Arc::new(HeldSlices::default());
+    handler.hold.store(true, Ordering::SeqCst);
+    rt.register_sliced("held", handler.clone());
+    let spec = sliced("held", 5).with_window(nightly().window.unwrap());
+    let job = rt.submit(spec).await.unwrap();
+    upload_all(&rt, job, &records(15)).await;
+    until("the first slice runs", || {
+        handler.started.load(Ordering::SeqCst)
+    })
+    .await;
+    clock.advance_ms(5_000);
+    // A job of the same kind without a window is not held by this one's.
+    let plain = rt.submit(sliced("held", 5)).await.unwrap();
+    upload_all(&rt, plain, &records(5)).await;
+    handler.hold.store(false, Ordering::SeqCst);
+    assert_eq!(rt.wait(plain).await.unwrap().state, JobState::Completed);
+    until_idle(&rt).await;
+    let st = rt.job(job).await.unwrap();
+    assert_eq!(st.state, JobState::Running);
+    assert_eq!((st.slices_done, st.slices_queued), (1, 2), "{st:?}");
+    assert!(
+        st.waiting_reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("this job runs only 22:00-06:00")),
+        "{:?}",
+        st.waiting_reason
+    );
+    clock.set_ms(MIDNIGHT_MS + 21 * HOUR_MS);
+    assert_eq!(rt.wait(job).await.unwrap().state, JobState::Completed);
+    assert_eq!(download(&rt, job, Category::Main), records(15));
+}

@@ -55,6 +55,7 @@ pub fn simple_spec(args: &JobInputArgs, json: &str) -> anyhow::Result<JobSpec> {
     spec.singleton = args.singleton_key();
     spec.after = args.after.clone();
     spec.on_dependency_failure = args.on_dependency_failure;
+    spec.window = args.processing_window()?;
     Ok(spec)
 }
 

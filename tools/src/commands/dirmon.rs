@@ -39,23 +39,33 @@ pub async fn dirmon(ctx: &Ctx, command: DirmonCommand) -> anyhow::Result<i32> {
     })
     .await?;
     if let Some(id) = added {
-        let view = entries.iter().find(|e| e.id == id);
-        if ctx.json {
-            report::print_json(&serde_json::json!(view));
-        } else if ctx.quiet {
-            outln!("{id}");
-        } else if let Some(view) = view {
-            outln!("{}", report::dirmon_line(view));
-            outln!(
-                "files are taken by `booster work --dirmon-allow DIR` or `booster serve --dirmon-allow DIR`, DIR holding both directories"
-            );
-        }
+        print_added_dirmon(
+            ctx.json,
+            ctx.quiet,
+            entries.iter().find(|e| e.id == id),
+            "files are taken by `booster work --dirmon-allow DIR` or `booster serve --dirmon-allow DIR`, DIR holding both directories",
+        );
         return Ok(exit::OK);
     }
     if !removing || ctx.json {
         print_dirmons(ctx.json, &entries);
     }
     Ok(exit::OK)
+}
+
+/// Prints the entry `dirmon add` added, here or on a server.
+pub fn print_added_dirmon(json: bool, quiet: bool, view: Option<&DirmonView>, then: &str) {
+    let Some(view) = view else {
+        return;
+    };
+    if json {
+        report::print_json(&serde_json::json!(view));
+    } else if quiet {
+        outln!("{}", view.id);
+    } else {
+        outln!("{}", report::dirmon_line(view));
+        outln!("{then}");
+    }
 }
 
 /// Prints entries as `dirmon list` does.

@@ -25,6 +25,7 @@ use crate::exit;
 use crate::kinds;
 
 pub use cron::{cron_spec, print_added_cron, print_crons, print_submitted_job, simple_spec};
+pub use dirmon::{print_added_dirmon, print_dirmons};
 pub use download::{
     check_category_arg, check_errors_named_once, download_destinations, download_job, missing,
     prepare_output_dir, write_job, Destinations, DownloadCounts, RecordFeed, SeparatedFeed,
@@ -283,7 +284,16 @@ async fn recv(stream: &mut Option<tokio::signal::unix::Signal>) {
     }
 }
 
-pub async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+pub async fn dispatch(mut cli: Cli) -> anyhow::Result<i32> {
+    match &mut cli.command {
+        Command::Submit(args) => args.settle_zone()?,
+        Command::Run(args) if args.job.window.is_some() => {
+            return Err(crate::exit::usage(
+                "--window is for submit: run processes the job now; submit it with --window and let `booster work` run it inside the window",
+            ))
+        }
+        _ => {}
+    }
     let ctx = Ctx::from_cli(&cli, Interrupt::install());
     if cli.server.is_some() {
         return match &cli.command {
@@ -292,9 +302,10 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             | Command::Run(_)
             | Command::Submit(_)
             | Command::Cron(_)
+            | Command::Dirmon(_)
             | Command::Download(_) => crate::remote::run(&cli, &ctx.interrupt).await,
             _ => anyhow::bail!(
-                "--server works with jobs, job, run, submit, cron and download; run this command where the data directory is"
+                "--server works with jobs, job, run, submit, cron, dirmon and download; run this command where the data directory is"
             ),
         };
     }

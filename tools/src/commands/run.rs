@@ -244,6 +244,7 @@ pub fn job_spec(args: &JobInputArgs, input: &InputSource) -> anyhow::Result<JobS
     spec.singleton = args.singleton_key();
     spec.after = args.after.clone();
     spec.on_dependency_failure = args.on_dependency_failure;
+    spec.window = args.processing_window()?;
     Ok(spec)
 }
 

@@ -154,6 +154,7 @@ fn job_args(input: &Path, priority: u8, slice_records: u64, description: &str) -
         args: None,
         after: Vec::new(),
         on_dependency_failure: Default::default(),
+        window: None,
         format: Some(Format::Csv),
         slice_size: Some(slice_records),
         priority,

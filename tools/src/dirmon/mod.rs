@@ -25,7 +25,9 @@ use booster_runtime::{DirmonId, DirmonView, Runtime};
 use globset::GlobMatcher;
 use tokio::sync::watch;
 
-pub use take::{parse_options, split_add_words, take_flags, AddWords, INBOX};
+pub use take::{
+    parse_options, split_add_words, split_remote_add_words, take_flags, AddWords, INBOX,
+};
 
 /// How the watcher runs.
 #[derive(Clone, Debug)]

@@ -138,6 +138,27 @@ pub fn take_flags(words: &[String], own: &[&str]) -> anyhow::Result<TakenFlags> 
 /// `--settle`) and the job options, checks the job options, and makes the
 /// paths absolute (the watcher may run elsewhere).
 pub fn split_add_words(words: &[String]) -> anyhow::Result<AddWords> {
+    split_words(words, absolute)
+}
+
+/// `dirmon add` through `--server`: the paths are the server's, so they
+/// must already be absolute (this host's directory means nothing there).
+pub fn split_remote_add_words(words: &[String]) -> anyhow::Result<AddWords> {
+    split_words(words, |path| {
+        if Path::new(path).is_absolute() {
+            Ok(path.to_string())
+        } else {
+            Err(crate::exit::usage(format!(
+                "{path} is relative; through --server, --pattern and --archive are paths on the server: give them absolute"
+            )))
+        }
+    })
+}
+
+fn split_words(
+    words: &[String],
+    absolute: impl Fn(&str) -> anyhow::Result<String>,
+) -> anyhow::Result<AddWords> {
     let mut pattern = None;
     let mut archive = None;
     let mut settle_ms = booster_runtime::DIRMON_DEFAULT_SETTLE_MS;

@@ -8,7 +8,8 @@ use serde_json::json;
 
 use super::{Client, RemoteOptions};
 use crate::cli::{
-    Cli, Command, CronCommand, DownloadArgs, JobCommand, JobInputArgs, RunArgs, SubmitArgs,
+    Cli, Command, CronCommand, DirmonCommand, DownloadArgs, JobCommand, JobInputArgs, RunArgs,
+    SubmitArgs,
 };
 use crate::commands::Interrupt;
 use crate::exit;
@@ -71,9 +72,10 @@ fn run_blocking(cli: &Cli, interrupt: &Interrupt) -> anyhow::Result<i32> {
             submit(&client, &out, &args.job, interrupt)?
         }
         Command::Cron(command) => cron(&client, &out, command)?,
+        Command::Dirmon(command) => dirmon(&client, &out, command)?,
         Command::Run(args) => return run_remote(&client, &out, args, interrupt),
         Command::Download(args) => return download(&client, &out, args),
-        _ => bail!("--server works with jobs, job, run, submit, cron and download"),
+        _ => bail!("--server works with jobs, job, run, submit, cron, dirmon and download"),
     }
     Ok(exit::OK)
 }
@@ -187,6 +189,7 @@ fn create_body(spec: &booster_runtime::JobSpec) -> serde_json::Value {
         "singleton": spec.singleton,
         "after": spec.after,
         "on_dependency_failure": spec.on_dependency_failure,
+        "window": spec.window,
     })
 }
 
@@ -228,6 +231,45 @@ fn cron(client: &Client, out: &Out, command: &CronCommand) -> anyhow::Result<()>
         }
     }
     crate::commands::print_crons(out.json, &client.crons()?);
+    Ok(())
+}
+
+/// `dirmon add|list|pause|resume|remove` on a server: the entry's paths
+/// are the server's (absolute), and the server's `--dirmon-allow` and
+/// `--exec-allow` decide what it takes.
+fn dirmon(client: &Client, out: &Out, command: &DirmonCommand) -> anyhow::Result<()> {
+    let (id, action) = match command {
+        DirmonCommand::Add { words } => {
+            let spec = crate::dirmon::split_remote_add_words(words)?.spec();
+            let view = client.add_dirmon(&json!({
+                "pattern": spec.pattern,
+                "archive": spec.archive,
+                "settle_ms": spec.settle_ms,
+                "options": spec.options,
+            }))?;
+            crate::commands::print_added_dirmon(
+                out.json,
+                out.quiet,
+                Some(&view),
+                "the server takes the files (its --dirmon-allow holds both directories)",
+            );
+            return Ok(());
+        }
+        DirmonCommand::List => (None, ""),
+        DirmonCommand::Pause { id } => (Some(*id), "pause"),
+        DirmonCommand::Resume { id } => (Some(*id), "resume"),
+        DirmonCommand::Remove { id } => (Some(*id), "remove"),
+    };
+    if let Some(id) = id {
+        client.dirmon_action(id, action)?;
+        if action == "remove" {
+            out.say(format!("dirmon {id} removed"));
+            if !out.json {
+                return Ok(());
+            }
+        }
+    }
+    crate::commands::print_dirmons(out.json, &client.dirmons()?);
     Ok(())
 }
 

@@ -261,9 +261,38 @@ impl Client {
 
     /// `POST /api/crons/{id}/{action}`: pause, resume or remove.
     pub fn cron_action(&self, id: u64, action: &str) -> anyhow::Result<()> {
+        self.entry_action("crons", id, action)
+    }
+
+    /// `GET /api/dirmons`.
+    pub fn dirmons(&self) -> anyhow::Result<Vec<booster_runtime::DirmonView>> {
+        let req = self.agent.get(format!("{}/api/dirmons", self.base));
+        let body: Value = self.json(self.auth(req).call())?;
+        Ok(serde_json::from_value(body["dirmons"].clone())?)
+    }
+
+    /// `POST /api/dirmons` with `{"pattern", "archive", "settle_ms",
+    /// "options"}`: the new entry.
+    pub fn add_dirmon(&self, body: &Value) -> anyhow::Result<booster_runtime::DirmonView> {
+        let req = self.agent.post(format!("{}/api/dirmons", self.base));
+        let answer: Value = self.json(
+            self.auth(req)
+                .header("Content-Type", "application/json")
+                .send(body.to_string()),
+        )?;
+        Ok(serde_json::from_value(answer["dirmon"].clone())?)
+    }
+
+    /// `POST /api/dirmons/{id}/{action}`: pause, resume or remove.
+    pub fn dirmon_action(&self, id: u64, action: &str) -> anyhow::Result<()> {
+        self.entry_action("dirmons", id, action)
+    }
+
+    /// `POST /api/{entries}/{id}/{action}` of a cron or dirmon entry.
+    fn entry_action(&self, entries: &str, id: u64, action: &str) -> anyhow::Result<()> {
         let req = self
             .agent
-            .post(format!("{}/api/crons/{id}/{action}", self.base));
+            .post(format!("{}/api/{entries}/{id}/{action}", self.base));
         self.ok(self.auth(req).send_empty())?;
         Ok(())
     }

@@ -123,6 +123,9 @@ pub struct CreateJob {
     pub after: Option<Vec<JobId>>,
     /// `fail` (default), `abort` or `run`: when a job in `after` does not complete.
     pub on_dependency_failure: Option<String>,
+    /// The job's own processing window: `{"start": "22:00", "end": "06:00",
+    /// "tz": "Europe/Berlin"}` (tz absent: UTC).
+    pub window: Option<Value>,
 }
 
 pub fn check_priority(priority: i64) -> ApiResult<u8> {
@@ -296,6 +299,14 @@ pub fn job_spec_of(exec_allow: &[String], role: Role, req: CreateJob) -> ApiResu
         properties,
         categories: req.categories.unwrap_or_default(),
         singleton: req.singleton,
+        window: match req.window {
+            None | Some(Value::Null) => None,
+            Some(w) => Some(serde_json::from_value(w).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "window: {e}; give {{\"start\": \"22:00\", \"end\": \"06:00\", \"tz\": \"Europe/Berlin\"}}"
+                ))
+            })?),
+        },
     };
     Ok(spec)
 }

@@ -56,6 +56,9 @@ pub struct JobView {
     /// The cron entry and tick (ms) this job is the run of.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cron: Option<CronRun>,
+    /// The job's own processing window, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<booster_runtime::ProcessingWindow>,
     pub result: Option<serde_json::Value>,
     pub attempts: u32,
     pub properties: serde_json::Value,
@@ -228,6 +231,7 @@ impl From<JobStatus> for JobView {
             waiting_reason: s.waiting_reason,
             damage: s.damage,
             cron: s.cron,
+            window: s.window,
             result: s.result,
             attempts: s.attempts,
             properties: s.properties,
@@ -276,6 +280,7 @@ impl From<JobView> for JobStatus {
             waiting_reason: v.waiting_reason,
             damage: v.damage,
             cron: v.cron,
+            window: v.window,
             result: v.result,
             attempts: v.attempts,
             properties: v.properties,

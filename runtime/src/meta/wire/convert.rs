@@ -456,6 +456,7 @@ impl From<&JobSpec> for Spec {
             cron: s.cron.map(CronRunV1::from),
             after: s.after.clone(),
             on_dependency_failure: s.on_dependency_failure,
+            window: s.window.map(WindowV1),
         }
     }
 }
@@ -485,6 +486,7 @@ impl From<Spec> for JobSpec {
             cron: s.cron.map(CronRun::from),
             after: s.after,
             on_dependency_failure: s.on_dependency_failure,
+            window: s.window.map(|w| w.0),
         }
     }
 }
@@ -700,6 +702,7 @@ impl From<&Job> for Row {
             cron: j.cron.map(CronRunV1::from),
             after: j.after.clone(),
             on_dependency_failure: j.on_dependency_failure,
+            window: j.window.map(WindowV1),
         }
     }
 }
@@ -766,6 +769,7 @@ impl From<Row> for Job {
             cron: r.cron.map(CronRun::from),
             after: r.after,
             on_dependency_failure: r.on_dependency_failure,
+            window: r.window.map(|w| w.0),
         }
     }
 }
