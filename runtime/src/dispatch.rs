@@ -251,7 +251,9 @@ impl State {
             if !items.is_empty() && suspect(self, id) {
                 break;
             }
-            let Some(slot) = self.book.active.get_mut(&id) else {
+            // The next most urgent job may be sliced: it takes a lease of its own.
+            let entry = self.book.active.get_mut(&id);
+            let Some(slot) = entry.filter(|s| !s.has(flag::SLICED)) else {
                 break;
             };
             slot.flags |= flag::LEASED;
@@ -260,7 +262,7 @@ impl State {
                 .get_mut(&id)
                 .expect("ready jobs are in the table");
             let Body::Simple(body) = &job.body else {
-                unreachable!("a simple entry has a simple row")
+                unreachable!("an entry without SLICED has a simple row")
             };
             let retry = self
                 .book

@@ -403,6 +403,26 @@ fn fast_simple_jobs_share_one_lease_by_default() {
     assert_eq!(simple_lease_sizes(&mut st), vec![5]);
 }
 
+/// A batch of simple jobs ends where the next most urgent job is sliced:
+/// that job gets a lease of its own, and the simple ones after it the next.
+#[test]
+fn a_simple_batch_stops_at_a_sliced_job() {
+    let mut st = state();
+    fast_simple_jobs(&mut st, 1);
+    register(&mut st, "copy", HandlerShape::Sliced);
+    st.apply(&created(2, vec![JobSpec::sliced("copy")]))
+        .unwrap();
+    let simple = JobSpec::simple("k", serde_json::Value::Null);
+    st.apply(&created(3, vec![simple])).unwrap();
+    assert_eq!(leased_jobs(&mut st, 0), vec![1]);
+    let before = st.lease(1, 0).expect("the sliced job's before hook");
+    assert!(matches!(
+        before.work,
+        crate::dispatch::TaskWork::Before(crate::dispatch::HookItem { job: 2, .. })
+    ));
+    assert_eq!(leased_jobs(&mut st, 2), vec![3]);
+}
+
 #[test]
 fn max_lease_batch_caps_the_jobs_of_one_simple_lease() {
     let mut st = state();
