@@ -467,7 +467,7 @@ mod tests {
         }
         for st in [&live, &replayed] {
             let made: Vec<(JobId, u64)> = st
-                .jobs
+                .table
                 .values()
                 .map(|j| (j.id, j.cron.unwrap().tick_ms))
                 .collect();

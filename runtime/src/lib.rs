@@ -57,6 +57,7 @@ mod metrics;
 mod ready;
 mod recovered;
 mod runtime;
+mod scheduler;
 mod separators;
 mod shared;
 mod slice_store;

@@ -285,7 +285,7 @@ impl Runtime {
         // read-only open writes nothing); the directory lock means no other
         // process can still be uploading.
         let interrupted: Vec<JobId> = state
-            .jobs
+            .table
             .values()
             .filter(|j| {
                 opts.start_workers
@@ -509,14 +509,16 @@ impl Runtime {
     pub async fn upload(&self, job: JobId) -> Result<Uploader, RuntimeError> {
         let slice_size = {
             let mut st = self.shared().state.lock();
-            let j = st.jobs.get_mut(&job).ok_or(RuntimeError::NotFound(job))?;
+            let st = &mut *st;
+            let j = st.table.get(&job).ok_or(RuntimeError::NotFound(job))?;
             let (state, id) = (j.state, j.id);
-            let Some(s) = j.sliced_mut() else {
+            let Some(s) = j.sliced() else {
                 return Err(RuntimeError::Invalid(format!(
                     "job {id} is a simple job; only sliced jobs take uploads"
                 )));
             };
-            if s.upload != UploadState::Open || s.slices.count() > 0 || s.uploader_active {
+            let uploading = st.book.uploaders.contains(&id);
+            if s.upload != UploadState::Open || s.slices.count() > 0 || uploading {
                 return Err(RuntimeError::Invalid(format!(
                     "job {id} already has an upload ({state:?}); submit a new job to upload again"
                 )));
@@ -526,7 +528,7 @@ impl Runtime {
                     "job {id} cannot take an upload: {e}; submit it again with a smaller one"
                 ))
             })?;
-            s.uploader_active = true;
+            st.book.uploaders.insert(id);
             s.slice_size as usize
         };
         // Enough slices in flight to fill several group commits while one syncs.
@@ -554,7 +556,7 @@ impl Runtime {
 
     pub async fn jobs(&self, filter: JobFilter) -> Vec<JobStatus> {
         let st = self.shared().state.lock();
-        st.jobs
+        st.table
             .values()
             .filter(|j| filter_matches(&filter, j))
             .map(|j| build_status(&st, j))
@@ -585,7 +587,7 @@ impl Runtime {
         let mut older = false;
         let mut newest = Vec::with_capacity(limit.min(1024));
         for job in st
-            .jobs
+            .table
             .values()
             .rev()
             .filter(|j| filter_matches(&filter, j))
@@ -615,7 +617,7 @@ impl Runtime {
 
     fn check(&self, job: JobId, action: &Control) -> Result<(), RuntimeError> {
         let st = self.shared().state.lock();
-        let j = st.jobs.get(&job).ok_or(RuntimeError::NotFound(job))?;
+        let j = st.table.get(&job).ok_or(RuntimeError::NotFound(job))?;
         if let (Control::Retry, Some(key)) = (action, &j.singleton) {
             if let Some(holder) = st.book.singleton_holder(key).filter(|&h| h != job) {
                 return Err(RuntimeError::SingletonHeld {
@@ -782,7 +784,7 @@ impl Runtime {
         loop {
             let rx = {
                 let mut st = self.shared().state.lock();
-                let j = st.jobs.get(&job).ok_or(RuntimeError::NotFound(job))?;
+                let j = st.table.get(&job).ok_or(RuntimeError::NotFound(job))?;
                 if j.is_terminal() {
                     return Ok(build_status(&st, j));
                 }
@@ -995,7 +997,7 @@ async fn submit_specs_then(
             }
         }
         for dep in specs.iter().flat_map(|s| &s.after) {
-            if !st.jobs.contains_key(dep) {
+            if !st.table.contains_key(dep) {
                 return Err(RuntimeError::Invalid(format!(
                     "job {dep}, named in after, does not exist; a job can run after jobs that were submitted before it"
                 )));

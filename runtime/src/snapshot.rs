@@ -20,7 +20,7 @@ impl Snapshot {
     /// Call with no commit in flight (the append gate held), so the
     /// snapshot covers every durable record.
     pub fn take(state: &State) -> Snapshot {
-        let mut records = Vec::with_capacity(state.jobs.len() + 1);
+        let mut records = Vec::with_capacity(state.table.len() + 1);
         records.push(meta::encode(&Meta::NextId {
             next: state.book.next_id,
         }));
@@ -61,13 +61,13 @@ impl Snapshot {
         for m in state.book.dirmons.snapshot_records() {
             records.push(meta::encode(&m));
         }
-        for job in state.jobs.values() {
+        for job in state.table.values() {
             records.push(meta::encode(&Meta::Restore {
                 job: Box::new(job.clone()),
             }));
         }
         Snapshot {
-            live_jobs: state.jobs.keys().copied().collect(),
+            live_jobs: state.table.keys().copied().collect(),
             records,
         }
     }
@@ -82,7 +82,7 @@ pub struct Liveness {
 impl Liveness {
     pub fn take(state: &State) -> Liveness {
         Liveness {
-            live_jobs: state.jobs.keys().copied().collect(),
+            live_jobs: state.table.keys().copied().collect(),
         }
     }
 }

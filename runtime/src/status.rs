@@ -108,7 +108,11 @@ pub fn build_status(st: &State, job: &Job) -> JobStatus {
         Body::Sliced(s) => {
             status.upload_complete = s.upload == UploadState::Complete;
             status.slices_total = s.slices.count();
-            status.slices_running = u64::from(s.leased_slices);
+            status.slices_running = st
+                .book
+                .sliced_live
+                .get(&job.id)
+                .map_or(0, |a| u64::from(a.leased_slices));
             status.slices_queued = s.slices_pending().saturating_sub(status.slices_running);
             status.slices_done = s.slices_done;
             status.slices_failed = s.slices_failed;
@@ -163,7 +167,7 @@ pub fn filter_matches(filter: &JobFilter, j: &Job) -> bool {
 
 pub fn status_of(shared: &Shared, id: JobId) -> Result<JobStatus, RuntimeError> {
     let st = shared.state.lock();
-    let job = st.jobs.get(&id).ok_or(RuntimeError::NotFound(id))?;
+    let job = st.table.get(&id).ok_or(RuntimeError::NotFound(id))?;
     Ok(build_status(&st, job))
 }
 
@@ -216,7 +220,7 @@ impl State {
                     ));
                 }
                 let categories = self
-                    .jobs
+                    .table
                     .get(&job)
                     .and_then(|j| j.sliced())
                     .map(|s| s.categories.clone())

@@ -717,7 +717,6 @@ impl From<Row> for Job {
             } => Body::Simple(SimpleBody {
                 args: Arc::new(args),
                 result,
-                leased: false,
                 expiries: expiries.unwrap_or(0),
             }),
             RowBody::Sliced(s) => {
@@ -771,10 +770,6 @@ impl From<Row> for Job {
             after: r.after,
             on_dependency_failure: r.on_dependency_failure,
             window: r.window.map(|w| w.0),
-            window_closed: false,
-            ready: None,
-            accepted: None,
-            refused: None,
         }
     }
 }
