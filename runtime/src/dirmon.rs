@@ -251,6 +251,13 @@ impl Runtime {
         Ok(id)
     }
 
+    /// Checks a job spec as `submit` would (priority, slice size against
+    /// this runtime's limits, categories, singleton key), writing nothing:
+    /// for options stored now and made into jobs later (a dirmon entry's).
+    pub fn check_spec(&self, spec: &crate::JobSpec) -> Result<(), RuntimeError> {
+        crate::runtime::validate(spec, &self.shared().limits)
+    }
+
     /// Every dirmon entry, by id.
     pub fn dirmons(&self) -> Vec<DirmonView> {
         let st = self.shared().state.lock();

@@ -785,7 +785,7 @@ pub enum RuntimeError {
     /// and the command that lists them).
     #[error("{0}")]
     EntryNotFound(String),
-    #[error("cannot {action} job {job}: it is {state:?}")]
+    #[error("cannot {action} job {job}: it is {}", state.as_str())]
     IllegalTransition {
         job: JobId,
         action: String,

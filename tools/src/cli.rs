@@ -35,7 +35,7 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub quiet: bool,
     /// Talk to a `booster serve` at this URL instead of opening the data directory
-    /// (jobs, job, run, submit, download).
+    /// (jobs, job, run, submit, kind, cron, dirmon, download).
     #[arg(long, global = true, env = "BOOSTER_SERVER", value_name = "URL")]
     pub server: Option<String>,
     /// Bearer token file (mode 0600): sent with --server; required by `serve` off
@@ -542,7 +542,7 @@ fn parse_state(s: &str) -> Result<JobState, String> {
         .map_err(|e: booster_runtime::UnknownState| e.to_string())
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand, Debug, Clone)]
 pub enum KindCommand {
     /// Every kind's stored and effective settings (or one kind's).
     Show {
@@ -728,7 +728,7 @@ fn globals_of(subcommand: &str) -> &'static [&'static str] {
         "keygen" => &["quiet"],
         // Its data directory and key are its own, under --dir.
         "demo" => &["json", "quiet"],
-        "jobs" | "job" | "run" | "submit" | "download" | "cron" | "dirmon" => REMOTE,
+        "jobs" | "job" | "run" | "submit" | "download" | "kind" | "cron" | "dirmon" => REMOTE,
         "serve" => &["data", "key_file", "quiet", "token_file"],
         _ => LOCAL,
     }

@@ -127,6 +127,26 @@ pub fn utc_ms(ms: u64) -> String {
         })
 }
 
+/// What `submit` says about a sliced job it made; `runner` is who runs it.
+pub fn submitted_line(status: &JobStatus, runner: &str) -> String {
+    format!(
+        "job {}: {} records in {}, {} at priority {}; {runner} processes it{}",
+        status.id,
+        count(status.records_in),
+        plural(status.slices_total, "slice"),
+        status.state.as_str(),
+        status.priority,
+        window_note(status)
+    )
+}
+
+/// ", inside its window W" for a job with its own window, else nothing.
+pub fn window_note(status: &JobStatus) -> String {
+    status
+        .window
+        .map_or(String::new(), |w| format!(", inside its window {w}"))
+}
+
 /// One cron entry on one line: id, schedule, kind, state, ticks, run.
 pub fn cron_line(c: &booster_runtime::CronView) -> String {
     let tick = |t: Option<u64>| t.map_or("-".to_string(), utc_ms);

@@ -173,6 +173,13 @@ fn a_jobs_max_workers_is_stored_and_changed_from_the_command_line() {
     assert_eq!(sb.json(&["job", "show", &id])["max_workers"], 2);
     sb.ok(&["-q", "job", "max-workers", &id, "none"]);
     assert!(sb.json(&["job", "show", &id])["max_workers"].is_null());
+    // A simple job has no slices to limit, and a finished job runs none.
+    let simple = job_id(&sb.json(&["submit", "--kind", "noop", "--args", "{}"])).to_string();
+    let out = sb.expect(1, &["job", "max-workers", &simple, "2"]);
+    assert!(stderr(&out).contains("is a simple job"), "{}", stderr(&out));
+    sb.ok(&["-q", "work", "--until-idle"]);
+    let out = sb.expect(1, &["job", "max-workers", &id, "2"]);
+    assert!(stderr(&out).contains("it is completed"), "{}", stderr(&out));
 }
 
 #[test]

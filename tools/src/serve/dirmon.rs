@@ -85,6 +85,8 @@ pub async fn create(
             format!("not added: {why}"),
         ));
     }
+    crate::dirmon::check_entry(&app.runtime, &spec)
+        .map_err(|e| ApiError::bad_request(format!("not added: {e:#}")))?;
     let id = app.runtime.add_dirmon(spec).await?;
     let view = app.runtime.dirmons().into_iter().find(|d| d.id == id);
     Ok((
