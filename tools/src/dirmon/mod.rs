@@ -65,6 +65,11 @@ impl Watcher {
     }
 }
 
+/// Held by the watcher from a file's claim until it is settled, and by
+/// `POST /api/dirmons/{id}/remove|pause` around its check and change: a
+/// removal never lands between an entry's check and its next claim.
+pub static TAKING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// `--dirmon-allow`'s directories with every symlink and `..` resolved.
 pub fn resolve_allow(dirs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     dirs.iter()

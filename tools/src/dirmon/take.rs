@@ -375,6 +375,17 @@ pub async fn scan(
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
+        // Held from the claim until the file is settled; `dirmon remove`
+        // over HTTP takes it too. The entry may have gone or been paused
+        // while this pass waited for it.
+        let _taking = super::TAKING.lock().await;
+        if !runtime
+            .dirmons()
+            .iter()
+            .any(|d| d.id == entry.view.id && !d.paused)
+        {
+            break;
+        }
         if !still_settled(&dirs, name, (len, mtime), settle) {
             continue;
         }
