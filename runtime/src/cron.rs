@@ -145,6 +145,7 @@ impl CronEntry {
             last_tick_ms: self.last_tick_ms,
             next_tick_ms: self.next_tick_ms(),
             running: self.run,
+            window: self.spec.window,
         }
     }
 }

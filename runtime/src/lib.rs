@@ -333,6 +333,9 @@ pub struct CronView {
     pub next_tick_ms: Option<u64>,
     /// The run that has not finished yet, if any: the next waits for it.
     pub running: Option<JobId>,
+    /// The runs' own processing window (the template's `JobSpec::window`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<ProcessingWindow>,
 }
 
 impl JobSpec {

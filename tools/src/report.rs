@@ -151,7 +151,7 @@ pub fn window_note(status: &JobStatus) -> String {
 pub fn cron_line(c: &booster_runtime::CronView) -> String {
     let tick = |t: Option<u64>| t.map_or("-".to_string(), utc_ms);
     format!(
-        "cron {}  '{}' ({})  {}  {}  last {}  next {}{}",
+        "cron {}  '{}' ({})  {}  {}  last {}  next {}{}{}",
         c.id,
         c.expr,
         c.tz.as_deref().unwrap_or("UTC"),
@@ -159,6 +159,8 @@ pub fn cron_line(c: &booster_runtime::CronView) -> String {
         if c.paused { "paused" } else { "active" },
         tick(c.last_tick_ms),
         tick(c.next_tick_ms),
+        c.window
+            .map_or(String::new(), |w| format!("  runs only {w}")),
         c.running
             .map_or(String::new(), |j| format!("  running job {j}"))
     )

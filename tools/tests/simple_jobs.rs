@@ -86,8 +86,12 @@ fn cron_entries_are_added_listed_paused_resumed_and_removed() {
         "0 3 * * *",
         "--tz",
         "Europe/Berlin",
+        "--window",
+        "02:00-06:00",
     ]);
     assert_eq!(added["id"], 1, "{added}");
+    // --tz is the zone of the cron expression and of the runs' window.
+    assert_eq!(added["window"]["tz"], "Europe/Berlin", "{added}");
     assert_eq!(added["expr"], "0 3 * * *");
     assert_eq!(added["tz"], "Europe/Berlin");
     assert!(added["next_tick_ms"].as_u64().is_some(), "{added}");
@@ -98,6 +102,10 @@ fn cron_entries_are_added_listed_paused_resumed_and_removed() {
     let text = stdout(&sb.ok(&["cron", "list"]));
     assert!(
         text.contains("'0 3 * * *' (Europe/Berlin)  noop  paused"),
+        "{text}"
+    );
+    assert!(
+        text.contains("runs only 02:00-06:00 Europe/Berlin"),
         "{text}"
     );
     let resumed = sb.json(&["cron", "resume", "1"]);
