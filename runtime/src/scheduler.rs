@@ -262,9 +262,16 @@ impl Book {
                 c.run = None;
             }
         }
-        self.refused.remove(&id);
-        self.accepted.remove(&id);
-        self.windowed.remove(&id);
+        // Most jobs have none of these: an empty map is not even hashed.
+        if !self.refused.is_empty() {
+            self.refused.remove(&id);
+        }
+        if !self.accepted.is_empty() {
+            self.accepted.remove(&id);
+        }
+        if !self.windowed.is_empty() {
+            self.windowed.remove(&id);
+        }
     }
 
     /// Moves `job`'s entry from `old` to its new state `job.state`.
@@ -292,7 +299,12 @@ impl Book {
         };
         debug_assert_eq!(entry.state, job.state, "job {}", job.id);
         debug_assert_eq!(entry.priority, job.priority, "job {}", job.id);
-        let want = entry.ready_slot(job, self.sliced_live.get(&job.id));
+        let live = if entry.has(flag::SLICED) {
+            self.sliced_live.get(&job.id)
+        } else {
+            None
+        };
+        let want = entry.ready_slot(job, live);
         self.ready.refile(job.id, &job.kind, entry, want)
     }
 
