@@ -21,6 +21,7 @@ use tokio::sync::{broadcast, oneshot};
 use crate::apply_sliced::{apply_sliced, retry, settle};
 use crate::meta::{Control, Meta, SimpleOutcome};
 use crate::metrics::MetricsState;
+use crate::id_hash::IdMap;
 use crate::ready::ReadyQueue;
 use crate::scheduler::{flag, SlicedLive, Slot};
 use crate::table::kinds::KindId;
@@ -160,21 +161,21 @@ pub struct WorkerSlot {
 /// and the bookkeeping can be borrowed at once.
 pub struct Book {
     /// The entry of every unfinished job (`scheduler.rs`).
-    pub active: HashMap<JobId, Slot>,
+    pub active: IdMap<Slot>,
     /// The slice marks of every unfinished sliced job.
-    pub sliced_live: HashMap<JobId, SlicedLive>,
+    pub sliced_live: IdMap<SlicedLive>,
     /// The ready queue over the entries.
     pub ready: ReadyQueue,
     /// Why this process's handler declines a job (entries flagged `REFUSED`).
-    pub refused: HashMap<JobId, Arc<str>>,
+    pub refused: IdMap<Arc<str>>,
     /// When this process accepted a job, for the enqueue-to-start
     /// histogram: one submitted job in `ACCEPTED_SAMPLE`, and every urgent one.
-    pub accepted: HashMap<JobId, std::time::Instant>,
+    pub accepted: IdMap<std::time::Instant>,
     /// Sliced jobs an `Uploader` of this process is writing into (until
     /// the upload completes or fails, or the job is destroyed).
     pub uploaders: HashSet<JobId>,
     /// The singleton key each unfinished job in `singletons` holds.
-    pub singleton_keys: HashMap<JobId, Arc<str>>,
+    pub singleton_keys: IdMap<Arc<str>>,
     pub kinds: HashMap<Arc<str>, KindConf>,
     /// Kind names and their ids (`table/kinds.rs`), as the log gave them.
     pub kind_ids: crate::table::kinds::KindIds,
@@ -194,7 +195,7 @@ pub struct Book {
     pub running_by_kind: HashMap<KindId, u32>,
     pub by_state: [u64; 8],
     pub events: broadcast::Sender<JobEvent>,
-    pub waiters: HashMap<JobId, Vec<oneshot::Sender<()>>>,
+    pub waiters: IdMap<Vec<oneshot::Sender<()>>>,
     pub workers: Vec<WorkerSlot>,
     pub metrics: MetricsState,
     pub poisoned: Option<String>,
@@ -247,7 +248,7 @@ pub struct Book {
     /// Dirmon entries by id (`dirmon.rs`), and the next id to hand out.
     pub dirmons: crate::dirmon::Dirmons,
     /// Waiting jobs by the job they wait for (`dependencies.rs`).
-    pub dependents: HashMap<JobId, Vec<JobId>>,
+    pub dependents: IdMap<Vec<JobId>>,
     /// Unfinished jobs with their own processing window (`Job::window`),
     /// and the minute (ms since the epoch / 60 000) the timer last judged
     /// them at: windows open and close on whole minutes.
@@ -275,13 +276,13 @@ pub struct State {
 impl Book {
     pub fn new(workers: usize, lease_timeout_ms: u64, default_slice_size: u32) -> Book {
         Book {
-            active: HashMap::new(),
-            sliced_live: HashMap::new(),
+            active: IdMap::default(),
+            sliced_live: IdMap::default(),
             ready: ReadyQueue::default(),
-            refused: HashMap::new(),
-            accepted: HashMap::new(),
+            refused: IdMap::default(),
+            accepted: IdMap::default(),
             uploaders: HashSet::new(),
-            singleton_keys: HashMap::new(),
+            singleton_keys: IdMap::default(),
             kinds: HashMap::new(),
             kind_ids: Default::default(),
             leases: HashMap::new(),
@@ -295,7 +296,7 @@ impl Book {
             running_by_kind: HashMap::new(),
             by_state: [0; 8],
             events: broadcast::channel(4096).0,
-            waiters: HashMap::new(),
+            waiters: IdMap::default(),
             workers: vec![WorkerSlot::default(); workers],
             metrics: MetricsState::default(),
             poisoned: None,
@@ -321,7 +322,7 @@ impl Book {
             crons: BTreeMap::new(),
             next_cron: 1,
             dirmons: Default::default(),
-            dependents: HashMap::new(),
+            dependents: IdMap::default(),
             windowed: BTreeSet::new(),
             windows_minute: None,
             finished: Vec::new(),
