@@ -19,9 +19,9 @@ use std::sync::Arc;
 use tokio::sync::{broadcast, oneshot};
 
 use crate::apply_sliced::{apply_sliced, retry, settle};
+use crate::id_hash::IdMap;
 use crate::meta::{Control, Meta, SimpleOutcome};
 use crate::metrics::MetricsState;
-use crate::id_hash::IdMap;
 use crate::ready::ReadyQueue;
 use crate::scheduler::{flag, SlicedLive, Slot};
 use crate::table::kinds::KindId;
@@ -184,6 +184,8 @@ pub struct Book {
     pub next_epoch: u64,
     /// The latest open generation in the log (`Meta::Opened`).
     pub generation: u64,
+    /// Checkpoints written in this data directory (`Meta::Checkpoint`).
+    pub checkpoint_seq: u64,
     pub next_id: JobId,
     /// false while replaying: no events, no waiters, no fencing.
     pub live: bool,
@@ -288,6 +290,7 @@ impl Book {
             leases: HashMap::new(),
             next_epoch: 1,
             generation: 0,
+            checkpoint_seq: 0,
             next_id: 1,
             live: false,
             scheduled: BTreeSet::new(),
@@ -676,6 +679,7 @@ impl State {
                 Ok(())
             }
             Meta::Opened { generation, .. } => self.book.open_generation(*generation),
+            Meta::Checkpoint(c) => self.apply_checkpoint(c),
             Meta::KindId { id, name } => self.book.kind_ids.apply(*id, name),
             Meta::LeaseExpired { work, .. } => {
                 self.count_expiry(work);
@@ -722,6 +726,29 @@ impl State {
             } => self.apply_dirmon(*dirmon, *at_ms, change),
             _ => self.apply_to_job(meta),
         }
+    }
+
+    /// A checkpoint's counters; its rows are read from its pages by the
+    /// open (`table/image.rs`), after the records of its batch.
+    fn apply_checkpoint(&mut self, c: &crate::meta::Checkpoint) -> Result<(), RuntimeError> {
+        if c.table_version != crate::meta::TABLE_VERSION {
+            return Err(RuntimeError::Corrupt(format!(
+                "checkpoint {} is of table format {}, which this version does not read; \
+                 open the data directory with the version that wrote it",
+                c.seq, c.table_version
+            )));
+        }
+        if c.next_id > crate::table::keys::RESERVED_OWNER_BASE {
+            return Err(RuntimeError::Corrupt(format!(
+                "checkpoint {}: next_id {} is past the ids the runtime reserves",
+                c.seq, c.next_id
+            )));
+        }
+        self.book.open_generation(c.generation)?;
+        self.book.next_id = self.book.next_id.max(c.next_id);
+        self.book.log_ms = self.book.log_ms.max(c.log_ms);
+        self.book.checkpoint_seq = self.book.checkpoint_seq.max(c.seq);
+        Ok(())
     }
 
     /// One more expiry of `work`'s lease, for work still unfinished.
