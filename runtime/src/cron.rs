@@ -256,7 +256,7 @@ impl State {
 }
 
 fn no_entry(id: CronId) -> RuntimeError {
-    RuntimeError::Invalid(format!(
+    RuntimeError::EntryNotFound(format!(
         "no cron entry {id}; `booster cron list` shows them"
     ))
 }

@@ -695,7 +695,22 @@ impl Runtime {
                 "max_workers must be at least 1 (or none for no limit)".into(),
             ));
         }
-        self.job(job).await?;
+        {
+            let st = self.shared().state.lock();
+            let j = st.table.get(&job).ok_or(RuntimeError::NotFound(job))?;
+            if matches!(j.body, Body::Simple(_)) {
+                return Err(RuntimeError::Invalid(format!(
+                    "job {job} is a simple job: max_workers limits how many of a sliced job's slices run at once"
+                )));
+            }
+            if j.is_terminal() {
+                return Err(RuntimeError::IllegalTransition {
+                    job,
+                    action: "change max_workers of".into(),
+                    state: j.state,
+                });
+            }
+        }
         let m = Meta::MaxWorkers { job, max_workers };
         write_one(self.shared(), &self.inner.store, m).await
     }
@@ -717,6 +732,11 @@ impl Runtime {
             if s.lease.is_some_and(|l| l.max_expiries == 0) {
                 return Err(RuntimeError::Invalid(
                     "max_expiries must be at least 1".into(),
+                ));
+            }
+            if s.retry.jitter_percent > 100 {
+                return Err(RuntimeError::Invalid(
+                    "jitter_percent is 0 to 100 (a share of each wait)".into(),
                 ));
             }
         }

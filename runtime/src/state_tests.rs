@@ -806,3 +806,26 @@ fn a_regular_upload_is_one_range_and_one_run_with_no_slice_detail() {
     assert_eq!((place.first_record, place.records), (99_991, 10));
     assert_eq!(s.records_out, 50_000);
 }
+
+#[test]
+fn a_retry_waits_its_doubled_backoff_plus_at_most_its_jitter_share() {
+    let p = crate::RetryPolicy {
+        max_retries: 3,
+        backoff_base_ms: 1000,
+        jitter_percent: 20,
+    };
+    assert_eq!(p.retry_at_ms(0, 5000, 0.0), Some(6000));
+    assert_eq!(p.retry_at_ms(1, 5000, 0.5), Some(5000 + 2000 + 200));
+    assert_eq!(p.retry_at_ms(2, 5000, 1.0), Some(5000 + 4000 + 800));
+    assert_eq!(p.retry_at_ms(3, 5000, 0.5), None, "retries spent");
+    let none = crate::RetryPolicy {
+        jitter_percent: 0,
+        ..p
+    };
+    assert_eq!(none.retry_at_ms(1, 5000, 0.9), Some(7000));
+    // The draws spread the waits: uniform in [0, 1), not one value.
+    let draws: Vec<f64> = (0..1000).map(|_| crate::random_draw()).collect();
+    assert!(draws.iter().all(|d| (0.0..1.0).contains(d)), "{draws:?}");
+    assert!(draws.iter().filter(|d| **d < 0.5).count() > 300);
+    assert!(draws.iter().filter(|d| **d >= 0.5).count() > 300);
+}

@@ -131,6 +131,15 @@ fn submit_after_waits_for_the_jobs_it_names_and_refuses_unknown_ones() {
         "abort",
     ]);
     assert_eq!(second["state"], "waiting", "{second}");
+    assert_eq!(second["after"][0].to_string(), first, "{second}");
+    assert_eq!(second["on_dependency_failure"], "abort", "{second}");
+    let shown = stdout(&sb.ok(&["job", "show", &job_id(&second).to_string()]));
+    assert!(
+        shown.contains(&format!(
+            "jobs {first} (if one does not complete, this job is aborted)"
+        )),
+        "{shown}"
+    );
     assert!(
         second["waiting_reason"]
             .as_str()

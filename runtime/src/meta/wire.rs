@@ -273,6 +273,13 @@ impl TryFrom<WindowFieldsV1> for WindowV1 {
 struct RetryV1 {
     max_retries: u32,
     backoff_base_ms: u64,
+    /// Added 2026-11-29; absent: 0.
+    #[serde(default, skip_serializing_if = "is_zero_u8")]
+    jitter_percent: u8,
+}
+
+fn is_zero_u8(n: &u8) -> bool {
+    *n == 0
 }
 
 #[derive(Serialize, Deserialize)]

@@ -15,6 +15,7 @@
 //! what the store says about NAME's job, so a pass after a crash and a
 //! pass after a transient error are the same code.
 
+mod dirs;
 mod take;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -26,7 +27,8 @@ use globset::GlobMatcher;
 use tokio::sync::watch;
 
 pub use take::{
-    parse_options, split_add_words, split_remote_add_words, take_flags, AddWords, INBOX,
+    check_entry, parse_job_options, parse_options, split_add_words, split_remote_add_words,
+    take_flags, AddWords, INBOX,
 };
 
 /// How the watcher runs.
@@ -62,6 +64,11 @@ impl Watcher {
         let _ = self.task.await;
     }
 }
+
+/// Held by the watcher from a file's claim until it is settled, and by
+/// `POST /api/dirmons/{id}/remove|pause` around its check and change: a
+/// removal never lands between an entry's check and its next claim.
+pub static TAKING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// `--dirmon-allow`'s directories with every symlink and `..` resolved.
 pub fn resolve_allow(dirs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
@@ -108,6 +115,10 @@ struct Entry {
     told: BTreeSet<String>,
     /// The inbox's lock, held while the entry is watched.
     lock: Option<std::fs::File>,
+    /// The directory, archive and inbox as this pass opened them
+    /// (`still_in_place`); every file operation of the pass goes through
+    /// them.
+    dirs: Option<std::sync::Arc<dirs::Dirs>>,
 }
 
 impl Entry {
@@ -123,23 +134,34 @@ impl Entry {
 
     /// Whether the directory and the archive are still the ones checked
     /// against the allowlist: a directory replaced by a symlink (or moved)
-    /// since would lead the watcher outside it. Checked at every pass.
+    /// since would lead the watcher outside it. Checked at every pass, by
+    /// opening them (`dirs.rs`): the pass then works through what it
+    /// opened, so a swap during the pass is never followed either.
     fn still_in_place(&mut self) -> bool {
-        for (what, path) in [
-            ("directory", self.dir.clone()),
-            ("archive", self.archive.clone()),
-        ] {
-            let same = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir())
-                && path.canonicalize().is_ok_and(|real| real == path);
-            if !same {
-                self.tell(format!(
-                    "its {what} {} is no longer the directory that was allowed (moved, or replaced by a symlink); nothing is taken until it is",
-                    path.display()
-                ));
-                return false;
+        match dirs::Dirs::open(&self.dir, &self.archive) {
+            Ok(dirs) => {
+                // The inbox moved away and made again: the lock held is on
+                // the old one; take the new one's, or leave it to the
+                // watcher that has it.
+                if !dirs::holds_lock(&dirs, self.lock.as_ref()) {
+                    match dirs::lock_at(&dirs) {
+                        Ok(lock) => self.lock = Some(lock),
+                        Err(why) => {
+                            self.dirs = None;
+                            self.tell(why);
+                            return false;
+                        }
+                    }
+                }
+                self.dirs = Some(std::sync::Arc::new(dirs));
+                true
+            }
+            Err(why) => {
+                self.dirs = None;
+                self.tell(why);
+                false
             }
         }
-        true
     }
 }
 
@@ -243,31 +265,8 @@ fn sync_entries(
 /// with an entry on the same archive) is refused rather than settle files
 /// it did not take.
 fn lock_inbox(entry: &mut Entry) -> Result<(), String> {
-    use std::os::fd::AsRawFd;
-    let inbox = entry.archive.join(INBOX);
-    if !inbox.is_dir() {
-        std::fs::create_dir(&inbox).map_err(|e| format!("creating {}: {e}", inbox.display()))?;
-        // Durable before any file is claimed into it.
-        std::fs::File::open(&entry.archive)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| format!("syncing {}: {e}", entry.archive.display()))?;
-    }
-    let path = inbox.join(".lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| format!("opening {}: {e}", path.display()))?;
-    // SAFETY: flock on a descriptor we own; no memory involved.
-    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
-    if !locked {
-        return Err(format!(
-            "another dirmon watcher (another data directory, or another entry of this one) holds {}; give each entry its own archive",
-            path.display()
-        ));
-    }
-    entry.lock = Some(file);
+    let dirs = dirs::Dirs::open(&entry.dir, &entry.archive)?;
+    entry.lock = Some(dirs::lock_at(&dirs)?);
     Ok(())
 }
 
@@ -334,6 +333,7 @@ fn open_entry(view: &DirmonView, allow: &[PathBuf]) -> Result<Entry, String> {
         seen: HashMap::new(),
         told: BTreeSet::new(),
         lock: None,
+        dirs: None,
     })
 }
 

@@ -11,6 +11,7 @@ use clap::Parser;
 use serde_json::json;
 use tokio::sync::watch;
 
+use super::dirs::{self, Dirs};
 use super::Entry;
 use crate::cli::JobInputArgs;
 use crate::commands::run::{job_spec, read_options};
@@ -40,17 +41,31 @@ struct Words {
 
 /// Parses an entry's job options for a file at `input`.
 pub fn parse_options(options: &[String], input: &Path) -> anyhow::Result<JobInputArgs> {
+    parse_job_options("dirmon", options, input)
+}
+
+/// Parses the job options `command` (dirmon, batch) stores or passes on,
+/// for a file at `input`.
+pub fn parse_job_options(
+    command: &str,
+    options: &[String],
+    input: &Path,
+) -> anyhow::Result<JobInputArgs> {
     for word in options {
         let flag = word.split('=').next().unwrap_or_default();
         if ["--input", "--args"].contains(&flag) {
             anyhow::bail!(
-                "dirmon job options cannot hold {flag}: each file the entry takes is the job's input"
+                "{command} job options cannot hold {flag}: each file is its own job's input"
             );
         }
         if flag == "--after" {
+            let why = if command == "dirmon" {
+                "each file's job starts once its file is in"
+            } else {
+                "the on-complete job is the one that waits"
+            };
             anyhow::bail!(
-                "dirmon job options cannot hold --after: each file's job starts once its file is in; \
-                 submit the dependent job yourself"
+                "{command} job options cannot hold --after: {why}; submit the dependent job yourself with `booster submit --after`"
             );
         }
     }
@@ -58,21 +73,92 @@ pub fn parse_options(options: &[String], input: &Path) -> anyhow::Result<JobInpu
     words.push("--input".into());
     words.push(input.display().to_string());
     let parsed = Words::try_parse_from(&words).map_err(|e| {
+        let text = e.render().to_string();
+        // Clap names the parser; the user typed `booster COMMAND`.
+        let text = text.replace("Usage: dirmon ", &format!("Usage: booster {command} ... "));
         anyhow::anyhow!(
-            "dirmon job options {}: {}",
+            "{command} job options {}: {}",
             options.join(" "),
-            e.render().to_string().trim_end()
+            text.trim_end()
         )
     })?;
     let job = parsed.job;
     if !kinds::SLICED_KINDS.contains(&job.kind.as_str()) {
         anyhow::bail!(
-            "no job kind {:?} here; dirmon makes sliced jobs of {}",
+            "no job kind {:?} here; {command} makes sliced jobs of {}",
             job.kind,
             kinds::SLICED_KINDS.join(", ")
         );
     }
     Ok(job)
+}
+
+/// What can be checked of a dirmon entry before any file arrives: its job
+/// options as a job of them would be checked (window, `--cmd` with its
+/// kind, the read options, the runtime's limits), and that its directory
+/// and archive are not another entry's. A file then never meets an entry
+/// that can make no job of it.
+pub fn check_entry(runtime: &Runtime, spec: &booster_runtime::DirmonSpec) -> anyhow::Result<()> {
+    let (_, glob) = spec.split_pattern().map_err(anyhow::Error::msg)?;
+    // A name the pattern matches stands for the files: its extension says
+    // the format, as a file's would.
+    let sample = glob.replace(['*', '?', '[', ']', '{', '}'], "x");
+    let args = parse_options(&spec.options, Path::new(&sample))?;
+    let window = args.processing_window()?;
+    match (args.kind.as_str(), &args.cmd) {
+        (kinds::EXEC, None) => anyhow::bail!("--kind exec needs --cmd 'COMMAND'"),
+        (kind, Some(_)) if kind != kinds::EXEC => anyhow::bail!("--cmd is only for --kind exec"),
+        _ => {}
+    }
+    if args.exec_one_to_one && args.kind != kinds::EXEC {
+        anyhow::bail!("--exec-one-to-one is only for --kind exec");
+    }
+    // The read options' own rules (`--format fixed` needs `--layout`, the
+    // column options are for delimited formats, ...), on no bytes.
+    let read = read_options(&args)?;
+    if read.format != crate::formats::Format::Xlsx {
+        crate::formats::source_from_reader_with(
+            Box::new(std::io::empty()),
+            Default::default(),
+            &read,
+            &sample,
+        )?;
+    }
+    let mut job = booster_runtime::JobSpec::sliced(&args.kind);
+    job.shape = booster_runtime::JobShape::Sliced {
+        slice_size: args.slice_size.map(|n| n as usize),
+        collect_errors: args.collect_errors,
+    };
+    job.priority = args.priority;
+    job.max_workers = args.max_workers;
+    job.categories = args.categories.clone();
+    job.singleton = args.singleton_key();
+    job.window = window;
+    runtime.check_spec(&job)?;
+    let (dir, _) = spec.split_pattern().map_err(anyhow::Error::msg)?;
+    let real = |p: &str| std::fs::canonicalize(p).unwrap_or_else(|_| Path::new(p).to_path_buf());
+    let (dir, archive) = (real(dir), real(&spec.archive));
+    for other in runtime.dirmons() {
+        let Ok((other_dir, _)) = other.spec.split_pattern() else {
+            continue;
+        };
+        let (other_dir, other_archive) = (real(other_dir), real(&other.spec.archive));
+        if archive == other_archive {
+            anyhow::bail!(
+                "dirmon {} already archives into {}: give each entry its own archive",
+                other.id,
+                archive.display()
+            );
+        }
+        if archive == other_dir || dir == other_archive {
+            anyhow::bail!(
+                "dirmon {} watches or archives into {}: one entry would take the other's files again",
+                other.id,
+                if archive == other_dir { &archive } else { &dir }.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `booster dirmon add`'s words: the entry's own options, and the job
@@ -224,7 +310,8 @@ pub async fn scan(
     stopped: &mut watch::Receiver<bool>,
 ) -> Option<Duration> {
     let settle = Duration::from_millis(entry.view.spec.settle_ms);
-    let listing = match std::fs::read_dir(&entry.dir) {
+    let dirs = entry.dirs.clone()?;
+    let listing = match std::fs::read_dir(dirs.in_dir("")) {
         Ok(listing) => listing,
         Err(e) => {
             entry.tell(format!("cannot read {}: {e}", entry.dir.display()));
@@ -252,14 +339,10 @@ pub async fn scan(
             continue;
         }
         // Not followed: a symlink is not a file that arrived.
-        let Ok(meta) = std::fs::symlink_metadata(item.path()) else {
+        let Some(stamp) = file_stamp(&dirs.dir, name) else {
             continue;
         };
-        if !meta.is_file() {
-            continue;
-        }
-        let stamp = (meta.len(), meta.modified().unwrap_or(UNIX_EPOCH));
-        let path = item.path();
+        let path = entry.dir.join(name);
         present.insert(path.clone());
         match entry.seen.get(&path) {
             Some(&(len, mtime, since)) if (len, mtime) == stamp => {
@@ -289,10 +372,24 @@ pub async fn scan(
         // again, right before the claim. A file that changed, or is no
         // longer a plain file (a symlink or a FIFO swapped in), waits for
         // the next scan.
-        if !still_settled(&path, (len, mtime), settle) {
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        // Held from the claim until the file is settled; `dirmon remove`
+        // over HTTP takes it too. The entry may have gone or been paused
+        // while this pass waited for it.
+        let _taking = super::TAKING.lock().await;
+        if !runtime
+            .dirmons()
+            .iter()
+            .any(|d| d.id == entry.view.id && !d.paused)
+        {
+            break;
+        }
+        if !still_settled(&dirs, name, (len, mtime), settle) {
             continue;
         }
-        match claim(entry, &path) {
+        match claim(entry, &dirs, name) {
             Ok(name) => settle_one(runtime, entry, &name, stopped).await,
             Err(e) => entry.tell(format!("{}: not taken: {e}", path.display())),
         }
@@ -300,32 +397,33 @@ pub async fn scan(
     next
 }
 
-/// Whether `path` is still the plain file scanned, unchanged, and last
-/// written at least `settle` ago.
-fn still_settled(path: &Path, stamp: (u64, SystemTime), settle: Duration) -> bool {
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return false;
-    };
-    let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
-    meta.is_file()
-        && (meta.len(), mtime) == stamp
-        && SystemTime::now()
-            .duration_since(mtime)
-            .is_ok_and(|age| age >= settle)
+/// Size and modification time of the plain file `name` in `dir`; None for
+/// anything else (a symlink is not followed) or nothing.
+fn file_stamp(dir: &std::os::fd::OwnedFd, name: &str) -> Option<(u64, SystemTime)> {
+    match dirs::kind_at(dir, name) {
+        Ok(Some((rustix::fs::FileType::RegularFile, len, secs, nanos))) => {
+            let mtime = UNIX_EPOCH
+                + Duration::from_secs(secs.max(0) as u64)
+                + Duration::from_nanos(nanos.max(0) as u64);
+            Some((len, mtime))
+        }
+        _ => None,
+    }
 }
 
-/// `rename` that never replaces what is at `to`.
-fn rename_new(from: &Path, to: &Path) -> std::io::Result<()> {
-    use rustix::fs::{renameat_with, RenameFlags, CWD};
-    renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE).map_err(std::io::Error::from)
+/// Whether `name` is still the plain file scanned, unchanged, and last
+/// written at least `settle` ago.
+fn still_settled(dirs: &Dirs, name: &str, stamp: (u64, SystemTime), settle: Duration) -> bool {
+    file_stamp(&dirs.dir, name).is_some_and(|now| {
+        now == stamp
+            && SystemTime::now()
+                .duration_since(now.1)
+                .is_ok_and(|age| age >= settle)
+    })
 }
 
 /// Step 1: moves the file into the inbox under a unique name, durably.
-fn claim(entry: &Entry, path: &Path) -> anyhow::Result<String> {
-    let original = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .context("a file name")?;
+fn claim(entry: &Entry, dirs: &Dirs, original: &str) -> anyhow::Result<String> {
     let ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -333,11 +431,7 @@ fn claim(entry: &Entry, path: &Path) -> anyhow::Result<String> {
     let n = CLAIMS.fetch_add(1, Ordering::Relaxed);
     let name = format!("{ms}-{}-{n}-{original}", entry.view.id);
     let inbox = entry.archive.join(INBOX);
-    if !inbox.is_dir() {
-        std::fs::create_dir(&inbox).with_context(|| format!("creating {}", inbox.display()))?;
-        fsync_dir(&entry.archive)?;
-    }
-    rename_new(path, &inbox.join(&name)).map_err(|e| {
+    dirs::rename_new(&dirs.dir, original, &dirs.inbox, &name).map_err(|e| {
         if e.kind() == std::io::ErrorKind::CrossesDevices {
             anyhow::anyhow!(
                 "{} and the archive {} are on different file systems; put the archive on the same one, so a move is one rename",
@@ -348,15 +442,15 @@ fn claim(entry: &Entry, path: &Path) -> anyhow::Result<String> {
             anyhow::anyhow!("moving it into {}: {e}", inbox.display())
         }
     })?;
-    fsync_dir(&entry.dir)?;
-    fsync_dir(&inbox)?;
+    fsync_dir(&dirs.dir, &entry.dir)?;
+    fsync_dir(&dirs.inbox, &inbox)?;
     // What was renamed is what a reader will open: it must be a plain file
     // (a symlink swapped in after the check would read outside the
     // allowlist; a FIFO would block the watcher).
-    let claimed = std::fs::symlink_metadata(inbox.join(&name))?;
-    if !claimed.is_file() {
+    if !dirs::is_file_at(&dirs.inbox, &name) {
         reject(
             entry,
+            dirs,
             &name,
             "not a plain file (a symlink, a FIFO or a device); never read",
         )?;
@@ -366,25 +460,20 @@ fn claim(entry: &Entry, path: &Path) -> anyhow::Result<String> {
 }
 
 /// Moves inbox file `name` to the rejected folder with a note of why.
-fn reject(entry: &Entry, name: &str, why: &str) -> anyhow::Result<()> {
-    let rejected = entry.archive.join(REJECTED);
-    if !rejected.is_dir() {
-        std::fs::create_dir(&rejected)
-            .with_context(|| format!("creating {}", rejected.display()))?;
-        fsync_dir(&entry.archive)?;
-    }
-    std::fs::write(rejected.join(format!("{name}.why")), format!("{why}\n"))?;
-    let inbox = entry.archive.join(INBOX);
-    rename_new(&inbox.join(name), &rejected.join(name))
-        .with_context(|| format!("moving {name} to {}", rejected.display()))?;
-    fsync_dir(&inbox)?;
-    fsync_dir(&rejected)
+fn reject(entry: &Entry, dirs: &Dirs, name: &str, why: &str) -> anyhow::Result<()> {
+    let rejected_path = entry.archive.join(REJECTED);
+    let rejected = dirs::sub_dir(&dirs.archive, REJECTED)
+        .with_context(|| format!("opening {}", rejected_path.display()))?;
+    dirs::write_at(&rejected, &format!("{name}.why"), &format!("{why}\n"))
+        .with_context(|| format!("writing {name}.why in {}", rejected_path.display()))?;
+    dirs::rename_new(&dirs.inbox, name, &rejected, name)
+        .with_context(|| format!("moving {name} to {}", rejected_path.display()))?;
+    fsync_dir(&dirs.inbox, &entry.archive.join(INBOX))?;
+    fsync_dir(&rejected, &rejected_path)
 }
 
-fn fsync_dir(dir: &Path) -> anyhow::Result<()> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing directory {}", dir.display()))
+fn fsync_dir(dir: &std::os::fd::OwnedFd, path: &Path) -> anyhow::Result<()> {
+    dirs::fsync(dir).with_context(|| format!("syncing directory {}", path.display()))
 }
 
 /// Settles every file of this entry in the inbox (a crash or an error
@@ -394,15 +483,17 @@ pub async fn settle_inbox(
     entry: &mut Entry,
     stopped: &mut watch::Receiver<bool>,
 ) {
-    let inbox = entry.archive.join(INBOX);
+    let Some(dirs) = entry.dirs.clone() else {
+        return;
+    };
     // A crash between the archive move and its record: the file is in the
     // archive, the store still counts it as taken.
     for (name, _) in runtime.dirmon_taken(entry.view.id) {
-        if !inbox.join(&name).exists() && entry.archive.join(&name).exists() {
+        if !dirs::exists_at(&dirs.inbox, &name) && dirs::exists_at(&dirs.archive, &name) {
             let _ = runtime.dirmon_archived(entry.view.id, &name).await;
         }
     }
-    let Ok(listing) = std::fs::read_dir(&inbox) else {
+    let Ok(listing) = std::fs::read_dir(dirs.in_inbox("")) else {
         return;
     };
     let mut names: Vec<String> = listing
@@ -444,10 +535,13 @@ async fn settle_one(
     name: &str,
     stopped: &mut watch::Receiver<bool>,
 ) {
+    let Some(dirs) = entry.dirs.clone() else {
+        return;
+    };
     let done = async {
         let job = match runtime.dirmon_file_job(name) {
             // Never submitted (a crash between the claim and the submit).
-            None => return submit(runtime, entry, name, stopped, None).await,
+            None => return submit(runtime, entry, &dirs, name, stopped, None).await,
             Some(id) => match runtime.job(id).await {
                 Ok(job) => job,
                 // Taken, and destroyed since: it is never taken again.
@@ -471,7 +565,7 @@ async fn settle_one(
                     // none of its records ran. The new job is made first,
                     // then this one destroyed, so the file is never
                     // without a job that will run.
-                    return submit(runtime, entry, name, stopped, Some(j.id)).await;
+                    return submit(runtime, entry, &dirs, name, stopped, Some(j.id)).await;
                 }
                 // The file itself could not be read (the failed job says
                 // why), or records ran: the file is archived with its job.
@@ -482,8 +576,8 @@ async fn settle_one(
         })
     };
     let result = match done.await {
-        Ok(Settled::Archive) => archive(entry, name).and(Ok(())),
-        Ok(Settled::Rejected(why)) => reject(entry, name, &why).map(|()| {
+        Ok(Settled::Archive) => archive(entry, &dirs, name),
+        Ok(Settled::Rejected(why)) => reject(entry, &dirs, name, &why).map(|()| {
             entry.tell(format!(
                 "{name}: made no job: {why}; moved to {}",
                 entry.archive.join(REJECTED).display()
@@ -493,7 +587,7 @@ async fn settle_one(
     };
     match result {
         Ok(()) => {
-            if !entry.archive.join(INBOX).join(name).exists() {
+            if !dirs::exists_at(&dirs.inbox, name) {
                 if let Err(e) = runtime.dirmon_archived(entry.view.id, name).await {
                     entry.tell(format!(
                         "{name}: archived, but the store did not take the note: {e}"
@@ -543,11 +637,19 @@ enum Settled {
 async fn submit(
     runtime: &Runtime,
     entry: &Entry,
+    dirs: &std::sync::Arc<Dirs>,
     name: &str,
     stopped: &watch::Receiver<bool>,
     replaces: Option<JobId>,
 ) -> anyhow::Result<Settled> {
-    let file = entry.archive.join(INBOX).join(name);
+    // Read through the inbox this pass opened: a symlink put where the
+    // inbox was is never followed.
+    let file = dirs.in_inbox(name);
+    if !dirs::is_file_at(&dirs.inbox, name) {
+        return Ok(Settled::Rejected(
+            "not a plain file (a symlink, a FIFO or a device); never read".into(),
+        ));
+    }
     let source = entry.dir.join(original_name(name));
     let options = entry.view.spec.options.clone();
     // Reading options and the input's head can read files (a fixed-width
@@ -628,17 +730,20 @@ async fn submit(
 
 /// Step 4: out of the inbox into the archive, durably. Done already when
 /// the file is there and not in the inbox.
-fn archive(entry: &Entry, name: &str) -> anyhow::Result<()> {
+fn archive(entry: &Entry, dirs: &Dirs, name: &str) -> anyhow::Result<()> {
     let inbox = entry.archive.join(INBOX);
-    let from = inbox.join(name);
-    let to = entry.archive.join(name);
-    if !from.exists() && to.exists() {
+    if !dirs::exists_at(&dirs.inbox, name) && dirs::exists_at(&dirs.archive, name) {
         return Ok(());
     }
-    rename_new(&from, &to)
-        .with_context(|| format!("moving {} to {}", from.display(), to.display()))?;
-    fsync_dir(&inbox)?;
-    fsync_dir(&entry.archive)
+    dirs::rename_new(&dirs.inbox, name, &dirs.archive, name).with_context(|| {
+        format!(
+            "moving {} to {}",
+            inbox.join(name).display(),
+            entry.archive.join(name).display()
+        )
+    })?;
+    fsync_dir(&dirs.inbox, &inbox)?;
+    fsync_dir(&dirs.archive, &entry.archive)
 }
 
 #[cfg(test)]

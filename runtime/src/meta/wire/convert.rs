@@ -883,6 +883,7 @@ impl From<KindSettings> for KindSettingsV1 {
             retry: RetryV1 {
                 max_retries: k.retry.max_retries,
                 backoff_base_ms: k.retry.backoff_base_ms,
+                jitter_percent: k.retry.jitter_percent,
             },
             lease: k.lease.map(|l| LeaseV1 {
                 max_expiries: l.max_expiries,
@@ -900,6 +901,7 @@ impl From<KindSettingsV1> for KindSettings {
             retry: RetryPolicy {
                 max_retries: k.retry.max_retries,
                 backoff_base_ms: k.retry.backoff_base_ms,
+                jitter_percent: k.retry.jitter_percent,
             },
             lease: k.lease.map(|l| LeasePolicy {
                 max_expiries: l.max_expiries,
