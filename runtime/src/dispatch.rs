@@ -246,14 +246,16 @@ impl State {
         let mut items = Vec::new();
         let mut next = Some(first);
         while let Some(id) = next {
-            // A job whose lease expired runs alone, so the one that hangs
-            // is told apart from the jobs batched with it.
-            if !items.is_empty() && suspect(self, id) {
-                break;
-            }
-            // The next most urgent job may be sliced: it takes a lease of its own.
+            // The next most urgent job may be sliced: it takes a lease of
+            // its own. A job whose lease expired runs alone, so the one
+            // that hangs is told apart from the jobs batched with it.
+            let alone = if items.is_empty() {
+                flag::SLICED
+            } else {
+                flag::SLICED | flag::SUSPECT
+            };
             let entry = self.book.active.get_mut(&id);
-            let Some(slot) = entry.filter(|s| !s.has(flag::SLICED)) else {
+            let Some(slot) = entry.filter(|s| !s.has(alone)) else {
                 break;
             };
             slot.flags |= flag::LEASED;

@@ -50,6 +50,7 @@ mod download;
 #[cfg(test)]
 mod epoch_tests;
 mod handler;
+mod id_hash;
 mod job_state;
 mod lost;
 mod meta;

@@ -217,7 +217,18 @@ impl Runtime {
                     .iter()
                     .any(|d| d.meta_lost)
                     .then(LostCreated::default);
+                // A log that starts at a checkpoint: its rows are read from
+                // its pages once the records of its batch are applied.
+                let checkpoint = match records.first().map(|r| meta::decode(r)).transpose()? {
+                    Some(Meta::Checkpoint(c)) => Some(*c),
+                    _ => None,
+                };
+                let rows_at = checkpoint.as_ref().map(|c| 1 + c.records as usize);
                 for (k, record) in records.iter().enumerate() {
+                    if rows_at == Some(k) {
+                        let c = checkpoint.as_ref().expect("rows_at comes from it");
+                        crate::table::image::restore_rows(&store, &mut state, c, lost.as_mut())?;
+                    }
                     let m = meta::decode(record)?;
                     if let Some(lost) = &mut lost {
                         lost.note(&m, &state);
@@ -229,6 +240,11 @@ impl Runtime {
                             "record {} of the meta log: {what}",
                             k + 1
                         )));
+                    }
+                }
+                if let (Some(c), Some(at)) = (&checkpoint, rows_at) {
+                    if at >= records.len() {
+                        crate::table::image::restore_rows(&store, &mut state, c, lost.as_mut())?;
                     }
                 }
                 if let Some(lost) = lost {
@@ -925,6 +941,61 @@ impl Runtime {
         })
         .await
         .map_err(|e| RuntimeError::Invalid(format!("compaction failed: {e}")))?
+    }
+
+    /// Writes a checkpoint (issue 12, step 3.1): the whole table as row
+    /// pages and the checkpoint record that starts the meta log, in one
+    /// batch, taken with no commit in flight. A later open reads the rows
+    /// from the pages and replays only the records after it. Nothing in
+    /// memory changes. Returns the checkpoint's number. A read-only
+    /// process writes none.
+    pub async fn checkpoint(&self) -> Result<u64, RuntimeError> {
+        let shared = self.shared().clone();
+        let store = self.inner.store.clone();
+        let (rx, seq) = tokio::task::spawn_blocking(move || -> Result<_, RuntimeError> {
+            let _gate = shared.append_gate.write();
+            while shared.inflight_commits.load(Ordering::Acquire) > 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let written = crate::table::image::written_keys(&*store);
+            let (batch, record) = {
+                let st = shared.state.lock();
+                if let Some(cause) = st.book.poisoned.clone() {
+                    return Err(RuntimeError::Store(StoreError::Poisoned { cause }));
+                }
+                if !st.book.runs_workers || st.book.store_read_only {
+                    return Err(RuntimeError::Invalid(
+                        "this process opened the data directory read-only: it writes no \
+                         checkpoint; open it with workers to write one"
+                            .into(),
+                    ));
+                }
+                crate::table::image::checkpoint_batch(&st, &written)?
+            };
+            let seq = match &record {
+                Meta::Checkpoint(c) => c.seq,
+                _ => unreachable!("checkpoint_batch returns its checkpoint record"),
+            };
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            crate::shared::append_counted(
+                &shared,
+                &store,
+                batch,
+                vec![record],
+                move |_, applied| {
+                    let _ = tx.send(applied);
+                },
+            );
+            Ok((rx, seq))
+        })
+        .await
+        .map_err(|e| RuntimeError::Invalid(format!("checkpoint failed: {e}")))??;
+        let applied = rx
+            .await
+            .map_err(|_| RuntimeError::ShuttingDown)?
+            .map_err(RuntimeError::Store)?;
+        applied.into_iter().next().unwrap_or(Ok(()))?;
+        Ok(seq)
     }
 
     /// Stops taking leases, lets running slices finish (or hands their leases

@@ -203,15 +203,23 @@ impl Book {
     /// fed from the row, and the live indexes that follow it.
     pub(crate) fn activate(&mut self, job: &Job) {
         debug_assert!(!job.is_terminal());
-        let kind_id = self.kind_ids.intern(&job.kind);
-        let held: Vec<u64> = self
-            .leases
-            .values()
-            .filter_map(|l| match l.work {
-                LeaseWork::Slice { job: j, slice } if j == job.id => Some(slice),
-                _ => None,
-            })
-            .collect();
+        // `State::insert` interned the row's kind (ids start at 1).
+        let kind_id = match job.kind_id {
+            0 => self.kind_ids.intern(&job.kind),
+            id => id,
+        };
+        // A retried sliced job may still have slice commits on their way.
+        let held: Vec<u64> = match &job.body {
+            Body::Sliced(_) => self
+                .leases
+                .values()
+                .filter_map(|l| match l.work {
+                    LeaseWork::Slice { job: j, slice } if j == job.id => Some(slice),
+                    _ => None,
+                })
+                .collect(),
+            Body::Simple(_) => Vec::new(),
+        };
         let (mut slot, live) = Slot::of(job, kind_id, &held);
         if let Some(live) = live {
             self.sliced_live.insert(job.id, live);
@@ -262,9 +270,16 @@ impl Book {
                 c.run = None;
             }
         }
-        self.refused.remove(&id);
-        self.accepted.remove(&id);
-        self.windowed.remove(&id);
+        // Most jobs have none of these: an empty map is not even hashed.
+        if !self.refused.is_empty() {
+            self.refused.remove(&id);
+        }
+        if !self.accepted.is_empty() {
+            self.accepted.remove(&id);
+        }
+        if !self.windowed.is_empty() {
+            self.windowed.remove(&id);
+        }
     }
 
     /// Moves `job`'s entry from `old` to its new state `job.state`.
@@ -292,7 +307,12 @@ impl Book {
         };
         debug_assert_eq!(entry.state, job.state, "job {}", job.id);
         debug_assert_eq!(entry.priority, job.priority, "job {}", job.id);
-        let want = entry.ready_slot(job, self.sliced_live.get(&job.id));
+        let live = if entry.has(flag::SLICED) {
+            self.sliced_live.get(&job.id)
+        } else {
+            None
+        };
+        let want = entry.ready_slot(job, live);
         self.ready.refile(job.id, &job.kind, entry, want)
     }
 
@@ -309,9 +329,14 @@ impl Book {
         };
         entry.set_flag(flag::REFUSED, reason.is_some());
         match reason {
-            Some(r) => self.refused.insert(id, r.into()),
-            None => self.refused.remove(&id),
-        };
+            Some(r) => {
+                self.refused.insert(id, r.into());
+            }
+            None if !self.refused.is_empty() => {
+                self.refused.remove(&id);
+            }
+            None => {}
+        }
     }
 
     /// The live marks of unfinished sliced job `id`, if it is one.

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use tokio::sync::{broadcast, oneshot};
 
 use crate::apply_sliced::{apply_sliced, retry, settle};
+use crate::id_hash::IdMap;
 use crate::meta::{Control, Meta, SimpleOutcome};
 use crate::metrics::MetricsState;
 use crate::ready::ReadyQueue;
@@ -160,21 +161,21 @@ pub struct WorkerSlot {
 /// and the bookkeeping can be borrowed at once.
 pub struct Book {
     /// The entry of every unfinished job (`scheduler.rs`).
-    pub active: HashMap<JobId, Slot>,
+    pub active: IdMap<Slot>,
     /// The slice marks of every unfinished sliced job.
-    pub sliced_live: HashMap<JobId, SlicedLive>,
+    pub sliced_live: IdMap<SlicedLive>,
     /// The ready queue over the entries.
     pub ready: ReadyQueue,
     /// Why this process's handler declines a job (entries flagged `REFUSED`).
-    pub refused: HashMap<JobId, Arc<str>>,
+    pub refused: IdMap<Arc<str>>,
     /// When this process accepted a job, for the enqueue-to-start
     /// histogram: one submitted job in `ACCEPTED_SAMPLE`, and every urgent one.
-    pub accepted: HashMap<JobId, std::time::Instant>,
+    pub accepted: IdMap<std::time::Instant>,
     /// Sliced jobs an `Uploader` of this process is writing into (until
     /// the upload completes or fails, or the job is destroyed).
     pub uploaders: HashSet<JobId>,
     /// The singleton key each unfinished job in `singletons` holds.
-    pub singleton_keys: HashMap<JobId, Arc<str>>,
+    pub singleton_keys: IdMap<Arc<str>>,
     pub kinds: HashMap<Arc<str>, KindConf>,
     /// Kind names and their ids (`table/kinds.rs`), as the log gave them.
     pub kind_ids: crate::table::kinds::KindIds,
@@ -183,6 +184,8 @@ pub struct Book {
     pub next_epoch: u64,
     /// The latest open generation in the log (`Meta::Opened`).
     pub generation: u64,
+    /// Checkpoints written in this data directory (`Meta::Checkpoint`).
+    pub checkpoint_seq: u64,
     pub next_id: JobId,
     /// false while replaying: no events, no waiters, no fencing.
     pub live: bool,
@@ -194,7 +197,7 @@ pub struct Book {
     pub running_by_kind: HashMap<KindId, u32>,
     pub by_state: [u64; 8],
     pub events: broadcast::Sender<JobEvent>,
-    pub waiters: HashMap<JobId, Vec<oneshot::Sender<()>>>,
+    pub waiters: IdMap<Vec<oneshot::Sender<()>>>,
     pub workers: Vec<WorkerSlot>,
     pub metrics: MetricsState,
     pub poisoned: Option<String>,
@@ -247,7 +250,7 @@ pub struct Book {
     /// Dirmon entries by id (`dirmon.rs`), and the next id to hand out.
     pub dirmons: crate::dirmon::Dirmons,
     /// Waiting jobs by the job they wait for (`dependencies.rs`).
-    pub dependents: HashMap<JobId, Vec<JobId>>,
+    pub dependents: IdMap<Vec<JobId>>,
     /// Unfinished jobs with their own processing window (`Job::window`),
     /// and the minute (ms since the epoch / 60 000) the timer last judged
     /// them at: windows open and close on whole minutes.
@@ -275,18 +278,19 @@ pub struct State {
 impl Book {
     pub fn new(workers: usize, lease_timeout_ms: u64, default_slice_size: u32) -> Book {
         Book {
-            active: HashMap::new(),
-            sliced_live: HashMap::new(),
+            active: IdMap::default(),
+            sliced_live: IdMap::default(),
             ready: ReadyQueue::default(),
-            refused: HashMap::new(),
-            accepted: HashMap::new(),
+            refused: IdMap::default(),
+            accepted: IdMap::default(),
             uploaders: HashSet::new(),
-            singleton_keys: HashMap::new(),
+            singleton_keys: IdMap::default(),
             kinds: HashMap::new(),
             kind_ids: Default::default(),
             leases: HashMap::new(),
             next_epoch: 1,
             generation: 0,
+            checkpoint_seq: 0,
             next_id: 1,
             live: false,
             scheduled: BTreeSet::new(),
@@ -295,7 +299,7 @@ impl Book {
             running_by_kind: HashMap::new(),
             by_state: [0; 8],
             events: broadcast::channel(4096).0,
-            waiters: HashMap::new(),
+            waiters: IdMap::default(),
             workers: vec![WorkerSlot::default(); workers],
             metrics: MetricsState::default(),
             poisoned: None,
@@ -321,7 +325,7 @@ impl Book {
             crons: BTreeMap::new(),
             next_cron: 1,
             dirmons: Default::default(),
-            dependents: HashMap::new(),
+            dependents: IdMap::default(),
             windowed: BTreeSet::new(),
             windows_minute: None,
             finished: Vec::new(),
@@ -675,6 +679,7 @@ impl State {
                 Ok(())
             }
             Meta::Opened { generation, .. } => self.book.open_generation(*generation),
+            Meta::Checkpoint(c) => self.apply_checkpoint(c),
             Meta::KindId { id, name } => self.book.kind_ids.apply(*id, name),
             Meta::LeaseExpired { work, .. } => {
                 self.count_expiry(work);
@@ -721,6 +726,29 @@ impl State {
             } => self.apply_dirmon(*dirmon, *at_ms, change),
             _ => self.apply_to_job(meta),
         }
+    }
+
+    /// A checkpoint's counters; its rows are read from its pages by the
+    /// open (`table/image.rs`), after the records of its batch.
+    fn apply_checkpoint(&mut self, c: &crate::meta::Checkpoint) -> Result<(), RuntimeError> {
+        if c.table_version != crate::meta::TABLE_VERSION {
+            return Err(RuntimeError::Corrupt(format!(
+                "checkpoint {} is of table format {}, which this version does not read; \
+                 open the data directory with the version that wrote it",
+                c.seq, c.table_version
+            )));
+        }
+        if c.next_id > crate::table::keys::RESERVED_OWNER_BASE {
+            return Err(RuntimeError::Corrupt(format!(
+                "checkpoint {}: next_id {} is past the ids the runtime reserves",
+                c.seq, c.next_id
+            )));
+        }
+        self.book.open_generation(c.generation)?;
+        self.book.next_id = self.book.next_id.max(c.next_id);
+        self.book.log_ms = self.book.log_ms.max(c.log_ms);
+        self.book.checkpoint_seq = self.book.checkpoint_seq.max(c.seq);
+        Ok(())
     }
 
     /// One more expiry of `work`'s lease, for work still unfinished.

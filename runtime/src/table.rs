@@ -7,6 +7,7 @@
 //! only unfinished jobs have. `TableView` (`table/view.rs`) holds the rows.
 
 pub mod codec;
+pub mod image;
 // Nothing writes rows until checkpoints (issue 12, step 3); until then the
 // conversion is exercised by its round-trip proptest.
 #[allow(dead_code)]

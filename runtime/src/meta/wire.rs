@@ -119,6 +119,17 @@ pub enum Record {
     NextId {
         next: JobId,
     },
+    /// Added 2026-11-29 (issue 12, step 3); older logs have none and
+    /// replay whole.
+    Checkpoint {
+        table_version: u32,
+        seq: u64,
+        next_id: JobId,
+        generation: u64,
+        log_ms: u64,
+        counts: Vec<u64>,
+        records: u32,
+    },
     /// Added 2026-11-29; older logs have none (generation 0).
     Opened {
         generation: u64,

@@ -132,6 +132,18 @@ impl From<&Meta> for Record {
                 job: Box::new(Row::from(&*job)),
             },
             Meta::NextId { next } => Record::NextId { next },
+            Meta::Checkpoint(c) => {
+                let c = *c;
+                Record::Checkpoint {
+                    table_version: c.table_version,
+                    seq: c.seq,
+                    next_id: c.next_id,
+                    generation: c.generation,
+                    log_ms: c.log_ms,
+                    counts: c.counts,
+                    records: c.records,
+                }
+            }
             Meta::Opened { generation, at_ms } => Record::Opened { generation, at_ms },
             Meta::LeaseExpired { at_ms, work } => Record::LeaseExpired {
                 at_ms,
@@ -331,6 +343,23 @@ impl From<Record> for Meta {
                 job: Box::new(Job::from(*job)),
             },
             Record::NextId { next } => Meta::NextId { next },
+            Record::Checkpoint {
+                table_version,
+                seq,
+                next_id,
+                generation,
+                log_ms,
+                counts,
+                records,
+            } => Meta::Checkpoint(Box::new(crate::meta::Checkpoint {
+                table_version,
+                seq,
+                next_id,
+                generation,
+                log_ms,
+                counts,
+                records,
+            })),
             Record::Opened { generation, at_ms } => Meta::Opened { generation, at_ms },
             Record::LeaseExpired { at_ms, work } => Meta::LeaseExpired {
                 at_ms,
