@@ -12,7 +12,9 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use booster_runtime::bench_support::{set_leased, simple_job, Job, KindGate, ReadyQueue};
+use booster_runtime::bench_support::{
+    refile, set_leased, simple_job, KindGate, KindId, QueuedJob, ReadyQueue,
+};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 
 const KINDS: [&str; 8] = ["k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7"];
@@ -30,7 +32,7 @@ impl Rng {
     }
 }
 
-fn jobs(n: usize, rng: &mut Rng) -> Vec<Job> {
+fn jobs(n: usize, rng: &mut Rng) -> Vec<QueuedJob> {
     (0..n)
         .map(|i| {
             let kind = KINDS[i % KINDS.len()];
@@ -40,18 +42,18 @@ fn jobs(n: usize, rng: &mut Rng) -> Vec<Job> {
 }
 
 /// Kinds k0..k3 are at their running-job limit: only k4..k7 may start jobs.
-fn half_at_limit(kind: &str) -> KindGate {
+fn half_at_limit(_: KindId, kind: &str) -> KindGate {
     KindGate {
         runnable: true,
         may_start: kind.as_bytes()[1] >= b'4',
     }
 }
 
-fn filled(n: usize, rng: &mut Rng) -> (ReadyQueue, Vec<Job>) {
+fn filled(n: usize, rng: &mut Rng) -> (ReadyQueue, Vec<QueuedJob>) {
     let mut queue = ReadyQueue::default();
     let mut jobs = jobs(n, rng);
     for job in &mut jobs {
-        queue.refile(job);
+        refile(&mut queue, job);
     }
     (queue, jobs)
 }
@@ -67,7 +69,7 @@ fn push(c: &mut Criterion) {
                 |mut jobs| {
                     let mut queue = ReadyQueue::default();
                     for job in &mut jobs {
-                        queue.refile(job);
+                        refile(&mut queue, job);
                     }
                     black_box((queue, jobs))
                 },
@@ -91,11 +93,11 @@ fn pop_next(c: &mut Criterion) {
                     let (_, id) = queue.first(half_at_limit).expect("queue is never empty");
                     let job = &mut jobs[id as usize - 1];
                     set_leased(job, true);
-                    let leasable = queue.refile(job);
+                    let leasable = refile(&mut queue, job);
                     total += start.elapsed();
                     assert!(!leasable, "a leased simple job leaves the queue");
                     set_leased(job, false);
-                    queue.refile(job);
+                    refile(&mut queue, job);
                 }
                 total
             })
@@ -113,8 +115,8 @@ fn reprioritise_then_pop(c: &mut Criterion) {
             b.iter(|| {
                 let i = (rng.next() % n as u64) as usize;
                 let job = &mut jobs[i];
-                job.priority = (rng.next() % 100) as u8;
-                queue.refile(job);
+                job.job.priority = (rng.next() % 100) as u8;
+                refile(&mut queue, job);
                 black_box(queue.first(half_at_limit))
             })
         });

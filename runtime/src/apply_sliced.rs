@@ -69,7 +69,9 @@ pub(crate) fn apply_sliced(
                     job.id
                 )));
             }
-            s.queued.insert(*slice);
+            if let Some(a) = book.sliced_entry(id) {
+                a.queued.insert(*slice);
+            }
             let (records, rejects) = (u64::from(*records), u64::from(*rejects));
             add(&mut s.records_in, records + rejects, id, "records_in")?;
             add(&mut s.records_rejected, rejects, id, "records_rejected")?;
@@ -78,6 +80,7 @@ pub(crate) fn apply_sliced(
         }
         Meta::UploadComplete { .. } => {
             s.upload = UploadState::Complete;
+            book.uploaders.remove(&id);
             book.emit(job, "upload_complete");
             settle(book, job, book.log_ms);
         }
@@ -89,6 +92,7 @@ pub(crate) fn apply_sliced(
                 return Ok(());
             }
             s.upload = UploadState::Failed;
+            book.uploaders.remove(&id);
             if !job.is_terminal() {
                 job.failure_reason = Some(reason.clone());
                 book.revoke_leases(job);
@@ -156,7 +160,9 @@ pub(crate) fn apply_sliced(
             for (i, n) in counted {
                 add(&mut s.records_by_category[i], n, id, "records_by_category")?;
             }
-            s.queued.remove(*slice);
+            if let Some(a) = book.sliced_entry(id) {
+                a.queued.remove(*slice);
+            }
             merge_error_groups(&mut s.collected_errors, error_groups);
             book.emit(job, "slice_done");
             settle(book, job, *at_ms);
@@ -179,7 +185,9 @@ pub(crate) fn apply_sliced(
                     d.retries = d.retries.saturating_add(1);
                     d.retry_at_ms = Some(at);
                 });
-                s.queued.remove(*slice);
+                if let Some(a) = book.sliced_entry(id) {
+                    a.queued.remove(*slice);
+                }
                 book.slice_retries.insert((at, id, *slice));
                 book.emit(job, "slice_retry_scheduled");
                 return Ok(());
@@ -193,7 +201,9 @@ pub(crate) fn apply_sliced(
                 id,
                 "records_in_failed_slices",
             )?;
-            s.queued.remove(*slice);
+            if let Some(a) = book.sliced_entry(id) {
+                a.queued.remove(*slice);
+            }
             s.failures.insert(*slice, (message.clone(), sample.clone()));
             book.emit(job, "slice_failed");
             settle(book, job, *at_ms);
@@ -235,7 +245,10 @@ pub(crate) fn settle(book: &mut Book, job: &mut Job, at_ms: u64) {
     }
 }
 
+/// A failed job runs again. It is finished, so it has no scheduler entry:
+/// `set_state` makes one from the row, which queues every pending slice.
 pub(crate) fn retry(book: &mut Book, job: &mut Job, at_ms: u64) -> Result<(), RuntimeError> {
+    debug_assert!(job.is_terminal());
     job.failure_reason = None;
     let next = match &mut job.body {
         Body::Simple(b) => {
@@ -258,7 +271,6 @@ pub(crate) fn retry(book: &mut Book, job: &mut Job, at_ms: u64) -> Result<(), Ru
                     d.expiries = 0;
                     d.retries = 0;
                 });
-                s.queued.insert(n);
             }
             s.slices_failed = 0;
             s.hook_expiries = 0;

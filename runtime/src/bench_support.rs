@@ -5,15 +5,24 @@
 use std::sync::Arc;
 
 pub use crate::ready::{KindGate, ReadyQueue};
+use crate::scheduler::{flag, Slot};
+pub use crate::table::kinds::KindId;
 use crate::table::kinds::KindIds;
 pub use crate::table::Job;
 use crate::table::{Body, SimpleBody};
 use crate::{JobId, JobState};
 
+/// A simple job's row and its scheduler entry, as the runtime keeps them
+/// (`TableView` and `Book::active`).
+pub struct QueuedJob {
+    pub job: Job,
+    entry: Slot,
+}
+
 /// A queued simple job of `kind` at `priority`, not yet filed in any queue.
 /// Kinds get their ids as the table gives them (one interner for the
 /// process, as `Book::kind_ids` is for a runtime).
-pub fn simple_job(id: JobId, kind: &str, priority: u8) -> Job {
+pub fn simple_job(id: JobId, kind: &str, priority: u8) -> QueuedJob {
     static KINDS: std::sync::Mutex<Option<KindIds>> = std::sync::Mutex::new(None);
     let kind: Arc<str> = Arc::from(kind);
     let kind_id = KINDS
@@ -21,7 +30,7 @@ pub fn simple_job(id: JobId, kind: &str, priority: u8) -> Job {
         .expect("the interner's lock is never poisoned")
         .get_or_insert_with(KindIds::default)
         .intern(&kind);
-    Job {
+    let job = Job {
         id,
         kind,
         kind_id,
@@ -40,25 +49,29 @@ pub fn simple_job(id: JobId, kind: &str, priority: u8) -> Job {
         body: Body::Simple(SimpleBody {
             args: Arc::new(serde_json::Value::Null),
             result: None,
-            leased: false,
             expiries: 0,
         }),
-        ready: None,
-        accepted: None,
         singleton: None,
-        refused: None,
         cron: None,
         after: Vec::new(),
         on_dependency_failure: Default::default(),
         window: None,
-        window_closed: false,
-    }
+    };
+    let (entry, _) = Slot::of(&job, kind_id, &[]);
+    QueuedJob { job, entry }
+}
+
+/// Re-files `q` after a change to its row's state or priority or its
+/// lease mark, as `Book::refile` does; true when it is leasable.
+pub fn refile(queue: &mut ReadyQueue, q: &mut QueuedJob) -> bool {
+    q.entry.state = q.job.state;
+    q.entry.priority = q.job.priority;
+    let want = q.entry.ready_slot(&q.job, None);
+    queue.refile(q.job.id, &q.job.kind, &mut q.entry, want)
 }
 
 /// Marks a simple job leased (as the dispatcher does when it hands it to a
-/// worker) or not; the caller re-files it with `ReadyQueue::refile`.
-pub fn set_leased(job: &mut Job, leased: bool) {
-    if let Body::Simple(body) = &mut job.body {
-        body.leased = leased;
-    }
+/// worker) or not; the caller re-files it with `refile`.
+pub fn set_leased(q: &mut QueuedJob, leased: bool) {
+    q.entry.set_flag(flag::LEASED, leased);
 }

@@ -145,6 +145,7 @@ impl CronEntry {
             last_tick_ms: self.last_tick_ms,
             next_tick_ms: self.next_tick_ms(),
             running: self.run,
+            window: self.spec.window,
         }
     }
 }
@@ -256,7 +257,7 @@ impl State {
 }
 
 fn no_entry(id: CronId) -> RuntimeError {
-    RuntimeError::Invalid(format!(
+    RuntimeError::EntryNotFound(format!(
         "no cron entry {id}; `booster cron list` shows them"
     ))
 }
@@ -467,7 +468,7 @@ mod tests {
         }
         for st in [&live, &replayed] {
             let made: Vec<(JobId, u64)> = st
-                .jobs
+                .table
                 .values()
                 .map(|j| (j.id, j.cron.unwrap().tick_ms))
                 .collect();

@@ -27,7 +27,7 @@ impl State {
         let mut unfinished = false;
         let mut broken = None;
         for dep in &job.after {
-            match self.jobs.get(dep).map(|j| j.state) {
+            match self.table.get(dep).map(|j| j.state) {
                 Some(JobState::Completed) => {}
                 Some(s) if s.is_finished() => {
                     broken.get_or_insert((*dep, s.as_str()));
@@ -50,14 +50,14 @@ impl State {
     /// Moves waiting job `id` on if its dependencies allow: queued (or
     /// scheduled at its `run_at`), failed or aborted. At the log's time.
     pub(crate) fn settle_waiting(&mut self, id: JobId) {
-        let Some(job) = self.jobs.get(&id).filter(|j| j.state == JobState::Waiting) else {
+        let Some(job) = self.table.get(&id).filter(|j| j.state == JobState::Waiting) else {
             return;
         };
         let Some(verdict) = self.dependency_verdict(job) else {
             return;
         };
         let at_ms = self.book.log_ms;
-        let job = self.jobs.get_mut(&id).expect("looked up above");
+        let job = self.table.get_mut(&id).expect("looked up above");
         match verdict {
             Verdict::Run => {
                 let next = if job.run_at_ms.is_some_and(|t| t > at_ms) {
@@ -79,7 +79,7 @@ impl State {
                 self.book.set_state(job, state, at_ms);
             }
         }
-        self.ready.refile(job);
+        self.book.refile(job);
     }
 
     /// Settles every job waiting on a job that finished or went while the
@@ -100,7 +100,7 @@ impl State {
         let open: Vec<String> = job
             .after
             .iter()
-            .filter(|d| self.jobs.get(d).is_some_and(|j| !j.state.is_finished()))
+            .filter(|d| self.table.get(d).is_some_and(|j| !j.state.is_finished()))
             .map(|d| d.to_string())
             .collect();
         Some(format!(
@@ -153,7 +153,7 @@ mod tests {
         live.apply(&created(1, spec.clone())).unwrap();
         let after = spec.with_after(&[1], DependencyFailure::Fail);
         live.apply(&created(2, after)).unwrap();
-        assert_eq!(live.jobs[&2].state, JobState::Waiting);
+        assert_eq!(live.table[&2].state, JobState::Waiting);
         let snapshot = Snapshot::take(&live);
         let mut replayed = State::new(Book::new(4, 1000, 100));
         for record in snapshot.meta_snapshot() {
@@ -161,8 +161,8 @@ mod tests {
                 .apply(&crate::meta::decode(&record).unwrap())
                 .unwrap();
         }
-        assert_eq!(replayed.jobs[&2].state, JobState::Waiting);
+        assert_eq!(replayed.table[&2].state, JobState::Waiting);
         replayed.apply(&done(1)).unwrap();
-        assert_eq!(replayed.jobs[&2].state, JobState::Queued);
+        assert_eq!(replayed.table[&2].state, JobState::Queued);
     }
 }

@@ -220,7 +220,7 @@ impl State {
 }
 
 fn no_entry(id: DirmonId) -> RuntimeError {
-    RuntimeError::Invalid(format!(
+    RuntimeError::EntryNotFound(format!(
         "no dirmon entry {id}; `booster dirmon list` shows them"
     ))
 }
@@ -249,6 +249,13 @@ impl Runtime {
         write_one(self.shared(), self.store(), m).await?;
         self.shared().changed();
         Ok(id)
+    }
+
+    /// Checks a job spec as `submit` would (priority, slice size against
+    /// this runtime's limits, categories, singleton key), writing nothing:
+    /// for options stored now and made into jobs later (a dirmon entry's).
+    pub fn check_spec(&self, spec: &crate::JobSpec) -> Result<(), RuntimeError> {
+        crate::runtime::validate(spec, &self.shared().limits)
     }
 
     /// Every dirmon entry, by id.

@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use crate::meta::{Expired, Meta, SimpleOutcome};
 use crate::ready::KindGate;
+use crate::scheduler::flag;
 use crate::state::{Lease, LeaseWork, State};
+use crate::table::kinds::KindId;
 use crate::table::{Body, SliceState};
 use crate::{JobId, JobState, LeasePolicy, RetryPolicy};
 
@@ -115,7 +117,7 @@ impl State {
     /// processing window starts nothing, not even the next slice of a
     /// running job: the window is read against the clock here, at lease
     /// time, and the timer's tick wakes the workers when it opens.
-    fn gate(&self, kind: &str) -> KindGate {
+    fn gate(&self, kind_id: KindId, kind: &str) -> KindGate {
         match self.book.kinds.get(kind) {
             Some(k)
                 if k.handler.is_some()
@@ -125,7 +127,12 @@ impl State {
                 KindGate {
                     runnable: true,
                     may_start: k.max_running().is_none_or(|max| {
-                        self.book.running_by_kind.get(kind).copied().unwrap_or(0) < max
+                        self.book
+                            .running_by_kind
+                            .get(&kind_id)
+                            .copied()
+                            .unwrap_or(0)
+                            < max
                     }),
                 }
             }
@@ -144,7 +151,7 @@ impl State {
     /// The most urgent job `worker` may lease: a slot of the reserved lane
     /// takes only jobs at the lane's priority or above.
     fn first_for(&self, worker: usize) -> Option<(u8, JobId)> {
-        let first = self.ready.first(|k| self.gate(k))?;
+        let first = self.book.ready.first(|id, k| self.gate(id, k))?;
         let lane =
             self.book.workers.len() - self.book.reserved_workers.min(self.book.workers.len());
         if worker >= lane && first.0 > self.book.reserved_priority {
@@ -163,9 +170,11 @@ impl State {
         // not take the next one before the timer's tick.
         self.judge_job_windows(now_ms);
         let (_, id) = self.first_for(worker)?;
+        // The row gives the kind's name, and (until step 5 reads them from
+        // row pages at lease time) the args and properties.
         let timeout_ms = self
             .book
-            .lease_policy(&self.jobs[&id].kind)
+            .lease_policy(&self.table[&id].kind)
             .timeout
             .map(|t| t.as_millis() as u64);
         let progress_ms = Arc::new(AtomicU64::new(now_ms));
@@ -176,7 +185,12 @@ impl State {
             0,
             "2^44 leases in one open: the next would carry the next generation"
         );
-        let (work, task) = if matches!(self.jobs[&id].body, Body::Simple(_)) {
+        let sliced = self
+            .book
+            .active
+            .get(&id)
+            .is_some_and(|e| e.has(flag::SLICED));
+        let (work, task) = if !sliced {
             let items = self.lease_simple_batch(worker, id, now_ms);
             let ids = items.iter().map(|i| i.job).collect();
             (LeaseWork::Simple(ids), TaskWork::Simple(items))
@@ -216,10 +230,15 @@ impl State {
         first: JobId,
         now_ms: u64,
     ) -> Vec<crate::dispatch::SimpleItem> {
-        let kind = self.jobs[&first].kind.clone();
+        let kind = self.table[&first].kind.clone();
         let avg_us = self.book.kinds.get(&kind).map_or(0.0, |k| k.avg_job_us);
-        let suspect = matches!(&self.jobs[&first].body, Body::Simple(b) if b.expiries > 0);
-        let max = if avg_us <= 0.0 || suspect {
+        let suspect = |st: &State, id: JobId| {
+            st.book
+                .active
+                .get(&id)
+                .is_some_and(|e| e.has(flag::SUSPECT))
+        };
+        let max = if avg_us <= 0.0 || suspect(self, first) {
             1
         } else {
             ((SIMPLE_BATCH_BUDGET_US / avg_us) as usize).clamp(1, self.book.max_lease_batch.max(1))
@@ -227,16 +246,26 @@ impl State {
         let mut items = Vec::new();
         let mut next = Some(first);
         while let Some(id) = next {
-            let job = self.jobs.get_mut(&id).expect("ready jobs are in the table");
-            let Body::Simple(body) = &mut job.body else {
+            // The next most urgent job may be sliced: it takes a lease of
+            // its own. A job whose lease expired runs alone, so the one
+            // that hangs is told apart from the jobs batched with it.
+            let alone = if items.is_empty() {
+                flag::SLICED
+            } else {
+                flag::SLICED | flag::SUSPECT
+            };
+            let entry = self.book.active.get_mut(&id);
+            let Some(slot) = entry.filter(|s| !s.has(alone)) else {
                 break;
             };
-            // A job whose lease expired runs alone, so the one that hangs
-            // is told apart from the jobs batched with it.
-            if !items.is_empty() && body.expiries > 0 {
-                break;
-            }
-            body.leased = true;
+            slot.flags |= flag::LEASED;
+            let job = self
+                .table
+                .get_mut(&id)
+                .expect("ready jobs are in the table");
+            let Body::Simple(body) = &job.body else {
+                unreachable!("an entry without SLICED has a simple row")
+            };
             let retry = self
                 .book
                 .kinds
@@ -251,14 +280,14 @@ impl State {
                 attempts: job.attempts,
                 retry,
             });
-            if let Some(t) = job.accepted.take() {
+            if let Some(t) = self.book.accepted.remove(&id) {
                 self.book.metrics.record_enqueue_to_start(t.elapsed());
             }
             // started_at to the microsecond (the lease is live, never replayed).
             let now_us = self.book.clock.now_us();
             job.started_us.get_or_insert(now_us);
             self.book.set_state(job, JobState::Running, now_ms);
-            self.ready.refile(job);
+            self.book.refile(job);
             if items.len() >= max {
                 break;
             }
@@ -268,10 +297,23 @@ impl State {
     }
 
     fn lease_sliced(&mut self, id: JobId, now_ms: u64) -> (LeaseWork, TaskWork) {
-        let job = self.jobs.get_mut(&id).expect("ready jobs are in the table");
-        let Body::Sliced(s) = &mut job.body else {
+        let job = self
+            .table
+            .get_mut(&id)
+            .expect("ready jobs are in the table");
+        let Body::Sliced(s) = &job.body else {
             unreachable!("checked by the caller")
         };
+        let slot = self
+            .book
+            .active
+            .get_mut(&id)
+            .expect("a ready job has an entry");
+        let a = self
+            .book
+            .sliced_live
+            .get_mut(&id)
+            .expect("a ready sliced job has its slice marks");
         let hook = HookItem {
             job: id,
             kind: job.kind.clone(),
@@ -279,20 +321,20 @@ impl State {
             categories: s.categories.clone(),
         };
         let out = if !s.before_done {
-            s.hook_leased = true;
-            if let Some(t) = job.accepted.take() {
+            slot.flags |= flag::HOOK_LEASED;
+            if let Some(t) = self.book.accepted.remove(&id) {
                 self.book.metrics.record_enqueue_to_start(t.elapsed());
             }
             (LeaseWork::Before { job: id }, TaskWork::Before(hook))
-        } else if s.after_ready() {
-            s.hook_leased = true;
+        } else if s.after_ready(a.leased_slices) {
+            slot.flags |= flag::HOOK_LEASED;
             (LeaseWork::After { job: id }, TaskWork::After(hook))
         } else {
-            let slice = s
+            let slice = a
                 .queued
                 .pop_first()
                 .expect("ready sliced jobs have queued slices");
-            s.leased_slices += 1;
+            a.leased_slices += 1;
             debug_assert!(s.slices.queueable(slice));
             let place = s
                 .slices
@@ -323,7 +365,7 @@ impl State {
         if job.state == JobState::Queued {
             self.book.set_state(job, JobState::Running, now_ms);
         }
-        self.ready.refile(job);
+        self.book.refile(job);
         out
     }
 
@@ -388,31 +430,31 @@ impl State {
         match lease.work {
             LeaseWork::Simple(ids) => self.requeue_simple(&ids, now),
             LeaseWork::Slice { job, slice } => {
-                let Some(job) = self.jobs.get_mut(&job) else {
+                let Some(job) = self.table.get(&job) else {
                     return;
                 };
-                if let Body::Sliced(s) = &mut job.body {
-                    s.leased_slices = s.leased_slices.saturating_sub(1);
+                if let (Some(a), Some(s)) = (self.book.sliced_entry(job.id), job.sliced()) {
+                    a.leased_slices = a.leased_slices.saturating_sub(1);
                     // A slice whose commit scheduled its retry waits for it.
                     if s.slices.queueable(slice) {
-                        s.queued.insert(slice);
+                        a.queued.insert(slice);
                     }
                 }
-                self.ready.refile(job);
+                self.book.refile(job);
             }
             LeaseWork::Before { job } | LeaseWork::After { job } => {
-                let Some(job) = self.jobs.get_mut(&job) else {
+                let Some(job) = self.table.get_mut(&job) else {
                     return;
                 };
                 let mut back_to_queued = false;
-                if let Body::Sliced(s) = &mut job.body {
-                    s.hook_leased = false;
+                if let (Some(slot), Some(s)) = (self.book.active.get_mut(&job.id), job.sliced()) {
+                    slot.set_flag(flag::HOOK_LEASED, false);
                     back_to_queued = !s.before_done;
                 }
                 if back_to_queued && job.state == JobState::Running {
                     self.book.set_state(job, JobState::Queued, now);
                 }
-                self.ready.refile(job);
+                self.book.refile(job);
             }
         }
     }
@@ -420,16 +462,16 @@ impl State {
     /// Simple jobs whose lease ended without a result are queued again.
     fn requeue_simple(&mut self, ids: &[JobId], now_ms: u64) {
         for id in ids {
-            let Some(job) = self.jobs.get_mut(id) else {
+            let Some(job) = self.table.get_mut(id) else {
                 continue;
             };
-            if let Body::Simple(b) = &mut job.body {
-                b.leased = false;
+            if let Some(entry) = self.book.active.get_mut(id) {
+                entry.set_flag(flag::LEASED, false);
             }
             if job.state == JobState::Running {
                 self.book.set_state(job, JobState::Queued, now_ms);
             }
-            self.ready.refile(job);
+            self.book.refile(job);
         }
     }
 
@@ -477,7 +519,7 @@ impl State {
 
     /// The record that fails a slice whose lease expired once too often.
     fn slice_expiry(&self, job: JobId, slice: u64, now_ms: u64) -> Option<Meta> {
-        let j = self.jobs.get(&job)?;
+        let j = self.table.get(&job)?;
         let policy = self.book.lease_policy(&j.kind);
         let map = &j.sliced()?.slices;
         map.state(slice)?;
@@ -494,7 +536,7 @@ impl State {
 
     /// The record that fails a hook whose lease expired once too often.
     fn hook_expiry(&self, job: JobId, hook: &str, now_ms: u64) -> Option<Meta> {
-        let j = self.jobs.get(&job)?;
+        let j = self.table.get(&job)?;
         let policy = self.book.lease_policy(&j.kind);
         let n = j.sliced()?.hook_expiries + 1;
         (n >= policy.max_expiries.max(1)).then(|| Meta::HookFailed {
@@ -510,7 +552,7 @@ impl State {
     fn expire_simple(&self, ids: &[JobId], since_ms: u64, now_ms: u64) -> Option<Meta> {
         let mut gone = Vec::new();
         for &id in ids {
-            let Some(job) = self.jobs.get(&id) else {
+            let Some(job) = self.table.get(&id) else {
                 continue;
             };
             let policy = self.book.lease_policy(&job.kind);
@@ -546,7 +588,7 @@ impl State {
             ..
         }) = self.book.leases.get(&epoch)
         {
-            if let Some(Body::Sliced(s)) = self.jobs.get_mut(job).map(|j| &mut j.body) {
+            if let Some(Body::Sliced(s)) = self.table.get_mut(job).map(|j| &mut j.body) {
                 if s.slices.state(*slice).is_some() {
                     panics = s.slices.with_detail(*slice, |d| {
                         d.panics += 1;
@@ -607,7 +649,7 @@ impl State {
                 break;
             }
             self.book.expiring.pop_first();
-            if let Some(job) = self.jobs.get(&id) {
+            if let Some(job) = self.table.get(&id) {
                 if matches!(job.state, JobState::Queued | JobState::Scheduled)
                     && job.started_us.is_none()
                 {
@@ -629,15 +671,15 @@ impl State {
                 break;
             }
             self.book.scheduled.pop_first();
-            if let Some(job) = self.jobs.get_mut(&id) {
+            if let Some(job) = self.table.get_mut(&id) {
                 if job.state == JobState::Scheduled && job.run_at_ms.unwrap_or(0) <= now_ms {
-                    let next = if job.has_started() {
+                    let next = if self.book.has_started(job) {
                         JobState::Running
                     } else {
                         JobState::Queued
                     };
                     self.book.set_state(job, next, now_ms);
-                    self.ready.refile(job);
+                    self.book.refile(job);
                 }
             }
         }
@@ -653,14 +695,16 @@ impl State {
             return;
         }
         self.book.windows_minute = Some(minute);
-        for &id in &self.book.windowed {
-            let Some(job) = self.jobs.get_mut(&id) else {
+        let book = &mut self.book;
+        for &id in &book.windowed {
+            let (Some(job), Some(slot)) = (self.table.get(&id), book.active.get_mut(&id)) else {
                 continue;
             };
             let closed = job.window.is_some_and(|w| !w.is_open(now_ms));
-            if closed != job.window_closed {
-                job.window_closed = closed;
-                self.ready.refile(job);
+            if closed != slot.has(flag::WINDOW_CLOSED) {
+                slot.set_flag(flag::WINDOW_CLOSED, closed);
+                let want = slot.ready_slot(job, book.sliced_live.get(&id));
+                book.ready.refile(id, &job.kind, slot, want);
             }
         }
     }
@@ -672,7 +716,7 @@ impl State {
                 break;
             }
             self.book.slice_retries.pop_first();
-            let Some(job) = self.jobs.get_mut(&id) else {
+            let Some(job) = self.table.get_mut(&id) else {
                 continue;
             };
             if let Body::Sliced(s) = &mut job.body {
@@ -682,16 +726,18 @@ impl State {
                     continue;
                 }
                 s.slices.with_detail(slice, |d| d.retry_at_ms = None);
-                s.queued.insert(slice);
+                if let Some(a) = self.book.sliced_entry(id) {
+                    a.queued.insert(slice);
+                }
             }
-            self.ready.refile(job);
+            self.book.refile(job);
         }
     }
 
     /// Nothing is leased or leasable for a registered kind (a queued job
     /// that its kind's limit holds back is not leasable).
     pub fn is_idle(&self) -> bool {
-        self.book.leases.is_empty() && !self.ready.has_work(|k| self.gate(k))
+        self.book.leases.is_empty() && !self.book.ready.has_work(|id, k| self.gate(id, k))
     }
 }
 

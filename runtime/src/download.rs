@@ -36,7 +36,7 @@ impl OutputSource<'_> {
     pub fn open(self, job: JobId, category: Category) -> Result<Download, RuntimeError> {
         {
             let st = self.shared.state.lock();
-            let j = st.jobs.get(&job).ok_or(RuntimeError::NotFound(job))?;
+            let j = st.table.get(&job).ok_or(RuntimeError::NotFound(job))?;
             if let Category::Named(name) = category {
                 let names = j.sliced().map_or(&[][..], |s| &s.categories);
                 if !names.iter().any(|n| n == name.as_str()) {
@@ -59,7 +59,9 @@ impl OutputSource<'_> {
     /// The jobs `job` ran after (`JobSpec::after`).
     pub fn after(self, job: JobId) -> Vec<JobId> {
         let st = self.shared.state.lock();
-        st.jobs.get(&job).map_or_else(Vec::new, |j| j.after.clone())
+        st.table
+            .get(&job)
+            .map_or_else(Vec::new, |j| j.after.clone())
     }
 }
 
@@ -110,7 +112,7 @@ enum Part {
 /// `job`'s lost slices, as parts of a download.
 fn lost_slices(shared: &Shared, job: JobId) -> Vec<Part> {
     let st = shared.state.lock();
-    let Some(s) = st.jobs.get(&job).and_then(|j| j.sliced()) else {
+    let Some(s) = st.table.get(&job).and_then(|j| j.sliced()) else {
         return Vec::new();
     };
     s.slices
@@ -162,7 +164,7 @@ impl FailedSlice {
 /// Where `name` is in `job`'s category list.
 fn category_index(shared: &Shared, job: JobId, name: &str) -> Option<usize> {
     let st = shared.state.lock();
-    let s = st.jobs.get(&job)?.sliced()?;
+    let s = st.table.get(&job)?.sliced()?;
     s.categories.iter().position(|c| c == name)
 }
 
@@ -171,7 +173,7 @@ fn category_index(shared: &Shared, job: JobId, name: &str) -> Option<usize> {
 /// its read says what happened to it (never a silent gap in the file).
 fn done_main_keys(shared: &Shared, job: JobId) -> Vec<SliceKey> {
     let st = shared.state.lock();
-    let Some(s) = st.jobs.get(&job).and_then(|j| j.sliced()) else {
+    let Some(s) = st.table.get(&job).and_then(|j| j.sliced()) else {
         return Vec::new();
     };
     s.slices
@@ -188,7 +190,7 @@ fn done_main_keys(shared: &Shared, job: JobId) -> Vec<SliceKey> {
 /// The failed slices of `job`, with what their error entries need.
 fn failed_slices(shared: &Shared, job: JobId) -> Vec<FailedSlice> {
     let st = shared.state.lock();
-    let Some(s) = st.jobs.get(&job).and_then(|j| j.sliced()) else {
+    let Some(s) = st.table.get(&job).and_then(|j| j.sliced()) else {
         return Vec::new();
     };
     s.failures

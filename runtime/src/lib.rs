@@ -50,6 +50,7 @@ mod download;
 #[cfg(test)]
 mod epoch_tests;
 mod handler;
+mod id_hash;
 mod job_state;
 mod lost;
 mod meta;
@@ -57,6 +58,7 @@ mod metrics;
 mod ready;
 mod recovered;
 mod runtime;
+mod scheduler;
 mod separators;
 mod shared;
 mod slice_store;
@@ -332,6 +334,9 @@ pub struct CronView {
     pub next_tick_ms: Option<u64>,
     /// The run that has not finished yet, if any: the next waits for it.
     pub running: Option<JobId>,
+    /// The runs' own processing window (the template's `JobSpec::window`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<ProcessingWindow>,
 }
 
 impl JobSpec {
@@ -546,6 +551,15 @@ pub struct JobStatus {
     /// The job's own processing window (`JobSpec::window`), if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<ProcessingWindow>,
+    /// The singleton key the job holds while unfinished (`JobSpec::singleton`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub singleton: Option<String>,
+    /// Jobs that must complete before this one runs (`JobSpec::after`),
+    /// and what it does if one does not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<JobId>,
+    #[serde(default)]
+    pub on_dependency_failure: DependencyFailure,
     /// Simple jobs: the handler's result.
     pub result: Option<serde_json::Value>,
     pub attempts: u32,
@@ -771,7 +785,11 @@ pub enum RuntimeError {
     Store(#[from] booster_store::StoreError),
     #[error("job {0} not found")]
     NotFound(JobId),
-    #[error("cannot {action} job {job}: it is {state:?}")]
+    /// A cron or dirmon entry that does not exist (the message names it
+    /// and the command that lists them).
+    #[error("{0}")]
+    EntryNotFound(String),
+    #[error("cannot {action} job {job}: it is {}", state.as_str())]
     IllegalTransition {
         job: JobId,
         action: String,
@@ -825,23 +843,44 @@ pub struct KindView {
 
 /// Retry policy of a kind: how often a failed simple job, or a failed slice
 /// of a sliced job, runs again automatically, and how long it waits
-/// (doubling each attempt).
+/// (doubling each attempt, plus a random share of up to `jitter_percent`
+/// of the wait, so work that failed together does not retry together).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetryPolicy {
     pub max_retries: u32,
     pub backoff_base_ms: u64,
+    /// 0 to 100: each wait is longer by a random 0 to this share of it.
+    /// Absent from older logs and API bodies: 0.
+    #[serde(default)]
+    pub jitter_percent: u8,
 }
 
 impl RetryPolicy {
     /// When work that failed after `retries` automatic retries runs again
-    /// (the first wait `backoff_base_ms`, doubling), or None when the
-    /// policy allows no more.
-    pub fn retry_at_ms(&self, retries: u32, now_ms: u64) -> Option<u64> {
+    /// (the first wait `backoff_base_ms`, doubling, each longer by
+    /// `draw` (0 to 1, a random draw: `random_draw()`) times
+    /// `jitter_percent` of it), or None when the policy allows no more.
+    /// The time is computed where the work failed and carried in the
+    /// record, so replay never draws.
+    pub fn retry_at_ms(&self, retries: u32, now_ms: u64, draw: f64) -> Option<u64> {
         (retries < self.max_retries).then(|| {
             let factor = 1u64 << retries.min(20);
-            now_ms.saturating_add(self.backoff_base_ms.saturating_mul(factor))
+            let wait = self.backoff_base_ms.saturating_mul(factor);
+            let share = f64::from(self.jitter_percent.min(100)) / 100.0 * draw.clamp(0.0, 1.0);
+            let jitter = (wait as f64 * share) as u64;
+            now_ms.saturating_add(wait).saturating_add(jitter)
         })
     }
+}
+
+/// A uniform draw in [0, 1) for `RetryPolicy::retry_at_ms`, from the
+/// operating system's random source.
+pub fn random_draw() -> f64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::getrandom(&mut bytes).is_err() {
+        return 0.0;
+    }
+    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 impl Default for RetryPolicy {
@@ -849,6 +888,7 @@ impl Default for RetryPolicy {
         RetryPolicy {
             max_retries: 0,
             backoff_base_ms: 1000,
+            jitter_percent: 0,
         }
     }
 }

@@ -36,7 +36,7 @@ impl LostCreated {
     /// Notes what `m` tells about job ids; call before applying it.
     pub fn note(&mut self, m: &Meta, state: &State) {
         let mut name = |id: JobId| {
-            if !state.jobs.contains_key(&id) {
+            if !state.table.contains_key(&id) {
                 self.named.insert(id);
             }
         };
@@ -155,7 +155,7 @@ pub fn missing_frames<F: booster_store::FileLayer>(
             .collect()
     };
     let mut missing = Vec::new();
-    for job in state.jobs.values() {
+    for job in state.table.values() {
         let Some(sliced) = job.sliced() else { continue };
         // A slice whose `Uploaded` record was lost, while later ones were
         // not: the table has a hole there.

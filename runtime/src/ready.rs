@@ -2,9 +2,10 @@
 //! a `BTreeMap` from priority to an `IdQueue` of job ids. Job ids grow in
 //! submission order and an `IdQueue` gives its smallest id first, so the
 //! first entry of a bucket is the most urgent job, ties by submission
-//! order (G5). A job is in at most one queue; every change to a job
-//! re-files it (`refile`), so a priority change takes effect at the very
-//! next lease. A queued job costs 8 bytes here (its id in a `VecDeque`).
+//! order (G5). A job is in at most one queue, and its scheduler entry
+//! (`scheduler.rs`) remembers which; every change to a job re-files it
+//! (`Book::refile`), so a priority change takes effect at the very next
+//! lease. A queued job costs 8 bytes here (its id in a `VecDeque`).
 //!
 //! Two buckets per kind: jobs already running stay leasable when the kind is
 //! at its running-job limit, queued ones wait.
@@ -12,8 +13,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use crate::scheduler::{ReadySlot, Slot};
 use crate::table::kinds::KindId;
-use crate::table::Job;
 use crate::JobId;
 
 mod id_queue;
@@ -79,42 +80,60 @@ pub struct ReadyQueue {
 }
 
 impl ReadyQueue {
-    /// Re-files `job` according to its current state; returns true when it is leasable.
-    pub fn refile(&mut self, job: &mut Job) -> bool {
-        let want = job.ready_slot();
-        if want == job.ready {
+    /// Files job `id` (of kind `kind`, whose scheduler entry is `entry`)
+    /// where `want` says, or nowhere; returns true when it is leasable.
+    pub fn refile(
+        &mut self,
+        id: JobId,
+        kind: &Arc<str>,
+        entry: &mut Slot,
+        want: Option<ReadySlot>,
+    ) -> bool {
+        if want == entry.filed() {
             return want.is_some();
         }
-        self.remove(job);
+        self.remove(id, entry);
         if let Some(new) = want {
             self.kinds
-                .entry(job.kind_id)
+                .entry(entry.kind_id)
                 .or_insert_with(|| KindSets {
-                    name: job.kind.clone(),
+                    name: kind.clone(),
                     running: Bucket::default(),
                     queued: Bucket::default(),
                 })
                 .set(new.running)
-                .insert(new.priority, job.id);
+                .insert(new.priority, id);
         }
-        job.ready = want;
+        entry.set_filed(want);
         want.is_some()
     }
 
-    /// Removes a job that is being dropped from the table.
-    pub fn remove(&mut self, job: &mut Job) {
-        if let Some(old) = job.ready.take() {
-            if let Some(sets) = self.kinds.get_mut(&job.kind_id) {
-                sets.set(old.running).remove(old.priority, job.id);
+    /// Takes job `id` out of the queue it is filed in, if any.
+    pub fn remove(&mut self, id: JobId, entry: &mut Slot) {
+        if let Some(old) = entry.filed() {
+            entry.set_filed(None);
+            if let Some(sets) = self.kinds.get_mut(&entry.kind_id) {
+                sets.set(old.running).remove(old.priority, id);
             }
         }
     }
 
+    /// Bytes the queue's id storage holds (capacity, not length), for the
+    /// per-job memory test.
+    #[cfg(test)]
+    pub fn id_bytes(&self) -> usize {
+        self.kinds
+            .values()
+            .flat_map(|k| k.running.0.values().chain(k.queued.0.values()))
+            .map(IdQueue::capacity_bytes)
+            .sum()
+    }
+
     /// The most urgent leasable job over all kinds that `gate` lets through.
-    pub fn first(&self, gate: impl Fn(&str) -> KindGate) -> Option<(u8, JobId)> {
+    pub fn first(&self, gate: impl Fn(KindId, &str) -> KindGate) -> Option<(u8, JobId)> {
         let mut best: Option<(u8, JobId)> = None;
-        for sets in self.kinds.values() {
-            let g = gate(&sets.name);
+        for (&kind, sets) in &self.kinds {
+            let g = gate(kind, &sets.name);
             if !g.runnable {
                 continue;
             }
@@ -137,9 +156,9 @@ impl ReadyQueue {
     /// Work a worker could lease now: running jobs of a runnable kind,
     /// and queued ones of a kind that may start another (a kind at its
     /// running-job limit, or paused at 0, holds its queued jobs back).
-    pub fn has_work(&self, gate: impl Fn(&str) -> KindGate) -> bool {
-        self.kinds.values().any(|sets| {
-            let g = gate(&sets.name);
+    pub fn has_work(&self, gate: impl Fn(KindId, &str) -> KindGate) -> bool {
+        self.kinds.iter().any(|(&kind, sets)| {
+            let g = gate(kind, &sets.name);
             g.runnable && (!sets.running.is_empty() || (g.may_start && !sets.queued.is_empty()))
         })
     }
@@ -148,14 +167,15 @@ impl ReadyQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench_support::{refile, simple_job, QueuedJob};
     use crate::JobState;
 
     // One constructor for a queued simple job, shared with the heap benchmark.
-    fn job(id: JobId, priority: u8, kind: &str) -> Job {
-        crate::bench_support::simple_job(id, kind, priority)
+    fn job(id: JobId, priority: u8, kind: &str) -> QueuedJob {
+        simple_job(id, kind, priority)
     }
 
-    fn open(_: &str) -> KindGate {
+    fn open(_: KindId, _: &str) -> KindGate {
         KindGate {
             runnable: true,
             may_start: true,
@@ -167,7 +187,7 @@ mod tests {
         let mut q = ReadyQueue::default();
         let mut jobs = vec![job(1, 50, "a"), job(2, 10, "b"), job(3, 10, "a")];
         for j in &mut jobs {
-            q.refile(j);
+            refile(&mut q, j);
         }
         assert_eq!(q.first(open), Some((10, 2)));
     }
@@ -177,11 +197,11 @@ mod tests {
         let mut q = ReadyQueue::default();
         let mut a = job(1, 50, "a");
         let mut b = job(2, 50, "a");
-        q.refile(&mut a);
-        q.refile(&mut b);
+        refile(&mut q, &mut a);
+        refile(&mut q, &mut b);
         assert_eq!(q.first(open), Some((50, 1)));
-        b.priority = 1;
-        q.refile(&mut b);
+        b.job.priority = 1;
+        refile(&mut q, &mut b);
         assert_eq!(q.first(open), Some((1, 2)));
     }
 
@@ -189,13 +209,13 @@ mod tests {
     fn kind_at_its_limit_only_offers_running_jobs() {
         let mut q = ReadyQueue::default();
         let mut queued = job(1, 1, "a");
-        q.refile(&mut queued);
-        let at_limit = |_: &str| KindGate {
+        refile(&mut q, &mut queued);
+        let at_limit = |_: KindId, _: &str| KindGate {
             runnable: true,
             may_start: false,
         };
         assert_eq!(q.first(at_limit), None);
-        let unregistered = |_: &str| KindGate {
+        let unregistered = |_: KindId, _: &str| KindGate {
             runnable: false,
             may_start: true,
         };
@@ -206,9 +226,9 @@ mod tests {
     fn paused_job_leaves_the_queue() {
         let mut q = ReadyQueue::default();
         let mut a = job(1, 50, "a");
-        q.refile(&mut a);
-        a.state = JobState::Paused;
-        assert!(!q.refile(&mut a));
+        refile(&mut q, &mut a);
+        a.job.state = JobState::Paused;
+        assert!(!refile(&mut q, &mut a));
         assert_eq!(q.first(open), None);
     }
 }

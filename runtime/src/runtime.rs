@@ -217,7 +217,18 @@ impl Runtime {
                     .iter()
                     .any(|d| d.meta_lost)
                     .then(LostCreated::default);
+                // A log that starts at a checkpoint: its rows are read from
+                // its pages once the records of its batch are applied.
+                let checkpoint = match records.first().map(|r| meta::decode(r)).transpose()? {
+                    Some(Meta::Checkpoint(c)) => Some(*c),
+                    _ => None,
+                };
+                let rows_at = checkpoint.as_ref().map(|c| 1 + c.records as usize);
                 for (k, record) in records.iter().enumerate() {
+                    if rows_at == Some(k) {
+                        let c = checkpoint.as_ref().expect("rows_at comes from it");
+                        crate::table::image::restore_rows(&store, &mut state, c, lost.as_mut())?;
+                    }
                     let m = meta::decode(record)?;
                     if let Some(lost) = &mut lost {
                         lost.note(&m, &state);
@@ -229,6 +240,11 @@ impl Runtime {
                             "record {} of the meta log: {what}",
                             k + 1
                         )));
+                    }
+                }
+                if let (Some(c), Some(at)) = (&checkpoint, rows_at) {
+                    if at >= records.len() {
+                        crate::table::image::restore_rows(&store, &mut state, c, lost.as_mut())?;
                     }
                 }
                 if let Some(lost) = lost {
@@ -285,7 +301,7 @@ impl Runtime {
         // read-only open writes nothing); the directory lock means no other
         // process can still be uploading.
         let interrupted: Vec<JobId> = state
-            .jobs
+            .table
             .values()
             .filter(|j| {
                 opts.start_workers
@@ -509,14 +525,16 @@ impl Runtime {
     pub async fn upload(&self, job: JobId) -> Result<Uploader, RuntimeError> {
         let slice_size = {
             let mut st = self.shared().state.lock();
-            let j = st.jobs.get_mut(&job).ok_or(RuntimeError::NotFound(job))?;
+            let st = &mut *st;
+            let j = st.table.get(&job).ok_or(RuntimeError::NotFound(job))?;
             let (state, id) = (j.state, j.id);
-            let Some(s) = j.sliced_mut() else {
+            let Some(s) = j.sliced() else {
                 return Err(RuntimeError::Invalid(format!(
                     "job {id} is a simple job; only sliced jobs take uploads"
                 )));
             };
-            if s.upload != UploadState::Open || s.slices.count() > 0 || s.uploader_active {
+            let uploading = st.book.uploaders.contains(&id);
+            if s.upload != UploadState::Open || s.slices.count() > 0 || uploading {
                 return Err(RuntimeError::Invalid(format!(
                     "job {id} already has an upload ({state:?}); submit a new job to upload again"
                 )));
@@ -526,7 +544,7 @@ impl Runtime {
                     "job {id} cannot take an upload: {e}; submit it again with a smaller one"
                 ))
             })?;
-            s.uploader_active = true;
+            st.book.uploaders.insert(id);
             s.slice_size as usize
         };
         // Enough slices in flight to fill several group commits while one syncs.
@@ -554,7 +572,7 @@ impl Runtime {
 
     pub async fn jobs(&self, filter: JobFilter) -> Vec<JobStatus> {
         let st = self.shared().state.lock();
-        st.jobs
+        st.table
             .values()
             .filter(|j| filter_matches(&filter, j))
             .map(|j| build_status(&st, j))
@@ -585,7 +603,7 @@ impl Runtime {
         let mut older = false;
         let mut newest = Vec::with_capacity(limit.min(1024));
         for job in st
-            .jobs
+            .table
             .values()
             .rev()
             .filter(|j| filter_matches(&filter, j))
@@ -615,7 +633,7 @@ impl Runtime {
 
     fn check(&self, job: JobId, action: &Control) -> Result<(), RuntimeError> {
         let st = self.shared().state.lock();
-        let j = st.jobs.get(&job).ok_or(RuntimeError::NotFound(job))?;
+        let j = st.table.get(&job).ok_or(RuntimeError::NotFound(job))?;
         if let (Control::Retry, Some(key)) = (action, &j.singleton) {
             if let Some(holder) = st.book.singleton_holder(key).filter(|&h| h != job) {
                 return Err(RuntimeError::SingletonHeld {
@@ -677,7 +695,22 @@ impl Runtime {
                 "max_workers must be at least 1 (or none for no limit)".into(),
             ));
         }
-        self.job(job).await?;
+        {
+            let st = self.shared().state.lock();
+            let j = st.table.get(&job).ok_or(RuntimeError::NotFound(job))?;
+            if matches!(j.body, Body::Simple(_)) {
+                return Err(RuntimeError::Invalid(format!(
+                    "job {job} is a simple job: max_workers limits how many of a sliced job's slices run at once"
+                )));
+            }
+            if j.is_terminal() {
+                return Err(RuntimeError::IllegalTransition {
+                    job,
+                    action: "change max_workers of".into(),
+                    state: j.state,
+                });
+            }
+        }
         let m = Meta::MaxWorkers { job, max_workers };
         write_one(self.shared(), &self.inner.store, m).await
     }
@@ -699,6 +732,11 @@ impl Runtime {
             if s.lease.is_some_and(|l| l.max_expiries == 0) {
                 return Err(RuntimeError::Invalid(
                     "max_expiries must be at least 1".into(),
+                ));
+            }
+            if s.retry.jitter_percent > 100 {
+                return Err(RuntimeError::Invalid(
+                    "jitter_percent is 0 to 100 (a share of each wait)".into(),
                 ));
             }
         }
@@ -777,7 +815,7 @@ impl Runtime {
         loop {
             let rx = {
                 let mut st = self.shared().state.lock();
-                let j = st.jobs.get(&job).ok_or(RuntimeError::NotFound(job))?;
+                let j = st.table.get(&job).ok_or(RuntimeError::NotFound(job))?;
                 if j.is_terminal() {
                     return Ok(build_status(&st, j));
                 }
@@ -905,6 +943,61 @@ impl Runtime {
         .map_err(|e| RuntimeError::Invalid(format!("compaction failed: {e}")))?
     }
 
+    /// Writes a checkpoint (issue 12, step 3.1): the whole table as row
+    /// pages and the checkpoint record that starts the meta log, in one
+    /// batch, taken with no commit in flight. A later open reads the rows
+    /// from the pages and replays only the records after it. Nothing in
+    /// memory changes. Returns the checkpoint's number. A read-only
+    /// process writes none.
+    pub async fn checkpoint(&self) -> Result<u64, RuntimeError> {
+        let shared = self.shared().clone();
+        let store = self.inner.store.clone();
+        let (rx, seq) = tokio::task::spawn_blocking(move || -> Result<_, RuntimeError> {
+            let _gate = shared.append_gate.write();
+            while shared.inflight_commits.load(Ordering::Acquire) > 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let written = crate::table::image::written_keys(&*store);
+            let (batch, record) = {
+                let st = shared.state.lock();
+                if let Some(cause) = st.book.poisoned.clone() {
+                    return Err(RuntimeError::Store(StoreError::Poisoned { cause }));
+                }
+                if !st.book.runs_workers || st.book.store_read_only {
+                    return Err(RuntimeError::Invalid(
+                        "this process opened the data directory read-only: it writes no \
+                         checkpoint; open it with workers to write one"
+                            .into(),
+                    ));
+                }
+                crate::table::image::checkpoint_batch(&st, &written)?
+            };
+            let seq = match &record {
+                Meta::Checkpoint(c) => c.seq,
+                _ => unreachable!("checkpoint_batch returns its checkpoint record"),
+            };
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            crate::shared::append_counted(
+                &shared,
+                &store,
+                batch,
+                vec![record],
+                move |_, applied| {
+                    let _ = tx.send(applied);
+                },
+            );
+            Ok((rx, seq))
+        })
+        .await
+        .map_err(|e| RuntimeError::Invalid(format!("checkpoint failed: {e}")))??;
+        let applied = rx
+            .await
+            .map_err(|_| RuntimeError::ShuttingDown)?
+            .map_err(RuntimeError::Store)?;
+        applied.into_iter().next().unwrap_or(Ok(()))?;
+        Ok(seq)
+    }
+
     /// Stops taking leases, lets running slices finish (or hands their leases
     /// back after `grace`), flushes and closes the store.
     pub async fn shutdown(self, grace: Duration) -> Result<(), RuntimeError> {
@@ -990,7 +1083,7 @@ async fn submit_specs_then(
             }
         }
         for dep in specs.iter().flat_map(|s| &s.after) {
-            if !st.jobs.contains_key(dep) {
+            if !st.table.contains_key(dep) {
                 return Err(RuntimeError::Invalid(format!(
                     "job {dep}, named in after, does not exist; a job can run after jobs that were submitted before it"
                 )));

@@ -205,6 +205,18 @@ pub fn commit(
     // exclusively and waits for the count to drop to zero, so a commit
     // counted while it waits for the gate would never be let in.
     let _gate = shared.append_gate.read();
+    append_counted(shared, store, batch, metas, then);
+}
+
+/// `commit` for a caller that holds the append gate exclusively (a
+/// checkpoint): counted in flight like any commit, applied the same way.
+pub fn append_counted(
+    shared: &Arc<Shared>,
+    store: &Arc<dyn SliceStore>,
+    batch: Batch,
+    metas: Vec<Meta>,
+    then: impl FnOnce(&mut State, Applied) + Send + 'static,
+) {
     shared.inflight_commits.fetch_add(1, Ordering::AcqRel);
     let started = Instant::now();
     let sh = shared.clone();

@@ -16,58 +16,68 @@ pub struct Snapshot {
     records: Vec<Vec<u8>>,
 }
 
+/// What the log holds besides the rows, as records: the next id, the open
+/// generation, incidents, kind settings and ids, cron and dirmon entries.
+/// A compaction snapshot and a checkpoint batch (`table/image.rs`) both
+/// start with them.
+pub fn records_besides_rows(state: &State) -> Vec<Vec<u8>> {
+    let mut records = Vec::new();
+    records.push(meta::encode(&Meta::NextId {
+        next: state.book.next_id,
+    }));
+    if state.book.generation > 0 {
+        records.push(meta::encode(&Meta::Opened {
+            generation: state.book.generation,
+            at_ms: state.book.log_ms,
+        }));
+    }
+    // Incidents are history the table does not hold: each keeps its
+    // own time (one record per run of equal times).
+    for group in state.book.incidents.chunk_by(|a, b| a.at == b.at) {
+        records.push(meta::encode(&Meta::Recovered {
+            at_ms: crate::clock::to_ms(group[0].at),
+            incidents: group.to_vec(),
+        }));
+    }
+    for (kind, conf) in &state.book.kinds {
+        if let Some(settings) = conf.stored {
+            records.push(meta::encode(&Meta::KindSettings {
+                kind: kind.to_string(),
+                at_ms: state.book.log_ms,
+                settings: Some(settings),
+            }));
+        }
+    }
+    // Kind ids before the rows, so every kind keeps its id.
+    for (id, name) in state.book.kind_ids.iter() {
+        records.push(meta::encode(&Meta::KindId {
+            id,
+            name: name.to_string(),
+        }));
+    }
+    // Entries before the rows, which re-link their unfinished runs.
+    for m in crate::cron::snapshot_records(&state.book.crons) {
+        records.push(meta::encode(&m));
+    }
+    for m in state.book.dirmons.snapshot_records() {
+        records.push(meta::encode(&m));
+    }
+    records
+}
+
 impl Snapshot {
     /// Call with no commit in flight (the append gate held), so the
     /// snapshot covers every durable record.
     pub fn take(state: &State) -> Snapshot {
-        let mut records = Vec::with_capacity(state.jobs.len() + 1);
-        records.push(meta::encode(&Meta::NextId {
-            next: state.book.next_id,
-        }));
-        if state.book.generation > 0 {
-            records.push(meta::encode(&Meta::Opened {
-                generation: state.book.generation,
-                at_ms: state.book.log_ms,
-            }));
-        }
-        // Incidents are history the table does not hold: each keeps its
-        // own time (one record per run of equal times).
-        for group in state.book.incidents.chunk_by(|a, b| a.at == b.at) {
-            records.push(meta::encode(&Meta::Recovered {
-                at_ms: crate::clock::to_ms(group[0].at),
-                incidents: group.to_vec(),
-            }));
-        }
-        for (kind, conf) in &state.book.kinds {
-            if let Some(settings) = conf.stored {
-                records.push(meta::encode(&Meta::KindSettings {
-                    kind: kind.to_string(),
-                    at_ms: state.book.log_ms,
-                    settings: Some(settings),
-                }));
-            }
-        }
-        // Kind ids before the rows, so every kind keeps its id.
-        for (id, name) in state.book.kind_ids.iter() {
-            records.push(meta::encode(&Meta::KindId {
-                id,
-                name: name.to_string(),
-            }));
-        }
-        // Entries before the rows, which re-link their unfinished runs.
-        for m in crate::cron::snapshot_records(&state.book.crons) {
-            records.push(meta::encode(&m));
-        }
-        for m in state.book.dirmons.snapshot_records() {
-            records.push(meta::encode(&m));
-        }
-        for job in state.jobs.values() {
+        let mut records = records_besides_rows(state);
+        records.reserve(state.table.len());
+        for job in state.table.values() {
             records.push(meta::encode(&Meta::Restore {
                 job: Box::new(job.clone()),
             }));
         }
         Snapshot {
-            live_jobs: state.jobs.keys().copied().collect(),
+            live_jobs: state.table.keys().copied().collect(),
             records,
         }
     }
@@ -82,14 +92,20 @@ pub struct Liveness {
 impl Liveness {
     pub fn take(state: &State) -> Liveness {
         Liveness {
-            live_jobs: state.jobs.keys().copied().collect(),
+            live_jobs: state.table.keys().copied().collect(),
         }
     }
 }
 
+/// A job's slices are live while its row is; the table's own keys
+/// (`TABLE_OWNER`: the checkpoint's image) always are.
+fn live(live_jobs: &HashSet<JobId>, key: &SliceKey) -> bool {
+    key.owner == crate::table::keys::TABLE_OWNER || live_jobs.contains(&key.owner)
+}
+
 impl CompactionPlan for Liveness {
     fn slice_is_live(&self, key: &SliceKey) -> bool {
-        self.live_jobs.contains(&key.owner)
+        live(&self.live_jobs, key)
     }
     /// Never asked: a `Liveness` only counts live bytes
     /// (`Store::stats_with`); `Runtime::compact` takes a `Snapshot`.
@@ -100,7 +116,7 @@ impl CompactionPlan for Liveness {
 
 impl CompactionPlan for Snapshot {
     fn slice_is_live(&self, key: &SliceKey) -> bool {
-        self.live_jobs.contains(&key.owner)
+        live(&self.live_jobs, key)
     }
     fn meta_snapshot(&self) -> Vec<Vec<u8>> {
         self.records.clone()

@@ -1,5 +1,7 @@
-//! The runtime's in-memory state: the job table, the ready queue, leases and
-//! the bookkeeping around them, behind one mutex (`Shared::state`).
+//! The runtime's in-memory state behind one mutex (`Shared::state`): the
+//! job table (`TableView`, the durable rows) and the scheduler (`Book`:
+//! the entries of unfinished jobs, the ready queue, leases and the
+//! bookkeeping around them; `scheduler.rs`).
 //!
 //! `State::apply` is the only way a durable fact enters the table. It runs
 //! after the meta record is durable (live, on the store's commit thread, in
@@ -10,17 +12,20 @@
 //! `run_at` with the record's time, and `release_scheduled` (the timer, and
 //! once after replay) queues a job whose time has come.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use tokio::sync::{broadcast, oneshot};
 
 use crate::apply_sliced::{apply_sliced, retry, settle};
+use crate::id_hash::IdMap;
 use crate::meta::{Control, Meta, SimpleOutcome};
 use crate::metrics::MetricsState;
 use crate::ready::ReadyQueue;
-use crate::table::{Body, Job, SimpleBody, SliceState, SlicedBody};
+use crate::scheduler::{flag, SlicedLive, Slot};
+use crate::table::kinds::KindId;
+use crate::table::{Body, Job, SimpleBody, SliceState, SlicedBody, TableView};
 use crate::transition;
 use crate::{JobEvent, JobId, JobShape, JobState, LeasePolicy, RetryPolicy, RuntimeError};
 
@@ -152,9 +157,25 @@ pub struct WorkerSlot {
     pub restarts: u32,
 }
 
-/// Everything except the job map and the ready queue, so a `&mut Job` and
-/// the bookkeeping can be borrowed at once.
+/// The scheduler: everything but the job table, so a `&mut Job` (a row)
+/// and the bookkeeping can be borrowed at once.
 pub struct Book {
+    /// The entry of every unfinished job (`scheduler.rs`).
+    pub active: IdMap<Slot>,
+    /// The slice marks of every unfinished sliced job.
+    pub sliced_live: IdMap<SlicedLive>,
+    /// The ready queue over the entries.
+    pub ready: ReadyQueue,
+    /// Why this process's handler declines a job (entries flagged `REFUSED`).
+    pub refused: IdMap<Arc<str>>,
+    /// When this process accepted a job, for the enqueue-to-start
+    /// histogram: one submitted job in `ACCEPTED_SAMPLE`, and every urgent one.
+    pub accepted: IdMap<std::time::Instant>,
+    /// Sliced jobs an `Uploader` of this process is writing into (until
+    /// the upload completes or fails, or the job is destroyed).
+    pub uploaders: HashSet<JobId>,
+    /// The singleton key each unfinished job in `singletons` holds.
+    pub singleton_keys: IdMap<Arc<str>>,
     pub kinds: HashMap<Arc<str>, KindConf>,
     /// Kind names and their ids (`table/kinds.rs`), as the log gave them.
     pub kind_ids: crate::table::kinds::KindIds,
@@ -163,6 +184,8 @@ pub struct Book {
     pub next_epoch: u64,
     /// The latest open generation in the log (`Meta::Opened`).
     pub generation: u64,
+    /// Checkpoints written in this data directory (`Meta::Checkpoint`).
+    pub checkpoint_seq: u64,
     pub next_id: JobId,
     /// false while replaying: no events, no waiters, no fencing.
     pub live: bool,
@@ -171,10 +194,10 @@ pub struct Book {
     /// (due, job, slice), released by `release_scheduled`.
     pub slice_retries: BTreeSet<(u64, JobId, u64)>,
     pub expiring: BTreeSet<(u64, JobId)>,
-    pub running_by_kind: HashMap<Arc<str>, u32>,
+    pub running_by_kind: HashMap<KindId, u32>,
     pub by_state: [u64; 8],
     pub events: broadcast::Sender<JobEvent>,
-    pub waiters: HashMap<JobId, Vec<oneshot::Sender<()>>>,
+    pub waiters: IdMap<Vec<oneshot::Sender<()>>>,
     pub workers: Vec<WorkerSlot>,
     pub metrics: MetricsState,
     pub poisoned: Option<String>,
@@ -227,7 +250,7 @@ pub struct Book {
     /// Dirmon entries by id (`dirmon.rs`), and the next id to hand out.
     pub dirmons: crate::dirmon::Dirmons,
     /// Waiting jobs by the job they wait for (`dependencies.rs`).
-    pub dependents: HashMap<JobId, Vec<JobId>>,
+    pub dependents: IdMap<Vec<JobId>>,
     /// Unfinished jobs with their own processing window (`Job::window`),
     /// and the minute (ms since the epoch / 60 000) the timer last judged
     /// them at: windows open and close on whole minutes.
@@ -244,20 +267,30 @@ pub const EPOCH_COUNTER_BITS: u32 = 44;
 /// The most open generations a data directory can have (2^20).
 pub const MAX_GENERATION: u64 = (1 << (64 - EPOCH_COUNTER_BITS)) - 1;
 
+/// One submitted job in this many has its enqueue-to-start time measured.
+pub const ACCEPTED_SAMPLE: u64 = 64;
+
 pub struct State {
-    pub jobs: BTreeMap<JobId, Job>,
-    pub ready: ReadyQueue,
+    pub table: TableView,
     pub book: Book,
 }
 
 impl Book {
     pub fn new(workers: usize, lease_timeout_ms: u64, default_slice_size: u32) -> Book {
         Book {
+            active: IdMap::default(),
+            sliced_live: IdMap::default(),
+            ready: ReadyQueue::default(),
+            refused: IdMap::default(),
+            accepted: IdMap::default(),
+            uploaders: HashSet::new(),
+            singleton_keys: IdMap::default(),
             kinds: HashMap::new(),
             kind_ids: Default::default(),
             leases: HashMap::new(),
             next_epoch: 1,
             generation: 0,
+            checkpoint_seq: 0,
             next_id: 1,
             live: false,
             scheduled: BTreeSet::new(),
@@ -266,7 +299,7 @@ impl Book {
             running_by_kind: HashMap::new(),
             by_state: [0; 8],
             events: broadcast::channel(4096).0,
-            waiters: HashMap::new(),
+            waiters: IdMap::default(),
             workers: vec![WorkerSlot::default(); workers],
             metrics: MetricsState::default(),
             poisoned: None,
@@ -292,14 +325,16 @@ impl Book {
             crons: BTreeMap::new(),
             next_cron: 1,
             dirmons: Default::default(),
-            dependents: HashMap::new(),
+            dependents: IdMap::default(),
             windowed: BTreeSet::new(),
             windows_minute: None,
             finished: Vec::new(),
         }
     }
 
-    /// Moves a job to `new`, keeping every index and counter in step.
+    /// Moves a job to `new`, keeping every index and counter in step: a
+    /// job that finishes leaves the scheduler, one that is retried
+    /// re-enters it.
     pub fn set_state(&mut self, job: &mut Job, new: JobState, at_ms: u64) {
         let old = job.state;
         if old == new {
@@ -307,13 +342,10 @@ impl Book {
         }
         self.by_state[old.index()] -= 1;
         self.by_state[new.index()] += 1;
-        if old == JobState::Running {
-            if let Some(n) = self.running_by_kind.get_mut(&job.kind) {
-                *n -= 1;
-            }
+        if old == JobState::Scheduled {
+            self.scheduled.remove(&(job.run_at_ms.unwrap_or(0), job.id));
         }
         if new == JobState::Running {
-            *self.running_by_kind.entry(job.kind.clone()).or_default() += 1;
             job.started_us.get_or_insert(crate::clock::ms_to_us(at_ms));
         }
         if new == JobState::Scheduled {
@@ -330,14 +362,14 @@ impl Book {
         if job.is_terminal() {
             job.completed_us = Some(crate::clock::ms_to_us(at_ms));
             self.fire_waiters(job.id);
-            self.release_singleton(job);
-            self.end_cron_run(job);
+            self.deactivate(job.id);
             self.note_finished(job.id);
-            self.windowed.remove(&job.id);
         } else {
             job.completed_us = None;
-            if let Some(key) = &job.singleton {
-                self.singletons.insert(key.clone(), job.id);
+            if old.is_finished() {
+                self.activate(job);
+            } else {
+                self.restate(job, old);
             }
         }
         self.emit(job, "state");
@@ -359,54 +391,30 @@ impl Book {
         }
     }
 
-    /// A cron run finished or went: its entry may make the next one.
-    fn end_cron_run(&mut self, job: &Job) {
-        if let Some(run) = job.cron {
-            if let Some(entry) = self.crons.get_mut(&run.cron) {
-                if entry.run == Some(job.id) {
-                    entry.run = None;
-                }
-            }
-        }
-    }
-
-    fn release_singleton(&mut self, job: &Job) {
-        if let Some(key) = &job.singleton {
-            if self.singletons.get(key) == Some(&job.id) {
-                self.singletons.remove(key);
-            }
-        }
-    }
-
+    /// A row enters the table (created, restored, lost): counted, and an
+    /// unfinished one gets its scheduler entry and the indexes only the
+    /// entering record feeds.
     fn count_new(&mut self, job: &Job) {
         self.by_state[job.state.index()] += 1;
-        if let Some(key) = job.singleton.as_ref().filter(|_| !job.is_terminal()) {
-            self.singletons.insert(key.clone(), job.id);
-        }
-        if job.state == JobState::Waiting {
-            for dep in &job.after {
-                self.dependents.entry(*dep).or_default().push(job.id);
+        if !job.is_terminal() {
+            self.activate(job);
+            if job.state == JobState::Waiting {
+                for dep in &job.after {
+                    self.dependents.entry(*dep).or_default().push(job.id);
+                }
             }
-        }
-        // An unfinished run holds its entry (a restored row re-links it).
-        if let Some(run) = job.cron.filter(|_| !job.is_terminal()) {
-            if let Some(entry) = self.crons.get_mut(&run.cron) {
-                entry.run.get_or_insert(job.id);
+            // An unfinished run holds its entry (a restored row re-links it).
+            if let Some(run) = job.cron {
+                if let Some(entry) = self.crons.get_mut(&run.cron) {
+                    entry.run.get_or_insert(job.id);
+                }
             }
-        }
-        if job.state == JobState::Running {
-            *self.running_by_kind.entry(job.kind.clone()).or_default() += 1;
-        }
-        if job.state == JobState::Scheduled {
-            self.scheduled.insert((job.run_at_ms.unwrap_or(0), job.id));
-        }
-        if let Some(at) = job.expires_at_ms {
-            if !job.is_terminal() {
+            if job.state == JobState::Scheduled {
+                self.scheduled.insert((job.run_at_ms.unwrap_or(0), job.id));
+            }
+            if let Some(at) = job.expires_at_ms {
                 self.expiring.insert((at, job.id));
             }
-        }
-        if job.window.is_some() && !job.is_terminal() {
-            self.windowed.insert(job.id);
         }
         if job.id >= self.next_id {
             // `apply` refused an id with no successor (corruption).
@@ -414,17 +422,15 @@ impl Book {
         }
     }
 
+    /// A row leaves the table (replaced by a restore, destroyed).
     fn count_gone(&mut self, job: &Job) {
         self.by_state[job.state.index()] -= 1;
-        self.windowed.remove(&job.id);
-        self.release_singleton(job);
-        self.end_cron_run(job);
-        self.note_finished(job.id);
-        if job.state == JobState::Running {
-            if let Some(n) = self.running_by_kind.get_mut(&job.kind) {
-                *n -= 1;
-            }
+        if job.state == JobState::Scheduled {
+            self.scheduled.remove(&(job.run_at_ms.unwrap_or(0), job.id));
         }
+        self.deactivate(job.id);
+        self.uploaders.remove(&job.id);
+        self.note_finished(job.id);
     }
 
     /// Generation `g` was opened: leases from now on carry it in their
@@ -480,7 +486,7 @@ impl Book {
 
     /// Revokes every lease on `job` (it was aborted, failed or destroyed):
     /// their late commits are fenced.
-    pub(crate) fn revoke_leases(&mut self, job: &mut Job) {
+    pub(crate) fn revoke_leases(&mut self, job: &Job) {
         if !self.live {
             return;
         }
@@ -522,17 +528,13 @@ impl Book {
                 _ => None,
             })
             .collect();
-        match &mut job.body {
-            Body::Simple(s) => s.leased = false,
-            Body::Sliced(s) => {
-                s.hook_leased = false;
-                s.leased_slices = committing.len() as u32;
-                let map = &s.slices;
-                s.queued = map
-                    .pending()
-                    .filter(|k| map.queueable(*k) && !committing.contains(k))
-                    .collect();
-            }
+        let Some(entry) = self.active.get_mut(&job.id) else {
+            return;
+        };
+        entry.set_flag(flag::LEASED | flag::HOOK_LEASED, false);
+        if let (Some(a), Some(s)) = (self.sliced_live.get_mut(&job.id), job.sliced()) {
+            a.leased_slices = committing.len() as u32;
+            a.queued = s.queueable(&committing);
         }
     }
 }
@@ -559,8 +561,7 @@ fn illegal(job: &Job, action: &str) -> RuntimeError {
 impl State {
     pub fn new(book: Book) -> State {
         State {
-            jobs: BTreeMap::new(),
-            ready: ReadyQueue::default(),
+            table: TableView::default(),
             book,
         }
     }
@@ -648,9 +649,9 @@ impl State {
                     })?;
                 }
                 let mut job = (**job).clone();
-                if let Body::Sliced(s) = &mut job.body {
+                let mut started = false;
+                if let Body::Sliced(s) = &job.body {
                     let map = &s.slices;
-                    s.queued = map.pending().filter(|k| map.queueable(*k)).collect();
                     for (k, d) in &map.detail {
                         if let (Some(SliceState::Pending), Some(at)) =
                             (map.state(*k), d.retry_at_ms)
@@ -658,8 +659,11 @@ impl State {
                             self.book.slice_retries.insert((at, job.id, *k));
                         }
                     }
+                    // No lease survives a restart: only a ran before hook
+                    // keeps a sliced job running.
+                    started = s.before_done;
                 }
-                if job.state == JobState::Running && !job.has_started() {
+                if job.state == JobState::Running && !started {
                     job.state = JobState::Queued;
                 }
                 self.insert(job, "restored");
@@ -675,6 +679,7 @@ impl State {
                 Ok(())
             }
             Meta::Opened { generation, .. } => self.book.open_generation(*generation),
+            Meta::Checkpoint(c) => self.apply_checkpoint(c),
             Meta::KindId { id, name } => self.book.kind_ids.apply(*id, name),
             Meta::LeaseExpired { work, .. } => {
                 self.count_expiry(work);
@@ -700,7 +705,7 @@ impl State {
                 for o in outcomes {
                     self.apply_simple_outcome(*at_ms, o);
                     // The record's own microseconds, where it has them.
-                    if let (Some(us), Some(job)) = (at_us, self.jobs.get_mut(&o.job)) {
+                    if let (Some(us), Some(job)) = (at_us, self.table.get_mut(&o.job)) {
                         if job.is_terminal() {
                             job.completed_us = Some(*us);
                         }
@@ -723,11 +728,34 @@ impl State {
         }
     }
 
+    /// A checkpoint's counters; its rows are read from its pages by the
+    /// open (`table/image.rs`), after the records of its batch.
+    fn apply_checkpoint(&mut self, c: &crate::meta::Checkpoint) -> Result<(), RuntimeError> {
+        if c.table_version != crate::meta::TABLE_VERSION {
+            return Err(RuntimeError::Corrupt(format!(
+                "checkpoint {} is of table format {}, which this version does not read; \
+                 open the data directory with the version that wrote it",
+                c.seq, c.table_version
+            )));
+        }
+        if c.next_id > crate::table::keys::RESERVED_OWNER_BASE {
+            return Err(RuntimeError::Corrupt(format!(
+                "checkpoint {}: next_id {} is past the ids the runtime reserves",
+                c.seq, c.next_id
+            )));
+        }
+        self.book.open_generation(c.generation)?;
+        self.book.next_id = self.book.next_id.max(c.next_id);
+        self.book.log_ms = self.book.log_ms.max(c.log_ms);
+        self.book.checkpoint_seq = self.book.checkpoint_seq.max(c.seq);
+        Ok(())
+    }
+
     /// One more expiry of `work`'s lease, for work still unfinished.
     fn count_expiry(&mut self, work: &crate::meta::Expired) {
         use crate::meta::Expired;
         let mut bump = |id: JobId, f: &mut dyn FnMut(&mut Body)| {
-            if let Some(job) = self.jobs.get_mut(&id).filter(|j| !j.is_terminal()) {
+            if let Some(job) = self.table.get_mut(&id).filter(|j| !j.is_terminal()) {
                 f(&mut job.body);
             }
         };
@@ -752,6 +780,9 @@ impl State {
                             s.expiries = s.expiries.saturating_add(1);
                         }
                     });
+                    if let Some(slot) = self.book.active.get_mut(&id) {
+                        slot.set_flag(flag::SUSPECT, true);
+                    }
                 }
             }
         }
@@ -789,7 +820,6 @@ impl State {
             body: Body::Simple(SimpleBody {
                 args: shared_value(&serde_json::Value::Null),
                 result: None,
-                leased: false,
                 expiries: 0,
             }),
             singleton: None,
@@ -797,10 +827,6 @@ impl State {
             after: Vec::new(),
             on_dependency_failure: Default::default(),
             window: None,
-            window_closed: false,
-            ready: None,
-            accepted: None,
-            refused: None,
         };
         self.book.lost.insert(id);
         self.insert(job, "lost");
@@ -816,7 +842,6 @@ impl State {
             JobShape::Simple { args } => Body::Simple(SimpleBody {
                 args: shared_value(args),
                 result: None,
-                leased: false,
                 expiries: 0,
             }),
             JobShape::Sliced {
@@ -863,36 +888,33 @@ impl State {
             after: spec.after.clone(),
             on_dependency_failure: spec.on_dependency_failure,
             window: spec.window,
-            // Judged in `insert`, at the log's time.
-            window_closed: false,
-            ready: None,
-            accepted: self.book.live.then(std::time::Instant::now),
-            refused: None,
         }
     }
 
     fn insert(&mut self, mut job: Job, what: &str) {
-        if let Some(mut old) = self.jobs.remove(&job.id) {
-            self.ready.remove(&mut old);
+        if let Some(old) = self.table.remove(&job.id) {
             self.book.count_gone(&old);
         }
         job.kind_id = self.book.kind_ids.intern(&job.kind);
         self.book.count_new(&job);
-        job.refused = self.refusal_of(&job);
-        // The log's time, not the clock's (apply reads none); the timer
-        // judges it again against the clock at the next minute.
-        job.window_closed = job.window.is_some_and(|w| !w.is_open(self.book.log_ms));
-        if job.window.is_some() {
-            // The record's time may be a minute behind the timer's last look.
-            self.book.windows_minute = None;
+        if self.book.active.contains_key(&job.id) {
+            let refused = self.refusal_of(&job);
+            self.book.set_refused(job.id, refused);
+            let urgent = job.priority <= self.book.urgent_priority;
+            if self.book.live
+                && what == "created"
+                && (urgent || job.id.is_multiple_of(ACCEPTED_SAMPLE))
+            {
+                self.book.accepted.insert(job.id, std::time::Instant::now());
+            }
         }
-        self.ready.refile(&mut job);
+        self.book.refile(&job);
         self.book.emit(&job, what);
-        self.jobs.insert(job.id, job);
+        self.table.insert(job);
     }
 
     fn apply_simple_outcome(&mut self, at_ms: u64, o: &SimpleOutcome) {
-        let Some(job) = self.jobs.get_mut(&o.job) else {
+        let Some(job) = self.table.get_mut(&o.job) else {
             return;
         };
         if job.is_terminal() {
@@ -920,7 +942,7 @@ impl State {
                 }
             }
         }
-        self.ready.refile(job);
+        self.book.refile(job);
     }
 
     fn apply_control(
@@ -929,7 +951,7 @@ impl State {
         at_ms: u64,
         action: &Control,
     ) -> Result<(), RuntimeError> {
-        let job = self.jobs.get_mut(&id).ok_or(RuntimeError::NotFound(id))?;
+        let job = self.table.get_mut(&id).ok_or(RuntimeError::NotFound(id))?;
         let simple = matches!(job.body, Body::Simple(_));
         if !transition::allowed(action, job.state, simple) {
             return Err(illegal(job, action.verb()));
@@ -940,7 +962,7 @@ impl State {
             Control::Resume => {
                 let next = if job.run_at_ms.is_some_and(|t| t > at_ms) {
                     JobState::Scheduled
-                } else if job.has_started() {
+                } else if book.has_started(job) {
                     JobState::Running
                 } else {
                     JobState::Queued
@@ -982,15 +1004,14 @@ impl State {
             }
             Control::Destroy => {
                 book.revoke_leases(job);
-                let mut job = self.jobs.remove(&id).expect("job looked up above");
-                self.ready.remove(&mut job);
+                let job = self.table.remove(&id).expect("job looked up above");
                 self.book.count_gone(&job);
                 self.book.fire_waiters(id);
                 self.book.emit(&job, "destroyed");
                 return Ok(());
             }
         }
-        self.ready.refile(job);
+        self.book.refile(job);
         Ok(())
     }
 
@@ -998,7 +1019,7 @@ impl State {
         let id = meta
             .single_job()
             .expect("apply hands on only records of one job");
-        let job = self.jobs.get_mut(&id).ok_or(RuntimeError::NotFound(id))?;
+        let job = self.table.get_mut(&id).ok_or(RuntimeError::NotFound(id))?;
         let book = &mut self.book;
         match meta {
             Meta::Priority { priority, .. } => {
@@ -1006,6 +1027,9 @@ impl State {
                     return Err(illegal(job, "change the priority of"));
                 }
                 job.priority = (*priority).clamp(1, 100);
+                if let Some(entry) = book.active.get_mut(&id) {
+                    entry.priority = job.priority;
+                }
                 book.emit(job, "priority");
             }
             Meta::MaxWorkers { max_workers, .. } => {
@@ -1034,7 +1058,7 @@ impl State {
                 }
             }
         }
-        self.ready.refile(job);
+        book.refile(job);
         Ok(())
     }
 }

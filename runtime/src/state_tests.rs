@@ -121,7 +121,7 @@ fn history() -> Vec<Meta> {
 }
 
 fn comparable(st: &State) -> Vec<serde_json::Value> {
-    st.jobs
+    st.table
         .values()
         .map(|j| {
             let mut v = serde_json::to_value(status(st, j)).unwrap();
@@ -187,14 +187,14 @@ fn counts_reconcile_after_done_and_failed_slices() {
     for m in history() {
         let _ = st.apply(&m);
     }
-    let s = status(&st, &st.jobs[&1]);
+    let s = status(&st, &st.table[&1]);
     assert_eq!(s.state, JobState::Running, "slice 2 still pending");
     assert_eq!(
         (s.records_in, s.records_out, s.records_in_failed_slices),
         (27, 10, 10)
     );
     st.apply(&slice_done(1, 2)).unwrap();
-    let s = status(&st, &st.jobs[&1]);
+    let s = status(&st, &st.table[&1]);
     assert_eq!(s.state, JobState::Failed);
     assert_eq!(s.records_in, s.records_out + s.records_failed);
     assert!(s.failure_reason.unwrap().contains("1 of 3 slices failed"));
@@ -218,7 +218,7 @@ fn category_counts_add_up_and_a_slice_done_naming_an_undeclared_category_is_corr
         }
         st.apply(&done).unwrap();
     }
-    let s = status(&st, &st.jobs[&1]);
+    let s = status(&st, &st.table[&1]);
     assert_eq!(
         s.records_out_by_category,
         [("review".to_string(), 0), ("valid".to_string(), 7)].into()
@@ -237,8 +237,17 @@ fn category_counts_add_up_and_a_slice_done_naming_an_undeclared_category_is_corr
         matches!(&err, RuntimeError::Corrupt(m) if m.contains("category \"other\"")),
         "{err}"
     );
-    let s = status(&st, &st.jobs[&1]);
+    let s = status(&st, &st.table[&1]);
     assert_eq!(s.slices_done, 2, "the corrupt record changed nothing");
+}
+
+/// The slices of sliced job `id` that wait for a lease (its scheduler entry).
+fn queued(st: &State, id: crate::JobId) -> &crate::table::RangeSet {
+    &st.book
+        .sliced_live
+        .get(&id)
+        .expect("an unfinished sliced job")
+        .queued
 }
 
 #[test]
@@ -249,9 +258,8 @@ fn retry_requeues_only_the_failed_slices() {
     }
     st.apply(&slice_done(1, 2)).unwrap();
     st.apply(&control(1, Control::Retry)).unwrap();
-    let s = st.jobs[&1].sliced().unwrap();
-    assert_eq!(s.queued.iter().collect::<Vec<_>>(), vec![1]);
-    assert_eq!(st.jobs[&1].state, JobState::Running);
+    assert_eq!(queued(&st, 1).iter().collect::<Vec<_>>(), vec![1]);
+    assert_eq!(st.table[&1].state, JobState::Running);
 }
 
 #[test]
@@ -280,7 +288,7 @@ fn illegal_transitions_are_refused_and_change_nothing() {
     ] {
         assert!(st.apply(&control(1, action)).is_err());
     }
-    assert_eq!(st.jobs[&1].state, JobState::Aborted);
+    assert_eq!(st.table[&1].state, JobState::Aborted);
     st.apply(&control(1, Control::Destroy)).unwrap();
     assert!(matches!(
         st.apply(&control(1, Control::Pause)),
@@ -347,7 +355,7 @@ fn simple_job_times_are_microseconds_from_its_record() {
         }],
     })
     .unwrap();
-    let s = status(&st, &st.jobs[&1]);
+    let s = status(&st, &st.table[&1]);
     let us = |t: std::time::SystemTime| {
         t.duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as u64
     };
@@ -362,7 +370,7 @@ fn a_simple_lease_notes_its_start_to_the_microsecond() {
     st.book.clock = Arc::new(crate::ManualClock::at_us(7_000_123));
     st.lease(0, 0).unwrap();
     // The runtime's clock to the microsecond, not the caller's 0 ms.
-    assert_eq!(st.jobs[&1].started_us, Some(7_000_123));
+    assert_eq!(st.table[&1].started_us, Some(7_000_123));
 }
 
 /// Leases `st` hands worker 0 until none is left; the jobs of each.
@@ -393,6 +401,26 @@ fn fast_simple_jobs_share_one_lease_by_default() {
     let mut st = state();
     fast_simple_jobs(&mut st, 5);
     assert_eq!(simple_lease_sizes(&mut st), vec![5]);
+}
+
+/// A batch of simple jobs ends where the next most urgent job is sliced:
+/// that job gets a lease of its own, and the simple ones after it the next.
+#[test]
+fn a_simple_batch_stops_at_a_sliced_job() {
+    let mut st = state();
+    fast_simple_jobs(&mut st, 1);
+    register(&mut st, "copy", HandlerShape::Sliced);
+    st.apply(&created(2, vec![JobSpec::sliced("copy")]))
+        .unwrap();
+    let simple = JobSpec::simple("k", serde_json::Value::Null);
+    st.apply(&created(3, vec![simple])).unwrap();
+    assert_eq!(leased_jobs(&mut st, 0), vec![1]);
+    let before = st.lease(1, 0).expect("the sliced job's before hook");
+    assert!(matches!(
+        before.work,
+        crate::dispatch::TaskWork::Before(crate::dispatch::HookItem { job: 2, .. })
+    ));
+    assert_eq!(leased_jobs(&mut st, 2), vec![3]);
 }
 
 #[test]
@@ -506,7 +534,7 @@ fn a_slice_expiry_is_counted_by_its_record_so_replay_counts_it_too() {
             ..
         }]
     ));
-    let expiries = |st: &State| st.jobs[&1].sliced().unwrap().slices.detail(0).expiries;
+    let expiries = |st: &State| st.table[&1].sliced().unwrap().slices.detail(0).expiries;
     assert_eq!(expiries(&st), 0, "counted when durable, not before");
     settle_expired(&mut st, due);
     assert_eq!(expiries(&st), 1);
@@ -591,7 +619,7 @@ fn failed_simple_job_with_retry_policy_is_scheduled_again() {
         }],
     };
     st.apply(&m).unwrap();
-    let j = &st.jobs[&1];
+    let j = &st.table[&1];
     assert_eq!((j.state, j.attempts), (JobState::Scheduled, 1));
     assert_eq!(j.failure_reason.as_deref(), Some("boom"));
 }
@@ -605,7 +633,7 @@ fn job_not_started_by_expires_at_is_reported_by_the_timer() {
     assert!(st.tick(400).expire.is_empty());
     assert_eq!(st.tick(600).expire, vec![1]);
     st.apply(&control(1, Control::Expire)).unwrap();
-    let j = &st.jobs[&1];
+    let j = &st.table[&1];
     assert_eq!(j.state, JobState::Aborted);
     assert!(j.failure_reason.as_deref().unwrap().starts_with("expired"));
 }
@@ -625,7 +653,7 @@ fn a_restored_job_whose_counters_disagree_with_its_slices_is_corruption() {
     })
     .unwrap();
     // A snapshot that lost the failed slice's counts.
-    let mut job = st.jobs[&1].clone();
+    let mut job = st.table[&1].clone();
     let s = job.sliced_mut().unwrap();
     s.slices_failed = 0;
     s.records_in_failed_slices = 0;
@@ -665,7 +693,7 @@ fn upload_complete_fails_the_job_at_the_records_time() {
         at_ms: Some(7),
     };
     st.apply(&done).unwrap();
-    let j = &st.jobs[&1];
+    let j = &st.table[&1];
     assert_eq!((j.state, j.completed_us), (JobState::Failed, Some(7000)));
 }
 
@@ -678,7 +706,7 @@ fn upload_failed_finishes_the_job_at_the_records_time() {
         at_ms: Some(8),
     };
     st.apply(&failed).unwrap();
-    let j = &st.jobs[&1];
+    let j = &st.table[&1];
     assert_eq!((j.state, j.completed_us), (JobState::Failed, Some(8000)));
 }
 
@@ -699,14 +727,14 @@ fn upload_failed_after_upload_complete_is_stale_and_changes_nothing() {
     ] {
         st.apply(&m).unwrap();
     }
-    let before = st.jobs[&1].state;
+    let before = st.table[&1].state;
     st.apply(&Meta::UploadFailed {
         job: 1,
         reason: "upload records lost".into(),
         at_ms: Some(9),
     })
     .unwrap();
-    let j = &st.jobs[&1];
+    let j = &st.table[&1];
     assert_eq!(j.state, before);
     assert!(j.failure_reason.is_none(), "{:?}", j.failure_reason);
 }
@@ -717,7 +745,7 @@ fn old_record_without_a_time_happens_at_the_latest_logged_time() {
     // As written before records carried their time.
     let old = meta::decode(br#"J{"t":"upload_failed","job":1,"reason":"upload interrupted"}"#);
     st.apply(&old.unwrap()).unwrap();
-    assert_eq!(st.jobs[&1].completed_us, Some(3000));
+    assert_eq!(st.table[&1].completed_us, Some(3000));
 }
 
 #[test]
@@ -727,12 +755,12 @@ fn job_due_after_its_created_record_is_scheduled_whenever_it_replays() {
     spec.run_at = Some(std::time::UNIX_EPOCH + std::time::Duration::from_millis(50));
     st.apply(&created(1, vec![spec])).unwrap();
     assert_eq!(
-        st.jobs[&1].state,
+        st.table[&1].state,
         JobState::Scheduled,
         "run_at 50 ms > created at 1 ms"
     );
     st.release_scheduled(50);
-    assert_eq!(st.jobs[&1].state, JobState::Queued);
+    assert_eq!(st.table[&1].state, JobState::Queued);
 }
 
 /// A second job created with a key already held (a retry took it between
@@ -747,9 +775,9 @@ fn a_job_created_while_its_singleton_key_is_held_is_created_failed_on_replay_too
         for m in &log {
             st.apply(m).unwrap();
         }
-        assert_eq!(st.jobs[&1].state, JobState::Queued);
-        assert_eq!(st.jobs[&2].state, JobState::Failed);
-        let why = st.jobs[&2].failure_reason.clone().unwrap();
+        assert_eq!(st.table[&1].state, JobState::Queued);
+        assert_eq!(st.table[&2].state, JobState::Failed);
+        let why = st.table[&2].failure_reason.clone().unwrap();
         assert!(why.contains("held by job 1"), "{why}");
         assert_eq!(st.book.singleton_holder("once"), Some(1));
         assert_eq!(st.book.singleton_lost_race.len(), usize::from(live));
@@ -768,13 +796,36 @@ fn a_regular_upload_is_one_range_and_one_run_with_no_slice_detail() {
     for slice in (0..5_000u64).step_by(2).chain((1..5_000).step_by(2)) {
         st.apply(&slice_done(1, slice)).unwrap();
     }
-    let s = st.jobs[&1].sliced().unwrap();
+    let s = st.table[&1].sliced().unwrap();
     assert_eq!(s.slices.uploaded.ranges(), &[(0, 10_000)]);
     assert_eq!(s.slices.done.ranges(), &[(0, 5_000)]);
-    assert_eq!(s.queued.ranges(), &[(5_000, 10_000)]);
+    assert_eq!(queued(&st, 1).ranges(), &[(5_000, 10_000)]);
     assert_eq!(s.slices.layout.runs().len(), 1);
     assert!(s.slices.detail.is_empty());
     let place = s.slices.place(9_999).unwrap();
     assert_eq!((place.first_record, place.records), (99_991, 10));
     assert_eq!(s.records_out, 50_000);
+}
+
+#[test]
+fn a_retry_waits_its_doubled_backoff_plus_at_most_its_jitter_share() {
+    let p = crate::RetryPolicy {
+        max_retries: 3,
+        backoff_base_ms: 1000,
+        jitter_percent: 20,
+    };
+    assert_eq!(p.retry_at_ms(0, 5000, 0.0), Some(6000));
+    assert_eq!(p.retry_at_ms(1, 5000, 0.5), Some(5000 + 2000 + 200));
+    assert_eq!(p.retry_at_ms(2, 5000, 1.0), Some(5000 + 4000 + 800));
+    assert_eq!(p.retry_at_ms(3, 5000, 0.5), None, "retries spent");
+    let none = crate::RetryPolicy {
+        jitter_percent: 0,
+        ..p
+    };
+    assert_eq!(none.retry_at_ms(1, 5000, 0.9), Some(7000));
+    // The draws spread the waits: uniform in [0, 1), not one value.
+    let draws: Vec<f64> = (0..1000).map(|_| crate::random_draw()).collect();
+    assert!(draws.iter().all(|d| (0.0..1.0).contains(d)), "{draws:?}");
+    assert!(draws.iter().filter(|d| **d < 0.5).count() > 300);
+    assert!(draws.iter().filter(|d| **d >= 0.5).count() > 300);
 }

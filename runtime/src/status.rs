@@ -88,6 +88,9 @@ pub fn build_status(st: &State, job: &Job) -> JobStatus {
         damage: st.damage_of(job.id),
         cron: job.cron,
         window: job.window,
+        singleton: job.singleton.as_deref().map(str::to_string),
+        after: job.after.clone(),
+        on_dependency_failure: job.on_dependency_failure,
         result: None,
         attempts: job.attempts,
         properties: (*job.properties).clone(),
@@ -105,7 +108,11 @@ pub fn build_status(st: &State, job: &Job) -> JobStatus {
         Body::Sliced(s) => {
             status.upload_complete = s.upload == UploadState::Complete;
             status.slices_total = s.slices.count();
-            status.slices_running = u64::from(s.leased_slices);
+            status.slices_running = st
+                .book
+                .sliced_live
+                .get(&job.id)
+                .map_or(0, |a| u64::from(a.leased_slices));
             status.slices_queued = s.slices_pending().saturating_sub(status.slices_running);
             status.slices_done = s.slices_done;
             status.slices_failed = s.slices_failed;
@@ -160,7 +167,7 @@ pub fn filter_matches(filter: &JobFilter, j: &Job) -> bool {
 
 pub fn status_of(shared: &Shared, id: JobId) -> Result<JobStatus, RuntimeError> {
     let st = shared.state.lock();
-    let job = st.jobs.get(&id).ok_or(RuntimeError::NotFound(id))?;
+    let job = st.table.get(&id).ok_or(RuntimeError::NotFound(id))?;
     Ok(build_status(&st, job))
 }
 
@@ -213,7 +220,7 @@ impl State {
                     ));
                 }
                 let categories = self
-                    .jobs
+                    .table
                     .get(&job)
                     .and_then(|j| j.sliced())
                     .map(|s| s.categories.clone())

@@ -1,10 +1,13 @@
-//! The job table's rows: what the runtime knows about one job. Fields marked
-//! "live" are scheduling marks a restart resets; the rest is durable: rebuilt
-//! by replaying meta records, and written whole into compaction snapshots
-//! through the meta log's own wire types (`meta::wire::Row`), never by
-//! serializing these structs.
+//! The job table's rows: what the runtime knows durably about one job,
+//! rebuilt by replaying meta records, and written whole into compaction
+//! snapshots through the meta log's own wire types (`meta::wire::Row`),
+//! never by serializing these structs. Scheduling marks a restart resets
+//! (where a job sits in the ready queue, its leases, a refusal) are not
+//! here: they live in the job's scheduler entry (`scheduler.rs`), which
+//! only unfinished jobs have. `TableView` (`table/view.rs`) holds the rows.
 
 pub mod codec;
+pub mod image;
 // Nothing writes rows until checkpoints (issue 12, step 3); until then the
 // conversion is exercised by its round-trip proptest.
 #[allow(dead_code)]
@@ -14,21 +17,15 @@ pub mod kinds;
 pub mod page;
 pub mod row;
 pub mod slice_map;
+pub mod view;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub use slice_map::{RangeSet, SliceMap, SliceState};
+pub use view::TableView;
 
 use crate::{ErrorGroup, JobId, JobState, RecordErrorSample};
-
-/// Where a job sits in the ready queue, if it has leasable work.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ReadySlot {
-    pub priority: u8,
-    /// Running jobs stay leasable when their kind is at its running-job limit.
-    pub running: bool,
-}
 
 #[derive(Clone, Debug)]
 pub struct Job {
@@ -62,16 +59,6 @@ pub struct Job {
     pub on_dependency_failure: crate::DependencyFailure,
     /// The job's own processing window (`JobSpec::window`).
     pub window: Option<crate::ProcessingWindow>,
-    /// Live: `window` is closed at the latest time the scheduler looked
-    /// (`State::insert` at the log's time, then the timer each minute):
-    /// nothing of the job is leased.
-    pub window_closed: bool,
-    /// Live: where the job sits in the ready queue.
-    pub ready: Option<ReadySlot>,
-    /// Live: when this process accepted the job (for enqueue-to-start latency).
-    pub accepted: Option<std::time::Instant>,
-    /// Live: this process's handler declined the job (`refuses`): it is not leased.
-    pub refused: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -84,9 +71,7 @@ pub enum Body {
 pub struct SimpleBody {
     pub args: Arc<serde_json::Value>,
     pub result: Option<serde_json::Value>,
-    /// Live: a lease holds the job.
-    pub leased: bool,
-    /// Leases on this job that expired (live only; see `LeasePolicy`).
+    /// Leases on this job that expired (`Meta::LeaseExpired`; see `LeasePolicy`).
     pub expiries: u32,
 }
 
@@ -128,16 +113,8 @@ pub struct SlicedBody {
     pub collected_errors: Vec<ErrorGroup>,
     /// Why each failed slice failed.
     pub failures: BTreeMap<u64, (String, Option<RecordErrorSample>)>,
-    /// Live: slices waiting for a lease, in input order.
-    pub queued: RangeSet,
-    /// Live: slice leases out.
-    pub leased_slices: u32,
-    /// Live: a before/after hook lease is out.
-    pub hook_leased: bool,
-    /// Hook leases that expired (live only; see `LeasePolicy`).
+    /// Hook leases that expired (`Meta::LeaseExpired`; see `LeasePolicy`).
     pub hook_expiries: u32,
-    /// Live: an `Uploader` of this process is writing into the job.
-    pub uploader_active: bool,
 }
 
 impl SlicedBody {
@@ -165,11 +142,7 @@ impl SlicedBody {
             slices_failed: 0,
             collected_errors: Vec::new(),
             failures: BTreeMap::new(),
-            queued: RangeSet::default(),
-            leased_slices: 0,
-            hook_leased: false,
             hook_expiries: 0,
-            uploader_active: false,
         }
     }
 
@@ -191,12 +164,23 @@ impl SlicedBody {
         self.upload == UploadState::Complete && self.slices_pending() == 0
     }
 
-    /// The after-batch hook may run: everything succeeded and nothing is out.
-    pub fn after_ready(&self) -> bool {
+    /// The after-batch hook may run: everything succeeded and nothing is
+    /// out (`leased_slices`: the scheduler's count of slice leases).
+    pub fn after_ready(&self, leased_slices: u32) -> bool {
         self.before_done
             && self.all_slices_finished()
             && self.slices_failed == 0
-            && self.leased_slices == 0
+            && leased_slices == 0
+    }
+
+    /// The slices a scheduler entry queues when the job becomes active:
+    /// every pending slice not waiting for its automatic retry, less those
+    /// a lease still holds (`held`).
+    pub fn queueable(&self, held: &[u64]) -> RangeSet {
+        let map = &self.slices;
+        map.pending()
+            .filter(|k| map.queueable(*k) && !held.contains(k))
+            .collect()
     }
 }
 
@@ -247,47 +231,5 @@ impl Job {
 
     pub fn is_terminal(&self) -> bool {
         self.state.is_finished()
-    }
-
-    /// Has started processing (decides Running vs Queued on resume/retry).
-    pub fn has_started(&self) -> bool {
-        match &self.body {
-            Body::Simple(s) => s.leased,
-            Body::Sliced(s) => s.before_done || s.hook_leased,
-        }
-    }
-
-    /// Whether the dispatcher may lease work of this job now, ignoring
-    /// per-kind limits (those are applied at lease time).
-    pub fn ready_slot(&self) -> Option<ReadySlot> {
-        if !matches!(self.state, JobState::Queued | JobState::Running)
-            || self.refused.is_some()
-            || self.window_closed
-        {
-            return None;
-        }
-        if crate::dirmon::holds(self) {
-            // Its file is not wholly in: nothing of it runs yet.
-            return None;
-        }
-        let leasable = match &self.body {
-            Body::Simple(s) => !s.leased && self.state == JobState::Queued,
-            Body::Sliced(s) => {
-                if s.hook_leased {
-                    false
-                } else if !s.before_done || s.after_ready() {
-                    true
-                } else {
-                    !s.queued.is_empty()
-                        && self
-                            .max_workers
-                            .is_none_or(|max| s.leased_slices < max.max(1))
-                }
-            }
-        };
-        leasable.then_some(ReadySlot {
-            priority: self.priority,
-            running: self.state == JobState::Running,
-        })
     }
 }

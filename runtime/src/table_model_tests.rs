@@ -3,10 +3,12 @@
 //! `State` and to a reference `BTreeMap<JobId, RefRow>` written from the
 //! contract alone (the transition table, G5's lease order), and the two
 //! must agree after every step. It guards the split of `State` into the
-//! scheduler and the table (step 2's last increment): the same sequence
-//! must keep passing through it. A unit test, because it drives `State`
-//! directly (deterministic, no worker threads); `BOOSTER_SEED` replays a
-//! run.
+//! scheduler and the table (step 2's last increment): after every step the
+//! scheduler holds an entry for exactly the unfinished rows, with their
+//! state and priority, filed in the ready queue where the row says; and
+//! at the end the log replays to the same table. A unit test, because it
+//! drives `State` directly (deterministic, no worker threads);
+//! `BOOSTER_SEED` replays a run.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -92,6 +94,8 @@ struct Model {
     held: [Option<Held>; WORKERS],
     next_id: JobId,
     now_ms: u64,
+    /// Every record applied, in order: what the log would hold.
+    log: Vec<Meta>,
 }
 
 impl Model {
@@ -112,7 +116,21 @@ impl Model {
             held: [None; WORKERS],
             next_id: 1,
             now_ms: 1,
+            log: Vec::new(),
         }
+    }
+
+    /// Applies `meta` to the state, as the commit thread does once it is
+    /// durable, and logs it if it applied. (The runtime checks a control
+    /// under the lock before it writes the record, so a refused one is not
+    /// in the log; a running job it refused is queued on replay, where no
+    /// lease holds it.)
+    fn apply(&mut self, meta: Meta) -> Result<(), crate::RuntimeError> {
+        let applied = self.st.apply(&meta);
+        if applied.is_ok() {
+            self.log.push(meta);
+        }
+        applied
     }
 
     fn step(&mut self, op: &Op) {
@@ -123,7 +141,7 @@ impl Model {
             Op::Commit(w, ok) => self.commit(*w, *ok),
             Op::Control(pick, action) => {
                 let id = pick % (self.next_id + 1);
-                let applied = self.st.apply(&Meta::Control {
+                let applied = self.apply(Meta::Control {
                     job: id,
                     at_ms: self.now_ms,
                     action: control(*action),
@@ -148,7 +166,7 @@ impl Model {
             }
             Op::Priority(pick, priority) => {
                 let id = pick % (self.next_id + 1);
-                let applied = self.st.apply(&Meta::Priority {
+                let applied = self.apply(Meta::Priority {
                     job: id,
                     priority: *priority,
                 });
@@ -166,13 +184,12 @@ impl Model {
             .iter()
             .map(|p| JobSpec::simple("k", serde_json::Value::Null).with_priority(*p))
             .collect();
-        self.st
-            .apply(&Meta::Created {
-                first_id: self.next_id,
-                at_ms: self.now_ms,
-                specs,
-            })
-            .unwrap();
+        self.apply(Meta::Created {
+            first_id: self.next_id,
+            at_ms: self.now_ms,
+            specs,
+        })
+        .unwrap();
         for p in priorities {
             let row = RefRow {
                 state: JobState::Queued,
@@ -231,18 +248,17 @@ impl Model {
         if !won {
             return;
         }
-        self.st
-            .apply(&Meta::SimpleDone {
-                at_ms: self.now_ms,
-                at_us: None,
-                outcomes: vec![SimpleOutcome {
-                    job: id,
-                    started_us: self.now_ms * 1000,
-                    result: if ok { Ok(None) } else { Err("model".into()) },
-                    retry_at_ms: None,
-                }],
-            })
-            .unwrap();
+        self.apply(Meta::SimpleDone {
+            at_ms: self.now_ms,
+            at_us: None,
+            outcomes: vec![SimpleOutcome {
+                job: id,
+                started_us: self.now_ms * 1000,
+                result: if ok { Ok(None) } else { Err("model".into()) },
+                retry_at_ms: None,
+            }],
+        })
+        .unwrap();
         self.st.release(epoch);
         let row = self.rows.get_mut(&id).expect("running");
         row.attempts += 1;
@@ -256,15 +272,15 @@ impl Model {
     fn check(&self) {
         let table: BTreeMap<JobId, RefRow> = self
             .st
-            .jobs
-            .iter()
-            .map(|(id, j)| {
+            .table
+            .values()
+            .map(|j| {
                 let row = RefRow {
                     state: j.state,
                     priority: j.priority,
                     attempts: j.attempts,
                 };
-                (*id, row)
+                (j.id, row)
             })
             .collect();
         assert_eq!(table, self.rows);
@@ -273,6 +289,62 @@ impl Model {
             counts[r.state.index()] += 1;
         }
         assert_eq!(self.st.book.by_state, counts);
+        self.check_scheduler();
+    }
+
+    /// The scheduler has an entry for exactly the unfinished rows, with
+    /// their state and priority, filed where its row says.
+    fn check_scheduler(&self) {
+        let book = &self.st.book;
+        let unfinished: Vec<JobId> = self
+            .rows
+            .iter()
+            .filter(|(_, r)| !r.state.is_finished())
+            .map(|(id, _)| *id)
+            .collect();
+        let mut active: Vec<JobId> = book.active.keys().copied().collect();
+        active.sort_unstable();
+        assert_eq!(active, unfinished, "scheduler entries");
+        for (id, slot) in &book.active {
+            let row = &self.st.table[id];
+            assert_eq!((slot.state, slot.priority), (row.state, row.priority));
+            assert_eq!(slot.filed(), slot.ready_slot(row, None), "job {id}");
+        }
+        let running = book.running_by_kind.values().sum::<u32>();
+        assert_eq!(u64::from(running), book.by_state[JobState::Running.index()]);
+    }
+
+    /// The log replays to the table the live state has, but for the jobs
+    /// a lease holds (leases are not logged: replay has them queued).
+    fn check_replay(&self) {
+        let mut replayed = State::new(crate::state::Book::new(WORKERS, 1000, 100));
+        for meta in &self.log {
+            let decoded = crate::meta::decode(&crate::meta::encode(meta)).unwrap();
+            let _ = replayed.apply(&decoded);
+        }
+        let rows = |st: &State| -> Vec<(JobId, RefRow)> {
+            st.table
+                .values()
+                .map(|j| {
+                    let state = match j.state {
+                        JobState::Running => JobState::Queued,
+                        s => s,
+                    };
+                    let row = RefRow {
+                        state,
+                        priority: j.priority,
+                        attempts: j.attempts,
+                    };
+                    (j.id, row)
+                })
+                .collect()
+        };
+        assert_eq!(rows(&replayed), rows(&self.st));
+        let mut ids: Vec<JobId> = replayed.book.active.keys().copied().collect();
+        ids.sort_unstable();
+        let mut live: Vec<JobId> = self.st.book.active.keys().copied().collect();
+        live.sort_unstable();
+        assert_eq!(ids, live, "replayed scheduler entries");
     }
 }
 
@@ -292,5 +364,6 @@ proptest! {
             m.step(op);
             m.check();
         }
+        m.check_replay();
     }
 }

@@ -32,17 +32,21 @@ impl State {
     /// Asks the (newly registered) handler of `kind` about every job of
     /// that kind that has not ended, and re-files each.
     pub fn reconsider(&mut self, kind: &str) {
+        let Some(kind_id) = self.book.kind_ids.id(kind) else {
+            return;
+        };
         let ids: Vec<_> = self
-            .jobs
-            .values()
-            .filter(|j| &*j.kind == kind && !j.is_terminal())
-            .map(|j| j.id)
+            .book
+            .active
+            .iter()
+            .filter(|(_, e)| e.kind_id == kind_id)
+            .map(|(id, _)| *id)
             .collect();
         for id in ids {
-            let refused = self.refusal_of(&self.jobs[&id]);
-            let job = self.jobs.get_mut(&id).expect("listed above");
-            job.refused = refused;
-            self.ready.refile(job);
+            let job = &self.table[&id];
+            let refused = self.refusal_of(job);
+            self.book.set_refused(id, refused);
+            self.book.refile(&self.table[&id]);
         }
     }
 
@@ -55,14 +59,14 @@ impl State {
         if !matches!(job.state, JobState::Queued | JobState::Running) {
             return None;
         }
-        if let Some(reason) = &job.refused {
-            return Some(reason.clone());
+        if let Some(reason) = self.book.refused.get(&job.id) {
+            return Some(reason.to_string());
         }
         if let Some(s) = job.sliced() {
             if crate::dirmon::holds(job) {
                 return Some("a dirmon job: it runs once its whole file is uploaded".into());
             }
-            if s.upload == UploadState::Open && !s.uploader_active {
+            if s.upload == UploadState::Open && !self.book.uploaders.contains(&job.id) {
                 return Some("waiting for its upload to finish".into());
             }
             let retrying = s
@@ -70,7 +74,9 @@ impl State {
                 .detail
                 .iter()
                 .find_map(|(n, d)| Some((n, d.retry_at_ms?)));
-            if let (true, 0, Some((n, at_ms))) = (s.queued.is_empty(), s.leased_slices, retrying) {
+            let live = self.book.sliced_live.get(&job.id);
+            let idle = live.is_none_or(|a| a.queued.is_empty() && a.leased_slices == 0);
+            if let (true, Some((n, at_ms))) = (idle, retrying) {
                 let at = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(at_ms as i64)
                     .unwrap_or_default();
                 return Some(format!(
@@ -79,7 +85,12 @@ impl State {
                 ));
             }
         }
-        if let Some(w) = job.window.filter(|_| job.window_closed) {
+        let closed = self
+            .book
+            .active
+            .get(&job.id)
+            .is_some_and(|e| e.has(crate::scheduler::flag::WINDOW_CLOSED));
+        if let Some(w) = job.window.filter(|_| closed) {
             return Some(w.job_closed_reason(self.book.clock.now_ms()));
         }
         let conf = self.book.kinds.get(&job.kind);
@@ -91,12 +102,7 @@ impl State {
             }
         }
         if let Some(max) = conf.and_then(|k| k.max_running()) {
-            let running = self
-                .book
-                .running_by_kind
-                .get(&job.kind)
-                .copied()
-                .unwrap_or(0);
+            let running = self.book.running_of(&job.kind);
             if registered && job.state == JobState::Queued && running >= max {
                 return Some(if max == 0 {
                     format!(

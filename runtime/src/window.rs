@@ -39,6 +39,7 @@ pub struct ProcessingWindow {
 /// The window as the API and `kind show --json` carry it:
 /// `{"start":"22:00","end":"06:00","tz":"Europe/Berlin"}` (tz absent: UTC).
 #[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct WindowJson {
     start: String,
     end: String,
@@ -136,7 +137,9 @@ impl ProcessingWindow {
             });
             if let Some(at) = at {
                 let ms = at.timestamp_millis().max(0) as u64;
-                if ms >= now_ms {
+                // A window that a daylight-saving jump skips whole (02:00-
+                // 03:00 on the spring-forward day) does not open that day.
+                if ms >= now_ms && self.is_open(ms) {
                     return ms;
                 }
             }
@@ -177,7 +180,11 @@ impl ProcessingWindow {
 
 fn minute_of_day(s: &str) -> Option<u16> {
     let (h, m) = s.trim().split_once(':')?;
-    if h.is_empty() || h.len() > 2 || m.len() != 2 {
+    if h.is_empty()
+        || h.len() > 2
+        || m.len() != 2
+        || !h.bytes().chain(m.bytes()).all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
@@ -264,6 +271,8 @@ mod tests {
             ("24:00-06:00", None, "HH:MM-HH:MM"),
             ("06:00-06:00", None, "empty"),
             ("22:00-06:00", Some("Mars/Olympus"), "IANA"),
+            ("+2:00-06:00", None, "HH:MM-HH:MM"),
+            ("22:00-06:+0", None, "HH:MM-HH:MM"),
         ] {
             let e = ProcessingWindow::parse(span, tz).unwrap_err().to_string();
             assert!(e.contains(says), "{span} {tz:?}: {e}");
@@ -279,5 +288,25 @@ mod tests {
             serde_json::json!({"start": "09:30", "end": "17:00", "tz": "UTC"})
         );
         assert_eq!(serde_json::from_value::<ProcessingWindow>(j).unwrap(), w);
+        // A misspelt key is refused, not read as "UTC".
+        let typo =
+            serde_json::json!({"start": "09:30", "end": "17:00", "timezone": "Europe/Berlin"});
+        let e = serde_json::from_value::<ProcessingWindow>(typo).unwrap_err();
+        assert!(e.to_string().contains("timezone"), "{e}");
+    }
+
+    #[test]
+    fn a_window_a_daylight_saving_jump_skips_opens_the_next_day() {
+        let w = ProcessingWindow::parse("02:00-03:00", Some("Europe/Berlin")).unwrap();
+        let at = |d: u32, h: u32| {
+            Utc.with_ymd_and_hms(2027, 3, d, h, 0, 0)
+                .unwrap()
+                .timestamp_millis() as u64
+        };
+        // 2027-03-28 springs forward in Berlin: 02:00-03:00 does not exist
+        // that day, so the next opening is 02:00 CEST on the 29th.
+        let next = w.next_open_ms(at(27, 12));
+        assert_eq!(next, at(29, 0));
+        assert!(w.is_open(next));
     }
 }

@@ -184,7 +184,10 @@ fn run_simple(
         };
         let result = cap_result(item.job, result, shared.limits.max_slice_bytes);
         let retry_at_ms = match &result {
-            Err(_) => item.retry.retry_at_ms(item.attempts, shared.clock.now_ms()),
+            Err(_) => {
+                item.retry
+                    .retry_at_ms(item.attempts, shared.clock.now_ms(), crate::random_draw())
+            }
             Ok(_) => None,
         };
         outcomes.push(SimpleOutcome {
@@ -500,7 +503,9 @@ fn fail_slice(
         at_ms: now_ms,
         message,
         sample,
-        retry_at_ms: item.retry.retry_at_ms(item.retries, now_ms),
+        retry_at_ms: item
+            .retry
+            .retry_at_ms(item.retries, now_ms, crate::random_draw()),
     };
     if begin(shared, epoch, item, Instant::now(), 0) {
         commit_meta(shared, store, m, epoch);

@@ -5,7 +5,8 @@
 //! layer that fails a chosen `fdatasync` or write ([`faulty_fs`]), an
 //! allocator that measures the largest allocation ([`alloc`]), replayable
 //! seeds ([`rng`]), a kind whose progress the test releases record by
-//! record ([`gate`]) and helpers to drive the built `booster` binary.
+//! record ([`gate`]), the job table as a runtime lists it ([`table`]) and
+//! helpers to drive the built `booster` binary.
 //!
 //! ```no_run
 //! let seed = booster_tests::rng::seed("my_test"); // prints the seed; BOOSTER_SEED replays it
@@ -22,3 +23,4 @@ pub mod faulty_fs;
 pub mod gate;
 pub mod rng;
 pub mod small_disk;
+pub mod table;

@@ -358,6 +358,22 @@ async function workersPage() {
 }
 
 // Cron entries: one row each (`GET /api/crons`); `booster cron` changes them.
+// Pause, resume and remove buttons of a cron or dirmon entry (`POST
+// /api/{crons|dirmons}/{id}/{action}`, admin); `msg` says what failed,
+// `refresh` redraws the page after a change.
+function entryActions(route, e, what, msg, refresh) {
+  const act = (action, ask) => el("button", { class: "entry-" + action, onclick: async () => {
+    if (ask && !confirm(ask)) return;
+    try {
+      await api("POST", "/api/" + route + "/" + e.id + "/" + action);
+      msg.className = "msg"; msg.textContent = "";
+      refresh();
+    } catch (err) { msg.className = "msg err"; msg.textContent = what + " " + e.id + ": " + err.message; }
+  } }, action[0].toUpperCase() + action.slice(1));
+  return [e.paused ? act("resume") : act("pause"), " ",
+    act("remove", "Remove " + what + " " + e.id + "? It makes no more jobs; jobs it made stay.")];
+}
+
 async function cronPage() {
   const current = pageGuard();
   async function refresh() {
@@ -365,13 +381,15 @@ async function cronPage() {
     try { data = await api("GET", "/api/crons"); } catch (e) { return current() && showError(e); }
     if (!current()) return;
     const tick = (ms) => (ms === null || ms === undefined ? "-" : fmtTime(ms));
-    main.replaceChildren(el("h1", {}, "Cron"),
+    const msg = el("p", { class: "msg", id: "entry-msg" });
+    main.replaceChildren(el("h1", {}, "Cron"), msg,
       data.crons.length === 0
         ? el("p", { class: "muted" }, "No cron entries. booster submit --kind KIND --args JSON --cron 'EXPR' adds one.")
         : el("table", { id: "crons" },
           el("thead", {}, el("tr", {}, el("th", { class: "num" }, "Id"), el("th", {}, "Expression"), el("th", {}, "Zone"),
-            el("th", {}, "Kind"), el("th", {}, "State"), el("th", {}, "Last tick"), el("th", {}, "Next tick"), el("th", {}, "Running"))),
-          el("tbody", {}, data.crons.map((c) => el("tr", {},
+            el("th", {}, "Kind"), el("th", {}, "State"), el("th", {}, "Last tick"), el("th", {}, "Next tick"), el("th", {}, "Running"),
+            el("th", {}, "Change"))),
+          el("tbody", {}, data.crons.map((c) => el("tr", { "data-id": c.id },
             el("td", { class: "num" }, String(c.id)),
             el("td", { class: "expr" }, c.expr),
             el("td", {}, c.tz || "UTC"),
@@ -379,7 +397,8 @@ async function cronPage() {
             el("td", {}, c.paused ? "paused" : "active"),
             el("td", {}, tick(c.last_tick_ms)),
             el("td", {}, tick(c.next_tick_ms)),
-            el("td", {}, c.running ? el("a", { href: "#/job/" + c.running }, "job " + c.running) : el("span", { class: "muted" }, "-")))))));
+            el("td", {}, c.running ? el("a", { href: "#/job/" + c.running }, "job " + c.running) : el("span", { class: "muted" }, "-")),
+            el("td", {}, entryActions("crons", c, "cron", msg, refresh)))))));
   }
   const timer = setInterval(refresh, 5000); // ticks pass without job events
   pageCleanup = () => clearInterval(timer);
@@ -415,6 +434,7 @@ async function kindsPage() {
     const limit = el("input", { type: "text", size: 6, class: "limit", placeholder: "none", value: k.effective.max_running ?? "" });
     const retries = el("input", { type: "text", size: 4, class: "retries", title: "retries", value: k.effective.retry.max_retries });
     const backoff = el("input", { type: "text", size: 7, class: "backoff", title: "first backoff (ms), doubled each retry", value: k.effective.retry.backoff_base_ms });
+    const jitter = el("input", { type: "text", size: 3, class: "jitter", title: "each wait longer by a random 0 to this % of it", value: k.effective.retry.jitter_percent || 0 });
     const w = k.effective.window;
     const span = el("input", { type: "text", size: 10, class: "window", placeholder: "22:00-06:00", value: w ? w.start + "-" + w.end : "" });
     const tz = el("input", { type: "text", size: 12, class: "tz", placeholder: "UTC", value: w && w.tz !== "UTC" ? w.tz : "" });
@@ -424,10 +444,11 @@ async function kindsPage() {
         if (t !== "" && !whole(t)) return "a number of jobs, or empty for no limit";
         return { max_running: t === "" ? null : Number(t) };
       }),
-      form("set-retry", "Set retries", [retries, " × ", backoff, " ms"], () => {
-        const r = retries.value.trim(), b = backoff.value.trim();
+      form("set-retry", "Set retries", [retries, " × ", backoff, " ms +0-", jitter, "%"], () => {
+        const r = retries.value.trim(), b = backoff.value.trim(), j = jitter.value.trim();
         if (!whole(r) || !whole(b)) return "retries and backoff are whole numbers (0 retries: a failure is final)";
-        return { retry: { max_retries: Number(r), backoff_base_ms: Number(b) } };
+        if (!whole(j) || Number(j) > 100) return "jitter is 0 to 100 (% of each wait)";
+        return { retry: { max_retries: Number(r), backoff_base_ms: Number(b), jitter_percent: Number(j) } };
       }),
       form("set-window", "Set window", [span, " ", tz], () => {
         const t = span.value.trim();
@@ -442,7 +463,8 @@ async function kindsPage() {
       el("td", {}, k.kind),
       el("td", {}, k.registered ? "yes" : el("span", { class: "muted" }, "no")),
       el("td", { class: "limit-now" }, limitText(k.effective.max_running)),
-      el("td", { class: "retry-now" }, k.effective.retry.max_retries + " × " + k.effective.retry.backoff_base_ms + " ms"),
+      el("td", { class: "retry-now" }, k.effective.retry.max_retries + " × " + k.effective.retry.backoff_base_ms + " ms"
+        + (k.effective.retry.jitter_percent ? " (+0-" + k.effective.retry.jitter_percent + "%)" : "")),
       el("td", { class: "window-now" }, windowText(k.effective.window)),
       el("td", {}, k.stored ? "stored" : el("span", { class: "muted" }, "this process's")),
       el("td", {}, forms));
@@ -455,25 +477,29 @@ async function kindsPage() {
       el("tbody", {}, rows)));
 }
 
-// Dirmon entries (`GET /api/dirmons`); `booster dirmon` changes them.
+// Dirmon entries (`GET /api/dirmons`), paused, resumed or removed here
+// as `booster dirmon` does; entries are added where their paths are
+// known (the CLI, or `POST /api/dirmons`).
 async function dirmonPage() {
   const current = pageGuard();
   let data;
   try { data = await api("GET", "/api/dirmons"); } catch (e) { return current() && showError(e); }
   if (!current()) return;
-  main.replaceChildren(el("h1", {}, "Dirmon"),
+  const msg = el("p", { class: "msg", id: "entry-msg" });
+  main.replaceChildren(el("h1", {}, "Dirmon"), msg,
     data.dirmons.length === 0
       ? el("p", { class: "muted" }, "No dirmon entries. booster dirmon add --pattern 'DIR/*.csv' --archive DONE --kind copy adds one.")
       : el("table", { id: "dirmons" },
         el("thead", {}, el("tr", {}, el("th", { class: "num" }, "Id"), el("th", {}, "Pattern"), el("th", {}, "Archive"),
-          el("th", { class: "num" }, "Settle"), el("th", {}, "Job options"), el("th", {}, "State"))),
-        el("tbody", {}, data.dirmons.map((d) => el("tr", {},
+          el("th", { class: "num" }, "Settle"), el("th", {}, "Job options"), el("th", {}, "State"), el("th", {}, "Change"))),
+        el("tbody", {}, data.dirmons.map((d) => el("tr", { "data-id": d.id },
           el("td", { class: "num" }, String(d.id)),
           el("td", { class: "expr" }, d.spec.pattern),
           el("td", {}, d.spec.archive),
           el("td", { class: "num" }, d.spec.settle_ms + " ms"),
           el("td", { class: "expr" }, d.spec.options.join(" ")),
-          el("td", {}, d.paused ? "paused" : "active"))))));
+          el("td", {}, d.paused ? "paused" : "active"),
+          el("td", {}, entryActions("dirmons", d, "dirmon", msg, () => current() && dirmonPage())))))));
 }
 
 window.addEventListener("hashchange", route);

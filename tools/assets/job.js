@@ -69,7 +69,16 @@ async function jobPage(id) {
       stat("Finished", fmtTime(j.completed_at_ms), "time"),
       stat("Upload", j.upload_complete ? "complete" : "waiting for input"),
       stat("Attempts", fmtInt(j.attempts)),
-      j.window ? stat("Window", j.window.start + "-" + j.window.end + " " + (j.window.tz || "UTC")) : null);
+      j.window ? stat("Window", j.window.start + "-" + j.window.end + " " + (j.window.tz || "UTC")) : null,
+      j.singleton ? stat("Singleton", j.singleton) : null,
+      j.cron ? stat("Cron run", "entry " + j.cron.cron + ", tick " + fmtTime(j.cron.tick_ms), "time") : null);
+    // Jobs this one waits for (links), and a simple job's result.
+    const after = (j.after || []).length ? el("p", { id: "job-after" }, "After jobs ",
+      j.after.map((a, i) => [i ? ", " : "", el("a", { href: "#/job/" + a }, String(a))]),
+      " (if one does not complete, this job " + ({ fail: "fails", abort: "is aborted", run: "runs anyway" }[j.on_dependency_failure] || "fails") + ")") : null;
+    const result = j.result !== null && j.result !== undefined
+      ? el("div", { id: "job-result" }, el("h2", {}, "Result"), el("pre", { class: "record" }, JSON.stringify(j.result, null, 2)))
+      : null;
 
     main.replaceChildren(
       el("p", {}, el("a", { href: "#/" }, "← all jobs")),
@@ -80,6 +89,7 @@ async function jobPage(id) {
           j.details.map((d) => [el("dt", {}, d.label), el("dd", { class: "record" }, d.value)])) : null,
         j.failure_reason ? el("p", { class: "msg err" }, "Failed: " + j.failure_reason) : null,
         j.waiting_reason ? el("p", { class: "msg", id: "job-waiting" }, "Waiting: " + j.waiting_reason) : null,
+        after,
         ...(j.damage || []).map((d) => el("p", { class: "msg err" }, "Damaged: " + d)),
         el("div", { class: "bar-wrap" }, progressBar(j, true)),
         (j.downloads || []).length ? el("div", { class: "downloads", id: "downloads" }, "Download: ",
@@ -98,6 +108,7 @@ async function jobPage(id) {
             destroy)),
         msg),
       el("div", { class: "card" }, counts),
+      result,
       throughput.section(j),
       el("h2", {}, "Leases (" + j.leases.length + ")"),
       j.leases.length ? el("table", { id: "leases" },

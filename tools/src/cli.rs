@@ -35,7 +35,7 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub quiet: bool,
     /// Talk to a `booster serve` at this URL instead of opening the data directory
-    /// (jobs, job, run, submit, download).
+    /// (jobs, job, run, submit, kind, cron, dirmon, download).
     #[arg(long, global = true, env = "BOOSTER_SERVER", value_name = "URL")]
     pub server: Option<String>,
     /// Bearer token file (mode 0600): sent with --server; required by `serve` off
@@ -434,6 +434,19 @@ pub enum JobCommand {
         #[arg(value_parser = clap::value_parser!(i64).range(1..=100))]
         priority: i64,
     },
+    /// How many of a sliced job's slices may run at once (`none`: no
+    /// limit); stored, and applied from the next lease.
+    #[command(
+        name = "max-workers",
+        after_help = "Examples:\n  booster job max-workers 3 2\n  booster job max-workers 3 none"
+    )]
+    MaxWorkers {
+        /// The job's id (from `booster jobs`).
+        job: JobId,
+        /// At least 1, or `none`.
+        #[arg(value_parser = parse_max_workers)]
+        workers: MaxWorkers,
+    },
     /// Stop handing out this job's slices (running ones finish).
     #[command(after_help = "Example:\n  booster job pause 3")]
     Pause {
@@ -529,7 +542,7 @@ fn parse_state(s: &str) -> Result<JobState, String> {
         .map_err(|e: booster_runtime::UnknownState| e.to_string())
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand, Debug, Clone)]
 pub enum KindCommand {
     /// Every kind's stored and effective settings (or one kind's).
     Show {
@@ -554,6 +567,11 @@ pub enum KindCommand {
         /// The first wait, in milliseconds.
         #[arg(long, default_value_t = 1000)]
         backoff_ms: u64,
+        /// Each wait is longer by a random 0 to P% of it, so jobs that
+        /// failed together do not retry together.
+        #[arg(long, value_name = "P", default_value_t = 0,
+              value_parser = clap::value_parser!(u8).range(0..=100))]
+        jitter_percent: u8,
     },
     /// A lease of KIND's work that expires N times fails the work as hung.
     Lease {
@@ -668,6 +686,22 @@ pub enum CronCommand {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limit(pub Option<u32>);
 
+/// `job max-workers`' value: a number of slices, or none.
+#[derive(Clone, Copy, Debug)]
+pub struct MaxWorkers(pub Option<u32>);
+
+fn parse_max_workers(s: &str) -> Result<MaxWorkers, String> {
+    if s == "none" {
+        return Ok(MaxWorkers(None));
+    }
+    match s.parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(MaxWorkers(Some(n))),
+        _ => Err(format!(
+            "{s:?}: give a number of slices of at least 1 (pause the job to run none), or `none` for no limit"
+        )),
+    }
+}
+
 fn parse_limit(s: &str) -> Result<Limit, String> {
     if s == "none" {
         return Ok(Limit(None));
@@ -694,7 +728,7 @@ fn globals_of(subcommand: &str) -> &'static [&'static str] {
         "keygen" => &["quiet"],
         // Its data directory and key are its own, under --dir.
         "demo" => &["json", "quiet"],
-        "jobs" | "job" | "run" | "submit" | "download" | "cron" | "dirmon" => REMOTE,
+        "jobs" | "job" | "run" | "submit" | "download" | "kind" | "cron" | "dirmon" => REMOTE,
         "serve" => &["data", "key_file", "quiet", "token_file"],
         _ => LOCAL,
     }

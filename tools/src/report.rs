@@ -88,11 +88,15 @@ pub fn kind_line(v: &booster_runtime::KindView) -> String {
         Some(n) => format!("at most {n} running"),
         None => "no running limit".to_string(),
     };
+    let jitter = match e.retry.jitter_percent {
+        0 => String::new(),
+        p => format!(" (+0-{p}%)"),
+    };
     let retry = match e.retry.max_retries {
         0 => "no retries".to_string(),
-        1 => format!("1 retry after {} ms", e.retry.backoff_base_ms),
+        1 => format!("1 retry after {} ms{jitter}", e.retry.backoff_base_ms),
         n => format!(
-            "{n} retries, the first after {} ms, doubling",
+            "{n} retries, the first after {} ms{jitter}, doubling",
             e.retry.backoff_base_ms
         ),
     };
@@ -123,11 +127,31 @@ pub fn utc_ms(ms: u64) -> String {
         })
 }
 
+/// What `submit` says about a sliced job it made; `runner` is who runs it.
+pub fn submitted_line(status: &JobStatus, runner: &str) -> String {
+    format!(
+        "job {}: {} records in {}, {} at priority {}; {runner} processes it{}",
+        status.id,
+        count(status.records_in),
+        plural(status.slices_total, "slice"),
+        status.state.as_str(),
+        status.priority,
+        window_note(status)
+    )
+}
+
+/// ", inside its window W" for a job with its own window, else nothing.
+pub fn window_note(status: &JobStatus) -> String {
+    status
+        .window
+        .map_or(String::new(), |w| format!(", inside its window {w}"))
+}
+
 /// One cron entry on one line: id, schedule, kind, state, ticks, run.
 pub fn cron_line(c: &booster_runtime::CronView) -> String {
     let tick = |t: Option<u64>| t.map_or("-".to_string(), utc_ms);
     format!(
-        "cron {}  '{}' ({})  {}  {}  last {}  next {}{}",
+        "cron {}  '{}' ({})  {}  {}  last {}  next {}{}{}",
         c.id,
         c.expr,
         c.tz.as_deref().unwrap_or("UTC"),
@@ -135,6 +159,8 @@ pub fn cron_line(c: &booster_runtime::CronView) -> String {
         if c.paused { "paused" } else { "active" },
         tick(c.last_tick_ms),
         tick(c.next_tick_ms),
+        c.window
+            .map_or(String::new(), |w| format!("  runs only {w}")),
         c.running
             .map_or(String::new(), |j| format!("  running job {j}"))
     )
@@ -413,6 +439,21 @@ pub fn job_details(job: &JobStatus, verbose: bool) -> String {
     }
     if let Some(w) = &job.window {
         line(format!("  window        runs only {w}"));
+    }
+    if let Some(key) = &job.singleton {
+        line(format!("  singleton     {key}"));
+    }
+    if !job.after.is_empty() {
+        let ids: Vec<String> = job.after.iter().map(u64::to_string).collect();
+        let policy = match job.on_dependency_failure {
+            booster_runtime::DependencyFailure::Fail => "fails",
+            booster_runtime::DependencyFailure::Abort => "is aborted",
+            booster_runtime::DependencyFailure::Run => "runs anyway",
+        };
+        line(format!(
+            "  after         jobs {} (if one does not complete, this job {policy})",
+            ids.join(", ")
+        ));
     }
     if let Some(result) = &job.result {
         line(format!("  result        {result}"));

@@ -466,6 +466,16 @@ fn cron_entries_are_listed_and_changed_by_an_admin_only() {
     let (status, answer) = t.call("POST", &format!("/api/crons/{id}/remove"), ADMIN, None);
     assert_eq!(status, 200, "{answer}");
     assert_eq!(t.get("/api/crons")["crons"], json!([]));
+    // An entry that does not exist is a 404 that says how to find them.
+    let (status, answer) = t.call("POST", &format!("/api/crons/{id}/pause"), ADMIN, None);
+    assert_eq!(status, 404, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("booster cron list"),
+        "{answer}"
+    );
 }
 
 /// `"after"` in `POST /api/jobs` (issue 14): the job waits for the jobs it

@@ -611,6 +611,15 @@ fn dashboard_shows_live_progress_edits_priority_and_escapes_text_in_a_real_brows
         "{text}"
     );
     s.screenshot("booster-dashboard-cron.png");
+    // Paused and resumed from the page, as `booster cron pause|resume` do.
+    s.click(&s.wait_for("#crons tbody tr button.entry-pause"));
+    wait_until("the entry paused", || {
+        runtime.crons().first().filter(|c| c.paused).map(|_| ())
+    });
+    s.click(&s.wait_for("#crons tbody tr button.entry-resume"));
+    wait_until("the entry resumed", || {
+        runtime.crons().first().filter(|c| !c.paused).map(|_| ())
+    });
 
     // The kinds page shows what applies, and sets a running limit that is
     // stored (what `booster kind limit copy 2` does).
@@ -640,6 +649,10 @@ fn dashboard_shows_live_progress_edits_priority_and_escapes_text_in_a_real_brows
         &s.wait_for("#kinds tr[data-kind='copy'] input.backoff"),
         "250",
     );
+    s.type_into(
+        &s.wait_for("#kinds tr[data-kind='copy'] input.jitter"),
+        "20",
+    );
     s.click(&s.wait_for("#kinds tr[data-kind='copy'] form.set-retry button"));
     wait_until("the retry policy stored", || {
         let view = runtime
@@ -647,13 +660,17 @@ fn dashboard_shows_live_progress_edits_priority_and_escapes_text_in_a_real_brows
             .into_iter()
             .find(|k| k.kind == "copy")?;
         let stored = view.stored?;
-        ((stored.retry.max_retries, stored.retry.backoff_base_ms) == (3, 250)
+        ((
+            stored.retry.max_retries,
+            stored.retry.backoff_base_ms,
+            stored.retry.jitter_percent,
+        ) == (3, 250, 20)
             && stored.max_running == Some(2))
         .then_some(())
     });
     wait_until("the page shows the retries", || {
         s.text_of("#kinds tr[data-kind='copy'] td.retry-now")
-            .filter(|t| t == "3 × 250 ms")
+            .filter(|t| t == "3 × 250 ms (+0-20%)")
     });
     s.type_into(
         &s.wait_for("#kinds tr[data-kind='copy'] input.window"),
@@ -706,6 +723,47 @@ fn dashboard_shows_live_progress_edits_priority_and_escapes_text_in_a_real_brows
     assert!(
         text.contains("/data/in/*.csv") && text.contains("--kind copy") && text.contains("active"),
         "{text}"
+    );
+    // Paused, then removed (confirmed), as `booster dirmon pause|remove` do.
+    s.click(&s.wait_for("#dirmons tbody tr button.entry-pause"));
+    wait_until("the dirmon entry paused", || {
+        runtime.dirmons().first().filter(|d| d.paused).map(|_| ())
+    });
+    s.accept_confirms();
+    s.click(&s.wait_for("#dirmons tbody tr button.entry-remove"));
+    wait_until("the dirmon entry removed", || {
+        runtime.dirmons().is_empty().then_some(())
+    });
+    wait_until("the page says there are none", || {
+        s.find("#dirmons").is_none().then_some(())
+    });
+
+    // A simple job's result, and a dependent singleton job's links.
+    let spec = booster_runtime::JobSpec::simple("noop", serde_json::json!({"day": "2026-11-29"}));
+    let first = t.rt.block_on(runtime.submit(spec)).unwrap();
+    t.rt.block_on(runtime.wait(first)).unwrap();
+    let spec = booster_runtime::JobSpec::simple("noop", serde_json::json!({}))
+        .with_after(&[first], booster_runtime::DependencyFailure::Run)
+        .with_singleton("nightly");
+    let then = t.rt.block_on(runtime.submit(spec)).unwrap();
+    s.go(&format!("{}/#/job/{first}", t.url));
+    wait_until("the result shown", || {
+        s.text_of("#job-result pre")
+            .filter(|r| r.contains("\"day\": \"2026-11-29\""))
+    });
+    s.go(&format!("{}/#/job/{then}", t.url));
+    let after = s.wait_for("#job-after");
+    assert!(s.text(&after).contains("runs anyway"), "{}", s.text(&after));
+    assert_eq!(
+        s.attr("#job-after a", "href"),
+        Some(format!("#/job/{first}"))
+    );
+    assert!(
+        s.texts(".grid div")
+            .iter()
+            .any(|t| t.contains("Singleton") && t.contains("nightly")),
+        "{:?}",
+        s.texts(".grid div")
     );
 
     s.assert_no_browser_errors();

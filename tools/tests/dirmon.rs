@@ -279,6 +279,73 @@ fn bad_entries_are_refused_with_what_to_do() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(says), "{all:?}: {err}");
     }
+    // Options a job of them would refuse are refused when the entry is
+    // added, not at each file; so is an archive another entry uses.
+    fn entry<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+        let mut all = vec![
+            "dirmon",
+            "add",
+            "--pattern",
+            "/in/*.txt",
+            "--archive",
+            "/done",
+        ];
+        all.extend_from_slice(extra);
+        all
+    }
+    for (extra, says) in [
+        (
+            vec!["--kind", "copy", "--window", "25:00-06:00"],
+            "HH:MM-HH:MM",
+        ),
+        (vec!["--kind", "copy", "--slice-size", "200000"], "slice"),
+        (
+            vec!["--kind", "copy", "--cmd", "cat"],
+            "only for --kind exec",
+        ),
+        (vec!["--kind", "exec"], "--kind exec needs --cmd"),
+        (vec!["--kind", "copy", "--format", "fixed"], "--layout"),
+    ] {
+        let all = entry(&extra);
+        let out = sb.run(&all);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{all:?}: {err}");
+        assert!(err.contains(says), "{all:?}: {err}");
+        assert!(sb.json(&["dirmon", "list"]).as_array().unwrap().is_empty());
+    }
+    sb.ok(&entry(&["--kind", "copy"]));
+    let again = [
+        "dirmon",
+        "add",
+        "--pattern",
+        "/elsewhere/*.txt",
+        "--archive",
+        "/done",
+        "--kind",
+        "copy",
+    ];
+    let out = sb.expect(2, &again);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already archives into /done"),
+        "{}",
+        booster_tests::cli::describe(&out)
+    );
+    let feeds = [
+        "dirmon",
+        "add",
+        "--pattern",
+        "/done/*.txt",
+        "--archive",
+        "/out",
+        "--kind",
+        "copy",
+    ];
+    let out = sb.expect(2, &feeds);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("would take the other's files again"),
+        "{}",
+        booster_tests::cli::describe(&out)
+    );
 }
 
 /// `booster serve` allowed to take files under `root`, rescanning often.
@@ -612,8 +679,66 @@ fn an_inbox_replaced_by_a_symlink_out_of_the_allowlist_is_never_followed() {
     wait_until("the file archived", Duration::from_secs(60), || {
         names(&done).len() == 1
     });
+    // The inbox made again is locked again (the old lock went with the
+    // inbox that was moved away).
+    assert!(taken.join(".lock").exists());
     let said = working.stop();
     assert!(said.contains("is it a symlink?"), "{said}");
     assert!(names(&outside).is_empty());
     assert_eq!(sb.jobs().len(), 1);
+}
+
+/// `booster --server URL kind ...` (issue 14: stored throttles change while
+/// `serve` holds the data directory): the same settings and lines as the
+/// local command, through `GET`/`PUT /api/kinds`.
+#[test]
+fn kind_settings_are_shown_and_changed_through_a_server() {
+    let sb = Sandbox::new();
+    let (root, _, _) = setup(&sb);
+    let served = serve(&sb, &root);
+    let url = served.url.as_str();
+    let said = String::from_utf8_lossy(
+        &sb.ok(&["--server", url, "kind", "limit", "copy", "2"])
+            .stdout,
+    )
+    .into_owned();
+    assert!(said.contains("at most 2 running"), "{said}");
+    sb.ok(&[
+        "-q",
+        "--server",
+        url,
+        "kind",
+        "retry",
+        "copy",
+        "--max-retries",
+        "3",
+        "--jitter-percent",
+        "10",
+    ]);
+    sb.ok(&[
+        "-q",
+        "--server",
+        url,
+        "kind",
+        "window",
+        "copy",
+        "22:00-06:00",
+        "--tz",
+        "Europe/Berlin",
+    ]);
+    let shown = sb.json(&["--server", url, "kind", "show", "copy"]);
+    let stored = &shown[0]["stored"];
+    assert_eq!(stored["max_running"], 2, "{shown}");
+    assert_eq!(stored["retry"]["max_retries"], 3, "{shown}");
+    assert_eq!(stored["retry"]["jitter_percent"], 10, "{shown}");
+    assert_eq!(stored["window"]["tz"], "Europe/Berlin", "{shown}");
+    sb.expect(2, &["--server", url, "kind", "window", "copy", "22-6"]);
+    sb.ok(&["-q", "--server", url, "kind", "reset", "copy"]);
+    let shown = sb.json(&["--server", url, "kind", "show", "copy"]);
+    assert!(
+        shown
+            .as_array()
+            .is_some_and(|v| v.is_empty() || v[0]["stored"].is_null()),
+        "{shown}"
+    );
 }

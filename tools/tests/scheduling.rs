@@ -157,6 +157,31 @@ fn a_job_outside_its_own_window_waits_while_its_kind_runs_and_one_inside_runs() 
     );
 }
 
+/// `job max-workers` (issue 14: a job's `max_workers` is stored and
+/// changeable at runtime, as the API's PATCH and the dashboard do).
+#[test]
+fn a_jobs_max_workers_is_stored_and_changed_from_the_command_line() {
+    let sb = Sandbox::new();
+    let input = sb.write("in.txt", numbered_lines(20).as_bytes());
+    let id = job_id(&sb.json(&["submit", "--kind", "copy", "--input", s(&input)])).to_string();
+    assert!(sb.json(&["job", "show", &id])["max_workers"].is_null());
+    let said = stdout(&sb.ok(&["job", "max-workers", &id, "2"]));
+    assert!(said.contains("at most 2 of its slices"), "{said}");
+    assert_eq!(sb.json(&["job", "show", &id])["max_workers"], 2);
+    sb.expect(2, &["job", "max-workers", &id, "0"]);
+    sb.expect(2, &["job", "max-workers", &id, "many"]);
+    assert_eq!(sb.json(&["job", "show", &id])["max_workers"], 2);
+    sb.ok(&["-q", "job", "max-workers", &id, "none"]);
+    assert!(sb.json(&["job", "show", &id])["max_workers"].is_null());
+    // A simple job has no slices to limit, and a finished job runs none.
+    let simple = job_id(&sb.json(&["submit", "--kind", "noop", "--args", "{}"])).to_string();
+    let out = sb.expect(1, &["job", "max-workers", &simple, "2"]);
+    assert!(stderr(&out).contains("is a simple job"), "{}", stderr(&out));
+    sb.ok(&["-q", "work", "--until-idle"]);
+    let out = sb.expect(1, &["job", "max-workers", &id, "2"]);
+    assert!(stderr(&out).contains("it is completed"), "{}", stderr(&out));
+}
+
 #[test]
 fn retry_and_lease_settings_are_stored_and_bad_values_are_usage_errors() {
     let sb = Sandbox::new();
@@ -169,6 +194,8 @@ fn retry_and_lease_settings_are_stored_and_bad_values_are_usage_errors() {
         "3",
         "--backoff-ms",
         "500",
+        "--jitter-percent",
+        "20",
     ]);
     sb.ok(&[
         "-q",
@@ -184,14 +211,27 @@ fn retry_and_lease_settings_are_stored_and_bad_values_are_usage_errors() {
     let stored = &shown[0]["stored"];
     assert_eq!(stored["retry"]["max_retries"], 3, "{shown}");
     assert_eq!(stored["retry"]["backoff_base_ms"], 500, "{shown}");
+    assert_eq!(stored["retry"]["jitter_percent"], 20, "{shown}");
     assert_eq!(stored["lease"]["max_expiries"], 5, "{shown}");
     let text = stdout(&sb.ok(&["kind", "show"]));
     assert!(
-        text.contains("3 retries, the first after 500 ms") && text.contains("(stored)"),
+        text.contains("3 retries, the first after 500 ms (+0-20%)") && text.contains("(stored)"),
         "{text}"
     );
     sb.expect(2, &["kind", "limit", "copy", "lots"]);
     sb.expect(2, &["kind", "lease", "copy", "--max-expiries", "0"]);
+    sb.expect(
+        2,
+        &[
+            "kind",
+            "retry",
+            "copy",
+            "--max-retries",
+            "1",
+            "--jitter-percent",
+            "101",
+        ],
+    );
 }
 
 #[test]

@@ -86,8 +86,12 @@ fn cron_entries_are_added_listed_paused_resumed_and_removed() {
         "0 3 * * *",
         "--tz",
         "Europe/Berlin",
+        "--window",
+        "02:00-06:00",
     ]);
     assert_eq!(added["id"], 1, "{added}");
+    // --tz is the zone of the cron expression and of the runs' window.
+    assert_eq!(added["window"]["tz"], "Europe/Berlin", "{added}");
     assert_eq!(added["expr"], "0 3 * * *");
     assert_eq!(added["tz"], "Europe/Berlin");
     assert!(added["next_tick_ms"].as_u64().is_some(), "{added}");
@@ -98,6 +102,10 @@ fn cron_entries_are_added_listed_paused_resumed_and_removed() {
     let text = stdout(&sb.ok(&["cron", "list"]));
     assert!(
         text.contains("'0 3 * * *' (Europe/Berlin)  noop  paused"),
+        "{text}"
+    );
+    assert!(
+        text.contains("runs only 02:00-06:00 Europe/Berlin"),
         "{text}"
     );
     let resumed = sb.json(&["cron", "resume", "1"]);
@@ -131,6 +139,15 @@ fn submit_after_waits_for_the_jobs_it_names_and_refuses_unknown_ones() {
         "abort",
     ]);
     assert_eq!(second["state"], "waiting", "{second}");
+    assert_eq!(second["after"][0].to_string(), first, "{second}");
+    assert_eq!(second["on_dependency_failure"], "abort", "{second}");
+    let shown = stdout(&sb.ok(&["job", "show", &job_id(&second).to_string()]));
+    assert!(
+        shown.contains(&format!(
+            "jobs {first} (if one does not complete, this job is aborted)"
+        )),
+        "{shown}"
+    );
     assert!(
         second["waiting_reason"]
             .as_str()

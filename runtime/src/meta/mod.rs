@@ -35,6 +35,28 @@ pub const STREAM_REJECTS: u32 = 3;
 
 const FORMAT_JSON_V1: u8 = b'J';
 
+/// A checkpoint record's fields (`Meta::Checkpoint`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The table's format: 1.
+    pub table_version: u32,
+    /// Checkpoints written in this data directory, this one included.
+    pub seq: u64,
+    pub next_id: JobId,
+    /// The latest open generation (it replaces the `opened` records the
+    /// checkpoint cuts off).
+    pub generation: u64,
+    /// The latest time logged before it (`Book::log_ms`).
+    pub log_ms: u64,
+    /// Rows by state (`JobState::index`), checked against the rows read.
+    pub counts: Vec<u64>,
+    /// The meta records that follow it in its batch; the rows come after.
+    pub records: u32,
+}
+
+/// The table format checkpoints write.
+pub const TABLE_VERSION: u32 = 1;
+
 #[derive(Clone, Debug)]
 pub enum Meta {
     /// Jobs `first_id, first_id + 1, ...` submitted together.
@@ -133,6 +155,11 @@ pub enum Meta {
     Restore {
         job: Box<Job>,
     },
+    /// A checkpoint (issue 12, step 3): the first record of its batch
+    /// (`Batch::checkpoint`), so the meta log starts at it. The batch holds
+    /// `records` more meta records (what the log held besides the rows),
+    /// then the table's pages; replay reads the rows after those records.
+    Checkpoint(Box<Checkpoint>),
     /// The next job id, from a compaction snapshot (ids are never reused).
     NextId {
         next: JobId,
@@ -304,6 +331,7 @@ impl Meta {
             | Meta::MaxWorkers { .. }
             | Meta::Restore { .. }
             | Meta::KindId { .. }
+            | Meta::Checkpoint(_)
             | Meta::NextId { .. } => None,
         }
     }
@@ -392,7 +420,7 @@ mod tests {
             assert_eq!(String::from_utf8(encode(&meta)).unwrap(), line);
             types.insert(line.split('"').nth(3).unwrap().to_string());
         }
-        assert_eq!(types.len(), 22, "every record type: {types:?}");
+        assert_eq!(types.len(), 23, "every record type: {types:?}");
     }
 
     /// Categories are optional v1 fields: written only when a job has them,

@@ -119,6 +119,17 @@ pub enum Record {
     NextId {
         next: JobId,
     },
+    /// Added 2026-11-29 (issue 12, step 3); older logs have none and
+    /// replay whole.
+    Checkpoint {
+        table_version: u32,
+        seq: u64,
+        next_id: JobId,
+        generation: u64,
+        log_ms: u64,
+        counts: Vec<u64>,
+        records: u32,
+    },
     /// Added 2026-11-29; older logs have none (generation 0).
     Opened {
         generation: u64,
@@ -262,6 +273,13 @@ impl TryFrom<WindowFieldsV1> for WindowV1 {
 struct RetryV1 {
     max_retries: u32,
     backoff_base_ms: u64,
+    /// Added 2026-11-29; absent: 0.
+    #[serde(default, skip_serializing_if = "is_zero_u8")]
+    jitter_percent: u8,
+}
+
+fn is_zero_u8(n: &u8) -> bool {
+    *n == 0
 }
 
 #[derive(Serialize, Deserialize)]

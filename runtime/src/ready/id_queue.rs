@@ -60,6 +60,12 @@ impl IdQueue {
         self.fifo.is_empty() && self.late.is_empty()
     }
 
+    /// Bytes held for ids (capacity, not length).
+    #[cfg(test)]
+    pub fn capacity_bytes(&self) -> usize {
+        (self.fifo.capacity() + self.late.len()) * std::mem::size_of::<JobId>()
+    }
+
     #[cfg(test)]
     fn len(&self) -> usize {
         self.fifo.len() + self.late.len()

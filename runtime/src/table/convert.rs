@@ -107,7 +107,6 @@ pub fn job_of(row: Row, map: Option<SliceMap>, kind: Arc<str>) -> Result<Job, St
         (RowBody::Simple { args, result }, None) => Body::Simple(SimpleBody {
             args: Arc::new(args),
             result,
-            leased: false,
             expiries: row.expiries,
         }),
         (RowBody::Sliced(s), Some(map)) => {
@@ -145,10 +144,6 @@ pub fn job_of(row: Row, map: Option<SliceMap>, kind: Arc<str>) -> Result<Job, St
         after: row.after,
         on_dependency_failure: row.on_dependency_failure,
         window: row.window,
-        window_closed: false,
-        ready: None,
-        accepted: None,
-        refused: None,
     })
 }
 
@@ -347,7 +342,6 @@ mod tests {
                 .prop_map(|(args, result, expiries)| Body::Simple(SimpleBody {
                     args: Arc::new(args),
                     result,
-                    leased: false,
                     expiries,
                 })),
             sliced_body().prop_map(|s| Body::Sliced(Box::new(s))),
@@ -425,10 +419,6 @@ mod tests {
                     after,
                     on_dependency_failure,
                     window,
-                    window_closed: false,
-                    ready: None,
-                    accepted: None,
-                    refused: None,
                 }
             })
     }

@@ -2,6 +2,7 @@
 //! Each test names one behaviour; none asserts on wall-clock time.
 
 mod categories;
+mod checkpoint;
 mod common;
 mod compaction;
 mod cpu_spin;

@@ -96,6 +96,7 @@ fn retries(max_retries: u32, backoff_base_ms: u64) -> KindSettings {
         retry: RetryPolicy {
             max_retries,
             backoff_base_ms,
+            jitter_percent: 0,
         },
         ..KindSettings::default()
     }

@@ -218,3 +218,57 @@ async fn at_a_jobs_own_windows_end_its_running_slice_finishes_and_no_new_one_sta
     assert_eq!(rt.wait(job).await.unwrap().state, JobState::Completed);
     assert_eq!(download(&rt, job, Category::Main), records(15));
 }
+
+/// Fails every record while `fail` is set.
+#[derive(Default)]
+struct Failing {
+    fail: AtomicBool,
+}
+
+impl RecordHandler for Failing {
+    fn process(
+        &self,
+        _job: &JobContext<'_>,
+        record: &[u8],
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), HandlerError> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(HandlerError("not yet".into()));
+        }
+        out.push(record.to_vec());
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_windowed_job_retried_while_its_window_is_closed_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // 21:30 UTC is 22:30 in Berlin: open.
+    let clock = Arc::new(ManualClock::at_ms(MIDNIGHT_MS + 21 * HOUR_MS + HOUR_MS / 2));
+    let rt = open(dir.path(), &clock).await;
+    let handler = Arc::new(Failing::default());
+    handler.fail.store(true, Ordering::SeqCst);
+    rt.register_sliced("failing", handler.clone());
+    let spec = sliced("failing", 5).with_window(nightly().window.unwrap());
+    let job = rt.submit(spec).await.unwrap();
+    upload_all(&rt, job, &records(10)).await;
+    assert_eq!(rt.wait(job).await.unwrap().state, JobState::Failed);
+    // Noon the next day: closed. The retry waits for the window.
+    clock.set_ms(MIDNIGHT_MS + 36 * HOUR_MS);
+    handler.fail.store(false, Ordering::SeqCst);
+    rt.retry(job).await.unwrap();
+    until_idle(&rt).await;
+    let st = rt.job(job).await.unwrap();
+    assert!(!st.state.is_finished(), "{st:?}");
+    assert!(
+        st.waiting_reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("this job runs only 22:00-06:00")),
+        "{:?}",
+        st.waiting_reason
+    );
+    // 22:00 in Berlin that evening: it runs.
+    clock.set_ms(MIDNIGHT_MS + 45 * HOUR_MS);
+    assert_eq!(rt.wait(job).await.unwrap().state, JobState::Completed);
+    assert_eq!(download(&rt, job, Category::Main), records(10));
+}

@@ -8,7 +8,7 @@ use booster_runtime::JobSpec;
 
 use super::run::{job_spec, read_options, upload_input};
 use super::{with_runtime, Ctx};
-use crate::dirmon::{parse_options, take_flags};
+use crate::dirmon::{parse_job_options, take_flags};
 use crate::formats::open_source_with;
 use crate::progress::{Mode, Progress, Unit};
 use crate::{exit, report};
@@ -66,7 +66,8 @@ pub async fn batch(ctx: &Ctx, words: &[String]) -> anyhow::Result<i32> {
     }
     let mut prepared = Vec::with_capacity(w.inputs.len());
     for input in &w.inputs {
-        let args = parse_options(&w.options, input).map_err(|e| exit::usage(format!("{e:#}")))?;
+        let args = parse_job_options("batch", &w.options, input)
+            .map_err(|e| exit::usage(format!("{e:#}")))?;
         let source = open_source_with(input, &read_options(&args)?)?;
         let spec = job_spec(&args, &source)?;
         prepared.push((spec, source));

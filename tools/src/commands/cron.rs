@@ -119,12 +119,13 @@ pub fn print_submitted_job(
         outln!("{}", status.id);
     } else {
         outln!(
-            "job {}: simple job of kind {}, {} at priority {}; {runner} runs it where a handler for {} is registered, then `booster job show {}` prints its result",
+            "job {}: simple job of kind {}, {} at priority {}; {runner} runs it where a handler for {} is registered{}, then `booster job show {}` prints its result",
             status.id,
             status.kind,
             status.state.as_str(),
             status.priority,
             status.kind,
+            report::window_note(status),
             status.id
         );
     }

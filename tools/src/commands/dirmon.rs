@@ -22,6 +22,8 @@ pub async fn dirmon(ctx: &Ctx, command: DirmonCommand) -> anyhow::Result<i32> {
         match command {
             DirmonCommand::Add { .. } => {
                 let spec = spec.expect("parsed above");
+                crate::dirmon::check_entry(&rt, &spec)
+                    .map_err(|e| exit::usage(format!("{e:#}")))?;
                 added = Some(rt.add_dirmon(spec).await?);
             }
             DirmonCommand::List => {}

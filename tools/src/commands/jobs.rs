@@ -40,6 +40,7 @@ pub async fn job(ctx: &Ctx, command: JobCommand) -> anyhow::Result<i32> {
         JobCommand::Watch { job } => return super::watch::watch(ctx, runtime, *job).await,
         JobCommand::Show { job, .. }
         | JobCommand::Priority { job, .. }
+        | JobCommand::MaxWorkers { job, .. }
         | JobCommand::Pause { job }
         | JobCommand::Resume { job }
         | JobCommand::Abort { job }
@@ -52,12 +53,7 @@ pub async fn job(ctx: &Ctx, command: JobCommand) -> anyhow::Result<i32> {
             outln!("{}", report::job_details(&job, *verbose).trim_end())
         }
         (Some(job), _) if ctx.json => report::print_json(&report::job_json(&job)),
-        (Some(job), _) => ctx.say(format!(
-            "job {}: {} at priority {}",
-            job.id,
-            job.state.as_str(),
-            job.priority
-        )),
+        (Some(job), _) => ctx.say(changed_line(&command, &job)),
         (None, _) if ctx.json => {
             report::print_json(&serde_json::json!({ "id": id, "destroyed": true }))
         }
@@ -66,6 +62,25 @@ pub async fn job(ctx: &Ctx, command: JobCommand) -> anyhow::Result<i32> {
         )),
     }
     Ok(exit::OK)
+}
+
+/// What `job priority|max-workers|pause|...` says about the job after the
+/// change, here or through a server.
+pub fn changed_line(command: &JobCommand, job: &booster_runtime::JobStatus) -> String {
+    match command {
+        JobCommand::MaxWorkers { .. } => format!(
+            "job {}: at most {} of its slices run at once",
+            job.id,
+            job.max_workers
+                .map_or("any number".to_string(), |n| n.to_string())
+        ),
+        _ => format!(
+            "job {}: {} at priority {}",
+            job.id,
+            job.state.as_str(),
+            job.priority
+        ),
+    }
 }
 
 /// Applies the change; the job's status after it (None once destroyed).
@@ -77,6 +92,7 @@ async fn apply(
     match command {
         JobCommand::Show { .. } | JobCommand::Watch { .. } => {}
         JobCommand::Priority { priority, .. } => runtime.set_priority(id, *priority).await?,
+        JobCommand::MaxWorkers { workers, .. } => runtime.set_max_workers(id, workers.0).await?,
         JobCommand::Pause { .. } => runtime.pause(id).await?,
         JobCommand::Resume { .. } => runtime.resume(id).await?,
         JobCommand::Abort { .. } => runtime.abort(id).await?,
@@ -93,136 +109,143 @@ async fn apply(
 /// persist). Each change stores the kind's whole settings: what was
 /// stored, else what applies now, with the one field changed.
 pub async fn kind(ctx: &Ctx, command: crate::cli::KindCommand) -> anyhow::Result<i32> {
+    use crate::cli::KindCommand;
+    let runtime = ctx
+        .open(None, false, matches!(command, KindCommand::Show { .. }))
+        .await?;
+    let views = runtime.kinds_settings();
+    let Some((kind, settings)) = kind_change(command, &views, ctx.json)? else {
+        return Ok(exit::OK);
+    };
+    let rt = runtime.clone();
+    let stored = kind.clone();
+    with_runtime(runtime.clone(), async move {
+        rt.store_kind_settings(&stored, settings).await?;
+        Ok(())
+    })
+    .await?;
+    let view = runtime
+        .kinds_settings()
+        .into_iter()
+        .find(|v| v.kind == kind);
+    print_kind_stored(ctx.json, ctx.quiet, &kind, view.as_ref());
+    Ok(exit::OK)
+}
+
+/// What `booster kind ...` asks to store, here or through a server: the
+/// kind and its whole settings (what was stored, else what applies now,
+/// with the one part changed; None clears them). `kind show` prints
+/// `views` and asks nothing.
+pub fn kind_change(
+    command: crate::cli::KindCommand,
+    views: &[booster_runtime::KindView],
+    json: bool,
+) -> anyhow::Result<Option<(String, Option<booster_runtime::KindSettings>)>> {
     use crate::cli::{KindCommand, Limit};
     use booster_runtime::{KindSettings, LeasePolicy, RetryPolicy};
-    let runtime = ctx
-        .open(
-            None,
-            false,
-            !matches!(
-                command,
-                KindCommand::Limit { .. }
-                    | KindCommand::Retry { .. }
-                    | KindCommand::Lease { .. }
-                    | KindCommand::Window { .. }
-            ),
-        )
-        .await?;
     let current = |kind: &str| -> KindSettings {
-        let views = runtime.kinds_settings();
-        let view = views.into_iter().find(|v| v.kind == kind);
+        let view = views.iter().find(|v| v.kind == kind);
         view.map(|v| v.stored.unwrap_or(v.effective))
             .unwrap_or_default()
     };
-    let work = async {
-        let changed = match command {
-            KindCommand::Show { kind } => {
-                let views: Vec<_> = runtime
-                    .kinds_settings()
-                    .into_iter()
-                    .filter(|v| kind.as_ref().is_none_or(|k| &v.kind == k))
-                    .collect();
-                if ctx.json {
-                    report::print_json(&serde_json::json!(views));
-                } else if views.is_empty() {
-                    outln!(
-                        "no kind has stored settings{}",
-                        kind.map(|k| format!(" ({k})")).unwrap_or_default()
-                    );
+    Ok(Some(match command {
+        KindCommand::Show { kind } => {
+            let views: Vec<_> = views
+                .iter()
+                .filter(|v| kind.as_ref().is_none_or(|k| &v.kind == k))
+                .collect();
+            if json {
+                report::print_json(&serde_json::json!(views));
+            } else if views.is_empty() {
+                outln!(
+                    "no kind has stored settings{}",
+                    kind.map(|k| format!(" ({k})")).unwrap_or_default()
+                );
+            } else {
+                for v in &views {
+                    outln!("{}", report::kind_line(v));
                 }
-                if !ctx.json {
-                    for v in &views {
-                        outln!("{}", report::kind_line(v));
-                    }
-                }
-                return Ok(None);
             }
-            KindCommand::Limit {
-                kind,
-                limit: Limit(max),
-            } => {
-                let s = KindSettings {
-                    max_running: max,
-                    ..current(&kind)
-                };
-                (kind, Some(s))
-            }
-            KindCommand::Retry {
-                kind,
-                max_retries,
-                backoff_ms,
-            } => {
-                let retry = RetryPolicy {
-                    max_retries,
-                    backoff_base_ms: backoff_ms,
-                };
-                (
-                    kind.clone(),
-                    Some(KindSettings {
-                        retry,
-                        ..current(&kind)
-                    }),
-                )
-            }
-            KindCommand::Lease {
-                kind,
-                max_expiries,
-                timeout_ms,
-            } => {
-                let lease = LeasePolicy {
-                    max_expiries,
-                    timeout: timeout_ms.map(std::time::Duration::from_millis),
-                };
-                (
-                    kind.clone(),
-                    Some(KindSettings {
-                        lease: Some(lease),
-                        ..current(&kind)
-                    }),
-                )
-            }
-            KindCommand::Window { kind, window, tz } => {
-                let window = match window.as_str() {
-                    "none" if tz.is_none() => None,
-                    "none" => {
-                        return Err(crate::exit::usage(
-                            "--tz goes with a window; `none` clears the window",
-                        ))
-                    }
-                    span => Some(
-                        booster_runtime::ProcessingWindow::parse(span, tz.as_deref())
-                            .map_err(|e| crate::exit::usage(e.to_string()))?,
-                    ),
-                };
-                (
-                    kind.clone(),
-                    Some(KindSettings {
-                        window,
-                        ..current(&kind)
-                    }),
-                )
-            }
-            KindCommand::Reset { kind } => (kind, None),
-        };
-        let (kind, settings) = changed;
-        runtime.store_kind_settings(&kind, settings).await?;
-        Ok(Some(kind))
-    };
-    let kind = with_runtime(runtime.clone(), work).await?;
-    if let Some(kind) = kind {
-        let view = runtime
-            .kinds_settings()
-            .into_iter()
-            .find(|v| v.kind == kind);
-        if ctx.json {
-            report::print_json(&serde_json::json!(view));
-        } else if let Some(v) = view {
-            ctx.say(report::kind_line(&v));
-        } else {
-            ctx.say(format!(
-                "{kind}: no stored settings; the worker process's own apply"
-            ));
+            return Ok(None);
         }
+        KindCommand::Limit {
+            kind,
+            limit: Limit(max),
+        } => {
+            let s = KindSettings {
+                max_running: max,
+                ..current(&kind)
+            };
+            (kind, Some(s))
+        }
+        KindCommand::Retry {
+            kind,
+            max_retries,
+            backoff_ms,
+            jitter_percent,
+        } => {
+            let retry = RetryPolicy {
+                max_retries,
+                backoff_base_ms: backoff_ms,
+                jitter_percent,
+            };
+            let s = KindSettings {
+                retry,
+                ..current(&kind)
+            };
+            (kind, Some(s))
+        }
+        KindCommand::Lease {
+            kind,
+            max_expiries,
+            timeout_ms,
+        } => {
+            let lease = LeasePolicy {
+                max_expiries,
+                timeout: timeout_ms.map(std::time::Duration::from_millis),
+            };
+            let s = KindSettings {
+                lease: Some(lease),
+                ..current(&kind)
+            };
+            (kind, Some(s))
+        }
+        KindCommand::Window { kind, window, tz } => {
+            let window = match window.as_str() {
+                "none" if tz.is_none() => None,
+                "none" => {
+                    return Err(crate::exit::usage(
+                        "--tz goes with a window; `none` clears the window",
+                    ))
+                }
+                span => Some(
+                    booster_runtime::ProcessingWindow::parse(span, tz.as_deref())
+                        .map_err(|e| crate::exit::usage(e.to_string()))?,
+                ),
+            };
+            let s = KindSettings {
+                window,
+                ..current(&kind)
+            };
+            (kind, Some(s))
+        }
+        KindCommand::Reset { kind } => (kind, None),
+    }))
+}
+
+/// What `booster kind` says once a change is stored, here or remote.
+pub fn print_kind_stored(
+    json: bool,
+    quiet: bool,
+    kind: &str,
+    view: Option<&booster_runtime::KindView>,
+) {
+    if json {
+        report::print_json(&serde_json::json!(view));
+    } else if quiet {
+    } else if let Some(v) = view {
+        outln!("{}", report::kind_line(v));
+    } else {
+        outln!("{kind}: no stored settings; the worker process's own apply");
     }
-    Ok(exit::OK)
 }

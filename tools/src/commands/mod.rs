@@ -30,6 +30,7 @@ pub use download::{
     check_category_arg, check_errors_named_once, download_destinations, download_job, missing,
     prepare_output_dir, write_job, Destinations, DownloadCounts, RecordFeed, SeparatedFeed,
 };
+pub use jobs::{changed_line, kind_change, print_kind_stored};
 pub use keygen::write_key;
 pub use plan::{
     exit_code, is_incomplete, per_member, plan_run, print_jobs_json, report_done, run_destinations,
@@ -301,11 +302,12 @@ pub async fn dispatch(mut cli: Cli) -> anyhow::Result<i32> {
             | Command::Job(_)
             | Command::Run(_)
             | Command::Submit(_)
+            | Command::Kind(_)
             | Command::Cron(_)
             | Command::Dirmon(_)
             | Command::Download(_) => crate::remote::run(&cli, &ctx.interrupt).await,
             _ => anyhow::bail!(
-                "--server works with jobs, job, run, submit, cron, dirmon and download; run this command where the data directory is"
+                "--server works with jobs, job, run, submit, kind, cron, dirmon and download; run this command where the data directory is"
             ),
         };
     }

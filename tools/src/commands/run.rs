@@ -143,14 +143,7 @@ pub async fn submit(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<i32> {
         if ctx.quiet {
             outln!("{}", status.id);
         } else {
-            outln!(
-                "job {}: {} records in {}, {} at priority {}; `booster work` processes it",
-                status.id,
-                report::count(status.records_in),
-                report::plural(status.slices_total, "slice"),
-                status.state.as_str(),
-                status.priority
-            );
+            outln!("{}", report::submitted_line(status, "`booster work`"));
         }
     }
     Ok(exit::OK)

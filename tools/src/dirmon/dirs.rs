@@ -157,3 +157,35 @@ pub fn write_at(dir: &OwnedFd, name: &str, text: &str) -> std::io::Result<()> {
 pub fn fsync(dir: &OwnedFd) -> std::io::Result<()> {
     rustix::fs::fsync(dir).map_err(std::io::Error::from)
 }
+
+/// The lock file `held` is the inbox's `.lock` (same file, not one of an
+/// inbox that was moved away).
+pub fn holds_lock(dirs: &Dirs, held: Option<&std::fs::File>) -> bool {
+    let Some(held) = held else {
+        return false;
+    };
+    let (Ok(mine), Ok(there)) = (
+        rustix::fs::fstat(held),
+        rustix::fs::statat(&dirs.inbox, ".lock", AtFlags::SYMLINK_NOFOLLOW),
+    ) else {
+        return false;
+    };
+    (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino)
+}
+
+/// Takes the inbox's lock (`.lock`, flock), as `lock_inbox` does at the
+/// start: refused while another watcher holds it.
+pub fn lock_at(dirs: &Dirs) -> Result<std::fs::File, String> {
+    let fd = rustix::fs::openat(
+        &dirs.inbox,
+        ".lock",
+        OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )
+    .map_err(|e| format!("opening its inbox's .lock: {e}"))?;
+    rustix::fs::flock(&fd, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(|_| {
+        "another dirmon watcher holds its inbox's .lock; give each entry its own archive"
+            .to_string()
+    })?;
+    Ok(std::fs::File::from(fd))
+}

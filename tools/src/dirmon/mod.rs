@@ -27,7 +27,8 @@ use globset::GlobMatcher;
 use tokio::sync::watch;
 
 pub use take::{
-    parse_options, split_add_words, split_remote_add_words, take_flags, AddWords, INBOX,
+    check_entry, parse_job_options, parse_options, split_add_words, split_remote_add_words,
+    take_flags, AddWords, INBOX,
 };
 
 /// How the watcher runs.
@@ -63,6 +64,11 @@ impl Watcher {
         let _ = self.task.await;
     }
 }
+
+/// Held by the watcher from a file's claim until it is settled, and by
+/// `POST /api/dirmons/{id}/remove|pause` around its check and change: a
+/// removal never lands between an entry's check and its next claim.
+pub static TAKING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// `--dirmon-allow`'s directories with every symlink and `..` resolved.
 pub fn resolve_allow(dirs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
@@ -134,6 +140,19 @@ impl Entry {
     fn still_in_place(&mut self) -> bool {
         match dirs::Dirs::open(&self.dir, &self.archive) {
             Ok(dirs) => {
+                // The inbox moved away and made again: the lock held is on
+                // the old one; take the new one's, or leave it to the
+                // watcher that has it.
+                if !dirs::holds_lock(&dirs, self.lock.as_ref()) {
+                    match dirs::lock_at(&dirs) {
+                        Ok(lock) => self.lock = Some(lock),
+                        Err(why) => {
+                            self.dirs = None;
+                            self.tell(why);
+                            return false;
+                        }
+                    }
+                }
                 self.dirs = Some(std::sync::Arc::new(dirs));
                 true
             }
@@ -246,31 +265,8 @@ fn sync_entries(
 /// with an entry on the same archive) is refused rather than settle files
 /// it did not take.
 fn lock_inbox(entry: &mut Entry) -> Result<(), String> {
-    use std::os::fd::AsRawFd;
-    let inbox = entry.archive.join(INBOX);
-    if !inbox.is_dir() {
-        std::fs::create_dir(&inbox).map_err(|e| format!("creating {}: {e}", inbox.display()))?;
-        // Durable before any file is claimed into it.
-        std::fs::File::open(&entry.archive)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| format!("syncing {}: {e}", entry.archive.display()))?;
-    }
-    let path = inbox.join(".lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| format!("opening {}: {e}", path.display()))?;
-    // SAFETY: flock on a descriptor we own; no memory involved.
-    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
-    if !locked {
-        return Err(format!(
-            "another dirmon watcher (another data directory, or another entry of this one) holds {}; give each entry its own archive",
-            path.display()
-        ));
-    }
-    entry.lock = Some(file);
+    let dirs = dirs::Dirs::open(&entry.dir, &entry.archive)?;
+    entry.lock = Some(dirs::lock_at(&dirs)?);
     Ok(())
 }
 

@@ -41,17 +41,31 @@ struct Words {
 
 /// Parses an entry's job options for a file at `input`.
 pub fn parse_options(options: &[String], input: &Path) -> anyhow::Result<JobInputArgs> {
+    parse_job_options("dirmon", options, input)
+}
+
+/// Parses the job options `command` (dirmon, batch) stores or passes on,
+/// for a file at `input`.
+pub fn parse_job_options(
+    command: &str,
+    options: &[String],
+    input: &Path,
+) -> anyhow::Result<JobInputArgs> {
     for word in options {
         let flag = word.split('=').next().unwrap_or_default();
         if ["--input", "--args"].contains(&flag) {
             anyhow::bail!(
-                "dirmon job options cannot hold {flag}: each file the entry takes is the job's input"
+                "{command} job options cannot hold {flag}: each file is its own job's input"
             );
         }
         if flag == "--after" {
+            let why = if command == "dirmon" {
+                "each file's job starts once its file is in"
+            } else {
+                "the on-complete job is the one that waits"
+            };
             anyhow::bail!(
-                "dirmon job options cannot hold --after: each file's job starts once its file is in; \
-                 submit the dependent job yourself"
+                "{command} job options cannot hold --after: {why}; submit the dependent job yourself with `booster submit --after`"
             );
         }
     }
@@ -59,21 +73,92 @@ pub fn parse_options(options: &[String], input: &Path) -> anyhow::Result<JobInpu
     words.push("--input".into());
     words.push(input.display().to_string());
     let parsed = Words::try_parse_from(&words).map_err(|e| {
+        let text = e.render().to_string();
+        // Clap names the parser; the user typed `booster COMMAND`.
+        let text = text.replace("Usage: dirmon ", &format!("Usage: booster {command} ... "));
         anyhow::anyhow!(
-            "dirmon job options {}: {}",
+            "{command} job options {}: {}",
             options.join(" "),
-            e.render().to_string().trim_end()
+            text.trim_end()
         )
     })?;
     let job = parsed.job;
     if !kinds::SLICED_KINDS.contains(&job.kind.as_str()) {
         anyhow::bail!(
-            "no job kind {:?} here; dirmon makes sliced jobs of {}",
+            "no job kind {:?} here; {command} makes sliced jobs of {}",
             job.kind,
             kinds::SLICED_KINDS.join(", ")
         );
     }
     Ok(job)
+}
+
+/// What can be checked of a dirmon entry before any file arrives: its job
+/// options as a job of them would be checked (window, `--cmd` with its
+/// kind, the read options, the runtime's limits), and that its directory
+/// and archive are not another entry's. A file then never meets an entry
+/// that can make no job of it.
+pub fn check_entry(runtime: &Runtime, spec: &booster_runtime::DirmonSpec) -> anyhow::Result<()> {
+    let (_, glob) = spec.split_pattern().map_err(anyhow::Error::msg)?;
+    // A name the pattern matches stands for the files: its extension says
+    // the format, as a file's would.
+    let sample = glob.replace(['*', '?', '[', ']', '{', '}'], "x");
+    let args = parse_options(&spec.options, Path::new(&sample))?;
+    let window = args.processing_window()?;
+    match (args.kind.as_str(), &args.cmd) {
+        (kinds::EXEC, None) => anyhow::bail!("--kind exec needs --cmd 'COMMAND'"),
+        (kind, Some(_)) if kind != kinds::EXEC => anyhow::bail!("--cmd is only for --kind exec"),
+        _ => {}
+    }
+    if args.exec_one_to_one && args.kind != kinds::EXEC {
+        anyhow::bail!("--exec-one-to-one is only for --kind exec");
+    }
+    // The read options' own rules (`--format fixed` needs `--layout`, the
+    // column options are for delimited formats, ...), on no bytes.
+    let read = read_options(&args)?;
+    if read.format != crate::formats::Format::Xlsx {
+        crate::formats::source_from_reader_with(
+            Box::new(std::io::empty()),
+            Default::default(),
+            &read,
+            &sample,
+        )?;
+    }
+    let mut job = booster_runtime::JobSpec::sliced(&args.kind);
+    job.shape = booster_runtime::JobShape::Sliced {
+        slice_size: args.slice_size.map(|n| n as usize),
+        collect_errors: args.collect_errors,
+    };
+    job.priority = args.priority;
+    job.max_workers = args.max_workers;
+    job.categories = args.categories.clone();
+    job.singleton = args.singleton_key();
+    job.window = window;
+    runtime.check_spec(&job)?;
+    let (dir, _) = spec.split_pattern().map_err(anyhow::Error::msg)?;
+    let real = |p: &str| std::fs::canonicalize(p).unwrap_or_else(|_| Path::new(p).to_path_buf());
+    let (dir, archive) = (real(dir), real(&spec.archive));
+    for other in runtime.dirmons() {
+        let Ok((other_dir, _)) = other.spec.split_pattern() else {
+            continue;
+        };
+        let (other_dir, other_archive) = (real(other_dir), real(&other.spec.archive));
+        if archive == other_archive {
+            anyhow::bail!(
+                "dirmon {} already archives into {}: give each entry its own archive",
+                other.id,
+                archive.display()
+            );
+        }
+        if archive == other_dir || dir == other_archive {
+            anyhow::bail!(
+                "dirmon {} watches or archives into {}: one entry would take the other's files again",
+                other.id,
+                if archive == other_dir { &archive } else { &dir }.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `booster dirmon add`'s words: the entry's own options, and the job
@@ -290,6 +375,17 @@ pub async fn scan(
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
+        // Held from the claim until the file is settled; `dirmon remove`
+        // over HTTP takes it too. The entry may have gone or been paused
+        // while this pass waited for it.
+        let _taking = super::TAKING.lock().await;
+        if !runtime
+            .dirmons()
+            .iter()
+            .any(|d| d.id == entry.view.id && !d.paused)
+        {
+            break;
+        }
         if !still_settled(&dirs, name, (len, mtime), settle) {
             continue;
         }

@@ -73,9 +73,18 @@ fn run_blocking(cli: &Cli, interrupt: &Interrupt) -> anyhow::Result<i32> {
         }
         Command::Cron(command) => cron(&client, &out, command)?,
         Command::Dirmon(command) => dirmon(&client, &out, command)?,
+        Command::Kind(command) => {
+            let views = client.kinds()?;
+            if let Some((kind, settings)) =
+                crate::commands::kind_change(command.clone(), &views, out.json)?
+            {
+                let view = client.store_kind(&kind, settings.as_ref())?;
+                crate::commands::print_kind_stored(out.json, out.quiet, &kind, view.as_ref());
+            }
+        }
         Command::Run(args) => return run_remote(&client, &out, args, interrupt),
         Command::Download(args) => return download(&client, &out, args),
-        _ => bail!("--server works with jobs, job, run, submit, cron, dirmon and download"),
+        _ => bail!("--server works with jobs, job, run, submit, kind, cron, dirmon and download"),
     }
     Ok(exit::OK)
 }
@@ -115,6 +124,7 @@ fn job(client: &Client, out: &Out, command: &JobCommand) -> anyhow::Result<()> {
     let view = match command {
         JobCommand::Show { job, .. } | JobCommand::Watch { job } => client.job(*job)?,
         JobCommand::Priority { job, priority } => client.set(*job, Some(*priority), None)?,
+        JobCommand::MaxWorkers { job, workers } => client.set(*job, None, Some(workers.0))?,
         JobCommand::Pause { job } => client.control(*job, "pause", None)?,
         JobCommand::Resume { job } => client.control(*job, "resume", None)?,
         JobCommand::Abort { job } => client.control(*job, "abort", None)?,
@@ -136,12 +146,7 @@ fn job(client: &Client, out: &Out, command: &JobCommand) -> anyhow::Result<()> {
         JobCommand::Show { verbose, .. } => {
             outln!("{}", report::job_details(&status, *verbose).trim_end())
         }
-        _ => out.say(format!(
-            "job {}: {} at priority {}",
-            status.id,
-            status.state.as_str(),
-            status.priority
-        )),
+        _ => out.say(crate::commands::changed_line(command, &status)),
     }
     Ok(())
 }
@@ -297,14 +302,7 @@ fn submit(
         if out.quiet {
             outln!("{}", status.id);
         } else {
-            outln!(
-                "job {}: {} records in {} slices, {} at priority {}; the server processes it",
-                status.id,
-                report::count(status.records_in),
-                status.slices_total,
-                status.state.as_str(),
-                status.priority
-            );
+            outln!("{}", report::submitted_line(status, "the server"));
         }
     }
     Ok(())

@@ -264,6 +264,30 @@ impl Client {
         self.entry_action("crons", id, action)
     }
 
+    /// `GET /api/kinds`: every kind's stored and effective settings.
+    pub fn kinds(&self) -> anyhow::Result<Vec<booster_runtime::KindView>> {
+        let req = self.agent.get(format!("{}/api/kinds", self.base));
+        let body: Value = self.json(self.auth(req).call())?;
+        Ok(serde_json::from_value(body["kinds"].clone())?)
+    }
+
+    /// `PUT /api/kinds/{kind}` with the kind's whole settings (None
+    /// clears them): the kind's view after.
+    pub fn store_kind(
+        &self,
+        kind: &str,
+        settings: Option<&booster_runtime::KindSettings>,
+    ) -> anyhow::Result<Option<booster_runtime::KindView>> {
+        let path: String = url_path_segment(kind);
+        let req = self.agent.put(format!("{}/api/kinds/{path}", self.base));
+        let answer: Value = self.json(
+            self.auth(req)
+                .header("Content-Type", "application/json")
+                .send(serde_json::to_string(&settings)?),
+        )?;
+        Ok(serde_json::from_value(answer["settings"].clone())?)
+    }
+
     /// `GET /api/dirmons`.
     pub fn dirmons(&self) -> anyhow::Result<Vec<booster_runtime::DirmonView>> {
         let req = self.agent.get(format!("{}/api/dirmons", self.base));
@@ -416,4 +440,18 @@ fn read_token(path: &Path) -> anyhow::Result<String> {
         bail!("the token file {} is empty", path.display());
     }
     Ok(token.to_string())
+}
+
+/// `text` as one URL path segment: every byte but unreserved ones
+/// percent-encoded (a kind name may hold `/`, `?`, spaces).
+fn url_path_segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }

@@ -85,6 +85,8 @@ pub async fn create(
             format!("not added: {why}"),
         ));
     }
+    crate::dirmon::check_entry(&app.runtime, &spec)
+        .map_err(|e| ApiError::bad_request(format!("not added: {e:#}")))?;
     let id = app.runtime.add_dirmon(spec).await?;
     let view = app.runtime.dirmons().into_iter().find(|d| d.id == id);
     Ok((
@@ -101,6 +103,10 @@ pub async fn action(
     Path((id, action)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let id: DirmonId = super::cron::entry_action("dirmon", &id, &action, role)?;
+    // No file is being taken meanwhile: the watcher of this process claims
+    // under the same lock and looks the entry up again once it has it, so a
+    // removed entry never takes a file between the check and the removal.
+    let _taking = crate::dirmon::TAKING.lock().await;
     if action == "remove" {
         if let Some(view) = app.runtime.dirmons().into_iter().find(|d| d.id == id) {
             crate::dirmon::check_removable(&view)

@@ -59,6 +59,14 @@ pub struct JobView {
     /// The job's own processing window, if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<booster_runtime::ProcessingWindow>,
+    /// The singleton key the job holds while unfinished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub singleton: Option<String>,
+    /// Jobs that must complete first, and the policy if one does not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<u64>,
+    #[serde(default)]
+    pub on_dependency_failure: booster_runtime::DependencyFailure,
     pub result: Option<serde_json::Value>,
     pub attempts: u32,
     pub properties: serde_json::Value,
@@ -232,6 +240,9 @@ impl From<JobStatus> for JobView {
             damage: s.damage,
             cron: s.cron,
             window: s.window,
+            singleton: s.singleton,
+            after: s.after,
+            on_dependency_failure: s.on_dependency_failure,
             result: s.result,
             attempts: s.attempts,
             properties: s.properties,
@@ -281,6 +292,9 @@ impl From<JobView> for JobStatus {
             damage: v.damage,
             cron: v.cron,
             window: v.window,
+            singleton: v.singleton,
+            after: v.after,
+            on_dependency_failure: v.on_dependency_failure,
             result: v.result,
             attempts: v.attempts,
             properties: v.properties,

@@ -132,6 +132,18 @@ impl From<&Meta> for Record {
                 job: Box::new(Row::from(&*job)),
             },
             Meta::NextId { next } => Record::NextId { next },
+            Meta::Checkpoint(c) => {
+                let c = *c;
+                Record::Checkpoint {
+                    table_version: c.table_version,
+                    seq: c.seq,
+                    next_id: c.next_id,
+                    generation: c.generation,
+                    log_ms: c.log_ms,
+                    counts: c.counts,
+                    records: c.records,
+                }
+            }
             Meta::Opened { generation, at_ms } => Record::Opened { generation, at_ms },
             Meta::LeaseExpired { at_ms, work } => Record::LeaseExpired {
                 at_ms,
@@ -331,6 +343,23 @@ impl From<Record> for Meta {
                 job: Box::new(Job::from(*job)),
             },
             Record::NextId { next } => Meta::NextId { next },
+            Record::Checkpoint {
+                table_version,
+                seq,
+                next_id,
+                generation,
+                log_ms,
+                counts,
+                records,
+            } => Meta::Checkpoint(Box::new(crate::meta::Checkpoint {
+                table_version,
+                seq,
+                next_id,
+                generation,
+                log_ms,
+                counts,
+                records,
+            })),
             Record::Opened { generation, at_ms } => Meta::Opened { generation, at_ms },
             Record::LeaseExpired { at_ms, work } => Meta::LeaseExpired {
                 at_ms,
@@ -717,7 +746,6 @@ impl From<Row> for Job {
             } => Body::Simple(SimpleBody {
                 args: Arc::new(args),
                 result,
-                leased: false,
                 expiries: expiries.unwrap_or(0),
             }),
             RowBody::Sliced(s) => {
@@ -771,10 +799,6 @@ impl From<Row> for Job {
             after: r.after,
             on_dependency_failure: r.on_dependency_failure,
             window: r.window.map(|w| w.0),
-            window_closed: false,
-            ready: None,
-            accepted: None,
-            refused: None,
         }
     }
 }
@@ -859,6 +883,7 @@ impl From<KindSettings> for KindSettingsV1 {
             retry: RetryV1 {
                 max_retries: k.retry.max_retries,
                 backoff_base_ms: k.retry.backoff_base_ms,
+                jitter_percent: k.retry.jitter_percent,
             },
             lease: k.lease.map(|l| LeaseV1 {
                 max_expiries: l.max_expiries,
@@ -876,6 +901,7 @@ impl From<KindSettingsV1> for KindSettings {
             retry: RetryPolicy {
                 max_retries: k.retry.max_retries,
                 backoff_base_ms: k.retry.backoff_base_ms,
+                jitter_percent: k.retry.jitter_percent,
             },
             lease: k.lease.map(|l| LeasePolicy {
                 max_expiries: l.max_expiries,

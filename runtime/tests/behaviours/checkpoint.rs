@@ -1,0 +1,84 @@
+use std::time::Duration;
+
+use booster_runtime::*;
+
+use booster_tests::table::table_of;
+
+use crate::common::*;
+
+/// Jobs of every shape and state: a completed sliced job, a queued, a
+/// waiting, a scheduled and an aborted simple job.
+async fn jobs_of_every_shape(rt: &Runtime) -> Vec<JobId> {
+    rt.register_sliced("echo", echo());
+    let done = rt.submit(sliced("echo", 10)).await.unwrap();
+    upload_all(rt, done, &records(25)).await;
+    rt.wait(done).await.unwrap();
+    let queued = rt
+        .submit(JobSpec::simple("nobody", serde_json::json!({"n": 1})).with_priority(7))
+        .await
+        .unwrap();
+    let waits = rt
+        .submit(
+            JobSpec::simple("nobody", serde_json::Value::Null)
+                .with_after(&[queued], DependencyFailure::Fail),
+        )
+        .await
+        .unwrap();
+    let mut later = JobSpec::simple("nobody", serde_json::Value::Null);
+    later.run_at = Some(std::time::SystemTime::now() + Duration::from_secs(3600));
+    let scheduled = rt.submit(later).await.unwrap();
+    let gone = rt
+        .submit(JobSpec::simple("nobody", serde_json::Value::Null))
+        .await
+        .unwrap();
+    rt.abort(gone).await.unwrap();
+    vec![done, queued, waits, scheduled, gone]
+}
+
+/// A checkpoint starts the meta log at the table's image: the reopened
+/// runtime reads the rows from the pages and replays the records after it,
+/// and lists the same table. A job destroyed after a first checkpoint is
+/// gone after the second (its page was rewritten), and ids stay unique.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reopen_from_a_checkpoint_lists_the_same_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let (table, gone, after);
+    {
+        let rt = Runtime::open(opts(dir.path(), 2)).await.unwrap();
+        let ids = jobs_of_every_shape(&rt).await;
+        assert_eq!(rt.checkpoint().await.unwrap(), 1);
+        gone = ids[4];
+        rt.destroy(gone).await.unwrap();
+        assert_eq!(rt.checkpoint().await.unwrap(), 2);
+        // A record after the checkpoint replays over its image.
+        after = rt
+            .submit(JobSpec::simple("nobody", serde_json::Value::Null))
+            .await
+            .unwrap();
+        rt.set_priority(ids[1], 3).await.unwrap();
+        table = table_of(&rt).await;
+        rt.shutdown(Duration::from_secs(5)).await.unwrap();
+    }
+    let rt = Runtime::open(opts(dir.path(), 2)).await.unwrap();
+    rt.register_sliced("echo", echo());
+    assert_eq!(table_of(&rt).await, table);
+    assert!(matches!(rt.job(gone).await, Err(RuntimeError::NotFound(_))));
+    let next = rt
+        .submit(JobSpec::simple("nobody", serde_json::Value::Null))
+        .await
+        .unwrap();
+    assert!(next > after, "job ids are never reused");
+    // The third checkpoint follows the second.
+    assert_eq!(rt.checkpoint().await.unwrap(), 3);
+}
+
+/// A read-only open writes no checkpoint, and says how to get one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_open_refuses_to_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(dir.path(), 1);
+    o.start_workers = false;
+    let rt = Runtime::open(o).await.unwrap();
+    let err = rt.checkpoint().await.unwrap_err().to_string();
+    assert!(err.contains("read-only"), "{err}");
+}
