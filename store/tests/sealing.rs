@@ -350,3 +350,48 @@ fn a_crash_at_any_io_step_with_concurrent_producers_keeps_every_acknowledged_bat
         }
     }
 }
+
+#[test]
+fn batches_placed_before_a_compaction_are_placed_again_after_it() {
+    // The writer is held in batch 0's callback, so batches 1-3 are placed
+    // in the active segment but not written when compaction seals it.
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = encrypted(1 << 20);
+    let (store, _) = Store::open(tmp.path(), opts.clone()).unwrap();
+    let log: Outcomes = Arc::default();
+    let (release, held) = mpsc::channel::<()>();
+    let first = log.clone();
+    store.append_with(
+        batch(0),
+        Box::new(move |r| {
+            held.recv().unwrap();
+            first
+                .lock()
+                .unwrap()
+                .push((0, r.map_err(|e| e.to_string())));
+        }),
+    );
+    for v in 1..=3 {
+        store.append_with(batch(v), note(&log, v));
+    }
+    let plan = common::Plan {
+        live: (0..=3).map(key).collect(),
+        meta: vec![b"snapshot".to_vec()],
+    };
+    store.compact(&plan).unwrap();
+    release.send(()).unwrap();
+    store.append(batch(4)).unwrap();
+    let log = log.lock().unwrap().clone();
+    for v in 1..=3 {
+        let (_, outcome) = log.iter().find(|(w, _)| *w == v).unwrap();
+        outcome.as_ref().unwrap();
+    }
+    store.close().unwrap();
+    check_nonces(tmp.path());
+    let (store, report) = Store::open(tmp.path(), opts).unwrap();
+    assert!(report.damaged.is_empty(), "{report:?}");
+    assert!(store.verify().problems.is_empty(), "{:?}", store.verify());
+    for v in 0..=4 {
+        assert_eq!(store.read_slice(&key(v)).unwrap().unwrap(), records(v));
+    }
+}
