@@ -206,6 +206,20 @@ pub fn job_spec(args: &JobInputArgs, input: &InputSource) -> anyhow::Result<JobS
     if let Some(columns) = &args.tabular.output_columns {
         properties[props::OUTPUT_COLUMNS] = json!(columns);
     }
+    let spec = options_spec(args, properties)?;
+    if args.kind == kinds::VALIDATE_CUSTOMERS {
+        check_customer_header(input)?;
+    }
+    Ok(spec)
+}
+
+/// The job the options alone make (no input read): `properties` plus what
+/// the options add, the kind's own option rules checked. `job_spec` adds
+/// the input's part; a dirmon entry is checked with this when it is added.
+pub fn options_spec(
+    args: &JobInputArgs,
+    mut properties: serde_json::Value,
+) -> anyhow::Result<JobSpec> {
     match (args.kind.as_str(), &args.cmd) {
         (kinds::EXEC, None) => return Err(exit::usage("--kind exec needs --cmd 'COMMAND'")),
         (kinds::EXEC, Some(cmd)) => properties[props::CMD] = json!(cmd),
@@ -217,9 +231,6 @@ pub fn job_spec(args: &JobInputArgs, input: &InputSource) -> anyhow::Result<JobS
             return Err(exit::usage("--exec-one-to-one is only for --kind exec"));
         }
         properties[props::EXEC_ONE_TO_ONE] = json!(true);
-    }
-    if args.kind == kinds::VALIDATE_CUSTOMERS {
-        check_customer_header(input)?;
     }
     let mut spec = JobSpec::sliced(&args.kind);
     spec.shape = JobShape::Sliced {

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use super::dirs::{self, Dirs};
 use super::Entry;
 use crate::cli::JobInputArgs;
-use crate::commands::run::{job_spec, read_options};
+use crate::commands::run::{job_spec, options_spec, read_options};
 use crate::formats::open_source_with;
 use crate::formats::props;
 use crate::kinds;
@@ -99,20 +99,12 @@ pub fn parse_job_options(
 /// and archive are not another entry's. A file then never meets an entry
 /// that can make no job of it.
 pub fn check_entry(runtime: &Runtime, spec: &booster_runtime::DirmonSpec) -> anyhow::Result<()> {
-    let (_, glob) = spec.split_pattern().map_err(anyhow::Error::msg)?;
+    let (dir, glob) = spec.split_pattern().map_err(anyhow::Error::msg)?;
     // A name the pattern matches stands for the files: its extension says
     // the format, as a file's would.
     let sample = glob.replace(['*', '?', '[', ']', '{', '}'], "x");
     let args = parse_options(&spec.options, Path::new(&sample))?;
-    let window = args.processing_window()?;
-    match (args.kind.as_str(), &args.cmd) {
-        (kinds::EXEC, None) => anyhow::bail!("--kind exec needs --cmd 'COMMAND'"),
-        (kind, Some(_)) if kind != kinds::EXEC => anyhow::bail!("--cmd is only for --kind exec"),
-        _ => {}
-    }
-    if args.exec_one_to_one && args.kind != kinds::EXEC {
-        anyhow::bail!("--exec-one-to-one is only for --kind exec");
-    }
+    let job = options_spec(&args, json!({}))?;
     // The read options' own rules (`--format fixed` needs `--layout`, the
     // column options are for delimited formats, ...), on no bytes.
     let read = read_options(&args)?;
@@ -124,18 +116,7 @@ pub fn check_entry(runtime: &Runtime, spec: &booster_runtime::DirmonSpec) -> any
             &sample,
         )?;
     }
-    let mut job = booster_runtime::JobSpec::sliced(&args.kind);
-    job.shape = booster_runtime::JobShape::Sliced {
-        slice_size: args.slice_size.map(|n| n as usize),
-        collect_errors: args.collect_errors,
-    };
-    job.priority = args.priority;
-    job.max_workers = args.max_workers;
-    job.categories = args.categories.clone();
-    job.singleton = args.singleton_key();
-    job.window = window;
     runtime.check_spec(&job)?;
-    let (dir, _) = spec.split_pattern().map_err(anyhow::Error::msg)?;
     let real = |p: &str| std::fs::canonicalize(p).unwrap_or_else(|_| Path::new(p).to_path_buf());
     let (dir, archive) = (real(dir), real(&spec.archive));
     for other in runtime.dirmons() {
