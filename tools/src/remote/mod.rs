@@ -433,7 +433,7 @@ impl Client {
     }
 }
 
-fn read_token(path: &Path) -> anyhow::Result<String> {
+pub(crate) fn read_token(path: &Path) -> anyhow::Result<String> {
     let text = crate::secret_file::read_private(path, "token file")?;
     let token = text.trim();
     if token.is_empty() {

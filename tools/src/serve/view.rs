@@ -187,10 +187,14 @@ impl From<&WorkerStatus> for WorkerView {
             lease: w.lease.as_ref().map(LeaseView::from),
             slices_done: w.slices_done,
             restarts: w.restarts,
-            // The runtime's workers are threads of this process.
-            host: this_host(),
-            pid: std::process::id(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
+            // A local worker is a thread of this process; a remote one
+            // says where it runs when it joins.
+            host: w.remote.as_ref().map_or_else(this_host, |r| r.host.clone()),
+            pid: w.remote.as_ref().map_or(std::process::id(), |r| r.pid),
+            version: w.remote.as_ref().map_or_else(
+                || env!("CARGO_PKG_VERSION").to_string(),
+                |r| r.version.clone(),
+            ),
         }
     }
 }

@@ -1,0 +1,215 @@
+//! The fleet with real processes: a `booster serve --workers 0` node and
+//! `booster --server URL work` processes. Every test ends in exact output
+//! (each record once, in order) and reconciled counts.
+
+mod common;
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use booster_tests::cli::Serving;
+use common::*;
+
+/// exec's command in the kill test: slow enough that a worker is killed
+/// with its slice in hand.
+const SLOW_CAT: &str = "sleep 0.3; cat";
+
+fn remote(server: &Serving, sb: &Sandbox, args: &[&str]) -> std::process::Command {
+    let mut all = vec!["--server", server.url.as_str()];
+    all.extend_from_slice(args);
+    sb.cmd(&all)
+}
+
+fn remote_json(server: &Serving, sb: &Sandbox, args: &[&str]) -> serde_json::Value {
+    let out = remote(server, sb, &[&["--json"], args].concat())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Submits `lines` to the node as one job of `kind` in slices of
+/// `slice_size`; its id.
+fn submit(server: &Serving, sb: &Sandbox, lines: &str, extra: &[&str]) -> u64 {
+    let input = sb.write("in.txt", lines.as_bytes());
+    let mut args = vec!["submit", "--input", s(&input)];
+    args.extend_from_slice(extra);
+    job_id(&remote_json(server, sb, &args))
+}
+
+/// The job's output downloaded from the node, and its JSON.
+fn output_of(server: &Serving, sb: &Sandbox, id: u64) -> (String, serde_json::Value) {
+    let out = sb.path(&format!("out-{id}.txt"));
+    let id = id.to_string();
+    let o = remote(server, sb, &["download", &id, "--output", s(&out)])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "download: {}", stderr(&o));
+    let job = remote_json(server, sb, &["job", "show", &id]);
+    (std::fs::read_to_string(out).unwrap(), job)
+}
+
+/// Asserts G2 on the job: every record in is out, none failed.
+fn assert_exact(job: &serde_json::Value, output: &str, input: &str) {
+    assert_eq!(output, input, "each record once, in order");
+    let n = input.lines().count() as u64;
+    assert_eq!(job["state"], "completed", "{job}");
+    assert_eq!(job["records_in"], n, "{job}");
+    assert_eq!(job["records_out"], n, "{job}");
+    assert_eq!(job["records_processed"], n, "{job}");
+    assert_eq!(job["records_failed"].as_u64().unwrap_or(0), 0, "{job}");
+}
+
+/// `GET path` on the node (no token: it listens on loopback).
+fn get(server: &Serving, path: &str) -> String {
+    ureq::get(format!("{}{path}", server.url))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap()
+}
+
+fn worker(server: &Serving, sb: &Sandbox, args: &[&str]) -> Child {
+    let mut all = vec!["work"];
+    all.extend_from_slice(args);
+    remote(server, sb, &all)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for `child` to exit 0, failing after a minute.
+fn finishes(mut child: Child, what: &str) {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            assert!(status.success(), "{what} exited {status}: {err}");
+            return;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("{what} did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_copy_job_on_a_node_without_workers_is_done_by_a_remote_worker_exactly() {
+    let sb = Sandbox::new();
+    let server = serve(&sb, &["--workers", "0"]);
+    let input = numbered_lines(200);
+    let id = submit(
+        &server,
+        &sb,
+        &input,
+        &["--kind", "copy", "--slice-size", "7"],
+    );
+    let job = remote_json(&server, &sb, &["job", "show", &id.to_string()]);
+    assert_eq!(
+        job["state"], "queued",
+        "the node runs nothing itself: {job}"
+    );
+    finishes(
+        worker(&server, &sb, &["--workers", "2", "--until-idle"]),
+        "work --until-idle",
+    );
+    let (output, job) = output_of(&server, &sb, id);
+    assert_exact(&job, &output, &input);
+}
+
+#[test]
+fn a_remote_worker_killed_mid_slice_loses_nothing_and_its_slice_runs_again() {
+    let sb = Sandbox::new();
+    let server = serve(
+        &sb,
+        &[
+            "--workers",
+            "0",
+            "--lease-timeout-ms",
+            "500",
+            "--exec-allow",
+            SLOW_CAT,
+        ],
+    );
+    let input = numbered_lines(8);
+    let id = submit(
+        &server,
+        &sb,
+        &input,
+        &["--kind", "exec", "--cmd", SLOW_CAT, "--slice-size", "2"],
+    );
+    let mut doomed = worker(&server, &sb, &["--workers", "1", "--exec-allow", SLOW_CAT]);
+    // Once a remote thread holds a slice's lease, kill -9 its process.
+    let started = Instant::now();
+    loop {
+        let workers: serde_json::Value =
+            serde_json::from_str(&get(&server, "/api/workers")).unwrap();
+        let holding =
+            workers["workers"].as_array().unwrap().iter().any(|w| {
+                w["lease"]["slice"].is_u64() && w["pid"].as_u64() == Some(doomed.id() as u64)
+            });
+        if holding {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no slice leased: {workers}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    doomed.kill().unwrap();
+    doomed.wait().unwrap();
+    finishes(
+        worker(
+            &server,
+            &sb,
+            &["--workers", "2", "--until-idle", "--exec-allow", SLOW_CAT],
+        ),
+        "the second worker",
+    );
+    let (output, job) = output_of(&server, &sb, id);
+    assert_exact(&job, &output, &input);
+    let text = get(&server, "/metrics");
+    let expiries: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("booster_lease_expiries_total "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(expiries >= 1, "the dead worker's lease expired: {text}");
+}
+
+#[test]
+fn a_token_file_rotated_and_read_again_on_sighup_takes_effect() {
+    let sb = Sandbox::new();
+    let (old, new) = ("old-admin-token-0123456789", "new-admin-token-0123456789");
+    let tokens = sb.path("tokens");
+    let write = |t: &str| {
+        booster_tools::secret_file::write_private(&tokens, format!("{t}\n").as_bytes()).unwrap()
+    };
+    write(old);
+    let server = serve(&sb, &["--token-file", s(&tokens)]);
+    let status = |token: &str| {
+        ureq::get(format!("{}/api/jobs", server.url))
+            .header("Authorization", format!("Bearer {token}"))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!((status(old), status(new)), (200, 401));
+    write(new);
+    assert_eq!(status(old), 200, "no reload before the signal");
+    server.signal(libc::SIGHUP);
+    server.wait_for_log("token files read again");
+    assert_eq!((status(old), status(new)), (401, 200));
+}
