@@ -326,6 +326,13 @@ impl Serving {
         }
     }
 
+    /// kill -9, and waits until the process is gone (its data directory
+    /// lock with it).
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends `signal` to the server process.
     pub fn signal(&self, signal: libc::c_int) {
         // SAFETY: kill(2) with a pid we spawned and have not waited for.

@@ -10,9 +10,11 @@ use std::time::{Duration, Instant};
 use booster_tests::cli::Serving;
 use common::*;
 
-/// exec's command in the kill test: slow enough that a worker is killed
-/// with its slice in hand.
+/// exec's command of the node restart test: slices take a while.
 const SLOW_CAT: &str = "sleep 0.3; cat";
+/// exec's command where a worker is killed or stopped once it holds a
+/// slice: a second a slice, so it still holds it when the signal lands.
+const SLOWER_CAT: &str = "sleep 1; cat";
 
 fn remote(server: &Serving, sb: &Sandbox, args: &[&str]) -> std::process::Command {
     let mut all = vec!["--server", server.url.as_str()];
@@ -80,15 +82,15 @@ fn worker(server: &Serving, sb: &Sandbox, args: &[&str]) -> Child {
         .unwrap()
 }
 
-/// Waits for `child` to exit 0, failing after a minute.
-fn finishes(mut child: Child, what: &str) {
+/// Waits for `child` to exit 0, failing after a minute; its stderr.
+fn finishes(mut child: Child, what: &str) -> String {
     let started = Instant::now();
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             let mut err = String::new();
             std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
             assert!(status.success(), "{what} exited {status}: {err}");
-            return;
+            return err;
         }
         if started.elapsed() > Duration::from_secs(60) {
             let _ = child.kill();
@@ -133,7 +135,7 @@ fn a_remote_worker_killed_mid_slice_loses_nothing_and_its_slice_runs_again() {
             "--lease-timeout-ms",
             "500",
             "--exec-allow",
-            SLOW_CAT,
+            SLOWER_CAT,
         ],
     );
     let input = numbered_lines(8);
@@ -141,9 +143,13 @@ fn a_remote_worker_killed_mid_slice_loses_nothing_and_its_slice_runs_again() {
         &server,
         &sb,
         &input,
-        &["--kind", "exec", "--cmd", SLOW_CAT, "--slice-size", "2"],
+        &["--kind", "exec", "--cmd", SLOWER_CAT, "--slice-size", "2"],
     );
-    let mut doomed = worker(&server, &sb, &["--workers", "1", "--exec-allow", SLOW_CAT]);
+    let mut doomed = worker(
+        &server,
+        &sb,
+        &["--workers", "1", "--exec-allow", SLOWER_CAT],
+    );
     // Once a remote thread holds a slice's lease, kill -9 its process.
     let started = Instant::now();
     loop {
@@ -168,21 +174,143 @@ fn a_remote_worker_killed_mid_slice_loses_nothing_and_its_slice_runs_again() {
         worker(
             &server,
             &sb,
-            &["--workers", "2", "--until-idle", "--exec-allow", SLOW_CAT],
+            &["--workers", "2", "--until-idle", "--exec-allow", SLOWER_CAT],
         ),
         "the second worker",
     );
     let (output, job) = output_of(&server, &sb, id);
     assert_exact(&job, &output, &input);
-    let text = get(&server, "/metrics");
-    let expiries: u64 = text
-        .lines()
+    assert!(
+        lease_expiries(&server) >= 1,
+        "the dead worker's lease expired"
+    );
+}
+
+/// Waits until a thread of `child` holds a slice's lease on the node.
+fn wait_for_slice_lease(server: &Serving, child: &Child) {
+    wait_for(&format!("a slice leased by pid {}", child.id()), || {
+        let workers: serde_json::Value =
+            serde_json::from_str(&get(server, "/api/workers")).unwrap();
+        workers["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["lease"]["slice"].is_u64() && w["pid"].as_u64() == Some(child.id() as u64))
+    });
+}
+
+/// Polls `done` until it holds, failing after a minute (a bound on a
+/// hang, not a measurement).
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "waited in vain for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `booster_lease_expiries_total` of the node's metrics.
+fn lease_expiries(server: &Serving) -> u64 {
+    let text = get(server, "/metrics");
+    text.lines()
         .find_map(|l| l.strip_prefix("booster_lease_expiries_total "))
         .unwrap()
         .trim()
         .parse()
-        .unwrap();
-    assert!(expiries >= 1, "the dead worker's lease expired: {text}");
+        .unwrap()
+}
+
+/// The node's job `id` as the API shows it.
+fn job_of(server: &Serving, id: u64) -> serde_json::Value {
+    serde_json::from_str(&get(server, &format!("/api/jobs/{id}"))).unwrap()
+}
+
+#[test]
+fn a_worker_stopped_past_its_deadline_has_its_late_commit_rejected() {
+    let sb = Sandbox::new();
+    let server = serve(
+        &sb,
+        &[
+            "--workers",
+            "0",
+            "--lease-timeout-ms",
+            "300",
+            "--exec-allow",
+            SLOWER_CAT,
+        ],
+    );
+    let input = numbered_lines(6);
+    let args = ["--kind", "exec", "--cmd", SLOWER_CAT, "--slice-size", "2"];
+    let id = submit(&server, &sb, &input, &args);
+    let late = worker(
+        &server,
+        &sb,
+        &["--workers", "1", "--until-idle", "--exec-allow", SLOWER_CAT],
+    );
+    wait_for_slice_lease(&server, &late);
+    // SAFETY: kill(2) with a pid we spawned and have not waited for.
+    unsafe { libc::kill(late.id() as libc::pid_t, libc::SIGSTOP) };
+    wait_for("the stopped worker's lease to expire", || {
+        lease_expiries(&server) >= 1
+    });
+    finishes(
+        worker(
+            &server,
+            &sb,
+            &["--workers", "2", "--until-idle", "--exec-allow", SLOWER_CAT],
+        ),
+        "the second worker",
+    );
+    let (output, job) = output_of(&server, &sb, id);
+    assert_exact(&job, &output, &input);
+    // SAFETY: as above.
+    unsafe { libc::kill(late.id() as libc::pid_t, libc::SIGCONT) };
+    let said = finishes(late, "the stopped worker");
+    assert!(
+        said.contains("fenced lease"),
+        "its late commit was refused: {said}"
+    );
+    server.wait_for_log("fenced a commit of worker");
+    let (again, job) = output_of(&server, &sb, id);
+    assert_exact(&job, &again, &input);
+}
+
+#[test]
+fn a_node_killed_under_two_workers_and_restarted_finishes_the_job_exactly() {
+    let sb = Sandbox::new();
+    let args = [
+        "--workers",
+        "0",
+        "--lease-timeout-ms",
+        "500",
+        "--exec-allow",
+        SLOW_CAT,
+    ];
+    let mut server = serve(&sb, &args);
+    let listen = server.url.trim_start_matches("http://").to_string();
+    let input = numbered_lines(24);
+    let job = ["--kind", "exec", "--cmd", SLOW_CAT, "--slice-size", "2"];
+    let id = submit(&server, &sb, &input, &job);
+    let workers: Vec<Child> = (0..2)
+        .map(|_| {
+            let flags = ["--workers", "1", "--until-idle", "--exec-allow", SLOW_CAT];
+            worker(&server, &sb, &flags)
+        })
+        .collect();
+    wait_for("some slices done before the kill", || {
+        job_of(&server, id)["records_out"].as_u64() >= Some(4)
+    });
+    server.kill9();
+    let server = serve_on(&sb, &listen, &args);
+    for (i, w) in workers.into_iter().enumerate() {
+        let said = finishes(w, &format!("worker {i}"));
+        assert!(said.contains("joined again"), "worker {i} rejoined: {said}");
+    }
+    let (output, job) = output_of(&server, &sb, id);
+    assert_exact(&job, &output, &input);
 }
 
 #[test]

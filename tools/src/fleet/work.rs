@@ -44,7 +44,7 @@ pub struct WorkOptions {
 }
 
 /// The longest wait between tries to reach the node.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 struct Worker {
     client: Mutex<NodeClient>,
@@ -383,7 +383,7 @@ fn run_hook(w: &Worker, h: proto::HookWork, before: bool) -> proto::HookResult {
     }
 }
 
-/// Waits between tries to reach the node: 50 ms, doubling to 5 s; says
+/// Waits between tries to reach the node: 50 ms, doubling to 2 s; says
 /// so once per streak of failures.
 #[derive(Default)]
 struct Backoff {

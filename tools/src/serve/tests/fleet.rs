@@ -284,3 +284,43 @@ fn a_commit_of_another_workers_lease_or_a_malformed_one_changes_nothing() {
     assert!(!reply.accepted, "{reply:?}");
     t.wait_until(id, |j| j.records_out == 2);
 }
+
+#[test]
+fn a_commit_whose_connection_drops_midway_is_durable_once_and_its_retry_is_fenced() {
+    use futures::FutureExt as _;
+    let t = TestServer::start_node(|_, _| {});
+    let id = copy_job(&t, "a\nb\nc\n", None);
+    let mut c = client(&t, None, None);
+    let worker = join(&t, &mut c);
+    let (epoch, slice) = lease_slice(&t, &c, worker);
+    // The node's handler is dropped with its connection: here, after its
+    // first poll (the commit is on its way to the store).
+    let outcome = booster_runtime::RemoteOutcome::Slice {
+        job: slice.job,
+        slice: slice.slice,
+        result: Ok(booster_runtime::SliceResult {
+            main: slice.records.clone(),
+            ..Default::default()
+        }),
+    };
+    let runtime = t.runtime().clone();
+    let answered =
+        t.block_on(async { runtime.remote_commit(worker, epoch, outcome).now_or_never() });
+    assert!(answered.is_none(), "the commit waits for durability");
+    t.wait_until(id, |j| j.records_out == 3);
+    // The worker never heard: it sends the commit again, which is fenced.
+    let reply = commit(&t, &c, worker, epoch, copy_of(&slice)).unwrap();
+    assert!(
+        !reply.accepted && reply.reason.contains("no such lease"),
+        "{reply:?}"
+    );
+    let job = t.job(id);
+    assert_eq!((job.records_in, job.records_out), (3, 3), "{job:?}");
+    let mut out = Vec::new();
+    t.client().download(id, "main", &mut out).unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "a\nb\nc\n",
+        "each record once"
+    );
+}
