@@ -97,7 +97,7 @@ pub use handler::{heartbeat, lease_ended};
 pub use job_state::{JobState, UnknownState};
 pub use remote::{
     CommitAnswer, RemoteError, RemoteHello, RemoteHook, RemoteJoined, RemoteLease, RemoteOutcome,
-    RemoteSimpleJob, RemoteSlice, RemoteTask, RemoteWork, SimpleResult, SliceResult,
+    RemoteSimpleJob, RemoteSlice, RemoteTask, RemoteWork, SimpleResult, SliceResult, WorkerProcess,
 };
 pub use separators::Separators;
 pub use upload::Uploader;

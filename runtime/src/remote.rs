@@ -235,6 +235,9 @@ pub struct Fleet {
     held: HashMap<u64, Held>,
     /// Slots of processes that went silent, for the next to join.
     free_slots: Vec<usize>,
+    /// When this process opened the store: its own threads' rate is
+    /// counted from then.
+    opened_ms: u64,
 }
 
 pub struct Group {
@@ -242,6 +245,29 @@ pub struct Group {
     pub slots: Vec<usize>,
     pub joined_ms: u64,
     pub last_seen_ms: u64,
+    /// Input records of the slices it committed (accepted).
+    pub records_done: u64,
+}
+
+/// A process that works on this node's jobs: this one (its own threads)
+/// or a remote worker process (`Runtime::worker_processes`).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct WorkerProcess {
+    /// The remote process's id; None: this process.
+    pub worker: Option<u64>,
+    /// Empty for this process (the caller knows its own host).
+    pub host: String,
+    pub pid: u32,
+    pub version: String,
+    pub kinds: Vec<String>,
+    pub threads: u32,
+    /// Leases its threads hold now.
+    pub leases: u32,
+    /// When the node last heard from it (this process: now).
+    pub last_heartbeat_ms: u64,
+    /// Input records of the slices it finished per second, since it joined
+    /// (this process: since it opened the store).
+    pub records_per_s: f64,
 }
 
 struct Held {
@@ -282,6 +308,11 @@ impl Fleet {
     /// The processes that joined, by id.
     pub fn groups(&self) -> &BTreeMap<u64, Group> {
         &self.groups
+    }
+
+    /// This process opened the store at `now_ms`.
+    pub fn set_opened(&mut self, now_ms: u64) {
+        self.opened_ms = now_ms;
     }
 }
 
@@ -332,6 +363,7 @@ impl Runtime {
                 slots,
                 joined_ms: now_ms,
                 last_seen_ms: now_ms,
+                records_done: 0,
             },
         );
         Ok(RemoteJoined {
@@ -431,13 +463,20 @@ impl Runtime {
             let held = st.book.fleet.held.remove(&epoch).expect("checked above");
             (held, rx)
         };
+        let records = held.records as u64;
         let store = self.store().clone();
         let sh = shared.clone();
         tokio::task::spawn_blocking(move || commit_blocking(&sh, &store, epoch, held, outcome))
             .await
             .map_err(|_| RemoteError::ShuttingDown)?;
         Ok(match rx.await {
-            Ok(true) => CommitAnswer::Accepted,
+            Ok(true) => {
+                let mut st = shared.state.lock();
+                if let Some(g) = st.book.fleet.groups.get_mut(&worker) {
+                    g.records_done += records;
+                }
+                CommitAnswer::Accepted
+            }
             Ok(false) => fenced(
                 epoch,
                 "the store did not take the commit; the work runs again",
@@ -455,15 +494,55 @@ impl Runtime {
         self.shared().limits.max_slice_bytes
     }
 
-    /// The remote worker processes that joined and are not forgotten.
-    pub fn remote_workers(&self) -> Vec<(u64, RemoteHello, u64)> {
+    /// The processes working on this node's jobs: this one when it runs
+    /// worker threads, then each remote process not forgotten, with the
+    /// leases it holds, when it was last heard from and its rate.
+    pub fn worker_processes(&self) -> Vec<WorkerProcess> {
+        let now_ms = self.shared().clock.now_ms();
+        let kinds = self.kinds();
         let st = self.shared().state.lock();
-        st.book
-            .fleet
-            .groups
-            .iter()
-            .map(|(id, g)| (*id, g.hello.clone(), g.last_seen_ms))
-            .collect()
+        let book = &st.book;
+        let rate = |records: u64, since_ms: u64| {
+            records as f64 / (now_ms.saturating_sub(since_ms).max(1) as f64 / 1000.0)
+        };
+        let mut leases_of: HashMap<Option<u64>, u32> = HashMap::new();
+        for lease in book.leases.values() {
+            let owner = book
+                .workers
+                .get(lease.worker)
+                .and_then(|w| w.remote.as_ref());
+            *leases_of.entry(owner.map(|r| r.group)).or_default() += 1;
+        }
+        let mut all = Vec::new();
+        if book.local_workers > 0 {
+            let remote: u64 = book.fleet.groups.values().map(|g| g.records_done).sum();
+            let records = book.metrics.records_processed.saturating_sub(remote);
+            all.push(WorkerProcess {
+                worker: None,
+                host: String::new(),
+                pid: std::process::id(),
+                version: String::new(),
+                kinds,
+                threads: book.local_workers as u32,
+                leases: leases_of.get(&None).copied().unwrap_or(0),
+                last_heartbeat_ms: now_ms,
+                records_per_s: rate(records, book.fleet.opened_ms),
+            });
+        }
+        for (id, g) in &book.fleet.groups {
+            all.push(WorkerProcess {
+                worker: Some(*id),
+                host: g.hello.host.clone(),
+                pid: g.hello.pid,
+                version: g.hello.version.clone(),
+                kinds: g.hello.kinds.clone(),
+                threads: g.slots.len() as u32,
+                leases: leases_of.get(&Some(*id)).copied().unwrap_or(0),
+                last_heartbeat_ms: g.last_seen_ms,
+                records_per_s: rate(g.records_done, g.joined_ms),
+            });
+        }
+        all
     }
 }
 

@@ -292,6 +292,7 @@ impl Runtime {
                     }),
                 }
                 state.release_scheduled(opts.clock.now_ms());
+                state.book.fleet.set_opened(opts.clock.now_ms());
                 state.book.live = true;
                 Ok((store, state, report))
             })

@@ -140,6 +140,12 @@ pub enum Command {
         after_help = "Example:\n  booster serve --listen 127.0.0.1:7878\n  booster serve --listen 0.0.0.0:7878 --token-file token --tls-cert cert.pem --tls-key key.pem\n  booster serve --exec-allow 'python3 enrich.py'   # exec jobs may run this command, and only this"
     )]
     Serve(ServeArgs),
+    /// List the processes working on a node's jobs (with --server): the node's
+    /// own threads and every remote `work` process.
+    #[command(
+        after_help = "Example:\n  booster --server https://node:7878 --token-file admin.token workers"
+    )]
+    Workers,
 }
 
 #[derive(Args, Debug)]

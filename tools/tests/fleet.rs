@@ -116,12 +116,35 @@ fn a_copy_job_on_a_node_without_workers_is_done_by_a_remote_worker_exactly() {
         job["state"], "queued",
         "the node runs nothing itself: {job}"
     );
-    finishes(
-        worker(&server, &sb, &["--workers", "2", "--until-idle"]),
-        "work --until-idle",
-    );
+    let w = worker(&server, &sb, &["--workers", "2", "--until-idle"]);
+    let pid = w.id();
+    finishes(w, "work --until-idle");
     let (output, job) = output_of(&server, &sb, id);
     assert_exact(&job, &output, &input);
+    // The node still lists the process that did it.
+    let listed = remote_json(&server, &sb, &["workers"]);
+    let p = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pid"].as_u64() == Some(pid as u64))
+        .unwrap_or_else(|| panic!("pid {pid} listed: {listed}"));
+    assert_eq!(
+        (p["threads"].as_u64(), p["leases"].as_u64()),
+        (Some(2), Some(0)),
+        "{p}"
+    );
+    assert!(
+        p["kinds"].as_array().unwrap().contains(&"copy".into()),
+        "{p}"
+    );
+    assert!(p["records_per_s"].as_f64().unwrap() > 0.0, "{p}");
+    let table = remote(&server, &sb, &["workers"]).output().unwrap();
+    let text = stdout(&table);
+    assert!(
+        text.starts_with("HOST") && text.contains(&pid.to_string()),
+        "{text}"
+    );
 }
 
 #[test]

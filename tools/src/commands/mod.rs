@@ -307,10 +307,11 @@ pub async fn dispatch(mut cli: Cli) -> anyhow::Result<i32> {
             | Command::Kind(_)
             | Command::Cron(_)
             | Command::Dirmon(_)
-            | Command::Download(_) => crate::remote::run(&cli, &ctx.interrupt).await,
+            | Command::Download(_)
+            | Command::Workers => crate::remote::run(&cli, &ctx.interrupt).await,
             Command::Work(args) => crate::fleet::work::run_cli(&cli, args, &ctx.interrupt).await,
             _ => anyhow::bail!(
-                "--server works with jobs, job, run, submit, kind, cron, dirmon, download and work; run this command where the data directory is"
+                "--server works with jobs, job, run, submit, kind, cron, dirmon, download, workers and work; run this command where the data directory is"
             ),
         };
     }
@@ -333,6 +334,9 @@ pub async fn dispatch(mut cli: Cli) -> anyhow::Result<i32> {
         Command::Compact => store::compact(&ctx).await,
         Command::Demo(args) => crate::demo::demo(&ctx, args).await,
         Command::Serve(args) => serve(&ctx, &cli.token_file, args).await,
+        Command::Workers => Err(crate::exit::usage(
+            "workers lists the processes working on a `booster serve` node: pass --server URL",
+        )),
     }
 }
 

@@ -41,6 +41,12 @@ fn node_with_roles(tls: bool) -> TestServer {
     })
 }
 
+/// Remote worker processes the node knows.
+fn remote_workers(t: &TestServer) -> usize {
+    let all = t.runtime().worker_processes();
+    all.iter().filter(|p| p.worker.is_some()).count()
+}
+
 fn client(t: &TestServer, token: Option<&str>, ca: Option<&Path>) -> NodeClient {
     // The channel's connection task needs the runtime.
     t.block_on(async { NodeClient::new(&t.url, token, ca) })
@@ -147,7 +153,7 @@ fn a_worker_of_another_version_is_refused_naming_both() {
         msg.contains("0.0.0-other") && msg.contains(VERSION),
         "names both versions: {msg}"
     );
-    assert!(t.runtime().remote_workers().is_empty(), "nobody joined");
+    assert!(remote_workers(&t) == 0, "nobody joined");
 }
 
 #[test]
@@ -159,7 +165,7 @@ fn a_wrong_or_missing_token_is_refused_by_the_worker_service() {
         assert_eq!(err.code(), Code::Unauthenticated, "{token:?}: {err:?}");
         assert!(err.message().contains("token"), "{err:?}");
     }
-    assert!(t.runtime().remote_workers().is_empty());
+    assert!(remote_workers(&t) == 0);
 }
 
 #[test]
@@ -182,7 +188,7 @@ fn only_worker_and_admin_tokens_may_join_and_lease() {
             "nothing to do: {reply:?}"
         );
     }
-    assert_eq!(t.runtime().remote_workers().len(), 2);
+    assert_eq!(remote_workers(&t), 2);
 }
 
 #[test]
@@ -197,7 +203,7 @@ fn a_worker_joins_over_tls_trusting_the_nodes_certificate_and_no_other() {
         why.to_lowercase().contains("certificate"),
         "says why: {why}"
     );
-    assert!(t.runtime().remote_workers().is_empty());
+    assert!(remote_workers(&t) == 0);
     let cert = t.dir().join("cert.pem");
     let mut trusted = client(&t, Some(WORKER), Some(&cert));
     join(&t, &mut trusted);
@@ -323,4 +329,58 @@ fn a_commit_whose_connection_drops_midway_is_durable_once_and_its_retry_is_fence
         "a\nb\nc\n",
         "each record once"
     );
+}
+
+#[test]
+fn the_workers_listing_shows_each_remote_process_with_its_leases_and_rate() {
+    let t = TestServer::start_node(|_, _| {});
+    copy_job(&t, "a\nb\nc\n", None);
+    let mut c = client(&t, None, None);
+    let worker = join(&t, &mut c);
+    let (epoch, slice) = lease_slice(&t, &c, worker);
+    let listed = |t: &TestServer| {
+        let (status, body) = t.get("/api/workers");
+        assert_eq!(status, 200, "{body}");
+        let all = body["processes"].as_array().unwrap().clone();
+        assert_eq!(
+            all.len(),
+            1,
+            "only the remote process; the node runs no thread: {body}"
+        );
+        all[0].clone()
+    };
+    let p = listed(&t);
+    assert_eq!(p["worker"], worker, "{p}");
+    assert_eq!(
+        (p["host"].as_str(), p["pid"].as_u64()),
+        (Some("test-host"), Some(4242))
+    );
+    assert_eq!(p["version"], VERSION);
+    assert_eq!(p["kinds"], json!(["copy"]));
+    assert_eq!(
+        (p["threads"].as_u64(), p["leases"].as_u64()),
+        (Some(1), Some(1)),
+        "{p}"
+    );
+    let heard = p["last_heartbeat_ms"].as_u64().unwrap();
+    assert!(heard > 1_700_000_000_000, "a time of day: {p}");
+    assert_eq!(p["records_per_s"], 0.0, "nothing committed yet: {p}");
+    let reply = commit(&t, &c, worker, epoch, copy_of(&slice)).unwrap();
+    assert!(reply.accepted);
+    let p = listed(&t);
+    assert_eq!(p["leases"], 0, "{p}");
+    assert!(
+        p["records_per_s"].as_f64().unwrap() > 0.0,
+        "3 records done: {p}"
+    );
+    // The local threads of a node that runs them are listed too.
+    let t = TestServer::start();
+    let (_, body) = t.get("/api/workers");
+    let node = &body["processes"][0];
+    assert_eq!(
+        (node["worker"].is_null(), node["threads"].as_u64()),
+        (true, Some(2)),
+        "{body}"
+    );
+    assert_eq!(node["pid"], std::process::id(), "{body}");
 }
