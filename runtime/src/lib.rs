@@ -93,7 +93,7 @@ pub use dirmon::{
     DEFAULT_SETTLE_MS as DIRMON_DEFAULT_SETTLE_MS, PROPERTY as DIRMON_PROPERTY,
 };
 pub use download::{Download, SeparatedDownload};
-pub use handler::{heartbeat, lease_ended};
+pub use handler::{heartbeat, lease_ended, LeaseProgress};
 pub use job_state::{JobState, UnknownState};
 pub use remote::{
     CommitAnswer, RemoteError, RemoteHello, RemoteHook, RemoteJoined, RemoteLease, RemoteOutcome,

@@ -58,7 +58,9 @@ pub async fn hello(State(app): State<AppState>, req: Request) -> Response {
             version: VERSION.to_string(),
             worker_id: joined.worker,
             lease_timeout_ms: joined.lease_timeout_ms,
-            heartbeat_interval_ms: (joined.lease_timeout_ms / 4).max(10),
+            // Often enough that a lease lives through a lost heartbeat or
+            // two, and that a revoked lease stops its handler within a second.
+            heartbeat_interval_ms: (joined.lease_timeout_ms / 4).clamp(10, 1000),
             max_message_bytes: max_message_bytes(&runtime) as u64,
         })
     })

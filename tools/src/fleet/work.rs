@@ -11,7 +11,7 @@
 //! to another worker once the lease expires. A node that forgot this
 //! worker (it restarted) is joined again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
-use booster_runtime::{JobContext, SliceResult};
+use booster_runtime::{JobContext, LeaseProgress, SliceResult};
 use parking_lot::Mutex;
 use tonic::{Code, Status};
 
@@ -46,6 +46,15 @@ pub struct WorkOptions {
 /// The longest wait between tries to reach the node.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
+/// A lease's heartbeat state: the handler's progress, what the last
+/// heartbeat sent, and whether the handler is done (its commit is on its
+/// way: the lease is kept alive until the node answers).
+struct Beat {
+    progress: LeaseProgress,
+    sent_ms: u64,
+    done: bool,
+}
+
 struct Worker {
     client: Mutex<NodeClient>,
     hello: proto::HelloRequest,
@@ -54,8 +63,9 @@ struct Worker {
     handlers: HashMap<String, Handler>,
     until_idle: bool,
     stop: AtomicBool,
-    /// Epochs leased and not yet answered: what heartbeats keep alive.
-    held: Mutex<HashSet<u64>>,
+    /// Leases held and not yet answered, by epoch: what heartbeats keep
+    /// alive.
+    held: Mutex<HashMap<u64, Beat>>,
     rt: tokio::runtime::Handle,
 }
 
@@ -107,7 +117,7 @@ pub async fn work(
         handlers,
         until_idle: opts.until_idle,
         stop: AtomicBool::new(false),
-        held: Mutex::new(HashSet::new()),
+        held: Mutex::new(HashMap::new()),
         rt: tokio::runtime::Handle::current(),
     });
     let beat = tokio::spawn(heartbeats(
@@ -155,8 +165,17 @@ fn thread_loop(w: &Arc<Worker>, thread: u32) {
                 match reply.task {
                     Some(task) => {
                         let epoch = task.epoch;
-                        w.held.lock().insert(epoch);
-                        let outcome = run(w, task);
+                        let progress = LeaseProgress::new();
+                        let beat = Beat {
+                            progress: progress.clone(),
+                            sent_ms: 0,
+                            done: false,
+                        };
+                        w.held.lock().insert(epoch, beat);
+                        let outcome = progress.run(|| run(w, task));
+                        if let Some(b) = w.held.lock().get_mut(&epoch) {
+                            b.done = true;
+                        }
                         // At most one commit on its way per thread.
                         if let Some(p) = pending.take() {
                             let _ = w.rt.block_on(p);
@@ -238,11 +257,25 @@ async fn commit_until_deadline(w: Arc<Worker>, commit: proto::CommitRequest) {
     w.held.lock().remove(&epoch);
 }
 
-/// Keeps the leases held alive; forgets those the node says ended.
+/// Keeps alive the leases whose handler made progress since the last
+/// heartbeat (a hung handler loses its lease, as on the node), and those
+/// whose commit is on its way; tells a handler whose lease the node says
+/// ended (`lease_ended()`: `exec` stops its command).
 async fn heartbeats(w: Arc<Worker>, every: Duration) {
     loop {
         tokio::time::sleep(every).await;
-        let epochs: Vec<u64> = w.held.lock().iter().copied().collect();
+        let epochs: Vec<u64> = {
+            let mut held = w.held.lock();
+            let mut moved = Vec::new();
+            for (epoch, b) in held.iter_mut() {
+                let last = b.progress.last_ms();
+                if b.done || last.is_some_and(|ms| ms > b.sent_ms) {
+                    b.sent_ms = last.unwrap_or(b.sent_ms);
+                    moved.push(*epoch);
+                }
+            }
+            moved
+        };
         if epochs.is_empty() {
             continue;
         }
@@ -254,7 +287,9 @@ async fn heartbeats(w: Arc<Worker>, every: Duration) {
         if let Ok(reply) = client.heartbeat(m).await {
             let mut held = w.held.lock();
             for e in reply.ended {
-                held.remove(&e);
+                if let Some(b) = held.remove(&e) {
+                    b.progress.end();
+                }
             }
         }
     }
@@ -337,6 +372,7 @@ fn run_simple(w: &Worker, batch: proto::SimpleBatch) -> proto::SimpleResults {
         .jobs
         .into_iter()
         .map(|j| {
+            booster_runtime::heartbeat();
             let started_us = now_us();
             let props = properties(&j.properties_json);
             let args = properties(&j.args_json);

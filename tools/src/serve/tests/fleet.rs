@@ -384,3 +384,47 @@ fn the_workers_listing_shows_each_remote_process_with_its_leases_and_rate() {
     );
     assert_eq!(node["pid"], std::process::id(), "{body}");
 }
+
+#[test]
+fn aborting_a_job_stops_its_command_on_a_remote_worker() {
+    let mut cmd = String::new();
+    let t = TestServer::start_node(|dir, opts| {
+        // Marks the file only if it ran to its end.
+        cmd = format!(
+            "sleep 30; touch {}; cat",
+            dir.join("ran-to-the-end").display()
+        );
+        opts.exec_allow = vec![cmd.clone()];
+    });
+    let id = t
+        .client()
+        .create(&json!({"kind": "exec", "properties": {"cmd": cmd}}))
+        .unwrap();
+    t.client().upload(id, &mut &b"a\nb\n"[..], None).unwrap();
+    let opts = crate::fleet::work::WorkOptions {
+        server: t.url.clone(),
+        token_file: None,
+        ca_cert: None,
+        threads: 1,
+        until_idle: true,
+        exec_allow: vec![cmd.clone()],
+        version: VERSION.to_string(),
+    };
+    let worker = t.spawn(crate::fleet::work::work(opts, std::future::pending()));
+    t.wait_until(id, |j| j.leases.iter().any(|l| l.slice.is_some()));
+    let (status, body) = t.call("POST", &format!("/api/jobs/{id}/abort"), None, &[]);
+    assert_eq!(status, 200, "{body}");
+    // The heartbeat tells the worker its lease ended; exec stops the
+    // command, the fenced commit changes nothing, and the node is idle.
+    t.block_on(worker).unwrap().unwrap();
+    assert!(
+        !t.dir().join("ran-to-the-end").exists(),
+        "the command was stopped, not run to its end"
+    );
+    let job = t.job(id);
+    assert_eq!(
+        (job.state, job.records_out),
+        (JobState::Aborted, 0),
+        "{job:?}"
+    );
+}

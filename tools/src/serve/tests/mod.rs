@@ -141,6 +141,15 @@ impl TestServer {
         self.rt.block_on(f)
     }
 
+    /// Spawns `f` on the server's tokio runtime (a worker process's loop).
+    pub fn spawn<F>(&self, f: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.rt.spawn(f)
+    }
+
     pub fn runtime(&self) -> &Runtime {
         self.runtime.as_ref().unwrap()
     }
