@@ -553,6 +553,11 @@ fn fenced(epoch: u64, why: &str) -> CommitAnswer {
 /// Forgets processes unseen for `SILENT_TIMEOUTS` lease timeouts that
 /// hold no lease; their slots go to the next to join.
 fn forget_silent(book: &mut crate::state::Book, now_ms: u64) {
+    // Leases that ended without a commit leave their work here.
+    let leases = &book.leases;
+    book.fleet
+        .held
+        .retain(|epoch, _| leases.contains_key(epoch));
     let limit = book.lease_timeout_ms.saturating_mul(SILENT_TIMEOUTS);
     let silent: Vec<u64> = book
         .fleet
@@ -636,18 +641,9 @@ fn lease_blocking(
         let mut st = shared.state.lock();
         let deadline_ms = st.book.leases.get(&epoch).map_or(0, |l| l.deadline_ms);
         // Leases that ended without a commit leave their work here.
-        let leases = &st.book.leases;
-        let gone: Vec<u64> = st
-            .book
-            .fleet
-            .held
-            .keys()
-            .filter(|e| !leases.contains_key(e))
-            .copied()
-            .collect();
-        for e in gone {
-            st.book.fleet.held.remove(&e);
-        }
+        let book = &mut st.book;
+        let leases = &book.leases;
+        book.fleet.held.retain(|e, _| leases.contains_key(e));
         st.book.fleet.held.insert(
             epoch,
             Held {

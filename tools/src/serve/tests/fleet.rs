@@ -47,6 +47,25 @@ fn remote_workers(t: &TestServer) -> usize {
     all.iter().filter(|p| p.worker.is_some()).count()
 }
 
+/// `booster --server URL work --until-idle` in this process, on the
+/// server's runtime: `threads` threads, `exec` allowed for `exec_allow`.
+fn remote_worker(
+    t: &TestServer,
+    threads: usize,
+    exec_allow: &[&str],
+) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    let opts = crate::fleet::work::WorkOptions {
+        server: t.url.clone(),
+        token_file: None,
+        ca_cert: None,
+        threads,
+        until_idle: true,
+        exec_allow: exec_allow.iter().map(|c| c.to_string()).collect(),
+        version: VERSION.to_string(),
+    };
+    t.spawn(crate::fleet::work::work(opts, std::future::pending()))
+}
+
 fn client(t: &TestServer, token: Option<&str>, ca: Option<&Path>) -> NodeClient {
     // The channel's connection task needs the runtime.
     t.block_on(async { NodeClient::new(&t.url, token, ca) })
@@ -401,16 +420,7 @@ fn aborting_a_job_stops_its_command_on_a_remote_worker() {
         .create(&json!({"kind": "exec", "properties": {"cmd": cmd}}))
         .unwrap();
     t.client().upload(id, &mut &b"a\nb\n"[..], None).unwrap();
-    let opts = crate::fleet::work::WorkOptions {
-        server: t.url.clone(),
-        token_file: None,
-        ca_cert: None,
-        threads: 1,
-        until_idle: true,
-        exec_allow: vec![cmd.clone()],
-        version: VERSION.to_string(),
-    };
-    let worker = t.spawn(crate::fleet::work::work(opts, std::future::pending()));
+    let worker = remote_worker(&t, 1, &[&cmd]);
     t.wait_until(id, |j| j.leases.iter().any(|l| l.slice.is_some()));
     let (status, body) = t.call("POST", &format!("/api/jobs/{id}/abort"), None, &[]);
     assert_eq!(status, 200, "{body}");
@@ -427,4 +437,31 @@ fn aborting_a_job_stops_its_command_on_a_remote_worker() {
         (JobState::Aborted, 0),
         "{job:?}"
     );
+}
+
+#[test]
+fn simple_jobs_run_on_a_remote_worker_in_batches_with_their_results() {
+    let t = TestServer::start_node(|_, _| {});
+    let ids: Vec<u64> = (0..20)
+        .map(|n| {
+            let (status, body) = t.call(
+                "POST",
+                "/api/jobs",
+                Some(&json!({"kind": "noop", "args": {"n": n}}).to_string()),
+                &[],
+            );
+            assert_eq!(status, 201, "{body}");
+            body["id"].as_u64().unwrap()
+        })
+        .collect();
+    t.block_on(remote_worker(&t, 2, &[])).unwrap().unwrap();
+    for (n, id) in ids.into_iter().enumerate() {
+        let job = t.job(id);
+        assert_eq!(job.state, JobState::Completed, "{job:?}");
+        assert_eq!(
+            job.result,
+            Some(json!({"n": n})),
+            "job {id} returned its args"
+        );
+    }
 }
