@@ -1,9 +1,11 @@
 //! `booster --server URL --token-file T work`: a worker process of a
 //! fleet. It joins the node (`Hello`), then each of its threads leases
 //! work (`Lease`, a long poll), runs the built-in kind's handler on it and
-//! commits the outcome (`Commit`) while it leases the next, so at most one
-//! commit per thread is on its way: the look-ahead stays one lease per
-//! thread. A task keeps the leases it holds alive (`Heartbeat`).
+//! commits the outcome (`Commit`) while it leases the next. A thread leases
+//! only when it is ready to run what comes (the look-ahead stays one lease
+//! per thread); finished work waiting for the node's fsync is pipelined,
+//! up to `COMMITS_IN_FLIGHT` commits a thread. A task keeps the leases
+//! held alive (`Heartbeat`).
 //!
 //! Records live only in memory: nothing of a job is written to this
 //! host's disk. A commit the node cannot take now (unreachable) is tried
@@ -42,6 +44,10 @@ pub struct WorkOptions {
     /// The version this worker says it is (tests say another).
     pub version: String,
 }
+
+/// Commits one thread may have on their way to the node: finished work
+/// waiting for durability (it holds no lease another job could use).
+const COMMITS_IN_FLIGHT: usize = 8;
 
 /// The longest wait between tries to reach the node.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -150,7 +156,7 @@ pub async fn work(
 }
 
 fn thread_loop(w: &Arc<Worker>, thread: u32) {
-    let mut pending: Option<tokio::task::JoinHandle<()>> = None;
+    let mut pending: std::collections::VecDeque<tokio::task::JoinHandle<()>> = Default::default();
     let mut backoff = Backoff::default();
     while !w.stop.load(Ordering::Relaxed) {
         let id = w.id.load(Ordering::Relaxed);
@@ -176,16 +182,21 @@ fn thread_loop(w: &Arc<Worker>, thread: u32) {
                         if let Some(b) = w.held.lock().get_mut(&epoch) {
                             b.done = true;
                         }
-                        // At most one commit on its way per thread.
-                        if let Some(p) = pending.take() {
-                            let _ = w.rt.block_on(p);
+                        // A bounded pipeline of commits on their way, so
+                        // the thread works while the node makes them
+                        // durable (an fsync each, grouped).
+                        pending.retain(|p| !p.is_finished());
+                        if pending.len() >= COMMITS_IN_FLIGHT {
+                            if let Some(p) = pending.pop_front() {
+                                let _ = w.rt.block_on(p);
+                            }
                         }
                         let commit = proto::CommitRequest {
                             worker_id: id,
                             epoch,
                             outcome,
                         };
-                        pending = Some(w.rt.spawn(commit_until_deadline(w.clone(), commit)));
+                        pending.push_back(w.rt.spawn(commit_until_deadline(w.clone(), commit)));
                     }
                     None if reply.idle && w.until_idle => break,
                     None => {}
@@ -195,7 +206,7 @@ fn thread_loop(w: &Arc<Worker>, thread: u32) {
             Err(s) => backoff.wait(&s, "lease"),
         }
     }
-    if let Some(p) = pending {
+    for p in pending {
         let _ = w.rt.block_on(p);
     }
 }
