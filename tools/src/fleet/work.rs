@@ -1,11 +1,11 @@
 //! `booster --server URL --token-file T work`: a worker process of a
 //! fleet. It joins the node (`Hello`), then each of its threads leases
 //! work (`Lease`, a long poll), runs the built-in kind's handler on it and
-//! commits the outcome (`Commit`) while it leases the next. A thread leases
-//! only when it is ready to run what comes (the look-ahead stays one lease
-//! per thread); finished work waiting for the node's fsync is pipelined,
-//! up to `COMMITS_IN_FLIGHT` commits a thread. A task keeps the leases
-//! held alive (`Heartbeat`).
+//! commits the outcome (`Commit`). While a task runs, its thread already
+//! asks for the next lease (one ahead, no more); finished work waiting for
+//! the node's fsync is pipelined, up to `COMMITS_IN_FLIGHT` commits a
+//! thread. A task keeps alive the leases whose handler makes progress
+//! (`Heartbeat`).
 //!
 //! Records live only in memory: nothing of a job is written to this
 //! host's disk. A commit the node cannot take now (unreachable) is tried
@@ -155,56 +155,82 @@ pub async fn work(
     Ok(())
 }
 
+type LeaseAnswer = (u64, Result<proto::LeaseReply, Status>);
+
+/// One `Lease` call for `thread`, with the worker id it was made under.
+async fn lease_once(w: Arc<Worker>, thread: u32) -> LeaseAnswer {
+    let id = w.id.load(Ordering::Relaxed);
+    let client = w.client.lock().clone();
+    let m = proto::LeaseRequest {
+        worker_id: id,
+        thread,
+    };
+    (id, client.lease(m).await)
+}
+
+/// A thread's loop: lease, run, commit. While a task runs, the next lease
+/// is already asked for (one ahead, no more), so the round trip is hidden;
+/// a thread told to stop still runs the task it holds.
 fn thread_loop(w: &Arc<Worker>, thread: u32) {
     let mut pending: std::collections::VecDeque<tokio::task::JoinHandle<()>> = Default::default();
+    let mut next: Option<tokio::task::JoinHandle<LeaseAnswer>> = None;
     let mut backoff = Backoff::default();
-    while !w.stop.load(Ordering::Relaxed) {
-        let id = w.id.load(Ordering::Relaxed);
-        let client = w.client.lock().clone();
-        let m = proto::LeaseRequest {
-            worker_id: id,
-            thread,
+    loop {
+        let (id, answer) = match next.take() {
+            Some(ahead) => {
+                w.rt.block_on(ahead)
+                    .unwrap_or_else(|e| (0, Err(Status::internal(e.to_string()))))
+            }
+            None if w.stop.load(Ordering::Relaxed) => break,
+            None => w.rt.block_on(lease_once(w.clone(), thread)),
         };
-        match w.rt.block_on(client.lease(m)) {
+        let task = match answer {
             Ok(reply) => {
                 backoff.reset();
                 match reply.task {
-                    Some(task) => {
-                        let epoch = task.epoch;
-                        let progress = LeaseProgress::new();
-                        let beat = Beat {
-                            progress: progress.clone(),
-                            sent_ms: 0,
-                            done: false,
-                        };
-                        w.held.lock().insert(epoch, beat);
-                        let outcome = progress.run(|| run(w, task));
-                        if let Some(b) = w.held.lock().get_mut(&epoch) {
-                            b.done = true;
-                        }
-                        // A bounded pipeline of commits on their way, so
-                        // the thread works while the node makes them
-                        // durable (an fsync each, grouped).
-                        pending.retain(|p| !p.is_finished());
-                        if pending.len() >= COMMITS_IN_FLIGHT {
-                            if let Some(p) = pending.pop_front() {
-                                let _ = w.rt.block_on(p);
-                            }
-                        }
-                        let commit = proto::CommitRequest {
-                            worker_id: id,
-                            epoch,
-                            outcome,
-                        };
-                        pending.push_back(w.rt.spawn(commit_until_deadline(w.clone(), commit)));
-                    }
+                    Some(task) => task,
                     None if reply.idle && w.until_idle => break,
-                    None => {}
+                    None => continue,
                 }
             }
-            Err(s) if s.code() == Code::NotFound => rejoin(w, id),
-            Err(s) => backoff.wait(&s, "lease"),
+            Err(s) if s.code() == Code::NotFound => {
+                rejoin(w, id);
+                continue;
+            }
+            Err(s) => {
+                backoff.wait(&s, "lease");
+                continue;
+            }
+        };
+        if !w.stop.load(Ordering::Relaxed) {
+            next = Some(w.rt.spawn(lease_once(w.clone(), thread)));
         }
+        let epoch = task.epoch;
+        let progress = LeaseProgress::new();
+        let beat = Beat {
+            progress: progress.clone(),
+            sent_ms: 0,
+            done: false,
+        };
+        w.held.lock().insert(epoch, beat);
+        let outcome = progress.run(|| run(w, task));
+        if let Some(b) = w.held.lock().get_mut(&epoch) {
+            b.done = true;
+        }
+        // A bounded pipeline of commits on their way, so the thread works
+        // while the node makes them durable (an fsync each, grouped).
+        pending.retain(|p| !p.is_finished());
+        if pending.len() >= COMMITS_IN_FLIGHT {
+            if let Some(p) = pending.pop_front() {
+                let _ = w.rt.block_on(p);
+            }
+        }
+        let commit = proto::CommitRequest {
+            worker_id: id,
+            epoch,
+            outcome,
+        };
+        pending.push_back(w.rt.spawn(commit_until_deadline(w.clone(), commit)));
     }
     for p in pending {
         let _ = w.rt.block_on(p);
