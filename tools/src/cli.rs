@@ -64,8 +64,11 @@ pub enum Command {
         after_help = "Example:\n  booster submit --kind copy --input big.csv.zst --priority 10\n  booster work --until-idle"
     )]
     Submit(SubmitArgs),
-    /// Process queued and interrupted jobs in the data directory (until Ctrl-C, or --until-idle).
-    #[command(after_help = "Example:\n  booster work --until-idle --workers 4")]
+    /// Process queued and interrupted jobs in the data directory, or with --server
+    /// a node's jobs as a remote worker (until Ctrl-C, or --until-idle).
+    #[command(
+        after_help = "Examples:\n  booster work --until-idle --workers 4\n  booster --server https://node:7878 --token-file worker.token work --workers 8   # a remote worker of a fleet"
+    )]
     Work(WorkArgs),
     /// Write a job's output (and errors) to files.
     #[command(
