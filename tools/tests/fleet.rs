@@ -364,3 +364,113 @@ fn a_token_file_rotated_and_read_again_on_sighup_takes_effect() {
     server.wait_for_log("token files read again");
     assert_eq!((status(old), status(new)), (401, 200));
 }
+
+/// A TCP proxy to the node that cuts every connection open once, when
+/// `cut_at` bytes have gone from workers to the node: in the middle of the
+/// first message that large (a commit). Connections after that pass.
+struct CutProxy {
+    url: String,
+    cuts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CutProxy {
+    fn start(node_url: &str, cut_at: usize) -> CutProxy {
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::{Arc, Mutex};
+        let node = node_url.trim_start_matches("http://").to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let sent = Arc::new(AtomicUsize::new(0));
+        let cuts = Arc::new(AtomicUsize::new(0));
+        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (c, o) = (cuts.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let server = TcpStream::connect(&node).unwrap();
+                o.lock()
+                    .unwrap()
+                    .extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
+                let pipe = |mut from: TcpStream, mut to: TcpStream, upstream: bool| {
+                    let (sent, cuts, open) = (sent.clone(), c.clone(), o.clone());
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 4096];
+                        loop {
+                            let n = match std::io::Read::read(&mut from, &mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            if upstream && cuts.load(Ordering::SeqCst) == 0 {
+                                let before = sent.fetch_add(n, Ordering::SeqCst);
+                                if before + n >= cut_at {
+                                    cuts.store(1, Ordering::SeqCst);
+                                    for s in open.lock().unwrap().drain(..) {
+                                        let _ = s.shutdown(Shutdown::Both);
+                                    }
+                                    break;
+                                }
+                            }
+                            if std::io::Write::write_all(&mut to, &buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = to.shutdown(Shutdown::Write);
+                    });
+                };
+                pipe(
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    true,
+                );
+                pipe(server, client, false);
+            }
+        });
+        CutProxy { url, cuts }
+    }
+}
+
+#[test]
+fn a_connection_cut_in_the_middle_of_a_commit_loses_nothing_and_doubles_nothing() {
+    let sb = Sandbox::new();
+    let server = serve(&sb, &["--workers", "0"]);
+    let input = numbered_lines(20_000);
+    // Slices of about 100 KB: the first commit is the first message that big.
+    let id = submit(
+        &server,
+        &sb,
+        &input,
+        &["--kind", "copy", "--slice-size", "4000"],
+    );
+    let proxy = CutProxy::start(&server.url, 50_000);
+    let w = sb
+        .cmd(&[
+            "--server",
+            &proxy.url,
+            "work",
+            "--workers",
+            "1",
+            "--until-idle",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let said = finishes(w, "the worker behind the proxy");
+    assert_eq!(
+        proxy.cuts.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "{said}"
+    );
+    assert!(
+        said.contains("trying again"),
+        "the worker noticed and retried: {said}"
+    );
+    assert!(
+        !said.contains("dropped the commit"),
+        "the commit cut midway was sent again: {said}"
+    );
+    assert_eq!(lease_expiries(&server), 0, "it made it before its deadline");
+    let (output, job) = output_of(&server, &sb, id);
+    assert_exact(&job, &output, &input);
+}

@@ -279,7 +279,7 @@ async fn commit_until_deadline(w: Arc<Worker>, commit: proto::CommitRequest) {
                 );
                 break;
             }
-            Err(s) if s.code() == Code::Unavailable && Instant::now() < give_up => {
+            Err(s) if !refused(&s) && Instant::now() < give_up => {
                 tokio::time::sleep(backoff.next(&s, "commit")).await;
             }
             Err(s) => {
@@ -292,6 +292,23 @@ async fn commit_until_deadline(w: Arc<Worker>, commit: proto::CommitRequest) {
         }
     }
     w.held.lock().remove(&epoch);
+}
+
+/// The node answered and said no: trying again changes nothing. Anything
+/// else (a cut connection, a node restarting) may not have reached it, and
+/// a commit is safe to send twice: the second is fenced.
+fn refused(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::NotFound
+            | Code::InvalidArgument
+            | Code::PermissionDenied
+            | Code::Unauthenticated
+            | Code::FailedPrecondition
+            | Code::ResourceExhausted
+            | Code::OutOfRange
+            | Code::Unimplemented
+    )
 }
 
 /// Keeps alive the leases whose handler made progress since the last
