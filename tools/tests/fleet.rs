@@ -433,7 +433,7 @@ impl CutProxy {
 #[test]
 fn a_connection_cut_in_the_middle_of_a_commit_loses_nothing_and_doubles_nothing() {
     let sb = Sandbox::new();
-    let server = serve(&sb, &["--workers", "0"]);
+    let server = serve(&sb, &["--workers", "0", "--lease-timeout-ms", "2000"]);
     let input = numbered_lines(20_000);
     // Slices of about 100 KB: the first commit is the first message that big.
     let id = submit(
@@ -466,11 +466,12 @@ fn a_connection_cut_in_the_middle_of_a_commit_loses_nothing_and_doubles_nothing(
         said.contains("trying again"),
         "the worker noticed and retried: {said}"
     );
+    // Every commit was accepted: the one cut midway was sent again in
+    // time. (A lease reply the cut lost costs that lease its timeout.)
     assert!(
-        !said.contains("dropped the commit"),
-        "the commit cut midway was sent again: {said}"
+        !said.contains("dropped the commit") && !said.contains("fenced"),
+        "the commit cut midway was sent again and accepted: {said}"
     );
-    assert_eq!(lease_expiries(&server), 0, "it made it before its deadline");
     let (output, job) = output_of(&server, &sb, id);
     assert_exact(&job, &output, &input);
 }
