@@ -209,7 +209,16 @@ pub enum RemoteError {
     Malformed(String),
     #[error("the node is shutting down")]
     ShuttingDown,
+    #[error(
+        "the node has {threads} remote worker threads, and takes at most {MAX_REMOTE_THREADS}; \
+         join with fewer --workers, or wait for silent workers to be forgotten"
+    )]
+    Full { threads: usize },
 }
+
+/// The most remote worker threads a node keeps slots for at once: a bound
+/// on what `Hello`s can make it hold.
+pub const MAX_REMOTE_THREADS: usize = 65_536;
 
 /// A remote thread's slot: which process it belongs to and what it runs.
 #[derive(Clone, Debug)]
@@ -334,6 +343,10 @@ impl Runtime {
         let now_ms = shared.clock.now_ms();
         forget_silent(&mut st.book, now_ms);
         let book = &mut st.book;
+        let remote = book.workers.len() - book.local_workers - book.fleet.free_slots.len();
+        if remote + hello.threads as usize > MAX_REMOTE_THREADS {
+            return Err(RemoteError::Full { threads: remote });
+        }
         // Unique across node restarts: a worker that lived through one
         // holds an id this node never gave.
         book.fleet.next += 1;

@@ -159,6 +159,7 @@ fn status(e: RemoteError) -> Status {
     match e {
         RemoteError::UnknownWorker(_) => Status::not_found(e.to_string()),
         RemoteError::ShuttingDown => Status::unavailable(e.to_string()),
+        RemoteError::Full { .. } => Status::resource_exhausted(e.to_string()),
         RemoteError::UnknownThread { .. } | RemoteError::Malformed(_) => {
             Status::invalid_argument(e.to_string())
         }

@@ -465,3 +465,19 @@ fn simple_jobs_run_on_a_remote_worker_in_batches_with_their_results() {
         );
     }
 }
+
+#[test]
+fn hellos_past_the_remote_thread_limit_are_refused_saying_so() {
+    let t = TestServer::start_node(|_, _| {});
+    let mut c = client(&t, None, None);
+    let mut big = hello(VERSION);
+    big.threads = 1024;
+    let joins = booster_runtime::MAX_REMOTE_THREADS / 1024;
+    for _ in 0..joins {
+        t.block_on(c.hello(big.clone())).unwrap();
+    }
+    let err = t.block_on(c.hello(hello(VERSION))).unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("at most 65536"), "{err:?}");
+    assert_eq!(remote_workers(&t), joins);
+}
