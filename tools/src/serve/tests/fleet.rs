@@ -481,3 +481,50 @@ fn hellos_past_the_remote_thread_limit_are_refused_saying_so() {
     assert!(err.message().contains("at most 65536"), "{err:?}");
     assert_eq!(remote_workers(&t), joins);
 }
+
+#[test]
+fn bytes_that_are_no_commit_are_refused_and_change_nothing() {
+    let t = TestServer::start_node(|_, _| {});
+    let id = copy_job(&t, "a\nb\n", None);
+    let mut c = client(&t, None, None);
+    let worker = join(&t, &mut c);
+    let (epoch, slice) = lease_slice(&t, &c, worker);
+    // Another message's bytes (a string where the commit has numbers),
+    // sent to Commit.
+    let garbage = proto::HelloRequest {
+        version: "\u{0}\u{1}garbage".repeat(100),
+        host: "x".into(),
+        pid: 1,
+        kinds: vec!["copy".into(); 3],
+        threads: 7,
+    };
+    let url = t.url.clone();
+    let err = t
+        .block_on(async move {
+            let channel = tonic::transport::Endpoint::from_shared(url)
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            let mut grpc = tonic::client::Grpc::new(channel);
+            grpc.ready().await.unwrap();
+            let path =
+                axum::http::uri::PathAndQuery::from_static("/booster.worker.v1.Worker/Commit");
+            let codec =
+                tonic_prost::ProstCodec::<proto::HelloRequest, proto::CommitReply>::default();
+            grpc.unary(tonic::Request::new(garbage), path, codec).await
+        })
+        .unwrap_err();
+    assert!(
+        matches!(err.code(), Code::Internal | Code::InvalidArgument),
+        "refused: {err:?}"
+    );
+    let job = t.job(id);
+    assert_eq!(
+        (job.state, job.records_out),
+        (JobState::Running, 0),
+        "{job:?}"
+    );
+    let reply = commit(&t, &c, worker, epoch, copy_of(&slice)).unwrap();
+    assert!(reply.accepted, "the lease is untouched: {reply:?}");
+}
