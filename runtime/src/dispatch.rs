@@ -151,21 +151,30 @@ impl State {
     /// The most urgent job `worker` may lease: a slot of the reserved lane
     /// takes only jobs at the lane's priority or above.
     ///
-    /// A remote slot takes only the kinds its process runs; the reserved
-    /// lane is made of this process's own slots.
+    /// A remote slot takes only the kinds its process runs, and no job
+    /// with `after` dependencies: a remote handler has no way yet to read
+    /// their output (`JobContext::after_output`), and would run without
+    /// it, silently wrong. Those run on this process's own threads. The
+    /// reserved lane is made of this process's own slots.
     fn first_for(&self, worker: usize) -> Option<(u8, JobId)> {
         let remote = self
             .book
             .workers
             .get(worker)
             .and_then(|s| s.remote.as_ref());
-        let first = self.book.ready.first(|id, k| match remote {
+        let gate = |id, k: &str| match remote {
             Some(r) if !r.runs(k) => KindGate {
                 runnable: false,
                 may_start: false,
             },
             _ => self.gate(id, k),
-        })?;
+        };
+        let first = match remote {
+            None => self.book.ready.first(gate),
+            Some(_) => self.book.ready.first_where(gate, |id| {
+                self.table.get(&id).is_none_or(|j| j.after.is_empty())
+            }),
+        }?;
         let local = self.book.local_workers;
         let lane = local - self.book.reserved_workers.min(local);
         if worker >= lane && worker < local && first.0 > self.book.reserved_priority {

@@ -38,9 +38,10 @@ impl Bucket {
         }
     }
 
-    fn first(&self) -> Option<(u8, JobId)> {
-        let (&p, q) = self.0.first_key_value()?;
-        Some((p, q.first()?))
+    fn first(&self, take: &impl Fn(JobId) -> bool) -> Option<(u8, JobId)> {
+        self.0
+            .iter()
+            .find_map(|(&p, q)| Some((p, q.first_where(take)?)))
     }
 
     fn is_empty(&self) -> bool {
@@ -131,6 +132,17 @@ impl ReadyQueue {
 
     /// The most urgent leasable job over all kinds that `gate` lets through.
     pub fn first(&self, gate: impl Fn(KindId, &str) -> KindGate) -> Option<(u8, JobId)> {
+        self.first_where(gate, |_| true)
+    }
+
+    /// `first`, skipping the jobs `take` refuses. Each refused job at the
+    /// head of a queue costs a step of the walk, so `take` is for jobs
+    /// that are rare at the head (a remote slot skips jobs with `after`).
+    pub fn first_where(
+        &self,
+        gate: impl Fn(KindId, &str) -> KindGate,
+        take: impl Fn(JobId) -> bool,
+    ) -> Option<(u8, JobId)> {
         let mut best: Option<(u8, JobId)> = None;
         for (&kind, sets) in &self.kinds {
             let g = gate(kind, &sets.name);
@@ -144,9 +156,9 @@ impl ReadyQueue {
                     }
                 }
             };
-            consider(sets.running.first());
+            consider(sets.running.first(&take));
             if g.may_start {
-                consider(sets.queued.first());
+                consider(sets.queued.first(&take));
             }
         }
         best

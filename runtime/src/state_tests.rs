@@ -506,6 +506,36 @@ fn remote_slots_stay_out_of_the_reserved_lane_and_lease_only_their_kinds() {
     );
 }
 
+#[test]
+fn a_remote_slot_leaves_jobs_with_dependencies_to_this_process_s_threads() {
+    let mut st = state();
+    fast_simple_jobs(&mut st, 1);
+    let spec = JobSpec::simple("k", serde_json::Value::Null);
+    let after = spec
+        .clone()
+        .with_after(&[1], crate::DependencyFailure::Fail);
+    st.apply(&created(2, vec![after, spec])).unwrap();
+    st.apply(&Meta::SimpleDone {
+        at_ms: 2,
+        at_us: None,
+        outcomes: vec![SimpleOutcome {
+            job: 1,
+            started_us: 1,
+            result: Ok(None),
+            retry_at_ms: None,
+        }],
+    })
+    .unwrap();
+    assert_eq!(st.table[&2].state, JobState::Queued, "job 1 is done");
+    let remote = remote_slot(&mut st, &["k"]);
+    assert_eq!(
+        leased_jobs(&mut st, remote),
+        vec![3],
+        "a remote handler could not read job 1's output: job 2 is not for it"
+    );
+    assert_eq!(leased_jobs(&mut st, 0), vec![2], "a local thread runs it");
+}
+
 pub(crate) fn sliced_job_with_slices(st: &mut State, slices: u64, max_workers: Option<u32>) {
     register(st, "copy", HandlerShape::Sliced);
     let mut spec = JobSpec::sliced("copy");

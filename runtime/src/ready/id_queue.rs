@@ -29,10 +29,22 @@ impl IdQueue {
     }
 
     /// The smallest id.
+    #[cfg(test)]
     pub fn first(&self) -> Option<JobId> {
         match (self.fifo.front(), self.late.first()) {
             (Some(&a), Some(&b)) => Some(a.min(b)),
             (a, b) => a.or(b).copied(),
+        }
+    }
+
+    /// The smallest id that `take` accepts: a walk from the head, as far
+    /// as the first accepted id (the head, unless a filter skips some).
+    pub fn first_where(&self, take: impl Fn(JobId) -> bool) -> Option<JobId> {
+        let a = self.fifo.iter().copied().find(|&id| take(id));
+        let b = self.late.iter().copied().find(|&id| take(id));
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -99,6 +111,11 @@ mod tests {
                 q.push(id);
             }
             assert_eq!(q.first(), model.first().copied());
+            let odd = |id: JobId| id % 2 == 1;
+            assert_eq!(
+                q.first_where(odd),
+                model.iter().copied().find(|&id| odd(id))
+            );
             assert_eq!(q.len(), model.len());
         }
         while let Some(id) = q.first() {
