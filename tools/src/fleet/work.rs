@@ -62,7 +62,10 @@ struct Beat {
 }
 
 struct Worker {
+    /// Held only to clone the client or replace it (`rejoin`).
     client: Mutex<NodeClient>,
+    /// Held by the thread that joins again, so only one does.
+    rejoining: Mutex<()>,
     hello: proto::HelloRequest,
     id: AtomicU64,
     lease_timeout_ms: AtomicU64,
@@ -117,6 +120,7 @@ pub async fn work(
     );
     let worker = Arc::new(Worker {
         client: Mutex::new(client),
+        rejoining: Mutex::new(()),
         hello,
         id: AtomicU64::new(joined.worker_id),
         lease_timeout_ms: AtomicU64::new(joined.lease_timeout_ms),
@@ -239,13 +243,21 @@ fn thread_loop(w: &Arc<Worker>, thread: u32) {
 
 /// The node forgot worker `stale` (it restarted): join again, once for
 /// all threads.
+///
+/// The client's lock is held only to copy the client out and to put the
+/// joined one back, never across the `Hello` or a wait: the heartbeat and
+/// commit tasks take it on tokio's threads, and a `Hello` waiting for them
+/// while they wait for the lock would never finish. `rejoining` makes the
+/// threads join one at a time.
 fn rejoin(w: &Arc<Worker>, stale: u64) {
-    let mut client = w.client.lock();
+    let turn = w.rejoining.lock();
     if w.id.load(Ordering::Relaxed) != stale {
         return; // another thread did
     }
+    let mut client = w.client.lock().clone();
     match w.rt.block_on(client.hello(w.hello.clone())) {
         Ok(joined) => {
+            *w.client.lock() = client;
             eprintln!(
                 "booster work: the node forgot worker {stale}; joined again as worker {}",
                 joined.worker_id
@@ -255,6 +267,7 @@ fn rejoin(w: &Arc<Worker>, stale: u64) {
                 .store(joined.lease_timeout_ms, Ordering::Relaxed);
         }
         Err(s) => {
+            drop(turn);
             eprintln!("booster work: cannot join the node again: {}", describe(&s));
             std::thread::sleep(MAX_BACKOFF);
         }
