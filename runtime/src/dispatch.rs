@@ -105,6 +105,10 @@ pub struct ExpiredLease {
     pub records: Vec<Meta>,
 }
 
+/// The live (not committing) leases a remote worker thread may hold: the
+/// one it runs and the one it asked for ahead.
+pub const REMOTE_LIVE_LEASES: usize = 2;
+
 /// Longest a batch of simple jobs should take, so a priority-1 job waits at
 /// most about this long for a worker that is busy with small jobs.
 const SIMPLE_BATCH_BUDGET_US: f64 = 1000.0;
@@ -183,6 +187,35 @@ impl State {
         Some(first)
     }
 
+    /// The leases of slot `worker` that are live (not committing): the
+    /// most a remote slot holds is `REMOTE_LIVE_LEASES`.
+    fn live_leases_of(&self, worker: usize) -> Vec<u64> {
+        let Some(slot) = self.book.workers.get(worker) else {
+            return Vec::new();
+        };
+        let live = |e: &u64| self.book.leases.get(e).is_some_and(|l| !l.committing);
+        [slot.lease, slot.earlier]
+            .into_iter()
+            .flatten()
+            .filter(live)
+            .collect()
+    }
+
+    /// Slot `worker` may take another lease: a local thread holds one at
+    /// a time by itself; a remote one is bounded here, since the node
+    /// cannot trust it to (a thread runs one lease and asks for the next:
+    /// two live leases, any number committing). A remote process that
+    /// asked for more would hoard the queue behind a private backlog, and
+    /// a priority-1 job would wait for it (G5).
+    fn has_room(&self, worker: usize) -> bool {
+        let remote = self
+            .book
+            .workers
+            .get(worker)
+            .is_some_and(|s| s.remote.is_some());
+        !remote || self.live_leases_of(worker).len() < REMOTE_LIVE_LEASES
+    }
+
     /// The next lease for `worker`, or None when nothing is leasable.
     pub fn lease(&mut self, worker: usize, now_ms: u64) -> Option<Task> {
         if !self.accepting_leases() {
@@ -192,6 +225,9 @@ impl State {
         // worker that finishes a slice just after the window's end must
         // not take the next one before the timer's tick.
         self.judge_job_windows(now_ms);
+        if !self.has_room(worker) {
+            return None;
+        }
         let (_, id) = self.first_for(worker)?;
         // The row gives the kind's name, and (until step 5 reads them from
         // row pages at lease time) the args and properties.
@@ -238,7 +274,9 @@ impl State {
                 on_end: None,
             },
         );
+        let live = self.live_leases_of(worker);
         if let Some(slot) = self.book.workers.get_mut(worker) {
+            slot.earlier = live.into_iter().next();
             slot.lease = Some(epoch);
         }
         Some(Task {

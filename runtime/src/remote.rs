@@ -367,6 +367,7 @@ impl Runtime {
             };
             book.workers[slot].remote = remote;
             book.workers[slot].lease = None;
+            book.workers[slot].earlier = None;
             slots.push(slot);
         }
         book.fleet.groups.insert(

@@ -536,6 +536,38 @@ fn a_remote_slot_leaves_jobs_with_dependencies_to_this_process_s_threads() {
     assert_eq!(leased_jobs(&mut st, 0), vec![2], "a local thread runs it");
 }
 
+#[test]
+fn a_remote_slot_holds_at_most_two_live_leases_and_any_number_committing() {
+    let mut st = state();
+    st.book.max_lease_batch = 1;
+    fast_simple_jobs(&mut st, 6);
+    let remote = remote_slot(&mut st, &["k"]);
+    let mut epochs = Vec::new();
+    for _ in 0..2 {
+        epochs.push(st.lease(remote, 0).expect("one to run, one ahead").epoch);
+    }
+    assert!(
+        st.lease(remote, 0).is_none(),
+        "a third live lease would hoard the queue"
+    );
+    assert_eq!(
+        leased_jobs(&mut st, 0),
+        vec![3],
+        "a local slot is not bounded so"
+    );
+    let claim = LeaseWork::Simple(vec![1]);
+    assert!(st.begin_commit(epochs[0], &claim).is_some());
+    let third = st.lease(remote, 0).expect("the first is committing");
+    assert!(st.lease(remote, 0).is_none(), "two live again");
+    assert!(st
+        .begin_commit(third.epoch, &LeaseWork::Simple(vec![4]))
+        .is_some());
+    assert!(
+        st.lease(remote, 0).is_some(),
+        "the earlier of two is tracked too"
+    );
+}
+
 pub(crate) fn sliced_job_with_slices(st: &mut State, slices: u64, max_workers: Option<u32>) {
     register(st, "copy", HandlerShape::Sliced);
     let mut spec = JobSpec::sliced("copy");
