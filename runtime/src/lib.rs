@@ -97,8 +97,8 @@ pub use handler::{heartbeat, lease_ended, LeaseProgress};
 pub use job_state::{JobState, UnknownState};
 pub use remote::{
     CommitAnswer, RemoteError, RemoteHello, RemoteHook, RemoteJoined, RemoteLease, RemoteOutcome,
-    RemoteSimpleJob, RemoteSlice, RemoteTask, RemoteWork, SimpleResult, SliceResult, WorkerProcess,
-    MAX_REMOTE_THREADS,
+    RemoteSession, RemoteSimpleJob, RemoteSlice, RemoteTask, RemoteWork, SimpleResult, SliceResult,
+    WorkerProcess, MAX_REMOTE_THREADS,
 };
 pub use separators::Separators;
 pub use upload::Uploader;

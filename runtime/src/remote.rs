@@ -20,7 +20,7 @@
 //!     kinds: vec!["copy".into()], threads: 2,
 //! })?;
 //! if let RemoteLease::Task(task) =
-//!     runtime.remote_lease(joined.worker, 0, std::time::Duration::from_secs(1)).await?
+//!     runtime.remote_lease(&joined.session, 0, std::time::Duration::from_secs(1)).await?
 //! {
 //!     // ... send it to the worker, then `remote_commit` what it made of it.
 //! }
@@ -57,10 +57,27 @@ pub struct RemoteHello {
 /// What the node answers a join with.
 #[derive(Clone, Debug)]
 pub struct RemoteJoined {
-    /// Names the process in every later call.
-    pub worker: u64,
+    /// Names the process, and proves it is the one that joined, in every
+    /// later call.
+    pub session: RemoteSession,
     /// A lease whose heartbeat stops for this long expires.
     pub lease_timeout_ms: u64,
+}
+
+/// Who makes a call: the process's id and the secret its join drew. Ids
+/// are sequential, so anyone with a worker token could guess another's;
+/// the secret (128 random bits, compared in constant time) is what keeps
+/// one process from leasing, heartbeating or committing as another.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RemoteSession {
+    pub worker: u64,
+    pub secret: [u8; 16],
+}
+
+impl std::fmt::Debug for RemoteSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RemoteSession {{ worker: {}, secret: .. }}", self.worker)
+    }
 }
 
 /// One answer to `remote_lease`.
@@ -199,6 +216,13 @@ pub enum CommitAnswer {
 pub enum RemoteError {
     #[error("worker {0} is not known to this node (it restarted, or forgot a silent worker); join again")]
     UnknownWorker(u64),
+    #[error(
+        "the call names worker {0} without the session its join gave it; \
+         a process calls with its own Hello's session (join again if the node restarted)"
+    )]
+    WrongSession(u64),
+    #[error("the node cannot draw a session secret: {0}")]
+    Random(String),
     #[error("thread {thread} is not one of worker {worker}'s {threads} threads")]
     UnknownThread {
         worker: u64,
@@ -251,6 +275,8 @@ pub struct Fleet {
 
 pub struct Group {
     pub hello: RemoteHello,
+    /// The session's secret (`RemoteSession`): every call must carry it.
+    secret: [u8; 16],
     pub slots: Vec<usize>,
     pub joined_ms: u64,
     pub last_seen_ms: u64,
@@ -292,12 +318,23 @@ struct Held {
 const SILENT_TIMEOUTS: u64 = 4;
 
 impl Fleet {
-    /// The slot of `thread` of process `group`.
-    fn slot(&self, group: u64, thread: u32) -> Result<usize, RemoteError> {
+    /// The process `session` names, if the session is its.
+    fn check(&self, session: &RemoteSession) -> Result<&Group, RemoteError> {
+        use subtle::ConstantTimeEq as _;
         let g = self
             .groups
-            .get(&group)
-            .ok_or(RemoteError::UnknownWorker(group))?;
+            .get(&session.worker)
+            .ok_or(RemoteError::UnknownWorker(session.worker))?;
+        match bool::from(g.secret.ct_eq(&session.secret)) {
+            true => Ok(g),
+            false => Err(RemoteError::WrongSession(session.worker)),
+        }
+    }
+
+    /// The slot of `thread` of the process `session` names.
+    fn slot(&self, session: &RemoteSession, thread: u32) -> Result<usize, RemoteError> {
+        let group = session.worker;
+        let g = self.check(session)?;
         g.slots
             .get(thread as usize)
             .copied()
@@ -340,6 +377,8 @@ impl Runtime {
         if st.book.stopping {
             return Err(RemoteError::ShuttingDown);
         }
+        let mut secret = [0u8; 16];
+        getrandom::getrandom(&mut secret).map_err(|e| RemoteError::Random(e.to_string()))?;
         let now_ms = shared.clock.now_ms();
         forget_silent(&mut st.book, now_ms);
         let book = &mut st.book;
@@ -374,6 +413,7 @@ impl Runtime {
             group,
             Group {
                 hello,
+                secret,
                 slots,
                 joined_ms: now_ms,
                 last_seen_ms: now_ms,
@@ -381,37 +421,44 @@ impl Runtime {
             },
         );
         Ok(RemoteJoined {
-            worker: group,
+            session: RemoteSession {
+                worker: group,
+                secret,
+            },
             lease_timeout_ms: book.lease_timeout_ms,
         })
     }
 
-    /// The next lease for `thread` of remote process `worker`, waiting up
-    /// to `wait` for one. A slice comes with its records, read and
-    /// decrypted here.
+    /// The next lease for `thread` of the remote process of `session`,
+    /// waiting up to `wait` for one. A slice comes with its records, read
+    /// and decrypted here.
     pub async fn remote_lease(
         &self,
-        worker: u64,
+        session: &RemoteSession,
         thread: u32,
         wait: Duration,
     ) -> Result<RemoteLease, RemoteError> {
         let (shared, store) = (self.shared().clone(), self.store().clone());
-        tokio::task::spawn_blocking(move || lease_blocking(&shared, &store, worker, thread, wait))
+        let session = session.clone();
+        tokio::task::spawn_blocking(move || lease_blocking(&shared, &store, &session, thread, wait))
             .await
             .map_err(|_| RemoteError::ShuttingDown)?
     }
 
-    /// Heartbeats of remote process `worker` for `epochs`: each lease it
-    /// holds lives another lease timeout. Returns the epochs it no longer
-    /// holds (expired, revoked, committed or never its): their work is to
-    /// be dropped.
-    pub fn remote_heartbeat(&self, worker: u64, epochs: &[u64]) -> Result<Vec<u64>, RemoteError> {
+    /// Heartbeats of the remote process of `session` for `epochs`: each
+    /// lease it holds lives another lease timeout. Returns the epochs it
+    /// no longer holds (expired, revoked, committed or never its): their
+    /// work is to be dropped.
+    pub fn remote_heartbeat(
+        &self,
+        session: &RemoteSession,
+        epochs: &[u64],
+    ) -> Result<Vec<u64>, RemoteError> {
         let shared = self.shared();
         let now_ms = shared.clock.now_ms();
+        let worker = session.worker;
         let mut st = shared.state.lock();
-        if !st.book.fleet.groups.contains_key(&worker) {
-            return Err(RemoteError::UnknownWorker(worker));
-        }
+        st.book.fleet.check(session)?;
         st.book.fleet.seen(worker, now_ms);
         let mut ended = Vec::new();
         for &epoch in epochs {
@@ -448,17 +495,16 @@ impl Runtime {
     /// nothing, the lease included.
     pub async fn remote_commit(
         &self,
-        worker: u64,
+        session: &RemoteSession,
         epoch: u64,
         outcome: RemoteOutcome,
     ) -> Result<CommitAnswer, RemoteError> {
         let shared = self.shared().clone();
+        let worker = session.worker;
         let (held, rx) = {
             let mut st = shared.state.lock();
             let now_ms = shared.clock.now_ms();
-            if !st.book.fleet.groups.contains_key(&worker) {
-                return Err(RemoteError::UnknownWorker(worker));
-            }
+            st.book.fleet.check(session)?;
             st.book.fleet.seen(worker, now_ms);
             let Some(h) = st.book.fleet.held.get(&epoch) else {
                 return Ok(fenced(epoch, "this node holds no such lease: it expired and was given to another worker, or the node restarted"));
@@ -596,15 +642,16 @@ fn forget_silent(book: &mut crate::state::Book, now_ms: u64) {
 fn lease_blocking(
     shared: &Arc<Shared>,
     store: &Arc<dyn SliceStore>,
-    group: u64,
+    session: &RemoteSession,
     thread: u32,
     wait: Duration,
 ) -> Result<RemoteLease, RemoteError> {
+    let group = session.worker;
     let until = Instant::now() + wait;
     loop {
         let task = {
             let mut st = shared.state.lock();
-            let slot = st.book.fleet.slot(group, thread)?;
+            let slot = st.book.fleet.slot(session, thread)?;
             loop {
                 let now_ms = shared.clock.now_ms();
                 st.book.fleet.seen(group, now_ms);

@@ -11,8 +11,8 @@ use std::time::Duration;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use booster_runtime::{
-    CommitAnswer, RemoteError, RemoteHello, RemoteLease, RemoteOutcome, RemoteWork, Runtime,
-    SimpleResult, SliceResult,
+    CommitAnswer, RemoteError, RemoteHello, RemoteLease, RemoteOutcome, RemoteSession, RemoteWork,
+    Runtime, SimpleResult, SliceResult,
 };
 use tonic::server::UnaryService;
 use tonic::Status;
@@ -50,13 +50,12 @@ pub async fn hello(State(app): State<AppState>, req: Request) -> Response {
         };
         let who = format!("{} pid {}", hello.host, hello.pid);
         let joined = runtime.remote_join(hello).map_err(status)?;
-        eprintln!(
-            "booster serve: worker {} ({who}, {} threads) joined",
-            joined.worker, m.threads
-        );
+        let worker = joined.session.worker;
+        eprintln!("booster serve: worker {worker} ({who}, {} threads) joined", m.threads);
         Ok(proto::HelloReply {
             version: VERSION.to_string(),
-            worker_id: joined.worker,
+            worker_id: worker,
+            session: joined.session.secret.to_vec(),
             lease_timeout_ms: joined.lease_timeout_ms,
             // Often enough that a lease lives through a lost heartbeat or
             // two, and that a revoked lease stops its handler within a second.
@@ -74,7 +73,7 @@ pub async fn lease(State(app): State<AppState>, req: Request) -> Response {
         req,
         move |m: proto::LeaseRequest| async move {
             let answer = runtime
-                .remote_lease(m.worker_id, m.thread, LEASE_POLL)
+                .remote_lease(&session(m.worker_id, &m.session), m.thread, LEASE_POLL)
                 .await
                 .map_err(status)?;
             Ok(match answer {
@@ -107,7 +106,7 @@ pub async fn heartbeat(State(app): State<AppState>, req: Request) -> Response {
         req,
         move |m: proto::HeartbeatRequest| async move {
             let ended = runtime
-                .remote_heartbeat(m.worker_id, &m.epochs)
+                .remote_heartbeat(&session(m.worker_id, &m.session), &m.epochs)
                 .map_err(status)?;
             Ok(proto::HeartbeatReply { ended })
         },
@@ -122,6 +121,7 @@ pub async fn commit(State(app): State<AppState>, req: Request) -> Response {
         req,
         move |m: proto::CommitRequest| async move {
             let (worker, epoch) = (m.worker_id, m.epoch);
+            let session = session(worker, &m.session);
             let outcome = outcome_of(m).map_err(|why| {
                 eprintln!(
                     "booster serve: refused a commit of worker {worker}, lease {epoch}: {why}"
@@ -129,7 +129,7 @@ pub async fn commit(State(app): State<AppState>, req: Request) -> Response {
                 Status::invalid_argument(why)
             })?;
             let answer = runtime
-                .remote_commit(worker, epoch, outcome)
+                .remote_commit(&session, epoch, outcome)
                 .await
                 .map_err(|e| {
                     eprintln!(
@@ -155,9 +155,19 @@ pub async fn commit(State(app): State<AppState>, req: Request) -> Response {
     .await
 }
 
+/// The session a call names; a secret of another length matches none.
+fn session(worker: u64, secret: &[u8]) -> RemoteSession {
+    RemoteSession {
+        worker,
+        secret: secret.try_into().unwrap_or_default(),
+    }
+}
+
 fn status(e: RemoteError) -> Status {
     match e {
         RemoteError::UnknownWorker(_) => Status::not_found(e.to_string()),
+        RemoteError::WrongSession(_) => Status::permission_denied(e.to_string()),
+        RemoteError::Random(_) => Status::unavailable(e.to_string()),
         RemoteError::ShuttingDown => Status::unavailable(e.to_string()),
         RemoteError::Full { .. } => Status::resource_exhausted(e.to_string()),
         RemoteError::UnknownThread { .. } | RemoteError::Malformed(_) => {

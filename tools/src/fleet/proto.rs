@@ -35,6 +35,9 @@ pub struct HelloReply {
     /// The largest message the node takes or sends.
     #[prost(uint64, tag = "5")]
     pub max_message_bytes: u64,
+    /// 16 random bytes: every later call carries them with `worker_id`.
+    #[prost(bytes = "vec", tag = "6")]
+    pub session: Vec<u8>,
 }
 
 /// `Lease`: the next work for one thread (a long poll of about 1 s).
@@ -44,6 +47,9 @@ pub struct LeaseRequest {
     pub worker_id: u64,
     #[prost(uint32, tag = "2")]
     pub thread: u32,
+    /// `HelloReply::session`.
+    #[prost(bytes = "vec", tag = "3")]
+    pub session: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -135,6 +141,9 @@ pub struct HeartbeatRequest {
     pub worker_id: u64,
     #[prost(uint64, repeated, tag = "2")]
     pub epochs: Vec<u64>,
+    /// `HelloReply::session`.
+    #[prost(bytes = "vec", tag = "3")]
+    pub session: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -153,6 +162,9 @@ pub struct CommitRequest {
     pub epoch: u64,
     #[prost(oneof = "Outcome", tags = "3, 4, 5")]
     pub outcome: Option<Outcome>,
+    /// `HelloReply::session`.
+    #[prost(bytes = "vec", tag = "6")]
+    pub session: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, prost::Oneof)]

@@ -67,7 +67,9 @@ struct Worker {
     /// Held by the thread that joins again, so only one does.
     rejoining: Mutex<()>,
     hello: proto::HelloRequest,
-    id: AtomicU64,
+    /// Who this process is to the node: its id and session secret, which
+    /// change together when it joins again.
+    session: Mutex<Session>,
     lease_timeout_ms: AtomicU64,
     handlers: HashMap<String, Handler>,
     until_idle: bool,
@@ -122,7 +124,7 @@ pub async fn work(
         client: Mutex::new(client),
         rejoining: Mutex::new(()),
         hello,
-        id: AtomicU64::new(joined.worker_id),
+        session: Mutex::new(Session::of(&joined)),
         lease_timeout_ms: AtomicU64::new(joined.lease_timeout_ms),
         handlers,
         until_idle: opts.until_idle,
@@ -159,17 +161,34 @@ pub async fn work(
     Ok(())
 }
 
-type LeaseAnswer = (u64, Result<proto::LeaseReply, Status>);
+/// The worker's id and session secret (`HelloReply`).
+#[derive(Clone, Default)]
+struct Session {
+    id: u64,
+    secret: Vec<u8>,
+}
 
-/// One `Lease` call for `thread`, with the worker id it was made under.
+impl Session {
+    fn of(joined: &proto::HelloReply) -> Session {
+        Session {
+            id: joined.worker_id,
+            secret: joined.session.clone(),
+        }
+    }
+}
+
+type LeaseAnswer = (Session, Result<proto::LeaseReply, Status>);
+
+/// One `Lease` call for `thread`, with the session it was made under.
 async fn lease_once(w: Arc<Worker>, thread: u32) -> LeaseAnswer {
-    let id = w.id.load(Ordering::Relaxed);
+    let session = w.session.lock().clone();
     let client = w.client.lock().clone();
     let m = proto::LeaseRequest {
-        worker_id: id,
+        worker_id: session.id,
         thread,
+        session: session.secret.clone(),
     };
-    (id, client.lease(m).await)
+    (session, client.lease(m).await)
 }
 
 /// A thread's loop: lease, run, commit. While a task runs, the next lease
@@ -180,10 +199,10 @@ fn thread_loop(w: &Arc<Worker>, thread: u32) {
     let mut next: Option<tokio::task::JoinHandle<LeaseAnswer>> = None;
     let mut backoff = Backoff::default();
     loop {
-        let (id, answer) = match next.take() {
+        let (session, answer) = match next.take() {
             Some(ahead) => {
                 w.rt.block_on(ahead)
-                    .unwrap_or_else(|e| (0, Err(Status::internal(e.to_string()))))
+                    .unwrap_or_else(|e| (Session::default(), Err(Status::internal(e.to_string()))))
             }
             None if w.stop.load(Ordering::Relaxed) => break,
             None => w.rt.block_on(lease_once(w.clone(), thread)),
@@ -198,7 +217,7 @@ fn thread_loop(w: &Arc<Worker>, thread: u32) {
                 }
             }
             Err(s) if s.code() == Code::NotFound => {
-                rejoin(w, id);
+                rejoin(w, session.id);
                 continue;
             }
             Err(s) => {
@@ -230,9 +249,10 @@ fn thread_loop(w: &Arc<Worker>, thread: u32) {
             }
         }
         let commit = proto::CommitRequest {
-            worker_id: id,
+            worker_id: session.id,
             epoch,
             outcome,
+            session: session.secret,
         };
         pending.push_back(w.rt.spawn(commit_until_deadline(w.clone(), commit)));
     }
@@ -251,7 +271,7 @@ fn thread_loop(w: &Arc<Worker>, thread: u32) {
 /// threads join one at a time.
 fn rejoin(w: &Arc<Worker>, stale: u64) {
     let turn = w.rejoining.lock();
-    if w.id.load(Ordering::Relaxed) != stale {
+    if w.session.lock().id != stale {
         return; // another thread did
     }
     let mut client = w.client.lock().clone();
@@ -262,7 +282,7 @@ fn rejoin(w: &Arc<Worker>, stale: u64) {
                 "booster work: the node forgot worker {stale}; joined again as worker {}",
                 joined.worker_id
             );
-            w.id.store(joined.worker_id, Ordering::Relaxed);
+            *w.session.lock() = Session::of(&joined);
             w.lease_timeout_ms
                 .store(joined.lease_timeout_ms, Ordering::Relaxed);
         }
@@ -347,9 +367,11 @@ async fn heartbeats(w: Arc<Worker>, every: Duration) {
             continue;
         }
         let client = w.client.lock().clone();
+        let session = w.session.lock().clone();
         let m = proto::HeartbeatRequest {
-            worker_id: w.id.load(Ordering::Relaxed),
+            worker_id: session.id,
             epochs,
+            session: session.secret,
         };
         if let Ok(reply) = client.heartbeat(m).await {
             let mut held = w.held.lock();

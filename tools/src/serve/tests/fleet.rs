@@ -82,22 +82,34 @@ fn hello(version: &str) -> proto::HelloRequest {
     }
 }
 
-/// Joins as a worker of one thread; its id.
-fn join(t: &TestServer, c: &mut NodeClient) -> u64 {
-    t.block_on(c.hello(hello(VERSION)))
-        .unwrap_or_else(|s| panic!("hello: {}", describe(&s)))
-        .worker_id
+/// A joined worker process: its id and session secret.
+#[derive(Clone)]
+struct Who {
+    worker: u64,
+    session: Vec<u8>,
 }
 
-fn lease(t: &TestServer, c: &NodeClient, worker: u64) -> Result<proto::LeaseReply, tonic::Status> {
+/// Joins as a worker of one thread.
+fn join(t: &TestServer, c: &mut NodeClient) -> Who {
+    let joined = t
+        .block_on(c.hello(hello(VERSION)))
+        .unwrap_or_else(|s| panic!("hello: {}", describe(&s)));
+    Who {
+        worker: joined.worker_id,
+        session: joined.session,
+    }
+}
+
+fn lease(t: &TestServer, c: &NodeClient, who: &Who) -> Result<proto::LeaseReply, tonic::Status> {
     t.block_on(c.lease(proto::LeaseRequest {
-        worker_id: worker,
+        worker_id: who.worker,
         thread: 0,
+        session: who.session.clone(),
     }))
 }
 
 /// Leases until a slice comes, committing the hooks that come first.
-fn lease_slice(t: &TestServer, c: &NodeClient, worker: u64) -> (u64, proto::SliceWork) {
+fn lease_slice(t: &TestServer, c: &NodeClient, worker: &Who) -> (u64, proto::SliceWork) {
     for _ in 0..50 {
         let task = lease(t, c, worker).unwrap().task;
         let Some(task) = task else { continue };
@@ -121,12 +133,13 @@ fn lease_slice(t: &TestServer, c: &NodeClient, worker: u64) -> (u64, proto::Slic
 fn commit(
     t: &TestServer,
     c: &NodeClient,
-    worker: u64,
+    who: &Who,
     epoch: u64,
     outcome: proto::Outcome,
 ) -> Result<proto::CommitReply, tonic::Status> {
     t.block_on(c.commit(proto::CommitRequest {
-        worker_id: worker,
+        worker_id: who.worker,
+        session: who.session.clone(),
         epoch,
         outcome: Some(outcome),
     }))
@@ -195,13 +208,17 @@ fn only_worker_and_admin_tokens_may_join_and_lease() {
         let err = t.block_on(c.hello(hello(VERSION))).unwrap_err();
         assert_eq!(err.code(), Code::PermissionDenied, "{token}: {err:?}");
         assert!(err.message().contains("may not lease"), "{err:?}");
-        let err = lease(&t, &c, 1).unwrap_err();
+        let anyone = Who {
+            worker: 1,
+            session: vec![0; 16],
+        };
+        let err = lease(&t, &c, &anyone).unwrap_err();
         assert_eq!(err.code(), Code::PermissionDenied, "{token}: {err:?}");
     }
     for token in [WORKER, ADMIN] {
         let mut c = client(&t, Some(token), None);
         let worker = join(&t, &mut c);
-        let reply = lease(&t, &c, worker).unwrap();
+        let reply = lease(&t, &c, &worker).unwrap();
         assert!(
             reply.task.is_none() && reply.idle,
             "nothing to do: {reply:?}"
@@ -234,21 +251,21 @@ fn a_slice_leased_through_the_worker_service_is_committed_exactly() {
     let id = copy_job(&t, "a\nb\nc\n", None);
     let mut c = client(&t, None, None);
     let worker = join(&t, &mut c);
-    let (epoch, slice) = lease_slice(&t, &c, worker);
+    let (epoch, slice) = lease_slice(&t, &c, &worker);
     assert_eq!(
         slice.records,
         vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
     );
-    let reply = commit(&t, &c, worker, epoch, copy_of(&slice)).unwrap();
+    let reply = commit(&t, &c, &worker, epoch, copy_of(&slice)).unwrap();
     assert!(reply.accepted, "{reply:?}");
     // The after hook, then the job is done.
-    let _ = lease(&t, &c, worker).unwrap().task.map(|task| {
+    let _ = lease(&t, &c, &worker).unwrap().task.map(|task| {
         let hook = proto::HookResult {
             job: id,
             before: false,
             error: None,
         };
-        commit(&t, &c, worker, task.epoch, proto::Outcome::Hook(hook)).unwrap()
+        commit(&t, &c, &worker, task.epoch, proto::Outcome::Hook(hook)).unwrap()
     });
     t.wait_until(id, |j| j.state == JobState::Completed);
     let job = t.job(id);
@@ -264,9 +281,9 @@ fn a_commit_of_another_workers_lease_or_a_malformed_one_changes_nothing() {
     let id = copy_job(&t, "a\nb\n", None);
     let mut c = client(&t, None, None);
     let (a, b) = (join(&t, &mut c), join(&t, &mut c));
-    let (epoch, slice) = lease_slice(&t, &c, a);
+    let (epoch, slice) = lease_slice(&t, &c, &a);
     // B commits A's lease: fenced.
-    let reply = commit(&t, &c, b, epoch, copy_of(&slice)).unwrap();
+    let reply = commit(&t, &c, &b, epoch, copy_of(&slice)).unwrap();
     assert!(
         !reply.accepted && reply.reason.contains("another worker's"),
         "{reply:?}"
@@ -274,7 +291,7 @@ fn a_commit_of_another_workers_lease_or_a_malformed_one_changes_nothing() {
     // A names another slice, or a record the slice does not have: refused.
     let mut wrong = slice.clone();
     wrong.slice += 1;
-    let err = commit(&t, &c, a, epoch, copy_of(&wrong)).unwrap_err();
+    let err = commit(&t, &c, &a, epoch, copy_of(&wrong)).unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
     let bad_error = proto::Outcome::Slice(proto::SliceOutput {
         job: slice.job,
@@ -285,11 +302,12 @@ fn a_commit_of_another_workers_lease_or_a_malformed_one_changes_nothing() {
         }],
         ..Default::default()
     });
-    let err = commit(&t, &c, a, epoch, bad_error).unwrap_err();
+    let err = commit(&t, &c, &a, epoch, bad_error).unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
     let err = t
         .block_on(c.commit(proto::CommitRequest {
-            worker_id: a,
+            worker_id: a.worker,
+            session: a.session.clone(),
             epoch,
             outcome: None,
         }))
@@ -302,10 +320,10 @@ fn a_commit_of_another_workers_lease_or_a_malformed_one_changes_nothing() {
         "{job:?}"
     );
     // A's own commit still wins: nothing above touched the lease.
-    let reply = commit(&t, &c, a, epoch, copy_of(&slice)).unwrap();
+    let reply = commit(&t, &c, &a, epoch, copy_of(&slice)).unwrap();
     assert!(reply.accepted, "{reply:?}");
     // The same commit again: the lease is gone.
-    let reply = commit(&t, &c, a, epoch, copy_of(&slice)).unwrap();
+    let reply = commit(&t, &c, &a, epoch, copy_of(&slice)).unwrap();
     assert!(!reply.accepted, "{reply:?}");
     t.wait_until(id, |j| j.records_out == 2);
 }
@@ -317,7 +335,7 @@ fn a_commit_whose_connection_drops_midway_is_durable_once_and_its_retry_is_fence
     let id = copy_job(&t, "a\nb\nc\n", None);
     let mut c = client(&t, None, None);
     let worker = join(&t, &mut c);
-    let (epoch, slice) = lease_slice(&t, &c, worker);
+    let (epoch, slice) = lease_slice(&t, &c, &worker);
     // The node's handler is dropped with its connection: here, after its
     // first poll (the commit is on its way to the store).
     let outcome = booster_runtime::RemoteOutcome::Slice {
@@ -329,12 +347,19 @@ fn a_commit_whose_connection_drops_midway_is_durable_once_and_its_retry_is_fence
         }),
     };
     let runtime = t.runtime().clone();
-    let answered =
-        t.block_on(async { runtime.remote_commit(worker, epoch, outcome).now_or_never() });
+    let session = booster_runtime::RemoteSession {
+        worker: worker.worker,
+        secret: worker.session.clone().try_into().unwrap(),
+    };
+    let answered = t.block_on(async {
+        runtime
+            .remote_commit(&session, epoch, outcome)
+            .now_or_never()
+    });
     assert!(answered.is_none(), "the commit waits for durability");
     t.wait_until(id, |j| j.records_out == 3);
     // The worker never heard: it sends the commit again, which is fenced.
-    let reply = commit(&t, &c, worker, epoch, copy_of(&slice)).unwrap();
+    let reply = commit(&t, &c, &worker, epoch, copy_of(&slice)).unwrap();
     assert!(
         !reply.accepted && reply.reason.contains("no such lease"),
         "{reply:?}"
@@ -356,7 +381,7 @@ fn the_workers_listing_shows_each_remote_process_with_its_leases_and_rate() {
     copy_job(&t, "a\nb\nc\n", None);
     let mut c = client(&t, None, None);
     let worker = join(&t, &mut c);
-    let (epoch, slice) = lease_slice(&t, &c, worker);
+    let (epoch, slice) = lease_slice(&t, &c, &worker);
     let listed = |t: &TestServer| {
         let (status, body) = t.get("/api/workers");
         assert_eq!(status, 200, "{body}");
@@ -369,7 +394,7 @@ fn the_workers_listing_shows_each_remote_process_with_its_leases_and_rate() {
         all[0].clone()
     };
     let p = listed(&t);
-    assert_eq!(p["worker"], worker, "{p}");
+    assert_eq!(p["worker"], worker.worker, "{p}");
     assert_eq!(
         (p["host"].as_str(), p["pid"].as_u64()),
         (Some("test-host"), Some(4242))
@@ -384,7 +409,7 @@ fn the_workers_listing_shows_each_remote_process_with_its_leases_and_rate() {
     let heard = p["last_heartbeat_ms"].as_u64().unwrap();
     assert!(heard > 1_700_000_000_000, "a time of day: {p}");
     assert_eq!(p["records_per_s"], 0.0, "nothing committed yet: {p}");
-    let reply = commit(&t, &c, worker, epoch, copy_of(&slice)).unwrap();
+    let reply = commit(&t, &c, &worker, epoch, copy_of(&slice)).unwrap();
     assert!(reply.accepted);
     let p = listed(&t);
     assert_eq!(p["leases"], 0, "{p}");
@@ -488,7 +513,7 @@ fn bytes_that_are_no_commit_are_refused_and_change_nothing() {
     let id = copy_job(&t, "a\nb\n", None);
     let mut c = client(&t, None, None);
     let worker = join(&t, &mut c);
-    let (epoch, slice) = lease_slice(&t, &c, worker);
+    let (epoch, slice) = lease_slice(&t, &c, &worker);
     // Another message's bytes (a string where the commit has numbers),
     // sent to Commit.
     let garbage = proto::HelloRequest {
@@ -525,6 +550,40 @@ fn bytes_that_are_no_commit_are_refused_and_change_nothing() {
         (JobState::Running, 0),
         "{job:?}"
     );
-    let reply = commit(&t, &c, worker, epoch, copy_of(&slice)).unwrap();
+    let reply = commit(&t, &c, &worker, epoch, copy_of(&slice)).unwrap();
     assert!(reply.accepted, "the lease is untouched: {reply:?}");
+}
+
+#[test]
+fn a_worker_naming_another_workers_id_without_its_session_is_refused() {
+    let t = TestServer::start_node(|_, _| {});
+    let id = copy_job(&t, "a\nb\n", None);
+    let mut c = client(&t, None, None);
+    let (owner, forger) = (join(&t, &mut c), join(&t, &mut c));
+    let (epoch, slice) = lease_slice(&t, &c, &owner);
+    // The forger knows the owner's id (ids are sequential), not its secret.
+    let forged = Who {
+        worker: owner.worker,
+        session: forger.session.clone(),
+    };
+    let err = commit(&t, &c, &forged, epoch, copy_of(&slice)).unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(err.message().contains("session"), "{err:?}");
+    let err = lease(&t, &c, &forged).unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    let beat = t.block_on(c.heartbeat(proto::HeartbeatRequest {
+        worker_id: forged.worker,
+        epochs: vec![epoch],
+        session: forged.session.clone(),
+    }));
+    assert_eq!(beat.unwrap_err().code(), Code::PermissionDenied);
+    let job = t.job(id);
+    assert_eq!(
+        (job.state, job.records_out),
+        (JobState::Running, 0),
+        "{job:?}"
+    );
+    let reply = commit(&t, &c, &owner, epoch, copy_of(&slice)).unwrap();
+    assert!(reply.accepted, "the owner's lease is untouched: {reply:?}");
+    t.wait_until(id, |j| j.records_out == 2);
 }
