@@ -789,6 +789,14 @@ fn check_outcome(
                         held.records
                     ));
                 }
+                // One error per record at most, in record order: the
+                // counts reconcile (G2) only if no record fails twice.
+                if let Some(w) = r.record_errors.windows(2).find(|w| w[0].0 >= w[1].0) {
+                    return bad(format!(
+                        "record errors must name each record once, in order; record {} follows record {}",
+                        w[1].0, w[0].0
+                    ));
+                }
                 let written = r.main.len() + r.by_category.iter().map(Vec::len).sum::<usize>();
                 if written > max_records.saturating_mul(16) {
                     return bad(format!("the commit writes {written} records"));

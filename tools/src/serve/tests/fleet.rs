@@ -304,6 +304,21 @@ fn a_commit_of_another_workers_lease_or_a_malformed_one_changes_nothing() {
     });
     let err = commit(&t, &c, &a, epoch, bad_error).unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    // A record that fails twice would count twice (G2).
+    let twice = proto::RecordError {
+        index: 0,
+        message: "bad".into(),
+    };
+    let doubled = proto::Outcome::Slice(proto::SliceOutput {
+        job: slice.job,
+        slice: slice.slice,
+        main: vec![b"b".to_vec()],
+        record_errors: vec![twice.clone(), twice],
+        ..Default::default()
+    });
+    let err = commit(&t, &c, &a, epoch, doubled).unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("each record once"), "{err:?}");
     let err = t
         .block_on(c.commit(proto::CommitRequest {
             worker_id: a.worker,
