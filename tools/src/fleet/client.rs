@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use axum::http::uri::PathAndQuery;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
@@ -35,10 +35,7 @@ impl NodeClient {
         ca_cert: Option<&Path>,
     ) -> anyhow::Result<NodeClient> {
         let url = url.trim_end_matches('/');
-        let https = url.starts_with("https://");
-        if !(https || url.starts_with("http://")) {
-            bail!("--server {url:?} must start with http:// or https://, e.g. https://host:7878");
-        }
+        let https = crate::remote::check_server_url(url)?;
         let mut endpoint = Endpoint::from_shared(url.to_string())
             .with_context(|| format!("--server {url:?} is not a URL"))?
             .connect_timeout(std::time::Duration::from_secs(10));

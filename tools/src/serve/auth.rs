@@ -136,7 +136,8 @@ fn check_origin(headers: &HeaderMap, host: &str, loopback_only: bool) -> Result<
     Ok(())
 }
 
-fn is_loopback_host(host: &str) -> bool {
+/// `host` (a Host header or a URL's authority) names this machine.
+pub(crate) fn is_loopback_host(host: &str) -> bool {
     let name = if let Some(rest) = host.strip_prefix('[') {
         rest.split(']').next().unwrap_or("")
     } else {

@@ -12,7 +12,7 @@
 //! (`serve/tests/`), moving jobs step by step with a gated kind.
 
 mod api;
-mod auth;
+pub(crate) mod auth;
 mod bulk;
 mod connections;
 mod cron;
