@@ -8,9 +8,14 @@
 //! # role      token
 //! admin       Zm9vYmFyYmF6cXV4cXV1eA
 //! submitter   c3VibWl0dGVyLXRva2VuLTAx
-//! worker      d29ya2VyLXRva2VuLTAxMjM0NQ
 //! read-only   cmVhZC1vbmx5LXRva2VuLTAx
 //! ```
+//!
+//! A `worker` line there is refused: before the fleet, `worker` was the
+//! role that submits and controls jobs (now `submitter`), and an old file
+//! read with today's meaning would let those clients lease records and
+//! commit output, and lock them out of the API. Worker tokens live in
+//! `--worker-token-file` only.
 //!
 //! `--worker-token-file` and `--read-token-file` hold tokens of one role
 //! each, one a line. [`TokenSource`] reads them all again on SIGHUP, so a
@@ -107,7 +112,7 @@ impl Tokens {
                         (words.next(), words.next(), words.next())
                     else {
                         bail!(
-                            "{}:{n}: expected `ROLE TOKEN` (ROLE is admin, submitter, worker or \
+                            "{}:{n}: expected `ROLE TOKEN` (ROLE is admin, submitter or \
                              read-only), \
                              or a file holding only one token",
                             path.display()
@@ -115,10 +120,19 @@ impl Tokens {
                     };
                     let Some(role) = Role::parse(role) else {
                         bail!(
-                            "{}:{n}: unknown role {role:?}; use admin, submitter, worker or read-only",
+                            "{}:{n}: unknown role {role:?}; use admin, submitter or read-only",
                             path.display()
                         );
                     };
+                    if role == Role::Worker {
+                        bail!(
+                            "{}:{n}: a `worker` line is not taken here: `worker` was the role that \
+                             submits and controls jobs, which is now `submitter` (write \
+                             `submitter TOKEN`); a remote worker's token goes in the file of \
+                             serve --worker-token-file",
+                            path.display()
+                        );
+                    }
                     let token = check_token(token, path, n)?;
                     if entries.iter().any(|(_, t)| *t == token) {
                         bail!(
@@ -294,11 +308,11 @@ mod tests {
 
     #[test]
     fn role_lines_give_each_token_its_role() {
-        let text = format!("# roles\nadmin {A}\n\nworker   {W}\nread-only {R}\nsubmitter {S}\n");
+        let text = format!("# roles\nadmin {A}\n\nread-only   {R}\nsubmitter {S}\n");
         let t = Tokens::parse(&text, Path::new("t")).unwrap();
         assert_eq!(t.role_of(S), Some(Role::Submitter));
         assert_eq!(t.role_of(A), Some(Role::Admin));
-        assert_eq!(t.role_of(W), Some(Role::Worker));
+        assert_eq!(t.role_of(W), None);
         assert_eq!(t.role_of(R), Some(Role::ReadOnly));
         assert_eq!(t.role_of("admin"), None);
     }
@@ -353,7 +367,7 @@ mod tests {
             ),
             ("admin short\n", "t:1: a token must be"),
             (
-                &format!("admin {A}\nworker {A}\n") as &str,
+                &format!("admin {A}\nsubmitter {A}\n") as &str,
                 "t:2: this token is listed twice",
             ),
             (&format!("admin {A} extra\n"), "t:1: expected `ROLE TOKEN`"),
@@ -361,5 +375,23 @@ mod tests {
             let err = Tokens::parse(text, Path::new("t")).unwrap_err().to_string();
             assert!(err.contains(expect), "{text:?}: {err}");
         }
+    }
+
+    /// `worker` meant "submits and controls jobs" before the fleet: an old
+    /// file must not silently give those clients the worker service.
+    #[test]
+    fn a_worker_line_in_the_token_file_is_refused_naming_submitter_and_the_worker_file() {
+        let text = format!("admin {A}\nworker {W}\n");
+        let err = Tokens::parse(&text, Path::new("t"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("t:2: a `worker` line is not taken here"),
+            "{err}"
+        );
+        assert!(
+            err.contains("submitter TOKEN") && err.contains("--worker-token-file"),
+            "{err}"
+        );
     }
 }

@@ -16,11 +16,13 @@ fn exec_job(cmd: &str) -> String {
 fn with_roles(exec_allow: &[&str]) -> TestServer {
     TestServer::start_configured(|dir, opts| {
         let path = dir.join("tokens");
-        let text = format!(
-            "# role token\nadmin {ADMIN}\nsubmitter {SUBMITTER}\nworker {WORKER}\nread-only {READER}\n"
-        );
+        let text =
+            format!("# role token\nadmin {ADMIN}\nsubmitter {SUBMITTER}\nread-only {READER}\n");
         crate::secret_file::write_private(&path, text.as_bytes()).unwrap();
         opts.token_file = Some(path);
+        let workers = dir.join("workers");
+        crate::secret_file::write_private(&workers, format!("{WORKER}\n").as_bytes()).unwrap();
+        opts.worker_token_file = Some(workers);
         opts.exec_allow = exec_allow.iter().map(|c| c.to_string()).collect();
     })
 }
