@@ -244,6 +244,44 @@ pub enum RemoteError {
 /// on what `Hello`s can make it hold.
 pub const MAX_REMOTE_THREADS: usize = 65_536;
 
+/// The most leases one remote thread names in a heartbeat: the one it
+/// runs, the one ahead, and its commits on their way (8 in `booster
+/// work`), with room to spare.
+pub const MAX_EPOCHS_PER_THREAD: usize = 16;
+
+/// Limits on what a `Hello` says, so it cannot make the node hold (and
+/// list, and log) more than a worker needs.
+const MAX_HOST_BYTES: usize = 255;
+const MAX_KINDS: usize = 256;
+const MAX_KIND_BYTES: usize = 128;
+const MAX_VERSION_BYTES: usize = 64;
+
+fn check_hello(hello: &RemoteHello) -> Result<(), RemoteError> {
+    let bad = |m: String| Err(RemoteError::Malformed(m));
+    if hello.host.len() > MAX_HOST_BYTES {
+        return bad(format!(
+            "a host name of {} bytes; at most {MAX_HOST_BYTES}",
+            hello.host.len()
+        ));
+    }
+    if hello.version.len() > MAX_VERSION_BYTES {
+        return bad(format!("a version of {} bytes", hello.version.len()));
+    }
+    if hello.kinds.len() > MAX_KINDS {
+        return bad(format!(
+            "{} kinds; a worker runs at most {MAX_KINDS}",
+            hello.kinds.len()
+        ));
+    }
+    if let Some(k) = hello.kinds.iter().find(|k| k.len() > MAX_KIND_BYTES) {
+        return bad(format!(
+            "a kind name of {} bytes; at most {MAX_KIND_BYTES}",
+            k.len()
+        ));
+    }
+    Ok(())
+}
+
 /// A remote thread's slot: which process it belongs to and what it runs.
 #[derive(Clone, Debug)]
 pub struct RemoteSlot {
@@ -372,6 +410,7 @@ impl Runtime {
                 hello.threads
             )));
         }
+        check_hello(&hello)?;
         let shared = self.shared();
         let mut st = shared.state.lock();
         if st.book.stopping {
@@ -458,7 +497,14 @@ impl Runtime {
         let now_ms = shared.clock.now_ms();
         let worker = session.worker;
         let mut st = shared.state.lock();
-        st.book.fleet.check(session)?;
+        let threads = st.book.fleet.check(session)?.slots.len();
+        if epochs.len() > threads * MAX_EPOCHS_PER_THREAD {
+            return Err(RemoteError::Malformed(format!(
+                "a heartbeat names {} leases; a process of {threads} threads holds at most {}",
+                epochs.len(),
+                threads * MAX_EPOCHS_PER_THREAD
+            )));
+        }
         st.book.fleet.seen(worker, now_ms);
         let mut ended = Vec::new();
         for &epoch in epochs {

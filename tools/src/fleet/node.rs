@@ -23,6 +23,17 @@ use crate::serve::AppState;
 /// How long a `Lease` waits for work before answering "nothing".
 const LEASE_POLL: Duration = Duration::from_secs(1);
 
+/// The most bytes a `Hello`, `Lease` or `Heartbeat` may take: none needs
+/// more than a few hundred, and a worker token must not make the node
+/// read (and log) a slice-sized host name.
+pub const SMALL_MESSAGE_BYTES: usize = 64 << 10;
+
+/// `Lease` calls waiting at once, node-wide: each holds a blocking thread
+/// for up to `LEASE_POLL`; past this, a call waits for a turn (async,
+/// holding no thread).
+const LONG_POLLS: usize = 256;
+static LONG_POLL_TURNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(LONG_POLLS);
+
 /// The node's `booster` version; a worker of another is refused.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -34,7 +45,8 @@ pub fn max_message_bytes(runtime: &Runtime) -> usize {
 
 pub async fn hello(State(app): State<AppState>, req: Request) -> Response {
     let runtime = app.runtime.clone();
-    unary(&app.runtime, req, move |m: proto::HelloRequest| async move {
+    let small = SMALL_MESSAGE_BYTES;
+    unary(&app.runtime, req, small, move |m: proto::HelloRequest| async move {
         if m.version != VERSION {
             return Err(Status::failed_precondition(format!(
                 "this worker is booster {}, the node is booster {VERSION}: run the same version on both",
@@ -49,7 +61,10 @@ pub async fn hello(State(app): State<AppState>, req: Request) -> Response {
             threads: m.threads,
         };
         let who = format!("{} pid {}", hello.host, hello.pid);
-        let joined = runtime.remote_join(hello).map_err(status)?;
+        let joined = runtime.remote_join(hello).map_err(|e| {
+            eprintln!("booster serve: refused a worker's Hello: {e}");
+            status(e)
+        })?;
         let worker = joined.session.worker;
         eprintln!("booster serve: worker {worker} ({who}, {} threads) joined", m.threads);
         Ok(proto::HelloReply {
@@ -71,7 +86,12 @@ pub async fn lease(State(app): State<AppState>, req: Request) -> Response {
     unary(
         &app.runtime,
         req,
+        SMALL_MESSAGE_BYTES,
         move |m: proto::LeaseRequest| async move {
+            let _turn = LONG_POLL_TURNS
+                .acquire()
+                .await
+                .map_err(|_| Status::unavailable("the node is shutting down"))?;
             let answer = runtime
                 .remote_lease(&session(m.worker_id, &m.session), m.thread, LEASE_POLL)
                 .await
@@ -104,6 +124,7 @@ pub async fn heartbeat(State(app): State<AppState>, req: Request) -> Response {
     unary(
         &app.runtime,
         req,
+        SMALL_MESSAGE_BYTES,
         move |m: proto::HeartbeatRequest| async move {
             let ended = runtime
                 .remote_heartbeat(&session(m.worker_id, &m.session), &m.epochs)
@@ -116,9 +137,11 @@ pub async fn heartbeat(State(app): State<AppState>, req: Request) -> Response {
 
 pub async fn commit(State(app): State<AppState>, req: Request) -> Response {
     let runtime = app.runtime.clone();
+    let limit = max_message_bytes(&app.runtime);
     unary(
         &app.runtime,
         req,
+        limit,
         move |m: proto::CommitRequest| async move {
             let (worker, epoch) = (m.worker_id, m.epoch);
             let session = session(worker, &m.session);
@@ -263,9 +286,15 @@ fn outcome_of(m: proto::CommitRequest) -> Result<RemoteOutcome, String> {
     }
 }
 
-/// Decodes the request, runs `f` on its message once, encodes the answer
-/// (or the status), with every message bounded by `max_message_bytes`.
-async fn unary<M1, M2, F, Fut>(runtime: &Runtime, req: Request, f: F) -> Response
+/// Decodes the request (at most `request_bytes`), runs `f` on its
+/// message once, encodes the answer (or the status; at most
+/// `max_message_bytes`).
+async fn unary<M1, M2, F, Fut>(
+    runtime: &Runtime,
+    req: Request,
+    request_bytes: usize,
+    f: F,
+) -> Response
 where
     M1: prost::Message + Default + Send + 'static,
     M2: prost::Message + Send + 'static,
@@ -275,7 +304,7 @@ where
     let limit = max_message_bytes(runtime);
     let codec = tonic_prost::ProstCodec::<M2, M1>::default();
     let mut grpc = tonic::server::Grpc::new(codec)
-        .max_decoding_message_size(limit)
+        .max_decoding_message_size(request_bytes.min(limit))
         .max_encoding_message_size(limit);
     grpc.unary(Once(Some(f)), req)
         .await

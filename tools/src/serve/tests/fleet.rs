@@ -602,3 +602,35 @@ fn a_worker_naming_another_workers_id_without_its_session_is_refused() {
     assert!(reply.accepted, "the owner's lease is untouched: {reply:?}");
     t.wait_until(id, |j| j.records_out == 2);
 }
+
+#[test]
+fn oversized_hellos_and_heartbeats_are_refused_and_change_nothing() {
+    let t = TestServer::start_node(|_, _| {});
+    let mut c = client(&t, None, None);
+    let mut huge = hello(VERSION);
+    huge.host = "h".repeat(100_000);
+    let err = t.block_on(c.hello(huge)).unwrap_err();
+    assert_ne!(err.code(), Code::Ok, "a 100 KB Hello is not read: {err:?}");
+    let mut long = hello(VERSION);
+    long.host = "h".repeat(300);
+    let err = t.block_on(c.hello(long)).unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("host name of 300 bytes"), "{err:?}");
+    let mut many = hello(VERSION);
+    many.kinds = (0..300).map(|k| format!("k{k}")).collect();
+    let err = t.block_on(c.hello(many)).unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert_eq!(remote_workers(&t), 0, "nobody joined");
+    let who = join(&t, &mut c);
+    let beat = |epochs: u64| {
+        t.block_on(c.heartbeat(proto::HeartbeatRequest {
+            worker_id: who.worker,
+            epochs: (1..=epochs).collect(),
+            session: who.session.clone(),
+        }))
+    };
+    let err = beat(1000).unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("names 1000 leases"), "{err:?}");
+    assert_eq!(beat(3).unwrap().ended, vec![1, 2, 3], "none of them is its");
+}
