@@ -697,8 +697,10 @@ fn lease_blocking(
     loop {
         let task = {
             let mut st = shared.state.lock();
-            let slot = st.book.fleet.slot(session, thread)?;
             loop {
+                // Again after each wait: a process forgotten meanwhile has
+                // no slot, and its old one may be another's now.
+                let slot = st.book.fleet.slot(session, thread)?;
                 let now_ms = shared.clock.now_ms();
                 st.book.fleet.seen(group, now_ms);
                 if st.book.stopping {

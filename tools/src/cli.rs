@@ -525,9 +525,10 @@ pub struct ServeArgs {
     #[arg(long)]
     pub tls_key: Option<PathBuf>,
     /// A lease whose worker sends no heartbeat for this long expires and its
-    /// work runs again elsewhere (local and remote workers alike).
+    /// work runs again elsewhere (local and remote workers alike). At least
+    /// 1000: a remote worker heartbeats every quarter of it, over a network.
     #[arg(long, value_name = "MS", default_value_t = 30_000,
-          value_parser = clap::value_parser!(u64).range(10..))]
+          value_parser = clap::value_parser!(u64).range(1000..))]
     pub lease_timeout_ms: u64,
     /// Worker tokens, one a line (mode 0600): they may only lease, heartbeat
     /// and commit work (`booster --server URL work`). Read again on SIGHUP.

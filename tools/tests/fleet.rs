@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use booster_tests::cli::Serving;
@@ -72,30 +72,79 @@ fn get(server: &Serving, path: &str) -> String {
         .unwrap()
 }
 
-fn worker(server: &Serving, sb: &Sandbox, args: &[&str]) -> Child {
-    let mut all = vec!["work"];
-    all.extend_from_slice(args);
-    remote(server, sb, &all)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+/// A `booster work` process. Its stderr is read while it runs (a worker
+/// that logs more than a pipe holds never blocks on it), and a test that
+/// ends before it (a failed assertion) kills it, waking it first should
+/// it be stopped: no test leaves a worker behind.
+struct Worker {
+    child: Child,
+    stderr: Option<std::thread::JoinHandle<String>>,
 }
 
-/// Waits for `child` to exit 0, failing after a minute; its stderr.
-fn finishes(mut child: Child, what: &str) -> String {
+impl Worker {
+    fn spawn(cmd: &mut Command) -> Worker {
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut pipe = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut pipe, &mut bytes);
+            String::from_utf8_lossy(&bytes).into_owned()
+        });
+        Worker {
+            child,
+            stderr: Some(stderr),
+        }
+    }
+
+    fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill(2) with a pid we spawned and have not reaped.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+    }
+
+    /// kill -9, and reap it.
+    fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.signal(libc::SIGCONT);
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn worker(server: &Serving, sb: &Sandbox, args: &[&str]) -> Worker {
+    let mut all = vec!["work"];
+    all.extend_from_slice(args);
+    Worker::spawn(&mut remote(server, sb, &all))
+}
+
+/// Waits for `w` to exit 0, failing after a minute; its stderr.
+fn finishes(mut w: Worker, what: &str) -> String {
     let started = Instant::now();
     loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+        if let Some(status) = w.child.try_wait().unwrap() {
+            let err = w.stderr.take().unwrap().join().unwrap();
             assert!(status.success(), "{what} exited {status}: {err}");
             return err;
         }
-        if started.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            panic!("{what} did not finish");
-        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{what} did not finish"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -156,7 +205,7 @@ fn a_remote_worker_killed_mid_slice_loses_nothing_and_its_slice_runs_again() {
             "--workers",
             "0",
             "--lease-timeout-ms",
-            "500",
+            "1000",
             "--exec-allow",
             SLOWER_CAT,
         ],
@@ -191,8 +240,7 @@ fn a_remote_worker_killed_mid_slice_loses_nothing_and_its_slice_runs_again() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    doomed.kill().unwrap();
-    doomed.wait().unwrap();
+    doomed.kill9();
     finishes(
         worker(
             &server,
@@ -210,7 +258,7 @@ fn a_remote_worker_killed_mid_slice_loses_nothing_and_its_slice_runs_again() {
 }
 
 /// Waits until a thread of `child` holds a slice's lease on the node.
-fn wait_for_slice_lease(server: &Serving, child: &Child) {
+fn wait_for_slice_lease(server: &Serving, child: &Worker) {
     wait_for(&format!("a slice leased by pid {}", child.id()), || {
         let workers: serde_json::Value =
             serde_json::from_str(&get(server, "/api/workers")).unwrap();
@@ -260,7 +308,7 @@ fn a_worker_stopped_past_its_deadline_has_its_late_commit_rejected() {
             "--workers",
             "0",
             "--lease-timeout-ms",
-            "300",
+            "1000",
             "--exec-allow",
             SLOWER_CAT,
         ],
@@ -274,8 +322,7 @@ fn a_worker_stopped_past_its_deadline_has_its_late_commit_rejected() {
         &["--workers", "1", "--until-idle", "--exec-allow", SLOWER_CAT],
     );
     wait_for_slice_lease(&server, &late);
-    // SAFETY: kill(2) with a pid we spawned and have not waited for.
-    unsafe { libc::kill(late.id() as libc::pid_t, libc::SIGSTOP) };
+    late.signal(libc::SIGSTOP);
     wait_for("the stopped worker's lease to expire", || {
         lease_expiries(&server) >= 1
     });
@@ -289,8 +336,7 @@ fn a_worker_stopped_past_its_deadline_has_its_late_commit_rejected() {
     );
     let (output, job) = output_of(&server, &sb, id);
     assert_exact(&job, &output, &input);
-    // SAFETY: as above.
-    unsafe { libc::kill(late.id() as libc::pid_t, libc::SIGCONT) };
+    late.signal(libc::SIGCONT);
     let said = finishes(late, "the stopped worker");
     assert!(
         said.contains("fenced lease"),
@@ -307,8 +353,10 @@ fn a_node_killed_under_two_workers_and_restarted_finishes_the_job_exactly() {
     let args = [
         "--workers",
         "0",
+        // Long enough that no lease expires under load: the test waits
+        // for none.
         "--lease-timeout-ms",
-        "500",
+        "3000",
         "--exec-allow",
         SLOW_CAT,
     ];
@@ -317,7 +365,7 @@ fn a_node_killed_under_two_workers_and_restarted_finishes_the_job_exactly() {
     let input = numbered_lines(24);
     let job = ["--kind", "exec", "--cmd", SLOW_CAT, "--slice-size", "2"];
     let id = submit(&server, &sb, &input, &job);
-    let workers: Vec<Child> = (0..2)
+    let workers: Vec<Worker> = (0..2)
         .map(|_| {
             let flags = ["--workers", "1", "--until-idle", "--exec-allow", SLOW_CAT];
             worker(&server, &sb, &flags)
@@ -443,19 +491,14 @@ fn a_connection_cut_in_the_middle_of_a_commit_loses_nothing_and_doubles_nothing(
         &["--kind", "copy", "--slice-size", "4000"],
     );
     let proxy = CutProxy::start(&server.url, 50_000);
-    let w = sb
-        .cmd(&[
-            "--server",
-            &proxy.url,
-            "work",
-            "--workers",
-            "1",
-            "--until-idle",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let w = Worker::spawn(&mut sb.cmd(&[
+        "--server",
+        &proxy.url,
+        "work",
+        "--workers",
+        "1",
+        "--until-idle",
+    ]));
     let said = finishes(w, "the worker behind the proxy");
     assert_eq!(
         proxy.cuts.load(std::sync::atomic::Ordering::SeqCst),
@@ -474,4 +517,19 @@ fn a_connection_cut_in_the_middle_of_a_commit_loses_nothing_and_doubles_nothing(
     );
     let (output, job) = output_of(&server, &sb, id);
     assert_exact(&job, &output, &input);
+}
+
+#[test]
+fn serve_refuses_a_lease_timeout_under_a_second() {
+    let sb = Sandbox::new();
+    let out = sb
+        .cmd(&["serve", "--workers", "0", "--lease-timeout-ms", "10"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "refused");
+    let err = stderr(&out);
+    assert!(
+        err.contains("--lease-timeout-ms") && err.contains("1000"),
+        "{err}"
+    );
 }
