@@ -479,6 +479,16 @@ impl State {
     /// its records reached the store (a remote worker's commit is answered
     /// by it), then `release`.
     pub fn end_commit(&mut self, epoch: u64, durable: bool) {
+        let remote = self
+            .book
+            .leases
+            .get(&epoch)
+            .and_then(|l| self.book.workers.get(l.worker))
+            .and_then(|w| w.remote.as_ref())
+            .map(|r| r.group);
+        if let (Some(group), true) = (remote, durable) {
+            self.book.fleet.note_committed(epoch, group);
+        }
         if let Some(tx) = self
             .book
             .leases

@@ -309,7 +309,15 @@ pub struct Fleet {
     /// When this process opened the store: its own threads' rate is
     /// counted from then.
     opened_ms: u64,
+    /// The last `RECENT_COMMITS` leases committed (epoch, process): a
+    /// commit sent again because its answer was lost is told it is
+    /// durable, not that its lease went to another worker.
+    committed: std::collections::VecDeque<(u64, u64)>,
 }
+
+/// Commits remembered for retries (`Fleet::committed`): a few seconds of
+/// a busy fleet's commits; a retry older than that is only fenced.
+const RECENT_COMMITS: usize = 4096;
 
 pub struct Group {
     pub hello: RemoteHello,
@@ -392,6 +400,15 @@ impl Fleet {
     /// The processes that joined, by id.
     pub fn groups(&self) -> &BTreeMap<u64, Group> {
         &self.groups
+    }
+
+    /// Remote lease `epoch` of process `group` committed durably (called
+    /// by `State::end_commit`, whether or not its caller still waits).
+    pub(crate) fn note_committed(&mut self, epoch: u64, group: u64) {
+        if self.committed.len() >= RECENT_COMMITS {
+            self.committed.pop_front();
+        }
+        self.committed.push_back((epoch, group));
     }
 
     /// This process opened the store at `now_ms`.
@@ -553,6 +570,10 @@ impl Runtime {
             st.book.fleet.check(session)?;
             st.book.fleet.seen(worker, now_ms);
             let Some(h) = st.book.fleet.held.get(&epoch) else {
+                if st.book.fleet.committed.contains(&(epoch, worker)) {
+                    // A retry of a commit whose answer was lost: durable.
+                    return Ok(CommitAnswer::Accepted);
+                }
                 return Ok(fenced(epoch, "this node holds no such lease: it expired and was given to another worker, or the node restarted"));
             };
             if h.group != worker {

@@ -329,7 +329,7 @@ async fn commit_until_deadline(w: Arc<Worker>, commit: proto::CommitRequest) {
 
 /// The node answered and said no: trying again changes nothing. Anything
 /// else (a cut connection, a node restarting) may not have reached it, and
-/// a commit is safe to send twice: the second is fenced.
+/// a commit is safe to send twice: the second writes nothing.
 fn refused(status: &Status) -> bool {
     matches!(
         status.code(),
