@@ -155,7 +155,8 @@ impl State {
     /// The most urgent job `worker` may lease: a slot of the reserved lane
     /// takes only jobs at the lane's priority or above.
     ///
-    /// A remote slot takes only the kinds its process runs, and no job
+    /// A remote slot takes only the kinds its process runs, only jobs its
+    /// allow lists pass (`exec`: its own `--exec-allow`), and no job
     /// with `after` dependencies: a remote handler has no way yet to read
     /// their output (`JobContext::after_output`), and would run without
     /// it, silently wrong. Those run on this process's own threads. The
@@ -175,8 +176,10 @@ impl State {
         };
         let first = match remote {
             None => self.book.ready.first(gate),
-            Some(_) => self.book.ready.first_where(gate, |id| {
-                self.table.get(&id).is_none_or(|j| j.after.is_empty())
+            Some(r) => self.book.ready.first_where(gate, |id| {
+                self.table
+                    .get(&id)
+                    .is_none_or(|j| j.after.is_empty() && r.accepts(&j.kind, &j.properties))
             }),
         }?;
         let local = self.book.local_workers;

@@ -96,9 +96,9 @@ pub use download::{Download, SeparatedDownload};
 pub use handler::{heartbeat, lease_ended, LeaseProgress};
 pub use job_state::{JobState, UnknownState};
 pub use remote::{
-    CommitAnswer, RemoteError, RemoteHello, RemoteHook, RemoteJoined, RemoteLease, RemoteOutcome,
-    RemoteSession, RemoteSimpleJob, RemoteSlice, RemoteTask, RemoteWork, SimpleResult, SliceResult,
-    WorkerProcess, MAX_REMOTE_THREADS,
+    CommitAnswer, RemoteAllow, RemoteError, RemoteHello, RemoteHook, RemoteJoined, RemoteLease,
+    RemoteOutcome, RemoteSession, RemoteSimpleJob, RemoteSlice, RemoteTask, RemoteWork,
+    SimpleResult, SliceResult, WorkerProcess, MAX_REMOTE_THREADS,
 };
 pub use separators::Separators;
 pub use upload::Uploader;

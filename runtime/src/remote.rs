@@ -17,7 +17,7 @@
 //! use booster_runtime::{RemoteHello, RemoteLease};
 //! let joined = runtime.remote_join(RemoteHello {
 //!     host: "w1".into(), pid: 42, version: "0.1.0".into(),
-//!     kinds: vec!["copy".into()], threads: 2,
+//!     kinds: vec!["copy".into()], threads: 2, allows: Vec::new(),
 //! })?;
 //! if let RemoteLease::Task(task) =
 //!     runtime.remote_lease(&joined.session, 0, std::time::Duration::from_secs(1)).await?
@@ -52,6 +52,18 @@ pub struct RemoteHello {
     pub kinds: Vec<String>,
     /// Its worker threads: one slot each.
     pub threads: u32,
+    /// Jobs of these kinds it runs only with one of these property values
+    /// (`exec`: its `--exec-allow` commands): its slots lease no other.
+    pub allows: Vec<RemoteAllow>,
+}
+
+/// A job of `kind` is for the process only when its property `property`
+/// is a string among `values`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteAllow {
+    pub kind: String,
+    pub property: String,
+    pub values: Vec<String>,
 }
 
 /// What the node answers a join with.
@@ -255,6 +267,7 @@ const MAX_HOST_BYTES: usize = 255;
 const MAX_KINDS: usize = 256;
 const MAX_KIND_BYTES: usize = 128;
 const MAX_VERSION_BYTES: usize = 64;
+const MAX_ALLOWED_VALUES: usize = 1024;
 
 fn check_hello(hello: &RemoteHello) -> Result<(), RemoteError> {
     let bad = |m: String| Err(RemoteError::Malformed(m));
@@ -273,6 +286,13 @@ fn check_hello(hello: &RemoteHello) -> Result<(), RemoteError> {
             hello.kinds.len()
         ));
     }
+    let values: usize = hello.allows.iter().map(|a| a.values.len()).sum();
+    if hello.allows.len() > MAX_KINDS || values > MAX_ALLOWED_VALUES {
+        return bad(format!(
+            "{} allow lists of {values} values; at most {MAX_KINDS} of {MAX_ALLOWED_VALUES}",
+            hello.allows.len()
+        ));
+    }
     if let Some(k) = hello.kinds.iter().find(|k| k.len() > MAX_KIND_BYTES) {
         return bad(format!(
             "a kind name of {} bytes; at most {MAX_KIND_BYTES}",
@@ -287,11 +307,20 @@ fn check_hello(hello: &RemoteHello) -> Result<(), RemoteError> {
 pub struct RemoteSlot {
     pub group: u64,
     pub kinds: Arc<[String]>,
+    pub allows: Arc<[RemoteAllow]>,
 }
 
 impl RemoteSlot {
     pub fn runs(&self, kind: &str) -> bool {
         self.kinds.iter().any(|k| k == kind)
+    }
+
+    /// A job of `kind` with `properties` passes the process's allow lists.
+    pub fn accepts(&self, kind: &str, properties: &serde_json::Value) -> bool {
+        self.allows.iter().filter(|a| a.kind == kind).all(|a| {
+            let value = properties.get(&a.property).and_then(|v| v.as_str());
+            value.is_some_and(|v| a.values.iter().any(|allowed| allowed == v))
+        })
     }
 }
 
@@ -447,11 +476,13 @@ impl Runtime {
         book.fleet.next += 1;
         let group = book.generation << 32 | book.fleet.next;
         let kinds: Arc<[String]> = hello.kinds.clone().into();
+        let allows: Arc<[RemoteAllow]> = hello.allows.clone().into();
         let mut slots = Vec::with_capacity(hello.threads as usize);
         for _ in 0..hello.threads {
             let remote = Some(crate::remote::RemoteSlot {
                 group,
                 kinds: kinds.clone(),
+                allows: allows.clone(),
             });
             let slot = match book.fleet.free_slots.pop() {
                 Some(i) => i,

@@ -475,6 +475,7 @@ fn remote_slot(st: &mut State, kinds: &[&str]) -> usize {
         remote: Some(crate::remote::RemoteSlot {
             group: 7,
             kinds: kinds.iter().map(|k| k.to_string()).collect(),
+            allows: Vec::new().into(),
         }),
         ..Default::default()
     });
@@ -534,6 +535,35 @@ fn a_remote_slot_leaves_jobs_with_dependencies_to_this_process_s_threads() {
         "a remote handler could not read job 1's output: job 2 is not for it"
     );
     assert_eq!(leased_jobs(&mut st, 0), vec![2], "a local thread runs it");
+}
+
+#[test]
+fn a_remote_slot_leases_only_jobs_its_allow_list_passes() {
+    let mut st = state();
+    register(&mut st, "k", HandlerShape::Simple);
+    let with = |cmd: &str| {
+        let mut spec = JobSpec::simple("k", serde_json::Value::Null);
+        spec.properties = serde_json::json!({ "cmd": cmd });
+        spec
+    };
+    st.apply(&created(1, vec![with("rm -rf /"), with("cat")]))
+        .unwrap();
+    let remote = remote_slot(&mut st, &["k"]);
+    if let Some(r) = st.book.workers[remote].remote.as_mut() {
+        r.allows = vec![crate::remote::RemoteAllow {
+            kind: "k".into(),
+            property: "cmd".into(),
+            values: vec!["cat".into()],
+        }]
+        .into();
+    }
+    assert_eq!(
+        leased_jobs(&mut st, remote),
+        vec![2],
+        "its process runs `cat` only"
+    );
+    assert_eq!(leased_jobs(&mut st, remote), Vec::<crate::JobId>::new());
+    assert_eq!(leased_jobs(&mut st, 0), vec![1], "left to a slot that may");
 }
 
 #[test]

@@ -59,6 +59,15 @@ pub async fn hello(State(app): State<AppState>, req: Request) -> Response {
             version: m.version,
             kinds: m.kinds,
             threads: m.threads,
+            allows: m
+                .allows
+                .into_iter()
+                .map(|a| booster_runtime::RemoteAllow {
+                    kind: a.kind,
+                    property: a.property,
+                    values: a.values,
+                })
+                .collect(),
         };
         let who = format!("{} pid {}", hello.host, hello.pid);
         let joined = runtime.remote_join(hello).map_err(|e| {

@@ -18,6 +18,21 @@ pub struct HelloRequest {
     /// Its worker threads.
     #[prost(uint32, tag = "5")]
     pub threads: u32,
+    /// Jobs of a kind here run only with one of these property values.
+    #[prost(message, repeated, tag = "6")]
+    pub allows: Vec<PropertyAllow>,
+}
+
+/// Jobs of `kind` are for this worker only when their property
+/// `property` is one of `values` (`exec`: `cmd`, its `--exec-allow`).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PropertyAllow {
+    #[prost(string, tag = "1")]
+    pub kind: String,
+    #[prost(string, tag = "2")]
+    pub property: String,
+    #[prost(string, repeated, tag = "3")]
+    pub values: Vec<String>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -105,6 +105,12 @@ pub async fn work(
         pid: std::process::id(),
         kinds,
         threads: opts.threads.max(1) as u32,
+        // The node leases this worker only the commands it may run.
+        allows: vec![proto::PropertyAllow {
+            kind: crate::kinds::EXEC.to_string(),
+            property: crate::formats::props::CMD.to_string(),
+            values: opts.exec_allow.clone(),
+        }],
     };
     let joined = client.hello(hello.clone()).await.map_err(|s| {
         anyhow!(

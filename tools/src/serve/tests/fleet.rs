@@ -79,6 +79,7 @@ fn hello(version: &str) -> proto::HelloRequest {
         pid: 4242,
         kinds: vec!["copy".into()],
         threads: 1,
+        allows: Vec::new(),
     }
 }
 
@@ -536,6 +537,7 @@ fn bytes_that_are_no_commit_are_refused_and_change_nothing() {
         pid: 1,
         kinds: vec!["copy".into(); 3],
         threads: 7,
+        allows: Vec::new(),
     };
     let url = t.url.clone();
     let err = t
