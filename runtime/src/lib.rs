@@ -52,6 +52,8 @@ mod epoch_tests;
 mod handler;
 mod id_hash;
 mod job_state;
+#[cfg(test)]
+mod logged_tests;
 mod lost;
 mod meta;
 mod metrics;

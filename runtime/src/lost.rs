@@ -139,8 +139,8 @@ pub(crate) const UPLOAD_CUT: &str =
 /// records go to the errors file), and the `main` output of every slice
 /// done (a commit always writes it). Open names them on their jobs, which
 /// then show as damaged. Index lookups only: nothing is read.
-pub fn missing_frames<F: booster_store::FileLayer>(
-    store: &booster_store::Store<F>,
+pub fn missing_frames(
+    store: &dyn crate::slice_store::SliceStore,
     state: &State,
     damage: &[Damage],
 ) -> Vec<booster_store::SliceKey> {
@@ -155,8 +155,8 @@ pub fn missing_frames<F: booster_store::FileLayer>(
             .collect()
     };
     let mut missing = Vec::new();
-    for job in state.table.values() {
-        let Some(sliced) = job.sliced() else { continue };
+    let mut check = |job: &crate::table::Job| {
+        let Some(sliced) = job.sliced() else { return };
         // A slice whose `Uploaded` record was lost, while later ones were
         // not: the table has a hole there.
         for seq in sliced.slices.gaps() {
@@ -167,7 +167,7 @@ pub fn missing_frames<F: booster_store::FileLayer>(
             });
         }
         if sliced.slices.count() == 0 || !unknown {
-            continue;
+            return;
         }
         let (input, main) = (held(job.id, STREAM_INPUT), held(job.id, STREAM_MAIN));
         for seq in sliced.slices.uploaded.iter() {
@@ -183,6 +183,16 @@ pub fn missing_frames<F: booster_store::FileLayer>(
                 });
             }
         }
+    };
+    // Without damage, the rows in RAM (holes are found while a job runs);
+    // with it, every row of the table, read from its pages.
+    if damage.is_empty() {
+        state.table.values().for_each(&mut check);
+    } else {
+        let _ = state.table.scan(false, |job| {
+            check(&job);
+            std::ops::ControlFlow::Continue(())
+        });
     }
     missing
 }

@@ -266,13 +266,35 @@ pub async fn write_with(
     metas: Vec<Meta>,
     urgent: bool,
 ) -> Result<Vec<Result<(), RuntimeError>>, RuntimeError> {
-    if let Some(cause) = shared.state.lock().book.poisoned.clone() {
+    write_pinned(shared, store, metas, urgent, Vec::new()).await
+}
+
+/// `write_with` for records whose rows the caller pinned
+/// (`TableView::pin`): they are unpinned once the records applied, or
+/// their write failed.
+pub async fn write_pinned(
+    shared: &Arc<Shared>,
+    store: &Arc<dyn SliceStore>,
+    metas: Vec<Meta>,
+    urgent: bool,
+    pins: Vec<crate::JobId>,
+) -> Result<Vec<Result<(), RuntimeError>>, RuntimeError> {
+    let poisoned = {
+        let mut st = shared.state.lock();
+        let cause = st.book.poisoned.clone();
+        if cause.is_some() {
+            pins.iter().for_each(|&id| st.table.unpin(id));
+        }
+        cause
+    };
+    if let Some(cause) = poisoned {
         return Err(RuntimeError::Store(StoreError::Poisoned { cause }));
     }
     let (tx, rx) = oneshot::channel();
     let batch = batch_of(&metas);
     let batch = if urgent { batch.urgent() } else { batch };
-    commit(shared, store, batch, metas, move |_, applied| {
+    commit(shared, store, batch, metas, move |st, applied| {
+        pins.iter().for_each(|&id| st.table.unpin(id));
         let _ = tx.send(applied);
     });
     rx.await

@@ -663,10 +663,16 @@ impl State {
                     // keeps a sliced job running.
                     started = s.before_done;
                 }
-                if job.state == JobState::Running && !started {
+                let requeued = job.state == JobState::Running && !started;
+                if requeued {
                     job.state = JobState::Queued;
                 }
+                let id = job.id;
                 self.insert(job, "restored");
+                if requeued {
+                    // Not the row the image holds: written at the next checkpoint.
+                    self.table.get_mut(&id);
+                }
                 Ok(())
             }
             Meta::NextId { next } => {
@@ -680,7 +686,14 @@ impl State {
             }
             Meta::Opened { generation, .. } => self.book.open_generation(*generation),
             Meta::Checkpoint(c) => self.apply_checkpoint(c),
-            Meta::KindId { id, name } => self.book.kind_ids.apply(*id, name),
+            Meta::KindId { id, name } => {
+                self.book.kind_ids.apply(*id, name)?;
+                if let Some(id) = self.book.kind_ids.id(name) {
+                    let name = self.book.kind_ids.name(id).cloned().expect("interned");
+                    self.table.know_kind(id, &name);
+                }
+                Ok(())
+            }
             Meta::LeaseExpired { work, .. } => {
                 self.count_expiry(work);
                 Ok(())
@@ -892,10 +905,11 @@ impl State {
     }
 
     fn insert(&mut self, mut job: Job, what: &str) {
-        if let Some(old) = self.table.remove(&job.id) {
+        if let Some(old) = self.table.take_resident(job.id) {
             self.book.count_gone(&old);
         }
         job.kind_id = self.book.kind_ids.intern(&job.kind);
+        self.table.know_kind(job.kind_id, &job.kind);
         self.book.count_new(&job);
         if self.book.active.contains_key(&job.id) {
             let refused = self.refusal_of(&job);

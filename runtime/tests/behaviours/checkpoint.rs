@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::time::Duration;
 
 use booster_runtime::*;
@@ -60,6 +61,9 @@ async fn a_reopen_from_a_checkpoint_lists_the_same_table() {
         rt.shutdown(Duration::from_secs(5)).await.unwrap();
     }
     let rt = Runtime::open(opts(dir.path(), 2)).await.unwrap();
+    // The open reads the unfinished rows (queued, waiting, scheduled, and
+    // the job submitted after), not the finished one.
+    assert_eq!(rt.rows_in_ram(), 4);
     rt.register_sliced("echo", echo());
     assert_eq!(table_of(&rt).await, table);
     assert!(matches!(rt.job(gone).await, Err(RuntimeError::NotFound(_))));
@@ -81,4 +85,59 @@ async fn a_read_only_open_refuses_to_checkpoint() {
     let rt = Runtime::open(o).await.unwrap();
     let err = rt.checkpoint().await.unwrap_err().to_string();
     assert!(err.contains("read-only"), "{err}");
+}
+
+/// G10: once a checkpoint is durable, the rows of finished jobs leave RAM
+/// (only unfinished ones stay), yet `job` and `jobs` show them as before,
+/// read from the pages; a failed one can still be retried, and a
+/// completed one destroyed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_jobs_leave_ram_at_a_checkpoint_yet_job_and_jobs_show_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Runtime::open(opts(dir.path(), 2)).await.unwrap();
+    let held = Arc::new(Held::default());
+    rt.register_simple("held", held.clone());
+    // 150 jobs: three pages of rows; one fails.
+    let mut specs: Vec<JobSpec> = (0..150)
+        .map(|n| JobSpec::simple("held", serde_json::json!({ "n": n })))
+        .collect();
+    specs[70] = JobSpec::simple("held", serde_json::json!({ "fail": true }));
+    let ids = rt.submit_many(specs).await.unwrap();
+    for &id in &ids {
+        rt.wait(id).await.unwrap();
+    }
+    let waiting = rt
+        .submit(JobSpec::simple("nobody", serde_json::Value::Null))
+        .await
+        .unwrap();
+    let table = table_of(&rt).await;
+    assert!(rt.rows_in_ram() > ids.len());
+    rt.checkpoint().await.unwrap();
+    assert_eq!(
+        rt.rows_in_ram(),
+        1,
+        "only the queued job's row stays in RAM"
+    );
+    assert_eq!(table_of(&rt).await, table);
+    let shown = rt.job(ids[3]).await.unwrap();
+    assert_eq!(shown.state, JobState::Completed);
+    assert_eq!(shown.result, Some(serde_json::json!({ "n": 3 })));
+    assert_eq!(rt.job(ids[70]).await.unwrap().state, JobState::Failed);
+    assert_eq!(rt.job(waiting).await.unwrap().state, JobState::Queued);
+    // Controls on rows read back from the pages.
+    rt.destroy(ids[0]).await.unwrap();
+    assert!(matches!(
+        rt.job(ids[0]).await,
+        Err(RuntimeError::NotFound(_))
+    ));
+    rt.retry(ids[70]).await.unwrap();
+    assert_eq!(rt.wait(ids[70]).await.unwrap().state, JobState::Failed);
+    assert_eq!(rt.job(ids[70]).await.unwrap().attempts, 2);
+    rt.checkpoint().await.unwrap();
+    assert_eq!(rt.rows_in_ram(), 1);
+    assert!(matches!(
+        rt.job(ids[0]).await,
+        Err(RuntimeError::NotFound(_))
+    ));
+    assert_eq!(rt.jobs(JobFilter::default()).await.len(), ids.len());
 }
