@@ -150,6 +150,11 @@ pub struct RuntimeOptions {
     pub zstd_level: i32,
     /// false: open for inspection and control only (no workers run).
     pub start_workers: bool,
+    /// The timer takes checkpoints by itself (a second after rows changed,
+    /// or when many did) and shutdown takes a last one, in a process that
+    /// runs work. Default true; tests that examine the meta log's own
+    /// frames turn it off.
+    pub auto_checkpoint: bool,
     /// Where the runtime reads the time of day. Default: `SystemClock`;
     /// tests use a `ManualClock` and move it.
     pub clock: Arc<dyn Clock>,
@@ -174,6 +179,7 @@ impl RuntimeOptions {
             reserved_priority: 10,
             zstd_level: 1,
             start_workers: true,
+            auto_checkpoint: true,
             clock: Arc::new(SystemClock),
         }
     }

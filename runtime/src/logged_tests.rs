@@ -75,7 +75,8 @@ impl Logged {
     pub fn reopen(&mut self, book: Book) {
         let mut st = State::new(book);
         let records = self.concrete.meta_records().unwrap();
-        crate::runtime::replay_log(&self.store, &mut st, &records, None).unwrap();
+        let lost = crate::runtime::replay_log(&self.store, &mut st, &records, None).unwrap();
+        assert!(lost.is_empty(), "{lost:?}");
         self.st = st;
     }
 
@@ -83,7 +84,8 @@ impl Logged {
     /// into a fresh state (`book`).
     pub fn replay(&self, book: Book, records: &[Vec<u8>]) -> State {
         let mut st = State::new(book);
-        crate::runtime::replay_log(&self.store, &mut st, records, None).unwrap();
+        let lost = crate::runtime::replay_log(&self.store, &mut st, records, None).unwrap();
+        assert!(lost.is_empty(), "{lost:?}");
         st
     }
 }

@@ -83,6 +83,57 @@ impl LostCreated {
     }
 }
 
+/// A failed row for job `id`, whose spec is gone (its `Created` record or
+/// its row was lost with damaged frames): kind `KIND`, finished at
+/// `at_ms`, `reason` saying where it went.
+pub fn lost_job(id: JobId, at_ms: u64, reason: String) -> crate::table::Job {
+    use crate::table::{Body, SimpleBody};
+    let null = std::sync::Arc::new(serde_json::Value::Null);
+    crate::table::Job {
+        id,
+        kind: std::sync::Arc::from(KIND),
+        kind_id: 0,
+        description: String::new(),
+        priority: 50,
+        max_workers: None,
+        run_at_ms: None,
+        expires_at_ms: None,
+        created_ms: at_ms,
+        started_us: None,
+        completed_us: Some(crate::clock::ms_to_us(at_ms)),
+        state: crate::JobState::Failed,
+        properties: null.clone(),
+        failure_reason: Some(reason),
+        attempts: 0,
+        body: Body::Simple(SimpleBody {
+            args: null,
+            result: None,
+            expiries: 0,
+        }),
+        singleton: None,
+        cron: None,
+        after: Vec::new(),
+        on_dependency_failure: Default::default(),
+        window: None,
+    }
+}
+
+/// Why the rows of page `page` of the checkpoint's table are lost.
+pub fn page_reason(page: u64, e: &crate::RuntimeError) -> String {
+    let (first, last) = page_ids(page);
+    format!(
+        "row lost: page {page} (job ids {first} to {last}) of the checkpoint's table is \
+         damaged ({e}); restore the segment from a backup, or salvage what survived into a \
+         new data directory"
+    )
+}
+
+/// The ids page `page` holds.
+pub fn page_ids(page: u64) -> (JobId, JobId) {
+    let first = page.saturating_mul(crate::table::keys::ROWS_PER_PAGE);
+    (first, first + crate::table::keys::ROWS_PER_PAGE - 1)
+}
+
 /// The damaged ranges that lost (or may have lost) meta records.
 fn meta_ranges(damage: &[Damage]) -> String {
     let ranges: Vec<String> = damage

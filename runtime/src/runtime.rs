@@ -196,6 +196,7 @@ impl Runtime {
                 book.reserved_workers = opts.reserved_workers;
                 book.reserved_priority = opts.reserved_priority;
                 book.runs_workers = opts.start_workers;
+                book.auto_checkpoint = opts.auto_checkpoint;
                 book.clock = opts.clock.clone();
                 let mut state = State::new(book);
                 // A meta frame that rotted in a sealed segment is left out
@@ -219,7 +220,10 @@ impl Runtime {
                     .iter()
                     .any(|d| d.meta_lost)
                     .then(LostCreated::default);
-                replay_log(&store, &mut state, &records, lost.as_mut())?;
+                // Row pages of the checkpoint that could not be read: named
+                // like any damaged range (their rows show as lost).
+                let pages_lost = replay_log(&store, &mut state, &records, lost.as_mut())?;
+                report.damaged.extend(pages_lost);
                 if let Some(lost) = lost {
                     let reason = crate::lost::reason(&report.damaged);
                     for id in lost.lost(state.book.next_id) {
@@ -265,6 +269,7 @@ impl Runtime {
                     }),
                 }
                 state.release_scheduled(opts.clock.now_ms());
+                state.book.last_checkpoint_ms = opts.clock.now_ms();
                 state.book.live = true;
                 Ok((store, state, report))
             })
@@ -960,19 +965,7 @@ impl Runtime {
     /// finished rows it wrote leave RAM. Returns the checkpoint's number. A
     /// read-only process writes none.
     pub async fn checkpoint(&self) -> Result<u64, RuntimeError> {
-        let shared = self.shared().clone();
-        let store = self.inner.store.clone();
-        let (rx, seq) = tokio::task::spawn_blocking(move || {
-            let _gate = shared.append_gate.write();
-            while shared.inflight_commits.load(Ordering::Acquire) > 0 {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            enqueue_checkpoint(&shared, &store, false)
-        })
-        .await
-        .map_err(|e| RuntimeError::Invalid(format!("checkpoint failed: {e}")))??;
-        checkpoint_applied(rx.await.ok())?;
-        Ok(seq)
+        take_checkpoint(self.shared().clone(), self.inner.store.clone()).await
     }
 
     /// Stops taking leases, lets running slices finish (or hands their leases
@@ -985,6 +978,15 @@ impl Runtime {
         }
         while self.shared().inflight_commits.load(Ordering::Acquire) > 0 {
             tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // A last checkpoint, so the next open replays little. One that
+        // cannot be written loses nothing: the log holds every record.
+        let due = {
+            let st = self.shared().state.lock();
+            st.checkpoint_due(u64::MAX)
+        };
+        if due {
+            let _ = self.checkpoint().await;
         }
         let inner = self.inner.clone();
         drop(self);
@@ -1006,7 +1008,7 @@ pub(crate) fn enqueue_checkpoint(
     store: &Arc<dyn SliceStore>,
     for_compaction: bool,
 ) -> Result<(tokio::sync::oneshot::Receiver<crate::shared::Applied>, u64), RuntimeError> {
-    let (batch, record, sealed) = {
+    let (batch, record, sealed, records) = {
         let mut st = shared.state.lock();
         if let Some(cause) = st.book.poisoned.clone() {
             return Err(RuntimeError::Store(StoreError::Poisoned { cause }));
@@ -1036,7 +1038,9 @@ pub(crate) fn enqueue_checkpoint(
             )));
         }
         let (batch, record) = crate::table::image::checkpoint_batch(&st, &**store)?;
-        (batch, record, st.table.seal())
+        st.book.last_checkpoint_ms = shared.clock.now_ms();
+        let records = std::mem::take(&mut st.book.records_since_checkpoint);
+        (batch, record, st.table.seal(), records)
     };
     let seq = match &record {
         Meta::Checkpoint(c) => c.seq,
@@ -1047,10 +1051,34 @@ pub(crate) fn enqueue_checkpoint(
     crate::shared::append_counted(shared, store, batch, vec![record], move |st, applied| {
         if matches!(&applied, Ok(r) if r.iter().all(Result::is_ok)) {
             st.table.written_through(sealed, image);
+        } else {
+            // Not written: those records still count for the next one.
+            st.book.records_since_checkpoint += records;
         }
         let _ = tx.send(applied);
     });
     Ok((rx, seq))
+}
+
+/// Takes a checkpoint (`Runtime::checkpoint`; the timer, on the triggers
+/// of `State::checkpoint_due`; shutdown): the append gate is held while
+/// the batch is built and enqueued, then released; the call returns once
+/// it is durable.
+pub(crate) async fn take_checkpoint(
+    shared: Arc<Shared>,
+    store: Arc<dyn SliceStore>,
+) -> Result<u64, RuntimeError> {
+    let (rx, seq) = tokio::task::spawn_blocking(move || {
+        let _gate = shared.append_gate.write();
+        while shared.inflight_commits.load(Ordering::Acquire) > 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        enqueue_checkpoint(&shared, &store, false)
+    })
+    .await
+    .map_err(|e| RuntimeError::Invalid(format!("checkpoint failed: {e}")))??;
+    checkpoint_applied(rx.await.ok())?;
+    Ok(seq)
 }
 
 /// A checkpoint's outcome (None: the store stopped before answering).
@@ -1064,13 +1092,15 @@ fn checkpoint_applied(applied: Option<crate::shared::Applied>) -> Result<(), Run
 /// Replays the meta log `records` into `state`. A log that starts at a
 /// checkpoint has the rows the scheduler needs read from its pages once
 /// the records of its batch are applied (`table/image.rs`); the others
-/// are read when asked for.
+/// are read when asked for. Returns the row pages that could not be read
+/// (their rows are lost rows now).
 pub(crate) fn replay_log(
     store: &Arc<dyn SliceStore>,
     state: &mut State,
     records: &[Vec<u8>],
     mut lost: Option<&mut LostCreated>,
-) -> Result<(), RuntimeError> {
+) -> Result<Vec<booster_store::Damage>, RuntimeError> {
+    let mut damage = Vec::new();
     let checkpoint = match records.first().map(|r| meta::decode(r)).transpose()? {
         Some(Meta::Checkpoint(c)) => Some(*c),
         _ => None,
@@ -1079,7 +1109,7 @@ pub(crate) fn replay_log(
     for (k, record) in records.iter().enumerate() {
         if rows_at == Some(k) {
             let c = checkpoint.as_ref().expect("rows_at comes from it");
-            crate::table::image::restore_rows(store, state, c, lost.as_deref_mut())?;
+            damage = crate::table::image::restore_rows(store, state, c, lost.as_deref_mut())?;
         }
         let m = meta::decode(record)?;
         if let Some(lost) = lost.as_deref_mut() {
@@ -1096,10 +1126,10 @@ pub(crate) fn replay_log(
     }
     if let (Some(c), Some(at)) = (&checkpoint, rows_at) {
         if at >= records.len() {
-            crate::table::image::restore_rows(store, state, c, lost)?;
+            damage = crate::table::image::restore_rows(store, state, c, lost)?;
         }
     }
-    Ok(())
+    Ok(damage)
 }
 
 /// Writes valid specs as one `created` record: ids and singleton keys are

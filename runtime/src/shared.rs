@@ -4,7 +4,7 @@
 //! own thread never own it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -60,6 +60,8 @@ pub struct Shared {
     /// snapshot sees every acknowledged record.
     pub append_gate: RwLock<()>,
     pub inflight_commits: AtomicUsize,
+    /// The timer's checkpoint is on its way (one at a time).
+    pub checkpointing: AtomicBool,
     /// Slices handed to the upload pool and not yet passed to the store.
     pub upload_tasks: AtomicUsize,
     /// Worker threads alive (a hung one counts until its handler returns).
@@ -82,6 +84,7 @@ impl Shared {
             handlers: RwLock::new(HashMap::new()),
             append_gate: RwLock::new(()),
             inflight_commits: AtomicUsize::new(0),
+            checkpointing: AtomicBool::new(false),
             upload_tasks: AtomicUsize::new(0),
             workers_alive: Mutex::new(0),
             workers_gone: Condvar::new(),

@@ -291,27 +291,58 @@ pub fn whole_job(
 }
 
 /// The pages holding rows in the active states, each with the slots of
-/// those rows, from the state index; None when the image has no state
-/// index (written before step 3.2: every row is read then).
-fn active_pages(store: &dyn SliceStore) -> Result<Option<BTreeMap<u64, u64>>, RuntimeError> {
-    let mut pages: BTreeMap<u64, u64> = BTreeMap::new();
+/// those rows by state (a mask that cannot be read counts as every slot,
+/// `u64::MAX`: the page's rows say their states), from the state index;
+/// None when the image has no state index (written before step 3.2: every
+/// row is read then).
+fn active_pages(store: &dyn SliceStore) -> Option<BTreeMap<u64, Vec<(JobState, u64)>>> {
+    let mut pages: BTreeMap<u64, Vec<(JobState, u64)>> = BTreeMap::new();
     for s in ACTIVE_STATES {
         for key in all_keys(store, STATE_INDEX_BASE + s.index() as u32) {
-            let records = store
-                .read_slice(&key)?
-                .ok_or_else(|| corrupt(format!("{key:?} is missing")))?;
-            let [mask] = &records[..] else {
-                return Err(corrupt(format!("{key:?} does not hold one record")));
+            let mask = match store.read_slice(&key) {
+                Ok(Some(records)) if records.len() == 1 => {
+                    keys::decode_mask(&records[0]).unwrap_or(u64::MAX)
+                }
+                _ => u64::MAX,
             };
-            *pages.entry(key.seq).or_default() |= keys::decode_mask(mask).map_err(corrupt)?;
+            pages.entry(key.seq).or_default().push((s, mask));
         }
     }
     let indexed = !pages.is_empty()
         || (0..STATES as u32).any(|s| !all_keys(store, STATE_INDEX_BASE + s).is_empty());
     if indexed || all_keys(store, ROW_PAGE).is_empty() {
-        return Ok(Some(pages));
+        return Some(pages);
     }
-    Ok(None)
+    None
+}
+
+/// The damage a page that cannot be read is, for the recovery report: its
+/// place when the store named one, its id range, and that its rows (table
+/// records) are lost.
+fn page_damage(page: u64, e: &RuntimeError) -> booster_store::Damage {
+    let (first, last) = crate::lost::page_ids(page);
+    let (segment_id, path, offset, what) = match e {
+        RuntimeError::Store(booster_store::StoreError::Corrupt {
+            segment_id,
+            path,
+            offset,
+            what,
+        }) => (*segment_id, path.clone(), *offset, what.clone()),
+        other => (0, "(the job table)".into(), 0, other.to_string()),
+    };
+    booster_store::Damage {
+        segment_id,
+        path,
+        offset,
+        end: offset,
+        what: format!(
+            "{what}: row page {page} of the checkpoint's table (job ids {first} to {last}); \
+             its rows are lost"
+        ),
+        slices: vec![keys::row_page(page)],
+        meta_lost: true,
+        identified: true,
+    }
 }
 
 /// Puts the rows of checkpoint `c`'s image that the scheduler needs (the
@@ -327,7 +358,7 @@ pub fn restore_rows(
     state: &mut State,
     c: &Checkpoint,
     mut lost: Option<&mut crate::lost::LostCreated>,
-) -> Result<(), RuntimeError> {
+) -> Result<Vec<booster_store::Damage>, RuntimeError> {
     if c.counts.len() != JobState::ALL.len() {
         return Err(corrupt(format!(
             "checkpoint {} counts {} states, not {}",
@@ -336,13 +367,13 @@ pub fn restore_rows(
             JobState::ALL.len()
         )));
     }
-    let active = active_pages(&**store)?;
+    let active = active_pages(&**store);
     let whole = active.is_none();
-    let pages: Vec<(u64, u64)> = match active {
+    let pages: Vec<(u64, Vec<(JobState, u64)>)> = match active {
         Some(pages) => pages.into_iter().collect(),
         None => all_keys(&**store, ROW_PAGE)
             .into_iter()
-            .map(|k| (k.seq, u64::MAX))
+            .map(|k| (k.seq, Vec::new()))
             .collect(),
     };
     if !whole {
@@ -350,22 +381,36 @@ pub fn restore_rows(
         state.table.loading = true;
     }
     let mut counts = [0u64; 8];
+    let mut damage = Vec::new();
     let restored = (|| -> Result<(), RuntimeError> {
-        for (page, mask) in pages {
-            let rows = read_stored(&**store, page)?
-                .ok_or_else(|| {
-                    corrupt(format!(
+        for (page, masks) in pages {
+            let mask = match whole {
+                true => u64::MAX,
+                false => masks.iter().fold(0, |m, (_, s)| m | s),
+            };
+            // Every mask read: the page's rows must be exactly those.
+            let exact = !whole && masks.iter().all(|(_, m)| *m != u64::MAX);
+            let rows = match read_stored(&**store, page) {
+                Ok(Some(stored)) => stored.rows,
+                Ok(None) => {
+                    return Err(corrupt(format!(
                         "page {page}, which the state index names, is missing"
-                    ))
-                })?
-                .rows;
+                    )))
+                }
+                // Degraded: the rows the masks name are lost, named.
+                Err(e) if !whole => {
+                    lose_page(state, page, &masks, &e, &mut counts);
+                    damage.push(page_damage(page, &e));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let mut found = 0u64;
             for row in rows {
                 let slot = keys::page_of(row.id).1;
                 if mask & (1 << slot) == 0 {
                     continue;
                 }
-                found |= 1 << slot;
                 let s = row.job_state().ok_or_else(|| {
                     corrupt(format!(
                         "row {} is destroyed, yet indexed as unfinished",
@@ -373,12 +418,16 @@ pub fn restore_rows(
                     ))
                 })?;
                 if !whole && !ACTIVE_STATES.contains(&s) {
-                    return Err(corrupt(format!(
-                        "row {} is {}, yet indexed as unfinished",
-                        row.id,
-                        s.as_str()
-                    )));
+                    if exact {
+                        return Err(corrupt(format!(
+                            "row {} is {}, yet indexed as unfinished",
+                            row.id,
+                            s.as_str()
+                        )));
+                    }
+                    continue;
                 }
+                found |= 1 << slot;
                 counts[s.index()] += 1;
                 let kinds = |k| state.book.kind_ids.name(k).cloned();
                 let job = whole_job(&**store, row, &kinds)?;
@@ -388,7 +437,7 @@ pub fn restore_rows(
                 }
                 state.apply(&m)?;
             }
-            if !whole && found != mask {
+            if exact && found != mask {
                 return Err(corrupt(format!(
                     "page {page} lacks rows its state index names (slots {:#x})",
                     mask & !found
@@ -414,5 +463,33 @@ pub fn restore_rows(
             state.book.by_state[s.index()] += c.counts[s.index()];
         }
     }
-    Ok(())
+    Ok(damage)
+}
+
+/// The unfinished rows page `page` held by its masks are lost: each is a
+/// lost row (failed, naming the damage), counted in its indexed state for
+/// the checkpoint's counts.
+fn lose_page(
+    state: &mut State,
+    page: u64,
+    masks: &[(JobState, u64)],
+    e: &RuntimeError,
+    counts: &mut [u64; 8],
+) {
+    let reason = crate::lost::page_reason(page, e);
+    let mut slots = 0u64;
+    for (s, mask) in masks {
+        // A mask that cannot be read names no slot it can count.
+        if *mask != u64::MAX {
+            counts[s.index()] += u64::from(mask.count_ones());
+            slots |= mask;
+        }
+    }
+    state.table.loading = false;
+    for slot in (0..keys::ROWS_PER_PAGE).filter(|s| slots & (1 << s) != 0) {
+        let id = page * keys::ROWS_PER_PAGE + slot;
+        let at_ms = state.book.log_ms;
+        state.insert_lost_row(crate::lost::lost_job(id, at_ms, reason.clone()));
+    }
+    state.table.loading = true;
 }

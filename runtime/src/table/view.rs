@@ -53,6 +53,9 @@ pub struct TableView {
     image: Option<Weak<dyn SliceStore>>,
     /// Rows a control or a submit holds in RAM until its record applied.
     pins: HashMap<JobId, u32>,
+    /// Entries changed since the image was written (generation above
+    /// `written`): what a checkpoint writes, and one of its triggers.
+    changed: usize,
     /// Kind names by id, to make jobs of stored rows (the book's
     /// `KindIds`, mirrored by `State`).
     kinds: HashMap<KindId, Arc<str>>,
@@ -69,6 +72,7 @@ impl Default for TableView {
             written: 0,
             image: None,
             pins: HashMap::new(),
+            changed: 0,
             kinds: HashMap::new(),
             loading: false,
         }
@@ -80,12 +84,32 @@ fn corrupt(what: String) -> RuntimeError {
 }
 
 impl TableView {
-    /// Job `id`'s row: from the overlay, else read from the image.
+    /// Job `id`'s row: from the overlay, else read from the image. A row
+    /// the image cannot give back (its page, large row or slice map is
+    /// damaged) is a lost row naming the damage (`lost::lost_job`), never
+    /// "no such job" (G7).
     pub fn get(&self, id: &JobId) -> Option<Cow<'_, Job>> {
         match self.overlay.get(id) {
             Some(e) => e.row.as_ref().map(Cow::Borrowed),
-            None => self.fetch(*id).ok().flatten().map(Cow::Owned),
+            None => self.read(*id).map(Cow::Owned),
         }
+    }
+
+    /// `fetch`, with a row it cannot read given as lost: when its page is
+    /// unreadable, for a slot the page's state masks name (all of them
+    /// when the masks cannot be read either).
+    fn read(&self, id: JobId) -> Option<Job> {
+        let e = match self.fetch(id) {
+            Ok(row) => return row,
+            Err(e) => e,
+        };
+        let store = self.store()?;
+        let (page, slot) = keys::page_of(id);
+        let named = match read_page(&*store, page) {
+            Ok(_) => true,
+            Err(_) => page_slots(&*store, page).is_none_or(|m| m & (1 << slot) != 0),
+        };
+        named.then(|| crate::lost::lost_job(id, 0, crate::lost::page_reason(page, &e)))
     }
 
     /// Job `id`'s row if it is in RAM (every unfinished row is).
@@ -108,9 +132,12 @@ impl TableView {
                 },
             );
         }
-        let generation = self.generation;
+        let (generation, written) = (self.generation, self.written);
         let e = self.overlay.get_mut(id)?;
         e.row.as_ref()?;
+        if e.generation <= written {
+            self.changed += 1;
+        }
         e.generation = generation;
         e.row.as_mut()
     }
@@ -131,27 +158,56 @@ impl TableView {
             row: Some(job),
             generation,
         };
-        self.overlay.insert(id, e).and_then(|e| e.row)
+        let old = self.overlay.insert(id, e);
+        self.count_change(old.as_ref(), generation);
+        old.and_then(|e| e.row)
     }
 
     /// Takes job `id`'s row out of RAM to be replaced (a restore).
     pub fn take_resident(&mut self, id: JobId) -> Option<Job> {
-        self.overlay.remove(&id).and_then(|e| e.row)
+        let e = self.overlay.remove(&id)?;
+        if e.generation > self.written {
+            self.changed -= 1;
+        }
+        e.row
+    }
+
+    /// `old`, an entry replaced by one of `generation`, and the count of
+    /// changed entries.
+    fn count_change(&mut self, old: Option<&Entry>, generation: u64) {
+        let was = old.is_some_and(|e| e.generation > self.written);
+        let is = generation > self.written;
+        match (was, is) {
+            (false, true) => self.changed += 1,
+            (true, false) => self.changed -= 1,
+            _ => {}
+        }
+    }
+
+    /// How many rows changed since the image was written.
+    pub fn changed(&self) -> usize {
+        self.changed
     }
 
     /// Takes job `id`'s row out of the table (read from the image when
     /// it is not in RAM).
     pub fn remove(&mut self, id: &JobId) -> Option<Job> {
-        let old = match self.overlay.remove(id) {
+        let was = self.overlay.remove(id);
+        let was_changed = was.as_ref().is_some_and(|e| e.generation > self.written);
+        let old = match was {
             Some(e) => e.row,
             None => self.fetch(*id).ok().flatten(),
         };
+        if was_changed {
+            self.changed -= 1;
+        }
         if old.is_some() && self.image.is_some() {
             let e = Entry {
                 row: None,
                 generation: self.generation,
             };
             self.overlay.insert(*id, e);
+            self.changed += 1;
         }
         old
     }
@@ -231,11 +287,14 @@ impl TableView {
         self.written = self.written.max(sealed);
         self.image = Some(store);
         let pins = &self.pins;
+        let mut changed = 0;
         self.overlay.retain(|id, e| {
+            changed += usize::from(e.generation > sealed);
             e.generation > sealed
                 || pins.contains_key(id)
                 || e.row.as_ref().is_some_and(|j| !j.is_terminal())
         });
+        self.changed = changed;
     }
 
     /// The rows changed since the image was written (None: the row
@@ -302,8 +361,23 @@ impl TableView {
         for &page in ordered {
             let mut rows: BTreeMap<JobId, Pick<'_>> = BTreeMap::new();
             if stored.contains(&page) {
-                for row in read_page(&*store, page)?.unwrap_or_default() {
-                    rows.insert(row.id, Pick::Stored(Box::new(row)));
+                match read_page(&*store, page) {
+                    Ok(read) => {
+                        for row in read.unwrap_or_default() {
+                            rows.insert(row.id, Pick::Stored(Box::new(row)));
+                        }
+                    }
+                    // Its rows are listed as lost, by the page's masks.
+                    Err(e) => {
+                        let slots = page_slots(&*store, page).unwrap_or(u64::MAX);
+                        let reason = crate::lost::page_reason(page, &e);
+                        for slot in (0..ROWS_PER_PAGE).filter(|s| slots & (1 << s) != 0) {
+                            let id = page * ROWS_PER_PAGE + slot;
+                            if id > 0 {
+                                rows.insert(id, Pick::Lost(id, reason.clone()));
+                            }
+                        }
+                    }
                 }
             }
             let first = page * ROWS_PER_PAGE;
@@ -318,7 +392,17 @@ impl TableView {
                 let job = match pick {
                     Pick::Gone => continue,
                     Pick::Resident(j) => Cow::Borrowed(j),
-                    Pick::Stored(row) => Cow::Owned(self.job_of(&*store, *row)?),
+                    Pick::Stored(row) => {
+                        let id = row.id;
+                        match self.job_of(&*store, *row) {
+                            Ok(job) => Cow::Owned(job),
+                            Err(e) => {
+                                let reason = crate::lost::page_reason(keys::page_of(id).0, &e);
+                                Cow::Owned(crate::lost::lost_job(id, 0, reason))
+                            }
+                        }
+                    }
+                    Pick::Lost(id, reason) => Cow::Owned(crate::lost::lost_job(id, 0, reason)),
                 };
                 if f(job).is_break() {
                     return Ok(());
@@ -334,6 +418,21 @@ enum Pick<'a> {
     Resident(&'a Job),
     Gone,
     Stored(Box<Row>),
+    /// A row of a page that cannot be read, and why.
+    Lost(JobId, String),
+}
+
+/// The slots of page `page` that hold a row, by its state masks; None when
+/// a mask cannot be read.
+pub fn page_slots(store: &dyn SliceStore, page: u64) -> Option<u64> {
+    let mut slots = 0;
+    for s in 0..=super::row::STATE_DESTROYED {
+        let key = keys::state_index(s, page)?;
+        if let Some(records) = store.read_slice(&key).ok()? {
+            slots |= keys::decode_mask(records.first()?).ok()?;
+        }
+    }
+    Some(slots)
 }
 
 /// The rows of page `page` in `store`, or None when it has none.
