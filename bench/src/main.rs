@@ -29,6 +29,10 @@ enum Scenario {
     /// Jobs at scale: `--jobs N` no-op jobs through enqueue and completion,
     /// finished jobs retained; RSS, reopen after SIGKILL, a page of 100.
     Soak,
+    /// Issue 13: remote workers against the node's own on a copy job, and
+    /// 1, 2, 4 worker processes where handlers wait (needs `booster` built
+    /// beside the harness).
+    Fleet,
     All,
     /// Internal: the process `recovery` kills.
     #[value(hide = true)]
@@ -52,6 +56,7 @@ impl Scenario {
             Scenario::All => "all",
             Scenario::RecoveryChild => "recovery-child",
             Scenario::Soak => "soak",
+            Scenario::Fleet => "fleet",
             Scenario::SoakChild => "soak-child",
         }
     }
@@ -223,6 +228,7 @@ fn run_here(scenario: Scenario, ctx: &Ctx) -> anyhow::Result<Vec<Measurement>> {
         Scenario::Peers => scenarios::peers::run(ctx),
         Scenario::RecoveryChild => scenarios::recovery::child(ctx),
         Scenario::Soak => scenarios::soak::run(ctx),
+        Scenario::Fleet => scenarios::fleet::run(ctx),
         Scenario::SoakChild => scenarios::soak::child(ctx),
         Scenario::All => anyhow::bail!("`all` runs each scenario in its own child"),
     }

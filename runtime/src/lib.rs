@@ -518,6 +518,10 @@ pub struct JobStatus {
     pub completed_at: Option<SystemTime>,
     pub run_at: Option<SystemTime>,
     pub expires_at: Option<SystemTime>,
+    /// A simple job: it has no slices or records, and its handler's
+    /// outcome is `result`.
+    #[serde(default)]
+    pub simple: bool,
     pub upload_complete: bool,
     pub slices_total: u64,
     pub slices_queued: u64,

@@ -812,7 +812,9 @@ impl Runtime {
         self.control(job, Control::Destroy).await
     }
 
-    /// Waits until the job is completed, failed or aborted.
+    /// Waits until the job is completed, failed or aborted. Once the store
+    /// refuses writes (a failed write or fsync, G9) an unfinished job can
+    /// never end: the wait returns `StoreError::Poisoned` instead.
     pub async fn wait(&self, job: JobId) -> Result<JobStatus, RuntimeError> {
         loop {
             let rx = {
@@ -820,6 +822,11 @@ impl Runtime {
                 let j = st.table.get(&job).ok_or(RuntimeError::NotFound(job))?;
                 if j.is_terminal() {
                     return Ok(build_status(&st, &j));
+                }
+                // A job cannot finish once the store refuses writes (G9):
+                // say so instead of waiting for ever.
+                if let Some(cause) = st.book.poisoned.clone() {
+                    return Err(RuntimeError::Store(StoreError::Poisoned { cause }));
                 }
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 st.book.waiters.entry(job).or_default().push(tx);

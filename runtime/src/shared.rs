@@ -234,6 +234,9 @@ pub fn append_counted(
                     Err(e) => {
                         if poisons(&e) {
                             st.book.poisoned.get_or_insert_with(|| e.to_string());
+                            // No job finishes now: wake every `wait`, which
+                            // then returns the poison.
+                            st.book.waiters.clear();
                         }
                         Err(e)
                     }

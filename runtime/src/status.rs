@@ -65,6 +65,7 @@ pub fn build_status(st: &State, job: &Job) -> JobStatus {
         completed_at: job.completed_us.map(crate::clock::from_us),
         run_at: job.run_at_ms.map(from_ms),
         expires_at: job.expires_at_ms.map(from_ms),
+        simple: matches!(job.body, Body::Simple(_)),
         upload_complete: true,
         slices_total: 0,
         slices_queued: 0,
@@ -147,7 +148,12 @@ pub fn build_status(st: &State, job: &Job) -> JobStatus {
                 let left = s
                     .records_in
                     .saturating_sub(s.records_out.saturating_add(status.records_failed));
-                if status.records_per_s > 0.0 && !job.is_terminal() {
+                // Only a job that is making progress has an ETA: not one
+                // paused, or held by a closed window or a missing handler.
+                if status.records_per_s > 0.0
+                    && job.state == JobState::Running
+                    && status.waiting_reason.is_none()
+                {
                     status.eta_s = Some(left as f64 / status.records_per_s);
                 }
             }

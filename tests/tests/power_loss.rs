@@ -356,3 +356,39 @@ fn a_crash_at_every_io_step_of_a_checkpoint_reopens_to_the_table_before_or_after
         }
     }
 }
+
+/// A caller waiting on a job must not hang once the store refuses writes
+/// (G9): the job can never finish, so `wait` ends with the store's error.
+/// The harness (`booster-bench`) and `booster run` wait this way.
+#[test]
+fn a_wait_on_an_unfinished_job_ends_with_the_storage_error_once_the_store_is_poisoned() {
+    tokio_rt().block_on(async {
+        let fs = SimFileLayer::new();
+        let rt = open(&fs, &None, true).await.expect("open");
+        // An upload that is never finished: the job cannot end by itself.
+        let job = rt.submit(JobSpec::sliced("echo")).await.expect("submit");
+        let waiting = {
+            let rt = rt.clone();
+            tokio::spawn(async move { rt.wait(job).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "the job is not finished yet");
+        fs.crash_at(Some(fs.mutating_ops() + 1));
+        let refused = rt
+            .submit(JobSpec::simple("noop", serde_json::json!(1)))
+            .await;
+        assert!(refused.is_err(), "the failed append is not acknowledged");
+        let waited = tokio::time::timeout(Duration::from_secs(30), waiting)
+            .await
+            .expect("wait still hangs 30 s after the store was poisoned")
+            .expect("the waiting task");
+        match waited {
+            Err(RuntimeError::Store(e)) => assert!(
+                e.to_string().contains("reopen") || e.to_string().contains("poison"),
+                "the error says what to do: {e}"
+            ),
+            other => panic!("wait ended with {other:?}, not the storage error"),
+        }
+        let _ = rt.shutdown(Duration::from_secs(2)).await;
+    });
+}

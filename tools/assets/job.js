@@ -51,7 +51,8 @@ async function jobPage(id) {
         api("DELETE", "/api/jobs/" + id).then(() => { location.hash = "#/"; }, (e) => say(e.message, false));
       } }, "Destroy");
 
-    const counts = el("div", { class: "grid" },
+    // A simple job has no slices or records: only its times and attempts.
+    const sliced = j.simple ? [] : [
       stat("Slices done", fmtInt(j.slices_done) + " / " + fmtInt(j.slices_total)),
       stat("Slices running", fmtInt(j.slices_running)),
       stat("Slices queued", fmtInt(j.slices_queued)),
@@ -64,10 +65,12 @@ async function jobPage(id) {
       stat("Records failed", fmtInt(j.records_failed), j.records_failed > 0 ? "bad" : null),
       stat("Throughput", fmtInt(Math.round(j.records_per_s)) + " records/s"),
       stat("ETA", j.state === "running" ? fmtDuration(j.eta_s) : "-"),
+      stat("Upload", j.upload_complete ? "complete" : "waiting for input")];
+    const counts = el("div", { class: "grid" },
+      ...sliced,
       stat("Created", fmtTime(j.created_at_ms), "time"),
       stat("Started", fmtTime(j.started_at_ms), "time"),
       stat("Finished", fmtTime(j.completed_at_ms), "time"),
-      stat("Upload", j.upload_complete ? "complete" : "waiting for input"),
       stat("Attempts", fmtInt(j.attempts)),
       j.window ? stat("Window", j.window.start + "-" + j.window.end + " " + (j.window.tz || "UTC")) : null,
       j.singleton ? stat("Singleton", j.singleton) : null,

@@ -558,20 +558,23 @@ pub enum KindCommand {
         limit: Limit,
     },
     /// Failed simple jobs and failed slices of KIND run again up to N times, waiting MS, then twice as long each time.
+    /// Options not given keep their stored value (defaults: 0 retries, 1000 ms, 0%).
+    #[command(group = clap::ArgGroup::new("policy").required(true).multiple(true)
+        .args(["max_retries", "backoff_ms", "jitter_percent"]))]
     Retry {
         /// The kind (as in `--kind`).
         kind: String,
         /// How many times a failed job runs again (0: never).
         #[arg(long)]
-        max_retries: u32,
+        max_retries: Option<u32>,
         /// The first wait, in milliseconds.
-        #[arg(long, default_value_t = 1000)]
-        backoff_ms: u64,
+        #[arg(long)]
+        backoff_ms: Option<u64>,
         /// Each wait is longer by a random 0 to P% of it, so jobs that
         /// failed together do not retry together.
-        #[arg(long, value_name = "P", default_value_t = 0,
+        #[arg(long, value_name = "P",
               value_parser = clap::value_parser!(u8).range(0..=100))]
-        jitter_percent: u8,
+        jitter_percent: Option<u8>,
     },
     /// A lease of KIND's work that expires N times fails the work as hung.
     Lease {

@@ -334,60 +334,66 @@ pub fn job_details(job: &JobStatus, verbose: bool) -> String {
     if let Some(t) = job.completed_at {
         line(format!("  finished      {}", ago(t)));
     }
-    line(format!(
-        "  slices        {}: {} queued, {} running, {} done, {} failed{}",
-        plural(job.slices_total, "slice"),
-        job.slices_queued,
-        job.slices_running,
-        job.slices_done,
-        job.slices_failed,
-        if job.upload_complete {
-            ""
-        } else {
-            " (upload not complete)"
-        }
-    ));
-    line(format!(
-        "  records       {} in, {} processed, {} failed ({} errors, {} in failed slices); {} out",
-        count(job.records_in),
-        count(job.records_processed),
-        count(job.records_failed),
-        count(job.records_errors),
-        count(job.records_in_failed_slices),
-        count(job.records_out)
-    ));
-    if !job.records_out_by_category.is_empty() {
-        let each: Vec<String> = job
-            .records_out_by_category
-            .iter()
-            .map(|(name, n)| format!("{name} {}", count(*n)))
-            .collect();
+    if job.simple {
+        // A simple job has no slices or records; its outcome is the
+        // result (below) and how many times it ran.
+        line(format!("  attempts      {}", job.attempts));
+    } else {
         line(format!(
-            "  categories    {} (`booster download {} --category NAME --output FILE`)",
-            each.join(", "),
-            job.id
-        ));
-    }
-    if job.records_out != job.records_processed {
-        line(format!(
-            "  output        {} written for {} processed: the count differs, as a filter's \
-             or a splitter's does{}",
-            plural(job.records_out, "record"),
-            count(job.records_processed),
-            if job.kind == "exec" {
-                " (`--exec-one-to-one` makes that a slice failure)"
-            } else {
+            "  slices        {}: {} queued, {} running, {} done, {} failed{}",
+            plural(job.slices_total, "slice"),
+            job.slices_queued,
+            job.slices_running,
+            job.slices_done,
+            job.slices_failed,
+            if job.upload_complete {
                 ""
+            } else {
+                " (upload not complete)"
             }
         ));
+        line(format!(
+            "  records       {} in, {} processed, {} failed ({} errors, {} in failed slices); {} out",
+            count(job.records_in),
+            count(job.records_processed),
+            count(job.records_failed),
+            count(job.records_errors),
+            count(job.records_in_failed_slices),
+            count(job.records_out)
+        ));
+        if !job.records_out_by_category.is_empty() {
+            let each: Vec<String> = job
+                .records_out_by_category
+                .iter()
+                .map(|(name, n)| format!("{name} {}", count(*n)))
+                .collect();
+            line(format!(
+                "  categories    {} (`booster download {} --category NAME --output FILE`)",
+                each.join(", "),
+                job.id
+            ));
+        }
+        if job.records_out != job.records_processed {
+            line(format!(
+                "  output        {} written for {} processed: the count differs, as a filter's \
+                 or a splitter's does{}",
+                plural(job.records_out, "record"),
+                count(job.records_processed),
+                if job.kind == "exec" {
+                    " (`--exec-one-to-one` makes that a slice failure)"
+                } else {
+                    ""
+                }
+            ));
+        }
+        let eta = job.eta_s.map_or(String::new(), |s| {
+            format!(", ETA {}", duration(Duration::from_secs_f64(s.max(0.0))))
+        });
+        line(format!(
+            "  progress      {:.1}%, {:.0} records/s{eta}",
+            job.percent, job.records_per_s
+        ));
     }
-    let eta = job.eta_s.map_or(String::new(), |s| {
-        format!(", ETA {}", duration(Duration::from_secs_f64(s.max(0.0))))
-    });
-    line(format!(
-        "  progress      {:.1}%, {:.0} records/s{eta}",
-        job.percent, job.records_per_s
-    ));
     if let Some(reason) = &job.failure_reason {
         line(format!("  failure       {reason}"));
     }

@@ -751,6 +751,15 @@ fn dashboard_shows_live_progress_edits_priority_and_escapes_text_in_a_real_brows
         s.text_of("#job-result pre")
             .filter(|r| r.contains("\"day\": \"2026-11-29\""))
     });
+    // A simple job has no slices or records to count.
+    let stats = s.texts(".grid div");
+    assert!(
+        stats.iter().any(|t| t.contains("Attempts"))
+            && !stats
+                .iter()
+                .any(|t| t.contains("Slices") || t.contains("Records")),
+        "{stats:?}"
+    );
     s.go(&format!("{}/#/job/{then}", t.url));
     let after = s.wait_for("#job-after");
     assert!(s.text(&after).contains("runs anyway"), "{}", s.text(&after));

@@ -234,6 +234,39 @@ fn retry_and_lease_settings_are_stored_and_bad_values_are_usage_errors() {
     );
 }
 
+/// `kind retry` with one option changes that part of the stored policy
+/// and keeps the rest, as `kind lease` and `kind limit` keep theirs.
+#[test]
+fn kind_retry_changes_only_the_options_it_is_given() {
+    let sb = Sandbox::new();
+    let retry = |args: &[&str]| {
+        let mut a = vec!["-q", "kind", "retry", "report"];
+        a.extend_from_slice(args);
+        sb.ok(&a);
+        sb.json(&["kind", "show", "report"])[0]["stored"]["retry"].clone()
+    };
+    let set = retry(&["--max-retries", "3", "--backoff-ms", "500"]);
+    assert_eq!(
+        (set["max_retries"].as_u64(), set["backoff_base_ms"].as_u64()),
+        (Some(3), Some(500)),
+        "{set}"
+    );
+    let jittered = retry(&["--jitter-percent", "20"]);
+    assert_eq!(
+        jittered,
+        serde_json::json!({"max_retries": 3, "backoff_base_ms": 500, "jitter_percent": 20}),
+        "only the jitter changed"
+    );
+    let fewer = retry(&["--max-retries", "1"]);
+    assert_eq!(
+        fewer,
+        serde_json::json!({"max_retries": 1, "backoff_base_ms": 500, "jitter_percent": 20}),
+        "only the count changed"
+    );
+    let out = sb.expect(2, &["kind", "retry", "report"]);
+    assert!(stderr(&out).contains("--max-retries"), "{}", stderr(&out));
+}
+
 #[test]
 fn a_second_singleton_submit_is_refused_naming_the_job_that_holds_the_key() {
     let sb = Sandbox::new();

@@ -28,6 +28,15 @@ fn submit_args_makes_a_simple_job_whose_result_job_show_prints() {
         text.contains(r#"result        {"day":"2026-11-29"}"#),
         "{text}"
     );
+    // A simple job has no slices or records: no empty counts about them.
+    for sliced_only in ["slices", "records ", "progress"] {
+        assert!(
+            !text.contains(sliced_only),
+            "a simple job's `job show` prints a `{sliced_only}` line: {text}"
+        );
+    }
+    assert!(text.contains("attempts      1"), "{text}");
+    assert_eq!(shown["simple"], true, "{shown}");
 }
 
 #[test]

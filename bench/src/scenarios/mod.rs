@@ -1,5 +1,6 @@
 //! The scenarios, one module each, and what they share.
 
+pub mod fleet;
 pub mod jobs;
 pub mod limit;
 pub mod peers;

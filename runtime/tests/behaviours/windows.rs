@@ -214,6 +214,10 @@ async fn at_a_jobs_own_windows_end_its_running_slice_finishes_and_no_new_one_sta
         "{:?}",
         st.waiting_reason
     );
+    assert_eq!(
+        st.eta_s, None,
+        "no ETA while the window holds the job: it makes no progress"
+    );
     clock.set_ms(MIDNIGHT_MS + 21 * HOUR_MS);
     assert_eq!(rt.wait(job).await.unwrap().state, JobState::Completed);
     assert_eq!(download(&rt, job, Category::Main), records(15));

@@ -184,15 +184,13 @@ pub fn kind_change(
             backoff_ms,
             jitter_percent,
         } => {
+            let stored = current(&kind);
             let retry = RetryPolicy {
-                max_retries,
-                backoff_base_ms: backoff_ms,
-                jitter_percent,
+                max_retries: max_retries.unwrap_or(stored.retry.max_retries),
+                backoff_base_ms: backoff_ms.unwrap_or(stored.retry.backoff_base_ms),
+                jitter_percent: jitter_percent.unwrap_or(stored.retry.jitter_percent),
             };
-            let s = KindSettings {
-                retry,
-                ..current(&kind)
-            };
+            let s = KindSettings { retry, ..stored };
             (kind, Some(s))
         }
         KindCommand::Lease {

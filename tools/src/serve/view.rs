@@ -21,6 +21,9 @@ pub struct JobView {
     pub completed_at_ms: Option<u64>,
     pub run_at_ms: Option<u64>,
     pub expires_at_ms: Option<u64>,
+    /// A simple job: no slices or records; its outcome is `result`.
+    #[serde(default)]
+    pub simple: bool,
     pub upload_complete: bool,
     pub slices_total: u64,
     pub slices_queued: u64,
@@ -217,6 +220,7 @@ impl From<JobStatus> for JobView {
             completed_at_ms: s.completed_at.map(unix_ms),
             run_at_ms: s.run_at.map(unix_ms),
             expires_at_ms: s.expires_at.map(unix_ms),
+            simple: s.simple,
             upload_complete: s.upload_complete,
             slices_total: s.slices_total,
             slices_queued: s.slices_queued,
@@ -269,6 +273,7 @@ impl From<JobView> for JobStatus {
             completed_at: v.completed_at_ms.map(from_unix_ms),
             run_at: v.run_at_ms.map(from_unix_ms),
             expires_at: v.expires_at_ms.map(from_unix_ms),
+            simple: v.simple,
             upload_complete: v.upload_complete,
             slices_total: v.slices_total,
             slices_queued: v.slices_queued,
