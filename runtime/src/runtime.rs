@@ -579,6 +579,16 @@ impl Runtime {
         limit: usize,
     ) -> JobsPage {
         let st = self.shared().state.lock();
+        // Without a kind or text filter the count is the book's, and the
+        // scan stops one match past the page: it reads the newest pages
+        // only (paging from the masks is step 4 of issue 12).
+        let counted = (filter.kind.is_none() && filter.text.is_none()).then(|| {
+            let by_state = &st.book.by_state;
+            match filter.state {
+                Some(s) => by_state[s.index()],
+                None => by_state.iter().sum(),
+            }
+        });
         let mut total = 0;
         let mut older = false;
         let mut newest = Vec::with_capacity(limit.min(1024));
@@ -592,11 +602,15 @@ impl Runtime {
             }
             if newest.len() < limit {
                 newest.push(build_status(&st, &job));
-            } else {
-                older = true;
+                return ControlFlow::Continue(());
             }
-            ControlFlow::Continue(())
+            older = true;
+            match counted {
+                Some(_) => ControlFlow::Break(()),
+                None => ControlFlow::Continue(()),
+            }
         });
+        let total = counted.map_or(total, |n| n as usize);
         newest.reverse();
         let next_before = if older {
             newest.first().map(|j| j.id)

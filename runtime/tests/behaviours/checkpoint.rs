@@ -119,6 +119,22 @@ async fn finished_jobs_leave_ram_at_a_checkpoint_yet_job_and_jobs_show_them() {
         "only the queued job's row stays in RAM"
     );
     assert_eq!(table_of(&rt).await, table);
+    // The newest page of completed jobs, read from the pages.
+    let completed = JobFilter {
+        state: Some(JobState::Completed),
+        ..JobFilter::default()
+    };
+    let (page, total) = rt.jobs_newest(completed, 10).await;
+    assert_eq!(total, 149);
+    let mut newest: Vec<JobId> = ids
+        .iter()
+        .rev()
+        .filter(|&&id| id != ids[70])
+        .take(10)
+        .copied()
+        .collect();
+    newest.reverse();
+    assert_eq!(page.iter().map(|j| j.id).collect::<Vec<_>>(), newest);
     let shown = rt.job(ids[3]).await.unwrap();
     assert_eq!(shown.state, JobState::Completed);
     assert_eq!(shown.result, Some(serde_json::json!({ "n": 3 })));
