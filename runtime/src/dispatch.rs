@@ -150,11 +150,25 @@ impl State {
 
     /// The most urgent job `worker` may lease: a slot of the reserved lane
     /// takes only jobs at the lane's priority or above.
+    ///
+    /// A remote slot takes only the kinds its process runs; the reserved
+    /// lane is made of this process's own slots.
     fn first_for(&self, worker: usize) -> Option<(u8, JobId)> {
-        let first = self.book.ready.first(|id, k| self.gate(id, k))?;
-        let lane =
-            self.book.workers.len() - self.book.reserved_workers.min(self.book.workers.len());
-        if worker >= lane && first.0 > self.book.reserved_priority {
+        let remote = self
+            .book
+            .workers
+            .get(worker)
+            .and_then(|s| s.remote.as_ref());
+        let first = self.book.ready.first(|id, k| match remote {
+            Some(r) if !r.runs(k) => KindGate {
+                runnable: false,
+                may_start: false,
+            },
+            _ => self.gate(id, k),
+        })?;
+        let local = self.book.local_workers;
+        let lane = local - self.book.reserved_workers.min(local);
+        if worker >= lane && worker < local && first.0 > self.book.reserved_priority {
             return None;
         }
         Some(first)
@@ -212,6 +226,7 @@ impl State {
                 committing: false,
                 progress_ms: progress_ms.clone(),
                 work,
+                on_end: None,
             },
         );
         if let Some(slot) = self.book.workers.get_mut(worker) {
@@ -411,6 +426,21 @@ impl State {
             }
         }
         Some(lease.work.clone())
+    }
+
+    /// Ends lease `epoch` whose commit is settled: `durable` says whether
+    /// its records reached the store (a remote worker's commit is answered
+    /// by it), then `release`.
+    pub fn end_commit(&mut self, epoch: u64, durable: bool) {
+        if let Some(tx) = self
+            .book
+            .leases
+            .get_mut(&epoch)
+            .and_then(|l| l.on_end.take())
+        {
+            let _ = tx.send(durable);
+        }
+        self.release(epoch);
     }
 
     /// Ends a lease; work it did not finish goes back to the queue at once.
@@ -634,7 +664,10 @@ impl State {
         for (epoch, worker) in expired {
             self.book.metrics.lease_expiries += 1;
             out.expired.push(self.expire_lease(epoch, now_ms));
-            if let Some(slot) = self.book.workers.get_mut(worker) {
+            // A remote slot has no thread here to replace: its process
+            // learns the lease ended from its heartbeat or its commit.
+            let local = self.book.local_workers;
+            if let Some(slot) = self.book.workers.get_mut(worker).filter(|_| worker < local) {
                 slot.generation += 1;
                 slot.restarts += 1;
                 self.book.metrics.worker_restarts += 1;

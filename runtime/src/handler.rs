@@ -52,6 +52,64 @@ pub fn lease_ended() -> bool {
     })
 }
 
+/// A lease's progress as the thread running its handler reports it, for a
+/// process that runs handlers on another process's leases (a fleet's
+/// remote worker, `booster --server URL work`): inside [`LeaseProgress::run`],
+/// `heartbeat()` and `lease_ended()` work as on a worker thread of the node,
+/// and the process forwards the progress (its heartbeats) and the end (the
+/// node said the lease is over) itself.
+#[derive(Clone)]
+pub struct LeaseProgress {
+    cell: Arc<AtomicU64>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for LeaseProgress {
+    fn default() -> Self {
+        LeaseProgress::new()
+    }
+}
+
+impl LeaseProgress {
+    /// A live lease, last heard of now (this host's clock).
+    pub fn new() -> LeaseProgress {
+        let clock: Arc<dyn Clock> = Arc::new(crate::SystemClock);
+        LeaseProgress {
+            cell: Arc::new(AtomicU64::new(clock.now_ms())),
+            clock,
+        }
+    }
+
+    /// Runs `f` (the handler) with this lease as the thread's own.
+    pub fn run<R>(&self, f: impl FnOnce() -> R) -> R {
+        struct Reset;
+        impl Drop for Reset {
+            fn drop(&mut self) {
+                set_progress(None);
+            }
+        }
+        set_progress(Some(Progress {
+            cell: self.cell.clone(),
+            clock: self.clock.clone(),
+        }));
+        let _reset = Reset;
+        f()
+    }
+
+    /// When the handler last heartbeat (ms since the epoch); None once the
+    /// lease ended.
+    pub fn last_ms(&self) -> Option<u64> {
+        let v = self.cell.load(Ordering::Relaxed);
+        (v != LEASE_ENDED).then_some(v)
+    }
+
+    /// The lease is over: `lease_ended()` says so to the handler, and
+    /// heartbeats no longer move it.
+    pub fn end(&self) {
+        self.cell.store(LEASE_ENDED, Ordering::Relaxed);
+    }
+}
+
 pub(crate) fn set_progress(progress: Option<Progress>) {
     PROGRESS.with(|p| *p.borrow_mut() = progress);
 }

@@ -59,6 +59,7 @@ mod meta;
 mod metrics;
 mod ready;
 mod recovered;
+mod remote;
 mod runtime;
 mod scheduler;
 mod separators;
@@ -94,8 +95,13 @@ pub use dirmon::{
     DEFAULT_SETTLE_MS as DIRMON_DEFAULT_SETTLE_MS, PROPERTY as DIRMON_PROPERTY,
 };
 pub use download::{Download, SeparatedDownload};
-pub use handler::{heartbeat, lease_ended};
+pub use handler::{heartbeat, lease_ended, LeaseProgress};
 pub use job_state::{JobState, UnknownState};
+pub use remote::{
+    CommitAnswer, RemoteError, RemoteHello, RemoteHook, RemoteJoined, RemoteLease, RemoteOutcome,
+    RemoteSimpleJob, RemoteSlice, RemoteTask, RemoteWork, SimpleResult, SliceResult, WorkerProcess,
+    MAX_REMOTE_THREADS,
+};
 pub use separators::Separators;
 pub use upload::Uploader;
 pub use window::ProcessingWindow;
@@ -108,7 +114,8 @@ pub type JobId = u64;
 #[derive(Clone, Debug)]
 pub struct RuntimeOptions {
     pub data_dir: PathBuf,
-    /// Worker threads. Default: available parallelism.
+    /// Worker threads. Default: available parallelism. 0: none; a fleet
+    /// node whose work remote workers lease (`Runtime::remote_join`).
     pub workers: usize,
     pub master_key: Option<MasterKey>,
     /// Records per slice when a job does not say. Default 100.
@@ -618,6 +625,22 @@ pub struct WorkerStatus {
     pub lease: Option<LeaseInfo>,
     pub slices_done: u64,
     pub restarts: u32,
+    /// A remote worker process's thread: where it runs and when the node
+    /// last heard from it. None: a thread of this process.
+    #[serde(default)]
+    pub remote: Option<RemoteWorkerInfo>,
+}
+
+/// The remote process a worker slot belongs to (`Runtime::remote_join`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RemoteWorkerInfo {
+    pub worker: u64,
+    pub host: String,
+    pub pid: u32,
+    pub version: String,
+    pub kinds: Vec<String>,
+    pub joined: SystemTime,
+    pub last_seen: SystemTime,
 }
 
 /// Counters and latency percentiles (microseconds) for /metrics and bench.

@@ -185,7 +185,7 @@ impl Runtime {
             tokio::task::spawn_blocking(move || -> Result<_, RuntimeError> {
                 let (store, mut report) = open_store()?;
                 let mut book = Book::new(
-                    opts.workers.max(1),
+                    opts.workers,
                     opts.lease_timeout.as_millis() as u64,
                     opts.slice_size.clamp(1, limits.max_slice_records) as u32,
                 );
@@ -270,6 +270,7 @@ impl Runtime {
                 }
                 state.release_scheduled(opts.clock.now_ms());
                 state.book.last_checkpoint_ms = opts.clock.now_ms();
+                state.book.fleet.set_opened(opts.clock.now_ms());
                 state.book.live = true;
                 Ok((store, state, report))
             })
@@ -891,6 +892,8 @@ impl Runtime {
             .workers
             .iter()
             .enumerate()
+            // Slots of forgotten remote processes wait for the next one.
+            .filter(|(i, w)| *i < st.book.local_workers || w.remote.is_some())
             .map(|(i, w)| WorkerStatus {
                 worker: i,
                 lease: w
@@ -916,6 +919,18 @@ impl Runtime {
                     }),
                 slices_done: w.slices_done,
                 restarts: w.restarts,
+                remote: w.remote.as_ref().and_then(|r| {
+                    let g = st.book.fleet.groups().get(&r.group)?;
+                    Some(crate::RemoteWorkerInfo {
+                        worker: r.group,
+                        host: g.hello.host.clone(),
+                        pid: g.hello.pid,
+                        version: g.hello.version.clone(),
+                        kinds: g.hello.kinds.clone(),
+                        joined: from_ms(g.joined_ms),
+                        last_seen: from_ms(g.last_seen_ms),
+                    })
+                }),
             })
             .collect()
     }

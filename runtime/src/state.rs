@@ -110,6 +110,10 @@ pub struct Lease {
     /// Last heartbeat (ms), written by the worker thread.
     pub progress_ms: Arc<AtomicU64>,
     pub work: LeaseWork,
+    /// Told whether the lease's commit became durable when the lease ends
+    /// (`end_commit`; dropped, which reads as "not committed", when it
+    /// ends any other way): a remote worker's commit is answered only then.
+    pub on_end: Option<oneshot::Sender<bool>>,
 }
 
 impl LeaseWork {
@@ -155,6 +159,8 @@ pub struct WorkerSlot {
     pub lease: Option<u64>,
     pub slices_done: u64,
     pub restarts: u32,
+    /// A thread of a remote worker process (`remote.rs`), not of this one.
+    pub remote: Option<crate::remote::RemoteSlot>,
 }
 
 /// The scheduler: everything but the job table, so a `&mut Job` (a row)
@@ -203,7 +209,12 @@ pub struct Book {
     pub by_state: [u64; 8],
     pub events: broadcast::Sender<JobEvent>,
     pub waiters: IdMap<Vec<oneshot::Sender<()>>>,
+    /// Worker slots: this process's threads first (`local_workers` of
+    /// them), then remote workers' threads (`remote.rs`).
     pub workers: Vec<WorkerSlot>,
+    pub local_workers: usize,
+    /// Remote worker processes and what their leases carry.
+    pub fleet: crate::remote::Fleet,
     pub metrics: MetricsState,
     pub poisoned: Option<String>,
     pub draining: bool,
@@ -310,6 +321,8 @@ impl Book {
             events: broadcast::channel(4096).0,
             waiters: IdMap::default(),
             workers: vec![WorkerSlot::default(); workers],
+            local_workers: workers,
+            fleet: Default::default(),
             metrics: MetricsState::default(),
             poisoned: None,
             draining: false,

@@ -471,6 +471,43 @@ fn a_reserved_worker_takes_only_jobs_at_the_lane_s_priority_or_above() {
     );
 }
 
+/// A remote worker thread's slot after this process's own.
+fn remote_slot(st: &mut State, kinds: &[&str]) -> usize {
+    st.book.workers.push(crate::state::WorkerSlot {
+        remote: Some(crate::remote::RemoteSlot {
+            group: 7,
+            kinds: kinds.iter().map(|k| k.to_string()).collect(),
+        }),
+        ..Default::default()
+    });
+    st.book.workers.len() - 1
+}
+
+#[test]
+fn remote_slots_stay_out_of_the_reserved_lane_and_lease_only_their_kinds() {
+    let mut st = state(); // 4 local slots: the last one is the lane
+    st.book.reserved_workers = 1;
+    st.book.reserved_priority = 10;
+    fast_simple_jobs(&mut st, 2); // kind k, priority 50
+    let other = remote_slot(&mut st, &["copy"]);
+    let remote = remote_slot(&mut st, &["k"]);
+    assert_eq!(
+        leased_jobs(&mut st, 3),
+        Vec::<crate::JobId>::new(),
+        "the lane idles"
+    );
+    assert_eq!(
+        leased_jobs(&mut st, other),
+        Vec::<crate::JobId>::new(),
+        "a remote slot leases only the kinds its process runs"
+    );
+    assert_eq!(
+        leased_jobs(&mut st, remote),
+        vec![1, 2],
+        "the last slot is a remote one, not the lane"
+    );
+}
+
 pub(crate) fn sliced_job_with_slices(st: &mut State, slices: u64, max_workers: Option<u32>) {
     register(st, "copy", HandlerShape::Sliced);
     let mut spec = JobSpec::sliced("copy");

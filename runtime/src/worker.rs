@@ -18,10 +18,11 @@ use crate::dispatch::{HookItem, SimpleItem, SliceItem, Task, TaskWork};
 use crate::download::OutputSource;
 use crate::handler::{panic_message, set_progress, Progress};
 use crate::meta::{Meta, SimpleOutcome, STREAM_ERRORS, STREAM_INPUT, STREAM_MAIN};
+use crate::remote::{SimpleResult, SliceResult};
 use crate::shared::{batch_of, commit, poisons, Handler, Shared};
 use crate::state::LeaseWork;
 use crate::table::merge_error_groups;
-use crate::{ErrorGroup, HandlerError, JobContext, JobId, RecordErrorSample, SliceOutcome};
+use crate::{ErrorGroup, HandlerError, JobContext, JobId, RecordErrorSample};
 
 /// A slice whose handler panicked (outside per-record isolation) this many
 /// times fails instead of being leased again.
@@ -151,7 +152,7 @@ fn run_simple(
 ) {
     let started = Instant::now();
     let mut cached: Option<(Arc<str>, Option<Handler>)> = None;
-    let mut outcomes = Vec::with_capacity(items.len());
+    let mut results = Vec::with_capacity(items.len());
     for item in &items {
         crate::heartbeat();
         if cached.as_ref().is_none_or(|(k, _)| *k != item.kind) {
@@ -182,7 +183,31 @@ fn run_simple(
                 item.kind
             )),
         };
-        let result = cap_result(item.job, result, shared.limits.max_slice_bytes);
+        results.push(SimpleResult {
+            job: item.job,
+            started_us,
+            result,
+        });
+    }
+    commit_simple(shared, store, epoch, &items, results, started.elapsed());
+}
+
+/// Commits the results of a lease of simple jobs (`items`, in lease
+/// order; `results` one per item, from this process's threads or a remote
+/// worker's): a result over the cap fails its job, a failure schedules
+/// its retry, and the lease must win `begin_commit` first.
+pub(crate) fn commit_simple(
+    shared: &Arc<Shared>,
+    store: &Arc<dyn SliceStore>,
+    epoch: u64,
+    items: &[SimpleItem],
+    results: Vec<SimpleResult>,
+    elapsed: Duration,
+) {
+    let mut outcomes = Vec::with_capacity(results.len());
+    for (item, r) in items.iter().zip(results) {
+        debug_assert_eq!(item.job, r.job, "results come in lease order");
+        let result = cap_result(item.job, r.result, shared.limits.max_slice_bytes);
         let retry_at_ms = match &result {
             Err(_) => {
                 item.retry
@@ -192,12 +217,12 @@ fn run_simple(
         };
         outcomes.push(SimpleOutcome {
             job: item.job,
-            started_us,
+            started_us: r.started_us,
             result,
             retry_at_ms,
         });
     }
-    let elapsed_us = started.elapsed().as_secs_f64() * 1e6;
+    let elapsed_us = elapsed.as_secs_f64() * 1e6;
     let valid = {
         let mut st = shared.state.lock();
         if let Some(first) = items.first() {
@@ -258,34 +283,8 @@ fn cap_result(
 
 fn run_slice(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, epoch: u64, item: SliceItem) {
     let started = Instant::now();
-    let input_key = SliceKey {
-        owner: item.job,
-        stream: STREAM_INPUT,
-        seq: item.slice,
-    };
-    let records = match store.read_slice(&input_key) {
-        Ok(Some(r)) => r,
-        Ok(None) => {
-            return fail_slice(
-                shared,
-                store,
-                epoch,
-                &item,
-                "input slice is missing from the store".into(),
-                None,
-            )
-        }
-        Err(e) => {
-            shared.note_damage(store, input_key, &e);
-            return fail_slice(
-                shared,
-                store,
-                epoch,
-                &item,
-                format!("cannot read the input slice: {e}"),
-                None,
-            );
-        }
+    let Some(records) = read_input(shared, store, epoch, &item) else {
+        return;
     };
     let handler = match shared.handler(&item.kind) {
         Some(Handler::Sliced(h)) => h,
@@ -304,30 +303,65 @@ fn run_slice(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, epoch: u64, item
         categories: &item.categories,
         source: Some(OutputSource { shared, store }),
     };
-    let outcome = handler.process_slice(&ctx, &records);
-    let (output, by_category, record_errors) = match outcome {
-        SliceOutcome::Failed { message } => {
-            return fail_slice(shared, store, epoch, &item, message, None)
+    let result = SliceResult::settle(handler.process_slice(&ctx, &records), &item.categories);
+    let count = records.len() as u64;
+    commit_result(
+        shared, store, epoch, &item, &records, count, result, started,
+    );
+}
+
+/// The slice's input records, decrypted; None when they cannot be read,
+/// and then the slice has failed (or is failing) with the reason.
+pub(crate) fn read_input(
+    shared: &Arc<Shared>,
+    store: &Arc<dyn SliceStore>,
+    epoch: u64,
+    item: &SliceItem,
+) -> Option<Vec<Vec<u8>>> {
+    let input_key = SliceKey {
+        owner: item.job,
+        stream: STREAM_INPUT,
+        seq: item.slice,
+    };
+    match store.read_slice(&input_key) {
+        Ok(Some(r)) => Some(r),
+        Ok(None) => {
+            let msg = "input slice is missing from the store".to_string();
+            fail_slice(shared, store, epoch, item, msg, None);
+            None
         }
-        SliceOutcome::Done {
-            output,
-            record_errors,
-        } => (output, Vec::new(), record_errors),
-        SliceOutcome::Categorized {
-            output,
-            record_errors,
-        } => {
-            let got = output.names().join(", ");
-            let Some((main, by_category)) = output.into_parts(&item.categories) else {
-                let msg = format!(
-                    "the handler returned output for categories [{got}], the job has [{}]; build \
-                     its output with Output::for_job",
-                    item.categories.join(", ")
-                );
-                return fail_slice(shared, store, epoch, &item, msg, None);
-            };
-            (main, by_category, record_errors)
+        Err(e) => {
+            shared.note_damage(store, input_key, &e);
+            let msg = format!("cannot read the input slice: {e}");
+            fail_slice(shared, store, epoch, item, msg, None);
+            None
         }
+    }
+}
+
+/// Commits what a handler made of slice `item` (here or on a remote
+/// worker): its output and errors as one atomic batch, or the slice's
+/// failure. `records` are the input records (only read for record
+/// errors' samples: a remote commit without record errors passes none),
+/// `count` how many the slice has. The lease must win `begin_commit`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn commit_result(
+    shared: &Arc<Shared>,
+    store: &Arc<dyn SliceStore>,
+    epoch: u64,
+    item: &SliceItem,
+    records: &[Vec<u8>],
+    count: u64,
+    result: Result<SliceResult, String>,
+    started: Instant,
+) {
+    let SliceResult {
+        main: output,
+        by_category,
+        record_errors,
+    } = match result {
+        Ok(r) => r,
+        Err(message) => return fail_slice(shared, store, epoch, item, message, None),
     };
     let sample = |(i, message): &(usize, String)| RecordErrorSample {
         slice: item.slice,
@@ -335,14 +369,14 @@ fn run_slice(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, epoch: u64, item
             Some(n) => n.get(*i).copied().unwrap_or_default(),
             None => item.first_record.saturating_add(*i as u64),
         },
-        line: line_of(&item, *i),
+        line: line_of(item, *i),
         record: clip(records.get(*i).map(|r| r.as_slice()).unwrap_or_default()),
         message: message.clone(),
     };
     if !record_errors.is_empty() && !item.collect_errors {
         let first = sample(&record_errors[0]);
         let msg = first.message.clone();
-        return fail_slice(shared, store, epoch, &item, msg, Some(first));
+        return fail_slice(shared, store, epoch, item, msg, Some(first));
     }
     let mut groups: Vec<ErrorGroup> = Vec::new();
     let mut error_lines = Vec::with_capacity(record_errors.len());
@@ -369,7 +403,7 @@ fn run_slice(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, epoch: u64, item
             item.slice,
             human_bytes(cap)
         );
-        return fail_slice(shared, store, epoch, &item, msg, None);
+        return fail_slice(shared, store, epoch, item, msg, None);
     }
     let key = |stream| SliceKey {
         owner: item.job,
@@ -397,8 +431,8 @@ fn run_slice(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, epoch: u64, item
         written_by_category,
     };
     let batch = batch.meta(crate::meta::encode(&m));
-    if begin(shared, epoch, &item, started, records.len() as u64) {
-        commit_slice(shared, store, batch, m, epoch, &item);
+    if begin(shared, epoch, item, started, count) {
+        commit_slice(shared, store, batch, m, epoch, item);
     }
 }
 
@@ -447,19 +481,20 @@ fn commit_or_fail(
         batch,
         vec![m],
         move |st, applied| match applied {
+            Ok(_) => st.end_commit(epoch, true),
             // Nothing was written (no file descriptor for a new segment):
             // the work goes back to the queue and runs again later.
-            Err(StoreError::Unavailable { .. }) => st.release(epoch),
+            Err(StoreError::Unavailable { .. }) => st.end_commit(epoch, false),
             Err(e) if !poisons(&e) => {
                 let fail = move || commit_meta(&sh, &st_store, failed(e), epoch);
                 let spawned = std::thread::Builder::new()
                     .name("booster-refused-commit".into())
                     .spawn(fail);
                 if spawned.is_err() {
-                    st.release(epoch);
+                    st.end_commit(epoch, false);
                 }
             }
-            _ => st.release(epoch),
+            Err(_) => st.end_commit(epoch, false),
         },
     );
 }
@@ -540,34 +575,47 @@ fn run_hook(
             item.kind
         ))),
     };
+    commit_hook(
+        shared,
+        store,
+        epoch,
+        item.job,
+        before,
+        result.map_err(|e| e.0),
+    );
+}
+
+/// Commits a before or after hook's result for lease `epoch` (run here or
+/// on a remote worker); the lease must win `begin_commit`.
+pub(crate) fn commit_hook(
+    shared: &Arc<Shared>,
+    store: &Arc<dyn SliceStore>,
+    epoch: u64,
+    job: JobId,
+    before: bool,
+    result: Result<(), String>,
+) {
     let at_ms = shared.clock.now_ms();
     let m = match result {
-        Ok(()) if before => Meta::BeforeDone {
-            job: item.job,
-            at_ms,
-        },
-        Ok(()) => Meta::AfterDone {
-            job: item.job,
-            at_ms,
-        },
+        Ok(()) if before => Meta::BeforeDone { job, at_ms },
+        Ok(()) => Meta::AfterDone { job, at_ms },
         Err(e) => Meta::HookFailed {
-            job: item.job,
+            job,
             at_ms,
             message: format!(
-                "{} failed: {}",
+                "{} failed: {e}",
                 if before {
                     "before_batch"
                 } else {
                     "after_batch"
                 },
-                e.0
             ),
         },
     };
     let claim = if before {
-        LeaseWork::Before { job: item.job }
+        LeaseWork::Before { job }
     } else {
-        LeaseWork::After { job: item.job }
+        LeaseWork::After { job }
     };
     if shared.state.lock().begin_commit(epoch, &claim).is_some() {
         commit_meta(shared, store, m, epoch);
@@ -611,7 +659,7 @@ pub(crate) fn error_record(s: &RecordErrorSample, raw: &[u8]) -> Vec<u8> {
 /// Commits one meta record for lease `epoch`; the lease ends once it is durable.
 fn commit_meta(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, m: Meta, epoch: u64) {
     let batch = batch_of(std::slice::from_ref(&m));
-    commit(shared, store, batch, vec![m], move |st, _| {
-        st.release(epoch)
+    commit(shared, store, batch, vec![m], move |st, applied| {
+        st.end_commit(epoch, applied.is_ok())
     });
 }

@@ -250,21 +250,27 @@ pub fn code_of(status: ExitStatus) -> i32 {
 
 /// A `booster serve --listen 127.0.0.1:0` on a sandbox's data directory,
 /// stopped with SIGTERM (then SIGKILL) when dropped. Its stderr is read to
-/// the end, so it never fills.
+/// the end, so it never fills, and kept for [`Serving::wait_for_log`].
 pub struct Serving {
     child: Child,
-    /// Where it listens, without a trailing slash.
+    /// Where it listens (`http://` or `https://`), without a trailing slash.
     pub url: String,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Serving {
     /// Starts it with `extra` serve options and waits for its URL.
     pub fn start(sb: &Sandbox, extra: &[&str]) -> Serving {
-        use std::io::BufRead;
         let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
         args.extend_from_slice(extra);
-        let mut child = sb
-            .cmd(&args)
+        Serving::spawn(sb.cmd(&args))
+    }
+
+    /// Runs `cmd`, a `booster ... serve` command line made elsewhere (the
+    /// tools' own test sandboxes), and waits for its URL.
+    pub fn spawn(mut cmd: Command) -> Serving {
+        use std::io::BufRead;
+        let mut child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -272,7 +278,8 @@ impl Serving {
         let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
         let mut seen = Vec::new();
         let url = lines.by_ref().map_while(Result::ok).find_map(|line| {
-            let url = line.find("http://").map(|at| {
+            let at = line.find("http://").or_else(|| line.find("https://"));
+            let url = at.map(|at| {
                 line[at..]
                     .split_whitespace()
                     .next()
@@ -287,11 +294,49 @@ impl Serving {
             let _ = child.wait();
             panic!("serve printed no URL: {seen:?}");
         };
-        std::thread::spawn(move || lines.for_each(drop));
+        let log = std::sync::Arc::new(std::sync::Mutex::new(seen));
+        let kept = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                kept.lock().expect("log lock").push(line);
+            }
+        });
         Serving {
             child,
             url: url.trim_end_matches('/').to_string(),
+            log,
         }
+    }
+
+    /// Waits until serve has logged a line holding `text`; fails after a
+    /// minute (it bounds a hang, it measures nothing).
+    pub fn wait_for_log(&self, text: &str) {
+        let started = Instant::now();
+        loop {
+            let log = self.log.lock().expect("log lock");
+            if log.iter().any(|l| l.contains(text)) {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "serve never logged {text:?}: {log:?}"
+            );
+            drop(log);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// kill -9, and waits until the process is gone (its data directory
+    /// lock with it).
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends `signal` to the server process.
+    pub fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill(2) with a pid we spawned and have not waited for.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
     }
 }
 

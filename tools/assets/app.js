@@ -334,7 +334,23 @@ async function workersPage() {
     try { data = await api("GET", "/api/workers"); } catch (e) { return current() && showError(e); }
     if (!current()) return;
     const busy = data.workers.filter((w) => w.lease).length;
+    const processes = data.processes || [];
     main.replaceChildren(el("h1", {}, "Workers"),
+      el("h2", {}, "Processes"),
+      el("table", { id: "processes" },
+        el("thead", {}, el("tr", {}, el("th", {}, "Host"), el("th", { class: "num" }, "PID"), el("th", {}, "Version"),
+          el("th", {}, "Kinds"), el("th", { class: "num" }, "Threads"), el("th", { class: "num" }, "Leases"),
+          el("th", {}, "Last heartbeat"), el("th", { class: "num" }, "Records/s"))),
+        el("tbody", {}, processes.map((p) => el("tr", {},
+          el("td", { class: "host" }, p.worker === null ? p.host + " (node)" : p.host),
+          el("td", { class: "num pid" }, String(p.pid)),
+          el("td", { class: "version" }, p.version),
+          el("td", { class: "kinds" }, p.kinds.join(", ")),
+          el("td", { class: "num threads" }, fmtInt(p.threads)),
+          el("td", { class: "num leases" }, fmtInt(p.leases)),
+          el("td", {}, fmtTime(p.last_heartbeat_ms)),
+          el("td", { class: "num" }, fmtInt(Math.round(p.records_per_s))))))),
+      el("h2", {}, "Threads"),
       el("p", { class: "muted" }, busy + " of " + data.workers.length + " busy"),
       el("table", { id: "workers" },
         el("thead", {}, el("tr", {}, el("th", { class: "num" }, "Worker"), el("th", {}, "Host"), el("th", { class: "num" }, "PID"),

@@ -35,12 +35,12 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub quiet: bool,
     /// Talk to a `booster serve` at this URL instead of opening the data directory
-    /// (jobs, job, run, submit, kind, cron, dirmon, download).
+    /// (jobs, job, run, submit, kind, cron, dirmon, download; work joins its fleet).
     #[arg(long, global = true, env = "BOOSTER_SERVER", value_name = "URL")]
     pub server: Option<String>,
     /// Bearer token file (mode 0600): sent with --server; required by `serve` off
     /// loopback, where it holds one token (admin) or `ROLE TOKEN` lines
-    /// (ROLE: read-only, worker, admin).
+    /// (ROLE: read-only, submitter, worker, admin). Read again on SIGHUP.
     #[arg(long, global = true, env = "BOOSTER_TOKEN_FILE", value_name = "PATH")]
     pub token_file: Option<PathBuf>,
     #[command(subcommand)]
@@ -64,8 +64,11 @@ pub enum Command {
         after_help = "Example:\n  booster submit --kind copy --input big.csv.zst --priority 10\n  booster work --until-idle"
     )]
     Submit(SubmitArgs),
-    /// Process queued and interrupted jobs in the data directory (until Ctrl-C, or --until-idle).
-    #[command(after_help = "Example:\n  booster work --until-idle --workers 4")]
+    /// Process queued and interrupted jobs in the data directory, or with --server
+    /// a node's jobs as a remote worker (until Ctrl-C, or --until-idle).
+    #[command(
+        after_help = "Examples:\n  booster work --until-idle --workers 4\n  booster --server https://node:7878 --token-file worker.token work --workers 8   # a remote worker of a fleet"
+    )]
     Work(WorkArgs),
     /// Write a job's output (and errors) to files.
     #[command(
@@ -140,6 +143,12 @@ pub enum Command {
         after_help = "Example:\n  booster serve --listen 127.0.0.1:7878\n  booster serve --listen 0.0.0.0:7878 --token-file token --tls-cert cert.pem --tls-key key.pem\n  booster serve --exec-allow 'python3 enrich.py'   # exec jobs may run this command, and only this"
     )]
     Serve(ServeArgs),
+    /// List the processes working on a node's jobs (with --server): the node's
+    /// own threads and every remote `work` process.
+    #[command(
+        after_help = "Example:\n  booster --server https://node:7878 --token-file admin.token workers"
+    )]
+    Workers,
 }
 
 #[derive(Args, Debug)]
@@ -357,6 +366,11 @@ pub struct WorkArgs {
     #[arg(long, value_name = "PRIORITY", default_value_t = 10, requires = "reserve",
           value_parser = clap::value_parser!(u8).range(1..=100))]
     pub reserve_priority: u8,
+    /// With --server: a command `exec` jobs from the node may run on this
+    /// host, exactly as given (repeatable); without it this worker runs no
+    /// `exec` jobs. (On the data directory `work` runs any command.)
+    #[arg(long = "exec-allow", value_name = "COMMAND")]
+    pub exec_allow: Vec<String>,
     #[command(flatten)]
     pub dirmon: DirmonWatchArgs,
 }
@@ -510,6 +524,18 @@ pub struct ServeArgs {
     /// TLS private key (PEM).
     #[arg(long)]
     pub tls_key: Option<PathBuf>,
+    /// A lease whose worker sends no heartbeat for this long expires and its
+    /// work runs again elsewhere (local and remote workers alike).
+    #[arg(long, value_name = "MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(10..))]
+    pub lease_timeout_ms: u64,
+    /// Worker tokens, one a line (mode 0600): they may only lease, heartbeat
+    /// and commit work (`booster --server URL work`). Read again on SIGHUP.
+    #[arg(long, value_name = "PATH")]
+    pub worker_token_file: Option<PathBuf>,
+    /// Read-only tokens, one a line (mode 0600). Read again on SIGHUP.
+    #[arg(long, value_name = "PATH")]
+    pub read_token_file: Option<PathBuf>,
     /// A command `exec` jobs may run, exactly as given (repeatable). Without
     /// it this server runs no commands; only admin tokens may submit them.
     #[arg(long = "exec-allow", value_name = "COMMAND")]

@@ -34,6 +34,7 @@ pub mod commands;
 pub mod demo;
 pub mod dirmon;
 pub mod exit;
+pub mod fleet;
 pub mod formats;
 pub mod kinds;
 pub mod progress;

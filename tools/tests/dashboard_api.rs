@@ -9,7 +9,7 @@ use booster_tools::serve::{start, ServeOptions, Server};
 use serde_json::{json, Value};
 
 const ADMIN: &str = "admin-token-0123456789abcdef";
-const WORKER: &str = "worker-token-0123456789abcdef";
+const SUBMITTER: &str = "submitter-token-0123456789abcdef";
 
 /// The runtime with the built-in kinds, served on 127.0.0.1:0 with an
 /// admin and a worker token.
@@ -33,7 +33,7 @@ impl Served {
         let tokens = dir.path().join("tokens");
         booster_tools::secret_file::write_private(
             &tokens,
-            format!("admin {ADMIN}\nworker {WORKER}\n").as_bytes(),
+            format!("admin {ADMIN}\nsubmitter {SUBMITTER}\n").as_bytes(),
         )
         .unwrap();
         let (runtime, server) = rt.block_on(async {
@@ -299,7 +299,7 @@ fn retry_all_failed_takes_an_admin_and_retries_every_failed_job() {
         let (status, body) = t.call("POST", &format!("/api/jobs/{id}/fail"), ADMIN, None);
         assert_eq!(status, 200, "{body}");
     }
-    let (status, body) = t.call("POST", "/api/bulk/retry-failed", WORKER, None);
+    let (status, body) = t.call("POST", "/api/bulk/retry-failed", SUBMITTER, None);
     assert_eq!(status, 403, "{body}");
     assert!(
         body["error"]
@@ -336,7 +336,7 @@ fn pause_kind_pauses_that_kinds_jobs_and_refuses_an_unknown_kind() {
         t.scheduled_job("copy"),
         t.scheduled_job("validate-customers"),
     );
-    let (status, body) = t.call("POST", "/api/kinds/copy/pause", WORKER, None);
+    let (status, body) = t.call("POST", "/api/kinds/copy/pause", SUBMITTER, None);
     assert_eq!(status, 403, "{body}");
     let (status, body) = t.call("POST", "/api/kinds/copy/pause", ADMIN, None);
     assert_eq!(status, 200, "{body}");
@@ -433,20 +433,20 @@ fn cron_entries_are_listed_and_changed_by_an_admin_only() {
         "tz": "Europe/Berlin",
         "job": {"kind": "noop", "args": {"n": 1}},
     });
-    let (status, answer) = t.call("POST", "/api/crons", WORKER, Some(body.clone()));
+    let (status, answer) = t.call("POST", "/api/crons", SUBMITTER, Some(body.clone()));
     assert_eq!(status, 403, "{answer}");
     let (status, answer) = t.call("POST", "/api/crons", ADMIN, Some(body));
     assert_eq!(status, 201, "{answer}");
     let id = answer["id"].as_u64().unwrap();
     assert_eq!(answer["cron"]["tz"], "Europe/Berlin", "{answer}");
     assert_eq!(answer["cron"]["kind"], "noop", "{answer}");
-    let (status, listed) = t.call("GET", "/api/crons", WORKER, None);
+    let (status, listed) = t.call("GET", "/api/crons", SUBMITTER, None);
     assert_eq!(status, 200, "{listed}");
     assert_eq!(listed["crons"].as_array().unwrap().len(), 1, "{listed}");
     assert_eq!(listed["crons"][0]["paused"], false);
 
     let pause = format!("/api/crons/{id}/pause");
-    let (status, answer) = t.call("POST", &pause, WORKER, None);
+    let (status, answer) = t.call("POST", &pause, SUBMITTER, None);
     assert_eq!(status, 403, "{answer}");
     let (status, answer) = t.call("POST", &pause, ADMIN, None);
     assert_eq!(status, 200, "{answer}");
@@ -486,13 +486,13 @@ fn a_job_posted_with_after_waits_and_bad_dependencies_are_refused() {
     let first = t.scheduled_job("noop");
     let body =
         json!({"kind": "noop", "args": {}, "after": [first], "on_dependency_failure": "run"});
-    let (status, answer) = t.call("POST", "/api/jobs", WORKER, Some(body));
+    let (status, answer) = t.call("POST", "/api/jobs", SUBMITTER, Some(body));
     assert_eq!(status, 201, "{answer}");
     let id = answer["id"].as_u64().unwrap();
     assert_eq!(t.get(&format!("/api/jobs/{id}"))["state"], "waiting");
     let bad =
         json!({"kind": "noop", "args": {}, "after": [first], "on_dependency_failure": "maybe"});
-    let (status, answer) = t.call("POST", "/api/jobs", WORKER, Some(bad));
+    let (status, answer) = t.call("POST", "/api/jobs", SUBMITTER, Some(bad));
     assert_eq!(status, 400, "{answer}");
     assert!(
         answer["error"]
@@ -502,7 +502,7 @@ fn a_job_posted_with_after_waits_and_bad_dependencies_are_refused() {
         "{answer}"
     );
     let unknown = json!({"kind": "noop", "args": {}, "after": [999]});
-    let (status, answer) = t.call("POST", "/api/jobs", WORKER, Some(unknown));
+    let (status, answer) = t.call("POST", "/api/jobs", SUBMITTER, Some(unknown));
     assert_eq!(status, 400, "{answer}");
     assert!(
         answer["error"].as_str().unwrap().contains("does not exist"),
@@ -517,7 +517,7 @@ fn a_job_posted_with_a_window_keeps_it_and_a_bad_window_is_refused() {
     let t = Served::start();
     let body = json!({"kind": "noop", "args": {},
                       "window": {"start": "22:00", "end": "06:00", "tz": "Europe/Berlin"}});
-    let (status, answer) = t.call("POST", "/api/jobs", WORKER, Some(body));
+    let (status, answer) = t.call("POST", "/api/jobs", SUBMITTER, Some(body));
     assert_eq!(status, 201, "{answer}");
     let id = answer["id"].as_u64().unwrap();
     let shown = t.get(&format!("/api/jobs/{id}"));
@@ -527,7 +527,7 @@ fn a_job_posted_with_a_window_keeps_it_and_a_bad_window_is_refused() {
         "{shown}"
     );
     let bad = json!({"kind": "noop", "args": {}, "window": {"start": "22", "end": "06:00"}});
-    let (status, answer) = t.call("POST", "/api/jobs", WORKER, Some(bad));
+    let (status, answer) = t.call("POST", "/api/jobs", SUBMITTER, Some(bad));
     assert_eq!(status, 400, "{answer}");
     assert!(
         answer["error"]

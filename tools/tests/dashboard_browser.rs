@@ -1077,6 +1077,15 @@ fn the_job_page_pages_every_error_links_downloads_and_allows_only_what_the_state
         .texts("#workers tbody td.host")
         .iter()
         .all(|h| !h.is_empty() && h != "-"));
+    // The processes that work: here the node itself, with its 2 threads.
+    assert_eq!(
+        s.texts("#processes tbody td.pid"),
+        vec![std::process::id().to_string()]
+    );
+    assert_eq!(
+        s.texts("#processes tbody td.threads"),
+        vec!["2".to_string()]
+    );
     s.screenshot("booster-dashboard-workers-hosts.png");
     s.assert_no_browser_errors();
 }

@@ -6,7 +6,7 @@ mod common;
 
 use std::io::{BufRead, Read};
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
@@ -14,9 +14,9 @@ use common::*;
 /// exec's command for the categories case; the server must allow it.
 const SORT_CMD: &str = r#"awk -F, '{ if ($2 > 5) print "big\t" $0; else print "main\t" $0 }'"#;
 
-/// A `booster serve` on its own data directory, stopped on drop.
+/// A `booster serve` that allows `SORT_CMD`, on its own data directory.
 struct Server {
-    child: Child,
+    _serving: booster_tests::cli::Serving,
     url: String,
     _sandbox: Sandbox,
 }
@@ -28,50 +28,14 @@ impl Server {
 
     fn start_with(extra: &[&str]) -> Server {
         let sandbox = Sandbox::new();
-        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--exec-allow", SORT_CMD];
+        let mut args = vec!["--exec-allow", SORT_CMD];
         args.extend_from_slice(extra);
-        let mut child = sandbox
-            .cmd(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-        let mut seen = Vec::new();
-        let url = lines.by_ref().map_while(Result::ok).find_map(|line| {
-            let url = line
-                .find("http://")
-                .map(|at| line[at..].split_whitespace().next().unwrap().to_string());
-            seen.push(line);
-            url
-        });
-        let Some(url) = url else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("serve printed no URL: {seen:?}");
-        };
-        // Keep reading what it logs, so its stderr never fills or breaks.
-        std::thread::spawn(move || lines.for_each(drop));
+        let serving = serve(&sandbox, &args);
         Server {
-            child,
-            url: url.trim_end_matches('/').to_string(),
+            url: serving.url.clone(),
+            _serving: serving,
             _sandbox: sandbox,
         }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) with a pid we spawned and have not waited for.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        for _ in 0..500 {
-            if self.child.try_wait().unwrap().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

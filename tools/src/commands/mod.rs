@@ -89,8 +89,10 @@ impl Ctx {
         opts.start_workers = start_workers;
         match workers {
             // Only `serve` accepts 0 (clap refuses it elsewhere): a node
-            // that serves the API and remote workers but runs nothing itself.
-            Some(0) => opts.start_workers = false,
+            // that serves the API and remote workers but runs no worker
+            // thread itself. It still leases (to remote workers), so it
+            // opens like any process that runs work.
+            Some(0) => opts.workers = 0,
             Some(workers) => opts.workers = workers,
             None => {}
         }
@@ -305,9 +307,11 @@ pub async fn dispatch(mut cli: Cli) -> anyhow::Result<i32> {
             | Command::Kind(_)
             | Command::Cron(_)
             | Command::Dirmon(_)
-            | Command::Download(_) => crate::remote::run(&cli, &ctx.interrupt).await,
+            | Command::Download(_)
+            | Command::Workers => crate::remote::run(&cli, &ctx.interrupt).await,
+            Command::Work(args) => crate::fleet::work::run_cli(&cli, args, &ctx.interrupt).await,
             _ => anyhow::bail!(
-                "--server works with jobs, job, run, submit, kind, cron, dirmon and download; run this command where the data directory is"
+                "--server works with jobs, job, run, submit, kind, cron, dirmon, download, workers and work; run this command where the data directory is"
             ),
         };
     }
@@ -330,6 +334,9 @@ pub async fn dispatch(mut cli: Cli) -> anyhow::Result<i32> {
         Command::Compact => store::compact(&ctx).await,
         Command::Demo(args) => crate::demo::demo(&ctx, args).await,
         Command::Serve(args) => serve(&ctx, &cli.token_file, args).await,
+        Command::Workers => Err(crate::exit::usage(
+            "workers lists the processes working on a `booster serve` node: pass --server URL",
+        )),
     }
 }
 
@@ -338,10 +345,13 @@ async fn serve(
     token_file: &Option<PathBuf>,
     args: crate::cli::ServeArgs,
 ) -> anyhow::Result<i32> {
-    let opts = ctx.runtime_options(args.workers, true)?;
+    let mut opts = ctx.runtime_options(args.workers, true)?;
+    opts.lease_timeout = std::time::Duration::from_millis(args.lease_timeout_ms);
     let serve_opts = crate::serve::ServeOptions {
         listen: args.listen,
         token_file: token_file.clone(),
+        worker_token_file: args.worker_token_file,
+        read_token_file: args.read_token_file,
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
         exec_allow: args.exec_allow,

@@ -357,6 +357,11 @@ pub async fn wait_with_progress(
         tokio::select! {
             done = &mut wait => {
                 progress.clear();
+                // A wait the store's refusal ended says what to do, as the
+                // tick below does.
+                if done.is_err() {
+                    super::check_writable(runtime)?;
+                }
                 return Ok(done?);
             }
             _ = tick.tick() => {

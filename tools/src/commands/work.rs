@@ -15,6 +15,12 @@ use crate::progress::{Mode, Progress, Unit};
 use crate::report;
 
 pub async fn work(ctx: &Ctx, args: WorkArgs) -> anyhow::Result<i32> {
+    if !args.exec_allow.is_empty() {
+        return Err(exit::usage(
+            "--exec-allow is for a remote worker (--server URL work); on the data directory \
+             `work` runs the command each exec job names",
+        ));
+    }
     let mut opts = ctx.runtime_options(args.workers, true)?;
     if let Some(n) = args.max_lease_batch {
         opts.max_lease_batch = n;

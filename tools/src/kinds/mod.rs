@@ -15,7 +15,7 @@ mod validate;
 
 use std::sync::Arc;
 
-use booster_runtime::Runtime;
+use booster_runtime::{RecordHandler, Runtime, SimpleHandler};
 
 pub use copy::Copy;
 pub use exec::{Exec, ExecPolicy, DEFAULT_MAX_OUTPUT_BYTES};
@@ -43,8 +43,31 @@ pub fn register_builtin(runtime: &Runtime) {
 /// Registers the built-in kinds with `exec` running only what `exec` allows
 /// (`booster serve` passes its `--exec-allow` list).
 pub fn register_builtin_with(runtime: &Runtime, exec: ExecPolicy) {
-    runtime.register_sliced(COPY, Arc::new(Copy));
-    runtime.register_sliced(EXEC, Arc::new(Exec::new(exec)));
-    runtime.register_sliced(VALIDATE_CUSTOMERS, Arc::new(ValidateCustomers));
-    runtime.register_simple(NOOP, Arc::new(Noop));
+    for (kind, handler) in builtin(exec) {
+        match handler {
+            Handler::Sliced(h) => runtime.register_sliced(kind, h),
+            Handler::Simple(h) => runtime.register_simple(kind, h),
+        }
+    }
+}
+
+/// A kind's handler, of either shape.
+#[derive(Clone)]
+pub enum Handler {
+    Sliced(Arc<dyn RecordHandler>),
+    Simple(Arc<dyn SimpleHandler>),
+}
+
+/// The built-in kinds with `exec` running only what `exec` allows: what
+/// a process registers, and what a remote worker runs.
+pub fn builtin(exec: ExecPolicy) -> Vec<(&'static str, Handler)> {
+    vec![
+        (COPY, Handler::Sliced(Arc::new(Copy))),
+        (EXEC, Handler::Sliced(Arc::new(Exec::new(exec)))),
+        (
+            VALIDATE_CUSTOMERS,
+            Handler::Sliced(Arc::new(ValidateCustomers)),
+        ),
+        (NOOP, Handler::Simple(Arc::new(Noop))),
+    ]
 }

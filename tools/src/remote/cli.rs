@@ -84,7 +84,8 @@ fn run_blocking(cli: &Cli, interrupt: &Interrupt) -> anyhow::Result<i32> {
         }
         Command::Run(args) => return run_remote(&client, &out, args, interrupt),
         Command::Download(args) => return download(&client, &out, args),
-        _ => bail!("--server works with jobs, job, run, submit, kind, cron, dirmon and download"),
+        Command::Workers => workers(&client, &out)?,
+        _ => bail!("--server works with jobs, job, run, submit, kind, cron, dirmon, download, workers and work"),
     }
     Ok(exit::OK)
 }
@@ -494,4 +495,45 @@ impl formats::RecordSource for Interruptible {
         }
         self.records.next_batch(max, out)
     }
+}
+
+/// `booster --server URL workers`: one line per process, or the JSON.
+fn workers(client: &Client, out: &Out) -> anyhow::Result<()> {
+    let processes = client.processes()?;
+    if out.json {
+        outln!("{}", serde_json::to_string_pretty(&processes)?);
+        return Ok(());
+    }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    outln!(
+        "{:<20}  {:>8}  {:<8}  {:>7}  {:>6}  {:>9}  {:>10}  KINDS",
+        "HOST",
+        "PID",
+        "VERSION",
+        "THREADS",
+        "LEASES",
+        "HEARD",
+        "RECORDS/S"
+    );
+    for p in processes {
+        let heard_s = now_ms.saturating_sub(p.last_heartbeat_ms) as f64 / 1000.0;
+        let host = match p.worker {
+            None => format!("{} (node)", p.host),
+            Some(_) => p.host,
+        };
+        outln!(
+            "{:<20}  {:>8}  {:<8}  {:>7}  {:>6}  {:>8.1}s  {:>10.0}  {}",
+            host,
+            p.pid,
+            p.version,
+            p.threads,
+            p.leases,
+            heard_s,
+            p.records_per_s,
+            p.kinds.join(",")
+        );
+    }
+    Ok(())
 }

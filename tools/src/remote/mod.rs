@@ -333,6 +333,13 @@ impl Client {
         Ok(serde_json::from_value(body["workers"].clone())?)
     }
 
+    /// The processes working on the node's jobs (`GET /api/workers`).
+    pub fn processes(&self) -> anyhow::Result<Vec<crate::serve::view::ProcessView>> {
+        let req = self.agent.get(format!("{}/api/workers", self.base));
+        let body: Value = self.json(self.auth(req).call())?;
+        Ok(serde_json::from_value(body["processes"].clone())?)
+    }
+
     /// Follows the job's events until `on_event` returns false or the job
     /// ends (`booster job watch JOB`). Each event is the JSON of one SSE.
     pub fn watch(&self, id: u64, on_event: impl FnMut(&Value) -> bool) -> anyhow::Result<()> {
@@ -433,7 +440,7 @@ impl Client {
     }
 }
 
-fn read_token(path: &Path) -> anyhow::Result<String> {
+pub(crate) fn read_token(path: &Path) -> anyhow::Result<String> {
     let text = crate::secret_file::read_private(path, "token file")?;
     let token = text.trim();
     if token.is_empty() {

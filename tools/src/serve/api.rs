@@ -421,7 +421,8 @@ pub async fn destroy(
 
 pub async fn workers(State(app): State<AppState>) -> Json<Value> {
     let workers: Vec<WorkerView> = app.runtime.workers().await.iter().map(Into::into).collect();
-    Json(json!({ "workers": workers }))
+    let processes = super::view::processes_of(app.runtime.worker_processes());
+    Json(json!({ "workers": workers, "processes": processes }))
 }
 
 /// `GET /api/incidents`: what recovery cut or found damaged, oldest first.

@@ -2,7 +2,9 @@
 //!
 //! - With a token file (`--token-file`), every request must carry
 //!   `Authorization: Bearer TOKEN`, reads included, and may do what the
-//!   token's role allows (`roles.rs`). The only exception is
+//!   token's role allows (`roles.rs`): a worker token only the worker
+//!   service (`fleet/`), whose refusals are gRPC statuses with the same
+//!   words; every other token the API its role allows. The only exception is
 //!   the dashboard's static shell (`/` and `/assets/...`): it holds no data
 //!   and is what asks the person for the token; every request it makes for
 //!   data carries the token like any other client.
@@ -20,45 +22,71 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
-use super::roles::{Role, Tokens};
+use super::roles::{Role, TokenSource, Tokens};
 
 #[derive(Clone)]
 pub struct Guard {
     /// The accepted tokens with their roles, when a token file is configured.
-    pub tokens: Option<Arc<Tokens>>,
+    pub tokens: Option<Arc<TokenSource>>,
 }
 
 /// Resolves the caller's [`Role`] (put into the request's extensions for
 /// the routes) and refuses what that role may not do.
 pub async fn check(State(guard): State<Guard>, mut req: Request, next: Next) -> Response {
     let authority = request_authority(&req);
-    if let Err(e) = check_origin(req.headers(), &authority, guard.tokens.is_none()) {
-        return e.into_response();
-    }
     let path = req.uri().path();
+    let worker_service = path.starts_with(crate::fleet::SERVICE_PATH);
+    let refuse = |e: ApiError| match worker_service {
+        true => crate::fleet::refusal(e.status, e.message),
+        false => e.into_response(),
+    };
+    if let Err(e) = check_origin(req.headers(), &authority, guard.tokens.is_none()) {
+        return refuse(e);
+    }
     let static_shell = path == "/" || path.starts_with("/assets/");
     let role = match (&guard.tokens, static_shell) {
         // Without tokens the server is on loopback only (the exposure rule).
         (None, _) => Role::Admin,
         (Some(_), true) => Role::ReadOnly,
-        (Some(tokens), false) => match check_token(req.headers(), tokens) {
+        (Some(tokens), false) => match check_token(req.headers(), &tokens.current()) {
             Ok(role) => role,
-            Err(e) => return e.into_response(),
+            Err(e) => return refuse(e),
         },
     };
-    let reads = matches!(*req.method(), Method::GET | Method::HEAD);
-    if role < Role::Worker && !reads {
-        return ApiError::new(
-            StatusCode::FORBIDDEN,
-            format!(
-                "this token's role is {}: it may only read (GET); use a worker or admin token",
-                role.name()
-            ),
-        )
-        .into_response();
+    if let Err(e) = allowed(role, worker_service, req.method()) {
+        return refuse(e);
     }
     req.extensions_mut().insert(role);
     next.run(req).await
+}
+
+/// What `role` may call: the worker service (worker, admin), the API's
+/// reads (all but worker), its changes (submitter, admin).
+fn allowed(role: Role, worker_service: bool, method: &Method) -> Result<(), ApiError> {
+    let forbidden = |m: String| ApiError::new(StatusCode::FORBIDDEN, m);
+    let name = role.name();
+    if worker_service {
+        if !role.may_work() {
+            return Err(forbidden(format!(
+                "this token's role is {name}: it may not lease, heartbeat or commit work; \
+                 a worker needs a worker or admin token (serve --worker-token-file)"
+            )));
+        }
+        return Ok(());
+    }
+    if !role.may_read() {
+        return Err(forbidden(format!(
+            "this token's role is {name}: it may only lease, heartbeat and commit work \
+             (booster --server URL work); use a read-only, submitter or admin token for the API"
+        )));
+    }
+    let reads = matches!(*method, Method::GET | Method::HEAD);
+    if !reads && !role.may_change() {
+        return Err(forbidden(format!(
+            "this token's role is {name}: it may only read (GET); use a submitter or admin token"
+        )));
+    }
+    Ok(())
 }
 
 fn check_token(headers: &HeaderMap, tokens: &Tokens) -> Result<Role, ApiError> {

@@ -8,13 +8,13 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 
-use super::roles::Tokens;
+use super::roles::TokenSource;
 use super::ServeOptions;
 
 /// What `check_exposure` settled.
 pub struct Exposure {
     pub listen: SocketAddr,
-    pub tokens: Option<Arc<Tokens>>,
+    pub tokens: Option<Arc<TokenSource>>,
     pub tls: Option<(PathBuf, PathBuf)>,
 }
 
@@ -32,7 +32,7 @@ pub fn check_exposure(opts: &ServeOptions) -> anyhow::Result<Exposure> {
     };
     if !listen.ip().is_loopback() {
         let mut missing = Vec::new();
-        if opts.token_file.is_none() {
+        if opts.token_files().is_empty() {
             missing.push("--token-file FILE");
         }
         if tls.is_none() {
@@ -48,18 +48,14 @@ pub fn check_exposure(opts: &ServeOptions) -> anyhow::Result<Exposure> {
             );
         }
     }
-    let tokens = match &opts.token_file {
-        None => None,
-        Some(path) => Some(read_tokens(path)?),
+    let files = opts.token_files();
+    let tokens = match files.is_empty() {
+        true => None,
+        false => Some(Arc::new(TokenSource::open(files)?)),
     };
     Ok(Exposure {
         listen,
         tokens,
         tls,
     })
-}
-
-fn read_tokens(path: &std::path::Path) -> anyhow::Result<Arc<Tokens>> {
-    let text = crate::secret_file::read_private(path, "token file")?;
-    Ok(Arc::new(Tokens::parse(&text, path)?))
 }

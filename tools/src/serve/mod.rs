@@ -57,8 +57,14 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub struct ServeOptions {
     /// e.g. "127.0.0.1:7878". Anything but loopback needs a token and TLS.
     pub listen: String,
-    /// File holding the bearer token every request must carry.
+    /// File holding the bearer token every request must carry (admin), or
+    /// `ROLE TOKEN` lines.
     pub token_file: Option<PathBuf>,
+    /// Worker tokens, one a line (`--worker-token-file`): the worker
+    /// service only.
+    pub worker_token_file: Option<PathBuf>,
+    /// Read-only tokens, one a line (`--read-token-file`).
+    pub read_token_file: Option<PathBuf>,
     /// PEM certificate chain for HTTPS.
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for HTTPS.
@@ -72,11 +78,23 @@ pub struct ServeOptions {
     pub dirmon: Option<crate::dirmon::Config>,
 }
 
+impl ServeOptions {
+    pub fn token_files(&self) -> roles::TokenFiles {
+        roles::TokenFiles {
+            admin: self.token_file.clone(),
+            worker: self.worker_token_file.clone(),
+            read: self.read_token_file.clone(),
+        }
+    }
+}
+
 impl Default for ServeOptions {
     fn default() -> ServeOptions {
         ServeOptions {
             listen: "127.0.0.1:7878".to_string(),
             token_file: None,
+            worker_token_file: None,
+            read_token_file: None,
             tls_cert: None,
             tls_key: None,
             exec_allow: Vec::new(),
@@ -108,7 +126,7 @@ pub struct AppState {
 /// request needs one and may do what its role allows.
 pub fn router(
     runtime: Runtime,
-    tokens: Option<Arc<roles::Tokens>>,
+    tokens: Option<Arc<roles::TokenSource>>,
     exec_allow: Arc<[String]>,
     dirmon_allow: Arc<[std::path::PathBuf]>,
     stopping: tokio::sync::watch::Receiver<bool>,
@@ -161,6 +179,22 @@ pub fn router(
         .route("/api/dirmons", get(dirmon::list).post(dirmon::create))
         .route("/api/dirmons/{id}/{action}", post(dirmon::action))
         .route("/api/events", get(events::events))
+        .route(
+            "/booster.worker.v1.Worker/Hello",
+            post(crate::fleet::node::hello),
+        )
+        .route(
+            "/booster.worker.v1.Worker/Lease",
+            post(crate::fleet::node::lease),
+        )
+        .route(
+            "/booster.worker.v1.Worker/Heartbeat",
+            post(crate::fleet::node::heartbeat),
+        )
+        .route(
+            "/booster.worker.v1.Worker/Commit",
+            post(crate::fleet::node::commit),
+        )
         .fallback(|| async {
             error::ApiError::new(axum::http::StatusCode::NOT_FOUND, "no such route")
         })
@@ -177,6 +211,7 @@ pub struct Server {
     stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     pools: connections::Pools,
+    tokens: Option<Arc<roles::TokenSource>>,
 }
 
 impl Server {
@@ -189,6 +224,16 @@ impl Server {
     /// counted here is subscribed to the runtime's events.
     pub fn event_streams(&self) -> usize {
         self.pools.event_streams()
+    }
+
+    /// Reads the token files again (SIGHUP): new tokens work and removed
+    /// ones are refused from the next request on. On an error the tokens
+    /// in force stay. False: this server has no token files.
+    pub fn reload_tokens(&self) -> anyhow::Result<bool> {
+        match &self.tokens {
+            Some(tokens) => tokens.reload().map(|()| true),
+            None => Ok(false),
+        }
     }
 
     /// Stops accepting, ends the event streams, and lets requests in flight
@@ -219,6 +264,7 @@ pub async fn start(runtime: Runtime, opts: &ServeOptions) -> anyhow::Result<Serv
         Some(config) => crate::dirmon::resolve_allow(&config.allow)?.into(),
         None => Vec::new().into(),
     };
+    let tokens = exposure.tokens.clone();
     let router = router(runtime, exposure.tokens, exec_allow, dirmon_allow, stopping);
     let pools = connections::Pools::new(&limits);
     let app = connections::Gate::new(router, pools.clone());
@@ -264,6 +310,7 @@ pub async fn start(runtime: Runtime, opts: &ServeOptions) -> anyhow::Result<Serv
         task,
         stop,
         pools,
+        tokens,
     })
 }
 
@@ -345,7 +392,18 @@ pub async fn run(
             serve_options.exec_allow
         );
     }
-    stop.await;
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            Some(()) = async { hangup.as_mut()?.recv().await } => match server.reload_tokens() {
+                Ok(true) => eprintln!("booster serve: SIGHUP: token files read again"),
+                Ok(false) => eprintln!("booster serve: SIGHUP: no token files to read"),
+                Err(e) => eprintln!("booster serve: SIGHUP: kept the tokens in force: {e:#}"),
+            },
+        }
+    }
     drop(note);
     eprintln!("booster serve: stopping");
     if let Some(watcher) = watcher {

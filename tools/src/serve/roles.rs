@@ -1,31 +1,46 @@
 //! Token roles (DESIGN.md G13): what a caller may do, decided by the token
 //! it presents.
 //!
-//! The token file holds one token (an `admin`, as before roles existed) or
+//! `--token-file` holds one token (an `admin`, as before roles existed) or
 //! lines `ROLE TOKEN`:
 //!
 //! ```text
 //! # role      token
 //! admin       Zm9vYmFyYmF6cXV4cXV1eA
+//! submitter   c3VibWl0dGVyLXRva2VuLTAx
 //! worker      d29ya2VyLXRva2VuLTAxMjM0NQ
 //! read-only   cmVhZC1vbmx5LXRva2VuLTAx
 //! ```
+//!
+//! `--worker-token-file` and `--read-token-file` hold tokens of one role
+//! each, one a line. [`TokenSource`] reads them all again on SIGHUP, so a
+//! token is rotated without a restart.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::bail;
+use parking_lot::RwLock;
 
 /// A token shorter than this is refused as guessable.
 pub const MIN_TOKEN_CHARS: usize = 16;
 
-/// What a caller may do; each role may do everything the one before may.
+/// What a caller may do. Ordered by reach (`Admin` last, so `role <
+/// Role::Admin` reads "not an admin"), but the API and the worker service
+/// are apart: ask `may_read`, `may_change` and `may_work`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Role {
-    /// `GET` and `HEAD` only.
+    /// `GET` and `HEAD` of the API only.
     ReadOnly,
-    /// Also submit, upload, change and control jobs that run no command.
+    /// The worker service only (`booster.worker.v1.Worker`: hello, lease,
+    /// heartbeat, commit): a worker host's token reads no job and changes
+    /// nothing through the API.
     Worker,
-    /// Also submit jobs that run a command (`exec`, allowed commands only).
+    /// The API's reads, and submit, upload, change and control jobs that
+    /// run no command (what `worker` meant before the fleet).
+    Submitter,
+    /// Everything: also `exec` jobs (allowed commands only), operator
+    /// actions, and the worker service.
     Admin,
 }
 
@@ -34,6 +49,7 @@ impl Role {
         match self {
             Role::ReadOnly => "read-only",
             Role::Worker => "worker",
+            Role::Submitter => "submitter",
             Role::Admin => "admin",
         }
     }
@@ -42,9 +58,25 @@ impl Role {
         match word {
             "read-only" => Some(Role::ReadOnly),
             "worker" => Some(Role::Worker),
+            "submitter" => Some(Role::Submitter),
             "admin" => Some(Role::Admin),
             _ => None,
         }
+    }
+
+    /// May read the API (lists, jobs, downloads, events, metrics).
+    pub fn may_read(self) -> bool {
+        self != Role::Worker
+    }
+
+    /// May change things through the API (anything but `GET`/`HEAD`).
+    pub fn may_change(self) -> bool {
+        matches!(self, Role::Submitter | Role::Admin)
+    }
+
+    /// May call the worker service: lease work, heartbeat and commit.
+    pub fn may_work(self) -> bool {
+        matches!(self, Role::Worker | Role::Admin)
     }
 }
 
@@ -75,14 +107,15 @@ impl Tokens {
                         (words.next(), words.next(), words.next())
                     else {
                         bail!(
-                            "{}:{n}: expected `ROLE TOKEN` (ROLE is admin, worker or read-only), \
+                            "{}:{n}: expected `ROLE TOKEN` (ROLE is admin, submitter, worker or \
+                             read-only), \
                              or a file holding only one token",
                             path.display()
                         );
                     };
                     let Some(role) = Role::parse(role) else {
                         bail!(
-                            "{}:{n}: unknown role {role:?}; use admin, worker or read-only",
+                            "{}:{n}: unknown role {role:?}; use admin, submitter, worker or read-only",
                             path.display()
                         );
                     };
@@ -119,6 +152,110 @@ impl Tokens {
     }
 }
 
+impl Tokens {
+    /// Parses a `--worker-token-file` or `--read-token-file`: every line
+    /// that is not blank or a `#` comment is one token of `role`.
+    pub fn parse_role_file(text: &str, path: &Path, role: Role) -> anyhow::Result<Tokens> {
+        let mut entries = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            entries.push((role, check_token(line, path, i + 1)?));
+        }
+        if entries.is_empty() {
+            bail!(
+                "the {} token file {} holds no token; make one with: head -c 32 /dev/urandom | base64 > {}",
+                role.name(),
+                path.display(),
+                path.display()
+            );
+        }
+        Ok(Tokens { entries })
+    }
+
+    /// `self` with `other`'s tokens added; a token in both is refused.
+    fn merge(mut self, other: Tokens, path: &Path) -> anyhow::Result<Tokens> {
+        for (role, token) in other.entries {
+            if self.entries.iter().any(|(_, t)| *t == token) {
+                bail!(
+                    "{}: a token there is also in another token file; give each role its own",
+                    path.display()
+                );
+            }
+            self.entries.push((role, token));
+        }
+        Ok(self)
+    }
+}
+
+/// The token files `serve` was given.
+#[derive(Clone, Debug, Default)]
+pub struct TokenFiles {
+    /// `--token-file`: one admin token, or `ROLE TOKEN` lines.
+    pub admin: Option<PathBuf>,
+    /// `--worker-token-file`: worker tokens, one a line.
+    pub worker: Option<PathBuf>,
+    /// `--read-token-file`: read-only tokens, one a line.
+    pub read: Option<PathBuf>,
+}
+
+impl TokenFiles {
+    /// No token file: loopback only, every caller an admin.
+    pub fn is_empty(&self) -> bool {
+        self.admin.is_none() && self.worker.is_none() && self.read.is_none()
+    }
+
+    /// Reads and checks every file (each must be private, mode 0600).
+    pub fn read(&self) -> anyhow::Result<Tokens> {
+        let mut all = Tokens {
+            entries: Vec::new(),
+        };
+        if let Some(path) = &self.admin {
+            let text = crate::secret_file::read_private(path, "token file")?;
+            all = all.merge(Tokens::parse(&text, path)?, path)?;
+        }
+        for (path, role) in [(&self.worker, Role::Worker), (&self.read, Role::ReadOnly)] {
+            if let Some(path) = path {
+                let text = crate::secret_file::read_private(path, "token file")?;
+                all = all.merge(Tokens::parse_role_file(&text, path, role)?, path)?;
+            }
+        }
+        Ok(all)
+    }
+}
+
+/// The tokens in force, read again from their files on demand (SIGHUP):
+/// a request sees the old set or the new one, never a mix.
+pub struct TokenSource {
+    files: TokenFiles,
+    current: RwLock<Arc<Tokens>>,
+}
+
+impl TokenSource {
+    pub fn open(files: TokenFiles) -> anyhow::Result<TokenSource> {
+        let tokens = files.read()?;
+        Ok(TokenSource {
+            files,
+            current: RwLock::new(Arc::new(tokens)),
+        })
+    }
+
+    pub fn current(&self) -> Arc<Tokens> {
+        self.current.read().clone()
+    }
+
+    /// Reads the files again. A file that became unreadable or invalid
+    /// keeps the tokens in force (the error says why), so a typo in a
+    /// rotation never locks every client out.
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let tokens = self.files.read()?;
+        *self.current.write() = Arc::new(tokens);
+        Ok(())
+    }
+}
+
 fn check_token(token: &str, path: &Path, line: usize) -> anyhow::Result<String> {
     if token.chars().count() < MIN_TOKEN_CHARS {
         bail!(
@@ -146,6 +283,7 @@ mod tests {
     const A: &str = "admin-token-0123456789";
     const W: &str = "worker-token-0123456789";
     const R: &str = "reader-token-0123456789";
+    const S: &str = "submitter-token-0123456789";
 
     #[test]
     fn a_file_with_one_token_makes_it_admin() {
@@ -156,12 +294,53 @@ mod tests {
 
     #[test]
     fn role_lines_give_each_token_its_role() {
-        let text = format!("# roles\nadmin {A}\n\nworker   {W}\nread-only {R}\n");
+        let text = format!("# roles\nadmin {A}\n\nworker   {W}\nread-only {R}\nsubmitter {S}\n");
         let t = Tokens::parse(&text, Path::new("t")).unwrap();
+        assert_eq!(t.role_of(S), Some(Role::Submitter));
         assert_eq!(t.role_of(A), Some(Role::Admin));
         assert_eq!(t.role_of(W), Some(Role::Worker));
         assert_eq!(t.role_of(R), Some(Role::ReadOnly));
         assert_eq!(t.role_of("admin"), None);
+    }
+
+    #[test]
+    fn a_role_file_gives_each_line_that_role() {
+        let text = format!("# workers\n{W}\n\n{R}\n");
+        let t = Tokens::parse_role_file(&text, Path::new("w"), Role::Worker).unwrap();
+        assert_eq!(t.role_of(W), Some(Role::Worker));
+        assert_eq!(t.role_of(R), Some(Role::Worker));
+        assert_eq!(t.role_of(A), None);
+        let err = Tokens::parse_role_file("# none\n", Path::new("w"), Role::Worker)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("the worker token file w holds no token"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_token_in_two_files_is_refused() {
+        let a = Tokens::parse(&format!("{A}\n"), Path::new("a")).unwrap();
+        let w = Tokens::parse_role_file(&format!("{A}\n"), Path::new("w"), Role::Worker).unwrap();
+        let err = a.merge(w, Path::new("w")).unwrap_err().to_string();
+        assert!(err.contains("also in another token file"), "{err}");
+    }
+
+    #[test]
+    fn only_worker_and_admin_roles_may_work_and_workers_may_not_read() {
+        use Role::*;
+        let table = [
+            (ReadOnly, true, false, false),
+            (Worker, false, false, true),
+            (Submitter, true, true, false),
+            (Admin, true, true, true),
+        ];
+        for (role, read, change, work) in table {
+            assert_eq!(role.may_read(), read, "{role:?}");
+            assert_eq!(role.may_change(), change, "{role:?}");
+            assert_eq!(role.may_work(), work, "{role:?}");
+        }
     }
 
     #[test]

@@ -154,6 +154,21 @@ pub struct WorkerView {
     pub version: String,
 }
 
+/// A process working on the node's jobs (`GET /api/workers`'s
+/// `processes`): the node itself when it runs worker threads (`worker`
+/// null), and every remote worker process.
+pub type ProcessView = booster_runtime::WorkerProcess;
+
+/// `processes` as the API shows them: this process's host and version
+/// filled in.
+pub fn processes_of(mut all: Vec<booster_runtime::WorkerProcess>) -> Vec<ProcessView> {
+    for p in all.iter_mut().filter(|p| p.worker.is_none()) {
+        p.host = this_host();
+        p.version = env!("CARGO_PKG_VERSION").to_string();
+    }
+    all
+}
+
 /// This machine's host name (Linux: the kernel's), or "unknown".
 pub fn this_host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -190,10 +205,14 @@ impl From<&WorkerStatus> for WorkerView {
             lease: w.lease.as_ref().map(LeaseView::from),
             slices_done: w.slices_done,
             restarts: w.restarts,
-            // The runtime's workers are threads of this process.
-            host: this_host(),
-            pid: std::process::id(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
+            // A local worker is a thread of this process; a remote one
+            // says where it runs when it joins.
+            host: w.remote.as_ref().map_or_else(this_host, |r| r.host.clone()),
+            pid: w.remote.as_ref().map_or(std::process::id(), |r| r.pid),
+            version: w.remote.as_ref().map_or_else(
+                || env!("CARGO_PKG_VERSION").to_string(),
+                |r| r.version.clone(),
+            ),
         }
     }
 }

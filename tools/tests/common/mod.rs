@@ -285,3 +285,16 @@ pub fn exact_round_trip_with(global: &[&str], name: &str, content: &[u8]) {
 pub fn exact_round_trip(name: &str, content: &[u8]) {
     exact_round_trip_with(&[], name, content);
 }
+
+/// `booster --data <sandbox>/data serve --listen 127.0.0.1:0 ARGS`, running
+/// until dropped (`booster_tests::cli::Serving`: its URL, its log).
+pub fn serve(sb: &Sandbox, args: &[&str]) -> booster_tests::cli::Serving {
+    serve_on(sb, "127.0.0.1:0", args)
+}
+
+/// [`serve`] listening on `listen` (a restarted node keeps its port).
+pub fn serve_on(sb: &Sandbox, listen: &str, args: &[&str]) -> booster_tests::cli::Serving {
+    let mut all = vec!["serve", "--listen", listen];
+    all.extend_from_slice(args);
+    booster_tests::cli::Serving::spawn(sb.cmd(&all))
+}

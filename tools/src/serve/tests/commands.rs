@@ -5,6 +5,7 @@ use serde_json::json;
 use super::TestServer;
 
 const ADMIN: &str = "admin-token-0123456789abcdef";
+const SUBMITTER: &str = "submitter-token-0123456789abcdef";
 const WORKER: &str = "worker-token-0123456789abcdef";
 const READER: &str = "reader-token-0123456789abcdef";
 
@@ -15,7 +16,9 @@ fn exec_job(cmd: &str) -> String {
 fn with_roles(exec_allow: &[&str]) -> TestServer {
     TestServer::start_configured(|dir, opts| {
         let path = dir.join("tokens");
-        let text = format!("# role token\nadmin {ADMIN}\nworker {WORKER}\nread-only {READER}\n");
+        let text = format!(
+            "# role token\nadmin {ADMIN}\nsubmitter {SUBMITTER}\nworker {WORKER}\nread-only {READER}\n"
+        );
         crate::secret_file::write_private(&path, text.as_bytes()).unwrap();
         opts.token_file = Some(path);
         opts.exec_allow = exec_allow.iter().map(|c| c.to_string()).collect();
@@ -67,11 +70,14 @@ fn only_admin_tokens_may_submit_exec_jobs() {
         "POST",
         "/api/jobs",
         Some(&job),
-        &[("Authorization", &bearer(WORKER))],
+        &[("Authorization", &bearer(SUBMITTER))],
     );
     assert_eq!(status, 403, "{body}");
     assert!(
-        body["error"].as_str().unwrap().contains("role is worker"),
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("role is submitter"),
         "{body}"
     );
     let (status, body) = t.call(
@@ -91,11 +97,11 @@ fn a_read_only_token_reads_but_changes_nothing() {
         "POST",
         "/api/jobs",
         Some(copy),
-        &[("Authorization", &bearer(WORKER))],
+        &[("Authorization", &bearer(SUBMITTER))],
     );
     assert_eq!(
         status, 201,
-        "a worker token submits jobs that run no command"
+        "a submitter token submits jobs that run no command"
     );
     let reader = [("Authorization", bearer(READER))];
     let reader: Vec<(&str, &str)> = reader.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -116,4 +122,29 @@ fn a_read_only_token_reads_but_changes_nothing() {
         );
     }
     assert_eq!(t.jobs_submitted(), 1);
+}
+
+#[test]
+fn a_worker_token_may_not_read_or_change_anything_through_the_api() {
+    let t = with_roles(&[]);
+    let worker = [("Authorization", bearer(WORKER))];
+    let worker: Vec<(&str, &str)> = worker.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    for (method, path, body) in [
+        ("GET", "/api/jobs", None),
+        ("GET", "/api/workers", None),
+        ("GET", "/metrics", None),
+        ("POST", "/api/jobs", Some(r#"{"kind":"copy"}"#)),
+        ("POST", "/api/bulk/retry-failed", None),
+    ] {
+        let (status, resp) = t.call(method, path, body, &worker);
+        assert_eq!(status, 403, "{method} {path}: {resp}");
+        assert!(
+            resp["error"]
+                .as_str()
+                .unwrap()
+                .contains("may only lease, heartbeat and commit"),
+            "{resp}"
+        );
+    }
+    assert_eq!(t.jobs_submitted(), 0);
 }

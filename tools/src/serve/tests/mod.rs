@@ -7,6 +7,7 @@
 mod api;
 mod commands;
 mod connections;
+mod fleet;
 mod remote_cli;
 mod security;
 
@@ -79,17 +80,26 @@ impl TestServer {
     ) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        TestServer::start_in(dir, data, configure)
+        TestServer::start_in(dir, data, 2, configure)
+    }
+
+    /// A node that runs no work itself (`serve --workers 0`): only remote
+    /// workers lease its jobs.
+    pub fn start_node(configure: impl FnOnce(&std::path::Path, &mut ServeOptions)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        TestServer::start_in(dir, data, 0, configure)
     }
 
     /// A server whose runtime keeps its data in `data` (e.g. on a small disk).
     pub fn start_on(data: std::path::PathBuf) -> TestServer {
-        TestServer::start_in(tempfile::tempdir().unwrap(), data, |_, _| {})
+        TestServer::start_in(tempfile::tempdir().unwrap(), data, 2, |_, _| {})
     }
 
     fn start_in(
         dir: tempfile::TempDir,
         data: std::path::PathBuf,
+        workers: usize,
         configure: impl FnOnce(&std::path::Path, &mut ServeOptions),
     ) -> TestServer {
         let mut opts = ServeOptions {
@@ -104,7 +114,7 @@ impl TestServer {
             .unwrap();
         let (runtime, gate, server) = rt.block_on(async {
             let mut runtime_options = RuntimeOptions::new(data);
-            runtime_options.workers = 2;
+            runtime_options.workers = workers;
             // A gated handler waits on the test with its lease held.
             runtime_options.lease_timeout = gate::LEASE_TIMEOUT;
             let runtime = Runtime::open(runtime_options).await.unwrap();
@@ -124,6 +134,20 @@ impl TestServer {
             rt,
             _dir: dir,
         }
+    }
+
+    /// Runs `f` on the server's tokio runtime (an async client's calls).
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    /// Spawns `f` on the server's tokio runtime (a worker process's loop).
+    pub fn spawn<F>(&self, f: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.rt.spawn(f)
     }
 
     pub fn runtime(&self) -> &Runtime {

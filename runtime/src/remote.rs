@@ -1,0 +1,816 @@
+//! Remote worker slots (issue 13): the node's side of the fleet.
+//!
+//! A worker process on another host joins with [`Runtime::remote_join`]
+//! and gets one worker slot per thread, after this process's own
+//! (`Book::workers`, `WorkerSlot::remote`). A remote thread leases through
+//! the same `State::lease` as a local one (priority, kind limits, windows
+//! and `max_workers` apply unchanged; a slot takes only the kinds its
+//! process runs), the node reads and decrypts the slice it hands out, and
+//! the worker's commit goes through the commit local workers make
+//! (`worker::commit_result`, `commit_simple`, `commit_hook`): matched by
+//! epoch and claim, one atomic append, answered only once durable.
+//! Deadlines are the node's: the timer expires a remote lease like a local
+//! one, and a late commit is fenced.
+//!
+//! ```no_run
+//! # async fn f(runtime: booster_runtime::Runtime) -> Result<(), booster_runtime::RemoteError> {
+//! use booster_runtime::{RemoteHello, RemoteLease};
+//! let joined = runtime.remote_join(RemoteHello {
+//!     host: "w1".into(), pid: 42, version: "0.1.0".into(),
+//!     kinds: vec!["copy".into()], threads: 2,
+//! })?;
+//! if let RemoteLease::Task(task) =
+//!     runtime.remote_lease(joined.worker, 0, std::time::Duration::from_secs(1)).await?
+//! {
+//!     // ... send it to the worker, then `remote_commit` what it made of it.
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! **Architecture invariant:** a remote commit changes the store only
+//! through the local workers' commit functions, after `begin_commit` of
+//! the epoch and claim the node handed out; anything else is fenced or
+//! refused, and changes nothing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::dispatch::{HookItem, SimpleItem, SliceItem, TaskWork};
+use crate::shared::Shared;
+use crate::slice_store::SliceStore;
+use crate::Runtime;
+use crate::{JobId, SliceOutcome};
+
+/// What a remote worker process says when it joins.
+#[derive(Clone, Debug)]
+pub struct RemoteHello {
+    pub host: String,
+    pub pid: u32,
+    pub version: String,
+    /// The kinds it runs; its slots lease nothing else.
+    pub kinds: Vec<String>,
+    /// Its worker threads: one slot each.
+    pub threads: u32,
+}
+
+/// What the node answers a join with.
+#[derive(Clone, Debug)]
+pub struct RemoteJoined {
+    /// Names the process in every later call.
+    pub worker: u64,
+    /// A lease whose heartbeat stops for this long expires.
+    pub lease_timeout_ms: u64,
+}
+
+/// One answer to `remote_lease`.
+pub enum RemoteLease {
+    Task(RemoteTask),
+    /// Nothing came within the wait, but work is queued or leased.
+    Nothing,
+    /// Nothing is queued or leased to anyone (`--until-idle` may stop).
+    Idle,
+}
+
+/// A lease as a remote worker gets it.
+pub struct RemoteTask {
+    pub epoch: u64,
+    /// The node's deadline (ms since the epoch, the node's clock): a
+    /// heartbeat moves it; a commit after it is fenced.
+    pub deadline_ms: u64,
+    pub work: RemoteWork,
+}
+
+pub enum RemoteWork {
+    Simple(Vec<RemoteSimpleJob>),
+    Slice(RemoteSlice),
+    Before(RemoteHook),
+    After(RemoteHook),
+}
+
+pub struct RemoteSimpleJob {
+    pub job: JobId,
+    pub kind: Arc<str>,
+    pub args: Arc<serde_json::Value>,
+    pub properties: Arc<serde_json::Value>,
+}
+
+pub struct RemoteSlice {
+    pub job: JobId,
+    pub slice: u64,
+    pub kind: Arc<str>,
+    pub properties: Arc<serde_json::Value>,
+    pub categories: Arc<[String]>,
+    /// The input records, decrypted by the node.
+    pub records: Vec<Vec<u8>>,
+}
+
+pub struct RemoteHook {
+    pub job: JobId,
+    pub kind: Arc<str>,
+    pub properties: Arc<serde_json::Value>,
+    pub categories: Arc<[String]>,
+}
+
+/// What a remote worker made of its lease.
+pub enum RemoteOutcome {
+    /// One result per job of the batch, in lease order.
+    Simple(Vec<SimpleResult>),
+    Slice {
+        job: JobId,
+        slice: u64,
+        /// Err: the whole slice failed, with this message.
+        result: Result<SliceResult, String>,
+    },
+    Hook {
+        job: JobId,
+        before: bool,
+        result: Result<(), String>,
+    },
+}
+
+/// One simple job's result.
+#[derive(Clone, Debug)]
+pub struct SimpleResult {
+    pub job: JobId,
+    /// When it started (µs since the epoch).
+    pub started_us: u64,
+    pub result: Result<Option<serde_json::Value>, String>,
+}
+
+/// A handler's slice output with its categories laid out as the job
+/// declared them: what a commit writes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SliceResult {
+    pub main: Vec<Vec<u8>>,
+    /// Category n of the job's list at index n (may be shorter).
+    pub by_category: Vec<Vec<Vec<u8>>>,
+    /// (index in the slice, message) per failed record.
+    pub record_errors: Vec<(usize, String)>,
+}
+
+impl SliceResult {
+    /// `outcome` as a commit writes it; Err: the slice fails with this
+    /// message (the handler failed it, or wrote to categories the job has
+    /// not).
+    pub fn settle(outcome: SliceOutcome, categories: &[String]) -> Result<SliceResult, String> {
+        match outcome {
+            SliceOutcome::Failed { message } => Err(message),
+            SliceOutcome::Done {
+                output,
+                record_errors,
+            } => Ok(SliceResult {
+                main: output,
+                by_category: Vec::new(),
+                record_errors,
+            }),
+            SliceOutcome::Categorized {
+                output,
+                record_errors,
+            } => {
+                let got = output.names().join(", ");
+                let Some((main, by_category)) = output.into_parts(categories) else {
+                    return Err(format!(
+                        "the handler returned output for categories [{got}], the job has [{}]; \
+                         build its output with Output::for_job",
+                        categories.join(", ")
+                    ));
+                };
+                Ok(SliceResult {
+                    main,
+                    by_category,
+                    record_errors,
+                })
+            }
+        }
+    }
+}
+
+/// How a remote commit ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommitAnswer {
+    /// Durable: the work is done (or failed, as the outcome said).
+    Accepted,
+    /// Nothing changed; the reason.
+    Fenced(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    #[error("worker {0} is not known to this node (it restarted, or forgot a silent worker); join again")]
+    UnknownWorker(u64),
+    #[error("thread {thread} is not one of worker {worker}'s {threads} threads")]
+    UnknownThread {
+        worker: u64,
+        thread: u32,
+        threads: u32,
+    },
+    #[error("refused: {0}")]
+    Malformed(String),
+    #[error("the node is shutting down")]
+    ShuttingDown,
+    #[error(
+        "the node has {threads} remote worker threads, and takes at most {MAX_REMOTE_THREADS}; \
+         join with fewer --workers, or wait for silent workers to be forgotten"
+    )]
+    Full { threads: usize },
+}
+
+/// The most remote worker threads a node keeps slots for at once: a bound
+/// on what `Hello`s can make it hold.
+pub const MAX_REMOTE_THREADS: usize = 65_536;
+
+/// A remote thread's slot: which process it belongs to and what it runs.
+#[derive(Clone, Debug)]
+pub struct RemoteSlot {
+    pub group: u64,
+    pub kinds: Arc<[String]>,
+}
+
+impl RemoteSlot {
+    pub fn runs(&self, kind: &str) -> bool {
+        self.kinds.iter().any(|k| k == kind)
+    }
+}
+
+/// The remote worker processes and their leases' work (in `Book`, under
+/// the state lock).
+#[derive(Default)]
+pub struct Fleet {
+    groups: BTreeMap<u64, Group>,
+    next: u64,
+    /// The work of each remote lease, by epoch: the commit is checked
+    /// against it, and built from it as a local worker's would be.
+    held: HashMap<u64, Held>,
+    /// Slots of processes that went silent, for the next to join.
+    free_slots: Vec<usize>,
+    /// When this process opened the store: its own threads' rate is
+    /// counted from then.
+    opened_ms: u64,
+}
+
+pub struct Group {
+    pub hello: RemoteHello,
+    pub slots: Vec<usize>,
+    pub joined_ms: u64,
+    pub last_seen_ms: u64,
+    /// Input records of the slices it committed (accepted).
+    pub records_done: u64,
+}
+
+/// A process that works on this node's jobs: this one (its own threads)
+/// or a remote worker process (`Runtime::worker_processes`).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct WorkerProcess {
+    /// The remote process's id; None: this process.
+    pub worker: Option<u64>,
+    /// Empty for this process (the caller knows its own host).
+    pub host: String,
+    pub pid: u32,
+    pub version: String,
+    pub kinds: Vec<String>,
+    pub threads: u32,
+    /// Leases its threads hold now.
+    pub leases: u32,
+    /// When the node last heard from it (this process: now).
+    pub last_heartbeat_ms: u64,
+    /// Input records of the slices it finished per second, since it joined
+    /// (this process: since it opened the store).
+    pub records_per_s: f64,
+}
+
+struct Held {
+    group: u64,
+    work: TaskWork,
+    /// The slice's record count (0 for other work).
+    records: usize,
+    leased: Instant,
+}
+
+/// A process unseen for this many lease timeouts, holding no lease, is
+/// forgotten and its slots reused.
+const SILENT_TIMEOUTS: u64 = 4;
+
+impl Fleet {
+    /// The slot of `thread` of process `group`.
+    fn slot(&self, group: u64, thread: u32) -> Result<usize, RemoteError> {
+        let g = self
+            .groups
+            .get(&group)
+            .ok_or(RemoteError::UnknownWorker(group))?;
+        g.slots
+            .get(thread as usize)
+            .copied()
+            .ok_or(RemoteError::UnknownThread {
+                worker: group,
+                thread,
+                threads: g.slots.len() as u32,
+            })
+    }
+
+    fn seen(&mut self, group: u64, now_ms: u64) {
+        if let Some(g) = self.groups.get_mut(&group) {
+            g.last_seen_ms = now_ms;
+        }
+    }
+
+    /// The processes that joined, by id.
+    pub fn groups(&self) -> &BTreeMap<u64, Group> {
+        &self.groups
+    }
+
+    /// This process opened the store at `now_ms`.
+    pub fn set_opened(&mut self, now_ms: u64) {
+        self.opened_ms = now_ms;
+    }
+}
+
+impl Runtime {
+    /// A remote worker process joins: it gets `hello.threads` worker slots
+    /// (at least 1, at most 1024) that lease only `hello.kinds`.
+    pub fn remote_join(&self, hello: RemoteHello) -> Result<RemoteJoined, RemoteError> {
+        if hello.threads == 0 || hello.threads > 1024 {
+            return Err(RemoteError::Malformed(format!(
+                "a worker runs 1 to 1024 threads, not {}",
+                hello.threads
+            )));
+        }
+        let shared = self.shared();
+        let mut st = shared.state.lock();
+        if st.book.stopping {
+            return Err(RemoteError::ShuttingDown);
+        }
+        let now_ms = shared.clock.now_ms();
+        forget_silent(&mut st.book, now_ms);
+        let book = &mut st.book;
+        let remote = book.workers.len() - book.local_workers - book.fleet.free_slots.len();
+        if remote + hello.threads as usize > MAX_REMOTE_THREADS {
+            return Err(RemoteError::Full { threads: remote });
+        }
+        // Unique across node restarts: a worker that lived through one
+        // holds an id this node never gave.
+        book.fleet.next += 1;
+        let group = book.generation << 32 | book.fleet.next;
+        let kinds: Arc<[String]> = hello.kinds.clone().into();
+        let mut slots = Vec::with_capacity(hello.threads as usize);
+        for _ in 0..hello.threads {
+            let remote = Some(crate::remote::RemoteSlot {
+                group,
+                kinds: kinds.clone(),
+            });
+            let slot = match book.fleet.free_slots.pop() {
+                Some(i) => i,
+                None => {
+                    book.workers.push(Default::default());
+                    book.workers.len() - 1
+                }
+            };
+            book.workers[slot].remote = remote;
+            book.workers[slot].lease = None;
+            slots.push(slot);
+        }
+        book.fleet.groups.insert(
+            group,
+            Group {
+                hello,
+                slots,
+                joined_ms: now_ms,
+                last_seen_ms: now_ms,
+                records_done: 0,
+            },
+        );
+        Ok(RemoteJoined {
+            worker: group,
+            lease_timeout_ms: book.lease_timeout_ms,
+        })
+    }
+
+    /// The next lease for `thread` of remote process `worker`, waiting up
+    /// to `wait` for one. A slice comes with its records, read and
+    /// decrypted here.
+    pub async fn remote_lease(
+        &self,
+        worker: u64,
+        thread: u32,
+        wait: Duration,
+    ) -> Result<RemoteLease, RemoteError> {
+        let (shared, store) = (self.shared().clone(), self.store().clone());
+        tokio::task::spawn_blocking(move || lease_blocking(&shared, &store, worker, thread, wait))
+            .await
+            .map_err(|_| RemoteError::ShuttingDown)?
+    }
+
+    /// Heartbeats of remote process `worker` for `epochs`: each lease it
+    /// holds lives another lease timeout. Returns the epochs it no longer
+    /// holds (expired, revoked, committed or never its): their work is to
+    /// be dropped.
+    pub fn remote_heartbeat(&self, worker: u64, epochs: &[u64]) -> Result<Vec<u64>, RemoteError> {
+        let shared = self.shared();
+        let now_ms = shared.clock.now_ms();
+        let mut st = shared.state.lock();
+        if !st.book.fleet.groups.contains_key(&worker) {
+            return Err(RemoteError::UnknownWorker(worker));
+        }
+        st.book.fleet.seen(worker, now_ms);
+        let mut ended = Vec::new();
+        for &epoch in epochs {
+            let mine = st
+                .book
+                .fleet
+                .held
+                .get(&epoch)
+                .is_some_and(|h| h.group == worker);
+            match st.book.leases.get(&epoch).filter(|_| mine) {
+                Some(lease) if !lease.committing => {
+                    lease
+                        .progress_ms
+                        .fetch_max(now_ms, std::sync::atomic::Ordering::Relaxed);
+                    if lease.progress_ms.load(std::sync::atomic::Ordering::Relaxed)
+                        == crate::handler::LEASE_ENDED
+                    {
+                        ended.push(epoch);
+                    }
+                }
+                Some(_) => {}
+                None => ended.push(epoch),
+            }
+        }
+        Ok(ended)
+    }
+
+    /// Commits what remote process `worker` made of lease `epoch`. The
+    /// answer comes once the commit is durable (`Accepted`) or known not
+    /// to be (`Fenced`: the lease expired, was revoked, is not this
+    /// worker's, or the store refused the write). A commit whose outcome
+    /// does not fit the work leased (another job or slice, unknown record
+    /// indexes, categories the job lacks) is `Malformed` and changes
+    /// nothing, the lease included.
+    pub async fn remote_commit(
+        &self,
+        worker: u64,
+        epoch: u64,
+        outcome: RemoteOutcome,
+    ) -> Result<CommitAnswer, RemoteError> {
+        let shared = self.shared().clone();
+        let (held, rx) = {
+            let mut st = shared.state.lock();
+            let now_ms = shared.clock.now_ms();
+            if !st.book.fleet.groups.contains_key(&worker) {
+                return Err(RemoteError::UnknownWorker(worker));
+            }
+            st.book.fleet.seen(worker, now_ms);
+            let Some(h) = st.book.fleet.held.get(&epoch) else {
+                return Ok(fenced(epoch, "this node holds no such lease: it expired and was given to another worker, or the node restarted"));
+            };
+            if h.group != worker {
+                return Ok(fenced(epoch, "the lease is another worker's"));
+            }
+            check_outcome(h, &outcome, shared.limits.max_slice_records)?;
+            let lease = st.book.leases.get_mut(&epoch).filter(|l| !l.committing);
+            let Some(lease) = lease else {
+                st.book.fleet.held.remove(&epoch);
+                return Ok(fenced(epoch, "the lease expired or its job was stopped"));
+            };
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            lease.on_end = Some(tx);
+            let held = st.book.fleet.held.remove(&epoch).expect("checked above");
+            (held, rx)
+        };
+        let records = held.records as u64;
+        let store = self.store().clone();
+        let sh = shared.clone();
+        tokio::task::spawn_blocking(move || commit_blocking(&sh, &store, epoch, held, outcome))
+            .await
+            .map_err(|_| RemoteError::ShuttingDown)?;
+        Ok(match rx.await {
+            Ok(true) => {
+                let mut st = shared.state.lock();
+                if let Some(g) = st.book.fleet.groups.get_mut(&worker) {
+                    g.records_done += records;
+                }
+                CommitAnswer::Accepted
+            }
+            Ok(false) => fenced(
+                epoch,
+                "the store did not take the commit; the work runs again",
+            ),
+            Err(_) => fenced(
+                epoch,
+                "the lease expired or its job was stopped before the commit",
+            ),
+        })
+    }
+
+    /// The most bytes a slice may hold (`RuntimeOptions::max_slice_bytes`):
+    /// what bounds a remote worker's messages.
+    pub fn max_slice_bytes(&self) -> usize {
+        self.shared().limits.max_slice_bytes
+    }
+
+    /// The processes working on this node's jobs: this one when it runs
+    /// worker threads, then each remote process not forgotten, with the
+    /// leases it holds, when it was last heard from and its rate.
+    pub fn worker_processes(&self) -> Vec<WorkerProcess> {
+        let now_ms = self.shared().clock.now_ms();
+        let kinds = self.kinds();
+        let st = self.shared().state.lock();
+        let book = &st.book;
+        let rate = |records: u64, since_ms: u64| {
+            records as f64 / (now_ms.saturating_sub(since_ms).max(1) as f64 / 1000.0)
+        };
+        let mut leases_of: HashMap<Option<u64>, u32> = HashMap::new();
+        for lease in book.leases.values() {
+            let owner = book
+                .workers
+                .get(lease.worker)
+                .and_then(|w| w.remote.as_ref());
+            *leases_of.entry(owner.map(|r| r.group)).or_default() += 1;
+        }
+        let mut all = Vec::new();
+        if book.local_workers > 0 {
+            let remote: u64 = book.fleet.groups.values().map(|g| g.records_done).sum();
+            let records = book.metrics.records_processed.saturating_sub(remote);
+            all.push(WorkerProcess {
+                worker: None,
+                host: String::new(),
+                pid: std::process::id(),
+                version: String::new(),
+                kinds,
+                threads: book.local_workers as u32,
+                leases: leases_of.get(&None).copied().unwrap_or(0),
+                last_heartbeat_ms: now_ms,
+                records_per_s: rate(records, book.fleet.opened_ms),
+            });
+        }
+        for (id, g) in &book.fleet.groups {
+            all.push(WorkerProcess {
+                worker: Some(*id),
+                host: g.hello.host.clone(),
+                pid: g.hello.pid,
+                version: g.hello.version.clone(),
+                kinds: g.hello.kinds.clone(),
+                threads: g.slots.len() as u32,
+                leases: leases_of.get(&Some(*id)).copied().unwrap_or(0),
+                last_heartbeat_ms: g.last_seen_ms,
+                records_per_s: rate(g.records_done, g.joined_ms),
+            });
+        }
+        all
+    }
+}
+
+fn fenced(epoch: u64, why: &str) -> CommitAnswer {
+    CommitAnswer::Fenced(format!("lease {epoch}: {why}"))
+}
+
+/// Forgets processes unseen for `SILENT_TIMEOUTS` lease timeouts that
+/// hold no lease; their slots go to the next to join.
+fn forget_silent(book: &mut crate::state::Book, now_ms: u64) {
+    // Leases that ended without a commit leave their work here.
+    let leases = &book.leases;
+    book.fleet
+        .held
+        .retain(|epoch, _| leases.contains_key(epoch));
+    let limit = book.lease_timeout_ms.saturating_mul(SILENT_TIMEOUTS);
+    let silent: Vec<u64> = book
+        .fleet
+        .groups
+        .iter()
+        .filter(|(id, g)| {
+            g.last_seen_ms.saturating_add(limit) < now_ms
+                && !book.fleet.held.values().any(|h| h.group == **id)
+        })
+        .map(|(id, _)| *id)
+        .collect();
+    for id in silent {
+        if let Some(g) = book.fleet.groups.remove(&id) {
+            for slot in g.slots {
+                book.workers[slot].remote = None;
+                book.fleet.free_slots.push(slot);
+            }
+        }
+    }
+}
+
+fn lease_blocking(
+    shared: &Arc<Shared>,
+    store: &Arc<dyn SliceStore>,
+    group: u64,
+    thread: u32,
+    wait: Duration,
+) -> Result<RemoteLease, RemoteError> {
+    let until = Instant::now() + wait;
+    loop {
+        let task = {
+            let mut st = shared.state.lock();
+            let slot = st.book.fleet.slot(group, thread)?;
+            loop {
+                let now_ms = shared.clock.now_ms();
+                st.book.fleet.seen(group, now_ms);
+                if st.book.stopping {
+                    return Err(RemoteError::ShuttingDown);
+                }
+                if let Some(task) = st.lease(slot, now_ms) {
+                    break task;
+                }
+                let commits = shared
+                    .inflight_commits
+                    .load(std::sync::atomic::Ordering::Acquire);
+                if commits == 0 && st.is_idle() {
+                    return Ok(RemoteLease::Idle);
+                }
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(RemoteLease::Nothing);
+                }
+                shared
+                    .work_ready
+                    .wait_for(&mut st, left.min(Duration::from_millis(100)));
+            }
+        };
+        let leased = Instant::now();
+        let epoch = task.epoch;
+        let (work, records) = match &task.work {
+            TaskWork::Slice(item) => {
+                // A slice that cannot be read fails here, as a local
+                // worker's would; the thread asks again.
+                let Some(records) = crate::worker::read_input(shared, store, epoch, item) else {
+                    continue;
+                };
+                (RemoteWork::Slice(slice_of(item, Vec::new())), records)
+            }
+            TaskWork::Simple(items) => (
+                RemoteWork::Simple(items.iter().map(simple_of).collect()),
+                Vec::new(),
+            ),
+            TaskWork::Before(item) => (RemoteWork::Before(hook_of(item)), Vec::new()),
+            TaskWork::After(item) => (RemoteWork::After(hook_of(item)), Vec::new()),
+        };
+        let count = records.len();
+        let work = match work {
+            RemoteWork::Slice(s) => RemoteWork::Slice(RemoteSlice { records, ..s }),
+            w => w,
+        };
+        let mut st = shared.state.lock();
+        let deadline_ms = st.book.leases.get(&epoch).map_or(0, |l| l.deadline_ms);
+        // Leases that ended without a commit leave their work here.
+        let book = &mut st.book;
+        let leases = &book.leases;
+        book.fleet.held.retain(|e, _| leases.contains_key(e));
+        st.book.fleet.held.insert(
+            epoch,
+            Held {
+                group,
+                work: task.work,
+                records: count,
+                leased,
+            },
+        );
+        return Ok(RemoteLease::Task(RemoteTask {
+            epoch,
+            deadline_ms,
+            work,
+        }));
+    }
+}
+
+fn slice_of(item: &SliceItem, records: Vec<Vec<u8>>) -> RemoteSlice {
+    RemoteSlice {
+        job: item.job,
+        slice: item.slice,
+        kind: item.kind.clone(),
+        properties: item.properties.clone(),
+        categories: item.categories.clone(),
+        records,
+    }
+}
+
+fn simple_of(item: &SimpleItem) -> RemoteSimpleJob {
+    RemoteSimpleJob {
+        job: item.job,
+        kind: item.kind.clone(),
+        args: item.args.clone(),
+        properties: item.properties.clone(),
+    }
+}
+
+fn hook_of(item: &HookItem) -> RemoteHook {
+    RemoteHook {
+        job: item.job,
+        kind: item.kind.clone(),
+        properties: item.properties.clone(),
+        categories: item.categories.clone(),
+    }
+}
+
+/// The outcome names exactly the work leased and fits it.
+fn check_outcome(
+    held: &Held,
+    outcome: &RemoteOutcome,
+    max_records: usize,
+) -> Result<(), RemoteError> {
+    let bad = |m: String| Err(RemoteError::Malformed(m));
+    match (&held.work, outcome) {
+        (TaskWork::Simple(items), RemoteOutcome::Simple(results)) => {
+            let leased: Vec<JobId> = items.iter().map(|i| i.job).collect();
+            let given: Vec<JobId> = results.iter().map(|r| r.job).collect();
+            if leased != given {
+                return bad(format!(
+                    "the commit names jobs {given:?}; the lease holds {leased:?}, in that order"
+                ));
+            }
+        }
+        (TaskWork::Slice(item), RemoteOutcome::Slice { job, slice, result }) => {
+            if (item.job, item.slice) != (*job, *slice) {
+                return bad(format!(
+                    "the commit names slice {slice} of job {job}; the lease holds slice {} of job {}",
+                    item.slice, item.job
+                ));
+            }
+            if let Ok(r) = result {
+                if r.by_category.len() > item.categories.len() {
+                    return bad(format!(
+                        "the commit has output for {} categories; job {job} has {}",
+                        r.by_category.len(),
+                        item.categories.len()
+                    ));
+                }
+                if let Some((i, _)) = r.record_errors.iter().find(|(i, _)| *i >= held.records) {
+                    return bad(format!(
+                        "a record error names record {i} of a slice of {} records",
+                        held.records
+                    ));
+                }
+                let written = r.main.len() + r.by_category.iter().map(Vec::len).sum::<usize>();
+                if written > max_records.saturating_mul(16) {
+                    return bad(format!("the commit writes {written} records"));
+                }
+            }
+        }
+        (
+            TaskWork::Before(item),
+            RemoteOutcome::Hook {
+                job, before: true, ..
+            },
+        )
+        | (
+            TaskWork::After(item),
+            RemoteOutcome::Hook {
+                job, before: false, ..
+            },
+        ) if item.job == *job => {}
+        _ => {
+            return bad(
+                "the commit's outcome is not of the work leased (slice, simple jobs or hook)"
+                    .into(),
+            )
+        }
+    }
+    Ok(())
+}
+
+/// Hands the checked outcome to the commit local workers make.
+fn commit_blocking(
+    shared: &Arc<Shared>,
+    store: &Arc<dyn SliceStore>,
+    epoch: u64,
+    held: Held,
+    outcome: RemoteOutcome,
+) {
+    match (held.work, outcome) {
+        (TaskWork::Simple(items), RemoteOutcome::Simple(results)) => {
+            let elapsed = held.leased.elapsed();
+            crate::worker::commit_simple(shared, store, epoch, &items, results, elapsed);
+        }
+        (TaskWork::Slice(item), RemoteOutcome::Slice { result, .. }) => {
+            // Samples of record errors quote the records: read them again
+            // (rare), rather than keep every leased slice in memory.
+            let needs_records = result.as_ref().is_ok_and(|r| !r.record_errors.is_empty());
+            let records = match needs_records {
+                true => match crate::worker::read_input(shared, store, epoch, &item) {
+                    Some(records) => records,
+                    None => return, // the slice failed, naming why
+                },
+                false => Vec::new(),
+            };
+            let count = held.records as u64;
+            crate::worker::commit_result(
+                shared,
+                store,
+                epoch,
+                &item,
+                &records,
+                count,
+                result,
+                held.leased,
+            );
+        }
+        (
+            TaskWork::Before(item) | TaskWork::After(item),
+            RemoteOutcome::Hook { before, result, .. },
+        ) => {
+            crate::worker::commit_hook(shared, store, epoch, item.job, before, result);
+        }
+        _ => unreachable!("check_outcome matched the work"),
+    }
+}

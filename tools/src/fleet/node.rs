@@ -1,0 +1,298 @@
+//! The node's side of `booster.worker.v1.Worker`: four unary gRPC
+//! methods, routed by `serve`'s axum router on its own listener (same
+//! port, same TLS, the same token check in `serve/auth.rs`, which lets
+//! only worker and admin tokens through). Each turns its message into a
+//! `Runtime::remote_*` call; the runtime decides everything.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::response::Response;
+use booster_runtime::{
+    CommitAnswer, RemoteError, RemoteHello, RemoteLease, RemoteOutcome, RemoteWork, Runtime,
+    SimpleResult, SliceResult,
+};
+use tonic::server::UnaryService;
+use tonic::Status;
+
+use super::proto;
+use crate::serve::AppState;
+
+/// How long a `Lease` waits for work before answering "nothing".
+const LEASE_POLL: Duration = Duration::from_secs(1);
+
+/// The node's `booster` version; a worker of another is refused.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The largest gRPC message either side takes: a slice's records or its
+/// output and errors, with room for the framing.
+pub fn max_message_bytes(runtime: &Runtime) -> usize {
+    runtime.max_slice_bytes().saturating_mul(2) + (1 << 20)
+}
+
+pub async fn hello(State(app): State<AppState>, req: Request) -> Response {
+    let runtime = app.runtime.clone();
+    unary(&app.runtime, req, move |m: proto::HelloRequest| async move {
+        if m.version != VERSION {
+            return Err(Status::failed_precondition(format!(
+                "this worker is booster {}, the node is booster {VERSION}: run the same version on both",
+                m.version
+            )));
+        }
+        let hello = RemoteHello {
+            host: m.host,
+            pid: m.pid,
+            version: m.version,
+            kinds: m.kinds,
+            threads: m.threads,
+        };
+        let who = format!("{} pid {}", hello.host, hello.pid);
+        let joined = runtime.remote_join(hello).map_err(status)?;
+        eprintln!(
+            "booster serve: worker {} ({who}, {} threads) joined",
+            joined.worker, m.threads
+        );
+        Ok(proto::HelloReply {
+            version: VERSION.to_string(),
+            worker_id: joined.worker,
+            lease_timeout_ms: joined.lease_timeout_ms,
+            // Often enough that a lease lives through a lost heartbeat or
+            // two, and that a revoked lease stops its handler within a second.
+            heartbeat_interval_ms: (joined.lease_timeout_ms / 4).clamp(10, 1000),
+            max_message_bytes: max_message_bytes(&runtime) as u64,
+        })
+    })
+    .await
+}
+
+pub async fn lease(State(app): State<AppState>, req: Request) -> Response {
+    let runtime = app.runtime.clone();
+    unary(
+        &app.runtime,
+        req,
+        move |m: proto::LeaseRequest| async move {
+            let answer = runtime
+                .remote_lease(m.worker_id, m.thread, LEASE_POLL)
+                .await
+                .map_err(status)?;
+            Ok(match answer {
+                RemoteLease::Task(task) => proto::LeaseReply {
+                    task: Some(proto::Task {
+                        epoch: task.epoch,
+                        deadline_ms: task.deadline_ms,
+                        work: Some(work_of(task.work)),
+                    }),
+                    idle: false,
+                },
+                RemoteLease::Nothing => proto::LeaseReply {
+                    task: None,
+                    idle: false,
+                },
+                RemoteLease::Idle => proto::LeaseReply {
+                    task: None,
+                    idle: true,
+                },
+            })
+        },
+    )
+    .await
+}
+
+pub async fn heartbeat(State(app): State<AppState>, req: Request) -> Response {
+    let runtime = app.runtime.clone();
+    unary(
+        &app.runtime,
+        req,
+        move |m: proto::HeartbeatRequest| async move {
+            let ended = runtime
+                .remote_heartbeat(m.worker_id, &m.epochs)
+                .map_err(status)?;
+            Ok(proto::HeartbeatReply { ended })
+        },
+    )
+    .await
+}
+
+pub async fn commit(State(app): State<AppState>, req: Request) -> Response {
+    let runtime = app.runtime.clone();
+    unary(
+        &app.runtime,
+        req,
+        move |m: proto::CommitRequest| async move {
+            let (worker, epoch) = (m.worker_id, m.epoch);
+            let outcome = outcome_of(m).map_err(|why| {
+                eprintln!(
+                    "booster serve: refused a commit of worker {worker}, lease {epoch}: {why}"
+                );
+                Status::invalid_argument(why)
+            })?;
+            let answer = runtime
+                .remote_commit(worker, epoch, outcome)
+                .await
+                .map_err(|e| {
+                    eprintln!(
+                        "booster serve: refused a commit of worker {worker}, lease {epoch}: {e}"
+                    );
+                    status(e)
+                })?;
+            Ok(match answer {
+                CommitAnswer::Accepted => proto::CommitReply {
+                    accepted: true,
+                    reason: String::new(),
+                },
+                CommitAnswer::Fenced(reason) => {
+                    eprintln!("booster serve: fenced a commit of worker {worker}: {reason}");
+                    proto::CommitReply {
+                        accepted: false,
+                        reason,
+                    }
+                }
+            })
+        },
+    )
+    .await
+}
+
+fn status(e: RemoteError) -> Status {
+    match e {
+        RemoteError::UnknownWorker(_) => Status::not_found(e.to_string()),
+        RemoteError::ShuttingDown => Status::unavailable(e.to_string()),
+        RemoteError::Full { .. } => Status::resource_exhausted(e.to_string()),
+        RemoteError::UnknownThread { .. } | RemoteError::Malformed(_) => {
+            Status::invalid_argument(e.to_string())
+        }
+    }
+}
+
+fn json(v: &serde_json::Value) -> String {
+    v.to_string()
+}
+
+fn work_of(work: RemoteWork) -> proto::Work {
+    let hook = |h: booster_runtime::RemoteHook| proto::HookWork {
+        job: h.job,
+        kind: h.kind.to_string(),
+        properties_json: json(&h.properties),
+        categories: h.categories.to_vec(),
+    };
+    match work {
+        RemoteWork::Simple(jobs) => proto::Work::Simple(proto::SimpleBatch {
+            jobs: jobs
+                .into_iter()
+                .map(|j| proto::SimpleJob {
+                    job: j.job,
+                    kind: j.kind.to_string(),
+                    args_json: json(&j.args),
+                    properties_json: json(&j.properties),
+                })
+                .collect(),
+        }),
+        RemoteWork::Slice(s) => proto::Work::Slice(proto::SliceWork {
+            job: s.job,
+            slice: s.slice,
+            kind: s.kind.to_string(),
+            properties_json: json(&s.properties),
+            categories: s.categories.to_vec(),
+            records: s.records,
+        }),
+        RemoteWork::Before(h) => proto::Work::Before(hook(h)),
+        RemoteWork::After(h) => proto::Work::After(hook(h)),
+    }
+}
+
+/// A commit's outcome as the runtime takes it; Err: malformed, with why.
+fn outcome_of(m: proto::CommitRequest) -> Result<RemoteOutcome, String> {
+    match m.outcome {
+        None => Err("the commit carries no outcome".into()),
+        Some(proto::Outcome::Simple(r)) => {
+            let mut results = Vec::with_capacity(r.results.len());
+            for r in r.results {
+                let result = match r.error {
+                    Some(e) => Err(e),
+                    None if r.result_json.is_empty() => Ok(None),
+                    None => {
+                        Ok(Some(serde_json::from_str(&r.result_json).map_err(|e| {
+                            format!("job {}'s result is not JSON: {e}", r.job)
+                        })?))
+                    }
+                };
+                results.push(SimpleResult {
+                    job: r.job,
+                    started_us: r.started_us,
+                    result,
+                });
+            }
+            Ok(RemoteOutcome::Simple(results))
+        }
+        Some(proto::Outcome::Slice(s)) => {
+            let result = match s.failed {
+                Some(message) => Err(message),
+                None => Ok(SliceResult {
+                    main: s.main,
+                    by_category: s.categories.into_iter().map(|c| c.records).collect(),
+                    record_errors: s
+                        .record_errors
+                        .into_iter()
+                        .map(|e| (e.index as usize, e.message))
+                        .collect(),
+                }),
+            };
+            Ok(RemoteOutcome::Slice {
+                job: s.job,
+                slice: s.slice,
+                result,
+            })
+        }
+        Some(proto::Outcome::Hook(h)) => Ok(RemoteOutcome::Hook {
+            job: h.job,
+            before: h.before,
+            result: h.error.map_or(Ok(()), Err),
+        }),
+    }
+}
+
+/// Decodes the request, runs `f` on its message once, encodes the answer
+/// (or the status), with every message bounded by `max_message_bytes`.
+async fn unary<M1, M2, F, Fut>(runtime: &Runtime, req: Request, f: F) -> Response
+where
+    M1: prost::Message + Default + Send + 'static,
+    M2: prost::Message + Send + 'static,
+    F: FnOnce(M1) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<M2, Status>> + Send + 'static,
+{
+    let limit = max_message_bytes(runtime);
+    let codec = tonic_prost::ProstCodec::<M2, M1>::default();
+    let mut grpc = tonic::server::Grpc::new(codec)
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
+    grpc.unary(Once(Some(f)), req)
+        .await
+        .map(axum::body::Body::new)
+}
+
+/// A function as a one-call `UnaryService`.
+struct Once<F>(Option<F>);
+
+type Answer<M> = Pin<Box<dyn Future<Output = Result<tonic::Response<M>, Status>> + Send>>;
+
+impl<M1, M2, F, Fut> UnaryService<M1> for Once<F>
+where
+    F: FnOnce(M1) -> Fut,
+    Fut: Future<Output = Result<M2, Status>> + Send + 'static,
+    M2: 'static,
+{
+    type Response = M2;
+    type Future = Answer<M2>;
+
+    fn call(&mut self, request: tonic::Request<M1>) -> Self::Future {
+        match self.0.take() {
+            Some(f) => {
+                let answer = f(request.into_inner());
+                Box::pin(async move { answer.await.map(tonic::Response::new) })
+            }
+            None => Box::pin(async { Err(Status::internal("one call per request")) }),
+        }
+    }
+}

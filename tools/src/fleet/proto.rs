@@ -1,0 +1,238 @@
+//! The messages of `booster.worker.v1.Worker`, as `prost` derives (no
+//! `.proto` file, no `protoc`): ARCHITECTURE.md lays out each with its
+//! tags. A field is only ever added with a new tag; a tag is never reused.
+
+/// `Hello`: a worker process joins.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HelloRequest {
+    /// The worker's `booster` version; the node refuses another.
+    #[prost(string, tag = "1")]
+    pub version: String,
+    #[prost(string, tag = "2")]
+    pub host: String,
+    #[prost(uint32, tag = "3")]
+    pub pid: u32,
+    /// The kinds it runs.
+    #[prost(string, repeated, tag = "4")]
+    pub kinds: Vec<String>,
+    /// Its worker threads.
+    #[prost(uint32, tag = "5")]
+    pub threads: u32,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HelloReply {
+    #[prost(string, tag = "1")]
+    pub version: String,
+    /// Names the process in every later call.
+    #[prost(uint64, tag = "2")]
+    pub worker_id: u64,
+    #[prost(uint64, tag = "3")]
+    pub lease_timeout_ms: u64,
+    /// How often to heartbeat the leases held.
+    #[prost(uint64, tag = "4")]
+    pub heartbeat_interval_ms: u64,
+    /// The largest message the node takes or sends.
+    #[prost(uint64, tag = "5")]
+    pub max_message_bytes: u64,
+}
+
+/// `Lease`: the next work for one thread (a long poll of about 1 s).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LeaseRequest {
+    #[prost(uint64, tag = "1")]
+    pub worker_id: u64,
+    #[prost(uint32, tag = "2")]
+    pub thread: u32,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LeaseReply {
+    /// None: nothing came within the poll.
+    #[prost(message, optional, tag = "1")]
+    pub task: Option<Task>,
+    /// Nothing is queued or leased to anyone on the node.
+    #[prost(bool, tag = "2")]
+    pub idle: bool,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Task {
+    #[prost(uint64, tag = "1")]
+    pub epoch: u64,
+    /// The node's deadline, ms since the Unix epoch on the node's clock.
+    #[prost(uint64, tag = "2")]
+    pub deadline_ms: u64,
+    #[prost(oneof = "Work", tags = "3, 4, 5, 6")]
+    pub work: Option<Work>,
+}
+
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum Work {
+    #[prost(message, tag = "3")]
+    Simple(SimpleBatch),
+    #[prost(message, tag = "4")]
+    Slice(SliceWork),
+    #[prost(message, tag = "5")]
+    Before(HookWork),
+    #[prost(message, tag = "6")]
+    After(HookWork),
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SimpleBatch {
+    #[prost(message, repeated, tag = "1")]
+    pub jobs: Vec<SimpleJob>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SimpleJob {
+    #[prost(uint64, tag = "1")]
+    pub job: u64,
+    #[prost(string, tag = "2")]
+    pub kind: String,
+    /// JSON.
+    #[prost(string, tag = "3")]
+    pub args_json: String,
+    /// JSON.
+    #[prost(string, tag = "4")]
+    pub properties_json: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SliceWork {
+    #[prost(uint64, tag = "1")]
+    pub job: u64,
+    #[prost(uint64, tag = "2")]
+    pub slice: u64,
+    #[prost(string, tag = "3")]
+    pub kind: String,
+    #[prost(string, tag = "4")]
+    pub properties_json: String,
+    #[prost(string, repeated, tag = "5")]
+    pub categories: Vec<String>,
+    /// The input records, decrypted by the node (TLS carries them).
+    #[prost(bytes = "vec", repeated, tag = "6")]
+    pub records: Vec<Vec<u8>>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HookWork {
+    #[prost(uint64, tag = "1")]
+    pub job: u64,
+    #[prost(string, tag = "2")]
+    pub kind: String,
+    #[prost(string, tag = "3")]
+    pub properties_json: String,
+    #[prost(string, repeated, tag = "4")]
+    pub categories: Vec<String>,
+}
+
+/// `Heartbeat`: the leases a process still works on.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HeartbeatRequest {
+    #[prost(uint64, tag = "1")]
+    pub worker_id: u64,
+    #[prost(uint64, repeated, tag = "2")]
+    pub epochs: Vec<u64>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HeartbeatReply {
+    /// Epochs the node no longer holds for this worker: drop their work.
+    #[prost(uint64, repeated, tag = "1")]
+    pub ended: Vec<u64>,
+}
+
+/// `Commit`: what a thread made of its lease.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CommitRequest {
+    #[prost(uint64, tag = "1")]
+    pub worker_id: u64,
+    #[prost(uint64, tag = "2")]
+    pub epoch: u64,
+    #[prost(oneof = "Outcome", tags = "3, 4, 5")]
+    pub outcome: Option<Outcome>,
+}
+
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum Outcome {
+    #[prost(message, tag = "3")]
+    Simple(SimpleResults),
+    #[prost(message, tag = "4")]
+    Slice(SliceOutput),
+    #[prost(message, tag = "5")]
+    Hook(HookResult),
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SimpleResults {
+    #[prost(message, repeated, tag = "1")]
+    pub results: Vec<SimpleResult>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SimpleResult {
+    #[prost(uint64, tag = "1")]
+    pub job: u64,
+    #[prost(uint64, tag = "2")]
+    pub started_us: u64,
+    /// The result as JSON ("" for none); ignored when `error` is set.
+    #[prost(string, tag = "3")]
+    pub result_json: String,
+    #[prost(string, optional, tag = "4")]
+    pub error: Option<String>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SliceOutput {
+    #[prost(uint64, tag = "1")]
+    pub job: u64,
+    #[prost(uint64, tag = "2")]
+    pub slice: u64,
+    #[prost(bytes = "vec", repeated, tag = "3")]
+    pub main: Vec<Vec<u8>>,
+    /// The job's category n at index n.
+    #[prost(message, repeated, tag = "4")]
+    pub categories: Vec<Records>,
+    #[prost(message, repeated, tag = "5")]
+    pub record_errors: Vec<RecordError>,
+    /// Set: the whole slice failed, with this message (the rest is empty).
+    #[prost(string, optional, tag = "6")]
+    pub failed: Option<String>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Records {
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    pub records: Vec<Vec<u8>>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RecordError {
+    /// The record's index in the slice.
+    #[prost(uint32, tag = "1")]
+    pub index: u32,
+    #[prost(string, tag = "2")]
+    pub message: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HookResult {
+    #[prost(uint64, tag = "1")]
+    pub job: u64,
+    /// true: `before_batch`; false: `after_batch`.
+    #[prost(bool, tag = "2")]
+    pub before: bool,
+    #[prost(string, optional, tag = "3")]
+    pub error: Option<String>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CommitReply {
+    /// Durable. false: fenced, nothing changed (`reason` says why).
+    #[prost(bool, tag = "1")]
+    pub accepted: bool,
+    #[prost(string, tag = "2")]
+    pub reason: String,
+}

@@ -1,0 +1,530 @@
+//! The worker service (`fleet/`) on `serve`'s listener: who may call it,
+//! the version check, TLS, and leases committed through it (fenced when
+//! they are not the caller's, refused when malformed).
+
+use std::path::Path;
+
+use booster_runtime::JobState;
+use serde_json::json;
+use tonic::Code;
+
+use super::{security, TestServer};
+use crate::fleet::client::{describe, NodeClient};
+use crate::fleet::node::VERSION;
+use crate::fleet::proto;
+
+const ADMIN: &str = "admin-token-0123456789abcdef";
+const SUBMITTER: &str = "submitter-token-0123456789abcdef";
+const WORKER: &str = "worker-token-0123456789abcdef";
+const READER: &str = "reader-token-0123456789abcdef";
+
+/// A node (no local workers) with a token of every role: the worker token
+/// from `--worker-token-file`, the read-only one from `--read-token-file`.
+fn node_with_roles(tls: bool) -> TestServer {
+    TestServer::start_node(|dir, opts| {
+        let write = |name: &str, text: String| {
+            let path = dir.join(name);
+            crate::secret_file::write_private(&path, text.as_bytes()).unwrap();
+            path
+        };
+        opts.token_file = Some(write(
+            "tokens",
+            format!("admin {ADMIN}\nsubmitter {SUBMITTER}\n"),
+        ));
+        opts.worker_token_file = Some(write("workers", format!("{WORKER}\n")));
+        opts.read_token_file = Some(write("readers", format!("# dashboards\n{READER}\n")));
+        if tls {
+            let (cert, key) = security::write_self_signed(dir);
+            opts.tls_cert = Some(cert);
+            opts.tls_key = Some(key);
+        }
+    })
+}
+
+/// Remote worker processes the node knows.
+fn remote_workers(t: &TestServer) -> usize {
+    let all = t.runtime().worker_processes();
+    all.iter().filter(|p| p.worker.is_some()).count()
+}
+
+/// `booster --server URL work --until-idle` in this process, on the
+/// server's runtime: `threads` threads, `exec` allowed for `exec_allow`.
+fn remote_worker(
+    t: &TestServer,
+    threads: usize,
+    exec_allow: &[&str],
+) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    let opts = crate::fleet::work::WorkOptions {
+        server: t.url.clone(),
+        token_file: None,
+        ca_cert: None,
+        threads,
+        until_idle: true,
+        exec_allow: exec_allow.iter().map(|c| c.to_string()).collect(),
+        version: VERSION.to_string(),
+    };
+    t.spawn(crate::fleet::work::work(opts, std::future::pending()))
+}
+
+fn client(t: &TestServer, token: Option<&str>, ca: Option<&Path>) -> NodeClient {
+    // The channel's connection task needs the runtime.
+    t.block_on(async { NodeClient::new(&t.url, token, ca) })
+        .unwrap()
+}
+
+fn hello(version: &str) -> proto::HelloRequest {
+    proto::HelloRequest {
+        version: version.to_string(),
+        host: "test-host".into(),
+        pid: 4242,
+        kinds: vec!["copy".into()],
+        threads: 1,
+    }
+}
+
+/// Joins as a worker of one thread; its id.
+fn join(t: &TestServer, c: &mut NodeClient) -> u64 {
+    t.block_on(c.hello(hello(VERSION)))
+        .unwrap_or_else(|s| panic!("hello: {}", describe(&s)))
+        .worker_id
+}
+
+fn lease(t: &TestServer, c: &NodeClient, worker: u64) -> Result<proto::LeaseReply, tonic::Status> {
+    t.block_on(c.lease(proto::LeaseRequest {
+        worker_id: worker,
+        thread: 0,
+    }))
+}
+
+/// Leases until a slice comes, committing the hooks that come first.
+fn lease_slice(t: &TestServer, c: &NodeClient, worker: u64) -> (u64, proto::SliceWork) {
+    for _ in 0..50 {
+        let task = lease(t, c, worker).unwrap().task;
+        let Some(task) = task else { continue };
+        let (h, before) = match task.work.unwrap() {
+            proto::Work::Slice(s) => return (task.epoch, s),
+            proto::Work::Before(h) => (h, true),
+            proto::Work::After(h) => (h, false),
+            proto::Work::Simple(_) => panic!("no simple job was submitted"),
+        };
+        let hook = proto::HookResult {
+            job: h.job,
+            before,
+            error: None,
+        };
+        let reply = commit(t, c, worker, task.epoch, proto::Outcome::Hook(hook));
+        assert!(reply.unwrap().accepted);
+    }
+    panic!("no slice was leased");
+}
+
+fn commit(
+    t: &TestServer,
+    c: &NodeClient,
+    worker: u64,
+    epoch: u64,
+    outcome: proto::Outcome,
+) -> Result<proto::CommitReply, tonic::Status> {
+    t.block_on(c.commit(proto::CommitRequest {
+        worker_id: worker,
+        epoch,
+        outcome: Some(outcome),
+    }))
+}
+
+fn copy_of(s: &proto::SliceWork) -> proto::Outcome {
+    proto::Outcome::Slice(proto::SliceOutput {
+        job: s.job,
+        slice: s.slice,
+        main: s.records.clone(),
+        ..Default::default()
+    })
+}
+
+/// A copy job of `lines` in one slice, uploaded by an admin.
+fn copy_job(t: &TestServer, lines: &str, token: Option<&str>) -> u64 {
+    let path = t.dir().join("token-admin");
+    let token_file = token.map(|tok| {
+        crate::secret_file::write_private(&path, tok.as_bytes()).unwrap();
+        path.clone()
+    });
+    let client = crate::remote::Client::new(&crate::remote::RemoteOptions {
+        server: t.url.clone(),
+        token_file,
+        ..Default::default()
+    })
+    .unwrap();
+    let id = client
+        .create(&json!({"kind": "copy", "slice_size": 100}))
+        .unwrap();
+    client.upload(id, &mut lines.as_bytes(), None).unwrap();
+    id
+}
+
+#[test]
+fn a_worker_of_another_version_is_refused_naming_both() {
+    let t = TestServer::start_node(|_, _| {});
+    let mut c = client(&t, None, None);
+    let err = t.block_on(c.hello(hello("0.0.0-other"))).unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    let msg = err.message();
+    assert!(
+        msg.contains("0.0.0-other") && msg.contains(VERSION),
+        "names both versions: {msg}"
+    );
+    assert!(remote_workers(&t) == 0, "nobody joined");
+}
+
+#[test]
+fn a_wrong_or_missing_token_is_refused_by_the_worker_service() {
+    let t = node_with_roles(false);
+    for token in [Some("not-a-token-of-this-server"), None] {
+        let mut c = client(&t, token, None);
+        let err = t.block_on(c.hello(hello(VERSION))).unwrap_err();
+        assert_eq!(err.code(), Code::Unauthenticated, "{token:?}: {err:?}");
+        assert!(err.message().contains("token"), "{err:?}");
+    }
+    assert!(remote_workers(&t) == 0);
+}
+
+#[test]
+fn only_worker_and_admin_tokens_may_join_and_lease() {
+    let t = node_with_roles(false);
+    for token in [READER, SUBMITTER] {
+        let mut c = client(&t, Some(token), None);
+        let err = t.block_on(c.hello(hello(VERSION))).unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied, "{token}: {err:?}");
+        assert!(err.message().contains("may not lease"), "{err:?}");
+        let err = lease(&t, &c, 1).unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied, "{token}: {err:?}");
+    }
+    for token in [WORKER, ADMIN] {
+        let mut c = client(&t, Some(token), None);
+        let worker = join(&t, &mut c);
+        let reply = lease(&t, &c, worker).unwrap();
+        assert!(
+            reply.task.is_none() && reply.idle,
+            "nothing to do: {reply:?}"
+        );
+    }
+    assert_eq!(remote_workers(&t), 2);
+}
+
+#[test]
+fn a_worker_joins_over_tls_trusting_the_nodes_certificate_and_no_other() {
+    let t = node_with_roles(true);
+    assert!(t.url.starts_with("https://"));
+    let mut untrusted = client(&t, Some(WORKER), None);
+    let err = t.block_on(untrusted.hello(hello(VERSION))).unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    let why = describe(&err);
+    assert!(
+        why.to_lowercase().contains("certificate"),
+        "says why: {why}"
+    );
+    assert!(remote_workers(&t) == 0);
+    let cert = t.dir().join("cert.pem");
+    let mut trusted = client(&t, Some(WORKER), Some(&cert));
+    join(&t, &mut trusted);
+}
+
+#[test]
+fn a_slice_leased_through_the_worker_service_is_committed_exactly() {
+    let t = TestServer::start_node(|_, _| {});
+    let id = copy_job(&t, "a\nb\nc\n", None);
+    let mut c = client(&t, None, None);
+    let worker = join(&t, &mut c);
+    let (epoch, slice) = lease_slice(&t, &c, worker);
+    assert_eq!(
+        slice.records,
+        vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
+    );
+    let reply = commit(&t, &c, worker, epoch, copy_of(&slice)).unwrap();
+    assert!(reply.accepted, "{reply:?}");
+    // The after hook, then the job is done.
+    let _ = lease(&t, &c, worker).unwrap().task.map(|task| {
+        let hook = proto::HookResult {
+            job: id,
+            before: false,
+            error: None,
+        };
+        commit(&t, &c, worker, task.epoch, proto::Outcome::Hook(hook)).unwrap()
+    });
+    t.wait_until(id, |j| j.state == JobState::Completed);
+    let job = t.job(id);
+    assert_eq!((job.records_in, job.records_out), (3, 3), "{job:?}");
+    let mut out = Vec::new();
+    t.client().download(id, "main", &mut out).unwrap();
+    assert_eq!(String::from_utf8(out).unwrap(), "a\nb\nc\n");
+}
+
+#[test]
+fn a_commit_of_another_workers_lease_or_a_malformed_one_changes_nothing() {
+    let t = TestServer::start_node(|_, _| {});
+    let id = copy_job(&t, "a\nb\n", None);
+    let mut c = client(&t, None, None);
+    let (a, b) = (join(&t, &mut c), join(&t, &mut c));
+    let (epoch, slice) = lease_slice(&t, &c, a);
+    // B commits A's lease: fenced.
+    let reply = commit(&t, &c, b, epoch, copy_of(&slice)).unwrap();
+    assert!(
+        !reply.accepted && reply.reason.contains("another worker's"),
+        "{reply:?}"
+    );
+    // A names another slice, or a record the slice does not have: refused.
+    let mut wrong = slice.clone();
+    wrong.slice += 1;
+    let err = commit(&t, &c, a, epoch, copy_of(&wrong)).unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    let bad_error = proto::Outcome::Slice(proto::SliceOutput {
+        job: slice.job,
+        slice: slice.slice,
+        record_errors: vec![proto::RecordError {
+            index: 7,
+            message: "no such record".into(),
+        }],
+        ..Default::default()
+    });
+    let err = commit(&t, &c, a, epoch, bad_error).unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    let err = t
+        .block_on(c.commit(proto::CommitRequest {
+            worker_id: a,
+            epoch,
+            outcome: None,
+        }))
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    let job = t.job(id);
+    assert_eq!(
+        (job.state, job.records_out),
+        (JobState::Running, 0),
+        "{job:?}"
+    );
+    // A's own commit still wins: nothing above touched the lease.
+    let reply = commit(&t, &c, a, epoch, copy_of(&slice)).unwrap();
+    assert!(reply.accepted, "{reply:?}");
+    // The same commit again: the lease is gone.
+    let reply = commit(&t, &c, a, epoch, copy_of(&slice)).unwrap();
+    assert!(!reply.accepted, "{reply:?}");
+    t.wait_until(id, |j| j.records_out == 2);
+}
+
+#[test]
+fn a_commit_whose_connection_drops_midway_is_durable_once_and_its_retry_is_fenced() {
+    use futures::FutureExt as _;
+    let t = TestServer::start_node(|_, _| {});
+    let id = copy_job(&t, "a\nb\nc\n", None);
+    let mut c = client(&t, None, None);
+    let worker = join(&t, &mut c);
+    let (epoch, slice) = lease_slice(&t, &c, worker);
+    // The node's handler is dropped with its connection: here, after its
+    // first poll (the commit is on its way to the store).
+    let outcome = booster_runtime::RemoteOutcome::Slice {
+        job: slice.job,
+        slice: slice.slice,
+        result: Ok(booster_runtime::SliceResult {
+            main: slice.records.clone(),
+            ..Default::default()
+        }),
+    };
+    let runtime = t.runtime().clone();
+    let answered =
+        t.block_on(async { runtime.remote_commit(worker, epoch, outcome).now_or_never() });
+    assert!(answered.is_none(), "the commit waits for durability");
+    t.wait_until(id, |j| j.records_out == 3);
+    // The worker never heard: it sends the commit again, which is fenced.
+    let reply = commit(&t, &c, worker, epoch, copy_of(&slice)).unwrap();
+    assert!(
+        !reply.accepted && reply.reason.contains("no such lease"),
+        "{reply:?}"
+    );
+    let job = t.job(id);
+    assert_eq!((job.records_in, job.records_out), (3, 3), "{job:?}");
+    let mut out = Vec::new();
+    t.client().download(id, "main", &mut out).unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "a\nb\nc\n",
+        "each record once"
+    );
+}
+
+#[test]
+fn the_workers_listing_shows_each_remote_process_with_its_leases_and_rate() {
+    let t = TestServer::start_node(|_, _| {});
+    copy_job(&t, "a\nb\nc\n", None);
+    let mut c = client(&t, None, None);
+    let worker = join(&t, &mut c);
+    let (epoch, slice) = lease_slice(&t, &c, worker);
+    let listed = |t: &TestServer| {
+        let (status, body) = t.get("/api/workers");
+        assert_eq!(status, 200, "{body}");
+        let all = body["processes"].as_array().unwrap().clone();
+        assert_eq!(
+            all.len(),
+            1,
+            "only the remote process; the node runs no thread: {body}"
+        );
+        all[0].clone()
+    };
+    let p = listed(&t);
+    assert_eq!(p["worker"], worker, "{p}");
+    assert_eq!(
+        (p["host"].as_str(), p["pid"].as_u64()),
+        (Some("test-host"), Some(4242))
+    );
+    assert_eq!(p["version"], VERSION);
+    assert_eq!(p["kinds"], json!(["copy"]));
+    assert_eq!(
+        (p["threads"].as_u64(), p["leases"].as_u64()),
+        (Some(1), Some(1)),
+        "{p}"
+    );
+    let heard = p["last_heartbeat_ms"].as_u64().unwrap();
+    assert!(heard > 1_700_000_000_000, "a time of day: {p}");
+    assert_eq!(p["records_per_s"], 0.0, "nothing committed yet: {p}");
+    let reply = commit(&t, &c, worker, epoch, copy_of(&slice)).unwrap();
+    assert!(reply.accepted);
+    let p = listed(&t);
+    assert_eq!(p["leases"], 0, "{p}");
+    assert!(
+        p["records_per_s"].as_f64().unwrap() > 0.0,
+        "3 records done: {p}"
+    );
+    // The local threads of a node that runs them are listed too.
+    let t = TestServer::start();
+    let (_, body) = t.get("/api/workers");
+    let node = &body["processes"][0];
+    assert_eq!(
+        (node["worker"].is_null(), node["threads"].as_u64()),
+        (true, Some(2)),
+        "{body}"
+    );
+    assert_eq!(node["pid"], std::process::id(), "{body}");
+}
+
+#[test]
+fn aborting_a_job_stops_its_command_on_a_remote_worker() {
+    let mut cmd = String::new();
+    let t = TestServer::start_node(|dir, opts| {
+        // Marks the file only if it ran to its end.
+        cmd = format!(
+            "sleep 30; touch {}; cat",
+            dir.join("ran-to-the-end").display()
+        );
+        opts.exec_allow = vec![cmd.clone()];
+    });
+    let id = t
+        .client()
+        .create(&json!({"kind": "exec", "properties": {"cmd": cmd}}))
+        .unwrap();
+    t.client().upload(id, &mut &b"a\nb\n"[..], None).unwrap();
+    let worker = remote_worker(&t, 1, &[&cmd]);
+    t.wait_until(id, |j| j.leases.iter().any(|l| l.slice.is_some()));
+    let (status, body) = t.call("POST", &format!("/api/jobs/{id}/abort"), None, &[]);
+    assert_eq!(status, 200, "{body}");
+    // The heartbeat tells the worker its lease ended; exec stops the
+    // command, the fenced commit changes nothing, and the node is idle.
+    t.block_on(worker).unwrap().unwrap();
+    assert!(
+        !t.dir().join("ran-to-the-end").exists(),
+        "the command was stopped, not run to its end"
+    );
+    let job = t.job(id);
+    assert_eq!(
+        (job.state, job.records_out),
+        (JobState::Aborted, 0),
+        "{job:?}"
+    );
+}
+
+#[test]
+fn simple_jobs_run_on_a_remote_worker_in_batches_with_their_results() {
+    let t = TestServer::start_node(|_, _| {});
+    let ids: Vec<u64> = (0..20)
+        .map(|n| {
+            let (status, body) = t.call(
+                "POST",
+                "/api/jobs",
+                Some(&json!({"kind": "noop", "args": {"n": n}}).to_string()),
+                &[],
+            );
+            assert_eq!(status, 201, "{body}");
+            body["id"].as_u64().unwrap()
+        })
+        .collect();
+    t.block_on(remote_worker(&t, 2, &[])).unwrap().unwrap();
+    for (n, id) in ids.into_iter().enumerate() {
+        let job = t.job(id);
+        assert_eq!(job.state, JobState::Completed, "{job:?}");
+        assert_eq!(
+            job.result,
+            Some(json!({"n": n})),
+            "job {id} returned its args"
+        );
+    }
+}
+
+#[test]
+fn hellos_past_the_remote_thread_limit_are_refused_saying_so() {
+    let t = TestServer::start_node(|_, _| {});
+    let mut c = client(&t, None, None);
+    let mut big = hello(VERSION);
+    big.threads = 1024;
+    let joins = booster_runtime::MAX_REMOTE_THREADS / 1024;
+    for _ in 0..joins {
+        t.block_on(c.hello(big.clone())).unwrap();
+    }
+    let err = t.block_on(c.hello(hello(VERSION))).unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("at most 65536"), "{err:?}");
+    assert_eq!(remote_workers(&t), joins);
+}
+
+#[test]
+fn bytes_that_are_no_commit_are_refused_and_change_nothing() {
+    let t = TestServer::start_node(|_, _| {});
+    let id = copy_job(&t, "a\nb\n", None);
+    let mut c = client(&t, None, None);
+    let worker = join(&t, &mut c);
+    let (epoch, slice) = lease_slice(&t, &c, worker);
+    // Another message's bytes (a string where the commit has numbers),
+    // sent to Commit.
+    let garbage = proto::HelloRequest {
+        version: "\u{0}\u{1}garbage".repeat(100),
+        host: "x".into(),
+        pid: 1,
+        kinds: vec!["copy".into(); 3],
+        threads: 7,
+    };
+    let url = t.url.clone();
+    let err = t
+        .block_on(async move {
+            let channel = tonic::transport::Endpoint::from_shared(url)
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            let mut grpc = tonic::client::Grpc::new(channel);
+            grpc.ready().await.unwrap();
+            let path =
+                axum::http::uri::PathAndQuery::from_static("/booster.worker.v1.Worker/Commit");
+            let codec =
+                tonic_prost::ProstCodec::<proto::HelloRequest, proto::CommitReply>::default();
+            grpc.unary(tonic::Request::new(garbage), path, codec).await
+        })
+        .unwrap_err();
+    assert!(
+        matches!(err.code(), Code::Internal | Code::InvalidArgument),
+        "refused: {err:?}"
+    );
+    let job = t.job(id);
+    assert_eq!(
+        (job.state, job.records_out),
+        (JobState::Running, 0),
+        "{job:?}"
+    );
+    let reply = commit(&t, &c, worker, epoch, copy_of(&slice)).unwrap();
+    assert!(reply.accepted, "the lease is untouched: {reply:?}");
+}

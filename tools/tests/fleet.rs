@@ -1,0 +1,477 @@
+//! The fleet with real processes: a `booster serve --workers 0` node and
+//! `booster --server URL work` processes. Every test ends in exact output
+//! (each record once, in order) and reconciled counts.
+
+mod common;
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use booster_tests::cli::Serving;
+use common::*;
+
+/// exec's command of the node restart test: slices take a while.
+const SLOW_CAT: &str = "sleep 0.3; cat";
+/// exec's command where a worker is killed or stopped once it holds a
+/// slice: a second a slice, so it still holds it when the signal lands.
+const SLOWER_CAT: &str = "sleep 1; cat";
+
+fn remote(server: &Serving, sb: &Sandbox, args: &[&str]) -> std::process::Command {
+    let mut all = vec!["--server", server.url.as_str()];
+    all.extend_from_slice(args);
+    sb.cmd(&all)
+}
+
+fn remote_json(server: &Serving, sb: &Sandbox, args: &[&str]) -> serde_json::Value {
+    let out = remote(server, sb, &[&["--json"], args].concat())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Submits `lines` to the node as one job of `kind` in slices of
+/// `slice_size`; its id.
+fn submit(server: &Serving, sb: &Sandbox, lines: &str, extra: &[&str]) -> u64 {
+    let input = sb.write("in.txt", lines.as_bytes());
+    let mut args = vec!["submit", "--input", s(&input)];
+    args.extend_from_slice(extra);
+    job_id(&remote_json(server, sb, &args))
+}
+
+/// The job's output downloaded from the node, and its JSON.
+fn output_of(server: &Serving, sb: &Sandbox, id: u64) -> (String, serde_json::Value) {
+    let out = sb.path(&format!("out-{id}.txt"));
+    let id = id.to_string();
+    let o = remote(server, sb, &["download", &id, "--output", s(&out)])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "download: {}", stderr(&o));
+    let job = remote_json(server, sb, &["job", "show", &id]);
+    (std::fs::read_to_string(out).unwrap(), job)
+}
+
+/// Asserts G2 on the job: every record in is out, none failed.
+fn assert_exact(job: &serde_json::Value, output: &str, input: &str) {
+    assert_eq!(output, input, "each record once, in order");
+    let n = input.lines().count() as u64;
+    assert_eq!(job["state"], "completed", "{job}");
+    assert_eq!(job["records_in"], n, "{job}");
+    assert_eq!(job["records_out"], n, "{job}");
+    assert_eq!(job["records_processed"], n, "{job}");
+    assert_eq!(job["records_failed"].as_u64().unwrap_or(0), 0, "{job}");
+}
+
+/// `GET path` on the node (no token: it listens on loopback).
+fn get(server: &Serving, path: &str) -> String {
+    ureq::get(format!("{}{path}", server.url))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap()
+}
+
+fn worker(server: &Serving, sb: &Sandbox, args: &[&str]) -> Child {
+    let mut all = vec!["work"];
+    all.extend_from_slice(args);
+    remote(server, sb, &all)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for `child` to exit 0, failing after a minute; its stderr.
+fn finishes(mut child: Child, what: &str) -> String {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            assert!(status.success(), "{what} exited {status}: {err}");
+            return err;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("{what} did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_copy_job_on_a_node_without_workers_is_done_by_a_remote_worker_exactly() {
+    let sb = Sandbox::new();
+    let server = serve(&sb, &["--workers", "0"]);
+    let input = numbered_lines(200);
+    let id = submit(
+        &server,
+        &sb,
+        &input,
+        &["--kind", "copy", "--slice-size", "7"],
+    );
+    let job = remote_json(&server, &sb, &["job", "show", &id.to_string()]);
+    assert_eq!(
+        job["state"], "queued",
+        "the node runs nothing itself: {job}"
+    );
+    let w = worker(&server, &sb, &["--workers", "2", "--until-idle"]);
+    let pid = w.id();
+    finishes(w, "work --until-idle");
+    let (output, job) = output_of(&server, &sb, id);
+    assert_exact(&job, &output, &input);
+    // The node still lists the process that did it.
+    let listed = remote_json(&server, &sb, &["workers"]);
+    let p = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pid"].as_u64() == Some(pid as u64))
+        .unwrap_or_else(|| panic!("pid {pid} listed: {listed}"));
+    assert_eq!(
+        (p["threads"].as_u64(), p["leases"].as_u64()),
+        (Some(2), Some(0)),
+        "{p}"
+    );
+    assert!(
+        p["kinds"].as_array().unwrap().contains(&"copy".into()),
+        "{p}"
+    );
+    assert!(p["records_per_s"].as_f64().unwrap() > 0.0, "{p}");
+    let table = remote(&server, &sb, &["workers"]).output().unwrap();
+    let text = stdout(&table);
+    assert!(
+        text.starts_with("HOST") && text.contains(&pid.to_string()),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_remote_worker_killed_mid_slice_loses_nothing_and_its_slice_runs_again() {
+    let sb = Sandbox::new();
+    let server = serve(
+        &sb,
+        &[
+            "--workers",
+            "0",
+            "--lease-timeout-ms",
+            "500",
+            "--exec-allow",
+            SLOWER_CAT,
+        ],
+    );
+    let input = numbered_lines(8);
+    let id = submit(
+        &server,
+        &sb,
+        &input,
+        &["--kind", "exec", "--cmd", SLOWER_CAT, "--slice-size", "2"],
+    );
+    let mut doomed = worker(
+        &server,
+        &sb,
+        &["--workers", "1", "--exec-allow", SLOWER_CAT],
+    );
+    // Once a remote thread holds a slice's lease, kill -9 its process.
+    let started = Instant::now();
+    loop {
+        let workers: serde_json::Value =
+            serde_json::from_str(&get(&server, "/api/workers")).unwrap();
+        let holding =
+            workers["workers"].as_array().unwrap().iter().any(|w| {
+                w["lease"]["slice"].is_u64() && w["pid"].as_u64() == Some(doomed.id() as u64)
+            });
+        if holding {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no slice leased: {workers}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    doomed.kill().unwrap();
+    doomed.wait().unwrap();
+    finishes(
+        worker(
+            &server,
+            &sb,
+            &["--workers", "2", "--until-idle", "--exec-allow", SLOWER_CAT],
+        ),
+        "the second worker",
+    );
+    let (output, job) = output_of(&server, &sb, id);
+    assert_exact(&job, &output, &input);
+    assert!(
+        lease_expiries(&server) >= 1,
+        "the dead worker's lease expired"
+    );
+}
+
+/// Waits until a thread of `child` holds a slice's lease on the node.
+fn wait_for_slice_lease(server: &Serving, child: &Child) {
+    wait_for(&format!("a slice leased by pid {}", child.id()), || {
+        let workers: serde_json::Value =
+            serde_json::from_str(&get(server, "/api/workers")).unwrap();
+        workers["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["lease"]["slice"].is_u64() && w["pid"].as_u64() == Some(child.id() as u64))
+    });
+}
+
+/// Polls `done` until it holds, failing after a minute (a bound on a
+/// hang, not a measurement).
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "waited in vain for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `booster_lease_expiries_total` of the node's metrics.
+fn lease_expiries(server: &Serving) -> u64 {
+    let text = get(server, "/metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix("booster_lease_expiries_total "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The node's job `id` as the API shows it.
+fn job_of(server: &Serving, id: u64) -> serde_json::Value {
+    serde_json::from_str(&get(server, &format!("/api/jobs/{id}"))).unwrap()
+}
+
+#[test]
+fn a_worker_stopped_past_its_deadline_has_its_late_commit_rejected() {
+    let sb = Sandbox::new();
+    let server = serve(
+        &sb,
+        &[
+            "--workers",
+            "0",
+            "--lease-timeout-ms",
+            "300",
+            "--exec-allow",
+            SLOWER_CAT,
+        ],
+    );
+    let input = numbered_lines(6);
+    let args = ["--kind", "exec", "--cmd", SLOWER_CAT, "--slice-size", "2"];
+    let id = submit(&server, &sb, &input, &args);
+    let late = worker(
+        &server,
+        &sb,
+        &["--workers", "1", "--until-idle", "--exec-allow", SLOWER_CAT],
+    );
+    wait_for_slice_lease(&server, &late);
+    // SAFETY: kill(2) with a pid we spawned and have not waited for.
+    unsafe { libc::kill(late.id() as libc::pid_t, libc::SIGSTOP) };
+    wait_for("the stopped worker's lease to expire", || {
+        lease_expiries(&server) >= 1
+    });
+    finishes(
+        worker(
+            &server,
+            &sb,
+            &["--workers", "2", "--until-idle", "--exec-allow", SLOWER_CAT],
+        ),
+        "the second worker",
+    );
+    let (output, job) = output_of(&server, &sb, id);
+    assert_exact(&job, &output, &input);
+    // SAFETY: as above.
+    unsafe { libc::kill(late.id() as libc::pid_t, libc::SIGCONT) };
+    let said = finishes(late, "the stopped worker");
+    assert!(
+        said.contains("fenced lease"),
+        "its late commit was refused: {said}"
+    );
+    server.wait_for_log("fenced a commit of worker");
+    let (again, job) = output_of(&server, &sb, id);
+    assert_exact(&job, &again, &input);
+}
+
+#[test]
+fn a_node_killed_under_two_workers_and_restarted_finishes_the_job_exactly() {
+    let sb = Sandbox::new();
+    let args = [
+        "--workers",
+        "0",
+        "--lease-timeout-ms",
+        "500",
+        "--exec-allow",
+        SLOW_CAT,
+    ];
+    let mut server = serve(&sb, &args);
+    let listen = server.url.trim_start_matches("http://").to_string();
+    let input = numbered_lines(24);
+    let job = ["--kind", "exec", "--cmd", SLOW_CAT, "--slice-size", "2"];
+    let id = submit(&server, &sb, &input, &job);
+    let workers: Vec<Child> = (0..2)
+        .map(|_| {
+            let flags = ["--workers", "1", "--until-idle", "--exec-allow", SLOW_CAT];
+            worker(&server, &sb, &flags)
+        })
+        .collect();
+    wait_for("some slices done before the kill", || {
+        job_of(&server, id)["records_out"].as_u64() >= Some(4)
+    });
+    server.kill9();
+    let server = serve_on(&sb, &listen, &args);
+    for (i, w) in workers.into_iter().enumerate() {
+        let said = finishes(w, &format!("worker {i}"));
+        assert!(said.contains("joined again"), "worker {i} rejoined: {said}");
+    }
+    let (output, job) = output_of(&server, &sb, id);
+    assert_exact(&job, &output, &input);
+}
+
+#[test]
+fn a_token_file_rotated_and_read_again_on_sighup_takes_effect() {
+    let sb = Sandbox::new();
+    let (old, new) = ("old-admin-token-0123456789", "new-admin-token-0123456789");
+    let tokens = sb.path("tokens");
+    let write = |t: &str| {
+        booster_tools::secret_file::write_private(&tokens, format!("{t}\n").as_bytes()).unwrap()
+    };
+    write(old);
+    let server = serve(&sb, &["--token-file", s(&tokens)]);
+    let status = |token: &str| {
+        ureq::get(format!("{}/api/jobs", server.url))
+            .header("Authorization", format!("Bearer {token}"))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!((status(old), status(new)), (200, 401));
+    write(new);
+    assert_eq!(status(old), 200, "no reload before the signal");
+    server.signal(libc::SIGHUP);
+    server.wait_for_log("token files read again");
+    assert_eq!((status(old), status(new)), (401, 200));
+}
+
+/// A TCP proxy to the node that cuts every connection open once, when
+/// `cut_at` bytes have gone from workers to the node: in the middle of the
+/// first message that large (a commit). Connections after that pass.
+struct CutProxy {
+    url: String,
+    cuts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CutProxy {
+    fn start(node_url: &str, cut_at: usize) -> CutProxy {
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::{Arc, Mutex};
+        let node = node_url.trim_start_matches("http://").to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let sent = Arc::new(AtomicUsize::new(0));
+        let cuts = Arc::new(AtomicUsize::new(0));
+        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (c, o) = (cuts.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let server = TcpStream::connect(&node).unwrap();
+                o.lock()
+                    .unwrap()
+                    .extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
+                let pipe = |mut from: TcpStream, mut to: TcpStream, upstream: bool| {
+                    let (sent, cuts, open) = (sent.clone(), c.clone(), o.clone());
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 4096];
+                        loop {
+                            let n = match std::io::Read::read(&mut from, &mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            if upstream && cuts.load(Ordering::SeqCst) == 0 {
+                                let before = sent.fetch_add(n, Ordering::SeqCst);
+                                if before + n >= cut_at {
+                                    cuts.store(1, Ordering::SeqCst);
+                                    for s in open.lock().unwrap().drain(..) {
+                                        let _ = s.shutdown(Shutdown::Both);
+                                    }
+                                    break;
+                                }
+                            }
+                            if std::io::Write::write_all(&mut to, &buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = to.shutdown(Shutdown::Write);
+                    });
+                };
+                pipe(
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    true,
+                );
+                pipe(server, client, false);
+            }
+        });
+        CutProxy { url, cuts }
+    }
+}
+
+#[test]
+fn a_connection_cut_in_the_middle_of_a_commit_loses_nothing_and_doubles_nothing() {
+    let sb = Sandbox::new();
+    let server = serve(&sb, &["--workers", "0", "--lease-timeout-ms", "2000"]);
+    let input = numbered_lines(20_000);
+    // Slices of about 100 KB: the first commit is the first message that big.
+    let id = submit(
+        &server,
+        &sb,
+        &input,
+        &["--kind", "copy", "--slice-size", "4000"],
+    );
+    let proxy = CutProxy::start(&server.url, 50_000);
+    let w = sb
+        .cmd(&[
+            "--server",
+            &proxy.url,
+            "work",
+            "--workers",
+            "1",
+            "--until-idle",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let said = finishes(w, "the worker behind the proxy");
+    assert_eq!(
+        proxy.cuts.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "{said}"
+    );
+    assert!(
+        said.contains("trying again"),
+        "the worker noticed and retried: {said}"
+    );
+    // Every commit was accepted: the one cut midway was sent again in
+    // time. (A lease reply the cut lost costs that lease its timeout.)
+    assert!(
+        !said.contains("dropped the commit") && !said.contains("fenced"),
+        "the commit cut midway was sent again and accepted: {said}"
+    );
+    let (output, job) = output_of(&server, &sb, id);
+    assert_exact(&job, &output, &input);
+}
