@@ -168,6 +168,7 @@ async fn a_runtime_left_running_checkpoints_by_itself_once_a_second_passed() {
     let clock = Arc::new(ManualClock::at_ms(1_000_000));
     let mut o = opts(dir.path(), 2);
     o.clock = clock.clone();
+    o.auto_checkpoint = true;
     let rt = Runtime::open(o).await.unwrap();
     rt.register_simple("held", Arc::new(Held::default()));
     let specs = (0..100)
@@ -183,6 +184,7 @@ async fn a_runtime_left_running_checkpoints_by_itself_once_a_second_passed() {
     rt.shutdown(Duration::from_secs(5)).await.unwrap();
     let mut o = opts(dir.path(), 2);
     o.clock = clock;
+    o.auto_checkpoint = true;
     let rt = Runtime::open(o).await.unwrap();
     assert_eq!(rt.rows_in_ram(), 0);
     assert_eq!(table_of(&rt).await, table);
