@@ -7,6 +7,7 @@
 //! the dispatcher under the state mutex, and commits are applied by the
 //! store's commit thread (see `shared::commit`).
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -196,7 +197,30 @@ impl Actor for Timer {
                 });
             }
         }
+        checkpoint_if_due(&a.shared, &a.store, now_ms);
         a.shared.changed();
         Ok(())
     }
+}
+
+/// Starts a checkpoint when one is due (`State::checkpoint_due`) and none
+/// of the timer's is on its way. It runs off the timer: the timer keeps
+/// ticking (leases expire, cron runs start) while it is written.
+fn checkpoint_if_due(shared: &Arc<Shared>, store: &Weak<dyn SliceStore>, now_ms: u64) {
+    if !shared.state.lock().checkpoint_due(now_ms) {
+        return;
+    }
+    let Some(store) = store.upgrade() else {
+        return;
+    };
+    if shared.checkpointing.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        // A checkpoint that cannot be written loses nothing (the log holds
+        // every record); the next trigger tries again.
+        let _ = crate::runtime::take_checkpoint(shared.clone(), store).await;
+        shared.checkpointing.store(false, Ordering::Release);
+    });
 }

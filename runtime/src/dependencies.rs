@@ -53,7 +53,7 @@ impl State {
         let Some(job) = self.table.get(&id).filter(|j| j.state == JobState::Waiting) else {
             return;
         };
-        let Some(verdict) = self.dependency_verdict(job) else {
+        let Some(verdict) = self.dependency_verdict(&job) else {
             return;
         };
         let at_ms = self.book.log_ms;
@@ -116,11 +116,9 @@ impl State {
 
 #[cfg(test)]
 mod tests {
-    use booster_store::CompactionPlan;
 
     use crate::meta::{Meta, SimpleOutcome};
-    use crate::snapshot::Snapshot;
-    use crate::state::{Book, State};
+    use crate::state::Book;
     use crate::{DependencyFailure, JobSpec, JobState};
 
     fn created(first_id: u64, spec: JobSpec) -> Meta {
@@ -144,25 +142,20 @@ mod tests {
         }
     }
 
-    /// A waiting job in a compaction snapshot waits again after replay,
+    /// A waiting job in a checkpoint waits again after a reopen from it,
     /// and its dependency's completion, applied after, queues it.
     #[test]
-    fn a_snapshot_keeps_a_waiting_job_waiting_until_its_dependency_completes() {
-        let mut live = crate::state_tests::state();
+    fn a_checkpoint_keeps_a_waiting_job_waiting_until_its_dependency_completes() {
+        let mut logged = crate::logged_tests::Logged::new(crate::state_tests::state());
         let spec = JobSpec::simple("k", serde_json::Value::Null);
-        live.apply(&created(1, spec.clone())).unwrap();
+        logged.apply(&created(1, spec.clone())).unwrap();
         let after = spec.with_after(&[1], DependencyFailure::Fail);
-        live.apply(&created(2, after)).unwrap();
-        assert_eq!(live.table[&2].state, JobState::Waiting);
-        let snapshot = Snapshot::take(&live);
-        let mut replayed = State::new(Book::new(4, 1000, 100));
-        for record in snapshot.meta_snapshot() {
-            replayed
-                .apply(&crate::meta::decode(&record).unwrap())
-                .unwrap();
-        }
-        assert_eq!(replayed.table[&2].state, JobState::Waiting);
-        replayed.apply(&done(1)).unwrap();
-        assert_eq!(replayed.table[&2].state, JobState::Queued);
+        logged.apply(&created(2, after)).unwrap();
+        assert_eq!(logged.st.table[&2].state, JobState::Waiting);
+        logged.checkpoint();
+        logged.reopen(Book::new(4, 1000, 100));
+        assert_eq!(logged.st.table[&2].state, JobState::Waiting);
+        logged.apply(&done(1)).unwrap();
+        assert_eq!(logged.st.table[&2].state, JobState::Queued);
     }
 }

@@ -520,7 +520,7 @@ impl State {
         match lease.work {
             LeaseWork::Simple(ids) => self.requeue_simple(&ids, now),
             LeaseWork::Slice { job, slice } => {
-                let Some(job) = self.table.get(&job) else {
+                let Some(job) = self.table.resident(&job) else {
                     return;
                 };
                 if let (Some(a), Some(s)) = (self.book.sliced_entry(job.id), job.sliced()) {
@@ -790,7 +790,8 @@ impl State {
         self.book.windows_minute = Some(minute);
         let book = &mut self.book;
         for &id in &book.windowed {
-            let (Some(job), Some(slot)) = (self.table.get(&id), book.active.get_mut(&id)) else {
+            let (Some(job), Some(slot)) = (self.table.resident(&id), book.active.get_mut(&id))
+            else {
                 continue;
             };
             let closed = job.window.is_some_and(|w| !w.is_open(now_ms));

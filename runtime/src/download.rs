@@ -112,7 +112,10 @@ enum Part {
 /// `job`'s lost slices, as parts of a download.
 fn lost_slices(shared: &Shared, job: JobId) -> Vec<Part> {
     let st = shared.state.lock();
-    let Some(s) = st.table.get(&job).and_then(|j| j.sliced()) else {
+    let Some(j) = st.table.get(&job) else {
+        return Vec::new();
+    };
+    let Some(s) = j.sliced() else {
         return Vec::new();
     };
     s.slices
@@ -164,7 +167,8 @@ impl FailedSlice {
 /// Where `name` is in `job`'s category list.
 fn category_index(shared: &Shared, job: JobId, name: &str) -> Option<usize> {
     let st = shared.state.lock();
-    let s = st.table.get(&job)?.sliced()?;
+    let j = st.table.get(&job)?;
+    let s = j.sliced()?;
     s.categories.iter().position(|c| c == name)
 }
 
@@ -173,7 +177,10 @@ fn category_index(shared: &Shared, job: JobId, name: &str) -> Option<usize> {
 /// its read says what happened to it (never a silent gap in the file).
 fn done_main_keys(shared: &Shared, job: JobId) -> Vec<SliceKey> {
     let st = shared.state.lock();
-    let Some(s) = st.table.get(&job).and_then(|j| j.sliced()) else {
+    let Some(j) = st.table.get(&job) else {
+        return Vec::new();
+    };
+    let Some(s) = j.sliced() else {
         return Vec::new();
     };
     s.slices
@@ -190,7 +197,10 @@ fn done_main_keys(shared: &Shared, job: JobId) -> Vec<SliceKey> {
 /// The failed slices of `job`, with what their error entries need.
 fn failed_slices(shared: &Shared, job: JobId) -> Vec<FailedSlice> {
     let st = shared.state.lock();
-    let Some(s) = st.table.get(&job).and_then(|j| j.sliced()) else {
+    let Some(j) = st.table.get(&job) else {
+        return Vec::new();
+    };
+    let Some(s) = j.sliced() else {
         return Vec::new();
     };
     s.failures

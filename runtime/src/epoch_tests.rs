@@ -73,7 +73,7 @@ fn commit_naming_other_work_under_a_live_epoch_is_fenced() {
 fn generation_from_a_compaction_snapshot_survives_it() {
     let mut st = state();
     opened(&mut st, 5);
-    let snapshot = crate::snapshot::Snapshot::take(&st);
+    let snapshot = crate::snapshot::Snapshot::take(&st).unwrap();
     let mut replayed = state();
     for r in booster_store::CompactionPlan::meta_snapshot(&snapshot) {
         replayed.apply(&crate::meta::decode(&r).unwrap()).unwrap();

@@ -83,6 +83,57 @@ impl LostCreated {
     }
 }
 
+/// A failed row for job `id`, whose spec is gone (its `Created` record or
+/// its row was lost with damaged frames): kind `KIND`, finished at
+/// `at_ms`, `reason` saying where it went.
+pub fn lost_job(id: JobId, at_ms: u64, reason: String) -> crate::table::Job {
+    use crate::table::{Body, SimpleBody};
+    let null = std::sync::Arc::new(serde_json::Value::Null);
+    crate::table::Job {
+        id,
+        kind: std::sync::Arc::from(KIND),
+        kind_id: 0,
+        description: String::new(),
+        priority: 50,
+        max_workers: None,
+        run_at_ms: None,
+        expires_at_ms: None,
+        created_ms: at_ms,
+        started_us: None,
+        completed_us: Some(crate::clock::ms_to_us(at_ms)),
+        state: crate::JobState::Failed,
+        properties: null.clone(),
+        failure_reason: Some(reason),
+        attempts: 0,
+        body: Body::Simple(SimpleBody {
+            args: null,
+            result: None,
+            expiries: 0,
+        }),
+        singleton: None,
+        cron: None,
+        after: Vec::new(),
+        on_dependency_failure: Default::default(),
+        window: None,
+    }
+}
+
+/// Why the rows of page `page` of the checkpoint's table are lost.
+pub fn page_reason(page: u64, e: &crate::RuntimeError) -> String {
+    let (first, last) = page_ids(page);
+    format!(
+        "row lost: page {page} (job ids {first} to {last}) of the checkpoint's table is \
+         damaged ({e}); restore the segment from a backup, or salvage what survived into a \
+         new data directory"
+    )
+}
+
+/// The ids page `page` holds.
+pub fn page_ids(page: u64) -> (JobId, JobId) {
+    let first = page.saturating_mul(crate::table::keys::ROWS_PER_PAGE);
+    (first, first + crate::table::keys::ROWS_PER_PAGE - 1)
+}
+
 /// The damaged ranges that lost (or may have lost) meta records.
 fn meta_ranges(damage: &[Damage]) -> String {
     let ranges: Vec<String> = damage
@@ -139,8 +190,8 @@ pub(crate) const UPLOAD_CUT: &str =
 /// records go to the errors file), and the `main` output of every slice
 /// done (a commit always writes it). Open names them on their jobs, which
 /// then show as damaged. Index lookups only: nothing is read.
-pub fn missing_frames<F: booster_store::FileLayer>(
-    store: &booster_store::Store<F>,
+pub fn missing_frames(
+    store: &dyn crate::slice_store::SliceStore,
     state: &State,
     damage: &[Damage],
 ) -> Vec<booster_store::SliceKey> {
@@ -155,8 +206,8 @@ pub fn missing_frames<F: booster_store::FileLayer>(
             .collect()
     };
     let mut missing = Vec::new();
-    for job in state.table.values() {
-        let Some(sliced) = job.sliced() else { continue };
+    let mut check = |job: &crate::table::Job| {
+        let Some(sliced) = job.sliced() else { return };
         // A slice whose `Uploaded` record was lost, while later ones were
         // not: the table has a hole there.
         for seq in sliced.slices.gaps() {
@@ -167,7 +218,7 @@ pub fn missing_frames<F: booster_store::FileLayer>(
             });
         }
         if sliced.slices.count() == 0 || !unknown {
-            continue;
+            return;
         }
         let (input, main) = (held(job.id, STREAM_INPUT), held(job.id, STREAM_MAIN));
         for seq in sliced.slices.uploaded.iter() {
@@ -183,6 +234,16 @@ pub fn missing_frames<F: booster_store::FileLayer>(
                 });
             }
         }
+    };
+    // Without damage, the rows in RAM (holes are found while a job runs);
+    // with it, every row of the table, read from its pages.
+    if damage.is_empty() {
+        state.table.values().for_each(&mut check);
+    } else {
+        let _ = state.table.scan(false, |job| {
+            check(&job);
+            std::ops::ControlFlow::Continue(())
+        });
     }
     missing
 }

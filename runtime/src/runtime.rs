@@ -2,6 +2,7 @@
 //! control call checks the transition first (fast refusal), then writes its
 //! meta record and answers with the result of applying it once durable.
 
+use std::ops::ControlFlow;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +16,7 @@ use crate::actors::{Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::clock::from_ms;
 use crate::lost::LostCreated;
 use crate::meta::{self, Control, Meta};
-use crate::shared::{write_one, write_with, Handler, Limits, Shared};
+use crate::shared::{write_one, Handler, Limits, Shared};
 use crate::slice_store::SliceStore;
 use crate::snapshot::Snapshot;
 use crate::state::{Book, HandlerShape, State};
@@ -195,12 +196,14 @@ impl Runtime {
                 book.reserved_workers = opts.reserved_workers;
                 book.reserved_priority = opts.reserved_priority;
                 book.runs_workers = opts.start_workers;
+                book.auto_checkpoint = opts.auto_checkpoint;
                 book.clock = opts.clock.clone();
                 let mut state = State::new(book);
                 // A meta frame that rotted in a sealed segment is left out
                 // and named (degraded open): the rest replays, and the
                 // damage joins what recovery found, for the CLI and the jobs.
                 let (records, lost) = store.meta_records_skipping_damage()?;
+                let store: Arc<dyn SliceStore> = Arc::new(store);
                 for d in lost {
                     let known = report
                         .damaged
@@ -217,36 +220,10 @@ impl Runtime {
                     .iter()
                     .any(|d| d.meta_lost)
                     .then(LostCreated::default);
-                // A log that starts at a checkpoint: its rows are read from
-                // its pages once the records of its batch are applied.
-                let checkpoint = match records.first().map(|r| meta::decode(r)).transpose()? {
-                    Some(Meta::Checkpoint(c)) => Some(*c),
-                    _ => None,
-                };
-                let rows_at = checkpoint.as_ref().map(|c| 1 + c.records as usize);
-                for (k, record) in records.iter().enumerate() {
-                    if rows_at == Some(k) {
-                        let c = checkpoint.as_ref().expect("rows_at comes from it");
-                        crate::table::image::restore_rows(&store, &mut state, c, lost.as_mut())?;
-                    }
-                    let m = meta::decode(record)?;
-                    if let Some(lost) = &mut lost {
-                        lost.note(&m, &state);
-                    }
-                    // A refused record was refused live too: skipping it is
-                    // the replay. A corrupt one stops the open.
-                    if let Err(RuntimeError::Corrupt(what)) = state.apply(&m) {
-                        return Err(RuntimeError::Corrupt(format!(
-                            "record {} of the meta log: {what}",
-                            k + 1
-                        )));
-                    }
-                }
-                if let (Some(c), Some(at)) = (&checkpoint, rows_at) {
-                    if at >= records.len() {
-                        crate::table::image::restore_rows(&store, &mut state, c, lost.as_mut())?;
-                    }
-                }
+                // Row pages of the checkpoint that could not be read: named
+                // like any damaged range (their rows show as lost).
+                let pages_lost = replay_log(&store, &mut state, &records, lost.as_mut())?;
+                report.damaged.extend(pages_lost);
                 if let Some(lost) = lost {
                     let reason = crate::lost::reason(&report.damaged);
                     for id in lost.lost(state.book.next_id) {
@@ -257,7 +234,7 @@ impl Runtime {
                 // with any damaged range, are named on their jobs: by the
                 // first range that names nothing (it may have held them),
                 // else by the first that lost meta records.
-                let missing: Vec<_> = crate::lost::missing_frames(&store, &state, &report.damaged)
+                let missing: Vec<_> = crate::lost::missing_frames(&*store, &state, &report.damaged)
                     .into_iter()
                     .filter(|k| !report.damaged.iter().any(|d| d.slices.contains(k)))
                     .collect();
@@ -292,6 +269,7 @@ impl Runtime {
                     }),
                 }
                 state.release_scheduled(opts.clock.now_ms());
+                state.book.last_checkpoint_ms = opts.clock.now_ms();
                 state.book.fleet.set_opened(opts.clock.now_ms());
                 state.book.live = true;
                 Ok((store, state, report))
@@ -321,7 +299,6 @@ impl Runtime {
         let incidents =
             crate::recovered::new_incidents(&recovery, &state, opts.start_workers, clock.now());
         let shared = Arc::new(Shared::new(state, limits));
-        let store: Arc<dyn SliceStore> = Arc::new(store);
         // What this open cut or found, into the log before anything else.
         // A read-only open only writes the torn tails it cut itself, and a
         // failure to (a full disk) does not stop it: stderr still says it.
@@ -573,11 +550,14 @@ impl Runtime {
 
     pub async fn jobs(&self, filter: JobFilter) -> Vec<JobStatus> {
         let st = self.shared().state.lock();
-        st.table
-            .values()
-            .filter(|j| filter_matches(&filter, j))
-            .map(|j| build_status(&st, j))
-            .collect()
+        let mut out = Vec::new();
+        let _ = st.table.scan(false, |j| {
+            if filter_matches(&filter, &j) {
+                out.push(build_status(&st, &j));
+            }
+            ControlFlow::Continue(())
+        });
+        out
     }
 
     /// The newest `limit` jobs matching `filter` (in id order) and how many
@@ -600,25 +580,38 @@ impl Runtime {
         limit: usize,
     ) -> JobsPage {
         let st = self.shared().state.lock();
+        // Without a kind or text filter the count is the book's, and the
+        // scan stops one match past the page: it reads the newest pages
+        // only (paging from the masks is step 4 of issue 12).
+        let counted = (filter.kind.is_none() && filter.text.is_none()).then(|| {
+            let by_state = &st.book.by_state;
+            match filter.state {
+                Some(s) => by_state[s.index()],
+                None => by_state.iter().sum(),
+            }
+        });
         let mut total = 0;
         let mut older = false;
         let mut newest = Vec::with_capacity(limit.min(1024));
-        for job in st
-            .table
-            .values()
-            .rev()
-            .filter(|j| filter_matches(&filter, j))
-        {
+        let _ = st.table.scan(true, |job| {
+            if !filter_matches(&filter, &job) {
+                return ControlFlow::Continue(());
+            }
             total += 1;
             if before.is_some_and(|b| job.id >= b) {
-                continue;
+                return ControlFlow::Continue(());
             }
             if newest.len() < limit {
-                newest.push(build_status(&st, job));
-            } else {
-                older = true;
+                newest.push(build_status(&st, &job));
+                return ControlFlow::Continue(());
             }
-        }
+            older = true;
+            match counted {
+                Some(_) => ControlFlow::Break(()),
+                None => ControlFlow::Continue(()),
+            }
+        });
+        let total = counted.map_or(total, |n| n as usize);
         newest.reverse();
         let next_before = if older {
             newest.first().map(|j| j.id)
@@ -632,8 +625,21 @@ impl Runtime {
         }
     }
 
+    /// Checks `action` on `job` and pins its row (`TableView::pin`) for
+    /// the record that follows.
     fn check(&self, job: JobId, action: &Control) -> Result<(), RuntimeError> {
-        let st = self.shared().state.lock();
+        let mut st = self.shared().state.lock();
+        if !st.table.pin(job) {
+            return Err(RuntimeError::NotFound(job));
+        }
+        let checked = Self::check_pinned(&st, job, action);
+        if checked.is_err() {
+            st.table.unpin(job);
+        }
+        checked
+    }
+
+    fn check_pinned(st: &State, job: JobId, action: &Control) -> Result<(), RuntimeError> {
         let j = st.table.get(&job).ok_or(RuntimeError::NotFound(job))?;
         if let (Control::Retry, Some(key)) = (action, &j.singleton) {
             if let Some(holder) = st.book.singleton_holder(key).filter(|&h| h != job) {
@@ -643,7 +649,7 @@ impl Runtime {
                 });
             }
         }
-        if st.book.lost.contains(&job) {
+        if st.book.lost.contains(&job) || &*j.kind == crate::lost::KIND {
             return Err(RuntimeError::Invalid(format!(
                 "job {job} cannot {}: {}",
                 action.verb(),
@@ -665,13 +671,23 @@ impl Runtime {
     }
 
     async fn control(&self, job: JobId, action: Control) -> Result<(), RuntimeError> {
+        // The row stays in RAM until the record applied (a finished row
+        // is read here, not on the commit thread).
         self.check(job, &action)?;
         let m = Meta::Control {
             job,
             at_ms: self.shared().clock.now_ms(),
             action,
         };
-        write_one(self.shared(), &self.inner.store, m).await
+        let written = crate::shared::write_pinned(
+            self.shared(),
+            &self.inner.store,
+            vec![m],
+            false,
+            vec![job],
+        )
+        .await;
+        written?.pop().unwrap_or(Ok(()))
     }
 
     pub async fn set_priority(&self, job: JobId, priority: i64) -> Result<(), RuntimeError> {
@@ -820,7 +836,7 @@ impl Runtime {
                 let mut st = self.shared().state.lock();
                 let j = st.table.get(&job).ok_or(RuntimeError::NotFound(job))?;
                 if j.is_terminal() {
-                    return Ok(build_status(&st, j));
+                    return Ok(build_status(&st, &j));
                 }
                 // A job cannot finish once the store refuses writes (G9):
                 // say so instead of waiting for ever.
@@ -927,6 +943,15 @@ impl Runtime {
         self.shared().state.lock().book.poisoned.clone()
     }
 
+    /// How many job rows this process holds in RAM: the unfinished ones,
+    /// those changed since the newest durable checkpoint, and those a
+    /// control holds while its record is written. A finished job's row
+    /// leaves RAM at the first checkpoint after it finished (G10); `job`
+    /// and `jobs` then read it from the checkpoint's pages.
+    pub fn rows_in_ram(&self) -> usize {
+        self.shared().state.lock().table.values().count()
+    }
+
     pub fn metrics(&self) -> Metrics {
         let st = self.shared().state.lock();
         let mut m = st.book.metrics.snapshot();
@@ -940,7 +965,7 @@ impl Runtime {
     /// The store's counts, with the slices of destroyed jobs counted as
     /// dead bytes (the store cannot know a destroy): what `compact` reclaims.
     pub fn store_stats(&self) -> Result<StoreStats, RuntimeError> {
-        let plan = crate::snapshot::Liveness::take(&self.shared().state.lock());
+        let plan = crate::snapshot::Liveness::take(&self.shared().state.lock())?;
         Ok(self.inner.store.stats_with(&plan)?)
     }
 
@@ -948,8 +973,9 @@ impl Runtime {
         self.inner.store.verify()
     }
 
-    /// Reclaims destroyed jobs' slices and dead frames. Appends wait while
-    /// the snapshot is taken and written.
+    /// Reclaims destroyed jobs' slices and dead frames. A checkpoint is
+    /// written first, and the compacted log starts at it: the rows stay in
+    /// their pages. Appends wait while both are written.
     pub async fn compact(&self) -> Result<booster_store::CompactionReport, RuntimeError> {
         let shared = self.shared().clone();
         let store = self.inner.store.clone();
@@ -958,66 +984,24 @@ impl Runtime {
             while shared.inflight_commits.load(Ordering::Acquire) > 0 {
                 std::thread::sleep(Duration::from_millis(1));
             }
-            let plan = Snapshot::take(&shared.state.lock());
+            let (rx, _) = enqueue_checkpoint(&shared, &store, true)?;
+            checkpoint_applied(rx.blocking_recv().ok())?;
+            let plan = Snapshot::take(&shared.state.lock())?;
             store.compact(&plan).map_err(RuntimeError::Store)
         })
         .await
         .map_err(|e| RuntimeError::Invalid(format!("compaction failed: {e}")))?
     }
 
-    /// Writes a checkpoint (issue 12, step 3.1): the whole table as row
-    /// pages and the checkpoint record that starts the meta log, in one
-    /// batch, taken with no commit in flight. A later open reads the rows
-    /// from the pages and replays only the records after it. Nothing in
-    /// memory changes. Returns the checkpoint's number. A read-only
-    /// process writes none.
+    /// Writes a checkpoint (issue 12, step 3): the pages of the rows that
+    /// changed since the last one (the whole table the first time) and the
+    /// checkpoint record that starts the meta log, in one batch, taken with
+    /// no commit in flight. A later open reads the unfinished rows from the
+    /// pages and replays only the records after it; once it is durable, the
+    /// finished rows it wrote leave RAM. Returns the checkpoint's number. A
+    /// read-only process writes none.
     pub async fn checkpoint(&self) -> Result<u64, RuntimeError> {
-        let shared = self.shared().clone();
-        let store = self.inner.store.clone();
-        let (rx, seq) = tokio::task::spawn_blocking(move || -> Result<_, RuntimeError> {
-            let _gate = shared.append_gate.write();
-            while shared.inflight_commits.load(Ordering::Acquire) > 0 {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            let written = crate::table::image::written_keys(&*store);
-            let (batch, record) = {
-                let st = shared.state.lock();
-                if let Some(cause) = st.book.poisoned.clone() {
-                    return Err(RuntimeError::Store(StoreError::Poisoned { cause }));
-                }
-                if !st.book.runs_workers || st.book.store_read_only {
-                    return Err(RuntimeError::Invalid(
-                        "this process opened the data directory read-only: it writes no \
-                         checkpoint; open it with workers to write one"
-                            .into(),
-                    ));
-                }
-                crate::table::image::checkpoint_batch(&st, &written)?
-            };
-            let seq = match &record {
-                Meta::Checkpoint(c) => c.seq,
-                _ => unreachable!("checkpoint_batch returns its checkpoint record"),
-            };
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            crate::shared::append_counted(
-                &shared,
-                &store,
-                batch,
-                vec![record],
-                move |_, applied| {
-                    let _ = tx.send(applied);
-                },
-            );
-            Ok((rx, seq))
-        })
-        .await
-        .map_err(|e| RuntimeError::Invalid(format!("checkpoint failed: {e}")))??;
-        let applied = rx
-            .await
-            .map_err(|_| RuntimeError::ShuttingDown)?
-            .map_err(RuntimeError::Store)?;
-        applied.into_iter().next().unwrap_or(Ok(()))?;
-        Ok(seq)
+        take_checkpoint(self.shared().clone(), self.inner.store.clone()).await
     }
 
     /// Stops taking leases, lets running slices finish (or hands their leases
@@ -1031,6 +1015,15 @@ impl Runtime {
         while self.shared().inflight_commits.load(Ordering::Acquire) > 0 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
+        // A last checkpoint, so the next open replays little. One that
+        // cannot be written loses nothing: the log holds every record.
+        let due = {
+            let st = self.shared().state.lock();
+            st.checkpoint_due(u64::MAX)
+        };
+        if due {
+            let _ = self.checkpoint().await;
+        }
         let inner = self.inner.clone();
         drop(self);
         tokio::task::spawn_blocking(move || inner.stop(Duration::from_secs(1)))
@@ -1038,6 +1031,141 @@ impl Runtime {
             .map_err(|e| RuntimeError::Invalid(format!("shutdown failed: {e}")))?;
         Ok(())
     }
+}
+
+/// Enqueues a checkpoint batch (`table/image.rs`) and seals the table's
+/// generation. Call holding the append gate exclusively with no commit in
+/// flight. Once the batch is durable and applied, the finished rows it
+/// wrote leave RAM (`TableView::written_through`); the receiver then gets
+/// the outcome. A process without workers writes one only for a
+/// compaction (`for_compaction`), which writes anyway.
+pub(crate) fn enqueue_checkpoint(
+    shared: &Arc<Shared>,
+    store: &Arc<dyn SliceStore>,
+    for_compaction: bool,
+) -> Result<(tokio::sync::oneshot::Receiver<crate::shared::Applied>, u64), RuntimeError> {
+    let (batch, record, sealed, records) = {
+        let mut st = shared.state.lock();
+        if let Some(cause) = st.book.poisoned.clone() {
+            return Err(RuntimeError::Store(StoreError::Poisoned { cause }));
+        }
+        if st.book.store_read_only || !(st.book.runs_workers || for_compaction) {
+            return Err(RuntimeError::Invalid(
+                "this process opened the data directory read-only: it writes no \
+                 checkpoint; open it with workers to write one"
+                    .into(),
+            ));
+        }
+        // The ids of jobs whose `created` record was lost are found anew at
+        // every open, from the log's gaps: a checkpoint would cut the log
+        // and make that loss permanent, where restoring the segment still
+        // undoes it.
+        if let Some(d) = st.book.damage.iter().find(|d| d.meta_lost || !d.identified) {
+            return Err(RuntimeError::Corrupt(format!(
+                "this data directory opened without a damaged range that may have held job \
+                 records (segment {} ({}) offsets {}..{}: {}): a checkpoint would make that \
+                 loss permanent, so none is written; restore the segment from a backup, or \
+                 salvage what survived into a new data directory",
+                d.segment_id,
+                d.path.display(),
+                d.offset,
+                d.end,
+                d.what
+            )));
+        }
+        let (batch, record) = crate::table::image::checkpoint_batch(&st, &**store)?;
+        st.book.last_checkpoint_ms = shared.clock.now_ms();
+        let records = std::mem::take(&mut st.book.records_since_checkpoint);
+        (batch, record, st.table.seal(), records)
+    };
+    let seq = match &record {
+        Meta::Checkpoint(c) => c.seq,
+        _ => unreachable!("checkpoint_batch returns its checkpoint record"),
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let image = Arc::downgrade(store);
+    crate::shared::append_counted(shared, store, batch, vec![record], move |st, applied| {
+        if matches!(&applied, Ok(r) if r.iter().all(Result::is_ok)) {
+            st.table.written_through(sealed, image);
+        } else {
+            // Not written: those records still count for the next one.
+            st.book.records_since_checkpoint += records;
+        }
+        let _ = tx.send(applied);
+    });
+    Ok((rx, seq))
+}
+
+/// Takes a checkpoint (`Runtime::checkpoint`; the timer, on the triggers
+/// of `State::checkpoint_due`; shutdown): the append gate is held while
+/// the batch is built and enqueued, then released; the call returns once
+/// it is durable.
+pub(crate) async fn take_checkpoint(
+    shared: Arc<Shared>,
+    store: Arc<dyn SliceStore>,
+) -> Result<u64, RuntimeError> {
+    let (rx, seq) = tokio::task::spawn_blocking(move || {
+        let _gate = shared.append_gate.write();
+        while shared.inflight_commits.load(Ordering::Acquire) > 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        enqueue_checkpoint(&shared, &store, false)
+    })
+    .await
+    .map_err(|e| RuntimeError::Invalid(format!("checkpoint failed: {e}")))??;
+    checkpoint_applied(rx.await.ok())?;
+    Ok(seq)
+}
+
+/// A checkpoint's outcome (None: the store stopped before answering).
+fn checkpoint_applied(applied: Option<crate::shared::Applied>) -> Result<(), RuntimeError> {
+    let applied = applied
+        .ok_or(RuntimeError::ShuttingDown)?
+        .map_err(RuntimeError::Store)?;
+    applied.into_iter().next().unwrap_or(Ok(()))
+}
+
+/// Replays the meta log `records` into `state`. A log that starts at a
+/// checkpoint has the rows the scheduler needs read from its pages once
+/// the records of its batch are applied (`table/image.rs`); the others
+/// are read when asked for. Returns the row pages that could not be read
+/// (their rows are lost rows now).
+pub(crate) fn replay_log(
+    store: &Arc<dyn SliceStore>,
+    state: &mut State,
+    records: &[Vec<u8>],
+    mut lost: Option<&mut LostCreated>,
+) -> Result<Vec<booster_store::Damage>, RuntimeError> {
+    let mut damage = Vec::new();
+    let checkpoint = match records.first().map(|r| meta::decode(r)).transpose()? {
+        Some(Meta::Checkpoint(c)) => Some(*c),
+        _ => None,
+    };
+    let rows_at = checkpoint.as_ref().map(|c| 1 + c.records as usize);
+    for (k, record) in records.iter().enumerate() {
+        if rows_at == Some(k) {
+            let c = checkpoint.as_ref().expect("rows_at comes from it");
+            damage = crate::table::image::restore_rows(store, state, c, lost.as_deref_mut())?;
+        }
+        let m = meta::decode(record)?;
+        if let Some(lost) = lost.as_deref_mut() {
+            lost.note(&m, state);
+        }
+        // A refused record was refused live too: skipping it is
+        // the replay. A corrupt one stops the open.
+        if let Err(RuntimeError::Corrupt(what)) = state.apply(&m) {
+            return Err(RuntimeError::Corrupt(format!(
+                "record {} of the meta log: {what}",
+                k + 1
+            )));
+        }
+    }
+    if let (Some(c), Some(at)) = (&checkpoint, rows_at) {
+        if at >= records.len() {
+            damage = crate::table::image::restore_rows(store, state, c, lost)?;
+        }
+    }
+    Ok(damage)
 }
 
 /// Writes valid specs as one `created` record: ids and singleton keys are
@@ -1067,6 +1195,7 @@ async fn submit_specs_then(
     specs.extend(then);
     let urgent;
     let mut records = Vec::new();
+    let mut pins = Vec::new();
     let first_id = {
         let mut st = shared.state.lock();
         if st.book.stopping {
@@ -1120,6 +1249,13 @@ async fn submit_specs_then(
             )));
         }
         st.book.next_id = first + n;
+        // The `created` record reads its dependencies' rows when it
+        // applies: they stay in RAM until then.
+        for dep in specs.iter().flat_map(|s| &s.after) {
+            if st.table.pin(*dep) {
+                pins.push(*dep);
+            }
+        }
         if let (Some(jobs), Some(then)) = (batch, specs.last_mut()) {
             then.after = (first..first + jobs).collect();
             then.on_dependency_failure = crate::DependencyFailure::Run;
@@ -1154,7 +1290,7 @@ async fn submit_specs_then(
         at_ms: shared.clock.now_ms(),
         specs,
     });
-    let written = write_with(shared, store, records, urgent).await;
+    let written = crate::shared::write_pinned(shared, store, records, urgent, pins).await;
     if keys_reserved {
         let mut st = shared.state.lock();
         st.book

@@ -4,7 +4,7 @@
 //! own thread never own it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -60,6 +60,8 @@ pub struct Shared {
     /// snapshot sees every acknowledged record.
     pub append_gate: RwLock<()>,
     pub inflight_commits: AtomicUsize,
+    /// The timer's checkpoint is on its way (one at a time).
+    pub checkpointing: AtomicBool,
     /// Slices handed to the upload pool and not yet passed to the store.
     pub upload_tasks: AtomicUsize,
     /// Worker threads alive (a hung one counts until its handler returns).
@@ -82,6 +84,7 @@ impl Shared {
             handlers: RwLock::new(HashMap::new()),
             append_gate: RwLock::new(()),
             inflight_commits: AtomicUsize::new(0),
+            checkpointing: AtomicBool::new(false),
             upload_tasks: AtomicUsize::new(0),
             workers_alive: Mutex::new(0),
             workers_gone: Condvar::new(),
@@ -269,13 +272,35 @@ pub async fn write_with(
     metas: Vec<Meta>,
     urgent: bool,
 ) -> Result<Vec<Result<(), RuntimeError>>, RuntimeError> {
-    if let Some(cause) = shared.state.lock().book.poisoned.clone() {
+    write_pinned(shared, store, metas, urgent, Vec::new()).await
+}
+
+/// `write_with` for records whose rows the caller pinned
+/// (`TableView::pin`): they are unpinned once the records applied, or
+/// their write failed.
+pub async fn write_pinned(
+    shared: &Arc<Shared>,
+    store: &Arc<dyn SliceStore>,
+    metas: Vec<Meta>,
+    urgent: bool,
+    pins: Vec<crate::JobId>,
+) -> Result<Vec<Result<(), RuntimeError>>, RuntimeError> {
+    let poisoned = {
+        let mut st = shared.state.lock();
+        let cause = st.book.poisoned.clone();
+        if cause.is_some() {
+            pins.iter().for_each(|&id| st.table.unpin(id));
+        }
+        cause
+    };
+    if let Some(cause) = poisoned {
         return Err(RuntimeError::Store(StoreError::Poisoned { cause }));
     }
     let (tx, rx) = oneshot::channel();
     let batch = batch_of(&metas);
     let batch = if urgent { batch.urgent() } else { batch };
-    commit(shared, store, batch, metas, move |_, applied| {
+    commit(shared, store, batch, metas, move |st, applied| {
+        pins.iter().for_each(|&id| st.table.unpin(id));
         let _ = tx.send(applied);
     });
     rx.await

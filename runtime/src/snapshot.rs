@@ -1,15 +1,16 @@
 //! Compaction: the runtime's answer to the store's `CompactionPlan`. Slices
-//! of jobs still in the table are live; the meta log is replaced by one
-//! `Restore` record per job (plus the next job id), which replays to the
-//! same table.
+//! of jobs still in the table are live; the meta log is replaced by the
+//! records of the checkpoint written just before (`Runtime::compact`),
+//! whose pages hold the rows.
 
 use std::collections::HashSet;
+use std::ops::ControlFlow;
 
 use booster_store::{CompactionPlan, SliceKey};
 
 use crate::meta::{self, Meta};
 use crate::state::State;
-use crate::JobId;
+use crate::{JobId, RuntimeError};
 
 pub struct Snapshot {
     live_jobs: HashSet<JobId>,
@@ -66,21 +67,34 @@ pub fn records_besides_rows(state: &State) -> Vec<Vec<u8>> {
 }
 
 impl Snapshot {
-    /// Call with no commit in flight (the append gate held), so the
-    /// snapshot covers every durable record.
-    pub fn take(state: &State) -> Snapshot {
-        let mut records = records_besides_rows(state);
-        records.reserve(state.table.len());
-        for job in state.table.values() {
-            records.push(meta::encode(&Meta::Restore {
-                job: Box::new(job.clone()),
-            }));
-        }
-        Snapshot {
-            live_jobs: state.table.keys().copied().collect(),
+    /// Call right after a durable checkpoint, with no commit in flight
+    /// (the append gate held): the compacted log starts at that
+    /// checkpoint's record and its batch's other records, and the rows stay
+    /// in the checkpoint's pages (`TABLE_OWNER` keys are live).
+    pub fn take(state: &State) -> Result<Snapshot, RuntimeError> {
+        let (record, besides) =
+            crate::table::image::checkpoint_records(state, state.book.checkpoint_seq);
+        let mut records = vec![meta::encode(&record)];
+        records.extend(besides);
+        Ok(Snapshot {
+            live_jobs: live_jobs(state)?,
             records,
-        }
+        })
     }
+}
+
+/// The jobs whose slices are live: every row's job that owns slices
+/// (sliced ones, and the lost, whose shape is unknown); every row in RAM.
+/// Reads every page of the table's image.
+fn live_jobs(state: &State) -> Result<HashSet<JobId>, RuntimeError> {
+    let mut live: HashSet<JobId> = state.table.keys().copied().collect();
+    state.table.scan(false, |job| {
+        if job.sliced().is_some() || &*job.kind == crate::lost::KIND {
+            live.insert(job.id);
+        }
+        ControlFlow::Continue(())
+    })?;
+    Ok(live)
 }
 
 /// Which slices are live, and nothing else: what `inspect`'s stats need,
@@ -90,10 +104,10 @@ pub struct Liveness {
 }
 
 impl Liveness {
-    pub fn take(state: &State) -> Liveness {
-        Liveness {
-            live_jobs: state.table.keys().copied().collect(),
-        }
+    pub fn take(state: &State) -> Result<Liveness, RuntimeError> {
+        Ok(Liveness {
+            live_jobs: live_jobs(state)?,
+        })
     }
 }
 

@@ -196,6 +196,11 @@ pub struct Book {
     pub generation: u64,
     /// Checkpoints written in this data directory (`Meta::Checkpoint`).
     pub checkpoint_seq: u64,
+    /// When this process last took (or tried) a checkpoint, by its clock.
+    pub last_checkpoint_ms: u64,
+    /// Records applied live since the newest checkpoint was sealed, its
+    /// own aside (`State::checkpoint_due`).
+    pub records_since_checkpoint: u64,
     pub next_id: JobId,
     /// false while replaying: no events, no waiters, no fencing.
     pub live: bool,
@@ -234,6 +239,8 @@ pub struct Book {
     /// it, nothing is written but what an API call asks for: a read-only
     /// open (`jobs`, `verify`, `inspect`) changes nothing.
     pub runs_workers: bool,
+    /// The timer and shutdown take checkpoints (`RuntimeOptions::auto_checkpoint`).
+    pub auto_checkpoint: bool,
     /// Damaged ranges the store opened without (degraded open): shown on
     /// the jobs whose slices they held (`State::damage_of`).
     pub damage: Vec<booster_store::Damage>,
@@ -306,6 +313,8 @@ impl Book {
             next_epoch: 1,
             generation: 0,
             checkpoint_seq: 0,
+            last_checkpoint_ms: 0,
+            records_since_checkpoint: 0,
             next_id: 1,
             live: false,
             scheduled: BTreeSet::new(),
@@ -330,6 +339,7 @@ impl Book {
             reserved_workers: 0,
             reserved_priority: 10,
             runs_workers: true,
+            auto_checkpoint: true,
             damage: Vec::new(),
             lost: BTreeSet::new(),
             singletons: HashMap::new(),
@@ -556,6 +566,38 @@ impl Book {
     }
 }
 
+/// A checkpoint is due when this many rows changed since the last one
+/// (ARCHITECTURE.md, "2. What stays in RAM": the overlay's bound).
+pub const CHECKPOINT_CHANGED_ROWS: usize = 262_144;
+/// Or when this long passed with any change since the last one.
+pub const CHECKPOINT_INTERVAL_MS: u64 = 1_000;
+/// Checkpoints the changed-rows bound takes are at least this far apart.
+const CHECKPOINT_MIN_GAP_MS: u64 = 50;
+
+impl State {
+    /// Whether the timer takes a checkpoint now: in a process that runs
+    /// work, writable, not stopping, not over a loss a checkpoint would
+    /// make permanent; when `CHECKPOINT_CHANGED_ROWS` rows changed, or
+    /// `CHECKPOINT_INTERVAL_MS` passed with any row changed or record
+    /// applied (which also bounds the meta bytes since the last one).
+    pub fn checkpoint_due(&self, now_ms: u64) -> bool {
+        let b = &self.book;
+        let blocked = !b.runs_workers
+            || !b.auto_checkpoint
+            || b.store_read_only
+            || b.poisoned.is_some()
+            || b.stopping
+            || b.damage.iter().any(|d| d.meta_lost || !d.identified);
+        if blocked {
+            return false;
+        }
+        let since = now_ms.saturating_sub(b.last_checkpoint_ms);
+        let changed = self.table.changed();
+        (changed >= CHECKPOINT_CHANGED_ROWS && since >= CHECKPOINT_MIN_GAP_MS)
+            || (since >= CHECKPOINT_INTERVAL_MS && (changed > 0 || b.records_since_checkpoint > 0))
+    }
+}
+
 /// Most jobs carry null arguments or properties: they share one allocation.
 fn shared_value(v: &serde_json::Value) -> Arc<serde_json::Value> {
     static NULL: std::sync::OnceLock<Arc<serde_json::Value>> = std::sync::OnceLock::new();
@@ -588,6 +630,9 @@ impl State {
     pub fn apply(&mut self, meta: &Meta) -> Result<(), RuntimeError> {
         if let Some(at_ms) = meta.at_ms() {
             self.book.log_ms = self.book.log_ms.max(at_ms);
+        }
+        if self.book.live && !matches!(meta, Meta::Checkpoint(_)) {
+            self.book.records_since_checkpoint += 1;
         }
         let applied = self.apply_record(meta);
         self.settle_dependents();
@@ -680,10 +725,16 @@ impl State {
                     // keeps a sliced job running.
                     started = s.before_done;
                 }
-                if job.state == JobState::Running && !started {
+                let requeued = job.state == JobState::Running && !started;
+                if requeued {
                     job.state = JobState::Queued;
                 }
+                let id = job.id;
                 self.insert(job, "restored");
+                if requeued {
+                    // Not the row the image holds: written at the next checkpoint.
+                    self.table.get_mut(&id);
+                }
                 Ok(())
             }
             Meta::NextId { next } => {
@@ -697,7 +748,14 @@ impl State {
             }
             Meta::Opened { generation, .. } => self.book.open_generation(*generation),
             Meta::Checkpoint(c) => self.apply_checkpoint(c),
-            Meta::KindId { id, name } => self.book.kind_ids.apply(*id, name),
+            Meta::KindId { id, name } => {
+                self.book.kind_ids.apply(*id, name)?;
+                if let Some(id) = self.book.kind_ids.id(name) {
+                    let name = self.book.kind_ids.name(id).cloned().expect("interned");
+                    self.table.know_kind(id, &name);
+                }
+                Ok(())
+            }
             Meta::LeaseExpired { work, .. } => {
                 self.count_expiry(work);
                 Ok(())
@@ -818,33 +876,13 @@ impl State {
             _ => None,
         });
         let at_ms = found.min().unwrap_or(self.book.log_ms);
-        let job = Job {
-            id,
-            kind: Arc::from(crate::lost::KIND),
-            kind_id: 0,
-            description: String::new(),
-            priority: 50,
-            max_workers: None,
-            run_at_ms: None,
-            expires_at_ms: None,
-            created_ms: at_ms,
-            started_us: None,
-            completed_us: Some(crate::clock::ms_to_us(at_ms)),
-            state: JobState::Failed,
-            properties: shared_value(&serde_json::Value::Null),
-            failure_reason: Some(reason.to_string()),
-            attempts: 0,
-            body: Body::Simple(SimpleBody {
-                args: shared_value(&serde_json::Value::Null),
-                result: None,
-                expiries: 0,
-            }),
-            singleton: None,
-            cron: None,
-            after: Vec::new(),
-            on_dependency_failure: Default::default(),
-            window: None,
-        };
+        self.insert_lost_row(crate::lost::lost_job(id, at_ms, reason.to_string()));
+    }
+
+    /// Puts `job`, a lost row (`lost::lost_job`), in the table: no
+    /// control may run or destroy it.
+    pub fn insert_lost_row(&mut self, job: Job) {
+        let id = job.id;
         self.book.lost.insert(id);
         self.insert(job, "lost");
     }
@@ -909,10 +947,11 @@ impl State {
     }
 
     fn insert(&mut self, mut job: Job, what: &str) {
-        if let Some(old) = self.table.remove(&job.id) {
+        if let Some(old) = self.table.take_resident(job.id) {
             self.book.count_gone(&old);
         }
         job.kind_id = self.book.kind_ids.intern(&job.kind);
+        self.table.know_kind(job.kind_id, &job.kind);
         self.book.count_new(&job);
         if self.book.active.contains_key(&job.id) {
             let refused = self.refusal_of(&job);

@@ -174,7 +174,7 @@ pub fn filter_matches(filter: &JobFilter, j: &Job) -> bool {
 pub fn status_of(shared: &Shared, id: JobId) -> Result<JobStatus, RuntimeError> {
     let st = shared.state.lock();
     let job = st.table.get(&id).ok_or(RuntimeError::NotFound(id))?;
-    Ok(build_status(&st, job))
+    Ok(build_status(&st, &job))
 }
 
 impl State {
@@ -228,8 +228,7 @@ impl State {
                 let categories = self
                     .table
                     .get(&job)
-                    .and_then(|j| j.sliced())
-                    .map(|s| s.categories.clone())
+                    .and_then(|j| j.sliced().map(|s| s.categories.clone()))
                     .unwrap_or_else(|| std::sync::Arc::from(Vec::new()));
                 let lost: Vec<String> = d
                     .slices

@@ -1,12 +1,17 @@
 //! A model test of the job table and the ready queue (issue 12): random
-//! submits, leases, commits, controls and priority changes are applied to
+//! submits, leases, commits, controls, priority changes, checkpoints and
+//! reopens are applied to
 //! `State` and to a reference `BTreeMap<JobId, RefRow>` written from the
 //! contract alone (the transition table, G5's lease order), and the two
 //! must agree after every step. It guards the split of `State` into the
 //! scheduler and the table (step 2's last increment): after every step the
 //! scheduler holds an entry for exactly the unfinished rows, with their
 //! state and priority, filed in the ready queue where the row says; and
-//! at the end the log replays to the same table. A unit test, because it
+//! at the end the log replays to the same table. Since step 3.2 the state
+//! runs over a store (`logged_tests.rs`): after a checkpoint the overlay
+//! holds only the unfinished rows, and the table read through pages and
+//! overlay still equals the reference; a reopen replays from the newest
+//! checkpoint. A unit test, because it
 //! drives `State` directly (deterministic, no worker threads);
 //! `BOOSTER_SEED` replays a run.
 
@@ -16,8 +21,9 @@ use std::sync::Arc;
 use proptest::prelude::*;
 
 use crate::dispatch::TaskWork;
+use crate::logged_tests::{all_rows, Logged};
 use crate::meta::{Control, Meta, SimpleOutcome};
-use crate::state::{HandlerShape, KindConf, LeaseWork, State};
+use crate::state::{Book, HandlerShape, KindConf, LeaseWork, State};
 use crate::{JobId, JobSpec, JobState};
 
 const WORKERS: usize = 4;
@@ -36,6 +42,10 @@ enum Op {
     Commit(usize, bool),
     Control(u64, u8),
     Priority(u64, u8),
+    /// A checkpoint: the finished rows leave RAM.
+    Checkpoint,
+    /// The state is replayed from the store's log, from its checkpoint.
+    Reopen,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -45,6 +55,8 @@ fn op() -> impl Strategy<Value = Op> {
         3 => ((0..WORKERS), any::<bool>()).prop_map(|(w, ok)| Op::Commit(w, ok)),
         2 => (any::<u64>(), 0..6u8).prop_map(|(j, a)| Op::Control(j, a)),
         1 => (any::<u64>(), 1..=100u8).prop_map(|(j, p)| Op::Priority(j, p)),
+        1 => Just(Op::Checkpoint),
+        1 => Just(Op::Reopen),
     ]
 }
 
@@ -88,7 +100,8 @@ struct Held {
 }
 
 struct Model {
-    st: State,
+    /// The state over its store (`logged_tests.rs`): `st`.
+    logged: Logged,
     rows: BTreeMap<JobId, RefRow>,
     /// The lease each worker holds.
     held: [Option<Held>; WORKERS],
@@ -98,20 +111,26 @@ struct Model {
     log: Vec<Meta>,
 }
 
+/// The book of the model's process: one simple kind, leases of one job.
+fn book() -> Book {
+    let mut book = Book::new(WORKERS, 1000, 100);
+    book.max_lease_batch = 1;
+    book.kinds.insert(
+        Arc::from("k"),
+        KindConf {
+            handler: Some(HandlerShape::Simple),
+            ..KindConf::default()
+        },
+    );
+    book
+}
+
 impl Model {
     fn new() -> Model {
-        let mut st = State::new(crate::state::Book::new(WORKERS, 1000, 100));
+        let mut st = State::new(book());
         st.book.live = true;
-        st.book.max_lease_batch = 1;
-        st.book.kinds.insert(
-            Arc::from("k"),
-            KindConf {
-                handler: Some(HandlerShape::Simple),
-                ..KindConf::default()
-            },
-        );
         Model {
-            st,
+            logged: Logged::new(st),
             rows: BTreeMap::new(),
             held: [None; WORKERS],
             next_id: 1,
@@ -126,7 +145,7 @@ impl Model {
     /// in the log; a running job it refused is queued on replay, where no
     /// lease holds it.)
     fn apply(&mut self, meta: Meta) -> Result<(), crate::RuntimeError> {
-        let applied = self.st.apply(&meta);
+        let applied = self.logged.apply(&meta);
         if applied.is_ok() {
             self.log.push(meta);
         }
@@ -164,6 +183,11 @@ impl Model {
                     None => {}
                 }
             }
+            Op::Checkpoint => {
+                self.logged.checkpoint();
+                self.check_overlay_holds_only_unfinished_rows();
+            }
+            Op::Reopen => self.reopen(),
             Op::Priority(pick, priority) => {
                 let id = pick % (self.next_id + 1);
                 let applied = self.apply(Meta::Priority {
@@ -177,6 +201,36 @@ impl Model {
                 }
             }
         }
+    }
+
+    /// After a checkpoint the overlay holds the unfinished rows and
+    /// nothing else: a finished job costs no RAM.
+    fn check_overlay_holds_only_unfinished_rows(&self) {
+        let resident: Vec<JobId> = self.st().table.keys().copied().collect();
+        let unfinished: Vec<JobId> = self
+            .rows
+            .iter()
+            .filter(|(_, r)| !r.state.is_finished())
+            .map(|(id, _)| *id)
+            .collect();
+        assert_eq!(resident, unfinished, "rows in RAM after a checkpoint");
+    }
+
+    /// A restart: leases are gone (their jobs are queued again), the table
+    /// is the checkpoint's image and the records after it.
+    fn reopen(&mut self) {
+        self.logged.reopen(book());
+        self.logged.st.book.live = true;
+        self.held = [None; WORKERS];
+        for row in self.rows.values_mut() {
+            if row.state == JobState::Running {
+                row.state = JobState::Queued;
+            }
+        }
+    }
+
+    fn st(&self) -> &State {
+        &self.logged.st
     }
 
     fn submit(&mut self, priorities: &[u8]) {
@@ -212,7 +266,7 @@ impl Model {
             .filter(|(_, r)| r.state == JobState::Queued)
             .map(|(id, r)| (r.priority, *id))
             .min();
-        let task = self.st.lease(w, self.now_ms);
+        let task = self.logged.st.lease(w, self.now_ms);
         let got = task.as_ref().map(|t| match &t.work {
             TaskWork::Simple(items) => {
                 assert_eq!(items.len(), 1);
@@ -241,7 +295,7 @@ impl Model {
             return;
         };
         let claim = LeaseWork::Simple(vec![id]);
-        let won = self.st.begin_commit(epoch, &claim).is_some();
+        let won = self.logged.st.begin_commit(epoch, &claim).is_some();
         // A lease holds until a control takes its job out of Running
         // (abort, fail); then its late commit is fenced.
         assert_eq!(won, !revoked, "commit of job {id}");
@@ -259,7 +313,7 @@ impl Model {
             }],
         })
         .unwrap();
-        self.st.release(epoch);
+        self.logged.st.release(epoch);
         let row = self.rows.get_mut(&id).expect("running");
         row.attempts += 1;
         row.state = if ok {
@@ -270,10 +324,8 @@ impl Model {
     }
 
     fn check(&self) {
-        let table: BTreeMap<JobId, RefRow> = self
-            .st
-            .table
-            .values()
+        let table: BTreeMap<JobId, RefRow> = all_rows(self.st())
+            .iter()
             .map(|j| {
                 let row = RefRow {
                     state: j.state,
@@ -288,14 +340,14 @@ impl Model {
         for r in self.rows.values() {
             counts[r.state.index()] += 1;
         }
-        assert_eq!(self.st.book.by_state, counts);
+        assert_eq!(self.st().book.by_state, counts);
         self.check_scheduler();
     }
 
     /// The scheduler has an entry for exactly the unfinished rows, with
     /// their state and priority, filed where its row says.
     fn check_scheduler(&self) {
-        let book = &self.st.book;
+        let book = &self.st().book;
         let unfinished: Vec<JobId> = self
             .rows
             .iter()
@@ -306,7 +358,7 @@ impl Model {
         active.sort_unstable();
         assert_eq!(active, unfinished, "scheduler entries");
         for (id, slot) in &book.active {
-            let row = &self.st.table[id];
+            let row = &self.st().table[id];
             assert_eq!((slot.state, slot.priority), (row.state, row.priority));
             assert_eq!(slot.filed(), slot.ready_slot(row, None), "job {id}");
         }
@@ -323,8 +375,8 @@ impl Model {
             let _ = replayed.apply(&decoded);
         }
         let rows = |st: &State| -> Vec<(JobId, RefRow)> {
-            st.table
-                .values()
+            all_rows(st)
+                .iter()
                 .map(|j| {
                     let state = match j.state {
                         JobState::Running => JobState::Queued,
@@ -339,10 +391,10 @@ impl Model {
                 })
                 .collect()
         };
-        assert_eq!(rows(&replayed), rows(&self.st));
+        assert_eq!(rows(&replayed), rows(self.st()));
         let mut ids: Vec<JobId> = replayed.book.active.keys().copied().collect();
         ids.sort_unstable();
-        let mut live: Vec<JobId> = self.st.book.active.keys().copied().collect();
+        let mut live: Vec<JobId> = self.st().book.active.keys().copied().collect();
         live.sort_unstable();
         assert_eq!(ids, live, "replayed scheduler entries");
     }

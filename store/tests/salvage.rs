@@ -398,3 +398,79 @@ fn tombstones_and_checkpoints_are_copied_as_what_they_are() {
     assert_eq!(slices.len(), 5);
     assert_eq!(meta, vec!["checkpoint".to_string(), "after".to_string()]);
 }
+
+/// A checkpoint written after a batch the copy loses summarises that
+/// batch (its image says the lost commit happened): the copy leaves the
+/// checkpoint's batch out whole, so its log starts at the checkpoint
+/// before the loss, over that checkpoint's image, and the lost commit is
+/// simply not done there (ARCHITECTURE.md, "Salvage").
+#[test]
+fn a_checkpoint_after_a_lost_batch_is_left_out_so_the_copy_replays_from_before_it() {
+    let image = SliceKey {
+        owner: u64::MAX,
+        stream: 0,
+        seq: 0,
+    };
+    let src = tempfile::tempdir().unwrap();
+    {
+        let (store, _) = Store::open(src.path(), opts(None)).unwrap();
+        let checkpoint = |n: u64| {
+            Batch::new()
+                .checkpoint(format!("checkpoint {n}").into_bytes())
+                .meta(format!("besides {n}").into_bytes())
+                .slice(image, &[format!("image {n}").into_bytes()])
+        };
+        store.append(checkpoint(1)).unwrap();
+        for v in 0..12 {
+            store
+                .append(
+                    Batch::new()
+                        .slice(key(v), &records(v))
+                        .meta(format!("meta {v}").into_bytes()),
+                )
+                .unwrap();
+        }
+        store.append(checkpoint(2)).unwrap();
+        store.append(Batch::new().meta(b"after".to_vec())).unwrap();
+        store.close().unwrap();
+    }
+    // Rot batch 3's slice (in a sealed segment, before checkpoint 2).
+    let (victim, offset) = segment_paths(src.path())
+        .unwrap()
+        .into_iter()
+        .find_map(|p| {
+            let entries = read_sealed_entries(&std::fs::read(&p).unwrap()).ok()?;
+            let e = entries.iter().find(|e| e.header.key == key(3))?;
+            Some((p.clone(), e.offset))
+        })
+        .expect("batch 3 is in a sealed segment");
+    let mut bytes = std::fs::read(&victim).unwrap();
+    bytes[offset as usize + 60] ^= 0x08;
+    std::fs::write(&victim, &bytes).unwrap();
+
+    let dst = tempfile::tempdir().unwrap();
+    let out = dst.path().join("new");
+    let report = Store::salvage(src.path(), &out, None).unwrap();
+    assert_eq!(report.unsaved.len(), 2, "{:?}", report.unsaved);
+    assert!(
+        report.unsaved[1].what.contains("checkpoint"),
+        "the checkpoint left out is named: {:?}",
+        report.unsaved[1]
+    );
+    let (store, _) = Store::open(&out, opts(None)).unwrap();
+    let meta: Vec<String> = store
+        .meta_records()
+        .unwrap()
+        .into_iter()
+        .map(|m| String::from_utf8(m).unwrap())
+        .collect();
+    let mut want = vec!["checkpoint 1".to_string(), "besides 1".into()];
+    want.extend((0..12).filter(|v| *v != 3).map(|v| format!("meta {v}")));
+    want.push("after".into());
+    assert_eq!(meta, want);
+    assert_eq!(
+        store.read_slice(&image).unwrap(),
+        Some(vec![b"image 1".to_vec()]),
+        "the image of the checkpoint the log starts at"
+    );
+}

@@ -6,19 +6,20 @@
 //! its checkpoint record, so after any crash the store holds the image and
 //! the record, or neither.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
+use std::sync::Arc;
 
 use booster_store::{Batch, SliceKey};
 
-use super::keys::{self, ROW_LARGE, ROW_PAGE, SLICE_MAP, TABLE_OWNER};
-use super::kinds::KindIds;
-use super::row::{self, RowBody};
-use super::{convert, page, slice_map, Job, TableView};
+use super::keys::{self, ROW_LARGE, ROW_PAGE, SLICE_MAP, STATE_INDEX_BASE, TABLE_OWNER};
+use super::kinds::KindId;
+use super::row::{self, Row, RowBody, STATE_DESTROYED};
+use super::{convert, page, slice_map, Job};
 use crate::meta::{self, Checkpoint, Meta};
 use crate::slice_store::SliceStore;
 use crate::state::State;
-use crate::RuntimeError;
+use crate::{JobId, JobState, RuntimeError};
 
 /// Every key of (`TABLE_OWNER`, `stream`), ascending.
 fn all_keys(store: &dyn SliceStore, stream: u32) -> Vec<SliceKey> {
@@ -33,49 +34,164 @@ fn all_keys(store: &dyn SliceStore, stream: u32) -> Vec<SliceKey> {
 /// A keyed slice of the image: its key and its records.
 type Keyed = (SliceKey, Vec<Vec<u8>>);
 
-/// The table's keyed slices, ascending by job id.
-fn image(table: &TableView) -> Result<Vec<Keyed>, RuntimeError> {
-    let mut out = Vec::new();
-    let mut rows = Vec::new();
-    let mut page_now = None;
-    for job in table.values() {
-        let (page, _) = keys::page_of(job.id);
-        if page_now != Some(page) {
-            flush(page_now, &mut rows, &mut out)?;
-            page_now = Some(page);
+/// The state index streams: one per row state byte (`STATE_DESTROYED`
+/// included).
+const STATES: usize = STATE_DESTROYED as usize + 1;
+
+/// The row states whose rows an open reads back: the unfinished ones
+/// (scheduled, queued, running, paused, waiting).
+pub const ACTIVE_STATES: [JobState; 5] = [
+    JobState::Scheduled,
+    JobState::Queued,
+    JobState::Running,
+    JobState::Paused,
+    JobState::Waiting,
+];
+
+/// What a checkpoint writes and deletes.
+#[derive(Default)]
+struct Image {
+    puts: Vec<Keyed>,
+    deletes: Vec<SliceKey>,
+}
+
+/// A page as the store holds it: its rows and their records.
+struct StoredPage {
+    rows: Vec<Row>,
+    records: Vec<Vec<u8>>,
+}
+
+fn read_stored(store: &dyn SliceStore, page: u64) -> Result<Option<StoredPage>, RuntimeError> {
+    let Some(records) = store.read_slice(&keys::row_page(page))? else {
+        return Ok(None);
+    };
+    let rows = page::decode(page, &records).map_err(corrupt)?;
+    Ok(Some(StoredPage { rows, records }))
+}
+
+/// Page `page` rebuilt: the stored page (None: written whole) with
+/// `changes` (None: the row went) merged in; its large rows, slice maps
+/// and state masks (recomputed from the merged page, so rebuilding a page
+/// twice is harmless), and deletes of what the stored page had and the
+/// new one has not.
+fn build_page(
+    page: u64,
+    stored: Option<StoredPage>,
+    changes: &[(JobId, Option<&Job>)],
+    out: &mut Image,
+) {
+    let had_page = stored.is_some();
+    let mut slots: BTreeMap<JobId, (Vec<u8>, u8)> = BTreeMap::new();
+    let mut old_masks = [0u64; STATES];
+    // (a stub, sliced) of each stored row.
+    let mut old: HashMap<JobId, (bool, bool)> = HashMap::new();
+    if let Some(StoredPage { rows, records }) = stored {
+        for (row, record) in rows.into_iter().zip(records) {
+            let slot = keys::page_of(row.id).1;
+            old_masks[usize::from(row.state)] |= 1 << slot;
+            let stub = matches!(row.body, RowBody::Stub { .. });
+            let sliced = matches!(
+                row.body,
+                RowBody::Sliced(_) | RowBody::Stub { sliced: true }
+            );
+            old.insert(row.id, (stub, sliced));
+            slots.insert(row.id, (record, row.state));
         }
-        let (row, map) = convert::row_of(job);
-        if let Some(map) = map {
-            out.push((keys::slice_map(job.id), vec![slice_map::encode(&map)]));
-        }
-        rows.push(row);
     }
-    flush(page_now, &mut rows, &mut out)?;
+    for &(id, job) in changes {
+        slots.remove(&id);
+        let (was_stub, was_sliced) = old.get(&id).copied().unwrap_or_default();
+        let (mut large, mut sliced) = (false, false);
+        if let Some(job) = job {
+            let (row, map) = convert::row_of(job);
+            let (inline, whole) = row::encode_for_page(&row);
+            if let Some(whole) = whole {
+                out.puts.push((keys::row_large(id), vec![whole]));
+                large = true;
+            }
+            if let Some(map) = map {
+                out.puts
+                    .push((keys::slice_map(id), vec![slice_map::encode(&map)]));
+                sliced = true;
+            }
+            slots.insert(id, (inline, row.state));
+        }
+        if was_stub && !large {
+            out.deletes.push(keys::row_large(id));
+        }
+        if was_sliced && !sliced {
+            out.deletes.push(keys::slice_map(id));
+        }
+    }
+    let mut masks = [0u64; STATES];
+    for (id, (_, state)) in &slots {
+        masks[usize::from(*state)] |= 1 << keys::page_of(*id).1;
+    }
+    for (s, (&new, &was)) in masks.iter().zip(&old_masks).enumerate() {
+        let key = keys::state_index(s as u8, page).expect("a row state byte");
+        if new != 0 && new != was {
+            out.puts.push((key, vec![keys::encode_mask(new)]));
+        } else if new == 0 && was != 0 {
+            out.deletes.push(key);
+        }
+    }
+    if slots.is_empty() {
+        if had_page {
+            out.deletes.push(keys::row_page(page));
+        }
+    } else {
+        let records = slots.into_values().map(|(r, _)| r).collect();
+        out.puts.push((keys::row_page(page), records));
+    }
+}
+
+/// The whole table, every page written afresh, and a delete of every key
+/// of the store's image (`written_keys`) it no longer has: the first
+/// checkpoint over a log without an image (the migration).
+fn whole_image(state: &State, store: &dyn SliceStore) -> Image {
+    let mut out = Image::default();
+    let mut by_page: BTreeMap<u64, Vec<(JobId, Option<&Job>)>> = BTreeMap::new();
+    for job in state.table.values() {
+        by_page
+            .entry(keys::page_of(job.id).0)
+            .or_default()
+            .push((job.id, Some(job)));
+    }
+    for (page, changes) in by_page {
+        build_page(page, None, &changes, &mut out);
+    }
+    let kept: BTreeSet<SliceKey> = out.puts.iter().map(|(k, _)| *k).collect();
+    out.deletes = written_keys(store)
+        .into_iter()
+        .filter(|k| !kept.contains(k))
+        .collect();
+    out
+}
+
+/// The pages the rows changed since the image was written touch,
+/// rebuilt over the stored pages.
+fn touched_pages(state: &State, store: &dyn SliceStore) -> Result<Image, RuntimeError> {
+    let mut out = Image::default();
+    let mut by_page: BTreeMap<u64, Vec<(JobId, Option<&Job>)>> = BTreeMap::new();
+    for (id, job) in state.table.dirty() {
+        by_page
+            .entry(keys::page_of(id).0)
+            .or_default()
+            .push((id, job));
+    }
+    for (page, changes) in by_page {
+        let stored = read_stored(store, page)?;
+        build_page(page, stored, &changes, &mut out);
+    }
     Ok(out)
 }
 
-fn flush(
-    page: Option<u64>,
-    rows: &mut Vec<row::Row>,
-    out: &mut Vec<Keyed>,
-) -> Result<(), RuntimeError> {
-    let Some(page) = page else {
-        return Ok(());
-    };
-    let encoded = page::encode(rows).map_err(RuntimeError::Corrupt)?;
-    out.push((keys::row_page(page), encoded.records));
-    for (id, whole) in encoded.large {
-        out.push((keys::row_large(id), vec![whole]));
-    }
-    rows.clear();
-    Ok(())
-}
-
-/// The checkpoint record for `state`, which `records` records follow.
-pub fn checkpoint_record(state: &State, records: usize) -> Meta {
+/// The checkpoint record for `state`, number `seq`, which `records`
+/// records follow.
+pub fn checkpoint_record(state: &State, seq: u64, records: usize) -> Meta {
     Meta::Checkpoint(Box::new(Checkpoint {
         table_version: meta::TABLE_VERSION,
-        seq: state.book.checkpoint_seq + 1,
+        seq,
         next_id: state.book.next_id,
         generation: state.book.generation,
         log_ms: state.book.log_ms,
@@ -84,111 +200,296 @@ pub fn checkpoint_record(state: &State, records: usize) -> Meta {
     }))
 }
 
+/// The meta records that start the log at checkpoint `seq`: its record
+/// and what the log holds besides the rows (`snapshot::records_besides_rows`).
+pub fn checkpoint_records(state: &State, seq: u64) -> (Meta, Vec<Vec<u8>>) {
+    let records = crate::snapshot::records_besides_rows(state);
+    (checkpoint_record(state, seq, records.len()), records)
+}
+
 /// The checkpoint batch for `state`: the checkpoint record, the records
-/// the log holds besides the rows (`snapshot::records_besides_rows`), the
-/// image, and a delete of each key in `written` (the table's keys in the
-/// store now) that the image no longer has. Call with no commit in flight
-/// (the append gate held), so it covers every durable record.
+/// the log holds besides the rows, and the pages that changed since the
+/// store's image was written (every page, and deletes of the keys the
+/// image no longer has, when there is no image yet). Call with no commit
+/// in flight (the append gate held), so it covers every durable record,
+/// and seal the table's generation under the same lock.
 /// Returns the batch and its checkpoint record.
 pub fn checkpoint_batch(
     state: &State,
-    written: &[SliceKey],
+    store: &dyn SliceStore,
 ) -> Result<(Batch, Meta), RuntimeError> {
-    let records = crate::snapshot::records_besides_rows(state);
-    let record = checkpoint_record(state, records.len());
+    let (record, records) = checkpoint_records(state, state.book.checkpoint_seq + 1);
     let mut batch = Batch::new().checkpoint(meta::encode(&record));
     for r in records {
         batch = batch.meta(r);
     }
-    let image = image(&state.table)?;
-    let kept: BTreeSet<SliceKey> = image.iter().map(|(k, _)| *k).collect();
-    for (key, records) in &image {
+    let image = match state.table.has_image() {
+        true => touched_pages(state, store)?,
+        false => whole_image(state, store),
+    };
+    for (key, records) in &image.puts {
         batch = batch.slice(*key, records);
     }
-    for key in written.iter().filter(|k| !kept.contains(k)) {
-        batch = batch.delete(*key);
+    for key in image.deletes {
+        batch = batch.delete(key);
     }
     Ok((batch, record))
 }
 
-/// The keys of the table image in `store` (what the next checkpoint
-/// replaces).
+/// The keys of the table image in `store` (what a whole image replaces).
 pub fn written_keys(store: &dyn SliceStore) -> Vec<SliceKey> {
+    let masks = (0..STATES as u32).map(|s| STATE_INDEX_BASE + s);
     [ROW_PAGE, ROW_LARGE, SLICE_MAP]
         .into_iter()
+        .chain(masks)
         .flat_map(|stream| all_keys(store, stream))
         .collect()
 }
 
-/// Every row of the image in `store`, ascending by id, as jobs with no
-/// live marks (what a `restore` record holds). A page, large row or slice
-/// map that is missing or does not decode is corruption, named.
-pub fn read_rows(store: &dyn SliceStore, kinds: &KindIds) -> Result<Vec<Job>, RuntimeError> {
-    let corrupt = |what: String| RuntimeError::Corrupt(format!("the checkpoint's table: {what}"));
-    let read = |key: SliceKey| -> Result<Vec<Vec<u8>>, RuntimeError> {
-        store
-            .read_slice(&key)?
-            .ok_or_else(|| corrupt(format!("{key:?} is missing")))
-    };
+fn corrupt(what: String) -> RuntimeError {
+    RuntimeError::Corrupt(format!("the checkpoint's table: {what}"))
+}
+
+/// The job stored row `row` holds (its `ROW_LARGE` row when the page holds
+/// a stub, its slice map when sliced), with the kind named by `kinds`. A
+/// missing or undecodable part is corruption, named.
+pub fn whole_job(
+    store: &dyn SliceStore,
+    row: Row,
+    kinds: &dyn Fn(KindId) -> Option<Arc<str>>,
+) -> Result<Job, RuntimeError> {
     let one = |key: SliceKey| -> Result<Vec<u8>, RuntimeError> {
-        let mut records = read(key)?;
+        let mut records = store
+            .read_slice(&key)?
+            .ok_or_else(|| corrupt(format!("{key:?} is missing")))?;
         match (records.pop(), records.is_empty()) {
             (Some(r), true) => Ok(r),
             _ => Err(corrupt(format!("{key:?} does not hold one record"))),
         }
     };
-    let mut jobs = Vec::new();
-    for key in all_keys(store, ROW_PAGE) {
-        let page = key.seq;
-        let records = read(key)?;
-        for row in page::decode(page, &records).map_err(corrupt)? {
-            let row = match row.body {
-                RowBody::Stub { .. } => {
-                    row::decode(&one(keys::row_large(row.id))?, page).map_err(corrupt)?
-                }
-                _ => row,
-            };
-            let map = match row.body {
-                RowBody::Sliced(_) => Some(
-                    slice_map::decode(&one(keys::slice_map(row.id))?)
-                        .map_err(|e| corrupt(format!("slice map of job {}: {e}", row.id)))?,
-                ),
-                _ => None,
-            };
-            let kind = kinds.name(row.kind).cloned().ok_or_else(|| {
-                corrupt(format!(
-                    "row {} names kind id {}, which no kind_id record gave",
-                    row.id, row.kind
-                ))
-            })?;
-            jobs.push(convert::job_of(row, map, kind).map_err(corrupt)?);
+    let page = keys::page_of(row.id).0;
+    let row = match row.body {
+        RowBody::Stub { .. } => {
+            row::decode(&one(keys::row_large(row.id))?, page).map_err(corrupt)?
         }
-    }
-    Ok(jobs)
+        _ => row,
+    };
+    let map = match row.body {
+        RowBody::Sliced(_) => Some(
+            slice_map::decode(&one(keys::slice_map(row.id))?)
+                .map_err(|e| corrupt(format!("slice map of job {}: {e}", row.id)))?,
+        ),
+        _ => None,
+    };
+    let kind = kinds(row.kind).ok_or_else(|| {
+        corrupt(format!(
+            "row {} names kind id {}, which no kind_id record gave",
+            row.id, row.kind
+        ))
+    })?;
+    convert::job_of(row, map, kind).map_err(corrupt)
 }
 
-/// Puts the rows of checkpoint `c`'s image into `state`, each as a
-/// `restore` record would (a running job without a lease is queued, its
-/// pending slices queued); then the state's counts must be the
-/// checkpoint's.
+/// The pages holding rows in the active states, each with the slots of
+/// those rows by state (a mask that cannot be read counts as every slot,
+/// `u64::MAX`: the page's rows say their states), from the state index;
+/// None when the image has no state index (written before step 3.2: every
+/// row is read then).
+fn active_pages(store: &dyn SliceStore) -> Option<BTreeMap<u64, Vec<(JobState, u64)>>> {
+    let mut pages: BTreeMap<u64, Vec<(JobState, u64)>> = BTreeMap::new();
+    for s in ACTIVE_STATES {
+        for key in all_keys(store, STATE_INDEX_BASE + s.index() as u32) {
+            let mask = match store.read_slice(&key) {
+                Ok(Some(records)) if records.len() == 1 => {
+                    keys::decode_mask(&records[0]).unwrap_or(u64::MAX)
+                }
+                _ => u64::MAX,
+            };
+            pages.entry(key.seq).or_default().push((s, mask));
+        }
+    }
+    let indexed = !pages.is_empty()
+        || (0..STATES as u32).any(|s| !all_keys(store, STATE_INDEX_BASE + s).is_empty());
+    if indexed || all_keys(store, ROW_PAGE).is_empty() {
+        return Some(pages);
+    }
+    None
+}
+
+/// The damage a page that cannot be read is, for the recovery report: its
+/// place when the store named one, its id range, and that its rows (table
+/// records) are lost.
+fn page_damage(page: u64, e: &RuntimeError) -> booster_store::Damage {
+    let (first, last) = crate::lost::page_ids(page);
+    let (segment_id, path, offset, what) = match e {
+        RuntimeError::Store(booster_store::StoreError::Corrupt {
+            segment_id,
+            path,
+            offset,
+            what,
+        }) => (*segment_id, path.clone(), *offset, what.clone()),
+        other => (0, "(the job table)".into(), 0, other.to_string()),
+    };
+    booster_store::Damage {
+        segment_id,
+        path,
+        offset,
+        end: offset,
+        what: format!(
+            "{what}: row page {page} of the checkpoint's table (job ids {first} to {last}); \
+             its rows are lost"
+        ),
+        slices: vec![keys::row_page(page)],
+        meta_lost: true,
+        identified: true,
+    }
+}
+
+/// Puts the rows of checkpoint `c`'s image that the scheduler needs (the
+/// unfinished ones, by the state index) into `state`, each as a `restore`
+/// record would (a running job without a lease is queued, its pending
+/// slices queued), and takes the finished rows' counts from the
+/// checkpoint: they stay in the store, read when asked for. The counts of
+/// the rows read must be the checkpoint's. An image without a state index
+/// (step 3.1's) is read whole into RAM, and the next checkpoint writes it
+/// again with one.
 pub fn restore_rows(
-    store: &dyn SliceStore,
+    store: &Arc<dyn SliceStore>,
     state: &mut State,
     c: &Checkpoint,
     mut lost: Option<&mut crate::lost::LostCreated>,
-) -> Result<(), RuntimeError> {
-    for job in read_rows(store, &state.book.kind_ids)? {
-        let m = Meta::Restore { job: Box::new(job) };
-        if let Some(lost) = lost.as_deref_mut() {
-            lost.note(&m, state);
-        }
-        state.apply(&m)?;
-    }
-    if state.book.by_state[..] != c.counts[..] {
-        return Err(RuntimeError::Corrupt(format!(
-            "checkpoint {} counts {:?} jobs by state, its table holds {:?}",
-            c.seq, c.counts, state.book.by_state
+) -> Result<Vec<booster_store::Damage>, RuntimeError> {
+    if c.counts.len() != JobState::ALL.len() {
+        return Err(corrupt(format!(
+            "checkpoint {} counts {} states, not {}",
+            c.seq,
+            c.counts.len(),
+            JobState::ALL.len()
         )));
     }
-    Ok(())
+    let active = active_pages(&**store);
+    let whole = active.is_none();
+    let pages: Vec<(u64, Vec<(JobState, u64)>)> = match active {
+        Some(pages) => pages.into_iter().collect(),
+        None => all_keys(&**store, ROW_PAGE)
+            .into_iter()
+            .map(|k| (k.seq, Vec::new()))
+            .collect(),
+    };
+    if !whole {
+        state.table.open_image(Arc::downgrade(store));
+        state.table.loading = true;
+    }
+    let mut counts = [0u64; 8];
+    let mut damage = Vec::new();
+    let restored = (|| -> Result<(), RuntimeError> {
+        for (page, masks) in pages {
+            let mask = match whole {
+                true => u64::MAX,
+                false => masks.iter().fold(0, |m, (_, s)| m | s),
+            };
+            // Every mask read: the page's rows must be exactly those.
+            let exact = !whole && masks.iter().all(|(_, m)| *m != u64::MAX);
+            let rows = match read_stored(&**store, page) {
+                Ok(Some(stored)) => stored.rows,
+                Ok(None) => {
+                    return Err(corrupt(format!(
+                        "page {page}, which the state index names, is missing"
+                    )))
+                }
+                // Degraded: the rows the masks name are lost, named.
+                Err(e) if !whole => {
+                    lose_page(state, page, &masks, &e, &mut counts);
+                    damage.push(page_damage(page, &e));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let mut found = 0u64;
+            for row in rows {
+                let slot = keys::page_of(row.id).1;
+                if mask & (1 << slot) == 0 {
+                    continue;
+                }
+                let s = row.job_state().ok_or_else(|| {
+                    corrupt(format!(
+                        "row {} is destroyed, yet indexed as unfinished",
+                        row.id
+                    ))
+                })?;
+                if !whole && !ACTIVE_STATES.contains(&s) {
+                    if exact {
+                        return Err(corrupt(format!(
+                            "row {} is {}, yet indexed as unfinished",
+                            row.id,
+                            s.as_str()
+                        )));
+                    }
+                    continue;
+                }
+                found |= 1 << slot;
+                counts[s.index()] += 1;
+                let kinds = |k| state.book.kind_ids.name(k).cloned();
+                let job = whole_job(&**store, row, &kinds)?;
+                let m = Meta::Restore { job: Box::new(job) };
+                if let Some(lost) = lost.as_deref_mut() {
+                    lost.note(&m, state);
+                }
+                state.apply(&m)?;
+            }
+            if exact && found != mask {
+                return Err(corrupt(format!(
+                    "page {page} lacks rows its state index names (slots {:#x})",
+                    mask & !found
+                )));
+            }
+        }
+        Ok(())
+    })();
+    state.table.loading = false;
+    restored?;
+    let checked: Vec<usize> = match whole {
+        true => (0..counts.len()).collect(),
+        false => ACTIVE_STATES.iter().map(|s| s.index()).collect(),
+    };
+    if checked.iter().any(|&s| counts[s] != c.counts[s]) {
+        return Err(RuntimeError::Corrupt(format!(
+            "checkpoint {} counts {:?} jobs by state, its table holds {:?}",
+            c.seq, c.counts, counts
+        )));
+    }
+    if !whole {
+        for s in JobState::ALL.iter().filter(|s| s.is_finished()) {
+            state.book.by_state[s.index()] += c.counts[s.index()];
+        }
+    }
+    Ok(damage)
+}
+
+/// The unfinished rows page `page` held by its masks are lost: each is a
+/// lost row (failed, naming the damage), counted in its indexed state for
+/// the checkpoint's counts.
+fn lose_page(
+    state: &mut State,
+    page: u64,
+    masks: &[(JobState, u64)],
+    e: &RuntimeError,
+    counts: &mut [u64; 8],
+) {
+    let reason = crate::lost::page_reason(page, e);
+    let mut slots = 0u64;
+    for (s, mask) in masks {
+        // A mask that cannot be read names no slot it can count.
+        if *mask != u64::MAX {
+            counts[s.index()] += u64::from(mask.count_ones());
+            slots |= mask;
+        }
+    }
+    state.table.loading = false;
+    for slot in (0..keys::ROWS_PER_PAGE).filter(|s| slots & (1 << s) != 0) {
+        let id = page * keys::ROWS_PER_PAGE + slot;
+        let at_ms = state.book.log_ms;
+        state.insert_lost_row(crate::lost::lost_job(id, at_ms, reason.clone()));
+    }
+    state.table.loading = true;
 }

@@ -1,66 +1,454 @@
 //! `TableView`: the job table's durable rows as `apply` and the readers
-//! (status, listing, download, snapshots) see them. Until checkpoints
-//! write rows into the store (issue 12, step 3) it is the overlay alone,
-//! and every row in it is new since the (absent) checkpoint: the whole
-//! table in RAM, as before the split. From step 3 on a lookup that misses
-//! the overlay reads the row page as of the newest checkpoint.
+//! (status, listing, download, snapshots) see them: the overlay (rows in
+//! RAM) over the image the newest durable checkpoint wrote into the store
+//! (issue 12, step 3.2; ARCHITECTURE.md, "Step 3, increment by
+//! increment").
+//!
+//! The overlay holds every unfinished row, every row changed since the
+//! newest durable checkpoint (each with the dirty generation that last
+//! touched it, or a `None` for a row that went), and the rows a control
+//! pinned before writing its record. Once a checkpoint is durable the
+//! finished rows it wrote leave RAM (`written_through`); a lookup that
+//! misses the overlay reads the row's page from the store
+//! (`get`, an owned row). Without an image (a log with no checkpoint, or
+//! one before the first checkpoint of this process is durable) every row
+//! is in the overlay, as before step 3.
 //!
 //! **Architecture invariant:** the table holds only durable facts: a
 //! restart rebuilds it exactly by replay. Scheduling marks live in the
 //! scheduler (`scheduler.rs`), keyed by the same job ids.
+//!
+//! **Architecture invariant:** every unfinished row is in the overlay, so
+//! the scheduler never reads the store for one.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::ControlFlow;
+use std::sync::{Arc, Weak};
 
+use super::keys::{self, ROWS_PER_PAGE, ROW_PAGE, TABLE_OWNER};
+use super::kinds::KindId;
+use super::row::Row;
+use crate::slice_store::SliceStore;
 use crate::table::Job;
-use crate::JobId;
+use crate::{JobId, RuntimeError};
 
-#[derive(Default)]
+struct Entry {
+    /// None: the row went (destroyed) since the image was written.
+    row: Option<Job>,
+    /// The dirty generation that last changed it; at most `written` for a
+    /// row as the image holds it.
+    generation: u64,
+}
+
 pub struct TableView {
-    /// Rows changed since the newest checkpoint; today every row
-    /// (`Dirty::New` in ARCHITECTURE.md's plan).
-    overlay: BTreeMap<JobId, Job>,
+    overlay: BTreeMap<JobId, Entry>,
+    /// The generation rows changed now get.
+    generation: u64,
+    /// Rows of this generation or older are in the store's image.
+    written: u64,
+    /// The store holding the image rows are read from; None while every
+    /// row is in the overlay. Weak: the store's commit thread applies
+    /// records to the state, so the state must not keep the store alive.
+    image: Option<Weak<dyn SliceStore>>,
+    /// Rows a control or a submit holds in RAM until its record applied.
+    pins: HashMap<JobId, u32>,
+    /// Entries changed since the image was written (generation above
+    /// `written`): what a checkpoint writes, and one of its triggers.
+    changed: usize,
+    /// Kind names by id, to make jobs of stored rows (the book's
+    /// `KindIds`, mirrored by `State`).
+    kinds: HashMap<KindId, Arc<str>>,
+    /// Rows inserted now are as the image holds them (an open restoring
+    /// the checkpoint's rows).
+    pub loading: bool,
+}
+
+impl Default for TableView {
+    fn default() -> Self {
+        TableView {
+            overlay: BTreeMap::new(),
+            generation: 1,
+            written: 0,
+            image: None,
+            pins: HashMap::new(),
+            changed: 0,
+            kinds: HashMap::new(),
+            loading: false,
+        }
+    }
+}
+
+fn corrupt(what: String) -> RuntimeError {
+    RuntimeError::Corrupt(format!("the checkpoint's table: {what}"))
 }
 
 impl TableView {
-    pub fn get(&self, id: &JobId) -> Option<&Job> {
-        self.overlay.get(id)
+    /// Job `id`'s row: from the overlay, else read from the image. A row
+    /// the image cannot give back (its page, large row or slice map is
+    /// damaged) is a lost row naming the damage (`lost::lost_job`), never
+    /// "no such job" (G7).
+    pub fn get(&self, id: &JobId) -> Option<Cow<'_, Job>> {
+        match self.overlay.get(id) {
+            Some(e) => e.row.as_ref().map(Cow::Borrowed),
+            None => self.read(*id).map(Cow::Owned),
+        }
     }
 
+    /// `fetch`, with a row it cannot read given as lost: when its page is
+    /// unreadable, for a slot the page's state masks name (all of them
+    /// when the masks cannot be read either).
+    fn read(&self, id: JobId) -> Option<Job> {
+        let e = match self.fetch(id) {
+            Ok(row) => return row,
+            Err(e) => e,
+        };
+        let store = self.store()?;
+        let (page, slot) = keys::page_of(id);
+        let named = match read_page(&*store, page) {
+            Ok(_) => true,
+            Err(_) => page_slots(&*store, page).is_none_or(|m| m & (1 << slot) != 0),
+        };
+        named.then(|| crate::lost::lost_job(id, 0, crate::lost::page_reason(page, &e)))
+    }
+
+    /// Job `id`'s row if it is in RAM (every unfinished row is).
+    pub fn resident(&self, id: &JobId) -> Option<&Job> {
+        self.overlay.get(id).and_then(|e| e.row.as_ref())
+    }
+
+    /// Job `id`'s row to change: read into the overlay first when it is
+    /// only in the image (replay; live, a pin put it there), and marked
+    /// changed.
     pub fn get_mut(&mut self, id: &JobId) -> Option<&mut Job> {
-        self.overlay.get_mut(id)
+        if !self.overlay.contains_key(id) {
+            let job = self.fetch(*id).ok().flatten()?;
+            let generation = self.written;
+            self.overlay.insert(
+                *id,
+                Entry {
+                    row: Some(job),
+                    generation,
+                },
+            );
+        }
+        let (generation, written) = (self.generation, self.written);
+        let e = self.overlay.get_mut(id)?;
+        e.row.as_ref()?;
+        if e.generation <= written {
+            self.changed += 1;
+        }
+        e.generation = generation;
+        e.row.as_mut()
     }
 
     pub fn contains_key(&self, id: &JobId) -> bool {
-        self.overlay.contains_key(id)
+        self.get(id).is_some()
     }
 
-    /// Puts `job`'s row, returning the row it replaces.
+    /// Puts `job`'s row, returning the row in RAM it replaces.
     pub fn insert(&mut self, job: Job) -> Option<Job> {
-        self.overlay.insert(job.id, job)
+        let generation = if self.loading {
+            self.written
+        } else {
+            self.generation
+        };
+        let id = job.id;
+        let e = Entry {
+            row: Some(job),
+            generation,
+        };
+        let old = self.overlay.insert(id, e);
+        self.count_change(old.as_ref(), generation);
+        old.and_then(|e| e.row)
     }
 
+    /// Takes job `id`'s row out of RAM to be replaced (a restore).
+    pub fn take_resident(&mut self, id: JobId) -> Option<Job> {
+        let e = self.overlay.remove(&id)?;
+        if e.generation > self.written {
+            self.changed -= 1;
+        }
+        e.row
+    }
+
+    /// `old`, an entry replaced by one of `generation`, and the count of
+    /// changed entries.
+    fn count_change(&mut self, old: Option<&Entry>, generation: u64) {
+        let was = old.is_some_and(|e| e.generation > self.written);
+        let is = generation > self.written;
+        match (was, is) {
+            (false, true) => self.changed += 1,
+            (true, false) => self.changed -= 1,
+            _ => {}
+        }
+    }
+
+    /// How many rows changed since the image was written.
+    pub fn changed(&self) -> usize {
+        self.changed
+    }
+
+    /// Takes job `id`'s row out of the table (read from the image when
+    /// it is not in RAM).
     pub fn remove(&mut self, id: &JobId) -> Option<Job> {
-        self.overlay.remove(id)
+        let was = self.overlay.remove(id);
+        let was_changed = was.as_ref().is_some_and(|e| e.generation > self.written);
+        let old = match was {
+            Some(e) => e.row,
+            None => self.fetch(*id).ok().flatten(),
+        };
+        if was_changed {
+            self.changed -= 1;
+        }
+        if old.is_some() && self.image.is_some() {
+            let e = Entry {
+                row: None,
+                generation: self.generation,
+            };
+            self.overlay.insert(*id, e);
+            self.changed += 1;
+        }
+        old
     }
 
-    pub fn len(&self) -> usize {
-        self.overlay.len()
-    }
-
-    /// Every row, ascending id.
+    /// Every row in RAM, ascending id: the whole table while there is no
+    /// image; else the unfinished rows and those changed or pinned since
+    /// the newest checkpoint (`scan` reads them all).
     pub fn values(&self) -> impl DoubleEndedIterator<Item = &Job> {
-        self.overlay.values()
+        self.overlay.values().filter_map(|e| e.row.as_ref())
     }
 
     pub fn keys(&self) -> impl DoubleEndedIterator<Item = &JobId> + '_ {
-        self.overlay.keys()
+        self.overlay
+            .iter()
+            .filter(|(_, e)| e.row.is_some())
+            .map(|(id, _)| id)
     }
+
+    /// Kind `id` is named `name` (for the jobs of stored rows).
+    pub fn know_kind(&mut self, id: KindId, name: &Arc<str>) {
+        self.kinds.entry(id).or_insert_with(|| name.clone());
+    }
+
+    /// Holds job `id`'s row in RAM until `unpin`, so the record a control
+    /// writes next applies without reading the store on the commit
+    /// thread. False when there is no such row.
+    pub fn pin(&mut self, id: JobId) -> bool {
+        if !self.overlay.contains_key(&id) {
+            let Some(job) = self.fetch(id).ok().flatten() else {
+                return false;
+            };
+            let generation = self.written;
+            self.overlay.insert(
+                id,
+                Entry {
+                    row: Some(job),
+                    generation,
+                },
+            );
+        }
+        *self.pins.entry(id).or_default() += 1;
+        true
+    }
+
+    pub fn unpin(&mut self, id: JobId) {
+        if let Some(n) = self.pins.get_mut(&id) {
+            *n -= 1;
+            if *n == 0 {
+                self.pins.remove(&id);
+            }
+        }
+    }
+
+    /// Whether the store holds an image rows are read from.
+    pub fn has_image(&self) -> bool {
+        self.image.is_some()
+    }
+
+    /// The open found a checkpoint's image in `store`: rows missing from
+    /// the overlay are read from it.
+    pub fn open_image(&mut self, store: Weak<dyn SliceStore>) {
+        self.image = Some(store);
+    }
+
+    /// A checkpoint is taken now: rows changed from here on are not in
+    /// it. Returns its generation.
+    pub fn seal(&mut self) -> u64 {
+        let sealed = self.generation;
+        self.generation += 1;
+        sealed
+    }
+
+    /// The checkpoint sealed at `sealed` is durable in `store`: the
+    /// finished rows it wrote leave RAM (pinned ones stay until unpinned;
+    /// they are clean now).
+    pub fn written_through(&mut self, sealed: u64, store: Weak<dyn SliceStore>) {
+        self.written = self.written.max(sealed);
+        self.image = Some(store);
+        let pins = &self.pins;
+        let mut changed = 0;
+        self.overlay.retain(|id, e| {
+            changed += usize::from(e.generation > sealed);
+            e.generation > sealed
+                || pins.contains_key(id)
+                || e.row.as_ref().is_some_and(|j| !j.is_terminal())
+        });
+        self.changed = changed;
+    }
+
+    /// The rows changed since the image was written (None: the row
+    /// went), ascending id.
+    pub fn dirty(&self) -> impl Iterator<Item = (JobId, Option<&Job>)> {
+        let written = self.written;
+        self.overlay
+            .iter()
+            .filter(move |(_, e)| e.generation > written)
+            .map(|(id, e)| (*id, e.row.as_ref()))
+    }
+
+    fn store(&self) -> Option<Arc<dyn SliceStore>> {
+        self.image.as_ref().and_then(Weak::upgrade)
+    }
+
+    /// Job `id`'s row as the image holds it.
+    fn fetch(&self, id: JobId) -> Result<Option<Job>, RuntimeError> {
+        let Some(store) = self.store() else {
+            return Ok(None);
+        };
+        let (page, _) = keys::page_of(id);
+        let Some(rows) = read_page(&*store, page)? else {
+            return Ok(None);
+        };
+        match rows.into_iter().find(|r| r.id == id) {
+            Some(row) => self.job_of(&*store, row).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn job_of(&self, store: &dyn SliceStore, row: Row) -> Result<Job, RuntimeError> {
+        super::image::whole_job(store, row, &|k| self.kinds.get(&k).cloned())
+    }
+
+    /// Calls `f` with every row, ascending id (descending with `rev`),
+    /// the overlay's over the image's, until it breaks. Reads every page
+    /// of the image: listing pages through the index in step 4.
+    pub fn scan(
+        &self,
+        rev: bool,
+        mut f: impl FnMut(Cow<'_, Job>) -> ControlFlow<()>,
+    ) -> Result<(), RuntimeError> {
+        let Some(store) = self.store() else {
+            let mut rows: Box<dyn Iterator<Item = &Job>> = match rev {
+                false => Box::new(self.values()),
+                true => Box::new(self.values().rev()),
+            };
+            let _ = rows.try_for_each(|j| f(Cow::Borrowed(j)));
+            return Ok(());
+        };
+        let all = (std::ops::Bound::Unbounded, std::ops::Bound::Unbounded);
+        let mut pages: BTreeSet<u64> = store
+            .scan(TABLE_OWNER, ROW_PAGE, all, false, usize::MAX)
+            .into_iter()
+            .map(|i| i.key.seq)
+            .collect();
+        let stored = pages.clone();
+        pages.extend(self.overlay.keys().map(|id| keys::page_of(*id).0));
+        let ordered: Box<dyn Iterator<Item = &u64>> = match rev {
+            false => Box::new(pages.iter()),
+            true => Box::new(pages.iter().rev()),
+        };
+        for &page in ordered {
+            let mut rows: BTreeMap<JobId, Pick<'_>> = BTreeMap::new();
+            if stored.contains(&page) {
+                match read_page(&*store, page) {
+                    Ok(read) => {
+                        for row in read.unwrap_or_default() {
+                            rows.insert(row.id, Pick::Stored(Box::new(row)));
+                        }
+                    }
+                    // Its rows are listed as lost, by the page's masks.
+                    Err(e) => {
+                        let slots = page_slots(&*store, page).unwrap_or(u64::MAX);
+                        let reason = crate::lost::page_reason(page, &e);
+                        for slot in (0..ROWS_PER_PAGE).filter(|s| slots & (1 << s) != 0) {
+                            let id = page * ROWS_PER_PAGE + slot;
+                            if id > 0 {
+                                rows.insert(id, Pick::Lost(id, reason.clone()));
+                            }
+                        }
+                    }
+                }
+            }
+            let first = page * ROWS_PER_PAGE;
+            for (id, e) in self.overlay.range(first..first + ROWS_PER_PAGE) {
+                rows.insert(*id, e.row.as_ref().map_or(Pick::Gone, Pick::Resident));
+            }
+            let picks: Box<dyn Iterator<Item = Pick<'_>>> = match rev {
+                false => Box::new(rows.into_values()),
+                true => Box::new(rows.into_values().rev()),
+            };
+            for pick in picks {
+                let job = match pick {
+                    Pick::Gone => continue,
+                    Pick::Resident(j) => Cow::Borrowed(j),
+                    Pick::Stored(row) => {
+                        let id = row.id;
+                        match self.job_of(&*store, *row) {
+                            Ok(job) => Cow::Owned(job),
+                            Err(e) => {
+                                let reason = crate::lost::page_reason(keys::page_of(id).0, &e);
+                                Cow::Owned(crate::lost::lost_job(id, 0, reason))
+                            }
+                        }
+                    }
+                    Pick::Lost(id, reason) => Cow::Owned(crate::lost::lost_job(id, 0, reason)),
+                };
+                if f(job).is_break() {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One row of a page in `scan`'s merge: the overlay's wins.
+enum Pick<'a> {
+    Resident(&'a Job),
+    Gone,
+    Stored(Box<Row>),
+    /// A row of a page that cannot be read, and why.
+    Lost(JobId, String),
+}
+
+/// The slots of page `page` that hold a row, by its state masks; None when
+/// a mask cannot be read.
+pub fn page_slots(store: &dyn SliceStore, page: u64) -> Option<u64> {
+    let mut slots = 0;
+    for s in 0..=super::row::STATE_DESTROYED {
+        let key = keys::state_index(s, page)?;
+        if let Some(records) = store.read_slice(&key).ok()? {
+            slots |= keys::decode_mask(records.first()?).ok()?;
+        }
+    }
+    Some(slots)
+}
+
+/// The rows of page `page` in `store`, or None when it has none.
+pub fn read_page(store: &dyn SliceStore, page: u64) -> Result<Option<Vec<Row>>, RuntimeError> {
+    let Some(records) = store.read_slice(&keys::row_page(page))? else {
+        return Ok(None);
+    };
+    super::page::decode(page, &records)
+        .map(Some)
+        .map_err(corrupt)
 }
 
 impl std::ops::Index<&JobId> for TableView {
     type Output = Job;
 
     fn index(&self, id: &JobId) -> &Job {
-        self.get(id).expect("no row for this job id")
+        self.resident(id).expect("no row in RAM for this job id")
     }
 }

@@ -7,7 +7,15 @@ use std::path::{Path, PathBuf};
 use booster_runtime::*;
 use booster_store::format::{read_sealed_entries, segment_paths, FooterEntry, FrameKind};
 
-use crate::common::{opts, records, upload_all, Echo};
+use crate::common::{records, upload_all, Echo};
+
+/// These tests examine or damage the meta log's own frames: no checkpoint
+/// may cut the log under them.
+fn opts(dir: &std::path::Path, workers: usize) -> RuntimeOptions {
+    let mut o = crate::common::opts(dir, workers);
+    o.auto_checkpoint = false;
+    o
+}
 
 /// Runs one sliced job to completion in its own process lifetime, so each
 /// job's frames end in their own sealed segment (shutdown seals).

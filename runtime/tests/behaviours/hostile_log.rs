@@ -9,7 +9,13 @@ use booster_runtime::*;
 use booster_store::{Batch, Store, StoreOptions};
 use serde_json::json;
 
-use crate::common::*;
+/// These tests examine or damage the meta log's own frames: no checkpoint
+/// may cut the log under them.
+fn opts(dir: &std::path::Path, workers: usize) -> RuntimeOptions {
+    let mut o = crate::common::opts(dir, workers);
+    o.auto_checkpoint = false;
+    o
+}
 
 /// Appends raw meta records (format byte `J` + JSON) to the store in `dir`.
 fn append_meta(dir: &Path, records: &[serde_json::Value]) {

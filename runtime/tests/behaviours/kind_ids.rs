@@ -6,7 +6,13 @@ use std::time::Duration;
 use booster_runtime::*;
 use booster_store::{Store, StoreOptions};
 
-use crate::common::opts;
+/// These tests examine or damage the meta log's own frames: no checkpoint
+/// may cut the log under them.
+fn opts(dir: &std::path::Path, workers: usize) -> RuntimeOptions {
+    let mut o = crate::common::opts(dir, workers);
+    o.auto_checkpoint = false;
+    o
+}
 
 /// The record type (`"t"`) and the JSON of each meta record in the log.
 fn log(dir: &std::path::Path) -> Vec<(String, serde_json::Value)> {
