@@ -62,7 +62,7 @@ impl Logged {
     /// Writes a checkpoint; once it is durable the finished rows it wrote
     /// leave RAM.
     pub fn checkpoint(&mut self) {
-        let (batch, record) =
+        let (batch, record, _) =
             crate::table::image::checkpoint_batch(&self.st, &*self.store).unwrap();
         let sealed = self.st.table.seal();
         append(&*self.store, batch);

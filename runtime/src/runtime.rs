@@ -984,9 +984,13 @@ impl Runtime {
             while shared.inflight_commits.load(Ordering::Acquire) > 0 {
                 std::thread::sleep(Duration::from_millis(1));
             }
-            let (rx, _) = enqueue_checkpoint(&shared, &store, true)?;
+            let (rx, _, log) = enqueue_checkpoint(&shared, &store, true)?;
             checkpoint_applied(rx.blocking_recv().ok())?;
-            let plan = Snapshot::take(&shared.state.lock())?;
+            // The compacted log is that checkpoint's own records, not ones
+            // built again now: a lease or the timer may have moved a job
+            // since (no record), and counts that disagree with the pages
+            // would make the next open refuse the directory.
+            let plan = Snapshot::of_checkpoint(&shared.state.lock(), log)?;
             store.compact(&plan).map_err(RuntimeError::Store)
         })
         .await
@@ -1033,6 +1037,14 @@ impl Runtime {
     }
 }
 
+/// A checkpoint in the store's queue: its outcome, its number, and its
+/// meta records as encoded (the log a compaction right after it keeps).
+pub(crate) type EnqueuedCheckpoint = (
+    tokio::sync::oneshot::Receiver<crate::shared::Applied>,
+    u64,
+    Vec<Vec<u8>>,
+);
+
 /// Enqueues a checkpoint batch (`table/image.rs`) and seals the table's
 /// generation. Call holding the append gate exclusively with no commit in
 /// flight. Once the batch is durable and applied, the finished rows it
@@ -1043,8 +1055,8 @@ pub(crate) fn enqueue_checkpoint(
     shared: &Arc<Shared>,
     store: &Arc<dyn SliceStore>,
     for_compaction: bool,
-) -> Result<(tokio::sync::oneshot::Receiver<crate::shared::Applied>, u64), RuntimeError> {
-    let (batch, record, sealed, records) = {
+) -> Result<EnqueuedCheckpoint, RuntimeError> {
+    let (batch, record, log, sealed, records) = {
         let mut st = shared.state.lock();
         if let Some(cause) = st.book.poisoned.clone() {
             return Err(RuntimeError::Store(StoreError::Poisoned { cause }));
@@ -1073,10 +1085,10 @@ pub(crate) fn enqueue_checkpoint(
                 d.what
             )));
         }
-        let (batch, record) = crate::table::image::checkpoint_batch(&st, &**store)?;
+        let (batch, record, log) = crate::table::image::checkpoint_batch(&st, &**store)?;
         st.book.last_checkpoint_ms = shared.clock.now_ms();
         let records = std::mem::take(&mut st.book.records_since_checkpoint);
-        (batch, record, st.table.seal(), records)
+        (batch, record, log, st.table.seal(), records)
     };
     let seq = match &record {
         Meta::Checkpoint(c) => c.seq,
@@ -1093,7 +1105,7 @@ pub(crate) fn enqueue_checkpoint(
         }
         let _ = tx.send(applied);
     });
-    Ok((rx, seq))
+    Ok((rx, seq, log))
 }
 
 /// Takes a checkpoint (`Runtime::checkpoint`; the timer, on the triggers
@@ -1109,7 +1121,7 @@ pub(crate) async fn take_checkpoint(
         while shared.inflight_commits.load(Ordering::Acquire) > 0 {
             std::thread::sleep(Duration::from_millis(1));
         }
-        enqueue_checkpoint(&shared, &store, false)
+        enqueue_checkpoint(&shared, &store, false).map(|(rx, seq, _)| (rx, seq))
     })
     .await
     .map_err(|e| RuntimeError::Invalid(format!("checkpoint failed: {e}")))??;

@@ -213,15 +213,19 @@ pub fn checkpoint_records(state: &State, seq: u64) -> (Meta, Vec<Vec<u8>>) {
 /// image no longer has, when there is no image yet). Call with no commit
 /// in flight (the append gate held), so it covers every durable record,
 /// and seal the table's generation under the same lock.
-/// Returns the batch and its checkpoint record.
+/// Returns the batch, its checkpoint record, and the batch's meta records
+/// as encoded (the checkpoint first): the log a compaction right after it
+/// starts with.
 pub fn checkpoint_batch(
     state: &State,
     store: &dyn SliceStore,
-) -> Result<(Batch, Meta), RuntimeError> {
+) -> Result<(Batch, Meta, Vec<Vec<u8>>), RuntimeError> {
     let (record, records) = checkpoint_records(state, state.book.checkpoint_seq + 1);
-    let mut batch = Batch::new().checkpoint(meta::encode(&record));
-    for r in records {
-        batch = batch.meta(r);
+    let mut log = vec![meta::encode(&record)];
+    log.extend(records);
+    let mut batch = Batch::new().checkpoint(log[0].clone());
+    for r in &log[1..] {
+        batch = batch.meta(r.clone());
     }
     let image = match state.table.has_image() {
         true => touched_pages(state, store)?,
@@ -233,7 +237,7 @@ pub fn checkpoint_batch(
     for key in image.deletes {
         batch = batch.delete(key);
     }
-    Ok((batch, record))
+    Ok((batch, record, log))
 }
 
 /// The keys of the table image in `store` (what a whole image replaces).
