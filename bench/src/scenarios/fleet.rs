@@ -49,7 +49,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Measurement>> {
     let key = scratch.path().join("master.key");
     ok(Command::new(&exe).arg("keygen").arg("--out").arg(&key))?;
     let n = ctx.records(2_000_000, 200_000);
-    let input = scratch.path().join("copy.csv");
+    let input = scratch.path().join("copy.txt");
     write_records(&input, n)?;
     let record_bytes = std::fs::metadata(&input)?.len() as f64 / n as f64;
 
@@ -80,7 +80,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Measurement>> {
         compare::ratio("fleet", "remote_vs_local", &remote, &local, params.clone()),
     ];
 
-    let wait_input = scratch.path().join("waiting.csv");
+    let wait_input = scratch.path().join("waiting.txt");
     let wait_n = WAITING_SLICES * WAITING_SLICE as u64;
     write_records(&wait_input, wait_n)?;
     let mut by_processes = Vec::new();
@@ -327,9 +327,11 @@ impl Node {
             match j["state"].as_str() {
                 Some("completed") => {
                     ensure!(
-                        j["records_out"].as_u64() == Some(n)
+                        j["records_in"].as_u64() == Some(n)
+                            && j["records_out"].as_u64() == Some(n)
                             && j["records_failed"].as_u64().unwrap_or(0) == 0,
-                        "job {job} completed with {} of {n} records out: records were lost or failed",
+                        "job {job} completed with {} of {n} records in and {} out: records were lost or failed",
+                        j["records_in"],
                         j["records_out"]
                     );
                     return Ok(());
