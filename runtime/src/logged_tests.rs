@@ -62,8 +62,14 @@ impl Logged {
     /// Writes a checkpoint; once it is durable the finished rows it wrote
     /// leave RAM.
     pub fn checkpoint(&mut self) {
+        self.checkpoint_at(0);
+    }
+
+    /// `checkpoint`, with the retention sweep by `now_ms`.
+    pub fn checkpoint_at(&mut self, now_ms: u64) {
         let (batch, record, _) =
-            crate::table::image::checkpoint_batch(&self.st, &*self.store).unwrap();
+            crate::table::image::swept_checkpoint_batch(&mut self.st, &*self.store, now_ms)
+                .unwrap();
         let sealed = self.st.table.seal();
         append(&*self.store, batch);
         self.st.apply(&record).unwrap();

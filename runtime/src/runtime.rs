@@ -320,6 +320,15 @@ impl Runtime {
                 at_ms: clock.now_ms(),
             };
             write_one(&shared, &store, m).await?;
+            // The options' retention, stored when it differs.
+            let stored = shared.state.lock().book.retention;
+            if let Some(retention) = opts.retention.filter(|r| *r != stored) {
+                let m = Meta::Retention {
+                    at_ms: clock.now_ms(),
+                    retention,
+                };
+                write_one(&shared, &store, m).await?;
+            }
         }
         for job in interrupted {
             let reason = crate::lost::upload_reason(&recovery.damaged);
@@ -504,7 +513,7 @@ impl Runtime {
         let slice_size = {
             let mut st = self.shared().state.lock();
             let st = &mut *st;
-            let j = st.table.get(&job).ok_or(RuntimeError::NotFound(job))?;
+            let j = st.table.get(&job).ok_or_else(|| st.missing(job))?;
             let (state, id) = (j.state, j.id);
             let Some(s) = j.sliced() else {
                 return Err(RuntimeError::Invalid(format!(
@@ -630,7 +639,7 @@ impl Runtime {
     fn check(&self, job: JobId, action: &Control) -> Result<(), RuntimeError> {
         let mut st = self.shared().state.lock();
         if !st.table.pin(job) {
-            return Err(RuntimeError::NotFound(job));
+            return Err(st.missing(job));
         }
         let checked = Self::check_pinned(&st, job, action);
         if checked.is_err() {
@@ -640,7 +649,7 @@ impl Runtime {
     }
 
     fn check_pinned(st: &State, job: JobId, action: &Control) -> Result<(), RuntimeError> {
-        let j = st.table.get(&job).ok_or(RuntimeError::NotFound(job))?;
+        let j = st.job_row(job)?;
         if let (Control::Retry, Some(key)) = (action, &j.singleton) {
             if let Some(holder) = st.book.singleton_holder(key).filter(|&h| h != job) {
                 return Err(RuntimeError::SingletonHeld {
@@ -714,7 +723,7 @@ impl Runtime {
         }
         {
             let st = self.shared().state.lock();
-            let j = st.table.get(&job).ok_or(RuntimeError::NotFound(job))?;
+            let j = st.job_row(job)?;
             if matches!(j.body, Body::Simple(_)) {
                 return Err(RuntimeError::Invalid(format!(
                     "job {job} is a simple job: max_workers limits how many of a sliced job's slices run at once"
@@ -767,6 +776,25 @@ impl Runtime {
         Ok(())
     }
 
+    /// Stores the retention periods: how long finished jobs (and
+    /// destroyed jobs' tombstones) stay before the sweep at a checkpoint
+    /// removes them. Durable, kept by compaction and checkpoints; a
+    /// shorter period applies at the next sweep.
+    pub async fn set_retention(&self, retention: crate::Retention) -> Result<(), RuntimeError> {
+        let m = Meta::Retention {
+            at_ms: self.shared().clock.now_ms(),
+            retention,
+        };
+        write_one(self.shared(), &self.inner.store, m).await?;
+        self.shared().changed();
+        Ok(())
+    }
+
+    /// The retention periods that apply (the defaults until some are stored).
+    pub fn retention(&self) -> crate::Retention {
+        self.shared().state.lock().book.retention
+    }
+
     /// Every kind registered here or with stored settings, with what is
     /// stored and what applies, by name.
     pub fn kinds_settings(&self) -> Vec<KindView> {
@@ -785,6 +813,7 @@ impl Runtime {
                     retry: k.retry(),
                     lease: Some(k.lease().unwrap_or(default_lease)),
                     window: k.window(),
+                    destroy_on_complete: k.stored.is_some_and(|s| s.destroy_on_complete),
                 },
             })
             .collect();
@@ -834,7 +863,7 @@ impl Runtime {
         loop {
             let rx = {
                 let mut st = self.shared().state.lock();
-                let j = st.table.get(&job).ok_or(RuntimeError::NotFound(job))?;
+                let j = st.job_row(job)?;
                 if j.is_terminal() {
                     return Ok(build_status(&st, &j));
                 }
@@ -1085,7 +1114,9 @@ pub(crate) fn enqueue_checkpoint(
                 d.what
             )));
         }
-        let (batch, record, log) = crate::table::image::checkpoint_batch(&st, &**store)?;
+        let now_ms = shared.clock.now_ms();
+        let (batch, record, log) =
+            crate::table::image::swept_checkpoint_batch(&mut st, &**store, now_ms)?;
         st.book.last_checkpoint_ms = shared.clock.now_ms();
         let records = std::mem::take(&mut st.book.records_since_checkpoint);
         (batch, record, log, st.table.seal(), records)
@@ -1100,8 +1131,10 @@ pub(crate) fn enqueue_checkpoint(
         if matches!(&applied, Ok(r) if r.iter().all(Result::is_ok)) {
             st.table.written_through(sealed, image);
         } else {
-            // Not written: those records still count for the next one.
+            // Not written: those records still count for the next one,
+            // and the next sweep looks again.
             st.book.records_since_checkpoint += records;
+            st.book.sweep_due_ms = 0;
         }
         let _ = tx.send(applied);
     });

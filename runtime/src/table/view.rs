@@ -88,11 +88,24 @@ impl TableView {
     /// the image cannot give back (its page, large row or slice map is
     /// damaged) is a lost row naming the damage (`lost::lost_job`), never
     /// "no such job" (G7).
+    /// A destroyed row is no job: see `tombstone`.
     pub fn get(&self, id: &JobId) -> Option<Cow<'_, Job>> {
+        self.row_or_tombstone(id).filter(|j| !j.is_destroyed())
+    }
+
+    /// Job `id`'s row, a destroyed one (a tombstone) included.
+    pub fn row_or_tombstone(&self, id: &JobId) -> Option<Cow<'_, Job>> {
         match self.overlay.get(id) {
             Some(e) => e.row.as_ref().map(Cow::Borrowed),
             None => self.read(*id).map(Cow::Owned),
         }
+    }
+
+    /// The state job `id` was destroyed in and when (ms), while its
+    /// tombstone is kept (the retention period).
+    pub fn tombstone(&self, id: &JobId) -> Option<(crate::JobState, u64)> {
+        let row = self.row_or_tombstone(id)?;
+        row.destroyed_ms.map(|at| (row.state, at))
     }
 
     /// `fetch`, with a row it cannot read given as lost: when its page is
@@ -120,9 +133,13 @@ impl TableView {
     /// Job `id`'s row to change: read into the overlay first when it is
     /// only in the image (replay; live, a pin put it there), and marked
     /// changed.
+    /// A destroyed row is no job: None.
     pub fn get_mut(&mut self, id: &JobId) -> Option<&mut Job> {
         if !self.overlay.contains_key(id) {
             let job = self.fetch(*id).ok().flatten()?;
+            if job.is_destroyed() {
+                return None;
+            }
             let generation = self.written;
             self.overlay.insert(
                 *id,
@@ -134,7 +151,7 @@ impl TableView {
         }
         let (generation, written) = (self.generation, self.written);
         let e = self.overlay.get_mut(id)?;
-        e.row.as_ref()?;
+        e.row.as_ref().filter(|j| !j.is_destroyed())?;
         if e.generation <= written {
             self.changed += 1;
         }
@@ -219,6 +236,7 @@ impl TableView {
         self.overlay.values().filter_map(|e| e.row.as_ref())
     }
 
+    #[cfg(test)]
     pub fn keys(&self) -> impl DoubleEndedIterator<Item = &JobId> + '_ {
         self.overlay
             .iter()
@@ -233,12 +251,18 @@ impl TableView {
 
     /// Holds job `id`'s row in RAM until `unpin`, so the record a control
     /// writes next applies without reading the store on the commit
-    /// thread. False when there is no such row.
+    /// thread. False when there is no such row (or only its tombstone).
     pub fn pin(&mut self, id: JobId) -> bool {
+        if self.resident(&id).is_some_and(Job::is_destroyed) {
+            return false;
+        }
         if !self.overlay.contains_key(&id) {
             let Some(job) = self.fetch(id).ok().flatten() else {
                 return false;
             };
+            if job.is_destroyed() {
+                return false;
+            }
             let generation = self.written;
             self.overlay.insert(
                 id,
@@ -330,10 +354,23 @@ impl TableView {
         super::image::whole_job(store, row, &|k| self.kinds.get(&k).cloned())
     }
 
-    /// Calls `f` with every row, ascending id (descending with `rev`),
-    /// the overlay's over the image's, until it breaks. Reads every page
+    /// Calls `f` with every job, ascending id (descending with `rev`),
+    /// the overlay's over the image's, until it breaks; tombstones
+    /// (destroyed rows) are no jobs and are left out. Reads every page
     /// of the image: listing pages through the index in step 4.
     pub fn scan(
+        &self,
+        rev: bool,
+        mut f: impl FnMut(Cow<'_, Job>) -> ControlFlow<()>,
+    ) -> Result<(), RuntimeError> {
+        self.scan_rows(rev, |j| match j.is_destroyed() {
+            true => ControlFlow::Continue(()),
+            false => f(j),
+        })
+    }
+
+    /// `scan`, tombstones included.
+    pub fn scan_rows(
         &self,
         rev: bool,
         mut f: impl FnMut(Cow<'_, Job>) -> ControlFlow<()>,

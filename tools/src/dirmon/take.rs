@@ -526,7 +526,7 @@ async fn settle_one(
             Some(id) => match runtime.job(id).await {
                 Ok(job) => job,
                 // Taken, and destroyed since: it is never taken again.
-                Err(booster_runtime::RuntimeError::NotFound(_)) => return Ok(Settled::Archive),
+                Err(booster_runtime::RuntimeError::NotFound(..)) => return Ok(Settled::Archive),
                 Err(e) => return Err(e.into()),
             },
         };
