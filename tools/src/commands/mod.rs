@@ -30,7 +30,7 @@ pub use download::{
     check_category_arg, check_errors_named_once, download_destinations, download_job, missing,
     prepare_output_dir, write_job, Destinations, DownloadCounts, RecordFeed, SeparatedFeed,
 };
-pub use jobs::{changed_line, kind_change, print_kind_stored};
+pub use jobs::{changed_line, kind_change, print_kind_stored, print_retention};
 pub use keygen::write_key;
 pub use plan::{
     exit_code, is_incomplete, per_member, plan_run, print_jobs_json, report_done, run_destinations,
@@ -295,6 +295,11 @@ pub async fn dispatch(mut cli: Cli) -> anyhow::Result<i32> {
                 "--window is for submit: run processes the job now; submit it with --window and let `booster work` run it inside the window",
             ))
         }
+        Command::Run(args) if args.job.destroy_on_complete => {
+            return Err(crate::exit::usage(
+                "--destroy-on-complete is for submit: run writes the job's output once it completes, which a destroy would take; submit it with --destroy-on-complete instead",
+            ))
+        }
         _ => {}
     }
     let ctx = Ctx::from_cli(&cli, Interrupt::install());
@@ -305,13 +310,14 @@ pub async fn dispatch(mut cli: Cli) -> anyhow::Result<i32> {
             | Command::Run(_)
             | Command::Submit(_)
             | Command::Kind(_)
+            | Command::Retention(_)
             | Command::Cron(_)
             | Command::Dirmon(_)
             | Command::Download(_)
             | Command::Workers => crate::remote::run(&cli, &ctx.interrupt).await,
             Command::Work(args) => crate::fleet::work::run_cli(&cli, args, &ctx.interrupt).await,
             _ => anyhow::bail!(
-                "--server works with jobs, job, run, submit, kind, cron, dirmon, download, workers and work; run this command where the data directory is"
+                "--server works with jobs, job, run, submit, kind, retention, cron, dirmon, download, workers and work; run this command where the data directory is"
             ),
         };
     }
@@ -327,6 +333,7 @@ pub async fn dispatch(mut cli: Cli) -> anyhow::Result<i32> {
         Command::Verify => store::verify(&ctx).await,
         Command::Incidents => store::incidents(&ctx).await,
         Command::Kind(command) => jobs::kind(&ctx, command).await,
+        Command::Retention(args) => jobs::retention(&ctx, args).await,
         Command::Cron(command) => cron::cron(&ctx, command).await,
         Command::Dirmon(command) => dirmon::dirmon(&ctx, command).await,
         Command::Batch { words } => batch::batch(&ctx, &words).await,
