@@ -97,6 +97,9 @@ impl Ctx {
             None => {}
         }
         opts.master_key = self.master_key()?;
+        if let Some(ms) = fixed_clock_ms()? {
+            opts.clock = std::sync::Arc::new(booster_runtime::ManualClock::at_ms(ms));
+        }
         Ok(opts)
     }
 
@@ -381,4 +384,19 @@ pub fn display_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string())
+}
+
+/// `BOOSTER_CLOCK_MS`: for tests, the runtime's clock stands at this time
+/// (milliseconds since the epoch) instead of the system's, so a test of
+/// retention moves a day by starting the next process a day later, never
+/// by sleeping. Unset in production.
+fn fixed_clock_ms() -> anyhow::Result<Option<u64>> {
+    let Ok(text) = std::env::var("BOOSTER_CLOCK_MS") else {
+        return Ok(None);
+    };
+    text.trim().parse().map(Some).map_err(|_| {
+        anyhow::anyhow!(
+            "BOOSTER_CLOCK_MS is {text:?}: give milliseconds since the epoch, or unset it to use the system clock"
+        )
+    })
 }
