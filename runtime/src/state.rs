@@ -622,7 +622,8 @@ impl State {
     /// work, writable, not stopping, not over a loss a checkpoint would
     /// make permanent; when `CHECKPOINT_CHANGED_ROWS` rows changed, or
     /// `CHECKPOINT_INTERVAL_MS` passed with any row changed or record
-    /// applied (which also bounds the meta bytes since the last one).
+    /// applied (which also bounds the meta bytes since the last one), or
+    /// with rows due for the retention sweep (`table/expiry.rs`).
     pub fn checkpoint_due(&self, now_ms: u64) -> bool {
         let b = &self.book;
         let blocked = !b.runs_workers

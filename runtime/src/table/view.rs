@@ -370,7 +370,7 @@ impl TableView {
     }
 
     /// `scan`, tombstones included.
-    pub fn scan_rows(
+    fn scan_rows(
         &self,
         rev: bool,
         mut f: impl FnMut(Cow<'_, Job>) -> ControlFlow<()>,
