@@ -23,7 +23,7 @@ pub(crate) struct Logged {
 }
 
 /// Appends `batch` and waits until it is durable.
-fn append(store: &dyn SliceStore, batch: Batch) {
+pub(crate) fn append(store: &dyn SliceStore, batch: Batch) {
     let (tx, rx) = std::sync::mpsc::channel();
     store.append_with(
         batch,

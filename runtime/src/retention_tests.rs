@@ -258,3 +258,32 @@ fn one_sweep_removes_at_most_its_limit_of_rows_and_the_next_takes_the_rest() {
     assert_eq!(why(&l.st, n), Missing::Removed);
     assert!(l.st.job_row(1).is_ok());
 }
+
+/// An expiry frame that cannot be decoded (rot `verify` would name, or a
+/// foreign write) is passed over, never a checkpoint's failure: the
+/// frames after it are swept, and every later checkpoint still writes.
+#[test]
+fn an_undecodable_expiry_frame_is_passed_over_and_blocks_no_checkpoint() {
+    let mut l = logged();
+    l.apply(&Meta::Retention {
+        at_ms: 1,
+        retention: Retention {
+            failed_ms: MINUTE_MS,
+            ..Retention::default()
+        },
+    })
+    .unwrap();
+    // A frame of minute 0 holding a 3-byte record, before the real ones.
+    let bad = crate::table::keys::expiry(1, 0, 0).unwrap();
+    let batch = booster_store::Batch::new().slice(bad, &[vec![1, 2, 3]]);
+    crate::logged_tests::append(&*l.store, batch);
+    l.apply(&created(1, 2, vec![noop()])).unwrap();
+    run_all(&mut l, 3, false);
+    l.checkpoint_at(10);
+    l.checkpoint_at(2 * MINUTE_MS);
+    assert_eq!(why(&l.st, 1), Missing::Removed);
+    l.apply(&created(2, 3 * MINUTE_MS, vec![noop()])).unwrap();
+    l.checkpoint_at(3 * MINUTE_MS);
+    reopen(&mut l);
+    assert!(l.st.job_row(2).is_ok());
+}
