@@ -214,10 +214,13 @@ pub struct Book {
     /// instead, until the retention sweep removes it.
     pub by_state: [u64; 8],
     pub destroyed: u64,
-    /// Jobs that completed while a record was applied, which `apply`
-    /// destroys before it returns when they or their kind say
-    /// `destroy_on_complete`.
-    pub completed_now: Vec<JobId>,
+    /// Jobs that completed while a record was applied and say
+    /// `destroy_on_complete` (they or their kind): `apply` destroys them
+    /// before it returns.
+    pub to_destroy: Vec<JobId>,
+    /// Some kind's stored settings say `destroy_on_complete` (so a
+    /// completion without a choice of its own looks its kind up).
+    pub kinds_destroy: bool,
     /// The stored retention periods (`Meta::Retention`; the defaults
     /// until one is logged).
     pub retention: crate::Retention,
@@ -341,7 +344,8 @@ impl Book {
             running_by_kind: HashMap::new(),
             by_state: [0; 8],
             destroyed: 0,
-            completed_now: Vec::new(),
+            to_destroy: Vec::new(),
+            kinds_destroy: false,
             retention: crate::Retention::default(),
             sweep_due_ms: 0,
             finished_due_ms: u64::MAX,
@@ -410,8 +414,8 @@ impl Book {
                 _ => {}
             }
         }
-        if new == JobState::Completed {
-            self.completed_now.push(job.id);
+        if new == JobState::Completed && self.destroys_on_complete(job) {
+            self.to_destroy.push(job.id);
         }
         if job.is_terminal() {
             job.completed_us = Some(crate::clock::ms_to_us(at_ms));
@@ -446,6 +450,17 @@ impl Book {
             let due = crate::table::expiry::due_ms(&self.retention, f, minute);
             self.finished_due_ms = self.finished_due_ms.min(due);
         }
+    }
+
+    /// Whether `job` is destroyed when it completes: its own choice, else
+    /// its kind's stored one (off by default).
+    fn destroys_on_complete(&self, job: &Job) -> bool {
+        job.destroy_on_complete.unwrap_or_else(|| {
+            self.kinds_destroy
+                && (self.kinds.get(&*job.kind))
+                    .and_then(|k| k.stored)
+                    .is_some_and(|s| s.destroy_on_complete)
+        })
     }
 
     /// Job `id` finished or went: the jobs waiting on it are settled.
@@ -693,17 +708,14 @@ impl State {
     /// replay agrees without a record of its own. After their dependents
     /// were settled, which read them completed.
     fn destroy_completed(&mut self, at_ms: u64) {
-        for id in std::mem::take(&mut self.book.completed_now) {
+        if self.book.to_destroy.is_empty() {
+            return;
+        }
+        for id in std::mem::take(&mut self.book.to_destroy) {
             let Some(job) = self.table.get_mut(&id) else {
                 continue;
             };
-            let kind_says = self
-                .book
-                .kinds
-                .get(&*job.kind)
-                .and_then(|k| k.stored)
-                .is_some_and(|s| s.destroy_on_complete);
-            if job.state == JobState::Completed && job.destroy_on_complete.unwrap_or(kind_says) {
+            if job.state == JobState::Completed {
                 self.book.by_state[JobState::Completed.index()] -= 1;
                 self.book.destroyed += 1;
                 job.destroy(at_ms);
@@ -869,6 +881,8 @@ impl State {
                     None => Arc::from(kind.as_str()),
                 };
                 self.book.kinds.entry(key).or_default().stored = *settings;
+                self.book.kinds_destroy = (self.book.kinds.values())
+                    .any(|k| k.stored.is_some_and(|s| s.destroy_on_complete));
                 Ok(())
             }
             Meta::SimpleDone {

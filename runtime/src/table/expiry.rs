@@ -97,16 +97,13 @@ impl Filed {
     /// One frame per (f, minute): key n is the checkpoint's `seq` (its low
     /// 24 bits), so frames of one minute from different checkpoints never
     /// share a key; one record per id, u64 LE.
-    pub fn frames(self, seq: u64) -> Vec<(SliceKey, Vec<Vec<u8>>)> {
+    pub fn frames(self, seq: u64) -> Vec<(SliceKey, Vec<[u8; 8]>)> {
         let n = (seq & 0xFF_FFFF) as u32;
         self.0
             .into_iter()
             .filter_map(|((f, minute), ids)| {
                 let key = keys::expiry(f, minute, n)?;
-                Some((
-                    key,
-                    ids.iter().map(|id| id.to_le_bytes().to_vec()).collect(),
-                ))
+                Some((key, ids.iter().map(|id| id.to_le_bytes()).collect()))
             })
             .collect()
     }
