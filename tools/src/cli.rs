@@ -89,7 +89,7 @@ pub enum Command {
     /// Show or store a kind's settings: running-job limit, retries, leases.
     #[command(
         subcommand,
-        after_help = "Stored settings outlive restarts and win over what a worker process sets in\ncode, until `booster kind reset`.\n\nExamples:\n  booster kind show\n  booster kind limit copy 2        # at most 2 copy jobs run at once\n  booster kind limit copy 0        # pause the kind: no copy job starts\n  booster kind limit copy none\n  booster kind retry report --max-retries 3 --backoff-ms 500\n  booster kind reset copy"
+        after_help = "Stored settings outlive restarts and win over what a worker process sets in\ncode, until `booster kind reset`.\n\nExamples:\n  booster kind show\n  booster kind limit copy 2        # at most 2 copy jobs run at once\n  booster kind limit copy 0        # pause the kind: no copy job starts\n  booster kind limit copy none\n  booster kind retry report --max-retries 3 --backoff-ms 500\n  booster kind destroy-on-complete report on   # destroyed as each completes\n  booster kind reset copy"
     )]
     Kind(KindCommand),
     /// Show or store how long finished jobs stay before they are removed (per final state).

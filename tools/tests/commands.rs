@@ -308,8 +308,18 @@ fn usage_errors_exit_2_and_help_has_examples() {
         "{help}"
     );
     for sub in [
-        "keygen", "run", "submit", "work", "download", "jobs", "inspect", "verify", "compact",
-        "demo", "serve",
+        "keygen",
+        "run",
+        "submit",
+        "work",
+        "download",
+        "jobs",
+        "inspect",
+        "verify",
+        "compact",
+        "demo",
+        "serve",
+        "retention",
     ] {
         let help = stdout(&sb.ok(&[sub, "--help"]));
         assert!(help.contains("Example"), "{sub}: {help}");
