@@ -122,9 +122,10 @@ pub struct Sweep {
 }
 
 /// Removes from `state`'s table the rows whose retention ran out by
-/// `now_ms` (at most `Book::sweep_max_rows`, `SWEEP_MAX_ROWS`), with their counts; returns what
-/// the checkpoint's batch must write, and notes in the book when the next
-/// sweep is due. Call under the state lock, before the batch is built.
+/// `now_ms` (at most `Book::sweep_max_rows`, `SWEEP_MAX_ROWS`), with
+/// their counts; returns what the checkpoint's batch must write, and
+/// notes in the book when the next sweep is due. Call under the state
+/// lock, before the batch is built.
 pub fn sweep(
     state: &mut State,
     store: &dyn SliceStore,
@@ -137,7 +138,8 @@ pub fn sweep(
     for f in 0..FINAL_STATES.len() as u8 {
         let stream = EXPIRY_BASE + u32::from(f);
         let mut after = Bound::Unbounded;
-        // Frames of the minutes whose end plus the period has passed.
+        // Frames of the minutes whose end plus the period has passed
+        // (none while the period is longer than the clock's time).
         let period = retention.period_ms(FINAL_STATES[usize::from(f)]);
         let due_minutes = now_ms.saturating_sub(period) / MINUTE_MS;
         let seqs = (
@@ -146,7 +148,7 @@ pub fn sweep(
         );
         for item in store.scan(TABLE_OWNER, stream, seqs, false, max_rows) {
             let minute = item.key.seq >> 24;
-            if now_ms < period || out.removed >= max_rows {
+            if out.removed >= max_rows {
                 break;
             }
             debug_assert!(due_ms(&retention, f, minute) <= now_ms);
