@@ -26,9 +26,9 @@ use crate::upload::{start_pool, UploadSlice, Uploader};
 use crate::waiting::Refusal;
 use crate::{
     transition, Category, Download, Incident, JobContext, JobFilter, JobId, JobShape, JobSpec,
-    JobStatus, JobsPage, KindSettings, KindView, LeaseInfo, LeasePolicy, Metrics, RecordHandler,
-    RetryPolicy, Runtime, RuntimeError, RuntimeOptions, SeparatedDownload, SimpleHandler,
-    StoreStats, VerifyReport, WorkerStatus,
+    JobStatus, JobsPage, KindSettings, KindView, LeaseInfo, LeasePolicy, Metrics, Missing,
+    RecordHandler, RetryPolicy, Runtime, RuntimeError, RuntimeOptions, SeparatedDownload,
+    SimpleHandler, StoreStats, VerifyReport, WorkerStatus,
 };
 
 pub struct Handle {
@@ -1280,9 +1280,14 @@ async fn submit_specs_then(
         }
         for dep in specs.iter().flat_map(|s| &s.after) {
             if !st.table.contains_key(dep) {
-                return Err(RuntimeError::Invalid(format!(
-                    "job {dep}, named in after, does not exist; a job can run after jobs that were submitted before it"
-                )));
+                return Err(RuntimeError::Invalid(match st.missing(*dep) {
+                    RuntimeError::NotFound(_, why @ (Missing::Destroyed { .. } | Missing::Removed)) => {
+                        format!("job {dep}, named in after, {why}; a job can run after jobs that still exist")
+                    }
+                    _ => format!(
+                        "job {dep}, named in after, does not exist; a job can run after jobs that were submitted before it"
+                    ),
+                }));
             }
         }
         let first = st.book.next_id;
