@@ -102,6 +102,9 @@ pub struct Lease {
     pub epoch: u64,
     pub worker: usize,
     pub since_ms: u64,
+    /// `since_ms` to the microsecond: the `started_at` a job's status
+    /// shows while no record has started it (a lease is no record).
+    pub since_us: u64,
     pub deadline_ms: u64,
     /// The kind's bound on one lease, heartbeats or not (`LeasePolicy::timeout`).
     pub timeout_ms: Option<u64>,
@@ -371,9 +374,6 @@ impl Book {
         self.by_state[new.index()] += 1;
         if old == JobState::Scheduled {
             self.scheduled.remove(&(job.run_at_ms.unwrap_or(0), job.id));
-        }
-        if new == JobState::Running {
-            job.started_us.get_or_insert(crate::clock::ms_to_us(at_ms));
         }
         if new == JobState::Scheduled {
             self.scheduled.insert((job.run_at_ms.unwrap_or(0), job.id));

@@ -190,6 +190,52 @@ async fn a_runtime_left_running_checkpoints_by_itself_once_a_second_passed() {
     assert_eq!(table_of(&rt).await, table);
 }
 
+/// A lease is no record: a checkpoint taken while a job is leased writes
+/// its row as the records say (queued, never started), so after a crash
+/// the reopened job has no start it never had, and its `expires_at` still
+/// expires it, as a replay of the log would have it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_while_a_job_is_leased_writes_its_row_as_the_records_say() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::at_ms(1_000_000));
+    let mut o = opts(dir.path(), 1);
+    o.clock = clock.clone();
+    o.auto_checkpoint = false;
+    let expires = std::time::UNIX_EPOCH + Duration::from_millis(1_060_000);
+    let id;
+    {
+        let rt = Runtime::open(o.clone()).await.unwrap();
+        let held = Arc::new(Held::default());
+        held.hold.store(true, std::sync::atomic::Ordering::SeqCst);
+        rt.register_simple("held", held);
+        let mut spec = JobSpec::simple("held", serde_json::Value::Null);
+        spec.expires_at = Some(expires);
+        id = rt.submit(spec).await.unwrap();
+        for _ in 0..3000 {
+            if !rt.job(id).await.unwrap().leases.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let leased = rt.job(id).await.unwrap();
+        assert_eq!(leased.state, JobState::Running, "leased: {leased:?}");
+        rt.checkpoint().await.unwrap();
+        // The process stops with the handler still held: no record ends
+        // the lease (its late commit finds the store closed).
+        rt.shutdown(Duration::ZERO).await.unwrap();
+    }
+    let rt = Runtime::open(o).await.unwrap();
+    let s = rt.job(id).await.unwrap();
+    assert_eq!(
+        (s.state, s.started_at),
+        (JobState::Queued, None),
+        "as its records say"
+    );
+    clock.advance_ms(60_001);
+    let s = rt.wait(id).await.unwrap();
+    assert_eq!(s.state, JobState::Aborted, "expired: {s:?}");
+}
+
 /// A rotted row page of the checkpoint's table degrades the open (G7,
 /// G11) instead of stopping it: the recovery report names the page's id
 /// range; the records since the checkpoint replay; a job whose row the
