@@ -158,17 +158,17 @@ async fn finished_jobs_leave_ram_at_a_checkpoint_yet_job_and_jobs_show_them() {
     assert_eq!(rt.jobs(JobFilter::default()).await.len(), ids.len());
 }
 
-/// Step 3.3: a runtime left running takes checkpoints by itself. Rows
-/// changed, its clock has not moved: none is taken (the finished rows stay
-/// in RAM); once a second passed, the timer takes one, and the finished
-/// rows leave RAM. A reopen then lists the same table.
+/// Step 3.3: a runtime left running takes checkpoints by itself, with the
+/// default options (G10 by default). Rows changed, its clock has not
+/// moved: none is taken (the finished rows stay in RAM); once a second
+/// passed, the timer takes one, and the finished rows leave RAM. A reopen
+/// then lists the same table.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runtime_left_running_checkpoints_by_itself_once_a_second_passed() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::at_ms(1_000_000));
     let mut o = opts(dir.path(), 2);
     o.clock = clock.clone();
-    o.auto_checkpoint = true;
     let rt = Runtime::open(o).await.unwrap();
     rt.register_simple("held", Arc::new(Held::default()));
     let specs = (0..100)
@@ -184,7 +184,6 @@ async fn a_runtime_left_running_checkpoints_by_itself_once_a_second_passed() {
     rt.shutdown(Duration::from_secs(5)).await.unwrap();
     let mut o = opts(dir.path(), 2);
     o.clock = clock;
-    o.auto_checkpoint = true;
     let rt = Runtime::open(o).await.unwrap();
     assert_eq!(rt.rows_in_ram(), 0);
     assert_eq!(table_of(&rt).await, table);
