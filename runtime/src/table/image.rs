@@ -323,7 +323,7 @@ fn active_pages(store: &dyn SliceStore) -> Option<BTreeMap<u64, Vec<(JobState, u
 /// The damage a page that cannot be read is, for the recovery report: its
 /// place when the store named one, its id range, and that its rows (table
 /// records) are lost.
-fn page_damage(page: u64, e: &RuntimeError) -> booster_store::Damage {
+pub(crate) fn page_damage(page: u64, e: &RuntimeError) -> booster_store::Damage {
     let (first, last) = crate::lost::page_ids(page);
     let (segment_id, path, offset, what) = match e {
         RuntimeError::Store(booster_store::StoreError::Corrupt {
