@@ -4,11 +4,15 @@
 //! does; `reopen` replays the store's log into a fresh state, as an open
 //! does. The store runs on the simulated file system (nothing on disk).
 
-use std::ops::ControlFlow;
+use std::ops::{Bound, ControlFlow};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use booster_store::fs::sim::SimFileLayer;
-use booster_store::{Batch, Store, StoreOptions};
+use booster_store::{
+    Batch, CompactionPlan, CompactionReport, Receipt, SliceInfo, SliceKey, Store, StoreError,
+    StoreOptions, StoreStats, VerifyReport,
+};
 
 use crate::meta::{self, Meta};
 use crate::slice_store::SliceStore;
@@ -20,6 +24,49 @@ pub(crate) struct Logged {
     pub st: State,
     concrete: Arc<Store<SimFileLayer>>,
     pub store: Arc<dyn SliceStore>,
+    counting: Arc<Counting>,
+}
+
+/// The store, counting the slices read through it (a test of what the
+/// commit thread reads).
+struct Counting {
+    inner: Arc<Store<SimFileLayer>>,
+    reads: AtomicU64,
+}
+
+impl SliceStore for Counting {
+    fn append_with(&self, batch: Batch, done: Box<dyn FnOnce(Result<Receipt, StoreError>) + Send>) {
+        self.inner.append_with(batch, done)
+    }
+    fn read_slice(&self, key: &SliceKey) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        self.inner.read_slice(key)
+    }
+    fn slices(&self, owner: u64, stream: u32) -> Vec<SliceInfo> {
+        self.inner.slices(owner, stream)
+    }
+    fn scan(
+        &self,
+        owner: u64,
+        stream: u32,
+        seqs: (Bound<u64>, Bound<u64>),
+        rev: bool,
+        limit: usize,
+    ) -> Vec<SliceInfo> {
+        SliceStore::scan(&*self.inner, owner, stream, seqs, rev, limit)
+    }
+    fn compact(&self, plan: &dyn CompactionPlan) -> Result<CompactionReport, StoreError> {
+        self.inner.compact(plan)
+    }
+    fn verify(&self) -> VerifyReport {
+        self.inner.verify()
+    }
+    fn stats_with(&self, plan: &dyn CompactionPlan) -> Result<StoreStats, StoreError> {
+        self.inner.stats_with(plan)
+    }
+    fn shutdown(&self) -> Result<(), StoreError> {
+        self.inner.shutdown()
+    }
 }
 
 /// Appends `batch` and waits until it is durable.
@@ -39,12 +86,22 @@ impl Logged {
         let (store, _) =
             Store::open_with(SimFileLayer::new(), "/logged", StoreOptions::default()).unwrap();
         let concrete = Arc::new(store);
-        let store: Arc<dyn SliceStore> = concrete.clone();
+        let counting = Arc::new(Counting {
+            inner: concrete.clone(),
+            reads: AtomicU64::new(0),
+        });
+        let store: Arc<dyn SliceStore> = counting.clone();
         Logged {
             st,
             concrete,
             store,
+            counting,
         }
+    }
+
+    /// How many slices were read from the store so far.
+    pub fn reads(&self) -> u64 {
+        self.counting.reads.load(Ordering::Relaxed)
     }
 
     /// Applies `m` and logs it if it applied. (The runtime checks a

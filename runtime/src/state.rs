@@ -274,8 +274,12 @@ pub struct Book {
     pub next_cron: crate::CronId,
     /// Dirmon entries by id (`dirmon.rs`), and the next id to hand out.
     pub dirmons: crate::dirmon::Dirmons,
-    /// Waiting jobs by the job they wait for (`dependencies.rs`).
+    /// Waiting jobs by the job they wait for, while they wait
+    /// (`dependencies.rs`).
     pub dependents: IdMap<Vec<JobId>>,
+    /// What each waiting job's dependencies are now, kept as they change,
+    /// so settling one reads no row (`dependencies.rs`).
+    pub waits: IdMap<crate::dependencies::DependencyWait>,
     /// Unfinished jobs with their own processing window (`Job::window`),
     /// and the minute (ms since the epoch / 60 000) the timer last judged
     /// them at: windows open and close on whole minutes.
@@ -356,6 +360,7 @@ impl Book {
             next_cron: 1,
             dirmons: Default::default(),
             dependents: IdMap::default(),
+            waits: IdMap::default(),
             windowed: BTreeSet::new(),
             windows_minute: None,
             finished: Vec::new(),
@@ -386,11 +391,14 @@ impl Book {
                 _ => {}
             }
         }
+        if old == JobState::Waiting {
+            self.stop_waiting(job);
+        }
+        self.dependency_moved(job.id, Some(old), Some(new));
         if job.is_terminal() {
             job.completed_us = Some(crate::clock::ms_to_us(at_ms));
             self.fire_waiters(job.id);
             self.deactivate(job.id);
-            self.note_finished(job.id);
         } else {
             job.completed_us = None;
             if old.is_finished() {
@@ -411,18 +419,13 @@ impl Book {
             .copied()
     }
 
-    /// Job `id` finished or went: the jobs waiting on it are settled.
-    fn note_finished(&mut self, id: JobId) {
-        if self.dependents.contains_key(&id) {
-            self.finished.push(id);
-        }
-    }
-
     /// A row enters the table (created, restored, lost): counted, and an
     /// unfinished one gets its scheduler entry and the indexes only the
     /// entering record feeds.
     fn count_new(&mut self, job: &Job) {
         self.by_state[job.state.index()] += 1;
+        // A row coming back (a restore replacing it) is its waiters' again.
+        self.dependency_moved(job.id, None, Some(job.state));
         if !job.is_terminal() {
             self.activate(job);
             if job.state == JobState::Waiting {
@@ -457,7 +460,10 @@ impl Book {
         }
         self.deactivate(job.id);
         self.uploaders.remove(&job.id);
-        self.note_finished(job.id);
+        if job.state == JobState::Waiting {
+            self.stop_waiting(job);
+        }
+        self.dependency_moved(job.id, Some(job.state), None);
     }
 
     /// Generation `g` was opened: leases from now on carry it in their
@@ -953,6 +959,10 @@ impl State {
         job.kind_id = self.book.kind_ids.intern(&job.kind);
         self.table.know_kind(job.kind_id, &job.kind);
         self.book.count_new(&job);
+        if job.state == JobState::Waiting {
+            let wait = self.dependency_wait(&job);
+            self.book.waits.insert(job.id, wait);
+        }
         if self.book.active.contains_key(&job.id) {
             let refused = self.refusal_of(&job);
             self.book.set_refused(job.id, refused);
