@@ -32,6 +32,8 @@ pub(crate) struct Logged {
 struct Counting {
     inner: Arc<Store<SimFileLayer>>,
     reads: AtomicU64,
+    /// Scans fail as an unreadable index block would make them.
+    failing_scans: std::sync::atomic::AtomicBool,
 }
 
 impl SliceStore for Counting {
@@ -52,7 +54,12 @@ impl SliceStore for Counting {
         seqs: (Bound<u64>, Bound<u64>),
         rev: bool,
         limit: usize,
-    ) -> Vec<SliceInfo> {
+    ) -> Result<Vec<SliceInfo>, StoreError> {
+        if self.failing_scans.load(Ordering::Relaxed) {
+            return Err(StoreError::Invalid(
+                "an index block cannot be read (a test's failing scan)".into(),
+            ));
+        }
         SliceStore::scan(&*self.inner, owner, stream, seqs, rev, limit)
     }
     fn compact(&self, plan: &dyn CompactionPlan) -> Result<CompactionReport, StoreError> {
@@ -89,6 +96,7 @@ impl Logged {
         let counting = Arc::new(Counting {
             inner: concrete.clone(),
             reads: AtomicU64::new(0),
+            failing_scans: Default::default(),
         });
         let store: Arc<dyn SliceStore> = counting.clone();
         Logged {
@@ -97,6 +105,12 @@ impl Logged {
             store,
             counting,
         }
+    }
+
+    /// From now on the store's scans fail (`fail`) as an unreadable index
+    /// block makes them, or work again.
+    pub fn fail_scans(&self, fail: bool) {
+        self.counting.failing_scans.store(fail, Ordering::Relaxed);
     }
 
     /// How many slices were read from the store so far.
@@ -151,10 +165,60 @@ impl Logged {
 pub(crate) fn all_rows(st: &State) -> Vec<Job> {
     let mut rows = Vec::new();
     st.table
-        .scan(false, |j| {
+        .scan(false, st.book.next_id, |j| {
             rows.push(j.into_owned());
             ControlFlow::Continue(())
         })
         .unwrap();
     rows
+}
+
+mod tests {
+    use super::*;
+    use crate::meta::SimpleOutcome;
+    use crate::JobSpec;
+
+    /// A store index that cannot be scanned is never a short table: a
+    /// listing reads every page below the next id instead (before, it
+    /// listed only the rows in RAM), and an open stops naming the store's
+    /// error instead of opening without the rows it could not find.
+    #[test]
+    fn an_index_that_cannot_be_scanned_is_an_error_never_a_short_table() {
+        let mut logged = Logged::new(crate::state_tests::state());
+        let spec = JobSpec::simple("k", serde_json::Value::Null);
+        let created = Meta::Created {
+            first_id: 1,
+            at_ms: 1,
+            specs: vec![spec; 70],
+        };
+        logged.apply(&created).unwrap();
+        let outcomes = (1..=10)
+            .map(|job| SimpleOutcome {
+                job,
+                started_us: 1,
+                result: Ok(None),
+                retry_at_ms: None,
+            })
+            .collect();
+        let done = Meta::SimpleDone {
+            at_ms: 2,
+            at_us: None,
+            outcomes,
+        };
+        logged.apply(&done).unwrap();
+        logged.checkpoint();
+        assert_eq!(
+            logged.st.table.values().count(),
+            60,
+            "finished rows left RAM"
+        );
+        assert_eq!(all_rows(&logged.st).len(), 70);
+        logged.fail_scans(true);
+        assert_eq!(all_rows(&logged.st).len(), 70, "no row listed short");
+        let mut st = State::new(Book::new(4, 1000, 100));
+        let records = logged.concrete.meta_records().unwrap();
+        let err = crate::runtime::replay_log(&logged.store, &mut st, &records, None)
+            .expect_err("the open stops");
+        assert!(err.to_string().contains("index block"), "{err}");
+    }
 }

@@ -551,7 +551,7 @@ impl Runtime {
     pub async fn jobs(&self, filter: JobFilter) -> Vec<JobStatus> {
         let st = self.shared().state.lock();
         let mut out = Vec::new();
-        let _ = st.table.scan(false, |j| {
+        let _ = st.table.scan(false, st.book.next_id, |j| {
             if filter_matches(&filter, &j) {
                 out.push(build_status(&st, &j));
             }
@@ -593,7 +593,7 @@ impl Runtime {
         let mut total = 0;
         let mut older = false;
         let mut newest = Vec::with_capacity(limit.min(1024));
-        let _ = st.table.scan(true, |job| {
+        let _ = st.table.scan(true, st.book.next_id, |job| {
             if !filter_matches(&filter, &job) {
                 return ControlFlow::Continue(());
             }

@@ -367,10 +367,14 @@ impl TableView {
 
     /// Calls `f` with every row, ascending id (descending with `rev`),
     /// the overlay's over the image's, until it breaks. Reads every page
-    /// of the image: listing pages through the index in step 4.
+    /// of the image: listing pages through the index in step 4. When the
+    /// store's index cannot say which pages hold rows, every page of an id
+    /// below `ids_below` is read (one it cannot read gives its rows as
+    /// lost), so a listing never stops short silently.
     pub fn scan(
         &self,
         rev: bool,
+        ids_below: JobId,
         mut f: impl FnMut(Cow<'_, Job>) -> ControlFlow<()>,
     ) -> Result<(), RuntimeError> {
         let Some(store) = self.store() else {
@@ -382,11 +386,11 @@ impl TableView {
             return Ok(());
         };
         let all = (std::ops::Bound::Unbounded, std::ops::Bound::Unbounded);
-        let mut pages: BTreeSet<u64> = store
-            .scan(TABLE_OWNER, ROW_PAGE, all, false, usize::MAX)
-            .into_iter()
-            .map(|i| i.key.seq)
-            .collect();
+        let mut pages: BTreeSet<u64> =
+            match store.scan(TABLE_OWNER, ROW_PAGE, all, false, usize::MAX) {
+                Ok(listed) => listed.into_iter().map(|i| i.key.seq).collect(),
+                Err(_) => (0..=keys::page_of(ids_below.saturating_sub(1)).0).collect(),
+            };
         let stored = pages.clone();
         pages.extend(self.overlay.keys().map(|id| keys::page_of(*id).0));
         let ordered: Box<dyn Iterator<Item = &u64>> = match rev {
