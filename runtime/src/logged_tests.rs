@@ -221,4 +221,64 @@ mod tests {
             .expect_err("the open stops");
         assert!(err.to_string().contains("index block"), "{err}");
     }
+
+    /// Records about a finished job whose row left RAM that do nothing to
+    /// a finished job (a priority or max_workers change, a lease expiry's
+    /// count, a late outcome) are refused or skipped without reading its
+    /// row on the commit thread, and leave it out of RAM (before, each read
+    /// its page and held the row in RAM as changed until the next
+    /// checkpoint); a late outcome leaves its completion time alone.
+    #[test]
+    fn refused_applies_on_a_finished_row_read_nothing_and_keep_it_out_of_ram() {
+        let mut logged = Logged::new(crate::state_tests::state());
+        let spec = JobSpec::simple("k", serde_json::Value::Null);
+        let created = Meta::Created {
+            first_id: 1,
+            at_ms: 1,
+            specs: vec![spec; 2],
+        };
+        logged.apply(&created).unwrap();
+        let outcome = |job, at_ms| Meta::SimpleDone {
+            at_ms,
+            at_us: Some(at_ms * 1000 + 7),
+            outcomes: vec![SimpleOutcome {
+                job,
+                started_us: 1,
+                result: Ok(None),
+                retry_at_ms: None,
+            }],
+        };
+        logged.apply(&outcome(1, 2)).unwrap();
+        logged.checkpoint();
+        let (reads, in_ram) = (logged.reads(), logged.st.table.values().count());
+        assert_eq!(in_ram, 1, "only the queued job");
+        let priority = Meta::Priority {
+            job: 1,
+            priority: 3,
+        };
+        assert!(
+            logged.st.apply(&priority).is_err(),
+            "a finished job keeps its priority"
+        );
+        let max = Meta::MaxWorkers {
+            job: 1,
+            max_workers: Some(2),
+        };
+        assert!(logged.st.apply(&max).is_err());
+        let expired = Meta::LeaseExpired {
+            at_ms: 3,
+            work: crate::meta::Expired::Simple { jobs: vec![1] },
+        };
+        logged.st.apply(&expired).unwrap();
+        logged.st.apply(&outcome(1, 4)).unwrap();
+        assert_eq!(logged.reads(), reads, "a refused apply read a row");
+        assert_eq!(logged.st.table.values().count(), in_ram);
+        let job = logged.st.table.get(&1).unwrap();
+        assert_eq!(
+            job.completed_us,
+            Some(2007),
+            "the late outcome changed nothing"
+        );
+        assert_eq!(job.priority, 50);
+    }
 }

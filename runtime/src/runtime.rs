@@ -694,7 +694,18 @@ impl Runtime {
         if !(1..=100).contains(&priority) {
             return Err(RuntimeError::BadPriority(priority));
         }
-        self.job(job).await?;
+        {
+            // Refused here, before a record is written for a finished job.
+            let st = self.shared().state.lock();
+            let j = st.table.get(&job).ok_or(RuntimeError::NotFound(job))?;
+            if j.is_terminal() {
+                return Err(RuntimeError::IllegalTransition {
+                    job,
+                    action: "change the priority of".into(),
+                    state: j.state,
+                });
+            }
+        }
         let m = Meta::Priority {
             job,
             priority: priority as u8,

@@ -784,7 +784,9 @@ impl State {
                 outcomes,
             } => {
                 for o in outcomes {
-                    self.apply_simple_outcome(*at_ms, o);
+                    if !self.apply_simple_outcome(*at_ms, o) {
+                        continue;
+                    }
                     // The record's own microseconds, where it has them.
                     if let (Some(us), Some(job)) = (at_us, self.table.get_mut(&o.job)) {
                         if job.is_terminal() {
@@ -836,7 +838,7 @@ impl State {
     fn count_expiry(&mut self, work: &crate::meta::Expired) {
         use crate::meta::Expired;
         let mut bump = |id: JobId, f: &mut dyn FnMut(&mut Body)| {
-            if let Some(job) = self.table.get_mut(&id).filter(|j| !j.is_terminal()) {
+            if let Some(job) = self.table.unfinished_mut(&id) {
                 f(&mut job.body);
             }
         };
@@ -979,15 +981,14 @@ impl State {
         self.table.insert(job);
     }
 
-    fn apply_simple_outcome(&mut self, at_ms: u64, o: &SimpleOutcome) {
-        let Some(job) = self.table.get_mut(&o.job) else {
-            return;
+    /// Applies a simple job's outcome; false when it did nothing (the job
+    /// had finished, or is not a simple job).
+    fn apply_simple_outcome(&mut self, at_ms: u64, o: &SimpleOutcome) -> bool {
+        let Some(job) = self.table.unfinished_mut(&o.job) else {
+            return false;
         };
-        if job.is_terminal() {
-            return;
-        }
         let Body::Simple(body) = &mut job.body else {
-            return;
+            return false;
         };
         job.started_us.get_or_insert(o.started_us);
         job.attempts = job.attempts.saturating_add(1);
@@ -1009,6 +1010,7 @@ impl State {
             }
         }
         self.book.refile(job);
+        true
     }
 
     fn apply_control(
@@ -1085,6 +1087,22 @@ impl State {
         let id = meta
             .single_job()
             .expect("apply hands on only records of one job");
+        // Records that change only an unfinished job: one not in RAM has
+        // finished (or gone), and is not read to be refused.
+        let unfinished_only = match meta {
+            Meta::Priority { .. } => Some("change the priority of"),
+            Meta::MaxWorkers { .. } => Some("change max_workers of"),
+            Meta::HookFailed { .. } => Some(""),
+            _ => None,
+        };
+        if let Some(verb) = unfinished_only.filter(|_| self.table.resident(&id).is_none()) {
+            return match verb {
+                "" => Ok(()),
+                verb => Err(RuntimeError::Invalid(format!(
+                    "cannot {verb} job {id}: it has finished (or is gone)"
+                ))),
+            };
+        }
         let job = self.table.get_mut(&id).ok_or(RuntimeError::NotFound(id))?;
         let book = &mut self.book;
         match meta {

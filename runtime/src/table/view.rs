@@ -148,6 +148,18 @@ impl TableView {
         e.row.as_mut()
     }
 
+    /// Job `id`'s row to change, only while it is unfinished. Every
+    /// unfinished row is in RAM, so one that is not is finished (or gone):
+    /// a record that does nothing to a finished job reads nothing for it,
+    /// and leaves it out of RAM.
+    pub fn unfinished_mut(&mut self, id: &JobId) -> Option<&mut Job> {
+        if self.resident(id).is_some_and(|j| !j.is_terminal()) {
+            self.get_mut(id)
+        } else {
+            None
+        }
+    }
+
     pub fn contains_key(&self, id: &JobId) -> bool {
         self.get(id).is_some()
     }
