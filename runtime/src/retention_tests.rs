@@ -287,3 +287,51 @@ fn an_undecodable_expiry_frame_is_passed_over_and_blocks_no_checkpoint() {
     reopen(&mut l);
     assert!(l.st.job_row(2).is_ok());
 }
+
+/// A job waiting on a dependency that completed and was destroyed since
+/// (by `destroy_on_complete` or by hand) counts it completed, as its
+/// tombstone says, live and after a reopen alike; one destroyed before it
+/// completed breaks the wait.
+#[test]
+fn a_completed_dependency_destroyed_since_still_counts_completed_live_and_after_a_reopen() {
+    for by_hand in [false, true] {
+        let mut l = logged();
+        let a = JobSpec {
+            destroy_on_complete: Some(!by_hand),
+            ..noop()
+        };
+        l.apply(&created(1, 2, vec![a, noop()])).unwrap();
+        let waits = noop().with_after(&[1, 2], crate::DependencyFailure::Fail);
+        l.apply(&created(3, 3, vec![waits])).unwrap();
+        // Job 1 completes (job 2 is held back by a pause).
+        l.apply(&control(2, 4, Control::Pause)).unwrap();
+        run_all(&mut l, 5, true);
+        if by_hand {
+            l.apply(&control(1, 6, Control::Destroy)).unwrap();
+        }
+        assert_eq!(
+            why(&l.st, 1),
+            destroyed(JobState::Completed, 5 + u64::from(by_hand))
+        );
+        assert_eq!(l.st.job_row(3).unwrap().state, JobState::Waiting);
+        l.checkpoint();
+        reopen(&mut l);
+        l.apply(&control(2, 7, Control::Resume)).unwrap();
+        run_all(&mut l, 8, true);
+        // Job 3 ran once job 2 completed: job 1 counted as completed.
+        assert_eq!(
+            l.st.job_row(3).unwrap().state,
+            JobState::Completed,
+            "by hand: {by_hand}"
+        );
+    }
+    // Destroyed while still queued: the wait breaks.
+    let mut l = logged();
+    l.apply(&created(1, 2, vec![noop()])).unwrap();
+    let waits = noop().with_after(&[1], crate::DependencyFailure::Fail);
+    l.apply(&created(2, 3, vec![waits])).unwrap();
+    l.apply(&control(1, 4, Control::Destroy)).unwrap();
+    let job = l.st.job_row(2).unwrap();
+    assert_eq!(job.state, JobState::Failed);
+    assert!(job.failure_reason.as_deref().unwrap().contains("destroyed"));
+}

@@ -112,7 +112,7 @@ fn live_jobs(state: &State) -> Result<HashSet<JobId>, RuntimeError> {
         .filter(|j| !j.is_destroyed())
         .map(|j| j.id)
         .collect();
-    state.table.scan(false, |job| {
+    state.table.scan(false, state.book.next_id, |job| {
         if job.sliced().is_some() || &*job.kind == crate::lost::KIND {
             live.insert(job.id);
         }

@@ -146,7 +146,14 @@ pub fn sweep(
             Bound::Unbounded,
             Bound::Excluded(due_minutes.min(MAX_MINUTE) << 24),
         );
-        for item in store.scan(TABLE_OWNER, stream, seqs, false, max_rows) {
+        // An index block that cannot be read leaves this stream for a
+        // sweep a minute on: retention is housekeeping, and no checkpoint
+        // fails for it.
+        let Ok(items) = store.scan(TABLE_OWNER, stream, seqs, false, max_rows) else {
+            next_due = next_due.min(now_ms.saturating_add(MINUTE_MS));
+            continue;
+        };
+        for item in items {
             let minute = item.key.seq >> 24;
             if out.removed >= max_rows {
                 break;
@@ -177,9 +184,13 @@ pub fn sweep(
             after = Bound::Excluded(item.key.seq);
         }
         // The first frame left decides when this stream is due again.
-        let left = store.scan(TABLE_OWNER, stream, (after, Bound::Unbounded), false, 1);
-        if let Some(item) = left.first() {
-            next_due = next_due.min(due_ms(&retention, f, item.key.seq >> 24));
+        match store.scan(TABLE_OWNER, stream, (after, Bound::Unbounded), false, 1) {
+            Ok(left) => {
+                if let Some(item) = left.first() {
+                    next_due = next_due.min(due_ms(&retention, f, item.key.seq >> 24));
+                }
+            }
+            Err(_) => next_due = next_due.min(now_ms.saturating_add(MINUTE_MS)),
         }
     }
     let b = &mut state.book;
