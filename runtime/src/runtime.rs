@@ -870,13 +870,20 @@ impl Runtime {
     /// Waits until the job is completed, failed or aborted. Once the store
     /// refuses writes (a failed write or fsync, G9) an unfinished job can
     /// never end: the wait returns `StoreError::Poisoned` instead.
+    ///
+    /// A job destroyed once it finished (`destroy_on_complete`, or by hand)
+    /// still ended as its tombstone says: the wait answers that state
+    /// (`Completed` is a success) with the tombstone's times; its output
+    /// and counts went with it. A job destroyed before it finished never
+    /// will: `NotFound` with `Missing::Destroyed`, as for any other gone id.
     pub async fn wait(&self, job: JobId) -> Result<JobStatus, RuntimeError> {
         loop {
             let rx = {
                 let mut st = self.shared().state.lock();
-                let j = st.job_row(job)?;
-                if j.is_terminal() {
-                    return Ok(build_status(&st, &j));
+                match st.table.row_or_tombstone(&job) {
+                    Some(j) if j.state.is_finished() => return Ok(build_status(&st, &j)),
+                    Some(j) if !j.is_destroyed() => {}
+                    _ => return Err(st.missing(job)),
                 }
                 // A job cannot finish once the store refuses writes (G9):
                 // say so instead of waiting for ever.

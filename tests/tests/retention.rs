@@ -150,3 +150,81 @@ fn a_kill_9_right_after_an_acknowledged_destroy_keeps_the_job_destroyed() {
     );
     assert_eq!(json_at(&sb, T0, &["jobs"]), serde_json::json!([]));
 }
+
+/// `booster run` downloads its job's output once it completes, so it keeps
+/// the job whatever its kind says: a kind with destroy-on-complete on
+/// neither loses the output nor fails the run, here or through a server.
+#[test]
+fn run_keeps_its_job_s_output_when_the_kind_destroys_on_complete() {
+    let sb = Sandbox::new();
+    at(&sb, T0, 0, &["kind", "destroy-on-complete", "copy", "on"]);
+    let input = sb.write("in.txt", b"a\nb\nc\n");
+    let local = sb.path("local.txt");
+    at(
+        &sb,
+        T0,
+        0,
+        &[
+            "run",
+            "--kind",
+            "copy",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            local.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(std::fs::read(&local).unwrap(), b"a\nb\nc\n");
+    let serving = Serving::start(&sb, &[]);
+    let remote = sb.path("remote.txt");
+    let mut run = sb.cmd(&[
+        "--server",
+        &serving.url,
+        "run",
+        "--kind",
+        "copy",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        remote.to_str().unwrap(),
+    ]);
+    let out = run.output().expect("spawn booster");
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(std::fs::read(&remote).unwrap(), b"a\nb\nc\n");
+}
+
+/// `job watch` on a job its kind destroys on complete ends with success
+/// when it completes (its tombstone says completed), locally and through
+/// a server, instead of "not found".
+#[test]
+fn job_watch_ends_with_success_when_the_job_is_destroyed_as_it_completes() {
+    let sb = Sandbox::new();
+    let local = submit(&sb, T0, &["--destroy-on-complete"]);
+    at(&sb, T0, 0, &["work", "--until-idle"]);
+    at(&sb, T0, 0, &["job", "watch", &local.to_string()]);
+    let serving = Serving::start(&sb, &[]);
+    let id = {
+        let input = sb.write("in2.txt", b"a\nb\n");
+        let out = sb
+            .cmd(&[
+                "--server",
+                &serving.url,
+                "-q",
+                "submit",
+                "--kind",
+                "copy",
+                "--destroy-on-complete",
+                "--input",
+                input.to_str().unwrap(),
+            ])
+            .output()
+            .expect("spawn booster");
+        assert!(out.status.success(), "{}", describe(&out));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let out = sb
+        .cmd(&["--server", &serving.url, "job", "watch", &id])
+        .output()
+        .expect("spawn booster");
+    assert!(out.status.success(), "{}", describe(&out));
+}

@@ -304,6 +304,10 @@ pub struct JobInputArgs {
     /// as its kind says (`booster kind destroy-on-complete`), else kept.
     #[arg(long)]
     pub destroy_on_complete: bool,
+    /// Set by `run`, never a flag: the job is kept when it completes
+    /// whatever its kind says, since `run` downloads its output after.
+    #[arg(skip)]
+    pub keep_on_complete: bool,
     /// Output categories beyond main and errors that the handler writes
     /// to (exec: lines `NAME<TAB>RECORD`), each downloaded to its own file.
     #[arg(long, value_name = "NAME,...", value_delimiter = ',', value_parser = parse_category_name)]

@@ -230,3 +230,36 @@ async fn running_simple_job_cannot_pause_but_can_be_aborted() {
     );
     assert_eq!(s.attempts, 0);
 }
+
+/// `wait` on a job destroyed by the record that completed it answers
+/// completed (its tombstone's state): an embedder's `rt.wait(id).await?`
+/// succeeds for every destroy-on-complete success; a job destroyed before
+/// it finished is still `NotFound` with why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_answers_a_job_destroyed_once_completed_with_its_final_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Runtime::open(opts(dir.path(), 1)).await.unwrap();
+    rt.register_sliced("echo", echo());
+    let mut spec = sliced("echo", 10);
+    spec.destroy_on_complete = Some(true);
+    let done = rt.submit(spec).await.unwrap();
+    upload_all(&rt, done, &records(3)).await;
+    let status = rt.wait(done).await.unwrap();
+    assert_eq!(status.state, JobState::Completed);
+    assert!(
+        matches!(
+            rt.job(done).await,
+            Err(RuntimeError::NotFound(_, Missing::Destroyed { .. }))
+        ),
+        "the job itself is gone"
+    );
+    let queued = rt.submit(sliced("nobody", 10)).await.unwrap();
+    rt.destroy(queued).await.unwrap();
+    match rt.wait(queued).await {
+        Err(RuntimeError::NotFound(id, Missing::Destroyed { state, .. })) => {
+            assert_eq!((id, state), (queued, JobState::Queued));
+        }
+        other => panic!("a job destroyed while queued never finishes: {other:?}"),
+    }
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+}

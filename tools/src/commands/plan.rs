@@ -28,7 +28,12 @@ pub fn plan_run(json: bool, args: &RunArgs) -> anyhow::Result<Vec<JobInputArgs>>
             "--json prints the summary on stdout; pass --output FILE for the records",
         ));
     }
-    let jobs = per_member(&args.job)?;
+    let mut jobs = per_member(&args.job)?;
+    // run downloads each job's output once it completes: a kind's
+    // destroy-on-complete must not take it first.
+    for job in &mut jobs {
+        job.keep_on_complete = true;
+    }
     if jobs.len() > 1 {
         check_member_outputs(args, &jobs)?;
     }

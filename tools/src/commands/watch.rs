@@ -17,7 +17,14 @@ pub async fn watch(ctx: &Ctx, runtime: Runtime, id: JobId) -> anyhow::Result<i32
     with_runtime(runtime.clone(), async move {
         let mut last: Option<serde_json::Value> = None;
         loop {
-            let status = runtime.job(id).await?;
+            let status = match runtime.job(id).await {
+                Ok(status) => status,
+                // Destroyed once it finished (destroy-on-complete): `wait`
+                // answers the final state its tombstone kept; any other
+                // missing job stays an error.
+                Err(booster_runtime::RuntimeError::NotFound(..)) => runtime.wait(id).await?,
+                Err(e) => return Err(e.into()),
+            };
             let event = report::watch_json(&status, "poll");
             if last.as_ref() != Some(&event) {
                 print_event(&ctx, &event);

@@ -156,6 +156,7 @@ fn job_args(input: &Path, priority: u8, slice_records: u64, description: &str) -
         on_dependency_failure: Default::default(),
         window: None,
         destroy_on_complete: false,
+        keep_on_complete: true,
         format: Some(Format::Csv),
         slice_size: Some(slice_records),
         priority,

@@ -3,7 +3,7 @@
 //! files, over the HTTP API.
 
 use anyhow::{bail, Context};
-use booster_runtime::{Category, JobShape, JobStatus};
+use booster_runtime::{Category, JobShape, JobState, JobStatus};
 use serde_json::json;
 
 use super::{Client, RemoteOptions};
@@ -174,7 +174,22 @@ fn watch(client: &Client, out: &Out, id: u64) -> anyhow::Result<i32> {
         }
         true
     })?;
-    let status: JobStatus = client.job(id)?.into();
+    let status: JobStatus = match client.job(id) {
+        Ok(view) => view.into(),
+        // Destroyed once it finished (destroy-on-complete): its tombstone
+        // says how it ended; its counts went with it.
+        Err(e) => match super::JobDestroyed::finished(&e) {
+            Some(JobState::Completed) => {
+                out.say(format!("job {id} completed, then was destroyed"));
+                return Ok(exit::OK);
+            }
+            Some(state) => {
+                out.say(format!("job {id} {}, then was destroyed", state.as_str()));
+                return Ok(exit::RECORDS_FAILED);
+            }
+            None => return Err(e),
+        },
+    };
     if !status.state.is_finished() {
         bail!("the event stream of job {id} ended before the job did (the server stopped?); watch again");
     }

@@ -28,6 +28,33 @@ use crate::serve::view::{JobView, WorkerView};
 
 pub use cli::run;
 
+/// The server's 404 for a job destroyed while its tombstone is kept
+/// (`"destroyed_state"`): the state it was destroyed in, so a watch knows
+/// how a job that its kind destroys on complete ended.
+#[derive(Debug)]
+pub struct JobDestroyed {
+    pub state: booster_runtime::JobState,
+    message: String,
+}
+
+impl JobDestroyed {
+    /// The state `e` says its job finished in, if it is a `JobDestroyed`
+    /// of a job that finished before it was destroyed.
+    pub fn finished(e: &anyhow::Error) -> Option<booster_runtime::JobState> {
+        e.downcast_ref::<JobDestroyed>()
+            .map(|d| d.state)
+            .filter(|s| s.is_finished())
+    }
+}
+
+impl std::fmt::Display for JobDestroyed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for JobDestroyed {}
+
 /// How to reach a `booster serve`.
 #[derive(Clone, Debug, Default)]
 pub struct RemoteOptions {
@@ -395,7 +422,12 @@ impl Client {
         };
         if current_first {
             // The server subscribed before answering: nothing after this read is missed.
-            let status: booster_runtime::JobStatus = self.job(id)?.into();
+            let status: booster_runtime::JobStatus = match self.job(id) {
+                Ok(view) => view.into(),
+                // Destroyed once it finished: it has ended.
+                Err(e) if JobDestroyed::finished(&e).is_some() => return Ok(()),
+                Err(e) => return Err(e),
+            };
             let event = crate::report::watch_json(&status, "current");
             if !on_event(&event) || is_end(&event) {
                 return Ok(());
@@ -437,11 +469,18 @@ impl Client {
             .limit(MAX_ERROR_BODY_BYTES)
             .read_to_string()
             .unwrap_or_default();
-        let message = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| v["error"].as_str().map(str::to_string))
-            .unwrap_or(text);
-        bail!("{} refused ({}): {message}", self.base, status.as_u16())
+        let body = serde_json::from_str::<Value>(&text).ok();
+        let field = |name: &str| body.as_ref().and_then(|v| v[name].as_str());
+        let message = format!(
+            "{} refused ({}): {}",
+            self.base,
+            status.as_u16(),
+            field("error").unwrap_or(&text)
+        );
+        match field("destroyed_state").and_then(|s| s.parse().ok()) {
+            Some(state) => Err(JobDestroyed { state, message }.into()),
+            None => Err(anyhow!(message)),
+        }
     }
 
     fn json<T: serde::de::DeserializeOwned>(

@@ -5,12 +5,16 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use booster_runtime::RuntimeError;
+use booster_runtime::{JobState, Missing, RuntimeError};
 
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// A 404 for a job destroyed while its tombstone is kept: the state it
+    /// was destroyed in, as the body's `"destroyed_state"`, so a client
+    /// waiting on it (`job watch`) knows how it ended.
+    pub destroyed_state: Option<JobState>,
 }
 
 impl ApiError {
@@ -18,6 +22,7 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            destroyed_state: None,
         }
     }
     pub fn bad_request(message: impl Into<String>) -> ApiError {
@@ -27,7 +32,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(serde_json::json!({ "error": self.message }));
+        let mut body = serde_json::json!({ "error": self.message });
+        if let Some(state) = self.destroyed_state {
+            body["destroyed_state"] = state.as_str().into();
+        }
+        let body = Json(body);
         (self.status, body).into_response()
     }
 }
@@ -53,7 +62,14 @@ impl From<RuntimeError> for ApiError {
             ) => StatusCode::SERVICE_UNAVAILABLE,
             RuntimeError::Store(_) | RuntimeError::Corrupt(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        ApiError::new(status, e.to_string())
+        let destroyed_state = match &e {
+            RuntimeError::NotFound(_, Missing::Destroyed { state, .. }) => Some(*state),
+            _ => None,
+        };
+        ApiError {
+            destroyed_state,
+            ..ApiError::new(status, e.to_string())
+        }
     }
 }
 
