@@ -96,7 +96,7 @@ pub enum Command {
     #[command(
         after_help = "A finished job stays listed, with its output, for its state's period; the
 checkpoint after that removes it (a destroyed job's tombstone, which `job show`
-names, stays as long). Stored: it outlives restarts. Periods: 7d, 12h, 30m, 90s.
+names, stays as long). Stored: it outlives restarts. Periods need a unit: 7d, 12h, 30m, 90s.
 Without options it prints the periods that apply (defaults: completed 7d,
 aborted 7d, failed 30d).
 
@@ -215,7 +215,16 @@ pub fn duration_ms(text: &str) -> Option<u64> {
     (n.is_finite() && n >= 0.0 && ms < u64::MAX as f64).then(|| ms.round() as u64)
 }
 
+/// A retention period: as `duration_ms`, but a bare number is refused,
+/// since `--completed 7` meant as days would store 7 seconds and the next
+/// sweep would remove almost every completed job, irreversibly.
 fn parse_period(s: &str) -> Result<u64, String> {
+    let number = s.trim();
+    if number.parse::<f64>().is_ok_and(f64::is_finite) {
+        return Err(format!(
+            "{s:?} has no unit; write {number}d for days (or {number}h, {number}m, {number}s)"
+        ));
+    }
     duration_ms(s).ok_or_else(|| {
         format!("{s:?} is not a period; give a number and a unit, such as 7d, 12h, 30m or 90s")
     })
@@ -948,6 +957,21 @@ mod tests {
                 .contains("give a number and a unit, such as 7d, 12h, 30m or 90s"),
             "{err}"
         );
+    }
+
+    /// `retention --completed 7` meaning 7 days must not store 7 seconds
+    /// (the next sweep would remove nearly every completed job): a period
+    /// needs its unit. `--settle` keeps reading a bare number as seconds.
+    #[test]
+    fn a_retention_period_without_a_unit_is_refused_saying_to_write_7d() {
+        let err = parse_period("7").unwrap_err();
+        assert!(err.contains("write 7d"), "{err}");
+        assert!(parse_period(" 7 ").is_err());
+        let err = Cli::try_parse_from(["booster", "retention", "--failed", "30"]).unwrap_err();
+        assert_eq!(err.exit_code(), crate::exit::USAGE, "{err}");
+        assert!(err.to_string().contains("write 30d"), "{err}");
+        assert_eq!(parse_period("7d"), Ok(7 * 86_400_000));
+        assert_eq!(duration_ms("5"), Some(5_000), "--settle 5 is 5 seconds");
     }
 
     #[test]
