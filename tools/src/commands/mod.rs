@@ -393,14 +393,58 @@ pub fn display_name(path: &Path) -> String {
 /// `BOOSTER_CLOCK_MS`: for tests, the runtime's clock stands at this time
 /// (milliseconds since the epoch) instead of the system's, so a test of
 /// retention moves a day by starting the next process a day later, never
-/// by sleeping. Unset in production.
+/// by sleeping. Only a debug build (the one `cargo test` runs) reads it: a
+/// stopped clock never expires a lease (G4), never fires a cron and never
+/// makes a checkpoint due, so a release build that finds it set (left in
+/// a shell or a unit file) refuses to start rather than run that way.
 fn fixed_clock_ms() -> anyhow::Result<Option<u64>> {
-    let Ok(text) = std::env::var("BOOSTER_CLOCK_MS") else {
+    fixed_clock_from(
+        std::env::var("BOOSTER_CLOCK_MS").ok(),
+        cfg!(debug_assertions),
+    )
+}
+
+/// `fixed_clock_ms` for the variable's `value`, in a build that
+/// `honours` it or not.
+fn fixed_clock_from(value: Option<String>, honours: bool) -> anyhow::Result<Option<u64>> {
+    let Some(text) = value else {
         return Ok(None);
     };
-    text.trim().parse().map(Some).map_err(|_| {
+    if !honours {
+        return Err(crate::exit::usage(format!(
+            "BOOSTER_CLOCK_MS is set ({text:?}), but only test builds read it: it would stop \
+             this process's clock (leases never expire, cron never fires, no checkpoint falls \
+             due); unset it"
+        )));
+    }
+    let ms = text.trim().parse().map_err(|_| {
         anyhow::anyhow!(
             "BOOSTER_CLOCK_MS is {text:?}: give milliseconds since the epoch, or unset it to use the system clock"
         )
-    })
+    })?;
+    eprintln!(
+        "warning: BOOSTER_CLOCK_MS stands the runtime's clock still at {ms} ms (a test setting: \
+         leases never expire, cron never fires)"
+    );
+    Ok(Some(ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixed_clock_from;
+
+    /// A release build (`honours` false) that finds `BOOSTER_CLOCK_MS` set
+    /// refuses to start, saying to unset it; a test build reads it.
+    #[test]
+    fn a_fixed_clock_is_refused_by_a_build_that_does_not_honour_it() {
+        let err = fixed_clock_from(Some("1000".into()), false).unwrap_err();
+        assert!(err.to_string().contains("unset it"), "{err}");
+        assert_eq!(crate::exit::code_for(&err), crate::exit::USAGE);
+        assert_eq!(fixed_clock_from(None, false).unwrap(), None);
+        assert_eq!(
+            fixed_clock_from(Some("1000".into()), true).unwrap(),
+            Some(1000)
+        );
+        assert!(fixed_clock_from(Some("soon".into()), true).is_err());
+    }
 }
