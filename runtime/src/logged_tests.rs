@@ -34,6 +34,8 @@ struct Counting {
     reads: AtomicU64,
     /// Scans fail as an unreadable index block would make them.
     failing_scans: std::sync::atomic::AtomicBool,
+    /// Reads of these slices fail as a rotted frame makes them.
+    failing_reads: parking_lot::Mutex<std::collections::HashSet<SliceKey>>,
 }
 
 impl SliceStore for Counting {
@@ -42,6 +44,11 @@ impl SliceStore for Counting {
     }
     fn read_slice(&self, key: &SliceKey) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
         self.reads.fetch_add(1, Ordering::Relaxed);
+        if self.failing_reads.lock().contains(key) {
+            return Err(StoreError::Invalid(format!(
+                "{key:?} cannot be read (a test's rotted frame)"
+            )));
+        }
         self.inner.read_slice(key)
     }
     fn slices(&self, owner: u64, stream: u32) -> Vec<SliceInfo> {
@@ -97,6 +104,7 @@ impl Logged {
             inner: concrete.clone(),
             reads: AtomicU64::new(0),
             failing_scans: Default::default(),
+            failing_reads: Default::default(),
         });
         let store: Arc<dyn SliceStore> = counting.clone();
         Logged {
@@ -111,6 +119,16 @@ impl Logged {
     /// block makes them, or work again.
     pub fn fail_scans(&self, fail: bool) {
         self.counting.failing_scans.store(fail, Ordering::Relaxed);
+    }
+
+    /// From now on reads of slice `key` fail (`fail`) as a rotted frame
+    /// makes them, or work again.
+    pub fn fail_reads(&self, key: SliceKey, fail: bool) {
+        let mut failing = self.counting.failing_reads.lock();
+        match fail {
+            true => failing.insert(key),
+            false => failing.remove(&key),
+        };
     }
 
     /// How many slices were read from the store so far.

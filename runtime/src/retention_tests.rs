@@ -335,3 +335,35 @@ fn a_completed_dependency_destroyed_since_still_counts_completed_live_and_after_
     assert_eq!(job.state, JobState::Failed);
     assert!(job.failure_reason.as_deref().unwrap().contains("destroyed"));
 }
+
+/// A row the sweep cannot read (its page rotted, `verify` names it) keeps
+/// its expiry entry: once the segment is restored the row still expires,
+/// instead of staying for ever.
+#[test]
+fn the_sweep_keeps_the_entry_of_a_row_whose_page_it_cannot_read() {
+    let mut l = logged();
+    l.apply(&Meta::Retention {
+        at_ms: 1,
+        retention: Retention {
+            failed_ms: MINUTE_MS,
+            ..Retention::default()
+        },
+    })
+    .unwrap();
+    l.apply(&created(1, 2, vec![noop(), noop()])).unwrap();
+    run_all(&mut l, 3, false);
+    // Filed in minute 0 and out of RAM.
+    l.checkpoint_at(10);
+    let page = crate::table::keys::row_page(0);
+    l.fail_reads(page, true);
+    l.checkpoint_at(2 * MINUTE_MS);
+    l.fail_reads(page, false);
+    assert_eq!(l.st.job_row(1).unwrap().state, JobState::Failed);
+    // Restored: the next sweep removes both.
+    l.checkpoint_at(2 * MINUTE_MS + 1);
+    assert_eq!(why(&l.st, 1), Missing::Removed);
+    assert_eq!(why(&l.st, 2), Missing::Removed);
+    assert_eq!(l.st.book.by_state.iter().sum::<u64>(), 0);
+    reopen(&mut l);
+    assert_eq!(why(&l.st, 2), Missing::Removed);
+}

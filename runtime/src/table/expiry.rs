@@ -171,16 +171,27 @@ pub fn sweep(
                 }
             };
             let take = ids.len().min(max_rows - out.removed);
-            for &id in &ids[..take] {
-                if expire(state, id, (f, minute)) {
-                    out.removed += 1;
+            // Entries of rows that could not be read stay in the frame.
+            let mut kept = Vec::new();
+            for (&id, record) in ids[..take].iter().zip(&records) {
+                match expire(state, id, (f, minute)) {
+                    Expired::Removed => out.removed += 1,
+                    Expired::Stale => {}
+                    Expired::Unreadable => kept.push(record.clone()),
                 }
             }
             if take < records.len() {
-                out.puts.push((item.key, records[take..].to_vec()));
+                kept.extend_from_slice(&records[take..]);
+                out.puts.push((item.key, kept));
                 break;
             }
-            out.deletes.push(item.key);
+            match kept.len() {
+                0 => out.deletes.push(item.key),
+                n if n < records.len() => out.puts.push((item.key, kept)),
+                _ => {}
+            }
+            // A frame left only for rows that could not be read is no
+            // reason to sweep again at once.
             after = Bound::Excluded(item.key.seq);
         }
         // The first frame left decides when this stream is due again.
@@ -220,19 +231,34 @@ fn read_ids(
     Ok((records, ids))
 }
 
+/// What became of one expiry entry.
+enum Expired {
+    /// Its row went, with its count.
+    Removed,
+    /// The row is no longer filed there (retried or destroyed since, or
+    /// gone): the entry goes.
+    Stale,
+    /// The row could not be read (its page rotted): the entry stays, so
+    /// the row still expires once the segment is restored.
+    Unreadable,
+}
+
 /// Removes job `id`'s row if it is still filed at `at` (else the entry is
 /// stale: the job was retried, or destroyed, since), with its count.
-fn expire(state: &mut State, id: JobId, at: Filing) -> bool {
-    let filed = state.table.row_or_tombstone(&id).and_then(|j| slot_of(&j));
+fn expire(state: &mut State, id: JobId, at: Filing) -> Expired {
+    let filed = match state.table.try_row_or_tombstone(&id) {
+        Ok(row) => row.and_then(|j| slot_of(&j)),
+        Err(_) => return Expired::Unreadable,
+    };
     if filed != Some(at) {
-        return false;
+        return Expired::Stale;
     }
     let Some(job) = state.table.remove(&id) else {
-        return false;
+        return Expired::Stale;
     };
     match job.is_destroyed() {
         true => state.book.destroyed -= 1,
         false => state.book.by_state[job.state.index()] -= 1,
     }
-    true
+    Expired::Removed
 }

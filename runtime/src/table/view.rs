@@ -107,6 +107,15 @@ impl TableView {
         }
     }
 
+    /// `row_or_tombstone`, with a row whose page (or large row, or slice
+    /// map) cannot be read given as the error, not as a lost row.
+    pub fn try_row_or_tombstone(&self, id: &JobId) -> Result<Option<Cow<'_, Job>>, RuntimeError> {
+        match self.overlay.get(id) {
+            Some(e) => Ok(e.row.as_ref().map(Cow::Borrowed)),
+            None => Ok(self.fetch(*id)?.map(Cow::Owned)),
+        }
+    }
+
     /// The state job `id` was destroyed in and when (ms), while its
     /// tombstone is kept (the retention period).
     pub fn tombstone(&self, id: &JobId) -> Option<(crate::JobState, u64)> {
