@@ -105,6 +105,20 @@ pub struct ExpiredLease {
     pub records: Vec<Meta>,
 }
 
+/// How a lease's commit ended (`State::end_commit`): what a remote
+/// worker's commit is answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommitEnd {
+    /// The records the commit made of its outcome are durable.
+    Durable,
+    /// Durable, but not the outcome as given: the node could not store it
+    /// (over the slice cap, refused by the store, its input unreadable)
+    /// and a failure record, saying why, is durable in its place.
+    Replaced(String),
+    /// Nothing was written: the work runs again.
+    NotDurable,
+}
+
 /// The live (not committing) leases a remote worker thread may hold: the
 /// one it runs and the one it asked for ahead.
 pub const REMOTE_LIVE_LEASES: usize = 2;
@@ -478,27 +492,17 @@ impl State {
         Some(lease.work.clone())
     }
 
-    /// Ends lease `epoch` whose commit is settled: `durable` says whether
-    /// its records reached the store (a remote worker's commit is answered
-    /// by it), then `release`.
-    pub fn end_commit(&mut self, epoch: u64, durable: bool) {
-        let remote = self
-            .book
-            .leases
-            .get(&epoch)
-            .and_then(|l| self.book.workers.get(l.worker))
-            .and_then(|w| w.remote.as_ref())
-            .map(|r| r.group);
-        if let (Some(group), true) = (remote, durable) {
-            self.book.fleet.note_committed(epoch, group);
-        }
+    /// Ends lease `epoch` whose commit is settled: `end` says what reached
+    /// the store (a remote worker's commit is answered by it), then
+    /// `release`.
+    pub fn end_commit(&mut self, epoch: u64, end: CommitEnd) {
         if let Some(tx) = self
             .book
             .leases
             .get_mut(&epoch)
             .and_then(|l| l.on_end.take())
         {
-            let _ = tx.send(durable);
+            let _ = tx.send(end);
         }
         self.release(epoch);
     }

@@ -110,10 +110,10 @@ pub struct Lease {
     /// Last heartbeat (ms), written by the worker thread.
     pub progress_ms: Arc<AtomicU64>,
     pub work: LeaseWork,
-    /// Told whether the lease's commit became durable when the lease ends
+    /// Told how the lease's commit ended when the lease ends
     /// (`end_commit`; dropped, which reads as "not committed", when it
     /// ends any other way): a remote worker's commit is answered only then.
-    pub on_end: Option<oneshot::Sender<bool>>,
+    pub on_end: Option<oneshot::Sender<crate::dispatch::CommitEnd>>,
 }
 
 impl LeaseWork {
