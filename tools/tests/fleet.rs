@@ -394,17 +394,7 @@ fn a_token_file_rotated_and_read_again_on_sighup_takes_effect() {
     };
     write(old);
     let server = serve(&sb, &["--token-file", s(&tokens)]);
-    let status = |token: &str| {
-        ureq::get(format!("{}/api/jobs", server.url))
-            .header("Authorization", format!("Bearer {token}"))
-            .config()
-            .http_status_as_error(false)
-            .build()
-            .call()
-            .unwrap()
-            .status()
-            .as_u16()
-    };
+    let status = |token: &str| status_with(&server, "/api/jobs", token);
     assert_eq!((status(old), status(new)), (200, 401));
     write(new);
     assert_eq!(status(old), 200, "no reload before the signal");
@@ -531,5 +521,76 @@ fn serve_refuses_a_lease_timeout_under_a_second() {
     assert!(
         err.contains("--lease-timeout-ms") && err.contains("1000"),
         "{err}"
+    );
+}
+
+/// The status of `GET path` on the node with `token`.
+fn status_with(server: &Serving, path: &str, token: &str) -> u16 {
+    ureq::get(format!("{}{path}", server.url))
+        .header("Authorization", format!("Bearer {token}"))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .call()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// A node with an admin token file and a worker token file (`workers`).
+fn node_with_worker_tokens(sb: &Sandbox, workers: &str) -> (Serving, std::path::PathBuf) {
+    let admin = sb.path("admin");
+    booster_tools::secret_file::write_private(&admin, format!("{ADMIN}\n").as_bytes()).unwrap();
+    let file = sb.path("workers");
+    booster_tools::secret_file::write_private(&file, workers.as_bytes()).unwrap();
+    let server = serve(
+        sb,
+        &["--token-file", s(&admin), "--worker-token-file", s(&file)],
+    );
+    (server, file)
+}
+
+const ADMIN: &str = "admin-token-0123456789abcdef";
+const WORKER: &str = "worker-token-0123456789abcdef";
+
+#[test]
+fn an_emptied_worker_token_file_read_again_on_sighup_revokes_the_last_worker_token() {
+    let sb = Sandbox::new();
+    let (server, file) = node_with_worker_tokens(&sb, &format!("{WORKER}\n"));
+    // A worker token is known (403: it may not read the API), not unknown.
+    assert_eq!(status_with(&server, "/api/jobs", WORKER), 403);
+    booster_tools::secret_file::write_private(&file, b"# revoked\n").unwrap();
+    server.signal(libc::SIGHUP);
+    server.wait_for_log("token files read again");
+    assert_eq!(
+        status_with(&server, "/api/jobs", WORKER),
+        401,
+        "the last worker token is revoked"
+    );
+    assert_eq!(status_with(&server, "/api/jobs", ADMIN), 200);
+}
+
+#[test]
+fn a_token_file_that_cannot_be_parsed_on_sighup_keeps_the_tokens_and_says_so() {
+    let sb = Sandbox::new();
+    let (server, file) = node_with_worker_tokens(&sb, &format!("{WORKER}\n"));
+    booster_tools::secret_file::write_private(&file, b"short\n").unwrap();
+    server.signal(libc::SIGHUP);
+    server.wait_for_log("kept the tokens in force");
+    assert_eq!(
+        status_with(&server, "/api/jobs", WORKER),
+        403,
+        "the worker token stays in force"
+    );
+    let metrics = ureq::get(format!("{}/metrics", server.url))
+        .header("Authorization", format!("Bearer {ADMIN}"))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        metrics.contains("booster_token_reload_failures_total 1"),
+        "{metrics}"
     );
 }
