@@ -322,9 +322,24 @@ impl State {
         } else {
             ((SIMPLE_BATCH_BUDGET_US / avg_us) as usize).clamp(1, self.book.max_lease_batch.max(1))
         };
+        // A remote slot's batch travels as one message: cut to fit.
+        let remote = self
+            .book
+            .workers
+            .get(worker)
+            .is_some_and(|w| w.remote.is_some());
+        let budget_bytes = remote.then_some(self.book.max_remote_batch_bytes);
+        let mut used_bytes = 0;
         let mut items = Vec::new();
         let mut next = Some(first);
         while let Some(id) = next {
+            if let Some(budget) = budget_bytes {
+                let bytes = self.table.get(&id).map_or(0, |j| json_bytes(&j));
+                if !items.is_empty() && used_bytes + bytes > budget {
+                    break;
+                }
+                used_bytes += bytes;
+            }
             // The next most urgent job may be sliced: it takes a lease of
             // its own. A job whose lease expired runs alone, so the one
             // that hangs is told apart from the jobs batched with it.
@@ -837,6 +852,16 @@ impl State {
     pub fn is_idle(&self) -> bool {
         self.book.leases.is_empty() && !self.book.ready.has_work(|id, k| self.gate(id, k))
     }
+}
+
+/// The bytes a simple job's arguments and properties take as JSON: what
+/// a remote worker's lease carries of it.
+fn json_bytes(job: &crate::table::Job) -> usize {
+    let args = match &job.body {
+        Body::Simple(b) => serde_json::to_vec(&*b.args).map_or(0, |v| v.len()),
+        Body::Sliced(_) => 0,
+    };
+    args + serde_json::to_vec(&*job.properties).map_or(0, |v| v.len())
 }
 
 /// Why work that kept its lease expiring failed.

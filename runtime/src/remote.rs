@@ -517,9 +517,12 @@ impl Runtime {
                     book.workers.len() - 1
                 }
             };
-            book.workers[slot].remote = remote;
-            book.workers[slot].lease = None;
-            book.workers[slot].earlier = None;
+            // A reused slot starts afresh: its counters were another
+            // process's.
+            book.workers[slot] = crate::state::WorkerSlot {
+                remote,
+                ..Default::default()
+            };
             slots.push(slot);
         }
         book.fleet.groups.insert(

@@ -229,6 +229,10 @@ pub struct Book {
     pub lease_policy: LeasePolicy,
     /// The most simple jobs one lease carries (`RuntimeOptions::max_lease_batch`).
     pub max_lease_batch: usize,
+    /// The most bytes of arguments and properties (JSON) one simple lease
+    /// of a remote slot carries, so it fits one message
+    /// (`RuntimeOptions::max_slice_bytes`; at least one job).
+    pub max_remote_batch_bytes: usize,
     /// Submits at this priority or above commit urgently (`RuntimeOptions::urgent_priority`).
     pub urgent_priority: u8,
     /// The last `reserved_workers` worker slots lease only jobs at
@@ -335,6 +339,7 @@ impl Book {
             default_slice_size,
             lease_policy: LeasePolicy::default(),
             max_lease_batch: crate::dispatch::SIMPLE_BATCH_MAX,
+            max_remote_batch_bytes: usize::MAX,
             urgent_priority: 10,
             reserved_workers: 0,
             reserved_priority: 10,

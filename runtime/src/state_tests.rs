@@ -960,3 +960,25 @@ fn a_retry_waits_its_doubled_backoff_plus_at_most_its_jitter_share() {
     assert!(draws.iter().filter(|d| **d < 0.5).count() > 300);
     assert!(draws.iter().filter(|d| **d >= 0.5).count() > 300);
 }
+
+/// A remote worker gets its lease in one message: a batch of simple jobs
+/// whose arguments would pass `max_remote_batch_bytes` is cut to fit (at
+/// least one job), instead of a reply the message limit refuses, which
+/// would leave the lease to expire.
+#[test]
+fn a_remote_slot_s_simple_batch_is_cut_to_fit_its_byte_budget() {
+    let mut st = state();
+    st.book.max_remote_batch_bytes = 64 << 10;
+    register(&mut st, "k", HandlerShape::Simple);
+    st.observe_simple("k", 1, 1.0);
+    let big = serde_json::json!({ "pad": "x".repeat(20 << 10) });
+    st.apply(&created(1, vec![JobSpec::simple("k", big); 10]))
+        .unwrap();
+    let remote = remote_slot(&mut st, &["k"]);
+    assert_eq!(
+        leased_jobs(&mut st, remote),
+        vec![1, 2, 3],
+        "3 x 20 KiB fit"
+    );
+    assert_eq!(leased_jobs(&mut st, 0).len(), 7, "a local batch is not cut");
+}

@@ -11,7 +11,12 @@ use crate::common::*;
 /// A node that runs no work itself, with a 64 KiB slice cap, and `echo`
 /// registered (a remote slot leases only registered kinds).
 async fn node(dir: &std::path::Path) -> Runtime {
-    let mut o = opts(dir, 0);
+    node_on(dir, opts(dir, 0)).await
+}
+
+async fn node_on(dir: &std::path::Path, mut o: RuntimeOptions) -> Runtime {
+    o.workers = 0;
+    o.data_dir = dir.to_path_buf();
     o.max_slice_bytes = 64 << 10;
     let rt = Runtime::open(o).await.unwrap();
     rt.register_sliced("echo", echo());
@@ -128,4 +133,41 @@ async fn a_commit_retried_while_its_first_try_is_in_flight_is_answered_with_the_
     let s = rt.job(id).await.unwrap();
     assert_eq!((s.state, s.records_out), (JobState::Completed, 10));
     assert_eq!(download(&rt, id, Category::Main), records);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_slot_reused_by_another_process_starts_with_fresh_counters() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = std::sync::Arc::new(ManualClock::at_ms(1_000_000));
+    let mut o = opts(dir.path(), 0);
+    o.clock = clock.clone();
+    let rt = node_on(dir.path(), o).await;
+    let id = rt.submit(sliced("echo", 10)).await.unwrap();
+    upload_all(&rt, id, &records(10)).await;
+    let first = rt.remote_join(hello()).unwrap();
+    let (epoch, job, slice, records) = next_slice(&rt, &first.session).await.unwrap();
+    let answer = rt
+        .remote_commit(&first.session, epoch, output(job, slice, records))
+        .await
+        .unwrap();
+    assert_eq!(answer, CommitAnswer::Accepted);
+    let slot_of = |workers: Vec<WorkerStatus>, process: u64| {
+        workers
+            .into_iter()
+            .find(|w| w.remote.as_ref().is_some_and(|r| r.worker == process))
+            .unwrap()
+    };
+    let used = slot_of(rt.workers().await, first.session.worker);
+    assert_eq!(used.slices_done, 1);
+    // Silent for more than 4 lease timeouts, holding nothing: forgotten
+    // when the next process joins, which gets its slot.
+    clock.advance_ms(5 * first.lease_timeout_ms);
+    let second = rt.remote_join(hello()).unwrap();
+    let reused = slot_of(rt.workers().await, second.session.worker);
+    assert_eq!(reused.worker, used.worker, "the slot is reused");
+    assert_eq!(
+        (reused.slices_done, reused.restarts),
+        (0, 0),
+        "another process's slot starts with fresh counters"
+    );
 }
