@@ -79,6 +79,8 @@ fn get(server: &Serving, path: &str) -> String {
 struct Worker {
     child: Child,
     stderr: Option<std::thread::JoinHandle<String>>,
+    /// What it wrote to stderr so far.
+    log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Worker {
@@ -89,15 +91,29 @@ impl Worker {
             .spawn()
             .unwrap();
         let mut pipe = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let so_far = log.clone();
         let stderr = std::thread::spawn(move || {
             let mut bytes = Vec::new();
-            let _ = std::io::Read::read_to_end(&mut pipe, &mut bytes);
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = std::io::Read::read(&mut pipe, &mut buf) {
+                bytes.extend_from_slice(&buf[..n]);
+                *so_far.lock().unwrap() = String::from_utf8_lossy(&bytes).into_owned();
+            }
             String::from_utf8_lossy(&bytes).into_owned()
         });
         Worker {
             child,
             stderr: Some(stderr),
+            log,
         }
+    }
+
+    /// Waits until it has written `text` to stderr (a minute at most).
+    fn wait_for_log(&self, text: &str) {
+        wait_for(&format!("the worker to say {text:?}"), || {
+            self.log.lock().unwrap().contains(text)
+        });
     }
 
     fn id(&self) -> u32 {
@@ -593,4 +609,93 @@ fn a_token_file_that_cannot_be_parsed_on_sighup_keeps_the_tokens_and_says_so() {
         metrics.contains("booster_token_reload_failures_total 1"),
         "{metrics}"
     );
+}
+
+#[test]
+fn a_worker_started_before_its_node_waits_for_it_then_works() {
+    let sb = Sandbox::new();
+    let listen = {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        free.local_addr().unwrap().to_string()
+    };
+    let url = format!("http://{listen}");
+    let early = Worker::spawn(&mut sb.cmd(&["--server", &url, "work", "--workers", "1"]));
+    early.wait_for_log("trying again");
+    let server = serve_on(&sb, &listen, &["--workers", "0"]);
+    let input = numbered_lines(50);
+    let id = submit(
+        &server,
+        &sb,
+        &input,
+        &["--kind", "copy", "--slice-size", "10"],
+    );
+    wait_for("the job done by the early worker", || {
+        job_of(&server, id)["state"] == "completed"
+    });
+    let (output, job) = output_of(&server, &sb, id);
+    assert_exact(&job, &output, &input);
+}
+
+#[test]
+fn a_worker_refused_at_hello_gives_up_at_once_saying_why() {
+    let sb = Sandbox::new();
+    let (server, _) = node_with_worker_tokens(&sb, &format!("{WORKER}\n"));
+    let wrong = sb.path("wrong-token");
+    booster_tools::secret_file::write_private(&wrong, b"not-a-token-of-this-node\n").unwrap();
+    let out = remote(
+        &server,
+        &sb,
+        &["--token-file", s(&wrong), "work", "--workers", "1"],
+    )
+    .output()
+    .unwrap();
+    assert!(!out.status.success(), "a refusal is not retried");
+    let err = stderr(&out);
+    assert!(
+        err.contains("refused this worker") && err.contains("token"),
+        "{err}"
+    );
+}
+
+#[test]
+fn refused_and_malformed_worker_calls_are_logged_on_the_node_without_a_flood() {
+    use booster_tools::fleet::{client::NodeClient, proto};
+    let sb = Sandbox::new();
+    let server = serve(&sb, &["--workers", "0"]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = rt
+        .block_on(async { NodeClient::new(&server.url, None, None) })
+        .unwrap();
+    let lease = |session: Vec<u8>| proto::LeaseRequest {
+        worker_id: 999,
+        thread: 0,
+        session,
+    };
+    for _ in 0..50 {
+        let unknown = rt.block_on(client.lease(lease(vec![0; 16])));
+        assert_eq!(unknown.unwrap_err().code(), tonic::Code::NotFound);
+        let beat = proto::HeartbeatRequest {
+            worker_id: 999,
+            epochs: vec![1],
+            session: vec![0; 16],
+        };
+        let unknown = rt.block_on(client.heartbeat(beat));
+        assert_eq!(unknown.unwrap_err().code(), tonic::Code::NotFound);
+        // Past the 64 KiB a Lease may take: refused before it is read.
+        let oversized = rt.block_on(client.lease(lease(vec![0; 100 << 10])));
+        assert!(oversized.is_err());
+    }
+    server.wait_for_log("refused a Lease");
+    server.wait_for_log("refused a Heartbeat");
+    server.wait_for_log("refused a Lease (malformed)");
+    server.wait_for_log("not logged");
+    let refusals = server
+        .log_lines()
+        .into_iter()
+        .filter(|l| l.contains("refused a"))
+        .count();
+    assert!(refusals <= 15, "150 bad calls, {refusals} lines: bounded");
 }

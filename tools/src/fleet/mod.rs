@@ -6,6 +6,7 @@
 //! - [`proto`]: the messages.
 //! - [`node`]: the service, calling `Runtime::remote_*`.
 //! - [`client`]: a worker's connection to a node.
+//! - `refusals`: the node's bounded log of the calls it refused.
 //! - [`work`]: `booster --server URL work`, the worker process.
 //!
 //! ```text
@@ -18,6 +19,7 @@
 pub mod client;
 pub mod node;
 pub mod proto;
+mod refusals;
 pub mod work;
 
 use axum::http::StatusCode;

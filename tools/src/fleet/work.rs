@@ -112,13 +112,11 @@ pub async fn work(
             values: opts.exec_allow.clone(),
         }],
     };
-    let joined = client.hello(hello.clone()).await.map_err(|s| {
-        anyhow!(
-            "the node at {} refused this worker: {}",
-            opts.server,
-            describe(&s)
-        )
-    })?;
+    tokio::pin!(stop);
+    let joined = tokio::select! {
+        joined = join(&mut client, &hello, &opts.server) => joined?,
+        () = &mut stop => return Ok(()),
+    };
     eprintln!(
         "booster work: worker {} of {} ({} threads; kinds {})",
         joined.worker_id,
@@ -165,6 +163,32 @@ pub async fn work(
     }
     beat.abort();
     Ok(())
+}
+
+/// `Hello` until the node answers: a node not up yet (or restarting) is
+/// waited for with backoff, saying so; a refusal (a wrong token, another
+/// version) ends the worker, since asking again changes nothing.
+async fn join(
+    client: &mut NodeClient,
+    hello: &proto::HelloRequest,
+    server: &str,
+) -> anyhow::Result<proto::HelloReply> {
+    let mut backoff = Backoff::default();
+    loop {
+        match client.hello(hello.clone()).await {
+            Ok(joined) => {
+                backoff.reset();
+                return Ok(joined);
+            }
+            Err(s) if refused(&s) => {
+                return Err(anyhow!(
+                    "the node at {server} refused this worker: {}",
+                    describe(&s)
+                ))
+            }
+            Err(s) => tokio::time::sleep(backoff.next(&s, "joining the node")).await,
+        }
+    }
 }
 
 /// The worker's id and session secret (`HelloReply`).
