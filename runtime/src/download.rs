@@ -384,7 +384,21 @@ impl Download {
                     }
                     .into_iter()
                 }
-                Ok(None) => continue,
+                // Every part was listed by the index or named by the job's
+                // table: a frame gone since means the store lost it, and a
+                // download that skipped it would be a file short of records.
+                Ok(None) => {
+                    self.keys.clear();
+                    return Some(Err(RuntimeError::Corrupt(format!(
+                        "slice {} of job {} ({}) is not in the store although the job's \
+                         table says it was written: the download stops there rather than leave \
+                         its records out; run `booster verify` and restore the store from a \
+                         backup",
+                        key.seq,
+                        key.owner,
+                        crate::status::stream_name(key.stream, &[])
+                    ))));
+                }
                 Err(e) => {
                     self.shared.note_damage(&self.store, key, &e);
                     self.keys.clear();

@@ -254,7 +254,7 @@ impl State {
 
 /// What a slice stream holds, as `job show` says it: a category's
 /// stream by the category's name.
-fn stream_name(stream: u32, categories: &[String]) -> String {
+pub(crate) fn stream_name(stream: u32, categories: &[String]) -> String {
     match stream {
         crate::meta::STREAM_INPUT => "input".into(),
         crate::meta::STREAM_MAIN => "output".into(),

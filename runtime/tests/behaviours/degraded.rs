@@ -490,3 +490,42 @@ async fn a_slice_whose_uploaded_record_was_lost_is_named_and_stops_the_download(
         .await
         .unwrap();
 }
+
+/// A done slice's output frame is gone from a store that opened clean (an
+/// outside tool or a bug deleted it; nothing marks the range damaged). The
+/// download must stop there with an error naming the slice, never hand out
+/// a file that silently lacks its records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_done_slice_whose_output_frame_is_gone_stops_the_download() {
+    use booster_store::{Batch, SliceKey, Store, StoreOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let id = run_one_job(dir.path(), 40).await;
+    {
+        let (store, _) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        store
+            .append(Batch::new().delete(SliceKey {
+                owner: id,
+                stream: STREAM_OUTPUT,
+                seq: 1,
+            }))
+            .unwrap();
+        store.close().unwrap();
+    }
+    let rt = Runtime::open(opts(dir.path(), 1)).await.unwrap();
+    assert!(
+        rt.recovery_report().damaged.is_empty(),
+        "the store opened clean"
+    );
+    let err = rt
+        .download(id, Category::Main)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .expect_err("a download missing a done slice's output fails");
+    assert!(
+        err.to_string().contains("slice 1") && err.to_string().contains(&format!("job {id}")),
+        "{err}"
+    );
+    rt.shutdown(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+}
