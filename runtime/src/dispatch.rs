@@ -847,6 +847,14 @@ impl State {
         }
     }
 
+    /// Nothing is leased to anyone, and nothing ready is for slot
+    /// `worker`: a remote worker's `--until-idle` may stop. Work only
+    /// other slots may take is theirs (this node's own threads, or other
+    /// workers'); while any lease is held, its work may come back.
+    pub fn is_idle_for(&self, worker: usize) -> bool {
+        self.is_idle() || (self.book.leases.is_empty() && self.first_for(worker).is_none())
+    }
+
     /// Nothing is leased or leasable for a registered kind (a queued job
     /// that its kind's limit holds back is not leasable).
     pub fn is_idle(&self) -> bool {

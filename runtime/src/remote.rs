@@ -721,6 +721,53 @@ impl Runtime {
     }
 }
 
+impl crate::state::State {
+    /// Why no worker can run `job` on a node that runs no threads of its
+    /// own (`serve --workers 0`): it reads its dependencies' output, which
+    /// only the node's threads can, or no connected remote process runs
+    /// its kind or passes its allow lists. None: some worker can.
+    pub(crate) fn no_worker_can_run(&self, job: &crate::table::Job) -> Option<String> {
+        let book = &self.book;
+        if book.local_workers > 0 || !book.runs_workers {
+            return None;
+        }
+        if !job.after.is_empty() {
+            return Some(
+                "no worker can run it: it reads the output of the jobs it runs after, \
+                 which only the node's own threads can read, and this node runs none \
+                 (serve --workers 0); restart it with --workers N"
+                    .into(),
+            );
+        }
+        let slots = book.fleet.groups.values().filter_map(|g| {
+            let slot = *g.slots.first()?;
+            book.workers.get(slot)?.remote.as_ref()
+        });
+        let mut runs_kind = false;
+        for r in slots {
+            if r.runs(&job.kind) {
+                if r.accepts(&job.kind, &job.properties) {
+                    return None;
+                }
+                runs_kind = true;
+            }
+        }
+        let kind = &*job.kind;
+        Some(match (book.fleet.groups.is_empty(), runs_kind) {
+            (true, _) => "no worker can run it: this node runs no threads (serve --workers 0) \
+                          and no remote worker is connected; start one: booster --server URL work"
+                .into(),
+            (false, false) => {
+                format!("no worker can run it: no connected worker runs kind {kind:?}")
+            }
+            (false, true) => format!(
+                "no worker can run it: no connected worker allows this {kind:?} job \
+                 (an exec job runs only where `booster work --exec-allow` names its cmd)"
+            ),
+        })
+    }
+}
+
 fn fenced(epoch: u64, why: &str) -> CommitAnswer {
     CommitAnswer::Fenced(format!("lease {epoch}: {why}"))
 }
@@ -884,7 +931,7 @@ fn lease_blocking(
                 let commits = shared
                     .inflight_commits
                     .load(std::sync::atomic::Ordering::Acquire);
-                if commits == 0 && st.is_idle() {
+                if commits == 0 && st.is_idle_for(slot) {
                     return Ok(RemoteLease::Idle);
                 }
                 let left = until.saturating_duration_since(Instant::now());

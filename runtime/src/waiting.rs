@@ -117,6 +117,9 @@ impl State {
                 });
             }
         }
+        if let Some(reason) = self.no_worker_can_run(job).filter(|_| registered) {
+            return Some(reason);
+        }
         (self.book.runs_workers && !registered).then(|| {
             format!(
                 "no worker registered for kind {:?} in this process; run it where that kind is registered",

@@ -41,7 +41,9 @@ async fn next_slice(
     rt: &Runtime,
     session: &RemoteSession,
 ) -> Option<(u64, JobId, u64, Vec<Vec<u8>>)> {
-    loop {
+    // A bound on a hang: 100 long polls find nothing only when the node
+    // never says it is idle.
+    for _ in 0..100 {
         let task = match rt
             .remote_lease(session, 0, Duration::from_millis(200))
             .await
@@ -63,6 +65,19 @@ async fn next_slice(
             result: Ok(()),
         };
         let answer = rt.remote_commit(session, task.epoch, hook).await.unwrap();
+        assert_eq!(answer, CommitAnswer::Accepted);
+    }
+    panic!("the node never said it was idle for this worker");
+}
+
+/// Works every slice the node leases `session`, copying it, until the
+/// node says it is idle for this worker.
+async fn work_until_idle(rt: &Runtime, session: &RemoteSession) {
+    while let Some((epoch, job, slice, records)) = next_slice(rt, session).await {
+        let answer = rt
+            .remote_commit(session, epoch, output(job, slice, records))
+            .await
+            .unwrap();
         assert_eq!(answer, CommitAnswer::Accepted);
     }
 }
@@ -169,5 +184,46 @@ async fn a_remote_slot_reused_by_another_process_starts_with_fresh_counters() {
         (reused.slices_done, reused.restarts),
         (0, 0),
         "another process's slot starts with fresh counters"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_of_a_kind_no_connected_worker_runs_says_so_and_leaves_the_worker_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = node(dir.path()).await;
+    rt.register_sliced("other", echo());
+    let id = rt.submit(sliced("other", 10)).await.unwrap();
+    upload_all(&rt, id, &records(10)).await;
+    let joined = rt.remote_join(hello()).unwrap();
+    assert!(
+        next_slice(&rt, &joined.session).await.is_none(),
+        "nothing is leasable by it: an --until-idle worker stops"
+    );
+    let reason = rt.job(id).await.unwrap().waiting_reason.unwrap_or_default();
+    assert!(
+        reason.starts_with("no worker can run it") && reason.contains("\"other\""),
+        "{reason}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_with_after_on_a_node_without_threads_says_why_it_waits_and_idles_its_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = node(dir.path()).await;
+    let first = rt.submit(sliced("echo", 10)).await.unwrap();
+    upload_all(&rt, first, &records(10)).await;
+    let then = sliced("echo", 10).with_after(&[first], DependencyFailure::Fail);
+    let then = rt.submit(then).await.unwrap();
+    upload_all(&rt, then, &records(10)).await;
+    let joined = rt.remote_join(hello()).unwrap();
+    work_until_idle(&rt, &joined.session).await;
+    let s = rt.job(first).await.unwrap();
+    assert_eq!(s.state, JobState::Completed);
+    let s = rt.job(then).await.unwrap();
+    assert_eq!(s.state, JobState::Queued);
+    let reason = s.waiting_reason.unwrap_or_default();
+    assert!(
+        reason.starts_with("no worker can run it") && reason.contains("--workers"),
+        "{reason}"
     );
 }
