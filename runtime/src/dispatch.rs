@@ -136,9 +136,21 @@ impl State {
     /// running job: the window is read against the clock here, at lease
     /// time, and the timer's tick wakes the workers when it opens.
     fn gate(&self, kind_id: KindId, kind: &str) -> KindGate {
+        self.gate_as(kind_id, kind, false)
+    }
+
+    /// `gate`; `runs_elsewhere`: the slot's remote process runs `kind`
+    /// with its own handler, so none need be registered here (a
+    /// service's own kinds); a configured window or limit still applies.
+    fn gate_as(&self, kind_id: KindId, kind: &str, runs_elsewhere: bool) -> KindGate {
+        let unconfigured = KindGate {
+            runnable: true,
+            may_start: true,
+        };
         match self.book.kinds.get(kind) {
+            None if runs_elsewhere => unconfigured,
             Some(k)
-                if k.handler.is_some()
+                if (k.handler.is_some() || runs_elsewhere)
                     && k.window()
                         .is_none_or(|w| w.is_open(self.book.clock.now_ms())) =>
             {
@@ -186,7 +198,8 @@ impl State {
                 runnable: false,
                 may_start: false,
             },
-            _ => self.gate(id, k),
+            Some(_) => self.gate_as(id, k, true),
+            None => self.gate(id, k),
         };
         let first = match remote {
             None => self.book.ready.first(gate),
@@ -852,7 +865,7 @@ impl State {
     /// other slots may take is theirs (this node's own threads, or other
     /// workers'); while any lease is held, its work may come back.
     pub fn is_idle_for(&self, worker: usize) -> bool {
-        self.is_idle() || (self.book.leases.is_empty() && self.first_for(worker).is_none())
+        self.book.leases.is_empty() && self.first_for(worker).is_none()
     }
 
     /// Nothing is leased or leasable for a registered kind (a queued job

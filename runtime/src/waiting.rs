@@ -117,8 +117,15 @@ impl State {
                 });
             }
         }
-        if let Some(reason) = self.no_worker_can_run(job).filter(|_| registered) {
-            return Some(reason);
+        // A node without threads: a remote process may run a kind that
+        // has no handler here (a service's own).
+        if registered || self.book.local_workers == 0 {
+            if let Some(reason) = self.no_worker_can_run(job) {
+                return Some(reason);
+            }
+        }
+        if self.book.local_workers == 0 {
+            return None;
         }
         (self.book.runs_workers && !registered).then(|| {
             format!(

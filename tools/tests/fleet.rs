@@ -699,3 +699,62 @@ fn refused_and_malformed_worker_calls_are_logged_on_the_node_without_a_flood() {
         .count();
     assert!(refusals <= 15, "150 bad calls, {refusals} lines: bounded");
 }
+
+/// A service's own handler: upper-cases each record.
+struct Upper;
+
+impl booster_runtime::RecordHandler for Upper {
+    fn process(
+        &self,
+        _: &booster_runtime::JobContext<'_>,
+        record: &[u8],
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), booster_runtime::HandlerError> {
+        out.push(record.to_ascii_uppercase());
+        Ok(())
+    }
+}
+
+#[test]
+fn a_service_connected_with_runtime_connect_runs_its_own_kind_of_a_sliced_job_exactly() {
+    let sb = Sandbox::new();
+    let server = serve(&sb, &["--workers", "0", "--lease-timeout-ms", "3000"]);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut service = booster_client::Runtime::connect(&server.url, None).unwrap();
+    service.register_sliced("upper", std::sync::Arc::new(Upper));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let opts = booster_client::WorkOptions {
+        threads: 2,
+        ..Default::default()
+    };
+    let working = rt.spawn(service.work(opts, async {
+        let _ = stopped.await;
+    }));
+    // The node takes a kind only once a connected worker runs it.
+    wait_for("the service to join", || {
+        get(&server, "/api/workers").contains("upper")
+    });
+    let input = numbered_lines(300);
+    let id = submit(
+        &server,
+        &sb,
+        &input,
+        &["--kind", "upper", "--slice-size", "7"],
+    );
+    wait_for("the service to finish the job", || {
+        job_of(&server, id)["state"] == "completed"
+    });
+    let (output, job) = output_of(&server, &sb, id);
+    assert_exact(&job, &output.to_lowercase(), &input);
+    assert_eq!(
+        output,
+        input.to_uppercase(),
+        "its handler ran on each record"
+    );
+    let _ = stop.send(());
+    rt.block_on(working).unwrap().unwrap();
+}

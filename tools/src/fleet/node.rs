@@ -36,7 +36,7 @@ const LONG_POLLS: usize = 256;
 static LONG_POLL_TURNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(LONG_POLLS);
 
 /// The node's `booster` version; a worker of another is refused.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const VERSION: &str = booster_client::VERSION;
 
 /// The largest gRPC message either side takes: a slice's records or its
 /// output and errors, with room for the framing.
