@@ -646,7 +646,13 @@ impl Runtime {
             let blocking = move || commit_blocking(&sh, &store, epoch, held, outcome);
             let answer = match tokio::task::spawn_blocking(blocking).await {
                 Err(_) => None,
-                Ok(()) => Some(answer_to(epoch, on_end.await)),
+                Ok(()) => {
+                    // The lease is committing now: no longer one of its
+                    // thread's live leases, so a look-ahead `Lease` that
+                    // waits for room may go before the fsync.
+                    shared.work_ready.notify_all();
+                    Some(answer_to(epoch, on_end.await))
+                }
             };
             let mut st = shared.state.lock();
             match answer {

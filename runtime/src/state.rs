@@ -157,10 +157,11 @@ pub struct WorkerSlot {
     /// Bumped when the thread is replaced; an older thread exits when it sees it.
     pub generation: u64,
     pub lease: Option<u64>,
-    /// A remote slot's lease taken before `lease` and perhaps still live
-    /// (its thread leases one ahead while it works): with both live, the
-    /// slot leases nothing more (`State::lease`).
-    pub earlier: Option<u64>,
+    /// A remote slot's leases taken before `lease` and perhaps still live
+    /// (its thread leases one ahead while it works, and the one before
+    /// may wait for its commit to arrive): with all live, the slot leases
+    /// nothing more (`State::lease`, `REMOTE_LIVE_LEASES`).
+    pub earlier: [Option<u64>; crate::dispatch::REMOTE_LIVE_LEASES - 1],
     pub slices_done: u64,
     pub restarts: u32,
     /// A thread of a remote worker process (`remote.rs`), not of this one.

@@ -569,35 +569,41 @@ fn a_remote_slot_leases_only_jobs_its_allow_list_passes() {
 }
 
 #[test]
-fn a_remote_slot_holds_at_most_two_live_leases_and_any_number_committing() {
+fn a_remote_slot_holds_at_most_three_live_leases_and_any_number_committing() {
     let mut st = state();
     st.book.max_lease_batch = 1;
-    fast_simple_jobs(&mut st, 6);
+    fast_simple_jobs(&mut st, 8);
     let remote = remote_slot(&mut st, &["k"]);
     let mut epochs = Vec::new();
-    for _ in 0..2 {
-        epochs.push(st.lease(remote, 0).expect("one to run, one ahead").epoch);
+    for _ in 0..3 {
+        let task = st.lease(remote, 0);
+        let why = "one finished (its commit on its way), one to run, one ahead";
+        epochs.push(task.expect(why).epoch);
     }
     assert!(
         st.lease(remote, 0).is_none(),
-        "a third live lease would hoard the queue"
+        "a fourth live lease would hoard the queue"
     );
     assert_eq!(
         leased_jobs(&mut st, 0),
-        vec![3],
+        vec![4],
         "a local slot is not bounded so"
     );
     let claim = LeaseWork::Simple(vec![1]);
     assert!(st.begin_commit(epochs[0], &claim).is_some());
-    let third = st.lease(remote, 0).expect("the first is committing");
-    assert!(st.lease(remote, 0).is_none(), "two live again");
+    let fourth = st.lease(remote, 0).expect("the first is committing");
+    assert!(st.lease(remote, 0).is_none(), "three live again");
     assert!(st
-        .begin_commit(third.epoch, &LeaseWork::Simple(vec![4]))
+        .begin_commit(fourth.epoch, &LeaseWork::Simple(vec![5]))
+        .is_some());
+    assert!(st
+        .begin_commit(epochs[1], &LeaseWork::Simple(vec![2]))
         .is_some());
     assert!(
-        st.lease(remote, 0).is_some(),
-        "the earlier of two is tracked too"
+        st.lease(remote, 0).is_some() && st.lease(remote, 0).is_some(),
+        "the earlier ones are tracked too"
     );
+    assert!(st.lease(remote, 0).is_none(), "three live: 3, 6 and 7");
 }
 
 pub(crate) fn sliced_job_with_slices(st: &mut State, slices: u64, max_workers: Option<u32>) {
