@@ -162,6 +162,14 @@ struct Beat {
     progress: LeaseProgress,
     sent_ms: u64,
     done: bool,
+    /// A lease asked for ahead whose handler has not started: the progress
+    /// of the handler its thread runs first. The node's deadline for it
+    /// runs from when it was handed out, so it lives on that handler's
+    /// heartbeats: without them, a handler running longer than a lease
+    /// timeout had the lease ahead expire behind it, counted against its
+    /// work as a hang (three such expiries failed a slice no handler had
+    /// started). If that handler hangs, both leases expire, as they should.
+    behind: Option<LeaseProgress>,
 }
 
 struct Worker {
@@ -302,6 +310,27 @@ async fn lease_once(w: Arc<Worker>, thread: u32) -> LeaseAnswer {
     (session, client.lease(m).await)
 }
 
+/// `lease_once` for the lease a thread asks for ahead, while it runs the
+/// handler whose progress is `behind`: a lease it gets is held (and
+/// heartbeat) from the moment the answer comes, not from when the thread
+/// takes it.
+async fn lease_ahead(w: Arc<Worker>, thread: u32, behind: LeaseProgress) -> LeaseAnswer {
+    let answer = lease_once(w.clone(), thread).await;
+    if let Ok(proto::LeaseReply {
+        task: Some(task), ..
+    }) = &answer.1
+    {
+        let beat = Beat {
+            progress: LeaseProgress::new(),
+            sent_ms: 0,
+            done: false,
+            behind: Some(behind),
+        };
+        w.held.lock().insert(task.epoch, beat);
+    }
+    answer
+}
+
 /// A thread's loop: lease, run, commit. While a task runs, the next lease
 /// is already asked for (one ahead, no more), so the round trip is hidden;
 /// a thread told to stop still runs the task it holds.
@@ -310,6 +339,7 @@ fn thread_loop(w: &Arc<Worker>, thread: u32) {
     let mut next: Option<tokio::task::JoinHandle<LeaseAnswer>> = None;
     let mut backoff = Backoff::default();
     loop {
+        let was_ahead = next.is_some();
         let (session, answer) = match next.take() {
             Some(ahead) => {
                 w.rt.block_on(ahead)
@@ -336,17 +366,34 @@ fn thread_loop(w: &Arc<Worker>, thread: u32) {
                 continue;
             }
         };
-        if !w.stop.load(Ordering::Relaxed) {
-            next = Some(w.rt.spawn(lease_once(w.clone(), thread)));
-        }
         let epoch = task.epoch;
-        let progress = LeaseProgress::new();
-        let beat = Beat {
-            progress: progress.clone(),
-            sent_ms: 0,
-            done: false,
+        let progress = {
+            let mut held = w.held.lock();
+            match held.get_mut(&epoch) {
+                // Asked for ahead: its own progress from now on.
+                Some(b) => {
+                    b.behind = None;
+                    b.progress.clone()
+                }
+                // The node ended it while it waited (heartbeats took it
+                // out): its commit would be fenced, so it is not run.
+                None if was_ahead => continue,
+                None => {
+                    let progress = LeaseProgress::new();
+                    let beat = Beat {
+                        progress: progress.clone(),
+                        sent_ms: 0,
+                        done: false,
+                        behind: None,
+                    };
+                    held.insert(epoch, beat);
+                    progress
+                }
+            }
         };
-        w.held.lock().insert(epoch, beat);
+        if !w.stop.load(Ordering::Relaxed) {
+            next = Some(w.rt.spawn(lease_ahead(w.clone(), thread, progress.clone())));
+        }
         let outcome = progress.run(|| run(w, task));
         if let Some(b) = w.held.lock().get_mut(&epoch) {
             b.done = true;
@@ -466,7 +513,7 @@ async fn heartbeats(w: Arc<Worker>, every: Duration) {
             let mut held = w.held.lock();
             let mut moved = Vec::new();
             for (epoch, b) in held.iter_mut() {
-                let last = b.progress.last_ms();
+                let last = b.behind.as_ref().unwrap_or(&b.progress).last_ms();
                 if b.done || last.is_some_and(|ms| ms > b.sent_ms) {
                     b.sent_ms = last.unwrap_or(b.sent_ms);
                     moved.push(*epoch);

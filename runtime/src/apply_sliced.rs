@@ -102,6 +102,9 @@ pub(crate) fn apply_sliced(
         }
         Meta::BeforeDone { at_ms, .. } => {
             s.before_done = true;
+            // A sliced job starts when its before hook is done: a record,
+            // so live and replay agree (never the hook's lease).
+            job.started_us.get_or_insert(crate::clock::ms_to_us(*at_ms));
             if job.state == JobState::Queued {
                 book.set_state(job, JobState::Running, *at_ms);
             }

@@ -300,6 +300,7 @@ impl State {
                 epoch,
                 worker,
                 since_ms: now_ms,
+                since_us: self.book.clock.now_us(),
                 deadline_ms,
                 timeout_ms,
                 committing: false,
@@ -395,9 +396,10 @@ impl State {
             if let Some(t) = self.book.accepted.remove(&id) {
                 self.book.metrics.record_enqueue_to_start(t.elapsed());
             }
-            // started_at to the microsecond (the lease is live, never replayed).
-            let now_us = self.book.clock.now_us();
-            job.started_us.get_or_insert(now_us);
+            // Running, but not started in the row: a lease is no record
+            // (`started_us` comes with its outcome; `JobStatus::started_at`
+            // shows the lease's start meanwhile), so a checkpoint writes
+            // the row as a replay of the log has it.
             self.book.set_state(job, JobState::Running, now_ms);
             self.book.refile(job);
             if items.len() >= max {

@@ -317,7 +317,7 @@ impl Download {
         );
         if self
             .store
-            .scan(key.owner, key.stream, bounds, false, 1)
+            .scan(key.owner, key.stream, bounds, false, 1)?
             .is_empty()
         {
             return Ok(VecDeque::new());

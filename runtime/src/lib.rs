@@ -159,9 +159,10 @@ pub struct RuntimeOptions {
     pub start_workers: bool,
     /// The timer takes checkpoints by itself (a second after rows changed,
     /// or when many did) and shutdown takes a last one, in a process that
-    /// runs work. Default false for now: with it on, the fleet test
-    /// `a_worker_stopped_past_its_deadline_has_its_late_commit_rejected`
-    /// fails (not yet understood); `Runtime::checkpoint` works either way.
+    /// runs work and may write (a read-only open never takes one, whatever
+    /// this says). Default true: finished jobs' rows then leave RAM within
+    /// a second (G10). Off, every row stays in RAM until
+    /// `Runtime::checkpoint` (which works either way) or a compaction.
     pub auto_checkpoint: bool,
     /// Where the runtime reads the time of day. Default: `SystemClock`;
     /// tests use a `ManualClock` and move it.
@@ -187,7 +188,7 @@ impl RuntimeOptions {
             reserved_priority: 10,
             zstd_level: 1,
             start_workers: true,
-            auto_checkpoint: false,
+            auto_checkpoint: true,
             clock: Arc::new(SystemClock),
         }
     }

@@ -4,11 +4,15 @@
 //! does; `reopen` replays the store's log into a fresh state, as an open
 //! does. The store runs on the simulated file system (nothing on disk).
 
-use std::ops::ControlFlow;
+use std::ops::{Bound, ControlFlow};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use booster_store::fs::sim::SimFileLayer;
-use booster_store::{Batch, Store, StoreOptions};
+use booster_store::{
+    Batch, CompactionPlan, CompactionReport, Receipt, SliceInfo, SliceKey, Store, StoreError,
+    StoreOptions, StoreStats, VerifyReport,
+};
 
 use crate::meta::{self, Meta};
 use crate::slice_store::SliceStore;
@@ -20,6 +24,56 @@ pub(crate) struct Logged {
     pub st: State,
     concrete: Arc<Store<SimFileLayer>>,
     pub store: Arc<dyn SliceStore>,
+    counting: Arc<Counting>,
+}
+
+/// The store, counting the slices read through it (a test of what the
+/// commit thread reads).
+struct Counting {
+    inner: Arc<Store<SimFileLayer>>,
+    reads: AtomicU64,
+    /// Scans fail as an unreadable index block would make them.
+    failing_scans: std::sync::atomic::AtomicBool,
+}
+
+impl SliceStore for Counting {
+    fn append_with(&self, batch: Batch, done: Box<dyn FnOnce(Result<Receipt, StoreError>) + Send>) {
+        self.inner.append_with(batch, done)
+    }
+    fn read_slice(&self, key: &SliceKey) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        self.inner.read_slice(key)
+    }
+    fn slices(&self, owner: u64, stream: u32) -> Vec<SliceInfo> {
+        self.inner.slices(owner, stream)
+    }
+    fn scan(
+        &self,
+        owner: u64,
+        stream: u32,
+        seqs: (Bound<u64>, Bound<u64>),
+        rev: bool,
+        limit: usize,
+    ) -> Result<Vec<SliceInfo>, StoreError> {
+        if self.failing_scans.load(Ordering::Relaxed) {
+            return Err(StoreError::Invalid(
+                "an index block cannot be read (a test's failing scan)".into(),
+            ));
+        }
+        SliceStore::scan(&*self.inner, owner, stream, seqs, rev, limit)
+    }
+    fn compact(&self, plan: &dyn CompactionPlan) -> Result<CompactionReport, StoreError> {
+        self.inner.compact(plan)
+    }
+    fn verify(&self) -> VerifyReport {
+        self.inner.verify()
+    }
+    fn stats_with(&self, plan: &dyn CompactionPlan) -> Result<StoreStats, StoreError> {
+        self.inner.stats_with(plan)
+    }
+    fn shutdown(&self) -> Result<(), StoreError> {
+        self.inner.shutdown()
+    }
 }
 
 /// Appends `batch` and waits until it is durable.
@@ -39,12 +93,29 @@ impl Logged {
         let (store, _) =
             Store::open_with(SimFileLayer::new(), "/logged", StoreOptions::default()).unwrap();
         let concrete = Arc::new(store);
-        let store: Arc<dyn SliceStore> = concrete.clone();
+        let counting = Arc::new(Counting {
+            inner: concrete.clone(),
+            reads: AtomicU64::new(0),
+            failing_scans: Default::default(),
+        });
+        let store: Arc<dyn SliceStore> = counting.clone();
         Logged {
             st,
             concrete,
             store,
+            counting,
         }
+    }
+
+    /// From now on the store's scans fail (`fail`) as an unreadable index
+    /// block makes them, or work again.
+    pub fn fail_scans(&self, fail: bool) {
+        self.counting.failing_scans.store(fail, Ordering::Relaxed);
+    }
+
+    /// How many slices were read from the store so far.
+    pub fn reads(&self) -> u64 {
+        self.counting.reads.load(Ordering::Relaxed)
     }
 
     /// Applies `m` and logs it if it applied. (The runtime checks a
@@ -94,10 +165,120 @@ impl Logged {
 pub(crate) fn all_rows(st: &State) -> Vec<Job> {
     let mut rows = Vec::new();
     st.table
-        .scan(false, |j| {
+        .scan(false, st.book.next_id, |j| {
             rows.push(j.into_owned());
             ControlFlow::Continue(())
         })
         .unwrap();
     rows
+}
+
+mod tests {
+    use super::*;
+    use crate::meta::SimpleOutcome;
+    use crate::JobSpec;
+
+    /// A store index that cannot be scanned is never a short table: a
+    /// listing reads every page below the next id instead (before, it
+    /// listed only the rows in RAM), and an open stops naming the store's
+    /// error instead of opening without the rows it could not find.
+    #[test]
+    fn an_index_that_cannot_be_scanned_is_an_error_never_a_short_table() {
+        let mut logged = Logged::new(crate::state_tests::state());
+        let spec = JobSpec::simple("k", serde_json::Value::Null);
+        let created = Meta::Created {
+            first_id: 1,
+            at_ms: 1,
+            specs: vec![spec; 70],
+        };
+        logged.apply(&created).unwrap();
+        let outcomes = (1..=10)
+            .map(|job| SimpleOutcome {
+                job,
+                started_us: 1,
+                result: Ok(None),
+                retry_at_ms: None,
+            })
+            .collect();
+        let done = Meta::SimpleDone {
+            at_ms: 2,
+            at_us: None,
+            outcomes,
+        };
+        logged.apply(&done).unwrap();
+        logged.checkpoint();
+        assert_eq!(
+            logged.st.table.values().count(),
+            60,
+            "finished rows left RAM"
+        );
+        assert_eq!(all_rows(&logged.st).len(), 70);
+        logged.fail_scans(true);
+        assert_eq!(all_rows(&logged.st).len(), 70, "no row listed short");
+        let mut st = State::new(Book::new(4, 1000, 100));
+        let records = logged.concrete.meta_records().unwrap();
+        let err = crate::runtime::replay_log(&logged.store, &mut st, &records, None)
+            .expect_err("the open stops");
+        assert!(err.to_string().contains("index block"), "{err}");
+    }
+
+    /// Records about a finished job whose row left RAM that do nothing to
+    /// a finished job (a priority or max_workers change, a lease expiry's
+    /// count, a late outcome) are refused or skipped without reading its
+    /// row on the commit thread, and leave it out of RAM (before, each read
+    /// its page and held the row in RAM as changed until the next
+    /// checkpoint); a late outcome leaves its completion time alone.
+    #[test]
+    fn refused_applies_on_a_finished_row_read_nothing_and_keep_it_out_of_ram() {
+        let mut logged = Logged::new(crate::state_tests::state());
+        let spec = JobSpec::simple("k", serde_json::Value::Null);
+        let created = Meta::Created {
+            first_id: 1,
+            at_ms: 1,
+            specs: vec![spec; 2],
+        };
+        logged.apply(&created).unwrap();
+        let outcome = |job, at_ms| Meta::SimpleDone {
+            at_ms,
+            at_us: Some(at_ms * 1000 + 7),
+            outcomes: vec![SimpleOutcome {
+                job,
+                started_us: 1,
+                result: Ok(None),
+                retry_at_ms: None,
+            }],
+        };
+        logged.apply(&outcome(1, 2)).unwrap();
+        logged.checkpoint();
+        let (reads, in_ram) = (logged.reads(), logged.st.table.values().count());
+        assert_eq!(in_ram, 1, "only the queued job");
+        let priority = Meta::Priority {
+            job: 1,
+            priority: 3,
+        };
+        assert!(
+            logged.st.apply(&priority).is_err(),
+            "a finished job keeps its priority"
+        );
+        let max = Meta::MaxWorkers {
+            job: 1,
+            max_workers: Some(2),
+        };
+        assert!(logged.st.apply(&max).is_err());
+        let expired = Meta::LeaseExpired {
+            at_ms: 3,
+            work: crate::meta::Expired::Simple { jobs: vec![1] },
+        };
+        logged.st.apply(&expired).unwrap();
+        logged.st.apply(&outcome(1, 4)).unwrap();
+        assert_eq!(logged.reads(), reads, "a refused apply read a row");
+        assert_eq!(logged.st.table.values().count(), in_ram);
+        let job = logged.st.table.get(&1).unwrap();
+        assert_eq!(
+            job.completed_us,
+            Some(2007),
+            "the late outcome changed nothing"
+        );
+        assert_eq!(job.priority, 50);
+    }
 }

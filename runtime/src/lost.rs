@@ -240,7 +240,7 @@ pub fn missing_frames(
     if damage.is_empty() {
         state.table.values().for_each(&mut check);
     } else {
-        let _ = state.table.scan(false, |job| {
+        let _ = state.table.scan(false, state.book.next_id, |job| {
             check(&job);
             std::ops::ControlFlow::Continue(())
         });

@@ -16,8 +16,10 @@ pub trait SliceStore: Send + Sync + 'static {
     fn append_with(&self, batch: Batch, done: Box<dyn FnOnce(Result<Receipt, StoreError>) + Send>);
     fn read_slice(&self, key: &SliceKey) -> Result<Option<Vec<Vec<u8>>>, StoreError>;
     fn slices(&self, owner: u64, stream: u32) -> Vec<SliceInfo>;
-    /// `Store::scan`, with the seq range as a pair of bounds (a trait object
-    /// cannot take `impl RangeBounds`).
+    /// `Store::try_scan`, with the seq range as a pair of bounds (a trait
+    /// object cannot take `impl RangeBounds`). An index block that cannot
+    /// be read is an error, never an empty range: the job table's index
+    /// and pages are found by scans.
     fn scan(
         &self,
         owner: u64,
@@ -25,7 +27,7 @@ pub trait SliceStore: Send + Sync + 'static {
         seqs: (Bound<u64>, Bound<u64>),
         rev: bool,
         limit: usize,
-    ) -> Vec<SliceInfo>;
+    ) -> Result<Vec<SliceInfo>, StoreError>;
     fn compact(&self, plan: &dyn CompactionPlan) -> Result<CompactionReport, StoreError>;
     fn verify(&self) -> VerifyReport;
     fn stats_with(&self, plan: &dyn CompactionPlan) -> Result<StoreStats, StoreError>;
@@ -49,8 +51,8 @@ impl<F: FileLayer> SliceStore for Store<F> {
         seqs: (Bound<u64>, Bound<u64>),
         rev: bool,
         limit: usize,
-    ) -> Vec<SliceInfo> {
-        Store::scan(self, owner, stream, seqs, rev, limit)
+    ) -> Result<Vec<SliceInfo>, StoreError> {
+        Store::try_scan(self, owner, stream, seqs, rev, limit)
     }
     fn compact(&self, plan: &dyn CompactionPlan) -> Result<CompactionReport, StoreError> {
         Store::compact(self, plan)

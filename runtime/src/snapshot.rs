@@ -100,7 +100,7 @@ impl Snapshot {
 /// Reads every page of the table's image.
 fn live_jobs(state: &State) -> Result<HashSet<JobId>, RuntimeError> {
     let mut live: HashSet<JobId> = state.table.keys().copied().collect();
-    state.table.scan(false, |job| {
+    state.table.scan(false, state.book.next_id, |job| {
         if job.sliced().is_some() || &*job.kind == crate::lost::KIND {
             live.insert(job.id);
         }

@@ -102,6 +102,9 @@ pub struct Lease {
     pub epoch: u64,
     pub worker: usize,
     pub since_ms: u64,
+    /// `since_ms` to the microsecond: the `started_at` a job's status
+    /// shows while no record has started it (a lease is no record).
+    pub since_us: u64,
     pub deadline_ms: u64,
     /// The kind's bound on one lease, heartbeats or not (`LeasePolicy::timeout`).
     pub timeout_ms: Option<u64>,
@@ -276,8 +279,12 @@ pub struct Book {
     pub next_cron: crate::CronId,
     /// Dirmon entries by id (`dirmon.rs`), and the next id to hand out.
     pub dirmons: crate::dirmon::Dirmons,
-    /// Waiting jobs by the job they wait for (`dependencies.rs`).
+    /// Waiting jobs by the job they wait for, while they wait
+    /// (`dependencies.rs`).
     pub dependents: IdMap<Vec<JobId>>,
+    /// What each waiting job's dependencies are now, kept as they change,
+    /// so settling one reads no row (`dependencies.rs`).
+    pub waits: IdMap<crate::dependencies::DependencyWait>,
     /// Unfinished jobs with their own processing window (`Job::window`),
     /// and the minute (ms since the epoch / 60 000) the timer last judged
     /// them at: windows open and close on whole minutes.
@@ -359,6 +366,7 @@ impl Book {
             next_cron: 1,
             dirmons: Default::default(),
             dependents: IdMap::default(),
+            waits: IdMap::default(),
             windowed: BTreeSet::new(),
             windows_minute: None,
             finished: Vec::new(),
@@ -378,9 +386,6 @@ impl Book {
         if old == JobState::Scheduled {
             self.scheduled.remove(&(job.run_at_ms.unwrap_or(0), job.id));
         }
-        if new == JobState::Running {
-            job.started_us.get_or_insert(crate::clock::ms_to_us(at_ms));
-        }
         if new == JobState::Scheduled {
             self.scheduled.insert((job.run_at_ms.unwrap_or(0), job.id));
         }
@@ -392,11 +397,14 @@ impl Book {
                 _ => {}
             }
         }
+        if old == JobState::Waiting {
+            self.stop_waiting(job);
+        }
+        self.dependency_moved(job.id, Some(old), Some(new));
         if job.is_terminal() {
             job.completed_us = Some(crate::clock::ms_to_us(at_ms));
             self.fire_waiters(job.id);
             self.deactivate(job.id);
-            self.note_finished(job.id);
         } else {
             job.completed_us = None;
             if old.is_finished() {
@@ -417,18 +425,13 @@ impl Book {
             .copied()
     }
 
-    /// Job `id` finished or went: the jobs waiting on it are settled.
-    fn note_finished(&mut self, id: JobId) {
-        if self.dependents.contains_key(&id) {
-            self.finished.push(id);
-        }
-    }
-
     /// A row enters the table (created, restored, lost): counted, and an
     /// unfinished one gets its scheduler entry and the indexes only the
     /// entering record feeds.
     fn count_new(&mut self, job: &Job) {
         self.by_state[job.state.index()] += 1;
+        // A row coming back (a restore replacing it) is its waiters' again.
+        self.dependency_moved(job.id, None, Some(job.state));
         if !job.is_terminal() {
             self.activate(job);
             if job.state == JobState::Waiting {
@@ -463,7 +466,10 @@ impl Book {
         }
         self.deactivate(job.id);
         self.uploaders.remove(&job.id);
-        self.note_finished(job.id);
+        if job.state == JobState::Waiting {
+            self.stop_waiting(job);
+        }
+        self.dependency_moved(job.id, Some(job.state), None);
     }
 
     /// Generation `g` was opened: leases from now on carry it in their
@@ -784,7 +790,9 @@ impl State {
                 outcomes,
             } => {
                 for o in outcomes {
-                    self.apply_simple_outcome(*at_ms, o);
+                    if !self.apply_simple_outcome(*at_ms, o) {
+                        continue;
+                    }
                     // The record's own microseconds, where it has them.
                     if let (Some(us), Some(job)) = (at_us, self.table.get_mut(&o.job)) {
                         if job.is_terminal() {
@@ -836,7 +844,7 @@ impl State {
     fn count_expiry(&mut self, work: &crate::meta::Expired) {
         use crate::meta::Expired;
         let mut bump = |id: JobId, f: &mut dyn FnMut(&mut Body)| {
-            if let Some(job) = self.table.get_mut(&id).filter(|j| !j.is_terminal()) {
+            if let Some(job) = self.table.unfinished_mut(&id) {
                 f(&mut job.body);
             }
         };
@@ -959,6 +967,10 @@ impl State {
         job.kind_id = self.book.kind_ids.intern(&job.kind);
         self.table.know_kind(job.kind_id, &job.kind);
         self.book.count_new(&job);
+        if job.state == JobState::Waiting {
+            let wait = self.dependency_wait(&job);
+            self.book.waits.insert(job.id, wait);
+        }
         if self.book.active.contains_key(&job.id) {
             let refused = self.refusal_of(&job);
             self.book.set_refused(job.id, refused);
@@ -975,15 +987,14 @@ impl State {
         self.table.insert(job);
     }
 
-    fn apply_simple_outcome(&mut self, at_ms: u64, o: &SimpleOutcome) {
-        let Some(job) = self.table.get_mut(&o.job) else {
-            return;
+    /// Applies a simple job's outcome; false when it did nothing (the job
+    /// had finished, or is not a simple job).
+    fn apply_simple_outcome(&mut self, at_ms: u64, o: &SimpleOutcome) -> bool {
+        let Some(job) = self.table.unfinished_mut(&o.job) else {
+            return false;
         };
-        if job.is_terminal() {
-            return;
-        }
         let Body::Simple(body) = &mut job.body else {
-            return;
+            return false;
         };
         job.started_us.get_or_insert(o.started_us);
         job.attempts = job.attempts.saturating_add(1);
@@ -1005,6 +1016,7 @@ impl State {
             }
         }
         self.book.refile(job);
+        true
     }
 
     fn apply_control(
@@ -1081,6 +1093,22 @@ impl State {
         let id = meta
             .single_job()
             .expect("apply hands on only records of one job");
+        // Records that change only an unfinished job: one not in RAM has
+        // finished (or gone), and is not read to be refused.
+        let unfinished_only = match meta {
+            Meta::Priority { .. } => Some("change the priority of"),
+            Meta::MaxWorkers { .. } => Some("change max_workers of"),
+            Meta::HookFailed { .. } => Some(""),
+            _ => None,
+        };
+        if let Some(verb) = unfinished_only.filter(|_| self.table.resident(&id).is_none()) {
+            return match verb {
+                "" => Ok(()),
+                verb => Err(RuntimeError::Invalid(format!(
+                    "cannot {verb} job {id}: it has finished (or is gone)"
+                ))),
+            };
+        }
         let job = self.table.get_mut(&id).ok_or(RuntimeError::NotFound(id))?;
         let book = &mut self.book;
         match meta {

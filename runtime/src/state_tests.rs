@@ -366,13 +366,19 @@ fn simple_job_times_are_microseconds_from_its_record() {
 }
 
 #[test]
-fn a_simple_lease_notes_its_start_to_the_microsecond() {
+fn a_simple_lease_shows_its_start_to_the_microsecond_but_leaves_the_row_unstarted() {
     let mut st = state();
     fast_simple_jobs(&mut st, 1);
     st.book.clock = Arc::new(crate::ManualClock::at_us(7_000_123));
     st.lease(0, 0).unwrap();
     // The runtime's clock to the microsecond, not the caller's 0 ms.
-    assert_eq!(st.table[&1].started_us, Some(7_000_123));
+    let s = status(&st, &st.table[&1]);
+    let us = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as u64
+    };
+    assert_eq!(s.started_at.map(us), Some(7_000_123));
+    // A lease is no record: the row (what a checkpoint writes) has no start.
+    assert_eq!(st.table[&1].started_us, None);
 }
 
 /// Leases `st` hands worker 0 until none is left; the jobs of each.

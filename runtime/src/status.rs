@@ -36,11 +36,12 @@ pub fn percent(job: &Job) -> f64 {
 }
 
 pub fn build_status(st: &State, job: &Job) -> JobStatus {
-    let leases = st
-        .book
-        .leases
-        .values()
-        .filter(|l| l.touches(job.id))
+    let touching = || st.book.leases.values().filter(|l| l.touches(job.id));
+    // A job no record has started yet, but a lease holds: since its lease.
+    let started_us = job
+        .started_us
+        .or_else(|| touching().map(|l| l.since_us).min());
+    let leases = touching()
         .map(|l| LeaseInfo {
             worker: l.worker,
             job: job.id,
@@ -61,7 +62,7 @@ pub fn build_status(st: &State, job: &Job) -> JobStatus {
         priority: job.priority,
         max_workers: job.max_workers,
         created_at: from_ms(job.created_ms),
-        started_at: job.started_us.map(crate::clock::from_us),
+        started_at: started_us.map(crate::clock::from_us),
         completed_at: job.completed_us.map(crate::clock::from_us),
         run_at: job.run_at_ms.map(from_ms),
         expires_at: job.expires_at_ms.map(from_ms),

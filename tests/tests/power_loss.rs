@@ -325,9 +325,9 @@ fn reopened_table(image: &SimFileLayer, what: &str) -> Vec<serde_json::Value> {
 }
 
 /// "Before" is what the log replays to; "after" is the checkpoint's image,
-/// the live table. They differ where live and replay differ by design (a
-/// simple job's `started_at` is the lease's instant live, its record's on
-/// replay), which tells the two apart.
+/// the live table. They are equal (live and replay agree: a lease writes
+/// nothing into a row), so a reopen must give exactly that table, never a
+/// mix of the pages before and after.
 #[test]
 fn a_crash_at_every_io_step_of_a_checkpoint_reopens_to_the_table_before_or_after() {
     let clean = crash_in_checkpoint(None);

@@ -363,6 +363,56 @@ fn a_worker_stopped_past_its_deadline_has_its_late_commit_rejected() {
     assert_exact(&job, &again, &input);
 }
 
+/// exec's command that runs for twice the lease timeout of the test below
+/// (heartbeating all along, as exec does while its command runs).
+const TWO_LEASES_CAT: &str = "sleep 2; cat";
+
+#[test]
+fn a_lease_asked_for_ahead_stays_alive_while_the_thread_runs_a_long_slice() {
+    let sb = Sandbox::new();
+    let server = serve(
+        &sb,
+        &[
+            "--workers",
+            "0",
+            "--lease-timeout-ms",
+            "1000",
+            "--exec-allow",
+            TWO_LEASES_CAT,
+        ],
+    );
+    let input = numbered_lines(4);
+    let args = [
+        "--kind",
+        "exec",
+        "--cmd",
+        TWO_LEASES_CAT,
+        "--slice-size",
+        "2",
+    ];
+    let id = submit(&server, &sb, &input, &args);
+    // One thread: it runs slice 0 for two lease timeouts while it holds
+    // the lease of slice 1, asked for ahead. Each expiry of that lease
+    // would count against slice 1 as if its handler hung (three fail it).
+    finishes(
+        worker(
+            &server,
+            &sb,
+            &[
+                "--workers",
+                "1",
+                "--until-idle",
+                "--exec-allow",
+                TWO_LEASES_CAT,
+            ],
+        ),
+        "the worker",
+    );
+    assert_eq!(lease_expiries(&server), 0, "no lease expired");
+    let (output, job) = output_of(&server, &sb, id);
+    assert_exact(&job, &output, &input);
+}
+
 #[test]
 fn a_node_killed_under_two_workers_and_restarted_finishes_the_job_exactly() {
     let sb = Sandbox::new();

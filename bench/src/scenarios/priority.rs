@@ -22,10 +22,11 @@
 //! big job then runs on one fewer, and a probe should not wait for a
 //! slice to end at all).
 //!
-//! The handler's start is a little after the runtime's `started_at` (the
-//! lease is taken first), so these are upper bounds. `submit_to_started_at`
-//! is the runtime's own view: the wall clock when the submit call began to
-//! the job's `started_at`, both in microseconds. Nothing is clamped: a
+//! These are upper bounds on Booster's part (the lease is taken a little
+//! before the handler starts). `submit_to_started_at` is the runtime's own
+//! view: the wall clock when the submit call began to the job's
+//! `started_at` (the worker's instant just before the handler, from the
+//! job's outcome record), both in microseconds. Nothing is clamped: a
 //! `started_at` before its submit call (the wall clock stepped back) fails
 //! the run.
 

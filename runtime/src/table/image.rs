@@ -21,14 +21,16 @@ use crate::slice_store::SliceStore;
 use crate::state::State;
 use crate::{JobId, JobState, RuntimeError};
 
-/// Every key of (`TABLE_OWNER`, `stream`), ascending.
-fn all_keys(store: &dyn SliceStore, stream: u32) -> Vec<SliceKey> {
+/// Every key of (`TABLE_OWNER`, `stream`), ascending; an index that
+/// cannot be read is an error (a scan that came back short would drop
+/// rows from an open, or leave stale keys in a migrated image).
+fn all_keys(store: &dyn SliceStore, stream: u32) -> Result<Vec<SliceKey>, RuntimeError> {
     let all = (Bound::Unbounded, Bound::Unbounded);
-    store
-        .scan(TABLE_OWNER, stream, all, false, usize::MAX)
+    Ok(store
+        .scan(TABLE_OWNER, stream, all, false, usize::MAX)?
         .into_iter()
         .map(|i| i.key)
-        .collect()
+        .collect())
 }
 
 /// A keyed slice of the image: its key and its records.
@@ -148,7 +150,7 @@ fn build_page(
 /// The whole table, every page written afresh, and a delete of every key
 /// of the store's image (`written_keys`) it no longer has: the first
 /// checkpoint over a log without an image (the migration).
-fn whole_image(state: &State, store: &dyn SliceStore) -> Image {
+fn whole_image(state: &State, store: &dyn SliceStore) -> Result<Image, RuntimeError> {
     let mut out = Image::default();
     let mut by_page: BTreeMap<u64, Vec<(JobId, Option<&Job>)>> = BTreeMap::new();
     for job in state.table.values() {
@@ -161,11 +163,11 @@ fn whole_image(state: &State, store: &dyn SliceStore) -> Image {
         build_page(page, None, &changes, &mut out);
     }
     let kept: BTreeSet<SliceKey> = out.puts.iter().map(|(k, _)| *k).collect();
-    out.deletes = written_keys(store)
+    out.deletes = written_keys(store)?
         .into_iter()
         .filter(|k| !kept.contains(k))
         .collect();
-    out
+    Ok(out)
 }
 
 /// The pages the rows changed since the image was written touch,
@@ -229,7 +231,7 @@ pub fn checkpoint_batch(
     }
     let image = match state.table.has_image() {
         true => touched_pages(state, store)?,
-        false => whole_image(state, store),
+        false => whole_image(state, store)?,
     };
     for (key, records) in &image.puts {
         batch = batch.slice(*key, records);
@@ -241,13 +243,13 @@ pub fn checkpoint_batch(
 }
 
 /// The keys of the table image in `store` (what a whole image replaces).
-pub fn written_keys(store: &dyn SliceStore) -> Vec<SliceKey> {
+pub fn written_keys(store: &dyn SliceStore) -> Result<Vec<SliceKey>, RuntimeError> {
     let masks = (0..STATES as u32).map(|s| STATE_INDEX_BASE + s);
-    [ROW_PAGE, ROW_LARGE, SLICE_MAP]
-        .into_iter()
-        .chain(masks)
-        .flat_map(|stream| all_keys(store, stream))
-        .collect()
+    let mut keys = Vec::new();
+    for stream in [ROW_PAGE, ROW_LARGE, SLICE_MAP].into_iter().chain(masks) {
+        keys.extend(all_keys(store, stream)?);
+    }
+    Ok(keys)
 }
 
 fn corrupt(what: String) -> RuntimeError {
@@ -294,15 +296,18 @@ pub fn whole_job(
     convert::job_of(row, map, kind).map_err(corrupt)
 }
 
+/// Pages with, per active state, the mask of their slots in it.
+type ActivePages = BTreeMap<u64, Vec<(JobState, u64)>>;
+
 /// The pages holding rows in the active states, each with the slots of
 /// those rows by state (a mask that cannot be read counts as every slot,
 /// `u64::MAX`: the page's rows say their states), from the state index;
 /// None when the image has no state index (written before step 3.2: every
 /// row is read then).
-fn active_pages(store: &dyn SliceStore) -> Option<BTreeMap<u64, Vec<(JobState, u64)>>> {
-    let mut pages: BTreeMap<u64, Vec<(JobState, u64)>> = BTreeMap::new();
+fn active_pages(store: &dyn SliceStore) -> Result<Option<ActivePages>, RuntimeError> {
+    let mut pages = ActivePages::new();
     for s in ACTIVE_STATES {
-        for key in all_keys(store, STATE_INDEX_BASE + s.index() as u32) {
+        for key in all_keys(store, STATE_INDEX_BASE + s.index() as u32)? {
             let mask = match store.read_slice(&key) {
                 Ok(Some(records)) if records.len() == 1 => {
                     keys::decode_mask(&records[0]).unwrap_or(u64::MAX)
@@ -312,18 +317,20 @@ fn active_pages(store: &dyn SliceStore) -> Option<BTreeMap<u64, Vec<(JobState, u
             pages.entry(key.seq).or_default().push((s, mask));
         }
     }
-    let indexed = !pages.is_empty()
-        || (0..STATES as u32).any(|s| !all_keys(store, STATE_INDEX_BASE + s).is_empty());
-    if indexed || all_keys(store, ROW_PAGE).is_empty() {
-        return Some(pages);
+    let mut indexed = !pages.is_empty();
+    for s in 0..STATES as u32 {
+        indexed = indexed || !all_keys(store, STATE_INDEX_BASE + s)?.is_empty();
     }
-    None
+    if indexed || all_keys(store, ROW_PAGE)?.is_empty() {
+        return Ok(Some(pages));
+    }
+    Ok(None)
 }
 
 /// The damage a page that cannot be read is, for the recovery report: its
 /// place when the store named one, its id range, and that its rows (table
 /// records) are lost.
-fn page_damage(page: u64, e: &RuntimeError) -> booster_store::Damage {
+pub(crate) fn page_damage(page: u64, e: &RuntimeError) -> booster_store::Damage {
     let (first, last) = crate::lost::page_ids(page);
     let (segment_id, path, offset, what) = match e {
         RuntimeError::Store(booster_store::StoreError::Corrupt {
@@ -371,11 +378,11 @@ pub fn restore_rows(
             JobState::ALL.len()
         )));
     }
-    let active = active_pages(&**store);
+    let active = active_pages(&**store)?;
     let whole = active.is_none();
     let pages: Vec<(u64, Vec<(JobState, u64)>)> = match active {
         Some(pages) => pages.into_iter().collect(),
-        None => all_keys(&**store, ROW_PAGE)
+        None => all_keys(&**store, ROW_PAGE)?
             .into_iter()
             .map(|k| (k.seq, Vec::new()))
             .collect(),

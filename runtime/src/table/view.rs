@@ -62,6 +62,11 @@ pub struct TableView {
     /// Rows inserted now are as the image holds them (an open restoring
     /// the checkpoint's rows).
     pub loading: bool,
+    /// Pages a row was to be changed from but could not be read, with the
+    /// first error: the record about it did not apply, so the open names
+    /// them as damage (`take_unreadable`) and no checkpoint cuts the log
+    /// while any is known. A read error is never "no such row" (G7).
+    unreadable: BTreeMap<u64, RuntimeError>,
 }
 
 impl Default for TableView {
@@ -75,6 +80,7 @@ impl Default for TableView {
             changed: 0,
             kinds: HashMap::new(),
             loading: false,
+            unreadable: BTreeMap::new(),
         }
     }
 }
@@ -122,7 +128,7 @@ impl TableView {
     /// changed.
     pub fn get_mut(&mut self, id: &JobId) -> Option<&mut Job> {
         if !self.overlay.contains_key(id) {
-            let job = self.fetch(*id).ok().flatten()?;
+            let job = self.fetch_noting(*id)?;
             let generation = self.written;
             self.overlay.insert(
                 *id,
@@ -140,6 +146,18 @@ impl TableView {
         }
         e.generation = generation;
         e.row.as_mut()
+    }
+
+    /// Job `id`'s row to change, only while it is unfinished. Every
+    /// unfinished row is in RAM, so one that is not is finished (or gone):
+    /// a record that does nothing to a finished job reads nothing for it,
+    /// and leaves it out of RAM.
+    pub fn unfinished_mut(&mut self, id: &JobId) -> Option<&mut Job> {
+        if self.resident(id).is_some_and(|j| !j.is_terminal()) {
+            self.get_mut(id)
+        } else {
+            None
+        }
     }
 
     pub fn contains_key(&self, id: &JobId) -> bool {
@@ -196,7 +214,7 @@ impl TableView {
         let was_changed = was.as_ref().is_some_and(|e| e.generation > self.written);
         let old = match was {
             Some(e) => e.row,
-            None => self.fetch(*id).ok().flatten(),
+            None => self.fetch_noting(*id),
         };
         if was_changed {
             self.changed -= 1;
@@ -233,11 +251,18 @@ impl TableView {
 
     /// Holds job `id`'s row in RAM until `unpin`, so the record a control
     /// writes next applies without reading the store on the commit
-    /// thread. False when there is no such row.
-    pub fn pin(&mut self, id: JobId) -> bool {
+    /// thread. False when there is no such row; an error naming the
+    /// damage when its row cannot be read (the control is refused, no
+    /// record is written).
+    pub fn pin(&mut self, id: JobId) -> Result<bool, RuntimeError> {
         if !self.overlay.contains_key(&id) {
-            let Some(job) = self.fetch(id).ok().flatten() else {
-                return false;
+            let job = match self.fetch(id) {
+                Ok(Some(job)) => job,
+                Ok(None) => return Ok(false),
+                Err(e) => {
+                    let page = keys::page_of(id).0;
+                    return Err(RuntimeError::Corrupt(crate::lost::page_reason(page, &e)));
+                }
             };
             let generation = self.written;
             self.overlay.insert(
@@ -249,7 +274,7 @@ impl TableView {
             );
         }
         *self.pins.entry(id).or_default() += 1;
-        true
+        Ok(true)
     }
 
     pub fn unpin(&mut self, id: JobId) {
@@ -307,6 +332,28 @@ impl TableView {
             .map(|(id, e)| (*id, e.row.as_ref()))
     }
 
+    /// The pages rows could not be read from to be changed (see
+    /// `unreadable`), taken: the open names them as damage.
+    pub fn take_unreadable(&mut self) -> BTreeMap<u64, RuntimeError> {
+        std::mem::take(&mut self.unreadable)
+    }
+
+    /// A page a row could not be read from to be changed, if any.
+    pub fn first_unreadable(&self) -> Option<(u64, &RuntimeError)> {
+        self.unreadable.iter().next().map(|(p, e)| (*p, e))
+    }
+
+    /// `fetch`, noting a page that cannot be read (`unreadable`).
+    fn fetch_noting(&mut self, id: JobId) -> Option<Job> {
+        match self.fetch(id) {
+            Ok(job) => job,
+            Err(e) => {
+                self.unreadable.entry(keys::page_of(id).0).or_insert(e);
+                None
+            }
+        }
+    }
+
     fn store(&self) -> Option<Arc<dyn SliceStore>> {
         self.image.as_ref().and_then(Weak::upgrade)
     }
@@ -332,10 +379,14 @@ impl TableView {
 
     /// Calls `f` with every row, ascending id (descending with `rev`),
     /// the overlay's over the image's, until it breaks. Reads every page
-    /// of the image: listing pages through the index in step 4.
+    /// of the image: listing pages through the index in step 4. When the
+    /// store's index cannot say which pages hold rows, every page of an id
+    /// below `ids_below` is read (one it cannot read gives its rows as
+    /// lost), so a listing never stops short silently.
     pub fn scan(
         &self,
         rev: bool,
+        ids_below: JobId,
         mut f: impl FnMut(Cow<'_, Job>) -> ControlFlow<()>,
     ) -> Result<(), RuntimeError> {
         let Some(store) = self.store() else {
@@ -347,11 +398,11 @@ impl TableView {
             return Ok(());
         };
         let all = (std::ops::Bound::Unbounded, std::ops::Bound::Unbounded);
-        let mut pages: BTreeSet<u64> = store
-            .scan(TABLE_OWNER, ROW_PAGE, all, false, usize::MAX)
-            .into_iter()
-            .map(|i| i.key.seq)
-            .collect();
+        let mut pages: BTreeSet<u64> =
+            match store.scan(TABLE_OWNER, ROW_PAGE, all, false, usize::MAX) {
+                Ok(listed) => listed.into_iter().map(|i| i.key.seq).collect(),
+                Err(_) => (0..=keys::page_of(ids_below.saturating_sub(1)).0).collect(),
+            };
         let stored = pages.clone();
         pages.extend(self.overlay.keys().map(|id| keys::page_of(*id).0));
         let ordered: Box<dyn Iterator<Item = &u64>> = match rev {

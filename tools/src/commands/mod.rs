@@ -87,6 +87,10 @@ impl Ctx {
     ) -> anyhow::Result<RuntimeOptions> {
         let mut opts = RuntimeOptions::new(&self.data_dir);
         opts.start_workers = start_workers;
+        // Checkpoints by the timer in every process that runs work (`run`,
+        // `work`, `serve`); a read-only open (`jobs`, `verify`, ...) writes
+        // nothing.
+        opts.auto_checkpoint = start_workers;
         match workers {
             // Only `serve` accepts 0 (clap refuses it elsewhere): a node
             // that serves the API and remote workers but runs no worker
