@@ -6,10 +6,13 @@
 //! | dependencies                                 | fail   | abort   | run    |
 //! |----------------------------------------------|--------|---------|--------|
 //! | all completed                                | runs   | runs    | runs   |
-//! | one failed, aborted or gone                  | failed | aborted | waits  |
+//! | one failed, aborted or gone (see below)      | failed | aborted | waits  |
 //! | all finished, some not completed             | failed | aborted | runs   |
 //! | some unfinished, none failed                 | waits  | waits   | waits  |
 
+//!
+//! "Gone" is destroyed before it completed (a tombstone of a job that
+//! completed counts as completed) or removed after its retention.
 //!
 //! The book keeps what each waiting job's dependencies are now
 //! (`DependencyWait`: how many are unfinished, which did not complete),
@@ -136,7 +139,13 @@ impl State {
                 // Its row cannot be read (or its record was lost): lost,
                 // never "destroyed".
                 Some(j) if &*j.kind == crate::lost::KIND => Counts::Broken("lost"),
-                j => counts(j.map(|j| j.state)),
+                Some(j) => counts(Some(j.state)),
+                // A tombstone counts as what it was destroyed as: a job
+                // that completed before it was destroyed still did.
+                None => match self.table.tombstone(&dep) {
+                    Some((JobState::Completed, _)) => Counts::Completed,
+                    _ => counts(None),
+                },
             };
             wait.add(dep, c);
         }

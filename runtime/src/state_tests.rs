@@ -292,9 +292,13 @@ fn illegal_transitions_are_refused_and_change_nothing() {
     }
     assert_eq!(st.table[&1].state, JobState::Aborted);
     st.apply(&control(1, Control::Destroy)).unwrap();
+    let destroyed = crate::Missing::Destroyed {
+        state: JobState::Aborted,
+        at: crate::clock::from_ms(9),
+    };
     assert!(matches!(
         st.apply(&control(1, Control::Pause)),
-        Err(RuntimeError::NotFound(1))
+        Err(RuntimeError::NotFound(1, why)) if why == destroyed
     ));
 }
 

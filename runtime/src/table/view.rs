@@ -94,11 +94,24 @@ impl TableView {
     /// the image cannot give back (its page, large row or slice map is
     /// damaged) is a lost row naming the damage (`lost::lost_job`), never
     /// "no such job" (G7).
+    /// A destroyed row is no job: see `tombstone`.
     pub fn get(&self, id: &JobId) -> Option<Cow<'_, Job>> {
+        self.row_or_tombstone(id).filter(|j| !j.is_destroyed())
+    }
+
+    /// Job `id`'s row, a destroyed one (a tombstone) included.
+    pub fn row_or_tombstone(&self, id: &JobId) -> Option<Cow<'_, Job>> {
         match self.overlay.get(id) {
             Some(e) => e.row.as_ref().map(Cow::Borrowed),
             None => self.read(*id).map(Cow::Owned),
         }
+    }
+
+    /// The state job `id` was destroyed in and when (ms), while its
+    /// tombstone is kept (the retention period).
+    pub fn tombstone(&self, id: &JobId) -> Option<(crate::JobState, u64)> {
+        let row = self.row_or_tombstone(id)?;
+        row.destroyed_ms.map(|at| (row.state, at))
     }
 
     /// `fetch`, with a row it cannot read given as lost: when its page is
@@ -126,9 +139,13 @@ impl TableView {
     /// Job `id`'s row to change: read into the overlay first when it is
     /// only in the image (replay; live, a pin put it there), and marked
     /// changed.
+    /// A destroyed row is no job: None.
     pub fn get_mut(&mut self, id: &JobId) -> Option<&mut Job> {
         if !self.overlay.contains_key(id) {
             let job = self.fetch_noting(*id)?;
+            if job.is_destroyed() {
+                return None;
+            }
             let generation = self.written;
             self.overlay.insert(
                 *id,
@@ -140,7 +157,7 @@ impl TableView {
         }
         let (generation, written) = (self.generation, self.written);
         let e = self.overlay.get_mut(id)?;
-        e.row.as_ref()?;
+        e.row.as_ref().filter(|j| !j.is_destroyed())?;
         if e.generation <= written {
             self.changed += 1;
         }
@@ -237,6 +254,7 @@ impl TableView {
         self.overlay.values().filter_map(|e| e.row.as_ref())
     }
 
+    #[cfg(test)]
     pub fn keys(&self) -> impl DoubleEndedIterator<Item = &JobId> + '_ {
         self.overlay
             .iter()
@@ -251,10 +269,13 @@ impl TableView {
 
     /// Holds job `id`'s row in RAM until `unpin`, so the record a control
     /// writes next applies without reading the store on the commit
-    /// thread. False when there is no such row; an error naming the
-    /// damage when its row cannot be read (the control is refused, no
-    /// record is written).
+    /// thread. False when there is no such row (or only its tombstone);
+    /// an error naming the damage when its row cannot be read (the
+    /// control is refused, no record is written).
     pub fn pin(&mut self, id: JobId) -> Result<bool, RuntimeError> {
+        if self.resident(&id).is_some_and(Job::is_destroyed) {
+            return Ok(false);
+        }
         if !self.overlay.contains_key(&id) {
             let job = match self.fetch(id) {
                 Ok(Some(job)) => job,
@@ -264,6 +285,9 @@ impl TableView {
                     return Err(RuntimeError::Corrupt(crate::lost::page_reason(page, &e)));
                 }
             };
+            if job.is_destroyed() {
+                return Ok(false);
+            }
             let generation = self.written;
             self.overlay.insert(
                 id,
@@ -377,13 +401,27 @@ impl TableView {
         super::image::whole_job(store, row, &|k| self.kinds.get(&k).cloned())
     }
 
-    /// Calls `f` with every row, ascending id (descending with `rev`),
-    /// the overlay's over the image's, until it breaks. Reads every page
+    /// Calls `f` with every job, ascending id (descending with `rev`),
+    /// the overlay's over the image's, until it breaks; tombstones
+    /// (destroyed rows) are no jobs and are left out. Reads every page
     /// of the image: listing pages through the index in step 4. When the
     /// store's index cannot say which pages hold rows, every page of an id
     /// below `ids_below` is read (one it cannot read gives its rows as
     /// lost), so a listing never stops short silently.
     pub fn scan(
+        &self,
+        rev: bool,
+        ids_below: JobId,
+        mut f: impl FnMut(Cow<'_, Job>) -> ControlFlow<()>,
+    ) -> Result<(), RuntimeError> {
+        self.scan_rows(rev, ids_below, |j| match j.is_destroyed() {
+            true => ControlFlow::Continue(()),
+            false => f(j),
+        })
+    }
+
+    /// `scan`, tombstones included.
+    fn scan_rows(
         &self,
         rev: bool,
         ids_below: JobId,

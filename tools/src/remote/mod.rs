@@ -283,6 +283,30 @@ impl Client {
         Ok(serde_json::from_value(answer["settings"].clone())?)
     }
 
+    /// `GET /api/settings/retention`: the periods that apply.
+    pub fn retention(&self) -> anyhow::Result<booster_runtime::Retention> {
+        let req = self
+            .agent
+            .get(format!("{}/api/settings/retention", self.base));
+        Ok(serde_json::from_value(self.json(self.auth(req).call())?)?)
+    }
+
+    /// `PUT /api/settings/retention` with every period: those stored.
+    pub fn set_retention(
+        &self,
+        retention: &booster_runtime::Retention,
+    ) -> anyhow::Result<booster_runtime::Retention> {
+        let req = self
+            .agent
+            .put(format!("{}/api/settings/retention", self.base));
+        let answer = self.json(
+            self.auth(req)
+                .header("Content-Type", "application/json")
+                .send(serde_json::to_string(retention)?),
+        )?;
+        Ok(serde_json::from_value(answer)?)
+    }
+
     /// `GET /api/dirmons`.
     pub fn dirmons(&self) -> anyhow::Result<Vec<booster_runtime::DirmonView>> {
         let req = self.agent.get(format!("{}/api/dirmons", self.base));

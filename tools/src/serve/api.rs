@@ -126,6 +126,9 @@ pub struct CreateJob {
     /// The job's own processing window: `{"start": "22:00", "end": "06:00",
     /// "tz": "Europe/Berlin"}` (tz absent: UTC).
     pub window: Option<Value>,
+    /// true: destroyed when it completes; false: kept whatever its kind
+    /// says; absent: as its kind says (`JobSpec::destroy_on_complete`).
+    pub destroy_on_complete: Option<bool>,
 }
 
 pub fn check_priority(priority: i64) -> ApiResult<u8> {
@@ -307,6 +310,7 @@ pub fn job_spec_of(exec_allow: &[String], role: Role, req: CreateJob) -> ApiResu
         properties,
         categories: req.categories.unwrap_or_default(),
         singleton: req.singleton,
+        destroy_on_complete: req.destroy_on_complete,
         window: match req.window {
             None | Some(Value::Null) => None,
             Some(w) => Some(serde_json::from_value(w).map_err(|e| {

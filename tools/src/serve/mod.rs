@@ -25,6 +25,7 @@ mod history;
 mod listen;
 mod metrics;
 pub mod roles;
+mod settings;
 mod throughput;
 mod upload;
 pub mod view;
@@ -176,6 +177,10 @@ pub fn router(
         .route("/api/kinds", get(bulk::kinds))
         .route("/api/kinds/{kind}", axum::routing::put(bulk::store_kind))
         .route("/api/kinds/{kind}/{action}", post(bulk::kind_action))
+        .route(
+            "/api/settings/retention",
+            get(settings::retention).put(settings::store_retention),
+        )
         .route("/api/incidents", get(api::incidents))
         .route("/api/crons", get(cron::list).post(cron::create))
         .route("/api/crons/{id}/{action}", post(cron::action))
