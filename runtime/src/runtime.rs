@@ -192,6 +192,7 @@ impl Runtime {
                 book.live = false;
                 book.lease_policy = opts.lease_policy;
                 book.max_lease_batch = opts.max_lease_batch.max(1);
+                book.max_remote_batch_bytes = limits.max_slice_bytes;
                 book.urgent_priority = opts.urgent_priority;
                 book.reserved_workers = opts.reserved_workers;
                 book.reserved_priority = opts.reserved_priority;

@@ -113,10 +113,10 @@ pub struct Lease {
     /// Last heartbeat (ms), written by the worker thread.
     pub progress_ms: Arc<AtomicU64>,
     pub work: LeaseWork,
-    /// Told whether the lease's commit became durable when the lease ends
+    /// Told how the lease's commit ended when the lease ends
     /// (`end_commit`; dropped, which reads as "not committed", when it
     /// ends any other way): a remote worker's commit is answered only then.
-    pub on_end: Option<oneshot::Sender<bool>>,
+    pub on_end: Option<oneshot::Sender<crate::dispatch::CommitEnd>>,
 }
 
 impl LeaseWork {
@@ -160,10 +160,11 @@ pub struct WorkerSlot {
     /// Bumped when the thread is replaced; an older thread exits when it sees it.
     pub generation: u64,
     pub lease: Option<u64>,
-    /// A remote slot's lease taken before `lease` and perhaps still live
-    /// (its thread leases one ahead while it works): with both live, the
-    /// slot leases nothing more (`State::lease`).
-    pub earlier: Option<u64>,
+    /// A remote slot's leases taken before `lease` and perhaps still live
+    /// (its thread leases one ahead while it works, and the one before
+    /// may wait for its commit to arrive): with all live, the slot leases
+    /// nothing more (`State::lease`, `REMOTE_LIVE_LEASES`).
+    pub earlier: [Option<u64>; crate::dispatch::REMOTE_LIVE_LEASES - 1],
     pub slices_done: u64,
     pub restarts: u32,
     /// A thread of a remote worker process (`remote.rs`), not of this one.
@@ -253,6 +254,10 @@ pub struct Book {
     pub lease_policy: LeasePolicy,
     /// The most simple jobs one lease carries (`RuntimeOptions::max_lease_batch`).
     pub max_lease_batch: usize,
+    /// The most bytes of arguments and properties (JSON) one simple lease
+    /// of a remote slot carries, so it fits one message
+    /// (`RuntimeOptions::max_slice_bytes`; at least one job).
+    pub max_remote_batch_bytes: usize,
     /// Submits at this priority or above commit urgently (`RuntimeOptions::urgent_priority`).
     pub urgent_priority: u8,
     /// The last `reserved_workers` worker slots lease only jobs at
@@ -370,6 +375,7 @@ impl Book {
             default_slice_size,
             lease_policy: LeasePolicy::default(),
             max_lease_batch: crate::dispatch::SIMPLE_BATCH_MAX,
+            max_remote_batch_bytes: usize::MAX,
             urgent_priority: 10,
             reserved_workers: 0,
             reserved_priority: 10,

@@ -169,10 +169,18 @@ fn check_command(allowed: &[String], role: Role, properties: &Value) -> ApiResul
     }
 }
 
-/// A kind no handler here runs would wait forever: refused, with the kinds
-/// there are.
+/// A kind no handler runs would wait forever: refused, with the kinds
+/// there are (this process's, and those of the connected remote workers:
+/// a service's own kinds).
 pub fn check_kind(runtime: &Runtime, kind: &str) -> ApiResult<()> {
-    let kinds = runtime.kinds();
+    let mut kinds = runtime.kinds();
+    let remote = runtime
+        .worker_processes()
+        .into_iter()
+        .filter(|p| p.worker.is_some());
+    kinds.extend(remote.flat_map(|p| p.kinds));
+    kinds.sort();
+    kinds.dedup();
     if kinds.iter().any(|k| k == kind) {
         return Ok(());
     }
