@@ -36,6 +36,8 @@ struct Counting {
     failing_scans: std::sync::atomic::AtomicBool,
     /// Reads of these slices fail as a rotted frame makes them.
     failing_reads: parking_lot::Mutex<std::collections::HashSet<SliceKey>>,
+    /// Reads of the table's row pages (`ROW_PAGE`).
+    page_reads: AtomicU64,
 }
 
 impl SliceStore for Counting {
@@ -44,6 +46,11 @@ impl SliceStore for Counting {
     }
     fn read_slice(&self, key: &SliceKey) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
         self.reads.fetch_add(1, Ordering::Relaxed);
+        if key.owner == crate::table::keys::TABLE_OWNER
+            && key.stream == crate::table::keys::ROW_PAGE
+        {
+            self.page_reads.fetch_add(1, Ordering::Relaxed);
+        }
         if self.failing_reads.lock().contains(key) {
             return Err(StoreError::Invalid(format!(
                 "{key:?} cannot be read (a test's rotted frame)"
@@ -105,6 +112,7 @@ impl Logged {
             reads: AtomicU64::new(0),
             failing_scans: Default::default(),
             failing_reads: Default::default(),
+            page_reads: AtomicU64::new(0),
         });
         let store: Arc<dyn SliceStore> = counting.clone();
         Logged {
@@ -129,6 +137,11 @@ impl Logged {
             true => failing.insert(key),
             false => failing.remove(&key),
         };
+    }
+
+    /// How many row pages were read from the store so far.
+    pub fn page_reads(&self) -> u64 {
+        self.counting.page_reads.load(Ordering::Relaxed)
     }
 
     /// How many slices were read from the store so far.

@@ -237,7 +237,7 @@ fn the_sweep_removes_rows_past_retention_and_skips_a_retried_job_s_stale_entry()
 #[test]
 fn one_sweep_removes_at_most_its_limit_of_rows_and_the_next_takes_the_rest() {
     let mut l = logged();
-    assert_eq!(l.st.book.sweep_max_rows, 65_536);
+    assert_eq!(l.st.book.sweep_max_entries, 65_536);
     let limit = 100;
     // One created record: the first job holds the singleton, the other
     // 250 are created failed (in minute 0).
@@ -249,7 +249,7 @@ fn one_sweep_removes_at_most_its_limit_of_rows_and_the_next_takes_the_rest() {
     let month = 31 * 24 * 60 * MINUTE_MS;
     let failed = |l: &Logged| l.st.book.by_state[JobState::Failed.index()];
     for left in [n - 1 - limit, n - 1 - 2 * limit, 0] {
-        l.st.book.sweep_max_rows = limit as usize;
+        l.st.book.sweep_max_entries = limit as usize;
         l.checkpoint_at(month);
         assert_eq!(failed(&l), left);
         reopen(&mut l);
@@ -366,4 +366,101 @@ fn the_sweep_keeps_the_entry_of_a_row_whose_page_it_cannot_read() {
     assert_eq!(l.st.book.by_state.iter().sum::<u64>(), 0);
     reopen(&mut l);
     assert_eq!(why(&l.st, 2), Missing::Removed);
+}
+
+/// 640 failed jobs expire (the first of 641 holds the singleton) over
+/// 11 row pages.
+fn six_hundred_forty_failed_jobs_filed_in_minute_0() -> Logged {
+    let mut l = logged();
+    l.apply(&Meta::Retention {
+        at_ms: 1,
+        retention: Retention {
+            failed_ms: MINUTE_MS,
+            ..Retention::default()
+        },
+    })
+    .unwrap();
+    let specs = (0..641).map(|_| noop().with_singleton("one")).collect();
+    l.apply(&created(1, 2, specs)).unwrap();
+    l.checkpoint_at(3);
+    l
+}
+
+/// The sweep reads each row page once, however many of its rows expire
+/// (before: two or three page reads and decodes per row, under the state
+/// lock), and stops at its cap of pages touched: the rest of the frame
+/// is put back for the next sweep.
+#[test]
+fn a_sweep_reads_each_row_page_once_and_touches_at_most_its_limit_of_pages() {
+    let mut l = six_hundred_forty_failed_jobs_filed_in_minute_0();
+    let before = l.page_reads();
+    let swept = crate::table::expiry::sweep(&mut l.st, &*l.store, 2 * MINUTE_MS).unwrap();
+    assert_eq!(swept.removed, 640);
+    let reads = l.page_reads() - before;
+    assert!(reads <= 640 / 64 + 1, "{reads} page reads for 640 rows");
+
+    let mut l = six_hundred_forty_failed_jobs_filed_in_minute_0();
+    l.st.book.sweep_max_pages = 3;
+    let before = l.page_reads();
+    let swept = crate::table::expiry::sweep(&mut l.st, &*l.store, 2 * MINUTE_MS).unwrap();
+    assert_eq!(l.page_reads() - before, 3);
+    // Pages 0, 1 and 2 hold ids 2..=191.
+    assert_eq!(swept.removed, 190);
+    assert_eq!(swept.puts.len(), 1);
+    assert_eq!(swept.puts[0].1.len(), 640 - 190);
+}
+
+/// Stale entries (a mass retry) count toward the sweep's cap like rows
+/// removed: one sweep examines at most its limit, the rest of the frame
+/// is put back.
+#[test]
+fn stale_entries_count_toward_the_sweep_s_limit() {
+    let mut l = logged();
+    l.apply(&Meta::Retention {
+        at_ms: 1,
+        retention: Retention {
+            failed_ms: MINUTE_MS,
+            ..Retention::default()
+        },
+    })
+    .unwrap();
+    l.apply(&created(1, 2, vec![noop(); 30])).unwrap();
+    run_all(&mut l, 3, false);
+    l.checkpoint_at(4);
+    // Every failed job is retried: its minute-0 entry is stale.
+    for id in 1..=30 {
+        l.apply(&control(id, 4, Control::Retry)).unwrap();
+    }
+    l.st.book.sweep_max_entries = 10;
+    let swept = crate::table::expiry::sweep(&mut l.st, &*l.store, 2 * MINUTE_MS).unwrap();
+    assert_eq!(swept.removed, 0);
+    assert_eq!(swept.deletes, vec![]);
+    assert_eq!(swept.puts.len(), 1);
+    assert_eq!(swept.puts[0].1.len(), 30 - 10);
+}
+
+/// A row a control pinned (its check passed, its record is on the way)
+/// is not swept from under it: its entry stays, and a later sweep
+/// removes it once unpinned.
+#[test]
+fn a_pinned_row_keeps_its_entry_and_a_later_sweep_removes_it() {
+    let mut l = logged();
+    l.apply(&Meta::Retention {
+        at_ms: 1,
+        retention: Retention {
+            failed_ms: MINUTE_MS,
+            ..Retention::default()
+        },
+    })
+    .unwrap();
+    l.apply(&created(1, 2, vec![noop(), noop()])).unwrap();
+    run_all(&mut l, 3, false);
+    l.checkpoint_at(4);
+    assert!(l.st.table.pin(1).unwrap());
+    l.checkpoint_at(2 * MINUTE_MS);
+    assert_eq!(l.st.job_row(1).unwrap().state, JobState::Failed);
+    assert_eq!(why(&l.st, 2), Missing::Removed);
+    l.st.table.unpin(1);
+    l.checkpoint_at(2 * MINUTE_MS + 1);
+    assert_eq!(why(&l.st, 1), Missing::Removed);
 }

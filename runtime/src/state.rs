@@ -233,9 +233,11 @@ pub struct Book {
     /// rows finished or destroyed since the last sweep (`table/expiry.rs`).
     pub sweep_due_ms: u64,
     pub finished_due_ms: u64,
-    /// The most rows one sweep removes (`expiry::SWEEP_MAX_ROWS`; tests
-    /// lower it).
-    pub sweep_max_rows: usize,
+    /// The most expiry entries one sweep examines, removed or stale
+    /// (`expiry::SWEEP_MAX_ENTRIES`), and the most row pages it touches
+    /// (`expiry::SWEEP_MAX_PAGES`); tests lower them.
+    pub sweep_max_entries: usize,
+    pub sweep_max_pages: usize,
     pub events: broadcast::Sender<JobEvent>,
     pub waiters: IdMap<Vec<oneshot::Sender<()>>>,
     /// Worker slots: this process's threads first (`local_workers` of
@@ -361,7 +363,8 @@ impl Book {
             retention: crate::Retention::default(),
             sweep_due_ms: 0,
             finished_due_ms: u64::MAX,
-            sweep_max_rows: crate::table::expiry::SWEEP_MAX_ROWS,
+            sweep_max_entries: crate::table::expiry::SWEEP_MAX_ENTRIES,
+            sweep_max_pages: crate::table::expiry::SWEEP_MAX_PAGES,
             events: broadcast::channel(4096).0,
             waiters: IdMap::default(),
             workers: vec![WorkerSlot::default(); workers],

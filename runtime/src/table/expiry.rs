@@ -4,24 +4,32 @@
 //! per checkpoint and minute, and sweeps the frames whose minute is past
 //! its final state's retention period. The sweep removes a row only if
 //! its state and minute still match the entry (a retried job's stale
-//! entry is skipped), and at most `SWEEP_MAX_ROWS` rows per checkpoint, so
-//! a long downtime drains over several. It reads the clock, which is
+//! entry is skipped), examining at most `SWEEP_MAX_ENTRIES` entries and
+//! touching at most `SWEEP_MAX_PAGES` row pages per checkpoint (each read
+//! once), so a long downtime drains over several. It reads the clock, which is
 //! allowed: its result is written in the checkpoint's batch, never
 //! derived again on replay.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
 use booster_store::SliceKey;
 
 use super::keys::{self, EXPIRY_BASE, TABLE_OWNER};
+use super::row::Row;
+use super::view;
 use super::Job;
 use crate::slice_store::SliceStore;
 use crate::state::State;
 use crate::{JobId, JobState, RuntimeError};
 
-/// The most rows one checkpoint's sweep removes.
-pub const SWEEP_MAX_ROWS: usize = 65_536;
+/// The most expiry entries one checkpoint's sweep examines (removed or
+/// stale alike).
+pub const SWEEP_MAX_ENTRIES: usize = 65_536;
+/// The most row pages one checkpoint's sweep touches: each is read once
+/// and rewritten by the checkpoint. 65 536 / 64: dense expiries are not
+/// held back, rows scattered one per page are.
+pub const SWEEP_MAX_PAGES: usize = 1_024;
 
 const MINUTE_MS: u64 = 60_000;
 /// The last minute an `EXPIRY` key can name (`keys::expiry`).
@@ -121,11 +129,51 @@ pub struct Sweep {
     pub passed_over: usize,
 }
 
+/// One expiry frame the sweep takes entries from.
+struct Frame {
+    key: SliceKey,
+    at: Filing,
+    records: Vec<Vec<u8>>,
+    ids: Vec<JobId>,
+    /// How many of its entries, from the first, this sweep examines.
+    take: usize,
+    /// Of those, the ones that stay (their row could not be read, or a
+    /// control holds it).
+    kept: Vec<bool>,
+}
+
+/// What one sweep may still do: entries to examine (removed or stale
+/// alike, so a mass retry's stale entries cost as much as rows) and row
+/// pages to touch (each is read once here and rewritten by the
+/// checkpoint, so rows scattered one per page cannot make one batch
+/// rewrite thousands of pages).
+struct Budget {
+    entries_left: usize,
+    pages: BTreeSet<u64>,
+    max_pages: usize,
+}
+
+impl Budget {
+    /// Counts the entry of `id` if it fits.
+    fn admit(&mut self, id: JobId) -> bool {
+        let page = keys::page_of(id).0;
+        let new_page = !self.pages.contains(&page);
+        if self.entries_left == 0 || (new_page && self.pages.len() >= self.max_pages) {
+            return false;
+        }
+        self.entries_left -= 1;
+        self.pages.insert(page);
+        true
+    }
+}
+
 /// Removes from `state`'s table the rows whose retention ran out by
-/// `now_ms` (at most `Book::sweep_max_rows`, `SWEEP_MAX_ROWS`), with
-/// their counts; returns what the checkpoint's batch must write, and
-/// notes in the book when the next sweep is due. Call under the state
-/// lock, before the batch is built.
+/// `now_ms`, with their counts; returns what the checkpoint's batch must
+/// write, and notes in the book when the next sweep is due. At most
+/// `Book::sweep_max_entries` entries are examined and
+/// `Book::sweep_max_pages` row pages touched, each read once whatever
+/// number of its rows expire. Call under the state lock, before the batch
+/// is built.
 pub fn sweep(
     state: &mut State,
     store: &dyn SliceStore,
@@ -133,81 +181,134 @@ pub fn sweep(
 ) -> Result<Sweep, RuntimeError> {
     let mut out = Sweep::default();
     let retention = state.book.retention;
-    let max_rows = state.book.sweep_max_rows;
+    let mut budget = Budget {
+        entries_left: state.book.sweep_max_entries,
+        pages: BTreeSet::new(),
+        max_pages: state.book.sweep_max_pages,
+    };
+    let mut frames = Vec::new();
     let mut next_due = u64::MAX;
     for f in 0..FINAL_STATES.len() as u8 {
-        let stream = EXPIRY_BASE + u32::from(f);
-        let mut after = Bound::Unbounded;
-        // Frames of the minutes whose end plus the period has passed
-        // (none while the period is longer than the clock's time).
-        let period = retention.period_ms(FINAL_STATES[usize::from(f)]);
-        let due_minutes = now_ms.saturating_sub(period) / MINUTE_MS;
-        let seqs = (
-            Bound::Unbounded,
-            Bound::Excluded(due_minutes.min(MAX_MINUTE) << 24),
+        let due = take_frames(
+            store,
+            &retention,
+            f,
+            now_ms,
+            &mut budget,
+            &mut frames,
+            &mut out,
         );
-        // An index block that cannot be read leaves this stream for a
-        // sweep a minute on: retention is housekeeping, and no checkpoint
-        // fails for it.
-        let Ok(items) = store.scan(TABLE_OWNER, stream, seqs, false, max_rows) else {
-            next_due = next_due.min(now_ms.saturating_add(MINUTE_MS));
-            continue;
-        };
-        for item in items {
-            let minute = item.key.seq >> 24;
-            if out.removed >= max_rows {
-                break;
-            }
-            debug_assert!(due_ms(&retention, f, minute) <= now_ms);
-            let (records, ids) = match read_ids(store, &item.key) {
-                Ok(read) => read,
-                // A frame that cannot be read or decoded stays where it
-                // is (`verify` names rot) and is passed over: its rows
-                // stay, and no checkpoint fails for it.
-                Err(_) => {
-                    out.passed_over += 1;
-                    after = Bound::Excluded(item.key.seq);
-                    continue;
-                }
-            };
-            let take = ids.len().min(max_rows - out.removed);
-            // Entries of rows that could not be read stay in the frame.
-            let mut kept = Vec::new();
-            for (&id, record) in ids[..take].iter().zip(&records) {
-                match expire(state, id, (f, minute)) {
-                    Expired::Removed => out.removed += 1,
-                    Expired::Stale => {}
-                    Expired::Unreadable => kept.push(record.clone()),
-                }
-            }
-            if take < records.len() {
-                kept.extend_from_slice(&records[take..]);
-                out.puts.push((item.key, kept));
-                break;
-            }
-            match kept.len() {
-                0 => out.deletes.push(item.key),
-                n if n < records.len() => out.puts.push((item.key, kept)),
-                _ => {}
-            }
-            // A frame left only for rows that could not be read is no
-            // reason to sweep again at once.
-            after = Bound::Excluded(item.key.seq);
-        }
-        // The first frame left decides when this stream is due again.
-        match store.scan(TABLE_OWNER, stream, (after, Bound::Unbounded), false, 1) {
-            Ok(left) => {
-                if let Some(item) = left.first() {
-                    next_due = next_due.min(due_ms(&retention, f, item.key.seq >> 24));
-                }
-            }
-            Err(_) => next_due = next_due.min(now_ms.saturating_add(MINUTE_MS)),
+        next_due = next_due.min(due);
+    }
+    judge(state, store, &mut frames, &mut out);
+    for frame in frames {
+        let left: Vec<Vec<u8>> = (frame.records.iter().enumerate())
+            .filter(|&(i, _)| i >= frame.take || frame.kept[i])
+            .map(|(_, r)| r.clone())
+            .collect();
+        match left.len() {
+            0 => out.deletes.push(frame.key),
+            n if n < frame.records.len() => out.puts.push((frame.key, left)),
+            _ => {}
         }
     }
     let b = &mut state.book;
     b.sweep_due_ms = next_due.min(b.finished_due_ms);
     b.finished_due_ms = u64::MAX;
     Ok(out)
+}
+
+/// Takes the due frames of stream f (ascending) into `frames` while
+/// `budget` lasts, a frame it cannot take whole last; returns when the
+/// stream is due again: the first frame not taken whole decides.
+fn take_frames(
+    store: &dyn SliceStore,
+    retention: &crate::Retention,
+    f: u8,
+    now_ms: u64,
+    budget: &mut Budget,
+    frames: &mut Vec<Frame>,
+    out: &mut Sweep,
+) -> u64 {
+    let stream = EXPIRY_BASE + u32::from(f);
+    // Frames of the minutes whose end plus the period has passed (none
+    // while the period is longer than the clock's time).
+    let period = retention.period_ms(FINAL_STATES[usize::from(f)]);
+    let due_minutes = now_ms.saturating_sub(period) / MINUTE_MS;
+    let seqs = (
+        Bound::Unbounded,
+        Bound::Excluded(due_minutes.min(MAX_MINUTE) << 24),
+    );
+    // An index block that cannot be read leaves this stream for a sweep a
+    // minute on: retention is housekeeping, and no checkpoint fails for it.
+    let limit = budget.entries_left.max(1);
+    let Ok(items) = store.scan(TABLE_OWNER, stream, seqs, false, limit) else {
+        return now_ms.saturating_add(MINUTE_MS);
+    };
+    let mut after = Bound::Unbounded;
+    for item in items {
+        let minute = item.key.seq >> 24;
+        debug_assert!(due_ms(retention, f, minute) <= now_ms);
+        let (records, ids) = match read_ids(store, &item.key) {
+            Ok(read) => read,
+            // A frame that cannot be read or decoded stays where it is
+            // (`verify` names rot) and is passed over: its rows stay, and
+            // no checkpoint fails for it.
+            Err(_) => {
+                out.passed_over += 1;
+                after = Bound::Excluded(item.key.seq);
+                continue;
+            }
+        };
+        let take = ids.iter().take_while(|&&id| budget.admit(id)).count();
+        let whole = take == ids.len();
+        frames.push(Frame {
+            key: item.key,
+            at: (f, minute),
+            kept: vec![false; take],
+            records,
+            ids,
+            take,
+        });
+        if !whole {
+            break;
+        }
+        // A frame put back only with entries whose rows could not be
+        // read is no reason to sweep again at once.
+        after = Bound::Excluded(item.key.seq);
+    }
+    match store.scan(TABLE_OWNER, stream, (after, Bound::Unbounded), false, 1) {
+        Ok(left) => left
+            .first()
+            .map_or(u64::MAX, |item| due_ms(retention, f, item.key.seq >> 24)),
+        Err(_) => now_ms.saturating_add(MINUTE_MS),
+    }
+}
+
+/// Decides every entry `frames` take, page by page: each row page that
+/// holds one of their rows not in RAM is read once.
+fn judge(state: &mut State, store: &dyn SliceStore, frames: &mut [Frame], out: &mut Sweep) {
+    let mut by_page: BTreeMap<u64, Vec<(usize, usize)>> = BTreeMap::new();
+    for (fi, frame) in frames.iter().enumerate() {
+        for (ei, &id) in frame.ids[..frame.take].iter().enumerate() {
+            by_page
+                .entry(keys::page_of(id).0)
+                .or_default()
+                .push((fi, ei));
+        }
+    }
+    for (page, entries) in by_page {
+        let mut stored = None;
+        for (fi, ei) in entries {
+            let (id, at) = (frames[fi].ids[ei], frames[fi].at);
+            let rows = || view::read_page(store, page);
+            match expire(state, id, at, || stored.get_or_insert_with(rows).as_ref()) {
+                Expired::Removed => out.removed += 1,
+                Expired::Stale => {}
+                Expired::Kept => frames[fi].kept[ei] = true,
+            }
+        }
+    }
 }
 
 /// The records of expiry frame `key` and the ids they hold.
@@ -238,27 +339,53 @@ enum Expired {
     /// The row is no longer filed there (retried or destroyed since, or
     /// gone): the entry goes.
     Stale,
-    /// The row could not be read (its page rotted): the entry stays, so
-    /// the row still expires once the segment is restored.
-    Unreadable,
+    /// The entry stays for a later sweep: its row could not be read (its
+    /// page rotted; once the segment is restored the row still expires),
+    /// or a control holds it and is about to write a record about it.
+    Kept,
 }
 
 /// Removes job `id`'s row if it is still filed at `at` (else the entry is
-/// stale: the job was retried, or destroyed, since), with its count.
-fn expire(state: &mut State, id: JobId, at: Filing) -> Expired {
-    let filed = match state.table.try_row_or_tombstone(&id) {
-        Ok(row) => row.and_then(|j| slot_of(&j)),
-        Err(_) => return Expired::Unreadable,
-    };
-    if filed != Some(at) {
+/// stale: the job was retried, or destroyed, since), with its count. A
+/// row not in RAM is looked up in its page's rows, `page` (read once by
+/// the caller for all the entries of the page).
+fn expire<'p>(
+    state: &mut State,
+    id: JobId,
+    at: Filing,
+    page: impl FnOnce() -> Result<&'p Option<Vec<Row>>, &'p RuntimeError>,
+) -> Expired {
+    if state.table.is_pinned(&id) {
+        return Expired::Kept;
+    }
+    if let Some(row) = state.table.in_ram(&id) {
+        if row.and_then(slot_of) != Some(at) {
+            return Expired::Stale;
+        }
+        let job = state.table.remove(&id).expect("the row in RAM");
+        uncount(state, (!job.is_destroyed()).then_some(job.state));
+        return Expired::Removed;
+    }
+    if !state.table.has_image() {
         return Expired::Stale;
     }
-    let Some(job) = state.table.remove(&id) else {
+    let row = match page() {
+        Ok(rows) => rows.iter().flatten().find(|r| r.id == id),
+        Err(_) => return Expired::Kept,
+    };
+    let Some(row) = row.filter(|r| slot_of_row(r) == Some(at)) else {
         return Expired::Stale;
     };
-    match job.is_destroyed() {
-        true => state.book.destroyed -= 1,
-        false => state.book.by_state[job.state.index()] -= 1,
-    }
+    let live = row.job_state();
+    state.table.forget_stored(id);
+    uncount(state, live);
     Expired::Removed
+}
+
+/// A row of `state` (None: a tombstone) left the table: its count goes.
+fn uncount(state: &mut State, live: Option<JobState>) {
+    match live {
+        Some(s) => state.book.by_state[s.index()] -= 1,
+        None => state.book.destroyed -= 1,
+    }
 }

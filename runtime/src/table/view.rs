@@ -107,13 +107,28 @@ impl TableView {
         }
     }
 
-    /// `row_or_tombstone`, with a row whose page (or large row, or slice
-    /// map) cannot be read given as the error, not as a lost row.
-    pub fn try_row_or_tombstone(&self, id: &JobId) -> Result<Option<Cow<'_, Job>>, RuntimeError> {
-        match self.overlay.get(id) {
-            Some(e) => Ok(e.row.as_ref().map(Cow::Borrowed)),
-            None => Ok(self.fetch(*id)?.map(Cow::Owned)),
-        }
+    /// Job `id`'s entry in RAM: Some(row), Some(None) for a row that went
+    /// since the image was written, None when only the image can say.
+    pub fn in_ram(&self, id: &JobId) -> Option<Option<&Job>> {
+        self.overlay.get(id).map(|e| e.row.as_ref())
+    }
+
+    /// Whether a control or a submit holds job `id`'s row (`pin`).
+    pub fn is_pinned(&self, id: &JobId) -> bool {
+        self.pins.contains_key(id)
+    }
+
+    /// Takes job `id`'s row, which only the image holds (not in RAM), out
+    /// of the table without reading it: the caller read its page.
+    pub fn forget_stored(&mut self, id: JobId) {
+        debug_assert!(!self.overlay.contains_key(&id), "job {id} is in RAM");
+        debug_assert!(self.image.is_some(), "no image holds job {id}");
+        let e = Entry {
+            row: None,
+            generation: self.generation,
+        };
+        self.overlay.insert(id, e);
+        self.changed += 1;
     }
 
     /// The state job `id` was destroyed in and when (ms), while its
