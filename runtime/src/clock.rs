@@ -100,14 +100,34 @@ pub fn ms_to_us(ms: u64) -> u64 {
 }
 
 /// `t` as an RFC 3339 time in UTC, to the second (`2026-11-29T23:40:00Z`),
-/// for messages.
+/// for messages. A time chrono cannot show (a corrupt or hostile record's,
+/// past the year 262 143) prints as milliseconds since the epoch, never a
+/// panic.
 pub fn rfc3339(t: SystemTime) -> String {
-    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    let ms = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    i64::try_from(ms)
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map_or(format!("{ms} ms since the epoch"), |t| {
+            t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A destroyed_ms from a corrupt or hostile record (past chrono's
+    /// year 262 143) prints as milliseconds; `job show` and the API's 404
+    /// never panic on it.
+    #[test]
+    fn a_time_past_what_chrono_can_show_prints_as_milliseconds() {
+        assert_eq!(rfc3339(from_ms(1_800_000_000_000)), "2027-01-15T08:00:00Z");
+        assert_eq!(
+            rfc3339(from_ms(u64::MAX)),
+            format!("{} ms since the epoch", u64::MAX)
+        );
+    }
 
     #[test]
     fn manual_clock_moves_only_when_told() {
