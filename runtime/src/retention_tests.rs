@@ -464,3 +464,63 @@ fn a_pinned_row_keeps_its_entry_and_a_later_sweep_removes_it() {
     l.checkpoint_at(2 * MINUTE_MS + 1);
     assert_eq!(why(&l.st, 1), Missing::Removed);
 }
+
+/// A store checkpointed before step 6 holds finished rows in its pages
+/// but no expiry entries (its checkpoint counts 8 states): the open
+/// notes a refile, each checkpoint files the next pages' finished rows
+/// (a durable cursor: a reopen goes on where it stopped), and then they
+/// expire like any other.
+#[test]
+fn finished_rows_of_an_image_from_before_step_6_are_refiled_in_chunks_and_expire() {
+    use crate::table::keys;
+    let mut l = logged();
+    l.apply(&Meta::Retention {
+        at_ms: 1,
+        retention: Retention {
+            failed_ms: MINUTE_MS,
+            ..Retention::default()
+        },
+    })
+    .unwrap();
+    // Ids 1..=130: row pages 0, 1 and 2.
+    l.apply(&created(1, 2, vec![noop(); 130])).unwrap();
+    run_all(&mut l, 3, false);
+    l.checkpoint_at(4);
+    // As step 5 left it: a checkpoint counting 8 states, no expiry frames.
+    let seq = l.st.book.checkpoint_seq + 1;
+    let (record, records) = crate::table::image::checkpoint_records(&l.st, seq);
+    let Meta::Checkpoint(mut c) = record else {
+        panic!("a checkpoint record")
+    };
+    c.counts.truncate(8);
+    let mut batch =
+        booster_store::Batch::new().checkpoint(crate::meta::encode(&Meta::Checkpoint(c)));
+    for r in records {
+        batch = batch.meta(r);
+    }
+    for f in 0..3 {
+        let all = (std::ops::Bound::Unbounded, std::ops::Bound::Unbounded);
+        let stream = keys::EXPIRY_BASE + f;
+        for item in l
+            .store
+            .scan(keys::TABLE_OWNER, stream, all, false, 100)
+            .unwrap()
+        {
+            batch = batch.delete(item.key);
+        }
+    }
+    crate::logged_tests::append(&*l.store, batch);
+    reopen(&mut l);
+    assert_eq!(l.st.book.refile_from, Some(0));
+    for next in [Some(1), Some(2), None] {
+        l.st.book.refile_max_pages = 1;
+        l.checkpoint_at(10);
+        reopen(&mut l);
+        assert_eq!(l.st.book.refile_from, next);
+    }
+    l.checkpoint_at(2 * MINUTE_MS);
+    for id in [1, 64, 130] {
+        assert_eq!(why(&l.st, id), Missing::Removed, "job {id}");
+    }
+    assert_eq!(l.st.book.by_state.iter().sum::<u64>(), 0);
+}

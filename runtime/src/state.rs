@@ -238,6 +238,12 @@ pub struct Book {
     /// (`expiry::SWEEP_MAX_PAGES`); tests lower them.
     pub sweep_max_entries: usize,
     pub sweep_max_pages: usize,
+    /// The first row page not yet filed for the sweep while an image
+    /// from before step 6 is refiled (`expiry::refile`; None: nothing to
+    /// refile), and how many pages a checkpoint refiles
+    /// (`expiry::REFILE_PAGES`; tests lower it).
+    pub refile_from: Option<u64>,
+    pub refile_max_pages: usize,
     pub events: broadcast::Sender<JobEvent>,
     pub waiters: IdMap<Vec<oneshot::Sender<()>>>,
     /// Worker slots: this process's threads first (`local_workers` of
@@ -365,6 +371,8 @@ impl Book {
             finished_due_ms: u64::MAX,
             sweep_max_entries: crate::table::expiry::SWEEP_MAX_ENTRIES,
             sweep_max_pages: crate::table::expiry::SWEEP_MAX_PAGES,
+            refile_from: None,
+            refile_max_pages: crate::table::expiry::REFILE_PAGES,
             events: broadcast::channel(4096).0,
             waiters: IdMap::default(),
             workers: vec![WorkerSlot::default(); workers],

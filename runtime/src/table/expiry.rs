@@ -102,6 +102,13 @@ impl Filed {
         self.0.entry(slot).or_default().push(id);
     }
 
+    /// Adds every row `other` files.
+    pub fn merge(&mut self, other: Filed) {
+        for (slot, ids) in other.0 {
+            self.0.entry(slot).or_default().extend(ids);
+        }
+    }
+
     /// One frame per (f, minute): key n is the checkpoint's `seq` (its low
     /// 24 bits), so frames of one minute from different checkpoints never
     /// share a key; one record per id, u64 LE.
@@ -114,6 +121,57 @@ impl Filed {
                 Some((key, ids.iter().map(|id| id.to_le_bytes()).collect()))
             })
             .collect()
+    }
+}
+
+/// Row pages one checkpoint refiles while an image from before step 6 is
+/// refiled (`refile`).
+pub const REFILE_PAGES: usize = 256;
+
+/// One checkpoint's share of refiling an image from before step 6: the
+/// finished rows it files, and the page to go on from (None: done).
+pub struct Refile {
+    pub filed: Filed,
+    pub next: Option<u64>,
+}
+
+/// Files every finished or destroyed row of the next `max_pages` row
+/// pages of `store` from page `from` by its stored filing (ARCHITECTURE.md,
+/// "Refiling an image from before step 6"). A page that cannot be read is
+/// passed over (its rows stay); an index that cannot be scanned is the
+/// error, and the cursor stays for the next checkpoint.
+pub fn refile(store: &dyn SliceStore, from: u64, max_pages: usize) -> Result<Refile, RuntimeError> {
+    let seqs = (Bound::Included(from), Bound::Unbounded);
+    let pages = store.scan(TABLE_OWNER, keys::ROW_PAGE, seqs, false, max_pages + 1)?;
+    let mut filed = Filed::default();
+    for item in pages.iter().take(max_pages) {
+        let Ok(Some(rows)) = view::read_page(store, item.key.seq) else {
+            continue;
+        };
+        for row in rows {
+            if let Some(at) = slot_of_row(&row) {
+                filed.add(at, row.id);
+            }
+        }
+    }
+    let next = pages.get(max_pages).map(|item| item.key.seq);
+    Ok(Refile { filed, next })
+}
+
+/// Where an open over an image goes on refiling (`Book::refile_from`): the
+/// `REFILE` cursor when it is there; else page 0 when the checkpoint is
+/// from `before_step_6` (8 counts). A cursor that cannot be read starts
+/// again at page 0: a row filed twice is harmless.
+pub fn refile_cursor(store: &dyn SliceStore, before_step_6: bool) -> Option<u64> {
+    match store.read_slice(&keys::refile()) {
+        Ok(Some(records)) => Some(
+            records
+                .first()
+                .and_then(|r| <[u8; 8]>::try_from(r.as_slice()).ok())
+                .map_or(0, u64::from_le_bytes),
+        ),
+        Ok(None) => before_step_6.then_some(0),
+        Err(_) => Some(0),
     }
 }
 

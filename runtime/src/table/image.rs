@@ -235,6 +235,7 @@ pub fn checkpoint_records(state: &State, seq: u64) -> (Meta, Vec<Vec<u8>>) {
 pub fn checkpoint_batch(
     state: &State,
     store: &dyn SliceStore,
+    refiled: Option<expiry::Filed>,
 ) -> Result<(Batch, Meta, Vec<Vec<u8>>), RuntimeError> {
     let (record, records) = checkpoint_records(state, state.book.checkpoint_seq + 1);
     let mut log = vec![meta::encode(&record)];
@@ -243,10 +244,13 @@ pub fn checkpoint_batch(
     for r in &log[1..] {
         batch = batch.meta(r.clone());
     }
-    let image = match state.table.has_image() {
+    let mut image = match state.table.has_image() {
         true => touched_pages(state, store)?,
         false => whole_image(state, store)?,
     };
+    if let Some(refiled) = refiled {
+        image.filed.merge(refiled);
+    }
     for (key, records) in &image.puts {
         batch = batch.slice(*key, records);
     }
@@ -268,7 +272,29 @@ pub fn swept_checkpoint_batch(
     now_ms: u64,
 ) -> Result<(Batch, Meta, Vec<Vec<u8>>), RuntimeError> {
     let swept = expiry::sweep(state, store, now_ms)?;
-    let (mut batch, record, log) = checkpoint_batch(state, store)?;
+    // An image from before step 6: the next pages' finished rows are
+    // filed too, and the cursor moves on in the same batch. (Without an
+    // image the whole image this writes files every finished row.)
+    let refile = match state.book.refile_from {
+        Some(from) if state.table.has_image() => {
+            expiry::refile(store, from, state.book.refile_max_pages).ok()
+        }
+        _ => None,
+    };
+    let next = match (&refile, state.table.has_image()) {
+        (Some(r), _) => r.next,
+        (None, true) => state.book.refile_from,
+        (None, false) => None,
+    };
+    let refiled = refile.map(|r| r.filed);
+    let (mut batch, record, log) = checkpoint_batch(state, store, refiled)?;
+    if state.book.refile_from.is_some() {
+        batch = match next {
+            Some(page) => batch.slice(keys::refile(), &[page.to_le_bytes()]),
+            None => batch.delete(keys::refile()),
+        };
+        state.book.refile_from = next;
+    }
     for (key, records) in &swept.puts {
         batch = batch.slice(*key, records);
     }
@@ -428,6 +454,7 @@ pub fn restore_rows(
     if !whole {
         state.table.open_image(Arc::downgrade(store));
         state.table.loading = true;
+        state.book.refile_from = expiry::refile_cursor(&**store, c.counts.len() == states);
     }
     let mut counts = [0u64; 8];
     let mut damage = Vec::new();

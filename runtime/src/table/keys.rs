@@ -24,6 +24,9 @@ pub const ROW_LARGE: u32 = 1;
 pub const SLICE_MAP: u32 = 2;
 /// Stream 3: the ids of sliced jobs whose slices are dead.
 pub const DEAD_SLICED: u32 = 3;
+/// Stream 4, seq 0: the first row page not yet filed for the sweep while
+/// an image from before step 6 is refiled (`expiry::refile`).
+pub const REFILE: u32 = 4;
 /// Streams 16 + s: the mask of a page's slots in state s (8: destroyed).
 pub const STATE_INDEX_BASE: u32 = 16;
 /// Streams 32 + f: ids of jobs that finished (f: 0 completed, 1 failed,
@@ -45,6 +48,11 @@ pub fn page_of(id: JobId) -> (u64, u8) {
 
 pub fn row_page(page: u64) -> SliceKey {
     table_key(ROW_PAGE, page)
+}
+
+/// The refile cursor's key (`REFILE`).
+pub fn refile() -> SliceKey {
+    table_key(REFILE, 0)
 }
 
 pub fn row_large(id: JobId) -> SliceKey {
