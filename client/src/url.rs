@@ -15,7 +15,22 @@ pub fn check_server_url(url: &str) -> Result<bool, ClientError> {
             )))
         }
     };
-    let authority = rest.split('/').next().unwrap_or("");
+    // The authority ends at the first of `/ ? #`; a `\` (which some URL
+    // parsers take for `/`) is refused with the rest. Only host and port
+    // may be in it: a `user@` part would make the host this check reads
+    // differ from the one a connection goes to
+    // (`http://127.0.0.1:1@evil.example/`).
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.is_empty()
+        || !authority
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']'))
+    {
+        return Err(ClientError::Url(format!(
+            "--server {url:?} must name only a host and a port after the scheme (no user@, \
+             no spaces), e.g. https://host:7878; the token goes in --token-file"
+        )));
+    }
     if !https && !is_loopback_host(authority) {
         return Err(ClientError::Url(format!(
             "--server {url:?} is plain http:// to another host: the token and the records \
@@ -61,6 +76,17 @@ mod tests {
         ] {
             let err = check_server_url(url).unwrap_err().to_string();
             assert!(err.contains("use https://"), "{url}: {err}");
+        }
+        for url in [
+            "http://127.0.0.1:1@evil.example/",
+            "http://[::1]@evil.example/",
+            "http://localhost@evil.example:80",
+            "https://user:pw@node:7878",
+            "http://127.0.0.1:1\\@evil.example/",
+            "http://",
+        ] {
+            let err = check_server_url(url).unwrap_err().to_string();
+            assert!(err.contains("only a host and a port"), "{url}: {err}");
         }
         let err = check_server_url("node:7878").unwrap_err().to_string();
         assert!(err.contains("must start with"), "{err}");

@@ -269,7 +269,7 @@ async fn join(
                 backoff.reset();
                 return Ok(joined);
             }
-            Err(s) if refused(&s) => {
+            Err(s) if refused(&s) || untrusted(&s) => {
                 return Err(ClientError::Refused(format!(
                     "the node at {server} refused this worker: {}",
                     describe(&s)
@@ -488,6 +488,13 @@ async fn commit_until_deadline(w: Arc<Worker>, commit: proto::CommitRequest) {
 /// The node answered and said no: trying again changes nothing. Anything
 /// else (a cut connection, a node restarting) may not have reached it, and
 /// a commit is safe to send twice: the second writes nothing.
+/// A TLS handshake that failed on the node's certificate (tonic answers
+/// it `Unavailable`, as a node that is down): asking again changes
+/// nothing, so it ends the worker like a refusal.
+fn untrusted(status: &Status) -> bool {
+    status.code() == Code::Unavailable && describe(status).to_lowercase().contains("certificate")
+}
+
 fn refused(status: &Status) -> bool {
     matches!(
         status.code(),

@@ -170,16 +170,29 @@ impl Tokens {
 impl Tokens {
     /// Parses a `--worker-token-file` or `--read-token-file`: every line
     /// that is not blank or a `#` comment is one token of `role`. A file
-    /// with none gives that role no token: emptying it (then SIGHUP) is
-    /// how the last one is revoked.
+    /// with none gives that role no token, so writing only a comment
+    /// (`# none`), then SIGHUP, is how the last one is revoked. A file with
+    /// nothing in it at all is refused: that is what a failed or racing
+    /// write leaves, and taking it for "revoke every token" would lock
+    /// the whole fleet out.
     pub fn parse_role_file(text: &str, path: &Path, role: Role) -> anyhow::Result<Tokens> {
         let mut entries = Vec::new();
+        let mut comments = false;
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
+            comments |= line.starts_with('#');
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
             entries.push((role, check_token(line, path, i + 1)?));
+        }
+        if entries.is_empty() && !comments {
+            bail!(
+                "{} is empty: a failed write leaves a file like this, so it is not taken \
+                 to revoke every token; to give this role no token, write a comment line \
+                 such as `# none`",
+                path.display()
+            );
         }
         Ok(Tokens { entries })
     }
@@ -366,6 +379,10 @@ mod tests {
         assert_eq!(t.role_of(A), None);
         // A file emptied of tokens gives the role none (it revokes them).
         let none = Tokens::parse_role_file("# none\n", Path::new("w"), Role::Worker).unwrap();
+        for empty in ["", "\n", "  \n\n"] {
+            let err = Tokens::parse_role_file(empty, Path::new("w"), Role::Worker).unwrap_err();
+            assert!(err.to_string().contains("# none"), "{empty:?}: {err}");
+        }
         assert_eq!((none.count(Role::Worker), none.role_of(W)), (0, None));
     }
 

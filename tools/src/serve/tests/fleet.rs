@@ -246,6 +246,37 @@ fn a_worker_joins_over_tls_trusting_the_nodes_certificate_and_no_other() {
     join(&t, &mut trusted);
 }
 
+/// A worker that does not trust the node's certificate is refused, and
+/// says so: it never waits on it as on a node that is not up yet.
+#[test]
+fn a_worker_that_does_not_trust_the_nodes_certificate_gives_up_saying_so() {
+    let t = node_with_roles(true);
+    let opts = crate::fleet::work::WorkOptions {
+        server: t.url.clone(),
+        token_file: None,
+        ca_cert: None,
+        threads: 1,
+        until_idle: true,
+        exec_allow: Vec::new(),
+        version: VERSION.to_string(),
+    };
+    let ended = t.block_on(async {
+        tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            crate::fleet::work::work(opts, std::future::pending()),
+        )
+        .await
+    });
+    let err = ended
+        .expect("the worker gave up instead of retrying for ever")
+        .expect_err("an untrusted certificate is a refusal");
+    assert!(
+        format!("{err:#}").to_lowercase().contains("certificate"),
+        "says why: {err:#}"
+    );
+    assert_eq!(remote_workers(&t), 0);
+}
+
 #[test]
 fn a_slice_leased_through_the_worker_service_is_committed_exactly() {
     let t = TestServer::start_node(|_, _| {});
