@@ -179,6 +179,24 @@ pub struct RetentionArgs {
 }
 
 impl RetentionArgs {
+    /// The `PUT /api/settings/retention` body: only the periods given, so
+    /// the server keeps the others as they are when it stores them (never
+    /// a copy of them read earlier, which a concurrent change would have
+    /// made stale); None when none is given.
+    pub fn changes(&self) -> Option<serde_json::Value> {
+        let mut body = serde_json::Map::new();
+        for (name, period) in [
+            ("completed_ms", self.completed),
+            ("aborted_ms", self.aborted),
+            ("failed_ms", self.failed),
+        ] {
+            if let Some(ms) = period {
+                body.insert(name.into(), ms.into());
+            }
+        }
+        (!body.is_empty()).then_some(serde_json::Value::Object(body))
+    }
+
     /// `current` with the periods given changed; None when none is given.
     pub fn applied_to(
         &self,
@@ -972,6 +990,24 @@ mod tests {
         assert!(err.to_string().contains("write 30d"), "{err}");
         assert_eq!(parse_period("7d"), Ok(7 * 86_400_000));
         assert_eq!(duration_ms("5"), Some(5_000), "--settle 5 is 5 seconds");
+    }
+
+    /// `retention --failed 90d` through a server sends only failed_ms:
+    /// the server keeps the other periods as it has them, so a change made
+    /// meanwhile by another client is not overwritten with a stale copy.
+    #[test]
+    fn a_retention_change_sends_only_the_periods_given() {
+        let cli = Cli::try_parse_from(["booster", "retention", "--failed", "90d"]).unwrap();
+        let Command::Retention(args) = cli.command else {
+            panic!("parsed as another command");
+        };
+        let body = args.changes().unwrap();
+        assert_eq!(body, serde_json::json!({"failed_ms": 90 * 86_400_000_u64}));
+        let cli = Cli::try_parse_from(["booster", "retention"]).unwrap();
+        let Command::Retention(args) = cli.command else {
+            panic!("parsed as another command");
+        };
+        assert_eq!(args.changes(), None);
     }
 
     #[test]

@@ -83,10 +83,9 @@ fn run_blocking(cli: &Cli, interrupt: &Interrupt) -> anyhow::Result<i32> {
             }
         }
         Command::Retention(args) => {
-            let current = client.retention()?;
-            let shown = match args.applied_to(current) {
-                Some(wanted) => client.set_retention(&wanted)?,
-                None => current,
+            let shown = match args.changes() {
+                Some(changes) => client.set_retention(&changes)?,
+                None => client.retention()?,
             };
             crate::commands::print_retention(out.json, out.quiet, &shown);
         }

@@ -318,18 +318,16 @@ impl Client {
         Ok(serde_json::from_value(self.json(self.auth(req).call())?)?)
     }
 
-    /// `PUT /api/settings/retention` with every period: those stored.
-    pub fn set_retention(
-        &self,
-        retention: &booster_runtime::Retention,
-    ) -> anyhow::Result<booster_runtime::Retention> {
+    /// `PUT /api/settings/retention` with the periods to change (the
+    /// server keeps the others): the periods stored.
+    pub fn set_retention(&self, changes: &Value) -> anyhow::Result<booster_runtime::Retention> {
         let req = self
             .agent
             .put(format!("{}/api/settings/retention", self.base));
         let answer = self.json(
             self.auth(req)
                 .header("Content-Type", "application/json")
-                .send(serde_json::to_string(retention)?),
+                .send(changes.to_string()),
         )?;
         Ok(serde_json::from_value(answer)?)
     }

@@ -31,6 +31,10 @@ pub async fn store_retention(
 ) -> ApiResult<Json<Retention>> {
     require_admin(role, "store the retention periods")?;
     let Json(body) = body?;
+    // One change at a time: two PUTs that each change one period both
+    // land, instead of the later one writing back the other's old value.
+    static STORING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one = STORING.lock().await;
     let wanted = retention_of(&body, app.runtime.retention())?;
     app.runtime.set_retention(wanted).await?;
     Ok(Json(app.runtime.retention()))
