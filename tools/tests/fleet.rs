@@ -750,6 +750,52 @@ fn refused_and_malformed_worker_calls_are_logged_on_the_node_without_a_flood() {
     assert!(refusals <= 15, "150 bad calls, {refusals} lines: bounded");
 }
 
+/// A joined worker that sends commits for leases it does not hold is
+/// fenced each time, but the node's log says so a few times a minute, not
+/// once a call.
+#[test]
+fn fenced_commits_of_a_worker_are_logged_without_a_flood() {
+    use booster_tools::fleet::{client::NodeClient, proto};
+    let sb = Sandbox::new();
+    let server = serve(&sb, &["--workers", "0"]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut client = rt
+        .block_on(async { NodeClient::new(&server.url, None, None) })
+        .unwrap();
+    let joined = rt
+        .block_on(client.hello(proto::HelloRequest {
+            version: booster_tools::fleet::node::VERSION.to_string(),
+            host: "test-host".into(),
+            pid: 4242,
+            kinds: vec!["copy".into()],
+            threads: 1,
+            allows: Vec::new(),
+        }))
+        .unwrap();
+    for epoch in 1..=60 {
+        let reply = rt
+            .block_on(client.commit(proto::CommitRequest {
+                worker_id: joined.worker_id,
+                epoch,
+                outcome: Some(proto::Outcome::Slice(Default::default())),
+                session: joined.session.clone(),
+            }))
+            .unwrap();
+        assert!(!reply.accepted, "epoch {epoch} is no lease of this worker");
+    }
+    server.wait_for_log("fenced a commit");
+    server.wait_for_log("not logged");
+    let fenced = server
+        .log_lines()
+        .into_iter()
+        .filter(|l| l.contains("fenced a commit"))
+        .count();
+    assert!(fenced <= 5, "60 fenced commits, {fenced} lines: bounded");
+}
+
 /// A service's own handler: upper-cases each record.
 struct Upper;
 
