@@ -970,6 +970,7 @@ impl Runtime {
             .iter()
             .map(|s| (*s, st.book.by_state[s.index()]))
             .collect();
+        m.checkpoints_paused = st.book.checkpoints.paused.clone();
         m
     }
 
@@ -1079,32 +1080,22 @@ pub(crate) fn enqueue_checkpoint(
                     .into(),
             ));
         }
-        // The ids of jobs whose `created` record was lost are found anew at
-        // every open, from the log's gaps: a checkpoint would cut the log
-        // and make that loss permanent, where restoring the segment still
-        // undoes it.
-        if let Some(d) = st.book.damage.iter().find(|d| d.meta_lost || !d.identified) {
-            return Err(RuntimeError::Corrupt(format!(
-                "this data directory opened without a damaged range that may have held job \
-                 records (segment {} ({}) offsets {}..{}: {}): a checkpoint would make that \
-                 loss permanent, so none is written; restore the segment from a backup, or \
-                 salvage what survived into a new data directory",
-                d.segment_id,
-                d.path.display(),
-                d.offset,
-                d.end,
-                d.what
-            )));
+        if let Some(why) = st.checkpoint_blocker() {
+            return Err(RuntimeError::Corrupt(why));
         }
-        // A record applied live over a row that could not be read did not
-        // change it: cutting the log would lose it.
-        if let Some((page, e)) = st.table.first_unreadable() {
-            return Err(RuntimeError::Corrupt(format!(
-                "a record could not apply: {}; no checkpoint is written",
-                crate::lost::page_reason(page, e)
-            )));
-        }
-        let (batch, record, log) = crate::table::image::checkpoint_batch(&st, &**store)?;
+        let built = crate::table::image::checkpoint_batch(&st, &**store);
+        let (batch, record, log) = match built {
+            Ok(built) => built,
+            // Known fault 5: the page is not rewritten from RAM (that
+            // would make its rows' loss permanent); checkpoints pause
+            // while it cannot be read.
+            Err(crate::table::image::Unbuilt::Page(page, e)) => {
+                st.table.note_unreadable(page, e);
+                let why = st.checkpoint_blocker().expect("the page was just noted");
+                return Err(RuntimeError::Corrupt(why));
+            }
+            Err(crate::table::image::Unbuilt::Other(e)) => return Err(e),
+        };
         st.book.last_checkpoint_ms = shared.clock.now_ms();
         let records = std::mem::take(&mut st.book.records_since_checkpoint);
         (batch, record, log, st.table.seal(), records)
@@ -1132,6 +1123,21 @@ pub(crate) fn enqueue_checkpoint(
 /// the batch is built and enqueued, then released; the call returns once
 /// it is durable.
 pub(crate) async fn take_checkpoint(
+    shared: Arc<Shared>,
+    store: Arc<dyn SliceStore>,
+) -> Result<u64, RuntimeError> {
+    let outcome = write_checkpoint(shared.clone(), store).await;
+    let now_ms = shared.clock.now_ms();
+    let mut st = shared.state.lock();
+    match &outcome {
+        Ok(_) => st.checkpoint_written(),
+        Err(e) => st.checkpoint_failed(now_ms, e),
+    }
+    drop(st);
+    outcome
+}
+
+async fn write_checkpoint(
     shared: Arc<Shared>,
     store: Arc<dyn SliceStore>,
 ) -> Result<u64, RuntimeError> {

@@ -199,8 +199,11 @@ pub struct Book {
     pub generation: u64,
     /// Checkpoints written in this data directory (`Meta::Checkpoint`).
     pub checkpoint_seq: u64,
-    /// When this process last took (or tried) a checkpoint, by its clock.
+    /// When this process last took a checkpoint, by its clock.
     pub last_checkpoint_ms: u64,
+    /// How its checkpoints fare: the backoff after a failure, and why
+    /// they are paused (`checkpoints.rs`).
+    pub checkpoints: crate::checkpoints::CheckpointHealth,
     /// Records applied live since the newest checkpoint was sealed, its
     /// own aside (`State::checkpoint_due`).
     pub records_since_checkpoint: u64,
@@ -321,6 +324,7 @@ impl Book {
             generation: 0,
             checkpoint_seq: 0,
             last_checkpoint_ms: 0,
+            checkpoints: Default::default(),
             records_since_checkpoint: 0,
             next_id: 1,
             live: false,
@@ -569,38 +573,6 @@ impl Book {
             a.leased_slices = committing.len() as u32;
             a.queued = s.queueable(&committing);
         }
-    }
-}
-
-/// A checkpoint is due when this many rows changed since the last one
-/// (ARCHITECTURE.md, "2. What stays in RAM": the overlay's bound).
-pub const CHECKPOINT_CHANGED_ROWS: usize = 262_144;
-/// Or when this long passed with any change since the last one.
-pub const CHECKPOINT_INTERVAL_MS: u64 = 1_000;
-/// Checkpoints the changed-rows bound takes are at least this far apart.
-const CHECKPOINT_MIN_GAP_MS: u64 = 50;
-
-impl State {
-    /// Whether the timer takes a checkpoint now: in a process that runs
-    /// work, writable, not stopping, not over a loss a checkpoint would
-    /// make permanent; when `CHECKPOINT_CHANGED_ROWS` rows changed, or
-    /// `CHECKPOINT_INTERVAL_MS` passed with any row changed or record
-    /// applied (which also bounds the meta bytes since the last one).
-    pub fn checkpoint_due(&self, now_ms: u64) -> bool {
-        let b = &self.book;
-        let blocked = !b.runs_workers
-            || !b.auto_checkpoint
-            || b.store_read_only
-            || b.poisoned.is_some()
-            || b.stopping
-            || b.damage.iter().any(|d| d.meta_lost || !d.identified);
-        if blocked {
-            return false;
-        }
-        let since = now_ms.saturating_sub(b.last_checkpoint_ms);
-        let changed = self.table.changed();
-        (changed >= CHECKPOINT_CHANGED_ROWS && since >= CHECKPOINT_MIN_GAP_MS)
-            || (since >= CHECKPOINT_INTERVAL_MS && (changed > 0 || b.records_since_checkpoint > 0))
     }
 }
 

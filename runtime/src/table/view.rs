@@ -66,6 +66,8 @@ pub struct TableView {
     /// first error: the record about it did not apply, so the open names
     /// them as damage (`take_unreadable`) and no checkpoint cuts the log
     /// while any is known. A read error is never "no such row" (G7).
+    /// Also the pages a checkpoint could not merge changed rows into
+    /// (`note_unreadable`): checkpoints pause while any is known.
     unreadable: BTreeMap<u64, RuntimeError>,
 }
 
@@ -338,6 +340,11 @@ impl TableView {
         std::mem::take(&mut self.unreadable)
     }
 
+    /// Page `page` could not be read to merge changed rows into (`e`).
+    pub fn note_unreadable(&mut self, page: u64, e: RuntimeError) {
+        self.unreadable.entry(page).or_insert(e);
+    }
+
     /// A page a row could not be read from to be changed, if any.
     pub fn first_unreadable(&self) -> Option<(u64, &RuntimeError)> {
         self.unreadable.iter().next().map(|(p, e)| (*p, e))
@@ -348,7 +355,7 @@ impl TableView {
         match self.fetch(id) {
             Ok(job) => job,
             Err(e) => {
-                self.unreadable.entry(keys::page_of(id).0).or_insert(e);
+                self.note_unreadable(keys::page_of(id).0, e);
                 None
             }
         }
