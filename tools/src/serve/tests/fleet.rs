@@ -591,6 +591,7 @@ fn a_worker_naming_another_workers_id_without_its_session_is_refused() {
         worker_id: forged.worker,
         epochs: vec![epoch],
         session: forged.session.clone(),
+        released: vec![epoch],
     }));
     assert_eq!(beat.unwrap_err().code(), Code::PermissionDenied);
     let job = t.job(id);
@@ -628,6 +629,7 @@ fn oversized_hellos_and_heartbeats_are_refused_and_change_nothing() {
             worker_id: who.worker,
             epochs: (1..=epochs).collect(),
             session: who.session.clone(),
+            released: Vec::new(),
         }))
     };
     let err = beat(1000).unwrap_err();
