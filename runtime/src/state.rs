@@ -387,6 +387,15 @@ impl Book {
         if new == JobState::Scheduled {
             self.scheduled.insert((job.run_at_ms.unwrap_or(0), job.id));
         }
+        // Back in the queue unstarted (a lease ended unfinished, a retry):
+        // its `expires_at` holds again, live as after a reopen, which
+        // files every unfinished row's (`count_new`); the timer dropped
+        // the entry if it passed while the job was leased.
+        if matches!(new, JobState::Queued | JobState::Scheduled) && job.started_us.is_none() {
+            if let Some(at) = job.expires_at_ms {
+                self.expiring.insert((at, job.id));
+            }
+        }
         job.state = new;
         if self.live {
             match new {
@@ -1036,7 +1045,8 @@ impl State {
                     return Err(illegal(job, "expire"));
                 }
                 job.failure_reason = Some(format!(
-                    "expired: not started before its expires_at ({} ms since the epoch)",
+                    "expired: its expires_at ({} ms since the epoch) passed before a run of it \
+                     finished",
                     job.expires_at_ms.unwrap_or(0)
                 ));
                 book.set_state(job, JobState::Aborted, at_ms);
