@@ -128,15 +128,23 @@ impl Book {
 
 impl State {
     /// What `job`'s dependencies are now, read from their rows: when it
-    /// enters the table waiting.
-    pub(crate) fn dependency_wait(&self, job: &Job) -> DependencyWait {
+    /// enters the table waiting. A dependency whose row cannot be read
+    /// counts as unfinished, never broken: its page is noted as damage
+    /// (`TableView::unreadable`: the open names it, meta lost, and no
+    /// checkpoint cuts the log), so restoring the segment and reopening
+    /// decides the job as it was decided live. Counting it lost instead
+    /// failed a job that may have completed live.
+    pub(crate) fn dependency_wait(&mut self, job: &Job) -> DependencyWait {
         let mut wait = DependencyWait::default();
         for &dep in &job.after {
-            let c = match self.table.get(&dep) {
-                // Its row cannot be read (or its record was lost): lost,
-                // never "destroyed".
-                Some(j) if &*j.kind == crate::lost::KIND => Counts::Broken("lost"),
-                j => counts(j.map(|j| j.state)),
+            let c = match self
+                .table
+                .peek_noting(dep, |j| (&*j.kind == crate::lost::KIND, j.state))
+            {
+                Err(()) => Counts::Unfinished,
+                // Its `created` record was lost: lost, never "destroyed".
+                Ok(Some((true, _))) => Counts::Broken("lost"),
+                Ok(j) => counts(j.map(|(_, state)| state)),
             };
             wait.add(dep, c);
         }
@@ -271,6 +279,43 @@ mod tests {
         assert_eq!(logged.st.table[&2].state, JobState::Waiting);
         logged.apply(&done(1)).unwrap();
         assert_eq!(logged.st.table[&2].state, JobState::Queued);
+    }
+
+    /// A dependency whose row cannot be read when a job that waits on it
+    /// enters the table (its page rotted; replay of the job's `created`)
+    /// counts as unfinished, never broken: the open names its page as
+    /// damage that refuses checkpoints, and the job's own outcome, logged
+    /// after, still applies. Before, the dependency counted as lost, the
+    /// job failed "job 1 was lost" (its outcome then skipped), and the
+    /// next checkpoint made that permanent.
+    #[test]
+    fn a_dependency_whose_row_cannot_be_read_at_reopen_never_fails_the_job_waiting_on_it() {
+        let mut logged = crate::logged_tests::Logged::new(crate::state_tests::state());
+        let spec = JobSpec::simple("k", serde_json::Value::Null);
+        logged.apply(&created(1, spec.clone())).unwrap();
+        logged.apply(&done(1)).unwrap();
+        logged.checkpoint();
+        let after = spec.with_after(&[1], DependencyFailure::Fail);
+        logged.apply(&created(2, after)).unwrap();
+        assert_eq!(logged.st.table[&2].state, JobState::Queued);
+        logged.apply(&done(2)).unwrap();
+        logged.fail_reads_of(crate::table::keys::row_page(0));
+        let damage = logged.reopen_damaged(Book::new(4, 1000, 100));
+        let w = logged
+            .st
+            .table
+            .resident(&2)
+            .expect("replayed into RAM")
+            .clone();
+        assert_eq!(w.state, JobState::Completed, "{:?}", w.failure_reason);
+        assert!(
+            damage
+                .iter()
+                .any(|d| d.meta_lost && d.what.contains("row page 0")),
+            "{damage:?}"
+        );
+        let blocker = logged.st.checkpoint_blocker().unwrap_or_default();
+        assert!(blocker.contains("paused"), "{blocker}");
     }
 
     /// A job waiting on many dependencies, across a checkpoint and a

@@ -34,6 +34,8 @@ struct Counting {
     reads: AtomicU64,
     /// Scans fail as an unreadable index block would make them.
     failing_scans: std::sync::atomic::AtomicBool,
+    /// Reads of this key fail as a rotted frame makes them.
+    failing_read: std::sync::Mutex<Option<SliceKey>>,
 }
 
 impl SliceStore for Counting {
@@ -42,6 +44,14 @@ impl SliceStore for Counting {
     }
     fn read_slice(&self, key: &SliceKey) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
         self.reads.fetch_add(1, Ordering::Relaxed);
+        if *self.failing_read.lock().unwrap() == Some(*key) {
+            return Err(StoreError::Corrupt {
+                segment_id: 1,
+                path: "/logged/a-test's-rotted-frame".into(),
+                offset: 0,
+                what: "a test's rotted frame".into(),
+            });
+        }
         self.inner.read_slice(key)
     }
     fn slices(&self, owner: u64, stream: u32) -> Vec<SliceInfo> {
@@ -97,6 +107,7 @@ impl Logged {
             inner: concrete.clone(),
             reads: AtomicU64::new(0),
             failing_scans: Default::default(),
+            failing_read: Default::default(),
         });
         let store: Arc<dyn SliceStore> = counting.clone();
         Logged {
@@ -111,6 +122,11 @@ impl Logged {
     /// block makes them, or work again.
     pub fn fail_scans(&self, fail: bool) {
         self.counting.failing_scans.store(fail, Ordering::Relaxed);
+    }
+
+    /// From now on reads of `key` fail as a rotted frame makes them.
+    pub fn fail_reads_of(&self, key: SliceKey) {
+        *self.counting.failing_read.lock().unwrap() = Some(key);
     }
 
     /// How many slices were read from the store so far.
@@ -144,11 +160,19 @@ impl Logged {
 
     /// A fresh state (`book`) replayed from the store's log.
     pub fn reopen(&mut self, book: Book) {
+        let lost = self.reopen_damaged(book);
+        assert!(lost.is_empty(), "{lost:?}");
+    }
+
+    /// `reopen`, returning the damage the open found (as the runtime's
+    /// open keeps it in `book.damage`).
+    pub fn reopen_damaged(&mut self, book: Book) -> Vec<booster_store::Damage> {
         let mut st = State::new(book);
         let records = self.concrete.meta_records().unwrap();
         let lost = crate::runtime::replay_log(&self.store, &mut st, &records, None).unwrap();
-        assert!(lost.is_empty(), "{lost:?}");
+        st.book.damage = lost.clone();
         self.st = st;
+        lost
     }
 
     /// Replays `records` (a compaction snapshot) over this store's pages

@@ -350,6 +350,26 @@ impl TableView {
         self.unreadable.iter().next().map(|(p, e)| (*p, e))
     }
 
+    /// `f` of job `id`'s row, without keeping a row read from the image
+    /// in RAM; None when there is no such row. Err when its row cannot be
+    /// read: its page is noted (`unreadable`), as for a row to change.
+    pub fn peek_noting<T>(
+        &mut self,
+        id: JobId,
+        f: impl FnOnce(&Job) -> T,
+    ) -> Result<Option<T>, ()> {
+        if let Some(e) = self.overlay.get(&id) {
+            return Ok(e.row.as_ref().map(f));
+        }
+        match self.fetch(id) {
+            Ok(row) => Ok(row.as_ref().map(f)),
+            Err(e) => {
+                self.note_unreadable(keys::page_of(id).0, e);
+                Err(())
+            }
+        }
+    }
+
     /// `fetch`, noting a page that cannot be read (`unreadable`).
     fn fetch_noting(&mut self, id: JobId) -> Option<Job> {
         match self.fetch(id) {
