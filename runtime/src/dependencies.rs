@@ -116,6 +116,10 @@ impl Book {
     pub(crate) fn stop_waiting(&mut self, job: &Job) {
         for dep in &job.after {
             if let Some(list) = self.dependents.get_mut(dep) {
+                #[cfg(test)]
+                {
+                    self.dependents_scanned += list.len() as u64;
+                }
                 list.retain(|&w| w != job.id);
                 if list.is_empty() {
                     self.dependents.remove(dep);
@@ -205,11 +209,32 @@ impl State {
 
     /// Settles every job waiting on a job that finished or went while the
     /// last record was applied, and on those in turn.
+    ///
+    /// The dependency's list is taken out while its jobs settle, so each
+    /// one that stops waiting finds no list of it to scan
+    /// (`Book::stop_waiting`), and those still waiting go back in one
+    /// pass: linear in the jobs fanned out from one dependency (it was
+    /// quadratic: 100 000 jobs after one setup job scanned 5e9 entries on
+    /// the commit thread).
     pub(crate) fn settle_dependents(&mut self) {
         while let Some(done) = self.book.finished.pop() {
-            let waiting = self.book.dependents.get(&done).cloned();
-            for id in waiting.unwrap_or_default() {
+            let Some(waiting) = self.book.dependents.remove(&done) else {
+                continue;
+            };
+            for &id in &waiting {
                 self.settle_waiting(id);
+            }
+            #[cfg(test)]
+            {
+                self.book.dependents_scanned += waiting.len() as u64;
+            }
+            let waits = &self.book.waits;
+            let still: Vec<JobId> = waiting
+                .into_iter()
+                .filter(|id| waits.contains_key(id))
+                .collect();
+            if !still.is_empty() {
+                self.book.dependents.entry(done).or_default().extend(still);
             }
         }
     }
@@ -316,6 +341,36 @@ mod tests {
         );
         let blocker = logged.st.checkpoint_blocker().unwrap_or_default();
         assert!(blocker.contains("paused"), "{blocker}");
+    }
+
+    /// Jobs fanned out from one dependency settle in linear time when it
+    /// completes: 50 000 waiters scan about as many list entries (before,
+    /// each settled job scanned the dependency's whole list to leave it:
+    /// 1.25e9 steps under the state lock).
+    #[test]
+    fn jobs_fanned_out_from_one_dependency_settle_in_linear_steps() {
+        let mut st = crate::state_tests::state();
+        let spec = JobSpec::simple("k", serde_json::Value::Null);
+        st.apply(&created(1, spec.clone())).unwrap();
+        let fanned = 50_000u64;
+        let after = spec.with_after(&[1], DependencyFailure::Fail);
+        let m = Meta::Created {
+            first_id: 2,
+            at_ms: 1,
+            specs: vec![after; fanned as usize],
+        };
+        st.apply(&m).unwrap();
+        st.apply(&done(1)).unwrap();
+        let queued = (2..2 + fanned)
+            .filter(|id| st.table[id].state == JobState::Queued)
+            .count();
+        assert_eq!(queued as u64, fanned);
+        assert!(
+            st.book.dependents_scanned <= 2 * fanned,
+            "{} list entries scanned",
+            st.book.dependents_scanned
+        );
+        assert!(st.book.dependents.is_empty() && st.book.waits.is_empty());
     }
 
     /// A job waiting on many dependencies, across a checkpoint and a

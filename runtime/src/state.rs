@@ -291,6 +291,9 @@ pub struct Book {
     /// Jobs that finished or went while a record was applied, whose
     /// dependents `apply` settles before it returns.
     pub finished: Vec<JobId>,
+    /// Entries of `dependents` lists scanned (a test's step count).
+    #[cfg(test)]
+    pub dependents_scanned: u64,
 }
 
 /// Bits of a lease epoch that count leases within one open generation:
@@ -368,6 +371,8 @@ impl Book {
             windowed: BTreeSet::new(),
             windows_minute: None,
             finished: Vec::new(),
+            #[cfg(test)]
+            dependents_scanned: 0,
         }
     }
 
