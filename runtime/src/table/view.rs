@@ -408,8 +408,10 @@ impl TableView {
     /// the overlay's over the image's, until it breaks. Reads every page
     /// of the image: listing pages through the index in step 4. When the
     /// store's index cannot say which pages hold rows, every page of an id
-    /// below `ids_below` is read (one it cannot read gives its rows as
-    /// lost), so a listing never stops short silently.
+    /// below `ids_below` is read, and one of those it cannot read is an
+    /// error naming the index (whether it held rows is unknown: none are
+    /// made up), so a listing never stops short silently. A listed page
+    /// it cannot read gives its rows as lost, by its state masks.
     pub fn scan(
         &self,
         rev: bool,
@@ -425,10 +427,15 @@ impl TableView {
             return Ok(());
         };
         let all = (std::ops::Bound::Unbounded, std::ops::Bound::Unbounded);
+        // The index's error, when it could not say which pages exist.
+        let mut unlisted = None;
         let mut pages: BTreeSet<u64> =
             match store.scan(TABLE_OWNER, ROW_PAGE, all, false, usize::MAX) {
                 Ok(listed) => listed.into_iter().map(|i| i.key.seq).collect(),
-                Err(_) => (0..=keys::page_of(ids_below.saturating_sub(1)).0).collect(),
+                Err(e) => {
+                    unlisted = Some(e);
+                    (0..=keys::page_of(ids_below.saturating_sub(1)).0).collect()
+                }
             };
         let stored = pages.clone();
         pages.extend(self.overlay.keys().map(|id| keys::page_of(*id).0));
@@ -444,6 +451,20 @@ impl TableView {
                         for row in read.unwrap_or_default() {
                             rows.insert(row.id, Pick::Stored(Box::new(row)));
                         }
+                    }
+                    // A page the index did not say exists: whether it has
+                    // rows is unknown, so none are made up; the listing
+                    // stops, saying it is incomplete.
+                    Err(e) if unlisted.is_some() => {
+                        let (first, last) = crate::lost::page_ids(page);
+                        return Err(RuntimeError::Invalid(format!(
+                            "the job table's listing is incomplete: the store's index of its \
+                             row pages cannot be read ({}), and row page {page} (job ids \
+                             {first} to {last}) cannot be read either ({e}); restore the \
+                             damaged segment from a backup, or salvage what survived into a new \
+                             data directory (`booster salvage`)",
+                            unlisted.as_ref().expect("matched above")
+                        )));
                     }
                     // Its rows are listed as lost, by the page's masks.
                     Err(e) => {
