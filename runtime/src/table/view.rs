@@ -87,6 +87,10 @@ impl Default for TableView {
     }
 }
 
+/// A row's state and whether it is a lost row (None: no such row), or
+/// Err when it cannot be read (`TableView::states_noting`).
+pub type RowStateOrUnreadable = Result<Option<(crate::JobState, bool)>, ()>;
+
 fn corrupt(what: String) -> RuntimeError {
     RuntimeError::Corrupt(format!("the checkpoint's table: {what}"))
 }
@@ -350,24 +354,49 @@ impl TableView {
         self.unreadable.iter().next().map(|(p, e)| (*p, e))
     }
 
-    /// `f` of job `id`'s row, without keeping a row read from the image
-    /// in RAM; None when there is no such row. Err when its row cannot be
-    /// read: its page is noted (`unreadable`), as for a row to change.
-    pub fn peek_noting<T>(
-        &mut self,
-        id: JobId,
-        f: impl FnOnce(&Job) -> T,
-    ) -> Result<Option<T>, ()> {
-        if let Some(e) = self.overlay.get(&id) {
-            return Ok(e.row.as_ref().map(f));
-        }
-        match self.fetch(id) {
-            Ok(row) => Ok(row.as_ref().map(f)),
-            Err(e) => {
-                self.note_unreadable(keys::page_of(id).0, e);
-                Err(())
+    /// The state of each row of `ids` and whether it is a lost row
+    /// (`lost::KIND`), None for no such row (or a destroyed one), reading
+    /// each stored page once and only its rows' states (no large row or
+    /// slice map), nothing kept in RAM. Err for a row whose page cannot be
+    /// read: the page is noted (`unreadable`), as for a row to change.
+    pub fn states_noting(&mut self, ids: &[JobId]) -> Vec<RowStateOrUnreadable> {
+        let mut pages: HashMap<u64, Option<Vec<Row>>> = HashMap::new();
+        let store = self.store();
+        let mut out = Vec::with_capacity(ids.len());
+        for &id in ids {
+            if let Some(e) = self.overlay.get(&id) {
+                let lost = |j: &Job| &*j.kind == crate::lost::KIND;
+                out.push(Ok(e.row.as_ref().map(|j| (j.state, lost(j)))));
+                continue;
             }
+            let Some(store) = &store else {
+                out.push(Ok(None));
+                continue;
+            };
+            let page = keys::page_of(id).0;
+            let rows = pages
+                .entry(page)
+                .or_insert_with(|| match read_page(&**store, page) {
+                    Ok(rows) => Some(rows.unwrap_or_default()),
+                    Err(e) => {
+                        self.unreadable.entry(page).or_insert(e);
+                        None
+                    }
+                });
+            let Some(rows) = rows else {
+                out.push(Err(()));
+                continue;
+            };
+            let row = rows.iter().find(|r| r.id == id);
+            out.push(Ok(row.and_then(|r| {
+                let lost = self
+                    .kinds
+                    .get(&r.kind)
+                    .is_some_and(|k| &**k == crate::lost::KIND);
+                r.job_state().map(|s| (s, lost))
+            })));
         }
+        out
     }
 
     /// `fetch`, noting a page that cannot be read (`unreadable`).
