@@ -963,6 +963,13 @@ impl Runtime {
         self.shared().state.lock().table.values().count()
     }
 
+    /// The number of the newest checkpoint in this data directory's log
+    /// (the one this open started from, or a later one this process
+    /// wrote); 0: none.
+    pub fn checkpoint_seq(&self) -> u64 {
+        self.shared().state.lock().book.checkpoint_seq
+    }
+
     pub fn metrics(&self) -> Metrics {
         let st = self.shared().state.lock();
         let mut m = st.book.metrics.snapshot();
