@@ -697,7 +697,10 @@ impl Runtime {
         {
             // Refused here, before a record is written for a finished job.
             let st = self.shared().state.lock();
-            let j = st.table.get(&job).ok_or(RuntimeError::NotFound(job))?;
+            let j = st
+                .table
+                .get_checked(&job)?
+                .ok_or(RuntimeError::NotFound(job))?;
             if j.is_terminal() {
                 return Err(RuntimeError::IllegalTransition {
                     job,
@@ -725,7 +728,10 @@ impl Runtime {
         }
         {
             let st = self.shared().state.lock();
-            let j = st.table.get(&job).ok_or(RuntimeError::NotFound(job))?;
+            let j = st
+                .table
+                .get_checked(&job)?
+                .ok_or(RuntimeError::NotFound(job))?;
             if matches!(j.body, Body::Simple(_)) {
                 return Err(RuntimeError::Invalid(format!(
                     "job {job} is a simple job: max_workers limits how many of a sliced job's slices run at once"

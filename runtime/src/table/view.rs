@@ -107,6 +107,22 @@ impl TableView {
         }
     }
 
+    /// Job `id`'s row for a control to check: None when there is no such
+    /// row; an error naming the damage when its row cannot be read (never
+    /// the lost row `get` gives, whose state would be blamed instead).
+    pub fn get_checked(&self, id: &JobId) -> Result<Option<Cow<'_, Job>>, RuntimeError> {
+        match self.overlay.get(id) {
+            Some(e) => Ok(e.row.as_ref().map(Cow::Borrowed)),
+            None => match self.fetch(*id) {
+                Ok(row) => Ok(row.map(Cow::Owned)),
+                Err(e) => Err(RuntimeError::Corrupt(crate::lost::page_reason(
+                    keys::page_of(*id).0,
+                    &e,
+                ))),
+            },
+        }
+    }
+
     /// `fetch`, with a row it cannot read given as lost: when its page is
     /// unreadable, for a slot the page's state masks name (all of them
     /// when the masks cannot be read either).
@@ -262,13 +278,8 @@ impl TableView {
     /// record is written).
     pub fn pin(&mut self, id: JobId) -> Result<bool, RuntimeError> {
         if !self.overlay.contains_key(&id) {
-            let job = match self.fetch(id) {
-                Ok(Some(job)) => job,
-                Ok(None) => return Ok(false),
-                Err(e) => {
-                    let page = keys::page_of(id).0;
-                    return Err(RuntimeError::Corrupt(crate::lost::page_reason(page, &e)));
-                }
+            let Some(job) = self.get_checked(&id)?.map(Cow::into_owned) else {
+                return Ok(false);
             };
             let generation = self.written;
             self.overlay.insert(

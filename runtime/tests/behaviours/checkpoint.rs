@@ -362,6 +362,14 @@ async fn a_rotted_page_of_finished_rows_is_named_damage_never_no_such_job() {
         !matches!(err, RuntimeError::NotFound(_)) && err.to_string().contains("damaged"),
         "{err}"
     );
+    // A priority or worker limit change names the damage too, not the
+    // lost row's state.
+    for err in [
+        rt.set_priority(ids[5], 3).await.unwrap_err(),
+        rt.set_max_workers(ids[5], Some(2)).await.unwrap_err(),
+    ] {
+        assert!(err.to_string().contains("damaged"), "{err}");
+    }
     assert!(
         rt.checkpoint().await.is_err(),
         "no checkpoint makes the loss permanent"
