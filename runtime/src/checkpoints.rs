@@ -190,6 +190,34 @@ mod tests {
         assert_eq!(CheckpointHealth::backoff_ms(u32::MAX), 60_000);
     }
 
+    /// An open that lost meta records stops checkpoints (and compaction)
+    /// for good: the timer says so once, with what to do, and the status
+    /// shows it, rather than letting RAM and the log grow silently.
+    #[test]
+    fn damage_that_lost_meta_records_pauses_checkpoints_and_says_what_to_do() {
+        let mut st = State::new(crate::state::Book::new(1, 30_000, 100));
+        st.book.runs_workers = true;
+        st.book.auto_checkpoint = true;
+        st.book.records_since_checkpoint = 1;
+        st.book.damage.push(booster_store::Damage {
+            segment_id: 3,
+            path: "seg-3".into(),
+            offset: 128,
+            end: 256,
+            what: "a bad frame".into(),
+            slices: Vec::new(),
+            meta_lost: true,
+            identified: true,
+        });
+        assert!(!st.checkpoint_due(10_000));
+        st.surface_checkpoint_blocker();
+        let why = st.book.checkpoints.paused.clone().unwrap_or_default();
+        assert!(
+            why.contains("segment 3") && why.contains("restore the segment") && why.contains("RAM"),
+            "{why}"
+        );
+    }
+
     #[test]
     fn no_checkpoint_is_due_before_the_backoff_of_a_failed_one_ends() {
         let mut st = State::new(crate::state::Book::new(1, 30_000, 100));
