@@ -56,6 +56,8 @@ pub fn simple_job(id: JobId, kind: &str, priority: u8) -> QueuedJob {
         after: Vec::new(),
         on_dependency_failure: Default::default(),
         window: None,
+        destroy_on_complete: None,
+        destroyed_ms: None,
     };
     let (entry, _) = Slot::of(&job, kind_id, &[]);
     QueuedJob { job, entry }

@@ -70,7 +70,8 @@ impl State {
     /// (`checkpoint_blocker`), past the backoff of a failed one; when
     /// `CHECKPOINT_CHANGED_ROWS` rows changed, or `CHECKPOINT_INTERVAL_MS`
     /// passed with any row changed or record applied (which also bounds
-    /// the meta bytes since the last one).
+    /// the meta bytes since the last one), or with rows due for the
+    /// retention sweep (`table/expiry.rs`).
     pub fn checkpoint_due(&self, now_ms: u64) -> bool {
         let b = &self.book;
         let blocked = !b.runs_workers
@@ -85,8 +86,10 @@ impl State {
         }
         let since = now_ms.saturating_sub(b.last_checkpoint_ms);
         let changed = self.table.changed();
+        let sweep_due = now_ms >= b.sweep_due_ms.min(b.finished_due_ms);
         (changed >= CHECKPOINT_CHANGED_ROWS && since >= CHECKPOINT_MIN_GAP_MS)
-            || (since >= CHECKPOINT_INTERVAL_MS && (changed > 0 || b.records_since_checkpoint > 0))
+            || (since >= CHECKPOINT_INTERVAL_MS
+                && (changed > 0 || b.records_since_checkpoint > 0 || sweep_due))
     }
 
     fn blocked_by_damage(&self) -> bool {

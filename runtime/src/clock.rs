@@ -99,6 +99,12 @@ pub fn ms_to_us(ms: u64) -> u64 {
     ms.saturating_mul(1000)
 }
 
+/// `t` as an RFC 3339 time in UTC, to the second (`2026-11-29T23:40:00Z`),
+/// for messages.
+pub fn rfc3339(t: SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,10 +6,13 @@
 //! | dependencies                                 | fail   | abort   | run    |
 //! |----------------------------------------------|--------|---------|--------|
 //! | all completed                                | runs   | runs    | runs   |
-//! | one failed, aborted or gone                  | failed | aborted | waits  |
+//! | one failed, aborted or gone (see below)      | failed | aborted | waits  |
 //! | all finished, some not completed             | failed | aborted | runs   |
 //! | some unfinished, none failed                 | waits  | waits   | waits  |
 
+//!
+//! "Gone" is destroyed before it completed (a tombstone of a job that
+//! completed counts as completed) or removed after its retention.
 //!
 //! The book keeps what each waiting job's dependencies are now
 //! (`DependencyWait`: how many are unfinished, which did not complete),
@@ -150,8 +153,14 @@ impl State {
             let c = match state {
                 Err(()) => Counts::Unfinished,
                 // Its `created` record was lost: lost, never "destroyed".
-                Ok(Some((_, true))) => Counts::Broken("lost"),
-                Ok(j) => counts(j.map(|(state, _)| state)),
+                Ok(Some(r)) if r.lost => Counts::Broken("lost"),
+                // A tombstone counts as what it was destroyed as: a job
+                // that completed before it was destroyed still did.
+                Ok(Some(r)) if r.destroyed => match r.state {
+                    JobState::Completed => Counts::Completed,
+                    _ => counts(None),
+                },
+                Ok(r) => counts(r.map(|r| r.state)),
             };
             wait.add(dep, c);
         }

@@ -36,7 +36,7 @@ impl OutputSource<'_> {
     pub fn open(self, job: JobId, category: Category) -> Result<Download, RuntimeError> {
         {
             let st = self.shared.state.lock();
-            let j = st.table.get(&job).ok_or(RuntimeError::NotFound(job))?;
+            let j = st.job_row(job)?;
             if let Category::Named(name) = category {
                 let names = j.sliced().map_or(&[][..], |s| &s.categories);
                 if !names.iter().any(|n| n == name.as_str()) {

@@ -61,6 +61,8 @@ mod metrics;
 mod ready;
 mod recovered;
 mod remote;
+#[cfg(test)]
+mod retention_tests;
 mod runtime;
 mod scheduler;
 mod separators;
@@ -165,6 +167,11 @@ pub struct RuntimeOptions {
     /// a second (G10). Off, every row stays in RAM until
     /// `Runtime::checkpoint` (which works either way) or a compaction.
     pub auto_checkpoint: bool,
+    /// The retention periods to store at open when they differ from the
+    /// stored ones (a process that runs work writes a `retention`
+    /// record). None: keep what is stored (the defaults,
+    /// `Retention::default`, when nothing is).
+    pub retention: Option<Retention>,
     /// Where the runtime reads the time of day. Default: `SystemClock`;
     /// tests use a `ManualClock` and move it.
     pub clock: Arc<dyn Clock>,
@@ -190,6 +197,7 @@ impl RuntimeOptions {
             zstd_level: 1,
             start_workers: true,
             auto_checkpoint: true,
+            retention: None,
             clock: Arc::new(SystemClock),
         }
     }
@@ -280,6 +288,12 @@ pub struct JobSpec {
     /// and its running slices finish (see `with_window`). None: any time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<ProcessingWindow>,
+    /// Some(true): destroyed by the record that completes it (its
+    /// tombstone stays for the retention period); Some(false): kept
+    /// whatever its kind says; None: as its kind says
+    /// (`KindSettings::destroy_on_complete`, off by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destroy_on_complete: Option<bool>,
 }
 
 /// What a dependent job does when a job it waits for fails, is aborted or
@@ -374,6 +388,7 @@ impl JobSpec {
             after: Vec::new(),
             on_dependency_failure: DependencyFailure::Fail,
             window: None,
+            destroy_on_complete: None,
         }
     }
     pub fn sliced(kind: &str) -> JobSpec {
@@ -395,6 +410,7 @@ impl JobSpec {
             after: Vec::new(),
             on_dependency_failure: DependencyFailure::Fail,
             window: None,
+            destroy_on_complete: None,
         }
     }
     /// A singleton: while a job with this key has not finished, submitting
@@ -830,8 +846,11 @@ pub trait SimpleHandler: Send + Sync + 'static {
 pub enum RuntimeError {
     #[error(transparent)]
     Store(#[from] booster_store::StoreError),
-    #[error("job {0} not found")]
-    NotFound(JobId),
+    /// No job by this id now; `Missing` says what became of it (a
+    /// destroyed job's tombstone, an id whose row its retention removed,
+    /// or an id no job ever had).
+    #[error("job {0} {1}")]
+    NotFound(JobId, Missing),
     /// A cron or dirmon entry that does not exist (the message names it
     /// and the command that lists them).
     #[error("{0}")]
@@ -859,6 +878,70 @@ pub enum RuntimeError {
     Corrupt(String),
 }
 
+/// Why no job answers to an id (`RuntimeError::NotFound`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Missing {
+    /// No job ever had it: it is at or above the next id (ids are never
+    /// reused).
+    Never,
+    /// Destroyed at `at` while in `state`; its tombstone stays for the
+    /// retention period of that state (`Retention::period_ms`).
+    Destroyed { state: JobState, at: SystemTime },
+    /// Below the next id with no row: removed after its retention period
+    /// (or destroyed before tombstones were kept, or a cron run never made).
+    Removed,
+}
+
+impl std::fmt::Display for Missing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Missing::Never => write!(f, "not found: no job ever had this id"),
+            Missing::Destroyed { state, at } => write!(
+                f,
+                "not found: it was {}, then destroyed at {}",
+                state.as_str(),
+                clock::rfc3339(*at)
+            ),
+            Missing::Removed => write!(f, "not found: it was removed after its retention period"),
+        }
+    }
+}
+
+/// How long finished jobs stay in the table, per final state, before the
+/// retention sweep removes them (a destroyed job's tombstone stays as long
+/// as a job of its state would). Stored: `Runtime::set_retention`,
+/// `booster retention`, `PUT /api/settings/retention`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retention {
+    pub completed_ms: u64,
+    pub aborted_ms: u64,
+    pub failed_ms: u64,
+}
+
+impl Default for Retention {
+    /// Completed and aborted jobs 7 days, failed ones 30 days.
+    fn default() -> Self {
+        const DAY_MS: u64 = 24 * 3600 * 1000;
+        Retention {
+            completed_ms: 7 * DAY_MS,
+            aborted_ms: 7 * DAY_MS,
+            failed_ms: 30 * DAY_MS,
+        }
+    }
+}
+
+impl Retention {
+    /// The period of a job that finished (or was destroyed) in `state`:
+    /// an unfinished job that was destroyed counts as aborted.
+    pub fn period_ms(&self, state: JobState) -> u64 {
+        match state {
+            JobState::Completed => self.completed_ms,
+            JobState::Failed => self.failed_ms,
+            _ => self.aborted_ms,
+        }
+    }
+}
+
 /// A kind's settings as stored (`Runtime::store_kind_settings`, `booster
 /// kind`, `PUT /api/kinds/{kind}`): they outlive the process, and while
 /// stored they win over what a process set in code (`set_kind_limit`,
@@ -875,6 +958,12 @@ pub struct KindSettings {
     /// None: at any time. Absent from older logs and API bodies: None.
     #[serde(default)]
     pub window: Option<ProcessingWindow>,
+    /// A job of the kind that completes is destroyed by the record that
+    /// completes it, unless the job says otherwise
+    /// (`JobSpec::destroy_on_complete`). Absent from older logs and API
+    /// bodies: false.
+    #[serde(default)]
+    pub destroy_on_complete: bool,
 }
 
 /// A kind's settings: what is stored, if anything, and what applies.

@@ -95,7 +95,7 @@ impl SliceStore for Counting {
 }
 
 /// Appends `batch` and waits until it is durable.
-fn append(store: &dyn SliceStore, batch: Batch) {
+pub(crate) fn append(store: &dyn SliceStore, batch: Batch) {
     let (tx, rx) = std::sync::mpsc::channel();
     store.append_with(
         batch,
@@ -162,8 +162,14 @@ impl Logged {
     /// Writes a checkpoint; once it is durable the finished rows it wrote
     /// leave RAM.
     pub fn checkpoint(&mut self) {
+        self.checkpoint_at(0);
+    }
+
+    /// `checkpoint`, with the retention sweep by `now_ms`.
+    pub fn checkpoint_at(&mut self, now_ms: u64) {
         let (batch, record, _) =
-            crate::table::image::checkpoint_batch(&self.st, &*self.store).unwrap();
+            crate::table::image::swept_checkpoint_batch(&mut self.st, &*self.store, now_ms)
+                .unwrap();
         let sealed = self.st.table.seal();
         append(&*self.store, batch);
         self.st.apply(&record).unwrap();

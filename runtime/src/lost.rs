@@ -115,6 +115,8 @@ pub fn lost_job(id: JobId, at_ms: u64, reason: String) -> crate::table::Job {
         after: Vec::new(),
         on_dependency_failure: Default::default(),
         window: None,
+        destroy_on_complete: None,
+        destroyed_ms: None,
     }
 }
 

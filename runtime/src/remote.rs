@@ -36,7 +36,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::dispatch::{HookItem, SimpleItem, SliceItem, TaskWork};
+use crate::dispatch::{CommitEnd, HookItem, SimpleItem, SliceItem, TaskWork};
 use crate::shared::Shared;
 use crate::slice_store::SliceStore;
 use crate::Runtime;
@@ -338,13 +338,16 @@ pub struct Fleet {
     /// When this process opened the store: its own threads' rate is
     /// counted from then.
     opened_ms: u64,
-    /// The last `RECENT_COMMITS` leases committed (epoch, process): a
-    /// commit sent again because its answer was lost is told it is
-    /// durable, not that its lease went to another worker.
-    committed: std::collections::VecDeque<(u64, u64)>,
+    /// The answers of the last `RECENT_COMMITS` commits (epoch, process,
+    /// answer): a commit sent again because its answer was lost is told
+    /// the first one's answer, not that its lease went to another worker.
+    answered: std::collections::VecDeque<(u64, u64, CommitAnswer)>,
+    /// Commits on their way to the store, by epoch (process, its answer
+    /// once known): a retry that comes meanwhile waits for the answer.
+    committing: HashMap<u64, (u64, tokio::sync::watch::Receiver<Option<CommitAnswer>>)>,
 }
 
-/// Commits remembered for retries (`Fleet::committed`): a few seconds of
+/// Commits remembered for retries (`Fleet::answered`): a few seconds of
 /// a busy fleet's commits; a retry older than that is only fenced.
 const RECENT_COMMITS: usize = 4096;
 
@@ -431,13 +434,36 @@ impl Fleet {
         &self.groups
     }
 
-    /// Remote lease `epoch` of process `group` committed durably (called
-    /// by `State::end_commit`, whether or not its caller still waits).
-    pub(crate) fn note_committed(&mut self, epoch: u64, group: u64) {
-        if self.committed.len() >= RECENT_COMMITS {
-            self.committed.pop_front();
+    /// The commit of remote lease `epoch` of process `group` ended with
+    /// `answer`: remembered for a retry, no longer on its way.
+    /// `records`: the slice's input records, counted as done when accepted.
+    fn note_answer(&mut self, epoch: u64, group: u64, answer: CommitAnswer, records: u64) {
+        self.committing.remove(&epoch);
+        if let (CommitAnswer::Accepted, Some(g)) = (&answer, self.groups.get_mut(&group)) {
+            g.records_done += records;
         }
-        self.committed.push_back((epoch, group));
+        if self.answered.len() >= RECENT_COMMITS {
+            self.answered.pop_front();
+        }
+        self.answered.push_back((epoch, group, answer));
+    }
+
+    /// How a commit of lease `epoch` sent again by process `group` is
+    /// answered: the answer of one that ended, or a wait for one on its
+    /// way; None: no commit of it is known.
+    fn earlier_commit(&self, epoch: u64, group: u64) -> Option<Earlier> {
+        if let Some((_, _, answer)) = self
+            .answered
+            .iter()
+            .rev()
+            .find(|(e, g, _)| (*e, *g) == (epoch, group))
+        {
+            return Some(Earlier::Answered(answer.clone()));
+        }
+        match self.committing.get(&epoch) {
+            Some((g, rx)) if *g == group => Some(Earlier::OnItsWay(rx.clone())),
+            _ => None,
+        }
     }
 
     /// This process opened the store at `now_ms`.
@@ -491,9 +517,12 @@ impl Runtime {
                     book.workers.len() - 1
                 }
             };
-            book.workers[slot].remote = remote;
-            book.workers[slot].lease = None;
-            book.workers[slot].earlier = None;
+            // A reused slot starts afresh: its counters were another
+            // process's.
+            book.workers[slot] = crate::state::WorkerSlot {
+                remote,
+                ..Default::default()
+            };
             slots.push(slot);
         }
         book.fleet.groups.insert(
@@ -622,9 +651,12 @@ impl Runtime {
     }
 
     /// Commits what remote process `worker` made of lease `epoch`. The
-    /// answer comes once the commit is durable (`Accepted`) or known not
-    /// to be (`Fenced`: the lease expired, was revoked, is not this
-    /// worker's, or the store refused the write). A commit whose outcome
+    /// answer comes once the outcome as sent is durable (`Accepted`) or
+    /// known not to be (`Fenced`: the lease expired, was revoked, is not
+    /// this worker's, the store refused the write, or the node could not
+    /// store the outcome and failed the work in its place, saying why).
+    /// The same commit sent again gets the first one's answer, waiting
+    /// for it while it is on its way. A commit whose outcome
     /// does not fit the work leased (another job or slice, unknown record
     /// indexes, categories the job lacks) is `Malformed` and changes
     /// nothing, the lease included.
@@ -636,55 +668,46 @@ impl Runtime {
     ) -> Result<CommitAnswer, RemoteError> {
         let shared = self.shared().clone();
         let worker = session.worker;
-        let (held, rx) = {
-            let mut st = shared.state.lock();
-            let now_ms = shared.clock.now_ms();
-            st.book.fleet.check(session)?;
-            st.book.fleet.seen(worker, now_ms);
-            let Some(h) = st.book.fleet.held.get(&epoch) else {
-                if st.book.fleet.committed.contains(&(epoch, worker)) {
-                    // A retry of a commit whose answer was lost: durable.
-                    return Ok(CommitAnswer::Accepted);
-                }
-                return Ok(fenced(epoch, "this node holds no such lease: it expired and was given to another worker, or the node restarted"));
-            };
-            if h.group != worker {
-                return Ok(fenced(epoch, "the lease is another worker's"));
-            }
-            check_outcome(h, &outcome, shared.limits.max_slice_records)?;
-            let lease = st.book.leases.get_mut(&epoch).filter(|l| !l.committing);
-            let Some(lease) = lease else {
-                st.book.fleet.held.remove(&epoch);
-                return Ok(fenced(epoch, "the lease expired or its job was stopped"));
-            };
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            lease.on_end = Some(tx);
-            let held = st.book.fleet.held.remove(&epoch).expect("checked above");
-            (held, rx)
+        let (held, on_end, tx, rx) = match begin_remote_commit(&shared, session, epoch, &outcome)? {
+            Begun::Answered(answer) => return Ok(answer),
+            Begun::OnItsWay(rx) => return answer_of(rx).await,
+            Begun::Commit {
+                held,
+                on_end,
+                tx,
+                rx,
+            } => (held, on_end, tx, rx),
         };
-        let records = held.records as u64;
+        // On a task of its own, not this call's: a caller whose connection
+        // drops is cancelled, and its retry must still get the answer.
         let store = self.store().clone();
-        let sh = shared.clone();
-        tokio::task::spawn_blocking(move || commit_blocking(&sh, &store, epoch, held, outcome))
-            .await
-            .map_err(|_| RemoteError::ShuttingDown)?;
-        Ok(match rx.await {
-            Ok(true) => {
-                let mut st = shared.state.lock();
-                if let Some(g) = st.book.fleet.groups.get_mut(&worker) {
-                    g.records_done += records;
+        tokio::spawn(async move {
+            let records = held.records as u64;
+            let sh = shared.clone();
+            let blocking = move || commit_blocking(&sh, &store, epoch, held, outcome);
+            let answer = match tokio::task::spawn_blocking(blocking).await {
+                Err(_) => None,
+                Ok(()) => {
+                    // The lease is committing now: no longer one of its
+                    // thread's live leases, so a look-ahead `Lease` that
+                    // waits for room may go before the fsync.
+                    shared.work_ready.notify_all();
+                    Some(answer_to(epoch, on_end.await))
                 }
-                CommitAnswer::Accepted
+            };
+            let mut st = shared.state.lock();
+            match answer {
+                Some(answer) => {
+                    st.book
+                        .fleet
+                        .note_answer(epoch, worker, answer.clone(), records);
+                    let _ = tx.send(Some(answer));
+                }
+                // Shutting down: the waiting calls are told so (`tx` drops).
+                None => drop(st.book.fleet.committing.remove(&epoch)),
             }
-            Ok(false) => fenced(
-                epoch,
-                "the store did not take the commit; the work runs again",
-            ),
-            Err(_) => fenced(
-                epoch,
-                "the lease expired or its job was stopped before the commit",
-            ),
-        })
+        });
+        answer_of(rx).await
     }
 
     /// The most bytes a slice may hold (`RuntimeOptions::max_slice_bytes`):
@@ -745,8 +768,158 @@ impl Runtime {
     }
 }
 
+impl crate::state::State {
+    /// Why no worker can run `job` on a node that runs no threads of its
+    /// own (`serve --workers 0`): it reads its dependencies' output, which
+    /// only the node's threads can, or no connected remote process runs
+    /// its kind or passes its allow lists. None: some worker can.
+    pub(crate) fn no_worker_can_run(&self, job: &crate::table::Job) -> Option<String> {
+        let book = &self.book;
+        if book.local_workers > 0 || !book.runs_workers {
+            return None;
+        }
+        if !job.after.is_empty() {
+            return Some(
+                "no worker can run it: it reads the output of the jobs it runs after, \
+                 which only the node's own threads can read, and this node runs none \
+                 (serve --workers 0); restart it with --workers N"
+                    .into(),
+            );
+        }
+        let slots = book.fleet.groups.values().filter_map(|g| {
+            let slot = *g.slots.first()?;
+            book.workers.get(slot)?.remote.as_ref()
+        });
+        let mut runs_kind = false;
+        for r in slots {
+            if r.runs(&job.kind) {
+                if r.accepts(&job.kind, &job.properties) {
+                    return None;
+                }
+                runs_kind = true;
+            }
+        }
+        let kind = &*job.kind;
+        Some(match (book.fleet.groups.is_empty(), runs_kind) {
+            (true, _) => "no worker can run it: this node runs no threads (serve --workers 0) \
+                          and no remote worker is connected; start one: booster --server URL work"
+                .into(),
+            (false, false) => {
+                format!("no worker can run it: no connected worker runs kind {kind:?}")
+            }
+            (false, true) => format!(
+                "no worker can run it: no connected worker allows this {kind:?} job \
+                 (an exec job runs only where `booster work --exec-allow` names its cmd)"
+            ),
+        })
+    }
+}
+
 fn fenced(epoch: u64, why: &str) -> CommitAnswer {
     CommitAnswer::Fenced(format!("lease {epoch}: {why}"))
+}
+
+/// Step 1 of a remote commit, under the state lock: the session, the
+/// epoch, the outcome against the work held; then the lease waits for
+/// its commit (`Lease::on_end`) and the epoch is on its way
+/// (`Fleet::committing`). A retry gets the first call's answer instead.
+fn begin_remote_commit(
+    shared: &Shared,
+    session: &RemoteSession,
+    epoch: u64,
+    outcome: &RemoteOutcome,
+) -> Result<Begun, RemoteError> {
+    let worker = session.worker;
+    let mut st = shared.state.lock();
+    let now_ms = shared.clock.now_ms();
+    st.book.fleet.check(session)?;
+    st.book.fleet.seen(worker, now_ms);
+    let Some(h) = st.book.fleet.held.get(&epoch) else {
+        // A retry of a commit whose answer was lost, or that is still on
+        // its way: told the truth, never "no such lease".
+        return Ok(match st.book.fleet.earlier_commit(epoch, worker) {
+            Some(Earlier::Answered(answer)) => Begun::Answered(answer),
+            Some(Earlier::OnItsWay(rx)) => Begun::OnItsWay(rx),
+            None => Begun::Answered(fenced(epoch, "this node holds no such lease: it expired and was given to another worker, or the node restarted")),
+        });
+    };
+    if h.group != worker {
+        return Ok(Begun::Answered(fenced(
+            epoch,
+            "the lease is another worker's",
+        )));
+    }
+    check_outcome(h, outcome, shared.limits.max_slice_records)?;
+    let lease = st.book.leases.get_mut(&epoch).filter(|l| !l.committing);
+    let Some(lease) = lease else {
+        st.book.fleet.held.remove(&epoch);
+        let why = "the lease expired or its job was stopped";
+        return Ok(Begun::Answered(fenced(epoch, why)));
+    };
+    let (on_end_tx, on_end) = tokio::sync::oneshot::channel();
+    lease.on_end = Some(on_end_tx);
+    let held = st.book.fleet.held.remove(&epoch).expect("checked above");
+    let (tx, rx) = tokio::sync::watch::channel(None);
+    st.book.fleet.committing.insert(epoch, (worker, rx.clone()));
+    Ok(Begun::Commit {
+        held,
+        on_end,
+        tx,
+        rx,
+    })
+}
+
+enum Begun {
+    Answered(CommitAnswer),
+    OnItsWay(tokio::sync::watch::Receiver<Option<CommitAnswer>>),
+    /// This call commits: the lease's end comes on `on_end`; the answer
+    /// goes out on `tx`, to this call's `rx` and any retry's.
+    Commit {
+        held: Held,
+        on_end: tokio::sync::oneshot::Receiver<CommitEnd>,
+        tx: tokio::sync::watch::Sender<Option<CommitAnswer>>,
+        rx: tokio::sync::watch::Receiver<Option<CommitAnswer>>,
+    },
+}
+
+/// What a retry of a commit learns of an earlier one.
+enum Earlier {
+    Answered(CommitAnswer),
+    OnItsWay(tokio::sync::watch::Receiver<Option<CommitAnswer>>),
+}
+
+/// The answer a commit on its way gets once it ends; the node shutting
+/// down ends it without one.
+async fn answer_of(
+    mut rx: tokio::sync::watch::Receiver<Option<CommitAnswer>>,
+) -> Result<CommitAnswer, RemoteError> {
+    match rx.wait_for(Option::is_some).await {
+        Ok(answer) => Ok(answer.clone().expect("waited for Some")),
+        Err(_) => Err(RemoteError::ShuttingDown),
+    }
+}
+
+/// A remote commit's answer from how its lease ended: `Accepted` only
+/// when what the worker sent is durable (G1).
+fn answer_to(
+    epoch: u64,
+    end: Result<CommitEnd, tokio::sync::oneshot::error::RecvError>,
+) -> CommitAnswer {
+    match end {
+        Ok(CommitEnd::Durable) => CommitAnswer::Accepted,
+        Ok(CommitEnd::Replaced(why)) => fenced(
+            epoch,
+            &format!("the node could not store the outcome, and failed the work instead: {why}"),
+        ),
+        Ok(CommitEnd::NotDurable) => fenced(
+            epoch,
+            "the store did not take the commit; the work runs again",
+        ),
+        Err(_) => fenced(
+            epoch,
+            "the lease expired or its job was stopped before the commit",
+        ),
+    }
 }
 
 /// Forgets processes unseen for `SILENT_TIMEOUTS` lease timeouts that
@@ -805,7 +978,7 @@ fn lease_blocking(
                 let commits = shared
                     .inflight_commits
                     .load(std::sync::atomic::Ordering::Acquire);
-                if commits == 0 && st.is_idle() {
+                if commits == 0 && st.is_idle_for(slot) {
                     return Ok(RemoteLease::Idle);
                 }
                 let left = until.saturating_duration_since(Instant::now());

@@ -26,9 +26,9 @@ use crate::upload::{start_pool, UploadSlice, Uploader};
 use crate::waiting::Refusal;
 use crate::{
     transition, Category, Download, Incident, JobContext, JobFilter, JobId, JobShape, JobSpec,
-    JobStatus, JobsPage, KindSettings, KindView, LeaseInfo, LeasePolicy, Metrics, RecordHandler,
-    RetryPolicy, Runtime, RuntimeError, RuntimeOptions, SeparatedDownload, SimpleHandler,
-    StoreStats, VerifyReport, WorkerStatus,
+    JobStatus, JobsPage, KindSettings, KindView, LeaseInfo, LeasePolicy, Metrics, Missing,
+    RecordHandler, RetryPolicy, Runtime, RuntimeError, RuntimeOptions, SeparatedDownload,
+    SimpleHandler, StoreStats, VerifyReport, WorkerStatus,
 };
 
 pub struct Handle {
@@ -192,6 +192,7 @@ impl Runtime {
                 book.live = false;
                 book.lease_policy = opts.lease_policy;
                 book.max_lease_batch = opts.max_lease_batch.max(1);
+                book.max_remote_batch_bytes = limits.max_slice_bytes;
                 book.urgent_priority = opts.urgent_priority;
                 book.reserved_workers = opts.reserved_workers;
                 book.reserved_priority = opts.reserved_priority;
@@ -320,6 +321,15 @@ impl Runtime {
                 at_ms: clock.now_ms(),
             };
             write_one(&shared, &store, m).await?;
+            // The options' retention, stored when it differs.
+            let stored = shared.state.lock().book.retention;
+            if let Some(retention) = opts.retention.filter(|r| *r != stored) {
+                let m = Meta::Retention {
+                    at_ms: clock.now_ms(),
+                    retention,
+                };
+                write_one(&shared, &store, m).await?;
+            }
         }
         for job in interrupted {
             let reason = crate::lost::upload_reason(&recovery.damaged);
@@ -504,7 +514,7 @@ impl Runtime {
         let slice_size = {
             let mut st = self.shared().state.lock();
             let st = &mut *st;
-            let j = st.table.get(&job).ok_or(RuntimeError::NotFound(job))?;
+            let j = st.table.get(&job).ok_or_else(|| st.missing(job))?;
             let (state, id) = (j.state, j.id);
             let Some(s) = j.sliced() else {
                 return Err(RuntimeError::Invalid(format!(
@@ -630,7 +640,7 @@ impl Runtime {
     fn check(&self, job: JobId, action: &Control) -> Result<(), RuntimeError> {
         let mut st = self.shared().state.lock();
         if !st.table.pin(job)? {
-            return Err(RuntimeError::NotFound(job));
+            return Err(st.missing(job));
         }
         let checked = Self::check_pinned(&st, job, action);
         if checked.is_err() {
@@ -640,7 +650,7 @@ impl Runtime {
     }
 
     fn check_pinned(st: &State, job: JobId, action: &Control) -> Result<(), RuntimeError> {
-        let j = st.table.get(&job).ok_or(RuntimeError::NotFound(job))?;
+        let j = st.job_row(job)?;
         if let (Control::Retry, Some(key)) = (action, &j.singleton) {
             if let Some(holder) = st.book.singleton_holder(key).filter(|&h| h != job) {
                 return Err(RuntimeError::SingletonHeld {
@@ -697,10 +707,7 @@ impl Runtime {
         {
             // Refused here, before a record is written for a finished job.
             let st = self.shared().state.lock();
-            let j = st
-                .table
-                .get_checked(&job)?
-                .ok_or(RuntimeError::NotFound(job))?;
+            let j = st.job_row_checked(job)?;
             if j.is_terminal() {
                 return Err(RuntimeError::IllegalTransition {
                     job,
@@ -728,10 +735,7 @@ impl Runtime {
         }
         {
             let st = self.shared().state.lock();
-            let j = st
-                .table
-                .get_checked(&job)?
-                .ok_or(RuntimeError::NotFound(job))?;
+            let j = st.job_row_checked(job)?;
             if matches!(j.body, Body::Simple(_)) {
                 return Err(RuntimeError::Invalid(format!(
                     "job {job} is a simple job: max_workers limits how many of a sliced job's slices run at once"
@@ -784,6 +788,25 @@ impl Runtime {
         Ok(())
     }
 
+    /// Stores the retention periods: how long finished jobs (and
+    /// destroyed jobs' tombstones) stay before the sweep at a checkpoint
+    /// removes them. Durable, kept by compaction and checkpoints; a
+    /// shorter period applies at the next sweep.
+    pub async fn set_retention(&self, retention: crate::Retention) -> Result<(), RuntimeError> {
+        let m = Meta::Retention {
+            at_ms: self.shared().clock.now_ms(),
+            retention,
+        };
+        write_one(self.shared(), &self.inner.store, m).await?;
+        self.shared().changed();
+        Ok(())
+    }
+
+    /// The retention periods that apply (the defaults until some are stored).
+    pub fn retention(&self) -> crate::Retention {
+        self.shared().state.lock().book.retention
+    }
+
     /// Every kind registered here or with stored settings, with what is
     /// stored and what applies, by name.
     pub fn kinds_settings(&self) -> Vec<KindView> {
@@ -802,6 +825,7 @@ impl Runtime {
                     retry: k.retry(),
                     lease: Some(k.lease().unwrap_or(default_lease)),
                     window: k.window(),
+                    destroy_on_complete: k.stored.is_some_and(|s| s.destroy_on_complete),
                 },
             })
             .collect();
@@ -851,7 +875,7 @@ impl Runtime {
         loop {
             let rx = {
                 let mut st = self.shared().state.lock();
-                let j = st.table.get(&job).ok_or(RuntimeError::NotFound(job))?;
+                let j = st.job_row(job)?;
                 if j.is_terminal() {
                     return Ok(build_status(&st, &j));
                 }
@@ -1096,7 +1120,8 @@ pub(crate) fn enqueue_checkpoint(
         if let Some(why) = st.checkpoint_blocker() {
             return Err(RuntimeError::Corrupt(why));
         }
-        let built = crate::table::image::checkpoint_batch(&st, &**store);
+        let now_ms = shared.clock.now_ms();
+        let built = crate::table::image::swept_checkpoint_batch(&mut st, &**store, now_ms);
         let (batch, record, log) = match built {
             Ok(built) => built,
             // Known fault 5: the page is not rewritten from RAM (that
@@ -1123,8 +1148,10 @@ pub(crate) fn enqueue_checkpoint(
         if matches!(&applied, Ok(r) if r.iter().all(Result::is_ok)) {
             st.table.written_through(sealed, image);
         } else {
-            // Not written: those records still count for the next one.
+            // Not written: those records still count for the next one,
+            // and the next sweep looks again.
             st.book.records_since_checkpoint += records;
+            st.book.sweep_due_ms = 0;
         }
         let _ = tx.send(applied);
     });
@@ -1296,9 +1323,14 @@ async fn submit_specs_then(
         }
         for dep in specs.iter().flat_map(|s| &s.after) {
             if !st.table.contains_key(dep) {
-                return Err(RuntimeError::Invalid(format!(
-                    "job {dep}, named in after, does not exist; a job can run after jobs that were submitted before it"
-                )));
+                return Err(RuntimeError::Invalid(match st.missing(*dep) {
+                    RuntimeError::NotFound(_, why @ (Missing::Destroyed { .. } | Missing::Removed)) => {
+                        format!("job {dep}, named in after, {why}; a job can run after jobs that still exist")
+                    }
+                    _ => format!(
+                        "job {dep}, named in after, does not exist; a job can run after jobs that were submitted before it"
+                    ),
+                }));
             }
         }
         let first = st.book.next_id;

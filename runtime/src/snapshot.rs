@@ -18,7 +18,8 @@ pub struct Snapshot {
 }
 
 /// What the log holds besides the rows, as records: the next id, the open
-/// generation, incidents, kind settings and ids, cron and dirmon entries.
+/// generation, incidents, the retention periods, kind settings and ids,
+/// cron and dirmon entries.
 /// A compaction snapshot and a checkpoint batch (`table/image.rs`) both
 /// start with them.
 pub fn records_besides_rows(state: &State) -> Vec<Vec<u8>> {
@@ -38,6 +39,13 @@ pub fn records_besides_rows(state: &State) -> Vec<Vec<u8>> {
         records.push(meta::encode(&Meta::Recovered {
             at_ms: crate::clock::to_ms(group[0].at),
             incidents: group.to_vec(),
+        }));
+    }
+    // Absent means the defaults.
+    if state.book.retention != crate::Retention::default() {
+        records.push(meta::encode(&Meta::Retention {
+            at_ms: state.book.log_ms,
+            retention: state.book.retention,
         }));
     }
     for (kind, conf) in &state.book.kinds {
@@ -96,10 +104,14 @@ impl Snapshot {
 }
 
 /// The jobs whose slices are live: every row's job that owns slices
-/// (sliced ones, and the lost, whose shape is unknown); every row in RAM.
-/// Reads every page of the table's image.
+/// (sliced ones, and the lost, whose shape is unknown); every row in RAM
+/// but a tombstone (a destroyed job's slices are dead). Reads every page
+/// of the table's image.
 fn live_jobs(state: &State) -> Result<HashSet<JobId>, RuntimeError> {
-    let mut live: HashSet<JobId> = state.table.keys().copied().collect();
+    let mut live: HashSet<JobId> = (state.table.values())
+        .filter(|j| !j.is_destroyed())
+        .map(|j| j.id)
+        .collect();
     state.table.scan(false, state.book.next_id, |job| {
         if job.sliced().is_some() || &*job.kind == crate::lost::KIND {
             live.insert(job.id);

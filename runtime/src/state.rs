@@ -113,10 +113,10 @@ pub struct Lease {
     /// Last heartbeat (ms), written by the worker thread.
     pub progress_ms: Arc<AtomicU64>,
     pub work: LeaseWork,
-    /// Told whether the lease's commit became durable when the lease ends
+    /// Told how the lease's commit ended when the lease ends
     /// (`end_commit`; dropped, which reads as "not committed", when it
     /// ends any other way): a remote worker's commit is answered only then.
-    pub on_end: Option<oneshot::Sender<bool>>,
+    pub on_end: Option<oneshot::Sender<crate::dispatch::CommitEnd>>,
 }
 
 impl LeaseWork {
@@ -160,10 +160,11 @@ pub struct WorkerSlot {
     /// Bumped when the thread is replaced; an older thread exits when it sees it.
     pub generation: u64,
     pub lease: Option<u64>,
-    /// A remote slot's lease taken before `lease` and perhaps still live
-    /// (its thread leases one ahead while it works): with both live, the
-    /// slot leases nothing more (`State::lease`).
-    pub earlier: Option<u64>,
+    /// A remote slot's leases taken before `lease` and perhaps still live
+    /// (its thread leases one ahead while it works, and the one before
+    /// may wait for its commit to arrive): with all live, the slot leases
+    /// nothing more (`State::lease`, `REMOTE_LIVE_LEASES`).
+    pub earlier: [Option<u64>; crate::dispatch::REMOTE_LIVE_LEASES - 1],
     pub slices_done: u64,
     pub restarts: u32,
     /// A thread of a remote worker process (`remote.rs`), not of this one.
@@ -216,7 +217,28 @@ pub struct Book {
     pub slice_retries: BTreeSet<(u64, JobId, u64)>,
     pub expiring: BTreeSet<(u64, JobId)>,
     pub running_by_kind: HashMap<KindId, u32>,
+    /// Jobs by state; a destroyed row (a tombstone) counts in `destroyed`
+    /// instead, until the retention sweep removes it.
     pub by_state: [u64; 8],
+    pub destroyed: u64,
+    /// Jobs that completed while a record was applied and say
+    /// `destroy_on_complete` (they or their kind): `apply` destroys them
+    /// before it returns.
+    pub to_destroy: Vec<JobId>,
+    /// Some kind's stored settings say `destroy_on_complete` (so a
+    /// completion without a choice of its own looks its kind up).
+    pub kinds_destroy: bool,
+    /// The stored retention periods (`Meta::Retention`; the defaults
+    /// until one is logged).
+    pub retention: crate::Retention,
+    /// When rows the store files for the sweep are next due (by the
+    /// clock; 0: look at the next checkpoint), and the earliest due of the
+    /// rows finished or destroyed since the last sweep (`table/expiry.rs`).
+    pub sweep_due_ms: u64,
+    pub finished_due_ms: u64,
+    /// The most rows one sweep removes (`expiry::SWEEP_MAX_ROWS`; tests
+    /// lower it).
+    pub sweep_max_rows: usize,
     pub events: broadcast::Sender<JobEvent>,
     pub waiters: IdMap<Vec<oneshot::Sender<()>>>,
     /// Worker slots: this process's threads first (`local_workers` of
@@ -235,6 +257,10 @@ pub struct Book {
     pub lease_policy: LeasePolicy,
     /// The most simple jobs one lease carries (`RuntimeOptions::max_lease_batch`).
     pub max_lease_batch: usize,
+    /// The most bytes of arguments and properties (JSON) one simple lease
+    /// of a remote slot carries, so it fits one message
+    /// (`RuntimeOptions::max_slice_bytes`; at least one job).
+    pub max_remote_batch_bytes: usize,
     /// Submits at this priority or above commit urgently (`RuntimeOptions::urgent_priority`).
     pub urgent_priority: u8,
     /// The last `reserved_workers` worker slots lease only jobs at
@@ -336,6 +362,13 @@ impl Book {
             expiring: BTreeSet::new(),
             running_by_kind: HashMap::new(),
             by_state: [0; 8],
+            destroyed: 0,
+            to_destroy: Vec::new(),
+            kinds_destroy: false,
+            retention: crate::Retention::default(),
+            sweep_due_ms: 0,
+            finished_due_ms: u64::MAX,
+            sweep_max_rows: crate::table::expiry::SWEEP_MAX_ROWS,
             events: broadcast::channel(4096).0,
             waiters: IdMap::default(),
             workers: vec![WorkerSlot::default(); workers],
@@ -349,6 +382,7 @@ impl Book {
             default_slice_size,
             lease_policy: LeasePolicy::default(),
             max_lease_batch: crate::dispatch::SIMPLE_BATCH_MAX,
+            max_remote_batch_bytes: usize::MAX,
             urgent_priority: 10,
             reserved_workers: 0,
             reserved_priority: 10,
@@ -413,8 +447,12 @@ impl Book {
             self.stop_waiting(job);
         }
         self.dependency_moved(job.id, Some(old), Some(new));
+        if new == JobState::Completed && self.destroys_on_complete(job) {
+            self.to_destroy.push(job.id);
+        }
         if job.is_terminal() {
             job.completed_us = Some(crate::clock::ms_to_us(at_ms));
+            self.note_filed(job);
             self.fire_waiters(job.id);
             self.deactivate(job.id);
         } else {
@@ -437,6 +475,26 @@ impl Book {
             .copied()
     }
 
+    /// `job` finished or was destroyed: the next checkpoint files it for
+    /// the sweep, which is due once its retention ran out.
+    fn note_filed(&mut self, job: &Job) {
+        if let Some((f, minute)) = crate::table::expiry::slot_of(job) {
+            let due = crate::table::expiry::due_ms(&self.retention, f, minute);
+            self.finished_due_ms = self.finished_due_ms.min(due);
+        }
+    }
+
+    /// Whether `job` is destroyed when it completes: its own choice, else
+    /// its kind's stored one (off by default).
+    fn destroys_on_complete(&self, job: &Job) -> bool {
+        job.destroy_on_complete.unwrap_or_else(|| {
+            self.kinds_destroy
+                && (self.kinds.get(&*job.kind))
+                    .and_then(|k| k.stored)
+                    .is_some_and(|s| s.destroy_on_complete)
+        })
+    }
+
     /// A row enters the table (created, restored, lost): counted, and an
     /// unfinished one gets its scheduler entry and the indexes only the
     /// entering record feeds.
@@ -444,7 +502,9 @@ impl Book {
         self.by_state[job.state.index()] += 1;
         // A row coming back (a restore replacing it) is its waiters' again.
         self.dependency_moved(job.id, None, Some(job.state));
-        if !job.is_terminal() {
+        if job.is_terminal() {
+            self.note_filed(job);
+        } else {
             self.activate(job);
             if job.state == JobState::Waiting {
                 for dep in &job.after {
@@ -472,6 +532,10 @@ impl Book {
 
     /// A row leaves the table (replaced by a restore, destroyed).
     fn count_gone(&mut self, job: &Job) {
+        if job.is_destroyed() {
+            self.destroyed -= 1;
+            return;
+        }
         self.by_state[job.state.index()] -= 1;
         if job.state == JobState::Scheduled {
             self.scheduled.remove(&(job.run_at_ms.unwrap_or(0), job.id));
@@ -482,6 +546,17 @@ impl Book {
             self.stop_waiting(job);
         }
         self.dependency_moved(job.id, Some(job.state), None);
+    }
+
+    /// A row becomes a tombstone: it leaves as a row that goes does, but a
+    /// completed one still counts as completed for the jobs waiting on it
+    /// (as `dependency_wait` reads its tombstone at a reopen).
+    fn count_destroyed(&mut self, job: &Job) {
+        self.count_gone(job);
+        self.destroyed += 1;
+        if job.state == JobState::Completed {
+            self.dependency_moved(job.id, None, Some(JobState::Completed));
+        }
     }
 
     /// Generation `g` was opened: leases from now on carry it in their
@@ -628,7 +703,60 @@ impl State {
         }
         let applied = self.apply_record(meta);
         self.settle_dependents();
+        let at_ms = meta.at_ms().unwrap_or(self.book.log_ms);
+        self.destroy_completed(at_ms);
         applied
+    }
+
+    /// Destroys the jobs that completed in the record just applied and
+    /// say `destroy_on_complete` (the job's choice, else its kind's), at
+    /// the record's time: the record that completes a job destroys it, so
+    /// replay agrees without a record of its own. After their dependents
+    /// were settled, which read them completed.
+    fn destroy_completed(&mut self, at_ms: u64) {
+        if self.book.to_destroy.is_empty() {
+            return;
+        }
+        for id in std::mem::take(&mut self.book.to_destroy) {
+            let Some(job) = self.table.get_mut(&id) else {
+                continue;
+            };
+            if job.state == JobState::Completed {
+                self.book.by_state[JobState::Completed.index()] -= 1;
+                self.book.destroyed += 1;
+                job.destroy(at_ms);
+                self.book.note_filed(job);
+                self.book.emit(job, "destroyed");
+            }
+        }
+    }
+
+    /// Why job `id` is not in the table: its tombstone, else whether the
+    /// id was ever handed out.
+    pub fn missing(&self, id: JobId) -> RuntimeError {
+        let why = match self.table.tombstone(&id) {
+            Some((state, at_ms)) => crate::Missing::Destroyed {
+                state,
+                at: crate::clock::from_ms(at_ms),
+            },
+            None if id > 0 && id < self.book.next_id => crate::Missing::Removed,
+            None => crate::Missing::Never,
+        };
+        RuntimeError::NotFound(id, why)
+    }
+
+    /// Job `id`'s row, or `NotFound` saying why there is none.
+    pub fn job_row(&self, id: JobId) -> Result<std::borrow::Cow<'_, Job>, RuntimeError> {
+        self.table.get(&id).ok_or_else(|| self.missing(id))
+    }
+
+    /// `job_row` for a control to check: a row that cannot be read is an
+    /// error naming the damage, never the lost row `job_row` gives (whose
+    /// state a refusal would blame).
+    pub fn job_row_checked(&self, id: JobId) -> Result<std::borrow::Cow<'_, Job>, RuntimeError> {
+        let row = self.table.get_checked(&id)?;
+        row.filter(|j| !j.is_destroyed())
+            .ok_or_else(|| self.missing(id))
     }
 
     fn apply_record(&mut self, meta: &Meta) -> Result<(), RuntimeError> {
@@ -740,6 +868,12 @@ impl State {
             }
             Meta::Opened { generation, .. } => self.book.open_generation(*generation),
             Meta::Checkpoint(c) => self.apply_checkpoint(c),
+            Meta::Retention { retention, .. } => {
+                self.book.retention = *retention;
+                // A shorter period may make rows due now.
+                self.book.sweep_due_ms = 0;
+                Ok(())
+            }
             Meta::KindId { id, name } => {
                 self.book.kind_ids.apply(*id, name)?;
                 if let Some(id) = self.book.kind_ids.id(name) {
@@ -762,6 +896,8 @@ impl State {
                     None => Arc::from(kind.as_str()),
                 };
                 self.book.kinds.entry(key).or_default().stored = *settings;
+                self.book.kinds_destroy = (self.book.kinds.values())
+                    .any(|k| k.stored.is_some_and(|s| s.destroy_on_complete));
                 Ok(())
             }
             Meta::SimpleDone {
@@ -937,6 +1073,8 @@ impl State {
             after: spec.after.clone(),
             on_dependency_failure: spec.on_dependency_failure,
             window: spec.window,
+            destroy_on_complete: spec.destroy_on_complete,
+            destroyed_ms: None,
         }
     }
 
@@ -1005,7 +1143,9 @@ impl State {
         at_ms: u64,
         action: &Control,
     ) -> Result<(), RuntimeError> {
-        let job = self.table.get_mut(&id).ok_or(RuntimeError::NotFound(id))?;
+        let Some(job) = self.table.get_mut(&id) else {
+            return Err(self.missing(id));
+        };
         let simple = matches!(job.body, Body::Simple(_));
         if !transition::allowed(action, job.state, simple) {
             return Err(illegal(job, action.verb()));
@@ -1058,11 +1198,13 @@ impl State {
                 book.emit(job, "expired");
             }
             Control::Destroy => {
+                // The row stays as a tombstone for the retention period.
                 book.revoke_leases(job);
-                let job = self.table.remove(&id).expect("job looked up above");
-                self.book.count_gone(&job);
-                self.book.fire_waiters(id);
-                self.book.emit(&job, "destroyed");
+                book.count_destroyed(job);
+                job.destroy(at_ms);
+                book.note_filed(job);
+                book.fire_waiters(id);
+                book.emit(job, "destroyed");
                 return Ok(());
             }
         }
@@ -1090,7 +1232,9 @@ impl State {
                 ))),
             };
         }
-        let job = self.table.get_mut(&id).ok_or(RuntimeError::NotFound(id))?;
+        let Some(job) = self.table.get_mut(&id) else {
+            return Err(self.missing(id));
+        };
         let book = &mut self.book;
         match meta {
             Meta::Priority { priority, .. } => {

@@ -292,9 +292,13 @@ fn illegal_transitions_are_refused_and_change_nothing() {
     }
     assert_eq!(st.table[&1].state, JobState::Aborted);
     st.apply(&control(1, Control::Destroy)).unwrap();
+    let destroyed = crate::Missing::Destroyed {
+        state: JobState::Aborted,
+        at: crate::clock::from_ms(9),
+    };
     assert!(matches!(
         st.apply(&control(1, Control::Pause)),
-        Err(RuntimeError::NotFound(1))
+        Err(RuntimeError::NotFound(1, why)) if why == destroyed
     ));
 }
 
@@ -575,35 +579,41 @@ fn a_remote_slot_leases_only_jobs_its_allow_list_passes() {
 }
 
 #[test]
-fn a_remote_slot_holds_at_most_two_live_leases_and_any_number_committing() {
+fn a_remote_slot_holds_at_most_three_live_leases_and_any_number_committing() {
     let mut st = state();
     st.book.max_lease_batch = 1;
-    fast_simple_jobs(&mut st, 6);
+    fast_simple_jobs(&mut st, 8);
     let remote = remote_slot(&mut st, &["k"]);
     let mut epochs = Vec::new();
-    for _ in 0..2 {
-        epochs.push(st.lease(remote, 0).expect("one to run, one ahead").epoch);
+    for _ in 0..3 {
+        let task = st.lease(remote, 0);
+        let why = "one finished (its commit on its way), one to run, one ahead";
+        epochs.push(task.expect(why).epoch);
     }
     assert!(
         st.lease(remote, 0).is_none(),
-        "a third live lease would hoard the queue"
+        "a fourth live lease would hoard the queue"
     );
     assert_eq!(
         leased_jobs(&mut st, 0),
-        vec![3],
+        vec![4],
         "a local slot is not bounded so"
     );
     let claim = LeaseWork::Simple(vec![1]);
     assert!(st.begin_commit(epochs[0], &claim).is_some());
-    let third = st.lease(remote, 0).expect("the first is committing");
-    assert!(st.lease(remote, 0).is_none(), "two live again");
+    let fourth = st.lease(remote, 0).expect("the first is committing");
+    assert!(st.lease(remote, 0).is_none(), "three live again");
     assert!(st
-        .begin_commit(third.epoch, &LeaseWork::Simple(vec![4]))
+        .begin_commit(fourth.epoch, &LeaseWork::Simple(vec![5]))
+        .is_some());
+    assert!(st
+        .begin_commit(epochs[1], &LeaseWork::Simple(vec![2]))
         .is_some());
     assert!(
-        st.lease(remote, 0).is_some(),
-        "the earlier of two is tracked too"
+        st.lease(remote, 0).is_some() && st.lease(remote, 0).is_some(),
+        "the earlier ones are tracked too"
     );
+    assert!(st.lease(remote, 0).is_none(), "three live: 3, 6 and 7");
 }
 
 pub(crate) fn sliced_job_with_slices(st: &mut State, slices: u64, max_workers: Option<u32>) {
@@ -965,4 +975,26 @@ fn a_retry_waits_its_doubled_backoff_plus_at_most_its_jitter_share() {
     assert!(draws.iter().all(|d| (0.0..1.0).contains(d)), "{draws:?}");
     assert!(draws.iter().filter(|d| **d < 0.5).count() > 300);
     assert!(draws.iter().filter(|d| **d >= 0.5).count() > 300);
+}
+
+/// A remote worker gets its lease in one message: a batch of simple jobs
+/// whose arguments would pass `max_remote_batch_bytes` is cut to fit (at
+/// least one job), instead of a reply the message limit refuses, which
+/// would leave the lease to expire.
+#[test]
+fn a_remote_slot_s_simple_batch_is_cut_to_fit_its_byte_budget() {
+    let mut st = state();
+    st.book.max_remote_batch_bytes = 64 << 10;
+    register(&mut st, "k", HandlerShape::Simple);
+    st.observe_simple("k", 1, 1.0);
+    let big = serde_json::json!({ "pad": "x".repeat(20 << 10) });
+    st.apply(&created(1, vec![JobSpec::simple("k", big); 10]))
+        .unwrap();
+    let remote = remote_slot(&mut st, &["k"]);
+    assert_eq!(
+        leased_jobs(&mut st, remote),
+        vec![1, 2, 3],
+        "3 x 20 KiB fit"
+    );
+    assert_eq!(leased_jobs(&mut st, 0).len(), 7, "a local batch is not cut");
 }

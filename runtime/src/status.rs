@@ -174,7 +174,7 @@ pub fn filter_matches(filter: &JobFilter, j: &Job) -> bool {
 
 pub fn status_of(shared: &Shared, id: JobId) -> Result<JobStatus, RuntimeError> {
     let st = shared.state.lock();
-    let job = st.table.get(&id).ok_or(RuntimeError::NotFound(id))?;
+    let job = st.job_row(id)?;
     Ok(build_status(&st, &job))
 }
 

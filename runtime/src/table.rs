@@ -12,6 +12,7 @@ pub mod image;
 // conversion is exercised by its round-trip proptest.
 #[allow(dead_code)]
 pub mod convert;
+pub mod expiry;
 pub mod keys;
 pub mod kinds;
 pub mod page;
@@ -59,6 +60,14 @@ pub struct Job {
     pub on_dependency_failure: crate::DependencyFailure,
     /// The job's own processing window (`JobSpec::window`).
     pub window: Option<crate::ProcessingWindow>,
+    /// The job's own choice (`JobSpec::destroy_on_complete`); None: its
+    /// kind's.
+    pub destroy_on_complete: Option<bool>,
+    /// Set on a destroyed row (a tombstone): when it was destroyed, by the
+    /// record's time. `state` stays the state it was destroyed in; the
+    /// body, args and properties are gone. Readers see no job
+    /// (`TableView::get`), only `TableView::tombstone`.
+    pub destroyed_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -229,7 +238,33 @@ impl Job {
         }
     }
 
+    /// Finished, or destroyed (a tombstone, whatever its state).
     pub fn is_terminal(&self) -> bool {
-        self.state.is_finished()
+        self.state.is_finished() || self.destroyed_ms.is_some()
+    }
+
+    pub fn is_destroyed(&self) -> bool {
+        self.destroyed_ms.is_some()
+    }
+
+    /// The job as a tombstone destroyed at `at_ms`: what `job show` needs
+    /// to say "completed, then destroyed at T" (times, kind, description,
+    /// failure reason), not its body, args or properties.
+    pub fn into_destroyed(mut self, at_ms: u64) -> Job {
+        self.destroy(at_ms);
+        self
+    }
+
+    /// Makes the row a tombstone destroyed at `at_ms` (`into_destroyed`).
+    pub fn destroy(&mut self, at_ms: u64) {
+        static NULL: std::sync::OnceLock<Arc<serde_json::Value>> = std::sync::OnceLock::new();
+        let null = NULL.get_or_init(|| Arc::new(serde_json::Value::Null));
+        self.destroyed_ms = Some(at_ms);
+        self.properties = null.clone();
+        self.body = Body::Simple(SimpleBody {
+            args: null.clone(),
+            result: None,
+            expiries: 0,
+        });
     }
 }

@@ -11,7 +11,14 @@
 //! runs over a store (`logged_tests.rs`): after a checkpoint the overlay
 //! holds only the unfinished rows, and the table read through pages and
 //! overlay still equals the reference; a reopen replays from the newest
-//! checkpoint. A unit test, because it
+//! checkpoint. Since step 6 it runs on a fake clock that moves by minutes,
+//! with stored retention periods: destroys leave tombstones,
+//! `destroy_on_complete` (the job's choice over its kind's) destroys a job
+//! as it completes, and each checkpoint's sweep removes exactly the rows
+//! the reference says are due (finished, with the same finish, at the
+//! checkpoint before, and past their period); `NotFound` tells destroyed,
+//! removed and never-existed ids apart as the reference does. A unit
+//! test, because it
 //! drives `State` directly (deterministic, no worker threads);
 //! `BOOSTER_SEED` replays a run.
 
@@ -24,9 +31,17 @@ use crate::dispatch::TaskWork;
 use crate::logged_tests::{all_rows, Logged};
 use crate::meta::{Control, Meta, SimpleOutcome};
 use crate::state::{Book, HandlerShape, KindConf, LeaseWork, State};
-use crate::{JobId, JobSpec, JobState};
+use crate::{JobId, JobSpec, JobState, KindSettings, Missing, Retention, RuntimeError};
 
 const WORKERS: usize = 4;
+const MINUTE_MS: u64 = 60_000;
+
+/// The model's stored periods: short, so sweeps happen within a run.
+const RETENTION: Retention = Retention {
+    completed_ms: 2 * MINUTE_MS,
+    aborted_ms: MINUTE_MS,
+    failed_ms: 3 * MINUTE_MS,
+};
 
 #[derive(Clone, Debug, PartialEq)]
 struct RefRow {
@@ -35,9 +50,34 @@ struct RefRow {
     attempts: u32,
 }
 
+/// The reference's side of a row that is not compared with the table's
+/// job: when it finished and when it was destroyed (a tombstone), and
+/// its own `destroy_on_complete`.
+#[derive(Clone, Debug, Default)]
+struct RefLife {
+    finished_ms: Option<u64>,
+    destroyed_ms: Option<u64>,
+    destroy_on_complete: Option<bool>,
+}
+
+impl RefLife {
+    /// Where the contract files the row for the sweep: its final state
+    /// (an unfinished one destroyed counts as aborted) and the minute of
+    /// its destroy, else of its finish.
+    fn filing(&self, state: JobState) -> Option<(JobState, u64)> {
+        let at = self.destroyed_ms.or(self.finished_ms)?;
+        let as_state = match state {
+            JobState::Completed | JobState::Failed => state,
+            _ => JobState::Aborted,
+        };
+        Some((as_state, at / MINUTE_MS))
+    }
+}
+
 #[derive(Clone, Debug)]
 enum Op {
-    Submit(Vec<u8>),
+    /// Jobs with these priorities and `destroy_on_complete` choices.
+    Submit(Vec<(u8, Option<bool>)>),
     Lease(usize),
     Commit(usize, bool),
     Control(u64, u8),
@@ -46,17 +86,27 @@ enum Op {
     Checkpoint,
     /// The state is replayed from the store's log, from its checkpoint.
     Reopen,
+    /// The clock moves this many minutes.
+    Advance(u8),
+    /// The kind's stored `destroy_on_complete`.
+    KindDestroys(bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        3 => prop::collection::vec(1..=100u8, 1..4).prop_map(Op::Submit),
+        3 => prop::collection::vec(
+            (1..=100u8, proptest::option::of(any::<bool>())),
+            1..4
+        )
+        .prop_map(Op::Submit),
         3 => (0..WORKERS).prop_map(Op::Lease),
         3 => ((0..WORKERS), any::<bool>()).prop_map(|(w, ok)| Op::Commit(w, ok)),
         2 => (any::<u64>(), 0..6u8).prop_map(|(j, a)| Op::Control(j, a)),
         1 => (any::<u64>(), 1..=100u8).prop_map(|(j, p)| Op::Priority(j, p)),
         1 => Just(Op::Checkpoint),
         1 => Just(Op::Reopen),
+        2 => (0..3u8).prop_map(Op::Advance),
+        1 => any::<bool>().prop_map(Op::KindDestroys),
     ]
 }
 
@@ -71,7 +121,7 @@ fn reference_control(action: u8, state: JobState) -> Option<Option<JobState>> {
         (2, Queued | Running | Paused | Failed) => Aborted,
         (3, Failed) => Queued,
         (4, Queued | Running | Paused) => Failed,
-        // Destroy: gone from the table.
+        // Destroy: a tombstone.
         (5, s) if s != Running => return Some(None),
         _ => return None,
     };
@@ -102,7 +152,17 @@ struct Held {
 struct Model {
     /// The state over its store (`logged_tests.rs`): `st`.
     logged: Logged,
+    /// The jobs (tombstones are in `life` only).
     rows: BTreeMap<JobId, RefRow>,
+    /// Every row's life, tombstones included; an id without one that is
+    /// below `next_id` was removed by a sweep.
+    life: BTreeMap<JobId, RefLife>,
+    /// The tombstones' states.
+    tombstones: BTreeMap<JobId, JobState>,
+    /// Each row's filing at the newest checkpoint.
+    filed: BTreeMap<JobId, (JobState, u64)>,
+    /// The kind's stored `destroy_on_complete`.
+    kind_destroys: bool,
     /// The lease each worker holds.
     held: [Option<Held>; WORKERS],
     next_id: JobId,
@@ -129,14 +189,24 @@ impl Model {
     fn new() -> Model {
         let mut st = State::new(book());
         st.book.live = true;
-        Model {
+        let mut m = Model {
             logged: Logged::new(st),
             rows: BTreeMap::new(),
+            life: BTreeMap::new(),
+            tombstones: BTreeMap::new(),
+            filed: BTreeMap::new(),
+            kind_destroys: false,
             held: [None; WORKERS],
             next_id: 1,
-            now_ms: 1,
+            now_ms: 1_800_000_000_000,
             log: Vec::new(),
-        }
+        };
+        m.apply(Meta::Retention {
+            at_ms: m.now_ms,
+            retention: RETENTION,
+        })
+        .unwrap();
+        m
     }
 
     /// Applies `meta` to the state, as the commit thread does once it is
@@ -175,19 +245,37 @@ impl Model {
                         h.revoked |= h.job == id;
                     }
                 }
+                let now_ms = self.now_ms;
                 match expected {
-                    Some(Some(next)) => self.rows.get_mut(&id).expect("looked up").state = next,
-                    Some(None) => {
-                        self.rows.remove(&id);
+                    Some(Some(next)) => {
+                        self.rows.get_mut(&id).expect("looked up").state = next;
+                        let life = self.life.get_mut(&id).expect("a row has a life");
+                        life.finished_ms = next.is_finished().then_some(now_ms);
                     }
+                    Some(None) => self.destroy(id, now_ms),
                     None => {}
                 }
             }
             Op::Checkpoint => {
-                self.logged.checkpoint();
+                self.logged.checkpoint_at(self.now_ms);
+                self.sweep();
                 self.check_overlay_holds_only_unfinished_rows();
             }
             Op::Reopen => self.reopen(),
+            Op::Advance(minutes) => self.now_ms += u64::from(*minutes) * MINUTE_MS,
+            Op::KindDestroys(on) => {
+                let settings = KindSettings {
+                    destroy_on_complete: *on,
+                    ..KindSettings::default()
+                };
+                self.apply(Meta::KindSettings {
+                    kind: "k".into(),
+                    at_ms: self.now_ms,
+                    settings: Some(settings),
+                })
+                .unwrap();
+                self.kind_destroys = *on;
+            }
             Op::Priority(pick, priority) => {
                 let id = pick % (self.next_id + 1);
                 let applied = self.apply(Meta::Priority {
@@ -201,6 +289,53 @@ impl Model {
                 }
             }
         }
+    }
+
+    /// Job `id` becomes a tombstone at `at_ms`.
+    fn destroy(&mut self, id: JobId, at_ms: u64) {
+        let row = self.rows.remove(&id).expect("a job to destroy");
+        self.tombstones.insert(id, row.state);
+        self.life
+            .get_mut(&id)
+            .expect("a row has a life")
+            .destroyed_ms = Some(at_ms);
+    }
+
+    /// The contract's sweep at a checkpoint: a row filed at the checkpoint
+    /// before (with the filing it has now) goes once its filing's minute
+    /// ended and its state's period passed; then every row is filed anew.
+    fn sweep(&mut self) {
+        let now_ms = self.now_ms;
+        let due: Vec<JobId> = self
+            .life
+            .iter()
+            .filter_map(|(id, life)| {
+                let state = self
+                    .tombstones
+                    .get(id)
+                    .or(self.rows.get(id).map(|r| &r.state));
+                let filing = life.filing(*state.expect("a row or a tombstone"))?;
+                let (state, minute) = filing;
+                let due_ms = (minute + 1) * MINUTE_MS + RETENTION.period_ms(state);
+                (self.filed.get(id) == Some(&filing) && due_ms <= now_ms).then_some(*id)
+            })
+            .collect();
+        for id in due {
+            self.rows.remove(&id);
+            self.tombstones.remove(&id);
+            self.life.remove(&id);
+        }
+        self.filed = self
+            .life
+            .iter()
+            .filter_map(|(id, life)| {
+                let state = self
+                    .tombstones
+                    .get(id)
+                    .or(self.rows.get(id).map(|r| &r.state));
+                Some((*id, life.filing(*state?)?))
+            })
+            .collect();
     }
 
     /// After a checkpoint the overlay holds the unfinished rows and
@@ -233,10 +368,13 @@ impl Model {
         &self.logged.st
     }
 
-    fn submit(&mut self, priorities: &[u8]) {
-        let specs = priorities
+    fn submit(&mut self, jobs: &[(u8, Option<bool>)]) {
+        let specs = jobs
             .iter()
-            .map(|p| JobSpec::simple("k", serde_json::Value::Null).with_priority(*p))
+            .map(|(p, destroys)| JobSpec {
+                destroy_on_complete: *destroys,
+                ..JobSpec::simple("k", serde_json::Value::Null).with_priority(*p)
+            })
             .collect();
         self.apply(Meta::Created {
             first_id: self.next_id,
@@ -244,13 +382,18 @@ impl Model {
             specs,
         })
         .unwrap();
-        for p in priorities {
+        for (p, destroys) in jobs {
             let row = RefRow {
                 state: JobState::Queued,
                 priority: *p,
                 attempts: 0,
             };
             self.rows.insert(self.next_id, row);
+            let life = RefLife {
+                destroy_on_complete: *destroys,
+                ..RefLife::default()
+            };
+            self.life.insert(self.next_id, life);
             self.next_id += 1;
         }
     }
@@ -321,6 +464,11 @@ impl Model {
         } else {
             JobState::Failed
         };
+        let life = self.life.get_mut(&id).expect("a row has a life");
+        life.finished_ms = Some(self.now_ms);
+        if ok && life.destroy_on_complete.unwrap_or(self.kind_destroys) {
+            self.destroy(id, self.now_ms);
+        }
     }
 
     fn check(&self) {
@@ -341,7 +489,33 @@ impl Model {
             counts[r.state.index()] += 1;
         }
         assert_eq!(self.st().book.by_state, counts);
+        assert_eq!(self.st().book.destroyed, self.tombstones.len() as u64);
+        self.check_missing();
         self.check_scheduler();
+    }
+
+    /// `NotFound` says why, as the reference knows it: a tombstone's state
+    /// and time, a removed id, one never handed out.
+    fn check_missing(&self) {
+        for id in 1..=self.next_id {
+            let why = match self.st().job_row(id) {
+                Ok(_) => {
+                    assert!(self.rows.contains_key(&id), "job {id} should be gone");
+                    continue;
+                }
+                Err(RuntimeError::NotFound(_, why)) => why,
+                Err(e) => panic!("job {id}: {e}"),
+            };
+            let want = match (self.tombstones.get(&id), self.life.get(&id)) {
+                (Some(state), Some(life)) => Missing::Destroyed {
+                    state: *state,
+                    at: crate::clock::from_ms(life.destroyed_ms.expect("a tombstone's time")),
+                },
+                _ if id < self.next_id => Missing::Removed,
+                _ => Missing::Never,
+            };
+            assert_eq!(why, want, "job {id}");
+        }
     }
 
     /// The scheduler has an entry for exactly the unfinished rows, with
@@ -391,7 +565,18 @@ impl Model {
                 })
                 .collect()
         };
-        assert_eq!(rows(&replayed), rows(self.st()));
+        // Replay without checkpoints has no sweep: the rows the sweeps
+        // removed are still there.
+        let kept = |rows: Vec<(JobId, RefRow)>| -> Vec<(JobId, RefRow)> {
+            rows.into_iter()
+                .filter(|(id, _)| self.life.contains_key(id))
+                .collect()
+        };
+        assert_eq!(kept(rows(&replayed)), rows(self.st()));
+        for (id, state) in &self.tombstones {
+            let at = self.life[id].destroyed_ms.expect("a tombstone's time");
+            assert_eq!(replayed.table.tombstone(id), Some((*state, at)), "job {id}");
+        }
         let mut ids: Vec<JobId> = replayed.book.active.keys().copied().collect();
         ids.sort_unstable();
         let mut live: Vec<JobId> = self.st().book.active.keys().copied().collect();

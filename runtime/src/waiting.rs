@@ -117,6 +117,16 @@ impl State {
                 });
             }
         }
+        // A node without threads: a remote process may run a kind that
+        // has no handler here (a service's own).
+        if registered || self.book.local_workers == 0 {
+            if let Some(reason) = self.no_worker_can_run(job) {
+                return Some(reason);
+            }
+        }
+        if self.book.local_workers == 0 {
+            return None;
+        }
         (self.book.runs_workers && !registered).then(|| {
             format!(
                 "no worker registered for kind {:?} in this process; run it where that kind is registered",

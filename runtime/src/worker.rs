@@ -14,7 +14,7 @@ use booster_store::{Batch, SliceKey, StoreError};
 use crate::slice_store::SliceStore;
 
 use crate::category::category_stream;
-use crate::dispatch::{HookItem, SimpleItem, SliceItem, Task, TaskWork};
+use crate::dispatch::{CommitEnd, HookItem, SimpleItem, SliceItem, Task, TaskWork};
 use crate::download::OutputSource;
 use crate::handler::{panic_message, set_progress, Progress};
 use crate::meta::{Meta, SimpleOutcome, STREAM_ERRORS, STREAM_INPUT, STREAM_MAIN};
@@ -205,9 +205,15 @@ pub(crate) fn commit_simple(
     elapsed: Duration,
 ) {
     let mut outcomes = Vec::with_capacity(results.len());
+    // Results the node could not store (over the cap): their jobs fail.
+    let mut replaced = Vec::new();
     for (item, r) in items.iter().zip(results) {
         debug_assert_eq!(item.job, r.job, "results come in lease order");
+        let given_ok = r.result.is_ok();
         let result = cap_result(item.job, r.result, shared.limits.max_slice_bytes);
+        if let (true, Err(why)) = (given_ok, &result) {
+            replaced.push(why.clone());
+        }
         let retry_at_ms = match &result {
             Err(_) => {
                 item.retry
@@ -256,18 +262,21 @@ pub(crate) fn commit_simple(
     };
     let batch = batch_of(std::slice::from_ref(&m));
     let clock = shared.clock.clone();
-    commit_or_fail(shared, store, batch, m, epoch, move |e| Meta::SimpleDone {
-        at_ms: clock.now_ms(),
-        at_us: None,
-        outcomes: jobs
-            .into_iter()
-            .map(|(job, started_us)| SimpleOutcome {
-                job,
-                started_us,
-                result: Err(format!("the results of its batch could not be stored: {e}")),
-                retry_at_ms: None,
-            })
-            .collect(),
+    let replaced = (!replaced.is_empty()).then(|| replaced.join("; "));
+    commit_or_fail(shared, store, batch, m, epoch, replaced, move |e| {
+        Meta::SimpleDone {
+            at_ms: clock.now_ms(),
+            at_us: None,
+            outcomes: jobs
+                .into_iter()
+                .map(|(job, started_us)| SimpleOutcome {
+                    job,
+                    started_us,
+                    result: Err(format!("the results of its batch could not be stored: {e}")),
+                    retry_at_ms: None,
+                })
+                .collect(),
+        }
     });
 }
 
@@ -337,13 +346,13 @@ pub(crate) fn read_input(
         Ok(Some(r)) => Some(r),
         Ok(None) => {
             let msg = "input slice is missing from the store".to_string();
-            fail_slice(shared, store, epoch, item, msg, None);
+            fail_slice_instead(shared, store, epoch, item, msg);
             None
         }
         Err(e) => {
             shared.note_damage(store, input_key, &e);
             let msg = format!("cannot read the input slice: {e}");
-            fail_slice(shared, store, epoch, item, msg, None);
+            fail_slice_instead(shared, store, epoch, item, msg);
             None
         }
     }
@@ -413,7 +422,7 @@ pub(crate) fn commit_result(
             item.slice,
             human_bytes(cap)
         );
-        return fail_slice(shared, store, epoch, item, msg, None);
+        return fail_slice_instead(shared, store, epoch, item, msg);
     }
     let key = |stream| SliceKey {
         owner: item.job,
@@ -460,13 +469,15 @@ fn commit_slice(
 ) {
     let (job, slice) = (item.job, item.slice);
     let clock = shared.clock.clone();
-    commit_or_fail(shared, store, batch, m, epoch, move |e| Meta::SliceFailed {
-        job,
-        slice,
-        at_ms: clock.now_ms(),
-        message: format!("output of slice {slice} could not be stored: {e}"),
-        sample: None,
-        retry_at_ms: None,
+    commit_or_fail(shared, store, batch, m, epoch, None, move |e| {
+        Meta::SliceFailed {
+            job,
+            slice,
+            at_ms: clock.now_ms(),
+            message: format!("output of slice {slice} could not be stored: {e}"),
+            sample: None,
+            retry_at_ms: None,
+        }
     });
 }
 
@@ -475,13 +486,15 @@ fn commit_slice(
 /// the record `failed` makes is committed instead, so the work fails alone
 /// rather than running again. That is a new append, which a commit callback
 /// must not make (it may run on the store's writer thread), so a
-/// short-lived thread makes it.
+/// short-lived thread makes it. `replaced`: `m` already stands in for part
+/// of the outcome (a simple job's result over the cap), for this reason.
 fn commit_or_fail(
     shared: &Arc<Shared>,
     store: &Arc<dyn SliceStore>,
     batch: Batch,
     m: Meta,
     epoch: u64,
+    replaced: Option<String>,
     failed: impl FnOnce(StoreError) -> Meta + Send + 'static,
 ) {
     let (sh, st_store) = (shared.clone(), store.clone());
@@ -491,20 +504,21 @@ fn commit_or_fail(
         batch,
         vec![m],
         move |st, applied| match applied {
-            Ok(_) => st.end_commit(epoch, true),
+            Ok(_) => st.end_commit(epoch, ended(true, replaced)),
             // Nothing was written (no file descriptor for a new segment):
             // the work goes back to the queue and runs again later.
-            Err(StoreError::Unavailable { .. }) => st.end_commit(epoch, false),
+            Err(StoreError::Unavailable { .. }) => st.end_commit(epoch, CommitEnd::NotDurable),
             Err(e) if !poisons(&e) => {
-                let fail = move || commit_meta(&sh, &st_store, failed(e), epoch);
+                let why = format!("the store refused the output: {e}");
+                let fail = move || commit_meta_as(&sh, &st_store, failed(e), epoch, Some(why));
                 let spawned = std::thread::Builder::new()
                     .name("booster-refused-commit".into())
                     .spawn(fail);
                 if spawned.is_err() {
-                    st.end_commit(epoch, false);
+                    st.end_commit(epoch, CommitEnd::NotDurable);
                 }
             }
-            Err(_) => st.end_commit(epoch, false),
+            Err(_) => st.end_commit(epoch, CommitEnd::NotDurable),
         },
     );
 }
@@ -533,6 +547,8 @@ fn begin(shared: &Shared, epoch: u64, item: &SliceItem, started: Instant, record
     st.begin_commit(epoch, &item.claim()).is_some()
 }
 
+/// Fails slice `item` as its outcome says (the handler failed it, or a
+/// record error without `collect_errors`).
 fn fail_slice(
     shared: &Arc<Shared>,
     store: &Arc<dyn SliceStore>,
@@ -541,6 +557,32 @@ fn fail_slice(
     message: String,
     sample: Option<RecordErrorSample>,
 ) {
+    fail_slice_as(shared, store, epoch, item, message, sample, false)
+}
+
+/// Fails slice `item` in place of an outcome the node could not store
+/// (over the cap, its input unreadable): a remote worker is told its
+/// output was not stored, and why (`CommitEnd::Replaced`).
+fn fail_slice_instead(
+    shared: &Arc<Shared>,
+    store: &Arc<dyn SliceStore>,
+    epoch: u64,
+    item: &SliceItem,
+    message: String,
+) {
+    fail_slice_as(shared, store, epoch, item, message, None, true)
+}
+
+fn fail_slice_as(
+    shared: &Arc<Shared>,
+    store: &Arc<dyn SliceStore>,
+    epoch: u64,
+    item: &SliceItem,
+    message: String,
+    sample: Option<RecordErrorSample>,
+    replaces: bool,
+) {
+    let replaced = replaces.then(|| message.clone());
     let now_ms = shared.clock.now_ms();
     let m = Meta::SliceFailed {
         job: item.job,
@@ -553,7 +595,7 @@ fn fail_slice(
             .retry_at_ms(item.retries, now_ms, crate::random_draw()),
     };
     if begin(shared, epoch, item, Instant::now(), 0) {
-        commit_meta(shared, store, m, epoch);
+        commit_meta_as(shared, store, m, epoch, replaced);
     }
 }
 
@@ -668,8 +710,29 @@ pub(crate) fn error_record(s: &RecordErrorSample, raw: &[u8]) -> Vec<u8> {
 
 /// Commits one meta record for lease `epoch`; the lease ends once it is durable.
 fn commit_meta(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, m: Meta, epoch: u64) {
+    commit_meta_as(shared, store, m, epoch, None)
+}
+
+/// `commit_meta`; `replaced`: the record stands in for an outcome the
+/// node could not store, for this reason.
+fn commit_meta_as(
+    shared: &Arc<Shared>,
+    store: &Arc<dyn SliceStore>,
+    m: Meta,
+    epoch: u64,
+    replaced: Option<String>,
+) {
     let batch = batch_of(std::slice::from_ref(&m));
     commit(shared, store, batch, vec![m], move |st, applied| {
-        st.end_commit(epoch, applied.is_ok())
+        st.end_commit(epoch, ended(applied.is_ok(), replaced))
     });
+}
+
+/// How a commit that is durable or not ended, `replaced` or as given.
+fn ended(durable: bool, replaced: Option<String>) -> CommitEnd {
+    match (durable, replaced) {
+        (false, _) => CommitEnd::NotDurable,
+        (true, None) => CommitEnd::Durable,
+        (true, Some(why)) => CommitEnd::Replaced(why),
+    }
 }

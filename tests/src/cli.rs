@@ -326,6 +326,11 @@ impl Serving {
         }
     }
 
+    /// Every line serve has logged so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().expect("log lock").clone()
+    }
+
     /// kill -9, and waits until the process is gone (its data directory
     /// lock with it).
     pub fn kill9(&mut self) {

@@ -89,9 +89,22 @@ pub enum Command {
     /// Show or store a kind's settings: running-job limit, retries, leases.
     #[command(
         subcommand,
-        after_help = "Stored settings outlive restarts and win over what a worker process sets in\ncode, until `booster kind reset`.\n\nExamples:\n  booster kind show\n  booster kind limit copy 2        # at most 2 copy jobs run at once\n  booster kind limit copy 0        # pause the kind: no copy job starts\n  booster kind limit copy none\n  booster kind retry report --max-retries 3 --backoff-ms 500\n  booster kind reset copy"
+        after_help = "Stored settings outlive restarts and win over what a worker process sets in\ncode, until `booster kind reset`.\n\nExamples:\n  booster kind show\n  booster kind limit copy 2        # at most 2 copy jobs run at once\n  booster kind limit copy 0        # pause the kind: no copy job starts\n  booster kind limit copy none\n  booster kind retry report --max-retries 3 --backoff-ms 500\n  booster kind destroy-on-complete report on   # destroyed as each completes\n  booster kind reset copy"
     )]
     Kind(KindCommand),
+    /// Show or store how long finished jobs stay before they are removed (per final state).
+    #[command(
+        after_help = "A finished job stays listed, with its output, for its state's period; the
+checkpoint after that removes it (a destroyed job's tombstone, which `job show`
+names, stays as long). Stored: it outlives restarts. Periods: 7d, 12h, 30m, 90s.
+Without options it prints the periods that apply (defaults: completed 7d,
+aborted 7d, failed 30d).
+
+Examples:
+  booster retention
+  booster retention --completed 1d --failed 90d"
+    )]
+    Retention(RetentionArgs),
     /// List, pause, resume or remove cron entries (`submit --cron` adds one).
     #[command(
         subcommand,
@@ -149,6 +162,72 @@ pub enum Command {
         after_help = "Example:\n  booster --server https://node:7878 --token-file admin.token workers"
     )]
     Workers,
+}
+
+/// `booster retention`: the periods to store (those not given keep theirs).
+#[derive(Args, Debug, Clone)]
+pub struct RetentionArgs {
+    /// How long a completed job stays (e.g. 7d, 12h, 30m, 90s).
+    #[arg(long, value_name = "PERIOD", value_parser = parse_period, allow_hyphen_values = true)]
+    pub completed: Option<u64>,
+    /// How long an aborted job stays.
+    #[arg(long, value_name = "PERIOD", value_parser = parse_period, allow_hyphen_values = true)]
+    pub aborted: Option<u64>,
+    /// How long a failed job stays.
+    #[arg(long, value_name = "PERIOD", value_parser = parse_period, allow_hyphen_values = true)]
+    pub failed: Option<u64>,
+}
+
+impl RetentionArgs {
+    /// `current` with the periods given changed; None when none is given.
+    pub fn applied_to(
+        &self,
+        current: booster_runtime::Retention,
+    ) -> Option<booster_runtime::Retention> {
+        if self.completed.is_none() && self.aborted.is_none() && self.failed.is_none() {
+            return None;
+        }
+        Some(booster_runtime::Retention {
+            completed_ms: self.completed.unwrap_or(current.completed_ms),
+            aborted_ms: self.aborted.unwrap_or(current.aborted_ms),
+            failed_ms: self.failed.unwrap_or(current.failed_ms),
+        })
+    }
+}
+
+/// A time as `500ms`, `90s`, `30m`, `12h` or `7d` (a bare number is
+/// seconds), in milliseconds; None when it is not one (negative or
+/// unparseable).
+pub fn duration_ms(text: &str) -> Option<u64> {
+    let units: [(&str, f64); 5] = [
+        ("ms", 1.0),
+        ("s", 1_000.0),
+        ("m", 60_000.0),
+        ("h", 3_600_000.0),
+        ("d", 86_400_000.0),
+    ];
+    let (number, unit_ms) = units
+        .iter()
+        .find_map(|(suffix, ms)| text.strip_suffix(suffix).map(|n| (n, *ms)))
+        .unwrap_or((text, 1_000.0));
+    let n: f64 = number.trim().parse().ok()?;
+    let ms = n * unit_ms;
+    (n.is_finite() && n >= 0.0 && ms < u64::MAX as f64).then(|| ms.round() as u64)
+}
+
+fn parse_period(s: &str) -> Result<u64, String> {
+    duration_ms(s).ok_or_else(|| {
+        format!("{s:?} is not a period; give a number and a unit, such as 7d, 12h, 30m or 90s")
+    })
+}
+
+/// `on` or `off`.
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("{s:?}: give on or off")),
+    }
 }
 
 #[derive(Args, Debug)]
@@ -220,6 +299,11 @@ pub struct JobInputArgs {
     #[arg(long, value_name = "BYTES", default_value_t = crate::formats::DEFAULT_MAX_RECORD_BYTES,
           value_parser = clap::builder::ValueParser::new(clap::builder::RangedU64ValueParser::<usize>::new().range(1..)))]
     pub max_record_bytes: usize,
+    /// Destroy the job by the record that completes it (`submit` only): its
+    /// output goes and a tombstone stays for the retention period. Default:
+    /// as its kind says (`booster kind destroy-on-complete`), else kept.
+    #[arg(long)]
+    pub destroy_on_complete: bool,
     /// Output categories beyond main and errors that the handler writes
     /// to (exec: lines `NAME<TAB>RECORD`), each downloaded to its own file.
     #[arg(long, value_name = "NAME,...", value_delimiter = ',', value_parser = parse_category_name)]
@@ -625,6 +709,16 @@ pub enum KindCommand {
         #[arg(long)]
         tz: Option<String>,
     },
+    /// Destroy each job of KIND by the record that completes it (`on`), or keep
+    /// it for the retention period (`off`, the default); a job submitted with
+    /// --destroy-on-complete is destroyed whatever its kind says.
+    DestroyOnComplete {
+        /// The kind (as in `--kind`).
+        kind: String,
+        /// on or off.
+        #[arg(value_parser = parse_on_off, action = clap::ArgAction::Set, value_name = "on|off")]
+        on: bool,
+    },
     /// Forget KIND's stored settings: the worker process's own apply again.
     Reset {
         /// The kind (as in `--kind`).
@@ -758,7 +852,8 @@ fn globals_of(subcommand: &str) -> &'static [&'static str] {
         "keygen" => &["quiet"],
         // Its data directory and key are its own, under --dir.
         "demo" => &["json", "quiet"],
-        "jobs" | "job" | "run" | "submit" | "download" | "kind" | "cron" | "dirmon" => REMOTE,
+        "jobs" | "job" | "run" | "submit" | "download" | "kind" | "cron" | "dirmon"
+        | "retention" => REMOTE,
         "serve" => &["data", "key_file", "quiet", "token_file"],
         _ => LOCAL,
     }
@@ -822,6 +917,33 @@ mod tests {
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
         command().debug_assert();
+    }
+
+    #[test]
+    fn periods_parse_with_their_unit_and_print_back_in_the_largest_whole_one() {
+        let day = 86_400_000;
+        for (text, ms, printed) in [
+            ("7d", 7 * day, "7d"),
+            ("12h", 12 * 3_600_000, "12h"),
+            ("30m", 1_800_000, "30m"),
+            ("90s", 90_000, "90s"),
+            ("1500ms", 1_500, "1500ms"),
+            ("5", 5_000, "5s"),
+            ("0s", 0, "0ms"),
+            ("1.5h", 90 * 60_000, "90m"),
+        ] {
+            assert_eq!(duration_ms(text), Some(ms), "{text}");
+            assert_eq!(crate::report::period(ms), printed, "{text}");
+        }
+        for bad in ["-1d", "7days", "", "d", "NaNs", "1e400d", "7 weeks"] {
+            assert_eq!(duration_ms(bad), None, "{bad:?}");
+        }
+        let err = Cli::try_parse_from(["booster", "retention", "--completed", "-1d"]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("give a number and a unit, such as 7d, 12h, 30m or 90s"),
+            "{err}"
+        );
     }
 
     #[test]

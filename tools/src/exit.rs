@@ -82,7 +82,10 @@ pub fn hint(error: &anyhow::Error) -> Option<&'static str> {
             (Some(StoreError::Corrupt { .. }), _) | (_, Some(RuntimeError::Corrupt(_))) => {
                 "run `booster verify`; `booster salvage --into NEW_DIR` copies what survived"
             }
-            (_, Some(RuntimeError::NotFound(_))) => "`booster jobs` lists the jobs",
+            // A destroyed or removed job's message says what became of it.
+            (_, Some(RuntimeError::NotFound(_, booster_runtime::Missing::Never))) => {
+                "`booster jobs` lists the jobs"
+            }
             _ => continue,
         };
         return Some(hint);
@@ -187,7 +190,8 @@ mod tests {
             line.contains("locked by process 9") && line.ends_with("pass another --data"),
             "{line}"
         );
-        let missing = anyhow::Error::new(RuntimeError::NotFound(4));
+        let missing =
+            anyhow::Error::new(RuntimeError::NotFound(4, booster_runtime::Missing::Never));
         assert!(error_line(&missing).ends_with("`booster jobs` lists the jobs"));
         let corrupt = anyhow::Error::new(RuntimeError::Corrupt("record 3".into()));
         assert!(error_line(&corrupt).contains("booster verify"));

@@ -109,12 +109,33 @@ pub fn kind_line(v: &booster_runtime::KindView) -> String {
     let window = e
         .window
         .map_or(String::new(), |w| format!("; runs only {w}"));
+    let window = match e.destroy_on_complete {
+        true => format!("{window}; destroyed on completion"),
+        false => window,
+    };
     let source = if v.stored.is_some() {
         "stored"
     } else {
         "this process's"
     };
     format!("{:<24} {limit}; {retry}{lease}{window} ({source})", v.kind)
+}
+
+/// A period in its largest whole unit: `7d`, `12h`, `30m`, `90s`, `1500ms`
+/// (what `booster retention` reads back).
+pub fn period(ms: u64) -> String {
+    let units = [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ];
+    for (unit, size) in units {
+        if ms >= size && ms.is_multiple_of(size) {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
 }
 
 /// A time logged in milliseconds since the epoch, in UTC to the second.

@@ -82,14 +82,19 @@ fn submit_work_download_cycle_with_job_controls() {
     assert!(shown.contains("500 in"), "{shown}");
 
     sb.ok(&["job", "destroy", &id]);
-    let out = sb.expect(1, &["job", "show", &id]);
-    let text = stderr(&out);
-    assert!(
-        text.contains("not found; `booster jobs` lists the jobs"),
-        "{text}"
-    );
+    let destroyed = "not found: it was completed, then destroyed at ";
+    let text = stderr(&sb.expect(1, &["job", "show", &id]));
+    assert!(text.contains(destroyed), "{text}");
     sb.ok(&["compact"]);
     assert!(sb.json(&["jobs"]).as_array().unwrap().is_empty());
+    // Its tombstone outlives the compaction (for the retention period).
+    let text = stderr(&sb.expect(1, &["job", "show", &id]));
+    assert!(text.contains(destroyed), "{text}");
+    let text = stderr(&sb.expect(1, &["job", "show", "99"]));
+    assert!(
+        text.contains("job 99 not found: no job ever had this id; `booster jobs` lists the jobs"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -303,8 +308,18 @@ fn usage_errors_exit_2_and_help_has_examples() {
         "{help}"
     );
     for sub in [
-        "keygen", "run", "submit", "work", "download", "jobs", "inspect", "verify", "compact",
-        "demo", "serve",
+        "keygen",
+        "run",
+        "submit",
+        "work",
+        "download",
+        "jobs",
+        "inspect",
+        "verify",
+        "compact",
+        "demo",
+        "serve",
+        "retention",
     ] {
         let help = stdout(&sb.ok(&[sub, "--help"]));
         assert!(help.contains("Example"), "{sub}: {help}");

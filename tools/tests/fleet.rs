@@ -79,6 +79,8 @@ fn get(server: &Serving, path: &str) -> String {
 struct Worker {
     child: Child,
     stderr: Option<std::thread::JoinHandle<String>>,
+    /// What it wrote to stderr so far.
+    log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Worker {
@@ -89,15 +91,29 @@ impl Worker {
             .spawn()
             .unwrap();
         let mut pipe = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let so_far = log.clone();
         let stderr = std::thread::spawn(move || {
             let mut bytes = Vec::new();
-            let _ = std::io::Read::read_to_end(&mut pipe, &mut bytes);
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = std::io::Read::read(&mut pipe, &mut buf) {
+                bytes.extend_from_slice(&buf[..n]);
+                *so_far.lock().unwrap() = String::from_utf8_lossy(&bytes).into_owned();
+            }
             String::from_utf8_lossy(&bytes).into_owned()
         });
         Worker {
             child,
             stderr: Some(stderr),
+            log,
         }
+    }
+
+    /// Waits until it has written `text` to stderr (a minute at most).
+    fn wait_for_log(&self, text: &str) {
+        wait_for(&format!("the worker to say {text:?}"), || {
+            self.log.lock().unwrap().contains(text)
+        });
     }
 
     fn id(&self) -> u32 {
@@ -531,17 +547,7 @@ fn a_token_file_rotated_and_read_again_on_sighup_takes_effect() {
     };
     write(old);
     let server = serve(&sb, &["--token-file", s(&tokens)]);
-    let status = |token: &str| {
-        ureq::get(format!("{}/api/jobs", server.url))
-            .header("Authorization", format!("Bearer {token}"))
-            .config()
-            .http_status_as_error(false)
-            .build()
-            .call()
-            .unwrap()
-            .status()
-            .as_u16()
-    };
+    let status = |token: &str| status_with(&server, "/api/jobs", token);
     assert_eq!((status(old), status(new)), (200, 401));
     write(new);
     assert_eq!(status(old), 200, "no reload before the signal");
@@ -669,4 +675,224 @@ fn serve_refuses_a_lease_timeout_under_a_second() {
         err.contains("--lease-timeout-ms") && err.contains("1000"),
         "{err}"
     );
+}
+
+/// The status of `GET path` on the node with `token`.
+fn status_with(server: &Serving, path: &str, token: &str) -> u16 {
+    ureq::get(format!("{}{path}", server.url))
+        .header("Authorization", format!("Bearer {token}"))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .call()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// A node with an admin token file and a worker token file (`workers`).
+fn node_with_worker_tokens(sb: &Sandbox, workers: &str) -> (Serving, std::path::PathBuf) {
+    let admin = sb.path("admin");
+    booster_tools::secret_file::write_private(&admin, format!("{ADMIN}\n").as_bytes()).unwrap();
+    let file = sb.path("workers");
+    booster_tools::secret_file::write_private(&file, workers.as_bytes()).unwrap();
+    let server = serve(
+        sb,
+        &["--token-file", s(&admin), "--worker-token-file", s(&file)],
+    );
+    (server, file)
+}
+
+const ADMIN: &str = "admin-token-0123456789abcdef";
+const WORKER: &str = "worker-token-0123456789abcdef";
+
+#[test]
+fn an_emptied_worker_token_file_read_again_on_sighup_revokes_the_last_worker_token() {
+    let sb = Sandbox::new();
+    let (server, file) = node_with_worker_tokens(&sb, &format!("{WORKER}\n"));
+    // A worker token is known (403: it may not read the API), not unknown.
+    assert_eq!(status_with(&server, "/api/jobs", WORKER), 403);
+    booster_tools::secret_file::write_private(&file, b"# revoked\n").unwrap();
+    server.signal(libc::SIGHUP);
+    server.wait_for_log("token files read again");
+    assert_eq!(
+        status_with(&server, "/api/jobs", WORKER),
+        401,
+        "the last worker token is revoked"
+    );
+    assert_eq!(status_with(&server, "/api/jobs", ADMIN), 200);
+}
+
+#[test]
+fn a_token_file_that_cannot_be_parsed_on_sighup_keeps_the_tokens_and_says_so() {
+    let sb = Sandbox::new();
+    let (server, file) = node_with_worker_tokens(&sb, &format!("{WORKER}\n"));
+    booster_tools::secret_file::write_private(&file, b"short\n").unwrap();
+    server.signal(libc::SIGHUP);
+    server.wait_for_log("kept the tokens in force");
+    assert_eq!(
+        status_with(&server, "/api/jobs", WORKER),
+        403,
+        "the worker token stays in force"
+    );
+    let metrics = ureq::get(format!("{}/metrics", server.url))
+        .header("Authorization", format!("Bearer {ADMIN}"))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        metrics.contains("booster_token_reload_failures_total 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_worker_started_before_its_node_waits_for_it_then_works() {
+    let sb = Sandbox::new();
+    let listen = {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        free.local_addr().unwrap().to_string()
+    };
+    let url = format!("http://{listen}");
+    let early = Worker::spawn(&mut sb.cmd(&["--server", &url, "work", "--workers", "1"]));
+    early.wait_for_log("trying again");
+    let server = serve_on(&sb, &listen, &["--workers", "0"]);
+    let input = numbered_lines(50);
+    let id = submit(
+        &server,
+        &sb,
+        &input,
+        &["--kind", "copy", "--slice-size", "10"],
+    );
+    wait_for("the job done by the early worker", || {
+        job_of(&server, id)["state"] == "completed"
+    });
+    let (output, job) = output_of(&server, &sb, id);
+    assert_exact(&job, &output, &input);
+}
+
+#[test]
+fn a_worker_refused_at_hello_gives_up_at_once_saying_why() {
+    let sb = Sandbox::new();
+    let (server, _) = node_with_worker_tokens(&sb, &format!("{WORKER}\n"));
+    let wrong = sb.path("wrong-token");
+    booster_tools::secret_file::write_private(&wrong, b"not-a-token-of-this-node\n").unwrap();
+    let out = remote(
+        &server,
+        &sb,
+        &["--token-file", s(&wrong), "work", "--workers", "1"],
+    )
+    .output()
+    .unwrap();
+    assert!(!out.status.success(), "a refusal is not retried");
+    let err = stderr(&out);
+    assert!(
+        err.contains("refused this worker") && err.contains("token"),
+        "{err}"
+    );
+}
+
+#[test]
+fn refused_and_malformed_worker_calls_are_logged_on_the_node_without_a_flood() {
+    use booster_tools::fleet::{client::NodeClient, proto};
+    let sb = Sandbox::new();
+    let server = serve(&sb, &["--workers", "0"]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = rt
+        .block_on(async { NodeClient::new(&server.url, None, None) })
+        .unwrap();
+    let lease = |session: Vec<u8>| proto::LeaseRequest {
+        worker_id: 999,
+        thread: 0,
+        session,
+    };
+    for _ in 0..50 {
+        let unknown = rt.block_on(client.lease(lease(vec![0; 16])));
+        assert_eq!(unknown.unwrap_err().code(), tonic::Code::NotFound);
+        let beat = proto::HeartbeatRequest {
+            worker_id: 999,
+            epochs: vec![1],
+            session: vec![0; 16],
+            released: Vec::new(),
+        };
+        let unknown = rt.block_on(client.heartbeat(beat));
+        assert_eq!(unknown.unwrap_err().code(), tonic::Code::NotFound);
+        // Past the 64 KiB a Lease may take: refused before it is read.
+        let oversized = rt.block_on(client.lease(lease(vec![0; 100 << 10])));
+        assert!(oversized.is_err());
+    }
+    server.wait_for_log("refused a Lease");
+    server.wait_for_log("refused a Heartbeat");
+    server.wait_for_log("refused a Lease (malformed)");
+    server.wait_for_log("not logged");
+    let refusals = server
+        .log_lines()
+        .into_iter()
+        .filter(|l| l.contains("refused a"))
+        .count();
+    assert!(refusals <= 15, "150 bad calls, {refusals} lines: bounded");
+}
+
+/// A service's own handler: upper-cases each record.
+struct Upper;
+
+impl booster_runtime::RecordHandler for Upper {
+    fn process(
+        &self,
+        _: &booster_runtime::JobContext<'_>,
+        record: &[u8],
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), booster_runtime::HandlerError> {
+        out.push(record.to_ascii_uppercase());
+        Ok(())
+    }
+}
+
+#[test]
+fn a_service_connected_with_runtime_connect_runs_its_own_kind_of_a_sliced_job_exactly() {
+    let sb = Sandbox::new();
+    let server = serve(&sb, &["--workers", "0", "--lease-timeout-ms", "3000"]);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut service = booster_client::Runtime::connect(&server.url, None).unwrap();
+    service.register_sliced("upper", std::sync::Arc::new(Upper));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let opts = booster_client::WorkOptions {
+        threads: 2,
+        ..Default::default()
+    };
+    let working = rt.spawn(service.work(opts, async {
+        let _ = stopped.await;
+    }));
+    // The node takes a kind only once a connected worker runs it.
+    wait_for("the service to join", || {
+        get(&server, "/api/workers").contains("upper")
+    });
+    let input = numbered_lines(300);
+    let id = submit(
+        &server,
+        &sb,
+        &input,
+        &["--kind", "upper", "--slice-size", "7"],
+    );
+    wait_for("the service to finish the job", || {
+        job_of(&server, id)["state"] == "completed"
+    });
+    let (output, job) = output_of(&server, &sb, id);
+    assert_exact(&job, &output.to_lowercase(), &input);
+    assert_eq!(
+        output,
+        input.to_uppercase(),
+        "its handler ran on each record"
+    );
+    let _ = stop.send(());
+    rt.block_on(working).unwrap().unwrap();
 }

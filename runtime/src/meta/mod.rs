@@ -209,6 +209,13 @@ pub enum Meta {
         at_ms: u64,
         change: DirmonChange,
     },
+    /// The retention periods (`Runtime::set_retention`): the stored
+    /// settings the sweep reads. Every checkpoint's batch holds one, so
+    /// they outlive compaction.
+    Retention {
+        at_ms: u64,
+        retention: crate::Retention,
+    },
 }
 
 /// What a `Meta::Dirmon` record does to its entry.
@@ -324,7 +331,8 @@ impl Meta {
             | Meta::Recovered { at_ms, .. }
             | Meta::KindSettings { at_ms, .. }
             | Meta::Cron { at_ms, .. }
-            | Meta::Dirmon { at_ms, .. } => Some(*at_ms),
+            | Meta::Dirmon { at_ms, .. }
+            | Meta::Retention { at_ms, .. } => Some(*at_ms),
             Meta::UploadComplete { at_ms, .. } | Meta::UploadFailed { at_ms, .. } => *at_ms,
             Meta::Uploaded { .. }
             | Meta::Priority { .. }
@@ -420,7 +428,7 @@ mod tests {
             assert_eq!(String::from_utf8(encode(&meta)).unwrap(), line);
             types.insert(line.split('"').nth(3).unwrap().to_string());
         }
-        assert_eq!(types.len(), 23, "every record type: {types:?}");
+        assert_eq!(types.len(), 24, "every record type: {types:?}");
     }
 
     /// Categories are optional v1 fields: written only when a job has them,

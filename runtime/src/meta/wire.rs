@@ -170,6 +170,14 @@ pub enum Record {
         at_ms: u64,
         change: Box<DirmonChangeV1>,
     },
+    /// Added 2026-11-30 (retention, issue 12 step 6); older logs have
+    /// none (the defaults: 7, 7 and 30 days).
+    Retention {
+        at_ms: u64,
+        completed_ms: u64,
+        aborted_ms: u64,
+        failed_ms: u64,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -234,6 +242,9 @@ pub struct KindSettingsV1 {
     /// Added 2026-11-29 (processing windows); absent: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     window: Option<WindowV1>,
+    /// Added 2026-11-30 (retention); absent: false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    destroy_on_complete: bool,
 }
 
 /// A processing window as logged: minutes after local midnight and an IANA
@@ -347,6 +358,10 @@ pub struct Spec {
     /// Added 2026-11-29 (a job's own processing window); absent: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     window: Option<WindowV1>,
+    /// Added 2026-11-30 (retention, issue 12 step 6); absent: as the kind
+    /// says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    destroy_on_complete: Option<bool>,
 }
 
 fn is_fail(p: &crate::DependencyFailure) -> bool {
@@ -449,6 +464,9 @@ pub struct Row {
     /// Added 2026-11-29 (a job's own processing window); absent: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     window: Option<WindowV1>,
+    /// Added 2026-11-30 (retention); absent: as the kind says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    destroy_on_complete: Option<bool>,
 }
 
 #[derive(Clone, Copy, Serialize, Deserialize)]

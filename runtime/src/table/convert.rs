@@ -73,7 +73,7 @@ pub fn row_of(job: &Job) -> (Row, Option<SliceMap>) {
         state: job.state.index() as u8,
         final_state: 0,
         priority: job.priority,
-        destroy_on_complete: false,
+        destroy_on_complete: job.destroy_on_complete,
         kind: job.kind_id,
         max_workers: job.max_workers,
         attempts: job.attempts,
@@ -94,16 +94,30 @@ pub fn row_of(job: &Job) -> (Row, Option<SliceMap>) {
         window: job.window,
         body,
     };
-    (row, map)
+    match job.destroyed_ms {
+        Some(at_ms) => (row.into_destroyed(at_ms), None),
+        None => (row, map),
+    }
 }
 
 /// The job a row (and a sliced job's slice map) holds, of kind `kind`
-/// (the name of the row's kind id), with no live marks. A destroyed row or a stub is not a job.
+/// (the name of the row's kind id), with no live marks. A destroyed row
+/// is a tombstone (`Job::into_destroyed`); a stub is not a job.
 pub fn job_of(row: Row, map: Option<SliceMap>, kind: Arc<str>) -> Result<Job, String> {
-    let state = row
-        .job_state()
-        .ok_or_else(|| format!("row {}: a destroyed row is not a job", row.id))?;
+    let destroyed_ms = row.destroyed_ms;
+    let state = match destroyed_ms {
+        Some(_) => crate::JobState::ALL
+            .get(usize::from(row.final_state))
+            .copied(),
+        None => row.job_state(),
+    }
+    .ok_or_else(|| format!("row {}: state {}", row.id, row.state))?;
     let body = match (row.body, map) {
+        (RowBody::Gone, None) => Body::Simple(SimpleBody {
+            args: Arc::new(serde_json::Value::Null),
+            result: None,
+            expiries: 0,
+        }),
         (RowBody::Simple { args, result }, None) => Body::Simple(SimpleBody {
             args: Arc::new(args),
             result,
@@ -144,6 +158,8 @@ pub fn job_of(row: Row, map: Option<SliceMap>, kind: Arc<str>) -> Result<Job, St
         after: row.after,
         on_dependency_failure: row.on_dependency_failure,
         window: row.window,
+        destroy_on_complete: row.destroy_on_complete,
+        destroyed_ms,
     })
 }
 
@@ -370,6 +386,7 @@ mod tests {
                 json_value(),
                 proptest::option::of(text()),
                 any::<u32>(),
+                proptest::option::of(any::<bool>()),
             ),
             body(),
             (
@@ -395,7 +412,7 @@ mod tests {
                 let (id, kind, description, priority) = a;
                 let (max_workers, run_at_ms, expires_at_ms, created_ms, started_us, completed_us) =
                     b;
-                let (state, properties, failure_reason, attempts) = c;
+                let (state, properties, failure_reason, attempts, destroy_on_complete) = c;
                 let (singleton, cron, after, on_dependency_failure, window) = d;
                 Job {
                     id,
@@ -419,6 +436,8 @@ mod tests {
                     after,
                     on_dependency_failure,
                     window,
+                    destroy_on_complete,
+                    destroyed_ms: None,
                 }
             })
     }
@@ -446,6 +465,31 @@ mod tests {
             let map = map.map(|m| crate::table::slice_map::decode(&crate::table::slice_map::encode(&m)).unwrap());
             let back = job_of(decoded, map, job.kind.clone()).unwrap();
             prop_assert_eq!(durable(&back), durable(&job));
+        }
+
+        /// A destroyed job's row is a tombstone: its state, times, kind,
+        /// description and failure reason come back, its body does not.
+        #[test]
+        fn a_destroyed_job_survives_its_row_as_a_tombstone(job in job(), at_ms in 1..u64::MAX) {
+            let gone = job.clone().into_destroyed(at_ms);
+            let (row, map) = row_of(&gone);
+            prop_assert!(map.is_none());
+            prop_assert_eq!(row.state, row::STATE_DESTROYED);
+            let (page_no, _) = crate::table::keys::page_of(job.id);
+            let encoded = page::encode(std::slice::from_ref(&row)).unwrap();
+            let decoded = if let Some((_, whole)) = encoded.large.first() {
+                row::decode(whole, page_no).unwrap()
+            } else {
+                page::decode(page_no, &encoded.records).unwrap().remove(0)
+            };
+            let back = job_of(decoded, None, job.kind.clone()).unwrap();
+            prop_assert_eq!(back.destroyed_ms, Some(at_ms));
+            prop_assert_eq!(back.state, job.state);
+            prop_assert_eq!(&back.description, &job.description);
+            prop_assert_eq!(&back.failure_reason, &job.failure_reason);
+            prop_assert_eq!(back.completed_us, job.completed_us);
+            prop_assert_eq!(back.destroy_on_complete, job.destroy_on_complete);
+            prop_assert_eq!(durable(&back), durable(&gone));
         }
     }
 }

@@ -15,7 +15,7 @@ use booster_store::{Batch, SliceKey};
 use super::keys::{self, ROW_LARGE, ROW_PAGE, SLICE_MAP, STATE_INDEX_BASE, TABLE_OWNER};
 use super::kinds::KindId;
 use super::row::{self, Row, RowBody, STATE_DESTROYED};
-use super::{convert, page, slice_map, Job};
+use super::{convert, expiry, page, slice_map, Job};
 use crate::meta::{self, Checkpoint, Meta};
 use crate::slice_store::SliceStore;
 use crate::state::State;
@@ -55,6 +55,9 @@ pub const ACTIVE_STATES: [JobState; 5] = [
 struct Image {
     puts: Vec<Keyed>,
     deletes: Vec<SliceKey>,
+    /// The rows that finished or were destroyed since the stored page
+    /// (`expiry.rs`).
+    filed: expiry::Filed,
 }
 
 /// A page as the store holds it: its rows and their records.
@@ -85,8 +88,8 @@ fn build_page(
     let had_page = stored.is_some();
     let mut slots: BTreeMap<JobId, (Vec<u8>, u8)> = BTreeMap::new();
     let mut old_masks = [0u64; STATES];
-    // (a stub, sliced) of each stored row.
-    let mut old: HashMap<JobId, (bool, bool)> = HashMap::new();
+    // (a stub, sliced, where it is filed for the sweep) of each stored row.
+    let mut old: HashMap<JobId, (bool, bool, Option<expiry::Filing>)> = HashMap::new();
     if let Some(StoredPage { rows, records }) = stored {
         for (row, record) in rows.into_iter().zip(records) {
             let slot = keys::page_of(row.id).1;
@@ -96,15 +99,18 @@ fn build_page(
                 row.body,
                 RowBody::Sliced(_) | RowBody::Stub { sliced: true }
             );
-            old.insert(row.id, (stub, sliced));
+            old.insert(row.id, (stub, sliced, expiry::slot_of_row(&row)));
             slots.insert(row.id, (record, row.state));
         }
     }
     for &(id, job) in changes {
         slots.remove(&id);
-        let (was_stub, was_sliced) = old.get(&id).copied().unwrap_or_default();
+        let (was_stub, was_sliced, was_filed) = old.get(&id).copied().unwrap_or_default();
         let (mut large, mut sliced) = (false, false);
         if let Some(job) = job {
+            if let Some(at) = expiry::slot_of(job).filter(|at| Some(*at) != was_filed) {
+                out.filed.add(at, id);
+            }
             let (row, map) = convert::row_of(job);
             let (inline, whole) = row::encode_for_page(&row);
             if let Some(whole) = whole {
@@ -203,6 +209,14 @@ fn touched_pages(state: &State, store: &dyn SliceStore) -> Result<Image, Unbuilt
     Ok(out)
 }
 
+/// The rows by state (`JobState::index`), then the tombstones (index 8,
+/// `STATE_DESTROYED`): a checkpoint's `counts`.
+fn counts_of(state: &State) -> Vec<u64> {
+    let mut counts = state.book.by_state.to_vec();
+    counts.push(state.book.destroyed);
+    counts
+}
+
 /// The checkpoint record for `state`, number `seq`, which `records`
 /// records follow.
 pub fn checkpoint_record(state: &State, seq: u64, records: usize) -> Meta {
@@ -212,7 +226,7 @@ pub fn checkpoint_record(state: &State, seq: u64, records: usize) -> Meta {
         next_id: state.book.next_id,
         generation: state.book.generation,
         log_ms: state.book.log_ms,
-        counts: state.book.by_state.to_vec(),
+        counts: counts_of(state),
         records: records as u32,
     }))
 }
@@ -251,7 +265,29 @@ pub fn checkpoint_batch(
     for (key, records) in &image.puts {
         batch = batch.slice(*key, records);
     }
+    for (key, records) in image.filed.frames(state.book.checkpoint_seq + 1) {
+        batch = batch.slice(key, &records);
+    }
     for key in image.deletes {
+        batch = batch.delete(key);
+    }
+    Ok((batch, record, log))
+}
+
+/// `checkpoint_batch` after the retention sweep (`expiry::sweep`, by
+/// `now_ms`): the rows it removed are gone from the pages, and the
+/// expiry frames it finished are deleted, in the same batch.
+pub fn swept_checkpoint_batch(
+    state: &mut State,
+    store: &dyn SliceStore,
+    now_ms: u64,
+) -> Result<(Batch, Meta, Vec<Vec<u8>>), Unbuilt> {
+    let swept = expiry::sweep(state, store, now_ms)?;
+    let (mut batch, record, log) = checkpoint_batch(state, store)?;
+    for (key, records) in &swept.puts {
+        batch = batch.slice(*key, records);
+    }
+    for key in swept.deletes {
         batch = batch.delete(key);
     }
     Ok((batch, record, log))
@@ -385,12 +421,14 @@ pub fn restore_rows(
     c: &Checkpoint,
     mut lost: Option<&mut crate::lost::LostCreated>,
 ) -> Result<Vec<booster_store::Damage>, RuntimeError> {
-    if c.counts.len() != JobState::ALL.len() {
+    // Checkpoints before step 6 count no tombstones.
+    let states = JobState::ALL.len();
+    if c.counts.len() != states && c.counts.len() != states + 1 {
         return Err(corrupt(format!(
-            "checkpoint {} counts {} states, not {}",
+            "checkpoint {} counts {} states, not {} (and the destroyed)",
             c.seq,
             c.counts.len(),
-            JobState::ALL.len()
+            states
         )));
     }
     let active = active_pages(&**store)?;
@@ -488,6 +526,7 @@ pub fn restore_rows(
         for s in JobState::ALL.iter().filter(|s| s.is_finished()) {
             state.book.by_state[s.index()] += c.counts[s.index()];
         }
+        state.book.destroyed += c.counts.get(states).copied().unwrap_or(0);
     }
     Ok(damage)
 }

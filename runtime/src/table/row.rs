@@ -53,7 +53,11 @@ const F2_ON_DEP_MASK: u8 = 0b11 << F2_ON_DEP_SHIFT;
 /// v2: the job's own processing window follows the dependencies: u32
 /// (start minute | end minute << 16) ++ the zone's IANA name (bytes).
 const F2_WINDOW: u8 = 1 << 5;
-const F2_V2: u8 = F2_SINGLETON | F2_CRON | F2_AFTER | F2_ON_DEP_MASK | F2_WINDOW;
+/// v2: the job chose to be kept when it completes, whatever its kind
+/// says (`destroy_on_complete` Some(false)); bit 2 of flags is Some(true).
+const F2_KEEP_ON_COMPLETE: u8 = 1 << 6;
+const F2_V2: u8 =
+    F2_SINGLETON | F2_CRON | F2_AFTER | F2_ON_DEP_MASK | F2_WINDOW | F2_KEEP_ON_COMPLETE;
 
 /// The sliced body's flags byte (reserved, 0, before categories existed).
 const S_CATEGORIES: u8 = 1;
@@ -66,7 +70,9 @@ pub struct Row {
     /// A destroyed row's state before it was destroyed (else 0).
     pub final_state: u8,
     pub priority: u8,
-    pub destroy_on_complete: bool,
+    /// The job's own choice: Some(true) flag bit 2, Some(false) flags 2
+    /// bit 6 (v2), None neither (its kind's).
+    pub destroy_on_complete: Option<bool>,
     pub kind: u32,
     pub max_workers: Option<u32>,
     pub attempts: u32,
@@ -216,7 +222,7 @@ pub fn encode(row: &Row) -> Vec<u8> {
     let set = |flag: u8, on: bool| if on { flag } else { 0 };
     flags |= set(F_SLICED, sliced);
     flags |= set(F_LARGE, stub);
-    flags |= set(F_DESTROY_ON_COMPLETE, row.destroy_on_complete);
+    flags |= set(F_DESTROY_ON_COMPLETE, row.destroy_on_complete == Some(true));
     flags |= set(F_STARTED, row.started_us.is_some());
     flags |= set(F_RUN_AT, row.run_at_ms.is_some());
     flags |= set(F_EXPIRES_AT, row.expires_at_ms.is_some());
@@ -239,6 +245,7 @@ pub fn encode(row: &Row) -> Vec<u8> {
         flags2 |= set(F2_AFTER, !row.after.is_empty());
         flags2 |= on_dependency_bits(row.on_dependency_failure);
         flags2 |= set(F2_WINDOW, row.window.is_some());
+        flags2 |= set(F2_KEEP_ON_COMPLETE, row.destroy_on_complete == Some(false));
     }
     let mut w = Writer(Vec::with_capacity(64));
     w.u8(FORMAT_ROW_V2);
@@ -443,7 +450,13 @@ pub fn decode(bytes: &[u8], page: u64) -> Result<Row, String> {
         state,
         final_state,
         priority,
-        destroy_on_complete: has(F_DESTROY_ON_COMPLETE),
+        destroy_on_complete: if has(F_DESTROY_ON_COMPLETE) {
+            Some(true)
+        } else if flags2 & F2_KEEP_ON_COMPLETE != 0 {
+            Some(false)
+        } else {
+            None
+        },
         kind,
         max_workers,
         attempts,
@@ -593,7 +606,7 @@ pub mod tests {
             state: 4,
             final_state: 0,
             priority: 50,
-            destroy_on_complete: false,
+            destroy_on_complete: None,
             kind: 3,
             max_workers: None,
             attempts: 1,
@@ -624,7 +637,7 @@ pub mod tests {
         Row {
             state: 5,
             priority: 7,
-            destroy_on_complete: true,
+            destroy_on_complete: Some(true),
             max_workers: Some(4),
             expiries: 2,
             started_us: Some(1_795_000_000_001_234),

@@ -87,9 +87,16 @@ impl Default for TableView {
     }
 }
 
-/// A row's state and whether it is a lost row (None: no such row), or
-/// Err when it cannot be read (`TableView::states_noting`).
-pub type RowStateOrUnreadable = Result<Option<(crate::JobState, bool)>, ()>;
+/// What a dependency check needs of a row (`TableView::states_noting`).
+#[derive(Clone, Copy, Debug)]
+pub struct RowState {
+    /// Its state; a tombstone's, the state it was destroyed in.
+    pub state: crate::JobState,
+    /// A lost row (`lost::KIND`: its `created` record was lost).
+    pub lost: bool,
+    /// A tombstone (destroyed, kept for the retention period).
+    pub destroyed: bool,
+}
 
 fn corrupt(what: String) -> RuntimeError {
     RuntimeError::Corrupt(format!("the checkpoint's table: {what}"))
@@ -100,16 +107,23 @@ impl TableView {
     /// the image cannot give back (its page, large row or slice map is
     /// damaged) is a lost row naming the damage (`lost::lost_job`), never
     /// "no such job" (G7).
+    /// A destroyed row is no job: see `tombstone`.
     pub fn get(&self, id: &JobId) -> Option<Cow<'_, Job>> {
+        self.row_or_tombstone(id).filter(|j| !j.is_destroyed())
+    }
+
+    /// Job `id`'s row, a destroyed one (a tombstone) included.
+    pub fn row_or_tombstone(&self, id: &JobId) -> Option<Cow<'_, Job>> {
         match self.overlay.get(id) {
             Some(e) => e.row.as_ref().map(Cow::Borrowed),
             None => self.read(*id).map(Cow::Owned),
         }
     }
 
-    /// Job `id`'s row for a control to check: None when there is no such
-    /// row; an error naming the damage when its row cannot be read (never
-    /// the lost row `get` gives, whose state would be blamed instead).
+    /// Job `id`'s row (a tombstone included) for a control to check: None
+    /// when there is no such row; an error naming the damage when its row
+    /// cannot be read (never the lost row `get` gives, whose state would
+    /// be blamed instead).
     pub fn get_checked(&self, id: &JobId) -> Result<Option<Cow<'_, Job>>, RuntimeError> {
         match self.overlay.get(id) {
             Some(e) => Ok(e.row.as_ref().map(Cow::Borrowed)),
@@ -121,6 +135,13 @@ impl TableView {
                 ))),
             },
         }
+    }
+
+    /// The state job `id` was destroyed in and when (ms), while its
+    /// tombstone is kept (the retention period).
+    pub fn tombstone(&self, id: &JobId) -> Option<(crate::JobState, u64)> {
+        let row = self.row_or_tombstone(id)?;
+        row.destroyed_ms.map(|at| (row.state, at))
     }
 
     /// `fetch`, with a row it cannot read given as lost: when its page is
@@ -148,9 +169,13 @@ impl TableView {
     /// Job `id`'s row to change: read into the overlay first when it is
     /// only in the image (replay; live, a pin put it there), and marked
     /// changed.
+    /// A destroyed row is no job: None.
     pub fn get_mut(&mut self, id: &JobId) -> Option<&mut Job> {
         if !self.overlay.contains_key(id) {
             let job = self.fetch_noting(*id)?;
+            if job.is_destroyed() {
+                return None;
+            }
             let generation = self.written;
             self.overlay.insert(
                 *id,
@@ -162,7 +187,7 @@ impl TableView {
         }
         let (generation, written) = (self.generation, self.written);
         let e = self.overlay.get_mut(id)?;
-        e.row.as_ref()?;
+        e.row.as_ref().filter(|j| !j.is_destroyed())?;
         if e.generation <= written {
             self.changed += 1;
         }
@@ -259,6 +284,7 @@ impl TableView {
         self.overlay.values().filter_map(|e| e.row.as_ref())
     }
 
+    #[cfg(test)]
     pub fn keys(&self) -> impl DoubleEndedIterator<Item = &JobId> + '_ {
         self.overlay
             .iter()
@@ -273,14 +299,20 @@ impl TableView {
 
     /// Holds job `id`'s row in RAM until `unpin`, so the record a control
     /// writes next applies without reading the store on the commit
-    /// thread. False when there is no such row; an error naming the
-    /// damage when its row cannot be read (the control is refused, no
-    /// record is written).
+    /// thread. False when there is no such row (or only its tombstone);
+    /// an error naming the damage when its row cannot be read (the
+    /// control is refused, no record is written).
     pub fn pin(&mut self, id: JobId) -> Result<bool, RuntimeError> {
+        if self.resident(&id).is_some_and(Job::is_destroyed) {
+            return Ok(false);
+        }
         if !self.overlay.contains_key(&id) {
             let Some(job) = self.get_checked(&id)?.map(Cow::into_owned) else {
                 return Ok(false);
             };
+            if job.is_destroyed() {
+                return Ok(false);
+            }
             let generation = self.written;
             self.overlay.insert(
                 id,
@@ -365,19 +397,22 @@ impl TableView {
         self.unreadable.iter().next().map(|(p, e)| (*p, e))
     }
 
-    /// The state of each row of `ids` and whether it is a lost row
-    /// (`lost::KIND`), None for no such row (or a destroyed one), reading
-    /// each stored page once and only its rows' states (no large row or
-    /// slice map), nothing kept in RAM. Err for a row whose page cannot be
+    /// The state of each row of `ids` (`RowState`; a tombstone's is the
+    /// state it was destroyed in), None for no such row, reading each
+    /// stored page once and only its rows' states (no large row or slice
+    /// map), nothing kept in RAM. Err for a row whose page cannot be
     /// read: the page is noted (`unreadable`), as for a row to change.
-    pub fn states_noting(&mut self, ids: &[JobId]) -> Vec<RowStateOrUnreadable> {
+    pub fn states_noting(&mut self, ids: &[JobId]) -> Vec<Result<Option<RowState>, ()>> {
         let mut pages: HashMap<u64, Option<Vec<Row>>> = HashMap::new();
         let store = self.store();
         let mut out = Vec::with_capacity(ids.len());
         for &id in ids {
             if let Some(e) = self.overlay.get(&id) {
-                let lost = |j: &Job| &*j.kind == crate::lost::KIND;
-                out.push(Ok(e.row.as_ref().map(|j| (j.state, lost(j)))));
+                out.push(Ok(e.row.as_ref().map(|j| RowState {
+                    state: j.state,
+                    lost: &*j.kind == crate::lost::KIND,
+                    destroyed: j.is_destroyed(),
+                })));
                 continue;
             }
             let Some(store) = &store else {
@@ -400,11 +435,21 @@ impl TableView {
             };
             let row = rows.iter().find(|r| r.id == id);
             out.push(Ok(row.and_then(|r| {
-                let lost = self
-                    .kinds
-                    .get(&r.kind)
-                    .is_some_and(|k| &**k == crate::lost::KIND);
-                r.job_state().map(|s| (s, lost))
+                let destroyed = r.destroyed_ms.is_some();
+                let state = match destroyed {
+                    true => crate::JobState::ALL
+                        .get(usize::from(r.final_state))
+                        .copied(),
+                    false => r.job_state(),
+                };
+                Some(RowState {
+                    state: state?,
+                    lost: self
+                        .kinds
+                        .get(&r.kind)
+                        .is_some_and(|k| &**k == crate::lost::KIND),
+                    destroyed,
+                })
             })));
         }
         out
@@ -444,8 +489,9 @@ impl TableView {
         super::image::whole_job(store, row, &|k| self.kinds.get(&k).cloned())
     }
 
-    /// Calls `f` with every row, ascending id (descending with `rev`),
-    /// the overlay's over the image's, until it breaks. Reads every page
+    /// Calls `f` with every job, ascending id (descending with `rev`),
+    /// the overlay's over the image's, until it breaks; tombstones
+    /// (destroyed rows) are no jobs and are left out. Reads every page
     /// of the image: listing pages through the index in step 4. When the
     /// store's index cannot say which pages hold rows, every page of an id
     /// below `ids_below` is read, and one of those it cannot read is an
@@ -453,6 +499,19 @@ impl TableView {
     /// made up), so a listing never stops short silently. A listed page
     /// it cannot read gives its rows as lost, by its state masks.
     pub fn scan(
+        &self,
+        rev: bool,
+        ids_below: JobId,
+        mut f: impl FnMut(Cow<'_, Job>) -> ControlFlow<()>,
+    ) -> Result<(), RuntimeError> {
+        self.scan_rows(rev, ids_below, |j| match j.is_destroyed() {
+            true => ControlFlow::Continue(()),
+            false => f(j),
+        })
+    }
+
+    /// `scan`, tombstones included.
+    fn scan_rows(
         &self,
         rev: bool,
         ids_below: JobId,

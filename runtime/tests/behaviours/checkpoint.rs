@@ -66,7 +66,10 @@ async fn a_reopen_from_a_checkpoint_lists_the_same_table() {
     assert_eq!(rt.rows_in_ram(), 4);
     rt.register_sliced("echo", echo());
     assert_eq!(table_of(&rt).await, table);
-    assert!(matches!(rt.job(gone).await, Err(RuntimeError::NotFound(_))));
+    assert!(matches!(
+        rt.job(gone).await,
+        Err(RuntimeError::NotFound(..))
+    ));
     let next = rt
         .submit(JobSpec::simple("nobody", serde_json::Value::Null))
         .await
@@ -144,7 +147,7 @@ async fn finished_jobs_leave_ram_at_a_checkpoint_yet_job_and_jobs_show_them() {
     rt.destroy(ids[0]).await.unwrap();
     assert!(matches!(
         rt.job(ids[0]).await,
-        Err(RuntimeError::NotFound(_))
+        Err(RuntimeError::NotFound(..))
     ));
     rt.retry(ids[70]).await.unwrap();
     assert_eq!(rt.wait(ids[70]).await.unwrap().state, JobState::Failed);
@@ -153,7 +156,7 @@ async fn finished_jobs_leave_ram_at_a_checkpoint_yet_job_and_jobs_show_them() {
     assert_eq!(rt.rows_in_ram(), 1);
     assert!(matches!(
         rt.job(ids[0]).await,
-        Err(RuntimeError::NotFound(_))
+        Err(RuntimeError::NotFound(..))
     ));
     assert_eq!(rt.jobs(JobFilter::default()).await.len(), ids.len());
 }
@@ -359,7 +362,7 @@ async fn a_rotted_page_of_finished_rows_is_named_damage_never_no_such_job() {
     assert!(reason.contains("page 0"), "{reason}");
     let err = rt.retry(ids[5]).await.unwrap_err();
     assert!(
-        !matches!(err, RuntimeError::NotFound(_)) && err.to_string().contains("damaged"),
+        !matches!(err, RuntimeError::NotFound(..)) && err.to_string().contains("damaged"),
         "{err}"
     );
     // A priority or worker limit change names the damage too, not the

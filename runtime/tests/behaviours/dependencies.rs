@@ -125,6 +125,15 @@ async fn a_dependency_that_does_not_exist_is_refused_and_a_waiting_job_can_be_ab
     held.hold.store(false, Ordering::SeqCst);
     rt.wait(a).await.unwrap();
     assert_eq!(state(&rt, b).await, JobState::Aborted);
+    // A destroyed job is named for what became of it.
+    rt.destroy(b).await.unwrap();
+    let e = rt
+        .submit(step(json!(3)).with_after(&[b], DependencyFailure::Fail))
+        .await
+        .unwrap_err()
+        .to_string();
+    let says = format!("job {b}, named in after, not found: it was aborted, then destroyed at");
+    assert!(e.contains(&says), "{e}");
     rt.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 

@@ -62,7 +62,7 @@ async fn the_file_of_a_destroyed_job_stays_taken_through_restart_and_compaction_
         id
     };
     let rt = Runtime::open(opts(dir.path(), 1)).await.unwrap();
-    assert!(matches!(rt.job(id).await, Err(RuntimeError::NotFound(_))));
+    assert!(matches!(rt.job(id).await, Err(RuntimeError::NotFound(..))));
     assert_eq!(rt.dirmon_file_job(name), Some(id));
     assert_eq!(rt.dirmon_taken(1), vec![(name.to_string(), id)]);
     rt.dirmon_archived(1, name).await.unwrap();

@@ -20,6 +20,7 @@ mod priority;
 mod read_only;
 mod record_errors;
 mod recovery;
+mod remote;
 mod retry;
 mod row_page_fixture;
 mod separators;

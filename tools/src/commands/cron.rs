@@ -56,6 +56,7 @@ pub fn simple_spec(args: &JobInputArgs, json: &str) -> anyhow::Result<JobSpec> {
     spec.after = args.after.clone();
     spec.on_dependency_failure = args.on_dependency_failure;
     spec.window = args.processing_window()?;
+    spec.destroy_on_complete = args.destroy_on_complete.then_some(true);
     Ok(spec)
 }
 

@@ -227,8 +227,47 @@ pub fn kind_change(
             };
             (kind, Some(s))
         }
+        KindCommand::DestroyOnComplete { kind, on } => {
+            let s = KindSettings {
+                destroy_on_complete: on,
+                ..current(&kind)
+            };
+            (kind, Some(s))
+        }
         KindCommand::Reset { kind } => (kind, None),
     }))
+}
+
+/// `booster retention [--completed P] [--aborted P] [--failed P]`:
+/// stores the periods given (the others keep theirs) and prints those
+/// that apply.
+pub async fn retention(ctx: &Ctx, args: crate::cli::RetentionArgs) -> anyhow::Result<i32> {
+    let show_only = args.applied_to(Default::default()).is_none();
+    let runtime = ctx.open(None, false, show_only).await?;
+    if let Some(wanted) = args.applied_to(runtime.retention()) {
+        let rt = runtime.clone();
+        with_runtime(runtime.clone(), async move {
+            rt.set_retention(wanted).await?;
+            Ok(())
+        })
+        .await?;
+    }
+    print_retention(ctx.json, ctx.quiet, &runtime.retention());
+    Ok(exit::OK)
+}
+
+/// What `booster retention` prints, here or remote.
+pub fn print_retention(json: bool, quiet: bool, r: &booster_runtime::Retention) {
+    if json {
+        report::print_json(&serde_json::json!(r));
+    } else if !quiet {
+        outln!(
+            "finished jobs stay: completed {}, aborted {}, failed {}",
+            report::period(r.completed_ms),
+            report::period(r.aborted_ms),
+            report::period(r.failed_ms)
+        );
+    }
 }
 
 /// What `booster kind` says once a change is stored, here or remote.

@@ -30,7 +30,7 @@ pub use download::{
     check_category_arg, check_errors_named_once, download_destinations, download_job, missing,
     prepare_output_dir, write_job, Destinations, DownloadCounts, RecordFeed, SeparatedFeed,
 };
-pub use jobs::{changed_line, kind_change, print_kind_stored};
+pub use jobs::{changed_line, kind_change, print_kind_stored, print_retention};
 pub use keygen::write_key;
 pub use plan::{
     exit_code, is_incomplete, per_member, plan_run, print_jobs_json, report_done, run_destinations,
@@ -101,6 +101,9 @@ impl Ctx {
             None => {}
         }
         opts.master_key = self.master_key()?;
+        if let Some(ms) = fixed_clock_ms()? {
+            opts.clock = std::sync::Arc::new(booster_runtime::ManualClock::at_ms(ms));
+        }
         Ok(opts)
     }
 
@@ -299,6 +302,11 @@ pub async fn dispatch(mut cli: Cli) -> anyhow::Result<i32> {
                 "--window is for submit: run processes the job now; submit it with --window and let `booster work` run it inside the window",
             ))
         }
+        Command::Run(args) if args.job.destroy_on_complete => {
+            return Err(crate::exit::usage(
+                "--destroy-on-complete is for submit: run writes the job's output once it completes, which a destroy would take; submit it with --destroy-on-complete instead",
+            ))
+        }
         _ => {}
     }
     let ctx = Ctx::from_cli(&cli, Interrupt::install());
@@ -309,13 +317,14 @@ pub async fn dispatch(mut cli: Cli) -> anyhow::Result<i32> {
             | Command::Run(_)
             | Command::Submit(_)
             | Command::Kind(_)
+            | Command::Retention(_)
             | Command::Cron(_)
             | Command::Dirmon(_)
             | Command::Download(_)
             | Command::Workers => crate::remote::run(&cli, &ctx.interrupt).await,
             Command::Work(args) => crate::fleet::work::run_cli(&cli, args, &ctx.interrupt).await,
             _ => anyhow::bail!(
-                "--server works with jobs, job, run, submit, kind, cron, dirmon, download, workers and work; run this command where the data directory is"
+                "--server works with jobs, job, run, submit, kind, retention, cron, dirmon, download, workers and work; run this command where the data directory is"
             ),
         };
     }
@@ -331,6 +340,7 @@ pub async fn dispatch(mut cli: Cli) -> anyhow::Result<i32> {
         Command::Verify => store::verify(&ctx).await,
         Command::Incidents => store::incidents(&ctx).await,
         Command::Kind(command) => jobs::kind(&ctx, command).await,
+        Command::Retention(args) => jobs::retention(&ctx, args).await,
         Command::Cron(command) => cron::cron(&ctx, command).await,
         Command::Dirmon(command) => dirmon::dirmon(&ctx, command).await,
         Command::Batch { words } => batch::batch(&ctx, &words).await,
@@ -378,4 +388,19 @@ pub fn display_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string())
+}
+
+/// `BOOSTER_CLOCK_MS`: for tests, the runtime's clock stands at this time
+/// (milliseconds since the epoch) instead of the system's, so a test of
+/// retention moves a day by starting the next process a day later, never
+/// by sleeping. Unset in production.
+fn fixed_clock_ms() -> anyhow::Result<Option<u64>> {
+    let Ok(text) = std::env::var("BOOSTER_CLOCK_MS") else {
+        return Ok(None);
+    };
+    text.trim().parse().map(Some).map_err(|_| {
+        anyhow::anyhow!(
+            "BOOSTER_CLOCK_MS is {text:?}: give milliseconds since the epoch, or unset it to use the system clock"
+        )
+    })
 }

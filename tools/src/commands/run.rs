@@ -249,6 +249,7 @@ pub fn options_spec(
     spec.after = args.after.clone();
     spec.on_dependency_failure = args.on_dependency_failure;
     spec.window = args.processing_window()?;
+    spec.destroy_on_complete = args.destroy_on_complete.then_some(true);
     Ok(spec)
 }
 

@@ -155,6 +155,7 @@ fn job_args(input: &Path, priority: u8, slice_records: u64, description: &str) -
         after: Vec::new(),
         on_dependency_failure: Default::default(),
         window: None,
+        destroy_on_complete: false,
         format: Some(Format::Csv),
         slice_size: Some(slice_records),
         priority,

@@ -265,21 +265,8 @@ fn absolute(path: &str) -> anyhow::Result<String> {
 
 /// `--settle 5s`, `500ms`, `2m`, or seconds.
 fn parse_settle(text: &str) -> Result<u64, String> {
-    let bad = || format!("--settle {text:?}: give a time such as 5s, 500ms or 2m");
-    let (number, unit_ms) = if let Some(n) = text.strip_suffix("ms") {
-        (n, 1.0)
-    } else if let Some(n) = text.strip_suffix('s') {
-        (n, 1_000.0)
-    } else if let Some(n) = text.strip_suffix('m') {
-        (n, 60_000.0)
-    } else {
-        (text, 1_000.0)
-    };
-    let n: f64 = number.trim().parse().map_err(|_| bad())?;
-    if !n.is_finite() || n < 0.0 {
-        return Err(bad());
-    }
-    Ok((n * unit_ms).round() as u64)
+    crate::cli::duration_ms(text)
+        .ok_or_else(|| format!("--settle {text:?}: give a time such as 5s, 500ms or 2m"))
 }
 
 /// Scans the entry's directory: remembers files not yet settled, and takes
@@ -526,7 +513,7 @@ async fn settle_one(
             Some(id) => match runtime.job(id).await {
                 Ok(job) => job,
                 // Taken, and destroyed since: it is never taken again.
-                Err(booster_runtime::RuntimeError::NotFound(_)) => return Ok(Settled::Archive),
+                Err(booster_runtime::RuntimeError::NotFound(..)) => return Ok(Settled::Archive),
                 Err(e) => return Err(e.into()),
             },
         };

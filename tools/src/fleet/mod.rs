@@ -5,7 +5,9 @@
 //!
 //! - [`proto`]: the messages.
 //! - [`node`]: the service, calling `Runtime::remote_*`.
-//! - [`client`]: a worker's connection to a node.
+//! - `client`, `proto`: a worker's connection to a node and the messages
+//!   (booster-client's, re-exported).
+//! - `refusals`: the node's bounded log of the calls it refused.
 //! - [`work`]: `booster --server URL work`, the worker process.
 //!
 //! ```text
@@ -15,16 +17,18 @@
 //!     --token-file worker-token work --workers 8
 //! ```
 
-pub mod client;
 pub mod node;
-pub mod proto;
+mod refusals;
 pub mod work;
+
+/// The messages and the worker's channel live in booster-client, with
+/// the worker loop: one definition for the node and every worker.
+pub use booster_client::{node as client, proto};
 
 use axum::http::StatusCode;
 use axum::response::Response;
 
-/// Every method of the worker service is under this path.
-pub const SERVICE_PATH: &str = "/booster.worker.v1.Worker/";
+pub use booster_client::node::SERVICE_PATH;
 
 /// A refusal of the auth layer (`serve/auth.rs`) as a gRPC status, so a
 /// worker reads the same words an API client would.

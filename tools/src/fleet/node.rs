@@ -18,6 +18,7 @@ use tonic::server::UnaryService;
 use tonic::Status;
 
 use super::proto;
+use super::refusals;
 use crate::serve::AppState;
 
 /// How long a `Lease` waits for work before answering "nothing".
@@ -35,7 +36,7 @@ const LONG_POLLS: usize = 256;
 static LONG_POLL_TURNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(LONG_POLLS);
 
 /// The node's `booster` version; a worker of another is refused.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const VERSION: &str = booster_client::VERSION;
 
 /// The largest gRPC message either side takes: a slice's records or its
 /// output and errors, with room for the framing.
@@ -46,12 +47,15 @@ pub fn max_message_bytes(runtime: &Runtime) -> usize {
 pub async fn hello(State(app): State<AppState>, req: Request) -> Response {
     let runtime = app.runtime.clone();
     let small = SMALL_MESSAGE_BYTES;
-    unary(&app.runtime, req, small, move |m: proto::HelloRequest| async move {
+    unary("Hello", &app.runtime, req, small, move |m: proto::HelloRequest| async move {
         if m.version != VERSION {
-            return Err(Status::failed_precondition(format!(
+            let why = format!(
                 "this worker is booster {}, the node is booster {VERSION}: run the same version on both",
                 m.version
-            )));
+            );
+            let who = format!(" from {} pid {}", m.host, m.pid);
+            refusals::log("Hello", &who, tonic::Code::FailedPrecondition, &why);
+            return Err(Status::failed_precondition(why));
         }
         let hello = RemoteHello {
             host: m.host,
@@ -70,10 +74,9 @@ pub async fn hello(State(app): State<AppState>, req: Request) -> Response {
                 .collect(),
         };
         let who = format!("{} pid {}", hello.host, hello.pid);
-        let joined = runtime.remote_join(hello).map_err(|e| {
-            eprintln!("booster serve: refused a worker's Hello: {e}");
-            status(e)
-        })?;
+        let joined = runtime
+            .remote_join(hello)
+            .map_err(|e| refuse("Hello", &format!(" from {who}"), e))?;
         let worker = joined.session.worker;
         eprintln!("booster serve: worker {worker} ({who}, {} threads) joined", m.threads);
         Ok(proto::HelloReply {
@@ -93,6 +96,7 @@ pub async fn hello(State(app): State<AppState>, req: Request) -> Response {
 pub async fn lease(State(app): State<AppState>, req: Request) -> Response {
     let runtime = app.runtime.clone();
     unary(
+        "Lease",
         &app.runtime,
         req,
         SMALL_MESSAGE_BYTES,
@@ -104,7 +108,7 @@ pub async fn lease(State(app): State<AppState>, req: Request) -> Response {
             let answer = runtime
                 .remote_lease(&session(m.worker_id, &m.session), m.thread, LEASE_POLL)
                 .await
-                .map_err(status)?;
+                .map_err(|e| refuse("Lease", &of_worker(m.worker_id), e))?;
             Ok(match answer {
                 RemoteLease::Task(task) => proto::LeaseReply {
                     task: Some(proto::Task {
@@ -131,6 +135,7 @@ pub async fn lease(State(app): State<AppState>, req: Request) -> Response {
 pub async fn heartbeat(State(app): State<AppState>, req: Request) -> Response {
     let runtime = app.runtime.clone();
     unary(
+        "Heartbeat",
         &app.runtime,
         req,
         SMALL_MESSAGE_BYTES,
@@ -138,10 +143,10 @@ pub async fn heartbeat(State(app): State<AppState>, req: Request) -> Response {
             let session = session(m.worker_id, &m.session);
             runtime
                 .remote_release(&session, &m.released)
-                .map_err(status)?;
+                .map_err(|e| refuse("Heartbeat", &of_worker(m.worker_id), e))?;
             let ended = runtime
                 .remote_heartbeat(&session, &m.epochs)
-                .map_err(status)?;
+                .map_err(|e| refuse("Heartbeat", &of_worker(m.worker_id), e))?;
             Ok(proto::HeartbeatReply { ended })
         },
     )
@@ -152,27 +157,22 @@ pub async fn commit(State(app): State<AppState>, req: Request) -> Response {
     let runtime = app.runtime.clone();
     let limit = max_message_bytes(&app.runtime);
     unary(
+        "Commit",
         &app.runtime,
         req,
         limit,
         move |m: proto::CommitRequest| async move {
             let (worker, epoch) = (m.worker_id, m.epoch);
             let session = session(worker, &m.session);
+            let who = format!(" of worker {worker}, lease {epoch}");
             let outcome = outcome_of(m).map_err(|why| {
-                eprintln!(
-                    "booster serve: refused a commit of worker {worker}, lease {epoch}: {why}"
-                );
+                refusals::log("Commit", &who, tonic::Code::InvalidArgument, &why);
                 Status::invalid_argument(why)
             })?;
             let answer = runtime
                 .remote_commit(&session, epoch, outcome)
                 .await
-                .map_err(|e| {
-                    eprintln!(
-                        "booster serve: refused a commit of worker {worker}, lease {epoch}: {e}"
-                    );
-                    status(e)
-                })?;
+                .map_err(|e| refuse("Commit", &who, e))?;
             Ok(match answer {
                 CommitAnswer::Accepted => proto::CommitReply {
                     accepted: true,
@@ -197,6 +197,17 @@ fn session(worker: u64, secret: &[u8]) -> RemoteSession {
         worker,
         secret: secret.try_into().unwrap_or_default(),
     }
+}
+
+/// `e` as a status, logged (boundedly: `refusals`).
+fn refuse(method: &'static str, who: &str, e: RemoteError) -> Status {
+    let s = status(e);
+    refusals::log(method, who, s.code(), s.message());
+    s
+}
+
+fn of_worker(worker: u64) -> String {
+    format!(" of worker {worker}")
 }
 
 fn status(e: RemoteError) -> Status {
@@ -301,8 +312,10 @@ fn outcome_of(m: proto::CommitRequest) -> Result<RemoteOutcome, String> {
 
 /// Decodes the request (at most `request_bytes`), runs `f` on its
 /// message once, encodes the answer (or the status; at most
-/// `max_message_bytes`).
+/// `max_message_bytes`). A request refused before `f` saw it (malformed,
+/// oversized) is logged as `method`'s.
 async fn unary<M1, M2, F, Fut>(
+    method: &'static str,
     runtime: &Runtime,
     req: Request,
     request_bytes: usize,
@@ -319,9 +332,55 @@ where
     let mut grpc = tonic::server::Grpc::new(codec)
         .max_decoding_message_size(request_bytes.min(limit))
         .max_encoding_message_size(limit);
-    grpc.unary(Once(Some(f)), req)
-        .await
-        .map(axum::body::Body::new)
+    let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = ran.clone();
+    let f = move |m: M1| {
+        seen.store(true, std::sync::atomic::Ordering::Relaxed);
+        f(m)
+    };
+    let response = grpc.unary(Once(Some(f)), req).await;
+    if !ran.load(std::sync::atomic::Ordering::Relaxed) {
+        log_malformed(method, response.headers());
+    }
+    response.map(axum::body::Body::new)
+}
+
+/// Logs a `method` call refused before it was read: its status is in the
+/// response's headers (a trailers-only gRPC response).
+fn log_malformed(method: &'static str, headers: &axum::http::HeaderMap) {
+    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    let code = header("grpc-status").and_then(|c| c.parse::<i32>().ok());
+    if let Some(code) = code
+        .map(tonic::Code::from)
+        .filter(|c| *c != tonic::Code::Ok)
+    {
+        let why = header("grpc-message").unwrap_or("no message");
+        let why = percent_decoded(why);
+        refusals::log(method, " (malformed)", code, &why);
+    }
+}
+
+/// A `grpc-message` as text (it is percent-encoded on the wire).
+fn percent_decoded(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A function as a one-call `UnaryService`.

@@ -15,7 +15,7 @@ mod validate;
 
 use std::sync::Arc;
 
-use booster_runtime::{RecordHandler, Runtime, SimpleHandler};
+use booster_runtime::Runtime;
 
 pub use copy::Copy;
 pub use exec::{Exec, ExecPolicy, DEFAULT_MAX_OUTPUT_BYTES};
@@ -51,12 +51,9 @@ pub fn register_builtin_with(runtime: &Runtime, exec: ExecPolicy) {
     }
 }
 
-/// A kind's handler, of either shape.
-#[derive(Clone)]
-pub enum Handler {
-    Sliced(Arc<dyn RecordHandler>),
-    Simple(Arc<dyn SimpleHandler>),
-}
+/// A kind's handler, of either shape (one type for this process and a
+/// remote worker).
+pub use booster_client::Handler;
 
 /// The built-in kinds with `exec` running only what `exec` allows: what
 /// a process registers, and what a remote worker runs.

@@ -82,10 +82,18 @@ fn run_blocking(cli: &Cli, interrupt: &Interrupt) -> anyhow::Result<i32> {
                 crate::commands::print_kind_stored(out.json, out.quiet, &kind, view.as_ref());
             }
         }
+        Command::Retention(args) => {
+            let current = client.retention()?;
+            let shown = match args.applied_to(current) {
+                Some(wanted) => client.set_retention(&wanted)?,
+                None => current,
+            };
+            crate::commands::print_retention(out.json, out.quiet, &shown);
+        }
         Command::Run(args) => return run_remote(&client, &out, args, interrupt),
         Command::Download(args) => return download(&client, &out, args),
         Command::Workers => workers(&client, &out)?,
-        _ => bail!("--server works with jobs, job, run, submit, kind, cron, dirmon, download, workers and work"),
+        _ => bail!("--server works with jobs, job, run, submit, kind, retention, cron, dirmon, download, workers and work"),
     }
     Ok(exit::OK)
 }
@@ -196,6 +204,7 @@ fn create_body(spec: &booster_runtime::JobSpec) -> serde_json::Value {
         "after": spec.after,
         "on_dependency_failure": spec.on_dependency_failure,
         "window": spec.window,
+        "destroy_on_complete": spec.destroy_on_complete,
     })
 }
 

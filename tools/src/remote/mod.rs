@@ -53,7 +53,7 @@ pub struct Client {
 impl Client {
     pub fn new(opts: &RemoteOptions) -> anyhow::Result<Client> {
         let base = opts.server.trim_end_matches('/').to_string();
-        check_server_url(&base)?;
+        booster_client::check_server_url(&base)?;
         let token = match &opts.token_file {
             None => None,
             Some(path) => Some(read_token(path)?),
@@ -283,6 +283,30 @@ impl Client {
         Ok(serde_json::from_value(answer["settings"].clone())?)
     }
 
+    /// `GET /api/settings/retention`: the periods that apply.
+    pub fn retention(&self) -> anyhow::Result<booster_runtime::Retention> {
+        let req = self
+            .agent
+            .get(format!("{}/api/settings/retention", self.base));
+        Ok(serde_json::from_value(self.json(self.auth(req).call())?)?)
+    }
+
+    /// `PUT /api/settings/retention` with every period: those stored.
+    pub fn set_retention(
+        &self,
+        retention: &booster_runtime::Retention,
+    ) -> anyhow::Result<booster_runtime::Retention> {
+        let req = self
+            .agent
+            .put(format!("{}/api/settings/retention", self.base));
+        let answer = self.json(
+            self.auth(req)
+                .header("Content-Type", "application/json")
+                .send(serde_json::to_string(retention)?),
+        )?;
+        Ok(serde_json::from_value(answer)?)
+    }
+
     /// `GET /api/dirmons`.
     pub fn dirmons(&self) -> anyhow::Result<Vec<booster_runtime::DirmonView>> {
         let req = self.agent.get(format!("{}/api/dirmons", self.base));
@@ -435,28 +459,6 @@ impl Client {
     }
 }
 
-/// Checks `--server`'s URL: `http://` or `https://`, and `http://` only
-/// to a loopback host, since the token (and a worker's records) would
-/// cross the network readable. Ok(true): TLS.
-pub(crate) fn check_server_url(url: &str) -> anyhow::Result<bool> {
-    let (https, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
-        (Some(rest), _) => (true, rest),
-        (None, Some(rest)) => (false, rest),
-        (None, None) => {
-            bail!("--server {url:?} must start with http:// or https://, e.g. https://host:7878")
-        }
-    };
-    let authority = rest.split('/').next().unwrap_or("");
-    if !https && !crate::serve::auth::is_loopback_host(authority) {
-        bail!(
-            "--server {url:?} is plain http:// to another host: the token and the records \
-             would travel readable; use https:// (the node's --tls-cert, trusted with \
-             BOOSTER_CA_CERT), or http:// to localhost only"
-        );
-    }
-    Ok(https)
-}
-
 pub(crate) fn read_token(path: &Path) -> anyhow::Result<String> {
     let text = crate::secret_file::read_private(path, "token file")?;
     let token = text.trim();
@@ -478,31 +480,4 @@ fn url_path_segment(text: &str) -> String {
             }
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::check_server_url;
-
-    #[test]
-    fn plain_http_is_refused_to_another_host_and_taken_to_loopback() {
-        for (url, tls) in [
-            ("http://127.0.0.1:7878", false),
-            ("http://localhost:1/", false),
-            ("http://[::1]:7878", false),
-            ("https://node:7878", true),
-        ] {
-            assert_eq!(check_server_url(url).unwrap(), tls, "{url}");
-        }
-        for url in [
-            "http://node:7878",
-            "http://10.0.0.1:7878/api",
-            "http://127.0.0.1.evil.example:80",
-        ] {
-            let err = check_server_url(url).unwrap_err().to_string();
-            assert!(err.contains("use https://"), "{url}: {err}");
-        }
-        let err = check_server_url("node:7878").unwrap_err().to_string();
-        assert!(err.contains("must start with"), "{err}");
-    }
 }

@@ -126,6 +126,9 @@ pub struct CreateJob {
     /// The job's own processing window: `{"start": "22:00", "end": "06:00",
     /// "tz": "Europe/Berlin"}` (tz absent: UTC).
     pub window: Option<Value>,
+    /// true: destroyed when it completes; false: kept whatever its kind
+    /// says; absent: as its kind says (`JobSpec::destroy_on_complete`).
+    pub destroy_on_complete: Option<bool>,
 }
 
 pub fn check_priority(priority: i64) -> ApiResult<u8> {
@@ -166,10 +169,18 @@ fn check_command(allowed: &[String], role: Role, properties: &Value) -> ApiResul
     }
 }
 
-/// A kind no handler here runs would wait forever: refused, with the kinds
-/// there are.
+/// A kind no handler runs would wait forever: refused, with the kinds
+/// there are (this process's, and those of the connected remote workers:
+/// a service's own kinds).
 pub fn check_kind(runtime: &Runtime, kind: &str) -> ApiResult<()> {
-    let kinds = runtime.kinds();
+    let mut kinds = runtime.kinds();
+    let remote = runtime
+        .worker_processes()
+        .into_iter()
+        .filter(|p| p.worker.is_some());
+    kinds.extend(remote.flat_map(|p| p.kinds));
+    kinds.sort();
+    kinds.dedup();
     if kinds.iter().any(|k| k == kind) {
         return Ok(());
     }
@@ -299,6 +310,7 @@ pub fn job_spec_of(exec_allow: &[String], role: Role, req: CreateJob) -> ApiResu
         properties,
         categories: req.categories.unwrap_or_default(),
         singleton: req.singleton,
+        destroy_on_complete: req.destroy_on_complete,
         window: match req.window {
             None | Some(Value::Null) => None,
             Some(w) => Some(serde_json::from_value(w).map_err(|e| {

@@ -137,17 +137,7 @@ fn check_origin(headers: &HeaderMap, host: &str, loopback_only: bool) -> Result<
 }
 
 /// `host` (a Host header or a URL's authority) names this machine.
-pub(crate) fn is_loopback_host(host: &str) -> bool {
-    let name = if let Some(rest) = host.strip_prefix('[') {
-        rest.split(']').next().unwrap_or("")
-    } else {
-        host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
-    };
-    name == "localhost"
-        || name
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
+pub(crate) use booster_client::is_loopback_host;
 
 #[cfg(test)]
 mod tests {

@@ -234,7 +234,11 @@ where
 }
 
 /// The acceptor that wraps each TCP stream in [`IdleTimeout`] (under TLS,
-/// when there is TLS).
+/// when there is TLS), with Nagle's algorithm off, as axum-server's own
+/// acceptor (which this one replaces) sets it: a gRPC reply is written as
+/// headers, data and trailers, and with Nagle on the last part waited for
+/// the worker's delayed ACK, so every remote lease and commit could stall
+/// for it (the `fleet` bench).
 #[derive(Clone)]
 pub struct IdleAcceptor {
     pub idle: Duration,
@@ -246,7 +250,8 @@ impl<S> axum_server::accept::Accept<tokio::net::TcpStream, S> for IdleAcceptor {
     type Future = std::future::Ready<io::Result<(Self::Stream, S)>>;
 
     fn accept(&self, stream: tokio::net::TcpStream, service: S) -> Self::Future {
-        std::future::ready(Ok((IdleTimeout::new(stream, self.idle), service)))
+        let nodelay = stream.set_nodelay(true);
+        std::future::ready(nodelay.map(|()| (IdleTimeout::new(stream, self.idle), service)))
     }
 }
 
@@ -356,6 +361,20 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_have_nagle_off() {
+        use axum_server::accept::Accept as _;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let acceptor = IdleAcceptor {
+            idle: Duration::from_secs(60),
+        };
+        let (accepted, ()) = acceptor.accept(stream, ()).await.unwrap();
+        assert!(accepted.inner.nodelay().unwrap(), "TCP_NODELAY on");
+    }
 
     #[test]
     fn limits_shrink_to_leave_the_store_its_descriptors_and_never_grow() {

@@ -35,7 +35,7 @@ impl IntoResponse for ApiError {
 impl From<RuntimeError> for ApiError {
     fn from(e: RuntimeError) -> ApiError {
         let status = match &e {
-            RuntimeError::NotFound(_) | RuntimeError::EntryNotFound(_) => StatusCode::NOT_FOUND,
+            RuntimeError::NotFound(..) | RuntimeError::EntryNotFound(_) => StatusCode::NOT_FOUND,
             RuntimeError::IllegalTransition { .. } | RuntimeError::SingletonHeld { .. } => {
                 StatusCode::CONFLICT
             }

@@ -17,8 +17,20 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        render(&app.runtime.metrics()),
+        render(&app.runtime.metrics()) + &render_tokens(&app),
     )
+}
+
+/// What the server itself counts beside the runtime.
+fn render_tokens(app: &AppState) -> String {
+    let mut out = String::new();
+    counter(
+        &mut out,
+        "booster_token_reload_failures_total",
+        "Token file reloads (SIGHUP) that failed and kept the tokens in force.",
+        app.tokens.as_ref().map_or(0, |t| t.reload_failures()),
+    );
+    out
 }
 
 pub fn render(m: &Metrics) -> String {

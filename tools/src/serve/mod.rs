@@ -25,6 +25,7 @@ mod history;
 mod listen;
 mod metrics;
 pub mod roles;
+mod settings;
 mod throughput;
 mod upload;
 pub mod view;
@@ -120,6 +121,9 @@ pub struct AppState {
     pub history: Arc<history::History>,
     /// Running jobs' recent throughput (restarts empty).
     pub throughput: Arc<throughput::Throughput>,
+    /// The tokens in force, when the server has token files (the metrics
+    /// count their failed reloads).
+    pub tokens: Option<Arc<roles::TokenSource>>,
 }
 
 /// The whole HTTP surface over `runtime`; with `tokens`, every data
@@ -146,6 +150,7 @@ pub fn router(
         stopping,
         history,
         throughput,
+        tokens: tokens.clone(),
     };
     let guard = auth::Guard { tokens };
     Router::new()
@@ -172,6 +177,10 @@ pub fn router(
         .route("/api/kinds", get(bulk::kinds))
         .route("/api/kinds/{kind}", axum::routing::put(bulk::store_kind))
         .route("/api/kinds/{kind}/{action}", post(bulk::kind_action))
+        .route(
+            "/api/settings/retention",
+            get(settings::retention).put(settings::store_retention),
+        )
         .route("/api/incidents", get(api::incidents))
         .route("/api/crons", get(cron::list).post(cron::create))
         .route("/api/crons/{id}/{action}", post(cron::action))
@@ -234,6 +243,13 @@ impl Server {
             Some(tokens) => tokens.reload().map(|()| true),
             None => Ok(false),
         }
+    }
+
+    /// Notes on role files that hold no token (`TokenSource::empty_roles`).
+    pub fn empty_roles(&self) -> Vec<String> {
+        self.tokens
+            .as_ref()
+            .map_or_else(Vec::new, |t| t.empty_roles())
     }
 
     /// Stops accepting, ends the event streams, and lets requests in flight
@@ -392,15 +408,25 @@ pub async fn run(
             serve_options.exec_allow
         );
     }
+    server
+        .empty_roles()
+        .iter()
+        .for_each(|n| eprintln!("booster serve: {n}"));
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     tokio::pin!(stop);
     loop {
         tokio::select! {
             () = &mut stop => break,
             Some(()) = async { hangup.as_mut()?.recv().await } => match server.reload_tokens() {
-                Ok(true) => eprintln!("booster serve: SIGHUP: token files read again"),
+                Ok(true) => {
+                    eprintln!("booster serve: SIGHUP: token files read again");
+                    server.empty_roles().iter().for_each(|n| eprintln!("booster serve: {n}"));
+                }
                 Ok(false) => eprintln!("booster serve: SIGHUP: no token files to read"),
-                Err(e) => eprintln!("booster serve: SIGHUP: kept the tokens in force: {e:#}"),
+                Err(e) => eprintln!(
+                    "booster serve: SIGHUP: WARNING: kept the tokens in force, the token \
+                     files were not taken: {e:#}; fix the file and send SIGHUP again"
+                ),
             },
         }
     }

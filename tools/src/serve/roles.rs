@@ -22,6 +22,7 @@
 //! token is rotated without a restart.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::bail;
@@ -168,7 +169,9 @@ impl Tokens {
 
 impl Tokens {
     /// Parses a `--worker-token-file` or `--read-token-file`: every line
-    /// that is not blank or a `#` comment is one token of `role`.
+    /// that is not blank or a `#` comment is one token of `role`. A file
+    /// with none gives that role no token: emptying it (then SIGHUP) is
+    /// how the last one is revoked.
     pub fn parse_role_file(text: &str, path: &Path, role: Role) -> anyhow::Result<Tokens> {
         let mut entries = Vec::new();
         for (i, line) in text.lines().enumerate() {
@@ -178,15 +181,12 @@ impl Tokens {
             }
             entries.push((role, check_token(line, path, i + 1)?));
         }
-        if entries.is_empty() {
-            bail!(
-                "the {} token file {} holds no token; make one with: head -c 32 /dev/urandom | base64 > {}",
-                role.name(),
-                path.display(),
-                path.display()
-            );
-        }
         Ok(Tokens { entries })
+    }
+
+    /// How many tokens of `role` there are.
+    pub fn count(&self, role: Role) -> usize {
+        self.entries.iter().filter(|(r, _)| *r == role).count()
     }
 
     /// `self` with `other`'s tokens added; a token in both is refused.
@@ -245,6 +245,9 @@ impl TokenFiles {
 pub struct TokenSource {
     files: TokenFiles,
     current: RwLock<Arc<Tokens>>,
+    /// Reloads that failed and kept the tokens in force
+    /// (`booster_token_reload_failures_total`).
+    reload_failures: AtomicU64,
 }
 
 impl TokenSource {
@@ -253,6 +256,7 @@ impl TokenSource {
         Ok(TokenSource {
             files,
             current: RwLock::new(Arc::new(tokens)),
+            reload_failures: AtomicU64::new(0),
         })
     }
 
@@ -261,12 +265,48 @@ impl TokenSource {
     }
 
     /// Reads the files again. A file that became unreadable or invalid
-    /// keeps the tokens in force (the error says why), so a typo in a
-    /// rotation never locks every client out.
+    /// keeps the tokens in force (the error says why, and
+    /// `reload_failures` counts it), so a typo in a rotation never locks
+    /// every client out. A role file emptied of tokens is valid: that
+    /// role has none from now on.
     pub fn reload(&self) -> anyhow::Result<()> {
-        let tokens = self.files.read()?;
+        let tokens = self.files.read().inspect_err(|_| {
+            self.reload_failures.fetch_add(1, Ordering::Relaxed);
+        })?;
         *self.current.write() = Arc::new(tokens);
         Ok(())
+    }
+
+    /// Reloads that failed since start.
+    pub fn reload_failures(&self) -> u64 {
+        self.reload_failures.load(Ordering::Relaxed)
+    }
+
+    /// Notes for the operator on the role files that hold no token (no
+    /// worker may join, nobody may read with a read-only token).
+    pub fn empty_roles(&self) -> Vec<String> {
+        let tokens = self.current();
+        let files = [
+            (
+                &self.files.worker,
+                Role::Worker,
+                "no remote worker can join",
+            ),
+            (&self.files.read, Role::ReadOnly, "no read-only token works"),
+        ];
+        files
+            .into_iter()
+            .filter_map(|(path, role, means)| {
+                let path = path.as_ref()?;
+                (tokens.count(role) == 0).then(|| {
+                    format!(
+                        "the {} token file {} holds no token: {means}",
+                        role.name(),
+                        path.display()
+                    )
+                })
+            })
+            .collect()
     }
 }
 
@@ -324,13 +364,9 @@ mod tests {
         assert_eq!(t.role_of(W), Some(Role::Worker));
         assert_eq!(t.role_of(R), Some(Role::Worker));
         assert_eq!(t.role_of(A), None);
-        let err = Tokens::parse_role_file("# none\n", Path::new("w"), Role::Worker)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("the worker token file w holds no token"),
-            "{err}"
-        );
+        // A file emptied of tokens gives the role none (it revokes them).
+        let none = Tokens::parse_role_file("# none\n", Path::new("w"), Role::Worker).unwrap();
+        assert_eq!((none.count(Role::Worker), none.role_of(W)), (0, None));
     }
 
     #[test]

@@ -170,14 +170,7 @@ pub fn processes_of(mut all: Vec<booster_runtime::WorkerProcess>) -> Vec<Process
 }
 
 /// This machine's host name (Linux: the kernel's), or "unknown".
-pub fn this_host() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "unknown".to_string())
-}
+pub use booster_client::worker::this_host;
 
 pub fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)

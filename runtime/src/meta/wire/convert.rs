@@ -167,6 +167,12 @@ impl From<&Meta> for Record {
                 settings: settings.map(KindSettingsV1::from),
             },
             Meta::KindId { id, name } => Record::KindId { id, name },
+            Meta::Retention { at_ms, retention } => Record::Retention {
+                at_ms,
+                completed_ms: retention.completed_ms,
+                aborted_ms: retention.aborted_ms,
+                failed_ms: retention.failed_ms,
+            },
             Meta::Dirmon {
                 dirmon,
                 at_ms,
@@ -379,6 +385,19 @@ impl From<Record> for Meta {
                 settings: settings.map(KindSettings::from),
             },
             Record::KindId { id, name } => Meta::KindId { id, name },
+            Record::Retention {
+                at_ms,
+                completed_ms,
+                aborted_ms,
+                failed_ms,
+            } => Meta::Retention {
+                at_ms,
+                retention: crate::Retention {
+                    completed_ms,
+                    aborted_ms,
+                    failed_ms,
+                },
+            },
             Record::Dirmon {
                 dirmon,
                 at_ms,
@@ -486,6 +505,7 @@ impl From<&JobSpec> for Spec {
             after: s.after.clone(),
             on_dependency_failure: s.on_dependency_failure,
             window: s.window.map(WindowV1),
+            destroy_on_complete: s.destroy_on_complete,
         }
     }
 }
@@ -516,6 +536,7 @@ impl From<Spec> for JobSpec {
             after: s.after,
             on_dependency_failure: s.on_dependency_failure,
             window: s.window.map(|w| w.0),
+            destroy_on_complete: s.destroy_on_complete,
         }
     }
 }
@@ -732,6 +753,7 @@ impl From<&Job> for Row {
             after: j.after.clone(),
             on_dependency_failure: j.on_dependency_failure,
             window: j.window.map(WindowV1),
+            destroy_on_complete: j.destroy_on_complete,
         }
     }
 }
@@ -799,6 +821,8 @@ impl From<Row> for Job {
             after: r.after,
             on_dependency_failure: r.on_dependency_failure,
             window: r.window.map(|w| w.0),
+            destroy_on_complete: r.destroy_on_complete,
+            destroyed_ms: None,
         }
     }
 }
@@ -890,6 +914,7 @@ impl From<KindSettings> for KindSettingsV1 {
                 timeout_ms: l.timeout.map(|t| t.as_millis() as u64),
             }),
             window: k.window.map(WindowV1),
+            destroy_on_complete: k.destroy_on_complete,
         }
     }
 }
@@ -908,6 +933,7 @@ impl From<KindSettingsV1> for KindSettings {
                 timeout: l.timeout_ms.map(Duration::from_millis),
             }),
             window: k.window.map(|w| w.0),
+            destroy_on_complete: k.destroy_on_complete,
         }
     }
 }

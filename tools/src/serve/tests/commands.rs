@@ -4,16 +4,16 @@ use serde_json::json;
 
 use super::TestServer;
 
-const ADMIN: &str = "admin-token-0123456789abcdef";
-const SUBMITTER: &str = "submitter-token-0123456789abcdef";
-const WORKER: &str = "worker-token-0123456789abcdef";
-const READER: &str = "reader-token-0123456789abcdef";
+pub(super) const ADMIN: &str = "admin-token-0123456789abcdef";
+pub(super) const SUBMITTER: &str = "submitter-token-0123456789abcdef";
+pub(super) const WORKER: &str = "worker-token-0123456789abcdef";
+pub(super) const READER: &str = "reader-token-0123456789abcdef";
 
 fn exec_job(cmd: &str) -> String {
     json!({"kind": "exec", "properties": {"cmd": cmd}}).to_string()
 }
 
-fn with_roles(exec_allow: &[&str]) -> TestServer {
+pub(super) fn with_roles(exec_allow: &[&str]) -> TestServer {
     TestServer::start_configured(|dir, opts| {
         let path = dir.join("tokens");
         let text =
@@ -27,7 +27,7 @@ fn with_roles(exec_allow: &[&str]) -> TestServer {
     })
 }
 
-fn bearer(token: &str) -> String {
+pub(super) fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 

@@ -10,6 +10,7 @@ mod connections;
 mod fleet;
 mod remote_cli;
 mod security;
+mod settings;
 
 use std::io::Write;
 use std::sync::Arc;

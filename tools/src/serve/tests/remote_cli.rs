@@ -93,3 +93,77 @@ fn an_unknown_job_over_http_says_so() {
     let err = booster(&t, &["job", "show", "77"]).unwrap_err().to_string();
     assert!(err.contains("job 77 not found"), "{err}");
 }
+
+#[test]
+fn retention_destroy_on_complete_and_its_submit_flag_work_over_http() {
+    let t = TestServer::start();
+    assert_eq!(booster(&t, &["retention"]).unwrap(), 0);
+    assert_eq!(
+        booster(&t, &["retention", "--completed", "1d", "--failed", "90d"]).unwrap(),
+        0
+    );
+    let day_ms = 86_400_000;
+    let stored = t.runtime().retention();
+    assert_eq!(
+        (stored.completed_ms, stored.aborted_ms, stored.failed_ms),
+        (day_ms, 7 * day_ms, 90 * day_ms)
+    );
+    let err = Cli::try_parse_from([
+        "booster",
+        "--server",
+        &t.url,
+        "retention",
+        "--failed",
+        "-3d",
+    ])
+    .unwrap_err();
+    assert_eq!(err.exit_code(), crate::exit::USAGE, "{err}");
+    assert!(
+        err.to_string().contains("such as 7d, 12h, 30m or 90s"),
+        "{err}"
+    );
+
+    assert_eq!(
+        booster(&t, &["kind", "destroy-on-complete", "copy", "on"]).unwrap(),
+        0
+    );
+    let views = t.runtime().kinds_settings();
+    let copy = views.iter().find(|v| v.kind == "copy").unwrap();
+    assert!(copy.stored.unwrap().destroy_on_complete);
+
+    let input = t.dir().join("in.txt");
+    std::fs::write(&input, "a\nb\n").unwrap();
+    let code = booster(
+        &t,
+        &[
+            "submit",
+            "--kind",
+            GATED,
+            "--input",
+            input.to_str().unwrap(),
+            "--destroy-on-complete",
+        ],
+    )
+    .unwrap();
+    assert_eq!(code, 0);
+    let id = t.client().jobs(None, None, None).unwrap()[0].id;
+    t.gate.release(2);
+    let waited = t.rt.block_on(t.runtime().wait(id));
+    assert!(
+        matches!(
+            waited,
+            Err(booster_runtime::RuntimeError::NotFound(
+                _,
+                booster_runtime::Missing::Destroyed {
+                    state: JobState::Completed,
+                    ..
+                }
+            ))
+        ),
+        "{waited:?}"
+    );
+    let err = booster(&t, &["job", "show", &id.to_string()])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("it was completed, then destroyed at"), "{err}");
+}

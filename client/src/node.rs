@@ -7,13 +7,15 @@
 
 use std::path::Path;
 
-use anyhow::Context;
-use axum::http::uri::PathAndQuery;
+use tonic::codegen::http::uri::PathAndQuery;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::Status;
 
-use super::proto;
+use crate::{proto, ClientError};
+
+/// Every method of the worker service is under this path.
+pub const SERVICE_PATH: &str = "/booster.worker.v1.Worker/";
 
 /// Until `Hello` says the node's limit.
 const DEFAULT_MAX_MESSAGE_BYTES: usize = 256 << 20;
@@ -33,33 +35,34 @@ impl NodeClient {
         url: &str,
         token: Option<&str>,
         ca_cert: Option<&Path>,
-    ) -> anyhow::Result<NodeClient> {
+    ) -> Result<NodeClient, ClientError> {
         let url = url.trim_end_matches('/');
-        let https = crate::remote::check_server_url(url)?;
+        let https = crate::check_server_url(url)?;
         let mut endpoint = Endpoint::from_shared(url.to_string())
-            .with_context(|| format!("--server {url:?} is not a URL"))?
+            .map_err(|e| ClientError::Url(format!("--server {url:?} is not a URL: {e}")))?
             .connect_timeout(std::time::Duration::from_secs(10));
         if https {
             let tls = match ca_cert {
                 Some(path) => {
-                    let pem = std::fs::read(path).with_context(|| {
-                        format!("cannot read the CA certificate {}", path.display())
+                    let pem = std::fs::read(path).map_err(|e| {
+                        ClientError::Tls(format!(
+                            "cannot read the CA certificate {}: {e}",
+                            path.display()
+                        ))
                     })?;
                     ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem))
                 }
                 None => ClientTlsConfig::new().with_webpki_roots(),
             };
-            endpoint = endpoint
-                .tls_config(tls)
-                .context("cannot set up TLS for the node")?;
+            endpoint = endpoint.tls_config(tls).map_err(|e| {
+                ClientError::Tls(format!("cannot set up TLS for the node: {}", chain(&e)))
+            })?;
         }
         let token = match token {
             None => None,
-            Some(t) => Some(
-                format!("Bearer {t}")
-                    .parse()
-                    .context("the token holds characters a header cannot carry")?,
-            ),
+            Some(t) => Some(format!("Bearer {t}").parse().map_err(|_| {
+                ClientError::Url("the token holds characters a header cannot carry".into())
+            })?),
         };
         Ok(NodeClient {
             channel: endpoint.connect_lazy(),
@@ -104,7 +107,7 @@ impl NodeClient {
         if let Some(token) = &self.token {
             req.metadata_mut().insert("authorization", token.clone());
         }
-        let path = PathAndQuery::try_from(format!("{}{method}", super::SERVICE_PATH))
+        let path = PathAndQuery::try_from(format!("{SERVICE_PATH}{method}"))
             .map_err(|e| Status::internal(e.to_string()))?;
         let codec = tonic_prost::ProstCodec::<M1, M2>::default();
         grpc.unary(req, path, codec).await.map(|r| r.into_inner())

@@ -1,0 +1,55 @@
+//! booster-client: a service's connection to a Booster node (`booster
+//! serve`). A process that does not own the store works the node's jobs
+//! with its own handlers, written against booster-runtime's handler
+//! traits, as a remote worker: the node keeps the store, the scheduler
+//! and every lease; records reach this process only inside the
+//! connection (TLS off loopback) and are never written to its disk.
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), booster_client::ClientError> {
+//! use std::sync::Arc;
+//! use booster_runtime::{HandlerError, JobContext, RecordHandler};
+//!
+//! struct Upper;
+//! impl RecordHandler for Upper {
+//!     fn process(&self, _: &JobContext<'_>, record: &[u8], out: &mut Vec<Vec<u8>>)
+//!         -> Result<(), HandlerError> {
+//!         out.push(record.to_ascii_uppercase());
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let mut service = booster_client::Runtime::connect("https://node:7878", Some("worker-token"))?;
+//! service.register_sliced("upper", Arc::new(Upper));
+//! let opts = booster_client::WorkOptions { threads: 4, ..Default::default() };
+//! service.work(opts, std::future::pending()).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod node;
+pub mod proto;
+mod url;
+pub mod worker;
+
+pub use url::{check_server_url, is_loopback_host};
+pub use worker::{Handler, Runtime, WorkOptions};
+
+/// This crate's `booster` version: a worker and its node must match.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Why a connection to a node failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server URL (`--server`) is not one to use.
+    #[error("{0}")]
+    Url(String),
+    /// The CA certificate or the TLS setup.
+    #[error("{0}")]
+    Tls(String),
+    /// The node answered and refused: trying again changes nothing.
+    #[error("{0}")]
+    Refused(String),
+    /// The worker's threads could not start.
+    #[error("cannot start the worker's threads: {0}")]
+    Threads(#[from] std::io::Error),
+}

@@ -1,0 +1,732 @@
+//! A worker process of a fleet (`booster --server URL work`, or a
+//! service's [`Runtime::connect`]). It joins the node (`Hello`), then
+//! each of its threads leases work (`Lease`, a long poll), runs the
+//! registered kind's handler on it and
+//! commits the outcome (`Commit`). While a task runs, its thread already
+//! asks for the next lease (one ahead, no more); finished work waiting for
+//! the node's fsync is pipelined, up to `COMMITS_IN_FLIGHT` commits a
+//! thread. A task keeps alive the leases whose handler makes progress
+//! (`Heartbeat`).
+//!
+//! Records live only in memory: nothing of a job is written to this
+//! host's disk. A commit the node cannot take now (unreachable) is tried
+//! again until the lease's timeout, then dropped: the node gives the work
+//! to another worker once the lease expires. A node that forgot this
+//! worker (it restarted) is joined again.
+
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use booster_runtime::{JobContext, LeaseProgress, RecordHandler, SimpleHandler, SliceResult};
+use parking_lot::Mutex;
+use tonic::{Code, Status};
+
+use crate::node::{describe, NodeClient};
+use crate::{proto, ClientError};
+
+/// A handler a worker runs, under its kind's name.
+#[derive(Clone)]
+pub enum Handler {
+    Sliced(Arc<dyn RecordHandler>),
+    Simple(Arc<dyn SimpleHandler>),
+}
+
+/// How a connected runtime works.
+#[derive(Clone, Debug)]
+pub struct WorkOptions {
+    /// Worker threads (at least 1): one lease each, one more asked ahead.
+    pub threads: usize,
+    /// Stop once nothing is leased to anyone and nothing queued is for
+    /// this worker.
+    pub until_idle: bool,
+    /// A PEM certificate to trust (a self-signed node), else the web's roots.
+    pub ca_cert: Option<PathBuf>,
+    /// The version this worker says it is (tests say another).
+    pub version: String,
+}
+
+impl Default for WorkOptions {
+    fn default() -> WorkOptions {
+        WorkOptions {
+            threads: 1,
+            until_idle: false,
+            ca_cert: None,
+            version: crate::VERSION.to_string(),
+        }
+    }
+}
+
+/// A runtime connected to a node instead of opened on a directory: its
+/// handlers work the node's jobs of their kinds, as a remote worker.
+pub struct Runtime {
+    server: String,
+    token: Option<String>,
+    handlers: HashMap<String, Handler>,
+    allows: Vec<proto::PropertyAllow>,
+}
+
+impl Runtime {
+    /// A runtime for the node at `url` (`https://`, or `http://` to a
+    /// loopback host), sending `token` (a worker or admin token). Nothing
+    /// is sent until [`Runtime::work`].
+    pub fn connect(url: &str, token: Option<&str>) -> Result<Runtime, ClientError> {
+        crate::check_server_url(url.trim_end_matches('/'))?;
+        Ok(Runtime {
+            server: url.to_string(),
+            token: token.map(str::to_string),
+            handlers: HashMap::new(),
+            allows: Vec::new(),
+        })
+    }
+
+    /// Runs `kind`'s sliced jobs with `handler`.
+    pub fn register_sliced(&mut self, kind: &str, handler: Arc<dyn RecordHandler>) {
+        self.register(kind, Handler::Sliced(handler));
+    }
+
+    /// Runs `kind`'s simple jobs with `handler`.
+    pub fn register_simple(&mut self, kind: &str, handler: Arc<dyn SimpleHandler>) {
+        self.register(kind, Handler::Simple(handler));
+    }
+
+    pub fn register(&mut self, kind: &str, handler: Handler) {
+        self.handlers.insert(kind.to_string(), handler);
+    }
+
+    /// Takes jobs of `kind` only when their property `property` is one of
+    /// `values` (`exec`: its `cmd`, from `--exec-allow`): the node leases
+    /// this worker no other.
+    pub fn allow_only(&mut self, kind: &str, property: &str, values: Vec<String>) {
+        self.allows.push(proto::PropertyAllow {
+            kind: kind.to_string(),
+            property: property.to_string(),
+            values,
+        });
+    }
+
+    /// Joins the node and works until `stop` resolves, or until the node
+    /// is idle for it with `until_idle`.
+    pub async fn work(
+        self,
+        opts: WorkOptions,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<(), ClientError> {
+        let mut kinds: Vec<String> = self.handlers.keys().cloned().collect();
+        kinds.sort();
+        let hello = proto::HelloRequest {
+            version: opts.version.clone(),
+            host: this_host(),
+            pid: std::process::id(),
+            kinds,
+            threads: opts.threads.max(1) as u32,
+            allows: self.allows,
+        };
+        let client = NodeClient::new(&self.server, self.token.as_deref(), opts.ca_cert.as_deref())?;
+        work(
+            client,
+            &self.server,
+            hello,
+            self.handlers,
+            opts.until_idle,
+            stop,
+        )
+        .await
+    }
+}
+
+/// This host's name, as the node lists its workers.
+pub fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// Commits one thread may have on their way to the node: finished work
+/// waiting for durability (it holds no lease another job could use).
+const COMMITS_IN_FLIGHT: usize = 8;
+
+/// The longest wait between tries to reach the node.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// A lease's heartbeat state: the handler's progress, what the last
+/// heartbeat sent, and whether the handler is done (its commit is on its
+/// way: the lease is kept alive until the node answers).
+struct Beat {
+    progress: LeaseProgress,
+    sent_ms: u64,
+    done: bool,
+    /// A lease asked for ahead whose handler has not started: the progress
+    /// of the handler its thread runs first. The node's deadline for it
+    /// runs from when it was handed out, so it lives on that handler's
+    /// heartbeats: without them, a handler running longer than a lease
+    /// timeout had the lease ahead expire behind it, counted against its
+    /// work as a hang (three such expiries failed a slice no handler had
+    /// started). If that handler hangs, both leases expire, as they should.
+    /// Held so unstarted for `HAND_BACK_AHEAD` of a lease timeout, it is
+    /// handed back (`heartbeats`).
+    behind: Option<LeaseProgress>,
+    /// When its lease came.
+    arrived: Instant,
+}
+
+/// A lease asked for ahead and not started after this fraction of a lease
+/// timeout is handed back to the node (`HeartbeatRequest::released`),
+/// which queues its work again for any worker and counts no expiry: a
+/// thread's long task never holds other work (a priority-1 job) for
+/// longer, however long it heartbeats (G4, G5).
+const HAND_BACK_AHEAD: (u64, u64) = (1, 2);
+
+struct Worker {
+    /// Held only to clone the client or replace it (`rejoin`).
+    client: Mutex<NodeClient>,
+    /// Held by the thread that joins again, so only one does.
+    rejoining: Mutex<()>,
+    hello: proto::HelloRequest,
+    /// Who this process is to the node: its id and session secret, which
+    /// change together when it joins again.
+    session: Mutex<Session>,
+    lease_timeout_ms: AtomicU64,
+    handlers: HashMap<String, Handler>,
+    until_idle: bool,
+    stop: AtomicBool,
+    /// Leases held and not yet answered, by epoch: what heartbeats keep
+    /// alive.
+    held: Mutex<HashMap<u64, Beat>>,
+    rt: tokio::runtime::Handle,
+}
+
+/// Joins the node and works until `stop` resolves, or until the node is
+/// idle with `until_idle`.
+async fn work(
+    mut client: NodeClient,
+    server: &str,
+    hello: proto::HelloRequest,
+    handlers: HashMap<String, Handler>,
+    until_idle: bool,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), ClientError> {
+    tokio::pin!(stop);
+    let joined = tokio::select! {
+        joined = join(&mut client, &hello, server) => joined?,
+        () = &mut stop => return Ok(()),
+    };
+    eprintln!(
+        "booster work: worker {} of {} ({} threads; kinds {})",
+        joined.worker_id,
+        server,
+        hello.threads,
+        hello.kinds.join(", ")
+    );
+    let worker = Arc::new(Worker {
+        client: Mutex::new(client),
+        rejoining: Mutex::new(()),
+        hello,
+        session: Mutex::new(Session::of(&joined)),
+        lease_timeout_ms: AtomicU64::new(joined.lease_timeout_ms),
+        handlers,
+        until_idle,
+        stop: AtomicBool::new(false),
+        held: Mutex::new(HashMap::new()),
+        rt: tokio::runtime::Handle::current(),
+    });
+    let beat = tokio::spawn(heartbeats(
+        worker.clone(),
+        Duration::from_millis(joined.heartbeat_interval_ms.max(10)),
+    ));
+    let threads: Vec<_> = (0..worker.hello.threads)
+        .map(|t| {
+            let w = worker.clone();
+            std::thread::Builder::new()
+                .name(format!("booster-remote-{t}"))
+                .spawn(move || thread_loop(&w, t))
+        })
+        .collect::<Result<_, _>>()?;
+    let joined_all = tokio::task::spawn_blocking(move || {
+        for t in threads {
+            let _ = t.join();
+        }
+    });
+    tokio::pin!(joined_all);
+    tokio::select! {
+        _ = &mut joined_all => {}
+        () = stop => {
+            worker.stop.store(true, Ordering::Relaxed);
+            let _ = joined_all.await;
+        }
+    }
+    beat.abort();
+    Ok(())
+}
+
+/// `Hello` until the node answers: a node not up yet (or restarting) is
+/// waited for with backoff, saying so; a refusal (a wrong token, another
+/// version) ends the worker, since asking again changes nothing.
+async fn join(
+    client: &mut NodeClient,
+    hello: &proto::HelloRequest,
+    server: &str,
+) -> Result<proto::HelloReply, ClientError> {
+    let mut backoff = Backoff::default();
+    loop {
+        match client.hello(hello.clone()).await {
+            Ok(joined) => {
+                backoff.reset();
+                return Ok(joined);
+            }
+            Err(s) if refused(&s) => {
+                return Err(ClientError::Refused(format!(
+                    "the node at {server} refused this worker: {}",
+                    describe(&s)
+                )))
+            }
+            Err(s) => tokio::time::sleep(backoff.next(&s, "joining the node")).await,
+        }
+    }
+}
+
+/// The worker's id and session secret (`HelloReply`).
+#[derive(Clone, Default)]
+struct Session {
+    id: u64,
+    secret: Vec<u8>,
+}
+
+impl Session {
+    fn of(joined: &proto::HelloReply) -> Session {
+        Session {
+            id: joined.worker_id,
+            secret: joined.session.clone(),
+        }
+    }
+}
+
+type LeaseAnswer = (Session, Result<proto::LeaseReply, Status>);
+
+/// One `Lease` call for `thread`, with the session it was made under.
+async fn lease_once(w: Arc<Worker>, thread: u32) -> LeaseAnswer {
+    let session = w.session.lock().clone();
+    let client = w.client.lock().clone();
+    let m = proto::LeaseRequest {
+        worker_id: session.id,
+        thread,
+        session: session.secret.clone(),
+    };
+    (session, client.lease(m).await)
+}
+
+/// `lease_once` for the lease a thread asks for ahead, while it runs the
+/// handler whose progress is `behind`: a lease it gets is held (and
+/// heartbeat) from the moment the answer comes, not from when the thread
+/// takes it.
+async fn lease_ahead(w: Arc<Worker>, thread: u32, behind: LeaseProgress) -> LeaseAnswer {
+    let answer = lease_once(w.clone(), thread).await;
+    if let Ok(proto::LeaseReply {
+        task: Some(task), ..
+    }) = &answer.1
+    {
+        let beat = Beat {
+            progress: LeaseProgress::new(),
+            sent_ms: 0,
+            done: false,
+            behind: Some(behind),
+            arrived: Instant::now(),
+        };
+        w.held.lock().insert(task.epoch, beat);
+    }
+    answer
+}
+
+/// A thread's loop: lease, run, commit. While a task runs, the next lease
+/// is already asked for (one ahead, no more), so the round trip is hidden;
+/// a thread told to stop still runs the task it holds.
+fn thread_loop(w: &Arc<Worker>, thread: u32) {
+    let mut pending: std::collections::VecDeque<tokio::task::JoinHandle<()>> = Default::default();
+    let mut next: Option<tokio::task::JoinHandle<LeaseAnswer>> = None;
+    let mut backoff = Backoff::default();
+    loop {
+        let was_ahead = next.is_some();
+        let (session, answer) = match next.take() {
+            Some(ahead) => {
+                w.rt.block_on(ahead)
+                    .unwrap_or_else(|e| (Session::default(), Err(Status::internal(e.to_string()))))
+            }
+            None if w.stop.load(Ordering::Relaxed) => break,
+            None => w.rt.block_on(lease_once(w.clone(), thread)),
+        };
+        let task = match answer {
+            Ok(reply) => {
+                backoff.reset();
+                match reply.task {
+                    Some(task) => task,
+                    None if reply.idle && w.until_idle => break,
+                    None => continue,
+                }
+            }
+            Err(s) if s.code() == Code::NotFound => {
+                rejoin(w, session.id);
+                continue;
+            }
+            Err(s) => {
+                backoff.wait(&s, "lease");
+                continue;
+            }
+        };
+        let epoch = task.epoch;
+        let progress = {
+            let mut held = w.held.lock();
+            match held.get_mut(&epoch) {
+                // Asked for ahead: its own progress from now on.
+                Some(b) => {
+                    b.behind = None;
+                    b.progress.clone()
+                }
+                // The node ended it while it waited, or it was handed
+                // back (heartbeats took it out): it is not run.
+                None if was_ahead => continue,
+                None => {
+                    let progress = LeaseProgress::new();
+                    let beat = Beat {
+                        progress: progress.clone(),
+                        sent_ms: 0,
+                        done: false,
+                        behind: None,
+                        arrived: Instant::now(),
+                    };
+                    held.insert(epoch, beat);
+                    progress
+                }
+            }
+        };
+        if !w.stop.load(Ordering::Relaxed) {
+            next = Some(w.rt.spawn(lease_ahead(w.clone(), thread, progress.clone())));
+        }
+        let outcome = progress.run(|| run(w, task));
+        if let Some(b) = w.held.lock().get_mut(&epoch) {
+            b.done = true;
+        }
+        // A bounded pipeline of commits on their way, so the thread works
+        // while the node makes them durable (an fsync each, grouped).
+        pending.retain(|p| !p.is_finished());
+        if pending.len() >= COMMITS_IN_FLIGHT {
+            if let Some(p) = pending.pop_front() {
+                let _ = w.rt.block_on(p);
+            }
+        }
+        let commit = proto::CommitRequest {
+            worker_id: session.id,
+            epoch,
+            outcome,
+            session: session.secret,
+        };
+        pending.push_back(w.rt.spawn(commit_until_deadline(w.clone(), commit)));
+    }
+    for p in pending {
+        let _ = w.rt.block_on(p);
+    }
+}
+
+/// The node forgot worker `stale` (it restarted): join again, once for
+/// all threads.
+///
+/// The client's lock is held only to copy the client out and to put the
+/// joined one back, never across the `Hello` or a wait: the heartbeat and
+/// commit tasks take it on tokio's threads, and a `Hello` waiting for them
+/// while they wait for the lock would never finish. `rejoining` makes the
+/// threads join one at a time.
+fn rejoin(w: &Arc<Worker>, stale: u64) {
+    let turn = w.rejoining.lock();
+    if w.session.lock().id != stale {
+        return; // another thread did
+    }
+    let mut client = w.client.lock().clone();
+    match w.rt.block_on(client.hello(w.hello.clone())) {
+        Ok(joined) => {
+            *w.client.lock() = client;
+            eprintln!(
+                "booster work: the node forgot worker {stale}; joined again as worker {}",
+                joined.worker_id
+            );
+            *w.session.lock() = Session::of(&joined);
+            w.lease_timeout_ms
+                .store(joined.lease_timeout_ms, Ordering::Relaxed);
+        }
+        Err(s) => {
+            drop(turn);
+            eprintln!("booster work: cannot join the node again: {}", describe(&s));
+            std::thread::sleep(MAX_BACKOFF);
+        }
+    }
+}
+
+/// Sends `commit` until the node answers, or until a lease timeout has
+/// passed (the node has then given the work to someone else).
+async fn commit_until_deadline(w: Arc<Worker>, commit: proto::CommitRequest) {
+    let epoch = commit.epoch;
+    let give_up =
+        Instant::now() + Duration::from_millis(w.lease_timeout_ms.load(Ordering::Relaxed));
+    let mut backoff = Backoff::default();
+    loop {
+        let client = w.client.lock().clone();
+        match client.commit(commit.clone()).await {
+            Ok(reply) if reply.accepted => break,
+            Ok(reply) => {
+                eprintln!(
+                    "booster work: the node fenced lease {epoch}: {}",
+                    reply.reason
+                );
+                break;
+            }
+            Err(s) if !refused(&s) && Instant::now() < give_up => {
+                tokio::time::sleep(backoff.next(&s, "commit")).await;
+            }
+            Err(s) => {
+                eprintln!(
+                    "booster work: dropped the commit of lease {epoch}: {}",
+                    describe(&s)
+                );
+                break;
+            }
+        }
+    }
+    w.held.lock().remove(&epoch);
+}
+
+/// The node answered and said no: trying again changes nothing. Anything
+/// else (a cut connection, a node restarting) may not have reached it, and
+/// a commit is safe to send twice: the second writes nothing.
+fn refused(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::NotFound
+            | Code::InvalidArgument
+            | Code::PermissionDenied
+            | Code::Unauthenticated
+            | Code::FailedPrecondition
+            | Code::ResourceExhausted
+            | Code::OutOfRange
+            | Code::Unimplemented
+    )
+}
+
+/// Keeps alive the leases whose handler made progress since the last
+/// heartbeat (a hung handler loses its lease, as on the node), and those
+/// whose commit is on its way; hands back the leases asked for ahead that
+/// waited unstarted too long (`HAND_BACK_AHEAD`); tells a handler whose
+/// lease the node says ended (`lease_ended()`: `exec` stops its command).
+async fn heartbeats(w: Arc<Worker>, every: Duration) {
+    // Handed back until a heartbeat carrying them is answered.
+    let mut released: Vec<u64> = Vec::new();
+    loop {
+        tokio::time::sleep(every).await;
+        let epochs: Vec<u64> = {
+            let mut held = w.held.lock();
+            let (part, whole) = HAND_BACK_AHEAD;
+            let timeout_ms = w.lease_timeout_ms.load(Ordering::Relaxed);
+            let wait = Duration::from_millis(timeout_ms * part / whole);
+            held.retain(|epoch, b| {
+                let unstarted = b.behind.is_some() && b.arrived.elapsed() >= wait;
+                if unstarted {
+                    released.push(*epoch);
+                }
+                !unstarted
+            });
+            let mut moved = Vec::new();
+            for (epoch, b) in held.iter_mut() {
+                let last = b.behind.as_ref().unwrap_or(&b.progress).last_ms();
+                if b.done || last.is_some_and(|ms| ms > b.sent_ms) {
+                    b.sent_ms = last.unwrap_or(b.sent_ms);
+                    moved.push(*epoch);
+                }
+            }
+            moved
+        };
+        if epochs.is_empty() && released.is_empty() {
+            continue;
+        }
+        let client = w.client.lock().clone();
+        let session = w.session.lock().clone();
+        let m = proto::HeartbeatRequest {
+            worker_id: session.id,
+            epochs,
+            session: session.secret,
+            released: released.clone(),
+        };
+        match client.heartbeat(m).await {
+            Ok(reply) => {
+                released.clear();
+                let mut held = w.held.lock();
+                for e in reply.ended {
+                    if let Some(b) = held.remove(&e) {
+                        b.progress.end();
+                    }
+                }
+            }
+            // The node answered no (it forgot this worker, say): the leases
+            // are not its any more, and they expire there at worst.
+            Err(s) if refused(&s) => released.clear(),
+            Err(_) => {}
+        }
+    }
+}
+
+/// Runs the handler on `task`; the outcome to commit.
+fn run(w: &Worker, task: proto::Task) -> Option<proto::Outcome> {
+    let outcome = match task.work? {
+        proto::Work::Slice(s) => proto::Outcome::Slice(run_slice(w, s)),
+        proto::Work::Simple(b) => proto::Outcome::Simple(run_simple(w, b)),
+        proto::Work::Before(h) => proto::Outcome::Hook(run_hook(w, h, true)),
+        proto::Work::After(h) => proto::Outcome::Hook(run_hook(w, h, false)),
+    };
+    Some(outcome)
+}
+
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+fn properties(json: &str) -> serde_json::Value {
+    serde_json::from_str(json).unwrap_or(serde_json::Value::Null)
+}
+
+fn sliced(w: &Worker, kind: &str) -> Result<Arc<dyn booster_runtime::RecordHandler>, String> {
+    match w.handlers.get(kind) {
+        Some(Handler::Sliced(h)) => Ok(h.clone()),
+        _ => Err(format!("this worker runs no sliced kind {kind:?}")),
+    }
+}
+
+fn panicked(p: Box<dyn std::any::Any + Send>) -> String {
+    let what = p
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into());
+    format!("handler panicked: {what}")
+}
+
+fn run_slice(w: &Worker, s: proto::SliceWork) -> proto::SliceOutput {
+    let props = properties(&s.properties_json);
+    let result = sliced(w, &s.kind).and_then(|h| {
+        let ctx = JobContext::new(s.job, &s.kind, &props, &s.categories);
+        let outcome = catch_unwind(AssertUnwindSafe(|| h.process_slice(&ctx, &s.records)))
+            .map_err(panicked)?;
+        SliceResult::settle(outcome, &s.categories)
+    });
+    let mut out = proto::SliceOutput {
+        job: s.job,
+        slice: s.slice,
+        ..Default::default()
+    };
+    match result {
+        Ok(r) => {
+            out.main = r.main;
+            out.categories = r
+                .by_category
+                .into_iter()
+                .map(|records| proto::Records { records })
+                .collect();
+            out.record_errors = r
+                .record_errors
+                .into_iter()
+                .map(|(i, message)| proto::RecordError {
+                    index: i as u32,
+                    message,
+                })
+                .collect();
+        }
+        Err(message) => out.failed = Some(message),
+    }
+    out
+}
+
+fn run_simple(w: &Worker, batch: proto::SimpleBatch) -> proto::SimpleResults {
+    let results = batch
+        .jobs
+        .into_iter()
+        .map(|j| {
+            booster_runtime::heartbeat();
+            let started_us = now_us();
+            let props = properties(&j.properties_json);
+            let args = properties(&j.args_json);
+            let result = match w.handlers.get(&j.kind) {
+                Some(Handler::Simple(h)) => {
+                    let ctx = JobContext::new(j.job, &j.kind, &props, &[]);
+                    catch_unwind(AssertUnwindSafe(|| h.perform(&ctx, &args)))
+                        .map_err(panicked)
+                        .and_then(|r| r.map_err(|e| e.0))
+                }
+                _ => Err(format!("this worker runs no simple kind {:?}", j.kind)),
+            };
+            let (result_json, error) = match result {
+                Ok(Some(v)) => (v.to_string(), None),
+                Ok(None) => (String::new(), None),
+                Err(e) => (String::new(), Some(e)),
+            };
+            proto::SimpleResult {
+                job: j.job,
+                started_us,
+                result_json,
+                error,
+            }
+        })
+        .collect();
+    proto::SimpleResults { results }
+}
+
+fn run_hook(w: &Worker, h: proto::HookWork, before: bool) -> proto::HookResult {
+    let props = properties(&h.properties_json);
+    let result = sliced(w, &h.kind).and_then(|handler| {
+        let ctx = JobContext::new(h.job, &h.kind, &props, &h.categories);
+        catch_unwind(AssertUnwindSafe(|| match before {
+            true => handler.before_batch(&ctx),
+            false => handler.after_batch(&ctx),
+        }))
+        .map_err(panicked)
+        .and_then(|r| r.map_err(|e| e.0))
+    });
+    proto::HookResult {
+        job: h.job,
+        before,
+        error: result.err(),
+    }
+}
+
+/// Waits between tries to reach the node: 50 ms, doubling to 2 s; says
+/// so once per streak of failures.
+#[derive(Default)]
+struct Backoff {
+    wait: Option<Duration>,
+}
+
+impl Backoff {
+    fn reset(&mut self) {
+        if self.wait.take().is_some() {
+            eprintln!("booster work: the node answers again");
+        }
+    }
+
+    fn next(&mut self, status: &Status, what: &str) -> Duration {
+        let wait = match self.wait {
+            None => {
+                eprintln!("booster work: {what}: {}; trying again", describe(status));
+                Duration::from_millis(50)
+            }
+            Some(w) => (w * 2).min(MAX_BACKOFF),
+        };
+        self.wait = Some(wait);
+        wait
+    }
+
+    fn wait(&mut self, status: &Status, what: &str) {
+        std::thread::sleep(self.next(status, what));
+    }
+}

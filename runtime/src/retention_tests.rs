@@ -1,0 +1,337 @@
+//! Unit tests of destroy, `destroy_on_complete` and the retention sweep
+//! (issue 12, step 6), on a `State` over a store (`logged_tests.rs`):
+//! what a destroy leaves, what the sweep removes, and that both survive
+//! checkpoints and reopens.
+
+use std::sync::Arc;
+
+use crate::logged_tests::Logged;
+use crate::meta::{Control, Meta, SimpleOutcome};
+use crate::state::{Book, HandlerShape, KindConf, State};
+use crate::{JobSpec, JobState, KindSettings, Missing, Retention, RuntimeError};
+
+const MINUTE_MS: u64 = 60_000;
+
+fn book() -> Book {
+    let mut book = Book::new(2, 1000, 100);
+    book.kinds.insert(
+        Arc::from("k"),
+        KindConf {
+            handler: Some(HandlerShape::Simple),
+            ..KindConf::default()
+        },
+    );
+    book
+}
+
+fn logged() -> Logged {
+    let mut st = State::new(book());
+    st.book.live = true;
+    Logged::new(st)
+}
+
+fn reopen(l: &mut Logged) {
+    l.reopen(book());
+    l.st.book.live = true;
+}
+
+fn created(first_id: u64, at_ms: u64, specs: Vec<JobSpec>) -> Meta {
+    Meta::Created {
+        first_id,
+        at_ms,
+        specs,
+    }
+}
+
+fn control(job: u64, at_ms: u64, action: Control) -> Meta {
+    Meta::Control { job, at_ms, action }
+}
+
+fn noop() -> JobSpec {
+    JobSpec::simple("k", serde_json::Value::Null)
+}
+
+/// Leases every queued job of `l` on worker 0 and completes (or fails)
+/// them with one `simple_done` at `at_ms`.
+fn run_all(l: &mut Logged, at_ms: u64, ok: bool) {
+    while let Some(task) = l.st.lease(0, at_ms) {
+        let crate::dispatch::TaskWork::Simple(items) = &task.work else {
+            panic!("a simple lease");
+        };
+        let outcomes = items
+            .iter()
+            .map(|i| SimpleOutcome {
+                job: i.job,
+                started_us: at_ms * 1000,
+                result: if ok { Ok(None) } else { Err("no".into()) },
+                retry_at_ms: None,
+            })
+            .collect();
+        let claim = crate::state::LeaseWork::Simple(items.iter().map(|i| i.job).collect());
+        assert!(l.st.begin_commit(task.epoch, &claim).is_some());
+        l.apply(&Meta::SimpleDone {
+            at_ms,
+            at_us: None,
+            outcomes,
+        })
+        .unwrap();
+        l.st.release(task.epoch);
+    }
+}
+
+fn why(st: &State, id: u64) -> Missing {
+    match st.job_row(id) {
+        Err(RuntimeError::NotFound(_, why)) => why,
+        other => panic!("job {id}: {:?}", other.map(|j| j.state)),
+    }
+}
+
+fn destroyed(state: JobState, at_ms: u64) -> Missing {
+    Missing::Destroyed {
+        state,
+        at: crate::clock::from_ms(at_ms),
+    }
+}
+
+#[test]
+fn a_destroyed_job_leaves_a_tombstone_with_its_state_and_time_through_checkpoint_and_reopen() {
+    let mut l = logged();
+    l.apply(&created(1, 5, vec![noop(), noop()])).unwrap();
+    l.apply(&control(1, 7, Control::Abort)).unwrap();
+    l.apply(&control(1, 9, Control::Destroy)).unwrap();
+    for _ in 0..2 {
+        assert_eq!(why(&l.st, 1), destroyed(JobState::Aborted, 9));
+        assert_eq!(why(&l.st, 3), Missing::Never);
+        assert!(l.st.job_row(2).is_ok());
+        assert_eq!(l.st.book.destroyed, 1);
+        assert_eq!(l.st.book.by_state.iter().sum::<u64>(), 1);
+        // A tombstone takes no control, and is not listed.
+        assert!(matches!(
+            l.st.apply(&control(1, 10, Control::Retry)),
+            Err(RuntimeError::NotFound(1, _))
+        ));
+        assert_eq!(crate::logged_tests::all_rows(&l.st).len(), 1);
+        l.checkpoint();
+        reopen(&mut l);
+    }
+    // A queued job destroyed keeps its state too.
+    l.apply(&control(2, 11, Control::Destroy)).unwrap();
+    assert_eq!(why(&l.st, 2), destroyed(JobState::Queued, 11));
+    assert!(l.st.book.active.is_empty());
+}
+
+#[test]
+fn destroy_on_complete_destroys_a_job_with_the_record_that_completes_it_and_the_job_s_choice_wins()
+{
+    let mut l = logged();
+    let settings = KindSettings {
+        destroy_on_complete: true,
+        ..KindSettings::default()
+    };
+    l.apply(&Meta::KindSettings {
+        kind: "k".into(),
+        at_ms: 1,
+        settings: Some(settings),
+    })
+    .unwrap();
+    let keep = JobSpec {
+        destroy_on_complete: Some(false),
+        ..noop()
+    };
+    l.apply(&created(1, 2, vec![noop(), keep])).unwrap();
+    run_all(&mut l, 40, true);
+    // A job that fails is kept whatever the kind says.
+    l.apply(&created(3, 41, vec![noop()])).unwrap();
+    run_all(&mut l, 42, false);
+    let check = |st: &State| {
+        assert_eq!(why(st, 1), destroyed(JobState::Completed, 40));
+        assert_eq!(st.job_row(2).unwrap().state, JobState::Completed);
+        assert_eq!(st.job_row(3).unwrap().state, JobState::Failed);
+        assert_eq!(st.book.destroyed, 1);
+        assert_eq!(st.book.by_state[JobState::Completed.index()], 1);
+    };
+    check(&l.st);
+    // Replay of the log agrees: no second record made the destroy.
+    reopen(&mut l);
+    check(&l.st);
+    // The job's own Some(true) wins over a kind that says nothing.
+    let gone = JobSpec {
+        destroy_on_complete: Some(true),
+        kind: "other".into(),
+        ..noop()
+    };
+    l.st.book.kinds.insert(
+        Arc::from("other"),
+        KindConf {
+            handler: Some(HandlerShape::Simple),
+            ..KindConf::default()
+        },
+    );
+    l.apply(&created(4, 50, vec![gone])).unwrap();
+    run_all(&mut l, 51, true);
+    assert_eq!(why(&l.st, 4), destroyed(JobState::Completed, 51));
+    l.checkpoint();
+    reopen(&mut l);
+    assert_eq!(why(&l.st, 4), destroyed(JobState::Completed, 51));
+}
+
+#[test]
+fn the_sweep_removes_rows_past_retention_and_skips_a_retried_job_s_stale_entry() {
+    let mut l = logged();
+    let retention = Retention {
+        completed_ms: 3 * MINUTE_MS,
+        aborted_ms: 10 * MINUTE_MS,
+        failed_ms: 2 * MINUTE_MS,
+    };
+    l.apply(&Meta::Retention {
+        at_ms: 1,
+        retention,
+    })
+    .unwrap();
+    l.apply(&created(1, 2, vec![noop(), noop(), noop()]))
+        .unwrap();
+    // All three fail in minute 0 (their entries due at minute 3); job 2
+    // is destroyed and job 3 aborted in it too.
+    run_all(&mut l, 3, false);
+    l.apply(&control(2, 4, Control::Destroy)).unwrap();
+    l.apply(&control(3, 4, Control::Abort)).unwrap();
+    l.checkpoint_at(10);
+    // Job 1 is retried and completes in minute 1 (due at minute 5).
+    l.apply(&control(1, MINUTE_MS, Control::Retry)).unwrap();
+    run_all(&mut l, MINUTE_MS, true);
+    l.checkpoint_at(MINUTE_MS + 1);
+    l.checkpoint_at(3 * MINUTE_MS - 1);
+    assert_eq!(why(&l.st, 2), destroyed(JobState::Failed, 4));
+    // Minute 0's failed entries: job 1's is stale (it completed since),
+    // job 2's tombstone goes.
+    l.checkpoint_at(3 * MINUTE_MS);
+    assert_eq!(l.st.job_row(1).unwrap().state, JobState::Completed);
+    assert_eq!(why(&l.st, 2), Missing::Removed);
+    assert_eq!(l.st.book.destroyed, 0);
+    l.checkpoint_at(5 * MINUTE_MS - 1);
+    assert!(l.st.job_row(1).is_ok());
+    l.checkpoint_at(5 * MINUTE_MS);
+    assert_eq!(why(&l.st, 1), Missing::Removed);
+    assert_eq!(l.st.job_row(3).unwrap().state, JobState::Aborted);
+    reopen(&mut l);
+    assert_eq!(why(&l.st, 1), Missing::Removed);
+    assert_eq!(why(&l.st, 2), Missing::Removed);
+    assert_eq!(l.st.book.by_state[JobState::Aborted.index()], 1);
+    assert_eq!(l.st.book.by_state.iter().sum::<u64>(), 1);
+    assert_eq!(l.st.book.retention, retention);
+    // A shorter period applies at the next sweep.
+    let shorter = Retention {
+        aborted_ms: MINUTE_MS,
+        ..retention
+    };
+    l.apply(&Meta::Retention {
+        at_ms: 6 * MINUTE_MS,
+        retention: shorter,
+    })
+    .unwrap();
+    l.checkpoint_at(6 * MINUTE_MS);
+    assert_eq!(why(&l.st, 3), Missing::Removed);
+    assert_eq!(l.st.book.by_state.iter().sum::<u64>(), 0);
+}
+
+#[test]
+fn one_sweep_removes_at_most_its_limit_of_rows_and_the_next_takes_the_rest() {
+    let mut l = logged();
+    assert_eq!(l.st.book.sweep_max_rows, 65_536);
+    let limit = 100;
+    // One created record: the first job holds the singleton, the other
+    // 250 are created failed (in minute 0).
+    let n = 251;
+    let specs = (0..n).map(|_| noop().with_singleton("one")).collect();
+    l.apply(&created(1, 1, specs)).unwrap();
+    assert_eq!(l.st.book.by_state[JobState::Failed.index()], n - 1);
+    l.checkpoint_at(2);
+    let month = 31 * 24 * 60 * MINUTE_MS;
+    let failed = |l: &Logged| l.st.book.by_state[JobState::Failed.index()];
+    for left in [n - 1 - limit, n - 1 - 2 * limit, 0] {
+        l.st.book.sweep_max_rows = limit as usize;
+        l.checkpoint_at(month);
+        assert_eq!(failed(&l), left);
+        reopen(&mut l);
+        assert_eq!(failed(&l), left);
+    }
+    assert_eq!(why(&l.st, n), Missing::Removed);
+    assert!(l.st.job_row(1).is_ok());
+}
+
+/// An expiry frame that cannot be decoded (rot `verify` would name, or a
+/// foreign write) is passed over, never a checkpoint's failure: the
+/// frames after it are swept, and every later checkpoint still writes.
+#[test]
+fn an_undecodable_expiry_frame_is_passed_over_and_blocks_no_checkpoint() {
+    let mut l = logged();
+    l.apply(&Meta::Retention {
+        at_ms: 1,
+        retention: Retention {
+            failed_ms: MINUTE_MS,
+            ..Retention::default()
+        },
+    })
+    .unwrap();
+    // A frame of minute 0 holding a 3-byte record, before the real ones.
+    let bad = crate::table::keys::expiry(1, 0, 0).unwrap();
+    let batch = booster_store::Batch::new().slice(bad, &[vec![1, 2, 3]]);
+    crate::logged_tests::append(&*l.store, batch);
+    l.apply(&created(1, 2, vec![noop()])).unwrap();
+    run_all(&mut l, 3, false);
+    l.checkpoint_at(10);
+    l.checkpoint_at(2 * MINUTE_MS);
+    assert_eq!(why(&l.st, 1), Missing::Removed);
+    l.apply(&created(2, 3 * MINUTE_MS, vec![noop()])).unwrap();
+    l.checkpoint_at(3 * MINUTE_MS);
+    reopen(&mut l);
+    assert!(l.st.job_row(2).is_ok());
+}
+
+/// A job waiting on a dependency that completed and was destroyed since
+/// (by `destroy_on_complete` or by hand) counts it completed, as its
+/// tombstone says, live and after a reopen alike; one destroyed before it
+/// completed breaks the wait.
+#[test]
+fn a_completed_dependency_destroyed_since_still_counts_completed_live_and_after_a_reopen() {
+    for by_hand in [false, true] {
+        let mut l = logged();
+        let a = JobSpec {
+            destroy_on_complete: Some(!by_hand),
+            ..noop()
+        };
+        l.apply(&created(1, 2, vec![a, noop()])).unwrap();
+        let waits = noop().with_after(&[1, 2], crate::DependencyFailure::Fail);
+        l.apply(&created(3, 3, vec![waits])).unwrap();
+        // Job 1 completes (job 2 is held back by a pause).
+        l.apply(&control(2, 4, Control::Pause)).unwrap();
+        run_all(&mut l, 5, true);
+        if by_hand {
+            l.apply(&control(1, 6, Control::Destroy)).unwrap();
+        }
+        assert_eq!(
+            why(&l.st, 1),
+            destroyed(JobState::Completed, 5 + u64::from(by_hand))
+        );
+        assert_eq!(l.st.job_row(3).unwrap().state, JobState::Waiting);
+        l.checkpoint();
+        reopen(&mut l);
+        l.apply(&control(2, 7, Control::Resume)).unwrap();
+        run_all(&mut l, 8, true);
+        // Job 3 ran once job 2 completed: job 1 counted as completed.
+        assert_eq!(
+            l.st.job_row(3).unwrap().state,
+            JobState::Completed,
+            "by hand: {by_hand}"
+        );
+    }
+    // Destroyed while still queued: the wait breaks.
+    let mut l = logged();
+    l.apply(&created(1, 2, vec![noop()])).unwrap();
+    let waits = noop().with_after(&[1], crate::DependencyFailure::Fail);
+    l.apply(&created(2, 3, vec![waits])).unwrap();
+    l.apply(&control(1, 4, Control::Destroy)).unwrap();
+    let job = l.st.job_row(2).unwrap();
+    assert_eq!(job.state, JobState::Failed);
+    assert!(job.failure_reason.as_deref().unwrap().contains("destroyed"));
+}

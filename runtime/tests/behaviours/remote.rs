@@ -1,0 +1,229 @@
+//! Remote commits (`Runtime::remote_*`, issue 13) as the node answers
+//! them: `accepted` only when what the worker sent is durable, and a
+//! retry told the truth while its first try is still on its way.
+
+use std::time::Duration;
+
+use booster_runtime::*;
+
+use crate::common::*;
+
+/// A node that runs no work itself, with a 64 KiB slice cap, and `echo`
+/// registered (a remote slot leases only registered kinds).
+async fn node(dir: &std::path::Path) -> Runtime {
+    node_on(dir, opts(dir, 0)).await
+}
+
+async fn node_on(dir: &std::path::Path, mut o: RuntimeOptions) -> Runtime {
+    o.workers = 0;
+    o.data_dir = dir.to_path_buf();
+    o.max_slice_bytes = 64 << 10;
+    let rt = Runtime::open(o).await.unwrap();
+    rt.register_sliced("echo", echo());
+    rt
+}
+
+fn hello() -> RemoteHello {
+    RemoteHello {
+        host: "w1".into(),
+        pid: 42,
+        version: "test".into(),
+        kinds: vec!["echo".into()],
+        threads: 1,
+        allows: Vec::new(),
+    }
+}
+
+/// Leases until a slice comes, committing the hooks on the way; the
+/// lease's epoch, the slice's job and number, and its records; None once
+/// the node is idle.
+async fn next_slice(
+    rt: &Runtime,
+    session: &RemoteSession,
+) -> Option<(u64, JobId, u64, Vec<Vec<u8>>)> {
+    // A bound on a hang: 100 long polls find nothing only when the node
+    // never says it is idle.
+    for _ in 0..100 {
+        let task = match rt
+            .remote_lease(session, 0, Duration::from_millis(200))
+            .await
+            .unwrap()
+        {
+            RemoteLease::Task(task) => task,
+            RemoteLease::Nothing => continue,
+            RemoteLease::Idle => return None,
+        };
+        let (job, before) = match task.work {
+            RemoteWork::Slice(s) => return Some((task.epoch, s.job, s.slice, s.records)),
+            RemoteWork::Before(h) => (h.job, true),
+            RemoteWork::After(h) => (h.job, false),
+            RemoteWork::Simple(_) => panic!("no simple job was submitted"),
+        };
+        let hook = RemoteOutcome::Hook {
+            job,
+            before,
+            result: Ok(()),
+        };
+        let answer = rt.remote_commit(session, task.epoch, hook).await.unwrap();
+        assert_eq!(answer, CommitAnswer::Accepted);
+    }
+    panic!("the node never said it was idle for this worker");
+}
+
+/// Works every slice the node leases `session`, copying it, until the
+/// node says it is idle for this worker.
+async fn work_until_idle(rt: &Runtime, session: &RemoteSession) {
+    while let Some((epoch, job, slice, records)) = next_slice(rt, session).await {
+        let answer = rt
+            .remote_commit(session, epoch, output(job, slice, records))
+            .await
+            .unwrap();
+        assert_eq!(answer, CommitAnswer::Accepted);
+    }
+}
+
+fn output(job: JobId, slice: u64, main: Vec<Vec<u8>>) -> RemoteOutcome {
+    RemoteOutcome::Slice {
+        job,
+        slice,
+        result: Ok(SliceResult {
+            main,
+            ..Default::default()
+        }),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_commit_whose_output_the_node_cannot_store_is_not_answered_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = node(dir.path()).await;
+    let id = rt.submit(sliced("echo", 10)).await.unwrap();
+    upload_all(&rt, id, &records(10)).await;
+    let joined = rt.remote_join(hello()).unwrap();
+    let (epoch, job, slice, _) = next_slice(&rt, &joined.session).await.unwrap();
+    // 100 KiB of output from a slice of 10 records: over the 64 KiB cap,
+    // so the node fails the slice instead of storing it.
+    let answer = rt
+        .remote_commit(
+            &joined.session,
+            epoch,
+            output(job, slice, vec![vec![b'x'; 100 << 10]]),
+        )
+        .await
+        .unwrap();
+    let CommitAnswer::Fenced(why) = answer else {
+        panic!("the output was not stored, yet the commit was answered accepted");
+    };
+    assert!(why.contains("over the 64 KiB cap"), "{why}");
+    let s = rt.job(id).await.unwrap();
+    assert_eq!((s.slices_failed, s.records_out), (1, 0), "{s:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_retried_while_its_first_try_is_in_flight_is_answered_with_the_first_ones_outcome()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let rt = node(dir.path()).await;
+    let id = rt.submit(sliced("echo", 10)).await.unwrap();
+    upload_all(&rt, id, &records(10)).await;
+    let joined = rt.remote_join(hello()).unwrap();
+    let (epoch, job, slice, records) = next_slice(&rt, &joined.session).await.unwrap();
+    // Polled in this order within one poll of `join!`: the retry reaches
+    // the node while the first try waits for its fsync.
+    let (first, retry) = tokio::join!(
+        rt.remote_commit(&joined.session, epoch, output(job, slice, records.clone())),
+        rt.remote_commit(&joined.session, epoch, output(job, slice, records.clone())),
+    );
+    assert_eq!(first.unwrap(), CommitAnswer::Accepted);
+    assert_eq!(
+        retry.unwrap(),
+        CommitAnswer::Accepted,
+        "the retry is told the first try's outcome, not that no such lease exists"
+    );
+    // The job's after hook, then it is done.
+    assert!(
+        next_slice(&rt, &joined.session).await.is_none(),
+        "one slice"
+    );
+    let s = rt.job(id).await.unwrap();
+    assert_eq!((s.state, s.records_out), (JobState::Completed, 10));
+    assert_eq!(download(&rt, id, Category::Main), records);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_slot_reused_by_another_process_starts_with_fresh_counters() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = std::sync::Arc::new(ManualClock::at_ms(1_000_000));
+    let mut o = opts(dir.path(), 0);
+    o.clock = clock.clone();
+    let rt = node_on(dir.path(), o).await;
+    let id = rt.submit(sliced("echo", 10)).await.unwrap();
+    upload_all(&rt, id, &records(10)).await;
+    let first = rt.remote_join(hello()).unwrap();
+    let (epoch, job, slice, records) = next_slice(&rt, &first.session).await.unwrap();
+    let answer = rt
+        .remote_commit(&first.session, epoch, output(job, slice, records))
+        .await
+        .unwrap();
+    assert_eq!(answer, CommitAnswer::Accepted);
+    let slot_of = |workers: Vec<WorkerStatus>, process: u64| {
+        workers
+            .into_iter()
+            .find(|w| w.remote.as_ref().is_some_and(|r| r.worker == process))
+            .unwrap()
+    };
+    let used = slot_of(rt.workers().await, first.session.worker);
+    assert_eq!(used.slices_done, 1);
+    // Silent for more than 4 lease timeouts, holding nothing: forgotten
+    // when the next process joins, which gets its slot.
+    clock.advance_ms(5 * first.lease_timeout_ms);
+    let second = rt.remote_join(hello()).unwrap();
+    let reused = slot_of(rt.workers().await, second.session.worker);
+    assert_eq!(reused.worker, used.worker, "the slot is reused");
+    assert_eq!(
+        (reused.slices_done, reused.restarts),
+        (0, 0),
+        "another process's slot starts with fresh counters"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_of_a_kind_no_connected_worker_runs_says_so_and_leaves_the_worker_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = node(dir.path()).await;
+    rt.register_sliced("other", echo());
+    let id = rt.submit(sliced("other", 10)).await.unwrap();
+    upload_all(&rt, id, &records(10)).await;
+    let joined = rt.remote_join(hello()).unwrap();
+    assert!(
+        next_slice(&rt, &joined.session).await.is_none(),
+        "nothing is leasable by it: an --until-idle worker stops"
+    );
+    let reason = rt.job(id).await.unwrap().waiting_reason.unwrap_or_default();
+    assert!(
+        reason.starts_with("no worker can run it") && reason.contains("\"other\""),
+        "{reason}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_with_after_on_a_node_without_threads_says_why_it_waits_and_idles_its_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = node(dir.path()).await;
+    let first = rt.submit(sliced("echo", 10)).await.unwrap();
+    upload_all(&rt, first, &records(10)).await;
+    let then = sliced("echo", 10).with_after(&[first], DependencyFailure::Fail);
+    let then = rt.submit(then).await.unwrap();
+    upload_all(&rt, then, &records(10)).await;
+    let joined = rt.remote_join(hello()).unwrap();
+    work_until_idle(&rt, &joined.session).await;
+    let s = rt.job(first).await.unwrap();
+    assert_eq!(s.state, JobState::Completed);
+    let s = rt.job(then).await.unwrap();
+    assert_eq!(s.state, JobState::Queued);
+    let reason = s.waiting_reason.unwrap_or_default();
+    assert!(
+        reason.starts_with("no worker can run it") && reason.contains("--workers"),
+        "{reason}"
+    );
+}
