@@ -142,8 +142,12 @@ pub async fn heartbeat(State(app): State<AppState>, req: Request) -> Response {
         req,
         SMALL_MESSAGE_BYTES,
         move |m: proto::HeartbeatRequest| async move {
+            let session = session(m.worker_id, &m.session);
+            runtime
+                .remote_release(&session, &m.released)
+                .map_err(|e| refuse("Heartbeat", &of_worker(m.worker_id), e))?;
             let ended = runtime
-                .remote_heartbeat(&session(m.worker_id, &m.session), &m.epochs)
+                .remote_heartbeat(&session, &m.epochs)
                 .map_err(|e| refuse("Heartbeat", &of_worker(m.worker_id), e))?;
             Ok(proto::HeartbeatReply { ended })
         },
