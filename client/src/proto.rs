@@ -159,6 +159,12 @@ pub struct HeartbeatRequest {
     /// `HelloReply::session`.
     #[prost(bytes = "vec", tag = "3")]
     pub session: Vec<u8>,
+    /// Leases asked for ahead that a thread busy with another task has
+    /// not started: handed back, their work queued again at once, no
+    /// expiry counted (`Runtime::remote_release`). A node that predates
+    /// the field lets them expire instead.
+    #[prost(uint64, repeated, tag = "4")]
+    pub released: Vec<u64>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

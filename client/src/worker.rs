@@ -169,8 +169,19 @@ struct Beat {
     /// timeout had the lease ahead expire behind it, counted against its
     /// work as a hang (three such expiries failed a slice no handler had
     /// started). If that handler hangs, both leases expire, as they should.
+    /// Held so unstarted for `HAND_BACK_AHEAD` of a lease timeout, it is
+    /// handed back (`heartbeats`).
     behind: Option<LeaseProgress>,
+    /// When its lease came.
+    arrived: Instant,
 }
+
+/// A lease asked for ahead and not started after this fraction of a lease
+/// timeout is handed back to the node (`HeartbeatRequest::released`),
+/// which queues its work again for any worker and counts no expiry: a
+/// thread's long task never holds other work (a priority-1 job) for
+/// longer, however long it heartbeats (G4, G5).
+const HAND_BACK_AHEAD: (u64, u64) = (1, 2);
 
 struct Worker {
     /// Held only to clone the client or replace it (`rejoin`).
@@ -325,6 +336,7 @@ async fn lease_ahead(w: Arc<Worker>, thread: u32, behind: LeaseProgress) -> Leas
             sent_ms: 0,
             done: false,
             behind: Some(behind),
+            arrived: Instant::now(),
         };
         w.held.lock().insert(task.epoch, beat);
     }
@@ -375,8 +387,8 @@ fn thread_loop(w: &Arc<Worker>, thread: u32) {
                     b.behind = None;
                     b.progress.clone()
                 }
-                // The node ended it while it waited (heartbeats took it
-                // out): its commit would be fenced, so it is not run.
+                // The node ended it while it waited, or it was handed
+                // back (heartbeats took it out): it is not run.
                 None if was_ahead => continue,
                 None => {
                     let progress = LeaseProgress::new();
@@ -385,6 +397,7 @@ fn thread_loop(w: &Arc<Worker>, thread: u32) {
                         sent_ms: 0,
                         done: false,
                         behind: None,
+                        arrived: Instant::now(),
                     };
                     held.insert(epoch, beat);
                     progress
@@ -511,13 +524,26 @@ fn refused(status: &Status) -> bool {
 
 /// Keeps alive the leases whose handler made progress since the last
 /// heartbeat (a hung handler loses its lease, as on the node), and those
-/// whose commit is on its way; tells a handler whose lease the node says
-/// ended (`lease_ended()`: `exec` stops its command).
+/// whose commit is on its way; hands back the leases asked for ahead that
+/// waited unstarted too long (`HAND_BACK_AHEAD`); tells a handler whose
+/// lease the node says ended (`lease_ended()`: `exec` stops its command).
 async fn heartbeats(w: Arc<Worker>, every: Duration) {
+    // Handed back until a heartbeat carrying them is answered.
+    let mut released: Vec<u64> = Vec::new();
     loop {
         tokio::time::sleep(every).await;
         let epochs: Vec<u64> = {
             let mut held = w.held.lock();
+            let (part, whole) = HAND_BACK_AHEAD;
+            let timeout_ms = w.lease_timeout_ms.load(Ordering::Relaxed);
+            let wait = Duration::from_millis(timeout_ms * part / whole);
+            held.retain(|epoch, b| {
+                let unstarted = b.behind.is_some() && b.arrived.elapsed() >= wait;
+                if unstarted {
+                    released.push(*epoch);
+                }
+                !unstarted
+            });
             let mut moved = Vec::new();
             for (epoch, b) in held.iter_mut() {
                 let last = b.behind.as_ref().unwrap_or(&b.progress).last_ms();
@@ -528,7 +554,7 @@ async fn heartbeats(w: Arc<Worker>, every: Duration) {
             }
             moved
         };
-        if epochs.is_empty() {
+        if epochs.is_empty() && released.is_empty() {
             continue;
         }
         let client = w.client.lock().clone();
@@ -537,14 +563,22 @@ async fn heartbeats(w: Arc<Worker>, every: Duration) {
             worker_id: session.id,
             epochs,
             session: session.secret,
+            released: released.clone(),
         };
-        if let Ok(reply) = client.heartbeat(m).await {
-            let mut held = w.held.lock();
-            for e in reply.ended {
-                if let Some(b) = held.remove(&e) {
-                    b.progress.end();
+        match client.heartbeat(m).await {
+            Ok(reply) => {
+                released.clear();
+                let mut held = w.held.lock();
+                for e in reply.ended {
+                    if let Some(b) = held.remove(&e) {
+                        b.progress.end();
+                    }
                 }
             }
+            // The node answered no (it forgot this worker, say): the leases
+            // are not its any more, and they expire there at worst.
+            Err(s) if refused(&s) => released.clear(),
+            Err(_) => {}
         }
     }
 }

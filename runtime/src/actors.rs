@@ -207,8 +207,14 @@ impl Actor for Timer {
 /// of the timer's is on its way. It runs off the timer: the timer keeps
 /// ticking (leases expire, cron runs start) while it is written.
 fn checkpoint_if_due(shared: &Arc<Shared>, store: &Weak<dyn SliceStore>, now_ms: u64) {
-    if !shared.state.lock().checkpoint_due(now_ms) {
-        return;
+    {
+        let mut st = shared.state.lock();
+        if !st.checkpoint_due(now_ms) {
+            if st.book.auto_checkpoint && st.book.runs_workers {
+                st.surface_checkpoint_blocker();
+            }
+            return;
+        }
     }
     let Some(store) = store.upgrade() else {
         return;
@@ -219,7 +225,8 @@ fn checkpoint_if_due(shared: &Arc<Shared>, store: &Weak<dyn SliceStore>, now_ms:
     let shared = shared.clone();
     tokio::spawn(async move {
         // A checkpoint that cannot be written loses nothing (the log holds
-        // every record); the next trigger tries again.
+        // every record); `take_checkpoint` counts it, says why once, and
+        // the next is tried after a backoff (`checkpoints.rs`).
         let _ = crate::runtime::take_checkpoint(shared.clone(), store).await;
         shared.checkpointing.store(false, Ordering::Release);
     });

@@ -781,7 +781,9 @@ impl State {
                 break;
             }
             self.book.expiring.pop_first();
-            if let Some(job) = self.table.get(&id) {
+            // Only an unfinished job expires, and every unfinished row is
+            // in RAM: a finished one's page is not read for it.
+            if let Some(job) = self.table.resident(&id) {
                 if matches!(job.state, JobState::Queued | JobState::Scheduled)
                     && job.started_us.is_none()
                 {

@@ -41,6 +41,7 @@ mod apply_sliced;
 #[doc(hidden)]
 pub mod bench_support;
 mod category;
+mod checkpoints;
 mod clock;
 mod cron;
 mod dependencies;
@@ -682,6 +683,15 @@ pub struct Metrics {
     /// handler, or in a failed slice) since this process opened the store.
     #[serde(default)]
     pub records_failed: u64,
+    /// Checkpoints this process tried and could not write (automatic or
+    /// asked for).
+    #[serde(default)]
+    pub checkpoint_failures: u64,
+    /// Why automatic checkpoints are failing or paused, while they are:
+    /// finished rows stay in RAM and the meta log grows meanwhile
+    /// (ARCHITECTURE.md, "3.3 Automatic checkpoints").
+    #[serde(default)]
+    pub checkpoints_paused: Option<String>,
     pub commit_latency_us: Vec<(f64, u64)>,
     pub enqueue_to_start_us: Vec<(f64, u64)>,
     pub slice_processing_us: Vec<(f64, u64)>,

@@ -609,6 +609,47 @@ impl Runtime {
         Ok(ended)
     }
 
+    /// Hands back leases of the remote process of `session` that a thread
+    /// asked for ahead and has not started (`epochs`; its other task ran
+    /// long): their work is queued again at once, for any worker, and no
+    /// expiry is counted, since no handler ran it. Epochs it does not hold
+    /// (ended, committing, another's) are left alone.
+    pub fn remote_release(
+        &self,
+        session: &RemoteSession,
+        epochs: &[u64],
+    ) -> Result<(), RemoteError> {
+        if epochs.is_empty() {
+            return Ok(());
+        }
+        let shared = self.shared();
+        let mut st = shared.state.lock();
+        let threads = st.book.fleet.check(session)?.slots.len();
+        if epochs.len() > threads * MAX_EPOCHS_PER_THREAD {
+            return Err(RemoteError::Malformed(format!(
+                "a release names {} leases; a process of {threads} threads holds at most {}",
+                epochs.len(),
+                threads * MAX_EPOCHS_PER_THREAD
+            )));
+        }
+        for epoch in epochs {
+            let mine = st
+                .book
+                .fleet
+                .held
+                .get(epoch)
+                .is_some_and(|h| h.group == session.worker);
+            let live = st.book.leases.get(epoch).is_some_and(|l| !l.committing);
+            if mine && live {
+                st.book.fleet.held.remove(epoch);
+                st.release(*epoch);
+            }
+        }
+        drop(st);
+        shared.changed();
+        Ok(())
+    }
+
     /// Commits what remote process `worker` made of lease `epoch`. The
     /// answer comes once the outcome as sent is durable (`Accepted`) or
     /// known not to be (`Fenced`: the lease expired, was revoked, is not

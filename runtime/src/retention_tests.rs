@@ -355,9 +355,9 @@ fn the_sweep_keeps_the_entry_of_a_row_whose_page_it_cannot_read() {
     // Filed in minute 0 and out of RAM.
     l.checkpoint_at(10);
     let page = crate::table::keys::row_page(0);
-    l.fail_reads(page, true);
+    l.fail_reads_of(page);
     l.checkpoint_at(2 * MINUTE_MS);
-    l.fail_reads(page, false);
+    l.fail_reads(|_| false);
     assert_eq!(l.st.job_row(1).unwrap().state, JobState::Failed);
     // Restored: the next sweep removes both.
     l.checkpoint_at(2 * MINUTE_MS + 1);

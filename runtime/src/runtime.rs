@@ -707,7 +707,7 @@ impl Runtime {
         {
             // Refused here, before a record is written for a finished job.
             let st = self.shared().state.lock();
-            let j = st.job_row(job)?;
+            let j = st.job_row_checked(job)?;
             if j.is_terminal() {
                 return Err(RuntimeError::IllegalTransition {
                     job,
@@ -735,7 +735,7 @@ impl Runtime {
         }
         {
             let st = self.shared().state.lock();
-            let j = st.job_row(job)?;
+            let j = st.job_row_checked(job)?;
             if matches!(j.body, Body::Simple(_)) {
                 return Err(RuntimeError::Invalid(format!(
                     "job {job} is a simple job: max_workers limits how many of a sliced job's slices run at once"
@@ -1000,6 +1000,13 @@ impl Runtime {
         self.shared().state.lock().table.values().count()
     }
 
+    /// The number of the newest checkpoint in this data directory's log
+    /// (the one this open started from, or a later one this process
+    /// wrote); 0: none.
+    pub fn checkpoint_seq(&self) -> u64 {
+        self.shared().state.lock().book.checkpoint_seq
+    }
+
     pub fn metrics(&self) -> Metrics {
         let st = self.shared().state.lock();
         let mut m = st.book.metrics.snapshot();
@@ -1007,6 +1014,7 @@ impl Runtime {
             .iter()
             .map(|s| (*s, st.book.by_state[s.index()]))
             .collect();
+        m.checkpoints_paused = st.book.checkpoints.paused.clone();
         m
     }
 
@@ -1116,34 +1124,23 @@ pub(crate) fn enqueue_checkpoint(
                     .into(),
             ));
         }
-        // The ids of jobs whose `created` record was lost are found anew at
-        // every open, from the log's gaps: a checkpoint would cut the log
-        // and make that loss permanent, where restoring the segment still
-        // undoes it.
-        if let Some(d) = st.book.damage.iter().find(|d| d.meta_lost || !d.identified) {
-            return Err(RuntimeError::Corrupt(format!(
-                "this data directory opened without a damaged range that may have held job \
-                 records (segment {} ({}) offsets {}..{}: {}): a checkpoint would make that \
-                 loss permanent, so none is written; restore the segment from a backup, or \
-                 salvage what survived into a new data directory",
-                d.segment_id,
-                d.path.display(),
-                d.offset,
-                d.end,
-                d.what
-            )));
-        }
-        // A record applied live over a row that could not be read did not
-        // change it: cutting the log would lose it.
-        if let Some((page, e)) = st.table.first_unreadable() {
-            return Err(RuntimeError::Corrupt(format!(
-                "a record could not apply: {}; no checkpoint is written",
-                crate::lost::page_reason(page, e)
-            )));
+        if let Some(why) = st.checkpoint_blocker() {
+            return Err(RuntimeError::Corrupt(why));
         }
         let now_ms = shared.clock.now_ms();
-        let (batch, record, log) =
-            crate::table::image::swept_checkpoint_batch(&mut st, &**store, now_ms)?;
+        let built = crate::table::image::swept_checkpoint_batch(&mut st, &**store, now_ms);
+        let (batch, record, log) = match built {
+            Ok(built) => built,
+            // Known fault 5: the page is not rewritten from RAM (that
+            // would make its rows' loss permanent); checkpoints pause
+            // while it cannot be read.
+            Err(crate::table::image::Unbuilt::Page(page, e)) => {
+                st.table.note_unreadable(page, e);
+                let why = st.checkpoint_blocker().expect("the page was just noted");
+                return Err(RuntimeError::Corrupt(why));
+            }
+            Err(crate::table::image::Unbuilt::Other(e)) => return Err(e),
+        };
         st.book.last_checkpoint_ms = shared.clock.now_ms();
         let records = std::mem::take(&mut st.book.records_since_checkpoint);
         (batch, record, log, st.table.seal(), records)
@@ -1173,6 +1170,21 @@ pub(crate) fn enqueue_checkpoint(
 /// the batch is built and enqueued, then released; the call returns once
 /// it is durable.
 pub(crate) async fn take_checkpoint(
+    shared: Arc<Shared>,
+    store: Arc<dyn SliceStore>,
+) -> Result<u64, RuntimeError> {
+    let outcome = write_checkpoint(shared.clone(), store).await;
+    let now_ms = shared.clock.now_ms();
+    let mut st = shared.state.lock();
+    match &outcome {
+        Ok(_) => st.checkpoint_written(),
+        Err(e) => st.checkpoint_failed(now_ms, e),
+    }
+    drop(st);
+    outcome
+}
+
+async fn write_checkpoint(
     shared: Arc<Shared>,
     store: Arc<dyn SliceStore>,
 ) -> Result<u64, RuntimeError> {

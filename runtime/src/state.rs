@@ -200,8 +200,11 @@ pub struct Book {
     pub generation: u64,
     /// Checkpoints written in this data directory (`Meta::Checkpoint`).
     pub checkpoint_seq: u64,
-    /// When this process last took (or tried) a checkpoint, by its clock.
+    /// When this process last took a checkpoint, by its clock.
     pub last_checkpoint_ms: u64,
+    /// How its checkpoints fare: the backoff after a failure, and why
+    /// they are paused (`checkpoints.rs`).
+    pub checkpoints: crate::checkpoints::CheckpointHealth,
     /// Records applied live since the newest checkpoint was sealed, its
     /// own aside (`State::checkpoint_due`).
     pub records_since_checkpoint: u64,
@@ -322,6 +325,9 @@ pub struct Book {
     /// Jobs that finished or went while a record was applied, whose
     /// dependents `apply` settles before it returns.
     pub finished: Vec<JobId>,
+    /// Entries of `dependents` lists scanned (a test's step count).
+    #[cfg(test)]
+    pub dependents_scanned: u64,
 }
 
 /// Bits of a lease epoch that count leases within one open generation:
@@ -355,6 +361,7 @@ impl Book {
             generation: 0,
             checkpoint_seq: 0,
             last_checkpoint_ms: 0,
+            checkpoints: Default::default(),
             records_since_checkpoint: 0,
             next_id: 1,
             live: false,
@@ -409,6 +416,8 @@ impl Book {
             windowed: BTreeSet::new(),
             windows_minute: None,
             finished: Vec::new(),
+            #[cfg(test)]
+            dependents_scanned: 0,
         }
     }
 
@@ -427,6 +436,15 @@ impl Book {
         }
         if new == JobState::Scheduled {
             self.scheduled.insert((job.run_at_ms.unwrap_or(0), job.id));
+        }
+        // Back in the queue unstarted (a lease ended unfinished, a retry):
+        // its `expires_at` holds again, live as after a reopen, which
+        // files every unfinished row's (`count_new`); the timer dropped
+        // the entry if it passed while the job was leased.
+        if matches!(new, JobState::Queued | JobState::Scheduled) && job.started_us.is_none() {
+            if let Some(at) = job.expires_at_ms {
+                self.expiring.insert((at, job.id));
+            }
         }
         job.state = new;
         if self.live {
@@ -658,41 +676,6 @@ impl Book {
     }
 }
 
-/// A checkpoint is due when this many rows changed since the last one
-/// (ARCHITECTURE.md, "2. What stays in RAM": the overlay's bound).
-pub const CHECKPOINT_CHANGED_ROWS: usize = 262_144;
-/// Or when this long passed with any change since the last one.
-pub const CHECKPOINT_INTERVAL_MS: u64 = 1_000;
-/// Checkpoints the changed-rows bound takes are at least this far apart.
-const CHECKPOINT_MIN_GAP_MS: u64 = 50;
-
-impl State {
-    /// Whether the timer takes a checkpoint now: in a process that runs
-    /// work, writable, not stopping, not over a loss a checkpoint would
-    /// make permanent; when `CHECKPOINT_CHANGED_ROWS` rows changed, or
-    /// `CHECKPOINT_INTERVAL_MS` passed with any row changed or record
-    /// applied (which also bounds the meta bytes since the last one), or
-    /// with rows due for the retention sweep (`table/expiry.rs`).
-    pub fn checkpoint_due(&self, now_ms: u64) -> bool {
-        let b = &self.book;
-        let blocked = !b.runs_workers
-            || !b.auto_checkpoint
-            || b.store_read_only
-            || b.poisoned.is_some()
-            || b.stopping
-            || b.damage.iter().any(|d| d.meta_lost || !d.identified);
-        if blocked {
-            return false;
-        }
-        let since = now_ms.saturating_sub(b.last_checkpoint_ms);
-        let changed = self.table.changed();
-        let sweep_due = now_ms >= b.sweep_due_ms.min(b.finished_due_ms);
-        (changed >= CHECKPOINT_CHANGED_ROWS && since >= CHECKPOINT_MIN_GAP_MS)
-            || (since >= CHECKPOINT_INTERVAL_MS
-                && (changed > 0 || b.records_since_checkpoint > 0 || sweep_due))
-    }
-}
-
 /// Most jobs carry null arguments or properties: they share one allocation.
 fn shared_value(v: &serde_json::Value) -> Arc<serde_json::Value> {
     static NULL: std::sync::OnceLock<Arc<serde_json::Value>> = std::sync::OnceLock::new();
@@ -776,6 +759,15 @@ impl State {
     /// Job `id`'s row, or `NotFound` saying why there is none.
     pub fn job_row(&self, id: JobId) -> Result<std::borrow::Cow<'_, Job>, RuntimeError> {
         self.table.get(&id).ok_or_else(|| self.missing(id))
+    }
+
+    /// `job_row` for a control to check: a row that cannot be read is an
+    /// error naming the damage, never the lost row `job_row` gives (whose
+    /// state a refusal would blame).
+    pub fn job_row_checked(&self, id: JobId) -> Result<std::borrow::Cow<'_, Job>, RuntimeError> {
+        let row = self.table.get_checked(&id)?;
+        row.filter(|j| !j.is_destroyed())
+            .ok_or_else(|| self.missing(id))
     }
 
     fn apply_record(&mut self, meta: &Meta) -> Result<(), RuntimeError> {
@@ -1209,7 +1201,8 @@ impl State {
                     return Err(illegal(job, "expire"));
                 }
                 job.failure_reason = Some(format!(
-                    "expired: not started before its expires_at ({} ms since the epoch)",
+                    "expired: its expires_at ({} ms since the epoch) passed before a run of it \
+                     finished",
                     job.expires_at_ms.unwrap_or(0)
                 ));
                 book.set_state(job, JobState::Aborted, at_ms);

@@ -229,13 +229,14 @@ pub(crate) fn commit_simple(
         });
     }
     let elapsed_us = elapsed.as_secs_f64() * 1e6;
-    let valid = {
+    let (valid, since_us) = {
         let mut st = shared.state.lock();
         if let Some(first) = items.first() {
             st.observe_simple(&first.kind, items.len(), elapsed_us);
         }
         let claim = LeaseWork::Simple(items.iter().map(|i| i.job).collect());
-        st.begin_commit(epoch, &claim)
+        let valid = st.begin_commit(epoch, &claim);
+        (valid, st.book.leases.get(&epoch).map(|l| l.since_us))
     };
     let Some(LeaseWork::Simple(valid)) = valid else {
         return;
@@ -243,8 +244,17 @@ pub(crate) fn commit_simple(
     if valid.len() != outcomes.len() {
         outcomes.retain(|o| valid.contains(&o.job));
     }
-    let jobs: Vec<(JobId, u64)> = outcomes.iter().map(|o| (o.job, o.started_us)).collect();
     let at_us = shared.clock.now_us();
+    // A start is kept within the lease, by this process's clock: a remote
+    // worker's clock may be skewed, old or lying, and a start before the
+    // job was created or after it completed is no start (G12: the node's
+    // clock decides). This process's own threads read the same clock.
+    if let Some(since_us) = since_us {
+        for o in &mut outcomes {
+            o.started_us = o.started_us.clamp(since_us, at_us.max(since_us));
+        }
+    }
+    let jobs: Vec<(JobId, u64)> = outcomes.iter().map(|o| (o.job, o.started_us)).collect();
     let m = Meta::SimpleDone {
         at_ms: at_us / 1000,
         at_us: Some(at_us),

@@ -73,15 +73,20 @@ async fn open(
     key: &Option<MasterKey>,
     workers: bool,
 ) -> Result<Runtime, RuntimeError> {
+    open_as(fs, key, options(workers)).await
+}
+
+async fn open_as(
+    fs: &SimFileLayer,
+    key: &Option<MasterKey>,
+    opts: RuntimeOptions,
+) -> Result<Runtime, RuntimeError> {
     let fs = fs.clone();
     let store_opts = StoreOptions {
         master_key: key.clone(),
         ..StoreOptions::default()
     };
-    let rt = Runtime::open_on(options(workers), move || {
-        Store::open_with(fs, DIR, store_opts)
-    })
-    .await?;
+    let rt = Runtime::open_on(opts, move || Store::open_with(fs, DIR, store_opts)).await?;
     rt.register_sliced("echo", Arc::new(Echo));
     rt.register_simple("noop", Arc::new(Noop));
     Ok(rt)
@@ -272,14 +277,19 @@ struct CheckpointRun {
     live: Vec<serde_json::Value>,
     /// Mutating operations the checkpoint took.
     span: u64,
+    /// The checkpoint's number (`before` opens from the one before it).
+    seq: u64,
 }
 
 /// Runs a small workload to idle and notes the table, then checkpoints,
 /// crashing at the checkpoint's `j`th mutating operation (None: never).
 fn crash_in_checkpoint(j: Option<u64>) -> CheckpointRun {
     let fs = SimFileLayer::new();
-    let (live, before, span) = tokio_rt().block_on(async {
-        let rt = open(&fs, &None, true).await.unwrap();
+    let (live, before, span, seq) = tokio_rt().block_on(async {
+        // Only the checkpoint under test: none of the timer's before it.
+        let mut o = options(true);
+        o.auto_checkpoint = false;
+        let rt = open_as(&fs, &None, o).await.unwrap();
         let specs = (0..4)
             .map(|i| JobSpec::simple("noop", serde_json::json!(i)))
             .collect();
@@ -298,49 +308,64 @@ fn crash_in_checkpoint(j: Option<u64>) -> CheckpointRun {
         let before = fs.crash_image(CrashMode::DropUnsynced);
         let ops = fs.mutating_ops();
         fs.crash_at(j.map(|j| ops + j));
+        let seq = rt.checkpoint_seq() + 1;
         let checkpointed = rt.checkpoint().await;
         assert!(j.is_some() || checkpointed.is_ok(), "{checkpointed:?}");
+        if let Ok(written) = checkpointed {
+            assert_eq!(written, seq);
+        }
         let span = fs.mutating_ops() - ops;
         let _ = rt.shutdown(Duration::from_secs(2)).await;
-        (live, before, span)
+        (live, before, span, seq)
     });
     CheckpointRun {
         fs,
         before,
         live,
         span,
+        seq,
     }
 }
 
-/// The table a read-only runtime opened on `image` lists.
-fn reopened_table(image: &SimFileLayer, what: &str) -> Vec<serde_json::Value> {
+/// The table a read-only runtime opened on `image` lists, and the number
+/// of the checkpoint the open started from.
+fn reopened_table(image: &SimFileLayer, what: &str) -> (Vec<serde_json::Value>, u64) {
     tokio_rt().block_on(async {
         let rt = open(image, &None, false)
             .await
             .unwrap_or_else(|e| panic!("{what}: {e}"));
         let table = table_of(&rt).await;
+        let seq = rt.checkpoint_seq();
         rt.shutdown(Duration::from_secs(2)).await.unwrap();
-        table
+        (table, seq)
     })
 }
 
 /// "Before" is what the log replays to; "after" is the checkpoint's image,
 /// the live table. They are equal (live and replay agree: a lease writes
-/// nothing into a row), so a reopen must give exactly that table, never a
-/// mix of the pages before and after.
+/// nothing into a row), so a reopen must give exactly that table, and
+/// start from the checkpoint before or from this one (a table equal to
+/// both cannot tell a torn mix of the two; the checkpoint the open
+/// started from can).
 #[test]
 fn a_crash_at_every_io_step_of_a_checkpoint_reopens_to_the_table_before_or_after() {
     let clean = crash_in_checkpoint(None);
     assert!(clean.span > 0, "a checkpoint writes");
-    let after = reopened_table(&clean.fs.crash_image(CrashMode::DropUnsynced), "no crash");
+    let (after, seq) = reopened_table(&clean.fs.crash_image(CrashMode::DropUnsynced), "no crash");
     assert_eq!(
-        after, clean.live,
-        "an uncrashed checkpoint reopens to the live table"
+        (after, seq),
+        (clean.live, clean.seq),
+        "an uncrashed checkpoint reopens to the live table, from itself"
     );
     let mut rng = Rng::new(seed("checkpoint_power_loss"));
     for j in 1..=clean.span {
         let run = crash_in_checkpoint(Some(j));
-        let before = reopened_table(&run.before, "before the checkpoint");
+        let (before, before_seq) = reopened_table(&run.before, "before the checkpoint");
+        assert_eq!(
+            before_seq + 1,
+            run.seq,
+            "the checkpoint follows the one before"
+        );
         for mode in [
             CrashMode::DropUnsynced,
             CrashMode::TornUnsynced {
@@ -348,10 +373,13 @@ fn a_crash_at_every_io_step_of_a_checkpoint_reopens_to_the_table_before_or_after
             },
         ] {
             let what = format!("crash at op {j} of {}, {mode:?}", clean.span);
-            let reopened = reopened_table(&run.fs.crash_image(mode), &what);
+            let (reopened, seq) = reopened_table(&run.fs.crash_image(mode), &what);
             assert!(
-                reopened == before || reopened == run.live,
-                "{what}: the reopened table is neither the one before the checkpoint nor its image"
+                (seq == before_seq && reopened == before)
+                    || (seq == run.seq && reopened == run.live),
+                "{what}: the open started from checkpoint {seq} (before: {before_seq}, this one: \
+                 {}) and its table is neither the one before the checkpoint nor its image",
+                run.seq
             );
         }
     }

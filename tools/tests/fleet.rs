@@ -413,6 +413,93 @@ fn a_lease_asked_for_ahead_stays_alive_while_the_thread_runs_a_long_slice() {
     assert_exact(&job, &output, &input);
 }
 
+/// A thread busy with a long task hands back the lease it asked for ahead
+/// once it has waited half a lease timeout unstarted, without an expiry
+/// counted: a priority-1 job that lease carried runs on an idle worker,
+/// not behind the long task (G5), however long its handler heartbeats.
+/// The long task runs until the test lets it end, so the urgent job must
+/// complete meanwhile.
+#[test]
+fn a_lease_asked_for_ahead_and_not_started_is_handed_back_to_an_idle_worker() {
+    let sb = Sandbox::new();
+    let gate = sb.dir.path().join("let-the-long-slice-end");
+    // Bounded, so a failed run leaves no command behind for long.
+    let long_cat = format!(
+        "for _ in $(seq 1500); do [ -e {} ] && break; sleep 0.05; done; cat",
+        gate.display()
+    );
+    let server = serve(
+        &sb,
+        &[
+            "--workers",
+            "0",
+            "--lease-timeout-ms",
+            "1000",
+            "--exec-allow",
+            &long_cat,
+        ],
+    );
+    let input = numbered_lines(2);
+    let long = submit(
+        &server,
+        &sb,
+        &input,
+        &["--kind", "exec", "--cmd", &long_cat],
+    );
+    let busy = worker(
+        &server,
+        &sb,
+        &["--workers", "1", "--until-idle", "--exec-allow", &long_cat],
+    );
+    wait_for_slice_lease(&server, &busy);
+    // Its thread runs the long slice and waits for its lease ahead: the
+    // urgent job is the only work, so that lease carries it.
+    let urgent_input = numbered_lines(3);
+    let urgent = submit(
+        &server,
+        &sb,
+        &urgent_input,
+        &["--kind", "copy", "--priority", "1"],
+    );
+    let slot_of = |pid: u32| {
+        let workers: serde_json::Value =
+            serde_json::from_str(&get(&server, "/api/workers")).unwrap();
+        workers["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["pid"].as_u64() == Some(pid as u64))
+            .cloned()
+            .unwrap_or_default()
+    };
+    wait_for("the urgent job leased ahead by the busy worker", || {
+        slot_of(busy.id())["lease"]["job"].as_u64() == Some(urgent)
+    });
+    let idle = worker(&server, &sb, &["--workers", "1", "--until-idle"]);
+    let idle_pid = idle.id();
+    wait_for(
+        "the urgent job to complete while the long slice runs",
+        || job_of(&server, urgent)["state"] == "completed",
+    );
+    assert_eq!(
+        slot_of(idle_pid)["slices_done"].as_u64(),
+        Some(1),
+        "the idle worker ran it"
+    );
+    assert_eq!(
+        lease_expiries(&server),
+        0,
+        "a lease handed back is no expiry"
+    );
+    std::fs::write(&gate, b"").unwrap();
+    finishes(busy, "the busy worker");
+    finishes(idle, "the idle worker");
+    let (output, job) = output_of(&server, &sb, urgent);
+    assert_exact(&job, &output, &urgent_input);
+    let (output, job) = output_of(&server, &sb, long);
+    assert_exact(&job, &output, &input);
+}
+
 #[test]
 fn a_node_killed_under_two_workers_and_restarted_finishes_the_job_exactly() {
     let sb = Sandbox::new();
@@ -731,6 +818,7 @@ fn refused_and_malformed_worker_calls_are_logged_on_the_node_without_a_flood() {
             worker_id: 999,
             epochs: vec![1],
             session: vec![0; 16],
+            released: Vec::new(),
         };
         let unknown = rt.block_on(client.heartbeat(beat));
         assert_eq!(unknown.unwrap_err().code(), tonic::Code::NotFound);
@@ -748,6 +836,52 @@ fn refused_and_malformed_worker_calls_are_logged_on_the_node_without_a_flood() {
         .filter(|l| l.contains("refused a"))
         .count();
     assert!(refusals <= 15, "150 bad calls, {refusals} lines: bounded");
+}
+
+/// A joined worker that sends commits for leases it does not hold is
+/// fenced each time, but the node's log says so a few times a minute, not
+/// once a call.
+#[test]
+fn fenced_commits_of_a_worker_are_logged_without_a_flood() {
+    use booster_tools::fleet::{client::NodeClient, proto};
+    let sb = Sandbox::new();
+    let server = serve(&sb, &["--workers", "0"]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut client = rt
+        .block_on(async { NodeClient::new(&server.url, None, None) })
+        .unwrap();
+    let joined = rt
+        .block_on(client.hello(proto::HelloRequest {
+            version: booster_tools::fleet::node::VERSION.to_string(),
+            host: "test-host".into(),
+            pid: 4242,
+            kinds: vec!["copy".into()],
+            threads: 1,
+            allows: Vec::new(),
+        }))
+        .unwrap();
+    for epoch in 1..=60 {
+        let reply = rt
+            .block_on(client.commit(proto::CommitRequest {
+                worker_id: joined.worker_id,
+                epoch,
+                outcome: Some(proto::Outcome::Slice(Default::default())),
+                session: joined.session.clone(),
+            }))
+            .unwrap();
+        assert!(!reply.accepted, "epoch {epoch} is no lease of this worker");
+    }
+    server.wait_for_log("fenced a commit");
+    server.wait_for_log("not logged");
+    let fenced = server
+        .log_lines()
+        .into_iter()
+        .filter(|l| l.contains("fenced a commit"))
+        .count();
+    assert!(fenced <= 5, "60 fenced commits, {fenced} lines: bounded");
 }
 
 /// A service's own handler: upper-cases each record.

@@ -176,9 +176,24 @@ fn whole_image(state: &State, store: &dyn SliceStore) -> Result<Image, RuntimeEr
     Ok(out)
 }
 
+/// Why a checkpoint batch could not be built.
+#[derive(Debug)]
+pub enum Unbuilt {
+    /// Stored page `.0`, which rows changed since merge into, cannot be
+    /// read (Known fault 5): checkpoints pause while it cannot.
+    Page(u64, RuntimeError),
+    Other(RuntimeError),
+}
+
+impl From<RuntimeError> for Unbuilt {
+    fn from(e: RuntimeError) -> Self {
+        Unbuilt::Other(e)
+    }
+}
+
 /// The pages the rows changed since the image was written touch,
 /// rebuilt over the stored pages.
-fn touched_pages(state: &State, store: &dyn SliceStore) -> Result<Image, RuntimeError> {
+fn touched_pages(state: &State, store: &dyn SliceStore) -> Result<Image, Unbuilt> {
     let mut out = Image::default();
     let mut by_page: BTreeMap<u64, Vec<(JobId, Option<&Job>)>> = BTreeMap::new();
     for (id, job) in state.table.dirty() {
@@ -188,7 +203,7 @@ fn touched_pages(state: &State, store: &dyn SliceStore) -> Result<Image, Runtime
             .push((id, job));
     }
     for (page, changes) in by_page {
-        let stored = read_stored(store, page)?;
+        let stored = read_stored(store, page).map_err(|e| Unbuilt::Page(page, e))?;
         build_page(page, stored, &changes, &mut out);
     }
     Ok(out)
@@ -236,7 +251,7 @@ pub fn checkpoint_batch(
     state: &State,
     store: &dyn SliceStore,
     refiled: Option<expiry::Filed>,
-) -> Result<(Batch, Meta, Vec<Vec<u8>>), RuntimeError> {
+) -> Result<(Batch, Meta, Vec<Vec<u8>>), Unbuilt> {
     let (record, records) = checkpoint_records(state, state.book.checkpoint_seq + 1);
     let mut log = vec![meta::encode(&record)];
     log.extend(records);
@@ -270,7 +285,7 @@ pub fn swept_checkpoint_batch(
     state: &mut State,
     store: &dyn SliceStore,
     now_ms: u64,
-) -> Result<(Batch, Meta, Vec<Vec<u8>>), RuntimeError> {
+) -> Result<(Batch, Meta, Vec<Vec<u8>>), Unbuilt> {
     let swept = expiry::sweep(state, store, now_ms)?;
     // An image from before step 6: the next pages' finished rows are
     // filed too, and the cursor moves on in the same batch. (Without an

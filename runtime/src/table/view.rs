@@ -66,6 +66,8 @@ pub struct TableView {
     /// first error: the record about it did not apply, so the open names
     /// them as damage (`take_unreadable`) and no checkpoint cuts the log
     /// while any is known. A read error is never "no such row" (G7).
+    /// Also the pages a checkpoint could not merge changed rows into
+    /// (`note_unreadable`): checkpoints pause while any is known.
     unreadable: BTreeMap<u64, RuntimeError>,
 }
 
@@ -83,6 +85,17 @@ impl Default for TableView {
             unreadable: BTreeMap::new(),
         }
     }
+}
+
+/// What a dependency check needs of a row (`TableView::states_noting`).
+#[derive(Clone, Copy, Debug)]
+pub struct RowState {
+    /// Its state; a tombstone's, the state it was destroyed in.
+    pub state: crate::JobState,
+    /// A lost row (`lost::KIND`: its `created` record was lost).
+    pub lost: bool,
+    /// A tombstone (destroyed, kept for the retention period).
+    pub destroyed: bool,
 }
 
 fn corrupt(what: String) -> RuntimeError {
@@ -129,6 +142,23 @@ impl TableView {
         };
         self.overlay.insert(id, e);
         self.changed += 1;
+    }
+
+    /// Job `id`'s row (a tombstone included) for a control to check: None
+    /// when there is no such row; an error naming the damage when its row
+    /// cannot be read (never the lost row `get` gives, whose state would
+    /// be blamed instead).
+    pub fn get_checked(&self, id: &JobId) -> Result<Option<Cow<'_, Job>>, RuntimeError> {
+        match self.overlay.get(id) {
+            Some(e) => Ok(e.row.as_ref().map(Cow::Borrowed)),
+            None => match self.fetch(*id) {
+                Ok(row) => Ok(row.map(Cow::Owned)),
+                Err(e) => Err(RuntimeError::Corrupt(crate::lost::page_reason(
+                    keys::page_of(*id).0,
+                    &e,
+                ))),
+            },
+        }
     }
 
     /// The state job `id` was destroyed in and when (ms), while its
@@ -301,13 +331,8 @@ impl TableView {
             return Ok(false);
         }
         if !self.overlay.contains_key(&id) {
-            let job = match self.fetch(id) {
-                Ok(Some(job)) => job,
-                Ok(None) => return Ok(false),
-                Err(e) => {
-                    let page = keys::page_of(id).0;
-                    return Err(RuntimeError::Corrupt(crate::lost::page_reason(page, &e)));
-                }
+            let Some(job) = self.get_checked(&id)?.map(Cow::into_owned) else {
+                return Ok(false);
             };
             if job.is_destroyed() {
                 return Ok(false);
@@ -386,9 +411,72 @@ impl TableView {
         std::mem::take(&mut self.unreadable)
     }
 
+    /// Page `page` could not be read to merge changed rows into (`e`).
+    pub fn note_unreadable(&mut self, page: u64, e: RuntimeError) {
+        self.unreadable.entry(page).or_insert(e);
+    }
+
     /// A page a row could not be read from to be changed, if any.
     pub fn first_unreadable(&self) -> Option<(u64, &RuntimeError)> {
         self.unreadable.iter().next().map(|(p, e)| (*p, e))
+    }
+
+    /// The state of each row of `ids` (`RowState`; a tombstone's is the
+    /// state it was destroyed in), None for no such row, reading each
+    /// stored page once and only its rows' states (no large row or slice
+    /// map), nothing kept in RAM. Err for a row whose page cannot be
+    /// read: the page is noted (`unreadable`), as for a row to change.
+    pub fn states_noting(&mut self, ids: &[JobId]) -> Vec<Result<Option<RowState>, ()>> {
+        let mut pages: HashMap<u64, Option<Vec<Row>>> = HashMap::new();
+        let store = self.store();
+        let mut out = Vec::with_capacity(ids.len());
+        for &id in ids {
+            if let Some(e) = self.overlay.get(&id) {
+                out.push(Ok(e.row.as_ref().map(|j| RowState {
+                    state: j.state,
+                    lost: &*j.kind == crate::lost::KIND,
+                    destroyed: j.is_destroyed(),
+                })));
+                continue;
+            }
+            let Some(store) = &store else {
+                out.push(Ok(None));
+                continue;
+            };
+            let page = keys::page_of(id).0;
+            let rows = pages
+                .entry(page)
+                .or_insert_with(|| match read_page(&**store, page) {
+                    Ok(rows) => Some(rows.unwrap_or_default()),
+                    Err(e) => {
+                        self.unreadable.entry(page).or_insert(e);
+                        None
+                    }
+                });
+            let Some(rows) = rows else {
+                out.push(Err(()));
+                continue;
+            };
+            let row = rows.iter().find(|r| r.id == id);
+            out.push(Ok(row.and_then(|r| {
+                let destroyed = r.destroyed_ms.is_some();
+                let state = match destroyed {
+                    true => crate::JobState::ALL
+                        .get(usize::from(r.final_state))
+                        .copied(),
+                    false => r.job_state(),
+                };
+                Some(RowState {
+                    state: state?,
+                    lost: self
+                        .kinds
+                        .get(&r.kind)
+                        .is_some_and(|k| &**k == crate::lost::KIND),
+                    destroyed,
+                })
+            })));
+        }
+        out
     }
 
     /// `fetch`, noting a page that cannot be read (`unreadable`).
@@ -396,7 +484,7 @@ impl TableView {
         match self.fetch(id) {
             Ok(job) => job,
             Err(e) => {
-                self.unreadable.entry(keys::page_of(id).0).or_insert(e);
+                self.note_unreadable(keys::page_of(id).0, e);
                 None
             }
         }
@@ -430,8 +518,10 @@ impl TableView {
     /// (destroyed rows) are no jobs and are left out. Reads every page
     /// of the image: listing pages through the index in step 4. When the
     /// store's index cannot say which pages hold rows, every page of an id
-    /// below `ids_below` is read (one it cannot read gives its rows as
-    /// lost), so a listing never stops short silently.
+    /// below `ids_below` is read, and one of those it cannot read is an
+    /// error naming the index (whether it held rows is unknown: none are
+    /// made up), so a listing never stops short silently. A listed page
+    /// it cannot read gives its rows as lost, by its state masks.
     pub fn scan(
         &self,
         rev: bool,
@@ -460,10 +550,15 @@ impl TableView {
             return Ok(());
         };
         let all = (std::ops::Bound::Unbounded, std::ops::Bound::Unbounded);
+        // The index's error, when it could not say which pages exist.
+        let mut unlisted = None;
         let mut pages: BTreeSet<u64> =
             match store.scan(TABLE_OWNER, ROW_PAGE, all, false, usize::MAX) {
                 Ok(listed) => listed.into_iter().map(|i| i.key.seq).collect(),
-                Err(_) => (0..=keys::page_of(ids_below.saturating_sub(1)).0).collect(),
+                Err(e) => {
+                    unlisted = Some(e);
+                    (0..=keys::page_of(ids_below.saturating_sub(1)).0).collect()
+                }
             };
         let stored = pages.clone();
         pages.extend(self.overlay.keys().map(|id| keys::page_of(*id).0));
@@ -479,6 +574,20 @@ impl TableView {
                         for row in read.unwrap_or_default() {
                             rows.insert(row.id, Pick::Stored(Box::new(row)));
                         }
+                    }
+                    // A page the index did not say exists: whether it has
+                    // rows is unknown, so none are made up; the listing
+                    // stops, saying it is incomplete.
+                    Err(e) if unlisted.is_some() => {
+                        let (first, last) = crate::lost::page_ids(page);
+                        return Err(RuntimeError::Invalid(format!(
+                            "the job table's listing is incomplete: the store's index of its \
+                             row pages cannot be read ({}), and row page {page} (job ids \
+                             {first} to {last}) cannot be read either ({e}); restore the \
+                             damaged segment from a backup, or salvage what survived into a new \
+                             data directory (`booster salvage`)",
+                            unlisted.as_ref().expect("matched above")
+                        )));
                     }
                     // Its rows are listed as lost, by the page's masks.
                     Err(e) => {

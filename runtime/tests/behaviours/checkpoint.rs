@@ -365,8 +365,74 @@ async fn a_rotted_page_of_finished_rows_is_named_damage_never_no_such_job() {
         !matches!(err, RuntimeError::NotFound(..)) && err.to_string().contains("damaged"),
         "{err}"
     );
+    // A priority or worker limit change names the damage too, not the
+    // lost row's state.
+    for err in [
+        rt.set_priority(ids[5], 3).await.unwrap_err(),
+        rt.set_max_workers(ids[5], Some(2)).await.unwrap_err(),
+    ] {
+        assert!(err.to_string().contains("damaged"), "{err}");
+    }
     assert!(
         rt.checkpoint().await.is_err(),
         "no checkpoint makes the loss permanent"
+    );
+}
+
+/// A changed row whose page rotted (Known fault 5's first half: new jobs
+/// whose ids fall in a rotted page of finished rows) blocks the
+/// checkpoint that would merge it. The timer tries once, then pauses
+/// checkpoints while the page is known unreadable: it never retries every
+/// tick holding the append gate, and the pause is visible in the metrics,
+/// naming the page and what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_a_rotted_page_blocks_is_tried_once_then_paused_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::at_ms(1_000_000));
+    let mut o = opts(dir.path(), 1);
+    o.clock = clock.clone();
+    o.auto_checkpoint = false;
+    {
+        let rt = Runtime::open(o.clone()).await.unwrap();
+        rt.register_simple("held", Arc::new(Held::default()));
+        let specs = (0..10)
+            .map(|n| JobSpec::simple("held", serde_json::json!({ "n": n })))
+            .collect();
+        for id in rt.submit_many(specs).await.unwrap() {
+            rt.wait(id).await.unwrap();
+        }
+        rt.checkpoint().await.unwrap();
+        rt.shutdown(Duration::from_secs(5)).await.unwrap();
+    }
+    rot_row_page_0(dir.path());
+    o.auto_checkpoint = true;
+    let rt = Runtime::open(o).await.unwrap();
+    rt.register_simple("held", Arc::new(Held::default()));
+    // Job 11's row is changed, and merges into page 0.
+    let id = rt
+        .submit(JobSpec::simple("held", serde_json::Value::Null))
+        .await
+        .unwrap();
+    rt.wait(id).await.unwrap();
+    for _ in 0..100 {
+        // A second passes, and the timer ticks at least once after it
+        // (it releases a job scheduled within that second): a checkpoint
+        // is due by the interval at each of those ticks.
+        let mut spec = JobSpec::simple("held", serde_json::Value::Null);
+        spec.run_at = Some(std::time::UNIX_EPOCH + Duration::from_millis(clock.now_ms() + 500));
+        let scheduled = rt.submit(spec).await.unwrap();
+        clock.advance_ms(1_000);
+        rt.wait(scheduled).await.unwrap();
+    }
+    let m = rt.metrics();
+    assert!(
+        (1..=2).contains(&m.checkpoint_failures),
+        "tried once, not every tick: {} attempts",
+        m.checkpoint_failures
+    );
+    let paused = m.checkpoints_paused.unwrap_or_default();
+    assert!(
+        paused.contains("page 0") && paused.contains("restore the segment"),
+        "{paused}"
     );
 }

@@ -112,6 +112,77 @@ async fn job_not_started_before_expires_at_is_dropped_and_says_so() {
     assert!(s.failure_reason.unwrap().starts_with("expired"));
 }
 
+/// A simple handler that blocks without heartbeating until `go` is set:
+/// its lease expires.
+#[derive(Default)]
+struct Stuck {
+    go: std::sync::atomic::AtomicBool,
+}
+
+impl SimpleHandler for Stuck {
+    fn perform(
+        &self,
+        _job: &JobContext<'_>,
+        _args: &serde_json::Value,
+    ) -> Result<Option<serde_json::Value>, HandlerError> {
+        while !self.go.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Ok(None)
+    }
+}
+
+/// A job leased when its `expires_at` passed, whose lease then expired,
+/// is back in the queue unfinished: it expires live as it does after a
+/// reopen (before, live it was never expired, and any reopen expired it
+/// at its first tick).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_lease_expired_past_its_expires_at_expires_live_as_after_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::at_ms(1_000_000));
+    let mut o = opts(dir.path(), 1);
+    o.clock = clock.clone();
+    o.auto_checkpoint = false;
+    let rt = Runtime::open(o.clone()).await.unwrap();
+    let stuck = Arc::new(Stuck::default());
+    rt.register_simple("stuck", stuck.clone());
+    let mut spec = JobSpec::simple("stuck", serde_json::Value::Null);
+    spec.expires_at = Some(std::time::UNIX_EPOCH + Duration::from_millis(1_010_000));
+    let id = rt.submit(spec).await.unwrap();
+    until("the job leased", || {
+        rt.metrics().jobs_by_state.contains(&(JobState::Running, 1))
+    })
+    .await;
+    // Nothing leases it again once its lease ends.
+    rt.set_kind_limit("stuck", Some(0)).await;
+    clock.advance_ms(20_000);
+    // Past expires_at while leased; then the lease (30 s) expires.
+    let mut expiries = 0;
+    while expiries == 0 {
+        clock.advance_ms(1_000);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        expiries = rt.metrics().lease_expiries;
+    }
+    let mut live = rt.job(id).await.unwrap();
+    for _ in 0..3000 {
+        if live.state != JobState::Queued {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        live = rt.job(id).await.unwrap();
+    }
+    stuck.go.store(true, std::sync::atomic::Ordering::SeqCst);
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+    let rt = Runtime::open(o).await.unwrap();
+    let reopened = rt.wait(id).await.unwrap();
+    assert_eq!(
+        (live.state, live.failure_reason),
+        (reopened.state, reopened.failure_reason),
+        "live and reopened agree"
+    );
+    assert_eq!(reopened.state, JobState::Aborted);
+}
+
 struct Ok42;
 
 impl SimpleHandler for Ok42 {

@@ -51,9 +51,9 @@ pub async fn hello(State(app): State<AppState>, req: Request) -> Response {
         if m.version != VERSION {
             let why = format!(
                 "this worker is booster {}, the node is booster {VERSION}: run the same version on both",
-                m.version
+                refusals::printable(&m.version, 64)
             );
-            let who = format!(" from {} pid {}", m.host, m.pid);
+            let who = format!(" from {} pid {}", refusals::printable(&m.host, 255), m.pid);
             refusals::log("Hello", &who, tonic::Code::FailedPrecondition, &why);
             return Err(Status::failed_precondition(why));
         }
@@ -73,12 +73,14 @@ pub async fn hello(State(app): State<AppState>, req: Request) -> Response {
                 })
                 .collect(),
         };
-        let who = format!("{} pid {}", hello.host, hello.pid);
+        let who = format!("{} pid {}", refusals::printable(&hello.host, 255), hello.pid);
         let joined = runtime
             .remote_join(hello)
             .map_err(|e| refuse("Hello", &format!(" from {who}"), e))?;
         let worker = joined.session.worker;
-        eprintln!("booster serve: worker {worker} ({who}, {} threads) joined", m.threads);
+        refusals::bounded("joined", tonic::Code::Ok, || {
+            format!("worker {worker} ({who}, {} threads) joined", m.threads)
+        });
         Ok(proto::HelloReply {
             version: VERSION.to_string(),
             worker_id: worker,
@@ -140,8 +142,12 @@ pub async fn heartbeat(State(app): State<AppState>, req: Request) -> Response {
         req,
         SMALL_MESSAGE_BYTES,
         move |m: proto::HeartbeatRequest| async move {
+            let session = session(m.worker_id, &m.session);
+            runtime
+                .remote_release(&session, &m.released)
+                .map_err(|e| refuse("Heartbeat", &of_worker(m.worker_id), e))?;
             let ended = runtime
-                .remote_heartbeat(&session(m.worker_id, &m.session), &m.epochs)
+                .remote_heartbeat(&session, &m.epochs)
                 .map_err(|e| refuse("Heartbeat", &of_worker(m.worker_id), e))?;
             Ok(proto::HeartbeatReply { ended })
         },
@@ -175,7 +181,9 @@ pub async fn commit(State(app): State<AppState>, req: Request) -> Response {
                     reason: String::new(),
                 },
                 CommitAnswer::Fenced(reason) => {
-                    eprintln!("booster serve: fenced a commit of worker {worker}: {reason}");
+                    refusals::bounded("fenced Commit", tonic::Code::Aborted, || {
+                        format!("fenced a commit of worker {worker}: {reason}")
+                    });
                     proto::CommitReply {
                         accepted: false,
                         reason,

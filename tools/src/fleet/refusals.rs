@@ -22,23 +22,31 @@ struct Bucket {
     unlogged: u64,
 }
 
-/// One bucket per method and code: at most 5 methods x 17 codes.
+/// One bucket per kind of line and code: a few kinds x 17 codes.
 static BUCKETS: Mutex<Vec<Bucket>> = Mutex::new(Vec::new());
 
 /// Logs that the node refused a `method` call with `code`, `why`
 /// (`who` names the caller, when known), unless this minute's lines for
 /// the method and code are spent.
 pub fn log(method: &'static str, who: &str, code: Code, why: &str) {
+    bounded(method, code, || format!("refused a {method}{who}: {why}"));
+}
+
+/// Logs `line()` (after "booster serve: "), unless this minute's lines
+/// for `what` and `code` are spent: every line a worker's calls can cause
+/// (a refusal, a fenced commit, a join) goes through here, so no client
+/// can flood the log.
+pub fn bounded(what: &'static str, code: Code, line: impl FnOnce() -> String) {
     let now = Instant::now();
     let mut buckets = BUCKETS.lock().unwrap_or_else(|e| e.into_inner());
     let i = match buckets
         .iter()
-        .position(|b| b.method == method && b.code == code)
+        .position(|b| b.method == what && b.code == code)
     {
         Some(i) => i,
         None => {
             buckets.push(Bucket {
-                method,
+                method: what,
                 code,
                 since: now,
                 logged: 0,
@@ -51,7 +59,7 @@ pub fn log(method: &'static str, who: &str, code: Code, why: &str) {
     if now.duration_since(b.since) >= WINDOW {
         if b.unlogged > 0 {
             eprintln!(
-                "booster serve: {} more refused {method} calls ({code:?}) were not logged in the last minute",
+                "booster serve: {} more {what} lines ({code:?}) were not logged in the last minute",
                 b.unlogged
             );
         }
@@ -60,13 +68,25 @@ pub fn log(method: &'static str, who: &str, code: Code, why: &str) {
     match b.logged {
         n if n < PER_MINUTE => {
             b.logged += 1;
-            eprintln!("booster serve: refused a {method}{who}: {why}");
+            eprintln!("booster serve: {}", line());
             if b.logged == PER_MINUTE {
                 eprintln!(
-                    "booster serve: further refused {method} calls ({code:?}) this minute are not logged, only counted"
+                    "booster serve: further {what} lines ({code:?}) this minute are not logged, only counted"
                 );
             }
         }
         _ => b.unlogged += 1,
+    }
+}
+
+/// `text` as a log may show it: escaped (no line breaks a client could
+/// forge lines with) and cut to `max` characters.
+pub fn printable(text: &str, max: usize) -> String {
+    let cut: String = text.chars().take(max).collect();
+    let shown = format!("{cut:?}");
+    if text.chars().count() > max {
+        format!("{shown}...")
+    } else {
+        shown
     }
 }

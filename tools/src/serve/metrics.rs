@@ -85,9 +85,21 @@ pub fn render(m: &Metrics) -> String {
             "Jobs that failed since start.",
             m.jobs_failed,
         ),
+        (
+            "booster_checkpoint_failures_total",
+            "Checkpoints tried and not written since start.",
+            m.checkpoint_failures,
+        ),
     ] {
         counter(&mut out, name, help, value);
     }
+    let _ = writeln!(
+        out,
+        "# HELP booster_checkpoints_paused 1 while checkpoints fail or are paused (the reason \
+         is logged; finished rows stay in RAM meanwhile).\n# TYPE booster_checkpoints_paused \
+         gauge\nbooster_checkpoints_paused {}",
+        u8::from(m.checkpoints_paused.is_some())
+    );
     counter(
         &mut out,
         "booster_worker_restarts_total",
@@ -148,10 +160,14 @@ mod tests {
             records_failed: 42,
             jobs_completed: 3,
             jobs_failed: 1,
+            checkpoint_failures: 2,
+            checkpoints_paused: Some("a page is damaged".into()),
             ..Metrics::default()
         };
         let text = super::render(&m);
         for line in [
+            "booster_checkpoint_failures_total 2\n",
+            "booster_checkpoints_paused 1\n",
             "booster_records_failed_total 42\n",
             "booster_jobs_completed_total 3\n",
             "booster_jobs_failed_total 1\n",

@@ -537,6 +537,77 @@ fn simple_jobs_run_on_a_remote_worker_in_batches_with_their_results() {
     }
 }
 
+/// A remote worker's clock says when its jobs started; the node keeps
+/// that start within the lease it gave (from its hand-out to the commit,
+/// by the node's clock), so a skewed, old or lying worker never makes a
+/// job start before it was created or after it completed.
+#[test]
+fn a_remote_simple_jobs_start_is_kept_within_its_lease() {
+    let t = TestServer::start_node(|_, _| {});
+    let ids: Vec<u64> = (0..2)
+        .map(|n| {
+            let (status, body) = t.call(
+                "POST",
+                "/api/jobs",
+                Some(&json!({"kind": "noop", "args": {"n": n}}).to_string()),
+                &[],
+            );
+            assert_eq!(status, 201, "{body}");
+            body["id"].as_u64().unwrap()
+        })
+        .collect();
+    let mut c = client(&t, None, None);
+    let mut noop = hello(VERSION);
+    noop.kinds = vec!["noop".into()];
+    let joined = t.block_on(c.hello(noop)).unwrap();
+    let who = Who {
+        worker: joined.worker_id,
+        session: joined.session,
+    };
+    let an_hour_ahead_us = 3_600_000_000
+        + std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as u64;
+    let mut left = ids.clone();
+    for _ in 0..10 {
+        if left.is_empty() {
+            break;
+        }
+        let Some(task) = lease(&t, &c, &who).unwrap().task else {
+            continue;
+        };
+        let Some(proto::Work::Simple(batch)) = task.work else {
+            panic!("only simple jobs were submitted");
+        };
+        let results = batch
+            .jobs
+            .iter()
+            .map(|j| proto::SimpleResult {
+                job: j.job,
+                // The first job's clock says 1970, the second's an hour on.
+                started_us: if j.job == ids[0] { 0 } else { an_hour_ahead_us },
+                result_json: "null".into(),
+                error: None,
+            })
+            .collect();
+        let outcome = proto::Outcome::Simple(proto::SimpleResults { results });
+        assert!(commit(&t, &c, &who, task.epoch, outcome).unwrap().accepted);
+        left.retain(|id| !batch.jobs.iter().any(|j| j.job == *id));
+    }
+    assert!(left.is_empty(), "jobs {left:?} were never leased");
+    for id in ids {
+        let job = t.job(id);
+        let started = job.started_at.expect("a start");
+        let completed = job.completed_at.expect("done");
+        assert!(
+            job.created_at <= started && started <= completed,
+            "job {id}: created {:?}, started {started:?}, completed {completed:?}",
+            job.created_at
+        );
+    }
+}
+
 #[test]
 fn hellos_past_the_remote_thread_limit_are_refused_saying_so() {
     let t = TestServer::start_node(|_, _| {});
@@ -622,6 +693,7 @@ fn a_worker_naming_another_workers_id_without_its_session_is_refused() {
         worker_id: forged.worker,
         epochs: vec![epoch],
         session: forged.session.clone(),
+        released: vec![epoch],
     }));
     assert_eq!(beat.unwrap_err().code(), Code::PermissionDenied);
     let job = t.job(id);
@@ -659,6 +731,7 @@ fn oversized_hellos_and_heartbeats_are_refused_and_change_nothing() {
             worker_id: who.worker,
             epochs: (1..=epochs).collect(),
             session: who.session.clone(),
+            released: Vec::new(),
         }))
     };
     let err = beat(1000).unwrap_err();

@@ -1,0 +1,243 @@
+//! When the timer takes an automatic checkpoint, and what it does when one
+//! cannot be written (issue 12, step 3.3; ARCHITECTURE.md, "3.3 Automatic
+//! checkpoints").
+//!
+//! A checkpoint that fails loses nothing (the meta log holds every
+//! record), but the finished rows it would have written stay in RAM and
+//! the log grows, so a failure is never silent and never retried at the
+//! timer's pace: a failure whose cause is known to last (a row page that
+//! cannot be read, damage a checkpoint would make permanent) pauses
+//! automatic checkpoints until the data directory is repaired and
+//! reopened; any other backs off exponentially, up to
+//! `CHECKPOINT_BACKOFF_MAX_MS`. Either way the reason is logged once (a
+//! stderr line) and shown in `Metrics::checkpoints_paused` until a
+//! checkpoint is written.
+//!
+//! **Architecture invariant:** the timer never takes the append gate for
+//! a checkpoint that is known to fail.
+
+use crate::state::State;
+use crate::RuntimeError;
+
+/// A checkpoint is due when this many rows changed since the last one
+/// (ARCHITECTURE.md, "2. What stays in RAM": the overlay's bound).
+pub const CHECKPOINT_CHANGED_ROWS: usize = 262_144;
+/// Or when this long passed with any change since the last one.
+pub const CHECKPOINT_INTERVAL_MS: u64 = 1_000;
+/// Checkpoints the changed-rows bound takes are at least this far apart.
+const CHECKPOINT_MIN_GAP_MS: u64 = 50;
+/// The first retry after a failed checkpoint waits this long, each next
+/// one twice as long as the one before, up to `CHECKPOINT_BACKOFF_MAX_MS`.
+const CHECKPOINT_BACKOFF_MIN_MS: u64 = 1_000;
+const CHECKPOINT_BACKOFF_MAX_MS: u64 = 60_000;
+
+/// How this process's checkpoints fare (`Book::checkpoints`).
+#[derive(Debug, Default)]
+pub struct CheckpointHealth {
+    /// Failed checkpoints since the last one written.
+    pub failures_in_a_row: u32,
+    /// No automatic checkpoint is tried before this (the runtime's clock).
+    pub retry_at_ms: u64,
+    /// Why checkpoints fail or are paused, as logged (once per reason);
+    /// None while they are written.
+    pub paused: Option<String>,
+}
+
+/// What to tell the operator when checkpoints stop: it costs memory and
+/// log, not data.
+const PAUSED_COST: &str = "finished rows stay in RAM and the meta log grows until a checkpoint \
+                           is written (the log holds every record: nothing is lost)";
+
+impl CheckpointHealth {
+    /// The wait before the next try after `failures` failures in a row.
+    pub fn backoff_ms(failures: u32) -> u64 {
+        let doublings = failures.saturating_sub(1).min(16);
+        (CHECKPOINT_BACKOFF_MIN_MS << doublings).min(CHECKPOINT_BACKOFF_MAX_MS)
+    }
+
+    /// Logs `why` once: a reason already logged is not logged again.
+    fn surface(&mut self, why: String) {
+        if self.paused.as_deref() != Some(why.as_str()) {
+            eprintln!("booster: {why}");
+            self.paused = Some(why);
+        }
+    }
+}
+
+impl State {
+    /// Whether the timer takes a checkpoint now: in a process that runs
+    /// work, writable, not stopping, nothing known to make it fail
+    /// (`checkpoint_blocker`), past the backoff of a failed one; when
+    /// `CHECKPOINT_CHANGED_ROWS` rows changed, or `CHECKPOINT_INTERVAL_MS`
+    /// passed with any row changed or record applied (which also bounds
+    /// the meta bytes since the last one), or with rows due for the
+    /// retention sweep (`table/expiry.rs`).
+    pub fn checkpoint_due(&self, now_ms: u64) -> bool {
+        let b = &self.book;
+        let blocked = !b.runs_workers
+            || !b.auto_checkpoint
+            || b.store_read_only
+            || b.poisoned.is_some()
+            || b.stopping
+            || now_ms < b.checkpoints.retry_at_ms
+            || self.blocked_by_damage();
+        if blocked {
+            return false;
+        }
+        let since = now_ms.saturating_sub(b.last_checkpoint_ms);
+        let changed = self.table.changed();
+        let sweep_due = now_ms >= b.sweep_due_ms.min(b.finished_due_ms);
+        (changed >= CHECKPOINT_CHANGED_ROWS && since >= CHECKPOINT_MIN_GAP_MS)
+            || (since >= CHECKPOINT_INTERVAL_MS
+                && (changed > 0 || b.records_since_checkpoint > 0 || sweep_due))
+    }
+
+    fn blocked_by_damage(&self) -> bool {
+        self.book
+            .damage
+            .iter()
+            .any(|d| d.meta_lost || !d.identified)
+            || self.table.first_unreadable().is_some()
+    }
+
+    /// Why no checkpoint may be written now, saying what to do, when the
+    /// cause lasts until the data directory is repaired:
+    /// - this open went without a damaged range that may have held job
+    ///   records: lost jobs are found anew at each open from the log's
+    ///   gaps, and a checkpoint would cut the log and make that loss
+    ///   permanent, where restoring the segment still undoes it;
+    /// - a row page cannot be read that a record applied live had to
+    ///   change, or that rows changed since merge into (Known fault 5):
+    ///   the page is not rewritten from RAM, which would supersede the
+    ///   rotted frame and make its rows' loss permanent.
+    pub fn checkpoint_blocker(&self) -> Option<String> {
+        if let Some(d) = self
+            .book
+            .damage
+            .iter()
+            .find(|d| d.meta_lost || !d.identified)
+        {
+            return Some(format!(
+                "checkpoints are paused: this data directory opened without a damaged range \
+                 that may have held job records (segment {} ({}) offsets {}..{}: {}), and a \
+                 checkpoint would make that loss permanent; {PAUSED_COST}: restore the segment \
+                 from a backup and reopen, or salvage what survived into a new data directory \
+                 (`booster salvage`)",
+                d.segment_id,
+                d.path.display(),
+                d.offset,
+                d.end,
+                d.what
+            ));
+        }
+        let (page, e) = self.table.first_unreadable()?;
+        let (first, last) = crate::lost::page_ids(page);
+        Some(format!(
+            "checkpoints are paused: row page {page} (job ids {first} to {last}) of the \
+             checkpoint's table cannot be read ({e}), and rows of it changed since; {PAUSED_COST}: \
+             restore the segment from a backup and reopen, or salvage what survived into a new \
+             data directory (`booster salvage`)"
+        ))
+    }
+
+    /// The timer found checkpoints blocked (`checkpoint_blocker`): says so
+    /// once, without trying one.
+    pub fn surface_checkpoint_blocker(&mut self) {
+        if let Some(why) = self.checkpoint_blocker() {
+            self.book.checkpoints.surface(why);
+        }
+    }
+
+    /// A checkpoint could not be written at `now_ms`: counted, said once,
+    /// and the next automatic one waits out the backoff.
+    pub fn checkpoint_failed(&mut self, now_ms: u64, e: &RuntimeError) {
+        self.book.metrics.checkpoint_failures += 1;
+        let h = &mut self.book.checkpoints;
+        h.failures_in_a_row = h.failures_in_a_row.saturating_add(1);
+        let wait_ms = CheckpointHealth::backoff_ms(h.failures_in_a_row);
+        h.retry_at_ms = now_ms.saturating_add(wait_ms);
+        let why = match self.checkpoint_blocker() {
+            Some(why) => why,
+            None => format!(
+                "a checkpoint could not be written ({e}); {PAUSED_COST}; retrying with \
+                 backoff, at most every {} s",
+                CHECKPOINT_BACKOFF_MAX_MS / 1000
+            ),
+        };
+        self.book.checkpoints.surface(why);
+    }
+
+    /// A checkpoint was written: the backoff ends, and a pause that was
+    /// said is said to be over.
+    pub fn checkpoint_written(&mut self) {
+        let h = &mut self.book.checkpoints;
+        if h.paused.take().is_some() {
+            eprintln!("booster: checkpoints are written again");
+        }
+        h.failures_in_a_row = 0;
+        h.retry_at_ms = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_checkpoint_backs_off_exponentially_up_to_a_minute() {
+        let waits: Vec<u64> = (1..=9).map(CheckpointHealth::backoff_ms).collect();
+        assert_eq!(
+            waits,
+            [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000, 60_000]
+        );
+        assert_eq!(CheckpointHealth::backoff_ms(u32::MAX), 60_000);
+    }
+
+    /// An open that lost meta records stops checkpoints (and compaction)
+    /// for good: the timer says so once, with what to do, and the status
+    /// shows it, rather than letting RAM and the log grow silently.
+    #[test]
+    fn damage_that_lost_meta_records_pauses_checkpoints_and_says_what_to_do() {
+        let mut st = State::new(crate::state::Book::new(1, 30_000, 100));
+        st.book.runs_workers = true;
+        st.book.auto_checkpoint = true;
+        st.book.records_since_checkpoint = 1;
+        st.book.damage.push(booster_store::Damage {
+            segment_id: 3,
+            path: "seg-3".into(),
+            offset: 128,
+            end: 256,
+            what: "a bad frame".into(),
+            slices: Vec::new(),
+            meta_lost: true,
+            identified: true,
+        });
+        assert!(!st.checkpoint_due(10_000));
+        st.surface_checkpoint_blocker();
+        let why = st.book.checkpoints.paused.clone().unwrap_or_default();
+        assert!(
+            why.contains("segment 3") && why.contains("restore the segment") && why.contains("RAM"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn no_checkpoint_is_due_before_the_backoff_of_a_failed_one_ends() {
+        let mut st = State::new(crate::state::Book::new(1, 30_000, 100));
+        st.book.runs_workers = true;
+        st.book.auto_checkpoint = true;
+        st.book.records_since_checkpoint = 1;
+        assert!(st.checkpoint_due(5_000));
+        let e = RuntimeError::Invalid("the disk said no".into());
+        st.checkpoint_failed(5_000, &e);
+        st.checkpoint_failed(5_000, &e);
+        assert!(!st.checkpoint_due(6_999), "two failures: 2 s");
+        assert!(st.checkpoint_due(7_000));
+        assert_eq!(st.book.metrics.checkpoint_failures, 2);
+        let why = st.book.checkpoints.paused.clone().unwrap_or_default();
+        assert!(why.contains("the disk said no"), "{why}");
+        st.checkpoint_written();
+        assert!(st.checkpoint_due(5_000));
+        assert_eq!(st.book.checkpoints.paused, None);
+    }
+}
