@@ -93,6 +93,19 @@ fn destroyed(state: JobState, at_ms: u64) -> Missing {
     }
 }
 
+/// Stores a retention of one minute for failed jobs (the others keep
+/// their defaults).
+fn keep_failed_for_a_minute(l: &mut Logged) {
+    l.apply(&Meta::Retention {
+        at_ms: 1,
+        retention: Retention {
+            failed_ms: MINUTE_MS,
+            ..Retention::default()
+        },
+    })
+    .unwrap();
+}
+
 #[test]
 fn a_destroyed_job_leaves_a_tombstone_with_its_state_and_time_through_checkpoint_and_reopen() {
     let mut l = logged();
@@ -265,14 +278,7 @@ fn one_sweep_removes_at_most_its_limit_of_rows_and_the_next_takes_the_rest() {
 #[test]
 fn an_undecodable_expiry_frame_is_passed_over_and_blocks_no_checkpoint() {
     let mut l = logged();
-    l.apply(&Meta::Retention {
-        at_ms: 1,
-        retention: Retention {
-            failed_ms: MINUTE_MS,
-            ..Retention::default()
-        },
-    })
-    .unwrap();
+    keep_failed_for_a_minute(&mut l);
     // A frame of minute 0 holding a 3-byte record, before the real ones.
     let bad = crate::table::keys::expiry(1, 0, 0).unwrap();
     let batch = booster_store::Batch::new().slice(bad, &[vec![1, 2, 3]]);
@@ -342,14 +348,7 @@ fn a_completed_dependency_destroyed_since_still_counts_completed_live_and_after_
 #[test]
 fn the_sweep_keeps_the_entry_of_a_row_whose_page_it_cannot_read() {
     let mut l = logged();
-    l.apply(&Meta::Retention {
-        at_ms: 1,
-        retention: Retention {
-            failed_ms: MINUTE_MS,
-            ..Retention::default()
-        },
-    })
-    .unwrap();
+    keep_failed_for_a_minute(&mut l);
     l.apply(&created(1, 2, vec![noop(), noop()])).unwrap();
     run_all(&mut l, 3, false);
     // Filed in minute 0 and out of RAM.
@@ -372,14 +371,7 @@ fn the_sweep_keeps_the_entry_of_a_row_whose_page_it_cannot_read() {
 /// 11 row pages.
 fn six_hundred_forty_failed_jobs_filed_in_minute_0() -> Logged {
     let mut l = logged();
-    l.apply(&Meta::Retention {
-        at_ms: 1,
-        retention: Retention {
-            failed_ms: MINUTE_MS,
-            ..Retention::default()
-        },
-    })
-    .unwrap();
+    keep_failed_for_a_minute(&mut l);
     let specs = (0..641).map(|_| noop().with_singleton("one")).collect();
     l.apply(&created(1, 2, specs)).unwrap();
     l.checkpoint_at(3);
@@ -416,14 +408,7 @@ fn a_sweep_reads_each_row_page_once_and_touches_at_most_its_limit_of_pages() {
 #[test]
 fn stale_entries_count_toward_the_sweep_s_limit() {
     let mut l = logged();
-    l.apply(&Meta::Retention {
-        at_ms: 1,
-        retention: Retention {
-            failed_ms: MINUTE_MS,
-            ..Retention::default()
-        },
-    })
-    .unwrap();
+    keep_failed_for_a_minute(&mut l);
     l.apply(&created(1, 2, vec![noop(); 30])).unwrap();
     run_all(&mut l, 3, false);
     l.checkpoint_at(4);
@@ -445,14 +430,7 @@ fn stale_entries_count_toward_the_sweep_s_limit() {
 #[test]
 fn a_pinned_row_keeps_its_entry_and_a_later_sweep_removes_it() {
     let mut l = logged();
-    l.apply(&Meta::Retention {
-        at_ms: 1,
-        retention: Retention {
-            failed_ms: MINUTE_MS,
-            ..Retention::default()
-        },
-    })
-    .unwrap();
+    keep_failed_for_a_minute(&mut l);
     l.apply(&created(1, 2, vec![noop(), noop()])).unwrap();
     run_all(&mut l, 3, false);
     l.checkpoint_at(4);
@@ -474,14 +452,7 @@ fn a_pinned_row_keeps_its_entry_and_a_later_sweep_removes_it() {
 fn finished_rows_of_an_image_from_before_step_6_are_refiled_in_chunks_and_expire() {
     use crate::table::keys;
     let mut l = logged();
-    l.apply(&Meta::Retention {
-        at_ms: 1,
-        retention: Retention {
-            failed_ms: MINUTE_MS,
-            ..Retention::default()
-        },
-    })
-    .unwrap();
+    keep_failed_for_a_minute(&mut l);
     // Ids 1..=130: row pages 0, 1 and 2.
     l.apply(&created(1, 2, vec![noop(); 130])).unwrap();
     run_all(&mut l, 3, false);
