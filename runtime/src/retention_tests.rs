@@ -495,3 +495,39 @@ fn finished_rows_of_an_image_from_before_step_6_are_refiled_in_chunks_and_expire
     }
     assert_eq!(l.st.book.by_state.iter().sum::<u64>(), 0);
 }
+
+/// A dependency past its retention is not swept while a job still waits
+/// on it: live, the job counts it completed; a reopen from a checkpoint
+/// that no longer held its row counted it "destroyed" and failed the job
+/// when its other dependency's completion replayed, dropping the job's
+/// own acknowledged completion.
+#[test]
+fn a_completed_dependency_a_job_still_waits_on_is_not_swept_from_under_it() {
+    let mut l = logged();
+    l.apply(&Meta::Retention {
+        at_ms: 1,
+        retention: Retention {
+            completed_ms: MINUTE_MS,
+            ..Retention::default()
+        },
+    })
+    .unwrap();
+    l.apply(&created(1, 2, vec![noop()])).unwrap();
+    run_all(&mut l, 3, true);
+    let w = noop().with_after(&[1, 2], crate::DependencyFailure::Fail);
+    l.apply(&created(2, 4, vec![noop(), w])).unwrap();
+    assert_eq!(l.st.job_row(3).unwrap().state, JobState::Waiting);
+    l.checkpoint_at(5);
+    // Job 1 is past its minute while job 3 still waits on job 2.
+    l.checkpoint_at(2 * MINUTE_MS);
+    assert_eq!(l.st.job_row(1).unwrap().state, JobState::Completed);
+    run_all(&mut l, 2 * MINUTE_MS + 1, true);
+    assert_eq!(l.st.job_row(3).unwrap().state, JobState::Completed);
+    reopen(&mut l);
+    let w = l.st.job_row(3).unwrap();
+    assert_eq!(w.state, JobState::Completed, "{:?}", w.failure_reason);
+    // Nothing waits on it any more: a later sweep removes it.
+    l.checkpoint_at(3 * MINUTE_MS);
+    l.checkpoint_at(4 * MINUTE_MS);
+    assert_eq!(why(&l.st, 1), Missing::Removed);
+}

@@ -399,7 +399,8 @@ enum Expired {
     Stale,
     /// The entry stays for a later sweep: its row could not be read (its
     /// page rotted; once the segment is restored the row still expires),
-    /// or a control holds it and is about to write a record about it.
+    /// a control holds it and is about to write a record about it, or a
+    /// job still waits on it.
     Kept,
 }
 
@@ -413,7 +414,10 @@ fn expire<'p>(
     at: Filing,
     page: impl FnOnce() -> Result<&'p Option<Vec<Row>>, &'p RuntimeError>,
 ) -> Expired {
-    if state.table.is_pinned(&id) {
+    // A job still waits on it: a reopen from a checkpoint without its row
+    // would count it gone ("destroyed") where the live runtime counted it
+    // completed, and fail the waiting job. It goes once nothing waits.
+    if state.table.is_pinned(&id) || state.book.dependents.contains_key(&id) {
         return Expired::Kept;
     }
     if let Some(row) = state.table.in_ram(&id) {
