@@ -188,6 +188,45 @@ fn destroy_on_complete_destroys_a_job_with_the_record_that_completes_it_and_the_
     assert_eq!(why(&l.st, 4), destroyed(JobState::Completed, 51));
 }
 
+/// The status a waiter gets (`Runtime::wait`, an upload's `finish`): a job
+/// destroyed by the record that completed it answers completed from its
+/// tombstone, live and after a checkpoint and reopen; one destroyed before
+/// it finished, and one that never existed, are `NotFound` saying why.
+/// (A server's upload reply used to read the row after `UploadComplete` and
+/// answer 404 when workers had completed and destroyed the job meanwhile.)
+#[test]
+fn a_waiter_gets_the_kept_state_of_a_job_destroyed_as_it_completed() {
+    use crate::status::kept_status;
+    let mut l = logged();
+    let gone = JobSpec {
+        destroy_on_complete: Some(true),
+        ..noop()
+    };
+    l.apply(&created(1, 2, vec![gone])).unwrap();
+    run_all(&mut l, 40, true);
+    l.apply(&created(2, 41, vec![noop()])).unwrap();
+    l.apply(&control(2, 42, Control::Destroy)).unwrap();
+    for _ in 0..2 {
+        assert_eq!(kept_status(&l.st, 1).unwrap().state, JobState::Completed);
+        assert!(matches!(
+            kept_status(&l.st, 2),
+            Err(RuntimeError::NotFound(
+                2,
+                Missing::Destroyed {
+                    state: JobState::Queued,
+                    ..
+                }
+            ))
+        ));
+        assert!(matches!(
+            kept_status(&l.st, 3),
+            Err(RuntimeError::NotFound(3, Missing::Never))
+        ));
+        l.checkpoint();
+        reopen(&mut l);
+    }
+}
+
 #[test]
 fn the_sweep_removes_rows_past_retention_and_skips_a_retried_job_s_stale_entry() {
     let mut l = logged();

@@ -558,6 +558,14 @@ impl Runtime {
         status_of(self.shared(), job)
     }
 
+    /// `job`, or the final state its tombstone keeps when it was destroyed
+    /// once finished: the answer to a change that succeeded (a retry, a
+    /// resume, a new priority) after which workers may have completed the
+    /// job and, destroy-on-complete, destroyed it before the caller looked.
+    pub async fn job_or_kept(&self, job: JobId) -> Result<JobStatus, RuntimeError> {
+        crate::status::kept_status(&self.shared().state.lock(), job)
+    }
+
     pub async fn jobs(&self, filter: JobFilter) -> Vec<JobStatus> {
         let st = self.shared().state.lock();
         let mut out = Vec::new();
@@ -881,10 +889,9 @@ impl Runtime {
         loop {
             let rx = {
                 let mut st = self.shared().state.lock();
-                match st.table.row_or_tombstone(&job) {
-                    Some(j) if j.state.is_finished() => return Ok(build_status(&st, &j)),
-                    Some(j) if !j.is_destroyed() => {}
-                    _ => return Err(st.missing(job)),
+                let status = crate::status::kept_status(&st, job)?;
+                if status.state.is_finished() {
+                    return Ok(status);
                 }
                 // A job cannot finish once the store refuses writes (G9):
                 // say so instead of waiting for ever.

@@ -178,6 +178,17 @@ pub fn status_of(shared: &Shared, id: JobId) -> Result<JobStatus, RuntimeError> 
     Ok(build_status(&st, &job))
 }
 
+/// Job `id`'s status for a caller that waited on it (`Runtime::wait`, an
+/// upload's `finish`): a job destroyed by the record that finished it
+/// answers with the final state its tombstone keeps; a job destroyed
+/// before it finished is `NotFound` saying so.
+pub fn kept_status(st: &State, id: JobId) -> Result<JobStatus, RuntimeError> {
+    match st.table.row_or_tombstone(&id) {
+        Some(j) if !j.is_destroyed() || j.state.is_finished() => Ok(build_status(st, &j)),
+        _ => Err(st.missing(id)),
+    }
+}
+
 impl State {
     /// One line per damaged range that held slices of `job`: where it is,
     /// what was wrong, which of the job's slices it took.

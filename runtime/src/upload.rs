@@ -363,6 +363,11 @@ impl Uploader {
     }
 
     /// Waits until every slice is durable and marks the upload complete.
+    ///
+    /// The status is the job's as the `UploadComplete` record left it, or
+    /// later: workers may have run its last slices, completed it and, where
+    /// it is destroyed on complete, destroyed it since; then it is the
+    /// state its tombstone keeps (`status::kept_status`), never "not found".
     pub async fn finish(mut self) -> Result<JobStatus, RuntimeError> {
         let result = self.finish_inner().await;
         if let Err(e) = &result {
@@ -375,10 +380,14 @@ impl Uploader {
             };
             let _ = write_one(&self.shared, &self.store, m).await;
         }
-        result
+        result?;
+        let st = self.shared.state.lock();
+        crate::status::kept_status(&st, self.job)
     }
 
-    async fn finish_inner(&mut self) -> Result<JobStatus, RuntimeError> {
+    /// Writes the last slice and `UploadComplete`; an error here is an
+    /// upload that did not finish (`finish` marks the job failed).
+    async fn finish_inner(&mut self) -> Result<(), RuntimeError> {
         if !self.buf.is_empty() {
             self.flush().await?;
         }
@@ -393,7 +402,7 @@ impl Uploader {
             },
         )
         .await?;
-        crate::status::status_of(&self.shared, self.job)
+        Ok(())
     }
 
     /// Marks the job failed with the reason (upload interrupted).

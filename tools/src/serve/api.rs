@@ -379,7 +379,7 @@ pub async fn patch(
     if let Some(w) = max_workers {
         app.runtime.set_max_workers(id, w).await?;
     }
-    Ok(Json(app.runtime.job(id).await?.into()))
+    Ok(Json(app.runtime.job_or_kept(id).await?.into()))
 }
 
 #[derive(Deserialize, Default)]
@@ -420,7 +420,7 @@ pub async fn action(
             ))
         }
     }
-    Ok(Json(app.runtime.job(id).await?.into()))
+    Ok(Json(app.runtime.job_or_kept(id).await?.into()))
 }
 
 pub async fn destroy(
