@@ -53,6 +53,7 @@ mod epoch_tests;
 mod handler;
 mod id_hash;
 mod job_state;
+mod listing;
 #[cfg(test)]
 mod logged_tests;
 mod lost;
@@ -609,13 +610,50 @@ pub struct JobStatus {
     pub allowed_actions: Vec<String>,
 }
 
-/// One page of `Runtime::jobs_page`: jobs in id order, how many match
-/// the filter in all, and the `before` of the next (older) page.
+/// One newest-first page asked of `Runtime::jobs_page`: the newest
+/// `limit` jobs matching `filter` with an id below `before` (all ids when
+/// None).
+#[derive(Clone, Debug)]
+pub struct JobQuery {
+    pub filter: JobFilter,
+    pub before: Option<JobId>,
+    pub limit: usize,
+}
+
+impl JobQuery {
+    /// The page size when the caller names none.
+    pub const DEFAULT_LIMIT: usize = 100;
+    /// The largest page the API and the CLI ask for.
+    pub const MAX_LIMIT: usize = 1000;
+    /// A kind or text filter reads at most this many rows per call, then
+    /// answers what it found with the `next_before` to go on from.
+    pub const MAX_SCANNED_ROWS: u64 = 100_000;
+
+    /// The newest `DEFAULT_LIMIT` jobs matching `filter`.
+    pub fn newest(filter: JobFilter) -> JobQuery {
+        JobQuery {
+            filter,
+            before: None,
+            limit: Self::DEFAULT_LIMIT,
+        }
+    }
+}
+
+/// One page of `Runtime::jobs_page`: jobs in id order (the page is the
+/// newest below its cursor), how many match the filter in all, and the
+/// `before` of the next (older) page.
 #[derive(Clone, Debug, Default)]
 pub struct JobsPage {
     pub jobs: Vec<JobStatus>,
-    pub total: usize,
+    /// Exact for a state filter or none (the book's counts); None with a
+    /// kind or text filter, which would need a read of every row.
+    pub total: Option<u64>,
+    /// None on the last page. With a kind or text filter the page may hold
+    /// fewer than `limit` jobs and still have one: the call stopped after
+    /// `JobQuery::MAX_SCANNED_ROWS` rows.
     pub next_before: Option<JobId>,
+    /// Rows the call looked at (matching or not).
+    pub scanned_rows: u64,
 }
 
 #[derive(Clone, Debug, Default)]

@@ -38,6 +38,8 @@ struct Counting {
     failing_reads: std::sync::Mutex<Option<KeyTest>>,
     /// Reads of the table's row pages (`ROW_PAGE`).
     page_reads: AtomicU64,
+    /// Keys the store's index scans gave.
+    keys_scanned: AtomicU64,
 }
 
 type KeyTest = Box<dyn Fn(&SliceKey) -> bool + Send>;
@@ -85,7 +87,10 @@ impl SliceStore for Counting {
                 "an index block cannot be read (a test's failing scan)".into(),
             ));
         }
-        SliceStore::scan(&*self.inner, owner, stream, seqs, rev, limit)
+        let keys = SliceStore::scan(&*self.inner, owner, stream, seqs, rev, limit)?;
+        self.keys_scanned
+            .fetch_add(keys.len() as u64, Ordering::Relaxed);
+        Ok(keys)
     }
     fn compact(&self, plan: &dyn CompactionPlan) -> Result<CompactionReport, StoreError> {
         self.inner.compact(plan)
@@ -124,6 +129,7 @@ impl Logged {
             failing_scans: Default::default(),
             failing_reads: Default::default(),
             page_reads: AtomicU64::new(0),
+            keys_scanned: AtomicU64::new(0),
         });
         let store: Arc<dyn SliceStore> = counting.clone();
         Logged {
@@ -155,6 +161,11 @@ impl Logged {
         self.counting.page_reads.load(Ordering::Relaxed)
     }
 
+    /// How many keys the store's index scans gave so far.
+    pub fn keys_scanned(&self) -> u64 {
+        self.counting.keys_scanned.load(Ordering::Relaxed)
+    }
+
     /// How many slices were read from the store so far.
     pub fn reads(&self) -> u64 {
         self.counting.reads.load(Ordering::Relaxed)
@@ -170,6 +181,38 @@ impl Logged {
             append(&*self.store, Batch::new().meta(meta::encode(m)));
         }
         applied
+    }
+
+    /// Creates `n` simple jobs of kind `k` (ids from 1) and finishes, in
+    /// one `SimpleDone` record, those `outcome` gives a result for.
+    pub fn simple_jobs_done(
+        &mut self,
+        n: usize,
+        outcome: impl Fn(crate::JobId) -> Option<Result<Option<serde_json::Value>, String>>,
+    ) {
+        let spec = crate::JobSpec::simple("k", serde_json::Value::Null);
+        let created = Meta::Created {
+            first_id: 1,
+            at_ms: 1,
+            specs: vec![spec; n],
+        };
+        self.apply(&created).unwrap();
+        let outcomes = (1..=n as u64)
+            .filter_map(|job| {
+                outcome(job).map(|result| crate::meta::SimpleOutcome {
+                    job,
+                    started_us: 1,
+                    result,
+                    retry_at_ms: None,
+                })
+            })
+            .collect();
+        let done = Meta::SimpleDone {
+            at_ms: 2,
+            at_us: None,
+            outcomes,
+        };
+        self.apply(&done).unwrap();
     }
 
     /// Writes a checkpoint; once it is durable the finished rows it wrote
@@ -241,27 +284,7 @@ mod tests {
     #[test]
     fn an_index_that_cannot_be_scanned_is_an_error_never_a_short_table() {
         let mut logged = Logged::new(crate::state_tests::state());
-        let spec = JobSpec::simple("k", serde_json::Value::Null);
-        let created = Meta::Created {
-            first_id: 1,
-            at_ms: 1,
-            specs: vec![spec; 70],
-        };
-        logged.apply(&created).unwrap();
-        let outcomes = (1..=10)
-            .map(|job| SimpleOutcome {
-                job,
-                started_us: 1,
-                result: Ok(None),
-                retry_at_ms: None,
-            })
-            .collect();
-        let done = Meta::SimpleDone {
-            at_ms: 2,
-            at_us: None,
-            outcomes,
-        };
-        logged.apply(&done).unwrap();
+        logged.simple_jobs_done(70, |job| (job <= 10).then_some(Ok(None)));
         logged.checkpoint();
         assert_eq!(
             logged.st.table.values().count(),

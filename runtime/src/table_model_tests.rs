@@ -494,6 +494,41 @@ impl Model {
         self.check_scheduler();
     }
 
+    /// Every state filter (and none), listed page by page newest first
+    /// (`listing::page`, small pages so they cross row pages and
+    /// checkpoints' images), gives the reference's rows in that state once
+    /// each, with their count.
+    fn check_listing(&self) {
+        let filters = std::iter::once(None).chain(JobState::ALL.iter().copied().map(Some));
+        for state in filters {
+            let want: Vec<JobId> = self
+                .rows
+                .iter()
+                .filter(|(_, r)| state.is_none_or(|s| r.state == s))
+                .map(|(id, _)| *id)
+                .collect();
+            let mut query = crate::JobQuery {
+                filter: crate::JobFilter {
+                    state,
+                    ..Default::default()
+                },
+                before: None,
+                limit: 7,
+            };
+            let mut got = Vec::new();
+            loop {
+                let page = crate::listing::page(|| self.st(), &query).unwrap();
+                assert_eq!(page.total, Some(want.len() as u64), "{state:?}");
+                got.splice(0..0, page.jobs.iter().map(|j| j.id));
+                match page.next_before {
+                    Some(b) => query.before = Some(b),
+                    None => break,
+                }
+            }
+            assert_eq!(got, want, "listing {state:?} page by page");
+        }
+    }
+
     /// `NotFound` says why, as the reference knows it: a tombstone's state
     /// and time, a removed id, one never handed out.
     fn check_missing(&self) {
@@ -597,10 +632,16 @@ proptest! {
         ops in prop::collection::vec(op(), 1..200),
     ) {
         let mut m = Model::new();
-        for op in &ops {
+        for (i, op) in ops.iter().enumerate() {
             m.step(op);
             m.check();
+            // Listing builds every row's status per filter: after each
+            // change of the image, and every eighth step between.
+            if matches!(op, Op::Checkpoint | Op::Reopen) || i % 8 == 7 {
+                m.check_listing();
+            }
         }
+        m.check_listing();
         m.check_replay();
     }
 }

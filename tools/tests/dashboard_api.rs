@@ -180,7 +180,7 @@ fn job_pages_go_from_the_newest_to_the_oldest_with_before() {
     assert_eq!(
         ids(&all["jobs"]),
         (1..=7).collect::<Vec<_>>(),
-        "unpaged: as before"
+        "no limit: the newest 100, in id order"
     );
 }
 

@@ -271,8 +271,14 @@ fn a_listing_with_a_limit_has_the_newest_jobs_and_counts_every_match() {
         kind: Some("copy".into()),
         ..Default::default()
     };
-    let (newest, total) = rt.block_on(runtime.jobs_newest(filter, 3));
-    assert_eq!(total, 5);
+    let query = booster_runtime::JobQuery {
+        filter,
+        before: None,
+        limit: 3,
+    };
+    let page = rt.block_on(runtime.jobs_page(query)).unwrap();
+    assert_eq!(page.total, Some(5), "a small table's kind filter counts");
+    let newest = page.jobs;
     let ids: Vec<u64> = newest.iter().map(|j| j.id).collect();
     assert_eq!(
         ids,

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use booster_runtime::{JobFilter, JobSpec, JobState, Runtime};
+use booster_runtime::{JobFilter, JobQuery, JobSpec, JobState, Runtime};
 use serde_json::json;
 
 use crate::booster::{self, CodecMode, DURABILITY};
@@ -52,7 +52,7 @@ async fn reopen(ctx: &Ctx, dir: &std::path::Path, n: u64) -> anyhow::Result<Vec<
         state: Some(JobState::Completed),
         ..JobFilter::default()
     };
-    let (page, _) = rt.jobs_newest(filter, 100).await;
+    let page = rt.jobs_page(JobQuery::newest(filter)).await?.jobs;
     let page_ms = paging.elapsed().as_secs_f64() * 1e3;
     anyhow::ensure!(
         page.len() == 100.min(n as usize),

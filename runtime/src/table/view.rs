@@ -26,12 +26,15 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::ControlFlow;
 use std::sync::{Arc, Weak};
 
-use super::keys::{self, ROWS_PER_PAGE, ROW_PAGE, TABLE_OWNER};
+use super::keys::{self, ROW_PAGE, TABLE_OWNER};
 use super::kinds::KindId;
 use super::row::Row;
+
+mod listing;
 use crate::slice_store::SliceStore;
 use crate::table::Job;
 use crate::{JobId, RuntimeError};
+pub use listing::Resume;
 
 struct Entry {
     /// None: the row went (destroyed) since the image was written.
@@ -516,7 +519,9 @@ impl TableView {
     /// Calls `f` with every job, ascending id (descending with `rev`),
     /// the overlay's over the image's, until it breaks; tombstones
     /// (destroyed rows) are no jobs and are left out. Reads every page
-    /// of the image: listing pages through the index in step 4. When the
+    /// of the image, so only whole-table work uses it (compaction's
+    /// liveness, a damaged open's check of the rows): a listing pages
+    /// through `newest_rows`, a few pages per call. When the
     /// store's index cannot say which pages hold rows, every page of an id
     /// below `ids_below` is read, and one of those it cannot read is an
     /// error naming the index (whether it held rows is unknown: none are
@@ -567,64 +572,14 @@ impl TableView {
             true => Box::new(pages.iter().rev()),
         };
         for &page in ordered {
-            let mut rows: BTreeMap<JobId, Pick<'_>> = BTreeMap::new();
-            if stored.contains(&page) {
-                match read_page(&*store, page) {
-                    Ok(read) => {
-                        for row in read.unwrap_or_default() {
-                            rows.insert(row.id, Pick::Stored(Box::new(row)));
-                        }
-                    }
-                    // A page the index did not say exists: whether it has
-                    // rows is unknown, so none are made up; the listing
-                    // stops, saying it is incomplete.
-                    Err(e) if unlisted.is_some() => {
-                        let (first, last) = crate::lost::page_ids(page);
-                        return Err(RuntimeError::Invalid(format!(
-                            "the job table's listing is incomplete: the store's index of its \
-                             row pages cannot be read ({}), and row page {page} (job ids \
-                             {first} to {last}) cannot be read either ({e}); restore the \
-                             damaged segment from a backup, or salvage what survived into a new \
-                             data directory (`booster salvage`)",
-                            unlisted.as_ref().expect("matched above")
-                        )));
-                    }
-                    // Its rows are listed as lost, by the page's masks.
-                    Err(e) => {
-                        let slots = page_slots(&*store, page).unwrap_or(u64::MAX);
-                        let reason = crate::lost::page_reason(page, &e);
-                        for slot in (0..ROWS_PER_PAGE).filter(|s| slots & (1 << s) != 0) {
-                            let id = page * ROWS_PER_PAGE + slot;
-                            if id > 0 {
-                                rows.insert(id, Pick::Lost(id, reason.clone()));
-                            }
-                        }
-                    }
-                }
-            }
-            let first = page * ROWS_PER_PAGE;
-            for (id, e) in self.overlay.range(first..first + ROWS_PER_PAGE) {
-                rows.insert(*id, e.row.as_ref().map_or(Pick::Gone, Pick::Resident));
-            }
+            let rows = self.page_picks(&*store, page, stored.contains(&page), unlisted.as_ref())?;
             let picks: Box<dyn Iterator<Item = Pick<'_>>> = match rev {
                 false => Box::new(rows.into_values()),
                 true => Box::new(rows.into_values().rev()),
             };
             for pick in picks {
-                let job = match pick {
-                    Pick::Gone => continue,
-                    Pick::Resident(j) => Cow::Borrowed(j),
-                    Pick::Stored(row) => {
-                        let id = row.id;
-                        match self.job_of(&*store, *row) {
-                            Ok(job) => Cow::Owned(job),
-                            Err(e) => {
-                                let reason = crate::lost::page_reason(keys::page_of(id).0, &e);
-                                Cow::Owned(crate::lost::lost_job(id, 0, reason))
-                            }
-                        }
-                    }
-                    Pick::Lost(id, reason) => Cow::Owned(crate::lost::lost_job(id, 0, reason)),
+                let Some(job) = self.job_of_pick(&*store, pick) else {
+                    continue;
                 };
                 if f(job).is_break() {
                     return Ok(());

@@ -127,8 +127,13 @@ async fn finished_jobs_leave_ram_at_a_checkpoint_yet_job_and_jobs_show_them() {
         state: Some(JobState::Completed),
         ..JobFilter::default()
     };
-    let (page, total) = rt.jobs_newest(completed, 10).await;
-    assert_eq!(total, 149);
+    let query = JobQuery {
+        limit: 10,
+        ..JobQuery::newest(completed)
+    };
+    let page = rt.jobs_page(query).await.unwrap();
+    assert_eq!(page.total, Some(149));
+    let page = page.jobs;
     let mut newest: Vec<JobId> = ids
         .iter()
         .rev()

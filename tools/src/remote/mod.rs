@@ -24,9 +24,29 @@ use ureq::http::Response;
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
 use ureq::Body;
 
+use booster_runtime::JobQuery;
+
 use crate::serve::view::{JobView, WorkerView};
 
 pub use cli::run;
+
+/// The filters of `GET /api/jobs` (None: any).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ListFilter<'a> {
+    pub state: Option<&'a str>,
+    pub kind: Option<&'a str>,
+    pub text: Option<&'a str>,
+}
+
+/// `GET /api/jobs`'s answer: one page in id order, where the next
+/// (older) one starts, and how many match (null with a kind or text
+/// filter).
+#[derive(Debug, serde::Deserialize)]
+pub struct JobsPageView {
+    pub jobs: Vec<JobView>,
+    pub next_before: Option<u64>,
+    pub total: Option<u64>,
+}
 
 /// The server's 404 for a job destroyed while its tombstone is kept
 /// (`"destroyed_state"`): the state it was destroyed in, so a watch knows
@@ -108,20 +128,55 @@ impl Client {
         })
     }
 
+    /// Every job matching the filters, ascending id: page after page of
+    /// `GET /api/jobs`.
     pub fn jobs(
         &self,
         state: Option<&str>,
         kind: Option<&str>,
         text: Option<&str>,
     ) -> anyhow::Result<Vec<JobView>> {
-        let mut req = self.agent.get(format!("{}/api/jobs", self.base));
-        for (name, value) in [("state", state), ("kind", kind), ("q", text)] {
+        let filter = ListFilter { state, kind, text };
+        let mut pages = Vec::new();
+        let mut before = None;
+        loop {
+            let page = self.jobs_page(&filter, JobQuery::MAX_LIMIT, before)?;
+            pages.push(page.jobs);
+            match page.next_before {
+                Some(b) => before = Some(b),
+                None => break,
+            }
+        }
+        Ok(pages.into_iter().rev().flatten().collect())
+    }
+
+    /// One page of `GET /api/jobs`: the newest `limit` jobs matching
+    /// `filter` below `before`, in id order.
+    pub fn jobs_page(
+        &self,
+        filter: &ListFilter<'_>,
+        limit: usize,
+        before: Option<u64>,
+    ) -> anyhow::Result<JobsPageView> {
+        let mut req = self
+            .agent
+            .get(format!("{}/api/jobs", self.base))
+            .query("limit", limit.to_string());
+        if let Some(b) = before {
+            req = req.query("before", b.to_string());
+        }
+        let named = [
+            ("state", filter.state),
+            ("kind", filter.kind),
+            ("q", filter.text),
+        ];
+        for (name, value) in named {
             if let Some(v) = value {
                 req = req.query(name, v);
             }
         }
         let body: Value = self.json(self.auth(req).call())?;
-        Ok(serde_json::from_value(body["jobs"].clone())?)
+        Ok(serde_json::from_value(body)?)
     }
 
     pub fn job(&self, id: u64) -> anyhow::Result<JobView> {

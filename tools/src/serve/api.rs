@@ -9,7 +9,7 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use booster_runtime::{JobFilter, JobId, JobShape, JobSpec, Runtime};
+use booster_runtime::{JobFilter, JobId, JobQuery, JobShape, JobSpec, Runtime};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -45,7 +45,8 @@ pub struct ListQuery {
     pub state: Option<String>,
     pub kind: Option<String>,
     pub q: Option<String>,
-    /// Only the newest N jobs (by id); all when absent.
+    /// The newest N jobs (by id) below `before`: 100 when absent, at
+    /// most 1000.
     pub limit: Option<usize>,
     /// Only jobs with an id below this: the `next_before` of the previous
     /// page, so pages stay put while new jobs arrive.
@@ -53,8 +54,13 @@ pub struct ListQuery {
 }
 
 /// A page holds at most this many jobs.
-pub const MAX_PAGE: usize = 1000;
+pub const MAX_PAGE: usize = JobQuery::MAX_LIMIT;
 
+/// `GET /api/jobs?state=&kind=&q=&limit=&before=`: one page, newest
+/// first by id (the jobs in id order), `{"jobs", "next_before",
+/// "total"}`; `total` is null with a kind or text filter, and such a
+/// page may stop short after `JobQuery::MAX_SCANNED_ROWS` rows with a
+/// `next_before` to go on from.
 pub async fn list(
     State(app): State<AppState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
@@ -72,26 +78,20 @@ pub async fn list(
         kind: query.kind.filter(|k| !k.is_empty()),
         text: query.q.filter(|q| !q.is_empty()),
     };
-    let page = match (query.limit, query.before) {
-        (None, None) => {
-            let jobs = app.runtime.jobs(filter).await;
-            let total = jobs.len();
-            booster_runtime::JobsPage {
-                jobs,
-                total,
-                next_before: None,
-            }
-        }
-        (limit, before) => {
-            let limit = limit.unwrap_or(100);
-            if !(1..=MAX_PAGE).contains(&limit) {
-                return Err(ApiError::bad_request(format!(
-                    "limit must be from 1 to {MAX_PAGE}; page on with before=<next_before>"
-                )));
-            }
-            app.runtime.jobs_page(filter, before, limit).await
-        }
-    };
+    let limit = query.limit.unwrap_or(JobQuery::DEFAULT_LIMIT);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be from 1 to {MAX_PAGE}; page on with before=<next_before>"
+        )));
+    }
+    let page = app
+        .runtime
+        .jobs_page(JobQuery {
+            filter,
+            before: query.before,
+            limit,
+        })
+        .await?;
     let jobs: Vec<JobView> = page.jobs.into_iter().map(JobView::from).collect();
     Ok(Json(json!({
         "jobs": jobs,

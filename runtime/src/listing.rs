@@ -1,0 +1,336 @@
+//! Pages of the job table, newest first (`Runtime::jobs_page`, and
+//! `Runtime::jobs` page by page): issue 12, step 4, ARCHITECTURE.md
+//! "5. API changes" and "Step 4 as built".
+//!
+//! A page is filled chunk by chunk (`TableView::newest_rows`, at most
+//! `CHUNK_PAGES` row pages each), the state lock taken for one chunk and
+//! released before the next, so a listing never holds it for a scan of
+//! the whole table, and the dispatcher and the commit thread run between
+//! chunks. The cursor is a job id, so rows that arrive meanwhile (higher
+//! ids) never shift a page, and each id is visited once.
+
+use std::ops::{ControlFlow, Deref};
+
+use crate::state::State;
+use crate::status::{build_status, filter_matches};
+use crate::table::view::Resume;
+use crate::{JobId, JobQuery, JobStatus, JobsPage, RuntimeError};
+
+/// Row pages read per hold of the state lock.
+pub const CHUNK_PAGES: usize = 16;
+
+/// A kind or text filter's first page goes on counting the matches past
+/// the page while it has read fewer rows than this: a table that small
+/// gets an exact `total`.
+pub const COUNTED_ROWS: u64 = 10_000;
+
+/// One page for `query`, the state lock taken by `lock` once per chunk.
+pub fn page<G: Deref<Target = State>>(
+    lock: impl FnMut() -> G,
+    query: &JobQuery,
+) -> Result<JobsPage, RuntimeError> {
+    page_within(lock, query, JobQuery::MAX_SCANNED_ROWS)
+}
+
+/// `page`, a kind or text filter stopping once `max_scanned` rows were
+/// read.
+fn page_within<G: Deref<Target = State>>(
+    mut lock: impl FnMut() -> G,
+    query: &JobQuery,
+    max_scanned: u64,
+) -> Result<JobsPage, RuntimeError> {
+    let filter = &query.filter;
+    if query.limit == 0 {
+        return Err(RuntimeError::Invalid(
+            "a page holds at least one job: ask for a limit of 1 or more".into(),
+        ));
+    }
+    // A kind or text filter has no index and no count: it reads rows, a
+    // bounded number per call, and counts them only on a first page of a
+    // small table.
+    let bounded = filter.kind.is_some() || filter.text.is_some();
+    let counting = bounded && query.before.is_none();
+    let mut below = query.before.unwrap_or(JobId::MAX);
+    let mut out = JobsPage::default();
+    // The oldest job on the page, and whether an older match was seen.
+    let (mut last, mut older) = (None, false);
+    let mut matched = 0u64;
+    loop {
+        let st = lock();
+        below = below.min(st.book.next_id);
+        if out.total.is_none() && !bounded {
+            let by_state = &st.book.by_state;
+            out.total = Some(match filter.state {
+                Some(s) => by_state[s.index()],
+                None => by_state.iter().sum(),
+            });
+        }
+        let jobs: &mut Vec<JobStatus> = &mut out.jobs;
+        let scanned = &mut out.scanned_rows;
+        let resume = st
+            .table
+            .newest_rows(filter.state, below, CHUNK_PAGES, |job| {
+                *scanned += 1;
+                if !filter_matches(filter, &job) {
+                    return ControlFlow::Continue(());
+                }
+                matched += 1;
+                if jobs.len() < query.limit {
+                    jobs.push(build_status(&st, &job));
+                    last = Some(job.id);
+                    return ControlFlow::Continue(());
+                }
+                older = true;
+                match counting && *scanned < COUNTED_ROWS {
+                    true => ControlFlow::Continue(()),
+                    false => ControlFlow::Break(()),
+                }
+            })?;
+        drop(st);
+        match resume {
+            // The page is full and an older match follows it.
+            Resume::Stopped => break,
+            Resume::End => {
+                if counting {
+                    out.total = Some(matched);
+                }
+                break;
+            }
+            Resume::Below(next) => {
+                below = next;
+                let counted = out.scanned_rows >= COUNTED_ROWS;
+                if older && counted {
+                    break;
+                }
+                if bounded && out.scanned_rows >= max_scanned {
+                    // Stopped short: the next call goes on from here.
+                    out.next_before = Some(next);
+                    break;
+                }
+            }
+        }
+    }
+    if older {
+        out.next_before = last;
+    }
+    out.jobs.reverse();
+    Ok(out)
+}
+
+/// Every job matching `filter`, ascending id, read page by page (the lock
+/// released between chunks as `page` does); with the error that stopped
+/// it, if any, beside the (newer) jobs read before it.
+pub fn all<G: Deref<Target = State>>(
+    mut lock: impl FnMut() -> G,
+    filter: crate::JobFilter,
+) -> (Vec<JobStatus>, Option<RuntimeError>) {
+    let mut query = JobQuery {
+        filter,
+        before: None,
+        limit: JobQuery::MAX_LIMIT,
+    };
+    let mut pages = Vec::new();
+    let mut failed = None;
+    loop {
+        match page(&mut lock, &query) {
+            Ok(page) => {
+                pages.push(page.jobs);
+                match page.next_before {
+                    Some(b) => query.before = Some(b),
+                    None => break,
+                }
+            }
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    (pages.into_iter().rev().flatten().collect(), failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logged_tests::Logged;
+    use crate::meta::Meta;
+    use crate::{JobFilter, JobState};
+
+    /// 40 checkpointed pages of 64 jobs (ids 1..=2560): every job
+    /// completed but three failed, far apart (ids 5, 700 and 1500).
+    fn many_pages() -> Logged {
+        let mut logged = Logged::new(crate::state_tests::state());
+        logged.simple_jobs_done(40 * 64, |job| {
+            Some(match job {
+                5 | 700 | 1500 => Err("boom".into()),
+                _ => Ok(None),
+            })
+        });
+        logged.checkpoint();
+        assert_eq!(logged.st.table.values().count(), 0, "every row left RAM");
+        logged
+    }
+
+    fn query(state: Option<JobState>, before: Option<JobId>, limit: usize) -> JobQuery {
+        JobQuery {
+            filter: JobFilter {
+                state,
+                ..JobFilter::default()
+            },
+            before,
+            limit,
+        }
+    }
+
+    /// The page and how many row pages it read; its index scans gave at
+    /// most a chunk's worth of keys (before: every page's key).
+    fn page_of(logged: &Logged, q: &JobQuery) -> (JobsPage, u64) {
+        let (before, keys) = (logged.page_reads(), logged.keys_scanned());
+        let page = page(|| &logged.st, q).unwrap();
+        let keys = logged.keys_scanned() - keys;
+        assert!(keys <= CHUNK_PAGES as u64, "{keys} index keys scanned");
+        (page, logged.page_reads() - before)
+    }
+
+    fn ids(page: &JobsPage) -> Vec<JobId> {
+        page.jobs.iter().map(|j| j.id).collect()
+    }
+
+    /// Before step 4 a listing read every row page of the table (40 here)
+    /// to list the newest 100; now it reads the pages that hold them and
+    /// the one after, to know an older page follows.
+    #[test]
+    fn the_newest_page_reads_only_the_row_pages_it_shows() {
+        let logged = many_pages();
+        let (page, reads) = page_of(&logged, &query(None, None, 100));
+        assert_eq!(ids(&page), (2461..=2560).collect::<Vec<_>>());
+        assert_eq!(page.next_before, Some(2461));
+        assert_eq!(page.total, Some(2560));
+        assert!(reads <= 3, "{reads} row pages read for the newest 100");
+
+        let (page, reads) = page_of(&logged, &query(Some(JobState::Completed), None, 100));
+        assert_eq!(ids(&page), (2461..=2560).collect::<Vec<_>>());
+        assert_eq!(page.total, Some(2557));
+        assert!(
+            reads <= 3,
+            "{reads} row pages read for the newest 100 completed"
+        );
+
+        let (page, reads) = page_of(&logged, &query(Some(JobState::Completed), Some(1510), 10));
+        assert_eq!(
+            ids(&page),
+            (1499..=1509).filter(|&i| i != 1500).collect::<Vec<_>>()
+        );
+        assert_eq!(page.next_before, Some(1499));
+        assert!(reads <= 2, "{reads} row pages read for a page before 1510");
+    }
+
+    /// A rare state lists from its own index: the three failed jobs cost
+    /// the three pages that hold them, not a read of all 40.
+    #[test]
+    fn a_rare_state_reads_only_the_pages_its_index_names() {
+        let logged = many_pages();
+        let (page, reads) = page_of(&logged, &query(Some(JobState::Failed), None, 100));
+        assert_eq!(ids(&page), vec![5, 700, 1500]);
+        assert_eq!((page.next_before, page.total), (None, Some(3)));
+        assert_eq!(reads, 3);
+
+        let (page, reads) = page_of(&logged, &query(Some(JobState::Failed), None, 2));
+        assert_eq!(ids(&page), vec![700, 1500]);
+        assert_eq!(page.next_before, Some(700));
+        assert_eq!(reads, 3, "the third tells an older page follows");
+        let (page, _) = page_of(&logged, &query(Some(JobState::Failed), Some(700), 2));
+        assert_eq!((ids(&page), page.next_before), (vec![5], None));
+    }
+
+    /// Pages follow one another without a gap or a repeat, rows changed
+    /// since the checkpoint (in RAM) over their stored state.
+    #[test]
+    fn pages_cover_the_table_once_with_rows_in_ram_over_the_stored_ones() {
+        let mut logged = many_pages();
+        let retry = Meta::Control {
+            job: 700,
+            at_ms: 3,
+            action: crate::meta::Control::Retry,
+        };
+        logged.apply(&retry).unwrap();
+        let failed = page(|| &logged.st, &query(Some(JobState::Failed), None, 100)).unwrap();
+        assert_eq!(ids(&failed), vec![5, 1500], "the retried job is queued now");
+        let queued = page(|| &logged.st, &query(Some(JobState::Queued), None, 100)).unwrap();
+        assert_eq!(ids(&queued), vec![700]);
+
+        let mut seen = Vec::new();
+        let mut q = query(None, None, 333);
+        loop {
+            let p = page(|| &logged.st, &q).unwrap();
+            seen.splice(0..0, ids(&p));
+            match p.next_before {
+                Some(b) => q.before = Some(b),
+                None => break,
+            }
+        }
+        assert_eq!(seen, (1..=2560).collect::<Vec<_>>());
+    }
+
+    /// An index that cannot be scanned never makes a short page: the
+    /// pages below the cursor are read in turn instead, and one of them
+    /// that cannot be read either makes the listing an error naming the
+    /// index, never a page with rows missing or made up.
+    #[test]
+    fn a_page_whose_index_cannot_be_scanned_is_whole_or_an_error() {
+        let logged = many_pages();
+        logged.fail_scans(true);
+        let p = page(|| &logged.st, &query(Some(JobState::Failed), None, 100)).unwrap();
+        assert_eq!((ids(&p), p.next_before), (vec![5, 700, 1500], None));
+        let p = page(|| &logged.st, &query(None, Some(1000), 50)).unwrap();
+        assert_eq!(ids(&p), (950..=999).collect::<Vec<_>>());
+        logged.fail_reads(|k| k.owner == crate::table::keys::TABLE_OWNER);
+        let err = page(|| &logged.st, &query(None, None, 10)).expect_err("incomplete");
+        assert!(err.to_string().contains("index"), "{err}");
+    }
+
+    /// A kind or text filter has no index: it reads at most its budget of
+    /// rows per call (`JobQuery::MAX_SCANNED_ROWS`; 1000 here), give or
+    /// take a chunk, and says where to go on; its total is exact only for
+    /// a first page that read the whole table.
+    #[test]
+    fn a_text_filter_stops_after_its_row_budget_with_a_cursor() {
+        let logged = many_pages();
+        let mut q = JobQuery {
+            filter: JobFilter {
+                text: Some("no such text".into()),
+                ..JobFilter::default()
+            },
+            before: None,
+            limit: 100,
+        };
+        let mut scanned = Vec::new();
+        loop {
+            let p = page_within(|| &logged.st, &q, 1000).unwrap();
+            assert_eq!((p.jobs.len(), p.total), (0, None));
+            assert!(p.scanned_rows <= 1000 + 16 * 64, "{}", p.scanned_rows);
+            scanned.push(p.scanned_rows);
+            match p.next_before {
+                Some(b) => q.before = Some(b),
+                None => break,
+            }
+        }
+        assert!(scanned.len() > 1, "{scanned:?}");
+        assert_eq!(scanned.iter().sum::<u64>(), 2560, "each row read once");
+
+        q.filter = JobFilter {
+            kind: Some("k".into()),
+            ..JobFilter::default()
+        };
+        q.before = None;
+        let p = page_within(|| &logged.st, &q, 1000).unwrap();
+        assert_eq!(ids(&p), (2461..=2560).collect::<Vec<_>>());
+        assert_eq!((p.next_before, p.total), (Some(2461), None));
+        // A table under `COUNTED_ROWS` rows: the first page counts them.
+        let p = page(|| &logged.st, &q).unwrap();
+        assert_eq!((p.next_before, p.total), (Some(2461), Some(2560)));
+        q.before = Some(2461);
+        let p = page(|| &logged.st, &q).unwrap();
+        assert_eq!((p.next_before, p.total), (Some(2361), None));
+    }
+}
