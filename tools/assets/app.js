@@ -248,7 +248,7 @@ async function jobsPage() {
     const page = pageStarts.length;
     pager.replaceChildren(
       el("button", { id: "jobs-newer", disabled: page === 1, onclick: () => { pageStarts.pop(); refresh(); } }, "← Newer"),
-      el("span", { class: "muted", id: "jobs-page" }, "Page " + page + " · " + fmtInt(data.total) + " jobs match"),
+      el("span", { class: "muted", id: "jobs-page" }, "Page " + page + (data.total === null ? " · " + fmtInt(data.jobs.length) + " on this page (a kind or text filter is not counted)" : " · " + fmtInt(data.total) + " jobs match")),
       el("button", { id: "jobs-older", disabled: data.next_before === null || data.next_before === undefined,
         onclick: () => { pageStarts.push(data.next_before); refresh(); } }, "Older →"));
   }

@@ -525,9 +525,15 @@ pub struct JobsArgs {
     /// Only jobs whose description or kind contains this text.
     #[arg(long, value_name = "TEXT")]
     pub search: Option<String>,
-    /// At most this many jobs, the newest (the list is newest first).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    /// At most this many jobs, the newest (the list is newest first; 100 by default, at most 1000).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1000), conflicts_with = "all")]
     pub limit: Option<u64>,
+    /// Only jobs with an id below this: the next (older) page, as the last line of a page says.
+    #[arg(long, value_name = "ID")]
+    pub before: Option<JobId>,
+    /// Every job, page after page, instead of one page.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Subcommand, Debug)]

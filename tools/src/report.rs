@@ -254,12 +254,15 @@ pub fn duration(d: Duration) -> String {
 }
 
 /// `jobs`: newest first (ids grow with submission), at most `limit`.
-pub fn newest_first(mut jobs: Vec<JobStatus>, limit: Option<u64>) -> Vec<JobStatus> {
-    jobs.sort_by_key(|j| std::cmp::Reverse(j.id));
-    if let Some(limit) = limit {
-        jobs.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+/// `word` as one word of a POSIX shell command line: as it is when it
+/// holds only characters no shell reads specially, else in single quotes.
+pub fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_.,:/=+@%".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
     }
-    jobs
 }
 
 pub fn table_header() -> String {

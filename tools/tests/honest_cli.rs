@@ -596,6 +596,40 @@ fn jobs_lists_newest_first_with_limit_and_search() {
     assert!(table.lines().nth(1).unwrap().contains("gamma"), "{table}");
 }
 
+/// `jobs` shows one page; its last line names the command for the next
+/// (older) one, `--before` asks for it, and `--all` lists every page.
+#[test]
+fn jobs_pages_with_before_and_names_the_command_for_the_older_page() {
+    let sb = Sandbox::new();
+    let input = sb.write("in.txt", b"x\n");
+    for name in ["a", "b", "c", "d"] {
+        let job = ["submit", "--kind", "copy", "--input", s(&input)];
+        sb.ok(&[&job[..], &["--description", name]].concat());
+    }
+    let ids =
+        |v: serde_json::Value| -> Vec<u64> { v.as_array().unwrap().iter().map(job_id).collect() };
+    let page = stdout(&sb.ok(&["jobs", "--limit", "2", "--search", "a b"]));
+    assert!(page.contains("no jobs"), "{page}");
+    let page = stdout(&sb.ok(&["jobs", "--limit", "2"]));
+    let last = page.lines().last().unwrap();
+    assert_eq!(
+        last, "2 of 4 jobs shown; older: booster jobs --limit 2 --before 3",
+        "{page}"
+    );
+    assert_eq!(
+        ids(sb.json(&["jobs", "--limit", "2", "--before", "3"])),
+        [2, 1]
+    );
+    let older = stdout(&sb.ok(&["jobs", "--limit", "2", "--before", "3"]));
+    assert!(
+        !older.contains("older:"),
+        "the oldest page ends it: {older}"
+    );
+    assert_eq!(ids(sb.json(&["jobs", "--all"])), [4, 3, 2, 1]);
+    let out = sb.run(&["jobs", "--limit", "1001"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
 #[test]
 fn a_store_locked_by_serve_names_the_server_url() {
     use std::io::BufRead;

@@ -1,6 +1,6 @@
 //! `jobs` and `job show|watch|priority|pause|resume|abort|retry|destroy`.
 
-use booster_runtime::{JobFilter, JobId, Runtime};
+use booster_runtime::{JobFilter, JobId, JobQuery, JobStatus, Runtime};
 
 use super::{with_runtime, Ctx};
 use crate::cli::{JobCommand, JobsArgs};
@@ -11,27 +11,124 @@ pub async fn list(ctx: &Ctx, args: JobsArgs) -> anyhow::Result<i32> {
     let runtime = ctx.open(None, false, true).await?;
     let filter = JobFilter {
         state: args.state,
-        kind: args.kind,
-        text: args.search,
+        kind: args.kind.clone(),
+        text: args.search.clone(),
     };
-    let jobs = with_runtime(runtime.clone(), async { Ok(runtime.jobs(filter).await) }).await?;
-    let jobs = report::newest_first(jobs, args.limit);
-    if ctx.json {
-        let list: Vec<serde_json::Value> = jobs.iter().map(report::job_json).collect();
-        report::print_json(&serde_json::Value::Array(list));
-    } else if ctx.quiet {
-        for job in &jobs {
-            outln!("{}", job.id);
+    let mut listing = Listing::new(ctx.json, ctx.quiet, &args);
+    let mut query = JobQuery {
+        filter,
+        before: args.before,
+        limit: listing.limit(),
+    };
+    let rt = runtime.clone();
+    with_runtime(runtime.clone(), async move {
+        loop {
+            let page = rt.jobs_page(query.clone()).await?;
+            match listing.show(page.jobs, page.next_before, page.total) {
+                Some(before) => query.before = Some(before),
+                None => break,
+            }
         }
-    } else if jobs.is_empty() {
-        outln!("no jobs");
-    } else {
-        outln!("{}", report::table_header());
-        for job in &jobs {
-            outln!("{}", report::table_row(job));
+        listing.finish();
+        Ok(())
+    })
+    .await?;
+    Ok(exit::OK)
+}
+
+/// What `booster jobs` prints, here or through a server: one page newest
+/// first (the last line names the command for the next page), or with
+/// `--all` every page as it comes (one JSON array).
+pub struct Listing {
+    json: bool,
+    quiet: bool,
+    all: bool,
+    /// The command line of the next page, less its `--before`.
+    again: String,
+    limit: usize,
+    shown: usize,
+    /// `--json --all`: the pages so far, newest first.
+    kept: Vec<serde_json::Value>,
+}
+
+impl Listing {
+    pub fn new(json: bool, quiet: bool, args: &JobsArgs) -> Listing {
+        let mut again = String::from("booster jobs");
+        if let Some(s) = args.state {
+            again += &format!(" --state {}", s.as_str());
+        }
+        if let Some(k) = &args.kind {
+            again += &format!(" --kind {}", report::shell_word(k));
+        }
+        if let Some(t) = &args.search {
+            again += &format!(" --search {}", report::shell_word(t));
+        }
+        if let Some(n) = args.limit {
+            again += &format!(" --limit {n}");
+        }
+        let limit = args.limit.map_or(JobQuery::DEFAULT_LIMIT, |n| n as usize);
+        Listing {
+            json,
+            quiet,
+            all: args.all,
+            again,
+            limit: if args.all { JobQuery::MAX_LIMIT } else { limit },
+            shown: 0,
+            kept: Vec::new(),
         }
     }
-    Ok(exit::OK)
+
+    /// The page size to ask for.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Prints one page (jobs in id order, as the API answers); the
+    /// `before` of the page to ask for next, None when done.
+    pub fn show(
+        &mut self,
+        mut jobs: Vec<JobStatus>,
+        next_before: Option<JobId>,
+        total: Option<u64>,
+    ) -> Option<JobId> {
+        jobs.reverse();
+        if self.json {
+            self.kept.extend(jobs.iter().map(report::job_json));
+        } else if self.quiet {
+            for job in &jobs {
+                outln!("{}", job.id);
+            }
+        } else {
+            if self.shown == 0 && !jobs.is_empty() {
+                outln!("{}", report::table_header());
+            }
+            for job in &jobs {
+                outln!("{}", report::table_row(job));
+            }
+        }
+        self.shown += jobs.len();
+        let next = next_before?;
+        if self.all {
+            return Some(next);
+        }
+        if !self.json && !self.quiet {
+            let of = total.map_or(String::new(), |t| format!(" of {t}"));
+            outln!(
+                "{}{of} jobs shown; older: {} --before {next}",
+                self.shown,
+                self.again
+            );
+        }
+        None
+    }
+
+    pub fn finish(self) {
+        if self.json {
+            report::print_json(&serde_json::Value::Array(self.kept));
+        } else if self.shown == 0 && !self.quiet {
+            outln!("no jobs");
+        }
+    }
 }
 
 pub async fn job(ctx: &Ctx, command: JobCommand) -> anyhow::Result<i32> {

@@ -30,7 +30,7 @@ pub use download::{
     check_category_arg, check_errors_named_once, download_destinations, download_job, missing,
     prepare_output_dir, write_job, Destinations, DownloadCounts, RecordFeed, SeparatedFeed,
 };
-pub use jobs::{changed_line, kind_change, print_kind_stored, print_retention};
+pub use jobs::{changed_line, kind_change, print_kind_stored, print_retention, Listing};
 pub use keygen::write_key;
 pub use plan::{
     exit_code, is_incomplete, per_member, plan_run, print_jobs_json, report_done, run_destinations,

@@ -58,11 +58,22 @@ fn run_blocking(cli: &Cli, interrupt: &Interrupt) -> anyhow::Result<i32> {
     let out = out_of(cli);
     match &cli.command {
         Command::Jobs(args) => {
-            let state = args.state.map(booster_runtime::JobState::as_str);
-            let jobs = client.jobs(state, args.kind.as_deref(), args.search.as_deref())?;
-            let jobs: Vec<JobStatus> = jobs.into_iter().map(Into::into).collect();
-            let jobs = report::newest_first(jobs, args.limit);
-            out.jobs(&jobs);
+            let filter = super::ListFilter {
+                state: args.state.map(booster_runtime::JobState::as_str),
+                kind: args.kind.as_deref(),
+                text: args.search.as_deref(),
+            };
+            let mut listing = crate::commands::Listing::new(out.json, out.quiet, args);
+            let mut before = args.before;
+            loop {
+                let page = client.jobs_page(&filter, listing.limit(), before)?;
+                let jobs = page.jobs.into_iter().map(Into::into).collect();
+                match listing.show(jobs, page.next_before, page.total) {
+                    Some(b) => before = Some(b),
+                    None => break,
+                }
+            }
+            listing.finish();
         }
         Command::Job(JobCommand::Watch { job }) => return watch(&client, &out, *job),
         Command::Job(command) => job(&client, &out, command)?,
@@ -106,24 +117,6 @@ impl Out {
     fn say(&self, text: impl AsRef<str>) {
         if !self.quiet && !self.json {
             outln!("{}", text.as_ref());
-        }
-    }
-
-    fn jobs(&self, jobs: &[JobStatus]) {
-        if self.json {
-            let list: Vec<serde_json::Value> = jobs.iter().map(report::job_json).collect();
-            report::print_json(&serde_json::Value::Array(list));
-        } else if self.quiet {
-            for job in jobs {
-                outln!("{}", job.id);
-            }
-        } else if jobs.is_empty() {
-            outln!("no jobs");
-        } else {
-            outln!("{}", report::table_header());
-            for job in jobs {
-                outln!("{}", report::table_row(job));
-            }
         }
     }
 }
