@@ -200,6 +200,27 @@ struct Worker {
     /// alive.
     held: Mutex<HashMap<u64, Beat>>,
     rt: tokio::runtime::Handle,
+    /// The node's URL, for messages.
+    server: String,
+    /// Why the node stopped taking this worker (its token revoked, say):
+    /// set once, it stops every thread and is `work`'s error.
+    refused: Mutex<Option<String>>,
+}
+
+impl Worker {
+    /// Ends the worker: the node answered `status`, a refusal that asking
+    /// again would not change (a token revoked since it joined).
+    fn give_up(&self, status: &Status) {
+        let mut refused = self.refused.lock();
+        if refused.is_none() {
+            *refused = Some(format!(
+                "the node at {} refused this worker: {}",
+                self.server,
+                describe(status)
+            ));
+        }
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Joins the node and works until `stop` resolves, or until the node is
@@ -235,6 +256,8 @@ async fn work(
         stop: AtomicBool::new(false),
         held: Mutex::new(HashMap::new()),
         rt: tokio::runtime::Handle::current(),
+        server: server.to_string(),
+        refused: Mutex::new(None),
     });
     let beat = tokio::spawn(heartbeats(
         worker.clone(),
@@ -262,7 +285,11 @@ async fn work(
         }
     }
     beat.abort();
-    Ok(())
+    let refused = worker.refused.lock().take();
+    match refused {
+        Some(why) => Err(ClientError::Refused(why)),
+        None => Ok(()),
+    }
 }
 
 /// `Hello` until the node answers: a node not up yet (or restarting) is
@@ -373,6 +400,10 @@ fn thread_loop(w: &Arc<Worker>, thread: u32) {
                 rejoin(w, session.id);
                 continue;
             }
+            Err(s) if revoked(&s) => {
+                w.give_up(&s);
+                continue;
+            }
             Err(s) => {
                 backoff.wait(&s, "lease");
                 continue;
@@ -458,6 +489,7 @@ fn rejoin(w: &Arc<Worker>, stale: u64) {
             w.lease_timeout_ms
                 .store(joined.lease_timeout_ms, Ordering::Relaxed);
         }
+        Err(s) if refused(&s) || untrusted(&s) => w.give_up(&s),
         Err(s) => {
             drop(turn);
             eprintln!("booster work: cannot join the node again: {}", describe(&s));
@@ -507,6 +539,15 @@ async fn commit_until_deadline(w: Arc<Worker>, commit: proto::CommitRequest) {
 /// nothing, so it ends the worker like a refusal.
 fn untrusted(status: &Status) -> bool {
     status.code() == Code::Unavailable && describe(status).to_lowercase().contains("certificate")
+}
+
+/// The node no longer takes this worker's token (revoked, or its role
+/// changed, since it joined).
+fn revoked(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unauthenticated | Code::PermissionDenied
+    )
 }
 
 fn refused(status: &Status) -> bool {

@@ -794,6 +794,42 @@ fn a_worker_refused_at_hello_gives_up_at_once_saying_why() {
     );
 }
 
+/// A worker whose token is revoked while it works (its file emptied and
+/// read again on SIGHUP) ends, non-zero, saying the node refused it, so
+/// its supervisor restarts it with a new token; it used to ask for leases
+/// every 2 s for ever.
+#[test]
+fn a_working_worker_whose_token_is_revoked_ends_saying_so() {
+    let sb = Sandbox::new();
+    let (server, file) = node_with_worker_tokens(&sb, &format!("{WORKER}\n"));
+    let token = sb.path("token");
+    booster_tools::secret_file::write_private(&token, format!("{WORKER}\n").as_bytes()).unwrap();
+    let mut w = Worker::spawn(&mut remote(
+        &server,
+        &sb,
+        &["--token-file", s(&token), "work", "--workers", "1"],
+    ));
+    w.wait_for_log("booster work: worker");
+    booster_tools::secret_file::write_private(&file, b"# revoked\n").unwrap();
+    server.signal(libc::SIGHUP);
+    server.wait_for_log("token files read again");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = w.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the worker went on after its token was revoked: {}",
+            w.log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let err = w.stderr.take().unwrap().join().unwrap();
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("refused this worker"), "{err}");
+}
+
 #[test]
 fn refused_and_malformed_worker_calls_are_logged_on_the_node_without_a_flood() {
     use booster_tools::fleet::{client::NodeClient, proto};
