@@ -263,6 +263,13 @@ async fn work(
         worker.clone(),
         Duration::from_millis(joined.heartbeat_interval_ms.max(10)),
     ));
+    // Dropped before its end (a caller's `select!` or timeout), the work
+    // stops as if told to: its threads finish the task they hold and
+    // lease no more, and the heartbeats end.
+    let _stop_on_drop = StopOnDrop {
+        worker: worker.clone(),
+        beat: beat.abort_handle(),
+    };
     let threads: Vec<_> = (0..worker.hello.threads)
         .map(|t| {
             let w = worker.clone();
@@ -284,11 +291,23 @@ async fn work(
             let _ = joined_all.await;
         }
     }
-    beat.abort();
     let refused = worker.refused.lock().take();
     match refused {
         Some(why) => Err(ClientError::Refused(why)),
         None => Ok(()),
+    }
+}
+
+/// Stops a worker's threads and heartbeats when `work` ends or is dropped.
+struct StopOnDrop {
+    worker: Arc<Worker>,
+    beat: tokio::task::AbortHandle,
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.worker.stop.store(true, Ordering::Relaxed);
+        self.beat.abort();
     }
 }
 

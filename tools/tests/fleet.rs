@@ -941,6 +941,21 @@ struct Service {
     rt: tokio::runtime::Runtime,
     stop: tokio::sync::oneshot::Sender<()>,
     working: tokio::task::JoinHandle<Result<(), booster_client::ClientError>>,
+    /// One service at a time in this test process, so its threads can be
+    /// counted (`remote_threads`).
+    _alone: std::sync::MutexGuard<'static, ()>,
+}
+
+static ONE_SERVICE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Threads of a connected runtime in this process (named
+/// `booster-remote-N`; the kernel keeps 15 bytes of a name).
+fn remote_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("booster-remote"))
+        .count()
 }
 
 impl Service {
@@ -949,6 +964,7 @@ impl Service {
         kind: &str,
         handler: std::sync::Arc<dyn booster_runtime::RecordHandler>,
     ) -> Service {
+        let alone = ONE_SERVICE.lock().unwrap_or_else(|e| e.into_inner());
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -968,7 +984,12 @@ impl Service {
         wait_for("the service to join", || {
             get(server, "/api/workers").contains(kind)
         });
-        Service { rt, stop, working }
+        Service {
+            rt,
+            stop,
+            working,
+            _alone: alone,
+        }
     }
 
     fn stop(self) {
@@ -1039,4 +1060,17 @@ fn a_remote_slice_whose_output_passes_the_message_limit_fails_at_once_naming_it(
     assert!(job.to_string().contains("message limit"), "{job:#}");
     assert_eq!(lease_expiries(&server), 0, "{job:#}");
     service.stop();
+}
+
+/// A service's `work` future dropped before its end (a `select!` or a
+/// timeout around it) stops its threads: they used to go on leasing, out
+/// of the caller's reach, for the life of the process.
+#[test]
+fn a_service_whose_work_future_is_dropped_stops_its_threads() {
+    let sb = Sandbox::new();
+    let server = serve(&sb, &["--workers", "0", "--lease-timeout-ms", "3000"]);
+    let service = Service::join(&server, "upper", std::sync::Arc::new(Upper));
+    assert_eq!(remote_threads(), 2);
+    service.working.abort();
+    wait_for("the service's threads to end", || remote_threads() == 0);
 }
