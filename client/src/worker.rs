@@ -828,11 +828,22 @@ fn run_hook(w: &Worker, h: proto::HookWork, before: bool) -> proto::HookResult {
     }
 }
 
-/// Waits between tries to reach the node: 50 ms, doubling to 2 s; says
-/// so once per streak of failures.
+/// Waits between tries to reach the node: 50 ms, doubling to 2 s, each
+/// wait a random half to whole of that, so a fleet whose node restarted
+/// does not come back in step; says so once per streak of failures.
 #[derive(Default)]
 struct Backoff {
     wait: Option<Duration>,
+}
+
+/// A random fraction in [0.5, 1): the jitter of a wait.
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    // A `RandomState`'s keys are seeded from the OS once per thread and
+    // stepped for each new one, so an empty hash under them is a fresh
+    // number each time: enough to spread a fleet's retries.
+    let h = std::collections::hash_map::RandomState::new().build_hasher();
+    0.5 + (h.finish() >> 11) as f64 / (1u64 << 54) as f64
 }
 
 impl Backoff {
@@ -851,7 +862,7 @@ impl Backoff {
             Some(w) => (w * 2).min(MAX_BACKOFF),
         };
         self.wait = Some(wait);
-        wait
+        wait.mul_f64(jitter())
     }
 
     fn wait(&mut self, status: &Status, what: &str) {
@@ -863,7 +874,7 @@ impl Backoff {
 mod tests {
     use prost::Message;
 
-    use super::{fit, proto};
+    use super::{fit, proto, Backoff, MAX_BACKOFF};
 
     const LIMIT: usize = 1 << 20;
 
@@ -931,5 +942,25 @@ mod tests {
             panic!("still a hook");
         };
         assert!(h.error.as_deref().unwrap().starts_with("éé"));
+    }
+
+    #[test]
+    fn backoff_waits_double_to_the_cap_each_jittered_within_its_upper_half() {
+        let status = tonic::Status::unavailable("down");
+        let mut b = Backoff::default();
+        let mut waits = Vec::new();
+        for _ in 0..12 {
+            waits.push(b.next(&status, "test"));
+        }
+        let mut base = std::time::Duration::from_millis(50);
+        for w in &waits {
+            assert!(*w >= base / 2 && *w < base, "{w:?} of {base:?}");
+            base = (base * 2).min(MAX_BACKOFF);
+        }
+        let capped = &waits[8..];
+        assert!(
+            capped.windows(2).any(|p| p[0] != p[1]),
+            "the waits at the cap are not all equal: {capped:?}"
+        );
     }
 }
