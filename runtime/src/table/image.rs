@@ -255,7 +255,12 @@ pub fn checkpoint_batch(
     let (record, records) = checkpoint_records(state, state.book.checkpoint_seq + 1);
     let mut log = vec![meta::encode(&record)];
     log.extend(records);
-    let mut batch = Batch::new().checkpoint(log[0].clone());
+    // A checkpoint can wait: on a disk without room for it, it is refused
+    // unwritten (Known fault 8: its write met the full disk and poisoned
+    // the store where small commits still fit), and backs off.
+    let mut batch = Batch::new()
+        .checkpoint(log[0].clone())
+        .needs_room("a checkpoint of the job table");
     for r in &log[1..] {
         batch = batch.meta(r.clone());
     }
