@@ -1119,7 +1119,7 @@ pub(crate) fn enqueue_checkpoint(
     store: &Arc<dyn SliceStore>,
     for_compaction: bool,
 ) -> Result<EnqueuedCheckpoint, RuntimeError> {
-    let (batch, record, log, sealed, records) = {
+    let (batch, record, log, sealed) = {
         let mut st = shared.state.lock();
         if let Some(cause) = st.book.poisoned.clone() {
             return Err(RuntimeError::Store(StoreError::Poisoned { cause }));
@@ -1136,7 +1136,7 @@ pub(crate) fn enqueue_checkpoint(
         }
         let now_ms = shared.clock.now_ms();
         let built = crate::table::image::swept_checkpoint_batch(&mut st, &**store, now_ms);
-        let (batch, record, log) = match built {
+        let built = match built {
             Ok(built) => built,
             // Known fault 5: the page is not rewritten from RAM (that
             // would make its rows' loss permanent); checkpoints pause
@@ -1149,8 +1149,8 @@ pub(crate) fn enqueue_checkpoint(
             Err(crate::table::image::Unbuilt::Other(e)) => return Err(e),
         };
         st.book.last_checkpoint_ms = shared.clock.now_ms();
-        let records = std::mem::take(&mut st.book.records_since_checkpoint);
-        (batch, record, log, st.table.seal(), records)
+        let sealed = st.seal_checkpoint(built.refile_next);
+        (built.batch, built.record, built.log, sealed)
     };
     let seq = match &record {
         Meta::Checkpoint(c) => c.seq,
@@ -1159,14 +1159,8 @@ pub(crate) fn enqueue_checkpoint(
     let (tx, rx) = tokio::sync::oneshot::channel();
     let image = Arc::downgrade(store);
     crate::shared::append_counted(shared, store, batch, vec![record], move |st, applied| {
-        if matches!(&applied, Ok(r) if r.iter().all(Result::is_ok)) {
-            st.table.written_through(sealed, image);
-        } else {
-            // Not written: those records still count for the next one,
-            // and the next sweep looks again.
-            st.book.records_since_checkpoint += records;
-            st.book.sweep_due_ms = 0;
-        }
+        let written = matches!(&applied, Ok(r) if r.iter().all(Result::is_ok));
+        st.checkpoint_answered(sealed, written, image);
         let _ = tx.send(applied);
     });
     Ok((rx, seq, log))
