@@ -231,6 +231,8 @@ impl Runtime {
                         state.insert_lost(id, &reason);
                     }
                 }
+                // Waiting jobs whose settle waited for the lost rows.
+                state.settle_after_replay();
                 // Frames an unknown loss took, and slices whose records went
                 // with any damaged range, are named on their jobs: by the
                 // first range that names nothing (it may have held them),
@@ -1227,6 +1229,12 @@ pub(crate) fn replay_log(
         _ => None,
     };
     let rows_at = checkpoint.as_ref().map(|c| 1 + c.records as usize);
+    // Lost jobs are known only at the end: a waiting job that may wait on
+    // one is settled then (`State::settle_after_replay`, by the caller
+    // once it inserted them).
+    if lost.is_some() {
+        state.book.settle_later = Some(Default::default());
+    }
     for (k, record) in records.iter().enumerate() {
         if rows_at == Some(k) {
             let c = checkpoint.as_ref().expect("rows_at comes from it");

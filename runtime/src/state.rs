@@ -325,6 +325,12 @@ pub struct Book {
     /// Jobs that finished or went while a record was applied, whose
     /// dependents `apply` settles before it returns.
     pub finished: Vec<JobId>,
+    /// Set while a replay may find jobs whose `created` record was lost
+    /// (`replay_log`, when the open lost meta records): waiting jobs with
+    /// a dependency not in the table, settled only once the lost rows are
+    /// in (`State::settle_after_replay`), so they see such a dependency
+    /// lost, never "destroyed" (Known fault 7).
+    pub settle_later: Option<BTreeSet<JobId>>,
     /// Entries of `dependents` lists scanned (a test's step count).
     #[cfg(test)]
     pub dependents_scanned: u64,
@@ -416,6 +422,7 @@ impl Book {
             windowed: BTreeSet::new(),
             windows_minute: None,
             finished: Vec::new(),
+            settle_later: None,
             #[cfg(test)]
             dependents_scanned: 0,
         }
@@ -824,7 +831,7 @@ impl State {
                     self.book.dirmons.note_created(spec, id);
                     self.insert(job, "created");
                     if waits {
-                        self.settle_waiting(id);
+                        self.settle_entering(id);
                     }
                 }
                 Ok(())
