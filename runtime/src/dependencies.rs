@@ -26,6 +26,11 @@ use crate::state::{Book, State};
 use crate::table::Job;
 use crate::{DependencyFailure, JobId, JobState};
 
+/// Unfinished dependencies, and those that did not complete with what
+/// each became (`DependencyWait::summary`).
+#[cfg(test)]
+pub type WaitSummary = (u32, Vec<(JobId, &'static str)>);
+
 /// What a waiting job's dependencies are now.
 #[derive(Debug, Default)]
 pub struct DependencyWait {
@@ -64,6 +69,15 @@ impl DependencyWait {
             Counts::Completed => {}
             Counts::Broken(what) => self.broken.push((dep, what)),
         }
+    }
+
+    /// Unfinished dependencies, and those that did not complete, sorted
+    /// (the model test's comparison of a live and a rebuilt book).
+    #[cfg(test)]
+    pub fn summary(&self) -> WaitSummary {
+        let mut broken = self.broken.clone();
+        broken.sort_unstable();
+        (self.unfinished, broken)
     }
 
     /// A dependency counts as gone: not in the table, or destroyed before
