@@ -444,13 +444,16 @@ impl Book {
         if new == JobState::Scheduled {
             self.scheduled.insert((job.run_at_ms.unwrap_or(0), job.id));
         }
-        // Back in the queue unstarted (a lease ended unfinished, a retry):
-        // its `expires_at` holds again, live as after a reopen, which
-        // files every unfinished row's (`count_new`); the timer dropped
-        // the entry if it passed while the job was leased.
-        if matches!(new, JobState::Queued | JobState::Scheduled) && job.started_us.is_none() {
-            if let Some(at) = job.expires_at_ms {
+        // Back in the queue unstarted (a lease ended unfinished, a resume):
+        // its `expires_at` holds again, live as after a reopen
+        // (`count_new`). Anywhere else (leased, paused, waiting, finished)
+        // it cannot expire, and its timer goes: kept, it held RAM until
+        // its time passed (G10), and a reopen rebuilt another set.
+        if let Some(at) = job.expires_at_ms {
+            if Book::can_expire(new, job) {
                 self.expiring.insert((at, job.id));
+            } else {
+                self.expiring.remove(&(at, job.id));
             }
         }
         job.state = new;
@@ -513,6 +516,13 @@ impl Book {
         })
     }
 
+    /// Whether `job` in `state` can expire (`JobSpec::expires_at`): only
+    /// queued or scheduled, never started; `Book::expiring` holds a timer
+    /// for exactly those jobs.
+    fn can_expire(state: JobState, job: &Job) -> bool {
+        matches!(state, JobState::Queued | JobState::Scheduled) && job.started_us.is_none()
+    }
+
     /// A row enters the table (created, restored, lost): counted, and an
     /// unfinished one gets its scheduler entry and the indexes only the
     /// entering record feeds.
@@ -538,7 +548,10 @@ impl Book {
             if job.state == JobState::Scheduled {
                 self.scheduled.insert((job.run_at_ms.unwrap_or(0), job.id));
             }
-            if let Some(at) = job.expires_at_ms {
+            if let Some(at) = job
+                .expires_at_ms
+                .filter(|_| Book::can_expire(job.state, job))
+            {
                 self.expiring.insert((at, job.id));
             }
         }
@@ -557,6 +570,9 @@ impl Book {
         self.by_state[job.state.index()] -= 1;
         if job.state == JobState::Scheduled {
             self.scheduled.remove(&(job.run_at_ms.unwrap_or(0), job.id));
+        }
+        if let Some(at) = job.expires_at_ms {
+            self.expiring.remove(&(at, job.id));
         }
         self.deactivate(job.id);
         self.uploaders.remove(&job.id);
