@@ -1,14 +1,13 @@
 //! A model test of the book a reopen rebuilds (issue 12, Known fault 9):
-//! random submits with dependencies (each policy) and expiry times,
-//! completions, failures, controls (pause, resume, abort, retry, fail,
-//! destroy), checkpoints with their retention sweeps, clock moves and
-//! reopens are applied to a `State` over a store (`logged_tests.rs`), and
+//! random submits with dependencies (each policy), start and expiry
+//! times, completions, failures, controls (pause, resume, abort, retry, fail,
+//! destroy), checkpoints with their retention sweeps, clock moves, the
+//! timer (scheduled releases, expiries) and reopens are applied to a `State` over a store (`logged_tests.rs`), and
 //! at every reopen the book rebuilt from the checkpoint's pages and the
 //! records after it must equal the live book just before: the state
 //! counts, the scheduler's entries, which jobs wait on which
 //! (`dependents`) and what each waiting job's dependencies are
-//! (`waits`), and the expiry timers (`expiring`) of the jobs that can
-//! still expire. The live book is the one the runtime decided with; a
+//! (`waits`), the scheduled jobs and the expiry timers (`expiring`). The live book is the one the runtime decided with; a
 //! reopen that rebuilds another decides differently (fault 9's review
 //! items 1 and 6 were such). No lease spans a step (a job runs and
 //! commits in one), since leases are not durable. `BOOSTER_SEED`
@@ -31,12 +30,13 @@ const MINUTE_MS: u64 = 60_000;
 enum Op {
     /// A job of priority `priority` that runs after the picked jobs (each
     /// pick among the ids handed out; none: no dependency), with policy
-    /// `policy` (0 fail, 1 abort, 2 run), expiring `expires_in` minutes
-    /// after its submit, if given.
+    /// `policy` (0 fail, 1 abort, 2 run), to run `run_in` minutes after
+    /// its submit and expiring `expires_in` minutes after it, if given.
     Submit {
         priority: u8,
         after: Vec<u64>,
         policy: u8,
+        run_in: Option<u8>,
         expires_in: Option<u8>,
     },
     /// The most urgent queued job is leased, runs and completes (true) or
@@ -51,6 +51,9 @@ enum Op {
     Reopen,
     /// The clock moves this many minutes.
     Advance(u8),
+    /// The timer: scheduled jobs whose time came are queued, and jobs not
+    /// started by their `expires_at` expire (their records written).
+    Tick,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -59,12 +62,14 @@ fn op() -> impl Strategy<Value = Op> {
             1..=100u8,
             prop::collection::vec(any::<u64>(), 0..4),
             0..3u8,
+            proptest::option::of(0..3u8),
             proptest::option::of(1..4u8)
         )
-            .prop_map(|(priority, after, policy, expires_in)| Op::Submit {
+            .prop_map(|(priority, after, policy, run_in, expires_in)| Op::Submit {
                 priority,
                 after,
                 policy,
+                run_in,
                 expires_in,
             }),
         4 => any::<bool>().prop_map(Op::Run),
@@ -72,6 +77,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::Checkpoint),
         2 => Just(Op::Reopen),
         1 => (0..3u8).prop_map(Op::Advance),
+        1 => Just(Op::Tick),
     ]
 }
 
@@ -118,6 +124,8 @@ struct BookView {
     destroyed: u64,
     /// The scheduler's entries: (state, priority).
     active: BTreeMap<JobId, (JobState, u8)>,
+    /// Scheduled jobs by their `run_at`.
+    scheduled: BTreeSet<(u64, JobId)>,
     /// Waiting jobs by the job they wait for.
     dependents: BTreeMap<JobId, BTreeSet<JobId>>,
     /// Each waiting job's dependencies: unfinished, and those that did
@@ -139,6 +147,7 @@ fn view(st: &State) -> BookView {
         active: (b.active.iter())
             .map(|(id, slot)| (*id, (slot.state, slot.priority)))
             .collect(),
+        scheduled: b.scheduled.clone(),
         dependents: (b.dependents.iter())
             .map(|(dep, list)| (*dep, list.iter().copied().collect()))
             .collect(),
@@ -181,6 +190,7 @@ impl Model {
                 priority,
                 after,
                 policy: p,
+                run_in,
                 expires_in,
             } => {
                 let handed_out = self.next_id - 1;
@@ -193,8 +203,11 @@ impl Model {
                 let mut spec = JobSpec::simple("k", serde_json::Value::Null)
                     .with_priority(*priority)
                     .with_after(&deps, policy(*p));
-                spec.expires_at = expires_in
-                    .map(|m| crate::clock::from_ms(self.now_ms + u64::from(m) * MINUTE_MS));
+                let at = |minutes: u8| {
+                    crate::clock::from_ms(self.now_ms + u64::from(minutes) * MINUTE_MS)
+                };
+                spec.run_at = run_in.map(at);
+                spec.expires_at = expires_in.map(at);
                 self.logged
                     .apply(&Meta::Created {
                         first_id: self.next_id,
@@ -217,12 +230,28 @@ impl Model {
             }
             Op::Checkpoint => self.logged.checkpoint_at(self.now_ms),
             Op::Reopen => {
+                // Scheduled jobs whose time came are queued by the live
+                // timer within a tick, and by the open after its replay.
+                self.logged.st.release_scheduled(self.now_ms);
                 let live = view(&self.logged.st);
                 self.logged.reopen(book());
                 self.logged.st.book.live = true;
+                self.logged.st.release_scheduled(self.now_ms);
                 assert_eq!(view(&self.logged.st), live, "the book a reopen rebuilt");
             }
             Op::Advance(minutes) => self.now_ms += u64::from(*minutes) * MINUTE_MS,
+            Op::Tick => {
+                let due = self.logged.st.tick(self.now_ms);
+                for job in due.expire {
+                    self.logged
+                        .apply(&Meta::Control {
+                            job,
+                            at_ms: self.now_ms,
+                            action: Control::Expire,
+                        })
+                        .unwrap();
+                }
+            }
         }
     }
 
