@@ -494,6 +494,14 @@ async fn a_checkpoint_that_does_not_fit_on_a_full_disk_is_refused_and_small_comm
         "{e}"
     );
     assert_eq!(rt.checkpoint_seq(), 0);
+    // Said, and counted as a failure that backs off (not a pause for good).
+    let m = rt.metrics();
+    let paused = m.checkpoints_paused.unwrap_or_default();
+    assert!(
+        paused.contains("free space") && paused.contains("retrying"),
+        "{paused}"
+    );
+    assert_eq!(m.checkpoint_failures, 1);
     let mut done = Vec::new();
     for n in 0..20 {
         let id = rt
@@ -510,8 +518,10 @@ async fn a_checkpoint_that_does_not_fit_on_a_full_disk_is_refused_and_small_comm
         assert_eq!(rt.job(id).await.unwrap().state, JobState::Completed);
     }
     assert_eq!(rt.job(queued[999]).await.unwrap().state, JobState::Queued);
+    assert!(rt.checkpoint().await.is_err(), "still no room");
     fs.set_quota(None);
     assert_eq!(rt.checkpoint().await.unwrap(), 1);
+    assert_eq!(rt.metrics().checkpoints_paused, None);
     let table = table_of(&rt).await;
     rt.shutdown(Duration::from_secs(5)).await.unwrap();
     let rt = open_on_sim(&fs).await;
