@@ -575,6 +575,30 @@ fn a_refused_checkpoint_leaves_the_refile_cursor_so_no_page_is_skipped() {
     assert_eq!(l.st.book.by_state.iter().sum::<u64>(), 0);
 }
 
+/// An `EXPIRY` frame key's n is its checkpoint's seq (low 24 bits), so a
+/// checkpoint 2^24 after another that files rows of the same minute (a
+/// refile of old rows, at one checkpoint a second after 194 days) named
+/// the same key and wrote over the older frame, whose rows then never
+/// expired ("Left from the review of step 6"). A key the store holds is
+/// not written over: the frame takes the next free n of its minute.
+#[test]
+fn an_expiry_frame_never_writes_over_an_older_frame_of_its_minute() {
+    let mut l = logged();
+    keep_failed_for_a_minute(&mut l);
+    l.apply(&created(1, 2, vec![noop()])).unwrap();
+    run_all(&mut l, 3, false);
+    l.checkpoint_at(4);
+    // 2^24 checkpoints later, another job fails in the same minute.
+    l.st.book.checkpoint_seq += (1 << 24) - 1;
+    l.apply(&created(2, 5, vec![noop()])).unwrap();
+    run_all(&mut l, 6, false);
+    l.checkpoint_at(7);
+    l.checkpoint_at(3 * MINUTE_MS);
+    for id in [1, 2] {
+        assert_eq!(why(&l.st, id), Missing::Removed, "job {id}");
+    }
+}
+
 /// A dependency past its retention is not swept while a job still waits
 /// on it: live, the job counts it completed; a reopen from a checkpoint
 /// that no longer held its row counted it "destroyed" and failed the job

@@ -274,7 +274,7 @@ pub fn checkpoint_batch(
     for (key, records) in &image.puts {
         batch = batch.slice(*key, records);
     }
-    for (key, records) in image.filed.frames(state.book.checkpoint_seq + 1) {
+    for (key, records) in image.filed.frames(state.book.checkpoint_seq + 1, store) {
         batch = batch.slice(key, &records);
     }
     for key in image.deletes {
