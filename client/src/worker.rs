@@ -169,11 +169,12 @@ struct Beat {
     /// timeout had the lease ahead expire behind it, counted against its
     /// work as a hang (three such expiries failed a slice no handler had
     /// started). If that handler hangs, both leases expire, as they should.
-    /// Held so unstarted for `HAND_BACK_AHEAD` of a lease timeout, it is
-    /// handed back (`heartbeats`).
+    /// Held so unstarted until `hand_back_at`, it is handed back
+    /// (`heartbeats`).
     behind: Option<LeaseProgress>,
-    /// When its lease came.
-    arrived: Instant,
+    /// When a lease asked for ahead is handed back if still unstarted
+    /// (`hand_back_after`).
+    hand_back_at: Instant,
 }
 
 /// A lease asked for ahead and not started after this fraction of a lease
@@ -182,6 +183,21 @@ struct Beat {
 /// thread's long task never holds other work (a priority-1 job) for
 /// longer, however long it heartbeats (G4, G5).
 const HAND_BACK_AHEAD: (u64, u64) = (1, 2);
+
+/// How long a lease asked for ahead may wait unstarted: `HAND_BACK_AHEAD`
+/// of the lease timeout, or of the lease's own bound (`Task::timeout_ms`,
+/// its kind's lease timeout; 0: none) when that is shorter. The node ends
+/// a lease at its own bound from hand-out whatever its heartbeats say,
+/// counting an expiry against work no handler started (Known fault 10:
+/// three such failed it as hung).
+fn hand_back_after(lease_timeout_ms: u64, task_timeout_ms: u64) -> Duration {
+    let (part, whole) = HAND_BACK_AHEAD;
+    let bound_ms = match task_timeout_ms {
+        0 => lease_timeout_ms,
+        t => t.min(lease_timeout_ms),
+    };
+    Duration::from_millis(bound_ms * part / whole)
+}
 
 struct Worker {
     /// Held only to clone the client or replace it (`rejoin`).
@@ -199,6 +215,9 @@ struct Worker {
     /// Leases held and not yet answered, by epoch: what heartbeats keep
     /// alive.
     held: Mutex<HashMap<u64, Beat>>,
+    /// Told when a lease asked for ahead arrives: `heartbeats` wakes in
+    /// time to hand it back (its bound may be shorter than the interval).
+    ahead_arrived: tokio::sync::Notify,
     rt: tokio::runtime::Handle,
     /// The node's URL, for messages.
     server: String,
@@ -255,6 +274,7 @@ async fn work(
         until_idle,
         stop: AtomicBool::new(false),
         held: Mutex::new(HashMap::new()),
+        ahead_arrived: tokio::sync::Notify::new(),
         rt: tokio::runtime::Handle::current(),
         server: server.to_string(),
         refused: Mutex::new(None),
@@ -377,14 +397,16 @@ async fn lease_ahead(w: Arc<Worker>, thread: u32, behind: LeaseProgress) -> Leas
         task: Some(task), ..
     }) = &answer.1
     {
+        let timeout_ms = w.lease_timeout_ms.load(Ordering::Relaxed);
         let beat = Beat {
             progress: LeaseProgress::new(),
             sent_ms: 0,
             done: false,
             behind: Some(behind),
-            arrived: Instant::now(),
+            hand_back_at: Instant::now() + hand_back_after(timeout_ms, task.timeout_ms),
         };
         w.held.lock().insert(task.epoch, beat);
+        w.ahead_arrived.notify_one();
     }
     answer
 }
@@ -447,7 +469,7 @@ fn thread_loop(w: &Arc<Worker>, thread: u32) {
                         sent_ms: 0,
                         done: false,
                         behind: None,
-                        arrived: Instant::now(),
+                        hand_back_at: Instant::now(),
                     };
                     held.insert(epoch, beat);
                     progress
@@ -592,14 +614,12 @@ async fn heartbeats(w: Arc<Worker>, every: Duration) {
     // Handed back until a heartbeat carrying them is answered.
     let mut released: Vec<u64> = Vec::new();
     loop {
-        tokio::time::sleep(every).await;
+        until_next_beat(&w, every).await;
         let epochs: Vec<u64> = {
             let mut held = w.held.lock();
-            let (part, whole) = HAND_BACK_AHEAD;
-            let timeout_ms = w.lease_timeout_ms.load(Ordering::Relaxed);
-            let wait = Duration::from_millis(timeout_ms * part / whole);
+            let now = Instant::now();
             held.retain(|epoch, b| {
-                let unstarted = b.behind.is_some() && b.arrived.elapsed() >= wait;
+                let unstarted = b.behind.is_some() && now >= b.hand_back_at;
                 if unstarted {
                     released.push(*epoch);
                 }
@@ -640,6 +660,23 @@ async fn heartbeats(w: Arc<Worker>, every: Duration) {
             // are not its any more, and they expire there at worst.
             Err(s) if refused(&s) => released.clear(),
             Err(_) => {}
+        }
+    }
+}
+
+/// Waits `every`, or less when a lease asked for ahead is due to be
+/// handed back before then (one arriving meanwhile is looked at at once).
+async fn until_next_beat(w: &Worker, every: Duration) {
+    let beat_at = Instant::now() + every;
+    loop {
+        let due = (w.held.lock().values())
+            .filter(|b| b.behind.is_some())
+            .map(|b| b.hand_back_at)
+            .min();
+        let at = due.map_or(beat_at, |d| d.min(beat_at));
+        tokio::select! {
+            () = tokio::time::sleep_until(at.into()) => return,
+            () = w.ahead_arrived.notified() => {}
         }
     }
 }
@@ -874,7 +911,7 @@ impl Backoff {
 mod tests {
     use prost::Message;
 
-    use super::{fit, proto, Backoff, MAX_BACKOFF};
+    use super::*;
 
     const LIMIT: usize = 1 << 20;
 
@@ -962,5 +999,16 @@ mod tests {
             capped.windows(2).any(|p| p[0] != p[1]),
             "the waits at the cap are not all equal: {capped:?}"
         );
+    }
+
+    /// A lease asked for ahead is handed back within half of the lease's
+    /// own bound when its kind has one below the lease timeout (the node
+    /// ends it at that bound, heartbeats or not: Known fault 10), else
+    /// within half the lease timeout; an older node sends no bound (0).
+    #[test]
+    fn a_lease_ahead_is_handed_back_within_half_its_own_bound_when_that_is_shorter() {
+        assert_eq!(hand_back_after(4_000, 1_000), Duration::from_millis(500));
+        assert_eq!(hand_back_after(4_000, 0), Duration::from_millis(2_000));
+        assert_eq!(hand_back_after(4_000, 60_000), Duration::from_millis(2_000));
     }
 }

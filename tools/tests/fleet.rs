@@ -421,6 +421,24 @@ fn a_lease_asked_for_ahead_stays_alive_while_the_thread_runs_a_long_slice() {
 /// complete meanwhile.
 #[test]
 fn a_lease_asked_for_ahead_and_not_started_is_handed_back_to_an_idle_worker() {
+    urgent_lease_ahead_handed_back("1000", None);
+}
+
+/// Known fault 10: the same, where the urgent job's kind bounds one lease
+/// (`kind lease --timeout-ms`) below half the lease timeout. The node
+/// ends such a lease at that bound from hand-out, heartbeats or not, so
+/// the worker hands it back within half of it (the node sends the bound
+/// with the lease): before, it waited half the lease timeout and the
+/// lease expired unstarted, counted against the job as a hang.
+#[test]
+fn a_lease_ahead_of_a_kind_with_a_shorter_bound_is_handed_back_within_that_bound() {
+    urgent_lease_ahead_handed_back("8000", Some("2000"));
+}
+
+/// A busy worker's lease ahead carries a priority-1 copy job (bounded by
+/// `copy_bound_ms`, if given, per lease); it is handed back unstarted
+/// and an idle worker runs it, with no lease expired.
+fn urgent_lease_ahead_handed_back(lease_timeout_ms: &str, copy_bound_ms: Option<&str>) {
     let sb = Sandbox::new();
     let gate = sb.dir.path().join("let-the-long-slice-end");
     // Bounded, so a failed run leaves no command behind for long.
@@ -434,11 +452,24 @@ fn a_lease_asked_for_ahead_and_not_started_is_handed_back_to_an_idle_worker() {
             "--workers",
             "0",
             "--lease-timeout-ms",
-            "1000",
+            lease_timeout_ms,
             "--exec-allow",
             &long_cat,
         ],
     );
+    if let Some(bound) = copy_bound_ms {
+        let args = [
+            "kind",
+            "lease",
+            "copy",
+            "--max-expiries",
+            "3",
+            "--timeout-ms",
+            bound,
+        ];
+        let out = remote(&server, &sb, &args).output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
     let input = numbered_lines(2);
     let long = submit(
         &server,
