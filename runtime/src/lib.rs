@@ -40,6 +40,8 @@ mod actors;
 mod apply_sliced;
 #[doc(hidden)]
 pub mod bench_support;
+#[cfg(test)]
+mod book_model_tests;
 mod category;
 mod checkpoints;
 mod clock;
