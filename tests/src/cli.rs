@@ -169,7 +169,7 @@ impl Sandbox {
 
     /// `booster --json jobs`.
     pub fn jobs(&self) -> Vec<serde_json::Value> {
-        match self.json(&["jobs", "--all"]) {
+        match self.json(&["jobs"]) {
             serde_json::Value::Array(list) => list,
             other => panic!("`jobs --json` is not an array: {other}"),
         }

@@ -244,7 +244,7 @@ async function jobsPage() {
     if (!current()) return;
     bars.clear();
     const jobs = data.jobs.slice().sort((a, b) => b.id - a.id); // newest first
-    list.replaceChildren(jobs.length ? jobTable(jobs, bars) : el("p", { class: "empty" }, "No jobs match."));
+    list.replaceChildren(jobs.length ? jobTable(jobs, bars) : el("p", { class: "empty" }, data.next_before === null || data.next_before === undefined ? "No jobs match." : "No match in the jobs read so far: Older → reads on."));
     const page = pageStarts.length;
     pager.replaceChildren(
       el("button", { id: "jobs-newer", disabled: page === 1, onclick: () => { pageStarts.pop(); refresh(); } }, "← Newer"),

@@ -630,6 +630,42 @@ fn jobs_pages_with_before_and_names_the_command_for_the_older_page() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
 
+/// A script reading `--json jobs` or `-q jobs` gets every job, as before
+/// paging: only `--limit` or `--before` makes it one page, and then
+/// stderr names the command for the older page (stdout stays the list).
+#[test]
+fn jobs_json_and_quiet_list_every_job_unless_a_page_is_asked_for() {
+    let sb = Sandbox::new();
+    let input = sb.write("in.txt", b"x\n");
+    let mut batch = vec!["batch", "--kind", "copy", "--on-complete-kind", "noop"];
+    for _ in 0..101 {
+        batch.extend(["--input", s(&input)]);
+    }
+    sb.ok(&batch);
+    let listed = sb.json(&["jobs"]);
+    assert_eq!(listed.as_array().unwrap().len(), 102, "--json lists all");
+    let quiet = stdout(&sb.ok(&["-q", "jobs"]));
+    assert_eq!(quiet.lines().count(), 102, "-q lists all: {quiet}");
+    assert_eq!(quiet.lines().last(), Some("1"), "{quiet}");
+
+    let out = sb.ok(&["--json", "jobs", "--limit", "2"]);
+    let page: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(page.as_array().unwrap().len(), 2);
+    assert!(
+        stderr(&out)
+            .contains("2 of 102 jobs shown; older: booster --json jobs --limit 2 --before 101"),
+        "{}",
+        stderr(&out)
+    );
+    let out = sb.ok(&["-q", "jobs", "--before", "3"]);
+    assert_eq!(stdout(&out), "2\n1\n");
+    assert!(
+        !stderr(&out).contains("older"),
+        "the last page: {}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn a_store_locked_by_serve_names_the_server_url() {
     use std::io::BufRead;

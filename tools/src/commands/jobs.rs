@@ -38,11 +38,16 @@ pub async fn list(ctx: &Ctx, args: JobsArgs) -> anyhow::Result<i32> {
 
 /// What `booster jobs` prints, here or through a server: one page newest
 /// first (the last line names the command for the next page), or with
-/// `--all` every page as it comes (one JSON array).
+/// `--all` every page as it comes (one JSON array). `--json` and `-q`
+/// list every page unless `--limit` or `--before` asks for one, so a
+/// script never gets a partial list without asking; a page they were
+/// asked for names the command for the older page on stderr.
 pub struct Listing {
     json: bool,
     quiet: bool,
     all: bool,
+    /// A line named the older page: "no jobs" would be untrue.
+    cut: bool,
     /// The command line of the next page, less its `--before`.
     again: String,
     limit: usize,
@@ -53,7 +58,11 @@ pub struct Listing {
 
 impl Listing {
     pub fn new(json: bool, quiet: bool, args: &JobsArgs) -> Listing {
-        let mut again = String::from("booster jobs");
+        let mut again = String::from(match (json, quiet) {
+            (true, _) => "booster --json jobs",
+            (_, true) => "booster -q jobs",
+            _ => "booster jobs",
+        });
         if let Some(s) = args.state {
             again += &format!(" --state {}", s.as_str());
         }
@@ -67,12 +76,15 @@ impl Listing {
             again += &format!(" --limit {n}");
         }
         let limit = args.limit.map_or(JobQuery::DEFAULT_LIMIT, |n| n as usize);
+        let paged = args.limit.is_some() || args.before.is_some();
+        let all = args.all || ((json || quiet) && !paged);
         Listing {
             json,
             quiet,
-            all: args.all,
+            all,
+            cut: false,
             again,
-            limit: if args.all { JobQuery::MAX_LIMIT } else { limit },
+            limit: if all { JobQuery::MAX_LIMIT } else { limit },
             shown: 0,
             kept: Vec::new(),
         }
@@ -111,21 +123,27 @@ impl Listing {
         if self.all {
             return Some(next);
         }
-        if !self.json && !self.quiet {
-            let of = total.map_or(String::new(), |t| format!(" of {t}"));
-            outln!(
-                "{}{of} jobs shown; older: {} --before {next}",
-                self.shown,
-                self.again
-            );
+        let of = total.map_or(String::new(), |t| format!(" of {t}"));
+        // A kind or text filter may stop at its row budget with no match.
+        let shown = match self.shown {
+            0 => "no match in the jobs read so far".to_string(),
+            n => format!("{n}{of} jobs shown"),
+        };
+        let line = format!("{shown}; older: {} --before {next}", self.again);
+        if self.json || self.quiet {
+            // Stdout stays the list a script reads.
+            eprintln!("booster: {line}");
+        } else {
+            outln!("{line}");
         }
+        self.cut = true;
         None
     }
 
     pub fn finish(self) {
         if self.json {
             report::print_json(&serde_json::Value::Array(self.kept));
-        } else if self.shown == 0 && !self.quiet {
+        } else if self.shown == 0 && !self.quiet && !self.cut {
             outln!("no jobs");
         }
     }
