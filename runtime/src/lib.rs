@@ -178,6 +178,11 @@ pub struct RuntimeOptions {
     /// Where the runtime reads the time of day. Default: `SystemClock`;
     /// tests use a `ManualClock` and move it.
     pub clock: Arc<dyn Clock>,
+    /// A kind or text filter reads about this many rows per
+    /// `Runtime::jobs_page` call (give or take a chunk of row pages),
+    /// then answers what it found with the cursor to go on from. Default
+    /// `JobQuery::MAX_SCANNED_ROWS` (100 000).
+    pub listing_rows_per_call: u64,
 }
 
 impl RuntimeOptions {
@@ -202,6 +207,7 @@ impl RuntimeOptions {
             auto_checkpoint: true,
             retention: None,
             clock: Arc::new(SystemClock),
+            listing_rows_per_call: JobQuery::MAX_SCANNED_ROWS,
         }
     }
 }

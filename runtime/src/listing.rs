@@ -33,8 +33,8 @@ pub fn page<G: Deref<Target = State>>(
 }
 
 /// `page`, a kind or text filter stopping once `max_scanned` rows were
-/// read.
-fn page_within<G: Deref<Target = State>>(
+/// read (`RuntimeOptions::listing_rows_per_call`).
+pub fn page_within<G: Deref<Target = State>>(
     mut lock: impl FnMut() -> G,
     query: &JobQuery,
     max_scanned: u64,

@@ -178,6 +178,7 @@ impl Runtime {
         let limits = Limits {
             max_slice_records: opts.max_slice_records.clamp(1, u32::MAX as usize),
             max_slice_bytes: opts.max_slice_bytes.max(1),
+            listing_rows_per_call: opts.listing_rows_per_call.max(1),
         };
         let clock = opts.clock.clone();
         let (store, state, recovery) =
@@ -610,7 +611,8 @@ impl Runtime {
     /// jobs costs the same at 20M rows as at 2K and never stalls the
     /// dispatcher.
     pub async fn jobs_page(&self, query: JobQuery) -> Result<JobsPage, RuntimeError> {
-        crate::listing::page(|| self.shared().state.lock(), &query)
+        let budget = self.shared().limits.listing_rows_per_call;
+        crate::listing::page_within(|| self.shared().state.lock(), &query, budget)
     }
 
     /// Checks `action` on `job` and pins its row (`TableView::pin`) for

@@ -32,6 +32,8 @@ pub type Applied = Result<Vec<Result<(), RuntimeError>>, StoreError>;
 pub struct Limits {
     pub max_slice_records: usize,
     pub max_slice_bytes: usize,
+    /// `RuntimeOptions::listing_rows_per_call`.
+    pub listing_rows_per_call: u64,
 }
 
 /// Whether a failed append poisons the runtime. Only failures of the

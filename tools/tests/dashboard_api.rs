@@ -24,6 +24,11 @@ struct Served {
 
 impl Served {
     fn start() -> Served {
+        Served::start_with(|_| {})
+    }
+
+    /// `start`, the runtime's options changed by `tune` first.
+    fn start_with(tune: impl FnOnce(&mut RuntimeOptions)) -> Served {
         let dir = tempfile::tempdir().unwrap();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -39,6 +44,7 @@ impl Served {
         let (runtime, server) = rt.block_on(async {
             let mut opts = RuntimeOptions::new(dir.path().join("data"));
             opts.workers = 2;
+            tune(&mut opts);
             let runtime = Runtime::open(opts).await.unwrap();
             booster_tools::kinds::register_builtin(&runtime);
             let serve = ServeOptions {
@@ -325,6 +331,47 @@ fn retry_all_failed_takes_an_admin_and_retries_every_failed_job() {
         state(other),
         "scheduled",
         "a job that had not failed is untouched"
+    );
+}
+
+/// A kind filter reads a bounded number of rows per call and answers a
+/// cursor; the bulk actions follow it to the end, so jobs of a kind below
+/// many newer jobs of another are reached, and `more` is false once none
+/// is left (before, every request rescanned the newest rows and said
+/// `more` for ever).
+#[test]
+fn bulk_actions_by_kind_reach_jobs_below_their_row_budget() {
+    let t = Served::start_with(|opts| opts.listing_rows_per_call = 100);
+    let scheduled = |kind: &str, n: usize| {
+        let at = std::time::SystemTime::now() + Duration::from_secs(3600);
+        let specs = (0..n)
+            .map(|_| JobSpec {
+                run_at: Some(at),
+                ..JobSpec::sliced(kind)
+            })
+            .collect();
+        t.rt.block_on(t.runtime().submit_many(specs)).unwrap()
+    };
+    let old = scheduled("validate-customers", 3);
+    scheduled("copy", 1200);
+    let (status, body) = t.call("POST", "/api/kinds/validate-customers/pause", ADMIN, None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["paused"], json!(old), "{body}");
+    assert_eq!(body["more"], false, "{body}");
+    for id in &old {
+        let (status, body) = t.call("POST", &format!("/api/jobs/{id}/fail"), ADMIN, None);
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = t.call(
+        "POST",
+        "/api/bulk/retry-failed",
+        ADMIN,
+        Some(json!({"kind": "validate-customers"})),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (&body["retried"], &body["more"]),
+        (&json!(old), &json!(false))
     );
 }
 

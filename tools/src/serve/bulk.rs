@@ -20,7 +20,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use booster_runtime::{JobFilter, JobId, JobQuery, JobState, JobsPage};
+use booster_runtime::{JobFilter, JobId, JobQuery, JobState, JobStatus};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -31,14 +31,34 @@ use super::AppState;
 /// Jobs one bulk request acts on.
 pub const BULK_MAX: usize = 10_000;
 
-/// The newest `limit` jobs matching `filter`.
-async fn newest(app: &AppState, filter: JobFilter, limit: usize) -> ApiResult<JobsPage> {
-    let query = JobQuery {
+/// The newest `max` jobs matching `filter`, in id order, and whether
+/// older ones are left. A kind filter has no index: each page reads a
+/// bounded number of rows and may stop short with a cursor, so the pages
+/// are followed until `max` jobs or the oldest row (the lock is released
+/// between chunks, never held for the whole table).
+async fn newest(
+    app: &AppState,
+    filter: JobFilter,
+    max: usize,
+) -> ApiResult<(Vec<JobStatus>, bool)> {
+    let mut query = JobQuery {
         filter,
         before: None,
-        limit,
+        limit: max,
     };
-    Ok(app.runtime.jobs_page(query).await?)
+    let (mut pages, mut found) = (Vec::new(), 0);
+    let more = loop {
+        query.limit = max - found;
+        let page = app.runtime.jobs_page(query.clone()).await?;
+        found += page.jobs.len();
+        pages.push(page.jobs);
+        match page.next_before {
+            None => break false,
+            Some(_) if found >= max => break true,
+            Some(before) => query.before = Some(before),
+        }
+    };
+    Ok((pages.into_iter().rev().flatten().collect(), more))
 }
 
 pub fn require_admin(role: Role, what: &str) -> ApiResult<()> {
@@ -95,15 +115,15 @@ pub async fn retry_failed(
         kind: req.kind.filter(|k| !k.is_empty()),
         text: None,
     };
-    let page = newest(&app, filter, BULK_MAX).await?;
+    let (jobs, more) = newest(&app, filter, BULK_MAX).await?;
     let mut outcome = Outcome::default();
-    for job in &page.jobs {
+    for job in &jobs {
         outcome.note(job.id, app.runtime.retry(job.id).await);
     }
     Ok(Json(json!({
         "retried": outcome.done,
         "refused": outcome.refused,
-        "more": page.next_before.is_some(),
+        "more": more,
     })))
 }
 
@@ -135,9 +155,9 @@ pub async fn kind_action(
             kind: Some(kind.clone()),
             text: None,
         };
-        let page = newest(&app, filter, BULK_MAX).await?;
-        more |= page.next_before.is_some();
-        for job in &page.jobs {
+        let (jobs, left) = newest(&app, filter, BULK_MAX).await?;
+        more |= left;
+        for job in &jobs {
             any = true;
             // The job's own allowed actions decide (a running simple job
             // cannot pause): what it refuses is listed, not tried.
@@ -165,11 +185,9 @@ pub async fn kind_action(
             kind: Some(kind.clone()),
             ..JobFilter::default()
         };
-        // A bounded read (a kind filter has no index): a page that stops
-        // short with a cursor says nothing either way, so only a listing
-        // that ended empty means no such kind.
-        let found = newest(&app, any_of_kind, 1).await?;
-        if found.jobs.is_empty() && found.next_before.is_none() {
+        // Read on until one such job or the oldest row.
+        let (found, _) = newest(&app, any_of_kind, 1).await?;
+        if found.is_empty() {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 format!("no job of kind {kind:?}; check the kind's name"),
