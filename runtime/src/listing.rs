@@ -49,6 +49,12 @@ pub fn page_within<G: Deref<Target = State>>(
     // bounded number per call, and counts them only on a first page of a
     // small table.
     let bounded = filter.kind.is_some() || filter.text.is_some();
+    // `newest_rows` gives only rows in the state asked for, and lost
+    // rows of its pages whose made-up state (failed) differs.
+    let rest = crate::JobFilter {
+        state: None,
+        ..filter.clone()
+    };
     let counting = bounded && query.before.is_none();
     let mut below = query.before.unwrap_or(JobId::MAX);
     let mut out = JobsPage::default();
@@ -71,7 +77,7 @@ pub fn page_within<G: Deref<Target = State>>(
             .table
             .newest_rows(filter.state, below, CHUNK_PAGES, |job| {
                 *scanned += 1;
-                if !filter_matches(filter, &job) {
+                if !filter_matches(&rest, &job) {
                     return ControlFlow::Continue(());
                 }
                 matched += 1;
@@ -287,6 +293,65 @@ mod tests {
         logged.fail_reads(|k| k.owner == crate::table::keys::TABLE_OWNER);
         let err = page(|| &logged.st, &query(None, None, 10)).expect_err("incomplete");
         assert!(err.to_string().contains("index"), "{err}");
+    }
+
+    /// Every page of `q`'s listing, newest first, as one list of ids.
+    fn every_page(logged: &Logged, mut q: JobQuery) -> Vec<JobStatus> {
+        let mut seen = Vec::new();
+        loop {
+            let p = page(|| &logged.st, &q).unwrap();
+            seen.splice(0..0, p.jobs);
+            match p.next_before {
+                Some(b) => q.before = Some(b),
+                None => return seen,
+            }
+        }
+    }
+
+    /// A page chosen from a state's index that cannot be read gives the
+    /// rows of that state's mask as lost, and a state filter lets them
+    /// through (their made-up state is failed): the listing still holds
+    /// as many jobs as the state counts, the lost ones saying why.
+    #[test]
+    fn a_state_listing_shows_the_rows_of_an_unreadable_page_as_lost() {
+        let logged = many_pages();
+        logged.fail_reads_of(crate::table::keys::row_page(30));
+        let q = query(Some(JobState::Completed), None, 100);
+        let total = page(|| &logged.st, &q).unwrap().total;
+        let listed = every_page(&logged, q);
+        assert_eq!(Some(listed.len() as u64), total);
+        let lost: Vec<JobId> = listed
+            .iter()
+            .filter(|j| {
+                j.failure_reason
+                    .as_deref()
+                    .is_some_and(|r| r.contains("row lost"))
+            })
+            .map(|j| j.id)
+            .collect();
+        assert_eq!(lost, (1920..=1983).collect::<Vec<_>>());
+        let failed = every_page(&logged, query(Some(JobState::Failed), None, 100));
+        let failed: Vec<JobId> = failed.iter().map(|j| j.id).collect();
+        assert_eq!(failed, vec![5, 700, 1500], "page 30 held no failed job");
+    }
+
+    /// A destroyed job's tombstone in a page that cannot be read is no
+    /// lost job: the page's destroyed mask is not read as rows.
+    #[test]
+    fn a_tombstone_of_an_unreadable_page_is_not_listed_as_lost() {
+        let mut logged = many_pages();
+        let destroy = Meta::Control {
+            job: 1930,
+            at_ms: 3,
+            action: crate::meta::Control::Destroy,
+        };
+        logged.apply(&destroy).unwrap();
+        logged.checkpoint();
+        logged.fail_reads_of(crate::table::keys::row_page(30));
+        let listed = every_page(&logged, query(None, None, 1000));
+        let ids: Vec<JobId> = listed.iter().map(|j| j.id).collect();
+        let expected: Vec<JobId> = (1..=2560).filter(|&i| i != 1930).collect();
+        assert_eq!(ids, expected);
     }
 
     /// A kind or text filter has no index: it reads at most its budget of

@@ -572,7 +572,8 @@ impl TableView {
             true => Box::new(pages.iter().rev()),
         };
         for &page in ordered {
-            let rows = self.page_picks(&*store, page, stored.contains(&page), unlisted.as_ref())?;
+            let read = stored.contains(&page);
+            let rows = self.page_picks(&*store, page, read, None, unlisted.as_ref())?;
             let picks: Box<dyn Iterator<Item = Pick<'_>>> = match rev {
                 false => Box::new(rows.into_values()),
                 true => Box::new(rows.into_values().rev()),
@@ -599,17 +600,23 @@ enum Pick<'a> {
     Lost(JobId, String),
 }
 
-/// The slots of page `page` that hold a row, by its state masks; None when
-/// a mask cannot be read.
+/// The slots of page `page` that hold a row, tombstones included, by its
+/// state masks; None when a mask cannot be read.
 pub fn page_slots(store: &dyn SliceStore, page: u64) -> Option<u64> {
-    let mut slots = 0;
-    for s in 0..=super::row::STATE_DESTROYED {
+    Some(page_masks(store, page)?.iter().fold(0, |all, m| all | m))
+}
+
+/// Page `page`'s state masks, by stored state (`JobState::index()`, then
+/// `STATE_DESTROYED`); None when one cannot be read.
+pub fn page_masks(store: &dyn SliceStore, page: u64) -> Option<[u64; 9]> {
+    let mut masks = [0; 9];
+    for (s, mask) in (0..=super::row::STATE_DESTROYED).zip(&mut masks) {
         let key = keys::state_index(s, page)?;
         if let Some(records) = store.read_slice(&key).ok()? {
-            slots |= keys::decode_mask(records.first()?).ok()?;
+            *mask = keys::decode_mask(records.first()?).ok()?;
         }
     }
-    Some(slots)
+    Some(masks)
 }
 
 /// The rows of page `page` in `store`, or None when it has none.

@@ -14,8 +14,9 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::ops::{Bound, ControlFlow};
 
-use super::{page_slots, read_page, Pick, TableView};
+use super::{page_masks, read_page, Pick, TableView};
 use crate::table::keys::{self, ROWS_PER_PAGE, ROW_PAGE, STATE_INDEX_BASE, TABLE_OWNER};
+use crate::table::row::STATE_DESTROYED;
 use crate::table::Job;
 use crate::{JobId, JobState, RuntimeError};
 
@@ -53,6 +54,12 @@ impl TableView {
             return Ok(Resume::End);
         }
         let wanted = |j: &Job| !j.is_destroyed() && state.is_none_or(|s| j.state == s);
+        // A stored row is shown by its stored state: when it cannot be
+        // made a job, the lost job that stands for it (failed) is shown
+        // where the row would have been.
+        let wanted_row = |r: &crate::table::row::Row| {
+            r.state != STATE_DESTROYED && state.is_none_or(|s| r.state == s.index() as u8)
+        };
         let Some(store) = self.store() else {
             return Ok(self.newest_in_ram(below, pages, &wanted, f));
         };
@@ -98,15 +105,22 @@ impl TableView {
             visited += 1;
             let read = stored.next_if_eq(&page).is_some();
             while in_ram.next_if_eq(&page).is_some() {}
-            let picks = self.page_picks(&*store, page, read, unlisted.as_ref())?;
+            let picks = self.page_picks(&*store, page, read, state, unlisted.as_ref())?;
             for (id, pick) in picks.into_iter().rev() {
                 if id >= below {
                     continue;
                 }
+                // A lost row was picked by the state's own mask: its
+                // made-up state is not checked (G7: it shows, as lost).
+                let shown = match &pick {
+                    Pick::Lost(..) => Some(true),
+                    Pick::Stored(row) => Some(wanted_row(row)),
+                    Pick::Resident(_) | Pick::Gone => None,
+                };
                 let Some(job) = self.job_of_pick(&*store, pick) else {
                     continue;
                 };
-                if wanted(&job) && f(job).is_break() {
+                if shown.unwrap_or_else(|| wanted(&job)) && f(job).is_break() {
                     return Ok(Resume::Stopped);
                 }
             }
@@ -139,13 +153,17 @@ impl TableView {
         Resume::End
     }
 
-    /// The rows of `page`, by id: the stored ones when `read` (lost ones
-    /// when it cannot be read), the overlay's over them.
+    /// The rows of `page`, by id: the stored ones when `read`, the
+    /// overlay's over them. When it cannot be read, its rows are lost
+    /// ones: those its mask of `state` names (of every state when None,
+    /// tombstones left out; every slot when the masks cannot be read
+    /// either).
     pub(super) fn page_picks<'a>(
         &'a self,
         store: &dyn crate::slice_store::SliceStore,
         page: u64,
         read: bool,
+        state: Option<JobState>,
         unlisted: Option<&booster_store::StoreError>,
     ) -> Result<BTreeMap<JobId, Pick<'a>>, RuntimeError> {
         let mut rows = BTreeMap::new();
@@ -159,7 +177,10 @@ impl TableView {
                 Err(e) => match unlisted {
                     Some(index) => return Err(incomplete(index, page, &e)),
                     None => {
-                        let slots = page_slots(store, page).unwrap_or(u64::MAX);
+                        let slots = page_masks(store, page).map_or(u64::MAX, |m| match state {
+                            Some(s) => m[s.index()],
+                            None => m[..STATE_DESTROYED as usize].iter().fold(0, |a, b| a | b),
+                        });
                         let reason = crate::lost::page_reason(page, &e);
                         for slot in (0..ROWS_PER_PAGE).filter(|s| slots & (1 << s) != 0) {
                             let id = page * ROWS_PER_PAGE + slot;
