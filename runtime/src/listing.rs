@@ -124,35 +124,27 @@ pub fn page_within<G: Deref<Target = State>>(
 }
 
 /// Every job matching `filter`, ascending id, read page by page (the lock
-/// released between chunks as `page` does); with the error that stopped
-/// it, if any, beside the (newer) jobs read before it.
+/// released between chunks as `page` does); the error of a page that
+/// cannot be read, never a partial list.
 pub fn all<G: Deref<Target = State>>(
     mut lock: impl FnMut() -> G,
     filter: crate::JobFilter,
-) -> (Vec<JobStatus>, Option<RuntimeError>) {
+) -> Result<Vec<JobStatus>, RuntimeError> {
     let mut query = JobQuery {
         filter,
         before: None,
         limit: JobQuery::MAX_LIMIT,
     };
     let mut pages = Vec::new();
-    let mut failed = None;
     loop {
-        match page(&mut lock, &query) {
-            Ok(page) => {
-                pages.push(page.jobs);
-                match page.next_before {
-                    Some(b) => query.before = Some(b),
-                    None => break,
-                }
-            }
-            Err(e) => {
-                failed = Some(e);
-                break;
-            }
+        let page = page(&mut lock, &query)?;
+        pages.push(page.jobs);
+        match page.next_before {
+            Some(b) => query.before = Some(b),
+            None => break,
         }
     }
-    (pages.into_iter().rev().flatten().collect(), failed)
+    Ok(pages.into_iter().rev().flatten().collect())
 }
 
 #[cfg(test)]
@@ -293,6 +285,9 @@ mod tests {
         logged.fail_reads(|k| k.owner == crate::table::keys::TABLE_OWNER);
         let err = page(|| &logged.st, &query(None, None, 10)).expect_err("incomplete");
         assert!(err.to_string().contains("index"), "{err}");
+        assert!(matches!(err, RuntimeError::Corrupt(_)), "{err:?}");
+        let err = all(|| &logged.st, JobFilter::default()).expect_err("no partial list");
+        assert!(matches!(err, RuntimeError::Corrupt(_)), "{err:?}");
     }
 
     /// Every page of `q`'s listing, newest first, as one list of ids.

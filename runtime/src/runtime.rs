@@ -592,14 +592,10 @@ impl Runtime {
     /// Every job matching `filter`, ascending id. Read page by page from
     /// the index, the state lock released between chunks
     /// (`listing::all`). A listing that cannot be read whole (a damaged
-    /// index and one of its pages) gives the newer jobs it read and says
-    /// why on stderr; `jobs_page` answers such a listing with the error.
-    pub async fn jobs(&self, filter: JobFilter) -> Vec<JobStatus> {
-        let (jobs, e) = crate::listing::all(|| self.shared().state.lock(), filter);
-        if let Some(e) = e {
-            eprintln!("booster: {e}");
-        }
-        jobs
+    /// index and one of its pages) is `RuntimeError::Corrupt` naming
+    /// them, never a partial list.
+    pub async fn jobs(&self, filter: JobFilter) -> Result<Vec<JobStatus>, RuntimeError> {
+        crate::listing::all(|| self.shared().state.lock(), filter)
     }
 
     /// One page of a newest-first listing (`JobQuery`): the newest

@@ -8,6 +8,7 @@ use booster_runtime::{JobFilter, Runtime};
 pub async fn table_of(rt: &Runtime) -> Vec<serde_json::Value> {
     rt.jobs(JobFilter::default())
         .await
+        .expect("the whole table lists")
         .into_iter()
         .map(|s| {
             let mut v = serde_json::to_value(&s).expect("a status serializes");

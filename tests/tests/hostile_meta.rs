@@ -292,7 +292,7 @@ fn open_and_read(dir: &Path) {
             let Ok(runtime) = Runtime::open(options(dir, false)).await else {
                 return;
             };
-            for job in runtime.jobs(JobFilter::default()).await {
+            for job in runtime.jobs(JobFilter::default()).await.unwrap() {
                 let _ = runtime.job(job.id).await;
                 for c in [Category::Input, Category::Main, Category::Errors] {
                     if let Ok(d) = runtime.download(job.id, c) {
@@ -369,7 +369,7 @@ fn the_original_meta_log_opens() {
     }
     tokio_rt().block_on(async {
         let rt = Runtime::open(options(dir.path(), false)).await.unwrap();
-        assert!(rt.jobs(JobFilter::default()).await.len() >= 7);
+        assert!(rt.jobs(JobFilter::default()).await.unwrap().len() >= 7);
         rt.shutdown(Duration::from_secs(2)).await.unwrap();
     });
 }

@@ -86,7 +86,7 @@ fn expected() -> Value {
 
 async fn replayed(dir: &Path, key: bool) -> (Runtime, Vec<Value>) {
     let rt = Runtime::open(read_only(dir, key)).await.unwrap();
-    let jobs = rt.jobs(JobFilter::default()).await;
+    let jobs = rt.jobs(JobFilter::default()).await.unwrap();
     let table = jobs.iter().map(projection).collect();
     (rt, table)
 }
@@ -239,7 +239,7 @@ impl RecordHandler for Gate {
 
 async fn until(rt: &Runtime, what: &str, cond: impl Fn(&[JobStatus]) -> bool) {
     for _ in 0..2000 {
-        if cond(&rt.jobs(JobFilter::default()).await) {
+        if cond(&rt.jobs(JobFilter::default()).await.unwrap()) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -625,7 +625,10 @@ fn a_file_whose_job_was_destroyed_before_it_was_archived_is_never_taken_again() 
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         watcher.stop().await;
-        let jobs = runtime.jobs(booster_runtime::JobFilter::default()).await;
+        let jobs = runtime
+            .jobs(booster_runtime::JobFilter::default())
+            .await
+            .unwrap();
         assert!(jobs.is_empty(), "made again: {jobs:#?}");
         assert_eq!(runtime.dirmon_file_job(&name), None);
         runtime.shutdown(Duration::from_secs(5)).await.unwrap();

@@ -195,7 +195,10 @@ fn an_api_request_cannot_run_a_command() {
         body["error"].as_str().unwrap().contains("--exec-allow"),
         "{body}"
     );
-    assert!(rt.block_on(runtime.jobs(Default::default())).is_empty());
+    assert!(rt
+        .block_on(runtime.jobs(Default::default()))
+        .unwrap()
+        .is_empty());
     assert!(!marker.exists(), "the command never ran");
     rt.block_on(async {
         server.shutdown(Duration::ZERO).await.unwrap();
@@ -316,7 +319,10 @@ fn a_slice_size_over_the_runtimes_cap_is_a_400() {
     );
     assert_eq!(status, 400, "{body}");
     assert!(body["error"].as_str().unwrap().contains("cap"), "{body}");
-    assert!(rt.block_on(runtime.jobs(Default::default())).is_empty());
+    assert!(rt
+        .block_on(runtime.jobs(Default::default()))
+        .unwrap()
+        .is_empty());
     rt.block_on(async {
         server.shutdown(Duration::ZERO).await.unwrap();
         runtime.shutdown(Duration::from_secs(5)).await.unwrap();
@@ -382,7 +388,10 @@ fn an_unknown_kind_is_refused_at_submit_with_the_known_kinds() {
         err.contains("400") && err.contains("frobnicate") && err.contains("copy, exec"),
         "{err}"
     );
-    assert!(rt.block_on(runtime.jobs(Default::default())).is_empty());
+    assert!(rt
+        .block_on(runtime.jobs(Default::default()))
+        .unwrap()
+        .is_empty());
     rt.block_on(async {
         server.shutdown(Duration::ZERO).await.unwrap();
         runtime.shutdown(Duration::from_secs(5)).await.unwrap();

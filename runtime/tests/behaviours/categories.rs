@@ -266,7 +266,7 @@ async fn a_bad_category_name_is_refused_at_submit_with_the_rules() {
         .to_string();
     assert!(err.contains("categories are for sliced jobs"), "{err}");
     assert!(
-        rt.jobs(JobFilter::default()).await.is_empty(),
+        rt.jobs(JobFilter::default()).await.unwrap().is_empty(),
         "nothing was created"
     );
     rt.shutdown(Duration::from_secs(5)).await.unwrap();

@@ -163,7 +163,10 @@ async fn finished_jobs_leave_ram_at_a_checkpoint_yet_job_and_jobs_show_them() {
         rt.job(ids[0]).await,
         Err(RuntimeError::NotFound(..))
     ));
-    assert_eq!(rt.jobs(JobFilter::default()).await.len(), ids.len());
+    assert_eq!(
+        rt.jobs(JobFilter::default()).await.unwrap().len(),
+        ids.len()
+    );
 }
 
 /// Step 3.3: a runtime left running takes checkpoints by itself, with the

@@ -37,6 +37,7 @@ fn every_minute() -> CronSpec {
 async fn runs(rt: &Runtime) -> Vec<(u64, JobId, JobState)> {
     rt.jobs(JobFilter::default())
         .await
+        .unwrap()
         .into_iter()
         .filter_map(|j| j.cron.map(|c| (c.tick_ms, j.id, j.state)))
         .collect()

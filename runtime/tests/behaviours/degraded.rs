@@ -174,7 +174,7 @@ async fn assert_lost(rt: &Runtime, id: JobId, path: &Path, offset: u64) {
         "{reason}"
     );
     assert!(!st.damage.is_empty(), "the job names the damage: {st:?}");
-    let listed = rt.jobs(JobFilter::default()).await;
+    let listed = rt.jobs(JobFilter::default()).await.unwrap();
     assert!(listed.iter().any(|j| j.id == id), "listed: {listed:?}");
     let err = rt
         .retry(id)

@@ -55,7 +55,7 @@ async fn job_id_counter_at_the_reserved_ids_refuses_to_submit_instead_of_wrappin
         .await
         .unwrap_err();
     assert!(err.to_string().contains("job id space exhausted"), "{err}");
-    let jobs = rt.jobs(JobFilter::default()).await;
+    let jobs = rt.jobs(JobFilter::default()).await.unwrap();
     assert_eq!(jobs.len(), 1);
     assert_eq!((jobs[0].id, &jobs[0].kind), (kept, &"x".to_string()));
 }

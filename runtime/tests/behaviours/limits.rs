@@ -85,7 +85,7 @@ async fn slice_size_over_the_cap_is_refused_with_a_message_naming_the_cap() {
     assert!(matches!(err, RuntimeError::Invalid(_)), "{err:?}");
     let message = err.to_string();
     assert!(message.contains("cap of 1000 records"), "{message}");
-    assert!(rt.jobs(JobFilter::default()).await.is_empty());
+    assert!(rt.jobs(JobFilter::default()).await.unwrap().is_empty());
     rt.submit(sliced("echo", 1000)).await.unwrap();
 }
 

@@ -52,7 +52,7 @@ async fn a_read_only_open_leaves_every_file_byte_identical() {
     let before = files(dir.path());
     {
         let rt = Runtime::open(read_only(dir.path())).await.unwrap();
-        for job in rt.jobs(JobFilter::default()).await {
+        for job in rt.jobs(JobFilter::default()).await.unwrap() {
             rt.job(job.id).await.unwrap();
         }
         let _ = rt.verify();

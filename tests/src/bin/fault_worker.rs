@@ -224,7 +224,7 @@ async fn work(data: &Path, log: &Path, lease_ms: Option<u64>) -> anyhow::Result<
 
 async fn jobs(data: &Path) -> anyhow::Result<()> {
     let rt = Runtime::open(options(data, None, false)).await?;
-    let all = rt.jobs(JobFilter::default()).await;
+    let all = rt.jobs(JobFilter::default()).await.unwrap();
     println!("{}", serde_json::to_string(&all)?);
     rt.shutdown(Duration::from_secs(5)).await?;
     Ok(())

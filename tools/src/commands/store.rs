@@ -35,7 +35,7 @@ pub async fn incidents(ctx: &Ctx) -> anyhow::Result<i32> {
 pub async fn inspect(ctx: &Ctx) -> anyhow::Result<i32> {
     let runtime = ctx.open(None, false, true).await?;
     let (stats, jobs) = with_runtime(runtime.clone(), async {
-        let jobs = runtime.jobs(Default::default()).await;
+        let jobs = runtime.jobs(Default::default()).await?;
         Ok((runtime.store_stats()?, jobs))
     })
     .await?;

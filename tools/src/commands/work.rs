@@ -43,7 +43,7 @@ pub async fn work(ctx: &Ctx, args: WorkArgs) -> anyhow::Result<i32> {
         ));
     }
     let runtime = ctx.open_with(opts, false).await?;
-    let before: BTreeSet<u64> = finished_ids(&runtime).await;
+    let before: BTreeSet<u64> = finished_ids(&runtime).await?;
     let body = async {
         let watcher = match dirmon {
             Some(config) => Some(crate::dirmon::Watcher::spawn(runtime.clone(), config)?),
@@ -53,7 +53,7 @@ pub async fn work(ctx: &Ctx, args: WorkArgs) -> anyhow::Result<i32> {
         if let Some(watcher) = watcher {
             watcher.stop().await;
         }
-        Ok((interrupted?, runtime.jobs(JobFilter::default()).await))
+        Ok((interrupted?, runtime.jobs(JobFilter::default()).await?))
     };
     let (interrupted, jobs) = with_runtime(runtime.clone(), body).await?;
     let finished: Vec<_> = jobs
@@ -99,14 +99,14 @@ pub async fn work(ctx: &Ctx, args: WorkArgs) -> anyhow::Result<i32> {
     })
 }
 
-async fn finished_ids(runtime: &Runtime) -> BTreeSet<u64> {
-    runtime
+async fn finished_ids(runtime: &Runtime) -> anyhow::Result<BTreeSet<u64>> {
+    Ok(runtime
         .jobs(JobFilter::default())
-        .await
+        .await?
         .into_iter()
         .filter(|j| j.state.is_finished())
         .map(|j| j.id)
-        .collect()
+        .collect())
 }
 
 /// true if stopped by an interrupt.
@@ -138,7 +138,7 @@ async fn run_until(ctx: &Ctx, runtime: &Runtime, until_idle: bool) -> anyhow::Re
                 if mode == Mode::Off {
                     continue;
                 }
-                for job in runtime.jobs(JobFilter::default()).await {
+                for job in runtime.jobs(JobFilter::default()).await? {
                     let active = !job.state.is_finished();
                     if active && !bars.contains_key(&job.id) {
                         let label = format!("job {}", job.id);

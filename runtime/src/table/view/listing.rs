@@ -231,7 +231,7 @@ pub(super) fn incomplete(
     e: &RuntimeError,
 ) -> RuntimeError {
     let (first, last) = crate::lost::page_ids(page);
-    RuntimeError::Invalid(format!(
+    RuntimeError::Corrupt(format!(
         "the job table's listing is incomplete: the store's index of its row pages cannot be \
          read ({index}), and row page {page} (job ids {first} to {last}) cannot be read either \
          ({e}); restore the damaged segment from a backup, or salvage what survived into a new \

@@ -164,6 +164,7 @@ impl TestServer {
     pub fn jobs_submitted(&self) -> usize {
         self.rt
             .block_on(self.runtime().jobs(Default::default()))
+            .unwrap()
             .len()
     }
 
