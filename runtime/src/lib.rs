@@ -660,7 +660,8 @@ pub struct JobsPage {
     /// fewer than `limit` jobs and still have one: the call stopped after
     /// `JobQuery::MAX_SCANNED_ROWS` rows.
     pub next_before: Option<JobId>,
-    /// Rows the call looked at (matching or not).
+    /// Row slots the call looked at: matching or not, tombstones
+    /// included (the work a kind or text filter's budget counts).
     pub scanned_rows: u64,
 }
 

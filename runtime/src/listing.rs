@@ -9,6 +9,7 @@
 //! chunks. The cursor is a job id, so rows that arrive meanwhile (higher
 //! ids) never shift a page, and each id is visited once.
 
+use std::cell::Cell;
 use std::ops::{ControlFlow, Deref};
 
 use crate::state::State;
@@ -61,6 +62,8 @@ pub fn page_within<G: Deref<Target = State>>(
     // The oldest job on the page, and whether an older match was seen.
     let (mut last, mut older) = (None, false);
     let mut matched = 0u64;
+    // Every row slot looked at, tombstones included: the work done.
+    let scanned = Cell::new(0u64);
     loop {
         let st = lock();
         below = below.min(st.book.next_id);
@@ -72,11 +75,9 @@ pub fn page_within<G: Deref<Target = State>>(
             });
         }
         let jobs: &mut Vec<JobStatus> = &mut out.jobs;
-        let scanned = &mut out.scanned_rows;
         let resume = st
             .table
-            .newest_rows(filter.state, below, CHUNK_PAGES, |job| {
-                *scanned += 1;
+            .newest_rows(filter.state, below, CHUNK_PAGES, &scanned, |job| {
                 if !filter_matches(&rest, &job) {
                     return ControlFlow::Continue(());
                 }
@@ -87,7 +88,7 @@ pub fn page_within<G: Deref<Target = State>>(
                     return ControlFlow::Continue(());
                 }
                 older = true;
-                match counting && *scanned < COUNTED_ROWS {
+                match counting && scanned.get() < COUNTED_ROWS {
                     true => ControlFlow::Continue(()),
                     false => ControlFlow::Break(()),
                 }
@@ -104,11 +105,11 @@ pub fn page_within<G: Deref<Target = State>>(
             }
             Resume::Below(next) => {
                 below = next;
-                let counted = out.scanned_rows >= COUNTED_ROWS;
+                let counted = scanned.get() >= COUNTED_ROWS;
                 if older && counted {
                     break;
                 }
-                if bounded && out.scanned_rows >= max_scanned {
+                if bounded && scanned.get() >= max_scanned {
                     // Stopped short: the next call goes on from here.
                     out.next_before = Some(next);
                     break;
@@ -119,6 +120,7 @@ pub fn page_within<G: Deref<Target = State>>(
     if older {
         out.next_before = last;
     }
+    out.scanned_rows = scanned.get();
     out.jobs.reverse();
     Ok(out)
 }
@@ -347,6 +349,37 @@ mod tests {
         let ids: Vec<JobId> = listed.iter().map(|j| j.id).collect();
         let expected: Vec<JobId> = (1..=2560).filter(|&i| i != 1930).collect();
         assert_eq!(ids, expected);
+    }
+
+    /// Tombstones count against a kind or text filter's budget as rows
+    /// do: a table of destroyed jobs is read a bounded number of row
+    /// pages per call, never whole in one.
+    #[test]
+    fn a_filters_budget_counts_the_tombstones_it_passes() {
+        let mut logged = many_pages();
+        for job in 1..=40 * 64 {
+            let destroy = Meta::Control {
+                job,
+                at_ms: 3,
+                action: crate::meta::Control::Destroy,
+            };
+            logged.apply(&destroy).unwrap();
+        }
+        logged.checkpoint();
+        let q = JobQuery {
+            filter: JobFilter {
+                text: Some("no such text".into()),
+                ..JobFilter::default()
+            },
+            before: None,
+            limit: 100,
+        };
+        let reads = logged.page_reads();
+        let p = page_within(|| &logged.st, &q, 1000).unwrap();
+        let reads = logged.page_reads() - reads;
+        assert!(p.next_before.is_some(), "stopped at its budget");
+        assert!(reads <= 1000 / 64 + 1 + 16, "{reads} row pages read");
+        assert!(p.scanned_rows >= 1000, "{}", p.scanned_rows);
     }
 
     /// A kind or text filter has no index: it reads at most its budget of

@@ -595,7 +595,8 @@ impl Runtime {
     /// index and one of its pages) is `RuntimeError::Corrupt` naming
     /// them, never a partial list.
     pub async fn jobs(&self, filter: JobFilter) -> Result<Vec<JobStatus>, RuntimeError> {
-        crate::listing::all(|| self.shared().state.lock(), filter)
+        let shared = self.shared().clone();
+        off_executor(move || crate::listing::all(|| shared.state.lock(), filter)).await
     }
 
     /// One page of a newest-first listing (`JobQuery`): the newest
@@ -607,8 +608,12 @@ impl Runtime {
     /// jobs costs the same at 20M rows as at 2K and never stalls the
     /// dispatcher.
     pub async fn jobs_page(&self, query: JobQuery) -> Result<JobsPage, RuntimeError> {
-        let budget = self.shared().limits.listing_rows_per_call;
-        crate::listing::page_within(|| self.shared().state.lock(), &query, budget)
+        let shared = self.shared().clone();
+        off_executor(move || {
+            let budget = shared.limits.listing_rows_per_call;
+            crate::listing::page_within(|| shared.state.lock(), &query, budget)
+        })
+        .await
     }
 
     /// Checks `action` on `job` and pins its row (`TableView::pin`) for
@@ -1389,4 +1394,16 @@ async fn submit_specs_then(
     }
     written?;
     Ok((first_id..first_id + n).collect())
+}
+
+/// Runs a listing (row pages read and decoded, the state lock taken per
+/// chunk) on tokio's blocking pool: never on the executor's threads,
+/// which also answer the workers' leases, heartbeats and commits (G4,
+/// G12), so a request for many pages cannot stall them.
+async fn off_executor<T: Send + 'static>(
+    listing: impl FnOnce() -> Result<T, RuntimeError> + Send + 'static,
+) -> Result<T, RuntimeError> {
+    tokio::task::spawn_blocking(listing)
+        .await
+        .map_err(|e| RuntimeError::Invalid(format!("the listing stopped: {e}")))?
 }

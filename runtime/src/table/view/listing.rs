@@ -11,6 +11,7 @@
 //! no listing holds it for a scan of the whole table.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::ops::{Bound, ControlFlow};
 
@@ -34,7 +35,9 @@ pub enum Resume {
 impl TableView {
     /// Calls `f` with each job whose id is below `below`, newest first,
     /// until it breaks, visiting at most `pages` row pages of the image
-    /// (rows only in RAM come free). With `state`, only jobs in that state
+    /// (rows only in RAM come free). `slots` counts every row slot it
+    /// looks at, tombstones and rows of other states included: the work
+    /// done, for a caller's budget. With `state`, only jobs in that state
     /// are given, and only pages the state's index (or the overlay) names
     /// are read. Tombstones are no jobs and are left out. A page the
     /// index names but that cannot be read gives its rows as lost (by its
@@ -47,6 +50,7 @@ impl TableView {
         state: Option<JobState>,
         below: JobId,
         pages: usize,
+        slots: &Cell<u64>,
         mut f: impl FnMut(Cow<'_, Job>) -> ControlFlow<()>,
     ) -> Result<Resume, RuntimeError> {
         let pages = pages.max(1);
@@ -61,7 +65,7 @@ impl TableView {
             r.state != STATE_DESTROYED && state.is_none_or(|s| r.state == s.index() as u8)
         };
         let Some(store) = self.store() else {
-            return Ok(self.newest_in_ram(below, pages, &wanted, f));
+            return Ok(self.newest_in_ram(below, pages, slots, &wanted, f));
         };
         let top = keys::page_of(below - 1).0;
         let stream = state.map_or(ROW_PAGE, |s| STATE_INDEX_BASE + s.index() as u32);
@@ -110,6 +114,7 @@ impl TableView {
                 if id >= below {
                     continue;
                 }
+                slots.set(slots.get() + 1);
                 // A lost row was picked by the state's own mask: its
                 // made-up state is not checked (G7: it shows, as lost).
                 let shown = match &pick {
@@ -137,6 +142,7 @@ impl TableView {
         &self,
         below: JobId,
         pages: usize,
+        slots: &Cell<u64>,
         wanted: &dyn Fn(&Job) -> bool,
         mut f: impl FnMut(Cow<'_, Job>) -> ControlFlow<()>,
     ) -> Resume {
@@ -145,6 +151,7 @@ impl TableView {
             if n == budget {
                 return Resume::Below(*id + 1);
             }
+            slots.set(slots.get() + 1);
             let shown = e.row.as_ref().filter(|j| wanted(j));
             if shown.is_some_and(|j| f(Cow::Borrowed(j)).is_break()) {
                 return Resume::Stopped;
