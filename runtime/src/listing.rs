@@ -351,6 +351,42 @@ mod tests {
         assert_eq!(ids, expected);
     }
 
+    /// A rare state's listing walks the rows in RAM (every unfinished
+    /// one) a bounded number per call, not all of them under one hold of
+    /// the lock: with thousands queued and three failed, the failed
+    /// listing takes several calls, each looking at about a chunk.
+    #[test]
+    fn a_rare_state_walks_the_rows_in_ram_a_chunk_per_call() {
+        let mut logged = Logged::new(crate::state_tests::state());
+        logged.simple_jobs_done(4000, |job| match job {
+            5 | 700 | 1500 => Some(Err("boom".into())),
+            _ => None,
+        });
+        logged.checkpoint();
+        let (mut below, mut calls, mut found) = (JobId::MAX, 0, Vec::new());
+        loop {
+            calls += 1;
+            let slots = Cell::new(0);
+            let resume = logged
+                .st
+                .table
+                .newest_rows(Some(JobState::Failed), below, CHUNK_PAGES, &slots, |j| {
+                    found.push(j.id);
+                    ControlFlow::Continue(())
+                })
+                .unwrap();
+            let most = 2 * (CHUNK_PAGES as u64) * 64;
+            assert!(slots.get() <= most, "{} slots in one call", slots.get());
+            match resume {
+                Resume::Below(next) => below = next,
+                Resume::End => break,
+                Resume::Stopped => unreachable!("the visitor never breaks"),
+            }
+        }
+        assert_eq!(found, vec![1500, 700, 5]);
+        assert!(calls >= 4000 / (CHUNK_PAGES * 64), "{calls} calls");
+    }
+
     /// Tombstones count against a kind or text filter's budget as rows
     /// do: a table of destroyed jobs is read a bounded number of row
     /// pages per call, never whole in one.

@@ -84,15 +84,16 @@ impl TableView {
         // index has no more: then every page the overlay adds is visited
         // now.
         let more = stored.len() == pages && stored.last().is_some_and(|&p| p > 0);
-        let floor = if more { stored[pages - 1] } else { 0 };
-        let mut in_ram = self
-            .overlay
-            .range(floor * ROWS_PER_PAGE..below)
-            .rev()
-            .filter(|(_, e)| e.row.as_ref().is_some_and(wanted))
-            .map(|(id, _)| keys::page_of(*id).0)
-            .peekable();
-        let mut stored = stored.into_iter().peekable();
+        let mut floor = if more { stored[pages - 1] } else { 0 };
+        // The rows in RAM (every unfinished one) are looked at a bounded
+        // number per call too: where that stopped, this call stops.
+        let (in_ram, cut) = self.ram_pages(floor, below, pages, slots, &wanted);
+        let more = more || cut.is_some();
+        if let Some(page) = cut {
+            floor = page;
+        }
+        let mut in_ram = in_ram.into_iter().peekable();
+        let mut stored = stored.into_iter().filter(|&p| p >= floor).peekable();
         let mut visited = 0;
         loop {
             let page = match (stored.peek(), in_ram.peek()) {
@@ -134,6 +135,37 @@ impl TableView {
             true => Resume::Below(floor * ROWS_PER_PAGE),
             false => Resume::End,
         })
+    }
+
+    /// The pages, newest first, of the rows in RAM from page `floor` up
+    /// to id `below` that `wanted` takes, looking at most `pages` pages'
+    /// worth of rows; and the page where it stopped short, if it did
+    /// (listed too, to be visited whole: its rows below are not known).
+    fn ram_pages(
+        &self,
+        floor: u64,
+        below: JobId,
+        pages: usize,
+        slots: &Cell<u64>,
+        wanted: &dyn Fn(&Job) -> bool,
+    ) -> (Vec<u64>, Option<u64>) {
+        let budget = pages.saturating_mul(ROWS_PER_PAGE as usize);
+        let mut found: Vec<u64> = Vec::new();
+        let ram = self.overlay.range(floor * ROWS_PER_PAGE..below).rev();
+        for (n, (id, e)) in ram.enumerate() {
+            let page = keys::page_of(*id).0;
+            if n == budget {
+                if found.last() != Some(&page) {
+                    found.push(page);
+                }
+                return (found, Some(page));
+            }
+            slots.set(slots.get() + 1);
+            if e.row.as_ref().is_some_and(wanted) && found.last() != Some(&page) {
+                found.push(page);
+            }
+        }
+        (found, None)
     }
 
     /// `newest_rows` without an image: every row is in RAM; at most
