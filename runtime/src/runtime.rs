@@ -1173,7 +1173,16 @@ pub(crate) fn enqueue_checkpoint(
         };
         st.book.last_checkpoint_ms = shared.clock.now_ms();
         let sealed = st.seal_checkpoint(built.refile_next);
-        (built.batch, built.record, built.log, sealed)
+        // A compaction's checkpoint is written while appends wait, and a
+        // full disk is recovered by compacting: it asks room for itself
+        // only, and may take the disk reserve ("Full disks").
+        let batch = match for_compaction {
+            true => built
+                .batch
+                .needs_room_before_compaction("the checkpoint a compaction starts with"),
+            false => built.batch,
+        };
+        (batch, built.record, built.log, sealed)
     };
     let seq = match &record {
         Meta::Checkpoint(c) => c.seq,

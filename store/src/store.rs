@@ -200,8 +200,8 @@ impl<F: FileLayer> Store<F> {
             Ok(frames) => frames,
             Err(e) => return done(Err(e)),
         };
-        if let Some(what) = needs_room {
-            if let Err(e) = self.engine.room_for(what, &frames) {
+        if let Some((what, room)) = needs_room {
+            if let Err(e) = self.engine.room_for(what, room, &frames) {
                 return done(Err(e));
             }
         }
