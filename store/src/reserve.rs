@@ -54,15 +54,15 @@ pub(crate) fn with_headroom(bytes: u64) -> u64 {
 
 /// The free space a batch of `batch_bytes` on disk that waits for room
 /// (`Batch::needs_room`) must find, with `queued_bytes` queued ahead of
-/// it: room for those and for itself, and, beside commits, as much again
-/// for the commits after it, so that it never takes the last of the disk
-/// they need.
-pub(crate) fn room_needed(batch_bytes: u64, queued_bytes: u64, room: Room) -> u64 {
+/// it and a seal of `seal_bytes` to come: room for those and for itself,
+/// and, beside commits, as much again for the commits after it, so that
+/// it never takes the last of the disk they need.
+pub(crate) fn room_needed(batch_bytes: u64, seal_bytes: u64, queued_bytes: u64, room: Room) -> u64 {
     let bytes = match room {
         Room::BesideCommits => batch_bytes.saturating_mul(2),
         Room::BeforeCompaction => batch_bytes,
     };
-    with_headroom(bytes).saturating_add(queued_bytes)
+    with_headroom(bytes.saturating_add(seal_bytes)).saturating_add(queued_bytes)
 }
 
 /// The free space in `dir` for a write that needs `needed_bytes` and may

@@ -141,6 +141,7 @@ impl<F: FileLayer> Store<F> {
             sequencer,
             manifest: Mutex::new(recovered.manifest),
             acked: Mutex::new(Watermark::default()),
+            active_frames: Default::default(),
         });
         let thread_engine = Arc::clone(&engine);
         let writer = std::thread::Builder::new()
