@@ -17,7 +17,8 @@
 //! a checkpoint that is known to fail.
 
 use crate::state::State;
-use crate::RuntimeError;
+use crate::table::view::SweptRow;
+use crate::{JobState, RuntimeError};
 
 /// A checkpoint is due when this many rows changed since the last one
 /// (ARCHITECTURE.md, "2. What stays in RAM": the overlay's bound).
@@ -73,17 +74,25 @@ pub struct Sealed {
     records: u64,
     /// Where refiling goes on once it is durable (`Book::refile_from`).
     refile_next: Option<u64>,
+    /// The rows its sweep removed, put back if it is not written.
+    removed: Vec<(SweptRow, Option<JobState>)>,
 }
 
 impl State {
     /// Seals the table's generation for a checkpoint batch just built
-    /// (`image::swept_checkpoint_batch`, its `refile_next`), under the lock
-    /// it was built under: rows changed after this are the next one's.
-    pub fn seal_checkpoint(&mut self, refile_next: Option<u64>) -> Sealed {
+    /// (`image::swept_checkpoint_batch`, its `refile_next` and `removed`),
+    /// under the lock it was built under: rows changed after this are the
+    /// next one's.
+    pub fn seal_checkpoint(
+        &mut self,
+        refile_next: Option<u64>,
+        removed: Vec<(SweptRow, Option<JobState>)>,
+    ) -> Sealed {
         Sealed {
             generation: self.table.seal(),
             records: std::mem::take(&mut self.book.records_since_checkpoint),
             refile_next,
+            removed,
         }
     }
 
@@ -91,8 +100,10 @@ impl State {
     /// `written`). Written: the finished rows it wrote leave RAM, and the
     /// refile cursor moves on. Not written (a failure that poisons, or a
     /// refusal that does not: no room for it): nothing it would have
-    /// changed moves; its records count for the next, the next sweep looks
-    /// again, and the next refiles the same pages.
+    /// changed moves; its records count for the next, the rows its sweep
+    /// removed are put back (`expiry::put_back`: else the live book would
+    /// lack rows a reopen finds), the next sweep looks again, and the next
+    /// refiles the same pages.
     pub fn checkpoint_answered(
         &mut self,
         sealed: Sealed,
@@ -104,6 +115,7 @@ impl State {
             self.book.refile_from = sealed.refile_next;
         } else {
             self.book.records_since_checkpoint += sealed.records;
+            crate::table::expiry::put_back(self, sealed.removed);
             self.book.sweep_due_ms = 0;
         }
     }

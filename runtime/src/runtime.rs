@@ -1172,7 +1172,7 @@ pub(crate) fn enqueue_checkpoint(
             Err(crate::table::image::Unbuilt::Other(e)) => return Err(e),
         };
         st.book.last_checkpoint_ms = shared.clock.now_ms();
-        let sealed = st.seal_checkpoint(built.refile_next);
+        let sealed = st.seal_checkpoint(built.refile_next, built.removed);
         // A compaction's checkpoint is written while appends wait, and a
         // full disk is recovered by compacting: it asks room for itself
         // only, and may take the disk reserve ("Full disks").
