@@ -100,6 +100,9 @@ impl SliceStore for Counting {
     fn shutdown(&self) -> Result<(), StoreError> {
         self.inner.shutdown()
     }
+    fn free_bytes(&self) -> Option<u64> {
+        self.inner.free_bytes().ok()
+    }
 }
 
 /// Appends `batch` and waits until it is durable.

@@ -665,3 +665,30 @@ fn a_refused_checkpoint_puts_the_rows_its_sweep_removed_back() {
     }
     assert_eq!(l.st.book.by_state.iter().sum::<u64>(), 0);
 }
+
+/// The review of faults12, finding 3: once a checkpoint was refused for
+/// want of room, the timer does not build it again (the sweep, the page
+/// reads and the compression, under the state lock and the append gate)
+/// while the disk has less free than it asked for: each such tick counts
+/// a failure and backs off. Once space is freed, it is tried and written.
+#[test]
+fn a_checkpoint_refused_for_room_is_not_built_again_while_the_disk_has_less_free() {
+    let mut l = logged();
+    l.st.book.runs_workers = true;
+    l.st.book.auto_checkpoint = true;
+    l.apply(&created(1, 2, vec![noop(); 3])).unwrap();
+    l.set_quota(Some(0));
+    let e = l.try_checkpoint_at(10).unwrap_err();
+    l.st.checkpoint_failed(10, &RuntimeError::Store(e));
+    for failures in [2, 3] {
+        let now_ms = l.st.book.checkpoints.retry_at_ms;
+        assert!(l.st.checkpoint_due(now_ms));
+        assert!(!l.st.timer_checkpoint_due(now_ms, || l.store.free_bytes()));
+        assert_eq!(l.st.book.metrics.checkpoint_failures, failures);
+        assert!(!l.st.checkpoint_due(now_ms), "backs off");
+    }
+    l.set_quota(None);
+    let now_ms = l.st.book.checkpoints.retry_at_ms;
+    assert!(l.st.timer_checkpoint_due(now_ms, || l.store.free_bytes()));
+    l.try_checkpoint_at(now_ms).unwrap();
+}

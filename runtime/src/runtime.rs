@@ -1072,6 +1072,9 @@ impl Runtime {
             }
             let (rx, _, log) = enqueue_checkpoint(&shared, &store, true)?;
             checkpoint_applied(rx.blocking_recv().ok())?;
+            // A checkpoint was written: the timer's backoff (a disk too
+            // full for checkpoints, say) ends with it.
+            shared.state.lock().checkpoint_written();
             // The compacted log is that checkpoint's own records, not ones
             // built again now: a lease or the timer may have moved a job
             // since (no record), and counts that disagree with the pages

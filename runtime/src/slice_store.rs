@@ -32,6 +32,8 @@ pub trait SliceStore: Send + Sync + 'static {
     fn verify(&self) -> VerifyReport;
     fn stats_with(&self, plan: &dyn CompactionPlan) -> Result<StoreStats, StoreError>;
     fn shutdown(&self) -> Result<(), StoreError>;
+    /// `Store::free_bytes`; None when it cannot be read.
+    fn free_bytes(&self) -> Option<u64>;
 }
 
 impl<F: FileLayer> SliceStore for Store<F> {
@@ -65,5 +67,8 @@ impl<F: FileLayer> SliceStore for Store<F> {
     }
     fn shutdown(&self) -> Result<(), StoreError> {
         Store::shutdown(self)
+    }
+    fn free_bytes(&self) -> Option<u64> {
+        Store::free_bytes(self).ok()
     }
 }

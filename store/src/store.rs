@@ -314,6 +314,17 @@ impl<F: FileLayer> Store<F> {
         self.engine.compact(plan)
     }
 
+    /// The bytes free in the data directory's file system (statvfs), as
+    /// a batch that waits for room (`Batch::needs_room`) is checked
+    /// against.
+    pub fn free_bytes(&self) -> Result<u64, StoreError> {
+        let dir = &self.engine.dir;
+        self.engine
+            .fs
+            .free_bytes(dir)
+            .map_err(|e| StoreError::io(format!("reading the free space of {}", dir.display()), e))
+    }
+
     /// Checks every header, frame and footer CRC and, with the key, every tag.
     pub fn verify(&self) -> VerifyReport {
         self.engine.verify()
