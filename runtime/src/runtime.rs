@@ -803,6 +803,12 @@ impl Runtime {
                     "max_expiries must be at least 1".into(),
                 ));
             }
+            let under_a_ms = |t: Duration| t < Duration::from_millis(1);
+            if s.lease.is_some_and(|l| l.timeout.is_some_and(under_a_ms)) {
+                return Err(RuntimeError::Invalid(
+                    "a lease timeout is at least 1 ms; leave it out for no bound on a lease".into(),
+                ));
+            }
             if s.retry.jitter_percent > 100 {
                 return Err(RuntimeError::Invalid(
                     "jitter_percent is 0 to 100 (a share of each wait)".into(),
