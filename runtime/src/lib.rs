@@ -41,6 +41,7 @@ mod apply_sliced;
 #[doc(hidden)]
 pub mod bench_support;
 mod category;
+mod census;
 mod checkpoints;
 mod clock;
 mod cron;
@@ -92,6 +93,7 @@ mod worker;
 pub use category::{
     CategoryName, Output, CATEGORY_STREAM_BASE, MAX_CATEGORIES, MAX_CATEGORY_NAME_BYTES,
 };
+pub use census::MemoryCensus;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use dirmon::{
     upload_was_cut, DirmonId, DirmonSpec, DirmonView,
@@ -109,7 +111,7 @@ pub use separators::Separators;
 pub use upload::Uploader;
 pub use window::ProcessingWindow;
 
-pub use booster_store::{MasterKey, StoreStats, VerifyReport};
+pub use booster_store::{MasterKey, StoreMemory, StoreStats, VerifyReport};
 use serde::{Deserialize, Serialize};
 
 pub type JobId = u64;

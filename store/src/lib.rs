@@ -177,6 +177,24 @@ pub struct VerifyReport {
     pub problems: Vec<Problem>,
 }
 
+/// What the store holds in RAM, counted ([`Store::memory`]): the sizes
+/// issue 12's soak samples beside the resident set, to tell which of them
+/// follows the history (G10).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreMemory {
+    /// Segments open (each a file handle and, once sealed, a map).
+    pub segments: usize,
+    /// Keys indexed in RAM maps: the active segment's, and those of
+    /// old-format or damaged segments.
+    pub keys_in_ram: usize,
+    /// Blocks of sealed segments' sorted runs: one fence key and CRC each.
+    pub run_blocks: usize,
+    /// Meta frames listed (from the newest checkpoint on).
+    pub meta_frames: usize,
+    /// Keys marked damaged.
+    pub damaged_keys: usize,
+}
+
 /// What one segment holds that a compaction with a plan would keep
 /// ([`Store::segment_usage`]): what segment-by-segment compaction
 /// (ARCHITECTURE.md, planned) chooses its victims by.

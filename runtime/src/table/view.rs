@@ -126,6 +126,17 @@ impl TableView {
         self.overlay.get(id).map(|e| e.row.as_ref())
     }
 
+    /// Overlay entries, and of them rows (`MemoryCensus`).
+    pub fn overlay_sizes(&self) -> (usize, usize) {
+        let rows = self.overlay.values().filter(|e| e.row.is_some()).count();
+        (self.overlay.len(), rows)
+    }
+
+    /// Rows a control or a submit holds (`MemoryCensus`).
+    pub fn pinned(&self) -> usize {
+        self.pins.len()
+    }
+
     /// Whether a control or a submit holds job `id`'s row (`pin`).
     pub fn is_pinned(&self, id: &JobId) -> bool {
         self.pins.contains_key(id)
