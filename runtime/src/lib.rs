@@ -36,6 +36,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+// The unit tests count what a structure holds (`booster_tests::alloc::held_bytes`).
+#[cfg(test)]
+#[global_allocator]
+static TEST_ALLOC: booster_tests::alloc::PeakAlloc = booster_tests::alloc::PeakAlloc;
+
 mod actors;
 mod apply_sliced;
 #[doc(hidden)]
