@@ -77,6 +77,11 @@ impl NodeClient {
         Ok(reply)
     }
 
+    /// The largest message the node takes (its `Hello` says).
+    pub fn max_message_bytes(&self) -> usize {
+        self.max_message_bytes
+    }
+
     pub async fn lease(&self, m: proto::LeaseRequest) -> Result<proto::LeaseReply, Status> {
         self.call("Lease", m).await
     }

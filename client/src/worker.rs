@@ -200,6 +200,27 @@ struct Worker {
     /// alive.
     held: Mutex<HashMap<u64, Beat>>,
     rt: tokio::runtime::Handle,
+    /// The node's URL, for messages.
+    server: String,
+    /// Why the node stopped taking this worker (its token revoked, say):
+    /// set once, it stops every thread and is `work`'s error.
+    refused: Mutex<Option<String>>,
+}
+
+impl Worker {
+    /// Ends the worker: the node answered `status`, a refusal that asking
+    /// again would not change (a token revoked since it joined).
+    fn give_up(&self, status: &Status) {
+        let mut refused = self.refused.lock();
+        if refused.is_none() {
+            *refused = Some(format!(
+                "the node at {} refused this worker: {}",
+                self.server,
+                describe(status)
+            ));
+        }
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Joins the node and works until `stop` resolves, or until the node is
@@ -235,6 +256,8 @@ async fn work(
         stop: AtomicBool::new(false),
         held: Mutex::new(HashMap::new()),
         rt: tokio::runtime::Handle::current(),
+        server: server.to_string(),
+        refused: Mutex::new(None),
     });
     let beat = tokio::spawn(heartbeats(
         worker.clone(),
@@ -262,7 +285,11 @@ async fn work(
         }
     }
     beat.abort();
-    Ok(())
+    let refused = worker.refused.lock().take();
+    match refused {
+        Some(why) => Err(ClientError::Refused(why)),
+        None => Ok(()),
+    }
 }
 
 /// `Hello` until the node answers: a node not up yet (or restarting) is
@@ -373,6 +400,10 @@ fn thread_loop(w: &Arc<Worker>, thread: u32) {
                 rejoin(w, session.id);
                 continue;
             }
+            Err(s) if revoked(&s) => {
+                w.give_up(&s);
+                continue;
+            }
             Err(s) => {
                 backoff.wait(&s, "lease");
                 continue;
@@ -419,12 +450,13 @@ fn thread_loop(w: &Arc<Worker>, thread: u32) {
                 let _ = w.rt.block_on(p);
             }
         }
-        let commit = proto::CommitRequest {
+        let mut commit = proto::CommitRequest {
             worker_id: session.id,
             epoch,
             outcome,
             session: session.secret,
         };
+        fit(&mut commit, w.client.lock().max_message_bytes());
         pending.push_back(w.rt.spawn(commit_until_deadline(w.clone(), commit)));
     }
     for p in pending {
@@ -457,6 +489,7 @@ fn rejoin(w: &Arc<Worker>, stale: u64) {
             w.lease_timeout_ms
                 .store(joined.lease_timeout_ms, Ordering::Relaxed);
         }
+        Err(s) if refused(&s) || untrusted(&s) => w.give_up(&s),
         Err(s) => {
             drop(turn);
             eprintln!("booster work: cannot join the node again: {}", describe(&s));
@@ -506,6 +539,15 @@ async fn commit_until_deadline(w: Arc<Worker>, commit: proto::CommitRequest) {
 /// nothing, so it ends the worker like a refusal.
 fn untrusted(status: &Status) -> bool {
     status.code() == Code::Unavailable && describe(status).to_lowercase().contains("certificate")
+}
+
+/// The node no longer takes this worker's token (revoked, or its role
+/// changed, since it joined).
+fn revoked(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unauthenticated | Code::PermissionDenied
+    )
 }
 
 fn refused(status: &Status) -> bool {
@@ -581,6 +623,66 @@ async fn heartbeats(w: Arc<Worker>, every: Duration) {
             Err(_) => {}
         }
     }
+}
+
+/// Cuts a commit the node's message limit would refuse to one it takes,
+/// failing what made it too large, as the node's own caps do: a slice
+/// whose output passes the limit fails naming it; a batch's largest
+/// results fail one by one until the rest fit; a hook's error is
+/// shortened. Sent whole, the commit would be refused and dropped, the
+/// lease would expire and the work run again until it failed as hung.
+fn fit(commit: &mut proto::CommitRequest, limit: usize) {
+    use prost::Message;
+    // Room for the framing and the reasons written in.
+    let limit = limit.saturating_sub(64 << 10);
+    let bytes = commit.encoded_len();
+    if bytes <= limit {
+        return;
+    }
+    let too_large = |what: String, bytes: usize| {
+        format!(
+            "{what} is {bytes} bytes, over the node's message limit of {limit} bytes; return less, or raise the node's max_slice_bytes"
+        )
+    };
+    match &mut commit.outcome {
+        Some(proto::Outcome::Slice(s)) => {
+            *s = proto::SliceOutput {
+                job: s.job,
+                slice: s.slice,
+                failed: Some(too_large(format!("the output of slice {}", s.slice), bytes)),
+                ..Default::default()
+            };
+        }
+        Some(proto::Outcome::Simple(batch)) => {
+            let mut order: Vec<usize> = (0..batch.results.len()).collect();
+            let size = |r: &proto::SimpleResult| r.encoded_len();
+            order.sort_by_key(|&i| std::cmp::Reverse(size(&batch.results[i])));
+            for i in order {
+                if commit_len(&batch.results) <= limit {
+                    break;
+                }
+                let r = &mut batch.results[i];
+                let what = format!("the result of job {} with its batch's", r.job);
+                r.error = Some(too_large(what, bytes));
+                r.result_json.clear();
+            }
+        }
+        Some(proto::Outcome::Hook(h)) => {
+            if let Some(e) = &mut h.error {
+                let mut end = (limit / 2).min(e.len());
+                while !e.is_char_boundary(end) {
+                    end -= 1;
+                }
+                e.truncate(end);
+            }
+        }
+        None => {}
+    }
+}
+
+fn commit_len(results: &[proto::SimpleResult]) -> usize {
+    use prost::Message;
+    results.iter().map(|r| r.encoded_len() + 8).sum()
 }
 
 /// Runs the handler on `task`; the outcome to commit.
@@ -735,5 +837,80 @@ impl Backoff {
 
     fn wait(&mut self, status: &Status, what: &str) {
         std::thread::sleep(self.next(status, what));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::{fit, proto};
+
+    const LIMIT: usize = 1 << 20;
+
+    fn commit(outcome: proto::Outcome) -> proto::CommitRequest {
+        proto::CommitRequest {
+            worker_id: 1,
+            epoch: 2,
+            outcome: Some(outcome),
+            session: vec![0; 16],
+        }
+    }
+
+    fn result(job: u64, bytes: usize) -> proto::SimpleResult {
+        proto::SimpleResult {
+            job,
+            started_us: 1,
+            result_json: format!("\"{}\"", "x".repeat(bytes)),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_batch_over_the_message_limit_fails_its_largest_results_until_the_rest_fit() {
+        let results = vec![result(1, 10), result(2, 700_000), result(3, 600_000)];
+        let mut c = commit(proto::Outcome::Simple(proto::SimpleResults { results }));
+        fit(&mut c, LIMIT);
+        assert!(c.encoded_len() <= LIMIT);
+        let Some(proto::Outcome::Simple(batch)) = &c.outcome else {
+            panic!("still a batch");
+        };
+        let failed: Vec<u64> = batch
+            .results
+            .iter()
+            .filter(|r| r.error.is_some())
+            .map(|r| r.job)
+            .collect();
+        assert_eq!(failed, [2], "only the largest had to go");
+        assert!(batch.results[1]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("message limit"));
+        assert_eq!(batch.results[2].result_json.len(), 600_002);
+    }
+
+    #[test]
+    fn a_commit_within_the_limit_is_sent_as_it_is() {
+        let results = vec![result(1, 10), result(2, 500_000)];
+        let before = commit(proto::Outcome::Simple(proto::SimpleResults { results }));
+        let mut c = before.clone();
+        fit(&mut c, LIMIT);
+        assert_eq!(c, before);
+    }
+
+    #[test]
+    fn a_hook_error_over_the_limit_is_shortened_on_a_character_boundary() {
+        let mut c = commit(proto::Outcome::Hook(proto::HookResult {
+            job: 1,
+            before: true,
+            error: Some("é".repeat(LIMIT)),
+        }));
+        fit(&mut c, LIMIT);
+        assert!(c.encoded_len() <= LIMIT);
+        let Some(proto::Outcome::Hook(h)) = &c.outcome else {
+            panic!("still a hook");
+        };
+        assert!(h.error.as_deref().unwrap().starts_with("éé"));
     }
 }

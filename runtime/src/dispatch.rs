@@ -774,6 +774,7 @@ impl State {
             }
         }
         self.release_scheduled(now_ms);
+        crate::remote::forget_silent(&mut self.book, now_ms);
         // Expiring a job is a write: a read-only process leaves it to the next
         // process that runs work.
         while let Some(&(at, id)) = self.book.expiring.first() {

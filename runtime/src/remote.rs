@@ -923,8 +923,10 @@ fn answer_to(
 }
 
 /// Forgets processes unseen for `SILENT_TIMEOUTS` lease timeouts that
-/// hold no lease; their slots go to the next to join.
-fn forget_silent(book: &mut crate::state::Book, now_ms: u64) {
+/// hold no lease; their slots go to the next to join. Run at each join and
+/// by the timer (`tick`), so a dead process leaves the listing and the
+/// waiting reasons without another process joining.
+pub(crate) fn forget_silent(book: &mut crate::state::Book, now_ms: u64) {
     // Leases that ended without a commit leave their work here.
     let leases = &book.leases;
     book.fleet

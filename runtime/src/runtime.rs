@@ -417,6 +417,27 @@ impl Runtime {
         kinds
     }
 
+    /// The kinds a job may be submitted of, sorted: those with a handler
+    /// here, those a connected worker process runs, and those of any job
+    /// the table has held (durable kind ids), so a kind whose workers are
+    /// away (a service's deploy, a node restart) is still taken and its
+    /// jobs wait for them, while a name never seen is refused as a typo.
+    pub fn submittable_kinds(&self) -> Vec<String> {
+        let mut kinds = self.kinds();
+        kinds.extend(
+            self.worker_processes()
+                .into_iter()
+                .filter(|p| p.worker.is_some())
+                .flat_map(|p| p.kinds),
+        );
+        let st = self.shared().state.lock();
+        kinds.extend(st.book.kind_ids.iter().map(|(_, name)| name.to_string()));
+        drop(st);
+        kinds.sort();
+        kinds.dedup();
+        kinds
+    }
+
     pub fn register_sliced(&self, kind: &str, handler: Arc<dyn RecordHandler>) {
         self.register(kind, Handler::Sliced(handler), HandlerShape::Sliced);
     }

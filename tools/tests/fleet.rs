@@ -794,6 +794,42 @@ fn a_worker_refused_at_hello_gives_up_at_once_saying_why() {
     );
 }
 
+/// A worker whose token is revoked while it works (its file emptied and
+/// read again on SIGHUP) ends, non-zero, saying the node refused it, so
+/// its supervisor restarts it with a new token; it used to ask for leases
+/// every 2 s for ever.
+#[test]
+fn a_working_worker_whose_token_is_revoked_ends_saying_so() {
+    let sb = Sandbox::new();
+    let (server, file) = node_with_worker_tokens(&sb, &format!("{WORKER}\n"));
+    let token = sb.path("token");
+    booster_tools::secret_file::write_private(&token, format!("{WORKER}\n").as_bytes()).unwrap();
+    let mut w = Worker::spawn(&mut remote(
+        &server,
+        &sb,
+        &["--token-file", s(&token), "work", "--workers", "1"],
+    ));
+    w.wait_for_log("booster work: worker");
+    booster_tools::secret_file::write_private(&file, b"# revoked\n").unwrap();
+    server.signal(libc::SIGHUP);
+    server.wait_for_log("token files read again");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = w.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the worker went on after its token was revoked: {}",
+            w.log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let err = w.stderr.take().unwrap().join().unwrap();
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("refused this worker"), "{err}");
+}
+
 #[test]
 fn refused_and_malformed_worker_calls_are_logged_on_the_node_without_a_flood() {
     use booster_tools::fleet::{client::NodeClient, proto};
@@ -899,29 +935,53 @@ impl booster_runtime::RecordHandler for Upper {
     }
 }
 
+/// A service joined to `server` with `Runtime::connect`, running `kind`
+/// with `handler` on 2 threads until `stop`.
+struct Service {
+    rt: tokio::runtime::Runtime,
+    stop: tokio::sync::oneshot::Sender<()>,
+    working: tokio::task::JoinHandle<Result<(), booster_client::ClientError>>,
+}
+
+impl Service {
+    fn join(
+        server: &Serving,
+        kind: &str,
+        handler: std::sync::Arc<dyn booster_runtime::RecordHandler>,
+    ) -> Service {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut service = booster_client::Runtime::connect(&server.url, None).unwrap();
+        service.register_sliced(kind, handler);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let opts = booster_client::WorkOptions {
+            threads: 2,
+            ..Default::default()
+        };
+        let working = rt.spawn(service.work(opts, async {
+            let _ = stopped.await;
+        }));
+        // The node takes a kind only once a connected worker runs it.
+        wait_for("the service to join", || {
+            get(server, "/api/workers").contains(kind)
+        });
+        Service { rt, stop, working }
+    }
+
+    fn stop(self) {
+        let _ = self.stop.send(());
+        self.rt.block_on(self.working).unwrap().unwrap();
+    }
+}
+
 #[test]
 fn a_service_connected_with_runtime_connect_runs_its_own_kind_of_a_sliced_job_exactly() {
     let sb = Sandbox::new();
     let server = serve(&sb, &["--workers", "0", "--lease-timeout-ms", "3000"]);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut service = booster_client::Runtime::connect(&server.url, None).unwrap();
-    service.register_sliced("upper", std::sync::Arc::new(Upper));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let opts = booster_client::WorkOptions {
-        threads: 2,
-        ..Default::default()
-    };
-    let working = rt.spawn(service.work(opts, async {
-        let _ = stopped.await;
-    }));
-    // The node takes a kind only once a connected worker runs it.
-    wait_for("the service to join", || {
-        get(&server, "/api/workers").contains("upper")
-    });
+    let service = Service::join(&server, "upper", std::sync::Arc::new(Upper));
     let input = numbered_lines(300);
     let id = submit(
         &server,
@@ -939,6 +999,44 @@ fn a_service_connected_with_runtime_connect_runs_its_own_kind_of_a_sliced_job_ex
         input.to_uppercase(),
         "its handler ran on each record"
     );
-    let _ = stop.send(());
-    rt.block_on(working).unwrap().unwrap();
+    service.stop();
+}
+
+/// Writes one output record of `HUGE_OUTPUT` bytes for each input record.
+struct Balloon;
+
+/// Past the node's message limit (twice the default 64 MiB
+/// `max_slice_bytes`, plus 1 MiB).
+const HUGE_OUTPUT: usize = 130 << 20;
+
+impl booster_runtime::RecordHandler for Balloon {
+    fn process(
+        &self,
+        _: &booster_runtime::JobContext<'_>,
+        _: &[u8],
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), booster_runtime::HandlerError> {
+        out.push(vec![b'x'; HUGE_OUTPUT]);
+        Ok(())
+    }
+}
+
+/// A slice whose output passes the node's message limit fails at once
+/// with a reason naming the limit, as the node fails a local slice over
+/// its cap. Sent whole, the commit was refused by the message limit and
+/// dropped, so the lease expired and the slice ran again until it failed
+/// as hung.
+#[test]
+fn a_remote_slice_whose_output_passes_the_message_limit_fails_at_once_naming_it() {
+    let sb = Sandbox::new();
+    let server = serve(&sb, &["--workers", "0", "--lease-timeout-ms", "3000"]);
+    let service = Service::join(&server, "balloon", std::sync::Arc::new(Balloon));
+    let id = submit(&server, &sb, "a\n", &["--kind", "balloon"]);
+    wait_for("the job to fail", || {
+        job_of(&server, id)["state"] == "failed"
+    });
+    let job = job_of(&server, id);
+    assert!(job.to_string().contains("message limit"), "{job:#}");
+    assert_eq!(lease_expiries(&server), 0, "{job:#}");
+    service.stop();
 }

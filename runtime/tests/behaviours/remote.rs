@@ -227,3 +227,38 @@ async fn a_job_with_after_on_a_node_without_threads_says_why_it_waits_and_idles_
         "{reason}"
     );
 }
+
+/// A worker process silent for more than 4 lease timeouts, holding
+/// nothing, is forgotten by the node's timer, not only when another
+/// process joins: until then the workers listing showed it as connected
+/// and a job of a kind only it ran gave no waiting reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_worker_process_is_forgotten_without_another_joining() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = std::sync::Arc::new(ManualClock::at_ms(1_000_000));
+    let mut o = opts(dir.path(), 0);
+    o.clock = clock.clone();
+    let rt = node_on(dir.path(), o).await;
+    let joined = rt.remote_join(hello()).unwrap();
+    let remote = |rt: &Runtime| {
+        rt.worker_processes()
+            .into_iter()
+            .filter(|p| p.worker.is_some())
+            .count()
+    };
+    assert_eq!(remote(&rt), 1);
+    let id = rt.submit(sliced("echo", 10)).await.unwrap();
+    upload_all(&rt, id, &records(10)).await;
+    let reason = rt.job(id).await.unwrap().waiting_reason;
+    assert!(
+        !reason
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("no worker can run it"),
+        "{reason:?}"
+    );
+    clock.advance_ms(5 * joined.lease_timeout_ms);
+    until("the silent process to be forgotten", || remote(&rt) == 0).await;
+    let reason = rt.job(id).await.unwrap().waiting_reason.unwrap_or_default();
+    assert!(reason.starts_with("no worker can run it"), "{reason}");
+}

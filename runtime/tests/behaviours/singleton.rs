@@ -64,8 +64,12 @@ async fn the_key_is_held_across_a_restart_and_freed_when_the_job_finishes() {
     rt.register_simple("nightly", Arc::new(Fails));
     assert_eq!(rt.wait(first).await.unwrap().state, JobState::Failed);
     // Finished: the key is free, and the failed job cannot take it back
-    // by a retry while the new one holds it.
-    let second = rt.submit(nightly()).await.unwrap();
+    // by a retry while the new one holds it. The new one is scheduled an
+    // hour ahead, so no worker runs (and fails) it before the retry: an
+    // immediate one could finish first and free the key (a CI flake).
+    let mut later = nightly();
+    later.run_at = Some(std::time::SystemTime::now() + Duration::from_secs(3600));
+    let second = rt.submit(later).await.unwrap();
     match rt.retry(first).await {
         Err(RuntimeError::SingletonHeld { job, .. }) => assert_eq!(job, second),
         other => panic!("retry must be refused: {other:?}"),

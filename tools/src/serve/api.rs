@@ -173,14 +173,7 @@ fn check_command(allowed: &[String], role: Role, properties: &Value) -> ApiResul
 /// there are (this process's, and those of the connected remote workers:
 /// a service's own kinds).
 pub fn check_kind(runtime: &Runtime, kind: &str) -> ApiResult<()> {
-    let mut kinds = runtime.kinds();
-    let remote = runtime
-        .worker_processes()
-        .into_iter()
-        .filter(|p| p.worker.is_some());
-    kinds.extend(remote.flat_map(|p| p.kinds));
-    kinds.sort();
-    kinds.dedup();
+    let kinds = runtime.submittable_kinds();
     if kinds.iter().any(|k| k == kind) {
         return Ok(());
     }

@@ -739,3 +739,38 @@ fn oversized_hellos_and_heartbeats_are_refused_and_change_nothing() {
     assert!(err.message().contains("names 1000 leases"), "{err:?}");
     assert_eq!(beat(3).unwrap().ended, vec![1, 2, 3], "none of them is its");
 }
+
+/// A kind a worker process ran stays submittable while no process runs
+/// it (a service's deploy, a node restart): the table has held jobs of
+/// it, so its new jobs wait for the service instead of `POST /api/jobs`
+/// refusing them. A kind never seen is still refused (a typo).
+#[test]
+fn a_kind_a_worker_process_ran_stays_submittable_after_a_node_restart() {
+    let keep = tempfile::tempdir().unwrap();
+    let data = keep.path().join("data");
+    let create = |t: &TestServer, kind: &str| {
+        let body = json!({ "kind": kind }).to_string();
+        let (status, body) = t.call("POST", "/api/jobs", Some(&body), &[]);
+        (status, body.to_string())
+    };
+    {
+        let t = TestServer::start_on(data.clone());
+        assert_eq!(create(&t, "service").0, 400, "no worker runs it yet");
+        let hello = booster_runtime::RemoteHello {
+            host: "w1".into(),
+            pid: 42,
+            version: VERSION.into(),
+            kinds: vec!["service".into()],
+            threads: 1,
+            allows: Vec::new(),
+        };
+        t.runtime().remote_join(hello).unwrap();
+        assert_eq!(create(&t, "service").0, 201);
+    }
+    let t = TestServer::start_on(data);
+    let (status, body) = create(&t, "service");
+    assert_eq!(status, 201, "its jobs wait for the service: {body}");
+    let (status, body) = create(&t, "servce");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("service"), "the kinds it names: {body}");
+}
