@@ -86,6 +86,10 @@ pub struct Task {
     pub deadline_ms: u64,
     #[prost(oneof = "Work", tags = "3, 4, 5, 6")]
     pub work: Option<Work>,
+    /// The lease's own bound from hand-out, ms (its kind's lease timeout,
+    /// which heartbeats do not extend); 0: none. An older node sends none.
+    #[prost(uint64, tag = "7")]
+    pub timeout_ms: u64,
 }
 
 #[derive(Clone, PartialEq, prost::Oneof)]

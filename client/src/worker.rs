@@ -169,11 +169,12 @@ struct Beat {
     /// timeout had the lease ahead expire behind it, counted against its
     /// work as a hang (three such expiries failed a slice no handler had
     /// started). If that handler hangs, both leases expire, as they should.
-    /// Held so unstarted for `HAND_BACK_AHEAD` of a lease timeout, it is
-    /// handed back (`heartbeats`).
+    /// Held so unstarted until `hand_back_at`, it is handed back
+    /// (`heartbeats`).
     behind: Option<LeaseProgress>,
-    /// When its lease came.
-    arrived: Instant,
+    /// When a lease asked for ahead is handed back if still unstarted
+    /// (`hand_back_after`).
+    hand_back_at: Instant,
 }
 
 /// A lease asked for ahead and not started after this fraction of a lease
@@ -182,6 +183,21 @@ struct Beat {
 /// thread's long task never holds other work (a priority-1 job) for
 /// longer, however long it heartbeats (G4, G5).
 const HAND_BACK_AHEAD: (u64, u64) = (1, 2);
+
+/// How long a lease asked for ahead may wait unstarted: `HAND_BACK_AHEAD`
+/// of the lease timeout, or of the lease's own bound (`Task::timeout_ms`,
+/// its kind's lease timeout; 0: none) when that is shorter. The node ends
+/// a lease at its own bound from hand-out whatever its heartbeats say,
+/// counting an expiry against work no handler started (Known fault 10:
+/// three such failed it as hung).
+fn hand_back_after(lease_timeout_ms: u64, task_timeout_ms: u64) -> Duration {
+    let (part, whole) = HAND_BACK_AHEAD;
+    let bound_ms = match task_timeout_ms {
+        0 => lease_timeout_ms,
+        t => t.min(lease_timeout_ms),
+    };
+    Duration::from_millis(bound_ms * part / whole)
+}
 
 struct Worker {
     /// Held only to clone the client or replace it (`rejoin`).
@@ -199,6 +215,9 @@ struct Worker {
     /// Leases held and not yet answered, by epoch: what heartbeats keep
     /// alive.
     held: Mutex<HashMap<u64, Beat>>,
+    /// Told when a lease asked for ahead arrives: `heartbeats` wakes in
+    /// time to hand it back (its bound may be shorter than the interval).
+    ahead_arrived: tokio::sync::Notify,
     rt: tokio::runtime::Handle,
     /// The node's URL, for messages.
     server: String,
@@ -255,6 +274,7 @@ async fn work(
         until_idle,
         stop: AtomicBool::new(false),
         held: Mutex::new(HashMap::new()),
+        ahead_arrived: tokio::sync::Notify::new(),
         rt: tokio::runtime::Handle::current(),
         server: server.to_string(),
         refused: Mutex::new(None),
@@ -263,6 +283,13 @@ async fn work(
         worker.clone(),
         Duration::from_millis(joined.heartbeat_interval_ms.max(10)),
     ));
+    // Dropped before its end (a caller's `select!` or timeout), the work
+    // stops as if told to: its threads finish the task they hold and
+    // lease no more, and the heartbeats end.
+    let _stop_on_drop = StopOnDrop {
+        worker: worker.clone(),
+        beat: beat.abort_handle(),
+    };
     let threads: Vec<_> = (0..worker.hello.threads)
         .map(|t| {
             let w = worker.clone();
@@ -284,11 +311,23 @@ async fn work(
             let _ = joined_all.await;
         }
     }
-    beat.abort();
     let refused = worker.refused.lock().take();
     match refused {
         Some(why) => Err(ClientError::Refused(why)),
         None => Ok(()),
+    }
+}
+
+/// Stops a worker's threads and heartbeats when `work` ends or is dropped.
+struct StopOnDrop {
+    worker: Arc<Worker>,
+    beat: tokio::task::AbortHandle,
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.worker.stop.store(true, Ordering::Relaxed);
+        self.beat.abort();
     }
 }
 
@@ -358,14 +397,16 @@ async fn lease_ahead(w: Arc<Worker>, thread: u32, behind: LeaseProgress) -> Leas
         task: Some(task), ..
     }) = &answer.1
     {
+        let timeout_ms = w.lease_timeout_ms.load(Ordering::Relaxed);
         let beat = Beat {
             progress: LeaseProgress::new(),
             sent_ms: 0,
             done: false,
             behind: Some(behind),
-            arrived: Instant::now(),
+            hand_back_at: Instant::now() + hand_back_after(timeout_ms, task.timeout_ms),
         };
         w.held.lock().insert(task.epoch, beat);
+        w.ahead_arrived.notify_one();
     }
     answer
 }
@@ -428,7 +469,7 @@ fn thread_loop(w: &Arc<Worker>, thread: u32) {
                         sent_ms: 0,
                         done: false,
                         behind: None,
-                        arrived: Instant::now(),
+                        hand_back_at: Instant::now(),
                     };
                     held.insert(epoch, beat);
                     progress
@@ -573,14 +614,12 @@ async fn heartbeats(w: Arc<Worker>, every: Duration) {
     // Handed back until a heartbeat carrying them is answered.
     let mut released: Vec<u64> = Vec::new();
     loop {
-        tokio::time::sleep(every).await;
+        until_next_beat(&w, every).await;
         let epochs: Vec<u64> = {
             let mut held = w.held.lock();
-            let (part, whole) = HAND_BACK_AHEAD;
-            let timeout_ms = w.lease_timeout_ms.load(Ordering::Relaxed);
-            let wait = Duration::from_millis(timeout_ms * part / whole);
+            let now = Instant::now();
             held.retain(|epoch, b| {
-                let unstarted = b.behind.is_some() && b.arrived.elapsed() >= wait;
+                let unstarted = b.behind.is_some() && now >= b.hand_back_at;
                 if unstarted {
                     released.push(*epoch);
                 }
@@ -621,6 +660,23 @@ async fn heartbeats(w: Arc<Worker>, every: Duration) {
             // are not its any more, and they expire there at worst.
             Err(s) if refused(&s) => released.clear(),
             Err(_) => {}
+        }
+    }
+}
+
+/// Waits `every`, or less when a lease asked for ahead is due to be
+/// handed back before then (one arriving meanwhile is looked at at once).
+async fn until_next_beat(w: &Worker, every: Duration) {
+    let beat_at = Instant::now() + every;
+    loop {
+        let due = (w.held.lock().values())
+            .filter(|b| b.behind.is_some())
+            .map(|b| b.hand_back_at)
+            .min();
+        let at = due.map_or(beat_at, |d| d.min(beat_at));
+        tokio::select! {
+            () = tokio::time::sleep_until(at.into()) => return,
+            () = w.ahead_arrived.notified() => {}
         }
     }
 }
@@ -809,11 +865,22 @@ fn run_hook(w: &Worker, h: proto::HookWork, before: bool) -> proto::HookResult {
     }
 }
 
-/// Waits between tries to reach the node: 50 ms, doubling to 2 s; says
-/// so once per streak of failures.
+/// Waits between tries to reach the node: 50 ms, doubling to 2 s, each
+/// wait a random half to whole of that, so a fleet whose node restarted
+/// does not come back in step; says so once per streak of failures.
 #[derive(Default)]
 struct Backoff {
     wait: Option<Duration>,
+}
+
+/// A random fraction in [0.5, 1): the jitter of a wait.
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    // A `RandomState`'s keys are seeded from the OS once per thread and
+    // stepped for each new one, so an empty hash under them is a fresh
+    // number each time: enough to spread a fleet's retries.
+    let h = std::collections::hash_map::RandomState::new().build_hasher();
+    0.5 + (h.finish() >> 11) as f64 / (1u64 << 54) as f64
 }
 
 impl Backoff {
@@ -832,7 +899,7 @@ impl Backoff {
             Some(w) => (w * 2).min(MAX_BACKOFF),
         };
         self.wait = Some(wait);
-        wait
+        wait.mul_f64(jitter())
     }
 
     fn wait(&mut self, status: &Status, what: &str) {
@@ -844,7 +911,7 @@ impl Backoff {
 mod tests {
     use prost::Message;
 
-    use super::{fit, proto};
+    use super::*;
 
     const LIMIT: usize = 1 << 20;
 
@@ -912,5 +979,36 @@ mod tests {
             panic!("still a hook");
         };
         assert!(h.error.as_deref().unwrap().starts_with("éé"));
+    }
+
+    #[test]
+    fn backoff_waits_double_to_the_cap_each_jittered_within_its_upper_half() {
+        let status = tonic::Status::unavailable("down");
+        let mut b = Backoff::default();
+        let mut waits = Vec::new();
+        for _ in 0..12 {
+            waits.push(b.next(&status, "test"));
+        }
+        let mut base = std::time::Duration::from_millis(50);
+        for w in &waits {
+            assert!(*w >= base / 2 && *w < base, "{w:?} of {base:?}");
+            base = (base * 2).min(MAX_BACKOFF);
+        }
+        let capped = &waits[8..];
+        assert!(
+            capped.windows(2).any(|p| p[0] != p[1]),
+            "the waits at the cap are not all equal: {capped:?}"
+        );
+    }
+
+    /// A lease asked for ahead is handed back within half of the lease's
+    /// own bound when its kind has one below the lease timeout (the node
+    /// ends it at that bound, heartbeats or not: Known fault 10), else
+    /// within half the lease timeout; an older node sends no bound (0).
+    #[test]
+    fn a_lease_ahead_is_handed_back_within_half_its_own_bound_when_that_is_shorter() {
+        assert_eq!(hand_back_after(4_000, 1_000), Duration::from_millis(500));
+        assert_eq!(hand_back_after(4_000, 0), Duration::from_millis(2_000));
+        assert_eq!(hand_back_after(4_000, 60_000), Duration::from_millis(2_000));
     }
 }

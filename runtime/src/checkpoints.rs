@@ -67,7 +67,50 @@ impl CheckpointHealth {
     }
 }
 
+/// A checkpoint in the store's queue: what the store's answer changes
+/// (`State::checkpoint_answered`).
+pub struct Sealed {
+    /// The table's generation sealed with it (`TableView::seal`).
+    generation: u64,
+    /// The records applied since the checkpoint before it, which it covers.
+    records: u64,
+    /// Where refiling goes on once it is durable (`Book::refile_from`).
+    refile_next: Option<u64>,
+}
+
 impl State {
+    /// Seals the table's generation for a checkpoint batch just built
+    /// (`image::swept_checkpoint_batch`, its `refile_next`), under the lock
+    /// it was built under: rows changed after this are the next one's.
+    pub fn seal_checkpoint(&mut self, refile_next: Option<u64>) -> Sealed {
+        Sealed {
+            generation: self.table.seal(),
+            records: std::mem::take(&mut self.book.records_since_checkpoint),
+            refile_next,
+        }
+    }
+
+    /// The store answered checkpoint `sealed` (its record applied when
+    /// `written`). Written: the finished rows it wrote leave RAM, and the
+    /// refile cursor moves on. Not written (a failure that poisons, or a
+    /// refusal that does not: no room for it): nothing it would have
+    /// changed moves; its records count for the next, the next sweep looks
+    /// again, and the next refiles the same pages.
+    pub fn checkpoint_answered(
+        &mut self,
+        sealed: Sealed,
+        written: bool,
+        image: std::sync::Weak<dyn crate::slice_store::SliceStore>,
+    ) {
+        if written {
+            self.table.written_through(sealed.generation, image);
+            self.book.refile_from = sealed.refile_next;
+        } else {
+            self.book.records_since_checkpoint += sealed.records;
+            self.book.sweep_due_ms = 0;
+        }
+    }
+
     /// Whether the timer takes a checkpoint now: in a process that runs
     /// work, writable, not stopping, nothing known to make it fail
     /// (`checkpoint_blocker`), past the backoff of a failed one; when

@@ -26,6 +26,11 @@ use crate::state::{Book, State};
 use crate::table::Job;
 use crate::{DependencyFailure, JobId, JobState};
 
+/// Unfinished dependencies, and those that did not complete with what
+/// each became (`DependencyWait::summary`).
+#[cfg(test)]
+pub type WaitSummary = (u32, Vec<(JobId, &'static str)>);
+
 /// What a waiting job's dependencies are now.
 #[derive(Debug, Default)]
 pub struct DependencyWait {
@@ -44,9 +49,13 @@ enum Counts {
     Broken(&'static str),
 }
 
+/// What a dependency that is not in the table (or was destroyed before
+/// it completed) counts as.
+const GONE: &str = "destroyed";
+
 fn counts(state: Option<JobState>) -> Counts {
     match state {
-        None => Counts::Broken("destroyed"),
+        None => Counts::Broken(GONE),
         Some(JobState::Completed) => Counts::Completed,
         Some(s) if s.is_finished() => Counts::Broken(s.as_str()),
         Some(_) => Counts::Unfinished,
@@ -60,6 +69,21 @@ impl DependencyWait {
             Counts::Completed => {}
             Counts::Broken(what) => self.broken.push((dep, what)),
         }
+    }
+
+    /// Unfinished dependencies, and those that did not complete, sorted
+    /// (the model test's comparison of a live and a rebuilt book).
+    #[cfg(test)]
+    pub fn summary(&self) -> WaitSummary {
+        let mut broken = self.broken.clone();
+        broken.sort_unstable();
+        (self.unfinished, broken)
+    }
+
+    /// A dependency counts as gone: not in the table, or destroyed before
+    /// it completed.
+    fn has_gone(&self) -> bool {
+        self.broken.iter().any(|&(_, what)| what == GONE)
     }
 
     fn take(&mut self, dep: JobId, c: Counts) {
@@ -180,9 +204,46 @@ impl State {
         }
     }
 
+    /// Settles waiting job `id` as its `created` record enters it, unless
+    /// this replay may find lost jobs (`Book::settle_later`) and a
+    /// dependency is not in the table: that one may be a job whose own
+    /// `created` record was lost, known only once the whole log is read,
+    /// so the job waits for `settle_after_replay`.
+    pub(crate) fn settle_entering(&mut self, id: JobId) {
+        let gone = self
+            .book
+            .waits
+            .get(&id)
+            .is_some_and(DependencyWait::has_gone);
+        match self.book.settle_later.as_mut() {
+            Some(later) if gone => {
+                later.insert(id);
+            }
+            _ => self.settle_waiting(id),
+        }
+    }
+
+    /// The end of a replay that deferred settles (`settle_entering`), once
+    /// the lost rows are in (a lost dependency counts "lost" then, by
+    /// `Book::dependency_moved`): settles each deferred job, and those
+    /// waiting on it in turn. Nothing when none was deferred.
+    pub(crate) fn settle_after_replay(&mut self) {
+        let Some(later) = self.book.settle_later.take() else {
+            return;
+        };
+        for id in later {
+            self.settle_waiting(id);
+        }
+        self.settle_dependents();
+    }
+
     /// Moves waiting job `id` on if its dependencies allow: queued (or
     /// scheduled at its `run_at`), failed or aborted. At the log's time.
+    /// A job deferred to the end of replay (`settle_entering`) waits.
     pub(crate) fn settle_waiting(&mut self, id: JobId) {
+        if (self.book.settle_later.as_ref()).is_some_and(|later| later.contains(&id)) {
+            return;
+        }
         let Some(job) = self
             .table
             .resident(&id)

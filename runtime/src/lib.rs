@@ -45,6 +45,8 @@ mod actors;
 mod apply_sliced;
 #[doc(hidden)]
 pub mod bench_support;
+#[cfg(test)]
+mod book_model_tests;
 mod category;
 mod census;
 mod checkpoints;

@@ -22,6 +22,7 @@ use crate::RuntimeError;
 
 pub(crate) struct Logged {
     pub st: State,
+    fs: SimFileLayer,
     concrete: Arc<Store<SimFileLayer>>,
     pub store: Arc<dyn SliceStore>,
     counting: Arc<Counting>,
@@ -118,8 +119,8 @@ pub(crate) fn append(store: &dyn SliceStore, batch: Batch) {
 
 impl Logged {
     pub fn new(st: State) -> Logged {
-        let (store, _) =
-            Store::open_with(SimFileLayer::new(), "/logged", StoreOptions::default()).unwrap();
+        let fs = SimFileLayer::new();
+        let (store, _) = Store::open_with(fs.clone(), "/logged", StoreOptions::default()).unwrap();
         let concrete = Arc::new(store);
         let counting = Arc::new(Counting {
             inner: concrete.clone(),
@@ -131,6 +132,7 @@ impl Logged {
         let store: Arc<dyn SliceStore> = counting.clone();
         Logged {
             st,
+            fs,
             concrete,
             store,
             counting,
@@ -183,14 +185,36 @@ impl Logged {
 
     /// `checkpoint`, with the retention sweep by `now_ms`.
     pub fn checkpoint_at(&mut self, now_ms: u64) {
-        let (batch, record, _) =
-            crate::table::image::swept_checkpoint_batch(&mut self.st, &*self.store, now_ms)
-                .unwrap();
-        let sealed = self.st.table.seal();
-        append(&*self.store, batch);
-        self.st.apply(&record).unwrap();
+        self.try_checkpoint_at(now_ms).expect("the checkpoint");
+    }
+
+    /// `checkpoint_at`, answering the store's refusal as the runtime
+    /// does (`runtime::enqueue_checkpoint`).
+    pub fn try_checkpoint_at(&mut self, now_ms: u64) -> Result<(), StoreError> {
+        let built = crate::table::image::swept_checkpoint_batch(&mut self.st, &*self.store, now_ms)
+            .unwrap();
+        let sealed = self.st.seal_checkpoint(built.refile_next);
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.store.append_with(
+            built.batch,
+            Box::new(move |r| {
+                let _ = tx.send(r.map(|_| ()));
+            }),
+        );
+        let answer = rx.recv().expect("the store answers");
+        if answer.is_ok() {
+            self.st.apply(&built.record).unwrap();
+        }
         let image = Arc::downgrade(&self.store);
-        self.st.table.written_through(sealed, image);
+        self.st.checkpoint_answered(sealed, answer.is_ok(), image);
+        answer
+    }
+
+    /// Bounds the simulated disk's files at `bytes` more than they hold
+    /// now (`SimFileLayer::set_quota`), or lifts the bound.
+    pub fn set_quota(&self, more_bytes: Option<u64>) {
+        let used = self.fs.used_bytes();
+        self.fs.set_quota(more_bytes.map(|b| used + b));
     }
 
     /// A fresh state (`book`) replayed from the store's log.

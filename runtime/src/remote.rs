@@ -107,6 +107,12 @@ pub struct RemoteTask {
     /// The node's deadline (ms since the epoch, the node's clock): a
     /// heartbeat moves it; a commit after it is fenced.
     pub deadline_ms: u64,
+    /// The lease's own bound from hand-out (its kind's
+    /// `LeasePolicy::timeout`), past which it ends however its heartbeats
+    /// go; None: heartbeats keep it. A worker holding it unstarted (asked
+    /// for ahead) hands it back within this, not only within half the
+    /// lease timeout (Known fault 10).
+    pub timeout_ms: Option<u64>,
     pub work: RemoteWork,
 }
 
@@ -1016,7 +1022,9 @@ fn lease_blocking(
             w => w,
         };
         let mut st = shared.state.lock();
-        let deadline_ms = st.book.leases.get(&epoch).map_or(0, |l| l.deadline_ms);
+        let lease = st.book.leases.get(&epoch);
+        let deadline_ms = lease.map_or(0, |l| l.deadline_ms);
+        let timeout_ms = lease.and_then(|l| l.timeout_ms);
         // Leases that ended without a commit leave their work here.
         let book = &mut st.book;
         let leases = &book.leases;
@@ -1033,6 +1041,7 @@ fn lease_blocking(
         return Ok(RemoteLease::Task(RemoteTask {
             epoch,
             deadline_ms,
+            timeout_ms,
             work,
         }));
     }

@@ -482,21 +482,11 @@ fn a_pinned_row_keeps_its_entry_and_a_later_sweep_removes_it() {
     assert_eq!(why(&l.st, 1), Missing::Removed);
 }
 
-/// A store checkpointed before step 6 holds finished rows in its pages
-/// but no expiry entries (its checkpoint counts 8 states): the open
-/// notes a refile, each checkpoint files the next pages' finished rows
-/// (a durable cursor: a reopen goes on where it stopped), and then they
-/// expire like any other.
-#[test]
-fn finished_rows_of_an_image_from_before_step_6_are_refiled_in_chunks_and_expire() {
+/// Writes a checkpoint of `l`'s table as step 5 left them: counting 8
+/// states, with no expiry frames, then reopens: the open notes a refile
+/// from page 0.
+fn image_from_before_step_6(l: &mut Logged) {
     use crate::table::keys;
-    let mut l = logged();
-    keep_failed_for_a_minute(&mut l);
-    // Ids 1..=130: row pages 0, 1 and 2.
-    l.apply(&created(1, 2, vec![noop(); 130])).unwrap();
-    run_all(&mut l, 3, false);
-    l.checkpoint_at(4);
-    // As step 5 left it: a checkpoint counting 8 states, no expiry frames.
     let seq = l.st.book.checkpoint_seq + 1;
     let (record, records) = crate::table::image::checkpoint_records(&l.st, seq);
     let Meta::Checkpoint(mut c) = record else {
@@ -520,8 +510,30 @@ fn finished_rows_of_an_image_from_before_step_6_are_refiled_in_chunks_and_expire
         }
     }
     crate::logged_tests::append(&*l.store, batch);
-    reopen(&mut l);
+    reopen(l);
     assert_eq!(l.st.book.refile_from, Some(0));
+}
+
+/// Failed jobs 1..=130 (row pages 0, 1 and 2), kept a minute, in an
+/// image from before step 6.
+fn failed_rows_before_step_6() -> Logged {
+    let mut l = logged();
+    keep_failed_for_a_minute(&mut l);
+    l.apply(&created(1, 2, vec![noop(); 130])).unwrap();
+    run_all(&mut l, 3, false);
+    l.checkpoint_at(4);
+    image_from_before_step_6(&mut l);
+    l
+}
+
+/// A store checkpointed before step 6 holds finished rows in its pages
+/// but no expiry entries (its checkpoint counts 8 states): the open
+/// notes a refile, each checkpoint files the next pages' finished rows
+/// (a durable cursor: a reopen goes on where it stopped), and then they
+/// expire like any other.
+#[test]
+fn finished_rows_of_an_image_from_before_step_6_are_refiled_in_chunks_and_expire() {
+    let mut l = failed_rows_before_step_6();
     for next in [Some(1), Some(2), None] {
         l.st.book.refile_max_pages = 1;
         l.checkpoint_at(10);
@@ -533,6 +545,58 @@ fn finished_rows_of_an_image_from_before_step_6_are_refiled_in_chunks_and_expire
         assert_eq!(why(&l.st, id), Missing::Removed, "job {id}");
     }
     assert_eq!(l.st.book.by_state.iter().sum::<u64>(), 0);
+}
+
+/// A checkpoint the store refuses without poisoning (no room for it on
+/// the disk) leaves the refile cursor where it was: before, the cursor
+/// moved while the batch was built, so the next checkpoint that was
+/// written skipped the refused one's pages, whose finished rows then
+/// never expired ("Left from the review of step 6").
+#[test]
+fn a_refused_checkpoint_leaves_the_refile_cursor_so_no_page_is_skipped() {
+    let mut l = failed_rows_before_step_6();
+    l.st.book.refile_max_pages = 1;
+    l.set_quota(Some(0));
+    let e = l.try_checkpoint_at(10).unwrap_err();
+    assert!(
+        matches!(e, booster_store::StoreError::NoSpace { .. }),
+        "{e}"
+    );
+    assert_eq!(l.st.book.refile_from, Some(0), "the cursor stays");
+    l.set_quota(None);
+    for _ in 0..3 {
+        l.checkpoint_at(10);
+    }
+    assert_eq!(l.st.book.refile_from, None);
+    l.checkpoint_at(2 * MINUTE_MS);
+    for id in 1..=130 {
+        assert_eq!(why(&l.st, id), Missing::Removed, "job {id}");
+    }
+    assert_eq!(l.st.book.by_state.iter().sum::<u64>(), 0);
+}
+
+/// An `EXPIRY` frame key's n is its checkpoint's seq (low 24 bits), so a
+/// checkpoint 2^24 after another that files rows of the same minute (a
+/// refile of old rows, at one checkpoint a second after 194 days) named
+/// the same key and wrote over the older frame, whose rows then never
+/// expired ("Left from the review of step 6"). A key the store holds is
+/// not written over: the frame takes the next free n of its minute.
+#[test]
+fn an_expiry_frame_never_writes_over_an_older_frame_of_its_minute() {
+    let mut l = logged();
+    keep_failed_for_a_minute(&mut l);
+    l.apply(&created(1, 2, vec![noop()])).unwrap();
+    run_all(&mut l, 3, false);
+    l.checkpoint_at(4);
+    // 2^24 checkpoints later, another job fails in the same minute.
+    l.st.book.checkpoint_seq += (1 << 24) - 1;
+    l.apply(&created(2, 5, vec![noop()])).unwrap();
+    run_all(&mut l, 6, false);
+    l.checkpoint_at(7);
+    l.checkpoint_at(3 * MINUTE_MS);
+    for id in [1, 2] {
+        assert_eq!(why(&l.st, id), Missing::Removed, "job {id}");
+    }
 }
 
 /// A dependency past its retention is not swept while a job still waits

@@ -231,6 +231,8 @@ impl Runtime {
                         state.insert_lost(id, &reason);
                     }
                 }
+                // Waiting jobs whose settle waited for the lost rows.
+                state.settle_after_replay();
                 // Frames an unknown loss took, and slices whose records went
                 // with any damaged range, are named on their jobs: by the
                 // first range that names nothing (it may have held them),
@@ -1148,7 +1150,7 @@ pub(crate) fn enqueue_checkpoint(
     store: &Arc<dyn SliceStore>,
     for_compaction: bool,
 ) -> Result<EnqueuedCheckpoint, RuntimeError> {
-    let (batch, record, log, sealed, records) = {
+    let (batch, record, log, sealed) = {
         let mut st = shared.state.lock();
         if let Some(cause) = st.book.poisoned.clone() {
             return Err(RuntimeError::Store(StoreError::Poisoned { cause }));
@@ -1165,7 +1167,7 @@ pub(crate) fn enqueue_checkpoint(
         }
         let now_ms = shared.clock.now_ms();
         let built = crate::table::image::swept_checkpoint_batch(&mut st, &**store, now_ms);
-        let (batch, record, log) = match built {
+        let built = match built {
             Ok(built) => built,
             // Known fault 5: the page is not rewritten from RAM (that
             // would make its rows' loss permanent); checkpoints pause
@@ -1178,8 +1180,8 @@ pub(crate) fn enqueue_checkpoint(
             Err(crate::table::image::Unbuilt::Other(e)) => return Err(e),
         };
         st.book.last_checkpoint_ms = shared.clock.now_ms();
-        let records = std::mem::take(&mut st.book.records_since_checkpoint);
-        (batch, record, log, st.table.seal(), records)
+        let sealed = st.seal_checkpoint(built.refile_next);
+        (built.batch, built.record, built.log, sealed)
     };
     let seq = match &record {
         Meta::Checkpoint(c) => c.seq,
@@ -1188,14 +1190,8 @@ pub(crate) fn enqueue_checkpoint(
     let (tx, rx) = tokio::sync::oneshot::channel();
     let image = Arc::downgrade(store);
     crate::shared::append_counted(shared, store, batch, vec![record], move |st, applied| {
-        if matches!(&applied, Ok(r) if r.iter().all(Result::is_ok)) {
-            st.table.written_through(sealed, image);
-        } else {
-            // Not written: those records still count for the next one,
-            // and the next sweep looks again.
-            st.book.records_since_checkpoint += records;
-            st.book.sweep_due_ms = 0;
-        }
+        let written = matches!(&applied, Ok(r) if r.iter().all(Result::is_ok));
+        st.checkpoint_answered(sealed, written, image);
         let _ = tx.send(applied);
     });
     Ok((rx, seq, log))
@@ -1262,6 +1258,12 @@ pub(crate) fn replay_log(
         _ => None,
     };
     let rows_at = checkpoint.as_ref().map(|c| 1 + c.records as usize);
+    // Lost jobs are known only at the end: a waiting job that may wait on
+    // one is settled then (`State::settle_after_replay`, by the caller
+    // once it inserted them).
+    if lost.is_some() {
+        state.book.settle_later = Some(Default::default());
+    }
     for (k, record) in records.iter().enumerate() {
         if rows_at == Some(k) {
             let c = checkpoint.as_ref().expect("rows_at comes from it");

@@ -325,6 +325,12 @@ pub struct Book {
     /// Jobs that finished or went while a record was applied, whose
     /// dependents `apply` settles before it returns.
     pub finished: Vec<JobId>,
+    /// Set while a replay may find jobs whose `created` record was lost
+    /// (`replay_log`, when the open lost meta records): waiting jobs with
+    /// a dependency not in the table, settled only once the lost rows are
+    /// in (`State::settle_after_replay`), so they see such a dependency
+    /// lost, never "destroyed" (Known fault 7).
+    pub settle_later: Option<BTreeSet<JobId>>,
     /// Entries of `dependents` lists scanned (a test's step count).
     #[cfg(test)]
     pub dependents_scanned: u64,
@@ -416,6 +422,7 @@ impl Book {
             windowed: BTreeSet::new(),
             windows_minute: None,
             finished: Vec::new(),
+            settle_later: None,
             #[cfg(test)]
             dependents_scanned: 0,
         }
@@ -437,13 +444,16 @@ impl Book {
         if new == JobState::Scheduled {
             self.scheduled.insert((job.run_at_ms.unwrap_or(0), job.id));
         }
-        // Back in the queue unstarted (a lease ended unfinished, a retry):
-        // its `expires_at` holds again, live as after a reopen, which
-        // files every unfinished row's (`count_new`); the timer dropped
-        // the entry if it passed while the job was leased.
-        if matches!(new, JobState::Queued | JobState::Scheduled) && job.started_us.is_none() {
-            if let Some(at) = job.expires_at_ms {
+        // Back in the queue unstarted (a lease ended unfinished, a resume):
+        // its `expires_at` holds again, live as after a reopen
+        // (`count_new`). Anywhere else (leased, paused, waiting, finished)
+        // it cannot expire, and its timer goes: kept, it held RAM until
+        // its time passed (G10), and a reopen rebuilt another set.
+        if let Some(at) = job.expires_at_ms {
+            if Book::can_expire(new, job) {
                 self.expiring.insert((at, job.id));
+            } else {
+                self.expiring.remove(&(at, job.id));
             }
         }
         job.state = new;
@@ -506,6 +516,13 @@ impl Book {
         })
     }
 
+    /// Whether `job` in `state` can expire (`JobSpec::expires_at`): only
+    /// queued or scheduled, never started; `Book::expiring` holds a timer
+    /// for exactly those jobs.
+    fn can_expire(state: JobState, job: &Job) -> bool {
+        matches!(state, JobState::Queued | JobState::Scheduled) && job.started_us.is_none()
+    }
+
     /// A row enters the table (created, restored, lost): counted, and an
     /// unfinished one gets its scheduler entry and the indexes only the
     /// entering record feeds.
@@ -531,7 +548,10 @@ impl Book {
             if job.state == JobState::Scheduled {
                 self.scheduled.insert((job.run_at_ms.unwrap_or(0), job.id));
             }
-            if let Some(at) = job.expires_at_ms {
+            if let Some(at) = job
+                .expires_at_ms
+                .filter(|_| Book::can_expire(job.state, job))
+            {
                 self.expiring.insert((at, job.id));
             }
         }
@@ -550,6 +570,9 @@ impl Book {
         self.by_state[job.state.index()] -= 1;
         if job.state == JobState::Scheduled {
             self.scheduled.remove(&(job.run_at_ms.unwrap_or(0), job.id));
+        }
+        if let Some(at) = job.expires_at_ms {
+            self.expiring.remove(&(at, job.id));
         }
         self.deactivate(job.id);
         self.uploaders.remove(&job.id);
@@ -824,7 +847,7 @@ impl State {
                     self.book.dirmons.note_created(spec, id);
                     self.insert(job, "created");
                     if waits {
-                        self.settle_waiting(id);
+                        self.settle_entering(id);
                     }
                 }
                 Ok(())

@@ -785,6 +785,49 @@ fn job_not_started_by_expires_at_is_reported_by_the_timer() {
     assert!(j.failure_reason.as_deref().unwrap().starts_with("expired"));
 }
 
+/// A job's expiry timer is kept only while the job can still expire
+/// (queued or scheduled, never started): one that runs, finishes, is
+/// paused or destroyed leaves `Book::expiring`, and one queued again
+/// unstarted (resumed) is filed again. Before, the timer kept every
+/// entry until its time passed (G10: a job that finished a month before
+/// its `expires_at` held RAM for that month), and a reopen, which files
+/// only the unfinished rows, rebuilt another set than the live one (the
+/// book model test's finding).
+#[test]
+fn a_job_keeps_its_expiry_timer_only_while_it_can_still_expire() {
+    let mut st = state();
+    register(&mut st, "k", HandlerShape::Simple);
+    let spec = |n: u64| {
+        let mut spec = JobSpec::simple("k", serde_json::json!(n));
+        spec.expires_at = Some(crate::clock::from_ms(1_000_000 + n));
+        spec
+    };
+    st.apply(&created(1, (1..=4).map(spec).collect())).unwrap();
+    let timers = |st: &State| -> Vec<u64> { st.book.expiring.iter().map(|e| e.1).collect() };
+    assert_eq!(timers(&st), [1, 2, 3, 4]);
+    // Job 1 runs and completes.
+    let task = st.lease(0, 10).unwrap();
+    let claim = LeaseWork::Simple(vec![1]);
+    assert!(st.begin_commit(task.epoch, &claim).is_some());
+    st.apply(&Meta::SimpleDone {
+        at_ms: 11,
+        at_us: None,
+        outcomes: vec![SimpleOutcome {
+            job: 1,
+            started_us: 10_000,
+            result: Ok(None),
+            retry_at_ms: None,
+        }],
+    })
+    .unwrap();
+    st.release(task.epoch);
+    st.apply(&control(2, Control::Pause)).unwrap();
+    st.apply(&control(3, Control::Destroy)).unwrap();
+    assert_eq!(timers(&st), [4], "only job 4 can still expire");
+    st.apply(&control(2, Control::Resume)).unwrap();
+    assert_eq!(timers(&st), [2, 4]);
+}
+
 #[test]
 fn a_restored_job_whose_counters_disagree_with_its_slices_is_corruption() {
     let mut st = state();

@@ -28,6 +28,8 @@ pub struct Batch {
     checkpoint: Option<Vec<u8>>,
     checkpoints: usize,
     pub(crate) urgent: bool,
+    /// What the batch is, when it waits for room (`needs_room`).
+    pub(crate) needs_room: Option<String>,
 }
 
 impl Batch {
@@ -84,6 +86,19 @@ impl Batch {
     /// following its own earlier, unacknowledged batches.
     pub fn urgent(mut self) -> Batch {
         self.urgent = true;
+        self
+    }
+
+    /// Refuses the batch, writing nothing and poisoning nothing, when the
+    /// disk lacks room for it with headroom (`StoreError::NoSpace`, naming
+    /// it as `what`), instead of letting its write meet a full disk, which
+    /// poisons the store (G9). For a large batch that can wait while small
+    /// ones go on (a checkpoint: the log it would summarise holds every
+    /// record). The check is made when the batch is appended, against the
+    /// file system's free space (`FileLayer::free_bytes`) less the bytes
+    /// queued ahead of it; ARCHITECTURE.md, "Full disks".
+    pub fn needs_room(mut self, what: impl Into<String>) -> Batch {
+        self.needs_room = Some(what.into());
         self
     }
 

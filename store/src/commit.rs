@@ -48,6 +48,11 @@ impl QueueBudget {
         *self.queued_bytes.lock() += bytes;
     }
 
+    /// Bytes queued for the writer now.
+    pub fn queued(&self) -> usize {
+        *self.queued_bytes.lock()
+    }
+
     pub fn release(&self, bytes: usize) {
         *self.queued_bytes.lock() -= bytes;
         self.drained.notify_all();

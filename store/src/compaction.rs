@@ -192,9 +192,7 @@ impl<F: FileLayer> Engine<F> {
                 self.dir.display()
             )))
         };
-        // Headroom for the manifest (about 100 bytes a segment) and the
-        // file system's blocks of the new files.
-        let needed_bytes = needed_bytes.saturating_add(needed_bytes / 16 + (64 << 10));
+        let needed_bytes = crate::reserve::with_headroom(needed_bytes);
         let mut free_bytes = free()?;
         // The reserve exists so that a compaction can make room on a full
         // disk: given back here, it is taken again at the next open with

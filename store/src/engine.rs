@@ -7,11 +7,13 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::codec::{decode_records, open_frame};
+use crate::codec::{decode_records, open_frame, PreparedFrame};
 use crate::commit::{QueueBudget, WriterState};
 use crate::fs::FileLayer;
 use crate::index::{FrameLoc, Index, Lookup};
 use crate::manifest::{write_manifest, Manifest, Watermark, MANIFEST_FILE_NAME};
+use crate::reserve::room_needed;
+use crate::segment::footer::FOOTER_ENTRY_LEN;
 use crate::segment::frame::{frame_len, FrameHeader, FrameKind};
 use crate::segment::reader::Segment;
 use crate::segment::segment_file_name;
@@ -77,6 +79,33 @@ impl<F: FileLayer> Engine<F> {
             self.poisoned.lock().get_or_insert(cause.clone());
             StoreError::Poisoned { cause }
         })
+    }
+
+    /// Refuses `frames` (a batch that waits for room, `Batch::needs_room`,
+    /// named `what`) with `NoSpace` when the disk lacks the room
+    /// `reserve::room_needed` asks for, before anything of it is placed.
+    /// Free space that cannot be read refuses nothing: the write then
+    /// finds out, as any other's does.
+    pub fn room_for(&self, what: String, frames: &[PreparedFrame]) -> Result<(), StoreError> {
+        let tag = if self.opts.master_key.is_some() {
+            crate::crypto::TAG_LEN as u32
+        } else {
+            0
+        };
+        let batch_bytes: u64 = frames
+            .iter()
+            .map(|f| frame_len(f.body.len() as u32 + tag) + FOOTER_ENTRY_LEN as u64)
+            .sum();
+        let needed_bytes = room_needed(batch_bytes, self.budget.queued() as u64);
+        match self.fs.free_bytes(&self.dir) {
+            Ok(free_bytes) if free_bytes < needed_bytes => Err(StoreError::NoSpace {
+                what,
+                dir: self.dir.clone(),
+                needed_bytes,
+                free_bytes,
+            }),
+            _ => Ok(()),
+        }
     }
 
     pub fn poison_error(&self) -> Option<StoreError> {

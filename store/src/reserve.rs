@@ -44,6 +44,21 @@ pub(crate) fn release_reserve<F: FileLayer>(fs: &F, dir: &Path) -> bool {
     fs.remove(&dir.join(RESERVE_FILE_NAME)).is_ok()
 }
 
+/// Headroom beside `bytes` of new files or frames: a segment's header and
+/// seal footer, the manifest (about 100 bytes a segment), and the file
+/// system's blocks.
+pub(crate) fn with_headroom(bytes: u64) -> u64 {
+    bytes.saturating_add(bytes / 16 + (64 << 10))
+}
+
+/// The free space a batch of `batch_bytes` on disk that waits for room
+/// (`Batch::needs_room`) must find, with `queued_bytes` queued ahead of
+/// it: room for those, for itself, and as much again for the commits
+/// after it, so that it never takes the last of the disk they need.
+pub(crate) fn room_needed(batch_bytes: u64, queued_bytes: u64) -> u64 {
+    with_headroom(batch_bytes.saturating_mul(2)).saturating_add(queued_bytes)
+}
+
 /// True for an I/O error that means the disk (or quota) is full.
 pub(crate) fn is_disk_full(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::StorageFull

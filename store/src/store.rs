@@ -184,7 +184,7 @@ impl<F: FileLayer> Store<F> {
     /// store from one (the writer thread would wait on itself).
     pub fn append_with(
         &self,
-        batch: Batch,
+        mut batch: Batch,
         done: Box<dyn FnOnce(Result<Receipt, StoreError>) + Send>,
     ) {
         let done: Done = done;
@@ -195,10 +195,16 @@ impl<F: FileLayer> Store<F> {
             return done(Err(err));
         }
         let urgent = batch.urgent;
+        let needs_room = batch.needs_room.take();
         let frames = match batch.prepare(self.engine.opts.zstd_level) {
             Ok(frames) => frames,
             Err(e) => return done(Err(e)),
         };
+        if let Some(what) = needs_room {
+            if let Err(e) = self.engine.room_for(what, &frames) {
+                return done(Err(e));
+            }
+        }
         let request = Request {
             frames: frames.into(),
             done,

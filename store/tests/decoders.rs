@@ -145,3 +145,24 @@ fn a_valid_footer_decodes() {
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].offset, 128);
 }
+
+/// A footer offset near the top of u64 (torn garbage where a sealed
+/// segment's last bytes go) is refused, never an overflow: the offset
+/// plus the footer's header and tail overflowed in `read_footer_summary`
+/// (a panic in debug, an index past the end in release). Found by the
+/// power-loss test of a sweeping checkpoint torn at its last write.
+#[test]
+fn a_footer_offset_near_the_top_of_u64_is_refused_never_an_overflow() {
+    let mut seg = valid_v3_segment();
+    let len = seg.len();
+    for offset in [u64::MAX, u64::MAX - 60, u64::MAX / 2 + 1] {
+        seg[len - 12..len - 4].copy_from_slice(&offset.to_le_bytes());
+        assert!(read_footer_summary(&seg).is_err(), "offset {offset}");
+        all_decoders(&seg);
+        // A footer decoded as if it sat at that offset.
+        assert!(
+            decode_sealed_footer(&valid_footer(), offset).is_err(),
+            "offset {offset}"
+        );
+    }
+}

@@ -227,3 +227,64 @@ fn a_disk_that_takes_no_write_opens_read_only() {
     assert!(!report.read_only);
     store.append(Batch::new().slice(key(1), &[b"x"])).unwrap();
 }
+
+/// A batch that waits for room (`Batch::needs_room`, a checkpoint) is
+/// refused unwritten when the disk lacks room for it, and poisons
+/// nothing: a small batch after it is written, and once space is freed
+/// the large one is too. Without the mark, the same batch meets the full
+/// disk and poisons the store (G9).
+#[test]
+fn a_batch_that_waits_for_room_is_refused_unwritten_on_a_full_disk_and_poisons_nothing() {
+    use booster_store::fs::sim::SimFileLayer;
+    let fs = SimFileLayer::new();
+    let opts = || StoreOptions {
+        reserve_bytes: 0,
+        zstd_level: 0,
+        ..StoreOptions::default()
+    };
+    let (store, _) = Store::open_with(fs.clone(), "/d", opts()).unwrap();
+    // 64 KB that no compression shrinks much.
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let big: Vec<u8> = (0..64 << 10)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    store.append(Batch::new().slice(key(0), &[b"ok"])).unwrap();
+    fs.set_quota(Some(fs.used_bytes() + (32 << 10)));
+    let large = || {
+        Batch::new()
+            .slice(key(1), &[&big])
+            .needs_room("a large batch")
+    };
+    let err = store.append(large()).unwrap_err();
+    assert!(matches!(err, StoreError::NoSpace { .. }), "{err}");
+    assert!(
+        err.to_string().contains("a large batch") && err.to_string().contains("free space"),
+        "{err}"
+    );
+    store
+        .append(Batch::new().slice(key(2), &[b"small"]))
+        .unwrap();
+    fs.set_quota(None);
+    store.append(large()).unwrap();
+    assert_eq!(
+        store.read_slice(&key(1)).unwrap().unwrap(),
+        vec![big.clone()]
+    );
+    // The same batch without the mark poisons.
+    fs.set_quota(Some(fs.used_bytes() + (32 << 10)));
+    let err = store
+        .append(Batch::new().slice(key(3), &[&big]))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::DiskFull { .. }), "{err}");
+    drop(store);
+    fs.set_quota(None);
+    let (store, _) = Store::open_with(fs, "/d", opts()).unwrap();
+    for k in [0, 1, 2] {
+        assert!(store.read_slice(&key(k)).unwrap().is_some(), "key {k}");
+    }
+}

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use booster_runtime::{
-    Category, HandlerError, JobContext, JobId, JobSpec, JobState, RecordHandler, Runtime,
-    RuntimeError, RuntimeOptions, SimpleHandler,
+    Category, HandlerError, JobContext, JobId, JobSpec, JobState, ManualClock, RecordHandler,
+    Retention, Runtime, RuntimeError, RuntimeOptions, SimpleHandler,
 };
 use booster_store::fs::sim::{CrashMode, SimFileLayer};
 use booster_store::{MasterKey, Store, StoreOptions};
@@ -273,8 +273,11 @@ struct CheckpointRun {
     fs: SimFileLayer,
     /// The store as power loss just before the checkpoint leaves it.
     before: SimFileLayer,
-    /// The table the live process listed: what the checkpoint writes.
+    /// The table the live process listed before the checkpoint.
     live: Vec<serde_json::Value>,
+    /// The table it listed after the checkpoint, when it was written (its
+    /// sweep removed rows past their retention): what it writes.
+    after: Vec<serde_json::Value>,
     /// Mutating operations the checkpoint took.
     span: u64,
     /// The checkpoint's number (`before` opens from the one before it).
@@ -283,12 +286,24 @@ struct CheckpointRun {
 
 /// Runs a small workload to idle and notes the table, then checkpoints,
 /// crashing at the checkpoint's `j`th mutating operation (None: never).
-fn crash_in_checkpoint(j: Option<u64>) -> CheckpointRun {
+/// With `sweeping`, on a clock that stands, finished jobs are kept a
+/// minute, a first checkpoint files them, and the clock moves past their
+/// minute before the checkpoint under test, whose sweep removes them.
+fn crash_in_checkpoint(j: Option<u64>, sweeping: bool) -> CheckpointRun {
     let fs = SimFileLayer::new();
-    let (live, before, span, seq) = tokio_rt().block_on(async {
+    let (live, after, before, span, seq) = tokio_rt().block_on(async {
         // Only the checkpoint under test: none of the timer's before it.
         let mut o = options(true);
         o.auto_checkpoint = false;
+        let clock = Arc::new(ManualClock::at_ms(1_800_000_000_000));
+        if sweeping {
+            o.clock = clock.clone();
+            o.retention = Some(Retention {
+                completed_ms: 60_000,
+                failed_ms: 60_000,
+                aborted_ms: 60_000,
+            });
+        }
         let rt = open_as(&fs, &None, o).await.unwrap();
         let specs = (0..4)
             .map(|i| JobSpec::simple("noop", serde_json::json!(i)))
@@ -304,6 +319,10 @@ fn crash_in_checkpoint(j: Option<u64>) -> CheckpointRun {
         let nobody = JobSpec::simple("nobody", serde_json::Value::Null);
         rt.submit(nobody).await.unwrap();
         rt.wait_idle().await;
+        if sweeping {
+            rt.checkpoint().await.unwrap();
+            clock.advance_ms(3 * 60_000);
+        }
         let live = table_of(&rt).await;
         let before = fs.crash_image(CrashMode::DropUnsynced);
         let ops = fs.mutating_ops();
@@ -311,17 +330,20 @@ fn crash_in_checkpoint(j: Option<u64>) -> CheckpointRun {
         let seq = rt.checkpoint_seq() + 1;
         let checkpointed = rt.checkpoint().await;
         assert!(j.is_some() || checkpointed.is_ok(), "{checkpointed:?}");
+        let mut after = Vec::new();
         if let Ok(written) = checkpointed {
             assert_eq!(written, seq);
+            after = table_of(&rt).await;
         }
         let span = fs.mutating_ops() - ops;
         let _ = rt.shutdown(Duration::from_secs(2)).await;
-        (live, before, span, seq)
+        (live, after, before, span, seq)
     });
     CheckpointRun {
         fs,
         before,
         live,
+        after,
         span,
         seq,
     }
@@ -349,17 +371,46 @@ fn reopened_table(image: &SimFileLayer, what: &str) -> (Vec<serde_json::Value>, 
 /// started from can).
 #[test]
 fn a_crash_at_every_io_step_of_a_checkpoint_reopens_to_the_table_before_or_after() {
-    let clean = crash_in_checkpoint(None);
+    let clean = crash_in_checkpoint(None, false);
+    assert_eq!(clean.after, clean.live, "a lease writes nothing into a row");
+    crash_at_every_io_step_of(clean, false);
+}
+
+/// The same for a checkpoint whose retention sweep removes rows (their
+/// pages rewritten, their expiry frames deleted, in its batch): a crash
+/// at any of its operations reopens to the table before it (the rows
+/// still there) or after it (gone), never a mix ("Left from the review
+/// of step 6").
+#[test]
+fn a_crash_at_every_io_step_of_a_sweeping_checkpoint_reopens_to_the_table_before_or_after() {
+    let clean = crash_in_checkpoint(None, true);
+    assert!(
+        clean.after.len() < clean.live.len(),
+        "the sweep removes rows: {} of {}",
+        clean.after.len(),
+        clean.live.len()
+    );
+    crash_at_every_io_step_of(clean, true);
+}
+
+/// Crashes the checkpoint of `clean`'s workload at each of its mutating
+/// operations: each reopen starts from the checkpoint before with the
+/// table before it, or from this one with the table it wrote.
+fn crash_at_every_io_step_of(clean: CheckpointRun, sweeping: bool) {
     assert!(clean.span > 0, "a checkpoint writes");
     let (after, seq) = reopened_table(&clean.fs.crash_image(CrashMode::DropUnsynced), "no crash");
     assert_eq!(
-        (after, seq),
-        (clean.live, clean.seq),
+        (&after, seq),
+        (&clean.after, clean.seq),
         "an uncrashed checkpoint reopens to the live table, from itself"
     );
     let mut rng = Rng::new(seed("checkpoint_power_loss"));
     for j in 1..=clean.span {
-        let run = crash_in_checkpoint(Some(j));
+        let run = crash_in_checkpoint(Some(j), sweeping);
+        // What the checkpoint writes: the run's own table (it changes
+        // none, and times differ from run to run), or on the sweeping
+        // run's clock that stands, the clean run's table after it.
+        let image = if sweeping { &clean.after } else { &run.live };
         let (before, before_seq) = reopened_table(&run.before, "before the checkpoint");
         assert_eq!(
             before_seq + 1,
@@ -375,8 +426,7 @@ fn a_crash_at_every_io_step_of_a_checkpoint_reopens_to_the_table_before_or_after
             let what = format!("crash at op {j} of {}, {mode:?}", clean.span);
             let (reopened, seq) = reopened_table(&run.fs.crash_image(mode), &what);
             assert!(
-                (seq == before_seq && reopened == before)
-                    || (seq == run.seq && reopened == run.live),
+                (seq == before_seq && reopened == before) || (seq == run.seq && &reopened == image),
                 "{what}: the open started from checkpoint {seq} (before: {before_seq}, this one: \
                  {}) and its table is neither the one before the checkpoint nor its image",
                 run.seq

@@ -421,6 +421,24 @@ fn a_lease_asked_for_ahead_stays_alive_while_the_thread_runs_a_long_slice() {
 /// complete meanwhile.
 #[test]
 fn a_lease_asked_for_ahead_and_not_started_is_handed_back_to_an_idle_worker() {
+    urgent_lease_ahead_handed_back("1000", None);
+}
+
+/// Known fault 10: the same, where the urgent job's kind bounds one lease
+/// (`kind lease --timeout-ms`) below half the lease timeout. The node
+/// ends such a lease at that bound from hand-out, heartbeats or not, so
+/// the worker hands it back within half of it (the node sends the bound
+/// with the lease): before, it waited half the lease timeout and the
+/// lease expired unstarted, counted against the job as a hang.
+#[test]
+fn a_lease_ahead_of_a_kind_with_a_shorter_bound_is_handed_back_within_that_bound() {
+    urgent_lease_ahead_handed_back("8000", Some("2000"));
+}
+
+/// A busy worker's lease ahead carries a priority-1 copy job (bounded by
+/// `copy_bound_ms`, if given, per lease); it is handed back unstarted
+/// and an idle worker runs it, with no lease expired.
+fn urgent_lease_ahead_handed_back(lease_timeout_ms: &str, copy_bound_ms: Option<&str>) {
     let sb = Sandbox::new();
     let gate = sb.dir.path().join("let-the-long-slice-end");
     // Bounded, so a failed run leaves no command behind for long.
@@ -434,11 +452,24 @@ fn a_lease_asked_for_ahead_and_not_started_is_handed_back_to_an_idle_worker() {
             "--workers",
             "0",
             "--lease-timeout-ms",
-            "1000",
+            lease_timeout_ms,
             "--exec-allow",
             &long_cat,
         ],
     );
+    if let Some(bound) = copy_bound_ms {
+        let args = [
+            "kind",
+            "lease",
+            "copy",
+            "--max-expiries",
+            "3",
+            "--timeout-ms",
+            bound,
+        ];
+        let out = remote(&server, &sb, &args).output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
     let input = numbered_lines(2);
     let long = submit(
         &server,
@@ -941,6 +972,21 @@ struct Service {
     rt: tokio::runtime::Runtime,
     stop: tokio::sync::oneshot::Sender<()>,
     working: tokio::task::JoinHandle<Result<(), booster_client::ClientError>>,
+    /// One service at a time in this test process, so its threads can be
+    /// counted (`remote_threads`).
+    _alone: std::sync::MutexGuard<'static, ()>,
+}
+
+static ONE_SERVICE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Threads of a connected runtime in this process (named
+/// `booster-remote-N`; the kernel keeps 15 bytes of a name).
+fn remote_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("booster-remote"))
+        .count()
 }
 
 impl Service {
@@ -949,6 +995,7 @@ impl Service {
         kind: &str,
         handler: std::sync::Arc<dyn booster_runtime::RecordHandler>,
     ) -> Service {
+        let alone = ONE_SERVICE.lock().unwrap_or_else(|e| e.into_inner());
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -968,7 +1015,12 @@ impl Service {
         wait_for("the service to join", || {
             get(server, "/api/workers").contains(kind)
         });
-        Service { rt, stop, working }
+        Service {
+            rt,
+            stop,
+            working,
+            _alone: alone,
+        }
     }
 
     fn stop(self) {
@@ -1039,4 +1091,17 @@ fn a_remote_slice_whose_output_passes_the_message_limit_fails_at_once_naming_it(
     assert!(job.to_string().contains("message limit"), "{job:#}");
     assert_eq!(lease_expiries(&server), 0, "{job:#}");
     service.stop();
+}
+
+/// A service's `work` future dropped before its end (a `select!` or a
+/// timeout around it) stops its threads: they used to go on leasing, out
+/// of the caller's reach, for the life of the process.
+#[test]
+fn a_service_whose_work_future_is_dropped_stops_its_threads() {
+    let sb = Sandbox::new();
+    let server = serve(&sb, &["--workers", "0", "--lease-timeout-ms", "3000"]);
+    let service = Service::join(&server, "upper", std::sync::Arc::new(Upper));
+    assert_eq!(remote_threads(), 2);
+    service.working.abort();
+    wait_for("the service's threads to end", || remote_threads() == 0);
 }

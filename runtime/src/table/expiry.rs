@@ -109,18 +109,51 @@ impl Filed {
         }
     }
 
-    /// One frame per (f, minute): key n is the checkpoint's `seq` (its low
-    /// 24 bits), so frames of one minute from different checkpoints never
-    /// share a key; one record per id, u64 LE.
-    pub fn frames(self, seq: u64) -> Vec<(SliceKey, Vec<[u8; 8]>)> {
+    /// One frame per (f, minute), one record per id, u64 LE. Key n is the
+    /// checkpoint's `seq` (its low 24 bits), so frames of one minute from
+    /// different checkpoints do not share a key, unless 2^24 checkpoints
+    /// lie between them (a refile of old rows): a key `store` already
+    /// holds is never written over (its rows would never expire), the
+    /// frame takes the next n of its minute instead (`free_n`).
+    pub fn frames(self, seq: u64, store: &dyn SliceStore) -> Vec<(SliceKey, Vec<[u8; 8]>)> {
         let n = (seq & 0xFF_FFFF) as u32;
         self.0
             .into_iter()
             .filter_map(|((f, minute), ids)| {
-                let key = keys::expiry(f, minute, n)?;
+                let key = keys::expiry(f, minute, free_n(store, f, minute, n))?;
                 Some((key, ids.iter().map(|id| id.to_le_bytes()).collect()))
             })
             .collect()
+    }
+}
+
+/// `n` when the store holds no `EXPIRY` frame of `(f, minute)` under it,
+/// else one past the highest n of that minute it holds. An index that
+/// cannot be scanned answers `n`, as before this check; a minute whose
+/// 2^24 keys are all taken cannot be reached (checkpoints are at least
+/// `CHECKPOINT_MIN_GAP_MS` apart: about 1 200 frames a minute).
+fn free_n(store: &dyn SliceStore, f: u8, minute: u64, n: u32) -> u32 {
+    let stream = EXPIRY_BASE + u32::from(f);
+    let Some(key) = keys::expiry(f, minute, n) else {
+        return n;
+    };
+    let held = |seqs: (Bound<u64>, Bound<u64>), rev: bool| {
+        store
+            .scan(TABLE_OWNER, stream, seqs, rev, 1)
+            .ok()
+            .and_then(|items| items.first().map(|i| i.key.seq))
+    };
+    let exact = (Bound::Included(key.seq), Bound::Included(key.seq));
+    if held(exact, false).is_none() {
+        return n;
+    }
+    let minute_keys = (
+        Bound::Included(minute << 24),
+        Bound::Included((minute << 24) | 0xFF_FFFF),
+    );
+    match held(minute_keys, true) {
+        Some(highest) if highest & 0xFF_FFFF < 0xFF_FFFF => (highest & 0xFF_FFFF) as u32 + 1,
+        _ => n,
     }
 }
 

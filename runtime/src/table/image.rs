@@ -255,7 +255,12 @@ pub fn checkpoint_batch(
     let (record, records) = checkpoint_records(state, state.book.checkpoint_seq + 1);
     let mut log = vec![meta::encode(&record)];
     log.extend(records);
-    let mut batch = Batch::new().checkpoint(log[0].clone());
+    // A checkpoint can wait: on a disk without room for it, it is refused
+    // unwritten (Known fault 8: its write met the full disk and poisoned
+    // the store where small commits still fit), and backs off.
+    let mut batch = Batch::new()
+        .checkpoint(log[0].clone())
+        .needs_room("a checkpoint of the job table");
     for r in &log[1..] {
         batch = batch.meta(r.clone());
     }
@@ -269,13 +274,27 @@ pub fn checkpoint_batch(
     for (key, records) in &image.puts {
         batch = batch.slice(*key, records);
     }
-    for (key, records) in image.filed.frames(state.book.checkpoint_seq + 1) {
+    for (key, records) in image.filed.frames(state.book.checkpoint_seq + 1, store) {
         batch = batch.slice(key, &records);
     }
     for key in image.deletes {
         batch = batch.delete(key);
     }
     Ok((batch, record, log))
+}
+
+/// A checkpoint batch built by `swept_checkpoint_batch`.
+pub struct SweptCheckpoint {
+    pub batch: Batch,
+    pub record: Meta,
+    /// The batch's meta records as encoded (`checkpoint_batch`).
+    pub log: Vec<Vec<u8>>,
+    /// Where refiling goes on once the batch is durable
+    /// (`Book::refile_from`): the cursor moves only then
+    /// (`State::checkpoint_answered`), so a batch the store refuses leaves
+    /// it where it was and no page of an image from before step 6 is
+    /// skipped.
+    pub refile_next: Option<u64>,
 }
 
 /// `checkpoint_batch` after the retention sweep (`expiry::sweep`, by
@@ -285,7 +304,7 @@ pub fn swept_checkpoint_batch(
     state: &mut State,
     store: &dyn SliceStore,
     now_ms: u64,
-) -> Result<(Batch, Meta, Vec<Vec<u8>>), Unbuilt> {
+) -> Result<SweptCheckpoint, Unbuilt> {
     let swept = expiry::sweep(state, store, now_ms)?;
     // An image from before step 6: the next pages' finished rows are
     // filed too, and the cursor moves on in the same batch. (Without an
@@ -308,7 +327,6 @@ pub fn swept_checkpoint_batch(
             Some(page) => batch.slice(keys::refile(), &[page.to_le_bytes()]),
             None => batch.delete(keys::refile()),
         };
-        state.book.refile_from = next;
     }
     for (key, records) in &swept.puts {
         batch = batch.slice(*key, records);
@@ -316,7 +334,13 @@ pub fn swept_checkpoint_batch(
     for key in swept.deletes {
         batch = batch.delete(key);
     }
-    Ok((batch, record, log))
+    Ok(SweptCheckpoint {
+        batch,
+        record,
+        log,
+        // Without a refile under way, `next` is None too.
+        refile_next: next,
+    })
 }
 
 /// The keys of the table image in `store` (what a whole image replaces).

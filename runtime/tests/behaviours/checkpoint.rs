@@ -436,3 +436,94 @@ async fn a_checkpoint_a_rotted_page_blocks_is_tried_once_then_paused_and_named()
         "{paused}"
     );
 }
+
+/// Opens a runtime (automatic checkpoints off) on `fs`, with no disk
+/// reserve, so the test's quota is the space the store has.
+async fn open_on_sim(fs: &booster_store::fs::sim::SimFileLayer) -> Runtime {
+    let fs = fs.clone();
+    let mut o = opts(std::path::Path::new("/full"), 2);
+    o.auto_checkpoint = false;
+    let store_opts = booster_store::StoreOptions {
+        reserve_bytes: 0,
+        ..booster_store::StoreOptions::default()
+    };
+    let rt = Runtime::open_on(o, move || {
+        booster_store::Store::open_with(fs, "/full", store_opts)
+    })
+    .await
+    .unwrap();
+    rt.register_simple("held", Arc::new(Held::default()));
+    rt
+}
+
+/// Arguments that hardly compress: `n` hex digits of a fixed sequence.
+fn hex_args(seed: u64, n: usize) -> serde_json::Value {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let digits: String = (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from_digit((x & 15) as u32, 16).expect("a hex digit")
+        })
+        .collect();
+    serde_json::json!({ "hex": digits })
+}
+
+/// Known fault 8: a checkpoint batch that does not fit on a nearly full
+/// disk is refused before anything of it is written, and poisons nothing
+/// (before, its write met ENOSPC and poisoned the store, G9, where small
+/// commits still fit): submits and completions go on, acknowledged and
+/// durable across a reopen, and once space is freed a checkpoint is
+/// written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_that_does_not_fit_on_a_full_disk_is_refused_and_small_commits_go_on() {
+    let fs = booster_store::fs::sim::SimFileLayer::new();
+    let rt = open_on_sim(&fs).await;
+    // 1 000 queued jobs of 2 KB of arguments each: their rows make a
+    // checkpoint of about a megabyte.
+    let specs = (0..1000)
+        .map(|n| JobSpec::simple("nobody", hex_args(n, 2000)))
+        .collect();
+    let queued = rt.submit_many(specs).await.unwrap();
+    // Room for small commits, not for that checkpoint.
+    fs.set_quota(Some(fs.used_bytes() + 256 * 1024));
+    let e = rt.checkpoint().await.unwrap_err();
+    assert!(
+        e.to_string().contains("checkpoint") && e.to_string().contains("free space"),
+        "{e}"
+    );
+    assert_eq!(rt.checkpoint_seq(), 0);
+    // Said, and counted as a failure that backs off (not a pause for good).
+    let m = rt.metrics();
+    let paused = m.checkpoints_paused.unwrap_or_default();
+    assert!(
+        paused.contains("free space") && paused.contains("retrying"),
+        "{paused}"
+    );
+    assert_eq!(m.checkpoint_failures, 1);
+    let mut done = Vec::new();
+    for n in 0..20 {
+        let id = rt
+            .submit(JobSpec::simple("held", serde_json::json!({ "n": n })))
+            .await
+            .unwrap();
+        let status = rt.wait(id).await.unwrap();
+        assert_eq!(status.state, JobState::Completed);
+        done.push(id);
+    }
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+    let rt = open_on_sim(&fs).await;
+    for &id in &done {
+        assert_eq!(rt.job(id).await.unwrap().state, JobState::Completed);
+    }
+    assert_eq!(rt.job(queued[999]).await.unwrap().state, JobState::Queued);
+    assert!(rt.checkpoint().await.is_err(), "still no room");
+    fs.set_quota(None);
+    assert_eq!(rt.checkpoint().await.unwrap(), 1);
+    assert_eq!(rt.metrics().checkpoints_paused, None);
+    let table = table_of(&rt).await;
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+    let rt = open_on_sim(&fs).await;
+    assert_eq!(table_of(&rt).await, table);
+}

@@ -529,3 +529,33 @@ async fn a_done_slice_whose_output_frame_is_gone_stops_the_download() {
         .await
         .unwrap();
 }
+
+/// Known fault 7: a job waiting on a dependency whose `created` record
+/// rotted sees it lost, as the open lists it, never "destroyed": its
+/// settle waits for the end of replay, once the lost rows are in. One
+/// that fails on a broken dependency fails naming the loss; one that
+/// runs anyway runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_waiting_on_a_dependency_whose_created_record_rotted_sees_it_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let noop = |n: u64| JobSpec::simple("noop", serde_json::json!(n));
+    let (dep, dep_segment) = submit_alone(dir.path(), noop(0), None).await;
+    let fails = noop(1).with_after(&[dep], DependencyFailure::Fail);
+    let (fails, _) = submit_alone(dir.path(), fails, None).await;
+    let runs = noop(2).with_after(&[dep], DependencyFailure::Run);
+    let (runs, _) = submit_alone(dir.path(), runs, None).await;
+    let offset = rot_nth(&dep_segment, 0, |e| e.header.kind == FrameKind::Meta);
+    let rt = Runtime::open(opts(dir.path(), 1)).await.unwrap();
+    assert_lost(&rt, dep, &dep_segment, offset).await;
+    let st = rt.job(fails).await.unwrap();
+    assert_eq!(st.state, JobState::Failed, "{st:?}");
+    let reason = st.failure_reason.unwrap_or_default();
+    assert!(
+        reason.contains(&format!("job {dep}")) && reason.contains("was lost"),
+        "{reason}"
+    );
+    assert_eq!(rt.job(runs).await.unwrap().state, JobState::Queued);
+    rt.shutdown(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+}

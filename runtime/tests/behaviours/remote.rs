@@ -228,6 +228,51 @@ async fn a_job_with_after_on_a_node_without_threads_says_why_it_waits_and_idles_
     );
 }
 
+/// The first task the node leases `session`, whatever its work.
+async fn first_task(rt: &Runtime, session: &RemoteSession) -> RemoteTask {
+    for _ in 0..100 {
+        match rt
+            .remote_lease(session, 0, Duration::from_millis(200))
+            .await
+            .unwrap()
+        {
+            RemoteLease::Task(task) => return task,
+            RemoteLease::Nothing => continue,
+            RemoteLease::Idle => break,
+        }
+    }
+    panic!("the node leased nothing");
+}
+
+/// Known fault 10: a kind's own lease bound (`LeasePolicy::timeout`) ends
+/// a lease at that bound from hand-out, heartbeats or not, so a worker
+/// must hand a lease it asked for ahead back within it, not within half
+/// the lease timeout: the node sends the bound with the lease (before,
+/// the worker could not know it, and the lease ahead of a kind bound
+/// below half the lease timeout expired unstarted, counted against its
+/// work as a hang). A kind without its own bound sends none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_lease_carries_its_kind_s_own_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = node(dir.path()).await;
+    let bounded = LeasePolicy {
+        max_expiries: 3,
+        timeout: Some(Duration::from_millis(700)),
+    };
+    rt.set_lease_policy("echo", bounded);
+    let id = rt.submit(sliced("echo", 10)).await.unwrap();
+    upload_all(&rt, id, &records(10)).await;
+    let joined = rt.remote_join(hello()).unwrap();
+    assert!(700 < joined.lease_timeout_ms / 2, "a bound below half");
+    let task = first_task(&rt, &joined.session).await;
+    assert_eq!(task.timeout_ms, Some(700));
+    rt.set_lease_policy("echo", LeasePolicy::default());
+    let id = rt.submit(sliced("echo", 10)).await.unwrap();
+    upload_all(&rt, id, &records(10)).await;
+    let task = first_task(&rt, &joined.session).await;
+    assert_eq!(task.timeout_ms, None);
+}
+
 /// A worker process silent for more than 4 lease timeouts, holding
 /// nothing, is forgotten by the node's timer, not only when another
 /// process joins: until then the workers listing showed it as connected

@@ -66,6 +66,9 @@ struct SimState {
     mutating_ops: u64,
     crash_at: Option<u64>,
     crashed: bool,
+    /// The disk's size for the files' bytes (None: unbounded): a write or
+    /// a size change that would pass it fails with ENOSPC, changing nothing.
+    quota: Option<u64>,
 }
 
 fn crashed() -> io::Error {
@@ -103,6 +106,29 @@ impl SimState {
         self.inodes
             .get_mut(&id)
             .expect("open files keep their inode")
+    }
+
+    /// Bytes the files in the namespace hold.
+    fn used_bytes(&self) -> u64 {
+        let linked: BTreeSet<u64> = self.entries.values().copied().collect();
+        linked
+            .iter()
+            .filter_map(|id| self.inodes.get(id))
+            .map(|inode| inode.data.len() as u64)
+            .sum()
+    }
+
+    /// ENOSPC when growing file `id` to `len` bytes would pass the quota.
+    fn room_for(&self, id: u64, len: u64) -> io::Result<()> {
+        let Some(quota) = self.quota else {
+            return Ok(());
+        };
+        let have = self.inodes.get(&id).map_or(0, |i| i.data.len() as u64);
+        let growth = len.saturating_sub(have);
+        if growth > 0 && self.used_bytes().saturating_add(growth) > quota {
+            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+        }
+        Ok(())
     }
 }
 
@@ -187,6 +213,18 @@ impl SimFileLayer {
 
     pub fn has_crashed(&self) -> bool {
         self.lock().crashed
+    }
+
+    /// Bounds the files' bytes at `bytes` (a disk that fills: writes past
+    /// it fail with ENOSPC and `free_bytes` says what is left), or lifts
+    /// the bound (`None`: space freed).
+    pub fn set_quota(&self, bytes: Option<u64>) {
+        self.lock().quota = bytes;
+    }
+
+    /// Bytes the files hold now.
+    pub fn used_bytes(&self) -> u64 {
+        self.lock().used_bytes()
     }
 
     /// What a machine finds after power loss now: the durable namespace, each
@@ -349,6 +387,7 @@ impl FileHandle for SimFile {
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         let mut s = self.lock();
         s.tick()?;
+        s.room_for(self.inode, offset.saturating_add(buf.len() as u64))?;
         let op = Op::Write {
             offset,
             bytes: buf.to_vec(),
@@ -368,6 +407,7 @@ impl FileHandle for SimFile {
     fn set_len(&self, len: u64) -> io::Result<()> {
         let mut s = self.lock();
         s.tick()?;
+        s.room_for(self.inode, len)?;
         let inode = s.inode(self.inode);
         apply(&mut inode.data, &Op::SetLen(len));
         inode.pending.push(Op::SetLen(len));
@@ -499,6 +539,13 @@ impl FileLayer for SimFileLayer {
         let mut s = self.lock();
         s.alive()?;
         Ok(SimMap(s.inode(file.inode).data.clone().into()))
+    }
+
+    fn free_bytes(&self, _dir: &Path) -> io::Result<u64> {
+        let s = self.lock();
+        s.alive()?;
+        Ok(s.quota
+            .map_or(u64::MAX, |q| q.saturating_sub(s.used_bytes())))
     }
 
     fn try_lock(&self, path: &Path, holder: &str) -> io::Result<Result<SimLock, String>> {

@@ -231,7 +231,10 @@ pub fn read_footer_summary(bytes: &[u8]) -> Result<FooterSummary, FormatError> {
     let footer_offset = u64::from_le_bytes(bytes[len - 12..len - 4].try_into().expect("8 bytes"));
     let off = usize::try_from(footer_offset)
         .ok()
-        .filter(|o| *o >= SEGMENT_HEADER_LEN && *o + FRAME_HEADER_LEN + tail <= len)
+        .filter(|o| {
+            let end = o.checked_add(FRAME_HEADER_LEN + tail);
+            *o >= SEGMENT_HEADER_LEN && end.is_some_and(|end| end <= len)
+        })
         .ok_or_else(|| bad("footer offset out of range"))?;
     let header = decode_frame_header(&bytes[off..])?;
     if header.kind != FrameKind::SealFooter

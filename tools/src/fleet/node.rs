@@ -116,6 +116,7 @@ pub async fn lease(State(app): State<AppState>, req: Request) -> Response {
                     task: Some(proto::Task {
                         epoch: task.epoch,
                         deadline_ms: task.deadline_ms,
+                        timeout_ms: task.timeout_ms.unwrap_or(0),
                         work: Some(work_of(task.work)),
                     }),
                     idle: false,
