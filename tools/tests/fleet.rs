@@ -1105,7 +1105,9 @@ fn a_service_whose_work_future_is_dropped_stops_its_threads() {
     let sb = Sandbox::new();
     let server = serve(&sb, &["--workers", "0", "--lease-timeout-ms", "3000"]);
     let service = Service::join(&server, "upper", std::sync::Arc::new(Upper));
-    assert_eq!(remote_threads(), 2);
+    // The node lists the process at its `Hello`, a moment before its
+    // threads start.
+    wait_for("the service's threads to start", || remote_threads() == 2);
     service.working.abort();
     wait_for("the service's threads to end", || remote_threads() == 0);
 }
