@@ -476,6 +476,27 @@ fn thread_loop(w: &Arc<Worker>, thread: u32) {
                 }
             }
         };
+        // A handler that refuses the work (its `refuses`, as on a node's
+        // own threads): handed back, and this process is leased those jobs
+        // no more.
+        if let Some(jobs) = declined(w, &task) {
+            w.held.lock().remove(&epoch);
+            let client = w.client.lock().clone();
+            let m = proto::DeclineRequest {
+                worker_id: session.id,
+                epoch,
+                session: session.secret,
+                jobs,
+            };
+            if let Err(s) = w.rt.block_on(client.decline(m)) {
+                // The lease expires at worst, and runs elsewhere.
+                eprintln!(
+                    "booster work: could not hand back lease {epoch}: {}",
+                    describe(&s)
+                );
+            }
+            continue;
+        }
         if !w.stop.load(Ordering::Relaxed) {
             next = Some(w.rt.spawn(lease_ahead(w.clone(), thread, progress.clone())));
         }
@@ -739,6 +760,38 @@ fn fit(commit: &mut proto::CommitRequest, limit: usize) {
 fn commit_len(results: &[proto::SimpleResult]) -> usize {
     use prost::Message;
     results.iter().map(|r| r.encoded_len() + 8).sum()
+}
+
+/// The jobs of `task` this process's handler refuses (`refuses`), with
+/// its reasons; None when it takes them all (or has no handler: running
+/// it says so).
+fn declined(w: &Worker, task: &proto::Task) -> Option<Vec<proto::DeclinedJob>> {
+    let ask = |job: u64, kind: &str, props: &str, categories: &[String], simple: bool| {
+        let props = properties(props);
+        let ctx = JobContext::new(job, kind, &props, categories);
+        let reason = match w.handlers.get(kind)? {
+            Handler::Sliced(h) if !simple => h.refuses(&ctx),
+            Handler::Simple(h) if simple => h.refuses(&ctx),
+            _ => None,
+        }?;
+        Some(proto::DeclinedJob { job, reason })
+    };
+    let jobs: Vec<proto::DeclinedJob> = match task.work.as_ref()? {
+        proto::Work::Slice(s) => ask(s.job, &s.kind, &s.properties_json, &s.categories, false)
+            .into_iter()
+            .collect(),
+        proto::Work::Before(h) | proto::Work::After(h) => {
+            ask(h.job, &h.kind, &h.properties_json, &h.categories, false)
+                .into_iter()
+                .collect()
+        }
+        proto::Work::Simple(b) => b
+            .jobs
+            .iter()
+            .filter_map(|j| ask(j.job, &j.kind, &j.properties_json, &[], true))
+            .collect(),
+    };
+    (!jobs.is_empty()).then_some(jobs)
 }
 
 /// Runs the handler on `task`; the outcome to commit.

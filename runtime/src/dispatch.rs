@@ -211,6 +211,7 @@ impl State {
                 self.table
                     .get(&id)
                     .is_none_or(|j| j.after.is_empty() && r.accepts(&j.kind, &j.properties))
+                    && self.book.fleet.declined(r.group, id).is_none()
             }),
         }?;
         let local = self.book.local_workers;

@@ -97,6 +97,9 @@ impl SliceStore for Counting {
     fn stats_with(&self, plan: &dyn CompactionPlan) -> Result<StoreStats, StoreError> {
         self.inner.stats_with(plan)
     }
+    fn memory(&self) -> booster_store::StoreMemory {
+        self.inner.memory()
+    }
     fn shutdown(&self) -> Result<(), StoreError> {
         self.inner.shutdown()
     }

@@ -1036,6 +1036,14 @@ impl Runtime {
         self.shared().state.lock().table.values().count()
     }
 
+    /// Entries of each in-RAM structure that can hold one per job, and
+    /// the store's index sizes: a diagnostic (issue 12's soak samples it
+    /// beside the resident set).
+    pub fn memory_census(&self) -> crate::MemoryCensus {
+        let store = self.inner.store.memory();
+        crate::MemoryCensus::take(&self.shared().state.lock(), store)
+    }
+
     /// The number of the newest checkpoint in this data directory's log
     /// (the one this open started from, or a later one this process
     /// wrote); 0: none.

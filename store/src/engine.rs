@@ -111,8 +111,8 @@ impl<F: FileLayer> Engine<F> {
         // segment's size seals it) or that closing will: the footer of
         // every frame in the active segment, the queued ones (at most one
         // per smallest frame's bytes) and the batch's own, however few
-        // bytes the batch is (a 64 MiB segment of small frames seals
-        // with tens of MB).
+        // bytes the batch is (a 32 MiB segment of small frames seals
+        // with over 10 MB).
         let queued_bytes = self.budget.queued() as u64;
         let seal_frames = self.active_frames.load(Ordering::Acquire)
             + (queued_bytes / frame_len(0)) as usize

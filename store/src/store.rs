@@ -344,6 +344,13 @@ impl<F: FileLayer> Store<F> {
         self.engine.index.read().stats(segments)
     }
 
+    /// What the store holds in RAM, counted (a diagnostic: issue 12's soak
+    /// samples it beside the resident set).
+    pub fn memory(&self) -> crate::StoreMemory {
+        let segments = self.engine.segments.read().len();
+        self.engine.index.read().memory(segments)
+    }
+
     /// As [`Store::stats`], but the slices `plan` would drop count as dead
     /// bytes, not live: what [`Store::compact`] with `plan` reclaims.
     pub fn stats_with(&self, plan: &dyn CompactionPlan) -> Result<StoreStats, StoreError> {

@@ -35,8 +35,11 @@ use crate::{JobId, RuntimeError};
 
 #[derive(Clone)]
 struct Entry {
-    /// None: the row went (destroyed) since the image was written.
-    row: Option<Job>,
+    /// None: the row went (destroyed) since the image was written. Boxed:
+    /// the tree's nodes then hold 24 bytes an entry, not a whole `Job`
+    /// (about 370 bytes) at the fill a B-tree leaves, which cost about 800
+    /// bytes a row waiting for its checkpoint (issue 12's soak).
+    row: Option<Box<Job>>,
     /// The dirty generation that last changed it; at most `written` for a
     /// row as the image holds it.
     generation: u64,
@@ -47,7 +50,7 @@ struct Entry {
 pub struct SweptRow {
     id: JobId,
     /// Its entry in RAM before (None: only the image held it).
-    before: Option<Box<Entry>>,
+    before: Option<Entry>,
     /// The generation its removal was made in.
     generation: u64,
 }
@@ -126,7 +129,7 @@ impl TableView {
     /// Job `id`'s row, a destroyed one (a tombstone) included.
     pub fn row_or_tombstone(&self, id: &JobId) -> Option<Cow<'_, Job>> {
         match self.overlay.get(id) {
-            Some(e) => e.row.as_ref().map(Cow::Borrowed),
+            Some(e) => e.row.as_deref().map(Cow::Borrowed),
             None => self.read(*id).map(Cow::Owned),
         }
     }
@@ -134,7 +137,18 @@ impl TableView {
     /// Job `id`'s entry in RAM: Some(row), Some(None) for a row that went
     /// since the image was written, None when only the image can say.
     pub fn in_ram(&self, id: &JobId) -> Option<Option<&Job>> {
-        self.overlay.get(id).map(|e| e.row.as_ref())
+        self.overlay.get(id).map(|e| e.row.as_deref())
+    }
+
+    /// Overlay entries, and of them rows (`MemoryCensus`).
+    pub fn overlay_sizes(&self) -> (usize, usize) {
+        let rows = self.overlay.values().filter(|e| e.row.is_some()).count();
+        (self.overlay.len(), rows)
+    }
+
+    /// Rows a control or a submit holds (`MemoryCensus`).
+    pub fn pinned(&self) -> usize {
+        self.pins.len()
     }
 
     /// Whether a control or a submit holds job `id`'s row (`pin`).
@@ -168,7 +182,7 @@ impl TableView {
         let job = self.remove(&id)?;
         let swept = SweptRow {
             id,
-            before: Some(Box::new(before)),
+            before: Some(before),
             generation: self.generation,
         };
         Some((job, swept))
@@ -189,7 +203,7 @@ impl TableView {
         }
         let generation = swept.before.as_ref().map(|e| e.generation);
         let old = match swept.before {
-            Some(e) => self.overlay.insert(swept.id, *e),
+            Some(e) => self.overlay.insert(swept.id, e),
             None => self.overlay.remove(&swept.id),
         };
         self.count_change(old.as_ref(), generation);
@@ -202,7 +216,7 @@ impl TableView {
     /// be blamed instead).
     pub fn get_checked(&self, id: &JobId) -> Result<Option<Cow<'_, Job>>, RuntimeError> {
         match self.overlay.get(id) {
-            Some(e) => Ok(e.row.as_ref().map(Cow::Borrowed)),
+            Some(e) => Ok(e.row.as_deref().map(Cow::Borrowed)),
             None => match self.fetch(*id) {
                 Ok(row) => Ok(row.map(Cow::Owned)),
                 Err(e) => Err(RuntimeError::Corrupt(crate::lost::page_reason(
@@ -239,7 +253,7 @@ impl TableView {
 
     /// Job `id`'s row if it is in RAM (every unfinished row is).
     pub fn resident(&self, id: &JobId) -> Option<&Job> {
-        self.overlay.get(id).and_then(|e| e.row.as_ref())
+        self.overlay.get(id).and_then(|e| e.row.as_deref())
     }
 
     /// Job `id`'s row to change: read into the overlay first when it is
@@ -256,19 +270,19 @@ impl TableView {
             self.overlay.insert(
                 *id,
                 Entry {
-                    row: Some(job),
+                    row: Some(Box::new(job)),
                     generation,
                 },
             );
         }
         let (generation, written) = (self.generation, self.written);
         let e = self.overlay.get_mut(id)?;
-        e.row.as_ref().filter(|j| !j.is_destroyed())?;
+        e.row.as_deref().filter(|j| !j.is_destroyed())?;
         if e.generation <= written {
             self.changed += 1;
         }
         e.generation = generation;
-        e.row.as_mut()
+        e.row.as_deref_mut()
     }
 
     /// Job `id`'s row to change, only while it is unfinished. Every
@@ -296,12 +310,12 @@ impl TableView {
         };
         let id = job.id;
         let e = Entry {
-            row: Some(job),
+            row: Some(Box::new(job)),
             generation,
         };
         let old = self.overlay.insert(id, e);
         self.count_change(old.as_ref(), Some(generation));
-        old.and_then(|e| e.row)
+        old.and_then(|e| e.row).map(|b| *b)
     }
 
     /// Takes job `id`'s row out of RAM to be replaced (a restore).
@@ -310,7 +324,7 @@ impl TableView {
         if e.generation > self.written {
             self.changed -= 1;
         }
-        e.row
+        e.row.map(|b| *b)
     }
 
     /// `old`, an entry replaced by one of `generation` (None: by none),
@@ -336,7 +350,7 @@ impl TableView {
         let was = self.overlay.remove(id);
         let was_changed = was.as_ref().is_some_and(|e| e.generation > self.written);
         let old = match was {
-            Some(e) => e.row,
+            Some(e) => e.row.map(|b| *b),
             None => self.fetch_noting(*id),
         };
         if was_changed {
@@ -357,7 +371,7 @@ impl TableView {
     /// image; else the unfinished rows and those changed or pinned since
     /// the newest checkpoint (`scan` reads them all).
     pub fn values(&self) -> impl DoubleEndedIterator<Item = &Job> {
-        self.overlay.values().filter_map(|e| e.row.as_ref())
+        self.overlay.values().filter_map(|e| e.row.as_deref())
     }
 
     #[cfg(test)]
@@ -393,7 +407,7 @@ impl TableView {
             self.overlay.insert(
                 id,
                 Entry {
-                    row: Some(job),
+                    row: Some(Box::new(job)),
                     generation,
                 },
             );
@@ -442,7 +456,7 @@ impl TableView {
             changed += usize::from(e.generation > sealed);
             e.generation > sealed
                 || pins.contains_key(id)
-                || e.row.as_ref().is_some_and(|j| !j.is_terminal())
+                || e.row.as_deref().is_some_and(|j| !j.is_terminal())
         });
         self.changed = changed;
     }
@@ -454,7 +468,7 @@ impl TableView {
         self.overlay
             .iter()
             .filter(move |(_, e)| e.generation > written)
-            .map(|(id, e)| (*id, e.row.as_ref()))
+            .map(|(id, e)| (*id, e.row.as_deref()))
     }
 
     /// The pages rows could not be read from to be changed (see
@@ -484,7 +498,7 @@ impl TableView {
         let mut out = Vec::with_capacity(ids.len());
         for &id in ids {
             if let Some(e) = self.overlay.get(&id) {
-                out.push(Ok(e.row.as_ref().map(|j| RowState {
+                out.push(Ok(e.row.as_deref().map(|j| RowState {
                     state: j.state,
                     lost: &*j.kind == crate::lost::KIND,
                     destroyed: j.is_destroyed(),
@@ -656,7 +670,7 @@ impl TableView {
             }
             let first = page * ROWS_PER_PAGE;
             for (id, e) in self.overlay.range(first..first + ROWS_PER_PAGE) {
-                rows.insert(*id, e.row.as_ref().map_or(Pick::Gone, Pick::Resident));
+                rows.insert(*id, e.row.as_deref().map_or(Pick::Gone, Pick::Resident));
             }
             let picks: Box<dyn Iterator<Item = Pick<'_>>> = match rev {
                 false => Box::new(rows.into_values()),
