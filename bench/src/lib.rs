@@ -12,6 +12,7 @@
 //! assert_eq!(round_trip(&mut codec, 0, &slice), slice);
 //! ```
 
+pub mod alloc;
 pub mod booster;
 pub mod child;
 pub mod codec;

@@ -13,9 +13,10 @@ use booster_bench::{child, compare, targets};
 use clap::{Parser, ValueEnum};
 
 // The same allocator as the `booster` binary, so the harness measures what
-// users run (bench/RESULTS.md, "The allocator").
+// users run (bench/RESULTS.md, "The allocator"); it counts live heap bytes
+// only when the soak asks (`alloc.rs`).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: booster_bench::alloc::CountingMimalloc = booster_bench::alloc::CountingMimalloc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Scenario {

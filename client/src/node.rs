@@ -97,6 +97,10 @@ impl NodeClient {
         self.call("Commit", m).await
     }
 
+    pub async fn decline(&self, m: proto::DeclineRequest) -> Result<proto::DeclineReply, Status> {
+        self.call("Decline", m).await
+    }
+
     async fn call<M1, M2>(&self, method: &str, m: M1) -> Result<M2, Status>
     where
         M1: prost::Message + Send + Sync + 'static,

@@ -273,3 +273,31 @@ pub struct CommitReply {
     #[prost(string, tag = "2")]
     pub reason: String,
 }
+
+/// `Decline`: the worker's handler refuses work it was leased
+/// (`RecordHandler::refuses` / `SimpleHandler::refuses`). The node hands
+/// the lease back (no expiry counted) and leases those jobs to this
+/// process no more.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct DeclineRequest {
+    #[prost(uint64, tag = "1")]
+    pub worker_id: u64,
+    #[prost(uint64, tag = "2")]
+    pub epoch: u64,
+    #[prost(bytes = "vec", tag = "3")]
+    pub session: Vec<u8>,
+    /// The jobs of the lease the handler refuses, with its reasons.
+    #[prost(message, repeated, tag = "4")]
+    pub jobs: Vec<DeclinedJob>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct DeclinedJob {
+    #[prost(uint64, tag = "1")]
+    pub job: u64,
+    #[prost(string, tag = "2")]
+    pub reason: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct DeclineReply {}

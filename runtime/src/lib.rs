@@ -36,6 +36,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+// The unit tests count what a structure holds (`booster_tests::alloc::held_bytes`).
+#[cfg(test)]
+#[global_allocator]
+static TEST_ALLOC: booster_tests::alloc::PeakAlloc = booster_tests::alloc::PeakAlloc;
+
 mod actors;
 mod apply_sliced;
 #[doc(hidden)]
@@ -43,6 +48,7 @@ pub mod bench_support;
 #[cfg(test)]
 mod book_model_tests;
 mod category;
+mod census;
 mod checkpoints;
 mod clock;
 mod cron;
@@ -95,6 +101,7 @@ mod worker;
 pub use category::{
     CategoryName, Output, CATEGORY_STREAM_BASE, MAX_CATEGORIES, MAX_CATEGORY_NAME_BYTES,
 };
+pub use census::MemoryCensus;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use dirmon::{
     upload_was_cut, DirmonId, DirmonSpec, DirmonView,
@@ -112,7 +119,7 @@ pub use separators::Separators;
 pub use upload::Uploader;
 pub use window::ProcessingWindow;
 
-pub use booster_store::{MasterKey, StoreStats, VerifyReport};
+pub use booster_store::{MasterKey, StoreMemory, StoreStats, VerifyReport};
 use serde::{Deserialize, Serialize};
 
 pub type JobId = u64;

@@ -120,8 +120,7 @@ impl ReadyQueue {
     }
 
     /// Bytes the queue's id storage holds (capacity, not length), for the
-    /// per-job memory test.
-    #[cfg(test)]
+    /// per-job memory test and the memory census.
     pub fn id_bytes(&self) -> usize {
         self.kinds
             .values()

@@ -32,7 +32,7 @@
 //! the epoch and claim the node handed out; anything else is fenced or
 //! refused, and changes nothing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -366,7 +366,16 @@ pub struct Group {
     pub last_seen_ms: u64,
     /// Input records of the slices it committed (accepted).
     pub records_done: u64,
+    /// Jobs its handlers refused (`Runtime::remote_decline`), with their
+    /// reasons, oldest first: never leased to it again. At most
+    /// `MAX_DECLINED`; past that the oldest is asked again.
+    declined: HashMap<JobId, String>,
+    /// `declined`'s jobs, oldest first.
+    declined_order: VecDeque<JobId>,
 }
+
+/// The refused jobs a process's `declined` list keeps.
+const MAX_DECLINED: usize = 4096;
 
 /// A process that works on this node's jobs: this one (its own threads)
 /// or a remote worker process (`Runtime::worker_processes`).
@@ -433,6 +442,12 @@ impl Fleet {
         if let Some(g) = self.groups.get_mut(&group) {
             g.last_seen_ms = now_ms;
         }
+    }
+
+    /// Why process `group`'s handler refused job `job`, if it did.
+    pub(crate) fn declined(&self, group: u64, job: JobId) -> Option<&str> {
+        let g = self.groups.get(&group)?;
+        g.declined.get(&job).map(String::as_str)
     }
 
     /// The processes that joined, by id.
@@ -540,6 +555,8 @@ impl Runtime {
                 joined_ms: now_ms,
                 last_seen_ms: now_ms,
                 records_done: 0,
+                declined: HashMap::new(),
+                declined_order: VecDeque::new(),
             },
         );
         Ok(RemoteJoined {
@@ -651,6 +668,71 @@ impl Runtime {
                 st.release(*epoch);
             }
         }
+        drop(st);
+        shared.changed();
+        Ok(())
+    }
+
+    /// The handler of the remote process of `session` refuses jobs of its
+    /// lease `epoch` (`refuses`, with its reasons): the lease is handed
+    /// back, its work queued again at once and no expiry counted (no
+    /// handler ran it), and those jobs are never leased to that process
+    /// again; a job no connected process takes says so in its waiting
+    /// reason. A lease it does not hold (ended, committing, another's) is
+    /// left alone; jobs outside the lease's work are `Malformed`.
+    pub fn remote_decline(
+        &self,
+        session: &RemoteSession,
+        epoch: u64,
+        declined: Vec<(JobId, String)>,
+    ) -> Result<(), RemoteError> {
+        const MAX_REASON_BYTES: usize = 1024;
+        let shared = self.shared();
+        let mut st = shared.state.lock();
+        st.book.fleet.check(session)?;
+        let Some(held) = st
+            .book
+            .fleet
+            .held
+            .get(&epoch)
+            .filter(|h| h.group == session.worker)
+        else {
+            return Ok(());
+        };
+        let in_lease = |job: JobId| match &held.work {
+            TaskWork::Simple(items) => items.iter().any(|i| i.job == job),
+            TaskWork::Slice(s) => s.job == job,
+            TaskWork::Before(h) | TaskWork::After(h) => h.job == job,
+        };
+        if let Some((job, _)) = declined.iter().find(|(job, _)| !in_lease(*job)) {
+            return Err(RemoteError::Malformed(format!(
+                "a decline of lease {epoch} names job {job}, which the lease does not hold"
+            )));
+        }
+        if st.book.leases.get(&epoch).is_none_or(|l| l.committing) {
+            return Ok(());
+        }
+        st.book.fleet.held.remove(&epoch);
+        if let Some(g) = st.book.fleet.groups.get_mut(&session.worker) {
+            for (job, mut why) in declined {
+                if why.len() > MAX_REASON_BYTES {
+                    let mut end = MAX_REASON_BYTES;
+                    while !why.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    why.truncate(end);
+                }
+                if g.declined.insert(job, why).is_none() {
+                    g.declined_order.push_back(job);
+                }
+                while g.declined_order.len() > MAX_DECLINED {
+                    if let Some(oldest) = g.declined_order.pop_front() {
+                        g.declined.remove(&oldest);
+                    }
+                }
+            }
+        }
+        st.release(epoch);
         drop(st);
         shared.changed();
         Ok(())
@@ -797,15 +879,24 @@ impl crate::state::State {
             book.workers.get(slot)?.remote.as_ref()
         });
         let mut runs_kind = false;
+        let mut refused = None;
         for r in slots {
             if r.runs(&job.kind) {
                 if r.accepts(&job.kind, &job.properties) {
-                    return None;
+                    match book.fleet.declined(r.group, job.id) {
+                        None => return None,
+                        Some(why) => refused = Some((r.group, why)),
+                    }
                 }
                 runs_kind = true;
             }
         }
         let kind = &*job.kind;
+        if let Some((group, why)) = refused {
+            return Some(format!(
+                "no connected worker takes it: worker {group}'s handler for kind {kind:?} declined it: {why}"
+            ));
+        }
         Some(match (book.fleet.groups.is_empty(), runs_kind) {
             (true, _) => "no worker can run it: this node runs no threads (serve --workers 0) \
                           and no remote worker is connected; start one: booster --server URL work"

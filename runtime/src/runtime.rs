@@ -753,6 +753,12 @@ impl Runtime {
                     "max_expiries must be at least 1".into(),
                 ));
             }
+            let under_a_ms = |t: Duration| t < Duration::from_millis(1);
+            if s.lease.is_some_and(|l| l.timeout.is_some_and(under_a_ms)) {
+                return Err(RuntimeError::Invalid(
+                    "a lease timeout is at least 1 ms; leave it out for no bound on a lease".into(),
+                ));
+            }
             if s.retry.jitter_percent > 100 {
                 return Err(RuntimeError::Invalid(
                     "jitter_percent is 0 to 100 (a share of each wait)".into(),
@@ -980,6 +986,14 @@ impl Runtime {
         self.shared().state.lock().table.values().count()
     }
 
+    /// Entries of each in-RAM structure that can hold one per job, and
+    /// the store's index sizes: a diagnostic (issue 12's soak samples it
+    /// beside the resident set).
+    pub fn memory_census(&self) -> crate::MemoryCensus {
+        let store = self.inner.store.memory();
+        crate::MemoryCensus::take(&self.shared().state.lock(), store)
+    }
+
     /// The number of the newest checkpoint in this data directory's log
     /// (the one this open started from, or a later one this process
     /// wrote); 0: none.
@@ -1022,6 +1036,9 @@ impl Runtime {
             }
             let (rx, _, log) = enqueue_checkpoint(&shared, &store, true)?;
             checkpoint_applied(rx.blocking_recv().ok())?;
+            // A checkpoint was written: the timer's backoff (a disk too
+            // full for checkpoints, say) ends with it.
+            shared.state.lock().checkpoint_written();
             // The compacted log is that checkpoint's own records, not ones
             // built again now: a lease or the timer may have moved a job
             // since (no record), and counts that disagree with the pages
@@ -1122,8 +1139,17 @@ pub(crate) fn enqueue_checkpoint(
             Err(crate::table::image::Unbuilt::Other(e)) => return Err(e),
         };
         st.book.last_checkpoint_ms = shared.clock.now_ms();
-        let sealed = st.seal_checkpoint(built.refile_next);
-        (built.batch, built.record, built.log, sealed)
+        let sealed = st.seal_checkpoint(built.refile_next, built.removed);
+        // A compaction's checkpoint is written while appends wait, and a
+        // full disk is recovered by compacting: it asks room for itself
+        // only, and may take the disk reserve ("Full disks").
+        let batch = match for_compaction {
+            true => built
+                .batch
+                .needs_room_before_compaction("the checkpoint a compaction starts with"),
+            false => built.batch,
+        };
+        (batch, built.record, built.log, sealed)
     };
     let seq = match &record {
         Meta::Checkpoint(c) => c.seq,

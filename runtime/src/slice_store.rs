@@ -8,7 +8,7 @@ use std::ops::Bound;
 use booster_store::fs::FileLayer;
 use booster_store::{
     Batch, CompactionPlan, CompactionReport, Receipt, SliceInfo, SliceKey, Store, StoreError,
-    StoreStats, VerifyReport,
+    StoreMemory, StoreStats, VerifyReport,
 };
 
 /// The store calls the runtime makes; each is `Store`'s method of that name.
@@ -31,7 +31,10 @@ pub trait SliceStore: Send + Sync + 'static {
     fn compact(&self, plan: &dyn CompactionPlan) -> Result<CompactionReport, StoreError>;
     fn verify(&self) -> VerifyReport;
     fn stats_with(&self, plan: &dyn CompactionPlan) -> Result<StoreStats, StoreError>;
+    fn memory(&self) -> StoreMemory;
     fn shutdown(&self) -> Result<(), StoreError>;
+    /// `Store::free_bytes`; None when it cannot be read.
+    fn free_bytes(&self) -> Option<u64>;
 }
 
 impl<F: FileLayer> SliceStore for Store<F> {
@@ -63,7 +66,13 @@ impl<F: FileLayer> SliceStore for Store<F> {
     fn stats_with(&self, plan: &dyn CompactionPlan) -> Result<StoreStats, StoreError> {
         Store::stats_with(self, plan)
     }
+    fn memory(&self) -> StoreMemory {
+        Store::memory(self)
+    }
     fn shutdown(&self) -> Result<(), StoreError> {
         Store::shutdown(self)
+    }
+    fn free_bytes(&self) -> Option<u64> {
+        Store::free_bytes(self).ok()
     }
 }

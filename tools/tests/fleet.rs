@@ -427,9 +427,9 @@ fn a_lease_asked_for_ahead_and_not_started_is_handed_back_to_an_idle_worker() {
 /// Known fault 10: the same, where the urgent job's kind bounds one lease
 /// (`kind lease --timeout-ms`) below half the lease timeout. The node
 /// ends such a lease at that bound from hand-out, heartbeats or not, so
-/// the worker hands it back within half of it (the node sends the bound
-/// with the lease): before, it waited half the lease timeout and the
-/// lease expired unstarted, counted against the job as a hang.
+/// the worker hands it back within a sixteenth of it (the node sends the
+/// bound with the lease): before, it waited half the lease timeout and
+/// the lease expired unstarted, counted against the job as a hang.
 #[test]
 fn a_lease_ahead_of_a_kind_with_a_shorter_bound_is_handed_back_within_that_bound() {
     urgent_lease_ahead_handed_back("8000", Some("2000"));
@@ -995,6 +995,10 @@ impl Service {
         kind: &str,
         handler: std::sync::Arc<dyn booster_runtime::RecordHandler>,
     ) -> Service {
+        Service::join_with(server, kind, booster_client::Handler::Sliced(handler))
+    }
+
+    fn join_with(server: &Serving, kind: &str, handler: booster_client::Handler) -> Service {
         let alone = ONE_SERVICE.lock().unwrap_or_else(|e| e.into_inner());
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -1002,7 +1006,7 @@ impl Service {
             .build()
             .unwrap();
         let mut service = booster_client::Runtime::connect(&server.url, None).unwrap();
-        service.register_sliced(kind, handler);
+        service.register(kind, handler);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let opts = booster_client::WorkOptions {
             threads: 2,
@@ -1101,7 +1105,84 @@ fn a_service_whose_work_future_is_dropped_stops_its_threads() {
     let sb = Sandbox::new();
     let server = serve(&sb, &["--workers", "0", "--lease-timeout-ms", "3000"]);
     let service = Service::join(&server, "upper", std::sync::Arc::new(Upper));
-    assert_eq!(remote_threads(), 2);
+    // The node lists the process at its `Hello`, a moment before its
+    // threads start.
+    wait_for("the service's threads to start", || remote_threads() == 2);
     service.working.abort();
     wait_for("the service's threads to end", || remote_threads() == 0);
+}
+
+/// A service's simple handler that returns its args; with `Some(region)`
+/// it runs only jobs whose `region` property is that, and declines the
+/// rest (`SimpleHandler::refuses`).
+struct Regional(Option<&'static str>);
+
+impl booster_runtime::SimpleHandler for Regional {
+    fn perform(
+        &self,
+        _: &booster_runtime::JobContext<'_>,
+        args: &serde_json::Value,
+    ) -> Result<Option<serde_json::Value>, booster_runtime::HandlerError> {
+        Ok(Some(args.clone()))
+    }
+
+    fn refuses(&self, job: &booster_runtime::JobContext<'_>) -> Option<String> {
+        let only = self.0?;
+        (job.properties["region"] != only).then(|| format!("this service runs only region {only}"))
+    }
+}
+
+/// A remote handler's `refuses` is asked, as a local one's is: a job it
+/// declines is handed back (no expiry counted), never leased to that
+/// process again, and says why it waits; another process that takes it
+/// runs it. The remote worker used to run every job it was leased.
+#[test]
+fn a_job_a_remote_handler_refuses_waits_saying_why_and_runs_where_it_is_taken() {
+    let sb = Sandbox::new();
+    let server = serve(&sb, &["--workers", "0", "--lease-timeout-ms", "3000"]);
+    let eu_only = Service::join_with(
+        &server,
+        "regional",
+        booster_client::Handler::Simple(std::sync::Arc::new(Regional(Some("eu")))),
+    );
+    let create = |region: &str| {
+        let body = serde_json::json!({
+            "kind": "regional",
+            "args": {"region": region},
+            "properties": {"region": region},
+        });
+        let out = ureq::post(format!("{}/api/jobs", server.url))
+            .header("Content-Type", "application/json")
+            .send(body.to_string())
+            .unwrap()
+            .into_body()
+            .read_to_string()
+            .unwrap();
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"]
+            .as_u64()
+            .unwrap()
+    };
+    let us = create("us");
+    let eu = create("eu");
+    wait_for("the eu job to complete", || {
+        job_of(&server, eu)["state"] == "completed"
+    });
+    wait_for("the us job to say why it waits", || {
+        job_of(&server, us)["waiting_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("this service runs only region eu"))
+    });
+    let job = job_of(&server, us);
+    assert_eq!(job["state"], "queued", "{job:#}");
+    assert_eq!(lease_expiries(&server), 0);
+    eu_only.stop();
+    let any = Service::join_with(
+        &server,
+        "regional",
+        booster_client::Handler::Simple(std::sync::Arc::new(Regional(None))),
+    );
+    wait_for("the us job to complete where it is taken", || {
+        job_of(&server, us)["state"] == "completed"
+    });
+    any.stop();
 }

@@ -73,7 +73,6 @@ impl IdQueue {
     }
 
     /// Bytes held for ids (capacity, not length).
-    #[cfg(test)]
     pub fn capacity_bytes(&self) -> usize {
         (self.fifo.capacity() + self.late.len()) * std::mem::size_of::<JobId>()
     }

@@ -36,11 +36,25 @@ use crate::table::Job;
 use crate::{JobId, RuntimeError};
 pub use listing::Resume;
 
+#[derive(Clone)]
 struct Entry {
-    /// None: the row went (destroyed) since the image was written.
-    row: Option<Job>,
+    /// None: the row went (destroyed) since the image was written. Boxed:
+    /// the tree's nodes then hold 24 bytes an entry, not a whole `Job`
+    /// (about 370 bytes) at the fill a B-tree leaves, which cost about 800
+    /// bytes a row waiting for its checkpoint (issue 12's soak).
+    row: Option<Box<Job>>,
     /// The dirty generation that last changed it; at most `written` for a
     /// row as the image holds it.
+    generation: u64,
+}
+
+/// A row the retention sweep took out of the table, as RAM held it
+/// (`TableView::put_back`).
+pub struct SweptRow {
+    id: JobId,
+    /// Its entry in RAM before (None: only the image held it).
+    before: Option<Entry>,
+    /// The generation its removal was made in.
     generation: u64,
 }
 
@@ -118,7 +132,7 @@ impl TableView {
     /// Job `id`'s row, a destroyed one (a tombstone) included.
     pub fn row_or_tombstone(&self, id: &JobId) -> Option<Cow<'_, Job>> {
         match self.overlay.get(id) {
-            Some(e) => e.row.as_ref().map(Cow::Borrowed),
+            Some(e) => e.row.as_deref().map(Cow::Borrowed),
             None => self.read(*id).map(Cow::Owned),
         }
     }
@@ -126,7 +140,18 @@ impl TableView {
     /// Job `id`'s entry in RAM: Some(row), Some(None) for a row that went
     /// since the image was written, None when only the image can say.
     pub fn in_ram(&self, id: &JobId) -> Option<Option<&Job>> {
-        self.overlay.get(id).map(|e| e.row.as_ref())
+        self.overlay.get(id).map(|e| e.row.as_deref())
+    }
+
+    /// Overlay entries, and of them rows (`MemoryCensus`).
+    pub fn overlay_sizes(&self) -> (usize, usize) {
+        let rows = self.overlay.values().filter(|e| e.row.is_some()).count();
+        (self.overlay.len(), rows)
+    }
+
+    /// Rows a control or a submit holds (`MemoryCensus`).
+    pub fn pinned(&self) -> usize {
+        self.pins.len()
     }
 
     /// Whether a control or a submit holds job `id`'s row (`pin`).
@@ -135,8 +160,9 @@ impl TableView {
     }
 
     /// Takes job `id`'s row, which only the image holds (not in RAM), out
-    /// of the table without reading it: the caller read its page.
-    pub fn forget_stored(&mut self, id: JobId) {
+    /// of the table without reading it: the caller read its page. For
+    /// the retention sweep: `put_back` undoes it.
+    pub fn forget_stored(&mut self, id: JobId) -> SweptRow {
         debug_assert!(!self.overlay.contains_key(&id), "job {id} is in RAM");
         debug_assert!(self.image.is_some(), "no image holds job {id}");
         let e = Entry {
@@ -145,6 +171,46 @@ impl TableView {
         };
         self.overlay.insert(id, e);
         self.changed += 1;
+        SweptRow {
+            id,
+            before: None,
+            generation: self.generation,
+        }
+    }
+
+    /// Takes job `id`'s row, which RAM holds, out of the table, for the
+    /// retention sweep: `put_back` undoes it.
+    pub fn take_swept(&mut self, id: JobId) -> Option<(Job, SweptRow)> {
+        let before = self.overlay.get(&id)?.clone();
+        let job = self.remove(&id)?;
+        let swept = SweptRow {
+            id,
+            before: Some(before),
+            generation: self.generation,
+        };
+        Some((job, swept))
+    }
+
+    /// Puts a row the retention sweep took out (`forget_stored`,
+    /// `take_swept`) back as it was, when the checkpoint that writes its
+    /// removal was not written: the live table is then the one a reopen
+    /// rebuilds. False (nothing done) when the row's entry changed since.
+    pub fn put_back(&mut self, swept: SweptRow) -> bool {
+        let removal_stands = match self.overlay.get(&swept.id) {
+            Some(e) => e.row.is_none() && e.generation == swept.generation,
+            // Removed from RAM without a trace (there was no image).
+            None => true,
+        };
+        if !removal_stands {
+            return false;
+        }
+        let generation = swept.before.as_ref().map(|e| e.generation);
+        let old = match swept.before {
+            Some(e) => self.overlay.insert(swept.id, e),
+            None => self.overlay.remove(&swept.id),
+        };
+        self.count_change(old.as_ref(), generation);
+        true
     }
 
     /// Job `id`'s row (a tombstone included) for a control to check: None
@@ -153,7 +219,7 @@ impl TableView {
     /// be blamed instead).
     pub fn get_checked(&self, id: &JobId) -> Result<Option<Cow<'_, Job>>, RuntimeError> {
         match self.overlay.get(id) {
-            Some(e) => Ok(e.row.as_ref().map(Cow::Borrowed)),
+            Some(e) => Ok(e.row.as_deref().map(Cow::Borrowed)),
             None => match self.fetch(*id) {
                 Ok(row) => Ok(row.map(Cow::Owned)),
                 Err(e) => Err(RuntimeError::Corrupt(crate::lost::page_reason(
@@ -190,7 +256,7 @@ impl TableView {
 
     /// Job `id`'s row if it is in RAM (every unfinished row is).
     pub fn resident(&self, id: &JobId) -> Option<&Job> {
-        self.overlay.get(id).and_then(|e| e.row.as_ref())
+        self.overlay.get(id).and_then(|e| e.row.as_deref())
     }
 
     /// Job `id`'s row to change: read into the overlay first when it is
@@ -207,19 +273,19 @@ impl TableView {
             self.overlay.insert(
                 *id,
                 Entry {
-                    row: Some(job),
+                    row: Some(Box::new(job)),
                     generation,
                 },
             );
         }
         let (generation, written) = (self.generation, self.written);
         let e = self.overlay.get_mut(id)?;
-        e.row.as_ref().filter(|j| !j.is_destroyed())?;
+        e.row.as_deref().filter(|j| !j.is_destroyed())?;
         if e.generation <= written {
             self.changed += 1;
         }
         e.generation = generation;
-        e.row.as_mut()
+        e.row.as_deref_mut()
     }
 
     /// Job `id`'s row to change, only while it is unfinished. Every
@@ -247,12 +313,12 @@ impl TableView {
         };
         let id = job.id;
         let e = Entry {
-            row: Some(job),
+            row: Some(Box::new(job)),
             generation,
         };
         let old = self.overlay.insert(id, e);
-        self.count_change(old.as_ref(), generation);
-        old.and_then(|e| e.row)
+        self.count_change(old.as_ref(), Some(generation));
+        old.and_then(|e| e.row).map(|b| *b)
     }
 
     /// Takes job `id`'s row out of RAM to be replaced (a restore).
@@ -261,14 +327,14 @@ impl TableView {
         if e.generation > self.written {
             self.changed -= 1;
         }
-        e.row
+        e.row.map(|b| *b)
     }
 
-    /// `old`, an entry replaced by one of `generation`, and the count of
-    /// changed entries.
-    fn count_change(&mut self, old: Option<&Entry>, generation: u64) {
+    /// `old`, an entry replaced by one of `generation` (None: by none),
+    /// and the count of changed entries.
+    fn count_change(&mut self, old: Option<&Entry>, generation: Option<u64>) {
         let was = old.is_some_and(|e| e.generation > self.written);
-        let is = generation > self.written;
+        let is = generation.is_some_and(|g| g > self.written);
         match (was, is) {
             (false, true) => self.changed += 1,
             (true, false) => self.changed -= 1,
@@ -287,7 +353,7 @@ impl TableView {
         let was = self.overlay.remove(id);
         let was_changed = was.as_ref().is_some_and(|e| e.generation > self.written);
         let old = match was {
-            Some(e) => e.row,
+            Some(e) => e.row.map(|b| *b),
             None => self.fetch_noting(*id),
         };
         if was_changed {
@@ -308,7 +374,7 @@ impl TableView {
     /// image; else the unfinished rows and those changed or pinned since
     /// the newest checkpoint (`scan` reads them all).
     pub fn values(&self) -> impl DoubleEndedIterator<Item = &Job> {
-        self.overlay.values().filter_map(|e| e.row.as_ref())
+        self.overlay.values().filter_map(|e| e.row.as_deref())
     }
 
     #[cfg(test)]
@@ -344,7 +410,7 @@ impl TableView {
             self.overlay.insert(
                 id,
                 Entry {
-                    row: Some(job),
+                    row: Some(Box::new(job)),
                     generation,
                 },
             );
@@ -393,7 +459,7 @@ impl TableView {
             changed += usize::from(e.generation > sealed);
             e.generation > sealed
                 || pins.contains_key(id)
-                || e.row.as_ref().is_some_and(|j| !j.is_terminal())
+                || e.row.as_deref().is_some_and(|j| !j.is_terminal())
         });
         self.changed = changed;
     }
@@ -405,7 +471,7 @@ impl TableView {
         self.overlay
             .iter()
             .filter(move |(_, e)| e.generation > written)
-            .map(|(id, e)| (*id, e.row.as_ref()))
+            .map(|(id, e)| (*id, e.row.as_deref()))
     }
 
     /// The pages rows could not be read from to be changed (see
@@ -435,7 +501,7 @@ impl TableView {
         let mut out = Vec::with_capacity(ids.len());
         for &id in ids {
             if let Some(e) = self.overlay.get(&id) {
-                out.push(Ok(e.row.as_ref().map(|j| RowState {
+                out.push(Ok(e.row.as_deref().map(|j| RowState {
                     state: j.state,
                     lost: &*j.kind == crate::lost::KIND,
                     destroyed: j.is_destroyed(),

@@ -307,3 +307,34 @@ async fn a_silent_worker_process_is_forgotten_without_another_joining() {
     let reason = rt.job(id).await.unwrap().waiting_reason.unwrap_or_default();
     assert!(reason.starts_with("no worker can run it"), "{reason}");
 }
+
+/// A decline names only jobs of the lease it hands back: one naming
+/// another job is `Malformed` and changes nothing (the lease stays held
+/// and commits); a decline of the lease's own job hands it back, counts
+/// no expiry, and that process is never leased the job again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decline_hands_back_only_its_own_leases_jobs_and_keeps_them_from_that_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = node(dir.path()).await;
+    let id = rt.submit(sliced("echo", 10)).await.unwrap();
+    upload_all(&rt, id, &records(10)).await;
+    let joined = rt.remote_join(hello()).unwrap();
+    let (epoch, job, _, _) = next_slice(&rt, &joined.session).await.unwrap();
+    let foreign = rt.remote_decline(&joined.session, epoch, vec![(job + 1, "no".into())]);
+    assert!(
+        matches!(foreign, Err(RemoteError::Malformed(_))),
+        "{foreign:?}"
+    );
+    rt.remote_decline(&joined.session, epoch, vec![(job, "not here".into())])
+        .unwrap();
+    assert_eq!(rt.metrics().lease_expiries, 0);
+    assert!(
+        next_slice(&rt, &joined.session).await.is_none(),
+        "the declined job is not leased to this process again"
+    );
+    let reason = rt.job(id).await.unwrap().waiting_reason.unwrap_or_default();
+    assert!(reason.contains("declined it: not here"), "{reason}");
+    let other = rt.remote_join(hello()).unwrap();
+    work_until_idle(&rt, &other.session).await;
+    assert_eq!(rt.wait(id).await.unwrap().state, JobState::Completed);
+}

@@ -457,9 +457,27 @@ impl<F: FileLayer> Index<F> {
         }
     }
 
+    /// What the index holds in RAM, counted (`Store::memory`).
+    pub fn memory(&self, segments: usize) -> crate::StoreMemory {
+        let run_blocks = self
+            .sources
+            .values()
+            .map(|s| match s {
+                Source::Map(_) => 0,
+                Source::Run(run) => run.blocks(),
+            })
+            .sum();
+        crate::StoreMemory {
+            segments,
+            keys_in_ram: self.keys_in_ram(),
+            run_blocks,
+            meta_frames: self.meta.len(),
+            damaged_keys: self.damaged.len(),
+        }
+    }
+
     /// Keys held in RAM maps (the active segment, old-format and damaged
     /// segments): what the index costs in memory beyond the fences.
-    #[cfg(test)]
     pub fn keys_in_ram(&self) -> usize {
         self.sources
             .values()

@@ -196,6 +196,27 @@ pub async fn commit(State(app): State<AppState>, req: Request) -> Response {
     .await
 }
 
+/// `Decline`: the worker's handler refuses jobs of a lease it holds
+/// (`Runtime::remote_decline`).
+pub async fn decline(State(app): State<AppState>, req: Request) -> Response {
+    let runtime = app.runtime.clone();
+    unary(
+        "Decline",
+        &app.runtime,
+        req,
+        SMALL_MESSAGE_BYTES,
+        move |m: proto::DeclineRequest| async move {
+            let session = session(m.worker_id, &m.session);
+            let jobs = m.jobs.into_iter().map(|j| (j.job, j.reason)).collect();
+            runtime
+                .remote_decline(&session, m.epoch, jobs)
+                .map_err(|e| refuse("Decline", &of_worker(m.worker_id), e))?;
+            Ok(proto::DeclineReply {})
+        },
+    )
+    .await
+}
+
 /// The session a call names; a secret of another length matches none.
 fn session(worker: u64, secret: &[u8]) -> RemoteSession {
     RemoteSession {

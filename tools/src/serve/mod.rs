@@ -204,6 +204,10 @@ pub fn router(
             "/booster.worker.v1.Worker/Commit",
             post(crate::fleet::node::commit),
         )
+        .route(
+            "/booster.worker.v1.Worker/Decline",
+            post(crate::fleet::node::decline),
+        )
         .fallback(|| async {
             error::ApiError::new(axum::http::StatusCode::NOT_FOUND, "no such route")
         })

@@ -161,7 +161,7 @@ impl TableView {
                 return (found, Some(page));
             }
             slots.set(slots.get() + 1);
-            if e.row.as_ref().is_some_and(wanted) && found.last() != Some(&page) {
+            if e.row.as_deref().is_some_and(wanted) && found.last() != Some(&page) {
                 found.push(page);
             }
         }
@@ -184,7 +184,7 @@ impl TableView {
                 return Resume::Below(*id + 1);
             }
             slots.set(slots.get() + 1);
-            let shown = e.row.as_ref().filter(|j| wanted(j));
+            let shown = e.row.as_deref().filter(|j| wanted(j));
             if shown.is_some_and(|j| f(Cow::Borrowed(j)).is_break()) {
                 return Resume::Stopped;
             }
@@ -233,7 +233,7 @@ impl TableView {
         }
         let first = page * ROWS_PER_PAGE;
         for (id, e) in self.overlay.range(first..first + ROWS_PER_PAGE) {
-            rows.insert(*id, e.row.as_ref().map_or(Pick::Gone, Pick::Resident));
+            rows.insert(*id, e.row.as_deref().map_or(Pick::Gone, Pick::Resident));
         }
         Ok(rows)
     }

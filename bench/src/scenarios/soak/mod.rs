@@ -10,7 +10,12 @@
 //! Metrics: `peak_rss` (MB, the child's VmHWM), `rss_slope` (MB per minute,
 //! least squares over the second half of the samples), `jobs_per_s`,
 //! `retained_finished_jobs` (completed jobs the reopened table holds),
-//! `reopen` (ms, `Runtime::open` after the SIGKILL), `page_100` (ms).
+//! `reopen` (ms, `Runtime::open` after the SIGKILL), `page_100` (ms); and
+//! diagnostic lines `diag_*` (`samples.rs`): the heap bytes live and each
+//! in-RAM structure's entries at the end, with their growth through the
+//! second half per minute and per million jobs.
+
+mod samples;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -20,7 +25,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use booster_runtime::{JobFilter, JobQuery, JobSpec, JobState, Runtime};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+
+use samples::{Diagnostic, Sample};
 
 use crate::booster::{self, CodecMode, DURABILITY};
 use crate::handlers::NOOP;
@@ -29,6 +37,8 @@ use crate::scenarios::jobs::wait_idle_bounded;
 use crate::scenarios::Ctx;
 
 const DONE: &str = "SOAK-DONE";
+/// Where the child writes every sample, one JSON line each, when set.
+const SAMPLES_ENV: &str = "BOOSTER_SOAK_SAMPLES";
 const SUBMIT_BATCH: usize = 1_000;
 /// Queued jobs the producer lets pile up before it waits for the workers.
 const MAX_BACKLOG: u64 = 100_000;
@@ -87,6 +97,15 @@ fn completed(rt: &Runtime) -> u64 {
         .sum()
 }
 
+/// What the child reports on its `SOAK-DONE` line (JSON).
+#[derive(Serialize, Deserialize)]
+struct ChildFigures {
+    peak_mb: f64,
+    slope_mb_per_min: f64,
+    jobs_per_s: f64,
+    diagnostics: Vec<Diagnostic>,
+}
+
 /// Starts `soak-child`, reads its figures, kills it (SIGKILL).
 fn run_child_and_kill(
     ctx: &Ctx,
@@ -115,44 +134,43 @@ fn run_child_and_kill(
     let _ = child.wait();
     let line = line.context("the soak child exited before it was done")?;
     killed.context("could not SIGKILL the soak child")?;
-    let figures: Vec<f64> = line
-        .split_whitespace()
-        .skip(1)
-        .map(str::parse)
-        .collect::<Result<_, _>>()?;
-    let [peak_mb, slope, jobs_per_s] = figures[..] else {
-        anyhow::bail!("the soak child reported {line:?}");
-    };
-    Ok(vec![
-        measurement(ctx, n, "peak_rss", peak_mb, "MB"),
-        measurement(ctx, n, "rss_slope", slope, "MB/min"),
-        measurement(ctx, n, "jobs_per_s", jobs_per_s, "jobs/s"),
-    ])
+    let figures: ChildFigures = serde_json::from_str(line[DONE.len()..].trim())
+        .with_context(|| format!("the soak child reported {line:?}"))?;
+    let mut out = vec![
+        measurement(ctx, n, "peak_rss", figures.peak_mb, "MB"),
+        measurement(ctx, n, "rss_slope", figures.slope_mb_per_min, "MB/min"),
+        measurement(ctx, n, "jobs_per_s", figures.jobs_per_s, "jobs/s"),
+    ];
+    for d in figures.diagnostics {
+        let mut m = measurement(ctx, n, &d.metric, d.value, &d.unit);
+        m.params["per_minute"] = json!(d.per_minute);
+        m.params["per_million_jobs"] = json!(d.per_million_jobs);
+        out.push(m);
+    }
+    Ok(out)
 }
 
-/// The child: enqueue and drain `n` no-op jobs, sampling RSS every second;
-/// print `SOAK-DONE peak_mb slope_mb_per_min jobs_per_s`; wait to be killed.
+/// The child: enqueue and drain `n` no-op jobs, sampling every second;
+/// print `SOAK-DONE {figures as JSON}`; wait to be killed.
 pub fn child(ctx: &Ctx) -> anyhow::Result<Vec<Measurement>> {
     let n = ctx.jobs(1_000_000, 100_000);
-    let samples = Arc::new(std::sync::Mutex::new(Vec::<(f64, f64)>::new()));
+    crate::alloc::start_counting();
+    let samples = Arc::new(std::sync::Mutex::new(Vec::<Sample>::new()));
     let stop = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let (samples, stop) = (samples.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let started = Instant::now();
-            while !stop.load(Ordering::Relaxed) {
-                if let Some(rss) = crate::rss::rss_bytes() {
-                    samples
-                        .lock()
-                        .unwrap()
-                        .push((started.elapsed().as_secs_f64(), rss as f64 / 1e6));
-                }
-                std::thread::sleep(Duration::from_secs(1));
-            }
-        })
-    };
-    let jobs_per_s = booster::tokio()?.block_on(async {
+    let (jobs_per_s, sampler) = booster::tokio()?.block_on(async {
         let rt = booster::open(ctx, &ctx.dir, CodecMode::On, ctx.workers).await?;
+        let sampler = {
+            let (samples, stop, rt) = (samples.clone(), stop.clone(), rt.clone());
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                while !stop.load(Ordering::Relaxed) {
+                    if let Some(s) = Sample::take(&rt, started.elapsed().as_secs_f64()) {
+                        samples.lock().unwrap().push(s);
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            })
+        };
         let started = Instant::now();
         let mut left = n as usize;
         while left > 0 {
@@ -170,13 +188,23 @@ pub fn child(ctx: &Ctx) -> anyhow::Result<Vec<Measurement>> {
         let jobs_per_s = n as f64 / started.elapsed().as_secs_f64();
         // The runtime stays open (holding what it holds) until the kill.
         std::mem::forget(rt);
-        anyhow::Ok(jobs_per_s)
+        anyhow::Ok((jobs_per_s, sampler))
     })?;
     stop.store(true, Ordering::Relaxed);
     let _ = sampler.join();
     let peak_mb = crate::rss::peak_rss_bytes().unwrap_or(0) as f64 / 1e6;
-    let slope = second_half_slope_mb_per_min(&samples.lock().unwrap());
-    println!("{DONE} {peak_mb} {slope} {jobs_per_s}");
+    let samples = samples.lock().unwrap();
+    let rss: Vec<(f64, f64)> = samples.iter().map(|s| (s.seconds, s.rss_mb)).collect();
+    let figures = ChildFigures {
+        peak_mb,
+        slope_mb_per_min: second_half_slope_mb_per_min(&rss),
+        jobs_per_s,
+        diagnostics: samples::diagnostics(&samples),
+    };
+    if let Some(path) = std::env::var_os(SAMPLES_ENV) {
+        samples::write(&samples, std::path::Path::new(&path))?;
+    }
+    println!("{DONE} {}", serde_json::to_string(&figures)?);
     // Bounded: the parent kills us long before this.
     std::thread::sleep(Duration::from_secs(600));
     Ok(Vec::new())
@@ -194,22 +222,7 @@ fn backlog(rt: &Runtime) -> u64 {
 /// Least-squares slope of (seconds, MB) over the second half, in MB/min;
 /// 0 with fewer than two samples there.
 pub fn second_half_slope_mb_per_min(samples: &[(f64, f64)]) -> f64 {
-    let half = &samples[samples.len() / 2..];
-    if half.len() < 2 {
-        return 0.0;
-    }
-    let k = half.len() as f64;
-    let (mx, my) = (
-        half.iter().map(|s| s.0).sum::<f64>() / k,
-        half.iter().map(|s| s.1).sum::<f64>() / k,
-    );
-    let cov: f64 = half.iter().map(|(x, y)| (x - mx) * (y - my)).sum();
-    let var: f64 = half.iter().map(|(x, _)| (x - mx) * (x - mx)).sum();
-    if var == 0.0 {
-        0.0
-    } else {
-        cov / var * 60.0
-    }
+    samples::second_half_slope(samples) * 60.0
 }
 
 #[cfg(test)]
