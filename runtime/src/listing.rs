@@ -387,6 +387,55 @@ mod tests {
         assert!(calls >= 4000 / (CHUNK_PAGES * 64), "{calls} calls");
     }
 
+    /// A state whose index keys were all deleted (every queued job since
+    /// completed) is listed looking at a bounded number of deleted keys
+    /// per call, not at every one of them under one hold of the lock
+    /// (until a compaction drops them).
+    #[test]
+    fn a_state_index_of_deleted_keys_is_walked_a_bounded_number_per_call() {
+        let mut logged = Logged::new(crate::state_tests::state());
+        let n = 70 * 64;
+        logged.simple_jobs_done(n, |_| None);
+        logged.checkpoint();
+        let outcomes = (1..=n as u64)
+            .map(|job| crate::meta::SimpleOutcome {
+                job,
+                started_us: 1,
+                result: Ok(None),
+                retry_at_ms: None,
+            })
+            .collect();
+        let done = Meta::SimpleDone {
+            at_ms: 3,
+            at_us: None,
+            outcomes,
+        };
+        logged.apply(&done).unwrap();
+        logged.checkpoint();
+        let (mut below, mut calls) = (JobId::MAX, 0);
+        loop {
+            calls += 1;
+            let keys = logged.keys_examined();
+            let resume = logged
+                .st
+                .table
+                .newest_rows(Some(JobState::Queued), below, 1, &Cell::new(0), |j| {
+                    panic!("job {} is not queued", j.id)
+                })
+                .unwrap();
+            let keys = logged.keys_examined() - keys;
+            assert!(keys <= 64, "{keys} index keys looked at in one call");
+            match resume {
+                Resume::Below(next) => below = next,
+                Resume::End => break,
+                Resume::Stopped => unreachable!("the visitor never breaks"),
+            }
+        }
+        assert!(calls > 1, "{calls} calls");
+        let p = page(|| &logged.st, &query(Some(JobState::Queued), None, 100)).unwrap();
+        assert_eq!((p.jobs.len(), p.total, p.next_before), (0, Some(0), None));
+    }
+
     /// Tombstones count against a kind or text filter's budget as rows
     /// do: a table of destroyed jobs is read a bounded number of row
     /// pages per call, never whole in one.

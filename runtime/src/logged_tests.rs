@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use booster_store::fs::sim::SimFileLayer;
 use booster_store::{
-    Batch, CompactionPlan, CompactionReport, Receipt, SliceInfo, SliceKey, Store, StoreError,
-    StoreOptions, StoreStats, VerifyReport,
+    Batch, CompactionPlan, CompactionReport, Receipt, ScanPage, SliceInfo, SliceKey, Store,
+    StoreError, StoreOptions, StoreStats, VerifyReport,
 };
 
 use crate::meta::{self, Meta};
@@ -41,6 +41,8 @@ struct Counting {
     page_reads: AtomicU64,
     /// Keys the store's index scans gave.
     keys_scanned: AtomicU64,
+    /// Keys bounded scans looked at, deleted ones included.
+    keys_examined: AtomicU64,
 }
 
 type KeyTest = Box<dyn Fn(&SliceKey) -> bool + Send>;
@@ -93,6 +95,28 @@ impl SliceStore for Counting {
             .fetch_add(keys.len() as u64, Ordering::Relaxed);
         Ok(keys)
     }
+    fn scan_within(
+        &self,
+        owner: u64,
+        stream: u32,
+        seqs: (Bound<u64>, Bound<u64>),
+        rev: bool,
+        limit: usize,
+        max_keys: usize,
+    ) -> Result<ScanPage, StoreError> {
+        if self.failing_scans.load(Ordering::Relaxed) {
+            return Err(StoreError::Invalid(
+                "an index block cannot be read (a test's failing scan)".into(),
+            ));
+        }
+        let page =
+            SliceStore::scan_within(&*self.inner, owner, stream, seqs, rev, limit, max_keys)?;
+        self.keys_scanned
+            .fetch_add(page.slices.len() as u64, Ordering::Relaxed);
+        self.keys_examined
+            .fetch_add(page.keys_examined as u64, Ordering::Relaxed);
+        Ok(page)
+    }
     fn compact(&self, plan: &dyn CompactionPlan) -> Result<CompactionReport, StoreError> {
         self.inner.compact(plan)
     }
@@ -137,6 +161,7 @@ impl Logged {
             failing_reads: Default::default(),
             page_reads: AtomicU64::new(0),
             keys_scanned: AtomicU64::new(0),
+            keys_examined: AtomicU64::new(0),
         });
         let store: Arc<dyn SliceStore> = counting.clone();
         Logged {
@@ -172,6 +197,12 @@ impl Logged {
     /// How many keys the store's index scans gave so far.
     pub fn keys_scanned(&self) -> u64 {
         self.counting.keys_scanned.load(Ordering::Relaxed)
+    }
+
+    /// How many keys bounded index scans looked at so far, deleted ones
+    /// included.
+    pub fn keys_examined(&self) -> u64 {
+        self.counting.keys_examined.load(Ordering::Relaxed)
     }
 
     /// How many slices were read from the store so far.

@@ -7,8 +7,8 @@ use std::ops::Bound;
 
 use booster_store::fs::FileLayer;
 use booster_store::{
-    Batch, CompactionPlan, CompactionReport, Receipt, SliceInfo, SliceKey, Store, StoreError,
-    StoreMemory, StoreStats, VerifyReport,
+    Batch, CompactionPlan, CompactionReport, Receipt, ScanPage, SliceInfo, SliceKey, Store,
+    StoreError, StoreMemory, StoreStats, VerifyReport,
 };
 
 /// The store calls the runtime makes; each is `Store`'s method of that name.
@@ -28,6 +28,17 @@ pub trait SliceStore: Send + Sync + 'static {
         rev: bool,
         limit: usize,
     ) -> Result<Vec<SliceInfo>, StoreError>;
+    /// `Store::try_scan_within`: `scan`, looking at most at `max_keys`
+    /// keys, deleted ones included, and saying where it stopped short.
+    fn scan_within(
+        &self,
+        owner: u64,
+        stream: u32,
+        seqs: (Bound<u64>, Bound<u64>),
+        rev: bool,
+        limit: usize,
+        max_keys: usize,
+    ) -> Result<ScanPage, StoreError>;
     fn compact(&self, plan: &dyn CompactionPlan) -> Result<CompactionReport, StoreError>;
     fn verify(&self) -> VerifyReport;
     fn stats_with(&self, plan: &dyn CompactionPlan) -> Result<StoreStats, StoreError>;
@@ -56,6 +67,17 @@ impl<F: FileLayer> SliceStore for Store<F> {
         limit: usize,
     ) -> Result<Vec<SliceInfo>, StoreError> {
         Store::try_scan(self, owner, stream, seqs, rev, limit)
+    }
+    fn scan_within(
+        &self,
+        owner: u64,
+        stream: u32,
+        seqs: (Bound<u64>, Bound<u64>),
+        rev: bool,
+        limit: usize,
+        max_keys: usize,
+    ) -> Result<ScanPage, StoreError> {
+        Store::try_scan_within(self, owner, stream, seqs, rev, limit, max_keys)
     }
     fn compact(&self, plan: &dyn CompactionPlan) -> Result<CompactionReport, StoreError> {
         Store::compact(self, plan)

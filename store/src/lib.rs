@@ -99,6 +99,16 @@ pub struct SliceInfo {
     pub stored_len: u32,
 }
 
+/// One bounded scan (`Store::try_scan_within`): the live keys found, how
+/// many keys it looked at (deleted ones included), and, when it stopped
+/// at its bound of keys, the seq of the first key it did not look at.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScanPage {
+    pub slices: Vec<SliceInfo>,
+    pub keys_examined: usize,
+    pub resume: Option<u64>,
+}
+
 /// Proof that a batch is durable.
 #[derive(Clone, Copy, Debug)]
 pub struct Receipt {

@@ -290,6 +290,25 @@ impl<F: FileLayer> Store<F> {
             .scan(owner, stream, seqs, rev, limit)
     }
 
+    /// `try_scan`, looking at most at `max_keys` keys, deleted ones
+    /// included: a listing's bound on the work of one call, however many
+    /// deleted keys lie in the range until a compaction drops them.
+    pub fn try_scan_within(
+        &self,
+        owner: u64,
+        stream: u32,
+        seqs: impl RangeBounds<u64>,
+        rev: bool,
+        limit: usize,
+        max_keys: usize,
+    ) -> Result<crate::ScanPage, StoreError> {
+        let seqs = (seqs.start_bound().cloned(), seqs.end_bound().cloned());
+        self.engine
+            .index
+            .read()
+            .scan_within(owner, stream, seqs, rev, limit, max_keys)
+    }
+
     /// The meta log (decrypted), for replay on open: the newest durable
     /// checkpoint record first (when there is one), then every later meta
     /// record in commit order. Fails on the first meta frame that fails its

@@ -493,3 +493,34 @@ fn a_zero_record_slice_is_not_a_tombstone() {
     check(&store);
     check(&reopen(&fs, store));
 }
+
+/// A scan over deleted keys stops after looking at its bound of keys,
+/// deleted ones included, and says where to go on: a listing of a state
+/// whose index keys were all deleted costs a bounded walk per call, not
+/// one walk of every deleted key (until a compaction drops them).
+#[test]
+fn a_bounded_scan_counts_deleted_keys_and_says_where_to_go_on() {
+    let fs = sim();
+    let store = open(&fs);
+    let mut batch = Batch::new();
+    for k in 0..50 {
+        batch = batch.slice(key(k), &records(k));
+    }
+    store.append(batch).unwrap();
+    let mut batch = Batch::new();
+    for k in 1..50 {
+        batch = batch.delete(key(k));
+    }
+    store.append(batch).unwrap();
+    let all: (Bound<u64>, Bound<u64>) = (Bound::Unbounded, Bound::Unbounded);
+    let page = store.try_scan_within(9, 1, all, true, 10, 20).unwrap();
+    assert!(page.slices.is_empty(), "{:?}", page.slices);
+    assert_eq!((page.keys_examined, page.resume), (20, Some(29)));
+    let below = (Bound::Unbounded, Bound::Included(29));
+    let page = store.try_scan_within(9, 1, below, true, 10, 20).unwrap();
+    assert_eq!((page.keys_examined, page.resume), (20, Some(9)));
+    let below = (Bound::Unbounded, Bound::Included(9));
+    let page = store.try_scan_within(9, 1, below, true, 10, 20).unwrap();
+    let seqs: Vec<u64> = page.slices.iter().map(|i| i.key.seq).collect();
+    assert_eq!((seqs, page.keys_examined, page.resume), (vec![0], 10, None));
+}

@@ -27,7 +27,7 @@ use crate::segment::frame::{frame_len, FrameHeader};
 use crate::segment::reader::Segment;
 use crate::segment::summary::FooterSummary;
 use crate::segment::FrameKind;
-use crate::{CompactionPlan, SliceInfo, SliceKey, StoreError, StoreStats};
+use crate::{CompactionPlan, ScanPage, SliceInfo, SliceKey, StoreError, StoreStats};
 
 /// Where a frame lives, and its header (enough to answer without reading it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -369,7 +369,25 @@ impl<F: FileLayer> Index<F> {
         rev: bool,
         limit: usize,
     ) -> Result<Vec<SliceInfo>, StoreError> {
-        let mut out = Vec::new();
+        Ok(self
+            .scan_within(owner, stream, seqs, rev, limit, usize::MAX)?
+            .slices)
+    }
+
+    /// `scan`, looking at most at `max_keys` keys, deleted ones included
+    /// (they are skipped, but each costs a merge step until a compaction
+    /// drops it): where it stopped short, `resume` is the seq of the first
+    /// key it did not look at.
+    pub fn scan_within(
+        &self,
+        owner: u64,
+        stream: u32,
+        seqs: (Bound<u64>, Bound<u64>),
+        rev: bool,
+        limit: usize,
+        max_keys: usize,
+    ) -> Result<ScanPage, StoreError> {
+        let mut out = ScanPage::default();
         let Some((lo, hi)) = key_range(owner, stream, seqs) else {
             return Ok(out);
         };
@@ -377,10 +395,15 @@ impl<F: FileLayer> Index<F> {
             return Ok(out);
         }
         self.merge(lo, hi, rev, |loc| {
-            if !loc.header.is_tombstone() && !self.hidden(&loc) {
-                out.push(slice_info(&loc));
+            if out.keys_examined == max_keys {
+                out.resume = Some(loc.header.key.seq);
+                return false;
             }
-            out.len() < limit
+            out.keys_examined += 1;
+            if !loc.header.is_tombstone() && !self.hidden(&loc) {
+                out.slices.push(slice_info(&loc));
+            }
+            out.slices.len() < limit
         })?;
         Ok(out)
     }

@@ -72,25 +72,38 @@ impl TableView {
         let seqs = (Bound::Unbounded, Bound::Included(top));
         // The index's error, when it could not say which pages hold rows:
         // then the next `pages` pages below the cursor are read in turn.
-        let (stored, unlisted): (Vec<u64>, _) =
-            match store.scan(TABLE_OWNER, stream, seqs, true, pages) {
-                Ok(listed) => (listed.into_iter().map(|i| i.key.seq).collect(), None),
+        // At most a chunk's worth of keys is looked at, deleted ones
+        // included: a state's index keys are deleted as its masks empty,
+        // and stay in the index until a compaction.
+        let max_keys = pages.saturating_mul(ROWS_PER_PAGE as usize);
+        let (stored, unlisted, resume): (Vec<u64>, _, _) =
+            match store.scan_within(TABLE_OWNER, stream, seqs, true, pages, max_keys) {
+                Ok(listed) => {
+                    let seqs = listed.slices.iter().map(|i| i.key.seq).collect();
+                    (seqs, None, listed.resume)
+                }
                 Err(e) => {
                     let lowest = top.saturating_sub(pages as u64 - 1);
-                    ((lowest..=top).rev().collect(), Some(e))
+                    ((lowest..=top).rev().collect(), Some(e), None)
                 }
             };
         // Below the lowest page listed the next call goes on, unless the
         // index has no more: then every page the overlay adds is visited
-        // now.
+        // now. Where the scan stopped at its bound of keys, pages above
+        // the key it did not look at are known, and the call goes no
+        // lower.
         let more = stored.len() == pages && stored.last().is_some_and(|&p| p > 0);
         let mut floor = if more { stored[pages - 1] } else { 0 };
+        if let Some(seq) = resume {
+            floor = floor.max(seq + 1);
+        }
+        let more = more || resume.is_some();
         // The rows in RAM (every unfinished one) are looked at a bounded
         // number per call too: where that stopped, this call stops.
         let (in_ram, cut) = self.ram_pages(floor, below, pages, slots, &wanted);
         let more = more || cut.is_some();
         if let Some(page) = cut {
-            floor = page;
+            floor = floor.max(page);
         }
         let mut in_ram = in_ram.into_iter().peekable();
         let mut stored = stored.into_iter().filter(|&p| p >= floor).peekable();
