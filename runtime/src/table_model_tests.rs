@@ -644,4 +644,72 @@ proptest! {
         m.check_listing();
         m.check_replay();
     }
+
+    /// A listing page by page while the table changes under it: the
+    /// lock closure applies the next random step each time the listing
+    /// takes the lock again (between pages and chunks), as the dispatcher,
+    /// the commit thread, a checkpoint (with its sweep) or a reopen would.
+    /// No id is listed twice, and every id that was in the state asked
+    /// for from the start of the listing to its end is listed; every id
+    /// listed was in that state at some point.
+    #[test]
+    fn a_listing_lists_each_row_once_while_the_table_changes_between_chunks(
+        setup in prop::collection::vec(op(), 1..150),
+        during in prop::collection::vec(op(), 1..80),
+        state in proptest::option::of(0..JobState::ALL.len()),
+    ) {
+        let state = state.map(|i| JobState::ALL[i]);
+        let mut m = Model::new();
+        for op in &setup {
+            m.step(op);
+        }
+        let in_state = |m: &Model| -> std::collections::BTreeSet<JobId> {
+            m.rows
+                .iter()
+                .filter(|(_, r)| state.is_none_or(|s| r.state == s))
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        let mut stayed = in_state(&m);
+        let mut ever = stayed.clone();
+        let model = std::cell::RefCell::new(m);
+        let mut during = during.iter();
+        let mut first = true;
+        let mut lock = || {
+            if !first {
+                if let Some(op) = during.next() {
+                    let mut m = model.borrow_mut();
+                    m.step(op);
+                    let now = in_state(&m);
+                    stayed.retain(|id| now.contains(id));
+                    ever.extend(now);
+                }
+            }
+            first = false;
+            std::cell::Ref::map(model.borrow(), |m| m.st())
+        };
+        let mut query = crate::JobQuery {
+            filter: crate::JobFilter {
+                state,
+                ..Default::default()
+            },
+            before: None,
+            limit: 3,
+        };
+        let mut got = Vec::new();
+        loop {
+            let page = crate::listing::page(&mut lock, &query).unwrap();
+            got.extend(page.jobs.iter().rev().map(|j| j.id));
+            match page.next_before {
+                Some(b) => query.before = Some(b),
+                None => break,
+            }
+        }
+        let listed: std::collections::BTreeSet<JobId> = got.iter().copied().collect();
+        prop_assert_eq!(listed.len(), got.len(), "an id listed twice: {:?}", got);
+        let missing: Vec<_> = stayed.difference(&listed).collect();
+        prop_assert!(missing.is_empty(), "{:?} stayed {:?} but were not listed", missing, state);
+        let made_up: Vec<_> = listed.difference(&ever).collect();
+        prop_assert!(made_up.is_empty(), "{:?} were never {:?}", made_up, state);
+    }
 }
