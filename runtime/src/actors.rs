@@ -207,18 +207,12 @@ impl Actor for Timer {
 /// of the timer's is on its way. It runs off the timer: the timer keeps
 /// ticking (leases expire, cron runs start) while it is written.
 fn checkpoint_if_due(shared: &Arc<Shared>, store: &Weak<dyn SliceStore>, now_ms: u64) {
-    {
-        let mut st = shared.state.lock();
-        if !st.checkpoint_due(now_ms) {
-            if st.book.auto_checkpoint && st.book.runs_workers {
-                st.surface_checkpoint_blocker();
-            }
-            return;
-        }
-    }
     let Some(store) = store.upgrade() else {
         return;
     };
+    if !(shared.state.lock()).timer_checkpoint_due(now_ms, || store.free_bytes()) {
+        return;
+    }
     if shared.checkpointing.swap(true, Ordering::AcqRel) {
         return;
     }

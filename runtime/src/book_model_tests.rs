@@ -1,7 +1,8 @@
 //! A model test of the book a reopen rebuilds (issue 12, Known fault 9):
 //! random submits with dependencies (each policy), start and expiry
 //! times, completions, failures, controls (pause, resume, abort, retry, fail,
-//! destroy), checkpoints with their retention sweeps, clock moves, the
+//! destroy), checkpoints with their retention sweeps (written, or refused
+//! for want of room), clock moves, the
 //! timer (scheduled releases, expiries) and reopens are applied to a `State` over a store (`logged_tests.rs`), and
 //! at every reopen the book rebuilt from the checkpoint's pages and the
 //! records after it must equal the live book just before: the state
@@ -47,6 +48,10 @@ enum Op {
     Control(u64, u8),
     /// A checkpoint, with its retention sweep.
     Checkpoint,
+    /// A checkpoint, with its retention sweep, that the store refuses
+    /// unwritten (no room for it on a full disk): nothing it would have
+    /// changed may stay changed in the live book.
+    RefusedCheckpoint,
     /// The book is rebuilt from the store: it must equal the live one.
     Reopen,
     /// The clock moves this many minutes.
@@ -75,6 +80,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => any::<bool>().prop_map(Op::Run),
         3 => (any::<u64>(), 0..6u8).prop_map(|(j, a)| Op::Control(j, a)),
         2 => Just(Op::Checkpoint),
+        1 => Just(Op::RefusedCheckpoint),
         2 => Just(Op::Reopen),
         1 => (0..3u8).prop_map(Op::Advance),
         1 => Just(Op::Tick),
@@ -229,6 +235,15 @@ impl Model {
                 });
             }
             Op::Checkpoint => self.logged.checkpoint_at(self.now_ms),
+            Op::RefusedCheckpoint => {
+                self.logged.set_quota(Some(0));
+                let refused = self.logged.try_checkpoint_at(self.now_ms);
+                self.logged.set_quota(None);
+                assert!(
+                    matches!(refused, Err(booster_store::StoreError::NoSpace { .. })),
+                    "{refused:?}"
+                );
+            }
             Op::Reopen => {
                 // Scheduled jobs whose time came are queued by the live
                 // timer within a tick, and by the open after its replay.

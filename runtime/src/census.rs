@@ -74,7 +74,8 @@ mod tests {
 
     /// The census's count of the overlay's rows is kept as rows come and
     /// go (it no longer walks the overlay under the state lock), and
-    /// agrees with the rows there after each way in and out.
+    /// agrees with the rows there after each way in and out (the
+    /// retention sweep's, and its undoing, included).
     #[test]
     fn the_overlay_s_row_count_follows_inserts_removals_and_checkpoints() {
         let mut view = TableView::default();
@@ -90,6 +91,10 @@ mod tests {
         view.remove(&2);
         agree(&view, 4);
         view.take_resident(4);
+        agree(&view, 3);
+        let (_, swept) = view.take_swept(5).unwrap();
+        agree(&view, 2);
+        assert!(view.put_back(swept));
         agree(&view, 3);
         let sealed = view.seal();
         view.insert(finished_row(6));

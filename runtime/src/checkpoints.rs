@@ -17,7 +17,9 @@
 //! a checkpoint that is known to fail.
 
 use crate::state::State;
-use crate::RuntimeError;
+use crate::table::view::SweptRow;
+use crate::{JobState, RuntimeError};
+use booster_store::StoreError;
 
 /// A checkpoint is due when this many rows changed since the last one
 /// (ARCHITECTURE.md, "2. What stays in RAM": the overlay's bound). Each
@@ -53,6 +55,10 @@ pub struct CheckpointHealth {
     /// Why checkpoints fail or are paused, as logged (once per reason);
     /// None while they are written.
     pub paused: Option<String>,
+    /// The free bytes the last checkpoint the store refused for want of
+    /// room asked for (`StoreError::NoSpace`): the timer builds none
+    /// while the disk has less (`checkpoint_known_to_fail`).
+    pub needed_bytes: Option<u64>,
 }
 
 /// What to tell the operator when checkpoints stop: it costs memory and
@@ -87,18 +93,26 @@ pub struct Sealed {
     meta_bytes: u64,
     /// Where refiling goes on once it is durable (`Book::refile_from`).
     refile_next: Option<u64>,
+    /// The rows its sweep removed, put back if it is not written.
+    removed: Vec<(SweptRow, Option<JobState>)>,
 }
 
 impl State {
     /// Seals the table's generation for a checkpoint batch just built
-    /// (`image::swept_checkpoint_batch`, its `refile_next`), under the lock
-    /// it was built under: rows changed after this are the next one's.
-    pub fn seal_checkpoint(&mut self, refile_next: Option<u64>) -> Sealed {
+    /// (`image::swept_checkpoint_batch`, its `refile_next` and `removed`),
+    /// under the lock it was built under: rows changed after this are the
+    /// next one's.
+    pub fn seal_checkpoint(
+        &mut self,
+        refile_next: Option<u64>,
+        removed: Vec<(SweptRow, Option<JobState>)>,
+    ) -> Sealed {
         Sealed {
             generation: self.table.seal(),
             records: std::mem::take(&mut self.book.records_since_checkpoint),
             meta_bytes: std::mem::take(&mut self.book.meta_bytes_since_checkpoint),
             refile_next,
+            removed,
         }
     }
 
@@ -106,8 +120,10 @@ impl State {
     /// `written`). Written: the finished rows it wrote leave RAM, and the
     /// refile cursor moves on. Not written (a failure that poisons, or a
     /// refusal that does not: no room for it): nothing it would have
-    /// changed moves; its records count for the next, the next sweep looks
-    /// again, and the next refiles the same pages.
+    /// changed moves; its records count for the next, the rows its sweep
+    /// removed are put back (`expiry::put_back`: else the live book would
+    /// lack rows a reopen finds), the next sweep looks again, and the next
+    /// refiles the same pages.
     pub fn checkpoint_answered(
         &mut self,
         sealed: Sealed,
@@ -120,6 +136,7 @@ impl State {
         } else {
             self.book.records_since_checkpoint += sealed.records;
             self.book.meta_bytes_since_checkpoint += sealed.meta_bytes;
+            crate::table::expiry::put_back(self, sealed.removed);
             self.book.sweep_due_ms = 0;
         }
     }
@@ -213,11 +230,11 @@ impl State {
     /// A checkpoint could not be written at `now_ms`: counted, said once,
     /// and the next automatic one waits out the backoff.
     pub fn checkpoint_failed(&mut self, now_ms: u64, e: &RuntimeError) {
-        self.book.metrics.checkpoint_failures += 1;
-        let h = &mut self.book.checkpoints;
-        h.failures_in_a_row = h.failures_in_a_row.saturating_add(1);
-        let wait_ms = CheckpointHealth::backoff_ms(h.failures_in_a_row);
-        h.retry_at_ms = now_ms.saturating_add(wait_ms);
+        self.back_off(now_ms);
+        self.book.checkpoints.needed_bytes = match e {
+            RuntimeError::Store(StoreError::NoSpace { needed_bytes, .. }) => Some(*needed_bytes),
+            _ => None,
+        };
         let why = match self.checkpoint_blocker() {
             Some(why) => why,
             None => format!(
@@ -229,6 +246,50 @@ impl State {
         self.book.checkpoints.surface(why);
     }
 
+    /// A failed checkpoint, tried or known to fail: counted, and the next
+    /// automatic one waits out the backoff.
+    fn back_off(&mut self, now_ms: u64) {
+        self.book.metrics.checkpoint_failures += 1;
+        let h = &mut self.book.checkpoints;
+        h.failures_in_a_row = h.failures_in_a_row.saturating_add(1);
+        let wait_ms = CheckpointHealth::backoff_ms(h.failures_in_a_row);
+        h.retry_at_ms = now_ms.saturating_add(wait_ms);
+    }
+
+    /// Whether the timer takes a checkpoint at `now_ms`: one is due
+    /// (`checkpoint_due`; else a blocker is said once) and not known to
+    /// be refused. Known to be refused: the last one was, for want of
+    /// room, and the disk has less free (`free_bytes`, read only then;
+    /// None: unknown) than it asked for; it then counts as failed (as
+    /// said when it was refused) without being built. Building it would
+    /// sweep, read and rebuild the touched pages and compress the batch
+    /// under the state lock and the exclusive append gate, stalling every
+    /// submit and commit, for a refusal (the review of faults12, finding
+    /// 3). The need only grows while no checkpoint is written (rows keep
+    /// changing), so the figure of the last refusal is a floor.
+    pub fn timer_checkpoint_due(
+        &mut self,
+        now_ms: u64,
+        free_bytes: impl FnOnce() -> Option<u64>,
+    ) -> bool {
+        if !self.checkpoint_due(now_ms) {
+            if self.book.auto_checkpoint && self.book.runs_workers {
+                self.surface_checkpoint_blocker();
+            }
+            return false;
+        }
+        let Some(needed_bytes) = self.book.checkpoints.needed_bytes else {
+            return true;
+        };
+        match free_bytes() {
+            Some(free) if free < needed_bytes => {
+                self.back_off(now_ms);
+                false
+            }
+            _ => true,
+        }
+    }
+
     /// A checkpoint was written: the backoff ends, and a pause that was
     /// said is said to be over.
     pub fn checkpoint_written(&mut self) {
@@ -238,6 +299,7 @@ impl State {
         }
         h.failures_in_a_row = 0;
         h.retry_at_ms = 0;
+        h.needed_bytes = None;
     }
 }
 

@@ -38,7 +38,30 @@ pub struct DependencyWait {
     unfinished: u32,
     /// Dependencies that finished without completing, or went: (id, what
     /// it became), oldest first.
-    broken: Vec<(JobId, &'static str)>,
+    broken: Vec<(JobId, Broke)>,
+}
+
+/// What a dependency that did not complete became. Typed, so that telling
+/// a gone dependency (`has_gone`) never hangs on the words a reason says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Broke {
+    /// Finished without completing (failed, aborted).
+    Ended(JobState),
+    /// Not in the table, or destroyed before it completed.
+    Gone,
+    /// Its `created` record was lost.
+    Lost,
+}
+
+impl Broke {
+    /// The reason a job that stops on it is given.
+    fn as_str(self) -> &'static str {
+        match self {
+            Broke::Ended(s) => s.as_str(),
+            Broke::Gone => "destroyed",
+            Broke::Lost => "lost",
+        }
+    }
 }
 
 /// What a dependency in `state` (None: it went) counts as for a job that
@@ -46,18 +69,14 @@ pub struct DependencyWait {
 enum Counts {
     Unfinished,
     Completed,
-    Broken(&'static str),
+    Broken(Broke),
 }
-
-/// What a dependency that is not in the table (or was destroyed before
-/// it completed) counts as.
-const GONE: &str = "destroyed";
 
 fn counts(state: Option<JobState>) -> Counts {
     match state {
-        None => Counts::Broken(GONE),
+        None => Counts::Broken(Broke::Gone),
         Some(JobState::Completed) => Counts::Completed,
-        Some(s) if s.is_finished() => Counts::Broken(s.as_str()),
+        Some(s) if s.is_finished() => Counts::Broken(Broke::Ended(s)),
         Some(_) => Counts::Unfinished,
     }
 }
@@ -75,7 +94,9 @@ impl DependencyWait {
     /// (the model test's comparison of a live and a rebuilt book).
     #[cfg(test)]
     pub fn summary(&self) -> WaitSummary {
-        let mut broken = self.broken.clone();
+        let mut broken: Vec<_> = (self.broken.iter())
+            .map(|&(dep, what)| (dep, what.as_str()))
+            .collect();
         broken.sort_unstable();
         (self.unfinished, broken)
     }
@@ -83,7 +104,7 @@ impl DependencyWait {
     /// A dependency counts as gone: not in the table, or destroyed before
     /// it completed.
     fn has_gone(&self) -> bool {
-        self.broken.iter().any(|&(_, what)| what == GONE)
+        self.broken.iter().any(|&(_, what)| what == Broke::Gone)
     }
 
     fn take(&mut self, dep: JobId, c: Counts) {
@@ -126,7 +147,7 @@ impl Book {
                 w.add(
                     dep,
                     if lost {
-                        Counts::Broken("lost")
+                        Counts::Broken(Broke::Lost)
                     } else {
                         counts(now)
                     },
@@ -177,7 +198,7 @@ impl State {
             let c = match state {
                 Err(()) => Counts::Unfinished,
                 // Its `created` record was lost: lost, never "destroyed".
-                Ok(Some(r)) if r.lost => Counts::Broken("lost"),
+                Ok(Some(r)) if r.lost => Counts::Broken(Broke::Lost),
                 // A tombstone counts as what it was destroyed as: a job
                 // that completed before it was destroyed still did.
                 Ok(Some(r)) if r.destroyed => match r.state {
@@ -197,7 +218,7 @@ impl State {
         let wait = self.book.waits.get(&id)?;
         match (wait.broken.first(), policy) {
             (Some(&(dep, what)), DependencyFailure::Fail | DependencyFailure::Abort) => {
-                Some(Verdict::Stop(dep, what))
+                Some(Verdict::Stop(dep, what.as_str()))
             }
             _ if wait.unfinished > 0 => None,
             _ => Some(Verdict::Run),

@@ -266,11 +266,15 @@ impl State {
         let (_, id) = self.first_for(worker)?;
         // The row gives the kind's name, and (until step 5 reads them from
         // row pages at lease time) the args and properties.
+        // At least 1 ms: the wire carries the bound in whole milliseconds
+        // with 0 for none, so a bound under 1 ms (one set in code; a
+        // stored one is refused) would end the lease here while a remote
+        // worker read it as no bound.
         let timeout_ms = self
             .book
             .lease_policy(&self.table[&id].kind)
             .timeout
-            .map(|t| t.as_millis() as u64);
+            .map(|t| (t.as_millis() as u64).max(1));
         let progress_ms = Arc::new(AtomicU64::new(now_ms));
         let epoch = self.book.next_epoch;
         self.book.next_epoch += 1;

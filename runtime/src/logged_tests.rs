@@ -103,6 +103,9 @@ impl SliceStore for Counting {
     fn shutdown(&self) -> Result<(), StoreError> {
         self.inner.shutdown()
     }
+    fn free_bytes(&self) -> Option<u64> {
+        self.inner.free_bytes().ok()
+    }
 }
 
 /// Appends `batch` and waits until it is durable.
@@ -195,7 +198,7 @@ impl Logged {
     pub fn try_checkpoint_at(&mut self, now_ms: u64) -> Result<(), StoreError> {
         let built = crate::table::image::swept_checkpoint_batch(&mut self.st, &*self.store, now_ms)
             .unwrap();
-        let sealed = self.st.seal_checkpoint(built.refile_next);
+        let sealed = self.st.seal_checkpoint(built.refile_next, built.removed);
         let (tx, rx) = std::sync::mpsc::channel();
         self.store.append_with(
             built.batch,

@@ -803,6 +803,12 @@ impl Runtime {
                     "max_expiries must be at least 1".into(),
                 ));
             }
+            let under_a_ms = |t: Duration| t < Duration::from_millis(1);
+            if s.lease.is_some_and(|l| l.timeout.is_some_and(under_a_ms)) {
+                return Err(RuntimeError::Invalid(
+                    "a lease timeout is at least 1 ms; leave it out for no bound on a lease".into(),
+                ));
+            }
             if s.retry.jitter_percent > 100 {
                 return Err(RuntimeError::Invalid(
                     "jitter_percent is 0 to 100 (a share of each wait)".into(),
@@ -1080,6 +1086,9 @@ impl Runtime {
             }
             let (rx, _, log) = enqueue_checkpoint(&shared, &store, true)?;
             checkpoint_applied(rx.blocking_recv().ok())?;
+            // A checkpoint was written: the timer's backoff (a disk too
+            // full for checkpoints, say) ends with it.
+            shared.state.lock().checkpoint_written();
             // The compacted log is that checkpoint's own records, not ones
             // built again now: a lease or the timer may have moved a job
             // since (no record), and counts that disagree with the pages
@@ -1180,8 +1189,17 @@ pub(crate) fn enqueue_checkpoint(
             Err(crate::table::image::Unbuilt::Other(e)) => return Err(e),
         };
         st.book.last_checkpoint_ms = shared.clock.now_ms();
-        let sealed = st.seal_checkpoint(built.refile_next);
-        (built.batch, built.record, built.log, sealed)
+        let sealed = st.seal_checkpoint(built.refile_next, built.removed);
+        // A compaction's checkpoint is written while appends wait, and a
+        // full disk is recovered by compacting: it asks room for itself
+        // only, and may take the disk reserve ("Full disks").
+        let batch = match for_compaction {
+            true => built
+                .batch
+                .needs_room_before_compaction("the checkpoint a compaction starts with"),
+            false => built.batch,
+        };
+        (batch, built.record, built.log, sealed)
     };
     let seq = match &record {
         Meta::Checkpoint(c) => c.seq,

@@ -33,6 +33,8 @@ pub trait SliceStore: Send + Sync + 'static {
     fn stats_with(&self, plan: &dyn CompactionPlan) -> Result<StoreStats, StoreError>;
     fn memory(&self) -> StoreMemory;
     fn shutdown(&self) -> Result<(), StoreError>;
+    /// `Store::free_bytes`; None when it cannot be read.
+    fn free_bytes(&self) -> Option<u64>;
 }
 
 impl<F: FileLayer> SliceStore for Store<F> {
@@ -69,5 +71,8 @@ impl<F: FileLayer> SliceStore for Store<F> {
     }
     fn shutdown(&self) -> Result<(), StoreError> {
         Store::shutdown(self)
+    }
+    fn free_bytes(&self) -> Option<u64> {
+        Store::free_bytes(self).ok()
     }
 }

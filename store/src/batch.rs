@@ -28,8 +28,22 @@ pub struct Batch {
     checkpoint: Option<Vec<u8>>,
     checkpoints: usize,
     pub(crate) urgent: bool,
-    /// What the batch is, when it waits for room (`needs_room`).
-    pub(crate) needs_room: Option<String>,
+    /// What the batch is, and the room it asks for, when it waits for
+    /// room (`needs_room`, `needs_room_before_compaction`).
+    pub(crate) needs_room: Option<(String, Room)>,
+}
+
+/// The free space a batch that waits for room must find
+/// (`reserve::room_needed`; ARCHITECTURE.md, "Full disks").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Room {
+    /// Room for itself and as much again: commits go on beside it and
+    /// after it, and must not meet the disk it filled.
+    BesideCommits,
+    /// Room for itself with headroom, the disk reserve counted as free
+    /// (given back when short): the write a compaction starts with, while
+    /// appends wait, so that a full disk can be compacted.
+    BeforeCompaction,
 }
 
 impl Batch {
@@ -98,7 +112,18 @@ impl Batch {
     /// file system's free space (`FileLayer::free_bytes`) less the bytes
     /// queued ahead of it; ARCHITECTURE.md, "Full disks".
     pub fn needs_room(mut self, what: impl Into<String>) -> Batch {
-        self.needs_room = Some(what.into());
+        self.needs_room = Some((what.into(), Room::BesideCommits));
+        self
+    }
+
+    /// Like `needs_room`, for the batch a compaction writes first while
+    /// appends wait (the runtime's checkpoint that the compacted log
+    /// starts at): it asks room for itself with headroom only, and the
+    /// disk reserve counts as free, given back when short (as compaction
+    /// gives it back), so that a disk too full for a checkpoint beside
+    /// commits can still be compacted. Replaces an earlier mark.
+    pub fn needs_room_before_compaction(mut self, what: impl Into<String>) -> Batch {
+        self.needs_room = Some((what.into(), Room::BeforeCompaction));
         self
     }
 

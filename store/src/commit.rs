@@ -4,6 +4,7 @@
 //! index, and only then acknowledges each producer.
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::thread::ThreadId;
 
@@ -328,6 +329,8 @@ impl<F: FileLayer> Engine<F> {
             offset: l.offset,
             header: l.header,
         }));
+        self.active_frames
+            .store(active.entries.len(), Ordering::Release);
         {
             let mut index = self.index.write();
             for loc in locs {
@@ -357,6 +360,7 @@ impl<F: FileLayer> Engine<F> {
                 self.index
                     .write()
                     .install_run(&active.segment, sealed.offset, &sealed.run);
+                self.active_frames.store(0, Ordering::Release);
                 Ok(())
             }
             Err(e) => {

@@ -186,20 +186,13 @@ impl<F: FileLayer> Engine<F> {
 
     /// Refuses to start when the output would not fit on the disk.
     fn check_free_space(&self, needed_bytes: u64) -> Result<(), StoreError> {
-        let free = || {
-            self.fs.free_bytes(&self.dir).map_err(io_err(format!(
-                "reading the free space of {}",
-                self.dir.display()
-            )))
-        };
         let needed_bytes = crate::reserve::with_headroom(needed_bytes);
-        let mut free_bytes = free()?;
         // The reserve exists so that a compaction can make room on a full
-        // disk: given back here, it is taken again at the next open with
-        // room to spare.
-        if free_bytes < needed_bytes && crate::reserve::release_reserve(&self.fs, &self.dir) {
-            free_bytes = free()?;
-        }
+        // disk.
+        let free_bytes =
+            crate::reserve::free_with_reserve(&self.fs, &self.dir, needed_bytes).map_err(
+                io_err(format!("reading the free space of {}", self.dir.display())),
+            )?;
         if free_bytes < needed_bytes {
             return Err(StoreError::NoSpace {
                 what: "compaction".into(),

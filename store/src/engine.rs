@@ -3,17 +3,19 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
+use crate::batch::Room;
 use crate::codec::{decode_records, open_frame, PreparedFrame};
 use crate::commit::{QueueBudget, WriterState};
 use crate::fs::FileLayer;
 use crate::index::{FrameLoc, Index, Lookup};
 use crate::manifest::{write_manifest, Manifest, Watermark, MANIFEST_FILE_NAME};
-use crate::reserve::room_needed;
-use crate::segment::footer::FOOTER_ENTRY_LEN;
+use crate::reserve::{free_with_reserve, room_needed};
+use crate::segment::footer::seal_footer_bound;
 use crate::segment::frame::{frame_len, FrameHeader, FrameKind};
 use crate::segment::reader::Segment;
 use crate::segment::segment_file_name;
@@ -35,6 +37,9 @@ pub(crate) struct Engine<F: FileLayer> {
     pub manifest: Mutex<Manifest>,
     /// End of the last acknowledged batch (advanced after its fsync).
     pub acked: Mutex<Watermark>,
+    /// Frames in the active segment (0: none), whose seal footer a batch
+    /// that waits for room makes room for (`room_for`).
+    pub active_frames: AtomicUsize,
 }
 
 impl<F: FileLayer> Engine<F> {
@@ -83,10 +88,16 @@ impl<F: FileLayer> Engine<F> {
 
     /// Refuses `frames` (a batch that waits for room, `Batch::needs_room`,
     /// named `what`) with `NoSpace` when the disk lacks the room
-    /// `reserve::room_needed` asks for, before anything of it is placed.
+    /// `reserve::room_needed` asks for, before anything of it is placed;
+    /// the batch a compaction starts with may take the reserve first.
     /// Free space that cannot be read refuses nothing: the write then
     /// finds out, as any other's does.
-    pub fn room_for(&self, what: String, frames: &[PreparedFrame]) -> Result<(), StoreError> {
+    pub fn room_for(
+        &self,
+        what: String,
+        room: Room,
+        frames: &[PreparedFrame],
+    ) -> Result<(), StoreError> {
         let tag = if self.opts.master_key.is_some() {
             crate::crypto::TAG_LEN as u32
         } else {
@@ -94,10 +105,25 @@ impl<F: FileLayer> Engine<F> {
         };
         let batch_bytes: u64 = frames
             .iter()
-            .map(|f| frame_len(f.body.len() as u32 + tag) + FOOTER_ENTRY_LEN as u64)
+            .map(|f| frame_len(f.body.len() as u32 + tag))
             .sum();
-        let needed_bytes = room_needed(batch_bytes, self.budget.queued() as u64);
-        match self.fs.free_bytes(&self.dir) {
+        // The seal the batch may trigger (a group that crosses the
+        // segment's size seals it) or that closing will: the footer of
+        // every frame in the active segment, the queued ones (at most one
+        // per smallest frame's bytes) and the batch's own, however few
+        // bytes the batch is (a 32 MiB segment of small frames seals
+        // with over 10 MB).
+        let queued_bytes = self.budget.queued() as u64;
+        let seal_frames = self.active_frames.load(Ordering::Acquire)
+            + (queued_bytes / frame_len(0)) as usize
+            + frames.len();
+        let seal_bytes = seal_footer_bound(seal_frames);
+        let needed_bytes = room_needed(batch_bytes, seal_bytes, queued_bytes, room);
+        let free_bytes = match room {
+            Room::BesideCommits => self.fs.free_bytes(&self.dir),
+            Room::BeforeCompaction => free_with_reserve(&self.fs, &self.dir, needed_bytes),
+        };
+        match free_bytes {
             Ok(free_bytes) if free_bytes < needed_bytes => Err(StoreError::NoSpace {
                 what,
                 dir: self.dir.clone(),

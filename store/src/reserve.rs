@@ -5,6 +5,7 @@
 use std::io;
 use std::path::Path;
 
+use crate::batch::Room;
 use crate::fs::{FileHandle, FileLayer};
 
 pub(crate) const RESERVE_FILE_NAME: &str = "RESERVE";
@@ -53,10 +54,31 @@ pub(crate) fn with_headroom(bytes: u64) -> u64 {
 
 /// The free space a batch of `batch_bytes` on disk that waits for room
 /// (`Batch::needs_room`) must find, with `queued_bytes` queued ahead of
-/// it: room for those, for itself, and as much again for the commits
-/// after it, so that it never takes the last of the disk they need.
-pub(crate) fn room_needed(batch_bytes: u64, queued_bytes: u64) -> u64 {
-    with_headroom(batch_bytes.saturating_mul(2)).saturating_add(queued_bytes)
+/// it and a seal of `seal_bytes` to come: room for those and for itself,
+/// and, beside commits, as much again for the commits after it, so that
+/// it never takes the last of the disk they need.
+pub(crate) fn room_needed(batch_bytes: u64, seal_bytes: u64, queued_bytes: u64, room: Room) -> u64 {
+    let bytes = match room {
+        Room::BesideCommits => batch_bytes.saturating_mul(2),
+        Room::BeforeCompaction => batch_bytes,
+    };
+    with_headroom(bytes.saturating_add(seal_bytes)).saturating_add(queued_bytes)
+}
+
+/// The free space in `dir` for a write that needs `needed_bytes` and may
+/// take the reserve: when short, the reserve is given back first (it
+/// exists for this; it is taken again at the next open with room to
+/// spare).
+pub(crate) fn free_with_reserve<F: FileLayer>(
+    fs: &F,
+    dir: &Path,
+    needed_bytes: u64,
+) -> io::Result<u64> {
+    let free_bytes = fs.free_bytes(dir)?;
+    if free_bytes < needed_bytes && release_reserve(fs, dir) {
+        return fs.free_bytes(dir);
+    }
+    Ok(free_bytes)
 }
 
 /// True for an I/O error that means the disk (or quota) is full.

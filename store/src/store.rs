@@ -141,6 +141,7 @@ impl<F: FileLayer> Store<F> {
             sequencer,
             manifest: Mutex::new(recovered.manifest),
             acked: Mutex::new(Watermark::default()),
+            active_frames: Default::default(),
         });
         let thread_engine = Arc::clone(&engine);
         let writer = std::thread::Builder::new()
@@ -200,8 +201,8 @@ impl<F: FileLayer> Store<F> {
             Ok(frames) => frames,
             Err(e) => return done(Err(e)),
         };
-        if let Some(what) = needs_room {
-            if let Err(e) = self.engine.room_for(what, &frames) {
+        if let Some((what, room)) = needs_room {
+            if let Err(e) = self.engine.room_for(what, room, &frames) {
                 return done(Err(e));
             }
         }
@@ -311,6 +312,17 @@ impl<F: FileLayer> Store<F> {
     /// they wait: it must not itself wait on an append.
     pub fn compact(&self, plan: &dyn CompactionPlan) -> Result<CompactionReport, StoreError> {
         self.engine.compact(plan)
+    }
+
+    /// The bytes free in the data directory's file system (statvfs), as
+    /// a batch that waits for room (`Batch::needs_room`) is checked
+    /// against.
+    pub fn free_bytes(&self) -> Result<u64, StoreError> {
+        let dir = &self.engine.dir;
+        self.engine
+            .fs
+            .free_bytes(dir)
+            .map_err(|e| StoreError::io(format!("reading the free space of {}", dir.display()), e))
     }
 
     /// Checks every header, frame and footer CRC and, with the key, every tag.

@@ -288,3 +288,64 @@ fn a_batch_that_waits_for_room_is_refused_unwritten_on_a_full_disk_and_poisons_n
         assert!(store.read_slice(&key(k)).unwrap().is_some(), "key {k}");
     }
 }
+
+/// The review of faults12, finding 2: a batch that waits for room counts
+/// the seal it may trigger. A segment of many small frames has a large
+/// seal footer (a footer entry and a sorted-run entry per frame); a
+/// large batch that crosses the segment's size seals it right after its
+/// group is written. On a disk with room for the batch twice over but not
+/// for that seal, the batch is refused unwritten; before, it was written
+/// and acknowledged, and the seal met the full disk and poisoned the
+/// store (G9).
+#[test]
+fn a_batch_that_waits_for_room_counts_the_seal_it_triggers() {
+    use booster_store::fs::sim::SimFileLayer;
+    let fs = SimFileLayer::new();
+    let opts = || StoreOptions {
+        reserve_bytes: 0,
+        zstd_level: 0,
+        segment_size_bytes: 256 << 10,
+        ..StoreOptions::default()
+    };
+    let (store, _) = Store::open_with(fs.clone(), "/d", opts()).unwrap();
+    // 3 000 frames of a few bytes: about 200 KB of frames in the active
+    // segment, and a seal of about twice that.
+    for n in 0..3000 {
+        store
+            .append(Batch::new().slice(key(10 + n), &[b"tiny"]))
+            .unwrap();
+    }
+    // 64 KB that no compression shrinks: it crosses 256 KiB.
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let big: Vec<u8> = (0..64 << 10)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let large = || {
+        Batch::new()
+            .slice(key(1), &[&big])
+            .needs_room("a large batch")
+    };
+    // Room for the batch twice over with headroom, not for the seal.
+    fs.set_quota(Some(fs.used_bytes() + (250 << 10)));
+    let err = store.append(large()).unwrap_err();
+    assert!(matches!(err, StoreError::NoSpace { .. }), "{err}");
+    store
+        .append(Batch::new().slice(key(2), &[b"small"]))
+        .unwrap();
+    fs.set_quota(None);
+    store.append(large()).unwrap();
+    store
+        .append(Batch::new().slice(key(3), &[b"after"]))
+        .unwrap();
+    drop(store);
+    let (store, _) = Store::open_with(fs, "/d", opts()).unwrap();
+    assert_eq!(store.read_slice(&key(1)).unwrap().unwrap(), vec![big]);
+    for k in [2, 3, 10, 3009] {
+        assert!(store.read_slice(&key(k)).unwrap().is_some(), "key {k}");
+    }
+}

@@ -725,8 +725,9 @@ pub enum KindCommand {
         /// Expiries before the work fails (at least 1).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         max_expiries: u32,
-        /// Bound one lease to this many milliseconds even while heartbeats arrive.
-        #[arg(long)]
+        /// Bound one lease to this many milliseconds (at least 1) even while
+        /// heartbeats arrive.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         timeout_ms: Option<u64>,
     },
     /// KIND starts work only between two times of day (a window that ends

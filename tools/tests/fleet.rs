@@ -427,9 +427,9 @@ fn a_lease_asked_for_ahead_and_not_started_is_handed_back_to_an_idle_worker() {
 /// Known fault 10: the same, where the urgent job's kind bounds one lease
 /// (`kind lease --timeout-ms`) below half the lease timeout. The node
 /// ends such a lease at that bound from hand-out, heartbeats or not, so
-/// the worker hands it back within half of it (the node sends the bound
-/// with the lease): before, it waited half the lease timeout and the
-/// lease expired unstarted, counted against the job as a hang.
+/// the worker hands it back within a sixteenth of it (the node sends the
+/// bound with the lease): before, it waited half the lease timeout and
+/// the lease expired unstarted, counted against the job as a hang.
 #[test]
 fn a_lease_ahead_of_a_kind_with_a_shorter_bound_is_handed_back_within_that_bound() {
     urgent_lease_ahead_handed_back("8000", Some("2000"));

@@ -17,7 +17,7 @@ use booster_store::SliceKey;
 
 use super::keys::{self, EXPIRY_BASE, TABLE_OWNER};
 use super::row::Row;
-use super::view;
+use super::view::{self, SweptRow};
 use super::Job;
 use crate::slice_store::SliceStore;
 use crate::state::State;
@@ -214,8 +214,10 @@ pub fn refile_cursor(store: &dyn SliceStore, before_step_6: bool) -> Option<u64>
 pub struct Sweep {
     pub deletes: Vec<SliceKey>,
     pub puts: Vec<(SliceKey, Vec<Vec<u8>>)>,
-    /// Rows removed.
-    pub removed: usize,
+    /// Rows removed, with the state each was counted in (None: a
+    /// tombstone), to put back if the checkpoint is not written
+    /// (`put_back`).
+    pub removed: Vec<(SweptRow, Option<JobState>)>,
     /// Frames that could not be read or decoded, left in place.
     pub passed_over: usize,
 }
@@ -394,7 +396,7 @@ fn judge(state: &mut State, store: &dyn SliceStore, frames: &mut [Frame], out: &
             let (id, at) = (frames[fi].ids[ei], frames[fi].at);
             let rows = || view::read_page(store, page);
             match expire(state, id, at, || stored.get_or_insert_with(rows).as_ref()) {
-                Expired::Removed => out.removed += 1,
+                Expired::Removed(row) => out.removed.push(row),
                 Expired::Stale => {}
                 Expired::Kept => frames[fi].kept[ei] = true,
             }
@@ -426,7 +428,7 @@ fn read_ids(
 /// What became of one expiry entry.
 enum Expired {
     /// Its row went, with its count.
-    Removed,
+    Removed((SweptRow, Option<JobState>)),
     /// The row is no longer filed there (retried or destroyed since, or
     /// gone): the entry goes.
     Stale,
@@ -457,9 +459,10 @@ fn expire<'p>(
         if row.and_then(slot_of) != Some(at) {
             return Expired::Stale;
         }
-        let job = state.table.remove(&id).expect("the row in RAM");
-        uncount(state, (!job.is_destroyed()).then_some(job.state));
-        return Expired::Removed;
+        let (job, swept) = state.table.take_swept(id).expect("the row in RAM");
+        let live = (!job.is_destroyed()).then_some(job.state);
+        uncount(state, live);
+        return Expired::Removed((swept, live));
     }
     if !state.table.has_image() {
         return Expired::Stale;
@@ -472,9 +475,9 @@ fn expire<'p>(
         return Expired::Stale;
     };
     let live = row.job_state();
-    state.table.forget_stored(id);
+    let swept = state.table.forget_stored(id);
     uncount(state, live);
-    Expired::Removed
+    Expired::Removed((swept, live))
 }
 
 /// A row of `state` (None: a tombstone) left the table: its count goes.
@@ -482,5 +485,21 @@ fn uncount(state: &mut State, live: Option<JobState>) {
     match live {
         Some(s) => state.book.by_state[s.index()] -= 1,
         None => state.book.destroyed -= 1,
+    }
+}
+
+/// The checkpoint that writes the removal of `removed` (a sweep's rows)
+/// was not written (refused for want of room, failed, or not built): each
+/// row is put back in the table with its count, unless its entry changed
+/// since, so the live book stays the one a reopen rebuilds. The expiry
+/// frames are the store's, untouched; the next sweep finds them again.
+pub fn put_back(state: &mut State, removed: Vec<(SweptRow, Option<JobState>)>) {
+    for (swept, live) in removed {
+        if state.table.put_back(swept) {
+            match live {
+                Some(s) => state.book.by_state[s.index()] += 1,
+                None => state.book.destroyed += 1,
+            }
+        }
     }
 }

@@ -15,6 +15,7 @@ use booster_store::{Batch, SliceKey};
 use super::keys::{self, ROW_LARGE, ROW_PAGE, SLICE_MAP, STATE_INDEX_BASE, TABLE_OWNER};
 use super::kinds::KindId;
 use super::row::{self, Row, RowBody, STATE_DESTROYED};
+use super::view::SweptRow;
 use super::{convert, expiry, page, slice_map, Job};
 use crate::meta::{self, Checkpoint, Meta};
 use crate::slice_store::SliceStore;
@@ -295,6 +296,9 @@ pub struct SweptCheckpoint {
     /// it where it was and no page of an image from before step 6 is
     /// skipped.
     pub refile_next: Option<u64>,
+    /// The rows the sweep removed (RAM holds their removal): put back if
+    /// the batch is not written (`expiry::put_back`).
+    pub removed: Vec<(SweptRow, Option<JobState>)>,
 }
 
 /// `checkpoint_batch` after the retention sweep (`expiry::sweep`, by
@@ -321,7 +325,13 @@ pub fn swept_checkpoint_batch(
         (None, false) => None,
     };
     let refiled = refile.map(|r| r.filed);
-    let (mut batch, record, log) = checkpoint_batch(state, store, refiled)?;
+    let (mut batch, record, log) = match checkpoint_batch(state, store, refiled) {
+        Ok(built) => built,
+        Err(e) => {
+            expiry::put_back(state, swept.removed);
+            return Err(e);
+        }
+    };
     if state.book.refile_from.is_some() {
         batch = match next {
             Some(page) => batch.slice(keys::refile(), &[page.to_le_bytes()]),
@@ -340,6 +350,7 @@ pub fn swept_checkpoint_batch(
         log,
         // Without a refile under way, `next` is None too.
         refile_next: next,
+        removed: swept.removed,
     })
 }
 

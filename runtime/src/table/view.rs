@@ -33,6 +33,7 @@ use crate::slice_store::SliceStore;
 use crate::table::Job;
 use crate::{JobId, RuntimeError};
 
+#[derive(Clone)]
 struct Entry {
     /// None: the row went (destroyed) since the image was written. Boxed:
     /// the tree's nodes then hold 24 bytes an entry, not a whole `Job`
@@ -41,6 +42,16 @@ struct Entry {
     row: Option<Box<Job>>,
     /// The dirty generation that last changed it; at most `written` for a
     /// row as the image holds it.
+    generation: u64,
+}
+
+/// A row the retention sweep took out of the table, as RAM held it
+/// (`TableView::put_back`).
+pub struct SweptRow {
+    id: JobId,
+    /// Its entry in RAM before (None: only the image held it).
+    before: Option<Entry>,
+    /// The generation its removal was made in.
     generation: u64,
 }
 
@@ -167,8 +178,9 @@ impl TableView {
     }
 
     /// Takes job `id`'s row, which only the image holds (not in RAM), out
-    /// of the table without reading it: the caller read its page.
-    pub fn forget_stored(&mut self, id: JobId) {
+    /// of the table without reading it: the caller read its page. For
+    /// the retention sweep: `put_back` undoes it.
+    pub fn forget_stored(&mut self, id: JobId) -> SweptRow {
         debug_assert!(!self.overlay.contains_key(&id), "job {id} is in RAM");
         debug_assert!(self.image.is_some(), "no image holds job {id}");
         let e = Entry {
@@ -177,6 +189,46 @@ impl TableView {
         };
         self.put(id, e);
         self.changed += 1;
+        SweptRow {
+            id,
+            before: None,
+            generation: self.generation,
+        }
+    }
+
+    /// Takes job `id`'s row, which RAM holds, out of the table, for the
+    /// retention sweep: `put_back` undoes it.
+    pub fn take_swept(&mut self, id: JobId) -> Option<(Job, SweptRow)> {
+        let before = self.overlay.get(&id)?.clone();
+        let job = self.remove(&id)?;
+        let swept = SweptRow {
+            id,
+            before: Some(before),
+            generation: self.generation,
+        };
+        Some((job, swept))
+    }
+
+    /// Puts a row the retention sweep took out (`forget_stored`,
+    /// `take_swept`) back as it was, when the checkpoint that writes its
+    /// removal was not written: the live table is then the one a reopen
+    /// rebuilds. False (nothing done) when the row's entry changed since.
+    pub fn put_back(&mut self, swept: SweptRow) -> bool {
+        let removal_stands = match self.overlay.get(&swept.id) {
+            Some(e) => e.row.is_none() && e.generation == swept.generation,
+            // Removed from RAM without a trace (there was no image).
+            None => true,
+        };
+        if !removal_stands {
+            return false;
+        }
+        let generation = swept.before.as_ref().map(|e| e.generation);
+        let old = match swept.before {
+            Some(e) => self.put(swept.id, e),
+            None => self.take(&swept.id),
+        };
+        self.count_change(old.as_ref(), generation);
+        true
     }
 
     /// Job `id`'s row (a tombstone included) for a control to check: None
@@ -283,7 +335,7 @@ impl TableView {
             generation,
         };
         let old = self.put(id, e);
-        self.count_change(old.as_ref(), generation);
+        self.count_change(old.as_ref(), Some(generation));
         old.and_then(|e| e.row).map(|b| *b)
     }
 
@@ -296,11 +348,11 @@ impl TableView {
         e.row.map(|b| *b)
     }
 
-    /// `old`, an entry replaced by one of `generation`, and the count of
-    /// changed entries.
-    fn count_change(&mut self, old: Option<&Entry>, generation: u64) {
+    /// `old`, an entry replaced by one of `generation` (None: by none),
+    /// and the count of changed entries.
+    fn count_change(&mut self, old: Option<&Entry>, generation: Option<u64>) {
         let was = old.is_some_and(|e| e.generation > self.written);
-        let is = generation > self.written;
+        let is = generation.is_some_and(|g| g > self.written);
         match (was, is) {
             (false, true) => self.changed += 1,
             (true, false) => self.changed -= 1,

@@ -287,3 +287,39 @@ async fn lease_expiries_survive_a_restart() {
     assert_eq!(rt.metrics().lease_expiries, 1, "one expiry in this process");
     drop(release);
 }
+
+/// The review of faults12, finding 6: a stored lease bound under a
+/// millisecond is refused, saying what to do. The wire carries the bound
+/// in whole milliseconds with 0 for none: stored, a bound of 0 ended
+/// every lease at hand-out while a remote worker read it as no bound, and
+/// every lease expired as a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_lease_bound_under_a_millisecond_is_refused_saying_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Runtime::open(opts(dir.path(), 1)).await.unwrap();
+    for timeout in [Duration::ZERO, Duration::from_micros(500)] {
+        let settings = KindSettings {
+            lease: Some(LeasePolicy {
+                max_expiries: 3,
+                timeout: Some(timeout),
+            }),
+            ..KindSettings::default()
+        };
+        let e = rt
+            .store_kind_settings("k", Some(settings))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, RuntimeError::Invalid(_)) && e.to_string().contains("at least 1 ms"),
+            "{e}"
+        );
+    }
+    let bounded = KindSettings {
+        lease: Some(LeasePolicy {
+            max_expiries: 3,
+            timeout: Some(Duration::from_millis(1)),
+        }),
+        ..KindSettings::default()
+    };
+    rt.store_kind_settings("k", Some(bounded)).await.unwrap();
+}
