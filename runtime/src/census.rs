@@ -61,3 +61,47 @@ impl MemoryCensus {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::table::view::TableView;
+
+    fn finished_row(id: u64) -> crate::table::Job {
+        let mut job = crate::bench_support::simple_job(id, "noop", 50).job;
+        job.state = crate::JobState::Completed;
+        job
+    }
+
+    /// The census's count of the overlay's rows is kept as rows come and
+    /// go (it no longer walks the overlay under the state lock), and
+    /// agrees with the rows there after each way in and out (the
+    /// retention sweep's, and its undoing, included).
+    #[test]
+    fn the_overlay_s_row_count_follows_inserts_removals_and_checkpoints() {
+        let mut view = TableView::default();
+        let agree = |view: &TableView, rows: usize| {
+            assert_eq!(view.overlay_sizes().1, rows);
+            assert_eq!(view.values().count(), rows);
+        };
+        for id in 1..=5 {
+            view.insert(finished_row(id));
+        }
+        view.insert(finished_row(3));
+        agree(&view, 5);
+        view.remove(&2);
+        agree(&view, 4);
+        view.take_resident(4);
+        agree(&view, 3);
+        let (_, swept) = view.take_swept(5).unwrap();
+        agree(&view, 2);
+        assert!(view.put_back(swept));
+        agree(&view, 3);
+        let sealed = view.seal();
+        view.insert(finished_row(6));
+        // No store behind the image: nothing here reads a page.
+        let store = std::sync::Weak::<booster_store::Store>::new();
+        view.written_through(sealed, store);
+        agree(&view, 1);
+        assert_eq!(view.overlay_sizes(), (1, 1), "only row 6 is newer");
+    }
+}

@@ -215,9 +215,11 @@ impl Logged {
     /// in the log; here the check is the apply, and only the store's
     /// reader sees the order.)
     pub fn apply(&mut self, m: &Meta) -> Result<(), RuntimeError> {
+        let raw = meta::encode(m);
+        self.st.count_meta_bytes(raw.len() as u64);
         let applied = self.st.apply(m);
         if applied.is_ok() {
-            append(&*self.store, Batch::new().meta(meta::encode(m)));
+            append(&*self.store, Batch::new().meta(raw));
         }
         applied
     }

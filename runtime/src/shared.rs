@@ -224,6 +224,7 @@ pub fn append_counted(
 ) {
     shared.inflight_commits.fetch_add(1, Ordering::AcqRel);
     let started = Instant::now();
+    let meta_bytes = batch.meta_bytes();
     let sh = shared.clone();
     store.append_with(
         batch,
@@ -232,7 +233,10 @@ pub fn append_counted(
                 let mut st = sh.state.lock();
                 st.book.metrics.record_commit(started.elapsed());
                 let applied = match res {
-                    Ok(_) => Ok(metas.iter().map(|m| st.apply(m)).collect()),
+                    Ok(_) => {
+                        st.count_meta_bytes(meta_bytes);
+                        Ok(metas.iter().map(|m| st.apply(m)).collect())
+                    }
                     Err(e) => {
                         if poisons(&e) {
                             st.book.poisoned.get_or_insert_with(|| e.to_string());

@@ -208,6 +208,9 @@ pub struct Book {
     /// Records applied live since the newest checkpoint was sealed, its
     /// own aside (`State::checkpoint_due`).
     pub records_since_checkpoint: u64,
+    /// Their bytes as encoded (`State::count_meta_bytes`): what the rows
+    /// they changed gained at most, arguments and results included.
+    pub meta_bytes_since_checkpoint: u64,
     pub next_id: JobId,
     /// false while replaying: no events, no waiters, no fencing.
     pub live: bool,
@@ -369,6 +372,7 @@ impl Book {
             last_checkpoint_ms: 0,
             checkpoints: Default::default(),
             records_since_checkpoint: 0,
+            meta_bytes_since_checkpoint: 0,
             next_id: 1,
             live: false,
             scheduled: BTreeSet::new(),
@@ -723,6 +727,14 @@ impl State {
         State {
             table: TableView::default(),
             book,
+        }
+    }
+
+    /// Counts `bytes` of durable meta records about to be applied live
+    /// toward the next checkpoint's byte trigger (`checkpoint_due`).
+    pub fn count_meta_bytes(&mut self, bytes: u64) {
+        if self.book.live {
+            self.book.meta_bytes_since_checkpoint += bytes;
         }
     }
 

@@ -490,6 +490,12 @@ impl Model {
         }
         assert_eq!(self.st().book.by_state, counts);
         assert_eq!(self.st().book.destroyed, self.tombstones.len() as u64);
+        let table = &self.st().table;
+        assert_eq!(
+            table.overlay_sizes().1,
+            table.values().count(),
+            "the census's count of rows in the overlay drifted from the rows there"
+        );
         self.check_missing();
         self.check_scheduler();
     }

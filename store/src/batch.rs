@@ -127,6 +127,19 @@ impl Batch {
         self
     }
 
+    /// Bytes of the batch's meta records as given (before compression),
+    /// its checkpoint aside: what the runtime weighs its checkpoint
+    /// trigger by.
+    pub fn meta_bytes(&self) -> u64 {
+        self.entries
+            .iter()
+            .map(|e| match e {
+                Entry::Meta { raw } => raw.len() as u64,
+                _ => 0,
+            })
+            .sum()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty() && self.checkpoint.is_none()
     }

@@ -337,7 +337,11 @@ impl<F: FileLayer> Engine<F> {
                 index.add(loc);
             }
         }
-        if active.end_offset >= self.opts.segment_size_bytes {
+        if crate::segment::segment_is_full(
+            active.end_offset,
+            active.next_seq,
+            self.opts.segment_size_bytes,
+        ) {
             // The group is durable whatever happens here; a failed seal only
             // poisons the store for later writes.
             if self.seal_into_index(active).is_ok() {

@@ -204,7 +204,8 @@ impl<F: FileLayer> Engine<F> {
         Ok(())
     }
 
-    /// Greedy split into output segments of about `segment_size_bytes`;
+    /// Greedy split into output segments of about `segment_size_bytes`
+    /// and at most `SEGMENT_FRAMES_MAX` frames;
     /// also returns the bytes the output will take on disk.
     fn split_into_members(&self, items: Vec<Item>) -> (Vec<Vec<Item>>, u64) {
         let tag = if self.opts.master_key.is_some() {
@@ -228,7 +229,11 @@ impl<F: FileLayer> Engine<F> {
                     frame_len(loc.header.stored_len.saturating_sub(old_tag) + tag)
                 }
             };
-            if size > 0 && size + len > self.opts.segment_size_bytes {
+            let frames = members.last().map_or(0, Vec::len) as u64;
+            if size > 0
+                && (size + len > self.opts.segment_size_bytes
+                    || frames >= crate::segment::SEGMENT_FRAMES_MAX)
+            {
                 members.push(Vec::new());
                 size = 0;
             }

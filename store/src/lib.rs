@@ -44,13 +44,15 @@ pub use error::{FormatError, StoreError};
 pub use fs::{DirLock, FileLayer, OsFileLayer};
 pub use records::SliceRecords;
 pub use salvage_dir::{SalvageReport, Unsaved};
+pub use segment::SEGMENT_FRAMES_MAX;
 pub use store::Store;
 
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
-    /// Seal the active segment once it passes this size. Default 32 MiB:
-    /// until it seals, its keys are indexed in RAM (about 270 bytes each)
-    /// and an open after a crash scans it whole.
+    /// Seal the active segment once it passes this size (or holds
+    /// [`SEGMENT_FRAMES_MAX`] frames). Default 32 MiB: until it seals, its
+    /// keys are indexed in RAM (about 270 bytes each, 440 a frame through
+    /// the seal) and an open after a crash scans it whole.
     pub segment_size_bytes: u64,
     /// zstd level for slices and meta records. Default 1.
     pub zstd_level: i32,

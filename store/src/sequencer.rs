@@ -242,7 +242,11 @@ impl Sequencer {
             cursor.end_offset += frame_len((f.body.len() + tag_len) as u32);
         }
         cursor.next_seq += request.frames.len() as u64;
-        cursor.full = cursor.end_offset >= self.segment_size_bytes;
+        cursor.full = crate::segment::segment_is_full(
+            cursor.end_offset,
+            cursor.next_seq,
+            self.segment_size_bytes,
+        );
         let bytes = request.bytes();
         let ticket = q.next_ticket;
         q.next_ticket += 1;

@@ -73,6 +73,10 @@ pub struct TableView {
     /// Entries changed since the image was written (generation above
     /// `written`): what a checkpoint writes, and one of its triggers.
     changed: usize,
+    /// Overlay entries that hold a row (not a gone-marker), kept as
+    /// entries come and go (`put`, `take`) so the census does not walk
+    /// the overlay under the state lock.
+    rows: usize,
     /// Kind names by id, to make jobs of stored rows (the book's
     /// `KindIds`, mirrored by `State`).
     kinds: HashMap<KindId, Arc<str>>,
@@ -97,6 +101,7 @@ impl Default for TableView {
             image: None,
             pins: HashMap::new(),
             changed: 0,
+            rows: 0,
             kinds: HashMap::new(),
             loading: false,
             unreadable: BTreeMap::new(),
@@ -143,10 +148,26 @@ impl TableView {
         self.overlay.get(id).map(|e| e.row.as_deref())
     }
 
-    /// Overlay entries, and of them rows (`MemoryCensus`).
+    /// Overlay entries, and of them rows (`MemoryCensus`), counted as
+    /// they change.
     pub fn overlay_sizes(&self) -> (usize, usize) {
-        let rows = self.overlay.values().filter(|e| e.row.is_some()).count();
-        (self.overlay.len(), rows)
+        (self.overlay.len(), self.rows)
+    }
+
+    /// Puts `e` in the overlay (the one way in), keeping `rows`.
+    fn put(&mut self, id: JobId, e: Entry) -> Option<Entry> {
+        self.rows += usize::from(e.row.is_some());
+        let old = self.overlay.insert(id, e);
+        self.rows -= usize::from(old.as_ref().is_some_and(|o| o.row.is_some()));
+        old
+    }
+
+    /// Takes job `id`'s entry out of the overlay (the one way out but
+    /// `written_through`'s), keeping `rows`.
+    fn take(&mut self, id: &JobId) -> Option<Entry> {
+        let old = self.overlay.remove(id);
+        self.rows -= usize::from(old.as_ref().is_some_and(|o| o.row.is_some()));
+        old
     }
 
     /// Rows a control or a submit holds (`MemoryCensus`).
@@ -169,7 +190,7 @@ impl TableView {
             row: None,
             generation: self.generation,
         };
-        self.overlay.insert(id, e);
+        self.put(id, e);
         self.changed += 1;
         SweptRow {
             id,
@@ -206,8 +227,8 @@ impl TableView {
         }
         let generation = swept.before.as_ref().map(|e| e.generation);
         let old = match swept.before {
-            Some(e) => self.overlay.insert(swept.id, e),
-            None => self.overlay.remove(&swept.id),
+            Some(e) => self.put(swept.id, e),
+            None => self.take(&swept.id),
         };
         self.count_change(old.as_ref(), generation);
         true
@@ -270,7 +291,7 @@ impl TableView {
                 return None;
             }
             let generation = self.written;
-            self.overlay.insert(
+            self.put(
                 *id,
                 Entry {
                     row: Some(Box::new(job)),
@@ -316,14 +337,14 @@ impl TableView {
             row: Some(Box::new(job)),
             generation,
         };
-        let old = self.overlay.insert(id, e);
+        let old = self.put(id, e);
         self.count_change(old.as_ref(), Some(generation));
         old.and_then(|e| e.row).map(|b| *b)
     }
 
     /// Takes job `id`'s row out of RAM to be replaced (a restore).
     pub fn take_resident(&mut self, id: JobId) -> Option<Job> {
-        let e = self.overlay.remove(&id)?;
+        let e = self.take(&id)?;
         if e.generation > self.written {
             self.changed -= 1;
         }
@@ -350,7 +371,7 @@ impl TableView {
     /// Takes job `id`'s row out of the table (read from the image when
     /// it is not in RAM).
     pub fn remove(&mut self, id: &JobId) -> Option<Job> {
-        let was = self.overlay.remove(id);
+        let was = self.take(id);
         let was_changed = was.as_ref().is_some_and(|e| e.generation > self.written);
         let old = match was {
             Some(e) => e.row.map(|b| *b),
@@ -364,7 +385,7 @@ impl TableView {
                 row: None,
                 generation: self.generation,
             };
-            self.overlay.insert(*id, e);
+            self.put(*id, e);
             self.changed += 1;
         }
         old
@@ -407,7 +428,7 @@ impl TableView {
                 return Ok(false);
             }
             let generation = self.written;
-            self.overlay.insert(
+            self.put(
                 id,
                 Entry {
                     row: Some(Box::new(job)),
@@ -454,14 +475,17 @@ impl TableView {
         self.written = self.written.max(sealed);
         self.image = Some(store);
         let pins = &self.pins;
-        let mut changed = 0;
+        let (mut changed, mut rows) = (0, 0);
         self.overlay.retain(|id, e| {
             changed += usize::from(e.generation > sealed);
-            e.generation > sealed
+            let keep = e.generation > sealed
                 || pins.contains_key(id)
-                || e.row.as_deref().is_some_and(|j| !j.is_terminal())
+                || e.row.as_deref().is_some_and(|j| !j.is_terminal());
+            rows += usize::from(keep && e.row.is_some());
+            keep
         });
         self.changed = changed;
+        self.rows = rows;
     }
 
     /// The rows changed since the image was written (None: the row

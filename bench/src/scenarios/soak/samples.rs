@@ -123,7 +123,13 @@ pub fn diagnostics(samples: &[Sample]) -> Vec<Diagnostic> {
     ];
     for (i, (name, _)) in fields(&last.census).iter().enumerate() {
         let metric = format!("diag_{name}");
-        out.push(line(&metric, "entries", &|s| fields(&s.census)[i].1 as f64));
+        // The census counts entries, but for the fields named in bytes.
+        let unit = if name.ends_with("_bytes") {
+            "bytes"
+        } else {
+            "entries"
+        };
+        out.push(line(&metric, unit, &|s| fields(&s.census)[i].1 as f64));
     }
     out
 }
@@ -179,5 +185,16 @@ mod tests {
         assert!((rows.per_minute - 60_000.0).abs() < 1e-6);
         let rss = lines.iter().find(|d| d.metric == "diag_rss").unwrap();
         assert_eq!(rss.per_minute, 0.0);
+    }
+
+    #[test]
+    fn a_census_field_of_bytes_is_labelled_bytes_and_the_others_entries() {
+        let lines = diagnostics(&[Sample::default()]);
+        let unit = |metric: &str| {
+            let line = lines.iter().find(|d| d.metric == metric).unwrap();
+            line.unit.clone()
+        };
+        assert_eq!(unit("diag_ready_id_bytes"), "bytes");
+        assert_eq!(unit("diag_overlay_rows"), "entries");
     }
 }
