@@ -39,6 +39,9 @@ pub fn options(ctx: &Ctx, dir: &Path, codec: CodecMode, workers: usize) -> Runti
     if let Some(b) = ctx.max_lease_batch {
         opts.max_lease_batch = b;
     }
+    if ctx.no_checkpoints {
+        opts.auto_checkpoint = false;
+    }
     opts.master_key = match codec {
         CodecMode::On => Some(MasterKey(BENCH_KEY)),
         CodecMode::Off => None,

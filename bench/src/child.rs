@@ -38,6 +38,9 @@ pub fn args(ctx: &Ctx) -> Vec<String> {
     if ctx.quick {
         a.push("--quick".into());
     }
+    if ctx.no_checkpoints {
+        a.push("--no-checkpoints".into());
+    }
     if ctx.lean {
         a.push("--lean".into());
     }

@@ -114,6 +114,10 @@ struct Cli {
     /// `jobs`: the most simple jobs one lease carries (1: batching off).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     max_lease_batch: Option<u64>,
+    /// Automatic checkpoints off, to measure what they cost (the
+    /// runtime's default is on; finished rows then stay in RAM).
+    #[arg(long)]
+    no_checkpoints: bool,
     /// Alternating repetitions of each comparison (limit/sliced, Booster/peers):
     /// at least 5, or 3 with --quick. Default: that least.
     #[arg(long)]
@@ -134,6 +138,7 @@ fn main() -> anyhow::Result<()> {
         lean: cli.lean,
         spin_us: cli.spin_us,
         max_lease_batch: cli.max_lease_batch.map(|b| b as usize),
+        no_checkpoints: cli.no_checkpoints,
         repetitions: compare::repetitions(cli.quick, cli.repetitions),
         sidekiq_processes: cli.sidekiq_processes.map(|p| p.max(1)),
         sidekiq_concurrency: cli.sidekiq_concurrency.map(|c| c.max(1)),

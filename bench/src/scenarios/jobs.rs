@@ -87,6 +87,7 @@ async fn burn_down(ctx: &Ctx, n: u64) -> anyhow::Result<Vec<Measurement>> {
         "jobs": n, "workers": ctx.workers, "submit_batch": SUBMIT_BATCH,
         "codec": CodecMode::On.name(), "completed_during_enqueue": early,
         "spin_us": ctx.spin_us, "max_lease_batch": ctx.max_lease_batch,
+        "checkpoints": !ctx.no_checkpoints,
     });
     let m = |metric: &str, v: f64, unit: &str| {
         Measurement::new("jobs", metric, v, unit)
@@ -133,6 +134,7 @@ async fn continuous(ctx: &Ctx, n: u64) -> anyhow::Result<Vec<Measurement>> {
     let params = json!({
         "jobs": n, "workers": ctx.workers, "submit_batch": CONTINUOUS_BATCH,
         "codec": CodecMode::On.name(), "spin_us": ctx.spin_us,
+        "checkpoints": !ctx.no_checkpoints,
     });
     let m = |metric: &str, v: f64, unit: &str| {
         Measurement::new("jobs", metric, v, unit)

@@ -32,6 +32,9 @@ pub struct Ctx {
     /// `jobs`: the most simple jobs one lease carries
     /// (`RuntimeOptions::max_lease_batch`); None: the runtime's default.
     pub max_lease_batch: Option<usize>,
+    /// Automatic checkpoints off (`RuntimeOptions::auto_checkpoint`), to
+    /// measure what they cost: the runtime's default is on.
+    pub no_checkpoints: bool,
     /// Alternating repetitions per comparison (`compare::repetitions`).
     pub repetitions: usize,
     /// Sidekiq processes and threads for `peers`; both given: no sweep.
