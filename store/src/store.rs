@@ -283,11 +283,9 @@ impl<F: FileLayer> Store<F> {
         rev: bool,
         limit: usize,
     ) -> Result<Vec<SliceInfo>, StoreError> {
-        let seqs = (seqs.start_bound().cloned(), seqs.end_bound().cloned());
-        self.engine
-            .index
-            .read()
-            .scan(owner, stream, seqs, rev, limit)
+        Ok(self
+            .try_scan_within(owner, stream, seqs, rev, limit, usize::MAX)?
+            .slices)
     }
 
     /// `try_scan`, looking at most at `max_keys` keys, deleted ones

@@ -315,6 +315,11 @@ fn job_of(server: &Serving, id: u64) -> serde_json::Value {
     serde_json::from_str(&get(server, &format!("/api/jobs/{id}"))).unwrap()
 }
 
+/// Waits until the node's job `id` has completed (`what` names the wait).
+fn wait_completed(server: &Serving, id: u64, what: &str) {
+    wait_for(what, || job_of(server, id)["state"] == "completed");
+}
+
 #[test]
 fn a_worker_stopped_past_its_deadline_has_its_late_commit_rejected() {
     let sb = Sandbox::new();
@@ -797,9 +802,7 @@ fn a_worker_started_before_its_node_waits_for_it_then_works() {
         &input,
         &["--kind", "copy", "--slice-size", "10"],
     );
-    wait_for("the job done by the early worker", || {
-        job_of(&server, id)["state"] == "completed"
-    });
+    wait_completed(&server, id, "the job done by the early worker");
     let (output, job) = output_of(&server, &sb, id);
     assert_exact(&job, &output, &input);
 }
@@ -1045,9 +1048,7 @@ fn a_service_connected_with_runtime_connect_runs_its_own_kind_of_a_sliced_job_ex
         &input,
         &["--kind", "upper", "--slice-size", "7"],
     );
-    wait_for("the service to finish the job", || {
-        job_of(&server, id)["state"] == "completed"
-    });
+    wait_completed(&server, id, "the service to finish the job");
     let (output, job) = output_of(&server, &sb, id);
     assert_exact(&job, &output.to_lowercase(), &input);
     assert_eq!(
@@ -1164,9 +1165,7 @@ fn a_job_a_remote_handler_refuses_waits_saying_why_and_runs_where_it_is_taken() 
     };
     let us = create("us");
     let eu = create("eu");
-    wait_for("the eu job to complete", || {
-        job_of(&server, eu)["state"] == "completed"
-    });
+    wait_completed(&server, eu, "the eu job to complete");
     wait_for("the us job to say why it waits", || {
         job_of(&server, us)["waiting_reason"]
             .as_str()
@@ -1181,8 +1180,6 @@ fn a_job_a_remote_handler_refuses_waits_saying_why_and_runs_where_it_is_taken() 
         "regional",
         booster_client::Handler::Simple(std::sync::Arc::new(Regional(None))),
     );
-    wait_for("the us job to complete where it is taken", || {
-        job_of(&server, us)["state"] == "completed"
-    });
+    wait_completed(&server, us, "the us job to complete where it is taken");
     any.stop();
 }

@@ -442,6 +442,16 @@ mod tests {
             })
     }
 
+    /// `row` encoded into its page (or as a large row) and decoded back.
+    fn through_a_page(row: &row::Row, id: crate::JobId) -> row::Row {
+        let (page_no, _) = crate::table::keys::page_of(id);
+        let encoded = page::encode(std::slice::from_ref(row)).unwrap();
+        match encoded.large.first() {
+            Some((_, whole)) => row::decode(whole, page_no).unwrap(),
+            None => page::decode(page_no, &encoded.records).unwrap().remove(0),
+        }
+    }
+
     fn config() -> proptest::test_runner::Config {
         booster_tests::rng::proptest_config("job_to_row_and_back", 256, 20_000)
     }
@@ -454,13 +464,7 @@ mod tests {
         #[test]
         fn a_job_survives_its_row_and_slice_map(job in job()) {
             let (row, map) = row_of(&job);
-            let (page_no, _) = crate::table::keys::page_of(job.id);
-            let encoded = page::encode(std::slice::from_ref(&row)).unwrap();
-            let decoded = if let Some((_, whole)) = encoded.large.first() {
-                row::decode(whole, page_no).unwrap()
-            } else {
-                page::decode(page_no, &encoded.records).unwrap().remove(0)
-            };
+            let decoded = through_a_page(&row, job.id);
             prop_assert_eq!(&decoded, &row);
             let map = map.map(|m| crate::table::slice_map::decode(&crate::table::slice_map::encode(&m)).unwrap());
             let back = job_of(decoded, map, job.kind.clone()).unwrap();
@@ -475,13 +479,7 @@ mod tests {
             let (row, map) = row_of(&gone);
             prop_assert!(map.is_none());
             prop_assert_eq!(row.state, row::STATE_DESTROYED);
-            let (page_no, _) = crate::table::keys::page_of(job.id);
-            let encoded = page::encode(std::slice::from_ref(&row)).unwrap();
-            let decoded = if let Some((_, whole)) = encoded.large.first() {
-                row::decode(whole, page_no).unwrap()
-            } else {
-                page::decode(page_no, &encoded.records).unwrap().remove(0)
-            };
+            let decoded = through_a_page(&row, job.id);
             let back = job_of(decoded, None, job.kind.clone()).unwrap();
             prop_assert_eq!(back.destroyed_ms, Some(at_ms));
             prop_assert_eq!(back.state, job.state);

@@ -360,23 +360,9 @@ impl<F: FileLayer> Index<F> {
     }
 
     /// The live keys of (owner, stream) with seq in `seqs`, ascending or
-    /// (`rev`) descending, at most `limit`.
-    pub fn scan(
-        &self,
-        owner: u64,
-        stream: u32,
-        seqs: (Bound<u64>, Bound<u64>),
-        rev: bool,
-        limit: usize,
-    ) -> Result<Vec<SliceInfo>, StoreError> {
-        Ok(self
-            .scan_within(owner, stream, seqs, rev, limit, usize::MAX)?
-            .slices)
-    }
-
-    /// `scan`, looking at most at `max_keys` keys, deleted ones included
-    /// (they are skipped, but each costs a merge step until a compaction
-    /// drops it): where it stopped short, `resume` is the seq of the first
+    /// (`rev`) descending, at most `limit`, looking at most at `max_keys`
+    /// keys, deleted ones included (they are skipped, but each costs a
+    /// merge step until a compaction drops it): where it stopped short, `resume` is the seq of the first
     /// key it did not look at.
     pub fn scan_within(
         &self,
