@@ -42,6 +42,7 @@ pub fn options(ctx: &Ctx, dir: &Path, codec: CodecMode, workers: usize) -> Runti
     if ctx.no_checkpoints {
         opts.auto_checkpoint = false;
     }
+    opts.auto_compact = !ctx.no_auto_compact;
     opts.master_key = match codec {
         CodecMode::On => Some(MasterKey(BENCH_KEY)),
         CodecMode::Off => None,

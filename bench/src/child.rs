@@ -41,6 +41,9 @@ pub fn args(ctx: &Ctx) -> Vec<String> {
     if ctx.no_checkpoints {
         a.push("--no-checkpoints".into());
     }
+    if ctx.no_auto_compact {
+        a.push("--no-auto-compact".into());
+    }
     if ctx.lean {
         a.push("--lean".into());
     }

@@ -118,6 +118,10 @@ struct Cli {
     /// runtime's default is on; finished rows then stay in RAM).
     #[arg(long)]
     no_checkpoints: bool,
+    /// Background compaction off (`RuntimeOptions::auto_compact`; the
+    /// runtime's default is on), to measure what it costs and reclaims.
+    #[arg(long)]
+    no_auto_compact: bool,
     /// Alternating repetitions of each comparison (limit/sliced, Booster/peers):
     /// at least 5, or 3 with --quick. Default: that least.
     #[arg(long)]
@@ -139,6 +143,7 @@ fn main() -> anyhow::Result<()> {
         spin_us: cli.spin_us,
         max_lease_batch: cli.max_lease_batch.map(|b| b as usize),
         no_checkpoints: cli.no_checkpoints,
+        no_auto_compact: cli.no_auto_compact,
         repetitions: compare::repetitions(cli.quick, cli.repetitions),
         sidekiq_processes: cli.sidekiq_processes.map(|p| p.max(1)),
         sidekiq_concurrency: cli.sidekiq_concurrency.map(|c| c.max(1)),

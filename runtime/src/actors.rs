@@ -198,6 +198,7 @@ impl Actor for Timer {
             }
         }
         checkpoint_if_due(&a.shared, &a.store, now_ms);
+        crate::compaction::compact_if_due(&a.shared, &a.store);
         a.shared.changed();
         Ok(())
     }

@@ -51,6 +51,7 @@ mod category;
 mod census;
 mod checkpoints;
 mod clock;
+mod compaction;
 mod cron;
 mod dependencies;
 mod dirmon;
@@ -103,6 +104,7 @@ pub use category::{
 };
 pub use census::MemoryCensus;
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use compaction::{AUTO_COMPACT_MIN_DEAD_BYTES, MIN_DEAD_SHARE};
 pub use dirmon::{
     upload_was_cut, DirmonId, DirmonSpec, DirmonView,
     DEFAULT_SETTLE_MS as DIRMON_DEFAULT_SETTLE_MS, PROPERTY as DIRMON_PROPERTY,
@@ -177,6 +179,15 @@ pub struct RuntimeOptions {
     /// a second (G10). Off, every row stays in RAM until
     /// `Runtime::checkpoint` (which works either way) or a compaction.
     pub auto_checkpoint: bool,
+    /// The timer compacts by itself (segment by segment, a checkpoint
+    /// first, as `Runtime::compact`) when the store's dead bytes pass
+    /// max(`auto_compact_min_dead_bytes`, half the store), in a process
+    /// that runs work and may write (never on a read-only open). Default
+    /// true; `work`/`run`/`serve --no-auto-compact` turn it off.
+    pub auto_compact: bool,
+    /// The fewest dead bytes a background compaction waits for. Default
+    /// 1 GiB (`AUTO_COMPACT_MIN_DEAD_BYTES`); tests set it small.
+    pub auto_compact_min_dead_bytes: u64,
     /// The retention periods to store at open when they differ from the
     /// stored ones (a process that runs work writes a `retention`
     /// record). None: keep what is stored (the defaults,
@@ -212,6 +223,8 @@ impl RuntimeOptions {
             zstd_level: 1,
             start_workers: true,
             auto_checkpoint: true,
+            auto_compact: true,
+            auto_compact_min_dead_bytes: AUTO_COMPACT_MIN_DEAD_BYTES,
             retention: None,
             clock: Arc::new(SystemClock),
             listing_rows_per_call: JobQuery::MAX_SCANNED_ROWS,
@@ -746,6 +759,15 @@ pub struct Metrics {
     /// (ARCHITECTURE.md, "3.3 Automatic checkpoints").
     #[serde(default)]
     pub checkpoints_paused: Option<String>,
+    /// Background compaction is on (`RuntimeOptions::auto_compact`, in a
+    /// process that runs work and may write).
+    #[serde(default)]
+    pub auto_compact: bool,
+    /// Background compactions finished, and failed, since start.
+    #[serde(default)]
+    pub auto_compactions: u64,
+    #[serde(default)]
+    pub auto_compaction_failures: u64,
     pub commit_latency_us: Vec<(f64, u64)>,
     pub enqueue_to_start_us: Vec<(f64, u64)>,
     pub slice_processing_us: Vec<(f64, u64)>,

@@ -120,6 +120,16 @@ impl SliceStore for Counting {
     fn compact(&self, plan: &dyn CompactionPlan) -> Result<CompactionReport, StoreError> {
         self.inner.compact(plan)
     }
+    fn compact_segments(
+        &self,
+        plan: &dyn CompactionPlan,
+        min_dead_share: f64,
+    ) -> Result<CompactionReport, StoreError> {
+        self.inner.compact_segments(plan, min_dead_share)
+    }
+    fn stats(&self) -> booster_store::StoreStats {
+        self.inner.stats()
+    }
     fn verify(&self) -> VerifyReport {
         self.inner.verify()
     }
@@ -270,6 +280,26 @@ impl Logged {
     /// `checkpoint_at`, answering the store's refusal as the runtime
     /// does (`runtime::enqueue_checkpoint`).
     pub fn try_checkpoint_at(&mut self, now_ms: u64) -> Result<(), StoreError> {
+        self.try_checkpoint_logged(now_ms).map(|_| ())
+    }
+
+    /// A compaction as `Runtime::compact` makes one (`compaction.rs`): a
+    /// checkpoint, then the store's segment (or `full`) compaction with
+    /// that checkpoint's records as the meta snapshot.
+    pub fn compact_at(&mut self, now_ms: u64, full: bool) -> booster_store::CompactionReport {
+        let log = self.try_checkpoint_logged(now_ms).expect("the checkpoint");
+        let plan = crate::snapshot::Snapshot::of_checkpoint(&self.st, log).unwrap();
+        let report = match full {
+            true => self.store.compact(&plan),
+            false => self
+                .store
+                .compact_segments(&plan, crate::compaction::MIN_DEAD_SHARE),
+        };
+        report.expect("the compaction")
+    }
+
+    /// `try_checkpoint_at`, returning the checkpoint's meta records.
+    fn try_checkpoint_logged(&mut self, now_ms: u64) -> Result<Vec<Vec<u8>>, StoreError> {
         let built = crate::table::image::swept_checkpoint_batch(&mut self.st, &*self.store, now_ms)
             .unwrap();
         let sealed = self.st.seal_checkpoint(built.refile_next, built.removed);
@@ -286,7 +316,7 @@ impl Logged {
         }
         let image = Arc::downgrade(&self.store);
         self.st.checkpoint_answered(sealed, answer.is_ok(), image);
-        answer
+        answer.map(|()| built.log)
     }
 
     /// Bounds the simulated disk's files at `bytes` more than they hold

@@ -13,11 +13,11 @@ use ractor::{Actor, ActorRef};
 
 use crate::actors::{Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::clock::from_ms;
+use crate::compaction::{compact_blocking, CompactionMode};
 use crate::lost::LostCreated;
 use crate::meta::{self, Control, Meta};
 use crate::shared::{write_one, Handler, Limits, Shared};
 use crate::slice_store::SliceStore;
-use crate::snapshot::Snapshot;
 use crate::state::{Book, HandlerShape, State};
 use crate::status::status_of;
 use crate::table::{Body, UploadState};
@@ -302,6 +302,10 @@ impl Runtime {
         let incidents =
             crate::recovered::new_incidents(&recovery, &state, opts.start_workers, clock.now());
         let shared = Arc::new(Shared::new(state, limits));
+        shared.auto_compaction.configure(
+            opts.auto_compact && opts.start_workers && !recovery.read_only,
+            opts.auto_compact_min_dead_bytes,
+        );
         // What this open cut or found, into the log before anything else.
         // A read-only open only writes the torn tails it cut itself, and a
         // failure to (a full disk) does not stop it: stderr still says it.
@@ -1009,6 +1013,9 @@ impl Runtime {
             .map(|s| (*s, st.book.by_state[s.index()]))
             .collect();
         m.checkpoints_paused = st.book.checkpoints.paused.clone();
+        let auto = &self.shared().auto_compaction;
+        m.auto_compact = auto.enabled();
+        (m.auto_compactions, m.auto_compaction_failures) = auto.counts();
         m
     }
 
@@ -1023,31 +1030,31 @@ impl Runtime {
         self.inner.store.verify()
     }
 
-    /// Reclaims destroyed jobs' slices and dead frames. A checkpoint is
-    /// written first, and the compacted log starts at it: the rows stay in
-    /// their pages. Appends wait while both are written.
+    /// Reclaims destroyed jobs' slices and dead frames, segment by
+    /// segment: only the segments at least half dead are rewritten
+    /// (`Store::compact_segments`). A checkpoint is written first, and the
+    /// compacted log starts at it: the rows stay in their pages. Appends
+    /// wait while both are written.
     pub async fn compact(&self) -> Result<booster_store::CompactionReport, RuntimeError> {
+        self.compact_with(CompactionMode::Segments).await
+    }
+
+    /// As [`Runtime::compact`], rewriting every live frame: every dead
+    /// byte goes and every segment gets a fresh key (`booster compact
+    /// --full`).
+    pub async fn compact_full(&self) -> Result<booster_store::CompactionReport, RuntimeError> {
+        self.compact_with(CompactionMode::Full).await
+    }
+
+    async fn compact_with(
+        &self,
+        mode: CompactionMode,
+    ) -> Result<booster_store::CompactionReport, RuntimeError> {
         let shared = self.shared().clone();
         let store = self.inner.store.clone();
-        tokio::task::spawn_blocking(move || {
-            let _gate = shared.append_gate.write();
-            while shared.inflight_commits.load(Ordering::Acquire) > 0 {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            let (rx, _, log) = enqueue_checkpoint(&shared, &store, true)?;
-            checkpoint_applied(rx.blocking_recv().ok())?;
-            // A checkpoint was written: the timer's backoff (a disk too
-            // full for checkpoints, say) ends with it.
-            shared.state.lock().checkpoint_written();
-            // The compacted log is that checkpoint's own records, not ones
-            // built again now: a lease or the timer may have moved a job
-            // since (no record), and counts that disagree with the pages
-            // would make the next open refuse the directory.
-            let plan = Snapshot::of_checkpoint(&shared.state.lock(), log)?;
-            store.compact(&plan).map_err(RuntimeError::Store)
-        })
-        .await
-        .map_err(|e| RuntimeError::Invalid(format!("compaction failed: {e}")))?
+        tokio::task::spawn_blocking(move || compact_blocking(&shared, &store, mode))
+            .await
+            .map_err(|e| RuntimeError::Invalid(format!("compaction failed: {e}")))?
     }
 
     /// Writes a checkpoint (issue 12, step 3): the pages of the rows that
@@ -1202,7 +1209,9 @@ async fn write_checkpoint(
 }
 
 /// A checkpoint's outcome (None: the store stopped before answering).
-fn checkpoint_applied(applied: Option<crate::shared::Applied>) -> Result<(), RuntimeError> {
+pub(crate) fn checkpoint_applied(
+    applied: Option<crate::shared::Applied>,
+) -> Result<(), RuntimeError> {
     let applied = applied
         .ok_or(RuntimeError::ShuttingDown)?
         .map_err(RuntimeError::Store)?;

@@ -64,6 +64,8 @@ pub struct Shared {
     pub inflight_commits: AtomicUsize,
     /// The timer's checkpoint is on its way (one at a time).
     pub checkpointing: AtomicBool,
+    /// Background compaction's setting and state (the timer's).
+    pub auto_compaction: crate::compaction::AutoCompaction,
     /// Slices handed to the upload pool and not yet passed to the store.
     pub upload_tasks: AtomicUsize,
     /// Worker threads alive (a hung one counts until its handler returns).
@@ -87,6 +89,7 @@ impl Shared {
             append_gate: RwLock::new(()),
             inflight_commits: AtomicUsize::new(0),
             checkpointing: AtomicBool::new(false),
+            auto_compaction: Default::default(),
             upload_tasks: AtomicUsize::new(0),
             workers_alive: Mutex::new(0),
             workers_gone: Condvar::new(),

@@ -40,6 +40,13 @@ pub trait SliceStore: Send + Sync + 'static {
         max_keys: usize,
     ) -> Result<ScanPage, StoreError>;
     fn compact(&self, plan: &dyn CompactionPlan) -> Result<CompactionReport, StoreError>;
+    fn compact_segments(
+        &self,
+        plan: &dyn CompactionPlan,
+        min_dead_share: f64,
+    ) -> Result<CompactionReport, StoreError>;
+    /// `Store::stats`: the counters, no read.
+    fn stats(&self) -> StoreStats;
     fn verify(&self) -> VerifyReport;
     fn stats_with(&self, plan: &dyn CompactionPlan) -> Result<StoreStats, StoreError>;
     fn memory(&self) -> StoreMemory;
@@ -81,6 +88,16 @@ impl<F: FileLayer> SliceStore for Store<F> {
     }
     fn compact(&self, plan: &dyn CompactionPlan) -> Result<CompactionReport, StoreError> {
         Store::compact(self, plan)
+    }
+    fn compact_segments(
+        &self,
+        plan: &dyn CompactionPlan,
+        min_dead_share: f64,
+    ) -> Result<CompactionReport, StoreError> {
+        Store::compact_segments(self, plan, min_dead_share)
+    }
+    fn stats(&self) -> StoreStats {
+        Store::stats(self)
     }
     fn verify(&self) -> VerifyReport {
         Store::verify(self)

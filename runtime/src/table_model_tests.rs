@@ -86,6 +86,9 @@ enum Op {
     Checkpoint,
     /// The state is replayed from the store's log, from its checkpoint.
     Reopen,
+    /// A compaction (`Runtime::compact`: a checkpoint first), segment by
+    /// segment or (true) full; the next reopen replays from it.
+    Compact(bool),
     /// The clock moves this many minutes.
     Advance(u8),
     /// The kind's stored `destroy_on_complete`.
@@ -105,6 +108,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (any::<u64>(), 1..=100u8).prop_map(|(j, p)| Op::Priority(j, p)),
         1 => Just(Op::Checkpoint),
         1 => Just(Op::Reopen),
+        1 => any::<bool>().prop_map(Op::Compact),
         2 => (0..3u8).prop_map(Op::Advance),
         1 => any::<bool>().prop_map(Op::KindDestroys),
     ]
@@ -262,6 +266,11 @@ impl Model {
                 self.check_overlay_holds_only_unfinished_rows();
             }
             Op::Reopen => self.reopen(),
+            Op::Compact(full) => {
+                self.logged.compact_at(self.now_ms, *full);
+                self.sweep();
+                self.check_overlay_holds_only_unfinished_rows();
+            }
             Op::Advance(minutes) => self.now_ms += u64::from(*minutes) * MINUTE_MS,
             Op::KindDestroys(on) => {
                 let settings = KindSettings {

@@ -4,7 +4,7 @@
 //! retire the old segments. Recovery treats an incomplete group as never
 //! written and a complete one as replacing every older segment.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::codec::{encode_frame_into, open_frame_body, reseal, PreparedFrame};
@@ -31,10 +31,15 @@ const WRITE_CHUNK_BYTES: usize = 4 << 20;
 type Written = (u64, SegmentHeader, Vec<FooterEntry>, SortedSection);
 
 /// One frame of compaction output.
-enum Item {
-    Meta(PreparedFrame),
+pub(crate) enum Item {
+    /// A frame made now: the meta snapshot, or a tombstone.
+    Prepared(PreparedFrame),
+    /// A live frame copied from an old segment.
     Copy(FrameLoc),
 }
+
+/// Members written and opened, with their frames and sorted runs.
+pub(crate) type Published<F> = Vec<(Arc<Segment<F>>, Vec<FooterEntry>, SortedSection)>;
 
 /// Meta records per output frame are capped at this many raw bytes.
 const META_FRAME_BYTES: usize = 1 << 20;
@@ -87,21 +92,12 @@ impl<F: FileLayer> Engine<F> {
         result
     }
 
-    fn compact_locked(
+    pub(crate) fn compact_locked(
         &self,
         w: &mut WriterState<F>,
         plan: &dyn CompactionPlan,
     ) -> Result<CompactionReport, StoreError> {
-        if let Some((segment_id, offset)) = self.index.read().degraded {
-            // Compaction would drop the damaged frames and with them the
-            // record that they were lost.
-            return Err(StoreError::Corrupt {
-                segment_id,
-                path: self.dir.join(segment_file_name(segment_id)),
-                offset,
-                what: "the store opened without a damaged range; restore the segment before compacting".into(),
-            });
-        }
+        self.refuse_degraded()?;
         self.seal_active(w)?;
         let old: Vec<Arc<Segment<F>>> = self.segments.read().values().cloned().collect();
         let mut report = CompactionReport {
@@ -109,14 +105,7 @@ impl<F: FileLayer> Engine<F> {
             bytes_before: old.iter().map(|s| s.len_bytes()).sum(),
             ..CompactionReport::default()
         };
-        let mut items = Vec::new();
-        for chunk in chunk_meta(plan.meta_snapshot()) {
-            let frames = chunk
-                .into_iter()
-                .fold(Batch::new(), Batch::meta)
-                .prepare(self.opts.zstd_level)?;
-            items.extend(frames.into_iter().map(Item::Meta));
-        }
+        let mut items = self.meta_items(plan, false)?;
         // Tombstones are dropped: no older frame of their key survives.
         let live = self.index.read().live_slices()?;
         for loc in live {
@@ -127,6 +116,76 @@ impl<F: FileLayer> Engine<F> {
                 report.slices_dropped += 1;
             }
         }
+        let published = self.write_and_publish(w, items, &BTreeSet::new(), Counters::default())?;
+        let mut index = Index::new();
+        let mut segments = BTreeMap::new();
+        for (segment, entries, sorted) in published {
+            index.add_sealed(&segment, &entries, Some(&sorted));
+            segments.insert(segment.id, segment);
+        }
+        report.segments_after = segments.len();
+        report.segments_rewritten = report.segments_before;
+        report.bytes_after = segments.values().map(|s| s.len_bytes()).sum();
+        let mut index_guard = self.index.write();
+        let mut segments_guard = self.segments.write();
+        for segment in segments_guard.values() {
+            segment.retire();
+        }
+        *segments_guard = segments;
+        *index_guard = index;
+        Ok(report)
+    }
+
+    /// Compaction drops the damaged frames and with them the record that
+    /// they were lost: a store opened without a damaged range refuses.
+    pub(crate) fn refuse_degraded(&self) -> Result<(), StoreError> {
+        match self.index.read().degraded {
+            Some((segment_id, offset)) => Err(StoreError::Corrupt {
+                segment_id,
+                path: self.dir.join(segment_file_name(segment_id)),
+                offset,
+                what: "the store opened without a damaged range; restore the segment before compacting".into(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The plan's meta snapshot as frames of about `META_FRAME_BYTES`;
+    /// with `checkpoint`, the first one flagged as a checkpoint, so that
+    /// it restarts the meta log past every older meta frame.
+    pub(crate) fn meta_items(
+        &self,
+        plan: &dyn CompactionPlan,
+        checkpoint: bool,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        for (i, chunk) in chunk_meta(plan.meta_snapshot()).into_iter().enumerate() {
+            let mut records = chunk.into_iter();
+            let batch = match records.next() {
+                Some(first) if checkpoint && i == 0 => Batch::new().checkpoint(first),
+                Some(first) => Batch::new().meta(first),
+                None => Batch::new(),
+            };
+            let frames = records
+                .fold(batch, Batch::meta)
+                .prepare(self.opts.zstd_level)?;
+            items.extend(frames.into_iter().map(Item::Prepared));
+        }
+        Ok(items)
+    }
+
+    /// Writes `items` as new segments from the next id on, their counters
+    /// counting on from `base`, and publishes them with the segments in
+    /// `keep` (the commit point); returns them opened. A failure before
+    /// the commit point removes the output and poisons nothing; one after
+    /// it poisons (G9).
+    pub(crate) fn write_and_publish(
+        &self,
+        w: &mut WriterState<F>,
+        items: Vec<Item>,
+        keep: &BTreeSet<u64>,
+        base: Counters,
+    ) -> Result<Published<F>, StoreError> {
         let (members, needed_bytes) = self.split_into_members(items);
         self.check_free_space(needed_bytes)?;
         let bound = w.next_segment_id;
@@ -139,7 +198,7 @@ impl<F: FileLayer> Engine<F> {
         // segment never collides with a leftover member.
         w.next_segment_id = bound + members.len() as u64;
         let count = members.len() as u64;
-        let written = match self.write_members(members, bound) {
+        let written = match self.write_members(members, bound, base) {
             Ok(written) => written,
             Err(e) => {
                 // Nothing is published yet: removing the output undoes it
@@ -157,31 +216,10 @@ impl<F: FileLayer> Engine<F> {
                 });
             }
         };
-        let published = match self.publish(written, bound) {
-            Ok(published) => published,
-            Err(e) => {
-                // A failed rename or manifest write leaves the disk unknown (G9).
-                self.poisoned.lock().get_or_insert_with(|| e.to_string());
-                return Err(e);
-            }
-        };
-
-        let mut index = Index::new();
-        let mut segments = BTreeMap::new();
-        for (segment, entries, sorted) in published {
-            index.add_sealed(&segment, &entries, Some(&sorted));
-            segments.insert(segment.id, segment);
-        }
-        report.segments_after = segments.len();
-        report.bytes_after = segments.values().map(|s| s.len_bytes()).sum();
-        let mut index_guard = self.index.write();
-        let mut segments_guard = self.segments.write();
-        for segment in segments_guard.values() {
-            segment.retire();
-        }
-        *segments_guard = segments;
-        *index_guard = index;
-        Ok(report)
+        self.publish(written, bound, keep).inspect_err(|e| {
+            // A failed rename or manifest write leaves the disk unknown (G9).
+            self.poisoned.lock().get_or_insert_with(|| e.to_string());
+        })
     }
 
     /// Refuses to start when the output would not fit on the disk.
@@ -218,7 +256,7 @@ impl<F: FileLayer> Engine<F> {
         let mut total_bytes = 0u64;
         for item in items {
             let len = match &item {
-                Item::Meta(f) => frame_len(f.body.len() as u32 + tag),
+                Item::Prepared(f) => frame_len(f.body.len() as u32 + tag),
                 Item::Copy(loc) => {
                     let old_tag = if loc.header.flags & FLAG_AES_GCM != 0 {
                         TAG_LEN as u32
@@ -251,6 +289,7 @@ impl<F: FileLayer> Engine<F> {
         &self,
         members: Vec<Vec<Item>>,
         bound: u64,
+        base: Counters,
     ) -> Result<Vec<Written>, StoreError> {
         let mut group_id = [0u8; 8];
         getrandom::getrandom(&mut group_id)
@@ -258,8 +297,9 @@ impl<F: FileLayer> Engine<F> {
         let group_id = u64::from_le_bytes(group_id) | 1;
         let count = members.len() as u32;
         let mut written = Vec::with_capacity(members.len());
-        // Every frame written is live: the counters start again from zero.
-        let mut counters = Counters::default();
+        // Every frame written is live: the counters count on from what
+        // stays of the store (nothing, in a full compaction).
+        let mut counters = base;
         for (i, items) in members.into_iter().enumerate() {
             let group = CompactionGroup {
                 group_id,
@@ -280,7 +320,7 @@ impl<F: FileLayer> Engine<F> {
             let mut buf = Vec::new();
             for item in items {
                 let frame = match item {
-                    Item::Meta(f) => f,
+                    Item::Prepared(f) => f,
                     Item::Copy(loc) => self.read_frame_body(&loc)?,
                 };
                 let offset = out.end_offset + buf.len() as u64;
@@ -312,14 +352,15 @@ impl<F: FileLayer> Engine<F> {
         Ok(written)
     }
 
-    /// Renames every member into place and lists them in the manifest (the
-    /// commit point); returns them sealed and opened, with their frames.
-    #[allow(clippy::type_complexity)]
+    /// Renames every member into place and lists them in the manifest with
+    /// the segments in `keep` (the commit point); returns them sealed and
+    /// opened, with their frames.
     fn publish(
         &self,
         written: Vec<Written>,
         bound: u64,
-    ) -> Result<Vec<(Arc<Segment<F>>, Vec<FooterEntry>, SortedSection)>, StoreError> {
+        keep: &BTreeSet<u64>,
+    ) -> Result<Published<F>, StoreError> {
         for (id, _, _, _) in &written {
             let from = self.dir.join(temp_file_name(*id));
             let to = self.dir.join(segment_file_name(*id));
@@ -333,10 +374,13 @@ impl<F: FileLayer> Engine<F> {
         // The commit point: the manifest names the members instead of the
         // old segments. Before it, recovery deletes the members as an
         // unpublished group; after it, the old segments as replaced.
-        let ids: Vec<u64> = written.iter().map(|(id, _, _, _)| *id).collect();
+        // Members have the highest ids: the list stays ascending.
+        let ids: Vec<u64> = (keep.iter().copied())
+            .chain(written.iter().map(|(id, _, _, _)| *id))
+            .collect();
         self.publish_manifest(|m| {
             m.segments = ids;
-            m.plaintext.clear();
+            m.plaintext.retain(|id| keep.contains(id));
             m.compacted_below = bound;
         })
         .map_err(io_err(format!(

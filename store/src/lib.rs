@@ -18,6 +18,7 @@
 mod batch;
 mod codec;
 mod commit;
+mod compact_segments;
 mod compaction;
 mod crypto;
 mod engine;
@@ -163,7 +164,7 @@ pub struct RecoveryReport {
     pub open_ms: f64,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StoreStats {
     pub segments: usize,
     pub frames: u64,
@@ -217,6 +218,10 @@ pub struct SegmentUsage {
     pub segment_id: u64,
     /// The segment file's bytes, its header and seal footer included.
     pub file_bytes: u64,
+    /// The bytes of its frames: the file but its header and seal footer
+    /// (0 for a segment that is not sealed, or whose footer cannot be
+    /// located).
+    pub frame_bytes: u64,
     /// Bytes of its frames that stay live: the newest frame of each key
     /// the plan keeps (a tombstone too, while it hides an older frame) and
     /// the meta frames from the newest checkpoint on.
@@ -224,12 +229,14 @@ pub struct SegmentUsage {
 }
 
 impl SegmentUsage {
-    /// The share of the file a compaction would reclaim, 0.0 to 1.0.
+    /// The share of its frame bytes a compaction would reclaim, 0.0 to
+    /// 1.0 (the header and footer aside, so that a small segment is not
+    /// taken for a dead one).
     pub fn dead_share(&self) -> f64 {
-        if self.file_bytes == 0 {
+        if self.frame_bytes == 0 {
             return 0.0;
         }
-        1.0 - self.live_bytes.min(self.file_bytes) as f64 / self.file_bytes as f64
+        1.0 - self.live_bytes.min(self.frame_bytes) as f64 / self.frame_bytes as f64
     }
 }
 
@@ -241,6 +248,10 @@ pub struct CompactionReport {
     pub bytes_after: u64,
     pub slices_kept: u64,
     pub slices_dropped: u64,
+    /// Segments rewritten (every one in a full compaction; in a segment
+    /// compaction the victims, 0 when none passed the threshold and
+    /// nothing was written).
+    pub segments_rewritten: usize,
 }
 
 /// The caller's view of what survives compaction.

@@ -331,6 +331,24 @@ impl<F: FileLayer> Store<F> {
         self.engine.compact(plan)
     }
 
+    /// Rewrites only the sealed segments whose dead share under `plan`
+    /// (`SegmentUsage::dead_share`) is at least `min_dead_share`, and keeps
+    /// the rest as they are: the plan's meta snapshot (which must replace
+    /// every meta record, as for `compact`) starts the output as a
+    /// checkpoint, then the victims' live slices, and tombstones where a
+    /// kept segment holds an older frame of a key the victims delete or the
+    /// plan drops. Published atomically by the manifest; with no segment
+    /// past the threshold nothing is written but the active segment's seal
+    /// (`CompactionReport::segments_rewritten` is 0). An empty meta snapshot
+    /// makes it a full `compact`. Appends wait meanwhile, as for `compact`.
+    pub fn compact_segments(
+        &self,
+        plan: &dyn CompactionPlan,
+        min_dead_share: f64,
+    ) -> Result<CompactionReport, StoreError> {
+        self.engine.compact_segments(plan, min_dead_share)
+    }
+
     /// The bytes free in the data directory's file system (statvfs), as
     /// a batch that waits for room (`Batch::needs_room`) is checked
     /// against.
@@ -381,18 +399,7 @@ impl<F: FileLayer> Store<F> {
         &self,
         plan: &dyn CompactionPlan,
     ) -> Result<Vec<crate::SegmentUsage>, StoreError> {
-        // Index, then segments: compaction's swap takes them in this order.
-        let index = self.engine.index.read();
-        let live = index.live_bytes_by_segment(plan)?;
-        let segments = self.engine.segments.read();
-        Ok(segments
-            .values()
-            .map(|s| crate::SegmentUsage {
-                segment_id: s.id,
-                file_bytes: s.len_bytes(),
-                live_bytes: live.get(&s.id).copied().unwrap_or(0),
-            })
-            .collect())
+        self.engine.segment_usage(plan)
     }
 
     /// The data directory.

@@ -23,6 +23,12 @@ enum Step {
     Compact,
     /// Record the watermark in the manifest (what the background thread does).
     Watermark,
+    /// Delete `key(v % KEYS)` with meta record `v`, one batch.
+    Delete(u64),
+    /// Segment-by-segment compaction at a dead share of 0.5 keeping every
+    /// slice (which segments it rewrites does not change what reads see);
+    /// meta snapshot = meta of every slice.
+    CompactSegments,
 }
 
 fn workload() -> Vec<Step> {
@@ -34,6 +40,14 @@ fn workload() -> Vec<Step> {
     steps.extend((9..14).map(Step::Append));
     steps.push(Step::Compact);
     steps.push(Step::Append(14));
+    // Overwrites leave segments mostly dead; the deletions' tombstones lie
+    // in them while a kept segment may hold an older frame of their key.
+    steps.extend((15..22).map(Step::Append));
+    steps.push(Step::Delete(20));
+    steps.push(Step::Delete(16));
+    steps.push(Step::CompactSegments);
+    steps.push(Step::Append(22));
+    steps.push(Step::CompactSegments);
     steps
 }
 
@@ -49,12 +63,11 @@ fn opts(master: &MasterKey) -> StoreOptions {
 }
 
 fn plan_for(state: &State) -> Plan {
-    let live: BTreeSet<_> = state
-        .slices
-        .keys()
-        .filter(|k| k.seq % 3 != 0)
-        .copied()
-        .collect();
+    plan_keeping(state, |k| k.seq % 3 != 0)
+}
+
+fn plan_keeping(state: &State, keep: impl Fn(&booster_store::SliceKey) -> bool) -> Plan {
+    let live: BTreeSet<_> = state.slices.keys().filter(|k| keep(k)).copied().collect();
     let meta = live
         .iter()
         .map(|k| {
@@ -84,6 +97,11 @@ fn model_states(steps: &[Step]) -> Vec<State> {
                 next.slices.retain(|k, _| plan.live.contains(k));
                 next.meta = plan.meta;
             }
+            Step::Delete(v) => {
+                next.slices.remove(&key(v % KEYS));
+                next.meta.push(v.to_string().into_bytes());
+            }
+            Step::CompactSegments => next.meta = plan_keeping(&next, |_| true).meta,
             Step::Watermark => {}
         }
         states.push(next);
@@ -94,9 +112,15 @@ fn model_states(steps: &[Step]) -> Vec<State> {
 /// Runs the workload until the first failure; returns the number of steps
 /// that completed (acknowledged).
 fn run(fs: &SimFileLayer, master: &MasterKey, steps: &[Step]) -> usize {
+    run_counting(fs, master, steps).0
+}
+
+/// As `run`, also counting the segments the segment compactions rewrote.
+fn run_counting(fs: &SimFileLayer, master: &MasterKey, steps: &[Step]) -> (usize, usize) {
+    let mut rewritten = 0;
     let Ok((store, _)) = Store::open_with(fs.clone(), dir(), opts(master)) else {
         assert!(fs.has_crashed(), "open failed without a crash");
-        return 0;
+        return (0, 0);
     };
     let models = model_states(steps);
     for (i, step) in steps.iter().enumerate() {
@@ -110,13 +134,23 @@ fn run(fs: &SimFileLayer, master: &MasterKey, steps: &[Step]) -> usize {
                 .map(|_| ()),
             Step::Compact => store.compact(&plan_for(&models[i])).map(|_| ()),
             Step::Watermark => store.record_watermark(),
+            Step::Delete(v) => store
+                .append(
+                    Batch::new()
+                        .delete(key(v % KEYS))
+                        .meta(v.to_string().into_bytes()),
+                )
+                .map(|_| ()),
+            Step::CompactSegments => store
+                .compact_segments(&plan_keeping(&models[i], |_| true), 0.5)
+                .map(|report| rewritten += report.segments_rewritten),
         };
         if let Err(e) = result {
             assert!(fs.has_crashed(), "step {i} failed without a crash: {e}");
-            return i;
+            return (i, rewritten);
         }
     }
-    steps.len()
+    (steps.len(), rewritten)
 }
 
 fn reopen_and_check(fs: &SimFileLayer, master: &MasterKey, acceptable: &[&State], what: &str) {
@@ -156,7 +190,9 @@ fn every_crash_point_recovers_exactly_the_acknowledged_steps() {
     let steps = workload();
     let models = model_states(&steps);
     let clean = SimFileLayer::new();
-    assert_eq!(run(&clean, &master, &steps), steps.len());
+    let (done, rewritten) = run_counting(&clean, &master, &steps);
+    assert_eq!(done, steps.len());
+    assert!(rewritten > 0, "no segment compaction rewrote a segment");
     let total_ops = clean.mutating_ops();
     assert!(total_ops > 50, "workload too small: {total_ops} ops");
     let modes = [

@@ -366,7 +366,32 @@ fn acked(path: &std::path::Path) -> BTreeMap<u64, u64> {
 
 #[test]
 fn acknowledged_simple_jobs_complete_exactly_once_across_kills() {
-    let seed = seed("acknowledged_simple_jobs_complete_exactly_once_across_kills");
+    simple_jobs_across_kills(
+        "acknowledged_simple_jobs_complete_exactly_once_across_kills",
+        "work",
+        400,
+    );
+}
+
+/// As above, with background compaction at any dead bytes past half the
+/// store (`fault-worker work-compacting`), and kills landing up to 3 s in,
+/// while the timer's checkpoints and compactions run.
+#[test]
+fn acknowledged_simple_jobs_survive_kills_during_background_compaction() {
+    let compactions = simple_jobs_across_kills(
+        "acknowledged_simple_jobs_survive_kills_during_background_compaction",
+        "work-compacting",
+        3000,
+    );
+    assert!(compactions > 0, "no background compaction ran");
+}
+
+/// Enqueues and works simple jobs in cycles, each process killed at a
+/// random moment in `window_ms`; then every acknowledged job completed
+/// exactly once. Returns the background compactions the processes that
+/// finished reported.
+fn simple_jobs_across_kills(name: &str, work_command: &str, window_ms: u64) -> u64 {
+    let seed = seed(name);
     let mut rng = Rng::new(seed);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -377,6 +402,7 @@ fn acknowledged_simple_jobs_complete_exactly_once_across_kills() {
         cmd.arg(&data).args(args);
         cmd
     };
+    let mut compactions = 0;
     let per_cycle = 200;
     let cycles = scale(15, 2000);
     for cycle in 0..cycles {
@@ -392,14 +418,16 @@ fn acknowledged_simple_jobs_complete_exactly_once_across_kills() {
                 booster_tests::cli::describe(&out)
             );
         }
-        let work = worker(&["work", &s(&log)]);
-        if let Ending::Finished(out) = run_then_kill(work, Duration::from_millis(rng.range(0, 400)))
-        {
+        let work = worker(&[work_command, &s(&log)]);
+        let after = Duration::from_millis(rng.range(0, window_ms));
+        if let Ending::Finished(out) = run_then_kill(work, after) {
             assert!(
                 out.status.success(),
                 "{}",
                 booster_tests::cli::describe(&out)
             );
+            let said: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+            compactions += said["auto_compactions"].as_u64().unwrap_or(0);
         }
     }
     let out = worker(&["work", &s(&log)]).output().unwrap();
@@ -452,8 +480,9 @@ fn acknowledged_simple_jobs_complete_exactly_once_across_kills() {
         );
     }
     eprintln!(
-        "seed {seed}: {} acknowledged, {} jobs in all",
+        "seed {seed}: {} acknowledged, {} jobs in all, {compactions} background compactions",
         acked.len(),
         jobs.len()
     );
+    compactions
 }

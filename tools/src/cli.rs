@@ -143,9 +143,12 @@ Examples:
         after_help = "The damaged directory is read only (no lock, no recovery, nothing written);\nrun `booster verify` first to see what is wrong.\n\nExample:\n  booster --data ./booster-data --key-file booster.key salvage --into ./booster-data.salvaged\n  booster --data ./booster-data.salvaged jobs"
     )]
     Salvage(SalvageArgs),
-    /// Reclaim the space of destroyed jobs and dead frames.
-    #[command(after_help = "Example:\n  booster job destroy 3 && booster compact")]
-    Compact,
+    /// Reclaim the space of destroyed jobs and dead frames: the segments at
+    /// least half dead are rewritten, the rest kept as they are.
+    #[command(
+        after_help = "Example:\n  booster job destroy 3 && booster compact\n  booster compact --full"
+    )]
+    Compact(CompactArgs),
     /// The tour: 1M customer records, encrypted, on every core, with a priority-1 job cutting in.
     #[command(
         after_help = "Example:\n  cargo run --release -p booster-tools -- demo\n  booster demo --records 100000 --keep"
@@ -347,6 +350,11 @@ pub struct JobInputArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub job: JobInputArgs,
+    /// Do not compact in the background (by default the store is
+    /// compacted, segment by segment, once its dead bytes pass max(1 GiB,
+    /// half the store)); `booster compact` still runs one.
+    #[arg(long)]
+    pub no_auto_compact: bool,
     /// Where to write the output (`-` for stdout); `.gz` / `.zst` / `.bz2` / `.xz` compress.
     #[arg(long, default_value = "-")]
     pub output: PathBuf,
@@ -461,7 +469,20 @@ impl JobInputArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct CompactArgs {
+    /// Rewrite every live frame, however little of its segment is dead:
+    /// every dead byte goes and every segment gets a fresh key.
+    #[arg(long)]
+    pub full: bool,
+}
+
+#[derive(Args, Debug)]
 pub struct WorkArgs {
+    /// Do not compact in the background (by default the store is
+    /// compacted, segment by segment, once its dead bytes pass max(1 GiB,
+    /// half the store)); `booster compact` still runs one.
+    #[arg(long)]
+    pub no_auto_compact: bool,
     /// Exit once nothing is runnable.
     #[arg(long)]
     pub until_idle: bool,
@@ -632,6 +653,11 @@ pub struct DemoArgs {
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
+    /// Do not compact in the background (by default the store is
+    /// compacted, segment by segment, once its dead bytes pass max(1 GiB,
+    /// half the store)); `booster compact` still runs one.
+    #[arg(long)]
+    pub no_auto_compact: bool,
     /// Address to listen on; off loopback it needs --token-file, --tls-cert and --tls-key.
     #[arg(long, default_value = "127.0.0.1:7878")]
     pub listen: String,

@@ -35,6 +35,8 @@ pub struct Ctx {
     /// Automatic checkpoints off (`RuntimeOptions::auto_checkpoint`), to
     /// measure what they cost: the runtime's default is on.
     pub no_checkpoints: bool,
+    /// Background compaction off (`RuntimeOptions::auto_compact`).
+    pub no_auto_compact: bool,
     /// Alternating repetitions per comparison (`compare::repetitions`).
     pub repetitions: usize,
     /// Sidekiq processes and threads for `peers`; both given: no sweep.

@@ -14,7 +14,7 @@ mod run;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -252,6 +252,30 @@ impl<F: FileLayer> Index<F> {
         }
     }
 
+    /// True when a segment outside `skip` holds a frame of `key` (one
+    /// lookup per segment): a frame that would come back if the newest one,
+    /// in a segment of `skip`, just vanished.
+    pub fn held_outside(&self, key: &SliceKey, skip: &BTreeSet<u64>) -> Result<bool, StoreError> {
+        for (id, source) in &self.sources {
+            if skip.contains(id) {
+                continue;
+            }
+            let found = match source {
+                Source::Map(map) => map.contains_key(key),
+                Source::Run(run) => run.lookup(key)?.is_some(),
+            };
+            if found {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Forgets the segments in `ids` (replaced by a segment compaction).
+    pub fn remove_sources(&mut self, ids: &BTreeSet<u64>) {
+        self.sources.retain(|id, _| !ids.contains(id));
+    }
+
     pub fn counters(&self) -> Counters {
         self.counters
     }
@@ -286,7 +310,7 @@ impl<F: FileLayer> Index<F> {
     }
 
     /// True when a damaged range hides `loc` (a newer frame was lost).
-    fn hidden(&self, loc: &FrameLoc) -> bool {
+    pub(crate) fn hidden(&self, loc: &FrameLoc) -> bool {
         self.damaged
             .get(&loc.header.key)
             .is_some_and(|damage| loc.position() < *damage)
@@ -295,7 +319,7 @@ impl<F: FileLayer> Index<F> {
     /// The newest frames of the keys in `lo..=hi` across every segment, in
     /// key order (descending with `rev`), while `emit` returns true.
     /// `merge` over every key, ascending.
-    fn merge_all(&self, emit: impl FnMut(FrameLoc) -> bool) -> Result<(), StoreError> {
+    pub(crate) fn merge_all(&self, emit: impl FnMut(FrameLoc) -> bool) -> Result<(), StoreError> {
         let lo = SliceKey {
             owner: 0,
             stream: 0,

@@ -8,6 +8,8 @@
 //! fault-worker DATA submit KIND INPUT SLICE [collect]   a sliced job of INPUT's lines; prints the id
 //! fault-worker DATA work LOG [LEASE_MS]       runs until idle; handlers append what they run to LOG;
 //!                                             prints {"lease_expiries": n} at the end
+//! fault-worker DATA work-compacting LOG     as work, compacting in the background at any dead
+//!                                            bytes past half the store; prints how many ran
 //! fault-worker DATA jobs                      every job's status, as a JSON array
 //! fault-worker DATA download JOB MAIN ERRORS  the job's output and errors, one record a line
 //! fault-worker DATA cron CLOCK [settle]       runs a per-second cron entry (added if there is
@@ -222,6 +224,34 @@ async fn work(data: &Path, log: &Path, lease_ms: Option<u64>) -> anyhow::Result<
     Ok(())
 }
 
+/// `work` with background compaction at any dead bytes past half the
+/// store, staying up to 3 s after idle so that the timer's checkpoints
+/// and compactions run (and a kill may land in one); prints how many ran.
+async fn work_compacting(data: &Path, log: &Path) -> anyhow::Result<()> {
+    let marker_dir = data.parent().context("data has a parent")?.to_path_buf();
+    let mut opts = options(data, None, true);
+    opts.auto_compact_min_dead_bytes = 1;
+    let rt = Runtime::open(opts).await?;
+    register(&rt, log, &marker_dir);
+    rt.wait_idle().await;
+    for _ in 0..60 {
+        if rt.metrics().auto_compactions > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let m = rt.metrics();
+    println!(
+        "{}",
+        serde_json::json!({
+            "auto_compactions": m.auto_compactions,
+            "auto_compaction_failures": m.auto_compaction_failures,
+        })
+    );
+    rt.shutdown(Duration::from_secs(5)).await?;
+    Ok(())
+}
+
 async fn jobs(data: &Path) -> anyhow::Result<()> {
     let rt = Runtime::open(options(data, None, false)).await?;
     let all = rt.jobs(JobFilter::default()).await.unwrap();
@@ -331,6 +361,7 @@ async fn main() -> anyhow::Result<()> {
             .await
         }
         [data, "work", log] => work(Path::new(data), Path::new(log), None).await,
+        [data, "work-compacting", log] => work_compacting(Path::new(data), Path::new(log)).await,
         [data, "work", log, lease_ms] => {
             work(Path::new(data), Path::new(log), Some(num(lease_ms)?)).await
         }

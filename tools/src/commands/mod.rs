@@ -345,7 +345,7 @@ pub async fn dispatch(mut cli: Cli) -> anyhow::Result<i32> {
         Command::Dirmon(command) => dirmon::dirmon(&ctx, command).await,
         Command::Batch { words } => batch::batch(&ctx, &words).await,
         Command::Salvage(args) => store::salvage(&ctx, &args.into).await,
-        Command::Compact => store::compact(&ctx).await,
+        Command::Compact(args) => store::compact(&ctx, args.full).await,
         Command::Demo(args) => crate::demo::demo(&ctx, args).await,
         Command::Serve(args) => serve(&ctx, &cli.token_file, args).await,
         Command::Workers => Err(crate::exit::usage(
@@ -360,6 +360,7 @@ async fn serve(
     args: crate::cli::ServeArgs,
 ) -> anyhow::Result<i32> {
     let mut opts = ctx.runtime_options(args.workers, true)?;
+    opts.auto_compact = !args.no_auto_compact;
     opts.lease_timeout = std::time::Duration::from_millis(args.lease_timeout_ms);
     let serve_opts = crate::serve::ServeOptions {
         listen: args.listen,

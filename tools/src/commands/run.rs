@@ -24,7 +24,9 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
     for job in &jobs {
         precheck(job)?;
     }
-    let runtime = ctx.open(args.workers, true, false).await?;
+    let mut opts = ctx.runtime_options(args.workers, true)?;
+    opts.auto_compact = !args.no_auto_compact;
+    let runtime = ctx.open_with(opts, false).await?;
     with_runtime(runtime.clone(), run_on(ctx, &runtime, &args, &jobs)).await
 }
 

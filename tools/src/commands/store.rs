@@ -286,14 +286,20 @@ pub async fn salvage(ctx: &Ctx, into: &std::path::Path) -> anyhow::Result<i32> {
     })
 }
 
-pub async fn compact(ctx: &Ctx) -> anyhow::Result<i32> {
+pub async fn compact(ctx: &Ctx, full: bool) -> anyhow::Result<i32> {
     let runtime = ctx.open(None, false, true).await?;
     let progress = Progress::spinner(
         Mode::pick(ctx.json, ctx.quiet, false),
         "compact",
         "copying live frames into new segments",
     );
-    let report = with_runtime(runtime.clone(), async { Ok(runtime.compact().await?) }).await;
+    let compacted = async {
+        Ok(match full {
+            true => runtime.compact_full().await?,
+            false => runtime.compact().await?,
+        })
+    };
+    let report = with_runtime(runtime.clone(), compacted).await;
     progress.clear();
     let report = report?;
     if ctx.json {
@@ -304,12 +310,14 @@ pub async fn compact(ctx: &Ctx) -> anyhow::Result<i32> {
             "bytes_after": report.bytes_after,
             "slices_kept": report.slices_kept,
             "slices_dropped": report.slices_dropped,
+            "segments_rewritten": report.segments_rewritten,
         }));
     } else {
         ctx.say(format!(
-            "compacted {} segments ({}) into {} ({}): kept {} slices, dropped {}",
+            "compacted {} segments ({}, {} rewritten) into {} ({}): kept {} slices, dropped {}",
             report.segments_before,
             report::bytes(report.bytes_before),
+            report.segments_rewritten,
             report.segments_after,
             report::bytes(report.bytes_after),
             report::count(report.slices_kept),

@@ -22,6 +22,7 @@ pub async fn work(ctx: &Ctx, args: WorkArgs) -> anyhow::Result<i32> {
         ));
     }
     let mut opts = ctx.runtime_options(args.workers, true)?;
+    opts.auto_compact = !args.no_auto_compact;
     if let Some(n) = args.max_lease_batch {
         opts.max_lease_batch = n;
     }

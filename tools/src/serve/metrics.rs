@@ -90,6 +90,16 @@ pub fn render(m: &Metrics) -> String {
             "Checkpoints tried and not written since start.",
             m.checkpoint_failures,
         ),
+        (
+            "booster_background_compactions_total",
+            "Background compactions finished since start.",
+            m.auto_compactions,
+        ),
+        (
+            "booster_background_compaction_failures_total",
+            "Background compactions tried and failed since start.",
+            m.auto_compaction_failures,
+        ),
     ] {
         counter(&mut out, name, help, value);
     }

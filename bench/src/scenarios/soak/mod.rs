@@ -10,7 +10,8 @@
 //! Metrics: `peak_rss` (MB, the child's VmHWM), `rss_slope` (MB per minute,
 //! least squares over the second half of the samples), `jobs_per_s`,
 //! `retained_finished_jobs` (completed jobs the reopened table holds),
-//! `reopen` (ms, `Runtime::open` after the SIGKILL), `page_100` (ms); and
+//! `reopen` (ms, `Runtime::open` after the SIGKILL), `page_100` (ms),
+//! `store_size` (MB, the data directory as the kill left it); and
 //! diagnostic lines `diag_*` (`samples.rs`): the heap bytes live and each
 //! in-RAM structure's entries at the end, with their growth through the
 //! second half per minute and per million jobs.
@@ -54,6 +55,9 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Measurement>> {
 }
 
 async fn reopen(ctx: &Ctx, dir: &std::path::Path, n: u64) -> anyhow::Result<Vec<Measurement>> {
+    // The data directory as the kill left it: what background compaction
+    // (or its absence, `--no-auto-compact`) made of the dead row pages.
+    let store_mb = dir_bytes(dir)? as f64 / 1e6;
     let reopening = Instant::now();
     let rt = booster::open(ctx, dir, CodecMode::On, ctx.workers).await?;
     let reopen_ms = reopening.elapsed().as_secs_f64() * 1e3;
@@ -79,7 +83,20 @@ async fn reopen(ctx: &Ctx, dir: &std::path::Path, n: u64) -> anyhow::Result<Vec<
         measurement(ctx, n, "retained_finished_jobs", retained as f64, "jobs"),
         measurement(ctx, n, "reopen", reopen_ms, "ms"),
         measurement(ctx, n, "page_100", page_ms, "ms"),
+        measurement(ctx, n, "store_size", store_mb, "MB"),
     ])
+}
+
+/// Bytes of the files directly in `dir`.
+fn dir_bytes(dir: &std::path::Path) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let meta = entry?.metadata()?;
+        if meta.is_file() {
+            total += meta.len();
+        }
+    }
+    Ok(total)
 }
 
 fn measurement(ctx: &Ctx, n: u64, metric: &str, v: f64, unit: &str) -> Measurement {
