@@ -11,6 +11,7 @@ use crate::dispatch::TaskWork;
 use crate::logged_tests::Logged;
 use crate::meta::Meta;
 use crate::state::{Book, HandlerShape, KindConf, State};
+use crate::table::Body;
 use crate::{JobSpec, JobState};
 
 /// A book whose kind `k` has a simple handler of 1 us a job, so a lease
@@ -178,4 +179,24 @@ fn a_queued_simple_job_written_by_a_checkpoint_costs_at_most_64_bytes() {
     println!("{per_job:.1} bytes a queued simple job after a checkpoint");
     assert!(per_job > 8.0, "{per_job:.1} bytes: its slot is counted");
     assert!(per_job <= 64.0, "{per_job:.1} bytes a queued job");
+}
+
+/// Rows read one by one from their pages (a remote slot's look at the
+/// queued jobs it may take, `first_for`; a status) read each page once,
+/// not once a row: before, 200 reads for 200 rows.
+#[test]
+fn rows_read_one_by_one_from_their_pages_read_each_page_once() {
+    let mut logged = logged();
+    create(&mut logged, 1, 200);
+    logged.checkpoint();
+    let reads = logged.page_reads();
+    for id in 1..=200 {
+        let job = logged.st.table.get(&id).expect("a queued row");
+        let Body::Simple(body) = &job.body else {
+            panic!("job {id} is simple");
+        };
+        assert_eq!(*body.args, json!({ "n": id }));
+    }
+    assert_eq!(logged.page_reads() - reads, 4, "pages 0..=3");
+    assert_eq!(logged.st.table.values().count(), 0, "nothing kept in RAM");
 }

@@ -93,12 +93,13 @@ pub struct TableView {
     /// Also the pages a checkpoint could not merge changed rows into
     /// (`note_unreadable`): checkpoints pause while any is known.
     unreadable: BTreeMap<u64, RuntimeError>,
-    /// The rows of the page a row was last read back into RAM from
-    /// (`load`), less those read: a lease batch of consecutive ids reads
-    /// each page once. Only rows not in RAM are taken from it, and those
-    /// are as the image holds them until a checkpoint writes the image
-    /// anew (`written_through` empties it).
-    page_cache: Option<(u64, Vec<Row>)>,
+    /// The rows of the page a row was last read from (`fetch`): a lease
+    /// batch of consecutive ids (`load`), or a remote slot's look at the
+    /// jobs it may take, reads each page once. Only rows not in RAM are
+    /// read, and those are as the image holds them until a checkpoint
+    /// writes the image anew (`written_through` empties it). A mutex,
+    /// not a cell: readers hold `&self` (the state lock is theirs).
+    page_cache: std::sync::Mutex<Option<(u64, Arc<Vec<Row>>)>>,
 }
 
 impl Default for TableView {
@@ -114,7 +115,7 @@ impl Default for TableView {
             kinds: HashMap::new(),
             loading: false,
             unreadable: BTreeMap::new(),
-            page_cache: None,
+            page_cache: std::sync::Mutex::new(None),
         }
     }
 }
@@ -318,23 +319,9 @@ impl TableView {
         if self.overlay.contains_key(id) {
             return Ok(());
         }
-        let Some(store) = self.store() else {
+        let Some(job) = self.fetch(*id)? else {
             return Ok(());
         };
-        let page = keys::page_of(*id).0;
-        let cached = self.page_cache.as_mut().filter(|(p, _)| *p == page);
-        let rows = match cached {
-            Some((_, rows)) => rows,
-            None => {
-                let rows = read_page(&*store, page)?.unwrap_or_default();
-                &mut self.page_cache.insert((page, rows)).1
-            }
-        };
-        let Some(at) = rows.iter().position(|r| r.id == *id) else {
-            return Ok(());
-        };
-        let row = rows.swap_remove(at);
-        let job = self.job_of(&*store, row)?;
         if !job.is_destroyed() {
             let generation = self.written;
             self.put(
@@ -498,7 +485,7 @@ impl TableView {
     /// the overlay are read from it.
     pub fn open_image(&mut self, store: Weak<dyn SliceStore>) {
         self.image = Some(store);
-        self.page_cache = None;
+        self.forget_page();
     }
 
     /// A checkpoint is taken now: rows changed from here on are not in
@@ -517,7 +504,7 @@ impl TableView {
         self.written = self.written.max(sealed);
         self.image = Some(store);
         // The image changed under the rows read from it.
-        self.page_cache = None;
+        self.forget_page();
         let pins = &self.pins;
         let (mut changed, mut rows) = (0, 0);
         self.overlay.retain(|id, e| {
@@ -637,13 +624,26 @@ impl TableView {
             return Ok(None);
         };
         let (page, _) = keys::page_of(id);
-        let Some(rows) = read_page(&*store, page)? else {
-            return Ok(None);
+        let cached = (self.page_cache.lock().expect("page cache").as_ref())
+            .filter(|(p, _)| *p == page)
+            .map(|(_, rows)| rows.clone());
+        let rows = match cached {
+            Some(rows) => rows,
+            None => {
+                let rows = Arc::new(read_page(&*store, page)?.unwrap_or_default());
+                *self.page_cache.lock().expect("page cache") = Some((page, rows.clone()));
+                rows
+            }
         };
-        match rows.into_iter().find(|r| r.id == id) {
-            Some(row) => self.job_of(&*store, row).map(Some),
+        match rows.iter().find(|r| r.id == id) {
+            Some(row) => self.job_of(&*store, row.clone()).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// Empties `page_cache`: the image changed.
+    fn forget_page(&mut self) {
+        *self.page_cache.get_mut().expect("page cache") = None;
     }
 
     fn job_of(&self, store: &dyn SliceStore, row: Row) -> Result<Job, RuntimeError> {
