@@ -41,6 +41,9 @@ pub fn args(ctx: &Ctx) -> Vec<String> {
     if ctx.no_checkpoints {
         a.push("--no-checkpoints".into());
     }
+    if ctx.enqueue_only {
+        a.push("--enqueue-only".into());
+    }
     if ctx.lean {
         a.push("--lean".into());
     }

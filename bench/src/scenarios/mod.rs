@@ -35,6 +35,8 @@ pub struct Ctx {
     /// Automatic checkpoints off (`RuntimeOptions::auto_checkpoint`), to
     /// measure what they cost: the runtime's default is on.
     pub no_checkpoints: bool,
+    /// `jobs`: only enqueue, and measure the RSS of the queued jobs.
+    pub enqueue_only: bool,
     /// Alternating repetitions per comparison (`compare::repetitions`).
     pub repetitions: usize,
     /// Sidekiq processes and threads for `peers`; both given: no sweep.
