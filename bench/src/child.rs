@@ -44,6 +44,9 @@ pub fn args(ctx: &Ctx) -> Vec<String> {
     if ctx.no_auto_compact {
         a.push("--no-auto-compact".into());
     }
+    if ctx.enqueue_only {
+        a.push("--enqueue-only".into());
+    }
     if ctx.lean {
         a.push("--lean".into());
     }

@@ -122,6 +122,11 @@ struct Cli {
     /// runtime's default is on), to measure what it costs and reclaims.
     #[arg(long)]
     no_auto_compact: bool,
+    /// `jobs`: only enqueue `--jobs N` no-op jobs while their kind is held
+    /// (none runs), write a checkpoint, and measure the peak RSS of that
+    /// many queued jobs (issue 12: 10M queued simple jobs in at most 1 GB).
+    #[arg(long)]
+    enqueue_only: bool,
     /// Alternating repetitions of each comparison (limit/sliced, Booster/peers):
     /// at least 5, or 3 with --quick. Default: that least.
     #[arg(long)]
@@ -144,6 +149,7 @@ fn main() -> anyhow::Result<()> {
         max_lease_batch: cli.max_lease_batch.map(|b| b as usize),
         no_checkpoints: cli.no_checkpoints,
         no_auto_compact: cli.no_auto_compact,
+        enqueue_only: cli.enqueue_only,
         repetitions: compare::repetitions(cli.quick, cli.repetitions),
         sidekiq_processes: cli.sidekiq_processes.map(|p| p.max(1)),
         sidekiq_concurrency: cli.sidekiq_concurrency.map(|c| c.max(1)),

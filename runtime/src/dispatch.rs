@@ -263,9 +263,16 @@ impl State {
         if !self.has_room(worker) {
             return None;
         }
-        let (_, id) = self.first_for(worker)?;
-        // The row gives the kind's name, and (until step 5 reads them from
-        // row pages at lease time) the args and properties.
+        // A queued row a checkpoint let go is read back from its page; one
+        // whose page cannot be read is made lost, and the next is tried.
+        let id = loop {
+            let (_, id) = self.first_for(worker)?;
+            if self.make_resident(id) {
+                break id;
+            }
+        };
+        // The row gives the kind's name, the args and the properties (read
+        // back under the state lock: not yet by the worker thread).
         // At least 1 ms: the wire carries the bound in whole milliseconds
         // with 0 for none, so a bound under 1 ms (one set in code; a
         // stored one is refused) would end the lease here while a remote
@@ -357,6 +364,10 @@ impl State {
         let mut items = Vec::new();
         let mut next = Some(first);
         while let Some(id) = next {
+            if !self.make_resident(id) {
+                next = self.first_for(worker).map(|(_, id)| id);
+                continue;
+            }
             if let Some(budget) = budget_bytes {
                 let bytes = self.table.get(&id).map_or(0, |j| json_bytes(&j));
                 if !items.is_empty() && used_bytes + bytes > budget {

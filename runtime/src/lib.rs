@@ -62,6 +62,8 @@ mod epoch_tests;
 mod handler;
 mod id_hash;
 mod job_state;
+#[cfg(test)]
+mod lease_args_tests;
 mod listing;
 #[cfg(test)]
 mod logged_tests;

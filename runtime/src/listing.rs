@@ -351,10 +351,11 @@ mod tests {
         assert_eq!(ids, expected);
     }
 
-    /// A rare state's listing walks the rows in RAM (every unfinished
-    /// one) a bounded number per call, not all of them under one hold of
-    /// the lock: with thousands queued and three failed, the failed
-    /// listing takes several calls, each looking at about a chunk.
+    /// A rare state's listing walks the rows in RAM (every row not yet
+    /// written by a checkpoint) a bounded number per call, not all of them
+    /// under one hold of the lock: with thousands queued since the
+    /// checkpoint and three failed before it, the failed listing takes
+    /// several calls, each looking at about a chunk.
     #[test]
     fn a_rare_state_walks_the_rows_in_ram_a_chunk_per_call() {
         let mut logged = Logged::new(crate::state_tests::state());
@@ -363,6 +364,13 @@ mod tests {
             _ => None,
         });
         logged.checkpoint();
+        let created = Meta::Created {
+            first_id: 4001,
+            at_ms: 3,
+            specs: vec![crate::JobSpec::simple("k", serde_json::Value::Null); 4000],
+        };
+        logged.apply(&created).unwrap();
+        assert_eq!(logged.st.table.values().count(), 4000, "rows in RAM");
         let (mut below, mut calls, mut found) = (JobId::MAX, 0, Vec::new());
         loop {
             calls += 1;

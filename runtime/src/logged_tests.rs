@@ -381,8 +381,8 @@ mod tests {
         logged.checkpoint();
         assert_eq!(
             logged.st.table.values().count(),
-            60,
-            "finished rows left RAM"
+            0,
+            "finished rows left RAM, and so did the queued ones (step 5)"
         );
         assert_eq!(all_rows(&logged.st).len(), 70);
         logged.fail_scans(true);
@@ -449,7 +449,7 @@ mod tests {
         logged.apply(&outcome(1, 2)).unwrap();
         logged.checkpoint();
         let (reads, in_ram) = (logged.reads(), logged.st.table.values().count());
-        assert_eq!(in_ram, 1, "only the queued job");
+        assert_eq!(in_ram, 0, "the queued job's row left RAM too (step 5)");
         let priority = Meta::Priority {
             job: 1,
             priority: 3,

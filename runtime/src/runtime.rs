@@ -691,7 +691,7 @@ impl Runtime {
         }
         {
             // Refused here, before a record is written for a finished job.
-            let st = self.shared().state.lock();
+            let mut st = self.shared().state.lock();
             let j = st.job_row_checked(job)?;
             if j.is_terminal() {
                 return Err(RuntimeError::IllegalTransition {
@@ -700,12 +700,19 @@ impl Runtime {
                     state: j.state,
                 });
             }
+            // A queued row a checkpoint let go (issue 12 step 5) is read
+            // back here and held until the record applied, never read on
+            // the commit thread.
+            st.table.pin(job)?;
         }
         let m = Meta::Priority {
             job,
             priority: priority as u8,
         };
-        write_one(self.shared(), &self.inner.store, m).await
+        let pins = vec![job];
+        let written =
+            crate::shared::write_pinned(self.shared(), &self.inner.store, vec![m], false, pins);
+        written.await?.pop().unwrap_or(Ok(()))
     }
 
     pub async fn set_max_workers(

@@ -1005,8 +1005,9 @@ impl State {
     /// One more expiry of `work`'s lease, for work still unfinished.
     fn count_expiry(&mut self, work: &crate::meta::Expired) {
         use crate::meta::Expired;
+        let (table, active) = (&mut self.table, &self.book.active);
         let mut bump = |id: JobId, f: &mut dyn FnMut(&mut Body)| {
-            if let Some(job) = self.table.unfinished_mut(&id) {
+            if let Some(job) = table.unfinished_mut(&id, active.contains_key(&id)) {
                 f(&mut job.body);
             }
         };
@@ -1031,7 +1032,9 @@ impl State {
                             s.expiries = s.expiries.saturating_add(1);
                         }
                     });
-                    if let Some(slot) = self.book.active.get_mut(&id) {
+                }
+                for id in jobs {
+                    if let Some(slot) = self.book.active.get_mut(id) {
                         slot.set_flag(flag::SUSPECT, true);
                     }
                 }
@@ -1061,6 +1064,30 @@ impl State {
         let id = job.id;
         self.book.lost.insert(id);
         self.insert(job, "lost");
+    }
+
+    /// Reads job `id`'s row back into RAM where a checkpoint let it go
+    /// (`TableView::load`; issue 12 step 5): true when it is in RAM now
+    /// (or there is no such row). False when its page cannot be read: the
+    /// job is then a lost row naming the page (failed, out of the
+    /// scheduler), as an open over that page makes it, never skipped or
+    /// left queued, and the page is noted so no checkpoint cuts the log
+    /// (`TableView::note_unreadable`).
+    pub(crate) fn make_resident(&mut self, id: JobId) -> bool {
+        let Err(e) = self.table.load(&id) else {
+            return true;
+        };
+        let page = crate::table::keys::page_of(id).0;
+        let reason = crate::lost::page_reason(page, &e);
+        self.table.note_unreadable(page, e);
+        if let Some(state) = self.book.active.get(&id).map(|slot| slot.state) {
+            self.book.by_state[state.index()] -= 1;
+            self.book.deactivate(id);
+            self.book.dependency_moved(id, Some(state), None);
+        }
+        let at_ms = self.book.log_ms;
+        self.insert_lost_row(crate::lost::lost_job(id, at_ms, reason));
+        false
     }
 
     fn new_job(&mut self, id: JobId, at_ms: u64, spec: &crate::JobSpec) -> Job {
@@ -1154,7 +1181,8 @@ impl State {
     /// Applies a simple job's outcome; false when it did nothing (the job
     /// had finished, or is not a simple job).
     fn apply_simple_outcome(&mut self, at_ms: u64, o: &SimpleOutcome) -> bool {
-        let Some(job) = self.table.unfinished_mut(&o.job) else {
+        let active = self.book.active.contains_key(&o.job);
+        let Some(job) = self.table.unfinished_mut(&o.job, active) else {
             return false;
         };
         let Body::Simple(body) = &mut job.body else {
@@ -1262,15 +1290,15 @@ impl State {
         let id = meta
             .single_job()
             .expect("apply hands on only records of one job");
-        // Records that change only an unfinished job: one not in RAM has
-        // finished (or gone), and is not read to be refused.
+        // Records that change only an unfinished job: one without a slot
+        // has finished (or gone), and is not read to be refused.
         let unfinished_only = match meta {
             Meta::Priority { .. } => Some("change the priority of"),
             Meta::MaxWorkers { .. } => Some("change max_workers of"),
             Meta::HookFailed { .. } => Some(""),
             _ => None,
         };
-        if let Some(verb) = unfinished_only.filter(|_| self.table.resident(&id).is_none()) {
+        if let Some(verb) = unfinished_only.filter(|_| !self.book.active.contains_key(&id)) {
             return match verb {
                 "" => Ok(()),
                 verb => Err(RuntimeError::Invalid(format!(

@@ -35,14 +35,19 @@ impl State {
         let Some(kind_id) = self.book.kind_ids.id(kind) else {
             return;
         };
-        let ids: Vec<_> = self
+        let mut ids: Vec<_> = self
             .book
             .active
             .iter()
             .filter(|(_, e)| e.kind_id == kind_id)
             .map(|(id, _)| *id)
             .collect();
+        // Ascending: rows a checkpoint let go are read back a page at a time.
+        ids.sort_unstable();
         for id in ids {
+            if !self.make_resident(id) {
+                continue;
+            }
             let job = &self.table[&id];
             let refused = self.refusal_of(job);
             self.book.set_refused(id, refused);

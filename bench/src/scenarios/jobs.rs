@@ -30,17 +30,73 @@ const LATENCY_SAMPLE: usize = 10_000;
 pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Measurement>> {
     let n = ctx.jobs(1_000_000, 100_000);
     let tokio = booster::tokio()?;
-    let mut out = tokio.block_on(burn_down(ctx, n))?;
-    if !ctx.lean {
-        out.extend(tokio.block_on(continuous(ctx, n))?);
+    let mut out = Vec::new();
+    if ctx.enqueue_only {
+        out.extend(tokio.block_on(enqueue_only(ctx, n))?);
+    } else {
+        out.extend(tokio.block_on(burn_down(ctx, n))?);
+        if !ctx.lean {
+            out.extend(tokio.block_on(continuous(ctx, n))?);
+        }
     }
     if let Some(peak) = crate::rss::peak_rss_bytes() {
-        out.push(
-            Measurement::new("jobs", "peak_rss", peak as f64 / 1e6, "MB")
-                .params(json!({ "jobs": n, "workers": ctx.workers })),
-        );
+        let params = json!({ "jobs": n, "workers": ctx.workers, "enqueue_only": ctx.enqueue_only });
+        out.push(Measurement::new("jobs", "peak_rss", peak as f64 / 1e6, "MB").params(params));
     }
     Ok(out)
+}
+
+/// `--enqueue-only`: N no-op jobs enqueued while their kind is held, then
+/// a checkpoint, so the peak RSS is that of N queued jobs (a queued row
+/// leaves RAM once a checkpoint wrote it). The memory census goes to
+/// stderr: what holds the RAM, by structure.
+async fn enqueue_only(ctx: &Ctx, n: u64) -> anyhow::Result<Vec<Measurement>> {
+    std::fs::create_dir_all(&ctx.dir)?;
+    let dir = tempfile::tempdir_in(&ctx.dir)?;
+    let rt = booster::open(ctx, dir.path(), CodecMode::On, ctx.workers).await?;
+    rt.set_kind_limit(kind(ctx), Some(0)).await;
+    let started = Instant::now();
+    let mut left = n as usize;
+    while left > 0 {
+        let batch = left.min(SUBMIT_BATCH);
+        rt.submit_many(job_specs(ctx, batch)).await?;
+        left -= batch;
+    }
+    let enqueue_s = started.elapsed().as_secs_f64();
+    let rss_mb = || crate::rss::rss_bytes().map_or(0.0, |b| b as f64 / 1e6);
+    eprintln!(
+        "diag_before_checkpoint rss {:.0} MB {:?}",
+        rss_mb(),
+        rt.memory_census()
+    );
+    rt.checkpoint().await?;
+    eprintln!(
+        "diag_after_checkpoint rss {:.0} MB {:?}",
+        rss_mb(),
+        rt.memory_census()
+    );
+    let queued: u64 = rt
+        .metrics()
+        .jobs_by_state
+        .iter()
+        .filter(|(state, _)| *state == JobState::Queued)
+        .map(|(_, n)| *n)
+        .sum();
+    anyhow::ensure!(queued == n, "{queued} of {n} jobs queued: jobs were lost");
+    rt.shutdown(Duration::from_secs(5)).await?;
+    let params = json!({
+        "jobs": n, "workers": ctx.workers, "submit_batch": SUBMIT_BATCH,
+        "codec": CodecMode::On.name(), "enqueue_only": true,
+        "checkpoints": !ctx.no_checkpoints,
+    });
+    Ok(vec![Measurement::new(
+        "jobs",
+        "queued_enqueue",
+        n as f64 / enqueue_s,
+        "jobs/s",
+    )
+    .durability(DURABILITY)
+    .params(params)])
 }
 
 /// No-op jobs, or with `--spin-us` jobs that spin their worker that long.

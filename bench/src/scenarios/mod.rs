@@ -37,6 +37,8 @@ pub struct Ctx {
     pub no_checkpoints: bool,
     /// Background compaction off (`RuntimeOptions::auto_compact`).
     pub no_auto_compact: bool,
+    /// `jobs`: only enqueue, and measure the RSS of the queued jobs.
+    pub enqueue_only: bool,
     /// Alternating repetitions per comparison (`compare::repetitions`).
     pub repetitions: usize,
     /// Sidekiq processes and threads for `peers`; both given: no sweep.

@@ -18,8 +18,11 @@
 //! restart rebuilds it exactly by replay. Scheduling marks live in the
 //! scheduler (`scheduler.rs`), keyed by the same job ids.
 //!
-//! **Architecture invariant:** every unfinished row is in the overlay, so
-//! the scheduler never reads the store for one.
+//! **Architecture invariant:** every unfinished row is in the overlay but
+//! a plain queued simple one a durable checkpoint wrote (`leaves_ram`,
+//! issue 12 step 5): the scheduler's slot says what scheduling needs of
+//! it, and a lease (or a record that changes it) reads it back from its
+//! page (`load`), a lease batch each page once (`page_cache`).
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -90,6 +93,13 @@ pub struct TableView {
     /// Also the pages a checkpoint could not merge changed rows into
     /// (`note_unreadable`): checkpoints pause while any is known.
     unreadable: BTreeMap<u64, RuntimeError>,
+    /// The rows of the page a row was last read from (`fetch`): a lease
+    /// batch of consecutive ids (`load`), or a remote slot's look at the
+    /// jobs it may take, reads each page once. Only rows not in RAM are
+    /// read, and those are as the image holds them until a checkpoint
+    /// writes the image anew (`written_through` empties it). A mutex,
+    /// not a cell: readers hold `&self` (the state lock is theirs).
+    page_cache: std::sync::Mutex<Option<(u64, Arc<Vec<Row>>)>>,
 }
 
 impl Default for TableView {
@@ -105,6 +115,7 @@ impl Default for TableView {
             kinds: HashMap::new(),
             loading: false,
             unreadable: BTreeMap::new(),
+            page_cache: std::sync::Mutex::new(None),
         }
     }
 }
@@ -275,7 +286,8 @@ impl TableView {
         named.then(|| crate::lost::lost_job(id, 0, crate::lost::page_reason(page, &e)))
     }
 
-    /// Job `id`'s row if it is in RAM (every unfinished row is).
+    /// Job `id`'s row if it is in RAM (every unfinished row is, but a
+    /// queued one a checkpoint let go: `leaves_ram`).
     pub fn resident(&self, id: &JobId) -> Option<&Job> {
         self.overlay.get(id).and_then(|e| e.row.as_deref())
     }
@@ -285,19 +297,9 @@ impl TableView {
     /// changed.
     /// A destroyed row is no job: None.
     pub fn get_mut(&mut self, id: &JobId) -> Option<&mut Job> {
-        if !self.overlay.contains_key(id) {
-            let job = self.fetch_noting(*id)?;
-            if job.is_destroyed() {
-                return None;
-            }
-            let generation = self.written;
-            self.put(
-                *id,
-                Entry {
-                    row: Some(Box::new(job)),
-                    generation,
-                },
-            );
+        if let Err(e) = self.load(id) {
+            self.note_unreadable(keys::page_of(*id).0, e);
+            return None;
         }
         let (generation, written) = (self.generation, self.written);
         let e = self.overlay.get_mut(id)?;
@@ -309,15 +311,40 @@ impl TableView {
         e.row.as_deref_mut()
     }
 
-    /// Job `id`'s row to change, only while it is unfinished. Every
-    /// unfinished row is in RAM, so one that is not is finished (or gone):
-    /// a record that does nothing to a finished job reads nothing for it,
-    /// and leaves it out of RAM.
-    pub fn unfinished_mut(&mut self, id: &JobId) -> Option<&mut Job> {
-        if self.resident(id).is_some_and(|j| !j.is_terminal()) {
-            self.get_mut(id)
-        } else {
-            None
+    /// Reads job `id`'s row back into RAM (unchanged, as the image holds
+    /// it) when only the image holds it: Ok also when there is no such
+    /// row; Err naming nothing but the read's error when its page cannot
+    /// be read. Rows of the page last read come from `page_cache`.
+    pub fn load(&mut self, id: &JobId) -> Result<(), RuntimeError> {
+        if self.overlay.contains_key(id) {
+            return Ok(());
+        }
+        let Some(job) = self.fetch(*id)? else {
+            return Ok(());
+        };
+        if !job.is_destroyed() {
+            let generation = self.written;
+            self.put(
+                *id,
+                Entry {
+                    row: Some(Box::new(job)),
+                    generation,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Job `id`'s row to change, only while it is unfinished (`active`:
+    /// the scheduler has its slot). A row not in RAM is finished (or
+    /// gone) unless `active` says so (a queued row a checkpoint wrote,
+    /// `leaves_ram`): a record that does nothing to a finished job reads
+    /// nothing for it, and leaves it out of RAM.
+    pub fn unfinished_mut(&mut self, id: &JobId, active: bool) -> Option<&mut Job> {
+        match self.resident(id) {
+            Some(j) if !j.is_terminal() => self.get_mut(id),
+            None if active => self.get_mut(id),
+            _ => None,
         }
     }
 
@@ -458,6 +485,7 @@ impl TableView {
     /// the overlay are read from it.
     pub fn open_image(&mut self, store: Weak<dyn SliceStore>) {
         self.image = Some(store);
+        self.forget_page();
     }
 
     /// A checkpoint is taken now: rows changed from here on are not in
@@ -469,18 +497,21 @@ impl TableView {
     }
 
     /// The checkpoint sealed at `sealed` is durable in `store`: the
-    /// finished rows it wrote leave RAM (pinned ones stay until unpinned;
-    /// they are clean now).
+    /// finished rows it wrote leave RAM, and so do the plain queued simple
+    /// ones (`leaves_ram`); pinned ones stay until unpinned (they are
+    /// clean now).
     pub fn written_through(&mut self, sealed: u64, store: Weak<dyn SliceStore>) {
         self.written = self.written.max(sealed);
         self.image = Some(store);
+        // The image changed under the rows read from it.
+        self.forget_page();
         let pins = &self.pins;
         let (mut changed, mut rows) = (0, 0);
         self.overlay.retain(|id, e| {
             changed += usize::from(e.generation > sealed);
             let keep = e.generation > sealed
                 || pins.contains_key(id)
-                || e.row.as_deref().is_some_and(|j| !j.is_terminal());
+                || e.row.as_deref().is_some_and(|j| !leaves_ram(j));
             rows += usize::from(keep && e.row.is_some());
             keep
         });
@@ -593,13 +624,26 @@ impl TableView {
             return Ok(None);
         };
         let (page, _) = keys::page_of(id);
-        let Some(rows) = read_page(&*store, page)? else {
-            return Ok(None);
+        let cached = (self.page_cache.lock().expect("page cache").as_ref())
+            .filter(|(p, _)| *p == page)
+            .map(|(_, rows)| rows.clone());
+        let rows = match cached {
+            Some(rows) => rows,
+            None => {
+                let rows = Arc::new(read_page(&*store, page)?.unwrap_or_default());
+                *self.page_cache.lock().expect("page cache") = Some((page, rows.clone()));
+                rows
+            }
         };
-        match rows.into_iter().find(|r| r.id == id) {
-            Some(row) => self.job_of(&*store, row).map(Some),
+        match rows.iter().find(|r| r.id == id) {
+            Some(row) => self.job_of(&*store, row.clone()).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// Empties `page_cache`: the image changed.
+    fn forget_page(&mut self) {
+        *self.page_cache.get_mut().expect("page cache") = None;
     }
 
     fn job_of(&self, store: &dyn SliceStore, row: Row) -> Result<Job, RuntimeError> {
@@ -679,6 +723,19 @@ impl TableView {
         }
         Ok(())
     }
+}
+
+/// Whether `job`'s row leaves RAM once a checkpoint wrote it: a finished
+/// row, and a queued simple one the timer and the scheduler need nothing
+/// of but its slot (no expiry, no window of its own: those are judged
+/// from the row). Running, leased, paused, scheduled, waiting and sliced
+/// rows stay: the dispatcher, the tick and `apply` change them in RAM.
+fn leaves_ram(job: &Job) -> bool {
+    job.is_terminal()
+        || (job.state == crate::JobState::Queued
+            && matches!(job.body, super::Body::Simple(_))
+            && job.expires_at_ms.is_none()
+            && job.window.is_none())
 }
 
 /// One row of a page in `scan`'s merge: the overlay's wins.

@@ -91,7 +91,7 @@ async fn a_read_only_open_refuses_to_checkpoint() {
 }
 
 /// G10: once a checkpoint is durable, the rows of finished jobs leave RAM
-/// (only unfinished ones stay), yet `job` and `jobs` show them as before,
+/// (and those of plain queued ones: issue 12 step 5), yet `job` and `jobs` show them as before,
 /// read from the pages; a failed one can still be retried, and a
 /// completed one destroyed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,8 +118,8 @@ async fn finished_jobs_leave_ram_at_a_checkpoint_yet_job_and_jobs_show_them() {
     rt.checkpoint().await.unwrap();
     assert_eq!(
         rt.rows_in_ram(),
-        1,
-        "only the queued job's row stays in RAM"
+        0,
+        "the queued job's row left RAM too (issue 12 step 5)"
     );
     assert_eq!(table_of(&rt).await, table);
     // The newest page of completed jobs, read from the pages.
@@ -158,7 +158,7 @@ async fn finished_jobs_leave_ram_at_a_checkpoint_yet_job_and_jobs_show_them() {
     assert_eq!(rt.wait(ids[70]).await.unwrap().state, JobState::Failed);
     assert_eq!(rt.job(ids[70]).await.unwrap().attempts, 2);
     rt.checkpoint().await.unwrap();
-    assert_eq!(rt.rows_in_ram(), 1);
+    assert_eq!(rt.rows_in_ram(), 0);
     assert!(matches!(
         rt.job(ids[0]).await,
         Err(RuntimeError::NotFound(..))
@@ -601,4 +601,34 @@ async fn a_compaction_on_a_nearly_full_disk_takes_the_reserve_and_reclaims_space
     rt.shutdown(Duration::from_secs(5)).await.unwrap();
     let rt = open_on_sim(&fs).await;
     assert_eq!(table_of(&rt).await.len(), table.len() + 1);
+}
+
+/// Issue 12 step 5: queued jobs whose rows a checkpoint let go out of RAM
+/// run with their own args once a handler comes (each handler returns its
+/// args as its result), a priority change on one of them applies, and
+/// none is lost or run twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_jobs_whose_rows_left_ram_run_with_their_args() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Runtime::open(opts(dir.path(), 2)).await.unwrap();
+    let specs: Vec<JobSpec> = (0..150)
+        .map(|n| JobSpec::simple("late", serde_json::json!({ "n": n })))
+        .collect();
+    let ids = rt.submit_many(specs).await.unwrap();
+    rt.checkpoint().await.unwrap();
+    assert_eq!(rt.rows_in_ram(), 0, "the queued rows left RAM");
+    rt.set_priority(ids[149], 1).await.unwrap();
+    rt.register_simple("late", Arc::new(Held::default()));
+    for (n, &id) in ids.iter().enumerate() {
+        let status = rt.wait(id).await.unwrap();
+        assert_eq!(status.state, JobState::Completed, "job {id}");
+        assert_eq!(
+            status.result,
+            Some(serde_json::json!({ "n": n })),
+            "job {id}"
+        );
+        assert_eq!(status.attempts, 1, "job {id}");
+    }
+    assert_eq!(rt.job(ids[149]).await.unwrap().priority, 1);
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
 }
