@@ -9,23 +9,12 @@ use std::sync::{Arc, Mutex};
 
 use crate::logged_tests::{all_rows, Logged};
 use crate::meta::{Control, Meta, SimpleOutcome};
+use crate::retention_tests::book;
 use crate::shared::{Limits, Shared};
-use crate::state::{Book, HandlerShape, KindConf, State};
+use crate::state::State;
 use crate::table::image::RowSnapshot;
 use crate::table::keys::{ROW_PAGE, TABLE_OWNER};
 use crate::{JobId, JobSpec, JobState};
-
-fn book() -> Book {
-    let mut book = Book::new(2, 1000, 100);
-    book.kinds.insert(
-        Arc::from("k"),
-        KindConf {
-            handler: Some(HandlerShape::Simple),
-            ..KindConf::default()
-        },
-    );
-    book
-}
 
 fn reopen(l: &mut Logged) {
     l.reopen(book());
