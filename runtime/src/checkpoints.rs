@@ -59,6 +59,9 @@ pub struct CheckpointHealth {
     /// room asked for (`StoreError::NoSpace`): the timer builds none
     /// while the disk has less (`checkpoint_known_to_fail`).
     pub needed_bytes: Option<u64>,
+    /// Checkpoints sealed and not yet answered by the store: a pre-build
+    /// waits for none (`image::RowSnapshot::take`).
+    pub in_flight: u32,
 }
 
 /// What to tell the operator when checkpoints stop: it costs memory and
@@ -107,6 +110,7 @@ impl State {
         refile_next: Option<u64>,
         removed: Vec<(SweptRow, Option<JobState>)>,
     ) -> Sealed {
+        self.book.checkpoints.in_flight += 1;
         Sealed {
             generation: self.table.seal(),
             records: std::mem::take(&mut self.book.records_since_checkpoint),
@@ -130,6 +134,7 @@ impl State {
         written: bool,
         image: std::sync::Weak<dyn crate::slice_store::SliceStore>,
     ) {
+        self.book.checkpoints.in_flight -= 1;
         if written {
             self.table.written_through(sealed.generation, image);
             self.book.refile_from = sealed.refile_next;

@@ -46,7 +46,7 @@ pub(crate) fn compact_blocking(
     while shared.inflight_commits.load(Ordering::Acquire) > 0 {
         std::thread::sleep(Duration::from_millis(1));
     }
-    let (rx, _, log) = enqueue_checkpoint(shared, store, true)?;
+    let (rx, _, log) = enqueue_checkpoint(shared, store, true, None)?;
     checkpoint_applied(rx.blocking_recv().ok())?;
     // A checkpoint was written: the timer's backoff (a disk too full for
     // checkpoints, say) ends with it.

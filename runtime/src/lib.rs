@@ -70,6 +70,8 @@ mod logged_tests;
 mod lost;
 mod meta;
 mod metrics;
+#[cfg(test)]
+mod prebuild_tests;
 mod ready;
 mod recovered;
 mod remote;
@@ -770,9 +772,40 @@ pub struct Metrics {
     pub auto_compactions: u64,
     #[serde(default)]
     pub auto_compaction_failures: u64,
+    /// Where the checkpoints this process wrote spent their time.
+    #[serde(default)]
+    pub checkpoint_times: CheckpointTimes,
     pub commit_latency_us: Vec<(f64, u64)>,
     pub enqueue_to_start_us: Vec<(f64, u64)>,
     pub slice_processing_us: Vec<(f64, u64)>,
+}
+
+/// Where automatic and asked-for checkpoints spent their time, summed
+/// over the checkpoints this process enqueued (microseconds): what the
+/// bench prints to say what a checkpoint costs the commits beside it
+/// (ARCHITECTURE.md, "3.4 The checkpoint off the state lock").
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CheckpointTimes {
+    /// Checkpoints enqueued.
+    pub taken: u64,
+    /// Building pages from a snapshot of the changed rows, holding
+    /// neither the state lock nor the append gate.
+    pub prebuild_us: u64,
+    /// The append gate held exclusively (appends wait), from taking it to
+    /// releasing it: the wait for commits in flight included.
+    pub gate_us: u64,
+    /// Of `gate_us`, waiting for the commits in flight to be applied.
+    pub drain_us: u64,
+    /// The state lock held by the checkpoint (applies, submits, leases
+    /// wait), the snapshot's and the seal's together.
+    pub lock_us: u64,
+    /// Of `gate_us`, the store compressing and encrypting the batch on
+    /// the checkpoint's thread (`Store::append_with`).
+    pub enqueue_us: u64,
+    /// Row pages built from the snapshot, and those built (again, or
+    /// first) under the gate and lock.
+    pub pages_prebuilt: u64,
+    pub pages_sealed: u64,
 }
 
 /// A record a handler could not process.

@@ -37,6 +37,8 @@ struct Counting {
     failing_scans: std::sync::atomic::AtomicBool,
     /// Reads of the keys it says fail as a rotted frame makes them.
     failing_reads: std::sync::Mutex<Option<KeyTest>>,
+    /// Called before each read (`watch_reads`).
+    read_watch: std::sync::Mutex<Option<KeyWatch>>,
     /// Reads of the table's row pages (`ROW_PAGE`).
     page_reads: AtomicU64,
     /// Keys the store's index scans gave.
@@ -46,6 +48,7 @@ struct Counting {
 }
 
 type KeyTest = Box<dyn Fn(&SliceKey) -> bool + Send>;
+type KeyWatch = Arc<dyn Fn(&SliceKey) + Send + Sync>;
 
 impl SliceStore for Counting {
     fn append_with(&self, batch: Batch, done: Box<dyn FnOnce(Result<Receipt, StoreError>) + Send>) {
@@ -53,6 +56,11 @@ impl SliceStore for Counting {
     }
     fn read_slice(&self, key: &SliceKey) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
         self.reads.fetch_add(1, Ordering::Relaxed);
+        // Cloned out: the watch may read through the store itself.
+        let watch = self.read_watch.lock().unwrap().clone();
+        if let Some(watch) = watch {
+            watch(key);
+        }
         if key.owner == crate::table::keys::TABLE_OWNER
             && key.stream == crate::table::keys::ROW_PAGE
         {
@@ -169,6 +177,7 @@ impl Logged {
             reads: AtomicU64::new(0),
             failing_scans: Default::default(),
             failing_reads: Default::default(),
+            read_watch: Default::default(),
             page_reads: AtomicU64::new(0),
             keys_scanned: AtomicU64::new(0),
             keys_examined: AtomicU64::new(0),
@@ -197,6 +206,12 @@ impl Logged {
     /// From now on reads of the keys `failing` says fail.
     pub fn fail_reads(&self, failing: impl Fn(&SliceKey) -> bool + Send + 'static) {
         *self.counting.failing_reads.lock().unwrap() = Some(Box::new(failing));
+    }
+
+    /// From now on `watch` is called with the key of each read, before
+    /// the read, on the reading thread.
+    pub fn watch_reads(&self, watch: impl Fn(&SliceKey) + Send + Sync + 'static) {
+        *self.counting.read_watch.lock().unwrap() = Some(Arc::new(watch));
     }
 
     /// How many row pages were read from the store so far.
@@ -280,14 +295,24 @@ impl Logged {
     /// `checkpoint_at`, answering the store's refusal as the runtime
     /// does (`runtime::enqueue_checkpoint`).
     pub fn try_checkpoint_at(&mut self, now_ms: u64) -> Result<(), StoreError> {
-        self.try_checkpoint_logged(now_ms).map(|_| ())
+        self.try_checkpoint_with(now_ms, None).map(|_| ())
+    }
+
+    /// `checkpoint`, taking the pages of `prebuilt` still current
+    /// (`image::RowSnapshot`); returns the row pages built at the seal.
+    pub fn checkpoint_prebuilt(&mut self, prebuilt: crate::table::image::Prebuilt) -> u64 {
+        self.try_checkpoint_with(0, Some(prebuilt))
+            .expect("the checkpoint")
+            .0
     }
 
     /// A compaction as `Runtime::compact` makes one (`compaction.rs`): a
     /// checkpoint, then the store's segment (or `full`) compaction with
     /// that checkpoint's records as the meta snapshot.
     pub fn compact_at(&mut self, now_ms: u64, full: bool) -> booster_store::CompactionReport {
-        let log = self.try_checkpoint_logged(now_ms).expect("the checkpoint");
+        let (_, log) = self
+            .try_checkpoint_with(now_ms, None)
+            .expect("the checkpoint");
         let plan = crate::snapshot::Snapshot::of_checkpoint(&self.st, log).unwrap();
         let report = match full {
             true => self.store.compact(&plan),
@@ -298,10 +323,22 @@ impl Logged {
         report.expect("the compaction")
     }
 
-    /// `try_checkpoint_at`, returning the checkpoint's meta records.
-    fn try_checkpoint_logged(&mut self, now_ms: u64) -> Result<Vec<Vec<u8>>, StoreError> {
-        let built = crate::table::image::swept_checkpoint_batch(&mut self.st, &*self.store, now_ms)
-            .unwrap();
+    /// `try_checkpoint_at` with the pages of `prebuilt` still current;
+    /// returns the row pages built at the seal and the checkpoint's meta
+    /// records.
+    fn try_checkpoint_with(
+        &mut self,
+        now_ms: u64,
+        prebuilt: Option<crate::table::image::Prebuilt>,
+    ) -> Result<(u64, Vec<Vec<u8>>), StoreError> {
+        let built = crate::table::image::swept_checkpoint_batch(
+            &mut self.st,
+            &*self.store,
+            now_ms,
+            prebuilt,
+        )
+        .unwrap();
+        let pages = built.pages;
         let sealed = self.st.seal_checkpoint(built.refile_next, built.removed);
         let (tx, rx) = std::sync::mpsc::channel();
         self.store.append_with(
@@ -316,7 +353,7 @@ impl Logged {
         }
         let image = Arc::downgrade(&self.store);
         self.st.checkpoint_answered(sealed, answer.is_ok(), image);
-        answer.map(|()| built.log)
+        answer.map(|()| (pages, built.log))
     }
 
     /// Bounds the simulated disk's files at `bytes` more than they hold

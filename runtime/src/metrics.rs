@@ -19,6 +19,7 @@ pub struct MetricsState {
     pub records_failed: u64,
     /// Checkpoints tried and not written.
     pub checkpoint_failures: u64,
+    pub checkpoint_times: crate::CheckpointTimes,
     commit_latency_us: Histogram<u64>,
     enqueue_to_start_us: Histogram<u64>,
     slice_processing_us: Histogram<u64>,
@@ -37,6 +38,7 @@ impl Default for MetricsState {
             jobs_failed: 0,
             records_failed: 0,
             checkpoint_failures: 0,
+            checkpoint_times: Default::default(),
             commit_latency_us: h(),
             enqueue_to_start_us: h(),
             slice_processing_us: h(),
@@ -89,6 +91,7 @@ impl MetricsState {
             auto_compact: false,
             auto_compactions: 0,
             auto_compaction_failures: 0,
+            checkpoint_times: self.checkpoint_times.clone(),
             commit_latency_us: summary(&self.commit_latency_us),
             enqueue_to_start_us: summary(&self.enqueue_to_start_us),
             slice_processing_us: summary(&self.slice_processing_us),

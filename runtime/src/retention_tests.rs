@@ -12,7 +12,8 @@ use crate::{JobSpec, JobState, KindSettings, Missing, Retention, RuntimeError};
 
 const MINUTE_MS: u64 = 60_000;
 
-fn book() -> Book {
+/// A book with kind `k`, simple (also `prebuild_tests.rs`'s).
+pub(crate) fn book() -> Book {
     let mut book = Book::new(2, 1000, 100);
     book.kinds.insert(
         Arc::from("k"),

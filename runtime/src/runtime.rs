@@ -1122,8 +1122,10 @@ pub(crate) fn enqueue_checkpoint(
     shared: &Arc<Shared>,
     store: &Arc<dyn SliceStore>,
     for_compaction: bool,
+    prebuilt: Option<crate::table::image::Prebuilt>,
 ) -> Result<EnqueuedCheckpoint, RuntimeError> {
-    let (batch, record, log, sealed) = {
+    let locked = Instant::now();
+    let (batch, record, log, sealed, pages) = {
         let mut st = shared.state.lock();
         if let Some(cause) = st.book.poisoned.clone() {
             return Err(RuntimeError::Store(StoreError::Poisoned { cause }));
@@ -1139,7 +1141,8 @@ pub(crate) fn enqueue_checkpoint(
             return Err(RuntimeError::Corrupt(why));
         }
         let now_ms = shared.clock.now_ms();
-        let built = crate::table::image::swept_checkpoint_batch(&mut st, &**store, now_ms);
+        let built =
+            crate::table::image::swept_checkpoint_batch(&mut st, &**store, now_ms, prebuilt);
         let built = match built {
             Ok(built) => built,
             // Known fault 5: the page is not rewritten from RAM (that
@@ -1163,26 +1166,39 @@ pub(crate) fn enqueue_checkpoint(
                 .needs_room_before_compaction("the checkpoint a compaction starts with"),
             false => built.batch,
         };
-        (batch, built.record, built.log, sealed)
+        (batch, built.record, built.log, sealed, built.pages)
     };
+    let lock_us = locked.elapsed().as_micros() as u64;
     let seq = match &record {
         Meta::Checkpoint(c) => c.seq,
         _ => unreachable!("checkpoint_batch returns its checkpoint record"),
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
     let image = Arc::downgrade(store);
+    let enqueued = Instant::now();
     crate::shared::append_counted(shared, store, batch, vec![record], move |st, applied| {
         let written = matches!(&applied, Ok(r) if r.iter().all(Result::is_ok));
         st.checkpoint_answered(sealed, written, image);
         let _ = tx.send(applied);
     });
+    let enqueue_us = enqueued.elapsed().as_micros() as u64;
+    let mut st = shared.state.lock();
+    let t = &mut st.book.metrics.checkpoint_times;
+    t.taken += 1;
+    t.lock_us += lock_us;
+    t.enqueue_us += enqueue_us;
+    t.pages_sealed += pages;
+    drop(st);
     Ok((rx, seq, log))
 }
 
 /// Takes a checkpoint (`Runtime::checkpoint`; the timer, on the triggers
-/// of `State::checkpoint_due`; shutdown): the append gate is held while
-/// the batch is built and enqueued, then released; the call returns once
-/// it is durable.
+/// of `State::checkpoint_due`; shutdown): the touched pages are built from
+/// a snapshot of the changed rows first, holding neither the state lock
+/// nor the append gate; then the gate is held while the pages changed
+/// since are built again and the batch is enqueued, then released; the
+/// call returns once it is durable (ARCHITECTURE.md, "3.4 The checkpoint
+/// off the state lock").
 pub(crate) async fn take_checkpoint(
     shared: Arc<Shared>,
     store: Arc<dyn SliceStore>,
@@ -1203,16 +1219,47 @@ async fn write_checkpoint(
     store: Arc<dyn SliceStore>,
 ) -> Result<u64, RuntimeError> {
     let (rx, seq) = tokio::task::spawn_blocking(move || {
-        let _gate = shared.append_gate.write();
+        let prebuilt = prebuild_checkpoint(&shared, &store);
+        let gate = shared.append_gate.write();
+        let gated = Instant::now();
         while shared.inflight_commits.load(Ordering::Acquire) > 0 {
             std::thread::sleep(Duration::from_millis(1));
         }
-        enqueue_checkpoint(&shared, &store, false).map(|(rx, seq, _)| (rx, seq))
+        let drain_us = gated.elapsed().as_micros() as u64;
+        let enqueued =
+            enqueue_checkpoint(&shared, &store, false, prebuilt).map(|(rx, seq, _)| (rx, seq));
+        drop(gate);
+        let gate_us = gated.elapsed().as_micros() as u64;
+        let t = &mut shared.state.lock().book.metrics.checkpoint_times;
+        t.gate_us += gate_us;
+        t.drain_us += drain_us;
+        enqueued
     })
     .await
     .map_err(|e| RuntimeError::Invalid(format!("checkpoint failed: {e}")))??;
     checkpoint_applied(rx.await.ok())?;
     Ok(seq)
+}
+
+/// The touched row pages built from a snapshot of the changed rows,
+/// holding the state lock only to take it and neither it nor the append
+/// gate while pages are read, merged and encoded; None when none can be
+/// taken (`RowSnapshot::take`).
+fn prebuild_checkpoint(
+    shared: &Arc<Shared>,
+    store: &Arc<dyn SliceStore>,
+) -> Option<crate::table::image::Prebuilt> {
+    let locked = Instant::now();
+    let snapshot = crate::table::image::RowSnapshot::take(&mut shared.state.lock());
+    let lock_us = locked.elapsed().as_micros() as u64;
+    let started = Instant::now();
+    let prebuilt = snapshot.map(|s| s.build(&**store));
+    let prebuild_us = started.elapsed().as_micros() as u64;
+    let t = &mut shared.state.lock().book.metrics.checkpoint_times;
+    t.lock_us += lock_us;
+    t.prebuild_us += prebuild_us;
+    t.pages_prebuilt += prebuilt.as_ref().map_or(0, |p| p.pages());
+    prebuilt
 }
 
 /// A checkpoint's outcome (None: the store stopped before answering).

@@ -138,6 +138,7 @@ async fn burn_down(ctx: &Ctx, n: u64) -> anyhow::Result<Vec<Measurement>> {
     let drain_s = drain_start.elapsed().as_secs_f64();
     let latency = sample_latency(&rt, &ids).await?;
     check_all_completed(&rt, n).await?;
+    print_checkpoint_times(&rt);
     rt.shutdown(Duration::from_secs(5)).await?;
     let params = json!({
         "jobs": n, "workers": ctx.workers, "submit_batch": SUBMIT_BATCH,
@@ -186,6 +187,7 @@ async fn continuous(ctx: &Ctx, n: u64) -> anyhow::Result<Vec<Measurement>> {
     let total_s = started.elapsed().as_secs_f64();
     let latency = sample_latency(&rt, &ids).await?;
     check_all_completed(&rt, n).await?;
+    print_checkpoint_times(&rt);
     rt.shutdown(Duration::from_secs(5)).await?;
     let params = json!({
         "jobs": n, "workers": ctx.workers, "submit_batch": CONTINUOUS_BATCH,
@@ -216,6 +218,26 @@ pub async fn wait_idle_bounded(rt: &Runtime, limit: Duration) -> anyhow::Result<
     tokio::time::timeout(limit, rt.wait_idle())
         .await
         .with_context(|| format!("jobs still running after {limit:?}: the runtime stalled"))
+}
+
+/// Where this run's checkpoints spent their time (ARCHITECTURE.md, "3.4
+/// The checkpoint off the state lock"), on stderr: counters, not a
+/// measurement of the run.
+fn print_checkpoint_times(rt: &Runtime) {
+    let t = rt.metrics().checkpoint_times;
+    let ms = |us: u64| us as f64 / 1e3;
+    eprintln!(
+        "checkpoints: {} taken; ms in all: prebuild {:.0}, gate {:.0} (drain {:.0}, enqueue {:.0}), \
+         state lock {:.0}; pages prebuilt {}, built under the gate {}",
+        t.taken,
+        ms(t.prebuild_us),
+        ms(t.gate_us),
+        ms(t.drain_us),
+        ms(t.enqueue_us),
+        ms(t.lock_us),
+        t.pages_prebuilt,
+        t.pages_sealed
+    );
 }
 
 /// From the runtime's counters, not by listing a million statuses.

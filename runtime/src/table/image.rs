@@ -22,6 +22,9 @@ use crate::slice_store::SliceStore;
 use crate::state::State;
 use crate::{JobId, JobState, RuntimeError};
 
+mod prebuild;
+pub use prebuild::{Prebuilt, RowSnapshot};
+
 /// Every key of (`TABLE_OWNER`, `stream`), ascending; an index that
 /// cannot be read is an error (a scan that came back short would drop
 /// rows from an open, or leave stale keys in a migrated image).
@@ -59,6 +62,18 @@ struct Image {
     /// The rows that finished or were destroyed since the stored page
     /// (`expiry.rs`).
     filed: expiry::Filed,
+    /// Row pages built here (not taken pre-built).
+    pages: u64,
+}
+
+impl Image {
+    /// Adds `other`, a pre-built page's image (its keys are its page's
+    /// own, so the order among pages does not matter).
+    fn take(&mut self, other: Image) {
+        self.puts.extend(other.puts);
+        self.deletes.extend(other.deletes);
+        self.filed.merge(other.filed);
+    }
 }
 
 /// A page as the store holds it: its rows and their records.
@@ -86,6 +101,7 @@ fn build_page(
     changes: &[(JobId, Option<&Job>)],
     out: &mut Image,
 ) {
+    out.pages += 1;
     let had_page = stored.is_some();
     let mut slots: BTreeMap<JobId, (Vec<u8>, u8)> = BTreeMap::new();
     let mut old_masks = [0u64; STATES];
@@ -193,19 +209,41 @@ impl From<RuntimeError> for Unbuilt {
 }
 
 /// The pages the rows changed since the image was written touch,
-/// rebuilt over the stored pages.
-fn touched_pages(state: &State, store: &dyn SliceStore) -> Result<Image, Unbuilt> {
+/// rebuilt over the stored pages; a page of `prebuilt` still current is
+/// taken as it was built (ARCHITECTURE.md, "3.4 The checkpoint off the
+/// state lock").
+fn touched_pages(
+    state: &State,
+    store: &dyn SliceStore,
+    prebuilt: Option<Prebuilt>,
+) -> Result<Image, Unbuilt> {
     let mut out = Image::default();
     let mut by_page: BTreeMap<u64, Vec<(JobId, Option<&Job>)>> = BTreeMap::new();
-    for (id, job) in state.table.dirty() {
-        by_page
-            .entry(keys::page_of(id).0)
-            .or_default()
-            .push((id, job));
+    // Pages a row changed in since the snapshot (all, when a checkpoint
+    // was sealed since: the stored pages it read may be gone).
+    let (sealed, mut pre) = match prebuilt {
+        Some(p) if state.table.generation() == p.sealed + 1 => (p.sealed, p.pages),
+        _ => (0, BTreeMap::new()),
+    };
+    let mut changed_since = BTreeSet::new();
+    for (id, job, generation) in state.table.dirty() {
+        let page = keys::page_of(id).0;
+        if generation > sealed {
+            changed_since.insert(page);
+        }
+        by_page.entry(page).or_default().push((id, job));
     }
     for (page, changes) in by_page {
-        let stored = read_stored(store, page).map_err(|e| Unbuilt::Page(page, e))?;
-        build_page(page, stored, &changes, &mut out);
+        let current = pre.remove(&page).filter(|p| {
+            !changed_since.contains(&page) && p.ids.iter().copied().eq(changes.iter().map(|c| c.0))
+        });
+        match current {
+            Some(p) => out.take(p.image),
+            None => {
+                let stored = read_stored(store, page).map_err(|e| Unbuilt::Page(page, e))?;
+                build_page(page, stored, &changes, &mut out);
+            }
+        }
     }
     Ok(out)
 }
@@ -239,20 +277,30 @@ pub fn checkpoint_records(state: &State, seq: u64) -> (Meta, Vec<Vec<u8>>) {
     (checkpoint_record(state, seq, records.len()), records)
 }
 
+/// What `checkpoint_batch` builds.
+pub struct CheckpointBatch {
+    pub batch: Batch,
+    pub record: Meta,
+    /// The batch's meta records as encoded, the checkpoint first.
+    pub log: Vec<Vec<u8>>,
+    /// Row pages built for it (not taken pre-built).
+    pub pages: u64,
+}
+
 /// The checkpoint batch for `state`: the checkpoint record, the records
 /// the log holds besides the rows, and the pages that changed since the
 /// store's image was written (every page, and deletes of the keys the
 /// image no longer has, when there is no image yet). Call with no commit
 /// in flight (the append gate held), so it covers every durable record,
 /// and seal the table's generation under the same lock.
-/// Returns the batch, its checkpoint record, and the batch's meta records
-/// as encoded (the checkpoint first): the log a compaction right after it
+/// The batch's meta records are the log a compaction right after it
 /// starts with.
 pub fn checkpoint_batch(
     state: &State,
     store: &dyn SliceStore,
     refiled: Option<expiry::Filed>,
-) -> Result<(Batch, Meta, Vec<Vec<u8>>), Unbuilt> {
+    prebuilt: Option<Prebuilt>,
+) -> Result<CheckpointBatch, Unbuilt> {
     let (record, records) = checkpoint_records(state, state.book.checkpoint_seq + 1);
     let mut log = vec![meta::encode(&record)];
     log.extend(records);
@@ -266,7 +314,7 @@ pub fn checkpoint_batch(
         batch = batch.meta(r.clone());
     }
     let mut image = match state.table.has_image() {
-        true => touched_pages(state, store)?,
+        true => touched_pages(state, store, prebuilt)?,
         false => whole_image(state, store)?,
     };
     if let Some(refiled) = refiled {
@@ -281,7 +329,12 @@ pub fn checkpoint_batch(
     for key in image.deletes {
         batch = batch.delete(key);
     }
-    Ok((batch, record, log))
+    Ok(CheckpointBatch {
+        batch,
+        record,
+        log,
+        pages: image.pages,
+    })
 }
 
 /// A checkpoint batch built by `swept_checkpoint_batch`.
@@ -299,6 +352,8 @@ pub struct SweptCheckpoint {
     /// The rows the sweep removed (RAM holds their removal): put back if
     /// the batch is not written (`expiry::put_back`).
     pub removed: Vec<(SweptRow, Option<JobState>)>,
+    /// Row pages built for it under the state lock.
+    pub pages: u64,
 }
 
 /// `checkpoint_batch` after the retention sweep (`expiry::sweep`, by
@@ -308,6 +363,7 @@ pub fn swept_checkpoint_batch(
     state: &mut State,
     store: &dyn SliceStore,
     now_ms: u64,
+    prebuilt: Option<Prebuilt>,
 ) -> Result<SweptCheckpoint, Unbuilt> {
     let swept = expiry::sweep(state, store, now_ms)?;
     // An image from before step 6: the next pages' finished rows are
@@ -325,13 +381,19 @@ pub fn swept_checkpoint_batch(
         (None, false) => None,
     };
     let refiled = refile.map(|r| r.filed);
-    let (mut batch, record, log) = match checkpoint_batch(state, store, refiled) {
+    let built = match checkpoint_batch(state, store, refiled, prebuilt) {
         Ok(built) => built,
         Err(e) => {
             expiry::put_back(state, swept.removed);
             return Err(e);
         }
     };
+    let CheckpointBatch {
+        mut batch,
+        record,
+        log,
+        pages,
+    } = built;
     if state.book.refile_from.is_some() {
         batch = match next {
             Some(page) => batch.slice(keys::refile(), &[page.to_le_bytes()]),
@@ -351,6 +413,7 @@ pub fn swept_checkpoint_batch(
         // Without a refile under way, `next` is None too.
         refile_next: next,
         removed: swept.removed,
+        pages,
     })
 }
 

@@ -520,13 +520,21 @@ impl TableView {
     }
 
     /// The rows changed since the image was written (None: the row
-    /// went), ascending id.
-    pub fn dirty(&self) -> impl Iterator<Item = (JobId, Option<&Job>)> {
+    /// went), ascending id, each with the generation that last changed
+    /// it (a checkpoint pre-built from a snapshot, sealed at generation
+    /// G, builds again the pages of rows changed after G).
+    pub fn dirty(&self) -> impl Iterator<Item = (JobId, Option<&Job>, u64)> {
         let written = self.written;
         self.overlay
             .iter()
             .filter(move |(_, e)| e.generation > written)
-            .map(|(id, e)| (*id, e.row.as_deref()))
+            .map(|(id, e)| (*id, e.row.as_deref(), e.generation))
+    }
+
+    /// The generation rows changed now get (one more than the newest
+    /// sealed).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The pages rows could not be read from to be changed (see

@@ -1,0 +1,182 @@
+//! Unit tests of the checkpoint built off the state lock (ARCHITECTURE.md,
+//! "3.4 The checkpoint off the state lock"): rows changed between the
+//! snapshot and the seal are written in their newest state, commits go on
+//! while the pages are built, and a reopen from the checkpoint finds every
+//! record.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::logged_tests::{all_rows, Logged};
+use crate::meta::{Control, Meta, SimpleOutcome};
+use crate::retention_tests::book;
+use crate::shared::{Limits, Shared};
+use crate::state::State;
+use crate::table::image::RowSnapshot;
+use crate::table::keys::{ROW_PAGE, TABLE_OWNER};
+use crate::{JobId, JobSpec, JobState};
+
+fn reopen(l: &mut Logged) {
+    l.reopen(book());
+    l.st.book.live = true;
+}
+
+fn created(first_id: JobId, n: usize) -> Meta {
+    Meta::Created {
+        first_id,
+        at_ms: 1,
+        specs: vec![JobSpec::simple("k", serde_json::Value::Null); n],
+    }
+}
+
+fn done(ids: std::ops::RangeInclusive<JobId>) -> Meta {
+    let outcomes = ids
+        .map(|job| SimpleOutcome {
+            job,
+            started_us: 1_000,
+            result: Ok(Some(serde_json::json!(job))),
+            retry_at_ms: None,
+        })
+        .collect();
+    Meta::SimpleDone {
+        at_ms: 2,
+        at_us: None,
+        outcomes,
+    }
+}
+
+/// 200 queued jobs (row pages 0 to 3) in a checkpoint's image, then
+/// jobs 1 to 130 done: pages 0, 1 and 2 changed since the image.
+fn three_pages_changed() -> Logged {
+    let mut st = State::new(book());
+    st.book.live = true;
+    let mut l = Logged::new(st);
+    l.apply(&created(1, 200)).unwrap();
+    l.checkpoint();
+    l.apply(&done(1..=130)).unwrap();
+    l
+}
+
+/// Every row of the table as written (its debug form: every field).
+fn rows(st: &State) -> Vec<String> {
+    all_rows(st).iter().map(|j| format!("{j:?}")).collect()
+}
+
+fn state_of(st: &State, id: JobId) -> JobState {
+    st.table.get(&id).expect("the row").state
+}
+
+/// Rows changed after the snapshot make the seal build their pages
+/// again: job 5, in the snapshot, destroyed since (page 0); jobs 131 to
+/// 140 done since (page 2); jobs 201 to 210 new (page 3). Page 1 is taken
+/// as built from the snapshot. A reopen from the checkpoint finds the
+/// table as it was, each row in its newest state.
+#[test]
+fn a_row_changed_after_the_snapshot_is_written_in_its_newest_state() {
+    let mut l = three_pages_changed();
+    let snapshot = RowSnapshot::take(&mut l.st).expect("a snapshot over an image");
+    let prebuilt = snapshot.build(&*l.store);
+    assert_eq!(prebuilt.pages(), 3);
+    let destroy = Meta::Control {
+        job: 5,
+        at_ms: 3,
+        action: Control::Destroy,
+    };
+    l.apply(&destroy).unwrap();
+    l.apply(&done(131..=140)).unwrap();
+    l.apply(&created(201, 10)).unwrap();
+    let built_at_seal = l.checkpoint_prebuilt(prebuilt);
+    assert_eq!(
+        built_at_seal, 3,
+        "pages 0, 2 and 3 are built again at the seal"
+    );
+    let before = rows(&l.st);
+    reopen(&mut l);
+    assert_eq!(rows(&l.st), before);
+    assert!(l.st.table.get(&5).is_none(), "job 5 is destroyed");
+    assert!(l.st.table.tombstone(&5).is_some(), "job 5 is destroyed");
+    assert_eq!(state_of(&l.st, 140), JobState::Completed);
+    assert_eq!(state_of(&l.st, 141), JobState::Queued);
+    assert_eq!(state_of(&l.st, 210), JobState::Queued);
+}
+
+/// A checkpoint sealed (and answered) after the snapshot was taken makes
+/// every pre-built page stale (the store's pages it read are gone): the
+/// page changed since is read and built again.
+#[test]
+fn a_snapshot_older_than_a_checkpoint_is_not_taken() {
+    let mut l = three_pages_changed();
+    let prebuilt = RowSnapshot::take(&mut l.st).unwrap().build(&*l.store);
+    l.checkpoint();
+    l.apply(&done(131..=135)).unwrap();
+    assert_eq!(l.checkpoint_prebuilt(prebuilt), 1, "page 2, read again");
+    let before = rows(&l.st);
+    reopen(&mut l);
+    assert_eq!(rows(&l.st), before);
+    assert_eq!(state_of(&l.st, 135), JobState::Completed);
+}
+
+/// While a checkpoint reads the row pages it pre-builds, it holds neither
+/// the state lock nor the append gate, so a commit goes through then:
+/// the first page read commits jobs 131 to 140's completion (page 2) and
+/// ten new jobs (page 3). On main every page was read holding both, and
+/// no commit could go through. The checkpoint then builds pages 2 and 3
+/// again under the gate; the reopen from it finds every record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_go_on_while_a_checkpoint_builds_its_pages() {
+    let mut l = three_pages_changed();
+    let st = std::mem::replace(&mut l.st, State::new(book()));
+    let limits = Limits {
+        max_slice_records: 1000,
+        max_slice_bytes: 1 << 20,
+        listing_rows_per_call: 100_000,
+    };
+    let shared = Arc::new(Shared::new(st, limits));
+    let store = l.store.clone();
+    let locked_reads = Arc::new(AtomicU64::new(0));
+    let committed = Arc::new(Mutex::new(None));
+    {
+        let (shared, store) = (shared.clone(), store.clone());
+        let (locked_reads, committed) = (locked_reads.clone(), committed.clone());
+        l.watch_reads(move |key| {
+            if key.owner != TABLE_OWNER || key.stream != ROW_PAGE {
+                return;
+            }
+            if shared.state.is_locked() || shared.append_gate.is_locked() {
+                locked_reads.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            let mut committed = committed.lock().unwrap();
+            if committed.is_some() {
+                return;
+            }
+            let metas = vec![done(131..=140), created(201, 10)];
+            let batch = crate::shared::batch_of(&metas);
+            let (tx, rx) = std::sync::mpsc::channel();
+            crate::shared::commit(&shared, &store, batch, metas, move |_, applied| {
+                let _ = tx.send(applied.map(|r| r.iter().all(Result::is_ok)));
+            });
+            *committed = Some((key.seq, rx.recv().expect("the store answers")));
+        });
+    }
+    crate::runtime::take_checkpoint(shared.clone(), store.clone())
+        .await
+        .expect("the checkpoint");
+    let committed = committed.lock().unwrap().take();
+    assert!(
+        matches!(committed, Some((0, Ok(true)))),
+        "a commit went through while page 0 was read for the checkpoint: {committed:?}"
+    );
+    assert_eq!(
+        locked_reads.load(Ordering::Relaxed),
+        2,
+        "pages 2 and 3 are read again at the seal, none other under the lock"
+    );
+    let times = shared.state.lock().book.metrics.checkpoint_times.clone();
+    assert_eq!((times.pages_prebuilt, times.pages_sealed), (3, 2));
+    let before = rows(&shared.state.lock());
+    reopen(&mut l);
+    assert_eq!(rows(&l.st), before);
+    assert_eq!(state_of(&l.st, 140), JobState::Completed);
+    assert_eq!(state_of(&l.st, 210), JobState::Queued);
+}
