@@ -328,7 +328,19 @@ impl<F: FileLayer> Store<F> {
     /// ARCHITECTURE.md). Appends wait meanwhile, and `plan` is consulted while
     /// they wait: it must not itself wait on an append.
     pub fn compact(&self, plan: &dyn CompactionPlan) -> Result<CompactionReport, StoreError> {
-        self.engine.compact(plan)
+        self.engine.compact(plan).inspect(|_| self.retake_reserve())
+    }
+
+    /// A compaction on a tight disk may give the reserve back
+    /// (`reserve::free_with_reserve`); once one finished, the store takes
+    /// it again where there is room (`ensure_reserve` leaves a nearly full
+    /// disk as it is), so a long-running process that compacts in the
+    /// background is not left without one until its next open.
+    fn retake_reserve(&self) {
+        let e = &self.engine;
+        if ensure_reserve(&e.fs, &e.dir, e.opts.reserve_bytes).is_err() {
+            release_reserve(&e.fs, &e.dir);
+        }
     }
 
     /// Rewrites only the sealed segments whose dead share under `plan`
@@ -346,7 +358,7 @@ impl<F: FileLayer> Store<F> {
         plan: &dyn CompactionPlan,
         min_dead_share: f64,
     ) -> Result<CompactionReport, StoreError> {
-        self.engine.compact_segments(plan, min_dead_share)
+        (self.engine.compact_segments(plan, min_dead_share)).inspect(|_| self.retake_reserve())
     }
 
     /// The bytes free in the data directory's file system (statvfs), as

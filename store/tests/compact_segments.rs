@@ -277,3 +277,30 @@ fn the_counters_stay_exact_across_segment_compactions_and_reopen() {
     );
     assert!(after.live_bytes < before.live_bytes, "{before:?} {after:?}");
 }
+
+/// A compaction on a tight disk may give the reserve back
+/// (`free_with_reserve`): once a compaction finishes, the store takes it
+/// again where there is room, so a background compaction in a long-running
+/// process does not leave it without one until the next open.
+#[test]
+fn a_finished_compaction_takes_the_reserve_again() {
+    for full in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), opts()).unwrap();
+        let reserve = dir.path().join("RESERVE");
+        let bytes = StoreOptions::default().reserve_bytes;
+        assert_eq!(std::fs::metadata(&reserve).unwrap().len(), bytes);
+        live_then_churn(&store, 30);
+        // As a compaction that found the disk short left it.
+        std::fs::remove_file(&reserve).unwrap();
+        match full {
+            true => store.compact(&snapshot(b"m")).unwrap(),
+            false => store.compact_segments(&snapshot(b"m"), 0.5).unwrap(),
+        };
+        assert_eq!(
+            std::fs::metadata(&reserve).map(|m| m.len()).ok(),
+            Some(bytes),
+            "full compaction: {full}"
+        );
+    }
+}

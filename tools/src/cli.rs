@@ -146,7 +146,7 @@ Examples:
     /// Reclaim the space of destroyed jobs and dead frames: the segments at
     /// least half dead are rewritten, the rest kept as they are.
     #[command(
-        after_help = "Example:\n  booster job destroy 3 && booster compact\n  booster compact --full"
+        after_help = "A destroyed job's data stays on disk in a segment less than half dead until\nthat segment passes the threshold; `--full` rewrites every segment and so purges it.\n\nExample:\n  booster compact\n  booster job destroy 3 && booster compact --full"
     )]
     Compact(CompactArgs),
     /// The tour: 1M customer records, encrypted, on every core, with a priority-1 job cutting in.

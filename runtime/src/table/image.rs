@@ -220,7 +220,11 @@ fn touched_pages(
     let mut out = Image::default();
     let mut by_page: BTreeMap<u64, Vec<(JobId, Option<&Job>)>> = BTreeMap::new();
     // Pages a row changed in since the snapshot (all, when a checkpoint
-    // was sealed since: the stored pages it read may be gone).
+    // was sealed since: the stored pages it read may be gone). The
+    // generation check is defensive: no snapshot is taken while a sealed
+    // checkpoint is unanswered (`CheckpointHealth::in_flight`), and a
+    // checkpoint answered since cleans the snapshot's rows
+    // (`written_through`), so their pages' ids no longer match.
     let (sealed, mut pre) = match prebuilt {
         Some(p) if state.table.generation() == p.sealed + 1 => (p.sealed, p.pages),
         _ => (0, BTreeMap::new()),
