@@ -200,3 +200,30 @@ fn rows_read_one_by_one_from_their_pages_read_each_page_once() {
     assert_eq!(logged.page_reads() - reads, 4, "pages 0..=3");
     assert_eq!(logged.st.table.values().count(), 0, "nothing kept in RAM");
 }
+
+/// The row page under queued jobs is gone from the store (its key holds
+/// no slice) after the checkpoint wrote it: a lease makes each a failed
+/// lost row whose reason says its row is missing from the page, never a
+/// panic (before, the lease indexed the table for a row it did not hold).
+#[test]
+fn a_row_missing_from_its_page_makes_the_queued_job_lost_not_a_panic() {
+    let mut logged = logged();
+    create(&mut logged, 60, 8); // ids 60..=67: pages 0 and 1
+    logged.checkpoint();
+    let page_0 = crate::table::keys::row_page(0);
+    logged.answer_reads(move |k| *k == page_0, || Ok(None));
+    assert_eq!(lease(&mut logged.st), with_their_args(64..=67));
+    let st = &logged.st;
+    for id in 60..=63 {
+        let job = st.table.get(&id).expect("a lost row, not no row");
+        assert_eq!(job.state, JobState::Failed, "job {id}");
+        let reason = job.failure_reason.as_deref().unwrap_or_default();
+        assert!(
+            reason.contains("row missing from page 0"),
+            "job {id}: {reason}"
+        );
+        assert!(!st.book.active.contains_key(&id), "job {id} is not queued");
+    }
+    assert_eq!(st.book.by_state[JobState::Failed.index()], 4);
+    assert_eq!(st.book.by_state[JobState::Running.index()], 4);
+}
