@@ -227,3 +227,57 @@ fn a_row_missing_from_its_page_makes_the_queued_job_lost_not_a_panic() {
     assert_eq!(st.book.by_state[JobState::Failed.index()], 4);
     assert_eq!(st.book.by_state[JobState::Running.index()], 4);
 }
+
+/// A passing I/O error (EIO) reading the row page of the first queued
+/// job ends that lease with nothing leased and every job still queued,
+/// none lost (before, each became a lost row); the next lease, once the
+/// read works again, runs them all with their args.
+#[test]
+fn a_passing_read_error_leaves_the_queued_jobs_queued_for_the_next_lease() {
+    let mut logged = logged();
+    create(&mut logged, 60, 8); // ids 60..=67: pages 0 and 1
+    logged.checkpoint();
+    let page_0 = crate::table::keys::row_page(0);
+    logged.answer_reads(
+        move |k| *k == page_0,
+        || {
+            Err(booster_store::StoreError::Io {
+                context: "reading a test's row page".into(),
+                source: std::io::Error::from_raw_os_error(5),
+            })
+        },
+    );
+    assert_eq!(lease(&mut logged.st), Vec::new());
+    let st = &logged.st;
+    assert_eq!(st.book.by_state[JobState::Failed.index()], 0, "none lost");
+    assert_eq!(st.book.by_state[JobState::Queued.index()], 8);
+    assert!((60..=67).all(|id| st.book.active.contains_key(&id)));
+    logged.heal_reads();
+    assert_eq!(lease(&mut logged.st), with_their_args(60..=67));
+}
+
+/// Every row page under 200 queued jobs rots: one lease call makes at
+/// most one page's worth of them lost (before, all 200 under one hold of
+/// the lock); the calls after it go on until none is left queued.
+#[test]
+fn one_lease_call_makes_at_most_a_page_of_rotted_rows_lost() {
+    let mut logged = logged();
+    create(&mut logged, 1, 200);
+    logged.checkpoint();
+    logged.fail_reads(|k| {
+        k.owner == crate::table::keys::TABLE_OWNER && k.stream == crate::table::keys::ROW_PAGE
+    });
+    let per_page = crate::table::keys::ROWS_PER_PAGE;
+    let failed = |st: &State| st.book.by_state[JobState::Failed.index()];
+    assert_eq!(lease(&mut logged.st), Vec::new());
+    assert_eq!(failed(&logged.st), per_page);
+    assert_eq!(
+        logged.st.book.by_state[JobState::Queued.index()],
+        200 - per_page
+    );
+    for _ in 0..3 {
+        assert_eq!(lease(&mut logged.st), Vec::new());
+    }
+    assert_eq!(failed(&logged.st), 200, "each call went on");
+    assert_eq!(logged.st.book.by_state[JobState::Queued.index()], 0);
+}

@@ -199,6 +199,11 @@ impl Logged {
         *self.counting.failing_reads.lock().unwrap() = Some((Box::new(failing), Box::new(answer)));
     }
 
+    /// From now on every read is the store's again.
+    pub fn heal_reads(&self) {
+        *self.counting.failing_reads.lock().unwrap() = None;
+    }
+
     /// How many row pages were read from the store so far.
     pub fn page_reads(&self) -> u64 {
         self.counting.page_reads.load(Ordering::Relaxed)

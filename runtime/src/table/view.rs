@@ -100,6 +100,9 @@ pub struct TableView {
     /// writes the image anew (`written_through` empties it). A mutex,
     /// not a cell: readers hold `&self` (the state lock is theirs).
     page_cache: std::sync::Mutex<Option<(u64, Arc<Vec<Row>>)>>,
+    /// The last passing error reading a row back that was logged
+    /// (`surface_read_error`), so a lease retried every 100 ms logs it once.
+    read_error: Option<String>,
 }
 
 impl Default for TableView {
@@ -116,6 +119,7 @@ impl Default for TableView {
             loading: false,
             unreadable: BTreeMap::new(),
             page_cache: std::sync::Mutex::new(None),
+            read_error: None,
         }
     }
 }
@@ -538,6 +542,19 @@ impl TableView {
     /// Page `page` could not be read to merge changed rows into (`e`).
     pub fn note_unreadable(&mut self, page: u64, e: RuntimeError) {
         self.unreadable.entry(page).or_insert(e);
+    }
+
+    /// Logs `e`, a passing error reading a row back for a lease (the job
+    /// stays queued; the next lease reads it again), once: the same error
+    /// again is not logged.
+    pub fn surface_read_error(&mut self, e: &RuntimeError) {
+        let why = e.to_string();
+        if self.read_error.as_deref() != Some(why.as_str()) {
+            eprintln!(
+                "booster: reading a queued job's row back failed, the next lease retries: {why}"
+            );
+            self.read_error = Some(why);
+        }
     }
 
     /// A page a row could not be read from to be changed, if any.
