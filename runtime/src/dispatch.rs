@@ -130,6 +130,11 @@ pub const REMOTE_LIVE_LEASES: usize = 3;
 /// Longest a batch of simple jobs should take, so a priority-1 job waits at
 /// most about this long for a worker that is busy with small jobs.
 const SIMPLE_BATCH_BUDGET_US: f64 = 1000.0;
+
+/// At most this many queued jobs one lease call makes lost rows (a row
+/// page's worth; `State::resident_for_lease`).
+const MAX_LOST_PER_LEASE: u64 = crate::table::keys::ROWS_PER_PAGE;
+
 /// The most simple jobs one lease carries unless
 /// `RuntimeOptions::max_lease_batch` says fewer.
 pub const SIMPLE_BATCH_MAX: usize = 1000;
@@ -264,10 +269,11 @@ impl State {
             return None;
         }
         // A queued row a checkpoint let go is read back from its page; one
-        // whose page cannot be read is made lost, and the next is tried.
+        // whose page is damaged is made lost, and the next is tried.
+        let mut lost = 0;
         let id = loop {
             let (_, id) = self.first_for(worker)?;
-            if self.make_resident(id) {
+            if self.resident_for_lease(id, &mut lost)? {
                 break id;
             }
         };
@@ -296,7 +302,7 @@ impl State {
             .get(&id)
             .is_some_and(|e| e.has(flag::SLICED));
         let (work, task) = if !sliced {
-            let items = self.lease_simple_batch(worker, id, now_ms);
+            let items = self.lease_simple_batch(worker, id, now_ms, &mut lost);
             let ids = items.iter().map(|i| i.job).collect();
             (LeaseWork::Simple(ids), TaskWork::Simple(items))
         } else {
@@ -334,11 +340,36 @@ impl State {
         })
     }
 
+    /// `make_resident` for a lease: Some(true) when job `id`'s row is in
+    /// RAM, Some(false) when it was made a lost row (counted in `lost`),
+    /// None when this lease must end: a passing read error (logged once;
+    /// the job stays queued and the worker's next lease reads it again),
+    /// or `MAX_LOST_PER_LEASE` rows made lost already, so a store whose
+    /// pages all rot does not walk the whole queue under the state lock in
+    /// one call (the next call goes on).
+    fn resident_for_lease(&mut self, id: JobId, lost: &mut u64) -> Option<bool> {
+        if *lost >= MAX_LOST_PER_LEASE {
+            return None;
+        }
+        match self.make_resident(id) {
+            Ok(true) => Some(true),
+            Ok(false) => {
+                *lost += 1;
+                Some(false)
+            }
+            Err(e) => {
+                self.table.surface_read_error(&e);
+                None
+            }
+        }
+    }
+
     fn lease_simple_batch(
         &mut self,
         worker: usize,
         first: JobId,
         now_ms: u64,
+        lost: &mut u64,
     ) -> Vec<crate::dispatch::SimpleItem> {
         let kind = self.table[&first].kind.clone();
         let avg_us = self.book.kinds.get(&kind).map_or(0.0, |k| k.avg_job_us);
@@ -364,9 +395,13 @@ impl State {
         let mut items = Vec::new();
         let mut next = Some(first);
         while let Some(id) = next {
-            if !self.make_resident(id) {
-                next = self.first_for(worker).map(|(_, id)| id);
-                continue;
+            match self.resident_for_lease(id, lost) {
+                Some(true) => {}
+                Some(false) => {
+                    next = self.first_for(worker).map(|(_, id)| id);
+                    continue;
+                }
+                None => break,
             }
             if let Some(budget) = budget_bytes {
                 let bytes = self.table.get(&id).map_or(0, |j| json_bytes(&j));

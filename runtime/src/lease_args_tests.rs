@@ -200,3 +200,99 @@ fn rows_read_one_by_one_from_their_pages_read_each_page_once() {
     assert_eq!(logged.page_reads() - reads, 4, "pages 0..=3");
     assert_eq!(logged.st.table.values().count(), 0, "nothing kept in RAM");
 }
+
+/// The row page under queued jobs is gone from the store (its key holds
+/// no slice) after the checkpoint wrote it: a lease makes each a failed
+/// lost row whose reason says its row is missing from the page, never a
+/// panic (before, the lease indexed the table for a row it did not hold).
+#[test]
+fn a_row_missing_from_its_page_makes_the_queued_job_lost_not_a_panic() {
+    let mut logged = logged();
+    create(&mut logged, 60, 8); // ids 60..=67: pages 0 and 1
+    logged.checkpoint();
+    let page_0 = crate::table::keys::row_page(0);
+    logged.answer_reads(move |k| *k == page_0, || Ok(None));
+    assert_eq!(lease(&mut logged.st), with_their_args(64..=67));
+    let st = &logged.st;
+    for id in 60..=63 {
+        let job = st.table.get(&id).expect("a lost row, not no row");
+        assert_eq!(job.state, JobState::Failed, "job {id}");
+        let reason = job.failure_reason.as_deref().unwrap_or_default();
+        assert!(
+            reason.contains("row missing from page 0"),
+            "job {id}: {reason}"
+        );
+        assert!(!st.book.active.contains_key(&id), "job {id} is not queued");
+    }
+    assert_eq!(st.book.by_state[JobState::Failed.index()], 4);
+    assert_eq!(st.book.by_state[JobState::Running.index()], 4);
+}
+
+/// A passing I/O error (EIO) reading the row page of the first queued
+/// job ends that lease with nothing leased and every job still queued,
+/// none lost (before, each became a lost row); the next lease, once the
+/// read works again, runs them all with their args.
+#[test]
+fn a_passing_read_error_leaves_the_queued_jobs_queued_for_the_next_lease() {
+    let mut logged = logged();
+    create(&mut logged, 60, 8); // ids 60..=67: pages 0 and 1
+    logged.checkpoint();
+    let page_0 = crate::table::keys::row_page(0);
+    logged.answer_reads(
+        move |k| *k == page_0,
+        || {
+            Err(booster_store::StoreError::Io {
+                context: "reading a test's row page".into(),
+                source: std::io::Error::from_raw_os_error(5),
+            })
+        },
+    );
+    assert_eq!(lease(&mut logged.st), Vec::new());
+    let st = &logged.st;
+    assert_eq!(st.book.by_state[JobState::Failed.index()], 0, "none lost");
+    assert_eq!(st.book.by_state[JobState::Queued.index()], 8);
+    assert!((60..=67).all(|id| st.book.active.contains_key(&id)));
+    logged.heal_reads();
+    assert_eq!(lease(&mut logged.st), with_their_args(60..=67));
+}
+
+/// Every row page under 200 queued jobs rots: one lease call makes at
+/// most one page's worth of them lost (before, all 200 under one hold of
+/// the lock); the calls after it go on until none is left queued.
+#[test]
+fn one_lease_call_makes_at_most_a_page_of_rotted_rows_lost() {
+    let mut logged = logged();
+    create(&mut logged, 1, 200);
+    logged.checkpoint();
+    logged.fail_reads(|k| {
+        k.owner == crate::table::keys::TABLE_OWNER && k.stream == crate::table::keys::ROW_PAGE
+    });
+    let per_page = crate::table::keys::ROWS_PER_PAGE;
+    let failed = |st: &State| st.book.by_state[JobState::Failed.index()];
+    assert_eq!(lease(&mut logged.st), Vec::new());
+    assert_eq!(failed(&logged.st), per_page);
+    assert_eq!(
+        logged.st.book.by_state[JobState::Queued.index()],
+        200 - per_page
+    );
+    for _ in 0..3 {
+        assert_eq!(lease(&mut logged.st), Vec::new());
+    }
+    assert_eq!(failed(&logged.st), 200, "each call went on");
+    assert_eq!(logged.st.book.by_state[JobState::Queued.index()], 0);
+}
+
+/// An open over 200 queued jobs whose rows a checkpoint wrote holds none
+/// of them whole in RAM, before any checkpoint (before, all 200 stayed
+/// until the next one), and a lease still runs each with its args.
+#[test]
+fn a_reopen_lets_the_restored_queued_rows_go_before_any_checkpoint() {
+    let mut logged = logged();
+    create(&mut logged, 1, 200);
+    logged.checkpoint();
+    logged.reopen(book());
+    logged.st.observe_simple("k", 1, 1.0);
+    assert_eq!(logged.st.table.values().count(), 0, "no row held whole");
+    assert_eq!(logged.st.book.by_state[JobState::Queued.index()], 200);
+    assert_eq!(lease(&mut logged.st), with_their_args(1..=200));
+}

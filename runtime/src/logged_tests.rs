@@ -35,8 +35,9 @@ struct Counting {
     reads: AtomicU64,
     /// Scans fail as an unreadable index block would make them.
     failing_scans: std::sync::atomic::AtomicBool,
-    /// Reads of the keys it says fail as a rotted frame makes them.
-    failing_reads: std::sync::Mutex<Option<KeyTest>>,
+    /// Reads of the keys it says answer what it gives (a rotted frame's
+    /// error, a passing I/O error, no slice) instead of the store.
+    failing_reads: std::sync::Mutex<Option<(KeyTest, ReadAnswer)>>,
     /// Called before each read (`watch_reads`).
     read_watch: std::sync::Mutex<Option<KeyWatch>>,
     /// Reads of the table's row pages (`ROW_PAGE`).
@@ -49,6 +50,7 @@ struct Counting {
 
 type KeyTest = Box<dyn Fn(&SliceKey) -> bool + Send>;
 type KeyWatch = Arc<dyn Fn(&SliceKey) + Send + Sync>;
+type ReadAnswer = Box<dyn Fn() -> Result<Option<Vec<Vec<u8>>>, StoreError> + Send>;
 
 impl SliceStore for Counting {
     fn append_with(&self, batch: Batch, done: Box<dyn FnOnce(Result<Receipt, StoreError>) + Send>) {
@@ -66,19 +68,10 @@ impl SliceStore for Counting {
         {
             self.page_reads.fetch_add(1, Ordering::Relaxed);
         }
-        if self
-            .failing_reads
-            .lock()
-            .unwrap()
-            .as_ref()
-            .is_some_and(|f| f(key))
+        if let Some((_, answer)) =
+            (self.failing_reads.lock().unwrap().as_ref()).filter(|(failing, _)| failing(key))
         {
-            return Err(StoreError::Corrupt {
-                segment_id: 1,
-                path: "/logged/a-test's-rotted-frame".into(),
-                offset: 0,
-                what: "a test's rotted frame".into(),
-            });
+            return answer();
         }
         self.inner.read_slice(key)
     }
@@ -205,7 +198,29 @@ impl Logged {
 
     /// From now on reads of the keys `failing` says fail.
     pub fn fail_reads(&self, failing: impl Fn(&SliceKey) -> bool + Send + 'static) {
-        *self.counting.failing_reads.lock().unwrap() = Some(Box::new(failing));
+        self.answer_reads(failing, || {
+            Err(StoreError::Corrupt {
+                segment_id: 1,
+                path: "/logged/a-test's-rotted-frame".into(),
+                offset: 0,
+                what: "a test's rotted frame".into(),
+            })
+        });
+    }
+
+    /// From now on reads of the keys `failing` says answer `answer` (a
+    /// passing I/O error, no slice).
+    pub fn answer_reads(
+        &self,
+        failing: impl Fn(&SliceKey) -> bool + Send + 'static,
+        answer: impl Fn() -> Result<Option<Vec<Vec<u8>>>, StoreError> + Send + 'static,
+    ) {
+        *self.counting.failing_reads.lock().unwrap() = Some((Box::new(failing), Box::new(answer)));
+    }
+
+    /// From now on every read is the store's again.
+    pub fn heal_reads(&self) {
+        *self.counting.failing_reads.lock().unwrap() = None;
     }
 
     /// From now on `watch` is called with the key of each read, before

@@ -130,6 +130,18 @@ pub fn page_reason(page: u64, e: &crate::RuntimeError) -> String {
     )
 }
 
+/// Whether `e`, an error reading a row back, says its bytes are damaged
+/// (a checksum, tag or decode error, a row missing from its page): the
+/// job is then a lost row. Any other error (EIO, EMFILE, a failed map)
+/// may pass, and loses nothing.
+pub fn is_damage(e: &crate::RuntimeError) -> bool {
+    matches!(
+        e,
+        crate::RuntimeError::Corrupt(_)
+            | crate::RuntimeError::Store(booster_store::StoreError::Corrupt { .. })
+    )
+}
+
 /// The ids page `page` holds.
 pub fn page_ids(page: u64) -> (JobId, JobId) {
     let first = page.saturating_mul(crate::table::keys::ROWS_PER_PAGE);

@@ -1068,16 +1068,25 @@ impl State {
 
     /// Reads job `id`'s row back into RAM where a checkpoint let it go
     /// (`TableView::load`; issue 12 step 5): true when it is in RAM now
-    /// (or there is no such row). False when its page cannot be read: the
+    /// (or there is no such row and no slot). False when its page is
+    /// damaged (`lost::is_damage`), or holds no row for a job the
+    /// scheduler has a slot for (the page's key gone, or the image): the
     /// job is then a lost row naming the page (failed, out of the
-    /// scheduler), as an open over that page makes it, never skipped or
-    /// left queued, and the page is noted so no checkpoint cuts the log
-    /// (`TableView::note_unreadable`).
-    pub(crate) fn make_resident(&mut self, id: JobId) -> bool {
-        let Err(e) = self.table.load(&id) else {
-            return true;
-        };
+    /// scheduler), as an open over that page makes it, never skipped, left
+    /// queued or a panic, and the page is noted so no checkpoint cuts the
+    /// log (`TableView::note_unreadable`). Err for any other read error
+    /// (EIO, EMFILE, a failed map): nothing changed, the job stays queued.
+    pub(crate) fn make_resident(&mut self, id: JobId) -> Result<bool, crate::RuntimeError> {
         let page = crate::table::keys::page_of(id).0;
+        let e = match self.table.load(&id) {
+            Err(e) if !crate::lost::is_damage(&e) => return Err(e),
+            Err(e) => e,
+            Ok(()) if self.table.resident(&id).is_some() => return Ok(true),
+            Ok(()) if !self.book.active.contains_key(&id) => return Ok(true),
+            Ok(()) => crate::RuntimeError::Corrupt(format!(
+                "the checkpoint's table: row missing from page {page} (job {id})"
+            )),
+        };
         let reason = crate::lost::page_reason(page, &e);
         self.table.note_unreadable(page, e);
         if let Some(state) = self.book.active.get(&id).map(|slot| slot.state) {
@@ -1087,7 +1096,7 @@ impl State {
         }
         let at_ms = self.book.log_ms;
         self.insert_lost_row(crate::lost::lost_job(id, at_ms, reason));
-        false
+        Ok(false)
     }
 
     fn new_job(&mut self, id: JobId, at_ms: u64, spec: &crate::JobSpec) -> Job {

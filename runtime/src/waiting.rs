@@ -45,8 +45,14 @@ impl State {
         // Ascending: rows a checkpoint let go are read back a page at a time.
         ids.sort_unstable();
         for id in ids {
-            if !self.make_resident(id) {
-                continue;
+            // A job whose row cannot be read now stays filed as it was.
+            match self.make_resident(id) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    self.table.surface_read_error(&e);
+                    continue;
+                }
             }
             let job = &self.table[&id];
             let refused = self.refusal_of(job);

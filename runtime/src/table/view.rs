@@ -100,6 +100,9 @@ pub struct TableView {
     /// writes the image anew (`written_through` empties it). A mutex,
     /// not a cell: readers hold `&self` (the state lock is theirs).
     page_cache: std::sync::Mutex<Option<(u64, Arc<Vec<Row>>)>>,
+    /// The last passing error reading a row back that was logged
+    /// (`surface_read_error`), so a lease retried every 100 ms logs it once.
+    read_error: Option<String>,
 }
 
 impl Default for TableView {
@@ -116,6 +119,7 @@ impl Default for TableView {
             loading: false,
             unreadable: BTreeMap::new(),
             page_cache: std::sync::Mutex::new(None),
+            read_error: None,
         }
     }
 }
@@ -505,6 +509,20 @@ impl TableView {
         self.image = Some(store);
         // The image changed under the rows read from it.
         self.forget_page();
+        self.let_go_of_written(sealed);
+    }
+
+    /// Lets the rows an open restored from the image (`image::restore_rows`)
+    /// go as a checkpoint would (`leaves_ram`): the image holds them as
+    /// they are, so a reopen over many queued jobs does not hold them all
+    /// whole until the next checkpoint, which may never come.
+    pub fn let_go_of_restored(&mut self) {
+        self.let_go_of_written(self.written);
+    }
+
+    /// Drops from RAM every row unchanged since generation `sealed` (the
+    /// image holds it) that `leaves_ram` lets go and no pin holds.
+    fn let_go_of_written(&mut self, sealed: u64) {
         let pins = &self.pins;
         let (mut changed, mut rows) = (0, 0);
         self.overlay.retain(|id, e| {
@@ -546,6 +564,19 @@ impl TableView {
     /// Page `page` could not be read to merge changed rows into (`e`).
     pub fn note_unreadable(&mut self, page: u64, e: RuntimeError) {
         self.unreadable.entry(page).or_insert(e);
+    }
+
+    /// Logs `e`, a passing error reading a row back for a lease (the job
+    /// stays queued; the next lease reads it again), once: the same error
+    /// again is not logged.
+    pub fn surface_read_error(&mut self, e: &RuntimeError) {
+        let why = e.to_string();
+        if self.read_error.as_deref() != Some(why.as_str()) {
+            eprintln!(
+                "booster: reading a queued job's row back failed, the next lease retries: {why}"
+            );
+            self.read_error = Some(why);
+        }
     }
 
     /// A page a row could not be read from to be changed, if any.
