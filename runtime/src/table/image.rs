@@ -641,10 +641,6 @@ pub fn restore_rows(
     })();
     state.table.loading = false;
     restored?;
-    if !whole {
-        // Readable again from their pages (`TableView::load`).
-        state.table.let_go_of_restored();
-    }
     let checked: Vec<usize> = match whole {
         true => (0..counts.len()).collect(),
         false => ACTIVE_STATES.iter().map(|s| s.index()).collect(),

@@ -509,20 +509,6 @@ impl TableView {
         self.image = Some(store);
         // The image changed under the rows read from it.
         self.forget_page();
-        self.let_go_of_written(sealed);
-    }
-
-    /// Lets the rows an open restored from the image (`image::restore_rows`)
-    /// go as a checkpoint would (`leaves_ram`): the image holds them as
-    /// they are, so a reopen over many queued jobs does not hold them all
-    /// whole until the next checkpoint, which may never come.
-    pub fn let_go_of_restored(&mut self) {
-        self.let_go_of_written(self.written);
-    }
-
-    /// Drops from RAM every row unchanged since generation `sealed` (the
-    /// image holds it) that `leaves_ram` lets go and no pin holds.
-    fn let_go_of_written(&mut self, sealed: u64) {
         let pins = &self.pins;
         let (mut changed, mut rows) = (0, 0);
         self.overlay.retain(|id, e| {
