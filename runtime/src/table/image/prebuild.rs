@@ -16,7 +16,11 @@ use crate::JobId;
 /// without it (ARCHITECTURE.md, "3.4 The checkpoint off the state lock").
 pub struct RowSnapshot {
     sealed: u64,
-    rows: Vec<(JobId, Option<Job>)>,
+    /// Boxed, and sized before the copy: a `Job` is about 370 bytes, so a
+    /// vector of them grown by doubling copied each row twice more and
+    /// faulted in fresh pages under the state lock (7.9% of a burn-down's
+    /// CPU, perf; bench/RESULTS.md).
+    rows: Vec<(JobId, Option<Box<Job>>)>,
 }
 
 /// Row pages built from a `RowSnapshot`: what the seal takes as it is for
@@ -60,7 +64,12 @@ impl RowSnapshot {
         {
             return None;
         }
-        let rows = table.dirty().map(|(id, j, _)| (id, j.cloned())).collect();
+        let mut rows = Vec::with_capacity(table.changed());
+        rows.extend(
+            table
+                .dirty()
+                .map(|(id, j, _)| (id, j.map(|j| Box::new(j.clone())))),
+        );
         let sealed = state.table.seal();
         Some(RowSnapshot { sealed, rows })
     }
@@ -74,7 +83,7 @@ impl RowSnapshot {
             by_page
                 .entry(keys::page_of(*id).0)
                 .or_default()
-                .push((*id, job.as_ref()));
+                .push((*id, job.as_deref()));
         }
         let mut pages = BTreeMap::new();
         for (page, changes) in by_page {
