@@ -101,35 +101,10 @@ pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// The commit the harness was built from (`build.rs`), "-dirty" when the
+/// sources it measures differed from it; "unknown" when built outside git.
 fn git_commit() -> String {
-    let run = |args: &[&str]| {
-        std::process::Command::new("git")
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    match run(&["rev-parse", "--short=12", "HEAD"]) {
-        Some(commit) => {
-            // The results file the harness appends to does not make a run dirty.
-            let dirty = run(&[
-                "status",
-                "--porcelain",
-                "--untracked-files=no",
-                "--",
-                ":/",
-                ":(top,exclude)bench/results.jsonl",
-            ])
-            .is_some_and(|s| !s.is_empty());
-            if dirty {
-                format!("{commit}-dirty")
-            } else {
-                commit
-            }
-        }
-        None => "unknown".into(),
-    }
+    env!("BOOSTER_BENCH_COMMIT").to_string()
 }
 
 /// Appends one JSON line per measurement to `path`, creating it if needed.

@@ -1,0 +1,46 @@
+//! Every line the harness appends names the commit its code was built
+//! from, wherever the run starts (issue 17, provenance): a binary copied
+//! aside to compare old and new code, or run from another directory,
+//! recorded "unknown" before.
+
+use std::process::Command;
+
+#[test]
+fn a_run_outside_the_repository_records_the_commit_it_was_built_from() {
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(repo)
+        .output()
+        .expect("git runs");
+    assert!(
+        head.status.success(),
+        "the harness is built from a git checkout"
+    );
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_string();
+    let outside = tempfile::tempdir().unwrap();
+    let results = outside.path().join("results.jsonl");
+    let run = Command::new(env!("CARGO_BIN_EXE_booster-bench"))
+        .args(["limit", "--quick", "--records", "1000", "--results"])
+        .arg(&results)
+        .arg("--dir")
+        .arg(outside.path().join("data"))
+        .current_dir(outside.path())
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let text = std::fs::read_to_string(&results).unwrap();
+    assert!(text.lines().count() > 0, "the run appended its lines");
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let commit = v["commit"].as_str().unwrap();
+        assert!(
+            commit == head || commit == format!("{head}-dirty"),
+            "line names commit {commit:?}, the build's is {head}: {line}"
+        );
+    }
+}
