@@ -43,6 +43,9 @@ pub fn options(ctx: &Ctx, dir: &Path, codec: CodecMode, workers: usize) -> Runti
         opts.auto_checkpoint = false;
     }
     opts.auto_compact = !ctx.no_auto_compact;
+    if let Some(mb) = ctx.auto_compact_min_dead_mb {
+        opts.auto_compact_min_dead_bytes = mb << 20;
+    }
     opts.master_key = match codec {
         CodecMode::On => Some(MasterKey(BENCH_KEY)),
         CodecMode::Off => None,

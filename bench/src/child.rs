@@ -44,6 +44,9 @@ pub fn args(ctx: &Ctx) -> Vec<String> {
     if ctx.no_auto_compact {
         a.push("--no-auto-compact".into());
     }
+    if let Some(mb) = ctx.auto_compact_min_dead_mb {
+        a.extend(["--auto-compact-min-dead-mb".into(), mb.to_string()]);
+    }
     if ctx.enqueue_only {
         a.push("--enqueue-only".into());
     }

@@ -122,6 +122,12 @@ struct Cli {
     /// runtime's default is on), to measure what it costs and reclaims.
     #[arg(long)]
     no_auto_compact: bool,
+    /// Background compaction's floor in MiB of dead bytes
+    /// (`RuntimeOptions::auto_compact_min_dead_bytes`; default 1 GiB): a
+    /// small one makes `soak` compact while it runs (it still waits for
+    /// half the store to be dead).
+    #[arg(long)]
+    auto_compact_min_dead_mb: Option<u64>,
     /// `jobs`: only enqueue `--jobs N` no-op jobs while their kind is held
     /// (none runs), write a checkpoint, and measure the peak RSS of that
     /// many queued jobs (issue 12: 10M queued simple jobs in at most 1 GB).
@@ -149,6 +155,7 @@ fn main() -> anyhow::Result<()> {
         max_lease_batch: cli.max_lease_batch.map(|b| b as usize),
         no_checkpoints: cli.no_checkpoints,
         no_auto_compact: cli.no_auto_compact,
+        auto_compact_min_dead_mb: cli.auto_compact_min_dead_mb,
         enqueue_only: cli.enqueue_only,
         repetitions: compare::repetitions(cli.quick, cli.repetitions),
         sidekiq_processes: cli.sidekiq_processes.map(|p| p.max(1)),

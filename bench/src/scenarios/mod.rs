@@ -37,6 +37,10 @@ pub struct Ctx {
     pub no_checkpoints: bool,
     /// Background compaction off (`RuntimeOptions::auto_compact`).
     pub no_auto_compact: bool,
+    /// Dead bytes past which background compaction runs, in MiB
+    /// (`RuntimeOptions::auto_compact_min_dead_bytes`); None: the
+    /// runtime's default (1 GiB).
+    pub auto_compact_min_dead_mb: Option<u64>,
     /// `jobs`: only enqueue, and measure the RSS of the queued jobs.
     pub enqueue_only: bool,
     /// Alternating repetitions per comparison (`compare::repetitions`).

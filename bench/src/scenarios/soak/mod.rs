@@ -102,7 +102,14 @@ fn dir_bytes(dir: &std::path::Path) -> anyhow::Result<u64> {
 fn measurement(ctx: &Ctx, n: u64, metric: &str, v: f64, unit: &str) -> Measurement {
     Measurement::new("soak", metric, v, unit)
         .durability(DURABILITY)
-        .params(json!({ "jobs": n, "workers": ctx.workers, "submit_batch": SUBMIT_BATCH }))
+        .params(json!({
+            "jobs": n,
+            "workers": ctx.workers,
+            "submit_batch": SUBMIT_BATCH,
+            "checkpoints": !ctx.no_checkpoints,
+            "auto_compact": !ctx.no_auto_compact,
+            "auto_compact_min_dead_mb": ctx.auto_compact_min_dead_mb,
+        }))
 }
 
 fn completed(rt: &Runtime) -> u64 {
@@ -120,6 +127,10 @@ struct ChildFigures {
     peak_mb: f64,
     slope_mb_per_min: f64,
     jobs_per_s: f64,
+    /// Background compactions finished, and failed, in the run
+    /// (`Metrics::auto_compactions`).
+    auto_compactions: u64,
+    auto_compaction_failures: u64,
     diagnostics: Vec<Diagnostic>,
 }
 
@@ -130,14 +141,7 @@ fn run_child_and_kill(
     n: u64,
 ) -> anyhow::Result<Vec<Measurement>> {
     let mut child = Command::new(std::env::current_exe()?)
-        .args(["soak-child", "--child", "--dir"])
-        .arg(dir)
-        .args([
-            "--jobs",
-            &n.to_string(),
-            "--workers",
-            &ctx.workers.to_string(),
-        ])
+        .args(child_args(ctx, dir, n))
         .stdout(Stdio::piped())
         .spawn()
         .context("starting the soak child process")?;
@@ -157,6 +161,20 @@ fn run_child_and_kill(
         measurement(ctx, n, "peak_rss", figures.peak_mb, "MB"),
         measurement(ctx, n, "rss_slope", figures.slope_mb_per_min, "MB/min"),
         measurement(ctx, n, "jobs_per_s", figures.jobs_per_s, "jobs/s"),
+        measurement(
+            ctx,
+            n,
+            "auto_compactions",
+            figures.auto_compactions as f64,
+            "runs",
+        ),
+        measurement(
+            ctx,
+            n,
+            "auto_compaction_failures",
+            figures.auto_compaction_failures as f64,
+            "runs",
+        ),
     ];
     for d in figures.diagnostics {
         let mut m = measurement(ctx, n, &d.metric, d.value, &d.unit);
@@ -167,6 +185,22 @@ fn run_child_and_kill(
     Ok(out)
 }
 
+/// The soak child's command line: every setting of `ctx` (checkpoints,
+/// background compaction and its floor, ...), with its own data
+/// directory and job count. It used to pass only the directory, the
+/// jobs and the workers, so `soak --no-auto-compact` (or
+/// `--no-checkpoints`) measured the runtime's defaults.
+fn child_args(ctx: &Ctx, dir: &std::path::Path, n: u64) -> Vec<String> {
+    let child = Ctx {
+        dir: dir.to_path_buf(),
+        jobs: Some(n),
+        ..ctx.clone()
+    };
+    let mut args = vec!["soak-child".to_string(), "--child".to_string()];
+    args.extend(crate::child::args(&child));
+    args
+}
+
 /// The child: enqueue and drain `n` no-op jobs, sampling every second;
 /// print `SOAK-DONE {figures as JSON}`; wait to be killed.
 pub fn child(ctx: &Ctx) -> anyhow::Result<Vec<Measurement>> {
@@ -174,7 +208,7 @@ pub fn child(ctx: &Ctx) -> anyhow::Result<Vec<Measurement>> {
     crate::alloc::start_counting();
     let samples = Arc::new(std::sync::Mutex::new(Vec::<Sample>::new()));
     let stop = Arc::new(AtomicBool::new(false));
-    let (jobs_per_s, sampler) = booster::tokio()?.block_on(async {
+    let (jobs_per_s, compactions, sampler) = booster::tokio()?.block_on(async {
         let rt = booster::open(ctx, &ctx.dir, CodecMode::On, ctx.workers).await?;
         let sampler = {
             let (samples, stop, rt) = (samples.clone(), stop.clone(), rt.clone());
@@ -203,9 +237,11 @@ pub fn child(ctx: &Ctx) -> anyhow::Result<Vec<Measurement>> {
         }
         wait_idle_bounded(&rt, Duration::from_secs(3600)).await?;
         let jobs_per_s = n as f64 / started.elapsed().as_secs_f64();
+        let metrics = rt.metrics();
+        let compactions = (metrics.auto_compactions, metrics.auto_compaction_failures);
         // The runtime stays open (holding what it holds) until the kill.
         std::mem::forget(rt);
-        anyhow::Ok((jobs_per_s, sampler))
+        anyhow::Ok((jobs_per_s, compactions, sampler))
     })?;
     stop.store(true, Ordering::Relaxed);
     let _ = sampler.join();
@@ -216,6 +252,8 @@ pub fn child(ctx: &Ctx) -> anyhow::Result<Vec<Measurement>> {
         peak_mb,
         slope_mb_per_min: second_half_slope_mb_per_min(&rss),
         jobs_per_s,
+        auto_compactions: compactions.0,
+        auto_compaction_failures: compactions.1,
         diagnostics: samples::diagnostics(&samples),
     };
     if let Some(path) = std::env::var_os(SAMPLES_ENV) {
@@ -245,6 +283,41 @@ pub fn second_half_slope_mb_per_min(samples: &[(f64, f64)]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_soak_child_runs_with_the_settings_it_was_given() {
+        let ctx = Ctx {
+            quick: false,
+            workers: 3,
+            dir: "/elsewhere".into(),
+            records: None,
+            jobs: None,
+            slice_size: 1000,
+            zstd_level: 1,
+            lean: false,
+            spin_us: 0,
+            max_lease_batch: None,
+            no_checkpoints: true,
+            no_auto_compact: true,
+            auto_compact_min_dead_mb: Some(64),
+            enqueue_only: false,
+            repetitions: 5,
+            sidekiq_processes: None,
+            sidekiq_concurrency: None,
+        };
+        let args = child_args(&ctx, std::path::Path::new("/data/soak"), 20);
+        let after = |flag: &str| {
+            let at = args.iter().position(|a| a == flag);
+            at.and_then(|i| args.get(i + 1)).map(String::as_str)
+        };
+        assert_eq!(&args[..2], ["soak-child", "--child"]);
+        assert!(args.iter().any(|a| a == "--no-checkpoints"), "{args:?}");
+        assert!(args.iter().any(|a| a == "--no-auto-compact"), "{args:?}");
+        assert_eq!(after("--auto-compact-min-dead-mb"), Some("64"));
+        assert_eq!(after("--dir"), Some("/data/soak"));
+        assert_eq!(after("--jobs"), Some("20"));
+        assert_eq!(after("--workers"), Some("3"));
+    }
 
     #[test]
     fn slope_is_taken_over_the_second_half_only() {
