@@ -26,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod codec;
 pub mod node;
 pub mod proto;
 mod url;

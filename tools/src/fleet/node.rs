@@ -369,7 +369,7 @@ where
     Fut: Future<Output = Result<M2, Status>> + Send + 'static,
 {
     let limit = max_message_bytes(runtime);
-    let codec = tonic_prost::ProstCodec::<M2, M1>::default();
+    let codec = booster_client::codec::SizedCodec::<M2, M1>::default();
     let mut grpc = tonic::server::Grpc::new(codec)
         .max_decoding_message_size(request_bytes.min(limit))
         .max_encoding_message_size(limit);
