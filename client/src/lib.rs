@@ -26,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod codec;
 pub mod node;
 pub mod proto;
 mod url;
@@ -36,6 +37,18 @@ pub use worker::{Handler, Runtime, WorkOptions};
 
 /// This crate's `booster` version: a worker and its node must match.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The wire protocol of `booster.worker.v1.Worker` this build speaks; a
+/// peer speaking another is refused at `Hello`, naming both. 2: a
+/// slice's records as one `RecordBlob` (1: `repeated bytes`, one per
+/// record). Two builds of one `VERSION` can differ in it.
+pub const PROTOCOL: u32 = 2;
+
+/// The protocol a `Hello` or its reply says; 0 is a peer from before the
+/// field, which spoke protocol 1.
+pub fn protocol_of(said: u32) -> u32 {
+    said.max(1)
+}
 
 /// Why a connection to a node failed.
 #[derive(Debug, thiserror::Error)]

@@ -118,7 +118,7 @@ impl NodeClient {
         }
         let path = PathAndQuery::try_from(format!("{SERVICE_PATH}{method}"))
             .map_err(|e| Status::internal(e.to_string()))?;
-        let codec = tonic_prost::ProstCodec::<M1, M2>::default();
+        let codec = crate::codec::SizedCodec::<M1, M2>::default();
         grpc.unary(req, path, codec).await.map(|r| r.into_inner())
     }
 }

@@ -21,6 +21,10 @@ pub struct HelloRequest {
     /// Jobs of a kind here run only with one of these property values.
     #[prost(message, repeated, tag = "6")]
     pub allows: Vec<PropertyAllow>,
+    /// The wire protocol it speaks (`crate::PROTOCOL`); 0: an older
+    /// worker, protocol 1.
+    #[prost(uint32, tag = "7")]
+    pub protocol: u32,
 }
 
 /// Jobs of `kind` are for this worker only when their property
@@ -53,6 +57,9 @@ pub struct HelloReply {
     /// 16 random bytes: every later call carries them with `worker_id`.
     #[prost(bytes = "vec", tag = "6")]
     pub session: Vec<u8>,
+    /// The wire protocol the node speaks; 0: an older node, protocol 1.
+    #[prost(uint32, tag = "7")]
+    pub protocol: u32,
 }
 
 /// `Lease`: the next work for one thread (a long poll of about 1 s).
@@ -136,9 +143,80 @@ pub struct SliceWork {
     pub properties_json: String,
     #[prost(string, repeated, tag = "5")]
     pub categories: Vec<String>,
+    // Tag 6 (protocol 1: the records as `repeated bytes`) is retired.
     /// The input records, decrypted by the node (TLS carries them).
-    #[prost(bytes = "vec", repeated, tag = "6")]
-    pub records: Vec<Vec<u8>>,
+    #[prost(message, optional, tag = "7")]
+    pub records: Option<RecordBlob>,
+}
+
+/// Records as one blob (protocol 2): `data` holds them back to back,
+/// `lengths` says each one's length, in order. One allocation a slice
+/// on the wire, none to decode `data` (a view of the received buffer).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RecordBlob {
+    #[prost(bytes = "bytes", tag = "1")]
+    pub data: prost::bytes::Bytes,
+    #[prost(uint32, repeated, tag = "2")]
+    pub lengths: Vec<u32>,
+}
+
+impl RecordBlob {
+    /// `records` back to back.
+    pub fn of<R: AsRef<[u8]>>(records: &[R]) -> RecordBlob {
+        let bytes = records.iter().map(|r| r.as_ref().len()).sum();
+        let mut data = Vec::with_capacity(bytes);
+        let mut lengths = Vec::with_capacity(records.len());
+        for r in records {
+            let r = r.as_ref();
+            data.extend_from_slice(r);
+            // A record is at most `max_slice_bytes`, far below 4 GiB.
+            lengths.push(r.len() as u32);
+        }
+        RecordBlob {
+            data: data.into(),
+            lengths,
+        }
+    }
+
+    /// The records, each as the `Vec` the runtime's API takes; Err (why)
+    /// when the lengths do not cut the blob exactly: one points past its
+    /// end, their sum overflows, or bytes are left after the last.
+    pub fn records(&self) -> Result<Vec<Vec<u8>>, String> {
+        let mut out = Vec::with_capacity(self.lengths.len());
+        let mut at = 0usize;
+        for (i, &len) in self.lengths.iter().enumerate() {
+            let end = at
+                .checked_add(len as usize)
+                .filter(|&end| end <= self.data.len())
+                .ok_or_else(|| {
+                    format!(
+                        "record {i} of {} bytes at byte {at} passes the end of its blob of {} bytes",
+                        len,
+                        self.data.len()
+                    )
+                })?;
+            out.push(self.data[at..end].to_vec());
+            at = end;
+        }
+        if at != self.data.len() {
+            return Err(format!(
+                "the lengths of {} records cover {at} bytes of a blob of {}",
+                self.lengths.len(),
+                self.data.len()
+            ));
+        }
+        Ok(out)
+    }
+
+    /// How many records it holds.
+    pub fn count(&self) -> usize {
+        self.lengths.len()
+    }
+}
+
+/// The records of an optional blob (none: no records).
+pub fn records_of(blob: Option<&RecordBlob>) -> Result<Vec<Vec<u8>>, String> {
+    blob.map_or(Ok(Vec::new()), RecordBlob::records)
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -227,22 +305,17 @@ pub struct SliceOutput {
     pub job: u64,
     #[prost(uint64, tag = "2")]
     pub slice: u64,
-    #[prost(bytes = "vec", repeated, tag = "3")]
-    pub main: Vec<Vec<u8>>,
+    // Tags 3 (main) and 4 (categories) of protocol 1 are retired.
+    #[prost(message, optional, tag = "7")]
+    pub main: Option<RecordBlob>,
     /// The job's category n at index n.
-    #[prost(message, repeated, tag = "4")]
-    pub categories: Vec<Records>,
+    #[prost(message, repeated, tag = "8")]
+    pub categories: Vec<RecordBlob>,
     #[prost(message, repeated, tag = "5")]
     pub record_errors: Vec<RecordError>,
     /// Set: the whole slice failed, with this message (the rest is empty).
     #[prost(string, optional, tag = "6")]
     pub failed: Option<String>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct Records {
-    #[prost(bytes = "vec", repeated, tag = "1")]
-    pub records: Vec<Vec<u8>>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -301,3 +374,41 @@ pub struct DeclinedJob {
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct DeclineReply {}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+
+    fn blob(data: &[u8], lengths: &[u32]) -> RecordBlob {
+        RecordBlob {
+            data: prost::bytes::Bytes::copy_from_slice(data),
+            lengths: lengths.to_vec(),
+        }
+    }
+
+    #[test]
+    fn records_come_out_of_a_blob_as_they_went_in_with_empty_ones_in_place() {
+        let records: Vec<&[u8]> = vec![b"a", b"", b"ccc", b""];
+        let sent = RecordBlob::of(&records);
+        let got = RecordBlob::decode(sent.encode_to_vec().as_slice()).unwrap();
+        assert_eq!(got.count(), 4);
+        assert_eq!(got.records().unwrap(), records);
+        assert_eq!(records_of(None).unwrap(), Vec::<Vec<u8>>::new());
+    }
+
+    #[test]
+    fn lengths_that_do_not_cut_the_blob_exactly_are_refused() {
+        let past = blob(b"abcdef", &[2, 5]);
+        let why = past.records().unwrap_err();
+        assert!(why.contains("record 1 of 5 bytes at byte 2"), "{why}");
+        let huge = blob(b"abcdef", &[3, u32::MAX, u32::MAX]);
+        assert!(huge.records().unwrap_err().contains("record 1"));
+        let short = blob(b"abcdef", &[2, 2]);
+        let why = short.records().unwrap_err();
+        assert!(why.contains("cover 4 bytes of a blob of 6"), "{why}");
+        let none = blob(b"ab", &[]);
+        assert!(none.records().is_err(), "bytes but no records");
+    }
+}

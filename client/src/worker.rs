@@ -124,6 +124,7 @@ impl Runtime {
             kinds,
             threads: opts.threads.max(1) as u32,
             allows: self.allows,
+            protocol: crate::PROTOCOL,
         };
         let client = NodeClient::new(&self.server, self.token.as_deref(), opts.ca_cert.as_deref())?;
         work(
@@ -351,7 +352,7 @@ async fn join(
         match client.hello(hello.clone()).await {
             Ok(joined) => {
                 backoff.reset();
-                return Ok(joined);
+                return check_protocol(&joined, server).map(|()| joined);
             }
             Err(s) if refused(&s) || untrusted(&s) => {
                 return Err(ClientError::Refused(format!(
@@ -361,6 +362,22 @@ async fn join(
             }
             Err(s) => tokio::time::sleep(backoff.next(&s, "joining the node")).await,
         }
+    }
+}
+
+/// A node speaking another wire protocol (an older one sends none) would
+/// read this worker's slices as empty: refused, naming both.
+fn check_protocol(joined: &proto::HelloReply, server: &str) -> Result<(), ClientError> {
+    let node = crate::protocol_of(joined.protocol);
+    match node == crate::PROTOCOL {
+        true => Ok(()),
+        false => Err(ClientError::Refused(format!(
+            "the node at {server} (booster {}) speaks worker protocol {node}, this worker \
+             (booster {}) protocol {}: run the same booster build on both",
+            joined.version,
+            crate::VERSION,
+            crate::PROTOCOL
+        ))),
     }
 }
 
@@ -548,6 +565,12 @@ fn rejoin(w: &Arc<Worker>, stale: u64) {
     }
     let mut client = w.client.lock().clone();
     match w.rt.block_on(client.hello(w.hello.clone())) {
+        Ok(joined) if joined.protocol != crate::PROTOCOL => {
+            // The node was replaced by another build while this worker ran.
+            if let Err(why) = check_protocol(&joined, &w.server) {
+                w.give_up(&Status::failed_precondition(why.to_string()));
+            }
+        }
         Ok(joined) => {
             *w.client.lock() = client;
             eprintln!(
@@ -841,9 +864,11 @@ fn panicked(p: Box<dyn std::any::Any + Send>) -> String {
 fn run_slice(w: &Worker, s: proto::SliceWork) -> proto::SliceOutput {
     let props = properties(&s.properties_json);
     let result = sliced(w, &s.kind).and_then(|h| {
+        let records = proto::records_of(s.records.as_ref())
+            .map_err(|why| format!("the node sent a malformed slice: {why}"))?;
         let ctx = JobContext::new(s.job, &s.kind, &props, &s.categories);
-        let outcome = catch_unwind(AssertUnwindSafe(|| h.process_slice(&ctx, &s.records)))
-            .map_err(panicked)?;
+        let outcome =
+            catch_unwind(AssertUnwindSafe(|| h.process_slice(&ctx, &records))).map_err(panicked)?;
         SliceResult::settle(outcome, &s.categories)
     });
     let mut out = proto::SliceOutput {
@@ -853,11 +878,11 @@ fn run_slice(w: &Worker, s: proto::SliceWork) -> proto::SliceOutput {
     };
     match result {
         Ok(r) => {
-            out.main = r.main;
+            out.main = Some(proto::RecordBlob::of(&r.main));
             out.categories = r
                 .by_category
-                .into_iter()
-                .map(|records| proto::Records { records })
+                .iter()
+                .map(|records| proto::RecordBlob::of(records))
                 .collect();
             out.record_errors = r
                 .record_errors
@@ -1039,6 +1064,27 @@ mod tests {
             panic!("still a hook");
         };
         assert!(h.error.as_deref().unwrap().starts_with("éé"));
+    }
+
+    #[test]
+    fn a_node_of_another_wire_protocol_is_refused_naming_both() {
+        let older = proto::HelloReply {
+            version: "0.1.0".into(),
+            protocol: 0,
+            ..Default::default()
+        };
+        let Err(ClientError::Refused(why)) = check_protocol(&older, "http://node") else {
+            panic!("an older node is refused");
+        };
+        assert!(
+            why.contains("protocol 1") && why.contains(&format!("protocol {}", crate::PROTOCOL)),
+            "{why}"
+        );
+        let same = proto::HelloReply {
+            protocol: crate::PROTOCOL,
+            ..older
+        };
+        assert!(check_protocol(&same, "http://node").is_ok());
     }
 
     #[test]

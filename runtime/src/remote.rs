@@ -351,6 +351,10 @@ pub struct Fleet {
     /// Commits on their way to the store, by epoch (process, its answer
     /// once known): a retry that comes meanwhile waits for the answer.
     committing: HashMap<u64, (u64, tokio::sync::watch::Receiver<Option<CommitAnswer>>)>,
+    /// `Lease` long polls waiting on `work_ready` now, by slot: a commit
+    /// wakes the waiters only when its own thread's poll is among them
+    /// (the one it frees room for), not every poll on the node.
+    polls_waiting: HashMap<usize, u32>,
 }
 
 /// Commits remembered for retries (`Fleet::answered`): a few seconds of
@@ -756,16 +760,18 @@ impl Runtime {
     ) -> Result<CommitAnswer, RemoteError> {
         let shared = self.shared().clone();
         let worker = session.worker;
-        let (held, on_end, tx, rx) = match begin_remote_commit(&shared, session, epoch, &outcome)? {
-            Begun::Answered(answer) => return Ok(answer),
-            Begun::OnItsWay(rx) => return answer_of(rx).await,
-            Begun::Commit {
-                held,
-                on_end,
-                tx,
-                rx,
-            } => (held, on_end, tx, rx),
-        };
+        let (held, slot, on_end, tx, rx) =
+            match begin_remote_commit(&shared, session, epoch, &outcome)? {
+                Begun::Answered(answer) => return Ok(answer),
+                Begun::OnItsWay(rx) => return answer_of(rx).await,
+                Begun::Commit {
+                    held,
+                    slot,
+                    on_end,
+                    tx,
+                    rx,
+                } => (held, slot, on_end, tx, rx),
+            };
         // On a task of its own, not this call's: a caller whose connection
         // drops is cancelled, and its retry must still get the answer.
         let store = self.store().clone();
@@ -778,8 +784,20 @@ impl Runtime {
                 Ok(()) => {
                     // The lease is committing now: no longer one of its
                     // thread's live leases, so a look-ahead `Lease` that
-                    // waits for room may go before the fsync.
-                    shared.work_ready.notify_all();
+                    // waits for room may go before the fsync. Only that
+                    // thread's poll gains by it: with none waiting, nobody
+                    // is woken (at thousands of commits a second, waking
+                    // every poll each time was a storm on the state lock).
+                    let waits = shared
+                        .state
+                        .lock()
+                        .book
+                        .fleet
+                        .polls_waiting
+                        .contains_key(&slot);
+                    if waits {
+                        shared.work_ready.notify_all();
+                    }
                     Some(answer_to(epoch, on_end.await))
                 }
             };
@@ -955,11 +973,13 @@ fn begin_remote_commit(
     };
     let (on_end_tx, on_end) = tokio::sync::oneshot::channel();
     lease.on_end = Some(on_end_tx);
+    let slot = lease.worker;
     let held = st.book.fleet.held.remove(&epoch).expect("checked above");
     let (tx, rx) = tokio::sync::watch::channel(None);
     st.book.fleet.committing.insert(epoch, (worker, rx.clone()));
     Ok(Begun::Commit {
         held,
+        slot,
         on_end,
         tx,
         rx,
@@ -973,6 +993,8 @@ enum Begun {
     /// goes out on `tx`, to this call's `rx` and any retry's.
     Commit {
         held: Held,
+        /// The slot (thread) whose lease it is.
+        slot: usize,
         on_end: tokio::sync::oneshot::Receiver<CommitEnd>,
         tx: tokio::sync::watch::Sender<Option<CommitAnswer>>,
         rx: tokio::sync::watch::Receiver<Option<CommitAnswer>>,
@@ -1084,9 +1106,17 @@ fn lease_blocking(
                 if left.is_zero() {
                     return Ok(RemoteLease::Nothing);
                 }
+                *st.book.fleet.polls_waiting.entry(slot).or_default() += 1;
                 shared
                     .work_ready
                     .wait_for(&mut st, left.min(Duration::from_millis(100)));
+                let waiting = &mut st.book.fleet.polls_waiting;
+                if let Some(n) = waiting.get_mut(&slot) {
+                    *n -= 1;
+                    if *n == 0 {
+                        waiting.remove(&slot);
+                    }
+                }
             }
         };
         let leased = Instant::now();

@@ -931,6 +931,7 @@ fn fenced_commits_of_a_worker_are_logged_without_a_flood() {
             kinds: vec!["copy".into()],
             threads: 1,
             allows: Vec::new(),
+            protocol: booster_client::PROTOCOL,
         }))
         .unwrap();
     for epoch in 1..=60 {

@@ -57,6 +57,17 @@ pub async fn hello(State(app): State<AppState>, req: Request) -> Response {
             refusals::log("Hello", &who, tonic::Code::FailedPrecondition, &why);
             return Err(Status::failed_precondition(why));
         }
+        let protocol = booster_client::protocol_of(m.protocol);
+        if protocol != booster_client::PROTOCOL {
+            let why = format!(
+                "this worker speaks worker protocol {protocol}, the node (booster {VERSION}) protocol {}: \
+                 run the same booster build on both",
+                booster_client::PROTOCOL
+            );
+            let who = format!(" from {} pid {}", refusals::printable(&m.host, 255), m.pid);
+            refusals::log("Hello", &who, tonic::Code::FailedPrecondition, &why);
+            return Err(Status::failed_precondition(why));
+        }
         let hello = RemoteHello {
             host: m.host,
             pid: m.pid,
@@ -90,6 +101,7 @@ pub async fn hello(State(app): State<AppState>, req: Request) -> Response {
             // two, and that a revoked lease stops its handler within a second.
             heartbeat_interval_ms: (joined.lease_timeout_ms / 4).clamp(10, 1000),
             max_message_bytes: max_message_bytes(&runtime) as u64,
+            protocol: booster_client::PROTOCOL,
         })
     })
     .await
@@ -278,7 +290,7 @@ fn work_of(work: RemoteWork) -> proto::Work {
             kind: s.kind.to_string(),
             properties_json: json(&s.properties),
             categories: s.categories.to_vec(),
-            records: s.records,
+            records: Some(proto::RecordBlob::of(&s.records)),
         }),
         RemoteWork::Before(h) => proto::Work::Before(hook(h)),
         RemoteWork::After(h) => proto::Work::After(hook(h)),
@@ -310,11 +322,14 @@ fn outcome_of(m: proto::CommitRequest) -> Result<RemoteOutcome, String> {
             Ok(RemoteOutcome::Simple(results))
         }
         Some(proto::Outcome::Slice(s)) => {
+            let malformed = |why: String| format!("slice {} of job {}: {why}", s.slice, s.job);
             let result = match s.failed {
                 Some(message) => Err(message),
                 None => Ok(SliceResult {
-                    main: s.main,
-                    by_category: s.categories.into_iter().map(|c| c.records).collect(),
+                    main: proto::records_of(s.main.as_ref()).map_err(malformed)?,
+                    by_category: (s.categories.iter())
+                        .map(|c| c.records().map_err(malformed))
+                        .collect::<Result<_, _>>()?,
                     record_errors: s
                         .record_errors
                         .into_iter()
@@ -354,7 +369,7 @@ where
     Fut: Future<Output = Result<M2, Status>> + Send + 'static,
 {
     let limit = max_message_bytes(runtime);
-    let codec = tonic_prost::ProstCodec::<M2, M1>::default();
+    let codec = booster_client::codec::SizedCodec::<M2, M1>::default();
     let mut grpc = tonic::server::Grpc::new(codec)
         .max_decoding_message_size(request_bytes.min(limit))
         .max_encoding_message_size(limit);

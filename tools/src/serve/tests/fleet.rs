@@ -80,6 +80,7 @@ fn hello(version: &str) -> proto::HelloRequest {
         kinds: vec!["copy".into()],
         threads: 1,
         allows: Vec::new(),
+        protocol: booster_client::PROTOCOL,
     }
 }
 
@@ -190,6 +191,24 @@ fn a_worker_of_another_version_is_refused_naming_both() {
 }
 
 #[test]
+fn a_worker_of_another_wire_protocol_is_refused_naming_both() {
+    let t = TestServer::start_node(|_, _| {});
+    let mut c = client(&t, None, None);
+    // A worker from before the protocol field sends none: protocol 1.
+    let mut older = hello(VERSION);
+    older.protocol = 0;
+    let err = t.block_on(c.hello(older)).unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    let msg = err.message();
+    let node = format!("protocol {}", booster_client::PROTOCOL);
+    assert!(
+        msg.contains("protocol 1") && msg.contains(&node),
+        "names both protocols: {msg}"
+    );
+    assert!(remote_workers(&t) == 0, "nobody joined");
+}
+
+#[test]
 fn a_wrong_or_missing_token_is_refused_by_the_worker_service() {
     let t = node_with_roles(false);
     for token in [Some("not-a-token-of-this-server"), None] {
@@ -285,7 +304,7 @@ fn a_slice_leased_through_the_worker_service_is_committed_exactly() {
     let worker = join(&t, &mut c);
     let (epoch, slice) = lease_slice(&t, &c, &worker);
     assert_eq!(
-        slice.records,
+        proto::records_of(slice.records.as_ref()).unwrap(),
         vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
     );
     let reply = commit(&t, &c, &worker, epoch, copy_of(&slice)).unwrap();
@@ -344,7 +363,7 @@ fn a_commit_of_another_workers_lease_or_a_malformed_one_changes_nothing() {
     let doubled = proto::Outcome::Slice(proto::SliceOutput {
         job: slice.job,
         slice: slice.slice,
-        main: vec![b"b".to_vec()],
+        main: Some(proto::RecordBlob::of(&[b"b"])),
         record_errors: vec![twice.clone(), twice],
         ..Default::default()
     });
@@ -389,7 +408,7 @@ fn a_commit_whose_connection_drops_midway_is_durable_once_and_its_retry_is_told_
         job: slice.job,
         slice: slice.slice,
         result: Ok(booster_runtime::SliceResult {
-            main: slice.records.clone(),
+            main: proto::records_of(slice.records.as_ref()).unwrap(),
             ..Default::default()
         }),
     };
@@ -624,6 +643,48 @@ fn hellos_past_the_remote_thread_limit_are_refused_saying_so() {
     assert_eq!(remote_workers(&t), joins);
 }
 
+/// A slice's records travel as one blob and its lengths (protocol 2):
+/// lengths that point past the blob, or leave bytes over, are refused
+/// before anything is committed, and the lease stays the worker's.
+#[test]
+fn a_commit_whose_record_lengths_do_not_fit_its_blob_changes_nothing() {
+    let t = TestServer::start_node(|_, _| {});
+    let id = copy_job(&t, "a\nb\n", None);
+    let mut c = client(&t, None, None);
+    let worker = join(&t, &mut c);
+    let (epoch, slice) = lease_slice(&t, &c, &worker);
+    let with = |data: &[u8], lengths: &[u32]| {
+        proto::Outcome::Slice(proto::SliceOutput {
+            job: slice.job,
+            slice: slice.slice,
+            main: Some(proto::RecordBlob {
+                data: data.to_vec().into(),
+                lengths: lengths.to_vec(),
+            }),
+            ..Default::default()
+        })
+    };
+    let hostile = [
+        with(b"ab", &[1, 2]),
+        with(b"ab", &[1, u32::MAX]),
+        with(b"ab", &[1]),
+    ];
+    for outcome in hostile {
+        let err = commit(&t, &c, &worker, epoch, outcome).unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        assert!(err.message().contains("blob"), "says why: {err:?}");
+    }
+    let job = t.job(id);
+    assert_eq!(
+        (job.state, job.records_out),
+        (JobState::Running, 0),
+        "{job:?}"
+    );
+    let reply = commit(&t, &c, &worker, epoch, with(b"ab", &[1, 1])).unwrap();
+    assert!(reply.accepted, "the lease is untouched: {reply:?}");
+    t.wait_until(id, |j| j.records_out == 2);
+}
+
 #[test]
 fn bytes_that_are_no_commit_are_refused_and_change_nothing() {
     let t = TestServer::start_node(|_, _| {});
@@ -640,6 +701,7 @@ fn bytes_that_are_no_commit_are_refused_and_change_nothing() {
         kinds: vec!["copy".into(); 3],
         threads: 7,
         allows: Vec::new(),
+        protocol: 7,
     };
     let url = t.url.clone();
     let err = t
