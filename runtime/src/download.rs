@@ -16,6 +16,7 @@ use crate::slice_store::SliceStore;
 
 use crate::category::category_stream;
 use crate::meta::{STREAM_ERRORS, STREAM_INPUT, STREAM_MAIN, STREAM_REJECTS};
+use crate::read_ahead::ReadAhead;
 use crate::separators::{self, Separators, STREAM_SEPARATORS};
 use crate::table::slice_map::{SliceDetail, SlicePlace};
 use crate::table::SliceState;
@@ -70,6 +71,8 @@ pub struct Download {
     store: Arc<dyn SliceStore>,
     shared: Arc<Shared>,
     keys: VecDeque<Part>,
+    /// The reads of `keys`' stored and failed slices, on reader threads.
+    reads: ReadAhead,
     current: std::vec::IntoIter<Vec<u8>>,
     /// Read each `main` slice's separators too (`SeparatedDownload`).
     separated: bool,
@@ -99,8 +102,9 @@ impl SeparatedDownload {
 
 /// One slice's worth of a download.
 enum Part {
-    /// A stored slice, read as it is.
-    Stored(SliceKey),
+    /// A stored slice, read as it is, with its decoded size where the
+    /// index listed it.
+    Stored(SliceKey, Option<u32>),
     /// A failed slice: its input records, each turned into an error entry.
     Failed(FailedSlice),
     /// A slice the job's table no longer holds although later ones exist:
@@ -232,24 +236,25 @@ impl Download {
             store
                 .slices(job, stream)
                 .into_iter()
-                .map(|i| Part::Stored(i.key))
+                .map(|i| Part::Stored(i.key, Some(i.raw_len)))
         };
         let mut keys: Vec<Part> = match category {
             Category::Input => list(STREAM_INPUT).collect(),
             Category::Main => {
-                let listed: std::collections::BTreeSet<SliceKey> = store
+                let listed: std::collections::BTreeMap<SliceKey, u32> = store
                     .slices(job, STREAM_MAIN)
                     .into_iter()
-                    .map(|i| i.key)
+                    .map(|i| (i.key, i.raw_len))
                     .collect();
-                let unlisted: Vec<SliceKey> = done_main_keys(&shared, job)
+                let unlisted: Vec<Part> = done_main_keys(&shared, job)
                     .into_iter()
-                    .filter(|k| !listed.contains(k))
+                    .filter(|k| !listed.contains_key(k))
+                    .map(|k| Part::Stored(k, None))
                     .collect();
                 listed
                     .into_iter()
+                    .map(|(k, raw_len)| Part::Stored(k, Some(raw_len)))
                     .chain(unlisted)
-                    .map(Part::Stored)
                     .collect()
             }
             Category::Named(name) => match category_index(&shared, job, name.as_str()) {
@@ -266,13 +271,24 @@ impl Download {
         };
         keys.extend(lost_slices(&shared, job));
         keys.sort_by_key(|part| match part {
-            Part::Stored(k) => (k.seq, u8::from(k.stream != STREAM_REJECTS)),
+            Part::Stored(k, _) => (k.seq, u8::from(k.stream != STREAM_REJECTS)),
             Part::Failed(f) => (f.key.seq, 2),
             Part::Lost(k) => (k.seq, 3),
         });
+        // The download stops at a lost slice: nothing after it is read.
+        let reads = keys
+            .iter()
+            .map_while(|part| match part {
+                Part::Stored(k, raw_len) => Some((*k, *raw_len)),
+                Part::Failed(f) => Some((f.key, None)),
+                Part::Lost(_) => None,
+            })
+            .collect();
+        let reads = ReadAhead::new(store.clone(), reads, crate::upload::codec_threads());
         Download {
             store,
             shared,
+            reads,
             keys: keys.into(),
             current: Vec::new().into_iter(),
             separated: false,
@@ -340,6 +356,12 @@ impl Download {
         Ok(stored.entries.into())
     }
 
+    /// The download ends here (an error): no further part is read.
+    fn stop(&mut self) {
+        self.keys.clear();
+        self.reads.stop();
+    }
+
     fn next_separated(&mut self) -> Option<Result<(Vec<u8>, Separators), RuntimeError>> {
         loop {
             if let Some(r) = self.current.next() {
@@ -353,10 +375,10 @@ impl Download {
             }
             let part = self.keys.pop_front()?;
             let key = match &part {
-                Part::Stored(key) => *key,
+                Part::Stored(key, _) => *key,
                 Part::Failed(f) => f.key,
                 Part::Lost(key) => {
-                    self.keys.clear();
+                    self.stop();
                     return Some(Err(RuntimeError::Corrupt(format!(
                         "slice {} of job {} was lost with a damaged range of the store \
                          (`booster job show {}` names it): the download stops there rather \
@@ -365,21 +387,22 @@ impl Download {
                     ))));
                 }
             };
-            match self.store.read_slice(&key) {
+            match self.reads.read(&key) {
                 Ok(Some(records)) => {
+                    let records = records.to_vecs();
                     self.index = 0;
                     self.separators = VecDeque::new();
                     if self.separated && key.stream == STREAM_MAIN {
                         match self.separators_of(&key, records.len()) {
                             Ok(found) => self.separators = found,
                             Err(e) => {
-                                self.keys.clear();
+                                self.stop();
                                 return Some(Err(e));
                             }
                         }
                     }
                     self.current = match &part {
-                        Part::Stored(_) | Part::Lost(_) => records,
+                        Part::Stored(..) | Part::Lost(_) => records,
                         Part::Failed(f) => f.entries(records),
                     }
                     .into_iter()
@@ -388,7 +411,7 @@ impl Download {
                 // table: a frame gone since means the store lost it, and a
                 // download that skipped it would be a file short of records.
                 Ok(None) => {
-                    self.keys.clear();
+                    self.stop();
                     return Some(Err(RuntimeError::Corrupt(format!(
                         "slice {} of job {} ({}) is not in the store although the job's \
                          table says it was written: the download stops there rather than leave \
@@ -401,7 +424,7 @@ impl Download {
                 }
                 Err(e) => {
                     self.shared.note_damage(&self.store, key, &e);
-                    self.keys.clear();
+                    self.stop();
                     return Some(Err(RuntimeError::Store(e)));
                 }
             }

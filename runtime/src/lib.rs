@@ -72,6 +72,7 @@ mod meta;
 mod metrics;
 #[cfg(test)]
 mod prebuild_tests;
+mod read_ahead;
 mod ready;
 mod recovered;
 mod remote;

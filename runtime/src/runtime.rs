@@ -342,10 +342,7 @@ impl Runtime {
             let at_ms = Some(clock.now_ms());
             write_one(&shared, &store, Meta::UploadFailed { job, reason, at_ms }).await?;
         }
-        let upload_threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-            .max(2);
+        let upload_threads = crate::upload::codec_threads();
         let pool = start_pool(upload_threads);
         let (supervisor, _) = Actor::spawn(
             None,

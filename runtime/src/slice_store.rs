@@ -7,14 +7,23 @@ use std::ops::Bound;
 
 use booster_store::fs::FileLayer;
 use booster_store::{
-    Batch, CompactionPlan, CompactionReport, Receipt, ScanPage, SliceInfo, SliceKey, Store,
-    StoreError, StoreMemory, StoreStats, VerifyReport,
+    Batch, CompactionPlan, CompactionReport, Receipt, ScanPage, SliceInfo, SliceKey, SliceRecords,
+    Store, StoreError, StoreMemory, StoreStats, VerifyReport,
 };
 
 /// The store calls the runtime makes; each is `Store`'s method of that name.
 pub trait SliceStore: Send + Sync + 'static {
     fn append_with(&self, batch: Batch, done: Box<dyn FnOnce(Result<Receipt, StoreError>) + Send>);
     fn read_slice(&self, key: &SliceKey) -> Result<Option<Vec<Vec<u8>>>, StoreError>;
+    /// `read_slice` in one buffer, without an allocation per record (a
+    /// download's reader threads: the reader makes each record's `Vec`,
+    /// so it is freed on the thread that made it). By default the
+    /// records of `read_slice`, put back in one buffer.
+    fn read_slice_records(&self, key: &SliceKey) -> Result<Option<SliceRecords>, StoreError> {
+        Ok(self
+            .read_slice(key)?
+            .map(|records| SliceRecords::from_records(&records)))
+    }
     fn slices(&self, owner: u64, stream: u32) -> Vec<SliceInfo>;
     /// `Store::try_scan`, with the seq range as a pair of bounds (a trait
     /// object cannot take `impl RangeBounds`). An index block that cannot
@@ -61,6 +70,9 @@ impl<F: FileLayer> SliceStore for Store<F> {
     }
     fn read_slice(&self, key: &SliceKey) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
         Store::read_slice(self, key)
+    }
+    fn read_slice_records(&self, key: &SliceKey) -> Result<Option<SliceRecords>, StoreError> {
+        Store::read_slice_records(self, key)
     }
     fn slices(&self, owner: u64, stream: u32) -> Vec<SliceInfo> {
         Store::slices(self, owner, stream)

@@ -56,6 +56,15 @@ pub(crate) struct UploadFailure {
 
 pub(crate) type FailureCell = Arc<Mutex<Option<UploadFailure>>>;
 
+/// Threads the codec work of an upload or a download runs on: one per
+/// core, at least 2 (the upload pool; a download's readers).
+pub(crate) fn codec_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .max(2)
+}
+
 /// Starts `threads` upload threads; they exit when the sender is dropped.
 pub fn start_pool(threads: usize) -> Sender<UploadSlice> {
     let (tx, rx) = crossbeam_channel::unbounded::<UploadSlice>();

@@ -44,6 +44,14 @@ impl SliceRecords {
         Ok(SliceRecords { raw, count })
     }
 
+    /// `records` in one buffer, as a frame's payload holds them.
+    pub fn from_records<R: AsRef<[u8]>>(records: &[R]) -> SliceRecords {
+        SliceRecords {
+            raw: encode_records(records),
+            count: u32::try_from(records.len()).expect("a slice holds far fewer records"),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.count as usize
     }

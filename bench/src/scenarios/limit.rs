@@ -135,8 +135,9 @@ pub fn codec_ceiling(ctx: &Ctx, slice_size: usize) -> anyhow::Result<Vec<Measure
 /// on, so on a shared machine the limit's share of the cores is not smaller
 /// than Booster's: upload, the runtime's upload pool (one per core, at
 /// least 2) and the store's writer (AES-GCM); process, the workers and the
-/// writer; download, as many as the workers (Booster decodes on the one
-/// reading thread, so this is more).
+/// writer; download, a download's reader threads (one per core, at least
+/// 2: the runtime's `codec_threads`), or the workers where they are more
+/// (the limit's count before downloads read ahead).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PhaseThreads {
     pub upload: usize,
@@ -148,7 +149,7 @@ pub fn phase_threads(workers: usize, cores: usize) -> PhaseThreads {
     PhaseThreads {
         upload: cores.max(2) + 1,
         process: workers.max(1) + 1,
-        download: workers.max(1),
+        download: cores.max(2).max(workers.max(1)),
     }
 }
 
@@ -226,9 +227,12 @@ mod tests {
     #[test]
     fn the_limit_runs_no_fewer_threads_than_booster_in_any_phase() {
         let t = phase_threads(2, 2);
-        // upload pool (2) + writer; workers (2) + writer; one reading thread.
+        // upload pool (2) + writer; workers (2) + writer; a download's
+        // readers (2, one per core, at least 2).
         assert_eq!(t.upload, 3);
         assert_eq!(t.process, 3);
-        assert!(t.download >= 1);
+        assert_eq!(t.download, 2);
+        assert_eq!(phase_threads(1, 1).download, 2);
+        assert_eq!(phase_threads(4, 2).download, 4);
     }
 }

@@ -174,20 +174,24 @@ pub async fn upload_process_download(
         status.records_failed
     );
     let downloading = Instant::now();
-    let download = rt.download(job, Category::Main)?;
-    let (count, bytes) = tokio::task::spawn_blocking(move || {
+    let mut download = rt.download(job, Category::Main)?;
+    let (count, bytes, cpu_at_end) = tokio::task::spawn_blocking(move || {
         let mut count = 0u64;
         let mut bytes = 0u64;
-        for record in download {
+        for record in download.by_ref() {
             let record = record?;
             count += 1;
             bytes += record.len() as u64;
         }
-        Ok::<_, booster_runtime::RuntimeError>((count, bytes))
+        // Before the download is dropped: its reader threads end with it,
+        // and a thread that ended is missed by the busy shares.
+        let cpu_at_end = threads::snapshot();
+        drop(download);
+        Ok::<_, booster_runtime::RuntimeError>((count, bytes, cpu_at_end))
     })
     .await??;
     let download_s = downloading.elapsed().as_secs_f64();
-    note_busy(&mut busy, &mut cpu, "download", download_s);
+    note_busy_at(&mut busy, &mut cpu, cpu_at_end, "download", download_s);
     note_rss(&mut max_rss);
     anyhow::ensure!(
         count == n && bytes == pool.bytes(n),
@@ -211,7 +215,17 @@ fn note_busy(
     phase: &'static str,
     wall_s: f64,
 ) {
-    let now = threads::snapshot();
+    note_busy_at(busy, cpu, threads::snapshot(), phase, wall_s);
+}
+
+/// `note_busy` up to the snapshot `now`, taken where the phase ended.
+fn note_busy_at(
+    busy: &mut Vec<(&'static str, BTreeMap<String, f64>)>,
+    cpu: &mut threads::ThreadTimes,
+    now: threads::ThreadTimes,
+    phase: &'static str,
+    wall_s: f64,
+) {
     busy.push((phase, threads::busy_percent(cpu, &now, wall_s)));
     *cpu = now;
 }

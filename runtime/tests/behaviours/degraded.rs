@@ -11,7 +11,7 @@ use crate::common::{records, upload_all, Echo};
 
 /// These tests examine or damage the meta log's own frames: no checkpoint
 /// may cut the log under them.
-fn opts(dir: &std::path::Path, workers: usize) -> RuntimeOptions {
+pub(crate) fn opts(dir: &std::path::Path, workers: usize) -> RuntimeOptions {
     let mut o = crate::common::opts(dir, workers);
     o.auto_checkpoint = false;
     o
@@ -19,7 +19,7 @@ fn opts(dir: &std::path::Path, workers: usize) -> RuntimeOptions {
 
 /// Runs one sliced job to completion in its own process lifetime, so each
 /// job's frames end in their own sealed segment (shutdown seals).
-async fn run_one_job(dir: &Path, n: usize) -> JobId {
+pub(crate) async fn run_one_job(dir: &Path, n: usize) -> JobId {
     let rt = Runtime::open(opts(dir, 1)).await.unwrap();
     rt.register_sliced("echo", std::sync::Arc::new(Echo));
     let id = rt.submit(JobSpec::sliced("echo")).await.unwrap();
@@ -48,7 +48,7 @@ fn rot(dir: &Path, kind: FrameKind, owner: Option<JobId>, stream: u32) -> (PathB
 
 /// Flips one byte in the payload of the `nth` frame of sealed segment
 /// `path` that `pick` accepts; returns the frame's offset.
-fn rot_nth(path: &Path, nth: usize, pick: impl Fn(&FooterEntry) -> bool) -> u64 {
+pub(crate) fn rot_nth(path: &Path, nth: usize, pick: impl Fn(&FooterEntry) -> bool) -> u64 {
     let mut bytes = std::fs::read(path).unwrap();
     let entries = read_sealed_entries(&bytes).expect("the segment is sealed");
     let e = entries

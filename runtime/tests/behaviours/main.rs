@@ -10,6 +10,7 @@ mod cron;
 mod degraded;
 mod dependencies;
 mod dirmon;
+mod downloads;
 mod hostile_log;
 mod kind_ids;
 mod lease_expiry;

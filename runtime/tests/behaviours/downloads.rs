@@ -1,0 +1,126 @@
+//! Downloads of many slices: read ahead on several threads, handed out in
+//! input order byte for byte, with empty and failed slices where they lie.
+
+use std::sync::Arc;
+
+use booster_runtime::*;
+use booster_store::format::{segment_paths, FrameKind};
+
+use crate::common::*;
+use crate::degraded::{rot_nth, run_one_job};
+
+/// Emits nothing for records starting "drop" (their slices come out
+/// empty) and fails records starting "bad" (failing their slice).
+struct Sieve;
+
+impl RecordHandler for Sieve {
+    fn process(
+        &self,
+        _job: &JobContext<'_>,
+        record: &[u8],
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), HandlerError> {
+        if record.starts_with(b"bad") {
+            return Err(HandlerError("record is bad".into()));
+        }
+        if !record.starts_with(b"drop") {
+            out.push(record.to_vec());
+        }
+        Ok(())
+    }
+}
+
+/// Threads of this process named as a download's readers.
+fn reader_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.starts_with("booster-read"))
+        .count()
+}
+
+/// 60 slices of 10 records of 1 to 97 bytes: slices 7 and 31 come out
+/// empty, slice 44 fails. Before the read-ahead a download read every
+/// slice on the caller's thread (no reader thread existed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_of_many_slices_is_read_on_several_threads_in_input_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Runtime::open(opts(dir.path(), 2)).await.unwrap();
+    rt.register_sliced("sieve", Arc::new(Sieve));
+    let input: Vec<Vec<u8>> = (0..600usize)
+        .map(|i| match (i / 10, i) {
+            (7 | 31, _) => format!("drop-{i:05}"),
+            (_, 446) => format!("bad-{i:05}"),
+            _ => format!("r{i:05}{}", "x".repeat(i % 92)),
+        })
+        .map(String::into_bytes)
+        .collect();
+    let job = rt.submit(sliced("sieve", 10)).await.unwrap();
+    upload_all(&rt, job, &input).await;
+    let s = rt.wait(job).await.unwrap();
+    assert_eq!((s.slices_done, s.slices_failed), (59, 1), "{s:?}");
+
+    let mut main = rt.download(job, Category::Main).unwrap();
+    let first = main.next().expect("a record").unwrap();
+    let readers = reader_threads();
+    let mut got = vec![first];
+    got.extend(main.map(Result::unwrap));
+    let expected: Vec<Vec<u8>> = input
+        .iter()
+        .enumerate()
+        .filter(|(i, r)| !r.starts_with(b"drop") && i / 10 != 44)
+        .map(|(_, r)| r.clone())
+        .collect();
+    assert_eq!(got.len(), expected.len());
+    assert!(got == expected, "main differs from the input it copies");
+    assert!(
+        readers >= 2,
+        "{readers} reader thread(s) while a download of 59 slices ran"
+    );
+
+    // The failed slice's records, each once, in input order, as errors.
+    let errors = download(&rt, job, Category::Errors);
+    assert_eq!(errors.len(), 10);
+    for (k, e) in errors.iter().enumerate() {
+        let e: serde_json::Value = serde_json::from_slice(e).unwrap();
+        assert_eq!(e["record_number"], 441 + k as u64, "{e}");
+        let raw = String::from_utf8(input[440 + k].clone()).unwrap();
+        assert_eq!(e["record"], raw, "{e}");
+        assert_eq!(e["message"], "slice 44 failed: record is bad", "{e}");
+    }
+}
+
+/// A rotted output slice in the middle of a download read ahead: every
+/// record before it comes out in order, then the error naming its frame,
+/// then nothing (the reads past it are dropped), as when each slice was
+/// read on the caller's thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotted_slice_stops_a_download_read_ahead_after_every_record_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = run_one_job(dir.path(), 100).await;
+    let path = segment_paths(dir.path()).unwrap().last().unwrap().clone();
+    let offset = rot_nth(&path, 0, |e| {
+        let k = e.header.key;
+        e.header.kind == FrameKind::Slice && k.owner == job && k.stream == 1 && k.seq == 4
+    });
+    let rt = Runtime::open(crate::degraded::opts(dir.path(), 1))
+        .await
+        .unwrap();
+    let mut main = rt.download(job, Category::Main).unwrap();
+    let mut got = Vec::new();
+    let err = loop {
+        match main.next() {
+            Some(Ok(record)) => got.push(record),
+            Some(Err(e)) => break e,
+            None => panic!("the download of a rotted slice ended without an error"),
+        }
+    };
+    assert_eq!(got, records(40), "slices 0 to 3, in order");
+    let text = err.to_string();
+    assert!(text.contains(&format!("offset {offset}")), "{text}");
+    assert!(main.next().is_none(), "nothing after the error");
+    drop(main);
+    rt.shutdown(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+}
