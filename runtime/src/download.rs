@@ -33,8 +33,15 @@ pub(crate) struct OutputSource<'a> {
 
 impl OutputSource<'_> {
     /// Category `category` of `job`; a category the job did not declare is
-    /// an error naming the ones it has.
-    pub fn open(self, job: JobId, category: Category) -> Result<Download, RuntimeError> {
+    /// an error naming the ones it has. `read_ahead`: its slices may be
+    /// read ahead on reader threads (`Runtime::download`; never a
+    /// handler's `after_output`, on a worker thread).
+    pub fn open(
+        self,
+        job: JobId,
+        category: Category,
+        read_ahead: bool,
+    ) -> Result<Download, RuntimeError> {
         {
             let st = self.shared.state.lock();
             let j = st.job_row(job)?;
@@ -54,6 +61,7 @@ impl OutputSource<'_> {
             self.shared.clone(),
             job,
             category,
+            read_ahead,
         ))
     }
 
@@ -231,6 +239,7 @@ impl Download {
         shared: Arc<Shared>,
         job: JobId,
         category: Category,
+        read_ahead: bool,
     ) -> Download {
         let list = |stream| {
             store
@@ -284,7 +293,8 @@ impl Download {
                 Part::Lost(_) => None,
             })
             .collect();
-        let reads = ReadAhead::new(store.clone(), reads, crate::upload::codec_threads());
+        let slots = read_ahead.then(|| shared.read_ahead_slots.clone());
+        let reads = ReadAhead::new(store.clone(), reads, crate::upload::codec_threads(), slots);
         Download {
             store,
             shared,

@@ -872,7 +872,7 @@ impl<'a> JobContext<'a> {
                 self.id
             )));
         }
-        source.open(dep, category)
+        source.open(dep, category, false)
     }
 }
 

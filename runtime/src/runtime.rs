@@ -917,7 +917,7 @@ impl Runtime {
             shared: self.shared(),
             store: &self.inner.store,
         }
-        .open(job, category)
+        .open(job, category, true)
     }
 
     /// `job`'s `main` records with the separators its input had around

@@ -75,6 +75,9 @@ pub struct Shared {
     pub limits: Limits,
     /// The runtime's clock (`RuntimeOptions::clock`; also `Book::clock`).
     pub clock: Arc<dyn crate::Clock>,
+    /// Downloads reading ahead now (`read_ahead::DOWNLOADS_READING_AHEAD`
+    /// at most).
+    pub(crate) read_ahead_slots: Arc<crate::read_ahead::ReadAheadSlots>,
 }
 
 impl Shared {
@@ -95,6 +98,7 @@ impl Shared {
             workers_gone: Condvar::new(),
             supervisor: OnceLock::new(),
             limits,
+            read_ahead_slots: Default::default(),
         }
     }
 

@@ -137,7 +137,8 @@ pub fn codec_ceiling(ctx: &Ctx, slice_size: usize) -> anyhow::Result<Vec<Measure
 /// least 2) and the store's writer (AES-GCM); process, the workers and the
 /// writer; download, a download's reader threads (one per core, at least
 /// 2: the runtime's `codec_threads`), or the workers where they are more
-/// (the limit's count before downloads read ahead).
+/// (the limit's count before downloads read ahead), plus one for the
+/// thread iterating Booster's download (it makes each record's `Vec`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PhaseThreads {
     pub upload: usize,
@@ -149,7 +150,7 @@ pub fn phase_threads(workers: usize, cores: usize) -> PhaseThreads {
     PhaseThreads {
         upload: cores.max(2) + 1,
         process: workers.max(1) + 1,
-        download: cores.max(2).max(workers.max(1)),
+        download: cores.max(2).max(workers.max(1)) + 1,
     }
 }
 
@@ -228,11 +229,12 @@ mod tests {
     fn the_limit_runs_no_fewer_threads_than_booster_in_any_phase() {
         let t = phase_threads(2, 2);
         // upload pool (2) + writer; workers (2) + writer; a download's
-        // readers (2, one per core, at least 2).
+        // readers (2, one per core, at least 2) + the iterating thread.
         assert_eq!(t.upload, 3);
         assert_eq!(t.process, 3);
-        assert_eq!(t.download, 2);
-        assert_eq!(phase_threads(1, 1).download, 2);
-        assert_eq!(phase_threads(4, 2).download, 4);
+        assert_eq!(t.download, 3);
+        assert_eq!(phase_threads(1, 1).download, 3);
+        assert_eq!(phase_threads(4, 2).download, 5);
+        assert_eq!(phase_threads(2, 8).download, 9);
     }
 }
