@@ -214,9 +214,12 @@ impl RecordBlob {
     }
 }
 
-/// The records of an optional blob (none: no records).
+/// The records of a message's blob; none is malformed, not "no records"
+/// (a message of protocol 1, or one whose blob was lost, would otherwise
+/// pass as an empty slice): an empty one is `Some(RecordBlob::default())`.
 pub fn records_of(blob: Option<&RecordBlob>) -> Result<Vec<Vec<u8>>, String> {
-    blob.map_or(Ok(Vec::new()), RecordBlob::records)
+    blob.ok_or_else(|| "it carries no records blob (an empty one is sent as such)".to_string())?
+        .records()
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -395,7 +398,13 @@ mod tests {
         let got = RecordBlob::decode(sent.encode_to_vec().as_slice()).unwrap();
         assert_eq!(got.count(), 4);
         assert_eq!(got.records().unwrap(), records);
-        assert_eq!(records_of(None).unwrap(), Vec::<Vec<u8>>::new());
+        let empty = RecordBlob::default();
+        assert_eq!(records_of(Some(&empty)).unwrap(), Vec::<Vec<u8>>::new());
+        let why = records_of(None).unwrap_err();
+        assert!(
+            why.contains("no records blob"),
+            "a missing blob is not an empty one: {why}"
+        );
     }
 
     #[test]

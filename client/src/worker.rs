@@ -1066,6 +1066,75 @@ mod tests {
         assert!(h.error.as_deref().unwrap().starts_with("éé"));
     }
 
+    struct Count;
+    impl booster_runtime::RecordHandler for Count {
+        fn process(
+            &self,
+            _: &JobContext<'_>,
+            record: &[u8],
+            out: &mut Vec<Vec<u8>>,
+        ) -> Result<(), booster_runtime::HandlerError> {
+            out.push(record.to_vec());
+            Ok(())
+        }
+    }
+
+    /// A worker of `handlers` joined to no node (its client connects lazily).
+    fn worker(rt: &tokio::runtime::Runtime, handlers: HashMap<String, Handler>) -> Arc<Worker> {
+        let _in = rt.enter();
+        Arc::new(Worker {
+            client: Mutex::new(NodeClient::new("http://127.0.0.1:9", None, None).unwrap()),
+            rejoining: Mutex::new(()),
+            hello: proto::HelloRequest::default(),
+            session: Mutex::new(Session::default()),
+            lease_timeout_ms: AtomicU64::new(1000),
+            handlers,
+            until_idle: true,
+            stop: AtomicBool::new(false),
+            held: Mutex::new(HashMap::new()),
+            ahead_arrived: tokio::sync::Notify::new(),
+            rt: rt.handle().clone(),
+            server: "http://127.0.0.1:9".into(),
+            refused: Mutex::new(None),
+        })
+    }
+
+    #[test]
+    fn a_slice_without_its_records_blob_fails_and_an_empty_blob_runs() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let handlers = HashMap::from([("count".to_string(), Handler::Sliced(Arc::new(Count)))]);
+        let w = worker(&rt, handlers);
+        let slice = |records| proto::SliceWork {
+            job: 1,
+            slice: 2,
+            kind: "count".into(),
+            records,
+            ..Default::default()
+        };
+        let out = run_slice(&w, slice(None));
+        let why = out.failed.expect("a slice with no records blob is not run");
+        assert!(
+            why.contains("malformed") && why.contains("no records"),
+            "{why}"
+        );
+        assert_eq!(out.main, None);
+        let out = run_slice(&w, slice(Some(proto::RecordBlob::default())));
+        assert_eq!(out.failed, None);
+        assert_eq!(
+            out.main.unwrap().count(),
+            0,
+            "an empty slice has empty output"
+        );
+        let out = run_slice(&w, slice(Some(proto::RecordBlob::of(&[b"a", b"b"]))));
+        assert_eq!(
+            out.main.unwrap().records().unwrap(),
+            vec![b"a".to_vec(), b"b".to_vec()]
+        );
+    }
+
     #[test]
     fn a_node_of_another_wire_protocol_is_refused_naming_both() {
         let older = proto::HelloReply {

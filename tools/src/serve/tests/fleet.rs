@@ -686,6 +686,43 @@ fn a_commit_whose_record_lengths_do_not_fit_its_blob_changes_nothing() {
 }
 
 #[test]
+fn a_commit_without_its_output_blob_changes_nothing() {
+    let t = TestServer::start_node(|_, _| {});
+    let id = copy_job(&t, "a\nb\n", None);
+    let mut c = client(&t, None, None);
+    let worker = join(&t, &mut c);
+    let (epoch, slice) = lease_slice(&t, &c, &worker);
+    // Not failed, and no `main`: a protocol-1 commit (its tags skipped),
+    // or a lost blob; not a filter's empty output.
+    let without = proto::Outcome::Slice(proto::SliceOutput {
+        job: slice.job,
+        slice: slice.slice,
+        main: None,
+        ..Default::default()
+    });
+    let err = commit(&t, &c, &worker, epoch, without).unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message().contains("no records blob"),
+        "says why: {err:?}"
+    );
+    let job = t.job(id);
+    assert_eq!(
+        (job.state, job.records_out),
+        (JobState::Running, 0),
+        "{job:?}"
+    );
+    let empty = proto::Outcome::Slice(proto::SliceOutput {
+        job: slice.job,
+        slice: slice.slice,
+        main: Some(proto::RecordBlob::default()),
+        ..Default::default()
+    });
+    let reply = commit(&t, &c, &worker, epoch, empty).unwrap();
+    assert!(reply.accepted, "the lease is untouched: {reply:?}");
+}
+
+#[test]
 fn bytes_that_are_no_commit_are_refused_and_change_nothing() {
     let t = TestServer::start_node(|_, _| {});
     let id = copy_job(&t, "a\nb\n", None);
