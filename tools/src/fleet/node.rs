@@ -180,7 +180,7 @@ pub async fn commit(State(app): State<AppState>, req: Request) -> Response {
             let (worker, epoch) = (m.worker_id, m.epoch);
             let session = session(worker, &m.session);
             let who = format!(" of worker {worker}, lease {epoch}");
-            let outcome = outcome_of(m).map_err(|why| {
+            let outcome = outcome_of(m, runtime.max_commit_records()).map_err(|why| {
                 refusals::log("Commit", &who, tonic::Code::InvalidArgument, &why);
                 Status::invalid_argument(why)
             })?;
@@ -298,7 +298,10 @@ fn work_of(work: RemoteWork) -> proto::Work {
 }
 
 /// A commit's outcome as the runtime takes it; Err: malformed, with why.
-fn outcome_of(m: proto::CommitRequest) -> Result<RemoteOutcome, String> {
+/// A slice's output of more than `max_records` records (the runtime's
+/// `max_commit_records`) is refused by its count of lengths, before any
+/// record is built.
+fn outcome_of(m: proto::CommitRequest, max_records: usize) -> Result<RemoteOutcome, String> {
     match m.outcome {
         None => Err("the commit carries no outcome".into()),
         Some(proto::Outcome::Simple(r)) => {
@@ -323,6 +326,17 @@ fn outcome_of(m: proto::CommitRequest) -> Result<RemoteOutcome, String> {
         }
         Some(proto::Outcome::Slice(s)) => {
             let malformed = |why: String| format!("slice {} of job {}: {why}", s.slice, s.job);
+            let lengths = s
+                .main
+                .iter()
+                .chain(&s.categories)
+                .map(proto::RecordBlob::count);
+            let count = lengths.fold(0usize, usize::saturating_add);
+            if count > max_records {
+                return Err(malformed(format!(
+                    "it carries {count} record lengths, more than the {max_records} records a commit may write"
+                )));
+            }
             let result = match s.failed {
                 Some(message) => Err(message),
                 None => Ok(SliceResult {

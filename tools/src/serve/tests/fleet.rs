@@ -723,6 +723,57 @@ fn a_commit_without_its_output_blob_changes_nothing() {
 }
 
 #[test]
+fn a_commit_of_more_record_lengths_than_a_commit_may_write_is_refused_unbuilt() {
+    let t = TestServer::start_node(|_, _| {});
+    let id = copy_job(&t, "a\nb\n", None);
+    let mut c = client(&t, None, None);
+    let worker = join(&t, &mut c);
+    let (epoch, slice) = lease_slice(&t, &c, &worker);
+    let bound = t.runtime().max_commit_records();
+    // Empty records, one byte each on the wire: split between main and a
+    // category, the count passes the bound only together.
+    let half = bound / 2 + 1;
+    let zeros = |n: usize| proto::RecordBlob {
+        data: Default::default(),
+        lengths: vec![0; n],
+    };
+    let hostile = proto::Outcome::Slice(proto::SliceOutput {
+        job: slice.job,
+        slice: slice.slice,
+        main: Some(zeros(half)),
+        categories: vec![zeros(half)],
+        ..Default::default()
+    });
+    let err = commit(&t, &c, &worker, epoch, hostile).unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message()
+            .contains(&format!("{} record lengths", 2 * half)),
+        "refused by its count, before building records: {err:?}"
+    );
+    let job = t.job(id);
+    assert_eq!(
+        (job.state, job.records_out),
+        (JobState::Running, 0),
+        "{job:?}"
+    );
+    let reply = commit(
+        &t,
+        &c,
+        &worker,
+        epoch,
+        proto::Outcome::Slice(proto::SliceOutput {
+            job: slice.job,
+            slice: slice.slice,
+            main: Some(proto::RecordBlob::of(&[b"a", b"b"])),
+            ..Default::default()
+        }),
+    )
+    .unwrap();
+    assert!(reply.accepted, "the lease is untouched: {reply:?}");
+}
+
+#[test]
 fn bytes_that_are_no_commit_are_refused_and_change_nothing() {
     let t = TestServer::start_node(|_, _| {});
     let id = copy_job(&t, "a\nb\n", None);
