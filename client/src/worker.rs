@@ -560,18 +560,20 @@ fn thread_loop(w: &Arc<Worker>, thread: u32) {
 /// threads join one at a time.
 fn rejoin(w: &Arc<Worker>, stale: u64) {
     let turn = w.rejoining.lock();
-    if w.session.lock().id != stale {
-        return; // another thread did
+    if w.session.lock().id != stale || w.stop.load(Ordering::Relaxed) {
+        return; // another thread did, or the worker is ending
     }
     let mut client = w.client.lock().clone();
     match w.rt.block_on(client.hello(w.hello.clone())) {
-        Ok(joined) if joined.protocol != crate::PROTOCOL => {
-            // The node was replaced by another build while this worker ran.
-            if let Err(why) = check_protocol(&joined, &w.server) {
-                w.give_up(&Status::failed_precondition(why.to_string()));
-            }
-        }
         Ok(joined) => {
+            if let Err(why) = check_protocol(&joined, &w.server) {
+                // The node was replaced by another build while this worker
+                // ran. An older one took the Hello (it ignores the
+                // protocol) and there is no call to leave it: the worker
+                // stops, so that no other thread joins it again.
+                w.give_up(&Status::failed_precondition(why.to_string()));
+                return;
+            }
             *w.client.lock() = client;
             eprintln!(
                 "booster work: the node forgot worker {stale}; joined again as worker {}",
@@ -1132,6 +1134,26 @@ mod tests {
         assert_eq!(
             out.main.unwrap().records().unwrap(),
             vec![b"a".to_vec(), b"b".to_vec()]
+        );
+    }
+
+    #[test]
+    fn a_stopped_worker_does_not_join_again() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let w = worker(&rt, HashMap::new());
+        // Stopped (another thread found the node of another protocol):
+        // no Hello, so no wait for an unreachable node either.
+        w.stop.store(true, Ordering::Relaxed);
+        let started = Instant::now();
+        rejoin(&w, Session::default().id);
+        assert!(
+            started.elapsed() < MAX_BACKOFF / 2,
+            "{:?}",
+            started.elapsed()
         );
     }
 
