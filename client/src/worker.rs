@@ -878,14 +878,18 @@ fn run_slice(w: &Worker, s: proto::SliceWork) -> proto::SliceOutput {
         slice: s.slice,
         ..Default::default()
     };
+    // A record too large for a blob fails the slice, naming its size.
+    let result = result.and_then(|r| {
+        let main = proto::RecordBlob::of(&r.main)?;
+        let categories = (r.by_category.iter())
+            .map(|records| proto::RecordBlob::of(records))
+            .collect::<Result<_, _>>()?;
+        Ok((r, main, categories))
+    });
     match result {
-        Ok(r) => {
-            out.main = Some(proto::RecordBlob::of(&r.main));
-            out.categories = r
-                .by_category
-                .iter()
-                .map(|records| proto::RecordBlob::of(records))
-                .collect();
+        Ok((r, main, categories)) => {
+            out.main = Some(main);
+            out.categories = categories;
             out.record_errors = r
                 .record_errors
                 .into_iter()
@@ -1130,7 +1134,10 @@ mod tests {
             0,
             "an empty slice has empty output"
         );
-        let out = run_slice(&w, slice(Some(proto::RecordBlob::of(&[b"a", b"b"]))));
+        let out = run_slice(
+            &w,
+            slice(Some(proto::RecordBlob::of(&[b"a", b"b"]).unwrap())),
+        );
         assert_eq!(
             out.main.unwrap().records().unwrap(),
             vec![b"a".to_vec(), b"b".to_vec()]

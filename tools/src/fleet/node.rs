@@ -129,7 +129,15 @@ pub async fn lease(State(app): State<AppState>, req: Request) -> Response {
                         epoch: task.epoch,
                         deadline_ms: task.deadline_ms,
                         timeout_ms: task.timeout_ms.unwrap_or(0),
-                        work: Some(work_of(task.work)),
+                        work: Some(work_of(task.work).map_err(|why| {
+                            refusals::log(
+                                "Lease",
+                                &of_worker(m.worker_id),
+                                tonic::Code::Internal,
+                                &why,
+                            );
+                            Status::internal(why)
+                        })?),
                     }),
                     idle: false,
                 },
@@ -265,14 +273,15 @@ fn json(v: &serde_json::Value) -> String {
     v.to_string()
 }
 
-fn work_of(work: RemoteWork) -> proto::Work {
+/// Err: a record too large for a blob (4 GiB or more), naming its size.
+fn work_of(work: RemoteWork) -> Result<proto::Work, String> {
     let hook = |h: booster_runtime::RemoteHook| proto::HookWork {
         job: h.job,
         kind: h.kind.to_string(),
         properties_json: json(&h.properties),
         categories: h.categories.to_vec(),
     };
-    match work {
+    Ok(match work {
         RemoteWork::Simple(jobs) => proto::Work::Simple(proto::SimpleBatch {
             jobs: jobs
                 .into_iter()
@@ -290,11 +299,11 @@ fn work_of(work: RemoteWork) -> proto::Work {
             kind: s.kind.to_string(),
             properties_json: json(&s.properties),
             categories: s.categories.to_vec(),
-            records: Some(proto::RecordBlob::of(&s.records)),
+            records: Some(proto::RecordBlob::of(&s.records)?),
         }),
         RemoteWork::Before(h) => proto::Work::Before(hook(h)),
         RemoteWork::After(h) => proto::Work::After(hook(h)),
-    }
+    })
 }
 
 /// A commit's outcome as the runtime takes it; Err: malformed, with why.

@@ -363,7 +363,7 @@ fn a_commit_of_another_workers_lease_or_a_malformed_one_changes_nothing() {
     let doubled = proto::Outcome::Slice(proto::SliceOutput {
         job: slice.job,
         slice: slice.slice,
-        main: Some(proto::RecordBlob::of(&[b"b"])),
+        main: Some(proto::RecordBlob::of(&[b"b"]).unwrap()),
         record_errors: vec![twice.clone(), twice],
         ..Default::default()
     });
@@ -765,7 +765,7 @@ fn a_commit_of_more_record_lengths_than_a_commit_may_write_is_refused_unbuilt() 
         proto::Outcome::Slice(proto::SliceOutput {
             job: slice.job,
             slice: slice.slice,
-            main: Some(proto::RecordBlob::of(&[b"a", b"b"])),
+            main: Some(proto::RecordBlob::of(&[b"a", b"b"]).unwrap()),
             ..Default::default()
         }),
     )
