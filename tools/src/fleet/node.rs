@@ -48,22 +48,22 @@ pub async fn hello(State(app): State<AppState>, req: Request) -> Response {
     let runtime = app.runtime.clone();
     let small = SMALL_MESSAGE_BYTES;
     unary("Hello", &app.runtime, req, small, move |m: proto::HelloRequest| async move {
-        if m.version != VERSION {
-            let why = format!(
+        let protocol = booster_client::protocol_of(m.protocol);
+        let mismatch = if m.version != VERSION {
+            Some(format!(
                 "this worker is booster {}, the node is booster {VERSION}: run the same version on both",
                 refusals::printable(&m.version, 64)
-            );
-            let who = format!(" from {} pid {}", refusals::printable(&m.host, 255), m.pid);
-            refusals::log("Hello", &who, tonic::Code::FailedPrecondition, &why);
-            return Err(Status::failed_precondition(why));
-        }
-        let protocol = booster_client::protocol_of(m.protocol);
-        if protocol != booster_client::PROTOCOL {
-            let why = format!(
+            ))
+        } else if protocol != booster_client::PROTOCOL {
+            Some(format!(
                 "this worker speaks worker protocol {protocol}, the node (booster {VERSION}) protocol {}: \
                  run the same booster build on both",
                 booster_client::PROTOCOL
-            );
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = mismatch {
             let who = format!(" from {} pid {}", refusals::printable(&m.host, 255), m.pid);
             refusals::log("Hello", &who, tonic::Code::FailedPrecondition, &why);
             return Err(Status::failed_precondition(why));
