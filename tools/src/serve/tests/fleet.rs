@@ -347,6 +347,7 @@ fn a_commit_of_another_workers_lease_or_a_malformed_one_changes_nothing() {
     let bad_error = proto::Outcome::Slice(proto::SliceOutput {
         job: slice.job,
         slice: slice.slice,
+        main: Some(proto::RecordBlob::default()),
         record_errors: vec![proto::RecordError {
             index: 7,
             message: "no such record".into(),
@@ -355,6 +356,7 @@ fn a_commit_of_another_workers_lease_or_a_malformed_one_changes_nothing() {
     });
     let err = commit(&t, &c, &a, epoch, bad_error).unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("record 7"), "{err:?}");
     // A record that fails twice would count twice (G2).
     let twice = proto::RecordError {
         index: 0,
