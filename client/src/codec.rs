@@ -47,8 +47,11 @@ impl<T: prost::Message> Encoder for SizedEncoder<T> {
     type Error = Status;
 
     fn encode(&mut self, item: T, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        // `encoded_len` walks the whole message: once, here. `encode`
+        // would walk it again to check the room just reserved; the buffer
+        // grows as written to anyway, so `encode_raw` cannot run short.
         buf.reserve(item.encoded_len());
-        item.encode(buf)
-            .map_err(|e| Status::internal(format!("cannot encode a message: {e}")))
+        item.encode_raw(buf);
+        Ok(())
     }
 }

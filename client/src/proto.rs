@@ -161,21 +161,22 @@ pub struct RecordBlob {
 }
 
 impl RecordBlob {
-    /// `records` back to back.
-    pub fn of<R: AsRef<[u8]>>(records: &[R]) -> RecordBlob {
+    /// `records` back to back; Err (why, naming the record and its size)
+    /// when one is too large for its length to be said (4 GiB or more).
+    pub fn of<R: AsRef<[u8]>>(records: &[R]) -> Result<RecordBlob, String> {
+        let mut lengths = Vec::with_capacity(records.len());
+        for (i, r) in records.iter().enumerate() {
+            lengths.push(length_of(i, r.as_ref().len())?);
+        }
         let bytes = records.iter().map(|r| r.as_ref().len()).sum();
         let mut data = Vec::with_capacity(bytes);
-        let mut lengths = Vec::with_capacity(records.len());
         for r in records {
-            let r = r.as_ref();
-            data.extend_from_slice(r);
-            // A record is at most `max_slice_bytes`, far below 4 GiB.
-            lengths.push(r.len() as u32);
+            data.extend_from_slice(r.as_ref());
         }
-        RecordBlob {
+        Ok(RecordBlob {
             data: data.into(),
             lengths,
-        }
+        })
     }
 
     /// The records, each as the `Vec` the runtime's API takes; Err (why)
@@ -214,9 +215,19 @@ impl RecordBlob {
     }
 }
 
-/// The records of an optional blob (none: no records).
+/// Record `i`'s length as a blob says it: Err past `u32::MAX` bytes.
+fn length_of(i: usize, len: usize) -> Result<u32, String> {
+    u32::try_from(len).map_err(|_| {
+        format!("record {i} is {len} bytes: a record blob holds records of less than 4 GiB")
+    })
+}
+
+/// The records of a message's blob; none is malformed, not "no records"
+/// (a message of protocol 1, or one whose blob was lost, would otherwise
+/// pass as an empty slice): an empty one is `Some(RecordBlob::default())`.
 pub fn records_of(blob: Option<&RecordBlob>) -> Result<Vec<Vec<u8>>, String> {
-    blob.map_or(Ok(Vec::new()), RecordBlob::records)
+    blob.ok_or_else(|| "it carries no records blob (an empty one is sent as such)".to_string())?
+        .records()
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -391,11 +402,24 @@ mod tests {
     #[test]
     fn records_come_out_of_a_blob_as_they_went_in_with_empty_ones_in_place() {
         let records: Vec<&[u8]> = vec![b"a", b"", b"ccc", b""];
-        let sent = RecordBlob::of(&records);
+        let sent = RecordBlob::of(&records).unwrap();
         let got = RecordBlob::decode(sent.encode_to_vec().as_slice()).unwrap();
         assert_eq!(got.count(), 4);
         assert_eq!(got.records().unwrap(), records);
-        assert_eq!(records_of(None).unwrap(), Vec::<Vec<u8>>::new());
+        let empty = RecordBlob::default();
+        assert_eq!(records_of(Some(&empty)).unwrap(), Vec::<Vec<u8>>::new());
+        let why = records_of(None).unwrap_err();
+        assert!(
+            why.contains("no records blob"),
+            "a missing blob is not an empty one: {why}"
+        );
+    }
+
+    #[test]
+    fn a_record_of_4_gib_or_more_is_refused_naming_its_size_not_truncated() {
+        assert_eq!(length_of(0, u32::MAX as usize), Ok(u32::MAX));
+        let why = length_of(3, u32::MAX as usize + 1).unwrap_err();
+        assert!(why.contains("record 3 is 4294967296 bytes"), "{why}");
     }
 
     #[test]

@@ -560,18 +560,20 @@ fn thread_loop(w: &Arc<Worker>, thread: u32) {
 /// threads join one at a time.
 fn rejoin(w: &Arc<Worker>, stale: u64) {
     let turn = w.rejoining.lock();
-    if w.session.lock().id != stale {
-        return; // another thread did
+    if w.session.lock().id != stale || w.stop.load(Ordering::Relaxed) {
+        return; // another thread did, or the worker is ending
     }
     let mut client = w.client.lock().clone();
     match w.rt.block_on(client.hello(w.hello.clone())) {
-        Ok(joined) if joined.protocol != crate::PROTOCOL => {
-            // The node was replaced by another build while this worker ran.
-            if let Err(why) = check_protocol(&joined, &w.server) {
-                w.give_up(&Status::failed_precondition(why.to_string()));
-            }
-        }
         Ok(joined) => {
+            if let Err(why) = check_protocol(&joined, &w.server) {
+                // The node was replaced by another build while this worker
+                // ran. An older one took the Hello (it ignores the
+                // protocol) and there is no call to leave it: the worker
+                // stops, so that no other thread joins it again.
+                w.give_up(&Status::failed_precondition(why.to_string()));
+                return;
+            }
             *w.client.lock() = client;
             eprintln!(
                 "booster work: the node forgot worker {stale}; joined again as worker {}",
@@ -876,14 +878,18 @@ fn run_slice(w: &Worker, s: proto::SliceWork) -> proto::SliceOutput {
         slice: s.slice,
         ..Default::default()
     };
+    // A record too large for a blob fails the slice, naming its size.
+    let result = result.and_then(|r| {
+        let main = proto::RecordBlob::of(&r.main)?;
+        let categories = (r.by_category.iter())
+            .map(|records| proto::RecordBlob::of(records))
+            .collect::<Result<_, _>>()?;
+        Ok((r, main, categories))
+    });
     match result {
-        Ok(r) => {
-            out.main = Some(proto::RecordBlob::of(&r.main));
-            out.categories = r
-                .by_category
-                .iter()
-                .map(|records| proto::RecordBlob::of(records))
-                .collect();
+        Ok((r, main, categories)) => {
+            out.main = Some(main);
+            out.categories = categories;
             out.record_errors = r
                 .record_errors
                 .into_iter()
@@ -1064,6 +1070,98 @@ mod tests {
             panic!("still a hook");
         };
         assert!(h.error.as_deref().unwrap().starts_with("éé"));
+    }
+
+    struct Count;
+    impl booster_runtime::RecordHandler for Count {
+        fn process(
+            &self,
+            _: &JobContext<'_>,
+            record: &[u8],
+            out: &mut Vec<Vec<u8>>,
+        ) -> Result<(), booster_runtime::HandlerError> {
+            out.push(record.to_vec());
+            Ok(())
+        }
+    }
+
+    /// A worker of `handlers` joined to no node (its client connects lazily).
+    fn worker(rt: &tokio::runtime::Runtime, handlers: HashMap<String, Handler>) -> Arc<Worker> {
+        let _in = rt.enter();
+        Arc::new(Worker {
+            client: Mutex::new(NodeClient::new("http://127.0.0.1:9", None, None).unwrap()),
+            rejoining: Mutex::new(()),
+            hello: proto::HelloRequest::default(),
+            session: Mutex::new(Session::default()),
+            lease_timeout_ms: AtomicU64::new(1000),
+            handlers,
+            until_idle: true,
+            stop: AtomicBool::new(false),
+            held: Mutex::new(HashMap::new()),
+            ahead_arrived: tokio::sync::Notify::new(),
+            rt: rt.handle().clone(),
+            server: "http://127.0.0.1:9".into(),
+            refused: Mutex::new(None),
+        })
+    }
+
+    #[test]
+    fn a_slice_without_its_records_blob_fails_and_an_empty_blob_runs() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let handlers = HashMap::from([("count".to_string(), Handler::Sliced(Arc::new(Count)))]);
+        let w = worker(&rt, handlers);
+        let slice = |records| proto::SliceWork {
+            job: 1,
+            slice: 2,
+            kind: "count".into(),
+            records,
+            ..Default::default()
+        };
+        let out = run_slice(&w, slice(None));
+        let why = out.failed.expect("a slice with no records blob is not run");
+        assert!(
+            why.contains("malformed") && why.contains("no records"),
+            "{why}"
+        );
+        assert_eq!(out.main, None);
+        let out = run_slice(&w, slice(Some(proto::RecordBlob::default())));
+        assert_eq!(out.failed, None);
+        assert_eq!(
+            out.main.unwrap().count(),
+            0,
+            "an empty slice has empty output"
+        );
+        let out = run_slice(
+            &w,
+            slice(Some(proto::RecordBlob::of(&[b"a", b"b"]).unwrap())),
+        );
+        assert_eq!(
+            out.main.unwrap().records().unwrap(),
+            vec![b"a".to_vec(), b"b".to_vec()]
+        );
+    }
+
+    #[test]
+    fn a_stopped_worker_does_not_join_again() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let w = worker(&rt, HashMap::new());
+        // Stopped (another thread found the node of another protocol):
+        // no Hello, so no wait for an unreachable node either.
+        w.stop.store(true, Ordering::Relaxed);
+        let started = Instant::now();
+        rejoin(&w, Session::default().id);
+        assert!(
+            started.elapsed() < MAX_BACKOFF / 2,
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]

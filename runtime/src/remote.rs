@@ -822,6 +822,13 @@ impl Runtime {
         self.shared().limits.max_slice_bytes
     }
 
+    /// The most records one slice's commit may write, main and categories
+    /// together: a remote worker's commit past it is malformed. The node
+    /// refuses one by its count of lengths before building any record.
+    pub fn max_commit_records(&self) -> usize {
+        max_commit_records(self.shared().limits.max_slice_records)
+    }
+
     /// The processes working on this node's jobs: this one when it runs
     /// worker threads, then each remote process not forgotten, with the
     /// leases it holds, when it was last heard from and its rate.
@@ -964,7 +971,11 @@ fn begin_remote_commit(
             "the lease is another worker's",
         )));
     }
-    check_outcome(h, outcome, shared.limits.max_slice_records)?;
+    check_outcome(
+        h,
+        outcome,
+        max_commit_records(shared.limits.max_slice_records),
+    )?;
     let lease = st.book.leases.get_mut(&epoch).filter(|l| !l.committing);
     let Some(lease) = lease else {
         st.book.fleet.held.remove(&epoch);
@@ -1197,11 +1208,18 @@ fn hook_of(item: &HookItem) -> RemoteHook {
     }
 }
 
-/// The outcome names exactly the work leased and fits it.
+/// The most records a slice's commit may write: 16 for each record a
+/// slice may hold (`Runtime::max_commit_records`).
+fn max_commit_records(max_slice_records: usize) -> usize {
+    max_slice_records.saturating_mul(16)
+}
+
+/// The outcome names exactly the work leased and fits it (writes at most
+/// `max_written` records).
 fn check_outcome(
     held: &Held,
     outcome: &RemoteOutcome,
-    max_records: usize,
+    max_written: usize,
 ) -> Result<(), RemoteError> {
     let bad = |m: String| Err(RemoteError::Malformed(m));
     match (&held.work, outcome) {
@@ -1244,7 +1262,7 @@ fn check_outcome(
                     ));
                 }
                 let written = r.main.len() + r.by_category.iter().map(Vec::len).sum::<usize>();
-                if written > max_records.saturating_mul(16) {
+                if written > max_written {
                     return bad(format!("the commit writes {written} records"));
                 }
             }

@@ -939,7 +939,11 @@ fn fenced_commits_of_a_worker_are_logged_without_a_flood() {
             .block_on(client.commit(proto::CommitRequest {
                 worker_id: joined.worker_id,
                 epoch,
-                outcome: Some(proto::Outcome::Slice(Default::default())),
+                // Well formed (an empty output): fenced, not refused.
+                outcome: Some(proto::Outcome::Slice(proto::SliceOutput {
+                    main: Some(proto::RecordBlob::default()),
+                    ..Default::default()
+                })),
                 session: joined.session.clone(),
             }))
             .unwrap();

@@ -48,22 +48,22 @@ pub async fn hello(State(app): State<AppState>, req: Request) -> Response {
     let runtime = app.runtime.clone();
     let small = SMALL_MESSAGE_BYTES;
     unary("Hello", &app.runtime, req, small, move |m: proto::HelloRequest| async move {
-        if m.version != VERSION {
-            let why = format!(
+        let protocol = booster_client::protocol_of(m.protocol);
+        let mismatch = if m.version != VERSION {
+            Some(format!(
                 "this worker is booster {}, the node is booster {VERSION}: run the same version on both",
                 refusals::printable(&m.version, 64)
-            );
-            let who = format!(" from {} pid {}", refusals::printable(&m.host, 255), m.pid);
-            refusals::log("Hello", &who, tonic::Code::FailedPrecondition, &why);
-            return Err(Status::failed_precondition(why));
-        }
-        let protocol = booster_client::protocol_of(m.protocol);
-        if protocol != booster_client::PROTOCOL {
-            let why = format!(
+            ))
+        } else if protocol != booster_client::PROTOCOL {
+            Some(format!(
                 "this worker speaks worker protocol {protocol}, the node (booster {VERSION}) protocol {}: \
                  run the same booster build on both",
                 booster_client::PROTOCOL
-            );
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = mismatch {
             let who = format!(" from {} pid {}", refusals::printable(&m.host, 255), m.pid);
             refusals::log("Hello", &who, tonic::Code::FailedPrecondition, &why);
             return Err(Status::failed_precondition(why));
@@ -129,7 +129,15 @@ pub async fn lease(State(app): State<AppState>, req: Request) -> Response {
                         epoch: task.epoch,
                         deadline_ms: task.deadline_ms,
                         timeout_ms: task.timeout_ms.unwrap_or(0),
-                        work: Some(work_of(task.work)),
+                        work: Some(work_of(task.work).map_err(|why| {
+                            refusals::log(
+                                "Lease",
+                                &of_worker(m.worker_id),
+                                tonic::Code::Internal,
+                                &why,
+                            );
+                            Status::internal(why)
+                        })?),
                     }),
                     idle: false,
                 },
@@ -180,7 +188,7 @@ pub async fn commit(State(app): State<AppState>, req: Request) -> Response {
             let (worker, epoch) = (m.worker_id, m.epoch);
             let session = session(worker, &m.session);
             let who = format!(" of worker {worker}, lease {epoch}");
-            let outcome = outcome_of(m).map_err(|why| {
+            let outcome = outcome_of(m, runtime.max_commit_records()).map_err(|why| {
                 refusals::log("Commit", &who, tonic::Code::InvalidArgument, &why);
                 Status::invalid_argument(why)
             })?;
@@ -265,14 +273,15 @@ fn json(v: &serde_json::Value) -> String {
     v.to_string()
 }
 
-fn work_of(work: RemoteWork) -> proto::Work {
+/// Err: a record too large for a blob (4 GiB or more), naming its size.
+fn work_of(work: RemoteWork) -> Result<proto::Work, String> {
     let hook = |h: booster_runtime::RemoteHook| proto::HookWork {
         job: h.job,
         kind: h.kind.to_string(),
         properties_json: json(&h.properties),
         categories: h.categories.to_vec(),
     };
-    match work {
+    Ok(match work {
         RemoteWork::Simple(jobs) => proto::Work::Simple(proto::SimpleBatch {
             jobs: jobs
                 .into_iter()
@@ -290,15 +299,18 @@ fn work_of(work: RemoteWork) -> proto::Work {
             kind: s.kind.to_string(),
             properties_json: json(&s.properties),
             categories: s.categories.to_vec(),
-            records: Some(proto::RecordBlob::of(&s.records)),
+            records: Some(proto::RecordBlob::of(&s.records)?),
         }),
         RemoteWork::Before(h) => proto::Work::Before(hook(h)),
         RemoteWork::After(h) => proto::Work::After(hook(h)),
-    }
+    })
 }
 
 /// A commit's outcome as the runtime takes it; Err: malformed, with why.
-fn outcome_of(m: proto::CommitRequest) -> Result<RemoteOutcome, String> {
+/// A slice's output of more than `max_records` records (the runtime's
+/// `max_commit_records`) is refused by its count of lengths, before any
+/// record is built.
+fn outcome_of(m: proto::CommitRequest, max_records: usize) -> Result<RemoteOutcome, String> {
     match m.outcome {
         None => Err("the commit carries no outcome".into()),
         Some(proto::Outcome::Simple(r)) => {
@@ -323,6 +335,17 @@ fn outcome_of(m: proto::CommitRequest) -> Result<RemoteOutcome, String> {
         }
         Some(proto::Outcome::Slice(s)) => {
             let malformed = |why: String| format!("slice {} of job {}: {why}", s.slice, s.job);
+            let lengths = s
+                .main
+                .iter()
+                .chain(&s.categories)
+                .map(proto::RecordBlob::count);
+            let count = lengths.fold(0usize, usize::saturating_add);
+            if count > max_records {
+                return Err(malformed(format!(
+                    "it carries {count} record lengths, more than the {max_records} records a commit may write"
+                )));
+            }
             let result = match s.failed {
                 Some(message) => Err(message),
                 None => Ok(SliceResult {

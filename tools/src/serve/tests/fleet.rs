@@ -347,6 +347,7 @@ fn a_commit_of_another_workers_lease_or_a_malformed_one_changes_nothing() {
     let bad_error = proto::Outcome::Slice(proto::SliceOutput {
         job: slice.job,
         slice: slice.slice,
+        main: Some(proto::RecordBlob::default()),
         record_errors: vec![proto::RecordError {
             index: 7,
             message: "no such record".into(),
@@ -355,6 +356,7 @@ fn a_commit_of_another_workers_lease_or_a_malformed_one_changes_nothing() {
     });
     let err = commit(&t, &c, &a, epoch, bad_error).unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("record 7"), "{err:?}");
     // A record that fails twice would count twice (G2).
     let twice = proto::RecordError {
         index: 0,
@@ -363,7 +365,7 @@ fn a_commit_of_another_workers_lease_or_a_malformed_one_changes_nothing() {
     let doubled = proto::Outcome::Slice(proto::SliceOutput {
         job: slice.job,
         slice: slice.slice,
-        main: Some(proto::RecordBlob::of(&[b"b"])),
+        main: Some(proto::RecordBlob::of(&[b"b"]).unwrap()),
         record_errors: vec![twice.clone(), twice],
         ..Default::default()
     });
@@ -683,6 +685,94 @@ fn a_commit_whose_record_lengths_do_not_fit_its_blob_changes_nothing() {
     let reply = commit(&t, &c, &worker, epoch, with(b"ab", &[1, 1])).unwrap();
     assert!(reply.accepted, "the lease is untouched: {reply:?}");
     t.wait_until(id, |j| j.records_out == 2);
+}
+
+#[test]
+fn a_commit_without_its_output_blob_changes_nothing() {
+    let t = TestServer::start_node(|_, _| {});
+    let id = copy_job(&t, "a\nb\n", None);
+    let mut c = client(&t, None, None);
+    let worker = join(&t, &mut c);
+    let (epoch, slice) = lease_slice(&t, &c, &worker);
+    // Not failed, and no `main`: a protocol-1 commit (its tags skipped),
+    // or a lost blob; not a filter's empty output.
+    let without = proto::Outcome::Slice(proto::SliceOutput {
+        job: slice.job,
+        slice: slice.slice,
+        main: None,
+        ..Default::default()
+    });
+    let err = commit(&t, &c, &worker, epoch, without).unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message().contains("no records blob"),
+        "says why: {err:?}"
+    );
+    let job = t.job(id);
+    assert_eq!(
+        (job.state, job.records_out),
+        (JobState::Running, 0),
+        "{job:?}"
+    );
+    let empty = proto::Outcome::Slice(proto::SliceOutput {
+        job: slice.job,
+        slice: slice.slice,
+        main: Some(proto::RecordBlob::default()),
+        ..Default::default()
+    });
+    let reply = commit(&t, &c, &worker, epoch, empty).unwrap();
+    assert!(reply.accepted, "the lease is untouched: {reply:?}");
+}
+
+#[test]
+fn a_commit_of_more_record_lengths_than_a_commit_may_write_is_refused_unbuilt() {
+    let t = TestServer::start_node(|_, _| {});
+    let id = copy_job(&t, "a\nb\n", None);
+    let mut c = client(&t, None, None);
+    let worker = join(&t, &mut c);
+    let (epoch, slice) = lease_slice(&t, &c, &worker);
+    let bound = t.runtime().max_commit_records();
+    // Empty records, one byte each on the wire: split between main and a
+    // category, the count passes the bound only together.
+    let half = bound / 2 + 1;
+    let zeros = |n: usize| proto::RecordBlob {
+        data: Default::default(),
+        lengths: vec![0; n],
+    };
+    let hostile = proto::Outcome::Slice(proto::SliceOutput {
+        job: slice.job,
+        slice: slice.slice,
+        main: Some(zeros(half)),
+        categories: vec![zeros(half)],
+        ..Default::default()
+    });
+    let err = commit(&t, &c, &worker, epoch, hostile).unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message()
+            .contains(&format!("{} record lengths", 2 * half)),
+        "refused by its count, before building records: {err:?}"
+    );
+    let job = t.job(id);
+    assert_eq!(
+        (job.state, job.records_out),
+        (JobState::Running, 0),
+        "{job:?}"
+    );
+    let reply = commit(
+        &t,
+        &c,
+        &worker,
+        epoch,
+        proto::Outcome::Slice(proto::SliceOutput {
+            job: slice.job,
+            slice: slice.slice,
+            main: Some(proto::RecordBlob::of(&[b"a", b"b"]).unwrap()),
+            ..Default::default()
+        }),
+    )
+    .unwrap();
+    assert!(reply.accepted, "the lease is untouched: {reply:?}");
 }
 
 #[test]
