@@ -37,6 +37,8 @@ pub(crate) struct Request {
     pub frames: Arc<[PreparedFrame]>,
     pub done: Done,
     pub urgent: bool,
+    /// `Batch::keeps_order`: its failure after placing poisons.
+    pub keeps_order: bool,
 }
 
 impl Request {
@@ -175,31 +177,39 @@ impl Sequencer {
     /// Queues `request`: placed at once when it is urgent or the window has
     /// room (and nothing waits before it), else it waits. Places what the
     /// window then takes from the waiting line too, and seals all it placed
-    /// on this thread. Hands the request back when the writer has stopped.
-    pub fn push(&self, request: Request) -> Result<(), Request> {
+    /// on this thread. Hands the request back when the writer has stopped;
+    /// else says whether `request` itself was placed (and sealed) here.
+    pub fn push(&self, request: Request) -> Result<bool, Request> {
         let mut mine = Vec::new();
+        let placed_here;
         {
             let mut q = self.queue.lock();
             if q.stopped {
                 return Err(request);
             }
+            // A batch at the back of the line is placed here once every
+            // one ahead of it is.
+            let mut ahead = q.waiting.len();
             if request.urgent && !q.paused {
                 mine.push(self.place(&mut q, request));
+                ahead = 0;
             } else if request.urgent {
                 let at = q.waiting_front;
                 q.waiting.insert(at, request);
                 q.waiting_front += 1;
+                ahead = usize::MAX;
             } else {
                 q.waiting.push_back(request);
             }
             self.promote(&mut q, &mut mine);
+            placed_here = mine.len() > ahead;
             if mine.is_empty() {
                 // It waits: a writer idle on an empty window must see it.
                 self.changed.notify_all();
             }
         }
         self.seal_all(mine);
-        Ok(())
+        Ok(placed_here)
     }
 
     /// Places waiting batches while the window has room.

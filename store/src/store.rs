@@ -185,31 +185,55 @@ impl<F: FileLayer> Store<F> {
     /// store from one (the writer thread would wait on itself).
     pub fn append_with(
         &self,
-        mut batch: Batch,
+        batch: Batch,
         done: Box<dyn FnOnce(Result<Receipt, StoreError>) + Send>,
     ) {
+        self.append_placing(batch, done);
+    }
+
+    /// `append_with`, saying whether the batch was placed in the log (its
+    /// position among all batches fixed, ARCHITECTURE.md "Batch atomicity",
+    /// step 2) before this returned. An urgent batch is, unless a
+    /// compaction or close holds the writer; another is when the window
+    /// had room. When it returns true, every batch appended after it is
+    /// placed after it and written after it, and with
+    /// `Batch::keeps_order` none of those is written should it fail. `done`
+    /// may already have run when it returns.
+    pub fn append_placing(
+        &self,
+        mut batch: Batch,
+        done: Box<dyn FnOnce(Result<Receipt, StoreError>) + Send>,
+    ) -> bool {
         let done: Done = done;
         if self.closed.load(Ordering::Acquire) {
-            return done(Err(StoreError::Closed));
+            done(Err(StoreError::Closed));
+            return false;
         }
         if let Some(err) = self.engine.poison_error() {
-            return done(Err(err));
+            done(Err(err));
+            return false;
         }
         let urgent = batch.urgent;
+        let keeps_order = batch.keeps_order;
         let needs_room = batch.needs_room.take();
         let frames = match batch.prepare(self.engine.opts.zstd_level) {
             Ok(frames) => frames,
-            Err(e) => return done(Err(e)),
+            Err(e) => {
+                done(Err(e));
+                return false;
+            }
         };
         if let Some((what, room)) = needs_room {
             if let Err(e) = self.engine.room_for(what, room, &frames) {
-                return done(Err(e));
+                done(Err(e));
+                return false;
             }
         }
         let request = Request {
             frames: frames.into(),
             done,
             urgent,
+            keeps_order,
         };
         let bytes = request.bytes();
         if urgent {
@@ -218,11 +242,15 @@ impl<F: FileLayer> Store<F> {
             self.engine.budget.acquire(bytes);
         }
         // Placed and sealed on this thread when the window has room.
-        if let Err(request) = self.engine.sequencer.push(request) {
-            self.engine.budget.release(bytes);
-            (request.done)(Err(StoreError::Poisoned {
-                cause: "the writer thread stopped".into(),
-            }));
+        match self.engine.sequencer.push(request) {
+            Ok(placed) => placed,
+            Err(request) => {
+                self.engine.budget.release(bytes);
+                (request.done)(Err(StoreError::Poisoned {
+                    cause: "the writer thread stopped".into(),
+                }));
+                false
+            }
         }
     }
 

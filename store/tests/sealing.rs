@@ -272,6 +272,76 @@ fn batches_placed_in_a_segment_that_cannot_be_created_are_placed_again_without_a
     }
 }
 
+/// Start at placement (ARCHITECTURE.md): batch 2 is placed ahead and
+/// marked `keeps_order`, so the caller may already act on it; batch 4,
+/// appended after it was placed, may depend on it. Creating segment 2
+/// fails (EMFILE): where that fails only the group and places the later
+/// batches again, batch 4 would be written without batch 2. It poisons
+/// instead: batch 4 fails and nothing of segment 2 is ever written.
+#[test]
+fn a_batch_that_keeps_order_poisons_when_its_segment_cannot_be_created() {
+    let sim = SimFileLayer::new();
+    let hook: Hook = Arc::default();
+    let fs = NoDescriptorFor {
+        inner: sim.clone(),
+        fail_id: 2,
+        hook: hook.clone(),
+    };
+    let mut x: u64 = 1;
+    let big: Vec<Vec<u8>> = vec![(0..2048)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 56) as u8
+        })
+        .collect()];
+    let opts = encrypted(1 << 10);
+    let (store, _) = Store::open_with(fs.clone(), dir(), opts.clone()).unwrap();
+    let store = Arc::new(store);
+    let log: Outcomes = Arc::default();
+    let (release, held) = mpsc::channel::<()>();
+    store.append_with(
+        Batch::new().slice(key(0), &big),
+        Box::new(move |r| {
+            held.recv().unwrap();
+            r.unwrap();
+        }),
+    );
+    store.append_with(batch(1), note(&log, 1));
+    let placed = store.append_placing(batch(2).urgent().keeps_order(), note(&log, 2));
+    assert!(placed, "an urgent batch is placed before append returns");
+    let weak = Arc::downgrade(&store);
+    let late = log.clone();
+    let (four_done, four_answered) = mpsc::channel();
+    *hook.lock().unwrap() = Some(Box::new(move || {
+        let store = weak.upgrade().unwrap();
+        let noted = note(&late, 4);
+        store.append_with(
+            batch(4),
+            Box::new(move |r| {
+                noted(r);
+                four_done.send(()).unwrap();
+            }),
+        );
+    }));
+    release.send(()).unwrap();
+    four_answered.recv().unwrap();
+    let err = store.append(batch(5)).unwrap_err();
+    assert!(matches!(err, StoreError::Poisoned { .. }), "{err}");
+    let log = log.lock().unwrap().clone();
+    let outcome = |v: u64| log.iter().find(|(w, _)| *w == v).unwrap().1.clone();
+    for v in [1, 2, 4] {
+        let err = outcome(v).unwrap_err();
+        assert!(err.contains("creating segment"), "batch {v}: {err}");
+    }
+    drop(store);
+    let (store, _) = Store::open_with(sim, dir(), opts).unwrap();
+    for v in [1, 2, 4, 5] {
+        assert_eq!(store.read_slice(&key(v)).unwrap(), None, "batch {v}");
+    }
+}
+
 const PRODUCERS: u64 = 3;
 const PER_PRODUCER: u64 = 4;
 

@@ -69,6 +69,8 @@ struct SimState {
     /// The disk's size for the files' bytes (None: unbounded): a write or
     /// a size change that would pass it fails with ENOSPC, changing nothing.
     quota: Option<u64>,
+    /// `hold_syncs`: a file's `sync_data` waits while set.
+    syncs_held: bool,
 }
 
 fn crashed() -> io::Error {
@@ -220,6 +222,14 @@ impl SimFileLayer {
     /// the bound (`None`: space freed).
     pub fn set_quota(&self, bytes: Option<u64>) {
         self.lock().quota = bytes;
+    }
+
+    /// Holds every file's `sync_data` from now on (each waits before it
+    /// happens, as a slow disk's `fdatasync` does) until called with false:
+    /// what a process does while a group's sync is under way, without
+    /// timing.
+    pub fn hold_syncs(&self, held: bool) {
+        self.lock().syncs_held = held;
     }
 
     /// Bytes the files hold now.
@@ -416,6 +426,11 @@ impl FileHandle for SimFile {
 
     fn sync_data(&self) -> io::Result<()> {
         let mut s = self.lock();
+        while s.syncs_held {
+            drop(s);
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            s = self.lock();
+        }
         s.tick()?;
         let inode = s.inode(self.inode);
         inode.durable = inode.data.clone();
