@@ -11,8 +11,10 @@
 //! (`waits`), the scheduled jobs and the expiry timers (`expiring`). The live book is the one the runtime decided with; a
 //! reopen that rebuilds another decides differently (fault 9's review
 //! items 1 and 6 were such). No lease spans a step (a job runs and
-//! commits in one), since leases are not durable. `BOOSTER_SEED`
-//! replays a run.
+//! commits in one), since leases are not durable. Urgent submits start
+//! at placement (`placement.rs`): the `Created` record is applied before
+//! a record placed ahead of it in the log, and the job may be leased
+//! before its record is durable. `BOOSTER_SEED` replays a run.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -39,6 +41,23 @@ enum Op {
         policy: u8,
         run_in: Option<u8>,
         expires_in: Option<u8>,
+    },
+    /// An urgent job that starts at placement (`placement.rs`), at
+    /// priority `priority`, to run and expire as `Submit`'s do. Its
+    /// `Created` is applied when placed; then, placed ahead of it but
+    /// durable only now, a commit of a lease taken before (`before_run`:
+    /// completes or fails) and a control of an older job
+    /// (`before_control`) are written and applied; then the `Created` is
+    /// written and confirmed. With `run` and no `before_run`, the most
+    /// urgent job is leased before the `Created` is durable and commits
+    /// after it.
+    PlacedSubmit {
+        priority: u8,
+        run_in: Option<u8>,
+        expires_in: Option<u8>,
+        before_run: Option<bool>,
+        before_control: Option<(u64, u8)>,
+        run: Option<bool>,
     },
     /// The most urgent queued job is leased, runs and completes (true) or
     /// fails, in one step.
@@ -76,6 +95,24 @@ fn op() -> impl Strategy<Value = Op> {
                 policy,
                 run_in,
                 expires_in,
+            }),
+        2 => (
+            1..=10u8,
+            proptest::option::of(0..3u8),
+            proptest::option::of(1..4u8),
+            proptest::option::of(any::<bool>()),
+            proptest::option::of((any::<u64>(), 0..6u8)),
+            proptest::option::of(any::<bool>()),
+        )
+            .prop_map(|(priority, run_in, expires_in, before_run, before_control, run)| {
+                Op::PlacedSubmit {
+                    priority,
+                    run_in,
+                    expires_in,
+                    before_run,
+                    before_control,
+                    run,
+                }
             }),
         4 => any::<bool>().prop_map(Op::Run),
         3 => (any::<u64>(), 0..6u8).prop_map(|(j, a)| Op::Control(j, a)),
@@ -223,6 +260,50 @@ impl Model {
                     .unwrap();
                 self.next_id += 1;
             }
+            Op::PlacedSubmit {
+                priority,
+                run_in,
+                expires_in,
+                before_run,
+                before_control,
+                run,
+            } => {
+                let mut spec =
+                    JobSpec::simple("k", serde_json::Value::Null).with_priority(*priority);
+                let at = |minutes: u8| {
+                    crate::clock::from_ms(self.now_ms + u64::from(minutes) * MINUTE_MS)
+                };
+                spec.run_at = run_in.map(at);
+                spec.expires_at = expires_in.map(at);
+                let created = Meta::Created {
+                    first_id: self.next_id,
+                    at_ms: self.now_ms,
+                    specs: vec![spec],
+                };
+                let older = self.next_id;
+                self.next_id += 1;
+                let before = before_run.and_then(|ok| Some((self.lease()?, ok)));
+                self.logged.st.apply_placed(&created);
+                let between = match (before_run, run) {
+                    (None, Some(ok)) => self.lease().map(|t| (t, *ok)),
+                    _ => None,
+                };
+                if let Some((task, ok)) = before {
+                    self.commit(task, ok);
+                }
+                if let Some((pick, action)) = before_control {
+                    let _ = self.logged.apply(&Meta::Control {
+                        job: pick % older,
+                        at_ms: self.now_ms,
+                        action: control(*action),
+                    });
+                }
+                self.logged.apply(&created).unwrap();
+                assert!(self.logged.st.book.placed.is_empty());
+                if let Some((task, ok)) = between {
+                    self.commit(task, ok);
+                }
+            }
             Op::Run(ok) => self.run(*ok),
             Op::Control(pick, action) => {
                 let job = pick % self.next_id.max(1);
@@ -271,15 +352,28 @@ impl Model {
     }
 
     fn run(&mut self, ok: bool) {
-        let Some(task) = self.logged.st.lease(0, self.now_ms) else {
-            return;
-        };
+        if let Some(task) = self.lease() {
+            self.commit(task, ok);
+        }
+    }
+
+    fn lease(&mut self) -> Option<crate::dispatch::Task> {
+        self.logged.st.lease(0, self.now_ms)
+    }
+
+    /// Commits `task`'s one job: completed (`ok`) or failed; a lease a
+    /// control revoked meanwhile (`PlacedSubmit`'s `before_control`) is
+    /// fenced and commits nothing.
+    fn commit(&mut self, task: crate::dispatch::Task, ok: bool) {
         let TaskWork::Simple(items) = &task.work else {
             panic!("a simple lease");
         };
         let job = items[0].job;
         let claim = LeaseWork::Simple(vec![job]);
-        assert!(self.logged.st.begin_commit(task.epoch, &claim).is_some());
+        if self.logged.st.begin_commit(task.epoch, &claim).is_none() {
+            assert!(!self.logged.st.book.leases.contains_key(&task.epoch));
+            return;
+        }
         self.logged
             .apply(&Meta::SimpleDone {
                 at_ms: self.now_ms,

@@ -70,6 +70,7 @@ mod logged_tests;
 mod lost;
 mod meta;
 mod metrics;
+mod placement;
 #[cfg(test)]
 mod prebuild_tests;
 mod read_ahead;

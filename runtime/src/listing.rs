@@ -78,7 +78,8 @@ pub fn page_within<G: Deref<Target = State>>(
         let resume = st
             .table
             .newest_rows(filter.state, below, CHUNK_PAGES, &scanned, |job| {
-                if !filter_matches(&rest, &job) {
+                // Its creation is not durable yet (`Book::placed`).
+                if !filter_matches(&rest, &job) || st.book.placed.contains(&job.id) {
                     return ControlFlow::Continue(());
                 }
                 matched += 1;

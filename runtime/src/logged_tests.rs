@@ -56,6 +56,13 @@ impl SliceStore for Counting {
     fn append_with(&self, batch: Batch, done: Box<dyn FnOnce(Result<Receipt, StoreError>) + Send>) {
         self.inner.append_with(batch, done)
     }
+    fn append_placing(
+        &self,
+        batch: Batch,
+        done: Box<dyn FnOnce(Result<Receipt, StoreError>) + Send>,
+    ) -> bool {
+        self.inner.append_placing(batch, done)
+    }
     fn read_slice(&self, key: &SliceKey) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
         self.reads.fetch_add(1, Ordering::Relaxed);
         // Cloned out: the watch may read through the store itself.

@@ -538,6 +538,9 @@ impl Runtime {
         let slice_size = {
             let mut st = self.shared().state.lock();
             let st = &mut *st;
+            if st.book.placed.contains(&job) {
+                return Err(st.missing(job));
+            }
             let j = st.table.get(&job).ok_or_else(|| st.missing(job))?;
             let (state, id) = (j.state, j.id);
             let Some(s) = j.sliced() else {
@@ -1355,6 +1358,7 @@ async fn submit_specs_then(
     let batch = then.is_some().then_some(specs.len() as u64);
     specs.extend(then);
     let urgent;
+    let at_placement;
     let mut records = Vec::new();
     let mut pins = Vec::new();
     let first_id = {
@@ -1395,7 +1399,7 @@ async fn submit_specs_then(
             }
         }
         for dep in specs.iter().flat_map(|s| &s.after) {
-            if !st.table.contains_key(dep) {
+            if !st.table.contains_key(dep) || st.book.placed.contains(dep) {
                 return Err(RuntimeError::Invalid(match st.missing(*dep) {
                     RuntimeError::NotFound(_, why @ (Missing::Destroyed { .. } | Missing::Removed)) => {
                         format!("job {dep}, named in after, {why}; a job can run after jobs that still exist")
@@ -1447,6 +1451,7 @@ async fn submit_specs_then(
             }
         }
         urgent = specs.iter().all(|s| s.priority <= st.book.urgent_priority);
+        at_placement = records.is_empty() && st.starts_at_placement(&specs);
         for (i, s) in specs.iter().enumerate() {
             if let Some(key) = &s.singleton {
                 st.book
@@ -1463,7 +1468,14 @@ async fn submit_specs_then(
         at_ms: shared.clock.now_ms(),
         specs,
     });
-    let written = crate::shared::write_pinned(shared, store, records, urgent, pins).await;
+    let written = if at_placement {
+        // No pins: a job that starts at placement has no `after`.
+        debug_assert!(pins.is_empty() && records.len() == 1);
+        let created = records.pop().expect("pushed above");
+        crate::placement::write_placing(shared, store, created).await
+    } else {
+        crate::shared::write_pinned(shared, store, records, urgent, pins).await
+    };
     if keys_reserved {
         let mut st = shared.state.lock();
         st.book

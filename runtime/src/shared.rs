@@ -213,11 +213,23 @@ pub fn commit(
     metas: Vec<Meta>,
     then: impl FnOnce(&mut State, Applied) + Send + 'static,
 ) {
+    commit_placing(shared, store, batch, metas, then);
+}
+
+/// `commit`, saying whether the batch was placed in the log before it
+/// returned (`Store::append_placing`; `placement.rs`).
+pub fn commit_placing(
+    shared: &Arc<Shared>,
+    store: &Arc<dyn SliceStore>,
+    batch: Batch,
+    metas: Vec<Meta>,
+    then: impl FnOnce(&mut State, Applied) + Send + 'static,
+) -> bool {
     // The gate first, then the in-flight count: `compact` holds the gate
     // exclusively and waits for the count to drop to zero, so a commit
     // counted while it waits for the gate would never be let in.
     let _gate = shared.append_gate.read();
-    append_counted(shared, store, batch, metas, then);
+    append_counted_placing(shared, store, batch, metas, then)
 }
 
 /// `commit` for a caller that holds the append gate exclusively (a
@@ -229,11 +241,21 @@ pub fn append_counted(
     metas: Vec<Meta>,
     then: impl FnOnce(&mut State, Applied) + Send + 'static,
 ) {
+    append_counted_placing(shared, store, batch, metas, then);
+}
+
+fn append_counted_placing(
+    shared: &Arc<Shared>,
+    store: &Arc<dyn SliceStore>,
+    batch: Batch,
+    metas: Vec<Meta>,
+    then: impl FnOnce(&mut State, Applied) + Send + 'static,
+) -> bool {
     shared.inflight_commits.fetch_add(1, Ordering::AcqRel);
     let started = Instant::now();
     let meta_bytes = batch.meta_bytes();
     let sh = shared.clone();
-    store.append_with(
+    store.append_placing(
         batch,
         Box::new(move |res| {
             {
@@ -259,7 +281,7 @@ pub fn append_counted(
             sh.inflight_commits.fetch_sub(1, Ordering::AcqRel);
             sh.changed();
         }),
-    );
+    )
 }
 
 pub fn batch_of(metas: &[Meta]) -> Batch {

@@ -14,6 +14,17 @@ use booster_store::{
 /// The store calls the runtime makes; each is `Store`'s method of that name.
 pub trait SliceStore: Send + Sync + 'static {
     fn append_with(&self, batch: Batch, done: Box<dyn FnOnce(Result<Receipt, StoreError>) + Send>);
+    /// `Store::append_placing`: `append_with`, saying whether the batch
+    /// was placed in the log before it returned. By default never (a
+    /// store that cannot say takes the durable path).
+    fn append_placing(
+        &self,
+        batch: Batch,
+        done: Box<dyn FnOnce(Result<Receipt, StoreError>) + Send>,
+    ) -> bool {
+        self.append_with(batch, done);
+        false
+    }
     fn read_slice(&self, key: &SliceKey) -> Result<Option<Vec<Vec<u8>>>, StoreError>;
     /// `read_slice` in one buffer, without an allocation per record (a
     /// download's reader threads: the reader makes each record's `Vec`,
@@ -67,6 +78,13 @@ pub trait SliceStore: Send + Sync + 'static {
 impl<F: FileLayer> SliceStore for Store<F> {
     fn append_with(&self, batch: Batch, done: Box<dyn FnOnce(Result<Receipt, StoreError>) + Send>) {
         Store::append_with(self, batch, done)
+    }
+    fn append_placing(
+        &self,
+        batch: Batch,
+        done: Box<dyn FnOnce(Result<Receipt, StoreError>) + Send>,
+    ) -> bool {
+        Store::append_placing(self, batch, done)
     }
     fn read_slice(&self, key: &SliceKey) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
         Store::read_slice(self, key)

@@ -274,6 +274,10 @@ pub struct Book {
     pub max_remote_batch_bytes: usize,
     /// Submits at this priority or above commit urgently (`RuntimeOptions::urgent_priority`).
     pub urgent_priority: u8,
+    /// Jobs whose `Created` record was applied when its batch was placed
+    /// and is not durable yet (`placement.rs`): leasable, hidden from
+    /// every reader, dropped should the batch fail.
+    pub placed: BTreeSet<JobId>,
     /// The last `reserved_workers` worker slots lease only jobs at
     /// `reserved_priority` or above (`RuntimeOptions::reserved_workers`).
     pub reserved_workers: usize,
@@ -405,6 +409,7 @@ impl Book {
             max_lease_batch: crate::dispatch::SIMPLE_BATCH_MAX,
             max_remote_batch_bytes: usize::MAX,
             urgent_priority: 10,
+            placed: BTreeSet::new(),
             reserved_workers: 0,
             reserved_priority: 10,
             runs_workers: true,
@@ -566,7 +571,7 @@ impl Book {
     }
 
     /// A row leaves the table (replaced by a restore, destroyed).
-    fn count_gone(&mut self, job: &Job) {
+    pub(crate) fn count_gone(&mut self, job: &Job) {
         if job.is_destroyed() {
             self.destroyed -= 1;
             return;
@@ -631,6 +636,10 @@ impl Book {
 
     pub fn emit(&self, job: &Job, what: &str) {
         if !self.live || self.events.receiver_count() == 0 {
+            return;
+        }
+        // Not durable yet: its `created` event comes when it is.
+        if self.placed.contains(&job.id) {
             return;
         }
         let (done, total, out) = match job.sliced() {
@@ -747,7 +756,16 @@ impl State {
         if self.book.live && !matches!(meta, Meta::Checkpoint(_)) {
             self.book.records_since_checkpoint += 1;
         }
-        let applied = self.apply_record(meta);
+        let applied = match meta {
+            // Applied when placed: now durable, it only shows.
+            Meta::Created {
+                first_id, specs, ..
+            } if self.book.placed.contains(first_id) => {
+                self.confirm_placed(*first_id, specs.len() as u64);
+                Ok(())
+            }
+            _ => self.apply_record(meta),
+        };
         self.settle_dependents();
         let at_ms = meta.at_ms().unwrap_or(self.book.log_ms);
         self.destroy_completed(at_ms);
@@ -781,6 +799,8 @@ impl State {
     /// id was ever handed out.
     pub fn missing(&self, id: JobId) -> RuntimeError {
         let why = match self.table.tombstone(&id) {
+            // Its creation is not durable yet (`Book::placed`).
+            None if self.book.placed.contains(&id) => crate::Missing::Never,
             Some((state, at_ms)) => crate::Missing::Destroyed {
                 state,
                 at: crate::clock::from_ms(at_ms),
@@ -793,6 +813,9 @@ impl State {
 
     /// Job `id`'s row, or `NotFound` saying why there is none.
     pub fn job_row(&self, id: JobId) -> Result<std::borrow::Cow<'_, Job>, RuntimeError> {
+        if self.book.placed.contains(&id) {
+            return Err(self.missing(id));
+        }
         self.table.get(&id).ok_or_else(|| self.missing(id))
     }
 
@@ -800,12 +823,15 @@ impl State {
     /// error naming the damage, never the lost row `job_row` gives (whose
     /// state a refusal would blame).
     pub fn job_row_checked(&self, id: JobId) -> Result<std::borrow::Cow<'_, Job>, RuntimeError> {
+        if self.book.placed.contains(&id) {
+            return Err(self.missing(id));
+        }
         let row = self.table.get_checked(&id)?;
         row.filter(|j| !j.is_destroyed())
             .ok_or_else(|| self.missing(id))
     }
 
-    fn apply_record(&mut self, meta: &Meta) -> Result<(), RuntimeError> {
+    pub(crate) fn apply_record(&mut self, meta: &Meta) -> Result<(), RuntimeError> {
         match meta {
             Meta::Created {
                 first_id,

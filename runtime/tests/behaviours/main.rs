@@ -17,6 +17,7 @@ mod lease_expiry;
 mod limits;
 mod max_workers;
 mod panics;
+mod placement;
 mod priority;
 mod read_only;
 mod record_errors;

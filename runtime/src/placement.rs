@@ -1,0 +1,141 @@
+//! Start at placement (issue 17; ARCHITECTURE.md, "Start at placement"):
+//! an urgent submit's `Created` record is applied when its batch is placed
+//! in the log, so a free worker can start the job while the batch's
+//! `fdatasync` is still under way. The submit is acknowledged only once
+//! the batch is durable (G1). Until then the job is in `Book::placed`:
+//! leasable, hidden from readers, and dropped should the batch fail (which
+//! then poisons the store: `Batch::keeps_order`).
+//!
+//! Why the log stays the truth: every record about the job is placed after
+//! its `Created` (nothing can name it before this apply), groups are
+//! written and synced in placement order, and a placed `keeps_order`
+//! batch never fails alone. And why replay agrees: the `Created` of such a
+//! submit reads no other job, so applying it ahead of the records placed
+//! before it changes nothing they do.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use booster_store::StoreError;
+use tokio::sync::oneshot;
+
+use crate::meta::Meta;
+use crate::shared::{batch_of, commit_placing, Shared};
+use crate::slice_store::SliceStore;
+use crate::state::State;
+use crate::{JobId, JobShape, JobSpec, RuntimeError};
+
+impl State {
+    /// Whether a submit of `specs` may start at placement: every job
+    /// simple and urgent, with nothing whose apply reads another job (a
+    /// singleton key, `after`, a cron tick). The caller also checks that
+    /// the batch holds no other record (a new kind's `kind_id`).
+    pub(crate) fn starts_at_placement(&self, specs: &[JobSpec]) -> bool {
+        specs.iter().all(|s| {
+            s.priority <= self.book.urgent_priority
+                && matches!(s.shape, JobShape::Simple { .. })
+                && s.singleton.is_none()
+                && s.after.is_empty()
+                && s.cron.is_none()
+        })
+    }
+
+    /// Applies `created` now that its batch is placed: its rows and
+    /// entries are made, hidden (`Book::placed`) until it is durable.
+    /// Nothing of the log's clock or checkpoint counters moves: that
+    /// happens at the durable apply, in log order.
+    pub(crate) fn apply_placed(&mut self, created: &Meta) {
+        let Meta::Created {
+            first_id, specs, ..
+        } = created
+        else {
+            return;
+        };
+        let ids = *first_id..first_id + specs.len() as u64;
+        self.book.placed.extend(ids.clone());
+        if self.apply_record(created).is_err() {
+            // It applied nothing; the durable apply says why.
+            ids.for_each(|id| {
+                self.book.placed.remove(&id);
+            });
+        }
+    }
+
+    /// The placed jobs from `first_id` are durable: they show, and their
+    /// `created` event goes out in the state they have now.
+    pub(crate) fn confirm_placed(&mut self, first_id: JobId, n: u64) {
+        for id in first_id..first_id + n {
+            self.book.placed.remove(&id);
+            if let Some(job) = self.table.get(&id) {
+                self.book.emit(&job, "created");
+            }
+        }
+    }
+
+    /// The batch of the placed jobs from `first_id` failed: each one's
+    /// lease is revoked (a handler running it loses its commit) and its
+    /// row and entry go, as if it had never been submitted.
+    pub(crate) fn drop_placed(&mut self, first_id: JobId, n: u64) {
+        for id in first_id..first_id + n {
+            if !self.book.placed.remove(&id) {
+                continue;
+            }
+            if let Some(job) = self.table.take_resident(id) {
+                self.book.revoke_leases(&job);
+                self.book.count_gone(&job);
+            }
+        }
+    }
+}
+
+/// Writes `created` (a submit that `State::starts_at_placement`) in the
+/// store's urgent lane, applies it as soon as it is placed, and returns
+/// once it is durable (or failed, the placed jobs dropped).
+pub(crate) async fn write_placing(
+    shared: &Arc<Shared>,
+    store: &Arc<dyn SliceStore>,
+    created: Meta,
+) -> Result<Vec<Result<(), RuntimeError>>, RuntimeError> {
+    let Meta::Created {
+        first_id, specs, ..
+    } = &created
+    else {
+        unreachable!("only a created record is placed ahead");
+    };
+    let (first_id, n) = (*first_id, specs.len() as u64);
+    if let Some(cause) = shared.state.lock().book.poisoned.clone() {
+        return Err(RuntimeError::Store(StoreError::Poisoned { cause }));
+    }
+    // Set under the state lock by whichever comes second: the commit's
+    // answer, or the apply at placement (which is then not made).
+    let answered = Arc::new(AtomicBool::new(false));
+    let seen = answered.clone();
+    let (tx, rx) = oneshot::channel();
+    let batch = batch_of(std::slice::from_ref(&created))
+        .urgent()
+        .keeps_order();
+    let placed = commit_placing(
+        shared,
+        store,
+        batch,
+        vec![created.clone()],
+        move |st, applied| {
+            seen.store(true, Ordering::Relaxed);
+            if applied.is_err() {
+                st.drop_placed(first_id, n);
+            }
+            let _ = tx.send(applied);
+        },
+    );
+    if placed {
+        let mut st = shared.state.lock();
+        if !answered.load(Ordering::Relaxed) {
+            st.apply_placed(&created);
+        }
+        drop(st);
+        shared.changed();
+    }
+    rx.await
+        .map_err(|_| RuntimeError::ShuttingDown)?
+        .map_err(RuntimeError::Store)
+}

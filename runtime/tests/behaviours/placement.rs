@@ -1,0 +1,218 @@
+//! Start at placement (issue 17; ARCHITECTURE.md, "Start at placement"):
+//! an urgent job starts once its `Created` record is placed in the log,
+//! before it is durable; its submit is acknowledged only once it is. The
+//! simulated file system holds the `fdatasync` (`SimFileLayer::hold_syncs`),
+//! so each test sees what happens while it is under way, without timing.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use booster_runtime::*;
+use booster_store::fs::sim::{CrashMode, SimFileLayer};
+use parking_lot::Mutex;
+use serde_json::Value;
+
+use crate::common::*;
+
+/// Notes each job it starts; holds (heartbeating) while `hold` is set.
+#[derive(Default)]
+struct Probe {
+    started: Mutex<Vec<JobId>>,
+    finished: Mutex<Vec<JobId>>,
+    hold: AtomicBool,
+}
+
+impl Probe {
+    fn started(&self) -> Vec<JobId> {
+        self.started.lock().clone()
+    }
+
+    fn finished(&self) -> Vec<JobId> {
+        self.finished.lock().clone()
+    }
+}
+
+impl SimpleHandler for Probe {
+    fn perform(&self, job: &JobContext<'_>, _args: &Value) -> Result<Option<Value>, HandlerError> {
+        self.started.lock().push(job.id);
+        while self.hold.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(2));
+            booster_runtime::heartbeat();
+        }
+        self.finished.lock().push(job.id);
+        Ok(None)
+    }
+}
+
+/// Holds `fs`'s syncs until dropped, so a test that fails while they
+/// are held fails instead of leaving the store's writer waiting forever.
+struct HeldSyncs(SimFileLayer);
+
+impl HeldSyncs {
+    fn new(fs: &SimFileLayer) -> HeldSyncs {
+        fs.hold_syncs(true);
+        HeldSyncs(fs.clone())
+    }
+}
+
+impl Drop for HeldSyncs {
+    fn drop(&mut self) {
+        self.0.hold_syncs(false);
+    }
+}
+
+/// One worker, on `fs`, with the probe registered and one probe run: a
+/// kind's first submit carries its `kind_id` record (the durable path)
+/// and creates the first segment.
+async fn open_with_probe(fs: &SimFileLayer) -> (Runtime, Arc<Probe>) {
+    let rt = open(fs).await;
+    let probe = Arc::new(Probe::default());
+    rt.register_simple("probe", probe.clone());
+    let first = rt.submit(urgent()).await.unwrap();
+    assert_eq!(rt.wait(first).await.unwrap().state, JobState::Completed);
+    (rt, probe)
+}
+
+async fn open(fs: &SimFileLayer) -> Runtime {
+    let fs = fs.clone();
+    let mut o = opts(std::path::Path::new("/placed"), 1);
+    o.auto_checkpoint = false;
+    let store_opts = booster_store::StoreOptions {
+        reserve_bytes: 0,
+        ..booster_store::StoreOptions::default()
+    };
+    Runtime::open_on(o, move || {
+        booster_store::Store::open_with(fs, "/placed", store_opts)
+    })
+    .await
+    .unwrap()
+}
+
+fn urgent() -> JobSpec {
+    JobSpec::simple("probe", Value::Null).with_priority(1)
+}
+
+/// Every job the listing shows: (id, state).
+async fn listed(rt: &Runtime) -> Vec<(JobId, JobState)> {
+    let jobs = rt.jobs(JobFilter::default()).await.unwrap();
+    jobs.iter().map(|j| (j.id, j.state)).collect()
+}
+
+fn not_found(r: Result<JobStatus, RuntimeError>) -> bool {
+    matches!(r, Err(RuntimeError::NotFound(..)))
+}
+
+/// Jobs the scheduler counts, over all states.
+fn counted(rt: &Runtime) -> u64 {
+    rt.metrics().jobs_by_state.iter().map(|(_, n)| n).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_urgent_job_starts_while_its_created_record_is_being_synced() {
+    let fs = SimFileLayer::new();
+    let (rt, probe) = open_with_probe(&fs).await;
+    let held = HeldSyncs::new(&fs);
+    let submitting = rt.clone();
+    let submit = tokio::spawn(async move { submitting.submit(urgent()).await });
+    until("the probe started with its sync held", || {
+        probe.started().len() == 2
+    })
+    .await;
+    let id = probe.started()[1];
+    assert!(
+        !submit.is_finished(),
+        "the submit was answered before its record was durable"
+    );
+    // Not durable yet: no reader sees it.
+    assert!(not_found(rt.job(id).await));
+    assert!(listed(&rt).await.iter().all(|(j, _)| *j != id));
+    assert!(rt.abort(id).await.is_err());
+    drop(held);
+    assert_eq!(submit.await.unwrap().unwrap(), id);
+    assert_eq!(rt.wait(id).await.unwrap().state, JobState::Completed);
+    let live = listed(&rt).await;
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+    let rt = open(&fs).await;
+    assert_eq!(listed(&rt).await, live, "replay rebuilds the live table");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_placed_job_whose_sync_fails_is_dropped_never_started_and_its_submit_fails() {
+    let fs = SimFileLayer::new();
+    let (rt, probe) = open_with_probe(&fs).await;
+    // The one worker is busy, so the placed job waits in the queue.
+    probe.hold.store(true, Ordering::SeqCst);
+    let busy = rt
+        .submit(JobSpec::simple("probe", serde_json::json!({"busy": true})))
+        .await
+        .unwrap();
+    until("the busy job started", || probe.started().contains(&busy)).await;
+    let before = counted(&rt);
+    let held = HeldSyncs::new(&fs);
+    let submitting = rt.clone();
+    let submit = tokio::spawn(async move { submitting.submit(urgent()).await });
+    until("the job is placed", || counted(&rt) == before + 1).await;
+    let id = busy + 1;
+    assert!(not_found(rt.job(id).await));
+    assert!(listed(&rt).await.iter().all(|(j, _)| *j != id));
+    // The held sync fails: the store is poisoned (G9).
+    fs.crash_at(Some(fs.mutating_ops() + 1));
+    drop(held);
+    let err = submit.await.unwrap().unwrap_err();
+    assert!(matches!(err, RuntimeError::Store(_)), "{err}");
+    assert_eq!(counted(&rt), before, "the placed job was dropped");
+    probe.hold.store(false, Ordering::SeqCst);
+    // Its worker is free once the busy job's commit failed too.
+    tokio::time::timeout(Duration::from_secs(30), rt.wait_idle())
+        .await
+        .expect("the poisoned runtime goes idle");
+    assert!(!probe.started().contains(&id), "{:?}", probe.started());
+    assert!(not_found(rt.job(id).await));
+    assert!(listed(&rt).await.iter().all(|(j, _)| *j != id));
+    drop(rt);
+    let rt = open(&fs.crash_image(CrashMode::DropUnsynced)).await;
+    assert!(not_found(rt.job(id).await));
+    assert_eq!(rt.job(busy).await.unwrap().state, JobState::Queued);
+}
+
+/// The machine stops while the `Created` record's group is being synced,
+/// after the handler ran: whatever part of the unsynced write survives,
+/// the job comes back without its completion (it runs again: G3), or not
+/// at all; never completed without its creation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_before_the_created_record_is_durable_never_keeps_the_completion() {
+    let fs = SimFileLayer::new();
+    let (rt, probe) = open_with_probe(&fs).await;
+    let before = listed(&rt).await;
+    let held = HeldSyncs::new(&fs);
+    let submitting = rt.clone();
+    let submit = tokio::spawn(async move { submitting.submit(urgent()).await });
+    until("the probe ran with its sync held", || {
+        probe.started().len() == 2
+    })
+    .await;
+    let id = probe.started()[1];
+    until("the probe returned", || probe.finished().contains(&id)).await;
+    fs.crash_at(Some(fs.mutating_ops() + 1));
+    drop(held);
+    assert!(submit.await.unwrap().is_err());
+    drop(rt);
+    let mut modes = vec![CrashMode::DropUnsynced, CrashMode::KeepUnsynced];
+    modes.extend((0..8).map(|seed| CrashMode::TornUnsynced { seed }));
+    for mode in modes {
+        let rt = open(&fs.crash_image(mode)).await;
+        let after = listed(&rt).await;
+        match rt.job(id).await {
+            Err(RuntimeError::NotFound(..)) => assert_eq!(after, before, "{mode:?}"),
+            Ok(job) => {
+                assert_eq!(job.state, JobState::Queued, "{mode:?}");
+                let mut queued = before.clone();
+                queued.push((id, JobState::Queued));
+                assert_eq!(after, queued, "{mode:?}");
+            }
+            Err(e) => panic!("{mode:?}: {e}"),
+        }
+        rt.shutdown(Duration::from_secs(5)).await.unwrap();
+    }
+}
