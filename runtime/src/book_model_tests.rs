@@ -243,14 +243,9 @@ impl Model {
                 };
                 deps.sort_unstable();
                 deps.dedup();
-                let mut spec = JobSpec::simple("k", serde_json::Value::Null)
-                    .with_priority(*priority)
+                let spec = self
+                    .spec(*priority, *run_in, *expires_in)
                     .with_after(&deps, policy(*p));
-                let at = |minutes: u8| {
-                    crate::clock::from_ms(self.now_ms + u64::from(minutes) * MINUTE_MS)
-                };
-                spec.run_at = run_in.map(at);
-                spec.expires_at = expires_in.map(at);
                 self.logged
                     .apply(&Meta::Created {
                         first_id: self.next_id,
@@ -268,41 +263,8 @@ impl Model {
                 before_control,
                 run,
             } => {
-                let mut spec =
-                    JobSpec::simple("k", serde_json::Value::Null).with_priority(*priority);
-                let at = |minutes: u8| {
-                    crate::clock::from_ms(self.now_ms + u64::from(minutes) * MINUTE_MS)
-                };
-                spec.run_at = run_in.map(at);
-                spec.expires_at = expires_in.map(at);
-                let created = Meta::Created {
-                    first_id: self.next_id,
-                    at_ms: self.now_ms,
-                    specs: vec![spec],
-                };
-                let older = self.next_id;
-                self.next_id += 1;
-                let before = before_run.and_then(|ok| Some((self.lease()?, ok)));
-                self.logged.st.apply_placed(&created);
-                let between = match (before_run, run) {
-                    (None, Some(ok)) => self.lease().map(|t| (t, *ok)),
-                    _ => None,
-                };
-                if let Some((task, ok)) = before {
-                    self.commit(task, ok);
-                }
-                if let Some((pick, action)) = before_control {
-                    let _ = self.logged.apply(&Meta::Control {
-                        job: pick % older,
-                        at_ms: self.now_ms,
-                        action: control(*action),
-                    });
-                }
-                self.logged.apply(&created).unwrap();
-                assert!(self.logged.st.book.placed.is_empty());
-                if let Some((task, ok)) = between {
-                    self.commit(task, ok);
-                }
+                let spec = self.spec(*priority, *run_in, *expires_in);
+                self.placed_submit(spec, *before_run, *before_control, *run);
             }
             Op::Run(ok) => self.run(*ok),
             Op::Control(pick, action) => {
@@ -348,6 +310,55 @@ impl Model {
                         .unwrap();
                 }
             }
+        }
+    }
+
+    /// A job of kind `k` at `priority`, to run `run_in` and expire
+    /// `expires_in` minutes from now, if given.
+    fn spec(&self, priority: u8, run_in: Option<u8>, expires_in: Option<u8>) -> JobSpec {
+        let at = |minutes: u8| crate::clock::from_ms(self.now_ms + u64::from(minutes) * MINUTE_MS);
+        let mut spec = JobSpec::simple("k", serde_json::Value::Null).with_priority(priority);
+        spec.run_at = run_in.map(at);
+        spec.expires_at = expires_in.map(at);
+        spec
+    }
+
+    /// `Op::PlacedSubmit`: the record placed first is applied first, the
+    /// records placed ahead of it are durable (and applied) before it.
+    fn placed_submit(
+        &mut self,
+        spec: JobSpec,
+        before_run: Option<bool>,
+        before_control: Option<(u64, u8)>,
+        run: Option<bool>,
+    ) {
+        let created = Meta::Created {
+            first_id: self.next_id,
+            at_ms: self.now_ms,
+            specs: vec![spec],
+        };
+        let older = self.next_id;
+        self.next_id += 1;
+        let before = before_run.and_then(|ok| Some((self.lease()?, ok)));
+        self.logged.st.apply_placed(&created);
+        let between = match (before_run, run) {
+            (None, Some(ok)) => self.lease().map(|t| (t, ok)),
+            _ => None,
+        };
+        if let Some((task, ok)) = before {
+            self.commit(task, ok);
+        }
+        if let Some((pick, action)) = before_control {
+            let _ = self.logged.apply(&Meta::Control {
+                job: pick % older,
+                at_ms: self.now_ms,
+                action: control(action),
+            });
+        }
+        self.logged.apply(&created).unwrap();
+        assert!(self.logged.st.book.placed.is_empty());
+        if let Some((task, ok)) = between {
+            self.commit(task, ok);
         }
     }
 

@@ -20,7 +20,7 @@ use booster_store::StoreError;
 use tokio::sync::oneshot;
 
 use crate::meta::Meta;
-use crate::shared::{batch_of, commit_placing, Shared};
+use crate::shared::{batch_of, commit, Shared};
 use crate::slice_store::SliceStore;
 use crate::state::State;
 use crate::{JobId, JobShape, JobSpec, RuntimeError};
@@ -114,7 +114,7 @@ pub(crate) async fn write_placing(
     let batch = batch_of(std::slice::from_ref(&created))
         .urgent()
         .keeps_order();
-    let placed = commit_placing(
+    let placed = commit(
         shared,
         store,
         batch,

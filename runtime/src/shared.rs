@@ -203,22 +203,14 @@ impl Shared {
 /// The writer: appends `batch` (which carries the encoded `metas`) through
 /// the store's group commit. Once it is durable, on the store's commit
 /// thread and in commit order, `metas` are applied to the state and `then`
-/// runs under the same lock. Nothing changes in memory before durability.
+/// runs under the same lock. Nothing changes in memory before durability
+/// here (`placement.rs` applies an urgent `Created` at placement itself).
 /// A storage failure poisons the runtime; an error about the batch itself
 /// (see `poisons`) reaches `then` and changes nothing else.
+///
+/// Returns whether the batch was placed in the log before it returned
+/// (`Store::append_placing`; `placement.rs`).
 pub fn commit(
-    shared: &Arc<Shared>,
-    store: &Arc<dyn SliceStore>,
-    batch: Batch,
-    metas: Vec<Meta>,
-    then: impl FnOnce(&mut State, Applied) + Send + 'static,
-) {
-    commit_placing(shared, store, batch, metas, then);
-}
-
-/// `commit`, saying whether the batch was placed in the log before it
-/// returned (`Store::append_placing`; `placement.rs`).
-pub fn commit_placing(
     shared: &Arc<Shared>,
     store: &Arc<dyn SliceStore>,
     batch: Batch,
@@ -229,22 +221,12 @@ pub fn commit_placing(
     // exclusively and waits for the count to drop to zero, so a commit
     // counted while it waits for the gate would never be let in.
     let _gate = shared.append_gate.read();
-    append_counted_placing(shared, store, batch, metas, then)
+    append_counted(shared, store, batch, metas, then)
 }
 
 /// `commit` for a caller that holds the append gate exclusively (a
 /// checkpoint): counted in flight like any commit, applied the same way.
 pub fn append_counted(
-    shared: &Arc<Shared>,
-    store: &Arc<dyn SliceStore>,
-    batch: Batch,
-    metas: Vec<Meta>,
-    then: impl FnOnce(&mut State, Applied) + Send + 'static,
-) {
-    append_counted_placing(shared, store, batch, metas, then);
-}
-
-fn append_counted_placing(
     shared: &Arc<Shared>,
     store: &Arc<dyn SliceStore>,
     batch: Batch,

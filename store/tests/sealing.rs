@@ -187,13 +187,18 @@ fn note(log: &Outcomes, v: u64) -> Box<dyn FnOnce(Result<Receipt, StoreError>) +
     Box::new(move |r| log.lock().unwrap().push((v, r.map_err(|e| e.to_string()))))
 }
 
-#[test]
-fn batches_placed_in_a_segment_that_cannot_be_created_are_placed_again_without_a_gap() {
-    // Batch 0 fills segment 1 alone; batches 1-3 are placed in segment 2
-    // while the writer is held in batch 0's callback. Creating segment 2
-    // fails (EMFILE) after batch 4 was placed behind them, in segment 2
-    // too: 1-3 fail as a group, and 4 must not be written at the places
-    // it was given (sequences 9.. of a segment that starts empty).
+/// A store (1 KiB segments) on a simulated file system where creating
+/// segment 2 fails once with EMFILE, and a record that fills a segment
+/// alone (incompressible).
+struct Segment2Fails {
+    sim: SimFileLayer,
+    hook: Hook,
+    store: Arc<Store<NoDescriptorFor>>,
+    opts: StoreOptions,
+    big: Vec<Vec<u8>>,
+}
+
+fn segment_2_fails() -> Segment2Fails {
     let sim = SimFileLayer::new();
     let hook: Hook = Arc::default();
     let fs = NoDescriptorFor {
@@ -201,7 +206,6 @@ fn batches_placed_in_a_segment_that_cannot_be_created_are_placed_again_without_a
         fail_id: 2,
         hook: hook.clone(),
     };
-    // Incompressible, so it fills the 1 KiB segment alone.
     let mut x: u64 = 1;
     let big: Vec<Vec<u8>> = vec![(0..2048)
         .map(|_| {
@@ -212,8 +216,54 @@ fn batches_placed_in_a_segment_that_cannot_be_created_are_placed_again_without_a
         })
         .collect()];
     let opts = encrypted(1 << 10);
-    let (store, _) = Store::open_with(fs.clone(), dir(), opts.clone()).unwrap();
-    let store = Arc::new(store);
+    let (store, _) = Store::open_with(fs, dir(), opts.clone()).unwrap();
+    Segment2Fails {
+        sim,
+        hook,
+        store: Arc::new(store),
+        opts,
+        big,
+    }
+}
+
+/// Appends batch 4 (its outcome noted in `log`) just as creating segment
+/// 2 fails; the receiver hears once batch 4 is answered.
+fn append_4_when_it_fails(
+    store: &Arc<Store<NoDescriptorFor>>,
+    hook: &Hook,
+    log: &Outcomes,
+) -> mpsc::Receiver<()> {
+    let weak = Arc::downgrade(store);
+    let late = log.clone();
+    let (four_done, four_answered) = mpsc::channel();
+    *hook.lock().unwrap() = Some(Box::new(move || {
+        let store = weak.upgrade().unwrap();
+        let noted = note(&late, 4);
+        store.append_with(
+            batch(4),
+            Box::new(move |r| {
+                noted(r);
+                four_done.send(()).unwrap();
+            }),
+        );
+    }));
+    four_answered
+}
+
+#[test]
+fn batches_placed_in_a_segment_that_cannot_be_created_are_placed_again_without_a_gap() {
+    // Batch 0 fills segment 1 alone; batches 1-3 are placed in segment 2
+    // while the writer is held in batch 0's callback. Creating segment 2
+    // fails (EMFILE) after batch 4 was placed behind them, in segment 2
+    // too: 1-3 fail as a group, and 4 must not be written at the places
+    // it was given (sequences 9.. of a segment that starts empty).
+    let Segment2Fails {
+        sim,
+        hook,
+        store,
+        opts,
+        big,
+    } = segment_2_fails();
     let log: Outcomes = Arc::default();
     let (release, held) = mpsc::channel::<()>();
     let first = log.clone();
@@ -230,20 +280,7 @@ fn batches_placed_in_a_segment_that_cannot_be_created_are_placed_again_without_a
     for v in 1..=3 {
         store.append_with(batch(v), note(&log, v));
     }
-    let weak = Arc::downgrade(&store);
-    let late = log.clone();
-    let (four_done, four_answered) = mpsc::channel();
-    *hook.lock().unwrap() = Some(Box::new(move || {
-        let store = weak.upgrade().unwrap();
-        let noted = note(&late, 4);
-        store.append_with(
-            batch(4),
-            Box::new(move |r| {
-                noted(r);
-                four_done.send(()).unwrap();
-            }),
-        );
-    }));
+    let four_answered = append_4_when_it_fails(&store, &hook, &log);
     release.send(()).unwrap();
     four_answered.recv().unwrap();
     store
@@ -280,25 +317,13 @@ fn batches_placed_in_a_segment_that_cannot_be_created_are_placed_again_without_a
 /// instead: batch 4 fails and nothing of segment 2 is ever written.
 #[test]
 fn a_batch_that_keeps_order_poisons_when_its_segment_cannot_be_created() {
-    let sim = SimFileLayer::new();
-    let hook: Hook = Arc::default();
-    let fs = NoDescriptorFor {
-        inner: sim.clone(),
-        fail_id: 2,
-        hook: hook.clone(),
-    };
-    let mut x: u64 = 1;
-    let big: Vec<Vec<u8>> = vec![(0..2048)
-        .map(|_| {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (x >> 56) as u8
-        })
-        .collect()];
-    let opts = encrypted(1 << 10);
-    let (store, _) = Store::open_with(fs.clone(), dir(), opts.clone()).unwrap();
-    let store = Arc::new(store);
+    let Segment2Fails {
+        sim,
+        hook,
+        store,
+        opts,
+        big,
+    } = segment_2_fails();
     let log: Outcomes = Arc::default();
     let (release, held) = mpsc::channel::<()>();
     store.append_with(
@@ -311,20 +336,7 @@ fn a_batch_that_keeps_order_poisons_when_its_segment_cannot_be_created() {
     store.append_with(batch(1), note(&log, 1));
     let placed = store.append_placing(batch(2).urgent().keeps_order(), note(&log, 2));
     assert!(placed, "an urgent batch is placed before append returns");
-    let weak = Arc::downgrade(&store);
-    let late = log.clone();
-    let (four_done, four_answered) = mpsc::channel();
-    *hook.lock().unwrap() = Some(Box::new(move || {
-        let store = weak.upgrade().unwrap();
-        let noted = note(&late, 4);
-        store.append_with(
-            batch(4),
-            Box::new(move |r| {
-                noted(r);
-                four_done.send(()).unwrap();
-            }),
-        );
-    }));
+    let four_answered = append_4_when_it_fails(&store, &hook, &log);
     release.send(()).unwrap();
     four_answered.recv().unwrap();
     let err = store.append(batch(5)).unwrap_err();

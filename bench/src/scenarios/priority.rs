@@ -7,7 +7,7 @@
 //! finish its slice; the figures split that from Booster's own part, in
 //! microseconds, from instants the harness's handlers note (`handlers.rs`):
 //! - `submit_to_start`: the submit call until the probe's handler started
-//!   (this includes the durable enqueue's fdatasync);
+//!   (with the lane off, this includes the durable enqueue's fdatasync);
 //! - `priority_wait`: the submit call until the first `spin-copy` slice
 //!   ended after it (a worker became free), 0 when the probe started first;
 //! - `priority_overhead`: from that moment (or the submit call) until the
@@ -16,7 +16,9 @@
 //! The run is made three times in one process: with the store's urgent
 //! lane off (`urgent_priority` 0: the probe's `Created` record waits
 //! behind the big job's queued slice commits; figures suffixed
-//! `_lane_off`), on (it joins the next group commit; no suffix), and on
+//! `_lane_off`), on (it joins the next group commit, and the probe may
+//! start once it is placed, before it is durable: ARCHITECTURE.md, "Start
+//! at placement"; no suffix), and on
 //! with one worker slot reserved for priority 10 and above
 //! (`reserved_workers` 1, suffix `_reserved`; needs 2 workers or more: the
 //! big job then runs on one fewer, and a probe should not wait for a

@@ -108,18 +108,32 @@ fn counted(rt: &Runtime) -> u64 {
     rt.metrics().jobs_by_state.iter().map(|(_, n)| n).sum()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_urgent_job_starts_while_its_created_record_is_being_synced() {
-    let fs = SimFileLayer::new();
-    let (rt, probe) = open_with_probe(&fs).await;
-    let held = HeldSyncs::new(&fs);
+/// Holds `fs`'s syncs, submits an urgent probe, and waits until its
+/// handler started (the second probe of `open_with_probe`'s runtime).
+async fn submit_and_start_with_sync_held(
+    fs: &SimFileLayer,
+    rt: &Runtime,
+    probe: &Probe,
+) -> (
+    HeldSyncs,
+    tokio::task::JoinHandle<Result<JobId, RuntimeError>>,
+    JobId,
+) {
+    let held = HeldSyncs::new(fs);
     let submitting = rt.clone();
     let submit = tokio::spawn(async move { submitting.submit(urgent()).await });
     until("the probe started with its sync held", || {
         probe.started().len() == 2
     })
     .await;
-    let id = probe.started()[1];
+    (held, submit, probe.started()[1])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_urgent_job_starts_while_its_created_record_is_being_synced() {
+    let fs = SimFileLayer::new();
+    let (rt, probe) = open_with_probe(&fs).await;
+    let (held, submit, id) = submit_and_start_with_sync_held(&fs, &rt, &probe).await;
     assert!(
         !submit.is_finished(),
         "the submit was answered before its record was durable"
@@ -185,14 +199,7 @@ async fn a_crash_before_the_created_record_is_durable_never_keeps_the_completion
     let fs = SimFileLayer::new();
     let (rt, probe) = open_with_probe(&fs).await;
     let before = listed(&rt).await;
-    let held = HeldSyncs::new(&fs);
-    let submitting = rt.clone();
-    let submit = tokio::spawn(async move { submitting.submit(urgent()).await });
-    until("the probe ran with its sync held", || {
-        probe.started().len() == 2
-    })
-    .await;
-    let id = probe.started()[1];
+    let (held, submit, id) = submit_and_start_with_sync_held(&fs, &rt, &probe).await;
     until("the probe returned", || probe.finished().contains(&id)).await;
     fs.crash_at(Some(fs.mutating_ops() + 1));
     drop(held);
