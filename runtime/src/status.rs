@@ -183,6 +183,9 @@ pub fn status_of(shared: &Shared, id: JobId) -> Result<JobStatus, RuntimeError> 
 /// answers with the final state its tombstone keeps; a job destroyed
 /// before it finished is `NotFound` saying so.
 pub fn kept_status(st: &State, id: JobId) -> Result<JobStatus, RuntimeError> {
+    if st.book.placed.contains(&id) {
+        return Err(st.missing(id));
+    }
     match st.table.row_or_tombstone(&id) {
         Some(j) if !j.is_destroyed() || j.state.is_finished() => Ok(build_status(st, &j)),
         _ => Err(st.missing(id)),

@@ -140,6 +140,7 @@ async fn an_urgent_job_starts_while_its_created_record_is_being_synced() {
     );
     // Not durable yet: no reader sees it.
     assert!(not_found(rt.job(id).await));
+    assert!(not_found(rt.job_or_kept(id).await));
     assert!(listed(&rt).await.iter().all(|(j, _)| *j != id));
     assert!(rt.abort(id).await.is_err());
     drop(held);
