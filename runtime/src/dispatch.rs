@@ -798,8 +798,13 @@ impl State {
         let mut out = TickOutcome::default();
         let timeout = self.book.lease_timeout_ms;
         let mut expired = Vec::new();
+        let placed = &self.book.placed;
         for lease in self.book.leases.values_mut() {
-            if lease.committing {
+            // A lease on a job whose creation is not durable yet does not
+            // expire: its records would name the job ("Start at placement").
+            let on_placed = matches!(&lease.work,
+                LeaseWork::Simple(ids) if ids.iter().any(|id| placed.contains(id)));
+            if lease.committing || on_placed {
                 continue;
             }
             let progress = lease.progress_ms.load(Ordering::Relaxed);
@@ -829,7 +834,8 @@ impl State {
         // Expiring a job is a write: a read-only process leaves it to the next
         // process that runs work.
         while let Some(&(at, id)) = self.book.expiring.first() {
-            if at > now_ms || !self.book.runs_workers {
+            // A placed job's expiry waits for its creation to be durable.
+            if at > now_ms || !self.book.runs_workers || self.book.placed.contains(&id) {
                 break;
             }
             self.book.expiring.pop_first();

@@ -3,20 +3,21 @@
 //! in the log, so a free worker can start the job while the batch's
 //! `fdatasync` is still under way. The submit is acknowledged only once
 //! the batch is durable (G1). Until then the job is in `Book::placed`:
-//! leasable, hidden from readers, and dropped should the batch fail (which
-//! then poisons the store: `Batch::keeps_order`).
+//! leasable, hidden from readers, and dropped should the batch fail.
 //!
-//! Why the log stays the truth: every record about the job is placed after
-//! its `Created` (nothing can name it before this apply), groups are
-//! written and synced in placement order, and a placed `keeps_order`
-//! batch never fails alone. And why replay agrees: the `Created` of such a
-//! submit reads no other job, so applying it ahead of the records placed
-//! before it changes nothing they do.
+//! Why the log stays the truth: nothing naming the job is appended before
+//! its `Created` is durable. Its commit waits for that (`until_created`,
+//! before `begin_commit`), its lease does not expire and its job does not
+//! expire meanwhile, and every control answers `NotFound`. And why replay
+//! agrees: the `Created` of such a submit reads no other job, so applying
+//! it ahead of the records placed before it changes nothing they do.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use booster_store::StoreError;
+use parking_lot::MutexGuard;
 use tokio::sync::oneshot;
 
 use crate::meta::Meta;
@@ -88,6 +89,18 @@ impl State {
     }
 }
 
+/// Waits, the state lock released meanwhile, until none of `jobs` is
+/// placed: its `Created` is durable (`State::confirm_placed`) or it was
+/// dropped (`State::drop_placed`, its lease revoked). A commit naming a
+/// placed job waits here before `begin_commit`, so nothing naming it is
+/// even placed in the log before its creation is durable.
+pub(crate) fn until_created(shared: &Shared, st: &mut MutexGuard<'_, State>, jobs: &[JobId]) {
+    while jobs.iter().any(|id| st.book.placed.contains(id)) {
+        // `Shared::changed` follows every commit callback.
+        shared.work_ready.wait_for(st, Duration::from_millis(100));
+    }
+}
+
 /// Writes `created` (a submit that `State::starts_at_placement`) in the
 /// store's urgent lane, applies it as soon as it is placed, and returns
 /// once it is durable (or failed, the placed jobs dropped).
@@ -111,9 +124,7 @@ pub(crate) async fn write_placing(
     let answered = Arc::new(AtomicBool::new(false));
     let seen = answered.clone();
     let (tx, rx) = oneshot::channel();
-    let batch = batch_of(std::slice::from_ref(&created))
-        .urgent()
-        .keeps_order();
+    let batch = batch_of(std::slice::from_ref(&created)).urgent();
     let placed = commit(
         shared,
         store,

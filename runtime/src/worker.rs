@@ -234,7 +234,11 @@ pub(crate) fn commit_simple(
         if let Some(first) = items.first() {
             st.observe_simple(&first.kind, items.len(), elapsed_us);
         }
-        let claim = LeaseWork::Simple(items.iter().map(|i| i.job).collect());
+        let jobs: Vec<JobId> = items.iter().map(|i| i.job).collect();
+        // A job started at placement completes once its creation is
+        // durable (or is dropped, and the commit is refused).
+        crate::placement::until_created(shared, &mut st, &jobs);
+        let claim = LeaseWork::Simple(jobs);
         let valid = st.begin_commit(epoch, &claim);
         (valid, st.book.leases.get(&epoch).map(|l| l.since_us))
     };

@@ -28,7 +28,6 @@ pub struct Batch {
     checkpoint: Option<Vec<u8>>,
     checkpoints: usize,
     pub(crate) urgent: bool,
-    pub(crate) keeps_order: bool,
     /// What the batch is, and the room it asks for, when it waits for
     /// room (`needs_room`, `needs_room_before_compaction`).
     pub(crate) needs_room: Option<(String, Room)>,
@@ -101,19 +100,6 @@ impl Batch {
     /// following its own earlier, unacknowledged batches.
     pub fn urgent(mut self) -> Batch {
         self.urgent = true;
-        self
-    }
-
-    /// Marks a batch the caller acts on once it is placed (before it is
-    /// durable: `Store::append_placing`), so batches placed after it may
-    /// depend on it. Should it fail after being placed, the store is
-    /// poisoned (G9) and no batch placed after it is ever written: where
-    /// a failure would otherwise leave the store writable (its segment
-    /// could not be created for lack of file descriptors, which fails
-    /// that group only and places the later batches again), it poisons.
-    /// ARCHITECTURE.md, "Start at placement".
-    pub fn keeps_order(mut self) -> Batch {
-        self.keeps_order = true;
         self
     }
 

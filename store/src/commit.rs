@@ -259,18 +259,7 @@ impl<F: FileLayer> Engine<F> {
         if group.is_empty() {
             return (group, Ok(Vec::new()));
         }
-        let mut outcome = self.commit_group(&mut w, &mut group);
-        if let Err(GroupFailure::Unavailable { context, os_error }) = &outcome {
-            if group.iter().any(|s| s.request.keeps_order) {
-                // Batches placed after it may depend on it (ARCHITECTURE.md,
-                // "Start at placement"): placed again without it, they
-                // could be written. Nothing after it ever is.
-                let e = std::io::Error::from_raw_os_error(*os_error);
-                let cause = format!("{context} failed under a batch that keeps order: {e}");
-                self.poisoned.lock().get_or_insert(cause.clone());
-                outcome = Err(GroupFailure::Poisoned(cause));
-            }
-        }
+        let outcome = self.commit_group(&mut w, &mut group);
         if let Err(GroupFailure::Unavailable { .. }) = outcome {
             // The planned segment was not created: every later place in it
             // is void. Placed again, under a fresh salt, at the same id.

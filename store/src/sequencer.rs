@@ -37,8 +37,6 @@ pub(crate) struct Request {
     pub frames: Arc<[PreparedFrame]>,
     pub done: Done,
     pub urgent: bool,
-    /// `Batch::keeps_order`: its failure after placing poisons.
-    pub keeps_order: bool,
 }
 
 impl Request {

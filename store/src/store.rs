@@ -196,8 +196,7 @@ impl<F: FileLayer> Store<F> {
     /// step 2) before this returned. An urgent batch is, unless a
     /// compaction or close holds the writer; another is when the window
     /// had room. When it returns true, every batch appended after it is
-    /// placed after it and written after it, and with
-    /// `Batch::keeps_order` none of those is written should it fail. `done`
+    /// placed after it and written after it (or in the same group). `done`
     /// may already have run when it returns.
     pub fn append_placing(
         &self,
@@ -214,7 +213,6 @@ impl<F: FileLayer> Store<F> {
             return false;
         }
         let urgent = batch.urgent;
-        let keeps_order = batch.keeps_order;
         let needs_room = batch.needs_room.take();
         let frames = match batch.prepare(self.engine.opts.zstd_level) {
             Ok(frames) => frames,
@@ -233,7 +231,6 @@ impl<F: FileLayer> Store<F> {
             frames: frames.into(),
             done,
             urgent,
-            keeps_order,
         };
         let bytes = request.bytes();
         if urgent {

@@ -187,18 +187,13 @@ fn note(log: &Outcomes, v: u64) -> Box<dyn FnOnce(Result<Receipt, StoreError>) +
     Box::new(move |r| log.lock().unwrap().push((v, r.map_err(|e| e.to_string()))))
 }
 
-/// A store (1 KiB segments) on a simulated file system where creating
-/// segment 2 fails once with EMFILE, and a record that fills a segment
-/// alone (incompressible).
-struct Segment2Fails {
-    sim: SimFileLayer,
-    hook: Hook,
-    store: Arc<Store<NoDescriptorFor>>,
-    opts: StoreOptions,
-    big: Vec<Vec<u8>>,
-}
-
-fn segment_2_fails() -> Segment2Fails {
+#[test]
+fn batches_placed_in_a_segment_that_cannot_be_created_are_placed_again_without_a_gap() {
+    // Batch 0 fills segment 1 alone; batches 1-3 are placed in segment 2
+    // while the writer is held in batch 0's callback. Creating segment 2
+    // fails (EMFILE) after batch 4 was placed behind them, in segment 2
+    // too: 1-3 fail as a group, and 4 must not be written at the places
+    // it was given (sequences 9.. of a segment that starts empty).
     let sim = SimFileLayer::new();
     let hook: Hook = Arc::default();
     let fs = NoDescriptorFor {
@@ -206,6 +201,7 @@ fn segment_2_fails() -> Segment2Fails {
         fail_id: 2,
         hook: hook.clone(),
     };
+    // Incompressible, so it fills the 1 KiB segment alone.
     let mut x: u64 = 1;
     let big: Vec<Vec<u8>> = vec![(0..2048)
         .map(|_| {
@@ -216,54 +212,8 @@ fn segment_2_fails() -> Segment2Fails {
         })
         .collect()];
     let opts = encrypted(1 << 10);
-    let (store, _) = Store::open_with(fs, dir(), opts.clone()).unwrap();
-    Segment2Fails {
-        sim,
-        hook,
-        store: Arc::new(store),
-        opts,
-        big,
-    }
-}
-
-/// Appends batch 4 (its outcome noted in `log`) just as creating segment
-/// 2 fails; the receiver hears once batch 4 is answered.
-fn append_4_when_it_fails(
-    store: &Arc<Store<NoDescriptorFor>>,
-    hook: &Hook,
-    log: &Outcomes,
-) -> mpsc::Receiver<()> {
-    let weak = Arc::downgrade(store);
-    let late = log.clone();
-    let (four_done, four_answered) = mpsc::channel();
-    *hook.lock().unwrap() = Some(Box::new(move || {
-        let store = weak.upgrade().unwrap();
-        let noted = note(&late, 4);
-        store.append_with(
-            batch(4),
-            Box::new(move |r| {
-                noted(r);
-                four_done.send(()).unwrap();
-            }),
-        );
-    }));
-    four_answered
-}
-
-#[test]
-fn batches_placed_in_a_segment_that_cannot_be_created_are_placed_again_without_a_gap() {
-    // Batch 0 fills segment 1 alone; batches 1-3 are placed in segment 2
-    // while the writer is held in batch 0's callback. Creating segment 2
-    // fails (EMFILE) after batch 4 was placed behind them, in segment 2
-    // too: 1-3 fail as a group, and 4 must not be written at the places
-    // it was given (sequences 9.. of a segment that starts empty).
-    let Segment2Fails {
-        sim,
-        hook,
-        store,
-        opts,
-        big,
-    } = segment_2_fails();
+    let (store, _) = Store::open_with(fs.clone(), dir(), opts.clone()).unwrap();
+    let store = Arc::new(store);
     let log: Outcomes = Arc::default();
     let (release, held) = mpsc::channel::<()>();
     let first = log.clone();
@@ -280,7 +230,20 @@ fn batches_placed_in_a_segment_that_cannot_be_created_are_placed_again_without_a
     for v in 1..=3 {
         store.append_with(batch(v), note(&log, v));
     }
-    let four_answered = append_4_when_it_fails(&store, &hook, &log);
+    let weak = Arc::downgrade(&store);
+    let late = log.clone();
+    let (four_done, four_answered) = mpsc::channel();
+    *hook.lock().unwrap() = Some(Box::new(move || {
+        let store = weak.upgrade().unwrap();
+        let noted = note(&late, 4);
+        store.append_with(
+            batch(4),
+            Box::new(move |r| {
+                noted(r);
+                four_done.send(()).unwrap();
+            }),
+        );
+    }));
     release.send(()).unwrap();
     four_answered.recv().unwrap();
     store
@@ -306,51 +269,6 @@ fn batches_placed_in_a_segment_that_cannot_be_created_are_placed_again_without_a
     }
     for v in 1..=3 {
         assert_eq!(store.read_slice(&key(v)).unwrap(), None);
-    }
-}
-
-/// Start at placement (ARCHITECTURE.md): batch 2 is placed ahead and
-/// marked `keeps_order`, so the caller may already act on it; batch 4,
-/// appended after it was placed, may depend on it. Creating segment 2
-/// fails (EMFILE): where that fails only the group and places the later
-/// batches again, batch 4 would be written without batch 2. It poisons
-/// instead: batch 4 fails and nothing of segment 2 is ever written.
-#[test]
-fn a_batch_that_keeps_order_poisons_when_its_segment_cannot_be_created() {
-    let Segment2Fails {
-        sim,
-        hook,
-        store,
-        opts,
-        big,
-    } = segment_2_fails();
-    let log: Outcomes = Arc::default();
-    let (release, held) = mpsc::channel::<()>();
-    store.append_with(
-        Batch::new().slice(key(0), &big),
-        Box::new(move |r| {
-            held.recv().unwrap();
-            r.unwrap();
-        }),
-    );
-    store.append_with(batch(1), note(&log, 1));
-    let placed = store.append_placing(batch(2).urgent().keeps_order(), note(&log, 2));
-    assert!(placed, "an urgent batch is placed before append returns");
-    let four_answered = append_4_when_it_fails(&store, &hook, &log);
-    release.send(()).unwrap();
-    four_answered.recv().unwrap();
-    let err = store.append(batch(5)).unwrap_err();
-    assert!(matches!(err, StoreError::Poisoned { .. }), "{err}");
-    let log = log.lock().unwrap().clone();
-    let outcome = |v: u64| log.iter().find(|(w, _)| *w == v).unwrap().1.clone();
-    for v in [1, 2, 4] {
-        let err = outcome(v).unwrap_err();
-        assert!(err.contains("creating segment"), "batch {v}: {err}");
-    }
-    drop(store);
-    let (store, _) = Store::open_with(sim, dir(), opts).unwrap();
-    for v in [1, 2, 4, 5] {
-        assert_eq!(store.read_slice(&key(v)).unwrap(), None, "batch {v}");
     }
 }
 

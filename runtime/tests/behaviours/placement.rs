@@ -224,3 +224,56 @@ async fn a_crash_before_the_created_record_is_durable_never_keeps_the_completion
         rt.shutdown(Duration::from_secs(5)).await.unwrap();
     }
 }
+
+/// A placed job's completion waits for its creation (ARCHITECTURE.md,
+/// "Start at placement", rule 2): the writer is held in the sync of an
+/// earlier group (a queued job's), so the urgent `Created` is placed in
+/// the next group, and its handler finishes before that group is
+/// written. Were its `SimpleDone` placed then, it would go in the same
+/// write as its `Created`, and a disk that kept the later page and not
+/// the earlier would hold a completion without its creation. That write's
+/// sync fails: the image that keeps its unsynced bytes holds the
+/// creation, never the completion, and the job's commit is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_placed_jobs_completion_is_not_placed_before_its_creation_is_durable() {
+    let fs = SimFileLayer::new();
+    let (rt, probe) = open_with_probe(&fs).await;
+    let held = HeldSyncs::new(&fs);
+    let ops = fs.mutating_ops();
+    let submitting = rt.clone();
+    let queued = tokio::spawn(async move {
+        submitting
+            .submit(JobSpec::simple(
+                "probe",
+                serde_json::json!({"queued": true}),
+            ))
+            .await
+    });
+    until("the queued job's group is written, its sync held", || {
+        fs.mutating_ops() > ops
+    })
+    .await;
+    let submitting = rt.clone();
+    let submit = tokio::spawn(async move { submitting.submit(urgent()).await });
+    until("the urgent probe ran", || probe.finished().len() == 2).await;
+    let id = probe.finished()[1];
+    // Long enough for a completion to be placed, were it let.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The queued job's sync, the urgent group's write, then its sync fails.
+    fs.crash_at(Some(fs.mutating_ops() + 3));
+    drop(held);
+    let queued = queued.await.unwrap().unwrap();
+    assert!(submit.await.unwrap().is_err());
+    drop(rt);
+    let rt = open(&fs.crash_image(CrashMode::KeepUnsynced)).await;
+    assert_eq!(rt.job(queued).await.unwrap().state, JobState::Queued);
+    let job = rt.job(id).await.expect("its group was written, unsynced");
+    assert_eq!(
+        job.state,
+        JobState::Queued,
+        "a completion placed with its creation"
+    );
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+    let rt = open(&fs.crash_image(CrashMode::DropUnsynced)).await;
+    assert!(not_found(rt.job(id).await));
+}
