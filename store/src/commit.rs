@@ -123,7 +123,7 @@ pub(crate) fn run_writer<F: FileLayer>(engine: Arc<Engine<F>>) {
             for request in engine.sequencer.take_all() {
                 engine.budget.release(request.bytes());
                 let err = engine.poison_error().expect("poisons stay");
-                (request.done)(Err(err));
+                request.done.send(Err(err));
             }
         }
         match engine.sequencer.wait_for_work() {
@@ -149,7 +149,7 @@ impl<F: FileLayer> Drop for FailQueuedIfUnwinding<'_, F> {
         self.0.poisoned.lock().get_or_insert(cause.clone());
         for request in self.0.sequencer.stop_now() {
             self.0.budget.release(request.bytes());
-            (request.done)(Err(StoreError::Poisoned {
+            request.done.send(Err(StoreError::Poisoned {
                 cause: cause.clone(),
             }));
         }
@@ -168,12 +168,12 @@ fn answer<F: FileLayer>(
     match outcome {
         Ok(receipts) => {
             for (slot, receipt) in group.into_iter().zip(receipts) {
-                (slot.request.done)(Ok(receipt));
+                slot.request.done.send(Ok(receipt));
             }
         }
         Err(failure) => {
             for slot in group {
-                (slot.request.done)(Err(failure.to_error()));
+                slot.request.done.send(Err(failure.to_error()));
             }
         }
     }

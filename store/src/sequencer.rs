@@ -30,12 +30,41 @@ pub(crate) type Done = Box<dyn FnOnce(Result<Receipt, StoreError>) + Send>;
 /// unplaced, so they can be placed again cheaply when a segment changes.
 pub(crate) const WINDOW_BYTES: usize = 4 << 20;
 
+/// A request's `done`, called once. Dropped without being called (the
+/// writer thread panicked with the request in hand: its group taken from
+/// the sequencer, not answered), it answers `Poisoned`, so every producer
+/// learns what became of its batch (ARCHITECTURE.md, "Start at placement":
+/// a placed job is dropped then).
+pub(crate) struct Answer(Option<Done>);
+
+impl Answer {
+    pub fn new(done: Done) -> Answer {
+        Answer(Some(done))
+    }
+
+    pub fn send(mut self, result: Result<Receipt, StoreError>) {
+        if let Some(done) = self.0.take() {
+            done(result);
+        }
+    }
+}
+
+impl Drop for Answer {
+    fn drop(&mut self) {
+        if let Some(done) = self.0.take() {
+            done(Err(StoreError::Poisoned {
+                cause: "the writer thread panicked; reopen the store".into(),
+            }));
+        }
+    }
+}
+
 /// One append: compressed frames, not yet sealed.
 pub(crate) struct Request {
     /// Shared with the thread sealing it, kept until written: a batch that
     /// is unplaced is sealed again from these.
     pub frames: Arc<[PreparedFrame]>,
-    pub done: Done,
+    pub done: Answer,
     pub urgent: bool,
 }
 

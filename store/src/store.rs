@@ -18,7 +18,7 @@ use crate::lock::lock_dir;
 use crate::manifest::Watermark;
 use crate::reserve::{ensure_reserve, release_reserve};
 use crate::segment::recovery::recover;
-use crate::sequencer::{Done, Request, Sequencer};
+use crate::sequencer::{Answer, Done, Request, Sequencer};
 use crate::SliceRecords;
 use crate::{
     Batch, CompactionPlan, CompactionReport, Damage, MasterKey, Receipt, RecoveryReport, SliceInfo,
@@ -229,7 +229,7 @@ impl<F: FileLayer> Store<F> {
         }
         let request = Request {
             frames: frames.into(),
-            done,
+            done: Answer::new(done),
             urgent,
         };
         let bytes = request.bytes();
@@ -243,7 +243,7 @@ impl<F: FileLayer> Store<F> {
             Ok(placed) => placed,
             Err(request) => {
                 self.engine.budget.release(bytes);
-                (request.done)(Err(StoreError::Poisoned {
+                request.done.send(Err(StoreError::Poisoned {
                     cause: "the writer thread stopped".into(),
                 }));
                 false

@@ -395,3 +395,38 @@ fn batches_placed_before_a_compaction_are_placed_again_after_it() {
         assert_eq!(store.read_slice(&key(v)).unwrap().unwrap(), records(v));
     }
 }
+
+/// The writer thread panics with a group in hand (here a producer's
+/// callback, which runs on it, panics): the group was taken from the
+/// sequencer, so no queue holds the other batches of that group. Each is
+/// answered `Poisoned` all the same (its answer's `Drop`), so no producer
+/// waits for ever and a batch placed ahead (start at placement) is known
+/// to have failed.
+#[test]
+fn a_batch_in_the_group_the_writer_panicked_on_is_answered() {
+    let fs = SimFileLayer::new();
+    let (store, _) = Store::open_with(fs, dir(), encrypted(1 << 20)).unwrap();
+    let (release, held) = mpsc::channel::<()>();
+    store.append_with(
+        batch(0),
+        Box::new(move |r| {
+            held.recv().unwrap();
+            r.unwrap();
+        }),
+    );
+    store.append_with(batch(1), Box::new(|_| panic!("a callback's bug")));
+    let (tx, answered) = mpsc::channel();
+    let placed = store.append_placing(
+        batch(2).urgent(),
+        Box::new(move |r| tx.send(r.map_err(|e| e.to_string())).unwrap()),
+    );
+    assert!(placed);
+    release.send(()).unwrap();
+    let answer = answered
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("batch 2 is answered");
+    let err = answer.unwrap_err();
+    assert!(err.contains("panicked"), "{err}");
+    let err = store.append(batch(3)).unwrap_err();
+    assert!(matches!(err, StoreError::Poisoned { .. }), "{err}");
+}
