@@ -277,3 +277,42 @@ async fn a_placed_jobs_completion_is_not_placed_before_its_creation_is_durable()
     let rt = open(&fs.crash_image(CrashMode::DropUnsynced)).await;
     assert!(not_found(rt.job(id).await));
 }
+
+/// The placed job is running when its `Created`'s sync fails:
+/// `drop_placed` revokes its lease, so the handler's commit, which waited
+/// for the creation, is refused (`commits_fenced`), and no image of the
+/// disk holds its completion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_placed_job_whose_sync_fails_loses_its_commit() {
+    let fs = SimFileLayer::new();
+    let (rt, probe) = open_with_probe(&fs).await;
+    let before = listed(&rt).await;
+    let counted_before = counted(&rt);
+    probe.hold.store(true, Ordering::SeqCst);
+    let (held, submit, id) = submit_and_start_with_sync_held(&fs, &rt, &probe).await;
+    let fenced = rt.metrics().commits_fenced;
+    fs.crash_at(Some(fs.mutating_ops() + 1));
+    drop(held);
+    let err = submit.await.unwrap().unwrap_err();
+    assert!(matches!(err, RuntimeError::Store(_)), "{err}");
+    assert_eq!(counted(&rt), counted_before, "the placed job was dropped");
+    probe.hold.store(false, Ordering::SeqCst);
+    until("the handler returned", || probe.finished().contains(&id)).await;
+    until("its commit was refused", || {
+        rt.metrics().commits_fenced > fenced
+    })
+    .await;
+    assert!(not_found(rt.job(id).await));
+    assert_eq!(probe.started().iter().filter(|j| **j == id).count(), 1);
+    drop(rt);
+    for mode in [CrashMode::DropUnsynced, CrashMode::KeepUnsynced] {
+        let rt = open(&fs.crash_image(mode)).await;
+        let after = listed(&rt).await;
+        match rt.job(id).await {
+            Err(RuntimeError::NotFound(..)) => assert_eq!(after, before, "{mode:?}"),
+            Ok(job) => assert_eq!(job.state, JobState::Queued, "{mode:?}"),
+            Err(e) => panic!("{mode:?}: {e}"),
+        }
+        rt.shutdown(Duration::from_secs(5)).await.unwrap();
+    }
+}
