@@ -69,10 +69,22 @@ pub fn page_within<G: Deref<Target = State>>(
         below = below.min(st.book.next_id);
         if out.total.is_none() && !bounded {
             let by_state = &st.book.by_state;
-            out.total = Some(match filter.state {
-                Some(s) => by_state[s.index()],
-                None => by_state.iter().sum(),
-            });
+            // The book counts a placed job (its creation not durable
+            // yet); the rows skip it, and so does the total.
+            let placed = (st.book.placed.iter())
+                .filter(|id| {
+                    st.table
+                        .get(id)
+                        .is_some_and(|j| filter.state.is_none_or(|s| j.state == s))
+                })
+                .count() as u64;
+            out.total = Some(
+                match filter.state {
+                    Some(s) => by_state[s.index()],
+                    None => by_state.iter().sum::<u64>(),
+                }
+                .saturating_sub(placed),
+            );
         }
         let jobs: &mut Vec<JobStatus> = &mut out.jobs;
         let resume = st

@@ -75,7 +75,9 @@ impl State {
 
     /// The batch of the placed jobs from `first_id` failed: each one's
     /// lease is revoked (a handler running it loses its commit) and its
-    /// row and entry go, as if it had never been submitted.
+    /// row and entry go (its accept time with the entry), as if it had
+    /// never been submitted, and so does a directory monitor's file it
+    /// took.
     pub(crate) fn drop_placed(&mut self, first_id: JobId, n: u64) {
         for id in first_id..first_id + n {
             if !self.book.placed.remove(&id) {
@@ -85,6 +87,7 @@ impl State {
                 self.book.revoke_leases(&job);
                 self.book.count_gone(&job);
             }
+            self.book.dirmons.taken.retain(|_, (_, taker)| *taker != id);
         }
     }
 }
@@ -149,4 +152,34 @@ pub(crate) async fn write_placing(
     rx.await
         .map_err(|_| RuntimeError::ShuttingDown)?
         .map_err(RuntimeError::Store)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::meta::Meta;
+    use crate::state_tests::state;
+    use crate::JobSpec;
+
+    /// A dropped placed job leaves nothing behind: not its accept time
+    /// (`Book::accepted`), not a directory monitor's file it took.
+    #[test]
+    fn a_dropped_placed_job_leaves_no_marks() {
+        let mut st = state();
+        let mut spec = JobSpec::simple("k", serde_json::Value::Null).with_priority(1);
+        spec.properties =
+            serde_json::json!({ crate::dirmon::PROPERTY: {"file": "in/a.csv", "entry": 3} });
+        let created = Meta::Created {
+            first_id: 1,
+            at_ms: 1,
+            specs: vec![spec],
+        };
+        st.apply_placed(&created);
+        assert!(st.book.placed.contains(&1));
+        assert!(st.book.accepted.contains_key(&1));
+        assert!(st.book.dirmons.taken.contains_key("in/a.csv"));
+        st.drop_placed(1, 1);
+        assert!(st.table.get(&1).is_none());
+        assert!(!st.book.accepted.contains_key(&1));
+        assert!(!st.book.dirmons.taken.contains_key("in/a.csv"));
+    }
 }

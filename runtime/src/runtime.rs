@@ -538,6 +538,9 @@ impl Runtime {
         let slice_size = {
             let mut st = self.shared().state.lock();
             let st = &mut *st;
+            // A placed job is simple, but answers `NotFound` as for no
+            // job, not "a simple job" (ARCHITECTURE.md, "Start at
+            // placement", rule 3).
             if st.book.placed.contains(&job) {
                 return Err(st.missing(job));
             }
@@ -931,6 +934,10 @@ impl Runtime {
         Ok(SeparatedDownload::new(download))
     }
 
+    /// Each worker slot and the lease it holds: a gauge, like the
+    /// per-state counts, so a lease may name an urgent job whose creation
+    /// is not durable yet, which readers do not show yet
+    /// (ARCHITECTURE.md, "Start at placement", rule 3).
     pub async fn workers(&self) -> Vec<WorkerStatus> {
         let st = self.shared().state.lock();
         st.book

@@ -203,8 +203,9 @@ impl Shared {
 /// The writer: appends `batch` (which carries the encoded `metas`) through
 /// the store's group commit. Once it is durable, on the store's commit
 /// thread and in commit order, `metas` are applied to the state and `then`
-/// runs under the same lock. Nothing changes in memory before durability
-/// here (`placement.rs` applies an urgent `Created` at placement itself).
+/// runs under the same lock. This applies nothing before durability; an
+/// urgent `Created` written through it by `placement.rs` was applied
+/// there already, at placement, and is only confirmed here.
 /// A storage failure poisons the runtime; an error about the batch itself
 /// (see `poisons`) reaches `then` and changes nothing else.
 ///

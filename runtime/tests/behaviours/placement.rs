@@ -142,6 +142,20 @@ async fn an_urgent_job_starts_while_its_created_record_is_being_synced() {
     assert!(not_found(rt.job(id).await));
     assert!(not_found(rt.job_or_kept(id).await));
     assert!(listed(&rt).await.iter().all(|(j, _)| *j != id));
+    for state in [None, Some(JobState::Running)] {
+        let page = rt
+            .jobs_page(JobQuery {
+                filter: JobFilter {
+                    state,
+                    ..JobFilter::default()
+                },
+                before: None,
+                limit: 100,
+            })
+            .await
+            .unwrap();
+        assert_eq!(page.total, Some(page.jobs.len() as u64), "{state:?}");
+    }
     assert!(rt.abort(id).await.is_err());
     drop(held);
     assert_eq!(submit.await.unwrap().unwrap(), id);
