@@ -129,6 +129,22 @@ async fn submit_and_start_with_sync_held(
     (held, submit, probe.started()[1])
 }
 
+/// Fails the held sync (the store is poisoned, G9): the submit fails,
+/// and the placed job is out of the scheduler's counts (`before` again).
+async fn fail_the_held_sync(
+    fs: &SimFileLayer,
+    held: HeldSyncs,
+    submit: tokio::task::JoinHandle<Result<JobId, RuntimeError>>,
+    rt: &Runtime,
+    before: u64,
+) {
+    fs.crash_at(Some(fs.mutating_ops() + 1));
+    drop(held);
+    let err = submit.await.unwrap().unwrap_err();
+    assert!(matches!(err, RuntimeError::Store(_)), "{err}");
+    assert_eq!(counted(rt), before, "the placed job was dropped");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_urgent_job_starts_while_its_created_record_is_being_synced() {
     let fs = SimFileLayer::new();
@@ -185,12 +201,7 @@ async fn a_placed_job_whose_sync_fails_is_dropped_never_started_and_its_submit_f
     let id = busy + 1;
     assert!(not_found(rt.job(id).await));
     assert!(listed(&rt).await.iter().all(|(j, _)| *j != id));
-    // The held sync fails: the store is poisoned (G9).
-    fs.crash_at(Some(fs.mutating_ops() + 1));
-    drop(held);
-    let err = submit.await.unwrap().unwrap_err();
-    assert!(matches!(err, RuntimeError::Store(_)), "{err}");
-    assert_eq!(counted(&rt), before, "the placed job was dropped");
+    fail_the_held_sync(&fs, held, submit, &rt, before).await;
     probe.hold.store(false, Ordering::SeqCst);
     // Its worker is free once the busy job's commit failed too.
     tokio::time::timeout(Duration::from_secs(30), rt.wait_idle())
@@ -305,11 +316,7 @@ async fn a_running_placed_job_whose_sync_fails_loses_its_commit() {
     probe.hold.store(true, Ordering::SeqCst);
     let (held, submit, id) = submit_and_start_with_sync_held(&fs, &rt, &probe).await;
     let fenced = rt.metrics().commits_fenced;
-    fs.crash_at(Some(fs.mutating_ops() + 1));
-    drop(held);
-    let err = submit.await.unwrap().unwrap_err();
-    assert!(matches!(err, RuntimeError::Store(_)), "{err}");
-    assert_eq!(counted(&rt), counted_before, "the placed job was dropped");
+    fail_the_held_sync(&fs, held, submit, &rt, counted_before).await;
     probe.hold.store(false, Ordering::SeqCst);
     until("the handler returned", || probe.finished().contains(&id)).await;
     until("its commit was refused", || {
