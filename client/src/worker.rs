@@ -28,6 +28,9 @@ use tonic::{Code, Status};
 use crate::node::{describe, NodeClient};
 use crate::{proto, ClientError};
 
+mod dependencies;
+use dependencies::NodeOutputs;
+
 /// A handler a worker runs, under its kind's name.
 #[derive(Clone)]
 pub enum Handler {
@@ -125,6 +128,7 @@ impl Runtime {
             threads: opts.threads.max(1) as u32,
             allows: self.allows,
             protocol: crate::PROTOCOL,
+            reads_after: true,
         };
         let client = NodeClient::new(&self.server, self.token.as_deref(), opts.ca_cert.as_deref())?;
         work(
@@ -524,7 +528,7 @@ fn thread_loop(w: &Arc<Worker>, thread: u32) {
         if !w.stop.load(Ordering::Relaxed) {
             next = Some(w.rt.spawn(lease_ahead(w.clone(), thread, progress.clone())));
         }
-        let outcome = progress.run(|| run(w, task));
+        let outcome = progress.run(|| run(w, task, &session));
         if let Some(b) = w.held.lock().get_mut(&epoch) {
             b.done = true;
         }
@@ -826,13 +830,26 @@ fn declined(w: &Worker, task: &proto::Task) -> Option<Vec<proto::DeclinedJob>> {
     (!jobs.is_empty()).then_some(jobs)
 }
 
-/// Runs the handler on `task`; the outcome to commit.
-fn run(w: &Worker, task: proto::Task) -> Option<proto::Outcome> {
-    let outcome = match task.work? {
-        proto::Work::Slice(s) => proto::Outcome::Slice(run_slice(w, s)),
-        proto::Work::Simple(b) => proto::Outcome::Simple(run_simple(w, b)),
-        proto::Work::Before(h) => proto::Outcome::Hook(run_hook(w, h, true)),
-        proto::Work::After(h) => proto::Outcome::Hook(run_hook(w, h, false)),
+/// Runs the handler on `task`, leased under `session`; the outcome to
+/// commit. Its handlers read their jobs' dependencies from the node.
+fn run(w: &Worker, task: proto::Task, session: &Session) -> Option<proto::Outcome> {
+    let work = task.work?;
+    let after = match &work {
+        proto::Work::Slice(s) => [(s.job, s.after.clone())].into(),
+        proto::Work::Simple(b) => b.jobs.iter().map(|j| (j.job, j.after.clone())).collect(),
+        proto::Work::Before(h) | proto::Work::After(h) => [(h.job, h.after.clone())].into(),
+    };
+    let deps = NodeOutputs {
+        w,
+        session: session.clone(),
+        epoch: task.epoch,
+        after,
+    };
+    let outcome = match work {
+        proto::Work::Slice(s) => proto::Outcome::Slice(run_slice(w, s, &deps)),
+        proto::Work::Simple(b) => proto::Outcome::Simple(run_simple(w, b, &deps)),
+        proto::Work::Before(h) => proto::Outcome::Hook(run_hook(w, h, true, &deps)),
+        proto::Work::After(h) => proto::Outcome::Hook(run_hook(w, h, false, &deps)),
     };
     Some(outcome)
 }
@@ -863,12 +880,12 @@ fn panicked(p: Box<dyn std::any::Any + Send>) -> String {
     format!("handler panicked: {what}")
 }
 
-fn run_slice(w: &Worker, s: proto::SliceWork) -> proto::SliceOutput {
+fn run_slice(w: &Worker, s: proto::SliceWork, deps: &NodeOutputs<'_>) -> proto::SliceOutput {
     let props = properties(&s.properties_json);
     let result = sliced(w, &s.kind).and_then(|h| {
         let records = proto::records_of(s.records.as_ref())
             .map_err(|why| format!("the node sent a malformed slice: {why}"))?;
-        let ctx = JobContext::new(s.job, &s.kind, &props, &s.categories);
+        let ctx = JobContext::new(s.job, &s.kind, &props, &s.categories).with_dependencies(deps);
         let outcome =
             catch_unwind(AssertUnwindSafe(|| h.process_slice(&ctx, &records))).map_err(panicked)?;
         SliceResult::settle(outcome, &s.categories)
@@ -904,7 +921,11 @@ fn run_slice(w: &Worker, s: proto::SliceWork) -> proto::SliceOutput {
     out
 }
 
-fn run_simple(w: &Worker, batch: proto::SimpleBatch) -> proto::SimpleResults {
+fn run_simple(
+    w: &Worker,
+    batch: proto::SimpleBatch,
+    deps: &NodeOutputs<'_>,
+) -> proto::SimpleResults {
     let results = batch
         .jobs
         .into_iter()
@@ -915,7 +936,7 @@ fn run_simple(w: &Worker, batch: proto::SimpleBatch) -> proto::SimpleResults {
             let args = properties(&j.args_json);
             let result = match w.handlers.get(&j.kind) {
                 Some(Handler::Simple(h)) => {
-                    let ctx = JobContext::new(j.job, &j.kind, &props, &[]);
+                    let ctx = JobContext::new(j.job, &j.kind, &props, &[]).with_dependencies(deps);
                     catch_unwind(AssertUnwindSafe(|| h.perform(&ctx, &args)))
                         .map_err(panicked)
                         .and_then(|r| r.map_err(|e| e.0))
@@ -938,10 +959,15 @@ fn run_simple(w: &Worker, batch: proto::SimpleBatch) -> proto::SimpleResults {
     proto::SimpleResults { results }
 }
 
-fn run_hook(w: &Worker, h: proto::HookWork, before: bool) -> proto::HookResult {
+fn run_hook(
+    w: &Worker,
+    h: proto::HookWork,
+    before: bool,
+    deps: &NodeOutputs<'_>,
+) -> proto::HookResult {
     let props = properties(&h.properties_json);
     let result = sliced(w, &h.kind).and_then(|handler| {
-        let ctx = JobContext::new(h.job, &h.kind, &props, &h.categories);
+        let ctx = JobContext::new(h.job, &h.kind, &props, &h.categories).with_dependencies(deps);
         catch_unwind(AssertUnwindSafe(|| match before {
             true => handler.before_batch(&ctx),
             false => handler.after_batch(&ctx),
@@ -1120,14 +1146,20 @@ mod tests {
             records,
             ..Default::default()
         };
-        let out = run_slice(&w, slice(None));
+        let deps = NodeOutputs {
+            w: &w,
+            session: Session::default(),
+            epoch: 1,
+            after: HashMap::new(),
+        };
+        let out = run_slice(&w, slice(None), &deps);
         let why = out.failed.expect("a slice with no records blob is not run");
         assert!(
             why.contains("malformed") && why.contains("no records"),
             "{why}"
         );
         assert_eq!(out.main, None);
-        let out = run_slice(&w, slice(Some(proto::RecordBlob::default())));
+        let out = run_slice(&w, slice(Some(proto::RecordBlob::default())), &deps);
         assert_eq!(out.failed, None);
         assert_eq!(
             out.main.unwrap().count(),
@@ -1137,6 +1169,7 @@ mod tests {
         let out = run_slice(
             &w,
             slice(Some(proto::RecordBlob::of(&[b"a", b"b"]).unwrap())),
+            &deps,
         );
         assert_eq!(
             out.main.unwrap().records().unwrap(),

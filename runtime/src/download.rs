@@ -31,6 +31,50 @@ pub(crate) struct OutputSource<'a> {
     pub store: &'a Arc<dyn SliceStore>,
 }
 
+/// Where a handler's `JobContext` reads the output of the jobs its job
+/// ran after: this process's store, or elsewhere (a remote worker reads
+/// through the node, `DependencyOutputs`).
+#[derive(Clone, Copy)]
+pub(crate) enum Dependencies<'a> {
+    Local(OutputSource<'a>),
+    Elsewhere(&'a dyn DependencyOutputs),
+}
+
+impl Dependencies<'_> {
+    /// The jobs `job` ran after (`JobSpec::after`).
+    pub fn after(self, job: JobId) -> Vec<JobId> {
+        match self {
+            Dependencies::Local(s) => s.after(job),
+            Dependencies::Elsewhere(o) => o.after(job),
+        }
+    }
+
+    /// `category` of `dep`, one of `job`'s dependencies (checked by the
+    /// caller).
+    pub fn open(
+        self,
+        job: JobId,
+        dep: JobId,
+        category: Category,
+    ) -> Result<Download, RuntimeError> {
+        match self {
+            Dependencies::Local(s) => s.open(dep, category, false),
+            Dependencies::Elsewhere(o) => o.open(job, dep, category),
+        }
+    }
+}
+
+/// The outputs of a job's dependencies as a handler that runs away from
+/// the node's store reads them (`JobContext::with_dependencies`): a
+/// remote worker asks the node, chunk by chunk (`booster_client`).
+pub trait DependencyOutputs: Sync {
+    /// The jobs `job` ran after, in the order given.
+    fn after(&self, job: JobId) -> Vec<JobId>;
+    /// `category` of `dep`, one of `job`'s dependencies, in input order
+    /// (`Download::streamed`).
+    fn open(&self, job: JobId, dep: JobId, category: Category) -> Result<Download, RuntimeError>;
+}
+
 impl OutputSource<'_> {
     /// Category `category` of `job`; a category the job did not declare is
     /// an error naming the ones it has. `read_ahead`: its slices may be
@@ -42,6 +86,17 @@ impl OutputSource<'_> {
         category: Category,
         read_ahead: bool,
     ) -> Result<Download, RuntimeError> {
+        self.open_stored(job, category, read_ahead)
+            .map(|d| Download(Records::Stored(Box::new(d))))
+    }
+
+    /// `open`, as the store's download it is.
+    pub fn open_stored(
+        self,
+        job: JobId,
+        category: Category,
+        read_ahead: bool,
+    ) -> Result<StoredDownload, RuntimeError> {
         {
             let st = self.shared.state.lock();
             let j = st.job_row(job)?;
@@ -56,7 +111,7 @@ impl OutputSource<'_> {
                 }
             }
         }
-        Ok(Download::new(
+        Ok(StoredDownload::new(
             self.store.clone(),
             self.shared.clone(),
             job,
@@ -74,8 +129,64 @@ impl OutputSource<'_> {
     }
 }
 
-/// Records of one category in input order, streamed slice by slice.
-pub struct Download {
+/// Records of one category in input order, streamed slice by slice: read
+/// from this process's store, or (a remote worker's `after_output`)
+/// from the node, chunk by chunk.
+pub struct Download(Records);
+
+enum Records {
+    /// Boxed: one allocation a download keeps the streamed form small.
+    Stored(Box<StoredDownload>),
+    Streamed(Box<dyn Iterator<Item = Result<Vec<u8>, RuntimeError>> + Send>),
+}
+
+impl Download {
+    /// Records that come from elsewhere (a remote worker reads a
+    /// dependency's output from the node): `records` as a download.
+    pub fn streamed(
+        records: Box<dyn Iterator<Item = Result<Vec<u8>, RuntimeError>> + Send>,
+    ) -> Download {
+        Download(Records::Streamed(records))
+    }
+
+    /// Slices still to read (a progress hint; 0 for a streamed one).
+    pub fn slices_left(&self) -> usize {
+        match &self.0 {
+            Records::Stored(d) => d.slices_left(),
+            Records::Streamed(_) => 0,
+        }
+    }
+}
+
+impl Iterator for Download {
+    type Item = Result<Vec<u8>, RuntimeError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        match &mut self.0 {
+            Records::Stored(d) => d.next_separated().map(|r| r.map(|(record, _)| record)),
+            Records::Streamed(records) => records.next(),
+        }
+    }
+}
+
+/// Where a read of a download resumes (`Runtime::remote_output`): its
+/// part (one slice's worth: a stored slice, a failed one) and the records
+/// of that part already read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutputCursor {
+    pub part: u64,
+    pub record: u32,
+}
+
+/// Records of a download from a cursor on, and where the rest resumes.
+#[derive(Debug, Default)]
+pub struct OutputChunk {
+    pub records: Vec<Vec<u8>>,
+    /// None: the download ends with these records.
+    pub next: Option<OutputCursor>,
+}
+
+/// A download read from this process's store.
+pub(crate) struct StoredDownload {
     store: Arc<dyn SliceStore>,
     shared: Arc<Shared>,
     keys: VecDeque<Part>,
@@ -88,11 +199,13 @@ pub struct Download {
     separators: VecDeque<(u32, Separators)>,
     /// Index in the current slice of the next record.
     index: u32,
+    /// Parts taken from `keys` (read, or skipped by a cursor).
+    parts_taken: u64,
 }
 
 /// `main` records with the separators their input had (`None`s where the
 /// slice is not 1:1 or had only regular ones), in input order.
-pub struct SeparatedDownload(Download);
+pub struct SeparatedDownload(StoredDownload);
 
 impl Iterator for SeparatedDownload {
     type Item = Result<(Vec<u8>, Separators), RuntimeError>;
@@ -102,7 +215,7 @@ impl Iterator for SeparatedDownload {
 }
 
 impl SeparatedDownload {
-    pub(crate) fn new(mut download: Download) -> SeparatedDownload {
+    pub(crate) fn new(mut download: StoredDownload) -> SeparatedDownload {
         download.separated = true;
         SeparatedDownload(download)
     }
@@ -233,14 +346,14 @@ fn failed_slices(shared: &Shared, job: JobId) -> Vec<FailedSlice> {
         .collect()
 }
 
-impl Download {
+impl StoredDownload {
     pub(crate) fn new(
         store: Arc<dyn SliceStore>,
         shared: Arc<Shared>,
         job: JobId,
         category: Category,
         read_ahead: bool,
-    ) -> Download {
+    ) -> StoredDownload {
         let list = |stream| {
             store
                 .slices(job, stream)
@@ -295,7 +408,7 @@ impl Download {
             .collect();
         let slots = read_ahead.then(|| shared.read_ahead_slots.clone());
         let reads = ReadAhead::new(store.clone(), reads, crate::upload::codec_threads(), slots);
-        Download {
+        StoredDownload {
             store,
             shared,
             reads,
@@ -304,6 +417,7 @@ impl Download {
             separated: false,
             separators: VecDeque::new(),
             index: 0,
+            parts_taken: 0,
         }
     }
 
@@ -311,16 +425,71 @@ impl Download {
     pub fn slices_left(&self) -> usize {
         self.keys.len()
     }
-}
 
-impl Iterator for Download {
-    type Item = Result<Vec<u8>, RuntimeError>;
-    fn next(&mut self) -> Option<Self::Item> {
-        self.next_separated().map(|r| r.map(|(record, _)| record))
+    /// Where the next record is: in the part read now, or at the start of
+    /// the next.
+    fn cursor(&self) -> OutputCursor {
+        match self.current.len() {
+            0 => OutputCursor {
+                part: self.parts_taken,
+                record: 0,
+            },
+            _ => OutputCursor {
+                part: self.parts_taken - 1,
+                record: self.index,
+            },
+        }
     }
-}
 
-impl Download {
+    /// The records from `from` on, about `budget_bytes` of them (at least
+    /// one), and where the rest resumes. A read error after some records
+    /// is left for the next chunk, whose first read it is.
+    pub fn chunk(
+        mut self,
+        from: OutputCursor,
+        budget_bytes: usize,
+    ) -> Result<OutputChunk, RuntimeError> {
+        // Whole parts are skipped unread; a lost part is not skipped, so
+        // its read says what happened to it.
+        while self.parts_taken < from.part {
+            match self.keys.front() {
+                Some(Part::Stored(..) | Part::Failed(_)) => {
+                    self.keys.pop_front();
+                    self.reads.skip();
+                    self.parts_taken += 1;
+                }
+                Some(Part::Lost(_)) | None => break,
+            }
+        }
+        for _ in 0..from.record {
+            if let Some(Err(e)) = self.next_separated() {
+                return Err(e);
+            }
+        }
+        let mut chunk = OutputChunk::default();
+        let mut bytes = 0usize;
+        loop {
+            let at = self.cursor();
+            match self.next_separated() {
+                None => return Ok(chunk),
+                Some(Err(e)) if chunk.records.is_empty() => return Err(e),
+                Some(Err(_)) => {
+                    chunk.next = Some(at);
+                    return Ok(chunk);
+                }
+                Some(Ok((record, _))) => {
+                    // A length and a tag or two on the wire.
+                    bytes += record.len() + 8;
+                    chunk.records.push(record);
+                }
+            }
+            if bytes >= budget_bytes {
+                chunk.next = Some(self.cursor());
+                return Ok(chunk);
+            }
+        }
+    }
+
     /// The separators stored for the input slice `seq` of `key`'s job,
     /// when they pair with an output slice of `records` records.
     fn separators_of(
@@ -384,6 +553,7 @@ impl Download {
                 return Some(Ok((r, separators.unwrap_or_default())));
             }
             let part = self.keys.pop_front()?;
+            self.parts_taken += 1;
             let key = match &part {
                 Part::Stored(key, _) => *key,
                 Part::Failed(f) => f.key,

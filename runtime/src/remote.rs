@@ -17,7 +17,7 @@
 //! use booster_runtime::{RemoteHello, RemoteLease};
 //! let joined = runtime.remote_join(RemoteHello {
 //!     host: "w1".into(), pid: 42, version: "0.1.0".into(),
-//!     kinds: vec!["copy".into()], threads: 2, allows: Vec::new(),
+//!     kinds: vec!["copy".into()], threads: 2, allows: Vec::new(), reads_after: true,
 //! })?;
 //! if let RemoteLease::Task(task) =
 //!     runtime.remote_lease(&joined.session, 0, std::time::Duration::from_secs(1)).await?
@@ -35,6 +35,8 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod output;
 
 use crate::dispatch::{CommitEnd, HookItem, SimpleItem, SliceItem, TaskWork};
 use crate::shared::Shared;
@@ -55,6 +57,10 @@ pub struct RemoteHello {
     /// Jobs of these kinds it runs only with one of these property values
     /// (`exec`: its `--exec-allow` commands): its slots lease no other.
     pub allows: Vec<RemoteAllow>,
+    /// Its handlers read the output of their jobs' dependencies through
+    /// `remote_output`: it may be leased jobs with `after` (an older
+    /// worker cannot, and would run them without their input).
+    pub reads_after: bool,
 }
 
 /// A job of `kind` is for the process only when its property `property`
@@ -125,6 +131,8 @@ pub enum RemoteWork {
 
 pub struct RemoteSimpleJob {
     pub job: JobId,
+    /// The jobs it ran after, whose output it reads (`remote_output`).
+    pub after: Vec<JobId>,
     pub kind: Arc<str>,
     pub args: Arc<serde_json::Value>,
     pub properties: Arc<serde_json::Value>,
@@ -132,6 +140,8 @@ pub struct RemoteSimpleJob {
 
 pub struct RemoteSlice {
     pub job: JobId,
+    /// The jobs it ran after, whose output it reads (`remote_output`).
+    pub after: Vec<JobId>,
     pub slice: u64,
     pub kind: Arc<str>,
     pub properties: Arc<serde_json::Value>,
@@ -142,6 +152,8 @@ pub struct RemoteSlice {
 
 pub struct RemoteHook {
     pub job: JobId,
+    /// The jobs it ran after, whose output it reads (`remote_output`).
+    pub after: Vec<JobId>,
     pub kind: Arc<str>,
     pub properties: Arc<serde_json::Value>,
     pub categories: Arc<[String]>,
@@ -252,6 +264,15 @@ pub enum RemoteError {
     #[error("the node is shutting down")]
     ShuttingDown,
     #[error(
+        "this node holds no lease {0} of this worker: it expired, ended or was given to \
+         another worker; its work runs again"
+    )]
+    NoSuchLease(u64),
+    /// A dependency's output could not be read (`remote_output`): what a
+    /// local handler's `after_output` would have been told.
+    #[error("{0}")]
+    Output(crate::RuntimeError),
+    #[error(
         "the node has {threads} remote worker threads, and takes at most {MAX_REMOTE_THREADS}; \
          join with fewer --workers, or wait for silent workers to be forgotten"
     )]
@@ -314,11 +335,19 @@ pub struct RemoteSlot {
     pub group: u64,
     pub kinds: Arc<[String]>,
     pub allows: Arc<[RemoteAllow]>,
+    /// Its process reads dependencies' output (`RemoteHello::reads_after`).
+    pub reads_after: bool,
 }
 
 impl RemoteSlot {
     pub fn runs(&self, kind: &str) -> bool {
         self.kinds.iter().any(|k| k == kind)
+    }
+
+    /// `job` is one this slot's process may run: its allow lists pass it,
+    /// and it has no `after` or the process reads dependencies' output.
+    pub fn takes(&self, job: &crate::table::Job) -> bool {
+        (job.after.is_empty() || self.reads_after) && self.accepts(&job.kind, &job.properties)
     }
 
     /// A job of `kind` with `properties` passes the process's allow lists.
@@ -380,6 +409,29 @@ pub struct Group {
 
 /// The refused jobs a process's `declined` list keeps.
 const MAX_DECLINED: usize = 4096;
+
+impl Group {
+    /// Job `job` is never leased to this process again, for `why` (cut to
+    /// 1 KiB); past `MAX_DECLINED` jobs, the oldest is asked again.
+    fn decline(&mut self, job: JobId, mut why: String) {
+        const MAX_REASON_BYTES: usize = 1024;
+        if why.len() > MAX_REASON_BYTES {
+            let mut end = MAX_REASON_BYTES;
+            while !why.is_char_boundary(end) {
+                end -= 1;
+            }
+            why.truncate(end);
+        }
+        if self.declined.insert(job, why).is_none() {
+            self.declined_order.push_back(job);
+        }
+        while self.declined_order.len() > MAX_DECLINED {
+            if let Some(oldest) = self.declined_order.pop_front() {
+                self.declined.remove(&oldest);
+            }
+        }
+    }
+}
 
 /// A process that works on this node's jobs: this one (its own threads)
 /// or a remote worker process (`Runtime::worker_processes`).
@@ -534,6 +586,7 @@ impl Runtime {
                 group,
                 kinds: kinds.clone(),
                 allows: allows.clone(),
+                reads_after: hello.reads_after,
             });
             let slot = match book.fleet.free_slots.pop() {
                 Some(i) => i,
@@ -690,7 +743,6 @@ impl Runtime {
         epoch: u64,
         declined: Vec<(JobId, String)>,
     ) -> Result<(), RemoteError> {
-        const MAX_REASON_BYTES: usize = 1024;
         let shared = self.shared();
         let mut st = shared.state.lock();
         st.book.fleet.check(session)?;
@@ -718,22 +770,8 @@ impl Runtime {
         }
         st.book.fleet.held.remove(&epoch);
         if let Some(g) = st.book.fleet.groups.get_mut(&session.worker) {
-            for (job, mut why) in declined {
-                if why.len() > MAX_REASON_BYTES {
-                    let mut end = MAX_REASON_BYTES;
-                    while !why.is_char_boundary(end) {
-                        end -= 1;
-                    }
-                    why.truncate(end);
-                }
-                if g.declined.insert(job, why).is_none() {
-                    g.declined_order.push_back(job);
-                }
-                while g.declined_order.len() > MAX_DECLINED {
-                    if let Some(oldest) = g.declined_order.pop_front() {
-                        g.declined.remove(&oldest);
-                    }
-                }
+            for (job, why) in declined {
+                g.decline(job, why);
             }
         }
         st.release(epoch);
@@ -883,37 +921,34 @@ impl Runtime {
 
 impl crate::state::State {
     /// Why no worker can run `job` on a node that runs no threads of its
-    /// own (`serve --workers 0`): it reads its dependencies' output, which
-    /// only the node's threads can, or no connected remote process runs
-    /// its kind or passes its allow lists. None: some worker can.
+    /// own (`serve --workers 0`): no connected remote process runs its
+    /// kind, passes its allow lists, or (for a job with `after`) reads
+    /// dependencies' output. None: some worker can.
     pub(crate) fn no_worker_can_run(&self, job: &crate::table::Job) -> Option<String> {
         let book = &self.book;
         if book.local_workers > 0 || !book.runs_workers {
             return None;
         }
-        if !job.after.is_empty() {
-            return Some(
-                "no worker can run it: it reads the output of the jobs it runs after, \
-                 which only the node's own threads can read, and this node runs none \
-                 (serve --workers 0); restart it with --workers N"
-                    .into(),
-            );
-        }
         let slots = book.fleet.groups.values().filter_map(|g| {
             let slot = *g.slots.first()?;
             book.workers.get(slot)?.remote.as_ref()
         });
-        let mut runs_kind = false;
+        let (mut runs_kind, mut allowed) = (false, false);
         let mut refused = None;
         for r in slots {
-            if r.runs(&job.kind) {
-                if r.accepts(&job.kind, &job.properties) {
-                    match book.fleet.declined(r.group, job.id) {
-                        None => return None,
-                        Some(why) => refused = Some((r.group, why)),
-                    }
+            if !r.runs(&job.kind) {
+                continue;
+            }
+            runs_kind = true;
+            if !r.accepts(&job.kind, &job.properties) {
+                continue;
+            }
+            allowed = true;
+            if r.takes(job) {
+                match book.fleet.declined(r.group, job.id) {
+                    None => return None,
+                    Some(why) => refused = Some((r.group, why)),
                 }
-                runs_kind = true;
             }
         }
         let kind = &*job.kind;
@@ -922,16 +957,21 @@ impl crate::state::State {
                 "no connected worker takes it: worker {group}'s handler for kind {kind:?} declined it: {why}"
             ));
         }
-        Some(match (book.fleet.groups.is_empty(), runs_kind) {
-            (true, _) => "no worker can run it: this node runs no threads (serve --workers 0) \
+        Some(match (book.fleet.groups.is_empty(), runs_kind, allowed) {
+            (true, _, _) => "no worker can run it: this node runs no threads (serve --workers 0) \
                           and no remote worker is connected; start one: booster --server URL work"
                 .into(),
-            (false, false) => {
+            (false, false, _) => {
                 format!("no worker can run it: no connected worker runs kind {kind:?}")
             }
-            (false, true) => format!(
+            (false, true, false) => format!(
                 "no worker can run it: no connected worker allows this {kind:?} job \
                  (an exec job runs only where `booster work --exec-allow` names its cmd)"
+            ),
+            (false, true, true) => format!(
+                "no worker can run it: it reads the output of the jobs it runs after, and no \
+                 connected worker that runs kind {kind:?} can read them (an older booster \
+                 work): run this node's booster build there, or restart the node with --workers N"
             ),
         })
     }
@@ -1149,11 +1189,12 @@ fn lease_blocking(
             TaskWork::After(item) => (RemoteWork::After(hook_of(item)), Vec::new()),
         };
         let count = records.len();
-        let work = match work {
+        let mut work = match work {
             RemoteWork::Slice(s) => RemoteWork::Slice(RemoteSlice { records, ..s }),
             w => w,
         };
         let mut st = shared.state.lock();
+        add_after(&st, &mut work);
         let lease = st.book.leases.get(&epoch);
         let deadline_ms = lease.map_or(0, |l| l.deadline_ms);
         let timeout_ms = lease.and_then(|l| l.timeout_ms);
@@ -1179,9 +1220,29 @@ fn lease_blocking(
     }
 }
 
+/// Each job of `work` with the jobs it ran after, whose output its
+/// handler reads (`remote_output`). Most have none: a look-up each.
+fn add_after(st: &crate::state::State, work: &mut RemoteWork) {
+    let after = |job: JobId| {
+        st.table
+            .get(&job)
+            .map_or_else(Vec::new, |j| j.after.clone())
+    };
+    match work {
+        RemoteWork::Simple(jobs) => {
+            for j in jobs {
+                j.after = after(j.job);
+            }
+        }
+        RemoteWork::Slice(s) => s.after = after(s.job),
+        RemoteWork::Before(h) | RemoteWork::After(h) => h.after = after(h.job),
+    }
+}
+
 fn slice_of(item: &SliceItem, records: Vec<Vec<u8>>) -> RemoteSlice {
     RemoteSlice {
         job: item.job,
+        after: Vec::new(),
         slice: item.slice,
         kind: item.kind.clone(),
         properties: item.properties.clone(),
@@ -1193,6 +1254,7 @@ fn slice_of(item: &SliceItem, records: Vec<Vec<u8>>) -> RemoteSlice {
 fn simple_of(item: &SimpleItem) -> RemoteSimpleJob {
     RemoteSimpleJob {
         job: item.job,
+        after: Vec::new(),
         kind: item.kind.clone(),
         args: item.args.clone(),
         properties: item.properties.clone(),
@@ -1202,6 +1264,7 @@ fn simple_of(item: &SimpleItem) -> RemoteSimpleJob {
 fn hook_of(item: &HookItem) -> RemoteHook {
     RemoteHook {
         job: item.job,
+        after: Vec::new(),
         kind: item.kind.clone(),
         properties: item.properties.clone(),
         categories: item.categories.clone(),

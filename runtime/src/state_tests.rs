@@ -488,6 +488,7 @@ fn remote_slot(st: &mut State, kinds: &[&str]) -> usize {
             group: 7,
             kinds: kinds.iter().map(|k| k.to_string()).collect(),
             allows: Vec::new().into(),
+            reads_after: true,
         }),
         ..Default::default()
     });

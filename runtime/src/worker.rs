@@ -15,7 +15,7 @@ use crate::slice_store::SliceStore;
 
 use crate::category::category_stream;
 use crate::dispatch::{CommitEnd, HookItem, SimpleItem, SliceItem, Task, TaskWork};
-use crate::download::OutputSource;
+use crate::download::{Dependencies, OutputSource};
 use crate::handler::{panic_message, set_progress, Progress};
 use crate::meta::{Meta, SimpleOutcome, STREAM_ERRORS, STREAM_INPUT, STREAM_MAIN};
 use crate::remote::{SimpleResult, SliceResult};
@@ -165,7 +165,7 @@ fn run_simple(
             kind: &item.kind,
             properties: &item.properties,
             categories: &[],
-            source: Some(OutputSource { shared, store }),
+            source: Some(Dependencies::Local(OutputSource { shared, store })),
         };
         let result = match handler {
             Some(Handler::Simple(h)) => {
@@ -320,7 +320,7 @@ fn run_slice(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, epoch: u64, item
         kind: &item.kind,
         properties: &item.properties,
         categories: &item.categories,
-        source: Some(OutputSource { shared, store }),
+        source: Some(Dependencies::Local(OutputSource { shared, store })),
     };
     let result = SliceResult::settle(handler.process_slice(&ctx, &records), &item.categories);
     let count = records.len() as u64;
@@ -611,7 +611,7 @@ fn run_hook(
         kind: &item.kind,
         properties: &item.properties,
         categories: &item.categories,
-        source: Some(OutputSource { shared, store }),
+        source: Some(Dependencies::Local(OutputSource { shared, store })),
     };
     let result = match shared.handler(&item.kind) {
         Some(Handler::Sliced(h)) => catch_unwind(AssertUnwindSafe(|| {

@@ -932,6 +932,7 @@ fn fenced_commits_of_a_worker_are_logged_without_a_flood() {
             threads: 1,
             allows: Vec::new(),
             protocol: booster_client::PROTOCOL,
+            reads_after: true,
         }))
         .unwrap();
     for epoch in 1..=60 {
@@ -1187,4 +1188,66 @@ fn a_job_a_remote_handler_refuses_waits_saying_why_and_runs_where_it_is_taken() 
     );
     wait_completed(&server, us, "the us job to complete where it is taken");
     any.stop();
+}
+
+/// exec's command for a job with `after`: its own input, then the output
+/// of the job it ran after (the pipe `BOOSTER_AFTER_OUTPUT_FDS` names).
+const CAT_THEN_DEPENDENCY: &str = r#"cat; eval "cat <&$BOOSTER_AFTER_OUTPUT_FDS""#;
+
+/// Issue 13's known fault: a job with `after` was never leased to a
+/// remote worker, so a node without threads never ran it (it waited,
+/// saying so). Its remote handler now reads what its dependency wrote
+/// through the node, as a local handler reads it from the store.
+#[test]
+fn a_job_with_after_on_a_node_without_workers_runs_on_a_remote_worker_reading_its_dependency() {
+    let sb = Sandbox::new();
+    let server = serve(
+        &sb,
+        &["--workers", "0", "--exec-allow", CAT_THEN_DEPENDENCY],
+    );
+    let input = numbered_lines(300);
+    let first = submit(
+        &server,
+        &sb,
+        &input,
+        &["--kind", "copy", "--slice-size", "7"],
+    );
+    let own = "own line 1\nown line 2\n";
+    let then = submit(
+        &server,
+        &sb,
+        own,
+        &[
+            "--kind",
+            "exec",
+            "--cmd",
+            CAT_THEN_DEPENDENCY,
+            "--after",
+            &first.to_string(),
+        ],
+    );
+    let w = worker(
+        &server,
+        &sb,
+        &[
+            "--workers",
+            "2",
+            "--until-idle",
+            "--exec-allow",
+            CAT_THEN_DEPENDENCY,
+        ],
+    );
+    finishes(w, "work --until-idle");
+    let (output, job) = output_of(&server, &sb, first);
+    assert_exact(&job, &output, &input);
+    let (output, job) = output_of(&server, &sb, then);
+    assert_eq!(job["state"], "completed", "{job}");
+    assert_eq!(
+        output,
+        format!("{own}{input}"),
+        "its own input, then its dependency's output, each record once, in order"
+    );
+    assert_eq!(job["records_in"], 2, "{job}");
+    assert_eq!(job["records_failed"].as_u64().unwrap_or(0), 0, "{job}");
+    assert_eq!(lease_expiries(&server), 0, "{job}");
 }

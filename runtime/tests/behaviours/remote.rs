@@ -31,6 +31,7 @@ fn hello() -> RemoteHello {
         kinds: vec!["echo".into()],
         threads: 1,
         allows: Vec::new(),
+        reads_after: true,
     }
 }
 
@@ -206,8 +207,11 @@ async fn a_job_of_a_kind_no_connected_worker_runs_says_so_and_leaves_the_worker_
     );
 }
 
+/// An older worker (its `Hello` does not say it reads dependencies) would
+/// run a job with `after` without its input: it is never leased one, and
+/// the job says why it waits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_with_after_on_a_node_without_threads_says_why_it_waits_and_idles_its_workers() {
+async fn a_job_with_after_is_never_leased_to_a_worker_that_cannot_read_its_dependencies() {
     let dir = tempfile::tempdir().unwrap();
     let rt = node(dir.path()).await;
     let first = rt.submit(sliced("echo", 10)).await.unwrap();
@@ -215,7 +219,11 @@ async fn a_job_with_after_on_a_node_without_threads_says_why_it_waits_and_idles_
     let then = sliced("echo", 10).with_after(&[first], DependencyFailure::Fail);
     let then = rt.submit(then).await.unwrap();
     upload_all(&rt, then, &records(10)).await;
-    let joined = rt.remote_join(hello()).unwrap();
+    let old = RemoteHello {
+        reads_after: false,
+        ..hello()
+    };
+    let joined = rt.remote_join(old).unwrap();
     work_until_idle(&rt, &joined.session).await;
     let s = rt.job(first).await.unwrap();
     assert_eq!(s.state, JobState::Completed);
@@ -223,9 +231,96 @@ async fn a_job_with_after_on_a_node_without_threads_says_why_it_waits_and_idles_
     assert_eq!(s.state, JobState::Queued);
     let reason = s.waiting_reason.unwrap_or_default();
     assert!(
-        reason.starts_with("no worker can run it") && reason.contains("--workers"),
+        reason.starts_with("no worker can run it") && reason.contains("reads the output"),
         "{reason}"
     );
+}
+
+/// Issue 13's known fault: a job with `after` was never leased to a
+/// remote worker, so a node without threads never ran it. Now its lease
+/// names its dependencies, and its handler reads their output through
+/// the node a chunk at a time (`remote_output`), exactly what a local
+/// handler's `after_output` reads, across parts and chunk ends alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_worker_reads_the_output_of_its_job_s_dependencies_chunk_by_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = node(dir.path()).await;
+    let first = rt.submit(sliced("echo", 7)).await.unwrap();
+    upload_all(&rt, first, &records(40)).await;
+    let other = rt.submit(sliced("echo", 10)).await.unwrap();
+    upload_all(&rt, other, &records(3)).await;
+    let then = sliced("echo", 10).with_after(&[first], DependencyFailure::Fail);
+    let then = rt.submit(then).await.unwrap();
+    upload_all(&rt, then, &records(1)).await;
+    let joined = rt.remote_join(hello()).unwrap();
+    let session = &joined.session;
+    // The dependencies' slices, then the dependent job's.
+    let mut leased_then = None;
+    while let Some((epoch, job, slice, records)) = next_slice(&rt, session).await {
+        if job == then {
+            leased_then = Some((epoch, slice, records));
+            break;
+        }
+        let answer = rt
+            .remote_commit(session, epoch, output(job, slice, records))
+            .await;
+        assert_eq!(answer.unwrap(), CommitAnswer::Accepted);
+    }
+    let (epoch, slice, records) = leased_then.expect("the job with after was leased");
+    let expected = download(&rt, first, Category::Main);
+    assert_eq!(expected.len(), 40);
+    // 20 bytes a chunk: two or three records, so chunks end inside and
+    // at the end of the dependency's slices of 7.
+    let read = |budget: usize| {
+        let mut got = Vec::new();
+        let mut from = OutputCursor::default();
+        loop {
+            let chunk = rt
+                .remote_output(session, epoch, first, "main", from, budget)
+                .unwrap();
+            assert!(!chunk.records.is_empty() || chunk.next.is_none());
+            got.extend(chunk.records);
+            match chunk.next {
+                Some(next) => from = next,
+                None => return got,
+            }
+        }
+    };
+    assert_eq!(read(20), expected);
+    assert_eq!(read(1 << 20), expected);
+    // Only the lease's own job's dependencies, only under its own lease.
+    let err = rt.remote_output(session, epoch, other, "main", OutputCursor::default(), 20);
+    assert!(
+        matches!(err, Err(RemoteError::Malformed(_))),
+        "{:?}",
+        err.err()
+    );
+    let err = rt.remote_output(session, epoch + 1000, first, "main", Default::default(), 20);
+    assert!(
+        matches!(err, Err(RemoteError::NoSuchLease(_))),
+        "{:?}",
+        err.err()
+    );
+    let stranger = rt.remote_join(hello()).unwrap();
+    let err = rt.remote_output(
+        &stranger.session,
+        epoch,
+        first,
+        "main",
+        Default::default(),
+        20,
+    );
+    assert!(
+        matches!(err, Err(RemoteError::NoSuchLease(_))),
+        "{:?}",
+        err.err()
+    );
+    let answer = rt
+        .remote_commit(session, epoch, output(then, slice, records))
+        .await;
+    assert_eq!(answer.unwrap(), CommitAnswer::Accepted);
+    work_until_idle(&rt, session).await;
+    assert_eq!(rt.job(then).await.unwrap().state, JobState::Completed);
 }
 
 /// The first task the node leases `session`, whatever its work.

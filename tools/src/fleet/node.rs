@@ -1,4 +1,4 @@
-//! The node's side of `booster.worker.v1.Worker`: four unary gRPC
+//! The node's side of `booster.worker.v1.Worker`: six unary gRPC
 //! methods, routed by `serve`'s axum router on its own listener (same
 //! port, same TLS, the same token check in `serve/auth.rs`, which lets
 //! only worker and admin tokens through). Each turns its message into a
@@ -83,6 +83,7 @@ pub async fn hello(State(app): State<AppState>, req: Request) -> Response {
                     values: a.values,
                 })
                 .collect(),
+            reads_after: m.reads_after,
         };
         let who = format!("{} pid {}", refusals::printable(&hello.host, 255), hello.pid);
         let joined = runtime
@@ -237,6 +238,48 @@ pub async fn decline(State(app): State<AppState>, req: Request) -> Response {
     .await
 }
 
+/// `Output`: records of a dependency's output for a handler of a lease
+/// the worker holds (`Runtime::remote_output`), up to half a slice's
+/// bytes a reply, so a reply's records and framing stay under the
+/// message limit.
+pub async fn output(State(app): State<AppState>, req: Request) -> Response {
+    let runtime = app.runtime.clone();
+    unary(
+        "Output",
+        &app.runtime,
+        req,
+        SMALL_MESSAGE_BYTES,
+        move |m: proto::OutputRequest| async move {
+            let session = session(m.worker_id, &m.session);
+            let from = booster_runtime::OutputCursor {
+                part: m.part,
+                record: m.record,
+            };
+            let budget_bytes = runtime.max_slice_bytes() / 2;
+            let who = format!(" of worker {}, lease {}", m.worker_id, m.epoch);
+            let rt = runtime.clone();
+            let chunk = tokio::task::spawn_blocking(move || {
+                rt.remote_output(&session, m.epoch, m.job, &m.category, from, budget_bytes)
+            })
+            .await
+            .map_err(|_| Status::unavailable("the node is shutting down"))?
+            .map_err(|e| refuse("Output", &who, e))?;
+            let records = proto::RecordBlob::of(&chunk.records).map_err(|why| {
+                refusals::log("Output", &who, tonic::Code::Internal, &why);
+                Status::failed_precondition(why)
+            })?;
+            let next = chunk.next.unwrap_or_default();
+            Ok(proto::OutputReply {
+                records: Some(records),
+                done: chunk.next.is_none(),
+                part: next.part,
+                record: next.record,
+            })
+        },
+    )
+    .await
+}
+
 /// The session a call names; a secret of another length matches none.
 fn session(worker: u64, secret: &[u8]) -> RemoteSession {
     RemoteSession {
@@ -262,6 +305,9 @@ fn status(e: RemoteError) -> Status {
         RemoteError::WrongSession(_) => Status::permission_denied(e.to_string()),
         RemoteError::Random(_) => Status::unavailable(e.to_string()),
         RemoteError::ShuttingDown => Status::unavailable(e.to_string()),
+        RemoteError::NoSuchLease(_) | RemoteError::Output(_) => {
+            Status::failed_precondition(e.to_string())
+        }
         RemoteError::Full { .. } => Status::resource_exhausted(e.to_string()),
         RemoteError::UnknownThread { .. } | RemoteError::Malformed(_) => {
             Status::invalid_argument(e.to_string())
@@ -277,6 +323,7 @@ fn json(v: &serde_json::Value) -> String {
 fn work_of(work: RemoteWork) -> Result<proto::Work, String> {
     let hook = |h: booster_runtime::RemoteHook| proto::HookWork {
         job: h.job,
+        after: h.after,
         kind: h.kind.to_string(),
         properties_json: json(&h.properties),
         categories: h.categories.to_vec(),
@@ -287,6 +334,7 @@ fn work_of(work: RemoteWork) -> Result<proto::Work, String> {
                 .into_iter()
                 .map(|j| proto::SimpleJob {
                     job: j.job,
+                    after: j.after,
                     kind: j.kind.to_string(),
                     args_json: json(&j.args),
                     properties_json: json(&j.properties),
@@ -295,6 +343,7 @@ fn work_of(work: RemoteWork) -> Result<proto::Work, String> {
         }),
         RemoteWork::Slice(s) => proto::Work::Slice(proto::SliceWork {
             job: s.job,
+            after: s.after,
             slice: s.slice,
             kind: s.kind.to_string(),
             properties_json: json(&s.properties),

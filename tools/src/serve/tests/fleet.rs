@@ -81,6 +81,7 @@ fn hello(version: &str) -> proto::HelloRequest {
         threads: 1,
         allows: Vec::new(),
         protocol: booster_client::PROTOCOL,
+        reads_after: true,
     }
 }
 
@@ -792,6 +793,7 @@ fn bytes_that_are_no_commit_are_refused_and_change_nothing() {
         threads: 7,
         allows: Vec::new(),
         protocol: 7,
+        reads_after: false,
     };
     let url = t.url.clone();
     let err = t
@@ -915,6 +917,7 @@ fn a_kind_a_worker_process_ran_stays_submittable_after_a_node_restart() {
             kinds: vec!["service".into()],
             threads: 1,
             allows: Vec::new(),
+            reads_after: true,
         };
         t.runtime().remote_join(hello).unwrap();
         assert_eq!(create(&t, "service").0, 201);
