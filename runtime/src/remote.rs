@@ -854,6 +854,13 @@ impl Runtime {
         answer_of(rx).await
     }
 
+    /// The largest message between this node and a remote worker, either
+    /// way: a slice's records, or its output and errors, with room for the
+    /// framing (twice `max_slice_bytes`, and 1 MiB).
+    pub fn max_message_bytes(&self) -> usize {
+        max_message_bytes(self.shared().limits.max_slice_bytes)
+    }
+
     /// The most bytes a slice may hold (`RuntimeOptions::max_slice_bytes`):
     /// what bounds a remote worker's messages.
     pub fn max_slice_bytes(&self) -> usize {
@@ -1172,6 +1179,13 @@ fn lease_blocking(
         };
         let leased = Instant::now();
         let epoch = task.epoch;
+        if let TaskWork::Simple(items) = &task.work {
+            let limit = max_message_bytes(shared.limits.max_slice_bytes);
+            if let Some(why) = unsendable(items, limit) {
+                refuse_unsendable(shared, store, group, epoch, items, &why);
+                continue;
+            }
+        }
         let (work, records) = match &task.work {
             TaskWork::Slice(item) => {
                 // A slice that cannot be read fails here, as a local
@@ -1269,6 +1283,75 @@ fn hook_of(item: &HookItem) -> RemoteHook {
         properties: item.properties.clone(),
         categories: item.categories.clone(),
     }
+}
+
+fn max_message_bytes(max_slice_bytes: usize) -> usize {
+    max_slice_bytes.saturating_mul(2) + (1 << 20)
+}
+
+/// Room in a lease's message for all but a simple job's arguments and
+/// properties (its id, kind, `after`, the framing).
+const LEASE_FRAMING_BYTES: usize = 64 << 10;
+
+/// Why a simple lease cannot be sent to a remote worker: its one job's
+/// arguments and properties pass what a message carries. A batch of
+/// several is cut to fit far below that (`Book::max_remote_batch_bytes`,
+/// `max_slice_bytes`); only a job alone can be too large, and only then
+/// is its JSON measured here.
+fn unsendable(items: &[SimpleItem], max_message_bytes: usize) -> Option<String> {
+    let [item] = items else {
+        return None;
+    };
+    let json_len = |v: &serde_json::Value| serde_json::to_vec(v).map_or(0, |b| b.len());
+    let bytes = json_len(&item.args) + json_len(&item.properties);
+    let room = max_message_bytes.saturating_sub(LEASE_FRAMING_BYTES);
+    (bytes > room).then(|| {
+        format!(
+            "its arguments and properties are {bytes} bytes as JSON, more than the {room} bytes \
+             a message to a remote worker carries (twice the node's max_slice_bytes and 1 MiB, \
+             less room for the rest of the lease)"
+        )
+    })
+}
+
+/// Simple lease `epoch`, leased to process `group`, cannot be sent to it
+/// (`unsendable`: `why`). A node with threads of its own hands the lease
+/// back, no expiry counted, and never leases the job to that process
+/// again, so one of its threads runs it; a node without fails the job at
+/// once, no retry (sending it again would not change), the rest of its
+/// work untouched. Before, the lease was answered `Internal` until it
+/// expired, again and again, until the job failed as hung.
+fn refuse_unsendable(
+    shared: &Arc<Shared>,
+    store: &Arc<dyn SliceStore>,
+    group: u64,
+    epoch: u64,
+    items: &[SimpleItem],
+    why: &str,
+) {
+    let mut st = shared.state.lock();
+    if st.book.local_workers > 0 {
+        if st.book.leases.get(&epoch).is_some_and(|l| !l.committing) {
+            if let Some(g) = st.book.fleet.groups.get_mut(&group) {
+                for item in items {
+                    g.decline(
+                        item.job,
+                        format!("a remote worker cannot be sent it: {why}"),
+                    );
+                }
+            }
+            st.release(epoch);
+        }
+        drop(st);
+        shared.changed();
+        return;
+    }
+    drop(st);
+    let why = format!(
+        "{why}; this node runs no worker threads of its own (serve --workers 0) to run it \
+         instead: pass large inputs as a sliced job's upload, or run the node with --workers N"
+    );
+    crate::worker::fail_simple(shared, store, epoch, items, &why);
 }
 
 /// The most records a slice's commit may write: 16 for each record a

@@ -433,3 +433,125 @@ async fn a_decline_hands_back_only_its_own_leases_jobs_and_keeps_them_from_that_
     work_until_idle(&rt, &other.session).await;
     assert_eq!(rt.wait(id).await.unwrap().state, JobState::Completed);
 }
+
+/// Issue 13's known fault: a simple job whose arguments alone pass the
+/// message limit was leased to a remote worker anyway; the node could not
+/// encode the lease (`Internal`), the lease expired, and so again until
+/// the job failed as hung. Now a node without threads of its own fails it
+/// at once, naming its size and the limit, with no retry; the job queued
+/// behind it is leased as ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simple_job_too_large_for_a_remote_message_fails_at_once_naming_its_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = node(dir.path()).await;
+    // 64 KiB slices: messages of 1.125 MiB at most.
+    let huge = "x".repeat(2 << 20);
+    let args = serde_json::json!({ "text": huge });
+    // Its arguments and its properties (none: `null`) as JSON.
+    let bytes = serde_json::to_vec(&args).unwrap().len() + "null".len();
+    let big = JobSpec::simple("job", args).with_priority(1);
+    let big = rt.submit(big).await.unwrap();
+    let small = rt
+        .submit(JobSpec::simple("job", serde_json::json!({ "n": 1 })))
+        .await
+        .unwrap();
+    let joined = rt
+        .remote_join(RemoteHello {
+            kinds: vec!["job".into()],
+            ..hello()
+        })
+        .unwrap();
+    let task = first_task(&rt, &joined.session).await;
+    let RemoteWork::Simple(jobs) = task.work else {
+        panic!("only simple jobs were submitted");
+    };
+    let leased: Vec<JobId> = jobs.iter().map(|j| j.job).collect();
+    assert_eq!(leased, [small], "the large job is never sent");
+    let s = rt.wait(big).await.unwrap();
+    assert_eq!(s.state, JobState::Failed, "{s:?}");
+    let why = s.failure_reason.unwrap_or_default();
+    assert!(
+        why.contains(&format!("are {bytes} bytes")) && why.contains("1114112 bytes"),
+        "{why}"
+    );
+    assert_eq!(s.attempts, 1, "no retry: it would never fit");
+    let results = vec![SimpleResult {
+        job: small,
+        started_us: 0,
+        result: Ok(None),
+    }];
+    let answer = rt.remote_commit(&joined.session, task.epoch, RemoteOutcome::Simple(results));
+    assert_eq!(answer.await.unwrap(), CommitAnswer::Accepted);
+    assert_eq!(rt.job(small).await.unwrap().state, JobState::Completed);
+}
+
+/// Held while `hold` is set (heartbeating); then the length of its
+/// arguments as JSON.
+#[derive(Default)]
+struct HeldLength {
+    hold: std::sync::atomic::AtomicBool,
+}
+
+impl SimpleHandler for HeldLength {
+    fn perform(
+        &self,
+        _job: &JobContext<'_>,
+        args: &serde_json::Value,
+    ) -> Result<Option<serde_json::Value>, HandlerError> {
+        while self.hold.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(2));
+            booster_runtime::heartbeat();
+        }
+        Ok(Some(args.to_string().len().into()))
+    }
+}
+
+/// The same job on a node with threads of its own: never sent to the
+/// remote worker (it is handed back, no expiry counted, and never leased
+/// to that process again), and one of the node's threads runs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simple_job_too_large_for_a_remote_message_runs_on_the_node_s_own_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(dir.path(), 1);
+    o.max_slice_bytes = 64 << 10;
+    let rt = Runtime::open(o).await.unwrap();
+    let held = std::sync::Arc::new(HeldLength::default());
+    held.hold.store(true, std::sync::atomic::Ordering::SeqCst);
+    rt.register_simple("job", held.clone());
+    // The node's one thread is busy while the remote worker asks.
+    let busy = rt
+        .submit(JobSpec::simple("job", serde_json::json!({ "n": 0 })))
+        .await
+        .unwrap();
+    for _ in 0..500 {
+        if rt.job(busy).await.unwrap().state == JobState::Running {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(rt.job(busy).await.unwrap().state, JobState::Running);
+    let args = serde_json::json!({ "text": "x".repeat(2 << 20) });
+    let big = rt
+        .submit(JobSpec::simple("job", args.clone()))
+        .await
+        .unwrap();
+    let joined = rt
+        .remote_join(RemoteHello {
+            kinds: vec!["job".into()],
+            ..hello()
+        })
+        .unwrap();
+    let answer = rt
+        .remote_lease(&joined.session, 0, Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert!(
+        matches!(answer, RemoteLease::Nothing),
+        "the large job was leased to the remote worker"
+    );
+    held.hold.store(false, std::sync::atomic::Ordering::SeqCst);
+    let s = rt.wait(big).await.unwrap();
+    assert_eq!(s.state, JobState::Completed, "{:?}", s.failure_reason);
+    assert_eq!(s.result, Some(args.to_string().len().into()));
+    assert_eq!(s.attempts, 1, "no expiry was counted against it");
+}

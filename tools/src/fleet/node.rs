@@ -41,7 +41,7 @@ pub const VERSION: &str = booster_client::VERSION;
 /// The largest gRPC message either side takes: a slice's records or its
 /// output and errors, with room for the framing.
 pub fn max_message_bytes(runtime: &Runtime) -> usize {
-    runtime.max_slice_bytes().saturating_mul(2) + (1 << 20)
+    runtime.max_message_bytes()
 }
 
 pub async fn hello(State(app): State<AppState>, req: Request) -> Response {
