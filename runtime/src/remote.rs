@@ -37,6 +37,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod output;
+mod unsent;
 
 use crate::dispatch::{CommitEnd, HookItem, SimpleItem, SliceItem, TaskWork};
 use crate::shared::Shared;

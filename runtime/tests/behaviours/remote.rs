@@ -555,3 +555,46 @@ async fn a_simple_job_too_large_for_a_remote_message_runs_on_the_node_s_own_thre
     assert_eq!(s.result, Some(args.to_string().len().into()));
     assert_eq!(s.attempts, 1, "no expiry was counted against it");
 }
+
+/// Issue 13's known fault: a lease the node could not send (a record of 4
+/// GiB or more, whose length a record blob cannot say) was answered
+/// `Internal` and left held until it expired, then leased and failed to
+/// encode again until the slice failed as hung. `remote_unsent` fails the
+/// work once, naming why, no expiry counted; the lease is gone, so a
+/// late commit of it is fenced, and a second call changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_the_node_cannot_send_fails_its_slice_once_naming_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = node(dir.path()).await;
+    let id = rt.submit(sliced("echo", 10)).await.unwrap();
+    upload_all(&rt, id, &records(10)).await;
+    let joined = rt.remote_join(hello()).unwrap();
+    let session = &joined.session;
+    let (epoch, job, slice, records) = next_slice(&rt, session).await.unwrap();
+    let stranger = rt.remote_join(hello()).unwrap();
+    rt.remote_unsent(&stranger.session, epoch, "not its lease")
+        .unwrap();
+    let why = "record 3 is 4294967296 bytes: a record blob holds records of less than 4 GiB";
+    rt.remote_unsent(session, epoch, why).unwrap();
+    rt.remote_unsent(session, epoch, "a second time").unwrap();
+    let s = rt.wait(id).await.unwrap();
+    assert_eq!(
+        (s.slices_failed, s.records_in_failed_slices),
+        (1, 10),
+        "{s:?}"
+    );
+    let text = format!("{s:?}");
+    assert!(
+        text.contains("could not send this work to a remote worker") && text.contains(why),
+        "{text}"
+    );
+    assert!(
+        !text.contains("not its lease") && !text.contains("a second time"),
+        "{text}"
+    );
+    assert_eq!(rt.metrics().lease_expiries, 0);
+    let late = rt
+        .remote_commit(session, epoch, output(job, slice, records))
+        .await;
+    assert!(matches!(late.unwrap(), CommitAnswer::Fenced(_)));
+}

@@ -120,28 +120,52 @@ pub async fn lease(State(app): State<AppState>, req: Request) -> Response {
                 .acquire()
                 .await
                 .map_err(|_| Status::unavailable("the node is shutting down"))?;
+            let session = session(m.worker_id, &m.session);
             let answer = runtime
-                .remote_lease(&session(m.worker_id, &m.session), m.thread, LEASE_POLL)
+                .remote_lease(&session, m.thread, LEASE_POLL)
                 .await
                 .map_err(|e| refuse("Lease", &of_worker(m.worker_id), e))?;
             Ok(match answer {
-                RemoteLease::Task(task) => proto::LeaseReply {
-                    task: Some(proto::Task {
-                        epoch: task.epoch,
-                        deadline_ms: task.deadline_ms,
-                        timeout_ms: task.timeout_ms.unwrap_or(0),
-                        work: Some(work_of(task.work).map_err(|why| {
-                            refusals::log(
-                                "Lease",
-                                &of_worker(m.worker_id),
-                                tonic::Code::Internal,
-                                &why,
-                            );
-                            Status::internal(why)
-                        })?),
-                    }),
-                    idle: false,
-                },
+                RemoteLease::Task(task) => {
+                    let epoch = task.epoch;
+                    let limit = max_message_bytes(&runtime);
+                    let work = work_of(task.work).and_then(|w| fits(w, limit));
+                    let work = match work {
+                        Ok(work) => work,
+                        // Never sent (a record of 4 GiB or more, a message
+                        // past the limit): the work fails once, saying
+                        // why, rather than its lease expiring and failing
+                        // again at each lease.
+                        Err(why) => {
+                            refusals::bounded("unsent Lease", tonic::Code::Internal, || {
+                                format!(
+                                    "lease {epoch} of worker {} failed unsent: {why}",
+                                    m.worker_id
+                                )
+                            });
+                            let rt = runtime.clone();
+                            tokio::task::spawn_blocking(move || {
+                                rt.remote_unsent(&session, epoch, &why)
+                            })
+                            .await
+                            .map_err(|_| Status::unavailable("the node is shutting down"))?
+                            .map_err(|e| refuse("Lease", &of_worker(m.worker_id), e))?;
+                            return Ok(proto::LeaseReply {
+                                task: None,
+                                idle: false,
+                            });
+                        }
+                    };
+                    proto::LeaseReply {
+                        task: Some(proto::Task {
+                            epoch,
+                            deadline_ms: task.deadline_ms,
+                            timeout_ms: task.timeout_ms.unwrap_or(0),
+                            work: Some(work),
+                        }),
+                        idle: false,
+                    }
+                }
                 RemoteLease::Nothing => proto::LeaseReply {
                     task: None,
                     idle: false,
@@ -353,6 +377,20 @@ fn work_of(work: RemoteWork) -> Result<proto::Work, String> {
         RemoteWork::Before(h) => proto::Work::Before(hook(h)),
         RemoteWork::After(h) => proto::Work::After(hook(h)),
     })
+}
+
+/// `work` if its message is within `limit` bytes; Err: why it is not
+/// (the runtime cuts batches and slices far below it, so this is a last
+/// guard, never a copy: `encoded_len` only adds up the fields' sizes).
+fn fits(work: proto::Work, limit: usize) -> Result<proto::Work, String> {
+    let bytes = work.encoded_len();
+    match bytes + 64 <= limit {
+        true => Ok(work),
+        false => Err(format!(
+            "its lease would be a message of {bytes} bytes, over the node's limit of {limit} \
+             bytes (twice max_slice_bytes and 1 MiB)"
+        )),
+    }
 }
 
 /// A commit's outcome as the runtime takes it; Err: malformed, with why.
