@@ -29,6 +29,7 @@ use crate::node::{describe, NodeClient};
 use crate::{proto, ClientError};
 
 mod dependencies;
+mod hangs;
 use dependencies::NodeOutputs;
 
 /// A handler a worker runs, under its kind's name.
@@ -236,6 +237,8 @@ struct Worker {
     /// Why the node stopped taking this worker (its token revoked, say):
     /// set once, it stops every thread and is `work`'s error.
     refused: Mutex<Option<String>>,
+    /// The handlers running and the threads working (`hangs`).
+    threads: hangs::Threads,
 }
 
 impl Worker {
@@ -290,6 +293,7 @@ async fn work(
         rt: tokio::runtime::Handle::current(),
         server: server.to_string(),
         refused: Mutex::new(None),
+        threads: hangs::Threads::default(),
     });
     let beat = tokio::spawn(heartbeats(
         worker.clone(),
@@ -302,26 +306,29 @@ async fn work(
         worker: worker.clone(),
         beat: beat.abort_handle(),
     };
-    let threads: Vec<_> = (0..worker.hello.threads)
-        .map(|t| {
-            let w = worker.clone();
-            std::thread::Builder::new()
-                .name(format!("booster-remote-{t}"))
-                .spawn(move || thread_loop(&w, t))
-        })
-        .collect::<Result<_, _>>()?;
-    let joined_all = tokio::task::spawn_blocking(move || {
-        for t in threads {
-            let _ = t.join();
+    for t in 0..worker.hello.threads {
+        hangs::spawn(&worker, t)?;
+    }
+    // Until every thread ended, or was given up behind a hung handler: a
+    // stop waits for the tasks the threads hold, not for a handler that
+    // makes no progress (`hangs`).
+    let mut stopping = false;
+    while worker.threads.working() > 0 {
+        tokio::select! {
+            () = worker.threads.one_ended() => {}
+            () = &mut stop, if !stopping => {
+                stopping = true;
+                worker.stop.store(true, Ordering::Relaxed);
+            }
         }
-    });
-    tokio::pin!(joined_all);
-    tokio::select! {
-        _ = &mut joined_all => {}
-        () = stop => {
-            worker.stop.store(true, Ordering::Relaxed);
-            let _ = joined_all.await;
-        }
+    }
+    let left = worker.threads.left_running();
+    if !left.is_empty() {
+        eprintln!(
+            "booster work: stopped, leaving running handlers that made no progress (their leases \
+             expire on the node and nothing is committed for them): {}",
+            left.join("; ")
+        );
     }
     let refused = worker.refused.lock().take();
     match refused {
@@ -441,8 +448,10 @@ async fn lease_ahead(w: Arc<Worker>, thread: u32, behind: LeaseProgress) -> Leas
 
 /// A thread's loop: lease, run, commit. While a task runs, the next lease
 /// is already asked for (one ahead, no more), so the round trip is hidden;
-/// a thread told to stop still runs the task it holds.
-fn thread_loop(w: &Arc<Worker>, thread: u32) {
+/// a thread told to stop still runs the task it holds. false: the thread
+/// was given up behind a hung handler (`hangs`), and ended when it
+/// returned, committing nothing more.
+fn thread_loop(w: &Arc<Worker>, thread: u32) -> bool {
     let mut pending: std::collections::VecDeque<tokio::task::JoinHandle<()>> = Default::default();
     let mut next: Option<tokio::task::JoinHandle<LeaseAnswer>> = None;
     let mut backoff = Backoff::default();
@@ -528,7 +537,15 @@ fn thread_loop(w: &Arc<Worker>, thread: u32) {
         if !w.stop.load(Ordering::Relaxed) {
             next = Some(w.rt.spawn(lease_ahead(w.clone(), thread, progress.clone())));
         }
+        w.threads.start(epoch, thread, &task, &progress);
         let outcome = progress.run(|| run(w, task, &session));
+        if !w.threads.finish(epoch) {
+            // Its lease expired long ago; a stop may have returned.
+            if let Some(ahead) = next {
+                ahead.abort();
+            }
+            return false;
+        }
         if let Some(b) = w.held.lock().get_mut(&epoch) {
             b.done = true;
         }
@@ -552,6 +569,7 @@ fn thread_loop(w: &Arc<Worker>, thread: u32) {
     for p in pending {
         let _ = w.rt.block_on(p);
     }
+    true
 }
 
 /// The node forgot worker `stale` (it restarted): join again, once for
@@ -672,6 +690,8 @@ async fn heartbeats(w: Arc<Worker>, every: Duration) {
     let mut released: Vec<u64> = Vec::new();
     loop {
         until_next_beat(&w, every).await;
+        let timeout_ms = w.lease_timeout_ms.load(Ordering::Relaxed);
+        hangs::give_up_hung(&w, Duration::from_millis(timeout_ms));
         let epochs: Vec<u64> = {
             let mut held = w.held.lock();
             let now = Instant::now();
@@ -1128,6 +1148,7 @@ mod tests {
             rt: rt.handle().clone(),
             server: "http://127.0.0.1:9".into(),
             refused: Mutex::new(None),
+            threads: Default::default(),
         })
     }
 
