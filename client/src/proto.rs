@@ -364,7 +364,9 @@ pub struct HookResult {
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct CommitReply {
-    /// Durable. false: fenced, nothing changed (`reason` says why).
+    /// Durable. false: fenced, nothing changed (`reason` says why). true
+    /// with a `reason`: durable, but the node failed some of a simple
+    /// batch's jobs in place of their results (over its cap).
     #[prost(bool, tag = "1")]
     pub accepted: bool,
     #[prost(string, tag = "2")]

@@ -47,7 +47,9 @@ pub struct WorkOptions {
     /// Stop once nothing is leased to anyone and nothing queued is for
     /// this worker.
     pub until_idle: bool,
-    /// A PEM certificate to trust (a self-signed node), else the web's roots.
+    /// A PEM certificate to trust (a self-signed node), else the web's
+    /// roots. Default: the one `BOOSTER_CA_CERT` names, as `booster work`
+    /// reads it.
     pub ca_cert: Option<PathBuf>,
     /// The version this worker says it is (tests say another).
     pub version: String,
@@ -58,7 +60,7 @@ impl Default for WorkOptions {
         WorkOptions {
             threads: 1,
             until_idle: false,
-            ca_cert: None,
+            ca_cert: crate::ca_cert_from_env(),
             version: crate::VERSION.to_string(),
         }
     }
@@ -360,6 +362,9 @@ async fn join(
 ) -> Result<proto::HelloReply, ClientError> {
     let mut backoff = Backoff::default();
     loop {
+        if let Some(node) = probe(client, hello).await {
+            check_protocol(&node, server)?;
+        }
         match client.hello(hello.clone()).await {
             Ok(joined) => {
                 backoff.reset();
@@ -374,6 +379,23 @@ async fn join(
             Err(s) => tokio::time::sleep(backoff.next(&s, "joining the node")).await,
         }
     }
+}
+
+/// Asks the node its version and protocol without joining: a `Hello` of
+/// no threads, which this build's node answers registering nothing.
+/// Without it, the first `Hello` to a node of another protocol registered
+/// a worker there (a node of protocol 1 ignores the field and takes it)
+/// that the node listed until it forgot it, 4 lease timeouts later. None:
+/// the node predates the probe (it refuses a `Hello` of no threads, also
+/// registering nothing), and only the `Hello` itself can say.
+async fn probe(client: &mut NodeClient, hello: &proto::HelloRequest) -> Option<proto::HelloReply> {
+    let probe = proto::HelloRequest {
+        threads: 0,
+        ..hello.clone()
+    };
+    // Refused (an older node, another version), or not reached: the
+    // `Hello` meets it as before.
+    client.hello(probe).await.ok()
 }
 
 /// A node speaking another wire protocol (an older one sends none) would
@@ -586,6 +608,12 @@ fn rejoin(w: &Arc<Worker>, stale: u64) {
         return; // another thread did, or the worker is ending
     }
     let mut client = w.client.lock().clone();
+    let node = w.rt.block_on(probe(&mut client, &w.hello));
+    if let Some(Err(why)) = node.map(|node| check_protocol(&node, &w.server)) {
+        // The node was replaced by another build while this worker ran.
+        w.give_up(&Status::failed_precondition(why.to_string()));
+        return;
+    }
     match w.rt.block_on(client.hello(w.hello.clone())) {
         Ok(joined) => {
             if let Err(why) = check_protocol(&joined, &w.server) {
@@ -624,7 +652,12 @@ async fn commit_until_deadline(w: Arc<Worker>, commit: proto::CommitRequest) {
     loop {
         let client = w.client.lock().clone();
         match client.commit(commit.clone()).await {
-            Ok(reply) if reply.accepted => break,
+            Ok(reply) if reply.accepted => {
+                if !reply.reason.is_empty() {
+                    eprintln!("booster work: {}", reply.reason);
+                }
+                break;
+            }
             Ok(reply) => {
                 eprintln!(
                     "booster work: the node fenced lease {epoch}: {}",
@@ -1051,6 +1084,18 @@ mod tests {
     use super::*;
 
     const LIMIT: usize = 1 << 20;
+
+    /// `Runtime::connect`'s work trusts the certificate `BOOSTER_CA_CERT`
+    /// names, as `booster work` does: a service on a self-signed node used
+    /// to need it passed in code, or failed its handshake.
+    #[test]
+    fn work_options_trust_the_certificate_booster_ca_cert_names() {
+        std::env::set_var(crate::CA_CERT_ENV, "/etc/booster/node.pem");
+        let opts = WorkOptions::default();
+        std::env::remove_var(crate::CA_CERT_ENV);
+        assert_eq!(opts.ca_cert, Some(PathBuf::from("/etc/booster/node.pem")));
+        assert_eq!(WorkOptions::default().ca_cert, None);
+    }
 
     fn commit(outcome: proto::Outcome) -> proto::CommitRequest {
         proto::CommitRequest {

@@ -239,6 +239,11 @@ impl SliceResult {
 pub enum CommitAnswer {
     /// Durable: the work is done (or failed, as the outcome said).
     Accepted,
+    /// Durable, but the node stored failures in place of some of a simple
+    /// batch's results (over its cap), saying why; the other results are
+    /// as sent. (A slice's output replaced is `Fenced`: none of it was
+    /// stored.)
+    AcceptedReplacing(String),
     /// Nothing changed; the reason.
     Fenced(String),
 }
@@ -517,7 +522,11 @@ impl Fleet {
     /// `records`: the slice's input records, counted as done when accepted.
     fn note_answer(&mut self, epoch: u64, group: u64, answer: CommitAnswer, records: u64) {
         self.committing.remove(&epoch);
-        if let (CommitAnswer::Accepted, Some(g)) = (&answer, self.groups.get_mut(&group)) {
+        let accepted = matches!(
+            answer,
+            CommitAnswer::Accepted | CommitAnswer::AcceptedReplacing(_)
+        );
+        if let (true, Some(g)) = (accepted, self.groups.get_mut(&group)) {
             g.records_done += records;
         }
         if self.answered.len() >= RECENT_COMMITS {
@@ -816,6 +825,7 @@ impl Runtime {
         let store = self.store().clone();
         tokio::spawn(async move {
             let records = held.records as u64;
+            let simple = matches!(held.work, TaskWork::Simple(_));
             let sh = shared.clone();
             let blocking = move || commit_blocking(&sh, &store, epoch, held, outcome);
             let answer = match tokio::task::spawn_blocking(blocking).await {
@@ -837,7 +847,7 @@ impl Runtime {
                     if waits {
                         shared.work_ready.notify_all();
                     }
-                    Some(answer_to(epoch, on_end.await))
+                    Some(answer_to(epoch, simple, on_end.await))
                 }
             };
             let mut st = shared.state.lock();
@@ -1078,13 +1088,20 @@ async fn answer_of(
 }
 
 /// A remote commit's answer from how its lease ended: `Accepted` only
-/// when what the worker sent is durable (G1).
+/// when what the worker sent is durable (G1); a `simple` batch some of
+/// whose results the node replaced with failures is durable all the same,
+/// its other results as sent: `AcceptedReplacing`, saying why.
 fn answer_to(
     epoch: u64,
+    simple: bool,
     end: Result<CommitEnd, tokio::sync::oneshot::error::RecvError>,
 ) -> CommitAnswer {
     match end {
         Ok(CommitEnd::Durable) => CommitAnswer::Accepted,
+        Ok(CommitEnd::Replaced(why)) if simple => CommitAnswer::AcceptedReplacing(format!(
+            "lease {epoch}: durable, but the node failed some of its jobs in place of their \
+             results: {why}"
+        )),
         Ok(CommitEnd::Replaced(why)) => fenced(
             epoch,
             &format!("the node could not store the outcome, and failed the work instead: {why}"),

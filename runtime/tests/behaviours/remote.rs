@@ -323,6 +323,14 @@ async fn a_remote_worker_reads_the_output_of_its_job_s_dependencies_chunk_by_chu
     assert_eq!(rt.job(then).await.unwrap().state, JobState::Completed);
 }
 
+/// A worker process that runs simple jobs of kind `job`.
+fn runs_job() -> RemoteHello {
+    RemoteHello {
+        kinds: vec!["job".into()],
+        ..hello()
+    }
+}
+
 /// The first task the node leases `session`, whatever its work.
 async fn first_task(rt: &Runtime, session: &RemoteSession) -> RemoteTask {
     for _ in 0..100 {
@@ -455,12 +463,7 @@ async fn a_simple_job_too_large_for_a_remote_message_fails_at_once_naming_its_si
         .submit(JobSpec::simple("job", serde_json::json!({ "n": 1 })))
         .await
         .unwrap();
-    let joined = rt
-        .remote_join(RemoteHello {
-            kinds: vec!["job".into()],
-            ..hello()
-        })
-        .unwrap();
+    let joined = rt.remote_join(runs_job()).unwrap();
     let task = first_task(&rt, &joined.session).await;
     let RemoteWork::Simple(jobs) = task.work else {
         panic!("only simple jobs were submitted");
@@ -485,23 +488,18 @@ async fn a_simple_job_too_large_for_a_remote_message_fails_at_once_naming_its_si
     assert_eq!(rt.job(small).await.unwrap().state, JobState::Completed);
 }
 
-/// Held while `hold` is set (heartbeating); then the length of its
-/// arguments as JSON.
+/// `Held`, with the length of its arguments as JSON for a result (a
+/// large job's arguments would pass the result cap).
 #[derive(Default)]
-struct HeldLength {
-    hold: std::sync::atomic::AtomicBool,
-}
+struct HeldLength(Held);
 
 impl SimpleHandler for HeldLength {
     fn perform(
         &self,
-        _job: &JobContext<'_>,
+        job: &JobContext<'_>,
         args: &serde_json::Value,
     ) -> Result<Option<serde_json::Value>, HandlerError> {
-        while self.hold.load(std::sync::atomic::Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(2));
-            booster_runtime::heartbeat();
-        }
+        self.0.perform(job, &serde_json::Value::Null)?;
         Ok(Some(args.to_string().len().into()))
     }
 }
@@ -516,7 +514,7 @@ async fn a_simple_job_too_large_for_a_remote_message_runs_on_the_node_s_own_thre
     o.max_slice_bytes = 64 << 10;
     let rt = Runtime::open(o).await.unwrap();
     let held = std::sync::Arc::new(HeldLength::default());
-    held.hold.store(true, std::sync::atomic::Ordering::SeqCst);
+    held.0.hold.store(true, std::sync::atomic::Ordering::SeqCst);
     rt.register_simple("job", held.clone());
     // The node's one thread is busy while the remote worker asks.
     let busy = rt
@@ -535,12 +533,7 @@ async fn a_simple_job_too_large_for_a_remote_message_runs_on_the_node_s_own_thre
         .submit(JobSpec::simple("job", args.clone()))
         .await
         .unwrap();
-    let joined = rt
-        .remote_join(RemoteHello {
-            kinds: vec!["job".into()],
-            ..hello()
-        })
-        .unwrap();
+    let joined = rt.remote_join(runs_job()).unwrap();
     let answer = rt
         .remote_lease(&joined.session, 0, Duration::from_millis(300))
         .await
@@ -549,7 +542,9 @@ async fn a_simple_job_too_large_for_a_remote_message_runs_on_the_node_s_own_thre
         matches!(answer, RemoteLease::Nothing),
         "the large job was leased to the remote worker"
     );
-    held.hold.store(false, std::sync::atomic::Ordering::SeqCst);
+    held.0
+        .hold
+        .store(false, std::sync::atomic::Ordering::SeqCst);
     let s = rt.wait(big).await.unwrap();
     assert_eq!(s.state, JobState::Completed, "{:?}", s.failure_reason);
     assert_eq!(s.result, Some(args.to_string().len().into()));
@@ -597,4 +592,40 @@ async fn a_lease_the_node_cannot_send_fails_its_slice_once_naming_why() {
         .remote_commit(session, epoch, output(job, slice, records))
         .await;
     assert!(matches!(late.unwrap(), CommitAnswer::Fenced(_)));
+}
+
+/// A simple batch whose result the node could not store (over its cap)
+/// is durable all the same: its job failed saying why, in one record
+/// with the batch's other outcomes (`commit_simple`). It was answered
+/// "fenced", as if nothing was stored. (A batch's size is the node's
+/// choice, from how quick the kind has been: one job here.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simple_batch_with_a_result_replaced_is_answered_durable_saying_which() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = node(dir.path()).await;
+    let joined = rt.remote_join(runs_job()).unwrap();
+    let session = &joined.session;
+    let id = rt
+        .submit(JobSpec::simple("job", serde_json::json!({ "n": 1 })))
+        .await
+        .unwrap();
+    let task = first_task(&rt, session).await;
+    let huge = SimpleResult {
+        job: id,
+        started_us: 0,
+        result: Ok(Some(serde_json::json!("x".repeat(100 << 10)))),
+    };
+    let answer = rt.remote_commit(session, task.epoch, RemoteOutcome::Simple(vec![huge]));
+    match answer.await.unwrap() {
+        CommitAnswer::AcceptedReplacing(why) => {
+            assert!(why.contains(&format!("result of job {id}")), "{why}")
+        }
+        other => panic!("a durable batch answered {other:?}"),
+    }
+    let s = rt.wait(id).await.unwrap();
+    assert_eq!(s.state, JobState::Failed);
+    assert!(s
+        .failure_reason
+        .unwrap_or_default()
+        .contains("over the 64 KiB cap"));
 }

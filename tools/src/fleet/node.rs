@@ -68,6 +68,16 @@ pub async fn hello(State(app): State<AppState>, req: Request) -> Response {
             refusals::log("Hello", &who, tonic::Code::FailedPrecondition, &why);
             return Err(Status::failed_precondition(why));
         }
+        // A probe (no threads): the worker asks which protocol this node
+        // speaks before it joins, so a node it refuses never lists it.
+        if m.threads == 0 {
+            return Ok(proto::HelloReply {
+                version: VERSION.to_string(),
+                max_message_bytes: max_message_bytes(&runtime) as u64,
+                protocol: booster_client::PROTOCOL,
+                ..Default::default()
+            });
+        }
         let hello = RemoteHello {
             host: m.host,
             pid: m.pid,
@@ -225,6 +235,10 @@ pub async fn commit(State(app): State<AppState>, req: Request) -> Response {
                 CommitAnswer::Accepted => proto::CommitReply {
                     accepted: true,
                     reason: String::new(),
+                },
+                CommitAnswer::AcceptedReplacing(reason) => proto::CommitReply {
+                    accepted: true,
+                    reason,
                 },
                 CommitAnswer::Fenced(reason) => {
                     refusals::bounded("fenced Commit", tonic::Code::Aborted, || {
@@ -465,7 +479,7 @@ fn outcome_of(m: proto::CommitRequest, max_records: usize) -> Result<RemoteOutco
 /// message once, encodes the answer (or the status; at most
 /// `max_message_bytes`). A request refused before `f` saw it (malformed,
 /// oversized) is logged as `method`'s.
-async fn unary<M1, M2, F, Fut>(
+pub(crate) async fn unary<M1, M2, F, Fut>(
     method: &'static str,
     runtime: &Runtime,
     req: Request,
