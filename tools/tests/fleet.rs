@@ -1329,6 +1329,18 @@ impl booster_runtime::RecordHandler for Hangs {
     }
 }
 
+/// A node without threads (1 s lease timeout) and a service of one
+/// thread running `Hangs` (armed) for kind `hangs`.
+fn hanging_service(sb: &Sandbox) -> (Serving, std::sync::Arc<Hangs>, Service, Release) {
+    let server = serve(sb, &["--workers", "0", "--lease-timeout-ms", "1000"]);
+    let hangs = std::sync::Arc::new(Hangs::default());
+    hangs.arm();
+    let handler = booster_client::Handler::Sliced(hangs.clone());
+    let service = Service::join_on(&server, "hangs", handler, 1);
+    let release = Release(hangs.clone());
+    (server, hangs, service, release)
+}
+
 /// A remote thread whose handler hangs is replaced, as a node replaces a
 /// local thread whose lease expired: the service's one thread used to stay
 /// blocked, and every job behind the hung one waited for ever. The hung
@@ -1337,12 +1349,8 @@ impl booster_runtime::RecordHandler for Hangs {
 fn a_service_thread_whose_handler_hangs_is_replaced_and_the_work_behind_it_runs() {
     use std::sync::atomic::Ordering::SeqCst;
     let sb = Sandbox::new();
-    let server = serve(&sb, &["--workers", "0", "--lease-timeout-ms", "1000"]);
-    let hangs = std::sync::Arc::new(Hangs::default());
-    hangs.arm();
-    let handler = booster_client::Handler::Sliced(hangs.clone());
-    let service = Service::join_on(&server, "hangs", handler, 1);
-    let release = Release(hangs.clone());
+    // Bound in this order, `release` is dropped before `service`.
+    let (server, hangs, service, release) = hanging_service(&sb);
     let hung = submit(
         &server,
         &sb,
@@ -1375,12 +1383,8 @@ fn a_service_thread_whose_handler_hangs_is_replaced_and_the_work_behind_it_runs(
 fn a_service_stop_returns_while_a_handler_hangs_and_commits_nothing_for_it() {
     use std::sync::atomic::Ordering::SeqCst;
     let sb = Sandbox::new();
-    let server = serve(&sb, &["--workers", "0", "--lease-timeout-ms", "1000"]);
-    let hangs = std::sync::Arc::new(Hangs::default());
-    hangs.arm();
-    let handler = booster_client::Handler::Sliced(hangs.clone());
-    let service = Service::join_on(&server, "hangs", handler, 1);
-    let release = Release(hangs.clone());
+    // Bound in this order, `release` is dropped before `service`.
+    let (server, hangs, service, release) = hanging_service(&sb);
     let hung = submit(&server, &sb, "hang\n", &["--kind", "hangs"]);
     wait_for("the handler to hang", || hangs.hanging.load(SeqCst));
     service.stop_within_a_minute();
