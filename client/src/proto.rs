@@ -419,11 +419,17 @@ pub struct OutputRequest {
     /// `main`, `errors`, `input` or one of the job's own categories.
     #[prost(string, tag = "5")]
     pub category: String,
-    /// The cursor: the download's part, and records of it already read.
+    /// The cursor, as the last reply sent it (zeros at first): the part's
+    /// slice number and rank, records of it already read, and the
+    /// fingerprint of the parts before it.
     #[prost(uint64, tag = "6")]
     pub part: u64,
     #[prost(uint32, tag = "7")]
     pub record: u32,
+    #[prost(uint32, tag = "8")]
+    pub rank: u32,
+    #[prost(uint64, tag = "9")]
+    pub before: u64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -438,6 +444,10 @@ pub struct OutputReply {
     pub part: u64,
     #[prost(uint32, tag = "4")]
     pub record: u32,
+    #[prost(uint32, tag = "5")]
+    pub rank: u32,
+    #[prost(uint64, tag = "6")]
+    pub before: u64,
 }
 
 #[cfg(test)]

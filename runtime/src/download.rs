@@ -169,12 +169,34 @@ impl Iterator for Download {
 }
 
 /// Where a read of a download resumes (`Runtime::remote_output`): its
-/// part (one slice's worth: a stored slice, a failed one) and the records
-/// of that part already read.
+/// part (one slice's worth: a stored slice, a failed one), named by a
+/// stable key (the slice's number and its rank among the streams of the
+/// category, never a position in the part list, which each call lists
+/// again), the records of that part already read, and a fingerprint of
+/// the parts before it. A dependency whose parts before the cursor
+/// changed since (a retried slice) fails the read rather than give a
+/// record twice or leave one out.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OutputCursor {
-    pub part: u64,
+    /// The part's slice number.
+    pub seq: u64,
+    /// Its rank among the parts of one slice: rejects 0, stored 1,
+    /// failed 2.
+    pub rank: u32,
     pub record: u32,
+    /// The fingerprint of the keys of the parts before this one (0 for
+    /// none).
+    pub before: u64,
+}
+
+/// Why a chunk was not read (`StoredDownload::chunk`).
+#[derive(Debug)]
+pub(crate) enum ChunkError {
+    /// The cursor names no record of this download (a record past its
+    /// part's end): the caller sent it malformed.
+    Cursor(String),
+    /// The read failed, or the download changed under the cursor.
+    Read(RuntimeError),
 }
 
 /// Records of a download from a cursor on, and where the rest resumes.
@@ -199,8 +221,32 @@ pub(crate) struct StoredDownload {
     separators: VecDeque<(u32, Separators)>,
     /// Index in the current slice of the next record.
     index: u32,
-    /// Parts taken from `keys` (read, or skipped by a cursor).
-    parts_taken: u64,
+    /// The key of the part read now (its records are `current`'s).
+    current_key: (u64, u32),
+    /// The fingerprint of the parts taken from `keys` before the current
+    /// one, and of all taken.
+    before_current: u64,
+    taken: u64,
+}
+
+/// A part's place in its download: the slice's number and its rank.
+fn part_key(part: &Part) -> (u64, u32) {
+    match part {
+        Part::Stored(k, _) => (k.seq, u32::from(k.stream != STREAM_REJECTS)),
+        Part::Failed(f) => (f.key.seq, 2),
+        Part::Lost(k) => (k.seq, 3),
+    }
+}
+
+/// `fingerprint` with the part of `key` after it: order-sensitive, 0 for
+/// no part.
+fn fingerprint(fingerprint: u64, key: (u64, u32)) -> u64 {
+    let mut x = key.0.wrapping_mul(4).wrapping_add(u64::from(key.1) + 1);
+    // splitmix64's finaliser.
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    (fingerprint ^ x).wrapping_mul(0x0000_0100_0000_01b3)
 }
 
 /// `main` records with the separators their input had (`None`s where the
@@ -392,11 +438,7 @@ impl StoredDownload {
                 .collect(),
         };
         keys.extend(lost_slices(&shared, job));
-        keys.sort_by_key(|part| match part {
-            Part::Stored(k, _) => (k.seq, u8::from(k.stream != STREAM_REJECTS)),
-            Part::Failed(f) => (f.key.seq, 2),
-            Part::Lost(k) => (k.seq, 3),
-        });
+        keys.sort_by_key(part_key);
         // The download stops at a lost slice: nothing after it is read.
         let reads = keys
             .iter()
@@ -417,7 +459,9 @@ impl StoredDownload {
             separated: false,
             separators: VecDeque::new(),
             index: 0,
-            parts_taken: 0,
+            current_key: (0, 0),
+            before_current: 0,
+            taken: 0,
         }
     }
 
@@ -427,43 +471,78 @@ impl StoredDownload {
     }
 
     /// Where the next record is: in the part read now, or at the start of
-    /// the next.
-    fn cursor(&self) -> OutputCursor {
-        match self.current.len() {
-            0 => OutputCursor {
-                part: self.parts_taken,
-                record: 0,
-            },
-            _ => OutputCursor {
-                part: self.parts_taken - 1,
+    /// the next; None at the end.
+    fn cursor(&self) -> Option<OutputCursor> {
+        if !self.current.as_slice().is_empty() {
+            let (seq, rank) = self.current_key;
+            return Some(OutputCursor {
+                seq,
+                rank,
                 record: self.index,
-            },
+                before: self.before_current,
+            });
         }
+        let (seq, rank) = part_key(self.keys.front()?);
+        Some(OutputCursor {
+            seq,
+            rank,
+            record: 0,
+            before: self.taken,
+        })
     }
 
     /// The records from `from` on, about `budget_bytes` of them (at least
     /// one), and where the rest resumes. A read error after some records
     /// is left for the next chunk, whose first read it is.
-    pub fn chunk(
+    pub(crate) fn chunk(
         mut self,
         from: OutputCursor,
         budget_bytes: usize,
-    ) -> Result<OutputChunk, RuntimeError> {
-        // Whole parts are skipped unread; a lost part is not skipped, so
-        // its read says what happened to it.
-        while self.parts_taken < from.part {
-            match self.keys.front() {
-                Some(Part::Stored(..) | Part::Failed(_)) => {
-                    self.keys.pop_front();
-                    self.reads.skip();
-                    self.parts_taken += 1;
-                }
-                Some(Part::Lost(_)) | None => break,
+    ) -> Result<OutputChunk, ChunkError> {
+        let at = (from.seq, from.rank);
+        // Whole parts before the cursor's are skipped unread; a lost part
+        // is not skipped, so its read says what happened to it.
+        while let Some(part) = self.keys.front() {
+            let key = part_key(part);
+            if key >= at || matches!(part, Part::Lost(_)) {
+                break;
             }
+            self.keys.pop_front();
+            self.reads.skip();
+            self.taken = fingerprint(self.taken, key);
         }
-        for _ in 0..from.record {
-            if let Some(Err(e)) = self.next_separated() {
-                return Err(e);
+        let changed = || {
+            ChunkError::Read(RuntimeError::Invalid(format!(
+                "the output read changed since the read began (a slice before record {} of \
+                 slice {} was retried, or its part is gone): read it again from the start",
+                from.record, from.seq
+            )))
+        };
+        if self.taken != from.before {
+            return Err(changed());
+        }
+        if from.record > 0 {
+            // Inside a part: the same part must still be there, and the
+            // record within it.
+            if self.keys.front().map(part_key) != Some(at) {
+                return Err(changed());
+            }
+            match self.load_next() {
+                Some(Ok(())) => {}
+                Some(Err(e)) => return Err(ChunkError::Read(e)),
+                None => return Err(changed()),
+            }
+            let len = self.current.len();
+            if from.record as usize > len {
+                return Err(ChunkError::Cursor(format!(
+                    "the cursor names record {} of a part of {len} records (slice {})",
+                    from.record, from.seq
+                )));
+            }
+            for _ in 0..from.record {
+                if let Some(Err(e)) = self.next_separated() {
+                    return Err(ChunkError::Read(e));
+                }
             }
         }
         let mut chunk = OutputChunk::default();
@@ -472,9 +551,9 @@ impl StoredDownload {
             let at = self.cursor();
             match self.next_separated() {
                 None => return Ok(chunk),
-                Some(Err(e)) if chunk.records.is_empty() => return Err(e),
+                Some(Err(e)) if chunk.records.is_empty() => return Err(ChunkError::Read(e)),
                 Some(Err(_)) => {
-                    chunk.next = Some(at);
+                    chunk.next = at;
                     return Ok(chunk);
                 }
                 Some(Ok((record, _))) => {
@@ -484,7 +563,7 @@ impl StoredDownload {
                 }
             }
             if bytes >= budget_bytes {
-                chunk.next = Some(self.cursor());
+                chunk.next = self.cursor();
                 return Ok(chunk);
             }
         }
@@ -552,62 +631,72 @@ impl StoredDownload {
                 };
                 return Some(Ok((r, separators.unwrap_or_default())));
             }
-            let part = self.keys.pop_front()?;
-            self.parts_taken += 1;
-            let key = match &part {
-                Part::Stored(key, _) => *key,
-                Part::Failed(f) => f.key,
-                Part::Lost(key) => {
-                    self.stop();
-                    return Some(Err(RuntimeError::Corrupt(format!(
-                        "slice {} of job {} was lost with a damaged range of the store \
-                         (`booster job show {}` names it): the download stops there rather \
-                         than leave its records out",
-                        key.seq, key.owner, key.owner
-                    ))));
-                }
-            };
-            match self.reads.read(&key) {
-                Ok(Some(records)) => {
-                    let records = records.to_vecs();
-                    self.index = 0;
-                    self.separators = VecDeque::new();
-                    if self.separated && key.stream == STREAM_MAIN {
-                        match self.separators_of(&key, records.len()) {
-                            Ok(found) => self.separators = found,
-                            Err(e) => {
-                                self.stop();
-                                return Some(Err(e));
-                            }
-                        }
-                    }
-                    self.current = match &part {
-                        Part::Stored(..) | Part::Lost(_) => records,
-                        Part::Failed(f) => f.entries(records),
-                    }
-                    .into_iter()
-                }
-                // Every part was listed by the index or named by the job's
-                // table: a frame gone since means the store lost it, and a
-                // download that skipped it would be a file short of records.
-                Ok(None) => {
-                    self.stop();
-                    return Some(Err(RuntimeError::Corrupt(format!(
-                        "slice {} of job {} ({}) is not in the store although the job's \
-                         table says it was written: the download stops there rather than leave \
-                         its records out; run `booster verify` and restore the store from a \
-                         backup",
-                        key.seq,
-                        key.owner,
-                        crate::status::stream_name(key.stream, &[])
-                    ))));
-                }
-                Err(e) => {
-                    self.shared.note_damage(&self.store, key, &e);
-                    self.stop();
-                    return Some(Err(RuntimeError::Store(e)));
-                }
+            if let Err(e) = self.load_next()? {
+                return Some(Err(e));
             }
         }
+    }
+
+    /// The next part's records into `current`; None when no part is left.
+    fn load_next(&mut self) -> Option<Result<(), RuntimeError>> {
+        let part = self.keys.pop_front()?;
+        self.current_key = part_key(&part);
+        self.before_current = self.taken;
+        self.taken = fingerprint(self.taken, self.current_key);
+        let key = match &part {
+            Part::Stored(key, _) => *key,
+            Part::Failed(f) => f.key,
+            Part::Lost(key) => {
+                self.stop();
+                return Some(Err(RuntimeError::Corrupt(format!(
+                    "slice {} of job {} was lost with a damaged range of the store \
+                     (`booster job show {}` names it): the download stops there rather \
+                     than leave its records out",
+                    key.seq, key.owner, key.owner
+                ))));
+            }
+        };
+        match self.reads.read(&key) {
+            Ok(Some(records)) => {
+                let records = records.to_vecs();
+                self.index = 0;
+                self.separators = VecDeque::new();
+                if self.separated && key.stream == STREAM_MAIN {
+                    match self.separators_of(&key, records.len()) {
+                        Ok(found) => self.separators = found,
+                        Err(e) => {
+                            self.stop();
+                            return Some(Err(e));
+                        }
+                    }
+                }
+                self.current = match &part {
+                    Part::Stored(..) | Part::Lost(_) => records,
+                    Part::Failed(f) => f.entries(records),
+                }
+                .into_iter()
+            }
+            // Every part was listed by the index or named by the job's
+            // table: a frame gone since means the store lost it, and a
+            // download that skipped it would be a file short of records.
+            Ok(None) => {
+                self.stop();
+                return Some(Err(RuntimeError::Corrupt(format!(
+                    "slice {} of job {} ({}) is not in the store although the job's \
+                     table says it was written: the download stops there rather than leave \
+                     its records out; run `booster verify` and restore the store from a \
+                     backup",
+                    key.seq,
+                    key.owner,
+                    crate::status::stream_name(key.stream, &[])
+                ))));
+            }
+            Err(e) => {
+                self.shared.note_damage(&self.store, key, &e);
+                self.stop();
+                return Some(Err(RuntimeError::Store(e)));
+            }
+        }
+        Some(Ok(()))
     }
 }

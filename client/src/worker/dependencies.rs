@@ -46,6 +46,8 @@ impl DependencyOutputs for NodeOutputs<'_> {
                 category: category.name().to_string(),
                 part: 0,
                 record: 0,
+                rank: 0,
+                before: 0,
             },
             records: VecDeque::new(),
             done: false,
@@ -98,7 +100,13 @@ impl OutputReader {
         })?;
         // A reply that is not done moves the cursor: one that did not
         // would be asked for again for ever.
-        let moved = (reply.part, reply.record) != (self.request.part, self.request.record);
+        let moved = (reply.part, reply.rank, reply.record, reply.before)
+            != (
+                self.request.part,
+                self.request.rank,
+                self.request.record,
+                self.request.before,
+            );
         if !reply.done && (records.is_empty() || !moved) {
             return Err(RuntimeError::Invalid(format!(
                 "the node at {} sent a chunk of job {}'s output that does not move its cursor",
@@ -108,6 +116,8 @@ impl OutputReader {
         self.done = reply.done;
         self.request.part = reply.part;
         self.request.record = reply.record;
+        self.request.rank = reply.rank;
+        self.request.before = reply.before;
         self.records.extend(records);
         booster_runtime::heartbeat();
         Ok(())

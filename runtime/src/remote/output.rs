@@ -4,7 +4,7 @@
 //! holds a job that ran after the one it reads. The node keeps nothing
 //! between calls.
 
-use crate::download::{OutputChunk, OutputCursor, OutputSource};
+use crate::download::{ChunkError, OutputChunk, OutputCursor, OutputSource};
 use crate::{Category, JobId, Runtime};
 
 use super::{RemoteError, RemoteSession, TaskWork};
@@ -53,9 +53,16 @@ impl Runtime {
             shared,
             store: self.store(),
         };
-        source
+        let download = source
             .open_stored(dep, category, false)
-            .and_then(|d| d.chunk(from, budget_bytes.max(1)))
-            .map_err(RemoteError::Output)
+            .map_err(RemoteError::Output)?;
+        download
+            .chunk(from, budget_bytes.max(1))
+            .map_err(|e| match e {
+                ChunkError::Cursor(why) => {
+                    RemoteError::Malformed(format!("a read of job {dep}'s output: {why}"))
+                }
+                ChunkError::Read(e) => RemoteError::Output(e),
+            })
     }
 }

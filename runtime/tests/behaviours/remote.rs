@@ -323,6 +323,148 @@ async fn a_remote_worker_reads_the_output_of_its_job_s_dependencies_chunk_by_chu
     assert_eq!(rt.job(then).await.unwrap().state, JobState::Completed);
 }
 
+/// Review finding 2 (s12-fleet): the `Output` cursor named a part by its
+/// position in a part list each call lists again, so a dependency whose
+/// parts changed between two chunks (a failed slice retried) gave records
+/// twice. The cursor names the part by its key and the parts before it:
+/// the read fails, saying the output changed, rather than give a record
+/// twice or leave one out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dependency_whose_parts_change_between_two_chunks_fails_the_read_rather_than_repeat_records(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = node(dir.path()).await;
+    let first = rt.submit(sliced("echo", 7)).await.unwrap();
+    let all = records(21);
+    upload_all(&rt, first, &all).await;
+    let then = sliced("echo", 10).with_after(&[first], DependencyFailure::Run);
+    let then = rt.submit(then).await.unwrap();
+    upload_all(&rt, then, &records(1)).await;
+    let joined = rt.remote_join(hello()).unwrap();
+    let session = &joined.session;
+    // The dependency's middle slice fails, so the job with after runs on
+    // the other two slices' output.
+    let mut leased_then = None;
+    while let Some((epoch, job, slice, records)) = next_slice(&rt, session).await {
+        if job == then {
+            leased_then = Some(epoch);
+            break;
+        }
+        let outcome = if records.first() == Some(&all[7]) {
+            RemoteOutcome::Slice {
+                job,
+                slice,
+                result: Err("no".into()),
+            }
+        } else {
+            output(job, slice, records)
+        };
+        rt.remote_commit(session, epoch, outcome).await.unwrap();
+    }
+    let epoch = leased_then.expect("the job with after was leased");
+    // 10 records of 14 bytes: the first slice's 7 and 3 of the third's.
+    let chunk = rt
+        .remote_output(session, epoch, first, "main", OutputCursor::default(), 140)
+        .unwrap();
+    let mut expected = all[..7].to_vec();
+    expected.extend_from_slice(&all[14..17]);
+    assert_eq!(chunk.records, expected);
+    let from = chunk.next.expect("more records");
+    assert_eq!(from.record, 3);
+    // An operator retries the dependency; another worker runs its failed
+    // slice, which now has output before the cursor.
+    rt.retry(first).await.unwrap();
+    let other = rt.remote_join(hello()).unwrap();
+    let (e, job, slice, records) = next_slice(&rt, &other.session).await.unwrap();
+    assert_eq!((job, records.first()), (first, Some(&all[7])));
+    let answer = rt
+        .remote_commit(&other.session, e, output(job, slice, records))
+        .await;
+    assert_eq!(answer.unwrap(), CommitAnswer::Accepted);
+    match rt.remote_output(session, epoch, first, "main", from, 1 << 20) {
+        Err(RemoteError::Output(e)) => assert!(e.to_string().contains("changed"), "{e}"),
+        Ok(chunk) => panic!(
+            "the read went on where the parts had moved: {:?}",
+            chunk
+                .records
+                .iter()
+                .map(|r| String::from_utf8_lossy(r).into_owned())
+                .collect::<Vec<_>>()
+        ),
+        Err(e) => panic!("{e}"),
+    }
+    // Read again from the start, it is whole.
+    let chunk = rt
+        .remote_output(
+            session,
+            epoch,
+            first,
+            "main",
+            OutputCursor::default(),
+            1 << 20,
+        )
+        .unwrap();
+    assert_eq!((chunk.records, chunk.next), (all, None));
+}
+
+/// Review finding 3 (s12-fleet): a cursor naming a record far past its
+/// part's end (a hostile worker) skipped records one by one some 4e9
+/// times, holding a blocking thread. Refused at once as malformed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_past_its_part_s_records_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = node(dir.path()).await;
+    let first = rt.submit(sliced("echo", 7)).await.unwrap();
+    upload_all(&rt, first, &records(14)).await;
+    let then = sliced("echo", 10).with_after(&[first], DependencyFailure::Fail);
+    let then = rt.submit(then).await.unwrap();
+    upload_all(&rt, then, &records(1)).await;
+    let joined = rt.remote_join(hello()).unwrap();
+    let session = joined.session.clone();
+    let mut leased_then = None;
+    while let Some((epoch, job, slice, records)) = next_slice(&rt, &session).await {
+        if job == then {
+            leased_then = Some(epoch);
+            break;
+        }
+        let answer = rt
+            .remote_commit(&session, epoch, output(job, slice, records))
+            .await;
+        assert_eq!(answer.unwrap(), CommitAnswer::Accepted);
+    }
+    let epoch = leased_then.expect("the job with after was leased");
+    let chunk = rt
+        .remote_output(&session, epoch, first, "main", OutputCursor::default(), 14)
+        .unwrap();
+    let inside = chunk.next.expect("more records");
+    assert_eq!(inside.record, 1);
+    for hostile in [
+        OutputCursor {
+            record: u32::MAX,
+            ..inside
+        },
+        OutputCursor {
+            record: 8,
+            ..inside
+        },
+    ] {
+        let rt = rt.clone();
+        let session = session.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            rt.remote_output(&session, epoch, first, "main", hostile, 14)
+        });
+        let err = tokio::time::timeout(Duration::from_secs(10), read)
+            .await
+            .expect("a hostile cursor is answered at once")
+            .unwrap();
+        assert!(
+            matches!(err, Err(RemoteError::Malformed(ref why)) if why.contains("record")),
+            "{:?}",
+            err.err()
+        );
+    }
+}
+
 /// A worker process that runs simple jobs of kind `job`.
 fn runs_job() -> RemoteHello {
     RemoteHello {

@@ -290,8 +290,10 @@ pub async fn output(State(app): State<AppState>, req: Request) -> Response {
         move |m: proto::OutputRequest| async move {
             let session = session(m.worker_id, &m.session);
             let from = booster_runtime::OutputCursor {
-                part: m.part,
+                seq: m.part,
+                rank: m.rank,
                 record: m.record,
+                before: m.before,
             };
             let budget_bytes = runtime.max_slice_bytes() / 2;
             let who = format!(" of worker {}, lease {}", m.worker_id, m.epoch);
@@ -310,8 +312,10 @@ pub async fn output(State(app): State<AppState>, req: Request) -> Response {
             Ok(proto::OutputReply {
                 records: Some(records),
                 done: chunk.next.is_none(),
-                part: next.part,
+                part: next.seq,
                 record: next.record,
+                rank: next.rank,
+                before: next.before,
             })
         },
     )
