@@ -35,6 +35,37 @@ pub const SMALL_MESSAGE_BYTES: usize = 64 << 10;
 const LONG_POLLS: usize = 256;
 static LONG_POLL_TURNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(LONG_POLLS);
 
+/// `Output` reads at once, node-wide: each holds a blocking thread and a
+/// reply's records three times over (the records, their blob, the
+/// encoded message); past this, a call waits for a turn (async, holding
+/// no thread).
+const OUTPUT_READS: usize = 8;
+static OUTPUT_TURNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(OUTPUT_READS);
+
+/// The record bytes an `Output` reply carries at most (beyond its last
+/// record): 1 MiB, or half a slice where that is less, so a reply stays
+/// well under the message limit.
+const OUTPUT_CHUNK_BYTES: usize = 1 << 20;
+
+/// The record bytes of an `Output` reply with `max_slice_bytes` slices:
+/// `OUTPUT_CHUNK_BYTES`, half a slice, or `BOOSTER_OUTPUT_CHUNK_BYTES`
+/// (read once; for tests, so a small dependency crosses the wire in
+/// several chunks) where that is less.
+fn output_budget(max_slice_bytes: usize) -> usize {
+    static SET: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    let set = *SET.get_or_init(|| {
+        std::env::var("BOOSTER_OUTPUT_CHUNK_BYTES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    });
+    output_budget_of(max_slice_bytes, set)
+}
+
+fn output_budget_of(max_slice_bytes: usize, set: Option<usize>) -> usize {
+    let budget = OUTPUT_CHUNK_BYTES.min(max_slice_bytes / 2);
+    set.map_or(budget, |set| set.min(budget)).max(1)
+}
+
 /// The node's `booster` version; a worker of another is refused.
 pub const VERSION: &str = booster_client::VERSION;
 
@@ -277,9 +308,8 @@ pub async fn decline(State(app): State<AppState>, req: Request) -> Response {
 }
 
 /// `Output`: records of a dependency's output for a handler of a lease
-/// the worker holds (`Runtime::remote_output`), up to half a slice's
-/// bytes a reply, so a reply's records and framing stay under the
-/// message limit.
+/// the worker holds (`Runtime::remote_output`), up to `output_budget`
+/// bytes a reply, a few replies read at once (`OUTPUT_TURNS`).
 pub async fn output(State(app): State<AppState>, req: Request) -> Response {
     let runtime = app.runtime.clone();
     unary(
@@ -288,6 +318,10 @@ pub async fn output(State(app): State<AppState>, req: Request) -> Response {
         req,
         SMALL_MESSAGE_BYTES,
         move |m: proto::OutputRequest| async move {
+            let _turn = OUTPUT_TURNS
+                .acquire()
+                .await
+                .map_err(|_| Status::unavailable("the node is shutting down"))?;
             let session = session(m.worker_id, &m.session);
             let from = booster_runtime::OutputCursor {
                 seq: m.part,
@@ -295,7 +329,7 @@ pub async fn output(State(app): State<AppState>, req: Request) -> Response {
                 record: m.record,
                 before: m.before,
             };
-            let budget_bytes = runtime.max_slice_bytes() / 2;
+            let budget_bytes = output_budget(runtime.max_slice_bytes());
             let who = format!(" of worker {}, lease {}", m.worker_id, m.epoch);
             let rt = runtime.clone();
             let chunk = tokio::task::spawn_blocking(move || {
@@ -574,5 +608,22 @@ where
             }
             None => Box::pin(async { Err(Status::internal("one call per request")) }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Review finding 3 (s12-fleet): a reply's budget was half a slice
+    /// (32 MiB by default), some 100 MB a call. At most 1 MiB, half a
+    /// slice where less, and a test's setting only lowers it.
+    #[test]
+    fn an_output_reply_carries_at_most_a_mebibyte_of_records() {
+        assert_eq!(output_budget_of(64 << 20, None), 1 << 20);
+        assert_eq!(output_budget_of(1 << 20, None), 512 << 10);
+        assert_eq!(output_budget_of(64 << 20, Some(200)), 200);
+        assert_eq!(output_budget_of(64 << 20, Some(8 << 20)), 1 << 20);
+        assert_eq!(output_budget_of(64 << 20, Some(0)), 1);
     }
 }
