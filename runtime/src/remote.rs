@@ -1199,7 +1199,11 @@ fn lease_blocking(
         let epoch = task.epoch;
         if let TaskWork::Simple(items) = &task.work {
             let limit = max_message_bytes(shared.limits.max_slice_bytes);
-            if let Some(why) = unsendable(items, limit) {
+            let after_ids = match items.as_slice() {
+                [item] => (shared.state.lock().table.get(&item.job)).map_or(0, |j| j.after.len()),
+                _ => 0,
+            };
+            if let Some(why) = unsendable(items, after_ids, limit) {
                 refuse_unsendable(shared, store, group, epoch, items, &why);
                 continue;
             }
@@ -1311,35 +1315,82 @@ fn max_message_bytes(max_slice_bytes: usize) -> usize {
 /// properties (its id, kind, `after`, the framing).
 const LEASE_FRAMING_BYTES: usize = 64 << 10;
 
+/// The bytes an id of a simple job's `after` list takes in a lease's
+/// message, at most (a varint of a 64-bit id and its framing). The
+/// on-complete job of a batch runs after every job of the batch.
+const AFTER_ID_BYTES: usize = 10;
+
 /// Why a simple lease cannot be sent to a remote worker: its one job's
-/// arguments and properties pass what a message carries. A batch of
-/// several is cut to fit far below that (`Book::max_remote_batch_bytes`,
-/// `max_slice_bytes`); only a job alone can be too large, and only then
-/// is its JSON measured here.
-fn unsendable(items: &[SimpleItem], max_message_bytes: usize) -> Option<String> {
+/// arguments, properties and `after` list (`after_ids` ids) pass what a
+/// message carries. A batch of several is cut to fit far below that
+/// (`Book::max_remote_batch_bytes`, `max_slice_bytes`); only a job alone
+/// can be too large, and only then is its JSON measured here.
+fn unsendable(items: &[SimpleItem], after_ids: usize, max_message_bytes: usize) -> Option<String> {
     let [item] = items else {
         return None;
     };
     let json_len = |v: &serde_json::Value| serde_json::to_vec(v).map_or(0, |b| b.len());
     let bytes = json_len(&item.args) + json_len(&item.properties);
+    let after_bytes = after_ids.saturating_mul(AFTER_ID_BYTES);
     let room = max_message_bytes.saturating_sub(LEASE_FRAMING_BYTES);
+    let (what, bytes) = match after_ids {
+        0 => ("its arguments and properties are", bytes),
+        _ => (
+            "its arguments, properties and the ids of the jobs it runs after are",
+            bytes.saturating_add(after_bytes),
+        ),
+    };
     (bytes > room).then(|| {
         format!(
-            "its arguments and properties are {bytes} bytes as JSON, more than the {room} bytes \
-             a message to a remote worker carries (twice the node's max_slice_bytes and 1 MiB, \
-             less room for the rest of the lease)"
+            "{what} {bytes} bytes, more than the {room} bytes a message to a remote worker \
+             carries (twice the node's max_slice_bytes and 1 MiB, less room for the rest of \
+             the lease)"
         )
     })
 }
 
+/// Why none of this node's own threads can run `items` (None: one can):
+/// it runs none, has no handler for a job's kind (a kind only remote
+/// workers run), or keeps its only threads for more urgent jobs.
+fn no_local_thread_for(st: &crate::state::State, items: &[SimpleItem]) -> Option<String> {
+    let book = &st.book;
+    let local = book.local_workers;
+    if local == 0 {
+        return Some(
+            "this node runs no worker threads of its own (serve --workers 0) to run it instead"
+                .into(),
+        );
+    }
+    let lane = local - book.reserved_workers.min(local);
+    items.iter().find_map(|item| {
+        let kind = &*item.kind;
+        let handled = (book.kinds.get(kind))
+            .is_some_and(|k| k.handler == Some(crate::state::HandlerShape::Simple));
+        if !handled {
+            return Some(format!(
+                "this node's own threads have no handler for kind {kind:?} to run it instead"
+            ));
+        }
+        let priority = st.table.get(&item.job).map_or(u8::MAX, |j| j.priority);
+        (lane == 0 && priority > book.reserved_priority).then(|| {
+            format!(
+                "this node's own threads take only jobs of priority {} or more urgent, and it \
+                 has priority {priority}",
+                book.reserved_priority
+            )
+        })
+    })
+}
+
 /// Simple lease `epoch`, leased to process `group`, cannot be sent to it
-/// (`unsendable`: `why`). A node with threads of its own hands the lease
-/// back, no expiry counted, and never leases the job to that process
-/// again, so one of its threads runs it; a node without fails the job at
-/// once, no retry (sending it again would not change), the rest of its
+/// (`unsendable`, or its message did not fit: `why`). Where one of the
+/// node's own threads can run its jobs (`no_local_thread_for`), the node
+/// hands the lease back, no expiry counted, and never leases the jobs to
+/// that process again, so a thread runs them; otherwise they fail at
+/// once, no retry (sending them again would not change), the rest of its
 /// work untouched. Before, the lease was answered `Internal` until it
 /// expired, again and again, until the job failed as hung.
-fn refuse_unsendable(
+pub(crate) fn refuse_unsendable(
     shared: &Arc<Shared>,
     store: &Arc<dyn SliceStore>,
     group: u64,
@@ -1348,7 +1399,7 @@ fn refuse_unsendable(
     why: &str,
 ) {
     let mut st = shared.state.lock();
-    if st.book.local_workers > 0 {
+    let Some(none_here) = no_local_thread_for(&st, items) else {
         if st.book.leases.get(&epoch).is_some_and(|l| !l.committing) {
             if let Some(g) = st.book.fleet.groups.get_mut(&group) {
                 for item in items {
@@ -1363,11 +1414,11 @@ fn refuse_unsendable(
         drop(st);
         shared.changed();
         return;
-    }
+    };
     drop(st);
     let why = format!(
-        "{why}; this node runs no worker threads of its own (serve --workers 0) to run it \
-         instead: pass large inputs as a sliced job's upload, or run the node with --workers N"
+        "{why}; {none_here}: pass large inputs as a sliced job's upload, or run it where a \
+         thread of the node can"
     );
     crate::worker::fail_simple(shared, store, epoch, items, &why);
 }
@@ -1496,5 +1547,34 @@ fn commit_blocking(
             crate::worker::commit_hook(shared, store, epoch, item.job, before, result);
         }
         _ => unreachable!("check_outcome matched the work"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Review finding 4 (s12-fleet): `unsendable` measured only a job's
+    /// arguments and properties; the on-complete job of a large batch
+    /// runs after every job of it, and its lease then passed the message
+    /// limit unmeasured. Its `after` list counts too.
+    #[test]
+    fn a_simple_job_s_after_list_counts_toward_its_lease_s_size() {
+        let item = SimpleItem {
+            job: 1,
+            kind: "job".into(),
+            args: Arc::new(serde_json::json!({ "n": 1 })),
+            properties: Arc::new(serde_json::Value::Null),
+            attempts: 0,
+            retry: crate::RetryPolicy::default(),
+        };
+        let limit = LEASE_FRAMING_BYTES + 1000;
+        assert_eq!(unsendable(std::slice::from_ref(&item), 0, limit), None);
+        assert_eq!(unsendable(std::slice::from_ref(&item), 90, limit), None);
+        let why = unsendable(std::slice::from_ref(&item), 100, limit).expect("too large");
+        assert!(
+            why.contains("the jobs it runs after are 1011 bytes"),
+            "{why}"
+        );
     }
 }

@@ -13,8 +13,9 @@ use super::{RemoteError, RemoteSession};
 impl Runtime {
     /// Lease `epoch` of the remote process of `session` could not be sent
     /// to it (`why`): its work fails now, through the commit a local
-    /// worker's failure takes (a slice fails, a hook fails, simple jobs
-    /// fail with no retry: sending them again would not change). A lease
+    /// worker's failure takes (a slice fails, a hook fails); simple jobs
+    /// go back to the node's own threads where one can run them, else
+    /// fail with no retry (sending them again would not change). A lease
     /// that ended meanwhile, or is not the process's, is left alone.
     /// Blocks until the failure is committed: call it off the async
     /// threads.
@@ -52,8 +53,10 @@ impl Runtime {
                     held.leased,
                 );
             }
+            // Handed back where a thread of the node can run them, as a
+            // job too large to lease is.
             TaskWork::Simple(items) => {
-                crate::worker::fail_simple(shared, store, epoch, &items, &why);
+                super::refuse_unsendable(shared, store, held.group, epoch, &items, &why);
             }
             TaskWork::Before(item) => {
                 crate::worker::commit_hook(shared, store, epoch, item.job, true, Err(why));

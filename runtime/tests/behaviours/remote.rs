@@ -693,6 +693,80 @@ async fn a_simple_job_too_large_for_a_remote_message_runs_on_the_node_s_own_thre
     assert_eq!(s.attempts, 1, "no expiry was counted against it");
 }
 
+/// Review finding 1 (s12-fleet): a node with threads handed a too-large
+/// job back to them even when none had a handler for its kind (a kind
+/// only remote workers run): it stayed queued for ever, with no waiting
+/// reason. It fails at once, naming its size and why no thread takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_too_large_job_of_a_kind_only_remote_workers_run_fails_at_once_on_a_node_with_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(dir.path(), 1);
+    o.max_slice_bytes = 64 << 10;
+    let rt = Runtime::open(o).await.unwrap();
+    let args = serde_json::json!({ "text": "x".repeat(2 << 20) });
+    let big = rt.submit(JobSpec::simple("job", args)).await.unwrap();
+    let joined = rt.remote_join(runs_job()).unwrap();
+    let answer = rt
+        .remote_lease(&joined.session, 0, Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert!(
+        !matches!(answer, RemoteLease::Task(_)),
+        "the large job was leased to the remote worker"
+    );
+    let s = tokio::time::timeout(Duration::from_secs(10), rt.wait(big))
+        .await
+        .expect("the job stayed queued")
+        .unwrap();
+    assert_eq!(s.state, JobState::Failed, "{s:?}");
+    let why = s.failure_reason.unwrap_or_default();
+    assert!(
+        why.contains("1114112 bytes") && why.contains("no handler for kind \"job\""),
+        "{why}"
+    );
+    assert_eq!(s.attempts, 1, "no retry: it would never fit");
+}
+
+/// Review finding 4 (s12-fleet): a simple lease the node could not send
+/// (its message past the limit: the Lease route's `fits`) failed its job
+/// for good even where a thread of the node could run it. It goes back
+/// to the node's threads, as a job too large to lease does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simple_lease_the_node_cannot_send_goes_back_to_a_thread_of_the_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Runtime::open(opts(dir.path(), 1)).await.unwrap();
+    let held = std::sync::Arc::new(Held::default());
+    held.hold.store(true, std::sync::atomic::Ordering::SeqCst);
+    rt.register_simple("job", held.clone());
+    // The node's one thread is busy while the remote worker asks.
+    let busy = rt
+        .submit(JobSpec::simple("job", serde_json::json!({ "n": 0 })))
+        .await
+        .unwrap();
+    for _ in 0..500 {
+        if rt.job(busy).await.unwrap().state == JobState::Running {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(rt.job(busy).await.unwrap().state, JobState::Running);
+    let job = rt
+        .submit(JobSpec::simple("job", serde_json::json!({ "n": 1 })))
+        .await
+        .unwrap();
+    let joined = rt.remote_join(runs_job()).unwrap();
+    let task = first_task(&rt, &joined.session).await;
+    let RemoteWork::Simple(jobs) = &task.work else {
+        panic!("only simple jobs were submitted");
+    };
+    assert_eq!(jobs.iter().map(|j| j.job).collect::<Vec<_>>(), [job]);
+    rt.remote_unsent(&joined.session, task.epoch, "its lease would be too large")
+        .unwrap();
+    held.hold.store(false, std::sync::atomic::Ordering::SeqCst);
+    let s = rt.wait(job).await.unwrap();
+    assert_eq!(s.state, JobState::Completed, "{:?}", s.failure_reason);
+}
+
 /// Issue 13's known fault: a lease the node could not send (a record of 4
 /// GiB or more, whose length a record blob cannot say) was answered
 /// `Internal` and left held until it expired, then leased and failed to
