@@ -1223,14 +1223,25 @@ const CAT_THEN_DEPENDENCY: &str = r#"cat; eval "cat <&$BOOSTER_AFTER_OUTPUT_FDS"
 /// Issue 13's known fault: a job with `after` was never leased to a
 /// remote worker, so a node without threads never ran it (it waited,
 /// saying so). Its remote handler now reads what its dependency wrote
-/// through the node, as a local handler reads it from the store.
+/// through the node, as a local handler reads it from the store, a chunk
+/// at a time (review finding 5: with the default budget the whole
+/// dependency came in one reply, so no cursor crossed the wire).
 #[test]
 fn a_job_with_after_on_a_node_without_workers_runs_on_a_remote_worker_reading_its_dependency() {
     let sb = Sandbox::new();
-    let server = serve(
-        &sb,
-        &["--workers", "0", "--exec-allow", CAT_THEN_DEPENDENCY],
-    );
+    // 200 bytes a reply: the dependency crosses the wire in dozens of
+    // chunks, their cursors inside and at the ends of its slices.
+    let mut cmd = sb.cmd(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--workers",
+        "0",
+        "--exec-allow",
+        CAT_THEN_DEPENDENCY,
+    ]);
+    cmd.env("BOOSTER_OUTPUT_CHUNK_BYTES", "200");
+    let server = booster_tests::cli::Serving::spawn(cmd);
     let input = numbered_lines(300);
     let first = submit(
         &server,

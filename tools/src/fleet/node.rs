@@ -626,4 +626,33 @@ mod tests {
         assert_eq!(output_budget_of(64 << 20, Some(8 << 20)), 1 << 20);
         assert_eq!(output_budget_of(64 << 20, Some(0)), 1);
     }
+
+    /// Review finding 5 (s12-fleet): no test ran the Lease route's `fits`
+    /// guard (an inverted comparison would have passed). A lease fits
+    /// only with 64 bytes of framing to spare under the limit, and the
+    /// refusal names both sizes.
+    #[test]
+    fn a_lease_fits_only_under_the_message_limit_naming_both_sizes() {
+        let work = |after: u64| {
+            proto::Work::Simple(proto::SimpleBatch {
+                jobs: vec![proto::SimpleJob {
+                    job: 1,
+                    after: (0..after).collect(),
+                    kind: "job".into(),
+                    args_json: "{}".into(),
+                    properties_json: "null".into(),
+                }],
+            })
+        };
+        let bytes = work(0).encoded_len();
+        assert!(fits(work(0), bytes + 64).is_ok());
+        let why = fits(work(0), bytes + 63).err().expect("over the limit");
+        assert!(
+            why.contains(&format!("of {bytes} bytes"))
+                && why.contains(&format!("{} bytes", bytes + 63)),
+            "{why}"
+        );
+        assert!(fits(work(1000), 1 << 10).is_err(), "its after list counts");
+        assert!(fits(work(1000), 64 << 10).is_ok());
+    }
 }
