@@ -83,6 +83,41 @@ async fn work_until_idle(rt: &Runtime, session: &RemoteSession) {
     }
 }
 
+/// A sliced `echo` job of `n` records in slices of 7, a job of one
+/// record that runs after it (`policy`), and the session of a worker
+/// process joined to read it.
+async fn a_job_after_another(
+    rt: &Runtime,
+    n: usize,
+    policy: DependencyFailure,
+) -> (JobId, JobId, RemoteSession) {
+    let first = rt.submit(sliced("echo", 7)).await.unwrap();
+    upload_all(rt, first, &records(n)).await;
+    let then = sliced("echo", 10).with_after(&[first], policy);
+    let then = rt.submit(then).await.unwrap();
+    upload_all(rt, then, &records(1)).await;
+    (first, then, rt.remote_join(hello()).unwrap().session)
+}
+
+/// Works the slices the node leases `session` (their outcome:
+/// `outcome(job, slice, records)`) until a slice of `then` is leased: its
+/// lease's epoch, its number and its records.
+async fn work_until_leased(
+    rt: &Runtime,
+    session: &RemoteSession,
+    then: JobId,
+    outcome: impl Fn(JobId, u64, Vec<Vec<u8>>) -> RemoteOutcome,
+) -> (u64, u64, Vec<Vec<u8>>) {
+    while let Some((epoch, job, slice, records)) = next_slice(rt, session).await {
+        if job == then {
+            return (epoch, slice, records);
+        }
+        let answer = rt.remote_commit(session, epoch, outcome(job, slice, records));
+        assert_eq!(answer.await.unwrap(), CommitAnswer::Accepted);
+    }
+    panic!("job {then} was never leased");
+}
+
 fn output(job: JobId, slice: u64, main: Vec<Vec<u8>>) -> RemoteOutcome {
     RemoteOutcome::Slice {
         job,
@@ -245,28 +280,12 @@ async fn a_job_with_after_is_never_leased_to_a_worker_that_cannot_read_its_depen
 async fn a_remote_worker_reads_the_output_of_its_job_s_dependencies_chunk_by_chunk() {
     let dir = tempfile::tempdir().unwrap();
     let rt = node(dir.path()).await;
-    let first = rt.submit(sliced("echo", 7)).await.unwrap();
-    upload_all(&rt, first, &records(40)).await;
     let other = rt.submit(sliced("echo", 10)).await.unwrap();
     upload_all(&rt, other, &records(3)).await;
-    let then = sliced("echo", 10).with_after(&[first], DependencyFailure::Fail);
-    let then = rt.submit(then).await.unwrap();
-    upload_all(&rt, then, &records(1)).await;
-    let joined = rt.remote_join(hello()).unwrap();
-    let session = &joined.session;
+    let (first, then, session) = a_job_after_another(&rt, 40, DependencyFailure::Fail).await;
+    let session = &session;
     // The dependencies' slices, then the dependent job's.
-    let mut leased_then = None;
-    while let Some((epoch, job, slice, records)) = next_slice(&rt, session).await {
-        if job == then {
-            leased_then = Some((epoch, slice, records));
-            break;
-        }
-        let answer = rt
-            .remote_commit(session, epoch, output(job, slice, records))
-            .await;
-        assert_eq!(answer.unwrap(), CommitAnswer::Accepted);
-    }
-    let (epoch, slice, records) = leased_then.expect("the job with after was leased");
+    let (epoch, slice, records) = work_until_leased(&rt, session, then, output).await;
     let expected = download(&rt, first, Category::Main);
     assert_eq!(expected.len(), 40);
     // 20 bytes a chunk: two or three records, so chunks end inside and
@@ -334,34 +353,21 @@ async fn a_dependency_whose_parts_change_between_two_chunks_fails_the_read_rathe
 ) {
     let dir = tempfile::tempdir().unwrap();
     let rt = node(dir.path()).await;
-    let first = rt.submit(sliced("echo", 7)).await.unwrap();
     let all = records(21);
-    upload_all(&rt, first, &all).await;
-    let then = sliced("echo", 10).with_after(&[first], DependencyFailure::Run);
-    let then = rt.submit(then).await.unwrap();
-    upload_all(&rt, then, &records(1)).await;
-    let joined = rt.remote_join(hello()).unwrap();
-    let session = &joined.session;
+    let (first, then, session) = a_job_after_another(&rt, 21, DependencyFailure::Run).await;
+    let session = &session;
     // The dependency's middle slice fails, so the job with after runs on
     // the other two slices' output.
-    let mut leased_then = None;
-    while let Some((epoch, job, slice, records)) = next_slice(&rt, session).await {
-        if job == then {
-            leased_then = Some(epoch);
-            break;
-        }
-        let outcome = if records.first() == Some(&all[7]) {
-            RemoteOutcome::Slice {
-                job,
-                slice,
-                result: Err("no".into()),
-            }
-        } else {
-            output(job, slice, records)
-        };
-        rt.remote_commit(session, epoch, outcome).await.unwrap();
-    }
-    let epoch = leased_then.expect("the job with after was leased");
+    let fail_the_middle = |job, slice, records: Vec<Vec<u8>>| match records.first() == Some(&all[7])
+    {
+        true => RemoteOutcome::Slice {
+            job,
+            slice,
+            result: Err("no".into()),
+        },
+        false => output(job, slice, records),
+    };
+    let (epoch, ..) = work_until_leased(&rt, session, then, fail_the_middle).await;
     // 10 records of 14 bytes: the first slice's 7 and 3 of the third's.
     let chunk = rt
         .remote_output(session, epoch, first, "main", OutputCursor::default(), 140)
@@ -414,25 +420,8 @@ async fn a_dependency_whose_parts_change_between_two_chunks_fails_the_read_rathe
 async fn a_cursor_past_its_part_s_records_is_refused_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let rt = node(dir.path()).await;
-    let first = rt.submit(sliced("echo", 7)).await.unwrap();
-    upload_all(&rt, first, &records(14)).await;
-    let then = sliced("echo", 10).with_after(&[first], DependencyFailure::Fail);
-    let then = rt.submit(then).await.unwrap();
-    upload_all(&rt, then, &records(1)).await;
-    let joined = rt.remote_join(hello()).unwrap();
-    let session = joined.session.clone();
-    let mut leased_then = None;
-    while let Some((epoch, job, slice, records)) = next_slice(&rt, &session).await {
-        if job == then {
-            leased_then = Some(epoch);
-            break;
-        }
-        let answer = rt
-            .remote_commit(&session, epoch, output(job, slice, records))
-            .await;
-        assert_eq!(answer.unwrap(), CommitAnswer::Accepted);
-    }
-    let epoch = leased_then.expect("the job with after was leased");
+    let (first, then, session) = a_job_after_another(&rt, 14, DependencyFailure::Fail).await;
+    let (epoch, ..) = work_until_leased(&rt, &session, then, output).await;
     let chunk = rt
         .remote_output(&session, epoch, first, "main", OutputCursor::default(), 14)
         .unwrap();
@@ -630,6 +619,22 @@ async fn a_simple_job_too_large_for_a_remote_message_fails_at_once_naming_its_si
     assert_eq!(rt.job(small).await.unwrap().state, JobState::Completed);
 }
 
+/// Submits a `job` its held handler keeps running on the node's one
+/// thread, and waits until it runs.
+async fn occupy_the_node_s_thread(rt: &Runtime) {
+    let busy = rt
+        .submit(JobSpec::simple("job", serde_json::json!({ "n": 0 })))
+        .await
+        .unwrap();
+    for _ in 0..500 {
+        if rt.job(busy).await.unwrap().state == JobState::Running {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(rt.job(busy).await.unwrap().state, JobState::Running);
+}
+
 /// `Held`, with the length of its arguments as JSON for a result (a
 /// large job's arguments would pass the result cap).
 #[derive(Default)]
@@ -659,17 +664,7 @@ async fn a_simple_job_too_large_for_a_remote_message_runs_on_the_node_s_own_thre
     held.0.hold.store(true, std::sync::atomic::Ordering::SeqCst);
     rt.register_simple("job", held.clone());
     // The node's one thread is busy while the remote worker asks.
-    let busy = rt
-        .submit(JobSpec::simple("job", serde_json::json!({ "n": 0 })))
-        .await
-        .unwrap();
-    for _ in 0..500 {
-        if rt.job(busy).await.unwrap().state == JobState::Running {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(rt.job(busy).await.unwrap().state, JobState::Running);
+    occupy_the_node_s_thread(&rt).await;
     let args = serde_json::json!({ "text": "x".repeat(2 << 20) });
     let big = rt
         .submit(JobSpec::simple("job", args.clone()))
@@ -739,17 +734,7 @@ async fn a_simple_lease_the_node_cannot_send_goes_back_to_a_thread_of_the_node()
     held.hold.store(true, std::sync::atomic::Ordering::SeqCst);
     rt.register_simple("job", held.clone());
     // The node's one thread is busy while the remote worker asks.
-    let busy = rt
-        .submit(JobSpec::simple("job", serde_json::json!({ "n": 0 })))
-        .await
-        .unwrap();
-    for _ in 0..500 {
-        if rt.job(busy).await.unwrap().state == JobState::Running {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(rt.job(busy).await.unwrap().state, JobState::Running);
+    occupy_the_node_s_thread(&rt).await;
     let job = rt
         .submit(JobSpec::simple("job", serde_json::json!({ "n": 1 })))
         .await

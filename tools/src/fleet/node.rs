@@ -42,6 +42,16 @@ static LONG_POLL_TURNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_n
 const OUTPUT_READS: usize = 8;
 static OUTPUT_TURNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(OUTPUT_READS);
 
+/// A turn of `turns`, waited for without holding a thread.
+async fn turn(
+    turns: &'static tokio::sync::Semaphore,
+) -> Result<tokio::sync::SemaphorePermit<'static>, Status> {
+    turns
+        .acquire()
+        .await
+        .map_err(|_| Status::unavailable("the node is shutting down"))
+}
+
 /// The record bytes an `Output` reply carries at most (beyond its last
 /// record): 1 MiB, or half a slice where that is less, so a reply stays
 /// well under the message limit.
@@ -157,10 +167,7 @@ pub async fn lease(State(app): State<AppState>, req: Request) -> Response {
         req,
         SMALL_MESSAGE_BYTES,
         move |m: proto::LeaseRequest| async move {
-            let _turn = LONG_POLL_TURNS
-                .acquire()
-                .await
-                .map_err(|_| Status::unavailable("the node is shutting down"))?;
+            let _turn = turn(&LONG_POLL_TURNS).await?;
             let session = session(m.worker_id, &m.session);
             let answer = runtime
                 .remote_lease(&session, m.thread, LEASE_POLL)
@@ -318,10 +325,7 @@ pub async fn output(State(app): State<AppState>, req: Request) -> Response {
         req,
         SMALL_MESSAGE_BYTES,
         move |m: proto::OutputRequest| async move {
-            let _turn = OUTPUT_TURNS
-                .acquire()
-                .await
-                .map_err(|_| Status::unavailable("the node is shutting down"))?;
+            let _turn = turn(&OUTPUT_TURNS).await?;
             let session = session(m.worker_id, &m.session);
             let from = booster_runtime::OutputCursor {
                 seq: m.part,
@@ -646,7 +650,7 @@ mod tests {
         };
         let bytes = work(0).encoded_len();
         assert!(fits(work(0), bytes + 64).is_ok());
-        let why = fits(work(0), bytes + 63).err().expect("over the limit");
+        let why = fits(work(0), bytes + 63).expect_err("over the limit");
         assert!(
             why.contains(&format!("of {bytes} bytes"))
                 && why.contains(&format!("{} bytes", bytes + 63)),
