@@ -44,6 +44,16 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// record). Two builds of one `VERSION` can differ in it.
 pub const PROTOCOL: u32 = 2;
 
+/// The environment variable naming a PEM certificate to trust (a node
+/// with a self-signed certificate): read by `WorkOptions::default` and
+/// the `booster` CLI alike.
+pub const CA_CERT_ENV: &str = "BOOSTER_CA_CERT";
+
+/// The certificate `CA_CERT_ENV` names, if set.
+pub fn ca_cert_from_env() -> Option<std::path::PathBuf> {
+    std::env::var_os(CA_CERT_ENV).map(Into::into)
+}
+
 /// The protocol a `Hello` or its reply says; 0 is a peer from before the
 /// field, which spoke protocol 1.
 pub fn protocol_of(said: u32) -> u32 {

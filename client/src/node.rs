@@ -1,4 +1,4 @@
-//! A worker's connection to a node: the four calls of
+//! A worker's connection to a node: the six calls of
 //! `booster.worker.v1.Worker` over one tonic channel (HTTP/2; TLS for an
 //! `https://` URL, trusting `BOOSTER_CA_CERT` or the web's roots), each
 //! carrying the bearer token. The channel connects lazily and again after
@@ -99,6 +99,10 @@ impl NodeClient {
 
     pub async fn decline(&self, m: proto::DeclineRequest) -> Result<proto::DeclineReply, Status> {
         self.call("Decline", m).await
+    }
+
+    pub async fn output(&self, m: proto::OutputRequest) -> Result<proto::OutputReply, Status> {
+        self.call("Output", m).await
     }
 
     async fn call<M1, M2>(&self, method: &str, m: M1) -> Result<M2, Status>

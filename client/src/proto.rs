@@ -25,6 +25,10 @@ pub struct HelloRequest {
     /// worker, protocol 1.
     #[prost(uint32, tag = "7")]
     pub protocol: u32,
+    /// Its handlers read their jobs' dependencies through `Output`: the
+    /// node may lease it jobs with `after`. An older worker sends none.
+    #[prost(bool, tag = "8")]
+    pub reads_after: bool,
 }
 
 /// Jobs of `kind` are for this worker only when their property
@@ -129,6 +133,9 @@ pub struct SimpleJob {
     /// JSON.
     #[prost(string, tag = "4")]
     pub properties_json: String,
+    /// The jobs it ran after, whose output it reads through `Output`.
+    #[prost(uint64, repeated, tag = "5")]
+    pub after: Vec<u64>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -147,6 +154,9 @@ pub struct SliceWork {
     /// The input records, decrypted by the node (TLS carries them).
     #[prost(message, optional, tag = "7")]
     pub records: Option<RecordBlob>,
+    /// The jobs it ran after, whose output it reads through `Output`.
+    #[prost(uint64, repeated, tag = "8")]
+    pub after: Vec<u64>,
 }
 
 /// Records as one blob (protocol 2): `data` holds them back to back,
@@ -240,6 +250,9 @@ pub struct HookWork {
     pub properties_json: String,
     #[prost(string, repeated, tag = "4")]
     pub categories: Vec<String>,
+    /// The jobs it ran after, whose output it reads through `Output`.
+    #[prost(uint64, repeated, tag = "5")]
+    pub after: Vec<u64>,
 }
 
 /// `Heartbeat`: the leases a process still works on.
@@ -351,7 +364,9 @@ pub struct HookResult {
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct CommitReply {
-    /// Durable. false: fenced, nothing changed (`reason` says why).
+    /// Durable. false: fenced, nothing changed (`reason` says why). true
+    /// with a `reason`: durable, but the node failed some of a simple
+    /// batch's jobs in place of their results (over its cap).
     #[prost(bool, tag = "1")]
     pub accepted: bool,
     #[prost(string, tag = "2")]
@@ -385,6 +400,55 @@ pub struct DeclinedJob {
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct DeclineReply {}
+
+/// `Output`: records of a dependency's output (one category), from a
+/// cursor on, for a handler of a lease this process holds whose job ran
+/// after it (`JobContext::after_output`).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct OutputRequest {
+    #[prost(uint64, tag = "1")]
+    pub worker_id: u64,
+    #[prost(bytes = "vec", tag = "2")]
+    pub session: Vec<u8>,
+    /// The lease whose handler reads.
+    #[prost(uint64, tag = "3")]
+    pub epoch: u64,
+    /// The dependency.
+    #[prost(uint64, tag = "4")]
+    pub job: u64,
+    /// `main`, `errors`, `input` or one of the job's own categories.
+    #[prost(string, tag = "5")]
+    pub category: String,
+    /// The cursor, as the last reply sent it (zeros at first): the part's
+    /// slice number and rank, records of it already read, and the
+    /// fingerprint of the parts before it.
+    #[prost(uint64, tag = "6")]
+    pub part: u64,
+    #[prost(uint32, tag = "7")]
+    pub record: u32,
+    #[prost(uint32, tag = "8")]
+    pub rank: u32,
+    #[prost(uint64, tag = "9")]
+    pub before: u64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct OutputReply {
+    #[prost(message, optional, tag = "1")]
+    pub records: Option<RecordBlob>,
+    /// Nothing is left after these records.
+    #[prost(bool, tag = "2")]
+    pub done: bool,
+    /// Where the rest resumes (unless `done`).
+    #[prost(uint64, tag = "3")]
+    pub part: u64,
+    #[prost(uint32, tag = "4")]
+    pub record: u32,
+    #[prost(uint32, tag = "5")]
+    pub rank: u32,
+    #[prost(uint64, tag = "6")]
+    pub before: u64,
+}
 
 #[cfg(test)]
 mod tests {

@@ -28,6 +28,10 @@ use tonic::{Code, Status};
 use crate::node::{describe, NodeClient};
 use crate::{proto, ClientError};
 
+mod dependencies;
+mod hangs;
+use dependencies::NodeOutputs;
+
 /// A handler a worker runs, under its kind's name.
 #[derive(Clone)]
 pub enum Handler {
@@ -43,7 +47,9 @@ pub struct WorkOptions {
     /// Stop once nothing is leased to anyone and nothing queued is for
     /// this worker.
     pub until_idle: bool,
-    /// A PEM certificate to trust (a self-signed node), else the web's roots.
+    /// A PEM certificate to trust (a self-signed node), else the web's
+    /// roots. Default: the one `BOOSTER_CA_CERT` names, as `booster work`
+    /// reads it.
     pub ca_cert: Option<PathBuf>,
     /// The version this worker says it is (tests say another).
     pub version: String,
@@ -54,7 +60,7 @@ impl Default for WorkOptions {
         WorkOptions {
             threads: 1,
             until_idle: false,
-            ca_cert: None,
+            ca_cert: crate::ca_cert_from_env(),
             version: crate::VERSION.to_string(),
         }
     }
@@ -125,6 +131,7 @@ impl Runtime {
             threads: opts.threads.max(1) as u32,
             allows: self.allows,
             protocol: crate::PROTOCOL,
+            reads_after: true,
         };
         let client = NodeClient::new(&self.server, self.token.as_deref(), opts.ca_cert.as_deref())?;
         work(
@@ -232,6 +239,8 @@ struct Worker {
     /// Why the node stopped taking this worker (its token revoked, say):
     /// set once, it stops every thread and is `work`'s error.
     refused: Mutex<Option<String>>,
+    /// The handlers running and the threads working (`hangs`).
+    threads: hangs::Threads,
 }
 
 impl Worker {
@@ -286,6 +295,7 @@ async fn work(
         rt: tokio::runtime::Handle::current(),
         server: server.to_string(),
         refused: Mutex::new(None),
+        threads: hangs::Threads::default(),
     });
     let beat = tokio::spawn(heartbeats(
         worker.clone(),
@@ -298,26 +308,29 @@ async fn work(
         worker: worker.clone(),
         beat: beat.abort_handle(),
     };
-    let threads: Vec<_> = (0..worker.hello.threads)
-        .map(|t| {
-            let w = worker.clone();
-            std::thread::Builder::new()
-                .name(format!("booster-remote-{t}"))
-                .spawn(move || thread_loop(&w, t))
-        })
-        .collect::<Result<_, _>>()?;
-    let joined_all = tokio::task::spawn_blocking(move || {
-        for t in threads {
-            let _ = t.join();
+    for t in 0..worker.hello.threads {
+        hangs::spawn(&worker, t)?;
+    }
+    // Until every thread ended, or was given up behind a hung handler: a
+    // stop waits for the tasks the threads hold, not for a handler that
+    // makes no progress (`hangs`).
+    let mut stopping = false;
+    while worker.threads.working() > 0 {
+        tokio::select! {
+            () = worker.threads.one_ended() => {}
+            () = &mut stop, if !stopping => {
+                stopping = true;
+                worker.stop.store(true, Ordering::Relaxed);
+            }
         }
-    });
-    tokio::pin!(joined_all);
-    tokio::select! {
-        _ = &mut joined_all => {}
-        () = stop => {
-            worker.stop.store(true, Ordering::Relaxed);
-            let _ = joined_all.await;
-        }
+    }
+    let left = worker.threads.left_running();
+    if !left.is_empty() {
+        eprintln!(
+            "booster work: stopped, leaving running handlers that made no progress (their leases \
+             expire on the node and nothing is committed for them): {}",
+            left.join("; ")
+        );
     }
     let refused = worker.refused.lock().take();
     match refused {
@@ -349,6 +362,9 @@ async fn join(
 ) -> Result<proto::HelloReply, ClientError> {
     let mut backoff = Backoff::default();
     loop {
+        if let Some(node) = probe(client, hello).await {
+            check_protocol(&node, server)?;
+        }
         match client.hello(hello.clone()).await {
             Ok(joined) => {
                 backoff.reset();
@@ -363,6 +379,23 @@ async fn join(
             Err(s) => tokio::time::sleep(backoff.next(&s, "joining the node")).await,
         }
     }
+}
+
+/// Asks the node its version and protocol without joining: a `Hello` of
+/// no threads, which this build's node answers registering nothing.
+/// Without it, the first `Hello` to a node of another protocol registered
+/// a worker there (a node of protocol 1 ignores the field and takes it)
+/// that the node listed until it forgot it, 4 lease timeouts later. None:
+/// the node predates the probe (it refuses a `Hello` of no threads, also
+/// registering nothing), and only the `Hello` itself can say.
+async fn probe(client: &mut NodeClient, hello: &proto::HelloRequest) -> Option<proto::HelloReply> {
+    let probe = proto::HelloRequest {
+        threads: 0,
+        ..hello.clone()
+    };
+    // Refused (an older node, another version), or not reached: the
+    // `Hello` meets it as before.
+    client.hello(probe).await.ok()
 }
 
 /// A node speaking another wire protocol (an older one sends none) would
@@ -437,8 +470,10 @@ async fn lease_ahead(w: Arc<Worker>, thread: u32, behind: LeaseProgress) -> Leas
 
 /// A thread's loop: lease, run, commit. While a task runs, the next lease
 /// is already asked for (one ahead, no more), so the round trip is hidden;
-/// a thread told to stop still runs the task it holds.
-fn thread_loop(w: &Arc<Worker>, thread: u32) {
+/// a thread told to stop still runs the task it holds. false: the thread
+/// was given up behind a hung handler (`hangs`), and ended when it
+/// returned, committing nothing more.
+fn thread_loop(w: &Arc<Worker>, thread: u32) -> bool {
     let mut pending: std::collections::VecDeque<tokio::task::JoinHandle<()>> = Default::default();
     let mut next: Option<tokio::task::JoinHandle<LeaseAnswer>> = None;
     let mut backoff = Backoff::default();
@@ -524,7 +559,15 @@ fn thread_loop(w: &Arc<Worker>, thread: u32) {
         if !w.stop.load(Ordering::Relaxed) {
             next = Some(w.rt.spawn(lease_ahead(w.clone(), thread, progress.clone())));
         }
-        let outcome = progress.run(|| run(w, task));
+        w.threads.start(epoch, thread, &task, &progress);
+        let outcome = progress.run(|| run(w, task, &session));
+        if !w.threads.finish(epoch) {
+            // Its lease expired long ago; a stop may have returned.
+            if let Some(ahead) = next {
+                ahead.abort();
+            }
+            return false;
+        }
         if let Some(b) = w.held.lock().get_mut(&epoch) {
             b.done = true;
         }
@@ -548,6 +591,7 @@ fn thread_loop(w: &Arc<Worker>, thread: u32) {
     for p in pending {
         let _ = w.rt.block_on(p);
     }
+    true
 }
 
 /// The node forgot worker `stale` (it restarted): join again, once for
@@ -564,6 +608,12 @@ fn rejoin(w: &Arc<Worker>, stale: u64) {
         return; // another thread did, or the worker is ending
     }
     let mut client = w.client.lock().clone();
+    let node = w.rt.block_on(probe(&mut client, &w.hello));
+    if let Some(Err(why)) = node.map(|node| check_protocol(&node, &w.server)) {
+        // The node was replaced by another build while this worker ran.
+        w.give_up(&Status::failed_precondition(why.to_string()));
+        return;
+    }
     match w.rt.block_on(client.hello(w.hello.clone())) {
         Ok(joined) => {
             if let Err(why) = check_protocol(&joined, &w.server) {
@@ -602,7 +652,12 @@ async fn commit_until_deadline(w: Arc<Worker>, commit: proto::CommitRequest) {
     loop {
         let client = w.client.lock().clone();
         match client.commit(commit.clone()).await {
-            Ok(reply) if reply.accepted => break,
+            Ok(reply) if reply.accepted => {
+                if !reply.reason.is_empty() {
+                    eprintln!("booster work: {}", reply.reason);
+                }
+                break;
+            }
             Ok(reply) => {
                 eprintln!(
                     "booster work: the node fenced lease {epoch}: {}",
@@ -668,6 +723,8 @@ async fn heartbeats(w: Arc<Worker>, every: Duration) {
     let mut released: Vec<u64> = Vec::new();
     loop {
         until_next_beat(&w, every).await;
+        let timeout_ms = w.lease_timeout_ms.load(Ordering::Relaxed);
+        hangs::give_up_hung(&w, Duration::from_millis(timeout_ms));
         let epochs: Vec<u64> = {
             let mut held = w.held.lock();
             let now = Instant::now();
@@ -826,13 +883,26 @@ fn declined(w: &Worker, task: &proto::Task) -> Option<Vec<proto::DeclinedJob>> {
     (!jobs.is_empty()).then_some(jobs)
 }
 
-/// Runs the handler on `task`; the outcome to commit.
-fn run(w: &Worker, task: proto::Task) -> Option<proto::Outcome> {
-    let outcome = match task.work? {
-        proto::Work::Slice(s) => proto::Outcome::Slice(run_slice(w, s)),
-        proto::Work::Simple(b) => proto::Outcome::Simple(run_simple(w, b)),
-        proto::Work::Before(h) => proto::Outcome::Hook(run_hook(w, h, true)),
-        proto::Work::After(h) => proto::Outcome::Hook(run_hook(w, h, false)),
+/// Runs the handler on `task`, leased under `session`; the outcome to
+/// commit. Its handlers read their jobs' dependencies from the node.
+fn run(w: &Worker, task: proto::Task, session: &Session) -> Option<proto::Outcome> {
+    let work = task.work?;
+    let after = match &work {
+        proto::Work::Slice(s) => [(s.job, s.after.clone())].into(),
+        proto::Work::Simple(b) => b.jobs.iter().map(|j| (j.job, j.after.clone())).collect(),
+        proto::Work::Before(h) | proto::Work::After(h) => [(h.job, h.after.clone())].into(),
+    };
+    let deps = NodeOutputs {
+        w,
+        session: session.clone(),
+        epoch: task.epoch,
+        after,
+    };
+    let outcome = match work {
+        proto::Work::Slice(s) => proto::Outcome::Slice(run_slice(w, s, &deps)),
+        proto::Work::Simple(b) => proto::Outcome::Simple(run_simple(w, b, &deps)),
+        proto::Work::Before(h) => proto::Outcome::Hook(run_hook(w, h, true, &deps)),
+        proto::Work::After(h) => proto::Outcome::Hook(run_hook(w, h, false, &deps)),
     };
     Some(outcome)
 }
@@ -863,12 +933,12 @@ fn panicked(p: Box<dyn std::any::Any + Send>) -> String {
     format!("handler panicked: {what}")
 }
 
-fn run_slice(w: &Worker, s: proto::SliceWork) -> proto::SliceOutput {
+fn run_slice(w: &Worker, s: proto::SliceWork, deps: &NodeOutputs<'_>) -> proto::SliceOutput {
     let props = properties(&s.properties_json);
     let result = sliced(w, &s.kind).and_then(|h| {
         let records = proto::records_of(s.records.as_ref())
             .map_err(|why| format!("the node sent a malformed slice: {why}"))?;
-        let ctx = JobContext::new(s.job, &s.kind, &props, &s.categories);
+        let ctx = JobContext::new(s.job, &s.kind, &props, &s.categories).with_dependencies(deps);
         let outcome =
             catch_unwind(AssertUnwindSafe(|| h.process_slice(&ctx, &records))).map_err(panicked)?;
         SliceResult::settle(outcome, &s.categories)
@@ -904,7 +974,11 @@ fn run_slice(w: &Worker, s: proto::SliceWork) -> proto::SliceOutput {
     out
 }
 
-fn run_simple(w: &Worker, batch: proto::SimpleBatch) -> proto::SimpleResults {
+fn run_simple(
+    w: &Worker,
+    batch: proto::SimpleBatch,
+    deps: &NodeOutputs<'_>,
+) -> proto::SimpleResults {
     let results = batch
         .jobs
         .into_iter()
@@ -915,7 +989,7 @@ fn run_simple(w: &Worker, batch: proto::SimpleBatch) -> proto::SimpleResults {
             let args = properties(&j.args_json);
             let result = match w.handlers.get(&j.kind) {
                 Some(Handler::Simple(h)) => {
-                    let ctx = JobContext::new(j.job, &j.kind, &props, &[]);
+                    let ctx = JobContext::new(j.job, &j.kind, &props, &[]).with_dependencies(deps);
                     catch_unwind(AssertUnwindSafe(|| h.perform(&ctx, &args)))
                         .map_err(panicked)
                         .and_then(|r| r.map_err(|e| e.0))
@@ -938,10 +1012,15 @@ fn run_simple(w: &Worker, batch: proto::SimpleBatch) -> proto::SimpleResults {
     proto::SimpleResults { results }
 }
 
-fn run_hook(w: &Worker, h: proto::HookWork, before: bool) -> proto::HookResult {
+fn run_hook(
+    w: &Worker,
+    h: proto::HookWork,
+    before: bool,
+    deps: &NodeOutputs<'_>,
+) -> proto::HookResult {
     let props = properties(&h.properties_json);
     let result = sliced(w, &h.kind).and_then(|handler| {
-        let ctx = JobContext::new(h.job, &h.kind, &props, &h.categories);
+        let ctx = JobContext::new(h.job, &h.kind, &props, &h.categories).with_dependencies(deps);
         catch_unwind(AssertUnwindSafe(|| match before {
             true => handler.before_batch(&ctx),
             false => handler.after_batch(&ctx),
@@ -1005,6 +1084,18 @@ mod tests {
     use super::*;
 
     const LIMIT: usize = 1 << 20;
+
+    /// `Runtime::connect`'s work trusts the certificate `BOOSTER_CA_CERT`
+    /// names, as `booster work` does: a service on a self-signed node used
+    /// to need it passed in code, or failed its handshake.
+    #[test]
+    fn work_options_trust_the_certificate_booster_ca_cert_names() {
+        std::env::set_var(crate::CA_CERT_ENV, "/etc/booster/node.pem");
+        let opts = WorkOptions::default();
+        std::env::remove_var(crate::CA_CERT_ENV);
+        assert_eq!(opts.ca_cert, Some(PathBuf::from("/etc/booster/node.pem")));
+        assert_eq!(WorkOptions::default().ca_cert, None);
+    }
 
     fn commit(outcome: proto::Outcome) -> proto::CommitRequest {
         proto::CommitRequest {
@@ -1102,6 +1193,7 @@ mod tests {
             rt: rt.handle().clone(),
             server: "http://127.0.0.1:9".into(),
             refused: Mutex::new(None),
+            threads: Default::default(),
         })
     }
 
@@ -1120,14 +1212,20 @@ mod tests {
             records,
             ..Default::default()
         };
-        let out = run_slice(&w, slice(None));
+        let deps = NodeOutputs {
+            w: &w,
+            session: Session::default(),
+            epoch: 1,
+            after: HashMap::new(),
+        };
+        let out = run_slice(&w, slice(None), &deps);
         let why = out.failed.expect("a slice with no records blob is not run");
         assert!(
             why.contains("malformed") && why.contains("no records"),
             "{why}"
         );
         assert_eq!(out.main, None);
-        let out = run_slice(&w, slice(Some(proto::RecordBlob::default())));
+        let out = run_slice(&w, slice(Some(proto::RecordBlob::default())), &deps);
         assert_eq!(out.failed, None);
         assert_eq!(
             out.main.unwrap().count(),
@@ -1137,6 +1235,7 @@ mod tests {
         let out = run_slice(
             &w,
             slice(Some(proto::RecordBlob::of(&[b"a", b"b"]).unwrap())),
+            &deps,
         );
         assert_eq!(
             out.main.unwrap().records().unwrap(),

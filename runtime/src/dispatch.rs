@@ -191,11 +191,11 @@ impl State {
     /// takes only jobs at the lane's priority or above.
     ///
     /// A remote slot takes only the kinds its process runs, only jobs its
-    /// allow lists pass (`exec`: its own `--exec-allow`), and no job
-    /// with `after` dependencies: a remote handler has no way yet to read
-    /// their output (`JobContext::after_output`), and would run without
-    /// it, silently wrong. Those run on this process's own threads. The
-    /// reserved lane is made of this process's own slots.
+    /// allow lists pass (`exec`: its own `--exec-allow`), and a job with
+    /// `after` dependencies only if its process reads their output
+    /// (`RemoteSlot::takes`; an older worker would run it without it,
+    /// silently wrong). The reserved lane is made of this process's own
+    /// slots.
     fn first_for(&self, worker: usize) -> Option<(u8, JobId)> {
         let remote = self
             .book
@@ -213,9 +213,7 @@ impl State {
         let first = match remote {
             None => self.book.ready.first(gate),
             Some(r) => self.book.ready.first_where(gate, |id| {
-                self.table
-                    .get(&id)
-                    .is_none_or(|j| j.after.is_empty() && r.accepts(&j.kind, &j.properties))
+                self.table.get(&id).is_none_or(|j| r.takes(&j))
                     && self.book.fleet.declined(r.group, id).is_none()
             }),
         }?;

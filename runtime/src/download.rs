@@ -31,6 +31,50 @@ pub(crate) struct OutputSource<'a> {
     pub store: &'a Arc<dyn SliceStore>,
 }
 
+/// Where a handler's `JobContext` reads the output of the jobs its job
+/// ran after: this process's store, or elsewhere (a remote worker reads
+/// through the node, `DependencyOutputs`).
+#[derive(Clone, Copy)]
+pub(crate) enum Dependencies<'a> {
+    Local(OutputSource<'a>),
+    Elsewhere(&'a dyn DependencyOutputs),
+}
+
+impl Dependencies<'_> {
+    /// The jobs `job` ran after (`JobSpec::after`).
+    pub fn after(self, job: JobId) -> Vec<JobId> {
+        match self {
+            Dependencies::Local(s) => s.after(job),
+            Dependencies::Elsewhere(o) => o.after(job),
+        }
+    }
+
+    /// `category` of `dep`, one of `job`'s dependencies (checked by the
+    /// caller).
+    pub fn open(
+        self,
+        job: JobId,
+        dep: JobId,
+        category: Category,
+    ) -> Result<Download, RuntimeError> {
+        match self {
+            Dependencies::Local(s) => s.open(dep, category, false),
+            Dependencies::Elsewhere(o) => o.open(job, dep, category),
+        }
+    }
+}
+
+/// The outputs of a job's dependencies as a handler that runs away from
+/// the node's store reads them (`JobContext::with_dependencies`): a
+/// remote worker asks the node, chunk by chunk (`booster_client`).
+pub trait DependencyOutputs: Sync {
+    /// The jobs `job` ran after, in the order given.
+    fn after(&self, job: JobId) -> Vec<JobId>;
+    /// `category` of `dep`, one of `job`'s dependencies, in input order
+    /// (`Download::streamed`).
+    fn open(&self, job: JobId, dep: JobId, category: Category) -> Result<Download, RuntimeError>;
+}
+
 impl OutputSource<'_> {
     /// Category `category` of `job`; a category the job did not declare is
     /// an error naming the ones it has. `read_ahead`: its slices may be
@@ -42,6 +86,17 @@ impl OutputSource<'_> {
         category: Category,
         read_ahead: bool,
     ) -> Result<Download, RuntimeError> {
+        self.open_stored(job, category, read_ahead)
+            .map(|d| Download(Records::Stored(Box::new(d))))
+    }
+
+    /// `open`, as the store's download it is.
+    pub fn open_stored(
+        self,
+        job: JobId,
+        category: Category,
+        read_ahead: bool,
+    ) -> Result<StoredDownload, RuntimeError> {
         {
             let st = self.shared.state.lock();
             let j = st.job_row(job)?;
@@ -56,7 +111,7 @@ impl OutputSource<'_> {
                 }
             }
         }
-        Ok(Download::new(
+        Ok(StoredDownload::new(
             self.store.clone(),
             self.shared.clone(),
             job,
@@ -74,8 +129,86 @@ impl OutputSource<'_> {
     }
 }
 
-/// Records of one category in input order, streamed slice by slice.
-pub struct Download {
+/// Records of one category in input order, streamed slice by slice: read
+/// from this process's store, or (a remote worker's `after_output`)
+/// from the node, chunk by chunk.
+pub struct Download(Records);
+
+enum Records {
+    /// Boxed: one allocation a download keeps the streamed form small.
+    Stored(Box<StoredDownload>),
+    Streamed(Box<dyn Iterator<Item = Result<Vec<u8>, RuntimeError>> + Send>),
+}
+
+impl Download {
+    /// Records that come from elsewhere (a remote worker reads a
+    /// dependency's output from the node): `records` as a download.
+    pub fn streamed(
+        records: Box<dyn Iterator<Item = Result<Vec<u8>, RuntimeError>> + Send>,
+    ) -> Download {
+        Download(Records::Streamed(records))
+    }
+
+    /// Slices still to read (a progress hint; 0 for a streamed one).
+    pub fn slices_left(&self) -> usize {
+        match &self.0 {
+            Records::Stored(d) => d.slices_left(),
+            Records::Streamed(_) => 0,
+        }
+    }
+}
+
+impl Iterator for Download {
+    type Item = Result<Vec<u8>, RuntimeError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        match &mut self.0 {
+            Records::Stored(d) => d.next_separated().map(|r| r.map(|(record, _)| record)),
+            Records::Streamed(records) => records.next(),
+        }
+    }
+}
+
+/// Where a read of a download resumes (`Runtime::remote_output`): its
+/// part (one slice's worth: a stored slice, a failed one), named by a
+/// stable key (the slice's number and its rank among the streams of the
+/// category, never a position in the part list, which each call lists
+/// again), the records of that part already read, and a fingerprint of
+/// the parts before it. A dependency whose parts before the cursor
+/// changed since (a retried slice) fails the read rather than give a
+/// record twice or leave one out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutputCursor {
+    /// The part's slice number.
+    pub seq: u64,
+    /// Its rank among the parts of one slice: rejects 0, stored 1,
+    /// failed 2.
+    pub rank: u32,
+    pub record: u32,
+    /// The fingerprint of the keys of the parts before this one (0 for
+    /// none).
+    pub before: u64,
+}
+
+/// Why a chunk was not read (`StoredDownload::chunk`).
+#[derive(Debug)]
+pub(crate) enum ChunkError {
+    /// The cursor names no record of this download (a record past its
+    /// part's end): the caller sent it malformed.
+    Cursor(String),
+    /// The read failed, or the download changed under the cursor.
+    Read(RuntimeError),
+}
+
+/// Records of a download from a cursor on, and where the rest resumes.
+#[derive(Debug, Default)]
+pub struct OutputChunk {
+    pub records: Vec<Vec<u8>>,
+    /// None: the download ends with these records.
+    pub next: Option<OutputCursor>,
+}
+
+/// A download read from this process's store.
+pub(crate) struct StoredDownload {
     store: Arc<dyn SliceStore>,
     shared: Arc<Shared>,
     keys: VecDeque<Part>,
@@ -88,11 +221,37 @@ pub struct Download {
     separators: VecDeque<(u32, Separators)>,
     /// Index in the current slice of the next record.
     index: u32,
+    /// The key of the part read now (its records are `current`'s).
+    current_key: (u64, u32),
+    /// The fingerprint of the parts taken from `keys` before the current
+    /// one, and of all taken.
+    before_current: u64,
+    taken: u64,
+}
+
+/// A part's place in its download: the slice's number and its rank.
+fn part_key(part: &Part) -> (u64, u32) {
+    match part {
+        Part::Stored(k, _) => (k.seq, u32::from(k.stream != STREAM_REJECTS)),
+        Part::Failed(f) => (f.key.seq, 2),
+        Part::Lost(k) => (k.seq, 3),
+    }
+}
+
+/// `fingerprint` with the part of `key` after it: order-sensitive, 0 for
+/// no part.
+fn fingerprint(fingerprint: u64, key: (u64, u32)) -> u64 {
+    let mut x = key.0.wrapping_mul(4).wrapping_add(u64::from(key.1) + 1);
+    // splitmix64's finaliser.
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    (fingerprint ^ x).wrapping_mul(0x0000_0100_0000_01b3)
 }
 
 /// `main` records with the separators their input had (`None`s where the
 /// slice is not 1:1 or had only regular ones), in input order.
-pub struct SeparatedDownload(Download);
+pub struct SeparatedDownload(StoredDownload);
 
 impl Iterator for SeparatedDownload {
     type Item = Result<(Vec<u8>, Separators), RuntimeError>;
@@ -102,7 +261,7 @@ impl Iterator for SeparatedDownload {
 }
 
 impl SeparatedDownload {
-    pub(crate) fn new(mut download: Download) -> SeparatedDownload {
+    pub(crate) fn new(mut download: StoredDownload) -> SeparatedDownload {
         download.separated = true;
         SeparatedDownload(download)
     }
@@ -233,14 +392,14 @@ fn failed_slices(shared: &Shared, job: JobId) -> Vec<FailedSlice> {
         .collect()
 }
 
-impl Download {
+impl StoredDownload {
     pub(crate) fn new(
         store: Arc<dyn SliceStore>,
         shared: Arc<Shared>,
         job: JobId,
         category: Category,
         read_ahead: bool,
-    ) -> Download {
+    ) -> StoredDownload {
         let list = |stream| {
             store
                 .slices(job, stream)
@@ -279,11 +438,7 @@ impl Download {
                 .collect(),
         };
         keys.extend(lost_slices(&shared, job));
-        keys.sort_by_key(|part| match part {
-            Part::Stored(k, _) => (k.seq, u8::from(k.stream != STREAM_REJECTS)),
-            Part::Failed(f) => (f.key.seq, 2),
-            Part::Lost(k) => (k.seq, 3),
-        });
+        keys.sort_by_key(part_key);
         // The download stops at a lost slice: nothing after it is read.
         let reads = keys
             .iter()
@@ -295,7 +450,7 @@ impl Download {
             .collect();
         let slots = read_ahead.then(|| shared.read_ahead_slots.clone());
         let reads = ReadAhead::new(store.clone(), reads, crate::upload::codec_threads(), slots);
-        Download {
+        StoredDownload {
             store,
             shared,
             reads,
@@ -304,6 +459,9 @@ impl Download {
             separated: false,
             separators: VecDeque::new(),
             index: 0,
+            current_key: (0, 0),
+            before_current: 0,
+            taken: 0,
         }
     }
 
@@ -311,16 +469,106 @@ impl Download {
     pub fn slices_left(&self) -> usize {
         self.keys.len()
     }
-}
 
-impl Iterator for Download {
-    type Item = Result<Vec<u8>, RuntimeError>;
-    fn next(&mut self) -> Option<Self::Item> {
-        self.next_separated().map(|r| r.map(|(record, _)| record))
+    /// Where the next record is: in the part read now, or at the start of
+    /// the next; None at the end.
+    fn cursor(&self) -> Option<OutputCursor> {
+        if !self.current.as_slice().is_empty() {
+            let (seq, rank) = self.current_key;
+            return Some(OutputCursor {
+                seq,
+                rank,
+                record: self.index,
+                before: self.before_current,
+            });
+        }
+        let (seq, rank) = part_key(self.keys.front()?);
+        Some(OutputCursor {
+            seq,
+            rank,
+            record: 0,
+            before: self.taken,
+        })
     }
-}
 
-impl Download {
+    /// The records from `from` on, about `budget_bytes` of them (at least
+    /// one), and where the rest resumes. A read error after some records
+    /// is left for the next chunk, whose first read it is.
+    pub(crate) fn chunk(
+        mut self,
+        from: OutputCursor,
+        budget_bytes: usize,
+    ) -> Result<OutputChunk, ChunkError> {
+        let at = (from.seq, from.rank);
+        // Whole parts before the cursor's are skipped unread; a lost part
+        // is not skipped, so its read says what happened to it.
+        while let Some(part) = self.keys.front() {
+            let key = part_key(part);
+            if key >= at || matches!(part, Part::Lost(_)) {
+                break;
+            }
+            self.keys.pop_front();
+            self.reads.skip();
+            self.taken = fingerprint(self.taken, key);
+        }
+        let changed = || {
+            ChunkError::Read(RuntimeError::Invalid(format!(
+                "the output read changed since the read began (a slice before record {} of \
+                 slice {} was retried, or its part is gone): read it again from the start",
+                from.record, from.seq
+            )))
+        };
+        if self.taken != from.before {
+            return Err(changed());
+        }
+        if from.record > 0 {
+            // Inside a part: the same part must still be there, and the
+            // record within it.
+            if self.keys.front().map(part_key) != Some(at) {
+                return Err(changed());
+            }
+            match self.load_next() {
+                Some(Ok(())) => {}
+                Some(Err(e)) => return Err(ChunkError::Read(e)),
+                None => return Err(changed()),
+            }
+            let len = self.current.len();
+            if from.record as usize > len {
+                return Err(ChunkError::Cursor(format!(
+                    "the cursor names record {} of a part of {len} records (slice {})",
+                    from.record, from.seq
+                )));
+            }
+            for _ in 0..from.record {
+                if let Some(Err(e)) = self.next_separated() {
+                    return Err(ChunkError::Read(e));
+                }
+            }
+        }
+        let mut chunk = OutputChunk::default();
+        let mut bytes = 0usize;
+        loop {
+            let at = self.cursor();
+            match self.next_separated() {
+                None => return Ok(chunk),
+                Some(Err(e)) if chunk.records.is_empty() => return Err(ChunkError::Read(e)),
+                Some(Err(_)) => {
+                    chunk.next = at;
+                    return Ok(chunk);
+                }
+                Some(Ok((record, _))) => {
+                    // A length and a tag or two on the wire.
+                    bytes += record.len() + 8;
+                    chunk.records.push(record);
+                }
+            }
+            if bytes >= budget_bytes {
+                chunk.next = self.cursor();
+                return Ok(chunk);
+            }
+        }
+    }
+
     /// The separators stored for the input slice `seq` of `key`'s job,
     /// when they pair with an output slice of `records` records.
     fn separators_of(
@@ -383,61 +631,72 @@ impl Download {
                 };
                 return Some(Ok((r, separators.unwrap_or_default())));
             }
-            let part = self.keys.pop_front()?;
-            let key = match &part {
-                Part::Stored(key, _) => *key,
-                Part::Failed(f) => f.key,
-                Part::Lost(key) => {
-                    self.stop();
-                    return Some(Err(RuntimeError::Corrupt(format!(
-                        "slice {} of job {} was lost with a damaged range of the store \
-                         (`booster job show {}` names it): the download stops there rather \
-                         than leave its records out",
-                        key.seq, key.owner, key.owner
-                    ))));
-                }
-            };
-            match self.reads.read(&key) {
-                Ok(Some(records)) => {
-                    let records = records.to_vecs();
-                    self.index = 0;
-                    self.separators = VecDeque::new();
-                    if self.separated && key.stream == STREAM_MAIN {
-                        match self.separators_of(&key, records.len()) {
-                            Ok(found) => self.separators = found,
-                            Err(e) => {
-                                self.stop();
-                                return Some(Err(e));
-                            }
-                        }
-                    }
-                    self.current = match &part {
-                        Part::Stored(..) | Part::Lost(_) => records,
-                        Part::Failed(f) => f.entries(records),
-                    }
-                    .into_iter()
-                }
-                // Every part was listed by the index or named by the job's
-                // table: a frame gone since means the store lost it, and a
-                // download that skipped it would be a file short of records.
-                Ok(None) => {
-                    self.stop();
-                    return Some(Err(RuntimeError::Corrupt(format!(
-                        "slice {} of job {} ({}) is not in the store although the job's \
-                         table says it was written: the download stops there rather than leave \
-                         its records out; run `booster verify` and restore the store from a \
-                         backup",
-                        key.seq,
-                        key.owner,
-                        crate::status::stream_name(key.stream, &[])
-                    ))));
-                }
-                Err(e) => {
-                    self.shared.note_damage(&self.store, key, &e);
-                    self.stop();
-                    return Some(Err(RuntimeError::Store(e)));
-                }
+            if let Err(e) = self.load_next()? {
+                return Some(Err(e));
             }
         }
+    }
+
+    /// The next part's records into `current`; None when no part is left.
+    fn load_next(&mut self) -> Option<Result<(), RuntimeError>> {
+        let part = self.keys.pop_front()?;
+        self.current_key = part_key(&part);
+        self.before_current = self.taken;
+        self.taken = fingerprint(self.taken, self.current_key);
+        let key = match &part {
+            Part::Stored(key, _) => *key,
+            Part::Failed(f) => f.key,
+            Part::Lost(key) => {
+                self.stop();
+                return Some(Err(RuntimeError::Corrupt(format!(
+                    "slice {} of job {} was lost with a damaged range of the store \
+                     (`booster job show {}` names it): the download stops there rather \
+                     than leave its records out",
+                    key.seq, key.owner, key.owner
+                ))));
+            }
+        };
+        match self.reads.read(&key) {
+            Ok(Some(records)) => {
+                let records = records.to_vecs();
+                self.index = 0;
+                self.separators = VecDeque::new();
+                if self.separated && key.stream == STREAM_MAIN {
+                    match self.separators_of(&key, records.len()) {
+                        Ok(found) => self.separators = found,
+                        Err(e) => {
+                            self.stop();
+                            return Some(Err(e));
+                        }
+                    }
+                }
+                self.current = match &part {
+                    Part::Stored(..) | Part::Lost(_) => records,
+                    Part::Failed(f) => f.entries(records),
+                }
+                .into_iter()
+            }
+            // Every part was listed by the index or named by the job's
+            // table: a frame gone since means the store lost it, and a
+            // download that skipped it would be a file short of records.
+            Ok(None) => {
+                self.stop();
+                return Some(Err(RuntimeError::Corrupt(format!(
+                    "slice {} of job {} ({}) is not in the store although the job's \
+                     table says it was written: the download stops there rather than leave \
+                     its records out; run `booster verify` and restore the store from a \
+                     backup",
+                    key.seq,
+                    key.owner,
+                    crate::status::stream_name(key.stream, &[])
+                ))));
+            }
+            Err(e) => {
+                self.shared.note_damage(&self.store, key, &e);
+                self.stop();
+                return Some(Err(RuntimeError::Store(e)));
+            }
+        }
+        Some(Ok(()))
     }
 }

@@ -115,7 +115,7 @@ pub use dirmon::{
     upload_was_cut, DirmonId, DirmonSpec, DirmonView,
     DEFAULT_SETTLE_MS as DIRMON_DEFAULT_SETTLE_MS, PROPERTY as DIRMON_PROPERTY,
 };
-pub use download::{Download, SeparatedDownload};
+pub use download::{DependencyOutputs, Download, OutputChunk, OutputCursor, SeparatedDownload};
 pub use handler::{heartbeat, lease_ended, LeaseProgress};
 pub use job_state::{JobState, UnknownState};
 pub use remote::{
@@ -829,7 +829,7 @@ pub struct JobContext<'a> {
     pub categories: &'a [String],
     /// Where the outputs of the jobs this one ran after are read
     /// (`after_output`); None outside a worker (`JobContext::new`).
-    pub(crate) source: Option<download::OutputSource<'a>>,
+    pub(crate) source: Option<download::Dependencies<'a>>,
 }
 
 impl<'a> JobContext<'a> {
@@ -848,6 +848,14 @@ impl<'a> JobContext<'a> {
             categories,
             source: None,
         }
+    }
+
+    /// A context whose job's dependencies are read through `outputs`: a
+    /// handler that runs away from the node's store (a remote worker,
+    /// `booster_client`) reads them as a node's own thread does.
+    pub fn with_dependencies(mut self, outputs: &'a dyn DependencyOutputs) -> JobContext<'a> {
+        self.source = Some(download::Dependencies::Elsewhere(outputs));
+        self
     }
 
     /// The jobs this one ran after (`JobSpec::after`), in the order given.
@@ -873,7 +881,7 @@ impl<'a> JobContext<'a> {
                 self.id
             )));
         }
-        source.open(dep, category, false)
+        source.open(self.id, dep, category)
     }
 }
 

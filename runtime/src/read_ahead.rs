@@ -119,6 +119,13 @@ impl ReadAhead {
         }
     }
 
+    /// Drops the next key of the list unread (a remote worker's cursor
+    /// resumes past it). Only before the first read: nothing is pending.
+    pub fn skip(&mut self) {
+        debug_assert!(self.pending.is_empty(), "skips come before any read");
+        self.queue.pop_front();
+    }
+
     /// The read of `key`, which must be the next key of the list.
     pub fn read(&mut self, key: &SliceKey) -> SliceRead {
         if !self.tried && self.threads_max >= 2 && self.queue.len() >= 2 {

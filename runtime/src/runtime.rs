@@ -930,7 +930,11 @@ impl Runtime {
     /// each (`Uploader::push_separated`), where a slice's output is 1:1
     /// with its input; `Separators::default()` elsewhere.
     pub fn download_separated(&self, job: JobId) -> Result<SeparatedDownload, RuntimeError> {
-        let download = self.download(job, Category::Main)?;
+        let download = crate::download::OutputSource {
+            shared: self.shared(),
+            store: &self.inner.store,
+        }
+        .open_stored(job, Category::Main, true)?;
         Ok(SeparatedDownload::new(download))
     }
 

@@ -488,6 +488,7 @@ fn remote_slot(st: &mut State, kinds: &[&str]) -> usize {
             group: 7,
             kinds: kinds.iter().map(|k| k.to_string()).collect(),
             allows: Vec::new().into(),
+            reads_after: true,
         }),
         ..Default::default()
     });
@@ -519,8 +520,10 @@ fn remote_slots_stay_out_of_the_reserved_lane_and_lease_only_their_kinds() {
     );
 }
 
+/// An older worker's slot (its `Hello` does not say it reads
+/// dependencies) would run a job with `after` without its input.
 #[test]
-fn a_remote_slot_leaves_jobs_with_dependencies_to_this_process_s_threads() {
+fn a_remote_slot_of_an_older_worker_leaves_jobs_with_dependencies_to_this_process_s_threads() {
     let mut st = state();
     fast_simple_jobs(&mut st, 1);
     let spec = JobSpec::simple("k", serde_json::Value::Null);
@@ -541,10 +544,13 @@ fn a_remote_slot_leaves_jobs_with_dependencies_to_this_process_s_threads() {
     .unwrap();
     assert_eq!(st.table[&2].state, JobState::Queued, "job 1 is done");
     let remote = remote_slot(&mut st, &["k"]);
+    if let Some(r) = st.book.workers[remote].remote.as_mut() {
+        r.reads_after = false;
+    }
     assert_eq!(
         leased_jobs(&mut st, remote),
         vec![3],
-        "a remote handler could not read job 1's output: job 2 is not for it"
+        "this remote handler could not read job 1's output: job 2 is not for it"
     );
     assert_eq!(leased_jobs(&mut st, 0), vec![2], "a local thread runs it");
 }

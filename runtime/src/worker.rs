@@ -15,7 +15,7 @@ use crate::slice_store::SliceStore;
 
 use crate::category::category_stream;
 use crate::dispatch::{CommitEnd, HookItem, SimpleItem, SliceItem, Task, TaskWork};
-use crate::download::OutputSource;
+use crate::download::{Dependencies, OutputSource};
 use crate::handler::{panic_message, set_progress, Progress};
 use crate::meta::{Meta, SimpleOutcome, STREAM_ERRORS, STREAM_INPUT, STREAM_MAIN};
 use crate::remote::{SimpleResult, SliceResult};
@@ -165,7 +165,7 @@ fn run_simple(
             kind: &item.kind,
             properties: &item.properties,
             categories: &[],
-            source: Some(OutputSource { shared, store }),
+            source: Some(Dependencies::Local(OutputSource { shared, store })),
         };
         let result = match handler {
             Some(Handler::Simple(h)) => {
@@ -229,11 +229,50 @@ pub(crate) fn commit_simple(
         });
     }
     let elapsed_us = elapsed.as_secs_f64() * 1e6;
+    if let Some(first) = items.first() {
+        let mut st = shared.state.lock();
+        st.observe_simple(&first.kind, items.len(), elapsed_us);
+    }
+    let replaced = (!replaced.is_empty()).then(|| replaced.join("; "));
+    commit_simple_outcomes(shared, store, epoch, items, outcomes, replaced);
+}
+
+/// Fails every job of simple lease `epoch` with `why`, no retry: work no
+/// handler could be given (a remote worker's message could not carry its
+/// arguments), which running again would not change.
+pub(crate) fn fail_simple(
+    shared: &Arc<Shared>,
+    store: &Arc<dyn SliceStore>,
+    epoch: u64,
+    items: &[SimpleItem],
+    why: &str,
+) {
+    let started_us = shared.clock.now_us();
+    let outcomes = items
+        .iter()
+        .map(|item| SimpleOutcome {
+            job: item.job,
+            started_us,
+            result: Err(why.to_string()),
+            retry_at_ms: None,
+        })
+        .collect();
+    commit_simple_outcomes(shared, store, epoch, items, outcomes, None);
+}
+
+/// The commit of simple lease `epoch`'s `outcomes`, once it wins
+/// `begin_commit`; `replaced`: why the node stored failures in place of
+/// results it was given.
+fn commit_simple_outcomes(
+    shared: &Arc<Shared>,
+    store: &Arc<dyn SliceStore>,
+    epoch: u64,
+    items: &[SimpleItem],
+    mut outcomes: Vec<SimpleOutcome>,
+    replaced: Option<String>,
+) {
     let (valid, since_us) = {
         let mut st = shared.state.lock();
-        if let Some(first) = items.first() {
-            st.observe_simple(&first.kind, items.len(), elapsed_us);
-        }
         let jobs: Vec<JobId> = items.iter().map(|i| i.job).collect();
         // A job started at placement completes once its creation is
         // durable (or is dropped, and the commit is refused).
@@ -266,7 +305,6 @@ pub(crate) fn commit_simple(
     };
     let batch = batch_of(std::slice::from_ref(&m));
     let clock = shared.clock.clone();
-    let replaced = (!replaced.is_empty()).then(|| replaced.join("; "));
     commit_or_fail(shared, store, batch, m, epoch, replaced, move |e| {
         Meta::SimpleDone {
             at_ms: clock.now_ms(),
@@ -324,7 +362,7 @@ fn run_slice(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, epoch: u64, item
         kind: &item.kind,
         properties: &item.properties,
         categories: &item.categories,
-        source: Some(OutputSource { shared, store }),
+        source: Some(Dependencies::Local(OutputSource { shared, store })),
     };
     let result = SliceResult::settle(handler.process_slice(&ctx, &records), &item.categories);
     let count = records.len() as u64;
@@ -615,7 +653,7 @@ fn run_hook(
         kind: &item.kind,
         properties: &item.properties,
         categories: &item.categories,
-        source: Some(OutputSource { shared, store }),
+        source: Some(Dependencies::Local(OutputSource { shared, store })),
     };
     let result = match shared.handler(&item.kind) {
         Some(Handler::Sliced(h)) => catch_unwind(AssertUnwindSafe(|| {

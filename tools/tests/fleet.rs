@@ -932,6 +932,7 @@ fn fenced_commits_of_a_worker_are_logged_without_a_flood() {
             threads: 1,
             allows: Vec::new(),
             protocol: booster_client::PROTOCOL,
+            reads_after: true,
         }))
         .unwrap();
     for epoch in 1..=60 {
@@ -1007,6 +1008,15 @@ impl Service {
     }
 
     fn join_with(server: &Serving, kind: &str, handler: booster_client::Handler) -> Service {
+        Service::join_on(server, kind, handler, 2)
+    }
+
+    fn join_on(
+        server: &Serving,
+        kind: &str,
+        handler: booster_client::Handler,
+        threads: usize,
+    ) -> Service {
         let alone = ONE_SERVICE.lock().unwrap_or_else(|e| e.into_inner());
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -1017,7 +1027,7 @@ impl Service {
         service.register(kind, handler);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let opts = booster_client::WorkOptions {
-            threads: 2,
+            threads,
             ..Default::default()
         };
         let working = rt.spawn(service.work(opts, async {
@@ -1038,6 +1048,23 @@ impl Service {
     fn stop(self) {
         let _ = self.stop.send(());
         self.rt.block_on(self.working).unwrap().unwrap();
+    }
+
+    /// `stop`, failing if it has not returned within a minute (a bound on
+    /// a hang: the runtime is then dropped without waiting for it).
+    fn stop_within_a_minute(self) {
+        let Service {
+            rt, stop, working, ..
+        } = self;
+        let _ = stop.send(());
+        let bound = Duration::from_secs(60);
+        match rt.block_on(async { tokio::time::timeout(bound, working).await }) {
+            Ok(stopped) => stopped.unwrap().unwrap(),
+            Err(_) => {
+                rt.shutdown_background();
+                panic!("the stop did not return within a minute");
+            }
+        }
     }
 }
 
@@ -1187,4 +1214,203 @@ fn a_job_a_remote_handler_refuses_waits_saying_why_and_runs_where_it_is_taken() 
     );
     wait_completed(&server, us, "the us job to complete where it is taken");
     any.stop();
+}
+
+/// exec's command for a job with `after`: its own input, then the output
+/// of the job it ran after (the pipe `BOOSTER_AFTER_OUTPUT_FDS` names).
+const CAT_THEN_DEPENDENCY: &str = r#"cat; eval "cat <&$BOOSTER_AFTER_OUTPUT_FDS""#;
+
+/// Issue 13's known fault: a job with `after` was never leased to a
+/// remote worker, so a node without threads never ran it (it waited,
+/// saying so). Its remote handler now reads what its dependency wrote
+/// through the node, as a local handler reads it from the store, a chunk
+/// at a time (review finding 5: with the default budget the whole
+/// dependency came in one reply, so no cursor crossed the wire).
+#[test]
+fn a_job_with_after_on_a_node_without_workers_runs_on_a_remote_worker_reading_its_dependency() {
+    let sb = Sandbox::new();
+    // 200 bytes a reply: the dependency crosses the wire in dozens of
+    // chunks, their cursors inside and at the ends of its slices.
+    let mut cmd = sb.cmd(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--workers",
+        "0",
+        "--exec-allow",
+        CAT_THEN_DEPENDENCY,
+    ]);
+    cmd.env("BOOSTER_OUTPUT_CHUNK_BYTES", "200");
+    let server = booster_tests::cli::Serving::spawn(cmd);
+    let input = numbered_lines(300);
+    let first = submit(
+        &server,
+        &sb,
+        &input,
+        &["--kind", "copy", "--slice-size", "7"],
+    );
+    let own = "own line 1\nown line 2\n";
+    let then = submit(
+        &server,
+        &sb,
+        own,
+        &[
+            "--kind",
+            "exec",
+            "--cmd",
+            CAT_THEN_DEPENDENCY,
+            "--after",
+            &first.to_string(),
+        ],
+    );
+    let w = worker(
+        &server,
+        &sb,
+        &[
+            "--workers",
+            "2",
+            "--until-idle",
+            "--exec-allow",
+            CAT_THEN_DEPENDENCY,
+        ],
+    );
+    finishes(w, "work --until-idle");
+    let (output, job) = output_of(&server, &sb, first);
+    assert_exact(&job, &output, &input);
+    let (output, job) = output_of(&server, &sb, then);
+    assert_eq!(job["state"], "completed", "{job}");
+    assert_eq!(
+        output,
+        format!("{own}{input}"),
+        "its own input, then its dependency's output, each record once, in order"
+    );
+    assert_eq!(job["records_in"], 2, "{job}");
+    assert_eq!(job["records_failed"].as_u64().unwrap_or(0), 0, "{job}");
+    assert_eq!(lease_expiries(&server), 0, "{job}");
+}
+
+/// Hangs on the record `hang` (no heartbeat) while `hold` is set, once
+/// per `arm`; copies every other record.
+#[derive(Default)]
+struct Hangs {
+    armed: std::sync::atomic::AtomicBool,
+    hold: std::sync::atomic::AtomicBool,
+    /// Set while a handler hangs.
+    hanging: std::sync::atomic::AtomicBool,
+}
+
+/// Lets a hung `Hangs` handler return when dropped: declared after the
+/// service, it is dropped first should the test fail, so the service's
+/// runtime does not wait on the hung thread for ever.
+struct Release(std::sync::Arc<Hangs>);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        self.0
+            .hold
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Hangs {
+    fn arm(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.hold.store(true, SeqCst);
+        self.armed.store(true, SeqCst);
+    }
+}
+
+impl booster_runtime::RecordHandler for Hangs {
+    fn process(
+        &self,
+        _: &booster_runtime::JobContext<'_>,
+        record: &[u8],
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), booster_runtime::HandlerError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if record == b"hang" && self.armed.swap(false, SeqCst) {
+            self.hanging.store(true, SeqCst);
+            while self.hold.load(SeqCst) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            self.hanging.store(false, SeqCst);
+        }
+        out.push(record.to_vec());
+        Ok(())
+    }
+}
+
+/// A node without threads (1 s lease timeout) and a service of one
+/// thread running `Hangs` (armed) for kind `hangs`.
+fn hanging_service(sb: &Sandbox) -> (Serving, std::sync::Arc<Hangs>, Service, Release) {
+    let server = serve(sb, &["--workers", "0", "--lease-timeout-ms", "1000"]);
+    let hangs = std::sync::Arc::new(Hangs::default());
+    hangs.arm();
+    let handler = booster_client::Handler::Sliced(hangs.clone());
+    let service = Service::join_on(&server, "hangs", handler, 1);
+    let release = Release(hangs.clone());
+    (server, hangs, service, release)
+}
+
+/// A remote thread whose handler hangs is replaced, as a node replaces a
+/// local thread whose lease expired: the service's one thread used to stay
+/// blocked, and every job behind the hung one waited for ever. The hung
+/// slice runs again on the fresh thread (it hangs only once).
+#[test]
+fn a_service_thread_whose_handler_hangs_is_replaced_and_the_work_behind_it_runs() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let sb = Sandbox::new();
+    // Bound in this order, `release` is dropped before `service`.
+    let (server, hangs, service, release) = hanging_service(&sb);
+    let hung = submit(
+        &server,
+        &sb,
+        "hang\n",
+        &["--kind", "hangs", "--priority", "1"],
+    );
+    wait_for("the handler to hang", || hangs.hanging.load(SeqCst));
+    let input = numbered_lines(20);
+    let behind = submit(
+        &server,
+        &sb,
+        &input,
+        &["--kind", "hangs", "--slice-size", "7"],
+    );
+    wait_completed(&server, behind, "the job behind the hung one");
+    let (output, job) = output_of(&server, &sb, behind);
+    assert_exact(&job, &output, &input);
+    wait_completed(&server, hung, "the hung slice, run again");
+    let (output, job) = output_of(&server, &sb, hung);
+    assert_exact(&job, &output, "hang\n");
+    assert!(lease_expiries(&server) >= 1, "the hung lease expired");
+    drop(release);
+    service.stop();
+}
+
+/// A stop returns although a handler hangs (it used to wait for it for
+/// ever), leaving it running: its lease expires on the node, and nothing
+/// is committed for it, even once it returns.
+#[test]
+fn a_service_stop_returns_while_a_handler_hangs_and_commits_nothing_for_it() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let sb = Sandbox::new();
+    // Bound in this order, `release` is dropped before `service`.
+    let (server, hangs, service, release) = hanging_service(&sb);
+    let hung = submit(&server, &sb, "hang\n", &["--kind", "hangs"]);
+    wait_for("the handler to hang", || hangs.hanging.load(SeqCst));
+    service.stop_within_a_minute();
+    wait_for("the hung lease to expire", || lease_expiries(&server) >= 1);
+    drop(release);
+    wait_for("the handler to return", || !hangs.hanging.load(SeqCst));
+    let job = job_of(&server, hung);
+    let leases = job["leases"].as_array().map(Vec::len);
+    assert_eq!(
+        (
+            job["slices_done"].as_u64(),
+            job["slices_queued"].as_u64(),
+            leases
+        ),
+        (Some(0), Some(1), Some(0)),
+        "its slice waits for a worker, nothing committed: {job}"
+    );
 }

@@ -76,7 +76,7 @@ pub async fn run_cli(
     let opts = WorkOptions {
         server: cli.server.clone().unwrap_or_default(),
         token_file: cli.token_file.clone(),
-        ca_cert: std::env::var_os("BOOSTER_CA_CERT").map(Into::into),
+        ca_cert: booster_client::ca_cert_from_env(),
         threads: args
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),

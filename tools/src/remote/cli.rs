@@ -49,7 +49,7 @@ fn connect(cli: &Cli) -> anyhow::Result<Client> {
     Client::new(&RemoteOptions {
         server,
         token_file: cli.token_file.clone(),
-        ca_cert: std::env::var_os("BOOSTER_CA_CERT").map(Into::into),
+        ca_cert: booster_client::ca_cert_from_env(),
     })
 }
 

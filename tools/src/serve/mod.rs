@@ -208,6 +208,10 @@ pub fn router(
             "/booster.worker.v1.Worker/Decline",
             post(crate::fleet::node::decline),
         )
+        .route(
+            "/booster.worker.v1.Worker/Output",
+            post(crate::fleet::node::output),
+        )
         .fallback(|| async {
             error::ApiError::new(axum::http::StatusCode::NOT_FOUND, "no such route")
         })
