@@ -756,7 +756,20 @@ async fn heartbeats(w: Arc<Worker>, every: Duration) {
             session: session.secret,
             released: released.clone(),
         };
-        match client.heartbeat(m).await {
+        // Bounded: a node that stops answering mid-call (a blackholed
+        // connection; the client sets only a connect timeout) held this
+        // loop, and with it hang detection, for good, and a stop waited
+        // on a hung handler (review finding 3 of s12-fleet's later
+        // commits). Not answered in time, it is an error like any other.
+        let limit = every.max(Duration::from_millis(timeout_ms / 2));
+        let answer = match tokio::time::timeout(limit, client.heartbeat(m)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(Status::deadline_exceeded(format!(
+                "no heartbeat answer in {} ms",
+                limit.as_millis()
+            ))),
+        };
+        match answer {
             Ok(reply) => {
                 released.clear();
                 let mut held = w.held.lock();
@@ -1178,9 +1191,18 @@ mod tests {
 
     /// A worker of `handlers` joined to no node (its client connects lazily).
     fn worker(rt: &tokio::runtime::Runtime, handlers: HashMap<String, Handler>) -> Arc<Worker> {
+        worker_at(rt, "http://127.0.0.1:9", handlers)
+    }
+
+    /// `worker`, its client to `url`.
+    pub(super) fn worker_at(
+        rt: &tokio::runtime::Runtime,
+        url: &str,
+        handlers: HashMap<String, Handler>,
+    ) -> Arc<Worker> {
         let _in = rt.enter();
         Arc::new(Worker {
-            client: Mutex::new(NodeClient::new("http://127.0.0.1:9", None, None).unwrap()),
+            client: Mutex::new(NodeClient::new(url, None, None).unwrap()),
             rejoining: Mutex::new(()),
             hello: proto::HelloRequest::default(),
             session: Mutex::new(Session::default()),

@@ -128,8 +128,11 @@ pub(super) fn spawn(w: &Arc<Worker>, thread: u32) -> std::io::Result<()> {
 
 /// Gives up the threads whose handler made no progress for a lease
 /// timeout (`timeout`): each is replaced by a fresh thread, or, once the
-/// worker is stopping, counted out so the stop does not wait for it. Run
-/// at each heartbeat.
+/// worker is stopping, counted out so the stop does not wait for it. Its
+/// lease leaves `held` (no heartbeat extends it again, whatever its handler
+/// does) and is ended: `lease_ended()` tells the handler. Run at each
+/// heartbeat, which waits at most a bounded time for the node
+/// (`heartbeats`), so a node that stopped answering does not stop it.
 pub(super) fn give_up_hung(w: &Arc<Worker>, timeout: Duration) {
     let now = Instant::now();
     let mut hung = Vec::new();
@@ -143,11 +146,16 @@ pub(super) fn give_up_hung(w: &Arc<Worker>, timeout: Duration) {
             }
             if !r.given_up && now.duration_since(r.moved_at) >= timeout {
                 r.given_up = true;
-                hung.push((*epoch, r.thread, r.what.clone()));
+                hung.push((*epoch, r.thread, r.what.clone(), r.progress.clone()));
             }
         }
     }
-    for (epoch, thread, what) in hung {
+    for (epoch, thread, what, progress) in hung {
+        // Review finding 4 (s12-fleet, second review): it stayed held for
+        // good, and was heartbeat again if its handler moved, while nothing
+        // would ever be committed for it.
+        w.held.lock().remove(&epoch);
+        progress.end();
         let stopping = w.stop.load(Ordering::Relaxed);
         let then = match stopping {
             true => "the worker is stopping and leaves it running",
@@ -165,5 +173,82 @@ pub(super) fn give_up_hung(w: &Arc<Worker>, timeout: Duration) {
         } else {
             w.threads.working.fetch_sub(1, Ordering::AcqRel);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::worker_at;
+    use super::super::{heartbeats, Beat};
+    use super::*;
+
+    /// A stopping worker (a given-up thread is counted out, not replaced)
+    /// to `url`, its lease timeout 200 ms, running the handler of lease 5
+    /// on thread 0, which has not moved since it started; the lease is held
+    /// (its commit on its way).
+    fn hung(rt: &tokio::runtime::Runtime, url: &str) -> (Arc<Worker>, LeaseProgress) {
+        let w = worker_at(rt, url, Default::default());
+        w.lease_timeout_ms.store(200, Ordering::Relaxed);
+        w.stop.store(true, Ordering::Relaxed);
+        w.threads.working.store(1, Ordering::Release);
+        let progress = LeaseProgress::new();
+        let beat = Beat {
+            progress: progress.clone(),
+            sent_ms: 0,
+            done: true,
+            behind: None,
+            hand_back_at: Instant::now(),
+        };
+        w.held.lock().insert(5, beat);
+        let task = proto::Task {
+            epoch: 5,
+            ..Default::default()
+        };
+        w.threads.start(5, 0, &task, &progress);
+        (w, progress)
+    }
+
+    /// Review finding 3 (s12-fleet, second review): hang detection ran
+    /// only between heartbeats, and a heartbeat to a node that takes the
+    /// connection and never answers waited for ever: the hung handler was
+    /// never given up and a stop waited on it for good. Failed before the
+    /// heartbeat call was bounded (still working after 10 s).
+    #[test]
+    fn a_hung_handler_is_given_up_while_the_node_does_not_answer_heartbeats() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        // Takes connections (the kernel's backlog) and never answers.
+        let blackhole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", blackhole.local_addr().unwrap());
+        let (w, _) = hung(&rt, &url);
+        let beat = rt.spawn(heartbeats(w.clone(), Duration::from_millis(50)));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while w.threads.working() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        beat.abort();
+        assert_eq!(w.threads.working(), 0, "the hung handler was not given up");
+        assert_eq!(w.threads.left_running().len(), 1);
+    }
+
+    /// Review finding 4 (s12-fleet, second review): a given-up lease
+    /// stayed in `held` for good (heartbeat again if its handler moved,
+    /// though nothing would be committed for it), and its handler was
+    /// never told `lease_ended()`. Failed before: still held.
+    #[test]
+    fn a_given_up_lease_is_no_longer_held_and_its_handler_is_told_it_ended() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (w, progress) = hung(&rt, "http://127.0.0.1:9");
+        give_up_hung(&w, Duration::ZERO);
+        assert_eq!(w.threads.working(), 0);
+        assert!(!w.held.lock().contains_key(&5), "a given-up lease is held");
+        assert_eq!(progress.last_ms(), None, "its lease is not ended");
+        assert!(!w.threads.finish(5), "a given-up thread commits nothing");
     }
 }
