@@ -1099,15 +1099,20 @@ mod tests {
     const LIMIT: usize = 1 << 20;
 
     /// `Runtime::connect`'s work trusts the certificate `BOOSTER_CA_CERT`
-    /// names, as `booster work` does: a service on a self-signed node used
-    /// to need it passed in code, or failed its handshake.
+    /// names, as `booster work` does (`WorkOptions::default` and the CLI
+    /// both read it through `ca_cert_from`): a service on a self-signed
+    /// node used to need it passed in code, or failed its handshake. The
+    /// value is passed in: setting the variable in a multi-threaded test
+    /// binary raced other tests, and cleared a user's own (review finding 8
+    /// of s12-fleet's later commits).
     #[test]
     fn work_options_trust_the_certificate_booster_ca_cert_names() {
-        std::env::set_var(crate::CA_CERT_ENV, "/etc/booster/node.pem");
-        let opts = WorkOptions::default();
-        std::env::remove_var(crate::CA_CERT_ENV);
-        assert_eq!(opts.ca_cert, Some(PathBuf::from("/etc/booster/node.pem")));
-        assert_eq!(WorkOptions::default().ca_cert, None);
+        assert_eq!(
+            crate::ca_cert_from(Some("/etc/booster/node.pem".into())),
+            Some(PathBuf::from("/etc/booster/node.pem"))
+        );
+        assert_eq!(crate::ca_cert_from(None), None);
+        assert_eq!(crate::ca_cert_from(Some("".into())), None, "set empty");
     }
 
     fn commit(outcome: proto::Outcome) -> proto::CommitRequest {
