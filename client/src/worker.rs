@@ -247,13 +247,18 @@ impl Worker {
     /// Ends the worker: the node answered `status`, a refusal that asking
     /// again would not change (a token revoked since it joined).
     fn give_up(&self, status: &Status) {
+        self.give_up_saying(format!(
+            "the node at {} refused this worker: {}",
+            self.server,
+            describe(status)
+        ));
+    }
+
+    /// Ends the worker for `why` (the first reason given is kept).
+    fn give_up_saying(&self, why: String) {
         let mut refused = self.refused.lock();
         if refused.is_none() {
-            *refused = Some(format!(
-                "the node at {} refused this worker: {}",
-                self.server,
-                describe(status)
-            ));
+            *refused = Some(why);
         }
         self.stop.store(true, Ordering::Relaxed);
     }
@@ -362,9 +367,6 @@ async fn join(
 ) -> Result<proto::HelloReply, ClientError> {
     let mut backoff = Backoff::default();
     loop {
-        if let Some(node) = probe(client, hello).await {
-            check_protocol(&node, server)?;
-        }
         match client.hello(hello.clone()).await {
             Ok(joined) => {
                 backoff.reset();
@@ -379,23 +381,6 @@ async fn join(
             Err(s) => tokio::time::sleep(backoff.next(&s, "joining the node")).await,
         }
     }
-}
-
-/// Asks the node its version and protocol without joining: a `Hello` of
-/// no threads, which this build's node answers registering nothing.
-/// Without it, the first `Hello` to a node of another protocol registered
-/// a worker there (a node of protocol 1 ignores the field and takes it)
-/// that the node listed until it forgot it, 4 lease timeouts later. None:
-/// the node predates the probe (it refuses a `Hello` of no threads, also
-/// registering nothing), and only the `Hello` itself can say.
-async fn probe(client: &mut NodeClient, hello: &proto::HelloRequest) -> Option<proto::HelloReply> {
-    let probe = proto::HelloRequest {
-        threads: 0,
-        ..hello.clone()
-    };
-    // Refused (an older node, another version), or not reached: the
-    // `Hello` meets it as before.
-    client.hello(probe).await.ok()
 }
 
 /// A node speaking another wire protocol (an older one sends none) would
@@ -608,12 +593,6 @@ fn rejoin(w: &Arc<Worker>, stale: u64) {
         return; // another thread did, or the worker is ending
     }
     let mut client = w.client.lock().clone();
-    let node = w.rt.block_on(probe(&mut client, &w.hello));
-    if let Some(Err(why)) = node.map(|node| check_protocol(&node, &w.server)) {
-        // The node was replaced by another build while this worker ran.
-        w.give_up(&Status::failed_precondition(why.to_string()));
-        return;
-    }
     match w.rt.block_on(client.hello(w.hello.clone())) {
         Ok(joined) => {
             if let Err(why) = check_protocol(&joined, &w.server) {
@@ -621,7 +600,7 @@ fn rejoin(w: &Arc<Worker>, stale: u64) {
                 // ran. An older one took the Hello (it ignores the
                 // protocol) and there is no call to leave it: the worker
                 // stops, so that no other thread joins it again.
-                w.give_up(&Status::failed_precondition(why.to_string()));
+                w.give_up_saying(why.to_string());
                 return;
             }
             *w.client.lock() = client;
