@@ -703,7 +703,9 @@ async fn heartbeats(w: Arc<Worker>, every: Duration) {
     loop {
         until_next_beat(&w, every).await;
         let timeout_ms = w.lease_timeout_ms.load(Ordering::Relaxed);
-        hangs::give_up_hung(&w, Duration::from_millis(timeout_ms));
+        // The longest a turn of this loop takes: the wait, then the call.
+        let limit = every.max(Duration::from_millis(timeout_ms / 2));
+        hangs::give_up_hung(&w, Duration::from_millis(timeout_ms), every + limit);
         let epochs: Vec<u64> = {
             let mut held = w.held.lock();
             let now = Instant::now();
@@ -740,7 +742,6 @@ async fn heartbeats(w: Arc<Worker>, every: Duration) {
         // loop, and with it hang detection, for good, and a stop waited
         // on a hung handler (review finding 3 of s12-fleet's later
         // commits). Not answered in time, it is an error like any other.
-        let limit = every.max(Duration::from_millis(timeout_ms / 2));
         let answer = match tokio::time::timeout(limit, client.heartbeat(m)).await {
             Ok(answer) => answer,
             Err(_) => Err(Status::deadline_exceeded(format!(

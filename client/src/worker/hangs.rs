@@ -35,6 +35,9 @@ pub(super) struct Running {
 #[derive(Default)]
 pub(super) struct Threads {
     running: parking_lot::Mutex<HashMap<u64, Running>>,
+    /// When `give_up_hung` last looked: a hang is judged on the time it
+    /// saw pass, never across a gap it did not run in.
+    checked_at: parking_lot::Mutex<Option<Instant>>,
     working: std::sync::atomic::AtomicUsize,
     ended: tokio::sync::Notify,
 }
@@ -133,12 +136,29 @@ pub(super) fn spawn(w: &Arc<Worker>, thread: u32) -> std::io::Result<()> {
 /// does) and is ended: `lease_ended()` tells the handler. Run at each
 /// heartbeat, which waits at most a bounded time for the node
 /// (`heartbeats`), so a node that stopped answering does not stop it.
-pub(super) fn give_up_hung(w: &Arc<Worker>, timeout: Duration) {
+pub(super) fn give_up_hung(w: &Arc<Worker>, timeout: Duration, period: Duration) {
     let now = Instant::now();
+    // A look a quarter longer than the longest the heartbeat loop takes
+    // between two (`period`): this process was stopped (SIGSTOP, a paused
+    // VM) or starved, its handlers with it, so the gap is not counted
+    // against them. A handler that still does not move is given up one
+    // timeout of time seen later. (A worker woken after a stop past its
+    // deadline gave up its thread before the handler could send the late
+    // commit the node fences, or sent it: a race of its threads.)
+    let unseen = w
+        .threads
+        .checked_at
+        .lock()
+        .replace(now)
+        .map(|then| now.duration_since(then))
+        .filter(|gap| *gap > period + period / 4);
     let mut hung = Vec::new();
     {
         let mut running = w.threads.running.lock();
         for (epoch, r) in running.iter_mut() {
+            if let Some(gap) = unseen {
+                r.moved_at += gap;
+            }
             let last = r.progress.last_ms();
             if last.is_some() && last != r.last_ms {
                 r.last_ms = last;
@@ -245,10 +265,48 @@ mod tests {
             .build()
             .unwrap();
         let (w, progress) = hung(&rt, "http://127.0.0.1:9");
-        give_up_hung(&w, Duration::ZERO);
+        give_up_hung(&w, Duration::ZERO, Duration::from_secs(1));
         assert_eq!(w.threads.working(), 0);
         assert!(!w.held.lock().contains_key(&5), "a given-up lease is held");
         assert_eq!(progress.last_ms(), None, "its lease is not ended");
         assert!(!w.threads.finish(5), "a given-up thread commits nothing");
+    }
+
+    /// A worker stopped (SIGSTOP) past its lease's deadline and woken:
+    /// the time it was stopped is not its handler's hang, so the thread is
+    /// not given up at the first look after the gap (the handler, woken
+    /// too, sends its late commit and the node fences it); one that still
+    /// does not move is given up a timeout of time seen later. Failed
+    /// before the rule: given up at the first look.
+    #[test]
+    fn a_gap_the_hang_check_did_not_run_in_is_not_counted_as_a_hang() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (w, _progress) = hung(&rt, "http://127.0.0.1:9");
+        let timeout = Duration::from_millis(200);
+        let period = Duration::from_millis(20);
+        give_up_hung(&w, timeout, period);
+        // Stopped: nothing ran for longer than a timeout.
+        std::thread::sleep(Duration::from_millis(300));
+        give_up_hung(&w, timeout, period);
+        assert_eq!(
+            w.threads.working(),
+            1,
+            "given up for the time it was stopped"
+        );
+        // Looked at every period since, it is given up once a timeout of
+        // that time has passed with no progress.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while w.threads.working() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            give_up_hung(&w, timeout, period);
+        }
+        assert_eq!(
+            w.threads.working(),
+            0,
+            "a handler that never moves is given up"
+        );
     }
 }
