@@ -51,7 +51,13 @@ pub const CA_CERT_ENV: &str = "BOOSTER_CA_CERT";
 
 /// The certificate `CA_CERT_ENV` names, if set.
 pub fn ca_cert_from_env() -> Option<std::path::PathBuf> {
-    std::env::var_os(CA_CERT_ENV).map(Into::into)
+    ca_cert_from(std::env::var_os(CA_CERT_ENV))
+}
+
+/// The certificate a value of `CA_CERT_ENV` names: `None` unset (or set
+/// empty, as unset).
+pub fn ca_cert_from(value: Option<std::ffi::OsString>) -> Option<std::path::PathBuf> {
+    value.filter(|v| !v.is_empty()).map(Into::into)
 }
 
 /// The protocol a `Hello` or its reply says; 0 is a peer from before the

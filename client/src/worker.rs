@@ -247,13 +247,18 @@ impl Worker {
     /// Ends the worker: the node answered `status`, a refusal that asking
     /// again would not change (a token revoked since it joined).
     fn give_up(&self, status: &Status) {
+        self.give_up_saying(format!(
+            "the node at {} refused this worker: {}",
+            self.server,
+            describe(status)
+        ));
+    }
+
+    /// Ends the worker for `why` (the first reason given is kept).
+    fn give_up_saying(&self, why: String) {
         let mut refused = self.refused.lock();
         if refused.is_none() {
-            *refused = Some(format!(
-                "the node at {} refused this worker: {}",
-                self.server,
-                describe(status)
-            ));
+            *refused = Some(why);
         }
         self.stop.store(true, Ordering::Relaxed);
     }
@@ -362,9 +367,6 @@ async fn join(
 ) -> Result<proto::HelloReply, ClientError> {
     let mut backoff = Backoff::default();
     loop {
-        if let Some(node) = probe(client, hello).await {
-            check_protocol(&node, server)?;
-        }
         match client.hello(hello.clone()).await {
             Ok(joined) => {
                 backoff.reset();
@@ -379,23 +381,6 @@ async fn join(
             Err(s) => tokio::time::sleep(backoff.next(&s, "joining the node")).await,
         }
     }
-}
-
-/// Asks the node its version and protocol without joining: a `Hello` of
-/// no threads, which this build's node answers registering nothing.
-/// Without it, the first `Hello` to a node of another protocol registered
-/// a worker there (a node of protocol 1 ignores the field and takes it)
-/// that the node listed until it forgot it, 4 lease timeouts later. None:
-/// the node predates the probe (it refuses a `Hello` of no threads, also
-/// registering nothing), and only the `Hello` itself can say.
-async fn probe(client: &mut NodeClient, hello: &proto::HelloRequest) -> Option<proto::HelloReply> {
-    let probe = proto::HelloRequest {
-        threads: 0,
-        ..hello.clone()
-    };
-    // Refused (an older node, another version), or not reached: the
-    // `Hello` meets it as before.
-    client.hello(probe).await.ok()
 }
 
 /// A node speaking another wire protocol (an older one sends none) would
@@ -608,12 +593,6 @@ fn rejoin(w: &Arc<Worker>, stale: u64) {
         return; // another thread did, or the worker is ending
     }
     let mut client = w.client.lock().clone();
-    let node = w.rt.block_on(probe(&mut client, &w.hello));
-    if let Some(Err(why)) = node.map(|node| check_protocol(&node, &w.server)) {
-        // The node was replaced by another build while this worker ran.
-        w.give_up(&Status::failed_precondition(why.to_string()));
-        return;
-    }
     match w.rt.block_on(client.hello(w.hello.clone())) {
         Ok(joined) => {
             if let Err(why) = check_protocol(&joined, &w.server) {
@@ -621,7 +600,7 @@ fn rejoin(w: &Arc<Worker>, stale: u64) {
                 // ran. An older one took the Hello (it ignores the
                 // protocol) and there is no call to leave it: the worker
                 // stops, so that no other thread joins it again.
-                w.give_up(&Status::failed_precondition(why.to_string()));
+                w.give_up_saying(why.to_string());
                 return;
             }
             *w.client.lock() = client;
@@ -724,7 +703,9 @@ async fn heartbeats(w: Arc<Worker>, every: Duration) {
     loop {
         until_next_beat(&w, every).await;
         let timeout_ms = w.lease_timeout_ms.load(Ordering::Relaxed);
-        hangs::give_up_hung(&w, Duration::from_millis(timeout_ms));
+        // The longest a turn of this loop takes: the wait, then the call.
+        let limit = every.max(Duration::from_millis(timeout_ms / 2));
+        hangs::give_up_hung(&w, Duration::from_millis(timeout_ms), every + limit);
         let epochs: Vec<u64> = {
             let mut held = w.held.lock();
             let now = Instant::now();
@@ -756,7 +737,19 @@ async fn heartbeats(w: Arc<Worker>, every: Duration) {
             session: session.secret,
             released: released.clone(),
         };
-        match client.heartbeat(m).await {
+        // Bounded: a node that stops answering mid-call (a blackholed
+        // connection; the client sets only a connect timeout) held this
+        // loop, and with it hang detection, for good, and a stop waited
+        // on a hung handler (review finding 3 of s12-fleet's later
+        // commits). Not answered in time, it is an error like any other.
+        let answer = match tokio::time::timeout(limit, client.heartbeat(m)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(Status::deadline_exceeded(format!(
+                "no heartbeat answer in {} ms",
+                limit.as_millis()
+            ))),
+        };
+        match answer {
             Ok(reply) => {
                 released.clear();
                 let mut held = w.held.lock();
@@ -1086,15 +1079,20 @@ mod tests {
     const LIMIT: usize = 1 << 20;
 
     /// `Runtime::connect`'s work trusts the certificate `BOOSTER_CA_CERT`
-    /// names, as `booster work` does: a service on a self-signed node used
-    /// to need it passed in code, or failed its handshake.
+    /// names, as `booster work` does (`WorkOptions::default` and the CLI
+    /// both read it through `ca_cert_from`): a service on a self-signed
+    /// node used to need it passed in code, or failed its handshake. The
+    /// value is passed in: setting the variable in a multi-threaded test
+    /// binary raced other tests, and cleared a user's own (review finding 8
+    /// of s12-fleet's later commits).
     #[test]
     fn work_options_trust_the_certificate_booster_ca_cert_names() {
-        std::env::set_var(crate::CA_CERT_ENV, "/etc/booster/node.pem");
-        let opts = WorkOptions::default();
-        std::env::remove_var(crate::CA_CERT_ENV);
-        assert_eq!(opts.ca_cert, Some(PathBuf::from("/etc/booster/node.pem")));
-        assert_eq!(WorkOptions::default().ca_cert, None);
+        assert_eq!(
+            crate::ca_cert_from(Some("/etc/booster/node.pem".into())),
+            Some(PathBuf::from("/etc/booster/node.pem"))
+        );
+        assert_eq!(crate::ca_cert_from(None), None);
+        assert_eq!(crate::ca_cert_from(Some("".into())), None, "set empty");
     }
 
     fn commit(outcome: proto::Outcome) -> proto::CommitRequest {
@@ -1178,9 +1176,18 @@ mod tests {
 
     /// A worker of `handlers` joined to no node (its client connects lazily).
     fn worker(rt: &tokio::runtime::Runtime, handlers: HashMap<String, Handler>) -> Arc<Worker> {
+        worker_at(rt, "http://127.0.0.1:9", handlers)
+    }
+
+    /// `worker`, its client to `url`.
+    pub(super) fn worker_at(
+        rt: &tokio::runtime::Runtime,
+        url: &str,
+        handlers: HashMap<String, Handler>,
+    ) -> Arc<Worker> {
         let _in = rt.enter();
         Arc::new(Worker {
-            client: Mutex::new(NodeClient::new("http://127.0.0.1:9", None, None).unwrap()),
+            client: Mutex::new(NodeClient::new(url, None, None).unwrap()),
             rejoining: Mutex::new(()),
             hello: proto::HelloRequest::default(),
             session: Mutex::new(Session::default()),

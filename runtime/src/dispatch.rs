@@ -114,7 +114,10 @@ pub enum CommitEnd {
     /// Durable, but not the outcome as given: the node could not store it
     /// (over the slice cap, refused by the store, its input unreadable)
     /// and a failure record, saying why, is durable in its place.
-    Replaced(String),
+    /// `partial`: only some of a simple batch's results were replaced (over
+    /// the cap), the rest are durable as given; false when none of the
+    /// outcome is (the store refused the whole batch, a slice).
+    Replaced { why: String, partial: bool },
     /// Nothing was written: the work runs again.
     NotDurable,
 }

@@ -241,10 +241,11 @@ pub enum CommitAnswer {
     Accepted,
     /// Durable, but the node stored failures in place of some of a simple
     /// batch's results (over its cap), saying why; the other results are
-    /// as sent. (A slice's output replaced is `Fenced`: none of it was
-    /// stored.)
+    /// as sent. (An outcome none of which was stored as sent is `Fenced`:
+    /// a slice's output replaced, a batch the store refused whole.)
     AcceptedReplacing(String),
-    /// Nothing changed; the reason.
+    /// Nothing the worker sent was stored: nothing changed, or the node
+    /// failed the work in its place; the reason.
     Fenced(String),
 }
 
@@ -1090,7 +1091,9 @@ async fn answer_of(
 /// A remote commit's answer from how its lease ended: `Accepted` only
 /// when what the worker sent is durable (G1); a `simple` batch some of
 /// whose results the node replaced with failures is durable all the same,
-/// its other results as sent: `AcceptedReplacing`, saying why.
+/// its other results as sent: `AcceptedReplacing`, saying why. One none
+/// of whose outcomes was stored as sent (the store refused the batch, and
+/// the node failed every job in its place) is `Fenced`, saying why.
 fn answer_to(
     epoch: u64,
     simple: bool,
@@ -1098,11 +1101,13 @@ fn answer_to(
 ) -> CommitAnswer {
     match end {
         Ok(CommitEnd::Durable) => CommitAnswer::Accepted,
-        Ok(CommitEnd::Replaced(why)) if simple => CommitAnswer::AcceptedReplacing(format!(
-            "lease {epoch}: durable, but the node failed some of its jobs in place of their \
-             results: {why}"
-        )),
-        Ok(CommitEnd::Replaced(why)) => fenced(
+        Ok(CommitEnd::Replaced { why, partial: true }) if simple => {
+            CommitAnswer::AcceptedReplacing(format!(
+                "lease {epoch}: durable, but the node failed some of its jobs in place of their \
+                 results: {why}"
+            ))
+        }
+        Ok(CommitEnd::Replaced { why, .. }) => fenced(
             epoch,
             &format!("the node could not store the outcome, and failed the work instead: {why}"),
         ),
@@ -1558,6 +1563,35 @@ mod tests {
     /// arguments and properties; the on-complete job of a large batch
     /// runs after every job of it, and its lease then passed the message
     /// limit unmeasured. Its `after` list counts too.
+    /// Review finding 1 (s12-fleet, second review): a simple batch the
+    /// store refused whole had a failure stored for every job in place of
+    /// every result, and was answered durable "failed some of its jobs".
+    /// Only a batch some of whose outcomes are stored as sent is.
+    #[test]
+    fn a_simple_batch_none_of_whose_results_was_stored_is_not_accepted() {
+        let replaced = |partial| {
+            Ok(CommitEnd::Replaced {
+                why: "the store refused the output".into(),
+                partial,
+            })
+        };
+        match answer_to(7, true, replaced(false)) {
+            CommitAnswer::Fenced(why) => assert!(
+                why.contains("lease 7") && why.contains("the store refused the output"),
+                "{why}"
+            ),
+            other => panic!("nothing stored as sent, answered {other:?}"),
+        }
+        assert!(matches!(
+            answer_to(7, true, replaced(true)),
+            CommitAnswer::AcceptedReplacing(_)
+        ));
+        assert!(matches!(
+            answer_to(7, false, replaced(true)),
+            CommitAnswer::Fenced(_)
+        ));
+    }
+
     #[test]
     fn a_simple_job_s_after_list_counts_toward_its_lease_s_size() {
         let item = SimpleItem {

@@ -233,7 +233,9 @@ pub(crate) fn commit_simple(
         let mut st = shared.state.lock();
         st.observe_simple(&first.kind, items.len(), elapsed_us);
     }
-    let replaced = (!replaced.is_empty()).then(|| replaced.join("; "));
+    // Partial: some outcome is stored as given (a result, or a failure).
+    let partial = replaced.len() < outcomes.len();
+    let replaced = (!replaced.is_empty()).then(|| (replaced.join("; "), partial));
     commit_simple_outcomes(shared, store, epoch, items, outcomes, replaced);
 }
 
@@ -262,14 +264,14 @@ pub(crate) fn fail_simple(
 
 /// The commit of simple lease `epoch`'s `outcomes`, once it wins
 /// `begin_commit`; `replaced`: why the node stored failures in place of
-/// results it was given.
+/// results it was given, and whether other outcomes are stored as given.
 fn commit_simple_outcomes(
     shared: &Arc<Shared>,
     store: &Arc<dyn SliceStore>,
     epoch: u64,
     items: &[SimpleItem],
     mut outcomes: Vec<SimpleOutcome>,
-    replaced: Option<String>,
+    replaced: Option<(String, bool)>,
 ) {
     let (valid, since_us) = {
         let mut st = shared.state.lock();
@@ -529,14 +531,16 @@ fn commit_slice(
 /// rather than running again. That is a new append, which a commit callback
 /// must not make (it may run on the store's writer thread), so a
 /// short-lived thread makes it. `replaced`: `m` already stands in for part
-/// of the outcome (a simple job's result over the cap), for this reason.
+/// of the outcome (a simple job's result over the cap), for this reason;
+/// with whether the rest of it is as given (`CommitEnd::Replaced`). The
+/// record `failed` makes replaces all of it.
 fn commit_or_fail(
     shared: &Arc<Shared>,
     store: &Arc<dyn SliceStore>,
     batch: Batch,
     m: Meta,
     epoch: u64,
-    replaced: Option<String>,
+    replaced: Option<(String, bool)>,
     failed: impl FnOnce(StoreError) -> Meta + Send + 'static,
 ) {
     let (sh, st_store) = (shared.clone(), store.clone());
@@ -552,7 +556,8 @@ fn commit_or_fail(
             Err(StoreError::Unavailable { .. }) => st.end_commit(epoch, CommitEnd::NotDurable),
             Err(e) if !poisons(&e) => {
                 let why = format!("the store refused the output: {e}");
-                let fail = move || commit_meta_as(&sh, &st_store, failed(e), epoch, Some(why));
+                let fail =
+                    move || commit_meta_as(&sh, &st_store, failed(e), epoch, Some((why, false)));
                 let spawned = std::thread::Builder::new()
                     .name("booster-refused-commit".into())
                     .spawn(fail);
@@ -624,7 +629,7 @@ fn fail_slice_as(
     sample: Option<RecordErrorSample>,
     replaces: bool,
 ) {
-    let replaced = replaces.then(|| message.clone());
+    let replaced = replaces.then(|| (message.clone(), false));
     let now_ms = shared.clock.now_ms();
     let m = Meta::SliceFailed {
         job: item.job,
@@ -756,13 +761,14 @@ fn commit_meta(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, m: Meta, epoch
 }
 
 /// `commit_meta`; `replaced`: the record stands in for an outcome the
-/// node could not store, for this reason.
+/// node could not store, for this reason (and whether part of it is as
+/// given: never, for one record made in its place).
 fn commit_meta_as(
     shared: &Arc<Shared>,
     store: &Arc<dyn SliceStore>,
     m: Meta,
     epoch: u64,
-    replaced: Option<String>,
+    replaced: Option<(String, bool)>,
 ) {
     let batch = batch_of(std::slice::from_ref(&m));
     commit(shared, store, batch, vec![m], move |st, applied| {
@@ -771,10 +777,10 @@ fn commit_meta_as(
 }
 
 /// How a commit that is durable or not ended, `replaced` or as given.
-fn ended(durable: bool, replaced: Option<String>) -> CommitEnd {
+fn ended(durable: bool, replaced: Option<(String, bool)>) -> CommitEnd {
     match (durable, replaced) {
         (false, _) => CommitEnd::NotDurable,
         (true, None) => CommitEnd::Durable,
-        (true, Some(why)) => CommitEnd::Replaced(why),
+        (true, Some((why, partial))) => CommitEnd::Replaced { why, partial },
     }
 }

@@ -1389,7 +1389,10 @@ fn a_service_thread_whose_handler_hangs_is_replaced_and_the_work_behind_it_runs(
 
 /// A stop returns although a handler hangs (it used to wait for it for
 /// ever), leaving it running: its lease expires on the node, and nothing
-/// is committed for it, even once it returns.
+/// is committed for it, even once it returns. (The node would fence a
+/// late commit here anyway, its lease expired: that a given-up thread
+/// sends none is `booster_client`'s unit test
+/// `a_given_up_lease_is_no_longer_held_and_its_handler_is_told_it_ended`.)
 #[test]
 fn a_service_stop_returns_while_a_handler_hangs_and_commits_nothing_for_it() {
     use std::sync::atomic::Ordering::SeqCst;

@@ -35,6 +35,9 @@ pub(super) struct Running {
 #[derive(Default)]
 pub(super) struct Threads {
     running: parking_lot::Mutex<HashMap<u64, Running>>,
+    /// When `give_up_hung` last looked: a hang is judged on the time it
+    /// saw pass, never across a gap it did not run in.
+    checked_at: parking_lot::Mutex<Option<Instant>>,
     working: std::sync::atomic::AtomicUsize,
     ended: tokio::sync::Notify,
 }
@@ -128,14 +131,34 @@ pub(super) fn spawn(w: &Arc<Worker>, thread: u32) -> std::io::Result<()> {
 
 /// Gives up the threads whose handler made no progress for a lease
 /// timeout (`timeout`): each is replaced by a fresh thread, or, once the
-/// worker is stopping, counted out so the stop does not wait for it. Run
-/// at each heartbeat.
-pub(super) fn give_up_hung(w: &Arc<Worker>, timeout: Duration) {
+/// worker is stopping, counted out so the stop does not wait for it. Its
+/// lease leaves `held` (no heartbeat extends it again, whatever its handler
+/// does) and is ended: `lease_ended()` tells the handler. Run at each
+/// heartbeat, which waits at most a bounded time for the node
+/// (`heartbeats`), so a node that stopped answering does not stop it.
+pub(super) fn give_up_hung(w: &Arc<Worker>, timeout: Duration, period: Duration) {
     let now = Instant::now();
+    // A look a quarter longer than the longest the heartbeat loop takes
+    // between two (`period`): this process was stopped (SIGSTOP, a paused
+    // VM) or starved, its handlers with it, so the gap is not counted
+    // against them. A handler that still does not move is given up one
+    // timeout of time seen later. (A worker woken after a stop past its
+    // deadline gave up its thread before the handler could send the late
+    // commit the node fences, or sent it: a race of its threads.)
+    let unseen = w
+        .threads
+        .checked_at
+        .lock()
+        .replace(now)
+        .map(|then| now.duration_since(then))
+        .filter(|gap| *gap > period + period / 4);
     let mut hung = Vec::new();
     {
         let mut running = w.threads.running.lock();
         for (epoch, r) in running.iter_mut() {
+            if let Some(gap) = unseen {
+                r.moved_at += gap;
+            }
             let last = r.progress.last_ms();
             if last.is_some() && last != r.last_ms {
                 r.last_ms = last;
@@ -143,11 +166,16 @@ pub(super) fn give_up_hung(w: &Arc<Worker>, timeout: Duration) {
             }
             if !r.given_up && now.duration_since(r.moved_at) >= timeout {
                 r.given_up = true;
-                hung.push((*epoch, r.thread, r.what.clone()));
+                hung.push((*epoch, r.thread, r.what.clone(), r.progress.clone()));
             }
         }
     }
-    for (epoch, thread, what) in hung {
+    for (epoch, thread, what, progress) in hung {
+        // Review finding 4 (s12-fleet, second review): it stayed held for
+        // good, and was heartbeat again if its handler moved, while nothing
+        // would ever be committed for it.
+        w.held.lock().remove(&epoch);
+        progress.end();
         let stopping = w.stop.load(Ordering::Relaxed);
         let then = match stopping {
             true => "the worker is stopping and leaves it running",
@@ -165,5 +193,120 @@ pub(super) fn give_up_hung(w: &Arc<Worker>, timeout: Duration) {
         } else {
             w.threads.working.fetch_sub(1, Ordering::AcqRel);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::worker_at;
+    use super::super::{heartbeats, Beat};
+    use super::*;
+
+    /// A stopping worker (a given-up thread is counted out, not replaced)
+    /// to `url`, its lease timeout 200 ms, running the handler of lease 5
+    /// on thread 0, which has not moved since it started; the lease is held
+    /// (its commit on its way).
+    fn hung(rt: &tokio::runtime::Runtime, url: &str) -> (Arc<Worker>, LeaseProgress) {
+        let w = worker_at(rt, url, Default::default());
+        w.lease_timeout_ms.store(200, Ordering::Relaxed);
+        w.stop.store(true, Ordering::Relaxed);
+        w.threads.working.store(1, Ordering::Release);
+        let progress = LeaseProgress::new();
+        let beat = Beat {
+            progress: progress.clone(),
+            sent_ms: 0,
+            done: true,
+            behind: None,
+            hand_back_at: Instant::now(),
+        };
+        w.held.lock().insert(5, beat);
+        let task = proto::Task {
+            epoch: 5,
+            ..Default::default()
+        };
+        w.threads.start(5, 0, &task, &progress);
+        (w, progress)
+    }
+
+    /// Review finding 3 (s12-fleet, second review): hang detection ran
+    /// only between heartbeats, and a heartbeat to a node that takes the
+    /// connection and never answers waited for ever: the hung handler was
+    /// never given up and a stop waited on it for good. Failed before the
+    /// heartbeat call was bounded (still working after 10 s).
+    #[test]
+    fn a_hung_handler_is_given_up_while_the_node_does_not_answer_heartbeats() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        // Takes connections (the kernel's backlog) and never answers.
+        let blackhole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", blackhole.local_addr().unwrap());
+        let (w, _) = hung(&rt, &url);
+        let beat = rt.spawn(heartbeats(w.clone(), Duration::from_millis(50)));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while w.threads.working() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        beat.abort();
+        assert_eq!(w.threads.working(), 0, "the hung handler was not given up");
+        assert_eq!(w.threads.left_running().len(), 1);
+    }
+
+    /// Review finding 4 (s12-fleet, second review): a given-up lease
+    /// stayed in `held` for good (heartbeat again if its handler moved,
+    /// though nothing would be committed for it), and its handler was
+    /// never told `lease_ended()`. Failed before: still held.
+    #[test]
+    fn a_given_up_lease_is_no_longer_held_and_its_handler_is_told_it_ended() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (w, progress) = hung(&rt, "http://127.0.0.1:9");
+        give_up_hung(&w, Duration::ZERO, Duration::from_secs(1));
+        assert_eq!(w.threads.working(), 0);
+        assert!(!w.held.lock().contains_key(&5), "a given-up lease is held");
+        assert_eq!(progress.last_ms(), None, "its lease is not ended");
+        assert!(!w.threads.finish(5), "a given-up thread commits nothing");
+    }
+
+    /// A worker stopped (SIGSTOP) past its lease's deadline and woken:
+    /// the time it was stopped is not its handler's hang, so the thread is
+    /// not given up at the first look after the gap (the handler, woken
+    /// too, sends its late commit and the node fences it); one that still
+    /// does not move is given up a timeout of time seen later. Failed
+    /// before the rule: given up at the first look.
+    #[test]
+    fn a_gap_the_hang_check_did_not_run_in_is_not_counted_as_a_hang() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (w, _progress) = hung(&rt, "http://127.0.0.1:9");
+        let timeout = Duration::from_millis(200);
+        let period = Duration::from_millis(20);
+        give_up_hung(&w, timeout, period);
+        // Stopped: nothing ran for longer than a timeout.
+        std::thread::sleep(Duration::from_millis(300));
+        give_up_hung(&w, timeout, period);
+        assert_eq!(
+            w.threads.working(),
+            1,
+            "given up for the time it was stopped"
+        );
+        // Looked at every period since, it is given up once a timeout of
+        // that time has passed with no progress.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while w.threads.working() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            give_up_hung(&w, timeout, period);
+        }
+        assert_eq!(
+            w.threads.working(),
+            0,
+            "a handler that never moves is given up"
+        );
     }
 }

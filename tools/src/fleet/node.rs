@@ -109,8 +109,10 @@ pub async fn hello(State(app): State<AppState>, req: Request) -> Response {
             refusals::log("Hello", &who, tonic::Code::FailedPrecondition, &why);
             return Err(Status::failed_precondition(why));
         }
-        // A probe (no threads): the worker asks which protocol this node
-        // speaks before it joins, so a node it refuses never lists it.
+        // A probe (no threads): the node says its version and protocol and
+        // registers nothing. No worker of this build sends one (a node of
+        // protocol 1, the only one that registers a worker it then refuses,
+        // refuses it); answered so a later one may ask before joining.
         if m.threads == 0 {
             return Ok(proto::HelloReply {
                 version: VERSION.to_string(),
@@ -521,7 +523,7 @@ fn outcome_of(m: proto::CommitRequest, max_records: usize) -> Result<RemoteOutco
 /// message once, encodes the answer (or the status; at most
 /// `max_message_bytes`). A request refused before `f` saw it (malformed,
 /// oversized) is logged as `method`'s.
-pub(crate) async fn unary<M1, M2, F, Fut>(
+async fn unary<M1, M2, F, Fut>(
     method: &'static str,
     runtime: &Runtime,
     req: Request,

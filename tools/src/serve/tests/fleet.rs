@@ -931,8 +931,8 @@ fn a_kind_a_worker_process_ran_stays_submittable_after_a_node_restart() {
 }
 
 /// A `Hello` of no threads is a probe: the node says its version and
-/// protocol and registers nothing, so a worker that refuses the node
-/// (another protocol) is never listed there. It was refused as malformed.
+/// protocol and registers nothing. It was refused as malformed. (No
+/// worker sends one now: see ARCHITECTURE, "Wire protocol 2".)
 #[test]
 fn a_hello_of_no_threads_is_answered_with_the_protocol_and_registers_nothing() {
     let t = TestServer::start();
@@ -947,75 +947,4 @@ fn a_hello_of_no_threads_is_answered_with_the_protocol_and_registers_nothing() {
         (booster_client::PROTOCOL, 0, VERSION)
     );
     assert_eq!(remote_workers(&t), 0, "a probe registers no worker");
-}
-
-/// A worker asks a node's protocol before joining: one of another
-/// protocol is refused, naming both, without a `Hello` that would register
-/// the worker there (a node of protocol 1 ignores the field and takes it,
-/// listing a worker that never works until it is forgotten). A fake node
-/// of the next protocol counts the `Hello`s that would register.
-#[test]
-fn a_worker_refuses_a_node_of_another_protocol_without_registering_there() {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    let t = TestServer::start();
-    let registering = std::sync::Arc::new(AtomicU32::new(0));
-    let counted = registering.clone();
-    let runtime = t.runtime().clone();
-    let fake = axum::Router::new().route(
-        "/booster.worker.v1.Worker/Hello",
-        axum::routing::post(move |req: axum::extract::Request| {
-            let (runtime, counted) = (runtime.clone(), counted.clone());
-            async move {
-                let answer = move |m: proto::HelloRequest| async move {
-                    if m.threads > 0 {
-                        counted.fetch_add(1, Ordering::SeqCst);
-                    }
-                    Ok(proto::HelloReply {
-                        version: VERSION.to_string(),
-                        worker_id: 7,
-                        session: vec![1; 16],
-                        lease_timeout_ms: 1000,
-                        heartbeat_interval_ms: 250,
-                        max_message_bytes: 1 << 20,
-                        protocol: booster_client::PROTOCOL + 1,
-                    })
-                };
-                crate::fleet::node::unary("Hello", &runtime, req, 1 << 16, answer).await
-            }
-        }),
-    );
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    t.spawn(async move {
-        let server = axum_server::from_tcp(listener)?;
-        server.serve(fake.into_make_service()).await
-    });
-    let mut service = booster_client::Runtime::connect(&url, None).unwrap();
-    service.register_simple("job", std::sync::Arc::new(Nothing));
-    let opts = booster_client::WorkOptions::default();
-    let err = t
-        .block_on(service.work(opts, std::future::pending()))
-        .unwrap_err()
-        .to_string();
-    let next = booster_client::PROTOCOL + 1;
-    assert!(err.contains(&format!("protocol {next}")), "{err}");
-    assert_eq!(
-        registering.load(Ordering::SeqCst),
-        0,
-        "no Hello that registers"
-    );
-}
-
-/// A simple handler that returns nothing.
-struct Nothing;
-
-impl booster_runtime::SimpleHandler for Nothing {
-    fn perform(
-        &self,
-        _: &booster_runtime::JobContext<'_>,
-        _: &serde_json::Value,
-    ) -> Result<Option<serde_json::Value>, booster_runtime::HandlerError> {
-        Ok(None)
-    }
 }
