@@ -228,15 +228,11 @@ pub(crate) fn commit_simple(
             retry_at_ms,
         });
     }
-    let elapsed_us = elapsed.as_secs_f64() * 1e6;
-    if let Some(first) = items.first() {
-        let mut st = shared.state.lock();
-        st.observe_simple(&first.kind, items.len(), elapsed_us);
-    }
+    let ran_us = Some(elapsed.as_secs_f64() * 1e6);
     // Partial: some outcome is stored as given (a result, or a failure).
     let partial = replaced.len() < outcomes.len();
     let replaced = (!replaced.is_empty()).then(|| (replaced.join("; "), partial));
-    commit_simple_outcomes(shared, store, epoch, items, outcomes, replaced);
+    commit_simple_outcomes(shared, store, epoch, items, outcomes, replaced, ran_us);
 }
 
 /// Fails every job of simple lease `epoch` with `why`, no retry: work no
@@ -259,12 +255,14 @@ pub(crate) fn fail_simple(
             retry_at_ms: None,
         })
         .collect();
-    commit_simple_outcomes(shared, store, epoch, items, outcomes, None);
+    commit_simple_outcomes(shared, store, epoch, items, outcomes, None, None);
 }
 
 /// The commit of simple lease `epoch`'s `outcomes`, once it wins
 /// `begin_commit`; `replaced`: why the node stored failures in place of
-/// results it was given, and whether other outcomes are stored as given.
+/// results it was given, and whether other outcomes are stored as given;
+/// `ran_us`: how long the handler ran (none when no handler ran), for the
+/// kind's lease sizing, observed under the lock `begin_commit` takes.
 fn commit_simple_outcomes(
     shared: &Arc<Shared>,
     store: &Arc<dyn SliceStore>,
@@ -272,9 +270,13 @@ fn commit_simple_outcomes(
     items: &[SimpleItem],
     mut outcomes: Vec<SimpleOutcome>,
     replaced: Option<(String, bool)>,
+    ran_us: Option<f64>,
 ) {
     let (valid, since_us) = {
         let mut st = shared.state.lock();
+        if let (Some(first), Some(ran_us)) = (items.first(), ran_us) {
+            st.observe_simple(&first.kind, items.len(), ran_us);
+        }
         let jobs: Vec<JobId> = items.iter().map(|i| i.job).collect();
         // A job started at placement completes once its creation is
         // durable (or is dropped, and the commit is refused).
