@@ -208,6 +208,40 @@ pub enum Ending {
     Killed { stderr: String },
 }
 
+/// Sends SIGINT to `child` once it handles SIGINT, as an operator's
+/// Ctrl-C after the command started. Sent earlier, the signal meets the
+/// disposition the process inherited: the default ends it, but an
+/// ignored SIGINT (a child of a non-interactive shell's background job,
+/// as CI may be) is dropped, and the command, which installs its handler
+/// a moment later, never hears it. Whether it handles SIGINT is read from
+/// `/proc/PID/status` (`SigCgt`); a process that ended is not signalled.
+pub fn interrupt(child: &Child) {
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !catches_sigint(pid).unwrap_or(true) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // SAFETY: kill(2) with a pid we spawned and have not waited for.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGINT) };
+}
+
+/// Whether process `pid` has a SIGINT handler installed; None once it
+/// has ended (no status, or a zombie).
+fn catches_sigint(pid: u32) -> Option<bool> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+    };
+    if field("State:").is_some_and(|s| s.starts_with('Z') || s.starts_with('X')) {
+        return None;
+    }
+    let caught = u64::from_str_radix(field("SigCgt:")?, 16).ok()?;
+    Some(caught & (1 << (libc::SIGINT - 1)) != 0)
+}
+
 /// Spawns `cmd` in its own process group, waits up to `after`, then SIGKILLs
 /// the group (the process and any handler processes it started).
 pub fn run_then_kill(mut cmd: Command, after: Duration) -> Ending {

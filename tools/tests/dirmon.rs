@@ -36,10 +36,7 @@ impl Working {
     }
 
     fn interrupt(&self) {
-        // SAFETY: kill(2) on our own child's pid; no memory involved.
-        unsafe {
-            libc::kill(self.0.id() as i32, libc::SIGINT);
-        }
+        booster_tests::cli::interrupt(&self.0);
     }
 }
 

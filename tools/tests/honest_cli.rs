@@ -429,11 +429,7 @@ fn local_job_watch_stops_on_the_first_ctrl_c() {
 /// Ctrl-C would end it anyway, so one that needs it has ignored the first).
 /// The bound is generous: it catches a hang, it measures nothing.
 fn interrupt_once(child: &mut std::process::Child) -> std::process::ExitStatus {
-    // SAFETY: kill(2) with a pid we spawned and have not waited for.
-    assert_eq!(
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
-        0
-    );
+    booster_tests::cli::interrupt(child);
     for _ in 0..1500 {
         if let Some(status) = child.try_wait().unwrap() {
             return status;

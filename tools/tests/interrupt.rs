@@ -28,6 +28,45 @@ fn wait_for_lock(sb: &Sandbox, child: &Child) {
     panic!("process {pid} never took the lock");
 }
 
+/// A `work` started with SIGINT ignored (as a non-interactive shell
+/// starts a background job, and as a CI runner may start the suite) and
+/// interrupted the moment it starts: `interrupt` waits for its handler,
+/// so the Ctrl-C stops it. Sent at once, as the dirmon kill loop's last
+/// life was when it found nothing left to do, the signal met the ignored
+/// disposition and was dropped, and that `work` never stopped.
+#[test]
+fn ctrl_c_right_after_start_stops_a_work_that_inherited_an_ignored_sigint() {
+    use std::os::unix::process::CommandExt;
+    let sb = Sandbox::new();
+    let mut cmd = sb.cmd(&["work", "--workers", "1"]);
+    // SAFETY: signal(2) between fork and exec only sets a disposition.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    booster_tests::cli::interrupt(&child);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stopped = child.try_wait().unwrap();
+    if stopped.is_none() {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stopped.is_some(), "work never stopped: {stderr}");
+    assert!(stderr.contains("booster: stopping"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
+
 #[test]
 fn ctrl_c_stops_work_cleanly_and_work_resumes() {
     let sb = Sandbox::new();

@@ -222,11 +222,7 @@ fn ctrl_c_stops_a_remote_run_waiting_and_the_job_goes_on_on_the_server() {
     let mut first = String::new();
     stdout.read_line(&mut first).unwrap();
     assert!(first.contains("job 1: uploaded 2 records"), "{first}");
-    // SAFETY: kill(2) with a pid we spawned and have not waited for.
-    assert_eq!(
-        unsafe { libc::kill(run.id() as libc::pid_t, libc::SIGINT) },
-        0
-    );
+    booster_tests::cli::interrupt(&run);
     let status = run.wait().unwrap();
     let mut err = String::new();
     run.stderr.take().unwrap().read_to_string(&mut err).unwrap();
