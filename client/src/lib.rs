@@ -55,12 +55,14 @@
 
 pub mod codec;
 pub mod http;
+mod log;
 pub mod node;
 pub mod proto;
 mod url;
 pub mod view;
 pub mod worker;
 
+pub use log::Log;
 pub use url::{check_server_url, is_loopback_host};
 pub use worker::{Handler, Runtime, WorkOptions};
 
