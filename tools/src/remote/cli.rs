@@ -310,7 +310,7 @@ fn submit_one(
         formats::open_source_with(args.input_path(), &crate::commands::read_options(args)?)?;
     let spec = crate::commands::job_spec(args, &input)?;
     // The format is in the properties, as a local submit records it.
-    let id = client.create(&job_body(&spec))?;
+    let id = client.submit(&spec)?;
     // Ctrl-C ends the request body early: the server then fails the job
     // ("upload interrupted"), as a local submit does, instead of the
     // whole file going up after the user asked to stop.
