@@ -91,7 +91,9 @@ impl Driver {
                     .body(b.to_string())
                     .unwrap(),
             ),
-            None => self.agent.run(req.body(()).unwrap()),
+            None => self
+                .agent
+                .run(req.body(booster_tests::cli::NO_BODY).unwrap()),
         }
         .map_err(|e| e.to_string())?;
         let ok = resp.status().is_success();

@@ -224,7 +224,7 @@ impl TestServer {
                     .body(b.to_string())
                     .unwrap(),
             ),
-            None => agent.run(req.body(()).unwrap()),
+            None => agent.run(req.body(booster_tests::cli::NO_BODY).unwrap()),
         }
         .unwrap();
         let status = resp.status().as_u16();
