@@ -21,10 +21,12 @@
 //!     server: "https://node:7878".into(),
 //!     token: Some("submitter-token-0123456789".into()),
 //!     ca_cert: Some("node-ca.pem".into()), // a self-signed node; None: the web's roots
+//!     ..Default::default() // timeout: DEFAULT_ANSWER_TIMEOUT
 //! })?;
 //! let id = node.submit(&booster_runtime::JobSpec::sliced("copy"))?;
 //! node.upload(id, &mut std::fs::File::open("in.txt").expect("input"), None)?;
-//! node.watch_from_now(id, |_| true)?; // returns once the job has ended
+//! // Ok only once the job has finished; a stream cut short is `BrokeOff`.
+//! node.watch_from_now(id, |_| true)?;
 //! let mut out = std::fs::File::create("out.txt").expect("output");
 //! node.download(id, "main", &mut out)?;
 //! # Ok(()) }

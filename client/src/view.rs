@@ -190,15 +190,15 @@ pub struct JobEventView {
 impl JobEventView {
     /// The job as it is now, as an event that says `what`.
     pub fn of_status(s: &JobStatus, what: &str) -> JobEventView {
-        JobEventView {
+        JobEventView::from(&JobEvent {
             job: s.id,
             state: s.state,
             slices_done: s.slices_done,
             slices_total: s.slices_total,
             records_out: s.records_out,
-            percent: finite_or_zero(s.percent),
+            percent: s.percent,
             what: what.to_string(),
-        }
+        })
     }
 }
 

@@ -23,7 +23,13 @@ fn token_file(sb: &Sandbox) -> PathBuf {
 /// A self-signed certificate for 127.0.0.1 and its key, as PEM files
 /// named `NAME.pem` and `NAME.key`.
 fn self_signed(sb: &Sandbox, name: &str) -> (PathBuf, PathBuf) {
-    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()])
+    self_signed_for(sb, name, "127.0.0.1")
+}
+
+/// A self-signed certificate for `host` and its key, as `NAME.pem` and
+/// `NAME.key`.
+fn self_signed_for(sb: &Sandbox, name: &str, host: &str) -> (PathBuf, PathBuf) {
+    let cert = rcgen::generate_simple_self_signed(vec![host.to_string()])
         .expect("a self-signed certificate");
     let (cert_path, key_path) = (
         sb.path(&format!("{name}.pem")),
@@ -34,11 +40,25 @@ fn self_signed(sb: &Sandbox, name: &str) -> (PathBuf, PathBuf) {
     (cert_path, key_path)
 }
 
+/// `booster serve` with the token file and TLS from `cert` and `key`.
+fn serve_tls(sb: &Sandbox, tokens: &Path, cert: &Path, key: &Path) -> Serving {
+    let args = [
+        "--token-file",
+        s(tokens),
+        "--tls-cert",
+        s(cert),
+        "--tls-key",
+        s(key),
+    ];
+    Serving::start(sb, &args)
+}
+
 fn client(server: &Serving, token: &str, ca_cert: Option<&Path>) -> Client {
     Client::new(&Connect {
         server: server.url.clone(),
         token: Some(token.to_string()),
         ca_cert: ca_cert.map(Path::to_path_buf),
+        timeout: None,
     })
     .expect("a client")
 }
@@ -145,17 +165,7 @@ fn a_node_whose_certificate_is_not_trusted_is_refused_as_untrusted() {
     let sb = Sandbox::new();
     let tokens = token_file(&sb);
     let (cert, key) = self_signed(&sb, "node");
-    let server = Serving::start(
-        &sb,
-        &[
-            "--token-file",
-            s(&tokens),
-            "--tls-cert",
-            s(&cert),
-            "--tls-key",
-            s(&key),
-        ],
-    );
+    let server = serve_tls(&sb, &tokens, &cert, &key);
     assert!(server.url.starts_with("https://"), "{}", server.url);
 
     // The web's roots do not include a self-signed certificate.
@@ -176,4 +186,45 @@ fn a_node_whose_certificate_is_not_trusted_is_refused_as_untrusted() {
     let trusting = client(&server, SUBMITTER, Some(&cert));
     let id = trusting.submit(&JobSpec::sliced("copy")).expect("submit");
     assert_eq!(trusting.job(id).expect("the job").id, id);
+}
+
+#[test]
+fn a_node_whose_certificate_is_for_another_name_is_refused_with_its_reason() {
+    let sb = Sandbox::new();
+    let tokens = token_file(&sb);
+    let (cert, key) = self_signed_for(&sb, "node", "node.example");
+    let server = serve_tls(&sb, &tokens, &cert, &key);
+    // Trusted, but not for 127.0.0.1: another CA certificate would not help.
+    let err = client(&server, SUBMITTER, Some(&cert))
+        .jobs(&ListFilter::default())
+        .unwrap_err();
+    assert!(matches!(err, Error::BadCertificate { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("node.example") && !text.contains("CA certificate"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_job_submitted_to_run_later_waits_for_its_time() {
+    let sb = Sandbox::new();
+    let tokens = token_file(&sb);
+    let server = Serving::start(&sb, &["--token-file", s(&tokens)]);
+    let node = client(&server, SUBMITTER, None);
+
+    let tomorrow = std::time::SystemTime::now() + std::time::Duration::from_secs(24 * 3600);
+    let mut spec = JobSpec::sliced("copy");
+    spec.run_at = Some(tomorrow);
+    let id = node.submit(&spec).expect("submit");
+    let job = node.job(id).expect("the job");
+    assert_eq!(job.state, JobState::Scheduled);
+    assert_eq!(job.run_at_ms, Some(booster_client::view::unix_ms(tomorrow)));
+
+    // What the API cannot take is refused, not dropped: no job is made.
+    let mut spec = JobSpec::sliced("copy");
+    spec.expires_at = Some(tomorrow);
+    let err = node.submit(&spec).unwrap_err();
+    assert!(matches!(err, Error::Spec(_)), "{err:?}");
+    assert_eq!(node.jobs(&ListFilter::default()).expect("list").len(), 1);
 }

@@ -10,18 +10,39 @@ pub enum Error {
     /// certificate that cannot be read or is not PEM.
     #[error("{0}")]
     Setup(String),
-    /// No answer: the node is down, the address is wrong, or the network
-    /// is. Trying again later may work.
-    #[error("cannot reach {server}: {reason}")]
+    /// No connection: the node is down, the address is wrong, or the
+    /// network is. The request never left, so trying it again later is
+    /// safe.
+    #[error("cannot reach {server}: {reason}; nothing was sent, try again later")]
     Unreachable { server: String, reason: String },
+    /// The request was sent (or may have been) but no whole answer came:
+    /// the link broke, the node stopped, or it did not answer within
+    /// the client's timeout. The node may have done what was asked: a
+    /// `submit` may have created the job. Look before sending it again
+    /// (see [`super::Client::submit`]).
+    #[error(
+        "sent to {server}, but no answer came ({reason}); it may have taken effect \
+         (a submitted job may exist): look before sending it again"
+    )]
+    NoAnswer { server: String, reason: String },
     /// The node's TLS certificate is not signed by one this client
-    /// trusts.
+    /// trusts (rustls: unknown issuer, bad signature).
     #[error(
         "cannot reach {server}: its TLS certificate is not trusted ({reason}); \
          pass the certificate that signed it as the CA certificate \
          (`Connect::ca_cert`; for the booster command, BOOSTER_CA_CERT)"
     )]
     UntrustedCertificate { server: String, reason: String },
+    /// The node's TLS certificate is signed by one this client trusts
+    /// but is not good for this connection: made for another name,
+    /// expired, revoked. The node's certificate needs mending (or the
+    /// client must use a name the certificate holds); another CA
+    /// certificate does not help.
+    #[error(
+        "cannot reach {server}: its TLS certificate is refused ({reason}); \
+         the node needs a certificate valid now and for this name, or connect by a name it holds"
+    )]
+    BadCertificate { server: String, reason: String },
     /// 401: no token, or one the node does not know.
     #[error("{server} refused (401): {message}")]
     Unauthorized { server: String, message: String },
@@ -48,7 +69,8 @@ pub enum Error {
     },
     /// A stream (an upload, a download, the events) broke off before its
     /// end: what came is incomplete, never to be taken for the whole.
-    #[error("{what} broke off before its end ({source}); {what} is incomplete, try again")]
+    /// `source` (the error's source) says how.
+    #[error("{what} broke off before its end; {what} is incomplete, try again")]
     BrokeOff {
         what: &'static str,
         source: std::io::Error,
@@ -57,6 +79,10 @@ pub enum Error {
     /// disk, a closed pipe): the node changed nothing.
     #[error("cannot write the download: {0}; the node still has it, download again")]
     Output(std::io::Error),
+    /// A [`booster_runtime::JobSpec`] with a field `POST /api/jobs` does
+    /// not take; nothing was sent. The message says what to do instead.
+    #[error("cannot submit this job spec: {0}")]
+    Spec(String),
     /// An answer that is not the API's (another server on that port, or
     /// a node of another version).
     #[error("unexpected answer from {server}: {reason}")]
@@ -112,24 +138,60 @@ pub(super) fn refusal(
     }
 }
 
-/// A transport failure as the variant that says what to do about it: an
-/// untrusted certificate apart from every other way of not getting an
-/// answer.
+/// A transport failure as the variant that says what to do about it: a
+/// certificate refused, no connection made (nothing sent), or no answer
+/// to a request that went out (or may have).
 pub(super) fn transport(server: &str, e: ureq::Error) -> Error {
     let server = server.to_string();
-    match untrusted_certificate(&e) {
-        Some(reason) => Error::UntrustedCertificate { server, reason },
-        None => Error::Unreachable {
-            server,
-            reason: e.to_string(),
-        },
+    if let Some(refused) = certificate_refused(&e) {
+        return match refused {
+            rustls::CertificateError::UnknownIssuer | rustls::CertificateError::BadSignature => {
+                Error::UntrustedCertificate {
+                    server,
+                    reason: format!("{refused:?}"),
+                }
+            }
+            _ => Error::BadCertificate {
+                server,
+                reason: refused.to_string(),
+            },
+        };
+    }
+    let reason = e.to_string();
+    if never_sent(&e) {
+        Error::Unreachable { server, reason }
+    } else {
+        Error::NoAnswer { server, reason }
+    }
+}
+
+/// Whether `e` certainly came before the request left: no address, no
+/// connection. Anything else (a TLS failure too: rustls cannot say
+/// whether it came in the handshake or later) may have come after the
+/// node read the request, so it is not called safe to repeat.
+fn never_sent(e: &ureq::Error) -> bool {
+    use std::io::ErrorKind;
+    match e {
+        ureq::Error::HostNotFound
+        | ureq::Error::ConnectionFailed
+        | ureq::Error::Tls(_)
+        | ureq::Error::BadUri(_) => true,
+        ureq::Error::Timeout(t) => matches!(t, ureq::Timeout::Resolve | ureq::Timeout::Connect),
+        ureq::Error::Io(io) => matches!(
+            io.kind(),
+            ErrorKind::ConnectionRefused
+                | ErrorKind::AddrNotAvailable
+                | ErrorKind::HostUnreachable
+                | ErrorKind::NetworkUnreachable
+        ),
+        _ => false,
     }
 }
 
 /// Why rustls refused the server's certificate, if it did: ureq reports
 /// it as its own `Rustls` error, or inside an I/O error from the
 /// handshake.
-fn untrusted_certificate(e: &ureq::Error) -> Option<String> {
+fn certificate_refused(e: &ureq::Error) -> Option<&rustls::CertificateError> {
     let rustls_error = match e {
         ureq::Error::Rustls(inner) => Some(inner),
         ureq::Error::Io(io) => io
@@ -138,7 +200,7 @@ fn untrusted_certificate(e: &ureq::Error) -> Option<String> {
         _ => None,
     };
     match rustls_error? {
-        rustls::Error::InvalidCertificate(why) => Some(format!("{why:?}")),
+        rustls::Error::InvalidCertificate(why) => Some(why),
         _ => None,
     }
 }

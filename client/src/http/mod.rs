@@ -10,6 +10,7 @@
 //!     server: "https://node:7878".into(),
 //!     token: Some("submitter-token-0123456789".into()),
 //!     ca_cert: Some("node-ca.pem".into()),
+//!     ..Default::default()
 //! })?;
 //! let id = node.submit(&booster_runtime::JobSpec::sliced("copy"))?;
 //! node.upload(id, &mut &b"a\nb\nc\n"[..], None)?;
@@ -18,12 +19,9 @@
 //!         println!("job {}: {} {:.0}%", e.job, e.state.as_str(), e.percent);
 //!     }
 //!     true // until the job ends
-//! })?;
+//! })?; // Ok only once the job has finished: its output is whole
 //! for record in node.download_records(id, "main")? {
-//!     let record = record.map_err(|source| booster_client::http::Error::BrokeOff {
-//!         what: "the download",
-//!         source,
-//!     })?;
+//!     let record = record?;
 //!     println!("{}", String::from_utf8_lossy(&record));
 //! }
 //! let failed = node.jobs(&ListFilter { state: Some("failed"), ..Default::default() })?;
@@ -49,8 +47,8 @@ use ureq::tls::{Certificate, RootCerts, TlsConfig};
 use ureq::Body;
 
 use booster_runtime::{
-    CronView, DirmonView, JobQuery, JobShape, JobSpec, JobStatus, KindSettings, KindView,
-    Retention, Separators,
+    CronView, DirmonView, JobQuery, JobShape, JobSpec, KindSettings, KindView, Retention,
+    Separators,
 };
 
 use crate::view::{JobEventView, JobView, JobsPageView, ProcessView, WorkerView};
@@ -73,7 +71,18 @@ pub struct Connect {
     /// A PEM certificate to trust, and only it (a node with a
     /// self-signed certificate); None: the web's roots.
     pub ca_cert: Option<PathBuf>,
+    /// How long a JSON call waits for the node's answer, and then for
+    /// its body, before it gives up with [`Error::NoAnswer`]; None:
+    /// [`DEFAULT_ANSWER_TIMEOUT`]. The bodies of `watch` and the
+    /// downloads have none (a quiet job, a long download); their
+    /// answer's headers have it.
+    pub timeout: Option<Duration>,
 }
+
+/// A JSON call's wait for the answer, unless `Connect::timeout` says
+/// otherwise: 60 s (a node answers in milliseconds; an upload's answer
+/// comes once its last records are committed).
+pub const DEFAULT_ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for Connect {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -81,6 +90,7 @@ impl std::fmt::Debug for Connect {
             .field("server", &self.server)
             .field("token", &self.token.as_ref().map(|_| "(set)"))
             .field("ca_cert", &self.ca_cert)
+            .field("timeout", &self.timeout)
             .finish()
     }
 }
@@ -101,14 +111,19 @@ pub enum Event {
     /// The job changed (or, first in `watch_from_now`, the job as it is:
     /// `what` is `"current"`).
     Job(JobEventView),
-    /// The stream fell behind and `missed` events were dropped: the job's
-    /// final state still comes, but read the job for its counts.
+    /// The stream fell behind and `missed` events were dropped (the job's
+    /// final one among them, maybe): the watch reads the job next and
+    /// hands it on as a `"current"` event, which ends the watch if the
+    /// job has finished.
     Lagged { missed: u64 },
 }
 
 /// A job's `main` records with the separators their input had.
-pub type SeparatedDownload =
-    Box<dyn Iterator<Item = std::io::Result<(Vec<u8>, Separators)>> + Send>;
+pub type SeparatedDownload = Box<dyn Iterator<Item = Result<(Vec<u8>, Separators)>> + Send>;
+
+/// A job's records, each whole; an error (`BrokeOff`) where the download
+/// broke off.
+pub type RecordDownload = Box<dyn Iterator<Item = Result<Vec<u8>>> + Send>;
 
 /// Error answers are small JSON objects; anything larger is not ours.
 const MAX_ERROR_BODY_BYTES: u64 = 64 * 1024;
@@ -127,6 +142,7 @@ impl Client {
     pub fn new(connect: &Connect) -> Result<Client> {
         let base = connect.server.trim_end_matches('/').to_string();
         crate::check_server_url(&base).map_err(|e| Error::Setup(e.to_string()))?;
+        let answer_timeout = connect.timeout.unwrap_or(DEFAULT_ANSWER_TIMEOUT);
         let mut tls = TlsConfig::builder();
         if let Some(path) = &connect.ca_cert {
             let pem = std::fs::read(path).map_err(|e| {
@@ -143,6 +159,12 @@ impl Client {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(10)))
+            // A node that takes the request and never answers must not
+            // hold a caller's thread for ever. The streams (`follow`,
+            // `output`) lift the body's limit: a quiet job or a long
+            // download is no stall.
+            .timeout_recv_response(Some(answer_timeout))
+            .timeout_recv_body(Some(answer_timeout))
             // The server closes a connection idle for its header timeout
             // (10 s by default); never reuse one that old.
             .max_idle_age(Duration::from_secs(5))
@@ -211,8 +233,14 @@ impl Client {
 
     /// Submits `spec` (`POST /api/jobs`); returns the new job's id. A
     /// sliced job then waits for its [`Client::upload`].
+    ///
+    /// On [`Error::NoAnswer`] the node may have created the job: look it
+    /// up (e.g. [`Client::jobs`] with its description) before submitting
+    /// again, or give the spec a `singleton` key, so that a second
+    /// submit is refused (409) while the first job is unfinished.
+    /// [`Error::Unreachable`] sent nothing; submitting again is safe.
     pub fn submit(&self, spec: &JobSpec) -> Result<u64> {
-        self.create(&job_body(spec))
+        self.create(&job_body(spec)?)
     }
 
     /// `POST /api/jobs` with a body like `{"kind": "copy", "priority": 10}`;
@@ -250,12 +278,7 @@ impl Client {
                 Ok(0) => return Ok(written),
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(source) => {
-                    return Err(Error::BrokeOff {
-                        what: "the download",
-                        source,
-                    })
-                }
+                Err(source) => return Err(download_broke_off(source)),
             };
             out.write_all(&buf[..n]).map_err(Error::Output)?;
             written += n as u64;
@@ -270,16 +293,13 @@ impl Client {
 
     /// One category of the job's records, each once, whole and in order
     /// (`framing=length`: a record holding a newline stays one record).
-    /// A stream cut short ends with an error, never early.
-    pub fn download_records(
-        &self,
-        id: u64,
-        category: &str,
-    ) -> Result<FramedRecords<impl Read + Send + 'static>> {
+    /// A stream cut short ends with an error (`BrokeOff`), never early.
+    /// The node sends what a running job has so far: download once a
+    /// watch has returned `Ok`.
+    pub fn download_records(&self, id: u64, category: &str) -> Result<RecordDownload> {
         let resp = self.output(id, category, &[("framing", LENGTH_FRAMING)])?;
-        Ok(FramedRecords::new(
-            resp.into_body().into_with_config().reader(),
-        ))
+        let records = FramedRecords::new(resp.into_body().into_with_config().reader());
+        Ok(Box::new(records.map(|r| r.map_err(download_broke_off))))
     }
 
     /// The job's `main` records with their separators
@@ -290,13 +310,14 @@ impl Client {
         let resp = self.output(id, "main", &query)?;
         let separated = resp.headers().contains_key(SEPARATORS_HEADER);
         let reader = resp.into_body().into_with_config().reader();
-        Ok(if separated {
+        let records: Box<dyn Iterator<Item = std::io::Result<_>> + Send> = if separated {
             Box::new(SeparatedRecords::new(reader))
         } else {
             Box::new(
                 FramedRecords::new(reader).map(|r| r.map(|record| (record, Separators::default()))),
             )
-        })
+        };
+        Ok(Box::new(records.map(|r| r.map_err(download_broke_off))))
     }
 
     /// `GET /api/jobs/{id}/output?category=...` with `extra` parameters.
@@ -308,7 +329,7 @@ impl Client {
         for (name, value) in extra {
             req = req.query(*name, *value);
         }
-        self.ok(self.auth(req).call())
+        self.ok(self.auth(unlimited_body(req)).call())
     }
 
     /// Changes priority and/or worker limit (`Some(None)` lifts the limit).
@@ -358,7 +379,7 @@ impl Client {
     }
 
     /// `POST /api/crons` with `{"expr", "tz", "job": {...}}` (`job`: as
-    /// [`job_body`] makes it): the new entry.
+    /// [`job_body()`] makes it): the new entry.
     pub fn add_cron(&self, body: &Value) -> Result<CronView> {
         let answer: Value = self.post_json(&self.url("/api/crons"), body)?;
         self.field(answer, "cron")
@@ -445,7 +466,10 @@ impl Client {
     }
 
     /// Follows the job's events until `on_event` returns false or the job
-    /// ends (`booster job watch JOB`).
+    /// has finished (`booster job watch JOB`). `Ok` means one of the two:
+    /// a stream that ends before the job has finished (the node
+    /// stopped, a proxy cut it) is [`Error::BrokeOff`], never taken for
+    /// the job's end.
     pub fn watch(&self, id: u64, on_event: impl FnMut(&Event) -> bool) -> Result<()> {
         self.follow(id, false, on_event)
     }
@@ -467,22 +491,17 @@ impl Client {
             .agent
             .get(self.url("/api/events"))
             .query("job", id.to_string());
-        let resp = self.ok(self.auth(req).call())?;
-        let mut handle = |event: Event| {
-            let ended = matches!(&event, Event::Job(e) if e.state.is_finished());
-            on_event(&event) && !ended
+        let resp = self.ok(self.auth(unlimited_body(req)).call())?;
+        // Whether the watch goes on after `event` (None: the job was
+        // destroyed once it finished).
+        let mut goes_on = |event: Option<Event>| {
+            let Some(event) = event else { return false };
+            let finished = matches!(&event, Event::Job(e) if e.state.is_finished());
+            on_event(&event) && !finished
         };
-        if current_first {
-            // The server subscribed before answering: nothing after this read is missed.
-            let status: JobStatus = match self.job(id) {
-                Ok(view) => view.into(),
-                // Destroyed once it finished: it has ended.
-                Err(e) if e.destroyed_finished().is_some() => return Ok(()),
-                Err(e) => return Err(e),
-            };
-            if !handle(Event::Job(JobEventView::of_status(&status, "current"))) {
-                return Ok(());
-            }
+        // The server subscribed before answering: nothing after this read is missed.
+        if current_first && !goes_on(self.current(id)?) {
+            return Ok(());
         }
         let reader = BufReader::new(resp.into_body().into_with_config().reader());
         let mut name = String::new();
@@ -491,6 +510,11 @@ impl Client {
                 what: "the event stream",
                 source,
             })?;
+            // A blank line ends an event; the next names its own (SSE).
+            if line.is_empty() {
+                name.clear();
+                continue;
+            }
             if let Some(n) = line.strip_prefix("event:") {
                 name = n.trim().to_string();
                 continue;
@@ -498,21 +522,51 @@ impl Client {
             let Some(data) = line.strip_prefix("data:") else {
                 continue;
             };
-            let event = match name.as_str() {
-                "lagged" => serde_json::from_str::<Value>(data.trim())
-                    .ok()
-                    .and_then(|v| v["missed"].as_u64())
-                    .map(|missed| Event::Lagged { missed }),
-                _ => serde_json::from_str(data.trim()).ok().map(Event::Job),
-            };
             // An event this build does not know is not one to stop on.
-            if let Some(event) = event {
-                if !handle(event) {
-                    break;
-                }
+            let Some(event) = sse_event(&name, data) else {
+                continue;
+            };
+            let lagged = matches!(event, Event::Lagged { .. });
+            if !goes_on(Some(event)) {
+                return Ok(());
+            }
+            // The dropped events may hold the job's last one: ask.
+            if lagged && !goes_on(self.current(id)?) {
+                return Ok(());
             }
         }
-        Ok(())
+        // The stream ended, but the node never said the job did: it may
+        // have stopped, or a proxy cut the stream. Only the job can say.
+        let source = match self.current(id) {
+            Ok(event) => {
+                if !goes_on(event) {
+                    return Ok(());
+                }
+                std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the node closed it before the job finished",
+                )
+            }
+            Err(e) => std::io::Error::other(e),
+        };
+        Err(Error::BrokeOff {
+            what: "the event stream",
+            source,
+        })
+    }
+
+    /// The job as it is now, as a `"current"` event; None for a job
+    /// destroyed once it finished (it has ended; its counts went with
+    /// it).
+    fn current(&self, id: u64) -> Result<Option<Event>> {
+        match self.job(id) {
+            Ok(view) => Ok(Some(Event::Job(JobEventView::of_status(
+                &view.into(),
+                "current",
+            )))),
+            Err(e) if e.destroyed_finished().is_some() => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -583,7 +637,11 @@ impl Client {
             .into_with_config()
             .limit(MAX_JSON_BODY_BYTES)
             .read_to_string()
-            .map_err(|e| self.unexpected(format!("cannot read it: {e}")))?;
+            .map_err(|e| match e {
+                ureq::Error::BodyExceedsLimit(_) => self.unexpected(format!("cannot read it: {e}")),
+                // A stall or a break in the answer: the request went out.
+                e => error::transport(&self.base, e),
+            })?;
         serde_json::from_str(&text).map_err(|e| self.unexpected(e))
     }
 
@@ -595,9 +653,22 @@ impl Client {
     }
 }
 
-/// The body of `POST /api/jobs` for `spec` (the part of a spec the API
-/// takes: `run_at`, `expires_at` and `cron` are the node's to set).
-pub fn job_body(spec: &JobSpec) -> Value {
+/// The body of `POST /api/jobs` for `spec`, or [`Error::Spec`] for a
+/// spec that sets what the API does not take: `expires_at` (a node-side
+/// setting) and `cron` (the node sets it on a cron entry's runs).
+pub fn job_body(spec: &JobSpec) -> Result<Value> {
+    if spec.expires_at.is_some() {
+        return Err(Error::Spec(
+            "expires_at cannot be set through the HTTP API; leave it None".to_string(),
+        ));
+    }
+    if spec.cron.is_some() {
+        return Err(Error::Spec(
+            "cron is the node's to set on a cron entry's runs; leave it None \
+             and add a cron entry instead (Client::add_cron)"
+                .to_string(),
+        ));
+    }
     let (args, slice_size, collect_errors) = match &spec.shape {
         JobShape::Sliced {
             slice_size,
@@ -605,7 +676,7 @@ pub fn job_body(spec: &JobSpec) -> Value {
         } => (None, *slice_size, Some(*collect_errors)),
         JobShape::Simple { args } => (Some(args.clone()), None, None),
     };
-    json!({
+    Ok(json!({
         "kind": spec.kind,
         "priority": spec.priority,
         "description": spec.description,
@@ -620,7 +691,35 @@ pub fn job_body(spec: &JobSpec) -> Value {
         "on_dependency_failure": spec.on_dependency_failure,
         "window": spec.window,
         "destroy_on_complete": spec.destroy_on_complete,
-    })
+        "run_at_ms": spec.run_at.map(crate::view::unix_ms),
+    }))
+}
+
+/// One SSE event of `GET /api/events`: `name` from its `event:` line,
+/// `data` after `data:`. None: not one this build knows.
+fn sse_event(name: &str, data: &str) -> Option<Event> {
+    match name {
+        "lagged" => serde_json::from_str::<Value>(data.trim())
+            .ok()
+            .and_then(|v| v["missed"].as_u64())
+            .map(|missed| Event::Lagged { missed }),
+        _ => serde_json::from_str(data.trim()).ok().map(Event::Job),
+    }
+}
+
+/// `req` without the agent's limit on the answer's body: a stream.
+fn unlimited_body(
+    req: ureq::RequestBuilder<ureq::typestate::WithoutBody>,
+) -> ureq::RequestBuilder<ureq::typestate::WithoutBody> {
+    req.config().timeout_recv_body(None).build()
+}
+
+/// A download's read error as the error that says it is incomplete.
+fn download_broke_off(source: std::io::Error) -> Error {
+    Error::BrokeOff {
+        what: "the download",
+        source,
+    }
 }
 
 /// `text` as one URL path segment: every byte but unreserved ones

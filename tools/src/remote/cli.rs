@@ -159,7 +159,7 @@ fn job(client: &Client, out: &Out, command: &JobCommand) -> anyhow::Result<()> {
 fn watch(client: &Client, out: &Out, id: u64) -> anyhow::Result<i32> {
     client.watch_from_now(id, |event| {
         let Event::Job(event) = event else {
-            return true; // `lagged`: the final state still comes
+            return true; // `lagged`: the watch reads the job next
         };
         let event = serde_json::to_value(event).expect("an event serialises");
         if out.json {
@@ -196,7 +196,7 @@ fn watch(client: &Client, out: &Out, id: u64) -> anyhow::Result<i32> {
 fn submit_simple(client: &Client, out: &Out, args: &SubmitArgs) -> anyhow::Result<()> {
     let json_args = args.job.args.as_deref().unwrap_or("null");
     let spec = crate::commands::simple_spec(&args.job, json_args)?;
-    let mut body = job_body(&spec);
+    let mut body = job_body(&spec)?;
     if body["properties"].is_null() {
         body["properties"] = json!({});
     }

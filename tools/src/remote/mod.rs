@@ -35,6 +35,7 @@ pub fn connect(opts: &RemoteOptions) -> anyhow::Result<Client> {
         server: opts.server.clone(),
         token,
         ca_cert: opts.ca_cert.clone(),
+        timeout: None,
     })?)
 }
 
