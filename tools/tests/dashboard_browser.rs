@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use booster_runtime::{Runtime, RuntimeOptions};
 use booster_tests::gate::{self, Gate};
-use booster_tools::remote::{Client, RemoteOptions};
+use booster_tools::remote::{connect, RemoteOptions};
 use booster_tools::serve::{start, ServeOptions, Server};
 use serde_json::{json, Value};
 
@@ -359,7 +359,7 @@ struct Served {
     runtime: Option<Runtime>,
     server: Option<Server>,
     gate: Arc<Gate>,
-    client: Client,
+    client: booster_tools::remote::Client,
     url: String,
     dir: tempfile::TempDir,
 }
@@ -407,7 +407,7 @@ impl Served {
             (runtime, gate, server)
         });
         let url = server.url();
-        let client = Client::new(&RemoteOptions {
+        let client = connect(&RemoteOptions {
             server: url.clone(),
             token_file: serve.token_file.clone(),
             ca_cert: serve.tls_cert.clone(),

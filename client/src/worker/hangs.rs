@@ -184,11 +184,11 @@ pub(super) fn give_up_hung(w: &Arc<Worker>, timeout: Duration, period: Duration)
             true => "the worker is stopping and leaves it running",
             false => "a fresh thread takes its place",
         };
-        eprintln!(
-            "booster work: thread {thread}: {what} (lease {epoch}) made no progress for {} ms: \
+        w.log.say(&format!(
+            "thread {thread}: {what} (lease {epoch}) made no progress for {} ms: \
              its lease expires on the node and its work runs again; {then}",
             timeout.as_millis()
-        );
+        ));
         // Its replacement is counted in (`spawn`) before it is counted
         // out: `working` never reads 0 while a thread still works.
         if stopping || spawn(w, thread).is_err() {

@@ -264,7 +264,7 @@ impl TestServer {
     }
 
     pub fn client(&self) -> crate::remote::Client {
-        crate::remote::Client::new(&crate::remote::RemoteOptions {
+        crate::remote::connect(&crate::remote::RemoteOptions {
             server: self.url.clone(),
             ..Default::default()
         })
