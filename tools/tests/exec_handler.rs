@@ -60,8 +60,11 @@ fn alive(pid: &str) -> bool {
 #[test]
 fn a_command_slower_than_the_lease_keeps_it_by_heartbeats() {
     let dir = tempfile::tempdir().unwrap();
-    let (rt, runtime) = runtime(dir.path(), Duration::from_millis(300));
-    let id = exec_job(&rt, &runtime, "sleep 1; tr a-z A-Z");
+    // The command outlives three leases; the lease is long enough that a
+    // loaded machine's scheduling stall (the worker heartbeats every 100 ms)
+    // does not end it: it failed once at 300 ms with a load of 7.5.
+    let (rt, runtime) = runtime(dir.path(), Duration::from_millis(1000));
+    let id = exec_job(&rt, &runtime, "sleep 3; tr a-z A-Z");
     let done = rt
         .block_on(async { tokio::time::timeout(Duration::from_secs(30), runtime.wait(id)).await })
         .expect("the job finishes")
