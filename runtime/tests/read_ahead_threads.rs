@@ -28,23 +28,22 @@ fn reader_threads() -> BTreeSet<u64> {
 /// The reader threads once at least `n` are named (a thread names
 /// itself as it starts), or those after a second.
 fn at_least(n: usize) -> BTreeSet<u64> {
-    for _ in 0..100 {
-        let threads = reader_threads();
-        if threads.len() >= n {
-            return threads;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    reader_threads()
+    reader_threads_once(|count| count >= n)
 }
 
 /// The reader threads once fewer than `n` are left, or those after a
 /// second. A joined thread has ended, but the kernel lists it under
 /// /proc/self/task until it is reaped, a moment after the join returns.
 fn fewer_than(n: usize) -> BTreeSet<u64> {
+    reader_threads_once(|count| count < n)
+}
+
+/// The reader threads once their count meets `enough`, or those after a
+/// second (the caller's assertion then says what was missing).
+fn reader_threads_once(enough: impl Fn(usize) -> bool) -> BTreeSet<u64> {
     for _ in 0..100 {
         let threads = reader_threads();
-        if threads.len() < n {
+        if enough(threads.len()) {
             return threads;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
