@@ -5,15 +5,18 @@
 //!   on, slices of `--slice-size`. Local: `booster serve --workers W`, the
 //!   kind held (`kind limit copy 0`) during the upload, then released and
 //!   timed to the job's completion. Remote: `booster serve --workers 0`,
-//!   then one `booster --server URL work --workers W --until-idle` process
-//!   started and timed the same way (its start and `Hello` are counted).
-//!   The two alternate, `--repetitions` rounds; `remote_vs_local` is taken
-//!   round by round (DESIGN.md: at least 0.7).
-//! - **Handlers that wait.** An `exec` job whose command sleeps 50 ms a
-//!   slice (`sleep 0.05; cat`), slices of 50 records, worked by 1, 2 and 4
-//!   remote worker processes of 2 threads each: records/s per process count
-//!   and `waiting_4_vs_1` (where handlers wait, throughput follows the
-//!   processes, not the node's cores).
+//!   then 1, 2 and 4 `booster --server URL work --workers W --until-idle`
+//!   processes started and timed the same way (their start and `Hello` are
+//!   counted). Local and the three remote runs alternate, `--repetitions`
+//!   rounds; each `remote_vs_local` is taken round by round against that
+//!   round's local run (issue 13: at least 0.7): `remote_vs_local` for one
+//!   process, `remote_vs_local_processes_P` for P of them.
+//! - **Handlers that wait.** An `exec` job whose command sleeps 100 ms a
+//!   slice (`sleep 0.1; cat`), slices of 50 records, worked by 1, 2 and 4
+//!   remote worker processes of 2 threads each: records/s per process count,
+//!   `waiting_2_vs_1` and `waiting_4_vs_2` (issue 13: at least 1.8 per
+//!   doubling) and `waiting_4_vs_1` (where handlers wait, throughput follows
+//!   the processes, not the node's cores).
 //!
 //! Every job ends checked: completed, records out = records in, none
 //! failed. Leaves out TLS (loopback needs none) and a network between
@@ -34,11 +37,13 @@ use crate::report::Measurement;
 use crate::scenarios::Ctx;
 
 /// exec's command in the waiting variant, allowed on the node and workers.
-const WAITING_CMD: &str = "sleep 0.05; cat";
+const WAITING_CMD: &str = "sleep 0.1; cat";
 const WAITING_SLICE: usize = 50;
 const WAITING_SLICES: u64 = 96;
 const WAITING_THREADS: usize = 2;
 const WAITING_PROCESSES: [usize; 3] = [1, 2, 4];
+/// Remote worker processes on the copy job, each of `--workers` threads.
+const COPY_PROCESSES: [usize; 3] = [1, 2, 4];
 /// Bounds a hang (a job that never finishes); it measures nothing.
 const JOB_LIMIT: Duration = Duration::from_secs(1800);
 
@@ -53,32 +58,47 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Measurement>> {
     write_records(&input, n)?;
     let record_bytes = std::fs::metadata(&input)?.len() as f64 / n as f64;
 
-    let (mut local, mut remote) = (Vec::new(), Vec::new());
+    let mut local = Vec::new();
+    let mut remote = vec![Vec::new(); COPY_PROCESSES.len()];
     for rep in 1..=ctx.repetitions {
         eprintln!(
-            "booster-bench: fleet copy, local and remote, repetition {rep} of {}",
+            "booster-bench: fleet copy, local and remote (1, 2, 4 processes), repetition {rep} of {}",
             ctx.repetitions
         );
         let dir = scratch.path().join(format!("local-{rep}"));
         local.push(copy_local(&exe, &key, &dir, &input, n, ctx)?);
-        let dir = scratch.path().join(format!("remote-{rep}"));
-        remote.push(copy_remote(&exe, &key, &dir, &input, n, ctx)?);
+        for (rates, processes) in remote.iter_mut().zip(COPY_PROCESSES) {
+            let dir = scratch.path().join(format!("remote-{processes}-{rep}"));
+            rates.push(copy_remote(&exe, &key, &dir, &input, n, processes, ctx)?);
+        }
     }
     let params = json!({
         "records": n, "slice_size": ctx.slice_size, "workers": ctx.workers,
         "codec": "zstd+aes", "transport": "grpc over loopback, no tls",
     });
-    let m = |metric: &str, values: &[f64], unit: &str| {
-        Measurement::new("fleet", metric, compare::median(values), unit)
+    let m = |metric: &str, values: &[f64], params: &Value| {
+        Measurement::new("fleet", metric, compare::median(values), "records/s")
             .durability(DURABILITY)
             .record_size(record_bytes)
-            .params(compare::with_spread(&params, values))
+            .params(compare::with_spread(params, values))
     };
-    let mut out = vec![
-        m("local_copy_records_per_s", &local, "records/s"),
-        m("remote_copy_records_per_s", &remote, "records/s"),
-        compare::ratio("fleet", "remote_vs_local", &remote, &local, params.clone()),
-    ];
+    let mut out = vec![m("local_copy_records_per_s", &local, &params)];
+    for (rates, processes) in remote.iter().zip(COPY_PROCESSES) {
+        let suffix = match processes {
+            1 => String::new(),
+            p => format!("_processes_{p}"),
+        };
+        let mut p = params.clone();
+        p["processes"] = json!(processes);
+        out.push(m(&format!("remote_copy_records_per_s{suffix}"), rates, &p));
+        out.push(compare::ratio(
+            "fleet",
+            &format!("remote_vs_local{suffix}"),
+            rates,
+            &local,
+            p,
+        ));
+    }
 
     let wait_input = scratch.path().join("waiting.txt");
     let wait_n = WAITING_SLICES * WAITING_SLICE as u64;
@@ -104,18 +124,21 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Measurement>> {
             .params(p),
         );
     }
-    out.push(
-        Measurement::new(
-            "fleet",
-            "waiting_4_vs_1",
-            by_processes[2] / by_processes[0],
-            "x",
-        )
-        .params(json!({
-            "records": wait_n, "slice_size": WAITING_SLICE, "command": WAITING_CMD,
-            "threads_per_process": WAITING_THREADS,
-        })),
-    );
+    for (name, more, fewer) in [
+        ("waiting_2_vs_1", 1, 0),
+        ("waiting_4_vs_2", 2, 1),
+        ("waiting_4_vs_1", 2, 0),
+    ] {
+        out.push(
+            Measurement::new("fleet", name, by_processes[more] / by_processes[fewer], "x").params(
+                json!({
+                    "records": wait_n, "slice_size": WAITING_SLICE, "command": WAITING_CMD,
+                    "threads_per_process": WAITING_THREADS,
+                    "processes": [WAITING_PROCESSES[fewer], WAITING_PROCESSES[more]],
+                }),
+            ),
+        );
+    }
     Ok(out)
 }
 
@@ -160,22 +183,29 @@ fn copy_local(
     Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
-/// Records/s of one remote worker process of `ctx.workers` threads.
+/// Records/s of `processes` remote worker processes of `ctx.workers`
+/// threads each.
 fn copy_remote(
     exe: &Path,
     key: &Path,
     dir: &Path,
     input: &Path,
     n: u64,
+    processes: usize,
     ctx: &Ctx,
 ) -> anyhow::Result<f64> {
     let node = Node::start(exe, key, dir, &["--workers", "0"])?;
     let job = node.submit_copy(input, ctx.slice_size)?;
     let started = Instant::now();
-    let worker = node.worker(&["--workers", &ctx.workers.to_string()])?;
+    let threads = ctx.workers.to_string();
+    let workers = (0..processes)
+        .map(|_| node.worker(&["--workers", &threads]))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     node.wait_completed(job, n)?;
     let rate = n as f64 / started.elapsed().as_secs_f64();
-    finish(worker)?;
+    for w in workers {
+        finish(w)?;
+    }
     Ok(rate)
 }
 
