@@ -1,0 +1,242 @@
+//! A worker's slice commit is handed to its commit thread (issue 17;
+//! ARCHITECTURE.md, "Priority: what bounds a start"): the worker takes its
+//! next lease while the output is still on its way to the store. The
+//! store's append gate, held here as a checkpoint or a compaction holds
+//! it, stands for a commit that takes long on the worker's way to the
+//! store (compression, sealing, a contended core): no timing.
+
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde_json::Value;
+
+use crate::*;
+
+/// Holds the first slice it is given until released; copies every record.
+struct HeldCopy {
+    started: Mutex<Option<mpsc::Sender<()>>>,
+    release: Mutex<Option<mpsc::Receiver<()>>>,
+}
+
+impl RecordHandler for HeldCopy {
+    fn process(
+        &self,
+        _job: &JobContext<'_>,
+        record: &[u8],
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), HandlerError> {
+        out.push(record.to_vec());
+        Ok(())
+    }
+
+    fn process_slice(&self, _job: &JobContext<'_>, records: &[Vec<u8>]) -> SliceOutcome {
+        if let Some(started) = self.started.lock().take() {
+            let _ = started.send(());
+            let release = self.release.lock().take().expect("held once");
+            while release.recv_timeout(Duration::from_millis(5)).is_err() {
+                heartbeat();
+            }
+        }
+        SliceOutcome::Done {
+            output: records.to_vec(),
+            record_errors: Vec::new(),
+        }
+    }
+}
+
+impl HeldCopy {
+    /// One that holds no slice (the first was held before a reopen).
+    fn free() -> Arc<HeldCopy> {
+        Arc::new(HeldCopy {
+            started: Mutex::new(None),
+            release: Mutex::new(None),
+        })
+    }
+}
+
+/// Notes the jobs it starts.
+#[derive(Default)]
+struct Probe(Mutex<Vec<JobId>>);
+
+impl SimpleHandler for Probe {
+    fn perform(&self, job: &JobContext<'_>, _args: &Value) -> Result<Option<Value>, HandlerError> {
+        self.0.lock().push(job.id);
+        Ok(None)
+    }
+}
+
+/// Holds `shared`'s append gate exclusively on a thread of its own (a
+/// parking_lot guard stays on the thread that took it) until dropped.
+struct HeldGate(
+    Option<mpsc::Sender<()>>,
+    Option<std::thread::JoinHandle<()>>,
+);
+
+impl HeldGate {
+    fn take(shared: &Arc<crate::shared::Shared>) -> HeldGate {
+        let (held_tx, held_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let shared = shared.clone();
+        let thread = std::thread::spawn(move || {
+            let _gate = shared.append_gate.write();
+            held_tx.send(()).unwrap();
+            let _ = release_rx.recv();
+        });
+        held_rx.recv().expect("the gate is taken");
+        HeldGate(Some(release_tx), Some(thread))
+    }
+}
+
+impl Drop for HeldGate {
+    fn drop(&mut self) {
+        drop(self.0.take());
+        if let Some(t) = self.1.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Registers `held-copy` (holding its first slice), submits a job of it
+/// with 8 records in slices of 4, and waits until its first slice is
+/// held in the handler. Returns the job, its records and the release.
+async fn start_held_job(rt: &Runtime) -> (JobId, Vec<Vec<u8>>, mpsc::Sender<()>) {
+    let (started_tx, started_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel();
+    rt.register_sliced(
+        "held-copy",
+        Arc::new(HeldCopy {
+            started: Mutex::new(Some(started_tx)),
+            release: Mutex::new(Some(release_rx)),
+        }),
+    );
+    let records: Vec<Vec<u8>> = (0..8).map(|i| format!("r{i}").into_bytes()).collect();
+    let job = rt
+        .submit(JobSpec::sliced("held-copy").with_slice_size(4))
+        .await
+        .unwrap();
+    let mut up = rt.upload(job).await.unwrap();
+    for r in &records {
+        up.push(r.clone()).await.unwrap();
+    }
+    up.finish().await.unwrap();
+    tokio::task::spawn_blocking(move || started_rx.recv().unwrap())
+        .await
+        .unwrap();
+    (job, records, release_tx)
+}
+
+/// The job finished with every record once, in input order.
+async fn assert_complete(rt: &Runtime, job: JobId, records: &[Vec<u8>], what: &str) {
+    let done = tokio::time::timeout(Duration::from_secs(30), rt.wait(job))
+        .await
+        .expect("the job finishes")
+        .unwrap();
+    assert_eq!(done.state, JobState::Completed, "{what}");
+    assert_eq!(done.records_in, records.len() as u64, "{what}");
+    assert_eq!(done.records_processed, records.len() as u64, "{what}");
+    assert_eq!(done.records_out, records.len() as u64, "{what}");
+    let out: Vec<Vec<u8>> = rt
+        .download(job, Category::Main)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(out, records, "{what}: every record once, in input order");
+}
+
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..3000 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("gave up waiting for: {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_freed_worker_starts_an_urgent_job_before_its_slice_output_reaches_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = RuntimeOptions::new(dir.path());
+    opts.workers = 1;
+    opts.slice_size = 4;
+    opts.auto_checkpoint = false;
+    let rt = Runtime::open(opts).await.unwrap();
+    let probe = Arc::new(Probe::default());
+    rt.register_simple("probe", probe.clone());
+    let (job, records, release_tx) = start_held_job(&rt).await;
+    // The one worker is busy: the urgent job waits in the queue.
+    let urgent = rt
+        .submit(JobSpec::simple("probe", Value::Null).with_priority(1))
+        .await
+        .unwrap();
+    let gate = HeldGate::take(rt.shared());
+    release_tx.send(()).unwrap();
+    until(
+        "the urgent job started while its worker's slice commit waits",
+        || probe.0.lock().contains(&urgent),
+    )
+    .await;
+    assert_eq!(
+        rt.job(job).await.unwrap().slices_done,
+        0,
+        "the slice's output cannot be in the store while the gate is held"
+    );
+    drop(gate);
+    assert_complete(&rt, job, &records, "once its commits reach the store").await;
+    assert_eq!(rt.wait(urgent).await.unwrap().state, JobState::Completed);
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+/// One worker on the simulated file system at `/handed`.
+async fn open_sim(fs: &booster_store::fs::sim::SimFileLayer) -> Runtime {
+    let fs = fs.clone();
+    let mut opts = RuntimeOptions::new("/handed");
+    opts.workers = 1;
+    opts.slice_size = 4;
+    opts.auto_checkpoint = false;
+    let store_opts = booster_store::StoreOptions {
+        reserve_bytes: 0,
+        ..booster_store::StoreOptions::default()
+    };
+    Runtime::open_on(opts, move || {
+        booster_store::Store::open_with(fs, "/handed", store_opts)
+    })
+    .await
+    .unwrap()
+}
+
+/// The sync of a handed slice commit fails (the store is poisoned, G9)
+/// after its worker went on: the slice was never done, and after a
+/// reopen, whatever part of the unsynced write the disk kept, it runs
+/// again (or its kept commit stands) and the output holds every record
+/// once, in order, with the counts reconciled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handed_commit_whose_sync_fails_runs_its_slice_again_and_loses_no_record() {
+    use booster_store::fs::sim::{CrashMode, SimFileLayer};
+    let fs = SimFileLayer::new();
+    let rt = open_sim(&fs).await;
+    let (job, records, release_tx) = start_held_job(&rt).await;
+    fs.hold_syncs(true);
+    let ops = fs.mutating_ops();
+    release_tx.send(()).unwrap();
+    until("the first slice's commit is written, its sync held", || {
+        fs.mutating_ops() > ops
+    })
+    .await;
+    fs.crash_at(Some(fs.mutating_ops() + 1));
+    fs.hold_syncs(false);
+    until("the runtime is poisoned", || {
+        rt.shared().state.lock().book.poisoned.is_some()
+    })
+    .await;
+    assert_eq!(rt.job(job).await.unwrap().slices_done, 0);
+    drop(rt);
+    for mode in [CrashMode::DropUnsynced, CrashMode::KeepUnsynced] {
+        let rt = open_sim(&fs.crash_image(mode)).await;
+        rt.register_sliced("held-copy", HeldCopy::free());
+        assert_complete(&rt, job, &records, &format!("{mode:?}")).await;
+        rt.shutdown(Duration::from_secs(5)).await.unwrap();
+    }
+}
