@@ -240,3 +240,224 @@ async fn a_handed_commit_whose_sync_fails_runs_its_slice_again_and_loses_no_reco
         rt.shutdown(Duration::from_secs(5)).await.unwrap();
     }
 }
+
+/// The runtime's store, except that an append made on a worker's commit
+/// thread panics (as a panic in `Batch::prepare` would) while `panics`
+/// is above 0, dropping its callback uncalled.
+struct PanicsOnCommitThread {
+    inner: Arc<dyn crate::slice_store::SliceStore>,
+    panics: std::sync::atomic::AtomicU32,
+}
+
+impl PanicsOnCommitThread {
+    fn maybe_panic(&self) {
+        use std::sync::atomic::Ordering;
+        let on_commit_thread = std::thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with("booster-commit"));
+        if on_commit_thread
+            && self
+                .panics
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            panic!("a commit panicked on its way to the store (test)");
+        }
+    }
+}
+
+type Done = Box<dyn FnOnce(Result<booster_store::Receipt, booster_store::StoreError>) + Send>;
+type Bounds = (std::ops::Bound<u64>, std::ops::Bound<u64>);
+
+impl crate::slice_store::SliceStore for PanicsOnCommitThread {
+    fn append_with(&self, batch: booster_store::Batch, done: Done) {
+        self.maybe_panic();
+        self.inner.append_with(batch, done)
+    }
+    fn append_placing(&self, batch: booster_store::Batch, done: Done) -> bool {
+        self.maybe_panic();
+        self.inner.append_placing(batch, done)
+    }
+    fn read_slice(
+        &self,
+        key: &booster_store::SliceKey,
+    ) -> Result<Option<Vec<Vec<u8>>>, booster_store::StoreError> {
+        self.inner.read_slice(key)
+    }
+    fn read_slice_records(
+        &self,
+        key: &booster_store::SliceKey,
+    ) -> Result<Option<booster_store::SliceRecords>, booster_store::StoreError> {
+        self.inner.read_slice_records(key)
+    }
+    fn slices(&self, owner: u64, stream: u32) -> Vec<booster_store::SliceInfo> {
+        self.inner.slices(owner, stream)
+    }
+    fn scan(
+        &self,
+        owner: u64,
+        stream: u32,
+        seqs: Bounds,
+        rev: bool,
+        limit: usize,
+    ) -> Result<Vec<booster_store::SliceInfo>, booster_store::StoreError> {
+        self.inner.scan(owner, stream, seqs, rev, limit)
+    }
+    fn scan_within(
+        &self,
+        owner: u64,
+        stream: u32,
+        seqs: Bounds,
+        rev: bool,
+        limit: usize,
+        max_keys: usize,
+    ) -> Result<booster_store::ScanPage, booster_store::StoreError> {
+        self.inner
+            .scan_within(owner, stream, seqs, rev, limit, max_keys)
+    }
+    fn compact(
+        &self,
+        plan: &dyn booster_store::CompactionPlan,
+    ) -> Result<booster_store::CompactionReport, booster_store::StoreError> {
+        self.inner.compact(plan)
+    }
+    fn compact_segments(
+        &self,
+        plan: &dyn booster_store::CompactionPlan,
+        min_dead_share: f64,
+    ) -> Result<booster_store::CompactionReport, booster_store::StoreError> {
+        self.inner.compact_segments(plan, min_dead_share)
+    }
+    fn stats(&self) -> booster_store::StoreStats {
+        self.inner.stats()
+    }
+    fn verify(&self) -> booster_store::VerifyReport {
+        self.inner.verify()
+    }
+    fn stats_with(
+        &self,
+        plan: &dyn booster_store::CompactionPlan,
+    ) -> Result<booster_store::StoreStats, booster_store::StoreError> {
+        self.inner.stats_with(plan)
+    }
+    fn memory(&self) -> booster_store::StoreMemory {
+        self.inner.memory()
+    }
+    fn shutdown(&self) -> Result<(), booster_store::StoreError> {
+        self.inner.shutdown()
+    }
+    fn free_bytes(&self) -> Option<u64> {
+        self.inner.free_bytes()
+    }
+}
+
+/// Copies every record and counts the slices it ran.
+#[derive(Default)]
+struct CountingCopy(std::sync::atomic::AtomicU32);
+
+impl RecordHandler for CountingCopy {
+    fn process(
+        &self,
+        _job: &JobContext<'_>,
+        record: &[u8],
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), HandlerError> {
+        out.push(record.to_vec());
+        Ok(())
+    }
+
+    fn process_slice(&self, _job: &JobContext<'_>, records: &[Vec<u8>]) -> SliceOutcome {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        SliceOutcome::Done {
+            output: records.to_vec(),
+            record_errors: Vec::new(),
+        }
+    }
+}
+
+/// One worker, on a store whose commit-thread appends panic `panics`
+/// times; runs a one-slice job of `counting-copy` to its end. Returns the
+/// runtime, the job's end, and how many times its slice ran.
+async fn run_with_commit_panics(dir: &std::path::Path, panics: u32) -> (Runtime, JobStatus, u32) {
+    let mut opts = RuntimeOptions::new(dir);
+    opts.workers = 1;
+    opts.slice_size = 4;
+    opts.auto_checkpoint = false;
+    let path = dir.to_path_buf();
+    let rt = Runtime::open_wrapped(
+        opts,
+        move || booster_store::Store::open(&path, booster_store::StoreOptions::default()),
+        move |inner| {
+            Arc::new(PanicsOnCommitThread {
+                inner,
+                panics: std::sync::atomic::AtomicU32::new(panics),
+            })
+        },
+    )
+    .await
+    .unwrap();
+    let handler = Arc::new(CountingCopy::default());
+    rt.register_sliced("counting-copy", handler.clone());
+    let job = rt
+        .submit(JobSpec::sliced("counting-copy").with_slice_size(4))
+        .await
+        .unwrap();
+    let mut up = rt.upload(job).await.unwrap();
+    for i in 0..4 {
+        up.push(format!("r{i}").into_bytes()).await.unwrap();
+    }
+    up.finish().await.unwrap();
+    let done = tokio::time::timeout(Duration::from_secs(30), rt.wait(job))
+        .await
+        .expect("the job ends: no lease stays committing for good (G4)")
+        .unwrap();
+    let ran = handler.0.load(std::sync::atomic::Ordering::Acquire);
+    (rt, done, ran)
+}
+
+/// No commit is left counted in flight, and shutdown (which waits on
+/// that count) ends.
+async fn assert_drained(rt: Runtime) {
+    let shared = rt.shared().clone();
+    until("no commit is counted in flight", || {
+        shared
+            .inflight_commits
+            .load(std::sync::atomic::Ordering::Acquire)
+            == 0
+    })
+    .await;
+    tokio::time::timeout(Duration::from_secs(30), rt.shutdown(Duration::from_secs(5)))
+        .await
+        .expect("shutdown ends")
+        .unwrap();
+}
+
+/// A commit that panics on the commit thread (its callback dropped
+/// uncalled) hands its lease back: the slice runs again, and after the
+/// third panic it fails, named as a panic on the way to the store, not
+/// in the handler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slice_whose_commit_panics_three_times_runs_again_then_fails_not_as_a_handler_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, done, ran) = run_with_commit_panics(dir.path(), 3).await;
+    assert_eq!(ran, 3, "the slice ran once per panicked commit");
+    assert_eq!(done.state, JobState::Failed, "{done:?}");
+    assert_eq!(done.slices_failed, 1, "{done:?}");
+    let said = format!("{:?} {:?}", done.failure_reason, done.errors);
+    assert!(said.contains("on the way to the store"), "{said}");
+    assert!(!said.contains("handler panicked"), "{said}");
+    assert_drained(rt).await;
+}
+
+/// The `SliceFailed` that the third panic commits panics too (on the
+/// commit thread, inside `on_panic`): the thread lives on, the lease goes
+/// back, and the slice runs again to completion; nothing hangs (G4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_while_failing_a_panicked_commit_hands_the_lease_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, done, ran) = run_with_commit_panics(dir.path(), 4).await;
+    assert_eq!(done.state, JobState::Completed, "{done:?}");
+    assert_eq!(ran, 4, "the slice ran again after each lost commit");
+    assert_eq!(done.records_out, 4, "{done:?}");
+    assert_drained(rt).await;
+}

@@ -166,6 +166,16 @@ impl Runtime {
         opts: RuntimeOptions,
         open_store: impl FnOnce() -> Result<(Store<F>, RecoveryReport), StoreError> + Send + 'static,
     ) -> Result<Runtime, RuntimeError> {
+        Runtime::open_wrapped(opts, open_store, |s| s).await
+    }
+
+    /// `open_on`, the runtime then using the store through `wrap` (tests
+    /// put a store that fails or panics on purpose between the two).
+    pub(crate) async fn open_wrapped<F: FileLayer>(
+        opts: RuntimeOptions,
+        open_store: impl FnOnce() -> Result<(Store<F>, RecoveryReport), StoreError> + Send + 'static,
+        wrap: impl FnOnce(Arc<dyn SliceStore>) -> Arc<dyn SliceStore> + Send + 'static,
+    ) -> Result<Runtime, RuntimeError> {
         if opts.reserved_workers > 0 && opts.reserved_workers >= opts.workers.max(1) {
             return Err(RuntimeError::Invalid(format!(
                 "reserved_workers {} of {} worker(s) leaves none for jobs below priority {}; \
@@ -204,7 +214,7 @@ impl Runtime {
                 // and named (degraded open): the rest replays, and the
                 // damage joins what recovery found, for the CLI and the jobs.
                 let (records, lost) = store.meta_records_skipping_damage()?;
-                let store: Arc<dyn SliceStore> = Arc::new(store);
+                let store: Arc<dyn SliceStore> = wrap(Arc::new(store));
                 for d in lost {
                     let known = report
                         .damaged

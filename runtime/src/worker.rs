@@ -66,7 +66,7 @@ fn run(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, worker: usize, generat
         let ran = catch_unwind(AssertUnwindSafe(|| execute(shared, store, &commits, task)));
         set_progress(None);
         if let Err(panic) = ran {
-            on_panic(shared, store, epoch, &claim, &panic_message(&*panic));
+            on_panic(shared, store, epoch, &claim, &panic_message(&*panic), false);
             replace_self(shared, store, worker);
             return;
         }
@@ -90,20 +90,21 @@ fn next_task(shared: &Shared, worker: usize, generation: u64) -> Option<Task> {
 }
 
 /// Hands the panicked lease back (or fails its slice after repeated panics).
+/// `won_commit`: the panic came on the way to the store, on the commit
+/// thread, after this worker won `begin_commit` (the right to commit is
+/// held; a lease the timer expired is `committing` too, but not ours).
 fn on_panic(
     shared: &Arc<Shared>,
     store: &Arc<dyn SliceStore>,
     epoch: u64,
     claim: &LeaseWork,
     message: &str,
+    won_commit: bool,
 ) {
     let failed = {
         let mut st = shared.state.lock();
         let panics = st.note_panic(epoch);
-        // A panic on the way to the store (on the commit thread) comes
-        // with the lease `committing`: the right to commit is held.
-        let committing = st.book.leases.get(&epoch).is_some_and(|l| l.committing);
-        if panics >= MAX_SLICE_PANICS && committing {
+        if panics >= MAX_SLICE_PANICS && won_commit {
             Some(claim.clone())
         } else if panics >= MAX_SLICE_PANICS {
             st.begin_commit(epoch, claim)
@@ -117,7 +118,14 @@ fn on_panic(
             job,
             slice,
             at_ms: shared.clock.now_ms(),
-            message: format!("handler panicked {MAX_SLICE_PANICS} times on this slice: {message}"),
+            message: if won_commit {
+                format!(
+                    "this slice panicked {MAX_SLICE_PANICS} times, the last on the way to \
+                     the store (not in the handler): {message}"
+                )
+            } else {
+                format!("handler panicked {MAX_SLICE_PANICS} times on this slice: {message}")
+            },
             sample: None,
             retry_at_ms: None,
         };

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use booster_store::Batch;
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 
 use super::{commit_or_fail, on_panic};
 use crate::handler::panic_message;
@@ -74,8 +74,19 @@ impl CommitThread {
         let thread = std::thread::Builder::new()
             .name(format!("booster-commit-{worker}"))
             .spawn(move || {
-                for c in rx {
-                    run_guarded(&sh, &st, c);
+                // Should the thread end with commits still queued, their
+                // leases go back (the slices run again): none stays
+                // `committing` for good (G4).
+                let _queued = ReleaseQueued(&sh, &rx);
+                while let Ok(c) = rx.recv() {
+                    let epoch = c.epoch;
+                    // `on_panic` itself may panic (it commits a `SliceFailed`
+                    // through the store): the lease then goes back, and the
+                    // thread goes on with the next commit.
+                    if catch_unwind(AssertUnwindSafe(|| run_guarded(&sh, &st, c))).is_err() {
+                        sh.state.lock().release(epoch);
+                        sh.changed();
+                    }
                 }
             })
             .ok();
@@ -122,6 +133,24 @@ fn run_guarded(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, c: SliceCommit
         },
     );
     if let Err(panic) = catch_unwind(AssertUnwindSafe(|| c.run(shared, store))) {
-        on_panic(shared, store, epoch, &claim, &panic_message(&*panic));
+        on_panic(shared, store, epoch, &claim, &panic_message(&*panic), true);
+    }
+}
+
+/// Releases the lease of every commit still in the channel when dropped.
+struct ReleaseQueued<'a>(&'a Arc<Shared>, &'a Receiver<SliceCommit>);
+
+impl Drop for ReleaseQueued<'_> {
+    fn drop(&mut self) {
+        let epochs: Vec<u64> = self.1.try_iter().map(|c| c.epoch).collect();
+        if epochs.is_empty() {
+            return;
+        }
+        let mut st = self.0.state.lock();
+        for epoch in epochs {
+            st.release(epoch);
+        }
+        drop(st);
+        self.0.changed();
     }
 }
