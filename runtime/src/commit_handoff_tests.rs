@@ -18,6 +18,8 @@ use crate::*;
 struct HeldCopy {
     started: Mutex<Option<mpsc::Sender<()>>>,
     release: Mutex<Option<mpsc::Receiver<()>>>,
+    /// The first record of each slice it ran, once per run.
+    ran: Mutex<Vec<Vec<u8>>>,
 }
 
 impl RecordHandler for HeldCopy {
@@ -32,6 +34,9 @@ impl RecordHandler for HeldCopy {
     }
 
     fn process_slice(&self, _job: &JobContext<'_>, records: &[Vec<u8>]) -> SliceOutcome {
+        self.ran
+            .lock()
+            .push(records.first().cloned().unwrap_or_default());
         if let Some(started) = self.started.lock().take() {
             let _ = started.send(());
             let release = self.release.lock().take().expect("held once");
@@ -52,6 +57,7 @@ impl HeldCopy {
         Arc::new(HeldCopy {
             started: Mutex::new(None),
             release: Mutex::new(None),
+            ran: Mutex::new(Vec::new()),
         })
     }
 }
@@ -109,6 +115,7 @@ async fn start_held_job(rt: &Runtime) -> (JobId, Vec<Vec<u8>>, mpsc::Sender<()>)
         Arc::new(HeldCopy {
             started: Mutex::new(Some(started_tx)),
             release: Mutex::new(Some(release_rx)),
+            ran: Mutex::new(Vec::new()),
         }),
     );
     let records: Vec<Vec<u8>> = (0..8).map(|i| format!("r{i}").into_bytes()).collect();
@@ -208,9 +215,10 @@ async fn open_sim(fs: &booster_store::fs::sim::SimFileLayer) -> Runtime {
 }
 
 /// The sync of a handed slice commit fails (the store is poisoned, G9)
-/// after its worker went on: the slice was never done, and after a
-/// reopen, whatever part of the unsynced write the disk kept, it runs
-/// again (or its kept commit stands) and the output holds every record
+/// after its worker went on to its next lease (the job's second slice,
+/// leased while the first's sync is held): the slice was never done, and
+/// after a reopen it runs again where the disk dropped the unsynced
+/// write (or its kept commit stands), and the output holds every record
 /// once, in order, with the counts reconciled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handed_commit_whose_sync_fails_runs_its_slice_again_and_loses_no_record() {
@@ -225,6 +233,20 @@ async fn a_handed_commit_whose_sync_fails_runs_its_slice_again_and_loses_no_reco
         fs.mutating_ops() > ops
     })
     .await;
+    until(
+        "the worker leased the second slice while the first's sync is held",
+        || {
+            rt.shared().state.lock().book.leases.values().any(|l| {
+                matches!(l.work, crate::state::LeaseWork::Slice { job: j, slice: 1 } if j == job)
+            })
+        },
+    )
+    .await;
+    assert_eq!(
+        rt.shared().state.lock().book.poisoned,
+        None,
+        "the second slice was leased before the first's sync failed"
+    );
     fs.crash_at(Some(fs.mutating_ops() + 1));
     fs.hold_syncs(false);
     until("the runtime is poisoned", || {
@@ -235,8 +257,21 @@ async fn a_handed_commit_whose_sync_fails_runs_its_slice_again_and_loses_no_reco
     drop(rt);
     for mode in [CrashMode::DropUnsynced, CrashMode::KeepUnsynced] {
         let rt = open_sim(&fs.crash_image(mode)).await;
-        rt.register_sliced("held-copy", HeldCopy::free());
+        let handler = HeldCopy::free();
+        rt.register_sliced("held-copy", handler.clone());
         assert_complete(&rt, job, &records, &format!("{mode:?}")).await;
+        let ran = handler.ran.lock().clone();
+        if mode == CrashMode::DropUnsynced {
+            assert_eq!(
+                ran.iter().filter(|r| **r == records[0]).count(),
+                1,
+                "the first slice ran again, once, after its write was dropped: {ran:?}"
+            );
+        }
+        assert!(
+            ran.iter().all(|r| *r == records[0] || *r == records[4]),
+            "only whole slices ran: {ran:?}"
+        );
         rt.shutdown(Duration::from_secs(5)).await.unwrap();
     }
 }
