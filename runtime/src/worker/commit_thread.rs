@@ -7,7 +7,10 @@
 //!
 //! At most one commit waits for the thread besides the one it runs: a
 //! worker whose handlers outrun the codec waits here, not in the store,
-//! so memory stays bounded by the work in progress (G10).
+//! so memory stays bounded (G10): up to 3 slice outputs per worker (the
+//! one run, the one queued, the one being handed over). While it waits
+//! here the worker leases nothing, an urgent job included: the hand-over
+//! gains only while the handler takes longer than the commit.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
