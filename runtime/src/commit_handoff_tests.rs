@@ -386,32 +386,8 @@ impl crate::slice_store::SliceStore for PanicsOnCommitThread {
     }
 }
 
-/// Copies every record and counts the slices it ran.
-#[derive(Default)]
-struct CountingCopy(std::sync::atomic::AtomicU32);
-
-impl RecordHandler for CountingCopy {
-    fn process(
-        &self,
-        _job: &JobContext<'_>,
-        record: &[u8],
-        out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), HandlerError> {
-        out.push(record.to_vec());
-        Ok(())
-    }
-
-    fn process_slice(&self, _job: &JobContext<'_>, records: &[Vec<u8>]) -> SliceOutcome {
-        self.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        SliceOutcome::Done {
-            output: records.to_vec(),
-            record_errors: Vec::new(),
-        }
-    }
-}
-
 /// One worker, on a store whose commit-thread appends panic `panics`
-/// times; runs a one-slice job of `counting-copy` to its end. Returns the
+/// times; runs a one-slice job of `held-copy` (holding nothing) to its end. Returns the
 /// runtime, the job's end, and how many times its slice ran.
 async fn run_with_commit_panics(dir: &std::path::Path, panics: u32) -> (Runtime, JobStatus, u32) {
     let mut opts = RuntimeOptions::new(dir);
@@ -431,10 +407,10 @@ async fn run_with_commit_panics(dir: &std::path::Path, panics: u32) -> (Runtime,
     )
     .await
     .unwrap();
-    let handler = Arc::new(CountingCopy::default());
-    rt.register_sliced("counting-copy", handler.clone());
+    let handler = HeldCopy::free();
+    rt.register_sliced("held-copy", handler.clone());
     let job = rt
-        .submit(JobSpec::sliced("counting-copy").with_slice_size(4))
+        .submit(JobSpec::sliced("held-copy").with_slice_size(4))
         .await
         .unwrap();
     let mut up = rt.upload(job).await.unwrap();
@@ -446,7 +422,7 @@ async fn run_with_commit_panics(dir: &std::path::Path, panics: u32) -> (Runtime,
         .await
         .expect("the job ends: no lease stays committing for good (G4)")
         .unwrap();
-    let ran = handler.0.load(std::sync::atomic::Ordering::Acquire);
+    let ran = handler.ran.lock().len() as u32;
     (rt, done, ran)
 }
 
