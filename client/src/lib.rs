@@ -1,9 +1,38 @@
 //! booster-client: a service's connection to a Booster node (`booster
-//! serve`). A process that does not own the store works the node's jobs
-//! with its own handlers, written against booster-runtime's handler
-//! traits, as a remote worker: the node keeps the store, the scheduler
-//! and every lease; records reach this process only inside the
-//! connection (TLS off loopback) and are never written to its disk.
+//! serve`), without a store of its own. Two halves:
+//!
+//! - [`http`]: the JSON client. Submit jobs, upload their records, watch
+//!   them and download their output over the node's HTTP API; the
+//!   `booster --server` command uses the same client.
+//! - [`Runtime::connect`]: work the node's jobs with your own handlers,
+//!   written against booster-runtime's handler traits, as a remote
+//!   worker: the node keeps the store, the scheduler and every lease;
+//!   records reach this process only inside the connection (TLS off
+//!   loopback) and are never written to its disk.
+//!
+//! Submitting and collecting (blocking; from async code, inside
+//! `tokio::task::spawn_blocking`):
+//!
+//! ```no_run
+//! # fn f() -> Result<(), booster_client::http::Error> {
+//! use booster_client::http::{Client, Connect};
+//!
+//! let node = Client::new(&Connect {
+//!     server: "https://node:7878".into(),
+//!     token: Some("submitter-token-0123456789".into()),
+//!     ca_cert: Some("node-ca.pem".into()), // a self-signed node; None: the web's roots
+//!     ..Default::default() // timeout: DEFAULT_ANSWER_TIMEOUT
+//! })?;
+//! let id = node.submit(&booster_runtime::JobSpec::sliced("copy"))?;
+//! node.upload(id, &mut std::fs::File::open("in.txt").expect("input"), None)?;
+//! // Ok only once the job has finished; a stream cut short is `BrokeOff`.
+//! node.watch_from_now(id, |_| true)?;
+//! let mut out = std::fs::File::create("out.txt").expect("output");
+//! node.download(id, "main", &mut out)?;
+//! # Ok(()) }
+//! ```
+//!
+//! Working jobs:
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), booster_client::ClientError> {
@@ -27,11 +56,15 @@
 //! ```
 
 pub mod codec;
+pub mod http;
+mod log;
 pub mod node;
 pub mod proto;
 mod url;
+pub mod view;
 pub mod worker;
 
+pub use log::Log;
 pub use url::{check_server_url, is_loopback_host};
 pub use worker::{Handler, Runtime, WorkOptions};
 

@@ -26,6 +26,7 @@ use parking_lot::Mutex;
 use tonic::{Code, Status};
 
 use crate::node::{describe, NodeClient};
+use crate::Log;
 use crate::{proto, ClientError};
 
 mod dependencies;
@@ -53,6 +54,10 @@ pub struct WorkOptions {
     pub ca_cert: Option<PathBuf>,
     /// The version this worker says it is (tests say another).
     pub version: String,
+    /// Where the worker's messages go (joining, the node lost and found
+    /// again, fenced or dropped commits, hung handlers). Default: stderr,
+    /// as `booster work: MESSAGE`.
+    pub log: Log,
 }
 
 impl Default for WorkOptions {
@@ -62,6 +67,7 @@ impl Default for WorkOptions {
             until_idle: false,
             ca_cert: crate::ca_cert_from_env(),
             version: crate::VERSION.to_string(),
+            log: Log::default(),
         }
     }
 }
@@ -140,6 +146,7 @@ impl Runtime {
             hello,
             self.handlers,
             opts.until_idle,
+            opts.log,
             stop,
         )
         .await
@@ -241,6 +248,8 @@ struct Worker {
     refused: Mutex<Option<String>>,
     /// The handlers running and the threads working (`hangs`).
     threads: hangs::Threads,
+    /// Where messages go (`WorkOptions::log`).
+    log: Log,
 }
 
 impl Worker {
@@ -272,20 +281,21 @@ async fn work(
     hello: proto::HelloRequest,
     handlers: HashMap<String, Handler>,
     until_idle: bool,
+    log: Log,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), ClientError> {
     tokio::pin!(stop);
     let joined = tokio::select! {
-        joined = join(&mut client, &hello, server) => joined?,
+        joined = join(&mut client, &hello, server, &log) => joined?,
         () = &mut stop => return Ok(()),
     };
-    eprintln!(
-        "booster work: worker {} of {} ({} threads; kinds {})",
+    log.say(&format!(
+        "worker {} of {} ({} threads; kinds {})",
         joined.worker_id,
         server,
         hello.threads,
         hello.kinds.join(", ")
-    );
+    ));
     let worker = Arc::new(Worker {
         client: Mutex::new(client),
         rejoining: Mutex::new(()),
@@ -301,6 +311,7 @@ async fn work(
         server: server.to_string(),
         refused: Mutex::new(None),
         threads: hangs::Threads::default(),
+        log,
     });
     let beat = tokio::spawn(heartbeats(
         worker.clone(),
@@ -331,11 +342,11 @@ async fn work(
     }
     let left = worker.threads.left_running();
     if !left.is_empty() {
-        eprintln!(
-            "booster work: stopped, leaving running handlers that made no progress (their leases \
+        worker.log.say(&format!(
+            "stopped, leaving running handlers that made no progress (their leases \
              expire on the node and nothing is committed for them): {}",
             left.join("; ")
-        );
+        ));
     }
     let refused = worker.refused.lock().take();
     match refused {
@@ -364,8 +375,9 @@ async fn join(
     client: &mut NodeClient,
     hello: &proto::HelloRequest,
     server: &str,
+    log: &Log,
 ) -> Result<proto::HelloReply, ClientError> {
-    let mut backoff = Backoff::default();
+    let mut backoff = Backoff::new(log.clone());
     loop {
         match client.hello(hello.clone()).await {
             Ok(joined) => {
@@ -461,7 +473,7 @@ async fn lease_ahead(w: Arc<Worker>, thread: u32, behind: LeaseProgress) -> Leas
 fn thread_loop(w: &Arc<Worker>, thread: u32) -> bool {
     let mut pending: std::collections::VecDeque<tokio::task::JoinHandle<()>> = Default::default();
     let mut next: Option<tokio::task::JoinHandle<LeaseAnswer>> = None;
-    let mut backoff = Backoff::default();
+    let mut backoff = Backoff::new(w.log.clone());
     loop {
         let was_ahead = next.is_some();
         let (session, answer) = match next.take() {
@@ -534,10 +546,10 @@ fn thread_loop(w: &Arc<Worker>, thread: u32) -> bool {
             };
             if let Err(s) = w.rt.block_on(client.decline(m)) {
                 // The lease expires at worst, and runs elsewhere.
-                eprintln!(
-                    "booster work: could not hand back lease {epoch}: {}",
+                w.log.say(&format!(
+                    "could not hand back lease {epoch}: {}",
                     describe(&s)
-                );
+                ));
             }
             continue;
         }
@@ -604,10 +616,10 @@ fn rejoin(w: &Arc<Worker>, stale: u64) {
                 return;
             }
             *w.client.lock() = client;
-            eprintln!(
-                "booster work: the node forgot worker {stale}; joined again as worker {}",
+            w.log.say(&format!(
+                "the node forgot worker {stale}; joined again as worker {}",
                 joined.worker_id
-            );
+            ));
             *w.session.lock() = Session::of(&joined);
             w.lease_timeout_ms
                 .store(joined.lease_timeout_ms, Ordering::Relaxed);
@@ -615,7 +627,8 @@ fn rejoin(w: &Arc<Worker>, stale: u64) {
         Err(s) if refused(&s) || untrusted(&s) => w.give_up(&s),
         Err(s) => {
             drop(turn);
-            eprintln!("booster work: cannot join the node again: {}", describe(&s));
+            w.log
+                .say(&format!("cannot join the node again: {}", describe(&s)));
             std::thread::sleep(MAX_BACKOFF);
         }
     }
@@ -627,31 +640,29 @@ async fn commit_until_deadline(w: Arc<Worker>, commit: proto::CommitRequest) {
     let epoch = commit.epoch;
     let give_up =
         Instant::now() + Duration::from_millis(w.lease_timeout_ms.load(Ordering::Relaxed));
-    let mut backoff = Backoff::default();
+    let mut backoff = Backoff::new(w.log.clone());
     loop {
         let client = w.client.lock().clone();
         match client.commit(commit.clone()).await {
             Ok(reply) if reply.accepted => {
                 if !reply.reason.is_empty() {
-                    eprintln!("booster work: {}", reply.reason);
+                    w.log.say(&reply.reason);
                 }
                 break;
             }
             Ok(reply) => {
-                eprintln!(
-                    "booster work: the node fenced lease {epoch}: {}",
-                    reply.reason
-                );
+                w.log
+                    .say(&format!("the node fenced lease {epoch}: {}", reply.reason));
                 break;
             }
             Err(s) if !refused(&s) && Instant::now() < give_up => {
                 tokio::time::sleep(backoff.next(&s, "commit")).await;
             }
             Err(s) => {
-                eprintln!(
-                    "booster work: dropped the commit of lease {epoch}: {}",
+                w.log.say(&format!(
+                    "dropped the commit of lease {epoch}: {}",
                     describe(&s)
-                );
+                ));
                 break;
             }
         }
@@ -1031,9 +1042,9 @@ fn run_hook(
 /// Waits between tries to reach the node: 50 ms, doubling to 2 s, each
 /// wait a random half to whole of that, so a fleet whose node restarted
 /// does not come back in step; says so once per streak of failures.
-#[derive(Default)]
 struct Backoff {
     wait: Option<Duration>,
+    log: Log,
 }
 
 /// A random fraction in [0.5, 1): the jitter of a wait.
@@ -1047,16 +1058,21 @@ fn jitter() -> f64 {
 }
 
 impl Backoff {
+    fn new(log: Log) -> Backoff {
+        Backoff { wait: None, log }
+    }
+
     fn reset(&mut self) {
         if self.wait.take().is_some() {
-            eprintln!("booster work: the node answers again");
+            self.log.say("the node answers again");
         }
     }
 
     fn next(&mut self, status: &Status, what: &str) -> Duration {
         let wait = match self.wait {
             None => {
-                eprintln!("booster work: {what}: {}; trying again", describe(status));
+                self.log
+                    .say(&format!("{what}: {}; trying again", describe(status)));
                 Duration::from_millis(50)
             }
             Some(w) => (w * 2).min(MAX_BACKOFF),
@@ -1201,6 +1217,7 @@ mod tests {
             server: "http://127.0.0.1:9".into(),
             refused: Mutex::new(None),
             threads: Default::default(),
+            log: Log::default(),
         })
     }
 
@@ -1294,7 +1311,7 @@ mod tests {
     #[test]
     fn backoff_waits_double_to_the_cap_each_jittered_within_its_upper_half() {
         let status = tonic::Status::unavailable("down");
-        let mut b = Backoff::default();
+        let mut b = Backoff::new(Log::default());
         let mut waits = Vec::new();
         for _ in 0..12 {
             waits.push(b.next(&status, "test"));

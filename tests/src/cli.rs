@@ -208,6 +208,14 @@ pub enum Ending {
     Killed { stderr: String },
 }
 
+/// A request without a body, sent with `content-length: 0`. ureq sends a
+/// `()` body as chunked, its `0\r\n\r\n` end in a second write: a route
+/// that answers without reading the body (a 403) can finish before that
+/// end arrives, and hyper then closes the connection after its answer,
+/// unannounced, so the next request on it met "Peer disconnected"
+/// (dashboard_api failed that way about 1 run in 12 under load).
+pub const NO_BODY: &[u8] = &[];
+
 /// Sends SIGINT to `child` once it handles SIGINT, as an operator's
 /// Ctrl-C after the command started. Sent earlier, the signal meets the
 /// disposition the process inherited: the default ends it, but an

@@ -8,21 +8,13 @@ use booster_runtime::JobStatus;
 /// `GET /api/jobs/{id}` (`id`, `state`, `records_in`, `records_out`,
 /// `records_failed`, ...; states lower-case, times in ms since the epoch).
 pub fn job_json(status: &JobStatus) -> serde_json::Value {
-    serde_json::to_value(crate::serve::view::JobView::from(status.clone()))
-        .expect("JobView serialises")
+    serde_json::to_value(crate::serve::view::job_view(status.clone())).expect("JobView serialises")
 }
 
 /// One line of `job watch --json`: the fields of an `/api/events` job event.
 pub fn watch_json(status: &JobStatus, what: &str) -> serde_json::Value {
-    serde_json::json!({
-        "job": status.id,
-        "state": status.state.as_str(),
-        "slices_done": status.slices_done,
-        "slices_total": status.slices_total,
-        "records_out": status.records_out,
-        "percent": if status.percent.is_finite() { status.percent } else { 0.0 },
-        "what": what,
-    })
+    serde_json::to_value(crate::serve::view::JobEventView::of_status(status, what))
+        .expect("an event serialises")
 }
 
 /// One human line of `job watch`, from a `watch_json` object or an `/api/events` event.

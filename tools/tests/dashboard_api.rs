@@ -86,7 +86,9 @@ impl Served {
                     .body(b.to_string())
                     .unwrap(),
             ),
-            None => self.agent.run(req.body(()).unwrap()),
+            None => self
+                .agent
+                .run(req.body(booster_tests::cli::NO_BODY).unwrap()),
         }
         .unwrap();
         let status = resp.status().as_u16();

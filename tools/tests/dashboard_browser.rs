@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use booster_runtime::{Runtime, RuntimeOptions};
 use booster_tests::gate::{self, Gate};
-use booster_tools::remote::{Client, RemoteOptions};
+use booster_tools::remote::{connect, RemoteOptions};
 use booster_tools::serve::{start, ServeOptions, Server};
 use serde_json::{json, Value};
 
@@ -91,7 +91,9 @@ impl Driver {
                     .body(b.to_string())
                     .unwrap(),
             ),
-            None => self.agent.run(req.body(()).unwrap()),
+            None => self
+                .agent
+                .run(req.body(booster_tests::cli::NO_BODY).unwrap()),
         }
         .map_err(|e| e.to_string())?;
         let ok = resp.status().is_success();
@@ -191,6 +193,26 @@ impl<'d> Session<'d> {
             .cmd("GET", &format!("/element/{element}/attribute/{name}"), None)
             .ok()?;
         v.as_str().map(str::to_string)
+    }
+
+    /// Clicks the element `css` finds once there is one. The page redraws
+    /// a table when the live events or its own refresh change it: an
+    /// element found just before a redraw is stale by the click, so it is
+    /// found again and clicked again (CI failed once on a stale "remove"
+    /// button right after the "pause" that redrew its row).
+    fn click_on(&self, css: &str) {
+        wait_until(&format!("a click on {css}"), || {
+            let element = self.find(css)?;
+            match self.cmd(
+                "POST",
+                &format!("/element/{element}/click"),
+                Some(json!({})),
+            ) {
+                Ok(_) => Some(()),
+                Err(e) if e.contains("stale element") => None,
+                Err(e) => panic!("clicking {css}: {e}"),
+            }
+        })
     }
 
     fn click(&self, element: &str) {
@@ -357,7 +379,7 @@ struct Served {
     runtime: Option<Runtime>,
     server: Option<Server>,
     gate: Arc<Gate>,
-    client: Client,
+    client: booster_tools::remote::Client,
     url: String,
     dir: tempfile::TempDir,
 }
@@ -405,7 +427,7 @@ impl Served {
             (runtime, gate, server)
         });
         let url = server.url();
-        let client = Client::new(&RemoteOptions {
+        let client = connect(&RemoteOptions {
             server: url.clone(),
             token_file: serve.token_file.clone(),
             ca_cert: serve.tls_cert.clone(),
@@ -612,11 +634,11 @@ fn dashboard_shows_live_progress_edits_priority_and_escapes_text_in_a_real_brows
     );
     s.screenshot("booster-dashboard-cron.png");
     // Paused and resumed from the page, as `booster cron pause|resume` do.
-    s.click(&s.wait_for("#crons tbody tr button.entry-pause"));
+    s.click_on("#crons tbody tr button.entry-pause");
     wait_until("the entry paused", || {
         runtime.crons().first().filter(|c| c.paused).map(|_| ())
     });
-    s.click(&s.wait_for("#crons tbody tr button.entry-resume"));
+    s.click_on("#crons tbody tr button.entry-resume");
     wait_until("the entry resumed", || {
         runtime.crons().first().filter(|c| !c.paused).map(|_| ())
     });
@@ -628,7 +650,7 @@ fn dashboard_shows_live_progress_edits_priority_and_escapes_text_in_a_real_brows
     assert!(s.text(&row).contains("no limit"), "{}", s.text(&row));
     let input = s.wait_for("#kinds tr[data-kind='copy'] input.limit");
     s.type_into(&input, "2");
-    s.click(&s.wait_for("#kinds tr[data-kind='copy'] form.set-limit button"));
+    s.click_on("#kinds tr[data-kind='copy'] form.set-limit button");
     wait_until("the limit stored", || {
         let view = runtime
             .kinds_settings()
@@ -653,7 +675,7 @@ fn dashboard_shows_live_progress_edits_priority_and_escapes_text_in_a_real_brows
         &s.wait_for("#kinds tr[data-kind='copy'] input.jitter"),
         "20",
     );
-    s.click(&s.wait_for("#kinds tr[data-kind='copy'] form.set-retry button"));
+    s.click_on("#kinds tr[data-kind='copy'] form.set-retry button");
     wait_until("the retry policy stored", || {
         let view = runtime
             .kinds_settings()
@@ -680,7 +702,7 @@ fn dashboard_shows_live_progress_edits_priority_and_escapes_text_in_a_real_brows
         &s.wait_for("#kinds tr[data-kind='copy'] input.tz"),
         "Europe/Berlin",
     );
-    s.click(&s.wait_for("#kinds tr[data-kind='copy'] form.set-window button"));
+    s.click_on("#kinds tr[data-kind='copy'] form.set-window button");
     wait_until("the page shows the window", || {
         s.text_of("#kinds tr[data-kind='copy'] td.window-now")
             .filter(|t| t == "22:00-06:00 Europe/Berlin")
@@ -702,7 +724,7 @@ fn dashboard_shows_live_progress_edits_priority_and_escapes_text_in_a_real_brows
         &s.wait_for("#kinds tr[data-kind='copy'] input.window"),
         "22-6",
     );
-    s.click(&s.wait_for("#kinds tr[data-kind='copy'] form.set-window button"));
+    s.click_on("#kinds tr[data-kind='copy'] form.set-window button");
     wait_until("the page says why", || {
         s.text_of("#kinds tr[data-kind='copy'] span.msg")
             .filter(|t| t.contains("HH:MM-HH:MM"))
@@ -725,12 +747,12 @@ fn dashboard_shows_live_progress_edits_priority_and_escapes_text_in_a_real_brows
         "{text}"
     );
     // Paused, then removed (confirmed), as `booster dirmon pause|remove` do.
-    s.click(&s.wait_for("#dirmons tbody tr button.entry-pause"));
+    s.click_on("#dirmons tbody tr button.entry-pause");
     wait_until("the dirmon entry paused", || {
         runtime.dirmons().first().filter(|d| d.paused).map(|_| ())
     });
     s.accept_confirms();
-    s.click(&s.wait_for("#dirmons tbody tr button.entry-remove"));
+    s.click_on("#dirmons tbody tr button.entry-remove");
     wait_until("the dirmon entry removed", || {
         runtime.dirmons().is_empty().then_some(())
     });
@@ -815,7 +837,7 @@ fn dashboard_behind_a_token_asks_for_it_then_shows_jobs_live() {
         "window.__saved = null; const make = URL.createObjectURL; \
          URL.createObjectURL = (blob) => { window.__saved = blob; return make(blob); }; return true;",
     );
-    s.click(&s.wait_for("#download-errors"));
+    s.click_on("#download-errors");
     let saved = s.script_async(
         "const wait = () => window.__saved ? window.__saved.text().then(done) : setTimeout(wait, 50); wait();",
     );
@@ -841,7 +863,7 @@ fn dashboard_over_https_with_http2_can_change_a_job() {
     s.go(&format!("{}/#/job/{id}", t.url));
     let input = s.wait_for("#token-input");
     s.type_into(&input, TOKEN);
-    s.click(&s.wait_for("form.token button"));
+    s.click_on("form.token button");
     let protocol = s
         .cmd(
             "POST",
@@ -854,7 +876,7 @@ fn dashboard_over_https_with_http2_can_change_a_job() {
     // `:authority`, and the server must read it there.
     let prio = s.wait_for("#priority-input");
     s.type_into(&prio, "7");
-    s.click(&s.wait_for("#priority-save"));
+    s.click_on("#priority-save");
     wait_until("the page to confirm the new priority", || {
         let msg = s.find("#job-msg")?;
         s.text(&msg).contains("Priority is now 7").then_some(())
@@ -923,7 +945,7 @@ fn the_jobs_list_pages_newest_first_shows_failures_in_red_and_acts_in_bulk() {
         "the oldest jobs are on the next page"
     );
 
-    s.click(&s.wait_for("#jobs-older"));
+    s.click_on("#jobs-older");
     s.wait_for(&format!("#job-row-{rejected}"));
     assert!(s.find(&format!("#job-row-{newest}")).is_none());
     assert_eq!(
@@ -951,12 +973,12 @@ fn the_jobs_list_pages_newest_first_shows_failures_in_red_and_acts_in_bulk() {
         "nothing of a failed job will be done: all red"
     );
     s.screenshot("booster-dashboard-jobs-page2.png");
-    s.click(&s.wait_for("#jobs-newer"));
+    s.click_on("#jobs-newer");
     s.wait_for(&format!("#job-row-{newest}"));
 
     // Bulk actions, confirmed as a person would.
     s.accept_confirms();
-    s.click(&s.wait_for("#bulk-retry"));
+    s.click_on("#bulk-retry");
     wait_until("the retry to be reported", || {
         s.text_of("#bulk-msg")?
             .contains("Retried 1 failed job")
@@ -965,7 +987,7 @@ fn the_jobs_list_pages_newest_first_shows_failures_in_red_and_acts_in_bulk() {
     assert_ne!(t.state(failed), "failed", "the failed job was retried");
     let kind = s.wait_for("#bulk-kind");
     s.type_into(&kind, "gated");
-    s.click(&s.wait_for("#bulk-pause-kind"));
+    s.click_on("#bulk-pause-kind");
     wait_until("the pause to be reported", || {
         s.text_of("#bulk-msg")?.contains("Paused").then_some(())
     });
@@ -1014,7 +1036,7 @@ fn the_job_page_pages_every_error_links_downloads_and_allows_only_what_the_state
     let range = s.text_of("#errors-range").unwrap();
     assert!(range.contains("1–50 of 70"), "{range}");
     s.screenshot("booster-dashboard-job-errors.png");
-    s.click(&s.wait_for("#errors-next"));
+    s.click_on("#errors-next");
     wait_until("the second page of errors", || {
         (s.texts("#errors-table tbody tr").len() == 20).then_some(())
     });

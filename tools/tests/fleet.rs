@@ -347,6 +347,14 @@ fn a_worker_stopped_past_its_deadline_has_its_late_commit_rejected() {
     wait_for("the stopped worker's lease to expire", || {
         lease_expiries(&server) >= 1
     });
+    // Stopped a second more, then woken: long enough that its hang check
+    // sees the gap (a look missed: more than 1.25 of its period, about
+    // 0.83 s here) and gives its handler a whole timeout from the wake to
+    // send the late commit; short enough that the node has not forgotten
+    // the silent process (4 lease timeouts), which would refuse the
+    // commit as a stranger's and say nothing of the fence.
+    std::thread::sleep(Duration::from_secs(1));
+    late.signal(libc::SIGCONT);
     finishes(
         worker(
             &server,
@@ -357,7 +365,6 @@ fn a_worker_stopped_past_its_deadline_has_its_late_commit_rejected() {
     );
     let (output, job) = output_of(&server, &sb, id);
     assert_exact(&job, &output, &input);
-    late.signal(libc::SIGCONT);
     let said = finishes(late, "the stopped worker");
     assert!(
         said.contains("fenced lease"),
@@ -1402,7 +1409,12 @@ fn a_service_stop_returns_while_a_handler_hangs_and_commits_nothing_for_it() {
     let hung = submit(&server, &sb, "hang\n", &["--kind", "hangs"]);
     wait_for("the handler to hang", || hangs.hanging.load(SeqCst));
     service.stop_within_a_minute();
-    wait_for("the hung lease to expire", || lease_expiries(&server) >= 1);
+    // Counted when the node expires it; gone from the job once the
+    // slice's return to the queue is written, a moment later.
+    wait_for("the hung lease to expire", || {
+        lease_expiries(&server) >= 1
+            && job_of(&server, hung)["leases"].as_array().map(Vec::len) == Some(0)
+    });
     drop(release);
     wait_for("the handler to return", || !hangs.hanging.load(SeqCst));
     let job = job_of(&server, hung);

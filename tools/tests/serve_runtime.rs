@@ -5,7 +5,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use booster_runtime::{Runtime, RuntimeOptions};
-use booster_tools::remote::{Client, RemoteOptions};
+use booster_tools::remote::{connect, RemoteOptions};
 use booster_tools::serve::{start, ServeOptions};
 
 #[test]
@@ -28,7 +28,7 @@ fn a_job_submitted_over_http_runs_on_the_runtime_and_downloads() {
         let server = start(runtime.clone(), &serve).await.unwrap();
         (runtime, server)
     });
-    let client = Client::new(&RemoteOptions {
+    let client = connect(&RemoteOptions {
         server: server.url(),
         ..RemoteOptions::default()
     })
@@ -88,7 +88,7 @@ fn job_watch_over_the_server_prints_the_job_until_it_completes() {
         let server = start(runtime.clone(), &serve).await.unwrap();
         (runtime, server)
     });
-    let client = Client::new(&RemoteOptions {
+    let client = connect(&RemoteOptions {
         server: server.url(),
         ..RemoteOptions::default()
     })
@@ -333,7 +333,7 @@ fn a_slice_size_over_the_runtimes_cap_is_a_400() {
 fn an_allowed_command_runs_through_the_api() {
     let dir = tempfile::tempdir().unwrap();
     let (rt, runtime, server) = serve_with(dir.path(), &["tr a-z A-Z"]);
-    let client = Client::new(&RemoteOptions {
+    let client = connect(&RemoteOptions {
         server: server.url(),
         ..RemoteOptions::default()
     })
@@ -375,7 +375,7 @@ fn an_unknown_kind_is_refused_at_submit_with_the_known_kinds() {
         let server = start(runtime.clone(), &serve).await.unwrap();
         (runtime, server)
     });
-    let client = Client::new(&RemoteOptions {
+    let client = connect(&RemoteOptions {
         server: server.url(),
         ..RemoteOptions::default()
     })
@@ -412,7 +412,7 @@ fn categories_over_the_api_are_counted_in_the_job_and_download_by_name() {
         body["error"].as_str().unwrap().contains("a-z, 0-9"),
         "a bad name says the rules: {body}"
     );
-    let client = Client::new(&RemoteOptions {
+    let client = connect(&RemoteOptions {
         server: server.url(),
         ..RemoteOptions::default()
     })
@@ -469,7 +469,7 @@ fn a_raw_upload_takes_the_input_options_as_query_parameters() {
     let dir = tempfile::tempdir().unwrap();
     let (rt, runtime, server) = serve_with(dir.path(), &[]);
     let url = server.url();
-    let client = Client::new(&RemoteOptions {
+    let client = connect(&RemoteOptions {
         server: url.clone(),
         ..RemoteOptions::default()
     })
@@ -541,7 +541,7 @@ fn a_lines_upload_over_http_keeps_each_record_s_line() {
     let dir = tempfile::tempdir().unwrap();
     let (rt, runtime, server) = serve_with(dir.path(), &["false"]);
     let url = server.url();
-    let client = Client::new(&RemoteOptions {
+    let client = connect(&RemoteOptions {
         server: url.clone(),
         ..RemoteOptions::default()
     })
@@ -602,7 +602,7 @@ fn kind_settings_are_stored_and_listed_over_the_api() {
         .clone();
     assert_eq!(copy["stored"]["max_running"], 0, "{kinds}");
 
-    let client = Client::new(&RemoteOptions {
+    let client = connect(&RemoteOptions {
         server: url.clone(),
         ..RemoteOptions::default()
     })

@@ -51,6 +51,7 @@ impl DependencyOutputs for NodeOutputs<'_> {
             },
             records: VecDeque::new(),
             done: false,
+            log: self.w.log.clone(),
         };
         Ok(Download::streamed(Box::new(reader)))
     }
@@ -66,6 +67,7 @@ struct OutputReader {
     request: proto::OutputRequest,
     records: VecDeque<Vec<u8>>,
     done: bool,
+    log: crate::Log,
 }
 
 impl OutputReader {
@@ -74,7 +76,7 @@ impl OutputReader {
     /// then), a refusal or a read error ends the download.
     fn fetch(&mut self) -> Result<(), RuntimeError> {
         let give_up = Instant::now() + self.lease_timeout;
-        let mut backoff = Backoff::default();
+        let mut backoff = Backoff::new(self.log.clone());
         let reply = loop {
             match self.rt.block_on(self.client.output(self.request.clone())) {
                 Ok(reply) => break reply,

@@ -140,11 +140,14 @@ pub(super) fn give_up_hung(w: &Arc<Worker>, timeout: Duration, period: Duration)
     let now = Instant::now();
     // A look a quarter longer than the longest the heartbeat loop takes
     // between two (`period`): this process was stopped (SIGSTOP, a paused
-    // VM) or starved, its handlers with it, so the gap is not counted
-    // against them. A handler that still does not move is given up one
-    // timeout of time seen later. (A worker woken after a stop past its
-    // deadline gave up its thread before the handler could send the late
-    // commit the node fences, or sent it: a race of its threads.)
+    // VM) or starved, its handlers with it: each gets a whole timeout of
+    // time seen from the wake, as the time it ran before the stop says
+    // nothing of what it does after (a command that finished meanwhile
+    // has its output read and committed now). A handler that still does
+    // not move is given up a timeout later. (A worker woken after a stop
+    // past its deadline gave up its thread before the handler could send
+    // the late commit the node fences, or sent it: a race of its threads;
+    // counting the time before the stop still lost that race under load.)
     let unseen = w
         .threads
         .checked_at
@@ -156,8 +159,8 @@ pub(super) fn give_up_hung(w: &Arc<Worker>, timeout: Duration, period: Duration)
     {
         let mut running = w.threads.running.lock();
         for (epoch, r) in running.iter_mut() {
-            if let Some(gap) = unseen {
-                r.moved_at += gap;
+            if unseen.is_some() {
+                r.moved_at = now;
             }
             let last = r.progress.last_ms();
             if last.is_some() && last != r.last_ms {
@@ -181,11 +184,11 @@ pub(super) fn give_up_hung(w: &Arc<Worker>, timeout: Duration, period: Duration)
             true => "the worker is stopping and leaves it running",
             false => "a fresh thread takes its place",
         };
-        eprintln!(
-            "booster work: thread {thread}: {what} (lease {epoch}) made no progress for {} ms: \
+        w.log.say(&format!(
+            "thread {thread}: {what} (lease {epoch}) made no progress for {} ms: \
              its lease expires on the node and its work runs again; {then}",
             timeout.as_millis()
-        );
+        ));
         // Its replacement is counted in (`spawn`) before it is counted
         // out: `working` never reads 0 while a thread still works.
         if stopping || spawn(w, thread).is_err() {
@@ -307,6 +310,41 @@ mod tests {
             w.threads.working(),
             0,
             "a handler that never moves is given up"
+        );
+    }
+
+    /// A handler that had run for most of a timeout when its worker was
+    /// stopped has a whole timeout after the wake: the commit it sends
+    /// then is fenced by the node, not beaten by its own hang check.
+    /// Failed when the gap was only added back (the time before the stop
+    /// counted): given up at the second look after the wake.
+    #[test]
+    fn after_a_gap_a_handler_has_a_whole_timeout_from_the_wake() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (w, _progress) = hung(&rt, "http://127.0.0.1:9");
+        let timeout = Duration::from_millis(1000);
+        let period = Duration::from_millis(50);
+        // Seen running for 900 ms of its 1000, looked at every period.
+        let ran = Instant::now();
+        while ran.elapsed() < Duration::from_millis(900) {
+            give_up_hung(&w, timeout, period);
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        // Stopped for longer than a timeout, then looked at every period
+        // for 200 ms.
+        std::thread::sleep(Duration::from_millis(1200));
+        let woke = Instant::now();
+        while woke.elapsed() < Duration::from_millis(200) {
+            give_up_hung(&w, timeout, period);
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        assert_eq!(
+            w.threads.working(),
+            1,
+            "given up for the time before the stop"
         );
     }
 }

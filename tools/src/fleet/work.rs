@@ -50,6 +50,7 @@ pub async fn work(
         until_idle: opts.until_idle,
         ca_cert: opts.ca_cert,
         version: opts.version,
+        log: booster_client::Log::stderr(),
     };
     runtime.work(work, stop).await?;
     Ok(())

@@ -3,8 +3,10 @@
 //! files, over the HTTP API.
 
 use anyhow::{bail, Context};
-use booster_runtime::{Category, JobShape, JobState, JobStatus};
+use booster_runtime::{Category, JobState, JobStatus};
 use serde_json::json;
+
+use booster_client::http::{job_body, Event, ListFilter};
 
 use super::{Client, RemoteOptions};
 use crate::cli::{
@@ -46,7 +48,7 @@ fn connect(cli: &Cli) -> anyhow::Result<Client> {
         .server
         .clone()
         .context("--server URL is needed to talk to a booster serve")?;
-    Client::new(&RemoteOptions {
+    super::connect(&RemoteOptions {
         server,
         token_file: cli.token_file.clone(),
         ca_cert: booster_client::ca_cert_from_env(),
@@ -58,7 +60,7 @@ fn run_blocking(cli: &Cli, interrupt: &Interrupt) -> anyhow::Result<i32> {
     let out = out_of(cli);
     match &cli.command {
         Command::Jobs(args) => {
-            let filter = super::ListFilter {
+            let filter = ListFilter {
                 state: args.state.map(booster_runtime::JobState::as_str),
                 kind: args.kind.as_deref(),
                 text: args.search.as_deref(),
@@ -156,13 +158,14 @@ fn job(client: &Client, out: &Out, command: &JobCommand) -> anyhow::Result<()> {
 /// the exit code `booster run` would give the finished job.
 fn watch(client: &Client, out: &Out, id: u64) -> anyhow::Result<i32> {
     client.watch_from_now(id, |event| {
-        if event.get("state").is_none() {
-            return true; // `lagged`: the final state still comes
-        }
+        let Event::Job(event) = event else {
+            return true; // `lagged`: the watch reads the job next
+        };
+        let event = serde_json::to_value(event).expect("an event serialises");
         if out.json {
-            report::print_json(event);
+            report::print_json(&event);
         } else {
-            out.say(report::watch_line(event));
+            out.say(report::watch_line(&event));
         }
         true
     })?;
@@ -170,7 +173,7 @@ fn watch(client: &Client, out: &Out, id: u64) -> anyhow::Result<i32> {
         Ok(view) => view.into(),
         // Destroyed once it finished (destroy-on-complete): its tombstone
         // says how it ended; its counts went with it.
-        Err(e) => match super::JobDestroyed::finished(&e) {
+        Err(e) => match e.destroyed_finished() {
             Some(JobState::Completed) => {
                 out.say(format!("job {id} completed, then was destroyed"));
                 return Ok(exit::OK);
@@ -179,7 +182,7 @@ fn watch(client: &Client, out: &Out, id: u64) -> anyhow::Result<i32> {
                 out.say(format!("job {id} {}, then was destroyed", state.as_str()));
                 return Ok(exit::RECORDS_FAILED);
             }
-            None => return Err(e),
+            None => return Err(e.into()),
         },
     };
     if !status.state.is_finished() {
@@ -188,39 +191,12 @@ fn watch(client: &Client, out: &Out, id: u64) -> anyhow::Result<i32> {
     Ok(crate::commands::exit_code(&status))
 }
 
-/// The body of `POST /api/jobs` for a spec the CLI built.
-fn create_body(spec: &booster_runtime::JobSpec) -> serde_json::Value {
-    let (args, slice_size, collect_errors) = match &spec.shape {
-        JobShape::Sliced {
-            slice_size,
-            collect_errors,
-        } => (None, *slice_size, Some(*collect_errors)),
-        JobShape::Simple { args } => (Some(args.clone()), None, None),
-    };
-    json!({
-        "kind": spec.kind,
-        "priority": spec.priority,
-        "description": spec.description,
-        "max_workers": spec.max_workers,
-        "slice_size": slice_size,
-        "collect_errors": collect_errors,
-        "args": args,
-        "properties": spec.properties,
-        "categories": spec.categories,
-        "singleton": spec.singleton,
-        "after": spec.after,
-        "on_dependency_failure": spec.on_dependency_failure,
-        "window": spec.window,
-        "destroy_on_complete": spec.destroy_on_complete,
-    })
-}
-
 /// `submit --args JSON [--cron EXPR]` through a server: the spec a local
 /// submit makes, the same lines printed.
 fn submit_simple(client: &Client, out: &Out, args: &SubmitArgs) -> anyhow::Result<()> {
     let json_args = args.job.args.as_deref().unwrap_or("null");
     let spec = crate::commands::simple_spec(&args.job, json_args)?;
-    let mut body = create_body(&spec);
+    let mut body = job_body(&spec)?;
     if body["properties"].is_null() {
         body["properties"] = json!({});
     }
@@ -334,7 +310,7 @@ fn submit_one(
         formats::open_source_with(args.input_path(), &crate::commands::read_options(args)?)?;
     let spec = crate::commands::job_spec(args, &input)?;
     // The format is in the properties, as a local submit records it.
-    let id = client.create(&create_body(&spec))?;
+    let id = client.submit(&spec)?;
     // Ctrl-C ends the request body early: the server then fails the job
     // ("upload interrupted"), as a local submit does, instead of the
     // whole file going up after the user asked to stop.
@@ -441,7 +417,10 @@ impl crate::commands::RecordFeed for Client {
     }
 
     fn separated(&self, job: u64) -> anyhow::Result<crate::commands::SeparatedFeed<'_>> {
-        self.download_separated(job)
+        Ok(Box::new(
+            self.download_separated(job)?
+                .map(|r| r.map_err(anyhow::Error::from)),
+        ))
     }
 }
 

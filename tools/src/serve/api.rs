@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use super::error::{ApiError, ApiResult};
 use super::roles::Role;
 use super::upload::parse_format;
-use super::view::{JobView, WorkerView};
+use super::view::{job_view, JobView, JobsPageView, WorkerView};
 use super::AppState;
 use crate::formats::props;
 
@@ -64,7 +64,7 @@ pub const MAX_PAGE: usize = JobQuery::MAX_LIMIT;
 pub async fn list(
     State(app): State<AppState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<JobsPageView>> {
     let Query(query) = query?;
     let state = match query.state.as_deref().filter(|s| !s.is_empty()) {
         None => None,
@@ -92,12 +92,11 @@ pub async fn list(
             limit,
         })
         .await?;
-    let jobs: Vec<JobView> = page.jobs.into_iter().map(JobView::from).collect();
-    Ok(Json(json!({
-        "jobs": jobs,
-        "total": page.total,
-        "next_before": page.next_before,
-    })))
+    Ok(Json(JobsPageView {
+        jobs: page.jobs.into_iter().map(job_view).collect(),
+        total: page.total,
+        next_before: page.next_before,
+    }))
 }
 
 /// Body of `POST /api/jobs`. With `args` the job is simple; otherwise it is
@@ -320,7 +319,7 @@ pub async fn show(
     State(app): State<AppState>,
     JobIdParam(id): JobIdParam,
 ) -> ApiResult<Json<JobView>> {
-    Ok(Json(app.runtime.job(id).await?.into()))
+    Ok(Json(job_view(app.runtime.job(id).await?)))
 }
 
 /// `PATCH /api/jobs/{id}`: `{"priority": P}` and/or `{"max_workers": W}`
@@ -372,7 +371,7 @@ pub async fn patch(
     if let Some(w) = max_workers {
         app.runtime.set_max_workers(id, w).await?;
     }
-    Ok(Json(app.runtime.job_or_kept(id).await?.into()))
+    Ok(Json(job_view(app.runtime.job_or_kept(id).await?)))
 }
 
 #[derive(Deserialize, Default)]
@@ -413,7 +412,7 @@ pub async fn action(
             ))
         }
     }
-    Ok(Json(app.runtime.job_or_kept(id).await?.into()))
+    Ok(Json(job_view(app.runtime.job_or_kept(id).await?)))
 }
 
 pub async fn destroy(

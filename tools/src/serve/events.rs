@@ -57,14 +57,7 @@ pub async fn events(
 }
 
 pub fn job_event(ev: &JobEvent) -> Event {
-    let data = serde_json::json!({
-        "job": ev.job,
-        "state": ev.state.as_str(),
-        "slices_done": ev.slices_done,
-        "slices_total": ev.slices_total,
-        "records_out": ev.records_out,
-        "percent": if ev.percent.is_finite() { ev.percent } else { 0.0 },
-        "what": ev.what,
-    });
-    Event::default().event("job").data(data.to_string())
+    let data =
+        serde_json::to_string(&super::view::JobEventView::from(ev)).expect("an event serialises");
+    Event::default().event("job").data(data)
 }

@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 
 use super::api::JobIdParam;
 use super::error::{ApiError, ApiResult};
-use super::view::JobView;
+use super::view::{job_view, JobView};
 use super::AppState;
 use crate::formats::encoding::parse_label;
 use crate::formats::{
@@ -131,7 +131,7 @@ pub async fn put_input(
         .map(str::to_string);
     let mut uploader = app.runtime.upload(id).await?;
     match stream_records(&mut uploader, format, expected_header, body).await {
-        Ok(()) => Ok(Json(uploader.finish().await?.into())),
+        Ok(()) => Ok(Json(job_view(uploader.finish().await?))),
         Err(PumpError::Store(e)) => {
             // The store's own error is the answer (507 disk full, 503
             // poisoned). Marking the job failed may be refused as well;

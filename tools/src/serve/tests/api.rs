@@ -440,10 +440,13 @@ fn the_remote_client_watches_a_job_to_its_end() {
         let mut seen = Vec::new();
         client
             .watch(id, |ev| {
+                let booster_client::http::Event::Job(ev) = ev else {
+                    panic!("no event was missed: {ev:?}");
+                };
                 seen.push((
-                    ev["what"].as_str().unwrap().to_string(),
-                    ev["state"].as_str().unwrap().to_string(),
-                    ev["slices_done"].clone(),
+                    ev.what.clone(),
+                    ev.state.as_str().to_string(),
+                    json!(ev.slices_done),
                 ));
                 true
             })
@@ -481,7 +484,7 @@ fn the_remote_client_reports_the_servers_refusal() {
     let job = t.client().control(id, "pause", None).unwrap();
     assert_eq!(job.state.as_str(), "paused");
     t.client().destroy(id).unwrap();
-    assert!(t.client().jobs(None, None, None).unwrap().is_empty());
+    assert!(t.client().jobs(&Default::default()).unwrap().is_empty());
 }
 
 #[test]

@@ -164,7 +164,7 @@ fn copy_job(t: &TestServer, lines: &str, token: Option<&str>) -> u64 {
         crate::secret_file::write_private(&path, tok.as_bytes()).unwrap();
         path.clone()
     });
-    let client = crate::remote::Client::new(&crate::remote::RemoteOptions {
+    let client = crate::remote::connect(&crate::remote::RemoteOptions {
         server: t.url.clone(),
         token_file,
         ..Default::default()

@@ -224,7 +224,7 @@ impl TestServer {
                     .body(b.to_string())
                     .unwrap(),
             ),
-            None => agent.run(req.body(()).unwrap()),
+            None => agent.run(req.body(booster_tests::cli::NO_BODY).unwrap()),
         }
         .unwrap();
         let status = resp.status().as_u16();
@@ -264,7 +264,7 @@ impl TestServer {
     }
 
     pub fn client(&self) -> crate::remote::Client {
-        crate::remote::Client::new(&crate::remote::RemoteOptions {
+        crate::remote::connect(&crate::remote::RemoteOptions {
             server: self.url.clone(),
             ..Default::default()
         })

@@ -49,7 +49,7 @@ fn submit_priority_and_download_work_over_http_with_compressed_files() {
     )
     .unwrap();
     assert_eq!(code, 0);
-    let jobs = t.client().jobs(None, None, None).unwrap();
+    let jobs = t.client().jobs(&Default::default()).unwrap();
     assert_eq!(jobs.len(), 1);
     let job = &jobs[0];
     assert_eq!((job.records_in, job.priority), (3, 20));
@@ -146,7 +146,7 @@ fn retention_destroy_on_complete_and_its_submit_flag_work_over_http() {
     )
     .unwrap();
     assert_eq!(code, 0);
-    let id = t.client().jobs(None, None, None).unwrap()[0].id;
+    let id = t.client().jobs(&Default::default()).unwrap()[0].id;
     t.gate.release(2);
     // The wait answers the state the tombstone kept: a success.
     let waited = t.rt.block_on(t.runtime().wait(id)).unwrap();

@@ -104,7 +104,7 @@ fn the_remote_client_speaks_https_with_a_token() {
     let t = TestServer::start_with(true, true);
     assert!(t.url.starts_with("https://127.0.0.1:"), "{}", t.url);
     let token_file = t.dir().join("token");
-    let client = crate::remote::Client::new(&crate::remote::RemoteOptions {
+    let client = crate::remote::connect(&crate::remote::RemoteOptions {
         server: t.url.clone(),
         token_file: Some(token_file.clone()),
         ca_cert: Some(t.dir().join("cert.pem")),
@@ -114,23 +114,23 @@ fn the_remote_client_speaks_https_with_a_token() {
     client.upload(id, &mut &b"a\nb\nc\n"[..], None).unwrap();
     assert_eq!(client.job(id).unwrap().records_in, 3);
 
-    let no_token = crate::remote::Client::new(&crate::remote::RemoteOptions {
+    let no_token = crate::remote::connect(&crate::remote::RemoteOptions {
         server: t.url.clone(),
         token_file: None,
         ca_cert: Some(t.dir().join("cert.pem")),
     })
     .unwrap();
-    let err = no_token.jobs(None, None, None).unwrap_err().to_string();
+    let err = no_token.jobs(&Default::default()).unwrap_err().to_string();
     assert!(err.contains("401"), "{err}");
 
-    let untrusting = crate::remote::Client::new(&crate::remote::RemoteOptions {
+    let untrusting = crate::remote::connect(&crate::remote::RemoteOptions {
         server: t.url.clone(),
         token_file: Some(token_file),
         ca_cert: None,
     })
     .unwrap();
     assert!(
-        untrusting.jobs(None, None, None).is_err(),
+        untrusting.jobs(&Default::default()).is_err(),
         "an unknown certificate must not be trusted"
     );
 }
