@@ -118,16 +118,7 @@ async fn start_held_job(rt: &Runtime) -> (JobId, Vec<Vec<u8>>, mpsc::Sender<()>)
             ran: Mutex::new(Vec::new()),
         }),
     );
-    let records: Vec<Vec<u8>> = (0..8).map(|i| format!("r{i}").into_bytes()).collect();
-    let job = rt
-        .submit(JobSpec::sliced("held-copy").with_slice_size(4))
-        .await
-        .unwrap();
-    let mut up = rt.upload(job).await.unwrap();
-    for r in &records {
-        up.push(r.clone()).await.unwrap();
-    }
-    up.finish().await.unwrap();
+    let (job, records) = submit_copy_job(rt, 8).await;
     tokio::task::spawn_blocking(move || started_rx.recv().unwrap())
         .await
         .unwrap();
@@ -276,25 +267,49 @@ async fn a_handed_commit_whose_sync_fails_runs_its_slice_again_and_loses_no_reco
     }
 }
 
-/// The runtime's store, except that an append made on a worker's commit
-/// thread panics (as a panic in `Batch::prepare` would) while `panics`
-/// is above 0, dropping its callback uncalled.
-struct PanicsOnCommitThread {
+/// The runtime's store, except for an append made on a worker's commit
+/// thread: while `panics` is above 0 it panics (as a panic in
+/// `Batch::prepare` would), dropping its callback uncalled; while `held`,
+/// it waits (a commit thread that is behind, its compression slow).
+struct OnCommitThread {
     inner: Arc<dyn crate::slice_store::SliceStore>,
     panics: std::sync::atomic::AtomicU32,
+    held: Mutex<bool>,
+    released: parking_lot::Condvar,
 }
 
-impl PanicsOnCommitThread {
-    fn maybe_panic(&self) {
+impl OnCommitThread {
+    fn new(inner: Arc<dyn crate::slice_store::SliceStore>, panics: u32, held: bool) -> Self {
+        OnCommitThread {
+            inner,
+            panics: std::sync::atomic::AtomicU32::new(panics),
+            held: Mutex::new(held),
+            released: parking_lot::Condvar::new(),
+        }
+    }
+
+    fn release(&self) {
+        *self.held.lock() = false;
+        self.released.notify_all();
+    }
+
+    fn on_append(&self) {
         use std::sync::atomic::Ordering;
         let on_commit_thread = std::thread::current()
             .name()
             .is_some_and(|n| n.starts_with("booster-commit"));
-        if on_commit_thread
-            && self
-                .panics
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-                .is_ok()
+        if !on_commit_thread {
+            return;
+        }
+        let mut held = self.held.lock();
+        while *held {
+            self.released.wait(&mut held);
+        }
+        drop(held);
+        if self
+            .panics
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok()
         {
             panic!("a commit panicked on its way to the store (test)");
         }
@@ -304,13 +319,13 @@ impl PanicsOnCommitThread {
 type Done = Box<dyn FnOnce(Result<booster_store::Receipt, booster_store::StoreError>) + Send>;
 type Bounds = (std::ops::Bound<u64>, std::ops::Bound<u64>);
 
-impl crate::slice_store::SliceStore for PanicsOnCommitThread {
+impl crate::slice_store::SliceStore for OnCommitThread {
     fn append_with(&self, batch: booster_store::Batch, done: Done) {
-        self.maybe_panic();
+        self.on_append();
         self.inner.append_with(batch, done)
     }
     fn append_placing(&self, batch: booster_store::Batch, done: Done) -> bool {
-        self.maybe_panic();
+        self.on_append();
         self.inner.append_placing(batch, done)
     }
     fn read_slice(
@@ -387,43 +402,107 @@ impl crate::slice_store::SliceStore for PanicsOnCommitThread {
 }
 
 /// One worker, on a store whose commit-thread appends panic `panics`
-/// times; runs a one-slice job of `held-copy` (holding nothing) to its end. Returns the
-/// runtime, the job's end, and how many times its slice ran.
-async fn run_with_commit_panics(dir: &std::path::Path, panics: u32) -> (Runtime, JobStatus, u32) {
+/// times and wait while `held` (`OnCommitThread`, returned).
+async fn open_on_commit_thread(
+    dir: &std::path::Path,
+    panics: u32,
+    held: bool,
+) -> (Runtime, Arc<OnCommitThread>) {
     let mut opts = RuntimeOptions::new(dir);
     opts.workers = 1;
     opts.slice_size = 4;
     opts.auto_checkpoint = false;
     let path = dir.to_path_buf();
+    let (tx, rx) = mpsc::channel();
     let rt = Runtime::open_wrapped(
         opts,
         move || booster_store::Store::open(&path, booster_store::StoreOptions::default()),
         move |inner| {
-            Arc::new(PanicsOnCommitThread {
-                inner,
-                panics: std::sync::atomic::AtomicU32::new(panics),
-            })
+            let wrapped = Arc::new(OnCommitThread::new(inner, panics, held));
+            let _ = tx.send(wrapped.clone());
+            wrapped
         },
     )
     .await
     .unwrap();
-    let handler = HeldCopy::free();
-    rt.register_sliced("held-copy", handler.clone());
+    (rt, rx.recv().expect("the store was wrapped"))
+}
+
+/// Submits a job of `held-copy` with `n` records (`r0`, `r1`, ...) in
+/// slices of 4.
+async fn submit_copy_job(rt: &Runtime, n: usize) -> (JobId, Vec<Vec<u8>>) {
+    let records: Vec<Vec<u8>> = (0..n).map(|i| format!("r{i}").into_bytes()).collect();
     let job = rt
         .submit(JobSpec::sliced("held-copy").with_slice_size(4))
         .await
         .unwrap();
     let mut up = rt.upload(job).await.unwrap();
-    for i in 0..4 {
-        up.push(format!("r{i}").into_bytes()).await.unwrap();
+    for r in &records {
+        up.push(r.clone()).await.unwrap();
     }
     up.finish().await.unwrap();
+    (job, records)
+}
+
+/// One worker, on a store whose commit-thread appends panic `panics`
+/// times; runs a one-slice job of `held-copy` (holding nothing) to its end. Returns the
+/// runtime, the job's end, and how many times its slice ran.
+async fn run_with_commit_panics(dir: &std::path::Path, panics: u32) -> (Runtime, JobStatus, u32) {
+    let (rt, _) = open_on_commit_thread(dir, panics, false).await;
+    let handler = HeldCopy::free();
+    rt.register_sliced("held-copy", handler.clone());
+    let (job, _) = submit_copy_job(&rt, 4).await;
     let done = tokio::time::timeout(Duration::from_secs(30), rt.wait(job))
         .await
         .expect("the job ends: no lease stays committing for good (G4)")
         .unwrap();
     let ran = handler.ran.lock().len() as u32;
     (rt, done, ran)
+}
+
+/// How many leases are committing (won `begin_commit`, not yet ended).
+fn committing(rt: &Runtime) -> usize {
+    let st = rt.shared().state.lock();
+    st.book.leases.values().filter(|l| l.committing).count()
+}
+
+/// The worker's commit thread is behind: one commit stuck on its way to
+/// the store, two queued behind it. The worker takes the urgent job
+/// submitted then (on the old code it waited to hand over its third
+/// commit, and the urgent job waited with it), and only that: the bulk
+/// job's fourth slice waits for the thread to catch up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_commit_thread_is_behind_still_starts_an_urgent_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, store) = open_on_commit_thread(dir.path(), 0, true).await;
+    let probe = Arc::new(Probe::default());
+    rt.register_simple("probe", probe.clone());
+    let handler = HeldCopy::free();
+    rt.register_sliced("held-copy", handler.clone());
+    let (job, records) = submit_copy_job(&rt, 16).await;
+    until("three slice commits wait for the commit thread", || {
+        committing(&rt) == 3
+    })
+    .await;
+    let urgent = rt
+        .submit(JobSpec::simple("probe", Value::Null).with_priority(1))
+        .await
+        .unwrap();
+    until(
+        "the urgent job started while the commit thread is behind",
+        || probe.0.lock().contains(&urgent),
+    )
+    .await;
+    assert_eq!(
+        handler.ran.lock().len(),
+        3,
+        "a worker that is behind takes no slice of the bulk job"
+    );
+    assert_eq!(rt.job(job).await.unwrap().slices_done, 0);
+    store.release();
+    assert_complete(&rt, job, &records, "once the commit thread catches up").await;
+    assert_eq!(rt.wait(urgent).await.unwrap().state, JobState::Completed);
+    assert_drained(rt).await;
 }
 
 /// No commit is left counted in flight, and shutdown (which waits on

@@ -62,6 +62,10 @@ pub struct Shared {
     /// snapshot sees every acknowledged record.
     pub append_gate: RwLock<()>,
     pub inflight_commits: AtomicUsize,
+    /// Slice commits handed to a worker's commit thread and not yet in
+    /// `inflight_commits` (nor ended otherwise): shutdown waits for both
+    /// before its last checkpoint (`worker/commit_thread.rs`).
+    pub handed_commits: AtomicUsize,
     /// The timer's checkpoint is on its way (one at a time).
     pub checkpointing: AtomicBool,
     /// Background compaction's setting and state (the timer's).
@@ -91,6 +95,7 @@ impl Shared {
             handlers: RwLock::new(HashMap::new()),
             append_gate: RwLock::new(()),
             inflight_commits: AtomicUsize::new(0),
+            handed_commits: AtomicUsize::new(0),
             checkpointing: AtomicBool::new(false),
             auto_compaction: Default::default(),
             upload_tasks: AtomicUsize::new(0),

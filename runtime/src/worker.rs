@@ -55,7 +55,7 @@ fn run(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, worker: usize, generat
     // first (the worker counts as alive until then).
     let commits = CommitThread::start(shared, store, worker);
     loop {
-        let Some(task) = next_task(shared, worker, generation) else {
+        let Some(task) = next_task(shared, worker, generation, &commits) else {
             return;
         };
         let (epoch, claim) = (task.epoch, task.claim());
@@ -73,14 +73,28 @@ fn run(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, worker: usize, generat
     }
 }
 
-fn next_task(shared: &Shared, worker: usize, generation: u64) -> Option<Task> {
+/// The worker's next lease; only an urgent job's while its commit
+/// thread is behind (`CommitThread::behind`), which wakes this wait once
+/// it catches up.
+fn next_task(
+    shared: &Shared,
+    worker: usize,
+    generation: u64,
+    commits: &CommitThread,
+) -> Option<Task> {
     let mut st = shared.state.lock();
     loop {
         let slot_gen = st.book.workers.get(worker).map(|s| s.generation);
         if st.book.stopping || slot_gen != Some(generation) {
             return None;
         }
-        if let Some(task) = st.lease(worker, shared.clock.now_ms()) {
+        let now_ms = shared.clock.now_ms();
+        let task = if commits.behind() {
+            st.lease_urgent(worker, now_ms)
+        } else {
+            st.lease(worker, now_ms)
+        };
+        if let Some(task) = task {
             return Some(task);
         }
         shared
