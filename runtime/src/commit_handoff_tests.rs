@@ -551,3 +551,49 @@ async fn a_panic_while_failing_a_panicked_commit_hands_the_lease_back() {
     assert_eq!(done.records_out, 4, "{done:?}");
     assert_drained(rt).await;
 }
+
+/// `shutdown` with its grace spent while two slice commits are still with
+/// the commit thread (one waiting for the store's append gate, one
+/// queued): it waits for them (`handed_commits`) before its last
+/// checkpoint and the store's close, so both are durable, and the
+/// reopened store has the slices done: neither runs again. On the old
+/// code the shutdown closed the store after its 1 s wait for the workers,
+/// the late appends failed `Closed`, and both slices ran again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_for_the_commits_handed_to_a_commit_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || {
+        let mut opts = RuntimeOptions::new(dir.path());
+        opts.workers = 1;
+        opts.slice_size = 4;
+        opts.auto_checkpoint = false;
+        opts
+    };
+    let rt = Runtime::open(opts()).await.unwrap();
+    let (job, records, release_tx) = start_held_job(&rt).await;
+    let gate = HeldGate::take(rt.shared());
+    release_tx.send(()).unwrap();
+    until("both slice commits are with the commit thread", || {
+        committing(&rt) == 2
+    })
+    .await;
+    let mut stop = tokio::spawn(rt.shutdown(Duration::ZERO));
+    // Long past the old code's 1 s wait for its workers: by then the old
+    // code had closed the store; the new one waits for the gate.
+    let early = tokio::time::timeout(Duration::from_secs(3), &mut stop).await;
+    drop(gate);
+    match early {
+        Ok(stopped) => stopped.unwrap().unwrap(),
+        Err(_) => stop.await.unwrap().unwrap(),
+    }
+    let rt = Runtime::open(opts()).await.unwrap();
+    let handler = HeldCopy::free();
+    rt.register_sliced("held-copy", handler.clone());
+    assert_complete(&rt, job, &records, "after the reopen").await;
+    assert_eq!(
+        *handler.ran.lock(),
+        Vec::<Vec<u8>>::new(),
+        "no slice ran again: both commits reached the store before it closed"
+    );
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+}

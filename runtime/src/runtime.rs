@@ -1104,7 +1104,13 @@ impl Runtime {
         while Instant::now() < deadline && !self.shared().state.lock().book.leases.is_empty() {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        while self.shared().inflight_commits.load(Ordering::Acquire) > 0 {
+        // Commits still on a worker's commit thread go to the store before
+        // the last checkpoint and the store's close (a commit leaves
+        // `handed_commits` only once it is counted in flight).
+        let shared = self.shared();
+        while shared.handed_commits.load(Ordering::Acquire) > 0
+            || shared.inflight_commits.load(Ordering::Acquire) > 0
+        {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         // A last checkpoint, so the next open replays little. One that
