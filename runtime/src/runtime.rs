@@ -1106,7 +1106,12 @@ impl Runtime {
         }
         // Commits still on a worker's commit thread go to the store before
         // the last checkpoint and the store's close (a commit leaves
-        // `handed_commits` only once it is counted in flight).
+        // `handed_commits` only once it is counted in flight). No deadline:
+        // this can wait out a compaction, which holds the append gate for
+        // its rewrite. Not counted (ARCHITECTURE.md, "The freed worker's
+        // commit"): a batch being built before `hand`, and a refused
+        // batch's `SliceFailed`; one that meets the closed store runs its
+        // slice again on the next open.
         let shared = self.shared();
         while shared.handed_commits.load(Ordering::Acquire) > 0
             || shared.inflight_commits.load(Ordering::Acquire) > 0

@@ -8,8 +8,10 @@
 //! Two commits may wait for the thread besides the one it runs
 //! (`QUEUED_MAX`). With one waiting, the worker leases anything; with
 //! two (its handlers outrun the codec), it leases only an urgent job
-//! (`State::lease_urgent`) until the thread takes one, so an urgent job
-//! never waits for its worker's commits. A worker holds at most 4 slice
+//! (`State::lease_urgent`) until the thread takes one, so a simple urgent
+//! job, or an urgent sliced job's first slice, never waits for its
+//! worker's commits (its later slices can: its own commit waits in `hand`
+//! for room, and then behind the queued ones). A worker holds at most 4 slice
 //! outputs (G10): the one the thread runs, the two queued, and an urgent
 //! sliced job's, which waits in `hand` for room. The queued commits are
 //! the thread's, not the worker's: a worker whose urgent handler hangs
