@@ -548,6 +548,9 @@ pub(crate) fn commit_result(
         written_by_category,
     };
     let batch = batch.meta(crate::meta::encode(&m));
+    // The batch holds copies: the vectors go now, not after `hand`, which
+    // may wait for room (a worker's memory bound, G10).
+    drop((output, error_lines, by_category));
     if !begin(shared, epoch, item, started, count) {
         return;
     }

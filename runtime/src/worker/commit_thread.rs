@@ -11,9 +11,12 @@
 //! (`State::lease_urgent`) until the thread takes one, so a simple urgent
 //! job, or an urgent sliced job's first slice, never waits for its
 //! worker's commits (its later slices can: its own commit waits in `hand`
-//! for room, and then behind the queued ones). A worker holds at most 4 slice
-//! outputs (G10): the one the thread runs, the two queued, and an urgent
-//! sliced job's, which waits in `hand` for room. The queued commits are
+//! for room, and then behind the queued ones). A worker slot holds at most 5
+//! slice outputs (G10): the one the thread runs, the two queued, and an
+//! urgent sliced job's output and its batch while the worker builds it
+//! (the output is dropped before `hand`, where the batch waits for room);
+//! a replaced worker's old thread holds up to 3 more until it drains
+//! (ARCHITECTURE.md, "The freed worker's commit"). The queued commits are
 //! the thread's, not the worker's: a worker whose urgent handler hangs
 //! does not hold them back (G4).
 
