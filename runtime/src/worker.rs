@@ -89,7 +89,7 @@ fn next_task(
             return None;
         }
         let now_ms = shared.clock.now_ms();
-        let task = if commits.behind() {
+        let task = if commits.behind(shared) {
             st.lease_urgent(worker, now_ms)
         } else {
             st.lease(worker, now_ms)

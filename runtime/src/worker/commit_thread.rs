@@ -187,7 +187,12 @@ impl CommitThread {
     /// an urgent job now. Call it holding the state lock (as `next_task`
     /// does): the thread takes that lock before it wakes `work_ready`
     /// (`Mailbox::next`), so a worker that found it behind is woken.
-    pub fn behind(&self) -> bool {
+    pub fn behind(&self, shared: &Shared) -> bool {
+        // Held by some thread, not necessarily this one: a cheap check.
+        debug_assert!(
+            shared.state.is_locked(),
+            "call `behind` holding the state lock"
+        );
         self.mailbox
             .as_ref()
             .is_some_and(|mb| mb.queue.lock().commits.len() >= QUEUED_MAX)
