@@ -198,8 +198,10 @@ impl State {
     /// `after` dependencies only if its process reads their output
     /// (`RemoteSlot::takes`; an older worker would run it without it,
     /// silently wrong). The reserved lane is made of this process's own
-    /// slots.
-    fn first_for(&self, worker: usize) -> Option<(u8, JobId)> {
+    /// slots. `max_priority`: no job of a larger number is taken (a
+    /// worker whose commits queue full takes only urgent jobs:
+    /// `State::lease_urgent`).
+    fn first_for(&self, worker: usize, max_priority: u8) -> Option<(u8, JobId)> {
         let remote = self
             .book
             .workers
@@ -222,10 +224,12 @@ impl State {
         }?;
         let local = self.book.local_workers;
         let lane = local - self.book.reserved_workers.min(local);
-        if worker >= lane && worker < local && first.0 > self.book.reserved_priority {
-            return None;
-        }
-        Some(first)
+        let ceiling = if worker >= lane && worker < local {
+            max_priority.min(self.book.reserved_priority)
+        } else {
+            max_priority
+        };
+        (first.0 <= ceiling).then_some(first)
     }
 
     /// The leases of slot `worker` that are live (not committing): the
@@ -259,6 +263,19 @@ impl State {
 
     /// The next lease for `worker`, or None when nothing is leasable.
     pub fn lease(&mut self, worker: usize, now_ms: u64) -> Option<Task> {
+        self.lease_at_most(worker, now_ms, u8::MAX)
+    }
+
+    /// The next lease for `worker` of an urgent job (priority
+    /// `urgent_priority` or above, the urgent lane's rule), or None: what
+    /// a worker whose commit thread is behind may take ("The freed
+    /// worker's commit", ARCHITECTURE.md).
+    pub fn lease_urgent(&mut self, worker: usize, now_ms: u64) -> Option<Task> {
+        self.lease_at_most(worker, now_ms, self.book.urgent_priority)
+    }
+
+    /// The next lease for `worker` of a job at `max_priority` or above.
+    fn lease_at_most(&mut self, worker: usize, now_ms: u64, max_priority: u8) -> Option<Task> {
         if !self.accepting_leases() {
             return None;
         }
@@ -273,7 +290,7 @@ impl State {
         // whose page is damaged is made lost, and the next is tried.
         let mut lost = 0;
         let id = loop {
-            let (_, id) = self.first_for(worker)?;
+            let (_, id) = self.first_for(worker, max_priority)?;
             if self.resident_for_lease(id, &mut lost)? {
                 break id;
             }
@@ -303,7 +320,7 @@ impl State {
             .get(&id)
             .is_some_and(|e| e.has(flag::SLICED));
         let (work, task) = if !sliced {
-            let items = self.lease_simple_batch(worker, id, now_ms, &mut lost);
+            let items = self.lease_simple_batch(worker, id, now_ms, max_priority, &mut lost);
             let ids = items.iter().map(|i| i.job).collect();
             (LeaseWork::Simple(ids), TaskWork::Simple(items))
         } else {
@@ -370,6 +387,7 @@ impl State {
         worker: usize,
         first: JobId,
         now_ms: u64,
+        max_priority: u8,
         lost: &mut u64,
     ) -> Vec<crate::dispatch::SimpleItem> {
         let kind = self.table[&first].kind.clone();
@@ -399,7 +417,7 @@ impl State {
             match self.resident_for_lease(id, lost) {
                 Some(true) => {}
                 Some(false) => {
-                    next = self.first_for(worker).map(|(_, id)| id);
+                    next = self.first_for(worker, max_priority).map(|(_, id)| id);
                     continue;
                 }
                 None => break,
@@ -457,7 +475,7 @@ impl State {
             if items.len() >= max {
                 break;
             }
-            next = self.first_for(worker).map(|(_, id)| id);
+            next = self.first_for(worker, max_priority).map(|(_, id)| id);
         }
         items
     }
@@ -933,7 +951,7 @@ impl State {
     /// other slots may take is theirs (this node's own threads, or other
     /// workers'); while any lease is held, its work may come back.
     pub fn is_idle_for(&self, worker: usize) -> bool {
-        self.book.leases.is_empty() && self.first_for(worker).is_none()
+        self.book.leases.is_empty() && self.first_for(worker, u8::MAX).is_none()
     }
 
     /// Nothing is leased or leasable for a registered kind (a queued job

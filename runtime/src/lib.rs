@@ -51,6 +51,8 @@ mod category;
 mod census;
 mod checkpoints;
 mod clock;
+#[cfg(test)]
+mod commit_handoff_tests;
 mod compaction;
 mod cron;
 mod dependencies;

@@ -1543,6 +1543,7 @@ fn commit_blocking(
                 count,
                 result,
                 held.leased,
+                None,
             );
         }
         (

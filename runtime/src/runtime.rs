@@ -166,6 +166,16 @@ impl Runtime {
         opts: RuntimeOptions,
         open_store: impl FnOnce() -> Result<(Store<F>, RecoveryReport), StoreError> + Send + 'static,
     ) -> Result<Runtime, RuntimeError> {
+        Runtime::open_wrapped(opts, open_store, |s| s).await
+    }
+
+    /// `open_on`, the runtime then using the store through `wrap` (tests
+    /// put a store that fails or panics on purpose between the two).
+    pub(crate) async fn open_wrapped<F: FileLayer>(
+        opts: RuntimeOptions,
+        open_store: impl FnOnce() -> Result<(Store<F>, RecoveryReport), StoreError> + Send + 'static,
+        wrap: impl FnOnce(Arc<dyn SliceStore>) -> Arc<dyn SliceStore> + Send + 'static,
+    ) -> Result<Runtime, RuntimeError> {
         if opts.reserved_workers > 0 && opts.reserved_workers >= opts.workers.max(1) {
             return Err(RuntimeError::Invalid(format!(
                 "reserved_workers {} of {} worker(s) leaves none for jobs below priority {}; \
@@ -204,7 +214,7 @@ impl Runtime {
                 // and named (degraded open): the rest replays, and the
                 // damage joins what recovery found, for the CLI and the jobs.
                 let (records, lost) = store.meta_records_skipping_damage()?;
-                let store: Arc<dyn SliceStore> = Arc::new(store);
+                let store: Arc<dyn SliceStore> = wrap(Arc::new(store));
                 for d in lost {
                     let known = report
                         .damaged
@@ -1094,7 +1104,18 @@ impl Runtime {
         while Instant::now() < deadline && !self.shared().state.lock().book.leases.is_empty() {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        while self.shared().inflight_commits.load(Ordering::Acquire) > 0 {
+        // Commits still on a worker's commit thread go to the store before
+        // the last checkpoint and the store's close (a commit leaves
+        // `handed_commits` only once it is counted in flight). No deadline:
+        // this can wait out a compaction, which holds the append gate for
+        // its rewrite. Not counted (ARCHITECTURE.md, "The freed worker's
+        // commit"): a batch being built before `hand`, and a refused
+        // batch's `SliceFailed`; one that meets the closed store runs its
+        // slice again on the next open.
+        let shared = self.shared();
+        while shared.handed_commits.load(Ordering::Acquire) > 0
+            || shared.inflight_commits.load(Ordering::Acquire) > 0
+        {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         // A last checkpoint, so the next open replays little. One that

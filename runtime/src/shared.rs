@@ -62,6 +62,10 @@ pub struct Shared {
     /// snapshot sees every acknowledged record.
     pub append_gate: RwLock<()>,
     pub inflight_commits: AtomicUsize,
+    /// Slice commits handed to a worker's commit thread and not yet in
+    /// `inflight_commits` (nor ended otherwise): shutdown waits for both
+    /// before its last checkpoint (`worker/commit_thread.rs`).
+    pub handed_commits: AtomicUsize,
     /// The timer's checkpoint is on its way (one at a time).
     pub checkpointing: AtomicBool,
     /// Background compaction's setting and state (the timer's).
@@ -91,6 +95,7 @@ impl Shared {
             handlers: RwLock::new(HashMap::new()),
             append_gate: RwLock::new(()),
             inflight_commits: AtomicUsize::new(0),
+            handed_commits: AtomicUsize::new(0),
             checkpointing: AtomicBool::new(false),
             auto_compaction: Default::default(),
             upload_tasks: AtomicUsize::new(0),
@@ -238,9 +243,10 @@ pub fn append_counted(
     let started = Instant::now();
     let meta_bytes = batch.meta_bytes();
     let sh = shared.clone();
-    store.append_placing(
-        batch,
-        Box::new(move |res| {
+    let done = CalledOnce {
+        shared: shared.clone(),
+        appender: std::thread::current().id(),
+        then: Some(move |res: Result<booster_store::Receipt, StoreError>| {
             {
                 let mut st = sh.state.lock();
                 st.book.metrics.record_commit(started.elapsed());
@@ -264,7 +270,49 @@ pub fn append_counted(
             sh.inflight_commits.fetch_sub(1, Ordering::AcqRel);
             sh.changed();
         }),
-    )
+    };
+    store.append_placing(batch, Box::new(move |res| done.call(res)))
+}
+
+/// A commit callback that the store may drop uncalled (a panic in
+/// `Batch::prepare`, or on the store's way to the log). Dropped while
+/// the panic unwinds the thread that appended, it only takes the commit
+/// out of `inflight_commits`: the panic reaches that caller, which owns
+/// what the commit was for (a worker's `on_panic` hands the lease back or
+/// fails the slice, and counts the panic). Dropped anywhere else, it gets
+/// `Unavailable` (nothing was written; a slice runs again). Either way
+/// checkpoints and `shutdown`, which wait on that count, never wait for
+/// good (G4).
+struct CalledOnce<F: FnOnce(Result<booster_store::Receipt, StoreError>)> {
+    then: Option<F>,
+    shared: Arc<Shared>,
+    appender: std::thread::ThreadId,
+}
+
+impl<F: FnOnce(Result<booster_store::Receipt, StoreError>)> CalledOnce<F> {
+    fn call(mut self, res: Result<booster_store::Receipt, StoreError>) {
+        if let Some(f) = self.then.take() {
+            f(res);
+        }
+    }
+}
+
+impl<F: FnOnce(Result<booster_store::Receipt, StoreError>)> Drop for CalledOnce<F> {
+    fn drop(&mut self) {
+        let Some(f) = self.then.take() else {
+            return;
+        };
+        if std::thread::panicking() && std::thread::current().id() == self.appender {
+            self.shared.inflight_commits.fetch_sub(1, Ordering::AcqRel);
+            self.shared.changed();
+        } else {
+            f(Err(StoreError::Unavailable {
+                context: "the commit was dropped before the store took it (a panic on its way)"
+                    .into(),
+                source: std::io::Error::other("commit dropped uncalled"),
+            }));
+        }
+    }
 }
 
 pub fn batch_of(metas: &[Meta]) -> Batch {

@@ -1,8 +1,12 @@
 //! Worker threads: plain OS threads (never tokio's) that take a lease, run
-//! the handler, encode the output on their own thread and hand one commit to
-//! the store. A worker does not wait for the fsync before taking its next
-//! lease: the slice counts as done only when the commit callback applies it,
-//! and until then its lease is `committing` (it cannot expire or be re-leased).
+//! the handler and hand one commit to the store. A slice's output is
+//! compressed, sealed and handed to the store on the worker's commit
+//! thread (`worker/commit_thread.rs`), so the worker leases again as soon
+//! as its handler returned. A worker does not wait for the fsync either:
+//! the slice counts as done only when the commit callback applies it, and
+//! until then its lease is `committing` (it cannot expire or be re-leased).
+
+mod commit_thread;
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -13,6 +17,7 @@ use booster_store::{Batch, SliceKey, StoreError};
 
 use crate::slice_store::SliceStore;
 
+use self::commit_thread::{CommitThread, SliceCommit};
 use crate::category::category_stream;
 use crate::dispatch::{CommitEnd, HookItem, SimpleItem, SliceItem, Task, TaskWork};
 use crate::download::{Dependencies, OutputSource};
@@ -46,8 +51,11 @@ pub fn spawn(shared: Arc<Shared>, store: Arc<dyn SliceStore>, worker: usize, gen
 }
 
 fn run(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, worker: usize, generation: u64) {
+    // Dropped when the worker stops: what it handed over reaches the store
+    // first (the worker counts as alive until then).
+    let commits = CommitThread::start(shared, store, worker);
     loop {
-        let Some(task) = next_task(shared, worker, generation) else {
+        let Some(task) = next_task(shared, worker, generation, &commits) else {
             return;
         };
         let (epoch, claim) = (task.epoch, task.claim());
@@ -55,24 +63,38 @@ fn run(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, worker: usize, generat
             cell: task.progress_ms.clone(),
             clock: shared.clock.clone(),
         }));
-        let ran = catch_unwind(AssertUnwindSafe(|| execute(shared, store, task)));
+        let ran = catch_unwind(AssertUnwindSafe(|| execute(shared, store, &commits, task)));
         set_progress(None);
         if let Err(panic) = ran {
-            on_panic(shared, store, epoch, &claim, &panic_message(&*panic));
+            on_panic(shared, store, epoch, &claim, &panic_message(&*panic), false);
             replace_self(shared, store, worker);
             return;
         }
     }
 }
 
-fn next_task(shared: &Shared, worker: usize, generation: u64) -> Option<Task> {
+/// The worker's next lease; only an urgent job's while its commit
+/// thread is behind (`CommitThread::behind`), which wakes this wait once
+/// it catches up.
+fn next_task(
+    shared: &Shared,
+    worker: usize,
+    generation: u64,
+    commits: &CommitThread,
+) -> Option<Task> {
     let mut st = shared.state.lock();
     loop {
         let slot_gen = st.book.workers.get(worker).map(|s| s.generation);
         if st.book.stopping || slot_gen != Some(generation) {
             return None;
         }
-        if let Some(task) = st.lease(worker, shared.clock.now_ms()) {
+        let now_ms = shared.clock.now_ms();
+        let task = if commits.behind(shared) {
+            st.lease_urgent(worker, now_ms)
+        } else {
+            st.lease(worker, now_ms)
+        };
+        if let Some(task) = task {
             return Some(task);
         }
         shared
@@ -82,17 +104,23 @@ fn next_task(shared: &Shared, worker: usize, generation: u64) -> Option<Task> {
 }
 
 /// Hands the panicked lease back (or fails its slice after repeated panics).
+/// `won_commit`: the panic came on the way to the store, on the commit
+/// thread, after this worker won `begin_commit` (the right to commit is
+/// held; a lease the timer expired is `committing` too, but not ours).
 fn on_panic(
     shared: &Arc<Shared>,
     store: &Arc<dyn SliceStore>,
     epoch: u64,
     claim: &LeaseWork,
     message: &str,
+    won_commit: bool,
 ) {
     let failed = {
         let mut st = shared.state.lock();
         let panics = st.note_panic(epoch);
-        if panics >= MAX_SLICE_PANICS {
+        if panics >= MAX_SLICE_PANICS && won_commit {
+            Some(claim.clone())
+        } else if panics >= MAX_SLICE_PANICS {
             st.begin_commit(epoch, claim)
         } else {
             st.release(epoch);
@@ -104,7 +132,14 @@ fn on_panic(
             job,
             slice,
             at_ms: shared.clock.now_ms(),
-            message: format!("handler panicked {MAX_SLICE_PANICS} times on this slice: {message}"),
+            message: if won_commit {
+                format!(
+                    "this slice panicked {MAX_SLICE_PANICS} times, the last on the way to \
+                     the store (not in the handler): {message}"
+                )
+            } else {
+                format!("handler panicked {MAX_SLICE_PANICS} times on this slice: {message}")
+            },
             sample: None,
             retry_at_ms: None,
         };
@@ -134,11 +169,11 @@ fn replace_self(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, worker: usize
     }
 }
 
-fn execute(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, task: Task) {
+fn execute(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, commits: &CommitThread, task: Task) {
     let epoch = task.epoch;
     match task.work {
         TaskWork::Simple(items) => run_simple(shared, store, epoch, items),
-        TaskWork::Slice(item) => run_slice(shared, store, epoch, item),
+        TaskWork::Slice(item) => run_slice(shared, store, commits, epoch, item),
         TaskWork::Before(item) => run_hook(shared, store, epoch, item, true),
         TaskWork::After(item) => run_hook(shared, store, epoch, item, false),
     }
@@ -346,7 +381,13 @@ fn cap_result(
     result
 }
 
-fn run_slice(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, epoch: u64, item: SliceItem) {
+fn run_slice(
+    shared: &Arc<Shared>,
+    store: &Arc<dyn SliceStore>,
+    commits: &CommitThread,
+    epoch: u64,
+    item: SliceItem,
+) {
     let started = Instant::now();
     let Some(records) = read_input(shared, store, epoch, &item) else {
         return;
@@ -371,7 +412,15 @@ fn run_slice(shared: &Arc<Shared>, store: &Arc<dyn SliceStore>, epoch: u64, item
     let result = SliceResult::settle(handler.process_slice(&ctx, &records), &item.categories);
     let count = records.len() as u64;
     commit_result(
-        shared, store, epoch, &item, &records, count, result, started,
+        shared,
+        store,
+        epoch,
+        &item,
+        &records,
+        count,
+        result,
+        started,
+        Some(commits),
     );
 }
 
@@ -409,6 +458,8 @@ pub(crate) fn read_input(
 /// failure. `records` are the input records (only read for record
 /// errors' samples: a remote commit without record errors passes none),
 /// `count` how many the slice has. The lease must win `begin_commit`.
+/// The output goes to the store through `commits` (a local worker's
+/// commit thread) when given, else from this thread.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn commit_result(
     shared: &Arc<Shared>,
@@ -419,6 +470,7 @@ pub(crate) fn commit_result(
     count: u64,
     result: Result<SliceResult, String>,
     started: Instant,
+    commits: Option<&CommitThread>,
 ) {
     let SliceResult {
         main: output,
@@ -496,35 +548,23 @@ pub(crate) fn commit_result(
         written_by_category,
     };
     let batch = batch.meta(crate::meta::encode(&m));
-    if begin(shared, epoch, item, started, count) {
-        commit_slice(shared, store, batch, m, epoch, item);
+    // The batch holds copies: the vectors go now, not after `hand`, which
+    // may wait for room (a worker's memory bound, G10).
+    drop((output, error_lines, by_category));
+    if !begin(shared, epoch, item, started, count) {
+        return;
     }
-}
-
-/// Commits a slice's output. If the store refuses the batch as input (a
-/// frame over its size cap: see `shared::poisons`), the slice fails alone.
-/// That failure is a new append, which a commit callback must not make (it
-/// may run on the store's writer thread), so a short-lived thread makes it.
-fn commit_slice(
-    shared: &Arc<Shared>,
-    store: &Arc<dyn SliceStore>,
-    batch: Batch,
-    m: Meta,
-    epoch: u64,
-    item: &SliceItem,
-) {
-    let (job, slice) = (item.job, item.slice);
-    let clock = shared.clock.clone();
-    commit_or_fail(shared, store, batch, m, epoch, None, move |e| {
-        Meta::SliceFailed {
-            job,
-            slice,
-            at_ms: clock.now_ms(),
-            message: format!("output of slice {slice} could not be stored: {e}"),
-            sample: None,
-            retry_at_ms: None,
-        }
-    });
+    let commit = SliceCommit {
+        batch,
+        meta: m,
+        epoch,
+        job: item.job,
+        slice: item.slice,
+    };
+    match commits {
+        Some(commits) => commits.hand(shared, store, commit),
+        None => commit.run(shared, store),
+    }
 }
 
 /// Commits `m` (in `batch`) for lease `epoch`; the lease ends once it is

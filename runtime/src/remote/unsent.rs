@@ -51,6 +51,7 @@ impl Runtime {
                     count,
                     result,
                     held.leased,
+                    None,
                 );
             }
             // Handed back where a thread of the node can run them, as a
