@@ -363,11 +363,52 @@ const V2: Version = Version {
     flags2_allowed: F2_V2,
 };
 
-/// Decodes the row in slot `id % 64` of its page (format v1 or v2); `id`
-/// is the job the caller expects there (the page gives the high bits, the
-/// row its slot).
-pub fn decode(bytes: &[u8], page: u64) -> Result<Row, String> {
-    let mut r = Reader::new(bytes, "row");
+/// A row's fixed part and times: all a checkpoint's merge and the
+/// sweep's filing need of a stored row (`head`), read without its
+/// description, JSON fields or body (parsing a stored page's JSON only to
+/// carry its records over as bytes was most of a checkpoint's decoding:
+/// ARCHITECTURE.md, "Where a checkpoint's cost goes now").
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Head {
+    pub id: JobId,
+    /// `JobState::index()` (0..=7), or `STATE_DESTROYED`.
+    pub state: u8,
+    pub final_state: u8,
+    pub priority: u8,
+    flags: u8,
+    flags2: u8,
+    on_dependency_failure: DependencyFailure,
+    pub kind: u32,
+    pub max_workers: Option<u32>,
+    pub attempts: u32,
+    pub expiries: u32,
+    pub created_ms: u64,
+    pub completed_us: Option<u64>,
+    pub started_us: Option<u64>,
+    pub run_at_ms: Option<u64>,
+    pub expires_at_ms: Option<u64>,
+    pub destroyed_ms: Option<u64>,
+}
+
+impl Head {
+    /// The page holds a stub; the whole row is in `ROW_LARGE`.
+    pub fn stub(&self) -> bool {
+        self.flags & F_LARGE != 0
+    }
+
+    /// A sliced job's row (its slice map is in `SLICE_MAP`).
+    pub fn sliced(&self) -> bool {
+        self.flags & F_SLICED != 0
+    }
+}
+
+/// The head (`Head`) of the row in slot `id % 64` of page `page`, format
+/// v1 or v2, checked as `decode` checks it; the rest is not read.
+pub fn head(bytes: &[u8], page: u64) -> Result<Head, String> {
+    read_head(&mut Reader::new(bytes, "row"), page)
+}
+
+fn read_head(r: &mut Reader<'_>, page: u64) -> Result<Head, String> {
     let format = r.u8()?;
     let version = match format {
         FORMAT_ROW_V1 => &V1,
@@ -443,20 +484,14 @@ pub fn decode(bytes: &[u8], page: u64) -> Result<Row, String> {
     let run_at_ms = opt(has(F_RUN_AT))?;
     let expires_at_ms = opt(has(F_EXPIRES_AT))?;
     let destroyed_ms = opt(destroyed)?;
-    let description = r.string()?;
-    let sliced = has(F_SLICED);
-    let mut row = Row {
+    Ok(Head {
         id,
         state,
         final_state,
         priority,
-        destroy_on_complete: if has(F_DESTROY_ON_COMPLETE) {
-            Some(true)
-        } else if flags2 & F2_KEEP_ON_COMPLETE != 0 {
-            Some(false)
-        } else {
-            None
-        },
+        flags,
+        flags2,
+        on_dependency_failure,
         kind,
         max_workers,
         attempts,
@@ -467,13 +502,49 @@ pub fn decode(bytes: &[u8], page: u64) -> Result<Row, String> {
         run_at_ms,
         expires_at_ms,
         destroyed_ms,
+    })
+}
+
+/// Decodes the row in slot `id % 64` of its page (format v1 or v2); `id`
+/// is the job the caller expects there (the page gives the high bits, the
+/// row its slot).
+pub fn decode(bytes: &[u8], page: u64) -> Result<Row, String> {
+    let mut r = Reader::new(bytes, "row");
+    let h = read_head(&mut r, page)?;
+    let (flags, flags2) = (h.flags, h.flags2);
+    let has = |f: u8| flags & f != 0;
+    let destroyed = h.destroyed_ms.is_some();
+    let description = r.string()?;
+    let sliced = has(F_SLICED);
+    let mut row = Row {
+        id: h.id,
+        state: h.state,
+        final_state: h.final_state,
+        priority: h.priority,
+        destroy_on_complete: if has(F_DESTROY_ON_COMPLETE) {
+            Some(true)
+        } else if flags2 & F2_KEEP_ON_COMPLETE != 0 {
+            Some(false)
+        } else {
+            None
+        },
+        kind: h.kind,
+        max_workers: h.max_workers,
+        attempts: h.attempts,
+        expiries: h.expiries,
+        created_ms: h.created_ms,
+        completed_us: h.completed_us,
+        started_us: h.started_us,
+        run_at_ms: h.run_at_ms,
+        expires_at_ms: h.expires_at_ms,
+        destroyed_ms: h.destroyed_ms,
         description,
         properties: Value::Null,
         failure_reason: None,
         singleton: None,
         cron: None,
         after: Vec::new(),
-        on_dependency_failure,
+        on_dependency_failure: h.on_dependency_failure,
         window: None,
         body: RowBody::Stub { sliced },
     };
@@ -751,7 +822,10 @@ pub mod tests {
         assert_eq!(stub.body, RowBody::Stub { sliced: true });
         assert!(stub.description.len() <= STUB_DESCRIPTION_BYTES);
         assert!(row.description.starts_with(&stub.description));
+        let h = head(&inline, 0).unwrap();
+        assert!(h.stub() && h.sliced() && h.id == 3);
         assert_eq!(decode(&large.unwrap(), 0).unwrap(), row);
+        assert!(!head(&encode(&row), 0).unwrap().stub());
     }
 
     #[test]
