@@ -46,9 +46,10 @@ pub fn decode<R: AsRef<[u8]>>(page: u64, records: &[R]) -> Result<Vec<Row>, Stri
     decode_with(page, records, row::decode, |r| r.id)
 }
 
-/// The heads of page `page`'s rows (`row::head`: fixed part and times,
-/// no JSON), checked as `decode` checks the rows: what a checkpoint's
-/// merge reads of a stored page it carries over as bytes.
+/// The heads of page `page`'s rows (`row::head`: fixed part and times;
+/// the rest stepped over by its lengths, text and JSON not parsed),
+/// with `decode`'s checks of slot order: what a checkpoint's merge reads
+/// of a stored page it carries over as bytes.
 pub fn heads<R: AsRef<[u8]>>(page: u64, records: &[R]) -> Result<Vec<row::Head>, String> {
     decode_with(page, records, row::head, |h| h.id)
 }
@@ -124,6 +125,22 @@ mod tests {
         let swapped = vec![records[1].clone(), records[0].clone()];
         assert!(super::heads(2, &swapped).is_err());
         assert!(super::heads(3, &records[..1]).is_ok_and(|h| h[0].id == 3 * 64));
+    }
+
+    #[test]
+    fn a_page_whose_row_is_cut_after_its_head_or_runs_long_has_no_heads() {
+        // noop: 40 fixed bytes (kind .. completed), no optional times.
+        let whole = encode(&[noop(128)]).unwrap().records.remove(0);
+        let cut = vec![whole[..40].to_vec()];
+        assert!(decode(2, &cut).is_err());
+        let err = heads(2, &cut).unwrap_err();
+        assert!(err.contains("cut short"), "{err}");
+        let mut long = whole.clone();
+        long.push(0);
+        assert!(decode(2, &[&long]).is_err());
+        let err = heads(2, &[&long]).unwrap_err();
+        assert!(err.contains("past the end"), "{err}");
+        assert!(heads(2, &[&whole]).is_ok());
     }
 
     #[test]
