@@ -177,7 +177,15 @@ fn assert_heads_match(records: &[Vec<u8>], rows: &[row::Row]) {
         let want = (r.id, r.state, r.final_state, r.completed_us, r.destroyed_ms);
         assert_eq!(got, want);
         assert_eq!(h.stub(), matches!(r.body, row::RowBody::Stub { .. }));
+        let sliced = matches!(
+            r.body,
+            row::RowBody::Sliced(_) | row::RowBody::Stub { sliced: true }
+        );
+        assert_eq!(h.sliced(), sliced, "row {}", r.id);
     }
+    // Each fixture holds a sliced row, so a head that never said sliced
+    // (and so left a purged job's SLICE_MAP behind) fails here.
+    assert!(heads.iter().any(|h| h.sliced()));
 }
 
 #[test]
