@@ -232,6 +232,22 @@ fn a_row_taken_from_the_cached_page_is_read_again_from_the_store() {
     );
 }
 
+/// A look for a row the cached page does not hold (an empty slot) takes
+/// nothing out of it, so a second look reads no page: before, the slot
+/// was marked taken and every later look at that id read the page again.
+#[test]
+fn a_look_at_an_empty_slot_of_the_cached_page_reads_the_page_once() {
+    let mut logged = logged();
+    create(&mut logged, 1, 10);
+    logged.checkpoint();
+    let reads = logged.page_reads();
+    assert!(!logged.st.table.load(&20).unwrap(), "no row 20");
+    assert!(!logged.st.table.load(&20).unwrap(), "still no row 20");
+    assert_eq!(logged.page_reads() - reads, 1, "page 0 once");
+    assert!(logged.st.table.load(&3).unwrap(), "row 3 from the cache");
+    assert_eq!(logged.page_reads() - reads, 1, "page 0 once");
+}
+
 /// The row page under queued jobs is gone from the store (its key holds
 /// no slice) after the checkpoint wrote it: a lease makes each a failed
 /// lost row whose reason says its row is missing from the page, never a

@@ -780,7 +780,8 @@ pub(crate) struct CachedPage {
 impl CachedPage {
     /// Job `id`'s row as the image holds it, from `cache` when it holds
     /// the row's page (read into it otherwise); taken out of it with
-    /// `take`, copied without. A row taken before reads the page again.
+    /// `take`, copied without. A row taken before reads the page again
+    /// (an empty slot is never taken).
     fn row(
         cache: &mut Option<CachedPage>,
         store: &dyn SliceStore,
@@ -807,10 +808,13 @@ impl CachedPage {
         let c = cache.as_mut().expect("filled above");
         let row = &mut c.rows[slot as usize];
         Ok(match take {
-            true => {
+            // An empty slot gives nothing, so it is not marked taken: a
+            // later look at it need not read the page again.
+            true if row.is_some() => {
                 c.taken |= bit;
                 row.take()
             }
+            true => None,
             false => row.clone(),
         })
     }
