@@ -442,9 +442,10 @@ impl State {
                 break;
             };
             slot.flags |= flag::LEASED;
+            // Made resident above.
             let job = self
                 .table
-                .get_mut(&id)
+                .resident_mut(&id)
                 .expect("ready jobs are in the table");
             let Body::Simple(body) = &job.body else {
                 unreachable!("an entry without SLICED has a simple row")

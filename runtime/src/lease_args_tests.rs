@@ -201,6 +201,53 @@ fn rows_read_one_by_one_from_their_pages_read_each_page_once() {
     assert_eq!(logged.st.table.values().count(), 0, "nothing kept in RAM");
 }
 
+/// A row read back into RAM is taken out of the cached page, not copied
+/// (`view::CachedPage`): a later read of it, its entry gone from RAM
+/// again, reads the page again and finds it whole, while the page's other
+/// rows still come from the cache.
+#[test]
+fn a_row_taken_from_the_cached_page_is_read_again_from_the_store() {
+    let mut logged = logged();
+    create(&mut logged, 1, 10);
+    logged.checkpoint();
+    let args = |job: &crate::table::Job| match &job.body {
+        Body::Simple(body) => (*body.args).clone(),
+        _ => panic!("job {} is simple", job.id),
+    };
+    let reads = logged.page_reads();
+    assert!(logged.st.table.load(&3).unwrap(), "read back");
+    assert!(logged.st.table.load(&3).unwrap(), "in RAM: nothing read");
+    let job = logged.st.table.take_resident(3).expect("in RAM");
+    assert_eq!(args(&job), json!({ "n": 3 }));
+    assert_eq!(logged.page_reads() - reads, 1);
+    let four = logged.st.table.get(&4).expect("a queued row");
+    assert_eq!(args(&four), json!({ "n": 4 }));
+    assert_eq!(logged.page_reads() - reads, 1, "row 4 from the cache");
+    let again = logged.st.table.get(&3).expect("still in the store");
+    assert_eq!(args(&again), json!({ "n": 3 }));
+    assert_eq!(
+        logged.page_reads() - reads,
+        2,
+        "row 3 was taken: the page again"
+    );
+}
+
+/// A look for a row the cached page does not hold (an empty slot) takes
+/// nothing out of it, so a second look reads no page: before, the slot
+/// was marked taken and every later look at that id read the page again.
+#[test]
+fn a_look_at_an_empty_slot_of_the_cached_page_reads_the_page_once() {
+    let mut logged = logged();
+    create(&mut logged, 1, 10);
+    logged.checkpoint();
+    let reads = logged.page_reads();
+    assert!(!logged.st.table.load(&20).unwrap(), "no row 20");
+    assert!(!logged.st.table.load(&20).unwrap(), "still no row 20");
+    assert_eq!(logged.page_reads() - reads, 1, "page 0 once");
+    assert!(logged.st.table.load(&3).unwrap(), "row 3 from the cache");
+    assert_eq!(logged.page_reads() - reads, 1, "page 0 once");
+}
+
 /// The row page under queued jobs is gone from the store (its key holds
 /// no slice) after the checkpoint wrote it: a lease makes each a failed
 /// lost row whose reason says its row is missing from the page, never a

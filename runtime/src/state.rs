@@ -982,7 +982,7 @@ impl State {
                         continue;
                     }
                     // The record's own microseconds, where it has them.
-                    if let (Some(us), Some(job)) = (at_us, self.table.get_mut(&o.job)) {
+                    if let (Some(us), Some(job)) = (at_us, self.table.resident_mut(&o.job)) {
                         if job.is_terminal() {
                             job.completed_us = Some(*us);
                         }
@@ -1107,9 +1107,9 @@ impl State {
         let e = match self.table.load(&id) {
             Err(e) if !crate::lost::is_damage(&e) => return Err(e),
             Err(e) => e,
-            Ok(()) if self.table.resident(&id).is_some() => return Ok(true),
-            Ok(()) if !self.book.active.contains_key(&id) => return Ok(true),
-            Ok(()) => crate::RuntimeError::Corrupt(format!(
+            Ok(true) => return Ok(true),
+            Ok(false) if !self.book.active.contains_key(&id) => return Ok(true),
+            Ok(false) => crate::RuntimeError::Corrupt(format!(
                 "the checkpoint's table: row missing from page {page} (job {id})"
             )),
         };

@@ -67,12 +67,33 @@ pub fn slot(
 
 /// `slot` of a stored row.
 pub fn slot_of_row(row: &super::row::Row) -> Option<Filing> {
-    let state = match row.destroyed_ms {
-        Some(_) => row.final_state,
-        None => row.state,
+    stored_slot(
+        row.state,
+        row.final_state,
+        row.completed_us,
+        row.destroyed_ms,
+    )
+}
+
+/// `slot` of a stored row by its head (`row::head`).
+pub fn slot_of_head(h: &super::row::Head) -> Option<Filing> {
+    stored_slot(h.state, h.final_state, h.completed_us, h.destroyed_ms)
+}
+
+/// `slot` of a row by its stored state byte (a destroyed one's is its
+/// final state) and times.
+fn stored_slot(
+    state: u8,
+    final_state: u8,
+    completed_us: Option<u64>,
+    destroyed_ms: Option<u64>,
+) -> Option<Filing> {
+    let state = match destroyed_ms {
+        Some(_) => final_state,
+        None => state,
     };
     let state = *JobState::ALL.get(usize::from(state))?;
-    slot(state, row.completed_us, row.destroyed_ms)
+    slot(state, completed_us, destroyed_ms)
 }
 
 /// `slot` of a job in RAM.
@@ -178,12 +199,12 @@ pub fn refile(store: &dyn SliceStore, from: u64, max_pages: usize) -> Result<Ref
     let pages = store.scan(TABLE_OWNER, keys::ROW_PAGE, seqs, false, max_pages + 1)?;
     let mut filed = Filed::default();
     for item in pages.iter().take(max_pages) {
-        let Ok(Some(rows)) = view::read_page(store, item.key.seq) else {
+        let Ok(Some(stored)) = super::image::read_stored(store, item.key.seq) else {
             continue;
         };
-        for row in rows {
-            if let Some(at) = slot_of_row(&row) {
-                filed.add(at, row.id);
+        for h in stored.heads {
+            if let Some(at) = slot_of_head(&h) {
+                filed.add(at, h.id);
             }
         }
     }

@@ -76,18 +76,22 @@ impl Image {
     }
 }
 
-/// A page as the store holds it: its rows and their records.
-struct StoredPage {
-    rows: Vec<Row>,
+/// A page as the store holds it: its rows' heads (`row::head`) and their
+/// records, which a merge carries over as bytes.
+pub(super) struct StoredPage {
+    pub(super) heads: Vec<row::Head>,
     records: Vec<Vec<u8>>,
 }
 
-fn read_stored(store: &dyn SliceStore, page: u64) -> Result<Option<StoredPage>, RuntimeError> {
+pub(super) fn read_stored(
+    store: &dyn SliceStore,
+    page: u64,
+) -> Result<Option<StoredPage>, RuntimeError> {
     let Some(records) = store.read_slice(&keys::row_page(page))? else {
         return Ok(None);
     };
-    let rows = page::decode(page, &records).map_err(corrupt)?;
-    Ok(Some(StoredPage { rows, records }))
+    let heads = page::heads(page, &records).map_err(corrupt)?;
+    Ok(Some(StoredPage { heads, records }))
 }
 
 /// Page `page` rebuilt: the stored page (None: written whole) with
@@ -107,17 +111,12 @@ fn build_page(
     let mut old_masks = [0u64; STATES];
     // (a stub, sliced, where it is filed for the sweep) of each stored row.
     let mut old: HashMap<JobId, (bool, bool, Option<expiry::Filing>)> = HashMap::new();
-    if let Some(StoredPage { rows, records }) = stored {
-        for (row, record) in rows.into_iter().zip(records) {
-            let slot = keys::page_of(row.id).1;
-            old_masks[usize::from(row.state)] |= 1 << slot;
-            let stub = matches!(row.body, RowBody::Stub { .. });
-            let sliced = matches!(
-                row.body,
-                RowBody::Sliced(_) | RowBody::Stub { sliced: true }
-            );
-            old.insert(row.id, (stub, sliced, expiry::slot_of_row(&row)));
-            slots.insert(row.id, (record, row.state));
+    if let Some(StoredPage { heads, records }) = stored {
+        for (h, record) in heads.into_iter().zip(records) {
+            let slot = keys::page_of(h.id).1;
+            old_masks[usize::from(h.state)] |= 1 << slot;
+            old.insert(h.id, (h.stub(), h.sliced(), expiry::slot_of_head(&h)));
+            slots.insert(h.id, (record, h.state));
         }
     }
     for &(id, job) in changes {
@@ -583,8 +582,8 @@ pub fn restore_rows(
             };
             // Every mask read: the page's rows must be exactly those.
             let exact = !whole && masks.iter().all(|(_, m)| *m != u64::MAX);
-            let rows = match read_stored(&**store, page) {
-                Ok(Some(stored)) => stored.rows,
+            let rows = match super::view::read_page(&**store, page) {
+                Ok(Some(rows)) => rows,
                 Ok(None) => {
                     return Err(corrupt(format!(
                         "page {page}, which the state index names, is missing"

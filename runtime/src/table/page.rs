@@ -43,21 +43,37 @@ pub fn encode(rows: &[Row]) -> Result<EncodedPage, String> {
 /// The rows of page `page`, checking that slots ascend and that there are
 /// at most 64.
 pub fn decode<R: AsRef<[u8]>>(page: u64, records: &[R]) -> Result<Vec<Row>, String> {
+    decode_with(page, records, row::decode, |r| r.id)
+}
+
+/// The heads of page `page`'s rows (`row::head`: fixed part and times;
+/// the rest stepped over by its lengths, text and JSON not parsed),
+/// with `decode`'s checks of slot order: what a checkpoint's merge reads
+/// of a stored page it carries over as bytes.
+pub fn heads<R: AsRef<[u8]>>(page: u64, records: &[R]) -> Result<Vec<row::Head>, String> {
+    decode_with(page, records, row::head, |h| h.id)
+}
+
+fn decode_with<R: AsRef<[u8]>, T>(
+    page: u64,
+    records: &[R],
+    decode: fn(&[u8], u64) -> Result<T, String>,
+    id_of: fn(&T) -> u64,
+) -> Result<Vec<T>, String> {
     if records.len() as u64 > ROWS_PER_PAGE {
         return Err(format!(
             "page {page} holds {} rows, more than {ROWS_PER_PAGE}",
             records.len()
         ));
     }
-    let mut rows: Vec<Row> = Vec::with_capacity(records.len());
+    let mut rows: Vec<T> = Vec::with_capacity(records.len());
     for (i, rec) in records.iter().enumerate() {
         let row =
-            row::decode(rec.as_ref(), page).map_err(|e| format!("page {page}, record {i}: {e}"))?;
-        if rows.last().is_some_and(|prev| prev.id >= row.id) {
+            decode(rec.as_ref(), page).map_err(|e| format!("page {page}, record {i}: {e}"))?;
+        if let Some(prev) = rows.last().map(id_of).filter(|&prev| prev >= id_of(&row)) {
             return Err(format!(
-                "page {page}, record {i}: row {} does not follow row {}",
-                row.id,
-                rows.last().map_or(0, |p| p.id)
+                "page {page}, record {i}: row {} does not follow row {prev}",
+                id_of(&row)
             ));
         }
         rows.push(row);
@@ -85,6 +101,46 @@ mod tests {
     fn rows_of_two_pages_or_twice_one_row_are_refused() {
         assert!(encode(&[noop(63), noop(64)]).is_err());
         assert!(encode(&[noop(5), noop(5)]).is_err());
+    }
+
+    #[test]
+    fn a_page_s_heads_are_its_rows_fixed_parts_and_refuse_what_its_rows_refuse() {
+        let rows = vec![full_sliced(130), noop(128), noop(191)];
+        let records = encode(&rows).unwrap().records;
+        let heads = heads(2, &records).unwrap();
+        let back = decode(2, &records).unwrap();
+        assert_eq!(heads.len(), back.len());
+        for (h, r) in heads.iter().zip(&back) {
+            assert_eq!(
+                (h.id, h.state, h.final_state),
+                (r.id, r.state, r.final_state)
+            );
+            assert_eq!(
+                (h.completed_us, h.destroyed_ms),
+                (r.completed_us, r.destroyed_ms)
+            );
+            assert_eq!(h.sliced(), matches!(r.body, row::RowBody::Sliced(_)));
+            assert!(!h.stub());
+        }
+        let swapped = vec![records[1].clone(), records[0].clone()];
+        assert!(super::heads(2, &swapped).is_err());
+        assert!(super::heads(3, &records[..1]).is_ok_and(|h| h[0].id == 3 * 64));
+    }
+
+    #[test]
+    fn a_page_whose_row_is_cut_after_its_head_or_runs_long_has_no_heads() {
+        // noop: 40 fixed bytes (kind .. completed), no optional times.
+        let whole = encode(&[noop(128)]).unwrap().records.remove(0);
+        let cut = vec![whole[..40].to_vec()];
+        assert!(decode(2, &cut).is_err());
+        let err = heads(2, &cut).unwrap_err();
+        assert!(err.contains("cut short"), "{err}");
+        let mut long = whole.clone();
+        long.push(0);
+        assert!(decode(2, &[&long]).is_err());
+        let err = heads(2, &[&long]).unwrap_err();
+        assert!(err.contains("past the end"), "{err}");
+        assert!(heads(2, &[&whole]).is_ok());
     }
 
     #[test]

@@ -363,11 +363,126 @@ const V2: Version = Version {
     flags2_allowed: F2_V2,
 };
 
-/// Decodes the row in slot `id % 64` of its page (format v1 or v2); `id`
-/// is the job the caller expects there (the page gives the high bits, the
-/// row its slot).
-pub fn decode(bytes: &[u8], page: u64) -> Result<Row, String> {
+/// A row's fixed part and times: all a checkpoint's merge and the
+/// sweep's filing need of a stored row (`head`), read without its
+/// description, JSON fields or body (parsing a stored page's JSON only to
+/// carry its records over as bytes was most of a checkpoint's decoding:
+/// ARCHITECTURE.md, "Where a checkpoint's cost goes now").
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Head {
+    pub id: JobId,
+    /// `JobState::index()` (0..=7), or `STATE_DESTROYED`.
+    pub state: u8,
+    pub final_state: u8,
+    pub priority: u8,
+    flags: u8,
+    flags2: u8,
+    on_dependency_failure: DependencyFailure,
+    pub kind: u32,
+    pub max_workers: Option<u32>,
+    pub attempts: u32,
+    pub expiries: u32,
+    pub created_ms: u64,
+    pub completed_us: Option<u64>,
+    pub started_us: Option<u64>,
+    pub run_at_ms: Option<u64>,
+    pub expires_at_ms: Option<u64>,
+    pub destroyed_ms: Option<u64>,
+}
+
+impl Head {
+    /// The page holds a stub; the whole row is in `ROW_LARGE`.
+    pub fn stub(&self) -> bool {
+        self.flags & F_LARGE != 0
+    }
+
+    /// A sliced job's row (its slice map is in `SLICE_MAP`).
+    pub fn sliced(&self) -> bool {
+        self.flags & F_SLICED != 0
+    }
+}
+
+/// The head (`Head`) of the row in slot `id % 64` of page `page`, format
+/// v1 or v2. The head is checked as `decode` checks it; the rest is
+/// stepped over by its length prefixes (`skip_tail`), so a cut or
+/// overlong record is refused as `decode` refuses it, but the text and
+/// JSON inside are not parsed (ARCHITECTURE.md, "Where a checkpoint's
+/// cost goes now").
+pub fn head(bytes: &[u8], page: u64) -> Result<Head, String> {
     let mut r = Reader::new(bytes, "row");
+    let h = read_head(&mut r, page)?;
+    skip_tail(&mut r, &h)?;
+    Ok(h)
+}
+
+/// Steps over the part of a row after its head, field by field as
+/// `decode` reads it and with its checks of flags and bytes, to the
+/// record's end; text and JSON are stepped over by length, not parsed.
+fn skip_tail(r: &mut Reader<'_>, h: &Head) -> Result<(), String> {
+    let has = |f: u8| h.flags & f != 0;
+    r.bytes()?; // description
+    if has(F_LARGE) {
+        if has(F_FAILURE) || has(F_RESULT) || h.flags2 != 0 {
+            return Err(r.err("a stub with a failure or result flag"));
+        }
+        return r.end();
+    }
+    r.bytes()?; // properties
+    if has(F_FAILURE) {
+        r.bytes()?;
+    }
+    if h.flags2 & F2_SINGLETON != 0 {
+        r.bytes()?;
+    }
+    if h.flags2 & F2_CRON != 0 {
+        r.take(16)?;
+    }
+    if h.flags2 & F2_AFTER != 0 {
+        let n = r.u32()? as usize;
+        if n == 0 {
+            return Err(r.err("a dependencies flag with no dependencies"));
+        }
+        r.take(n.checked_mul(8).ok_or_else(|| r.err("count overflows"))?)?;
+    }
+    if h.flags2 & F2_WINDOW != 0 {
+        r.u32()?;
+        r.bytes()?;
+    }
+    if h.destroyed_ms.is_some() {
+        if has(F_RESULT) {
+            return Err(r.err("a destroyed row with a result flag"));
+        }
+    } else if !has(F_SLICED) {
+        r.bytes()?; // args
+        if has(F_RESULT) {
+            r.bytes()?;
+        }
+    } else {
+        if has(F_RESULT) {
+            return Err(r.err("a sliced row with a result flag"));
+        }
+        r.u32()?; // slice size
+        bool_byte(r)?;
+        let upload = r.u8()?;
+        if upload > 2 {
+            return Err(r.err(format!("upload state {upload}")));
+        }
+        bool_byte(r)?;
+        let sliced_flags = r.u8()?;
+        if sliced_flags & !S_CATEGORIES != 0 {
+            return Err(r.err(format!("sliced flags {sliced_flags:#04x}")));
+        }
+        r.take(9 * 8)?; // counts
+        r.bytes()?; // collected errors
+        r.bytes()?; // failures
+        if sliced_flags & S_CATEGORIES != 0 {
+            r.bytes()?;
+        }
+    }
+    r.end()
+}
+
+fn read_head(r: &mut Reader<'_>, page: u64) -> Result<Head, String> {
     let format = r.u8()?;
     let version = match format {
         FORMAT_ROW_V1 => &V1,
@@ -443,20 +558,14 @@ pub fn decode(bytes: &[u8], page: u64) -> Result<Row, String> {
     let run_at_ms = opt(has(F_RUN_AT))?;
     let expires_at_ms = opt(has(F_EXPIRES_AT))?;
     let destroyed_ms = opt(destroyed)?;
-    let description = r.string()?;
-    let sliced = has(F_SLICED);
-    let mut row = Row {
+    Ok(Head {
         id,
         state,
         final_state,
         priority,
-        destroy_on_complete: if has(F_DESTROY_ON_COMPLETE) {
-            Some(true)
-        } else if flags2 & F2_KEEP_ON_COMPLETE != 0 {
-            Some(false)
-        } else {
-            None
-        },
+        flags,
+        flags2,
+        on_dependency_failure,
         kind,
         max_workers,
         attempts,
@@ -467,13 +576,49 @@ pub fn decode(bytes: &[u8], page: u64) -> Result<Row, String> {
         run_at_ms,
         expires_at_ms,
         destroyed_ms,
+    })
+}
+
+/// Decodes the row in slot `id % 64` of its page (format v1 or v2); `id`
+/// is the job the caller expects there (the page gives the high bits, the
+/// row its slot).
+pub fn decode(bytes: &[u8], page: u64) -> Result<Row, String> {
+    let mut r = Reader::new(bytes, "row");
+    let h = read_head(&mut r, page)?;
+    let (flags, flags2) = (h.flags, h.flags2);
+    let has = |f: u8| flags & f != 0;
+    let destroyed = h.destroyed_ms.is_some();
+    let description = r.string()?;
+    let sliced = has(F_SLICED);
+    let mut row = Row {
+        id: h.id,
+        state: h.state,
+        final_state: h.final_state,
+        priority: h.priority,
+        destroy_on_complete: if has(F_DESTROY_ON_COMPLETE) {
+            Some(true)
+        } else if flags2 & F2_KEEP_ON_COMPLETE != 0 {
+            Some(false)
+        } else {
+            None
+        },
+        kind: h.kind,
+        max_workers: h.max_workers,
+        attempts: h.attempts,
+        expiries: h.expiries,
+        created_ms: h.created_ms,
+        completed_us: h.completed_us,
+        started_us: h.started_us,
+        run_at_ms: h.run_at_ms,
+        expires_at_ms: h.expires_at_ms,
+        destroyed_ms: h.destroyed_ms,
         description,
         properties: Value::Null,
         failure_reason: None,
         singleton: None,
         cron: None,
         after: Vec::new(),
-        on_dependency_failure,
+        on_dependency_failure: h.on_dependency_failure,
         window: None,
         body: RowBody::Stub { sliced },
     };
@@ -751,7 +896,10 @@ pub mod tests {
         assert_eq!(stub.body, RowBody::Stub { sliced: true });
         assert!(stub.description.len() <= STUB_DESCRIPTION_BYTES);
         assert!(row.description.starts_with(&stub.description));
+        let h = head(&inline, 0).unwrap();
+        assert!(h.stub() && h.sliced() && h.id == 3);
         assert_eq!(decode(&large.unwrap(), 0).unwrap(), row);
+        assert!(!head(&encode(&row), 0).unwrap().stub());
     }
 
     #[test]
@@ -759,12 +907,17 @@ pub mod tests {
         let bytes = encode(&full_sliced(70));
         for cut in 0..bytes.len() {
             assert!(decode(&bytes[..cut], 1).is_err(), "cut at {cut}");
+            assert!(head(&bytes[..cut], 1).is_err(), "head, cut at {cut}");
         }
         for i in 0..bytes.len() {
             for bit in 0..8 {
                 let mut b = bytes.clone();
                 b[i] ^= 1 << bit;
-                let _ = decode(&b, 1);
+                // A row decode reads has a head; head refuses only what
+                // decode refuses (it does not parse text or JSON).
+                if decode(&b, 1).is_ok() {
+                    assert!(head(&b, 1).is_ok(), "byte {i} bit {bit}");
+                }
             }
         }
     }

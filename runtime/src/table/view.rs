@@ -99,7 +99,7 @@ pub struct TableView {
     /// read, and those are as the image holds them until a checkpoint
     /// writes the image anew (`written_through` empties it). A mutex,
     /// not a cell: readers hold `&self` (the state lock is theirs).
-    page_cache: std::sync::Mutex<Option<(u64, Arc<Vec<Row>>)>>,
+    page_cache: std::sync::Mutex<Option<CachedPage>>,
     /// The last passing error reading a row back that was logged
     /// (`surface_read_error`), so a lease retried every 100 ms logs it once.
     read_error: Option<String>,
@@ -305,6 +305,14 @@ impl TableView {
             self.note_unreadable(keys::page_of(*id).0, e);
             return None;
         }
+        self.resident_mut(id)
+    }
+
+    /// `get_mut` of a row RAM holds (a lease's, just made resident; an
+    /// outcome's, just applied): None, reading nothing, when RAM holds
+    /// none. One search of the overlay where `get_mut` makes two: the
+    /// overlay's searches were a tenth of a burn-down's CPU (perf).
+    pub fn resident_mut(&mut self, id: &JobId) -> Option<&mut Job> {
         let (generation, written) = (self.generation, self.written);
         let e = self.overlay.get_mut(id)?;
         e.row.as_deref().filter(|j| !j.is_destroyed())?;
@@ -316,27 +324,34 @@ impl TableView {
     }
 
     /// Reads job `id`'s row back into RAM (unchanged, as the image holds
-    /// it) when only the image holds it: Ok also when there is no such
-    /// row; Err naming nothing but the read's error when its page cannot
-    /// be read. Rows of the page last read come from `page_cache`.
-    pub fn load(&mut self, id: &JobId) -> Result<(), RuntimeError> {
-        if self.overlay.contains_key(id) {
-            return Ok(());
+    /// it) when only the image holds it: Ok(whether RAM holds a row for
+    /// it now), also when there is no such row; Err naming nothing but
+    /// the read's error when its page cannot be read. Rows of the page
+    /// last read come from `page_cache`, taken out of it, not copied.
+    pub fn load(&mut self, id: &JobId) -> Result<bool, RuntimeError> {
+        if let Some(e) = self.overlay.get(id) {
+            return Ok(e.row.is_some());
         }
-        let Some(job) = self.fetch(*id)? else {
-            return Ok(());
+        let Some(store) = self.store() else {
+            return Ok(false);
         };
-        if !job.is_destroyed() {
-            let generation = self.written;
-            self.put(
-                *id,
-                Entry {
-                    row: Some(Box::new(job)),
-                    generation,
-                },
-            );
+        let cache = self.page_cache.get_mut().expect("page cache");
+        let Some(row) = CachedPage::row(cache, &*store, *id, true)? else {
+            return Ok(false);
+        };
+        let job = self.job_of(&*store, row)?;
+        if job.is_destroyed() {
+            return Ok(false);
         }
-        Ok(())
+        let generation = self.written;
+        self.put(
+            *id,
+            Entry {
+                row: Some(Box::new(job)),
+                generation,
+            },
+        );
+        Ok(true)
     }
 
     /// Job `id`'s row to change, only while it is unfinished (`active`:
@@ -346,7 +361,7 @@ impl TableView {
     /// nothing for it, and leaves it out of RAM.
     pub fn unfinished_mut(&mut self, id: &JobId, active: bool) -> Option<&mut Job> {
         match self.resident(id) {
-            Some(j) if !j.is_terminal() => self.get_mut(id),
+            Some(j) if !j.is_terminal() => self.resident_mut(id),
             None if active => self.get_mut(id),
             _ => None,
         }
@@ -648,22 +663,11 @@ impl TableView {
         let Some(store) = self.store() else {
             return Ok(None);
         };
-        let (page, _) = keys::page_of(id);
-        let cached = (self.page_cache.lock().expect("page cache").as_ref())
-            .filter(|(p, _)| *p == page)
-            .map(|(_, rows)| rows.clone());
-        let rows = match cached {
-            Some(rows) => rows,
-            None => {
-                let rows = Arc::new(read_page(&*store, page)?.unwrap_or_default());
-                *self.page_cache.lock().expect("page cache") = Some((page, rows.clone()));
-                rows
-            }
+        let row = {
+            let mut cache = self.page_cache.lock().expect("page cache");
+            CachedPage::row(&mut cache, &*store, id, false)?
         };
-        match rows.iter().find(|r| r.id == id) {
-            Some(row) => self.job_of(&*store, row.clone()).map(Some),
-            None => Ok(None),
-        }
+        row.map(|row| self.job_of(&*store, row)).transpose()
     }
 
     /// Empties `page_cache`: the image changed.
@@ -761,6 +765,59 @@ fn leaves_ram(job: &Job) -> bool {
             && matches!(job.body, super::Body::Simple(_))
             && job.expires_at_ms.is_none()
             && job.window.is_none())
+}
+
+/// The page a row was last read from (`TableView::page_cache`): its rows
+/// by slot, and the slots `load` took out into the overlay since it was
+/// read (not copied: a copy of each row read back was a share of a
+/// lease's CPU).
+pub(crate) struct CachedPage {
+    page: u64,
+    rows: Vec<Option<Row>>,
+    taken: u64,
+}
+
+impl CachedPage {
+    /// Job `id`'s row as the image holds it, from `cache` when it holds
+    /// the row's page (read into it otherwise); taken out of it with
+    /// `take`, copied without. A row taken before reads the page again
+    /// (an empty slot is never taken).
+    fn row(
+        cache: &mut Option<CachedPage>,
+        store: &dyn SliceStore,
+        id: JobId,
+        take: bool,
+    ) -> Result<Option<Row>, RuntimeError> {
+        let (page, slot) = keys::page_of(id);
+        let bit = 1u64 << slot;
+        let fresh = cache
+            .as_ref()
+            .is_none_or(|c| c.page != page || c.taken & bit != 0);
+        if fresh {
+            let mut rows: Vec<Option<Row>> = (0..keys::ROWS_PER_PAGE).map(|_| None).collect();
+            for row in read_page(store, page)?.unwrap_or_default() {
+                let at = keys::page_of(row.id).1 as usize;
+                rows[at] = Some(row);
+            }
+            *cache = Some(CachedPage {
+                page,
+                rows,
+                taken: 0,
+            });
+        }
+        let c = cache.as_mut().expect("filled above");
+        let row = &mut c.rows[slot as usize];
+        Ok(match take {
+            // An empty slot gives nothing, so it is not marked taken: a
+            // later look at it need not read the page again.
+            true if row.is_some() => {
+                c.taken |= bit;
+                row.take()
+            }
+            true => None,
+            false => row.clone(),
+        })
+    }
 }
 
 /// One row of a page in `scan`'s merge: the overlay's wins.

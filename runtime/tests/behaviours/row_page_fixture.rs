@@ -164,6 +164,28 @@ fn the_checked_in_v1_page_decodes_to_its_rows() {
     assert_eq!(decoded, stubbed(rows_v1()));
     assert_eq!(decoded[2].state, row::STATE_DESTROYED);
     assert_eq!(decoded[2].job_state(), None);
+    assert_heads_match(&records, &decoded);
+}
+
+/// A checkpoint's merge reads a stored page's heads only (`page::heads`):
+/// they must say what the whole rows say, in both formats.
+fn assert_heads_match(records: &[Vec<u8>], rows: &[row::Row]) {
+    let heads = page::heads(2, records).unwrap();
+    assert_eq!(heads.len(), rows.len());
+    for (h, r) in heads.iter().zip(rows) {
+        let got = (h.id, h.state, h.final_state, h.completed_us, h.destroyed_ms);
+        let want = (r.id, r.state, r.final_state, r.completed_us, r.destroyed_ms);
+        assert_eq!(got, want);
+        assert_eq!(h.stub(), matches!(r.body, row::RowBody::Stub { .. }));
+        let sliced = matches!(
+            r.body,
+            row::RowBody::Sliced(_) | row::RowBody::Stub { sliced: true }
+        );
+        assert_eq!(h.sliced(), sliced, "row {}", r.id);
+    }
+    // Each fixture holds a sliced row, so a head that never said sliced
+    // (and so left a purged job's SLICE_MAP behind) fails here.
+    assert!(heads.iter().any(|h| h.sliced()));
 }
 
 #[test]
@@ -172,6 +194,7 @@ fn the_checked_in_v2_page_decodes_to_its_rows_and_is_what_the_encoder_writes() {
     assert!(records.iter().all(|r| r[0] == row::FORMAT_ROW_V2));
     let decoded = page::decode(2, &records).unwrap();
     assert_eq!(decoded, stubbed(rows_v2()));
+    assert_heads_match(&records, &decoded);
     assert_eq!(
         decoded[3].job_state(),
         Some(booster_runtime::JobState::Waiting)
