@@ -250,6 +250,12 @@ pub struct Book {
     /// (`expiry::REFILE_PAGES`; tests lower it).
     pub refile_from: Option<u64>,
     pub refile_max_pages: usize,
+    /// The row pages whose kind masks may not be written yet, while an
+    /// image from before the kind index gets them (`table::kind_index`;
+    /// None: every page's are, or there is no image yet, whose whole
+    /// first write has them). A kind filter uses the kind index only
+    /// when None. Refiled `refile_max_pages` pages a checkpoint.
+    pub kind_refile: Option<crate::table::kind_index::KindCursor>,
     pub events: broadcast::Sender<JobEvent>,
     pub waiters: IdMap<Vec<oneshot::Sender<()>>>,
     /// Worker slots: this process's threads first (`local_workers` of
@@ -393,6 +399,7 @@ impl Book {
             sweep_max_entries: crate::table::expiry::SWEEP_MAX_ENTRIES,
             sweep_max_pages: crate::table::expiry::SWEEP_MAX_PAGES,
             refile_from: None,
+            kind_refile: None,
             refile_max_pages: crate::table::expiry::REFILE_PAGES,
             events: broadcast::channel(4096).0,
             waiters: IdMap::default(),

@@ -195,20 +195,14 @@ pub struct Refile {
 /// passed over (its rows stay); an index that cannot be scanned is the
 /// error, and the cursor stays for the next checkpoint.
 pub fn refile(store: &dyn SliceStore, from: u64, max_pages: usize) -> Result<Refile, RuntimeError> {
-    let seqs = (Bound::Included(from), Bound::Unbounded);
-    let pages = store.scan(TABLE_OWNER, keys::ROW_PAGE, seqs, false, max_pages + 1)?;
     let mut filed = Filed::default();
-    for item in pages.iter().take(max_pages) {
-        let Ok(Some(stored)) = super::image::read_stored(store, item.key.seq) else {
-            continue;
-        };
-        for h in stored.heads {
-            if let Some(at) = slot_of_head(&h) {
+    let next = super::image::each_stored_page(store, from, max_pages, |_, heads| {
+        for h in heads {
+            if let Some(at) = slot_of_head(h) {
                 filed.add(at, h.id);
             }
         }
-    }
-    let next = pages.get(max_pages).map(|item| item.key.seq);
+    })?;
     Ok(Refile { filed, next })
 }
 
