@@ -196,3 +196,36 @@ fn a_refused_checkpoint_leaves_the_kind_refile_cursor() {
     assert_eq!(mismatches(&l), Vec::<String>::new());
     assert_eq!(stored_mask(&l, "rare", 0), Some(1 << 7 | 1 << 57));
 }
+
+/// The rare kind's ids, listed page by page (`listing::all`), and the
+/// row pages read for them.
+fn list_rare(l: &Logged) -> (Vec<u64>, u64) {
+    let before = l.page_reads();
+    let filter = crate::JobFilter {
+        kind: Some("rare".into()),
+        ..crate::JobFilter::default()
+    };
+    let jobs = crate::listing::all(|| &l.st, filter).unwrap();
+    (jobs.iter().map(|j| j.id).collect(), l.page_reads() - before)
+}
+
+/// An image from before the kind index lists a kind right while its
+/// masks are being written: by reading rows (every page: a page's masks
+/// may be missing, so they are not trusted), and once the refile is
+/// complete, from the index (only the pages holding the kind).
+#[test]
+fn an_old_image_lists_a_kind_by_rows_until_its_index_is_complete() {
+    let mut l = queued(200);
+    let rare = vec![7, 57, 107, 157];
+    assert_eq!(list_rare(&l), (rare.clone(), 3), "pages 0, 1 and 2");
+    image_from_before_the_kind_index(&mut l);
+    l.st.book.refile_max_pages = 1;
+    l.checkpoint();
+    assert_eq!(l.st.book.kind_refile, refiling(1, 4));
+    assert_eq!(list_rare(&l), (rare.clone(), 4), "every page is read");
+    for _ in 0..3 {
+        l.checkpoint();
+    }
+    assert_eq!(l.st.book.kind_refile, None);
+    assert_eq!(list_rare(&l), (rare, 3));
+}
