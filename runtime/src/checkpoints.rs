@@ -17,8 +17,7 @@
 //! a checkpoint that is known to fail.
 
 use crate::state::State;
-use crate::table::view::SweptRow;
-use crate::{JobState, RuntimeError};
+use crate::RuntimeError;
 use booster_store::StoreError;
 
 /// A checkpoint is due when this many rows changed since the last one
@@ -98,7 +97,7 @@ pub struct Sealed {
     /// `kind_refile`).
     refile_next: crate::table::image::RefileNext,
     /// The rows its sweep removed, put back if it is not written.
-    removed: Vec<(SweptRow, Option<JobState>)>,
+    removed: Vec<crate::table::expiry::Removed>,
 }
 
 impl State {
@@ -109,7 +108,7 @@ impl State {
     pub fn seal_checkpoint(
         &mut self,
         refile_next: crate::table::image::RefileNext,
-        removed: Vec<(SweptRow, Option<JobState>)>,
+        removed: Vec<crate::table::expiry::Removed>,
     ) -> Sealed {
         self.book.checkpoints.in_flight += 1;
         Sealed {

@@ -91,10 +91,21 @@ fn stored_mask(l: &Logged, kind: &str, page: u64) -> Option<u64> {
     Some(keys::decode_mask(&records[0]).unwrap())
 }
 
-/// Deletes every kind mask and the kind refile cursor: the image as a
-/// runtime from before the kind index wrote it.
+/// Deletes every kind mask and the kind refile cursor, and writes a
+/// checkpoint record without counts by kind: the image as a runtime from
+/// before the kind index wrote it.
 fn image_from_before_the_kind_index(l: &mut Logged) {
-    let mut batch = Batch::new().delete(keys::kind_refile());
+    let seq = l.st.book.checkpoint_seq + 1;
+    let (record, records) = crate::table::image::checkpoint_records(&l.st, seq);
+    let Meta::Checkpoint(mut c) = record else {
+        panic!("a checkpoint record")
+    };
+    c.kind_counts = None;
+    let mut batch = Batch::new().checkpoint(crate::meta::encode(&Meta::Checkpoint(c)));
+    for r in records {
+        batch = batch.meta(r);
+    }
+    batch = batch.delete(keys::kind_refile());
     for kind in kind_ids(&l.st) {
         let stream = keys::KIND_INDEX_BASE + kind;
         let all = (std::ops::Bound::Unbounded, std::ops::Bound::Unbounded);
@@ -219,10 +230,22 @@ fn an_old_image_lists_a_kind_by_rows_until_its_index_is_complete() {
     let rare = vec![7, 57, 107, 157];
     assert_eq!(list_rare(&l), (rare.clone(), 3), "pages 0, 1 and 2");
     image_from_before_the_kind_index(&mut l);
+    assert_eq!(l.st.book.kind_counts, None, "no kind was counted");
     l.st.book.refile_max_pages = 1;
     l.checkpoint();
     assert_eq!(l.st.book.kind_refile, refiling(1, 4));
     assert_eq!(list_rare(&l), (rare.clone(), 4), "every page is read");
+    // An older page of the kind is not counted: no count is made up.
+    let query = crate::JobQuery {
+        filter: crate::JobFilter {
+            kind: Some("rare".into()),
+            ..crate::JobFilter::default()
+        },
+        before: Some(100),
+        limit: 1,
+    };
+    let page = crate::listing::page(|| &l.st, &query).unwrap();
+    assert_eq!((page.jobs.len(), page.total), (1, None));
     for _ in 0..3 {
         l.checkpoint();
     }

@@ -14,6 +14,7 @@ use std::ops::{ControlFlow, Deref};
 
 use crate::state::State;
 use crate::status::{build_status, filter_matches};
+use crate::table::kinds::KindId;
 use crate::table::view::Resume;
 use crate::{JobId, JobQuery, JobStatus, JobsPage, RuntimeError};
 
@@ -51,12 +52,19 @@ pub fn page_within<G: Deref<Target = State>>(
     // table. So does a kind filter while the kind index is not complete
     // (an image from before it, being refiled); once it is, the kind's
     // pages come from its index (`table::kind_index`).
-    let by_kind = filter.kind.is_some() && {
-        let st = lock();
-        st.book.kind_refile.is_none()
+    // Its count is exact where every row's kind is counted
+    // (`Book::kind_counts`); else a first page counts a small table.
+    let (by_kind, kind_counted) = match filter.kind.is_some() {
+        true => {
+            let st = lock();
+            let indexed = st.book.kind_refile.is_none();
+            (indexed, indexed && st.book.kind_counts.is_some())
+        }
+        false => (false, false),
     };
     let bounded = filter.text.is_some() || (filter.kind.is_some() && !by_kind);
-    let counting = (bounded || by_kind) && query.before.is_none();
+    let exact = !bounded && (!by_kind || kind_counted);
+    let counting = !exact && query.before.is_none();
     // `newest_rows` gives only rows in the state asked for, and lost
     // rows of its pages whose made-up state (failed) differs.
     let rest = crate::JobFilter {
@@ -87,24 +95,8 @@ pub fn page_within<G: Deref<Target = State>>(
                 _ => None,
             },
         };
-        if out.total.is_none() && !bounded && !by_kind {
-            let by_state = &st.book.by_state;
-            // The book counts a placed job (its creation not durable
-            // yet); the rows skip it, and so does the total.
-            let placed = (st.book.placed.iter())
-                .filter(|id| {
-                    st.table
-                        .get(id)
-                        .is_some_and(|j| filter.state.is_none_or(|s| j.state == s))
-                })
-                .count() as u64;
-            out.total = Some(
-                match filter.state {
-                    Some(s) => by_state[s.index()],
-                    None => by_state.iter().sum::<u64>(),
-                }
-                .saturating_sub(placed),
-            );
+        if out.total.is_none() && exact {
+            out.total = Some(exact_total(&st, filter, rows.kind));
         }
         let jobs: &mut Vec<JobStatus> = &mut out.jobs;
         let resume = st
@@ -156,6 +148,35 @@ pub fn page_within<G: Deref<Target = State>>(
     out.scanned_rows = scanned.get();
     out.jobs.reverse();
     Ok(out)
+}
+
+/// The count of `filter`'s jobs (a state, and a kind of id `kind`, or
+/// all) from the book, no row read: `by_state`, or `kind_counts` for a
+/// kind.
+fn exact_total(st: &State, filter: &crate::JobFilter, kind: Option<KindId>) -> u64 {
+    let by_state = match kind {
+        None => st.book.by_state,
+        Some(k) => {
+            let counts = st.book.kind_counts.as_ref().and_then(|c| c.get(&k));
+            let mut by_state = [0u64; 8];
+            by_state.copy_from_slice(&counts.copied().unwrap_or_default()[..8]);
+            by_state
+        }
+    };
+    // The book counts a placed job (its creation not durable yet); the
+    // rows skip it, and so does the total.
+    let placed = (st.book.placed.iter())
+        .filter(|id| {
+            st.table.get(id).is_some_and(|j| {
+                filter.state.is_none_or(|s| j.state == s) && kind.is_none_or(|k| j.kind_id == k)
+            })
+        })
+        .count() as u64;
+    match filter.state {
+        Some(s) => by_state[s.index()],
+        None => by_state.iter().sum::<u64>(),
+    }
+    .saturating_sub(placed)
 }
 
 /// Every job matching `filter`, ascending id, read page by page (the lock
@@ -309,9 +330,13 @@ mod tests {
         let (page, reads) = page_of(&logged, &of_kind("rare", None, None, 2));
         assert_eq!(ids(&page), vec![1500, 2000]);
         assert_eq!((page.next_before, page.total), (Some(1500), Some(4)));
-        assert_eq!(reads, 4, "a first page counts a small table's matches");
+        assert_eq!(
+            reads, 3,
+            "the third tells an older page follows; the book counts"
+        );
         let (page, _) = page_of(&logged, &of_kind("rare", None, Some(1500), 2));
         assert_eq!((ids(&page), page.next_before), (vec![9, 700], None));
+        assert_eq!(page.total, Some(4), "an older page is counted too");
 
         let failed = Some(JobState::Failed);
         let (page, reads) = page_of(&logged, &of_kind("rare", failed, None, 100));

@@ -16,7 +16,6 @@ use super::keys::{self, ROW_LARGE, ROW_PAGE, SLICE_MAP, STATE_INDEX_BASE, TABLE_
 use super::kind_index::{self, KindMasks};
 use super::kinds::KindId;
 use super::row::{self, Row, RowBody, STATE_DESTROYED};
-use super::view::SweptRow;
 use super::{convert, expiry, page, slice_map, Job};
 use crate::meta::{self, Checkpoint, Meta};
 use crate::slice_store::SliceStore;
@@ -297,6 +296,12 @@ pub fn checkpoint_record(state: &State, seq: u64, records: usize) -> Meta {
         generation: state.book.generation,
         log_ms: state.book.log_ms,
         counts: counts_of(state),
+        kind_counts: state.book.kind_counts.as_ref().map(|by_kind| {
+            let mut all: Vec<(u32, Vec<u64>)> =
+                by_kind.iter().map(|(k, c)| (*k, c.to_vec())).collect();
+            all.sort_unstable_by_key(|(k, _)| *k);
+            all
+        }),
         records: records as u32,
     }))
 }
@@ -386,7 +391,7 @@ pub struct SweptCheckpoint {
     pub refile_next: RefileNext,
     /// The rows the sweep removed (RAM holds their removal): put back if
     /// the batch is not written (`expiry::put_back`).
-    pub removed: Vec<(SweptRow, Option<JobState>)>,
+    pub removed: Vec<expiry::Removed>,
     /// Row pages built for it under the state lock.
     pub pages: u64,
 }
@@ -647,6 +652,7 @@ pub fn restore_rows(
         state.table.loading = true;
         state.book.refile_from = expiry::refile_cursor(&**store, c.counts.len() == states);
         state.book.kind_refile = kind_index::cursor(&**store)?;
+        state.book.kind_counts = finished_kind_counts(c)?;
     }
     let mut counts = [0u64; 8];
     let mut damage = Vec::new();
@@ -733,6 +739,35 @@ pub fn restore_rows(
         state.book.destroyed += c.counts.get(states).copied().unwrap_or(0);
     }
     Ok(damage)
+}
+
+/// The counts by kind of checkpoint `c`'s finished and destroyed rows,
+/// which stay in the store (the unfinished ones are counted again as they
+/// are restored); None for a checkpoint that did not count kinds.
+fn finished_kind_counts(c: &Checkpoint) -> Result<Option<HashMap<KindId, [u64; 9]>>, RuntimeError> {
+    let Some(by_kind) = &c.kind_counts else {
+        return Ok(None);
+    };
+    let mut out = HashMap::new();
+    for (kind, counts) in by_kind {
+        let mut kept = [0u64; 9];
+        if counts.len() != kept.len() {
+            return Err(corrupt(format!(
+                "checkpoint {} counts {} states of kind {kind}, not {}",
+                c.seq,
+                counts.len(),
+                kept.len()
+            )));
+        }
+        for (i, n) in counts.iter().enumerate() {
+            let finished = JobState::ALL.get(i).is_none_or(|s| s.is_finished());
+            if finished {
+                kept[i] = *n;
+            }
+        }
+        out.insert(*kind, kept);
+    }
+    Ok(Some(out))
 }
 
 /// The unfinished rows page `page` held by its masks are lost: each is a
