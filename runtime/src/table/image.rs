@@ -420,33 +420,17 @@ pub fn swept_checkpoint_batch(
     // An image from before step 6: the next pages' finished rows are
     // filed too, and the cursor moves on in the same batch. (Without an
     // image the whole image this writes files every finished row.)
-    let refile = match state.book.refile_from {
-        Some(from) if state.table.has_image() => {
-            expiry::refile(store, from, state.book.refile_max_pages).ok()
-        }
-        _ => None,
-    };
-    let next = match (&refile, state.table.has_image()) {
-        (Some(r), _) => r.next,
-        (None, true) => state.book.refile_from,
-        (None, false) => None,
-    };
-    let refiled = refile.map(|r| r.filed);
+    let (image, max_pages) = (state.table.has_image(), state.book.refile_max_pages);
+    let (refile, next) = refile_step(state.book.refile_from, image, |from| {
+        expiry::refile(store, from, max_pages).map(|r| (r.filed, r.next))
+    });
     // Likewise an image from before the kind index: the next pages' kind
     // masks are written, and its cursor moves on. A whole image writes
     // every mask: the index is complete.
-    let kind_refile = match state.book.kind_refile {
-        Some(at) if state.table.has_image() => {
-            kind_index::refile(store, at, state.book.refile_max_pages).ok()
-        }
-        _ => None,
-    };
-    let kinds_next = match (&kind_refile, state.table.has_image()) {
-        (Some(r), _) => r.next,
-        (None, true) => state.book.kind_refile,
-        (None, false) => None,
-    };
-    let kind_masks = kind_refile.map(|r| r.puts).unwrap_or_default();
+    let (kind_masks, kinds_next) = refile_step(state.book.kind_refile, image, |at| {
+        kind_index::refile(store, at, max_pages).map(|r| (r.puts, r.next))
+    });
+    let (refiled, kind_masks) = (refile, kind_masks.unwrap_or_default());
     let built = match checkpoint_batch(state, store, refiled, kind_masks, prebuilt) {
         Ok(built) => built,
         Err(e) => {
@@ -488,6 +472,24 @@ pub fn swept_checkpoint_batch(
         removed: swept.removed,
         pages,
     })
+}
+
+/// One checkpoint's step of a refile of an older image from `cursor`
+/// (`step`: what it writes and the cursor after), and where the refile
+/// stands once the checkpoint is durable: moved on; where it was when the
+/// step failed (an index that cannot be scanned: the next checkpoint
+/// tries again); done without an `image` (the whole image this
+/// checkpoint writes needs no refile).
+fn refile_step<C: Copy, W>(
+    cursor: Option<C>,
+    image: bool,
+    step: impl FnOnce(C) -> Result<(W, Option<C>), RuntimeError>,
+) -> (Option<W>, Option<C>) {
+    match cursor.filter(|_| image).map(step) {
+        Some(Ok((written, next))) => (Some(written), next),
+        Some(Err(_)) => (None, cursor),
+        None => (None, None),
+    }
 }
 
 /// The keys of the table image in `store` (what a whole image replaces),
