@@ -654,7 +654,7 @@ pub fn restore_rows(
         state.table.loading = true;
         state.book.refile_from = expiry::refile_cursor(&**store, c.counts.len() == states);
         state.book.kind_refile = kind_index::cursor(&**store)?;
-        state.book.kind_counts = finished_kind_counts(c)?;
+        state.book.kind_counts = kind_index::finished_counts(c).map_err(corrupt)?;
     }
     let mut counts = [0u64; 8];
     let mut damage = Vec::new();
@@ -741,35 +741,6 @@ pub fn restore_rows(
         state.book.destroyed += c.counts.get(states).copied().unwrap_or(0);
     }
     Ok(damage)
-}
-
-/// The counts by kind of checkpoint `c`'s finished and destroyed rows,
-/// which stay in the store (the unfinished ones are counted again as they
-/// are restored); None for a checkpoint that did not count kinds.
-fn finished_kind_counts(c: &Checkpoint) -> Result<Option<HashMap<KindId, [u64; 9]>>, RuntimeError> {
-    let Some(by_kind) = &c.kind_counts else {
-        return Ok(None);
-    };
-    let mut out = HashMap::new();
-    for (kind, counts) in by_kind {
-        let mut kept = [0u64; 9];
-        if counts.len() != kept.len() {
-            return Err(corrupt(format!(
-                "checkpoint {} counts {} states of kind {kind}, not {}",
-                c.seq,
-                counts.len(),
-                kept.len()
-            )));
-        }
-        for (i, n) in counts.iter().enumerate() {
-            let finished = JobState::ALL.get(i).is_none_or(|s| s.is_finished());
-            if finished {
-                kept[i] = *n;
-            }
-        }
-        out.insert(*kind, kept);
-    }
-    Ok(Some(out))
 }
 
 /// The unfinished rows page `page` held by its masks are lost: each is a

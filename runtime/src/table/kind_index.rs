@@ -18,15 +18,16 @@
 //! changed put and those that emptied deleted, like any page: the refile
 //! writes the rest. Until then a kind filter reads rows, as before.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use booster_store::SliceKey;
 
 use super::keys::{self, KIND_INDEX_COMPLETE};
 use super::kinds::KindId;
 use super::row::STATE_DESTROYED;
+use crate::meta::Checkpoint;
 use crate::slice_store::SliceStore;
-use crate::{JobId, RuntimeError};
+use crate::{JobId, JobState, RuntimeError};
 
 /// A page's kind masks, by kind id; a kind with no row there has none.
 pub type KindMasks = BTreeMap<KindId, u64>;
@@ -148,6 +149,35 @@ pub fn refile(
         .filter(|&from| from < at.end)
         .map(|from| KindCursor { from, end: at.end });
     Ok(KindRefile { puts, next })
+}
+
+/// The counts by kind of checkpoint `c`'s finished and destroyed rows,
+/// which stay in the store (the unfinished ones are counted again as they
+/// are restored); None for a checkpoint that did not count kinds.
+pub fn finished_counts(c: &Checkpoint) -> Result<Option<HashMap<KindId, [u64; 9]>>, String> {
+    let Some(by_kind) = &c.kind_counts else {
+        return Ok(None);
+    };
+    let mut out = HashMap::new();
+    for (kind, counts) in by_kind {
+        let mut kept = [0u64; 9];
+        if counts.len() != kept.len() {
+            return Err(format!(
+                "checkpoint {} counts {} states of kind {kind}, not {}",
+                c.seq,
+                counts.len(),
+                kept.len()
+            ));
+        }
+        for (i, n) in counts.iter().enumerate() {
+            let finished = JobState::ALL.get(i).is_none_or(|s| s.is_finished());
+            if finished {
+                kept[i] = *n;
+            }
+        }
+        out.insert(*kind, kept);
+    }
+    Ok(Some(out))
 }
 
 /// Where the kind masks in `store` disagree with its row pages, for
