@@ -1,6 +1,7 @@
 //! `Batch`: slices, deletions and meta records that become durable together.
 
 use crate::codec::{encode_records, prepare, PreparedFrame};
+use crate::packed::PackedSlice;
 use crate::segment::frame::{FLAG_CHECKPOINT, FLAG_TOMBSTONE};
 use crate::segment::FrameKind;
 use crate::{SliceKey, StoreError};
@@ -10,6 +11,11 @@ pub(crate) enum Entry {
         key: SliceKey,
         record_count: u32,
         raw: Vec<u8>,
+    },
+    /// A slice already encoded (and compressed), checked by its maker.
+    Packed {
+        key: SliceKey,
+        packed: PackedSlice,
     },
     Delete {
         key: SliceKey,
@@ -62,6 +68,15 @@ impl Batch {
             record_count,
             raw: encode_records(records),
         });
+        self
+    }
+
+    /// Adds a slice already packed (a remote worker's output, checked by
+    /// `PackedSlice::checked`): stored as its frame body as it is, so the
+    /// store compresses nothing for it. Reads give the same records as
+    /// `slice` of them would.
+    pub fn slice_packed(mut self, key: SliceKey, packed: PackedSlice) -> Batch {
+        self.entries.push(Entry::Packed { key, packed });
         self
     }
 
@@ -183,6 +198,15 @@ impl Batch {
                     prepare(FrameKind::Slice, key, record_count, raw, zstd_level)
                         .map_err(invalid)?,
                 ),
+                Entry::Packed { key, packed } => frames.push(PreparedFrame {
+                    kind: FrameKind::Slice,
+                    key,
+                    record_count: packed.record_count(),
+                    raw_len: packed.raw_len(),
+                    zstd: packed.is_zstd(),
+                    marks: 0,
+                    body: packed.into_body(),
+                }),
                 Entry::Delete { key } => {
                     let mut frame = prepare(FrameKind::Slice, key, 0, Vec::new(), zstd_level)
                         .map_err(invalid)?;

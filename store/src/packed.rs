@@ -1,0 +1,204 @@
+//! `PackedSlice`: a slice's records as a frame's payload holds them
+//! (`u32 length ++ bytes` each, zstd-compressed or not), not yet
+//! encrypted. What the fleet's wire carries (ARCHITECTURE.md, "Wire
+//! protocol 3"), so that zstd runs on the remote worker's cores, not the
+//! node's: the node reads an input slice's body without decompressing it
+//! (`Store::read_slice_packed`) and appends a worker's output body as it
+//! came (`Batch::slice_packed`), after checking it.
+//!
+//! **Invariant:** a `PackedSlice` built from bytes someone else made
+//! (`PackedSlice::checked`) decompresses to exactly `raw_len` bytes that
+//! hold exactly `record_count` records, so the store never writes a frame
+//! it could not read back.
+
+use crate::codec::{compress_or_keep, decompress};
+use crate::records::{encode_records, SliceRecords};
+use crate::segment::frame::MAX_PAYLOAD_BYTES;
+use crate::FormatError;
+
+/// A slice's frame body before encryption; see the module doc.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackedSlice {
+    record_count: u32,
+    raw_len: u32,
+    zstd: bool,
+    body: Vec<u8>,
+}
+
+impl PackedSlice {
+    /// `records` encoded and compressed at `level` (kept raw when short or
+    /// when zstd does not make them smaller, as the store's own frames).
+    pub fn pack<R: AsRef<[u8]>>(records: &[R], level: i32) -> Result<PackedSlice, FormatError> {
+        let record_count = u32::try_from(records.len())
+            .map_err(|_| FormatError::new("a slice holds more than 2^32-1 records; split it"))?;
+        let raw = encode_records(records);
+        let raw_len = payload_len(raw.len())?;
+        let (zstd, body) = compress_or_keep(raw, level)?;
+        Ok(PackedSlice {
+            record_count,
+            raw_len,
+            zstd,
+            body,
+        })
+    }
+
+    /// A body made elsewhere (a remote worker's), checked: `raw_len` at
+    /// most `max_raw_bytes` (checked before anything is allocated from
+    /// it, so a decompression bomb costs nothing), the body decompresses
+    /// to exactly `raw_len` bytes and they hold exactly `record_count`
+    /// records. Err says which does not hold.
+    pub fn checked(
+        body: Vec<u8>,
+        raw_len: u32,
+        record_count: u32,
+        zstd: bool,
+        max_raw_bytes: usize,
+    ) -> Result<PackedSlice, FormatError> {
+        let packed = PackedSlice {
+            record_count,
+            raw_len,
+            zstd,
+            body,
+        };
+        packed.unpack(max_raw_bytes)?;
+        Ok(packed)
+    }
+
+    /// The records, decompressed and checked as `checked` says.
+    pub fn unpack(&self, max_raw_bytes: usize) -> Result<SliceRecords, FormatError> {
+        let limit = max_raw_bytes.min(MAX_PAYLOAD_BYTES as usize);
+        if self.raw_len as usize > limit {
+            return Err(FormatError::new(format!(
+                "the slice says it holds {} bytes of records, over the limit of {limit}",
+                self.raw_len
+            )));
+        }
+        // Each record takes at least its 4-byte length: a larger count is a
+        // lie, refused before anything is built from it.
+        if self.record_count as usize > self.raw_len as usize / 4 {
+            return Err(FormatError::new(format!(
+                "{} records do not fit in {} bytes",
+                self.record_count, self.raw_len
+            )));
+        }
+        let raw = match self.zstd {
+            true => decompress(&self.body, self.raw_len)?,
+            false => self.body.clone(),
+        };
+        if raw.len() != self.raw_len as usize {
+            return Err(FormatError::new(format!(
+                "the slice's records are {} bytes, it says {}",
+                raw.len(),
+                self.raw_len
+            )));
+        }
+        SliceRecords::new(raw, self.record_count)
+    }
+
+    pub fn record_count(&self) -> u32 {
+        self.record_count
+    }
+
+    /// Bytes of the records as encoded (each with its 4-byte length),
+    /// before compression.
+    pub fn raw_len(&self) -> u32 {
+        self.raw_len
+    }
+
+    pub fn is_zstd(&self) -> bool {
+        self.zstd
+    }
+
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    pub fn into_body(self) -> Vec<u8> {
+        self.body
+    }
+
+    /// A frame's checked, decrypted body as the store read it: trusted,
+    /// since its tag and CRC were checked.
+    pub(crate) fn of_frame(body: Vec<u8>, raw_len: u32, record_count: u32, zstd: bool) -> Self {
+        PackedSlice {
+            record_count,
+            raw_len,
+            zstd,
+            body,
+        }
+    }
+}
+
+fn payload_len(len: usize) -> Result<u32, FormatError> {
+    u32::try_from(len)
+        .ok()
+        .filter(|&n| n <= MAX_PAYLOAD_BYTES - crate::crypto::TAG_LEN as u32)
+        .ok_or_else(|| {
+            FormatError::new(format!(
+                "a frame of {len} bytes exceeds the 256 MiB cap; split the slice"
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records(n: usize) -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|i| format!("{i},some,csv,record,with,repeats").into_bytes())
+            .collect()
+    }
+
+    #[test]
+    fn a_packed_slice_unpacks_to_its_records() {
+        let recs = records(500);
+        let packed = PackedSlice::pack(&recs, 1).unwrap();
+        assert!(packed.is_zstd());
+        assert!(packed.body().len() < packed.raw_len() as usize);
+        let back = PackedSlice::checked(
+            packed.body().to_vec(),
+            packed.raw_len(),
+            packed.record_count(),
+            true,
+            1 << 20,
+        )
+        .unwrap();
+        assert_eq!(back.unpack(1 << 20).unwrap().to_vecs(), recs);
+        let short = PackedSlice::pack(&[b"x"], 1).unwrap();
+        assert!(!short.is_zstd());
+        assert_eq!(short.unpack(64).unwrap().to_vecs(), vec![b"x".to_vec()]);
+    }
+
+    #[test]
+    fn a_body_that_is_not_zstd_is_refused() {
+        let err = PackedSlice::checked(vec![7; 64], 64, 1, true, 1 << 20).unwrap_err();
+        assert!(err.0.contains("zstd"), "{err}");
+    }
+
+    #[test]
+    fn a_body_that_decompresses_past_its_length_is_refused_without_growing() {
+        // A bomb: 64 MiB of zeros in a few KiB, claiming 1 KiB.
+        let bomb = zstd::bulk::compress(&vec![0u8; 64 << 20], 1).unwrap();
+        let err = PackedSlice::checked(bomb.clone(), 1024, 1, true, 1 << 20).unwrap_err();
+        assert!(err.0.contains("zstd"), "{err}");
+        // Claiming its true size is over the limit, refused before decoding.
+        let err = PackedSlice::checked(bomb, 64 << 20, 1, true, 1 << 20).unwrap_err();
+        assert!(err.0.contains("over the limit"), "{err}");
+    }
+
+    #[test]
+    fn lengths_or_counts_that_do_not_cut_the_records_are_refused() {
+        let packed = PackedSlice::pack(&records(100), 1).unwrap();
+        let (raw_len, body) = (packed.raw_len(), packed.body().to_vec());
+        for count in [99, 101, u32::MAX] {
+            assert!(PackedSlice::checked(body.clone(), raw_len, count, true, 1 << 20).is_err());
+        }
+        assert!(PackedSlice::checked(body, raw_len - 1, 100, true, 1 << 20).is_err());
+        let mut lying = encode_records(&[b"abc"]);
+        lying[0] = 200; // a length past the end
+        let n = lying.len() as u32;
+        let err = PackedSlice::checked(lying, n, 1, false, 1 << 20).unwrap_err();
+        assert!(err.0.contains("runs past"), "{err}");
+    }
+}
