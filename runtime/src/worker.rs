@@ -628,7 +628,7 @@ fn commit_or_fail(
 }
 
 /// Bytes a slice's records take in a frame before compression.
-fn stored_bytes(records: &[Vec<u8>]) -> usize {
+pub(crate) fn stored_bytes(records: &[Vec<u8>]) -> usize {
     records
         .iter()
         .map(|r| r.len() + crate::upload::RECORD_OVERHEAD)

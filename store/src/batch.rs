@@ -1,6 +1,6 @@
 //! `Batch`: slices, deletions and meta records that become durable together.
 
-use crate::codec::{encode_records, prepare, PreparedFrame};
+use crate::codec::{encode_records, prepare, PreparedFrame, MAX_BODY_BYTES};
 use crate::packed::PackedSlice;
 use crate::segment::frame::{FLAG_CHECKPOINT, FLAG_TOMBSTONE};
 use crate::segment::FrameKind;
@@ -198,6 +198,12 @@ impl Batch {
                     prepare(FrameKind::Slice, key, record_count, raw, zstd_level)
                         .map_err(invalid)?,
                 ),
+                Entry::Packed { packed, .. } if packed.body().len() > MAX_BODY_BYTES => {
+                    return Err(StoreError::Invalid(format!(
+                        "a packed slice of {} bytes exceeds the 256 MiB cap on a frame; split the slice",
+                        packed.body().len()
+                    )))
+                }
                 Entry::Packed { key, packed } => frames.push(PreparedFrame {
                     kind: FrameKind::Slice,
                     key,
@@ -236,5 +242,29 @@ impl Batch {
             frames.push(frame);
         }
         Ok(frames)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_packed_body_over_a_frames_cap_is_refused() {
+        let key = SliceKey {
+            owner: 1,
+            stream: 0,
+            seq: 0,
+        };
+        // calloc'd: the pages are never touched.
+        let body = vec![0u8; MAX_BODY_BYTES + 1];
+        let packed = PackedSlice::of_frame(body, 8, 1, true);
+        let Err(err) = Batch::new().slice_packed(key, packed).prepare(1) else {
+            panic!("a body over the cap was prepared");
+        };
+        assert!(
+            matches!(&err, StoreError::Invalid(why) if why.contains("exceeds the 256 MiB cap")),
+            "{err:?}"
+        );
     }
 }

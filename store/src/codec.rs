@@ -39,6 +39,9 @@ thread_local! {
 /// on them and would cost more CPU than the rest of the frame.
 const MIN_COMPRESS_BYTES: usize = 128;
 
+/// The most bytes a frame's body may hold before its AEAD tag.
+pub(crate) const MAX_BODY_BYTES: usize = MAX_PAYLOAD_BYTES as usize - TAG_LEN;
+
 /// Compresses one frame body on the caller's thread. Stores it raw when it
 /// is short or zstd does not make it smaller.
 pub(crate) fn prepare(
@@ -48,7 +51,7 @@ pub(crate) fn prepare(
     raw: Vec<u8>,
     level: i32,
 ) -> Result<PreparedFrame, FormatError> {
-    if raw.len() > MAX_PAYLOAD_BYTES as usize - TAG_LEN {
+    if raw.len() > MAX_BODY_BYTES {
         return Err(FormatError::new(format!(
             "a frame of {} bytes exceeds the 256 MiB cap; split the slice",
             raw.len()

@@ -7,14 +7,22 @@
 //! came (`Batch::slice_packed`), after checking it.
 //!
 //! **Invariant:** a `PackedSlice` built from bytes someone else made
-//! (`PackedSlice::checked`) decompresses to exactly `raw_len` bytes that
-//! hold exactly `record_count` records, so the store never writes a frame
-//! it could not read back.
+//! (`PackedSlice::checked`) is a body of the shape the store writes
+//! itself (raw, or one standard zstd frame smaller than the records) and
+//! decompresses to exactly `raw_len` bytes that hold exactly
+//! `record_count` records, so the store never writes a frame it could not
+//! read back, nor one larger than its records. It decodes to the same
+//! records as the store's own frame would; its bytes may differ (another
+//! level or zstd version).
 
-use crate::codec::{compress_or_keep, decompress};
+use crate::codec::{compress_or_keep, decompress, MAX_BODY_BYTES};
 use crate::records::{encode_records, SliceRecords};
 use crate::segment::frame::MAX_PAYLOAD_BYTES;
 use crate::FormatError;
+
+/// The magic number a standard (not skippable, not legacy) zstd frame
+/// starts with, little-endian.
+const ZSTD_MAGIC: u32 = 0xFD2F_B528;
 
 /// A slice's frame body before encryption; see the module doc.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,8 +68,46 @@ impl PackedSlice {
             zstd,
             body,
         };
+        packed.check_shape()?;
         packed.unpack(max_raw_bytes)?;
         Ok(packed)
+    }
+
+    /// The body is one the store would write itself (`compress_or_keep`):
+    /// raw, exactly `raw_len` bytes; zstd, one standard frame covering the
+    /// whole body (no skippable, legacy or second frame, which the decoder
+    /// would accept) and smaller than `raw_len`, else the store keeps raw
+    /// bytes. So a stored body is never larger than its records.
+    fn check_shape(&self) -> Result<(), FormatError> {
+        let (len, raw_len) = (self.body.len(), self.raw_len as usize);
+        if !self.zstd {
+            return match len == raw_len {
+                true => Ok(()),
+                false => Err(FormatError::new(format!(
+                    "the uncompressed body is {len} bytes, it says {raw_len}; send the records as encoded"
+                ))),
+            };
+        }
+        if len >= raw_len {
+            return Err(FormatError::new(format!(
+                "the zstd body is {len} bytes, not smaller than its {raw_len} bytes of records; send them uncompressed"
+            )));
+        }
+        if !self.body.starts_with(&ZSTD_MAGIC.to_le_bytes()) {
+            return Err(FormatError::new(
+                "the zstd body does not start with a standard zstd frame (skippable or legacy frames are refused); pack it with PackedSlice::pack",
+            ));
+        }
+        match zstd::zstd_safe::find_frame_compressed_size(&self.body) {
+            Ok(n) if n == len => Ok(()),
+            Ok(n) => Err(FormatError::new(format!(
+                "the zstd body holds more than one frame (the first is {n} of {len} bytes); send one frame"
+            ))),
+            Err(code) => Err(FormatError::new(format!(
+                "the zstd body is not one whole zstd frame: {}",
+                zstd::zstd_safe::get_error_name(code)
+            ))),
+        }
     }
 
     /// The records, decompressed and checked as `checked` says.
@@ -132,7 +178,7 @@ impl PackedSlice {
 fn payload_len(len: usize) -> Result<u32, FormatError> {
     u32::try_from(len)
         .ok()
-        .filter(|&n| n <= MAX_PAYLOAD_BYTES - crate::crypto::TAG_LEN as u32)
+        .filter(|&n| n as usize <= MAX_BODY_BYTES)
         .ok_or_else(|| {
             FormatError::new(format!(
                 "a frame of {len} bytes exceeds the 256 MiB cap; split the slice"
@@ -172,16 +218,19 @@ mod tests {
 
     #[test]
     fn a_body_that_is_not_zstd_is_refused() {
-        let err = PackedSlice::checked(vec![7; 64], 64, 1, true, 1 << 20).unwrap_err();
-        assert!(err.0.contains("zstd"), "{err}");
+        let err = PackedSlice::checked(vec![7; 64], 1000, 1, true, 1 << 20).unwrap_err();
+        assert!(
+            err.0.contains("does not start with a standard zstd frame"),
+            "{err}"
+        );
     }
 
     #[test]
-    fn a_body_that_decompresses_past_its_length_is_refused_without_growing() {
-        // A bomb: 64 MiB of zeros in a few KiB, claiming 1 KiB.
+    fn a_body_that_decompresses_past_its_length_is_refused_at_its_length() {
+        // A bomb: 64 MiB of zeros in a few KiB, claiming 64 KiB.
         let bomb = zstd::bulk::compress(&vec![0u8; 64 << 20], 1).unwrap();
-        let err = PackedSlice::checked(bomb.clone(), 1024, 1, true, 1 << 20).unwrap_err();
-        assert!(err.0.contains("zstd"), "{err}");
+        let err = PackedSlice::checked(bomb.clone(), 64 << 10, 1, true, 1 << 20).unwrap_err();
+        assert!(err.0.contains("does not decode"), "{err}");
         // Claiming its true size is over the limit, refused before decoding.
         let err = PackedSlice::checked(bomb, 64 << 20, 1, true, 1 << 20).unwrap_err();
         assert!(err.0.contains("over the limit"), "{err}");
@@ -200,5 +249,79 @@ mod tests {
         let n = lying.len() as u32;
         let err = PackedSlice::checked(lying, n, 1, false, 1 << 20).unwrap_err();
         assert!(err.0.contains("runs past"), "{err}");
+    }
+
+    /// A good slice's (raw_len, count, zstd body).
+    fn good() -> (u32, u32, Vec<u8>) {
+        let packed = PackedSlice::pack(&records(100), 1).unwrap();
+        assert!(packed.is_zstd());
+        (packed.raw_len(), packed.record_count(), packed.into_body())
+    }
+
+    fn refusal(body: Vec<u8>, raw_len: u32, count: u32, zstd: bool) -> String {
+        PackedSlice::checked(body, raw_len, count, zstd, 1 << 20)
+            .unwrap_err()
+            .0
+    }
+
+    #[test]
+    fn a_body_the_store_would_not_write_is_refused_though_it_decodes() {
+        let (raw_len, count, body) = good();
+        // Each of these decodes to the same records with zstd's one-shot
+        // decoder; none is a body the store writes.
+        let mut skippable = 0x184D_2A50u32.to_le_bytes().to_vec();
+        skippable.extend_from_slice(&4u32.to_le_bytes());
+        skippable.extend_from_slice(&[0; 4]);
+        skippable.extend_from_slice(&body);
+        let err = refusal(skippable, raw_len, count, true);
+        assert!(
+            err.contains("does not start with a standard zstd frame"),
+            "{err}"
+        );
+
+        let half = (raw_len / 2) as usize;
+        let raw = encode_records(&records(100));
+        let mut two = zstd::bulk::compress(&raw[..half], 1).unwrap();
+        two.extend(zstd::bulk::compress(&raw[half..], 1).unwrap());
+        let err = refusal(two, raw_len, count, true);
+        assert!(err.contains("more than one frame"), "{err}");
+
+        let mut trailing = body.clone();
+        trailing.extend_from_slice(&[0; 8]);
+        let err = refusal(trailing, raw_len, count, true);
+        assert!(err.contains("more than one frame"), "{err}");
+
+        // A legacy (v0.7) frame's magic.
+        let mut legacy = body.clone();
+        legacy[..4].copy_from_slice(&0xFD2F_B527u32.to_le_bytes());
+        let err = refusal(legacy, raw_len, count, true);
+        assert!(
+            err.contains("does not start with a standard zstd frame"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_body_not_smaller_than_its_records_is_refused() {
+        // zstd of incompressible bytes grows: the store keeps them raw.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let noise: Vec<u8> = (0..4000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect();
+        let raw = encode_records(&[noise]);
+        let body = zstd::bulk::compress(&raw, 1).unwrap();
+        assert!(body.len() >= raw.len());
+        let err = refusal(body, raw.len() as u32, 1, true);
+        assert!(err.contains("not smaller than its"), "{err}");
+        // Raw: exactly its records, no padding.
+        let mut padded = raw.clone();
+        padded.push(0);
+        let err = refusal(padded, raw.len() as u32, 1, false);
+        assert!(err.contains("uncompressed body is"), "{err}");
     }
 }

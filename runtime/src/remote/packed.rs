@@ -55,13 +55,13 @@ impl Written {
         self.len() == 0
     }
 
-    /// Bytes the records take in a frame before compression.
+    /// Bytes the records take in a frame before compression; for a
+    /// packed body, the larger of that and the body as stored (a checked
+    /// body is never larger, this keeps the cap true if one were).
     pub(crate) fn stored_bytes(&self) -> usize {
         match self {
-            Written::Records(r) => (r.iter())
-                .map(|r| r.len() + crate::upload::RECORD_OVERHEAD)
-                .sum(),
-            Written::Packed(p) => p.raw_len() as usize,
+            Written::Records(r) => crate::worker::stored_bytes(r),
+            Written::Packed(p) => (p.raw_len() as usize).max(p.body().len()),
         }
     }
 

@@ -696,27 +696,39 @@ fn a_commit_whose_record_lengths_do_not_fit_its_blob_changes_nothing() {
     };
     let bomb = zstd::bulk::compress(&vec![0u8; 32 << 20], 1).unwrap();
     let limit = crate::fleet::node::max_message_bytes(t.runtime());
+    let lines: Vec<&[u8]> = vec![b"a,line,that,repeats"; 100];
+    let zstd = packed(&lines).unwrap();
+    assert!(zstd.zstd);
+    // A skippable frame before the records' frame: zstd decodes it to the
+    // same records, the store would keep the padding.
+    let mut padded = 0x184D_2A50u32.to_le_bytes().to_vec();
+    padded.extend_from_slice(&64u32.to_le_bytes());
+    padded.extend_from_slice(&[0; 64]);
+    padded.extend_from_slice(&zstd.body);
     let hostile = [
         (
             "not zstd",
+            "does not start with a standard zstd frame",
             proto::PackedRecords {
                 body: vec![9; 40].into(),
-                raw_len: 40,
+                raw_len: 400,
                 count: 1,
                 zstd: true,
             },
         ),
         (
             "a bomb",
+            "does not decode",
             proto::PackedRecords {
                 body: bomb.clone().into(),
-                raw_len: 1024,
+                raw_len: 1 << 20,
                 count: 1,
                 zstd: true,
             },
         ),
         (
             "over the limit",
+            "over the node's limit",
             proto::PackedRecords {
                 body: bomb.into(),
                 raw_len: limit as u32 + 1,
@@ -724,21 +736,50 @@ fn a_commit_whose_record_lengths_do_not_fit_its_blob_changes_nothing() {
                 zstd: true,
             },
         ),
-        ("a length past the end", raw(&[5, 0, 0, 0, b'a'], 1)),
-        ("bytes left over", raw(&[1, 0, 0, 0, b'a', b'b'], 1)),
-        ("more records than bytes", raw(&[1, 0, 0, 0, b'a'], 2)),
+        (
+            "skippable padding",
+            "does not start with a standard zstd frame",
+            proto::PackedRecords {
+                body: padded.into(),
+                ..zstd.clone()
+            },
+        ),
+        (
+            "not smaller than its records",
+            "not smaller than its",
+            proto::PackedRecords {
+                body: vec![0; zstd.raw_len as usize].into(),
+                ..zstd.clone()
+            },
+        ),
+        (
+            "a length past the end",
+            "runs past",
+            raw(&[5, 0, 0, 0, b'a'], 1),
+        ),
+        (
+            "bytes left over",
+            "left over",
+            raw(&[1, 0, 0, 0, b'a', b'b'], 1),
+        ),
+        (
+            "more records than bytes",
+            "do not fit in",
+            raw(&[1, 0, 0, 0, b'a'], 2),
+        ),
         (
             "a raw length that lies",
+            "the uncompressed body is",
             proto::PackedRecords {
                 raw_len: good.raw_len + 1,
                 ..good.clone()
             },
         ),
     ];
-    for (what, main) in hostile {
+    for (what, why, main) in hostile {
         let err = commit(&t, &c, &worker, epoch, with(main)).unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{what}: {err:?}");
-        assert!(err.message().contains("slice"), "{what}: says why: {err:?}");
+        assert!(err.message().contains(why), "{what}: says {why:?}: {err:?}");
     }
     let job = t.job(id);
     assert_eq!(
