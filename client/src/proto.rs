@@ -2,7 +2,7 @@
 //! `.proto` file, no `protoc`): ARCHITECTURE.md lays out each with its
 //! tags. A field is only ever added with a new tag; a tag is never reused.
 
-use booster_runtime::PackedSlice;
+use booster_runtime::{PackedSlice, SliceRecords};
 
 /// `Hello`: a worker process joins.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -289,6 +289,23 @@ impl PackedRecords {
     }
 }
 
+/// The records of a slice the node sent (read from its store, which
+/// authenticated them), decompressed once, at most `max_raw_bytes`; none
+/// is malformed, as for `packed_of`. Err says why.
+pub fn received_records(
+    packed: Option<PackedRecords>,
+    max_raw_bytes: usize,
+) -> Result<SliceRecords, String> {
+    let p = packed.ok_or_else(no_records)?;
+    PackedSlice::received(Vec::from(p.body), p.raw_len, p.count, p.zstd)
+        .unpack(max_raw_bytes)
+        .map_err(|e| e.0)
+}
+
+fn no_records() -> String {
+    "it carries no packed records (an empty slice is sent as such)".to_string()
+}
+
 /// The packed records of a message; none is malformed, not "no records"
 /// (a message of an older protocol, or one whose records were lost, would
 /// otherwise pass as an empty slice).
@@ -296,9 +313,7 @@ pub fn packed_of(
     packed: Option<&PackedRecords>,
     max_raw_bytes: usize,
 ) -> Result<PackedSlice, String> {
-    packed
-        .ok_or_else(|| "it carries no packed records (an empty slice is sent as such)".to_string())?
-        .checked(max_raw_bytes)
+    packed.ok_or_else(no_records)?.checked(max_raw_bytes)
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

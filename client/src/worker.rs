@@ -952,15 +952,14 @@ fn panicked(p: Box<dyn std::any::Any + Send>) -> String {
     format!("handler panicked: {what}")
 }
 
-fn run_slice(w: &Worker, s: proto::SliceWork, deps: &NodeOutputs<'_>) -> proto::SliceOutput {
+fn run_slice(w: &Worker, mut s: proto::SliceWork, deps: &NodeOutputs<'_>) -> proto::SliceOutput {
     let props = properties(&s.properties_json);
+    let packed = s.records.take();
     let result = sliced(w, &s.kind).and_then(|h| {
         // At most a message's bytes once decompressed: the node sends no
         // slice larger (it stores none larger than `max_slice_bytes`).
         let bound = w.client.lock().max_message_bytes();
-        let records = proto::packed_of(s.records.as_ref(), bound)
-            .map_err(|why| format!("the node sent a malformed slice: {why}"))?
-            .unpack(bound)
+        let records = proto::received_records(packed, bound)
             .map_err(|why| format!("the node sent a malformed slice: {why}"))?
             .to_vecs();
         let ctx = JobContext::new(s.job, &s.kind, &props, &s.categories).with_dependencies(deps);
@@ -1287,6 +1286,21 @@ mod tests {
         let out = run_slice(&w, slice(Some(lying)), &deps);
         let why = out.failed.expect("a slice whose count lies is not run");
         assert!(why.contains("malformed"), "{why}");
+        // A body of two zstd frames: the node's store reads such a body,
+        // so the worker runs it (it only unpacks what the node sent, once;
+        // the shape checks are the node's, on what it stores).
+        let half: Vec<&[u8]> = vec![b"a,line,that,repeats"; 50];
+        let one = PackedSlice::pack(&half, 1).unwrap();
+        assert!(one.is_zstd());
+        let two = proto::PackedRecords {
+            body: [one.body(), one.body()].concat().into(),
+            raw_len: 2 * one.raw_len(),
+            count: 2 * one.record_count(),
+            zstd: true,
+        };
+        let out = run_slice(&w, slice(Some(two)), &deps);
+        assert_eq!(out.failed, None);
+        assert_eq!(out.main.unwrap().count, 100);
     }
 
     #[test]

@@ -129,7 +129,9 @@ pub use separators::Separators;
 pub use upload::Uploader;
 pub use window::ProcessingWindow;
 
-pub use booster_store::{MasterKey, PackedSlice, StoreMemory, StoreStats, VerifyReport};
+pub use booster_store::{
+    MasterKey, PackedSlice, SliceRecords, StoreMemory, StoreStats, VerifyReport,
+};
 use serde::{Deserialize, Serialize};
 
 pub type JobId = u64;

@@ -110,6 +110,19 @@ impl PackedSlice {
         }
     }
 
+    /// A body from a peer whose bytes the store authenticated (the node's
+    /// `Store::read_slice_packed`, sent to a worker): not checked for
+    /// shape, since the store reads any body it holds; `unpack` it once,
+    /// it checks what decoding needs (the bound, the length, the count).
+    pub fn received(body: Vec<u8>, raw_len: u32, record_count: u32, zstd: bool) -> PackedSlice {
+        PackedSlice {
+            record_count,
+            raw_len,
+            zstd,
+            body,
+        }
+    }
+
     /// The records, decompressed and checked as `checked` says.
     pub fn unpack(&self, max_raw_bytes: usize) -> Result<SliceRecords, FormatError> {
         let limit = max_raw_bytes.min(MAX_PAYLOAD_BYTES as usize);
@@ -299,6 +312,17 @@ mod tests {
             err.contains("does not start with a standard zstd frame"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_received_body_is_unpacked_as_the_store_reads_it_whatever_its_shape() {
+        // Two frames: the store reads such a body, so a worker does too.
+        let recs = records(100);
+        let raw = encode_records(&recs);
+        let mut two = zstd::bulk::compress(&raw[..500], 1).unwrap();
+        two.extend(zstd::bulk::compress(&raw[500..], 1).unwrap());
+        let received = PackedSlice::received(two, raw.len() as u32, 100, true);
+        assert_eq!(received.unpack(1 << 20).unwrap().to_vecs(), recs);
     }
 
     #[test]
