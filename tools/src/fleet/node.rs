@@ -264,10 +264,17 @@ pub async fn commit(State(app): State<AppState>, req: Request) -> Response {
             let session = session(worker, &m.session);
             let who = format!(" of worker {worker}, lease {epoch}");
             let max_raw = max_message_bytes(&runtime);
-            let outcome = outcome_of(m, runtime.max_commit_records(), max_raw).map_err(|why| {
+            let invalid = |why: String| {
                 refusals::log("Commit", &who, tonic::Code::InvalidArgument, &why);
                 Status::invalid_argument(why)
-            })?;
+            };
+            refuse_oversized(&m, runtime.max_commit_records(), max_raw).map_err(invalid)?;
+            // Decompressing the bodies (up to the message limit) runs off
+            // the executor threads, so it delays no heartbeat or lease.
+            let outcome = tokio::task::spawn_blocking(move || outcome_of(m, max_raw))
+                .await
+                .map_err(|e| Status::internal(format!("checking a commit: {e}")))?
+                .map_err(invalid)?;
             let answer = runtime
                 .remote_commit(&session, epoch, outcome)
                 .await
@@ -452,18 +459,42 @@ fn fits(work: proto::Work, limit: usize) -> Result<proto::Work, String> {
     }
 }
 
-/// A commit's outcome as the runtime takes it; Err: malformed, with why.
-/// A slice's output of more than `max_records` records (the runtime's
-/// `max_commit_records`) is refused by the counts it states, before any
-/// is decompressed; its packed records are checked
-/// (`PackedRecords::checked`) with all of them together decompressing to
-/// at most `max_raw_bytes` (the message limit: a bomb costs nothing), so
-/// the store never takes a body the node could not read back.
-fn outcome_of(
-    m: proto::CommitRequest,
+/// Err (why) when a slice's output states more than `max_records` records
+/// (the runtime's `max_commit_records`) or more than `max_raw_bytes`
+/// bytes once decompressed (the message limit), all its categories
+/// together: the cheap refusals, by the counts it states, before any body
+/// is decompressed (so a bomb costs nothing).
+fn refuse_oversized(
+    m: &proto::CommitRequest,
     max_records: usize,
     max_raw_bytes: usize,
-) -> Result<RemoteOutcome, String> {
+) -> Result<(), String> {
+    let Some(proto::Outcome::Slice(s)) = &m.outcome else {
+        return Ok(());
+    };
+    let malformed = |why: String| format!("slice {} of job {}: {why}", s.slice, s.job);
+    let packed = || s.main.iter().chain(&s.categories);
+    let count = packed().fold(0usize, |n, p| n.saturating_add(p.count as usize));
+    if count > max_records {
+        return Err(malformed(format!(
+            "it carries {count} records, more than the {max_records} records a commit may write"
+        )));
+    }
+    let raw = packed().fold(0usize, |n, p| n.saturating_add(p.raw_len as usize));
+    if raw > max_raw_bytes {
+        return Err(malformed(format!(
+            "its records say they are {raw} bytes once decompressed, over the node's limit of {max_raw_bytes}"
+        )));
+    }
+    Ok(())
+}
+
+/// A commit's outcome as the runtime takes it; Err: malformed, with why.
+/// Run after `refuse_oversized`, off the executor (it decompresses): a
+/// slice's packed records are checked (`PackedRecords::checked`), each
+/// decompressing to at most `max_raw_bytes`, so the store never takes a
+/// body the node could not read back or would not write itself.
+fn outcome_of(m: proto::CommitRequest, max_raw_bytes: usize) -> Result<RemoteOutcome, String> {
     match m.outcome {
         None => Err("the commit carries no outcome".into()),
         Some(proto::Outcome::Simple(r)) => {
@@ -488,19 +519,6 @@ fn outcome_of(
         }
         Some(proto::Outcome::Slice(s)) => {
             let malformed = |why: String| format!("slice {} of job {}: {why}", s.slice, s.job);
-            let packed = || s.main.iter().chain(&s.categories);
-            let count = packed().fold(0usize, |n, p| n.saturating_add(p.count as usize));
-            if count > max_records {
-                return Err(malformed(format!(
-                    "it carries {count} records, more than the {max_records} records a commit may write"
-                )));
-            }
-            let raw = packed().fold(0usize, |n, p| n.saturating_add(p.raw_len as usize));
-            if raw > max_raw_bytes {
-                return Err(malformed(format!(
-                    "its records say they are {raw} bytes once decompressed, over the node's limit of {max_raw_bytes}"
-                )));
-            }
             let result = match s.failed {
                 Some(message) => Err(message),
                 None => Ok(PackedResult {
