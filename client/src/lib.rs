@@ -80,8 +80,8 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const PROTOCOL: u32 = 3;
 
 /// The zstd level a worker packs its output at: the store's default
-/// (`RuntimeOptions::zstd_level`), so a remote slice is stored as a
-/// local one would be.
+/// (`RuntimeOptions::zstd_level`); a node of another level stores its
+/// workers' output at this one (ARCHITECTURE.md, "Wire protocol 3").
 pub const WIRE_ZSTD_LEVEL: i32 = 1;
 
 /// The environment variable naming a PEM certificate to trust (a node
