@@ -72,10 +72,17 @@ pub use worker::{Handler, Runtime, WorkOptions};
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The wire protocol of `booster.worker.v1.Worker` this build speaks; a
-/// peer speaking another is refused at `Hello`, naming both. 2: a
-/// slice's records as one `RecordBlob` (1: `repeated bytes`, one per
-/// record). Two builds of one `VERSION` can differ in it.
-pub const PROTOCOL: u32 = 2;
+/// peer speaking another is refused at `Hello`, naming both. 3: a
+/// slice's records packed as the store keeps them, zstd-compressed
+/// (`proto::PackedRecords`), both ways; 2: as one `RecordBlob`; 1:
+/// `repeated bytes`, one per record. Two builds of one `VERSION` can
+/// differ in it.
+pub const PROTOCOL: u32 = 3;
+
+/// The zstd level a worker packs its output at: the store's default
+/// (`RuntimeOptions::zstd_level`); a node of another level stores its
+/// workers' output at this one (ARCHITECTURE.md, "Wire protocol 3").
+pub const WIRE_ZSTD_LEVEL: i32 = 1;
 
 /// The environment variable naming a PEM certificate to trust (a node
 /// with a self-signed certificate): read by `WorkOptions::default` and

@@ -2,6 +2,8 @@
 //! `.proto` file, no `protoc`): ARCHITECTURE.md lays out each with its
 //! tags. A field is only ever added with a new tag; a tag is never reused.
 
+use booster_runtime::{PackedSlice, SliceRecords};
+
 /// `Hello`: a worker process joins.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct HelloRequest {
@@ -150,10 +152,12 @@ pub struct SliceWork {
     pub properties_json: String,
     #[prost(string, repeated, tag = "5")]
     pub categories: Vec<String>,
-    // Tag 6 (protocol 1: the records as `repeated bytes`) is retired.
-    /// The input records, decrypted by the node (TLS carries them).
-    #[prost(message, optional, tag = "7")]
-    pub records: Option<RecordBlob>,
+    // Tags 6 (protocol 1: the records as `repeated bytes`) and 7
+    // (protocol 2: a `RecordBlob`) are retired.
+    /// The input records, decrypted by the node and still compressed as
+    /// the store keeps them (TLS carries them); the worker decompresses.
+    #[prost(message, optional, tag = "9")]
+    pub records: Option<PackedRecords>,
     /// The jobs it ran after, whose output it reads through `Output`.
     #[prost(uint64, repeated, tag = "8")]
     pub after: Vec<u64>,
@@ -238,6 +242,78 @@ fn length_of(i: usize, len: usize) -> Result<u32, String> {
 pub fn records_of(blob: Option<&RecordBlob>) -> Result<Vec<Vec<u8>>, String> {
     blob.ok_or_else(|| "it carries no records blob (an empty one is sent as such)".to_string())?
         .records()
+}
+
+/// A slice's records packed as a frame of the store holds them (protocol
+/// 3): `body` is the records each as `u32` length (little-endian) ++
+/// bytes, zstd-compressed when `zstd`, `raw_len` bytes once decompressed,
+/// `count` records. zstd runs on the worker's cores, not the node's, and
+/// the wire carries a fifth of the bytes (ARCHITECTURE.md, "Wire protocol
+/// 3").
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PackedRecords {
+    #[prost(bytes = "bytes", tag = "1")]
+    pub body: prost::bytes::Bytes,
+    #[prost(uint32, tag = "2")]
+    pub raw_len: u32,
+    #[prost(uint32, tag = "3")]
+    pub count: u32,
+    #[prost(bool, tag = "4")]
+    pub zstd: bool,
+}
+
+impl From<PackedSlice> for PackedRecords {
+    fn from(p: PackedSlice) -> PackedRecords {
+        PackedRecords {
+            raw_len: p.raw_len(),
+            count: p.record_count(),
+            zstd: p.is_zstd(),
+            body: p.into_body().into(),
+        }
+    }
+}
+
+impl PackedRecords {
+    /// The slice, checked (`PackedSlice::checked`: it decompresses to at
+    /// most `max_raw_bytes`, exactly `raw_len`, holding exactly `count`
+    /// records); Err says why not.
+    pub fn checked(&self, max_raw_bytes: usize) -> Result<PackedSlice, String> {
+        PackedSlice::checked(
+            self.body.to_vec(),
+            self.raw_len,
+            self.count,
+            self.zstd,
+            max_raw_bytes,
+        )
+        .map_err(|e| e.0)
+    }
+}
+
+/// The records of a slice the node sent (read from its store, which
+/// authenticated them), decompressed once, at most `max_raw_bytes`; none
+/// is malformed, as for `packed_of`. Err says why.
+pub fn received_records(
+    packed: Option<PackedRecords>,
+    max_raw_bytes: usize,
+) -> Result<SliceRecords, String> {
+    let p = packed.ok_or_else(no_records)?;
+    PackedSlice::received(Vec::from(p.body), p.raw_len, p.count, p.zstd)
+        .unpack(max_raw_bytes)
+        .map_err(|e| e.0)
+}
+
+fn no_records() -> String {
+    "it carries no packed records (an empty slice is sent as such)".to_string()
+}
+
+/// The packed records of a message; none is malformed, not "no records"
+/// (a message of an older protocol, or one whose records were lost, would
+/// otherwise pass as an empty slice).
+pub fn packed_of(
+    packed: Option<&PackedRecords>,
+    max_raw_bytes: usize,
+) -> Result<PackedSlice, String> {
+    packed.ok_or_else(no_records)?.checked(max_raw_bytes)
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -329,12 +405,14 @@ pub struct SliceOutput {
     pub job: u64,
     #[prost(uint64, tag = "2")]
     pub slice: u64,
-    // Tags 3 (main) and 4 (categories) of protocol 1 are retired.
-    #[prost(message, optional, tag = "7")]
-    pub main: Option<RecordBlob>,
+    // Tags 3 (main) and 4 (categories) of protocol 1 and 7 and 8 (the
+    // same as `RecordBlob`s) of protocol 2 are retired.
+    /// Packed by the worker; the node checks it and stores it as it is.
+    #[prost(message, optional, tag = "9")]
+    pub main: Option<PackedRecords>,
     /// The job's category n at index n.
-    #[prost(message, repeated, tag = "8")]
-    pub categories: Vec<RecordBlob>,
+    #[prost(message, repeated, tag = "10")]
+    pub categories: Vec<PackedRecords>,
     #[prost(message, repeated, tag = "5")]
     pub record_errors: Vec<RecordError>,
     /// Set: the whole slice failed, with this message (the rest is empty).

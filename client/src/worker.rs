@@ -21,7 +21,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use booster_runtime::{JobContext, LeaseProgress, RecordHandler, SimpleHandler, SliceResult};
+use booster_runtime::{
+    JobContext, LeaseProgress, PackedResult, RecordHandler, SimpleHandler, SliceResult,
+};
 use parking_lot::Mutex;
 use tonic::{Code, Status};
 
@@ -795,6 +797,16 @@ async fn until_next_beat(w: &Worker, every: Duration) {
     }
 }
 
+/// Bytes of a slice commit's output once decompressed; 0 for others.
+fn unpacked_bytes(commit: &proto::CommitRequest) -> usize {
+    match &commit.outcome {
+        Some(proto::Outcome::Slice(s)) => (s.main.iter().chain(&s.categories))
+            .map(|p| p.raw_len as usize)
+            .fold(0, usize::saturating_add),
+        _ => 0,
+    }
+}
+
 /// Cuts a commit the node's message limit would refuse to one it takes,
 /// failing what made it too large, as the node's own caps do: a slice
 /// whose output passes the limit fails naming it; a batch's largest
@@ -805,7 +817,10 @@ fn fit(commit: &mut proto::CommitRequest, limit: usize) {
     use prost::Message;
     // Room for the framing and the reasons written in.
     let limit = limit.saturating_sub(64 << 10);
-    let bytes = commit.encoded_len();
+    // A slice's output counts at its size once decompressed too: the node
+    // refuses one past its limit unread (protocol 3), as it refused a
+    // message that large.
+    let bytes = commit.encoded_len().max(unpacked_bytes(commit));
     if bytes <= limit {
         return;
     }
@@ -937,11 +952,16 @@ fn panicked(p: Box<dyn std::any::Any + Send>) -> String {
     format!("handler panicked: {what}")
 }
 
-fn run_slice(w: &Worker, s: proto::SliceWork, deps: &NodeOutputs<'_>) -> proto::SliceOutput {
+fn run_slice(w: &Worker, mut s: proto::SliceWork, deps: &NodeOutputs<'_>) -> proto::SliceOutput {
     let props = properties(&s.properties_json);
+    let packed = s.records.take();
     let result = sliced(w, &s.kind).and_then(|h| {
-        let records = proto::records_of(s.records.as_ref())
-            .map_err(|why| format!("the node sent a malformed slice: {why}"))?;
+        // At most a message's bytes once decompressed: the node sends no
+        // slice larger (it stores none larger than `max_slice_bytes`).
+        let bound = w.client.lock().max_message_bytes();
+        let records = proto::received_records(packed, bound)
+            .map_err(|why| format!("the node sent a malformed slice: {why}"))?
+            .to_vecs();
         let ctx = JobContext::new(s.job, &s.kind, &props, &s.categories).with_dependencies(deps);
         let outcome =
             catch_unwind(AssertUnwindSafe(|| h.process_slice(&ctx, &records))).map_err(panicked)?;
@@ -952,18 +972,15 @@ fn run_slice(w: &Worker, s: proto::SliceWork, deps: &NodeOutputs<'_>) -> proto::
         slice: s.slice,
         ..Default::default()
     };
-    // A record too large for a blob fails the slice, naming its size.
+    // Packed here, so zstd runs on this process's cores, not the node's;
+    // an output too large for a frame fails the slice, naming its size.
     let result = result.and_then(|r| {
-        let main = proto::RecordBlob::of(&r.main)?;
-        let categories = (r.by_category.iter())
-            .map(|records| proto::RecordBlob::of(records))
-            .collect::<Result<_, _>>()?;
-        Ok((r, main, categories))
+        PackedResult::pack(&r, crate::WIRE_ZSTD_LEVEL).map_err(|e| format!("its output: {e}"))
     });
     match result {
-        Ok((r, main, categories)) => {
-            out.main = Some(main);
-            out.categories = categories;
+        Ok(r) => {
+            out.main = Some(r.main.into());
+            out.categories = r.by_category.into_iter().map(Into::into).collect();
             out.record_errors = r
                 .record_errors
                 .into_iter()
@@ -1245,26 +1262,45 @@ mod tests {
         let out = run_slice(&w, slice(None), &deps);
         let why = out.failed.expect("a slice with no records blob is not run");
         assert!(
-            why.contains("malformed") && why.contains("no records"),
+            why.contains("malformed") && why.contains("no packed records"),
             "{why}"
         );
         assert_eq!(out.main, None);
-        let out = run_slice(&w, slice(Some(proto::RecordBlob::default())), &deps);
+        use booster_runtime::PackedSlice;
+        let packed = |records: &[&[u8]]| Some(PackedSlice::pack(records, 1).unwrap().into());
+        let out = run_slice(&w, slice(packed(&[])), &deps);
         assert_eq!(out.failed, None);
         assert_eq!(
-            out.main.unwrap().count(),
+            out.main.unwrap().count,
             0,
             "an empty slice has empty output"
         );
-        let out = run_slice(
-            &w,
-            slice(Some(proto::RecordBlob::of(&[b"a", b"b"]).unwrap())),
-            &deps,
-        );
+        let out = run_slice(&w, slice(packed(&[b"a", b"b"])), &deps);
+        let main = out.main.unwrap().checked(1 << 20).unwrap();
         assert_eq!(
-            out.main.unwrap().records().unwrap(),
+            main.unpack(1 << 20).unwrap().to_vecs(),
             vec![b"a".to_vec(), b"b".to_vec()]
         );
+        let mut lying: proto::PackedRecords = PackedSlice::pack(&[b"abc"], 1).unwrap().into();
+        lying.count = 2;
+        let out = run_slice(&w, slice(Some(lying)), &deps);
+        let why = out.failed.expect("a slice whose count lies is not run");
+        assert!(why.contains("malformed"), "{why}");
+        // A body of two zstd frames: the node's store reads such a body,
+        // so the worker runs it (it only unpacks what the node sent, once;
+        // the shape checks are the node's, on what it stores).
+        let half: Vec<&[u8]> = vec![b"a,line,that,repeats"; 50];
+        let one = PackedSlice::pack(&half, 1).unwrap();
+        assert!(one.is_zstd());
+        let two = proto::PackedRecords {
+            body: [one.body(), one.body()].concat().into(),
+            raw_len: 2 * one.raw_len(),
+            count: 2 * one.record_count(),
+            zstd: true,
+        };
+        let out = run_slice(&w, slice(Some(two)), &deps);
+        assert_eq!(out.failed, None);
+        assert_eq!(out.main.unwrap().count, 100);
     }
 
     #[test]

@@ -123,15 +123,17 @@ pub use download::{DependencyOutputs, Download, OutputChunk, OutputCursor, Separ
 pub use handler::{heartbeat, lease_ended, LeaseProgress};
 pub use job_state::{JobState, UnknownState};
 pub use remote::{
-    CommitAnswer, RemoteAllow, RemoteError, RemoteHello, RemoteHook, RemoteJoined, RemoteLease,
-    RemoteOutcome, RemoteSession, RemoteSimpleJob, RemoteSlice, RemoteTask, RemoteWork,
-    SimpleResult, SliceResult, WorkerProcess, MAX_REMOTE_THREADS,
+    CommitAnswer, PackedResult, RemoteAllow, RemoteError, RemoteHello, RemoteHook, RemoteJoined,
+    RemoteLease, RemoteOutcome, RemoteSession, RemoteSimpleJob, RemoteSlice, RemoteTask,
+    RemoteWork, SimpleResult, SliceResult, WorkerProcess, MAX_REMOTE_THREADS,
 };
 pub use separators::Separators;
 pub use upload::Uploader;
 pub use window::ProcessingWindow;
 
-pub use booster_store::{MasterKey, StoreMemory, StoreStats, VerifyReport};
+pub use booster_store::{
+    MasterKey, PackedSlice, SliceRecords, StoreMemory, StoreStats, VerifyReport,
+};
 use serde::{Deserialize, Serialize};
 
 pub type JobId = u64;

@@ -37,13 +37,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod output;
+mod packed;
 mod unsent;
+
+pub use packed::PackedResult;
+pub(crate) use packed::{Outcome, Written};
 
 use crate::dispatch::{CommitEnd, HookItem, SimpleItem, SliceItem, TaskWork};
 use crate::shared::Shared;
 use crate::slice_store::SliceStore;
 use crate::Runtime;
 use crate::{JobId, SliceOutcome};
+use booster_store::PackedSlice;
 
 /// What a remote worker process says when it joins.
 #[derive(Clone, Debug)]
@@ -147,8 +152,9 @@ pub struct RemoteSlice {
     pub kind: Arc<str>,
     pub properties: Arc<serde_json::Value>,
     pub categories: Arc<[String]>,
-    /// The input records, decrypted by the node.
-    pub records: Vec<Vec<u8>>,
+    /// The input records, decrypted by the node and still compressed as
+    /// the store holds them (the worker decompresses: "Wire protocol 3").
+    pub records: PackedSlice,
 }
 
 pub struct RemoteHook {
@@ -168,7 +174,7 @@ pub enum RemoteOutcome {
         job: JobId,
         slice: u64,
         /// Err: the whole slice failed, with this message.
-        result: Result<SliceResult, String>,
+        result: Result<PackedResult, String>,
     },
     Hook {
         job: JobId,
@@ -1213,26 +1219,25 @@ fn lease_blocking(
                 continue;
             }
         }
-        let (work, records) = match &task.work {
+        let (mut work, count) = match &task.work {
             TaskWork::Slice(item) => {
                 // A slice that cannot be read fails here, as a local
-                // worker's would; the thread asks again.
-                let Some(records) = crate::worker::read_input(shared, store, epoch, item) else {
+                // worker's would; the thread asks again. Read packed: the
+                // worker decompresses ("Wire protocol 3").
+                let read = |store: &dyn SliceStore, key: &_| store.read_slice_packed(key);
+                let Some(records) =
+                    crate::worker::read_input_with(shared, store, epoch, item, read)
+                else {
                     continue;
                 };
-                (RemoteWork::Slice(slice_of(item, Vec::new())), records)
+                let count = records.record_count() as usize;
+                (RemoteWork::Slice(slice_of(item, records)), count)
             }
-            TaskWork::Simple(items) => (
-                RemoteWork::Simple(items.iter().map(simple_of).collect()),
-                Vec::new(),
-            ),
-            TaskWork::Before(item) => (RemoteWork::Before(hook_of(item)), Vec::new()),
-            TaskWork::After(item) => (RemoteWork::After(hook_of(item)), Vec::new()),
-        };
-        let count = records.len();
-        let mut work = match work {
-            RemoteWork::Slice(s) => RemoteWork::Slice(RemoteSlice { records, ..s }),
-            w => w,
+            TaskWork::Simple(items) => {
+                (RemoteWork::Simple(items.iter().map(simple_of).collect()), 0)
+            }
+            TaskWork::Before(item) => (RemoteWork::Before(hook_of(item)), 0),
+            TaskWork::After(item) => (RemoteWork::After(hook_of(item)), 0),
         };
         let mut st = shared.state.lock();
         add_after(&st, &mut work);
@@ -1280,7 +1285,7 @@ fn add_after(st: &crate::state::State, work: &mut RemoteWork) {
     }
 }
 
-fn slice_of(item: &SliceItem, records: Vec<Vec<u8>>) -> RemoteSlice {
+fn slice_of(item: &SliceItem, records: PackedSlice) -> RemoteSlice {
     RemoteSlice {
         job: item.job,
         after: Vec::new(),
@@ -1481,7 +1486,7 @@ fn check_outcome(
                         w[1].0, w[0].0
                     ));
                 }
-                let written = r.main.len() + r.by_category.iter().map(Vec::len).sum::<usize>();
+                let written = r.records_written();
                 if written > max_written {
                     return bad(format!("the commit writes {written} records"));
                 }
@@ -1541,7 +1546,7 @@ fn commit_blocking(
                 &item,
                 &records,
                 count,
-                result,
+                result.map(Outcome::from),
                 held.leased,
                 None,
             );

@@ -7,8 +7,8 @@ use std::ops::Bound;
 
 use booster_store::fs::FileLayer;
 use booster_store::{
-    Batch, CompactionPlan, CompactionReport, Receipt, ScanPage, SliceInfo, SliceKey, SliceRecords,
-    Store, StoreError, StoreMemory, StoreStats, VerifyReport,
+    Batch, CompactionPlan, CompactionReport, PackedSlice, Receipt, ScanPage, SliceInfo, SliceKey,
+    SliceRecords, Store, StoreError, StoreMemory, StoreStats, VerifyReport,
 };
 
 /// The store calls the runtime makes; each is `Store`'s method of that name.
@@ -34,6 +34,16 @@ pub trait SliceStore: Send + Sync + 'static {
         Ok(self
             .read_slice(key)?
             .map(|records| SliceRecords::from_records(&records)))
+    }
+    /// The slice's frame body, decrypted, still compressed: what a
+    /// remote lease carries. By default the records of `read_slice`,
+    /// packed again.
+    fn read_slice_packed(&self, key: &SliceKey) -> Result<Option<PackedSlice>, StoreError> {
+        let Some(records) = self.read_slice(key)? else {
+            return Ok(None);
+        };
+        let packed = PackedSlice::pack(&records, 1).map_err(|e| StoreError::Invalid(e.0))?;
+        Ok(Some(packed))
     }
     fn slices(&self, owner: u64, stream: u32) -> Vec<SliceInfo>;
     /// `Store::try_scan`, with the seq range as a pair of bounds (a trait
@@ -91,6 +101,9 @@ impl<F: FileLayer> SliceStore for Store<F> {
     }
     fn read_slice_records(&self, key: &SliceKey) -> Result<Option<SliceRecords>, StoreError> {
         Store::read_slice_records(self, key)
+    }
+    fn read_slice_packed(&self, key: &SliceKey) -> Result<Option<PackedSlice>, StoreError> {
+        Store::read_slice_packed(self, key)
     }
     fn slices(&self, owner: u64, stream: u32) -> Vec<SliceInfo> {
         Store::slices(self, owner, stream)

@@ -23,7 +23,7 @@ use crate::dispatch::{CommitEnd, HookItem, SimpleItem, SliceItem, Task, TaskWork
 use crate::download::{Dependencies, OutputSource};
 use crate::handler::{panic_message, set_progress, Progress};
 use crate::meta::{Meta, SimpleOutcome, STREAM_ERRORS, STREAM_INPUT, STREAM_MAIN};
-use crate::remote::{SimpleResult, SliceResult};
+use crate::remote::{Outcome, SimpleResult, SliceResult, Written};
 use crate::shared::{batch_of, commit, poisons, Handler, Shared};
 use crate::state::LeaseWork;
 use crate::table::merge_error_groups;
@@ -409,7 +409,8 @@ fn run_slice(
         categories: &item.categories,
         source: Some(Dependencies::Local(OutputSource { shared, store })),
     };
-    let result = SliceResult::settle(handler.process_slice(&ctx, &records), &item.categories);
+    let result = SliceResult::settle(handler.process_slice(&ctx, &records), &item.categories)
+        .map(Outcome::from);
     let count = records.len() as u64;
     commit_result(
         shared,
@@ -432,12 +433,25 @@ pub(crate) fn read_input(
     epoch: u64,
     item: &SliceItem,
 ) -> Option<Vec<Vec<u8>>> {
+    read_input_with(shared, store, epoch, item, |store, key| {
+        store.read_slice(key)
+    })
+}
+
+/// `read_input` read by `read` (a remote lease reads it packed).
+pub(crate) fn read_input_with<T>(
+    shared: &Arc<Shared>,
+    store: &Arc<dyn SliceStore>,
+    epoch: u64,
+    item: &SliceItem,
+    read: impl FnOnce(&dyn SliceStore, &SliceKey) -> Result<Option<T>, StoreError>,
+) -> Option<T> {
     let input_key = SliceKey {
         owner: item.job,
         stream: STREAM_INPUT,
         seq: item.slice,
     };
-    match store.read_slice(&input_key) {
+    match read(store.as_ref(), &input_key) {
         Ok(Some(r)) => Some(r),
         Ok(None) => {
             let msg = "input slice is missing from the store".to_string();
@@ -468,11 +482,11 @@ pub(crate) fn commit_result(
     item: &SliceItem,
     records: &[Vec<u8>],
     count: u64,
-    result: Result<SliceResult, String>,
+    result: Result<Outcome, String>,
     started: Instant,
     commits: Option<&CommitThread>,
 ) {
-    let SliceResult {
+    let Outcome {
         main: output,
         by_category,
         record_errors,
@@ -510,9 +524,9 @@ pub(crate) fn commit_result(
             }],
         );
     }
-    let bytes = stored_bytes(&output)
+    let bytes = output.stored_bytes()
         + stored_bytes(&error_lines)
-        + by_category.iter().map(|r| stored_bytes(r)).sum::<usize>();
+        + by_category.iter().map(Written::stored_bytes).sum::<usize>();
     let cap = shared.limits.max_slice_bytes;
     if bytes > cap {
         let msg = format!(
@@ -527,15 +541,16 @@ pub(crate) fn commit_result(
         stream,
         seq: item.slice,
     };
-    let mut batch = Batch::new().slice(key(STREAM_MAIN), &output);
+    let written = output.len() as u64;
+    let mut batch = output.add_to(Batch::new(), key(STREAM_MAIN));
     if !error_lines.is_empty() {
         batch = batch.slice(key(STREAM_ERRORS), &error_lines);
     }
     let mut written_by_category = BTreeMap::new();
-    for (i, records) in by_category.iter().enumerate() {
+    for (i, records) in by_category.into_iter().enumerate() {
         if !records.is_empty() {
-            batch = batch.slice(key(category_stream(i)), records);
             written_by_category.insert(item.categories[i].clone(), records.len() as u64);
+            batch = records.add_to(batch, key(category_stream(i)));
         }
     }
     let m = Meta::SliceDone {
@@ -544,13 +559,13 @@ pub(crate) fn commit_result(
         at_ms: shared.clock.now_ms(),
         errors: record_errors.len() as u32,
         error_groups: groups,
-        written: Some(output.len() as u64),
+        written: Some(written),
         written_by_category,
     };
     let batch = batch.meta(crate::meta::encode(&m));
     // The batch holds copies: the vectors go now, not after `hand`, which
     // may wait for room (a worker's memory bound, G10).
-    drop((output, error_lines, by_category));
+    drop(error_lines);
     if !begin(shared, epoch, item, started, count) {
         return;
     }
@@ -613,7 +628,7 @@ fn commit_or_fail(
 }
 
 /// Bytes a slice's records take in a frame before compression.
-fn stored_bytes(records: &[Vec<u8>]) -> usize {
+pub(crate) fn stored_bytes(records: &[Vec<u8>]) -> usize {
     records
         .iter()
         .map(|r| r.len() + crate::upload::RECORD_OVERHEAD)

@@ -1,6 +1,7 @@
 //! `Batch`: slices, deletions and meta records that become durable together.
 
-use crate::codec::{encode_records, prepare, PreparedFrame};
+use crate::codec::{encode_records, prepare, PreparedFrame, MAX_BODY_BYTES};
+use crate::packed::PackedSlice;
 use crate::segment::frame::{FLAG_CHECKPOINT, FLAG_TOMBSTONE};
 use crate::segment::FrameKind;
 use crate::{SliceKey, StoreError};
@@ -10,6 +11,11 @@ pub(crate) enum Entry {
         key: SliceKey,
         record_count: u32,
         raw: Vec<u8>,
+    },
+    /// A slice already encoded (and compressed), checked by its maker.
+    Packed {
+        key: SliceKey,
+        packed: PackedSlice,
     },
     Delete {
         key: SliceKey,
@@ -62,6 +68,15 @@ impl Batch {
             record_count,
             raw: encode_records(records),
         });
+        self
+    }
+
+    /// Adds a slice already packed (a remote worker's output, checked by
+    /// `PackedSlice::checked`): stored as its frame body as it is, so the
+    /// store compresses nothing for it. Reads give the same records as
+    /// `slice` of them would.
+    pub fn slice_packed(mut self, key: SliceKey, packed: PackedSlice) -> Batch {
+        self.entries.push(Entry::Packed { key, packed });
         self
     }
 
@@ -183,6 +198,21 @@ impl Batch {
                     prepare(FrameKind::Slice, key, record_count, raw, zstd_level)
                         .map_err(invalid)?,
                 ),
+                Entry::Packed { packed, .. } if packed.body().len() > MAX_BODY_BYTES => {
+                    return Err(StoreError::Invalid(format!(
+                        "a packed slice of {} bytes exceeds the 256 MiB cap on a frame; split the slice",
+                        packed.body().len()
+                    )))
+                }
+                Entry::Packed { key, packed } => frames.push(PreparedFrame {
+                    kind: FrameKind::Slice,
+                    key,
+                    record_count: packed.record_count(),
+                    raw_len: packed.raw_len(),
+                    zstd: packed.is_zstd(),
+                    marks: 0,
+                    body: packed.into_body(),
+                }),
                 Entry::Delete { key } => {
                     let mut frame = prepare(FrameKind::Slice, key, 0, Vec::new(), zstd_level)
                         .map_err(invalid)?;
@@ -212,5 +242,29 @@ impl Batch {
             frames.push(frame);
         }
         Ok(frames)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_packed_body_over_a_frames_cap_is_refused() {
+        let key = SliceKey {
+            owner: 1,
+            stream: 0,
+            seq: 0,
+        };
+        // calloc'd: the pages are never touched.
+        let body = vec![0u8; MAX_BODY_BYTES + 1];
+        let packed = PackedSlice::of_frame(body, 8, 1, true);
+        let Err(err) = Batch::new().slice_packed(key, packed).prepare(1) else {
+            panic!("a body over the cap was prepared");
+        };
+        assert!(
+            matches!(&err, StoreError::Invalid(why) if why.contains("exceeds the 256 MiB cap")),
+            "{err:?}"
+        );
     }
 }

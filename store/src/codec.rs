@@ -37,7 +37,10 @@ thread_local! {
 
 /// Payloads shorter than this are stored uncompressed: zstd cannot win much
 /// on them and would cost more CPU than the rest of the frame.
-pub(crate) const MIN_COMPRESS_BYTES: usize = 128;
+const MIN_COMPRESS_BYTES: usize = 128;
+
+/// The most bytes a frame's body may hold before its AEAD tag.
+pub(crate) const MAX_BODY_BYTES: usize = MAX_PAYLOAD_BYTES as usize - TAG_LEN;
 
 /// Compresses one frame body on the caller's thread. Stores it raw when it
 /// is short or zstd does not make it smaller.
@@ -48,22 +51,14 @@ pub(crate) fn prepare(
     raw: Vec<u8>,
     level: i32,
 ) -> Result<PreparedFrame, FormatError> {
-    if raw.len() > MAX_PAYLOAD_BYTES as usize - TAG_LEN {
+    if raw.len() > MAX_BODY_BYTES {
         return Err(FormatError::new(format!(
             "a frame of {} bytes exceeds the 256 MiB cap; split the slice",
             raw.len()
         )));
     }
     let raw_len = raw.len() as u32;
-    let compressed = if raw.len() < MIN_COMPRESS_BYTES {
-        None
-    } else {
-        compress(&raw, level)?
-    };
-    let (zstd, body) = match compressed {
-        Some(body) => (true, body),
-        None => (false, raw),
-    };
+    let (zstd, body) = compress_or_keep(raw, level)?;
     Ok(PreparedFrame {
         kind,
         key,
@@ -72,6 +67,19 @@ pub(crate) fn prepare(
         zstd,
         marks: 0,
         body,
+    })
+}
+
+/// `(true, zstd of raw)`, or `(false, raw)` when it is short or zstd does
+/// not make it smaller: a frame body as the store writes it.
+pub(crate) fn compress_or_keep(raw: Vec<u8>, level: i32) -> Result<(bool, Vec<u8>), FormatError> {
+    let compressed = match raw.len() < MIN_COMPRESS_BYTES {
+        true => None,
+        false => compress(&raw, level)?,
+    };
+    Ok(match compressed {
+        Some(body) => (true, body),
+        None => (false, raw),
     })
 }
 
@@ -234,8 +242,10 @@ pub(crate) fn reseal(header: &FrameHeader, body: Vec<u8>) -> PreparedFrame {
     }
 }
 
-fn decompress(body: &[u8], raw_len: u32) -> Result<Vec<u8>, FormatError> {
-    // raw_len was checked against the 256 MiB cap by the header decoder.
+/// zstd of `body` into at most `raw_len` bytes: a body that would grow past
+/// it is an error, never a larger allocation. Callers bound `raw_len`
+/// (the header decoder: 256 MiB; `PackedSlice::unpack`: its limit).
+pub(crate) fn decompress(body: &[u8], raw_len: u32) -> Result<Vec<u8>, FormatError> {
     DECOMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {

@@ -9,8 +9,9 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 
 use crate::batch::Room;
-use crate::codec::{decode_records, open_frame, PreparedFrame};
+use crate::codec::{decode_records, open_frame, open_frame_body, PreparedFrame};
 use crate::commit::{QueueBudget, WriterState};
+use crate::crypto::SegmentCipher;
 use crate::fs::FileLayer;
 use crate::index::{FrameLoc, Index, Lookup};
 use crate::manifest::{write_manifest, Manifest, Watermark, MANIFEST_FILE_NAME};
@@ -19,7 +20,7 @@ use crate::segment::footer::seal_footer_bound;
 use crate::segment::frame::{frame_len, FrameHeader, FrameKind};
 use crate::segment::reader::Segment;
 use crate::segment::segment_file_name;
-use crate::{Damage, MasterKey, SliceKey, StoreError, StoreOptions};
+use crate::{Damage, FormatError, MasterKey, SliceKey, StoreError, StoreOptions};
 
 pub(crate) struct Engine<F: FileLayer> {
     pub fs: F,
@@ -153,6 +154,26 @@ impl<F: FileLayer> Engine<F> {
         &self,
         key: &SliceKey,
     ) -> Result<Option<(FrameLoc, Vec<u8>)>, StoreError> {
+        self.read_slice_with(key, open_frame)
+    }
+
+    /// The slice's frame location and body authenticated and decrypted,
+    /// still compressed (what the fleet's wire carries).
+    pub fn read_slice_body(
+        &self,
+        key: &SliceKey,
+    ) -> Result<Option<(FrameLoc, Vec<u8>)>, StoreError> {
+        self.read_slice_with(key, |bytes, id, cipher| {
+            open_frame_body(bytes, id, cipher).map(|(h, body)| (h, body.into_owned()))
+        })
+    }
+
+    /// `read_slice_raw` with the frame opened by `open`.
+    fn read_slice_with(
+        &self,
+        key: &SliceKey,
+        open: impl Fn(&[u8], u64, Option<&SegmentCipher>) -> Result<(FrameHeader, Vec<u8>), FormatError>,
+    ) -> Result<Option<(FrameLoc, Vec<u8>)>, StoreError> {
         loop {
             let found = self.index.read().lookup(key)?;
             let loc = match found {
@@ -179,9 +200,14 @@ impl<F: FileLayer> Engine<F> {
                     })
                 }
             };
-            let read = self.read_frame(loc.segment_id, loc.offset, loc.header.stored_len, |h| {
-                *h == loc.header
-            })?;
+            let expected = |h: &FrameHeader| *h == loc.header;
+            let read = self.read_frame_with(
+                loc.segment_id,
+                loc.offset,
+                loc.header.stored_len,
+                expected,
+                &open,
+            )?;
             if let Some(raw) = read {
                 return Ok(Some((loc, raw)));
             }
@@ -258,6 +284,22 @@ impl<F: FileLayer> Engine<F> {
         stored_len: u32,
         expected: impl Fn(&FrameHeader) -> bool,
     ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read_frame_with(segment_id, offset, stored_len, expected, &open_frame)
+    }
+
+    /// `read_frame` with the frame opened by `open` (decompressed or not).
+    fn read_frame_with(
+        &self,
+        segment_id: u64,
+        offset: u64,
+        stored_len: u32,
+        expected: impl Fn(&FrameHeader) -> bool,
+        open: &impl Fn(
+            &[u8],
+            u64,
+            Option<&SegmentCipher>,
+        ) -> Result<(FrameHeader, Vec<u8>), FormatError>,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         let Some(segment) = self.segment(segment_id) else {
             return Ok(None);
         };
@@ -270,7 +312,7 @@ impl<F: FileLayer> Engine<F> {
         let bytes = segment
             .read(offset, frame_len(stored_len))
             .map_err(|e| corrupt(format!("frame unreadable: {e}")))?;
-        let opened = open_frame(&bytes, segment.id, segment.cipher.as_ref());
+        let opened = open(&bytes, segment.id, segment.cipher.as_ref());
         drop(bytes);
         segment.release(offset, frame_len(stored_len));
         let (header, raw) = opened.map_err(|e| corrupt(e.0))?;

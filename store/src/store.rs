@@ -19,11 +19,11 @@ use crate::manifest::Watermark;
 use crate::reserve::{ensure_reserve, release_reserve};
 use crate::segment::recovery::recover;
 use crate::sequencer::{Answer, Done, Request, Sequencer};
-use crate::SliceRecords;
 use crate::{
     Batch, CompactionPlan, CompactionReport, Damage, MasterKey, Receipt, RecoveryReport, SliceInfo,
     SliceKey, StoreError, StoreOptions, StoreStats, VerifyReport,
 };
+use crate::{PackedSlice, SliceRecords};
 
 /// The append-only segment store of one data directory.
 pub struct Store<F: FileLayer = OsFileLayer> {
@@ -254,6 +254,23 @@ impl<F: FileLayer> Store<F> {
     /// The records of a slice (decrypted, decompressed), or None.
     pub fn read_slice(&self, key: &SliceKey) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
         Ok(self.read_slice_records(key)?.map(|r| r.to_vecs()))
+    }
+
+    /// The slice's frame body, authenticated and decrypted but still
+    /// compressed, or None: what a remote worker is sent, which
+    /// decompresses it itself (ARCHITECTURE.md, "Wire protocol 3").
+    pub fn read_slice_packed(&self, key: &SliceKey) -> Result<Option<PackedSlice>, StoreError> {
+        let Some((loc, body)) = self.engine.read_slice_body(key)? else {
+            return Ok(None);
+        };
+        let h = &loc.header;
+        let zstd = h.flags & crate::segment::frame::FLAG_ZSTD != 0;
+        Ok(Some(PackedSlice::of_frame(
+            body,
+            h.raw_len,
+            h.record_count,
+            zstd,
+        )))
     }
 
     /// Like `read_slice`, without an allocation per record.

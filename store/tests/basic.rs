@@ -423,3 +423,38 @@ fn the_store_and_its_batches_can_cross_threads() {
     send::<Batch>();
     send_sync::<booster_store::SliceRecords>();
 }
+
+/// The fleet's wire (protocol 3): an input slice is read packed (decrypted,
+/// still compressed) and a worker's packed output is stored as it came;
+/// both read back as the records, after a reopen too.
+#[test]
+fn a_packed_slice_is_stored_as_packed_and_read_back_packed_and_as_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = MasterKey::generate();
+    let (store, _) = Store::open(dir.path(), opts_with(Some(master.clone()))).unwrap();
+    store
+        .append(Batch::new().slice(key(0), &records(0, 200)))
+        .unwrap();
+    let read = store.read_slice_packed(&key(0)).unwrap().unwrap();
+    assert!(
+        read.is_zstd(),
+        "a slice of 200 records is stored compressed"
+    );
+    assert_eq!(read.unpack(1 << 20).unwrap().to_vecs(), records(0, 200));
+    let made = booster_store::PackedSlice::pack(&records(1, 300), 1).unwrap();
+    let body = made.body().to_vec();
+    store
+        .append(Batch::new().slice_packed(key(1), made))
+        .unwrap();
+    assert_eq!(store.read_slice(&key(1)).unwrap().unwrap(), records(1, 300));
+    assert_eq!(
+        store.read_slice_packed(&key(1)).unwrap().unwrap().body(),
+        body
+    );
+    assert_eq!(store.read_slice_packed(&key(9)).unwrap(), None);
+    drop(store);
+    let (store, _) = Store::open(dir.path(), opts_with(Some(master))).unwrap();
+    assert_eq!(store.read_slice(&key(1)).unwrap().unwrap(), records(1, 300));
+    let report = store.verify();
+    assert!(report.problems.is_empty(), "{report:?}");
+}

@@ -670,8 +670,16 @@ impl CutProxy {
 fn a_connection_cut_in_the_middle_of_a_commit_loses_nothing_and_doubles_nothing() {
     let sb = Sandbox::new();
     let server = serve(&sb, &["--workers", "0", "--lease-timeout-ms", "2000"]);
-    let input = numbered_lines(20_000);
-    // Slices of about 100 KB: the first commit is the first message that big.
+    // Slices of about 160 KB that zstd halves at most (random hex): the
+    // first commit, compressed on the wire (protocol 3), is still the
+    // first message past the cut.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let input: String = (1..=20_000)
+        .map(|i| {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            format!("record {i} {x:016x}{:016x}\n", x.rotate_left(29))
+        })
+        .collect();
     let id = submit(
         &server,
         &sb,
@@ -951,7 +959,7 @@ fn fenced_commits_of_a_worker_are_logged_without_a_flood() {
                 epoch,
                 // Well formed (an empty output): fenced, not refused.
                 outcome: Some(proto::Outcome::Slice(proto::SliceOutput {
-                    main: Some(proto::RecordBlob::default()),
+                    main: Some(proto::PackedRecords::default()),
                     ..Default::default()
                 })),
                 session: joined.session.clone(),

@@ -55,7 +55,10 @@ async fn next_slice(
             RemoteLease::Idle => return None,
         };
         let (job, before) = match task.work {
-            RemoteWork::Slice(s) => return Some((task.epoch, s.job, s.slice, s.records)),
+            RemoteWork::Slice(s) => {
+                let records = s.records.unpack(usize::MAX).unwrap().to_vecs();
+                return Some((task.epoch, s.job, s.slice, records));
+            }
             RemoteWork::Before(h) => (h.job, true),
             RemoteWork::After(h) => (h.job, false),
             RemoteWork::Simple(_) => panic!("no simple job was submitted"),
@@ -122,11 +125,16 @@ fn output(job: JobId, slice: u64, main: Vec<Vec<u8>>) -> RemoteOutcome {
     RemoteOutcome::Slice {
         job,
         slice,
-        result: Ok(SliceResult {
+        result: Ok(packed(SliceResult {
             main,
             ..Default::default()
-        }),
+        })),
     }
+}
+
+/// `result` as a remote worker sends it (protocol 3: packed).
+fn packed(result: SliceResult) -> PackedResult {
+    PackedResult::pack(&result, 1).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

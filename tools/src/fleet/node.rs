@@ -11,8 +11,8 @@ use std::time::Duration;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use booster_runtime::{
-    CommitAnswer, RemoteError, RemoteHello, RemoteLease, RemoteOutcome, RemoteSession, RemoteWork,
-    Runtime, SimpleResult, SliceResult,
+    CommitAnswer, PackedResult, RemoteError, RemoteHello, RemoteLease, RemoteOutcome,
+    RemoteSession, RemoteWork, Runtime, SimpleResult,
 };
 use tonic::server::UnaryService;
 use tonic::Status;
@@ -263,10 +263,18 @@ pub async fn commit(State(app): State<AppState>, req: Request) -> Response {
             let (worker, epoch) = (m.worker_id, m.epoch);
             let session = session(worker, &m.session);
             let who = format!(" of worker {worker}, lease {epoch}");
-            let outcome = outcome_of(m, runtime.max_commit_records()).map_err(|why| {
+            let max_raw = max_message_bytes(&runtime);
+            let invalid = |why: String| {
                 refusals::log("Commit", &who, tonic::Code::InvalidArgument, &why);
                 Status::invalid_argument(why)
-            })?;
+            };
+            refuse_oversized(&m, runtime.max_commit_records(), max_raw).map_err(invalid)?;
+            // Decompressing the bodies (up to the message limit) runs off
+            // the executor threads, so it delays no heartbeat or lease.
+            let outcome = tokio::task::spawn_blocking(move || outcome_of(m, max_raw))
+                .await
+                .map_err(|e| Status::internal(format!("checking a commit: {e}")))?
+                .map_err(invalid)?;
             let answer = runtime
                 .remote_commit(&session, epoch, outcome)
                 .await
@@ -430,7 +438,7 @@ fn work_of(work: RemoteWork) -> Result<proto::Work, String> {
             kind: s.kind.to_string(),
             properties_json: json(&s.properties),
             categories: s.categories.to_vec(),
-            records: Some(proto::RecordBlob::of(&s.records)?),
+            records: Some(s.records.into()),
         }),
         RemoteWork::Before(h) => proto::Work::Before(hook(h)),
         RemoteWork::After(h) => proto::Work::After(hook(h)),
@@ -451,11 +459,42 @@ fn fits(work: proto::Work, limit: usize) -> Result<proto::Work, String> {
     }
 }
 
+/// Err (why) when a slice's output states more than `max_records` records
+/// (the runtime's `max_commit_records`) or more than `max_raw_bytes`
+/// bytes once decompressed (the message limit), all its categories
+/// together: the cheap refusals, by the counts it states, before any body
+/// is decompressed (so a bomb costs nothing).
+fn refuse_oversized(
+    m: &proto::CommitRequest,
+    max_records: usize,
+    max_raw_bytes: usize,
+) -> Result<(), String> {
+    let Some(proto::Outcome::Slice(s)) = &m.outcome else {
+        return Ok(());
+    };
+    let malformed = |why: String| format!("slice {} of job {}: {why}", s.slice, s.job);
+    let packed = || s.main.iter().chain(&s.categories);
+    let count = packed().fold(0usize, |n, p| n.saturating_add(p.count as usize));
+    if count > max_records {
+        return Err(malformed(format!(
+            "it carries {count} records, more than the {max_records} records a commit may write"
+        )));
+    }
+    let raw = packed().fold(0usize, |n, p| n.saturating_add(p.raw_len as usize));
+    if raw > max_raw_bytes {
+        return Err(malformed(format!(
+            "its records say they are {raw} bytes once decompressed, over the node's limit of {max_raw_bytes}"
+        )));
+    }
+    Ok(())
+}
+
 /// A commit's outcome as the runtime takes it; Err: malformed, with why.
-/// A slice's output of more than `max_records` records (the runtime's
-/// `max_commit_records`) is refused by its count of lengths, before any
-/// record is built.
-fn outcome_of(m: proto::CommitRequest, max_records: usize) -> Result<RemoteOutcome, String> {
+/// Run after `refuse_oversized`, off the executor (it decompresses): a
+/// slice's packed records are checked (`PackedRecords::checked`), each
+/// decompressing to at most `max_raw_bytes`, so the store never takes a
+/// body the node could not read back or would not write itself.
+fn outcome_of(m: proto::CommitRequest, max_raw_bytes: usize) -> Result<RemoteOutcome, String> {
     match m.outcome {
         None => Err("the commit carries no outcome".into()),
         Some(proto::Outcome::Simple(r)) => {
@@ -480,23 +519,12 @@ fn outcome_of(m: proto::CommitRequest, max_records: usize) -> Result<RemoteOutco
         }
         Some(proto::Outcome::Slice(s)) => {
             let malformed = |why: String| format!("slice {} of job {}: {why}", s.slice, s.job);
-            let lengths = s
-                .main
-                .iter()
-                .chain(&s.categories)
-                .map(proto::RecordBlob::count);
-            let count = lengths.fold(0usize, usize::saturating_add);
-            if count > max_records {
-                return Err(malformed(format!(
-                    "it carries {count} record lengths, more than the {max_records} records a commit may write"
-                )));
-            }
             let result = match s.failed {
                 Some(message) => Err(message),
-                None => Ok(SliceResult {
-                    main: proto::records_of(s.main.as_ref()).map_err(malformed)?,
+                None => Ok(PackedResult {
+                    main: proto::packed_of(s.main.as_ref(), max_raw_bytes).map_err(malformed)?,
                     by_category: (s.categories.iter())
-                        .map(|c| c.records().map_err(malformed))
+                        .map(|c| c.checked(max_raw_bytes).map_err(malformed))
                         .collect::<Result<_, _>>()?,
                     record_errors: s
                         .record_errors

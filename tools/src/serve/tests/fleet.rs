@@ -148,6 +148,25 @@ fn commit(
     }))
 }
 
+/// Records as a worker of protocol 3 sends them: packed.
+fn packed(records: &[&[u8]]) -> Option<proto::PackedRecords> {
+    Some(
+        booster_runtime::PackedSlice::pack(records, 1)
+            .unwrap()
+            .into(),
+    )
+}
+
+/// A leased slice's records, unpacked as a worker does.
+fn unpacked(s: &proto::SliceWork) -> Vec<Vec<u8>> {
+    let bound = 1 << 20;
+    proto::packed_of(s.records.as_ref(), bound)
+        .unwrap()
+        .unpack(bound)
+        .unwrap()
+        .to_vecs()
+}
+
 fn copy_of(s: &proto::SliceWork) -> proto::Outcome {
     proto::Outcome::Slice(proto::SliceOutput {
         job: s.job,
@@ -305,7 +324,7 @@ fn a_slice_leased_through_the_worker_service_is_committed_exactly() {
     let worker = join(&t, &mut c);
     let (epoch, slice) = lease_slice(&t, &c, &worker);
     assert_eq!(
-        proto::records_of(slice.records.as_ref()).unwrap(),
+        unpacked(&slice),
         vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
     );
     let reply = commit(&t, &c, &worker, epoch, copy_of(&slice)).unwrap();
@@ -348,7 +367,7 @@ fn a_commit_of_another_workers_lease_or_a_malformed_one_changes_nothing() {
     let bad_error = proto::Outcome::Slice(proto::SliceOutput {
         job: slice.job,
         slice: slice.slice,
-        main: Some(proto::RecordBlob::default()),
+        main: Some(proto::PackedRecords::default()),
         record_errors: vec![proto::RecordError {
             index: 7,
             message: "no such record".into(),
@@ -366,7 +385,7 @@ fn a_commit_of_another_workers_lease_or_a_malformed_one_changes_nothing() {
     let doubled = proto::Outcome::Slice(proto::SliceOutput {
         job: slice.job,
         slice: slice.slice,
-        main: Some(proto::RecordBlob::of(&[b"b"]).unwrap()),
+        main: packed(&[b"b"]),
         record_errors: vec![twice.clone(), twice],
         ..Default::default()
     });
@@ -410,9 +429,10 @@ fn a_commit_whose_connection_drops_midway_is_durable_once_and_its_retry_is_told_
     let outcome = booster_runtime::RemoteOutcome::Slice {
         job: slice.job,
         slice: slice.slice,
-        result: Ok(booster_runtime::SliceResult {
-            main: proto::records_of(slice.records.as_ref()).unwrap(),
-            ..Default::default()
+        result: Ok(booster_runtime::PackedResult {
+            main: proto::packed_of(slice.records.as_ref(), 1 << 20).unwrap(),
+            by_category: Vec::new(),
+            record_errors: Vec::new(),
         }),
     };
     let runtime = t.runtime().clone();
@@ -646,9 +666,12 @@ fn hellos_past_the_remote_thread_limit_are_refused_saying_so() {
     assert_eq!(remote_workers(&t), joins);
 }
 
-/// A slice's records travel as one blob and its lengths (protocol 2):
-/// lengths that point past the blob, or leave bytes over, are refused
-/// before anything is committed, and the lease stays the worker's.
+/// A slice's records travel packed (protocol 3): the node checks what it
+/// would store. A body that is not zstd, that decompresses to more or
+/// fewer bytes than it says (a decompression bomb among them), says more
+/// bytes than a message may hold, or whose lengths or count do not cut
+/// its records exactly, is refused before anything is committed, and the
+/// lease stays the worker's.
 #[test]
 fn a_commit_whose_record_lengths_do_not_fit_its_blob_changes_nothing() {
     let t = TestServer::start_node(|_, _| {});
@@ -656,26 +679,107 @@ fn a_commit_whose_record_lengths_do_not_fit_its_blob_changes_nothing() {
     let mut c = client(&t, None, None);
     let worker = join(&t, &mut c);
     let (epoch, slice) = lease_slice(&t, &c, &worker);
-    let with = |data: &[u8], lengths: &[u32]| {
+    let with = |main: proto::PackedRecords| {
         proto::Outcome::Slice(proto::SliceOutput {
             job: slice.job,
             slice: slice.slice,
-            main: Some(proto::RecordBlob {
-                data: data.to_vec().into(),
-                lengths: lengths.to_vec(),
-            }),
+            main: Some(main),
             ..Default::default()
         })
     };
+    let good = packed(&[b"a", b"b"]).unwrap();
+    let raw = |body: &[u8], count| proto::PackedRecords {
+        body: body.to_vec().into(),
+        raw_len: body.len() as u32,
+        count,
+        zstd: false,
+    };
+    let bomb = zstd::bulk::compress(&vec![0u8; 32 << 20], 1).unwrap();
+    let limit = crate::fleet::node::max_message_bytes(t.runtime());
+    let lines: Vec<&[u8]> = vec![b"a,line,that,repeats"; 100];
+    let zstd = packed(&lines).unwrap();
+    assert!(zstd.zstd);
+    // A skippable frame before the records' frame: zstd decodes it to the
+    // same records, the store would keep the padding.
+    let mut padded = 0x184D_2A50u32.to_le_bytes().to_vec();
+    padded.extend_from_slice(&64u32.to_le_bytes());
+    padded.extend_from_slice(&[0; 64]);
+    padded.extend_from_slice(&zstd.body);
     let hostile = [
-        with(b"ab", &[1, 2]),
-        with(b"ab", &[1, u32::MAX]),
-        with(b"ab", &[1]),
+        (
+            "not zstd",
+            "does not start with a standard zstd frame",
+            proto::PackedRecords {
+                body: vec![9; 40].into(),
+                raw_len: 400,
+                count: 1,
+                zstd: true,
+            },
+        ),
+        (
+            "a bomb",
+            "does not decode",
+            proto::PackedRecords {
+                body: bomb.clone().into(),
+                raw_len: 1 << 20,
+                count: 1,
+                zstd: true,
+            },
+        ),
+        (
+            "over the limit",
+            "over the node's limit",
+            proto::PackedRecords {
+                body: bomb.into(),
+                raw_len: limit as u32 + 1,
+                count: 1,
+                zstd: true,
+            },
+        ),
+        (
+            "skippable padding",
+            "does not start with a standard zstd frame",
+            proto::PackedRecords {
+                body: padded.into(),
+                ..zstd.clone()
+            },
+        ),
+        (
+            "not smaller than its records",
+            "not smaller than its",
+            proto::PackedRecords {
+                body: vec![0; zstd.raw_len as usize].into(),
+                ..zstd.clone()
+            },
+        ),
+        (
+            "a length past the end",
+            "runs past",
+            raw(&[5, 0, 0, 0, b'a'], 1),
+        ),
+        (
+            "bytes left over",
+            "left over",
+            raw(&[1, 0, 0, 0, b'a', b'b'], 1),
+        ),
+        (
+            "more records than bytes",
+            "do not fit in",
+            raw(&[1, 0, 0, 0, b'a'], 2),
+        ),
+        (
+            "a raw length that lies",
+            "the uncompressed body is",
+            proto::PackedRecords {
+                raw_len: good.raw_len + 1,
+                ..good.clone()
+            },
+        ),
     ];
-    for outcome in hostile {
-        let err = commit(&t, &c, &worker, epoch, outcome).unwrap_err();
-        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
-        assert!(err.message().contains("blob"), "says why: {err:?}");
+    for (what, why, main) in hostile {
+        let err = commit(&t, &c, &worker, epoch, with(main)).unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{what}: {err:?}");
+        assert!(err.message().contains(why), "{what}: says {why:?}: {err:?}");
     }
     let job = t.job(id);
     assert_eq!(
@@ -683,9 +787,12 @@ fn a_commit_whose_record_lengths_do_not_fit_its_blob_changes_nothing() {
         (JobState::Running, 0),
         "{job:?}"
     );
-    let reply = commit(&t, &c, &worker, epoch, with(b"ab", &[1, 1])).unwrap();
+    let reply = commit(&t, &c, &worker, epoch, with(good)).unwrap();
     assert!(reply.accepted, "the lease is untouched: {reply:?}");
     t.wait_until(id, |j| j.records_out == 2);
+    let mut out = Vec::new();
+    t.client().download(id, "main", &mut out).unwrap();
+    assert_eq!(String::from_utf8(out).unwrap(), "a\nb\n");
 }
 
 #[test]
@@ -706,7 +813,7 @@ fn a_commit_without_its_output_blob_changes_nothing() {
     let err = commit(&t, &c, &worker, epoch, without).unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
     assert!(
-        err.message().contains("no records blob"),
+        err.message().contains("no packed records"),
         "says why: {err:?}"
     );
     let job = t.job(id);
@@ -718,7 +825,7 @@ fn a_commit_without_its_output_blob_changes_nothing() {
     let empty = proto::Outcome::Slice(proto::SliceOutput {
         job: slice.job,
         slice: slice.slice,
-        main: Some(proto::RecordBlob::default()),
+        main: Some(proto::PackedRecords::default()),
         ..Default::default()
     });
     let reply = commit(&t, &c, &worker, epoch, empty).unwrap();
@@ -736,9 +843,11 @@ fn a_commit_of_more_record_lengths_than_a_commit_may_write_is_refused_unbuilt() 
     // Empty records, one byte each on the wire: split between main and a
     // category, the count passes the bound only together.
     let half = bound / 2 + 1;
-    let zeros = |n: usize| proto::RecordBlob {
-        data: Default::default(),
-        lengths: vec![0; n],
+    let zeros = |n: usize| proto::PackedRecords {
+        body: Default::default(),
+        raw_len: 4 * n as u32,
+        count: n as u32,
+        zstd: true,
     };
     let hostile = proto::Outcome::Slice(proto::SliceOutput {
         job: slice.job,
@@ -750,8 +859,7 @@ fn a_commit_of_more_record_lengths_than_a_commit_may_write_is_refused_unbuilt() 
     let err = commit(&t, &c, &worker, epoch, hostile).unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
     assert!(
-        err.message()
-            .contains(&format!("{} record lengths", 2 * half)),
+        err.message().contains(&format!("{} records,", 2 * half)),
         "refused by its count, before building records: {err:?}"
     );
     let job = t.job(id);
@@ -768,7 +876,7 @@ fn a_commit_of_more_record_lengths_than_a_commit_may_write_is_refused_unbuilt() 
         proto::Outcome::Slice(proto::SliceOutput {
             job: slice.job,
             slice: slice.slice,
-            main: Some(proto::RecordBlob::of(&[b"a", b"b"]).unwrap()),
+            main: packed(&[b"a", b"b"]),
             ..Default::default()
         }),
     )
