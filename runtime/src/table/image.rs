@@ -7,7 +7,7 @@
 //! the record, or neither.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::ops::Bound;
+use std::ops::{Bound, ControlFlow};
 use std::sync::Arc;
 
 use booster_store::{Batch, SliceKey};
@@ -95,21 +95,28 @@ pub(super) fn read_stored(
 }
 
 /// Calls `f` with the heads of each of the next `max_pages` stored row
-/// pages from page `from`, ascending, and says the page to go on from
-/// (None: no page is left): the walk both refiles (`expiry::refile`,
-/// `kind_index::refile`) share. A page that cannot be read is passed
-/// over; an index that cannot be scanned is the error.
+/// pages from page `from` up to `end` (exclusive; None: no end),
+/// ascending, or with None for a page that cannot be read; and says the
+/// page to go on from (None: no page is left before `end`): the walk both
+/// refiles (`expiry::refile`, `kind_index::refile`) share. Where `f`
+/// breaks (at a page it must not pass over), the walk stops and goes on
+/// from that page. An index that cannot be scanned is the error.
 pub(super) fn each_stored_page(
     store: &dyn SliceStore,
     from: u64,
+    end: Option<u64>,
     max_pages: usize,
-    mut f: impl FnMut(u64, &[row::Head]),
+    mut f: impl FnMut(u64, Option<&[row::Head]>) -> ControlFlow<()>,
 ) -> Result<Option<u64>, RuntimeError> {
-    let seqs = (Bound::Included(from), Bound::Unbounded);
+    let seqs = (
+        Bound::Included(from),
+        end.map_or(Bound::Unbounded, Bound::Excluded),
+    );
     let pages = store.scan(TABLE_OWNER, ROW_PAGE, seqs, false, max_pages + 1)?;
     for item in pages.iter().take(max_pages) {
-        if let Ok(Some(stored)) = read_stored(store, item.key.seq) {
-            f(item.key.seq, &stored.heads);
+        let stored = read_stored(store, item.key.seq).ok().flatten();
+        if f(item.key.seq, stored.as_ref().map(|s| &s.heads[..])).is_break() {
+            return Ok(Some(item.key.seq));
         }
     }
     Ok(pages.get(max_pages).map(|item| item.key.seq))

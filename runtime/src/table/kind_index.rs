@@ -19,6 +19,7 @@
 //! writes the rest. Until then a kind filter reads rows, as before.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::ControlFlow;
 
 use booster_store::SliceKey;
 
@@ -130,24 +131,26 @@ pub struct KindRefile {
 /// The kind masks of the next `max_pages` stored row pages of range `at`,
 /// from their stored rows. The checkpoint puts them before the
 /// pages it rewrites, so a page it also rewrites ends with its new masks.
-/// A page that cannot be read is passed over (its masks stay unwritten;
-/// `verify` names the rot); an index that cannot be scanned is the error,
-/// and the cursor stays.
+/// A page that cannot be read ends the step there: the range left starts
+/// at it, so the next checkpoint tries it again and the index is never
+/// complete past a page whose masks were not written. An index that
+/// cannot be scanned is the error, and the cursor stays.
 pub fn refile(
     store: &dyn SliceStore,
     at: KindCursor,
     max_pages: usize,
 ) -> Result<KindRefile, RuntimeError> {
     let mut puts = Vec::new();
-    let next = super::image::each_stored_page(store, at.from, max_pages, |page, heads| {
-        if page < at.end {
+    let next =
+        super::image::each_stored_page(store, at.from, Some(at.end), max_pages, |page, heads| {
+            let Some(heads) = heads else {
+                return ControlFlow::Break(());
+            };
             let new = masks_of(heads.iter().map(|h| (h.id, h.state, h.kind)));
             changes(page, &KindMasks::new(), &new, &mut puts, &mut Vec::new());
-        }
-    })?;
-    let next = next
-        .filter(|&from| from < at.end)
-        .map(|from| KindCursor { from, end: at.end });
+            ControlFlow::Continue(())
+        })?;
+    let next = next.map(|from| KindCursor { from, end: at.end });
     Ok(KindRefile { puts, next })
 }
 
