@@ -95,6 +95,14 @@ fn stored_mask(l: &Logged, kind: &str, page: u64) -> Option<u64> {
 /// checkpoint record without counts by kind: the image as a runtime from
 /// before the kind index wrote it.
 fn image_from_before_the_kind_index(l: &mut Logged) {
+    checkpoint_of_an_older_binary(l, 0, false);
+}
+
+/// A checkpoint as a runtime from before the kind index writes it: its
+/// record without counts by kind, and the pages from `from_page` up
+/// without kind masks (deleted here); `KIND_REFILE` deleted too unless
+/// `keep_cursor` (an older binary never touches it).
+fn checkpoint_of_an_older_binary(l: &mut Logged, from_page: u64, keep_cursor: bool) {
     let seq = l.st.book.checkpoint_seq + 1;
     let (record, records) = crate::table::image::checkpoint_records(&l.st, seq);
     let Meta::Checkpoint(mut c) = record else {
@@ -105,13 +113,18 @@ fn image_from_before_the_kind_index(l: &mut Logged) {
     for r in records {
         batch = batch.meta(r);
     }
-    batch = batch.delete(keys::kind_refile());
+    if !keep_cursor {
+        batch = batch.delete(keys::kind_refile());
+    }
     for kind in kind_ids(&l.st) {
         let stream = keys::KIND_INDEX_BASE + kind;
-        let all = (std::ops::Bound::Unbounded, std::ops::Bound::Unbounded);
+        let pages = (
+            std::ops::Bound::Included(from_page),
+            std::ops::Bound::Unbounded,
+        );
         for item in l
             .store
-            .scan(keys::TABLE_OWNER, stream, all, false, usize::MAX)
+            .scan(keys::TABLE_OWNER, stream, pages, false, usize::MAX)
             .unwrap()
         {
             batch = batch.delete(item.key);
@@ -273,4 +286,30 @@ fn a_page_the_kind_refile_cannot_read_stops_the_refile_there() {
     assert_eq!(l.st.book.kind_refile, None);
     assert_eq!(mismatches(&l), Vec::<String>::new());
     assert_eq!(list_rare(&l), (vec![7, 57, 107, 157], 3));
+}
+
+/// A store whose kind index this code said complete, then checkpointed by
+/// a binary from before the kind index (a downgrade: pages written with
+/// no kind masks, `KIND_REFILE` left as it was), then opened by this code
+/// again: the cursor's stamp is not the checkpoint read, so it is not
+/// trusted; the kind lists by rows and the refile writes every page's
+/// masks again (review finding 2: the COMPLETE cursor was trusted, and the
+/// rare jobs the older binary checkpointed listed under no kind).
+#[test]
+fn a_checkpoint_by_an_older_binary_voids_the_kind_index() {
+    let mut l = queued(200);
+    submit(&mut l, 128);
+    l.checkpoint();
+    assert_eq!(l.st.book.kind_refile, None, "complete");
+    // The older binary's checkpoint: pages 3, 4 and 5 with no kind masks.
+    checkpoint_of_an_older_binary(&mut l, 3, true);
+    assert_eq!(stored_mask(&l, "rare", 4), None);
+    assert_eq!(l.st.book.kind_refile, refiling(0, 6));
+    assert_eq!(l.st.book.kind_counts, None, "no kind was counted");
+    let rare = vec![7, 57, 107, 157, 207, 257, 307];
+    assert_eq!(list_rare(&l).0, rare);
+    l.checkpoint();
+    assert_eq!(l.st.book.kind_refile, None);
+    assert_eq!(mismatches(&l), Vec::<String>::new());
+    assert_eq!(list_rare(&l), (rare, 5), "pages 0 to 4");
 }

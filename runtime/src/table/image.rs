@@ -457,10 +457,10 @@ pub fn swept_checkpoint_batch(
             None => batch.delete(keys::refile()),
         };
     }
-    if state.book.kind_refile.is_some() || !state.table.has_image() {
-        let cursor = kind_index::cursor_record(kinds_next);
-        batch = batch.slice(keys::kind_refile(), &[cursor]);
-    }
+    // Rewritten by every checkpoint, stamped with its seq: an open trusts
+    // only the stamp of the checkpoint it reads (`kind_index::cursor`).
+    let cursor = kind_index::cursor_record(kinds_next, state.book.checkpoint_seq + 1);
+    batch = batch.slice(keys::kind_refile(), &[cursor]);
     for (key, records) in &swept.puts {
         batch = batch.slice(*key, records);
     }
@@ -660,7 +660,7 @@ pub fn restore_rows(
         state.table.open_image(Arc::downgrade(store));
         state.table.loading = true;
         state.book.refile_from = expiry::refile_cursor(&**store, c.counts.len() == states);
-        state.book.kind_refile = kind_index::cursor(&**store)?;
+        state.book.kind_refile = kind_index::cursor(&**store, c.seq)?;
         state.book.kind_counts = kind_index::finished_counts(c).map_err(corrupt)?;
     }
     let mut counts = [0u64; 8];

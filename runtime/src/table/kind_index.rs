@@ -84,24 +84,32 @@ pub struct KindCursor {
     pub end: u64,
 }
 
-/// Where an open over an image goes on writing kind masks
-/// (`Book::kind_refile`): None when the `KIND_REFILE` record says
+/// Where an open over the image of checkpoint `seq` goes on writing kind
+/// masks (`Book::kind_refile`): None when the `KIND_REFILE` record says
 /// complete; its range when it holds one; from page 0 to one past the
 /// last stored page when it is absent (an image from before the kind
-/// index) or cannot be read or decoded (rewriting a page's masks from
-/// its rows is harmless). An index that cannot be scanned is the error.
-pub fn cursor(store: &dyn SliceStore) -> Result<Option<KindCursor>, RuntimeError> {
+/// index), cannot be read or decoded (rewriting a page's masks from its
+/// rows is harmless), or is stamped with another checkpoint than `seq`:
+/// every checkpoint of this code rewrites the record with its own seq,
+/// so another stamp means a binary from before the kind index wrote a
+/// later checkpoint (a downgrade), whose pages may lack their masks.
+/// An index that cannot be scanned is the error.
+pub fn cursor(store: &dyn SliceStore, seq: u64) -> Result<Option<KindCursor>, RuntimeError> {
     let stored = match store.read_slice(&keys::kind_refile()) {
         Ok(Some(records)) => records
             .first()
-            .and_then(|r| <[u8; 16]>::try_from(r.as_slice()).ok()),
+            .and_then(|r| <[u8; 24]>::try_from(r.as_slice()).ok()),
         Ok(None) | Err(_) => None,
     };
-    if let Some(b) = stored {
-        let word = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
-        return Ok(match word(0) {
+    let word =
+        |b: &[u8; 24], i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+    if let Some(b) = stored.filter(|b| word(b, 16) == seq) {
+        return Ok(match word(&b, 0) {
             KIND_INDEX_COMPLETE => None,
-            from => Some(KindCursor { from, end: word(8) }),
+            from => Some(KindCursor {
+                from,
+                end: word(&b, 8),
+            }),
         });
     }
     let all = (std::ops::Bound::Unbounded, std::ops::Bound::Unbounded);
@@ -110,14 +118,15 @@ pub fn cursor(store: &dyn SliceStore) -> Result<Option<KindCursor>, RuntimeError
     Ok(Some(KindCursor { from: 0, end }))
 }
 
-/// The `KIND_REFILE` record for the range left, `next` (None: complete):
-/// `from` u64 LE ++ `end` u64 LE, `from` = `KIND_INDEX_COMPLETE` once
-/// complete.
-pub fn cursor_record(next: Option<KindCursor>) -> [u8; 16] {
+/// The `KIND_REFILE` record checkpoint `seq` writes for the range left,
+/// `next` (None: complete): `from` u64 LE ++ `end` u64 LE ++ `seq` u64
+/// LE, `from` = `KIND_INDEX_COMPLETE` once complete.
+pub fn cursor_record(next: Option<KindCursor>, seq: u64) -> [u8; 24] {
     let (from, end) = next.map_or((KIND_INDEX_COMPLETE, 0), |c| (c.from, c.end));
-    let mut b = [0; 16];
+    let mut b = [0; 24];
     b[..8].copy_from_slice(&from.to_le_bytes());
-    b[8..].copy_from_slice(&end.to_le_bytes());
+    b[8..16].copy_from_slice(&end.to_le_bytes());
+    b[16..].copy_from_slice(&seq.to_le_bytes());
     b
 }
 
