@@ -65,10 +65,12 @@ pub fn page_within<G: Deref<Target = State>>(
     let bounded = filter.text.is_some() || (filter.kind.is_some() && !by_kind);
     let exact = !bounded && (!by_kind || kind_counted);
     let counting = !exact && query.before.is_none();
-    // `newest_rows` gives only rows in the state asked for, and lost
-    // rows of its pages whose made-up state (failed) differs.
+    // `newest_rows` gives only rows in the state asked for (and, from the
+    // kind index, of the kind), and lost rows of its pages whose made-up
+    // state (failed) and kind ("(lost)") differ: they show (G7).
     let rest = crate::JobFilter {
         state: None,
+        kind: filter.kind.clone().filter(|_| !by_kind),
         ..filter.clone()
     };
     let mut below = query.before.unwrap_or(JobId::MAX);

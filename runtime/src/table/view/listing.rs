@@ -166,7 +166,8 @@ impl TableView {
             visited += 1;
             let read = stored.next_if_eq(&page).is_some();
             while in_ram.next_if_eq(&page).is_some() {}
-            let picks = self.page_picks(&*store, page, read, state, unlisted.as_ref())?;
+            let rows = Rows { state, kind };
+            let picks = self.page_picks(&*store, page, read, rows, unlisted.as_ref())?;
             for (id, pick) in picks.into_iter().rev() {
                 if id >= below {
                     continue;
@@ -250,17 +251,20 @@ impl TableView {
 
     /// The rows of `page`, by id: the stored ones when `read`, the
     /// overlay's over them. When it cannot be read, its rows are lost
-    /// ones: those its mask of `state` names (of every state when None,
-    /// tombstones left out; every slot when the masks cannot be read
-    /// either).
+    /// ones: those its mask of `rows.state` names (of every state when
+    /// None, tombstones left out; every slot when the masks cannot be read
+    /// either), and of those, with `rows.kind`, only the slots its mask of
+    /// that kind names (every slot when that mask cannot be read), so a
+    /// kind listing shows no lost row of another kind.
     pub(super) fn page_picks<'a>(
         &'a self,
         store: &dyn crate::slice_store::SliceStore,
         page: u64,
         read: bool,
-        state: Option<JobState>,
+        rows_of: Rows,
         unlisted: Option<&booster_store::StoreError>,
     ) -> Result<BTreeMap<JobId, Pick<'a>>, RuntimeError> {
+        let Rows { state, kind } = rows_of;
         let mut rows = BTreeMap::new();
         if read {
             match read_page(store, page) {
@@ -276,6 +280,7 @@ impl TableView {
                             Some(s) => m[s.index()],
                             None => m[..STATE_DESTROYED as usize].iter().fold(0, |a, b| a | b),
                         });
+                        let slots = slots & kind.map_or(u64::MAX, |k| kind_mask(store, k, page));
                         let reason = crate::lost::page_reason(page, &e);
                         for slot in (0..ROWS_PER_PAGE).filter(|s| slots & (1 << s) != 0) {
                             let id = page * ROWS_PER_PAGE + slot;
@@ -361,4 +366,19 @@ pub(super) fn incomplete(
          ({e}); restore the damaged segment from a backup, or salvage what survived into a new \
          data directory (`booster salvage`)"
     ))
+}
+
+/// The stored mask of kind `kind` on page `page`: 0 when it has none,
+/// every slot when it cannot be read or decoded.
+fn kind_mask(store: &dyn crate::slice_store::SliceStore, kind: KindId, page: u64) -> u64 {
+    let Some(key) = keys::kind_index(kind, page) else {
+        return u64::MAX;
+    };
+    match store.read_slice(&key) {
+        Ok(None) => 0,
+        Ok(Some(records)) => (records.first())
+            .and_then(|r| keys::decode_mask(r).ok())
+            .unwrap_or(u64::MAX),
+        Err(_) => u64::MAX,
+    }
 }
