@@ -192,6 +192,39 @@ pub fn finished_counts(c: &Checkpoint) -> Result<Option<HashMap<KindId, [u64; 9]
     Ok(Some(out))
 }
 
+/// Where checkpoint `c`'s counts by kind disagree with its counts by
+/// state (the sum over kinds, state by state) or, in the unfinished
+/// states, with `restored`, the rows the open read, by kind and stored
+/// state (a page that could not be read counts none); None when they
+/// agree, or when `c` did not count kinds.
+pub fn counts_disagree(c: &Checkpoint, restored: &HashMap<KindId, [u64; 9]>) -> Option<String> {
+    let by_kind = c.kind_counts.as_ref()?;
+    for (i, &total) in c.counts.iter().enumerate() {
+        let sum: u64 = by_kind.iter().filter_map(|(_, n)| n.get(i)).sum();
+        if sum != total {
+            return Some(format!(
+                "its counts by kind sum to {sum} jobs of state {i}, its counts by state to {total}"
+            ));
+        }
+    }
+    let unfinished = JobState::ALL.iter().filter(|s| !s.is_finished());
+    for i in unfinished.map(|s| s.index()) {
+        let recorded = by_kind
+            .iter()
+            .map(|(k, n)| (*k, n.get(i).copied().unwrap_or(0)));
+        let read = restored.iter().map(|(k, n)| (*k, n[i]));
+        let nonzero = |kv: &(KindId, u64)| kv.1 != 0;
+        let recorded: BTreeMap<_, _> = recorded.filter(nonzero).collect();
+        let read: BTreeMap<_, _> = read.filter(nonzero).collect();
+        if recorded != read {
+            return Some(format!(
+                "it counts {recorded:?} jobs of state {i} by kind, its rows {read:?}"
+            ));
+        }
+    }
+    None
+}
+
 /// Where the kind masks in `store` disagree with its row pages, for
 /// tests: a page the cursor `from` says is indexed whose rows of a kind
 /// in `kinds` have no mask, or another one; and any mask key, of any
