@@ -346,6 +346,20 @@ mod tests {
         assert_eq!(page.total, Some(2));
         assert_eq!(reads, 3, "pages 0, 10 and 23: both indexes name them");
 
+        // A dense state: the rare kind's pages lead, and the completed
+        // index is listed one chunk, then looked at only at the kind's
+        // pages (before, each chunk went only as low as the completed
+        // stream's 16 keys reached, and listed the kind's stream again).
+        let keys = logged.keys_scanned();
+        let completed = Some(JobState::Completed);
+        let page = super::page(|| &logged.st, &of_kind("rare", completed, None, 100)).unwrap();
+        assert_eq!(ids(&page), vec![9, 2000]);
+        let keys = logged.keys_scanned() - keys;
+        assert!(
+            keys <= 4 + CHUNK_PAGES as u64 + 4,
+            "{keys} index keys scanned: the kind's 4, a chunk of the state's, a look per kind page"
+        );
+
         let (page, reads) = page_of(&logged, &of_kind("never", None, None, 100));
         assert_eq!((ids(&page), page.total, reads), (vec![], Some(0), 0));
     }

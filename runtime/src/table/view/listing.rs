@@ -114,7 +114,7 @@ impl TableView {
         // The index's error, when it could not say which pages hold rows:
         // then the next `pages` pages below the cursor are read in turn.
         let mut unlisted = None;
-        for stream in streams {
+        for &stream in &streams {
             match list(&*store, stream, top, pages) {
                 Ok(l) => listed.push(l),
                 Err(e) => unlisted = Some(e),
@@ -129,14 +129,29 @@ impl TableView {
                 )
             }
             None => {
-                // Both streams are known whole down to the higher of
-                // their floors; their pages above it are intersected.
-                let floor = listed.iter().filter_map(|l| l.floor).max();
-                let mut pages = listed[0].pages.clone();
-                for other in &listed[1..] {
-                    pages.retain(|p| other.pages.contains(p));
+                // Of two streams the sparser leads: the one whose pages
+                // reach lower (the lower floor; None, its end, lowest).
+                // Its pages are kept where the other names them too: by
+                // the other's listing down to its floor, and below that
+                // by a look at the other's key of the page itself (one
+                // key, so the call's work stays bounded by the sparser
+                // stream, not the denser; a look that fails keeps the
+                // page: its rows are checked as they are read).
+                let lead = (0..listed.len())
+                    .min_by_key(|&i| listed[i].floor.map_or(0, |f| f + 1))
+                    .expect("one stream at least");
+                let mut pages = listed[lead].pages.clone();
+                for (i, (other, &stream)) in listed.iter().zip(&streams).enumerate() {
+                    if i == lead {
+                        continue;
+                    }
+                    let known = other.floor.unwrap_or(0);
+                    pages.retain(|&p| match p >= known {
+                        true => other.pages.contains(&p),
+                        false => has_key(&*store, stream, p),
+                    });
                 }
-                (pages, floor)
+                (pages, listed[lead].floor)
             }
         };
         let more = floor.is_some();
@@ -350,6 +365,15 @@ fn list(
         pages: listed,
         floor,
     })
+}
+
+/// Whether index stream `stream` has a key for page `page` (true when
+/// the index cannot say).
+fn has_key(store: &dyn crate::slice_store::SliceStore, stream: u32, page: u64) -> bool {
+    let seqs = (Bound::Included(page), Bound::Included(page));
+    store
+        .scan_within(TABLE_OWNER, stream, seqs, true, 1, 1)
+        .map_or(true, |s| !s.slices.is_empty())
 }
 
 /// The error of a listing whose index and a page it then read both
