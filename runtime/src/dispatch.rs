@@ -33,6 +33,15 @@ impl Task {
             TaskWork::After(item) => LeaseWork::After { job: item.job },
         }
     }
+
+    /// The (first) job it runs.
+    pub fn first_job(&self) -> JobId {
+        match &self.work {
+            TaskWork::Simple(items) => items.first().map_or(0, |i| i.job),
+            TaskWork::Slice(item) => item.job,
+            TaskWork::Before(item) | TaskWork::After(item) => item.job,
+        }
+    }
 }
 
 impl SliceItem {

@@ -87,6 +87,8 @@ mod separators;
 mod shared;
 mod slice_store;
 mod snapshot;
+#[doc(hidden)]
+pub mod start_trace;
 mod state;
 #[cfg(test)]
 mod state_tests;

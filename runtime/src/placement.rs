@@ -23,6 +23,7 @@ use tokio::sync::oneshot;
 use crate::meta::Meta;
 use crate::shared::{batch_of, commit, Shared};
 use crate::slice_store::SliceStore;
+use crate::start_trace::{self, Phase};
 use crate::state::State;
 use crate::{JobId, JobShape, JobSpec, RuntimeError};
 
@@ -142,12 +143,14 @@ pub(crate) async fn write_placing(
         },
     );
     if placed {
+        start_trace::stamp(Phase::Placed, first_id, None);
         let mut st = shared.state.lock();
         if !answered.load(Ordering::Relaxed) {
             st.apply_placed(&created);
         }
         drop(st);
         shared.changed();
+        start_trace::stamp(Phase::Applied, first_id, None);
     }
     rx.await
         .map_err(|_| RuntimeError::ShuttingDown)?

@@ -1387,6 +1387,7 @@ async fn submit_specs_then(
     if specs.is_empty() {
         return Ok(Vec::new());
     }
+    let called = crate::start_trace::now();
     let batch = then.is_some().then_some(specs.len() as u64);
     specs.extend(then);
     let urgent;
@@ -1493,6 +1494,7 @@ async fn submit_specs_then(
         }
         first
     };
+    crate::start_trace::stamp_at(called, crate::start_trace::Phase::SubmitCalled, first_id);
     let n = specs.len() as u64;
     let keys_reserved = specs.iter().any(|s| s.singleton.is_some());
     records.push(Meta::Created {

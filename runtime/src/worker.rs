@@ -25,6 +25,7 @@ use crate::handler::{panic_message, set_progress, Progress};
 use crate::meta::{Meta, SimpleOutcome, STREAM_ERRORS, STREAM_INPUT, STREAM_MAIN};
 use crate::remote::{SimpleResult, SliceResult};
 use crate::shared::{batch_of, commit, poisons, Handler, Shared};
+use crate::start_trace::{self, Phase};
 use crate::state::LeaseWork;
 use crate::table::merge_error_groups;
 use crate::{ErrorGroup, HandlerError, JobContext, JobId, RecordErrorSample};
@@ -82,8 +83,10 @@ fn next_task(
     generation: u64,
     commits: &CommitThread,
 ) -> Option<Task> {
+    start_trace::stamp(Phase::LeaseAsked, 0, Some(worker));
     let mut st = shared.state.lock();
     loop {
+        start_trace::stamp(Phase::LockHeld, 0, Some(worker));
         let slot_gen = st.book.workers.get(worker).map(|s| s.generation);
         if st.book.stopping || slot_gen != Some(generation) {
             return None;
@@ -95,8 +98,12 @@ fn next_task(
             st.lease(worker, now_ms)
         };
         if let Some(task) = task {
+            if start_trace::on() {
+                start_trace::stamp(Phase::Leased, task.first_job(), Some(worker));
+            }
             return Some(task);
         }
+        start_trace::stamp(Phase::Waiting, 0, Some(worker));
         shared
             .work_ready
             .wait_for(&mut st, Duration::from_millis(100));
@@ -195,6 +202,7 @@ fn run_simple(
         }
         let handler = cached.as_ref().and_then(|(_, h)| h.clone());
         let started_us = shared.clock.now_us();
+        start_trace::stamp(Phase::Started, item.job, None);
         let ctx = JobContext {
             id: item.job,
             kind: &item.kind,
@@ -409,7 +417,9 @@ fn run_slice(
         categories: &item.categories,
         source: Some(Dependencies::Local(OutputSource { shared, store })),
     };
-    let result = SliceResult::settle(handler.process_slice(&ctx, &records), &item.categories);
+    let outcome = handler.process_slice(&ctx, &records);
+    start_trace::stamp(Phase::SliceEnded, item.job, Some(commits.worker));
+    let result = SliceResult::settle(outcome, &item.categories);
     let count = records.len() as u64;
     commit_result(
         shared,
@@ -562,7 +572,10 @@ pub(crate) fn commit_result(
         slice: item.slice,
     };
     match commits {
-        Some(commits) => commits.hand(shared, store, commit),
+        Some(commits) => {
+            commits.hand(shared, store, commit);
+            start_trace::stamp(Phase::Handed, item.job, Some(commits.worker));
+        }
         None => commit.run(shared, store),
     }
 }
