@@ -105,6 +105,8 @@ pub mod table_format {
 }
 mod transition;
 mod upload;
+#[cfg(test)]
+mod urgent_hold_tests;
 mod waiting;
 mod window;
 mod worker;

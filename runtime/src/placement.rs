@@ -93,6 +93,90 @@ impl State {
     }
 }
 
+/// How long a freed worker holds for an urgent submit in flight before it
+/// leases other work: a placement takes tens of microseconds, so this only
+/// bounds what a stalled one (a compaction holding the append gate, a
+/// submitting thread that waits for a core) costs the other work.
+pub(crate) const HOLD_MAX_US: u64 = 2_000;
+
+/// Urgent submits that start at placement, from their ids (under the state
+/// lock) until they are applied, or take another path (ARCHITECTURE.md,
+/// "Where the urgent tail goes"). A worker freed meanwhile holds for them
+/// (`InFlight::holds`) instead of leasing a slice that would keep it
+/// busy until after the urgent job is leasable.
+#[derive(Default, Debug)]
+pub struct InFlight {
+    /// Jobs announced, not yet applied or given up.
+    pub jobs: usize,
+    /// Workers holding for them now: at most one per job.
+    pub holding: usize,
+    /// When the latest was announced, by the runtime's clock.
+    announced_us: u64,
+}
+
+impl InFlight {
+    fn announce(&mut self, n: usize, now_us: u64) {
+        self.jobs += n;
+        self.announced_us = now_us;
+    }
+
+    fn settle(&mut self, n: usize) {
+        self.jobs = self.jobs.saturating_sub(n);
+    }
+
+    /// Whether a freed worker should hold (lease only urgent work, else
+    /// wait), and for how long at most: an announced job has no worker
+    /// holding for it yet, and the latest was announced within
+    /// `HOLD_MAX_US` (a clock that stepped back counts as expired).
+    pub(crate) fn holds(&self, now_us: u64) -> Option<Duration> {
+        if self.jobs <= self.holding || now_us < self.announced_us {
+            return None;
+        }
+        let left_us = (self.announced_us + HOLD_MAX_US).checked_sub(now_us)?;
+        (left_us > 0).then(|| Duration::from_micros(left_us))
+    }
+}
+
+/// An urgent submit's place in `InFlight`, from its ids until it is
+/// applied at placement (`settle`), or dropped on any other way out (the
+/// store was poisoned, the batch was not placed, the submit's future was
+/// dropped): either way the count goes and the workers are woken.
+pub(crate) struct Announced {
+    shared: Arc<Shared>,
+    n: usize,
+}
+
+impl Announced {
+    /// Counts `n` jobs in flight; call with the state lock held (`st`).
+    pub(crate) fn new(shared: &Arc<Shared>, st: &mut State, n: usize) -> Announced {
+        st.book.urgent_in_flight.announce(n, shared.clock.now_us());
+        Announced {
+            shared: shared.clone(),
+            n,
+        }
+    }
+
+    fn settle(mut self, st: &mut State) {
+        st.book.urgent_in_flight.settle(self.n);
+        self.n = 0;
+    }
+}
+
+impl Drop for Announced {
+    fn drop(&mut self) {
+        if self.n == 0 {
+            return;
+        }
+        self.shared
+            .state
+            .lock()
+            .book
+            .urgent_in_flight
+            .settle(self.n);
+        self.shared.changed();
+    }
+}
+
 /// Waits, the state lock released meanwhile, until none of `jobs` is
 /// placed: its `Created` is durable (`State::confirm_placed`) or it was
 /// dropped (`State::drop_placed`, its lease revoked). A commit naming a
@@ -112,6 +196,7 @@ pub(crate) async fn write_placing(
     shared: &Arc<Shared>,
     store: &Arc<dyn SliceStore>,
     created: Meta,
+    announced: Announced,
 ) -> Result<Vec<Result<(), RuntimeError>>, RuntimeError> {
     let Meta::Created {
         first_id, specs, ..
@@ -120,7 +205,9 @@ pub(crate) async fn write_placing(
         unreachable!("only a created record is placed ahead");
     };
     let (first_id, n) = (*first_id, specs.len() as u64);
-    if let Some(cause) = shared.state.lock().book.poisoned.clone() {
+    // Read before `announced` can drop: its `Drop` takes the state lock.
+    let poisoned = shared.state.lock().book.poisoned.clone();
+    if let Some(cause) = poisoned {
         return Err(RuntimeError::Store(StoreError::Poisoned { cause }));
     }
     // Set under the state lock by whichever comes second: the commit's
@@ -148,9 +235,13 @@ pub(crate) async fn write_placing(
         if !answered.load(Ordering::Relaxed) {
             st.apply_placed(&created);
         }
+        announced.settle(&mut st);
         drop(st);
         shared.changed();
         start_trace::stamp(Phase::Applied, first_id, None);
+    } else {
+        // It becomes leasable only once durable: no worker holds for it.
+        drop(announced);
     }
     rx.await
         .map_err(|_| RuntimeError::ShuttingDown)?

@@ -1392,6 +1392,7 @@ async fn submit_specs_then(
     specs.extend(then);
     let urgent;
     let at_placement;
+    let announced;
     let mut records = Vec::new();
     let mut pins = Vec::new();
     let first_id = {
@@ -1485,6 +1486,8 @@ async fn submit_specs_then(
         }
         urgent = specs.iter().all(|s| s.priority <= st.book.urgent_priority);
         at_placement = records.is_empty() && st.starts_at_placement(&specs);
+        announced =
+            at_placement.then(|| crate::placement::Announced::new(shared, &mut st, specs.len()));
         for (i, s) in specs.iter().enumerate() {
             if let Some(key) = &s.singleton {
                 st.book
@@ -1506,7 +1509,8 @@ async fn submit_specs_then(
         // No pins: a job that starts at placement has no `after`.
         debug_assert!(pins.is_empty() && records.len() == 1);
         let created = records.pop().expect("pushed above");
-        crate::placement::write_placing(shared, store, created).await
+        let announced = announced.expect("announced at placement");
+        crate::placement::write_placing(shared, store, created, announced).await
     } else {
         crate::shared::write_pinned(shared, store, records, urgent, pins).await
     };

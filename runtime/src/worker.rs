@@ -92,7 +92,13 @@ fn next_task(
             return None;
         }
         let now_ms = shared.clock.now_ms();
-        let task = if commits.behind(shared) {
+        // An urgent submit between its id and its placement: hold for it
+        // rather than take a slice that would keep this worker busy past
+        // the moment it becomes leasable (`placement::InFlight`).
+        let hold = (st.book.urgent_in_flight.jobs > 0)
+            .then(|| st.book.urgent_in_flight.holds(shared.clock.now_us()))
+            .flatten();
+        let task = if commits.behind(shared) || hold.is_some() {
             st.lease_urgent(worker, now_ms)
         } else {
             st.lease(worker, now_ms)
@@ -104,9 +110,15 @@ fn next_task(
             return Some(task);
         }
         start_trace::stamp(Phase::Waiting, 0, Some(worker));
-        shared
-            .work_ready
-            .wait_for(&mut st, Duration::from_millis(100));
+        let Some(hold) = hold else {
+            shared
+                .work_ready
+                .wait_for(&mut st, Duration::from_millis(100));
+            continue;
+        };
+        st.book.urgent_in_flight.holding += 1;
+        shared.work_ready.wait_for(&mut st, hold);
+        st.book.urgent_in_flight.holding -= 1;
     }
 }
 
