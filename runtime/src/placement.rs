@@ -196,7 +196,7 @@ pub(crate) async fn write_placing(
     shared: &Arc<Shared>,
     store: &Arc<dyn SliceStore>,
     created: Meta,
-    announced: Announced,
+    announced: Option<Announced>,
 ) -> Result<Vec<Result<(), RuntimeError>>, RuntimeError> {
     let Meta::Created {
         first_id, specs, ..
@@ -235,7 +235,9 @@ pub(crate) async fn write_placing(
         if !answered.load(Ordering::Relaxed) {
             st.apply_placed(&created);
         }
-        announced.settle(&mut st);
+        if let Some(announced) = announced {
+            announced.settle(&mut st);
+        }
         drop(st);
         shared.changed();
         start_trace::stamp(Phase::Applied, first_id, None);

@@ -1486,8 +1486,10 @@ async fn submit_specs_then(
         }
         urgent = specs.iter().all(|s| s.priority <= st.book.urgent_priority);
         at_placement = records.is_empty() && st.starts_at_placement(&specs);
-        announced =
-            at_placement.then(|| crate::placement::Announced::new(shared, &mut st, specs.len()));
+        // Only jobs a worker could lease the moment they are placed are
+        // announced: a freed worker holds for nothing else.
+        announced = (at_placement && st.leasable_now(&specs, shared.clock.now_ms()))
+            .then(|| crate::placement::Announced::new(shared, &mut st, specs.len()));
         for (i, s) in specs.iter().enumerate() {
             if let Some(key) = &s.singleton {
                 st.book
@@ -1509,7 +1511,6 @@ async fn submit_specs_then(
         // No pins: a job that starts at placement has no `after`.
         debug_assert!(pins.is_empty() && records.len() == 1);
         let created = records.pop().expect("pushed above");
-        let announced = announced.expect("announced at placement");
         crate::placement::write_placing(shared, store, created, announced).await
     } else {
         crate::shared::write_pinned(shared, store, records, urgent, pins).await

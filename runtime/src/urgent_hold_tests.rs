@@ -9,22 +9,30 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::clock::from_ms;
 use crate::commit_handoff_tests::{start_held_job_of, until, HeldGate, Probe};
 use crate::*;
 
-/// One worker runs a one-slice bulk job (held in its handler); a
-/// priority-50 job is queued behind it; an urgent submit has its id and
-/// waits for the append gate. Then the slice's handler returns. On the
-/// old code the freed worker leased the queued job at once, and the
-/// urgent one, placed a moment later, waited for it to end.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_freed_while_an_urgent_submit_is_placed_starts_it_before_other_work() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut opts = RuntimeOptions::new(dir.path());
+const NOW_MS: u64 = 1_700_000_000_000;
+
+/// One worker runs a one-slice bulk job (held in its handler) and a
+/// priority-50 job is queued behind it. Returns the runtime, the probe
+/// (the order simple jobs started in), the bulk job, the queued one and
+/// the bulk job's release.
+async fn one_busy_worker_and_a_queued_job(
+    dir: &std::path::Path,
+) -> (
+    Arc<Runtime>,
+    Arc<Probe>,
+    JobId,
+    JobId,
+    std::sync::mpsc::Sender<()>,
+) {
+    let mut opts = RuntimeOptions::new(dir);
     opts.workers = 1;
     opts.slice_size = 4;
     opts.auto_checkpoint = false;
-    opts.clock = Arc::new(ManualClock::at_ms(1_700_000_000_000));
+    opts.clock = Arc::new(ManualClock::at_ms(NOW_MS));
     let rt = Arc::new(Runtime::open(opts).await.unwrap());
     let probe = Arc::new(Probe::default());
     rt.register_simple("probe", probe.clone());
@@ -33,6 +41,39 @@ async fn a_worker_freed_while_an_urgent_submit_is_placed_starts_it_before_other_
         .submit(JobSpec::simple("probe", Value::Null))
         .await
         .unwrap();
+    (rt, probe, job, other, release_tx)
+}
+
+/// Waits for each of `ids` to complete.
+async fn wait_all(rt: &Runtime, ids: &[JobId]) {
+    for &id in ids {
+        let done = tokio::time::timeout(Duration::from_secs(30), rt.wait(id))
+            .await
+            .expect("every job finishes")
+            .unwrap();
+        assert_eq!(done.state, JobState::Completed, "job {id}");
+    }
+}
+
+/// Checks that nothing is left in flight or holding, and shuts `rt` down.
+async fn finish(rt: Arc<Runtime>) {
+    {
+        let st = rt.shared().state.lock();
+        assert_eq!(st.book.urgent_in_flight.jobs, 0, "every announce settled");
+        assert_eq!(st.book.urgent_in_flight.holding, 0, "no worker holds");
+    }
+    let rt = Arc::try_unwrap(rt).unwrap_or_else(|_| panic!("the submit task is done"));
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+/// An urgent submit has its id and waits for the append gate. Then the
+/// slice's handler returns. On the old code the freed worker leased the
+/// queued job at once, and the urgent one, placed a moment later, waited
+/// for it to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_freed_while_an_urgent_submit_is_placed_starts_it_before_other_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, probe, job, other, release_tx) = one_busy_worker_and_a_queued_job(dir.path()).await;
     let gate = HeldGate::take(rt.shared());
     let submitter = rt.clone();
     let urgent = tokio::spawn(async move {
@@ -56,19 +97,47 @@ async fn a_worker_freed_while_an_urgent_submit_is_placed_starts_it_before_other_
     .await;
     drop(gate);
     let urgent = urgent.await.unwrap().unwrap();
-    for id in [urgent, other, job] {
-        let done = tokio::time::timeout(Duration::from_secs(30), rt.wait(id))
-            .await
-            .expect("every job finishes")
-            .unwrap();
-        assert_eq!(done.state, JobState::Completed, "job {id}");
-    }
+    wait_all(&rt, &[urgent, other, job]).await;
     assert_eq!(
         *probe.0.lock(),
         vec![urgent, other],
         "the urgent job starts first, though the worker was freed before it was placed"
     );
-    assert_eq!(rt.shared().state.lock().book.urgent_in_flight.jobs, 0);
-    let rt = Arc::try_unwrap(rt).unwrap_or_else(|_| panic!("the submit task is done"));
-    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+    finish(rt).await;
+}
+
+/// An urgent job for later (its `run_at` an hour ahead) is on its way
+/// to placement when the worker is freed: no worker could lease it, so
+/// none holds for it, and the queued job starts while it is in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_urgent_submit_for_later_does_not_make_a_freed_worker_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, probe, job, other, release_tx) = one_busy_worker_and_a_queued_job(dir.path()).await;
+    let next_id = rt.shared().state.lock().book.next_id;
+    let gate = HeldGate::take(rt.shared());
+    let submitter = rt.clone();
+    let later = tokio::spawn(async move {
+        let mut spec = JobSpec::simple("probe", Value::Null).with_priority(1);
+        spec.run_at = Some(from_ms(NOW_MS + 3_600_000));
+        submitter.submit(spec).await
+    });
+    until("the submit for later has its id", || {
+        rt.shared().state.lock().book.next_id > next_id
+    })
+    .await;
+    assert_eq!(
+        rt.shared().state.lock().book.urgent_in_flight.jobs,
+        0,
+        "a job that cannot be leased now is not announced"
+    );
+    release_tx.send(()).unwrap();
+    until(
+        "the freed worker leases the queued job while the submit for later waits for the gate",
+        || probe.0.lock().contains(&other),
+    )
+    .await;
+    drop(gate);
+    later.await.unwrap().unwrap();
+    wait_all(&rt, &[other, job]).await;
+    finish(rt).await;
 }
