@@ -14,7 +14,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use booster_store::StoreError;
 use parking_lot::MutexGuard;
@@ -99,25 +99,41 @@ impl State {
 /// submitting thread that waits for a core) costs the other work.
 pub(crate) const HOLD_MAX_US: u64 = 2_000;
 
-/// Urgent submits that start at placement, from their ids (under the state
-/// lock) until they are applied, or take another path (ARCHITECTURE.md,
-/// "Where the urgent tail goes"). A worker freed meanwhile holds for them
-/// (`InFlight::holds`) instead of leasing a slice that would keep it
-/// busy until after the urgent job is leasable.
-#[derive(Default, Debug)]
+/// Urgent submits that start at placement and could be leased the moment
+/// they are placed (`State::leasable_now`), from their ids (under the
+/// state lock) until they are applied, or take another path
+/// (ARCHITECTURE.md, "Where the urgent tail goes"). A worker freed
+/// meanwhile holds for them (`InFlight::holds`) instead of leasing a
+/// slice that would keep it busy until after the urgent job is leasable.
+#[derive(Debug)]
 pub struct InFlight {
     /// Jobs announced, not yet applied or given up.
     pub jobs: usize,
     /// Workers holding for them now: at most one per job.
     pub holding: usize,
-    /// When the latest was announced, by the runtime's clock.
-    announced_us: u64,
+    /// When the latest was announced (monotonic: a step of the runtime's
+    /// clock neither ends nor stretches a hold).
+    announced: Option<Instant>,
+    /// The longest a worker holds: `HOLD_MAX_US`. A test sets it longer,
+    /// so that a held append gate, not time, decides.
+    pub max: Duration,
+}
+
+impl Default for InFlight {
+    fn default() -> InFlight {
+        InFlight {
+            jobs: 0,
+            holding: 0,
+            announced: None,
+            max: Duration::from_micros(HOLD_MAX_US),
+        }
+    }
 }
 
 impl InFlight {
-    fn announce(&mut self, n: usize, now_us: u64) {
+    fn announce(&mut self, n: usize, now: Instant) {
         self.jobs += n;
-        self.announced_us = now_us;
+        self.announced = Some(now);
     }
 
     fn settle(&mut self, n: usize) {
@@ -125,15 +141,19 @@ impl InFlight {
     }
 
     /// Whether a freed worker should hold (lease only urgent work, else
-    /// wait), and for how long at most: an announced job has no worker
-    /// holding for it yet, and the latest was announced within
-    /// `HOLD_MAX_US` (a clock that stepped back counts as expired).
-    pub(crate) fn holds(&self, now_us: u64) -> Option<Duration> {
-        if self.jobs <= self.holding || now_us < self.announced_us {
+    /// wait), and for how long at most. `since`: when this worker began
+    /// holding (`now` if it has not yet). It holds while an announced job
+    /// has no worker holding for it yet, and until `max` after the
+    /// earlier of the latest announce and `since`: at most `max` per
+    /// worker however many announces follow, and not at all for a submit
+    /// stalled longer than `max`.
+    pub(crate) fn holds(&self, now: Instant, since: Instant) -> Option<Duration> {
+        if self.jobs <= self.holding {
             return None;
         }
-        let left_us = (self.announced_us + HOLD_MAX_US).checked_sub(now_us)?;
-        (left_us > 0).then(|| Duration::from_micros(left_us))
+        let start = self.announced?.min(since);
+        let left = (start + self.max).checked_duration_since(now)?;
+        (!left.is_zero()).then_some(left)
     }
 }
 
@@ -149,7 +169,7 @@ pub(crate) struct Announced {
 impl Announced {
     /// Counts `n` jobs in flight; call with the state lock held (`st`).
     pub(crate) fn new(shared: &Arc<Shared>, st: &mut State, n: usize) -> Announced {
-        st.book.urgent_in_flight.announce(n, shared.clock.now_us());
+        st.book.urgent_in_flight.announce(n, Instant::now());
         Announced {
             shared: shared.clone(),
             n,
@@ -277,5 +297,69 @@ mod tests {
         assert!(st.table.get(&1).is_none());
         assert!(!st.book.accepted.contains_key(&1));
         assert!(!st.book.dirmons.taken.contains_key("in/a.csv"));
+    }
+}
+
+#[cfg(test)]
+mod hold_tests {
+    use std::time::{Duration, Instant};
+
+    use super::InFlight;
+
+    const MAX: Duration = Duration::from_millis(2);
+
+    fn announced_at(at: Instant, jobs: usize) -> InFlight {
+        let mut f = InFlight::default();
+        f.announce(jobs, at);
+        f
+    }
+
+    #[test]
+    fn a_freed_worker_holds_until_max_after_the_announce() {
+        let t0 = Instant::now();
+        let f = announced_at(t0, 1);
+        assert_eq!(f.max, MAX);
+        let now = t0 + Duration::from_micros(500);
+        assert_eq!(f.holds(now, now), Some(Duration::from_micros(1_500)));
+        let now = t0 + MAX;
+        assert_eq!(f.holds(now, now), None, "the bound ran out");
+        assert_eq!(
+            InFlight::default().holds(now, now),
+            None,
+            "nothing announced"
+        );
+    }
+
+    #[test]
+    fn a_hold_is_bounded_from_when_the_worker_began_holding_however_many_announces_follow() {
+        let t0 = Instant::now();
+        let mut f = announced_at(t0, 1);
+        // Announces every 1 ms, each before the last settles.
+        for ms in 1..=5u64 {
+            let now = t0 + Duration::from_millis(ms);
+            f.announce(1, now);
+            let left = f.holds(now, t0);
+            if ms < 2 {
+                assert_eq!(left, Some(MAX - Duration::from_millis(ms)));
+            } else {
+                assert_eq!(left, None, "{ms} ms after the worker began holding");
+            }
+        }
+        // A worker freed just now holds, for at most `max`.
+        let now = t0 + Duration::from_millis(5);
+        assert_eq!(f.holds(now, now), Some(MAX));
+    }
+
+    #[test]
+    fn each_announced_job_holds_at_most_one_worker() {
+        let t0 = Instant::now();
+        let mut f = announced_at(t0, 2);
+        f.holding = 1;
+        assert!(f.holds(t0, t0).is_some(), "one job has no worker yet");
+        f.holding = 2;
+        assert_eq!(f.holds(t0, t0), None, "each job has its worker");
+        f.settle(2);
+        f.holding = 0;
+        assert_eq!(f.holds(t0, t0), None, "both settled");
     }
 }

@@ -1,8 +1,8 @@
 //! A worker freed while an urgent submit is between its id and its
 //! placement holds for it (issue 17; ARCHITECTURE.md, "Where the urgent
 //! tail goes"). The store's append gate, held as a checkpoint holds it,
-//! keeps the submit in flight; a manual clock keeps the hold's bound from
-//! running out: the order of starts decides, no timing.
+//! keeps the submit in flight; the hold's bound is set to an hour so it
+//! does not run out: the order of starts decides, no timing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +14,9 @@ use crate::commit_handoff_tests::{start_held_job_of, until, HeldGate, Probe};
 use crate::*;
 
 const NOW_MS: u64 = 1_700_000_000_000;
+/// A hold's bound that does not run out in a test: the held append gate,
+/// not time, decides.
+const AN_HOUR: Duration = Duration::from_secs(3600);
 
 /// One worker runs a one-slice bulk job (held in its handler) and a
 /// priority-50 job is queued behind it. Returns the runtime, the probe
@@ -21,6 +24,7 @@ const NOW_MS: u64 = 1_700_000_000_000;
 /// the bulk job's release.
 async fn one_busy_worker_and_a_queued_job(
     dir: &std::path::Path,
+    hold_max: Duration,
 ) -> (
     Arc<Runtime>,
     Arc<Probe>,
@@ -34,6 +38,7 @@ async fn one_busy_worker_and_a_queued_job(
     opts.auto_checkpoint = false;
     opts.clock = Arc::new(ManualClock::at_ms(NOW_MS));
     let rt = Arc::new(Runtime::open(opts).await.unwrap());
+    rt.shared().state.lock().book.urgent_in_flight.max = hold_max;
     let probe = Arc::new(Probe::default());
     rt.register_simple("probe", probe.clone());
     let (job, _, release_tx) = start_held_job_of(&rt, 4).await;
@@ -73,7 +78,8 @@ async fn finish(rt: Arc<Runtime>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_freed_while_an_urgent_submit_is_placed_starts_it_before_other_work() {
     let dir = tempfile::tempdir().unwrap();
-    let (rt, probe, job, other, release_tx) = one_busy_worker_and_a_queued_job(dir.path()).await;
+    let (rt, probe, job, other, release_tx) =
+        one_busy_worker_and_a_queued_job(dir.path(), AN_HOUR).await;
     let gate = HeldGate::take(rt.shared());
     let submitter = rt.clone();
     let urgent = tokio::spawn(async move {
@@ -112,7 +118,8 @@ async fn a_worker_freed_while_an_urgent_submit_is_placed_starts_it_before_other_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_urgent_submit_for_later_does_not_make_a_freed_worker_hold() {
     let dir = tempfile::tempdir().unwrap();
-    let (rt, probe, job, other, release_tx) = one_busy_worker_and_a_queued_job(dir.path()).await;
+    let (rt, probe, job, other, release_tx) =
+        one_busy_worker_and_a_queued_job(dir.path(), AN_HOUR).await;
     let next_id = rt.shared().state.lock().book.next_id;
     let gate = HeldGate::take(rt.shared());
     let submitter = rt.clone();
@@ -139,5 +146,40 @@ async fn an_urgent_submit_for_later_does_not_make_a_freed_worker_hold() {
     drop(gate);
     later.await.unwrap().unwrap();
     wait_all(&rt, &[other, job]).await;
+    finish(rt).await;
+}
+
+/// The runtime's clock stands still (a manual clock), the urgent submit
+/// stays stalled at the append gate: the freed worker holds for it only
+/// `HOLD_MAX_US` by the monotonic clock, then leases the queued job while
+/// the submit is still in flight. (Timed by the runtime's clock, the hold
+/// never ran out.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_ends_for_a_stalled_urgent_submit_though_the_runtime_clock_stands_still() {
+    let dir = tempfile::tempdir().unwrap();
+    let max = Duration::from_micros(crate::placement::HOLD_MAX_US);
+    let (rt, probe, job, other, release_tx) =
+        one_busy_worker_and_a_queued_job(dir.path(), max).await;
+    let gate = HeldGate::take(rt.shared());
+    let submitter = rt.clone();
+    let urgent = tokio::spawn(async move {
+        submitter
+            .submit(JobSpec::simple("probe", Value::Null).with_priority(1))
+            .await
+    });
+    until("the urgent submit is announced", || {
+        rt.shared().state.lock().book.urgent_in_flight.jobs == 1
+    })
+    .await;
+    release_tx.send(()).unwrap();
+    until(
+        "the freed worker leases the queued job while the urgent submit is stalled",
+        || probe.0.lock().contains(&other),
+    )
+    .await;
+    drop(gate);
+    let urgent = urgent.await.unwrap().unwrap();
+    wait_all(&rt, &[urgent, other, job]).await;
+    assert_eq!(*probe.0.lock(), vec![other, urgent]);
     finish(rt).await;
 }

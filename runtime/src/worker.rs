@@ -85,6 +85,9 @@ fn next_task(
 ) -> Option<Task> {
     start_trace::stamp(Phase::LeaseAsked, 0, Some(worker));
     let mut st = shared.state.lock();
+    // When this worker began holding for an urgent submit in flight: its
+    // hold ends `InFlight::max` after, whatever is announced meanwhile.
+    let mut held_since: Option<Instant> = None;
     loop {
         start_trace::stamp(Phase::LockHeld, 0, Some(worker));
         let slot_gen = st.book.workers.get(worker).map(|s| s.generation);
@@ -95,9 +98,19 @@ fn next_task(
         // An urgent submit between its id and its placement: hold for it
         // rather than take a slice that would keep this worker busy past
         // the moment it becomes leasable (`placement::InFlight`).
-        let hold = (st.book.urgent_in_flight.jobs > 0)
-            .then(|| st.book.urgent_in_flight.holds(shared.clock.now_us()))
-            .flatten();
+        let hold = if st.book.urgent_in_flight.jobs > 0 {
+            let now = Instant::now();
+            let hold = st
+                .book
+                .urgent_in_flight
+                .holds(now, held_since.unwrap_or(now));
+            if hold.is_some() {
+                held_since.get_or_insert(now);
+            }
+            hold
+        } else {
+            None
+        };
         let task = if commits.behind(shared) || hold.is_some() {
             st.lease_urgent(worker, now_ms)
         } else {
