@@ -183,6 +183,10 @@ impl Announced {
 }
 
 impl Drop for Announced {
+    /// Takes the state lock: never drop an `Announced` while holding it
+    /// (that deadlocks). `write_placing` reads the poisoned flag into a
+    /// local before its early return for that reason, and every guard in
+    /// its scope drops before its parameters when a panic unwinds.
     fn drop(&mut self) {
         if self.n == 0 {
             return;

@@ -183,3 +183,31 @@ async fn a_hold_ends_for_a_stalled_urgent_submit_though_the_runtime_clock_stands
     assert_eq!(*probe.0.lock(), vec![other, urgent]);
     finish(rt).await;
 }
+
+/// Every way out of an urgent submit but its apply at placement (the
+/// store poisoned, the batch not placed, a panic) drops its `Announced`:
+/// the count goes and the holding worker is woken and leases the queued
+/// job, though the hold's bound (an hour here) has not run out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_urgent_submit_that_is_not_placed_counts_itself_out_and_frees_the_holding_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, probe, job, other, release_tx) =
+        one_busy_worker_and_a_queued_job(dir.path(), AN_HOUR).await;
+    let announced = {
+        let mut st = rt.shared().state.lock();
+        crate::placement::Announced::new(rt.shared(), &mut st, 1)
+    };
+    release_tx.send(()).unwrap();
+    until("the freed worker holds", || {
+        rt.shared().state.lock().book.urgent_in_flight.holding == 1
+    })
+    .await;
+    assert!(!probe.0.lock().contains(&other));
+    drop(announced);
+    until("the worker leases the queued job", || {
+        probe.0.lock().contains(&other)
+    })
+    .await;
+    wait_all(&rt, &[other, job]).await;
+    finish(rt).await;
+}
