@@ -89,6 +89,14 @@ pub(crate) fn stamp(phase: Phase, job: JobId, worker: Option<usize>) {
     }
 }
 
+/// `stamp` at `at`, an instant read earlier (under a lock, where the
+/// stamp itself would hold it too long), when stamping is on.
+pub(crate) fn stamp_then(at: Instant, phase: Phase, job: JobId, worker: Option<usize>) {
+    if on() {
+        push(at, phase, job, worker);
+    }
+}
+
 /// `stamp` for an instant taken earlier (`now`), when it was taken while on.
 pub(crate) fn stamp_at(at: Option<(Instant, u64)>, phase: Phase, job: JobId) {
     if let Some((at, run_delay_ns)) = at {

@@ -118,7 +118,11 @@ fn next_task(
         };
         if let Some(task) = task {
             if start_trace::on() {
-                start_trace::stamp(Phase::Leased, task.first_job(), Some(worker));
+                // Stamped once the state lock is released: the stamp reads
+                // schedstat and takes the trace's own lock.
+                let leased = Instant::now();
+                drop(st);
+                start_trace::stamp_then(leased, Phase::Leased, task.first_job(), Some(worker));
             }
             return Some(task);
         }
