@@ -23,16 +23,17 @@ const AN_HOUR: Duration = Duration::from_secs(3600);
 /// (the order simple jobs started in), the bulk job, the queued one and
 /// the bulk job's release.
 async fn one_busy_worker_and_a_queued_job(
-    dir: &std::path::Path,
     hold_max: Duration,
 ) -> (
+    tempfile::TempDir,
     Arc<Runtime>,
     Arc<Probe>,
     JobId,
     JobId,
     std::sync::mpsc::Sender<()>,
 ) {
-    let mut opts = RuntimeOptions::new(dir);
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = RuntimeOptions::new(dir.path());
     opts.workers = 1;
     opts.slice_size = 4;
     opts.auto_checkpoint = false;
@@ -46,7 +47,24 @@ async fn one_busy_worker_and_a_queued_job(
         .submit(JobSpec::simple("probe", Value::Null))
         .await
         .unwrap();
-    (rt, probe, job, other, release_tx)
+    (dir, rt, probe, job, other, release_tx)
+}
+
+/// Takes the append gate and submits `spec` on a task of its own: it
+/// gets its id and waits for the gate until the returned gate drops.
+fn submit_behind_the_gate(
+    rt: &Arc<Runtime>,
+    spec: JobSpec,
+) -> (
+    HeldGate,
+    tokio::task::JoinHandle<Result<JobId, RuntimeError>>,
+) {
+    let gate = HeldGate::take(rt.shared());
+    let submitter = rt.clone();
+    (
+        gate,
+        tokio::spawn(async move { submitter.submit(spec).await }),
+    )
 }
 
 /// Waits for each of `ids` to complete.
@@ -77,16 +95,9 @@ async fn finish(rt: Arc<Runtime>) {
 /// for it to end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_freed_while_an_urgent_submit_is_placed_starts_it_before_other_work() {
-    let dir = tempfile::tempdir().unwrap();
-    let (rt, probe, job, other, release_tx) =
-        one_busy_worker_and_a_queued_job(dir.path(), AN_HOUR).await;
-    let gate = HeldGate::take(rt.shared());
-    let submitter = rt.clone();
-    let urgent = tokio::spawn(async move {
-        submitter
-            .submit(JobSpec::simple("probe", Value::Null).with_priority(1))
-            .await
-    });
+    let (_dir, rt, probe, job, other, release_tx) = one_busy_worker_and_a_queued_job(AN_HOUR).await;
+    let (gate, urgent) =
+        submit_behind_the_gate(&rt, JobSpec::simple("probe", Value::Null).with_priority(1));
     until(
         "the urgent submit has its id and waits for the gate",
         || rt.shared().state.lock().book.urgent_in_flight.jobs == 1,
@@ -117,17 +128,11 @@ async fn a_worker_freed_while_an_urgent_submit_is_placed_starts_it_before_other_
 /// none holds for it, and the queued job starts while it is in flight.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_urgent_submit_for_later_does_not_make_a_freed_worker_hold() {
-    let dir = tempfile::tempdir().unwrap();
-    let (rt, probe, job, other, release_tx) =
-        one_busy_worker_and_a_queued_job(dir.path(), AN_HOUR).await;
+    let (_dir, rt, probe, job, other, release_tx) = one_busy_worker_and_a_queued_job(AN_HOUR).await;
     let next_id = rt.shared().state.lock().book.next_id;
-    let gate = HeldGate::take(rt.shared());
-    let submitter = rt.clone();
-    let later = tokio::spawn(async move {
-        let mut spec = JobSpec::simple("probe", Value::Null).with_priority(1);
-        spec.run_at = Some(from_ms(NOW_MS + 3_600_000));
-        submitter.submit(spec).await
-    });
+    let mut spec = JobSpec::simple("probe", Value::Null).with_priority(1);
+    spec.run_at = Some(from_ms(NOW_MS + 3_600_000));
+    let (gate, later) = submit_behind_the_gate(&rt, spec);
     until("the submit for later has its id", || {
         rt.shared().state.lock().book.next_id > next_id
     })
@@ -156,17 +161,10 @@ async fn an_urgent_submit_for_later_does_not_make_a_freed_worker_hold() {
 /// never ran out.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hold_ends_for_a_stalled_urgent_submit_though_the_runtime_clock_stands_still() {
-    let dir = tempfile::tempdir().unwrap();
     let max = Duration::from_micros(crate::placement::HOLD_MAX_US);
-    let (rt, probe, job, other, release_tx) =
-        one_busy_worker_and_a_queued_job(dir.path(), max).await;
-    let gate = HeldGate::take(rt.shared());
-    let submitter = rt.clone();
-    let urgent = tokio::spawn(async move {
-        submitter
-            .submit(JobSpec::simple("probe", Value::Null).with_priority(1))
-            .await
-    });
+    let (_dir, rt, probe, job, other, release_tx) = one_busy_worker_and_a_queued_job(max).await;
+    let (gate, urgent) =
+        submit_behind_the_gate(&rt, JobSpec::simple("probe", Value::Null).with_priority(1));
     until("the urgent submit is announced", || {
         rt.shared().state.lock().book.urgent_in_flight.jobs == 1
     })
@@ -190,9 +188,7 @@ async fn a_hold_ends_for_a_stalled_urgent_submit_though_the_runtime_clock_stands
 /// job, though the hold's bound (an hour here) has not run out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_urgent_submit_that_is_not_placed_counts_itself_out_and_frees_the_holding_worker() {
-    let dir = tempfile::tempdir().unwrap();
-    let (rt, probe, job, other, release_tx) =
-        one_busy_worker_and_a_queued_job(dir.path(), AN_HOUR).await;
+    let (_dir, rt, probe, job, other, release_tx) = one_busy_worker_and_a_queued_job(AN_HOUR).await;
     let announced = {
         let mut st = rt.shared().state.lock();
         crate::placement::Announced::new(rt.shared(), &mut st, 1)
