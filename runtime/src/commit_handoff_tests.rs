@@ -64,7 +64,7 @@ impl HeldCopy {
 
 /// Notes the jobs it starts.
 #[derive(Default)]
-struct Probe(Mutex<Vec<JobId>>);
+pub(crate) struct Probe(pub(crate) Mutex<Vec<JobId>>);
 
 impl SimpleHandler for Probe {
     fn perform(&self, job: &JobContext<'_>, _args: &Value) -> Result<Option<Value>, HandlerError> {
@@ -75,13 +75,13 @@ impl SimpleHandler for Probe {
 
 /// Holds `shared`'s append gate exclusively on a thread of its own (a
 /// parking_lot guard stays on the thread that took it) until dropped.
-struct HeldGate(
+pub(crate) struct HeldGate(
     Option<mpsc::Sender<()>>,
     Option<std::thread::JoinHandle<()>>,
 );
 
 impl HeldGate {
-    fn take(shared: &Arc<crate::shared::Shared>) -> HeldGate {
+    pub(crate) fn take(shared: &Arc<crate::shared::Shared>) -> HeldGate {
         let (held_tx, held_rx) = mpsc::channel();
         let (release_tx, release_rx) = mpsc::channel::<()>();
         let shared = shared.clone();
@@ -108,6 +108,14 @@ impl Drop for HeldGate {
 /// with 8 records in slices of 4, and waits until its first slice is
 /// held in the handler. Returns the job, its records and the release.
 async fn start_held_job(rt: &Runtime) -> (JobId, Vec<Vec<u8>>, mpsc::Sender<()>) {
+    start_held_job_of(rt, 8).await
+}
+
+/// `start_held_job` with `n` records.
+pub(crate) async fn start_held_job_of(
+    rt: &Runtime,
+    n: usize,
+) -> (JobId, Vec<Vec<u8>>, mpsc::Sender<()>) {
     let (started_tx, started_rx) = mpsc::channel();
     let (release_tx, release_rx) = mpsc::channel();
     rt.register_sliced(
@@ -118,7 +126,7 @@ async fn start_held_job(rt: &Runtime) -> (JobId, Vec<Vec<u8>>, mpsc::Sender<()>)
             ran: Mutex::new(Vec::new()),
         }),
     );
-    let (job, records) = submit_copy_job(rt, 8).await;
+    let (job, records) = submit_copy_job(rt, n).await;
     tokio::task::spawn_blocking(move || started_rx.recv().unwrap())
         .await
         .unwrap();
@@ -143,7 +151,7 @@ async fn assert_complete(rt: &Runtime, job: JobId, records: &[Vec<u8>], what: &s
     assert_eq!(out, records, "{what}: every record once, in input order");
 }
 
-async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+pub(crate) async fn until(what: &str, mut cond: impl FnMut() -> bool) {
     for _ in 0..3000 {
         if cond() {
             return;

@@ -33,6 +33,15 @@ impl Task {
             TaskWork::After(item) => LeaseWork::After { job: item.job },
         }
     }
+
+    /// The (first) job it runs.
+    pub fn first_job(&self) -> JobId {
+        match &self.work {
+            TaskWork::Simple(items) => items.first().map_or(0, |i| i.job),
+            TaskWork::Slice(item) => item.job,
+            TaskWork::Before(item) | TaskWork::After(item) => item.job,
+        }
+    }
 }
 
 impl SliceItem {
@@ -272,6 +281,26 @@ impl State {
     /// worker's commit", ARCHITECTURE.md).
     pub fn lease_urgent(&mut self, worker: usize, now_ms: u64) -> Option<Task> {
         self.lease_at_most(worker, now_ms, self.book.urgent_priority)
+    }
+
+    /// Whether every job of `specs`, once applied, could be leased at
+    /// `now_ms` as far as the jobs themselves go: leasing is on, no
+    /// `run_at` later than now, its own window and its kind's open, its
+    /// kind has a handler here and room under its `max_running`. Only
+    /// such an urgent submit is announced to the freed workers
+    /// (`placement::InFlight`): holding for one `lease_urgent` would
+    /// refuse would only keep them from other work.
+    pub(crate) fn leasable_now(&self, specs: &[crate::JobSpec], now_ms: u64) -> bool {
+        self.accepting_leases()
+            && specs.iter().all(|s| {
+                s.run_at.is_none_or(|t| crate::clock::to_ms(t) <= now_ms)
+                    && s.window.is_none_or(|w| w.is_open(now_ms))
+                    && s.after.is_empty()
+                    && self.book.kind_ids.id(&s.kind).is_some_and(|id| {
+                        let gate = self.gate(id, &s.kind);
+                        gate.runnable && gate.may_start
+                    })
+            })
     }
 
     /// The next lease for `worker` of a job at `max_priority` or above.

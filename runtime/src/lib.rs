@@ -89,6 +89,8 @@ mod separators;
 mod shared;
 mod slice_store;
 mod snapshot;
+#[doc(hidden)]
+pub mod start_trace;
 mod state;
 #[cfg(test)]
 mod state_tests;
@@ -105,6 +107,8 @@ pub mod table_format {
 }
 mod transition;
 mod upload;
+#[cfg(test)]
+mod urgent_hold_tests;
 mod waiting;
 mod window;
 mod worker;

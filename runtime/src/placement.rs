@@ -14,7 +14,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use booster_store::StoreError;
 use parking_lot::MutexGuard;
@@ -23,6 +23,7 @@ use tokio::sync::oneshot;
 use crate::meta::Meta;
 use crate::shared::{batch_of, commit, Shared};
 use crate::slice_store::SliceStore;
+use crate::start_trace::{self, Phase};
 use crate::state::State;
 use crate::{JobId, JobShape, JobSpec, RuntimeError};
 
@@ -92,6 +93,114 @@ impl State {
     }
 }
 
+/// How long a freed worker holds for an urgent submit in flight before it
+/// leases other work: a placement takes tens of microseconds, so this only
+/// bounds what a stalled one (a compaction holding the append gate, a
+/// submitting thread that waits for a core) costs the other work.
+pub(crate) const HOLD_MAX_US: u64 = 2_000;
+
+/// Urgent submits that start at placement and could be leased the moment
+/// they are placed (`State::leasable_now`), from their ids (under the
+/// state lock) until they are applied, or take another path
+/// (ARCHITECTURE.md, "Where the urgent tail goes"). A worker freed
+/// meanwhile holds for them (`InFlight::holds`) instead of leasing a
+/// slice that would keep it busy until after the urgent job is leasable.
+#[derive(Debug)]
+pub struct InFlight {
+    /// Jobs announced, not yet applied or given up.
+    pub jobs: usize,
+    /// Workers holding for them now: at most one per job.
+    pub holding: usize,
+    /// When the latest was announced (monotonic: a step of the runtime's
+    /// clock neither ends nor stretches a hold).
+    announced: Option<Instant>,
+    /// The longest a worker holds: `HOLD_MAX_US`. A test sets it longer,
+    /// so that a held append gate, not time, decides.
+    pub max: Duration,
+}
+
+impl Default for InFlight {
+    fn default() -> InFlight {
+        InFlight {
+            jobs: 0,
+            holding: 0,
+            announced: None,
+            max: Duration::from_micros(HOLD_MAX_US),
+        }
+    }
+}
+
+impl InFlight {
+    fn announce(&mut self, n: usize, now: Instant) {
+        self.jobs += n;
+        self.announced = Some(now);
+    }
+
+    fn settle(&mut self, n: usize) {
+        self.jobs = self.jobs.saturating_sub(n);
+    }
+
+    /// Whether a freed worker should hold (lease only urgent work, else
+    /// wait), and for how long at most. `since`: when this worker began
+    /// holding (`now` if it has not yet). It holds while an announced job
+    /// has no worker holding for it yet, and until `max` after the
+    /// earlier of the latest announce and `since`: at most `max` per
+    /// worker however many announces follow, and not at all for a submit
+    /// stalled longer than `max`.
+    pub(crate) fn holds(&self, now: Instant, since: Instant) -> Option<Duration> {
+        if self.jobs <= self.holding {
+            return None;
+        }
+        let start = self.announced?.min(since);
+        let left = (start + self.max).checked_duration_since(now)?;
+        (!left.is_zero()).then_some(left)
+    }
+}
+
+/// An urgent submit's place in `InFlight`, from its ids until it is
+/// applied at placement (`settle`), or dropped on any other way out (the
+/// store was poisoned, the batch was not placed, the submit's future was
+/// dropped): either way the count goes and the workers are woken.
+pub(crate) struct Announced {
+    shared: Arc<Shared>,
+    n: usize,
+}
+
+impl Announced {
+    /// Counts `n` jobs in flight; call with the state lock held (`st`).
+    pub(crate) fn new(shared: &Arc<Shared>, st: &mut State, n: usize) -> Announced {
+        st.book.urgent_in_flight.announce(n, Instant::now());
+        Announced {
+            shared: shared.clone(),
+            n,
+        }
+    }
+
+    fn settle(mut self, st: &mut State) {
+        st.book.urgent_in_flight.settle(self.n);
+        self.n = 0;
+    }
+}
+
+impl Drop for Announced {
+    /// Takes the state lock: never drop an `Announced` while holding it
+    /// (that deadlocks). `write_placing` reads the poisoned flag into a
+    /// local before its early return for that reason, and every guard in
+    /// its scope drops before its parameters when a panic unwinds.
+    fn drop(&mut self) {
+        if self.n == 0 {
+            return;
+        }
+        self.shared
+            .state
+            .lock()
+            .book
+            .urgent_in_flight
+            .settle(self.n);
+        self.shared.changed();
+    }
+}
+
 /// Waits, the state lock released meanwhile, until none of `jobs` is
 /// placed: its `Created` is durable (`State::confirm_placed`) or it was
 /// dropped (`State::drop_placed`, its lease revoked). A commit naming a
@@ -111,6 +220,7 @@ pub(crate) async fn write_placing(
     shared: &Arc<Shared>,
     store: &Arc<dyn SliceStore>,
     created: Meta,
+    announced: Option<Announced>,
 ) -> Result<Vec<Result<(), RuntimeError>>, RuntimeError> {
     let Meta::Created {
         first_id, specs, ..
@@ -119,7 +229,9 @@ pub(crate) async fn write_placing(
         unreachable!("only a created record is placed ahead");
     };
     let (first_id, n) = (*first_id, specs.len() as u64);
-    if let Some(cause) = shared.state.lock().book.poisoned.clone() {
+    // Read before `announced` can drop: its `Drop` takes the state lock.
+    let poisoned = shared.state.lock().book.poisoned.clone();
+    if let Some(cause) = poisoned {
         return Err(RuntimeError::Store(StoreError::Poisoned { cause }));
     }
     // Set under the state lock by whichever comes second: the commit's
@@ -142,12 +254,20 @@ pub(crate) async fn write_placing(
         },
     );
     if placed {
+        start_trace::stamp(Phase::Placed, first_id, None);
         let mut st = shared.state.lock();
         if !answered.load(Ordering::Relaxed) {
             st.apply_placed(&created);
         }
+        if let Some(announced) = announced {
+            announced.settle(&mut st);
+        }
         drop(st);
         shared.changed();
+        start_trace::stamp(Phase::Applied, first_id, None);
+    } else {
+        // It becomes leasable only once durable: no worker holds for it.
+        drop(announced);
     }
     rx.await
         .map_err(|_| RuntimeError::ShuttingDown)?
@@ -181,5 +301,69 @@ mod tests {
         assert!(st.table.get(&1).is_none());
         assert!(!st.book.accepted.contains_key(&1));
         assert!(!st.book.dirmons.taken.contains_key("in/a.csv"));
+    }
+}
+
+#[cfg(test)]
+mod hold_tests {
+    use std::time::{Duration, Instant};
+
+    use super::InFlight;
+
+    const MAX: Duration = Duration::from_millis(2);
+
+    fn announced_at(at: Instant, jobs: usize) -> InFlight {
+        let mut f = InFlight::default();
+        f.announce(jobs, at);
+        f
+    }
+
+    #[test]
+    fn a_freed_worker_holds_until_max_after_the_announce() {
+        let t0 = Instant::now();
+        let f = announced_at(t0, 1);
+        assert_eq!(f.max, MAX);
+        let now = t0 + Duration::from_micros(500);
+        assert_eq!(f.holds(now, now), Some(Duration::from_micros(1_500)));
+        let now = t0 + MAX;
+        assert_eq!(f.holds(now, now), None, "the bound ran out");
+        assert_eq!(
+            InFlight::default().holds(now, now),
+            None,
+            "nothing announced"
+        );
+    }
+
+    #[test]
+    fn a_hold_is_bounded_from_when_the_worker_began_holding_however_many_announces_follow() {
+        let t0 = Instant::now();
+        let mut f = announced_at(t0, 1);
+        // Announces every 1 ms, each before the last settles.
+        for ms in 1..=5u64 {
+            let now = t0 + Duration::from_millis(ms);
+            f.announce(1, now);
+            let left = f.holds(now, t0);
+            if ms < 2 {
+                assert_eq!(left, Some(MAX - Duration::from_millis(ms)));
+            } else {
+                assert_eq!(left, None, "{ms} ms after the worker began holding");
+            }
+        }
+        // A worker freed just now holds, for at most `max`.
+        let now = t0 + Duration::from_millis(5);
+        assert_eq!(f.holds(now, now), Some(MAX));
+    }
+
+    #[test]
+    fn each_announced_job_holds_at_most_one_worker() {
+        let t0 = Instant::now();
+        let mut f = announced_at(t0, 2);
+        f.holding = 1;
+        assert!(f.holds(t0, t0).is_some(), "one job has no worker yet");
+        f.holding = 2;
+        assert_eq!(f.holds(t0, t0), None, "each job has its worker");
+        f.settle(2);
+        f.holding = 0;
+        assert_eq!(f.holds(t0, t0), None, "both settled");
     }
 }

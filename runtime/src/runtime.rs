@@ -1387,10 +1387,12 @@ async fn submit_specs_then(
     if specs.is_empty() {
         return Ok(Vec::new());
     }
+    let called = crate::start_trace::now();
     let batch = then.is_some().then_some(specs.len() as u64);
     specs.extend(then);
     let urgent;
     let at_placement;
+    let announced;
     let mut records = Vec::new();
     let mut pins = Vec::new();
     let first_id = {
@@ -1484,6 +1486,10 @@ async fn submit_specs_then(
         }
         urgent = specs.iter().all(|s| s.priority <= st.book.urgent_priority);
         at_placement = records.is_empty() && st.starts_at_placement(&specs);
+        // Only jobs a worker could lease the moment they are placed are
+        // announced: a freed worker holds for nothing else.
+        announced = (at_placement && st.leasable_now(&specs, shared.clock.now_ms()))
+            .then(|| crate::placement::Announced::new(shared, &mut st, specs.len()));
         for (i, s) in specs.iter().enumerate() {
             if let Some(key) = &s.singleton {
                 st.book
@@ -1493,6 +1499,7 @@ async fn submit_specs_then(
         }
         first
     };
+    crate::start_trace::stamp_at(called, crate::start_trace::Phase::SubmitCalled, first_id);
     let n = specs.len() as u64;
     let keys_reserved = specs.iter().any(|s| s.singleton.is_some());
     records.push(Meta::Created {
@@ -1504,7 +1511,7 @@ async fn submit_specs_then(
         // No pins: a job that starts at placement has no `after`.
         debug_assert!(pins.is_empty() && records.len() == 1);
         let created = records.pop().expect("pushed above");
-        crate::placement::write_placing(shared, store, created).await
+        crate::placement::write_placing(shared, store, created, announced).await
     } else {
         crate::shared::write_pinned(shared, store, records, urgent, pins).await
     };

@@ -289,6 +289,9 @@ pub struct Book {
     /// and is not durable yet (`placement.rs`): leasable, hidden from
     /// every reader, dropped should the batch fail.
     pub placed: BTreeSet<JobId>,
+    /// Urgent submits between their ids and their placement, and the
+    /// workers holding for them (`placement::InFlight`).
+    pub urgent_in_flight: crate::placement::InFlight,
     /// The last `reserved_workers` worker slots lease only jobs at
     /// `reserved_priority` or above (`RuntimeOptions::reserved_workers`).
     pub reserved_workers: usize,
@@ -423,6 +426,7 @@ impl Book {
             max_remote_batch_bytes: usize::MAX,
             urgent_priority: 10,
             placed: BTreeSet::new(),
+            urgent_in_flight: Default::default(),
             reserved_workers: 0,
             reserved_priority: 10,
             runs_workers: true,

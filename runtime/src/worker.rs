@@ -25,6 +25,7 @@ use crate::handler::{panic_message, set_progress, Progress};
 use crate::meta::{Meta, SimpleOutcome, STREAM_ERRORS, STREAM_INPUT, STREAM_MAIN};
 use crate::remote::{Outcome, SimpleResult, SliceResult, Written};
 use crate::shared::{batch_of, commit, poisons, Handler, Shared};
+use crate::start_trace::{self, Phase};
 use crate::state::LeaseWork;
 use crate::table::merge_error_groups;
 use crate::{ErrorGroup, HandlerError, JobContext, JobId, RecordErrorSample};
@@ -82,24 +83,59 @@ fn next_task(
     generation: u64,
     commits: &CommitThread,
 ) -> Option<Task> {
+    start_trace::stamp(Phase::LeaseAsked, 0, Some(worker));
     let mut st = shared.state.lock();
+    // When this worker began holding for an urgent submit in flight: its
+    // hold ends `InFlight::max` after, whatever is announced meanwhile.
+    let mut held_since: Option<Instant> = None;
     loop {
+        start_trace::stamp(Phase::LockHeld, 0, Some(worker));
         let slot_gen = st.book.workers.get(worker).map(|s| s.generation);
         if st.book.stopping || slot_gen != Some(generation) {
             return None;
         }
         let now_ms = shared.clock.now_ms();
-        let task = if commits.behind(shared) {
+        // An urgent submit between its id and its placement: hold for it
+        // rather than take a slice that would keep this worker busy past
+        // the moment it becomes leasable (`placement::InFlight`).
+        let hold = if st.book.urgent_in_flight.jobs > 0 {
+            let now = Instant::now();
+            let hold = st
+                .book
+                .urgent_in_flight
+                .holds(now, held_since.unwrap_or(now));
+            if hold.is_some() {
+                held_since.get_or_insert(now);
+            }
+            hold
+        } else {
+            None
+        };
+        let task = if commits.behind(shared) || hold.is_some() {
             st.lease_urgent(worker, now_ms)
         } else {
             st.lease(worker, now_ms)
         };
         if let Some(task) = task {
+            if start_trace::on() {
+                // Stamped once the state lock is released: the stamp reads
+                // schedstat and takes the trace's own lock.
+                let leased = Instant::now();
+                drop(st);
+                start_trace::stamp_then(leased, Phase::Leased, task.first_job(), Some(worker));
+            }
             return Some(task);
         }
-        shared
-            .work_ready
-            .wait_for(&mut st, Duration::from_millis(100));
+        start_trace::stamp(Phase::Waiting, 0, Some(worker));
+        let Some(hold) = hold else {
+            shared
+                .work_ready
+                .wait_for(&mut st, Duration::from_millis(100));
+            continue;
+        };
+        st.book.urgent_in_flight.holding += 1;
+        shared.work_ready.wait_for(&mut st, hold);
+        st.book.urgent_in_flight.holding -= 1;
     }
 }
 
@@ -195,6 +231,7 @@ fn run_simple(
         }
         let handler = cached.as_ref().and_then(|(_, h)| h.clone());
         let started_us = shared.clock.now_us();
+        start_trace::stamp(Phase::Started, item.job, None);
         let ctx = JobContext {
             id: item.job,
             kind: &item.kind,
@@ -409,8 +446,9 @@ fn run_slice(
         categories: &item.categories,
         source: Some(Dependencies::Local(OutputSource { shared, store })),
     };
-    let result = SliceResult::settle(handler.process_slice(&ctx, &records), &item.categories)
-        .map(Outcome::from);
+    let outcome = handler.process_slice(&ctx, &records);
+    start_trace::stamp(Phase::SliceEnded, item.job, Some(commits.worker));
+    let result = SliceResult::settle(outcome, &item.categories).map(Outcome::from);
     let count = records.len() as u64;
     commit_result(
         shared,
@@ -577,7 +615,10 @@ pub(crate) fn commit_result(
         slice: item.slice,
     };
     match commits {
-        Some(commits) => commits.hand(shared, store, commit),
+        Some(commits) => {
+            commits.hand(shared, store, commit);
+            start_trace::stamp(Phase::Handed, item.job, Some(commits.worker));
+        }
         None => commit.run(shared, store),
     }
 }

@@ -5,6 +5,7 @@ pub mod jobs;
 pub mod limit;
 pub mod peers;
 pub mod priority;
+pub mod priority_trace;
 pub mod recovery;
 pub mod scaling;
 pub mod sliced;

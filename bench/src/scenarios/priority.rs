@@ -41,7 +41,7 @@ use serde_json::json;
 use crate::booster::{self, CodecMode, RecordPool, DURABILITY};
 use crate::handlers::{PROBE, PROBE_STARTS, SLICE_ENDS, SPIN_COPY, SPIN_PER_RECORD};
 use crate::report::Measurement;
-use crate::scenarios::Ctx;
+use crate::scenarios::{priority_trace, Ctx};
 use crate::stats::Latencies;
 
 const PROBE_INTERVAL: Duration = Duration::from_millis(5);
@@ -80,6 +80,8 @@ async fn run_async(ctx: &Ctx, variant: Variant) -> anyhow::Result<Vec<Measuremen
     crate::handlers::clear_probe_notes();
     let big = start_big_job(&rt, big_records, ctx.slice_size).await?;
     wait_saturated(&rt, big, ctx.workers - reserved).await?;
+    let traced = priority_trace::wanted();
+    booster_runtime::start_trace::enable(traced);
     let mut submitted = Vec::with_capacity(probes as usize);
     for probe in 0..probes {
         let mut spec = JobSpec::simple(PROBE, json!({ "probe": probe }));
@@ -107,6 +109,21 @@ async fn run_async(ctx: &Ctx, variant: Variant) -> anyhow::Result<Vec<Measuremen
     }
     let submits: Vec<Instant> = submitted.iter().map(|(_, at, _)| *at).collect();
     let split = split_waits(&submits)?;
+    if traced {
+        booster_runtime::start_trace::enable(false);
+        let probes: Vec<priority_trace::Probe> = submitted
+            .iter()
+            .zip(&split.probes)
+            .map(|((job, submitted, _), p)| priority_trace::Probe {
+                job: *job,
+                submitted: *submitted,
+                started: p.0,
+                first_free: p.1,
+                overhead: p.2,
+            })
+            .collect();
+        priority_trace::report(suffix_of(variant), &probes);
+    }
     let after = rt.job(big).await?;
     let saturated = after.state == JobState::Running && after.slices_queued > 0;
     if !saturated {
@@ -120,11 +137,7 @@ async fn run_async(ctx: &Ctx, variant: Variant) -> anyhow::Result<Vec<Measuremen
         "spin_per_record_us": SPIN_PER_RECORD.as_micros() as u64, "saturated_throughout": saturated,
         "urgent_lane": urgent_lane, "reserved_workers": reserved,
     });
-    let suffix = match variant {
-        Variant::LaneOff => "_lane_off",
-        Variant::Lane => "",
-        Variant::Reserved => "_reserved",
-    };
+    let suffix = suffix_of(variant);
     let m = |metric: &str, v: f64| {
         Measurement::new("priority", &format!("{metric}{suffix}"), v / 1e3, "ms")
             .durability(DURABILITY)
@@ -145,11 +158,21 @@ async fn run_async(ctx: &Ctx, variant: Variant) -> anyhow::Result<Vec<Measuremen
     ])
 }
 
+fn suffix_of(variant: Variant) -> &'static str {
+    match variant {
+        Variant::LaneOff => "_lane_off",
+        Variant::Lane => "",
+        Variant::Reserved => "_reserved",
+    }
+}
+
 /// A probe's time to start, split at the first worker becoming free.
 struct Split {
     total: Latencies,
     wait: Latencies,
     overhead: Latencies,
+    /// Per probe: its start, the first worker free before it, its overhead.
+    probes: Vec<(Instant, Option<Instant>, Duration)>,
 }
 
 /// From the submit instants (probe i submitted at `submits[i]`), the
@@ -165,6 +188,7 @@ fn split_waits(submits: &[Instant]) -> anyhow::Result<Split> {
         total: Latencies::new(),
         wait: Latencies::new(),
         overhead: Latencies::new(),
+        probes: Vec::with_capacity(submits.len()),
     };
     for (probe, at) in submits.iter().enumerate() {
         let started = starts
@@ -173,6 +197,8 @@ fn split_waits(submits: &[Instant]) -> anyhow::Result<Split> {
             .map(|(_, s)| *s)
             .with_context(|| format!("probe {probe} finished but its start was not noted"))?;
         let (wait, overhead) = wait_and_overhead(*at, started, &ends);
+        let first_free = (wait > Duration::ZERO).then_some(*at + wait);
+        split.probes.push((started, first_free, overhead));
         split.total.record(started.saturating_duration_since(*at));
         split.wait.record(wait);
         split.overhead.record(overhead);

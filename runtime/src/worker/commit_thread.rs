@@ -34,6 +34,7 @@ use crate::handler::panic_message;
 use crate::meta::Meta;
 use crate::shared::Shared;
 use crate::slice_store::SliceStore;
+use crate::start_trace::{self, Phase};
 use crate::state::LeaseWork;
 use crate::JobId;
 
@@ -81,6 +82,8 @@ const QUEUED_MAX: usize = 2;
 /// Where a worker's slice commits go: its commit thread, or, when that
 /// thread could not start, the worker's own thread (as before issue 17).
 pub(crate) struct CommitThread {
+    /// The worker slot it commits for.
+    pub worker: usize,
     mailbox: Option<Arc<Mailbox>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -141,6 +144,7 @@ impl CommitThread {
                 // `committing` for good (G4).
                 let _end = ThreadEnd(&sh, &mb);
                 while let Some(Handed { commit, _count }) = mb.next(&sh) {
+                    start_trace::stamp(Phase::CommitTaken, commit.job, Some(worker));
                     let epoch = commit.epoch;
                     // `on_panic` itself may panic (it commits a `SliceFailed`
                     // through the store): the lease then goes back, and the
@@ -154,6 +158,7 @@ impl CommitThread {
             })
             .ok();
         CommitThread {
+            worker,
             mailbox: thread.is_some().then_some(mailbox),
             thread,
         }
