@@ -17,7 +17,8 @@
 //! a checkpoint that is known to fail.
 
 use crate::state::State;
-use crate::RuntimeError;
+use crate::table::view::SweptRow;
+use crate::{JobState, RuntimeError};
 use booster_store::StoreError;
 
 /// A checkpoint is due when this many rows changed since the last one
@@ -93,11 +94,10 @@ pub struct Sealed {
     /// covers, and their bytes.
     records: u64,
     meta_bytes: u64,
-    /// Where refiling goes on once it is durable (`Book::refile_from`,
-    /// `kind_refile`).
-    refile_next: crate::table::image::RefileNext,
+    /// Where refiling goes on once it is durable (`Book::refile_from`).
+    refile_next: Option<u64>,
     /// The rows its sweep removed, put back if it is not written.
-    removed: Vec<crate::table::expiry::Removed>,
+    removed: Vec<(SweptRow, Option<JobState>)>,
 }
 
 impl State {
@@ -107,8 +107,8 @@ impl State {
     /// next one's.
     pub fn seal_checkpoint(
         &mut self,
-        refile_next: crate::table::image::RefileNext,
-        removed: Vec<crate::table::expiry::Removed>,
+        refile_next: Option<u64>,
+        removed: Vec<(SweptRow, Option<JobState>)>,
     ) -> Sealed {
         self.book.checkpoints.in_flight += 1;
         Sealed {
@@ -137,8 +137,7 @@ impl State {
         self.book.checkpoints.in_flight -= 1;
         if written {
             self.table.written_through(sealed.generation, image);
-            self.book.refile_from = sealed.refile_next.expiry;
-            self.book.kind_refile = sealed.refile_next.kinds;
+            self.book.refile_from = sealed.refile_next;
         } else {
             self.book.records_since_checkpoint += sealed.records;
             self.book.meta_bytes_since_checkpoint += sealed.meta_bytes;

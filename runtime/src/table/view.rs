@@ -37,7 +37,7 @@ mod listing;
 use crate::slice_store::SliceStore;
 use crate::table::Job;
 use crate::{JobId, RuntimeError};
-pub use listing::{Resume, Rows};
+pub use listing::Resume;
 
 #[derive(Clone)]
 struct Entry {

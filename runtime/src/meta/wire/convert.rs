@@ -141,7 +141,6 @@ impl From<&Meta> for Record {
                     generation: c.generation,
                     log_ms: c.log_ms,
                     counts: c.counts,
-                    kind_counts: c.kind_counts,
                     records: c.records,
                 }
             }
@@ -357,7 +356,6 @@ impl From<Record> for Meta {
                 generation,
                 log_ms,
                 counts,
-                kind_counts,
                 records,
             } => Meta::Checkpoint(Box::new(crate::meta::Checkpoint {
                 table_version,
@@ -366,7 +364,6 @@ impl From<Record> for Meta {
                 generation,
                 log_ms,
                 counts,
-                kind_counts,
                 records,
             })),
             Record::Opened { generation, at_ms } => Meta::Opened { generation, at_ms },
