@@ -133,7 +133,8 @@ struct Cli {
     /// many queued jobs (issue 12: 10M queued simple jobs in at most 1 GB).
     #[arg(long)]
     enqueue_only: bool,
-    /// Alternating repetitions of each comparison (limit/sliced, Booster/peers):
+    /// Alternating repetitions of each comparison (limit/sliced, Booster/peers,
+    /// scaling's cycles over the worker counts):
     /// at least 5, or 3 with --quick. Default: that least.
     #[arg(long)]
     repetitions: Option<usize>,
