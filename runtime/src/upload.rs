@@ -13,7 +13,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use booster_store::{Batch, SliceKey};
+use booster_store::{Batch, RecordsBuf, SliceKey};
 
 use crate::slice_store::SliceStore;
 use crossbeam_channel::{Receiver, Sender};
@@ -35,7 +35,7 @@ pub struct UploadSlice {
     store: Arc<dyn SliceStore>,
     job: JobId,
     slice: u64,
-    records: Vec<Vec<u8>>,
+    records: RecordsBuf,
     rejects: Vec<Vec<u8>>,
     /// The separators frame's records; empty when the slice has none.
     separators: Vec<Vec<u8>>,
@@ -87,7 +87,7 @@ fn write_slice(t: UploadSlice) {
         stream,
         seq: t.slice,
     };
-    let mut batch = Batch::new().slice(key(STREAM_INPUT), &t.records);
+    let mut batch = Batch::new().slice_records(key(STREAM_INPUT), t.records);
     if !t.rejects.is_empty() {
         batch = batch.slice(key(STREAM_REJECTS), &t.rejects);
     }
@@ -151,7 +151,9 @@ pub struct Uploader {
 
 #[derive(Default)]
 pub(crate) struct SliceBuffer {
-    records: Vec<Vec<u8>>,
+    /// Encoded as the slice's payload holds them: each record is copied
+    /// once, here, and its `Vec` freed on the thread that made it.
+    records: RecordsBuf,
     numbers: Vec<u64>,
     lines: Vec<Option<u64>>,
     /// Irregular separators, by index in `records`.
@@ -251,7 +253,7 @@ impl Uploader {
             self.buf.separators.push((index, separators));
         }
         self.buf.bytes += len + RECORD_OVERHEAD;
-        self.buf.records.push(record);
+        self.buf.records.push(&record);
         self.buf.numbers.push(self.next_record);
         self.buf.lines.push(line);
         self.next_record += 1;
@@ -302,7 +304,16 @@ impl Uploader {
             .acquire_owned()
             .await
             .map_err(|_| RuntimeError::ShuttingDown)?;
-        let buf = std::mem::take(&mut self.buf);
+        // The next slice's buffers are sized as this one's were filled, so
+        // a steady stream copies each record once and never regrows them.
+        let n = self.buf.records.len();
+        let next = SliceBuffer {
+            records: RecordsBuf::with_capacity(self.buf.bytes),
+            numbers: Vec::with_capacity(n),
+            lines: Vec::with_capacity(n),
+            ..SliceBuffer::default()
+        };
+        let buf = std::mem::replace(&mut self.buf, next);
         let slice = self.next_slice;
         self.next_slice += 1;
         let first_record = buf.numbers.first().copied().unwrap_or(self.next_record);

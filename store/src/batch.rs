@@ -2,6 +2,7 @@
 
 use crate::codec::{encode_records, prepare, PreparedFrame, MAX_BODY_BYTES};
 use crate::packed::PackedSlice;
+use crate::records::RecordsBuf;
 use crate::segment::frame::{FLAG_CHECKPOINT, FLAG_TOMBSTONE};
 use crate::segment::FrameKind;
 use crate::{SliceKey, StoreError};
@@ -58,15 +59,26 @@ impl Batch {
     }
 
     /// Adds a slice of records (each any bytes).
-    pub fn slice<R: AsRef<[u8]>>(mut self, key: SliceKey, records: &[R]) -> Batch {
-        let record_count = u32::try_from(records.len()).unwrap_or_else(|_| {
+    pub fn slice<R: AsRef<[u8]>>(self, key: SliceKey, records: &[R]) -> Batch {
+        self.slice_encoded(key, records.len(), encode_records(records))
+    }
+
+    /// Adds a slice of records already encoded (`RecordsBuf`): the same
+    /// frame as `slice` with those records, without encoding them again.
+    pub fn slice_records(self, key: SliceKey, records: RecordsBuf) -> Batch {
+        let (raw, count) = records.into_parts();
+        self.slice_encoded(key, count, raw)
+    }
+
+    fn slice_encoded(mut self, key: SliceKey, count: usize, raw: Vec<u8>) -> Batch {
+        let record_count = u32::try_from(count).unwrap_or_else(|_| {
             self.too_many_records = true;
             u32::MAX
         });
         self.entries.push(Entry::Slice {
             key,
             record_count,
-            raw: encode_records(records),
+            raw,
         });
         self
     }

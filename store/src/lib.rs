@@ -45,7 +45,7 @@ pub use crypto::MasterKey;
 pub use error::{FormatError, StoreError};
 pub use fs::{DirLock, FileLayer, OsFileLayer};
 pub use packed::PackedSlice;
-pub use records::SliceRecords;
+pub use records::{RecordsBuf, SliceRecords};
 pub use salvage_dir::{SalvageReport, Unsaved};
 pub use segment::SEGMENT_FRAMES_MAX;
 pub use store::Store;

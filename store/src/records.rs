@@ -9,11 +9,57 @@ pub(crate) fn encode_records<R: AsRef<[u8]>>(records: &[R]) -> Vec<u8> {
     let total: usize = records.iter().map(|r| 4 + r.as_ref().len()).sum();
     let mut out = Vec::with_capacity(total);
     for r in records {
-        let r = r.as_ref();
-        out.extend_from_slice(&(r.len() as u32).to_le_bytes());
-        out.extend_from_slice(r);
+        push_record(&mut out, r.as_ref());
     }
     out
+}
+
+/// Appends one record, `u32 length ++ bytes`. A record of 4 GiB or more
+/// gets a length that cannot be right, but no payload holds it anyway:
+/// the frame's bound (`MAX_PAYLOAD_BYTES`, 256 MiB) refuses the batch.
+fn push_record(out: &mut Vec<u8>, record: &[u8]) {
+    out.extend_from_slice(&(record.len() as u32).to_le_bytes());
+    out.extend_from_slice(record);
+}
+
+/// A slice's records encoded as its payload holds them, built one record
+/// at a time (`Batch::slice_records` takes it whole). A producer that
+/// cuts a stream into slices copies each record once, into one buffer per
+/// slice, instead of keeping a `Vec` per record for the store to encode
+/// later on another thread.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecordsBuf {
+    raw: Vec<u8>,
+    count: usize,
+}
+
+impl RecordsBuf {
+    /// Room for `bytes` of encoded records (each record's length + 4).
+    pub fn with_capacity(bytes: usize) -> RecordsBuf {
+        RecordsBuf {
+            raw: Vec::with_capacity(bytes),
+            count: 0,
+        }
+    }
+
+    pub fn push(&mut self, record: &[u8]) {
+        push_record(&mut self.raw, record);
+        self.count += 1;
+    }
+
+    /// Records pushed.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The encoded payload and its record count.
+    pub(crate) fn into_parts(self) -> (Vec<u8>, usize) {
+        (self.raw, self.count)
+    }
 }
 
 /// The records of one slice, decrypted and decompressed, in one buffer.
@@ -94,6 +140,19 @@ pub fn decode_records(raw: &[u8], count: u32) -> Result<Vec<Vec<u8>>, FormatErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_records_buf_encodes_as_the_store_does() {
+        let recs: Vec<&[u8]> = vec![b"a,b", b"", b"ccc"];
+        let mut buf = RecordsBuf::with_capacity(0);
+        for r in &recs {
+            buf.push(r);
+        }
+        assert_eq!(buf.len(), 3);
+        let (raw, count) = buf.into_parts();
+        assert_eq!(count, 3);
+        assert_eq!(raw, encode_records(&recs));
+    }
 
     #[test]
     fn records_round_trip() {
