@@ -1325,21 +1325,24 @@ mod tests {
 
     #[test]
     fn a_node_of_another_wire_protocol_is_refused_naming_both() {
-        let older = proto::HelloReply {
-            version: "0.1.0".into(),
-            protocol: 0,
-            ..Default::default()
-        };
-        let Err(ClientError::Refused(why)) = check_protocol(&older, "http://node") else {
-            panic!("an older node is refused");
-        };
-        assert!(
-            why.contains("protocol 1") && why.contains(&format!("protocol {}", crate::PROTOCOL)),
-            "{why}"
-        );
+        // A node from before the field says none: protocol 1; one of
+        // protocol 2 sends a slice's records as a `RecordBlob`, which this
+        // worker would read as no records.
+        assert_eq!(crate::PROTOCOL, 3, "the protocols below are older");
+        for (said, named) in [(0, "protocol 1"), (2, "protocol 2")] {
+            let older = proto::HelloReply {
+                version: "0.1.0".into(),
+                protocol: said,
+                ..Default::default()
+            };
+            let Err(ClientError::Refused(why)) = check_protocol(&older, "http://node") else {
+                panic!("a node of {named} is refused");
+            };
+            assert!(why.contains(named) && why.contains("protocol 3"), "{why}");
+        }
         let same = proto::HelloReply {
             protocol: crate::PROTOCOL,
-            ..older
+            ..Default::default()
         };
         assert!(check_protocol(&same, "http://node").is_ok());
     }
