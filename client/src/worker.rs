@@ -956,10 +956,9 @@ fn run_slice(w: &Worker, mut s: proto::SliceWork, deps: &NodeOutputs<'_>) -> pro
     let props = properties(&s.properties_json);
     let packed = s.records.take();
     let result = sliced(w, &s.kind).and_then(|h| {
-        // At most a message's bytes once decompressed: the node sends no
-        // slice larger (it stores none larger than `max_slice_bytes`).
-        let bound = w.client.lock().max_message_bytes();
-        let records = proto::received_records(packed, bound)
+        // At most a slice of the store's bytes once decompressed, not a
+        // message's (`received_records` says why).
+        let records = proto::received_records(packed)
             .map_err(|why| format!("the node sent a malformed slice: {why}"))?
             .to_vecs();
         let ctx = JobContext::new(s.job, &s.kind, &props, &s.categories).with_dependencies(deps);
@@ -1236,6 +1235,64 @@ mod tests {
             threads: Default::default(),
             log: Log::default(),
         })
+    }
+
+    /// Emits each record's length: a filter, whose output is far smaller
+    /// than its input.
+    struct Length;
+    impl booster_runtime::RecordHandler for Length {
+        fn process(
+            &self,
+            _: &JobContext<'_>,
+            record: &[u8],
+            out: &mut Vec<Vec<u8>>,
+        ) -> Result<(), booster_runtime::HandlerError> {
+            out.push(record.len().to_string().into_bytes());
+            Ok(())
+        }
+    }
+
+    /// A slice the node holds may be larger once decompressed than the
+    /// node's message limit (twice its `max_slice_bytes` and 1 MiB): a
+    /// record alone in its slice may pass `max_slice_bytes`, and the node
+    /// sends it compressed, so it fits the message. Its own threads run
+    /// it; a worker must too, and a filter's output fits a commit. Failed
+    /// before: the worker bounded the decompression by the message limit
+    /// and failed the slice as "malformed".
+    #[test]
+    fn a_slice_larger_decompressed_than_the_node_s_message_limit_runs() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let handlers = HashMap::from([("length".to_string(), Handler::Sliced(Arc::new(Length)))]);
+        let w = worker(&rt, handlers);
+        // A node of max_slice_bytes 1 MiB.
+        let limit = 3 << 20;
+        w.client.lock().set_max_message_bytes(limit);
+        let record = vec![b'x'; 4 << 20];
+        let packed = booster_runtime::PackedSlice::pack(&[&record[..]], 1).unwrap();
+        assert!(packed.body().len() < limit && packed.raw_len() as usize > limit);
+        let work = proto::SliceWork {
+            job: 1,
+            slice: 2,
+            kind: "length".into(),
+            records: Some(packed.into()),
+            ..Default::default()
+        };
+        let deps = NodeOutputs {
+            w: &w,
+            session: Session::default(),
+            epoch: 1,
+            after: HashMap::new(),
+        };
+        let out = run_slice(&w, work, &deps);
+        assert_eq!(out.failed, None, "the slice is run");
+        let main = out.main.unwrap().checked(limit).unwrap();
+        assert_eq!(
+            main.unpack(limit).unwrap().to_vecs(),
+            vec![(4u64 << 20).to_string().into_bytes()]
+        );
     }
 
     #[test]
