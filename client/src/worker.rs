@@ -1193,17 +1193,40 @@ mod tests {
         assert!(h.error.as_deref().unwrap().starts_with("éé"));
     }
 
-    struct Count;
-    impl booster_runtime::RecordHandler for Count {
+    /// Emits one record for each, its function of the record.
+    struct Map(fn(&[u8]) -> Vec<u8>);
+    impl booster_runtime::RecordHandler for Map {
         fn process(
             &self,
             _: &JobContext<'_>,
             record: &[u8],
             out: &mut Vec<Vec<u8>>,
         ) -> Result<(), booster_runtime::HandlerError> {
-            out.push(record.to_vec());
+            out.push((self.0)(record));
             Ok(())
         }
+    }
+
+    /// `run_slice` on slice 2 of job 1, of `kind`, holding `records`.
+    fn run_slice_of(
+        w: &Worker,
+        kind: &str,
+        records: Option<proto::PackedRecords>,
+    ) -> proto::SliceOutput {
+        let work = proto::SliceWork {
+            job: 1,
+            slice: 2,
+            kind: kind.into(),
+            records,
+            ..Default::default()
+        };
+        let deps = NodeOutputs {
+            w,
+            session: Session::default(),
+            epoch: 1,
+            after: HashMap::new(),
+        };
+        run_slice(w, work, &deps)
     }
 
     /// A worker of `handlers` joined to no node (its client connects lazily).
@@ -1237,21 +1260,6 @@ mod tests {
         })
     }
 
-    /// Emits each record's length: a filter, whose output is far smaller
-    /// than its input.
-    struct Length;
-    impl booster_runtime::RecordHandler for Length {
-        fn process(
-            &self,
-            _: &JobContext<'_>,
-            record: &[u8],
-            out: &mut Vec<Vec<u8>>,
-        ) -> Result<(), booster_runtime::HandlerError> {
-            out.push(record.len().to_string().into_bytes());
-            Ok(())
-        }
-    }
-
     /// A slice the node holds may be larger once decompressed than the
     /// node's message limit (twice its `max_slice_bytes` and 1 MiB): a
     /// record alone in its slice may pass `max_slice_bytes`, and the node
@@ -1265,7 +1273,9 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let handlers = HashMap::from([("length".to_string(), Handler::Sliced(Arc::new(Length)))]);
+        // Each record's length: its output is far smaller than its input.
+        let length = Map(|r| r.len().to_string().into_bytes());
+        let handlers = HashMap::from([("length".to_string(), Handler::Sliced(Arc::new(length)))]);
         let w = worker(&rt, handlers);
         // A node of max_slice_bytes 1 MiB.
         let limit = 3 << 20;
@@ -1273,20 +1283,7 @@ mod tests {
         let record = vec![b'x'; 4 << 20];
         let packed = booster_runtime::PackedSlice::pack(&[&record[..]], 1).unwrap();
         assert!(packed.body().len() < limit && packed.raw_len() as usize > limit);
-        let work = proto::SliceWork {
-            job: 1,
-            slice: 2,
-            kind: "length".into(),
-            records: Some(packed.into()),
-            ..Default::default()
-        };
-        let deps = NodeOutputs {
-            w: &w,
-            session: Session::default(),
-            epoch: 1,
-            after: HashMap::new(),
-        };
-        let out = run_slice(&w, work, &deps);
+        let out = run_slice_of(&w, "length", Some(packed.into()));
         assert_eq!(out.failed, None, "the slice is run");
         let main = out.main.unwrap().checked(limit).unwrap();
         assert_eq!(
@@ -1301,22 +1298,10 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let handlers = HashMap::from([("count".to_string(), Handler::Sliced(Arc::new(Count)))]);
+        let copy = Map(<[u8]>::to_vec);
+        let handlers = HashMap::from([("count".to_string(), Handler::Sliced(Arc::new(copy)))]);
         let w = worker(&rt, handlers);
-        let slice = |records| proto::SliceWork {
-            job: 1,
-            slice: 2,
-            kind: "count".into(),
-            records,
-            ..Default::default()
-        };
-        let deps = NodeOutputs {
-            w: &w,
-            session: Session::default(),
-            epoch: 1,
-            after: HashMap::new(),
-        };
-        let out = run_slice(&w, slice(None), &deps);
+        let out = run_slice_of(&w, "count", None);
         let why = out.failed.expect("a slice with no records blob is not run");
         assert!(
             why.contains("malformed") && why.contains("no packed records"),
@@ -1325,14 +1310,14 @@ mod tests {
         assert_eq!(out.main, None);
         use booster_runtime::PackedSlice;
         let packed = |records: &[&[u8]]| Some(PackedSlice::pack(records, 1).unwrap().into());
-        let out = run_slice(&w, slice(packed(&[])), &deps);
+        let out = run_slice_of(&w, "count", packed(&[]));
         assert_eq!(out.failed, None);
         assert_eq!(
             out.main.unwrap().count,
             0,
             "an empty slice has empty output"
         );
-        let out = run_slice(&w, slice(packed(&[b"a", b"b"])), &deps);
+        let out = run_slice_of(&w, "count", packed(&[b"a", b"b"]));
         let main = out.main.unwrap().checked(1 << 20).unwrap();
         assert_eq!(
             main.unpack(1 << 20).unwrap().to_vecs(),
@@ -1340,7 +1325,7 @@ mod tests {
         );
         let mut lying: proto::PackedRecords = PackedSlice::pack(&[b"abc"], 1).unwrap().into();
         lying.count = 2;
-        let out = run_slice(&w, slice(Some(lying)), &deps);
+        let out = run_slice_of(&w, "count", Some(lying));
         let why = out.failed.expect("a slice whose count lies is not run");
         assert!(why.contains("malformed"), "{why}");
         // A body of two zstd frames: the node's store reads such a body,
@@ -1355,7 +1340,7 @@ mod tests {
             count: 2 * one.record_count(),
             zstd: true,
         };
-        let out = run_slice(&w, slice(Some(two)), &deps);
+        let out = run_slice_of(&w, "count", Some(two));
         assert_eq!(out.failed, None);
         assert_eq!(out.main.unwrap().count, 100);
     }

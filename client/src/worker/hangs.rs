@@ -283,6 +283,15 @@ mod tests {
     /// before the rule: given up at the first look.
     #[test]
     fn a_gap_the_hang_check_did_not_run_in_is_not_counted_as_a_hang() {
+        stopped_then_looked_at(true, "given up for the time it was stopped");
+    }
+
+    /// A hung handler whose hang check (a timeout of 200 ms, looks every
+    /// 20 ms) looked once if `looked_before`, then its worker stopped past
+    /// a timeout (nothing ran), then the check looks: the handler is not
+    /// given up (`why` if it is). Looked at every period since, it is given
+    /// up once a timeout of that time has passed with no progress.
+    fn stopped_then_looked_at(looked_before: bool, why: &str) {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -290,17 +299,12 @@ mod tests {
         let (w, _progress) = hung(&rt, "http://127.0.0.1:9");
         let timeout = Duration::from_millis(200);
         let period = Duration::from_millis(20);
+        if looked_before {
+            give_up_hung(&w, timeout, period);
+        }
+        std::thread::sleep(timeout + timeout / 2);
         give_up_hung(&w, timeout, period);
-        // Stopped: nothing ran for longer than a timeout.
-        std::thread::sleep(Duration::from_millis(300));
-        give_up_hung(&w, timeout, period);
-        assert_eq!(
-            w.threads.working(),
-            1,
-            "given up for the time it was stopped"
-        );
-        // Looked at every period since, it is given up once a timeout of
-        // that time has passed with no progress.
+        assert_eq!(w.threads.working(), 1, "{why}");
         let deadline = Instant::now() + Duration::from_secs(10);
         while w.threads.working() > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
@@ -323,31 +327,7 @@ mod tests {
     /// failure mode (a) of issue 13's flake).
     #[test]
     fn a_stop_before_the_first_look_is_not_counted_as_a_hang() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let (w, _progress) = hung(&rt, "http://127.0.0.1:9");
-        let timeout = Duration::from_millis(200);
-        let period = Duration::from_millis(20);
-        // Stopped for longer than a timeout before any look.
-        std::thread::sleep(Duration::from_millis(300));
-        give_up_hung(&w, timeout, period);
-        assert_eq!(
-            w.threads.working(),
-            1,
-            "given up for the time before the first look"
-        );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while w.threads.working() > 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-            give_up_hung(&w, timeout, period);
-        }
-        assert_eq!(
-            w.threads.working(),
-            0,
-            "a handler that never moves is given up"
-        );
+        stopped_then_looked_at(false, "given up for the time before the first look");
     }
 
     /// A handler that had run for most of a timeout when its worker was
