@@ -1345,6 +1345,63 @@ mod tests {
         assert_eq!(out.main.unwrap().count, 100);
     }
 
+    /// Issue 13: a worker that finished a slice while the node is
+    /// unreachable retries its commit until a lease timeout has passed (the
+    /// node has given the work to another worker by then), then drops it
+    /// and holds the lease no more, saying so. The node here takes each
+    /// connection and closes it at once.
+    #[test]
+    fn a_commit_the_node_cannot_take_is_tried_until_a_lease_timeout_then_dropped() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let closer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", closer.local_addr().unwrap());
+        let tries = Arc::new(AtomicU64::new(0));
+        let counted = tries.clone();
+        std::thread::spawn(move || {
+            for stream in closer.incoming() {
+                counted.fetch_add(1, Ordering::Relaxed);
+                drop(stream);
+            }
+        });
+        let said = Arc::new(Mutex::new(Vec::<String>::new()));
+        let mut w = worker_at(&rt, &url, HashMap::new());
+        let to = said.clone();
+        Arc::get_mut(&mut w).unwrap().log = Log::new(move |m| to.lock().push(m.to_string()));
+        w.lease_timeout_ms.store(300, Ordering::Relaxed);
+        let beat = Beat {
+            progress: LeaseProgress::new(),
+            sent_ms: 0,
+            done: true,
+            behind: None,
+            hand_back_at: Instant::now(),
+        };
+        w.held.lock().insert(7, beat);
+        let commit = proto::CommitRequest {
+            epoch: 7,
+            ..Default::default()
+        };
+        let sent = Instant::now();
+        let ended = rt.block_on(async {
+            let commit = commit_until_deadline(w.clone(), commit);
+            tokio::time::timeout(Duration::from_secs(30), commit).await
+        });
+        assert!(ended.is_ok(), "still trying after 30 s");
+        assert!(
+            sent.elapsed() >= Duration::from_millis(300),
+            "dropped early"
+        );
+        assert!(
+            tries.load(Ordering::Relaxed) >= 2,
+            "sent once, not tried again"
+        );
+        let said = said.lock().join("\n");
+        assert!(said.contains("dropped the commit of lease 7"), "{said}");
+        assert!(!w.held.lock().contains_key(&7), "the lease is still held");
+    }
+
     #[test]
     fn a_stopped_worker_does_not_join_again() {
         let rt = tokio::runtime::Builder::new_multi_thread()
