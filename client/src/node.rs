@@ -82,6 +82,12 @@ impl NodeClient {
         self.max_message_bytes
     }
 
+    /// As a node's `Hello` of that limit would set it.
+    #[cfg(test)]
+    pub fn set_max_message_bytes(&mut self, bytes: usize) {
+        self.max_message_bytes = bytes;
+    }
+
     pub async fn lease(&self, m: proto::LeaseRequest) -> Result<proto::LeaseReply, Status> {
         self.call("Lease", m).await
     }

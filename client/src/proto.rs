@@ -290,15 +290,21 @@ impl PackedRecords {
 }
 
 /// The records of a slice the node sent (read from its store, which
-/// authenticated them), decompressed once, at most `max_raw_bytes`; none
+/// authenticated them), decompressed once, at most what one slice of the
+/// store holds (`PackedSlice::unpack` caps it at a frame's payload); none
 /// is malformed, as for `packed_of`. Err says why.
-pub fn received_records(
-    packed: Option<PackedRecords>,
-    max_raw_bytes: usize,
-) -> Result<SliceRecords, String> {
+///
+/// Not bounded by the node's message limit (twice its `max_slice_bytes`
+/// and 1 MiB): a record alone in its slice may pass `max_slice_bytes`, its
+/// slice travels compressed and fits a message, and the node's own threads
+/// run it, so a worker must. Nor by a limit of the worker's own: the node
+/// chooses how large a message this worker takes (its `Hello`), so such a
+/// bound would guard nothing against it, and one under the node's slices
+/// would fail work the node's threads run.
+pub fn received_records(packed: Option<PackedRecords>) -> Result<SliceRecords, String> {
     let p = packed.ok_or_else(no_records)?;
     PackedSlice::received(Vec::from(p.body), p.raw_len, p.count, p.zstd)
-        .unpack(max_raw_bytes)
+        .unpack(usize::MAX)
         .map_err(|e| e.0)
 }
 

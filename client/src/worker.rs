@@ -956,10 +956,9 @@ fn run_slice(w: &Worker, mut s: proto::SliceWork, deps: &NodeOutputs<'_>) -> pro
     let props = properties(&s.properties_json);
     let packed = s.records.take();
     let result = sliced(w, &s.kind).and_then(|h| {
-        // At most a message's bytes once decompressed: the node sends no
-        // slice larger (it stores none larger than `max_slice_bytes`).
-        let bound = w.client.lock().max_message_bytes();
-        let records = proto::received_records(packed, bound)
+        // At most a slice of the store's bytes once decompressed, not a
+        // message's (`received_records` says why).
+        let records = proto::received_records(packed)
             .map_err(|why| format!("the node sent a malformed slice: {why}"))?
             .to_vecs();
         let ctx = JobContext::new(s.job, &s.kind, &props, &s.categories).with_dependencies(deps);
@@ -1194,17 +1193,40 @@ mod tests {
         assert!(h.error.as_deref().unwrap().starts_with("éé"));
     }
 
-    struct Count;
-    impl booster_runtime::RecordHandler for Count {
+    /// Emits one record for each, its function of the record.
+    struct Map(fn(&[u8]) -> Vec<u8>);
+    impl booster_runtime::RecordHandler for Map {
         fn process(
             &self,
             _: &JobContext<'_>,
             record: &[u8],
             out: &mut Vec<Vec<u8>>,
         ) -> Result<(), booster_runtime::HandlerError> {
-            out.push(record.to_vec());
+            out.push((self.0)(record));
             Ok(())
         }
+    }
+
+    /// `run_slice` on slice 2 of job 1, of `kind`, holding `records`.
+    fn run_slice_of(
+        w: &Worker,
+        kind: &str,
+        records: Option<proto::PackedRecords>,
+    ) -> proto::SliceOutput {
+        let work = proto::SliceWork {
+            job: 1,
+            slice: 2,
+            kind: kind.into(),
+            records,
+            ..Default::default()
+        };
+        let deps = NodeOutputs {
+            w,
+            session: Session::default(),
+            epoch: 1,
+            after: HashMap::new(),
+        };
+        run_slice(w, work, &deps)
     }
 
     /// A worker of `handlers` joined to no node (its client connects lazily).
@@ -1238,28 +1260,48 @@ mod tests {
         })
     }
 
+    /// A slice the node holds may be larger once decompressed than the
+    /// node's message limit (twice its `max_slice_bytes` and 1 MiB): a
+    /// record alone in its slice may pass `max_slice_bytes`, and the node
+    /// sends it compressed, so it fits the message. Its own threads run
+    /// it; a worker must too, and a filter's output fits a commit. Failed
+    /// before: the worker bounded the decompression by the message limit
+    /// and failed the slice as "malformed".
+    #[test]
+    fn a_slice_larger_decompressed_than_the_node_s_message_limit_runs() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // Each record's length: its output is far smaller than its input.
+        let length = Map(|r| r.len().to_string().into_bytes());
+        let handlers = HashMap::from([("length".to_string(), Handler::Sliced(Arc::new(length)))]);
+        let w = worker(&rt, handlers);
+        // A node of max_slice_bytes 1 MiB.
+        let limit = 3 << 20;
+        w.client.lock().set_max_message_bytes(limit);
+        let record = vec![b'x'; 4 << 20];
+        let packed = booster_runtime::PackedSlice::pack(&[&record[..]], 1).unwrap();
+        assert!(packed.body().len() < limit && packed.raw_len() as usize > limit);
+        let out = run_slice_of(&w, "length", Some(packed.into()));
+        assert_eq!(out.failed, None, "the slice is run");
+        let main = out.main.unwrap().checked(limit).unwrap();
+        assert_eq!(
+            main.unpack(limit).unwrap().to_vecs(),
+            vec![(4u64 << 20).to_string().into_bytes()]
+        );
+    }
+
     #[test]
     fn a_slice_without_its_records_blob_fails_and_an_empty_blob_runs() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
-        let handlers = HashMap::from([("count".to_string(), Handler::Sliced(Arc::new(Count)))]);
+        let copy = Map(<[u8]>::to_vec);
+        let handlers = HashMap::from([("count".to_string(), Handler::Sliced(Arc::new(copy)))]);
         let w = worker(&rt, handlers);
-        let slice = |records| proto::SliceWork {
-            job: 1,
-            slice: 2,
-            kind: "count".into(),
-            records,
-            ..Default::default()
-        };
-        let deps = NodeOutputs {
-            w: &w,
-            session: Session::default(),
-            epoch: 1,
-            after: HashMap::new(),
-        };
-        let out = run_slice(&w, slice(None), &deps);
+        let out = run_slice_of(&w, "count", None);
         let why = out.failed.expect("a slice with no records blob is not run");
         assert!(
             why.contains("malformed") && why.contains("no packed records"),
@@ -1268,14 +1310,14 @@ mod tests {
         assert_eq!(out.main, None);
         use booster_runtime::PackedSlice;
         let packed = |records: &[&[u8]]| Some(PackedSlice::pack(records, 1).unwrap().into());
-        let out = run_slice(&w, slice(packed(&[])), &deps);
+        let out = run_slice_of(&w, "count", packed(&[]));
         assert_eq!(out.failed, None);
         assert_eq!(
             out.main.unwrap().count,
             0,
             "an empty slice has empty output"
         );
-        let out = run_slice(&w, slice(packed(&[b"a", b"b"])), &deps);
+        let out = run_slice_of(&w, "count", packed(&[b"a", b"b"]));
         let main = out.main.unwrap().checked(1 << 20).unwrap();
         assert_eq!(
             main.unpack(1 << 20).unwrap().to_vecs(),
@@ -1283,7 +1325,7 @@ mod tests {
         );
         let mut lying: proto::PackedRecords = PackedSlice::pack(&[b"abc"], 1).unwrap().into();
         lying.count = 2;
-        let out = run_slice(&w, slice(Some(lying)), &deps);
+        let out = run_slice_of(&w, "count", Some(lying));
         let why = out.failed.expect("a slice whose count lies is not run");
         assert!(why.contains("malformed"), "{why}");
         // A body of two zstd frames: the node's store reads such a body,
@@ -1298,9 +1340,66 @@ mod tests {
             count: 2 * one.record_count(),
             zstd: true,
         };
-        let out = run_slice(&w, slice(Some(two)), &deps);
+        let out = run_slice_of(&w, "count", Some(two));
         assert_eq!(out.failed, None);
         assert_eq!(out.main.unwrap().count, 100);
+    }
+
+    /// Issue 13: a worker that finished a slice while the node is
+    /// unreachable retries its commit until a lease timeout has passed (the
+    /// node has given the work to another worker by then), then drops it
+    /// and holds the lease no more, saying so. The node here takes each
+    /// connection and closes it at once.
+    #[test]
+    fn a_commit_the_node_cannot_take_is_tried_until_a_lease_timeout_then_dropped() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let closer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", closer.local_addr().unwrap());
+        let tries = Arc::new(AtomicU64::new(0));
+        let counted = tries.clone();
+        std::thread::spawn(move || {
+            for stream in closer.incoming() {
+                counted.fetch_add(1, Ordering::Relaxed);
+                drop(stream);
+            }
+        });
+        let said = Arc::new(Mutex::new(Vec::<String>::new()));
+        let mut w = worker_at(&rt, &url, HashMap::new());
+        let to = said.clone();
+        Arc::get_mut(&mut w).unwrap().log = Log::new(move |m| to.lock().push(m.to_string()));
+        w.lease_timeout_ms.store(300, Ordering::Relaxed);
+        let beat = Beat {
+            progress: LeaseProgress::new(),
+            sent_ms: 0,
+            done: true,
+            behind: None,
+            hand_back_at: Instant::now(),
+        };
+        w.held.lock().insert(7, beat);
+        let commit = proto::CommitRequest {
+            epoch: 7,
+            ..Default::default()
+        };
+        let sent = Instant::now();
+        let ended = rt.block_on(async {
+            let commit = commit_until_deadline(w.clone(), commit);
+            tokio::time::timeout(Duration::from_secs(30), commit).await
+        });
+        assert!(ended.is_ok(), "still trying after 30 s");
+        assert!(
+            sent.elapsed() >= Duration::from_millis(300),
+            "dropped early"
+        );
+        assert!(
+            tries.load(Ordering::Relaxed) >= 2,
+            "sent once, not tried again"
+        );
+        let said = said.lock().join("\n");
+        assert!(said.contains("dropped the commit of lease 7"), "{said}");
+        assert!(!w.held.lock().contains_key(&7), "the lease is still held");
     }
 
     #[test]
@@ -1325,21 +1424,24 @@ mod tests {
 
     #[test]
     fn a_node_of_another_wire_protocol_is_refused_naming_both() {
-        let older = proto::HelloReply {
-            version: "0.1.0".into(),
-            protocol: 0,
-            ..Default::default()
-        };
-        let Err(ClientError::Refused(why)) = check_protocol(&older, "http://node") else {
-            panic!("an older node is refused");
-        };
-        assert!(
-            why.contains("protocol 1") && why.contains(&format!("protocol {}", crate::PROTOCOL)),
-            "{why}"
-        );
+        // A node from before the field says none: protocol 1; one of
+        // protocol 2 sends a slice's records as a `RecordBlob`, which this
+        // worker would read as no records.
+        assert_eq!(crate::PROTOCOL, 3, "the protocols below are older");
+        for (said, named) in [(0, "protocol 1"), (2, "protocol 2")] {
+            let older = proto::HelloReply {
+                version: "0.1.0".into(),
+                protocol: said,
+                ..Default::default()
+            };
+            let Err(ClientError::Refused(why)) = check_protocol(&older, "http://node") else {
+                panic!("a node of {named} is refused");
+            };
+            assert!(why.contains(named) && why.contains("protocol 3"), "{why}");
+        }
         let same = proto::HelloReply {
             protocol: crate::PROTOCOL,
-            ..older
+            ..Default::default()
         };
         assert!(check_protocol(&same, "http://node").is_ok());
     }

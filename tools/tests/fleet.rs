@@ -320,9 +320,24 @@ fn wait_completed(server: &Serving, id: u64, what: &str) {
     wait_for(what, || job_of(server, id)["state"] == "completed");
 }
 
+/// exec's command of the stop test: `SLOWER_CAT` that first leaves the
+/// file `started` in the sandbox, so the test knows a handler runs a
+/// slice. The node shows a slice leased once it hands the lease out,
+/// before the worker has it or starts it (a lease asked for ahead waits
+/// behind the job's `before_batch` hook); a worker stopped then, and woken
+/// past the deadline, rightly never runs that lease (the node said it
+/// ended, or it was handed back unstarted), so it has no late commit to
+/// send: the test stopped it so in 2 of 7 runs on a loaded machine.
+fn marking_slower_cat(sb: &Sandbox) -> (String, std::path::PathBuf) {
+    let marker = sb.path("started");
+    let cmd = format!("touch '{}'; {SLOWER_CAT}", marker.display());
+    (cmd, marker)
+}
+
 #[test]
 fn a_worker_stopped_past_its_deadline_has_its_late_commit_rejected() {
     let sb = Sandbox::new();
+    let (cmd, started) = marking_slower_cat(&sb);
     let server = serve(
         &sb,
         &[
@@ -331,35 +346,42 @@ fn a_worker_stopped_past_its_deadline_has_its_late_commit_rejected() {
             "--lease-timeout-ms",
             "1000",
             "--exec-allow",
-            SLOWER_CAT,
+            &cmd,
         ],
     );
     let input = numbered_lines(6);
-    let args = ["--kind", "exec", "--cmd", SLOWER_CAT, "--slice-size", "2"];
+    let args = ["--kind", "exec", "--cmd", &cmd, "--slice-size", "2"];
     let id = submit(&server, &sb, &input, &args);
     let late = worker(
         &server,
         &sb,
-        &["--workers", "1", "--until-idle", "--exec-allow", SLOWER_CAT],
+        &["--workers", "1", "--until-idle", "--exec-allow", &cmd],
     );
-    wait_for_slice_lease(&server, &late);
+    // Its handler runs a slice's command (which runs on: it is in a
+    // process group of its own) when the worker is stopped.
+    wait_for("the worker's handler to start its command", || {
+        started.exists()
+    });
     late.signal(libc::SIGSTOP);
     wait_for("the stopped worker's lease to expire", || {
         lease_expiries(&server) >= 1
     });
     // Stopped a second more, then woken: long enough that its hang check
     // sees the gap (a look missed: more than 1.25 of its period, about
-    // 0.83 s here) and gives its handler a whole timeout from the wake to
+    // 0.94 s here) and gives its handler a whole timeout from the wake to
     // send the late commit; short enough that the node has not forgotten
     // the silent process (4 lease timeouts), which would refuse the
-    // commit as a stranger's and say nothing of the fence.
+    // commit as a stranger's and say nothing of the fence. Woken, the
+    // worker sends the commit whether its handler returns first (the
+    // command's output) or the node's answer to its first heartbeat
+    // (the lease ended: exec fails the slice saying so).
     std::thread::sleep(Duration::from_secs(1));
     late.signal(libc::SIGCONT);
     finishes(
         worker(
             &server,
             &sb,
-            &["--workers", "2", "--until-idle", "--exec-allow", SLOWER_CAT],
+            &["--workers", "2", "--until-idle", "--exec-allow", &cmd],
         ),
         "the second worker",
     );

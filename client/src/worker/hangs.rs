@@ -35,8 +35,9 @@ pub(super) struct Running {
 #[derive(Default)]
 pub(super) struct Threads {
     running: parking_lot::Mutex<HashMap<u64, Running>>,
-    /// When `give_up_hung` last looked: a hang is judged on the time it
-    /// saw pass, never across a gap it did not run in.
+    /// When `give_up_hung` last looked (None: it never did): a hang is
+    /// judged on the time it saw pass, never across a gap it did not run
+    /// in, nor before its first look.
     checked_at: parking_lot::Mutex<Option<Instant>>,
     working: std::sync::atomic::AtomicUsize,
     ended: tokio::sync::Notify,
@@ -148,18 +149,17 @@ pub(super) fn give_up_hung(w: &Arc<Worker>, timeout: Duration, period: Duration)
     // past its deadline gave up its thread before the handler could send
     // the late commit the node fences, or sent it: a race of its threads;
     // counting the time before the stop still lost that race under load.)
-    let unseen = w
-        .threads
-        .checked_at
-        .lock()
-        .replace(now)
-        .map(|then| now.duration_since(then))
-        .filter(|gap| *gap > period + period / 4);
+    // The first look saw no time pass before it, so it counts none: a
+    // worker stopped within a heartbeat interval of its start, its handler
+    // running, was given up at that look for the whole stop, and its late
+    // commit never sent.
+    let previous = w.threads.checked_at.lock().replace(now);
+    let unseen = previous.is_none_or(|then| now.duration_since(then) > period + period / 4);
     let mut hung = Vec::new();
     {
         let mut running = w.threads.running.lock();
         for (epoch, r) in running.iter_mut() {
-            if unseen.is_some() {
+            if unseen {
                 r.moved_at = now;
             }
             let last = r.progress.last_ms();
@@ -283,6 +283,15 @@ mod tests {
     /// before the rule: given up at the first look.
     #[test]
     fn a_gap_the_hang_check_did_not_run_in_is_not_counted_as_a_hang() {
+        stopped_then_looked_at(true, "given up for the time it was stopped");
+    }
+
+    /// A hung handler whose hang check (a timeout of 200 ms, looks every
+    /// 20 ms) looked once if `looked_before`, then its worker stopped past
+    /// a timeout (nothing ran), then the check looks: the handler is not
+    /// given up (`why` if it is). Looked at every period since, it is given
+    /// up once a timeout of that time has passed with no progress.
+    fn stopped_then_looked_at(looked_before: bool, why: &str) {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -290,17 +299,12 @@ mod tests {
         let (w, _progress) = hung(&rt, "http://127.0.0.1:9");
         let timeout = Duration::from_millis(200);
         let period = Duration::from_millis(20);
+        if looked_before {
+            give_up_hung(&w, timeout, period);
+        }
+        std::thread::sleep(timeout + timeout / 2);
         give_up_hung(&w, timeout, period);
-        // Stopped: nothing ran for longer than a timeout.
-        std::thread::sleep(Duration::from_millis(300));
-        give_up_hung(&w, timeout, period);
-        assert_eq!(
-            w.threads.working(),
-            1,
-            "given up for the time it was stopped"
-        );
-        // Looked at every period since, it is given up once a timeout of
-        // that time has passed with no progress.
+        assert_eq!(w.threads.working(), 1, "{why}");
         let deadline = Instant::now() + Duration::from_secs(10);
         while w.threads.working() > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
@@ -311,6 +315,19 @@ mod tests {
             0,
             "a handler that never moves is given up"
         );
+    }
+
+    /// A worker stopped before its hang check first looked (SIGSTOP within
+    /// a heartbeat interval of its start, its handler already running):
+    /// the first look has no earlier one to measure a gap from, and saw
+    /// none of the time before it, so it counts none against the handler.
+    /// Failed before: given up at that first look for the whole stop, and
+    /// the late commit the node fences was never sent (the fleet test
+    /// `a_worker_stopped_past_its_deadline_has_its_late_commit_rejected`,
+    /// failure mode (a) of issue 13's flake).
+    #[test]
+    fn a_stop_before_the_first_look_is_not_counted_as_a_hang() {
+        stopped_then_looked_at(false, "given up for the time before the first look");
     }
 
     /// A handler that had run for most of a timeout when its worker was

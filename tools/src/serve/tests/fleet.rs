@@ -214,18 +214,24 @@ fn a_worker_of_another_version_is_refused_naming_both() {
 fn a_worker_of_another_wire_protocol_is_refused_naming_both() {
     let t = TestServer::start_node(|_, _| {});
     let mut c = client(&t, None, None);
-    // A worker from before the protocol field sends none: protocol 1.
-    let mut older = hello(VERSION);
-    older.protocol = 0;
-    let err = t.block_on(c.hello(older)).unwrap_err();
-    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
-    let msg = err.message();
-    let node = format!("protocol {}", booster_client::PROTOCOL);
-    assert!(
-        msg.contains("protocol 1") && msg.contains(&node),
-        "names both protocols: {msg}"
-    );
-    assert!(remote_workers(&t) == 0, "nobody joined");
+    // A worker from before the protocol field sends none: protocol 1. One
+    // of protocol 2 (a slice's records as a `RecordBlob`, before session
+    // 15) may say this very version: two builds of one version can differ
+    // in the protocol, and such a worker would read a slice of protocol 3
+    // as one without records.
+    assert_eq!(booster_client::PROTOCOL, 3, "the protocols below are older");
+    for (sent, named) in [(0, "protocol 1"), (2, "protocol 2")] {
+        let mut older = hello(VERSION);
+        older.protocol = sent;
+        let err = t.block_on(c.hello(older)).unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{sent}: {err:?}");
+        let msg = err.message();
+        assert!(
+            msg.contains(named) && msg.contains("protocol 3"),
+            "names both protocols: {msg}"
+        );
+        assert!(remote_workers(&t) == 0, "nobody joined");
+    }
 }
 
 #[test]
