@@ -37,7 +37,7 @@ mod listing;
 use crate::slice_store::SliceStore;
 use crate::table::Job;
 use crate::{JobId, RuntimeError};
-pub use listing::Resume;
+pub use listing::{Resume, Rows};
 
 #[derive(Clone)]
 struct Entry {

@@ -1,9 +1,10 @@
 //! Listing the table newest first from the index (issue 12, step 4):
 //! `TableView::newest_rows` visits the rows below a cursor, a bounded
 //! number of row pages per call, choosing the pages from the store's
-//! index (the `STATE_INDEX` keys of the state asked for, or the
-//! `ROW_PAGE` keys when any state will do) merged with the overlay, and
-//! reading each chosen page once. It never scans from the oldest end, so
+//! index (the `STATE_INDEX` keys of the state asked for, the
+//! `KIND_INDEX` keys of the kind, the pages both name for a kind and a
+//! state, or the `ROW_PAGE` keys when any row will do) merged with the
+//! overlay, and reading each chosen page once. It never scans from the oldest end, so
 //! a page of the newest jobs costs the same at 20M rows as at 2K.
 //!
 //! **Architecture invariant:** a listing reads at most `pages` row pages
@@ -16,10 +17,36 @@ use std::collections::BTreeMap;
 use std::ops::{Bound, ControlFlow};
 
 use super::{page_masks, read_page, Pick, TableView};
-use crate::table::keys::{self, ROWS_PER_PAGE, ROW_PAGE, STATE_INDEX_BASE, TABLE_OWNER};
+use crate::table::keys::{
+    self, KIND_INDEX_BASE, ROWS_PER_PAGE, ROW_PAGE, STATE_INDEX_BASE, TABLE_OWNER,
+};
+use crate::table::kinds::KindId;
 use crate::table::row::STATE_DESTROYED;
 use crate::table::Job;
 use crate::{JobId, JobState, RuntimeError};
+
+/// Which rows `newest_rows` gives: those in `state`, of kind id `kind`
+/// (listed from the kind index: only when it is complete,
+/// `Book::kind_refile` None), or both; any row when neither.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rows {
+    pub state: Option<JobState>,
+    pub kind: Option<KindId>,
+}
+
+impl From<Option<JobState>> for Rows {
+    fn from(state: Option<JobState>) -> Rows {
+        Rows { state, kind: None }
+    }
+}
+
+/// The pages one index stream lists below a cursor: newest first, and
+/// the lowest page the listing knows whole (below it the next call goes
+/// on; None: the index has no more).
+struct Listed {
+    pages: Vec<u64>,
+    floor: Option<u64>,
+}
 
 /// Where `newest_rows` left off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,57 +74,73 @@ impl TableView {
     /// are made up and the listing never stops short silently.
     pub fn newest_rows(
         &self,
-        state: Option<JobState>,
+        rows: impl Into<Rows>,
         below: JobId,
         pages: usize,
         slots: &Cell<u64>,
         mut f: impl FnMut(Cow<'_, Job>) -> ControlFlow<()>,
     ) -> Result<Resume, RuntimeError> {
+        let Rows { state, kind } = rows.into();
         let pages = pages.max(1);
         if below == 0 {
             return Ok(Resume::End);
         }
-        let wanted = |j: &Job| !j.is_destroyed() && state.is_none_or(|s| j.state == s);
+        let wanted = |j: &Job| {
+            !j.is_destroyed()
+                && state.is_none_or(|s| j.state == s)
+                && kind.is_none_or(|k| j.kind_id == k)
+        };
         // A stored row is shown by its stored state: when it cannot be
         // made a job, the lost job that stands for it (failed) is shown
         // where the row would have been.
         let wanted_row = |r: &crate::table::row::Row| {
-            r.state != STATE_DESTROYED && state.is_none_or(|s| r.state == s.index() as u8)
+            r.state != STATE_DESTROYED
+                && state.is_none_or(|s| r.state == s.index() as u8)
+                && kind.is_none_or(|k| r.kind == k)
         };
         let Some(store) = self.store() else {
             return Ok(self.newest_in_ram(below, pages, slots, &wanted, f));
         };
         let top = keys::page_of(below - 1).0;
-        let stream = state.map_or(ROW_PAGE, |s| STATE_INDEX_BASE + s.index() as u32);
-        let seqs = (Bound::Unbounded, Bound::Included(top));
+        // One index stream, or two (a kind and a state) whose pages the
+        // listing intersects: a page is read only where both name it.
+        let streams: Vec<u32> = match (state, kind) {
+            (None, None) => vec![ROW_PAGE],
+            (Some(s), None) => vec![STATE_INDEX_BASE + s.index() as u32],
+            (None, Some(k)) => vec![KIND_INDEX_BASE + k],
+            (Some(s), Some(k)) => vec![KIND_INDEX_BASE + k, STATE_INDEX_BASE + s.index() as u32],
+        };
+        let mut listed = Vec::with_capacity(streams.len());
         // The index's error, when it could not say which pages hold rows:
         // then the next `pages` pages below the cursor are read in turn.
-        // At most a chunk's worth of keys is looked at, deleted ones
-        // included: a state's index keys are deleted as its masks empty,
-        // and stay in the index until a compaction.
-        let max_keys = pages.saturating_mul(ROWS_PER_PAGE as usize);
-        let (stored, unlisted, resume): (Vec<u64>, _, _) =
-            match store.scan_within(TABLE_OWNER, stream, seqs, true, pages, max_keys) {
-                Ok(listed) => {
-                    let seqs = listed.slices.iter().map(|i| i.key.seq).collect();
-                    (seqs, None, listed.resume)
-                }
-                Err(e) => {
-                    let lowest = top.saturating_sub(pages as u64 - 1);
-                    ((lowest..=top).rev().collect(), Some(e), None)
-                }
-            };
-        // Below the lowest page listed the next call goes on, unless the
-        // index has no more: then every page the overlay adds is visited
-        // now. Where the scan stopped at its bound of keys, pages above
-        // the key it did not look at are known, and the call goes no
-        // lower.
-        let more = stored.len() == pages && stored.last().is_some_and(|&p| p > 0);
-        let mut floor = if more { stored[pages - 1] } else { 0 };
-        if let Some(seq) = resume {
-            floor = floor.max(seq + 1);
+        let mut unlisted = None;
+        for stream in streams {
+            match list(&*store, stream, top, pages) {
+                Ok(l) => listed.push(l),
+                Err(e) => unlisted = Some(e),
+            }
         }
-        let more = more || resume.is_some();
+        let (stored, floor): (Vec<u64>, Option<u64>) = match unlisted {
+            Some(_) => {
+                let lowest = top.saturating_sub(pages as u64 - 1);
+                (
+                    (lowest..=top).rev().collect(),
+                    Some(lowest).filter(|&p| p > 0),
+                )
+            }
+            None => {
+                // Both streams are known whole down to the higher of
+                // their floors; their pages above it are intersected.
+                let floor = listed.iter().filter_map(|l| l.floor).max();
+                let mut pages = listed[0].pages.clone();
+                for other in &listed[1..] {
+                    pages.retain(|p| other.pages.contains(p));
+                }
+                (pages, floor)
+            }
+        };
+        let more = floor.is_some();
+        let mut floor = floor.unwrap_or(0);
         // The rows in RAM (every unfinished one) are looked at a bounded
         // number per call too: where that stopped, this call stops.
         let (in_ram, cut) = self.ram_pages(floor, below, pages, slots, &wanted);
@@ -273,6 +316,35 @@ impl TableView {
             Pick::Lost(id, reason) => Cow::Owned(crate::lost::lost_job(id, 0, reason)),
         })
     }
+}
+
+/// The pages index stream `stream` names at or below page `top`, newest
+/// first: at most `pages`, and at most `pages` × 64 keys looked at,
+/// deleted ones included (an index's keys are deleted as their masks
+/// empty, and stay in the store's index until a compaction).
+fn list(
+    store: &dyn crate::slice_store::SliceStore,
+    stream: u32,
+    top: u64,
+    pages: usize,
+) -> Result<Listed, booster_store::StoreError> {
+    let seqs = (Bound::Unbounded, Bound::Included(top));
+    let max_keys = pages.saturating_mul(ROWS_PER_PAGE as usize);
+    let scanned = store.scan_within(TABLE_OWNER, stream, seqs, true, pages, max_keys)?;
+    let listed: Vec<u64> = scanned.slices.iter().map(|i| i.key.seq).collect();
+    // Below the lowest page listed the next call goes on, unless the
+    // index has no more: then every page the overlay adds is visited
+    // now. Where the scan stopped at its bound of keys, pages above the
+    // key it did not look at are known, and the call goes no lower.
+    let full = listed.len() == pages && listed.last().is_some_and(|&p| p > 0);
+    let mut floor = full.then(|| listed[pages - 1]);
+    if let Some(seq) = scanned.resume {
+        floor = Some(floor.unwrap_or(0).max(seq + 1));
+    }
+    Ok(Listed {
+        pages: listed,
+        floor,
+    })
 }
 
 /// The error of a listing whose index and a page it then read both
