@@ -65,10 +65,12 @@ pub fn page_within<G: Deref<Target = State>>(
     let bounded = filter.text.is_some() || (filter.kind.is_some() && !by_kind);
     let exact = !bounded && (!by_kind || kind_counted);
     let counting = !exact && query.before.is_none();
-    // `newest_rows` gives only rows in the state asked for, and lost
-    // rows of its pages whose made-up state (failed) differs.
+    // `newest_rows` gives only rows in the state asked for (and, from the
+    // kind index, of the kind), and lost rows of its pages whose made-up
+    // state (failed) and kind ("(lost)") differ: they show (G7).
     let rest = crate::JobFilter {
         state: None,
+        kind: filter.kind.clone().filter(|_| !by_kind),
         ..filter.clone()
     };
     let mut below = query.before.unwrap_or(JobId::MAX);
@@ -345,6 +347,20 @@ mod tests {
         assert_eq!(ids(&page), vec![700, 1500]);
         assert_eq!(page.total, Some(2));
         assert_eq!(reads, 3, "pages 0, 10 and 23: both indexes name them");
+
+        // A dense state: the rare kind's pages lead, and the completed
+        // index is listed one chunk, then looked at only at the kind's
+        // pages (before, each chunk went only as low as the completed
+        // stream's 16 keys reached, and listed the kind's stream again).
+        let keys = logged.keys_scanned();
+        let completed = Some(JobState::Completed);
+        let page = super::page(|| &logged.st, &of_kind("rare", completed, None, 100)).unwrap();
+        assert_eq!(ids(&page), vec![9, 2000]);
+        let keys = logged.keys_scanned() - keys;
+        assert!(
+            keys <= 4 + CHUNK_PAGES as u64 + 4,
+            "{keys} index keys scanned: the kind's 4, a chunk of the state's, a look per kind page"
+        );
 
         let (page, reads) = page_of(&logged, &of_kind("never", None, None, 100));
         assert_eq!((ids(&page), page.total, reads), (vec![], Some(0), 0));

@@ -201,12 +201,13 @@ pub struct Refile {
 /// error, and the cursor stays for the next checkpoint.
 pub fn refile(store: &dyn SliceStore, from: u64, max_pages: usize) -> Result<Refile, RuntimeError> {
     let mut filed = Filed::default();
-    let next = super::image::each_stored_page(store, from, max_pages, |_, heads| {
-        for h in heads {
+    let next = super::image::each_stored_page(store, from, None, max_pages, |_, heads| {
+        for h in heads.unwrap_or_default() {
             if let Some(at) = slot_of_head(h) {
                 filed.add(at, h.id);
             }
         }
+        std::ops::ControlFlow::Continue(())
     })?;
     Ok(Refile { filed, next })
 }

@@ -27,10 +27,10 @@ pub const DEAD_SLICED: u32 = 3;
 /// Stream 4, seq 0: the first row page not yet filed for the sweep while
 /// an image from before step 6 is refiled (`expiry::refile`).
 pub const REFILE: u32 = 4;
-/// Stream 5, seq 0: the first row page whose `KIND_INDEX` masks may not
-/// be written yet (u64 LE; `KIND_INDEX_COMPLETE` once every page has
-/// them); absent in an image written before the kind index
-/// (`kind_index.rs`).
+/// Stream 5, seq 0: the row pages whose `KIND_INDEX` masks may not be
+/// written yet and the checkpoint that wrote it (`kind_index::cursor_record`;
+/// `KIND_INDEX_COMPLETE` once every page has them); absent in an image
+/// written before the kind index (`kind_index.rs`).
 pub const KIND_REFILE: u32 = 5;
 /// The `KIND_REFILE` cursor of an image whose kind index is complete.
 pub const KIND_INDEX_COMPLETE: u64 = u64::MAX;

@@ -19,6 +19,7 @@
 //! writes the rest. Until then a kind filter reads rows, as before.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::ControlFlow;
 
 use booster_store::SliceKey;
 
@@ -83,24 +84,32 @@ pub struct KindCursor {
     pub end: u64,
 }
 
-/// Where an open over an image goes on writing kind masks
-/// (`Book::kind_refile`): None when the `KIND_REFILE` record says
+/// Where an open over the image of checkpoint `seq` goes on writing kind
+/// masks (`Book::kind_refile`): None when the `KIND_REFILE` record says
 /// complete; its range when it holds one; from page 0 to one past the
 /// last stored page when it is absent (an image from before the kind
-/// index) or cannot be read or decoded (rewriting a page's masks from
-/// its rows is harmless). An index that cannot be scanned is the error.
-pub fn cursor(store: &dyn SliceStore) -> Result<Option<KindCursor>, RuntimeError> {
+/// index), cannot be read or decoded (rewriting a page's masks from its
+/// rows is harmless), or is stamped with another checkpoint than `seq`:
+/// every checkpoint of this code rewrites the record with its own seq,
+/// so another stamp means a binary from before the kind index wrote a
+/// later checkpoint (a downgrade), whose pages may lack their masks.
+/// An index that cannot be scanned is the error.
+pub fn cursor(store: &dyn SliceStore, seq: u64) -> Result<Option<KindCursor>, RuntimeError> {
     let stored = match store.read_slice(&keys::kind_refile()) {
         Ok(Some(records)) => records
             .first()
-            .and_then(|r| <[u8; 16]>::try_from(r.as_slice()).ok()),
+            .and_then(|r| <[u8; 24]>::try_from(r.as_slice()).ok()),
         Ok(None) | Err(_) => None,
     };
-    if let Some(b) = stored {
-        let word = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
-        return Ok(match word(0) {
+    let word =
+        |b: &[u8; 24], i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+    if let Some(b) = stored.filter(|b| word(b, 16) == seq) {
+        return Ok(match word(&b, 0) {
             KIND_INDEX_COMPLETE => None,
-            from => Some(KindCursor { from, end: word(8) }),
+            from => Some(KindCursor {
+                from,
+                end: word(&b, 8),
+            }),
         });
     }
     let all = (std::ops::Bound::Unbounded, std::ops::Bound::Unbounded);
@@ -109,14 +118,15 @@ pub fn cursor(store: &dyn SliceStore) -> Result<Option<KindCursor>, RuntimeError
     Ok(Some(KindCursor { from: 0, end }))
 }
 
-/// The `KIND_REFILE` record for the range left, `next` (None: complete):
-/// `from` u64 LE ++ `end` u64 LE, `from` = `KIND_INDEX_COMPLETE` once
-/// complete.
-pub fn cursor_record(next: Option<KindCursor>) -> [u8; 16] {
+/// The `KIND_REFILE` record checkpoint `seq` writes for the range left,
+/// `next` (None: complete): `from` u64 LE ++ `end` u64 LE ++ `seq` u64
+/// LE, `from` = `KIND_INDEX_COMPLETE` once complete.
+pub fn cursor_record(next: Option<KindCursor>, seq: u64) -> [u8; 24] {
     let (from, end) = next.map_or((KIND_INDEX_COMPLETE, 0), |c| (c.from, c.end));
-    let mut b = [0; 16];
+    let mut b = [0; 24];
     b[..8].copy_from_slice(&from.to_le_bytes());
-    b[8..].copy_from_slice(&end.to_le_bytes());
+    b[8..16].copy_from_slice(&end.to_le_bytes());
+    b[16..].copy_from_slice(&seq.to_le_bytes());
     b
 }
 
@@ -130,24 +140,26 @@ pub struct KindRefile {
 /// The kind masks of the next `max_pages` stored row pages of range `at`,
 /// from their stored rows. The checkpoint puts them before the
 /// pages it rewrites, so a page it also rewrites ends with its new masks.
-/// A page that cannot be read is passed over (its masks stay unwritten;
-/// `verify` names the rot); an index that cannot be scanned is the error,
-/// and the cursor stays.
+/// A page that cannot be read ends the step there: the range left starts
+/// at it, so the next checkpoint tries it again and the index is never
+/// complete past a page whose masks were not written. An index that
+/// cannot be scanned is the error, and the cursor stays.
 pub fn refile(
     store: &dyn SliceStore,
     at: KindCursor,
     max_pages: usize,
 ) -> Result<KindRefile, RuntimeError> {
     let mut puts = Vec::new();
-    let next = super::image::each_stored_page(store, at.from, max_pages, |page, heads| {
-        if page < at.end {
+    let next =
+        super::image::each_stored_page(store, at.from, Some(at.end), max_pages, |page, heads| {
+            let Some(heads) = heads else {
+                return ControlFlow::Break(());
+            };
             let new = masks_of(heads.iter().map(|h| (h.id, h.state, h.kind)));
             changes(page, &KindMasks::new(), &new, &mut puts, &mut Vec::new());
-        }
-    })?;
-    let next = next
-        .filter(|&from| from < at.end)
-        .map(|from| KindCursor { from, end: at.end });
+            ControlFlow::Continue(())
+        })?;
+    let next = next.map(|from| KindCursor { from, end: at.end });
     Ok(KindRefile { puts, next })
 }
 
@@ -178,6 +190,39 @@ pub fn finished_counts(c: &Checkpoint) -> Result<Option<HashMap<KindId, [u64; 9]
         out.insert(*kind, kept);
     }
     Ok(Some(out))
+}
+
+/// Where checkpoint `c`'s counts by kind disagree with its counts by
+/// state (the sum over kinds, state by state) or, in the unfinished
+/// states, with `restored`, the rows the open read, by kind and stored
+/// state (a page that could not be read counts none); None when they
+/// agree, or when `c` did not count kinds.
+pub fn counts_disagree(c: &Checkpoint, restored: &HashMap<KindId, [u64; 9]>) -> Option<String> {
+    let by_kind = c.kind_counts.as_ref()?;
+    for (i, &total) in c.counts.iter().enumerate() {
+        let sum: u64 = by_kind.iter().filter_map(|(_, n)| n.get(i)).sum();
+        if sum != total {
+            return Some(format!(
+                "its counts by kind sum to {sum} jobs of state {i}, its counts by state to {total}"
+            ));
+        }
+    }
+    let unfinished = JobState::ALL.iter().filter(|s| !s.is_finished());
+    for i in unfinished.map(|s| s.index()) {
+        let recorded = by_kind
+            .iter()
+            .map(|(k, n)| (*k, n.get(i).copied().unwrap_or(0)));
+        let read = restored.iter().map(|(k, n)| (*k, n[i]));
+        let nonzero = |kv: &(KindId, u64)| kv.1 != 0;
+        let recorded: BTreeMap<_, _> = recorded.filter(nonzero).collect();
+        let read: BTreeMap<_, _> = read.filter(nonzero).collect();
+        if recorded != read {
+            return Some(format!(
+                "it counts {recorded:?} jobs of state {i} by kind, its rows {read:?}"
+            ));
+        }
+    }
+    None
 }
 
 /// Where the kind masks in `store` disagree with its row pages, for

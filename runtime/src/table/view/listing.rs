@@ -114,7 +114,7 @@ impl TableView {
         // The index's error, when it could not say which pages hold rows:
         // then the next `pages` pages below the cursor are read in turn.
         let mut unlisted = None;
-        for stream in streams {
+        for &stream in &streams {
             match list(&*store, stream, top, pages) {
                 Ok(l) => listed.push(l),
                 Err(e) => unlisted = Some(e),
@@ -129,14 +129,29 @@ impl TableView {
                 )
             }
             None => {
-                // Both streams are known whole down to the higher of
-                // their floors; their pages above it are intersected.
-                let floor = listed.iter().filter_map(|l| l.floor).max();
-                let mut pages = listed[0].pages.clone();
-                for other in &listed[1..] {
-                    pages.retain(|p| other.pages.contains(p));
+                // Of two streams the sparser leads: the one whose pages
+                // reach lower (the lower floor; None, its end, lowest).
+                // Its pages are kept where the other names them too: by
+                // the other's listing down to its floor, and below that
+                // by a look at the other's key of the page itself (one
+                // key, so the call's work stays bounded by the sparser
+                // stream, not the denser; a look that fails keeps the
+                // page: its rows are checked as they are read).
+                let lead = (0..listed.len())
+                    .min_by_key(|&i| listed[i].floor.map_or(0, |f| f + 1))
+                    .expect("one stream at least");
+                let mut pages = listed[lead].pages.clone();
+                for (i, (other, &stream)) in listed.iter().zip(&streams).enumerate() {
+                    if i == lead {
+                        continue;
+                    }
+                    let known = other.floor.unwrap_or(0);
+                    pages.retain(|&p| match p >= known {
+                        true => other.pages.contains(&p),
+                        false => has_key(&*store, stream, p),
+                    });
                 }
-                (pages, floor)
+                (pages, listed[lead].floor)
             }
         };
         let more = floor.is_some();
@@ -166,7 +181,8 @@ impl TableView {
             visited += 1;
             let read = stored.next_if_eq(&page).is_some();
             while in_ram.next_if_eq(&page).is_some() {}
-            let picks = self.page_picks(&*store, page, read, state, unlisted.as_ref())?;
+            let rows = Rows { state, kind };
+            let picks = self.page_picks(&*store, page, read, rows, unlisted.as_ref())?;
             for (id, pick) in picks.into_iter().rev() {
                 if id >= below {
                     continue;
@@ -250,17 +266,20 @@ impl TableView {
 
     /// The rows of `page`, by id: the stored ones when `read`, the
     /// overlay's over them. When it cannot be read, its rows are lost
-    /// ones: those its mask of `state` names (of every state when None,
-    /// tombstones left out; every slot when the masks cannot be read
-    /// either).
+    /// ones: those its mask of `rows.state` names (of every state when
+    /// None, tombstones left out; every slot when the masks cannot be read
+    /// either), and of those, with `rows.kind`, only the slots its mask of
+    /// that kind names (every slot when that mask cannot be read), so a
+    /// kind listing shows no lost row of another kind.
     pub(super) fn page_picks<'a>(
         &'a self,
         store: &dyn crate::slice_store::SliceStore,
         page: u64,
         read: bool,
-        state: Option<JobState>,
+        rows_of: Rows,
         unlisted: Option<&booster_store::StoreError>,
     ) -> Result<BTreeMap<JobId, Pick<'a>>, RuntimeError> {
+        let Rows { state, kind } = rows_of;
         let mut rows = BTreeMap::new();
         if read {
             match read_page(store, page) {
@@ -276,6 +295,7 @@ impl TableView {
                             Some(s) => m[s.index()],
                             None => m[..STATE_DESTROYED as usize].iter().fold(0, |a, b| a | b),
                         });
+                        let slots = slots & kind.map_or(u64::MAX, |k| kind_mask(store, k, page));
                         let reason = crate::lost::page_reason(page, &e);
                         for slot in (0..ROWS_PER_PAGE).filter(|s| slots & (1 << s) != 0) {
                             let id = page * ROWS_PER_PAGE + slot;
@@ -347,6 +367,15 @@ fn list(
     })
 }
 
+/// Whether index stream `stream` has a key for page `page` (true when
+/// the index cannot say).
+fn has_key(store: &dyn crate::slice_store::SliceStore, stream: u32, page: u64) -> bool {
+    let seqs = (Bound::Included(page), Bound::Included(page));
+    store
+        .scan_within(TABLE_OWNER, stream, seqs, true, 1, 1)
+        .map_or(true, |s| !s.slices.is_empty())
+}
+
 /// The error of a listing whose index and a page it then read both
 /// failed: the listing is incomplete.
 pub(super) fn incomplete(
@@ -361,4 +390,19 @@ pub(super) fn incomplete(
          ({e}); restore the damaged segment from a backup, or salvage what survived into a new \
          data directory (`booster salvage`)"
     ))
+}
+
+/// The stored mask of kind `kind` on page `page`: 0 when it has none,
+/// every slot when it cannot be read or decoded.
+fn kind_mask(store: &dyn crate::slice_store::SliceStore, kind: KindId, page: u64) -> u64 {
+    let Some(key) = keys::kind_index(kind, page) else {
+        return u64::MAX;
+    };
+    match store.read_slice(&key) {
+        Ok(None) => 0,
+        Ok(Some(records)) => (records.first())
+            .and_then(|r| keys::decode_mask(r).ok())
+            .unwrap_or(u64::MAX),
+        Err(_) => u64::MAX,
+    }
 }
