@@ -204,15 +204,10 @@ impl State {
         {
             return Some(format!(
                 "checkpoints are paused: this data directory opened without a damaged range \
-                 that may have held job records (segment {} ({}) offsets {}..{}: {}), and a \
-                 checkpoint would make that loss permanent; {PAUSED_COST}: restore the segment \
-                 from a backup and reopen, or salvage what survived into a new data directory \
-                 (`booster salvage`)",
-                d.segment_id,
-                d.path.display(),
-                d.offset,
-                d.end,
-                d.what
+                 that may have held job records ({}), and a checkpoint would make that loss \
+                 permanent; {PAUSED_COST}: restore the segment from a backup and reopen, or \
+                 salvage what survived into a new data directory (`booster salvage`)",
+                crate::lost::describe_range(d)
             ));
         }
         let (page, e) = self.table.first_unreadable()?;

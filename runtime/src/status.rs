@@ -233,14 +233,7 @@ impl State {
             .damage
             .iter()
             .filter_map(|d| {
-                let range = format!(
-                    "segment {} ({}) offsets {}..{}: {}",
-                    d.segment_id,
-                    d.path.display(),
-                    d.offset,
-                    d.end,
-                    d.what
-                );
+                let range = crate::lost::describe_range(d);
                 if lost && d.meta_lost {
                     return Some(format!(
                         "{range}; lost meta records (the job's created record among them, or \
