@@ -14,6 +14,7 @@ use std::ops::{ControlFlow, Deref};
 
 use crate::state::State;
 use crate::status::{build_status, filter_matches};
+use crate::table::keys::ROWS_PER_PAGE;
 use crate::table::kinds::KindId;
 use crate::table::view::Resume;
 use crate::{JobId, JobQuery, JobStatus, JobsPage, RuntimeError};
@@ -63,6 +64,13 @@ pub fn page_within<G: Deref<Target = State>>(
         false => (false, false),
     };
     let bounded = filter.text.is_some() || (filter.kind.is_some() && !by_kind);
+    // A kind and a state from their two indexes may list chunk after
+    // chunk of pages that only one of them names (a common kind and a
+    // common state that rarely meet): each chunk costs its pages' worth
+    // of the row budget, so the call stops with a cursor as a text
+    // filter does, however few rows it read.
+    let paired = by_kind && filter.state.is_some();
+    let mut chunks = 0u64;
     let exact = !bounded && (!by_kind || kind_counted);
     let counting = !exact && query.before.is_none();
     // `newest_rows` gives only rows in the state asked for (and, from the
@@ -136,7 +144,11 @@ pub fn page_within<G: Deref<Target = State>>(
                 if older && counted {
                     break;
                 }
-                if bounded && scanned.get() >= max_scanned {
+                chunks += 1;
+                let chunk_rows = chunks.saturating_mul(CHUNK_PAGES as u64 * ROWS_PER_PAGE);
+                let spent = (bounded && scanned.get() >= max_scanned)
+                    || (paired && chunk_rows >= max_scanned);
+                if spent {
                     // Stopped short: the next call goes on from here.
                     out.next_before = Some(next);
                     break;
@@ -646,6 +658,55 @@ mod tests {
         q.before = Some(2461);
         let p = page(|| &logged.st, &q).unwrap();
         assert_eq!((p.next_before, p.total), (Some(2361), None));
+    }
+
+    /// A kind and a state that are both common but rarely meet: each
+    /// chunk lists a chunk of both index streams and finds no page both
+    /// name. The listing stops at its budget of chunks (the row budget's
+    /// worth of pages: here one chunk) with the cursor to go on from, as a
+    /// text filter does, instead of walking both streams to their end in
+    /// one call; the pages in turn find the one job that is both.
+    #[test]
+    fn a_kind_and_a_state_that_rarely_meet_stop_at_the_budget_with_a_cursor() {
+        let mut logged = Logged::new(crate::state_tests::state());
+        const PAGES: u64 = 100;
+        // Kind `a` in the even pages, `b` in the odd; one failed job in
+        // every odd page, and job 5 (page 0, kind `a`) failed too.
+        let page_no = |job: JobId| job / crate::table::keys::ROWS_PER_PAGE;
+        logged.simple_jobs_of_kinds_done(
+            (PAGES * 64 - 1) as usize,
+            move |job| match page_no(job) % 2 {
+                0 => "a",
+                _ => "b",
+            },
+            move |job| {
+                let odd_first = page_no(job) % 2 == 1 && job % 64 == 0;
+                Some(match job == 5 || odd_first {
+                    true => Err("boom".into()),
+                    false => Ok(None),
+                })
+            },
+        );
+        logged.checkpoint();
+        let mut q = of_kind("a", Some(JobState::Failed), None, 100);
+        let mut calls = 0;
+        let found = loop {
+            calls += 1;
+            let keys = logged.keys_scanned();
+            let p = page_within(|| &logged.st, &q, 1000).unwrap();
+            let keys = logged.keys_scanned() - keys;
+            assert!(
+                keys <= 3 * CHUNK_PAGES as u64,
+                "call {calls}: {keys} index keys scanned for one chunk's budget"
+            );
+            assert_eq!(p.total, Some(1), "the book counts the kind by state");
+            match p.next_before {
+                Some(b) if p.jobs.is_empty() => q.before = Some(b),
+                _ => break p,
+            }
+        };
+        assert_eq!((ids(&found), found.next_before), (vec![5], None));
+        assert!(calls > 1, "stopped at its budget: {calls} call(s)");
     }
 
     /// Counts a hostile or damaged checkpoint record restored can pass
