@@ -17,8 +17,7 @@
 //! a checkpoint that is known to fail.
 
 use crate::state::State;
-use crate::table::view::SweptRow;
-use crate::{JobState, RuntimeError};
+use crate::RuntimeError;
 use booster_store::StoreError;
 
 /// A checkpoint is due when this many rows changed since the last one
@@ -94,10 +93,11 @@ pub struct Sealed {
     /// covers, and their bytes.
     records: u64,
     meta_bytes: u64,
-    /// Where refiling goes on once it is durable (`Book::refile_from`).
-    refile_next: Option<u64>,
+    /// Where refiling goes on once it is durable (`Book::refile_from`,
+    /// `kind_refile`).
+    refile_next: crate::table::image::RefileNext,
     /// The rows its sweep removed, put back if it is not written.
-    removed: Vec<(SweptRow, Option<JobState>)>,
+    removed: Vec<crate::table::expiry::Removed>,
 }
 
 impl State {
@@ -107,8 +107,8 @@ impl State {
     /// next one's.
     pub fn seal_checkpoint(
         &mut self,
-        refile_next: Option<u64>,
-        removed: Vec<(SweptRow, Option<JobState>)>,
+        refile_next: crate::table::image::RefileNext,
+        removed: Vec<crate::table::expiry::Removed>,
     ) -> Sealed {
         self.book.checkpoints.in_flight += 1;
         Sealed {
@@ -137,7 +137,8 @@ impl State {
         self.book.checkpoints.in_flight -= 1;
         if written {
             self.table.written_through(sealed.generation, image);
-            self.book.refile_from = sealed.refile_next;
+            self.book.refile_from = sealed.refile_next.expiry;
+            self.book.kind_refile = sealed.refile_next.kinds;
         } else {
             self.book.records_since_checkpoint += sealed.records;
             self.book.meta_bytes_since_checkpoint += sealed.meta_bytes;
@@ -203,15 +204,10 @@ impl State {
         {
             return Some(format!(
                 "checkpoints are paused: this data directory opened without a damaged range \
-                 that may have held job records (segment {} ({}) offsets {}..{}: {}), and a \
-                 checkpoint would make that loss permanent; {PAUSED_COST}: restore the segment \
-                 from a backup and reopen, or salvage what survived into a new data directory \
-                 (`booster salvage`)",
-                d.segment_id,
-                d.path.display(),
-                d.offset,
-                d.end,
-                d.what
+                 that may have held job records ({}), and a checkpoint would make that loss \
+                 permanent; {PAUSED_COST}: restore the segment from a backup and reopen, or \
+                 salvage what survived into a new data directory (`booster salvage`)",
+                crate::lost::describe_range(d)
             ));
         }
         let (page, e) = self.table.first_unreadable()?;

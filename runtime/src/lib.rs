@@ -65,6 +65,8 @@ mod handler;
 mod id_hash;
 mod job_state;
 #[cfg(test)]
+mod kind_index_tests;
+#[cfg(test)]
 mod lease_args_tests;
 mod listing;
 #[cfg(test)]

@@ -14,6 +14,8 @@ use std::ops::{ControlFlow, Deref};
 
 use crate::state::State;
 use crate::status::{build_status, filter_matches};
+use crate::table::keys::ROWS_PER_PAGE;
+use crate::table::kinds::KindId;
 use crate::table::view::Resume;
 use crate::{JobId, JobQuery, JobStatus, JobsPage, RuntimeError};
 
@@ -46,17 +48,39 @@ pub fn page_within<G: Deref<Target = State>>(
             "a page holds at least one job: ask for a limit of 1 or more".into(),
         ));
     }
-    // A kind or text filter has no index and no count: it reads rows, a
-    // bounded number per call, and counts them only on a first page of a
-    // small table.
-    let bounded = filter.kind.is_some() || filter.text.is_some();
-    // `newest_rows` gives only rows in the state asked for, and lost
-    // rows of its pages whose made-up state (failed) differs.
+    // A text filter has no index and no count: it reads rows, a bounded
+    // number per call, and counts them only on a first page of a small
+    // table. So does a kind filter while the kind index is not complete
+    // (an image from before it, being refiled); once it is, the kind's
+    // pages come from its index (`table::kind_index`).
+    // Its count is exact where every row's kind is counted
+    // (`Book::kind_counts`); else a first page counts a small table.
+    let (by_kind, kind_counted) = match filter.kind.is_some() {
+        true => {
+            let st = lock();
+            let indexed = st.book.kind_refile.is_none();
+            (indexed, indexed && st.book.kind_counts.is_some())
+        }
+        false => (false, false),
+    };
+    let bounded = filter.text.is_some() || (filter.kind.is_some() && !by_kind);
+    // A kind and a state from their two indexes may list chunk after
+    // chunk of pages that only one of them names (a common kind and a
+    // common state that rarely meet): each chunk costs its pages' worth
+    // of the row budget, so the call stops with a cursor as a text
+    // filter does, however few rows it read.
+    let paired = by_kind && filter.state.is_some();
+    let mut chunks = 0u64;
+    let exact = !bounded && (!by_kind || kind_counted);
+    let counting = !exact && query.before.is_none();
+    // `newest_rows` gives only rows in the state asked for (and, from the
+    // kind index, of the kind), and lost rows of its pages whose made-up
+    // state (failed) and kind ("(lost)") differ: they show (G7).
     let rest = crate::JobFilter {
         state: None,
+        kind: filter.kind.clone().filter(|_| !by_kind),
         ..filter.clone()
     };
-    let counting = bounded && query.before.is_none();
     let mut below = query.before.unwrap_or(JobId::MAX);
     let mut out = JobsPage::default();
     // The oldest job on the page, and whether an older match was seen.
@@ -67,29 +91,27 @@ pub fn page_within<G: Deref<Target = State>>(
     loop {
         let st = lock();
         below = below.min(st.book.next_id);
-        if out.total.is_none() && !bounded {
-            let by_state = &st.book.by_state;
-            // The book counts a placed job (its creation not durable
-            // yet); the rows skip it, and so does the total.
-            let placed = (st.book.placed.iter())
-                .filter(|id| {
-                    st.table
-                        .get(id)
-                        .is_some_and(|j| filter.state.is_none_or(|s| j.state == s))
-                })
-                .count() as u64;
-            out.total = Some(
-                match filter.state {
-                    Some(s) => by_state[s.index()],
-                    None => sum_of(by_state),
-                }
-                .saturating_sub(placed),
-            );
+        let rows = crate::table::view::Rows {
+            state: filter.state,
+            kind: match (by_kind, filter.kind.as_deref()) {
+                (true, Some(name)) => match st.book.kind_ids.id(name) {
+                    Some(id) => Some(id),
+                    // No job ever had this kind.
+                    None => {
+                        out.total = Some(0);
+                        break;
+                    }
+                },
+                _ => None,
+            },
+        };
+        if out.total.is_none() && exact {
+            out.total = Some(exact_total(&st, filter, rows.kind));
         }
         let jobs: &mut Vec<JobStatus> = &mut out.jobs;
         let resume = st
             .table
-            .newest_rows(filter.state, below, CHUNK_PAGES, &scanned, |job| {
+            .newest_rows(rows, below, CHUNK_PAGES, &scanned, |job| {
                 // Its creation is not durable yet (`Book::placed`).
                 if !filter_matches(&rest, &job) || st.book.placed.contains(&job.id) {
                     return ControlFlow::Continue(());
@@ -122,7 +144,11 @@ pub fn page_within<G: Deref<Target = State>>(
                 if older && counted {
                     break;
                 }
-                if bounded && scanned.get() >= max_scanned {
+                chunks += 1;
+                let chunk_rows = chunks.saturating_mul(CHUNK_PAGES as u64 * ROWS_PER_PAGE);
+                let spent = (bounded && scanned.get() >= max_scanned)
+                    || (paired && chunk_rows >= max_scanned);
+                if spent {
                     // Stopped short: the next call goes on from here.
                     out.next_before = Some(next);
                     break;
@@ -138,10 +164,35 @@ pub fn page_within<G: Deref<Target = State>>(
     Ok(out)
 }
 
-/// The sum of counts by state, saturating: counts restored from a
-/// damaged checkpoint record must not panic a listing.
-fn sum_of(by_state: &[u64]) -> u64 {
-    by_state.iter().fold(0u64, |a, b| a.saturating_add(*b))
+/// The count of `filter`'s jobs (a state, and a kind of id `kind`, or
+/// all) from the book, no row read: `by_state`, or `kind_counts` for a
+/// kind.
+fn exact_total(st: &State, filter: &crate::JobFilter, kind: Option<KindId>) -> u64 {
+    let by_state = match kind {
+        None => st.book.by_state,
+        Some(k) => {
+            let counts = st.book.kind_counts.as_ref().and_then(|c| c.get(&k));
+            let mut by_state = [0u64; 8];
+            by_state.copy_from_slice(&counts.copied().unwrap_or_default()[..8]);
+            by_state
+        }
+    };
+    // The book counts a placed job (its creation not durable yet); the
+    // rows skip it, and so does the total.
+    let placed = (st.book.placed.iter())
+        .filter(|id| {
+            st.table.get(id).is_some_and(|j| {
+                filter.state.is_none_or(|s| j.state == s) && kind.is_none_or(|k| j.kind_id == k)
+            })
+        })
+        .count() as u64;
+    match filter.state {
+        Some(s) => by_state[s.index()],
+        // Saturating: counts restored from a damaged checkpoint record
+        // must not panic a listing.
+        None => by_state.iter().fold(0u64, |a, b| a.saturating_add(*b)),
+    }
+    .saturating_sub(placed)
 }
 
 /// Every job matching `filter`, ascending id, read page by page (the lock
@@ -176,10 +227,16 @@ mod tests {
     use crate::{JobFilter, JobState};
 
     /// 40 checkpointed pages of 64 jobs (ids 1..=2560): every job
-    /// completed but three failed, far apart (ids 5, 700 and 1500).
+    /// completed but three failed, far apart (ids 5, 700 and 1500); every
+    /// job of kind `k` but four of kind `rare` (ids 9, 700, 1500 and 2000,
+    /// in pages 0, 10, 23 and 31).
     fn many_pages() -> Logged {
         let mut logged = Logged::new(crate::state_tests::state());
-        logged.simple_jobs_done(40 * 64, |job| {
+        let kind = |job| match job {
+            9 | 700 | 1500 | 2000 => "rare",
+            _ => "k",
+        };
+        logged.simple_jobs_of_kinds_done(40 * 64, kind, |job| {
             Some(match job {
                 5 | 700 | 1500 => Err("boom".into()),
                 _ => Ok(None),
@@ -260,6 +317,65 @@ mod tests {
         assert_eq!(reads, 3, "the third tells an older page follows");
         let (page, _) = page_of(&logged, &query(Some(JobState::Failed), Some(700), 2));
         assert_eq!((ids(&page), page.next_before), (vec![5], None));
+    }
+
+    fn of_kind(
+        kind: &str,
+        state: Option<JobState>,
+        before: Option<JobId>,
+        limit: usize,
+    ) -> JobQuery {
+        let mut q = query(state, before, limit);
+        q.filter.kind = Some(kind.into());
+        q
+    }
+
+    /// A rare kind lists from its own index (`KIND_INDEX`): its four jobs
+    /// cost the four pages that hold them (before, a kind filter read
+    /// rows: all 40 pages here), and a kind and a state the pages both
+    /// indexes name (three: page 0 holds a failed job and a rare one,
+    /// not one both; the masks are not read).
+    #[test]
+    fn a_rare_kind_reads_only_the_pages_its_index_names() {
+        let logged = many_pages();
+        let (page, reads) = page_of(&logged, &of_kind("rare", None, None, 100));
+        assert_eq!(ids(&page), vec![9, 700, 1500, 2000]);
+        assert_eq!((page.next_before, page.total), (None, Some(4)));
+        assert_eq!(reads, 4);
+
+        let (page, reads) = page_of(&logged, &of_kind("rare", None, None, 2));
+        assert_eq!(ids(&page), vec![1500, 2000]);
+        assert_eq!((page.next_before, page.total), (Some(1500), Some(4)));
+        assert_eq!(
+            reads, 3,
+            "the third tells an older page follows; the book counts"
+        );
+        let (page, _) = page_of(&logged, &of_kind("rare", None, Some(1500), 2));
+        assert_eq!((ids(&page), page.next_before), (vec![9, 700], None));
+        assert_eq!(page.total, Some(4), "an older page is counted too");
+
+        let failed = Some(JobState::Failed);
+        let (page, reads) = page_of(&logged, &of_kind("rare", failed, None, 100));
+        assert_eq!(ids(&page), vec![700, 1500]);
+        assert_eq!(page.total, Some(2));
+        assert_eq!(reads, 3, "pages 0, 10 and 23: both indexes name them");
+
+        // A dense state: the rare kind's pages lead, and the completed
+        // index is listed one chunk, then looked at only at the kind's
+        // pages (before, each chunk went only as low as the completed
+        // stream's 16 keys reached, and listed the kind's stream again).
+        let keys = logged.keys_scanned();
+        let completed = Some(JobState::Completed);
+        let page = super::page(|| &logged.st, &of_kind("rare", completed, None, 100)).unwrap();
+        assert_eq!(ids(&page), vec![9, 2000]);
+        let keys = logged.keys_scanned() - keys;
+        assert!(
+            keys <= 4 + CHUNK_PAGES as u64 + 4,
+            "{keys} index keys scanned: the kind's 4, a chunk of the state's, a look per kind page"
+        );
+
+        let (page, reads) = page_of(&logged, &of_kind("never", None, None, 100));
+        assert_eq!((ids(&page), page.total, reads), (vec![], Some(0), 0));
     }
 
     /// Pages follow one another without a gap or a repeat, rows changed
@@ -523,8 +639,9 @@ mod tests {
         assert!(scanned.len() > 1, "{scanned:?}");
         assert_eq!(scanned.iter().sum::<u64>(), 2560, "each row read once");
 
+        // Kind `k`'s jobs (all but the four rare ones) by text.
         q.filter = JobFilter {
-            kind: Some("k".into()),
+            text: Some("k".into()),
             ..JobFilter::default()
         };
         q.before = None;
@@ -533,10 +650,63 @@ mod tests {
         assert_eq!((p.next_before, p.total), (Some(2461), None));
         // A table under `COUNTED_ROWS` rows: the first page counts them.
         let p = page(|| &logged.st, &q).unwrap();
-        assert_eq!((p.next_before, p.total), (Some(2461), Some(2560)));
+        assert_eq!((p.next_before, p.total), (Some(2461), Some(2556)));
+        // A kind filter lists from the kind index: no row budget.
+        let by_kind = of_kind("k", None, None, 100);
+        let p = page_within(|| &logged.st, &by_kind, 1000).unwrap();
+        assert_eq!((p.next_before, p.total), (Some(2461), Some(2556)));
         q.before = Some(2461);
         let p = page(|| &logged.st, &q).unwrap();
         assert_eq!((p.next_before, p.total), (Some(2361), None));
+    }
+
+    /// A kind and a state that are both common but rarely meet: each
+    /// chunk lists a chunk of both index streams and finds no page both
+    /// name. The listing stops at its budget of chunks (the row budget's
+    /// worth of pages: here one chunk) with the cursor to go on from, as a
+    /// text filter does, instead of walking both streams to their end in
+    /// one call; the pages in turn find the one job that is both.
+    #[test]
+    fn a_kind_and_a_state_that_rarely_meet_stop_at_the_budget_with_a_cursor() {
+        let mut logged = Logged::new(crate::state_tests::state());
+        const PAGES: u64 = 100;
+        // Kind `a` in the even pages, `b` in the odd; one failed job in
+        // every odd page, and job 5 (page 0, kind `a`) failed too.
+        let page_no = |job: JobId| job / crate::table::keys::ROWS_PER_PAGE;
+        logged.simple_jobs_of_kinds_done(
+            (PAGES * 64 - 1) as usize,
+            move |job| match page_no(job) % 2 {
+                0 => "a",
+                _ => "b",
+            },
+            move |job| {
+                let odd_first = page_no(job) % 2 == 1 && job % 64 == 0;
+                Some(match job == 5 || odd_first {
+                    true => Err("boom".into()),
+                    false => Ok(None),
+                })
+            },
+        );
+        logged.checkpoint();
+        let mut q = of_kind("a", Some(JobState::Failed), None, 100);
+        let mut calls = 0;
+        let found = loop {
+            calls += 1;
+            let keys = logged.keys_scanned();
+            let p = page_within(|| &logged.st, &q, 1000).unwrap();
+            let keys = logged.keys_scanned() - keys;
+            assert!(
+                keys <= 3 * CHUNK_PAGES as u64,
+                "call {calls}: {keys} index keys scanned for one chunk's budget"
+            );
+            assert_eq!(p.total, Some(1), "the book counts the kind by state");
+            match p.next_before {
+                Some(b) if p.jobs.is_empty() => q.before = Some(b),
+                _ => break p,
+            }
+        };
+        assert_eq!((ids(&found), found.next_before), (vec![5], None));
+        assert!(calls > 1, "stopped at its budget: {calls} call(s)");
     }
 
     /// Counts a hostile or damaged checkpoint record restored can pass
@@ -545,7 +715,13 @@ mod tests {
     /// 1796078674662759195: "attempt to add with overflow").
     #[test]
     fn a_total_over_counts_that_would_overflow_saturates() {
-        assert_eq!(sum_of(&[u64::MAX / 2, u64::MAX / 2, 3, 0]), u64::MAX);
-        assert_eq!(sum_of(&[5, u64::MAX / 2, 3]), 5 + u64::MAX / 2 + 3);
+        let mut st = crate::state_tests::state();
+        st.book.by_state = [u64::MAX / 2, u64::MAX / 2, 3, 0, 0, 0, 0, 0];
+        assert_eq!(exact_total(&st, &JobFilter::default(), None), u64::MAX);
+        st.book.by_state[0] = 5;
+        assert_eq!(
+            exact_total(&st, &JobFilter::default(), None),
+            5 + u64::MAX / 2 + 3
+        );
     }
 }

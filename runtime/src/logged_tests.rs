@@ -278,11 +278,23 @@ impl Logged {
         n: usize,
         outcome: impl Fn(crate::JobId) -> Option<Result<Option<serde_json::Value>, String>>,
     ) {
-        let spec = crate::JobSpec::simple("k", serde_json::Value::Null);
+        self.simple_jobs_of_kinds_done(n, |_| "k", outcome);
+    }
+
+    /// `simple_jobs_done`, job `id` of kind `kind(id)`.
+    pub fn simple_jobs_of_kinds_done(
+        &mut self,
+        n: usize,
+        kind: impl Fn(crate::JobId) -> &'static str,
+        outcome: impl Fn(crate::JobId) -> Option<Result<Option<serde_json::Value>, String>>,
+    ) {
+        let specs = (1..=n as u64)
+            .map(|id| crate::JobSpec::simple(kind(id), serde_json::Value::Null))
+            .collect();
         let created = Meta::Created {
             first_id: 1,
             at_ms: 1,
-            specs: vec![spec; n],
+            specs,
         };
         self.apply(&created).unwrap();
         let outcomes = (1..=n as u64)

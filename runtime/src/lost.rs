@@ -148,21 +148,24 @@ pub fn page_ids(page: u64) -> (JobId, JobId) {
     (first, first + crate::table::keys::ROWS_PER_PAGE - 1)
 }
 
+/// Where damaged range `d` is and what was wrong, as a job names it.
+pub fn describe_range(d: &Damage) -> String {
+    format!(
+        "segment {} ({}) offsets {}..{}: {}",
+        d.segment_id,
+        d.path.display(),
+        d.offset,
+        d.end,
+        d.what
+    )
+}
+
 /// The damaged ranges that lost (or may have lost) meta records.
 fn meta_ranges(damage: &[Damage]) -> String {
     let ranges: Vec<String> = damage
         .iter()
         .filter(|d| d.meta_lost)
-        .map(|d| {
-            format!(
-                "segment {} ({}) offsets {}..{}: {}",
-                d.segment_id,
-                d.path.display(),
-                d.offset,
-                d.end,
-                d.what
-            )
-        })
+        .map(describe_range)
         .collect();
     ranges.join("; ")
 }

@@ -224,6 +224,11 @@ pub struct Book {
     /// instead, until the retention sweep removes it.
     pub by_state: [u64; 8],
     pub destroyed: u64,
+    /// `by_state` and `destroyed` (index 8) by kind id, kept with them;
+    /// None when the open could not know every row's kind (an image whose
+    /// checkpoint did not count kinds: one from before the kind index).
+    /// A kind filter's `total` comes from it.
+    pub kind_counts: Option<HashMap<KindId, [u64; 9]>>,
     /// Jobs that completed while a record was applied and say
     /// `destroy_on_complete` (they or their kind): `apply` destroys them
     /// before it returns.
@@ -250,6 +255,12 @@ pub struct Book {
     /// (`expiry::REFILE_PAGES`; tests lower it).
     pub refile_from: Option<u64>,
     pub refile_max_pages: usize,
+    /// The row pages whose kind masks may not be written yet, while an
+    /// image from before the kind index gets them (`table::kind_index`;
+    /// None: every page's are, or there is no image yet, whose whole
+    /// first write has them). A kind filter uses the kind index only
+    /// when None. Refiled `refile_max_pages` pages a checkpoint.
+    pub kind_refile: Option<crate::table::kind_index::KindCursor>,
     pub events: broadcast::Sender<JobEvent>,
     pub waiters: IdMap<Vec<oneshot::Sender<()>>>,
     /// Worker slots: this process's threads first (`local_workers` of
@@ -388,6 +399,7 @@ impl Book {
             running_by_kind: HashMap::new(),
             by_state: [0; 8],
             destroyed: 0,
+            kind_counts: Some(HashMap::new()),
             to_destroy: Vec::new(),
             kinds_destroy: false,
             retention: crate::Retention::default(),
@@ -396,6 +408,7 @@ impl Book {
             sweep_max_entries: crate::table::expiry::SWEEP_MAX_ENTRIES,
             sweep_max_pages: crate::table::expiry::SWEEP_MAX_PAGES,
             refile_from: None,
+            kind_refile: None,
             refile_max_pages: crate::table::expiry::REFILE_PAGES,
             events: broadcast::channel(4096).0,
             waiters: IdMap::default(),
@@ -451,6 +464,8 @@ impl Book {
         }
         self.by_state[old.index()] -= 1;
         self.by_state[new.index()] += 1;
+        self.count_kind(job.kind_id, Some(old), false);
+        self.count_kind(job.kind_id, Some(new), true);
         if old == JobState::Scheduled {
             self.scheduled.remove(&(job.run_at_ms.unwrap_or(0), job.id));
         }
@@ -541,6 +556,7 @@ impl Book {
     /// entering record feeds.
     fn count_new(&mut self, job: &Job) {
         self.by_state[job.state.index()] += 1;
+        self.count_kind(job.kind_id, Some(job.state), true);
         // A row coming back (a restore replacing it) is its waiters' again.
         self.dependency_moved(job.id, None, Some(job.state));
         if job.is_terminal() {
@@ -578,9 +594,11 @@ impl Book {
     pub(crate) fn count_gone(&mut self, job: &Job) {
         if job.is_destroyed() {
             self.destroyed -= 1;
+            self.count_kind(job.kind_id, None, false);
             return;
         }
         self.by_state[job.state.index()] -= 1;
+        self.count_kind(job.kind_id, Some(job.state), false);
         if job.state == JobState::Scheduled {
             self.scheduled.remove(&(job.run_at_ms.unwrap_or(0), job.id));
         }
@@ -595,12 +613,29 @@ impl Book {
         self.dependency_moved(job.id, Some(job.state), None);
     }
 
+    /// A row of kind `kind` in `state` (None: a tombstone) is counted
+    /// (`up`) or leaves the count (`kind_counts`).
+    pub(crate) fn count_kind(&mut self, kind: KindId, state: Option<JobState>, up: bool) {
+        let Some(counts) = self.kind_counts.as_mut() else {
+            return;
+        };
+        let i = state.map_or(8, |s| s.index());
+        let n = &mut counts.entry(kind).or_default()[i];
+        if up {
+            *n += 1;
+        } else {
+            debug_assert!(*n > 0, "kind {kind}'s count of state {i} below 0");
+            *n = n.saturating_sub(1);
+        }
+    }
+
     /// A row becomes a tombstone: it leaves as a row that goes does, but a
     /// completed one still counts as completed for the jobs waiting on it
     /// (as `dependency_wait` reads its tombstone at a reopen).
     fn count_destroyed(&mut self, job: &Job) {
         self.count_gone(job);
         self.destroyed += 1;
+        self.count_kind(job.kind_id, None, true);
         if job.state == JobState::Completed {
             self.dependency_moved(job.id, None, Some(JobState::Completed));
         }
@@ -792,6 +827,9 @@ impl State {
             if job.state == JobState::Completed {
                 self.book.by_state[JobState::Completed.index()] -= 1;
                 self.book.destroyed += 1;
+                self.book
+                    .count_kind(job.kind_id, Some(JobState::Completed), false);
+                self.book.count_kind(job.kind_id, None, true);
                 job.destroy(at_ms);
                 self.book.note_filed(job);
                 self.book.emit(job, "destroyed");
@@ -1119,8 +1157,9 @@ impl State {
         };
         let reason = crate::lost::page_reason(page, &e);
         self.table.note_unreadable(page, e);
-        if let Some(state) = self.book.active.get(&id).map(|slot| slot.state) {
+        if let Some((state, kind)) = (self.book.active.get(&id)).map(|s| (s.state, s.kind_id)) {
             self.book.by_state[state.index()] -= 1;
+            self.book.count_kind(kind, Some(state), false);
             self.book.deactivate(id);
             self.book.dependency_moved(id, Some(state), None);
         }

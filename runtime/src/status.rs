@@ -87,7 +87,7 @@ pub fn build_status(st: &State, job: &Job) -> JobStatus {
         errors: Vec::new(),
         failure_reason: job.failure_reason.clone(),
         waiting_reason: st.waiting_reason(job),
-        damage: st.damage_of(job.id),
+        damage: st.damage_of(job),
         cron: job.cron,
         window: job.window,
         singleton: job.singleton.as_deref().map(str::to_string),
@@ -193,9 +193,9 @@ pub fn kept_status(st: &State, id: JobId) -> Result<JobStatus, RuntimeError> {
 }
 
 impl State {
-    /// One line per damaged range that held slices of `job`: where it is,
-    /// what was wrong, which of the job's slices it took.
-    pub fn damage_of(&self, job: JobId) -> Vec<String> {
+    /// One line per damaged range that held slices or records of `job`:
+    /// where it is, what was wrong, which of the job's slices it took.
+    pub fn damage_of(&self, job: &Job) -> Vec<String> {
         let mut lines = self.damage_now(job);
         // Rot an earlier process found when it read a slice: sealed frames
         // are checked only when read, so this open did not see it.
@@ -212,7 +212,7 @@ impl State {
                     .damage
                     .iter()
                     .any(|d| d.segment_id == i.segment && d.offset == i.offset);
-                if jobs.contains(&job) && !listed {
+                if jobs.contains(&job.id) && !listed {
                     lines.push(format!(
                         "segment {} ({}) offsets {}..{}: {what}",
                         i.segment, i.file, i.offset, end
@@ -223,47 +223,73 @@ impl State {
         lines
     }
 
-    fn damage_now(&self, job: JobId) -> Vec<String> {
-        let lost = self.book.lost.contains(&job);
+    fn damage_now(&self, job: &Job) -> Vec<String> {
+        let lost = self.book.lost.contains(&job.id);
+        let categories = job
+            .sliced()
+            .map(|s| s.categories.clone())
+            .unwrap_or_else(|| std::sync::Arc::from(Vec::new()));
         self.book
             .damage
             .iter()
             .filter_map(|d| {
+                let range = crate::lost::describe_range(d);
                 if lost && d.meta_lost {
                     return Some(format!(
-                        "segment {} ({}) offsets {}..{}: {}; lost meta records (the job's \
-                         created record among them, or in another such range)",
-                        d.segment_id,
-                        d.path.display(),
-                        d.offset,
-                        d.end,
-                        d.what
+                        "{range}; lost meta records (the job's created record among them, or \
+                         in another such range)"
                     ));
                 }
-                let categories = self
-                    .table
-                    .get(&job)
-                    .and_then(|j| j.sliced().map(|s| s.categories.clone()))
-                    .unwrap_or_else(|| std::sync::Arc::from(Vec::new()));
-                let lost: Vec<String> = d
+                let slices: Vec<String> = d
                     .slices
                     .iter()
-                    .filter(|k| k.owner == job)
+                    .filter(|k| k.owner == job.id)
                     .map(|k| format!("{} slice {}", stream_name(k.stream, &categories), k.seq))
                     .collect();
-                (!lost.is_empty()).then(|| {
+                if !slices.is_empty() {
+                    return Some(format!("{range}; lost {}", slices.join(", ")));
+                }
+                (d.meta_lost && self.unfinished_at_loss(job, d)).then(|| {
                     format!(
-                        "segment {} ({}) offsets {}..{}: {}; lost {}",
-                        d.segment_id,
-                        d.path.display(),
-                        d.offset,
-                        d.end,
-                        d.what,
-                        lost.join(", ")
+                        "{range}; records of this job may be among them: it was not finished \
+                         when the loss was found (slices whose commits went with them run again)"
                     )
                 })
             })
             .collect()
+    }
+
+    /// Whether `job` was unfinished when damaged range `d` was first
+    /// found: created by then, and not finished before. A range that lost
+    /// meta records no frame names may have held any record of such a job
+    /// (a slice commit, a simple job's outcome), and nothing in the job
+    /// says so once it ran the work again (G7). When the range was first
+    /// found is its incident's time (the earliest that overlaps it: a later
+    /// open may start the range elsewhere once the segment is no longer
+    /// the last); before any process logged it, now.
+    fn unfinished_at_loss(&self, job: &Job, d: &booster_store::Damage) -> bool {
+        let found_ms = self
+            .book
+            .incidents
+            .iter()
+            .filter(|i| {
+                let end = match &i.kind {
+                    crate::IncidentKind::Damaged { end, .. } => *end,
+                    crate::IncidentKind::TornTail { .. } => return false,
+                };
+                i.segment == d.segment_id && i.offset <= d.end.max(d.offset) && d.offset <= end
+            })
+            .map(|i| crate::clock::to_ms(i.at))
+            .min();
+        match found_ms {
+            None => !job.is_terminal(),
+            Some(at_ms) => {
+                job.created_ms <= at_ms
+                    && job
+                        .completed_us
+                        .is_none_or(|us| us >= crate::clock::ms_to_us(at_ms))
+            }
+        }
     }
 }
 

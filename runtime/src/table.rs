@@ -14,6 +14,7 @@ pub mod image;
 pub mod convert;
 pub mod expiry;
 pub mod keys;
+pub mod kind_index;
 pub mod kinds;
 pub mod page;
 pub mod row;

@@ -55,6 +55,8 @@ struct RefRow {
 /// its own `destroy_on_complete`.
 #[derive(Clone, Debug, Default)]
 struct RefLife {
+    /// Its kind (`KINDS`).
+    kind: &'static str,
     finished_ms: Option<u64>,
     destroyed_ms: Option<u64>,
     destroy_on_complete: Option<bool>,
@@ -74,10 +76,24 @@ impl RefLife {
     }
 }
 
+/// The model's kinds: `k` (whose stored `destroy_on_complete` the model
+/// changes), a common one and a rare one, for the kind index.
+const KINDS: [&str; 3] = ["k", "k2", "rare"];
+
+/// A submitted job's kind, by a random pick of 0..10: mostly `k`.
+fn kind_of_pick(pick: u8) -> &'static str {
+    match pick {
+        0 => KINDS[2],
+        1..=3 => KINDS[1],
+        _ => KINDS[0],
+    }
+}
+
 #[derive(Clone, Debug)]
 enum Op {
-    /// Jobs with these priorities and `destroy_on_complete` choices.
-    Submit(Vec<(u8, Option<bool>)>),
+    /// Jobs with these priorities, `destroy_on_complete` choices and
+    /// kinds (`kind_of_pick`).
+    Submit(Vec<(u8, Option<bool>, u8)>),
     Lease(usize),
     Commit(usize, bool),
     Control(u64, u8),
@@ -98,7 +114,7 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => prop::collection::vec(
-            (1..=100u8, proptest::option::of(any::<bool>())),
+            (1..=100u8, proptest::option::of(any::<bool>()), 0..10u8),
             1..4
         )
         .prop_map(Op::Submit),
@@ -179,13 +195,13 @@ struct Model {
 fn book() -> Book {
     let mut book = Book::new(WORKERS, 1000, 100);
     book.max_lease_batch = 1;
-    book.kinds.insert(
-        Arc::from("k"),
-        KindConf {
+    for kind in KINDS {
+        let conf = KindConf {
             handler: Some(HandlerShape::Simple),
             ..KindConf::default()
-        },
-    );
+        };
+        book.kinds.insert(Arc::from(kind), conf);
+    }
     book
 }
 
@@ -264,12 +280,17 @@ impl Model {
                 self.logged.checkpoint_at(self.now_ms);
                 self.sweep();
                 self.check_overlay_holds_only_unfinished_rows();
+                self.check_kind_index();
             }
-            Op::Reopen => self.reopen(),
+            Op::Reopen => {
+                self.reopen();
+                self.check_kind_index();
+            }
             Op::Compact(full) => {
                 self.logged.compact_at(self.now_ms, *full);
                 self.sweep();
                 self.check_overlay_holds_only_unfinished_rows();
+                self.check_kind_index();
             }
             Op::Advance(minutes) => self.now_ms += u64::from(*minutes) * MINUTE_MS,
             Op::KindDestroys(on) => {
@@ -379,12 +400,12 @@ impl Model {
         &self.logged.st
     }
 
-    fn submit(&mut self, jobs: &[(u8, Option<bool>)]) {
+    fn submit(&mut self, jobs: &[(u8, Option<bool>, u8)]) {
         let specs = jobs
             .iter()
-            .map(|(p, destroys)| JobSpec {
+            .map(|(p, destroys, kind)| JobSpec {
                 destroy_on_complete: *destroys,
-                ..JobSpec::simple("k", serde_json::Value::Null).with_priority(*p)
+                ..JobSpec::simple(kind_of_pick(*kind), serde_json::Value::Null).with_priority(*p)
             })
             .collect();
         self.apply(Meta::Created {
@@ -393,7 +414,7 @@ impl Model {
             specs,
         })
         .unwrap();
-        for (p, destroys) in jobs {
+        for (p, destroys, kind) in jobs {
             let row = RefRow {
                 state: JobState::Queued,
                 priority: *p,
@@ -401,6 +422,7 @@ impl Model {
             };
             self.rows.insert(self.next_id, row);
             let life = RefLife {
+                kind: kind_of_pick(*kind),
                 destroy_on_complete: *destroys,
                 ..RefLife::default()
             };
@@ -477,7 +499,8 @@ impl Model {
         };
         let life = self.life.get_mut(&id).expect("a row has a life");
         life.finished_ms = Some(self.now_ms);
-        if ok && life.destroy_on_complete.unwrap_or(self.kind_destroys) {
+        let kind_destroys = self.kind_destroys && life.kind == KINDS[0];
+        if ok && life.destroy_on_complete.unwrap_or(kind_destroys) {
             self.destroy(id, self.now_ms);
         }
     }
@@ -501,6 +524,7 @@ impl Model {
         }
         assert_eq!(self.st().book.by_state, counts);
         assert_eq!(self.st().book.destroyed, self.tombstones.len() as u64);
+        self.check_kind_counts();
         let table = &self.st().table;
         assert_eq!(
             table.overlay_sizes().1,
@@ -511,22 +535,59 @@ impl Model {
         self.check_scheduler();
     }
 
-    /// Every state filter (and none), listed page by page newest first
+    /// The book's counts by kind are the reference's rows (and
+    /// tombstones) of each kind by state.
+    fn check_kind_counts(&self) {
+        let st = self.st();
+        let mut want: BTreeMap<&str, [u64; 9]> = BTreeMap::new();
+        for (id, r) in &self.rows {
+            want.entry(self.life[id].kind).or_default()[r.state.index()] += 1;
+        }
+        for id in self.tombstones.keys() {
+            want.entry(self.life[id].kind).or_default()[8] += 1;
+        }
+        let counts = st.book.kind_counts.as_ref().expect("every kind counted");
+        let got: BTreeMap<&str, [u64; 9]> = KINDS
+            .iter()
+            .filter_map(|k| Some((*k, *counts.get(&st.book.kind_ids.id(k)?)?)))
+            .filter(|(_, c)| c.iter().any(|n| *n > 0))
+            .collect();
+        assert_eq!(got, want, "counts by kind");
+    }
+
+    /// The store's kind masks are its row pages' kinds, page for page
+    /// (`kind_index::mismatches`): every checkpoint wrote or deleted
+    /// those its pages' changes moved.
+    fn check_kind_index(&self) {
+        let st = self.st();
+        let kinds: Vec<_> = st.book.kind_ids.iter().map(|(k, _)| k).collect();
+        let store = &*self.logged.store;
+        let wrong = crate::table::kind_index::mismatches(store, &kinds, st.book.kind_refile);
+        assert_eq!(wrong, Vec::<String>::new(), "the kind index");
+    }
+
+    /// Every state filter (and none), each alone and with each kind
+    /// (from the kind index), listed page by page newest first
     /// (`listing::page`, small pages so they cross row pages and
-    /// checkpoints' images), gives the reference's rows in that state once
-    /// each, with their count.
+    /// checkpoints' images), gives the reference's rows in that state (and
+    /// kind) once each, with their count (a kind's counted by its first
+    /// page: the model's table is small).
     fn check_listing(&self) {
-        let filters = std::iter::once(None).chain(JobState::ALL.iter().copied().map(Some));
-        for state in filters {
+        let states = std::iter::once(None).chain(JobState::ALL.iter().copied().map(Some));
+        let kinds = std::iter::once(None).chain(KINDS.iter().copied().map(Some));
+        let kinds: Vec<Option<&str>> = kinds.collect();
+        for (state, kind) in states.flat_map(|s| kinds.iter().map(move |k| (s, *k))) {
             let want: Vec<JobId> = self
                 .rows
                 .iter()
                 .filter(|(_, r)| state.is_none_or(|s| r.state == s))
+                .filter(|(id, _)| kind.is_none_or(|k| self.life[*id].kind == k))
                 .map(|(id, _)| *id)
                 .collect();
             let mut query = crate::JobQuery {
                 filter: crate::JobFilter {
                     state,
+                    kind: kind.map(String::from),
                     ..Default::default()
                 },
                 before: None,
@@ -535,14 +596,14 @@ impl Model {
             let mut got = Vec::new();
             loop {
                 let page = crate::listing::page(|| self.st(), &query).unwrap();
-                assert_eq!(page.total, Some(want.len() as u64), "{state:?}");
+                assert_eq!(page.total, Some(want.len() as u64), "{state:?} {kind:?}");
                 got.splice(0..0, page.jobs.iter().map(|j| j.id));
                 match page.next_before {
                     Some(b) => query.before = Some(b),
                     None => break,
                 }
             }
-            assert_eq!(got, want, "listing {state:?} page by page");
+            assert_eq!(got, want, "listing {state:?} {kind:?} page by page");
         }
     }
 
@@ -675,8 +736,10 @@ proptest! {
         setup in prop::collection::vec(op(), 1..150),
         during in prop::collection::vec(op(), 1..80),
         state in proptest::option::of(0..JobState::ALL.len()),
+        kind in proptest::option::of(0..KINDS.len()),
     ) {
         let state = state.map(|i| JobState::ALL[i]);
+        let kind = kind.map(|i| KINDS[i]);
         let mut m = Model::new();
         for op in &setup {
             m.step(op);
@@ -685,6 +748,7 @@ proptest! {
             m.rows
                 .iter()
                 .filter(|(_, r)| state.is_none_or(|s| r.state == s))
+                .filter(|(id, _)| kind.is_none_or(|k| m.life[*id].kind == k))
                 .map(|(id, _)| *id)
                 .collect()
         };
@@ -709,6 +773,7 @@ proptest! {
         let mut query = crate::JobQuery {
             filter: crate::JobFilter {
                 state,
+                kind: kind.map(String::from),
                 ..Default::default()
             },
             before: None,

@@ -350,13 +350,33 @@ fn crash_in_checkpoint(j: Option<u64>, sweeping: bool) -> CheckpointRun {
 }
 
 /// The table a read-only runtime opened on `image` lists, and the number
-/// of the checkpoint the open started from.
+/// of the checkpoint the open started from. Each kind's listing (from the
+/// kind index the checkpoint wrote, when it was written) is exactly the
+/// table's jobs of that kind.
 fn reopened_table(image: &SimFileLayer, what: &str) -> (Vec<serde_json::Value>, u64) {
     tokio_rt().block_on(async {
         let rt = open(image, &None, false)
             .await
             .unwrap_or_else(|e| panic!("{what}: {e}"));
         let table = table_of(&rt).await;
+        for kind in ["noop", "echo", "nobody"] {
+            let filter = booster_runtime::JobFilter {
+                kind: Some(kind.into()),
+                ..Default::default()
+            };
+            let listed: Vec<u64> = rt
+                .jobs(filter)
+                .await
+                .unwrap()
+                .iter()
+                .map(|j| j.id)
+                .collect();
+            let want: Vec<u64> = (table.iter())
+                .filter(|j| j["kind"] == kind)
+                .map(|j| j["id"].as_u64().expect("an id"))
+                .collect();
+            assert_eq!(listed, want, "{what}: kind {kind}");
+        }
         let seq = rt.checkpoint_seq();
         rt.shutdown(Duration::from_secs(2)).await.unwrap();
         (table, seq)

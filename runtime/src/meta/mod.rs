@@ -50,6 +50,9 @@ pub struct Checkpoint {
     pub log_ms: u64,
     /// Rows by state (`JobState::index`), checked against the rows read.
     pub counts: Vec<u64>,
+    /// Rows by kind id and state (as `counts`), when every row's kind was
+    /// counted (`Book::kind_counts`); None in older records.
+    pub kind_counts: Option<Vec<(u32, Vec<u64>)>>,
     /// The meta records that follow it in its batch; the rows come after.
     pub records: u32,
 }

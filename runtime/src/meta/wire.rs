@@ -128,6 +128,9 @@ pub enum Record {
         generation: u64,
         log_ms: u64,
         counts: Vec<u64>,
+        /// Added 2026-11-30 (the kind index); older checkpoints have none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kind_counts: Option<Vec<(u32, Vec<u64>)>>,
         records: u32,
     },
     /// Added 2026-11-29; older logs have none (generation 0).

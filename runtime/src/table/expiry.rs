@@ -16,6 +16,7 @@ use std::ops::Bound;
 use booster_store::SliceKey;
 
 use super::keys::{self, EXPIRY_BASE, TABLE_OWNER};
+use super::kinds::KindId;
 use super::row::Row;
 use super::view::{self, SweptRow};
 use super::Job;
@@ -178,6 +179,10 @@ fn free_n(store: &dyn SliceStore, f: u8, minute: u64, n: u32) -> u32 {
     }
 }
 
+/// A row the sweep removed: what puts it back, the state it was counted
+/// in (None: a tombstone) and its kind id.
+pub type Removed = (SweptRow, Option<JobState>, KindId);
+
 /// Row pages one checkpoint refiles while an image from before step 6 is
 /// refiled (`refile`).
 pub const REFILE_PAGES: usize = 256;
@@ -195,20 +200,15 @@ pub struct Refile {
 /// passed over (its rows stay); an index that cannot be scanned is the
 /// error, and the cursor stays for the next checkpoint.
 pub fn refile(store: &dyn SliceStore, from: u64, max_pages: usize) -> Result<Refile, RuntimeError> {
-    let seqs = (Bound::Included(from), Bound::Unbounded);
-    let pages = store.scan(TABLE_OWNER, keys::ROW_PAGE, seqs, false, max_pages + 1)?;
     let mut filed = Filed::default();
-    for item in pages.iter().take(max_pages) {
-        let Ok(Some(stored)) = super::image::read_stored(store, item.key.seq) else {
-            continue;
-        };
-        for h in stored.heads {
-            if let Some(at) = slot_of_head(&h) {
+    let next = super::image::each_stored_page(store, from, None, max_pages, |_, heads| {
+        for h in heads.unwrap_or_default() {
+            if let Some(at) = slot_of_head(h) {
                 filed.add(at, h.id);
             }
         }
-    }
-    let next = pages.get(max_pages).map(|item| item.key.seq);
+        std::ops::ControlFlow::Continue(())
+    })?;
     Ok(Refile { filed, next })
 }
 
@@ -238,7 +238,7 @@ pub struct Sweep {
     /// Rows removed, with the state each was counted in (None: a
     /// tombstone), to put back if the checkpoint is not written
     /// (`put_back`).
-    pub removed: Vec<(SweptRow, Option<JobState>)>,
+    pub removed: Vec<Removed>,
     /// Frames that could not be read or decoded, left in place.
     pub passed_over: usize,
 }
@@ -449,7 +449,7 @@ fn read_ids(
 /// What became of one expiry entry.
 enum Expired {
     /// Its row went, with its count.
-    Removed((SweptRow, Option<JobState>)),
+    Removed(Removed),
     /// The row is no longer filed there (retried or destroyed since, or
     /// gone): the entry goes.
     Stale,
@@ -482,8 +482,8 @@ fn expire<'p>(
         }
         let (job, swept) = state.table.take_swept(id).expect("the row in RAM");
         let live = (!job.is_destroyed()).then_some(job.state);
-        uncount(state, live);
-        return Expired::Removed((swept, live));
+        uncount(state, live, job.kind_id);
+        return Expired::Removed((swept, live, job.kind_id));
     }
     if !state.table.has_image() {
         return Expired::Stale;
@@ -495,14 +495,15 @@ fn expire<'p>(
     let Some(row) = row.filter(|r| slot_of_row(r) == Some(at)) else {
         return Expired::Stale;
     };
-    let live = row.job_state();
+    let (live, kind) = (row.job_state(), row.kind);
     let swept = state.table.forget_stored(id);
-    uncount(state, live);
-    Expired::Removed((swept, live))
+    uncount(state, live, kind);
+    Expired::Removed((swept, live, kind))
 }
 
 /// A row of `state` (None: a tombstone) left the table: its count goes.
-fn uncount(state: &mut State, live: Option<JobState>) {
+fn uncount(state: &mut State, live: Option<JobState>, kind: KindId) {
+    state.book.count_kind(kind, live, false);
     match live {
         Some(s) => state.book.by_state[s.index()] -= 1,
         None => state.book.destroyed -= 1,
@@ -514,9 +515,10 @@ fn uncount(state: &mut State, live: Option<JobState>) {
 /// row is put back in the table with its count, unless its entry changed
 /// since, so the live book stays the one a reopen rebuilds. The expiry
 /// frames are the store's, untouched; the next sweep finds them again.
-pub fn put_back(state: &mut State, removed: Vec<(SweptRow, Option<JobState>)>) {
-    for (swept, live) in removed {
+pub fn put_back(state: &mut State, removed: Vec<Removed>) {
+    for (swept, live, kind) in removed {
         if state.table.put_back(swept) {
+            state.book.count_kind(kind, live, true);
             match live {
                 Some(s) => state.book.by_state[s.index()] += 1,
                 None => state.book.destroyed += 1,

@@ -7,15 +7,15 @@
 //! the record, or neither.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::ops::Bound;
+use std::ops::{Bound, ControlFlow};
 use std::sync::Arc;
 
 use booster_store::{Batch, SliceKey};
 
 use super::keys::{self, ROW_LARGE, ROW_PAGE, SLICE_MAP, STATE_INDEX_BASE, TABLE_OWNER};
+use super::kind_index::{self, KindMasks};
 use super::kinds::KindId;
 use super::row::{self, Row, RowBody, STATE_DESTROYED};
-use super::view::SweptRow;
 use super::{convert, expiry, page, slice_map, Job};
 use crate::meta::{self, Checkpoint, Meta};
 use crate::slice_store::SliceStore;
@@ -94,11 +94,39 @@ pub(super) fn read_stored(
     Ok(Some(StoredPage { heads, records }))
 }
 
+/// Calls `f` with the heads of each of the next `max_pages` stored row
+/// pages from page `from` up to `end` (exclusive; None: no end),
+/// ascending, or with None for a page that cannot be read; and says the
+/// page to go on from (None: no page is left before `end`): the walk both
+/// refiles (`expiry::refile`, `kind_index::refile`) share. Where `f`
+/// breaks (at a page it must not pass over), the walk stops and goes on
+/// from that page. An index that cannot be scanned is the error.
+pub(super) fn each_stored_page(
+    store: &dyn SliceStore,
+    from: u64,
+    end: Option<u64>,
+    max_pages: usize,
+    mut f: impl FnMut(u64, Option<&[row::Head]>) -> ControlFlow<()>,
+) -> Result<Option<u64>, RuntimeError> {
+    let seqs = (
+        Bound::Included(from),
+        end.map_or(Bound::Unbounded, Bound::Excluded),
+    );
+    let pages = store.scan(TABLE_OWNER, ROW_PAGE, seqs, false, max_pages + 1)?;
+    for item in pages.iter().take(max_pages) {
+        let stored = read_stored(store, item.key.seq).ok().flatten();
+        if f(item.key.seq, stored.as_ref().map(|s| &s.heads[..])).is_break() {
+            return Ok(Some(item.key.seq));
+        }
+    }
+    Ok(pages.get(max_pages).map(|item| item.key.seq))
+}
+
 /// Page `page` rebuilt: the stored page (None: written whole) with
-/// `changes` (None: the row went) merged in; its large rows, slice maps
-/// and state masks (recomputed from the merged page, so rebuilding a page
-/// twice is harmless), and deletes of what the stored page had and the
-/// new one has not.
+/// `changes` (None: the row went) merged in; its large rows, slice maps,
+/// state masks and kind masks (recomputed from the merged page, so
+/// rebuilding a page twice is harmless), and deletes of what the stored
+/// page had and the new one has not.
 fn build_page(
     page: u64,
     stored: Option<StoredPage>,
@@ -107,16 +135,19 @@ fn build_page(
 ) {
     out.pages += 1;
     let had_page = stored.is_some();
-    let mut slots: BTreeMap<JobId, (Vec<u8>, u8)> = BTreeMap::new();
+    // Each row's record, state byte and kind id.
+    let mut slots: BTreeMap<JobId, (Vec<u8>, u8, KindId)> = BTreeMap::new();
+    let mut old_kinds = KindMasks::new();
     let mut old_masks = [0u64; STATES];
     // (a stub, sliced, where it is filed for the sweep) of each stored row.
     let mut old: HashMap<JobId, (bool, bool, Option<expiry::Filing>)> = HashMap::new();
     if let Some(StoredPage { heads, records }) = stored {
+        old_kinds = kind_index::masks_of(heads.iter().map(|h| (h.id, h.state, h.kind)));
         for (h, record) in heads.into_iter().zip(records) {
             let slot = keys::page_of(h.id).1;
             old_masks[usize::from(h.state)] |= 1 << slot;
             old.insert(h.id, (h.stub(), h.sliced(), expiry::slot_of_head(&h)));
-            slots.insert(h.id, (record, h.state));
+            slots.insert(h.id, (record, h.state, h.kind));
         }
     }
     for &(id, job) in changes {
@@ -138,7 +169,7 @@ fn build_page(
                     .push((keys::slice_map(id), vec![slice_map::encode(&map)]));
                 sliced = true;
             }
-            slots.insert(id, (inline, row.state));
+            slots.insert(id, (inline, row.state, row.kind));
         }
         if was_stub && !large {
             out.deletes.push(keys::row_large(id));
@@ -148,9 +179,11 @@ fn build_page(
         }
     }
     let mut masks = [0u64; STATES];
-    for (id, (_, state)) in &slots {
+    for (id, (_, state, _)) in &slots {
         masks[usize::from(*state)] |= 1 << keys::page_of(*id).1;
     }
+    let kinds = kind_index::masks_of(slots.iter().map(|(id, (_, s, k))| (*id, *s, *k)));
+    kind_index::changes(page, &old_kinds, &kinds, &mut out.puts, &mut out.deletes);
     for (s, (&new, &was)) in masks.iter().zip(&old_masks).enumerate() {
         let key = keys::state_index(s as u8, page).expect("a row state byte");
         if new != 0 && new != was {
@@ -164,7 +197,7 @@ fn build_page(
             out.deletes.push(keys::row_page(page));
         }
     } else {
-        let records = slots.into_values().map(|(r, _)| r).collect();
+        let records = slots.into_values().map(|(r, _, _)| r).collect();
         out.puts.push((keys::row_page(page), records));
     }
 }
@@ -185,7 +218,8 @@ fn whole_image(state: &State, store: &dyn SliceStore) -> Result<Image, RuntimeEr
         build_page(page, None, &changes, &mut out);
     }
     let kept: BTreeSet<SliceKey> = out.puts.iter().map(|(k, _)| *k).collect();
-    out.deletes = written_keys(store)?
+    let kinds: Vec<KindId> = state.book.kind_ids.iter().map(|(k, _)| k).collect();
+    out.deletes = written_keys(store, &kinds)?
         .into_iter()
         .filter(|k| !kept.contains(k))
         .collect();
@@ -269,6 +303,12 @@ pub fn checkpoint_record(state: &State, seq: u64, records: usize) -> Meta {
         generation: state.book.generation,
         log_ms: state.book.log_ms,
         counts: counts_of(state),
+        kind_counts: state.book.kind_counts.as_ref().map(|by_kind| {
+            let mut all: Vec<(u32, Vec<u64>)> =
+                by_kind.iter().map(|(k, c)| (*k, c.to_vec())).collect();
+            all.sort_unstable_by_key(|(k, _)| *k);
+            all
+        }),
         records: records as u32,
     }))
 }
@@ -298,10 +338,13 @@ pub struct CheckpointBatch {
 /// and seal the table's generation under the same lock.
 /// The batch's meta records are the log a compaction right after it
 /// starts with.
+/// `kind_masks` (`kind_index::refile`) go before the pages, so a page
+/// the batch rewrites ends with the masks of its new rows.
 pub fn checkpoint_batch(
     state: &State,
     store: &dyn SliceStore,
     refiled: Option<expiry::Filed>,
+    kind_masks: Vec<Keyed>,
     prebuilt: Option<Prebuilt>,
 ) -> Result<CheckpointBatch, Unbuilt> {
     let (record, records) = checkpoint_records(state, state.book.checkpoint_seq + 1);
@@ -323,6 +366,7 @@ pub fn checkpoint_batch(
     if let Some(refiled) = refiled {
         image.filed.merge(refiled);
     }
+    image.puts.splice(0..0, kind_masks);
     for (key, records) in &image.puts {
         batch = batch.slice(*key, records);
     }
@@ -347,16 +391,27 @@ pub struct SweptCheckpoint {
     /// The batch's meta records as encoded (`checkpoint_batch`).
     pub log: Vec<Vec<u8>>,
     /// Where refiling goes on once the batch is durable
-    /// (`Book::refile_from`): the cursor moves only then
-    /// (`State::checkpoint_answered`), so a batch the store refuses leaves
-    /// it where it was and no page of an image from before step 6 is
+    /// (`Book::refile_from`, `kind_refile`): the cursors move only
+    /// then (`State::checkpoint_answered`), so a batch the store refuses
+    /// leaves them where they were and no page of an older image is
     /// skipped.
-    pub refile_next: Option<u64>,
+    pub refile_next: RefileNext,
     /// The rows the sweep removed (RAM holds their removal): put back if
     /// the batch is not written (`expiry::put_back`).
-    pub removed: Vec<(SweptRow, Option<JobState>)>,
+    pub removed: Vec<expiry::Removed>,
     /// Row pages built for it under the state lock.
     pub pages: u64,
+}
+
+/// Where the two refiles of an older image go on once a checkpoint is
+/// durable (None: done, or nothing to refile).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RefileNext {
+    /// The first row page not yet filed for the sweep (`Book::refile_from`).
+    pub expiry: Option<u64>,
+    /// The row pages whose kind masks may be missing
+    /// (`Book::kind_refile`).
+    pub kinds: Option<kind_index::KindCursor>,
 }
 
 /// `checkpoint_batch` after the retention sweep (`expiry::sweep`, by
@@ -372,19 +427,18 @@ pub fn swept_checkpoint_batch(
     // An image from before step 6: the next pages' finished rows are
     // filed too, and the cursor moves on in the same batch. (Without an
     // image the whole image this writes files every finished row.)
-    let refile = match state.book.refile_from {
-        Some(from) if state.table.has_image() => {
-            expiry::refile(store, from, state.book.refile_max_pages).ok()
-        }
-        _ => None,
-    };
-    let next = match (&refile, state.table.has_image()) {
-        (Some(r), _) => r.next,
-        (None, true) => state.book.refile_from,
-        (None, false) => None,
-    };
-    let refiled = refile.map(|r| r.filed);
-    let built = match checkpoint_batch(state, store, refiled, prebuilt) {
+    let (image, max_pages) = (state.table.has_image(), state.book.refile_max_pages);
+    let (refile, next) = refile_step(state.book.refile_from, image, |from| {
+        expiry::refile(store, from, max_pages).map(|r| (r.filed, r.next))
+    });
+    // Likewise an image from before the kind index: the next pages' kind
+    // masks are written, and its cursor moves on. A whole image writes
+    // every mask: the index is complete.
+    let (kind_masks, kinds_next) = refile_step(state.book.kind_refile, image, |at| {
+        kind_index::refile(store, at, max_pages).map(|r| (r.puts, r.next))
+    });
+    let (refiled, kind_masks) = (refile, kind_masks.unwrap_or_default());
+    let built = match checkpoint_batch(state, store, refiled, kind_masks, prebuilt) {
         Ok(built) => built,
         Err(e) => {
             expiry::put_back(state, swept.removed);
@@ -403,6 +457,10 @@ pub fn swept_checkpoint_batch(
             None => batch.delete(keys::refile()),
         };
     }
+    // Rewritten by every checkpoint, stamped with its seq: an open trusts
+    // only the stamp of the checkpoint it reads (`kind_index::cursor`).
+    let cursor = kind_index::cursor_record(kinds_next, state.book.checkpoint_seq + 1);
+    batch = batch.slice(keys::kind_refile(), &[cursor]);
     for (key, records) in &swept.puts {
         batch = batch.slice(*key, records);
     }
@@ -414,17 +472,48 @@ pub fn swept_checkpoint_batch(
         record,
         log,
         // Without a refile under way, `next` is None too.
-        refile_next: next,
+        refile_next: RefileNext {
+            expiry: next,
+            kinds: kinds_next,
+        },
         removed: swept.removed,
         pages,
     })
 }
 
-/// The keys of the table image in `store` (what a whole image replaces).
-pub fn written_keys(store: &dyn SliceStore) -> Result<Vec<SliceKey>, RuntimeError> {
+/// One checkpoint's step of a refile of an older image from `cursor`
+/// (`step`: what it writes and the cursor after), and where the refile
+/// stands once the checkpoint is durable: moved on; where it was when the
+/// step failed (an index that cannot be scanned: the next checkpoint
+/// tries again); done without an `image` (the whole image this
+/// checkpoint writes needs no refile).
+fn refile_step<C: Copy, W>(
+    cursor: Option<C>,
+    image: bool,
+    step: impl FnOnce(C) -> Result<(W, Option<C>), RuntimeError>,
+) -> (Option<W>, Option<C>) {
+    match cursor.filter(|_| image).map(step) {
+        Some(Ok((written, next))) => (Some(written), next),
+        Some(Err(_)) => (None, cursor),
+        None => (None, None),
+    }
+}
+
+/// The keys of the table image in `store` (what a whole image replaces),
+/// the kind masks of the kinds `kinds` included: the store's index is
+/// scanned stream by stream, and kind ids are never dropped (every
+/// checkpoint lists them), so no kind stream is missed.
+pub fn written_keys(
+    store: &dyn SliceStore,
+    kinds: &[KindId],
+) -> Result<Vec<SliceKey>, RuntimeError> {
     let masks = (0..STATES as u32).map(|s| STATE_INDEX_BASE + s);
+    let kind_masks = kinds
+        .iter()
+        .filter_map(|&k| keys::kind_index(k, 0).map(|key| key.stream));
     let mut keys = Vec::new();
-    for stream in [ROW_PAGE, ROW_LARGE, SLICE_MAP].into_iter().chain(masks) {
+    let streams = [ROW_PAGE, ROW_LARGE, SLICE_MAP].into_iter().chain(masks);
+    for stream in streams.chain(kind_masks) {
         keys.extend(all_keys(store, stream)?);
     }
     Ok(keys)
@@ -571,8 +660,12 @@ pub fn restore_rows(
         state.table.open_image(Arc::downgrade(store));
         state.table.loading = true;
         state.book.refile_from = expiry::refile_cursor(&**store, c.counts.len() == states);
+        state.book.kind_refile = kind_index::cursor(&**store, c.seq)?;
+        state.book.kind_counts = kind_index::finished_counts(c).map_err(corrupt)?;
     }
     let mut counts = [0u64; 8];
+    // The unfinished rows read, by kind and stored state.
+    let mut kinds_read: HashMap<KindId, [u64; 9]> = HashMap::new();
     let mut damage = Vec::new();
     let restored = (|| -> Result<(), RuntimeError> {
         for (page, masks) in pages {
@@ -621,6 +714,7 @@ pub fn restore_rows(
                 }
                 found |= 1 << slot;
                 counts[s.index()] += 1;
+                kinds_read.entry(row.kind).or_default()[s.index()] += 1;
                 let kinds = |k| state.book.kind_ids.name(k).cloned();
                 let job = whole_job(&**store, row, &kinds)?;
                 let m = Meta::Restore { job: Box::new(job) };
@@ -655,6 +749,17 @@ pub fn restore_rows(
             state.book.by_state[s.index()] += c.counts[s.index()];
         }
         state.book.destroyed += c.counts.get(states).copied().unwrap_or(0);
+        let kept = state.book.kind_counts.is_some();
+        if let Some(why) = kind_index::counts_disagree(c, &kinds_read).filter(|_| kept) {
+            // A miscount is not carried into every later checkpoint: the
+            // totals of a kind filter are counted from rows instead.
+            eprintln!(
+                "booster: checkpoint {}'s counts by kind are not kept ({why}); \
+                 a kind filter's total is counted from its rows",
+                c.seq
+            );
+            state.book.kind_counts = None;
+        }
     }
     Ok(damage)
 }

@@ -27,6 +27,13 @@ pub const DEAD_SLICED: u32 = 3;
 /// Stream 4, seq 0: the first row page not yet filed for the sweep while
 /// an image from before step 6 is refiled (`expiry::refile`).
 pub const REFILE: u32 = 4;
+/// Stream 5, seq 0: the row pages whose `KIND_INDEX` masks may not be
+/// written yet and the checkpoint that wrote it (`kind_index::cursor_record`;
+/// `KIND_INDEX_COMPLETE` once every page has them); absent in an image
+/// written before the kind index (`kind_index.rs`).
+pub const KIND_REFILE: u32 = 5;
+/// The `KIND_REFILE` cursor of an image whose kind index is complete.
+pub const KIND_INDEX_COMPLETE: u64 = u64::MAX;
 /// Streams 16 + s: the mask of a page's slots in state s (8: destroyed).
 pub const STATE_INDEX_BASE: u32 = 16;
 /// Streams 32 + f: ids of jobs that finished (f: 0 completed, 1 failed,
@@ -53,6 +60,11 @@ pub fn row_page(page: u64) -> SliceKey {
 /// The refile cursor's key (`REFILE`).
 pub fn refile() -> SliceKey {
     table_key(REFILE, 0)
+}
+
+/// The kind index's refile cursor's key (`KIND_REFILE`).
+pub fn kind_refile() -> SliceKey {
+    table_key(KIND_REFILE, 0)
 }
 
 pub fn row_large(id: JobId) -> SliceKey {

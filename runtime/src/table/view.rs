@@ -37,7 +37,7 @@ mod listing;
 use crate::slice_store::SliceStore;
 use crate::table::Job;
 use crate::{JobId, RuntimeError};
-pub use listing::Resume;
+pub use listing::{Resume, Rows};
 
 #[derive(Clone)]
 struct Entry {
@@ -736,7 +736,7 @@ impl TableView {
         };
         for &page in ordered {
             let read = stored.contains(&page);
-            let rows = self.page_picks(&*store, page, read, None, unlisted.as_ref())?;
+            let rows = self.page_picks(&*store, page, read, None.into(), unlisted.as_ref())?;
             let picks: Box<dyn Iterator<Item = Pick<'_>>> = match rev {
                 false => Box::new(rows.into_values()),
                 true => Box::new(rows.into_values().rev()),

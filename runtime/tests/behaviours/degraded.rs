@@ -559,3 +559,72 @@ async fn a_job_waiting_on_a_dependency_whose_created_record_rotted_sees_it_lost(
         .await
         .unwrap();
 }
+
+/// The acknowledged tail of the last segment is cut inside a frame header,
+/// so no frame names what went: it held one job's slice commits, and those
+/// slices run again. The job that was running names the loss, in this
+/// process and in the next one (where the cut segment is no longer the
+/// last); a job that finished before names nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_an_unnamed_tail_cut_took_are_named_on_the_job_that_runs_them_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = run_one_job(dir.path(), 40).await;
+    let (job, _) = submit_alone(dir.path(), JobSpec::sliced("echo"), Some(200)).await;
+    let open = || async {
+        let rt = Runtime::open(opts(dir.path(), 1)).await.unwrap();
+        rt.register_sliced("echo", std::sync::Arc::new(Echo));
+        rt
+    };
+    let rt = open().await;
+    assert_eq!(rt.wait(job).await.unwrap().state, JobState::Completed);
+    rt.shutdown(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    let path = segment_paths(dir.path()).unwrap().last().unwrap().clone();
+    let bytes = std::fs::read(&path).unwrap();
+    let output = read_sealed_entries(&bytes)
+        .unwrap()
+        .into_iter()
+        .find(|e| {
+            e.header.kind == FrameKind::Slice
+                && e.header.key.owner == job
+                && e.header.key.stream == STREAM_OUTPUT
+                && e.header.key.seq == 10
+        })
+        .expect("the commits lie in the last segment");
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(output.offset + 8).unwrap();
+    drop(file);
+
+    let named = |rt: &Runtime, shown: &[String]| {
+        let path = path.display().to_string();
+        assert!(
+            shown.iter().any(|d| d.contains(&path)),
+            "the job names the loss: {shown:?}; {:?}",
+            rt.recovery_report().damaged
+        );
+    };
+    let rt = open().await;
+    let damaged = &rt.recovery_report().damaged;
+    assert!(
+        damaged
+            .iter()
+            .any(|d| d.path == path && d.meta_lost && !d.identified),
+        "{damaged:?}"
+    );
+    named(&rt, &rt.job(job).await.unwrap().damage);
+    assert_eq!(rt.wait(job).await.unwrap().state, JobState::Completed);
+    assert_eq!(download_all(&rt, job).await, records(200));
+    named(&rt, &rt.job(job).await.unwrap().damage);
+    assert!(rt.job(before).await.unwrap().damage.is_empty());
+    rt.shutdown(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+
+    let rt = open().await;
+    named(&rt, &rt.job(job).await.unwrap().damage);
+    assert!(rt.job(before).await.unwrap().damage.is_empty());
+    rt.shutdown(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+}

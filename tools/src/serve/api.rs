@@ -58,9 +58,12 @@ pub const MAX_PAGE: usize = JobQuery::MAX_LIMIT;
 
 /// `GET /api/jobs?state=&kind=&q=&limit=&before=`: one page, newest
 /// first by id (the jobs in id order), `{"jobs", "next_before",
-/// "total"}`; `total` is null with a kind or text filter, and such a
-/// page may stop short after `JobQuery::MAX_SCANNED_ROWS` rows with a
-/// `next_before` to go on from.
+/// "total"}`; `total` is null with a kind or text filter unless a first
+/// page counted every match of a small table (10 000 rows read).
+/// A text page (and a kind page while an image from before the kind
+/// index is refiled; after, a kind lists from its index) may stop short
+/// after `JobQuery::MAX_SCANNED_ROWS` rows with a `next_before` to go on
+/// from.
 pub async fn list(
     State(app): State<AppState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,

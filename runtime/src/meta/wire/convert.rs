@@ -141,6 +141,7 @@ impl From<&Meta> for Record {
                     generation: c.generation,
                     log_ms: c.log_ms,
                     counts: c.counts,
+                    kind_counts: c.kind_counts,
                     records: c.records,
                 }
             }
@@ -356,6 +357,7 @@ impl From<Record> for Meta {
                 generation,
                 log_ms,
                 counts,
+                kind_counts,
                 records,
             } => Meta::Checkpoint(Box::new(crate::meta::Checkpoint {
                 table_version,
@@ -364,6 +366,7 @@ impl From<Record> for Meta {
                 generation,
                 log_ms,
                 counts,
+                kind_counts,
                 records,
             })),
             Record::Opened { generation, at_ms } => Meta::Opened { generation, at_ms },

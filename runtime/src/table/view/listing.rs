@@ -1,9 +1,10 @@
 //! Listing the table newest first from the index (issue 12, step 4):
 //! `TableView::newest_rows` visits the rows below a cursor, a bounded
 //! number of row pages per call, choosing the pages from the store's
-//! index (the `STATE_INDEX` keys of the state asked for, or the
-//! `ROW_PAGE` keys when any state will do) merged with the overlay, and
-//! reading each chosen page once. It never scans from the oldest end, so
+//! index (the `STATE_INDEX` keys of the state asked for, the
+//! `KIND_INDEX` keys of the kind, the pages both name for a kind and a
+//! state, or the `ROW_PAGE` keys when any row will do) merged with the
+//! overlay, and reading each chosen page once. It never scans from the oldest end, so
 //! a page of the newest jobs costs the same at 20M rows as at 2K.
 //!
 //! **Architecture invariant:** a listing reads at most `pages` row pages
@@ -16,10 +17,36 @@ use std::collections::BTreeMap;
 use std::ops::{Bound, ControlFlow};
 
 use super::{page_masks, read_page, Pick, TableView};
-use crate::table::keys::{self, ROWS_PER_PAGE, ROW_PAGE, STATE_INDEX_BASE, TABLE_OWNER};
+use crate::table::keys::{
+    self, KIND_INDEX_BASE, ROWS_PER_PAGE, ROW_PAGE, STATE_INDEX_BASE, TABLE_OWNER,
+};
+use crate::table::kinds::KindId;
 use crate::table::row::STATE_DESTROYED;
 use crate::table::Job;
 use crate::{JobId, JobState, RuntimeError};
+
+/// Which rows `newest_rows` gives: those in `state`, of kind id `kind`
+/// (listed from the kind index: only when it is complete,
+/// `Book::kind_refile` None), or both; any row when neither.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rows {
+    pub state: Option<JobState>,
+    pub kind: Option<KindId>,
+}
+
+impl From<Option<JobState>> for Rows {
+    fn from(state: Option<JobState>) -> Rows {
+        Rows { state, kind: None }
+    }
+}
+
+/// The pages one index stream lists below a cursor: newest first, and
+/// the lowest page the listing knows whole (below it the next call goes
+/// on; None: the index has no more).
+struct Listed {
+    pages: Vec<u64>,
+    floor: Option<u64>,
+}
 
 /// Where `newest_rows` left off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,57 +74,88 @@ impl TableView {
     /// are made up and the listing never stops short silently.
     pub fn newest_rows(
         &self,
-        state: Option<JobState>,
+        rows: impl Into<Rows>,
         below: JobId,
         pages: usize,
         slots: &Cell<u64>,
         mut f: impl FnMut(Cow<'_, Job>) -> ControlFlow<()>,
     ) -> Result<Resume, RuntimeError> {
+        let Rows { state, kind } = rows.into();
         let pages = pages.max(1);
         if below == 0 {
             return Ok(Resume::End);
         }
-        let wanted = |j: &Job| !j.is_destroyed() && state.is_none_or(|s| j.state == s);
+        let wanted = |j: &Job| {
+            !j.is_destroyed()
+                && state.is_none_or(|s| j.state == s)
+                && kind.is_none_or(|k| j.kind_id == k)
+        };
         // A stored row is shown by its stored state: when it cannot be
         // made a job, the lost job that stands for it (failed) is shown
         // where the row would have been.
         let wanted_row = |r: &crate::table::row::Row| {
-            r.state != STATE_DESTROYED && state.is_none_or(|s| r.state == s.index() as u8)
+            r.state != STATE_DESTROYED
+                && state.is_none_or(|s| r.state == s.index() as u8)
+                && kind.is_none_or(|k| r.kind == k)
         };
         let Some(store) = self.store() else {
             return Ok(self.newest_in_ram(below, pages, slots, &wanted, f));
         };
         let top = keys::page_of(below - 1).0;
-        let stream = state.map_or(ROW_PAGE, |s| STATE_INDEX_BASE + s.index() as u32);
-        let seqs = (Bound::Unbounded, Bound::Included(top));
+        // One index stream, or two (a kind and a state) whose pages the
+        // listing intersects: a page is read only where both name it.
+        let streams: Vec<u32> = match (state, kind) {
+            (None, None) => vec![ROW_PAGE],
+            (Some(s), None) => vec![STATE_INDEX_BASE + s.index() as u32],
+            (None, Some(k)) => vec![KIND_INDEX_BASE + k],
+            (Some(s), Some(k)) => vec![KIND_INDEX_BASE + k, STATE_INDEX_BASE + s.index() as u32],
+        };
+        let mut listed = Vec::with_capacity(streams.len());
         // The index's error, when it could not say which pages hold rows:
         // then the next `pages` pages below the cursor are read in turn.
-        // At most a chunk's worth of keys is looked at, deleted ones
-        // included: a state's index keys are deleted as its masks empty,
-        // and stay in the index until a compaction.
-        let max_keys = pages.saturating_mul(ROWS_PER_PAGE as usize);
-        let (stored, unlisted, resume): (Vec<u64>, _, _) =
-            match store.scan_within(TABLE_OWNER, stream, seqs, true, pages, max_keys) {
-                Ok(listed) => {
-                    let seqs = listed.slices.iter().map(|i| i.key.seq).collect();
-                    (seqs, None, listed.resume)
-                }
-                Err(e) => {
-                    let lowest = top.saturating_sub(pages as u64 - 1);
-                    ((lowest..=top).rev().collect(), Some(e), None)
-                }
-            };
-        // Below the lowest page listed the next call goes on, unless the
-        // index has no more: then every page the overlay adds is visited
-        // now. Where the scan stopped at its bound of keys, pages above
-        // the key it did not look at are known, and the call goes no
-        // lower.
-        let more = stored.len() == pages && stored.last().is_some_and(|&p| p > 0);
-        let mut floor = if more { stored[pages - 1] } else { 0 };
-        if let Some(seq) = resume {
-            floor = floor.max(seq + 1);
+        let mut unlisted = None;
+        for &stream in &streams {
+            match list(&*store, stream, top, pages) {
+                Ok(l) => listed.push(l),
+                Err(e) => unlisted = Some(e),
+            }
         }
-        let more = more || resume.is_some();
+        let (stored, floor): (Vec<u64>, Option<u64>) = match unlisted {
+            Some(_) => {
+                let lowest = top.saturating_sub(pages as u64 - 1);
+                (
+                    (lowest..=top).rev().collect(),
+                    Some(lowest).filter(|&p| p > 0),
+                )
+            }
+            None => {
+                // Of two streams the sparser leads: the one whose pages
+                // reach lower (the lower floor; None, its end, lowest).
+                // Its pages are kept where the other names them too: by
+                // the other's listing down to its floor, and below that
+                // by a look at the other's key of the page itself (one
+                // key, so the call's work stays bounded by the sparser
+                // stream, not the denser; a look that fails keeps the
+                // page: its rows are checked as they are read).
+                let lead = (0..listed.len())
+                    .min_by_key(|&i| listed[i].floor.map_or(0, |f| f + 1))
+                    .expect("one stream at least");
+                let mut pages = listed[lead].pages.clone();
+                for (i, (other, &stream)) in listed.iter().zip(&streams).enumerate() {
+                    if i == lead {
+                        continue;
+                    }
+                    let known = other.floor.unwrap_or(0);
+                    pages.retain(|&p| match p >= known {
+                        true => other.pages.contains(&p),
+                        false => has_key(&*store, stream, p),
+                    });
+                }
+                (pages, listed[lead].floor)
+            }
+        };
+        let more = floor.is_some();
+        let mut floor = floor.unwrap_or(0);
         // The rows in RAM (every unfinished one) are looked at a bounded
         // number per call too: where that stopped, this call stops.
         let (in_ram, cut) = self.ram_pages(floor, below, pages, slots, &wanted);
@@ -123,7 +181,8 @@ impl TableView {
             visited += 1;
             let read = stored.next_if_eq(&page).is_some();
             while in_ram.next_if_eq(&page).is_some() {}
-            let picks = self.page_picks(&*store, page, read, state, unlisted.as_ref())?;
+            let rows = Rows { state, kind };
+            let picks = self.page_picks(&*store, page, read, rows, unlisted.as_ref())?;
             for (id, pick) in picks.into_iter().rev() {
                 if id >= below {
                     continue;
@@ -207,17 +266,20 @@ impl TableView {
 
     /// The rows of `page`, by id: the stored ones when `read`, the
     /// overlay's over them. When it cannot be read, its rows are lost
-    /// ones: those its mask of `state` names (of every state when None,
-    /// tombstones left out; every slot when the masks cannot be read
-    /// either).
+    /// ones: those its mask of `rows.state` names (of every state when
+    /// None, tombstones left out; every slot when the masks cannot be read
+    /// either), and of those, with `rows.kind`, only the slots its mask of
+    /// that kind names (every slot when that mask cannot be read), so a
+    /// kind listing shows no lost row of another kind.
     pub(super) fn page_picks<'a>(
         &'a self,
         store: &dyn crate::slice_store::SliceStore,
         page: u64,
         read: bool,
-        state: Option<JobState>,
+        rows_of: Rows,
         unlisted: Option<&booster_store::StoreError>,
     ) -> Result<BTreeMap<JobId, Pick<'a>>, RuntimeError> {
+        let Rows { state, kind } = rows_of;
         let mut rows = BTreeMap::new();
         if read {
             match read_page(store, page) {
@@ -233,6 +295,7 @@ impl TableView {
                             Some(s) => m[s.index()],
                             None => m[..STATE_DESTROYED as usize].iter().fold(0, |a, b| a | b),
                         });
+                        let slots = slots & kind.map_or(u64::MAX, |k| kind_mask(store, k, page));
                         let reason = crate::lost::page_reason(page, &e);
                         for slot in (0..ROWS_PER_PAGE).filter(|s| slots & (1 << s) != 0) {
                             let id = page * ROWS_PER_PAGE + slot;
@@ -275,6 +338,44 @@ impl TableView {
     }
 }
 
+/// The pages index stream `stream` names at or below page `top`, newest
+/// first: at most `pages`, and at most `pages` × 64 keys looked at,
+/// deleted ones included (an index's keys are deleted as their masks
+/// empty, and stay in the store's index until a compaction).
+fn list(
+    store: &dyn crate::slice_store::SliceStore,
+    stream: u32,
+    top: u64,
+    pages: usize,
+) -> Result<Listed, booster_store::StoreError> {
+    let seqs = (Bound::Unbounded, Bound::Included(top));
+    let max_keys = pages.saturating_mul(ROWS_PER_PAGE as usize);
+    let scanned = store.scan_within(TABLE_OWNER, stream, seqs, true, pages, max_keys)?;
+    let listed: Vec<u64> = scanned.slices.iter().map(|i| i.key.seq).collect();
+    // Below the lowest page listed the next call goes on, unless the
+    // index has no more: then every page the overlay adds is visited
+    // now. Where the scan stopped at its bound of keys, pages above the
+    // key it did not look at are known, and the call goes no lower.
+    let full = listed.len() == pages && listed.last().is_some_and(|&p| p > 0);
+    let mut floor = full.then(|| listed[pages - 1]);
+    if let Some(seq) = scanned.resume {
+        floor = Some(floor.unwrap_or(0).max(seq + 1));
+    }
+    Ok(Listed {
+        pages: listed,
+        floor,
+    })
+}
+
+/// Whether index stream `stream` has a key for page `page` (true when
+/// the index cannot say).
+fn has_key(store: &dyn crate::slice_store::SliceStore, stream: u32, page: u64) -> bool {
+    let seqs = (Bound::Included(page), Bound::Included(page));
+    store
+        .scan_within(TABLE_OWNER, stream, seqs, true, 1, 1)
+        .map_or(true, |s| !s.slices.is_empty())
+}
+
 /// The error of a listing whose index and a page it then read both
 /// failed: the listing is incomplete.
 pub(super) fn incomplete(
@@ -289,4 +390,19 @@ pub(super) fn incomplete(
          ({e}); restore the damaged segment from a backup, or salvage what survived into a new \
          data directory (`booster salvage`)"
     ))
+}
+
+/// The stored mask of kind `kind` on page `page`: 0 when it has none,
+/// every slot when it cannot be read or decoded.
+fn kind_mask(store: &dyn crate::slice_store::SliceStore, kind: KindId, page: u64) -> u64 {
+    let Some(key) = keys::kind_index(kind, page) else {
+        return u64::MAX;
+    };
+    match store.read_slice(&key) {
+        Ok(None) => 0,
+        Ok(Some(records)) => (records.first())
+            .and_then(|r| keys::decode_mask(r).ok())
+            .unwrap_or(u64::MAX),
+        Err(_) => u64::MAX,
+    }
 }
