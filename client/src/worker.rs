@@ -1299,9 +1299,9 @@ mod tests {
             .build()
             .unwrap();
         let copy = Map(<[u8]>::to_vec);
-        let handlers = HashMap::from([("count".to_string(), Handler::Sliced(Arc::new(copy)))]);
+        let handlers = HashMap::from([("copy".to_string(), Handler::Sliced(Arc::new(copy)))]);
         let w = worker(&rt, handlers);
-        let out = run_slice_of(&w, "count", None);
+        let out = run_slice_of(&w, "copy", None);
         let why = out.failed.expect("a slice with no records blob is not run");
         assert!(
             why.contains("malformed") && why.contains("no packed records"),
@@ -1310,14 +1310,14 @@ mod tests {
         assert_eq!(out.main, None);
         use booster_runtime::PackedSlice;
         let packed = |records: &[&[u8]]| Some(PackedSlice::pack(records, 1).unwrap().into());
-        let out = run_slice_of(&w, "count", packed(&[]));
+        let out = run_slice_of(&w, "copy", packed(&[]));
         assert_eq!(out.failed, None);
         assert_eq!(
             out.main.unwrap().count,
             0,
             "an empty slice has empty output"
         );
-        let out = run_slice_of(&w, "count", packed(&[b"a", b"b"]));
+        let out = run_slice_of(&w, "copy", packed(&[b"a", b"b"]));
         let main = out.main.unwrap().checked(1 << 20).unwrap();
         assert_eq!(
             main.unpack(1 << 20).unwrap().to_vecs(),
@@ -1325,7 +1325,7 @@ mod tests {
         );
         let mut lying: proto::PackedRecords = PackedSlice::pack(&[b"abc"], 1).unwrap().into();
         lying.count = 2;
-        let out = run_slice_of(&w, "count", Some(lying));
+        let out = run_slice_of(&w, "copy", Some(lying));
         let why = out.failed.expect("a slice whose count lies is not run");
         assert!(why.contains("malformed"), "{why}");
         // A body of two zstd frames: the node's store reads such a body,
@@ -1340,7 +1340,7 @@ mod tests {
             count: 2 * one.record_count(),
             zstd: true,
         };
-        let out = run_slice_of(&w, "count", Some(two));
+        let out = run_slice_of(&w, "copy", Some(two));
         assert_eq!(out.failed, None);
         assert_eq!(out.main.unwrap().count, 100);
     }
