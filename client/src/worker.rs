@@ -509,30 +509,8 @@ fn thread_loop(w: &Arc<Worker>, thread: u32) -> bool {
             }
         };
         let epoch = task.epoch;
-        let progress = {
-            let mut held = w.held.lock();
-            match held.get_mut(&epoch) {
-                // Asked for ahead: its own progress from now on.
-                Some(b) => {
-                    b.behind = None;
-                    b.progress.clone()
-                }
-                // The node ended it while it waited, or it was handed
-                // back (heartbeats took it out): it is not run.
-                None if was_ahead => continue,
-                None => {
-                    let progress = LeaseProgress::new();
-                    let beat = Beat {
-                        progress: progress.clone(),
-                        sent_ms: 0,
-                        done: false,
-                        behind: None,
-                        hand_back_at: Instant::now(),
-                    };
-                    held.insert(epoch, beat);
-                    progress
-                }
-            }
+        let Some(progress) = take_lease(w, epoch, was_ahead) else {
+            continue;
         };
         // A handler that refuses the work (its `refuses`, as on a node's
         // own threads): handed back, and this process is leased those jobs
@@ -591,6 +569,41 @@ fn thread_loop(w: &Arc<Worker>, thread: u32) -> bool {
         let _ = w.rt.block_on(p);
     }
     true
+}
+
+/// The progress a thread runs lease `epoch` under, held from now on; None
+/// when the lease is not run. One asked for ahead (`was_ahead`) is not run
+/// when the node ended it while it waited or a heartbeat handed it back
+/// (either took it out of `held`), nor when its hand-back fell due before
+/// the heartbeat did it: the process was stopped or starved past it, and
+/// run now the lease may have expired on the node, which would fence its
+/// commit (review finding 5 of s16-fleet). It is left to that hand-back.
+fn take_lease(w: &Worker, epoch: u64, was_ahead: bool) -> Option<LeaseProgress> {
+    let mut held = w.held.lock();
+    match held.get_mut(&epoch) {
+        Some(b) if b.behind.is_some() && Instant::now() >= b.hand_back_at => {
+            w.ahead_arrived.notify_one();
+            None
+        }
+        // Asked for ahead: its own progress from now on.
+        Some(b) => {
+            b.behind = None;
+            Some(b.progress.clone())
+        }
+        None if was_ahead => None,
+        None => {
+            let progress = LeaseProgress::new();
+            let beat = Beat {
+                progress: progress.clone(),
+                sent_ms: 0,
+                done: false,
+                behind: None,
+                hand_back_at: Instant::now(),
+            };
+            held.insert(epoch, beat);
+            Some(progress)
+        }
+    }
 }
 
 /// The node forgot worker `stale` (it restarted): join again, once for
@@ -1474,6 +1487,60 @@ mod tests {
             capped.windows(2).any(|p| p[0] != p[1]),
             "the waits at the cap are not all equal: {capped:?}"
         );
+    }
+
+    /// Review finding 5 (s16-fleet): a thread that reached its lease ahead
+    /// after its hand-back fell due, before the heartbeat handed it back
+    /// (the process stopped or starved past it), ran it on a lease the
+    /// node had expired or was about to, and sent a commit it fences. It
+    /// is left to that hand-back now, the heartbeat woken for it; one not
+    /// yet due is run. Failed before: the overdue lease was taken.
+    #[test]
+    fn a_lease_ahead_whose_hand_back_fell_due_is_not_run() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let w = worker(&rt, HashMap::new());
+        let ahead = |hand_back_at| Beat {
+            progress: LeaseProgress::new(),
+            sent_ms: 0,
+            done: false,
+            behind: Some(LeaseProgress::new()),
+            hand_back_at,
+        };
+        w.held.lock().insert(7, ahead(Instant::now()));
+        w.held
+            .lock()
+            .insert(8, ahead(Instant::now() + Duration::from_secs(60)));
+        assert!(
+            take_lease(&w, 7, true).is_none(),
+            "an overdue lease ahead is run"
+        );
+        let held = w.held.lock();
+        assert!(
+            held.get(&7).is_some_and(|b| b.behind.is_some()),
+            "left held, unstarted, for the heartbeat to hand back"
+        );
+        drop(held);
+        let woken = rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(5), w.ahead_arrived.notified()).await
+        });
+        assert!(woken.is_ok(), "the heartbeat is not woken to hand it back");
+        assert!(
+            take_lease(&w, 8, true).is_some(),
+            "a lease ahead not yet due is not run"
+        );
+        assert!(
+            w.held.lock()[&8].behind.is_none(),
+            "its own progress from now on"
+        );
+        assert!(
+            take_lease(&w, 9, true).is_none(),
+            "a lease ahead the node ended is run"
+        );
+        assert!(take_lease(&w, 10, false).is_some());
+        assert!(w.held.lock().contains_key(&10), "a fresh lease is not held");
     }
 
     /// A lease asked for ahead whose kind has its own bound (the node
