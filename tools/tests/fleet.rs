@@ -215,6 +215,7 @@ fn a_copy_job_on_a_node_without_workers_is_done_by_a_remote_worker_exactly() {
 #[test]
 fn a_remote_worker_killed_mid_slice_loses_nothing_and_its_slice_runs_again() {
     let sb = Sandbox::new();
+    let (cmd, started) = marking(&sb, SLOWER_CAT);
     let server = serve(
         &sb,
         &[
@@ -223,7 +224,7 @@ fn a_remote_worker_killed_mid_slice_loses_nothing_and_its_slice_runs_again() {
             "--lease-timeout-ms",
             "1000",
             "--exec-allow",
-            SLOWER_CAT,
+            &cmd,
         ],
     );
     let input = numbered_lines(8);
@@ -231,37 +232,21 @@ fn a_remote_worker_killed_mid_slice_loses_nothing_and_its_slice_runs_again() {
         &server,
         &sb,
         &input,
-        &["--kind", "exec", "--cmd", SLOWER_CAT, "--slice-size", "2"],
+        &["--kind", "exec", "--cmd", &cmd, "--slice-size", "2"],
     );
-    let mut doomed = worker(
-        &server,
-        &sb,
-        &["--workers", "1", "--exec-allow", SLOWER_CAT],
-    );
-    // Once a remote thread holds a slice's lease, kill -9 its process.
-    let started = Instant::now();
-    loop {
-        let workers: serde_json::Value =
-            serde_json::from_str(&get(&server, "/api/workers")).unwrap();
-        let holding =
-            workers["workers"].as_array().unwrap().iter().any(|w| {
-                w["lease"]["slice"].is_u64() && w["pid"].as_u64() == Some(doomed.id() as u64)
-            });
-        if holding {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no slice leased: {workers}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let mut doomed = worker(&server, &sb, &["--workers", "1", "--exec-allow", &cmd]);
+    // Once its handler runs a slice's command (the node showing the slice
+    // leased is not enough: the lease may not have reached the worker
+    // yet), kill -9 the process.
+    wait_for("the doomed worker's handler to start its command", || {
+        started.exists()
+    });
     doomed.kill9();
     finishes(
         worker(
             &server,
             &sb,
-            &["--workers", "2", "--until-idle", "--exec-allow", SLOWER_CAT],
+            &["--workers", "2", "--until-idle", "--exec-allow", &cmd],
         ),
         "the second worker",
     );
@@ -320,24 +305,33 @@ fn wait_completed(server: &Serving, id: u64, what: &str) {
     wait_for(what, || job_of(server, id)["state"] == "completed");
 }
 
-/// exec's command of the stop test: `SLOWER_CAT` that first leaves the
-/// file `started` in the sandbox, so the test knows a handler runs a
-/// slice. The node shows a slice leased once it hands the lease out,
-/// before the worker has it or starts it (a lease asked for ahead waits
-/// behind the job's `before_batch` hook); a worker stopped then, and woken
-/// past the deadline, rightly never runs that lease (the node said it
-/// ended, or it was handed back unstarted), so it has no late commit to
-/// send: the test stopped it so in 2 of 7 runs on a loaded machine.
-fn marking_slower_cat(sb: &Sandbox) -> (String, std::path::PathBuf) {
+/// exec's command `then` that first leaves the file `started` in the
+/// sandbox, so a test knows a handler runs a slice. The node shows a slice
+/// leased once it hands the lease out, before the worker has it or starts
+/// it (a lease asked for ahead waits behind the job's `before_batch`
+/// hook): a worker killed or stopped then has not started the slice, and
+/// the test would prove less than it says (the stop test stopped it so in
+/// 2 of 7 runs on a loaded machine).
+fn marking(sb: &Sandbox, then: &str) -> (String, std::path::PathBuf) {
     let marker = sb.path("started");
-    let cmd = format!("touch '{}'; {SLOWER_CAT}", marker.display());
+    let cmd = format!("touch '{}'; {then}", marker.display());
     (cmd, marker)
 }
 
 #[test]
 fn a_worker_stopped_past_its_deadline_has_its_late_commit_rejected() {
     let sb = Sandbox::new();
-    let (cmd, started) = marking_slower_cat(&sb);
+    // The command waits for `go`, made only once the worker is stopped:
+    // however slow the machine, the worker cannot finish the slice first
+    // (and be stopped between slices, holding nothing).
+    let go = sb.path("go");
+    let (cmd, started) = marking(
+        &sb,
+        &format!(
+            "while [ ! -e '{}' ]; do sleep 0.05; done; cat",
+            go.display()
+        ),
+    );
     let server = serve(
         &sb,
         &[
@@ -357,12 +351,14 @@ fn a_worker_stopped_past_its_deadline_has_its_late_commit_rejected() {
         &sb,
         &["--workers", "1", "--until-idle", "--exec-allow", &cmd],
     );
-    // Its handler runs a slice's command (which runs on: it is in a
-    // process group of its own) when the worker is stopped.
+    // Its handler runs a slice's command when the worker (its pid alone)
+    // is stopped; the command, in a process group of its own, runs on
+    // once let go and leaves its output in the pipe.
     wait_for("the worker's handler to start its command", || {
         started.exists()
     });
     late.signal(libc::SIGSTOP);
+    std::fs::write(&go, b"").unwrap();
     wait_for("the stopped worker's lease to expire", || {
         lease_expiries(&server) >= 1
     });

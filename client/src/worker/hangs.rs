@@ -286,11 +286,13 @@ mod tests {
         stopped_then_looked_at(true, "given up for the time it was stopped");
     }
 
-    /// A hung handler whose hang check (a timeout of 200 ms, looks every
-    /// 20 ms) looked once if `looked_before`, then its worker stopped past
-    /// a timeout (nothing ran), then the check looks: the handler is not
-    /// given up (`why` if it is). Looked at every period since, it is given
-    /// up once a timeout of that time has passed with no progress.
+    /// A hung handler whose hang check (a timeout of 200 ms, a period of
+    /// 100 ms: only a look missed by more than 125 ms is a gap, which a
+    /// 10 ms sleep overrunning on a loaded machine does not fake) looked
+    /// once if `looked_before`, then its worker stopped past a timeout
+    /// (nothing ran), then the check looks: the handler is not given up
+    /// (`why` if it is). Looked at every 10 ms since, it is given up once a
+    /// timeout of that time has passed with no progress.
     fn stopped_then_looked_at(looked_before: bool, why: &str) {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -298,7 +300,7 @@ mod tests {
             .unwrap();
         let (w, _progress) = hung(&rt, "http://127.0.0.1:9");
         let timeout = Duration::from_millis(200);
-        let period = Duration::from_millis(20);
+        let period = Duration::from_millis(100);
         if looked_before {
             give_up_hung(&w, timeout, period);
         }
