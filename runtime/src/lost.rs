@@ -160,6 +160,17 @@ pub fn describe_range(d: &Damage) -> String {
     )
 }
 
+/// Whether damaged range `d` is a row page of the checkpoint's table that
+/// could not be read (`table::image::page_damage`): it lost that page's
+/// rows, shown as lost, and no other record.
+pub fn is_row_page(d: &Damage) -> bool {
+    use crate::table::keys;
+    !d.slices.is_empty()
+        && d.slices
+            .iter()
+            .all(|k| k.owner == keys::TABLE_OWNER && k.stream == keys::ROW_PAGE)
+}
+
 /// The damaged ranges that lost (or may have lost) meta records.
 fn meta_ranges(damage: &[Damage]) -> String {
     let ranges: Vec<String> = damage
