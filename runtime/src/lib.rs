@@ -564,11 +564,15 @@ pub enum IncidentKind {
     TornTail { bytes: u64 },
     /// Bytes `offset..end` could not be read (`what`); `jobs` are those
     /// whose slices (or, with `meta_lost`, whose records) they held.
+    /// `next_id`: the id the book would hand out next when it was logged
+    /// (ids only grow, so the jobs created by then are those below it);
+    /// None in records written before it was kept.
     Damaged {
         end: u64,
         what: String,
         jobs: Vec<JobId>,
         meta_lost: bool,
+        next_id: Option<JobId>,
     },
 }
 

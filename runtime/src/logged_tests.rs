@@ -465,12 +465,8 @@ mod tests {
         assert!(err.to_string().contains("index block"), "{err}");
     }
 
-    /// A listing whose index cannot be scanned and whose pages cannot be
-    /// read either is an error naming the index, never rows made up for
-    /// every slot below the next id (before: 127 rows, 57 of ids never
-    /// created, listed as lost).
-    #[test]
-    fn a_listing_whose_index_and_pages_cannot_be_read_is_an_error_never_made_up_rows() {
+    /// 70 queued simple jobs, written to the table's pages by a checkpoint.
+    fn seventy_queued_in_pages() -> Logged {
         let mut logged = Logged::new(crate::state_tests::state());
         let spec = JobSpec::simple("k", serde_json::Value::Null);
         let created = Meta::Created {
@@ -480,6 +476,16 @@ mod tests {
         };
         logged.apply(&created).unwrap();
         logged.checkpoint();
+        logged
+    }
+
+    /// A listing whose index cannot be scanned and whose pages cannot be
+    /// read either is an error naming the index, never rows made up for
+    /// every slot below the next id (before: 127 rows, 57 of ids never
+    /// created, listed as lost).
+    #[test]
+    fn a_listing_whose_index_and_pages_cannot_be_read_is_an_error_never_made_up_rows() {
+        let logged = seventy_queued_in_pages();
         logged.fail_scans(true);
         logged.fail_reads(|k| k.owner == crate::table::keys::TABLE_OWNER);
         let mut rows = 0;
@@ -489,6 +495,34 @@ mod tests {
         });
         let err = listed.expect_err("an incomplete listing");
         assert!(err.to_string().contains("index"), "{err} ({rows} rows)");
+    }
+
+    /// The open's check for slices the table names but the store lacks
+    /// reads every row; rows it cannot read (the index of row pages and a
+    /// page both unreadable) stop it with the store's error, as they stop
+    /// the replay, never a check of part of the table (before: no slice
+    /// named and no error).
+    #[test]
+    fn the_check_for_missing_slices_stops_at_rows_it_cannot_read() {
+        let logged = seventy_queued_in_pages();
+        let damage = booster_store::Damage {
+            segment_id: 3,
+            path: "seg-3".into(),
+            offset: 64,
+            end: 128,
+            what: "a bad frame".into(),
+            slices: Vec::new(),
+            meta_lost: true,
+            identified: false,
+        };
+        let found =
+            crate::lost::missing_frames(&*logged.store, &logged.st, std::slice::from_ref(&damage));
+        assert!(found.unwrap().is_empty());
+        logged.fail_scans(true);
+        logged.fail_reads(|k| k.owner == crate::table::keys::TABLE_OWNER);
+        let err = crate::lost::missing_frames(&*logged.store, &logged.st, &[damage])
+            .expect_err("rows it could not read");
+        assert!(err.to_string().contains("index"), "{err}");
     }
 
     /// Records about a finished job whose row left RAM that do nothing to

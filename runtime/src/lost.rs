@@ -160,6 +160,17 @@ pub fn describe_range(d: &Damage) -> String {
     )
 }
 
+/// Whether damaged range `d` is a row page of the checkpoint's table that
+/// could not be read (`table::image::page_damage`): it lost that page's
+/// rows, shown as lost, and no other record.
+pub fn is_row_page(d: &Damage) -> bool {
+    use crate::table::keys;
+    !d.slices.is_empty()
+        && d.slices
+            .iter()
+            .all(|k| k.owner == keys::TABLE_OWNER && k.stream == keys::ROW_PAGE)
+}
+
 /// The damaged ranges that lost (or may have lost) meta records.
 fn meta_ranges(damage: &[Damage]) -> String {
     let ranges: Vec<String> = damage
@@ -206,12 +217,15 @@ pub(crate) const UPLOAD_CUT: &str =
 /// file, say) also the input of every slice still to run or failed (its
 /// records go to the errors file), and the `main` output of every slice
 /// done (a commit always writes it). Open names them on their jobs, which
-/// then show as damaged. Index lookups only: nothing is read.
+/// then show as damaged. Index lookups only: nothing is read. A table
+/// whose rows cannot all be read (its index of row pages and a page both
+/// unreadable) is an error, as it is to the replay: the slices of the rows
+/// not read would go unnamed.
 pub fn missing_frames(
     store: &dyn crate::slice_store::SliceStore,
     state: &State,
     damage: &[Damage],
-) -> Vec<booster_store::SliceKey> {
+) -> Result<Vec<booster_store::SliceKey>, crate::RuntimeError> {
     use crate::meta::{STREAM_INPUT, STREAM_MAIN};
     use crate::table::SliceState;
     let unknown = damage.iter().any(|d| !d.identified);
@@ -257,12 +271,12 @@ pub fn missing_frames(
     if damage.is_empty() {
         state.table.values().for_each(&mut check);
     } else {
-        let _ = state.table.scan(false, state.book.next_id, |job| {
+        state.table.scan(false, state.book.next_id, |job| {
             check(&job);
             std::ops::ControlFlow::Continue(())
-        });
+        })?;
     }
-    missing
+    Ok(missing)
 }
 
 #[cfg(test)]

@@ -55,6 +55,7 @@ pub fn new_incidents(
             d,
             d.what.clone(),
             jobs.into_iter().collect(),
+            state.book.next_id,
             at,
         ));
     }
@@ -62,11 +63,13 @@ pub fn new_incidents(
 }
 
 /// The incident that keeps damaged range `d` (found at open, or by a read:
-/// `Shared::note_damage`), saying `what` and naming `jobs`.
+/// `Shared::note_damage`), saying `what` and naming `jobs`; `next_id` is
+/// the book's when it is found (the jobs created by then are below it).
 pub fn damage_incident(
     d: &booster_store::Damage,
     what: String,
     jobs: Vec<JobId>,
+    next_id: JobId,
     at: SystemTime,
 ) -> Incident {
     Incident {
@@ -83,6 +86,7 @@ pub fn damage_incident(
             what,
             jobs,
             meta_lost: d.meta_lost,
+            next_id: Some(next_id),
         },
     }
 }

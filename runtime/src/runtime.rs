@@ -247,10 +247,11 @@ impl Runtime {
                 // with any damaged range, are named on their jobs: by the
                 // first range that names nothing (it may have held them),
                 // else by the first that lost meta records.
-                let missing: Vec<_> = crate::lost::missing_frames(&*store, &state, &report.damaged)
-                    .into_iter()
-                    .filter(|k| !report.damaged.iter().any(|d| d.slices.contains(k)))
-                    .collect();
+                let missing: Vec<_> =
+                    crate::lost::missing_frames(&*store, &state, &report.damaged)?
+                        .into_iter()
+                        .filter(|k| !report.damaged.iter().any(|d| d.slices.contains(k)))
+                        .collect();
                 let named = report
                     .damaged
                     .iter()

@@ -194,7 +194,14 @@ impl Shared {
         });
         let incident = (!logged).then(|| {
             let what = format!("{what} (found when {} was read)", describe_key(key));
-            crate::recovered::damage_incident(&damage, what, vec![key.owner], self.clock.now())
+            let next_id = st.book.next_id;
+            crate::recovered::damage_incident(
+                &damage,
+                what,
+                vec![key.owner],
+                next_id,
+                self.clock.now(),
+            )
         });
         st.book.damage.push(damage);
         incident

@@ -1047,3 +1047,148 @@ fn a_remote_slot_s_simple_batch_is_cut_to_fit_its_byte_budget() {
     );
     assert_eq!(leased_jobs(&mut st, 0).len(), 7, "a local batch is not cut");
 }
+
+/// A job created at `at_ms` (the record's clock).
+fn created_at(st: &mut State, at_ms: u64) -> crate::JobId {
+    let id = st.book.next_id;
+    st.apply(&Meta::Created {
+        first_id: id,
+        at_ms,
+        specs: vec![JobSpec::simple("noop", serde_json::Value::Null)],
+    })
+    .unwrap();
+    id
+}
+
+/// A damaged range of segment 5 at `offset..end`.
+fn damage(
+    offset: u64,
+    end: u64,
+    meta_lost: bool,
+    slices: Vec<booster_store::SliceKey>,
+) -> booster_store::Damage {
+    booster_store::Damage {
+        segment_id: 5,
+        path: "seg-5".into(),
+        offset,
+        end,
+        what: "bad bytes".into(),
+        slices,
+        meta_lost,
+        // A lost-meta range here names no frame (a cut inside a header).
+        identified: !meta_lost,
+    }
+}
+
+/// `damaged` logged as an open that runs work logs it, at `at_ms`, and
+/// read back from the log's bytes.
+fn log_found(st: &mut State, damaged: &booster_store::Damage, at_ms: u64) {
+    let report = booster_store::RecoveryReport {
+        damaged: vec![damaged.clone()],
+        ..Default::default()
+    };
+    let at = crate::clock::from_us(at_ms * 1000);
+    let incidents = crate::recovered::new_incidents(&report, st, true, at);
+    assert_eq!(incidents.len(), 1);
+    let m = Meta::Recovered { at_ms, incidents };
+    let read = meta::decode(&meta::encode(&m)).unwrap();
+    assert_eq!(format!("{read:?}"), format!("{m:?}"));
+    st.apply(&read).unwrap();
+}
+
+fn named(st: &State, id: crate::JobId) -> bool {
+    let job = st.job_row(id).unwrap();
+    !st.damage_of(&job).is_empty()
+}
+
+/// Rot a read found earlier in the same segment (no meta records lost)
+/// is not when the lost-meta range was found: a job created between the
+/// two finds was unfinished when the records were lost, and is named.
+#[test]
+fn a_job_created_between_a_read_s_find_and_the_meta_loss_is_named() {
+    let mut st = state();
+    let early = created_at(&mut st, 1_000);
+    let key = booster_store::SliceKey {
+        owner: early,
+        stream: meta::STREAM_INPUT,
+        seq: 0,
+    };
+    let read = damage(100, 100, false, vec![key]);
+    log_found(&mut st, &read, 2_000);
+    let between = created_at(&mut st, 3_000);
+    let tail = damage(50, 500, true, Vec::new());
+    log_found(&mut st, &tail, 4_000);
+    st.book.damage = vec![read, tail];
+    assert!(named(&st, early));
+    assert!(named(&st, between));
+}
+
+/// "Created by the time of the find" is by id, not by the wall clock: a
+/// clock stepped back after a reboot stamps the find before the jobs the
+/// crashed process created, and they are named; a job created after the
+/// find names nothing, whatever its clock says.
+#[test]
+fn the_jobs_a_meta_loss_names_are_told_by_id_not_by_a_clock_that_stepped_back() {
+    let mut st = state();
+    let before = created_at(&mut st, 10_000);
+    let tail = damage(50, 500, true, Vec::new());
+    log_found(&mut st, &tail, 5_000);
+    let after = created_at(&mut st, 4_000);
+    st.book.damage = vec![tail];
+    assert!(named(&st, before));
+    assert!(!named(&st, after));
+}
+
+/// A row page that cannot be read lost its 64 rows (shown as lost), not
+/// records of every unfinished job: an unrelated job names nothing.
+#[test]
+fn an_unreadable_row_page_names_no_unrelated_unfinished_job() {
+    let mut st = state();
+    let job = created_at(&mut st, 1_000);
+    let e = crate::RuntimeError::Store(booster_store::StoreError::Corrupt {
+        segment_id: 5,
+        path: "seg-5".into(),
+        offset: 64,
+        what: "bad bytes".into(),
+    });
+    let page = crate::table::image::page_damage(7, &e);
+    log_found(&mut st, &page, 2_000);
+    st.book.damage = vec![page.clone()];
+    assert!(
+        !named(&st, job),
+        "{:?}",
+        st.damage_of(&st.job_row(job).unwrap())
+    );
+    // Without an incident (before any process logged it) either.
+    st.book.incidents.clear();
+    assert!(!named(&st, job));
+}
+
+/// An incident written before it kept the next id (`next_id: None`)
+/// falls back to the created time against the incident's.
+#[test]
+fn an_incident_from_before_the_next_id_was_kept_falls_back_to_created_times() {
+    let mut st = state();
+    let early = created_at(&mut st, 1_000);
+    let late = created_at(&mut st, 10_000);
+    let tail = damage(50, 500, true, Vec::new());
+    let report = booster_store::RecoveryReport {
+        damaged: vec![tail.clone()],
+        ..Default::default()
+    };
+    let at = crate::clock::from_us(5_000 * 1000);
+    let mut incidents = crate::recovered::new_incidents(&report, &st, true, at);
+    for i in &mut incidents {
+        if let crate::IncidentKind::Damaged { next_id, .. } = &mut i.kind {
+            *next_id = None;
+        }
+    }
+    st.apply(&Meta::Recovered {
+        at_ms: 5_000,
+        incidents,
+    })
+    .unwrap();
+    st.book.damage = vec![tail];
+    assert!(named(&st, early));
+    assert!(!named(&st, late));
+}

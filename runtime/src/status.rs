@@ -205,6 +205,7 @@ impl State {
                 what,
                 jobs,
                 meta_lost: false,
+                ..
             } = &i.kind
             {
                 let listed = self
@@ -233,28 +234,30 @@ impl State {
             .damage
             .iter()
             .filter_map(|d| {
-                let range = crate::lost::describe_range(d);
-                if lost && d.meta_lost {
-                    return Some(format!(
-                        "{range}; lost meta records (the job's created record among them, or \
-                         in another such range)"
-                    ));
-                }
-                let slices: Vec<String> = d
-                    .slices
-                    .iter()
-                    .filter(|k| k.owner == job.id)
-                    .map(|k| format!("{} slice {}", stream_name(k.stream, &categories), k.seq))
-                    .collect();
-                if !slices.is_empty() {
-                    return Some(format!("{range}; lost {}", slices.join(", ")));
-                }
-                (d.meta_lost && self.unfinished_at_loss(job, d)).then(|| {
-                    format!(
-                        "{range}; records of this job may be among them: it was not finished \
-                         when the loss was found (slices whose commits went with them run again)"
-                    )
-                })
+                let what = if lost && d.meta_lost {
+                    "lost meta records (the job's created record among them, or in another \
+                     such range)"
+                        .to_string()
+                } else if d.slices.iter().any(|k| k.owner == job.id) {
+                    let slices: Vec<String> = d
+                        .slices
+                        .iter()
+                        .filter(|k| k.owner == job.id)
+                        .map(|k| format!("{} slice {}", stream_name(k.stream, &categories), k.seq))
+                        .collect();
+                    format!("lost {}", slices.join(", "))
+                } else if d.meta_lost
+                    && !crate::lost::is_row_page(d)
+                    && self.unfinished_at_loss(job, d)
+                {
+                    "records of this job may be among them: it was not finished when the loss \
+                     was found (slices whose commits went with them run again)"
+                        .to_string()
+                } else {
+                    return None;
+                };
+                // Formatted only for a line shown (a listing asks every row).
+                Some(format!("{}; {what}", crate::lost::describe_range(d)))
             })
             .collect()
     }
@@ -264,27 +267,38 @@ impl State {
     /// meta records no frame names may have held any record of such a job
     /// (a slice commit, a simple job's outcome), and nothing in the job
     /// says so once it ran the work again (G7). When the range was first
-    /// found is its incident's time (the earliest that overlaps it: a later
-    /// open may start the range elsewhere once the segment is no longer
-    /// the last); before any process logged it, now.
+    /// found is the first incident in the log that lost meta records and
+    /// overlaps it (a later open may start the range elsewhere once the
+    /// segment is no longer the last; rot a read found, which lost no meta
+    /// records, is not that find). Created by then: an id below the
+    /// book's next id the incident kept (ids only grow; no clock), or, in
+    /// an incident written before it was kept, created at or before the
+    /// incident's time. Not finished before: finished at or after the
+    /// incident's time (the wall clock: a finish keeps no log position).
+    /// Before any process logged the range: every unfinished job.
     fn unfinished_at_loss(&self, job: &Job, d: &booster_store::Damage) -> bool {
-        let found_ms = self
-            .book
-            .incidents
-            .iter()
-            .filter(|i| {
-                let end = match &i.kind {
-                    crate::IncidentKind::Damaged { end, .. } => *end,
-                    crate::IncidentKind::TornTail { .. } => return false,
-                };
-                i.segment == d.segment_id && i.offset <= d.end.max(d.offset) && d.offset <= end
-            })
-            .map(|i| crate::clock::to_ms(i.at))
-            .min();
-        match found_ms {
+        let found = self.book.incidents.iter().find_map(|i| match &i.kind {
+            crate::IncidentKind::Damaged {
+                end,
+                meta_lost: true,
+                next_id,
+                ..
+            } if i.segment == d.segment_id
+                && i.offset <= d.end.max(d.offset)
+                && d.offset <= *end =>
+            {
+                Some((crate::clock::to_ms(i.at), *next_id))
+            }
+            _ => None,
+        });
+        match found {
             None => !job.is_terminal(),
-            Some(at_ms) => {
-                job.created_ms <= at_ms
+            Some((at_ms, next_id)) => {
+                let created = match next_id {
+                    Some(next) => job.id < next,
+                    None => job.created_ms <= at_ms,
+                };
+                created
                     && job
                         .completed_us
                         .is_none_or(|us| us >= crate::clock::ms_to_us(at_ms))

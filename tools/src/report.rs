@@ -206,6 +206,7 @@ pub fn incident_line(i: &booster_runtime::Incident) -> String {
             what,
             jobs,
             meta_lost,
+            ..
         } => {
             let ids: Vec<String> = jobs.iter().map(|j| j.to_string()).collect();
             format!(

@@ -311,7 +311,8 @@ pub enum ExpiredWork {
 }
 
 /// One thing recovery did or found: a torn tail it cut (`bytes`), or a
-/// damaged range it opened without (`end`, `what`, `jobs`, `meta_lost`).
+/// damaged range it opened without (`end`, `what`, `jobs`, `meta_lost`,
+/// `next_id`).
 #[derive(Serialize, Deserialize)]
 pub struct IncidentV1 {
     segment: u64,
@@ -329,6 +330,9 @@ struct DamagedV1 {
     what: String,
     jobs: Vec<JobId>,
     meta_lost: bool,
+    /// Absent in records written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    next_id: Option<JobId>,
 }
 
 /// `JobSpec` as v1 wrote it (serde's spelling of its fields in 2026-11).

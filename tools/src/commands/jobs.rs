@@ -124,8 +124,9 @@ impl Listing {
             return Some(next);
         }
         let of = total.map_or(String::new(), |t| format!(" of {t}"));
-        // A text filter (or a kind filter while the kind index of an older
-        // image is refiled) may stop at its row budget with no match.
+        // A text filter, a kind with a state (both indexes walked), or a
+        // kind filter while the kind index of an older image is refiled
+        // may stop at its row budget with no match.
         let shown = match self.shown {
             0 => "no match in the jobs read so far".to_string(),
             n => format!("{n}{of} jobs shown"),

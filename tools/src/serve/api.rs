@@ -58,12 +58,14 @@ pub const MAX_PAGE: usize = JobQuery::MAX_LIMIT;
 
 /// `GET /api/jobs?state=&kind=&q=&limit=&before=`: one page, newest
 /// first by id (the jobs in id order), `{"jobs", "next_before",
-/// "total"}`; `total` is null with a kind or text filter unless a first
+/// "total"}`; `total` is exact for a state filter or none, and for a kind
+/// filter where the store counts jobs by kind; with a text filter (or a
+/// kind in a store from before the kind index) it is null unless a first
 /// page counted every match of a small table (10 000 rows read).
 /// A text page (and a kind page while an image from before the kind
-/// index is refiled; after, a kind lists from its index) may stop short
-/// after `JobQuery::MAX_SCANNED_ROWS` rows with a `next_before` to go on
-/// from.
+/// index is refiled) may stop short after `JobQuery::MAX_SCANNED_ROWS`
+/// rows, and a kind with a state after that many rows' worth of index
+/// pages, with a `next_before` to go on from.
 pub async fn list(
     State(app): State<AppState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,

@@ -857,6 +857,7 @@ impl From<Incident> for IncidentV1 {
                 what,
                 jobs,
                 meta_lost,
+                next_id,
             } => (
                 None,
                 Some(DamagedV1 {
@@ -864,6 +865,7 @@ impl From<Incident> for IncidentV1 {
                     what,
                     jobs,
                     meta_lost,
+                    next_id,
                 }),
             ),
         };
@@ -888,6 +890,7 @@ impl IncidentV1 {
                 what: d.what,
                 jobs: d.jobs,
                 meta_lost: d.meta_lost,
+                next_id: d.next_id,
             },
             (None, bytes) => IncidentKind::TornTail {
                 bytes: bytes.unwrap_or(0),
