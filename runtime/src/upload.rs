@@ -182,12 +182,19 @@ fn contiguous(xs: &[u64]) -> Option<u64> {
 
 impl Uploader {
     pub async fn push(&mut self, record: Vec<u8>) -> Result<(), RuntimeError> {
+        self.push_bytes(&record).await
+    }
+
+    /// Like push, from borrowed bytes: the record is copied once, into its
+    /// slice's payload, so a caller that holds records in its own buffer
+    /// makes no `Vec` per record.
+    pub async fn push_bytes(&mut self, record: &[u8]) -> Result<(), RuntimeError> {
         self.push_inner(record, None, Separators::default()).await
     }
 
     /// Like push, remembering the record's source line for error reports.
     pub async fn push_line(&mut self, record: Vec<u8>, line: u64) -> Result<(), RuntimeError> {
-        self.push_inner(record, Some(line), Separators::default())
+        self.push_inner(&record, Some(line), Separators::default())
             .await
     }
 
@@ -200,7 +207,7 @@ impl Uploader {
         line: Option<u64>,
         separators: Separators,
     ) -> Result<(), RuntimeError> {
-        self.push_inner(record, line, separators).await
+        self.push_inner(&record, line, separators).await
     }
 
     /// A record the uploader itself could not parse (malformed CSV, bad
@@ -241,7 +248,7 @@ impl Uploader {
 
     async fn push_inner(
         &mut self,
-        record: Vec<u8>,
+        record: &[u8],
         line: Option<u64>,
         separators: Separators,
     ) -> Result<(), RuntimeError> {
@@ -253,7 +260,7 @@ impl Uploader {
             self.buf.separators.push((index, separators));
         }
         self.buf.bytes += len + RECORD_OVERHEAD;
-        self.buf.records.push(&record);
+        self.buf.records.push(record);
         self.buf.numbers.push(self.next_record);
         self.buf.lines.push(line);
         self.next_record += 1;

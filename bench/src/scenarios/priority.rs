@@ -234,7 +234,7 @@ async fn start_big_job(rt: &Runtime, n: u64, slice_size: usize) -> anyhow::Resul
     let job = rt.submit(spec).await?;
     let mut up = rt.upload(job).await?;
     for i in 0..n {
-        up.push(pool.get(i).to_vec()).await?;
+        up.push_bytes(pool.get(i)).await?;
     }
     up.finish().await?;
     rt.set_kind_limit(SPIN_COPY, None).await;

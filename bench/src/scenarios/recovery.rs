@@ -117,7 +117,7 @@ pub fn child(ctx: &Ctx) -> anyhow::Result<Vec<Measurement>> {
         let job = rt.submit(spec).await?;
         let mut up = rt.upload(job).await?;
         for i in 0..n {
-            up.push(pool.get(i).to_vec()).await?;
+            up.push_bytes(pool.get(i)).await?;
         }
         up.finish().await?;
         rt.set_kind_limit(COPY, None).await;

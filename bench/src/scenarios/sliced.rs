@@ -153,7 +153,7 @@ pub async fn upload_process_download(
     let started = Instant::now();
     let mut uploader = rt.upload(job).await?;
     for i in 0..n {
-        uploader.push(pool.get(i).to_vec()).await?;
+        uploader.push_bytes(pool.get(i)).await?;
     }
     uploader.finish().await?;
     let upload_s = started.elapsed().as_secs_f64();

@@ -108,3 +108,39 @@ async fn a_rotted_slice_stops_a_download_read_ahead_after_every_record_before_it
         .await
         .unwrap();
 }
+
+/// Records pushed as borrowed bytes (`push_bytes`), as owned ones (`push`)
+/// and with their lines (`push_line`), mixed in one upload, of sizes that
+/// grow and shrink from slice to slice (each slice's buffer is sized as
+/// the previous one filled), come back byte for byte in input order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_pushed_borrowed_owned_or_with_lines_come_back_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Runtime::open(opts(dir.path(), 2)).await.unwrap();
+    rt.register_sliced("sieve", Arc::new(Sieve));
+    let input: Vec<Vec<u8>> = (0..250usize)
+        .map(|i| {
+            let width = if (i / 10) % 2 == 0 {
+                i * 7 % 301
+            } else {
+                i % 3
+            };
+            let mut r = format!("{i:03}").into_bytes();
+            r.extend(std::iter::repeat_n(b'a' + (i % 26) as u8, width));
+            r
+        })
+        .collect();
+    let job = rt.submit(sliced("sieve", 10)).await.unwrap();
+    let mut up = rt.upload(job).await.unwrap();
+    for (i, r) in input.iter().enumerate() {
+        match i % 3 {
+            0 => up.push_bytes(r).await.unwrap(),
+            1 => up.push(r.clone()).await.unwrap(),
+            _ => up.push_line(r.clone(), i as u64 + 1).await.unwrap(),
+        }
+    }
+    up.finish().await.unwrap();
+    let s = rt.wait(job).await.unwrap();
+    assert_eq!((s.records_in, s.slices_done), (250, 25), "{s:?}");
+    assert_eq!(download(&rt, job, Category::Main), input);
+}
