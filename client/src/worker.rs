@@ -194,6 +194,19 @@ struct Beat {
     hand_back_at: Instant,
 }
 
+impl Beat {
+    /// A lease its thread runs now, under `progress`.
+    fn running(progress: LeaseProgress) -> Beat {
+        Beat {
+            progress,
+            sent_ms: 0,
+            done: false,
+            behind: None,
+            hand_back_at: Instant::now(),
+        }
+    }
+}
+
 /// A lease asked for ahead and not started after this fraction of a lease
 /// timeout is handed back to the node (`HeartbeatRequest::released`),
 /// which queues its work again for any worker and counts no expiry: a
@@ -593,14 +606,7 @@ fn take_lease(w: &Worker, epoch: u64, was_ahead: bool) -> Option<LeaseProgress> 
         None if was_ahead => None,
         None => {
             let progress = LeaseProgress::new();
-            let beat = Beat {
-                progress: progress.clone(),
-                sent_ms: 0,
-                done: false,
-                behind: None,
-                hand_back_at: Instant::now(),
-            };
-            held.insert(epoch, beat);
+            held.insert(epoch, Beat::running(progress.clone()));
             Some(progress)
         }
     }
@@ -1393,11 +1399,8 @@ mod tests {
         w.lease_timeout_ms
             .store(timeout.as_millis() as u64, Ordering::Relaxed);
         let beat = Beat {
-            progress: LeaseProgress::new(),
-            sent_ms: 0,
             done: true,
-            behind: None,
-            hand_back_at: Instant::now(),
+            ..Beat::running(LeaseProgress::new())
         };
         w.held.lock().insert(7, beat);
         let commit = proto::CommitRequest {

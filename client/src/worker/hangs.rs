@@ -216,11 +216,8 @@ mod tests {
         w.threads.working.store(1, Ordering::Release);
         let progress = LeaseProgress::new();
         let beat = Beat {
-            progress: progress.clone(),
-            sent_ms: 0,
             done: true,
-            behind: None,
-            hand_back_at: Instant::now(),
+            ..Beat::running(progress.clone())
         };
         w.held.lock().insert(5, beat);
         let task = proto::Task {
