@@ -5,12 +5,18 @@
 //!   on, slices of `--slice-size`. Local: `booster serve --workers W`, the
 //!   kind held (`kind limit copy 0`) during the upload, then released and
 //!   timed to the job's completion. Remote: `booster serve --workers 0`,
-//!   then 1, 2 and 4 `booster --server URL work --workers W --until-idle`
-//!   processes started and timed the same way (their start and `Hello` are
-//!   counted). Local and the three remote runs alternate, `--repetitions`
-//!   rounds; each `remote_vs_local` is taken round by round against that
-//!   round's local run (issue 13: at least 0.7): `remote_vs_local` for one
-//!   process, `remote_vs_local_processes_P` for P of them.
+//!   then 1, 2 and 4 `booster --server URL work --workers W` processes
+//!   started while the kind is held, as the node's own workers are: once
+//!   every one of them has joined (listed with its W threads by `GET
+//!   /api/workers`), the kind is released and the job timed to its
+//!   completion the same way. How long the processes took from their spawn
+//!   to joined is `remote_join_ms` (`_processes_P`), apart: a fleet pays it
+//!   once per worker process, not once per job. Local and the three remote
+//!   runs alternate, `--repetitions` rounds; each `remote_vs_local` is taken
+//!   round by round against that round's local run (issue 13: at least
+//!   0.7): `remote_vs_local` for one process, `remote_vs_local_processes_P`
+//!   for P of them. Until session 17 the remote runs were timed from the
+//!   processes' spawn, their start and `Hello` counted in the job's time.
 //! - **Handlers that wait.** An `exec` job whose command sleeps 100 ms a
 //!   slice (`sleep 0.1; cat`), slices of 50 records, worked by 1, 2 and 4
 //!   remote worker processes of 2 threads each: records/s per process count,
@@ -60,6 +66,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Measurement>> {
 
     let mut local = Vec::new();
     let mut remote = vec![Vec::new(); COPY_PROCESSES.len()];
+    let mut joins = vec![Vec::new(); COPY_PROCESSES.len()];
     for rep in 1..=ctx.repetitions {
         eprintln!(
             "booster-bench: fleet copy, local and remote (1, 2, 4 processes), repetition {rep} of {}",
@@ -67,9 +74,11 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Measurement>> {
         );
         let dir = scratch.path().join(format!("local-{rep}"));
         local.push(copy_local(&exe, &key, &dir, &input, n, ctx)?);
-        for (rates, processes) in remote.iter_mut().zip(COPY_PROCESSES) {
+        for ((rates, joined), processes) in remote.iter_mut().zip(&mut joins).zip(COPY_PROCESSES) {
             let dir = scratch.path().join(format!("remote-{processes}-{rep}"));
-            rates.push(copy_remote(&exe, &key, &dir, &input, n, processes, ctx)?);
+            let run = copy_remote(&exe, &key, &dir, &input, n, processes, ctx)?;
+            rates.push(run.records_per_s);
+            joined.push(run.join_ms);
         }
     }
     let params = json!({
@@ -83,14 +92,28 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Measurement>> {
             .params(compare::with_spread(params, values))
     };
     let mut out = vec![m("local_copy_records_per_s", &local, &params)];
-    for (rates, processes) in remote.iter().zip(COPY_PROCESSES) {
+    for ((rates, joined), processes) in remote.iter().zip(&joins).zip(COPY_PROCESSES) {
         let suffix = match processes {
             1 => String::new(),
             p => format!("_processes_{p}"),
         };
         let mut p = params.clone();
         p["processes"] = json!(processes);
+        p["timed"] = json!("from the kind's release, every worker process joined");
         out.push(m(&format!("remote_copy_records_per_s{suffix}"), rates, &p));
+        out.push(
+            Measurement::new(
+                "fleet",
+                &format!("remote_join_ms{suffix}"),
+                compare::median(joined),
+                "ms",
+            )
+            .params(compare::with_spread(
+                &json!({"processes": processes, "workers": ctx.workers,
+                        "timed": "from spawn until GET /api/workers lists every process with its threads"}),
+                joined,
+            )),
+        );
         out.push(compare::ratio(
             "fleet",
             &format!("remote_vs_local{suffix}"),
@@ -183,8 +206,16 @@ fn copy_local(
     Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
-/// Records/s of `processes` remote worker processes of `ctx.workers`
-/// threads each.
+/// One remote copy run: the job's records/s from the kind's release, and
+/// how long the worker processes took from spawn to joined.
+struct RemoteRun {
+    records_per_s: f64,
+    join_ms: f64,
+}
+
+/// `processes` remote worker processes of `ctx.workers` threads each,
+/// started while the kind is held and timed from its release once every
+/// one has joined, as [`copy_local`] times the node's own workers.
 fn copy_remote(
     exe: &Path,
     key: &Path,
@@ -193,20 +224,26 @@ fn copy_remote(
     n: u64,
     processes: usize,
     ctx: &Ctx,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<RemoteRun> {
     let node = Node::start(exe, key, dir, &["--workers", "0"])?;
+    node.cli(&["kind", "limit", "copy", "0"])?;
     let job = node.submit_copy(input, ctx.slice_size)?;
-    let started = Instant::now();
+    let spawned = Instant::now();
     let threads = ctx.workers.to_string();
-    let workers = (0..processes)
-        .map(|_| node.worker(&["--workers", &threads]))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    // Not `--until-idle`: a held kind leaves nothing leasable, which a
+    // worker told to stop when idle takes for the end of the work.
+    let workers = Workers::start(processes, || node.worker(&["--workers", &threads], false))?;
+    node.wait_joined(&workers.0, ctx.workers)?;
+    let join_ms = spawned.elapsed().as_secs_f64() * 1e3;
+    let started = Instant::now();
+    node.cli(&["kind", "limit", "copy", "none"])?;
     node.wait_completed(job, n)?;
-    let rate = n as f64 / started.elapsed().as_secs_f64();
-    for w in workers {
-        finish(w)?;
-    }
-    Ok(rate)
+    let records_per_s = n as f64 / started.elapsed().as_secs_f64();
+    workers.stop()?;
+    Ok(RemoteRun {
+        records_per_s,
+        join_ms,
+    })
 }
 
 /// Records/s of `processes` remote workers on the exec job that sleeps.
@@ -239,14 +276,12 @@ fn waiting(
     let job = out["id"].as_u64().context("submit printed no id")?;
     let started = Instant::now();
     let threads = WAITING_THREADS.to_string();
-    let workers = (0..processes)
-        .map(|_| node.worker(&["--workers", &threads, "--exec-allow", WAITING_CMD]))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let workers = Workers::start(processes, || {
+        node.worker(&["--workers", &threads, "--exec-allow", WAITING_CMD], true)
+    })?;
     node.wait_completed(job, n)?;
     let rate = n as f64 / started.elapsed().as_secs_f64();
-    for w in workers {
-        finish(w)?;
-    }
+    workers.finish()?;
     Ok(rate)
 }
 
@@ -336,14 +371,48 @@ impl Node {
         out["id"].as_u64().context("submit printed no id")
     }
 
-    /// A `work --until-idle` process joined to this node. It holds no
-    /// key: the node decrypts and encrypts.
-    fn worker(&self, args: &[&str]) -> anyhow::Result<Child> {
-        self.command(&[&["work", "--until-idle"], args].concat())
+    /// A `work` process joined to this node, with `--until-idle` when
+    /// `until_idle`. It holds no key: the node decrypts and encrypts.
+    fn worker(&self, args: &[&str], until_idle: bool) -> anyhow::Result<Child> {
+        let work: &[&str] = if until_idle {
+            &["work", "--until-idle"]
+        } else {
+            &["work"]
+        };
+        self.command(&[work, args].concat())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .context("starting booster work")
+    }
+
+    /// Polls `GET /api/workers` (every 5 ms) until each of `workers` is
+    /// listed as a process of this node with its `threads` threads; an
+    /// error if one exits first or none is within a minute.
+    fn wait_joined(&self, workers: &[Child], threads: usize) -> anyhow::Result<()> {
+        let url = format!("{}/api/workers", self.url);
+        let started = Instant::now();
+        loop {
+            let body = ureq::get(&url).call()?.into_body().read_to_string()?;
+            let listed: Value = serde_json::from_str(&body)?;
+            let joined = |pid: u32| {
+                listed["processes"].as_array().is_some_and(|ps| {
+                    ps.iter().any(|p| {
+                        !p["worker"].is_null()
+                            && p["pid"].as_u64() == Some(u64::from(pid))
+                            && p["threads"].as_u64() == Some(threads as u64)
+                    })
+                })
+            };
+            if workers.iter().all(|w| joined(w.id())) {
+                return Ok(());
+            }
+            ensure!(
+                started.elapsed() < Duration::from_secs(60),
+                "the worker processes did not all join within a minute: {listed}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Polls the job (HTTP, every 5 ms) until it is completed with every
@@ -405,18 +474,70 @@ fn ok(cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits for a `work --until-idle` process to exit 0.
-fn finish(mut worker: Child) -> anyhow::Result<()> {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = worker.try_wait()? {
-            ensure!(status.success(), "booster work exited {status}");
-            return Ok(());
+/// The `work` processes of one run, killed (SIGKILL) if the run ends
+/// early with an error, so none outlives the harness.
+struct Workers(Vec<Child>);
+
+impl Workers {
+    fn start(
+        processes: usize,
+        mut spawn: impl FnMut() -> anyhow::Result<Child>,
+    ) -> anyhow::Result<Workers> {
+        let mut workers = Workers(Vec::with_capacity(processes));
+        for _ in 0..processes {
+            workers.0.push(spawn()?);
         }
-        if started.elapsed() > Duration::from_secs(120) {
+        Ok(workers)
+    }
+
+    /// Stops each process (SIGTERM, as an operator's stop) and waits for
+    /// it to exit 0.
+    fn stop(mut self) -> anyhow::Result<()> {
+        for worker in &self.0 {
+            let pid = i32::try_from(worker.id())?;
+            // SAFETY: `kill` takes any pid and signal; `pid` is our own
+            // child, not yet waited for, so the id is still its own.
+            let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+            ensure!(
+                sent == 0,
+                "SIGTERM to booster work {pid}: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        self.wait_all()
+    }
+
+    /// Waits for each `work --until-idle` process to exit 0 once its node
+    /// is idle.
+    fn finish(mut self) -> anyhow::Result<()> {
+        self.wait_all()
+    }
+
+    fn wait_all(&mut self) -> anyhow::Result<()> {
+        while let Some(mut worker) = self.0.pop() {
+            let started = Instant::now();
+            loop {
+                if let Some(status) = worker.try_wait()? {
+                    ensure!(status.success(), "booster work exited {status}");
+                    break;
+                }
+                if started.elapsed() > Duration::from_secs(120) {
+                    let _ = worker.kill();
+                    let _ = worker.wait();
+                    bail!("booster work did not exit 2 minutes after its job ended");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for worker in &mut self.0 {
             let _ = worker.kill();
-            bail!("booster work --until-idle did not exit 2 minutes after its job ended");
+            let _ = worker.wait();
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
