@@ -40,6 +40,11 @@ use crate::scenarios::Ctx;
 const DONE: &str = "SOAK-DONE";
 /// Where the child writes every sample, one JSON line each, when set.
 const SAMPLES_ENV: &str = "BOOSTER_SOAK_SAMPLES";
+/// Where to copy the data directory as the SIGKILL left it, before the
+/// timed reopen, when set: to profile or repeat that reopen by hand
+/// (`booster --data PATH --key-file K jobs`, K holding the bench's key,
+/// `42` 32 times in hex).
+const KEEP_ENV: &str = "BOOSTER_SOAK_KEEP";
 const SUBMIT_BATCH: usize = 1_000;
 /// Queued jobs the producer lets pile up before it waits for the workers.
 const MAX_BACKLOG: u64 = 100_000;
@@ -49,6 +54,11 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Measurement>> {
     std::fs::create_dir_all(&ctx.dir)?;
     let dir = tempfile::tempdir_in(&ctx.dir)?;
     let mut out = run_child_and_kill(ctx, dir.path(), n)?;
+    if let Some(keep) = std::env::var_os(KEEP_ENV) {
+        copy_dir(dir.path(), std::path::Path::new(&keep)).with_context(|| {
+            format!("copying the killed data directory to {keep:?} ({KEEP_ENV})")
+        })?;
+    }
     let tokio = booster::tokio()?;
     out.extend(tokio.block_on(reopen(ctx, dir.path(), n))?);
     Ok(out)
@@ -278,6 +288,21 @@ fn backlog(rt: &Runtime) -> u64 {
 /// 0 with fewer than two samples there.
 pub fn second_half_slope_mb_per_min(samples: &[(f64, f64)]) -> f64 {
     samples::second_half_slope(samples) * 60.0
+}
+
+/// `from`'s files and folders, copied into `to` (made if missing).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
