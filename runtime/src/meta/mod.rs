@@ -434,6 +434,40 @@ mod tests {
         assert_eq!(types.len(), 24, "every record type: {types:?}");
     }
 
+    /// A record is read by its type first (the fast path); one whose type
+    /// comes later (no writer of this format makes one, but JSON allows
+    /// it) reads the same, the slow way.
+    #[test]
+    fn a_record_whose_type_is_not_its_first_field_reads_the_same() {
+        for line in include_str!("v1_records.txt").lines() {
+            let rest = line.strip_prefix(r#"J{"t":""#).expect("the type first");
+            let (tag, fields) = rest.split_once("\",").expect("a type and fields");
+            let fields = fields.strip_suffix('}').expect("an object");
+            let moved = format!(r#"J{{{fields},"t":"{tag}"}}"#);
+            let meta = decode(moved.as_bytes()).unwrap_or_else(|e| panic!("{moved}: {e}"));
+            assert_eq!(String::from_utf8(encode(&meta)).unwrap(), line);
+        }
+    }
+
+    /// What a record without a readable type says, either way it is read.
+    #[test]
+    fn a_record_of_no_known_type_is_refused_naming_why() {
+        for (bytes, why) in [
+            (&br#"J{"t":"shredded","job":1}"#[..], "unknown variant `shredded`"),
+            (br#"J{"job":1,"t":"shredded"}"#, "unknown variant `shredded`"),
+            (br#"J{"job":1}"#, "missing field `t`"),
+            (br#"J{}"#, "missing field `t`"),
+            (br#"J{"job":1,"t":7}"#, "not a string"),
+            (br#"J{"job":1,"job":2,"t":"next_id"}"#, "duplicate field `job`"),
+            (br#"J{"t":"next_id"}"#, "missing field `next`"),
+            (br#"J[1]"#, "a meta record"),
+        ] {
+            let err = decode(bytes).unwrap_err().to_string();
+            assert!(err.contains(why), "{}: {err}", String::from_utf8_lossy(bytes));
+            assert!(err.contains("incompatible version"), "{err}");
+        }
+    }
+
     /// Categories are optional v1 fields: written only when a job has them,
     /// and read back whole.
     #[test]

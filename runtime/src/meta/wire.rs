@@ -25,162 +25,313 @@ use crate::JobId;
 mod convert;
 pub(crate) use convert::{failures_from_json, failures_to_json, groups_from_json, groups_to_json};
 
-#[derive(Serialize, Deserialize)]
-#[serde(tag = "t", rename_all = "snake_case")]
-pub enum Record {
-    Created {
-        first_id: JobId,
-        at_ms: u64,
-        specs: Vec<Spec>,
-    },
-    Uploaded {
-        job: JobId,
-        slice: u64,
-        first_record: u64,
-        records: u32,
-        rejects: u32,
-        line_first: Option<u64>,
-        lines: Option<Vec<u64>>,
-        numbers: Option<Vec<u64>>,
-        reject_errors: Vec<Group>,
-    },
-    UploadComplete {
-        job: JobId,
+/// A record as it is on disk: `{"t": TYPE, FIELDS...}`, the type first
+/// (as serde writes an internally tagged enum). Each type's fields are a
+/// struct of [`rec`], so [`Record`]'s own `Deserialize` reads the type and
+/// then the fields straight from the JSON, without first buffering the
+/// whole record in serde's `Content` as a derived internally tagged enum
+/// does (that buffering was about a third of a reopen's CPU). A record
+/// whose type is not its first field (no writer of this format makes one)
+/// is read the slow way, through a `serde_json::Value`.
+macro_rules! records {
+    ($($(#[$doc:meta])* $name:ident => $tag:literal,)*) => {
+        #[derive(Serialize)]
+        #[serde(tag = "t")]
+        pub enum Record {
+            $($(#[$doc])* #[serde(rename = $tag)] $name(rec::$name),)*
+        }
+
+        /// Every record type's name, as an unknown one's error lists them.
+        const TYPES: &[&str] = &[$($tag),*];
+
+        /// The record of type `tag` whose fields `fields` holds.
+        fn record_of<'de, D: serde::Deserializer<'de>>(
+            tag: &str,
+            fields: D,
+        ) -> Result<Record, D::Error> {
+            match tag {
+                $($tag => rec::$name::deserialize(fields).map(Record::$name),)*
+                other => Err(serde::de::Error::unknown_variant(other, TYPES)),
+            }
+        }
+    };
+}
+
+records! {
+    Created => "created",
+    Uploaded => "uploaded",
+    UploadComplete => "upload_complete",
+    UploadFailed => "upload_failed",
+    BeforeDone => "before_done",
+    SliceDone => "slice_done",
+    SliceFailed => "slice_failed",
+    AfterDone => "after_done",
+    HookFailed => "hook_failed",
+    SimpleDone => "simple_done",
+    Control => "control",
+    Priority => "priority",
+    MaxWorkers => "max_workers",
+    Restore => "restore",
+    NextId => "next_id",
+    /// Added 2026-11-29 (issue 12, step 3); older logs have none and
+    /// replay whole.
+    Checkpoint => "checkpoint",
+    /// Added 2026-11-29; older logs have none (generation 0).
+    Opened => "opened",
+    /// Added 2026-11-29; older logs have none (expiry counts started at 0
+    /// in every process).
+    LeaseExpired => "lease_expired",
+    /// Added 2026-11-29; older logs have none.
+    Recovered => "recovered",
+    /// Added 2026-11-29; older logs have none (settings lived in code).
+    KindSettings => "kind_settings",
+    /// Added 2026-11-29 (kind ids, issue 12); older logs have none: each
+    /// kind gets its id at its first `created` or `restore`, in log order.
+    KindId => "kind_id",
+    /// Added 2026-11-29; older logs have none (no cron entries).
+    Cron => "cron",
+    /// Added 2026-11-29; older logs have none (no dirmon entries).
+    Dirmon => "dirmon",
+    /// Added 2026-11-30 (retention, issue 12 step 6); older logs have
+    /// none (the defaults: 7, 7 and 30 days).
+    Retention => "retention",
+}
+
+impl<'de> Deserialize<'de> for Record {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Record, D::Error> {
+        d.deserialize_map(RecordVisitor)
+    }
+}
+
+struct RecordVisitor;
+
+impl<'de> serde::de::Visitor<'de> for RecordVisitor {
+    type Value = Record;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a meta record: a JSON object whose \"t\" names its type")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Record, A::Error> {
+        use serde::de::Error;
+        let Some(first) = map.next_key::<String>()? else {
+            return Err(A::Error::missing_field("t"));
+        };
+        if first == "t" {
+            let tag: String = map.next_value()?;
+            return record_of(&tag, serde::de::value::MapAccessDeserializer::new(map));
+        }
+        let mut fields = serde_json::Map::new();
+        fields.insert(first, map.next_value()?);
+        while let Some((key, value)) = map.next_entry::<String, Value>()? {
+            if fields.insert(key.clone(), value).is_some() {
+                return Err(A::Error::custom(format_args!("duplicate field `{key}`")));
+            }
+        }
+        let tag = match fields.remove("t") {
+            Some(Value::String(tag)) => tag,
+            Some(other) => {
+                return Err(A::Error::custom(format_args!(
+                    "the record type \"t\" is {other}, not a string"
+                )))
+            }
+            None => return Err(A::Error::missing_field("t")),
+        };
+        record_of(&tag, Value::Object(fields)).map_err(A::Error::custom)
+    }
+}
+
+/// The fields of each [`Record`] type, one struct a type.
+pub mod rec {
+    use super::*;
+
+    #[derive(Serialize, Deserialize)]
+    pub struct Created {
+        pub first_id: JobId,
+        pub at_ms: u64,
+        pub specs: Vec<Spec>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct Uploaded {
+        pub job: JobId,
+        pub slice: u64,
+        pub first_record: u64,
+        pub records: u32,
+        pub rejects: u32,
+        pub line_first: Option<u64>,
+        pub lines: Option<Vec<u64>>,
+        pub numbers: Option<Vec<u64>>,
+        pub reject_errors: Vec<Group>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct UploadComplete {
+        pub job: JobId,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        at_ms: Option<u64>,
-    },
-    UploadFailed {
-        job: JobId,
-        reason: String,
+        pub at_ms: Option<u64>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct UploadFailed {
+        pub job: JobId,
+        pub reason: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        at_ms: Option<u64>,
-    },
-    BeforeDone {
-        job: JobId,
-        at_ms: u64,
-    },
-    SliceDone {
-        job: JobId,
-        slice: u64,
-        at_ms: u64,
-        errors: u32,
-        error_groups: Vec<Group>,
+        pub at_ms: Option<u64>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct BeforeDone {
+        pub job: JobId,
+        pub at_ms: u64,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct SliceDone {
+        pub job: JobId,
+        pub slice: u64,
+        pub at_ms: u64,
+        pub errors: u32,
+        pub error_groups: Vec<Group>,
         /// Records the handler wrote to `main`; absent in records from
         /// before it was counted (then: the records processed).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        written: Option<u64>,
+        pub written: Option<u64>,
         /// Records written to each of the job's own categories, by name;
         /// absent when none (and in records from before categories).
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-        written_by_category: BTreeMap<String, u64>,
-    },
-    SliceFailed {
-        job: JobId,
-        slice: u64,
-        at_ms: u64,
-        message: String,
-        sample: Option<Sample>,
+        pub written_by_category: BTreeMap<String, u64>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct SliceFailed {
+        pub job: JobId,
+        pub slice: u64,
+        pub at_ms: u64,
+        pub message: String,
+        pub sample: Option<Sample>,
         /// Added 2026-11-29 (sliced auto-retry); absent: the slice failed.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        retry_at_ms: Option<u64>,
-    },
-    AfterDone {
-        job: JobId,
-        at_ms: u64,
-    },
-    HookFailed {
-        job: JobId,
-        at_ms: u64,
-        message: String,
-    },
-    SimpleDone {
-        at_ms: u64,
+        pub retry_at_ms: Option<u64>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct AfterDone {
+        pub job: JobId,
+        pub at_ms: u64,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct HookFailed {
+        pub job: JobId,
+        pub at_ms: u64,
+        pub message: String,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct SimpleDone {
+        pub at_ms: u64,
         /// `at_ms` in microseconds; absent before 2026-11-29.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        at_us: Option<u64>,
-        outcomes: Vec<Outcome>,
-    },
-    Control {
-        job: JobId,
-        at_ms: u64,
-        action: Action,
-    },
-    Priority {
-        job: JobId,
-        priority: u8,
-    },
-    MaxWorkers {
-        job: JobId,
-        max_workers: Option<u32>,
-    },
-    Restore {
-        job: Box<Row>,
-    },
-    NextId {
-        next: JobId,
-    },
-    /// Added 2026-11-29 (issue 12, step 3); older logs have none and
-    /// replay whole.
-    Checkpoint {
-        table_version: u32,
-        seq: u64,
-        next_id: JobId,
-        generation: u64,
-        log_ms: u64,
-        counts: Vec<u64>,
+        pub at_us: Option<u64>,
+        pub outcomes: Vec<Outcome>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct Control {
+        pub job: JobId,
+        pub at_ms: u64,
+        pub action: Action,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct Priority {
+        pub job: JobId,
+        pub priority: u8,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct MaxWorkers {
+        pub job: JobId,
+        pub max_workers: Option<u32>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct Restore {
+        pub job: Box<Row>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct NextId {
+        pub next: JobId,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct Checkpoint {
+        pub table_version: u32,
+        pub seq: u64,
+        pub next_id: JobId,
+        pub generation: u64,
+        pub log_ms: u64,
+        pub counts: Vec<u64>,
         /// Added 2026-11-30 (the kind index); older checkpoints have none.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        kind_counts: Option<Vec<(u32, Vec<u64>)>>,
-        records: u32,
-    },
-    /// Added 2026-11-29; older logs have none (generation 0).
-    Opened {
-        generation: u64,
-        at_ms: u64,
-    },
-    /// Added 2026-11-29; older logs have none (expiry counts started at 0
-    /// in every process).
-    LeaseExpired {
-        at_ms: u64,
-        work: ExpiredWork,
-    },
-    /// Added 2026-11-29; older logs have none.
-    Recovered {
-        at_ms: u64,
-        incidents: Vec<IncidentV1>,
-    },
-    /// Added 2026-11-29; older logs have none (settings lived in code).
-    KindSettings {
-        kind: String,
-        at_ms: u64,
-        settings: Option<KindSettingsV1>,
-    },
-    /// Added 2026-11-29 (kind ids, issue 12); older logs have none: each
-    /// kind gets its id at its first `created` or `restore`, in log order.
-    KindId {
-        id: u32,
-        name: String,
-    },
-    /// Added 2026-11-29; older logs have none (no cron entries).
-    Cron {
-        cron: u64,
-        at_ms: u64,
-        change: Box<CronChangeV1>,
-    },
-    /// Added 2026-11-29; older logs have none (no dirmon entries).
-    Dirmon {
-        dirmon: u64,
-        at_ms: u64,
-        change: Box<DirmonChangeV1>,
-    },
-    /// Added 2026-11-30 (retention, issue 12 step 6); older logs have
-    /// none (the defaults: 7, 7 and 30 days).
-    Retention {
-        at_ms: u64,
-        completed_ms: u64,
-        aborted_ms: u64,
-        failed_ms: u64,
-    },
+        pub kind_counts: Option<Vec<(u32, Vec<u64>)>>,
+        pub records: u32,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct Opened {
+        pub generation: u64,
+        pub at_ms: u64,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct LeaseExpired {
+        pub at_ms: u64,
+        pub work: ExpiredWork,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct Recovered {
+        pub at_ms: u64,
+        pub incidents: Vec<IncidentV1>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct KindSettings {
+        pub kind: String,
+        pub at_ms: u64,
+        pub settings: Option<KindSettingsV1>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct KindId {
+        pub id: u32,
+        pub name: String,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct Cron {
+        pub cron: u64,
+        pub at_ms: u64,
+        pub change: Box<CronChangeV1>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct Dirmon {
+        pub dirmon: u64,
+        pub at_ms: u64,
+        pub change: Box<DirmonChangeV1>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct Retention {
+        pub at_ms: u64,
+        pub completed_ms: u64,
+        pub aborted_ms: u64,
+        pub failed_ms: u64,
+    }
 }
 
 #[derive(Serialize, Deserialize)]

@@ -22,11 +22,11 @@ impl From<&Meta> for Record {
                 first_id,
                 at_ms,
                 specs,
-            } => Record::Created {
+            } => Record::Created(rec::Created {
                 first_id,
                 at_ms,
                 specs: specs.iter().map(Spec::from).collect(),
-            },
+            }),
             Meta::Uploaded {
                 job,
                 slice,
@@ -37,7 +37,7 @@ impl From<&Meta> for Record {
                 lines,
                 numbers,
                 reject_errors,
-            } => Record::Uploaded {
+            } => Record::Uploaded(rec::Uploaded {
                 job,
                 slice,
                 first_record,
@@ -47,12 +47,14 @@ impl From<&Meta> for Record {
                 lines,
                 numbers,
                 reject_errors: groups_out(&reject_errors),
-            },
-            Meta::UploadComplete { job, at_ms } => Record::UploadComplete { job, at_ms },
-            Meta::UploadFailed { job, reason, at_ms } => {
-                Record::UploadFailed { job, reason, at_ms }
+            }),
+            Meta::UploadComplete { job, at_ms } => {
+                Record::UploadComplete(rec::UploadComplete { job, at_ms })
             }
-            Meta::BeforeDone { job, at_ms } => Record::BeforeDone { job, at_ms },
+            Meta::UploadFailed { job, reason, at_ms } => {
+                Record::UploadFailed(rec::UploadFailed { job, reason, at_ms })
+            }
+            Meta::BeforeDone { job, at_ms } => Record::BeforeDone(rec::BeforeDone { job, at_ms }),
             Meta::SliceDone {
                 job,
                 slice,
@@ -61,7 +63,7 @@ impl From<&Meta> for Record {
                 error_groups,
                 written,
                 written_by_category,
-            } => Record::SliceDone {
+            } => Record::SliceDone(rec::SliceDone {
                 job,
                 slice,
                 at_ms,
@@ -69,7 +71,7 @@ impl From<&Meta> for Record {
                 written,
                 written_by_category,
                 error_groups: groups_out(&error_groups),
-            },
+            }),
             Meta::SliceFailed {
                 job,
                 slice,
@@ -77,29 +79,29 @@ impl From<&Meta> for Record {
                 message,
                 sample,
                 retry_at_ms,
-            } => Record::SliceFailed {
+            } => Record::SliceFailed(rec::SliceFailed {
                 job,
                 slice,
                 at_ms,
                 message,
                 sample: sample.map(Sample::from),
                 retry_at_ms,
-            },
-            Meta::AfterDone { job, at_ms } => Record::AfterDone { job, at_ms },
+            }),
+            Meta::AfterDone { job, at_ms } => Record::AfterDone(rec::AfterDone { job, at_ms }),
             Meta::HookFailed {
                 job,
                 at_ms,
                 message,
-            } => Record::HookFailed {
+            } => Record::HookFailed(rec::HookFailed {
                 job,
                 at_ms,
                 message,
-            },
+            }),
             Meta::SimpleDone {
                 at_ms,
                 at_us,
                 outcomes,
-            } => Record::SimpleDone {
+            } => Record::SimpleDone(rec::SimpleDone {
                 at_ms,
                 at_us: at_us.and_then(finer_than_ms),
                 outcomes: outcomes
@@ -112,8 +114,8 @@ impl From<&Meta> for Record {
                         started_us: finer_than_ms(o.started_us),
                     })
                     .collect(),
-            },
-            Meta::Control { job, at_ms, action } => Record::Control {
+            }),
+            Meta::Control { job, at_ms, action } => Record::Control(rec::Control {
                 job,
                 at_ms,
                 action: match action {
@@ -125,16 +127,18 @@ impl From<&Meta> for Record {
                     Control::Destroy => Action::Destroy,
                     Control::Expire => Action::Expire,
                 },
-            },
-            Meta::Priority { job, priority } => Record::Priority { job, priority },
-            Meta::MaxWorkers { job, max_workers } => Record::MaxWorkers { job, max_workers },
-            Meta::Restore { job } => Record::Restore {
+            }),
+            Meta::Priority { job, priority } => Record::Priority(rec::Priority { job, priority }),
+            Meta::MaxWorkers { job, max_workers } => {
+                Record::MaxWorkers(rec::MaxWorkers { job, max_workers })
+            }
+            Meta::Restore { job } => Record::Restore(rec::Restore {
                 job: Box::new(Row::from(&*job)),
-            },
-            Meta::NextId { next } => Record::NextId { next },
+            }),
+            Meta::NextId { next } => Record::NextId(rec::NextId { next }),
             Meta::Checkpoint(c) => {
                 let c = *c;
-                Record::Checkpoint {
+                Record::Checkpoint(rec::Checkpoint {
                     table_version: c.table_version,
                     seq: c.seq,
                     next_id: c.next_id,
@@ -143,42 +147,42 @@ impl From<&Meta> for Record {
                     counts: c.counts,
                     kind_counts: c.kind_counts,
                     records: c.records,
-                }
+                })
             }
-            Meta::Opened { generation, at_ms } => Record::Opened { generation, at_ms },
-            Meta::LeaseExpired { at_ms, work } => Record::LeaseExpired {
+            Meta::Opened { generation, at_ms } => Record::Opened(rec::Opened { generation, at_ms }),
+            Meta::LeaseExpired { at_ms, work } => Record::LeaseExpired(rec::LeaseExpired {
                 at_ms,
                 work: match work {
                     Expired::Slice { job, slice } => ExpiredWork::Slice { job, slice },
                     Expired::Hook { job } => ExpiredWork::Hook { job },
                     Expired::Simple { jobs } => ExpiredWork::Simple { jobs },
                 },
-            },
-            Meta::Recovered { at_ms, incidents } => Record::Recovered {
+            }),
+            Meta::Recovered { at_ms, incidents } => Record::Recovered(rec::Recovered {
                 at_ms,
                 incidents: incidents.into_iter().map(IncidentV1::from).collect(),
-            },
+            }),
             Meta::KindSettings {
                 kind,
                 at_ms,
                 settings,
-            } => Record::KindSettings {
+            } => Record::KindSettings(rec::KindSettings {
                 kind,
                 at_ms,
                 settings: settings.map(KindSettingsV1::from),
-            },
-            Meta::KindId { id, name } => Record::KindId { id, name },
-            Meta::Retention { at_ms, retention } => Record::Retention {
+            }),
+            Meta::KindId { id, name } => Record::KindId(rec::KindId { id, name }),
+            Meta::Retention { at_ms, retention } => Record::Retention(rec::Retention {
                 at_ms,
                 completed_ms: retention.completed_ms,
                 aborted_ms: retention.aborted_ms,
                 failed_ms: retention.failed_ms,
-            },
+            }),
             Meta::Dirmon {
                 dirmon,
                 at_ms,
                 change,
-            } => Record::Dirmon {
+            } => Record::Dirmon(rec::Dirmon {
                 dirmon,
                 at_ms,
                 change: Box::new(match change {
@@ -203,12 +207,12 @@ impl From<&Meta> for Record {
                     DirmonChange::Taken { file, job } => DirmonChangeV1::Taken { file, job },
                     DirmonChange::Archived { file } => DirmonChangeV1::Archived { file },
                 }),
-            },
+            }),
             Meta::Cron {
                 cron,
                 at_ms,
                 change,
-            } => Record::Cron {
+            } => Record::Cron(rec::Cron {
                 cron,
                 at_ms,
                 change: Box::new(match change {
@@ -229,7 +233,7 @@ impl From<&Meta> for Record {
                     CronChange::Resume => CronChangeV1::Resume,
                     CronChange::Remove => CronChangeV1::Remove,
                 }),
-            },
+            }),
         }
     }
 }
@@ -237,16 +241,16 @@ impl From<&Meta> for Record {
 impl From<Record> for Meta {
     fn from(r: Record) -> Meta {
         match r {
-            Record::Created {
+            Record::Created(rec::Created {
                 first_id,
                 at_ms,
                 specs,
-            } => Meta::Created {
+            }) => Meta::Created {
                 first_id,
                 at_ms,
                 specs: specs.into_iter().map(JobSpec::from).collect(),
             },
-            Record::Uploaded {
+            Record::Uploaded(rec::Uploaded {
                 job,
                 slice,
                 first_record,
@@ -256,7 +260,7 @@ impl From<Record> for Meta {
                 lines,
                 numbers,
                 reject_errors,
-            } => Meta::Uploaded {
+            }) => Meta::Uploaded {
                 job,
                 slice,
                 first_record,
@@ -267,12 +271,14 @@ impl From<Record> for Meta {
                 numbers,
                 reject_errors: groups_in(reject_errors),
             },
-            Record::UploadComplete { job, at_ms } => Meta::UploadComplete { job, at_ms },
-            Record::UploadFailed { job, reason, at_ms } => {
+            Record::UploadComplete(rec::UploadComplete { job, at_ms }) => {
+                Meta::UploadComplete { job, at_ms }
+            }
+            Record::UploadFailed(rec::UploadFailed { job, reason, at_ms }) => {
                 Meta::UploadFailed { job, reason, at_ms }
             }
-            Record::BeforeDone { job, at_ms } => Meta::BeforeDone { job, at_ms },
-            Record::SliceDone {
+            Record::BeforeDone(rec::BeforeDone { job, at_ms }) => Meta::BeforeDone { job, at_ms },
+            Record::SliceDone(rec::SliceDone {
                 job,
                 slice,
                 at_ms,
@@ -280,7 +286,7 @@ impl From<Record> for Meta {
                 error_groups,
                 written,
                 written_by_category,
-            } => Meta::SliceDone {
+            }) => Meta::SliceDone {
                 job,
                 slice,
                 at_ms,
@@ -289,14 +295,14 @@ impl From<Record> for Meta {
                 written_by_category,
                 error_groups: groups_in(error_groups),
             },
-            Record::SliceFailed {
+            Record::SliceFailed(rec::SliceFailed {
                 job,
                 slice,
                 at_ms,
                 message,
                 sample,
                 retry_at_ms,
-            } => Meta::SliceFailed {
+            }) => Meta::SliceFailed {
                 job,
                 slice,
                 at_ms,
@@ -304,21 +310,21 @@ impl From<Record> for Meta {
                 sample: sample.map(RecordErrorSample::from),
                 retry_at_ms,
             },
-            Record::AfterDone { job, at_ms } => Meta::AfterDone { job, at_ms },
-            Record::HookFailed {
+            Record::AfterDone(rec::AfterDone { job, at_ms }) => Meta::AfterDone { job, at_ms },
+            Record::HookFailed(rec::HookFailed {
                 job,
                 at_ms,
                 message,
-            } => Meta::HookFailed {
+            }) => Meta::HookFailed {
                 job,
                 at_ms,
                 message,
             },
-            Record::SimpleDone {
+            Record::SimpleDone(rec::SimpleDone {
                 at_ms,
                 at_us,
                 outcomes,
-            } => Meta::SimpleDone {
+            }) => Meta::SimpleDone {
                 at_ms,
                 at_us,
                 outcomes: outcomes
@@ -331,7 +337,7 @@ impl From<Record> for Meta {
                     })
                     .collect(),
             },
-            Record::Control { job, at_ms, action } => Meta::Control {
+            Record::Control(rec::Control { job, at_ms, action }) => Meta::Control {
                 job,
                 at_ms,
                 action: match action {
@@ -344,13 +350,15 @@ impl From<Record> for Meta {
                     Action::Expire => Control::Expire,
                 },
             },
-            Record::Priority { job, priority } => Meta::Priority { job, priority },
-            Record::MaxWorkers { job, max_workers } => Meta::MaxWorkers { job, max_workers },
-            Record::Restore { job } => Meta::Restore {
+            Record::Priority(rec::Priority { job, priority }) => Meta::Priority { job, priority },
+            Record::MaxWorkers(rec::MaxWorkers { job, max_workers }) => {
+                Meta::MaxWorkers { job, max_workers }
+            }
+            Record::Restore(rec::Restore { job }) => Meta::Restore {
                 job: Box::new(Job::from(*job)),
             },
-            Record::NextId { next } => Meta::NextId { next },
-            Record::Checkpoint {
+            Record::NextId(rec::NextId { next }) => Meta::NextId { next },
+            Record::Checkpoint(rec::Checkpoint {
                 table_version,
                 seq,
                 next_id,
@@ -359,7 +367,7 @@ impl From<Record> for Meta {
                 counts,
                 kind_counts,
                 records,
-            } => Meta::Checkpoint(Box::new(crate::meta::Checkpoint {
+            }) => Meta::Checkpoint(Box::new(crate::meta::Checkpoint {
                 table_version,
                 seq,
                 next_id,
@@ -369,8 +377,8 @@ impl From<Record> for Meta {
                 kind_counts,
                 records,
             })),
-            Record::Opened { generation, at_ms } => Meta::Opened { generation, at_ms },
-            Record::LeaseExpired { at_ms, work } => Meta::LeaseExpired {
+            Record::Opened(rec::Opened { generation, at_ms }) => Meta::Opened { generation, at_ms },
+            Record::LeaseExpired(rec::LeaseExpired { at_ms, work }) => Meta::LeaseExpired {
                 at_ms,
                 work: match work {
                     ExpiredWork::Slice { job, slice } => Expired::Slice { job, slice },
@@ -378,22 +386,22 @@ impl From<Record> for Meta {
                     ExpiredWork::Simple { jobs } => Expired::Simple { jobs },
                 },
             },
-            Record::KindSettings {
+            Record::KindSettings(rec::KindSettings {
                 kind,
                 at_ms,
                 settings,
-            } => Meta::KindSettings {
+            }) => Meta::KindSettings {
                 kind,
                 at_ms,
                 settings: settings.map(KindSettings::from),
             },
-            Record::KindId { id, name } => Meta::KindId { id, name },
-            Record::Retention {
+            Record::KindId(rec::KindId { id, name }) => Meta::KindId { id, name },
+            Record::Retention(rec::Retention {
                 at_ms,
                 completed_ms,
                 aborted_ms,
                 failed_ms,
-            } => Meta::Retention {
+            }) => Meta::Retention {
                 at_ms,
                 retention: crate::Retention {
                     completed_ms,
@@ -401,11 +409,11 @@ impl From<Record> for Meta {
                     failed_ms,
                 },
             },
-            Record::Dirmon {
+            Record::Dirmon(rec::Dirmon {
                 dirmon,
                 at_ms,
                 change,
-            } => Meta::Dirmon {
+            }) => Meta::Dirmon {
                 dirmon,
                 at_ms,
                 change: match *change {
@@ -431,11 +439,11 @@ impl From<Record> for Meta {
                     DirmonChangeV1::Archived { file } => DirmonChange::Archived { file },
                 },
             },
-            Record::Cron {
+            Record::Cron(rec::Cron {
                 cron,
                 at_ms,
                 change,
-            } => Meta::Cron {
+            }) => Meta::Cron {
                 cron,
                 at_ms,
                 change: match *change {
@@ -457,7 +465,7 @@ impl From<Record> for Meta {
                     CronChangeV1::Remove => CronChange::Remove,
                 },
             },
-            Record::Recovered { at_ms, incidents } => Meta::Recovered {
+            Record::Recovered(rec::Recovered { at_ms, incidents }) => Meta::Recovered {
                 at_ms,
                 incidents: incidents
                     .into_iter()
