@@ -56,8 +56,8 @@ pub(crate) struct UploadFailure {
 
 pub(crate) type FailureCell = Arc<Mutex<Option<UploadFailure>>>;
 
-/// Threads the codec work of an upload or a download runs on: one per
-/// core, at least 2 (the upload pool; a download's readers).
+/// The default of `RuntimeOptions::codec_threads`: one per core, at
+/// least 2 (the upload pool; a download's readers).
 pub(crate) fn codec_threads() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
