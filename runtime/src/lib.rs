@@ -108,6 +108,8 @@ pub mod table_format {
 mod transition;
 mod upload;
 #[cfg(test)]
+mod upload_budget_tests;
+#[cfg(test)]
 mod urgent_hold_tests;
 mod waiting;
 mod window;
@@ -189,8 +191,9 @@ pub struct RuntimeOptions {
     /// Threads the codec work (zstd, AES-GCM, CRC) of uploads and
     /// downloads runs on: the upload pool's threads, and the reader
     /// threads of a download that reads ahead (fewer than 2: a download
-    /// reads on its own thread). Default: the cores present, at least 2;
-    /// 0 counts as 1.
+    /// reads on its own thread). What an upload holds in flight does not
+    /// grow with it: at most 8 MiB of slices (`upload::INFLIGHT_BYTES`). Default:
+    /// the cores present, at least 2; 0 counts as 1.
     pub codec_threads: usize,
     /// false: open for inspection and control only (no workers run).
     pub start_workers: bool,

@@ -574,8 +574,7 @@ impl Runtime {
             st.book.uploaders.insert(id);
             s.slice_size as usize
         };
-        // Enough slices in flight to fill several group commits while one syncs.
-        let max_inflight = (self.shared().codec_threads * 8).max(64) as u32;
+        let inflight_budget = crate::upload::INFLIGHT_BYTES as u32;
         Ok(Uploader {
             shared: self.shared().clone(),
             store: self.inner.store.clone(),
@@ -585,8 +584,8 @@ impl Runtime {
             max_slice_bytes: self.shared().limits.max_slice_bytes,
             next_slice: 0,
             next_record: 1,
-            permits: Arc::new(tokio::sync::Semaphore::new(max_inflight as usize)),
-            max_inflight,
+            permits: Arc::new(tokio::sync::Semaphore::new(inflight_budget as usize)),
+            inflight_budget,
             error: Arc::new(parking_lot::Mutex::new(None)),
             finished: false,
             buf: Default::default(),
