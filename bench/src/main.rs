@@ -146,6 +146,9 @@ struct Cli {
 }
 
 fn main() -> anyhow::Result<()> {
+    // As the `booster` binary: mimalloc's per-thread pages kept whole as
+    // 2 MiB huge pages grew RSS with the threads (`huge_pages`).
+    let _ = booster_tools::huge_pages::turn_off();
     let cli = Cli::parse();
     let cores = report::cores();
     let ctx = Ctx {

@@ -81,6 +81,7 @@ async fn once(
         "codec_threads": ctx.codec_threads.unwrap_or_else(|| crate::report::cores().max(2)),
         "codec": mode.name(), "zstd_level": ctx.zstd_level,
         "peak_rss_reset": rss_reset,
+        "transparent_huge_pages_off": booster_tools::huge_pages::are_off(),
     });
     let variant = mode.name();
     let m = |metric: String, v: f64, unit: &str| {
