@@ -3,23 +3,14 @@
 //! whole as 2 MiB pages, grew the sliced copy's RSS with the threads),
 //! and every `sliced` line says so beside its memory figures.
 
-use std::process::Command;
+mod common;
 
 #[test]
 fn a_sliced_run_says_it_ran_with_transparent_huge_pages_off() {
     let dir = tempfile::tempdir().unwrap();
-    let run = Command::new(env!("CARGO_BIN_EXE_booster-bench"))
-        .args(["sliced", "--child", "--lean", "--records", "2000"])
-        .args(["--workers", "2", "--codec-threads", "2", "--dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let text = String::from_utf8_lossy(&run.stdout);
+    let mut args = vec!["sliced", "--child", "--lean", "--records", "2000"];
+    args.extend(["--workers", "2", "--codec-threads", "2", "--dir", "."]);
+    let text = common::run_harness(&args, dir.path());
     let lines: Vec<serde_json::Value> = text
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
