@@ -36,6 +36,9 @@ pub fn options(ctx: &Ctx, dir: &Path, codec: CodecMode, workers: usize) -> Runti
     opts.slice_size = ctx.slice_size;
     opts.start_workers = true;
     opts.zstd_level = ctx.zstd_level;
+    if let Some(threads) = ctx.codec_threads {
+        opts.codec_threads = threads;
+    }
     if let Some(b) = ctx.max_lease_batch {
         opts.max_lease_batch = b;
     }

@@ -26,6 +26,9 @@ pub fn args(ctx: &Ctx) -> Vec<String> {
         "--spin-us".to_string(),
         ctx.spin_us.to_string(),
     ];
+    if let Some(t) = ctx.codec_threads {
+        a.extend(["--codec-threads".into(), t.to_string()]);
+    }
     if let Some(p) = ctx.sidekiq_processes {
         a.extend(["--sidekiq-processes".into(), p.to_string()]);
     }

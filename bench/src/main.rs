@@ -76,6 +76,11 @@ struct Cli {
     /// Booster worker threads (and codec threads for `limit`). Default: the cores present.
     #[arg(long)]
     workers: Option<usize>,
+    /// Booster's codec threads (`RuntimeOptions::codec_threads`: the upload
+    /// pool, a download's readers; and `limit`'s upload and download
+    /// threads). Default: the cores present, at least 2.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    codec_threads: Option<u64>,
     /// Records for sliced, limit, priority (big job) and recovery.
     #[arg(long)]
     records: Option<u64>,
@@ -141,11 +146,15 @@ struct Cli {
 }
 
 fn main() -> anyhow::Result<()> {
+    // As the `booster` binary: mimalloc's per-thread pages kept whole as
+    // 2 MiB huge pages grew RSS with the threads (`huge_pages`).
+    let _ = booster_tools::huge_pages::turn_off();
     let cli = Cli::parse();
     let cores = report::cores();
     let ctx = Ctx {
         quick: cli.quick,
         workers: cli.workers.unwrap_or(cores).max(1),
+        codec_threads: cli.codec_threads.map(|t| t as usize),
         dir: cli.dir.clone(),
         records: cli.records,
         jobs: cli.jobs,

@@ -5,6 +5,8 @@
 
 use std::process::Command;
 
+mod common;
+
 #[test]
 fn a_run_outside_the_repository_records_the_commit_it_was_built_from() {
     let repo = env!("CARGO_MANIFEST_DIR");
@@ -20,19 +22,18 @@ fn a_run_outside_the_repository_records_the_commit_it_was_built_from() {
     let head = String::from_utf8_lossy(&head.stdout).trim().to_string();
     let outside = tempfile::tempdir().unwrap();
     let results = outside.path().join("results.jsonl");
-    let run = Command::new(env!("CARGO_BIN_EXE_booster-bench"))
-        .args(["limit", "--quick", "--records", "1000", "--results"])
-        .arg(&results)
-        .arg("--dir")
-        .arg(outside.path().join("data"))
-        .current_dir(outside.path())
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let data = outside.path().join("data");
+    let args: Vec<&std::ffi::OsStr> = vec![
+        "limit".as_ref(),
+        "--quick".as_ref(),
+        "--records".as_ref(),
+        "1000".as_ref(),
+        "--results".as_ref(),
+        results.as_os_str(),
+        "--dir".as_ref(),
+        data.as_os_str(),
+    ];
+    common::run_harness(&args, outside.path());
     let text = std::fs::read_to_string(&results).unwrap();
     assert!(text.lines().count() > 0, "the run appended its lines");
     for line in text.lines() {

@@ -449,7 +449,7 @@ impl StoredDownload {
             })
             .collect();
         let slots = read_ahead.then(|| shared.read_ahead_slots.clone());
-        let reads = ReadAhead::new(store.clone(), reads, crate::upload::codec_threads(), slots);
+        let reads = ReadAhead::new(store.clone(), reads, shared.codec_threads, slots);
         StoredDownload {
             store,
             shared,

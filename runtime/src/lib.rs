@@ -108,6 +108,8 @@ pub mod table_format {
 mod transition;
 mod upload;
 #[cfg(test)]
+mod upload_budget_tests;
+#[cfg(test)]
 mod urgent_hold_tests;
 mod waiting;
 mod window;
@@ -186,6 +188,13 @@ pub struct RuntimeOptions {
     /// The lowest priority the reserved lane takes. Default 10.
     pub reserved_priority: u8,
     pub zstd_level: i32,
+    /// Threads the codec work (zstd, AES-GCM, CRC) of uploads and
+    /// downloads runs on: the upload pool's threads, and the reader
+    /// threads of a download that reads ahead (fewer than 2: a download
+    /// reads on its own thread). What an upload holds in flight does not
+    /// grow with it: at most 8 MiB of slices (`upload::INFLIGHT_BYTES`). Default:
+    /// the cores present, at least 2; 0 counts as 1.
+    pub codec_threads: usize,
     /// false: open for inspection and control only (no workers run).
     pub start_workers: bool,
     /// The timer takes checkpoints by itself (a second after rows changed,
@@ -237,6 +246,7 @@ impl RuntimeOptions {
             reserved_workers: 0,
             reserved_priority: 10,
             zstd_level: 1,
+            codec_threads: crate::upload::codec_threads(),
             start_workers: true,
             auto_checkpoint: true,
             auto_compact: true,

@@ -35,7 +35,6 @@ pub struct Handle {
     store: Arc<dyn SliceStore>,
     pool: Sender<UploadSlice>,
     supervisor: ActorRef<SupervisorMsg>,
-    upload_threads: usize,
     /// What the store's recovery found and did on open (torn tails cut).
     recovery: RecoveryReport,
 }
@@ -191,6 +190,7 @@ impl Runtime {
             listing_rows_per_call: opts.listing_rows_per_call.max(1),
         };
         let clock = opts.clock.clone();
+        let codec_threads = opts.codec_threads;
         let (store, state, recovery) =
             tokio::task::spawn_blocking(move || -> Result<_, RuntimeError> {
                 let (store, mut report) = open_store()?;
@@ -312,7 +312,7 @@ impl Runtime {
         }
         let incidents =
             crate::recovered::new_incidents(&recovery, &state, opts.start_workers, clock.now());
-        let shared = Arc::new(Shared::new(state, limits));
+        let shared = Arc::new(Shared::new(state, limits).with_codec_threads(codec_threads));
         shared.auto_compaction.configure(
             opts.auto_compact && opts.start_workers && !recovery.read_only,
             opts.auto_compact_min_dead_bytes,
@@ -353,8 +353,7 @@ impl Runtime {
             let at_ms = Some(clock.now_ms());
             write_one(&shared, &store, Meta::UploadFailed { job, reason, at_ms }).await?;
         }
-        let upload_threads = crate::upload::codec_threads();
-        let pool = start_pool(upload_threads);
+        let pool = start_pool(shared.codec_threads);
         let (supervisor, _) = Actor::spawn(
             None,
             Supervisor,
@@ -373,7 +372,6 @@ impl Runtime {
                 store,
                 pool,
                 supervisor,
-                upload_threads,
                 recovery,
             }),
         })
@@ -576,8 +574,7 @@ impl Runtime {
             st.book.uploaders.insert(id);
             s.slice_size as usize
         };
-        // Enough slices in flight to fill several group commits while one syncs.
-        let max_inflight = (self.inner.upload_threads * 8).max(64) as u32;
+        let inflight_budget = crate::upload::INFLIGHT_BYTES as u32;
         Ok(Uploader {
             shared: self.shared().clone(),
             store: self.inner.store.clone(),
@@ -587,8 +584,8 @@ impl Runtime {
             max_slice_bytes: self.shared().limits.max_slice_bytes,
             next_slice: 0,
             next_record: 1,
-            permits: Arc::new(tokio::sync::Semaphore::new(max_inflight as usize)),
-            max_inflight,
+            permits: Arc::new(tokio::sync::Semaphore::new(inflight_budget as usize)),
+            inflight_budget,
             error: Arc::new(parking_lot::Mutex::new(None)),
             finished: false,
             buf: Default::default(),

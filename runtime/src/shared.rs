@@ -82,6 +82,9 @@ pub struct Shared {
     /// Downloads reading ahead now (`read_ahead::DOWNLOADS_READING_AHEAD`
     /// at most).
     pub(crate) read_ahead_slots: Arc<crate::read_ahead::ReadAheadSlots>,
+    /// `RuntimeOptions::codec_threads`: the upload pool's threads and a
+    /// download's readers.
+    pub codec_threads: usize,
 }
 
 impl Shared {
@@ -104,7 +107,14 @@ impl Shared {
             supervisor: OnceLock::new(),
             limits,
             read_ahead_slots: Default::default(),
+            codec_threads: crate::upload::codec_threads(),
         }
+    }
+
+    /// With `RuntimeOptions::codec_threads` (at least 1).
+    pub fn with_codec_threads(mut self, threads: usize) -> Shared {
+        self.codec_threads = threads.max(1);
+        self
     }
 
     /// Wakes waiting workers and idle waiters after a state change. Call it

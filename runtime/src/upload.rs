@@ -3,8 +3,9 @@
 //! The `Uploader` cuts records into slices and hands each full slice to the
 //! upload pool: a few OS threads that build the store batch (input slice,
 //! rejected records, `Uploaded` meta record) and call `append_with`, so
-//! compression runs on several cores at once. At most `max_inflight` slices
-//! are on their way at a time (a semaphore), which bounds memory. A slice is
+//! compression runs on several cores at once. At most `INFLIGHT_BYTES` of
+//! slices are on their way at a time (a semaphore counting bytes), however
+//! many threads the pool has, which bounds memory. A slice is
 //! runnable as soon as its commit is durable: processing starts before the
 //! upload ends. A slice whose records came with irregular separators
 //! (`push_separated`) also stores them, in the same batch
@@ -28,6 +29,27 @@ use crate::{ErrorGroup, JobId, JobStatus, RecordErrorSample, RuntimeError};
 
 /// Bytes a record takes in a slice besides its own: its length prefix.
 pub(crate) const RECORD_OVERHEAD: usize = 4;
+
+/// The most bytes of slices (records, rejects, separators, as the
+/// uploader counts them) one upload has on their way to the store: cut,
+/// queued for the pool, compressing, or appended and not yet durable.
+/// Enough to keep the pool busy and several group commits filled while
+/// one syncs; it used to be a count of slices that grew with the pool's
+/// threads (8 per thread, at least 64), so memory grew with the cores.
+/// A slice larger than this goes alone: it waits until nothing else is
+/// in flight, and takes the whole budget.
+pub(crate) const INFLIGHT_BYTES: usize = 8 << 20;
+
+/// The least a slice counts against `INFLIGHT_BYTES`, so slices of tiny
+/// records cannot pile up by the thousand (each carries its meta record).
+const MIN_SLICE_CHARGE_BYTES: usize = 16 << 10;
+
+/// What a slice of `bytes` counts against an upload's budget of
+/// `budget` bytes: never more than the budget, so a slice larger than it
+/// still goes through (alone).
+fn charge(bytes: usize, budget: u32) -> u32 {
+    bytes.clamp(MIN_SLICE_CHARGE_BYTES, budget as usize) as u32
+}
 
 /// One slice on its way to the store.
 pub struct UploadSlice {
@@ -56,8 +78,8 @@ pub(crate) struct UploadFailure {
 
 pub(crate) type FailureCell = Arc<Mutex<Option<UploadFailure>>>;
 
-/// Threads the codec work of an upload or a download runs on: one per
-/// core, at least 2 (the upload pool; a download's readers).
+/// The default of `RuntimeOptions::codec_threads`: one per core, at
+/// least 2 (the upload pool; a download's readers).
 pub(crate) fn codec_threads() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
@@ -142,8 +164,10 @@ pub struct Uploader {
     pub(crate) next_slice: u64,
     /// 1-based number the next record gets (accepted or rejected).
     pub(crate) next_record: u64,
+    /// Bytes that may still go in flight (`INFLIGHT_BYTES` at most).
     pub(crate) permits: Arc<Semaphore>,
-    pub(crate) max_inflight: u32,
+    /// `INFLIGHT_BYTES`: what `drain` takes back whole.
+    pub(crate) inflight_budget: u32,
     pub(crate) error: FailureCell,
     pub(crate) finished: bool,
     pub(crate) buf: SliceBuffer,
@@ -308,7 +332,7 @@ impl Uploader {
         let permit = self
             .permits
             .clone()
-            .acquire_owned()
+            .acquire_many_owned(charge(self.buf.bytes, self.inflight_budget))
             .await
             .map_err(|_| RuntimeError::ShuttingDown)?;
         // The next slice's buffers are sized as this one's were filled, so
@@ -366,7 +390,7 @@ impl Uploader {
             permit,
             error: self.error.clone(),
         };
-        // The queue is unbounded; the permits bound what is in flight.
+        // The queue is unbounded; the permits bound the bytes in flight.
         self.shared.upload_tasks.fetch_add(1, Ordering::AcqRel);
         self.pool.send(task).map_err(|e| {
             self.shared.upload_tasks.fetch_sub(1, Ordering::AcqRel);
@@ -379,7 +403,7 @@ impl Uploader {
     async fn drain(&mut self) -> Result<(), RuntimeError> {
         let all = self
             .permits
-            .acquire_many(self.max_inflight)
+            .acquire_many(self.inflight_budget)
             .await
             .map_err(|_| RuntimeError::ShuttingDown)?;
         drop(all);

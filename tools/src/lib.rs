@@ -36,6 +36,7 @@ pub mod dirmon;
 pub mod exit;
 pub mod fleet;
 pub mod formats;
+pub mod huge_pages;
 pub mod kinds;
 pub mod progress;
 pub mod pump;

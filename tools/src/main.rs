@@ -11,6 +11,9 @@ use booster_tools::{cli, commands, exit};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    // mimalloc's per-thread pages, each kept whole as a 2 MiB huge page,
+    // grew RSS with the thread count (`booster_tools::huge_pages`).
+    let _ = booster_tools::huge_pages::turn_off();
     let cli = cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

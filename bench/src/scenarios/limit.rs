@@ -71,7 +71,9 @@ pub fn codec_ceiling(ctx: &Ctx, slice_size: usize) -> anyhow::Result<Vec<Measure
         .map(|(i, p)| setup.seal(i as u64, slice_size as u32, p))
         .collect();
     let count = slice_size as u32;
-    let threads = phase_threads(ctx.workers, crate::report::cores());
+    // Booster's codec threads: `--codec-threads`, or its default, the cores.
+    let codec_threads = ctx.codec_threads.unwrap_or_else(crate::report::cores);
+    let threads = phase_threads(ctx.workers, codec_threads);
     let level = ctx.zstd_level;
     let upload_s = on_all_threads(threads.upload, slices_total, level, |codec, b, i| {
         let n = codec.seal_into(i, count, &payloads[i as usize % POOL_SLICES], &mut b.frame);
@@ -146,11 +148,11 @@ pub struct PhaseThreads {
     pub download: usize,
 }
 
-pub fn phase_threads(workers: usize, cores: usize) -> PhaseThreads {
+pub fn phase_threads(workers: usize, codec_threads: usize) -> PhaseThreads {
     PhaseThreads {
-        upload: cores.max(2) + 1,
+        upload: codec_threads.max(2) + 1,
         process: workers.max(1) + 1,
-        download: cores.max(2).max(workers.max(1)) + 1,
+        download: codec_threads.max(2).max(workers.max(1)) + 1,
     }
 }
 

@@ -18,6 +18,9 @@ use std::path::PathBuf;
 pub struct Ctx {
     pub quick: bool,
     pub workers: usize,
+    /// `RuntimeOptions::codec_threads`; None: the runtime's default (the
+    /// cores, at least 2).
+    pub codec_threads: Option<usize>,
     /// Scratch space for data directories; on the file system being measured.
     pub dir: PathBuf,
     /// Overrides the scenario's record count.

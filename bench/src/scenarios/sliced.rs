@@ -45,7 +45,13 @@ pub struct Phases {
     pub max_rss_file_bytes: u64,
     /// Per phase: each thread name's busy share of the phase's wall time, in %.
     pub busy: Vec<(&'static str, BTreeMap<String, f64>)>,
+    /// Per phase (`PHASES`): the most anonymous resident bytes and live
+    /// heap bytes a sampler saw (heap: 0 unless `BOOSTER_BENCH_COUNT_HEAP`).
+    pub peaks: Vec<(u64, i64)>,
 }
+
+/// The phases, in the order `Phases::peaks` holds them.
+pub const PHASES: [&str; 3] = ["upload", "process", "download"];
 
 /// Folds the current RSS split into the running maxima.
 fn note_rss(max: &mut (u64, u64)) {
@@ -72,8 +78,10 @@ async fn once(
     let bytes = pool.bytes(n) as f64;
     let params = json!({
         "records": n, "slice_size": ctx.slice_size, "workers": ctx.workers,
+        "codec_threads": ctx.codec_threads.unwrap_or_else(|| crate::report::cores().max(2)),
         "codec": mode.name(), "zstd_level": ctx.zstd_level,
         "peak_rss_reset": rss_reset,
+        "transparent_huge_pages_off": booster_tools::huge_pages::are_off(),
     });
     let variant = mode.name();
     let m = |metric: String, v: f64, unit: &str| {
@@ -127,6 +135,14 @@ async fn once(
     let file_mb = phases.max_rss_file_bytes as f64 / 1e6;
     out.push(m(format!("{variant}_rss_anon_max"), anon_mb, "MB"));
     out.push(m(format!("{variant}_rss_file_max"), file_mb, "MB"));
+    for (phase, (anon, heap)) in PHASES.iter().zip(&phases.peaks) {
+        let mb = *anon as f64 / 1e6;
+        out.push(m(format!("{variant}_{phase}_rss_anon_peak"), mb, "MB"));
+        if *heap > 0 {
+            let mb = *heap as f64 / 1e6;
+            out.push(m(format!("{variant}_{phase}_heap_live_peak"), mb, "MB"));
+        }
+    }
     Ok(out)
 }
 
@@ -148,6 +164,11 @@ pub async fn upload_process_download(
     // times its phases; end to end is their sum (no overlap credited).
     rt.set_kind_limit(kind, Some(0)).await;
     let job = rt.submit(spec).await?;
+    // Counting costs an atomic add per allocation: only when asked.
+    if std::env::var_os("BOOSTER_BENCH_COUNT_HEAP").is_some() {
+        crate::alloc::start_counting();
+    }
+    let peaks = crate::rss::PhasePeaks::start(PHASES.len());
     let mut busy = Vec::new();
     let mut cpu = threads::snapshot();
     let started = Instant::now();
@@ -160,6 +181,7 @@ pub async fn upload_process_download(
     note_busy(&mut busy, &mut cpu, "upload", upload_s);
     let mut max_rss = (0, 0);
     note_rss(&mut max_rss);
+    peaks.enter(1);
     let processing = Instant::now();
     rt.set_kind_limit(kind, None).await;
     let status = tokio::time::timeout(Duration::from_secs(1800), rt.wait(job)).await??;
@@ -173,6 +195,7 @@ pub async fn upload_process_download(
         status.records_out,
         status.records_failed
     );
+    peaks.enter(2);
     let downloading = Instant::now();
     let mut download = rt.download(job, Category::Main)?;
     let (count, bytes, cpu_at_end) = tokio::task::spawn_blocking(move || {
@@ -205,6 +228,7 @@ pub async fn upload_process_download(
         max_rss_anon_bytes: max_rss.0,
         max_rss_file_bytes: max_rss.1,
         busy,
+        peaks: peaks.finish(),
     })
 }
 

@@ -301,6 +301,13 @@ fn run_command(
             });
         }
     }
+    // SAFETY: the closure runs in the child between fork and exec and
+    // makes one prctl call (`restore_for_exec`): async-signal-safe, no
+    // allocation. The command gets the huge-page setting this process
+    // had before it turned them off for itself.
+    unsafe {
+        command.pre_exec(crate::huge_pages::restore_for_exec);
+    }
     let spawned = command.spawn();
     // The command holds its own copies now: the worker keeps only the
     // write ends, so the command's exit ends every writer.
@@ -584,6 +591,15 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         panic!("the background sleep {pid} still runs");
+    }
+
+    #[test]
+    fn a_command_runs_with_the_huge_page_setting_from_before_booster_turned_it_off() {
+        crate::huge_pages::turn_off().unwrap();
+        let before = crate::huge_pages::off_before().expect("turn_off kept it");
+        let out = run("grep THP_enabled /proc/self/status", &[]).unwrap();
+        let enabled = if before { "0" } else { "1" };
+        assert_eq!(out, vec![format!("THP_enabled:\t{enabled}").into_bytes()]);
     }
 
     #[test]

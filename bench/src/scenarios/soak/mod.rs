@@ -314,6 +314,7 @@ mod tests {
         let ctx = Ctx {
             quick: false,
             workers: 3,
+            codec_threads: None,
             dir: "/elsewhere".into(),
             records: None,
             jobs: None,
