@@ -453,17 +453,30 @@ mod tests {
     #[test]
     fn a_record_of_no_known_type_is_refused_naming_why() {
         for (bytes, why) in [
-            (&br#"J{"t":"shredded","job":1}"#[..], "unknown variant `shredded`"),
-            (br#"J{"job":1,"t":"shredded"}"#, "unknown variant `shredded`"),
+            (
+                &br#"J{"t":"shredded","job":1}"#[..],
+                "unknown variant `shredded`",
+            ),
+            (
+                br#"J{"job":1,"t":"shredded"}"#,
+                "unknown variant `shredded`",
+            ),
             (br#"J{"job":1}"#, "missing field `t`"),
             (br#"J{}"#, "missing field `t`"),
             (br#"J{"job":1,"t":7}"#, "not a string"),
-            (br#"J{"job":1,"job":2,"t":"next_id"}"#, "duplicate field `job`"),
+            (
+                br#"J{"job":1,"job":2,"t":"next_id"}"#,
+                "duplicate field `job`",
+            ),
             (br#"J{"t":"next_id"}"#, "missing field `next`"),
             (br#"J[1]"#, "a meta record"),
         ] {
             let err = decode(bytes).unwrap_err().to_string();
-            assert!(err.contains(why), "{}: {err}", String::from_utf8_lossy(bytes));
+            assert!(
+                err.contains(why),
+                "{}: {err}",
+                String::from_utf8_lossy(bytes)
+            );
             assert!(err.contains("incompatible version"), "{err}");
         }
     }
