@@ -368,8 +368,12 @@ pub fn source_from_reader_with(
         )),
         None => reader,
     };
+    // Up to the first `\n` (its byte before says `\n` or `\r\n`), or all
+    // of `PEEK_BYTES` without one (lone `\r` lines): a `\r` before the first
+    // `\n` decides nothing, and the first read may be a few bytes only
+    // (the compression sniff's 8).
     let (head, reader) = peek(reader, |head| {
-        !can_peek || memchr::memchr2(b'\n', b'\r', head).is_some_and(|i| i + 1 < head.len())
+        !can_peek || memchr::memchr(b'\n', head).is_some()
     })
     .with_context(|| format!("reading {name}"))?;
     let mut layout = TextLayout::sniff(&head, format.is_delimited());
@@ -638,5 +642,46 @@ mod tests {
         assert_eq!(items.len(), 3);
         assert!(matches!(&items[1], Item::Rejected { line: 3, raw, .. } if raw == b"{\"a\":"));
         assert!(matches!(&items[2], Item::Record { line: 4, .. }));
+    }
+
+    /// A stray `\r` before the first `\n` (here the file's first byte, as
+    /// in random binary input) does not make a `\n` file split on `\r`:
+    /// the sniff sees up to the first `\n`, whatever the `\r`s before it.
+    /// The first read of a file is the compression sniff's 8 bytes, so a
+    /// `\r` in them with the first `\n` further on split the whole file on
+    /// `\r` before (`hostile_input_files`, seed 1796098698883242983).
+    #[test]
+    fn a_stray_carriage_return_before_the_first_newline_keeps_newline_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        // Lines of a `\r\n` file keep their `\r`: their layout is `\n`.
+        for (text, ending) in [
+            (&b"\rthe first line\nsec\rond\nthird\n"[..], LineEnding::Lf),
+            (b"x\ry and more\r\nsecond\r\n", LineEnding::Lf),
+            (b"old\rmac\rfile\r", LineEnding::Cr),
+            (b"an old mac file\rwith long lines\r", LineEnding::Cr),
+        ] {
+            let path = dir.path().join("in.txt");
+            std::fs::write(&path, text).unwrap();
+            let mut input = open_source(&path, Format::Lines, 1 << 20).unwrap();
+            assert_eq!(input.layout.line_ending, ending, "{text:?}");
+            let records: Vec<Vec<u8>> = all(&mut *input.records)
+                .into_iter()
+                .map(|item| match item {
+                    Item::Record { bytes, .. } => bytes,
+                    other => panic!("{other:?}"),
+                })
+                .collect();
+            let split_on = if ending == LineEnding::Cr {
+                b'\r'
+            } else {
+                b'\n'
+            };
+            let want: Vec<&[u8]> = text
+                .strip_suffix(&[split_on])
+                .unwrap()
+                .split(|b| *b == split_on)
+                .collect();
+            assert_eq!(records, want, "{:?}", String::from_utf8_lossy(text));
+        }
     }
 }
