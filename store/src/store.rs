@@ -498,6 +498,12 @@ impl<F: FileLayer> Store<F> {
         }
     }
 
+    /// Sorted-run blocks read from the files so far (the runs indexed now).
+    #[cfg(test)]
+    pub(crate) fn run_block_reads(&self) -> u64 {
+        self.engine.index.read().run_block_reads()
+    }
+
     /// Keys the index holds in RAM maps (tests of the on-disk index).
     #[cfg(test)]
     pub(crate) fn keys_in_ram(&self) -> usize {

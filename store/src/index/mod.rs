@@ -19,7 +19,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use run::RunIter;
-pub(crate) use run::SortedRun;
+pub(crate) use run::{BlockCache, SortedRun};
 
 use crate::fs::FileLayer;
 use crate::segment::footer::{Counters, FooterEntry, SortedSection};
@@ -84,6 +84,8 @@ pub(crate) struct Index<F: FileLayer> {
     /// a key with no frame may have lost it there.
     unknown_loss: Option<(u64, u64)>,
     counters: Counters,
+    /// Run blocks the index's own lookups read last (`kill_visible`).
+    blocks: BlockCache,
 }
 
 impl<F: FileLayer> Index<F> {
@@ -95,6 +97,7 @@ impl<F: FileLayer> Index<F> {
             degraded: None,
             unknown_loss: None,
             counters: Counters::default(),
+            blocks: BlockCache::default(),
         }
     }
 
@@ -145,7 +148,10 @@ impl<F: FileLayer> Index<F> {
     fn kill_visible(&mut self, key: &SliceKey) {
         // A run block that fails to read was checked when the footer was;
         // the only cost of missing it here is a live-byte count too high.
-        if let Ok(Lookup::Found(old)) = self.lookup(key) {
+        // Through the block cache: frames are added in log order, and a
+        // batch's keys (a checkpoint's row pages) come in key order.
+        let newest = newest_in(&self.sources, key, Some(&mut self.blocks));
+        if let Ok(Lookup::Found(old)) = newest.map(|n| self.resolve(key, n)) {
             self.counters.live_bytes -= old.header.frame_len();
         }
     }
@@ -234,6 +240,7 @@ impl<F: FileLayer> Index<F> {
             }
             None => {
                 self.sources.remove(&segment.id);
+                self.blocks.forget(segment.id);
             }
         }
         self.counters = summary.counters;
@@ -248,6 +255,7 @@ impl<F: FileLayer> Index<F> {
             }
             None => {
                 self.sources.remove(&segment.id);
+                self.blocks.forget(segment.id);
             }
         }
     }
@@ -274,39 +282,46 @@ impl<F: FileLayer> Index<F> {
     /// Forgets the segments in `ids` (replaced by a segment compaction).
     pub fn remove_sources(&mut self, ids: &BTreeSet<u64>) {
         self.sources.retain(|id, _| !ids.contains(id));
+        for id in ids {
+            self.blocks.forget(*id);
+        }
     }
 
     pub fn counters(&self) -> Counters {
         self.counters
     }
 
-    /// The newest frame of `key` in any segment, ignoring damage.
-    fn newest(&self, key: &SliceKey) -> Result<Option<FrameLoc>, StoreError> {
-        for source in self.sources.values().rev() {
-            let found = match source {
-                Source::Map(map) => map.get(key).copied(),
-                Source::Run(run) => run.lookup(key)?,
-            };
-            if found.is_some() {
-                return Ok(found);
-            }
-        }
-        Ok(None)
-    }
-
     /// What `key` resolves to, damage included.
     pub fn lookup(&self, key: &SliceKey) -> Result<Lookup, StoreError> {
-        let newest = self.newest(key)?;
+        let newest = newest_in(&self.sources, key, None)?;
+        Ok(self.resolve(key, newest))
+    }
+
+    /// What `key`, whose newest frame ignoring damage is `newest`,
+    /// resolves to.
+    fn resolve(&self, key: &SliceKey, newest: Option<FrameLoc>) -> Lookup {
         if let Some(&damage) = self.damaged.get(key) {
             if newest.is_none_or(|loc| loc.position() < damage) {
-                return Ok(Lookup::Damaged(damage.0, damage.1));
+                return Lookup::Damaged(damage.0, damage.1);
             }
         }
-        Ok(match (newest, self.unknown_loss) {
+        match (newest, self.unknown_loss) {
             (Some(loc), _) => Lookup::Found(loc),
             (None, Some((segment_id, offset))) => Lookup::MaybeLost(segment_id, offset),
             (None, None) => Lookup::Absent,
-        })
+        }
+    }
+
+    /// Run blocks read from the files so far, over the runs indexed now.
+    #[cfg(test)]
+    pub fn run_block_reads(&self) -> u64 {
+        self.sources
+            .values()
+            .map(|source| match source {
+                Source::Run(run) => run.block_reads(),
+                Source::Map(_) => 0,
+            })
+            .sum()
     }
 
     /// True when a damaged range hides `loc` (a newer frame was lost).
@@ -553,4 +568,24 @@ pub(crate) fn key_range(
     }
     let key = |seq| SliceKey { owner, stream, seq };
     Some((key(lo), key(hi)))
+}
+
+/// The newest frame of `key` in `sources` (newest segment first), ignoring
+/// damage; run blocks through `cache` when given.
+fn newest_in<F: FileLayer>(
+    sources: &BTreeMap<u64, Source<F>>,
+    key: &SliceKey,
+    mut cache: Option<&mut BlockCache>,
+) -> Result<Option<FrameLoc>, StoreError> {
+    for source in sources.values().rev() {
+        let found = match (source, cache.as_deref_mut()) {
+            (Source::Map(map), _) => map.get(key).copied(),
+            (Source::Run(run), Some(cache)) => run.lookup_cached(key, cache)?,
+            (Source::Run(run), None) => run.lookup(key)?,
+        };
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
 }

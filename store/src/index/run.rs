@@ -3,6 +3,7 @@
 //! reads one block (128 entries of 56 bytes) with pread, so RSS does not
 //! grow with the keys read.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::fs::{FileHandle, FileLayer};
@@ -27,6 +28,34 @@ pub(crate) struct SortedRun<F: FileLayer> {
     /// found when the block is read, never served.
     block_crcs: Vec<u32>,
     last: SliceKey,
+    /// Blocks read from the file so far (each read is a `pread` and a
+    /// CRC): what a [`BlockCache`] saves is counted here.
+    block_reads: AtomicU64,
+}
+
+/// The last blocks of sorted runs read, verified, for lookups that come in
+/// key order: the index's own lookups as frames are added, at recovery of
+/// an unsealed tail (every slice frame there, often a checkpoint's row
+/// pages in page order, looks up its key in the runs before it) and at
+/// each append. Without it each such lookup read and checked a block of
+/// every run whose key range held the key: 95% of a reopen of a 20M-job
+/// store (ARCHITECTURE.md, "Recovery reads each run block once").
+/// Sealed segments never change; a segment's blocks are forgotten when
+/// it leaves the index.
+#[derive(Default)]
+pub(crate) struct BlockCache {
+    /// (segment, block, its bytes), the most recently used last.
+    blocks: Vec<(u64, usize, Vec<u8>)>,
+}
+
+impl BlockCache {
+    /// Blocks kept: one each for the runs a lookup passes through.
+    const BLOCKS: usize = 32;
+
+    /// Forgets the blocks of `segment_id`.
+    pub fn forget(&mut self, segment_id: u64) {
+        self.blocks.retain(|(id, _, _)| *id != segment_id);
+    }
 }
 
 /// The key of a raw entry (offset ++ header bytes 0..48) without decoding it.
@@ -74,7 +103,14 @@ impl<F: FileLayer> SortedRun<F> {
             fences,
             block_crcs,
             last,
+            block_reads: AtomicU64::new(0),
         })
+    }
+
+    /// Blocks read from the file so far.
+    #[cfg(test)]
+    pub fn block_reads(&self) -> u64 {
+        self.block_reads.load(Ordering::Relaxed)
     }
 
     pub fn first(&self) -> SliceKey {
@@ -109,10 +145,16 @@ impl<F: FileLayer> SortedRun<F> {
         b: usize,
         f: impl FnOnce(&[u8]) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        f(&self.read_block(b)?)
+    }
+
+    /// Block `b`'s bytes, read and checked against its CRC.
+    fn read_block(&self, b: usize) -> Result<Vec<u8>, StoreError> {
         let first = (b * BLOCK_ENTRIES) as u64;
         let n = (self.count - first).min(BLOCK_ENTRIES as u64);
         let at = self.offset + first * FOOTER_ENTRY_LEN as u64;
         let len = n * FOOTER_ENTRY_LEN as u64;
+        self.block_reads.fetch_add(1, Ordering::Relaxed);
         // pread, not the map: a block read leaves nothing mapped, so RSS
         // does not grow with the blocks read (the page cache keeps them).
         let mut bytes = vec![0u8; len as usize];
@@ -123,7 +165,17 @@ impl<F: FileLayer> SortedRun<F> {
         if crc32fast::hash(&bytes) != self.block_crcs[b] {
             return Err(self.corrupt(at, "index block checksum mismatch".into()));
         }
-        f(&bytes)
+        Ok(bytes)
+    }
+
+    /// The entry of `key` in `bytes`, one block of this run.
+    fn find(&self, bytes: &[u8], key: &SliceKey) -> Result<Option<FrameLoc>, StoreError> {
+        let entries: Vec<&[u8]> = bytes.chunks_exact(FOOTER_ENTRY_LEN).collect();
+        let Ok(i) = entries.binary_search_by(|raw| key_at(raw).cmp(key)) else {
+            return Ok(None);
+        };
+        let e = decode_entry(entries[i]).map_err(|e| self.corrupt(self.offset, e.0))?;
+        Ok(Some(self.loc(e)))
     }
 
     fn loc(&self, e: FooterEntry) -> FrameLoc {
@@ -140,14 +192,35 @@ impl<F: FileLayer> SortedRun<F> {
             return Ok(None);
         }
         let b = self.block_of(key);
-        self.with_block(b, |bytes| {
-            let entries: Vec<&[u8]> = bytes.chunks_exact(FOOTER_ENTRY_LEN).collect();
-            let Ok(i) = entries.binary_search_by(|raw| key_at(raw).cmp(key)) else {
-                return Ok(None);
-            };
-            let e = decode_entry(entries[i]).map_err(|e| self.corrupt(self.offset, e.0))?;
-            Ok(Some(self.loc(e)))
-        })
+        self.with_block(b, |bytes| self.find(bytes, key))
+    }
+
+    /// [`SortedRun::lookup`], reading its block through `cache`.
+    pub fn lookup_cached(
+        &self,
+        key: &SliceKey,
+        cache: &mut BlockCache,
+    ) -> Result<Option<FrameLoc>, StoreError> {
+        if *key < self.first() || *key > self.last {
+            return Ok(None);
+        }
+        let (id, b) = (self.segment.id, self.block_of(key));
+        let at = cache
+            .blocks
+            .iter()
+            .position(|(s, blk, _)| *s == id && *blk == b);
+        let entry = match at {
+            Some(i) => cache.blocks.remove(i),
+            None => {
+                if cache.blocks.len() == BlockCache::BLOCKS {
+                    cache.blocks.remove(0);
+                }
+                (id, b, self.read_block(b)?)
+            }
+        };
+        cache.blocks.push(entry);
+        let (_, _, bytes) = cache.blocks.last().expect("just pushed");
+        self.find(bytes, key)
     }
 
     /// Every entry of block `b`, in key order.
