@@ -168,3 +168,59 @@ async fn commits_go_on_while_a_checkpoint_builds_its_pages() {
     assert_eq!(state_of(&l.st, 140), JobState::Completed);
     assert_eq!(state_of(&l.st, 210), JobState::Queued);
 }
+
+/// Taking a snapshot shares the changed rows with the table instead of
+/// copying each under the state lock: it holds at most 32 bytes a row
+/// (its entry: the id and the shared row), where a copy of each `Job`
+/// held 400 bytes and more.
+#[test]
+fn a_snapshot_shares_the_changed_rows_with_the_table() {
+    let n = 1_000;
+    let mut st = State::new(book());
+    st.book.live = true;
+    let mut l = Logged::new(st);
+    l.apply(&created(1, n)).unwrap();
+    l.checkpoint();
+    l.apply(&done(1..=n as JobId)).unwrap();
+    assert_eq!(l.st.table.changed(), n);
+    let (snapshot, held) = booster_tests::alloc::held_bytes(|| RowSnapshot::take(&mut l.st));
+    let snapshot = snapshot.expect("a snapshot over an image");
+    let per_row = held as f64 / n as f64;
+    assert!(per_row <= 32.0, "{per_row:.1} bytes a row");
+    let prebuilt = snapshot.build(&*l.store);
+    assert_eq!(prebuilt.pages(), 16, "pages 0 to 15");
+    assert_eq!(l.checkpoint_prebuilt(prebuilt), 0, "every page taken");
+    let before = rows(&l.st);
+    reopen(&mut l);
+    assert_eq!(rows(&l.st), before);
+}
+
+/// A row the snapshot shares and a record changes after it is copied by
+/// the change: the snapshot keeps the row as it was at the seal (job 150
+/// paused), the table has it newest (queued again), and the seal builds
+/// its page again from the newest.
+#[test]
+fn a_row_changed_while_a_snapshot_holds_it_stays_in_the_snapshot_as_it_was() {
+    let mut l = three_pages_changed();
+    let control = |action| Meta::Control {
+        job: 150,
+        at_ms: 3,
+        action,
+    };
+    l.apply(&control(Control::Pause)).unwrap();
+    let snapshot = RowSnapshot::take(&mut l.st).expect("a snapshot over an image");
+    l.apply(&control(Control::Resume)).unwrap();
+    assert_eq!(
+        snapshot.row(150).map(|j| j.state),
+        Some(JobState::Paused),
+        "the snapshot's row as it was"
+    );
+    assert_eq!(state_of(&l.st, 150), JobState::Queued);
+    let prebuilt = snapshot.build(&*l.store);
+    assert_eq!(prebuilt.pages(), 3);
+    assert_eq!(l.checkpoint_prebuilt(prebuilt), 1, "page 2 built again");
+    let before = rows(&l.st);
+    reopen(&mut l);
+    assert_eq!(rows(&l.st), before);
+    assert_eq!(state_of(&l.st, 150), JobState::Queued);
+}

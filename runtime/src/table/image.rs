@@ -268,7 +268,10 @@ fn touched_pages(
         if generation > sealed {
             changed_since.insert(page);
         }
-        by_page.entry(page).or_default().push((id, job));
+        by_page
+            .entry(page)
+            .or_default()
+            .push((id, job.map(|j| &**j)));
     }
     for (page, changes) in by_page {
         let current = pre.remove(&page).filter(|p| {

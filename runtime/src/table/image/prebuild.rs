@@ -4,6 +4,7 @@
 //! page still current as it is and builds the others again.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::{build_page, keys, read_stored, Image};
 use crate::slice_store::SliceStore;
@@ -11,16 +12,18 @@ use crate::state::State;
 use crate::table::Job;
 use crate::JobId;
 
-/// The changed rows of the table, cloned under the state lock with the
+/// The changed rows of the table, shared under the state lock with the
 /// table's generation sealed, for `prebuild` to build their pages from
 /// without it (ARCHITECTURE.md, "3.4 The checkpoint off the state lock").
 pub struct RowSnapshot {
     sealed: u64,
-    /// Boxed, and sized before the copy: a `Job` is about 370 bytes, so a
-    /// vector of them grown by doubling copied each row twice more and
-    /// faulted in fresh pages under the state lock (7.9% of a burn-down's
-    /// CPU, perf; bench/RESULTS.md).
-    rows: Vec<(JobId, Option<Box<Job>>)>,
+    /// The rows as the overlay holds them, shared (`Arc`), not copied: a
+    /// row changed while the snapshot holds it is copied by the change
+    /// (`TableView::resident_mut`), so these stay as they were at the
+    /// seal. Copying each `Job` (about 370 bytes, boxed) under the state
+    /// lock was 4.5 % of a 1M burn-down's CPU and dropping the copies
+    /// 0.6 % more (perf, ARCHITECTURE.md "Session 17's cuts").
+    rows: Vec<(JobId, Option<Arc<Job>>)>,
 }
 
 /// Row pages built from a `RowSnapshot`: what the seal takes as it is for
@@ -65,13 +68,17 @@ impl RowSnapshot {
             return None;
         }
         let mut rows = Vec::with_capacity(table.changed());
-        rows.extend(
-            table
-                .dirty()
-                .map(|(id, j, _)| (id, j.map(|j| Box::new(j.clone())))),
-        );
+        rows.extend(table.dirty().map(|(id, j, _)| (id, j.cloned())));
         let sealed = state.table.seal();
         Some(RowSnapshot { sealed, rows })
+    }
+
+    /// Changed row `id` as the snapshot holds it (None: not changed, or
+    /// gone).
+    #[cfg(test)]
+    pub fn row(&self, id: JobId) -> Option<&Job> {
+        let at = self.rows.binary_search_by_key(&id, |r| r.0).ok()?;
+        self.rows[at].1.as_deref()
     }
 
     /// Reads, merges and encodes the touched pages over the stored ones.
