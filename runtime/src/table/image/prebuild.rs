@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{build_page, keys, read_stored, Image};
+use super::{keys, read_stored, PageMerge};
 use crate::slice_store::SliceStore;
 use crate::state::State;
 use crate::table::Job;
@@ -27,7 +27,8 @@ pub struct RowSnapshot {
 }
 
 /// Row pages built from a `RowSnapshot`: what the seal takes as it is for
-/// each page whose changed rows are still those of the snapshot.
+/// each page whose changed rows are still those of the snapshot, and
+/// merges the rows changed since into for a page where they are more.
 pub struct Prebuilt {
     /// The table's generation sealed at the snapshot: a row changed
     /// since has a newer one.
@@ -38,7 +39,9 @@ pub struct Prebuilt {
 pub(super) struct PrebuiltPage {
     /// The changed rows it merged, ascending.
     pub(super) ids: Vec<JobId>,
-    pub(super) image: Image,
+    /// The stored page with those rows merged in, not yet finished: the
+    /// seal may merge more.
+    pub(super) merge: PageMerge,
 }
 
 impl Prebuilt {
@@ -97,10 +100,10 @@ impl RowSnapshot {
             let Ok(stored) = read_stored(store, page) else {
                 continue;
             };
-            let mut image = Image::default();
-            build_page(page, stored, &changes, &mut image);
+            let mut merge = PageMerge::over(page, stored);
+            merge.merge(&changes);
             let ids = changes.iter().map(|c| c.0).collect();
-            pages.insert(page, PrebuiltPage { ids, image });
+            pages.insert(page, PrebuiltPage { ids, merge });
         }
         Prebuilt {
             sealed: self.sealed,
