@@ -150,7 +150,7 @@ impl PageMerge {
 mod tests {
     use serde_json::{json, Value};
 
-    use super::super::{touched_pages, Image, RowSnapshot};
+    use super::super::{all_among, touched_pages, Image, Prebuilt, RowSnapshot};
     use crate::logged_tests::Logged;
     use crate::meta::{Control, Meta};
     use crate::prebuild_tests::created;
@@ -185,17 +185,11 @@ mod tests {
         format!("{:?}\n{:?}\n{:?}", image.puts, image.deletes, image.filed)
     }
 
-    /// The replay invariant over pre-built pages: pages built at the seal
-    /// over their pre-built merge write byte for byte what the seal alone
-    /// builds over the stored pages, for rows merged twice (job 20: a
-    /// stored stub queued again in the snapshot, completed since; job 30:
-    /// a large row in the snapshot, destroyed since), rows destroyed since
-    /// (job 5), rows of a stored stub changed only since (job 21), rows
-    /// done and created since (131 to 140, 201 to 210). Page 1 is taken as
-    /// pre-built, pages 0 and 2 are merged again without a read, page 3
-    /// (no snapshot row) is read.
-    #[test]
-    fn a_page_merged_again_over_its_prebuilt_merge_is_the_page_the_seal_alone_builds() {
+    /// 200 queued jobs in a checkpoint's image; jobs 20 and 21 failed
+    /// with a long reason (stubs) in it; jobs 1 to 130 but 20 and 21
+    /// done since (30 with a large result) and 20 queued again; then the
+    /// snapshot and its pages (0 to 2) built.
+    fn snapshot_built() -> (Logged, Prebuilt) {
         let mut st = State::new(book());
         st.book.live = true;
         let mut l = Logged::new(st);
@@ -209,6 +203,21 @@ mod tests {
         let snapshot = RowSnapshot::take(&mut l.st).expect("a snapshot over an image");
         let prebuilt = snapshot.build(&*l.store);
         assert_eq!(prebuilt.pages(), 3, "pages 0 to 2");
+        (l, prebuilt)
+    }
+
+    /// The replay invariant over pre-built pages: pages built at the seal
+    /// over their pre-built merge write byte for byte what the seal alone
+    /// builds over the stored pages, for rows merged twice (job 20: a
+    /// stored stub queued again in the snapshot, completed since; job 30:
+    /// a large row in the snapshot, destroyed since), rows destroyed since
+    /// (job 5), rows of a stored stub changed only since (job 21), rows
+    /// done and created since (131 to 140, 201 to 210). Page 1 is taken as
+    /// pre-built, pages 0 and 2 are merged again without a read, page 3
+    /// (no snapshot row) is read.
+    #[test]
+    fn a_page_merged_again_over_its_prebuilt_merge_is_the_page_the_seal_alone_builds() {
+        let (mut l, prebuilt) = snapshot_built();
         l.apply(&control(5, Control::Destroy)).unwrap();
         l.apply(&finished([20].into_iter(), &[], &[])).unwrap();
         l.apply(&control(21, Control::Retry)).unwrap();
@@ -223,5 +232,42 @@ mod tests {
         let alone = touched_pages(&l.st, &*l.store, None).expect("the pages");
         assert_eq!((alone.pages, alone.pages_read), (4, 4));
         assert_eq!(writes(over), writes(alone));
+    }
+
+    /// A row of a pre-built page that left the overlay before the seal
+    /// (`State::drop_placed` takes it out: job 70, done in the snapshot)
+    /// cannot be taken out of the merge again: its page is read and built
+    /// again, and the seal writes what it writes with no pre-built page,
+    /// the stored row kept. Pages 0 and 2 (no change since) are taken as
+    /// pre-built.
+    #[test]
+    fn a_prebuilt_page_whose_row_left_the_overlay_is_read_again() {
+        let (mut l, prebuilt) = snapshot_built();
+        assert!(l.st.table.take_resident(70).is_some(), "a changed row");
+
+        let reads = l.page_reads();
+        let over = touched_pages(&l.st, &*l.store, Some(prebuilt)).expect("the pages");
+        let over_reads = l.page_reads() - reads;
+        let over_pages = (over.pages, over.pages_read);
+        let alone = touched_pages(&l.st, &*l.store, None).expect("the pages");
+        assert_eq!((alone.pages, alone.pages_read), (3, 3));
+        assert_eq!(writes(over), writes(alone));
+        assert_eq!(over_reads, 1, "page 1 is read again");
+        assert_eq!(over_pages, (1, 1));
+    }
+
+    /// `all_among` over ascending ids: every one must be found.
+    #[test]
+    fn all_among_finds_every_id_or_says_false() {
+        let among = |ids: &[JobId], of: &[JobId]| all_among(ids, of.iter().copied());
+        assert!(among(&[], &[]));
+        assert!(among(&[], &[1, 2]));
+        assert!(!among(&[1], &[]));
+        assert!(!among(&[1, 5], &[2, 3, 5]), "the first missing");
+        assert!(!among(&[1, 5], &[1, 3, 4]), "the last missing");
+        assert!(!among(&[1, 5], &[1, 3, 6]), "the last passed over");
+        assert!(among(&[2, 5, 9], &[1, 2, 3, 5, 7, 9, 11]), "interleaved");
+        assert!(!among(&[2, 6, 9], &[1, 2, 3, 5, 7, 9, 11]), "one between");
+        assert!(among(&[2, 5, 9], &[2, 5, 9]));
     }
 }
