@@ -156,7 +156,8 @@ mod tests {
     use crate::prebuild_tests::created;
     use crate::retention_tests::book;
     use crate::state::State;
-    use crate::JobId;
+    use crate::{JobId, JobSpec};
+    use booster_store::SliceKey;
 
     /// Jobs `ids` finished: completed with a small result, but `large`
     /// (past `MAX_INLINE_ROW`, so its page holds a stub) and `failed`
@@ -185,21 +186,56 @@ mod tests {
         format!("{:?}\n{:?}\n{:?}", image.puts, image.deletes, image.filed)
     }
 
-    /// 200 queued jobs in a checkpoint's image; jobs 20 and 21 failed
-    /// with a long reason (stubs) in it; jobs 1 to 130 but 20 and 21
-    /// done since (30 with a large result) and 20 queued again; then the
-    /// snapshot and its pages (0 to 2) built.
+    /// Jobs 1 to 200 created queued: simple, but `SLICED` (each with a
+    /// slice map).
+    fn created_with_sliced() -> Meta {
+        let spec = |id| match SLICED.contains(&id) {
+            true => JobSpec::sliced("s"),
+            false => JobSpec::simple("k", Value::Null),
+        };
+        Meta::Created {
+            first_id: 1,
+            at_ms: 1,
+            specs: (1..=200).map(spec).collect(),
+        }
+    }
+
+    /// Jobs 150 and 160 (page 2) are sliced.
+    const SLICED: [JobId; 2] = [150, 160];
+
+    /// Slice `slice` of 10 records uploaded into sliced job `job`: its
+    /// slice map changes.
+    fn uploaded(job: JobId, slice: u64) -> Meta {
+        Meta::Uploaded {
+            job,
+            slice,
+            first_record: slice * 10 + 1,
+            records: 10,
+            rejects: 0,
+            line_first: None,
+            lines: None,
+            numbers: None,
+            reject_errors: Vec::new(),
+        }
+    }
+
+    /// 200 queued jobs in a checkpoint's image (150 and 160 sliced);
+    /// jobs 20 and 21 failed with a long reason (stubs) in it; jobs 1 to
+    /// 130 but 20 and 21 done since (30 with a large result), 20 queued
+    /// again and a slice uploaded into 150; then the snapshot and its
+    /// pages (0 to 2) built.
     fn snapshot_built() -> (Logged, Prebuilt) {
         let mut st = State::new(book());
         st.book.live = true;
         let mut l = Logged::new(st);
-        l.apply(&created(1, 200)).unwrap();
+        l.apply(&created_with_sliced()).unwrap();
         l.apply(&finished([20, 21].into_iter(), &[], &[20, 21]))
             .unwrap();
         l.checkpoint();
         l.apply(&finished((1..=19).chain(22..=130), &[30], &[]))
             .unwrap();
         l.apply(&control(20, Control::Retry)).unwrap();
+        l.apply(&uploaded(150, 0)).unwrap();
         let snapshot = RowSnapshot::take(&mut l.st).expect("a snapshot over an image");
         let prebuilt = snapshot.build(&*l.store);
         assert_eq!(prebuilt.pages(), 3, "pages 0 to 2");
@@ -210,15 +246,19 @@ mod tests {
     /// over their pre-built merge write byte for byte what the seal alone
     /// builds over the stored pages, for rows merged twice (job 20: a
     /// stored stub queued again in the snapshot, completed since; job 30:
-    /// a large row in the snapshot, destroyed since), rows destroyed since
-    /// (job 5), rows of a stored stub changed only since (job 21), rows
-    /// done and created since (131 to 140, 201 to 210). Page 1 is taken as
-    /// pre-built, pages 0 and 2 are merged again without a read, page 3
-    /// (no snapshot row) is read.
+    /// a large row in the snapshot, destroyed since; sliced job 150: its
+    /// slice map changed in the snapshot, destroyed since, the map
+    /// deleted), rows destroyed since (job 5), rows of a stored stub
+    /// changed only since (job 21), a sliced row whose map changed only
+    /// since (job 160), rows done and created since (131 to 140, 201 to
+    /// 210). Page 1 is taken as pre-built, pages 0 and 2 are merged again
+    /// without a read, page 3 (no snapshot row) is read.
     #[test]
     fn a_page_merged_again_over_its_prebuilt_merge_is_the_page_the_seal_alone_builds() {
         let (mut l, prebuilt) = snapshot_built();
         l.apply(&control(5, Control::Destroy)).unwrap();
+        l.apply(&control(150, Control::Destroy)).unwrap();
+        l.apply(&uploaded(160, 0)).unwrap();
         l.apply(&finished([20].into_iter(), &[], &[])).unwrap();
         l.apply(&control(21, Control::Retry)).unwrap();
         l.apply(&control(30, Control::Destroy)).unwrap();
@@ -231,6 +271,11 @@ mod tests {
         assert_eq!((over.pages, over.pages_read), (3, 1));
         let alone = touched_pages(&l.st, &*l.store, None).expect("the pages");
         assert_eq!((alone.pages, alone.pages_read), (4, 4));
+        let map_keys =
+            |keys: &[SliceKey]| SLICED.map(|id| keys.contains(&crate::table::keys::slice_map(id)));
+        let put: Vec<SliceKey> = over.puts.iter().map(|(k, _)| *k).collect();
+        assert_eq!(map_keys(&put), [false, true], "160's new map");
+        assert_eq!(map_keys(&over.deletes), [true, false], "150's map deleted");
         assert_eq!(writes(over), writes(alone));
     }
 
