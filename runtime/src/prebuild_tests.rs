@@ -184,6 +184,17 @@ async fn commits_go_on_while_a_checkpoint_builds_its_pages() {
     assert_eq!(state_of(&l.st, 210), JobState::Queued);
 }
 
+/// Jobs 1 to `n` queued in a checkpoint's image, done since.
+fn done_since_image(n: usize) -> Logged {
+    let mut st = State::new(book());
+    st.book.live = true;
+    let mut l = Logged::new(st);
+    l.apply(&created(1, n)).unwrap();
+    l.checkpoint();
+    l.apply(&done(1..=n as JobId)).unwrap();
+    l
+}
+
 /// Taking a snapshot shares the changed rows with the table instead of
 /// copying each under the state lock: it holds at most 32 bytes a row
 /// (its entry: the id and the shared row), where a copy of each `Job`
@@ -191,12 +202,7 @@ async fn commits_go_on_while_a_checkpoint_builds_its_pages() {
 #[test]
 fn a_snapshot_shares_the_changed_rows_with_the_table() {
     let n = 1_000;
-    let mut st = State::new(book());
-    st.book.live = true;
-    let mut l = Logged::new(st);
-    l.apply(&created(1, n)).unwrap();
-    l.checkpoint();
-    l.apply(&done(1..=n as JobId)).unwrap();
+    let mut l = done_since_image(n);
     assert_eq!(l.st.table.changed(), n);
     let (snapshot, held) = booster_tests::alloc::held_bytes(|| RowSnapshot::take(&mut l.st));
     let snapshot = snapshot.expect("a snapshot over an image");
@@ -269,12 +275,7 @@ fn a_page_changed_since_the_prebuild_is_not_read_again_at_the_seal() {
 #[test]
 fn a_prebuilt_page_is_held_in_at_most_16_kb() {
     let n = 16 * 64 - 1;
-    let mut st = State::new(book());
-    st.book.live = true;
-    let mut l = Logged::new(st);
-    l.apply(&created(1, n)).unwrap();
-    l.checkpoint();
-    l.apply(&done(1..=n as JobId)).unwrap();
+    let mut l = done_since_image(n);
     // The build frees the snapshot it consumes: what it held is added back.
     let (snapshot, snapshot_held) =
         booster_tests::alloc::held_bytes(|| RowSnapshot::take(&mut l.st));

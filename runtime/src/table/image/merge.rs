@@ -242,6 +242,7 @@ mod tests {
     use crate::prebuild_tests::created;
     use crate::retention_tests::book;
     use crate::state::State;
+    use crate::state_tests::uploaded;
     use crate::{JobId, JobSpec};
     use booster_store::SliceKey;
 
@@ -289,22 +290,6 @@ mod tests {
     /// Jobs 150 and 160 (page 2) are sliced.
     const SLICED: [JobId; 2] = [150, 160];
 
-    /// Slice `slice` of 10 records uploaded into sliced job `job`: its
-    /// slice map changes.
-    fn uploaded(job: JobId, slice: u64) -> Meta {
-        Meta::Uploaded {
-            job,
-            slice,
-            first_record: slice * 10 + 1,
-            records: 10,
-            rejects: 0,
-            line_first: None,
-            lines: None,
-            numbers: None,
-            reject_errors: Vec::new(),
-        }
-    }
-
     /// 200 queued jobs in a checkpoint's image (150 and 160 sliced);
     /// jobs 20 and 21 failed with a long reason (stubs) in it; jobs 1 to
     /// 130 but 20 and 21 done since (30 with a large result, 40 failed
@@ -322,7 +307,7 @@ mod tests {
         l.apply(&finished((1..=19).chain(22..=130), &[30], &[40]))
             .unwrap();
         l.apply(&control(20, Control::Retry)).unwrap();
-        l.apply(&uploaded(150, 0)).unwrap();
+        l.apply(&uploaded(150, 0, 10)).unwrap();
         let snapshot = RowSnapshot::take(&mut l.st).expect("a snapshot over an image");
         let prebuilt = snapshot.build(&*l.store);
         assert_eq!(prebuilt.pages(), 3, "pages 0 to 2");
@@ -348,7 +333,7 @@ mod tests {
         l.apply(&control(5, Control::Destroy)).unwrap();
         l.apply(&control(150, Control::Destroy)).unwrap();
         l.apply(&control(40, Control::Retry)).unwrap();
-        l.apply(&uploaded(160, 0)).unwrap();
+        l.apply(&uploaded(160, 0, 10)).unwrap();
         l.apply(&finished([20].into_iter(), &[], &[])).unwrap();
         l.apply(&control(21, Control::Retry)).unwrap();
         l.apply(&control(30, Control::Destroy)).unwrap();
