@@ -832,6 +832,11 @@ pub struct CheckpointTimes {
     /// first) under the gate and lock.
     pub pages_prebuilt: u64,
     pub pages_sealed: u64,
+    /// Of `pages_sealed`, those read from the store under the gate and
+    /// lock; the others were merged over their pre-built page, only the
+    /// rows changed since the snapshot merged again.
+    #[serde(default)]
+    pub pages_sealed_read: u64,
 }
 
 /// A record a handler could not process.

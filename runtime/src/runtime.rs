@@ -1196,7 +1196,8 @@ pub(crate) fn enqueue_checkpoint(
                 .needs_room_before_compaction("the checkpoint a compaction starts with"),
             false => built.batch,
         };
-        (batch, built.record, built.log, sealed, built.pages)
+        let pages = (built.pages, built.pages_read);
+        (batch, built.record, built.log, sealed, pages)
     };
     let lock_us = locked.elapsed().as_micros() as u64;
     let seq = match &record {
@@ -1217,7 +1218,8 @@ pub(crate) fn enqueue_checkpoint(
     t.taken += 1;
     t.lock_us += lock_us;
     t.enqueue_us += enqueue_us;
-    t.pages_sealed += pages;
+    t.pages_sealed += pages.0;
+    t.pages_sealed_read += pages.1;
     drop(st);
     Ok((rx, seq, log))
 }

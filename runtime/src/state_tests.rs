@@ -34,7 +34,9 @@ fn created(first_id: u64, specs: Vec<JobSpec>) -> Meta {
     }
 }
 
-fn uploaded(job: u64, slice: u64, records: u32) -> Meta {
+/// Slice `slice` of job `job` uploaded: `records` records, numbered on
+/// from `slice * 10 + 1`.
+pub(crate) fn uploaded(job: u64, slice: u64, records: u32) -> Meta {
     Meta::Uploaded {
         job,
         slice,

@@ -228,7 +228,7 @@ fn print_checkpoint_times(rt: &Runtime) {
     let ms = |us: u64| us as f64 / 1e3;
     eprintln!(
         "checkpoints: {} taken; ms in all: prebuild {:.0}, gate {:.0} (drain {:.0}, enqueue {:.0}), \
-         state lock {:.0}; pages prebuilt {}, built under the gate {}",
+         state lock {:.0}; pages prebuilt {}, built under the gate {} (read there {})",
         t.taken,
         ms(t.prebuild_us),
         ms(t.gate_us),
@@ -236,7 +236,8 @@ fn print_checkpoint_times(rt: &Runtime) {
         ms(t.enqueue_us),
         ms(t.lock_us),
         t.pages_prebuilt,
-        t.pages_sealed
+        t.pages_sealed,
+        t.pages_sealed_read
     );
 }
 

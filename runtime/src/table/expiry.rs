@@ -117,6 +117,7 @@ pub fn due_ms(retention: &crate::Retention, f: u8, minute: u64) -> u64 {
 
 /// The rows a checkpoint files, by (f, minute).
 #[derive(Default)]
+#[cfg_attr(test, derive(Debug))]
 pub struct Filed(BTreeMap<Filing, Vec<JobId>>);
 
 impl Filed {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use booster_store::{Batch, SliceKey};
 
 use super::keys::{self, ROW_LARGE, ROW_PAGE, SLICE_MAP, STATE_INDEX_BASE, TABLE_OWNER};
-use super::kind_index::{self, KindMasks};
+use super::kind_index;
 use super::kinds::KindId;
 use super::row::{self, Row, RowBody, STATE_DESTROYED};
 use super::{convert, expiry, page, slice_map, Job};
@@ -22,7 +22,9 @@ use crate::slice_store::SliceStore;
 use crate::state::State;
 use crate::{JobId, JobState, RuntimeError};
 
+mod merge;
 mod prebuild;
+use merge::PageMerge;
 pub use prebuild::{Prebuilt, RowSnapshot};
 
 /// Every key of (`TABLE_OWNER`, `stream`), ascending; an index that
@@ -62,18 +64,11 @@ struct Image {
     /// The rows that finished or were destroyed since the stored page
     /// (`expiry.rs`).
     filed: expiry::Filed,
-    /// Row pages built here (not taken pre-built).
+    /// Row pages built here (not taken pre-built as they were).
     pages: u64,
-}
-
-impl Image {
-    /// Adds `other`, a pre-built page's image (its keys are its page's
-    /// own, so the order among pages does not matter).
-    fn take(&mut self, other: Image) {
-        self.puts.extend(other.puts);
-        self.deletes.extend(other.deletes);
-        self.filed.merge(other.filed);
-    }
+    /// Of `pages`, those read from the store here (the others were
+    /// merged over their pre-built page).
+    pages_read: u64,
 }
 
 /// A page as the store holds it: its rows' heads (`row::head`) and their
@@ -122,11 +117,8 @@ pub(super) fn each_stored_page(
     Ok(pages.get(max_pages).map(|item| item.key.seq))
 }
 
-/// Page `page` rebuilt: the stored page (None: written whole) with
-/// `changes` (None: the row went) merged in; its large rows, slice maps,
-/// state masks and kind masks (recomputed from the merged page, so
-/// rebuilding a page twice is harmless), and deletes of what the stored
-/// page had and the new one has not.
+/// Page `page` built: the stored page (None: written whole) with
+/// `changes` (None: the row went) merged in (`merge::PageMerge`).
 fn build_page(
     page: u64,
     stored: Option<StoredPage>,
@@ -134,72 +126,9 @@ fn build_page(
     out: &mut Image,
 ) {
     out.pages += 1;
-    let had_page = stored.is_some();
-    // Each row's record, state byte and kind id.
-    let mut slots: BTreeMap<JobId, (Vec<u8>, u8, KindId)> = BTreeMap::new();
-    let mut old_kinds = KindMasks::new();
-    let mut old_masks = [0u64; STATES];
-    // (a stub, sliced, where it is filed for the sweep) of each stored row.
-    let mut old: HashMap<JobId, (bool, bool, Option<expiry::Filing>)> = HashMap::new();
-    if let Some(StoredPage { heads, records }) = stored {
-        old_kinds = kind_index::masks_of(heads.iter().map(|h| (h.id, h.state, h.kind)));
-        for (h, record) in heads.into_iter().zip(records) {
-            let slot = keys::page_of(h.id).1;
-            old_masks[usize::from(h.state)] |= 1 << slot;
-            old.insert(h.id, (h.stub(), h.sliced(), expiry::slot_of_head(&h)));
-            slots.insert(h.id, (record, h.state, h.kind));
-        }
-    }
-    for &(id, job) in changes {
-        slots.remove(&id);
-        let (was_stub, was_sliced, was_filed) = old.get(&id).copied().unwrap_or_default();
-        let (mut large, mut sliced) = (false, false);
-        if let Some(job) = job {
-            if let Some(at) = expiry::slot_of(job).filter(|at| Some(*at) != was_filed) {
-                out.filed.add(at, id);
-            }
-            let (row, map) = convert::row_of(job);
-            let (inline, whole) = row::encode_for_page(&row);
-            if let Some(whole) = whole {
-                out.puts.push((keys::row_large(id), vec![whole]));
-                large = true;
-            }
-            if let Some(map) = map {
-                out.puts
-                    .push((keys::slice_map(id), vec![slice_map::encode(&map)]));
-                sliced = true;
-            }
-            slots.insert(id, (inline, row.state, row.kind));
-        }
-        if was_stub && !large {
-            out.deletes.push(keys::row_large(id));
-        }
-        if was_sliced && !sliced {
-            out.deletes.push(keys::slice_map(id));
-        }
-    }
-    let mut masks = [0u64; STATES];
-    for (id, (_, state, _)) in &slots {
-        masks[usize::from(*state)] |= 1 << keys::page_of(*id).1;
-    }
-    let kinds = kind_index::masks_of(slots.iter().map(|(id, (_, s, k))| (*id, *s, *k)));
-    kind_index::changes(page, &old_kinds, &kinds, &mut out.puts, &mut out.deletes);
-    for (s, (&new, &was)) in masks.iter().zip(&old_masks).enumerate() {
-        let key = keys::state_index(s as u8, page).expect("a row state byte");
-        if new != 0 && new != was {
-            out.puts.push((key, vec![keys::encode_mask(new)]));
-        } else if new == 0 && was != 0 {
-            out.deletes.push(key);
-        }
-    }
-    if slots.is_empty() {
-        if had_page {
-            out.deletes.push(keys::row_page(page));
-        }
-    } else {
-        let records = slots.into_values().map(|(r, _, _)| r).collect();
-        out.puts.push((keys::row_page(page), records));
-    }
+    let mut merge = PageMerge::over(page, stored);
+    merge.merge(changes);
+    merge.finish(out);
 }
 
 /// The whole table, every page written afresh, and a delete of every key
@@ -243,8 +172,10 @@ impl From<RuntimeError> for Unbuilt {
 
 /// The pages the rows changed since the image was written touch,
 /// rebuilt over the stored pages; a page of `prebuilt` still current is
-/// taken as it was built (ARCHITECTURE.md, "3.4 The checkpoint off the
-/// state lock").
+/// taken as it was built, and one whose rows changed again since is
+/// built over its pre-built merge, the rows changed since merged again
+/// (ARCHITECTURE.md, "3.4 The checkpoint off the state lock" and
+/// "Session 17's cuts").
 fn touched_pages(
     state: &State,
     store: &dyn SliceStore,
@@ -252,37 +183,56 @@ fn touched_pages(
 ) -> Result<Image, Unbuilt> {
     let mut out = Image::default();
     let mut by_page: BTreeMap<u64, Vec<(JobId, Option<&Job>)>> = BTreeMap::new();
-    // Pages a row changed in since the snapshot (all, when a checkpoint
-    // was sealed since: the stored pages it read may be gone). The
-    // generation check is defensive: no snapshot is taken while a sealed
-    // checkpoint is unanswered (`CheckpointHealth::in_flight`), and a
-    // checkpoint answered since cleans the snapshot's rows
-    // (`written_through`), so their pages' ids no longer match.
+    // The rows changed since the snapshot, by page (all, when a
+    // checkpoint was sealed since: the stored pages it read may be gone).
+    // The generation check is defensive: no snapshot is taken while a
+    // sealed checkpoint is unanswered (`CheckpointHealth::in_flight`),
+    // and a checkpoint answered since cleans the snapshot's rows
+    // (`written_through`), so they are no longer among the changes.
     let (sealed, mut pre) = match prebuilt {
         Some(p) if state.table.generation() == p.sealed + 1 => (p.sealed, p.pages),
         _ => (0, BTreeMap::new()),
     };
-    let mut changed_since = BTreeSet::new();
+    let mut since: BTreeMap<u64, Vec<(JobId, Option<&Job>)>> = BTreeMap::new();
     for (id, job, generation) in state.table.dirty() {
         let page = keys::page_of(id).0;
+        let change = (id, job.map(|j| &**j));
         if generation > sealed {
-            changed_since.insert(page);
+            since.entry(page).or_default().push(change);
         }
-        by_page.entry(page).or_default().push((id, job));
+        by_page.entry(page).or_default().push(change);
     }
     for (page, changes) in by_page {
-        let current = pre.remove(&page).filter(|p| {
-            !changed_since.contains(&page) && p.ids.iter().copied().eq(changes.iter().map(|c| c.0))
-        });
-        match current {
-            Some(p) => out.take(p.image),
-            None => {
+        // A pre-built page serves while every row it merged is still
+        // changed (one that left the overlay would have to be unmerged):
+        // its other rows changed since, and are merged again over it.
+        let pre = pre
+            .remove(&page)
+            .filter(|p| all_among(&p.ids, changes.iter().map(|c| c.0)));
+        match (pre, since.get(&page)) {
+            (Some(p), None) => p.merge.finish(&mut out),
+            (Some(mut p), Some(again)) => {
+                out.pages += 1;
+                p.merge.merge(again);
+                p.merge.finish(&mut out);
+            }
+            (None, _) => {
                 let stored = read_stored(store, page).map_err(|e| Unbuilt::Page(page, e))?;
+                out.pages_read += 1;
                 build_page(page, stored, &changes, &mut out);
             }
         }
     }
     Ok(out)
+}
+
+/// Whether every id of `ids` (ascending) is among `of` (ascending).
+fn all_among(ids: &[JobId], of: impl Iterator<Item = JobId>) -> bool {
+    let mut of = of.peekable();
+    ids.iter().all(|id| {
+        while of.next_if(|o| o < id).is_some() {}
+        of.next_if_eq(id).is_some()
+    })
 }
 
 /// The rows by state (`JobState::index`), then the tombstones (index 8,
@@ -326,8 +276,10 @@ pub struct CheckpointBatch {
     pub record: Meta,
     /// The batch's meta records as encoded, the checkpoint first.
     pub log: Vec<Vec<u8>>,
-    /// Row pages built for it (not taken pre-built).
+    /// Row pages built for it (not taken pre-built as they were), and
+    /// of those, the ones read from the store.
     pub pages: u64,
+    pub pages_read: u64,
 }
 
 /// The checkpoint batch for `state`: the checkpoint record, the records
@@ -381,6 +333,7 @@ pub fn checkpoint_batch(
         record,
         log,
         pages: image.pages,
+        pages_read: image.pages_read,
     })
 }
 
@@ -399,8 +352,10 @@ pub struct SweptCheckpoint {
     /// The rows the sweep removed (RAM holds their removal): put back if
     /// the batch is not written (`expiry::put_back`).
     pub removed: Vec<expiry::Removed>,
-    /// Row pages built for it under the state lock.
+    /// Row pages built for it under the state lock, and of those, the
+    /// ones read from the store.
     pub pages: u64,
+    pub pages_read: u64,
 }
 
 /// Where the two refiles of an older image go on once a checkpoint is
@@ -450,6 +405,7 @@ pub fn swept_checkpoint_batch(
         record,
         log,
         pages,
+        pages_read,
     } = built;
     if state.book.refile_from.is_some() {
         batch = match next {
@@ -478,6 +434,7 @@ pub fn swept_checkpoint_batch(
         },
         removed: swept.removed,
         pages,
+        pages_read,
     })
 }
 

@@ -41,11 +41,16 @@ pub use listing::{Resume, Rows};
 
 #[derive(Clone)]
 struct Entry {
-    /// None: the row went (destroyed) since the image was written. Boxed:
-    /// the tree's nodes then hold 24 bytes an entry, not a whole `Job`
-    /// (about 370 bytes) at the fill a B-tree leaves, which cost about 800
-    /// bytes a row waiting for its checkpoint (issue 12's soak).
-    row: Option<Box<Job>>,
+    /// None: the row went (destroyed) since the image was written. On the
+    /// heap: the tree's nodes then hold 16 bytes an entry, not a whole
+    /// `Job` (about 370 bytes) at the fill a B-tree leaves, which cost
+    /// about 800 bytes a row waiting for its checkpoint (issue 12's soak).
+    /// Shared, not boxed: a checkpoint's snapshot (`RowSnapshot::take`)
+    /// shares the changed rows under the state lock instead of copying
+    /// each, and a row changed while the snapshot holds it is copied then
+    /// (`resident_mut`, `Arc::make_mut`), so the snapshot keeps the row as
+    /// it was.
+    row: Option<Arc<Job>>,
     /// The dirty generation that last changed it; at most `written` for a
     /// row as the image holds it.
     generation: u64,
@@ -320,7 +325,7 @@ impl TableView {
             self.changed += 1;
         }
         e.generation = generation;
-        e.row.as_deref_mut()
+        e.row.as_mut().map(Arc::make_mut)
     }
 
     /// Reads job `id`'s row back into RAM (unchanged, as the image holds
@@ -347,7 +352,7 @@ impl TableView {
         self.put(
             *id,
             Entry {
-                row: Some(Box::new(job)),
+                row: Some(Arc::new(job)),
                 generation,
             },
         );
@@ -380,12 +385,12 @@ impl TableView {
         };
         let id = job.id;
         let e = Entry {
-            row: Some(Box::new(job)),
+            row: Some(Arc::new(job)),
             generation,
         };
         let old = self.put(id, e);
         self.count_change(old.as_ref(), Some(generation));
-        old.and_then(|e| e.row).map(|b| *b)
+        old.and_then(|e| e.row).map(Arc::unwrap_or_clone)
     }
 
     /// Takes job `id`'s row out of RAM to be replaced (a restore).
@@ -394,7 +399,7 @@ impl TableView {
         if e.generation > self.written {
             self.changed -= 1;
         }
-        e.row.map(|b| *b)
+        e.row.map(Arc::unwrap_or_clone)
     }
 
     /// `old`, an entry replaced by one of `generation` (None: by none),
@@ -420,7 +425,7 @@ impl TableView {
         let was = self.take(id);
         let was_changed = was.as_ref().is_some_and(|e| e.generation > self.written);
         let old = match was {
-            Some(e) => e.row.map(|b| *b),
+            Some(e) => e.row.map(Arc::unwrap_or_clone),
             None => self.fetch_noting(*id),
         };
         if was_changed {
@@ -477,7 +482,7 @@ impl TableView {
             self.put(
                 id,
                 Entry {
-                    row: Some(Box::new(job)),
+                    row: Some(Arc::new(job)),
                     generation,
                 },
             );
@@ -542,12 +547,12 @@ impl TableView {
     /// went), ascending id, each with the generation that last changed
     /// it (a checkpoint pre-built from a snapshot, sealed at generation
     /// G, builds again the pages of rows changed after G).
-    pub fn dirty(&self) -> impl Iterator<Item = (JobId, Option<&Job>, u64)> {
+    pub fn dirty(&self) -> impl Iterator<Item = (JobId, Option<&Arc<Job>>, u64)> {
         let written = self.written;
         self.overlay
             .iter()
             .filter(move |(_, e)| e.generation > written)
-            .map(|(id, e)| (*id, e.row.as_deref(), e.generation))
+            .map(|(id, e)| (*id, e.row.as_ref(), e.generation))
     }
 
     /// The generation rows changed now get (one more than the newest

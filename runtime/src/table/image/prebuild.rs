@@ -4,27 +4,31 @@
 //! page still current as it is and builds the others again.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use super::{build_page, keys, read_stored, Image};
+use super::{keys, read_stored, PageMerge};
 use crate::slice_store::SliceStore;
 use crate::state::State;
 use crate::table::Job;
 use crate::JobId;
 
-/// The changed rows of the table, cloned under the state lock with the
+/// The changed rows of the table, shared under the state lock with the
 /// table's generation sealed, for `prebuild` to build their pages from
 /// without it (ARCHITECTURE.md, "3.4 The checkpoint off the state lock").
 pub struct RowSnapshot {
     sealed: u64,
-    /// Boxed, and sized before the copy: a `Job` is about 370 bytes, so a
-    /// vector of them grown by doubling copied each row twice more and
-    /// faulted in fresh pages under the state lock (7.9% of a burn-down's
-    /// CPU, perf; bench/RESULTS.md).
-    rows: Vec<(JobId, Option<Box<Job>>)>,
+    /// The rows as the overlay holds them, shared (`Arc`), not copied: a
+    /// row changed while the snapshot holds it is copied by the change
+    /// (`TableView::resident_mut`), so these stay as they were at the
+    /// seal. Copying each `Job` (about 370 bytes, boxed) under the state
+    /// lock was 4.5 % of a 1M burn-down's CPU and dropping the copies
+    /// 0.6 % more (perf, ARCHITECTURE.md "Session 17's cuts").
+    rows: Vec<(JobId, Option<Arc<Job>>)>,
 }
 
 /// Row pages built from a `RowSnapshot`: what the seal takes as it is for
-/// each page whose changed rows are still those of the snapshot.
+/// each page whose changed rows are still those of the snapshot, and
+/// merges the rows changed since into for a page where they are more.
 pub struct Prebuilt {
     /// The table's generation sealed at the snapshot: a row changed
     /// since has a newer one.
@@ -35,7 +39,9 @@ pub struct Prebuilt {
 pub(super) struct PrebuiltPage {
     /// The changed rows it merged, ascending.
     pub(super) ids: Vec<JobId>,
-    pub(super) image: Image,
+    /// The stored page with those rows merged in, not yet finished: the
+    /// seal may merge more.
+    pub(super) merge: PageMerge,
 }
 
 impl Prebuilt {
@@ -65,13 +71,17 @@ impl RowSnapshot {
             return None;
         }
         let mut rows = Vec::with_capacity(table.changed());
-        rows.extend(
-            table
-                .dirty()
-                .map(|(id, j, _)| (id, j.map(|j| Box::new(j.clone())))),
-        );
+        rows.extend(table.dirty().map(|(id, j, _)| (id, j.cloned())));
         let sealed = state.table.seal();
         Some(RowSnapshot { sealed, rows })
+    }
+
+    /// Changed row `id` as the snapshot holds it (None: not changed, or
+    /// gone).
+    #[cfg(test)]
+    pub fn row(&self, id: JobId) -> Option<&Job> {
+        let at = self.rows.binary_search_by_key(&id, |r| r.0).ok()?;
+        self.rows[at].1.as_deref()
     }
 
     /// Reads, merges and encodes the touched pages over the stored ones.
@@ -90,10 +100,10 @@ impl RowSnapshot {
             let Ok(stored) = read_stored(store, page) else {
                 continue;
             };
-            let mut image = Image::default();
-            build_page(page, stored, &changes, &mut image);
+            let mut merge = PageMerge::over(page, stored);
+            merge.merge(&changes);
             let ids = changes.iter().map(|c| c.0).collect();
-            pages.insert(page, PrebuiltPage { ids, image });
+            pages.insert(page, PrebuiltPage { ids, merge });
         }
         Prebuilt {
             sealed: self.sealed,
