@@ -574,7 +574,6 @@ impl Runtime {
             st.book.uploaders.insert(id);
             s.slice_size as usize
         };
-        let inflight_budget = crate::upload::INFLIGHT_BYTES as u32;
         Ok(Uploader {
             shared: self.shared().clone(),
             store: self.inner.store.clone(),
@@ -584,8 +583,7 @@ impl Runtime {
             max_slice_bytes: self.shared().limits.max_slice_bytes,
             next_slice: 0,
             next_record: 1,
-            permits: Arc::new(tokio::sync::Semaphore::new(inflight_budget as usize)),
-            inflight_budget,
+            permits: Arc::new(tokio::sync::Semaphore::new(crate::upload::INFLIGHT_BYTES)),
             error: Arc::new(parking_lot::Mutex::new(None)),
             finished: false,
             buf: Default::default(),

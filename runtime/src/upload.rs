@@ -44,11 +44,11 @@ pub(crate) const INFLIGHT_BYTES: usize = 8 << 20;
 /// records cannot pile up by the thousand (each carries its meta record).
 const MIN_SLICE_CHARGE_BYTES: usize = 16 << 10;
 
-/// What a slice of `bytes` counts against an upload's budget of
-/// `budget` bytes: never more than the budget, so a slice larger than it
-/// still goes through (alone).
-fn charge(bytes: usize, budget: u32) -> u32 {
-    bytes.clamp(MIN_SLICE_CHARGE_BYTES, budget as usize) as u32
+/// What a slice of `bytes` counts against `INFLIGHT_BYTES`: never more
+/// than the whole budget, so a slice larger than it still goes through
+/// (alone).
+fn charge(bytes: usize) -> u32 {
+    bytes.clamp(MIN_SLICE_CHARGE_BYTES, INFLIGHT_BYTES) as u32
 }
 
 /// One slice on its way to the store.
@@ -166,8 +166,6 @@ pub struct Uploader {
     pub(crate) next_record: u64,
     /// Bytes that may still go in flight (`INFLIGHT_BYTES` at most).
     pub(crate) permits: Arc<Semaphore>,
-    /// `INFLIGHT_BYTES`: what `drain` takes back whole.
-    pub(crate) inflight_budget: u32,
     pub(crate) error: FailureCell,
     pub(crate) finished: bool,
     pub(crate) buf: SliceBuffer,
@@ -332,7 +330,7 @@ impl Uploader {
         let permit = self
             .permits
             .clone()
-            .acquire_many_owned(charge(self.buf.bytes, self.inflight_budget))
+            .acquire_many_owned(charge(self.buf.bytes))
             .await
             .map_err(|_| RuntimeError::ShuttingDown)?;
         // The next slice's buffers are sized as this one's were filled, so
@@ -403,7 +401,7 @@ impl Uploader {
     async fn drain(&mut self) -> Result<(), RuntimeError> {
         let all = self
             .permits
-            .acquire_many(self.inflight_budget)
+            .acquire_many(INFLIGHT_BYTES as u32)
             .await
             .map_err(|_| RuntimeError::ShuttingDown)?;
         drop(all);

@@ -578,10 +578,9 @@ fn newest_in<F: FileLayer>(
     mut cache: Option<&mut BlockCache>,
 ) -> Result<Option<FrameLoc>, StoreError> {
     for source in sources.values().rev() {
-        let found = match (source, cache.as_deref_mut()) {
-            (Source::Map(map), _) => map.get(key).copied(),
-            (Source::Run(run), Some(cache)) => run.lookup_cached(key, cache)?,
-            (Source::Run(run), None) => run.lookup(key)?,
+        let found = match source {
+            Source::Map(map) => map.get(key).copied(),
+            Source::Run(run) => run.lookup_in(key, cache.as_deref_mut())?,
         };
         if found.is_some() {
             return Ok(found);

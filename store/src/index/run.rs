@@ -139,16 +139,8 @@ impl<F: FileLayer> SortedRun<F> {
         }
     }
 
-    /// Runs `f` over the raw bytes of block `b`, then releases its pages.
-    fn with_block<T>(
-        &self,
-        b: usize,
-        f: impl FnOnce(&[u8]) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        f(&self.read_block(b)?)
-    }
-
-    /// Block `b`'s bytes, read and checked against its CRC.
+    /// Block `b`'s bytes, read and checked against its CRC; nothing of it
+    /// stays mapped.
     fn read_block(&self, b: usize) -> Result<Vec<u8>, StoreError> {
         let first = (b * BLOCK_ENTRIES) as u64;
         let n = (self.count - first).min(BLOCK_ENTRIES as u64);
@@ -188,23 +180,23 @@ impl<F: FileLayer> SortedRun<F> {
 
     /// The newest frame of `key` in this segment (a tombstone included).
     pub fn lookup(&self, key: &SliceKey) -> Result<Option<FrameLoc>, StoreError> {
-        if *key < self.first() || *key > self.last {
-            return Ok(None);
-        }
-        let b = self.block_of(key);
-        self.with_block(b, |bytes| self.find(bytes, key))
+        self.lookup_in(key, None)
     }
 
-    /// [`SortedRun::lookup`], reading its block through `cache`.
-    pub fn lookup_cached(
+    /// [`SortedRun::lookup`], reading its block through `cache` when given.
+    pub fn lookup_in(
         &self,
         key: &SliceKey,
-        cache: &mut BlockCache,
+        cache: Option<&mut BlockCache>,
     ) -> Result<Option<FrameLoc>, StoreError> {
         if *key < self.first() || *key > self.last {
             return Ok(None);
         }
-        let (id, b) = (self.segment.id, self.block_of(key));
+        let b = self.block_of(key);
+        let Some(cache) = cache else {
+            return self.find(&self.read_block(b)?, key);
+        };
+        let id = self.segment.id;
         let at = cache
             .blocks
             .iter()
@@ -225,16 +217,14 @@ impl<F: FileLayer> SortedRun<F> {
 
     /// Every entry of block `b`, in key order.
     pub fn block(&self, b: usize) -> Result<Vec<FrameLoc>, StoreError> {
-        self.with_block(b, |bytes| {
-            bytes
-                .chunks_exact(FOOTER_ENTRY_LEN)
-                .map(|raw| {
-                    decode_entry(raw)
-                        .map(|e| self.loc(e))
-                        .map_err(|e| self.corrupt(self.offset, e.0))
-                })
-                .collect()
-        })
+        self.read_block(b)?
+            .chunks_exact(FOOTER_ENTRY_LEN)
+            .map(|raw| {
+                decode_entry(raw)
+                    .map(|e| self.loc(e))
+                    .map_err(|e| self.corrupt(self.offset, e.0))
+            })
+            .collect()
     }
 }
 
