@@ -19,7 +19,7 @@ use std::sync::Arc;
 use tokio::sync::{broadcast, oneshot};
 
 use crate::apply_sliced::{apply_sliced, retry, settle};
-use crate::id_hash::IdMap;
+use crate::id_hash::{IdMap, NumMap};
 use crate::meta::{Control, Meta, SimpleOutcome};
 use crate::metrics::MetricsState;
 use crate::ready::ReadyQueue;
@@ -126,7 +126,14 @@ impl LeaseWork {
     pub fn claimed_by(&self, claim: &LeaseWork) -> bool {
         match (self, claim) {
             (LeaseWork::Simple(held), LeaseWork::Simple(claimed)) => {
-                held.iter().all(|j| claimed.contains(j))
+                // A commit claims the batch it was given, in its order, and
+                // a revoked job leaves the held batch keeping the order:
+                // one walk of both, where a search of the claim for each
+                // held job was quadratic (2.6 % of a 1M burn-down's CPU at
+                // a thousand jobs a lease). Any other order is searched.
+                let mut rest = claimed.iter();
+                held.iter().all(|j| rest.any(|c| c == j))
+                    || held.iter().all(|j| claimed.contains(j))
             }
             (a, b) => a.same_target(b),
         }
@@ -193,7 +200,7 @@ pub struct Book {
     pub kinds: HashMap<Arc<str>, KindConf>,
     /// Kind names and their ids (`table/kinds.rs`), as the log gave them.
     pub kind_ids: crate::table::kinds::KindIds,
-    pub leases: HashMap<u64, Lease>,
+    pub leases: NumMap<u64, Lease>,
     /// This process's lease epochs: `generation << EPOCH_COUNTER_BITS | n`.
     pub next_epoch: u64,
     /// The latest open generation in the log (`Meta::Opened`).
@@ -219,7 +226,7 @@ pub struct Book {
     /// (due, job, slice), released by `release_scheduled`.
     pub slice_retries: BTreeSet<(u64, JobId, u64)>,
     pub expiring: BTreeSet<(u64, JobId)>,
-    pub running_by_kind: HashMap<KindId, u32>,
+    pub running_by_kind: NumMap<KindId, u32>,
     /// Jobs by state; a destroyed row (a tombstone) counts in `destroyed`
     /// instead, until the retention sweep removes it.
     pub by_state: [u64; 8],
@@ -228,7 +235,7 @@ pub struct Book {
     /// None when the open could not know every row's kind (an image whose
     /// checkpoint did not count kinds: one from before the kind index).
     /// A kind filter's `total` comes from it.
-    pub kind_counts: Option<HashMap<KindId, [u64; 9]>>,
+    pub kind_counts: Option<NumMap<KindId, [u64; 9]>>,
     /// Jobs that completed while a record was applied and say
     /// `destroy_on_complete` (they or their kind): `apply` destroys them
     /// before it returns.
@@ -383,7 +390,7 @@ impl Book {
             singleton_keys: IdMap::default(),
             kinds: HashMap::new(),
             kind_ids: Default::default(),
-            leases: HashMap::new(),
+            leases: NumMap::default(),
             next_epoch: 1,
             generation: 0,
             checkpoint_seq: 0,
@@ -396,10 +403,10 @@ impl Book {
             scheduled: BTreeSet::new(),
             slice_retries: BTreeSet::new(),
             expiring: BTreeSet::new(),
-            running_by_kind: HashMap::new(),
+            running_by_kind: NumMap::default(),
             by_state: [0; 8],
             destroyed: 0,
-            kind_counts: Some(HashMap::new()),
+            kind_counts: Some(NumMap::default()),
             to_destroy: Vec::new(),
             kinds_destroy: false,
             retention: crate::Retention::default(),

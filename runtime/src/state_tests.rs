@@ -1194,3 +1194,23 @@ fn an_incident_from_before_the_next_id_was_kept_falls_back_to_created_times() {
     assert!(named(&st, early));
     assert!(!named(&st, late));
 }
+
+/// A simple lease is claimed by a commit naming every job it still holds,
+/// in any order: the batch as given, the batch less a revoked job, or the
+/// same jobs reordered; never by one that lacks a held job.
+#[test]
+fn a_simple_lease_is_claimed_by_a_commit_naming_every_job_it_holds() {
+    let work = |jobs: &[u64]| LeaseWork::Simple(jobs.to_vec());
+    let given: Vec<u64> = (1..=1000).collect();
+    let mut revoked = given.clone();
+    revoked.remove(500);
+    let mut reordered = given.clone();
+    reordered.reverse();
+    assert!(work(&given).claimed_by(&work(&given)));
+    assert!(work(&revoked).claimed_by(&work(&given)));
+    assert!(work(&given).claimed_by(&work(&reordered)));
+    assert!(work(&[3, 1]).claimed_by(&work(&[1, 2, 3])));
+    assert!(!work(&given).claimed_by(&work(&revoked)));
+    assert!(!work(&[1, 4]).claimed_by(&work(&[1, 2, 3])));
+    assert!(!work(&[4, 1]).claimed_by(&work(&[1, 2, 3])));
+}

@@ -6,7 +6,7 @@
 //! its checkpoint record, so after any crash the store holds the image and
 //! the record, or neither.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::{Bound, ControlFlow};
 use std::sync::Arc;
 
@@ -622,7 +622,7 @@ pub fn restore_rows(
     }
     let mut counts = [0u64; 8];
     // The unfinished rows read, by kind and stored state.
-    let mut kinds_read: HashMap<KindId, [u64; 9]> = HashMap::new();
+    let mut kinds_read: crate::id_hash::NumMap<KindId, [u64; 9]> = Default::default();
     let mut damage = Vec::new();
     let restored = (|| -> Result<(), RuntimeError> {
         for (page, masks) in pages {

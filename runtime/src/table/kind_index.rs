@@ -18,7 +18,7 @@
 //! changed put and those that emptied deleted, like any page: the refile
 //! writes the rest. Until then a kind filter reads rows, as before.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
 use booster_store::SliceKey;
@@ -26,6 +26,7 @@ use booster_store::SliceKey;
 use super::keys::{self, KIND_INDEX_COMPLETE};
 use super::kinds::KindId;
 use super::row::STATE_DESTROYED;
+use crate::id_hash::NumMap;
 use crate::meta::Checkpoint;
 use crate::slice_store::SliceStore;
 use crate::{JobId, JobState, RuntimeError};
@@ -166,11 +167,11 @@ pub fn refile(
 /// The counts by kind of checkpoint `c`'s finished and destroyed rows,
 /// which stay in the store (the unfinished ones are counted again as they
 /// are restored); None for a checkpoint that did not count kinds.
-pub fn finished_counts(c: &Checkpoint) -> Result<Option<HashMap<KindId, [u64; 9]>>, String> {
+pub fn finished_counts(c: &Checkpoint) -> Result<Option<NumMap<KindId, [u64; 9]>>, String> {
     let Some(by_kind) = &c.kind_counts else {
         return Ok(None);
     };
-    let mut out = HashMap::new();
+    let mut out = NumMap::default();
     for (kind, counts) in by_kind {
         let mut kept = [0u64; 9];
         if counts.len() != kept.len() {
@@ -197,7 +198,7 @@ pub fn finished_counts(c: &Checkpoint) -> Result<Option<HashMap<KindId, [u64; 9]
 /// states, with `restored`, the rows the open read, by kind and stored
 /// state (a page that could not be read counts none); None when they
 /// agree, or when `c` did not count kinds.
-pub fn counts_disagree(c: &Checkpoint, restored: &HashMap<KindId, [u64; 9]>) -> Option<String> {
+pub fn counts_disagree(c: &Checkpoint, restored: &NumMap<KindId, [u64; 9]>) -> Option<String> {
     let by_kind = c.kind_counts.as_ref()?;
     for (i, &total) in c.counts.iter().enumerate() {
         let sum: u64 = by_kind.iter().filter_map(|(_, n)| n.get(i)).sum();
