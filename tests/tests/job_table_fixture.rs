@@ -99,6 +99,19 @@ fn assert_same_table(name: &str, got: &[Value], want: &Value) {
     }
 }
 
+/// The completed sliced job's (3) output reads back.
+fn assert_sliced_output_reads_back(rt: &Runtime) {
+    let out: Vec<Vec<u8>> = rt
+        .download(3, Category::Main)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        out,
+        ["a1", "a2", "a3", "a5", "a6", "a7", "a8"].map(|s| s.as_bytes().to_vec())
+    );
+}
+
 /// One line per job: the shape the fixture was written to hold.
 const STATES: [(JobId, &str); 11] = [
     (1, "Completed"),
@@ -145,15 +158,7 @@ async fn fixture_of_every_job_shape_replays_to_its_table() {
     assert_eq!(next, 13);
 
     // The completed sliced job's output and errors read back.
-    let out: Vec<Vec<u8>> = rt
-        .download(3, Category::Main)
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    assert_eq!(
-        out,
-        ["a1", "a2", "a3", "a5", "a6", "a7", "a8"].map(|s| s.as_bytes().to_vec())
-    );
+    assert_sliced_output_reads_back(&rt);
     let errors = rt.download(3, Category::Errors).unwrap().count();
     assert_eq!(errors, 2, "one handler error and one rejected record");
     rt.shutdown(Duration::from_secs(5)).await.unwrap();
@@ -242,6 +247,141 @@ async fn fixture_replays_the_same_table_at_every_open() {
     let (rt, second) = replayed(tmp.path(), false).await;
     assert_eq!(first, second);
     rt.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// tests/fixtures/jobs-image-v1: the same jobs as jobs-v1 (its log copied),
+// finished jobs kept for a thousand years (so no test's checkpoint ever
+// removes one), checkpointed by the code of 2026-12 (row pages, slice maps, the state and
+// kind indexes, expiry filing), then records after the image: job 1
+// destroyed (a tombstone), job 13 submitted. It must keep opening to its
+// table (expected-image.json) as the page, row and index formats move on.
+//
+// Regenerate only on purpose (the point is old data):
+// `cargo test -p booster-tests --test job_table_fixture write_image_fixture -- --ignored`
+
+fn expected_image() -> Value {
+    let text = std::fs::read_to_string(fixture_dir("expected-image.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The meta records of the store in `dir` (a copy: the store's open takes
+/// its lock and reserve) as the store hands them to an open: from the
+/// newest checkpoint on.
+fn meta_log(dir: &Path) -> Vec<String> {
+    let opts = booster_store::StoreOptions::default();
+    let (store, _) = booster_store::Store::open(dir, opts).unwrap();
+    let records = store.meta_records().unwrap();
+    records
+        .iter()
+        .map(|r| String::from_utf8_lossy(r).into_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn image_fixture_opens_to_its_table() {
+    let tmp = copy_fixture("jobs-image-v1");
+    let log = meta_log(tmp.path());
+    assert!(
+        log[0].contains(r#""t":"checkpoint""#),
+        "the fixture's log starts at its checkpoint: {}",
+        log[0]
+    );
+    let (rt, table) = replayed(tmp.path(), false).await;
+    assert_same_table("jobs-image-v1", &table, &expected_image()["jobs"]);
+    assert!(
+        matches!(
+            rt.job(1).await,
+            Err(RuntimeError::NotFound(
+                1,
+                booster_runtime::Missing::Destroyed { .. }
+            ))
+        ),
+        "job 1 was destroyed after the image: {:?}",
+        rt.job(1).await.map(|s| s.state)
+    );
+    assert!(matches!(
+        rt.job(5).await,
+        Err(RuntimeError::NotFound(5, booster_runtime::Missing::Removed))
+    ));
+    assert_kinds_list_as_the_table(&rt, "the image fixture").await;
+    assert_sliced_output_reads_back(&rt);
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+/// Today's code checkpoints over the fixture's image (its pages merged,
+/// not rewritten whole) and the reopen lists the same table; the next id
+/// follows the fixture's.
+#[tokio::test]
+async fn image_fixture_checkpointed_again_lists_the_same_table() {
+    let tmp = copy_fixture("jobs-image-v1");
+    let mut o = generator_opts(tmp.path(), false, true);
+    o.auto_checkpoint = false;
+    let rt = Runtime::open(o).await.unwrap();
+    rt.checkpoint().await.unwrap();
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+    let (rt, table) = replayed(tmp.path(), false).await;
+    assert_same_table(
+        "jobs-image-v1 checkpointed",
+        &table,
+        &expected_image()["jobs"],
+    );
+    assert_kinds_list_as_the_table(&rt, "checkpointed again").await;
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+    let mut o = generator_opts(tmp.path(), false, false);
+    o.auto_checkpoint = false;
+    let rt = Runtime::open(o).await.unwrap();
+    let next = rt
+        .submit(JobSpec::simple("noop", Value::Null))
+        .await
+        .unwrap();
+    assert_eq!(next, 14, "ids go on after the fixture's job 13");
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "writes the image fixture; run on purpose only"]
+async fn write_image_fixture() {
+    let dir = fixture_dir("jobs-image-v1");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for e in std::fs::read_dir(fixture_dir("jobs-v1")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+    }
+    let mut o = generator_opts(&dir, false, true);
+    o.auto_checkpoint = false;
+    let rt = Runtime::open(o).await.unwrap();
+    // Kept for a thousand years, so no checkpoint a test takes, whenever it
+    // runs, removes a row or a tombstone the fixture pins.
+    let forever = 1000 * 365 * 24 * 3600 * 1000;
+    rt.set_retention(Retention {
+        completed_ms: forever,
+        aborted_ms: forever,
+        failed_ms: forever,
+    })
+    .await
+    .unwrap();
+    rt.checkpoint().await.unwrap();
+    rt.destroy(1).await.unwrap();
+    let next = rt
+        .submit(described(
+            JobSpec::simple("ok-simple", json!({"after": "the image"})),
+            "submitted after the checkpoint",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(next, 13);
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+    strip(&dir);
+    let (rt, table) = replayed(&dir, false).await;
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+    strip(&dir);
+    std::fs::write(
+        fixture_dir("expected-image.json"),
+        serde_json::to_string_pretty(&json!({ "jobs": table })).unwrap() + "\n",
+    )
+    .unwrap();
 }
 
 // ---------------------------------------------------------------------------
