@@ -130,10 +130,14 @@ impl LeaseWork {
                 // a revoked job leaves the held batch keeping the order:
                 // one walk of both, where a search of the claim for each
                 // held job was quadratic (2.6 % of a 1M burn-down's CPU at
-                // a thousand jobs a lease). Any other order is searched.
+                // a thousand jobs a lease). Any other order (a remote
+                // worker's) is looked up in a sorted copy.
                 let mut rest = claimed.iter();
-                held.iter().all(|j| rest.any(|c| c == j))
-                    || held.iter().all(|j| claimed.contains(j))
+                held.iter().all(|j| rest.any(|c| c == j)) || {
+                    let mut sorted = claimed.clone();
+                    sorted.sort_unstable();
+                    held.iter().all(|j| sorted.binary_search(j).is_ok())
+                }
             }
             (a, b) => a.same_target(b),
         }
