@@ -659,15 +659,29 @@ impl Runtime {
         // (one frame's CRC and decryption, what a lease costs anyway):
         // the hop to a blocking thread and back cost two thread hand-offs
         // a slice. Only a call that waits for work holds a blocking
-        // thread for its long poll (session 18).
-        match lease_within(&shared, &store, session, thread, Duration::ZERO)? {
-            RemoteLease::Nothing if !wait.is_zero() => {}
-            answer => return Ok(answer),
-        }
+        // thread for its long poll, and only a lease that must fail or
+        // be refused is sent on to one (session 18).
+        let first = match lease_within(
+            &shared,
+            &store,
+            session,
+            thread,
+            Duration::ZERO,
+            On::Executor,
+            None,
+        )? {
+            Leased::Answer(RemoteLease::Nothing) if !wait.is_zero() => None,
+            Leased::Answer(answer) => return Ok(answer),
+            Leased::Blocking(task) => Some(task),
+        };
         let session = session.clone();
-        tokio::task::spawn_blocking(move || lease_within(&shared, &store, &session, thread, wait))
-            .await
-            .map_err(|_| RemoteError::ShuttingDown)?
+        let leased = tokio::task::spawn_blocking(move || {
+            lease_within(&shared, &store, &session, thread, wait, On::Blocking, first)
+        });
+        match leased.await.map_err(|_| RemoteError::ShuttingDown)?? {
+            Leased::Answer(answer) => Ok(answer),
+            Leased::Blocking(_) => unreachable!("a blocking thread goes on itself"),
+        }
     }
 
     /// Heartbeats of the remote process of `session` for `epochs`: each
@@ -1163,17 +1177,43 @@ pub(crate) fn forget_silent(book: &mut crate::state::Book, now_ms: u64) {
     }
 }
 
+/// Where a lease is taken: on an executor thread it neither waits nor
+/// commits (failing a slice that does not read, or refusing a job too
+/// large to send, appends, and an append waits for the append gate, which
+/// a compaction holds for its whole run): such a task goes on to a
+/// blocking thread (`Leased::Blocking`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum On {
+    Executor,
+    Blocking,
+}
+
+enum Leased {
+    Answer(RemoteLease),
+    /// Leased on an executor thread; needs a blocking one to go on.
+    Blocking(crate::dispatch::Task),
+}
+
+/// The next lease for `thread` of `session`'s process, waiting up to
+/// `wait` for one (none `On::Executor`); `first`: a task leased already
+/// that is to be sent or refused first.
 fn lease_within(
     shared: &Arc<Shared>,
     store: &Arc<dyn SliceStore>,
     session: &RemoteSession,
     thread: u32,
     wait: Duration,
-) -> Result<RemoteLease, RemoteError> {
+    on: On,
+    mut first: Option<crate::dispatch::Task>,
+) -> Result<Leased, RemoteError> {
+    debug_assert!(on == On::Blocking || wait.is_zero());
     let group = session.worker;
     let until = Instant::now() + wait;
+    let answer = |a| Ok(Leased::Answer(a));
     loop {
-        let task = {
+        let task = if let Some(task) = first.take() {
+            task
+        } else {
             let mut st = shared.state.lock();
             loop {
                 // Again after each wait: a process forgotten meanwhile has
@@ -1191,11 +1231,11 @@ fn lease_within(
                     .inflight_commits
                     .load(std::sync::atomic::Ordering::Acquire);
                 if commits == 0 && st.is_idle_for(slot) {
-                    return Ok(RemoteLease::Idle);
+                    return answer(RemoteLease::Idle);
                 }
                 let left = until.saturating_duration_since(Instant::now());
                 if left.is_zero() {
-                    return Ok(RemoteLease::Nothing);
+                    return answer(RemoteLease::Nothing);
                 }
                 *st.book.fleet.polls_waiting.entry(slot).or_default() += 1;
                 shared
@@ -1219,6 +1259,9 @@ fn lease_within(
                 _ => 0,
             };
             if let Some(why) = unsendable(items, after_ids, limit) {
+                if on == On::Executor {
+                    return Ok(Leased::Blocking(task));
+                }
                 refuse_unsendable(shared, store, group, epoch, items, &why);
                 continue;
             }
@@ -1229,9 +1272,17 @@ fn lease_within(
                 // worker's would; the thread asks again. Read packed: the
                 // worker decompresses ("Wire protocol 3").
                 let read = |store: &dyn SliceStore, key: &_| store.read_slice_packed(key);
-                let Some(records) =
-                    crate::worker::read_input_with(shared, store, epoch, item, read)
-                else {
+                let records = match on {
+                    On::Blocking => {
+                        crate::worker::read_input_with(shared, store, epoch, item, read)
+                    }
+                    On::Executor => match read(store.as_ref(), &crate::worker::input_key(item)) {
+                        Ok(Some(records)) => Some(records),
+                        // Failed on a blocking thread, reading it again.
+                        _ => return Ok(Leased::Blocking(task)),
+                    },
+                };
+                let Some(records) = records else {
                     continue;
                 };
                 let count = records.record_count() as usize;
@@ -1261,7 +1312,7 @@ fn lease_within(
                 leased,
             },
         );
-        return Ok(RemoteLease::Task(RemoteTask {
+        return answer(RemoteLease::Task(RemoteTask {
             epoch,
             deadline_ms,
             timeout_ms,

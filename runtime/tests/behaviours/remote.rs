@@ -909,3 +909,59 @@ async fn a_simple_batch_whose_every_result_was_replaced_is_fenced_saying_why() {
         .unwrap_or_default()
         .contains("over the 64 KiB cap"));
 }
+
+/// Session 18: a lease with work ready is taken on the call's own
+/// (executor) thread and its slice read there; a slice that does not read
+/// is failed on a blocking thread (failing it appends, and an append may
+/// wait for a compaction's whole run), naming why, and the call answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_lease_of_a_slice_that_does_not_read_fails_it_naming_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || crate::degraded::opts(dir.path(), 0);
+    let id = {
+        let rt = node_on(dir.path(), opts()).await;
+        let id = rt.submit(sliced("echo", 10)).await.unwrap();
+        upload_all(&rt, id, &records(10)).await;
+        rt.shutdown(Duration::from_secs(5)).await.unwrap();
+        id
+    };
+    let input = |e: &booster_store::format::FooterEntry| {
+        e.header.kind == booster_store::format::FrameKind::Slice
+            && (e.header.key.owner, e.header.key.stream) == (id, 0)
+    };
+    let segments = booster_store::format::segment_paths(dir.path()).unwrap();
+    let rotted = segments.iter().find(|path| {
+        let bytes = std::fs::read(path).unwrap();
+        booster_store::format::read_sealed_entries(&bytes).is_ok_and(|es| es.iter().any(input))
+    });
+    crate::degraded::rot_nth(rotted.expect("a sealed input slice"), 0, input);
+    let rt = node_on(dir.path(), opts()).await;
+    let session = rt.remote_join(hello()).unwrap().session;
+    // The job's before hook, then its slice, which is never sent.
+    for _ in 0..3 {
+        let lease = rt.remote_lease(&session, 0, Duration::from_millis(50));
+        let task = match lease.await.unwrap() {
+            RemoteLease::Task(task) => task,
+            _ => continue,
+        };
+        let RemoteWork::Before(h) = task.work else {
+            panic!("a slice that does not read is never sent");
+        };
+        let hook = RemoteOutcome::Hook {
+            job: h.job,
+            before: true,
+            result: Ok(()),
+        };
+        let answer = rt.remote_commit(&session, task.epoch, hook).await.unwrap();
+        assert_eq!(answer, CommitAnswer::Accepted);
+    }
+    let s = rt.job(id).await.unwrap();
+    assert_eq!((s.state, s.slices_failed), (JobState::Failed, 1), "{s:?}");
+    assert!(
+        s.errors
+            .iter()
+            .any(|e| e.message.contains("cannot read the input slice")),
+        "{:?}",
+        s.errors
+    );
+}
