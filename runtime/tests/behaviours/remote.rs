@@ -240,8 +240,13 @@ async fn a_commit_whose_call_is_cancelled_on_its_way_still_answers_its_retry() {
     let one = OneSlice::leased().await;
     // Polled once, then dropped, as a call whose connection drops is.
     let mut first = Box::pin(one.commit());
+    // Almost always pending (the commit waits for its fsync); on a loaded
+    // machine the blocking thread and the fsync may both beat the first
+    // poll, and then the retry below meets an answered commit instead.
     let polled = std::future::poll_fn(|cx| std::task::Poll::Ready(first.as_mut().poll(cx))).await;
-    assert!(polled.is_pending(), "a commit waits at least for its fsync");
+    if let std::task::Poll::Ready(answer) = polled {
+        assert_eq!(answer.unwrap(), CommitAnswer::Accepted);
+    }
     drop(first);
     // The retry comes once the slice is durable, as a worker's backed-off
     // retry does: the answer must have outlived the call.
