@@ -36,9 +36,12 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod answer;
 mod output;
 mod packed;
 mod unsent;
+
+use answer::AnswerDue;
 
 pub use packed::PackedResult;
 pub(crate) use packed::{Outcome, Written};
@@ -652,10 +655,33 @@ impl Runtime {
         wait: Duration,
     ) -> Result<RemoteLease, RemoteError> {
         let (shared, store) = (self.shared().clone(), self.store().clone());
+        // Work ready now is leased on this thread, its slice read here
+        // (one frame's CRC and decryption, what a lease costs anyway):
+        // the hop to a blocking thread and back cost two thread hand-offs
+        // a slice. Only a call that waits for work holds a blocking
+        // thread for its long poll, and only a lease that must fail or
+        // be refused is sent on to one (session 18).
+        let first = match lease_within(
+            &shared,
+            &store,
+            session,
+            thread,
+            Duration::ZERO,
+            On::Executor,
+            None,
+        )? {
+            Leased::Answer(RemoteLease::Nothing) if !wait.is_zero() => None,
+            Leased::Answer(answer) => return Ok(answer),
+            Leased::Blocking(task) => Some(task),
+        };
         let session = session.clone();
-        tokio::task::spawn_blocking(move || lease_blocking(&shared, &store, &session, thread, wait))
-            .await
-            .map_err(|_| RemoteError::ShuttingDown)?
+        let leased = tokio::task::spawn_blocking(move || {
+            lease_within(&shared, &store, &session, thread, wait, On::Blocking, first)
+        });
+        match leased.await.map_err(|_| RemoteError::ShuttingDown)?? {
+            Leased::Answer(answer) => Ok(answer),
+            Leased::Blocking(_) => unreachable!("a blocking thread goes on itself"),
+        }
     }
 
     /// Heartbeats of the remote process of `session` for `epochs`: each
@@ -813,63 +839,55 @@ impl Runtime {
         epoch: u64,
         outcome: RemoteOutcome,
     ) -> Result<CommitAnswer, RemoteError> {
-        let shared = self.shared().clone();
-        let worker = session.worker;
-        let (held, slot, on_end, tx, rx) =
-            match begin_remote_commit(&shared, session, epoch, &outcome)? {
-                Begun::Answered(answer) => return Ok(answer),
-                Begun::OnItsWay(rx) => return answer_of(rx).await,
-                Begun::Commit {
-                    held,
-                    slot,
-                    on_end,
-                    tx,
-                    rx,
-                } => (held, slot, on_end, tx, rx),
-            };
-        // On a task of its own, not this call's: a caller whose connection
-        // drops is cancelled, and its retry must still get the answer.
-        let store = self.store().clone();
-        tokio::spawn(async move {
-            let records = held.records as u64;
-            let simple = matches!(held.work, TaskWork::Simple(_));
-            let sh = shared.clone();
-            let blocking = move || commit_blocking(&sh, &store, epoch, held, outcome);
-            let answer = match tokio::task::spawn_blocking(blocking).await {
-                Err(_) => None,
-                Ok(()) => {
-                    // The lease is committing now: no longer one of its
-                    // thread's live leases, so a look-ahead `Lease` that
-                    // waits for room may go before the fsync. Only that
-                    // thread's poll gains by it: with none waiting, nobody
-                    // is woken (at thousands of commits a second, waking
-                    // every poll each time was a storm on the state lock).
-                    let waits = shared
-                        .state
-                        .lock()
-                        .book
-                        .fleet
-                        .polls_waiting
-                        .contains_key(&slot);
-                    if waits {
-                        shared.work_ready.notify_all();
-                    }
-                    Some(answer_to(epoch, simple, on_end.await))
-                }
-            };
-            let mut st = shared.state.lock();
-            match answer {
-                Some(answer) => {
-                    st.book
-                        .fleet
-                        .note_answer(epoch, worker, answer.clone(), records);
-                    let _ = tx.send(Some(answer));
-                }
-                // Shutting down: the waiting calls are told so (`tx` drops).
-                None => drop(st.book.fleet.committing.remove(&epoch)),
-            }
-        });
-        answer_of(rx).await
+        self.remote_commit_with(session, epoch, move || Ok(outcome))
+            .await
+    }
+
+    /// `remote_commit` of what `outcome` makes of a worker's message
+    /// (decoding and checking it; its error is the caller's, `E`). One
+    /// blocking thread makes the outcome, checks it against the lease and
+    /// hands it to the store; the call then waits for the fsync's callback
+    /// itself (`answer::AnswerDue`). Before session 18 the outcome, the
+    /// commit and the wait each took a hop of their own (a blocking
+    /// thread, a task and another blocking thread): seven thread hand-offs
+    /// a slice where three do.
+    pub async fn remote_commit_with<E>(
+        &self,
+        session: &RemoteSession,
+        epoch: u64,
+        outcome: impl FnOnce() -> Result<RemoteOutcome, E> + Send + 'static,
+    ) -> Result<CommitAnswer, E>
+    where
+        E: From<RemoteError> + Send + 'static,
+    {
+        let (shared, store) = (self.shared().clone(), self.store().clone());
+        let session = session.clone();
+        // Runs to its end once started, even if this call is cancelled
+        // (its connection dropped): the commit is made, and an answer due
+        // is handed to a task of its own (`AnswerDue`'s drop).
+        let begun =
+            tokio::task::spawn_blocking(move || -> Result<Result<AnswerDue, Earlier>, E> {
+                let outcome = outcome()?;
+                Ok(
+                    match begin_remote_commit(&shared, &session, epoch, &outcome)? {
+                        // A panic in the commit drops `due`: its wait goes on, on
+                        // a task of its own.
+                        Begun::Commit { held, slot, due } => {
+                            commit_blocking(&shared, &store, epoch, held, outcome);
+                            wake_poll(&shared, slot);
+                            Ok(due)
+                        }
+                        Begun::Earlier(earlier) => Err(earlier),
+                    },
+                )
+            })
+            .await
+            .map_err(|_| E::from(RemoteError::ShuttingDown))??;
+        match begun {
+            Ok(due) => Ok(due.answer().await),
+            Err(Earlier::Answered(answer)) => Ok(answer),
+            Err(Earlier::OnItsWay(rx)) => answer_of(rx).await.map_err(E::from),
+        }
     }
 
     /// The largest message between this node and a remote worker, either
@@ -1011,7 +1029,7 @@ fn fenced(epoch: u64, why: &str) -> CommitAnswer {
 /// its commit (`Lease::on_end`) and the epoch is on its way
 /// (`Fleet::committing`). A retry gets the first call's answer instead.
 fn begin_remote_commit(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     session: &RemoteSession,
     epoch: u64,
     outcome: &RemoteOutcome,
@@ -1024,17 +1042,16 @@ fn begin_remote_commit(
     let Some(h) = st.book.fleet.held.get(&epoch) else {
         // A retry of a commit whose answer was lost, or that is still on
         // its way: told the truth, never "no such lease".
-        return Ok(match st.book.fleet.earlier_commit(epoch, worker) {
-            Some(Earlier::Answered(answer)) => Begun::Answered(answer),
-            Some(Earlier::OnItsWay(rx)) => Begun::OnItsWay(rx),
-            None => Begun::Answered(fenced(epoch, "this node holds no such lease: it expired and was given to another worker, or the node restarted")),
-        });
+        return Ok(Begun::Earlier(match st.book.fleet.earlier_commit(epoch, worker) {
+            Some(earlier) => earlier,
+            None => Earlier::Answered(fenced(epoch, "this node holds no such lease: it expired and was given to another worker, or the node restarted")),
+        }));
     };
     if h.group != worker {
-        return Ok(Begun::Answered(fenced(
+        return Ok(Begun::Earlier(Earlier::Answered(fenced(
             epoch,
             "the lease is another worker's",
-        )));
+        ))));
     }
     check_outcome(
         h,
@@ -1045,35 +1062,36 @@ fn begin_remote_commit(
     let Some(lease) = lease else {
         st.book.fleet.held.remove(&epoch);
         let why = "the lease expired or its job was stopped";
-        return Ok(Begun::Answered(fenced(epoch, why)));
+        return Ok(Begun::Earlier(Earlier::Answered(fenced(epoch, why))));
     };
     let (on_end_tx, on_end) = tokio::sync::oneshot::channel();
     lease.on_end = Some(on_end_tx);
     let slot = lease.worker;
     let held = st.book.fleet.held.remove(&epoch).expect("checked above");
     let (tx, rx) = tokio::sync::watch::channel(None);
-    st.book.fleet.committing.insert(epoch, (worker, rx.clone()));
-    Ok(Begun::Commit {
-        held,
-        slot,
-        on_end,
-        tx,
-        rx,
-    })
+    st.book.fleet.committing.insert(epoch, (worker, rx));
+    let due = AnswerDue {
+        shared: shared.clone(),
+        epoch,
+        worker,
+        records: held.records as u64,
+        simple: matches!(held.work, TaskWork::Simple(_)),
+        wait: Some((on_end, tx)),
+        on_drop: answer::OnDrop::HandToTask,
+    };
+    Ok(Begun::Commit { held, slot, due })
 }
 
 enum Begun {
-    Answered(CommitAnswer),
-    OnItsWay(tokio::sync::watch::Receiver<Option<CommitAnswer>>),
-    /// This call commits: the lease's end comes on `on_end`; the answer
-    /// goes out on `tx`, to this call's `rx` and any retry's.
+    /// A retry, or a commit refused: told what the node knows.
+    Earlier(Earlier),
+    /// This call commits: its answer is `due` once the lease ends, to
+    /// this call and any retry's.
     Commit {
         held: Held,
         /// The slot (thread) whose lease it is.
         slot: usize,
-        on_end: tokio::sync::oneshot::Receiver<CommitEnd>,
-        tx: tokio::sync::watch::Sender<Option<CommitAnswer>>,
-        rx: tokio::sync::watch::Receiver<Option<CommitAnswer>>,
+        due: AnswerDue,
     },
 }
 
@@ -1159,17 +1177,43 @@ pub(crate) fn forget_silent(book: &mut crate::state::Book, now_ms: u64) {
     }
 }
 
-fn lease_blocking(
+/// Where a lease is taken: on an executor thread it neither waits nor
+/// commits (failing a slice that does not read, or refusing a job too
+/// large to send, appends, and an append waits for the append gate, which
+/// a compaction holds for its whole run): such a task goes on to a
+/// blocking thread (`Leased::Blocking`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum On {
+    Executor,
+    Blocking,
+}
+
+enum Leased {
+    Answer(RemoteLease),
+    /// Leased on an executor thread; needs a blocking one to go on.
+    Blocking(crate::dispatch::Task),
+}
+
+/// The next lease for `thread` of `session`'s process, waiting up to
+/// `wait` for one (none `On::Executor`); `first`: a task leased already
+/// that is to be sent or refused first.
+fn lease_within(
     shared: &Arc<Shared>,
     store: &Arc<dyn SliceStore>,
     session: &RemoteSession,
     thread: u32,
     wait: Duration,
-) -> Result<RemoteLease, RemoteError> {
+    on: On,
+    mut first: Option<crate::dispatch::Task>,
+) -> Result<Leased, RemoteError> {
+    debug_assert!(on == On::Blocking || wait.is_zero());
     let group = session.worker;
     let until = Instant::now() + wait;
+    let answer = |a| Ok(Leased::Answer(a));
     loop {
-        let task = {
+        let task = if let Some(task) = first.take() {
+            task
+        } else {
             let mut st = shared.state.lock();
             loop {
                 // Again after each wait: a process forgotten meanwhile has
@@ -1187,11 +1231,11 @@ fn lease_blocking(
                     .inflight_commits
                     .load(std::sync::atomic::Ordering::Acquire);
                 if commits == 0 && st.is_idle_for(slot) {
-                    return Ok(RemoteLease::Idle);
+                    return answer(RemoteLease::Idle);
                 }
                 let left = until.saturating_duration_since(Instant::now());
                 if left.is_zero() {
-                    return Ok(RemoteLease::Nothing);
+                    return answer(RemoteLease::Nothing);
                 }
                 *st.book.fleet.polls_waiting.entry(slot).or_default() += 1;
                 shared
@@ -1215,6 +1259,9 @@ fn lease_blocking(
                 _ => 0,
             };
             if let Some(why) = unsendable(items, after_ids, limit) {
+                if on == On::Executor {
+                    return Ok(Leased::Blocking(task));
+                }
                 refuse_unsendable(shared, store, group, epoch, items, &why);
                 continue;
             }
@@ -1225,9 +1272,17 @@ fn lease_blocking(
                 // worker's would; the thread asks again. Read packed: the
                 // worker decompresses ("Wire protocol 3").
                 let read = |store: &dyn SliceStore, key: &_| store.read_slice_packed(key);
-                let Some(records) =
-                    crate::worker::read_input_with(shared, store, epoch, item, read)
-                else {
+                let records = match on {
+                    On::Blocking => {
+                        crate::worker::read_input_with(shared, store, epoch, item, read)
+                    }
+                    On::Executor => match read(store.as_ref(), &crate::worker::input_key(item)) {
+                        Ok(Some(records)) => Some(records),
+                        // Failed on a blocking thread, reading it again.
+                        _ => return Ok(Leased::Blocking(task)),
+                    },
+                };
+                let Some(records) = records else {
                     continue;
                 };
                 let count = records.record_count() as usize;
@@ -1257,7 +1312,7 @@ fn lease_blocking(
                 leased,
             },
         );
-        return Ok(RemoteLease::Task(RemoteTask {
+        return answer(RemoteLease::Task(RemoteTask {
             epoch,
             deadline_ms,
             timeout_ms,
@@ -1512,6 +1567,18 @@ fn check_outcome(
         }
     }
     Ok(())
+}
+
+/// A commit has begun on `slot`'s lease: it is no longer one of its
+/// thread's live leases, so a look-ahead `Lease` that waits for room may
+/// go before the fsync. Only that thread's poll gains by it: with none
+/// waiting, nobody is woken (at thousands of commits a second, waking
+/// every poll each time was a storm on the state lock).
+fn wake_poll(shared: &Shared, slot: usize) {
+    let waits = (shared.state.lock().book.fleet.polls_waiting).contains_key(&slot);
+    if waits {
+        shared.work_ready.notify_all();
+    }
 }
 
 /// Hands the checked outcome to the commit local workers make.

@@ -476,6 +476,15 @@ pub(crate) fn read_input(
     })
 }
 
+/// The key of slice `item`'s input.
+pub(crate) fn input_key(item: &SliceItem) -> SliceKey {
+    SliceKey {
+        owner: item.job,
+        stream: STREAM_INPUT,
+        seq: item.slice,
+    }
+}
+
 /// `read_input` read by `read` (a remote lease reads it packed).
 pub(crate) fn read_input_with<T>(
     shared: &Arc<Shared>,
@@ -484,11 +493,7 @@ pub(crate) fn read_input_with<T>(
     item: &SliceItem,
     read: impl FnOnce(&dyn SliceStore, &SliceKey) -> Result<Option<T>, StoreError>,
 ) -> Option<T> {
-    let input_key = SliceKey {
-        owner: item.job,
-        stream: STREAM_INPUT,
-        seq: item.slice,
-    };
+    let input_key = input_key(item);
     match read(store.as_ref(), &input_key) {
         Ok(Some(r)) => Some(r),
         Ok(None) => {

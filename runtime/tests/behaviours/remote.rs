@@ -2,6 +2,7 @@
 //! them: `accepted` only when what the worker sent is durable, and a
 //! retry told the truth while its first try is still on its way.
 
+use std::future::Future;
 use std::time::Duration;
 
 use booster_runtime::*;
@@ -163,35 +164,104 @@ async fn a_remote_commit_whose_output_the_node_cannot_store_is_not_answered_acce
     assert_eq!((s.slices_failed, s.records_out), (1, 0), "{s:?}");
 }
 
+/// A job of one slice of 10 records on a node without threads, leased
+/// to a remote process: what a commit of it sends.
+struct OneSlice {
+    _dir: tempfile::TempDir,
+    rt: Runtime,
+    id: JobId,
+    session: RemoteSession,
+    epoch: u64,
+    slice: u64,
+    records: Vec<Vec<u8>>,
+}
+
+impl OneSlice {
+    async fn leased() -> OneSlice {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = node(dir.path()).await;
+        let id = rt.submit(sliced("echo", 10)).await.unwrap();
+        upload_all(&rt, id, &records(10)).await;
+        let session = rt.remote_join(hello()).unwrap().session;
+        let (epoch, job, slice, records) = next_slice(&rt, &session).await.unwrap();
+        assert_eq!(job, id);
+        OneSlice {
+            _dir: dir,
+            rt,
+            id,
+            session,
+            epoch,
+            slice,
+            records,
+        }
+    }
+
+    /// The commit of the slice's records, as the worker sends it.
+    async fn commit(&self) -> Result<CommitAnswer, RemoteError> {
+        let out = output(self.id, self.slice, self.records.clone());
+        self.rt.remote_commit(&self.session, self.epoch, out).await
+    }
+
+    /// The job is done, its slice stored once.
+    async fn assert_done_once(&self) {
+        // The job's after hook, then it is done.
+        assert!(
+            next_slice(&self.rt, &self.session).await.is_none(),
+            "one slice"
+        );
+        let s = self.rt.job(self.id).await.unwrap();
+        assert_eq!((s.state, s.records_out), (JobState::Completed, 10));
+        assert_eq!(download(&self.rt, self.id, Category::Main), self.records);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_retried_while_its_first_try_is_in_flight_is_answered_with_the_first_ones_outcome()
 {
-    let dir = tempfile::tempdir().unwrap();
-    let rt = node(dir.path()).await;
-    let id = rt.submit(sliced("echo", 10)).await.unwrap();
-    upload_all(&rt, id, &records(10)).await;
-    let joined = rt.remote_join(hello()).unwrap();
-    let (epoch, job, slice, records) = next_slice(&rt, &joined.session).await.unwrap();
+    let one = OneSlice::leased().await;
     // Polled in this order within one poll of `join!`: the retry reaches
     // the node while the first try waits for its fsync.
-    let (first, retry) = tokio::join!(
-        rt.remote_commit(&joined.session, epoch, output(job, slice, records.clone())),
-        rt.remote_commit(&joined.session, epoch, output(job, slice, records.clone())),
-    );
+    let (first, retry) = tokio::join!(one.commit(), one.commit());
     assert_eq!(first.unwrap(), CommitAnswer::Accepted);
     assert_eq!(
         retry.unwrap(),
         CommitAnswer::Accepted,
         "the retry is told the first try's outcome, not that no such lease exists"
     );
-    // The job's after hook, then it is done.
-    assert!(
-        next_slice(&rt, &joined.session).await.is_none(),
-        "one slice"
+    one.assert_done_once().await;
+}
+
+/// Session 18: the call that commits now waits for its answer itself,
+/// with no task of its own between; a call cancelled on its way (its
+/// connection dropped) must still leave the commit made and its answer
+/// for the retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_whose_call_is_cancelled_on_its_way_still_answers_its_retry() {
+    let one = OneSlice::leased().await;
+    // Polled once, then dropped, as a call whose connection drops is.
+    let mut first = Box::pin(one.commit());
+    // Almost always pending (the commit waits for its fsync); on a loaded
+    // machine the blocking thread and the fsync may both beat the first
+    // poll, and then the retry below meets an answered commit instead.
+    let polled = std::future::poll_fn(|cx| std::task::Poll::Ready(first.as_mut().poll(cx))).await;
+    if let std::task::Poll::Ready(answer) = polled {
+        assert_eq!(answer.unwrap(), CommitAnswer::Accepted);
+    }
+    drop(first);
+    // The retry comes once the slice is durable, as a worker's backed-off
+    // retry does: the answer must have outlived the call.
+    for _ in 0..500 {
+        if one.rt.job(one.id).await.unwrap().records_out == 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        one.commit().await.unwrap(),
+        CommitAnswer::Accepted,
+        "the retry is told the cancelled call's outcome"
     );
-    let s = rt.job(id).await.unwrap();
-    assert_eq!((s.state, s.records_out), (JobState::Completed, 10));
-    assert_eq!(download(&rt, id, Category::Main), records);
+    one.assert_done_once().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -843,4 +913,60 @@ async fn a_simple_batch_whose_every_result_was_replaced_is_fenced_saying_why() {
         .failure_reason
         .unwrap_or_default()
         .contains("over the 64 KiB cap"));
+}
+
+/// Session 18: a lease with work ready is taken on the call's own
+/// (executor) thread and its slice read there; a slice that does not read
+/// is failed on a blocking thread (failing it appends, and an append may
+/// wait for a compaction's whole run), naming why, and the call answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_lease_of_a_slice_that_does_not_read_fails_it_naming_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || crate::degraded::opts(dir.path(), 0);
+    let id = {
+        let rt = node_on(dir.path(), opts()).await;
+        let id = rt.submit(sliced("echo", 10)).await.unwrap();
+        upload_all(&rt, id, &records(10)).await;
+        rt.shutdown(Duration::from_secs(5)).await.unwrap();
+        id
+    };
+    let input = |e: &booster_store::format::FooterEntry| {
+        e.header.kind == booster_store::format::FrameKind::Slice
+            && (e.header.key.owner, e.header.key.stream) == (id, 0)
+    };
+    let segments = booster_store::format::segment_paths(dir.path()).unwrap();
+    let rotted = segments.iter().find(|path| {
+        let bytes = std::fs::read(path).unwrap();
+        booster_store::format::read_sealed_entries(&bytes).is_ok_and(|es| es.iter().any(input))
+    });
+    crate::degraded::rot_nth(rotted.expect("a sealed input slice"), 0, input);
+    let rt = node_on(dir.path(), opts()).await;
+    let session = rt.remote_join(hello()).unwrap().session;
+    // The job's before hook, then its slice, which is never sent.
+    for _ in 0..3 {
+        let lease = rt.remote_lease(&session, 0, Duration::from_millis(50));
+        let task = match lease.await.unwrap() {
+            RemoteLease::Task(task) => task,
+            _ => continue,
+        };
+        let RemoteWork::Before(h) = task.work else {
+            panic!("a slice that does not read is never sent");
+        };
+        let hook = RemoteOutcome::Hook {
+            job: h.job,
+            before: true,
+            result: Ok(()),
+        };
+        let answer = rt.remote_commit(&session, task.epoch, hook).await.unwrap();
+        assert_eq!(answer, CommitAnswer::Accepted);
+    }
+    let s = rt.job(id).await.unwrap();
+    assert_eq!((s.state, s.slices_failed), (JobState::Failed, 1), "{s:?}");
+    assert!(
+        s.errors
+            .iter()
+            .any(|e| e.message.contains("cannot read the input slice")),
+        "{:?}",
+        s.errors
+    );
 }

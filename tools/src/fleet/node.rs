@@ -270,15 +270,16 @@ pub async fn commit(State(app): State<AppState>, req: Request) -> Response {
             };
             refuse_oversized(&m, runtime.max_commit_records(), max_raw).map_err(invalid)?;
             // Decompressing the bodies (up to the message limit) runs off
-            // the executor threads, so it delays no heartbeat or lease.
-            let outcome = tokio::task::spawn_blocking(move || outcome_of(m, max_raw))
-                .await
-                .map_err(|e| Status::internal(format!("checking a commit: {e}")))?
-                .map_err(invalid)?;
+            // the executor threads, so it delays no heartbeat or lease: on
+            // the blocking thread that then makes the commit.
+            let outcome = move || outcome_of(m, max_raw).map_err(Refused::Invalid);
             let answer = runtime
-                .remote_commit(&session, epoch, outcome)
+                .remote_commit_with(&session, epoch, outcome)
                 .await
-                .map_err(|e| refuse("Commit", &who, e))?;
+                .map_err(|e| match e {
+                    Refused::Invalid(why) => invalid(why),
+                    Refused::Remote(e) => refuse("Commit", &who, e),
+                })?;
             Ok(match answer {
                 CommitAnswer::Accepted => proto::CommitReply {
                     accepted: true,
@@ -368,6 +369,19 @@ pub async fn output(State(app): State<AppState>, req: Request) -> Response {
         },
     )
     .await
+}
+
+/// Why the node refused a commit: its message does not decode to an
+/// outcome (`outcome_of`), or the runtime refused it.
+enum Refused {
+    Invalid(String),
+    Remote(RemoteError),
+}
+
+impl From<RemoteError> for Refused {
+    fn from(e: RemoteError) -> Refused {
+        Refused::Remote(e)
+    }
 }
 
 /// The session a call names; a secret of another length matches none.
