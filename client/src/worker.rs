@@ -555,6 +555,17 @@ fn thread_loop(w: &Arc<Worker>, thread: u32) -> bool {
     let mut carried: Option<Carried> = None;
     let mut backoff = Backoff::new(w.log.clone());
     loop {
+        // A task carried by the last commit's reply is this thread's next
+        // whenever no lease ahead comes first (the one ahead brought
+        // nothing: the last slices, an after hook leased in that reply).
+        // Left waiting, the thread asked `Lease`, which had nothing for it
+        // while it held that task, until the task was handed back.
+        if next.is_none() {
+            if let Some(reply) = carried.take() {
+                let ahead = lease_ahead(w.clone(), thread, LeaseProgress::new(), Some(reply));
+                next = Some(w.rt.spawn(ahead));
+            }
+        }
         let was_ahead = next.is_some();
         let (session, answer) = match next.take() {
             Some(ahead) => {
@@ -569,7 +580,7 @@ fn thread_loop(w: &Arc<Worker>, thread: u32) -> bool {
                 backoff.reset();
                 match reply.task {
                     Some(task) => task,
-                    None if reply.idle && w.until_idle => break,
+                    None if reply.idle && w.until_idle && carried.is_none() => break,
                     None => continue,
                 }
             }

@@ -171,26 +171,28 @@ pub async fn lease(State(app): State<AppState>, req: Request) -> Response {
         move |m: proto::LeaseRequest| async move {
             let _turn = turn(&LONG_POLL_TURNS).await?;
             let session = session(m.worker_id, &m.session);
-            lease_reply(&runtime, session, m.worker_id, m.thread, LEASE_POLL).await
+            lease_reply(&runtime, session, m.worker_id, m.thread, Some(LEASE_POLL)).await
         },
     )
     .await
 }
 
 /// The next lease for `thread` of `worker`, waiting up to `wait` for one,
-/// as a `LeaseReply`: the `Lease` call's answer, and with no wait, the
-/// next task a `Commit` carries (`CommitReply::next`).
+/// as a `LeaseReply`: the `Lease` call's answer, and with None, the next
+/// task a `Commit` carries (`CommitReply::next`,
+/// `Runtime::remote_lease_next`).
 async fn lease_reply(
     runtime: &Runtime,
     session: RemoteSession,
     worker: u64,
     thread: u32,
-    wait: Duration,
+    wait: Option<Duration>,
 ) -> Result<proto::LeaseReply, Status> {
-    let answer = runtime
-        .remote_lease(&session, thread, wait)
-        .await
-        .map_err(|e| refuse("Lease", &of_worker(worker), e))?;
+    let answer = match wait {
+        Some(wait) => runtime.remote_lease(&session, thread, wait).await,
+        None => runtime.remote_lease_next(&session, thread).await,
+    };
+    let answer = answer.map_err(|e| refuse("Lease", &of_worker(worker), e))?;
     Ok(match answer {
         RemoteLease::Task(task) => {
             let epoch = task.epoch;
@@ -304,7 +306,7 @@ pub async fn commit(State(app): State<AppState>, req: Request) -> Response {
             // be made (nothing ready, a refusal) is simply absent, and the
             // worker asks `Lease`: the commit's answer never waits on it.
             let next = match next_for {
-                Some(thread) => lease_reply(&runtime, next_session, worker, thread, Duration::ZERO)
+                Some(thread) => lease_reply(&runtime, next_session, worker, thread, None)
                     .await
                     .ok()
                     .and_then(|reply| reply.task),
