@@ -374,11 +374,6 @@ pub struct CommitRequest {
     /// `HelloReply::session`.
     #[prost(bytes = "vec", tag = "6")]
     pub session: Vec<u8>,
-    /// The worker thread that ran the lease, asking for its next task in
-    /// the reply (`CommitReply::next`): one call a slice, not a `Commit`
-    /// and a `Lease`. None: no next task wanted (an older worker).
-    #[prost(uint32, optional, tag = "7")]
-    pub next_for_thread: Option<u32>,
 }
 
 #[derive(Clone, PartialEq, prost::Oneof)]
@@ -460,12 +455,6 @@ pub struct CommitReply {
     pub accepted: bool,
     #[prost(string, tag = "2")]
     pub reason: String,
-    /// The next task of `CommitRequest::next_for_thread`, leased as a
-    /// `Lease` call with no wait would lease it, once the commit was
-    /// answered. None: nothing ready, the lease failed, or an older node
-    /// (the worker then calls `Lease`).
-    #[prost(message, optional, tag = "3")]
-    pub next: Option<Task>,
 }
 
 /// `Decline`: the worker's handler refuses work it was leased

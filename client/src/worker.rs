@@ -456,90 +456,28 @@ async fn lease_once(w: Arc<Worker>, thread: u32) -> LeaseAnswer {
     (session, client.lease(m).await)
 }
 
-/// The next task of a thread as its last commit's reply carries it
-/// (`CommitReply::next`), with the session it was leased under.
-type Carried = tokio::sync::oneshot::Receiver<(Session, proto::Task)>;
-
-/// The lease a thread asks for ahead, while it runs the handler whose
-/// progress is `behind`: the task its last commit's reply carries
-/// (`carried`), or else (none asked for, an older node, nothing was
-/// ready, the commit got no answer) one `Lease` call, unless the worker
-/// is stopping. A lease it gets is held (and heartbeat) from the moment
-/// the answer comes, not from when the thread takes it.
-async fn lease_ahead(
-    w: Arc<Worker>,
-    thread: u32,
-    behind: LeaseProgress,
-    carried: Option<Carried>,
-) -> LeaseAnswer {
-    let carried = match carried {
-        Some(reply) => reply.await.ok(),
-        None => None,
-    };
-    let answer = match carried {
-        Some((session, task)) => {
-            // Held since its reply came (`carry_next`), unless handed back
-            // or ended meanwhile: then it is not run (`take_lease`).
-            if let Some(b) = w.held.lock().get_mut(&task.epoch) {
-                b.behind = Some(behind);
-            }
-            let reply = proto::LeaseReply {
-                task: Some(task),
-                idle: false,
-            };
-            return (session, Ok(reply));
-        }
-        None if w.stop.load(Ordering::Relaxed) => {
-            let reply = proto::LeaseReply::default();
-            return (w.session.lock().clone(), Ok(reply));
-        }
-        None => lease_once(w.clone(), thread).await,
-    };
+/// `lease_once` for the lease a thread asks for ahead, while it runs the
+/// handler whose progress is `behind`: a lease it gets is held (and
+/// heartbeat) from the moment the answer comes, not from when the thread
+/// takes it.
+async fn lease_ahead(w: Arc<Worker>, thread: u32, behind: LeaseProgress) -> LeaseAnswer {
+    let answer = lease_once(w.clone(), thread).await;
     if let Ok(proto::LeaseReply {
         task: Some(task), ..
     }) = &answer.1
     {
-        hold_ahead(&w, task, behind);
-    }
-    answer
-}
-
-/// Holds `task`, asked for ahead, from now on, heartbeat on `behind`'s
-/// progress until its thread starts it, and handed back if it waits
-/// unstarted too long (`hand_back_after`).
-fn hold_ahead(w: &Worker, task: &proto::Task, behind: LeaseProgress) {
-    let timeout_ms = w.lease_timeout_ms.load(Ordering::Relaxed);
-    let beat = Beat {
-        progress: LeaseProgress::new(),
-        sent_ms: 0,
-        done: false,
-        behind: Some(behind),
-        hand_back_at: Instant::now() + hand_back_after(timeout_ms, task.timeout_ms),
-    };
-    w.held.lock().insert(task.epoch, beat);
-    w.ahead_arrived.notify_one();
-}
-
-/// The next task a commit's reply carried, held at once (its handler to
-/// come is not known yet: no heartbeat carries it until `lease_ahead`
-/// names it, and it is handed back if still unstarted in time) and passed
-/// to its thread; one its thread no longer waits for (it stopped) is
-/// handed back at once.
-fn carry_next(
-    w: &Worker,
-    session: Session,
-    task: proto::Task,
-    to: Option<tokio::sync::oneshot::Sender<(Session, proto::Task)>>,
-) {
-    let epoch = task.epoch;
-    hold_ahead(w, &task, LeaseProgress::new());
-    let taken = to.is_some_and(|to| to.send((session, task)).is_ok());
-    if !taken {
-        if let Some(b) = w.held.lock().get_mut(&epoch) {
-            b.hand_back_at = Instant::now();
-        }
+        let timeout_ms = w.lease_timeout_ms.load(Ordering::Relaxed);
+        let beat = Beat {
+            progress: LeaseProgress::new(),
+            sent_ms: 0,
+            done: false,
+            behind: Some(behind),
+            hand_back_at: Instant::now() + hand_back_after(timeout_ms, task.timeout_ms),
+        };
+        w.held.lock().insert(task.epoch, beat);
         w.ahead_arrived.notify_one();
     }
+    answer
 }
 
 /// A thread's loop: lease, run, commit. While a task runs, the next lease
@@ -550,22 +488,8 @@ fn carry_next(
 fn thread_loop(w: &Arc<Worker>, thread: u32) -> bool {
     let mut pending: std::collections::VecDeque<tokio::task::JoinHandle<()>> = Default::default();
     let mut next: Option<tokio::task::JoinHandle<LeaseAnswer>> = None;
-    // The reply of the last commit sent, which carries this thread's next
-    // task (`CommitReply::next`).
-    let mut carried: Option<Carried> = None;
     let mut backoff = Backoff::new(w.log.clone());
     loop {
-        // A task carried by the last commit's reply is this thread's next
-        // whenever no lease ahead comes first (the one ahead brought
-        // nothing: the last slices, an after hook leased in that reply).
-        // Left waiting, the thread asked `Lease`, which had nothing for it
-        // while it held that task, until the task was handed back.
-        if next.is_none() {
-            if let Some(reply) = carried.take() {
-                let ahead = lease_ahead(w.clone(), thread, LeaseProgress::new(), Some(reply));
-                next = Some(w.rt.spawn(ahead));
-            }
-        }
         let was_ahead = next.is_some();
         let (session, answer) = match next.take() {
             Some(ahead) => {
@@ -580,7 +504,7 @@ fn thread_loop(w: &Arc<Worker>, thread: u32) -> bool {
                 backoff.reset();
                 match reply.task {
                     Some(task) => task,
-                    None if reply.idle && w.until_idle && carried.is_none() => break,
+                    None if reply.idle && w.until_idle => break,
                     None => continue,
                 }
             }
@@ -622,11 +546,8 @@ fn thread_loop(w: &Arc<Worker>, thread: u32) -> bool {
             }
             continue;
         }
-        // A task already asked for in the last commit is run even by a
-        // thread told to stop, as a lease asked for ahead always was.
-        if carried.is_some() || !w.stop.load(Ordering::Relaxed) {
-            let ahead = lease_ahead(w.clone(), thread, progress.clone(), carried.take());
-            next = Some(w.rt.spawn(ahead));
+        if !w.stop.load(Ordering::Relaxed) {
+            next = Some(w.rt.spawn(lease_ahead(w.clone(), thread, progress.clone())));
         }
         w.threads.start(epoch, thread, &task, &progress);
         let outcome = progress.run(|| run(w, task, &session));
@@ -648,25 +569,14 @@ fn thread_loop(w: &Arc<Worker>, thread: u32) -> bool {
                 let _ = w.rt.block_on(p);
             }
         }
-        // The commit asks for this thread's next task: the one after the
-        // lease ahead it runs now (one call a slice, not two).
-        let (carry, reply) = match w.stop.load(Ordering::Relaxed) {
-            true => (None, None),
-            false => {
-                let (to, from) = tokio::sync::oneshot::channel();
-                (Some(to), Some(from))
-            }
-        };
-        carried = reply;
         let mut commit = proto::CommitRequest {
             worker_id: session.id,
             epoch,
             outcome,
             session: session.secret,
-            next_for_thread: carry.as_ref().map(|_| thread),
         };
         fit(&mut commit, w.client.lock().max_message_bytes());
-        pending.push_back(w.rt.spawn(commit_until_deadline(w.clone(), commit, carry)));
+        pending.push_back(w.rt.spawn(commit_until_deadline(w.clone(), commit)));
     }
     for p in pending {
         let _ = w.rt.block_on(p);
@@ -747,26 +657,14 @@ fn rejoin(w: &Arc<Worker>, stale: u64) {
 
 /// Sends `commit` until the node answers, or until a lease timeout has
 /// passed (the node has then given the work to someone else).
-async fn commit_until_deadline(
-    w: Arc<Worker>,
-    commit: proto::CommitRequest,
-    mut carry: Option<tokio::sync::oneshot::Sender<(Session, proto::Task)>>,
-) {
+async fn commit_until_deadline(w: Arc<Worker>, commit: proto::CommitRequest) {
     let epoch = commit.epoch;
     let give_up =
         Instant::now() + Duration::from_millis(w.lease_timeout_ms.load(Ordering::Relaxed));
     let mut backoff = Backoff::new(w.log.clone());
     loop {
         let client = w.client.lock().clone();
-        let mut answer = client.commit(commit.clone()).await;
-        if let Some(task) = answer.as_mut().ok().and_then(|r| r.next.take()) {
-            let session = Session {
-                id: commit.worker_id,
-                secret: commit.session.clone(),
-            };
-            carry_next(&w, session, task, carry.take());
-        }
-        match answer {
+        match client.commit(commit.clone()).await {
             Ok(reply) if reply.accepted => {
                 if !reply.reason.is_empty() {
                     w.log.say(&reply.reason);
@@ -1257,7 +1155,6 @@ mod tests {
             epoch: 2,
             outcome: Some(outcome),
             session: vec![0; 16],
-            next_for_thread: None,
         }
     }
 
@@ -1478,9 +1375,12 @@ mod tests {
     /// backoff past it: with a timeout of 1400 ms the unclamped backoff
     /// (jittered waits of 50, 100, .., 800, 1600 ms) dropped it more than
     /// 600 ms late in about 87% of runs (failed so before the clamp).
-    /// A node that closes every connection at once: its URL, and the
-    /// count of connections it took (each call tries one).
-    fn closing_node() -> (String, Arc<AtomicU64>) {
+    #[test]
+    fn a_commit_the_node_cannot_take_is_tried_until_a_lease_timeout_then_dropped() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let closer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", closer.local_addr().unwrap());
         let tries = Arc::new(AtomicU64::new(0));
@@ -1491,63 +1391,6 @@ mod tests {
                 drop(stream);
             }
         });
-        (url, tries)
-    }
-
-    /// A thread's next task carried by its last commit's reply
-    /// (`CommitReply::next`) is run with no `Lease` call, held from the
-    /// moment the reply came; a reply without one (an older node, nothing
-    /// ready, a commit that got no answer) falls back to one `Lease` call;
-    /// a carried task whose thread no longer waits for it (it stopped) is
-    /// handed back at once.
-    #[test]
-    fn a_next_task_carried_by_a_commit_s_reply_needs_no_lease_call_and_none_falls_back_to_lease() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let (url, tries) = closing_node();
-        let w = worker_at(&rt, &url, HashMap::new());
-        let session = Session {
-            id: 1,
-            secret: vec![0; 16],
-        };
-        let task = |epoch| proto::Task {
-            epoch,
-            deadline_ms: 1,
-            ..Default::default()
-        };
-        let (to, from) = tokio::sync::oneshot::channel();
-        carry_next(&w, session.clone(), task(7), Some(to));
-        assert!(
-            w.held.lock().get(&7).is_some_and(|b| b.behind.is_some()),
-            "held, as a lease ahead, from its reply on"
-        );
-        let ahead = lease_ahead(w.clone(), 0, LeaseProgress::new(), Some(from));
-        let (got, answer) = rt.block_on(ahead);
-        assert_eq!((got.id, answer.unwrap().task.unwrap().epoch), (1, 7));
-        assert!(take_lease(&w, 7, true).is_some());
-        assert_eq!(tries.load(Ordering::Relaxed), 0, "no Lease call");
-        // A reply without a next task: its sender is dropped unused.
-        let (to, from) = tokio::sync::oneshot::channel::<(Session, proto::Task)>();
-        drop(to);
-        let ahead = lease_ahead(w.clone(), 0, LeaseProgress::new(), Some(from));
-        let (_, answer) = rt.block_on(ahead);
-        assert!(answer.is_err(), "the Lease call found no node: {answer:?}");
-        assert!(tries.load(Ordering::Relaxed) > 0, "asked Lease");
-        let (to, from) = tokio::sync::oneshot::channel();
-        drop(from);
-        carry_next(&w, session, task(8), Some(to));
-        assert!(w.held.lock()[&8].hand_back_at <= Instant::now());
-    }
-
-    #[test]
-    fn a_commit_the_node_cannot_take_is_tried_until_a_lease_timeout_then_dropped() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let (url, tries) = closing_node();
         let said = Arc::new(Mutex::new(Vec::<String>::new()));
         let mut w = worker_at(&rt, &url, HashMap::new());
         let to = said.clone();
@@ -1566,7 +1409,7 @@ mod tests {
         };
         let sent = Instant::now();
         let ended = rt.block_on(async {
-            let commit = commit_until_deadline(w.clone(), commit, None);
+            let commit = commit_until_deadline(w.clone(), commit);
             tokio::time::timeout(Duration::from_secs(30), commit).await
         });
         assert!(ended.is_ok(), "still trying after 30 s");

@@ -58,7 +58,6 @@ mod cron;
 mod dependencies;
 mod dirmon;
 mod dispatch;
-pub use dispatch::REMOTE_LIVE_LEASES;
 mod download;
 #[cfg(test)]
 mod epoch_tests;

@@ -684,27 +684,6 @@ impl Runtime {
         }
     }
 
-    /// The next lease for `thread` that a commit's reply carries
-    /// (`CommitReply::next`): `remote_lease` with no wait, or nothing
-    /// while a `Lease` long poll of that thread waits on the node: that
-    /// poll takes the work as it comes, where a task carried meanwhile
-    /// waited unstarted behind it (the poll holds its thread up to its
-    /// whole second, finding nothing the thread did not already hold).
-    pub async fn remote_lease_next(
-        &self,
-        session: &RemoteSession,
-        thread: u32,
-    ) -> Result<RemoteLease, RemoteError> {
-        {
-            let st = self.shared().state.lock();
-            let slot = st.book.fleet.slot(session, thread)?;
-            if st.book.fleet.polls_waiting.contains_key(&slot) {
-                return Ok(RemoteLease::Nothing);
-            }
-        }
-        self.remote_lease(session, thread, Duration::ZERO).await
-    }
-
     /// Heartbeats of the remote process of `session` for `epochs`: each
     /// lease it holds lives another lease timeout. Returns the epochs it
     /// no longer holds (expired, revoked, committed or never its): their

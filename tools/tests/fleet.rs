@@ -981,7 +981,6 @@ fn fenced_commits_of_a_worker_are_logged_without_a_flood() {
                     ..Default::default()
                 })),
                 session: joined.session.clone(),
-                next_for_thread: None,
             }))
             .unwrap();
         assert!(!reply.accepted, "epoch {epoch} is no lease of this worker");

@@ -171,72 +171,63 @@ pub async fn lease(State(app): State<AppState>, req: Request) -> Response {
         move |m: proto::LeaseRequest| async move {
             let _turn = turn(&LONG_POLL_TURNS).await?;
             let session = session(m.worker_id, &m.session);
-            lease_reply(&runtime, session, m.worker_id, m.thread, Some(LEASE_POLL)).await
+            let answer = runtime
+                .remote_lease(&session, m.thread, LEASE_POLL)
+                .await
+                .map_err(|e| refuse("Lease", &of_worker(m.worker_id), e))?;
+            Ok(match answer {
+                RemoteLease::Task(task) => {
+                    let epoch = task.epoch;
+                    let limit = max_message_bytes(&runtime);
+                    let work = work_of(task.work).and_then(|w| fits(w, limit));
+                    let work = match work {
+                        Ok(work) => work,
+                        // Never sent (a record of 4 GiB or more, a message
+                        // past the limit): the work fails once, saying
+                        // why, rather than its lease expiring and failing
+                        // again at each lease.
+                        Err(why) => {
+                            refusals::bounded("unsent Lease", tonic::Code::Internal, || {
+                                format!(
+                                    "lease {epoch} of worker {} failed unsent: {why}",
+                                    m.worker_id
+                                )
+                            });
+                            let rt = runtime.clone();
+                            tokio::task::spawn_blocking(move || {
+                                rt.remote_unsent(&session, epoch, &why)
+                            })
+                            .await
+                            .map_err(|_| Status::unavailable("the node is shutting down"))?
+                            .map_err(|e| refuse("Lease", &of_worker(m.worker_id), e))?;
+                            return Ok(proto::LeaseReply {
+                                task: None,
+                                idle: false,
+                            });
+                        }
+                    };
+                    proto::LeaseReply {
+                        task: Some(proto::Task {
+                            epoch,
+                            deadline_ms: task.deadline_ms,
+                            timeout_ms: task.timeout_ms.unwrap_or(0),
+                            work: Some(work),
+                        }),
+                        idle: false,
+                    }
+                }
+                RemoteLease::Nothing => proto::LeaseReply {
+                    task: None,
+                    idle: false,
+                },
+                RemoteLease::Idle => proto::LeaseReply {
+                    task: None,
+                    idle: true,
+                },
+            })
         },
     )
     .await
-}
-
-/// The next lease for `thread` of `worker`, waiting up to `wait` for one,
-/// as a `LeaseReply`: the `Lease` call's answer, and with None, the next
-/// task a `Commit` carries (`CommitReply::next`,
-/// `Runtime::remote_lease_next`).
-async fn lease_reply(
-    runtime: &Runtime,
-    session: RemoteSession,
-    worker: u64,
-    thread: u32,
-    wait: Option<Duration>,
-) -> Result<proto::LeaseReply, Status> {
-    let answer = match wait {
-        Some(wait) => runtime.remote_lease(&session, thread, wait).await,
-        None => runtime.remote_lease_next(&session, thread).await,
-    };
-    let answer = answer.map_err(|e| refuse("Lease", &of_worker(worker), e))?;
-    Ok(match answer {
-        RemoteLease::Task(task) => {
-            let epoch = task.epoch;
-            let limit = max_message_bytes(runtime);
-            let work = work_of(task.work).and_then(|w| fits(w, limit));
-            let work = match work {
-                Ok(work) => work,
-                // Never sent (a record of 4 GiB or more, a message past the
-                // limit): the work fails once, saying why, rather than its
-                // lease expiring and failing again at each lease.
-                Err(why) => {
-                    refusals::bounded("unsent Lease", tonic::Code::Internal, || {
-                        format!("lease {epoch} of worker {worker} failed unsent: {why}")
-                    });
-                    let rt = runtime.clone();
-                    tokio::task::spawn_blocking(move || rt.remote_unsent(&session, epoch, &why))
-                        .await
-                        .map_err(|_| Status::unavailable("the node is shutting down"))?
-                        .map_err(|e| refuse("Lease", &of_worker(worker), e))?;
-                    return Ok(proto::LeaseReply {
-                        task: None,
-                        idle: false,
-                    });
-                }
-            };
-            proto::LeaseReply {
-                task: Some(proto::Task {
-                    epoch,
-                    deadline_ms: task.deadline_ms,
-                    timeout_ms: task.timeout_ms.unwrap_or(0),
-                    work: Some(work),
-                }),
-                idle: false,
-            }
-        }
-        RemoteLease::Nothing => proto::LeaseReply {
-            task: None,
-            idle: false,
-        },
-        RemoteLease::Idle => proto::LeaseReply {
-            task: None,
-            idle: true,
-        },
-    })
 }
 
 pub async fn heartbeat(State(app): State<AppState>, req: Request) -> Response {
@@ -269,9 +260,8 @@ pub async fn commit(State(app): State<AppState>, req: Request) -> Response {
         req,
         limit,
         move |m: proto::CommitRequest| async move {
-            let (worker, epoch, next_for) = (m.worker_id, m.epoch, m.next_for_thread);
+            let (worker, epoch) = (m.worker_id, m.epoch);
             let session = session(worker, &m.session);
-            let next_session = session.clone();
             let who = format!(" of worker {worker}, lease {epoch}");
             let max_raw = max_message_bytes(&runtime);
             let invalid = |why: String| {
@@ -290,32 +280,24 @@ pub async fn commit(State(app): State<AppState>, req: Request) -> Response {
                     Refused::Invalid(why) => invalid(why),
                     Refused::Remote(e) => refuse("Commit", &who, e),
                 })?;
-            let (accepted, reason) = match answer {
-                CommitAnswer::Accepted => (true, String::new()),
-                CommitAnswer::AcceptedReplacing(reason) => (true, reason),
+            Ok(match answer {
+                CommitAnswer::Accepted => proto::CommitReply {
+                    accepted: true,
+                    reason: String::new(),
+                },
+                CommitAnswer::AcceptedReplacing(reason) => proto::CommitReply {
+                    accepted: true,
+                    reason,
+                },
                 CommitAnswer::Fenced(reason) => {
                     refusals::bounded("fenced Commit", tonic::Code::Aborted, || {
                         format!("fenced a commit of worker {worker}: {reason}")
                     });
-                    (false, reason)
+                    proto::CommitReply {
+                        accepted: false,
+                        reason,
+                    }
                 }
-            };
-            // The thread's next task, leased once the commit is answered
-            // (durable or fenced), as a `Lease` with no wait leases it: the
-            // same order, look-ahead bound and clock. A lease that cannot
-            // be made (nothing ready, a refusal) is simply absent, and the
-            // worker asks `Lease`: the commit's answer never waits on it.
-            let next = match next_for {
-                Some(thread) => lease_reply(&runtime, next_session, worker, thread, None)
-                    .await
-                    .ok()
-                    .and_then(|reply| reply.task),
-                None => None,
-            };
-            Ok(proto::CommitReply {
-                accepted,
-                reason,
-                next,
             })
         },
     )

@@ -145,7 +145,6 @@ fn commit(
         session: who.session.clone(),
         epoch,
         outcome: Some(outcome),
-        next_for_thread: None,
     }))
 }
 
@@ -323,80 +322,6 @@ fn a_worker_that_does_not_trust_the_nodes_certificate_gives_up_saying_so() {
     assert_eq!(remote_workers(&t), 0);
 }
 
-/// A commit that names its thread (`CommitRequest::next_for_thread`) is
-/// answered with the thread's next task, leased as `Lease` leases it: one
-/// call a slice, not two. The look-ahead bound holds for carried tasks: a
-/// thread holding `REMOTE_LIVE_LEASES` live leases is carried none, as
-/// `Lease` gives it none, even in a fenced commit's reply; a commit that
-/// names no thread (an older worker) is carried none; a carried task is
-/// committed as any lease is, and the job's output is exact.
-#[test]
-fn a_commits_reply_carries_its_threads_next_task_within_the_look_ahead_bound() {
-    let t = TestServer::start_node(|_, _| {});
-    let lines: String = (0..1000).map(|i| format!("{i}\n")).collect();
-    let id = copy_job(&t, &lines, None);
-    let mut c = client(&t, None, None);
-    let worker = join(&t, &mut c);
-    let commit_next = |epoch: u64, outcome: proto::Outcome| {
-        t.block_on(c.commit(proto::CommitRequest {
-            worker_id: worker.worker,
-            session: worker.session.clone(),
-            epoch,
-            outcome: Some(outcome),
-            next_for_thread: Some(0),
-        }))
-        .unwrap()
-    };
-    let mut held: Vec<(u64, proto::SliceWork)> = (0..booster_runtime::REMOTE_LIVE_LEASES)
-        .map(|_| lease_slice(&t, &c, &worker))
-        .collect();
-    assert!(lease(&t, &c, &worker).unwrap().task.is_none(), "the bound");
-    let (epoch, slice) = held.remove(0);
-    let reply = commit_next(epoch, copy_of(&slice));
-    assert!(reply.accepted, "{reply:?}");
-    let next = reply.next.expect("the thread's next task in the reply");
-    let Some(proto::Work::Slice(s)) = next.work else {
-        panic!("a slice comes next: {:?}", next.work);
-    };
-    assert!(next.deadline_ms > 0 && s.slice > slice.slice, "{s:?}");
-    held.push((next.epoch, s));
-    // At the bound again: a reply carries nothing more, fenced or not.
-    let fenced = commit_next(u64::MAX, copy_of(&held[0].1));
-    assert!(!fenced.accepted && fenced.next.is_none(), "{fenced:?}");
-    assert!(lease(&t, &c, &worker).unwrap().task.is_none(), "the bound");
-    // An older worker names no thread: its reply carries nothing.
-    let (epoch, slice) = held.remove(0);
-    let reply = commit(&t, &c, &worker, epoch, copy_of(&slice)).unwrap();
-    assert!(reply.accepted && reply.next.is_none(), "{reply:?}");
-    // The rest of the job, each next task carried by the last commit.
-    let mut tasks: Vec<(u64, proto::Outcome)> = held
-        .into_iter()
-        .map(|(epoch, s)| (epoch, copy_of(&s)))
-        .collect();
-    let mut carried = 0;
-    while let Some((epoch, outcome)) = tasks.pop() {
-        let reply = commit_next(epoch, outcome);
-        assert!(reply.accepted, "{reply:?}");
-        let Some(next) = reply.next else { continue };
-        carried += 1;
-        let outcome = match next.work.unwrap() {
-            proto::Work::Slice(s) => copy_of(&s),
-            proto::Work::After(h) => proto::Outcome::Hook(proto::HookResult {
-                job: h.job,
-                before: false,
-                error: None,
-            }),
-            other => panic!("no such work in a copy job: {other:?}"),
-        };
-        tasks.push((next.epoch, outcome));
-    }
-    assert!(carried >= 6, "slices 5 to 9 and the after hook: {carried}");
-    t.wait_until(id, |j| j.state == JobState::Completed);
-    let mut out = Vec::new();
-    t.client().download(id, "main", &mut out).unwrap();
-    assert_eq!(String::from_utf8(out).unwrap(), lines);
-}
-
 #[test]
 fn a_slice_leased_through_the_worker_service_is_committed_exactly() {
     let t = TestServer::start_node(|_, _| {});
@@ -479,7 +404,6 @@ fn a_commit_of_another_workers_lease_or_a_malformed_one_changes_nothing() {
             session: a.session.clone(),
             epoch,
             outcome: None,
-            next_for_thread: None,
         }))
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
