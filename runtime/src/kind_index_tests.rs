@@ -394,3 +394,28 @@ fn counts_by_kind_that_disagree_are_dropped_at_the_open() {
     });
     assert_eq!(l.st.book.kind_counts, None, "the aborted sum disagrees");
 }
+
+/// Counts by kind whose sum over kinds passes u64::MAX (a hostile or
+/// rotted checkpoint record) disagree like any other wrong sum: they are
+/// dropped at the open, which never panics on them (before: "attempt to
+/// add with overflow" in `counts_disagree`, found by `hostile_meta`).
+#[test]
+fn counts_by_kind_whose_sum_overflows_are_dropped_at_the_open() {
+    let mut l = queued(200);
+    let abort = Meta::Control {
+        job: 150,
+        at_ms: 2,
+        action: Control::Abort,
+    };
+    l.apply(&abort).unwrap();
+    let a = l.st.book.kind_ids.id("a").unwrap();
+    let aborted = crate::JobState::Aborted.index();
+    checkpoint_with_kind_counts(&mut l, |c| {
+        let of_a = &c.iter().find(|(k, _)| *k == a).unwrap().1;
+        assert_eq!(of_a[aborted], 1, "job 150");
+        let mut counts = vec![0; 9];
+        counts[aborted] = u64::MAX;
+        c.push((u32::MAX - 1, counts));
+    });
+    assert_eq!(l.st.book.kind_counts, None, "the aborted sum overflows");
+}

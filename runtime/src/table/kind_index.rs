@@ -201,8 +201,11 @@ pub fn finished_counts(c: &Checkpoint) -> Result<Option<NumMap<KindId, [u64; 9]>
 pub fn counts_disagree(c: &Checkpoint, restored: &NumMap<KindId, [u64; 9]>) -> Option<String> {
     let by_kind = c.kind_counts.as_ref()?;
     for (i, &total) in c.counts.iter().enumerate() {
-        let sum: u64 = by_kind.iter().filter_map(|(_, n)| n.get(i)).sum();
-        if sum != total {
+        // Checked: a hostile or rotted record can pass u64::MAX.
+        let mut counts = by_kind.iter().filter_map(|(_, n)| n.get(i));
+        let sum = counts.try_fold(0u64, |sum, n| sum.checked_add(*n));
+        if sum != Some(total) {
+            let sum = sum.map_or("more than u64::MAX".into(), |s| s.to_string());
             return Some(format!(
                 "its counts by kind sum to {sum} jobs of state {i}, its counts by state to {total}"
             ));
