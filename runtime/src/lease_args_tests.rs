@@ -328,3 +328,18 @@ fn one_lease_call_makes_at_most_a_page_of_rotted_rows_lost() {
     assert_eq!(failed(&logged.st), 200, "each call went on");
     assert_eq!(logged.st.book.by_state[JobState::Queued.index()], 0);
 }
+
+/// An open over 200 queued jobs whose rows a checkpoint wrote holds none
+/// of them whole in RAM, before any checkpoint (before, all 200 stayed
+/// until the next one), and a lease still runs each with its args.
+#[test]
+fn a_reopen_lets_the_restored_queued_rows_go_before_any_checkpoint() {
+    let mut logged = logged();
+    create(&mut logged, 1, 200);
+    logged.checkpoint();
+    logged.reopen(book());
+    logged.st.observe_simple("k", 1, 1.0);
+    assert_eq!(logged.st.table.values().count(), 0, "no row held whole");
+    assert_eq!(logged.st.book.by_state[JobState::Queued.index()], 200);
+    assert_eq!(lease(&mut logged.st), with_their_args(1..=200));
+}

@@ -686,6 +686,10 @@ pub fn restore_rows(
                     mask & !found
                 )));
             }
+            if !whole {
+                // Readable again from their page (`TableView::load`).
+                state.table.let_go_of_restored_page(page);
+            }
         }
         Ok(())
     })();

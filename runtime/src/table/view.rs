@@ -529,6 +529,35 @@ impl TableView {
         self.image = Some(store);
         // The image changed under the rows read from it.
         self.forget_page();
+        self.let_go_of_written(sealed);
+    }
+
+    /// Lets the rows of page `page` an open restored from the image
+    /// (`image::restore_rows`, page by page) go as a checkpoint would
+    /// (`leaves_ram`): the image holds them as they are, so an open over
+    /// many queued jobs never holds them all whole, neither while it reads
+    /// them nor after, until a checkpoint that may never come. A row the
+    /// restore changed (a running job queued again) is dirty and stays.
+    pub fn let_go_of_restored_page(&mut self, page: u64) {
+        let first = page * keys::ROWS_PER_PAGE;
+        let last = first + (keys::ROWS_PER_PAGE - 1);
+        let written = self.written;
+        let going: Vec<JobId> = (self.overlay.range(first..=last))
+            .filter(|(id, e)| {
+                e.generation <= written
+                    && !self.pins.contains_key(id)
+                    && e.row.as_deref().is_some_and(leaves_ram)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in going {
+            self.take(&id);
+        }
+    }
+
+    /// Drops from RAM every row unchanged since generation `sealed` (the
+    /// image holds it) that `leaves_ram` lets go and no pin holds.
+    fn let_go_of_written(&mut self, sealed: u64) {
         let pins = &self.pins;
         let (mut changed, mut rows) = (0, 0);
         self.overlay.retain(|id, e| {
