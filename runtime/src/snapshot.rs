@@ -4,7 +4,6 @@
 //! whose pages hold the rows.
 
 use std::collections::HashSet;
-use std::ops::ControlFlow;
 
 use booster_store::{CompactionPlan, SliceKey};
 
@@ -106,19 +105,10 @@ impl Snapshot {
 /// The jobs whose slices are live: every row's job that owns slices
 /// (sliced ones, and the lost, whose shape is unknown); every row in RAM
 /// but a tombstone (a destroyed job's slices are dead). Reads every page
-/// of the table's image.
+/// of the table's image, by the rows' heads (`TableView::slice_owners`).
 fn live_jobs(state: &State) -> Result<HashSet<JobId>, RuntimeError> {
-    let mut live: HashSet<JobId> = (state.table.values())
-        .filter(|j| !j.is_destroyed())
-        .map(|j| j.id)
-        .collect();
-    state.table.scan(false, state.book.next_id, |job| {
-        if job.sliced().is_some() || &*job.kind == crate::lost::KIND {
-            live.insert(job.id);
-        }
-        ControlFlow::Continue(())
-    })?;
-    Ok(live)
+    let lost = state.book.kind_ids.id(crate::lost::KIND);
+    state.table.slice_owners(lost)
 }
 
 /// Which slices are live, and nothing else: what `inspect`'s stats need,
@@ -158,5 +148,51 @@ impl CompactionPlan for Snapshot {
     }
     fn meta_snapshot(&self) -> Vec<Vec<u8>> {
         self.records.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::live_jobs;
+    use crate::meta::{Control, Meta};
+    use crate::table::keys;
+    use crate::JobSpec;
+
+    fn control(job: u64, action: Control) -> Meta {
+        Meta::Control {
+            job,
+            at_ms: 3,
+            action,
+        }
+    }
+
+    /// Compaction's live set, from a checkpoint's pages read by their
+    /// rows' heads: a finished sliced job keeps its slices, a destroyed
+    /// one (a tombstone) and a simple job own none; every slot of a page
+    /// that cannot be read is live, so no slice goes for a row unseen.
+    #[test]
+    fn the_live_set_keeps_sliced_rows_and_every_slot_of_a_page_it_cannot_read() {
+        let mut logged = crate::logged_tests::Logged::new(crate::state_tests::state());
+        logged.simple_jobs_done(70, |_| Some(Ok(None)));
+        let sliced = Meta::Created {
+            first_id: 71,
+            at_ms: 1,
+            specs: vec![JobSpec::sliced("copy"), JobSpec::sliced("copy")],
+        };
+        logged.apply(&sliced).unwrap();
+        logged.apply(&control(71, Control::Abort)).unwrap();
+        logged.apply(&control(72, Control::Abort)).unwrap();
+        logged.apply(&control(72, Control::Destroy)).unwrap();
+        logged.checkpoint();
+        assert_eq!(logged.st.table.values().count(), 0, "every row left RAM");
+        let live = live_jobs(&logged.st).unwrap();
+        assert_eq!(live.into_iter().collect::<Vec<_>>(), vec![71]);
+
+        logged.fail_reads_of(keys::row_page(0));
+        let mut live: Vec<u64> = live_jobs(&logged.st).unwrap().into_iter().collect();
+        live.sort_unstable();
+        let mut want: Vec<u64> = (0..64).collect();
+        want.push(71);
+        assert_eq!(live, want, "page 0 (ids 0 to 63) could not be read");
     }
 }

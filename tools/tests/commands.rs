@@ -130,7 +130,22 @@ fn inspect_reports_segments_and_compression() {
         "{report}"
     );
     assert_eq!(report["jobs"], 1);
+    assert_eq!(report["jobs_by_state"], serde_json::json!({"completed": 1}));
+    // Counted by state as the runtime counts them (never by listing every
+    // job, which held each one in RAM): a queued and an aborted job join.
+    let queued = sb.write("q.txt", numbered_lines(10).as_bytes());
+    sb.ok(&["submit", "--kind", "copy", "--input", s(&queued)]);
+    let id = job_id(&sb.json(&["submit", "--kind", "copy", "--input", s(&queued)])).to_string();
+    sb.ok(&["job", "abort", &id]);
+    let report = sb.json(&["inspect"]);
+    assert_eq!(report["jobs"], 3, "{report}");
+    let by_state = serde_json::json!({"completed": 1, "queued": 1, "aborted": 1});
+    assert_eq!(report["jobs_by_state"], by_state, "{report}");
     let human = stdout(&sb.ok(&["inspect"]));
+    assert!(
+        human.contains("jobs            3 (1 aborted, 1 completed, 1 queued)"),
+        "{human}"
+    );
     assert!(
         human.contains("compression") && human.contains("segments"),
         "{human}"

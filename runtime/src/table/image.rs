@@ -78,6 +78,12 @@ pub(super) struct StoredPage {
     records: Vec<Vec<u8>>,
 }
 
+impl StoredPage {
+    pub(super) fn heads(&self) -> &[row::Head] {
+        &self.heads
+    }
+}
+
 pub(super) fn read_stored(
     store: &dyn SliceStore,
     page: u64,

@@ -25,7 +25,7 @@
 //! page (`load`), a lease batch each page once (`page_cache`).
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::ControlFlow;
 use std::sync::{Arc, Weak};
 
@@ -734,6 +734,42 @@ impl TableView {
             true => ControlFlow::Continue(()),
             false => f(j),
         })
+    }
+
+    /// The jobs whose slices are live (compaction's and `store_stats`'
+    /// plan, `snapshot::live_jobs`): every row in RAM but a tombstone, and
+    /// every stored row not in RAM that owns slices (sliced, or of kind
+    /// `lost_kind`: a lost row's shape is unknown) and is no tombstone.
+    /// Stored rows are read by their heads, never made whole: 20M
+    /// finished simple jobs are 312K pages to read, not 20M rows to build
+    /// under the state lock. Every slot of a stored page that cannot be
+    /// read is live: no slice is dropped for a row that could not be seen.
+    pub fn slice_owners(&self, lost_kind: Option<KindId>) -> Result<HashSet<JobId>, RuntimeError> {
+        let in_ram = self
+            .overlay
+            .iter()
+            .filter(|(_, e)| e.row.as_deref().is_some_and(|j| !j.is_destroyed()));
+        let mut live: HashSet<JobId> = in_ram.map(|(id, _)| *id).collect();
+        let Some(store) = self.store() else {
+            return Ok(live);
+        };
+        let all = (std::ops::Bound::Unbounded, std::ops::Bound::Unbounded);
+        for item in store.scan(TABLE_OWNER, ROW_PAGE, all, false, usize::MAX)? {
+            let page = item.key.seq;
+            let Ok(stored) = super::image::read_stored(&*store, page) else {
+                let first = page * keys::ROWS_PER_PAGE;
+                live.extend(first..first + keys::ROWS_PER_PAGE);
+                continue;
+            };
+            for h in stored.iter().flat_map(|s| s.heads()) {
+                let owns = h.sliced() || Some(h.kind) == lost_kind;
+                let tombstone = h.state == super::row::STATE_DESTROYED;
+                if owns && !tombstone && !self.overlay.contains_key(&h.id) {
+                    live.insert(h.id);
+                }
+            }
+        }
+        Ok(live)
     }
 
     /// `scan`, tombstones included.

@@ -34,15 +34,17 @@ pub async fn incidents(ctx: &Ctx) -> anyhow::Result<i32> {
 
 pub async fn inspect(ctx: &Ctx) -> anyhow::Result<i32> {
     let runtime = ctx.open(None, false, true).await?;
-    let (stats, jobs) = with_runtime(runtime.clone(), async {
-        let jobs = runtime.jobs(Default::default()).await?;
-        Ok((runtime.store_stats()?, jobs))
+    // The counts by state the runtime keeps, never a listing of every
+    // job: that held each one in RAM (5.9 GB and 20 s at 4M jobs).
+    let (stats, counts) = with_runtime(runtime.clone(), async {
+        Ok((runtime.store_stats()?, runtime.metrics().jobs_by_state))
     })
     .await?;
-    let mut by_state: BTreeMap<&str, u64> = BTreeMap::new();
-    for job in &jobs {
-        *by_state.entry(job.state.as_str()).or_default() += 1;
-    }
+    let by_state: BTreeMap<&str, u64> = (counts.iter())
+        .filter(|(_, n)| *n > 0)
+        .map(|(s, n)| (s.as_str(), *n))
+        .collect();
+    let jobs: u64 = by_state.values().sum();
     let files = segment_files(&ctx.data_dir);
     let on_disk_bytes: u64 = files.iter().map(|(_, len)| len).sum();
     let ratio = if stats.stored_bytes > 0 {
@@ -63,7 +65,7 @@ pub async fn inspect(ctx: &Ctx) -> anyhow::Result<i32> {
             "stored_bytes": stats.stored_bytes,
             "compression_ratio": ratio,
             "bytes_on_disk": on_disk_bytes,
-            "jobs": jobs.len(),
+            "jobs": jobs,
             "jobs_by_state": by_state,
             "segment_files": files.iter().map(|(n, l)| json!({"name": n, "bytes": l})).collect::<Vec<_>>(),
         }));
@@ -92,7 +94,7 @@ pub async fn inspect(ctx: &Ctx) -> anyhow::Result<i32> {
         report::bytes(stats.stored_bytes)
     );
     let states: Vec<String> = by_state.iter().map(|(s, n)| format!("{n} {s}")).collect();
-    outln!("jobs            {} ({})", jobs.len(), states.join(", "));
+    outln!("jobs            {} ({})", jobs, states.join(", "));
     if !ctx.quiet {
         for (name, len) in &files {
             outln!("  {name}  {}", report::bytes(*len));
