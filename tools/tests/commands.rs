@@ -97,6 +97,49 @@ fn submit_work_download_cycle_with_job_controls() {
     );
 }
 
+/// `work` reports the jobs this run finished, and only those: not the
+/// jobs finished before it (read from what was unfinished when it started
+/// and the jobs created since, never from a listing of every job, which
+/// held millions of rows in RAM), and it names a job it cannot run.
+#[test]
+fn work_reports_only_the_jobs_it_finished_and_names_those_that_wait() {
+    let sb = Sandbox::new();
+    let input = sb.write("in.txt", numbered_lines(20).as_bytes());
+    let submit = || job_id(&sb.json(&["submit", "--kind", "copy", "--input", s(&input)]));
+    let earlier = submit();
+    sb.ok(&["work", "--until-idle"]);
+    let (a, b) = (submit(), submit());
+    let paused = submit();
+    sb.ok(&["job", "pause", &paused.to_string()]);
+    sb.ok(&["-q", "kind", "limit", "exec", "0"]);
+    let exec = [
+        "submit",
+        "--kind",
+        "exec",
+        "--cmd",
+        "cat",
+        "--input",
+        s(&input),
+    ];
+    let waits = job_id(&sb.json(&exec));
+    let report = sb.json(&["work", "--until-idle"]);
+    let ids: Vec<u64> = (report["finished"].as_array().unwrap().iter())
+        .map(|j| j["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![a, b],
+        "not {earlier} (finished before), not {paused} (paused): {report}"
+    );
+    let said = stdout(&sb.ok(&["work", "--until-idle"]));
+    assert!(said.contains(&format!("job {waits} waits: ")), "{said}");
+    assert!(!said.contains("nothing to do"), "{said}");
+    sb.ok(&["job", "resume", &paused.to_string()]);
+    let report = sb.json(&["work", "--until-idle"]);
+    assert_eq!(report["finished"][0]["id"], paused, "{report}");
+    assert_eq!(report["finished"].as_array().unwrap().len(), 1, "{report}");
+}
+
 #[test]
 fn abort_and_illegal_transitions_are_reported() {
     let sb = Sandbox::new();

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use booster_runtime::{JobFilter, Runtime};
+use booster_runtime::{JobFilter, JobId, JobQuery, JobState, JobStatus, Runtime, RuntimeError};
 use indicatif::MultiProgress;
 
 use super::{with_runtime, Ctx};
@@ -44,7 +44,7 @@ pub async fn work(ctx: &Ctx, args: WorkArgs) -> anyhow::Result<i32> {
         ));
     }
     let runtime = ctx.open_with(opts, false).await?;
-    let before: BTreeSet<u64> = finished_ids(&runtime).await?;
+    let before = Before::take(&runtime).await?;
     let body = async {
         let watcher = match dirmon {
             Some(config) => Some(crate::dirmon::Watcher::spawn(runtime.clone(), config)?),
@@ -54,26 +54,26 @@ pub async fn work(ctx: &Ctx, args: WorkArgs) -> anyhow::Result<i32> {
         if let Some(watcher) = watcher {
             watcher.stop().await;
         }
-        Ok((interrupted?, runtime.jobs(JobFilter::default()).await?))
+        let interrupted = interrupted?;
+        Ok((
+            interrupted,
+            before.finished_since(&runtime).await?,
+            unfinished(&runtime).await?,
+        ))
     };
-    let (interrupted, jobs) = with_runtime(runtime.clone(), body).await?;
-    let finished: Vec<_> = jobs
-        .iter()
-        .filter(|j| j.state.is_finished() && !before.contains(&j.id))
-        .collect();
+    let (interrupted, finished, unfinished) = with_runtime(runtime.clone(), body).await?;
     // A job that waits for something this process cannot give (a kind no
     // worker here runs) is named, so "nothing to do" never hides it.
-    let waiting: Vec<_> = jobs
-        .iter()
+    let waiting: Vec<_> = (unfinished.iter())
         .filter_map(|j| j.waiting_reason.as_ref().map(|why| (j.id, why)))
         .collect();
     let worst = finished
         .iter()
-        .map(|j| super::exit_code(j))
+        .map(super::exit_code)
         .max()
         .unwrap_or(exit::OK);
     if ctx.json {
-        let list: Vec<_> = finished.iter().map(|j| report::job_json(j)).collect();
+        let list: Vec<_> = finished.iter().map(report::job_json).collect();
         report::print_json(&serde_json::json!({ "interrupted": interrupted, "finished": list }));
     } else {
         for job in &finished {
@@ -100,14 +100,82 @@ pub async fn work(ctx: &Ctx, args: WorkArgs) -> anyhow::Result<i32> {
     })
 }
 
-async fn finished_ids(runtime: &Runtime) -> anyhow::Result<BTreeSet<u64>> {
-    Ok(runtime
-        .jobs(JobFilter::default())
-        .await?
-        .into_iter()
-        .filter(|j| j.state.is_finished())
-        .map(|j| j.id)
-        .collect())
+/// What a run reports as finished is read from what was unfinished when
+/// it started and the jobs created since, never from a listing of every
+/// job: a store keeps its finished jobs for their retention, millions of
+/// them (listing 4M took 35 s and 6 GB before `work` did any work).
+struct Before {
+    /// Unfinished when the run started.
+    unfinished: BTreeSet<JobId>,
+    /// The newest job id then (0: none).
+    newest: JobId,
+}
+
+impl Before {
+    async fn take(runtime: &Runtime) -> anyhow::Result<Before> {
+        let unfinished = unfinished(runtime)
+            .await?
+            .into_iter()
+            .map(|j| j.id)
+            .collect();
+        let newest = runtime.jobs_page(JobQuery {
+            limit: 1,
+            ..JobQuery::newest(Default::default())
+        });
+        let newest = newest.await?.jobs.first().map_or(0, |j| j.id);
+        Ok(Before { unfinished, newest })
+    }
+
+    /// The jobs that finished since `take`, ascending id: of those
+    /// unfinished then, and of those created since (newest first, page by
+    /// page, down to the newest of then). A job destroyed meanwhile is
+    /// not one (as a listing would not show it).
+    async fn finished_since(&self, runtime: &Runtime) -> anyhow::Result<Vec<JobStatus>> {
+        let mut out = Vec::new();
+        for &id in &self.unfinished {
+            match runtime.job(id).await {
+                Ok(job) if job.state.is_finished() => out.push(job),
+                Ok(_) | Err(RuntimeError::NotFound(..)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mut query = JobQuery {
+            limit: JobQuery::MAX_LIMIT,
+            ..JobQuery::newest(Default::default())
+        };
+        'pages: loop {
+            let page = runtime.jobs_page(query.clone()).await?;
+            for job in page.jobs.into_iter().rev() {
+                if job.id <= self.newest {
+                    break 'pages;
+                }
+                if job.state.is_finished() {
+                    out.push(job);
+                }
+            }
+            match page.next_before {
+                Some(before) => query.before = Some(before),
+                None => break,
+            }
+        }
+        out.sort_by_key(|j| j.id);
+        Ok(out)
+    }
+}
+
+/// Every unfinished job, ascending id: read through the index by state,
+/// so its cost follows the active jobs, not the history.
+async fn unfinished(runtime: &Runtime) -> anyhow::Result<Vec<JobStatus>> {
+    let mut out = Vec::new();
+    for &state in JobState::ALL.iter().filter(|s| !s.is_finished()) {
+        let filter = JobFilter {
+            state: Some(state),
+            ..JobFilter::default()
+        };
+        out.extend(runtime.jobs(filter).await?);
+    }
+    out.sort_by_key(|j| j.id);
+    Ok(out)
 }
 
 /// true if stopped by an interrupt.
@@ -115,6 +183,8 @@ async fn run_until(ctx: &Ctx, runtime: &Runtime, until_idle: bool) -> anyhow::Re
     let mode = Mode::pick(ctx.json, ctx.quiet, false);
     let multi = MultiProgress::new();
     let mut bars: BTreeMap<u64, Progress> = BTreeMap::new();
+    // Jobs whose bar was finished: not looked up again.
+    let mut ended: BTreeSet<JobId> = BTreeSet::new();
     let idle = async {
         if until_idle {
             runtime.wait_idle().await
@@ -139,8 +209,31 @@ async fn run_until(ctx: &Ctx, runtime: &Runtime, until_idle: bool) -> anyhow::Re
                 if mode == Mode::Off {
                     continue;
                 }
-                for job in runtime.jobs(JobFilter::default()).await? {
+                // The active jobs, and those whose bar is not finished yet.
+                let mut jobs = unfinished(runtime).await?;
+                let listed: BTreeSet<JobId> = jobs.iter().map(|j| j.id).collect();
+                let left: Vec<JobId> = (bars.keys())
+                    .filter(|id| !listed.contains(id) && !ended.contains(id))
+                    .copied()
+                    .collect();
+                for id in left {
+                    match runtime.job(id).await {
+                        Ok(job) => jobs.push(job),
+                        // Destroyed once finished: its bar ends.
+                        Err(RuntimeError::NotFound(..)) => {
+                            ended.insert(id);
+                            if let Some(bar) = bars.get(&id) {
+                                bar.finish("destroyed");
+                            }
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                for job in jobs {
                     let active = !job.state.is_finished();
+                    if !active {
+                        ended.insert(job.id);
+                    }
                     if active && !bars.contains_key(&job.id) {
                         let label = format!("job {}", job.id);
                         bars.insert(job.id, Progress::new(mode, Some(&multi), &label, Unit::Records));
