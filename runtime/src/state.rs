@@ -943,45 +943,7 @@ impl State {
                 }
                 Ok(())
             }
-            Meta::Restore { job } => {
-                if !crate::table::keys::ids_fit(job.id, 1) {
-                    return Err(RuntimeError::Corrupt(format!(
-                        "restore: job id {} is one the runtime reserves",
-                        job.id
-                    )));
-                }
-                if let Some(s) = job.sliced() {
-                    crate::category::check_categories(&s.categories).map_err(|e| {
-                        RuntimeError::Corrupt(format!("restore: job {}: {e}", job.id))
-                    })?;
-                }
-                let mut job = (**job).clone();
-                let mut started = false;
-                if let Body::Sliced(s) = &job.body {
-                    let map = &s.slices;
-                    for (k, d) in &map.detail {
-                        if let (Some(SliceState::Pending), Some(at)) =
-                            (map.state(*k), d.retry_at_ms)
-                        {
-                            self.book.slice_retries.insert((at, job.id, *k));
-                        }
-                    }
-                    // No lease survives a restart: only a ran before hook
-                    // keeps a sliced job running.
-                    started = s.before_done;
-                }
-                let requeued = job.state == JobState::Running && !started;
-                if requeued {
-                    job.state = JobState::Queued;
-                }
-                let id = job.id;
-                self.insert(job, "restored");
-                if requeued {
-                    // Not the row the image holds: written at the next checkpoint.
-                    self.table.get_mut(&id);
-                }
-                Ok(())
-            }
+            Meta::Restore { job } => self.restore((**job).clone()),
             Meta::NextId { next } => {
                 if *next > crate::table::keys::RESERVED_OWNER_BASE {
                     return Err(RuntimeError::Corrupt(format!(
@@ -1238,6 +1200,59 @@ impl State {
             destroy_on_complete: spec.destroy_on_complete,
             destroyed_ms: None,
         }
+    }
+
+    /// `apply` of a `restore` record of `job`, the row handed over rather
+    /// than copied (the open, `image::restore_rows`: one row at a time,
+    /// millions of them).
+    pub(crate) fn apply_restore(&mut self, job: Job) -> Result<(), RuntimeError> {
+        if self.book.live {
+            self.book.records_since_checkpoint += 1;
+        }
+        let applied = self.restore(job);
+        self.settle_dependents();
+        self.destroy_completed(self.book.log_ms);
+        applied
+    }
+
+    /// A row as a `restore` record (or the open, `image::restore_rows`,
+    /// which hands it over rather than have it copied) puts it: a running
+    /// job with no ran before hook is queued again, since no lease
+    /// survives a restart.
+    fn restore(&mut self, mut job: Job) -> Result<(), RuntimeError> {
+        if !crate::table::keys::ids_fit(job.id, 1) {
+            return Err(RuntimeError::Corrupt(format!(
+                "restore: job id {} is one the runtime reserves",
+                job.id
+            )));
+        }
+        if let Some(s) = job.sliced() {
+            crate::category::check_categories(&s.categories)
+                .map_err(|e| RuntimeError::Corrupt(format!("restore: job {}: {e}", job.id)))?;
+        }
+        let mut started = false;
+        if let Body::Sliced(s) = &job.body {
+            let map = &s.slices;
+            for (k, d) in &map.detail {
+                if let (Some(SliceState::Pending), Some(at)) = (map.state(*k), d.retry_at_ms) {
+                    self.book.slice_retries.insert((at, job.id, *k));
+                }
+            }
+            // No lease survives a restart: only a ran before hook
+            // keeps a sliced job running.
+            started = s.before_done;
+        }
+        let requeued = job.state == JobState::Running && !started;
+        if requeued {
+            job.state = JobState::Queued;
+        }
+        let id = job.id;
+        self.insert(job, "restored");
+        if requeued {
+            // Not the row the image holds: written at the next checkpoint.
+            self.table.get_mut(&id);
+        }
+        Ok(())
     }
 
     fn insert(&mut self, mut job: Job, what: &str) {

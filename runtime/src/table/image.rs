@@ -680,11 +680,10 @@ pub fn restore_rows(
                 kinds_read.entry(row.kind).or_default()[s.index()] += 1;
                 let kinds = |k| state.book.kind_ids.name(k).cloned();
                 let job = whole_job(&**store, row, &kinds)?;
-                let m = Meta::Restore { job: Box::new(job) };
                 if let Some(lost) = lost.as_deref_mut() {
-                    lost.note(&m, state);
+                    lost.note_restored(job.id);
                 }
-                state.apply(&m)?;
+                state.apply_restore(job)?;
             }
             if exact && found != mask {
                 return Err(corrupt(format!(
