@@ -66,8 +66,9 @@ impl LostCreated {
     }
 
     /// Ids `first..first + n` were created (or restored). A run that
-    /// goes on from the last one grows it: an open restoring 10M queued
-    /// rows in id order keeps one entry, not 10M (160 MB).
+    /// goes on from the last one grows it: an open with lost meta that
+    /// restores 10M queued rows in id order keeps one entry, not 10M
+    /// (160 MB).
     fn cover(&mut self, first: JobId, n: u64) {
         if let Some((f, c)) = self.created.last_mut() {
             if f.checked_add(*c) == Some(first) {
@@ -327,8 +328,8 @@ mod tests {
     }
 
     /// Rows restored in id order keep one run, not an entry each (an
-    /// open over 10M queued rows held 160 MB of them), and the gaps
-    /// between runs are still lost.
+    /// open with lost meta over 10M queued rows held 160 MB of them), and
+    /// the gaps between runs are still lost.
     #[test]
     fn restored_rows_in_id_order_are_noted_as_one_run() {
         let mut l = LostCreated::default();
