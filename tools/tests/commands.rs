@@ -140,6 +140,39 @@ fn work_reports_only_the_jobs_it_finished_and_names_those_that_wait() {
     assert_eq!(report["finished"].as_array().unwrap().len(), 1, "{report}");
 }
 
+/// `jobs --json` lists every page as one JSON array, newest first, written
+/// a page at a time (never the whole list in RAM: 18 GB for 4M jobs), and
+/// an empty store is `[]`.
+#[test]
+fn jobs_json_lists_every_page_as_one_array_newest_first() {
+    let sb = Sandbox::new();
+    let submit = |n: usize| {
+        let tokio = tokio::runtime::Runtime::new().unwrap();
+        tokio.block_on(async {
+            // No worker runs kind "held": they all stay queued.
+            let mut opts = booster_runtime::RuntimeOptions::new(sb.data());
+            opts.workers = 1;
+            let rt = booster_runtime::Runtime::open(opts).await.unwrap();
+            let specs = (0..n)
+                .map(|_| booster_runtime::JobSpec::simple("held", serde_json::Value::Null))
+                .collect();
+            rt.submit_many(specs).await.unwrap();
+            rt.shutdown(std::time::Duration::from_secs(5))
+                .await
+                .unwrap();
+        });
+    };
+    submit(0);
+    assert_eq!(sb.json(&["jobs"]), serde_json::json!([]));
+    // Three pages of 1000.
+    submit(2500);
+    let listed = sb.json(&["jobs"]);
+    let ids: Vec<u64> = (listed.as_array().unwrap().iter())
+        .map(|j| j["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, (1..=2500).rev().collect::<Vec<u64>>());
+}
+
 #[test]
 fn abort_and_illegal_transitions_are_reported() {
     let sb = Sandbox::new();
