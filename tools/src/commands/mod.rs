@@ -125,6 +125,19 @@ impl Ctx {
         opts: booster_runtime::RuntimeOptions,
         must_exist: bool,
     ) -> anyhow::Result<Runtime> {
+        let runtime = self.open_unregistered(opts, must_exist).await?;
+        kinds::register_builtin(&runtime);
+        Ok(runtime)
+    }
+
+    /// `open_with` before the built-in kinds are registered: no job of
+    /// theirs can start until `kinds::register_builtin` (what `work` reads
+    /// as "unfinished when the run started" is taken in between).
+    pub async fn open_unregistered(
+        &self,
+        opts: booster_runtime::RuntimeOptions,
+        must_exist: bool,
+    ) -> anyhow::Result<Runtime> {
         if must_exist && !self.data_dir.exists() {
             anyhow::bail!(
                 "no data directory at {}; pass --data DIR (or set BOOSTER_DATA), or submit a job first",
@@ -136,7 +149,6 @@ impl Ctx {
             Err(e) => return Err(self.explain_open_error(e)),
         };
         report_recovery(&self.data_dir, &runtime);
-        kinds::register_builtin(&runtime);
         Ok(runtime)
     }
 

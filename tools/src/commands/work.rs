@@ -43,8 +43,11 @@ pub async fn work(ctx: &Ctx, args: WorkArgs) -> anyhow::Result<i32> {
             "--dirmon-allow watches for files until stopped; drop --until-idle",
         ));
     }
-    let runtime = ctx.open_with(opts, false).await?;
+    // Taken before any job can start: a job that finished between the
+    // open and the look would be left out of what this run reports.
+    let runtime = ctx.open_unregistered(opts, false).await?;
     let before = Before::take(&runtime).await?;
+    crate::kinds::register_builtin(&runtime);
     let body = async {
         let watcher = match dirmon {
             Some(config) => Some(crate::dirmon::Watcher::spawn(runtime.clone(), config)?),
