@@ -57,45 +57,31 @@ pub async fn work(ctx: &Ctx, args: WorkArgs) -> anyhow::Result<i32> {
         if let Some(watcher) = watcher {
             watcher.stop().await;
         }
-        let interrupted = interrupted?;
-        Ok((
-            interrupted,
-            before.finished_since(&runtime).await?,
-            unfinished(&runtime).await?,
-        ))
-    };
-    let (interrupted, finished, unfinished) = with_runtime(runtime.clone(), body).await?;
-    // A job that waits for something this process cannot give (a kind no
-    // worker here runs) is named, so "nothing to do" never hides it.
-    let waiting: Vec<_> = (unfinished.iter())
-        .filter_map(|j| j.waiting_reason.as_ref().map(|why| (j.id, why)))
-        .collect();
-    let worst = finished
-        .iter()
-        .map(super::exit_code)
-        .max()
-        .unwrap_or(exit::OK);
-    if ctx.json {
-        let list: Vec<_> = finished.iter().map(report::job_json).collect();
-        report::print_json(&serde_json::json!({ "interrupted": interrupted, "finished": list }));
-    } else {
-        for job in &finished {
-            if ctx.quiet && super::exit_code(job) != exit::OK {
-                // -q hides the chatter, never the news that records failed.
-                eprintln!("{}", super::plan::summary(job));
-            } else {
-                ctx.say(super::plan::summary(job));
+        let mut report = Report::new(ctx, interrupted?);
+        let left = runtime.unfinished_ids();
+        for id in before.ids_since(&runtime).await? {
+            // Still unfinished (a backlog the run did not reach): not read.
+            if left.binary_search(&id).is_ok() {
+                continue;
+            }
+            match runtime.job(id).await {
+                Ok(job) if job.state.is_finished() => report.finished(&job),
+                Ok(_) | Err(RuntimeError::NotFound(..)) => {}
+                Err(e) => return Err(e.into()),
             }
         }
-        for (id, why) in &waiting {
-            ctx.say(format!("job {id} waits: {why}"));
+        // A job that waits for something this process cannot give (a kind
+        // no worker here runs) is named, so "nothing to do" never hides it.
+        for &id in left.iter().take(WAITING_LOOK) {
+            match runtime.job(id).await {
+                Ok(job) => report.waits(&job),
+                Err(RuntimeError::NotFound(..)) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
-        if interrupted {
-            ctx.say("stopped; `booster work` picks up the rest");
-        } else if finished.is_empty() && waiting.is_empty() {
-            ctx.say("nothing to do");
-        }
-    }
+        Ok(report.finish(left.len()))
+    };
+    let (interrupted, worst) = with_runtime(runtime.clone(), body).await?;
     Ok(if interrupted && args.until_idle {
         exit::INTERRUPTED
     } else {
@@ -103,82 +89,139 @@ pub async fn work(ctx: &Ctx, args: WorkArgs) -> anyhow::Result<i32> {
     })
 }
 
+/// The unfinished jobs left at the end that `work` looks at for a
+/// waiting reason, oldest first: a backlog of millions is counted, not
+/// read.
+const WAITING_LOOK: usize = 100;
+
+/// What a run says, a job at a time as it is read (never every finished
+/// job held at once: a run can finish millions): text, or with `--json`
+/// one object `{"interrupted", "finished": [..]}` whose array is written
+/// an element at a time.
+struct Report<'a> {
+    ctx: &'a Ctx,
+    interrupted: bool,
+    finished: usize,
+    waiting: usize,
+    /// The highest exit code of a finished job's.
+    worst: i32,
+}
+
+impl<'a> Report<'a> {
+    fn new(ctx: &'a Ctx, interrupted: bool) -> Report<'a> {
+        Report {
+            ctx,
+            interrupted,
+            finished: 0,
+            waiting: 0,
+            worst: exit::OK,
+        }
+    }
+
+    fn finished(&mut self, job: &JobStatus) {
+        let code = super::exit_code(job);
+        self.worst = self.worst.max(code);
+        if self.ctx.json {
+            let head = match self.finished {
+                0 => format!("{{\"interrupted\":{},\"finished\":[", self.interrupted),
+                _ => ",".to_string(),
+            };
+            outln!("{head}{}", report::job_json(job));
+        } else if self.ctx.quiet && code != exit::OK {
+            // -q hides the chatter, never the news that records failed.
+            eprintln!("{}", super::plan::summary(job));
+        } else {
+            self.ctx.say(super::plan::summary(job));
+        }
+        self.finished += 1;
+    }
+
+    fn waits(&mut self, job: &JobStatus) {
+        if let Some(why) = &job.waiting_reason {
+            if !self.ctx.json {
+                self.ctx.say(format!("job {} waits: {why}", job.id));
+            }
+            self.waiting += 1;
+        }
+    }
+
+    /// The closing lines, `unfinished` jobs left; (interrupted, the exit
+    /// code the finished jobs call for).
+    fn finish(self, unfinished: usize) -> (bool, i32) {
+        if self.ctx.json {
+            match self.finished {
+                0 => report::print_json(&serde_json::json!({
+                    "interrupted": self.interrupted, "finished": []
+                })),
+                _ => outln!("]}}"),
+            }
+        } else if self.interrupted {
+            self.ctx.say("stopped; `booster work` picks up the rest");
+        } else if unfinished > WAITING_LOOK {
+            self.ctx.say(format!(
+                "{unfinished} jobs are unfinished (the oldest {WAITING_LOOK} looked at); \
+                 `booster jobs --state queued` lists them"
+            ));
+        } else if self.finished == 0 && self.waiting == 0 {
+            self.ctx.say("nothing to do");
+        }
+        (self.interrupted, self.worst)
+    }
+}
+
 /// What a run reports as finished is read from what was unfinished when
 /// it started and the jobs created since, never from a listing of every
 /// job: a store keeps its finished jobs for their retention, millions of
-/// them (listing 4M took 35 s and 6 GB before `work` did any work).
+/// them (listing 4M took 35 s and 6 GB before `work` did any work), and
+/// its unfinished ones are ids only (`Runtime::unfinished_ids`, 8 bytes
+/// a job, not a status each).
 struct Before {
-    /// Unfinished when the run started.
-    unfinished: BTreeSet<JobId>,
+    /// Unfinished when the run started, ascending.
+    unfinished: Vec<JobId>,
     /// The newest job id then (0: none).
     newest: JobId,
 }
 
 impl Before {
     async fn take(runtime: &Runtime) -> anyhow::Result<Before> {
-        let unfinished = unfinished(runtime)
-            .await?
-            .into_iter()
-            .map(|j| j.id)
-            .collect();
         let newest = runtime.jobs_page(JobQuery {
             limit: 1,
             ..JobQuery::newest(Default::default())
         });
         let newest = newest.await?.jobs.first().map_or(0, |j| j.id);
-        Ok(Before { unfinished, newest })
+        Ok(Before {
+            unfinished: runtime.unfinished_ids(),
+            newest,
+        })
     }
 
-    /// The jobs that finished since `take`, ascending id: of those
-    /// unfinished then, and of those created since (newest first, page by
-    /// page, down to the newest of then). A job destroyed meanwhile is
-    /// not one (as a listing would not show it).
-    async fn finished_since(&self, runtime: &Runtime) -> anyhow::Result<Vec<JobStatus>> {
-        let mut out = Vec::new();
-        for &id in &self.unfinished {
-            match runtime.job(id).await {
-                Ok(job) if job.state.is_finished() => out.push(job),
-                Ok(_) | Err(RuntimeError::NotFound(..)) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+    /// The jobs that may have finished since `take`, ascending: those
+    /// unfinished then, then those created since (read newest first, page
+    /// by page, down to the newest of then; every one above it).
+    async fn ids_since(self, runtime: &Runtime) -> anyhow::Result<Vec<JobId>> {
+        let mut created = Vec::new();
         let mut query = JobQuery {
             limit: JobQuery::MAX_LIMIT,
             ..JobQuery::newest(Default::default())
         };
         'pages: loop {
             let page = runtime.jobs_page(query.clone()).await?;
-            for job in page.jobs.into_iter().rev() {
+            for job in page.jobs.iter().rev() {
                 if job.id <= self.newest {
                     break 'pages;
                 }
-                if job.state.is_finished() {
-                    out.push(job);
-                }
+                created.push(job.id);
             }
             match page.next_before {
                 Some(before) => query.before = Some(before),
                 None => break,
             }
         }
-        out.sort_by_key(|j| j.id);
-        Ok(out)
+        created.reverse();
+        let mut ids = self.unfinished;
+        ids.extend(created);
+        Ok(ids)
     }
-}
-
-/// Every unfinished job, ascending id: read through the index by state,
-/// so its cost follows the active jobs, not the history.
-async fn unfinished(runtime: &Runtime) -> anyhow::Result<Vec<JobStatus>> {
-    let mut out = Vec::new();
-    for &state in JobState::ALL.iter().filter(|s| !s.is_finished()) {
-        let filter = JobFilter {
-            state: Some(state),
-            ..JobFilter::default()
-        };
-        out.extend(runtime.jobs(filter).await?);
-    }
-    out.sort_by_key(|j| j.id);
-    Ok(out)
 }
 
 /// true if stopped by an interrupt.
@@ -212,8 +255,12 @@ async fn run_until(ctx: &Ctx, runtime: &Runtime, until_idle: bool) -> anyhow::Re
                 if mode == Mode::Off {
                     continue;
                 }
-                // The active jobs, and those whose bar is not finished yet.
-                let mut jobs = unfinished(runtime).await?;
+                // The running jobs, and those whose bar is not finished yet.
+                let running = JobFilter {
+                    state: Some(JobState::Running),
+                    ..JobFilter::default()
+                };
+                let mut jobs = runtime.jobs(running).await?;
                 let listed: BTreeSet<JobId> = jobs.iter().map(|j| j.id).collect();
                 let left: Vec<JobId> = (bars.keys())
                     .filter(|id| !listed.contains(id) && !ended.contains(id))
